@@ -1,0 +1,25 @@
+//! Compiles `proto/` with protox (pure Rust, no system `protoc`) and generates the tonic services.
+//! The file descriptor set is also written to `OUT_DIR` for server reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/loanledger/v1/common.proto",
+        "proto/loanledger/v1/registry.proto",
+        "proto/loanledger/v1/loans.proto",
+        "proto/loanledger/v1/audit.proto",
+    ];
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(files, ["proto"])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("loanledger_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! AuditService: loan histories, the journal, verification.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::journal_to_pb;
+use super::error::status;
+use super::loans::check_read;
+use super::pb::audit_service_server::AuditService;
+use super::{Api, parse, pb};
+use crate::app::verify::verify_ledger;
+
+/// Transactions per database read while streaming the journal.
+pub const JOURNAL_PAGE_TXNS: u32 = 1_000;
+
+/// Messages buffered per stream: the reader stays at most this far ahead of a slow client.
+const STREAM_BUFFER: usize = 256;
+
+type TxnStream = ReceiverStream<Result<pb::JournalTransaction, Status>>;
+
+#[tonic::async_trait]
+impl AuditService for Api {
+    type GetLoanHistoryStream = TxnStream;
+    type ReadJournalStream = TxnStream;
+
+    async fn get_loan_history(
+        &self,
+        request: Request<pb::GetLoanHistoryRequest>,
+    ) -> Result<Response<Self::GetLoanHistoryStream>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetLoanHistoryRequest { loan_id } = request.into_inner();
+        let loan_id = parse::id("loan_id", &loan_id)?;
+        let loan = self
+            .db
+            .get_loan(&loan_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
+        check_read(&actor, &loan)?;
+        // A loan's history is tens of entries over its life: read it at once, stream it out.
+        let entries = self
+            .db
+            .loan_history(&loan_id)
+            .await
+            .map_err(|e| status(e.into()))?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            for e in &entries {
+                if tx.send(Ok(journal_to_pb(e))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn read_journal(
+        &self,
+        request: Request<pb::ReadJournalRequest>,
+    ) -> Result<Response<Self::ReadJournalStream>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::ReadJournalRequest {
+            ledger_id,
+            from_seq,
+            to_seq,
+        } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        if !actor.reads_ledger(&ledger_id) {
+            return Err(Status::permission_denied(format!(
+                "{} may not read the journal of ledger {ledger_id}",
+                actor.actor()
+            )));
+        }
+        let from = from_seq.max(1);
+        let to = if to_seq == 0 { i64::MAX as u64 } else { to_seq };
+        if to < from {
+            return Err(super::error::invalid(
+                "to_seq",
+                "must not be below from_seq",
+            ));
+        }
+        let db = self.db.clone();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            let mut next = from;
+            while next <= to {
+                let page = match db
+                    .journal_range(&ledger_id, next, to, JOURNAL_PAGE_TXNS)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e.into()))).await;
+                        return;
+                    }
+                };
+                let full = page.len() == JOURNAL_PAGE_TXNS as usize;
+                for e in &page {
+                    next = u64::try_from(e.row.seq).unwrap_or(u64::MAX - 1) + 1;
+                    if tx.send(Ok(journal_to_pb(e))).await.is_err() {
+                        return;
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::VerifyRequest { ledger_id } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        if !actor.reads_ledger(&ledger_id) {
+            return Err(Status::permission_denied(format!(
+                "{} may not verify ledger {ledger_id}",
+                actor.actor()
+            )));
+        }
+        if self
+            .db
+            .get_ledger(&ledger_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .is_none()
+        {
+            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
+        let r = verify_ledger(&self.db, &ledger_id).await.map_err(status)?;
+        if !r.ok {
+            tracing::warn!(
+                ledger_id,
+                first_break_seq = r.first_break_seq,
+                problems = r.problems.len(),
+                "verify found problems"
+            );
+        }
+        Ok(Response::new(pb::VerifyResponse {
+            ok: r.ok,
+            transactions_checked: r.transactions_checked,
+            head_seq: r.head_seq,
+            head_hash: r.head_hash,
+            first_break_seq: r.first_break_seq,
+            problems: r.problems,
+        }))
+    }
+}

@@ -1,0 +1,326 @@
+//! Conversions between domain values and proto messages, in one place.
+
+use tonic::Status;
+
+use super::error::invalid;
+use super::parse;
+use super::pb;
+use crate::app::command::JournalRef;
+use crate::domain::date::format_date;
+use crate::domain::household::HouseholdStatus;
+use crate::domain::identity::mask;
+use crate::domain::loan::{LoanState, LoanStatus, RepaymentMethod, SettlementFrequency};
+use crate::domain::lpr::TenorBucket;
+use crate::domain::money::Rounding;
+use crate::domain::policy::{PolicyParams, PolicyVersion};
+use crate::store::rows::{HouseholdView, JournalEntry};
+
+pub fn household_status_from_pb(field: &str, value: i32) -> Result<HouseholdStatus, Status> {
+    use pb::HouseholdStatus as P;
+    Ok(match parse::enumeration::<P>(field, value)? {
+        P::Unspecified => return Err(invalid(field, "is required")),
+        P::RegisteredPoor => HouseholdStatus::RegisteredPoor,
+        P::Exited => HouseholdStatus::Exited,
+        P::Monitored => HouseholdStatus::Monitored,
+        P::Edge => HouseholdStatus::Edge,
+        P::NotEligible => HouseholdStatus::NotEligible,
+        P::Removed => HouseholdStatus::Removed,
+        P::MovedOut => HouseholdStatus::MovedOut,
+    })
+}
+
+pub fn household_status_to_pb(s: HouseholdStatus) -> pb::HouseholdStatus {
+    use pb::HouseholdStatus as P;
+    match s {
+        HouseholdStatus::RegisteredPoor => P::RegisteredPoor,
+        HouseholdStatus::Exited => P::Exited,
+        HouseholdStatus::Monitored => P::Monitored,
+        HouseholdStatus::Edge => P::Edge,
+        HouseholdStatus::NotEligible => P::NotEligible,
+        HouseholdStatus::Removed => P::Removed,
+        HouseholdStatus::MovedOut => P::MovedOut,
+    }
+}
+
+pub fn method_from_pb(field: &str, value: i32) -> Result<RepaymentMethod, Status> {
+    use pb::RepaymentMethod as P;
+    Ok(match parse::enumeration::<P>(field, value)? {
+        P::Unspecified => return Err(invalid(field, "is required")),
+        P::Bullet => RepaymentMethod::Bullet,
+        P::EqualInstalment => RepaymentMethod::EqualInstalment,
+        P::EqualPrincipal => RepaymentMethod::EqualPrincipal,
+        P::InterestWithPrincipal => RepaymentMethod::InterestWithPrincipal,
+    })
+}
+
+pub fn method_to_pb(m: RepaymentMethod) -> pb::RepaymentMethod {
+    use pb::RepaymentMethod as P;
+    match m {
+        RepaymentMethod::Bullet => P::Bullet,
+        RepaymentMethod::EqualInstalment => P::EqualInstalment,
+        RepaymentMethod::EqualPrincipal => P::EqualPrincipal,
+        RepaymentMethod::InterestWithPrincipal => P::InterestWithPrincipal,
+    }
+}
+
+pub fn frequency_from_pb(field: &str, value: i32) -> Result<SettlementFrequency, Status> {
+    use pb::SettlementFrequency as P;
+    Ok(match parse::enumeration::<P>(field, value)? {
+        P::Unspecified => return Err(invalid(field, "is required")),
+        P::Monthly => SettlementFrequency::Monthly,
+        P::Quarterly => SettlementFrequency::Quarterly,
+        P::Yearly => SettlementFrequency::Yearly,
+        P::AtMaturity => SettlementFrequency::AtMaturity,
+    })
+}
+
+pub fn frequency_to_pb(f: SettlementFrequency) -> pb::SettlementFrequency {
+    use pb::SettlementFrequency as P;
+    match f {
+        SettlementFrequency::Monthly => P::Monthly,
+        SettlementFrequency::Quarterly => P::Quarterly,
+        SettlementFrequency::Yearly => P::Yearly,
+        SettlementFrequency::AtMaturity => P::AtMaturity,
+    }
+}
+
+pub fn loan_status_from_pb(field: &str, value: i32) -> Result<Option<LoanStatus>, Status> {
+    use pb::LoanStatus as P;
+    if value == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match parse::enumeration::<P>(field, value)? {
+        P::Unspecified => return Ok(None),
+        P::Contracted => LoanStatus::Contracted,
+        P::Active => LoanStatus::Active,
+        P::Overdue => LoanStatus::Overdue,
+        P::Overdue90 => LoanStatus::Overdue90,
+        P::Settled => LoanStatus::Settled,
+        P::WrittenOff => LoanStatus::WrittenOff,
+    }))
+}
+
+pub fn loan_status_to_pb(s: LoanStatus) -> pb::LoanStatus {
+    use pb::LoanStatus as P;
+    match s {
+        LoanStatus::Contracted => P::Contracted,
+        LoanStatus::Active => P::Active,
+        LoanStatus::Overdue => P::Overdue,
+        LoanStatus::Overdue90 => P::Overdue90,
+        LoanStatus::Settled => P::Settled,
+        LoanStatus::WrittenOff => P::WrittenOff,
+    }
+}
+
+pub fn tenor_from_pb(field: &str, value: i32) -> Result<TenorBucket, Status> {
+    use pb::LprTenor as P;
+    Ok(match parse::enumeration::<P>(field, value)? {
+        P::Unspecified => return Err(invalid(field, "is required")),
+        P::OneYear => TenorBucket::UpToOneYear,
+        P::FiveYear => TenorBucket::OverOneYear,
+    })
+}
+
+pub fn tenor_to_pb(t: TenorBucket) -> pb::LprTenor {
+    match t {
+        TenorBucket::UpToOneYear => pb::LprTenor::OneYear,
+        TenorBucket::OverOneYear => pb::LprTenor::FiveYear,
+    }
+}
+
+pub fn journal_ref(r: &JournalRef) -> pb::JournalRef {
+    pb::JournalRef {
+        ledger_id: r.ledger_id.clone(),
+        seq: r.seq,
+        hash: r.hash.clone(),
+    }
+}
+
+pub fn loan_to_pb(l: &LoanState, full_ids: bool) -> pb::Loan {
+    let t = &l.terms;
+    pb::Loan {
+        loan_id: t.loan_id.clone(),
+        ledger_id: t.ledger_id.clone(),
+        bank_id: t.bank_id.clone(),
+        contract_number: t.contract_number.clone(),
+        household_id: t.household_id.clone(),
+        borrower_name: t.borrower_name.clone(),
+        borrower_id_number: if full_ids {
+            t.borrower_id_number.clone()
+        } else {
+            mask(&t.borrower_id_number)
+        },
+        principal_fen: t.principal_fen.0,
+        annual_rate: t.annual_rate.to_string(),
+        contract_date: format_date(t.contract_date),
+        term_months: t.term_months,
+        maturity_date: format_date(t.maturity_date),
+        repayment_method: method_to_pb(t.repayment_method) as i32,
+        settlement_frequency: frequency_to_pb(t.settlement_frequency) as i32,
+        purpose: t.purpose.clone(),
+        collateral_free: t.collateral_free,
+        guarantee_free: t.guarantee_free,
+        status: loan_status_to_pb(l.status) as i32,
+        disbursed_fen: l.disbursed_fen.0,
+        principal_outstanding_fen: l.principal_outstanding_fen.0,
+        principal_repaid_fen: l.principal_repaid_fen.0,
+        interest_paid_fen: l.interest_paid_fen.0,
+        disbursed_on: l.disbursed_on.map(format_date).unwrap_or_default(),
+        last_seq: l.last_seq,
+    }
+}
+
+pub fn household_to_pb(
+    record: &crate::domain::event::HouseholdRecord,
+    statuses: &[crate::domain::household::StatusEntry],
+    full_ids: bool,
+) -> pb::Household {
+    pb::Household {
+        household_id: record.household_id.clone(),
+        ledger_id: record.ledger_id.clone(),
+        head_name: record.head_name.clone(),
+        head_id_number: if full_ids {
+            record.head_id_number.clone()
+        } else {
+            mask(&record.head_id_number)
+        },
+        township: record.township.clone(),
+        village: record.village.clone(),
+        status_history: statuses
+            .iter()
+            .map(|s| pb::HouseholdStatusEntry {
+                status: household_status_to_pb(s.status) as i32,
+                effective_date: format_date(s.effective_date),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn household_view_to_pb(view: &HouseholdView, full_ids: bool) -> pb::Household {
+    let record = crate::domain::event::HouseholdRecord {
+        household_id: view.row.household_id.clone(),
+        ledger_id: view.row.ledger_id.clone(),
+        head_name: view.row.head_name.clone(),
+        head_id_number: view.row.head_id_number.clone(),
+        township: view.row.township.clone(),
+        village: view.row.village.clone(),
+    };
+    household_to_pb(&record, &view.statuses, full_ids)
+}
+
+pub fn journal_to_pb(e: &JournalEntry) -> pb::JournalTransaction {
+    let r = &e.row;
+    let seconds = r.recorded_at_us.div_euclid(1_000_000);
+    let nanos = (r.recorded_at_us.rem_euclid(1_000_000) * 1_000) as i32;
+    pb::JournalTransaction {
+        ledger_id: r.ledger_id.clone(),
+        seq: u64::try_from(r.seq).unwrap_or_default(),
+        kind: r.kind.clone(),
+        value_date: r.value_date.clone(),
+        recorded_at: Some(prost_types::Timestamp { seconds, nanos }),
+        actor: r.actor.clone(),
+        request_id: r.request_id.clone(),
+        command_json: r.command_json.clone(),
+        postings: e
+            .postings
+            .iter()
+            .map(|p| pb::Posting {
+                account: p.account.clone(),
+                amount_fen: p.amount.0,
+            })
+            .collect(),
+        prev_hash: r.prev_hash.clone(),
+        hash: r.hash.clone(),
+    }
+}
+
+pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
+    let p = &v.params;
+    pb::PolicyVersion {
+        ledger_id: ledger_id.to_string(),
+        effective_date: format_date(v.effective_date),
+        params: Some(pb::PolicyParams {
+            household_principal_cap_fen: p.household_principal_cap_fen,
+            term_months_max: p.term_months_max,
+            borrower_age_min: p.borrower_age_min,
+            borrower_age_max: p.borrower_age_max,
+            overdue_penalty_uplift: p.overdue_penalty_uplift.to_string(),
+            misuse_penalty_uplift: p.misuse_penalty_uplift.to_string(),
+            subsidy_ratio: p.subsidy_ratio.to_string(),
+            subsidy_cap_rate: p
+                .subsidy_cap_rate
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            grace_days: p.grace_days,
+            rounding: p.rounding.as_str().to_string(),
+            eligible_statuses: p
+                .eligible_statuses
+                .iter()
+                .map(|s| household_status_to_pb(*s) as i32)
+                .collect(),
+        }),
+    }
+}
+
+fn decimal(field: &str, value: &str) -> Result<rust_decimal::Decimal, Status> {
+    use std::str::FromStr;
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(invalid(
+            field,
+            "is not a non-negative decimal such as \"0.5\"",
+        ));
+    }
+    rust_decimal::Decimal::from_str(value).map_err(|_| invalid(field, "is not a decimal"))
+}
+
+pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status> {
+    let pb::PolicyParams {
+        household_principal_cap_fen,
+        term_months_max,
+        borrower_age_min,
+        borrower_age_max,
+        overdue_penalty_uplift,
+        misuse_penalty_uplift,
+        subsidy_ratio,
+        subsidy_cap_rate,
+        grace_days,
+        rounding,
+        eligible_statuses,
+    } = p;
+    let rounding = match rounding.as_str() {
+        "half_up" => Rounding::HalfUp,
+        "half_even" => Rounding::HalfEven,
+        "down" => Rounding::Down,
+        _ => {
+            return Err(invalid(
+                "params.rounding",
+                "must be \"half_up\", \"half_even\" or \"down\"",
+            ));
+        }
+    };
+    let params = PolicyParams {
+        household_principal_cap_fen,
+        term_months_max,
+        borrower_age_min,
+        borrower_age_max,
+        overdue_penalty_uplift: decimal("params.overdue_penalty_uplift", &overdue_penalty_uplift)?,
+        misuse_penalty_uplift: decimal("params.misuse_penalty_uplift", &misuse_penalty_uplift)?,
+        subsidy_ratio: decimal("params.subsidy_ratio", &subsidy_ratio)?,
+        subsidy_cap_rate: if subsidy_cap_rate.is_empty() {
+            None
+        } else {
+            Some(parse::rate("params.subsidy_cap_rate", &subsidy_cap_rate)?)
+        },
+        grace_days,
+        rounding,
+        eligible_statuses: eligible_statuses
+            .into_iter()
+            .map(|s| household_status_from_pb("params.eligible_statuses", s))
+            .collect::<Result<_, _>>()?,
+    };
+    params
+        .validate()
+        .map_err(|e| super::error::status(e.into()))?;
+    Ok(params)
+}

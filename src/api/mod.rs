@@ -1,0 +1,74 @@
+//! The gRPC API: tonic services that parse requests into domain values, authorise the caller,
+//! call `app`, and map the answer (or the error) back to proto. Generated code lives in [`pb`].
+
+pub mod audit;
+pub mod convert;
+pub mod error;
+pub mod loans;
+pub mod parse;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::RwLock;
+use tonic::Request;
+
+use crate::app::auth::{Principal, authenticate, hash_token};
+use crate::app::writer::WriterHandle;
+use crate::store::Db;
+
+/// The generated messages, clients and servers of `loanledger.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("loanledger.v1");
+}
+
+/// The encoded file descriptor set of every loanledger proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/loanledger_descriptor.bin"));
+
+/// What every service handler shares.
+#[derive(Clone)]
+pub struct Api {
+    pub db: Db,
+    pub writer: WriterHandle,
+    /// Principals by token hash. Tokens never change once created (revocation is not offered
+    /// yet), so a positive answer can be cached for the life of the process.
+    tokens: Arc<RwLock<HashMap<String, Principal>>>,
+}
+
+impl Api {
+    pub fn new(db: Db, writer: WriterHandle) -> Self {
+        Api {
+            db,
+            writer,
+            tokens: Arc::default(),
+        }
+    }
+
+    /// The caller, from `authorization: Bearer <token>`.
+    pub async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, tonic::Status> {
+        let header = request.metadata().get("authorization").ok_or_else(|| {
+            tonic::Status::unauthenticated("missing authorization: Bearer <token>")
+        })?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                tonic::Status::unauthenticated("authorization must be \"Bearer <token>\"")
+            })?;
+        let key = hash_token(secret);
+        if let Some(p) = self.tokens.read().await.get(&key) {
+            return Ok(p.clone());
+        }
+        let principal = authenticate(&self.db, secret)
+            .await
+            .map_err(error::status)?;
+        self.tokens.write().await.insert(key, principal.clone());
+        Ok(principal)
+    }
+}

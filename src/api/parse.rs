@@ -1,0 +1,84 @@
+//! Parsing request fields into domain values; every error names the field.
+
+use tonic::Status;
+
+use super::error::invalid;
+use crate::domain::date::{BusinessDate, parse_date};
+use crate::domain::ids::{check_id, check_text};
+use crate::domain::money::Fen;
+use crate::domain::rate::AnnualRate;
+
+/// Longest request id accepted: room for a UUID with a prefix, or a bank's file name and line.
+pub const REQUEST_ID_LEN_MAX: usize = 128;
+
+pub fn request_id(value: &str) -> Result<String, Status> {
+    if value.is_empty() {
+        return Err(invalid(
+            "request_id",
+            "is required (any unique string per request, e.g. a UUID)",
+        ));
+    }
+    if value.len() > REQUEST_ID_LEN_MAX || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "request_id",
+            "must be 1 to 128 printable ASCII characters",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+pub fn id(field: &str, value: &str) -> Result<String, Status> {
+    check_id(value).map_err(|m| invalid(field, m))?;
+    Ok(value.to_string())
+}
+
+pub fn text(field: &str, value: &str, required: bool) -> Result<String, Status> {
+    check_text(value, required).map_err(|m| invalid(field, m))?;
+    Ok(value.trim().to_string())
+}
+
+pub fn date(field: &str, value: &str) -> Result<BusinessDate, Status> {
+    if value.is_empty() {
+        return Err(invalid(field, "is required (YYYY-MM-DD)"));
+    }
+    parse_date(value).ok_or_else(|| {
+        invalid(
+            field,
+            format!("is not a date in the form YYYY-MM-DD: {value:?}"),
+        )
+    })
+}
+
+pub fn optional_date(field: &str, value: &str) -> Result<Option<BusinessDate>, Status> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        date(field, value).map(Some)
+    }
+}
+
+pub fn rate(field: &str, value: &str) -> Result<AnnualRate, Status> {
+    AnnualRate::parse(value).map_err(|e| invalid(field, e))
+}
+
+pub fn positive_fen(field: &str, value: i64) -> Result<Fen, Status> {
+    if value <= 0 {
+        return Err(invalid(field, "must be a positive number of fen"));
+    }
+    Ok(Fen(value))
+}
+
+pub fn non_negative_fen(field: &str, value: i64) -> Result<Fen, Status> {
+    if value < 0 {
+        return Err(invalid(field, "must not be negative"));
+    }
+    Ok(Fen(value))
+}
+
+/// A proto enum field: unknown numbers and the UNSPECIFIED zero are refused, never defaulted.
+pub fn enumeration<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status> {
+    if value == 0 {
+        return Err(invalid(field, "is required"));
+    }
+    E::try_from(value).map_err(|_| invalid(field, format!("has unknown value {value}")))
+}

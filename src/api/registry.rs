@@ -1,0 +1,403 @@
+//! RegistryService: ledgers, banks, households, policy and the LPR table.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::*;
+use super::error::{invalid, status};
+use super::pb::registry_service_server::RegistryService;
+use super::{Api, parse, pb};
+use crate::app::auth::Role;
+use crate::app::command::{Command, Outcome};
+use crate::domain::event::HouseholdRecord;
+use crate::domain::household::StatusEntry;
+use crate::domain::identity::IdNumber;
+use crate::domain::lpr::LprEntry;
+use crate::domain::policy::{PolicyVersion, in_force};
+
+fn unexpected(what: &str) -> Status {
+    status(crate::app::error::AppError::Internal(format!(
+        "writer answered {what} with another outcome"
+    )))
+}
+
+fn deny(message: &str) -> Status {
+    Status::permission_denied(message.to_string())
+}
+
+#[tonic::async_trait]
+impl RegistryService for Api {
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn create_ledger(
+        &self,
+        request: Request<pb::CreateLedgerRequest>,
+    ) -> Result<Response<pb::CreateLedgerResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::CreateLedgerRequest {
+            request_id,
+            ledger_id,
+            name,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::CreateLedger {
+            ledger_id: parse::id("ledger_id", &ledger_id)?,
+            name: parse::text("name", &name, true)?,
+        };
+        match self
+            .writer
+            .submit(actor, request_id, command)
+            .await
+            .map_err(status)?
+        {
+            Outcome::Ledger {
+                ledger_id,
+                name,
+                entry,
+            } => Ok(Response::new(pb::CreateLedgerResponse {
+                ledger: Some(pb::Ledger { ledger_id, name }),
+                entry: Some(journal_ref(&entry)),
+            })),
+            _ => Err(unexpected("create_ledger")),
+        }
+    }
+
+    async fn get_ledger(
+        &self,
+        request: Request<pb::GetLedgerRequest>,
+    ) -> Result<Response<pb::Ledger>, Status> {
+        let _actor = self.principal(&request).await?;
+        let pb::GetLedgerRequest { ledger_id } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let row = self
+            .db
+            .get_ledger(&ledger_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("ledger {ledger_id} not found")))?;
+        Ok(Response::new(pb::Ledger {
+            ledger_id: row.ledger_id,
+            name: row.name,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn register_bank(
+        &self,
+        request: Request<pb::RegisterBankRequest>,
+    ) -> Result<Response<pb::RegisterBankResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::RegisterBankRequest {
+            request_id,
+            ledger_id,
+            bank_id,
+            name,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::RegisterBank {
+            ledger_id: parse::id("ledger_id", &ledger_id)?,
+            bank_id: parse::id("bank_id", &bank_id)?,
+            name: parse::text("name", &name, true)?,
+        };
+        match self
+            .writer
+            .submit(actor, request_id, command)
+            .await
+            .map_err(status)?
+        {
+            Outcome::Bank {
+                bank_id,
+                ledger_id,
+                name,
+                entry,
+            } => Ok(Response::new(pb::RegisterBankResponse {
+                bank: Some(pb::Bank {
+                    bank_id,
+                    ledger_id,
+                    name,
+                }),
+                entry: Some(journal_ref(&entry)),
+            })),
+            _ => Err(unexpected("register_bank")),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn register_household(
+        &self,
+        request: Request<pb::RegisterHouseholdRequest>,
+    ) -> Result<Response<pb::RegisterHouseholdResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let full_ids = actor.sees_full_ids();
+        let pb::RegisterHouseholdRequest {
+            request_id,
+            ledger_id,
+            household_id,
+            head_name,
+            head_id_number,
+            township,
+            village,
+            status: household_status,
+            status_effective_date,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let id_number =
+            IdNumber::parse(&head_id_number).map_err(|e| invalid("head_id_number", e))?;
+        let command = Command::RegisterHousehold {
+            household: HouseholdRecord {
+                household_id: parse::id("household_id", &household_id)?,
+                ledger_id: parse::id("ledger_id", &ledger_id)?,
+                head_name: parse::text("head_name", &head_name, true)?,
+                head_id_number: id_number.as_str().to_string(),
+                township: parse::text("township", &township, false)?,
+                village: parse::text("village", &village, false)?,
+            },
+            status: StatusEntry {
+                status: household_status_from_pb("status", household_status)?,
+                effective_date: parse::date("status_effective_date", &status_effective_date)?,
+                reason: String::new(),
+            },
+        };
+        match self
+            .writer
+            .submit(actor, request_id, command)
+            .await
+            .map_err(status)?
+        {
+            Outcome::Household {
+                household,
+                statuses,
+                entry,
+            } => Ok(Response::new(pb::RegisterHouseholdResponse {
+                household: Some(household_to_pb(&household, &statuses, full_ids)),
+                entry: Some(journal_ref(&entry)),
+            })),
+            _ => Err(unexpected("register_household")),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn set_household_status(
+        &self,
+        request: Request<pb::SetHouseholdStatusRequest>,
+    ) -> Result<Response<pb::SetHouseholdStatusResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let full_ids = actor.sees_full_ids();
+        let pb::SetHouseholdStatusRequest {
+            request_id,
+            household_id,
+            status: household_status,
+            effective_date,
+            reason,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::SetHouseholdStatus {
+            household_id: parse::id("household_id", &household_id)?,
+            entry: StatusEntry {
+                status: household_status_from_pb("status", household_status)?,
+                effective_date: parse::date("effective_date", &effective_date)?,
+                reason: parse::text("reason", &reason, false)?,
+            },
+        };
+        match self
+            .writer
+            .submit(actor, request_id, command)
+            .await
+            .map_err(status)?
+        {
+            Outcome::Household {
+                household,
+                statuses,
+                entry,
+            } => Ok(Response::new(pb::SetHouseholdStatusResponse {
+                household: Some(household_to_pb(&household, &statuses, full_ids)),
+                entry: Some(journal_ref(&entry)),
+            })),
+            _ => Err(unexpected("set_household_status")),
+        }
+    }
+
+    async fn get_household(
+        &self,
+        request: Request<pb::GetHouseholdRequest>,
+    ) -> Result<Response<pb::Household>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetHouseholdRequest { household_id } = request.into_inner();
+        let household_id = parse::id("household_id", &household_id)?;
+        let view = self
+            .db
+            .get_household(&household_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("household {household_id} not found")))?;
+        // Banks look households up to check eligibility before they contract; they see the
+        // household of any ledger in which they lend, with the identity number masked.
+        let allowed = match actor.role {
+            Role::Bank => match self
+                .db
+                .get_bank(&actor.org)
+                .await
+                .map_err(|e| status(e.into()))?
+            {
+                Some(bank) => bank.ledger_id == view.row.ledger_id,
+                None => false,
+            },
+            _ => actor.reads_ledger(&view.row.ledger_id),
+        };
+        if !allowed {
+            return Err(deny("this household is outside your ledger"));
+        }
+        Ok(Response::new(household_view_to_pb(
+            &view,
+            actor.sees_full_ids(),
+        )))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn set_policy(
+        &self,
+        request: Request<pb::SetPolicyRequest>,
+    ) -> Result<Response<pb::SetPolicyResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::SetPolicyRequest {
+            request_id,
+            ledger_id,
+            effective_date,
+            params,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let params = params.ok_or_else(|| invalid("params", "is required"))?;
+        let command = Command::SetPolicy {
+            ledger_id: parse::id("ledger_id", &ledger_id)?,
+            version: PolicyVersion {
+                effective_date: parse::date("effective_date", &effective_date)?,
+                params: policy_params_from_pb(params)?,
+            },
+        };
+        match self
+            .writer
+            .submit(actor, request_id, command)
+            .await
+            .map_err(status)?
+        {
+            Outcome::Policy {
+                ledger_id,
+                version,
+                entry,
+            } => Ok(Response::new(pb::SetPolicyResponse {
+                policy: Some(policy_to_pb(&ledger_id, &version)),
+                entry: Some(journal_ref(&entry)),
+            })),
+            _ => Err(unexpected("set_policy")),
+        }
+    }
+
+    async fn get_policy(
+        &self,
+        request: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::PolicyVersion>, Status> {
+        let _actor = self.principal(&request).await?;
+        let pb::GetPolicyRequest { ledger_id, as_of } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let as_of = parse::optional_date("as_of", &as_of)?
+            .unwrap_or_else(|| chrono::Utc::now().date_naive());
+        let versions = self
+            .db
+            .list_policies(&ledger_id)
+            .await
+            .map_err(|e| status(e.into()))?;
+        let version = in_force(&versions, as_of).ok_or_else(|| {
+            Status::not_found(format!(
+                "no policy of ledger {ledger_id} is in force on {as_of}"
+            ))
+        })?;
+        Ok(Response::new(policy_to_pb(&ledger_id, version)))
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<pb::ListPoliciesRequest>,
+    ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
+        let _actor = self.principal(&request).await?;
+        let pb::ListPoliciesRequest { ledger_id } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let versions = self
+            .db
+            .list_policies(&ledger_id)
+            .await
+            .map_err(|e| status(e.into()))?;
+        Ok(Response::new(pb::ListPoliciesResponse {
+            versions: versions
+                .iter()
+                .map(|v| policy_to_pb(&ledger_id, v))
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn set_lpr(
+        &self,
+        request: Request<pb::SetLprRequest>,
+    ) -> Result<Response<pb::SetLprResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        if !actor.is_operator() {
+            return Err(deny("only an operator may change the LPR table"));
+        }
+        let pb::SetLprRequest { request_id, entry } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let pb::LprEntry {
+            effective_date,
+            tenor,
+            rate,
+        } = entry.ok_or_else(|| invalid("entry", "is required"))?;
+        let command = Command::SetLpr {
+            entry: LprEntry {
+                effective_from: parse::date("entry.effective_date", &effective_date)?,
+                bucket: tenor_from_pb("entry.tenor", tenor)?,
+                rate: parse::rate("entry.rate", &rate)?,
+            },
+        };
+        match self
+            .writer
+            .submit(actor, request_id, command)
+            .await
+            .map_err(status)?
+        {
+            Outcome::Lpr {
+                effective_from,
+                tenor,
+                rate,
+            } => Ok(Response::new(pb::SetLprResponse {
+                entry: Some(pb::LprEntry {
+                    effective_date: crate::domain::date::format_date(effective_from),
+                    tenor: tenor_to_pb(tenor) as i32,
+                    rate: rate.to_string(),
+                }),
+            })),
+            _ => Err(unexpected("set_lpr")),
+        }
+    }
+
+    async fn list_lpr(
+        &self,
+        request: Request<pb::ListLprRequest>,
+    ) -> Result<Response<pb::ListLprResponse>, Status> {
+        let _actor = self.principal(&request).await?;
+        let pb::ListLprRequest {} = request.into_inner();
+        let entries = self.db.list_lpr().await.map_err(|e| status(e.into()))?;
+        Ok(Response::new(pb::ListLprResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::LprEntry {
+                    effective_date: crate::domain::date::format_date(e.effective_from),
+                    tenor: tenor_to_pb(e.bucket) as i32,
+                    rate: e.rate.to_string(),
+                })
+                .collect(),
+        }))
+    }
+}

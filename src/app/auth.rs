@@ -1,0 +1,118 @@
+//! Principals and tokens.
+//!
+//! A token is `ll_<32 random bytes, hex>`; only its SHA-256 is stored. Each token is bound to a
+//! role and an organisation: a bank (its bank id), a finance office (its ledger id), an auditor
+//! (a ledger id, or `*` for all) or an operator (`*`).
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::error::AppError;
+use crate::store::Db;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Bank,
+    Finance,
+    Auditor,
+    Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Bank => "bank",
+            Role::Finance => "finance",
+            Role::Auditor => "auditor",
+            Role::Operator => "operator",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "bank" => Some(Role::Bank),
+            "finance" => Some(Role::Finance),
+            "auditor" => Some(Role::Auditor),
+            "operator" => Some(Role::Operator),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal {
+    pub role: Role,
+    /// Bank id for banks, ledger id for finance offices and auditors, `*` for all.
+    pub org: String,
+}
+
+impl Principal {
+    /// `role:org`, as recorded in the journal's `actor` and used to scope request ids.
+    pub fn actor(&self) -> String {
+        format!("{}:{}", self.role.as_str(), self.org)
+    }
+
+    pub fn is_operator(&self) -> bool {
+        self.role == Role::Operator
+    }
+
+    /// Whether this principal may read the books of a ledger (banks: only through their loans).
+    pub fn reads_ledger(&self, ledger_id: &str) -> bool {
+        match self.role {
+            Role::Operator => true,
+            Role::Finance | Role::Auditor => self.org == "*" || self.org == ledger_id,
+            Role::Bank => false,
+        }
+    }
+
+    /// Whether this principal may write a ledger's registry and policy.
+    pub fn administers_ledger(&self, ledger_id: &str) -> bool {
+        match self.role {
+            Role::Operator => true,
+            Role::Finance => self.org == ledger_id,
+            Role::Bank | Role::Auditor => false,
+        }
+    }
+
+    /// Whether this principal may see full identity numbers.
+    pub fn sees_full_ids(&self) -> bool {
+        self.role != Role::Bank
+    }
+
+    /// Whether this principal may read a loan of `bank_id` in `ledger_id`.
+    pub fn reads_loan(&self, bank_id: &str, ledger_id: &str) -> bool {
+        match self.role {
+            Role::Bank => self.org == bank_id,
+            _ => self.reads_ledger(ledger_id),
+        }
+    }
+}
+
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Creates a token for `role` and `org`, stores its hash, and returns the secret (shown once).
+pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppError> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = format!("ll_{}", hex::encode(bytes));
+    let token_id = format!("tok_{}", &hex::encode(Sha256::digest(bytes))[..16]);
+    let now_us = chrono::Utc::now().timestamp_micros();
+    db.insert_token(&token_id, &hash_token(&secret), role.as_str(), org, now_us)
+        .await?;
+    tracing::info!(token_id, role = role.as_str(), org, "token created");
+    Ok(secret)
+}
+
+/// The principal a bearer secret stands for.
+pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AppError> {
+    let row = db
+        .find_token(&hash_token(secret))
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    let role = Role::parse(&row.role)
+        .ok_or_else(|| AppError::Internal(format!("token {} has unknown role", row.token_id)))?;
+    Ok(Principal { role, org: row.org })
+}

@@ -1,0 +1,133 @@
+//! Commands (what a caller asks for, already parsed into domain values) and their outcomes.
+//!
+//! A command's fingerprint is the SHA-256 of its canonical JSON: a retry with the same request id
+//! must carry the same fingerprint, or it is refused with `ALREADY_EXISTS`. Outcomes are stored
+//! as JSON with the request id so that a retry gets the first answer back, even after a restart.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::date::BusinessDate;
+use crate::domain::event::HouseholdRecord;
+use crate::domain::household::StatusEntry;
+use crate::domain::loan::{LoanState, LoanTerms};
+use crate::domain::lpr::LprEntry;
+use crate::domain::money::Fen;
+use crate::domain::policy::PolicyVersion;
+use crate::domain::rate::AnnualRate;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    CreateLedger {
+        ledger_id: String,
+        name: String,
+    },
+    RegisterBank {
+        ledger_id: String,
+        bank_id: String,
+        name: String,
+    },
+    RegisterHousehold {
+        household: HouseholdRecord,
+        status: StatusEntry,
+    },
+    SetHouseholdStatus {
+        household_id: String,
+        entry: StatusEntry,
+    },
+    SetPolicy {
+        ledger_id: String,
+        version: PolicyVersion,
+    },
+    SetLpr {
+        #[serde(with = "lpr_entry")]
+        entry: LprEntry,
+    },
+    /// `terms.ledger_id` and `terms.borrower_birth_date` are filled by the writer and the parser.
+    CreateLoan {
+        terms: LoanTerms,
+    },
+    Disburse {
+        loan_id: String,
+        value_date: BusinessDate,
+        amount_fen: Option<Fen>,
+    },
+    RecordRepayment {
+        loan_id: String,
+        value_date: BusinessDate,
+        principal_fen: Fen,
+        interest_fen: Fen,
+    },
+}
+
+mod lpr_entry {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(e: &LprEntry, s: S) -> Result<S::Ok, S::Error> {
+        (e.effective_from, e.bucket, e.rate).serialize(s)
+    }
+}
+
+impl Command {
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        hex::encode(Sha256::digest(json.as_bytes()))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateLedger { .. } => "create_ledger",
+            Command::RegisterBank { .. } => "register_bank",
+            Command::RegisterHousehold { .. } => "register_household",
+            Command::SetHouseholdStatus { .. } => "set_household_status",
+            Command::SetPolicy { .. } => "set_policy",
+            Command::SetLpr { .. } => "set_lpr",
+            Command::CreateLoan { .. } => "create_loan",
+            Command::Disburse { .. } => "disburse",
+            Command::RecordRepayment { .. } => "record_repayment",
+        }
+    }
+}
+
+/// Where a write landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRef {
+    pub ledger_id: String,
+    pub seq: u64,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Ledger {
+        ledger_id: String,
+        name: String,
+        entry: JournalRef,
+    },
+    Bank {
+        bank_id: String,
+        ledger_id: String,
+        name: String,
+        entry: JournalRef,
+    },
+    Household {
+        household: HouseholdRecord,
+        statuses: Vec<StatusEntry>,
+        entry: JournalRef,
+    },
+    Policy {
+        ledger_id: String,
+        version: PolicyVersion,
+        entry: JournalRef,
+    },
+    Lpr {
+        effective_from: BusinessDate,
+        tenor: crate::domain::lpr::TenorBucket,
+        rate: AnnualRate,
+    },
+    Loan {
+        loan: Box<LoanState>,
+        entry: JournalRef,
+    },
+}

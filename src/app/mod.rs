@@ -1,0 +1,7 @@
+//! Commands and queries: the writer that commits, and the read side.
+
+pub mod auth;
+pub mod command;
+pub mod error;
+pub mod verify;
+pub mod writer;

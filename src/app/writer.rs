@@ -1,0 +1,836 @@
+//! The single writer: every change goes through one task, which groups the commands waiting at
+//! that moment into one database transaction (group commit) and answers each caller.
+//!
+//! For each command of a group, in arrival order: look up the request id (a retry gets the first
+//! answer; another command under the same id is refused), load the state it needs (the group's
+//! own changes first, then the database), let the pure domain rules check it and plan the event
+//! and postings, then stage the journal transaction with its sequence number and chained hash.
+//! A refused command changes nothing and does not affect the others. At the end the staged rows
+//! are written with a few multi-row statements and the transaction commits; only then is any
+//! caller answered. If the database fails the group, each command is retried alone, so that one
+//! command that trips the database does not fail its neighbours.
+//!
+//! The chain heads are cached in memory: the writer is the only writer of the database. A
+//! second process writing the same ledger would collide on the journal's primary key and fail its
+//! group rather than fork the chain.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::auth::{Principal, Role};
+use super::command::{Command, JournalRef, Outcome};
+use super::error::AppError;
+use crate::domain::date::format_date;
+use crate::domain::error::DomainError;
+use crate::domain::event::JournalEvent;
+use crate::domain::household::{StatusEntry, status_on};
+use crate::domain::loan::{
+    LoanEvent, LoanState, OriginationContext, plan_disbursement, plan_origination, plan_repayment,
+};
+use crate::domain::lpr::{TenorBucket, lpr_on};
+use crate::domain::money::Fen;
+use crate::domain::policy::{default_versions, in_force};
+use crate::ledger::account;
+use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
+use crate::ledger::posting::{Posting, Postings, transfer};
+use crate::store::rows::{BankRow, HouseholdRow, JournalRow};
+use crate::store::write::{Staged, StagedTxn, WriteTx, add_deltas};
+use crate::store::{Db, StoreError};
+
+/// Commands waiting for the writer, at most. A full queue makes callers wait (backpressure)
+/// rather than grow memory without bound; 16,384 is about a second of peak load.
+pub const QUEUE_DEPTH_MAX: usize = 16_384;
+
+/// Commands in one group commit, at most: large enough to amortise the commit (fsync) over a
+/// bank's daily file, small enough that one group's transaction stays well under a second.
+pub const GROUP_COMMANDS_MAX: usize = 2_000;
+
+pub struct Envelope {
+    pub actor: Principal,
+    pub request_id: String,
+    pub command: Command,
+    pub reply: oneshot::Sender<Result<Outcome, AppError>>,
+}
+
+/// A cheap, cloneable way to submit commands to the writer.
+#[derive(Clone, Debug)]
+pub struct WriterHandle {
+    queue: mpsc::Sender<Envelope>,
+}
+
+impl WriterHandle {
+    /// Submits a command and waits for its answer.
+    pub async fn submit(
+        &self,
+        actor: Principal,
+        request_id: String,
+        command: Command,
+    ) -> Result<Outcome, AppError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Envelope {
+                actor,
+                request_id,
+                command,
+                reply,
+            })
+            .await
+            .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| AppError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
+/// Starts the writer task. It stops when every [`WriterHandle`] is dropped, after answering all
+/// commands already queued.
+pub fn spawn(db: Db) -> (WriterHandle, JoinHandle<()>) {
+    let (queue, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
+    let writer = Writer {
+        db,
+        heads: HashMap::new(),
+    };
+    let task = tokio::spawn(writer.run(rx));
+    (WriterHandle { queue }, task)
+}
+
+struct Writer {
+    db: Db,
+    /// Committed chain heads: ledger -> (seq, hash).
+    heads: HashMap<String, (u64, Hash)>,
+}
+
+/// The state of one group in progress.
+#[derive(Default)]
+struct Group {
+    heads: HashMap<String, (u64, Hash)>,
+    loans: HashMap<String, LoanState>,
+    idempotency: HashMap<(String, String), (String, String)>,
+    staged: Staged,
+    recorded_at_us: i64,
+}
+
+/// What a command changes besides the journal: applied after its transaction is staged.
+enum Effect {
+    Ledger {
+        ledger_id: String,
+        name: String,
+    },
+    Bank(BankRow),
+    Household(HouseholdRow, StatusEntry),
+    HouseholdStatus {
+        household_id: String,
+        entry: StatusEntry,
+    },
+    Policy {
+        ledger_id: String,
+        version: crate::domain::policy::PolicyVersion,
+    },
+    Loan(LoanEvent, Option<LoanState>),
+}
+
+struct Planned {
+    ledger_id: String,
+    event: JournalEvent,
+    postings: Postings,
+    effect: Effect,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Envelope>) {
+        tracing::info!("writer started");
+        while let Some(first) = rx.recv().await {
+            let mut group = vec![first];
+            while group.len() < GROUP_COMMANDS_MAX {
+                match rx.try_recv() {
+                    Ok(env) => group.push(env),
+                    Err(_) => break,
+                }
+            }
+            let results = self.run_group(&group).await;
+            for (env, result) in group.into_iter().zip(results) {
+                // The caller may have gone away (cancelled request); the write stands.
+                let _ = env.reply.send(result);
+            }
+        }
+        tracing::info!("writer stopped: queue closed and drained");
+    }
+
+    #[tracing::instrument(skip_all, fields(commands = group.len()))]
+    async fn run_group(&mut self, group: &[Envelope]) -> Vec<Result<Outcome, AppError>> {
+        match self.try_group(group).await {
+            Ok(results) => results,
+            Err(e) if group.len() > 1 => {
+                tracing::warn!(error = %e, "group failed; retrying its commands one by one");
+                let mut results = Vec::with_capacity(group.len());
+                for env in group {
+                    let one = self.try_group(std::slice::from_ref(env)).await;
+                    results.push(match one {
+                        Ok(mut r) => r.pop().unwrap_or_else(|| {
+                            Err(AppError::Internal("empty group result".into()))
+                        }),
+                        Err(e) => Err(e),
+                    });
+                }
+                results
+            }
+            Err(e) => vec![Err(e)],
+        }
+    }
+
+    async fn try_group(
+        &mut self,
+        group: &[Envelope],
+    ) -> Result<Vec<Result<Outcome, AppError>>, AppError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.group_once(group).await {
+                // PostgreSQL-compatible distributed databases abort transactions with 40001
+                // under contention; the whole group is safe to run again since nothing was
+                // committed and nobody was answered.
+                Err(AppError::Unavailable(msg)) if attempt < 3 => {
+                    tracing::warn!(attempt, msg, "group hit a retryable database error");
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn group_once(
+        &mut self,
+        group: &[Envelope],
+    ) -> Result<Vec<Result<Outcome, AppError>>, AppError> {
+        let mut tx = self.db.begin_write().await?;
+        let mut g = Group {
+            recorded_at_us: chrono::Utc::now().timestamp_micros(),
+            ..Group::default()
+        };
+        let mut results = Vec::with_capacity(group.len());
+        for env in group {
+            match self.execute(&mut tx, &mut g, env).await {
+                Ok(outcome) => results.push(Ok(outcome)),
+                Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
+                    tracing::error!(error = %e, request_id = env.request_id, "command failed the group");
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+                Err(refusal) => results.push(Err(refusal)),
+            }
+        }
+        tx.flush(&g.staged).await?;
+        tx.commit().await?;
+        self.heads.extend(g.heads);
+        Ok(results)
+    }
+
+    async fn head(
+        &self,
+        tx: &mut WriteTx,
+        g: &Group,
+        ledger_id: &str,
+    ) -> Result<(u64, Hash), AppError> {
+        if let Some(h) = g.heads.get(ledger_id).or_else(|| self.heads.get(ledger_id)) {
+            return Ok(*h);
+        }
+        Ok(match tx.head(ledger_id).await? {
+            None => (0, GENESIS),
+            Some((seq, hash)) => (
+                u64::try_from(seq).map_err(|_| AppError::Internal("negative seq".into()))?,
+                from_hex(&hash)
+                    .ok_or_else(|| AppError::Internal(format!("bad head hash in {ledger_id}")))?,
+            ),
+        })
+    }
+
+    async fn loan(
+        &self,
+        tx: &mut WriteTx,
+        g: &Group,
+        loan_id: &str,
+    ) -> Result<LoanState, AppError> {
+        if let Some(l) = g.loans.get(loan_id) {
+            return Ok(l.clone());
+        }
+        tx.loan(loan_id).await?.ok_or_else(|| {
+            DomainError::NotFound {
+                what: "loan",
+                id: loan_id.to_string(),
+            }
+            .into()
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(command = env.command.name(), request_id = %env.request_id, actor = %env.actor.actor()))]
+    async fn execute(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        env: &Envelope,
+    ) -> Result<Outcome, AppError> {
+        let scope = env.actor.actor();
+        let fingerprint = env.command.fingerprint();
+        let key = (scope.clone(), env.request_id.clone());
+        let earlier = match g.idempotency.get(&key) {
+            Some(found) => Some(found.clone()),
+            None => tx
+                .idempotency(&scope, &env.request_id)
+                .await?
+                .map(|r| (r.fingerprint, r.result_json)),
+        };
+        if let Some((earlier_fp, result_json)) = earlier {
+            if earlier_fp != fingerprint {
+                return Err(AppError::RequestIdReused(env.request_id.clone()));
+            }
+            tracing::debug!("replayed an earlier answer");
+            return serde_json::from_str(&result_json)
+                .map_err(|e| AppError::Internal(format!("stored answer unreadable: {e}")));
+        }
+
+        if let Command::SetLpr { entry } = &env.command {
+            // LPR entries are national reference data, outside any ledger's chain.
+            if let Some(rate) = tx.lpr_exists(entry).await? {
+                return Err(DomainError::Exists {
+                    what: "LPR entry",
+                    id: format!(
+                        "{} {} (rate {rate})",
+                        format_date(entry.effective_from),
+                        entry.bucket.as_str()
+                    ),
+                }
+                .into());
+            }
+            tx.insert_lpr(entry).await?;
+            let outcome = Outcome::Lpr {
+                effective_from: entry.effective_from,
+                tenor: entry.bucket,
+                rate: entry.rate,
+            };
+            let json =
+                serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
+            tx.insert_idempotency(&scope, &env.request_id, &fingerprint, &json)
+                .await?;
+            g.idempotency.insert(key, (fingerprint, json));
+            return Ok(outcome);
+        }
+
+        let planned = self.plan(tx, g, env).await?;
+        let (prev_seq, prev_hash) = self.head(tx, g, &planned.ledger_id).await?;
+        let seq = prev_seq + 1;
+        let value_date = format_date(
+            planned.event.value_date(
+                chrono::DateTime::from_timestamp_micros(g.recorded_at_us)
+                    .unwrap_or_default()
+                    .date_naive(),
+            ),
+        );
+        let command_json = planned.event.to_json();
+        let actor = env.actor.actor();
+        let content = TxnContent {
+            ledger_id: &planned.ledger_id,
+            seq,
+            kind: planned.event.kind(),
+            value_date: &value_date,
+            recorded_at_us: g.recorded_at_us,
+            actor: &actor,
+            request_id: &env.request_id,
+            command_json: &command_json,
+            postings: planned.postings.as_slice(),
+        };
+        let hash = content.chain_hash(&prev_hash);
+        let entry = JournalRef {
+            ledger_id: planned.ledger_id.clone(),
+            seq,
+            hash: to_hex(&hash),
+        };
+
+        let outcome = self.apply(tx, g, planned.effect, seq, &entry).await?;
+        let result_json =
+            serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
+        let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;
+        add_deltas(
+            &mut g.staged.balance_deltas,
+            &planned.ledger_id,
+            planned.postings.as_slice(),
+        );
+        g.staged.txns.push(StagedTxn {
+            row: JournalRow {
+                ledger_id: planned.ledger_id.clone(),
+                seq: seq_i64,
+                kind: planned.event.kind().to_string(),
+                value_date,
+                recorded_at_us: g.recorded_at_us,
+                actor,
+                request_id: env.request_id.clone(),
+                command_json,
+                prev_hash: to_hex(&prev_hash),
+                hash: entry.hash.clone(),
+            },
+            postings: planned.postings.into_vec(),
+            loan_ids: planned
+                .event
+                .loan_ids()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            idempotency: Some((
+                scope,
+                env.request_id.clone(),
+                fingerprint.clone(),
+                result_json.clone(),
+            )),
+        });
+        g.heads.insert(planned.ledger_id, (seq, hash));
+        g.idempotency.insert(key, (fingerprint, result_json));
+        Ok(outcome)
+    }
+
+    /// Checks a command and plans its event, postings and effect. Reads only.
+    async fn plan(&self, tx: &mut WriteTx, g: &Group, env: &Envelope) -> Result<Planned, AppError> {
+        let actor = &env.actor;
+        let deny_ledger = |ledger_id: &str| {
+            AppError::denied(format!(
+                "{} may not change the registry of ledger {ledger_id}",
+                actor.actor()
+            ))
+        };
+        Ok(match &env.command {
+            Command::CreateLedger { ledger_id, name } => {
+                if !actor.is_operator() {
+                    return Err(AppError::denied("only an operator may create a ledger"));
+                }
+                if tx.ledger_exists(ledger_id).await? {
+                    return Err(DomainError::Exists {
+                        what: "ledger",
+                        id: ledger_id.clone(),
+                    }
+                    .into());
+                }
+                Planned {
+                    ledger_id: ledger_id.clone(),
+                    event: JournalEvent::LedgerCreated {
+                        ledger_id: ledger_id.clone(),
+                        name: name.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::Ledger {
+                        ledger_id: ledger_id.clone(),
+                        name: name.clone(),
+                    },
+                }
+            }
+            Command::RegisterBank {
+                ledger_id,
+                bank_id,
+                name,
+            } => {
+                if !actor.administers_ledger(ledger_id) {
+                    return Err(deny_ledger(ledger_id));
+                }
+                if !tx.ledger_exists(ledger_id).await? {
+                    return Err(DomainError::NotFound {
+                        what: "ledger",
+                        id: ledger_id.clone(),
+                    }
+                    .into());
+                }
+                if tx.bank(bank_id).await?.is_some() {
+                    return Err(DomainError::Exists {
+                        what: "bank",
+                        id: bank_id.clone(),
+                    }
+                    .into());
+                }
+                Planned {
+                    ledger_id: ledger_id.clone(),
+                    event: JournalEvent::BankRegistered {
+                        bank_id: bank_id.clone(),
+                        ledger_id: ledger_id.clone(),
+                        name: name.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::Bank(BankRow {
+                        bank_id: bank_id.clone(),
+                        ledger_id: ledger_id.clone(),
+                        name: name.clone(),
+                    }),
+                }
+            }
+            Command::RegisterHousehold { household, status } => {
+                let ledger_id = &household.ledger_id;
+                if !actor.administers_ledger(ledger_id) {
+                    return Err(deny_ledger(ledger_id));
+                }
+                if !tx.ledger_exists(ledger_id).await? {
+                    return Err(DomainError::NotFound {
+                        what: "ledger",
+                        id: ledger_id.clone(),
+                    }
+                    .into());
+                }
+                if tx.household(&household.household_id).await?.is_some() {
+                    return Err(DomainError::Exists {
+                        what: "household",
+                        id: household.household_id.clone(),
+                    }
+                    .into());
+                }
+                Planned {
+                    ledger_id: ledger_id.clone(),
+                    event: JournalEvent::HouseholdRegistered {
+                        household: household.clone(),
+                        status: status.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::Household(
+                        HouseholdRow {
+                            household_id: household.household_id.clone(),
+                            ledger_id: ledger_id.clone(),
+                            head_name: household.head_name.clone(),
+                            head_id_number: household.head_id_number.clone(),
+                            township: household.township.clone(),
+                            village: household.village.clone(),
+                        },
+                        status.clone(),
+                    ),
+                }
+            }
+            Command::SetHouseholdStatus {
+                household_id,
+                entry,
+            } => {
+                let household =
+                    tx.household(household_id)
+                        .await?
+                        .ok_or_else(|| DomainError::NotFound {
+                            what: "household",
+                            id: household_id.clone(),
+                        })?;
+                let ledger_id = household.row.ledger_id.clone();
+                if !actor.administers_ledger(&ledger_id) {
+                    return Err(deny_ledger(&ledger_id));
+                }
+                Planned {
+                    ledger_id,
+                    event: JournalEvent::HouseholdStatusSet {
+                        household_id: household_id.clone(),
+                        entry: entry.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::HouseholdStatus {
+                        household_id: household_id.clone(),
+                        entry: entry.clone(),
+                    },
+                }
+            }
+            Command::SetPolicy { ledger_id, version } => {
+                if !actor.administers_ledger(ledger_id) {
+                    return Err(deny_ledger(ledger_id));
+                }
+                if !tx.ledger_exists(ledger_id).await? {
+                    return Err(DomainError::NotFound {
+                        what: "ledger",
+                        id: ledger_id.clone(),
+                    }
+                    .into());
+                }
+                let versions = tx.policies(ledger_id).await?;
+                if versions
+                    .iter()
+                    .any(|v| v.effective_date == version.effective_date)
+                {
+                    return Err(DomainError::Exists {
+                        what: "policy version",
+                        id: format!("{ledger_id} {}", format_date(version.effective_date)),
+                    }
+                    .into());
+                }
+                Planned {
+                    ledger_id: ledger_id.clone(),
+                    event: JournalEvent::PolicySet {
+                        ledger_id: ledger_id.clone(),
+                        version: version.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::Policy {
+                        ledger_id: ledger_id.clone(),
+                        version: version.clone(),
+                    },
+                }
+            }
+            Command::SetLpr { .. } => {
+                return Err(AppError::Internal("SetLpr is not a journal command".into()));
+            }
+            Command::CreateLoan { terms } => {
+                if actor.role != Role::Bank || actor.org != terms.bank_id {
+                    return Err(AppError::denied(format!(
+                        "{} may not contract loans for bank {}",
+                        actor.actor(),
+                        terms.bank_id
+                    )));
+                }
+                let bank = tx
+                    .bank(&terms.bank_id)
+                    .await?
+                    .ok_or_else(|| DomainError::NotFound {
+                        what: "bank",
+                        id: terms.bank_id.clone(),
+                    })?;
+                if g.loans.contains_key(&terms.loan_id) || tx.loan(&terms.loan_id).await?.is_some()
+                {
+                    return Err(DomainError::Exists {
+                        what: "loan",
+                        id: terms.loan_id.clone(),
+                    }
+                    .into());
+                }
+                let household = tx.household(&terms.household_id).await?.ok_or_else(|| {
+                    DomainError::NotFound {
+                        what: "household",
+                        id: terms.household_id.clone(),
+                    }
+                })?;
+                let policies = tx.policies(&bank.ledger_id).await?;
+                let policy = in_force(&policies, terms.contract_date).map(|v| &v.params);
+                let lpr = tx.lpr().await?;
+                let lpr_cap = lpr_on(
+                    &lpr,
+                    TenorBucket::for_term_months(terms.term_months),
+                    terms.contract_date,
+                );
+                // The household's open loans as stored, with this group's changes on top.
+                let mut open: HashMap<String, LoanState> = tx
+                    .household_open_loans(&terms.household_id)
+                    .await?
+                    .into_iter()
+                    .map(|l| (l.terms.loan_id.clone(), l))
+                    .collect();
+                for (id, l) in &g.loans {
+                    if l.terms.household_id == terms.household_id {
+                        open.insert(id.clone(), l.clone());
+                    }
+                }
+                let household_open_principal = Fen::checked_sum(
+                    open.values()
+                        .filter(|l| l.status.is_open())
+                        .map(|l| l.terms.principal_fen),
+                )
+                .ok_or_else(|| DomainError::Overflow {
+                    field: "principal_fen".into(),
+                })?;
+                let mut terms = terms.clone();
+                terms.ledger_id = bank.ledger_id.clone();
+                let ctx = OriginationContext {
+                    bank_ledger_id: &bank.ledger_id,
+                    household_ledger_id: &household.row.ledger_id,
+                    household_statuses: &household.statuses,
+                    policy,
+                    lpr_cap,
+                    household_open_principal,
+                };
+                let event = plan_origination(&terms, &ctx)?;
+                tracing::debug!(status = ?status_on(&household.statuses, terms.contract_date), "origination accepted");
+                Planned {
+                    ledger_id: bank.ledger_id.clone(),
+                    event: JournalEvent::Loan(event.clone()),
+                    postings: Postings::memo(),
+                    effect: Effect::Loan(event, None),
+                }
+            }
+            Command::Disburse {
+                loan_id,
+                value_date,
+                amount_fen,
+            } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                let event = plan_disbursement(&loan, *value_date, *amount_fen)?;
+                let LoanEvent::Disbursed { amount_fen, .. } = &event else {
+                    return Err(AppError::Internal(
+                        "disbursement planned another event".into(),
+                    ));
+                };
+                let postings = balanced(transfer(
+                    account::loan_principal(loan_id),
+                    account::bank_cash(&loan.terms.bank_id),
+                    *amount_fen,
+                ))?;
+                Planned {
+                    ledger_id: loan.terms.ledger_id.clone(),
+                    event: JournalEvent::Loan(event.clone()),
+                    postings,
+                    effect: Effect::Loan(event, Some(loan)),
+                }
+            }
+            Command::RecordRepayment {
+                loan_id,
+                value_date,
+                principal_fen,
+                interest_fen,
+            } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                let event = plan_repayment(&loan, *value_date, *principal_fen, *interest_fen)?;
+                let total = principal_fen.checked_add(*interest_fen).ok_or_else(|| {
+                    DomainError::Overflow {
+                        field: "interest_fen".into(),
+                    }
+                })?;
+                let bank = &loan.terms.bank_id;
+                let postings = balanced(vec![
+                    Posting {
+                        account: account::bank_cash(bank),
+                        amount: total,
+                    },
+                    Posting {
+                        account: account::loan_principal(loan_id),
+                        amount: Fen(-principal_fen.0),
+                    },
+                    Posting {
+                        account: account::bank_interest_income(bank),
+                        amount: Fen(-interest_fen.0),
+                    },
+                ])?;
+                Planned {
+                    ledger_id: loan.terms.ledger_id.clone(),
+                    event: JournalEvent::Loan(event.clone()),
+                    postings,
+                    effect: Effect::Loan(event, Some(loan)),
+                }
+            }
+        })
+    }
+
+    /// Applies a planned effect (registry rows now, loan states into the group) and builds the
+    /// answer.
+    async fn apply(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        effect: Effect,
+        seq: u64,
+        entry: &JournalRef,
+    ) -> Result<Outcome, AppError> {
+        let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;
+        Ok(match effect {
+            Effect::Ledger { ledger_id, name } => {
+                tx.insert_ledger(&ledger_id, &name).await?;
+                // A new ledger starts with the programme's default policy versions, so that it can
+                // lend from the first day; the finance office adds its own versions later.
+                for version in default_versions() {
+                    tx.insert_policy(&ledger_id, &version).await?;
+                }
+                Outcome::Ledger {
+                    ledger_id,
+                    name,
+                    entry: entry.clone(),
+                }
+            }
+            Effect::Bank(row) => {
+                tx.insert_bank(&row).await?;
+                Outcome::Bank {
+                    bank_id: row.bank_id,
+                    ledger_id: row.ledger_id,
+                    name: row.name,
+                    entry: entry.clone(),
+                }
+            }
+            Effect::Household(row, status) => {
+                tx.insert_household(&row).await?;
+                tx.insert_status(&row.household_id, seq_i64, &status)
+                    .await?;
+                Outcome::Household {
+                    household: crate::domain::event::HouseholdRecord {
+                        household_id: row.household_id,
+                        ledger_id: row.ledger_id,
+                        head_name: row.head_name,
+                        head_id_number: row.head_id_number,
+                        township: row.township,
+                        village: row.village,
+                    },
+                    statuses: vec![status],
+                    entry: entry.clone(),
+                }
+            }
+            Effect::HouseholdStatus {
+                household_id,
+                entry: status,
+            } => {
+                tx.insert_status(&household_id, seq_i64, &status).await?;
+                let view = tx.household(&household_id).await?.ok_or_else(|| {
+                    AppError::Internal(format!(
+                        "household {household_id} vanished inside its transaction"
+                    ))
+                })?;
+                Outcome::Household {
+                    household: crate::domain::event::HouseholdRecord {
+                        household_id: view.row.household_id,
+                        ledger_id: view.row.ledger_id,
+                        head_name: view.row.head_name,
+                        head_id_number: view.row.head_id_number,
+                        township: view.row.township,
+                        village: view.row.village,
+                    },
+                    statuses: view.statuses,
+                    entry: entry.clone(),
+                }
+            }
+            Effect::Policy { ledger_id, version } => {
+                tx.insert_policy(&ledger_id, &version).await?;
+                Outcome::Policy {
+                    ledger_id,
+                    version,
+                    entry: entry.clone(),
+                }
+            }
+            Effect::Loan(event, before) => {
+                let after = match (&event, before) {
+                    (LoanEvent::Created { terms }, _) => LoanState::new(terms.clone(), seq),
+                    (_, Some(mut state)) => {
+                        state.apply(&event, seq)?;
+                        state
+                    }
+                    (_, None) => {
+                        return Err(AppError::Internal("loan event without a loan".into()));
+                    }
+                };
+                g.loans.insert(after.terms.loan_id.clone(), after.clone());
+                g.staged
+                    .loans
+                    .insert(after.terms.loan_id.clone(), after.clone());
+                Outcome::Loan {
+                    loan: Box::new(after),
+                    entry: entry.clone(),
+                }
+            }
+        })
+    }
+}
+
+fn check_bank(actor: &Principal, loan: &LoanState) -> Result<(), AppError> {
+    if actor.role == Role::Bank && actor.org == loan.terms.bank_id {
+        Ok(())
+    } else {
+        Err(AppError::denied(format!(
+            "{} may not change loan {}: it belongs to bank {}",
+            actor.actor(),
+            loan.terms.loan_id,
+            loan.terms.bank_id
+        )))
+    }
+}
+
+fn balanced(legs: Vec<Posting>) -> Result<Postings, AppError> {
+    // Every plan builds its legs to balance; a failure here is a bug, never bad input.
+    Postings::balanced(legs).map_err(|e| AppError::Internal(format!("unbalanced plan: {e}")))
+}
+
+impl From<StoreError> for Box<AppError> {
+    fn from(e: StoreError) -> Self {
+        Box::new(e.into())
+    }
+}

@@ -1,0 +1,97 @@
+//! The domain's refusals: the contract between the rules and every caller.
+//!
+//! [`Reason`] codes are stable: they are sent to clients (google.rpc.ErrorInfo `reason`) and
+//! never renumbered or renamed. Add new ones at the end.
+
+/// Why a well-formed command is refused by a programme rule (gRPC `FAILED_PRECONDITION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    HouseholdNotEligible = 1,
+    HouseholdCapExceeded = 2,
+    TermTooLong = 3,
+    RateAboveLprCap = 4,
+    NotCollateralFree = 5,
+    BorrowerAgeOutOfRange = 6,
+    PolicyNotInForce = 7,
+    LprNotInForce = 8,
+    LoanNotDisbursable = 9,
+    OverDisbursement = 10,
+    RepaymentExceedsOutstanding = 11,
+    LoanNotRepayable = 12,
+    ValueDateOutOfRange = 13,
+    LedgerMismatch = 14,
+    StatusDateBeforeRegistration = 15,
+}
+
+impl Reason {
+    /// The code as sent to clients, e.g. `HOUSEHOLD_CAP_EXCEEDED`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::HouseholdNotEligible => "HOUSEHOLD_NOT_ELIGIBLE",
+            Reason::HouseholdCapExceeded => "HOUSEHOLD_CAP_EXCEEDED",
+            Reason::TermTooLong => "TERM_TOO_LONG",
+            Reason::RateAboveLprCap => "RATE_ABOVE_LPR_CAP",
+            Reason::NotCollateralFree => "NOT_COLLATERAL_FREE",
+            Reason::BorrowerAgeOutOfRange => "BORROWER_AGE_OUT_OF_RANGE",
+            Reason::PolicyNotInForce => "POLICY_NOT_IN_FORCE",
+            Reason::LprNotInForce => "LPR_NOT_IN_FORCE",
+            Reason::LoanNotDisbursable => "LOAN_NOT_DISBURSABLE",
+            Reason::OverDisbursement => "OVER_DISBURSEMENT",
+            Reason::RepaymentExceedsOutstanding => "REPAYMENT_EXCEEDS_OUTSTANDING",
+            Reason::LoanNotRepayable => "LOAN_NOT_REPAYABLE",
+            Reason::ValueDateOutOfRange => "VALUE_DATE_OUT_OF_RANGE",
+            Reason::LedgerMismatch => "LEDGER_MISMATCH",
+            Reason::StatusDateBeforeRegistration => "STATUS_DATE_BEFORE_REGISTRATION",
+        }
+    }
+}
+
+/// The first broken rule of a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// A field is malformed (gRPC `INVALID_ARGUMENT`); `field` is the request field's name.
+    #[error("{field} {message}")]
+    Invalid { field: String, message: String },
+    /// A named thing does not exist (gRPC `NOT_FOUND`).
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// A thing with this identity exists already (gRPC `ALREADY_EXISTS`).
+    #[error("{what} {id} already exists")]
+    Exists { what: &'static str, id: String },
+    /// A programme rule refuses the command (gRPC `FAILED_PRECONDITION`).
+    #[error("{message}")]
+    Refused {
+        reason: Reason,
+        message: String,
+        /// Figures a client can act on (e.g. the amount still allowed), sent as ErrorInfo metadata.
+        metadata: Vec<(String, String)>,
+    },
+    /// Arithmetic left the range of 64-bit fen.
+    #[error("amount overflows 64-bit fen in {field}")]
+    Overflow { field: String },
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        DomainError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn refused(reason: Reason, message: impl Into<String>) -> Self {
+        DomainError::Refused {
+            reason,
+            message: message.into(),
+            metadata: Vec::new(),
+        }
+    }
+
+    /// Adds a figure to a refusal (no effect on other variants).
+    pub fn with(mut self, key: &str, value: impl ToString) -> Self {
+        if let DomainError::Refused { metadata, .. } = &mut self {
+            metadata.push((key.to_string(), value.to_string()));
+        }
+        self
+    }
+}

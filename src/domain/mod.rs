@@ -1,0 +1,17 @@
+//! Pure domain rules: money, rates, dates, identities, households, policy, loans.
+//!
+//! Nothing in here does I/O or knows about tokio, sqlx or tonic. Each rule takes state and a
+//! command and returns either what to record or the first rule it breaks ([`error::DomainError`]),
+//! so that the writer can validate a whole command before it writes anything.
+
+pub mod date;
+pub mod error;
+pub mod event;
+pub mod household;
+pub mod identity;
+pub mod ids;
+pub mod loan;
+pub mod lpr;
+pub mod money;
+pub mod policy;
+pub mod rate;

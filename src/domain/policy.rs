@@ -1,0 +1,168 @@
+//! Programme policy as data: parameters per ledger, versioned by effective date.
+//!
+//! The version in force on a date is the one with the latest effective date on or before it.
+//! Eligibility, caps and the rate cap follow the contract date; subsidy ratios follow the accrual
+//! date. A new ledger is seeded with [`default_versions`]: the national defaults of the 2014
+//! guideline (国开办发〔2014〕78号) and the ratio step of 2024.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::date::BusinessDate;
+use super::error::DomainError;
+use super::household::HouseholdStatus;
+use super::money::{Fen, Rounding};
+use super::rate::AnnualRate;
+
+/// Every parameter of the programme. All fields are required in a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyParams {
+    /// Cap on a household's active programme principal, all members together.
+    pub household_principal_cap_fen: i64,
+    pub term_months_max: u32,
+    pub borrower_age_min: u32,
+    pub borrower_age_max: u32,
+    /// Penalty rate = contract rate × (1 + uplift).
+    pub overdue_penalty_uplift: Decimal,
+    pub misuse_penalty_uplift: Decimal,
+    /// Share of subsidisable interest paid by the finance office, by accrual date.
+    pub subsidy_ratio: Decimal,
+    /// Highest subsidised rate; `None` means the LPR cap of the loan's tenor bucket.
+    pub subsidy_cap_rate: Option<AnnualRate>,
+    /// Days after a settlement before unpaid interest is overdue.
+    pub grace_days: u32,
+    pub rounding: Rounding,
+    pub eligible_statuses: Vec<HouseholdStatus>,
+}
+
+/// Longest term any policy may allow, a sanity bound on data entry: the programme's loans are
+/// short-term production credit (36 months by default); 120 leaves room for a policy change.
+pub const TERM_MONTHS_MAX_BOUND: u32 = 120;
+
+impl Default for PolicyParams {
+    fn default() -> Self {
+        PolicyParams {
+            household_principal_cap_fen: 5_000_000,
+            term_months_max: 36,
+            borrower_age_min: 18,
+            borrower_age_max: 65,
+            overdue_penalty_uplift: Decimal::new(5, 1),
+            misuse_penalty_uplift: Decimal::ONE,
+            subsidy_ratio: Decimal::ONE,
+            subsidy_cap_rate: None,
+            grace_days: 0,
+            rounding: Rounding::HalfUp,
+            eligible_statuses: vec![
+                HouseholdStatus::RegisteredPoor,
+                HouseholdStatus::Exited,
+                HouseholdStatus::Monitored,
+                HouseholdStatus::Edge,
+            ],
+        }
+    }
+}
+
+impl PolicyParams {
+    /// Checks the parameters for consistency; errors name the `params.` field.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let bad =
+            |field: &str, msg: &str| Err(DomainError::invalid(format!("params.{field}"), msg));
+        if self.household_principal_cap_fen <= 0 {
+            return bad("household_principal_cap_fen", "must be positive");
+        }
+        if self.term_months_max == 0 || self.term_months_max > TERM_MONTHS_MAX_BOUND {
+            return bad("term_months_max", "must be between 1 and 120");
+        }
+        if self.borrower_age_min > self.borrower_age_max || self.borrower_age_max > 120 {
+            return bad(
+                "borrower_age_max",
+                "must be at least borrower_age_min and at most 120",
+            );
+        }
+        for (field, uplift) in [
+            ("overdue_penalty_uplift", self.overdue_penalty_uplift),
+            ("misuse_penalty_uplift", self.misuse_penalty_uplift),
+        ] {
+            if uplift.is_sign_negative() || uplift > Decimal::from(10) {
+                return bad(field, "must be between 0 and 10");
+            }
+        }
+        if self.subsidy_ratio.is_sign_negative() || self.subsidy_ratio > Decimal::ONE {
+            return bad("subsidy_ratio", "must be between 0 and 1");
+        }
+        if self.grace_days > 366 {
+            return bad("grace_days", "must be at most 366");
+        }
+        if self.eligible_statuses.is_empty() {
+            return bad("eligible_statuses", "must name at least one status");
+        }
+        Ok(())
+    }
+
+    pub fn household_cap(&self) -> Fen {
+        Fen(self.household_principal_cap_fen)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    pub effective_date: BusinessDate,
+    pub params: PolicyParams,
+}
+
+/// The versions a new ledger starts with: the defaults from the 2014 guideline, and the subsidy
+/// ratio of 70% from 2024-01-01.
+pub fn default_versions() -> Vec<PolicyVersion> {
+    let from_2014 = BusinessDate::from_ymd_opt(2014, 12, 10).expect("valid date");
+    let from_2024 = BusinessDate::from_ymd_opt(2024, 1, 1).expect("valid date");
+    vec![
+        PolicyVersion {
+            effective_date: from_2014,
+            params: PolicyParams::default(),
+        },
+        PolicyVersion {
+            effective_date: from_2024,
+            params: PolicyParams {
+                subsidy_ratio: Decimal::new(7, 1),
+                ..PolicyParams::default()
+            },
+        },
+    ]
+}
+
+/// The version in force on `date`.
+pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<&PolicyVersion> {
+    versions
+        .iter()
+        .filter(|v| v.effective_date <= date)
+        .max_by_key(|v| v.effective_date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::date::parse_date;
+
+    #[test]
+    fn defaults_are_valid_and_dated() {
+        let versions = default_versions();
+        for v in &versions {
+            v.params.validate().unwrap();
+        }
+        let on = |d| in_force(&versions, parse_date(d).unwrap()).map(|v| v.params.subsidy_ratio);
+        assert_eq!(on("2014-12-09"), None);
+        assert_eq!(on("2023-12-31"), Some(Decimal::ONE));
+        assert_eq!(on("2024-01-01"), Some(Decimal::new(7, 1)));
+    }
+
+    #[test]
+    fn params_round_trip_as_json_with_decimal_strings() {
+        let json = serde_json::to_string(&PolicyParams::default()).unwrap();
+        assert!(
+            json.contains("\"overdue_penalty_uplift\":\"0.5\""),
+            "{json}"
+        );
+        let back: PolicyParams = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, PolicyParams::default());
+    }
+}

@@ -1,0 +1,118 @@
+//! Annual interest rates as exact decimals.
+//!
+//! A rate is a fraction per year (`0.0385` is 3.85%), parsed from a decimal string and never held
+//! as a float. The daily rate is the annual rate / 360 (PBoC 银发〔2005〕129号); it is not stored
+//! rounded: interest is computed from the annual rate and the day count in one exact expression
+//! and rounded once, at settlement.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+/// An annual rate, a fraction in `[0, 1)`, with at most [`AnnualRate::SCALE_MAX`] decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AnnualRate(Decimal);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error("is not a decimal number such as \"0.0385\"")]
+    NotDecimal,
+    #[error("must be at least 0 and below 1 (a fraction per year, \"0.0385\" is 3.85%)")]
+    OutOfRange,
+    #[error("has more than 8 decimal places")]
+    TooPrecise,
+}
+
+impl AnnualRate {
+    /// Eight decimals express a rate to a millionth of a percent, finer than any rate a bank
+    /// quotes; more would only invite representation games.
+    pub const SCALE_MAX: u32 = 8;
+
+    /// Days in the interest year (银发〔2005〕129号: daily rate = annual rate / 360).
+    pub const DAYS_PER_YEAR: u32 = 360;
+
+    pub fn new(value: Decimal) -> Result<Self, RateError> {
+        if value.is_sign_negative() && !value.is_zero() || value >= Decimal::ONE {
+            return Err(RateError::OutOfRange);
+        }
+        let value = value.normalize();
+        if value.scale() > Self::SCALE_MAX {
+            return Err(RateError::TooPrecise);
+        }
+        Ok(AnnualRate(value))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, RateError> {
+        let text = text.trim();
+        // Decimal::from_str accepts forms such as "1e-2" only through from_scientific, so a plain
+        // parse is exactly "digits with an optional point".
+        if text.is_empty()
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        {
+            return Err(RateError::NotDecimal);
+        }
+        let value = Decimal::from_str(text).map_err(|_| RateError::NotDecimal)?;
+        Self::new(value)
+    }
+
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+
+    /// The daily rate, exact to 28 significant digits (annual / 360).
+    pub fn daily(self) -> Decimal {
+        self.0 / Decimal::from(Self::DAYS_PER_YEAR)
+    }
+
+    /// This rate times `(1 + uplift)`, e.g. the penalty rate with a 50% uplift.
+    pub fn with_uplift(self, uplift: Decimal) -> AnnualRate {
+        AnnualRate((self.0 * (Decimal::ONE + uplift)).normalize())
+    }
+}
+
+/// The canonical text: normalised decimal, e.g. `0.0385`.
+impl fmt::Display for AnnualRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_decimals_only() {
+        assert_eq!(AnnualRate::parse("0.0385").unwrap().to_string(), "0.0385");
+        assert_eq!(AnnualRate::parse("0.03850").unwrap().to_string(), "0.0385");
+        assert_eq!(AnnualRate::parse("abc"), Err(RateError::NotDecimal));
+        assert_eq!(AnnualRate::parse("1e-2"), Err(RateError::NotDecimal));
+        assert_eq!(AnnualRate::parse(""), Err(RateError::NotDecimal));
+        assert_eq!(AnnualRate::parse("3.85"), Err(RateError::OutOfRange));
+        assert_eq!(AnnualRate::parse("-0.01"), Err(RateError::OutOfRange));
+        assert_eq!(AnnualRate::parse("0.000000001"), Err(RateError::TooPrecise));
+    }
+
+    #[test]
+    fn penalty_uplift() {
+        let r = AnnualRate::parse("0.0385").unwrap();
+        assert_eq!(r.with_uplift(Decimal::new(5, 1)).to_string(), "0.05775");
+    }
+}
+
+/// Serialised as its canonical decimal string, e.g. `"0.0385"`.
+impl serde::Serialize for AnnualRate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AnnualRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        AnnualRate::parse(&text).map_err(serde::de::Error::custom)
+    }
+}

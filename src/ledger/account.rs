@@ -1,0 +1,39 @@
+//! Account names: `<owner kind>/<owner id>/<purpose>`.
+//!
+//! Ids never contain `/` (see `domain::ids::check_id`), so a name parses back unambiguously.
+//! Debit-normal accounts (assets, receivables) have positive balances.
+//!
+//! | account | meaning |
+//! |---|---|
+//! | `loan/<loan_id>/principal` | principal the household owes the bank (debit-normal) |
+//! | `bank/<bank_id>/cash` | the bank's funds lent out and received back (credit when lending) |
+//! | `bank/<bank_id>/interest_income` | interest the bank has earned (credit-normal) |
+
+pub fn loan_principal(loan_id: &str) -> String {
+    format!("loan/{loan_id}/principal")
+}
+
+pub fn bank_cash(bank_id: &str) -> String {
+    format!("bank/{bank_id}/cash")
+}
+
+pub fn bank_interest_income(bank_id: &str) -> String {
+    format!("bank/{bank_id}/interest_income")
+}
+
+/// The loan an account belongs to, if it is a loan account.
+pub fn loan_of(account: &str) -> Option<&str> {
+    let rest = account.strip_prefix("loan/")?;
+    rest.split_once('/').map(|(id, _)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        assert_eq!(loan_of(&loan_principal("B1-2021-001")), Some("B1-2021-001"));
+        assert_eq!(loan_of(&bank_cash("B1")), None);
+    }
+}

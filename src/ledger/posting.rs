@@ -1,0 +1,131 @@
+//! Postings, and the rule that a transaction's postings sum to zero.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::money::Fen;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    pub account: String,
+    /// Debit positive, credit negative. Never zero.
+    pub amount: Fen,
+}
+
+/// The postings of one transaction: empty (a memo transaction) or two or more non-zero legs that
+/// sum to exactly zero. The only constructor checks it, so a `Postings` value is always balanced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Postings(Vec<Posting>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostingError {
+    #[error("postings sum to {0} fen, not zero")]
+    Unbalanced(i128),
+    #[error("a transaction that moves money needs at least two postings")]
+    SingleLeg,
+    #[error("posting to {0} is zero")]
+    ZeroLeg(String),
+}
+
+impl Postings {
+    /// A memo transaction: no money moves.
+    pub fn memo() -> Self {
+        Postings(Vec::new())
+    }
+
+    /// Builds balanced postings. Zero legs are dropped first (a repayment with no interest part
+    /// has no interest leg), then the rest must be two or more summing to zero.
+    pub fn balanced(legs: Vec<Posting>) -> Result<Self, PostingError> {
+        let legs: Vec<Posting> = legs.into_iter().filter(|p| p.amount != Fen::ZERO).collect();
+        Self::check(&legs)?;
+        Ok(Postings(legs))
+    }
+
+    /// Checks stored postings (as read back from the journal) without filtering.
+    pub fn check(legs: &[Posting]) -> Result<(), PostingError> {
+        if legs.is_empty() {
+            return Ok(());
+        }
+        if legs.len() < 2 {
+            return Err(PostingError::SingleLeg);
+        }
+        if let Some(zero) = legs.iter().find(|p| p.amount == Fen::ZERO) {
+            return Err(PostingError::ZeroLeg(zero.account.clone()));
+        }
+        // i128 cannot overflow for any number of i64 legs a transaction may have.
+        let sum: i128 = legs.iter().map(|p| i128::from(p.amount.0)).sum();
+        if sum != 0 {
+            return Err(PostingError::Unbalanced(sum));
+        }
+        Ok(())
+    }
+
+    pub fn as_slice(&self) -> &[Posting] {
+        &self.0
+    }
+
+    pub fn into_vec(self) -> Vec<Posting> {
+        self.0
+    }
+}
+
+/// A debit of `amount` to `debit` and a credit to `credit`.
+pub fn transfer(debit: String, credit: String, amount: Fen) -> Vec<Posting> {
+    vec![
+        Posting {
+            account: debit,
+            amount,
+        },
+        Posting {
+            account: credit,
+            amount: Fen(-amount.0),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leg(account: &str, amount: i64) -> Posting {
+        Posting {
+            account: account.into(),
+            amount: Fen(amount),
+        }
+    }
+
+    #[test]
+    fn balance_rules() {
+        assert!(Postings::balanced(vec![leg("a", 5), leg("b", -5)]).is_ok());
+        assert_eq!(
+            Postings::balanced(vec![leg("a", 5), leg("b", -4)]),
+            Err(PostingError::Unbalanced(1))
+        );
+        assert_eq!(
+            Postings::balanced(vec![leg("a", 5), leg("b", 0)]),
+            Err(PostingError::SingleLeg)
+        );
+        assert!(Postings::balanced(vec![]).unwrap().as_slice().is_empty());
+        assert_eq!(
+            Postings::check(&[leg("a", 0), leg("b", 0)]),
+            Err(PostingError::ZeroLeg("a".into()))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn transfers_always_balance(amount in 1i64..i64::MAX) {
+            let p = Postings::balanced(transfer("a".into(), "b".into(), Fen(amount))).unwrap();
+            prop_assert_eq!(p.as_slice().len(), 2);
+        }
+
+        #[test]
+        fn any_unbalanced_set_is_refused(amounts in proptest::collection::vec(-1_000_000i64..1_000_000, 2..8)) {
+            let legs: Vec<Posting> = amounts.iter().enumerate().map(|(i, a)| leg(&i.to_string(), *a)).collect();
+            let sum: i128 = amounts.iter().map(|a| i128::from(*a)).sum();
+            let ok = Postings::balanced(legs).is_ok();
+            let nonzero = amounts.iter().filter(|a| **a != 0).count();
+            prop_assert_eq!(ok, sum == 0 && (nonzero == 0 || nonzero >= 2));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The `loanledger` command: serve, migrate, verify, and token administration.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use loanledger::app::auth::{Role, create_token};
+use loanledger::startup::{Application, Settings};
+use loanledger::store::Db;
+use loanledger::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "loanledger",
+    version,
+    about = "Books of a poverty-alleviation microcredit programme, over gRPC"
+)]
+struct Cli {
+    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST:PORT/DB.
+    #[arg(
+        long,
+        env = "LOANLEDGER_DATABASE_URL",
+        default_value = "sqlite://loanledger.db",
+        global = true
+    )]
+    database_url: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "LOANLEDGER_LOG_FORMAT",
+        value_enum,
+        default_value = "human",
+        global = true
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the gRPC API (the default command).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "LOANLEDGER_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Verify a ledger's hash chain and read models directly on the database.
+    Verify {
+        /// Ledger (region code) to verify.
+        #[arg(long)]
+        ledger: String,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it (it is shown only once; only its hash is stored).
+    Create {
+        /// bank, finance, auditor or operator.
+        #[arg(long)]
+        role: String,
+        /// Bank id for a bank, ledger id for finance or auditor, "*" for an operator or an
+        /// auditor of every ledger.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command.unwrap_or(Cmd::Serve {
+        listen: "127.0.0.1:50051".parse()?,
+    }) {
+        Cmd::Serve { listen } => {
+            let app = Application::build(Settings {
+                listen,
+                database_url: cli.database_url.clone(),
+            })
+            .await?;
+            if let Some(token) = app.initial_operator_token() {
+                // Printed once, to stdout, so that a new user can start from the first command.
+                println!(
+                    "First start: created an operator token. Keep it; it is not shown again:\n{token}"
+                );
+            }
+            app.run_until(shutdown_signal()).await
+        }
+        Cmd::Migrate => {
+            let db = Db::connect(&cli.database_url)
+                .await
+                .context("Failed to connect to the database")?;
+            db.migrate().await.context("Failed to migrate")?;
+            println!("migrated {} database", db.backend());
+            Ok(())
+        }
+        Cmd::Verify { ledger } => {
+            let db = Db::connect(&cli.database_url)
+                .await
+                .context("Failed to connect to the database")?;
+            let r = loanledger::app::verify::verify_ledger(&db, &ledger)
+                .await
+                .map_err(|e| anyhow::anyhow!("verify failed: {e}"))?;
+            println!(
+                "ledger {ledger}: {} transactions checked, head seq {} hash {}",
+                r.transactions_checked, r.head_seq, r.head_hash
+            );
+            for p in &r.problems {
+                println!("problem: {p}");
+            }
+            if r.ok {
+                println!("OK");
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "ledger {ledger} does not verify; first break at seq {}",
+                    r.first_break_seq
+                )
+            }
+        }
+        Cmd::Token {
+            command: TokenCmd::Create { role, org },
+        } => {
+            let role =
+                Role::parse(&role).context("--role must be bank, finance, auditor or operator")?;
+            loanledger::domain::ids::check_id(&org)
+                .or(if org == "*" { Ok(()) } else { Err("") })
+                .map_err(|_| {
+                    anyhow::anyhow!("--org must be an id (letters, digits, _ . -) or *")
+                })?;
+            let db = Db::connect(&cli.database_url)
+                .await
+                .context("Failed to connect to the database")?;
+            db.migrate().await.context("Failed to migrate")?;
+            let token = create_token(&db, role, &org)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,131 @@
+//! Building and running the server: connect and migrate the database, start the writer, bind
+//! the listener, serve the loanledger services with health and reflection, and shut down without
+//! leaving anything half-written.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+
+use crate::api::pb::audit_service_server::AuditServiceServer;
+use crate::api::pb::loan_service_server::LoanServiceServer;
+use crate::api::pb::registry_service_server::RegistryServiceServer;
+use crate::api::{Api, FILE_DESCRIPTOR_SET};
+use crate::app::auth::{Role, create_token};
+use crate::app::writer;
+use crate::store::Db;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    db: Db,
+    api: Api,
+    writer_task: JoinHandle<()>,
+    initial_operator_token: Option<String>,
+}
+
+impl Application {
+    /// Connects, migrates, starts the writer and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let db = Db::connect(&settings.database_url)
+            .await
+            .context("Failed to connect to the database")?;
+        db.migrate()
+            .await
+            .context("Failed to migrate the database")?;
+        let initial_operator_token =
+            if db.count_tokens().await.context("Failed to count tokens")? == 0 {
+                Some(create_token(&db, Role::Operator, "*").await.map_err(|e| {
+                    anyhow::anyhow!("Failed to create the first operator token: {e}")
+                })?)
+            } else {
+                None
+            };
+        let (writer, writer_task) = writer::spawn(db.clone());
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let port = listener
+            .local_addr()
+            .context("Failed to read the bound address")?
+            .port();
+        Ok(Application {
+            listener,
+            port,
+            api: Api::new(db.clone(), writer),
+            db,
+            writer_task,
+            initial_operator_token,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The operator token created because the database had none (shown once).
+    pub fn initial_operator_token(&self) -> Option<String> {
+        self.initial_operator_token.clone()
+    }
+
+    /// Serves until `shutdown` resolves; then stops taking requests, lets the requests in flight
+    /// finish, lets the writer commit and answer everything it has queued, and closes the pool.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            db,
+            api,
+            writer_task,
+            ..
+        } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<RegistryServiceServer<Api>>().await;
+        health.set_serving::<LoanServiceServer<Api>>().await;
+        health.set_serving::<AuditServiceServer<Api>>().await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("Failed to build reflection v1")?;
+        // Python's grpcio reflection client speaks only v1alpha.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("Failed to build reflection v1alpha")?;
+        tracing::info!(addr = %listener.local_addr()?, backend = db.backend(), "serving");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(RegistryServiceServer::new(api.clone()))
+            .add_service(LoanServiceServer::new(api.clone()))
+            .add_service(AuditServiceServer::new(api.clone()))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .context("Server failed")?;
+        tracing::info!("stopped taking requests; draining the writer");
+        drop(api);
+        writer_task.await.context("Writer task failed")?;
+        db.close().await;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}

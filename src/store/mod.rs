@@ -1,0 +1,145 @@
+//! Storage: both backends, one behaviour.
+//!
+//! SQLite is the embedded default and PostgreSQL the production backend. The SQL text is shared
+//! wherever the dialects agree (sqlx accepts `$N` placeholders on SQLite too), and each function
+//! runs the same statement on whichever pool it has through [`on_pool!`] / [`on_tx!`]. The schema
+//! is in `migrations/<backend>/`; rates and dates are stored as canonical text on both backends
+//! so that a row reads back byte for byte as it was hashed.
+//!
+//! Only the writer (`app::writer`) changes anything, through [`write::WriteTx`]; everything here
+//! in `read` is for the read path.
+
+pub mod read;
+pub mod rows;
+pub mod write;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// A pool on one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code on whichever pool `$db` holds; `$p` is bound to the typed pool.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($p) => $body,
+            $crate::store::Db::Postgres($p) => $body,
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is away or refused the connection: retryable.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database error; the detail is for the log, not the caller.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// A stored row cannot be read back as a domain value: the data is corrupt.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) => {
+                // PostgreSQL: 08xxx connection exceptions, 57P01 admin shutdown, 40001
+                // serialization failure and 40P01 deadlock are retryable. SQLite: SQLITE_BUSY (5)
+                // and SQLITE_LOCKED (6).
+                let code = db.code().unwrap_or_default();
+                if code.starts_with("08")
+                    || code == "57P01"
+                    || code == "40001"
+                    || code == "40P01"
+                    || code == "5"
+                    || code == "6"
+                {
+                    StoreError::Unavailable(e)
+                } else {
+                    StoreError::Database(e)
+                }
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// Pool sizes. One connection writes (the writer task); the rest serve reads. Eight readers keep
+/// two cores busy without queueing behind each other.
+pub const READ_CONNECTIONS_MAX: u32 = 8;
+
+impl Db {
+    /// Connects to `sqlite://path` (created if missing; WAL, synchronous=FULL) or
+    /// `postgres://...`.
+    #[tracing::instrument(skip_all, fields(backend))]
+    pub async fn connect(url: &str) -> Result<Db, StoreError> {
+        if url.starts_with("sqlite:") {
+            tracing::Span::current().record("backend", "sqlite");
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Database)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(READ_CONNECTIONS_MAX + 1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            tracing::Span::current().record("backend", "postgres");
+            let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(READ_CONNECTIONS_MAX + 1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "database URL must start with sqlite: or postgres:, got {}",
+                url.split(':').next().unwrap_or_default()
+            )))
+        }
+    }
+
+    /// Applies the migrations of this backend that are not applied yet.
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match self {
+            Db::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
+            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+        };
+        result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+}

@@ -1,0 +1,237 @@
+//! The read path: queries on the pool, never inside the writer's transaction.
+
+use super::rows::*;
+use super::{Db, StoreError};
+use crate::domain::loan::LoanState;
+use crate::domain::lpr::LprEntry;
+use crate::domain::money::Fen;
+use crate::domain::policy::PolicyVersion;
+use crate::ledger::posting::Posting;
+use crate::on_pool;
+
+/// Filters of a loan listing. `None` is no filter.
+#[derive(Debug, Clone, Default)]
+pub struct LoanFilter {
+    pub ledger_id: Option<String>,
+    pub bank_id: Option<String>,
+    pub household_id: Option<String>,
+    pub status: Option<String>,
+    /// Only loans with `loan_id` greater than this (keyset paging).
+    pub after_loan_id: Option<String>,
+}
+
+impl Db {
+    pub async fn get_ledger(&self, ledger_id: &str) -> Result<Option<LedgerRow>, StoreError> {
+        let sql = "select ledger_id, name from ledger where ledger_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_optional(p).await?))
+    }
+
+    pub async fn get_bank(&self, bank_id: &str) -> Result<Option<BankRow>, StoreError> {
+        let sql = "select bank_id, ledger_id, name from bank where bank_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(bank_id).fetch_optional(p).await?))
+    }
+
+    pub async fn get_household(
+        &self,
+        household_id: &str,
+    ) -> Result<Option<HouseholdView>, StoreError> {
+        let sql = "select household_id, ledger_id, head_name, head_id_number, township, village \
+                   from household where household_id = $1";
+        let row: Option<HouseholdRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(household_id).fetch_optional(p).await?);
+        let Some(row) = row else { return Ok(None) };
+        let sql = "select effective_date, status, reason from household_status \
+                   where household_id = $1 order by seq";
+        let statuses: Vec<StatusRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(household_id).fetch_all(p).await?);
+        let statuses = statuses
+            .into_iter()
+            .map(StatusRow::into_entry)
+            .collect::<Result<_, _>>()?;
+        Ok(Some(HouseholdView { row, statuses }))
+    }
+
+    pub async fn list_policies(&self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+        let sql = "select effective_date, params_json from policy_version \
+                   where ledger_id = $1 order by effective_date";
+        let rows: Vec<PolicyRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
+        rows.into_iter().map(PolicyRow::into_version).collect()
+    }
+
+    pub async fn list_lpr(&self) -> Result<Vec<LprEntry>, StoreError> {
+        let sql = "select effective_date, tenor, rate from lpr order by effective_date, tenor";
+        let rows: Vec<LprRow> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?);
+        rows.into_iter().map(LprRow::into_entry).collect()
+    }
+
+    pub async fn get_loan(&self, loan_id: &str) -> Result<Option<LoanState>, StoreError> {
+        let sql = concat!("select ", loan_columns!(), " from loan where loan_id = $1");
+        let row: Option<LoanRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?);
+        row.map(LoanRow::into_state).transpose()
+    }
+
+    /// Loans matching `filter`, ordered by loan_id, at most `limit`.
+    pub async fn list_loans(
+        &self,
+        filter: &LoanFilter,
+        limit: u32,
+    ) -> Result<Vec<LoanState>, StoreError> {
+        // Each filter is "($n is null or column = $n)", so one statement serves every
+        // combination; the indexes on (bank_id, loan_id) and (ledger_id, loan_id) serve the
+        // common shapes.
+        let sql = concat!(
+            "select ",
+            loan_columns!(),
+            " from loan \
+             where ($1 is null or ledger_id = $1) and ($2 is null or bank_id = $2) \
+               and ($3 is null or household_id = $3) and ($4 is null or status = $4) \
+               and ($5 is null or loan_id > $5) \
+             order by loan_id limit $6"
+        );
+        let rows: Vec<LoanRow> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(filter.ledger_id.as_deref())
+            .bind(filter.bank_id.as_deref())
+            .bind(filter.household_id.as_deref())
+            .bind(filter.status.as_deref())
+            .bind(filter.after_loan_id.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?);
+        rows.into_iter().map(LoanRow::into_state).collect()
+    }
+
+    /// All loans of a ledger, for `verify`.
+    pub async fn ledger_loans(&self, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
+        let sql = concat!(
+            "select ",
+            loan_columns!(),
+            " from loan where ledger_id = $1 order by loan_id"
+        );
+        let rows: Vec<LoanRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
+        rows.into_iter().map(LoanRow::into_state).collect()
+    }
+
+    pub async fn ledger_balances(&self, ledger_id: &str) -> Result<Vec<(String, Fen)>, StoreError> {
+        let sql = "select account, balance_fen from account_balance where ledger_id = $1 order by account";
+        let rows: Vec<BalanceRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.account, Fen(r.balance_fen)))
+            .collect())
+    }
+
+    /// Journal transactions of a ledger with `from_seq <= seq <= to_seq`, at most `limit`, with
+    /// their postings.
+    pub async fn journal_range(
+        &self,
+        ledger_id: &str,
+        from_seq: u64,
+        to_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
+        let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
+        let sql = concat!(
+            "select ",
+            journal_columns!(),
+            " from journal_txn \
+             where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq limit $4"
+        );
+        let rows: Vec<JournalRow> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
+            .fetch_all(p).await?);
+        let Some(last) = rows.last() else {
+            return Ok(Vec::new());
+        };
+        let sql = "select ledger_id, seq, idx, account, amount_fen from posting \
+                   where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq, idx";
+        let postings: Vec<PostingRow> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(rows[0].seq).bind(last.seq)
+            .fetch_all(p).await?);
+        Ok(attach_postings(rows, postings))
+    }
+
+    /// Journal transactions that touch a loan, oldest first.
+    pub async fn loan_history(&self, loan_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        let sql = "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
+                   j.request_id, j.command_json, j.prev_hash, j.hash \
+                   from journal_loan l join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq \
+                   where l.loan_id = $1 order by j.seq";
+        let rows: Vec<JournalRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);
+        let sql = "select p.ledger_id, p.seq, p.idx, p.account, p.amount_fen \
+                   from journal_loan l join posting p on p.ledger_id = l.ledger_id and p.seq = l.seq \
+                   where l.loan_id = $1 order by p.seq, p.idx";
+        let postings: Vec<PostingRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);
+        Ok(attach_postings(rows, postings))
+    }
+
+    /// The token bound to a secret's hash, if it exists and is not revoked.
+    pub async fn find_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let sql = "select token_id, role, org from api_token \
+                   where token_hash = $1 and revoked_at_us is null";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).fetch_optional(p).await?))
+    }
+
+    pub async fn count_tokens(&self) -> Result<i64, StoreError> {
+        let sql = "select count(*) from api_token";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))
+    }
+
+    pub async fn insert_token(
+        &self,
+        token_id: &str,
+        token_hash: &str,
+        role: &str,
+        org: &str,
+        created_at_us: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "insert into api_token (token_id, token_hash, role, org, created_at_us) \
+                   values ($1, $2, $3, $4, $5)";
+        on_pool!(self, p => sqlx::query(sql)
+            .bind(token_id).bind(token_hash).bind(role).bind(org).bind(created_at_us)
+            .execute(p).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Runs a statement outside the writer: for tests and operators only.
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(
+            on_pool!(self, p => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await?.rows_affected()),
+        )
+    }
+}
+
+fn attach_postings(rows: Vec<JournalRow>, postings: Vec<PostingRow>) -> Vec<JournalEntry> {
+    let mut entries: Vec<JournalEntry> = rows
+        .into_iter()
+        .map(|row| JournalEntry {
+            row,
+            postings: Vec::new(),
+        })
+        .collect();
+    // Both lists are ordered by seq, so one merge pass attaches every posting.
+    let mut i = 0;
+    for p in postings {
+        while i < entries.len()
+            && (entries[i].row.ledger_id != p.ledger_id || entries[i].row.seq < p.seq)
+        {
+            i += 1;
+        }
+        if i < entries.len()
+            && entries[i].row.seq == p.seq
+            && entries[i].row.ledger_id == p.ledger_id
+        {
+            entries[i].postings.push(Posting {
+                account: p.account,
+                amount: Fen(p.amount_fen),
+            });
+        }
+    }
+    entries
+}

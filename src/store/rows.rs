@@ -1,0 +1,280 @@
+//! Rows as stored, and their conversion to domain values.
+
+use crate::domain::date::{format_date, parse_date};
+use crate::domain::household::{HouseholdStatus, StatusEntry};
+use crate::domain::identity::IdNumber;
+use crate::domain::loan::{LoanState, LoanStatus, LoanTerms, RepaymentMethod, SettlementFrequency};
+use crate::domain::lpr::{LprEntry, TenorBucket};
+use crate::domain::money::Fen;
+use crate::domain::policy::{PolicyParams, PolicyVersion};
+use crate::domain::rate::AnnualRate;
+use crate::ledger::posting::Posting;
+
+use super::StoreError;
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {value:?}"))
+}
+
+pub(crate) fn date(what: &str, text: &str) -> Result<chrono::NaiveDate, StoreError> {
+    parse_date(text).ok_or_else(|| corrupt(what, text))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LedgerRow {
+    pub ledger_id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BankRow {
+    pub bank_id: String,
+    pub ledger_id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HouseholdRow {
+    pub household_id: String,
+    pub ledger_id: String,
+    pub head_name: String,
+    pub head_id_number: String,
+    pub township: String,
+    pub village: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StatusRow {
+    pub effective_date: String,
+    pub status: String,
+    pub reason: String,
+}
+
+impl StatusRow {
+    pub fn into_entry(self) -> Result<StatusEntry, StoreError> {
+        Ok(StatusEntry {
+            status: HouseholdStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("household status", &self.status))?,
+            effective_date: date("status date", &self.effective_date)?,
+            reason: self.reason,
+        })
+    }
+}
+
+/// A household with its status series in recording order.
+#[derive(Debug, Clone)]
+pub struct HouseholdView {
+    pub row: HouseholdRow,
+    pub statuses: Vec<StatusEntry>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PolicyRow {
+    pub effective_date: String,
+    pub params_json: String,
+}
+
+impl PolicyRow {
+    pub fn into_version(self) -> Result<PolicyVersion, StoreError> {
+        let params: PolicyParams = serde_json::from_str(&self.params_json)
+            .map_err(|e| StoreError::Corrupt(format!("policy params: {e}")))?;
+        Ok(PolicyVersion {
+            effective_date: date("policy date", &self.effective_date)?,
+            params,
+        })
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LprRow {
+    pub effective_date: String,
+    pub tenor: String,
+    pub rate: String,
+}
+
+impl LprRow {
+    pub fn into_entry(self) -> Result<LprEntry, StoreError> {
+        Ok(LprEntry {
+            effective_from: date("lpr date", &self.effective_date)?,
+            bucket: TenorBucket::parse(&self.tenor)
+                .ok_or_else(|| corrupt("lpr tenor", &self.tenor))?,
+            rate: AnnualRate::parse(&self.rate).map_err(|_| corrupt("lpr rate", &self.rate))?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LoanRow {
+    pub loan_id: String,
+    pub ledger_id: String,
+    pub bank_id: String,
+    pub contract_number: String,
+    pub household_id: String,
+    pub borrower_name: String,
+    pub borrower_id_number: String,
+    pub principal_fen: i64,
+    pub annual_rate: String,
+    pub contract_date: String,
+    pub term_months: i32,
+    pub maturity_date: String,
+    pub repayment_method: String,
+    pub settlement_frequency: String,
+    pub purpose: String,
+    pub collateral_free: bool,
+    pub guarantee_free: bool,
+    pub status: String,
+    pub disbursed_fen: i64,
+    pub principal_outstanding_fen: i64,
+    pub principal_repaid_fen: i64,
+    pub interest_paid_fen: i64,
+    pub disbursed_on: Option<String>,
+    pub last_value_date: String,
+    pub last_seq: i64,
+}
+
+/// The column list of `loan`, in `LoanRow` order (a macro so that `concat!` can build static SQL).
+macro_rules! loan_columns {
+    () => {
+        "loan_id, ledger_id, bank_id, contract_number, household_id, \
+    borrower_name, borrower_id_number, principal_fen, annual_rate, contract_date, term_months, \
+    maturity_date, repayment_method, settlement_frequency, purpose, collateral_free, \
+    guarantee_free, status, disbursed_fen, principal_outstanding_fen, principal_repaid_fen, \
+    interest_paid_fen, disbursed_on, last_value_date, last_seq"
+    };
+}
+pub(crate) use loan_columns;
+
+impl LoanRow {
+    pub fn into_state(self) -> Result<LoanState, StoreError> {
+        let id = IdNumber::parse(&self.borrower_id_number)
+            .map_err(|_| corrupt("borrower id number", &self.loan_id))?;
+        let terms = LoanTerms {
+            loan_id: self.loan_id,
+            ledger_id: self.ledger_id,
+            bank_id: self.bank_id,
+            contract_number: self.contract_number,
+            household_id: self.household_id,
+            borrower_name: self.borrower_name,
+            borrower_id_number: self.borrower_id_number,
+            borrower_birth_date: id.birth_date(),
+            principal_fen: Fen(self.principal_fen),
+            annual_rate: AnnualRate::parse(&self.annual_rate)
+                .map_err(|_| corrupt("loan rate", &self.annual_rate))?,
+            contract_date: date("contract date", &self.contract_date)?,
+            term_months: u32::try_from(self.term_months)
+                .map_err(|_| corrupt("term months", &self.term_months.to_string()))?,
+            maturity_date: date("maturity date", &self.maturity_date)?,
+            repayment_method: RepaymentMethod::parse(&self.repayment_method)
+                .ok_or_else(|| corrupt("repayment method", &self.repayment_method))?,
+            settlement_frequency: SettlementFrequency::parse(&self.settlement_frequency)
+                .ok_or_else(|| corrupt("settlement frequency", &self.settlement_frequency))?,
+            purpose: self.purpose,
+            collateral_free: self.collateral_free,
+            guarantee_free: self.guarantee_free,
+        };
+        Ok(LoanState {
+            terms,
+            status: LoanStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("loan status", &self.status))?,
+            disbursed_fen: Fen(self.disbursed_fen),
+            principal_outstanding_fen: Fen(self.principal_outstanding_fen),
+            principal_repaid_fen: Fen(self.principal_repaid_fen),
+            interest_paid_fen: Fen(self.interest_paid_fen),
+            disbursed_on: self
+                .disbursed_on
+                .as_deref()
+                .map(|d| date("disbursed on", d))
+                .transpose()?,
+            last_value_date: date("last value date", &self.last_value_date)?,
+            last_seq: u64::try_from(self.last_seq).map_err(|_| corrupt("last seq", "negative"))?,
+        })
+    }
+
+    pub fn from_state(s: &LoanState) -> LoanRow {
+        let t = &s.terms;
+        LoanRow {
+            loan_id: t.loan_id.clone(),
+            ledger_id: t.ledger_id.clone(),
+            bank_id: t.bank_id.clone(),
+            contract_number: t.contract_number.clone(),
+            household_id: t.household_id.clone(),
+            borrower_name: t.borrower_name.clone(),
+            borrower_id_number: t.borrower_id_number.clone(),
+            principal_fen: t.principal_fen.0,
+            annual_rate: t.annual_rate.to_string(),
+            contract_date: format_date(t.contract_date),
+            term_months: i32::try_from(t.term_months).unwrap_or(i32::MAX),
+            maturity_date: format_date(t.maturity_date),
+            repayment_method: t.repayment_method.as_str().to_string(),
+            settlement_frequency: t.settlement_frequency.as_str().to_string(),
+            purpose: t.purpose.clone(),
+            collateral_free: t.collateral_free,
+            guarantee_free: t.guarantee_free,
+            status: s.status.as_str().to_string(),
+            disbursed_fen: s.disbursed_fen.0,
+            principal_outstanding_fen: s.principal_outstanding_fen.0,
+            principal_repaid_fen: s.principal_repaid_fen.0,
+            interest_paid_fen: s.interest_paid_fen.0,
+            disbursed_on: s.disbursed_on.map(format_date),
+            last_value_date: format_date(s.last_value_date),
+            last_seq: i64::try_from(s.last_seq).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JournalRow {
+    pub ledger_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub value_date: String,
+    pub recorded_at_us: i64,
+    pub actor: String,
+    pub request_id: String,
+    pub command_json: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+macro_rules! journal_columns {
+    () => {
+        "ledger_id, seq, kind, value_date, recorded_at_us, actor, \
+         request_id, command_json, prev_hash, hash"
+    };
+}
+pub(crate) use journal_columns;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PostingRow {
+    pub ledger_id: String,
+    pub seq: i64,
+    pub idx: i32,
+    pub account: String,
+    pub amount_fen: i64,
+}
+
+/// A journal transaction with its postings.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    pub row: JournalRow,
+    pub postings: Vec<Posting>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdempotencyRow {
+    pub fingerprint: String,
+    pub result_json: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub token_id: String,
+    pub role: String,
+    pub org: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BalanceRow {
+    pub account: String,
+    pub balance_fen: i64,
+}

@@ -1,0 +1,435 @@
+//! The write path: one database transaction per group of commands, used only by the writer.
+//!
+//! Reads inside the transaction see what the group wrote before them. Rare registry rows are
+//! inserted as their command is accepted; the hot rows (journal, postings, loan links,
+//! idempotency records, loan read models, balance deltas) are collected in a [`Staged`] set and
+//! written at the end of the group with a few multi-row statements, since on SQLite the number of
+//! statements, not rows, is what a write costs (../shared/STACK.md).
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{Postgres, QueryBuilder, Sqlite, Transaction};
+
+use super::rows::*;
+use super::{Db, StoreError};
+use crate::domain::date::format_date;
+use crate::domain::household::StatusEntry;
+use crate::domain::loan::LoanState;
+use crate::domain::lpr::LprEntry;
+use crate::domain::money::Fen;
+use crate::domain::policy::PolicyVersion;
+use crate::ledger::posting::Posting;
+
+pub enum WriteTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs the same code on whichever transaction `$tx` holds; `$c` is bound to the connection.
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            WriteTx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            WriteTx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+/// A journal transaction ready to be written.
+#[derive(Debug, Clone)]
+pub struct StagedTxn {
+    pub row: JournalRow,
+    pub postings: Vec<Posting>,
+    pub loan_ids: Vec<String>,
+    pub idempotency: Option<(String, String, String, String)>,
+}
+
+/// What a group writes at its end.
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub txns: Vec<StagedTxn>,
+    /// The final state of each loan the group changed.
+    pub loans: BTreeMap<String, LoanState>,
+    /// Net balance change per (ledger, account).
+    pub balance_deltas: HashMap<(String, String), i64>,
+}
+
+impl Staged {
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
+    }
+}
+
+/// Largest number of bind parameters in one statement: below SQLite's default limit of 32,766
+/// and PostgreSQL's 65,535.
+const BINDS_MAX: usize = 30_000;
+
+fn chunk_rows(columns: usize) -> usize {
+    BINDS_MAX / columns
+}
+
+impl Db {
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        Ok(match self {
+            Db::Sqlite(p) => WriteTx::Sqlite(p.begin().await?),
+            Db::Postgres(p) => WriteTx::Postgres(p.begin().await?),
+        })
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.commit().await?,
+            WriteTx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            WriteTx::Sqlite(t) => t.rollback().await?,
+            WriteTx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+
+    /// The last (seq, hash) of a ledger's chain.
+    pub async fn head(&mut self, ledger_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let sql =
+            "select seq, hash from journal_txn where ledger_id = $1 order by seq desc limit 1";
+        Ok(on_tx!(self, c => sqlx::query_as(sql).bind(ledger_id).fetch_optional(c).await?))
+    }
+
+    pub async fn idempotency(
+        &mut self,
+        scope: &str,
+        request_id: &str,
+    ) -> Result<Option<IdempotencyRow>, StoreError> {
+        let sql =
+            "select fingerprint, result_json from idempotency where scope = $1 and request_id = $2";
+        Ok(
+            on_tx!(self, c => sqlx::query_as(sql).bind(scope).bind(request_id).fetch_optional(c).await?),
+        )
+    }
+
+    pub async fn ledger_exists(&mut self, ledger_id: &str) -> Result<bool, StoreError> {
+        let sql = "select ledger_id, name from ledger where ledger_id = $1";
+        let row: Option<LedgerRow> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(ledger_id).fetch_optional(c).await?);
+        Ok(row.is_some())
+    }
+
+    pub async fn bank(&mut self, bank_id: &str) -> Result<Option<BankRow>, StoreError> {
+        let sql = "select bank_id, ledger_id, name from bank where bank_id = $1";
+        Ok(on_tx!(self, c => sqlx::query_as(sql).bind(bank_id).fetch_optional(c).await?))
+    }
+
+    pub async fn household(
+        &mut self,
+        household_id: &str,
+    ) -> Result<Option<HouseholdView>, StoreError> {
+        let sql = "select household_id, ledger_id, head_name, head_id_number, township, village \
+                   from household where household_id = $1";
+        let row: Option<HouseholdRow> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(household_id).fetch_optional(c).await?);
+        let Some(row) = row else { return Ok(None) };
+        let sql = "select effective_date, status, reason from household_status \
+                   where household_id = $1 order by seq";
+        let statuses: Vec<StatusRow> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(household_id).fetch_all(c).await?);
+        let statuses = statuses
+            .into_iter()
+            .map(StatusRow::into_entry)
+            .collect::<Result<_, _>>()?;
+        Ok(Some(HouseholdView { row, statuses }))
+    }
+
+    pub async fn policies(&mut self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
+        let sql = "select effective_date, params_json from policy_version \
+                   where ledger_id = $1 order by effective_date";
+        let rows: Vec<PolicyRow> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(ledger_id).fetch_all(c).await?);
+        rows.into_iter().map(PolicyRow::into_version).collect()
+    }
+
+    pub async fn lpr(&mut self) -> Result<Vec<LprEntry>, StoreError> {
+        let sql = "select effective_date, tenor, rate from lpr order by effective_date, tenor";
+        let rows: Vec<LprRow> = on_tx!(self, c => sqlx::query_as(sql).fetch_all(c).await?);
+        rows.into_iter().map(LprRow::into_entry).collect()
+    }
+
+    pub async fn loan(&mut self, loan_id: &str) -> Result<Option<LoanState>, StoreError> {
+        // On PostgreSQL the row is locked for the rest of the group, so that another process
+        // writing the same database (which the single writer does not expect) waits instead of
+        // interleaving.
+        let sql = match self {
+            WriteTx::Sqlite(_) => {
+                concat!("select ", loan_columns!(), " from loan where loan_id = $1")
+            }
+            WriteTx::Postgres(_) => concat!(
+                "select ",
+                loan_columns!(),
+                " from loan where loan_id = $1 for update"
+            ),
+        };
+        let row: Option<LoanRow> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(loan_id).fetch_optional(c).await?);
+        row.map(LoanRow::into_state).transpose()
+    }
+
+    /// The household's open programme loans as stored (the caller merges the group's changes).
+    pub async fn household_open_loans(
+        &mut self,
+        household_id: &str,
+    ) -> Result<Vec<LoanState>, StoreError> {
+        let sql = concat!(
+            "select ",
+            loan_columns!(),
+            " from loan where household_id = $1 \
+             and status not in ('settled', 'written_off')"
+        );
+        let rows: Vec<LoanRow> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(household_id).fetch_all(c).await?);
+        rows.into_iter().map(LoanRow::into_state).collect()
+    }
+
+    pub async fn insert_ledger(&mut self, ledger_id: &str, name: &str) -> Result<(), StoreError> {
+        let sql = "insert into ledger (ledger_id, name) values ($1, $2)";
+        on_tx!(self, c => sqlx::query(sql).bind(ledger_id).bind(name).execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn insert_bank(&mut self, row: &BankRow) -> Result<(), StoreError> {
+        let sql = "insert into bank (bank_id, ledger_id, name) values ($1, $2, $3)";
+        on_tx!(self, c => sqlx::query(sql).bind(&row.bank_id).bind(&row.ledger_id).bind(&row.name).execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn insert_household(&mut self, row: &HouseholdRow) -> Result<(), StoreError> {
+        let sql = "insert into household (household_id, ledger_id, head_name, head_id_number, township, village) \
+                   values ($1, $2, $3, $4, $5, $6)";
+        on_tx!(self, c => sqlx::query(sql)
+            .bind(&row.household_id).bind(&row.ledger_id).bind(&row.head_name)
+            .bind(&row.head_id_number).bind(&row.township).bind(&row.village)
+            .execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn insert_status(
+        &mut self,
+        household_id: &str,
+        seq: i64,
+        entry: &StatusEntry,
+    ) -> Result<(), StoreError> {
+        let sql = "insert into household_status (household_id, seq, effective_date, status, reason) \
+                   values ($1, $2, $3, $4, $5)";
+        on_tx!(self, c => sqlx::query(sql)
+            .bind(household_id).bind(seq).bind(format_date(entry.effective_date))
+            .bind(entry.status.as_str()).bind(&entry.reason)
+            .execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn insert_policy(
+        &mut self,
+        ledger_id: &str,
+        version: &PolicyVersion,
+    ) -> Result<(), StoreError> {
+        let sql = "insert into policy_version (ledger_id, effective_date, params_json) values ($1, $2, $3)";
+        let params = serde_json::to_string(&version.params)
+            .map_err(|e| StoreError::Corrupt(format!("policy params: {e}")))?;
+        on_tx!(self, c => sqlx::query(sql)
+            .bind(ledger_id).bind(format_date(version.effective_date)).bind(params)
+            .execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn lpr_exists(&mut self, entry: &LprEntry) -> Result<Option<String>, StoreError> {
+        let sql = "select rate from lpr where effective_date = $1 and tenor = $2";
+        Ok(on_tx!(self, c => sqlx::query_scalar(sql)
+            .bind(format_date(entry.effective_from)).bind(entry.bucket.as_str())
+            .fetch_optional(c).await?))
+    }
+
+    pub async fn insert_lpr(&mut self, entry: &LprEntry) -> Result<(), StoreError> {
+        let sql = "insert into lpr (effective_date, tenor, rate) values ($1, $2, $3)";
+        on_tx!(self, c => sqlx::query(sql)
+            .bind(format_date(entry.effective_from)).bind(entry.bucket.as_str()).bind(entry.rate.to_string())
+            .execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Records an idempotency entry for a write that has no journal transaction (LPR entries).
+    pub async fn insert_idempotency(
+        &mut self,
+        scope: &str,
+        request_id: &str,
+        fingerprint: &str,
+        result_json: &str,
+    ) -> Result<(), StoreError> {
+        let sql = "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) \
+                   values ($1, $2, $3, $4, '', 0)";
+        on_tx!(self, c => sqlx::query(sql).bind(scope).bind(request_id).bind(fingerprint).bind(result_json).execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    /// Writes a group's staged rows: a handful of multi-row statements whatever the group size.
+    pub async fn flush(&mut self, staged: &Staged) -> Result<(), StoreError> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        for chunk in staged.txns.chunks(chunk_rows(10)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new(concat!("insert into journal_txn (", journal_columns!(), ") "));
+                q.push_values(chunk, |mut b, t| {
+                    let r = &t.row;
+                    b.push_bind(&r.ledger_id).push_bind(r.seq).push_bind(&r.kind)
+                        .push_bind(&r.value_date).push_bind(r.recorded_at_us).push_bind(&r.actor)
+                        .push_bind(&r.request_id).push_bind(&r.command_json)
+                        .push_bind(&r.prev_hash).push_bind(&r.hash);
+                });
+                q.build().execute(c).await.map(|_| ())?;
+            });
+        }
+        let postings: Vec<(&str, i64, i32, &str, i64)> = staged
+            .txns
+            .iter()
+            .flat_map(|t| {
+                t.postings.iter().enumerate().map(move |(i, p)| {
+                    (
+                        t.row.ledger_id.as_str(),
+                        t.row.seq,
+                        i as i32,
+                        p.account.as_str(),
+                        p.amount.0,
+                    )
+                })
+            })
+            .collect();
+        for chunk in postings.chunks(chunk_rows(5)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new("insert into posting (ledger_id, seq, idx, account, amount_fen) ");
+                q.push_values(chunk, |mut b, p| {
+                    b.push_bind(p.0).push_bind(p.1).push_bind(p.2).push_bind(p.3).push_bind(p.4);
+                });
+                q.build().execute(c).await.map(|_| ())?;
+            });
+        }
+        let links: Vec<(&str, &str, i64)> = staged
+            .txns
+            .iter()
+            .flat_map(|t| {
+                t.loan_ids
+                    .iter()
+                    .map(move |l| (l.as_str(), t.row.ledger_id.as_str(), t.row.seq))
+            })
+            .collect();
+        for chunk in links.chunks(chunk_rows(3)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new("insert into journal_loan (loan_id, ledger_id, seq) ");
+                q.push_values(chunk, |mut b, l| {
+                    b.push_bind(l.0).push_bind(l.1).push_bind(l.2);
+                });
+                q.build().execute(c).await.map(|_| ())?;
+            });
+        }
+        let idem: Vec<(&(String, String, String, String), &str, i64)> = staged
+            .txns
+            .iter()
+            .filter_map(|t| {
+                t.idempotency
+                    .as_ref()
+                    .map(|i| (i, t.row.ledger_id.as_str(), t.row.seq))
+            })
+            .collect();
+        for chunk in idem.chunks(chunk_rows(6)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new(
+                    "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) ");
+                q.push_values(chunk, |mut b, (i, ledger, seq)| {
+                    b.push_bind(&i.0).push_bind(&i.1).push_bind(&i.2).push_bind(&i.3)
+                        .push_bind(*ledger).push_bind(*seq);
+                });
+                q.build().execute(c).await.map(|_| ())?;
+            });
+        }
+        let loans: Vec<LoanRow> = staged.loans.values().map(LoanRow::from_state).collect();
+        for chunk in loans.chunks(chunk_rows(25)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new(concat!("insert into loan (", loan_columns!(), ") "));
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(&r.loan_id).push_bind(&r.ledger_id).push_bind(&r.bank_id)
+                        .push_bind(&r.contract_number).push_bind(&r.household_id)
+                        .push_bind(&r.borrower_name).push_bind(&r.borrower_id_number)
+                        .push_bind(r.principal_fen).push_bind(&r.annual_rate)
+                        .push_bind(&r.contract_date).push_bind(r.term_months)
+                        .push_bind(&r.maturity_date).push_bind(&r.repayment_method)
+                        .push_bind(&r.settlement_frequency).push_bind(&r.purpose)
+                        .push_bind(r.collateral_free).push_bind(r.guarantee_free)
+                        .push_bind(&r.status).push_bind(r.disbursed_fen)
+                        .push_bind(r.principal_outstanding_fen).push_bind(r.principal_repaid_fen)
+                        .push_bind(r.interest_paid_fen).push_bind(&r.disbursed_on)
+                        .push_bind(&r.last_value_date).push_bind(r.last_seq);
+                });
+                // The contract columns never change; only balances and status are updated.
+                q.push(" on conflict (loan_id) do update set status = excluded.status, \
+                        disbursed_fen = excluded.disbursed_fen, \
+                        principal_outstanding_fen = excluded.principal_outstanding_fen, \
+                        principal_repaid_fen = excluded.principal_repaid_fen, \
+                        interest_paid_fen = excluded.interest_paid_fen, \
+                        disbursed_on = excluded.disbursed_on, \
+                        last_value_date = excluded.last_value_date, \
+                        last_seq = excluded.last_seq");
+                q.build().execute(c).await.map(|_| ())?;
+            });
+        }
+        let mut deltas: Vec<(&str, &str, i64)> = staged
+            .balance_deltas
+            .iter()
+            .filter(|(_, d)| **d != 0)
+            .map(|((l, a), d)| (l.as_str(), a.as_str(), *d))
+            .collect();
+        // A fixed order keeps two writers (should there ever be two) from deadlocking.
+        deltas.sort_unstable();
+        for chunk in deltas.chunks(chunk_rows(3)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new("insert into account_balance (ledger_id, account, balance_fen) ");
+                q.push_values(chunk, |mut b, d| {
+                    b.push_bind(d.0).push_bind(d.1).push_bind(d.2);
+                });
+                q.push(" on conflict (ledger_id, account) do update \
+                        set balance_fen = account_balance.balance_fen + excluded.balance_fen");
+                q.build().execute(c).await.map(|_| ())?;
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Adds a transaction's postings to the group's balance deltas.
+pub fn add_deltas(
+    deltas: &mut HashMap<(String, String), i64>,
+    ledger_id: &str,
+    postings: &[Posting],
+) {
+    for p in postings {
+        *deltas
+            .entry((ledger_id.to_string(), p.account.clone()))
+            .or_insert(0) += p.amount.0;
+    }
+}
+
+/// The balance a group leaves on an account, for checks that must see the group's own changes.
+pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, account: &str) -> Fen {
+    Fen(deltas
+        .get(&(ledger_id.to_string(), account.to_string()))
+        .copied()
+        .unwrap_or(0))
+}
