@@ -25,13 +25,7 @@ struct Cli {
     )]
     database_url: String,
     /// Log format.
-    #[arg(
-        long,
-        env = "LOANLEDGER_LOG_FORMAT",
-        value_enum,
-        default_value = "human",
-        global = true
-    )]
+    #[arg(long, env = "LOANLEDGER_LOG_FORMAT", value_enum, default_value = "human", global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -78,15 +72,11 @@ enum TokenCmd {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    match cli.command.unwrap_or(Cmd::Serve {
-        listen: "127.0.0.1:50051".parse()?,
-    }) {
+    match cli.command.unwrap_or(Cmd::Serve { listen: "127.0.0.1:50051".parse()? }) {
         Cmd::Serve { listen } => {
-            let app = Application::build(Settings {
-                listen,
-                database_url: cli.database_url.clone(),
-            })
-            .await?;
+            let app =
+                Application::build(Settings { listen, database_url: cli.database_url.clone() })
+                    .await?;
             if let Some(token) = app.initial_operator_token() {
                 // Printed once, to stdout, so that a new user can start from the first command.
                 println!(
@@ -127,23 +117,17 @@ async fn main() -> anyhow::Result<()> {
                 )
             }
         }
-        Cmd::Token {
-            command: TokenCmd::Create { role, org },
-        } => {
+        Cmd::Token { command: TokenCmd::Create { role, org } } => {
             let role =
                 Role::parse(&role).context("--role must be bank, finance, auditor or operator")?;
             loanledger::domain::ids::check_id(&org)
                 .or(if org == "*" { Ok(()) } else { Err("") })
-                .map_err(|_| {
-                    anyhow::anyhow!("--org must be an id (letters, digits, _ . -) or *")
-                })?;
+                .map_err(|_| anyhow::anyhow!("--org must be an id (letters, digits, _ . -) or *"))?;
             let db = Db::connect(&cli.database_url)
                 .await
                 .context("Failed to connect to the database")?;
             db.migrate().await.context("Failed to migrate")?;
-            let token = create_token(&db, role, &org)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let token = create_token(&db, role, &org).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{token}");
             Ok(())
         }

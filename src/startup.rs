@@ -39,9 +39,7 @@ impl Application {
         let db = Db::connect(&settings.database_url)
             .await
             .context("Failed to connect to the database")?;
-        db.migrate()
-            .await
-            .context("Failed to migrate the database")?;
+        db.migrate().await.context("Failed to migrate the database")?;
         let initial_operator_token =
             if db.count_tokens().await.context("Failed to count tokens")? == 0 {
                 Some(create_token(&db, Role::Operator, "*").await.map_err(|e| {
@@ -54,10 +52,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
-        let port = listener
-            .local_addr()
-            .context("Failed to read the bound address")?
-            .port();
+        let port = listener.local_addr().context("Failed to read the bound address")?.port();
         Ok(Application {
             listener,
             port,
@@ -87,13 +82,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application {
-            listener,
-            db,
-            api,
-            writer_task,
-            ..
-        } = self;
+        let Application { listener, db, api, writer_task, .. } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<RegistryServiceServer<Api>>().await;
         health.set_serving::<LoanServiceServer<Api>>().await;

@@ -39,11 +39,7 @@ impl AuditService for Api {
             .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
         check_read(&actor, &loan)?;
         // A loan's history is tens of entries over its life: read it at once, stream it out.
-        let entries = self
-            .db
-            .loan_history(&loan_id)
-            .await
-            .map_err(|e| status(e.into()))?;
+        let entries = self.db.loan_history(&loan_id).await.map_err(|e| status(e.into()))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
             for e in &entries {
@@ -60,11 +56,7 @@ impl AuditService for Api {
         request: Request<pb::ReadJournalRequest>,
     ) -> Result<Response<Self::ReadJournalStream>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::ReadJournalRequest {
-            ledger_id,
-            from_seq,
-            to_seq,
-        } = request.into_inner();
+        let pb::ReadJournalRequest { ledger_id, from_seq, to_seq } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         if !actor.reads_ledger(&ledger_id) {
             return Err(Status::permission_denied(format!(
@@ -75,20 +67,14 @@ impl AuditService for Api {
         let from = from_seq.max(1);
         let to = if to_seq == 0 { i64::MAX as u64 } else { to_seq };
         if to < from {
-            return Err(super::error::invalid(
-                "to_seq",
-                "must not be below from_seq",
-            ));
+            return Err(super::error::invalid("to_seq", "must not be below from_seq"));
         }
         let db = self.db.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
             let mut next = from;
             while next <= to {
-                let page = match db
-                    .journal_range(&ledger_id, next, to, JOURNAL_PAGE_TXNS)
-                    .await
-                {
+                let page = match db.journal_range(&ledger_id, next, to, JOURNAL_PAGE_TXNS).await {
                     Ok(page) => page,
                     Err(e) => {
                         let _ = tx.send(Err(status(e.into()))).await;
@@ -124,13 +110,7 @@ impl AuditService for Api {
                 actor.actor()
             )));
         }
-        if self
-            .db
-            .get_ledger(&ledger_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .is_none()
-        {
+        if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
         let r = verify_ledger(&self.db, &ledger_id).await.map_err(status)?;

@@ -129,11 +129,7 @@ pub fn tenor_to_pb(t: TenorBucket) -> pb::LprTenor {
 }
 
 pub fn journal_ref(r: &JournalRef) -> pb::JournalRef {
-    pb::JournalRef {
-        ledger_id: r.ledger_id.clone(),
-        seq: r.seq,
-        hash: r.hash.clone(),
-    }
+    pb::JournalRef { ledger_id: r.ledger_id.clone(), seq: r.seq, hash: r.hash.clone() }
 }
 
 pub fn loan_to_pb(l: &LoanState, full_ids: bool) -> pb::Loan {
@@ -225,10 +221,7 @@ pub fn journal_to_pb(e: &JournalEntry) -> pb::JournalTransaction {
         postings: e
             .postings
             .iter()
-            .map(|p| pb::Posting {
-                account: p.account.clone(),
-                amount_fen: p.amount.0,
-            })
+            .map(|p| pb::Posting { account: p.account.clone(), amount_fen: p.amount.0 })
             .collect(),
         prev_hash: r.prev_hash.clone(),
         hash: r.hash.clone(),
@@ -248,10 +241,7 @@ pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
             overdue_penalty_uplift: p.overdue_penalty_uplift.to_string(),
             misuse_penalty_uplift: p.misuse_penalty_uplift.to_string(),
             subsidy_ratio: p.subsidy_ratio.to_string(),
-            subsidy_cap_rate: p
-                .subsidy_cap_rate
-                .map(|r| r.to_string())
-                .unwrap_or_default(),
+            subsidy_cap_rate: p.subsidy_cap_rate.map(|r| r.to_string()).unwrap_or_default(),
             grace_days: p.grace_days,
             rounding: p.rounding.as_str().to_string(),
             eligible_statuses: p
@@ -266,10 +256,7 @@ pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
 fn decimal(field: &str, value: &str) -> Result<rust_decimal::Decimal, Status> {
     use std::str::FromStr;
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return Err(invalid(
-            field,
-            "is not a non-negative decimal such as \"0.5\"",
-        ));
+        return Err(invalid(field, "is not a non-negative decimal such as \"0.5\""));
     }
     rust_decimal::Decimal::from_str(value).map_err(|_| invalid(field, "is not a decimal"))
 }
@@ -319,8 +306,6 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
             .map(|s| household_status_from_pb("params.eligible_statuses", s))
             .collect::<Result<_, _>>()?,
     };
-    params
-        .validate()
-        .map_err(|e| super::error::status(e.into()))?;
+    params.validate().map_err(|e| super::error::status(e.into()))?;
     Ok(params)
 }

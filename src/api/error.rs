@@ -33,11 +33,7 @@ pub fn status(e: AppError) -> Status {
             }
             DomainError::NotFound { .. } => Status::not_found(d.to_string()),
             DomainError::Exists { .. } => Status::already_exists(d.to_string()),
-            DomainError::Refused {
-                reason,
-                message,
-                metadata,
-            } => {
+            DomainError::Refused { reason, message, metadata } => {
                 let metadata: HashMap<String, String> = metadata.into_iter().collect();
                 Status::with_error_details(
                     Code::FailedPrecondition,

@@ -11,7 +11,12 @@ use crate::app::command::{Command, Outcome};
 use crate::domain::date::add_months;
 use crate::domain::identity::IdNumber;
 use crate::domain::ids::loan_id;
-use crate::domain::loan::{LoanState, LoanTerms};
+use crate::domain::date::format_date;
+use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
+use crate::domain::money::Rounding;
+use crate::domain::schedule::{
+    InterestWorking, Schedule, ScheduleError, ScheduleTerms, Term, build_schedule, check_frequency,
+};
 use crate::store::read::LoanFilter;
 
 /// Loans in one page, at most; larger requests are served this many (AIP-158).
@@ -43,8 +48,147 @@ pub fn check_read(actor: &Principal, loan: &LoanState) -> Result<(), Status> {
     }
 }
 
+/// The method and frequency must fit together, and an amortising term must be whole periods.
+fn check_method_terms(
+    method: RepaymentMethod,
+    frequency: SettlementFrequency,
+    term_months: u32,
+) -> Result<(), Status> {
+    check_frequency(method, frequency).map_err(|e| invalid("settlement_frequency", e))?;
+    let amortising = matches!(method, RepaymentMethod::EqualInstalment | RepaymentMethod::EqualPrincipal);
+    if amortising && frequency == SettlementFrequency::Quarterly && term_months % 3 != 0 {
+        return Err(invalid("term_months", "must be a multiple of 3 for quarterly instalments"));
+    }
+    Ok(())
+}
+
+fn rounding_from_pb(field: &str, value: &str) -> Result<Rounding, Status> {
+    match value {
+        "" | "half_up" => Ok(Rounding::HalfUp),
+        "half_even" => Ok(Rounding::HalfEven),
+        "down" => Ok(Rounding::Down),
+        _ => Err(invalid(field, "must be \"half_up\", \"half_even\" or \"down\"")),
+    }
+}
+
+fn working_to_pb(w: &InterestWorking) -> pb::InterestWorking {
+    match w {
+        InterestWorking::DayBasis(p) => pb::InterestWorking {
+            basis: "day_basis".into(),
+            period_start: format_date(p.start),
+            period_end: format_date(p.end_inclusive),
+            days: p.days,
+            jishu: p.jishu,
+            annual_rate: p.annual_rate.to_string(),
+            daily_rate: p.daily_rate.normalize().to_string(),
+            opening_principal_fen: 0,
+            periods_per_year: 0,
+            periodic_rate: String::new(),
+            unrounded_fen: p.unrounded_fen.normalize().to_string(),
+            rounding: p.rounding.as_str().into(),
+            interest_fen: p.interest.0,
+        },
+        InterestWorking::Periodic(p) => pb::InterestWorking {
+            basis: "periodic".into(),
+            period_start: String::new(),
+            period_end: String::new(),
+            days: 0,
+            jishu: 0,
+            annual_rate: p.annual_rate.to_string(),
+            daily_rate: String::new(),
+            opening_principal_fen: p.opening_principal.0,
+            periods_per_year: p.periods_per_year,
+            periodic_rate: p.periodic_rate.normalize().to_string(),
+            unrounded_fen: p.unrounded_fen.normalize().to_string(),
+            rounding: p.rounding.as_str().into(),
+            interest_fen: p.interest.0,
+        },
+    }
+}
+
+fn schedule_to_pb(s: &Schedule) -> Result<pb::PreviewScheduleResponse, Status> {
+    let overflow = || invalid("principal_fen", "makes the schedule's totals overflow 64-bit fen");
+    Ok(pb::PreviewScheduleResponse {
+        maturity_date: format_date(s.maturity),
+        level_payment: s.level_payment.as_ref().map(|l| pb::LevelPayment {
+            periodic_rate: l.periodic_rate.normalize().to_string(),
+            periods: l.periods,
+            unrounded_fen: l.unrounded_fen.normalize().to_string(),
+            rounding: l.rounding.as_str().into(),
+            payment_fen: l.payment.0,
+        }),
+        instalments: s
+            .instalments
+            .iter()
+            .map(|i| pb::Instalment {
+                number: i.number,
+                period_start: format_date(i.period_start),
+                period_end: format_date(i.period_end_inclusive),
+                due_date: format_date(i.due_date),
+                principal_due_fen: i.principal_due.0,
+                interest_due_fen: i.interest_due.0,
+                total_due_fen: i.total_due.0,
+                remaining_principal_fen: i.remaining_principal.0,
+                working: Some(working_to_pb(&i.interest)),
+                absorbs_rounding: i.absorbs_rounding,
+            })
+            .collect(),
+        total_principal_fen: s.total_principal().ok_or_else(overflow)?.0,
+        total_interest_fen: s.total_interest().ok_or_else(overflow)?.0,
+    })
+}
+
 #[tonic::async_trait]
 impl LoanService for Api {
+    async fn preview_schedule(
+        &self,
+        request: Request<pb::PreviewScheduleRequest>,
+    ) -> Result<Response<pb::PreviewScheduleResponse>, Status> {
+        let _actor = self.principal(&request).await?;
+        let pb::PreviewScheduleRequest {
+            principal_fen,
+            annual_rate,
+            disbursement_date,
+            term_months,
+            maturity_date,
+            repayment_method,
+            settlement_frequency,
+            rounding,
+        } = request.into_inner();
+        let term = match (term_months, maturity_date.is_empty()) {
+            (0, true) => return Err(invalid("term_months", "or maturity_date is required")),
+            (n, true) => {
+                if n > crate::domain::policy::TERM_MONTHS_MAX_BOUND {
+                    return Err(invalid("term_months", "must be at most 120"));
+                }
+                Term::Months(n)
+            }
+            (0, false) => Term::Maturity(parse::date("maturity_date", &maturity_date)?),
+            (_, false) => return Err(invalid("maturity_date", "and term_months are exclusive: give one")),
+        };
+        let method = method_from_pb("repayment_method", repayment_method)?;
+        let frequency = frequency_from_pb("settlement_frequency", settlement_frequency)?;
+        check_method_terms(method, frequency, term_months)?;
+        let terms = ScheduleTerms {
+            principal: parse::positive_fen("principal_fen", principal_fen)?,
+            rate: parse::rate("annual_rate", &annual_rate)?,
+            disbursed: parse::date("disbursement_date", &disbursement_date)?,
+            term,
+            method,
+            frequency,
+            rounding: rounding_from_pb("rounding", &rounding)?,
+        };
+        let schedule = build_schedule(&terms).map_err(|e| match e {
+            ScheduleError::NoTerm { .. } => invalid("maturity_date", e),
+            ScheduleError::NotWholePeriods => invalid("maturity_date", e),
+            ScheduleError::TermTooLong => invalid("term_months", e),
+            ScheduleError::FrequencyNotAllowed { .. } => invalid("settlement_frequency", e),
+            ScheduleError::NonPositivePrincipal => invalid("principal_fen", e),
+            other => invalid("principal_fen", format!("cannot be scheduled: {other}")),
+        })?;
+        Ok(Response::new(schedule_to_pb(&schedule)?))
+    }
+
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
     async fn create_loan(
         &self,
@@ -72,9 +216,7 @@ impl LoanService for Api {
         let bank_id = parse::id("bank_id", &bank_id)?;
         let contract_number = parse::id("contract_number", &contract_number)?;
         let loan_id = loan_id(&bank_id, &contract_number);
-        tracing::Span::current()
-            .record("request_id", &request_id)
-            .record("loan_id", &loan_id);
+        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
         let id_number =
             IdNumber::parse(&borrower_id_number).map_err(|e| invalid("borrower_id_number", e))?;
         let contract_date = parse::date("contract_date", &contract_date)?;
@@ -88,6 +230,9 @@ impl LoanService for Api {
         }
         let maturity_date = add_months(contract_date, term_months)
             .ok_or_else(|| invalid("term_months", "moves maturity out of range"))?;
+        let repayment_method = method_from_pb("repayment_method", repayment_method)?;
+        let settlement_frequency = frequency_from_pb("settlement_frequency", settlement_frequency)?;
+        check_method_terms(repayment_method, settlement_frequency, term_months)?;
         let terms = LoanTerms {
             loan_id,
             ledger_id: String::new(),
@@ -102,8 +247,8 @@ impl LoanService for Api {
             contract_date,
             term_months,
             maturity_date,
-            repayment_method: method_from_pb("repayment_method", repayment_method)?,
-            settlement_frequency: frequency_from_pb("settlement_frequency", settlement_frequency)?,
+            repayment_method,
+            settlement_frequency,
             purpose: parse::text("purpose", &purpose, true)?,
             collateral_free,
             guarantee_free,
@@ -123,17 +268,11 @@ impl LoanService for Api {
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
         let full_ids = actor.sees_full_ids() || actor.role == Role::Bank;
-        let pb::DisburseRequest {
-            request_id,
-            loan_id,
-            value_date,
-            amount_fen,
-        } = request.into_inner();
+        let pb::DisburseRequest { request_id, loan_id, value_date, amount_fen } =
+            request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         let loan_id = parse::id("loan_id", &loan_id)?;
-        tracing::Span::current()
-            .record("request_id", &request_id)
-            .record("loan_id", &loan_id);
+        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
         let amount_fen = match amount_fen {
             0 => None,
             n => Some(parse::positive_fen("amount_fen", n)?),
@@ -143,11 +282,7 @@ impl LoanService for Api {
             value_date: parse::date("value_date", &value_date)?,
             amount_fen,
         };
-        let outcome = self
-            .writer
-            .submit(actor, request_id, command)
-            .await
-            .map_err(status)?;
+        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
         loan_response(outcome, full_ids)
     }
 
@@ -167,9 +302,7 @@ impl LoanService for Api {
         } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         let loan_id = parse::id("loan_id", &loan_id)?;
-        tracing::Span::current()
-            .record("request_id", &request_id)
-            .record("loan_id", &loan_id);
+        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
         let principal_fen = parse::non_negative_fen("principal_fen", principal_fen)?;
         let interest_fen = parse::non_negative_fen("interest_fen", interest_fen)?;
         if principal_fen.0 == 0 && interest_fen.0 == 0 {
@@ -184,11 +317,7 @@ impl LoanService for Api {
             principal_fen,
             interest_fen,
         };
-        let outcome = self
-            .writer
-            .submit(actor, request_id, command)
-            .await
-            .map_err(status)?;
+        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
         loan_response(outcome, full_ids)
     }
 
@@ -223,11 +352,7 @@ impl LoanService for Api {
             page_token,
         } = request.into_inner();
         let opt_id = |field: &str, v: String| -> Result<Option<String>, Status> {
-            if v.is_empty() {
-                Ok(None)
-            } else {
-                parse::id(field, &v).map(Some)
-            }
+            if v.is_empty() { Ok(None) } else { parse::id(field, &v).map(Some) }
         };
         let mut filter = LoanFilter {
             ledger_id: opt_id("ledger_id", ledger_id)?,
@@ -270,17 +395,11 @@ impl LoanService for Api {
             0 => PAGE_SIZE_DEFAULT,
             n => n.min(PAGE_SIZE_MAX),
         };
-        let mut loans = self
-            .db
-            .list_loans(&filter, page_size + 1)
-            .await
-            .map_err(|e| status(e.into()))?;
+        let mut loans =
+            self.db.list_loans(&filter, page_size + 1).await.map_err(|e| status(e.into()))?;
         let next_page_token = if loans.len() > page_size as usize {
             loans.truncate(page_size as usize);
-            loans
-                .last()
-                .map(|l| format!("after:{}", l.terms.loan_id))
-                .unwrap_or_default()
+            loans.last().map(|l| format!("after:{}", l.terms.loan_id)).unwrap_or_default()
         } else {
             String::new()
         };

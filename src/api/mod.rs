@@ -40,11 +40,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(db: Db, writer: WriterHandle) -> Self {
-        Api {
-            db,
-            writer,
-            tokens: Arc::default(),
-        }
+        Api { db, writer, tokens: Arc::default() }
     }
 
     /// The caller, from `authorization: Bearer <token>`.
@@ -65,9 +61,7 @@ impl Api {
         if let Some(p) = self.tokens.read().await.get(&key) {
             return Ok(p.clone());
         }
-        let principal = authenticate(&self.db, secret)
-            .await
-            .map_err(error::status)?;
+        let principal = authenticate(&self.db, secret).await.map_err(error::status)?;
         self.tokens.write().await.insert(key, principal.clone());
         Ok(principal)
     }

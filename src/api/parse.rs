@@ -19,10 +19,7 @@ pub fn request_id(value: &str) -> Result<String, Status> {
         ));
     }
     if value.len() > REQUEST_ID_LEN_MAX || !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            "request_id",
-            "must be 1 to 128 printable ASCII characters",
-        ));
+        return Err(invalid("request_id", "must be 1 to 128 printable ASCII characters"));
     }
     Ok(value.to_string())
 }
@@ -41,20 +38,12 @@ pub fn date(field: &str, value: &str) -> Result<BusinessDate, Status> {
     if value.is_empty() {
         return Err(invalid(field, "is required (YYYY-MM-DD)"));
     }
-    parse_date(value).ok_or_else(|| {
-        invalid(
-            field,
-            format!("is not a date in the form YYYY-MM-DD: {value:?}"),
-        )
-    })
+    parse_date(value)
+        .ok_or_else(|| invalid(field, format!("is not a date in the form YYYY-MM-DD: {value:?}")))
 }
 
 pub fn optional_date(field: &str, value: &str) -> Result<Option<BusinessDate>, Status> {
-    if value.is_empty() {
-        Ok(None)
-    } else {
-        date(field, value).map(Some)
-    }
+    if value.is_empty() { Ok(None) } else { date(field, value).map(Some) }
 }
 
 pub fn rate(field: &str, value: &str) -> Result<AnnualRate, Status> {

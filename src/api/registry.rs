@@ -32,31 +32,20 @@ impl RegistryService for Api {
         request: Request<pb::CreateLedgerRequest>,
     ) -> Result<Response<pb::CreateLedgerResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::CreateLedgerRequest {
-            request_id,
-            ledger_id,
-            name,
-        } = request.into_inner();
+        let pb::CreateLedgerRequest { request_id, ledger_id, name } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
         let command = Command::CreateLedger {
             ledger_id: parse::id("ledger_id", &ledger_id)?,
             name: parse::text("name", &name, true)?,
         };
-        match self
-            .writer
-            .submit(actor, request_id, command)
-            .await
-            .map_err(status)?
-        {
-            Outcome::Ledger {
-                ledger_id,
-                name,
-                entry,
-            } => Ok(Response::new(pb::CreateLedgerResponse {
-                ledger: Some(pb::Ledger { ledger_id, name }),
-                entry: Some(journal_ref(&entry)),
-            })),
+        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+            Outcome::Ledger { ledger_id, name, entry } => {
+                Ok(Response::new(pb::CreateLedgerResponse {
+                    ledger: Some(pb::Ledger { ledger_id, name }),
+                    entry: Some(journal_ref(&entry)),
+                }))
+            }
             _ => Err(unexpected("create_ledger")),
         }
     }
@@ -74,10 +63,7 @@ impl RegistryService for Api {
             .await
             .map_err(|e| status(e.into()))?
             .ok_or_else(|| Status::not_found(format!("ledger {ledger_id} not found")))?;
-        Ok(Response::new(pb::Ledger {
-            ledger_id: row.ledger_id,
-            name: row.name,
-        }))
+        Ok(Response::new(pb::Ledger { ledger_id: row.ledger_id, name: row.name }))
     }
 
     #[tracing::instrument(skip_all, fields(request_id))]
@@ -86,12 +72,7 @@ impl RegistryService for Api {
         request: Request<pb::RegisterBankRequest>,
     ) -> Result<Response<pb::RegisterBankResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::RegisterBankRequest {
-            request_id,
-            ledger_id,
-            bank_id,
-            name,
-        } = request.into_inner();
+        let pb::RegisterBankRequest { request_id, ledger_id, bank_id, name } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
         let command = Command::RegisterBank {
@@ -99,25 +80,13 @@ impl RegistryService for Api {
             bank_id: parse::id("bank_id", &bank_id)?,
             name: parse::text("name", &name, true)?,
         };
-        match self
-            .writer
-            .submit(actor, request_id, command)
-            .await
-            .map_err(status)?
-        {
-            Outcome::Bank {
-                bank_id,
-                ledger_id,
-                name,
-                entry,
-            } => Ok(Response::new(pb::RegisterBankResponse {
-                bank: Some(pb::Bank {
-                    bank_id,
-                    ledger_id,
-                    name,
-                }),
-                entry: Some(journal_ref(&entry)),
-            })),
+        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+            Outcome::Bank { bank_id, ledger_id, name, entry } => {
+                Ok(Response::new(pb::RegisterBankResponse {
+                    bank: Some(pb::Bank { bank_id, ledger_id, name }),
+                    entry: Some(journal_ref(&entry)),
+                }))
+            }
             _ => Err(unexpected("register_bank")),
         }
     }
@@ -159,20 +128,13 @@ impl RegistryService for Api {
                 reason: String::new(),
             },
         };
-        match self
-            .writer
-            .submit(actor, request_id, command)
-            .await
-            .map_err(status)?
-        {
-            Outcome::Household {
-                household,
-                statuses,
-                entry,
-            } => Ok(Response::new(pb::RegisterHouseholdResponse {
-                household: Some(household_to_pb(&household, &statuses, full_ids)),
-                entry: Some(journal_ref(&entry)),
-            })),
+        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+            Outcome::Household { household, statuses, entry } => {
+                Ok(Response::new(pb::RegisterHouseholdResponse {
+                    household: Some(household_to_pb(&household, &statuses, full_ids)),
+                    entry: Some(journal_ref(&entry)),
+                }))
+            }
             _ => Err(unexpected("register_household")),
         }
     }
@@ -201,20 +163,13 @@ impl RegistryService for Api {
                 reason: parse::text("reason", &reason, false)?,
             },
         };
-        match self
-            .writer
-            .submit(actor, request_id, command)
-            .await
-            .map_err(status)?
-        {
-            Outcome::Household {
-                household,
-                statuses,
-                entry,
-            } => Ok(Response::new(pb::SetHouseholdStatusResponse {
-                household: Some(household_to_pb(&household, &statuses, full_ids)),
-                entry: Some(journal_ref(&entry)),
-            })),
+        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+            Outcome::Household { household, statuses, entry } => {
+                Ok(Response::new(pb::SetHouseholdStatusResponse {
+                    household: Some(household_to_pb(&household, &statuses, full_ids)),
+                    entry: Some(journal_ref(&entry)),
+                }))
+            }
             _ => Err(unexpected("set_household_status")),
         }
     }
@@ -235,12 +190,7 @@ impl RegistryService for Api {
         // Banks look households up to check eligibility before they contract; they see the
         // household of any ledger in which they lend, with the identity number masked.
         let allowed = match actor.role {
-            Role::Bank => match self
-                .db
-                .get_bank(&actor.org)
-                .await
-                .map_err(|e| status(e.into()))?
-            {
+            Role::Bank => match self.db.get_bank(&actor.org).await.map_err(|e| status(e.into()))? {
                 Some(bank) => bank.ledger_id == view.row.ledger_id,
                 None => false,
             },
@@ -249,10 +199,7 @@ impl RegistryService for Api {
         if !allowed {
             return Err(deny("this household is outside your ledger"));
         }
-        Ok(Response::new(household_view_to_pb(
-            &view,
-            actor.sees_full_ids(),
-        )))
+        Ok(Response::new(household_view_to_pb(&view, actor.sees_full_ids())))
     }
 
     #[tracing::instrument(skip_all, fields(request_id))]
@@ -261,12 +208,8 @@ impl RegistryService for Api {
         request: Request<pb::SetPolicyRequest>,
     ) -> Result<Response<pb::SetPolicyResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::SetPolicyRequest {
-            request_id,
-            ledger_id,
-            effective_date,
-            params,
-        } = request.into_inner();
+        let pb::SetPolicyRequest { request_id, ledger_id, effective_date, params } =
+            request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
         let params = params.ok_or_else(|| invalid("params", "is required"))?;
@@ -277,20 +220,13 @@ impl RegistryService for Api {
                 params: policy_params_from_pb(params)?,
             },
         };
-        match self
-            .writer
-            .submit(actor, request_id, command)
-            .await
-            .map_err(status)?
-        {
-            Outcome::Policy {
-                ledger_id,
-                version,
-                entry,
-            } => Ok(Response::new(pb::SetPolicyResponse {
-                policy: Some(policy_to_pb(&ledger_id, &version)),
-                entry: Some(journal_ref(&entry)),
-            })),
+        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+            Outcome::Policy { ledger_id, version, entry } => {
+                Ok(Response::new(pb::SetPolicyResponse {
+                    policy: Some(policy_to_pb(&ledger_id, &version)),
+                    entry: Some(journal_ref(&entry)),
+                }))
+            }
             _ => Err(unexpected("set_policy")),
         }
     }
@@ -304,15 +240,9 @@ impl RegistryService for Api {
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?
             .unwrap_or_else(|| chrono::Utc::now().date_naive());
-        let versions = self
-            .db
-            .list_policies(&ledger_id)
-            .await
-            .map_err(|e| status(e.into()))?;
+        let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
         let version = in_force(&versions, as_of).ok_or_else(|| {
-            Status::not_found(format!(
-                "no policy of ledger {ledger_id} is in force on {as_of}"
-            ))
+            Status::not_found(format!("no policy of ledger {ledger_id} is in force on {as_of}"))
         })?;
         Ok(Response::new(policy_to_pb(&ledger_id, version)))
     }
@@ -324,16 +254,9 @@ impl RegistryService for Api {
         let _actor = self.principal(&request).await?;
         let pb::ListPoliciesRequest { ledger_id } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        let versions = self
-            .db
-            .list_policies(&ledger_id)
-            .await
-            .map_err(|e| status(e.into()))?;
+        let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
         Ok(Response::new(pb::ListPoliciesResponse {
-            versions: versions
-                .iter()
-                .map(|v| policy_to_pb(&ledger_id, v))
-                .collect(),
+            versions: versions.iter().map(|v| policy_to_pb(&ledger_id, v)).collect(),
         }))
     }
 
@@ -349,11 +272,8 @@ impl RegistryService for Api {
         let pb::SetLprRequest { request_id, entry } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
-        let pb::LprEntry {
-            effective_date,
-            tenor,
-            rate,
-        } = entry.ok_or_else(|| invalid("entry", "is required"))?;
+        let pb::LprEntry { effective_date, tenor, rate } =
+            entry.ok_or_else(|| invalid("entry", "is required"))?;
         let command = Command::SetLpr {
             entry: LprEntry {
                 effective_from: parse::date("entry.effective_date", &effective_date)?,
@@ -361,17 +281,8 @@ impl RegistryService for Api {
                 rate: parse::rate("entry.rate", &rate)?,
             },
         };
-        match self
-            .writer
-            .submit(actor, request_id, command)
-            .await
-            .map_err(status)?
-        {
-            Outcome::Lpr {
-                effective_from,
-                tenor,
-                rate,
-            } => Ok(Response::new(pb::SetLprResponse {
+        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+            Outcome::Lpr { effective_from, tenor, rate } => Ok(Response::new(pb::SetLprResponse {
                 entry: Some(pb::LprEntry {
                     effective_date: crate::domain::date::format_date(effective_from),
                     tenor: tenor_to_pb(tenor) as i32,

@@ -100,18 +100,14 @@ pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppE
     let secret = format!("ll_{}", hex::encode(bytes));
     let token_id = format!("tok_{}", &hex::encode(Sha256::digest(bytes))[..16]);
     let now_us = chrono::Utc::now().timestamp_micros();
-    db.insert_token(&token_id, &hash_token(&secret), role.as_str(), org, now_us)
-        .await?;
+    db.insert_token(&token_id, &hash_token(&secret), role.as_str(), org, now_us).await?;
     tracing::info!(token_id, role = role.as_str(), org, "token created");
     Ok(secret)
 }
 
 /// The principal a bearer secret stands for.
 pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AppError> {
-    let row = db
-        .find_token(&hash_token(secret))
-        .await?
-        .ok_or(AppError::Unauthenticated)?;
+    let row = db.find_token(&hash_token(secret)).await?.ok_or(AppError::Unauthenticated)?;
     let role = Role::parse(&row.role)
         .ok_or_else(|| AppError::Internal(format!("token {} has unknown role", row.token_id)))?;
     Ok(Principal { role, org: row.org })

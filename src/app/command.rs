@@ -100,34 +100,10 @@ pub struct JournalRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Ledger {
-        ledger_id: String,
-        name: String,
-        entry: JournalRef,
-    },
-    Bank {
-        bank_id: String,
-        ledger_id: String,
-        name: String,
-        entry: JournalRef,
-    },
-    Household {
-        household: HouseholdRecord,
-        statuses: Vec<StatusEntry>,
-        entry: JournalRef,
-    },
-    Policy {
-        ledger_id: String,
-        version: PolicyVersion,
-        entry: JournalRef,
-    },
-    Lpr {
-        effective_from: BusinessDate,
-        tenor: crate::domain::lpr::TenorBucket,
-        rate: AnnualRate,
-    },
-    Loan {
-        loan: Box<LoanState>,
-        entry: JournalRef,
-    },
+    Ledger { ledger_id: String, name: String, entry: JournalRef },
+    Bank { bank_id: String, ledger_id: String, name: String, entry: JournalRef },
+    Household { household: HouseholdRecord, statuses: Vec<StatusEntry>, entry: JournalRef },
+    Policy { ledger_id: String, version: PolicyVersion, entry: JournalRef },
+    Lpr { effective_from: BusinessDate, tenor: crate::domain::lpr::TenorBucket, rate: AnnualRate },
+    Loan { loan: Box<LoanState>, entry: JournalRef },
 }

@@ -48,9 +48,8 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let mut loans: BTreeMap<String, LoanState> = BTreeMap::new();
     let mut balances: HashMap<String, i64> = HashMap::new();
     loop {
-        let page = db
-            .journal_range(ledger_id, expected_seq, u64::MAX >> 1, VERIFY_PAGE_TXNS)
-            .await?;
+        let page =
+            db.journal_range(ledger_id, expected_seq, u64::MAX >> 1, VERIFY_PAGE_TXNS).await?;
         let Some(last) = page.last() else { break };
         let last_seq = u64::try_from(last.row.seq).unwrap_or_default();
         for entry in &page {
@@ -67,10 +66,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
             if r.prev_hash != to_hex(&prev) {
                 report.problem(
                     seq,
-                    format!(
-                        "seq {seq}: prev_hash does not match the hash of seq {}",
-                        seq - 1
-                    ),
+                    format!("seq {seq}: prev_hash does not match the hash of seq {}", seq - 1),
                 );
             }
             let content = TxnContent {
@@ -129,10 +125,8 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     }
     for (account, rebuilt) in &balances {
         if *rebuilt != 0 && !seen.contains(account) {
-            report.problem(
-                0,
-                format!("balance of {account}: missing, journal gives {rebuilt} fen"),
-            );
+            report
+                .problem(0, format!("balance of {account}: missing, journal gives {rebuilt} fen"));
         }
     }
     let stored_loans = db.ledger_loans(ledger_id).await?;
@@ -157,10 +151,8 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     }
     for id in loans.keys() {
         if !stored_ids.contains(id) {
-            report.problem(
-                0,
-                format!("loan {id} is in the journal but missing from the read model"),
-            );
+            report
+                .problem(0, format!("loan {id} is in the journal but missing from the read model"));
         }
     }
     report.ok = report.problems.is_empty();
@@ -175,14 +167,8 @@ fn replay_loan(
 ) {
     match event {
         LoanEvent::Created { terms } => {
-            if loans
-                .insert(terms.loan_id.clone(), LoanState::new(terms.clone(), seq))
-                .is_some()
-            {
-                report.problem(
-                    seq,
-                    format!("seq {seq}: loan {} contracted twice", terms.loan_id),
-                );
+            if loans.insert(terms.loan_id.clone(), LoanState::new(terms.clone(), seq)).is_some() {
+                report.problem(seq, format!("seq {seq}: loan {} contracted twice", terms.loan_id));
             }
         }
         other => match loans.get_mut(other.loan_id()) {
@@ -194,10 +180,8 @@ fn replay_loan(
                     );
                 }
             }
-            None => report.problem(
-                seq,
-                format!("seq {seq}: event for unknown loan {}", other.loan_id()),
-            ),
+            None => report
+                .problem(seq, format!("seq {seq}: event for unknown loan {}", other.loan_id())),
         },
     }
 }

@@ -71,12 +71,7 @@ impl WriterHandle {
     ) -> Result<Outcome, AppError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Envelope {
-                actor,
-                request_id,
-                command,
-                reply,
-            })
+            .send(Envelope { actor, request_id, command, reply })
             .await
             .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?;
         answer
@@ -89,10 +84,7 @@ impl WriterHandle {
 /// commands already queued.
 pub fn spawn(db: Db) -> (WriterHandle, JoinHandle<()>) {
     let (queue, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
-    let writer = Writer {
-        db,
-        heads: HashMap::new(),
-    };
+    let writer = Writer { db, heads: HashMap::new() };
     let task = tokio::spawn(writer.run(rx));
     (WriterHandle { queue }, task)
 }
@@ -115,20 +107,11 @@ struct Group {
 
 /// What a command changes besides the journal: applied after its transaction is staged.
 enum Effect {
-    Ledger {
-        ledger_id: String,
-        name: String,
-    },
+    Ledger { ledger_id: String, name: String },
     Bank(BankRow),
     Household(HouseholdRow, StatusEntry),
-    HouseholdStatus {
-        household_id: String,
-        entry: StatusEntry,
-    },
-    Policy {
-        ledger_id: String,
-        version: crate::domain::policy::PolicyVersion,
-    },
+    HouseholdStatus { household_id: String, entry: StatusEntry },
+    Policy { ledger_id: String, version: crate::domain::policy::PolicyVersion },
     Loan(LoanEvent, Option<LoanState>),
 }
 
@@ -206,10 +189,8 @@ impl Writer {
         group: &[Envelope],
     ) -> Result<Vec<Result<Outcome, AppError>>, AppError> {
         let mut tx = self.db.begin_write().await?;
-        let mut g = Group {
-            recorded_at_us: chrono::Utc::now().timestamp_micros(),
-            ..Group::default()
-        };
+        let mut g =
+            Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() };
         let mut results = Vec::with_capacity(group.len());
         for env in group {
             match self.execute(&mut tx, &mut g, env).await {
@@ -256,13 +237,9 @@ impl Writer {
         if let Some(l) = g.loans.get(loan_id) {
             return Ok(l.clone());
         }
-        tx.loan(loan_id).await?.ok_or_else(|| {
-            DomainError::NotFound {
-                what: "loan",
-                id: loan_id.to_string(),
-            }
-            .into()
-        })
+        tx.loan(loan_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound { what: "loan", id: loan_id.to_string() }.into())
     }
 
     #[tracing::instrument(skip_all, fields(command = env.command.name(), request_id = %env.request_id, actor = %env.actor.actor()))]
@@ -312,8 +289,7 @@ impl Writer {
             };
             let json =
                 serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
-            tx.insert_idempotency(&scope, &env.request_id, &fingerprint, &json)
-                .await?;
+            tx.insert_idempotency(&scope, &env.request_id, &fingerprint, &json).await?;
             g.idempotency.insert(key, (fingerprint, json));
             return Ok(outcome);
         }
@@ -342,21 +318,13 @@ impl Writer {
             postings: planned.postings.as_slice(),
         };
         let hash = content.chain_hash(&prev_hash);
-        let entry = JournalRef {
-            ledger_id: planned.ledger_id.clone(),
-            seq,
-            hash: to_hex(&hash),
-        };
+        let entry = JournalRef { ledger_id: planned.ledger_id.clone(), seq, hash: to_hex(&hash) };
 
         let outcome = self.apply(tx, g, planned.effect, seq, &entry).await?;
         let result_json =
             serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
         let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;
-        add_deltas(
-            &mut g.staged.balance_deltas,
-            &planned.ledger_id,
-            planned.postings.as_slice(),
-        );
+        add_deltas(&mut g.staged.balance_deltas, &planned.ledger_id, planned.postings.as_slice());
         g.staged.txns.push(StagedTxn {
             row: JournalRow {
                 ledger_id: planned.ledger_id.clone(),
@@ -371,12 +339,7 @@ impl Writer {
                 hash: entry.hash.clone(),
             },
             postings: planned.postings.into_vec(),
-            loan_ids: planned
-                .event
-                .loan_ids()
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            loan_ids: planned.event.loan_ids().into_iter().map(String::from).collect(),
             idempotency: Some((
                 scope,
                 env.request_id.clone(),
@@ -404,11 +367,9 @@ impl Writer {
                     return Err(AppError::denied("only an operator may create a ledger"));
                 }
                 if tx.ledger_exists(ledger_id).await? {
-                    return Err(DomainError::Exists {
-                        what: "ledger",
-                        id: ledger_id.clone(),
-                    }
-                    .into());
+                    return Err(
+                        DomainError::Exists { what: "ledger", id: ledger_id.clone() }.into()
+                    );
                 }
                 Planned {
                     ledger_id: ledger_id.clone(),
@@ -417,33 +378,20 @@ impl Writer {
                         name: name.clone(),
                     },
                     postings: Postings::memo(),
-                    effect: Effect::Ledger {
-                        ledger_id: ledger_id.clone(),
-                        name: name.clone(),
-                    },
+                    effect: Effect::Ledger { ledger_id: ledger_id.clone(), name: name.clone() },
                 }
             }
-            Command::RegisterBank {
-                ledger_id,
-                bank_id,
-                name,
-            } => {
+            Command::RegisterBank { ledger_id, bank_id, name } => {
                 if !actor.administers_ledger(ledger_id) {
                     return Err(deny_ledger(ledger_id));
                 }
                 if !tx.ledger_exists(ledger_id).await? {
-                    return Err(DomainError::NotFound {
-                        what: "ledger",
-                        id: ledger_id.clone(),
-                    }
-                    .into());
+                    return Err(
+                        DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
+                    );
                 }
                 if tx.bank(bank_id).await?.is_some() {
-                    return Err(DomainError::Exists {
-                        what: "bank",
-                        id: bank_id.clone(),
-                    }
-                    .into());
+                    return Err(DomainError::Exists { what: "bank", id: bank_id.clone() }.into());
                 }
                 Planned {
                     ledger_id: ledger_id.clone(),
@@ -466,11 +414,9 @@ impl Writer {
                     return Err(deny_ledger(ledger_id));
                 }
                 if !tx.ledger_exists(ledger_id).await? {
-                    return Err(DomainError::NotFound {
-                        what: "ledger",
-                        id: ledger_id.clone(),
-                    }
-                    .into());
+                    return Err(
+                        DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
+                    );
                 }
                 if tx.household(&household.household_id).await?.is_some() {
                     return Err(DomainError::Exists {
@@ -499,17 +445,10 @@ impl Writer {
                     ),
                 }
             }
-            Command::SetHouseholdStatus {
-                household_id,
-                entry,
-            } => {
-                let household =
-                    tx.household(household_id)
-                        .await?
-                        .ok_or_else(|| DomainError::NotFound {
-                            what: "household",
-                            id: household_id.clone(),
-                        })?;
+            Command::SetHouseholdStatus { household_id, entry } => {
+                let household = tx.household(household_id).await?.ok_or_else(|| {
+                    DomainError::NotFound { what: "household", id: household_id.clone() }
+                })?;
                 let ledger_id = household.row.ledger_id.clone();
                 if !actor.administers_ledger(&ledger_id) {
                     return Err(deny_ledger(&ledger_id));
@@ -532,17 +471,12 @@ impl Writer {
                     return Err(deny_ledger(ledger_id));
                 }
                 if !tx.ledger_exists(ledger_id).await? {
-                    return Err(DomainError::NotFound {
-                        what: "ledger",
-                        id: ledger_id.clone(),
-                    }
-                    .into());
+                    return Err(
+                        DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
+                    );
                 }
                 let versions = tx.policies(ledger_id).await?;
-                if versions
-                    .iter()
-                    .any(|v| v.effective_date == version.effective_date)
-                {
+                if versions.iter().any(|v| v.effective_date == version.effective_date) {
                     return Err(DomainError::Exists {
                         what: "policy version",
                         id: format!("{ledger_id} {}", format_date(version.effective_date)),
@@ -573,26 +507,18 @@ impl Writer {
                         terms.bank_id
                     )));
                 }
-                let bank = tx
-                    .bank(&terms.bank_id)
-                    .await?
-                    .ok_or_else(|| DomainError::NotFound {
-                        what: "bank",
-                        id: terms.bank_id.clone(),
-                    })?;
+                let bank = tx.bank(&terms.bank_id).await?.ok_or_else(|| DomainError::NotFound {
+                    what: "bank",
+                    id: terms.bank_id.clone(),
+                })?;
                 if g.loans.contains_key(&terms.loan_id) || tx.loan(&terms.loan_id).await?.is_some()
                 {
-                    return Err(DomainError::Exists {
-                        what: "loan",
-                        id: terms.loan_id.clone(),
-                    }
-                    .into());
+                    return Err(
+                        DomainError::Exists { what: "loan", id: terms.loan_id.clone() }.into()
+                    );
                 }
                 let household = tx.household(&terms.household_id).await?.ok_or_else(|| {
-                    DomainError::NotFound {
-                        what: "household",
-                        id: terms.household_id.clone(),
-                    }
+                    DomainError::NotFound { what: "household", id: terms.household_id.clone() }
                 })?;
                 let policies = tx.policies(&bank.ledger_id).await?;
                 let policy = in_force(&policies, terms.contract_date).map(|v| &v.params);
@@ -615,13 +541,9 @@ impl Writer {
                     }
                 }
                 let household_open_principal = Fen::checked_sum(
-                    open.values()
-                        .filter(|l| l.status.is_open())
-                        .map(|l| l.terms.principal_fen),
+                    open.values().filter(|l| l.status.is_open()).map(|l| l.terms.principal_fen),
                 )
-                .ok_or_else(|| DomainError::Overflow {
-                    field: "principal_fen".into(),
-                })?;
+                .ok_or_else(|| DomainError::Overflow { field: "principal_fen".into() })?;
                 let mut terms = terms.clone();
                 terms.ledger_id = bank.ledger_id.clone();
                 let ctx = OriginationContext {
@@ -641,18 +563,12 @@ impl Writer {
                     effect: Effect::Loan(event, None),
                 }
             }
-            Command::Disburse {
-                loan_id,
-                value_date,
-                amount_fen,
-            } => {
+            Command::Disburse { loan_id, value_date, amount_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
                 let event = plan_disbursement(&loan, *value_date, *amount_fen)?;
                 let LoanEvent::Disbursed { amount_fen, .. } = &event else {
-                    return Err(AppError::Internal(
-                        "disbursement planned another event".into(),
-                    ));
+                    return Err(AppError::Internal("disbursement planned another event".into()));
                 };
                 let postings = balanced(transfer(
                     account::loan_principal(loan_id),
@@ -666,26 +582,16 @@ impl Writer {
                     effect: Effect::Loan(event, Some(loan)),
                 }
             }
-            Command::RecordRepayment {
-                loan_id,
-                value_date,
-                principal_fen,
-                interest_fen,
-            } => {
+            Command::RecordRepayment { loan_id, value_date, principal_fen, interest_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
                 let event = plan_repayment(&loan, *value_date, *principal_fen, *interest_fen)?;
-                let total = principal_fen.checked_add(*interest_fen).ok_or_else(|| {
-                    DomainError::Overflow {
-                        field: "interest_fen".into(),
-                    }
-                })?;
+                let total = principal_fen
+                    .checked_add(*interest_fen)
+                    .ok_or_else(|| DomainError::Overflow { field: "interest_fen".into() })?;
                 let bank = &loan.terms.bank_id;
                 let postings = balanced(vec![
-                    Posting {
-                        account: account::bank_cash(bank),
-                        amount: total,
-                    },
+                    Posting { account: account::bank_cash(bank), amount: total },
                     Posting {
                         account: account::loan_principal(loan_id),
                         amount: Fen(-principal_fen.0),
@@ -724,11 +630,7 @@ impl Writer {
                 for version in default_versions() {
                     tx.insert_policy(&ledger_id, &version).await?;
                 }
-                Outcome::Ledger {
-                    ledger_id,
-                    name,
-                    entry: entry.clone(),
-                }
+                Outcome::Ledger { ledger_id, name, entry: entry.clone() }
             }
             Effect::Bank(row) => {
                 tx.insert_bank(&row).await?;
@@ -741,8 +643,7 @@ impl Writer {
             }
             Effect::Household(row, status) => {
                 tx.insert_household(&row).await?;
-                tx.insert_status(&row.household_id, seq_i64, &status)
-                    .await?;
+                tx.insert_status(&row.household_id, seq_i64, &status).await?;
                 Outcome::Household {
                     household: crate::domain::event::HouseholdRecord {
                         household_id: row.household_id,
@@ -756,10 +657,7 @@ impl Writer {
                     entry: entry.clone(),
                 }
             }
-            Effect::HouseholdStatus {
-                household_id,
-                entry: status,
-            } => {
+            Effect::HouseholdStatus { household_id, entry: status } => {
                 tx.insert_status(&household_id, seq_i64, &status).await?;
                 let view = tx.household(&household_id).await?.ok_or_else(|| {
                     AppError::Internal(format!(
@@ -781,11 +679,7 @@ impl Writer {
             }
             Effect::Policy { ledger_id, version } => {
                 tx.insert_policy(&ledger_id, &version).await?;
-                Outcome::Policy {
-                    ledger_id,
-                    version,
-                    entry: entry.clone(),
-                }
+                Outcome::Policy { ledger_id, version, entry: entry.clone() }
             }
             Effect::Loan(event, before) => {
                 let after = match (&event, before) {
@@ -799,13 +693,8 @@ impl Writer {
                     }
                 };
                 g.loans.insert(after.terms.loan_id.clone(), after.clone());
-                g.staged
-                    .loans
-                    .insert(after.terms.loan_id.clone(), after.clone());
-                Outcome::Loan {
-                    loan: Box::new(after),
-                    entry: entry.clone(),
-                }
+                g.staged.loans.insert(after.terms.loan_id.clone(), after.clone());
+                Outcome::Loan { loan: Box::new(after), entry: entry.clone() }
             }
         })
     }

@@ -73,18 +73,11 @@ pub enum DomainError {
 
 impl DomainError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        DomainError::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
+        DomainError::Invalid { field: field.into(), message: message.into() }
     }
 
     pub fn refused(reason: Reason, message: impl Into<String>) -> Self {
-        DomainError::Refused {
-            reason,
-            message: message.into(),
-            metadata: Vec::new(),
-        }
+        DomainError::Refused { reason, message: message.into(), metadata: Vec::new() }
     }
 
     /// Adds a figure to a refusal (no effect on other variants).

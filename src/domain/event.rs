@@ -23,27 +23,11 @@ pub struct HouseholdRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalEvent {
-    LedgerCreated {
-        ledger_id: String,
-        name: String,
-    },
-    BankRegistered {
-        bank_id: String,
-        ledger_id: String,
-        name: String,
-    },
-    HouseholdRegistered {
-        household: HouseholdRecord,
-        status: StatusEntry,
-    },
-    HouseholdStatusSet {
-        household_id: String,
-        entry: StatusEntry,
-    },
-    PolicySet {
-        ledger_id: String,
-        version: PolicyVersion,
-    },
+    LedgerCreated { ledger_id: String, name: String },
+    BankRegistered { bank_id: String, ledger_id: String, name: String },
+    HouseholdRegistered { household: HouseholdRecord, status: StatusEntry },
+    HouseholdStatusSet { household_id: String, entry: StatusEntry },
+    PolicySet { ledger_id: String, version: PolicyVersion },
     Loan(LoanEvent),
 }
 
@@ -79,10 +63,7 @@ pub enum EventDecodeError {
     #[error("unknown journal kind {0}")]
     UnknownKind(String),
     #[error("payload does not match kind {kind}: {source}")]
-    Payload {
-        kind: String,
-        source: serde_json::Error,
-    },
+    Payload { kind: String, source: serde_json::Error },
 }
 
 impl JournalEvent {
@@ -112,25 +93,15 @@ impl JournalEvent {
             JournalEvent::LedgerCreated { ledger_id, name } => {
                 serde_json::to_string(&LedgerCreated { ledger_id, name })
             }
-            JournalEvent::BankRegistered {
-                bank_id,
-                ledger_id,
-                name,
-            } => serde_json::to_string(&BankRegistered {
-                bank_id,
-                ledger_id,
-                name,
-            }),
+            JournalEvent::BankRegistered { bank_id, ledger_id, name } => {
+                serde_json::to_string(&BankRegistered { bank_id, ledger_id, name })
+            }
             JournalEvent::HouseholdRegistered { household, status } => {
                 serde_json::to_string(&HouseholdRegistered { household, status })
             }
-            JournalEvent::HouseholdStatusSet {
-                household_id,
-                entry,
-            } => serde_json::to_string(&HouseholdStatusSet {
-                household_id,
-                entry,
-            }),
+            JournalEvent::HouseholdStatusSet { household_id, entry } => {
+                serde_json::to_string(&HouseholdStatusSet { household_id, entry })
+            }
             JournalEvent::PolicySet { ledger_id, version } => {
                 serde_json::to_string(&PolicySet { ledger_id, version })
             }
@@ -142,17 +113,11 @@ impl JournalEvent {
     }
 
     pub fn from_parts(kind: &str, json: &str) -> Result<Self, EventDecodeError> {
-        let payload = |source| EventDecodeError::Payload {
-            kind: kind.to_string(),
-            source,
-        };
+        let payload = |source| EventDecodeError::Payload { kind: kind.to_string(), source };
         Ok(match kind {
             "ledger.created" => {
                 let e: LedgerCreated = serde_json::from_str(json).map_err(payload)?;
-                JournalEvent::LedgerCreated {
-                    ledger_id: e.ledger_id,
-                    name: e.name,
-                }
+                JournalEvent::LedgerCreated { ledger_id: e.ledger_id, name: e.name }
             }
             "bank.registered" => {
                 let e: BankRegistered = serde_json::from_str(json).map_err(payload)?;
@@ -164,24 +129,15 @@ impl JournalEvent {
             }
             "household.registered" => {
                 let e: HouseholdRegistered = serde_json::from_str(json).map_err(payload)?;
-                JournalEvent::HouseholdRegistered {
-                    household: e.household,
-                    status: e.status,
-                }
+                JournalEvent::HouseholdRegistered { household: e.household, status: e.status }
             }
             "household.status_set" => {
                 let e: HouseholdStatusSet = serde_json::from_str(json).map_err(payload)?;
-                JournalEvent::HouseholdStatusSet {
-                    household_id: e.household_id,
-                    entry: e.entry,
-                }
+                JournalEvent::HouseholdStatusSet { household_id: e.household_id, entry: e.entry }
             }
             "policy.set" => {
                 let e: PolicySet = serde_json::from_str(json).map_err(payload)?;
-                JournalEvent::PolicySet {
-                    ledger_id: e.ledger_id,
-                    version: e.version,
-                }
+                JournalEvent::PolicySet { ledger_id: e.ledger_id, version: e.version }
             }
             "loan.created" | "loan.disbursed" | "loan.repaid" => {
                 let e: LoanEvent = serde_json::from_str(json).map_err(payload)?;

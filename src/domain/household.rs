@@ -77,11 +77,7 @@ mod tests {
     use crate::domain::date::parse_date;
 
     fn entry(status: HouseholdStatus, date: &str) -> StatusEntry {
-        StatusEntry {
-            status,
-            effective_date: parse_date(date).unwrap(),
-            reason: String::new(),
-        }
+        StatusEntry { status, effective_date: parse_date(date).unwrap(), reason: String::new() }
     }
 
     #[test]

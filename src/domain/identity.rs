@@ -26,11 +26,7 @@ const CHECK: [u8; 11] = *b"10X98765432";
 
 /// The check character for the first 17 digits.
 pub fn check_char(first17: &[u8]) -> u8 {
-    let sum: u32 = first17
-        .iter()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
+    let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
     CHECK[(sum % 11) as usize]
 }
 
@@ -50,10 +46,7 @@ impl IdNumber {
         if check_char(&bytes[..17]) != bytes[17] {
             return Err(IdNumberError::Checksum);
         }
-        Ok(IdNumber {
-            text: upper,
-            birth_date,
-        })
+        Ok(IdNumber { text: upper, birth_date })
     }
 
     pub fn as_str(&self) -> &str {
@@ -92,14 +85,8 @@ mod tests {
     fn the_standard_example_checks() {
         // The example number of GB 11643-1999.
         let id = IdNumber::parse("11010519491231002X").unwrap();
-        assert_eq!(
-            id.birth_date(),
-            NaiveDate::from_ymd_opt(1949, 12, 31).unwrap()
-        );
-        assert_eq!(
-            IdNumber::parse("110105194912310021"),
-            Err(IdNumberError::Checksum)
-        );
+        assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(1949, 12, 31).unwrap());
+        assert_eq!(IdNumber::parse("110105194912310021"), Err(IdNumberError::Checksum));
     }
 
     #[test]

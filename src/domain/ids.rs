@@ -13,10 +13,7 @@ pub fn check_id(text: &str) -> Result<(), &'static str> {
     if text.len() > ID_LEN_MAX {
         return Err("is longer than 64 characters");
     }
-    if !text
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
+    if !text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
         return Err("may contain only ASCII letters, digits, '_', '.' and '-'");
     }
     Ok(())

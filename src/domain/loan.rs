@@ -18,27 +18,8 @@ use super::money::Fen;
 use super::policy::PolicyParams;
 use super::rate::AnnualRate;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RepaymentMethod {
-    /// Principal at maturity, interest settled periodically.
-    Bullet,
-    /// 等额本息
-    EqualInstalment,
-    /// 等额本金
-    EqualPrincipal,
-    /// 利随本清
-    InterestWithPrincipal,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SettlementFrequency {
-    Monthly,
-    Quarterly,
-    Yearly,
-    AtMaturity,
-}
+pub use super::calendar::SettlementFrequency;
+pub use super::schedule::RepaymentMethod;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -136,20 +117,9 @@ pub struct LoanState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LoanEvent {
-    Created {
-        terms: LoanTerms,
-    },
-    Disbursed {
-        loan_id: String,
-        value_date: BusinessDate,
-        amount_fen: Fen,
-    },
-    Repaid {
-        loan_id: String,
-        value_date: BusinessDate,
-        principal_fen: Fen,
-        interest_fen: Fen,
-    },
+    Created { terms: LoanTerms },
+    Disbursed { loan_id: String, value_date: BusinessDate, amount_fen: Fen },
+    Repaid { loan_id: String, value_date: BusinessDate, principal_fen: Fen, interest_fen: Fen },
 }
 
 impl LoanEvent {
@@ -190,21 +160,12 @@ impl LoanState {
     /// recorded, so arithmetic cannot overflow here; a failure means the journal is corrupt and is
     /// reported as such by the caller.
     pub fn apply(&mut self, event: &LoanEvent, seq: u64) -> Result<(), DomainError> {
-        let overflow = |field: &str| DomainError::Overflow {
-            field: field.to_string(),
-        };
+        let overflow = |field: &str| DomainError::Overflow { field: field.to_string() };
         match event {
             LoanEvent::Created { .. } => {
-                return Err(DomainError::Exists {
-                    what: "loan",
-                    id: self.terms.loan_id.clone(),
-                });
+                return Err(DomainError::Exists { what: "loan", id: self.terms.loan_id.clone() });
             }
-            LoanEvent::Disbursed {
-                value_date,
-                amount_fen,
-                ..
-            } => {
+            LoanEvent::Disbursed { value_date, amount_fen, .. } => {
                 self.disbursed_fen = self
                     .disbursed_fen
                     .checked_add(*amount_fen)
@@ -217,12 +178,7 @@ impl LoanState {
                 self.status = LoanStatus::Active;
                 self.last_value_date = *value_date;
             }
-            LoanEvent::Repaid {
-                value_date,
-                principal_fen,
-                interest_fen,
-                ..
-            } => {
+            LoanEvent::Repaid { value_date, principal_fen, interest_fen, .. } => {
                 self.principal_outstanding_fen = self
                     .principal_outstanding_fen
                     .checked_sub(*principal_fen)
@@ -286,10 +242,7 @@ pub fn plan_origination(
     let policy = ctx.policy.ok_or_else(|| {
         DomainError::refused(
             Reason::PolicyNotInForce,
-            format!(
-                "no programme policy is in force in ledger {} on {date}",
-                ctx.bank_ledger_id
-            ),
+            format!("no programme policy is in force in ledger {} on {date}", ctx.bank_ledger_id),
         )
     })?;
     if terms.term_months > policy.term_months_max {
@@ -330,28 +283,20 @@ pub fn plan_origination(
     let cap = ctx.lpr_cap.ok_or_else(|| {
         DomainError::refused(
             Reason::LprNotInForce,
-            format!(
-                "no LPR for a {}-month term is in force on {date}",
-                terms.term_months
-            ),
+            format!("no LPR for a {}-month term is in force on {date}", terms.term_months),
         )
     })?;
     if terms.annual_rate > cap {
         return Err(DomainError::refused(
             Reason::RateAboveLprCap,
-            format!(
-                "rate {} exceeds the LPR cap {cap} in force on {date}",
-                terms.annual_rate
-            ),
+            format!("rate {} exceeds the LPR cap {cap} in force on {date}", terms.annual_rate),
         )
         .with("lpr_cap", cap));
     }
     let after = ctx
         .household_open_principal
         .checked_add(terms.principal_fen)
-        .ok_or_else(|| DomainError::Overflow {
-            field: "principal_fen".into(),
-        })?;
+        .ok_or_else(|| DomainError::Overflow { field: "principal_fen".into() })?;
     let household_cap = policy.household_cap();
     if after > household_cap {
         let room = household_cap
@@ -368,9 +313,7 @@ pub fn plan_origination(
         .with("household_open_principal_fen", ctx.household_open_principal.0)
         .with("available_fen", room.0));
     }
-    Ok(LoanEvent::Created {
-        terms: terms.clone(),
-    })
+    Ok(LoanEvent::Created { terms: terms.clone() })
 }
 
 fn check_value_date(state: &LoanState, date: BusinessDate) -> Result<(), DomainError> {
@@ -418,9 +361,7 @@ pub fn plan_disbursement(
         .terms
         .principal_fen
         .checked_sub(state.disbursed_fen)
-        .ok_or_else(|| DomainError::Overflow {
-            field: "amount_fen".into(),
-        })?;
+        .ok_or_else(|| DomainError::Overflow { field: "amount_fen".into() })?;
     let amount = amount.unwrap_or(left);
     if amount > left || left == Fen::ZERO {
         return Err(DomainError::refused(
@@ -443,10 +384,7 @@ pub fn plan_repayment(
     principal: Fen,
     interest: Fen,
 ) -> Result<LoanEvent, DomainError> {
-    if !matches!(
-        state.status,
-        LoanStatus::Active | LoanStatus::Overdue | LoanStatus::Overdue90
-    ) {
+    if !matches!(state.status, LoanStatus::Active | LoanStatus::Overdue | LoanStatus::Overdue90) {
         return Err(DomainError::refused(
             Reason::LoanNotRepayable,
             format!(
@@ -465,10 +403,7 @@ pub fn plan_repayment(
                 state.principal_outstanding_fen
             ),
         )
-        .with(
-            "principal_outstanding_fen",
-            state.principal_outstanding_fen.0,
-        ));
+        .with("principal_outstanding_fen", state.principal_outstanding_fen.0));
     }
     Ok(LoanEvent::Repaid {
         loan_id: state.terms.loan_id.clone(),

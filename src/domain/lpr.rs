@@ -19,11 +19,7 @@ pub enum TenorBucket {
 
 impl TenorBucket {
     pub fn for_term_months(term_months: u32) -> Self {
-        if term_months <= 12 {
-            TenorBucket::UpToOneYear
-        } else {
-            TenorBucket::OverOneYear
-        }
+        if term_months <= 12 { TenorBucket::UpToOneYear } else { TenorBucket::OverOneYear }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -79,18 +75,9 @@ mod tests {
         let on = |b, d: &str| lpr_on(&table, b, parse_date(d).unwrap()).map(|r| r.to_string());
         assert_eq!(TenorBucket::for_term_months(12), TenorBucket::UpToOneYear);
         assert_eq!(TenorBucket::for_term_months(13), TenorBucket::OverOneYear);
-        assert_eq!(
-            on(TenorBucket::UpToOneYear, "2021-01-25").as_deref(),
-            Some("0.0385")
-        );
-        assert_eq!(
-            on(TenorBucket::UpToOneYear, "2021-12-20").as_deref(),
-            Some("0.038")
-        );
-        assert_eq!(
-            on(TenorBucket::OverOneYear, "2022-01-01").as_deref(),
-            Some("0.0465")
-        );
+        assert_eq!(on(TenorBucket::UpToOneYear, "2021-01-25").as_deref(), Some("0.0385"));
+        assert_eq!(on(TenorBucket::UpToOneYear, "2021-12-20").as_deref(), Some("0.038"));
+        assert_eq!(on(TenorBucket::OverOneYear, "2022-01-01").as_deref(), Some("0.0465"));
         assert_eq!(on(TenorBucket::OverOneYear, "2019-01-01"), None);
     }
 }

@@ -4,14 +4,19 @@
 //! command and returns either what to record or the first rule it breaks ([`error::DomainError`]),
 //! so that the writer can validate a whole command before it writes anything.
 
+pub mod arrears;
+pub mod calendar;
 pub mod date;
 pub mod error;
 pub mod event;
 pub mod household;
 pub mod identity;
 pub mod ids;
+pub mod interest;
 pub mod loan;
 pub mod lpr;
 pub mod money;
 pub mod policy;
 pub mod rate;
+pub mod schedule;
+pub mod subsidy;

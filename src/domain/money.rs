@@ -97,9 +97,7 @@ impl Fen {
 
     /// Sums amounts, failing on overflow.
     pub fn checked_sum<I: IntoIterator<Item = Fen>>(items: I) -> Option<Fen> {
-        items
-            .into_iter()
-            .try_fold(Fen::ZERO, |acc, x| acc.checked_add(x))
+        items.into_iter().try_fold(Fen::ZERO, |acc, x| acc.checked_add(x))
     }
 }
 

@@ -74,10 +74,7 @@ impl PolicyParams {
             return bad("term_months_max", "must be between 1 and 120");
         }
         if self.borrower_age_min > self.borrower_age_max || self.borrower_age_max > 120 {
-            return bad(
-                "borrower_age_max",
-                "must be at least borrower_age_min and at most 120",
-            );
+            return bad("borrower_age_max", "must be at least borrower_age_min and at most 120");
         }
         for (field, uplift) in [
             ("overdue_penalty_uplift", self.overdue_penalty_uplift),
@@ -116,26 +113,17 @@ pub fn default_versions() -> Vec<PolicyVersion> {
     let from_2014 = BusinessDate::from_ymd_opt(2014, 12, 10).expect("valid date");
     let from_2024 = BusinessDate::from_ymd_opt(2024, 1, 1).expect("valid date");
     vec![
-        PolicyVersion {
-            effective_date: from_2014,
-            params: PolicyParams::default(),
-        },
+        PolicyVersion { effective_date: from_2014, params: PolicyParams::default() },
         PolicyVersion {
             effective_date: from_2024,
-            params: PolicyParams {
-                subsidy_ratio: Decimal::new(7, 1),
-                ..PolicyParams::default()
-            },
+            params: PolicyParams { subsidy_ratio: Decimal::new(7, 1), ..PolicyParams::default() },
         },
     ]
 }
 
 /// The version in force on `date`.
 pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<&PolicyVersion> {
-    versions
-        .iter()
-        .filter(|v| v.effective_date <= date)
-        .max_by_key(|v| v.effective_date)
+    versions.iter().filter(|v| v.effective_date <= date).max_by_key(|v| v.effective_date)
 }
 
 #[cfg(test)]
@@ -158,10 +146,7 @@ mod tests {
     #[test]
     fn params_round_trip_as_json_with_decimal_strings() {
         let json = serde_json::to_string(&PolicyParams::default()).unwrap();
-        assert!(
-            json.contains("\"overdue_penalty_uplift\":\"0.5\""),
-            "{json}"
-        );
+        assert!(json.contains("\"overdue_penalty_uplift\":\"0.5\""), "{json}");
         let back: PolicyParams = serde_json::from_str(&json).unwrap();
         assert_eq!(back, PolicyParams::default());
     }

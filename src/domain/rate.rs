@@ -47,11 +47,7 @@ impl AnnualRate {
         let text = text.trim();
         // Decimal::from_str accepts forms such as "1e-2" only through from_scientific, so a plain
         // parse is exactly "digits with an optional point".
-        if text.is_empty()
-            || !text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-        {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
             return Err(RateError::NotDecimal);
         }
         let value = Decimal::from_str(text).map_err(|_| RateError::NotDecimal)?;

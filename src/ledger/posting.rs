@@ -70,16 +70,7 @@ impl Postings {
 
 /// A debit of `amount` to `debit` and a credit to `credit`.
 pub fn transfer(debit: String, credit: String, amount: Fen) -> Vec<Posting> {
-    vec![
-        Posting {
-            account: debit,
-            amount,
-        },
-        Posting {
-            account: credit,
-            amount: Fen(-amount.0),
-        },
-    ]
+    vec![Posting { account: debit, amount }, Posting { account: credit, amount: Fen(-amount.0) }]
 }
 
 #[cfg(test)]
@@ -88,10 +79,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn leg(account: &str, amount: i64) -> Posting {
-        Posting {
-            account: account.into(),
-            amount: Fen(amount),
-        }
+        Posting { account: account.into(), amount: Fen(amount) }
     }
 
     #[test]

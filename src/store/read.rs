@@ -44,10 +44,7 @@ impl Db {
                    where household_id = $1 order by seq";
         let statuses: Vec<StatusRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(household_id).fetch_all(p).await?);
-        let statuses = statuses
-            .into_iter()
-            .map(StatusRow::into_entry)
-            .collect::<Result<_, _>>()?;
+        let statuses = statuses.into_iter().map(StatusRow::into_entry).collect::<Result<_, _>>()?;
         Ok(Some(HouseholdView { row, statuses }))
     }
 
@@ -104,11 +101,8 @@ impl Db {
 
     /// All loans of a ledger, for `verify`.
     pub async fn ledger_loans(&self, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
-        let sql = concat!(
-            "select ",
-            loan_columns!(),
-            " from loan where ledger_id = $1 order by loan_id"
-        );
+        let sql =
+            concat!("select ", loan_columns!(), " from loan where ledger_id = $1 order by loan_id");
         let rows: Vec<LoanRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
         rows.into_iter().map(LoanRow::into_state).collect()
@@ -118,10 +112,7 @@ impl Db {
         let sql = "select account, balance_fen from account_balance where ledger_id = $1 order by account";
         let rows: Vec<BalanceRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.account, Fen(r.balance_fen)))
-            .collect())
+        Ok(rows.into_iter().map(|r| (r.account, Fen(r.balance_fen))).collect())
     }
 
     /// Journal transactions of a ledger with `from_seq <= seq <= to_seq`, at most `limit`, with
@@ -208,13 +199,8 @@ impl Db {
 }
 
 fn attach_postings(rows: Vec<JournalRow>, postings: Vec<PostingRow>) -> Vec<JournalEntry> {
-    let mut entries: Vec<JournalEntry> = rows
-        .into_iter()
-        .map(|row| JournalEntry {
-            row,
-            postings: Vec::new(),
-        })
-        .collect();
+    let mut entries: Vec<JournalEntry> =
+        rows.into_iter().map(|row| JournalEntry { row, postings: Vec::new() }).collect();
     // Both lists are ordered by seq, so one merge pass attaches every posting.
     let mut i = 0;
     for p in postings {
@@ -227,10 +213,7 @@ fn attach_postings(rows: Vec<JournalRow>, postings: Vec<PostingRow>) -> Vec<Jour
             && entries[i].row.seq == p.seq
             && entries[i].row.ledger_id == p.ledger_id
         {
-            entries[i].postings.push(Posting {
-                account: p.account,
-                amount: Fen(p.amount_fen),
-            });
+            entries[i].postings.push(Posting { account: p.account, amount: Fen(p.amount_fen) });
         }
     }
     entries

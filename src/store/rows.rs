@@ -78,10 +78,7 @@ impl PolicyRow {
     pub fn into_version(self) -> Result<PolicyVersion, StoreError> {
         let params: PolicyParams = serde_json::from_str(&self.params_json)
             .map_err(|e| StoreError::Corrupt(format!("policy params: {e}")))?;
-        Ok(PolicyVersion {
-            effective_date: date("policy date", &self.effective_date)?,
-            params,
-        })
+        Ok(PolicyVersion { effective_date: date("policy date", &self.effective_date)?, params })
     }
 }
 

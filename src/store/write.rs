@@ -144,10 +144,7 @@ impl WriteTx {
                    where household_id = $1 order by seq";
         let statuses: Vec<StatusRow> =
             on_tx!(self, c => sqlx::query_as(sql).bind(household_id).fetch_all(c).await?);
-        let statuses = statuses
-            .into_iter()
-            .map(StatusRow::into_entry)
-            .collect::<Result<_, _>>()?;
+        let statuses = statuses.into_iter().map(StatusRow::into_entry).collect::<Result<_, _>>()?;
         Ok(Some(HouseholdView { row, statuses }))
     }
 
@@ -173,11 +170,9 @@ impl WriteTx {
             WriteTx::Sqlite(_) => {
                 concat!("select ", loan_columns!(), " from loan where loan_id = $1")
             }
-            WriteTx::Postgres(_) => concat!(
-                "select ",
-                loan_columns!(),
-                " from loan where loan_id = $1 for update"
-            ),
+            WriteTx::Postgres(_) => {
+                concat!("select ", loan_columns!(), " from loan where loan_id = $1 for update")
+            }
         };
         let row: Option<LoanRow> =
             on_tx!(self, c => sqlx::query_as(sql).bind(loan_id).fetch_optional(c).await?);
@@ -303,13 +298,7 @@ impl WriteTx {
             .iter()
             .flat_map(|t| {
                 t.postings.iter().enumerate().map(move |(i, p)| {
-                    (
-                        t.row.ledger_id.as_str(),
-                        t.row.seq,
-                        i as i32,
-                        p.account.as_str(),
-                        p.amount.0,
-                    )
+                    (t.row.ledger_id.as_str(), t.row.seq, i as i32, p.account.as_str(), p.amount.0)
                 })
             })
             .collect();
@@ -326,9 +315,7 @@ impl WriteTx {
             .txns
             .iter()
             .flat_map(|t| {
-                t.loan_ids
-                    .iter()
-                    .map(move |l| (l.as_str(), t.row.ledger_id.as_str(), t.row.seq))
+                t.loan_ids.iter().map(move |l| (l.as_str(), t.row.ledger_id.as_str(), t.row.seq))
             })
             .collect();
         for chunk in links.chunks(chunk_rows(3)) {
@@ -344,9 +331,7 @@ impl WriteTx {
             .txns
             .iter()
             .filter_map(|t| {
-                t.idempotency
-                    .as_ref()
-                    .map(|i| (i, t.row.ledger_id.as_str(), t.row.seq))
+                t.idempotency.as_ref().map(|i| (i, t.row.ledger_id.as_str(), t.row.seq))
             })
             .collect();
         for chunk in idem.chunks(chunk_rows(6)) {
@@ -420,16 +405,11 @@ pub fn add_deltas(
     postings: &[Posting],
 ) {
     for p in postings {
-        *deltas
-            .entry((ledger_id.to_string(), p.account.clone()))
-            .or_insert(0) += p.amount.0;
+        *deltas.entry((ledger_id.to_string(), p.account.clone())).or_insert(0) += p.amount.0;
     }
 }
 
 /// The balance a group leaves on an account, for checks that must see the group's own changes.
 pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, account: &str) -> Fen {
-    Fen(deltas
-        .get(&(ledger_id.to_string(), account.to_string()))
-        .copied()
-        .unwrap_or(0))
+    Fen(deltas.get(&(ledger_id.to_string(), account.to_string())).copied().unwrap_or(0))
 }

@@ -1,0 +1,438 @@
+//! Interest subsidy (贴息): how much of the interest a household paid the finance office refunds.
+//!
+//! The model. Only ordinary interest actually paid, on time, is subsidisable; penalty and compound
+//! interest never reach this module (they live in their own buckets, see [`super::arrears`]), a
+//! period paid in arrears earns nothing, and a misused loan earns nothing at all. Of what was paid,
+//! only the share on principal within the household cap (default 50,000.00 yuan) and at a rate no
+//! higher than the policy's cap rate counts: paid × min(P, cap)/P × min(r, cap rate)/r, where P is
+//! the period's principal as given (the household's principal under the cap; a caller with several
+//! loans of one household apportions the cap before calling). The subsidy ratio follows the accrual
+//! date, so a period crossing a ratio boundary is split by day, each day weighted by its ratio.
+//! Each period's subsidy is computed in one expression, a single division, and rounded half-up to
+//! the fen once; the per-ratio amounts are shown unrounded as working.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use super::money::{Fen, Rounding};
+use super::rate::AnnualRate;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubsidyError {
+    #[error("subsidy ratio table is empty")]
+    NoRatios,
+    #[error("subsidy ratio table has more than {} steps", RATIO_STEPS_MAX)]
+    TooManyRatios,
+    #[error("subsidy ratio dates must strictly increase; {date} does not")]
+    RatiosOutOfOrder { date: NaiveDate },
+    #[error("subsidy ratio {ratio} is outside 0 to 1")]
+    RatioOutOfRange { ratio: Decimal },
+    #[error("no subsidy ratio is in force on {date}")]
+    NoRatioOn { date: NaiveDate },
+    #[error("cap rate and household cap must not be negative")]
+    NegativeCap,
+    #[error("period ends on {end_inclusive}, before it starts on {start}")]
+    InvertedPeriod { start: NaiveDate, end_inclusive: NaiveDate },
+    #[error("principal and interest paid must not be negative")]
+    NegativeAmount,
+    #[error("more than {} periods", PERIODS_MAX)]
+    TooManyPeriods,
+    #[error("amount overflows")]
+    Overflow,
+}
+
+/// A limit on ratio changes: policy changes the ratio every few years; a hundred steps is ample.
+pub const RATIO_STEPS_MAX: usize = 100;
+
+/// A limit on the periods subsidised in one call: 100 years of monthly settlement for one loan.
+pub const PERIODS_MAX: usize = 1_200;
+
+/// A subsidy ratio in force from a date on (until the next step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RatioStep {
+    pub effective_from: NaiveDate,
+    /// A fraction between 0 and 1, e.g. `0.70`.
+    pub ratio: Decimal,
+}
+
+/// Dated subsidy ratios, validated: non-empty, strictly increasing dates, ratios in `[0, 1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatioTable {
+    steps: Vec<RatioStep>,
+}
+
+impl RatioTable {
+    pub fn new(steps: Vec<RatioStep>) -> Result<Self, SubsidyError> {
+        if steps.is_empty() {
+            return Err(SubsidyError::NoRatios);
+        }
+        if steps.len() > RATIO_STEPS_MAX {
+            return Err(SubsidyError::TooManyRatios);
+        }
+        for step in &steps {
+            if step.ratio < Decimal::ZERO || step.ratio > Decimal::ONE {
+                return Err(SubsidyError::RatioOutOfRange { ratio: step.ratio });
+            }
+        }
+        if let Some(pair) = steps.windows(2).find(|w| w[1].effective_from <= w[0].effective_from) {
+            return Err(SubsidyError::RatiosOutOfOrder { date: pair[1].effective_from });
+        }
+        Ok(RatioTable { steps })
+    }
+
+    pub fn steps(&self) -> &[RatioStep] {
+        &self.steps
+    }
+
+    /// The ratio in force on `date`.
+    pub fn ratio_on(&self, date: NaiveDate) -> Option<Decimal> {
+        let after = self.steps.partition_point(|s| s.effective_from <= date);
+        after.checked_sub(1).map(|i| self.steps[i].ratio)
+    }
+
+    /// The days of `start..=end_inclusive` under each ratio, in date order.
+    fn split(
+        &self,
+        start: NaiveDate,
+        end_inclusive: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, NaiveDate, Decimal)>, SubsidyError> {
+        if self.ratio_on(start).is_none() {
+            return Err(SubsidyError::NoRatioOn { date: start });
+        }
+        let mut parts = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let from = start.max(step.effective_from);
+            let to = match self.steps.get(i + 1) {
+                Some(next) => match next.effective_from.pred_opt() {
+                    Some(day) => end_inclusive.min(day),
+                    None => continue,
+                },
+                None => end_inclusive,
+            };
+            if from <= to {
+                parts.push((from, to, step.ratio));
+            }
+        }
+        Ok(parts)
+    }
+}
+
+/// The policy figures a subsidy is computed under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubsidyPolicy {
+    /// Principal per household that earns a subsidy.
+    pub household_cap: Fen,
+    /// The highest annual rate subsidised (a fraction, e.g. the LPR in force).
+    pub cap_rate: Decimal,
+    pub ratios: RatioTable,
+}
+
+impl SubsidyPolicy {
+    /// 50,000.00 yuan, the programme's household cap.
+    pub const HOUSEHOLD_CAP_DEFAULT: Fen = Fen(5_000_000);
+}
+
+/// Whether a period's interest was paid when due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    OnTime,
+    InArrears,
+}
+
+/// One settled interest period as paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaidPeriod {
+    pub start: NaiveDate,
+    pub end_inclusive: NaiveDate,
+    pub principal: Fen,
+    pub rate: AnnualRate,
+    /// Ordinary interest paid for the period, penalty and compound interest excluded.
+    pub interest_paid: Fen,
+    pub standing: Standing,
+}
+
+/// Why a period earns nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exclusion {
+    InArrears,
+    Misuse,
+}
+
+/// The days of a period under one ratio, and their unrounded share of the subsidy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatioSegment {
+    pub from: NaiveDate,
+    pub to_inclusive: NaiveDate,
+    pub days: u32,
+    pub ratio: Decimal,
+    pub subsidy_unrounded_fen: Decimal,
+}
+
+/// The working of one period's subsidy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodSubsidy {
+    pub start: NaiveDate,
+    pub end_inclusive: NaiveDate,
+    pub days: u32,
+    pub principal: Fen,
+    pub principal_within_cap: Fen,
+    pub rate: AnnualRate,
+    pub rate_within_cap: Decimal,
+    pub interest_paid: Fen,
+    pub excluded: Option<Exclusion>,
+    /// `paid × min(P, cap)/P × min(r, cap rate)/r`, zero when excluded.
+    pub subsidisable_unrounded_fen: Decimal,
+    pub subsidisable: Fen,
+    pub segments: Vec<RatioSegment>,
+    /// Subsidisable interest × Σ(days × ratio) / days, zero when excluded.
+    pub subsidy_unrounded_fen: Decimal,
+    /// Rounded half-up, once.
+    pub subsidy: Fen,
+}
+
+/// Computes the subsidy of each paid period of a loan; `misused` excludes them all.
+pub fn subsidise(
+    periods: &[PaidPeriod],
+    policy: &SubsidyPolicy,
+    misused: bool,
+) -> Result<Vec<PeriodSubsidy>, SubsidyError> {
+    if periods.len() > PERIODS_MAX {
+        return Err(SubsidyError::TooManyPeriods);
+    }
+    if policy.household_cap.is_negative() || policy.cap_rate < Decimal::ZERO {
+        return Err(SubsidyError::NegativeCap);
+    }
+    periods.iter().map(|p| subsidise_period(p, policy, misused)).collect()
+}
+
+fn subsidise_period(
+    period: &PaidPeriod,
+    policy: &SubsidyPolicy,
+    misused: bool,
+) -> Result<PeriodSubsidy, SubsidyError> {
+    let PaidPeriod { start, end_inclusive, principal, rate, interest_paid, standing } = *period;
+    if end_inclusive < start {
+        return Err(SubsidyError::InvertedPeriod { start, end_inclusive });
+    }
+    if principal.is_negative() || interest_paid.is_negative() {
+        return Err(SubsidyError::NegativeAmount);
+    }
+    let excluded = if misused {
+        Some(Exclusion::Misuse)
+    } else if standing == Standing::InArrears {
+        Some(Exclusion::InArrears)
+    } else {
+        None
+    };
+    let days = day_count(start, end_inclusive)?;
+    let principal_within_cap = principal.min(policy.household_cap);
+    let rate_within_cap = rate.value().min(policy.cap_rate);
+
+    // Everything is one fraction over `denominator` = P × r × days, so the subsidy is one
+    // division: paid × min(P, cap) × min(r, cap rate) × Σ(days × ratio) / (P × r × days).
+    // A zero principal or rate means nothing subsidisable (and, consistently, nothing paid).
+    let counts = excluded.is_none() && principal.is_positive() && !rate.value().is_zero();
+    let base = if counts {
+        interest_paid
+            .to_decimal()
+            .checked_mul(principal_within_cap.to_decimal())
+            .and_then(|x| x.checked_mul(rate_within_cap))
+            .ok_or(SubsidyError::Overflow)?
+    } else {
+        Decimal::ZERO
+    };
+    let scale = if counts {
+        principal.to_decimal().checked_mul(rate.value()).ok_or(SubsidyError::Overflow)?
+    } else {
+        Decimal::ONE
+    };
+    let denominator = scale.checked_mul(Decimal::from(days)).ok_or(SubsidyError::Overflow)?;
+    let fraction =
+        |numerator: Decimal| numerator.checked_div(denominator).ok_or(SubsidyError::Overflow);
+
+    let mut segments = Vec::new();
+    let mut weighted_days = Decimal::ZERO;
+    for (from, to_inclusive, ratio) in policy.ratios.split(start, end_inclusive)? {
+        let segment_days = day_count(from, to_inclusive)?;
+        let weight =
+            Decimal::from(segment_days).checked_mul(ratio).ok_or(SubsidyError::Overflow)?;
+        weighted_days = weighted_days.checked_add(weight).ok_or(SubsidyError::Overflow)?;
+        segments.push(RatioSegment {
+            from,
+            to_inclusive,
+            days: segment_days,
+            ratio,
+            subsidy_unrounded_fen: fraction(
+                base.checked_mul(weight).ok_or(SubsidyError::Overflow)?,
+            )?,
+        });
+    }
+    let subsidisable_unrounded_fen =
+        fraction(base.checked_mul(Decimal::from(days)).ok_or(SubsidyError::Overflow)?)?;
+    let subsidy_unrounded_fen =
+        fraction(base.checked_mul(weighted_days).ok_or(SubsidyError::Overflow)?)?;
+    let round = |x: Decimal| Fen::from_decimal(x, Rounding::HalfUp).ok_or(SubsidyError::Overflow);
+    Ok(PeriodSubsidy {
+        start,
+        end_inclusive,
+        days,
+        principal,
+        principal_within_cap,
+        rate,
+        rate_within_cap,
+        interest_paid,
+        excluded,
+        subsidisable: round(subsidisable_unrounded_fen)?,
+        subsidisable_unrounded_fen,
+        segments,
+        subsidy: round(subsidy_unrounded_fen)?,
+        subsidy_unrounded_fen,
+    })
+}
+
+fn day_count(start: NaiveDate, end_inclusive: NaiveDate) -> Result<u32, SubsidyError> {
+    u32::try_from((end_inclusive - start).num_days() + 1).map_err(|_| SubsidyError::Overflow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    fn policy(cap_rate: &str) -> SubsidyPolicy {
+        SubsidyPolicy {
+            household_cap: SubsidyPolicy::HOUSEHOLD_CAP_DEFAULT,
+            cap_rate: cap_rate.parse().unwrap(),
+            ratios: RatioTable::new(vec![
+                RatioStep { effective_from: d(2014, 1, 1), ratio: Decimal::ONE },
+                RatioStep { effective_from: d(2024, 1, 1), ratio: Decimal::new(70, 2) },
+            ])
+            .unwrap(),
+        }
+    }
+
+    fn paid(
+        start: NaiveDate,
+        end_inclusive: NaiveDate,
+        principal: i64,
+        rate: &str,
+        interest: i64,
+    ) -> PaidPeriod {
+        PaidPeriod {
+            start,
+            end_inclusive,
+            principal: Fen(principal),
+            rate: AnnualRate::parse(rate).unwrap(),
+            interest_paid: Fen(interest),
+            standing: Standing::OnTime,
+        }
+    }
+
+    #[test]
+    fn period_split_across_the_2024_ratio_boundary() {
+        // 2023-12-21..2024-03-20 is 91 days: 11 in December 2023 at 100%, 80 in 2024 at 70%.
+        // Interest paid: 5,000,000 × 91 × 0.0385 / 360 = 48,659.72 → 48,660 fen.
+        // Subsidy = 48,660 × (11 × 1.00 + 80 × 0.70) / 91 = 48,660 × 67 / 91 = 3,260,220 / 91
+        //         = 35,826.593... → 35,827 fen (358.27 yuan); the parts are 48,660 × 11 / 91 =
+        //         5,881.978... at 100% and 48,660 × 56 / 91 = 29,944.615... at 70%.
+        let p = paid(d(2023, 12, 21), d(2024, 3, 20), 5_000_000, "0.0385", 48_660);
+        let s = subsidise(&[p], &policy("0.0385"), false).unwrap();
+        let s = &s[0];
+        assert_eq!(s.days, 91);
+        assert_eq!(s.subsidisable, Fen(48_660));
+        let days: Vec<(u32, Decimal)> = s.segments.iter().map(|g| (g.days, g.ratio)).collect();
+        assert_eq!(days, vec![(11, Decimal::ONE), (80, Decimal::new(70, 2))]);
+        assert_eq!(s.segments[1].from, d(2024, 1, 1));
+        assert_eq!(s.subsidy, Fen(35_827));
+        assert_eq!(s.segments[0].subsidy_unrounded_fen.round_dp(3), Decimal::new(5_881_978, 3));
+        assert_eq!(s.segments[1].subsidy_unrounded_fen.round_dp(3), Decimal::new(29_944_615, 3));
+    }
+
+    #[test]
+    fn caps_on_principal_and_rate() {
+        // 6,000,000 fen at 4.35%, 2023-03-21..2023-06-20 (92 days): paid 6,000,000 × 92 × 0.0435
+        // / 360 = 66,700 fen exactly. Within the caps: 66,700 × 5/6 × 0.0385/0.0435 =
+        // 49,194.44... → 49,194, which is 5,000,000 × 92 × 0.0385 / 360, as it should be.
+        let p = paid(d(2023, 3, 21), d(2023, 6, 20), 6_000_000, "0.0435", 66_700);
+        let s = &subsidise(&[p], &policy("0.0385"), false).unwrap()[0];
+        assert_eq!(s.principal_within_cap, Fen(5_000_000));
+        assert_eq!(s.rate_within_cap, Decimal::new(385, 4));
+        assert_eq!(s.subsidisable, Fen(49_194));
+        assert_eq!(s.subsidy, Fen(49_194));
+    }
+
+    #[test]
+    fn arrears_and_misuse_earn_nothing() {
+        let mut p = paid(d(2023, 3, 21), d(2023, 6, 20), 5_000_000, "0.0385", 49_194);
+        let s = &subsidise(&[p], &policy("0.0385"), true).unwrap()[0];
+        assert_eq!((s.excluded, s.subsidy), (Some(Exclusion::Misuse), Fen::ZERO));
+        p.standing = Standing::InArrears;
+        let s = &subsidise(&[p], &policy("0.0385"), false).unwrap()[0];
+        assert_eq!((s.excluded, s.subsidy), (Some(Exclusion::InArrears), Fen::ZERO));
+        assert_eq!(s.segments[0].days, 92);
+    }
+
+    #[test]
+    fn bad_tables_and_periods_are_errors() {
+        let step = |y, ratio| RatioStep { effective_from: d(y, 1, 1), ratio };
+        assert_eq!(RatioTable::new(vec![]), Err(SubsidyError::NoRatios));
+        assert!(matches!(
+            RatioTable::new(vec![step(2024, Decimal::ONE), step(2024, Decimal::ONE)]),
+            Err(SubsidyError::RatiosOutOfOrder { .. })
+        ));
+        assert!(matches!(
+            RatioTable::new(vec![step(2024, Decimal::TWO)]),
+            Err(SubsidyError::RatioOutOfRange { .. })
+        ));
+        let early = paid(d(2013, 12, 21), d(2014, 3, 20), 5_000_000, "0.0385", 1);
+        assert!(matches!(
+            subsidise(&[early], &policy("0.0385"), false),
+            Err(SubsidyError::NoRatioOn { .. })
+        ));
+        let inverted = paid(d(2023, 3, 21), d(2023, 3, 20), 5_000_000, "0.0385", 1);
+        assert!(matches!(
+            subsidise(&[inverted], &policy("0.0385"), false),
+            Err(SubsidyError::InvertedPeriod { .. })
+        ));
+        let huge = paid(d(2023, 3, 21), d(2023, 6, 20), i64::MAX, "0.99999999", i64::MAX);
+        let mut rich = policy("0.9");
+        rich.household_cap = Fen(i64::MAX);
+        assert!(subsidise(&[huge], &rich, false).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn subsidy_never_exceeds_what_was_paid(
+            start in 0i64..4_000,
+            days in 1i64..400,
+            principal in 0i64..20_000_000,
+            rate in 0i64..10_000_000,
+            cap_rate in 0i64..10_000_000,
+            interest in 0i64..2_000_000,
+        ) {
+            let start = d(2014, 1, 1) + chrono::Duration::days(start);
+            let p = PaidPeriod {
+                start,
+                end_inclusive: start + chrono::Duration::days(days - 1),
+                principal: Fen(principal),
+                rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
+                interest_paid: Fen(interest),
+                standing: Standing::OnTime,
+            };
+            let mut pol = policy("0");
+            pol.cap_rate = Decimal::new(cap_rate, 8);
+            let s = &subsidise(&[p], &pol, false).unwrap()[0];
+            prop_assert!(s.subsidy >= Fen::ZERO);
+            prop_assert!(s.subsidy <= s.subsidisable);
+            prop_assert!(s.subsidisable <= s.interest_paid);
+            let segment_days: u32 = s.segments.iter().map(|g| g.days).sum();
+            prop_assert_eq!(segment_days, s.days);
+        }
+    }
+}
