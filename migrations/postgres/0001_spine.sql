@@ -102,6 +102,12 @@ create table loan (
     interest_paid_fen         bigint  not null,
     disbursed_on              text,
     last_value_date           text    not null,
+    -- The loan this one renews (续贷), if any.
+    renews_loan_id            text,
+    -- Policy figures fixed at origination (uplifts, grace days, rounding, extension limit).
+    policy_json               text    not null,
+    -- Servicing state: accruals, unpaid interest items, penalty and compound buckets.
+    servicing_json            text    not null,
     last_seq                  bigint  not null
 );
 create index loan_bank_idx on loan (bank_id, loan_id);

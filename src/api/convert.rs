@@ -6,7 +6,7 @@ use super::error::invalid;
 use super::parse;
 use super::pb;
 use crate::app::command::JournalRef;
-use crate::domain::date::format_date;
+use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::household::HouseholdStatus;
 use crate::domain::identity::mask;
 use crate::domain::loan::{LoanState, LoanStatus, RepaymentMethod, SettlementFrequency};
@@ -132,9 +132,29 @@ pub fn journal_ref(r: &JournalRef) -> pb::JournalRef {
     pb::JournalRef { ledger_id: r.ledger_id.clone(), seq: r.seq, hash: r.hash.clone() }
 }
 
-pub fn loan_to_pb(l: &LoanState, full_ids: bool) -> pb::Loan {
+/// A loan's figures as of `as_of` (on or after its last event): status, buckets with accruals
+/// to that day, days overdue.
+pub fn loan_to_pb(l: &LoanState, full_ids: bool, as_of: BusinessDate) -> pb::Loan {
     let t = &l.terms;
+    let s = &l.servicing;
+    let quote = l.quote(as_of).ok();
+    let q = |f: fn(&crate::domain::servicing::Quote) -> i64| quote.as_ref().map_or(0, f);
     pb::Loan {
+        as_of: format_date(as_of),
+        current_maturity_date: format_date(s.maturity_date.unwrap_or(t.maturity_date)),
+        interest_due_fen: q(|q| q.overdue_interest_fen.0 + q.current_interest_fen.0),
+        penalty_fen: q(|q| q.penalty_fen.0),
+        compound_fen: q(|q| q.compound_fen.0),
+        accrued_interest_fen: q(|q| q.accrued_interest_fen.0),
+        days_overdue: q(|q| q.days_overdue),
+        next_settlement_date: s.next_point.map(format_date).unwrap_or_default(),
+        misuse_since: s.misuse_since.map(format_date).unwrap_or_default(),
+        renews_loan_id: t.renews_loan_id.clone().unwrap_or_default(),
+        interest_settled_fen: s.interest_settled_fen.0,
+        penalty_paid_fen: s.penalty_paid_fen.0,
+        compound_paid_fen: s.compound_paid_fen.0,
+        written_off_fen: s.written_off_fen.0,
+        extensions: s.extensions,
         loan_id: t.loan_id.clone(),
         ledger_id: t.ledger_id.clone(),
         bank_id: t.bank_id.clone(),
@@ -156,7 +176,7 @@ pub fn loan_to_pb(l: &LoanState, full_ids: bool) -> pb::Loan {
         purpose: t.purpose.clone(),
         collateral_free: t.collateral_free,
         guarantee_free: t.guarantee_free,
-        status: loan_status_to_pb(l.status) as i32,
+        status: loan_status_to_pb(l.status_on(as_of)) as i32,
         disbursed_fen: l.disbursed_fen.0,
         principal_outstanding_fen: l.principal_outstanding_fen.0,
         principal_repaid_fen: l.principal_repaid_fen.0,
@@ -244,6 +264,7 @@ pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
             subsidy_cap_rate: p.subsidy_cap_rate.map(|r| r.to_string()).unwrap_or_default(),
             grace_days: p.grace_days,
             rounding: p.rounding.as_str().to_string(),
+            extension_months_max: p.extension_months_max,
             eligible_statuses: p
                 .eligible_statuses
                 .iter()
@@ -274,6 +295,7 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         grace_days,
         rounding,
         eligible_statuses,
+        extension_months_max,
     } = p;
     let rounding = match rounding.as_str() {
         "half_up" => Rounding::HalfUp,
@@ -301,6 +323,7 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         },
         grace_days,
         rounding,
+        extension_months_max,
         eligible_statuses: eligible_statuses
             .into_iter()
             .map(|s| household_status_from_pb("params.eligible_statuses", s))

@@ -8,26 +8,42 @@ use super::pb::loan_service_server::LoanService;
 use super::{Api, parse, pb};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
+use crate::app::servicing::{loan_as_of, run_settlement};
 use crate::domain::date::add_months;
+use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::identity::IdNumber;
 use crate::domain::ids::loan_id;
-use crate::domain::date::format_date;
 use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
 use crate::domain::money::Rounding;
 use crate::domain::schedule::{
     InterestWorking, Schedule, ScheduleError, ScheduleTerms, Term, build_schedule, check_frequency,
 };
 use crate::store::read::LoanFilter;
+use rust_decimal::Decimal;
+
+/// Items in one batch, at most: a county bank's daily repayment file fits several times over,
+/// and one batch's answers stay a few megabytes.
+pub const BATCH_ITEMS_MAX: usize = 10_000;
 
 /// Loans in one page, at most; larger requests are served this many (AIP-158).
 pub const PAGE_SIZE_MAX: u32 = 1_000;
 pub const PAGE_SIZE_DEFAULT: u32 = 100;
 
+/// Today, or a loan's last value date if that is later (test data and back-office files may be
+/// dated ahead of the server's clock).
+fn today_for(loan: &LoanState) -> BusinessDate {
+    chrono::Utc::now().date_naive().max(loan.last_value_date)
+}
+
 fn loan_response(outcome: Outcome, full_ids: bool) -> Result<Response<pb::LoanResponse>, Status> {
     match outcome {
-        Outcome::Loan { loan, entry } => Ok(Response::new(pb::LoanResponse {
-            loan: Some(loan_to_pb(&loan, full_ids)),
+        Outcome::Loan { loan, entry, .. } => Ok(Response::new(pb::LoanResponse {
+            loan: Some(loan_to_pb(&loan, full_ids, loan.last_value_date)),
             entry: Some(journal_ref(&entry)),
+        })),
+        Outcome::LoanUnchanged { loan } => Ok(Response::new(pb::LoanResponse {
+            loan: Some(loan_to_pb(&loan, full_ids, today_for(&loan))),
+            entry: None,
         })),
         _ => Err(status(crate::app::error::AppError::Internal(
             "writer answered a loan command with another outcome".into(),
@@ -55,7 +71,8 @@ fn check_method_terms(
     term_months: u32,
 ) -> Result<(), Status> {
     check_frequency(method, frequency).map_err(|e| invalid("settlement_frequency", e))?;
-    let amortising = matches!(method, RepaymentMethod::EqualInstalment | RepaymentMethod::EqualPrincipal);
+    let amortising =
+        matches!(method, RepaymentMethod::EqualInstalment | RepaymentMethod::EqualPrincipal);
     if amortising && frequency == SettlementFrequency::Quarterly && term_months % 3 != 0 {
         return Err(invalid("term_months", "must be a multiple of 3 for quarterly instalments"));
     }
@@ -164,7 +181,9 @@ impl LoanService for Api {
                 Term::Months(n)
             }
             (0, false) => Term::Maturity(parse::date("maturity_date", &maturity_date)?),
-            (_, false) => return Err(invalid("maturity_date", "and term_months are exclusive: give one")),
+            (_, false) => {
+                return Err(invalid("maturity_date", "and term_months are exclusive: give one"));
+            }
         };
         let method = method_from_pb("repayment_method", repayment_method)?;
         let frequency = frequency_from_pb("settlement_frequency", settlement_frequency)?;
@@ -211,6 +230,7 @@ impl LoanService for Api {
             purpose,
             collateral_free,
             guarantee_free,
+            renews_loan_id,
         } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         let bank_id = parse::id("bank_id", &bank_id)?;
@@ -252,6 +272,17 @@ impl LoanService for Api {
             purpose: parse::text("purpose", &purpose, true)?,
             collateral_free,
             guarantee_free,
+            renews_loan_id: if renews_loan_id.is_empty() {
+                None
+            } else {
+                Some(parse::id("renews_loan_id", &renews_loan_id)?)
+            },
+            // Fixed by the writer from the policy in force on the contract date.
+            overdue_uplift: Decimal::ZERO,
+            misuse_uplift: Decimal::ZERO,
+            grace_days: 0,
+            rounding: Rounding::HalfUp,
+            extension_months_max: 0,
         };
         let outcome = self
             .writer
@@ -293,29 +324,15 @@ impl LoanService for Api {
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
         let full_ids = actor.sees_full_ids() || actor.role == Role::Bank;
-        let pb::RecordRepaymentRequest {
-            request_id,
-            loan_id,
-            value_date,
-            principal_fen,
-            interest_fen,
-        } = request.into_inner();
+        let pb::RecordRepaymentRequest { request_id, loan_id, value_date, amount_fen } =
+            request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         let loan_id = parse::id("loan_id", &loan_id)?;
         tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
-        let principal_fen = parse::non_negative_fen("principal_fen", principal_fen)?;
-        let interest_fen = parse::non_negative_fen("interest_fen", interest_fen)?;
-        if principal_fen.0 == 0 && interest_fen.0 == 0 {
-            return Err(invalid(
-                "principal_fen",
-                "and interest_fen are both zero: a repayment must pay something",
-            ));
-        }
         let command = Command::RecordRepayment {
             loan_id,
             value_date: parse::date("value_date", &value_date)?,
-            principal_fen,
-            interest_fen,
+            amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
         };
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
         loan_response(outcome, full_ids)
@@ -326,8 +343,9 @@ impl LoanService for Api {
         request: Request<pb::GetLoanRequest>,
     ) -> Result<Response<pb::Loan>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::GetLoanRequest { loan_id } = request.into_inner();
+        let pb::GetLoanRequest { loan_id, as_of } = request.into_inner();
         let loan_id = parse::id("loan_id", &loan_id)?;
+        let as_of = parse::optional_date("as_of", &as_of)?;
         let loan = self
             .db
             .get_loan(&loan_id)
@@ -335,7 +353,20 @@ impl LoanService for Api {
             .map_err(|e| status(e.into()))?
             .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
         check_read(&actor, &loan)?;
-        Ok(Response::new(loan_to_pb(&loan, true)))
+        match as_of {
+            None => Ok(Response::new(loan_to_pb(&loan, true, today_for(&loan)))),
+            Some(date) => {
+                let past = loan_as_of(&self.db, &loan_id, date).await.map_err(status)?.ok_or_else(
+                    || {
+                        Status::not_found(format!(
+                            "loan {loan_id} was not contracted by {}",
+                            format_date(date)
+                        ))
+                    },
+                )?;
+                Ok(Response::new(loan_to_pb(&past, true, date)))
+            }
+        }
     }
 
     async fn list_loans(
@@ -404,8 +435,248 @@ impl LoanService for Api {
             String::new()
         };
         Ok(Response::new(pb::ListLoansResponse {
-            loans: loans.iter().map(|l| loan_to_pb(l, true)).collect(),
+            loans: loans.iter().map(|l| loan_to_pb(l, true, today_for(l))).collect(),
             next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(items))]
+    async fn submit_batch(
+        &self,
+        request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::SubmitBatchRequest { items } = request.into_inner();
+        tracing::Span::current().record("items", items.len());
+        if items.is_empty() {
+            return Err(invalid("items", "is empty"));
+        }
+        if items.len() > BATCH_ITEMS_MAX {
+            return Err(invalid(
+                "items",
+                format!("has {} items; at most {BATCH_ITEMS_MAX} per batch", items.len()),
+            ));
+        }
+        let mut results: Vec<pb::BatchResult> = Vec::with_capacity(items.len());
+        let mut commands = Vec::with_capacity(items.len());
+        let mut positions = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            let pb::BatchItem { request_id, item } = item;
+            let mut result = pb::BatchResult {
+                index: index as u32,
+                request_id: request_id.clone(),
+                ..Default::default()
+            };
+            let parsed = (|| -> Result<(String, Command), Status> {
+                let request_id = parse::request_id(&request_id)?;
+                let command = match item
+                    .ok_or_else(|| invalid("item", "is required: disbursement or repayment"))?
+                {
+                    pb::batch_item::Item::Disbursement(pb::DisburseItem {
+                        loan_id,
+                        value_date,
+                        amount_fen,
+                    }) => Command::Disburse {
+                        loan_id: parse::id("loan_id", &loan_id)?,
+                        value_date: parse::date("value_date", &value_date)?,
+                        amount_fen: match amount_fen {
+                            0 => None,
+                            n => Some(parse::positive_fen("amount_fen", n)?),
+                        },
+                    },
+                    pb::batch_item::Item::Repayment(pb::RepaymentItem {
+                        loan_id,
+                        value_date,
+                        amount_fen,
+                    }) => Command::RecordRepayment {
+                        loan_id: parse::id("loan_id", &loan_id)?,
+                        value_date: parse::date("value_date", &value_date)?,
+                        amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+                    },
+                };
+                Ok((request_id, command))
+            })();
+            match parsed {
+                Ok(c) => {
+                    positions.push(results.len());
+                    commands.push(c);
+                }
+                Err(e) => {
+                    result.code = format!("{:?}", e.code());
+                    result.message = e.message().to_string();
+                }
+            }
+            results.push(result);
+        }
+        let answers = self.writer.submit_many(&actor, commands).await;
+        for (pos, answer) in positions.into_iter().zip(answers) {
+            let r = &mut results[pos];
+            match answer {
+                Ok(Outcome::Loan { loan, entry, .. }) => {
+                    r.ok = true;
+                    r.loan_id = loan.terms.loan_id.clone();
+                    r.entry = Some(journal_ref(&entry));
+                    r.principal_outstanding_fen = loan.principal_outstanding_fen.0;
+                }
+                Ok(Outcome::LoanUnchanged { loan }) => {
+                    r.ok = true;
+                    r.loan_id = loan.terms.loan_id.clone();
+                    r.principal_outstanding_fen = loan.principal_outstanding_fen.0;
+                }
+                Ok(_) => {
+                    r.code = "INTERNAL".into();
+                    r.message = "unexpected answer".into();
+                }
+                Err(e) => {
+                    let s = status(e);
+                    r.code = format!("{:?}", s.code());
+                    r.reason = tonic_types::StatusExt::get_error_details(&s)
+                        .error_info()
+                        .map(|i| i.reason.clone())
+                        .unwrap_or_default();
+                    r.message = s.message().to_string();
+                }
+            }
+        }
+        let posted = results.iter().filter(|r| r.ok).count() as u32;
+        let failed = results.len() as u32 - posted;
+        Ok(Response::new(pb::SubmitBatchResponse { results, posted, failed }))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn settle_loans(
+        &self,
+        request: Request<pb::SettleLoansRequest>,
+    ) -> Result<Response<pb::SettleLoansResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::SettleLoansRequest { request_id, ledger_id, bank_id, settlement_date } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let bank_id = if bank_id.is_empty() { None } else { Some(parse::id("bank_id", &bank_id)?) };
+        let date = parse::date("settlement_date", &settlement_date)?;
+        match actor.role {
+            Role::Bank if bank_id.as_deref() != Some(actor.org.as_str()) => {
+                return Err(Status::permission_denied(
+                    "a bank settles only its own loans: set bank_id to your bank",
+                ));
+            }
+            Role::Bank => {}
+            _ if actor.administers_ledger(&ledger_id) => {}
+            _ => {
+                return Err(Status::permission_denied(format!(
+                    "{} may not settle ledger {ledger_id}",
+                    actor.actor()
+                )));
+            }
+        }
+        if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
+        let s = run_settlement(
+            &self.db,
+            &self.writer,
+            &actor,
+            &request_id,
+            &ledger_id,
+            bank_id.as_deref(),
+            date,
+        )
+        .await
+        .map_err(status)?;
+        Ok(Response::new(pb::SettleLoansResponse {
+            loans_examined: s.loans_examined,
+            loans_settled: s.loans_settled,
+            settlement_points: s.settlement_points,
+            interest_fen: s.interest_fen,
+            penalty_fen: s.penalty_fen,
+            compound_fen: s.compound_fen,
+            failed: s.failed,
+            failures: s.failures,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id, loan_id))]
+    async fn mark_misuse(
+        &self,
+        request: Request<pb::MarkMisuseRequest>,
+    ) -> Result<Response<pb::LoanResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::MarkMisuseRequest { request_id, loan_id, value_date } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        let loan_id = parse::id("loan_id", &loan_id)?;
+        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
+        let command =
+            Command::MarkMisuse { loan_id, value_date: parse::date("value_date", &value_date)? };
+        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
+        loan_response(outcome, true)
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id, loan_id))]
+    async fn extend_loan(
+        &self,
+        request: Request<pb::ExtendLoanRequest>,
+    ) -> Result<Response<pb::LoanResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::ExtendLoanRequest { request_id, loan_id, value_date, new_maturity_date } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        let loan_id = parse::id("loan_id", &loan_id)?;
+        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
+        let command = Command::ExtendLoan {
+            loan_id,
+            value_date: parse::date("value_date", &value_date)?,
+            new_maturity: parse::date("new_maturity_date", &new_maturity_date)?,
+        };
+        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
+        loan_response(outcome, true)
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id, loan_id))]
+    async fn write_off_loan(
+        &self,
+        request: Request<pb::WriteOffLoanRequest>,
+    ) -> Result<Response<pb::LoanResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::WriteOffLoanRequest { request_id, loan_id, value_date } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        let loan_id = parse::id("loan_id", &loan_id)?;
+        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
+        let command =
+            Command::WriteOffLoan { loan_id, value_date: parse::date("value_date", &value_date)? };
+        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
+        loan_response(outcome, true)
+    }
+
+    async fn get_payoff_quote(
+        &self,
+        request: Request<pb::GetPayoffQuoteRequest>,
+    ) -> Result<Response<pb::PayoffQuote>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetPayoffQuoteRequest { loan_id, as_of } = request.into_inner();
+        let loan_id = parse::id("loan_id", &loan_id)?;
+        let date = parse::date("as_of", &as_of)?;
+        let loan = self
+            .db
+            .get_loan(&loan_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
+        check_read(&actor, &loan)?;
+        let q = loan.quote(date).map_err(|e| status(e.into()))?;
+        let total = q.total().ok_or_else(|| invalid("as_of", "makes the quote overflow"))?;
+        Ok(Response::new(pb::PayoffQuote {
+            loan_id,
+            as_of: format_date(date),
+            penalty_fen: q.penalty_fen.0,
+            compound_fen: q.compound_fen.0,
+            overdue_interest_fen: q.overdue_interest_fen.0,
+            current_interest_fen: q.current_interest_fen.0,
+            accrued_interest_fen: q.accrued_interest_fen.0,
+            principal_fen: q.principal_fen.0,
+            total_fen: total.0,
+            days_overdue: q.days_overdue,
         }))
     }
 }

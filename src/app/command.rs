@@ -53,11 +53,29 @@ pub enum Command {
         value_date: BusinessDate,
         amount_fen: Option<Fen>,
     },
+    /// The service allocates the amount over what is owed.
     RecordRepayment {
         loan_id: String,
         value_date: BusinessDate,
-        principal_fen: Fen,
-        interest_fen: Fen,
+        amount_fen: Fen,
+    },
+    /// Settles every settlement point of the loan up to `date`.
+    SettleLoan {
+        loan_id: String,
+        date: BusinessDate,
+    },
+    MarkMisuse {
+        loan_id: String,
+        value_date: BusinessDate,
+    },
+    ExtendLoan {
+        loan_id: String,
+        value_date: BusinessDate,
+        new_maturity: BusinessDate,
+    },
+    WriteOffLoan {
+        loan_id: String,
+        value_date: BusinessDate,
     },
 }
 
@@ -85,7 +103,33 @@ impl Command {
             Command::CreateLoan { .. } => "create_loan",
             Command::Disburse { .. } => "disburse",
             Command::RecordRepayment { .. } => "record_repayment",
+            Command::SettleLoan { .. } => "settle_loan",
+            Command::MarkMisuse { .. } => "mark_misuse",
+            Command::ExtendLoan { .. } => "extend_loan",
+            Command::WriteOffLoan { .. } => "write_off_loan",
         }
+    }
+}
+
+/// Totals of the settlement points one event settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettledTotals {
+    pub points: u64,
+    pub interest_fen: i64,
+    pub penalty_fen: i64,
+    pub compound_fen: i64,
+}
+
+impl SettledTotals {
+    pub fn of(points: &[crate::domain::servicing::SettlementPoint]) -> SettledTotals {
+        let mut t = SettledTotals::default();
+        for p in points {
+            t.points += 1;
+            t.interest_fen = t.interest_fen.saturating_add(p.interest_fen().0);
+            t.penalty_fen = t.penalty_fen.saturating_add(p.penalty_fen().0);
+            t.compound_fen = t.compound_fen.saturating_add(p.compound_fen().0);
+        }
+        t
     }
 }
 
@@ -100,10 +144,41 @@ pub struct JournalRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Ledger { ledger_id: String, name: String, entry: JournalRef },
-    Bank { bank_id: String, ledger_id: String, name: String, entry: JournalRef },
-    Household { household: HouseholdRecord, statuses: Vec<StatusEntry>, entry: JournalRef },
-    Policy { ledger_id: String, version: PolicyVersion, entry: JournalRef },
-    Lpr { effective_from: BusinessDate, tenor: crate::domain::lpr::TenorBucket, rate: AnnualRate },
-    Loan { loan: Box<LoanState>, entry: JournalRef },
+    Ledger {
+        ledger_id: String,
+        name: String,
+        entry: JournalRef,
+    },
+    Bank {
+        bank_id: String,
+        ledger_id: String,
+        name: String,
+        entry: JournalRef,
+    },
+    Household {
+        household: HouseholdRecord,
+        statuses: Vec<StatusEntry>,
+        entry: JournalRef,
+    },
+    Policy {
+        ledger_id: String,
+        version: PolicyVersion,
+        entry: JournalRef,
+    },
+    Lpr {
+        effective_from: BusinessDate,
+        tenor: crate::domain::lpr::TenorBucket,
+        rate: AnnualRate,
+    },
+    Loan {
+        loan: Box<LoanState>,
+        entry: JournalRef,
+        /// What the event settled (its settlement points), for run summaries.
+        #[serde(default)]
+        settled: SettledTotals,
+    },
+    /// The command had nothing to do (a settlement with no point due): nothing was posted.
+    LoanUnchanged {
+        loan: Box<LoanState>,
+    },
 }

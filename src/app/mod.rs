@@ -3,5 +3,6 @@
 pub mod auth;
 pub mod command;
 pub mod error;
+pub mod servicing;
 pub mod verify;
 pub mod writer;

@@ -8,6 +8,7 @@ use super::error::AppError;
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
+use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
 use crate::store::Db;
 
@@ -94,7 +95,19 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
                 *balances.entry(p.account.clone()).or_insert(0) += p.amount.0;
             }
             match JournalEvent::from_parts(&r.kind, &r.command_json) {
-                Ok(JournalEvent::Loan(event)) => replay_loan(&mut loans, &event, seq, &mut report),
+                Ok(JournalEvent::Loan(event)) => {
+                    replay_loan(&mut loans, &event, seq, &mut report);
+                    if let Some(loan) = loans.get(event.loan_id()) {
+                        match loan_postings(&event, &loan.terms.bank_id) {
+                            Ok(expected) if expected.as_slice() == entry.postings.as_slice() => {}
+                            Ok(_) => report.problem(
+                                seq,
+                                format!("seq {seq}: postings differ from those the event implies"),
+                            ),
+                            Err(e) => report.problem(seq, format!("seq {seq}: {e}")),
+                        }
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => report.problem(seq, format!("seq {seq}: {e}")),
             }

@@ -21,24 +21,24 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::auth::{Principal, Role};
-use super::command::{Command, JournalRef, Outcome};
+use super::command::{Command, JournalRef, Outcome, SettledTotals};
 use super::error::AppError;
 use crate::domain::date::format_date;
-use crate::domain::error::DomainError;
+use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
 use crate::domain::household::{StatusEntry, status_on};
 use crate::domain::loan::{
-    LoanEvent, LoanState, OriginationContext, plan_disbursement, plan_origination, plan_repayment,
+    LoanCommand, LoanEvent, LoanState, OriginationContext, plan_origination,
 };
 use crate::domain::lpr::{TenorBucket, lpr_on};
 use crate::domain::money::Fen;
 use crate::domain::policy::{default_versions, in_force};
-use crate::ledger::account;
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
-use crate::ledger::posting::{Posting, Postings, transfer};
+use crate::ledger::loan_postings::loan_postings;
+use crate::ledger::posting::Postings;
+use crate::store::Db;
 use crate::store::rows::{BankRow, HouseholdRow, JournalRow};
 use crate::store::write::{Staged, StagedTxn, WriteTx, add_deltas};
-use crate::store::{Db, StoreError};
 
 /// Commands waiting for the writer, at most. A full queue makes callers wait (backpressure)
 /// rather than grow memory without bound; 16,384 is about a second of peak load.
@@ -80,6 +80,36 @@ impl WriterHandle {
     }
 }
 
+impl WriterHandle {
+    /// Submits many commands at once, so that the writer can group them, and waits for every
+    /// answer, in order.
+    pub async fn submit_many(
+        &self,
+        actor: &Principal,
+        commands: Vec<(String, Command)>,
+    ) -> Vec<Result<Outcome, AppError>> {
+        let mut answers = Vec::with_capacity(commands.len());
+        for (request_id, command) in commands {
+            let (reply, answer) = oneshot::channel();
+            let env = Envelope { actor: actor.clone(), request_id, command, reply };
+            answers.push(match self.queue.send(env).await {
+                Ok(()) => Some(answer),
+                Err(_) => None,
+            });
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(match answer {
+                None => Err(AppError::Unavailable("the service is shutting down".into())),
+                Some(rx) => rx.await.unwrap_or_else(|_| {
+                    Err(AppError::Unavailable("the writer stopped before answering".into()))
+                }),
+            });
+        }
+        results
+    }
+}
+
 /// Starts the writer task. It stops when every [`WriterHandle`] is dropped, after answering all
 /// commands already queued.
 pub fn spawn(db: Db) -> (WriterHandle, JoinHandle<()>) {
@@ -107,12 +137,26 @@ struct Group {
 
 /// What a command changes besides the journal: applied after its transaction is staged.
 enum Effect {
-    Ledger { ledger_id: String, name: String },
+    Ledger {
+        ledger_id: String,
+        name: String,
+    },
     Bank(BankRow),
     Household(HouseholdRow, StatusEntry),
-    HouseholdStatus { household_id: String, entry: StatusEntry },
-    Policy { ledger_id: String, version: crate::domain::policy::PolicyVersion },
-    Loan(LoanEvent, Option<LoanState>),
+    HouseholdStatus {
+        household_id: String,
+        entry: StatusEntry,
+    },
+    Policy {
+        ledger_id: String,
+        version: crate::domain::policy::PolicyVersion,
+    },
+    /// A new loan (its `Created` event carries the terms).
+    NewLoan(Box<crate::domain::loan::LoanTerms>),
+    /// The state of an existing loan after the event.
+    Loan(Box<LoanState>, SettledTotals),
+    /// Nothing to record (a settlement with no point due).
+    Unchanged(LoanState),
 }
 
 struct Planned {
@@ -295,6 +339,11 @@ impl Writer {
         }
 
         let planned = self.plan(tx, g, env).await?;
+        if let Effect::Unchanged(loan) = planned.effect {
+            // Nothing to post: answer with the loan as it stands, record nothing, so that a
+            // retry recomputes (and again finds nothing to do).
+            return Ok(Outcome::LoanUnchanged { loan: Box::new(loan) });
+        }
         let (prev_seq, prev_hash) = self.head(tx, g, &planned.ledger_id).await?;
         let seq = prev_seq + 1;
         let value_date = format_date(
@@ -453,6 +502,18 @@ impl Writer {
                 if !actor.administers_ledger(&ledger_id) {
                     return Err(deny_ledger(&ledger_id));
                 }
+                if let Some(first) = household.statuses.iter().map(|s| s.effective_date).min() {
+                    if entry.effective_date < first {
+                        return Err(DomainError::refused(
+                            Reason::StatusDateBeforeRegistration,
+                            format!(
+                                "household {household_id} is registered from {}; a status cannot take effect before that",
+                                format_date(first)
+                            ),
+                        )
+                        .into());
+                    }
+                }
                 Planned {
                     ledger_id,
                     event: JournalEvent::HouseholdStatusSet {
@@ -540,8 +601,35 @@ impl Writer {
                         open.insert(id.clone(), l.clone());
                     }
                 }
+                if let Some(parent_id) = &terms.renews_loan_id {
+                    let parent = self.loan(tx, g, parent_id).await?;
+                    if parent.terms.bank_id != terms.bank_id
+                        || parent.terms.household_id != terms.household_id
+                    {
+                        return Err(DomainError::refused(
+                            Reason::RenewalMismatch,
+                            format!(
+                                "loan {parent_id} belongs to bank {} and household {}; a renewal must keep both",
+                                parent.terms.bank_id, parent.terms.household_id
+                            ),
+                        )
+                        .into());
+                    }
+                }
+                // A loan renewed by another open loan (or by this one) counts once: the renewal
+                // replaces it against the cap.
+                let renewed: std::collections::HashSet<&str> = open
+                    .values()
+                    .filter(|l| l.status.is_open())
+                    .filter_map(|l| l.terms.renews_loan_id.as_deref())
+                    .chain(terms.renews_loan_id.as_deref())
+                    .collect();
                 let household_open_principal = Fen::checked_sum(
-                    open.values().filter(|l| l.status.is_open()).map(|l| l.terms.principal_fen),
+                    open.values()
+                        .filter(|l| {
+                            l.status.is_open() && !renewed.contains(l.terms.loan_id.as_str())
+                        })
+                        .map(|l| l.terms.principal_fen),
                 )
                 .ok_or_else(|| DomainError::Overflow { field: "principal_fen".into() })?;
                 let mut terms = terms.clone();
@@ -555,59 +643,82 @@ impl Writer {
                     household_open_principal,
                 };
                 let event = plan_origination(&terms, &ctx)?;
+                let LoanEvent::Created { terms } = &event else {
+                    return Err(AppError::Internal("origination planned another event".into()));
+                };
+                let new_terms = Box::new(terms.clone());
                 tracing::debug!(status = ?status_on(&household.statuses, terms.contract_date), "origination accepted");
                 Planned {
                     ledger_id: bank.ledger_id.clone(),
                     event: JournalEvent::Loan(event.clone()),
                     postings: Postings::memo(),
-                    effect: Effect::Loan(event, None),
+                    effect: Effect::NewLoan(new_terms),
                 }
             }
             Command::Disburse { loan_id, value_date, amount_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
-                let event = plan_disbursement(&loan, *value_date, *amount_fen)?;
-                let LoanEvent::Disbursed { amount_fen, .. } = &event else {
-                    return Err(AppError::Internal("disbursement planned another event".into()));
-                };
-                let postings = balanced(transfer(
-                    account::loan_principal(loan_id),
-                    account::bank_cash(&loan.terms.bank_id),
-                    *amount_fen,
-                ))?;
-                Planned {
-                    ledger_id: loan.terms.ledger_id.clone(),
-                    event: JournalEvent::Loan(event.clone()),
-                    postings,
-                    effect: Effect::Loan(event, Some(loan)),
-                }
+                self.plan_loan(
+                    loan,
+                    LoanCommand::Disburse { date: *value_date, amount: *amount_fen },
+                )?
             }
-            Command::RecordRepayment { loan_id, value_date, principal_fen, interest_fen } => {
+            Command::RecordRepayment { loan_id, value_date, amount_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
-                let event = plan_repayment(&loan, *value_date, *principal_fen, *interest_fen)?;
-                let total = principal_fen
-                    .checked_add(*interest_fen)
-                    .ok_or_else(|| DomainError::Overflow { field: "interest_fen".into() })?;
-                let bank = &loan.terms.bank_id;
-                let postings = balanced(vec![
-                    Posting { account: account::bank_cash(bank), amount: total },
-                    Posting {
-                        account: account::loan_principal(loan_id),
-                        amount: Fen(-principal_fen.0),
-                    },
-                    Posting {
-                        account: account::bank_interest_income(bank),
-                        amount: Fen(-interest_fen.0),
-                    },
-                ])?;
-                Planned {
-                    ledger_id: loan.terms.ledger_id.clone(),
-                    event: JournalEvent::Loan(event.clone()),
-                    postings,
-                    effect: Effect::Loan(event, Some(loan)),
-                }
+                self.plan_loan(loan, LoanCommand::Repay { date: *value_date, amount: *amount_fen })?
             }
+            Command::SettleLoan { loan_id, date } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                if !actor.administers_ledger(&loan.terms.ledger_id) {
+                    check_bank(actor, &loan)?;
+                }
+                self.plan_loan(loan, LoanCommand::Settle { date: *date })?
+            }
+            Command::MarkMisuse { loan_id, value_date } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                if !actor.administers_ledger(&loan.terms.ledger_id) {
+                    check_bank(actor, &loan)?;
+                }
+                self.plan_loan(loan, LoanCommand::MarkMisuse { date: *value_date })?
+            }
+            Command::ExtendLoan { loan_id, value_date, new_maturity } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                self.plan_loan(
+                    loan,
+                    LoanCommand::Extend { date: *value_date, new_maturity: *new_maturity },
+                )?
+            }
+            Command::WriteOffLoan { loan_id, value_date } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                self.plan_loan(loan, LoanCommand::WriteOff { date: *value_date })?
+            }
+        })
+    }
+
+    /// Plans a command on an existing loan: the event, its postings and the state after it.
+    fn plan_loan(&self, loan: LoanState, command: LoanCommand) -> Result<Planned, AppError> {
+        let (event, after) = loan.plan(&command)?;
+        if let LoanEvent::Settled { settlements, .. } = &event {
+            if settlements.is_empty() {
+                return Ok(Planned {
+                    ledger_id: loan.terms.ledger_id.clone(),
+                    event: JournalEvent::Loan(event),
+                    postings: Postings::memo(),
+                    effect: Effect::Unchanged(loan),
+                });
+            }
+        }
+        let settled = SettledTotals::of(event.settlements());
+        let postings = loan_postings(&event, &loan.terms.bank_id)
+            .map_err(|e| AppError::Internal(format!("unbalanced plan: {e}")))?;
+        Ok(Planned {
+            ledger_id: loan.terms.ledger_id.clone(),
+            event: JournalEvent::Loan(event),
+            postings,
+            effect: Effect::Loan(Box::new(after), settled),
         })
     }
 
@@ -681,20 +792,25 @@ impl Writer {
                 tx.insert_policy(&ledger_id, &version).await?;
                 Outcome::Policy { ledger_id, version, entry: entry.clone() }
             }
-            Effect::Loan(event, before) => {
-                let after = match (&event, before) {
-                    (LoanEvent::Created { terms }, _) => LoanState::new(terms.clone(), seq),
-                    (_, Some(mut state)) => {
-                        state.apply(&event, seq)?;
-                        state
-                    }
-                    (_, None) => {
-                        return Err(AppError::Internal("loan event without a loan".into()));
-                    }
-                };
+            Effect::Unchanged(_) => {
+                return Err(AppError::Internal("an unchanged loan reached apply".into()));
+            }
+            Effect::NewLoan(terms) => {
+                let after = LoanState::new(*terms, seq);
                 g.loans.insert(after.terms.loan_id.clone(), after.clone());
                 g.staged.loans.insert(after.terms.loan_id.clone(), after.clone());
-                Outcome::Loan { loan: Box::new(after), entry: entry.clone() }
+                Outcome::Loan {
+                    loan: Box::new(after),
+                    entry: entry.clone(),
+                    settled: SettledTotals::default(),
+                }
+            }
+            Effect::Loan(state, settled) => {
+                let mut after = *state;
+                after.last_seq = seq;
+                g.loans.insert(after.terms.loan_id.clone(), after.clone());
+                g.staged.loans.insert(after.terms.loan_id.clone(), after.clone());
+                Outcome::Loan { loan: Box::new(after), entry: entry.clone(), settled }
             }
         })
     }
@@ -710,16 +826,5 @@ fn check_bank(actor: &Principal, loan: &LoanState) -> Result<(), AppError> {
             loan.terms.loan_id,
             loan.terms.bank_id
         )))
-    }
-}
-
-fn balanced(legs: Vec<Posting>) -> Result<Postings, AppError> {
-    // Every plan builds its legs to balance; a failure here is a bug, never bad input.
-    Postings::balanced(legs).map_err(|e| AppError::Internal(format!("unbalanced plan: {e}")))
-}
-
-impl From<StoreError> for Box<AppError> {
-    fn from(e: StoreError) -> Self {
-        Box::new(e.into())
     }
 }

@@ -16,11 +16,16 @@ pub enum Reason {
     LprNotInForce = 8,
     LoanNotDisbursable = 9,
     OverDisbursement = 10,
-    RepaymentExceedsOutstanding = 11,
+    RepaymentExceedsOwed = 11,
     LoanNotRepayable = 12,
     ValueDateOutOfRange = 13,
     LedgerMismatch = 14,
     StatusDateBeforeRegistration = 15,
+    PayoffRequired = 16,
+    MisuseAlreadyMarked = 17,
+    ExtensionNotAllowed = 18,
+    LoanNotOverdue = 19,
+    RenewalMismatch = 20,
 }
 
 impl Reason {
@@ -37,11 +42,16 @@ impl Reason {
             Reason::LprNotInForce => "LPR_NOT_IN_FORCE",
             Reason::LoanNotDisbursable => "LOAN_NOT_DISBURSABLE",
             Reason::OverDisbursement => "OVER_DISBURSEMENT",
-            Reason::RepaymentExceedsOutstanding => "REPAYMENT_EXCEEDS_OUTSTANDING",
+            Reason::RepaymentExceedsOwed => "REPAYMENT_EXCEEDS_OWED",
             Reason::LoanNotRepayable => "LOAN_NOT_REPAYABLE",
             Reason::ValueDateOutOfRange => "VALUE_DATE_OUT_OF_RANGE",
             Reason::LedgerMismatch => "LEDGER_MISMATCH",
             Reason::StatusDateBeforeRegistration => "STATUS_DATE_BEFORE_REGISTRATION",
+            Reason::PayoffRequired => "PAYOFF_REQUIRED",
+            Reason::MisuseAlreadyMarked => "MISUSE_ALREADY_MARKED",
+            Reason::ExtensionNotAllowed => "EXTENSION_NOT_ALLOWED",
+            Reason::LoanNotOverdue => "LOAN_NOT_OVERDUE",
+            Reason::RenewalMismatch => "RENEWAL_MISMATCH",
         }
     }
 }

@@ -77,6 +77,10 @@ impl JournalEvent {
             JournalEvent::Loan(LoanEvent::Created { .. }) => "loan.created",
             JournalEvent::Loan(LoanEvent::Disbursed { .. }) => "loan.disbursed",
             JournalEvent::Loan(LoanEvent::Repaid { .. }) => "loan.repaid",
+            JournalEvent::Loan(LoanEvent::Settled { .. }) => "loan.settled",
+            JournalEvent::Loan(LoanEvent::MisuseMarked { .. }) => "loan.misuse_marked",
+            JournalEvent::Loan(LoanEvent::Extended { .. }) => "loan.extended",
+            JournalEvent::Loan(LoanEvent::WrittenOff { .. }) => "loan.written_off",
         }
     }
 
@@ -139,7 +143,8 @@ impl JournalEvent {
                 let e: PolicySet = serde_json::from_str(json).map_err(payload)?;
                 JournalEvent::PolicySet { ledger_id: e.ledger_id, version: e.version }
             }
-            "loan.created" | "loan.disbursed" | "loan.repaid" => {
+            "loan.created" | "loan.disbursed" | "loan.repaid" | "loan.settled"
+            | "loan.misuse_marked" | "loan.extended" | "loan.written_off" => {
                 let e: LoanEvent = serde_json::from_str(json).map_err(payload)?;
                 let event = JournalEvent::Loan(e);
                 if event.kind() != kind {

@@ -6,17 +6,26 @@
 //! `plan_*` functions check a command against the state and the policy in force and return the
 //! event to record, or the first broken rule; they never change anything.
 //!
-//! Status: `Contracted` (nothing paid out) -> `Active` (principal outstanding) -> `Settled`
-//! (principal repaid to zero). Overdue states and write-off come with computed servicing.
+//! Status: `Contracted` (nothing paid out) -> `Active` (principal outstanding, nothing overdue)
+//! -> `Overdue` (something unpaid past its due date) -> `Overdue90` (more than 90 days) ->
+//! `Settled` (everything repaid) or `WrittenOff`. What a disbursed loan owes is computed by
+//! [`super::servicing`]; every servicing event records its figures and [`LoanState::apply`]
+//! recomputes them, so a replay of the journal checks every settled amount.
 
 use serde::{Deserialize, Serialize};
 
-use super::date::{BusinessDate, age_on, format_date};
+use rust_decimal::Decimal;
+
+use super::date::{BusinessDate, add_months, age_on, format_date};
 use super::error::{DomainError, Reason};
 use super::household::{StatusEntry, status_on};
-use super::money::Fen;
+use super::money::{Fen, Rounding};
 use super::policy::PolicyParams;
 use super::rate::AnnualRate;
+use super::servicing::{
+    Allocation, Quote, RepayError, Repayment, Servicing, ServicingError, ServicingTerms,
+    SettlementPoint,
+};
 
 pub use super::calendar::SettlementFrequency;
 pub use super::schedule::RepaymentMethod;
@@ -74,7 +83,7 @@ impl LoanStatus {
 }
 
 /// The contract, as recorded. Built from a checked request; `plan_origination` applies the
-/// programme rules.
+/// programme rules and fixes the policy figures the loan is serviced with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoanTerms {
     pub loan_id: String,
@@ -95,6 +104,27 @@ pub struct LoanTerms {
     pub purpose: String,
     pub collateral_free: bool,
     pub guarantee_free: bool,
+    /// The loan this one renews (续贷), if any.
+    pub renews_loan_id: Option<String>,
+    /// Policy figures in force on the contract date, fixed for the life of the loan.
+    pub overdue_uplift: Decimal,
+    pub misuse_uplift: Decimal,
+    pub grace_days: u32,
+    pub rounding: Rounding,
+    pub extension_months_max: u32,
+}
+
+impl LoanTerms {
+    pub fn servicing_terms(&self) -> ServicingTerms {
+        ServicingTerms {
+            rate: self.annual_rate,
+            frequency: self.settlement_frequency,
+            overdue_uplift: self.overdue_uplift,
+            misuse_uplift: self.misuse_uplift,
+            grace_days: self.grace_days,
+            rounding: self.rounding,
+        }
+    }
 }
 
 /// A loan's contract, balances and status.
@@ -111,31 +141,146 @@ pub struct LoanState {
     pub last_value_date: BusinessDate,
     /// Journal sequence number of the last event applied.
     pub last_seq: u64,
+    pub servicing: Servicing,
+}
+
+/// What a caller asks of an existing loan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoanCommand {
+    /// `amount` `None` pays out all that is left of the principal.
+    Disburse {
+        date: BusinessDate,
+        amount: Option<Fen>,
+    },
+    Settle {
+        date: BusinessDate,
+    },
+    Repay {
+        date: BusinessDate,
+        amount: Fen,
+    },
+    MarkMisuse {
+        date: BusinessDate,
+    },
+    Extend {
+        date: BusinessDate,
+        new_maturity: BusinessDate,
+    },
+    WriteOff {
+        date: BusinessDate,
+    },
 }
 
 /// What happened to a loan. The journal's `command_json` of a loan transaction is one of these.
+/// `settlements` are the settlement points the event passed and settled first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LoanEvent {
-    Created { terms: LoanTerms },
-    Disbursed { loan_id: String, value_date: BusinessDate, amount_fen: Fen },
-    Repaid { loan_id: String, value_date: BusinessDate, principal_fen: Fen, interest_fen: Fen },
+    Created {
+        terms: LoanTerms,
+    },
+    Disbursed {
+        loan_id: String,
+        value_date: BusinessDate,
+        amount_fen: Fen,
+        settlements: Vec<SettlementPoint>,
+    },
+    Settled {
+        loan_id: String,
+        value_date: BusinessDate,
+        settlements: Vec<SettlementPoint>,
+    },
+    Repaid {
+        loan_id: String,
+        value_date: BusinessDate,
+        amount_fen: Fen,
+        settlements: Vec<SettlementPoint>,
+        repayment: Repayment,
+    },
+    MisuseMarked {
+        loan_id: String,
+        value_date: BusinessDate,
+        settlements: Vec<SettlementPoint>,
+    },
+    Extended {
+        loan_id: String,
+        value_date: BusinessDate,
+        new_maturity: BusinessDate,
+        settlements: Vec<SettlementPoint>,
+    },
+    WrittenOff {
+        loan_id: String,
+        value_date: BusinessDate,
+        settlements: Vec<SettlementPoint>,
+        charges: SettlementPoint,
+        allocation: Allocation,
+    },
 }
 
 impl LoanEvent {
     pub fn loan_id(&self) -> &str {
         match self {
             LoanEvent::Created { terms } => &terms.loan_id,
-            LoanEvent::Disbursed { loan_id, .. } | LoanEvent::Repaid { loan_id, .. } => loan_id,
+            LoanEvent::Disbursed { loan_id, .. }
+            | LoanEvent::Settled { loan_id, .. }
+            | LoanEvent::Repaid { loan_id, .. }
+            | LoanEvent::MisuseMarked { loan_id, .. }
+            | LoanEvent::Extended { loan_id, .. }
+            | LoanEvent::WrittenOff { loan_id, .. } => loan_id,
         }
     }
 
     pub fn value_date(&self) -> BusinessDate {
         match self {
             LoanEvent::Created { terms } => terms.contract_date,
-            LoanEvent::Disbursed { value_date, .. } | LoanEvent::Repaid { value_date, .. } => {
-                *value_date
+            LoanEvent::Disbursed { value_date, .. }
+            | LoanEvent::Settled { value_date, .. }
+            | LoanEvent::Repaid { value_date, .. }
+            | LoanEvent::MisuseMarked { value_date, .. }
+            | LoanEvent::Extended { value_date, .. }
+            | LoanEvent::WrittenOff { value_date, .. } => *value_date,
+        }
+    }
+
+    pub fn settlements(&self) -> &[SettlementPoint] {
+        match self {
+            LoanEvent::Created { .. } => &[],
+            LoanEvent::Disbursed { settlements, .. }
+            | LoanEvent::Settled { settlements, .. }
+            | LoanEvent::Repaid { settlements, .. }
+            | LoanEvent::MisuseMarked { settlements, .. }
+            | LoanEvent::Extended { settlements, .. }
+            | LoanEvent::WrittenOff { settlements, .. } => settlements,
+        }
+    }
+
+    /// The command that produced this event (for recomputation on replay).
+    fn command(&self) -> Option<LoanCommand> {
+        Some(match self {
+            LoanEvent::Created { .. } => return None,
+            LoanEvent::Disbursed { value_date, amount_fen, .. } => {
+                LoanCommand::Disburse { date: *value_date, amount: Some(*amount_fen) }
             }
+            LoanEvent::Settled { value_date, .. } => LoanCommand::Settle { date: *value_date },
+            LoanEvent::Repaid { value_date, amount_fen, .. } => {
+                LoanCommand::Repay { date: *value_date, amount: *amount_fen }
+            }
+            LoanEvent::MisuseMarked { value_date, .. } => {
+                LoanCommand::MarkMisuse { date: *value_date }
+            }
+            LoanEvent::Extended { value_date, new_maturity, .. } => {
+                LoanCommand::Extend { date: *value_date, new_maturity: *new_maturity }
+            }
+            LoanEvent::WrittenOff { value_date, .. } => LoanCommand::WriteOff { date: *value_date },
+        })
+    }
+}
+
+fn servicing_error(e: ServicingError) -> DomainError {
+    match e {
+        ServicingError::Overflow => DomainError::Overflow { field: "amount_fen".into() },
+        ServicingError::TooManyPoints | ServicingError::DateOutOfRange => {
+            DomainError::refused(Reason::ValueDateOutOfRange, e.to_string())
         }
     }
 }
@@ -153,52 +298,273 @@ impl LoanState {
             interest_paid_fen: Fen::ZERO,
             disbursed_on: None,
             last_seq: seq,
+            servicing: Servicing::default(),
         }
     }
 
-    /// Applies an accepted event. Events were checked by a `plan_*` function before they were
-    /// recorded, so arithmetic cannot overflow here; a failure means the journal is corrupt and is
-    /// reported as such by the caller.
-    pub fn apply(&mut self, event: &LoanEvent, seq: u64) -> Result<(), DomainError> {
-        let overflow = |field: &str| DomainError::Overflow { field: field.to_string() };
-        match event {
-            LoanEvent::Created { .. } => {
-                return Err(DomainError::Exists { what: "loan", id: self.terms.loan_id.clone() });
-            }
-            LoanEvent::Disbursed { value_date, amount_fen, .. } => {
-                self.disbursed_fen = self
-                    .disbursed_fen
-                    .checked_add(*amount_fen)
-                    .ok_or_else(|| overflow("disbursed_fen"))?;
-                self.principal_outstanding_fen = self
-                    .principal_outstanding_fen
-                    .checked_add(*amount_fen)
-                    .ok_or_else(|| overflow("principal_outstanding_fen"))?;
-                self.disbursed_on.get_or_insert(*value_date);
-                self.status = LoanStatus::Active;
-                self.last_value_date = *value_date;
-            }
-            LoanEvent::Repaid { value_date, principal_fen, interest_fen, .. } => {
-                self.principal_outstanding_fen = self
-                    .principal_outstanding_fen
-                    .checked_sub(*principal_fen)
-                    .ok_or_else(|| overflow("principal_outstanding_fen"))?;
-                self.principal_repaid_fen = self
-                    .principal_repaid_fen
-                    .checked_add(*principal_fen)
-                    .ok_or_else(|| overflow("principal_repaid_fen"))?;
-                self.interest_paid_fen = self
-                    .interest_paid_fen
-                    .checked_add(*interest_fen)
-                    .ok_or_else(|| overflow("interest_paid_fen"))?;
-                if self.principal_outstanding_fen == Fen::ZERO {
-                    self.status = LoanStatus::Settled;
-                }
-                self.last_value_date = *value_date;
-            }
+    fn is_live(&self) -> bool {
+        matches!(self.status, LoanStatus::Active | LoanStatus::Overdue | LoanStatus::Overdue90)
+    }
+
+    /// The status on `date`, from the state as it stands (no event after it is known).
+    pub fn status_on(&self, date: BusinessDate) -> LoanStatus {
+        if !self.is_live() {
+            return self.status;
         }
-        self.last_seq = seq;
+        let days = self.servicing.days_overdue(&self.terms.servicing_terms(), date);
+        if days > super::servicing::OVERDUE_CLAIM_DAYS {
+            LoanStatus::Overdue90
+        } else if days > 0 {
+            LoanStatus::Overdue
+        } else {
+            LoanStatus::Active
+        }
+    }
+
+    /// What paying the loan off on `date` would take.
+    pub fn quote(&self, date: BusinessDate) -> Result<Quote, DomainError> {
+        if !self.is_live() {
+            return Err(DomainError::refused(
+                Reason::LoanNotRepayable,
+                format!("loan {} is {} and owes nothing", self.terms.loan_id, self.status.as_str()),
+            ));
+        }
+        if date < self.last_value_date {
+            return Err(value_date_before(self, date));
+        }
+        self.servicing.quote(&self.terms.servicing_terms(), date).map_err(servicing_error)
+    }
+
+    /// Checks a command and computes its event and the state after it. Changes nothing.
+    pub fn plan(&self, command: &LoanCommand) -> Result<(LoanEvent, LoanState), DomainError> {
+        let mut next = self.clone();
+        let t = self.terms.servicing_terms();
+        let loan_id = self.terms.loan_id.clone();
+        let event = match *command {
+            LoanCommand::Disburse { date, amount } => {
+                if !matches!(self.status, LoanStatus::Contracted | LoanStatus::Active) {
+                    return Err(DomainError::refused(
+                        Reason::LoanNotDisbursable,
+                        format!(
+                            "loan {loan_id} is {} and cannot be disbursed",
+                            self.status.as_str()
+                        ),
+                    ));
+                }
+                check_value_date(self, date)?;
+                let maturity = self.servicing.maturity_date.unwrap_or(self.terms.maturity_date);
+                if date >= maturity {
+                    return Err(DomainError::refused(
+                        Reason::ValueDateOutOfRange,
+                        format!(
+                            "value date {} is not before the maturity date {}",
+                            format_date(date),
+                            format_date(maturity)
+                        ),
+                    ));
+                }
+                let left = self
+                    .terms
+                    .principal_fen
+                    .checked_sub(self.disbursed_fen)
+                    .ok_or_else(|| DomainError::Overflow { field: "amount_fen".into() })?;
+                let amount = amount.unwrap_or(left);
+                if amount > left || left == Fen::ZERO {
+                    return Err(DomainError::refused(
+                        Reason::OverDisbursement,
+                        format!("only {left} yuan of the contract principal is left to disburse"),
+                    )
+                    .with("undisbursed_fen", left.0));
+                }
+                let settlements = match self.disbursed_on {
+                    None => {
+                        next.servicing =
+                            Servicing::start(&t, date, self.terms.maturity_date, amount);
+                        Vec::new()
+                    }
+                    Some(_) => {
+                        let before = date.pred_opt().unwrap_or(date);
+                        let points =
+                            next.servicing.settle_through(&t, before).map_err(servicing_error)?;
+                        next.servicing.add_principal(&t, date, amount).map_err(servicing_error)?;
+                        points
+                    }
+                };
+                next.disbursed_fen = Fen(self.disbursed_fen.0 + amount.0);
+                next.disbursed_on.get_or_insert(date);
+                LoanEvent::Disbursed { loan_id, value_date: date, amount_fen: amount, settlements }
+            }
+            LoanCommand::Settle { date } => {
+                self.require_live()?;
+                check_value_date(self, date)?;
+                let settlements =
+                    next.servicing.settle_through(&t, date).map_err(servicing_error)?;
+                LoanEvent::Settled { loan_id, value_date: date, settlements }
+            }
+            LoanCommand::Repay { date, amount } => {
+                self.require_live()?;
+                check_value_date(self, date)?;
+                let settlements =
+                    next.servicing.settle_through(&t, date).map_err(servicing_error)?;
+                let repayment = next.servicing.repay(&t, date, amount).map_err(|e| match e {
+                    RepayError::ExceedsPayoff { payoff } => DomainError::refused(
+                        Reason::RepaymentExceedsOwed,
+                        format!("the payment of {amount} exceeds the {payoff} yuan owed on {}", format_date(date)),
+                    )
+                    .with("owed_fen", payoff.0),
+                    RepayError::PayoffRequired { payoff } => DomainError::refused(
+                        Reason::PayoffRequired,
+                        format!(
+                            "the payment of {amount} would repay all principal but not the {payoff} yuan owed on {}: pay the payoff amount to close the loan",
+                            format_date(date)
+                        ),
+                    )
+                    .with("payoff_fen", payoff.0),
+                    RepayError::Servicing(e) => servicing_error(e),
+                })?;
+                let a = &repayment.allocation;
+                next.principal_repaid_fen = Fen(self.principal_repaid_fen.0 + a.principal_fen.0);
+                next.interest_paid_fen = Fen(self.interest_paid_fen.0
+                    + a.overdue_interest_fen.0
+                    + a.current_interest_fen.0);
+                LoanEvent::Repaid {
+                    loan_id,
+                    value_date: date,
+                    amount_fen: amount,
+                    settlements,
+                    repayment,
+                }
+            }
+            LoanCommand::MarkMisuse { date } => {
+                self.require_live()?;
+                check_value_date(self, date)?;
+                if self.servicing.misuse_since.is_some() {
+                    return Err(DomainError::refused(
+                        Reason::MisuseAlreadyMarked,
+                        format!("loan {loan_id} is already marked as misused"),
+                    ));
+                }
+                let before = date.pred_opt().unwrap_or(date);
+                let settlements =
+                    next.servicing.settle_through(&t, before).map_err(servicing_error)?;
+                next.servicing.mark_misuse(&t, date).map_err(servicing_error)?;
+                LoanEvent::MisuseMarked { loan_id, value_date: date, settlements }
+            }
+            LoanCommand::Extend { date, new_maturity } => {
+                self.require_live()?;
+                check_value_date(self, date)?;
+                let maturity = self.servicing.maturity_date.unwrap_or(self.terms.maturity_date);
+                let months = self.terms.extension_months_max.min(self.terms.term_months);
+                let limit = add_months(self.terms.maturity_date, months)
+                    .unwrap_or(self.terms.maturity_date);
+                let refuse =
+                    |why: String| Err(DomainError::refused(Reason::ExtensionNotAllowed, why));
+                if self.servicing.extensions > 0 {
+                    return refuse(format!(
+                        "loan {loan_id} was extended already; a loan is extended once"
+                    ));
+                }
+                if date > maturity {
+                    return refuse(format!(
+                        "an extension must be recorded by the maturity date {}",
+                        format_date(maturity)
+                    ));
+                }
+                if new_maturity <= maturity || new_maturity > limit {
+                    return refuse(format!(
+                        "the new maturity must be after {} and no later than {} (the policy allows {months} months)",
+                        format_date(maturity),
+                        format_date(limit)
+                    ))
+                    .map_err(|e: DomainError| e.with("latest_maturity", format_date(limit)));
+                }
+                let before = date.pred_opt().unwrap_or(date);
+                let settlements =
+                    next.servicing.settle_through(&t, before).map_err(servicing_error)?;
+                next.servicing.extend(&t, date, new_maturity).map_err(servicing_error)?;
+                LoanEvent::Extended { loan_id, value_date: date, new_maturity, settlements }
+            }
+            LoanCommand::WriteOff { date } => {
+                self.require_live()?;
+                check_value_date(self, date)?;
+                let settlements =
+                    next.servicing.settle_through(&t, date).map_err(servicing_error)?;
+                if next.servicing.days_overdue(&t, date) == 0 {
+                    return Err(DomainError::refused(
+                        Reason::LoanNotOverdue,
+                        format!(
+                            "loan {loan_id} has nothing overdue on {}; only an overdue loan is written off",
+                            format_date(date)
+                        ),
+                    ));
+                }
+                let (charges, allocation) =
+                    next.servicing.write_off(&t, date).map_err(servicing_error)?;
+                LoanEvent::WrittenOff {
+                    loan_id,
+                    value_date: date,
+                    settlements,
+                    charges,
+                    allocation,
+                }
+            }
+        };
+        next.principal_outstanding_fen = next.servicing.principal_fen;
+        next.last_value_date = event.value_date();
+        next.status = match &event {
+            LoanEvent::WrittenOff { .. } => LoanStatus::WrittenOff,
+            LoanEvent::Repaid { repayment, .. } if repayment.payoff => LoanStatus::Settled,
+            _ => {
+                next.status = LoanStatus::Active;
+                next.status_on(event.value_date())
+            }
+        };
+        Ok((event, next))
+    }
+
+    fn require_live(&self) -> Result<(), DomainError> {
+        if self.is_live() {
+            Ok(())
+        } else {
+            Err(DomainError::refused(
+                Reason::LoanNotRepayable,
+                format!("loan {} is {}", self.terms.loan_id, self.status.as_str()),
+            ))
+        }
+    }
+
+    /// Applies a recorded event: recomputes it from the state and the command it records, and
+    /// refuses it if any figure differs (a journal that does not recompute is corrupt).
+    pub fn apply(&mut self, event: &LoanEvent, seq: u64) -> Result<(), DomainError> {
+        let Some(command) = event.command() else {
+            return Err(DomainError::Exists { what: "loan", id: self.terms.loan_id.clone() });
+        };
+        let (recomputed, mut next) = self.plan(&command)?;
+        if &recomputed != event {
+            return Err(DomainError::invalid(
+                "journal",
+                format!(
+                    "the recorded {} figures of loan {} differ from their recomputation",
+                    event_kind(event),
+                    self.terms.loan_id
+                ),
+            ));
+        }
+        next.last_seq = seq;
+        *self = next;
         Ok(())
+    }
+}
+
+fn event_kind(e: &LoanEvent) -> &'static str {
+    match e {
+        LoanEvent::Created { .. } => "contract",
+        LoanEvent::Disbursed { .. } => "disbursement",
+        LoanEvent::Settled { .. } => "settlement",
+        LoanEvent::Repaid { .. } => "repayment",
+        LoanEvent::MisuseMarked { .. } => "misuse",
+        LoanEvent::Extended { .. } => "extension",
+        LoanEvent::WrittenOff { .. } => "write-off",
     }
 }
 
@@ -313,102 +679,32 @@ pub fn plan_origination(
         .with("household_open_principal_fen", ctx.household_open_principal.0)
         .with("available_fen", room.0));
     }
-    Ok(LoanEvent::Created { terms: terms.clone() })
+    Ok(LoanEvent::Created {
+        terms: LoanTerms {
+            overdue_uplift: policy.overdue_penalty_uplift,
+            misuse_uplift: policy.misuse_penalty_uplift,
+            grace_days: policy.grace_days,
+            rounding: policy.rounding,
+            extension_months_max: policy.extension_months_max,
+            ..terms.clone()
+        },
+    })
+}
+
+fn value_date_before(state: &LoanState, date: BusinessDate) -> DomainError {
+    DomainError::refused(
+        Reason::ValueDateOutOfRange,
+        format!(
+            "value date {} is before the loan's last recorded event on {}",
+            format_date(date),
+            format_date(state.last_value_date)
+        ),
+    )
 }
 
 fn check_value_date(state: &LoanState, date: BusinessDate) -> Result<(), DomainError> {
     if date < state.last_value_date {
-        return Err(DomainError::refused(
-            Reason::ValueDateOutOfRange,
-            format!(
-                "value date {} is before the loan's last recorded event on {}",
-                format_date(date),
-                format_date(state.last_value_date)
-            ),
-        ));
+        return Err(value_date_before(state, date));
     }
     Ok(())
-}
-
-/// Checks a disbursement; `amount` `None` pays out all that is left of the principal.
-pub fn plan_disbursement(
-    state: &LoanState,
-    value_date: BusinessDate,
-    amount: Option<Fen>,
-) -> Result<LoanEvent, DomainError> {
-    if !matches!(state.status, LoanStatus::Contracted | LoanStatus::Active) {
-        return Err(DomainError::refused(
-            Reason::LoanNotDisbursable,
-            format!(
-                "loan {} is {} and cannot be disbursed",
-                state.terms.loan_id,
-                state.status.as_str()
-            ),
-        ));
-    }
-    check_value_date(state, value_date)?;
-    if value_date >= state.terms.maturity_date {
-        return Err(DomainError::refused(
-            Reason::ValueDateOutOfRange,
-            format!(
-                "value date {} is not before the maturity date {}",
-                format_date(value_date),
-                format_date(state.terms.maturity_date)
-            ),
-        ));
-    }
-    let left = state
-        .terms
-        .principal_fen
-        .checked_sub(state.disbursed_fen)
-        .ok_or_else(|| DomainError::Overflow { field: "amount_fen".into() })?;
-    let amount = amount.unwrap_or(left);
-    if amount > left || left == Fen::ZERO {
-        return Err(DomainError::refused(
-            Reason::OverDisbursement,
-            format!("only {left} yuan of the contract principal is left to disburse"),
-        )
-        .with("undisbursed_fen", left.0));
-    }
-    Ok(LoanEvent::Disbursed {
-        loan_id: state.terms.loan_id.clone(),
-        value_date,
-        amount_fen: amount,
-    })
-}
-
-/// Checks a repayment with the principal / interest split the bank states.
-pub fn plan_repayment(
-    state: &LoanState,
-    value_date: BusinessDate,
-    principal: Fen,
-    interest: Fen,
-) -> Result<LoanEvent, DomainError> {
-    if !matches!(state.status, LoanStatus::Active | LoanStatus::Overdue | LoanStatus::Overdue90) {
-        return Err(DomainError::refused(
-            Reason::LoanNotRepayable,
-            format!(
-                "loan {} is {} and takes no repayment",
-                state.terms.loan_id,
-                state.status.as_str()
-            ),
-        ));
-    }
-    check_value_date(state, value_date)?;
-    if principal > state.principal_outstanding_fen {
-        return Err(DomainError::refused(
-            Reason::RepaymentExceedsOutstanding,
-            format!(
-                "principal {principal} exceeds the outstanding principal {}",
-                state.principal_outstanding_fen
-            ),
-        )
-        .with("principal_outstanding_fen", state.principal_outstanding_fen.0));
-    }
-    Ok(LoanEvent::Repaid {
-        loan_id: state.terms.loan_id.clone(),
-        value_date,
-        principal_fen: principal,
-        interest_fen: interest,
-    })
 }

@@ -19,4 +19,5 @@ pub mod money;
 pub mod policy;
 pub mod rate;
 pub mod schedule;
+pub mod servicing;
 pub mod subsidy;

@@ -33,6 +33,9 @@ pub struct PolicyParams {
     pub grace_days: u32,
     pub rounding: Rounding,
     pub eligible_statuses: Vec<HouseholdStatus>,
+    /// Longest extension (展期) of a loan's maturity, in months; never more than the loan's own
+    /// term (贷款通则: a short-term loan's extensions may not exceed its original term).
+    pub extension_months_max: u32,
 }
 
 /// Longest term any policy may allow, a sanity bound on data entry: the programme's loans are
@@ -58,6 +61,7 @@ impl Default for PolicyParams {
                 HouseholdStatus::Monitored,
                 HouseholdStatus::Edge,
             ],
+            extension_months_max: 12,
         }
     }
 }
@@ -89,6 +93,9 @@ impl PolicyParams {
         }
         if self.grace_days > 366 {
             return bad("grace_days", "must be at most 366");
+        }
+        if self.extension_months_max > TERM_MONTHS_MAX_BOUND {
+            return bad("extension_months_max", "must be at most 120");
         }
         if self.eligible_statuses.is_empty() {
             return bad("eligible_statuses", "must name at least one status");

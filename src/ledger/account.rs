@@ -7,10 +7,40 @@
 //! |---|---|
 //! | `loan/<loan_id>/principal` | principal the household owes the bank (debit-normal) |
 //! | `bank/<bank_id>/cash` | the bank's funds lent out and received back (credit when lending) |
+//! | `loan/<loan_id>/interest` | settled interest the household has not paid yet (debit-normal) |
+//! | `loan/<loan_id>/penalty` | penalty interest (罚息) settled and unpaid (debit-normal) |
+//! | `loan/<loan_id>/compound` | compound interest (复利) settled and unpaid (debit-normal) |
 //! | `bank/<bank_id>/interest_income` | interest the bank has earned (credit-normal) |
+//! | `bank/<bank_id>/penalty_income` | penalty interest earned (credit-normal) |
+//! | `bank/<bank_id>/compound_income` | compound interest earned (credit-normal) |
+//! | `bank/<bank_id>/loan_loss` | what the bank has written off (debit-normal) |
 
 pub fn loan_principal(loan_id: &str) -> String {
     format!("loan/{loan_id}/principal")
+}
+
+pub fn loan_interest(loan_id: &str) -> String {
+    format!("loan/{loan_id}/interest")
+}
+
+pub fn loan_penalty(loan_id: &str) -> String {
+    format!("loan/{loan_id}/penalty")
+}
+
+pub fn loan_compound(loan_id: &str) -> String {
+    format!("loan/{loan_id}/compound")
+}
+
+pub fn bank_penalty_income(bank_id: &str) -> String {
+    format!("bank/{bank_id}/penalty_income")
+}
+
+pub fn bank_compound_income(bank_id: &str) -> String {
+    format!("bank/{bank_id}/compound_income")
+}
+
+pub fn bank_loan_loss(bank_id: &str) -> String {
+    format!("bank/{bank_id}/loan_loss")
 }
 
 pub fn bank_cash(bank_id: &str) -> String {

@@ -8,4 +8,5 @@
 
 pub mod account;
 pub mod hash;
+pub mod loan_postings;
 pub mod posting;

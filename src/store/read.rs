@@ -218,3 +218,22 @@ fn attach_postings(rows: Vec<JournalRow>, postings: Vec<PostingRow>) -> Vec<Jour
     }
     entries
 }
+
+impl Db {
+    /// Ids of live loans (active or overdue) of a ledger, optionally of one bank, after
+    /// `after` in loan_id order, at most `limit`: the settlement run pages through these.
+    pub async fn live_loan_ids(
+        &self,
+        ledger_id: &str,
+        bank_id: Option<&str>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "select loan_id from loan where ledger_id = $1 and ($2 is null or bank_id = $2) \
+                   and status in ('active', 'overdue', 'overdue_90') and loan_id > $3 \
+                   order by loan_id limit $4";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql)
+            .bind(ledger_id).bind(bank_id).bind(after).bind(i64::from(limit))
+            .fetch_all(p).await?))
+    }
+}

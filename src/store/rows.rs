@@ -126,7 +126,20 @@ pub struct LoanRow {
     pub interest_paid_fen: i64,
     pub disbursed_on: Option<String>,
     pub last_value_date: String,
+    pub renews_loan_id: Option<String>,
+    pub policy_json: String,
+    pub servicing_json: String,
     pub last_seq: i64,
+}
+
+/// The policy figures a loan keeps from its contract date.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoanPolicy {
+    overdue_uplift: rust_decimal::Decimal,
+    misuse_uplift: rust_decimal::Decimal,
+    grace_days: u32,
+    rounding: crate::domain::money::Rounding,
+    extension_months_max: u32,
 }
 
 /// The column list of `loan`, in `LoanRow` order (a macro so that `concat!` can build static SQL).
@@ -136,7 +149,8 @@ macro_rules! loan_columns {
     borrower_name, borrower_id_number, principal_fen, annual_rate, contract_date, term_months, \
     maturity_date, repayment_method, settlement_frequency, purpose, collateral_free, \
     guarantee_free, status, disbursed_fen, principal_outstanding_fen, principal_repaid_fen, \
-    interest_paid_fen, disbursed_on, last_value_date, last_seq"
+    interest_paid_fen, disbursed_on, last_value_date, renews_loan_id, policy_json, \
+         servicing_json, last_seq"
     };
 }
 pub(crate) use loan_columns;
@@ -145,7 +159,17 @@ impl LoanRow {
     pub fn into_state(self) -> Result<LoanState, StoreError> {
         let id = IdNumber::parse(&self.borrower_id_number)
             .map_err(|_| corrupt("borrower id number", &self.loan_id))?;
+        let policy: LoanPolicy = serde_json::from_str(&self.policy_json)
+            .map_err(|e| StoreError::Corrupt(format!("loan policy: {e}")))?;
+        let servicing = serde_json::from_str(&self.servicing_json)
+            .map_err(|e| StoreError::Corrupt(format!("loan servicing: {e}")))?;
         let terms = LoanTerms {
+            renews_loan_id: self.renews_loan_id,
+            overdue_uplift: policy.overdue_uplift,
+            misuse_uplift: policy.misuse_uplift,
+            grace_days: policy.grace_days,
+            rounding: policy.rounding,
+            extension_months_max: policy.extension_months_max,
             loan_id: self.loan_id,
             ledger_id: self.ledger_id,
             bank_id: self.bank_id,
@@ -184,6 +208,7 @@ impl LoanRow {
                 .transpose()?,
             last_value_date: date("last value date", &self.last_value_date)?,
             last_seq: u64::try_from(self.last_seq).map_err(|_| corrupt("last seq", "negative"))?,
+            servicing,
         })
     }
 
@@ -214,6 +239,16 @@ impl LoanRow {
             interest_paid_fen: s.interest_paid_fen.0,
             disbursed_on: s.disbursed_on.map(format_date),
             last_value_date: format_date(s.last_value_date),
+            renews_loan_id: t.renews_loan_id.clone(),
+            policy_json: serde_json::to_string(&LoanPolicy {
+                overdue_uplift: t.overdue_uplift,
+                misuse_uplift: t.misuse_uplift,
+                grace_days: t.grace_days,
+                rounding: t.rounding,
+                extension_months_max: t.extension_months_max,
+            })
+            .unwrap_or_default(),
+            servicing_json: serde_json::to_string(&s.servicing).unwrap_or_default(),
             last_seq: i64::try_from(s.last_seq).unwrap_or(i64::MAX),
         }
     }

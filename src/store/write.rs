@@ -346,7 +346,7 @@ impl WriteTx {
             });
         }
         let loans: Vec<LoanRow> = staged.loans.values().map(LoanRow::from_state).collect();
-        for chunk in loans.chunks(chunk_rows(25)) {
+        for chunk in loans.chunks(chunk_rows(28)) {
             on_tx!(self, c => {
                 let mut q = QueryBuilder::new(concat!("insert into loan (", loan_columns!(), ") "));
                 q.push_values(chunk, |mut b, r| {
@@ -361,7 +361,9 @@ impl WriteTx {
                         .push_bind(&r.status).push_bind(r.disbursed_fen)
                         .push_bind(r.principal_outstanding_fen).push_bind(r.principal_repaid_fen)
                         .push_bind(r.interest_paid_fen).push_bind(&r.disbursed_on)
-                        .push_bind(&r.last_value_date).push_bind(r.last_seq);
+                        .push_bind(&r.last_value_date).push_bind(&r.renews_loan_id)
+                        .push_bind(&r.policy_json).push_bind(&r.servicing_json)
+                        .push_bind(r.last_seq);
                 });
                 // The contract columns never change; only balances and status are updated.
                 q.push(" on conflict (loan_id) do update set status = excluded.status, \
@@ -371,6 +373,7 @@ impl WriteTx {
                         interest_paid_fen = excluded.interest_paid_fen, \
                         disbursed_on = excluded.disbursed_on, \
                         last_value_date = excluded.last_value_date, \
+                        servicing_json = excluded.servicing_json, \
                         last_seq = excluded.last_seq");
                 q.build().execute(c).await.map(|_| ())?;
             });

@@ -1,0 +1,120 @@
+//! Servicing queries and runs: a loan as of a past date rebuilt from the journal, and the
+//! settlement run over a ledger's live loans.
+
+use super::auth::Principal;
+use super::command::{Command, Outcome};
+use super::error::AppError;
+use super::writer::WriterHandle;
+use crate::domain::date::BusinessDate;
+use crate::domain::event::JournalEvent;
+use crate::domain::loan::{LoanEvent, LoanState};
+use crate::store::Db;
+
+/// Loans submitted to the writer at once by a settlement run: enough for full group commits,
+/// few enough that a run over 100,000 loans holds only this many in memory.
+pub const SETTLEMENT_PAGE_LOANS: u32 = 1_000;
+
+/// Failures listed in a run's answer, at most.
+pub const FAILURES_LISTED_MAX: usize = 100;
+
+/// The loan as it stood at the end of `date`: its journal events with value dates up to `date`
+/// replayed from the contract. `None` if the loan was not contracted by then.
+pub async fn loan_as_of(
+    db: &Db,
+    loan_id: &str,
+    date: BusinessDate,
+) -> Result<Option<LoanState>, AppError> {
+    let history = db.loan_history(loan_id).await?;
+    let mut state: Option<LoanState> = None;
+    for entry in history {
+        let event = JournalEvent::from_parts(&entry.row.kind, &entry.row.command_json)
+            .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
+        let JournalEvent::Loan(event) = event else { continue };
+        if event.value_date() > date {
+            break;
+        }
+        let seq = u64::try_from(entry.row.seq).unwrap_or_default();
+        match (&mut state, &event) {
+            (None, LoanEvent::Created { terms }) => {
+                state = Some(LoanState::new(terms.clone(), seq))
+            }
+            (Some(s), e) => s.apply(e, seq).map_err(|e| {
+                AppError::Internal(format!("journal of loan {loan_id} does not replay: {e}"))
+            })?,
+            (None, _) => {
+                return Err(AppError::Internal(format!(
+                    "journal of loan {loan_id} starts without a contract"
+                )));
+            }
+        }
+    }
+    Ok(state)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettlementSummary {
+    pub loans_examined: u64,
+    pub loans_settled: u64,
+    pub settlement_points: u64,
+    pub interest_fen: i64,
+    pub penalty_fen: i64,
+    pub compound_fen: i64,
+    pub failed: u64,
+    pub failures: Vec<String>,
+}
+
+/// Settles the live loans of a ledger (or one bank's) up to `date`, a page at a time through the
+/// writer. Each loan's settlement is its own command with the request id
+/// `<request_id>/<loan_id>`, and a loan with nothing due posts nothing, so a repeated run posts
+/// nothing twice.
+#[tracing::instrument(skip(db, writer, actor))]
+pub async fn run_settlement(
+    db: &Db,
+    writer: &WriterHandle,
+    actor: &Principal,
+    request_id: &str,
+    ledger_id: &str,
+    bank_id: Option<&str>,
+    date: BusinessDate,
+) -> Result<SettlementSummary, AppError> {
+    let mut summary = SettlementSummary::default();
+    let mut after = String::new();
+    loop {
+        let ids = db.live_loan_ids(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await?;
+        let Some(last) = ids.last() else { break };
+        after = last.clone();
+        let commands = ids
+            .iter()
+            .map(|id| {
+                (format!("{request_id}/{id}"), Command::SettleLoan { loan_id: id.clone(), date })
+            })
+            .collect();
+        let results = writer.submit_many(actor, commands).await;
+        for (id, result) in ids.iter().zip(results) {
+            summary.loans_examined += 1;
+            match result {
+                Ok(Outcome::Loan { settled, .. }) => {
+                    summary.loans_settled += 1;
+                    summary.settlement_points += settled.points;
+                    summary.interest_fen =
+                        summary.interest_fen.saturating_add(settled.interest_fen);
+                    summary.penalty_fen = summary.penalty_fen.saturating_add(settled.penalty_fen);
+                    summary.compound_fen =
+                        summary.compound_fen.saturating_add(settled.compound_fen);
+                }
+                Ok(_) => {}
+                Err(AppError::Unavailable(m)) => return Err(AppError::Unavailable(m)),
+                Err(e) => {
+                    summary.failed += 1;
+                    if summary.failures.len() < FAILURES_LISTED_MAX {
+                        summary.failures.push(format!("{id}: {e}"));
+                    }
+                }
+            }
+        }
+        if ids.len() < SETTLEMENT_PAGE_LOANS as usize {
+            break;
+        }
+    }
+    Ok(summary)
+}
