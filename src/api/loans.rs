@@ -73,7 +73,7 @@ fn check_method_terms(
     check_frequency(method, frequency).map_err(|e| invalid("settlement_frequency", e))?;
     let amortising =
         matches!(method, RepaymentMethod::EqualInstalment | RepaymentMethod::EqualPrincipal);
-    if amortising && frequency == SettlementFrequency::Quarterly && term_months % 3 != 0 {
+    if amortising && frequency == SettlementFrequency::Quarterly && !term_months.is_multiple_of(3) {
         return Err(invalid("term_months", "must be a multiple of 3 for quarterly instalments"));
     }
     Ok(())

@@ -156,7 +156,7 @@ enum Effect {
     /// The state of an existing loan after the event.
     Loan(Box<LoanState>, SettledTotals),
     /// Nothing to record (a settlement with no point due).
-    Unchanged(LoanState),
+    Unchanged(Box<LoanState>),
 }
 
 struct Planned {
@@ -342,7 +342,7 @@ impl Writer {
         if let Effect::Unchanged(loan) = planned.effect {
             // Nothing to post: answer with the loan as it stands, record nothing, so that a
             // retry recomputes (and again finds nothing to do).
-            return Ok(Outcome::LoanUnchanged { loan: Box::new(loan) });
+            return Ok(Outcome::LoanUnchanged { loan });
         }
         let (prev_seq, prev_hash) = self.head(tx, g, &planned.ledger_id).await?;
         let seq = prev_seq + 1;
@@ -502,17 +502,17 @@ impl Writer {
                 if !actor.administers_ledger(&ledger_id) {
                     return Err(deny_ledger(&ledger_id));
                 }
-                if let Some(first) = household.statuses.iter().map(|s| s.effective_date).min() {
-                    if entry.effective_date < first {
-                        return Err(DomainError::refused(
-                            Reason::StatusDateBeforeRegistration,
-                            format!(
-                                "household {household_id} is registered from {}; a status cannot take effect before that",
-                                format_date(first)
-                            ),
-                        )
-                        .into());
-                    }
+                if let Some(first) = household.statuses.iter().map(|s| s.effective_date).min()
+                    && entry.effective_date < first
+                {
+                    return Err(DomainError::refused(
+                        Reason::StatusDateBeforeRegistration,
+                        format!(
+                            "household {household_id} is registered from {}; a status cannot take effect before that",
+                            format_date(first)
+                        ),
+                    )
+                    .into());
                 }
                 Planned {
                     ledger_id,
@@ -701,15 +701,15 @@ impl Writer {
     /// Plans a command on an existing loan: the event, its postings and the state after it.
     fn plan_loan(&self, loan: LoanState, command: LoanCommand) -> Result<Planned, AppError> {
         let (event, after) = loan.plan(&command)?;
-        if let LoanEvent::Settled { settlements, .. } = &event {
-            if settlements.is_empty() {
-                return Ok(Planned {
-                    ledger_id: loan.terms.ledger_id.clone(),
-                    event: JournalEvent::Loan(event),
-                    postings: Postings::memo(),
-                    effect: Effect::Unchanged(loan),
-                });
-            }
+        if let LoanEvent::Settled { settlements, .. } = &event
+            && settlements.is_empty()
+        {
+            return Ok(Planned {
+                ledger_id: loan.terms.ledger_id.clone(),
+                event: JournalEvent::Loan(event),
+                postings: Postings::memo(),
+                effect: Effect::Unchanged(Box::new(loan)),
+            });
         }
         let settled = SettledTotals::of(event.settlements());
         let postings = loan_postings(&event, &loan.terms.bank_id)

@@ -76,6 +76,20 @@ impl fmt::Display for AnnualRate {
     }
 }
 
+/// Serialised as its canonical decimal string, e.g. `"0.0385"`.
+impl serde::Serialize for AnnualRate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AnnualRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        AnnualRate::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,19 +110,5 @@ mod tests {
     fn penalty_uplift() {
         let r = AnnualRate::parse("0.0385").unwrap();
         assert_eq!(r.with_uplift(Decimal::new(5, 1)).to_string(), "0.05775");
-    }
-}
-
-/// Serialised as its canonical decimal string, e.g. `"0.0385"`.
-impl serde::Serialize for AnnualRate {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for AnnualRate {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        AnnualRate::parse(&text).map_err(serde::de::Error::custom)
     }
 }

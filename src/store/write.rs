@@ -47,8 +47,11 @@ pub struct StagedTxn {
     pub row: JournalRow,
     pub postings: Vec<Posting>,
     pub loan_ids: Vec<String>,
-    pub idempotency: Option<(String, String, String, String)>,
+    pub idempotency: Option<IdempotencyRecord>,
 }
+
+/// An idempotency row: (scope, request id, fingerprint, answer as JSON).
+pub type IdempotencyRecord = (String, String, String, String);
 
 /// What a group writes at its end.
 #[derive(Debug, Default)]
@@ -327,7 +330,7 @@ impl WriteTx {
                 q.build().execute(c).await.map(|_| ())?;
             });
         }
-        let idem: Vec<(&(String, String, String, String), &str, i64)> = staged
+        let idem: Vec<(&IdempotencyRecord, &str, i64)> = staged
             .txns
             .iter()
             .filter_map(|t| {

@@ -1,0 +1,1503 @@
+//! The service as its users see it: every scenario starts the real server on port 0 over a fresh
+//! database and talks to it through the generated gRPC clients, once on SQLite and once on
+//! PostgreSQL (`<scenario>::sqlite`, `<scenario>::postgres`).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+
+use common::*;
+use loanledger::api::pb;
+use loanledger::api::pb::registry_service_client::RegistryServiceClient;
+use loanledger::app::auth::Role;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// Runs each scenario `async fn name(Backend)` as two tests, `name::sqlite` and `name::postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    full_flow,
+    origination_refusals,
+    disbursement_and_repayment_refusals,
+    malformed_input,
+    idempotent_replay,
+    concurrent_clients,
+    bad_and_duplicate_commands_in_one_group,
+    shutdown_finishes_writes_in_flight,
+    list_loans_pages,
+    survives_restart,
+    journal_is_append_only,
+    tampering_is_reported,
+    authentication_and_roles,
+);
+
+const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn entry(r: &pb::LoanResponse) -> &pb::JournalRef {
+    r.entry.as_ref().expect("a write answers with its journal entry")
+}
+
+fn loan(r: &pb::LoanResponse) -> &pb::Loan {
+    r.loan.as_ref().expect("a loan write answers with the loan")
+}
+
+fn sorted(postings: &[pb::Posting]) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> =
+        postings.iter().map(|p| (p.account.clone(), p.amount_fen)).collect();
+    v.sort();
+    v
+}
+
+/// The postings that move money (a netted leg of zero moves nothing).
+fn nonzero(postings: &[pb::Posting]) -> Vec<pb::Posting> {
+    postings.iter().filter(|p| p.amount_fen != 0).cloned().collect()
+}
+
+fn postings(list: &[(&str, i64)]) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = list.iter().map(|(a, f)| (a.to_string(), *f)).collect();
+    v.sort();
+    v
+}
+
+/// Ledger, bank, household, loan, disbursement, two repayments; balances to the fen; the loan's
+/// history in order with postings and hashes; the journal's chain recomputed; verify.
+async fn full_flow(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let operator = app.operator.clone();
+    let finance = app.finance_token().await;
+    let bank = app.bank_token(BANK).await;
+    let auditor = app.auditor_token().await;
+
+    let ledger = app
+        .registry(&operator)
+        .create_ledger(pb::CreateLedgerRequest {
+            request_id: rid("ledger"),
+            ledger_id: LEDGER.into(),
+            name: "武鸣区".into(),
+        })
+        .await
+        .expect("CreateLedger")
+        .into_inner();
+    assert_eq!(ledger.ledger.as_ref().unwrap().ledger_id, LEDGER);
+    let ledger_ref = ledger.entry.clone().expect("CreateLedger answers with its entry");
+    assert_eq!(ledger_ref.ledger_id, LEDGER);
+
+    // A new ledger carries the default programme policy from 2014-12-10.
+    let policy = app
+        .registry(&auditor)
+        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: CONTRACT_DATE.into() })
+        .await
+        .expect("GetPolicy")
+        .into_inner();
+    assert_eq!(policy.effective_date, "2014-12-10");
+    let params = policy.params.expect("policy params");
+    assert_eq!(params.household_principal_cap_fen, 5_000_000);
+    assert_eq!(params.term_months_max, 36);
+    assert_eq!((params.borrower_age_min, params.borrower_age_max), (18, 65));
+
+    let bank_reg = app.register_bank(&operator, BANK).await;
+    let household = app.register_household(&finance, HOUSEHOLD, "19800517").await;
+    let hh = household.household.as_ref().unwrap();
+    assert_eq!(hh.status_history.len(), 1);
+    assert_eq!(hh.status_history[0].status, pb::HouseholdStatus::RegisteredPoor as i32);
+
+    let create_req = standard_loan("C001", HOUSEHOLD);
+    let created = app.create_loan(&bank, create_req.clone()).await;
+    let id = loan_id("C001");
+    let l = loan(&created);
+    assert_eq!(l.loan_id, id);
+    assert_eq!(l.ledger_id, LEDGER);
+    assert_eq!(l.bank_id, BANK);
+    assert_eq!(l.household_id, HOUSEHOLD);
+    assert_eq!(l.principal_fen, 5_000_000);
+    assert_eq!(l.annual_rate, "0.0385");
+    assert_eq!(l.contract_date, "2021-01-25");
+    assert_eq!(l.maturity_date, "2022-01-25");
+    assert_eq!(l.term_months, 12);
+    assert_eq!(l.repayment_method, pb::RepaymentMethod::Bullet as i32);
+    assert_eq!(l.settlement_frequency, pb::SettlementFrequency::Quarterly as i32);
+    assert!(l.collateral_free && l.guarantee_free);
+    assert_eq!(l.status, pb::LoanStatus::Contracted as i32);
+    assert_eq!(
+        (l.disbursed_fen, l.principal_outstanding_fen, l.principal_repaid_fen, l.interest_paid_fen),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(l.disbursed_on, "");
+    // A bank sees its own borrower's identity number in full.
+    assert_eq!(l.borrower_id_number, create_req.borrower_id_number);
+
+    let disbursed = app.disburse(&bank, &id, "2021-01-25").await;
+    let l = loan(&disbursed);
+    assert_eq!(l.status, pb::LoanStatus::Active as i32);
+    assert_eq!(l.disbursed_fen, 5_000_000);
+    assert_eq!(l.principal_outstanding_fen, 5_000_000);
+    assert_eq!(l.disbursed_on, "2021-01-25");
+
+    // DESIGN.md's worked figure: 50,000.00 yuan from 2021-01-25 to 2022-01-25 at 3.85%, settled
+    // quarterly on the 20th and rounded half up per settlement: 294.10 + 491.94 + 491.94 +
+    // 486.60 + 187.15 = 1,951.73 yuan. The independent recomputation agrees with it.
+    let points = [
+        standard_interest(5_000_000, 55), // 2021-01-25 ..= 2021-03-20
+        standard_interest(5_000_000, 92), // 2021-03-21 ..= 2021-06-20
+        standard_interest(5_000_000, 92), // 2021-06-21 ..= 2021-09-20
+        standard_interest(5_000_000, 91), // 2021-09-21 ..= 2021-12-20
+        standard_interest(5_000_000, 35), // 2021-12-21 ..= 2022-01-24
+    ];
+    assert_eq!(points, [29_410, 49_194, 49_194, 48_660, 18_715]);
+    let total_interest: i64 = points.iter().sum();
+    assert_eq!(total_interest, 195_173);
+
+    // The interest of each quarter, paid on its settlement day (a day later it would be overdue
+    // and compound): each payment settles its quarter and pays exactly that.
+    let mut interest_payments = Vec::new();
+    let mut paid = 0;
+    for (date, interest) in [
+        ("2021-03-20", points[0]),
+        ("2021-06-20", points[1]),
+        ("2021-09-20", points[2]),
+        ("2021-12-20", points[3]),
+    ] {
+        let answer = app.repay(&bank, &id, date, interest).await;
+        paid += interest;
+        let l = loan(&answer);
+        assert_eq!(l.status, pb::LoanStatus::Active as i32, "{l:?}");
+        assert_eq!(l.principal_outstanding_fen, 5_000_000, "{l:?}");
+        assert_eq!(l.principal_repaid_fen, 0, "{l:?}");
+        assert_eq!(l.interest_settled_fen, paid, "{l:?}");
+        assert_eq!(l.interest_paid_fen, paid, "{l:?}");
+        assert_eq!((l.interest_due_fen, l.compound_fen, l.penalty_fen), (0, 0, 0), "{l:?}");
+        assert_eq!(l.as_of, date);
+        interest_payments.push(answer);
+    }
+    let first_amount = points[0];
+
+    // The payoff at maturity: the last (short) period's interest and the principal.
+    let quote = app.payoff_quote(&bank, &id, "2022-01-25").await;
+    let payoff = 5_000_000 + points[4];
+    assert_eq!(quote.principal_fen, 5_000_000, "{quote:?}");
+    assert_eq!(quote.total_fen, payoff, "{quote:?}");
+    assert_eq!((quote.penalty_fen, quote.compound_fen), (0, 0), "{quote:?}");
+    expect_refused(
+        app.loans(&bank)
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: rid("repay"),
+                loan_id: id.clone(),
+                value_date: "2022-01-25".into(),
+                amount_fen: payoff + 1,
+            })
+            .await,
+        "REPAYMENT_EXCEEDS_OWED",
+    );
+    let repaid2 = app.repay(&bank, &id, "2022-01-25", payoff).await;
+    let l = loan(&repaid2);
+    assert_eq!(l.status, pb::LoanStatus::Settled as i32);
+    assert_eq!(l.principal_outstanding_fen, 0);
+    assert_eq!(l.principal_repaid_fen, 5_000_000);
+    assert_eq!(l.interest_paid_fen, total_interest);
+    assert_eq!(l.interest_settled_fen, total_interest);
+    assert_eq!((l.interest_due_fen, l.penalty_fen, l.compound_fen), (0, 0, 0));
+    assert_eq!(l.disbursed_fen, 5_000_000);
+
+    // Entries of successive writes climb the same chain.
+    let refs = [
+        ledger_ref.clone(),
+        bank_reg.entry.clone().unwrap(),
+        household.entry.clone().unwrap(),
+        entry(&created).clone(),
+        entry(&disbursed).clone(),
+        entry(&interest_payments[0]).clone(),
+        entry(&interest_payments[1]).clone(),
+        entry(&interest_payments[2]).clone(),
+        entry(&interest_payments[3]).clone(),
+        entry(&repaid2).clone(),
+    ];
+    for w in refs.windows(2) {
+        assert!(w[0].seq < w[1].seq, "seqs climb: {refs:?}");
+        assert_eq!(w[1].ledger_id, LEDGER);
+    }
+    let last = refs.last().unwrap().clone();
+
+    let got = app.get_loan_as_of(&bank, &id, "2022-01-25").await;
+    assert_eq!(&got, loan(&repaid2), "GetLoan as of the payoff agrees with its answer");
+    assert_eq!(got.last_seq, last.seq);
+    let today = app.get_loan(&bank, &id).await;
+    assert_eq!(
+        pb::Loan { as_of: got.as_of.clone(), ..today.clone() },
+        got,
+        "a settled loan stays as it was"
+    );
+    // As of an earlier date the loan is rebuilt as it stood then.
+    let back = app.get_loan_as_of(&bank, &id, "2021-03-20").await;
+    assert_eq!(back.principal_outstanding_fen, 5_000_000);
+    assert_eq!(back.interest_paid_fen, first_amount);
+    assert_eq!(back.status, pb::LoanStatus::Active as i32);
+
+    // The loan's history: its seven transactions, oldest first, with postings and hashes.
+    let history = app.history(&auditor, &id).await;
+    let kinds: Vec<&str> = history.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(history.len(), 7, "history kinds: {kinds:?}");
+    let loan_refs = &refs[3..];
+    for (t, r) in history.iter().zip(loan_refs) {
+        assert_eq!(t.seq, r.seq);
+        assert_eq!(t.hash, r.hash);
+        assert_eq!(t.ledger_id, LEDGER);
+        assert_eq!(t.actor, "bank:B1");
+        assert_eq!(t.hash.len(), 64);
+        assert_eq!(t.prev_hash.len(), 64);
+        assert!(t.recorded_at.is_some());
+        assert!(!t.command_json.is_empty());
+    }
+    assert_eq!(history[0].request_id, create_req.request_id);
+    assert_eq!(history[0].value_date, "2021-01-25");
+    assert!(history[0].postings.is_empty(), "a contract posts nothing");
+    assert_eq!(history[1].value_date, "2021-01-25");
+    assert_eq!(
+        sorted(&history[1].postings),
+        postings(&[("loan/B1-C001/principal", 5_000_000), ("bank/B1/cash", -5_000_000)])
+    );
+    // A repayment posts the interest it settles (loan/interest Dr, interest_income Cr) and
+    // the cash it receives (bank/cash Dr, buckets Cr); legs to one account are netted.
+    for (i, date) in ["2021-03-20", "2021-06-20", "2021-09-20", "2021-12-20"].iter().enumerate() {
+        let t = &history[2 + i];
+        assert_eq!(&t.value_date, date);
+        assert_eq!(
+            sorted(&nonzero(&t.postings)),
+            postings(&[("bank/B1/cash", points[i]), ("bank/B1/interest_income", -points[i])])
+        );
+    }
+    assert_eq!(history[6].value_date, "2022-01-25");
+    assert_eq!(
+        sorted(&nonzero(&history[6].postings)),
+        postings(&[
+            ("bank/B1/cash", payoff),
+            ("loan/B1-C001/principal", -5_000_000),
+            ("bank/B1/interest_income", -(payoff - 5_000_000)),
+        ])
+    );
+    // The bank reads its own loan's history too.
+    assert_eq!(app.history(&bank, &id).await, history);
+
+    // The ledger's journal: dense, chained from zero, every hash recomputed independently.
+    let journal = app.journal(&auditor, LEDGER).await;
+    assert_eq!(journal.first().unwrap().prev_hash, ZERO_HASH);
+    check_chain(&journal);
+    assert_eq!(journal.last().unwrap().seq, last.seq);
+    assert_eq!(journal.last().unwrap().hash, last.hash);
+    for r in &refs {
+        assert_eq!(journal[(r.seq - 1) as usize].hash, r.hash);
+    }
+    let mut b = balances(&journal);
+    b.retain(|_, v| *v != 0);
+    let expected: BTreeMap<String, i64> =
+        [("bank/B1/cash", total_interest), ("bank/B1/interest_income", -total_interest)]
+            .into_iter()
+            .map(|(a, f)| (a.to_string(), f))
+            .collect();
+    assert_eq!(b, expected, "balances recomputed from the journal: every other account is zero");
+
+    // A sequence range reads just that slice.
+    let slice = collect(
+        app.audit(&auditor)
+            .read_journal(pb::ReadJournalRequest {
+                ledger_id: LEDGER.into(),
+                from_seq: 2,
+                to_seq: 3,
+            })
+            .await
+            .expect("ReadJournal range")
+            .into_inner(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(slice.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![2, 3]);
+
+    let v = app.verify(&auditor).await;
+    assert!(v.ok, "verify: {v:?}");
+    assert_eq!(v.first_break_seq, 0);
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.head_seq, last.seq);
+    assert_eq!(v.head_hash, last.hash);
+    assert_eq!(v.transactions_checked, last.seq);
+
+    let list = app
+        .loans(&bank)
+        .list_loans(pb::ListLoansRequest { bank_id: BANK.into(), ..Default::default() })
+        .await
+        .expect("ListLoans")
+        .into_inner();
+    assert_eq!(
+        list.loans.iter().map(|l| l.loan_id.as_str()).collect::<Vec<_>>(),
+        vec![id.as_str()]
+    );
+    assert_eq!(list.next_page_token, "");
+    let settled = app
+        .loans(&auditor)
+        .list_loans(pb::ListLoansRequest {
+            ledger_id: LEDGER.into(),
+            status: pb::LoanStatus::Active as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("ListLoans by status")
+        .into_inner();
+    assert!(settled.loans.is_empty(), "no loan is active any more");
+    app.finish().await;
+}
+
+/// Every origination rule, refused with FAILED_PRECONDITION and its reason; the boundaries pass.
+async fn origination_refusals(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let journal_before = app.journal(&t.auditor, LEDGER).await.len();
+    let mut accepted = 0;
+    let mut loans = app.loans(&t.bank);
+
+    // Not eligible on the contract date: removed on 2020-06-01, before 2021-01-25.
+    app.register_household(&t.finance, "H-REMOVED", "19800517").await;
+    app.registry(&t.finance)
+        .set_household_status(pb::SetHouseholdStatusRequest {
+            request_id: rid("status"),
+            household_id: "H-REMOVED".into(),
+            status: pb::HouseholdStatus::Removed as i32,
+            effective_date: "2020-06-01".into(),
+            reason: "清退 after review".into(),
+        })
+        .await
+        .expect("SetHouseholdStatus");
+    accepted += 2;
+    expect_refused(
+        loans.create_loan(standard_loan("C-REMOVED", "H-REMOVED")).await,
+        "HOUSEHOLD_NOT_ELIGIBLE",
+    );
+    // The same household was eligible on a contract date before its removal (the 1-year LPR of
+    // 2020-02-20 is 4.05%).
+    let mut before = standard_loan("C-BEFORE", "H-REMOVED");
+    before.contract_date = "2020-03-02".into();
+    app.create_loan(&t.bank, before).await;
+    accepted += 1;
+
+    // The household cap: 30,000 + 25,000 yuan is over 50,000; 30,000 + 20,000 is exactly on it.
+    app.register_household(&t.finance, "H-CAP", "19800517").await;
+    accepted += 1;
+    let mut first = standard_loan("C-CAP-1", "H-CAP");
+    first.principal_fen = 3_000_000;
+    app.create_loan(&t.bank, first).await;
+    accepted += 1;
+    let mut second = standard_loan("C-CAP-2", "H-CAP");
+    second.principal_fen = 2_500_000;
+    expect_refused(loans.create_loan(second).await, "HOUSEHOLD_CAP_EXCEEDED");
+    let mut fits = standard_loan("C-CAP-3", "H-CAP");
+    fits.principal_fen = 2_000_000;
+    app.create_loan(&t.bank, fits).await;
+    accepted += 1;
+    let mut one_more = standard_loan("C-CAP-4", "H-CAP");
+    one_more.principal_fen = 1;
+    expect_refused(loans.create_loan(one_more).await, "HOUSEHOLD_CAP_EXCEEDED");
+
+    // Term: 37 months refused, 36 accepted (over a year: the 5-year LPR, 4.65%).
+    let mut long = standard_loan("C-TERM-37", HOUSEHOLD);
+    long.term_months = 37;
+    long.annual_rate = "0.0465".into();
+    expect_refused(loans.create_loan(long).await, "TERM_TOO_LONG");
+
+    // Rate: over the 1-year LPR for 12 months; over the 5-year LPR for 24 months.
+    let mut high = standard_loan("C-RATE-12", HOUSEHOLD);
+    high.annual_rate = "0.0386".into();
+    expect_refused(loans.create_loan(high).await, "RATE_ABOVE_LPR_CAP");
+    let mut high24 = standard_loan("C-RATE-24", HOUSEHOLD);
+    high24.term_months = 24;
+    high24.annual_rate = "0.0466".into();
+    expect_refused(loans.create_loan(high24).await, "RATE_ABOVE_LPR_CAP");
+    let mut mid24 = standard_loan("C-RATE-24-OK", HOUSEHOLD);
+    mid24.term_months = 24;
+    mid24.annual_rate = "0.0465".into();
+    mid24.principal_fen = 1_000_000;
+    app.create_loan(&t.bank, mid24).await;
+    accepted += 1;
+
+    // Collateral-free and guarantee-free by definition.
+    let mut secured = standard_loan("C-SECURED", HOUSEHOLD);
+    secured.collateral_free = false;
+    expect_refused(loans.create_loan(secured).await, "NOT_COLLATERAL_FREE");
+    let mut guaranteed = standard_loan("C-GUARANTEED", HOUSEHOLD);
+    guaranteed.guarantee_free = false;
+    expect_refused(loans.create_loan(guaranteed).await, "NOT_COLLATERAL_FREE");
+
+    // Age on the contract date 2021-01-25: 17 and 66 refused; 18 today and 65 accepted.
+    for (birth, contract) in [("20030601", "C-AGE-17"), ("19540601", "C-AGE-66")] {
+        let mut req = standard_loan(contract, HOUSEHOLD);
+        req.borrower_id_number = id_number(birth);
+        expect_refused(loans.create_loan(req).await, "BORROWER_AGE_OUT_OF_RANGE");
+    }
+    for (birth, contract, household) in
+        [("20030125", "C-AGE-18", "H-AGE-18"), ("19550126", "C-AGE-65", "H-AGE-65")]
+    {
+        app.register_household(&t.finance, household, "19800517").await;
+        let mut req = standard_loan(contract, household);
+        req.borrower_id_number = id_number(birth);
+        app.create_loan(&t.bank, req).await;
+        accepted += 2;
+    }
+
+    // Refusals post nothing.
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), journal_before + accepted);
+    check_chain(&journal);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// Disbursing more than contracted, repaying more than is outstanding, repaying a loan with
+/// nothing paid out, and value dates that go back in time.
+async fn disbursement_and_repayment_refusals(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let mut loans = app.loans(&t.bank);
+
+    expect_refused(
+        loans
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: rid("repay"),
+                loan_id: id.clone(),
+                value_date: "2021-02-01".into(),
+                amount_fen: 100,
+            })
+            .await,
+        "LOAN_NOT_REPAYABLE",
+    );
+    expect_refused(
+        loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-01-25".into(),
+                amount_fen: 5_000_001,
+            })
+            .await,
+        "OVER_DISBURSEMENT",
+    );
+    let part = loans
+        .disburse(pb::DisburseRequest {
+            request_id: rid("disburse"),
+            loan_id: id.clone(),
+            value_date: "2021-01-26".into(),
+            amount_fen: 3_000_000,
+        })
+        .await
+        .expect("partial disbursement")
+        .into_inner();
+    assert_eq!(loan(&part).principal_outstanding_fen, 3_000_000);
+    expect_refused(
+        loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-01-27".into(),
+                amount_fen: 2_000_001,
+            })
+            .await,
+        "OVER_DISBURSEMENT",
+    );
+    expect_refused(
+        loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-01-20".into(),
+                amount_fen: 1_000,
+            })
+            .await,
+        "VALUE_DATE_OUT_OF_RANGE",
+    );
+    // Paying more than is owed is refused, naming what is owed: the payoff amount.
+    let quote = app.payoff_quote(&t.bank, &id, "2021-03-20").await;
+    assert_eq!(quote.principal_fen, 3_000_000, "{quote:?}");
+    assert!(quote.total_fen > 3_000_000, "{quote:?}");
+    let refused = expect_refused(
+        loans
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: rid("repay"),
+                loan_id: id.clone(),
+                value_date: "2021-03-20".into(),
+                amount_fen: quote.total_fen + 1,
+            })
+            .await,
+        "REPAYMENT_EXCEEDS_OWED",
+    );
+    let info = refused.get_details_error_info().unwrap();
+    assert_eq!(
+        info.metadata.get("owed_fen").map(String::as_str),
+        Some(quote.total_fen.to_string().as_str()),
+        "{info:?}"
+    );
+    let after = app.get_loan(&t.bank, &id).await;
+    assert_eq!(after.principal_outstanding_fen, 3_000_000);
+    assert_eq!(after.disbursed_fen, 3_000_000);
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// Malformed input is INVALID_ARGUMENT naming the field; unknown ids are NOT_FOUND; nothing is
+/// posted.
+async fn malformed_input(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let journal_before = app.journal(&t.auditor, LEDGER).await.len();
+    let mut loans = app.loans(&t.bank);
+
+    type Change = Box<dyn Fn(&mut pb::CreateLoanRequest)>;
+    let cases: Vec<(&str, Change)> = vec![
+        ("principal_fen", Box::new(|r: &mut pb::CreateLoanRequest| r.principal_fen = 0)),
+        ("principal_fen", Box::new(|r: &mut pb::CreateLoanRequest| r.principal_fen = -100)),
+        (
+            "contract_date",
+            Box::new(|r: &mut pb::CreateLoanRequest| r.contract_date = "2021-02-30".into()),
+        ),
+        (
+            "contract_date",
+            Box::new(|r: &mut pb::CreateLoanRequest| r.contract_date = "25/01/2021".into()),
+        ),
+        (
+            "contract_date",
+            Box::new(|r: &mut pb::CreateLoanRequest| r.contract_date = String::new()),
+        ),
+        ("repayment_method", Box::new(|r: &mut pb::CreateLoanRequest| r.repayment_method = 99)),
+        ("repayment_method", Box::new(|r: &mut pb::CreateLoanRequest| r.repayment_method = 0)),
+        (
+            "settlement_frequency",
+            Box::new(|r: &mut pb::CreateLoanRequest| r.settlement_frequency = 99),
+        ),
+        ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "abc".into())),
+        ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = String::new())),
+        ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "-0.01".into())),
+        (
+            "borrower_id_number",
+            Box::new(|r: &mut pb::CreateLoanRequest| {
+                r.borrower_id_number = "450121198005170000".into()
+            }),
+        ),
+        (
+            "borrower_id_number",
+            Box::new(|r: &mut pb::CreateLoanRequest| r.borrower_id_number = "12345".into()),
+        ),
+    ];
+    for (i, (field, change)) in cases.iter().enumerate() {
+        let mut req = standard_loan(&format!("C-BAD-{i}"), HOUSEHOLD);
+        change(&mut req);
+        expect_invalid(loans.create_loan(req).await, field);
+    }
+
+    let unknown = standard_loan("C-NOHH", "NO-SUCH-HOUSEHOLD");
+    expect_code(loans.create_loan(unknown).await, Code::NotFound);
+
+    expect_code(
+        loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: "B1-NO-SUCH".into(),
+                value_date: "2021-01-25".into(),
+                amount_fen: 0,
+            })
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        loans
+            .get_loan(pb::GetLoanRequest { loan_id: "B1-NO-SUCH".into(), as_of: String::new() })
+            .await,
+        Code::NotFound,
+    );
+
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    expect_invalid(
+        loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-13-01".into(),
+                amount_fen: 0,
+            })
+            .await,
+        "value_date",
+    );
+    expect_invalid(
+        loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-01-25".into(),
+                amount_fen: -1,
+            })
+            .await,
+        "amount_fen",
+    );
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    expect_invalid(
+        loans
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: rid("repay"),
+                loan_id: id.clone(),
+                value_date: "2021-03-20".into(),
+                amount_fen: -1,
+            })
+            .await,
+        "amount_fen",
+    );
+    expect_invalid(
+        loans
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: rid("repay"),
+                loan_id: id.clone(),
+                value_date: "2021-03-20".into(),
+                amount_fen: 0,
+            })
+            .await,
+        "amount_fen",
+    );
+    expect_invalid(
+        loans
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: String::new(),
+                loan_id: id.clone(),
+                value_date: "2021-03-20".into(),
+                amount_fen: 1,
+            })
+            .await,
+        "request_id",
+    );
+
+    let mut registry = app.registry(&t.finance);
+    let mut bad_status = household_request("H-BAD", "19800517");
+    bad_status.status = 99;
+    expect_invalid(registry.register_household(bad_status).await, "status");
+    let mut bad_id = household_request("H-BAD", "19800517");
+    bad_id.head_id_number = "45012119800517123".into();
+    expect_invalid(registry.register_household(bad_id).await, "head_id_number");
+    let mut bad_date = household_request("H-BAD", "19800517");
+    bad_date.status_effective_date = "2016-00-01".into();
+    expect_invalid(registry.register_household(bad_date).await, "status_effective_date");
+    expect_code(
+        registry
+            .set_household_status(pb::SetHouseholdStatusRequest {
+                request_id: rid("status"),
+                household_id: "NO-SUCH-HOUSEHOLD".into(),
+                status: pb::HouseholdStatus::Exited as i32,
+                effective_date: "2020-01-01".into(),
+                reason: String::new(),
+            })
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        app.registry(&t.operator)
+            .register_bank(pb::RegisterBankRequest {
+                request_id: rid("bank"),
+                ledger_id: "999999".into(),
+                bank_id: "B9".into(),
+                name: "nowhere".into(),
+            })
+            .await,
+        Code::NotFound,
+    );
+
+    // Only the contract and its disbursement were posted.
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), journal_before + 2);
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// The same request twice gets the same answer and posts once; the same id with other content is
+/// ALREADY_EXISTS; both hold across a restart.
+async fn idempotent_replay(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    let mut loans = app.loans(&t.bank);
+
+    let household = household_request("H-IDEM", "19800517");
+    let h1 = app
+        .registry(&t.finance)
+        .register_household(household.clone())
+        .await
+        .expect("first")
+        .into_inner();
+    let h2 = app
+        .registry(&t.finance)
+        .register_household(household.clone())
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(h1, h2);
+
+    let create = standard_loan("C001", HOUSEHOLD);
+    let c1 = loans.create_loan(create.clone()).await.unwrap().into_inner();
+    let c2 = loans.create_loan(create.clone()).await.unwrap().into_inner();
+    assert_eq!(c1, c2, "a replayed CreateLoan answers as the first time");
+
+    let disburse = pb::DisburseRequest {
+        request_id: rid("disburse"),
+        loan_id: id.clone(),
+        value_date: "2021-01-25".into(),
+        amount_fen: 0,
+    };
+    let d1 = loans.disburse(disburse.clone()).await.unwrap().into_inner();
+    let len_after_disburse = app.journal(&t.auditor, LEDGER).await.len();
+    let d2 = loans.disburse(disburse.clone()).await.unwrap().into_inner();
+    assert_eq!(entry(&d1), entry(&d2));
+    assert_eq!(d1, d2);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), len_after_disburse);
+
+    let repay = pb::RecordRepaymentRequest {
+        request_id: rid("repay"),
+        loan_id: id.clone(),
+        value_date: "2021-03-20".into(),
+        amount_fen: 1_029_410,
+    };
+    let r1 = loans.record_repayment(repay.clone()).await.unwrap().into_inner();
+    let r2 = loans.record_repayment(repay.clone()).await.unwrap().into_inner();
+    assert_eq!(entry(&r1), entry(&r2));
+    assert_eq!(r1, r2);
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), len_after_disburse + 1, "the replay posted nothing");
+    let once = loan(&r1).principal_outstanding_fen;
+    assert!(once < 5_000_000, "{r1:?}");
+    let loan_now = app.get_loan_as_of(&t.bank, &id, "2021-03-20").await;
+    assert_eq!(loan_now.principal_outstanding_fen, once, "repaid once");
+    assert_eq!(loan_now.principal_repaid_fen + loan_now.interest_paid_fen, 1_029_410);
+
+    // Same id, other content.
+    let mut other = repay.clone();
+    other.amount_fen = 2_000_000;
+    expect_code(loans.record_repayment(other.clone()).await, Code::AlreadyExists);
+    let mut other_create = create.clone();
+    other_create.principal_fen = 4_000_000;
+    expect_code(loans.create_loan(other_create.clone()).await, Code::AlreadyExists);
+    let mut other_household = household.clone();
+    other_household.village = "西岭村".into();
+    expect_code(
+        app.registry(&t.finance).register_household(other_household.clone()).await,
+        Code::AlreadyExists,
+    );
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len());
+
+    // Across a restart.
+    drop(loans);
+    app.restart().await;
+    let mut loans = app.loans(&t.bank);
+    let r3 = loans.record_repayment(repay.clone()).await.unwrap().into_inner();
+    assert_eq!(entry(&r1), entry(&r3));
+    assert_eq!(r1, r3);
+    let d3 = loans.disburse(disburse.clone()).await.unwrap().into_inner();
+    assert_eq!(d1, d3);
+    let c3 = loans.create_loan(create.clone()).await.unwrap().into_inner();
+    assert_eq!(c1, c3);
+    expect_code(loans.record_repayment(other).await, Code::AlreadyExists);
+    expect_code(loans.create_loan(other_create).await, Code::AlreadyExists);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len());
+    assert_eq!(
+        app.get_loan_as_of(&t.bank, &id, "2021-03-20").await.principal_outstanding_fen,
+        once
+    );
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// 50 clients, each on its own connection, each registering a household, contracting,
+/// disbursing and repaying at once: every write lands exactly once and the chain verifies.
+async fn concurrent_clients(backend: Backend) {
+    const CLIENTS: usize = 50;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let base = app.journal(&t.auditor, LEDGER).await.len();
+
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let mut registry = app.registry(&t.finance);
+        let mut loans = app.loans(&t.bank);
+        tasks.push(tokio::spawn(async move {
+            let household = format!("H-C{i:03}");
+            let contract = format!("CC{i:03}");
+            let loan_id = loan_id(&contract);
+            let mut ids = Vec::new();
+            let mut refs = Vec::new();
+            let req = household_request(&household, "19800517");
+            ids.push(req.request_id.clone());
+            let h = registry.register_household(req).await?.into_inner();
+            refs.push(h.entry.unwrap());
+            let mut req = standard_loan(&contract, &household);
+            req.principal_fen = 1_000_000 + i as i64;
+            ids.push(req.request_id.clone());
+            refs.push(loans.create_loan(req).await?.into_inner().entry.unwrap());
+            let req = pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: loan_id.clone(),
+                value_date: "2021-02-01".into(),
+                amount_fen: 0,
+            };
+            ids.push(req.request_id.clone());
+            refs.push(loans.disburse(req).await?.into_inner().entry.unwrap());
+            let req = pb::RecordRepaymentRequest {
+                request_id: rid("repay"),
+                loan_id: loan_id.clone(),
+                value_date: "2021-03-20".into(),
+                amount_fen: 500_000 + i as i64,
+            };
+            ids.push(req.request_id.clone());
+            let last = loans.record_repayment(req).await?.into_inner();
+            refs.push(last.entry.clone().unwrap());
+            Ok::<_, tonic::Status>((ids, refs, last.loan.unwrap()))
+        }));
+    }
+    let mut request_ids = Vec::new();
+    let mut seqs = HashSet::new();
+    let mut loans_seen = Vec::new();
+    for task in tasks {
+        let (ids, refs, loan) = task.await.expect("client task").expect("every write succeeds");
+        for w in refs.windows(2) {
+            assert!(w[0].seq < w[1].seq, "one client's writes are ordered");
+        }
+        for r in refs {
+            assert!(seqs.insert(r.seq), "seq {} answered twice", r.seq);
+        }
+        request_ids.extend(ids);
+        loans_seen.push(loan);
+    }
+    assert_eq!(seqs.len(), CLIENTS * 4);
+
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), base + CLIENTS * 4, "every write landed exactly once");
+    check_chain(&journal);
+    let in_journal: Vec<&str> = journal.iter().map(|t| t.request_id.as_str()).collect();
+    for id in &request_ids {
+        assert_eq!(
+            in_journal.iter().filter(|r| *r == id).count(),
+            1,
+            "request {id} in the journal exactly once"
+        );
+    }
+    // Each repayment first pays the interest settled on 2021-03-20 (2021-02-01 ..= 2021-03-20,
+    // 48 days), recomputed here independently, then principal.
+    let b = balances(&journal);
+    let mut interest_total = 0;
+    let mut disbursed_total = 0;
+    let mut paid_total = 0;
+    for (i, l) in loans_seen.iter().enumerate() {
+        let principal = 1_000_000 + i as i64;
+        let paid = 500_000 + i as i64;
+        let interest = standard_interest(principal, 48);
+        assert_eq!(l.interest_paid_fen, interest, "{l:?}");
+        assert_eq!(l.principal_repaid_fen, paid - interest, "{l:?}");
+        assert_eq!(l.principal_outstanding_fen, principal - (paid - interest), "{l:?}");
+        assert_eq!(
+            b.get(&format!("loan/{}/principal", l.loan_id)).copied(),
+            Some(l.principal_outstanding_fen)
+        );
+        interest_total += interest;
+        disbursed_total += principal;
+        paid_total += paid;
+    }
+    assert_eq!(b["bank/B1/cash"], -disbursed_total + paid_total);
+    assert_eq!(b["bank/B1/interest_income"], -interest_total);
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.head_seq as usize, journal.len());
+    assert_eq!(v.head_hash, journal.last().unwrap().hash);
+    app.finish().await;
+}
+
+/// Creates and disburses `n` loans of 1,000,000 fen for households `H-<prefix><i>`, each
+/// loan's writes in order but the loans side by side (sequential setup would cost a durable
+/// commit per write), and returns their ids in order.
+async fn disbursed_loans(app: &TestApp, t: &Tokens, prefix: &str, n: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut registry = app.registry(&t.finance);
+        let mut loans = app.loans(&t.bank);
+        let household = format!("H-{prefix}{i:03}");
+        let contract = format!("{prefix}{i:03}");
+        tasks.push(tokio::spawn(async move {
+            registry.register_household(household_request(&household, "19800517")).await?;
+            let mut req = standard_loan(&contract, &household);
+            req.principal_fen = 1_000_000;
+            loans.create_loan(req).await?;
+            let id = loan_id(&contract);
+            loans
+                .disburse(pb::DisburseRequest {
+                    request_id: rid("disburse"),
+                    loan_id: id.clone(),
+                    value_date: "2021-01-25".into(),
+                    amount_fen: 0,
+                })
+                .await?;
+            Ok::<_, tonic::Status>(id)
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("setup task").expect("setup write"));
+    }
+    ids
+}
+
+/// Commands that arrive together are committed together, but a refused one does not fail the
+/// others, and the same request sent several times at once is posted once.
+async fn bad_and_duplicate_commands_in_one_group(backend: Backend) {
+    const LOANS: usize = 20;
+    const DUPLICATES: usize = 10;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let ids = disbursed_loans(&app, &t, "G", LOANS).await;
+    let base = app.journal(&t.auditor, LEDGER).await.len();
+
+    // Even loans get a valid repayment, odd ones one that exceeds what is owed, and the first
+    // loan also gets one more payment sent ten times at once. Each loan owes 55 days of interest
+    // on 2021-03-20 (2021-01-25 ..= 2021-03-20), which a payment settles and pays first.
+    let interest = standard_interest(1_000_000, 55);
+    let duplicate = pb::RecordRepaymentRequest {
+        request_id: rid("dup"),
+        loan_id: ids[0].clone(),
+        value_date: "2021-03-20".into(),
+        amount_fen: 12_345,
+    };
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let mut loans = app.loans(&t.bank);
+        let req = pb::RecordRepaymentRequest {
+            request_id: rid("repay"),
+            loan_id: id.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: if i % 2 == 0 { 400_000 } else { 2_000_000 },
+        };
+        tasks.push(tokio::spawn(async move {
+            (i, loans.record_repayment(req).await.map(|r| r.into_inner()))
+        }));
+    }
+    let mut dup_tasks = Vec::new();
+    for _ in 0..DUPLICATES {
+        let mut loans = app.loans(&t.bank);
+        let req = duplicate.clone();
+        dup_tasks.push(tokio::spawn(async move {
+            loans.record_repayment(req).await.map(|r| r.into_inner())
+        }));
+    }
+    for task in tasks {
+        let (i, result) = task.await.expect("client task");
+        if i % 2 == 0 {
+            let answer = result.unwrap_or_else(|s| panic!("valid repayment {i} failed: {s:?}"));
+            if i != 0 {
+                assert_eq!(loan(&answer).principal_outstanding_fen, 600_000 + interest);
+            }
+        } else {
+            expect_refused(result.map(tonic::Response::new), "REPAYMENT_EXCEEDS_OWED");
+        }
+    }
+    let mut answers = Vec::new();
+    for task in dup_tasks {
+        answers.push(
+            task.await
+                .expect("client task")
+                .expect("a duplicate of an accepted request gets the first answer"),
+        );
+    }
+    for a in &answers {
+        assert_eq!(entry(a), entry(&answers[0]), "every duplicate gets the same entry");
+    }
+
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), base + LOANS / 2 + 1);
+    assert_eq!(journal.iter().filter(|e| e.request_id == duplicate.request_id).count(), 1);
+    check_chain(&journal);
+    for (i, id) in ids.iter().enumerate() {
+        let l = app.get_loan_as_of(&t.bank, id, "2021-03-20").await;
+        let (outstanding, interest_paid) = match i {
+            0 => (1_000_000 - (400_000 + 12_345 - interest), interest),
+            _ if i % 2 == 0 => (600_000 + interest, interest),
+            _ => (1_000_000, 0),
+        };
+        assert_eq!(l.principal_outstanding_fen, outstanding, "{id}");
+        assert_eq!(l.interest_paid_fen, interest_paid, "{id}");
+    }
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// Stopping the server while clients are writing: every acknowledged write is in the journal
+/// after a restart, nothing is half-written or doubled, and the chain verifies.
+async fn shutdown_finishes_writes_in_flight(backend: Backend) {
+    const CLIENTS: usize = 30;
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let ids = disbursed_loans(&app, &t, "S", CLIENTS).await;
+
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let first_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(first_tx)));
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let mut loans = app.loans(&t.bank);
+        let first_tx = first_tx.clone();
+        let req = pb::RecordRepaymentRequest {
+            request_id: rid("repay"),
+            loan_id: id.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: 250_000,
+        };
+        tasks.push(tokio::spawn(async move {
+            let result = loans.record_repayment(req.clone()).await;
+            if let Some(tx) = first_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            (req, result.map(|r| r.into_inner()))
+        }));
+    }
+    // Stop as soon as the first write is answered, with the others in flight or queued.
+    let _ = first_rx.await;
+    app.restart().await;
+
+    let mut acknowledged = Vec::new();
+    let mut sent = Vec::new();
+    for task in tasks {
+        let (req, result) = task.await.expect("client task");
+        if let Ok(answer) = result {
+            acknowledged.push((req.request_id.clone(), entry(&answer).clone()));
+        }
+        sent.push(req);
+    }
+    assert!(!acknowledged.is_empty());
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    check_chain(&journal);
+    for (request_id, r) in &acknowledged {
+        let found: Vec<_> = journal.iter().filter(|e| &e.request_id == request_id).collect();
+        assert_eq!(found.len(), 1, "acknowledged {request_id} is in the journal once");
+        assert_eq!((found[0].seq, &found[0].hash), (r.seq, &r.hash));
+    }
+    for req in &sent {
+        let n = journal.iter().filter(|e| e.request_id == req.request_id).count();
+        assert!(n <= 1, "{} posted {n} times", req.request_id);
+        let l = app.get_loan_as_of(&t.bank, &req.loan_id, "2021-03-20").await;
+        let interest = standard_interest(1_000_000, 55);
+        let expected = if n == 1 { 1_000_000 - (250_000 - interest) } else { 1_000_000 };
+        assert_eq!(l.principal_outstanding_fen, expected, "{}", req.loan_id);
+    }
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// ListLoans pages through loans in loan_id order and filters by household and status.
+async fn list_loans_pages(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let ids = disbursed_loans(&app, &t, "P", 5).await;
+    let mut loans = app.loans(&t.bank);
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    for _ in 0..10 {
+        let page = loans
+            .list_loans(pb::ListLoansRequest {
+                bank_id: BANK.into(),
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("ListLoans page")
+            .into_inner();
+        assert!(page.loans.len() <= 2);
+        seen.extend(page.loans.into_iter().map(|l| l.loan_id));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, ids, "every loan once, in loan_id order");
+    let by_household = loans
+        .list_loans(pb::ListLoansRequest {
+            bank_id: BANK.into(),
+            household_id: "H-P002".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ListLoans by household")
+        .into_inner();
+    assert_eq!(
+        by_household.loans.iter().map(|l| l.loan_id.as_str()).collect::<Vec<_>>(),
+        vec![ids[2].as_str()]
+    );
+    let paid_off = app.pay_off(&t.bank, &ids[1], "2021-03-20").await;
+    assert_eq!(loan(&paid_off).status, pb::LoanStatus::Settled as i32);
+    let settled = app
+        .loans(&t.auditor)
+        .list_loans(pb::ListLoansRequest {
+            ledger_id: LEDGER.into(),
+            status: pb::LoanStatus::Settled as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("ListLoans by status")
+        .into_inner();
+    assert_eq!(
+        settled.loans.iter().map(|l| l.loan_id.as_str()).collect::<Vec<_>>(),
+        vec![ids[1].as_str()]
+    );
+    expect_invalid(
+        loans
+            .list_loans(pb::ListLoansRequest {
+                bank_id: BANK.into(),
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            })
+            .await,
+        "page_token",
+    );
+    app.finish().await;
+}
+
+/// Everything written is there after a restart, and the chain continues from its head.
+async fn survives_restart(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let disbursed = app.disburse(&t.bank, &id, "2021-01-25").await;
+    let before_loan = app.get_loan(&t.bank, &id).await;
+    let before_journal = app.journal(&t.auditor, LEDGER).await;
+    let before_verify = app.verify(&t.auditor).await;
+    assert!(before_verify.ok);
+
+    app.restart().await;
+
+    assert_eq!(app.get_loan(&t.bank, &id).await, before_loan);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await, before_journal);
+    let household = app
+        .registry(&t.finance)
+        .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+        .await
+        .expect("GetHousehold after restart")
+        .into_inner();
+    assert_eq!(household.status_history.len(), 1);
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(v, before_verify);
+
+    let repaid = app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    assert_eq!(entry(&repaid).seq, entry(&disbursed).seq + 1);
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.last().unwrap().prev_hash, entry(&disbursed).hash);
+    check_chain(&journal);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.head_hash, entry(&repaid).hash);
+    app.finish().await;
+}
+
+/// The database itself refuses UPDATE and DELETE on journal and posting rows.
+async fn journal_is_append_only(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    let before = app.journal(&t.auditor, LEDGER).await;
+
+    let attempts = [
+        "update journal_txn set kind = 'forged' where ledger_id = '450121'",
+        "update journal_txn set hash = prev_hash where ledger_id = '450121'",
+        "delete from journal_txn where ledger_id = '450121'",
+        "update posting set amount_fen = amount_fen + 100 where ledger_id = '450121'",
+        "delete from posting where ledger_id = '450121'",
+        "update household_status set status = 'removed'",
+        "delete from idempotency",
+    ];
+    for sql in attempts {
+        let err =
+            app.db.execute_raw(sql).await.expect_err(&format!("the database must refuse: {sql}"));
+        assert!(
+            err.to_string().contains("append-only"),
+            "refused by the append-only trigger: {sql}: {err}"
+        );
+    }
+    if backend == Backend::Postgres {
+        for sql in ["truncate journal_txn", "truncate posting"] {
+            app.db.execute_raw(sql).await.expect_err(&format!("the database must refuse: {sql}"));
+        }
+    }
+    assert_eq!(app.journal(&t.auditor, LEDGER).await, before);
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// With the triggers dropped behind the service's back, one changed amount breaks the chain at
+/// exactly that transaction.
+async fn tampering_is_reported(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    let repaid = app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await;
+    app.repay(&t.bank, &id, "2021-06-20", 500_000).await;
+    let target = entry(&repaid).seq;
+    assert!(app.verify(&t.auditor).await.ok);
+
+    app.drop_posting_triggers().await;
+    let changed = app
+        .db
+        .execute_raw(&format!(
+            "update posting set amount_fen = amount_fen - 10000 \
+             where ledger_id = '450121' and seq = {target} \
+             and account = 'bank/B1/interest_income'"
+        ))
+        .await
+        .expect("with the triggers gone the update goes through");
+    assert_eq!(changed, 1);
+
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok, "verify must notice: {v:?}");
+    assert_eq!(v.first_break_seq, target, "{v:?}");
+    assert!(!v.problems.is_empty());
+    app.finish().await;
+}
+
+/// Bearer tokens and roles: a bank reaches only its own loans, an auditor only reads, nothing
+/// but health works without a token.
+async fn authentication_and_roles(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.bank_token("B2").await;
+    let mut other = app.loans(&b2);
+
+    // Another bank's loan.
+    expect_code(
+        other.get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() }).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        other
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-01-25".into(),
+                amount_fen: 0,
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        other
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: rid("repay"),
+                loan_id: id.clone(),
+                value_date: "2021-01-25".into(),
+                amount_fen: 100,
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(other.create_loan(standard_loan("C-B2", HOUSEHOLD)).await, Code::PermissionDenied);
+    let history =
+        app.audit(&b2).get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
+    match history {
+        Err(s) => assert_eq!(s.code(), Code::PermissionDenied, "{s:?}"),
+        Ok(stream) => {
+            let got = collect(stream.into_inner()).await;
+            assert_eq!(
+                got.map_err(|s| s.code()),
+                Err(Code::PermissionDenied),
+                "another bank's loan history"
+            );
+        }
+    }
+    match other.list_loans(pb::ListLoansRequest::default()).await {
+        Ok(list) => assert!(
+            list.get_ref().loans.iter().all(|l| l.bank_id == "B2"),
+            "a bank lists only its own loans: {:?}",
+            list.get_ref()
+        ),
+        Err(s) => assert_eq!(s.code(), Code::PermissionDenied, "{s:?}"),
+    }
+    expect_code(
+        other.list_loans(pb::ListLoansRequest { bank_id: BANK.into(), ..Default::default() }).await,
+        Code::PermissionDenied,
+    );
+    // A bank does not read a ledger's journal.
+    expect_code(
+        app.audit(&t.bank).verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        Code::PermissionDenied,
+    );
+    // Banks see household identity numbers masked.
+    if let Ok(h) = app
+        .registry(&t.bank)
+        .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+        .await
+    {
+        assert!(h.get_ref().head_id_number.contains('*'), "masked for banks: {:?}", h.get_ref());
+    }
+    // The loan is untouched.
+    let l = app.get_loan(&t.bank, &id).await;
+    assert_eq!(l.status, pb::LoanStatus::Contracted as i32);
+
+    // An auditor reads but never writes.
+    assert_eq!(app.get_loan(&t.auditor, &id).await, l);
+    let mut auditor_loans = app.loans(&t.auditor);
+    expect_code(
+        auditor_loans.create_loan(standard_loan("C-AUD", HOUSEHOLD)).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        auditor_loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-01-25".into(),
+                amount_fen: 0,
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let mut auditor_registry = app.registry(&t.auditor);
+    expect_code(
+        auditor_registry.register_household(household_request("H-AUD", "19800517")).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        auditor_registry
+            .create_ledger(pb::CreateLedgerRequest {
+                request_id: rid("ledger"),
+                ledger_id: "450122".into(),
+                name: "x".into(),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    // A bank neither opens ledgers nor registers households.
+    expect_code(
+        app.registry(&t.bank).register_household(household_request("H-BANK", "19800517")).await,
+        Code::PermissionDenied,
+    );
+    // A finance office of another ledger does not administer this one.
+    let elsewhere = app.token(Role::Finance, "450122").await;
+    expect_code(
+        app.registry(&elsewhere).register_household(household_request("H-ELSE", "19800517")).await,
+        Code::PermissionDenied,
+    );
+
+    // No token, or an unknown one.
+    let mut anonymous = RegistryServiceClient::new(app.channel());
+    expect_code(
+        anonymous.get_ledger(pb::GetLedgerRequest { ledger_id: LEDGER.into() }).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        anonymous
+            .create_ledger(pb::CreateLedgerRequest {
+                request_id: rid("ledger"),
+                ledger_id: "450123".into(),
+                name: "x".into(),
+            })
+            .await,
+        Code::Unauthenticated,
+    );
+    let mut anonymous_loans =
+        loanledger::api::pb::loan_service_client::LoanServiceClient::new(app.channel());
+    expect_code(
+        anonymous_loans
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        app.loans("ll_0000000000000000000000000000000000000000000000000000000000000000")
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .await,
+        Code::Unauthenticated,
+    );
+    let mut anonymous_audit =
+        loanledger::api::pb::audit_service_client::AuditServiceClient::new(app.channel());
+    expect_code(
+        anonymous_audit.verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        Code::Unauthenticated,
+    );
+
+    // Health needs no token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+    let answer = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .expect("health without a token")
+        .into_inner();
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let answer = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "loanledger.v1.LoanService".into() })
+        .await
+        .expect("health of the loan service")
+        .into_inner();
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // Nothing above wrote anything but the seed, the loan and bank B2.
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// The identity-number helper agrees with the example of GB 11643-1999 itself.
+#[test]
+fn id_number_helper_matches_the_standard() {
+    assert_eq!(id_number_in("110105", "19491231", 2), "11010519491231002X");
+    let id = id_number("19800517");
+    assert_eq!(id.len(), 18);
+    assert_eq!(&id[6..14], "19800517");
+}
