@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod domain;
 pub mod ledger;
 pub mod startup;

@@ -47,6 +47,34 @@ enum Cmd {
         #[arg(long)]
         ledger: String,
     },
+    /// Measure the service through gRPC against the database's own ceiling (BENCHMARKS.md).
+    Bench {
+        /// `sqlite` (a temporary file), or a PostgreSQL server URL on which fresh databases are
+        /// created and dropped.
+        #[arg(long, default_value = "sqlite")]
+        target: String,
+        /// Seconds instead of minutes: every scenario on small numbers (CI runs this).
+        #[arg(long)]
+        quick: bool,
+        /// Concurrent clients sending single repayments.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Single repayments in all.
+        #[arg(long, default_value_t = 64_000)]
+        single_requests: usize,
+        /// Items per SubmitBatch call.
+        #[arg(long, default_value_t = 1_000)]
+        batch_items: usize,
+        /// SubmitBatch calls.
+        #[arg(long, default_value_t = 50)]
+        batches: usize,
+        /// Live loans prepared (and settled by the settlement run).
+        #[arg(long, default_value_t = 1_000_000)]
+        loans: usize,
+        /// Concurrent loan-history readers during the write load.
+        #[arg(long, default_value_t = 8)]
+        history_clients: usize,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -116,6 +144,33 @@ async fn main() -> anyhow::Result<()> {
                     r.first_break_seq
                 )
             }
+        }
+        Cmd::Bench {
+            target,
+            quick,
+            clients,
+            single_requests,
+            batch_items,
+            batches,
+            loans,
+            history_clients,
+        } => {
+            let cfg = if quick {
+                loanledger::bench::load::BenchConfig::quick(target)
+            } else {
+                loanledger::bench::load::BenchConfig {
+                    target,
+                    clients,
+                    single_requests,
+                    batch_items,
+                    batches,
+                    settle_loans: loans,
+                    history_clients,
+                    ceiling_txns: 20,
+                }
+            };
+            loanledger::bench::load::run(&cfg).await?;
+            Ok(())
         }
         Cmd::Token { command: TokenCmd::Create { role, org } } => {
             let role =

@@ -71,6 +71,11 @@ impl Application {
         &self.db
     }
 
+    /// The writer, for in-process callers (the benchmark prepares its data through it).
+    pub fn writer(&self) -> crate::app::writer::WriterHandle {
+        self.api.writer.clone()
+    }
+
     /// The operator token created because the database had none (shown once).
     pub fn initial_operator_token(&self) -> Option<String> {
         self.initial_operator_token.clone()
@@ -99,7 +104,9 @@ impl Application {
             .build_v1alpha()
             .context("Failed to build reflection v1alpha")?;
         tracing::info!(addr = %listener.local_addr()?, backend = db.backend(), "serving");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (about 40 ms).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)

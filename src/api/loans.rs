@@ -64,6 +64,30 @@ pub fn check_read(actor: &Principal, loan: &LoanState) -> Result<(), Status> {
     }
 }
 
+/// The canonical name of a gRPC code, as clients see it in other tools (`NOT_FOUND`).
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 /// The method and frequency must fit together, and an amortising term must be whole periods.
 fn check_method_terms(
     method: RepaymentMethod,
@@ -502,7 +526,7 @@ impl LoanService for Api {
                     commands.push(c);
                 }
                 Err(e) => {
-                    result.code = format!("{:?}", e.code());
+                    result.code = code_name(e.code()).into();
                     result.message = e.message().to_string();
                 }
             }
@@ -529,7 +553,7 @@ impl LoanService for Api {
                 }
                 Err(e) => {
                     let s = status(e);
-                    r.code = format!("{:?}", s.code());
+                    r.code = code_name(s.code()).into();
                     r.reason = tonic_types::StatusExt::get_error_details(&s)
                         .error_info()
                         .map(|i| i.reason.clone())

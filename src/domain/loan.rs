@@ -308,10 +308,15 @@ impl LoanState {
 
     /// The status on `date`, from the state as it stands (no event after it is known).
     pub fn status_on(&self, date: BusinessDate) -> LoanStatus {
+        let days = self.servicing.days_overdue(&self.terms.servicing_terms(), date);
+        self.status_for_days_overdue(days)
+    }
+
+    /// The status of a live loan with something `days` overdue (terminal states stay).
+    pub fn status_for_days_overdue(&self, days: i64) -> LoanStatus {
         if !self.is_live() {
             return self.status;
         }
-        let days = self.servicing.days_overdue(&self.terms.servicing_terms(), date);
         if days > super::servicing::OVERDUE_CLAIM_DAYS {
             LoanStatus::Overdue90
         } else if days > 0 {

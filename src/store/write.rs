@@ -280,9 +280,6 @@ impl WriteTx {
 
     /// Writes a group's staged rows: a handful of multi-row statements whatever the group size.
     pub async fn flush(&mut self, staged: &Staged) -> Result<(), StoreError> {
-        if staged.is_empty() {
-            return Ok(());
-        }
         for chunk in staged.txns.chunks(chunk_rows(10)) {
             on_tx!(self, c => {
                 let mut q = QueryBuilder::new(concat!("insert into journal_txn (", journal_columns!(), ") "));

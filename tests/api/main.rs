@@ -1,7 +1,10 @@
 //! The service as its users see it: every scenario starts the real server on port 0 over a fresh
 //! database and talks to it through the generated gRPC clients, once on SQLite and once on
-//! PostgreSQL (`<scenario>::sqlite`, `<scenario>::postgres`).
+//! PostgreSQL (`<scenario>::sqlite`, `<scenario>::postgres`). The servicing scenarios (settlement
+//! runs, repayment allocation, arrears, extension, renewal, write-off, batches, as-of) are in
+//! `servicing.rs`.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
@@ -28,6 +31,8 @@ macro_rules! on_both_backends {
         }
     )*};
 }
+
+mod servicing;
 
 on_both_backends!(
     full_flow,

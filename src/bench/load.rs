@@ -1,0 +1,570 @@
+//! The scenarios: prepare data through the writer, then drive the server over gRPC.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use super::Latency;
+use crate::api::pb;
+use crate::api::pb::audit_service_client::AuditServiceClient;
+use crate::api::pb::loan_service_client::LoanServiceClient;
+use crate::app::auth::{Principal, Role, create_token};
+use crate::app::command::{Command, Outcome};
+use crate::app::writer::WriterHandle;
+use crate::domain::date::parse_date;
+use crate::domain::event::HouseholdRecord;
+use crate::domain::household::{HouseholdStatus, StatusEntry};
+use crate::domain::identity::check_char;
+use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
+use crate::domain::money::{Fen, Rounding};
+use crate::domain::rate::AnnualRate;
+use crate::startup::{Application, Settings};
+use crate::store::Db;
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// `sqlite` (a temporary file) or a PostgreSQL server URL on which fresh databases are made.
+    pub target: String,
+    pub clients: usize,
+    pub single_requests: usize,
+    pub batch_items: usize,
+    pub batches: usize,
+    pub settle_loans: usize,
+    pub history_clients: usize,
+    pub ceiling_txns: usize,
+}
+
+impl BenchConfig {
+    /// Seconds, for CI: every scenario runs, on small numbers.
+    pub fn quick(target: String) -> Self {
+        BenchConfig {
+            target,
+            clients: 8,
+            single_requests: 400,
+            batch_items: 200,
+            batches: 3,
+            settle_loans: 300,
+            history_clients: 2,
+            ceiling_txns: 5,
+        }
+    }
+}
+
+/// A fresh database for one measurement; dropped (PostgreSQL) or deleted (SQLite) afterwards.
+pub struct Scratch {
+    pub url: String,
+    admin: Option<String>,
+    name: String,
+    _dir: Option<tempfile_dir::TempDir>,
+}
+
+mod tempfile_dir {
+    /// A directory removed on drop (the bench must not depend on dev-dependencies).
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Scratch {
+    pub async fn new(target: &str, label: &str) -> anyhow::Result<Scratch> {
+        let name = format!("bench_{label}_{}", std::process::id());
+        if target == "sqlite" {
+            let dir = std::env::temp_dir().join(&name);
+            std::fs::create_dir_all(&dir).context("Failed to create the bench directory")?;
+            let url = format!("sqlite://{}/bench.db", dir.display());
+            Ok(Scratch { url, admin: None, name, _dir: Some(tempfile_dir::TempDir(dir)) })
+        } else {
+            let admin = Db::connect(target).await.context("Failed to connect to PostgreSQL")?;
+            admin.execute_raw(&format!("drop database if exists {name}")).await?;
+            admin.execute_raw(&format!("create database {name}")).await?;
+            admin.close().await;
+            let base = target.rsplit_once('/').map(|(b, _)| b).unwrap_or(target);
+            Ok(Scratch {
+                url: format!("{base}/{name}"),
+                admin: Some(target.to_string()),
+                name,
+                _dir: None,
+            })
+        }
+    }
+
+    pub async fn drop_db(self) {
+        if let Some(admin) = &self.admin
+            && let Ok(db) = Db::connect(admin).await
+        {
+            let _ = db
+                .execute_raw(&format!("drop database if exists {} with (force)", self.name))
+                .await;
+            db.close().await;
+        }
+    }
+}
+
+fn id_number(serial: u32) -> String {
+    let first17 = format!("450121198001{:02}{:03}", 1 + serial % 28, serial % 1000);
+    let c = check_char(first17.as_bytes()) as char;
+    format!("{first17}{c}")
+}
+
+/// Prepares a ledger, a bank, and `loans` disbursed loans (one household each) through the
+/// writer, in groups of a thousand.
+pub async fn prepare(writer: &WriterHandle, loans: usize) -> anyhow::Result<Vec<String>> {
+    let operator = Principal { role: Role::Operator, org: "*".into() };
+    let bank = Principal { role: Role::Bank, org: "BB".into() };
+    let one = |r: Vec<Result<Outcome, crate::app::error::AppError>>| -> anyhow::Result<()> {
+        for x in r {
+            x.map_err(|e| anyhow::anyhow!("prepare: {e}"))?;
+        }
+        Ok(())
+    };
+    one(writer
+        .submit_many(
+            &operator,
+            vec![(
+                "p-ledger".into(),
+                Command::CreateLedger { ledger_id: "BENCH".into(), name: "bench".into() },
+            )],
+        )
+        .await)?;
+    one(writer
+        .submit_many(
+            &operator,
+            vec![(
+                "p-bank".into(),
+                Command::RegisterBank {
+                    ledger_id: "BENCH".into(),
+                    bank_id: "BB".into(),
+                    name: "bench bank".into(),
+                },
+            )],
+        )
+        .await)?;
+    let day = |s: &str| parse_date(s).expect("valid date");
+    let mut ids = Vec::with_capacity(loans);
+    for start in (0..loans).step_by(1_000) {
+        let end = (start + 1_000).min(loans);
+        let households = (start..end)
+            .map(|i| {
+                (
+                    format!("p-h-{i}"),
+                    Command::RegisterHousehold {
+                        household: HouseholdRecord {
+                            household_id: format!("H{i:07}"),
+                            ledger_id: "BENCH".into(),
+                            head_name: "bench".into(),
+                            head_id_number: id_number(i as u32),
+                            township: String::new(),
+                            village: String::new(),
+                        },
+                        status: StatusEntry {
+                            status: HouseholdStatus::RegisteredPoor,
+                            effective_date: day("2016-01-01"),
+                            reason: String::new(),
+                        },
+                    },
+                )
+            })
+            .collect();
+        one(writer.submit_many(&operator, households).await)?;
+        let contracts = (start..end)
+            .map(|i| {
+                let id_no = id_number(i as u32);
+                let terms = LoanTerms {
+                    loan_id: format!("BB-{i:07}"),
+                    ledger_id: String::new(),
+                    bank_id: "BB".into(),
+                    contract_number: format!("{i:07}"),
+                    household_id: format!("H{i:07}"),
+                    borrower_name: "bench".into(),
+                    borrower_birth_date: crate::domain::identity::IdNumber::parse(&id_no)
+                        .map(|n| n.birth_date())
+                        .unwrap_or(day("1980-01-01")),
+                    borrower_id_number: id_no,
+                    principal_fen: Fen(5_000_000),
+                    annual_rate: AnnualRate::parse("0.0385").expect("valid rate"),
+                    contract_date: day("2021-01-25"),
+                    term_months: 12,
+                    maturity_date: day("2022-01-25"),
+                    repayment_method: RepaymentMethod::Bullet,
+                    settlement_frequency: SettlementFrequency::Quarterly,
+                    purpose: "bench".into(),
+                    collateral_free: true,
+                    guarantee_free: true,
+                    renews_loan_id: None,
+                    overdue_uplift: Default::default(),
+                    misuse_uplift: Default::default(),
+                    grace_days: 0,
+                    rounding: Rounding::HalfUp,
+                    extension_months_max: 0,
+                };
+                (format!("p-c-{i}"), Command::CreateLoan { terms })
+            })
+            .collect();
+        one(writer.submit_many(&bank, contracts).await)?;
+        let disbursements = (start..end)
+            .map(|i| {
+                (
+                    format!("p-d-{i}"),
+                    Command::Disburse {
+                        loan_id: format!("BB-{i:07}"),
+                        value_date: day("2021-01-25"),
+                        amount_fen: None,
+                    },
+                )
+            })
+            .collect();
+        one(writer.submit_many(&bank, disbursements).await)?;
+        ids.extend((start..end).map(|i| format!("BB-{i:07}")));
+    }
+    Ok(ids)
+}
+
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: Request<()>) -> Result<Request<()>, tonic::Status> {
+        r.metadata_mut().insert("authorization", self.0.clone());
+        Ok(r)
+    }
+}
+
+async fn channel(port: u16) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://127.0.0.1:{port}"))?.connect().await?)
+}
+
+fn bearer(token: &str) -> anyhow::Result<Bearer> {
+    Ok(Bearer(format!("Bearer {token}").parse()?))
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub name: String,
+    pub count: u64,
+    pub unit: &'static str,
+    pub seconds: f64,
+    pub latency: Option<Latency>,
+}
+
+impl Figure {
+    pub fn rate(&self) -> f64 {
+        self.count as f64 / self.seconds.max(1e-9)
+    }
+}
+
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<34} {:>10} {} in {:>7.2} s = {:>10.0} {}/s",
+            self.name,
+            self.count,
+            self.unit,
+            self.seconds,
+            self.rate(),
+            self.unit
+        )?;
+        if let Some(l) = &self.latency {
+            write!(f, "  ({l})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Single repayments from `clients` concurrent clients, `total` requests in all.
+async fn singles(
+    port: u16,
+    token: &str,
+    loans: &[String],
+    clients: usize,
+    total: usize,
+    tag: &str,
+) -> anyhow::Result<(Figure, u64)> {
+    let loans = Arc::new(loans.to_vec());
+    let per = total.div_ceil(clients);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let ch = channel(port).await?;
+        let mut client = LoanServiceClient::with_interceptor(ch, bearer(token)?);
+        let loans = loans.clone();
+        let tag = tag.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per);
+            let mut failed = 0u64;
+            for k in 0..per {
+                let loan = &loans[(c + k * clients) % loans.len()];
+                let t = Instant::now();
+                let r = client
+                    .record_repayment(pb::RecordRepaymentRequest {
+                        request_id: format!("{tag}-{c}-{k}"),
+                        loan_id: loan.clone(),
+                        value_date: "2021-02-01".into(),
+                        amount_fen: 100,
+                    })
+                    .await;
+                lat.push(t.elapsed());
+                if r.is_err() {
+                    failed += 1;
+                }
+            }
+            (lat, failed)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (l, f) = t.await?;
+        all.extend(l);
+        failed += f;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let count = all.len() as u64 - failed;
+    Ok((
+        Figure {
+            name: format!("single repayments, {clients} clients"),
+            count,
+            unit: "postings",
+            seconds,
+            latency: Some(Latency::of(&mut all)),
+        },
+        failed,
+    ))
+}
+
+/// The scenarios, in order; prints each figure as it comes.
+pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
+    let scratch = Scratch::new(&cfg.target, "svc").await?;
+    let app = Application::build(Settings {
+        listen: "127.0.0.1:0".parse()?,
+        database_url: scratch.url.clone(),
+    })
+    .await?;
+    let port = app.port();
+    let db = app.db().clone();
+    let writer = app.writer();
+    let bank_token =
+        create_token(&db, Role::Bank, "BB").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let finance_token =
+        create_token(&db, Role::Finance, "BENCH").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let mut figures = Vec::new();
+    let report = |f: Figure, figures: &mut Vec<Figure>| {
+        println!("{f}");
+        figures.push(f);
+    };
+
+    let prep_loans = cfg.settle_loans.max(cfg.clients).max(1);
+    let t = Instant::now();
+    let loans = prepare(&writer, prep_loans).await?;
+    report(
+        Figure {
+            name: "prepare (household, contract, disbursement)".into(),
+            count: 3 * loans.len() as u64,
+            unit: "commands",
+            seconds: t.elapsed().as_secs_f64(),
+            latency: None,
+        },
+        &mut figures,
+    );
+
+    let (f, failed) =
+        singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s").await?;
+    anyhow::ensure!(failed == 0, "{failed} single repayments failed");
+    report(f, &mut figures);
+
+    // History reads while single writes go on.
+    let reader_loans = Arc::new(loans.clone());
+    let readers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for r in 0..cfg.history_clients {
+        let mut client =
+            AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
+        let loans = reader_loans.clone();
+        let done = readers_done.clone();
+        readers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut k = r;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let loan = loans[k % loans.len()].clone();
+                k += 7;
+                let t = Instant::now();
+                if let Ok(resp) =
+                    client.get_loan_history(pb::GetLoanHistoryRequest { loan_id: loan }).await
+                {
+                    let mut s = resp.into_inner();
+                    while let Ok(Some(_)) = s.message().await {}
+                }
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let (_, _) = singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "h").await?;
+    readers_done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let mut lat = Vec::new();
+    for r in readers {
+        lat.extend(r.await?);
+    }
+    let n = lat.len() as u64;
+    report(
+        Figure {
+            name: "loan history under write load".into(),
+            count: n,
+            unit: "reads",
+            seconds: started.elapsed().as_secs_f64().max(1e-3),
+            latency: Some(Latency::of(&mut lat)),
+        },
+        &mut figures,
+    );
+
+    let mut client =
+        LoanServiceClient::with_interceptor(channel(port).await?, bearer(&bank_token)?)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    let mut posted = 0u64;
+    for b in 0..cfg.batches {
+        let items = (0..cfg.batch_items)
+            .map(|i| pb::BatchItem {
+                request_id: format!("b-{b}-{i}"),
+                item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+                    loan_id: loans[(b * cfg.batch_items + i) % loans.len()].clone(),
+                    value_date: "2021-02-01".into(),
+                    amount_fen: 100,
+                })),
+            })
+            .collect();
+        let t = Instant::now();
+        let r = client.submit_batch(pb::SubmitBatchRequest { items }).await?.into_inner();
+        lat.push(t.elapsed());
+        posted += u64::from(r.posted);
+    }
+    report(
+        Figure {
+            name: format!("batched repayments, {} a call", cfg.batch_items),
+            count: posted,
+            unit: "postings",
+            seconds: start.elapsed().as_secs_f64(),
+            latency: Some(Latency::of(&mut lat)),
+        },
+        &mut figures,
+    );
+
+    let mut loan_client =
+        LoanServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
+    let start = Instant::now();
+    let r = loan_client
+        .settle_loans(pb::SettleLoansRequest {
+            request_id: "settle-1".into(),
+            ledger_id: "BENCH".into(),
+            bank_id: String::new(),
+            settlement_date: "2021-03-20".into(),
+        })
+        .await?
+        .into_inner();
+    anyhow::ensure!(r.failed == 0, "settlement failures: {:?}", r.failures);
+    report(
+        Figure {
+            name: format!("settlement run over {} loans", r.loans_examined),
+            count: r.loans_settled,
+            unit: "loans",
+            seconds: start.elapsed().as_secs_f64(),
+            latency: None,
+        },
+        &mut figures,
+    );
+
+    let mut audit =
+        AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
+    let start = Instant::now();
+    let v = audit.verify(pb::VerifyRequest { ledger_id: "BENCH".into() }).await?.into_inner();
+    anyhow::ensure!(v.ok, "verify failed: {:?}", v.problems);
+    report(
+        Figure {
+            name: "verify (chain + read models)".into(),
+            count: v.transactions_checked,
+            unit: "entries",
+            seconds: start.elapsed().as_secs_f64(),
+            latency: None,
+        },
+        &mut figures,
+    );
+
+    let _ = stop.send(());
+    server.await??;
+    drop(writer);
+    scratch.drop_db().await;
+
+    // Ceilings, each in a fresh database of the same backend.
+    let template = loans_template();
+    for (size, txns) in
+        [(64usize, cfg.ceiling_txns * 8), (cfg.batch_items.max(1), cfg.ceiling_txns)]
+    {
+        let scratch = Scratch::new(&cfg.target, "ceil").await?;
+        let db = Db::connect(&scratch.url).await?;
+        db.migrate().await?;
+        let (_, elapsed) = super::ceiling::measure(&db, &template, 1_000, size, txns).await?;
+        db.close().await;
+        scratch.drop_db().await;
+        report(
+            Figure {
+                name: format!("ceiling, {size} postings a txn"),
+                count: (size * txns) as u64,
+                unit: "postings",
+                seconds: elapsed.as_secs_f64(),
+                latency: None,
+            },
+            &mut figures,
+        );
+    }
+    Ok(figures)
+}
+
+fn loans_template() -> LoanState {
+    let day = |s: &str| parse_date(s).expect("valid date");
+    let terms = LoanTerms {
+        loan_id: String::new(),
+        ledger_id: String::new(),
+        bank_id: String::new(),
+        contract_number: "c".into(),
+        household_id: String::new(),
+        borrower_name: "bench".into(),
+        borrower_id_number: "11010519491231002X".into(),
+        borrower_birth_date: day("1949-12-31"),
+        principal_fen: Fen(5_000_000),
+        annual_rate: AnnualRate::parse("0.0385").expect("valid rate"),
+        contract_date: day("2021-01-25"),
+        term_months: 12,
+        maturity_date: day("2022-01-25"),
+        repayment_method: RepaymentMethod::Bullet,
+        settlement_frequency: SettlementFrequency::Quarterly,
+        purpose: "bench".into(),
+        collateral_free: true,
+        guarantee_free: true,
+        renews_loan_id: None,
+        overdue_uplift: Default::default(),
+        misuse_uplift: Default::default(),
+        grace_days: 0,
+        rounding: Rounding::HalfUp,
+        extension_months_max: 12,
+    };
+    let mut s = LoanState::new(terms, 1);
+    s.status = crate::domain::loan::LoanStatus::Active;
+    s.disbursed_fen = Fen(5_000_000);
+    s.principal_outstanding_fen = Fen(5_000_000);
+    s
+}

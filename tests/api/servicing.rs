@@ -1,0 +1,1357 @@
+//! Loan servicing through the API, with every figure to the fen: settlement runs, a year of
+//! quarterly settlements and repayments, arrears with penalty and compound interest, extension,
+//! renewal, early payoff, a bank's daily file with bad items, misuse, write-off, and loans as of
+//! past dates. Each scenario runs on SQLite and on PostgreSQL and ends with Verify, which replays
+//! the journal and recomputes every event's figures and postings.
+//!
+//! The expected figures are computed by hand in the comments and again, independently of the
+//! service, by [`accrual`]: Σ 积数 × annual rate / 360 over a settlement's segments, rounded half
+//! up once. The defaults are the standard loan of `common`: 5,000,000 fen at 3.85% from
+//! 2021-01-25 for 12 months, bullet, quarterly (points 03-20, 06-20, 09-20, 12-20, and maturity
+//! 2022-01-25, whose period ends the day before). The penalty rate is 3.85% × 1.5 = 5.775% once
+//! overdue and 3.85% × 2 = 7.7% for misuse; unpaid interest compounds from its due date at the
+//! contract rate until maturity and at the penalty rate after.
+
+use chrono::NaiveDate;
+use serde_json::Value;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use super::{disbursed_loans, entry, loan, nonzero, postings, sorted};
+use crate::common::*;
+use loanledger::api::pb;
+
+on_both_backends!(
+    settlement_run,
+    year_of_quarterly_settlements,
+    overdue_penalty_and_recovery,
+    extension,
+    renewal,
+    early_payoff,
+    batch_with_bad_items,
+    misuse,
+    write_off,
+    loan_as_of_dates,
+);
+
+/// Annual rates in units of 0.00001.
+const CONTRACT_RATE: i128 = 3_850; // 3.85%
+const PENALTY_RATE: i128 = 5_775; // 3.85% × 1.5
+const MISUSE_RATE: i128 = 7_700; // 3.85% × 2
+
+/// One settlement: Σ base × days × rate / 360 over its segments `(base_fen, days, rate)`, rounded
+/// half up once at the end.
+fn accrual(segments: &[(i64, i64, i128)]) -> i64 {
+    let numerator: i128 =
+        segments.iter().map(|&(base, days, rate)| i128::from(base) * i128::from(days) * rate).sum();
+    let denominator: i128 = 100_000 * 360;
+    i64::try_from((2 * numerator + denominator) / (2 * denominator)).expect("fits in i64")
+}
+
+/// Contract-rate interest on `base` for `days`.
+fn interest(base: i64, days: i64) -> i64 {
+    accrual(&[(base, days, CONTRACT_RATE)])
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a test date")
+}
+
+/// Days from `from` to `to`, both inclusive.
+fn days(from: &str, to: &str) -> i64 {
+    (date(to) - date(from)).num_days() + 1
+}
+
+fn status_of(l: &pb::Loan) -> pb::LoanStatus {
+    pb::LoanStatus::try_from(l.status).expect("a known loan status")
+}
+
+fn settle_request(
+    request_id: &str,
+    bank_id: &str,
+    settlement_date: &str,
+) -> pb::SettleLoansRequest {
+    pb::SettleLoansRequest {
+        request_id: request_id.into(),
+        ledger_id: LEDGER.into(),
+        bank_id: bank_id.into(),
+        settlement_date: settlement_date.into(),
+    }
+}
+
+/// A settlement run of the ledger (or of `bank_id`'s loans) up to `settlement_date`.
+async fn settle(
+    app: &TestApp,
+    token: &str,
+    bank_id: &str,
+    settlement_date: &str,
+) -> pb::SettleLoansResponse {
+    app.loans(token)
+        .settle_loans(settle_request(&rid("settle"), bank_id, settlement_date))
+        .await
+        .unwrap_or_else(|e| panic!("SettleLoans {settlement_date}: {e:?}"))
+        .into_inner()
+}
+
+/// Contracts a standard loan of B1 of `principal_fen` to `household` (registered first unless it
+/// is the seeded H001) and returns its id.
+async fn contract(
+    app: &TestApp,
+    t: &Tokens,
+    contract_number: &str,
+    household: &str,
+    principal_fen: i64,
+) -> String {
+    if household != HOUSEHOLD {
+        app.register_household(&t.finance, household, "19800517").await;
+    }
+    let mut req = standard_loan(contract_number, household);
+    req.principal_fen = principal_fen;
+    app.create_loan(&t.bank, req).await;
+    loan_id(contract_number)
+}
+
+/// Contracts and disburses a standard loan of B1 on `value_date`.
+async fn disbursed(
+    app: &TestApp,
+    t: &Tokens,
+    contract_number: &str,
+    household: &str,
+    principal_fen: i64,
+    value_date: &str,
+) -> String {
+    let id = contract(app, t, contract_number, household, principal_fen).await;
+    app.disburse(&t.bank, &id, value_date).await;
+    id
+}
+
+/// Registers bank B2 and gives it a disbursed loan of `principal_fen` to a new household.
+async fn bank_b2_loan(
+    app: &TestApp,
+    t: &Tokens,
+    household: &str,
+    principal_fen: i64,
+) -> (String, String) {
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.bank_token("B2").await;
+    app.register_household(&t.finance, household, "19800517").await;
+    let mut req = standard_loan("X001", household);
+    req.bank_id = "B2".into();
+    req.principal_fen = principal_fen;
+    app.create_loan(&b2, req).await;
+    let id = "B2-X001".to_string();
+    app.disburse(&b2, &id, "2021-01-25").await;
+    (b2, id)
+}
+
+async fn repayment(
+    app: &TestApp,
+    token: &str,
+    loan_id: &str,
+    value_date: &str,
+    amount_fen: i64,
+) -> Result<tonic::Response<pb::LoanResponse>, tonic::Status> {
+    app.loans(token)
+        .record_repayment(pb::RecordRepaymentRequest {
+            request_id: rid("repay"),
+            loan_id: loan_id.into(),
+            value_date: value_date.into(),
+            amount_fen,
+        })
+        .await
+}
+
+fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
+    status.get_details_error_info().and_then(|i| i.metadata.get(key).cloned())
+}
+
+fn event_json(t: &pb::JournalTransaction) -> Value {
+    serde_json::from_str(&t.command_json)
+        .unwrap_or_else(|e| panic!("command_json of seq {} is JSON: {e}", t.seq))
+}
+
+/// `(days, jishu, annual_rate)` of each segment of an accrual in a command's JSON.
+fn segments(accrual: &Value) -> Vec<(i64, i64, String)> {
+    accrual["segments"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an accrual has segments: {accrual}"))
+        .iter()
+        .map(|s| {
+            (
+                s["days"].as_i64().unwrap(),
+                s["jishu"].as_i64().unwrap(),
+                s["annual_rate"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn assert_verifies(app: &TestApp, t: &Tokens) {
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "verify: {v:?}");
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    check_chain(&app.journal(&t.auditor, LEDGER).await);
+}
+
+/// A settlement run over several loans of two banks posts each loan's interest once whatever the
+/// retries; banks settle only their own loans; the history keeps the working.
+async fn settlement_run(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    // B1: 50,000, 30,000 and 10,000 yuan; B2: 20,000 yuan; all disbursed 2021-01-25.
+    let l1 = disbursed(&app, &t, "R1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let l2 = disbursed(&app, &t, "R2", "H-R2", 3_000_000, "2021-01-25").await;
+    let l3 = disbursed(&app, &t, "R3", "H-R3", 1_000_000, "2021-01-25").await;
+    let (b2, l4) = bank_b2_loan(&app, &t, "H-R4", 2_000_000).await;
+
+    // 2021-01-25 ..= 2021-03-20 is 55 days:
+    //   5,000,000 × 55 × 0.0385 / 360 = 29,409.72 -> 29,410
+    //   3,000,000 × 55 × 0.0385 / 360 = 17,645.83 -> 17,646
+    //   1,000,000 × 55 × 0.0385 / 360 =  5,881.94 ->  5,882
+    //   2,000,000 × 55 × 0.0385 / 360 = 11,763.89 -> 11,764
+    // Sum 64,702.
+    assert_eq!(days("2021-01-25", "2021-03-20"), 55);
+    let q1 = [29_410, 17_646, 5_882, 11_764];
+    assert_eq!(
+        q1,
+        [
+            interest(5_000_000, 55),
+            interest(3_000_000, 55),
+            interest(1_000_000, 55),
+            interest(2_000_000, 55)
+        ]
+    );
+    assert_eq!(q1.iter().sum::<i64>(), 64_702);
+
+    // A bank settles only its own loans, and must say so.
+    let mut b1_loans = app.loans(&t.bank);
+    expect_code(
+        b1_loans.settle_loans(settle_request(&rid("settle"), "", "2021-03-20")).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        b1_loans.settle_loans(settle_request(&rid("settle"), "B2", "2021-03-20")).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        app.loans(&b2).settle_loans(settle_request(&rid("settle"), BANK, "2021-03-20")).await,
+        Code::PermissionDenied,
+    );
+    // An auditor reads, never settles.
+    expect_code(
+        app.loans(&t.auditor).settle_loans(settle_request(&rid("settle"), "", "2021-03-20")).await,
+        Code::PermissionDenied,
+    );
+
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+    let first_id = rid("settle-q1");
+    let run = app
+        .loans(&t.finance)
+        .settle_loans(settle_request(&first_id, "", "2021-03-20"))
+        .await
+        .expect("SettleLoans as finance")
+        .into_inner();
+    assert_eq!(run.loans_examined, 4, "{run:?}");
+    assert_eq!(run.loans_settled, 4, "{run:?}");
+    assert_eq!(run.settlement_points, 4, "{run:?}");
+    assert_eq!(run.interest_fen, 64_702, "{run:?}");
+    assert_eq!((run.penalty_fen, run.compound_fen), (0, 0), "{run:?}");
+    assert_eq!(run.failed, 0, "{run:?}");
+    assert!(run.failures.is_empty(), "{run:?}");
+    let after_first = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(after_first.len(), before + 4, "one settlement transaction per loan");
+
+    // The same date again under another request id: nothing is due, nothing is posted.
+    let again = settle(&app, &t.finance, "", "2021-03-20").await;
+    assert_eq!(again.loans_examined, 4, "{again:?}");
+    assert_eq!(again.loans_settled, 0, "{again:?}");
+    assert_eq!(again.settlement_points, 0, "{again:?}");
+    assert_eq!(again.interest_fen, 0, "{again:?}");
+    // An earlier date than the last settlement: nothing either.
+    let earlier = settle(&app, &t.finance, "", "2021-03-01").await;
+    assert_eq!((earlier.loans_settled, earlier.interest_fen), (0, 0), "{earlier:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), after_first.len());
+
+    // GetLoan shows the settled interest as due on the settlement day.
+    for (id, token, due) in
+        [(&l1, &t.bank, q1[0]), (&l2, &t.bank, q1[1]), (&l3, &t.bank, q1[2]), (&l4, &b2, q1[3])]
+    {
+        let l = app.get_loan_as_of(token, id, "2021-03-20").await;
+        assert_eq!(l.interest_due_fen, due, "{l:?}");
+        assert_eq!(l.interest_settled_fen, due, "{l:?}");
+        assert_eq!(l.accrued_interest_fen, 0, "{l:?}");
+        assert_eq!((l.penalty_fen, l.compound_fen, l.days_overdue), (0, 0, 0), "{l:?}");
+        assert_eq!(status_of(&l), pb::LoanStatus::Active, "{l:?}");
+        assert_eq!(l.next_settlement_date, "2021-06-20", "{l:?}");
+    }
+
+    // The history of the 50,000-yuan loan shows the settlement with its working.
+    let history = app.history(&t.auditor, &l1).await;
+    let kinds: Vec<&str> = history.iter().map(|h| h.kind.as_str()).collect();
+    assert_eq!(kinds, ["loan.created", "loan.disbursed", "loan.settled"]);
+    let settled = &history[2];
+    assert_eq!(settled.value_date, "2021-03-20");
+    assert_eq!(settled.actor, format!("finance:{LEDGER}"));
+    assert_eq!(settled.request_id, format!("{first_id}/{l1}"), "one request id per loan");
+    assert_eq!(
+        sorted(&nonzero(&settled.postings)),
+        postings(&[("loan/B1-R1/interest", 29_410), ("bank/B1/interest_income", -29_410)])
+    );
+    let json = event_json(settled);
+    let points = json["settlements"].as_array().expect("settlements");
+    assert_eq!(points.len(), 1, "{json}");
+    assert_eq!(points[0]["date"], "2021-03-20");
+    let working = &points[0]["interest"];
+    // 5,000,000 fen × 55 days = 275,000,000 fen-days; × 0.0385 / 360 = 29,409.722… -> 29,410.
+    assert_eq!(segments(working), vec![(55, 275_000_000, "0.0385".to_string())], "{json}");
+    assert_eq!(working["segments"][0]["from"], "2021-01-25");
+    assert_eq!(working["segments"][0]["to_inclusive"], "2021-03-20");
+    assert_eq!(working["segments"][0]["base_fen"], 5_000_000);
+    assert!(
+        working["unrounded_fen"].as_str().is_some_and(|u| u.starts_with("29409.7222")),
+        "{json}"
+    );
+    assert_eq!(working["amount_fen"], 29_410, "{json}");
+    assert!(points[0]["penalty"].is_null() && points[0]["compound"].is_null(), "{json}");
+
+    // B1 settles its own loans at 2021-06-20 (92 days). Nothing was paid on 03-20, so each
+    // loan's first interest compounds from 03-21 to 06-20 (92 days) at the contract rate:
+    //   interest 5,000,000 × 92 × 0.0385 / 360 = 49,194.44 -> 49,194; compound 29,410 × 92 ×
+    //            0.0385 / 360 = 289.36 -> 289
+    //   interest 3,000,000 × 92: 29,516.67 -> 29,517; compound 17,646 × 92: 173.62 -> 174
+    //   interest 1,000,000 × 92:  9,838.89 ->  9,839; compound  5,882 × 92:  57.87 ->  58
+    // Interest 88,550, compound 521.
+    let q2 = [(49_194, 289), (29_517, 174), (9_839, 58)];
+    assert_eq!(
+        q2,
+        [
+            (interest(5_000_000, 92), interest(29_410, 92)),
+            (interest(3_000_000, 92), interest(17_646, 92)),
+            (interest(1_000_000, 92), interest(5_882, 92)),
+        ]
+    );
+    let own = b1_loans
+        .settle_loans(settle_request(&rid("settle"), BANK, "2021-06-20"))
+        .await
+        .expect("a bank settles its own loans")
+        .into_inner();
+    assert_eq!(own.loans_examined, 3, "{own:?}");
+    assert_eq!(own.loans_settled, 3, "{own:?}");
+    assert_eq!(own.settlement_points, 3, "{own:?}");
+    assert_eq!(own.interest_fen, 88_550, "{own:?}");
+    assert_eq!(own.compound_fen, 521, "{own:?}");
+    assert_eq!(own.penalty_fen, 0, "{own:?}");
+    // B2's loan was not touched.
+    assert_eq!(app.history(&b2, &l4).await.len(), 3, "B2's loan: created, disbursed, settled");
+    let b2_loan = app.get_loan_as_of(&b2, &l4, "2021-06-20").await;
+    assert_eq!(b2_loan.interest_settled_fen, q1[3], "{b2_loan:?}");
+    assert_eq!(b2_loan.next_settlement_date, "2021-06-20", "{b2_loan:?}");
+
+    // The bank's settlement of the first loan shows the compound working too.
+    let history = app.history(&t.bank, &l1).await;
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[3].actor, "bank:B1");
+    let json = event_json(&history[3]);
+    let point = &json["settlements"][0];
+    assert_eq!(segments(&point["interest"]), vec![(92, 460_000_000, "0.0385".to_string())]);
+    assert_eq!(point["interest"]["amount_fen"], 49_194);
+    // 29,410 fen × 92 days = 2,705,720 fen-days.
+    assert_eq!(segments(&point["compound"]), vec![(92, 2_705_720, "0.0385".to_string())]);
+    assert_eq!(point["compound"]["amount_fen"], 289);
+    assert_eq!(
+        sorted(&nonzero(&history[3].postings)),
+        postings(&[
+            ("loan/B1-R1/interest", 49_194),
+            ("bank/B1/interest_income", -49_194),
+            ("loan/B1-R1/compound", 289),
+            ("bank/B1/compound_income", -289),
+        ])
+    );
+
+    // The finance office's run at 06-20 now settles only B2's loan: 2,000,000 × 92 × 0.0385 /
+    // 360 = 19,677.78 -> 19,678 and compound 11,764 × 92 × 0.0385 / 360 = 115.74 -> 116.
+    let rest = settle(&app, &t.finance, "", "2021-06-20").await;
+    assert_eq!(rest.loans_examined, 4, "{rest:?}");
+    assert_eq!(rest.loans_settled, 1, "{rest:?}");
+    assert_eq!(rest.settlement_points, 1, "{rest:?}");
+    assert_eq!((rest.interest_fen, rest.compound_fen), (19_678, 116), "{rest:?}");
+    assert_eq!((interest(2_000_000, 92), interest(11_764, 92)), (19_678, 116));
+
+    assert_verifies(&app, &t).await;
+
+    // The very first run replayed under its own request id: every loan's settlement is
+    // answered from the first time and nothing is posted, so the run gives its first answer
+    // again (same id, same answer), while a new run above reported 0.
+    let journal_len = app.journal(&t.auditor, LEDGER).await.len();
+    let replay = app
+        .loans(&t.finance)
+        .settle_loans(settle_request(&first_id, "", "2021-03-20"))
+        .await
+        .expect("a replayed run")
+        .into_inner();
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_len, "the replay posted");
+    assert_eq!(replay.failed, 0, "{replay:?}");
+    assert_eq!(
+        (replay.loans_settled, replay.settlement_points, replay.interest_fen),
+        (4, 4, 29_410 + 17_646 + 5_882 + 11_764),
+        "a retried run answers as the first time: {replay:?}"
+    );
+    app.finish().await;
+}
+
+/// Settlement at each quarter end, the exact interest paid on each settlement day, payoff at
+/// maturity: DESIGN.md's worked figure, 1,951.73 yuan.
+async fn year_of_quarterly_settlements(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "Y1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+
+    // 294.10 (55 days) + 491.94 (92) + 491.94 (92) + 486.60 (91) + 187.15 (35, to 2022-01-24).
+    let quarters = [
+        ("2021-03-20", "2021-01-25", 29_410),
+        ("2021-06-20", "2021-03-21", 49_194),
+        ("2021-09-20", "2021-06-21", 49_194),
+        ("2021-12-20", "2021-09-21", 48_660),
+    ];
+    let mut settled = 0;
+    for (point, from, amount) in quarters {
+        assert_eq!(interest(5_000_000, days(from, point)), amount);
+        let run = settle(&app, &t.finance, "", point).await;
+        assert_eq!(
+            (run.loans_settled, run.settlement_points, run.interest_fen),
+            (1, 1, amount),
+            "{point}: {run:?}"
+        );
+        assert_eq!((run.penalty_fen, run.compound_fen), (0, 0), "{point}: {run:?}");
+        settled += amount;
+        let paid = app.repay(&t.bank, &id, point, amount).await;
+        let l = loan(&paid);
+        assert_eq!(status_of(l), pb::LoanStatus::Active, "{l:?}");
+        assert_eq!(l.interest_paid_fen, settled, "{l:?}");
+        assert_eq!(l.interest_settled_fen, settled, "{l:?}");
+        assert_eq!((l.interest_due_fen, l.penalty_fen, l.compound_fen), (0, 0, 0), "{l:?}");
+        assert_eq!(l.principal_outstanding_fen, 5_000_000, "{l:?}");
+        // The run posted the interest; the repayment only receives it.
+        let history = app.history(&t.auditor, &id).await;
+        let last = history.last().unwrap();
+        assert_eq!(last.kind, "loan.repaid");
+        assert_eq!(
+            sorted(&nonzero(&last.postings)),
+            postings(&[("bank/B1/cash", amount), ("loan/B1-Y1/interest", -amount)])
+        );
+    }
+    // Maturity: 2021-12-21 ..= 2022-01-24, 35 days: 18,714.58 -> 18,715.
+    assert_eq!(days("2021-12-21", "2022-01-24"), 35);
+    assert_eq!(interest(5_000_000, 35), 18_715);
+    let run = settle(&app, &t.finance, "", "2022-01-25").await;
+    assert_eq!((run.loans_settled, run.interest_fen), (1, 18_715), "{run:?}");
+    let quote = app.payoff_quote(&t.bank, &id, "2022-01-25").await;
+    assert_eq!(quote.current_interest_fen, 18_715, "{quote:?}");
+    assert_eq!(quote.total_fen, 5_018_715, "{quote:?}");
+    let paid = app.repay(&t.bank, &id, "2022-01-25", 5_018_715).await;
+    let l = loan(&paid);
+    assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
+    assert_eq!(l.interest_settled_fen, 195_173, "{l:?}");
+    assert_eq!(l.interest_paid_fen, 195_173, "{l:?}");
+    assert_eq!(l.principal_repaid_fen, 5_000_000, "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 0, "{l:?}");
+    assert_eq!((l.penalty_paid_fen, l.compound_paid_fen), (0, 0), "{l:?}");
+    // A settled loan is not live: a later run does not even look at it.
+    let after = settle(&app, &t.finance, "", "2022-03-20").await;
+    assert_eq!((after.loans_examined, after.loans_settled), (0, 0), "{after:?}");
+    let b = balances(&app.journal(&t.auditor, LEDGER).await);
+    assert_eq!(b["bank/B1/interest_income"], -195_173);
+    assert_eq!(b["bank/B1/cash"], 195_173);
+    assert_eq!(b["loan/B1-Y1/principal"], 0);
+    assert_eq!(b["loan/B1-Y1/interest"], 0);
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// Nothing paid for a year: interest items fall overdue and compound, principal bears penalty
+/// after maturity; a partial payment goes to penalty, compound, then the oldest interest; paying
+/// the quote closes the loan. A loan a few days overdue is OVERDUE, not OVERDUE_90.
+async fn overdue_penalty_and_recovery(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "O1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let small = disbursed(&app, &t, "O2", "H-O2", 1_000_000, "2021-01-25").await;
+
+    // Before any settlement is recorded: the small loan's 03-20 interest is unpaid on 03-25.
+    let unsettled_view = app.get_loan_as_of(&t.bank, &small, "2021-03-25").await;
+
+    let run = settle(&app, &t.finance, "", "2021-03-20").await;
+    // 29,410 + 5,881.94 -> 5,882.
+    assert_eq!((run.loans_settled, run.interest_fen), (2, 29_410 + 5_882), "{run:?}");
+
+    // Five days after the interest was due (overdue from 03-21): OVERDUE, not OVERDUE_90.
+    let l = app.get_loan_as_of(&t.bank, &small, "2021-03-25").await;
+    assert_eq!(status_of(&l), pb::LoanStatus::Overdue, "{l:?}");
+    assert_eq!(l.days_overdue, 5, "{l:?}");
+    assert_eq!(l.interest_due_fen, 5_882, "{l:?}");
+    // Compound 03-21 ..= 03-24 (4 days): 5,882 × 4 × 0.0385 / 360 = 2.52 -> 3; interest of the
+    // running period to the day before: 1,000,000 × 4 × 0.0385 / 360 = 427.78 -> 428.
+    assert_eq!((l.compound_fen, l.accrued_interest_fen), (3, 428), "{l:?}");
+    assert_eq!((interest(5_882, 4), interest(1_000_000, 4)), (3, 428));
+    // Paid off on 03-26: 5,882 + compound 5 days (3.15 -> 3) + interest 5 days (534.72 -> 535)
+    // + 1,000,000 = 1,006,420.
+    let quote = app.payoff_quote(&t.bank, &small, "2021-03-26").await;
+    assert_eq!(quote.overdue_interest_fen, 5_882, "{quote:?}");
+    assert_eq!(quote.compound_fen, interest(5_882, 5), "{quote:?}");
+    assert_eq!(quote.accrued_interest_fen, interest(1_000_000, 5), "{quote:?}");
+    assert_eq!(quote.days_overdue, 6, "{quote:?}");
+    assert_eq!(quote.total_fen, 1_006_420, "{quote:?}");
+    let paid = app.repay(&t.bank, &small, "2021-03-26", 1_006_420).await;
+    assert_eq!(status_of(loan(&paid)), pb::LoanStatus::Settled);
+    assert_eq!(loan(&paid).compound_paid_fen, 3);
+
+    // The big loan: 90 days overdue on 2021-06-18 (03-21 ..= 06-18), more than 90 on 06-19.
+    assert_eq!(days("2021-03-21", "2021-06-18"), 90);
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-06-18").await;
+    assert_eq!((status_of(&l), l.days_overdue), (pb::LoanStatus::Overdue, 90), "{l:?}");
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-06-19").await;
+    assert_eq!((status_of(&l), l.days_overdue), (pb::LoanStatus::Overdue90, 91), "{l:?}");
+
+    // Settle through maturity. Unpaid interest items: I1 29,410 (due 2021-03-20), I2 49,194
+    // (06-20), I3 49,194 (09-20), I4 48,660 (12-20), I5 18,715 (2022-01-25). Compound at the
+    // contract rate, one rounding per point:
+    //   06-20: 29,410 × 92 days (03-21 ..= 06-20) = 2,705,720 × 0.0385 / 360 = 289.36 -> 289
+    //   09-20: 78,604 × 92 (06-21 ..= 09-20) = 7,231,568 -> 773.38 -> 773
+    //   12-20: 127,798 × 91 (09-21 ..= 12-20) = 11,629,618 -> 1,243.72 -> 1,244
+    //   01-25: 176,458 × 35 (12-21 ..= 01-24) = 6,176,030 -> 660.49 -> 660
+    // Compound settled: 2,966.
+    let compound_points = [
+        interest(29_410, 92),
+        interest(29_410 + 49_194, 92),
+        interest(29_410 + 49_194 + 49_194, 91),
+        interest(29_410 + 49_194 + 49_194 + 48_660, 35),
+    ];
+    assert_eq!(compound_points, [289, 773, 1_244, 660]);
+    let run = settle(&app, &t.finance, "", "2022-01-25").await;
+    assert_eq!(run.loans_examined, 1, "the small loan is settled: {run:?}");
+    assert_eq!(run.loans_settled, 1, "{run:?}");
+    assert_eq!(run.settlement_points, 4, "{run:?}");
+    assert_eq!(run.interest_fen, 49_194 + 49_194 + 48_660 + 18_715, "{run:?}");
+    assert_eq!(run.compound_fen, 2_966, "{run:?}");
+    assert_eq!(run.penalty_fen, 0, "no penalty before maturity: {run:?}");
+
+    // 30 days after maturity (2022-01-25 ..= 2022-02-23):
+    //   penalty 5,000,000 × 30 × 0.05775 / 360 = 24,062.5 -> 24,063
+    //   compound 195,173 × 30 × 0.05775 / 360 = 939.27 -> 939, on top of the 2,966 settled
+    //   days overdue: the interest due 2021-03-20 is overdue since 2021-03-21: 341 days.
+    assert_eq!(accrual(&[(5_000_000, 30, PENALTY_RATE)]), 24_063);
+    assert_eq!(accrual(&[(195_173, 30, PENALTY_RATE)]), 939);
+    assert_eq!(days("2021-03-21", "2022-02-24"), 341);
+    let quote = app.payoff_quote(&t.bank, &id, "2022-02-24").await;
+    assert_eq!(quote.penalty_fen, 24_063, "{quote:?}");
+    assert_eq!(quote.compound_fen, 2_966 + 939, "{quote:?}");
+    assert_eq!(quote.overdue_interest_fen, 195_173, "{quote:?}");
+    assert_eq!((quote.current_interest_fen, quote.accrued_interest_fen), (0, 0), "{quote:?}");
+    assert_eq!(quote.principal_fen, 5_000_000, "{quote:?}");
+    assert_eq!(quote.days_overdue, 341, "{quote:?}");
+    assert_eq!(quote.total_fen, 24_063 + 3_905 + 195_173 + 5_000_000, "{quote:?}");
+    assert_eq!(quote.total_fen, 5_223_141);
+    let l = app.get_loan_as_of(&t.bank, &id, "2022-02-24").await;
+    assert_eq!(status_of(&l), pb::LoanStatus::Overdue90, "{l:?}");
+    assert_eq!(l.days_overdue, 341, "{l:?}");
+    assert_eq!((l.penalty_fen, l.compound_fen, l.interest_due_fen), (24_063, 3_905, 195_173));
+
+    // A partial payment of 1,000.00 yuan: penalty 24,063, compound 3,905, then 72,032 of the
+    // overdue interest, oldest first (I1 29,410 in full, 42,622 of I2, leaving 6,572 of it).
+    let partial = app.repay(&t.bank, &id, "2022-02-24", 100_000).await;
+    let l = loan(&partial);
+    assert_eq!((l.penalty_fen, l.compound_fen), (0, 0), "{l:?}");
+    assert_eq!((l.penalty_paid_fen, l.compound_paid_fen), (24_063, 3_905), "{l:?}");
+    assert_eq!(l.interest_paid_fen, 72_032, "{l:?}");
+    assert_eq!(l.interest_due_fen, 195_173 - 72_032, "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 5_000_000, "{l:?}");
+    assert_eq!(l.principal_repaid_fen, 0, "{l:?}");
+    // The oldest unpaid amount is now the rest of I2, overdue since 2021-06-21.
+    assert_eq!(l.days_overdue, days("2021-06-21", "2022-02-24"), "{l:?}");
+    assert_eq!(l.days_overdue, 249, "{l:?}");
+    assert_eq!(status_of(l), pb::LoanStatus::Overdue90, "{l:?}");
+    // The repayment settles the 30 days' penalty and compound, then takes the cash.
+    let history = app.history(&t.auditor, &id).await;
+    let repaid = history.last().unwrap();
+    assert_eq!(repaid.seq, entry(&partial).seq);
+    assert_eq!(
+        sorted(&nonzero(&repaid.postings)),
+        postings(&[
+            ("bank/B1/cash", 100_000),
+            ("bank/B1/penalty_income", -24_063),
+            ("bank/B1/compound_income", -939),
+            ("loan/B1-O1/compound", 939 - 3_905),
+            ("loan/B1-O1/interest", -72_032),
+        ])
+    );
+    let json = event_json(repaid);
+    let alloc = &json["repayment"]["allocation"];
+    assert_eq!(
+        [
+            &alloc["penalty_fen"],
+            &alloc["compound_fen"],
+            &alloc["overdue_interest_fen"],
+            &alloc["current_interest_fen"],
+            &alloc["principal_fen"],
+        ],
+        [24_063, 3_905, 72_032, 0, 0],
+        "{json}"
+    );
+    let charges = &json["repayment"]["charges"];
+    assert_eq!(segments(&charges["penalty"]), vec![(30, 150_000_000, "0.05775".to_string())]);
+    assert_eq!(segments(&charges["compound"]), vec![(30, 5_855_190, "0.05775".to_string())]);
+
+    // Paying the rest on 2022-03-10: 14 more days (02-24 ..= 03-09) at the penalty rate:
+    //   penalty 5,000,000 × 14 × 0.05775 / 360 = 11,229.17 -> 11,229
+    //   compound 123,141 × 14 × 0.05775 / 360 = 276.55 -> 277
+    // Total 11,229 + 277 + 123,141 + 5,000,000 = 5,134,647.
+    assert_eq!(accrual(&[(5_000_000, 14, PENALTY_RATE)]), 11_229);
+    assert_eq!(accrual(&[(123_141, 14, PENALTY_RATE)]), 277);
+    let quote = app.payoff_quote(&t.bank, &id, "2022-03-10").await;
+    assert_eq!((quote.penalty_fen, quote.compound_fen), (11_229, 277), "{quote:?}");
+    assert_eq!(quote.overdue_interest_fen, 123_141, "{quote:?}");
+    assert_eq!(quote.total_fen, 5_134_647, "{quote:?}");
+    let done = app.repay(&t.bank, &id, "2022-03-10", quote.total_fen).await;
+    let l = loan(&done);
+    assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
+    assert_eq!(l.penalty_paid_fen, 24_063 + 11_229, "{l:?}");
+    assert_eq!(l.compound_paid_fen, 3_905 + 277, "{l:?}");
+    assert_eq!(l.interest_paid_fen, 195_173, "{l:?}");
+    assert_eq!(l.interest_settled_fen, 195_173, "{l:?}");
+    assert_eq!((l.principal_outstanding_fen, l.days_overdue), (0, 0), "{l:?}");
+    assert_verifies(&app, &t).await;
+
+    // Kept for last so that the figures above are checked whatever this finds: before any
+    // settlement was recorded, the small loan's as-of view computes the 03-20 interest as
+    // overdue (days_overdue 5), and its status, "as of this date too", must say so.
+    assert_eq!(unsettled_view.days_overdue, 5, "{unsettled_view:?}");
+    assert_eq!(unsettled_view.interest_due_fen, 5_882, "{unsettled_view:?}");
+    assert_eq!(
+        status_of(&unsettled_view),
+        pb::LoanStatus::Overdue,
+        "status disagrees with days_overdue when no settlement is recorded yet: {unsettled_view:?}"
+    );
+    app.finish().await;
+}
+
+/// An extension (展期) within the policy limit, once; after the original maturity the loan
+/// accrues interest at the contract rate, not penalty, until the new maturity.
+async fn extension(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "E1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let late = disbursed(&app, &t, "E2", "H-E2", 1_000_000, "2021-01-25").await;
+    for (point, amount) in [
+        ("2021-03-20", 29_410),
+        ("2021-06-20", 49_194),
+        ("2021-09-20", 49_194),
+        ("2021-12-20", 48_660),
+    ] {
+        app.repay(&t.bank, &id, point, amount).await;
+    }
+    let mut loans = app.loans(&t.bank);
+    let extend = |loan_id: &str, value_date: &str, new_maturity: &str| pb::ExtendLoanRequest {
+        request_id: rid("extend"),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+        new_maturity_date: new_maturity.into(),
+    };
+
+    // The policy allows 12 months (no more than the term): latest maturity 2023-01-25.
+    let beyond = expect_refused(
+        loans.extend_loan(extend(&id, "2022-01-10", "2023-01-26")).await,
+        "EXTENSION_NOT_ALLOWED",
+    );
+    assert_eq!(metadata(&beyond, "latest_maturity").as_deref(), Some("2023-01-25"), "{beyond:?}");
+    expect_refused(
+        loans.extend_loan(extend(&id, "2022-01-10", "2022-01-25")).await,
+        "EXTENSION_NOT_ALLOWED",
+    );
+    // An extension is recorded by the maturity date.
+    expect_refused(
+        loans.extend_loan(extend(&late, "2022-01-26", "2022-07-25")).await,
+        "EXTENSION_NOT_ALLOWED",
+    );
+    // Only the lending bank extends.
+    expect_code(
+        app.loans(&t.finance).extend_loan(extend(&id, "2022-01-10", "2022-07-25")).await,
+        Code::PermissionDenied,
+    );
+
+    let extended = loans
+        .extend_loan(extend(&id, "2022-01-10", "2022-07-25"))
+        .await
+        .expect("an extension of 6 months")
+        .into_inner();
+    let l = loan(&extended);
+    assert_eq!(l.maturity_date, "2022-01-25", "the contract's maturity stays: {l:?}");
+    assert_eq!(l.current_maturity_date, "2022-07-25", "{l:?}");
+    assert_eq!(l.extensions, 1, "{l:?}");
+    assert_eq!(l.next_settlement_date, "2022-03-20", "{l:?}");
+    assert_eq!(status_of(l), pb::LoanStatus::Active, "{l:?}");
+    assert!(entry(&extended).seq > 0);
+    let again = expect_refused(
+        loans.extend_loan(extend(&id, "2022-01-20", "2022-08-25")).await,
+        "EXTENSION_NOT_ALLOWED",
+    );
+    assert!(again.message().contains("once"), "{again:?}");
+
+    // A month after the original maturity nothing is overdue: interest of 2021-12-21 ..=
+    // 2022-02-23 (65 days) at 3.85%: 34,756.94 -> 34,757; no penalty.
+    assert_eq!(days("2021-12-21", "2022-02-23"), 65);
+    let quote = app.payoff_quote(&t.bank, &id, "2022-02-24").await;
+    assert_eq!((quote.penalty_fen, quote.compound_fen, quote.days_overdue), (0, 0, 0));
+    assert_eq!(quote.accrued_interest_fen, interest(5_000_000, 65), "{quote:?}");
+    assert_eq!(quote.accrued_interest_fen, 34_757, "{quote:?}");
+    assert_eq!(quote.total_fen, 5_034_757, "{quote:?}");
+    let l = app.get_loan_as_of(&t.bank, &id, "2022-02-24").await;
+    assert_eq!(status_of(&l), pb::LoanStatus::Active, "{l:?}");
+    assert_eq!(l.current_maturity_date, "2022-07-25", "{l:?}");
+
+    // 2022-03-20 settles one period 2021-12-21 ..= 2022-03-20, 90 days at the contract rate:
+    // 5,000,000 × 90 × 0.0385 / 360 = 48,125 exactly.
+    assert_eq!(days("2021-12-21", "2022-03-20"), 90);
+    let paid = app.repay(&t.bank, &id, "2022-03-20", 48_125).await;
+    let l = loan(&paid);
+    assert_eq!(l.interest_due_fen, 0, "{l:?}");
+    assert_eq!(l.interest_paid_fen, 176_458 + 48_125, "{l:?}");
+    assert_eq!((l.penalty_fen, l.penalty_paid_fen), (0, 0), "{l:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let json = event_json(history.last().unwrap());
+    let point = &json["settlements"][0];
+    assert_eq!(point["date"], "2022-03-20");
+    let segs = segments(&point["interest"]);
+    assert!(segs.iter().all(|(_, _, rate)| rate == "0.0385"), "{json}");
+    assert_eq!(segs.iter().map(|s| s.0).sum::<i64>(), 90, "{json}");
+    assert_eq!(segs.iter().map(|s| s.1).sum::<i64>(), 450_000_000, "{json}");
+    assert_eq!(point["interest"]["amount_fen"], 48_125);
+    assert!(point["penalty"].is_null(), "no penalty within the extended term: {json}");
+
+    // 06-20 by a run, paid the same day; then the new maturity: 2022-06-21 ..= 2022-07-24 (34
+    // days): 18,180.56 -> 18,181.
+    let run = settle(&app, &t.finance, "", "2022-06-20").await;
+    assert!(run.loans_settled >= 1, "{run:?}");
+    app.repay(&t.bank, &id, "2022-06-20", 49_194).await;
+    assert_eq!(interest(5_000_000, days("2022-06-21", "2022-07-24")), 18_181);
+    let quote = app.payoff_quote(&t.bank, &id, "2022-07-25").await;
+    assert_eq!(quote.total_fen, 5_018_181, "{quote:?}");
+    assert_eq!(quote.penalty_fen, 0, "{quote:?}");
+    let done = app.repay(&t.bank, &id, "2022-07-25", 5_018_181).await;
+    let l = loan(&done);
+    assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
+    // 1,764.58 yuan of the first four quarters, then 481.25 + 491.94 + 181.81.
+    assert_eq!(l.interest_settled_fen, 176_458 + 48_125 + 49_194 + 18_181, "{l:?}");
+    assert_eq!(l.interest_settled_fen, 291_958, "{l:?}");
+    assert_eq!((l.penalty_paid_fen, l.compound_paid_fen), (0, 0), "{l:?}");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A renewal (续贷) links to its parent and does not count twice against the household cap.
+async fn renewal(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let parent = disbursed(&app, &t, "N1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let other = disbursed(&app, &t, "N-OTHER", "H-N2", 1_000_000, "2021-01-25").await;
+    let mut loans = app.loans(&t.bank);
+    // Contracted on the parent's maturity; the 1-year LPR from 2022-01-20 is 3.70%.
+    let renewal_req = |contract_number: &str, renews: &str| {
+        let mut req = standard_loan(contract_number, HOUSEHOLD);
+        req.contract_date = "2022-01-25".into();
+        req.annual_rate = "0.037".into();
+        req.renews_loan_id = renews.into();
+        req
+    };
+
+    // H001 is at the 50,000-yuan cap with the parent.
+    let capped =
+        expect_refused(loans.create_loan(renewal_req("N2", "")).await, "HOUSEHOLD_CAP_EXCEEDED");
+    assert_eq!(metadata(&capped, "available_fen").as_deref(), Some("0"), "{capped:?}");
+    assert_eq!(
+        metadata(&capped, "household_open_principal_fen").as_deref(),
+        Some("5000000"),
+        "{capped:?}"
+    );
+    // Another household's loan is not this household's to renew.
+    expect_refused(loans.create_loan(renewal_req("N2", &other)).await, "RENEWAL_MISMATCH");
+    expect_code(loans.create_loan(renewal_req("N2", "B1-NO-SUCH")).await, Code::NotFound);
+
+    let renewed = app.create_loan(&t.bank, renewal_req("N2", &parent)).await;
+    let l = loan(&renewed);
+    assert_eq!(l.renews_loan_id, parent, "{l:?}");
+    assert_eq!(l.principal_fen, 5_000_000, "{l:?}");
+    assert_eq!(status_of(l), pb::LoanStatus::Contracted, "{l:?}");
+    let got = app.get_loan(&t.bank, &loan_id("N2")).await;
+    assert_eq!(got.renews_loan_id, parent);
+    // The parent counts once: a second renewal of it, or any other loan, is over the cap.
+    expect_refused(loans.create_loan(renewal_req("N3", &parent)).await, "HOUSEHOLD_CAP_EXCEEDED");
+    let mut one_fen = standard_loan("N4", HOUSEHOLD);
+    one_fen.principal_fen = 1;
+    expect_refused(loans.create_loan(one_fen).await, "HOUSEHOLD_CAP_EXCEEDED");
+
+    // The parent is paid off at maturity and the renewal paid out the same day.
+    let paid = app.pay_off(&t.bank, &parent, "2022-01-25").await;
+    assert_eq!(status_of(loan(&paid)), pb::LoanStatus::Settled);
+    assert_eq!(loan(&paid).interest_settled_fen, 195_173);
+    let out = app.disburse(&t.bank, &loan_id("N2"), "2022-01-25").await;
+    let l = loan(&out);
+    assert_eq!(status_of(l), pb::LoanStatus::Active, "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 5_000_000, "{l:?}");
+    assert_eq!(l.current_maturity_date, "2023-01-25", "{l:?}");
+    let list = loans
+        .list_loans(pb::ListLoansRequest {
+            bank_id: BANK.into(),
+            household_id: HOUSEHOLD.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ListLoans")
+        .into_inner();
+    assert_eq!(
+        list.loans
+            .iter()
+            .map(|l| (l.loan_id.clone(), l.renews_loan_id.clone()))
+            .collect::<Vec<_>>(),
+        vec![(parent.clone(), String::new()), (loan_id("N2"), parent.clone())]
+    );
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// Early full repayment settles interest to the day before; more is refused with what is owed,
+/// all the principal without the interest is refused.
+async fn early_payoff(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "P1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+
+    // 2021-01-25 ..= 2021-02-14: 21 days: 5,000,000 × 21 × 0.0385 / 360 = 11,229.17 -> 11,229.
+    assert_eq!(days("2021-01-25", "2021-02-14"), 21);
+    assert_eq!(interest(5_000_000, 21), 11_229);
+    let quote = app.payoff_quote(&t.bank, &id, "2021-02-15").await;
+    assert_eq!(quote.accrued_interest_fen, 11_229, "{quote:?}");
+    assert_eq!(quote.principal_fen, 5_000_000, "{quote:?}");
+    assert_eq!(quote.total_fen, 5_011_229, "{quote:?}");
+    assert_eq!(
+        (quote.penalty_fen, quote.compound_fen, quote.overdue_interest_fen, quote.days_overdue),
+        (0, 0, 0, 0)
+    );
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+
+    let over = expect_refused(
+        repayment(&app, &t.bank, &id, "2021-02-15", 5_011_230).await,
+        "REPAYMENT_EXCEEDS_OWED",
+    );
+    assert_eq!(metadata(&over, "owed_fen").as_deref(), Some("5011229"), "{over:?}");
+    let principal_only = expect_refused(
+        repayment(&app, &t.bank, &id, "2021-02-15", 5_000_000).await,
+        "PAYOFF_REQUIRED",
+    );
+    assert_eq!(metadata(&principal_only, "payoff_fen").as_deref(), Some("5011229"));
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before, "refusals post nothing");
+
+    let paid = app.repay(&t.bank, &id, "2021-02-15", 5_011_229).await;
+    let l = loan(&paid);
+    assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
+    assert_eq!(l.interest_settled_fen, 11_229, "{l:?}");
+    assert_eq!(l.interest_paid_fen, 11_229, "{l:?}");
+    assert_eq!(l.principal_repaid_fen, 5_000_000, "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 0, "{l:?}");
+    assert_eq!(l.next_settlement_date, "", "{l:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let repaid = history.last().unwrap();
+    assert_eq!(repaid.kind, "loan.repaid");
+    assert_eq!(
+        sorted(&nonzero(&repaid.postings)),
+        postings(&[
+            ("bank/B1/cash", 5_011_229),
+            ("loan/B1-P1/principal", -5_000_000),
+            ("bank/B1/interest_income", -11_229),
+        ])
+    );
+    let json = event_json(repaid);
+    let early = &json["repayment"]["charges"]["interest"];
+    assert_eq!(segments(early), vec![(21, 105_000_000, "0.0385".to_string())], "{json}");
+    assert_eq!(early["amount_fen"], 11_229);
+    assert_eq!(json["repayment"]["payoff"], true);
+    // A settled loan takes no more money.
+    expect_refused(repayment(&app, &t.bank, &id, "2021-02-16", 1).await, "LOAN_NOT_REPAYABLE");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+fn repayment_item(
+    request_id: &str,
+    loan_id: &str,
+    value_date: &str,
+    amount_fen: i64,
+) -> pb::BatchItem {
+    pb::BatchItem {
+        request_id: request_id.into(),
+        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+            loan_id: loan_id.into(),
+            value_date: value_date.into(),
+            amount_fen,
+        })),
+    }
+}
+
+fn disbursement_item(request_id: &str, loan_id: &str, value_date: &str) -> pb::BatchItem {
+    pb::BatchItem {
+        request_id: request_id.into(),
+        item: Some(pb::batch_item::Item::Disbursement(pb::DisburseItem {
+            loan_id: loan_id.into(),
+            value_date: value_date.into(),
+            amount_fen: 0,
+        })),
+    }
+}
+
+/// A bank's daily file of 21 items, some bad: one result per item, the good ones posted once,
+/// the whole file again posts nothing; too many items or none is INVALID_ARGUMENT.
+async fn batch_with_bad_items(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    // Five loans to repay (disbursed 2021-01-25), five to pay out, one never paid out, and a
+    // loan of bank B2; 1,000,000 fen each.
+    let paying = disbursed_loans(&app, &t, "BP", 5).await;
+    let mut payout = Vec::new();
+    for i in 0..5 {
+        payout.push(contract(&app, &t, &format!("BD{i}"), &format!("H-BD{i}"), 1_000_000).await);
+    }
+    let idle = contract(&app, &t, "BN0", "H-BN0", 1_000_000).await;
+    let (_b2, foreign) = bank_b2_loan(&app, &t, "H-BX", 1_000_000).await;
+
+    // Each paying loan owes 55 days of interest on 2021-03-20: 5,881.94 -> 5,882; 100,000 pays it
+    // and 94,118 of principal, leaving 905,882. Paying loan 0 again on 06-20: 905,882 × 92 days
+    // × 0.0385 / 360 = 8,912.87 -> 8,913 of interest, 41,087 of principal, leaving 864,795.
+    // The first paid-out loan repaid 10,000 on 03-20: 5,882 of interest, leaving 995,882.
+    assert_eq!(interest(1_000_000, 55), 5_882);
+    assert_eq!(interest(905_882, 92), 8_913);
+    let mut items = Vec::new();
+    for (i, id) in payout.iter().enumerate() {
+        items.push(disbursement_item(&rid(&format!("d{i}")), id, "2021-01-25")); // 0..=4
+    }
+    for (i, id) in paying.iter().enumerate() {
+        items.push(repayment_item(&rid(&format!("r{i}")), id, "2021-03-20", 100_000)); // 5..=9
+    }
+    items.push(repayment_item(&rid("unknown"), "B1-NO-SUCH", "2021-03-20", 100)); // 10
+    items.push(repayment_item(&rid("bad-date"), &paying[0], "2021-02-30", 100)); // 11
+    items.push(repayment_item(&rid("over"), &paying[1], "2021-03-20", 2_000_000)); // 12
+    items.push(repayment_item(&rid("foreign"), &foreign, "2021-03-20", 100)); // 13
+    items.push(repayment_item(&rid("idle"), &idle, "2021-03-20", 100)); // 14
+    items.push(pb::BatchItem { request_id: rid("empty"), item: None }); // 15
+    items.push(repayment_item("", &paying[2], "2021-03-20", 100)); // 16
+    items.push(repayment_item(&rid("again"), &paying[0], "2021-06-20", 50_000)); // 17
+    items.push(repayment_item(&rid("new"), &payout[0], "2021-03-20", 10_000)); // 18
+    items.push(items[5].clone()); // 19: the same request twice in one file
+    let mut reused = items[6].clone(); // 20: a request id reused for another amount
+    if let Some(pb::batch_item::Item::Repayment(r)) = &mut reused.item {
+        r.amount_fen = 99_999;
+    }
+    items.push(reused);
+    assert_eq!(items.len(), 21);
+
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+    let mut loans = app.loans(&t.bank);
+    let answer = loans
+        .submit_batch(pb::SubmitBatchRequest { items: items.clone() })
+        .await
+        .expect("SubmitBatch")
+        .into_inner();
+    let results = &answer.results;
+    assert_eq!(results.len(), 21, "{answer:?}");
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.index as usize, i, "{r:?}");
+        assert_eq!(r.request_id, items[i].request_id, "{r:?}");
+    }
+    let ok: Vec<usize> = results.iter().filter(|r| r.ok).map(|r| r.index as usize).collect();
+    assert_eq!(ok, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 18, 19], "{answer:?}");
+    assert_eq!((answer.posted, answer.failed), (13, 8), "{answer:?}");
+    for i in 0..5 {
+        assert_eq!(results[i].loan_id, payout[i]);
+        assert_eq!(results[i].principal_outstanding_fen, 1_000_000, "{:?}", results[i]);
+        assert!(results[i].entry.is_some(), "{:?}", results[i]);
+    }
+    for i in 5..10 {
+        assert_eq!(results[i].loan_id, paying[i - 5]);
+        assert_eq!(results[i].principal_outstanding_fen, 905_882, "{:?}", results[i]);
+    }
+    assert_eq!(results[17].principal_outstanding_fen, 864_795, "{:?}", results[17]);
+    assert_eq!(results[18].principal_outstanding_fen, 995_882, "{:?}", results[18]);
+    assert_eq!(results[19].entry, results[5].entry, "the same request is posted once");
+    assert_eq!(results[19].principal_outstanding_fen, 905_882);
+    // Refusals carry their reason; nothing else about them is posted.
+    assert_eq!(results[12].reason, "REPAYMENT_EXCEEDS_OWED", "{:?}", results[12]);
+    // What is owed on 03-20 after the item-6 payment, in yuan: 905,882 fen.
+    assert!(results[12].message.contains("9058.82"), "{:?}", results[12]);
+    assert_eq!(results[14].reason, "LOAN_NOT_REPAYABLE", "{:?}", results[14]);
+    assert_eq!(results[20].reason, "REQUEST_ID_REUSED", "{:?}", results[20]);
+    for i in [10, 11, 13, 15, 16] {
+        assert_eq!(results[i].reason, "", "{:?}", results[i]);
+        assert!(!results[i].message.is_empty(), "{:?}", results[i]);
+        assert!(results[i].entry.is_none(), "{:?}", results[i]);
+    }
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), before + 12, "13 good items, one of them twice");
+    let l = app.get_loan_as_of(&t.bank, &paying[0], "2021-06-20").await;
+    assert_eq!(l.principal_outstanding_fen, 864_795, "{l:?}");
+    assert_eq!(l.interest_paid_fen, 5_882 + 8_913, "{l:?}");
+    let l = app.get_loan_as_of(&t.bank, &paying[1], "2021-03-20").await;
+    assert_eq!(l.principal_outstanding_fen, 905_882, "the over-payment changed nothing: {l:?}");
+
+    // The whole file again: the same answers, nothing posted.
+    let again = loans
+        .submit_batch(pb::SubmitBatchRequest { items: items.clone() })
+        .await
+        .expect("SubmitBatch again")
+        .into_inner();
+    assert_eq!(again, answer, "a resubmitted file gets the same answers");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len());
+
+    // Too many items, or none.
+    let too_many: Vec<pb::BatchItem> = (0..10_001)
+        .map(|i| repayment_item(&format!("big-{i}"), &paying[3], "2021-06-20", 1))
+        .collect();
+    expect_invalid(loans.submit_batch(pb::SubmitBatchRequest { items: too_many }).await, "items");
+    expect_invalid(loans.submit_batch(pb::SubmitBatchRequest { items: Vec::new() }).await, "items");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len());
+    assert_verifies(&app, &t).await;
+
+    // The per-item code is the gRPC code name, as the proto documents (e.g. FAILED_PRECONDITION).
+    let codes: Vec<(usize, &str)> =
+        results.iter().filter(|r| !r.ok).map(|r| (r.index as usize, r.code.as_str())).collect();
+    assert_eq!(
+        codes,
+        [
+            (10, "NOT_FOUND"),
+            (11, "INVALID_ARGUMENT"),
+            (12, "FAILED_PRECONDITION"),
+            (13, "PERMISSION_DENIED"),
+            (14, "FAILED_PRECONDITION"),
+            (15, "INVALID_ARGUMENT"),
+            (16, "INVALID_ARGUMENT"),
+            (20, "ALREADY_EXISTS"),
+        ],
+        "{answer:?}"
+    );
+    for r in results.iter().filter(|r| r.ok) {
+        assert_eq!(r.code, "", "{r:?}");
+    }
+    app.finish().await;
+}
+
+/// Misuse marked by the finance office: principal bears the misuse penalty (7.7%) from the
+/// marked date instead of interest; it is marked once.
+async fn misuse(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "M1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let mark = |value_date: &str| pb::MarkMisuseRequest {
+        request_id: rid("misuse"),
+        loan_id: id.clone(),
+        value_date: value_date.into(),
+    };
+    expect_code(
+        app.loans(&t.auditor).mark_misuse(mark("2021-03-01")).await,
+        Code::PermissionDenied,
+    );
+    let marked = app
+        .loans(&t.finance)
+        .mark_misuse(mark("2021-03-01"))
+        .await
+        .expect("MarkMisuse as finance")
+        .into_inner();
+    let l = loan(&marked);
+    assert_eq!(l.misuse_since, "2021-03-01", "{l:?}");
+    assert!(entry(&marked).seq > 0);
+    expect_refused(
+        app.loans(&t.finance).mark_misuse(mark("2021-03-05")).await,
+        "MISUSE_ALREADY_MARKED",
+    );
+    expect_refused(
+        app.loans(&t.bank).mark_misuse(mark("2021-03-05")).await,
+        "MISUSE_ALREADY_MARKED",
+    );
+
+    // At 03-20: interest 2021-01-25 ..= 2021-02-28 (35 days) at 3.85%: 18,715.28 -> 18,715;
+    // penalty 2021-03-01 ..= 2021-03-20 (20 days) at 7.7%: 21,388.89 -> 21,389.
+    assert_eq!(days("2021-01-25", "2021-02-28"), 35);
+    assert_eq!(interest(5_000_000, 35), 18_715);
+    assert_eq!(accrual(&[(5_000_000, 20, MISUSE_RATE)]), 21_389);
+    let run = settle(&app, &t.finance, "", "2021-03-20").await;
+    assert_eq!(run.loans_settled, 1, "{run:?}");
+    assert_eq!(run.interest_fen, 18_715, "{run:?}");
+    assert_eq!(run.penalty_fen, 21_389, "{run:?}");
+    assert_eq!(run.compound_fen, 0, "{run:?}");
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-03-20").await;
+    assert_eq!(l.misuse_since, "2021-03-01", "{l:?}");
+    assert_eq!((l.interest_due_fen, l.penalty_fen), (18_715, 21_389), "{l:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let kinds: Vec<&str> = history.iter().map(|h| h.kind.as_str()).collect();
+    assert_eq!(kinds, ["loan.created", "loan.disbursed", "loan.misuse_marked", "loan.settled"]);
+    assert_eq!(history[2].actor, format!("finance:{LEDGER}"));
+    assert_eq!(history[2].value_date, "2021-03-01");
+    let json = event_json(&history[3]);
+    let point = &json["settlements"][0];
+    assert_eq!(segments(&point["interest"]), vec![(35, 175_000_000, "0.0385".to_string())]);
+    assert_eq!(segments(&point["penalty"]), vec![(20, 100_000_000, "0.077".to_string())]);
+    assert_eq!(
+        (point["interest"]["amount_fen"].as_i64(), point["penalty"]["amount_fen"].as_i64()),
+        (Some(18_715), Some(21_389))
+    );
+    assert_eq!(
+        sorted(&nonzero(&history[3].postings)),
+        postings(&[
+            ("loan/B1-M1/interest", 18_715),
+            ("bank/B1/interest_income", -18_715),
+            ("loan/B1-M1/penalty", 21_389),
+            ("bank/B1/penalty_income", -21_389),
+        ])
+    );
+
+    // Paying both on 03-20 pays the penalty first.
+    let paid = app.repay(&t.bank, &id, "2021-03-20", 21_389 + 18_715).await;
+    let l = loan(&paid);
+    assert_eq!(l.penalty_paid_fen, 21_389, "{l:?}");
+    assert_eq!(l.interest_paid_fen, 18_715, "{l:?}");
+    assert_eq!((l.penalty_fen, l.interest_due_fen, l.principal_repaid_fen), (0, 0, 0), "{l:?}");
+    // From then on principal bears only the misuse penalty: 03-21 ..= 06-20 (92 days) at 7.7%:
+    // 98,388.89 -> 98,389, no interest.
+    let run = settle(&app, &t.finance, "", "2021-06-20").await;
+    assert_eq!((run.interest_fen, run.penalty_fen), (0, 98_389), "{run:?}");
+    assert_eq!(accrual(&[(5_000_000, 92, MISUSE_RATE)]), 98_389);
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// Writing off an overdue loan clears every bucket to the bank's loan-loss account; a loan with
+/// nothing overdue is not written off.
+async fn write_off(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "W1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let healthy = disbursed(&app, &t, "W2", "H-W2", 1_000_000, "2021-02-01").await;
+    let mut loans = app.loans(&t.bank);
+    let req = |loan_id: &str, value_date: &str| pb::WriteOffLoanRequest {
+        request_id: rid("write-off"),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+    };
+
+    expect_refused(loans.write_off_loan(req(&healthy, "2021-03-01")).await, "LOAN_NOT_OVERDUE");
+    expect_code(
+        app.loans(&t.finance).write_off_loan(req(&id, "2022-02-24")).await,
+        Code::PermissionDenied,
+    );
+
+    // Nothing paid: on 2022-02-24 the loan owes (see overdue_penalty_and_recovery) penalty
+    // 24,063, compound 2,966 + 939 = 3,905, interest 195,173 and principal 5,000,000:
+    // 5,223,141 in all.
+    let quote = app.payoff_quote(&t.bank, &id, "2022-02-24").await;
+    assert_eq!(quote.total_fen, 5_223_141, "{quote:?}");
+    let written =
+        loans.write_off_loan(req(&id, "2022-02-24")).await.expect("WriteOffLoan").into_inner();
+    let l = loan(&written);
+    assert_eq!(status_of(l), pb::LoanStatus::WrittenOff, "{l:?}");
+    assert_eq!(l.written_off_fen, quote.total_fen, "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 0, "{l:?}");
+    assert_eq!((l.interest_due_fen, l.penalty_fen, l.compound_fen), (0, 0, 0), "{l:?}");
+    assert_eq!(l.interest_settled_fen, 195_173, "{l:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let last = history.last().unwrap();
+    assert_eq!(last.kind, "loan.written_off");
+    assert_eq!(last.seq, entry(&written).seq);
+    // The five settlement points and the 30 days' charges are posted, then every bucket is
+    // cleared against the loss account.
+    assert_eq!(
+        sorted(&nonzero(&last.postings)),
+        postings(&[
+            ("bank/B1/loan_loss", 5_223_141),
+            ("loan/B1-W1/principal", -5_000_000),
+            ("bank/B1/interest_income", -195_173),
+            ("bank/B1/compound_income", -3_905),
+            ("bank/B1/penalty_income", -24_063),
+        ])
+    );
+    let json = event_json(last);
+    assert_eq!(json["settlements"].as_array().map(Vec::len), Some(5), "{json}");
+    assert_eq!(json["allocation"]["principal_fen"], 5_000_000);
+    assert_eq!(json["allocation"]["penalty_fen"], 24_063);
+    let b = balances(&app.journal(&t.auditor, LEDGER).await);
+    for bucket in ["principal", "interest", "penalty", "compound"] {
+        assert_eq!(b.get(&format!("loan/B1-W1/{bucket}")).copied().unwrap_or(0), 0, "{bucket}");
+    }
+
+    // A written-off loan takes nothing more.
+    expect_refused(repayment(&app, &t.bank, &id, "2022-03-01", 100).await, "LOAN_NOT_REPAYABLE");
+    expect_refused(
+        loans
+            .get_payoff_quote(pb::GetPayoffQuoteRequest {
+                loan_id: id.clone(),
+                as_of: "2022-03-01".into(),
+            })
+            .await,
+        "LOAN_NOT_REPAYABLE",
+    );
+    expect_refused(loans.write_off_loan(req(&id, "2022-03-01")).await, "LOAN_NOT_REPAYABLE");
+    let listed = app
+        .loans(&t.auditor)
+        .list_loans(pb::ListLoansRequest {
+            ledger_id: LEDGER.into(),
+            status: pb::LoanStatus::WrittenOff as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("ListLoans written off")
+        .into_inner();
+    assert_eq!(listed.loans.iter().map(|l| l.loan_id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// GetLoan as of past dates, rebuilt from the journal, agrees with what each write answered on
+/// its date and with the settlements posted.
+async fn loan_as_of_dates(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    // Contracted 2021-01-25, paid out 2021-02-01.
+    let id = contract(&app, &t, "A1", HOUSEHOLD, 5_000_000).await;
+    app.disburse(&t.bank, &id, "2021-02-01").await;
+
+    expect_code(
+        app.loans(&t.bank)
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: "2021-01-24".into() })
+            .await,
+        Code::NotFound,
+    );
+    expect_invalid(
+        app.loans(&t.bank)
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: "2021-13-01".into() })
+            .await,
+        "as_of",
+    );
+    for d in ["2021-01-25", "2021-01-31"] {
+        let l = app.get_loan_as_of(&t.bank, &id, d).await;
+        assert_eq!(status_of(&l), pb::LoanStatus::Contracted, "{d}: {l:?}");
+        assert_eq!(
+            (l.disbursed_fen, l.principal_outstanding_fen, l.accrued_interest_fen),
+            (0, 0, 0)
+        );
+        assert_eq!(l.as_of, d);
+    }
+    // Mid-quarter: 02-01 ..= 02-14 (14 days): 7,486.11 -> 7,486.
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-02-15").await;
+    assert_eq!(status_of(&l), pb::LoanStatus::Active, "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 5_000_000, "{l:?}");
+    assert_eq!(l.accrued_interest_fen, interest(5_000_000, 14), "{l:?}");
+    assert_eq!(l.accrued_interest_fen, 7_486, "{l:?}");
+    assert_eq!(l.next_settlement_date, "2021-03-20", "{l:?}");
+
+    // 03-20: 10,000.00 yuan paid: interest 02-01 ..= 03-20 (48 days) 25,666.67 -> 25,667, the
+    // rest 974,333 to principal, leaving 4,025,667.
+    assert_eq!(interest(5_000_000, days("2021-02-01", "2021-03-20")), 25_667);
+    let r1 = app.repay(&t.bank, &id, "2021-03-20", 1_000_000).await;
+    assert_eq!(loan(&r1).principal_outstanding_fen, 4_025_667);
+    assert_eq!(&app.get_loan_as_of(&t.bank, &id, "2021-03-20").await, loan(&r1));
+
+    // 06-19, before the quarter's settlement: 03-21 ..= 06-18 (90 days) on 4,025,667:
+    // 38,747.05 -> 38,747.
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-06-19").await;
+    assert_eq!(l.accrued_interest_fen, interest(4_025_667, 90), "{l:?}");
+    assert_eq!(l.accrued_interest_fen, 38_747, "{l:?}");
+    assert_eq!(l.interest_due_fen, 0, "{l:?}");
+
+    // The 06-20 run: 4,025,667 × 92 × 0.0385 / 360 = 39,608.09 -> 39,608.
+    let run = settle(&app, &t.finance, "", "2021-06-20").await;
+    assert_eq!(run.interest_fen, 39_608, "{run:?}");
+    assert_eq!(interest(4_025_667, 92), 39_608);
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-06-20").await;
+    assert_eq!(l.interest_due_fen, 39_608, "{l:?}");
+    assert_eq!(l.interest_settled_fen, 25_667 + 39_608, "{l:?}");
+    assert_eq!((l.accrued_interest_fen, l.days_overdue), (0, 0), "{l:?}");
+    assert_eq!(l.next_settlement_date, "2021-09-20", "{l:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let posted = history.last().unwrap();
+    assert_eq!((posted.kind.as_str(), posted.value_date.as_str()), ("loan.settled", "2021-06-20"));
+    assert_eq!(l.last_seq, posted.seq);
+    assert_eq!(event_json(posted)["settlements"][0]["interest"]["amount_fen"], l.interest_due_fen);
+
+    // 07-09, unpaid for 19 days (06-21 ..= 07-09): overdue; compound 06-21 ..= 07-08 (18 days)
+    // 39,608 × 18 × 0.0385 / 360 = 76.25 -> 76; accrued 18 days on 4,025,667: 7,749.41 -> 7,749.
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-07-09").await;
+    assert_eq!(status_of(&l), pb::LoanStatus::Overdue, "{l:?}");
+    assert_eq!(l.days_overdue, 19, "{l:?}");
+    assert_eq!((l.compound_fen, l.accrued_interest_fen), (76, 7_749), "{l:?}");
+    assert_eq!((interest(39_608, 18), interest(4_025_667, 18)), (76, 7_749));
+
+    // 07-10: 1,000.00 yuan: compound 19 days (80.48 -> 80), the overdue 39,608, then 60,312 of
+    // principal, leaving 3,965,355.
+    assert_eq!(interest(39_608, 19), 80);
+    let r2 = app.repay(&t.bank, &id, "2021-07-10", 100_000).await;
+    let l2 = loan(&r2);
+    assert_eq!(l2.compound_paid_fen, 80, "{l2:?}");
+    assert_eq!(l2.principal_outstanding_fen, 3_965_355, "{l2:?}");
+    assert_eq!(status_of(l2), pb::LoanStatus::Active, "{l2:?}");
+    assert_eq!(&app.get_loan_as_of(&t.bank, &id, "2021-07-10").await, l2);
+
+    // The 09-20 run: 4,025,667 × 19 (06-21 ..= 07-09) + 3,965,355 × 73 (07-10 ..= 09-20) =
+    // 76,487,673 + 289,470,915 = 365,958,588 fen-days; × 0.0385 / 360 = 39,137.24 -> 39,137.
+    let expected = accrual(&[(4_025_667, 19, CONTRACT_RATE), (3_965_355, 73, CONTRACT_RATE)]);
+    assert_eq!(expected, 39_137);
+    let run = settle(&app, &t.finance, "", "2021-09-20").await;
+    assert_eq!((run.interest_fen, run.compound_fen), (39_137, 0), "{run:?}");
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-09-20").await;
+    assert_eq!(l.interest_due_fen, 39_137, "{l:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let working = &event_json(history.last().unwrap())["settlements"][0]["interest"];
+    assert_eq!(
+        segments(working),
+        vec![(19, 76_487_673, "0.0385".to_string()), (73, 289_470_915, "0.0385".to_string())]
+    );
+
+    // Paid off on 10-15: overdue 39,137; compound 09-21 ..= 10-14 (24 days) 100.45 -> 100;
+    // interest 24 days on 3,965,355: 10,177.74 -> 10,178; 4,014,770 in all.
+    let quote = app.payoff_quote(&t.bank, &id, "2021-10-15").await;
+    assert_eq!(
+        (quote.overdue_interest_fen, quote.compound_fen, quote.accrued_interest_fen),
+        (39_137, interest(39_137, 24), interest(3_965_355, 24)),
+        "{quote:?}"
+    );
+    assert_eq!(quote.total_fen, 4_014_770, "{quote:?}");
+    let r3 = app.repay(&t.bank, &id, "2021-10-15", quote.total_fen).await;
+    assert_eq!(status_of(loan(&r3)), pb::LoanStatus::Settled);
+    assert_eq!(&app.get_loan_as_of(&t.bank, &id, "2021-10-15").await, loan(&r3));
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-12-31").await;
+    assert_eq!(status_of(&l), pb::LoanStatus::Settled, "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 0, "{l:?}");
+    assert_eq!(l.interest_paid_fen, 25_667 + 39_608 + 39_137 + 10_178, "{l:?}");
+    assert_eq!(l.interest_settled_fen, l.interest_paid_fen, "{l:?}");
+    assert_eq!(l.compound_paid_fen, 80 + 100, "{l:?}");
+    // Earlier dates are still what they were.
+    let back = app.get_loan_as_of(&t.bank, &id, "2021-06-20").await;
+    assert_eq!(back.interest_due_fen, 39_608, "{back:?}");
+    assert_eq!(back.principal_outstanding_fen, 4_025_667, "{back:?}");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
