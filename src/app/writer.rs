@@ -131,6 +131,8 @@ struct Group {
     heads: HashMap<String, (u64, Hash)>,
     loans: HashMap<String, LoanState>,
     idempotency: HashMap<(String, String), (String, String)>,
+    /// Keys looked up before the group ran and found absent: no second look needed.
+    absent_requests: std::collections::HashSet<(String, String)>,
     staged: Staged,
     recorded_at_us: i64,
 }
@@ -235,6 +237,7 @@ impl Writer {
         let mut tx = self.db.begin_write().await?;
         let mut g =
             Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() };
+        self.prefetch(&mut tx, &mut g, group).await?;
         let mut results = Vec::with_capacity(group.len());
         for env in group {
             match self.execute(&mut tx, &mut g, env).await {
@@ -251,6 +254,49 @@ impl Writer {
         tx.commit().await?;
         self.heads.extend(g.heads);
         Ok(results)
+    }
+
+    /// Reads what a group's commands will look up, with one statement per kind instead of one
+    /// per command: their request ids, and the loans they name.
+    async fn prefetch(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        group: &[Envelope],
+    ) -> Result<(), AppError> {
+        if group.len() < 2 {
+            return Ok(());
+        }
+        let keys: Vec<(String, String)> =
+            group.iter().map(|e| (e.actor.actor(), e.request_id.clone())).collect();
+        for row in tx.idempotency_many(&keys).await? {
+            g.idempotency.insert((row.scope, row.request_id), (row.fingerprint, row.result_json));
+        }
+        for key in keys {
+            if !g.idempotency.contains_key(&key) {
+                g.absent_requests.insert(key);
+            }
+        }
+        let mut loan_ids: Vec<String> = group
+            .iter()
+            .filter_map(|e| match &e.command {
+                Command::Disburse { loan_id, .. }
+                | Command::RecordRepayment { loan_id, .. }
+                | Command::SettleLoan { loan_id, .. }
+                | Command::MarkMisuse { loan_id, .. }
+                | Command::ExtendLoan { loan_id, .. }
+                | Command::WriteOffLoan { loan_id, .. } => Some(loan_id.clone()),
+                _ => None,
+            })
+            .collect();
+        loan_ids.sort_unstable();
+        loan_ids.dedup();
+        if !loan_ids.is_empty() {
+            for loan in tx.loans_many(&loan_ids).await? {
+                g.loans.insert(loan.terms.loan_id.clone(), loan);
+            }
+        }
+        Ok(())
     }
 
     async fn head(
@@ -298,6 +344,7 @@ impl Writer {
         let key = (scope.clone(), env.request_id.clone());
         let earlier = match g.idempotency.get(&key) {
             Some(found) => Some(found.clone()),
+            None if g.absent_requests.contains(&key) => None,
             None => tx
                 .idempotency(&scope, &env.request_id)
                 .await?

@@ -10,7 +10,9 @@
 //! -> `Overdue` (something unpaid past its due date) -> `Overdue90` (more than 90 days) ->
 //! `Settled` (everything repaid) or `WrittenOff`. What a disbursed loan owes is computed by
 //! [`super::servicing`]; every servicing event records its figures and [`LoanState::apply`]
-//! recomputes them, so a replay of the journal checks every settled amount.
+//! recomputes them, so a replay of the journal checks every settled amount. An amortising loan
+//! (等额本息, 等额本金) is scheduled at its first disbursement, from that day for the contract's
+//! term; a second disbursement and an extension of it are refused (see [`super::servicing`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,7 @@ use super::servicing::{
 
 pub use super::calendar::SettlementFrequency;
 pub use super::schedule::RepaymentMethod;
+use super::schedule::{ScheduleTerms, Term, build_schedule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,6 +121,7 @@ impl LoanTerms {
     pub fn servicing_terms(&self) -> ServicingTerms {
         ServicingTerms {
             rate: self.annual_rate,
+            method: self.repayment_method,
             frequency: self.settlement_frequency,
             overdue_uplift: self.overdue_uplift,
             misuse_uplift: self.misuse_uplift,
@@ -279,7 +283,9 @@ impl LoanEvent {
 fn servicing_error(e: ServicingError) -> DomainError {
     match e {
         ServicingError::Overflow => DomainError::Overflow { field: "amount_fen".into() },
-        ServicingError::TooManyPoints | ServicingError::DateOutOfRange => {
+        ServicingError::TooManyPoints
+        | ServicingError::DateOutOfRange
+        | ServicingError::ScheduleMismatch => {
             DomainError::refused(Reason::ValueDateOutOfRange, e.to_string())
         }
     }
@@ -381,11 +387,27 @@ impl LoanState {
                     )
                     .with("undisbursed_fen", left.0));
                 }
+                let amortising = self.terms.repayment_method.is_amortising();
                 let settlements = match self.disbursed_on {
+                    None if amortising => {
+                        next.servicing = self.start_instalments(date, amount)?;
+                        Vec::new()
+                    }
                     None => {
                         next.servicing =
                             Servicing::start(&t, date, self.terms.maturity_date, amount);
                         Vec::new()
+                    }
+                    Some(first) if amortising => {
+                        return Err(DomainError::refused(
+                            Reason::LoanNotDisbursable,
+                            format!(
+                                "loan {loan_id} repays by instalments ({}) and was disbursed on {}: its schedule is fixed by that single disbursement, so the undisbursed {left} yuan cannot be paid out",
+                                self.terms.repayment_method.as_str(),
+                                format_date(first)
+                            ),
+                        )
+                        .with("undisbursed_fen", left.0));
                     }
                     Some(_) => {
                         let before = date.pred_opt().unwrap_or(date);
@@ -464,6 +486,12 @@ impl LoanState {
                     .unwrap_or(self.terms.maturity_date);
                 let refuse =
                     |why: String| Err(DomainError::refused(Reason::ExtensionNotAllowed, why));
+                if self.terms.repayment_method.is_amortising() {
+                    return refuse(format!(
+                        "loan {loan_id} repays by instalments ({}); its schedule is not extended",
+                        self.terms.repayment_method.as_str()
+                    ));
+                }
                 if self.servicing.extensions > 0 {
                     return refuse(format!(
                         "loan {loan_id} was extended already; a loan is extended once"
@@ -525,6 +553,29 @@ impl LoanState {
             }
         };
         Ok((event, next))
+    }
+
+    /// The servicing of an amortising loan disbursed in full on `date`: its schedule for
+    /// `amount` over the contract's term from `date` (instalments 对日 the disbursement).
+    fn start_instalments(&self, date: BusinessDate, amount: Fen) -> Result<Servicing, DomainError> {
+        let t = &self.terms;
+        let schedule = build_schedule(&ScheduleTerms {
+            principal: amount,
+            rate: t.annual_rate,
+            disbursed: date,
+            term: Term::Months(t.term_months),
+            method: t.repayment_method,
+            frequency: t.settlement_frequency,
+            rounding: t.rounding,
+        })
+        .map_err(|e| {
+            DomainError::refused(
+                Reason::LoanNotDisbursable,
+                format!("loan {} cannot be scheduled from {}: {e}", t.loan_id, format_date(date)),
+            )
+        })?;
+        Servicing::start_instalments(&t.servicing_terms(), date, amount, &schedule)
+            .map_err(servicing_error)
     }
 
     fn require_live(&self) -> Result<(), DomainError> {

@@ -40,6 +40,13 @@ pub enum RepaymentMethod {
     InterestWithPrincipal,
 }
 
+impl RepaymentMethod {
+    /// 等额本息 and 等额本金: principal falls due in instalments.
+    pub fn is_amortising(self) -> bool {
+        matches!(self, RepaymentMethod::EqualInstalment | RepaymentMethod::EqualPrincipal)
+    }
+}
+
 /// The length of a loan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Term {

@@ -6,9 +6,11 @@
 //! [`Segment`]s, runs of days with one base and one rate, so that every settled figure keeps its
 //! days, 积数, rate and unrounded amount:
 //!
-//! - interest: principal, at the contract rate, on each day before maturity (and before misuse);
+//! - interest: principal not yet due, at the contract rate, on each day before maturity (and
+//!   before misuse);
 //! - penalty: principal, at the penalty rate (contract × (1 + uplift)), on each day from maturity
-//!   on, or from the misuse date on with the misuse uplift;
+//!   on, or from the misuse date on with the misuse uplift; and, before maturity, instalment
+//!   principal due and unpaid (amortising loans, below), at the overdue uplift;
 //! - compound: unpaid settled interest, from its due date plus grace days on, at the contract rate
 //!   before maturity and the penalty rate after. Penalty and compound never compound themselves.
 //!
@@ -18,6 +20,43 @@
 //! inclusive), maturity itself (the last period ends the day before), and after maturity the
 //! calendar's 20ths again, where penalty and compound are settled. At each point the accrued
 //! lists are summed in one exact expression and rounded once with the loan's rounding mode.
+//! 利随本清 (frequency `AtMaturity`) has no 20ths: its one period runs from disbursement to the
+//! day before maturity and is settled at maturity, as [`super::schedule`] schedules it (after
+//! maturity its penalty and compound settle on the quarterly 20ths).
+//!
+//! Amortising loans (等额本息 `EqualInstalment`, 等额本金 `EqualPrincipal`). At the (single)
+//! disbursement the schedule of [`super::schedule::build_schedule`] for the disbursed principal
+//! fixes the instalments: their periods, due dates (对日 the disbursement) and principal parts,
+//! kept in [`Servicing::instalments`] until each falls due, and maturity (the last due date).
+//! The settlement points before maturity are the due dates, not the 20ths; each instalment
+//! period runs from the previous due date (or the disbursement) to the day before its due date.
+//! At a due date:
+//!
+//! - the period's interest is settled on the periodic-rate basis of the schedule: the annual
+//!   rate / 12 (monthly) or / 4 (quarterly) applied to the period's average daily principal not
+//!   yet due, that is Σ 积数 × annual rate / (periods per year × days of the period), rounded
+//!   once ([`settle_periodic`]). A borrower who pays on time has one base all period, the
+//!   opening principal, and so is charged exactly the schedule's interest; so is one who is
+//!   behind, since unpaid instalment principal has left the interest base for the penalty base;
+//!   a prepayment during the period lowers that period's interest pro rata by day;
+//! - the instalment's principal part falls due: it moves to [`Servicing::principal_due`] (it
+//!   stays part of `principal_fen`, and of the `loan/<id>/principal` account: falling due is no
+//!   money movement and posts nothing). The last instalment takes all principal left. From its
+//!   due date on, unpaid instalment principal bears penalty (not interest) at the penalty rate,
+//!   per day, in segments, exactly as all principal does from maturity on; it is overdue (for
+//!   status and days overdue) from the day after its due date. Grace days apply to interest
+//!   only, as for a bullet loan's principal at maturity.
+//!
+//! Payments keep the order below; "principal" pays instalment principal due first (oldest
+//! first), then principal not yet due. Such a prepayment shortens the schedule: it is taken off
+//! the last instalments' parts first, so the next instalments keep their scheduled principal and
+//! the parts left always sum to the principal not yet due. A payment made before a due date is
+//! a prepayment, not a payment of that instalment (banks record instalments on their due date).
+//! An early full payoff settles the running period's interest pro rata by day on the periodic
+//! basis. An amortising loan is disbursed once (a second disbursement is refused: the schedule
+//! is fixed by the first, for the amount paid out then) and is not extended (refused in
+//! [`super::loan`]); after maturity its penalty and compound settle on the 20ths of its
+//! frequency.
 //!
 //! Every event at date `D` first settles the points it has passed: points up to and including
 //! `D`, except a disbursement (points before `D`), misuse and extension (points before `D`, since
@@ -38,6 +77,7 @@ use serde::{Deserialize, Serialize};
 use super::calendar::{SettlementFrequency, settlement_on_or_after};
 use super::money::{Fen, Rounding};
 use super::rate::AnnualRate;
+use super::schedule::{RepaymentMethod, Schedule};
 
 /// Days overdue after which a loan may be claimed against the risk-compensation fund.
 pub const OVERDUE_CLAIM_DAYS: i64 = 90;
@@ -54,6 +94,8 @@ pub enum ServicingError {
     TooManyPoints,
     #[error("date out of range")]
     DateOutOfRange,
+    #[error("the schedule does not amortise the disbursed principal")]
+    ScheduleMismatch,
 }
 
 /// A run of days with one base and one rate.
@@ -76,6 +118,29 @@ pub struct Accrual {
     pub unrounded_fen: Decimal,
     pub rounding: Rounding,
     pub amount_fen: Fen,
+    /// Present for the interest of an amortising loan: the periodic rate applied to the period's
+    /// average daily principal, Σ 积数 × annual rate / (periods per year × days of the period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic: Option<PeriodicBasis>,
+}
+
+/// The periodic-rate basis of an amortising loan's instalment interest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodicBasis {
+    /// The instalment whose period this is.
+    pub instalment: u32,
+    /// 12 for monthly instalments, 4 for quarterly.
+    pub periods_per_year: u32,
+    /// Calendar days of the whole instalment period (from the previous due date, or the
+    /// disbursement, to the day before the due date).
+    pub period_days: u32,
+}
+
+/// Principal of an instalment falling due at a settlement point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalmentPrincipal {
+    pub instalment: u32,
+    pub amount_fen: Fen,
 }
 
 /// What one settlement point settled.
@@ -85,6 +150,10 @@ pub struct SettlementPoint {
     pub interest: Option<Accrual>,
     pub penalty: Option<Accrual>,
     pub compound: Option<Accrual>,
+    /// The instalment principal that fell due here (amortising loans only). Not a money
+    /// movement: the principal stays in `loan/<id>/principal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<InstalmentPrincipal>,
 }
 
 impl SettlementPoint {
@@ -97,9 +166,13 @@ impl SettlementPoint {
     pub fn compound_fen(&self) -> Fen {
         self.compound.as_ref().map_or(Fen::ZERO, |a| a.amount_fen)
     }
+    /// Instalment principal that fell due here.
+    pub fn principal_due_fen(&self) -> Fen {
+        self.principal.map_or(Fen::ZERO, |p| p.amount_fen)
+    }
 }
 
-/// Settled interest not yet paid.
+/// Settled interest, or instalment principal, not yet paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueItem {
     pub due_date: NaiveDate,
@@ -113,7 +186,12 @@ pub struct Allocation {
     pub compound_fen: Fen,
     pub overdue_interest_fen: Fen,
     pub current_interest_fen: Fen,
+    /// All principal paid: due instalment principal first, then principal not yet due.
     pub principal_fen: Fen,
+    /// The part of `principal_fen` that paid instalment principal already due (amortising
+    /// loans); the rest is prepayment.
+    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    pub due_principal_fen: Fen,
 }
 
 impl Allocation {
@@ -135,6 +213,7 @@ impl Allocation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServicingTerms {
     pub rate: AnnualRate,
+    pub method: RepaymentMethod,
     pub frequency: SettlementFrequency,
     pub overdue_uplift: Decimal,
     pub misuse_uplift: Decimal,
@@ -167,6 +246,30 @@ pub struct Servicing {
     pub penalty_paid_fen: Fen,
     pub compound_paid_fen: Fen,
     pub written_off_fen: Fen,
+    /// Amortising loans: the instalments not yet due, with their scheduled principal parts.
+    /// Their parts always sum to the principal not yet due (see the module doc).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instalments: Vec<PlannedInstalment>,
+    /// Amortising loans: instalment principal fallen due and unpaid, oldest first. Part of
+    /// `principal_fen`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principal_due: Vec<DueItem>,
+}
+
+/// An instalment of an amortising loan not yet due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedInstalment {
+    pub number: u32,
+    /// The period's first day (the previous due date, or the disbursement).
+    pub period_start: NaiveDate,
+    pub due_date: NaiveDate,
+    /// The principal that falls due on `due_date`, as scheduled less any prepayment (which
+    /// shortens the schedule from its end).
+    pub principal_fen: Fen,
+}
+
+fn fen_is_zero(f: &Fen) -> bool {
+    *f == Fen::ZERO
 }
 
 fn add(a: Fen, b: Fen) -> Result<Fen, ServicingError> {
@@ -240,7 +343,62 @@ pub fn settle_segments(
         unrounded_fen: unrounded.normalize(),
         rounding,
         amount_fen: amount,
+        periodic: None,
     }))
+}
+
+/// Sums segments on the periodic-rate basis of an amortising loan: Σ 积数 × rate /
+/// (periods per year × days of the period), rounded once; `None` when empty.
+///
+/// When the segments hold one rate and their 积数 is a whole number of fen per day of the
+/// period (always so for a borrower who pays on time: one base for the whole period), this is
+/// computed as average principal × rate / periods per year, the very expression of
+/// [`super::schedule`], so that the figure equals the schedule's to the last digit.
+pub fn settle_periodic(
+    segments: &[Segment],
+    basis: PeriodicBasis,
+    rounding: Rounding,
+) -> Result<Option<Accrual>, ServicingError> {
+    let Some(first) = segments.first() else { return Ok(None) };
+    if basis.period_days == 0 || basis.periods_per_year == 0 {
+        return Err(ServicingError::Overflow);
+    }
+    let mut jishu: i64 = 0;
+    let mut numerator = Decimal::ZERO;
+    for s in segments {
+        jishu = jishu.checked_add(s.jishu).ok_or(ServicingError::Overflow)?;
+        numerator = Decimal::from(s.jishu)
+            .checked_mul(s.annual_rate.value())
+            .and_then(|x| numerator.checked_add(x))
+            .ok_or(ServicingError::Overflow)?;
+    }
+    let per_year = Decimal::from(basis.periods_per_year);
+    let days = i64::from(basis.period_days);
+    let one_rate = segments.iter().all(|s| s.annual_rate == first.annual_rate);
+    let unrounded = if one_rate && jishu % days == 0 {
+        Decimal::from(jishu / days)
+            .checked_mul(first.annual_rate.value())
+            .and_then(|x| x.checked_div(per_year))
+    } else {
+        per_year.checked_mul(Decimal::from(days)).and_then(|d| numerator.checked_div(d))
+    }
+    .ok_or(ServicingError::Overflow)?;
+    let amount = Fen::from_decimal(unrounded, rounding).ok_or(ServicingError::Overflow)?;
+    Ok(Some(Accrual {
+        segments: segments.to_vec(),
+        unrounded_fen: unrounded.normalize(),
+        rounding,
+        amount_fen: amount,
+        periodic: Some(basis),
+    }))
+}
+
+/// Instalment periods per year of an amortising loan: 12 for monthly, 4 for quarterly.
+fn periods_per_year(frequency: SettlementFrequency) -> u32 {
+    match frequency {
+        SettlementFrequency::Quarterly => 4,
+        _ => 12,
+    }
 }
 
 impl Servicing {
@@ -261,13 +419,59 @@ impl Servicing {
         s
     }
 
+    /// The state right after the disbursement of an amortising loan on `date`, whose schedule
+    /// (built by [`super::schedule::build_schedule`] for the disbursed principal from `date`)
+    /// fixes the instalments and maturity.
+    pub fn start_instalments(
+        terms: &ServicingTerms,
+        date: NaiveDate,
+        amount: Fen,
+        schedule: &Schedule,
+    ) -> Result<Servicing, ServicingError> {
+        let instalments: Vec<PlannedInstalment> = schedule
+            .instalments
+            .iter()
+            .map(|i| PlannedInstalment {
+                number: i.number,
+                period_start: i.period_start,
+                due_date: i.due_date,
+                principal_fen: i.principal_due,
+            })
+            .collect();
+        let scheduled = Fen::checked_sum(instalments.iter().map(|i| i.principal_fen))
+            .ok_or(ServicingError::Overflow)?;
+        if scheduled != amount || instalments.is_empty() {
+            return Err(ServicingError::ScheduleMismatch);
+        }
+        let mut s = Servicing {
+            maturity_date: Some(schedule.maturity),
+            accrued_through: Some(date),
+            principal_fen: amount,
+            instalments,
+            ..Servicing::default()
+        };
+        s.next_point = Some(s.first_point_from(terms, date));
+        Ok(s)
+    }
+
     fn maturity(&self) -> NaiveDate {
         self.maturity_date.unwrap_or(NaiveDate::MAX)
+    }
+
+    /// Instalment principal due and unpaid.
+    pub fn principal_due_fen(&self) -> Result<Fen, ServicingError> {
+        Fen::checked_sum(self.principal_due.iter().map(|i| i.amount_fen))
+            .ok_or(ServicingError::Overflow)
     }
 
     /// The first settlement point on or after `date`.
     fn first_point_from(&self, terms: &ServicingTerms, date: NaiveDate) -> NaiveDate {
         let maturity = self.maturity();
+        if let Some(next) = self.instalments.first() {
+            // Amortising: the next instalment's due date (instalments are removed as they fall
+            // due, so the first one left is the next).
+            return next.due_date;
+        }
         if date <= maturity {
             match settlement_on_or_after(date, terms.frequency) {
                 Some(s) if s < maturity => s,
@@ -327,13 +531,12 @@ impl Servicing {
                     penalty_rate,
                 )?;
             } else {
-                push_segment(
-                    &mut self.interest_segments,
-                    from,
-                    next,
-                    self.principal_fen,
-                    terms.rate,
-                )?;
+                // Instalment principal due (all of it past its due date, since items fall due
+                // at points the accrual has reached) bears penalty instead of interest.
+                let due = self.principal_due_fen()?;
+                let current = sub(self.principal_fen, due)?;
+                push_segment(&mut self.interest_segments, from, next, current, terms.rate)?;
+                push_segment(&mut self.penalty_segments, from, next, due, penalty_rate)?;
             }
             let unpaid = Fen::checked_sum(
                 self.interest_due
@@ -375,8 +578,8 @@ impl Servicing {
         terms: &ServicingTerms,
         due: NaiveDate,
     ) -> Result<Option<Accrual>, ServicingError> {
-        let interest =
-            settle_segments(&std::mem::take(&mut self.interest_segments), terms.rounding)?;
+        let segments = std::mem::take(&mut self.interest_segments);
+        let interest = self.interest_accrual(terms, &segments)?;
         if let Some(i) = &interest {
             if i.amount_fen.is_positive() {
                 self.interest_due.push(DueItem { due_date: due, amount_fen: i.amount_fen });
@@ -386,19 +589,58 @@ impl Servicing {
         Ok(interest)
     }
 
+    /// The running period's interest from `segments`: on the periodic-rate basis for an
+    /// amortising loan within its instalments, else on the day basis.
+    fn interest_accrual(
+        &self,
+        terms: &ServicingTerms,
+        segments: &[Segment],
+    ) -> Result<Option<Accrual>, ServicingError> {
+        match self.instalments.first() {
+            Some(next) if terms.method.is_amortising() => {
+                let days = (next.due_date - next.period_start).num_days();
+                let basis = PeriodicBasis {
+                    instalment: next.number,
+                    periods_per_year: periods_per_year(terms.frequency),
+                    period_days: u32::try_from(days).map_err(|_| ServicingError::Overflow)?,
+                };
+                settle_periodic(segments, basis, terms.rounding)
+            }
+            _ => settle_segments(segments, terms.rounding),
+        }
+    }
+
     fn settle_point(
         &mut self,
         terms: &ServicingTerms,
         point: NaiveDate,
     ) -> Result<SettlementPoint, ServicingError> {
         let maturity = self.maturity();
-        // The maturity period ends the day before maturity; other points include their day.
-        let accrue_to = if point == maturity { point } else { day_after(point)? };
+        let instalment_due = self.instalments.first().is_some_and(|i| i.due_date == point);
+        // The maturity period and instalment periods end the day before their point; other
+        // points include their day.
+        let accrue_to = if point == maturity || instalment_due { point } else { day_after(point)? };
         self.advance(terms, accrue_to)?;
         let interest = self.settle_interest(terms, point)?;
         let (penalty, compound) = self.settle_charges(terms)?;
+        let principal = if instalment_due {
+            let instalment = self.instalments.remove(0);
+            let current = sub(self.principal_fen, self.principal_due_fen()?)?;
+            // The last instalment takes all that is left.
+            let amount = if self.instalments.is_empty() {
+                current
+            } else {
+                instalment.principal_fen.min(current)
+            };
+            if amount.is_positive() {
+                self.principal_due.push(DueItem { due_date: point, amount_fen: amount });
+            }
+            Some(InstalmentPrincipal { instalment: instalment.number, amount_fen: amount })
+        } else {
+            None
+        };
         self.next_point = Some(self.first_point_from(terms, day_after(point)?));
-        Ok(SettlementPoint { date: point, interest, penalty, compound })
+        Ok(SettlementPoint { date: point, interest, penalty, compound, principal })
     }
 
     /// Settles every point up to `through` (inclusive).
@@ -422,6 +664,7 @@ impl Servicing {
 
     fn is_closed(&self) -> bool {
         self.principal_fen == Fen::ZERO
+            && self.principal_due.is_empty()
             && self.interest_due.is_empty()
             && self.penalty_fen == Fen::ZERO
             && self.compound_fen == Fen::ZERO
@@ -445,10 +688,26 @@ impl Servicing {
         Ok((overdue, current))
     }
 
+    /// Instalment principal due on `date`: (overdue, current).
+    pub fn principal_owed(&self, date: NaiveDate) -> Result<(Fen, Fen), ServicingError> {
+        let mut overdue = Fen::ZERO;
+        let mut current = Fen::ZERO;
+        for i in &self.principal_due {
+            if date > i.due_date {
+                overdue = add(overdue, i.amount_fen)?;
+            } else {
+                current = add(current, i.amount_fen)?;
+            }
+        }
+        Ok((overdue, current))
+    }
+
     /// The first day on which something owed is overdue, if anything is.
     pub fn overdue_since(&self, terms: &ServicingTerms) -> Option<NaiveDate> {
-        let principal =
+        let at_maturity =
             (self.principal_fen.is_positive()).then(|| self.maturity().succ_opt()).flatten();
+        let instalments = self.principal_due.iter().filter_map(|i| i.due_date.succ_opt()).min();
+        let principal = [at_maturity, instalments].into_iter().flatten().min();
         let interest =
             self.interest_due.iter().filter_map(|i| self.compound_from(terms, i).succ_opt()).min();
         let charges = (self.penalty_fen.is_positive() || self.compound_fen.is_positive())
@@ -475,7 +734,7 @@ impl Servicing {
     ) -> Result<Repayment, RepayError> {
         self.advance(terms, date)?;
         let (penalty, compound) = self.settle_charges(terms)?;
-        let early = settle_segments(&self.interest_segments, terms.rounding)?;
+        let early = self.interest_accrual(terms, &self.interest_segments)?;
         let early_fen = early.as_ref().map_or(Fen::ZERO, |a| a.amount_fen);
         let (overdue, current) = self.interest_owed(terms, date)?;
         let before_principal =
@@ -495,13 +754,15 @@ impl Servicing {
             left = Fen(left.0 - x.0);
             x
         };
-        let allocation = Allocation {
+        let mut allocation = Allocation {
             penalty_fen: take(self.penalty_fen),
             compound_fen: take(self.compound_fen),
             overdue_interest_fen: take(overdue),
             current_interest_fen: take(current),
             principal_fen: take(self.principal_fen),
+            due_principal_fen: Fen::ZERO,
         };
+        allocation.due_principal_fen = allocation.principal_fen.min(self.principal_due_fen()?);
         if !full
             && allocation.principal_fen == self.principal_fen
             && self.principal_fen.is_positive()
@@ -520,18 +781,45 @@ impl Servicing {
             interest_left = Fen(interest_left.0 - x.0);
         }
         self.interest_due.retain(|i| i.amount_fen.is_positive());
-        self.principal_fen = sub(self.principal_fen, allocation.principal_fen)?;
+        self.pay_principal(allocation.principal_fen)?;
         if full {
+            self.instalments.clear();
             self.interest_segments.clear();
             self.compound_segments.clear();
             self.penalty_segments.clear();
             self.next_point = None;
         }
         Ok(Repayment {
-            charges: SettlementPoint { date, interest: early_interest, penalty, compound },
+            charges: SettlementPoint {
+                date,
+                interest: early_interest,
+                penalty,
+                compound,
+                principal: None,
+            },
             allocation,
             payoff: full,
         })
+    }
+
+    /// Reduces principal by `amount`: instalment principal due first (oldest first), then the
+    /// principal not yet due, taken from the last instalments first (a prepayment shortens the
+    /// schedule and leaves the earlier instalments' principal as scheduled).
+    fn pay_principal(&mut self, amount: Fen) -> Result<(), ServicingError> {
+        self.principal_fen = sub(self.principal_fen, amount)?;
+        let mut left = amount;
+        for item in &mut self.principal_due {
+            let x = item.amount_fen.min(left);
+            item.amount_fen = sub(item.amount_fen, x)?;
+            left = sub(left, x)?;
+        }
+        self.principal_due.retain(|i| i.amount_fen.is_positive());
+        for instalment in self.instalments.iter_mut().rev() {
+            let x = instalment.principal_fen.min(left);
+            instalment.principal_fen = sub(instalment.principal_fen, x)?;
+            left = sub(left, x)?;
+        }
+        Ok(())
     }
 
     /// Writes off everything owed on `date`, after [`Self::settle_through`]`(date)`.
@@ -550,14 +838,17 @@ impl Servicing {
             overdue_interest_fen: overdue,
             current_interest_fen: current,
             principal_fen: self.principal_fen,
+            due_principal_fen: self.principal_due_fen()?,
         };
         self.written_off_fen = allocation.total().ok_or(ServicingError::Overflow)?;
         self.penalty_fen = Fen::ZERO;
         self.compound_fen = Fen::ZERO;
         self.interest_due.clear();
+        self.principal_due.clear();
+        self.instalments.clear();
         self.principal_fen = Fen::ZERO;
         self.next_point = None;
-        Ok((SettlementPoint { date, interest, penalty, compound }, allocation))
+        Ok((SettlementPoint { date, interest, penalty, compound, principal: None }, allocation))
     }
 
     /// Adds principal disbursed on `date` (after accruing the days before it).
@@ -605,11 +896,14 @@ impl Servicing {
         let points = s.settle_through(terms, date)?;
         s.advance(terms, date)?;
         let (penalty, compound) = s.settle_charges(terms)?;
-        let accrued = settle_segments(&s.interest_segments, terms.rounding)?
-            .map_or(Fen::ZERO, |a| a.amount_fen);
+        let accrued =
+            s.interest_accrual(terms, &s.interest_segments)?.map_or(Fen::ZERO, |a| a.amount_fen);
         let (overdue, current) = s.interest_owed(terms, date)?;
+        let (overdue_principal, current_principal) = s.principal_owed(date)?;
         let _ = (points, penalty, compound);
         let q = Quote {
+            overdue_principal_fen: overdue_principal,
+            current_principal_fen: current_principal,
             penalty_fen: s.penalty_fen,
             compound_fen: s.compound_fen,
             overdue_interest_fen: overdue,
@@ -632,7 +926,12 @@ pub struct Quote {
     pub current_interest_fen: Fen,
     /// Interest of the running period, to the day before the date, that paying off would settle.
     pub accrued_interest_fen: Fen,
+    /// All principal outstanding, instalment principal due included.
     pub principal_fen: Fen,
+    /// Of `principal_fen`, instalment principal past its due date (amortising loans).
+    pub overdue_principal_fen: Fen,
+    /// Of `principal_fen`, instalment principal due on the date itself (amortising loans).
+    pub current_principal_fen: Fen,
     pub days_overdue: i64,
 }
 
@@ -680,11 +979,297 @@ mod tests {
     fn terms() -> ServicingTerms {
         ServicingTerms {
             rate: AnnualRate::parse("0.0385").unwrap(),
+            method: RepaymentMethod::Bullet,
             frequency: SettlementFrequency::Quarterly,
             overdue_uplift: Decimal::new(5, 1),
             misuse_uplift: Decimal::ONE,
             grace_days: 0,
             rounding: Rounding::HalfUp,
+        }
+    }
+
+    use crate::domain::schedule::{ScheduleTerms, Term, build_schedule};
+    use proptest::prelude::*;
+
+    fn schedule_terms(t: &ServicingTerms, principal: Fen, months: u32) -> ScheduleTerms {
+        ScheduleTerms {
+            principal,
+            rate: t.rate,
+            disbursed: d("2021-01-25"),
+            term: Term::Months(months),
+            method: t.method,
+            frequency: t.frequency,
+            rounding: t.rounding,
+        }
+    }
+
+    /// 50,000.00 at 4.75% over 36 months from 2021-01-25, with `method` and `frequency`.
+    fn amortising(
+        method: RepaymentMethod,
+        frequency: SettlementFrequency,
+    ) -> (ServicingTerms, Schedule, Servicing) {
+        let t = ServicingTerms {
+            rate: AnnualRate::parse("0.0475").unwrap(),
+            method,
+            frequency,
+            ..terms()
+        };
+        let schedule = build_schedule(&schedule_terms(&t, Fen(5_000_000), 36)).unwrap();
+        let s =
+            Servicing::start_instalments(&t, d("2021-01-25"), Fen(5_000_000), &schedule).unwrap();
+        (t, schedule, s)
+    }
+
+    #[test]
+    fn equal_instalments_paid_on_time_are_the_schedule() {
+        let (t, schedule, mut s) =
+            amortising(RepaymentMethod::EqualInstalment, SettlementFrequency::Monthly);
+        assert_eq!(s.next_point, Some(d("2021-02-25")));
+        assert_eq!(s.maturity_date, Some(d("2024-01-25")));
+        // Each instalment 1,492.94. Interest = opening principal × 0.0475 / 12:
+        // 5,000,000 → 19,791.67 → 19,792; 4,870,498 → 19,279.05 → 19,279;
+        // 4,740,483 → 18,764.41 → 18,764. Principal = 149,294 − interest.
+        let hand = [
+            ("2021-02-25", 19_792, 129_502, 4_870_498),
+            ("2021-03-25", 19_279, 130_015, 4_740_483),
+            ("2021-04-25", 18_764, 130_530, 4_609_953),
+        ];
+        for (k, (due, interest, principal, remaining)) in hand.into_iter().enumerate() {
+            let planned = &schedule.instalments[k];
+            assert_eq!(
+                (planned.interest_due.0, planned.principal_due.0, planned.remaining_principal.0),
+                (interest, principal, remaining)
+            );
+            // Nothing falls due on the 20th: settlement points are the due dates.
+            assert!(s.settle_through(&t, d(due).pred_opt().unwrap()).unwrap().is_empty());
+            let points = s.settle_through(&t, d(due)).unwrap();
+            assert_eq!(points.len(), 1);
+            let p = &points[0];
+            assert_eq!(
+                (p.date, p.interest_fen().0, p.principal_due_fen().0),
+                (d(due), interest, principal)
+            );
+            let working = p.interest.as_ref().unwrap();
+            assert_eq!(working.periodic.unwrap().periods_per_year, 12);
+            assert_eq!(working.segments.len(), 1);
+            assert_eq!(p.penalty, None);
+            let q = s.quote(&t, d(due)).unwrap();
+            assert_eq!(q.total(), Some(Fen(149_294 + remaining)));
+            assert_eq!((q.current_principal_fen.0, q.days_overdue), (principal, 0));
+            let r = s.repay(&t, d(due), Fen(149_294)).unwrap();
+            assert_eq!(r.allocation.current_interest_fen, Fen(interest));
+            assert_eq!(r.allocation.principal_fen, Fen(principal));
+            assert_eq!(r.allocation.due_principal_fen, Fen(principal));
+            assert_eq!(s.principal_fen, Fen(remaining));
+            assert!(s.principal_due.is_empty() && s.interest_due.is_empty());
+            assert_eq!((s.penalty_fen, s.compound_fen), (Fen::ZERO, Fen::ZERO));
+        }
+        assert_eq!(s.next_point, Some(d("2021-05-25")));
+    }
+
+    #[test]
+    fn an_instalment_paid_ten_days_late_bears_penalty_and_compound() {
+        let (t, _, mut s) =
+            amortising(RepaymentMethod::EqualInstalment, SettlementFrequency::Monthly);
+        s.settle_through(&t, d("2021-02-25")).unwrap();
+        assert_eq!(s.days_overdue(&t, d("2021-02-25")), 0);
+        assert_eq!(s.days_overdue(&t, d("2021-02-26")), 1);
+        s.settle_through(&t, d("2021-03-07")).unwrap();
+        assert_eq!(s.days_overdue(&t, d("2021-03-07")), 10);
+        // Unpaid 02-25 ..= 03-06 (10 days). Penalty on the principal part at 4.75% × 1.5:
+        // 129,502 × 10 × 0.07125 / 360 = 256.31 → 256. Compound on the interest at 4.75%:
+        // 19,792 × 10 × 0.0475 / 360 = 26.11 → 26.
+        let q = s.quote(&t, d("2021-03-07")).unwrap();
+        assert_eq!((q.penalty_fen, q.compound_fen), (Fen(256), Fen(26)));
+        assert_eq!((q.overdue_interest_fen, q.overdue_principal_fen), (Fen(19_792), Fen(129_502)));
+        // The running period's interest is on 4,870,498 only: the due part bears penalty.
+        assert_eq!(q.principal_fen, Fen(5_000_000));
+        let r = s.repay(&t, d("2021-03-07"), Fen(149_294 + 256 + 26)).unwrap();
+        assert_eq!(r.charges.penalty_fen(), Fen(256));
+        let penalty = r.charges.penalty.as_ref().unwrap();
+        assert_eq!(penalty.segments[0].days, 10);
+        assert_eq!(penalty.segments[0].base_fen, Fen(129_502));
+        assert_eq!(
+            r.allocation,
+            Allocation {
+                penalty_fen: Fen(256),
+                compound_fen: Fen(26),
+                overdue_interest_fen: Fen(19_792),
+                current_interest_fen: Fen::ZERO,
+                principal_fen: Fen(129_502),
+                due_principal_fen: Fen(129_502),
+            }
+        );
+        assert_eq!(s.days_overdue(&t, d("2021-03-07")), 0);
+        // The next instalment is the schedule's: the late part bore penalty, not interest.
+        let p = s.settle_through(&t, d("2021-03-25")).unwrap();
+        assert_eq!((p[0].interest_fen(), p[0].principal_due_fen()), (Fen(19_279), Fen(130_015)));
+        assert_eq!(p[0].penalty, None);
+    }
+
+    #[test]
+    fn equal_principal_quarterly_and_a_prepayment_that_shortens_the_schedule() {
+        let (t, schedule, mut s) =
+            amortising(RepaymentMethod::EqualPrincipal, SettlementFrequency::Quarterly);
+        // 5,000,000 / 12 = 416,666.67 → 416,667 a quarter; the last takes 416,663.
+        // Interest = opening × 0.0475 / 4: 5,000,000 → 59,375 exactly.
+        assert_eq!(schedule.instalments.len(), 12);
+        let p = s.settle_through(&t, d("2021-04-25")).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].interest_fen(), p[0].principal_due_fen()), (Fen(59_375), Fen(416_667)));
+        assert_eq!(p[0].interest.as_ref().unwrap().periodic.unwrap().periods_per_year, 4);
+        s.repay(&t, d("2021-04-25"), Fen(59_375 + 416_667)).unwrap();
+        // 2021-05-10: 1,000,000 prepaid, taken from the last instalments (416,663 + 416,667 +
+        // 166,670 of the tenth); the next instalments keep their 416,667.
+        let r = s.repay(&t, d("2021-05-10"), Fen(1_000_000)).unwrap();
+        assert_eq!(
+            (r.allocation.principal_fen, r.allocation.due_principal_fen),
+            (Fen(1_000_000), Fen::ZERO)
+        );
+        let parts: Vec<i64> = s.instalments.iter().map(|i| i.principal_fen.0).collect();
+        assert_eq!(
+            parts,
+            vec![
+                416_667, 416_667, 416_667, 416_667, 416_667, 416_667, 416_667, 416_667, 249_997, 0,
+                0
+            ]
+        );
+        // Quarter 04-25 ..= 07-24 (91 days): 4,583,333 × 15 + 3,583,333 × 76 = 341,083,303
+        // fen-days; × 0.0475 / (4 × 91) = 44,509.50 → 44,509 (the schedule had 54,427).
+        let p = s.settle_through(&t, d("2021-07-25")).unwrap();
+        let i = p[0].interest.as_ref().unwrap();
+        assert_eq!(i.segments.iter().map(|s| s.jishu).sum::<i64>(), 341_083_303);
+        assert_eq!(i.periodic.unwrap().period_days, 91);
+        assert_eq!((i.amount_fen, p[0].principal_due_fen()), (Fen(44_509), Fen(416_667)));
+        assert_eq!(schedule.instalments[1].interest_due, Fen(54_427));
+    }
+
+    #[test]
+    fn early_payoff_of_an_instalment_loan_settles_the_period_pro_rata() {
+        let (t, _, mut s) =
+            amortising(RepaymentMethod::EqualInstalment, SettlementFrequency::Monthly);
+        // 01-25 ..= 02-09 is 16 of the period's 31 days:
+        // 5,000,000 × 16 × 0.0475 / (12 × 31) = 10,215.05 → 10,215.
+        let q = s.quote(&t, d("2021-02-10")).unwrap();
+        assert_eq!((q.accrued_interest_fen, q.total()), (Fen(10_215), Some(Fen(5_010_215))));
+        let r = s.repay(&t, d("2021-02-10"), Fen(5_010_215)).unwrap();
+        assert!(r.payoff && s.is_closed());
+        assert!(s.instalments.is_empty() && s.next_point.is_none());
+    }
+
+    #[test]
+    fn unpaid_instalments_after_maturity_bear_penalty_on_all_principal() {
+        let t = ServicingTerms {
+            rate: AnnualRate::parse("0.0475").unwrap(),
+            method: RepaymentMethod::EqualPrincipal,
+            frequency: SettlementFrequency::Monthly,
+            ..terms()
+        };
+        let schedule = build_schedule(&schedule_terms(&t, Fen(300_000), 3)).unwrap();
+        let mut s =
+            Servicing::start_instalments(&t, d("2021-01-25"), Fen(300_000), &schedule).unwrap();
+        let p = s.settle_through(&t, d("2021-04-25")).unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(s.principal_due_fen(), Ok(Fen(300_000)));
+        assert!(s.instalments.is_empty());
+        // After maturity the points are the 20ths; the principal overdue since 02-26.
+        assert_eq!(s.next_point, Some(d("2021-05-20")));
+        assert_eq!(s.days_overdue(&t, d("2021-04-25")), 59);
+        // Penalty 02-25 ..= 03-24 on 100,000; 03-25 ..= 04-24 on 200,000 (settled at the due
+        // dates), then 04-25 ..= 05-20 on 300,000 at 7.125%.
+        let p = s.settle_through(&t, d("2021-05-20")).unwrap();
+        let pen = p[0].penalty.as_ref().unwrap();
+        assert_eq!(pen.segments[0].base_fen, Fen(300_000));
+        assert_eq!(pen.segments[0].days, 26);
+    }
+
+    #[test]
+    fn interest_with_principal_is_one_period_settled_at_maturity() {
+        let t = ServicingTerms {
+            method: RepaymentMethod::InterestWithPrincipal,
+            frequency: SettlementFrequency::AtMaturity,
+            ..terms()
+        };
+        let schedule = build_schedule(&ScheduleTerms {
+            term: Term::Maturity(d("2022-01-25")),
+            ..schedule_terms(&t, Fen(5_000_000), 12)
+        })
+        .unwrap();
+        let mut s = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
+        assert_eq!(s.next_point, Some(d("2022-01-25")));
+        assert!(s.settle_through(&t, d("2022-01-24")).unwrap().is_empty());
+        let p = s.settle_through(&t, d("2022-01-25")).unwrap();
+        // 365 days on the day basis, rounded once: 195,173.61 → 195,174.
+        assert_eq!(p[0].interest_fen(), schedule.instalments[0].interest_due);
+        assert_eq!(p[0].interest_fen(), Fen(195_174));
+        assert_eq!(p[0].principal, None);
+        let r = s.repay(&t, d("2022-01-25"), Fen(5_195_174)).unwrap();
+        assert!(r.payoff && s.is_closed());
+    }
+
+    fn arb_amortising() -> impl Strategy<Value = (ServicingTerms, Fen, u32)> {
+        let method = prop_oneof![
+            Just(RepaymentMethod::EqualInstalment),
+            Just(RepaymentMethod::EqualPrincipal)
+        ];
+        let frequency =
+            prop_oneof![Just(SettlementFrequency::Monthly), Just(SettlementFrequency::Quarterly)];
+        let rounding =
+            prop_oneof![Just(Rounding::HalfUp), Just(Rounding::HalfEven), Just(Rounding::Down)];
+        (method, frequency, rounding, 1i64..10_000_000, 0i64..10_000_000, 1u32..=12).prop_map(
+            |(method, frequency, rounding, principal, rate, quarters)| {
+                let t = ServicingTerms {
+                    rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
+                    method,
+                    frequency,
+                    rounding,
+                    ..terms()
+                };
+                (t, Fen(principal), quarters * 3)
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn paying_every_instalment_on_time_reproduces_the_schedule(
+            (t, principal, months) in arb_amortising()
+        ) {
+            let schedule = build_schedule(&schedule_terms(&t, principal, months)).unwrap();
+            let mut s =
+                Servicing::start_instalments(&t, d("2021-01-25"), principal, &schedule).unwrap();
+            let mut interest = Fen::ZERO;
+            for i in &schedule.instalments {
+                if s.is_closed() {
+                    // Only after a capped instalment took the last principal.
+                    prop_assert_eq!(i.total_due, Fen::ZERO);
+                    continue;
+                }
+                let points = s.settle_through(&t, i.due_date).unwrap();
+                prop_assert_eq!(points.len(), 1);
+                prop_assert_eq!(points[0].date, i.due_date);
+                prop_assert_eq!(points[0].interest_fen(), i.interest_due);
+                prop_assert_eq!(points[0].principal_due_fen(), i.principal_due);
+                prop_assert_eq!(points[0].penalty_fen(), Fen::ZERO);
+                prop_assert_eq!(points[0].compound_fen(), Fen::ZERO);
+                interest = interest.checked_add(i.interest_due).unwrap();
+                if i.total_due.is_positive() {
+                    let r = s.repay(&t, i.due_date, i.total_due).unwrap();
+                    prop_assert_eq!(r.allocation.principal_fen, i.principal_due);
+                    prop_assert_eq!(r.allocation.current_interest_fen, i.interest_due);
+                    prop_assert_eq!(r.payoff, i.remaining_principal == Fen::ZERO);
+                }
+                prop_assert_eq!(s.principal_fen, i.remaining_principal);
+                prop_assert_eq!(s.days_overdue(&t, i.due_date), 0);
+            }
+            prop_assert!(s.is_closed());
+            prop_assert_eq!(s.principal_fen, Fen::ZERO);
+            prop_assert!(s.principal_due.is_empty() && s.interest_due.is_empty());
+            prop_assert!(s.instalments.is_empty());
+            prop_assert_eq!((s.penalty_fen, s.compound_fen), (Fen::ZERO, Fen::ZERO));
+            prop_assert_eq!((s.penalty_settled_fen, s.compound_settled_fen), (Fen::ZERO, Fen::ZERO));
+            prop_assert_eq!(s.interest_settled_fen, interest);
+            prop_assert_eq!(Some(interest), schedule.total_interest());
         }
     }
 

@@ -9,6 +9,11 @@
 //! | write-off | its settlement points, then `bank/loan_loss` Dr the total; each bucket Cr |
 //!
 //! Legs to the same account are netted and zero legs dropped, in order of first appearance.
+//!
+//! An amortising loan's instalment principal falling due at a settlement point is not a money
+//! movement and posts nothing: `loan/<id>/principal` holds all principal outstanding, due or
+//! not, and the split lives in the loan's servicing state (and in the point's `principal`
+//! figure in the journal's command).
 
 use super::account::*;
 use super::posting::{Posting, PostingError, Postings};

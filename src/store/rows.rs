@@ -299,6 +299,14 @@ pub struct IdempotencyRow {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IdempotencyKeyRow {
+    pub scope: String,
+    pub request_id: String,
+    pub fingerprint: String,
+    pub result_json: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenRow {
     pub token_id: String,
     pub role: String,

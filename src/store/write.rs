@@ -122,6 +122,55 @@ impl WriteTx {
         )
     }
 
+    /// The idempotency rows of many (scope, request id) keys at once: one statement per chunk.
+    pub async fn idempotency_many(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<IdempotencyKeyRow>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(chunk_rows(2)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new(
+                    "select scope, request_id, fingerprint, result_json from idempotency \
+                     where (scope, request_id) in (values ");
+                let mut list = q.separated(", ");
+                for (scope, request_id) in chunk {
+                    list.push("(");
+                    list.push_bind_unseparated(scope);
+                    list.push_unseparated(", ");
+                    list.push_bind_unseparated(request_id);
+                    list.push_unseparated(")");
+                }
+                q.push(")");
+                found.extend(q.build_query_as::<IdempotencyKeyRow>().fetch_all(c).await?);
+            });
+        }
+        Ok(found)
+    }
+
+    /// Many loans at once (those a group's commands name): one statement per chunk.
+    pub async fn loans_many(&mut self, loan_ids: &[String]) -> Result<Vec<LoanState>, StoreError> {
+        let mut found = Vec::new();
+        let lock = matches!(self, WriteTx::Postgres(_));
+        for chunk in loan_ids.chunks(chunk_rows(1)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new(concat!("select ", loan_columns!(), " from loan where loan_id in ("));
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id);
+                }
+                // Locked in loan_id order, so that two writers (which the single writer does not
+                // expect) cannot deadlock on the same loans.
+                q.push(if lock { ") order by loan_id for update" } else { ")" });
+                let rows = q.build_query_as::<LoanRow>().fetch_all(c).await?;
+                for r in rows {
+                    found.push(r.into_state()?);
+                }
+            });
+        }
+        Ok(found)
+    }
+
     pub async fn ledger_exists(&mut self, ledger_id: &str) -> Result<bool, StoreError> {
         let sql = "select ledger_id, name from ledger where ledger_id = $1";
         let row: Option<LedgerRow> =

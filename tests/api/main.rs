@@ -32,6 +32,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
+mod schedule;
 mod servicing;
 
 on_both_backends!(

@@ -1,7 +1,7 @@
 //! Loan servicing through the API, with every figure to the fen: settlement runs, a year of
 //! quarterly settlements and repayments, arrears with penalty and compound interest, extension,
-//! renewal, early payoff, a bank's daily file with bad items, misuse, write-off, and loans as of
-//! past dates. Each scenario runs on SQLite and on PostgreSQL and ends with Verify, which replays
+//! renewal, early payoff, a bank's daily file with bad items, misuse, write-off, loans as of
+//! past dates, and 等额本息 loans whose instalments fall due on their due dates. Each scenario runs on SQLite and on PostgreSQL and ends with Verify, which replays
 //! the journal and recomputes every event's figures and postings.
 //!
 //! The expected figures are computed by hand in the comments and again, independently of the
@@ -32,6 +32,8 @@ on_both_backends!(
     misuse,
     write_off,
     loan_as_of_dates,
+    equal_instalments_on_due_dates,
+    instalment_paid_late,
 );
 
 /// Annual rates in units of 0.00001.
@@ -1352,6 +1354,243 @@ async fn loan_as_of_dates(backend: Backend) {
     let back = app.get_loan_as_of(&t.bank, &id, "2021-06-20").await;
     assert_eq!(back.interest_due_fen, 39_608, "{back:?}");
     assert_eq!(back.principal_outstanding_fen, 4_025_667, "{back:?}");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// The instalment loan of the scenarios below: the standard loan as 等额本息, 12 monthly
+/// instalments due on the 25th (对日 the disbursement of 2021-01-25), at 3.85%.
+fn instalment_loan(contract_number: &str, household: &str) -> pb::CreateLoanRequest {
+    pb::CreateLoanRequest {
+        repayment_method: pb::RepaymentMethod::EqualInstalment as i32,
+        settlement_frequency: pb::SettlementFrequency::Monthly as i32,
+        ..standard_loan(contract_number, household)
+    }
+}
+
+/// PreviewSchedule of [`instalment_loan`]: level payment 425,407 (P·r·(1+r)^n / ((1+r)^n − 1)
+/// with r = 0.0385 / 12, n = 12: 425,406.93); first interest 5,000,000 × 0.0385 / 12 =
+/// 16,041.67 → 16,042, first principal 409,365.
+async fn instalment_preview(app: &TestApp, token: &str) -> Vec<pb::Instalment> {
+    let schedule = app
+        .loans(token)
+        .preview_schedule(pb::PreviewScheduleRequest {
+            principal_fen: STANDARD_PRINCIPAL_FEN,
+            annual_rate: STANDARD_RATE.into(),
+            disbursement_date: CONTRACT_DATE.into(),
+            term_months: 12,
+            maturity_date: String::new(),
+            repayment_method: pb::RepaymentMethod::EqualInstalment as i32,
+            settlement_frequency: pb::SettlementFrequency::Monthly as i32,
+            rounding: String::new(),
+        })
+        .await
+        .expect("PreviewSchedule")
+        .into_inner();
+    let first = &schedule.instalments[0];
+    assert_eq!(
+        (first.due_date.as_str(), first.interest_due_fen, first.principal_due_fen),
+        ("2021-02-25", 16_042, 409_365)
+    );
+    assert_eq!(first.total_due_fen, 425_407);
+    assert_eq!(schedule.instalments.len(), 12);
+    schedule.instalments
+}
+
+/// An 等额本息 loan settled by SettleLoans runs on its due dates and paid by RecordRepayment on
+/// the same days: every settled interest, principal part and remaining principal is
+/// PreviewSchedule's; principal falling due posts nothing; the loan ends settled.
+async fn equal_instalments_on_due_dates(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let schedule = instalment_preview(&app, &t.bank).await;
+    app.create_loan(&t.bank, instalment_loan("I1", HOUSEHOLD)).await;
+    let id = loan_id("I1");
+    let disbursed = app.disburse(&t.bank, &id, "2021-01-25").await;
+    assert_eq!(loan(&disbursed).next_settlement_date, "2021-02-25");
+    assert_eq!(loan(&disbursed).current_maturity_date, "2022-01-25");
+
+    // A settlement run on the 20th settles nothing of an instalment loan.
+    let run = settle(&app, &t.finance, "", "2021-02-20").await;
+    assert_eq!((run.settlement_points, run.interest_fen), (0, 0), "{run:?}");
+
+    for i in &schedule {
+        let run = settle(&app, &t.finance, "", &i.due_date).await;
+        assert_eq!((run.settlement_points, run.interest_fen), (1, i.interest_due_fen), "{run:?}");
+        // Principal falling due is not a money movement: only the interest is posted.
+        let history = app.history(&t.auditor, &id).await;
+        let posted = history.last().unwrap();
+        assert_eq!(
+            (posted.kind.as_str(), posted.value_date.as_str()),
+            ("loan.settled", i.due_date.as_str())
+        );
+        assert_eq!(
+            sorted(&posted.postings),
+            postings(&[
+                (&format!("loan/{id}/interest"), i.interest_due_fen),
+                ("bank/B1/interest_income", -i.interest_due_fen),
+            ])
+        );
+        let point = &event_json(posted)["settlements"][0];
+        assert_eq!(point["principal"]["instalment"], i.number, "{point}");
+        assert_eq!(point["principal"]["amount_fen"], i.principal_due_fen, "{point}");
+        assert_eq!(point["interest"]["periodic"]["periods_per_year"], 12, "{point}");
+
+        let l = app.get_loan_as_of(&t.bank, &id, &i.due_date).await;
+        assert_eq!((l.interest_due_fen, l.days_overdue), (i.interest_due_fen, 0), "{l:?}");
+        assert_eq!(status_of(&l), pb::LoanStatus::Active, "{l:?}");
+        let quote = app.payoff_quote(&t.bank, &id, &i.due_date).await;
+        assert_eq!(quote.total_fen, i.total_due_fen + i.remaining_principal_fen, "{quote:?}");
+
+        let r = app.repay(&t.bank, &id, &i.due_date, i.total_due_fen).await;
+        let l = loan(&r);
+        assert_eq!(l.principal_outstanding_fen, i.remaining_principal_fen, "{l:?}");
+        assert_eq!((l.interest_due_fen, l.penalty_fen, l.compound_fen), (0, 0, 0), "{l:?}");
+        if i.remaining_principal_fen > 0 {
+            assert_eq!(status_of(l), pb::LoanStatus::Active, "{l:?}");
+        }
+    }
+    let l = app.get_loan(&t.bank, &id).await;
+    assert_eq!(status_of(&l), pb::LoanStatus::Settled, "{l:?}");
+    let interest: i64 = schedule.iter().map(|i| i.interest_due_fen).sum();
+    assert_eq!((l.interest_paid_fen, l.interest_settled_fen), (interest, interest), "{l:?}");
+    assert_eq!(l.principal_repaid_fen, STANDARD_PRINCIPAL_FEN, "{l:?}");
+    assert_eq!((l.penalty_paid_fen, l.compound_paid_fen), (0, 0), "{l:?}");
+    let b = balances(&app.journal(&t.auditor, LEDGER).await);
+    for bucket in ["principal", "interest", "penalty", "compound"] {
+        assert_eq!(b.get(&format!("loan/{id}/{bucket}")).copied().unwrap_or(0), 0, "{b:?}");
+    }
+    assert_eq!(b.get("bank/B1/interest_income").copied(), Some(-interest), "{b:?}");
+    // The same run again posts nothing.
+    let again = settle(&app, &t.finance, "", "2022-01-25").await;
+    assert_eq!(again.settlement_points, 0, "{again:?}");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// The first instalment of an 等额本息 loan paid 10 days late: its principal part bears penalty
+/// and its interest compounds from the due date; the next instalment is the schedule's; an
+/// instalment loan is not extended; paid off early between due dates.
+async fn instalment_paid_late(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let schedule = instalment_preview(&app, &t.bank).await;
+    app.create_loan(&t.bank, instalment_loan("I2", HOUSEHOLD)).await;
+    let id = loan_id("I2");
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    let run = settle(&app, &t.finance, "", "2021-02-25").await;
+    assert_eq!(run.interest_fen, 16_042, "{run:?}");
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-02-26").await;
+    assert_eq!((status_of(&l), l.days_overdue), (pb::LoanStatus::Overdue, 1), "{l:?}");
+
+    // 2021-03-07, unpaid since 02-25 (02-25 ..= 03-06, 10 days):
+    //   penalty 409,365 × 10 × 0.05775 / 360 = 656.69 -> 657 (the principal part);
+    //   compound 16,042 × 10 × 0.0385 / 360 = 17.16 -> 17;
+    //   accrued, on the principal not yet due, at the periodic rate for 10 of the period's
+    //   28 days (02-25 ..= 03-24): 4,590,635 × 10 × 0.0385 / (12 × 28) = 5,260.10 -> 5,260.
+    assert_eq!(accrual(&[(409_365, 10, PENALTY_RATE)]), 657);
+    assert_eq!(interest(16_042, 10), 17);
+    let l = app.get_loan_as_of(&t.bank, &id, "2021-03-07").await;
+    assert_eq!((status_of(&l), l.days_overdue), (pb::LoanStatus::Overdue, 10), "{l:?}");
+    assert_eq!((l.penalty_fen, l.compound_fen, l.interest_due_fen), (657, 17, 16_042), "{l:?}");
+    let quote = app.payoff_quote(&t.bank, &id, "2021-03-07").await;
+    assert_eq!(
+        (quote.accrued_interest_fen, quote.principal_fen, quote.total_fen),
+        (5_260, 5_000_000, 657 + 17 + 16_042 + 5_260 + 5_000_000),
+        "{quote:?}"
+    );
+
+    // The instalment and its charges: 425,407 + 657 + 17 = 426,081.
+    let r = app.repay(&t.bank, &id, "2021-03-07", 426_081).await;
+    let l = loan(&r);
+    assert_eq!((status_of(l), l.days_overdue), (pb::LoanStatus::Active, 0), "{l:?}");
+    assert_eq!((l.penalty_paid_fen, l.compound_paid_fen), (657, 17), "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, schedule[0].remaining_principal_fen, "{l:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let repaid = event_json(history.last().unwrap());
+    let allocation = &repaid["repayment"]["allocation"];
+    assert_eq!(allocation["principal_fen"], 409_365, "{allocation}");
+    assert_eq!(allocation["due_principal_fen"], 409_365, "{allocation}");
+    assert_eq!(allocation["overdue_interest_fen"], 16_042, "{allocation}");
+    assert_eq!(
+        segments(&repaid["repayment"]["charges"]["penalty"]),
+        vec![(10, 4_093_650, "0.05775".to_string())]
+    );
+    assert_eq!(
+        sorted(&history.last().unwrap().postings),
+        postings(&[
+            ("bank/B1/cash", 426_081),
+            ("bank/B1/compound_income", -17),
+            ("bank/B1/penalty_income", -657),
+            (&format!("loan/{id}/interest"), -16_042),
+            (&format!("loan/{id}/principal"), -409_365),
+        ])
+    );
+
+    // An instalment loan disbursed in part is scheduled for what was paid out, once: a second
+    // disbursement is refused.
+    app.register_household(&t.finance, "H-I3", "19800517").await;
+    app.create_loan(
+        &t.bank,
+        pb::CreateLoanRequest { principal_fen: 1_200_000, ..instalment_loan("I3", "H-I3") },
+    )
+    .await;
+    let part = app
+        .loans(&t.bank)
+        .disburse(pb::DisburseRequest {
+            request_id: rid("disburse"),
+            loan_id: loan_id("I3"),
+            value_date: "2021-03-01".into(),
+            amount_fen: 600_000,
+        })
+        .await
+        .expect("Disburse part");
+    assert_eq!(loan(part.get_ref()).next_settlement_date, "2021-04-01");
+    assert_eq!(loan(part.get_ref()).current_maturity_date, "2022-03-01");
+    let refused = expect_refused(
+        app.loans(&t.bank)
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: loan_id("I3"),
+                value_date: "2021-03-10".into(),
+                amount_fen: 0,
+            })
+            .await,
+        "LOAN_NOT_DISBURSABLE",
+    );
+    assert_eq!(metadata(&refused, "undisbursed_fen").as_deref(), Some("600000"), "{refused:?}");
+
+    // An instalment loan keeps its schedule: no extension.
+    expect_refused(
+        app.loans(&t.bank)
+            .extend_loan(pb::ExtendLoanRequest {
+                request_id: rid("extend"),
+                loan_id: id.clone(),
+                value_date: "2021-03-10".into(),
+                new_maturity_date: "2022-07-25".into(),
+            })
+            .await,
+        "EXTENSION_NOT_ALLOWED",
+    );
+
+    // The second instalment is the schedule's, paid on time.
+    let run = settle(&app, &t.finance, "", "2021-03-25").await;
+    assert_eq!((run.interest_fen, run.penalty_fen), (schedule[1].interest_due_fen, 0), "{run:?}");
+    let r = app.repay(&t.bank, &id, "2021-03-25", schedule[1].total_due_fen).await;
+    assert_eq!(loan(&r).principal_outstanding_fen, schedule[1].remaining_principal_fen);
+
+    // Paid off on 04-10: 16 of the 31 days of 03-25 ..= 04-24 on 4,179,956:
+    // 4,179,956 × 16 × 0.0385 / (12 × 31) = 6,921.65 -> 6,922.
+    let quote = app.payoff_quote(&t.bank, &id, "2021-04-10").await;
+    assert_eq!((quote.accrued_interest_fen, quote.principal_fen), (6_922, 4_179_956), "{quote:?}");
+    assert_eq!(quote.total_fen, 4_179_956 + 6_922, "{quote:?}");
+    let r = app.pay_off(&t.bank, &id, "2021-04-10").await;
+    assert_eq!(status_of(loan(&r)), pb::LoanStatus::Settled);
+    assert_eq!(loan(&r).interest_paid_fen, 16_042 + schedule[1].interest_due_fen + 6_922);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
