@@ -155,6 +155,8 @@ pub fn loan_to_pb(l: &LoanState, full_ids: bool, as_of: BusinessDate) -> pb::Loa
         compound_paid_fen: s.compound_paid_fen.0,
         written_off_fen: s.written_off_fen.0,
         extensions: s.extensions,
+        overdue_principal_fen: q(|q| q.overdue_principal_fen.0),
+        current_principal_fen: q(|q| q.current_principal_fen.0),
         loan_id: t.loan_id.clone(),
         ledger_id: t.ledger_id.clone(),
         bank_id: t.bank_id.clone(),

@@ -701,6 +701,8 @@ impl LoanService for Api {
             principal_fen: q.principal_fen.0,
             total_fen: total.0,
             days_overdue: q.days_overdue,
+            overdue_principal_fen: q.overdue_principal_fen.0,
+            current_principal_fen: q.current_principal_fen.0,
         }))
     }
 }

@@ -504,9 +504,10 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         &mut figures,
     );
 
+    // The writer stops when its last handle is gone: drop ours before waiting for the server.
+    drop(writer);
     let _ = stop.send(());
     server.await??;
-    drop(writer);
     scratch.drop_db().await;
 
     // Ceilings, each in a fresh database of the same backend.
