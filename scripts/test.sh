@@ -101,5 +101,21 @@ status=0
 cargo test --all-targets "$@" || status=$?
 if [ "$status" -ne 0 ]; then
     echo "test.sh: tests FAILED (cargo test exited with $status)" >&2
+    exit "$status"
+fi
+
+# The benchmark's quick mode (seconds), so that `loanledger bench` keeps working. Its figures are
+# not judged here (debug build, fsync off on the throwaway cluster); BENCHMARKS.md has the real
+# ones. Skipped when arguments narrow the run to some tests.
+if [ "$#" -eq 0 ]; then
+    echo "test.sh: quick benchmark on SQLite"
+    RUST_LOG=warn cargo run --quiet -- bench --quick || status=$?
+    if [ "$status" -eq 0 ] && [ -n "${LOANLEDGER_TEST_PG_URL:-}" ]; then
+        echo "test.sh: quick benchmark on PostgreSQL"
+        RUST_LOG=warn cargo run --quiet -- bench --quick --target "$LOANLEDGER_TEST_PG_URL" || status=$?
+    fi
+    if [ "$status" -ne 0 ]; then
+        echo "test.sh: the quick benchmark FAILED (exit $status)" >&2
+    fi
 fi
 exit "$status"

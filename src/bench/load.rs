@@ -385,6 +385,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     report(f, &mut figures);
 
     // History reads while single writes go on.
+    let window = Instant::now();
     let reader_loans = Arc::new(loans.clone());
     let readers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut readers = Vec::new();
@@ -413,7 +414,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     }
     let (_, _) = singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "h").await?;
     readers_done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let started = Instant::now();
+    let window = window.elapsed().as_secs_f64();
     let mut lat = Vec::new();
     for r in readers {
         lat.extend(r.await?);
@@ -424,7 +425,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             name: "loan history under write load".into(),
             count: n,
             unit: "reads",
-            seconds: started.elapsed().as_secs_f64().max(1e-3),
+            seconds: window,
             latency: Some(Latency::of(&mut lat)),
         },
         &mut figures,
