@@ -6,7 +6,6 @@ use tonic::{Request, Response, Status};
 
 use super::convert::journal_to_pb;
 use super::error::status;
-use super::loans::check_read;
 use super::pb::audit_service_server::AuditService;
 use super::{Api, parse, pb};
 use crate::app::verify::verify_ledger;
@@ -31,13 +30,7 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetLoanHistoryRequest { loan_id } = request.into_inner();
         let loan_id = parse::id("loan_id", &loan_id)?;
-        let loan = self
-            .db
-            .get_loan(&loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read(&actor, &loan)?;
+        self.readable_loan(&actor, &loan_id).await?;
         // A loan's history is tens of entries over its life: read it at once, stream it out.
         let entries = self.db.loan_history(&loan_id).await.map_err(|e| status(e.into()))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);

@@ -51,6 +51,25 @@ fn loan_response(outcome: Outcome, full_ids: bool) -> Result<Response<pb::LoanRe
     }
 }
 
+impl Api {
+    /// The loan, if it exists (NOT_FOUND otherwise) and `actor` may read it (PERMISSION_DENIED
+    /// for another bank's loan).
+    pub async fn readable_loan(
+        &self,
+        actor: &Principal,
+        loan_id: &str,
+    ) -> Result<LoanState, Status> {
+        let loan = self
+            .db
+            .get_loan(loan_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
+        check_read(actor, &loan)?;
+        Ok(loan)
+    }
+}
+
 /// Whether `actor` may read `loan`; other banks' loans are PERMISSION_DENIED.
 pub fn check_read(actor: &Principal, loan: &LoanState) -> Result<(), Status> {
     if actor.reads_loan(&loan.terms.bank_id, &loan.terms.ledger_id) {
@@ -370,13 +389,7 @@ impl LoanService for Api {
         let pb::GetLoanRequest { loan_id, as_of } = request.into_inner();
         let loan_id = parse::id("loan_id", &loan_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?;
-        let loan = self
-            .db
-            .get_loan(&loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read(&actor, &loan)?;
+        let loan = self.readable_loan(&actor, &loan_id).await?;
         match as_of {
             None => Ok(Response::new(loan_to_pb(&loan, true, today_for(&loan)))),
             Some(date) => {
@@ -681,13 +694,7 @@ impl LoanService for Api {
         let pb::GetPayoffQuoteRequest { loan_id, as_of } = request.into_inner();
         let loan_id = parse::id("loan_id", &loan_id)?;
         let date = parse::date("as_of", &as_of)?;
-        let loan = self
-            .db
-            .get_loan(&loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read(&actor, &loan)?;
+        let loan = self.readable_loan(&actor, &loan_id).await?;
         let q = loan.quote(date).map_err(|e| status(e.into()))?;
         let total = q.total().ok_or_else(|| invalid("as_of", "makes the quote overflow"))?;
         Ok(Response::new(pb::PayoffQuote {

@@ -176,34 +176,11 @@ pub async fn prepare(writer: &WriterHandle, loans: usize) -> anyhow::Result<Vec<
         let contracts = (start..end)
             .map(|i| {
                 let id_no = id_number(i as u32);
-                let terms = LoanTerms {
-                    loan_id: format!("BB-{i:07}"),
-                    ledger_id: String::new(),
-                    bank_id: "BB".into(),
-                    contract_number: format!("{i:07}"),
-                    household_id: format!("H{i:07}"),
-                    borrower_name: "bench".into(),
-                    borrower_birth_date: crate::domain::identity::IdNumber::parse(&id_no)
-                        .map(|n| n.birth_date())
-                        .unwrap_or(day("1980-01-01")),
-                    borrower_id_number: id_no,
-                    principal_fen: Fen(5_000_000),
-                    annual_rate: AnnualRate::parse("0.0385").expect("valid rate"),
-                    contract_date: day("2021-01-25"),
-                    term_months: 12,
-                    maturity_date: day("2022-01-25"),
-                    repayment_method: RepaymentMethod::Bullet,
-                    settlement_frequency: SettlementFrequency::Quarterly,
-                    purpose: "bench".into(),
-                    collateral_free: true,
-                    guarantee_free: true,
-                    renews_loan_id: None,
-                    overdue_uplift: Default::default(),
-                    misuse_uplift: Default::default(),
-                    grace_days: 0,
-                    rounding: Rounding::HalfUp,
-                    extension_months_max: 0,
-                };
+                let mut terms = bench_terms(&id_no);
+                terms.loan_id = format!("BB-{i:07}");
+                terms.bank_id = "BB".into();
+                terms.contract_number = format!("{i:07}");
+                terms.household_id = format!("H{i:07}");
                 (format!("p-c-{i}"), Command::CreateLoan { terms })
             })
             .collect();
@@ -536,17 +513,21 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
-fn loans_template() -> LoanState {
+/// The contract every bench loan has: 50,000.00 yuan at 3.85% for 12 months from 2021-01-25,
+/// bullet with quarterly interest (ids filled by the caller).
+fn bench_terms(id_number: &str) -> LoanTerms {
     let day = |s: &str| parse_date(s).expect("valid date");
-    let terms = LoanTerms {
+    LoanTerms {
         loan_id: String::new(),
         ledger_id: String::new(),
         bank_id: String::new(),
         contract_number: "c".into(),
         household_id: String::new(),
         borrower_name: "bench".into(),
-        borrower_id_number: "11010519491231002X".into(),
-        borrower_birth_date: day("1949-12-31"),
+        borrower_birth_date: crate::domain::identity::IdNumber::parse(id_number)
+            .map(|n| n.birth_date())
+            .unwrap_or(day("1980-01-01")),
+        borrower_id_number: id_number.to_string(),
         principal_fen: Fen(5_000_000),
         annual_rate: AnnualRate::parse("0.0385").expect("valid rate"),
         contract_date: day("2021-01-25"),
@@ -563,7 +544,11 @@ fn loans_template() -> LoanState {
         grace_days: 0,
         rounding: Rounding::HalfUp,
         extension_months_max: 12,
-    };
+    }
+}
+
+fn loans_template() -> LoanState {
+    let terms = bench_terms("11010519491231002X");
     let mut s = LoanState::new(terms, 1);
     s.status = crate::domain::loan::LoanStatus::Active;
     s.disbursed_fen = Fen(5_000_000);
