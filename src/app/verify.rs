@@ -5,12 +5,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::error::AppError;
+use crate::domain::date::format_date;
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
+use crate::domain::policy::default_versions;
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
 use crate::store::Db;
+use crate::store::read::RegistrySnapshot;
 
 /// Journal transactions read per query while verifying: large enough that the round trips do not
 /// dominate, small enough to keep memory flat on a ledger of millions of entries.
@@ -48,6 +51,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let mut expected_seq = 1u64;
     let mut loans: BTreeMap<String, LoanState> = BTreeMap::new();
     let mut balances: HashMap<String, i64> = HashMap::new();
+    let mut registry = RegistrySnapshot::default();
     loop {
         let page =
             db.journal_range(ledger_id, expected_seq, u64::MAX >> 1, VERIFY_PAGE_TXNS).await?;
@@ -108,7 +112,13 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
                         }
                     }
                 }
-                Ok(_) => {}
+                Ok(other) => {
+                    replay_registry(&mut registry, other, seq);
+                    if !entry.postings.is_empty() {
+                        report
+                            .problem(seq, format!("seq {seq}: a registry record carries postings"));
+                    }
+                }
                 Err(e) => report.problem(seq, format!("seq {seq}: {e}")),
             }
             report.head_seq = seq;
@@ -121,6 +131,22 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     }
 
     // Read models against the journal.
+    let stored = db.registry_snapshot(ledger_id).await?;
+    registry.banks.sort();
+    registry.households.sort();
+    registry.statuses.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    registry.policies.sort_by_key(|v| v.effective_date);
+    for (what, same) in [
+        ("banks", stored.banks == registry.banks),
+        ("households", stored.households == registry.households),
+        ("household statuses", stored.statuses == registry.statuses),
+        ("policy versions", stored.policies == registry.policies),
+    ] {
+        if !same {
+            report.problem(0, format!("the {what} of ledger {ledger_id} differ from the journal"));
+        }
+    }
+
     let stored_balances = db.ledger_balances(ledger_id).await?;
     let mut seen = std::collections::HashSet::new();
     for (account, stored) in &stored_balances {
@@ -170,6 +196,34 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     }
     report.ok = report.problems.is_empty();
     Ok(report)
+}
+
+/// Rebuilds the registry read model from a registry event (a new ledger starts with the default
+/// policy versions, as the writer seeds them).
+fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    let status_row = |id: String, e: &crate::domain::household::StatusEntry| {
+        (id, seq, format_date(e.effective_date), e.status.as_str().to_string(), e.reason.clone())
+    };
+    match event {
+        JournalEvent::LedgerCreated { .. } => r.policies.extend(default_versions()),
+        JournalEvent::BankRegistered { bank_id, name, .. } => r.banks.push((bank_id, name)),
+        JournalEvent::HouseholdRegistered { household, status } => {
+            r.statuses.push(status_row(household.household_id.clone(), &status));
+            r.households.push((
+                household.household_id,
+                household.head_name,
+                household.head_id_number,
+                household.township,
+                household.village,
+            ));
+        }
+        JournalEvent::HouseholdStatusSet { household_id, entry } => {
+            r.statuses.push(status_row(household_id, &entry));
+        }
+        JournalEvent::PolicySet { version, .. } => r.policies.push(version),
+        JournalEvent::Loan(_) => {}
+    }
 }
 
 fn replay_loan(

@@ -237,3 +237,34 @@ impl Db {
             .fetch_all(p).await?))
     }
 }
+
+/// A ledger's registry as stored, for `verify`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySnapshot {
+    /// (bank_id, name)
+    pub banks: Vec<(String, String)>,
+    /// (household_id, head_name, head_id_number, township, village)
+    pub households: Vec<(String, String, String, String, String)>,
+    /// (household_id, seq, effective_date, status, reason), by household then seq.
+    pub statuses: Vec<(String, i64, String, String, String)>,
+    pub policies: Vec<PolicyVersion>,
+}
+
+impl Db {
+    pub async fn registry_snapshot(&self, ledger_id: &str) -> Result<RegistrySnapshot, StoreError> {
+        let banks = on_pool!(self, p => sqlx::query_as(
+            "select bank_id, name from bank where ledger_id = $1 order by bank_id")
+            .bind(ledger_id).fetch_all(p).await?);
+        let households = on_pool!(self, p => sqlx::query_as(
+            "select household_id, head_name, head_id_number, township, village from household \
+             where ledger_id = $1 order by household_id")
+            .bind(ledger_id).fetch_all(p).await?);
+        let statuses = on_pool!(self, p => sqlx::query_as(
+            "select s.household_id, s.seq, s.effective_date, s.status, s.reason \
+             from household_status s join household h on h.household_id = s.household_id \
+             where h.ledger_id = $1 order by s.household_id, s.seq")
+            .bind(ledger_id).fetch_all(p).await?);
+        let policies = self.list_policies(ledger_id).await?;
+        Ok(RegistrySnapshot { banks, households, statuses, policies })
+    }
+}
