@@ -111,6 +111,20 @@ impl Command {
     }
 }
 
+impl Outcome {
+    /// The form stored in the idempotency record.
+    pub fn stored(&self) -> Outcome {
+        match self {
+            Outcome::Loan { loan, entry, settled } => Outcome::LoanRef {
+                loan_id: loan.terms.loan_id.clone(),
+                entry: entry.clone(),
+                settled: settled.clone(),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
 /// Totals of the settlement points one event settled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettledTotals {
@@ -180,5 +194,13 @@ pub enum Outcome {
     /// The command had nothing to do (a settlement with no point due): nothing was posted.
     LoanUnchanged {
         loan: Box<LoanState>,
+    },
+    /// How a loan answer is stored for retries: the loan is rebuilt from its journal up to
+    /// `entry.seq` when the answer is given again, so a stored answer stays a few hundred bytes
+    /// instead of a whole loan state. Never sent to callers.
+    LoanRef {
+        loan_id: String,
+        entry: JournalRef,
+        settled: SettledTotals,
     },
 }

@@ -24,16 +24,30 @@ pub async fn loan_as_of(
     loan_id: &str,
     date: BusinessDate,
 ) -> Result<Option<LoanState>, AppError> {
+    replay_until(db, loan_id, |event, _| event.value_date() > date).await
+}
+
+/// The loan right after its journal transaction `seq` (to answer a retried request again).
+pub async fn loan_at_seq(db: &Db, loan_id: &str, seq: u64) -> Result<Option<LoanState>, AppError> {
+    replay_until(db, loan_id, |_, s| s > seq).await
+}
+
+/// Replays a loan's journal events from its contract until `stop` says so.
+async fn replay_until(
+    db: &Db,
+    loan_id: &str,
+    stop: impl Fn(&LoanEvent, u64) -> bool,
+) -> Result<Option<LoanState>, AppError> {
     let history = db.loan_history(loan_id).await?;
     let mut state: Option<LoanState> = None;
     for entry in history {
         let event = JournalEvent::from_parts(&entry.row.kind, &entry.row.command_json)
             .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
         let JournalEvent::Loan(event) = event else { continue };
-        if event.value_date() > date {
+        let seq = u64::try_from(entry.row.seq).unwrap_or_default();
+        if stop(&event, seq) {
             break;
         }
-        let seq = u64::try_from(entry.row.seq).unwrap_or_default();
         match (&mut state, &event) {
             (None, LoanEvent::Created { terms }) => {
                 state = Some(LoanState::new(terms.clone(), seq))

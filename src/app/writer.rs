@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use super::auth::{Principal, Role};
 use super::command::{Command, JournalRef, Outcome, SettledTotals};
 use super::error::AppError;
+use super::servicing::loan_at_seq;
 use crate::domain::date::format_date;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
@@ -382,8 +383,20 @@ impl Writer {
                 return Err(AppError::RequestIdReused(env.request_id.clone()));
             }
             tracing::debug!("replayed an earlier answer");
-            return serde_json::from_str(&result_json)
-                .map_err(|e| AppError::Internal(format!("stored answer unreadable: {e}")));
+            let stored: Outcome = serde_json::from_str(&result_json)
+                .map_err(|e| AppError::Internal(format!("stored answer unreadable: {e}")))?;
+            return match stored {
+                Outcome::LoanRef { loan_id, entry, settled } => {
+                    let loan =
+                        loan_at_seq(&self.db, &loan_id, entry.seq).await?.ok_or_else(|| {
+                            AppError::Internal(format!(
+                                "answer of {loan_id} refers to a missing journal entry"
+                            ))
+                        })?;
+                    Ok(Outcome::Loan { loan: Box::new(loan), entry, settled })
+                }
+                other => Ok(other),
+            };
         }
 
         if let Command::SetLpr { entry } = &env.command {
@@ -444,8 +457,12 @@ impl Writer {
         let entry = JournalRef { ledger_id: planned.ledger_id.clone(), seq, hash: to_hex(&hash) };
 
         let outcome = self.apply(tx, g, planned.effect, seq, &entry).await?;
+        // The group keeps the whole answer (a duplicate in the same group cannot rebuild it from
+        // uncommitted rows); the database keeps the compact form.
         let result_json =
             serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
+        let stored_json = serde_json::to_string(&outcome.stored())
+            .map_err(|e| AppError::Internal(e.to_string()))?;
         let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;
         add_deltas(&mut g.staged.balance_deltas, &planned.ledger_id, planned.postings.as_slice());
         g.staged.txns.push(StagedTxn {
@@ -463,12 +480,7 @@ impl Writer {
             },
             postings: planned.postings.into_vec(),
             loan_ids: planned.event.loan_ids().into_iter().map(String::from).collect(),
-            idempotency: Some((
-                scope,
-                env.request_id.clone(),
-                fingerprint.clone(),
-                result_json.clone(),
-            )),
+            idempotency: Some((scope, env.request_id.clone(), fingerprint.clone(), stored_json)),
         });
         g.heads.insert(planned.ledger_id, (seq, hash));
         g.idempotency.insert(key, (fingerprint, result_json));
