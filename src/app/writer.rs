@@ -138,11 +138,19 @@ pub const LOAN_CACHE_MAX: usize = 100_000;
 struct Group {
     heads: HashMap<String, (u64, Hash)>,
     loans: HashMap<String, LoanState>,
-    idempotency: HashMap<(String, String), (String, String)>,
+    /// Answers by (scope, request id): read from the database (stored form, JSON) or given in
+    /// this group (kept as they are, since uncommitted rows cannot rebuild them).
+    idempotency: HashMap<(String, String), (String, Answer)>,
     /// Keys looked up before the group ran and found absent: no second look needed.
     absent_requests: std::collections::HashSet<(String, String)>,
     staged: Staged,
     recorded_at_us: i64,
+}
+
+#[derive(Clone)]
+enum Answer {
+    Stored(String),
+    Given(Outcome),
 }
 
 /// What a command changes besides the journal: applied after its transaction is staged.
@@ -291,7 +299,10 @@ impl Writer {
         let keys: Vec<(String, String)> =
             group.iter().map(|e| (e.actor.actor(), e.request_id.clone())).collect();
         for row in tx.idempotency_many(&keys).await? {
-            g.idempotency.insert((row.scope, row.request_id), (row.fingerprint, row.result_json));
+            g.idempotency.insert(
+                (row.scope, row.request_id),
+                (row.fingerprint, Answer::Stored(row.result_json)),
+            );
         }
         for key in keys {
             if !g.idempotency.contains_key(&key) {
@@ -376,13 +387,17 @@ impl Writer {
             None => tx
                 .idempotency(&scope, &env.request_id)
                 .await?
-                .map(|r| (r.fingerprint, r.result_json)),
+                .map(|r| (r.fingerprint, Answer::Stored(r.result_json))),
         };
-        if let Some((earlier_fp, result_json)) = earlier {
+        if let Some((earlier_fp, answer)) = earlier {
             if earlier_fp != fingerprint {
                 return Err(AppError::RequestIdReused(env.request_id.clone()));
             }
             tracing::debug!("replayed an earlier answer");
+            let result_json = match answer {
+                Answer::Given(outcome) => return Ok(outcome),
+                Answer::Stored(json) => json,
+            };
             let stored: Outcome = serde_json::from_str(&result_json)
                 .map_err(|e| AppError::Internal(format!("stored answer unreadable: {e}")))?;
             return match stored {
@@ -421,7 +436,7 @@ impl Writer {
             let json =
                 serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
             tx.insert_idempotency(&scope, &env.request_id, &fingerprint, &json).await?;
-            g.idempotency.insert(key, (fingerprint, json));
+            g.idempotency.insert(key, (fingerprint, Answer::Given(outcome.clone())));
             return Ok(outcome);
         }
 
@@ -459,8 +474,6 @@ impl Writer {
         let outcome = self.apply(tx, g, planned.effect, seq, &entry).await?;
         // The group keeps the whole answer (a duplicate in the same group cannot rebuild it from
         // uncommitted rows); the database keeps the compact form.
-        let result_json =
-            serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
         let stored_json = serde_json::to_string(&outcome.stored())
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;
@@ -483,7 +496,7 @@ impl Writer {
             idempotency: Some((scope, env.request_id.clone(), fingerprint.clone(), stored_json)),
         });
         g.heads.insert(planned.ledger_id, (seq, hash));
-        g.idempotency.insert(key, (fingerprint, result_json));
+        g.idempotency.insert(key, (fingerprint, Answer::Given(outcome.clone())));
         Ok(outcome)
     }
 
