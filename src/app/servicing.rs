@@ -4,7 +4,7 @@
 use super::auth::Principal;
 use super::command::{Command, Outcome};
 use super::error::AppError;
-use super::writer::WriterHandle;
+use super::writer::{Pending, WriterHandle};
 use crate::domain::date::BusinessDate;
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
@@ -65,6 +65,35 @@ async fn replay_until(
     Ok(state)
 }
 
+/// Adds a page's answers to the run's summary; a database that went away stops the run.
+fn tally(
+    summary: &mut SettlementSummary,
+    ids: &[String],
+    results: Vec<Result<Outcome, AppError>>,
+) -> Result<(), AppError> {
+    for (id, result) in ids.iter().zip(results) {
+        summary.loans_examined += 1;
+        match result {
+            Ok(Outcome::Loan { settled, .. }) => {
+                summary.loans_settled += 1;
+                summary.settlement_points += settled.points;
+                summary.interest_fen = summary.interest_fen.saturating_add(settled.interest_fen);
+                summary.penalty_fen = summary.penalty_fen.saturating_add(settled.penalty_fen);
+                summary.compound_fen = summary.compound_fen.saturating_add(settled.compound_fen);
+            }
+            Ok(_) => {}
+            Err(AppError::Unavailable(m)) => return Err(AppError::Unavailable(m)),
+            Err(e) => {
+                summary.failed += 1;
+                if summary.failures.len() < FAILURES_LISTED_MAX {
+                    summary.failures.push(format!("{id}: {e}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SettlementSummary {
     pub loans_examined: u64,
@@ -93,42 +122,36 @@ pub async fn run_settlement(
 ) -> Result<SettlementSummary, AppError> {
     let mut summary = SettlementSummary::default();
     let mut after = String::new();
+    // One page is with the writer while the next one's ids are read and queued: at most two
+    // pages are in flight, so memory stays bounded whatever the size of the ledger.
+    let mut in_flight: Option<(Vec<String>, Pending)> = None;
     loop {
         let ids = db.live_loan_ids(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await?;
-        let Some(last) = ids.last() else { break };
-        after = last.clone();
-        let commands = ids
-            .iter()
-            .map(|id| {
-                (format!("{request_id}/{id}"), Command::SettleLoan { loan_id: id.clone(), date })
-            })
-            .collect();
-        let results = writer.submit_many(actor, commands).await;
-        for (id, result) in ids.iter().zip(results) {
-            summary.loans_examined += 1;
-            match result {
-                Ok(Outcome::Loan { settled, .. }) => {
-                    summary.loans_settled += 1;
-                    summary.settlement_points += settled.points;
-                    summary.interest_fen =
-                        summary.interest_fen.saturating_add(settled.interest_fen);
-                    summary.penalty_fen = summary.penalty_fen.saturating_add(settled.penalty_fen);
-                    summary.compound_fen =
-                        summary.compound_fen.saturating_add(settled.compound_fen);
-                }
-                Ok(_) => {}
-                Err(AppError::Unavailable(m)) => return Err(AppError::Unavailable(m)),
-                Err(e) => {
-                    summary.failed += 1;
-                    if summary.failures.len() < FAILURES_LISTED_MAX {
-                        summary.failures.push(format!("{id}: {e}"));
-                    }
-                }
+        let last_page = ids.len() < SETTLEMENT_PAGE_LOANS as usize;
+        let next = match ids.last() {
+            Some(last) => {
+                after = last.clone();
+                let commands = ids
+                    .iter()
+                    .map(|id| {
+                        let command = Command::SettleLoan { loan_id: id.clone(), date };
+                        (format!("{request_id}/{id}"), command)
+                    })
+                    .collect();
+                Some((ids.clone(), writer.send_many(actor, commands).await))
             }
+            None => None,
+        };
+        if let Some((done_ids, pending)) = in_flight.take() {
+            tally(&mut summary, &done_ids, pending.wait().await)?;
         }
-        if ids.len() < SETTLEMENT_PAGE_LOANS as usize {
+        in_flight = next;
+        if last_page {
             break;
         }
+    }
+    if let Some((done_ids, pending)) = in_flight.take() {
+        tally(&mut summary, &done_ids, pending.wait().await)?;
     }
     Ok(summary)
 }

@@ -89,6 +89,12 @@ impl WriterHandle {
         actor: &Principal,
         commands: Vec<(String, Command)>,
     ) -> Vec<Result<Outcome, AppError>> {
+        self.send_many(actor, commands).await.wait().await
+    }
+
+    /// Queues many commands and returns without waiting for the answers, so that a caller can
+    /// prepare its next commands while the writer works.
+    pub async fn send_many(&self, actor: &Principal, commands: Vec<(String, Command)>) -> Pending {
         let mut answers = Vec::with_capacity(commands.len());
         for (request_id, command) in commands {
             let (reply, answer) = oneshot::channel();
@@ -98,8 +104,19 @@ impl WriterHandle {
                 Err(_) => None,
             });
         }
-        let mut results = Vec::with_capacity(answers.len());
-        for answer in answers {
+        Pending { answers }
+    }
+}
+
+/// Answers still to come, in the order the commands were sent.
+pub struct Pending {
+    answers: Vec<Option<oneshot::Receiver<Result<Outcome, AppError>>>>,
+}
+
+impl Pending {
+    pub async fn wait(self) -> Vec<Result<Outcome, AppError>> {
+        let mut results = Vec::with_capacity(self.answers.len());
+        for answer in self.answers {
             results.push(match answer {
                 None => Err(AppError::Unavailable("the service is shutting down".into())),
                 Some(rx) => rx.await.unwrap_or_else(|_| {
