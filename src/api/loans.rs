@@ -35,14 +35,16 @@ fn today_for(loan: &LoanState) -> BusinessDate {
     chrono::Utc::now().date_naive().max(loan.last_value_date)
 }
 
-fn loan_response(outcome: Outcome, full_ids: bool) -> Result<Response<pb::LoanResponse>, Status> {
+/// A loan write's answer. Everyone who may change a loan may see its borrower's full identity
+/// number (its bank, the finance office, the operator).
+fn loan_response(outcome: Outcome) -> Result<Response<pb::LoanResponse>, Status> {
     match outcome {
         Outcome::Loan { loan, entry, .. } => Ok(Response::new(pb::LoanResponse {
-            loan: Some(loan_to_pb(&loan, full_ids, loan.last_value_date)),
+            loan: Some(loan_to_pb(&loan, true, loan.last_value_date)),
             entry: Some(journal_ref(&entry)),
         })),
         Outcome::LoanUnchanged { loan } => Ok(Response::new(pb::LoanResponse {
-            loan: Some(loan_to_pb(&loan, full_ids, today_for(&loan))),
+            loan: Some(loan_to_pb(&loan, true, today_for(&loan))),
             entry: None,
         })),
         _ => Err(status(crate::app::error::AppError::Internal(
@@ -332,7 +334,7 @@ impl LoanService for Api {
             .submit(actor, request_id, Command::CreateLoan { terms })
             .await
             .map_err(status)?;
-        loan_response(outcome, true)
+        loan_response(outcome)
     }
 
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
@@ -341,7 +343,6 @@ impl LoanService for Api {
         request: Request<pb::DisburseRequest>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let full_ids = actor.sees_full_ids() || actor.role == Role::Bank;
         let pb::DisburseRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
         let request_id = parse::request_id(&request_id)?;
@@ -357,7 +358,7 @@ impl LoanService for Api {
             amount_fen,
         };
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome, full_ids)
+        loan_response(outcome)
     }
 
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
@@ -366,7 +367,6 @@ impl LoanService for Api {
         request: Request<pb::RecordRepaymentRequest>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let full_ids = actor.sees_full_ids() || actor.role == Role::Bank;
         let pb::RecordRepaymentRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
         let request_id = parse::request_id(&request_id)?;
@@ -378,7 +378,7 @@ impl LoanService for Api {
             amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
         };
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome, full_ids)
+        loan_response(outcome)
     }
 
     async fn get_loan(
@@ -647,7 +647,7 @@ impl LoanService for Api {
         let command =
             Command::MarkMisuse { loan_id, value_date: parse::date("value_date", &value_date)? };
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome, true)
+        loan_response(outcome)
     }
 
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
@@ -667,7 +667,7 @@ impl LoanService for Api {
             new_maturity: parse::date("new_maturity_date", &new_maturity_date)?,
         };
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome, true)
+        loan_response(outcome)
     }
 
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
@@ -683,7 +683,7 @@ impl LoanService for Api {
         let command =
             Command::WriteOffLoan { loan_id, value_date: parse::date("value_date", &value_date)? };
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome, true)
+        loan_response(outcome)
     }
 
     async fn get_payoff_quote(

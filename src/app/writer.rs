@@ -158,8 +158,6 @@ struct Group {
     /// Answers by (scope, request id): read from the database (stored form, JSON) or given in
     /// this group (kept as they are, since uncommitted rows cannot rebuild them).
     idempotency: HashMap<(String, String), (String, Answer)>,
-    /// Keys looked up before the group ran and found absent: no second look needed.
-    absent_requests: std::collections::HashSet<(String, String)>,
     staged: Staged,
     recorded_at_us: i64,
 }
@@ -321,11 +319,6 @@ impl Writer {
                 (row.fingerprint, Answer::Stored(row.result_json)),
             );
         }
-        for key in keys {
-            if !g.idempotency.contains_key(&key) {
-                g.absent_requests.insert(key);
-            }
-        }
         let mut loan_ids: Vec<String> = group
             .iter()
             .filter_map(|e| match &e.command {
@@ -398,14 +391,9 @@ impl Writer {
         let scope = env.actor.actor();
         let fingerprint = env.command.fingerprint();
         let key = (scope.clone(), env.request_id.clone());
-        let earlier = match g.idempotency.get(&key) {
-            Some(found) => Some(found.clone()),
-            None if g.absent_requests.contains(&key) => None,
-            None => tx
-                .idempotency(&scope, &env.request_id)
-                .await?
-                .map(|r| (r.fingerprint, Answer::Stored(r.result_json))),
-        };
+        // Every request id of the group was looked up by `prefetch`, and every answer given in
+        // the group is recorded here: absent means new.
+        let earlier = g.idempotency.get(&key).cloned();
         if let Some((earlier_fp, answer)) = earlier {
             if earlier_fp != fingerprint {
                 return Err(AppError::RequestIdReused(env.request_id.clone()));

@@ -893,14 +893,14 @@ impl Servicing {
     /// What paying everything off on `date` would take, without changing anything.
     pub fn quote(&self, terms: &ServicingTerms, date: NaiveDate) -> Result<Quote, ServicingError> {
         let mut s = self.clone();
-        let points = s.settle_through(terms, date)?;
+        // Settle on a copy what the date has passed, so that the quote shows it as owed.
+        s.settle_through(terms, date)?;
         s.advance(terms, date)?;
-        let (penalty, compound) = s.settle_charges(terms)?;
+        s.settle_charges(terms)?;
         let accrued =
             s.interest_accrual(terms, &s.interest_segments)?.map_or(Fen::ZERO, |a| a.amount_fen);
         let (overdue, current) = s.interest_owed(terms, date)?;
         let (overdue_principal, current_principal) = s.principal_owed(date)?;
-        let _ = (points, penalty, compound);
         let q = Quote {
             overdue_principal_fen: overdue_principal,
             current_principal_fen: current_principal,

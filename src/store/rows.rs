@@ -293,12 +293,6 @@ pub struct JournalEntry {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct IdempotencyRow {
-    pub fingerprint: String,
-    pub result_json: String,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IdempotencyKeyRow {
     pub scope: String,
     pub request_id: String,

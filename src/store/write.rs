@@ -63,12 +63,6 @@ pub struct Staged {
     pub balance_deltas: HashMap<(String, String), i64>,
 }
 
-impl Staged {
-    pub fn is_empty(&self) -> bool {
-        self.txns.is_empty()
-    }
-}
-
 /// Largest number of bind parameters in one statement: below SQLite's default limit of 32,766
 /// and PostgreSQL's 65,535.
 const BINDS_MAX: usize = 30_000;
@@ -110,19 +104,6 @@ impl WriteTx {
         Ok(on_tx!(self, c => sqlx::query_as(sql).bind(ledger_id).fetch_optional(c).await?))
     }
 
-    pub async fn idempotency(
-        &mut self,
-        scope: &str,
-        request_id: &str,
-    ) -> Result<Option<IdempotencyRow>, StoreError> {
-        let sql =
-            "select fingerprint, result_json from idempotency where scope = $1 and request_id = $2";
-        Ok(
-            on_tx!(self, c => sqlx::query_as(sql).bind(scope).bind(request_id).fetch_optional(c).await?),
-        )
-    }
-
-    /// The idempotency rows of many (scope, request id) keys at once: one statement per chunk.
     pub async fn idempotency_many(
         &mut self,
         keys: &[(String, String)],
