@@ -9,6 +9,11 @@ use loanledger::startup::{Application, Settings};
 use loanledger::store::Db;
 use loanledger::telemetry::{self, LogFormat};
 
+/// mimalloc instead of glibc's malloc: the write path allocates many small, short-lived values
+/// per command and glibc's consolidation showed up as a fifth of the profile (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "loanledger",

@@ -17,7 +17,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::auth::{Principal, Role};
@@ -41,25 +43,44 @@ use crate::store::Db;
 use crate::store::rows::{BankRow, HouseholdRow, JournalRow};
 use crate::store::write::{Staged, StagedTxn, WriteTx, add_deltas};
 
-/// Commands waiting for the writer, at most. A full queue makes callers wait (backpressure)
-/// rather than grow memory without bound; 16,384 is about a second of peak load.
+/// Commands waiting for the writer or in its hands, at most. More makes callers wait
+/// (backpressure) rather than grow memory without bound; 16,384 is about a second of peak load.
 pub const QUEUE_DEPTH_MAX: usize = 16_384;
 
 /// Commands in one group commit, at most: large enough to amortise the commit (fsync) over a
 /// bank's daily file, small enough that one group's transaction stays well under a second.
+/// A submission of many commands (a batch) is cut into parts of at most this many, and a part is
+/// never split across groups, so that a batch is written by as few commits as possible.
 pub const GROUP_COMMANDS_MAX: usize = 2_000;
 
+/// One command as the writer works on it.
 pub struct Envelope {
     pub actor: Principal,
     pub request_id: String,
     pub command: Command,
-    pub reply: oneshot::Sender<Result<Outcome, AppError>>,
+}
+
+/// What callers queue: one command, or a part of a batch, with one answer channel for all.
+struct Submission {
+    jobs: Vec<Envelope>,
+    reply: oneshot::Sender<Vec<Result<Outcome, AppError>>>,
+    /// Held until the answers are sent: the commands' share of [`QUEUE_DEPTH_MAX`].
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A cheap, cloneable way to submit commands to the writer.
 #[derive(Clone, Debug)]
 pub struct WriterHandle {
-    queue: mpsc::Sender<Envelope>,
+    queue: mpsc::Sender<Submission>,
+    permits: Arc<Semaphore>,
+}
+
+fn shutting_down() -> AppError {
+    AppError::Unavailable("the service is shutting down".into())
+}
+
+fn writer_stopped() -> AppError {
+    AppError::Unavailable("the writer stopped before answering".into())
 }
 
 impl WriterHandle {
@@ -70,18 +91,10 @@ impl WriterHandle {
         request_id: String,
         command: Command,
     ) -> Result<Outcome, AppError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Envelope { actor, request_id, command, reply })
-            .await
-            .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| AppError::Unavailable("the writer stopped before answering".into()))?
+        let answer = self.queue_part(vec![Envelope { actor, request_id, command }]).await?;
+        answer.await.map_err(|_| writer_stopped())?.pop().unwrap_or_else(|| Err(writer_stopped()))
     }
-}
 
-impl WriterHandle {
     /// Submits many commands at once, so that the writer can group them, and waits for every
     /// answer, in order.
     pub async fn submit_many(
@@ -95,34 +108,56 @@ impl WriterHandle {
     /// Queues many commands and returns without waiting for the answers, so that a caller can
     /// prepare its next commands while the writer works.
     pub async fn send_many(&self, actor: &Principal, commands: Vec<(String, Command)>) -> Pending {
-        let mut answers = Vec::with_capacity(commands.len());
-        for (request_id, command) in commands {
-            let (reply, answer) = oneshot::channel();
-            let env = Envelope { actor: actor.clone(), request_id, command, reply };
-            answers.push(match self.queue.send(env).await {
-                Ok(()) => Some(answer),
-                Err(_) => None,
-            });
+        let mut parts = Vec::with_capacity(commands.len().div_ceil(GROUP_COMMANDS_MAX));
+        let mut commands = commands.into_iter().peekable();
+        while commands.peek().is_some() {
+            let jobs: Vec<Envelope> = commands
+                .by_ref()
+                .take(GROUP_COMMANDS_MAX)
+                .map(|(request_id, command)| Envelope { actor: actor.clone(), request_id, command })
+                .collect();
+            let count = jobs.len();
+            parts.push((count, self.queue_part(jobs).await.ok()));
         }
-        Pending { answers }
+        Pending { parts }
+    }
+
+    async fn queue_part(
+        &self,
+        jobs: Vec<Envelope>,
+    ) -> Result<oneshot::Receiver<Vec<Result<Outcome, AppError>>>, AppError> {
+        let count = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
+        let permit =
+            self.permits.clone().acquire_many_owned(count).await.map_err(|_| shutting_down())?;
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Submission { jobs, reply, _permit: permit })
+            .await
+            .map_err(|_| shutting_down())?;
+        Ok(answer)
     }
 }
 
 /// Answers still to come, in the order the commands were sent.
 pub struct Pending {
-    answers: Vec<Option<oneshot::Receiver<Result<Outcome, AppError>>>>,
+    parts: Vec<(usize, Option<oneshot::Receiver<Vec<Result<Outcome, AppError>>>>)>,
 }
 
 impl Pending {
     pub async fn wait(self) -> Vec<Result<Outcome, AppError>> {
-        let mut results = Vec::with_capacity(self.answers.len());
-        for answer in self.answers {
-            results.push(match answer {
-                None => Err(AppError::Unavailable("the service is shutting down".into())),
-                Some(rx) => rx.await.unwrap_or_else(|_| {
-                    Err(AppError::Unavailable("the writer stopped before answering".into()))
-                }),
-            });
+        let mut results = Vec::new();
+        for (count, answer) in self.parts {
+            let answers = match answer {
+                None => Err(shutting_down as fn() -> AppError),
+                Some(rx) => rx.await.map_err(|_| writer_stopped as fn() -> AppError),
+            };
+            match answers {
+                Ok(answers) if answers.len() == count => results.extend(answers),
+                Ok(_) => results.extend((0..count).map(|_| {
+                    Err(AppError::Internal("the writer answered a part incompletely".into()))
+                })),
+                Err(error) => results.extend((0..count).map(|_| Err(error()))),
+            }
         }
         results
     }
@@ -134,7 +169,7 @@ pub fn spawn(db: Db) -> (WriterHandle, JoinHandle<()>) {
     let (queue, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
     let writer = Writer { db, heads: HashMap::new(), loans: HashMap::new() };
     let task = tokio::spawn(writer.run(rx));
-    (WriterHandle { queue }, task)
+    (WriterHandle { queue, permits: Arc::new(Semaphore::new(QUEUE_DEPTH_MAX)) }, task)
 }
 
 struct Writer {
@@ -200,20 +235,43 @@ struct Planned {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Envelope>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
         tracing::info!("writer started");
-        while let Some(first) = rx.recv().await {
-            let mut group = vec![first];
-            while group.len() < GROUP_COMMANDS_MAX {
+        let mut carried: Option<Submission> = None;
+        loop {
+            let first = match carried.take() {
+                Some(s) => s,
+                None => match rx.recv().await {
+                    Some(s) => s,
+                    None => break,
+                },
+            };
+            let mut commands = first.jobs.len();
+            let mut parts = vec![first];
+            while commands < GROUP_COMMANDS_MAX {
                 match rx.try_recv() {
-                    Ok(env) => group.push(env),
+                    Ok(s) if commands + s.jobs.len() > GROUP_COMMANDS_MAX => {
+                        carried = Some(s);
+                        break;
+                    }
+                    Ok(s) => {
+                        commands += s.jobs.len();
+                        parts.push(s);
+                    }
                     Err(_) => break,
                 }
             }
-            let results = self.run_group(&group).await;
-            for (env, result) in group.into_iter().zip(results) {
+            let mut group = Vec::with_capacity(commands);
+            let mut replies = Vec::with_capacity(parts.len());
+            for part in parts {
+                replies.push((part.jobs.len(), part.reply, part._permit));
+                group.extend(part.jobs);
+            }
+            let mut results = self.run_group(&group).await.into_iter();
+            for (count, reply, permit) in replies {
                 // The caller may have gone away (cancelled request); the write stands.
-                let _ = env.reply.send(result);
+                let _ = reply.send(results.by_ref().take(count).collect());
+                drop(permit);
             }
         }
         tracing::info!("writer stopped: queue closed and drained");
@@ -902,6 +960,7 @@ impl Writer {
             Effect::NewLoan(terms) => {
                 let after = LoanState::new(*terms, seq);
                 g.loans.insert(after.terms.loan_id.clone(), after.clone());
+                g.staged.new_loans.insert(after.terms.loan_id.clone());
                 g.staged.loans.insert(after.terms.loan_id.clone(), after.clone());
                 Outcome::Loan {
                     loan: Box::new(after),

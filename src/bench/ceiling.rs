@@ -55,6 +55,7 @@ pub async fn measure(
     let mut staged = Staged::default();
     for s in &states {
         staged.loans.insert(s.terms.loan_id.clone(), s.clone());
+        staged.new_loans.insert(s.terms.loan_id.clone());
     }
     tx.flush(&staged).await?;
     tx.commit().await?;

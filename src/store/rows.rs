@@ -254,6 +254,38 @@ impl LoanRow {
     }
 }
 
+/// The columns of a loan's read model that change after its contract.
+#[derive(Debug, Clone)]
+pub struct LoanChangeRow {
+    pub loan_id: String,
+    pub status: &'static str,
+    pub disbursed_fen: i64,
+    pub principal_outstanding_fen: i64,
+    pub principal_repaid_fen: i64,
+    pub interest_paid_fen: i64,
+    pub disbursed_on: Option<String>,
+    pub last_value_date: String,
+    pub servicing_json: String,
+    pub last_seq: i64,
+}
+
+impl LoanChangeRow {
+    pub fn from_state(s: &LoanState) -> LoanChangeRow {
+        LoanChangeRow {
+            loan_id: s.terms.loan_id.clone(),
+            status: s.status.as_str(),
+            disbursed_fen: s.disbursed_fen.0,
+            principal_outstanding_fen: s.principal_outstanding_fen.0,
+            principal_repaid_fen: s.principal_repaid_fen.0,
+            interest_paid_fen: s.interest_paid_fen.0,
+            disbursed_on: s.disbursed_on.map(format_date),
+            last_value_date: format_date(s.last_value_date),
+            servicing_json: serde_json::to_string(&s.servicing).unwrap_or_default(),
+            last_seq: i64::try_from(s.last_seq).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JournalRow {
     pub ledger_id: String,

@@ -6,7 +6,7 @@
 //! written at the end of the group with a few multi-row statements, since on SQLite the number of
 //! statements, not rows, is what a write costs (../shared/STACK.md).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{Postgres, QueryBuilder, Sqlite, Transaction};
 
@@ -59,6 +59,9 @@ pub struct Staged {
     pub txns: Vec<StagedTxn>,
     /// The final state of each loan the group changed.
     pub loans: BTreeMap<String, LoanState>,
+    /// Those of `loans` the group created: written whole; the others only have their changing
+    /// columns updated (the contract columns never change).
+    pub new_loans: HashSet<String>,
     /// Net balance change per (ledger, account).
     pub balance_deltas: HashMap<(String, String), i64>,
 }
@@ -375,8 +378,10 @@ impl WriteTx {
                 q.build().execute(c).await.map(|_| ())?;
             });
         }
-        let loans: Vec<LoanRow> = staged.loans.values().map(LoanRow::from_state).collect();
-        for chunk in loans.chunks(chunk_rows(28)) {
+        let (new, changed): (Vec<&LoanState>, Vec<&LoanState>) =
+            staged.loans.values().partition(|l| staged.new_loans.contains(&l.terms.loan_id));
+        let new: Vec<LoanRow> = new.into_iter().map(LoanRow::from_state).collect();
+        for chunk in new.chunks(chunk_rows(28)) {
             on_tx!(self, c => {
                 let mut q = QueryBuilder::new(concat!("insert into loan (", loan_columns!(), ") "));
                 q.push_values(chunk, |mut b, r| {
@@ -395,16 +400,28 @@ impl WriteTx {
                         .push_bind(&r.policy_json).push_bind(&r.servicing_json)
                         .push_bind(r.last_seq);
                 });
-                // The contract columns never change; only balances and status are updated.
-                q.push(" on conflict (loan_id) do update set status = excluded.status, \
-                        disbursed_fen = excluded.disbursed_fen, \
-                        principal_outstanding_fen = excluded.principal_outstanding_fen, \
-                        principal_repaid_fen = excluded.principal_repaid_fen, \
-                        interest_paid_fen = excluded.interest_paid_fen, \
-                        disbursed_on = excluded.disbursed_on, \
-                        last_value_date = excluded.last_value_date, \
-                        servicing_json = excluded.servicing_json, \
-                        last_seq = excluded.last_seq");
+                q.build().execute(c).await.map(|_| ())?;
+            });
+        }
+        // Existing loans: only the columns that change, one UPDATE ... FROM (VALUES ...) per
+        // chunk (both databases name the VALUES columns column1, column2, ...).
+        let changed: Vec<LoanChangeRow> =
+            changed.into_iter().map(LoanChangeRow::from_state).collect();
+        for chunk in changed.chunks(chunk_rows(10)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new("update loan set status = v.column2, \
+                    disbursed_fen = v.column3, principal_outstanding_fen = v.column4, \
+                    principal_repaid_fen = v.column5, interest_paid_fen = v.column6, \
+                    disbursed_on = v.column7, last_value_date = v.column8, \
+                    servicing_json = v.column9, last_seq = v.column10 from (");
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(&r.loan_id).push_bind(r.status).push_bind(r.disbursed_fen)
+                        .push_bind(r.principal_outstanding_fen).push_bind(r.principal_repaid_fen)
+                        .push_bind(r.interest_paid_fen).push_bind(&r.disbursed_on)
+                        .push_bind(&r.last_value_date).push_bind(&r.servicing_json)
+                        .push_bind(r.last_seq);
+                });
+                q.push(") as v where loan.loan_id = v.column1");
                 q.build().execute(c).await.map(|_| ())?;
             });
         }
