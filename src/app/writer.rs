@@ -60,10 +60,13 @@ pub struct Envelope {
     pub command: Command,
 }
 
+/// The answers to a part, in the order of its commands.
+type Answers = Vec<Result<Outcome, AppError>>;
+
 /// What callers queue: one command, or a part of a batch, with one answer channel for all.
 struct Submission {
     jobs: Vec<Envelope>,
-    reply: oneshot::Sender<Vec<Result<Outcome, AppError>>>,
+    reply: oneshot::Sender<Answers>,
     /// Held until the answers are sent: the commands' share of [`QUEUE_DEPTH_MAX`].
     _permit: OwnedSemaphorePermit,
 }
@@ -125,7 +128,7 @@ impl WriterHandle {
     async fn queue_part(
         &self,
         jobs: Vec<Envelope>,
-    ) -> Result<oneshot::Receiver<Vec<Result<Outcome, AppError>>>, AppError> {
+    ) -> Result<oneshot::Receiver<Answers>, AppError> {
         let count = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
         let permit =
             self.permits.clone().acquire_many_owned(count).await.map_err(|_| shutting_down())?;
@@ -140,7 +143,7 @@ impl WriterHandle {
 
 /// Answers still to come, in the order the commands were sent.
 pub struct Pending {
-    parts: Vec<(usize, Option<oneshot::Receiver<Vec<Result<Outcome, AppError>>>>)>,
+    parts: Vec<(usize, Option<oneshot::Receiver<Answers>>)>,
 }
 
 impl Pending {
