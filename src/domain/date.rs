@@ -15,7 +15,13 @@ pub fn parse_date(text: &str) -> Option<BusinessDate> {
 
 /// The canonical text of a date, `YYYY-MM-DD`.
 pub fn format_date(date: BusinessDate) -> String {
-    date.format("%Y-%m-%d").to_string()
+    use chrono::Datelike;
+    // Written out rather than through `format("%Y-%m-%d")`, which parses its pattern on every
+    // call: dates are formatted several times per command on the write path.
+    match (u32::try_from(date.year()), date.month(), date.day()) {
+        (Ok(y @ 0..=9999), m, d) => format!("{y:04}-{m:02}-{d:02}"),
+        _ => date.format("%Y-%m-%d").to_string(),
+    }
 }
 
 /// `date` plus `months` calendar months, the day clamped to the end of a shorter month
@@ -44,6 +50,19 @@ mod tests {
         assert!(parse_date("2021-02-30").is_none());
         assert!(parse_date("25/01/2021").is_none());
         assert!(parse_date("").is_none());
+    }
+
+    proptest::proptest! {
+        /// The hand-written formatter agrees with chrono's and reads back (hashes depend on it).
+        #[test]
+        fn format_matches_chrono_and_round_trips(days in -800_000i64..3_000_000) {
+            let d = chrono::NaiveDate::from_ymd_opt(1, 1, 1).unwrap() + chrono::Days::new(0)
+                + chrono::TimeDelta::days(days);
+            proptest::prop_assert_eq!(format_date(d), d.format("%Y-%m-%d").to_string());
+            if (1..=9999).contains(&chrono::Datelike::year(&d)) {
+                proptest::prop_assert_eq!(parse_date(&format_date(d)), Some(d));
+            }
+        }
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn chunk_rows(columns: usize) -> usize {
 impl Db {
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self {
-            Db::Sqlite(p) => WriteTx::Sqlite(p.begin().await?),
+            Db::Sqlite(_, write) => WriteTx::Sqlite(write.begin().await?),
             Db::Postgres(p) => WriteTx::Postgres(p.begin().await?),
         })
     }
