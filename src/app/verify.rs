@@ -52,11 +52,34 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let mut loans: BTreeMap<String, LoanState> = BTreeMap::new();
     let mut balances: HashMap<String, i64> = HashMap::new();
     let mut registry = RegistrySnapshot::default();
-    loop {
-        let page =
-            db.journal_range(ledger_id, expected_seq, u64::MAX >> 1, VERIFY_PAGE_TXNS).await?;
-        let Some(last) = page.last() else { break };
-        let last_seq = u64::try_from(last.row.seq).unwrap_or_default();
+    // The next pages are read while this one is checked: reading (the database driver's thread)
+    // and checking (this task) run side by side.
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel(2);
+    let reader_db = db.clone();
+    let reader_ledger = ledger_id.to_string();
+    let reader = tokio::spawn(async move {
+        let mut next = 1u64;
+        loop {
+            let page = reader_db
+                .journal_range(&reader_ledger, next, u64::MAX >> 1, VERIFY_PAGE_TXNS)
+                .await;
+            let more = match &page {
+                Ok(p) => match p.last() {
+                    Some(last) if p.len() == VERIFY_PAGE_TXNS as usize => {
+                        next = u64::try_from(last.row.seq).unwrap_or(u64::MAX >> 1) + 1;
+                        true
+                    }
+                    _ => false,
+                },
+                Err(_) => false,
+            };
+            if pages_tx.send(page).await.is_err() || !more {
+                return;
+            }
+        }
+    });
+    while let Some(page) = pages.recv().await {
+        let page = page?;
         for entry in &page {
             let r = &entry.row;
             let seq = u64::try_from(r.seq).unwrap_or_default();
@@ -124,11 +147,8 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
             report.head_seq = seq;
             report.head_hash = r.hash.clone();
         }
-        if page.len() < VERIFY_PAGE_TXNS as usize {
-            break;
-        }
-        expected_seq = last_seq + 1;
     }
+    reader.await.map_err(|e| AppError::Internal(format!("journal reader failed: {e}")))?;
 
     // Read models against the journal.
     let stored = db.registry_snapshot(ledger_id).await?;

@@ -6,8 +6,22 @@ use crate::domain::loan::LoanState;
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
-use crate::ledger::posting::Posting;
 use crate::on_pool;
+
+/// The postings of journal row `j`, packed as JSON `[[account, amount_fen], ...]` in posting
+/// order ([`PackedJournalRow`]).
+macro_rules! packed_postings_sqlite {
+    () => {
+        "(select json_group_array(json_array(p.account, p.amount_fen) order by p.idx) \
+         from posting p where p.ledger_id = j.ledger_id and p.seq = j.seq) as postings_json"
+    };
+}
+macro_rules! packed_postings_postgres {
+    () => {
+        "(select coalesce(json_agg(json_build_array(p.account, p.amount_fen) order by p.idx)::text, '[]') \
+         from posting p where p.ledger_id = j.ledger_id and p.seq = j.seq) as postings_json"
+    };
+}
 
 /// Filters of a loan listing. `None` is no filter.
 #[derive(Debug, Clone, Default)]
@@ -126,40 +140,70 @@ impl Db {
     ) -> Result<Vec<JournalEntry>, StoreError> {
         let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
         let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
-        let sql = concat!(
-            "select ",
-            journal_columns!(),
-            " from journal_txn \
-             where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq limit $4"
-        );
-        let rows: Vec<JournalRow> = on_pool!(self, p => sqlx::query_as(sql)
-            .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
-            .fetch_all(p).await?);
-        let Some(last) = rows.last() else {
-            return Ok(Vec::new());
+        let rows: Vec<PackedJournalRow> = match self {
+            Db::Sqlite(p, _) => {
+                let sql = concat!(
+                    "select ",
+                    journal_columns!(),
+                    ", ",
+                    packed_postings_sqlite!(),
+                    " from journal_txn j where ledger_id = $1 and seq >= $2 and seq <= $3 \
+                     order by seq limit $4"
+                );
+                sqlx::query_as(sql)
+                    .bind(ledger_id)
+                    .bind(from)
+                    .bind(to)
+                    .bind(i64::from(limit))
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Postgres(p) => {
+                let sql = concat!(
+                    "select ",
+                    journal_columns!(),
+                    ", ",
+                    packed_postings_postgres!(),
+                    " from journal_txn j where ledger_id = $1 and seq >= $2 and seq <= $3 \
+                     order by seq limit $4"
+                );
+                sqlx::query_as(sql)
+                    .bind(ledger_id)
+                    .bind(from)
+                    .bind(to)
+                    .bind(i64::from(limit))
+                    .fetch_all(p)
+                    .await?
+            }
         };
-        let sql = "select ledger_id, seq, idx, account, amount_fen from posting \
-                   where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq, idx";
-        let postings: Vec<PostingRow> = on_pool!(self, p => sqlx::query_as(sql)
-            .bind(ledger_id).bind(rows[0].seq).bind(last.seq)
-            .fetch_all(p).await?);
-        Ok(attach_postings(rows, postings))
+        rows.into_iter().map(PackedJournalRow::into_entry).collect()
     }
 
     /// Journal transactions that touch a loan, oldest first.
     pub async fn loan_history(&self, loan_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
-        let sql = "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
-                   j.request_id, j.command_json, j.prev_hash, j.hash \
-                   from journal_loan l join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq \
-                   where l.loan_id = $1 order by j.seq";
-        let rows: Vec<JournalRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);
-        let sql = "select p.ledger_id, p.seq, p.idx, p.account, p.amount_fen \
-                   from journal_loan l join posting p on p.ledger_id = l.ledger_id and p.seq = l.seq \
-                   where l.loan_id = $1 order by p.seq, p.idx";
-        let postings: Vec<PostingRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);
-        Ok(attach_postings(rows, postings))
+        let rows: Vec<PackedJournalRow> = match self {
+            Db::Sqlite(p, _) => {
+                let sql = concat!(
+                    "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
+                     j.request_id, j.command_json, j.prev_hash, j.hash, ",
+                    packed_postings_sqlite!(),
+                    " from journal_loan l join journal_txn j on j.ledger_id = l.ledger_id \
+                     and j.seq = l.seq where l.loan_id = $1 order by j.seq"
+                );
+                sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?
+            }
+            Db::Postgres(p) => {
+                let sql = concat!(
+                    "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
+                     j.request_id, j.command_json, j.prev_hash, j.hash, ",
+                    packed_postings_postgres!(),
+                    " from journal_loan l join journal_txn j on j.ledger_id = l.ledger_id \
+                     and j.seq = l.seq where l.loan_id = $1 order by j.seq"
+                );
+                sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?
+            }
+        };
+        rows.into_iter().map(PackedJournalRow::into_entry).collect()
     }
 
     /// The token bound to a secret's hash, if it exists and is not revoked.
@@ -196,27 +240,6 @@ impl Db {
             on_pool!(self, p => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await?.rows_affected()),
         )
     }
-}
-
-fn attach_postings(rows: Vec<JournalRow>, postings: Vec<PostingRow>) -> Vec<JournalEntry> {
-    let mut entries: Vec<JournalEntry> =
-        rows.into_iter().map(|row| JournalEntry { row, postings: Vec::new() }).collect();
-    // Both lists are ordered by seq, so one merge pass attaches every posting.
-    let mut i = 0;
-    for p in postings {
-        while i < entries.len()
-            && (entries[i].row.ledger_id != p.ledger_id || entries[i].row.seq < p.seq)
-        {
-            i += 1;
-        }
-        if i < entries.len()
-            && entries[i].row.seq == p.seq
-            && entries[i].row.ledger_id == p.ledger_id
-        {
-            entries[i].postings.push(Posting { account: p.account, amount: Fen(p.amount_fen) });
-        }
-    }
-    entries
 }
 
 impl Db {

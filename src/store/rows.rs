@@ -308,13 +308,32 @@ macro_rules! journal_columns {
 }
 pub(crate) use journal_columns;
 
+/// A journal row with its postings packed by the database into one JSON array of
+/// `[account, amount_fen]` pairs in posting order: one row per transaction instead of one per
+/// posting (rows cost far more than bytes through the driver). JSON makes the packing
+/// unambiguous whatever an account's text, so a changed posting row cannot read back as the
+/// original list.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PostingRow {
-    pub ledger_id: String,
-    pub seq: i64,
-    pub idx: i32,
-    pub account: String,
-    pub amount_fen: i64,
+pub struct PackedJournalRow {
+    #[sqlx(flatten)]
+    pub row: JournalRow,
+    pub postings_json: String,
+}
+
+impl PackedJournalRow {
+    pub fn into_entry(self) -> Result<JournalEntry, StoreError> {
+        let pairs: Vec<(String, i64)> = serde_json::from_str(&self.postings_json).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "postings of {} seq {}: {e}",
+                self.row.ledger_id, self.row.seq
+            ))
+        })?;
+        let postings = pairs
+            .into_iter()
+            .map(|(account, amount)| Posting { account, amount: Fen(amount) })
+            .collect();
+        Ok(JournalEntry { row: self.row, postings })
+    }
 }
 
 /// A journal transaction with its postings.
