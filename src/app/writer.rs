@@ -14,6 +14,7 @@
 //! second process writing the same ledger would collide on the journal's primary key and fail its
 //! group rather than fork the chain.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -194,8 +195,10 @@ struct Group {
     heads: HashMap<String, (u64, Hash)>,
     loans: HashMap<String, LoanState>,
     /// Answers by (scope, request id): read from the database (stored form, JSON) or given in
-    /// this group (kept as they are, since uncommitted rows cannot rebuild them).
+    /// this group (by position: uncommitted rows cannot rebuild them).
     idempotency: HashMap<(String, String), (String, Answer)>,
+    /// Loans the group changed (their states are in `loans` until they are staged).
+    changed: std::collections::BTreeSet<String>,
     staged: Staged,
     recorded_at_us: i64,
 }
@@ -203,7 +206,18 @@ struct Group {
 #[derive(Clone)]
 enum Answer {
     Stored(String),
-    Given(Outcome),
+    /// The answer of the group's command at this position.
+    Given(usize),
+}
+
+/// What `execute` gives back: a new answer, or the answer of an earlier command of the group
+/// (a retry inside the same group), so that outcomes are not copied for the rare duplicate.
+// Returned by value and moved straight into the group's answers: boxing the large variant would
+// cost an allocation per command to save a copy.
+#[allow(clippy::large_enum_variant)]
+enum Answered {
+    New(Outcome),
+    SameAs(usize),
 }
 
 /// What a command changes besides the journal: applied after its transaction is staged.
@@ -330,10 +344,17 @@ impl Writer {
         let mut g =
             Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() };
         self.prefetch(&mut tx, &mut g, group).await?;
-        let mut results = Vec::with_capacity(group.len());
+        let mut results: Vec<Result<Outcome, AppError>> = Vec::with_capacity(group.len());
         for env in group {
-            match self.execute(&mut tx, &mut g, env).await {
-                Ok(outcome) => results.push(Ok(outcome)),
+            match self.execute(&mut tx, &mut g, env, results.len()).await {
+                Ok(Answered::New(outcome)) => results.push(Ok(outcome)),
+                Ok(Answered::SameAs(earlier)) => {
+                    let again = match results.get(earlier) {
+                        Some(Ok(outcome)) => Ok(outcome.clone()),
+                        _ => Err(AppError::Internal("a given answer went missing".into())),
+                    };
+                    results.push(again);
+                }
                 Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
                     tracing::error!(error = %e, request_id = env.request_id, "command failed the group");
                     let _ = tx.rollback().await;
@@ -342,6 +363,13 @@ impl Writer {
                     return Err(e);
                 }
                 Err(refusal) => results.push(Err(refusal)),
+            }
+        }
+        // The changed loans move (not copy) into what is written; after the commit every loan
+        // the group holds goes back to the writer's cache.
+        for id in std::mem::take(&mut g.changed) {
+            if let Some(loan) = g.loans.remove(&id) {
+                g.staged.loans.insert(id, loan);
             }
         }
         let written = async {
@@ -357,9 +385,10 @@ impl Writer {
             return Err(e.into());
         }
         self.heads.extend(g.heads);
-        if self.loans.len() + g.staged.loans.len() > LOAN_CACHE_MAX {
+        if self.loans.len() + g.loans.len() + g.staged.loans.len() > LOAN_CACHE_MAX {
             self.loans.clear();
         }
+        self.loans.extend(g.loans);
         self.loans.extend(g.staged.loans);
         Ok(results)
     }
@@ -367,7 +396,7 @@ impl Writer {
     /// Reads what a group's commands will look up, with one statement per kind instead of one
     /// per command: their request ids, and the loans they name.
     async fn prefetch(
-        &self,
+        &mut self,
         tx: &mut WriteTx,
         g: &mut Group,
         group: &[Envelope],
@@ -394,9 +423,10 @@ impl Writer {
             .collect();
         loan_ids.sort_unstable();
         loan_ids.dedup();
-        loan_ids.retain(|id| match self.loans.get(id) {
+        // Cached states move into the group (and come back after its commit).
+        loan_ids.retain(|id| match self.loans.remove(id) {
             Some(cached) => {
-                g.loans.insert(id.clone(), cached.clone());
+                g.loans.insert(id.clone(), cached);
                 false
             }
             None => true,
@@ -428,17 +458,19 @@ impl Writer {
         })
     }
 
-    async fn loan(
+    /// A loan as the group sees it: its own state if it holds one (borrowed), else read.
+    async fn loan<'g>(
         &self,
         tx: &mut WriteTx,
-        g: &Group,
+        g: &'g Group,
         loan_id: &str,
-    ) -> Result<LoanState, AppError> {
+    ) -> Result<Cow<'g, LoanState>, AppError> {
         if let Some(l) = g.loans.get(loan_id) {
-            return Ok(l.clone());
+            return Ok(Cow::Borrowed(l));
         }
         tx.loan(loan_id)
             .await?
+            .map(Cow::Owned)
             .ok_or_else(|| DomainError::NotFound { what: "loan", id: loan_id.to_string() }.into())
     }
 
@@ -448,7 +480,8 @@ impl Writer {
         tx: &mut WriteTx,
         g: &mut Group,
         env: &Envelope,
-    ) -> Result<Outcome, AppError> {
+        index: usize,
+    ) -> Result<Answered, AppError> {
         let scope = env.actor.actor();
         let fingerprint = env.command.fingerprint();
         let key = (scope.clone(), env.request_id.clone());
@@ -461,7 +494,7 @@ impl Writer {
             }
             tracing::debug!("replayed an earlier answer");
             let result_json = match answer {
-                Answer::Given(outcome) => return Ok(outcome),
+                Answer::Given(earlier) => return Ok(Answered::SameAs(earlier)),
                 Answer::Stored(json) => json,
             };
             let stored: Outcome = serde_json::from_str(&result_json)
@@ -474,9 +507,9 @@ impl Writer {
                                 "answer of {loan_id} refers to a missing journal entry"
                             ))
                         })?;
-                    Ok(Outcome::Loan { loan: Box::new(loan), entry, settled })
+                    Ok(Answered::New(Outcome::Loan { loan: Box::new(loan), entry, settled }))
                 }
-                other => Ok(other),
+                other => Ok(Answered::New(other)),
             };
         }
 
@@ -502,15 +535,15 @@ impl Writer {
             let json =
                 serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
             tx.insert_idempotency(&scope, &env.request_id, &fingerprint, &json).await?;
-            g.idempotency.insert(key, (fingerprint, Answer::Given(outcome.clone())));
-            return Ok(outcome);
+            g.idempotency.insert(key, (fingerprint, Answer::Given(index)));
+            return Ok(Answered::New(outcome));
         }
 
         let planned = self.plan(tx, g, env).await?;
         if let Effect::Unchanged(loan) = planned.effect {
             // Nothing to post: answer with the loan as it stands, record nothing, so that a
             // retry recomputes (and again finds nothing to do).
-            return Ok(Outcome::LoanUnchanged { loan });
+            return Ok(Answered::New(Outcome::LoanUnchanged { loan }));
         }
         let (prev_seq, prev_hash) = self.head(tx, g, &planned.ledger_id).await?;
         let seq = prev_seq + 1;
@@ -562,8 +595,8 @@ impl Writer {
             idempotency: Some((scope, env.request_id.clone(), fingerprint.clone(), stored_json)),
         });
         g.heads.insert(planned.ledger_id, (seq, hash));
-        g.idempotency.insert(key, (fingerprint, Answer::Given(outcome.clone())));
-        Ok(outcome)
+        g.idempotency.insert(key, (fingerprint, Answer::Given(index)));
+        Ok(Answered::New(outcome))
     }
 
     /// Checks a command and plans its event, postings and effect. Reads only.
@@ -824,47 +857,50 @@ impl Writer {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
                 self.plan_loan(
-                    loan,
+                    &loan,
                     LoanCommand::Disburse { date: *value_date, amount: *amount_fen },
                 )?
             }
             Command::RecordRepayment { loan_id, value_date, amount_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
-                self.plan_loan(loan, LoanCommand::Repay { date: *value_date, amount: *amount_fen })?
+                self.plan_loan(
+                    &loan,
+                    LoanCommand::Repay { date: *value_date, amount: *amount_fen },
+                )?
             }
             Command::SettleLoan { loan_id, date } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 if !actor.administers_ledger(&loan.terms.ledger_id) {
                     check_bank(actor, &loan)?;
                 }
-                self.plan_loan(loan, LoanCommand::Settle { date: *date })?
+                self.plan_loan(&loan, LoanCommand::Settle { date: *date })?
             }
             Command::MarkMisuse { loan_id, value_date } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 if !actor.administers_ledger(&loan.terms.ledger_id) {
                     check_bank(actor, &loan)?;
                 }
-                self.plan_loan(loan, LoanCommand::MarkMisuse { date: *value_date })?
+                self.plan_loan(&loan, LoanCommand::MarkMisuse { date: *value_date })?
             }
             Command::ExtendLoan { loan_id, value_date, new_maturity } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
                 self.plan_loan(
-                    loan,
+                    &loan,
                     LoanCommand::Extend { date: *value_date, new_maturity: *new_maturity },
                 )?
             }
             Command::WriteOffLoan { loan_id, value_date } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
-                self.plan_loan(loan, LoanCommand::WriteOff { date: *value_date })?
+                self.plan_loan(&loan, LoanCommand::WriteOff { date: *value_date })?
             }
         })
     }
 
     /// Plans a command on an existing loan: the event, its postings and the state after it.
-    fn plan_loan(&self, loan: LoanState, command: LoanCommand) -> Result<Planned, AppError> {
+    fn plan_loan(&self, loan: &LoanState, command: LoanCommand) -> Result<Planned, AppError> {
         let (event, after) = loan.plan(&command)?;
         if let LoanEvent::Settled { settlements, .. } = &event
             && settlements.is_empty()
@@ -873,7 +909,7 @@ impl Writer {
                 ledger_id: loan.terms.ledger_id.clone(),
                 event: JournalEvent::Loan(event),
                 postings: Postings::memo(),
-                effect: Effect::Unchanged(Box::new(loan)),
+                effect: Effect::Unchanged(Box::new(loan.clone())),
             });
         }
         let settled = SettledTotals::of(event.settlements());
@@ -964,7 +1000,7 @@ impl Writer {
                 let after = LoanState::new(*terms, seq);
                 g.loans.insert(after.terms.loan_id.clone(), after.clone());
                 g.staged.new_loans.insert(after.terms.loan_id.clone());
-                g.staged.loans.insert(after.terms.loan_id.clone(), after.clone());
+                g.changed.insert(after.terms.loan_id.clone());
                 Outcome::Loan {
                     loan: Box::new(after),
                     entry: entry.clone(),
@@ -975,7 +1011,7 @@ impl Writer {
                 let mut after = *state;
                 after.last_seq = seq;
                 g.loans.insert(after.terms.loan_id.clone(), after.clone());
-                g.staged.loans.insert(after.terms.loan_id.clone(), after.clone());
+                g.changed.insert(after.terms.loan_id.clone());
                 Outcome::Loan { loan: Box::new(after), entry: entry.clone(), settled }
             }
         })

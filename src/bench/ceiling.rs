@@ -2,14 +2,21 @@
 //! no parsing, no rules, no reads) with the store's multi-row statements, into a fresh database
 //! of the same backend with the same durability settings.
 //!
-//! One posting here is what a repayment of principal writes: one journal row (SHA-256 chained),
-//! its postings, its loan link, its idempotency row, the loan's read model (upsert) and the
-//! balance deltas of its accounts, in transactions of `postings_per_txn`.
+//! One posting here is what a repayment of principal writes: one journal row (SHA-256 chained)
+//! carrying the repayment event with its working, its postings, its loan link, its idempotency
+//! row with the compact stored answer, the loan's read model and the balance deltas of its
+//! accounts, in transactions of `postings_per_txn`. The event and the answer go through the
+//! service's own serialisers, so the rows have the sizes the service writes (a ceiling with
+//! smaller rows would flatter the database, not measure it).
 
 use std::time::{Duration, Instant};
 
-use crate::domain::loan::LoanState;
+use crate::app::command::{JournalRef, Outcome, SettledTotals};
+use crate::domain::date::parse_date;
+use crate::domain::event::JournalEvent;
+use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::money::Fen;
+use crate::domain::servicing::{Allocation, Repayment, SettlementPoint};
 use crate::ledger::account;
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, to_hex};
 use crate::ledger::posting::Posting;
@@ -60,6 +67,7 @@ pub async fn measure(
     tx.flush(&staged).await?;
     tx.commit().await?;
 
+    let value_date = parse_date("2021-02-01").unwrap_or_default();
     let mut prev: Hash = GENESIS;
     let mut seq: u64 = 0;
     let start = Instant::now();
@@ -76,9 +84,26 @@ pub async fn measure(
                 Posting { account: account::bank_cash("CB"), amount: Fen(100) },
                 Posting { account: account::loan_principal(&loan_id), amount: Fen(-100) },
             ];
-            let command_json = format!(
-                r#"{{"type":"repaid","loan_id":"{loan_id}","value_date":"2021-02-01","amount_fen":100}}"#
-            );
+            // The rows have the service's shapes and sizes: the event with its working, and
+            // the compact stored answer, through the same serialisers.
+            let event = JournalEvent::Loan(LoanEvent::Repaid {
+                loan_id: loan_id.clone(),
+                value_date,
+                amount_fen: Fen(100),
+                settlements: Vec::new(),
+                repayment: Repayment {
+                    charges: SettlementPoint {
+                        date: value_date,
+                        interest: None,
+                        penalty: None,
+                        compound: None,
+                        principal: None,
+                    },
+                    allocation: Allocation { principal_fen: Fen(100), ..Allocation::default() },
+                    payoff: false,
+                },
+            });
+            let command_json = event.to_json();
             let request_id = format!("c-{seq}");
             let content = TxnContent {
                 ledger_id: ledger,
@@ -92,6 +117,12 @@ pub async fn measure(
                 postings: &postings,
             };
             let hash = content.chain_hash(&prev);
+            let answer = serde_json::to_string(&Outcome::LoanRef {
+                loan_id: loan_id.clone(),
+                entry: JournalRef { ledger_id: ledger.into(), seq, hash: to_hex(&hash) },
+                settled: SettledTotals::default(),
+            })
+            .unwrap_or_default();
             add_deltas(&mut staged.balance_deltas, ledger, &postings);
             staged.txns.push(StagedTxn {
                 row: JournalRow {
@@ -108,7 +139,7 @@ pub async fn measure(
                 },
                 postings,
                 loan_ids: vec![loan_id.clone()],
-                idempotency: Some(("bank:CB".into(), request_id, "f".repeat(64), "{}".into())),
+                idempotency: Some(("bank:CB".into(), request_id, to_hex(&hash), answer)),
             });
             staged.loans.insert(loan_id, loan.clone());
             prev = hash;

@@ -93,23 +93,38 @@ impl JournalEvent {
     }
 
     pub fn to_json(&self) -> String {
-        let json = match self.clone() {
+        let json = match self {
             JournalEvent::LedgerCreated { ledger_id, name } => {
-                serde_json::to_string(&LedgerCreated { ledger_id, name })
+                serde_json::to_string(&LedgerCreated {
+                    ledger_id: ledger_id.clone(),
+                    name: name.clone(),
+                })
             }
             JournalEvent::BankRegistered { bank_id, ledger_id, name } => {
-                serde_json::to_string(&BankRegistered { bank_id, ledger_id, name })
+                serde_json::to_string(&BankRegistered {
+                    bank_id: bank_id.clone(),
+                    ledger_id: ledger_id.clone(),
+                    name: name.clone(),
+                })
             }
             JournalEvent::HouseholdRegistered { household, status } => {
-                serde_json::to_string(&HouseholdRegistered { household, status })
+                serde_json::to_string(&HouseholdRegistered {
+                    household: household.clone(),
+                    status: status.clone(),
+                })
             }
             JournalEvent::HouseholdStatusSet { household_id, entry } => {
-                serde_json::to_string(&HouseholdStatusSet { household_id, entry })
+                serde_json::to_string(&HouseholdStatusSet {
+                    household_id: household_id.clone(),
+                    entry: entry.clone(),
+                })
             }
-            JournalEvent::PolicySet { ledger_id, version } => {
-                serde_json::to_string(&PolicySet { ledger_id, version })
-            }
-            JournalEvent::Loan(e) => serde_json::to_string(&e),
+            JournalEvent::PolicySet { ledger_id, version } => serde_json::to_string(&PolicySet {
+                ledger_id: ledger_id.clone(),
+                version: version.clone(),
+            }),
+            // The loan events (nearly every entry) are serialised in place, not cloned first.
+            JournalEvent::Loan(e) => serde_json::to_string(e),
         };
         // Serialising these plain structs to a string cannot fail: no maps with non-string keys,
         // no custom serialisers that error.

@@ -87,9 +87,16 @@ pub fn to_hex(hash: &Hash) -> String {
     hex::encode(hash)
 }
 
+/// Whether `text` is exactly the stored form (lowercase hex) of `hash`, without allocating.
+pub fn is_hex_of(text: &str, hash: &Hash) -> bool {
+    let mut buf = [0u8; 64];
+    hex::encode_to_slice(hash, &mut buf).is_ok() && text.as_bytes() == buf
+}
+
 pub fn from_hex(text: &str) -> Option<Hash> {
-    let bytes = hex::decode(text).ok()?;
-    bytes.try_into().ok()
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(text, &mut hash).ok()?;
+    Some(hash)
 }
 
 #[cfg(test)]
