@@ -147,9 +147,12 @@ impl Db {
                 .min_connections(1)
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(60))
-                // The writer's connection lives as long as the process: its cache stays warm.
+                // The writer's connection lives as long as the process: its cache stays warm;
+                // it is not pinged before each group (a failed statement fails the group, which
+                // is retried).
                 .idle_timeout(None)
                 .max_lifetime(None)
+                .test_before_acquire(false)
                 .connect_with(opts.pragma("cache_size", WRITE_CACHE_KIB))
                 .await?;
             spawn_checkpointer(pool.clone());
