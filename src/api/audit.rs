@@ -30,7 +30,7 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetLoanHistoryRequest { loan_id } = request.into_inner();
         let loan_id = parse::id("loan_id", &loan_id)?;
-        self.readable_loan(&actor, &loan_id).await?;
+        self.check_loan_readable(&actor, &loan_id).await?;
         // A loan's history is tens of entries over its life: read it at once, stream it out.
         let entries = self.db.loan_history(&loan_id).await.map_err(|e| status(e.into()))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);

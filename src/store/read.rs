@@ -179,6 +179,12 @@ impl Db {
         rows.into_iter().map(PackedJournalRow::into_entry).collect()
     }
 
+    /// The bank and ledger of a loan (who may read it), without its state.
+    pub async fn loan_owner(&self, loan_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let sql = "select bank_id, ledger_id from loan where loan_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?))
+    }
+
     /// Journal transactions that touch a loan, oldest first.
     pub async fn loan_history(&self, loan_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
         let rows: Vec<PackedJournalRow> = match self {
