@@ -1408,6 +1408,11 @@ async fn authentication_and_roles(backend: Backend) {
             );
         }
     }
+    let unknown = app
+        .audit(&b2)
+        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: "NO-SUCH-LOAN".into() })
+        .await;
+    assert_eq!(unknown.err().map(|s| s.code()), Some(Code::NotFound), "an unknown loan's history");
     match other.list_loans(pb::ListLoansRequest::default()).await {
         Ok(list) => assert!(
             list.get_ref().loans.iter().all(|l| l.bank_id == "B2"),
