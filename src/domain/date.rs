@@ -10,7 +10,14 @@ pub fn parse_date(text: &str) -> Option<BusinessDate> {
     if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
         return None;
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+    // Digits read directly (no pattern parsed per call): dates are read for every loan loaded.
+    let number = |range: std::ops::Range<usize>| {
+        bytes[range]
+            .iter()
+            .try_fold(0u32, |n, b| b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0')))
+    };
+    let year = i32::try_from(number(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)
 }
 
 /// The canonical text of a date, `YYYY-MM-DD`.
@@ -50,6 +57,9 @@ mod tests {
         assert!(parse_date("2021-02-30").is_none());
         assert!(parse_date("25/01/2021").is_none());
         assert!(parse_date("").is_none());
+        assert!(parse_date("+202-01-01").is_none());
+        assert!(parse_date("2021-0a-01").is_none());
+        assert!(parse_date("0000-01-01").is_some());
     }
 
     proptest::proptest! {

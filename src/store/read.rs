@@ -22,6 +22,29 @@ macro_rules! packed_postings_postgres {
          from posting p where p.ledger_id = j.ledger_id and p.seq = j.seq) as postings_json"
     };
 }
+macro_rules! journal_range_sql {
+    ($packed:expr) => {
+        concat!(
+            "select ",
+            journal_columns!(),
+            ", ",
+            $packed,
+            " from journal_txn j where ledger_id = $1 and seq >= $2 and seq <= $3 \
+             order by seq limit $4"
+        )
+    };
+}
+macro_rules! loan_history_sql {
+    ($packed:expr) => {
+        concat!(
+            "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
+             j.request_id, j.command_json, j.prev_hash, j.hash, ",
+            $packed,
+            " from journal_loan l join journal_txn j on j.ledger_id = l.ledger_id \
+             and j.seq = l.seq where l.loan_id = $1 order by j.seq"
+        )
+    };
+}
 
 /// Filters of a loan listing. `None` is no filter.
 #[derive(Debug, Clone, Default)]
@@ -140,42 +163,24 @@ impl Db {
     ) -> Result<Vec<JournalEntry>, StoreError> {
         let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
         let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
-        let rows: Vec<PackedJournalRow> = match self {
-            Db::Sqlite(p, _) => {
-                let sql = concat!(
-                    "select ",
-                    journal_columns!(),
-                    ", ",
-                    packed_postings_sqlite!(),
-                    " from journal_txn j where ledger_id = $1 and seq >= $2 and seq <= $3 \
-                     order by seq limit $4"
-                );
-                sqlx::query_as(sql)
-                    .bind(ledger_id)
-                    .bind(from)
-                    .bind(to)
-                    .bind(i64::from(limit))
-                    .fetch_all(p)
-                    .await?
-            }
-            Db::Postgres(p) => {
-                let sql = concat!(
-                    "select ",
-                    journal_columns!(),
-                    ", ",
-                    packed_postings_postgres!(),
-                    " from journal_txn j where ledger_id = $1 and seq >= $2 and seq <= $3 \
-                     order by seq limit $4"
-                );
-                sqlx::query_as(sql)
-                    .bind(ledger_id)
-                    .bind(from)
-                    .bind(to)
-                    .bind(i64::from(limit))
-                    .fetch_all(p)
-                    .await?
-            }
+        let sql = match self {
+            Db::Sqlite(..) => journal_range_sql!(packed_postings_sqlite!()),
+            Db::Postgres(_) => journal_range_sql!(packed_postings_postgres!()),
         };
+        let rows: Vec<PackedJournalRow> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
+            .fetch_all(p).await?);
+        rows.into_iter().map(PackedJournalRow::into_entry).collect()
+    }
+
+    /// Journal transactions that touch a loan, oldest first.
+    pub async fn loan_history(&self, loan_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        let sql = match self {
+            Db::Sqlite(..) => loan_history_sql!(packed_postings_sqlite!()),
+            Db::Postgres(_) => loan_history_sql!(packed_postings_postgres!()),
+        };
+        let rows: Vec<PackedJournalRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);
         rows.into_iter().map(PackedJournalRow::into_entry).collect()
     }
 
@@ -183,33 +188,6 @@ impl Db {
     pub async fn loan_owner(&self, loan_id: &str) -> Result<Option<(String, String)>, StoreError> {
         let sql = "select bank_id, ledger_id from loan where loan_id = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?))
-    }
-
-    /// Journal transactions that touch a loan, oldest first.
-    pub async fn loan_history(&self, loan_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
-        let rows: Vec<PackedJournalRow> = match self {
-            Db::Sqlite(p, _) => {
-                let sql = concat!(
-                    "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
-                     j.request_id, j.command_json, j.prev_hash, j.hash, ",
-                    packed_postings_sqlite!(),
-                    " from journal_loan l join journal_txn j on j.ledger_id = l.ledger_id \
-                     and j.seq = l.seq where l.loan_id = $1 order by j.seq"
-                );
-                sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?
-            }
-            Db::Postgres(p) => {
-                let sql = concat!(
-                    "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
-                     j.request_id, j.command_json, j.prev_hash, j.hash, ",
-                    packed_postings_postgres!(),
-                    " from journal_loan l join journal_txn j on j.ledger_id = l.ledger_id \
-                     and j.seq = l.seq where l.loan_id = $1 order by j.seq"
-                );
-                sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?
-            }
-        };
-        rows.into_iter().map(PackedJournalRow::into_entry).collect()
     }
 
     /// The token bound to a secret's hash, if it exists and is not revoked.

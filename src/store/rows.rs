@@ -214,8 +214,20 @@ impl LoanRow {
 
     pub fn from_state(s: &LoanState) -> LoanRow {
         let t = &s.terms;
+        let LoanChangeRow {
+            loan_id,
+            status,
+            disbursed_fen,
+            principal_outstanding_fen,
+            principal_repaid_fen,
+            interest_paid_fen,
+            disbursed_on,
+            last_value_date,
+            servicing_json,
+            last_seq,
+        } = LoanChangeRow::from_state(s);
         LoanRow {
-            loan_id: t.loan_id.clone(),
+            loan_id,
             ledger_id: t.ledger_id.clone(),
             bank_id: t.bank_id.clone(),
             contract_number: t.contract_number.clone(),
@@ -232,13 +244,13 @@ impl LoanRow {
             purpose: t.purpose.clone(),
             collateral_free: t.collateral_free,
             guarantee_free: t.guarantee_free,
-            status: s.status.as_str().to_string(),
-            disbursed_fen: s.disbursed_fen.0,
-            principal_outstanding_fen: s.principal_outstanding_fen.0,
-            principal_repaid_fen: s.principal_repaid_fen.0,
-            interest_paid_fen: s.interest_paid_fen.0,
-            disbursed_on: s.disbursed_on.map(format_date),
-            last_value_date: format_date(s.last_value_date),
+            status: status.to_string(),
+            disbursed_fen,
+            principal_outstanding_fen,
+            principal_repaid_fen,
+            interest_paid_fen,
+            disbursed_on,
+            last_value_date,
             renews_loan_id: t.renews_loan_id.clone(),
             policy_json: serde_json::to_string(&LoanPolicy {
                 overdue_uplift: t.overdue_uplift,
@@ -248,8 +260,8 @@ impl LoanRow {
                 extension_months_max: t.extension_months_max,
             })
             .unwrap_or_default(),
-            servicing_json: serde_json::to_string(&s.servicing).unwrap_or_default(),
-            last_seq: i64::try_from(s.last_seq).unwrap_or(i64::MAX),
+            servicing_json,
+            last_seq,
         }
     }
 }

@@ -66,6 +66,65 @@ pub struct Staged {
     pub balance_deltas: HashMap<(String, String), i64>,
 }
 
+/// A posting row: (ledger, seq, index within the transaction, account, amount).
+pub type PostingRowRef<'a> = (&'a str, i64, i32, &'a str, i64);
+
+/// The rows of a staged group, flattened table by table, as both backends write them.
+impl Staged {
+    fn posting_rows(&self) -> Vec<PostingRowRef<'_>> {
+        self.txns
+            .iter()
+            .flat_map(|t| {
+                t.postings.iter().enumerate().map(move |(i, p)| {
+                    (t.row.ledger_id.as_str(), t.row.seq, i as i32, p.account.as_str(), p.amount.0)
+                })
+            })
+            .collect()
+    }
+
+    /// (loan, ledger, seq) of every loan a transaction touches.
+    fn link_rows(&self) -> Vec<(&str, &str, i64)> {
+        self.txns
+            .iter()
+            .flat_map(|t| {
+                t.loan_ids.iter().map(move |l| (l.as_str(), t.row.ledger_id.as_str(), t.row.seq))
+            })
+            .collect()
+    }
+
+    fn idempotency_rows(&self) -> Vec<(&IdempotencyRecord, &str, i64)> {
+        self.txns
+            .iter()
+            .filter_map(|t| {
+                t.idempotency.as_ref().map(|i| (i, t.row.ledger_id.as_str(), t.row.seq))
+            })
+            .collect()
+    }
+
+    /// The loans the group created (written whole) and those it changed (changing columns).
+    fn loan_rows(&self) -> (Vec<LoanRow>, Vec<LoanChangeRow>) {
+        let (new, changed): (Vec<&LoanState>, Vec<&LoanState>) =
+            self.loans.values().partition(|l| self.new_loans.contains(&l.terms.loan_id));
+        (
+            new.into_iter().map(LoanRow::from_state).collect(),
+            changed.into_iter().map(LoanChangeRow::from_state).collect(),
+        )
+    }
+
+    /// Non-zero balance changes, in a fixed order so that two writers (should there ever be
+    /// two) cannot deadlock.
+    fn delta_rows(&self) -> Vec<(&str, &str, i64)> {
+        let mut deltas: Vec<(&str, &str, i64)> = self
+            .balance_deltas
+            .iter()
+            .filter(|(_, d)| **d != 0)
+            .map(|((l, a), d)| (l.as_str(), a.as_str(), *d))
+            .collect();
+        deltas.sort_unstable();
+        deltas
+    }
+}
+
 /// Largest number of bind parameters in one statement: below SQLite's default limit of 32,766
 /// and PostgreSQL's 65,535.
 const BINDS_MAX: usize = 30_000;
@@ -342,15 +401,7 @@ async fn flush_values(c: &mut SqliteConnection, staged: &Staged) -> Result<(), S
         });
         q.build().execute(&mut *c).await.map(|_| ())?;
     }
-    let postings: Vec<(&str, i64, i32, &str, i64)> = staged
-        .txns
-        .iter()
-        .flat_map(|t| {
-            t.postings.iter().enumerate().map(move |(i, p)| {
-                (t.row.ledger_id.as_str(), t.row.seq, i as i32, p.account.as_str(), p.amount.0)
-            })
-        })
-        .collect();
+    let postings = staged.posting_rows();
     for chunk in postings.chunks(chunk_rows(5)) {
         let mut q =
             QueryBuilder::new("insert into posting (ledger_id, seq, idx, account, amount_fen) ");
@@ -359,13 +410,7 @@ async fn flush_values(c: &mut SqliteConnection, staged: &Staged) -> Result<(), S
         });
         q.build().execute(&mut *c).await.map(|_| ())?;
     }
-    let links: Vec<(&str, &str, i64)> = staged
-        .txns
-        .iter()
-        .flat_map(|t| {
-            t.loan_ids.iter().map(move |l| (l.as_str(), t.row.ledger_id.as_str(), t.row.seq))
-        })
-        .collect();
+    let links = staged.link_rows();
     for chunk in links.chunks(chunk_rows(3)) {
         let mut q = QueryBuilder::new("insert into journal_loan (loan_id, ledger_id, seq) ");
         q.push_values(chunk, |mut b, l| {
@@ -373,11 +418,7 @@ async fn flush_values(c: &mut SqliteConnection, staged: &Staged) -> Result<(), S
         });
         q.build().execute(&mut *c).await.map(|_| ())?;
     }
-    let idem: Vec<(&IdempotencyRecord, &str, i64)> = staged
-        .txns
-        .iter()
-        .filter_map(|t| t.idempotency.as_ref().map(|i| (i, t.row.ledger_id.as_str(), t.row.seq)))
-        .collect();
+    let idem = staged.idempotency_rows();
     for chunk in idem.chunks(chunk_rows(6)) {
         let mut q = QueryBuilder::new(
             "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) ",
@@ -392,9 +433,7 @@ async fn flush_values(c: &mut SqliteConnection, staged: &Staged) -> Result<(), S
         });
         q.build().execute(&mut *c).await.map(|_| ())?;
     }
-    let (new, changed): (Vec<&LoanState>, Vec<&LoanState>) =
-        staged.loans.values().partition(|l| staged.new_loans.contains(&l.terms.loan_id));
-    let new: Vec<LoanRow> = new.into_iter().map(LoanRow::from_state).collect();
+    let (new, changed) = staged.loan_rows();
     for chunk in new.chunks(chunk_rows(28)) {
         let mut q = QueryBuilder::new(concat!("insert into loan (", loan_columns!(), ") "));
         q.push_values(chunk, |mut b, r| {
@@ -431,7 +470,6 @@ async fn flush_values(c: &mut SqliteConnection, staged: &Staged) -> Result<(), S
     }
     // Existing loans: only the columns that change, one UPDATE ... FROM (VALUES ...) per
     // chunk (both databases name the VALUES columns column1, column2, ...).
-    let changed: Vec<LoanChangeRow> = changed.into_iter().map(LoanChangeRow::from_state).collect();
     for chunk in changed.chunks(chunk_rows(10)) {
         let mut q = QueryBuilder::new(
             "update loan set status = v.column2, \
@@ -455,14 +493,7 @@ async fn flush_values(c: &mut SqliteConnection, staged: &Staged) -> Result<(), S
         q.push(") as v where loan.loan_id = v.column1");
         q.build().execute(&mut *c).await.map(|_| ())?;
     }
-    let mut deltas: Vec<(&str, &str, i64)> = staged
-        .balance_deltas
-        .iter()
-        .filter(|(_, d)| **d != 0)
-        .map(|((l, a), d)| (l.as_str(), a.as_str(), *d))
-        .collect();
-    // A fixed order keeps two writers (should there ever be two) from deadlocking.
-    deltas.sort_unstable();
+    let deltas = staged.delta_rows();
     for chunk in deltas.chunks(chunk_rows(3)) {
         let mut q =
             QueryBuilder::new("insert into account_balance (ledger_id, account, balance_fen) ");
@@ -520,15 +551,7 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
         .execute(&mut *c)
         .await?;
     }
-    let postings: Vec<(&str, i64, i32, &str, i64)> = staged
-        .txns
-        .iter()
-        .flat_map(|t| {
-            t.postings.iter().enumerate().map(move |(i, p)| {
-                (t.row.ledger_id.as_str(), t.row.seq, i as i32, p.account.as_str(), p.amount.0)
-            })
-        })
-        .collect();
+    let postings = staged.posting_rows();
     if !postings.is_empty() {
         sqlx::query(
             "insert into posting (ledger_id, seq, idx, account, amount_fen) \
@@ -542,13 +565,7 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
         .execute(&mut *c)
         .await?;
     }
-    let links: Vec<(&str, &str, i64)> = staged
-        .txns
-        .iter()
-        .flat_map(|t| {
-            t.loan_ids.iter().map(move |l| (l.as_str(), t.row.ledger_id.as_str(), t.row.seq))
-        })
-        .collect();
+    let links = staged.link_rows();
     if !links.is_empty() {
         sqlx::query(
             "insert into journal_loan (loan_id, ledger_id, seq) \
@@ -560,11 +577,7 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
         .execute(&mut *c)
         .await?;
     }
-    let idem: Vec<(&IdempotencyRecord, &str, i64)> = staged
-        .txns
-        .iter()
-        .filter_map(|t| t.idempotency.as_ref().map(|i| (i, t.row.ledger_id.as_str(), t.row.seq)))
-        .collect();
+    let idem = staged.idempotency_rows();
     if !idem.is_empty() {
         sqlx::query(
             "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) \
@@ -580,10 +593,9 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
         .execute(&mut *c)
         .await?;
     }
-    let (new, changed): (Vec<&LoanState>, Vec<&LoanState>) =
-        staged.loans.values().partition(|l| staged.new_loans.contains(&l.terms.loan_id));
+    let (new, changed) = staged.loan_rows();
     if !new.is_empty() {
-        let r: Vec<LoanRow> = new.into_iter().map(LoanRow::from_state).collect();
+        let r = &new;
         sqlx::query(concat!(
             "insert into loan (",
             loan_columns!(),
@@ -626,7 +638,7 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
         .await?;
     }
     if !changed.is_empty() {
-        let r: Vec<LoanChangeRow> = changed.into_iter().map(LoanChangeRow::from_state).collect();
+        let r = &changed;
         sqlx::query(
             "update loan set status = v.status, disbursed_fen = v.disbursed_fen, \
              principal_outstanding_fen = v.principal_outstanding_fen, \
@@ -654,14 +666,7 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
         .execute(&mut *c)
         .await?;
     }
-    let mut deltas: Vec<(&str, &str, i64)> = staged
-        .balance_deltas
-        .iter()
-        .filter(|(_, d)| **d != 0)
-        .map(|((l, a), d)| (l.as_str(), a.as_str(), *d))
-        .collect();
-    // A fixed order keeps two writers (should there ever be two) from deadlocking.
-    deltas.sort_unstable();
+    let deltas = staged.delta_rows();
     if !deltas.is_empty() {
         sqlx::query(
             "insert into account_balance (ledger_id, account, balance_fen) \
