@@ -128,19 +128,24 @@ pub async fn run_settlement(
     // pages are in flight, so memory stays bounded whatever the size of the ledger.
     let mut in_flight: Option<(Vec<String>, Pending)> = None;
     loop {
-        let ids = db.live_loan_ids(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await?;
-        let last_page = ids.len() < SETTLEMENT_PAGE_LOANS as usize;
-        let next = match ids.last() {
+        // The page's loans are read here, on a reading connection, while the writer works on
+        // the previous page; the writer uses each as it stands if it is still the committed
+        // state (same last_seq), so that it does not read them again itself.
+        let loans = db.live_loans(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await?;
+        let last_page = loans.len() < SETTLEMENT_PAGE_LOANS as usize;
+        let next = match loans.last() {
             Some(last) => {
-                after = last.clone();
-                let commands = ids
-                    .iter()
-                    .map(|id| {
+                after = last.terms.loan_id.clone();
+                let ids: Vec<String> = loans.iter().map(|l| l.terms.loan_id.clone()).collect();
+                let commands = loans
+                    .into_iter()
+                    .map(|loan| {
+                        let id = &loan.terms.loan_id;
                         let command = Command::SettleLoan { loan_id: id.clone(), date };
-                        (format!("{request_id}/{id}"), command)
+                        (format!("{request_id}/{id}"), command, Some(Box::new(loan)))
                     })
                     .collect();
-                Some((ids.clone(), writer.send_many(actor, commands).await))
+                Some((ids, writer.send_many_hinted(actor, commands).await))
             }
             None => None,
         };

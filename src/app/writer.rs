@@ -59,6 +59,10 @@ pub struct Envelope {
     pub actor: Principal,
     pub request_id: String,
     pub command: Command,
+    /// The state of the loan the command names as a caller read it (a settlement run reads its
+    /// pages ahead). A hint is only used if the loan's committed `last_seq` is still the
+    /// hint's; otherwise the writer reads the loan itself.
+    pub hint: Option<Box<LoanState>>,
 }
 
 /// The answers to a part, in the order of its commands.
@@ -95,7 +99,8 @@ impl WriterHandle {
         request_id: String,
         command: Command,
     ) -> Result<Outcome, AppError> {
-        let answer = self.queue_part(vec![Envelope { actor, request_id, command }]).await?;
+        let answer =
+            self.queue_part(vec![Envelope { actor, request_id, command, hint: None }]).await?;
         answer.await.map_err(|_| writer_stopped())?.pop().unwrap_or_else(|| Err(writer_stopped()))
     }
 
@@ -112,13 +117,29 @@ impl WriterHandle {
     /// Queues many commands and returns without waiting for the answers, so that a caller can
     /// prepare its next commands while the writer works.
     pub async fn send_many(&self, actor: &Principal, commands: Vec<(String, Command)>) -> Pending {
+        let hinted = commands.into_iter().map(|(id, command)| (id, command, None)).collect();
+        self.send_many_hinted(actor, hinted).await
+    }
+
+    /// As [`WriterHandle::send_many`], each command with the state of its loan as the caller
+    /// read it (see [`Envelope::hint`]).
+    pub async fn send_many_hinted(
+        &self,
+        actor: &Principal,
+        commands: Vec<(String, Command, Option<Box<LoanState>>)>,
+    ) -> Pending {
         let mut parts = Vec::with_capacity(commands.len().div_ceil(GROUP_COMMANDS_MAX));
         let mut commands = commands.into_iter().peekable();
         while commands.peek().is_some() {
             let jobs: Vec<Envelope> = commands
                 .by_ref()
                 .take(GROUP_COMMANDS_MAX)
-                .map(|(request_id, command)| Envelope { actor: actor.clone(), request_id, command })
+                .map(|(request_id, command, hint)| Envelope {
+                    actor: actor.clone(),
+                    request_id,
+                    command,
+                    hint,
+                })
                 .collect();
             let count = jobs.len();
             parts.push((count, self.queue_part(jobs).await.ok()));
@@ -431,6 +452,26 @@ impl Writer {
             }
             None => true,
         });
+        // Hinted loans still at the hint's last_seq are taken as hinted; the rest are read.
+        let hints: HashMap<&str, &LoanState> = group
+            .iter()
+            .filter_map(|e| e.hint.as_deref())
+            .map(|h| (h.terms.loan_id.as_str(), h))
+            .collect();
+        if !hints.is_empty() {
+            let hinted: Vec<&str> =
+                loan_ids.iter().map(String::as_str).filter(|id| hints.contains_key(id)).collect();
+            if !hinted.is_empty() {
+                for (id, seq) in tx.loan_seqs(&hinted).await? {
+                    if let Some(hint) = hints.get(id.as_str())
+                        && i64::try_from(hint.last_seq).ok() == Some(seq)
+                    {
+                        g.loans.insert(id, (*hint).clone());
+                    }
+                }
+                loan_ids.retain(|id| !g.loans.contains_key(id));
+            }
+        }
         if !loan_ids.is_empty() {
             for loan in tx.loans_many(&loan_ids).await? {
                 g.loans.insert(loan.terms.loan_id.clone(), loan);

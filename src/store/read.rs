@@ -227,21 +227,28 @@ impl Db {
 }
 
 impl Db {
-    /// Ids of live loans (active or overdue) of a ledger, optionally of one bank, after
-    /// `after` in loan_id order, at most `limit`: the settlement run pages through these.
-    pub async fn live_loan_ids(
+    /// Live loans (active or overdue) of a ledger, optionally of one bank, after `after` in
+    /// loan_id order, at most `limit`, as stored: the settlement run pages through these and
+    /// hands them to the writer as hints (see `app::writer`).
+    pub async fn live_loans(
         &self,
         ledger_id: &str,
         bank_id: Option<&str>,
         after: &str,
         limit: u32,
-    ) -> Result<Vec<String>, StoreError> {
-        let sql = "select loan_id from loan where ledger_id = $1 and ($2 is null or bank_id = $2) \
-                   and status in ('active', 'overdue', 'overdue_90') and loan_id > $3 \
-                   order by loan_id limit $4";
-        Ok(on_pool!(self, p => sqlx::query_scalar(sql)
+    ) -> Result<Vec<LoanState>, StoreError> {
+        let sql = concat!(
+            "select ",
+            loan_columns!(),
+            " from loan where ledger_id = $1 \
+             and ($2 is null or bank_id = $2) \
+             and status in ('active', 'overdue', 'overdue_90') and loan_id > $3 \
+             order by loan_id limit $4"
+        );
+        let rows: Vec<LoanRow> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(bank_id).bind(after).bind(i64::from(limit))
-            .fetch_all(p).await?))
+            .fetch_all(p).await?);
+        rows.into_iter().map(LoanRow::into_state).collect()
     }
 }
 

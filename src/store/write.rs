@@ -214,6 +214,26 @@ impl WriteTx {
         Ok(found)
     }
 
+    /// The `last_seq` of each of these loans as committed (PostgreSQL: locked, in loan_id
+    /// order, as `loans_many` locks them): enough to tell whether a state read earlier is still
+    /// the loan's state, since every change of a loan sets its `last_seq`.
+    pub async fn loan_seqs(&mut self, loan_ids: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut found = Vec::with_capacity(loan_ids.len());
+        let lock = matches!(self, WriteTx::Postgres(_));
+        for chunk in loan_ids.chunks(chunk_rows(1)) {
+            on_tx!(self, c => {
+                let mut q = QueryBuilder::new("select loan_id, last_seq from loan where loan_id in (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(if lock { ") order by loan_id for update" } else { ")" });
+                found.extend(q.build_query_as::<(String, i64)>().fetch_all(c).await?);
+            });
+        }
+        Ok(found)
+    }
+
     pub async fn ledger_exists(&mut self, ledger_id: &str) -> Result<bool, StoreError> {
         let sql = "select ledger_id, name from ledger where ledger_id = $1";
         let row: Option<LedgerRow> =
