@@ -58,14 +58,13 @@ pub async fn measure(
         })
         .collect();
     // The loans exist before the clock starts, as they do for the service.
-    let mut tx = db.begin_write().await?;
+    let tx = db.begin_write().await?;
     let mut staged = Staged::default();
     for s in &states {
         staged.loans.insert(s.terms.loan_id.clone(), s.clone());
         staged.new_loans.insert(s.terms.loan_id.clone());
     }
-    tx.flush(&staged).await?;
-    tx.commit().await?;
+    tx.commit_with(&staged).await?;
 
     let value_date = parse_date("2021-02-01").unwrap_or_default();
     let mut prev: Hash = GENESIS;
@@ -144,9 +143,8 @@ pub async fn measure(
             staged.loans.insert(loan_id, loan.clone());
             prev = hash;
         }
-        let mut tx = db.begin_write().await?;
-        tx.flush(&staged).await?;
-        tx.commit().await?;
+        let tx = db.begin_write().await?;
+        tx.commit_with(&staged).await?;
     }
     let elapsed = start.elapsed();
     Ok(((txns * postings_per_txn) as f64 / elapsed.as_secs_f64(), elapsed))

@@ -14,20 +14,40 @@ pub mod rows;
 pub mod write;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{ConnectOptions, Connection, PgPool, SqliteConnection, SqlitePool};
 
-/// A pool on one of the two backends. On SQLite the writer has a connection of its own (the
-/// second pool, of one connection): in WAL mode a connection throws its page cache away whenever
-/// another connection has written, so a writer taking whichever pooled connection is free would
-/// start most groups with a cold cache and read its indexes back from the file.
+/// A pool on one of the two backends. On SQLite the writer has a connection of its own, outside
+/// the pool ([`SqliteWriteConn`]).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool, SqlitePool),
+    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<SqliteWriteConn>>),
     Postgres(PgPool),
+}
+
+/// The SQLite connection the writer (and only the writer) writes with, held for the life of the
+/// process. Its own: in WAL mode a connection throws its page cache away whenever another
+/// connection has written, so a writer taking whichever pooled connection is free would start
+/// most groups with a cold cache and read its indexes back from the file. Not in a pool: a pool
+/// pings each connection given back to it, which cost every group a hand-off to the
+/// connection's thread (half a millisecond on two busy cores, measured).
+#[derive(Debug)]
+pub struct SqliteWriteConn {
+    /// `None` once the database is closed.
+    conn: Option<SqliteConnection>,
+    /// A group ended without committing or rolling back (it failed): the next group first
+    /// rolls back whatever may still be open.
+    unsure: bool,
+}
+
+impl SqliteWriteConn {
+    fn get(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        self.conn.as_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
+    }
 }
 
 /// Runs the same code on whichever pool `$db` holds; `$p` is bound to the typed pool.
@@ -99,11 +119,22 @@ const READ_CACHE_KIB: &str = "-16384";
 /// How often the background task copies the WAL back into the database file.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// WAL frames (of about 4 KiB) past which the background task restarts the WAL.
+pub const WAL_RESTART_FRAMES: i64 = 8_192;
+
 /// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, so every
 /// few groups one commit also copied the WAL into the database file and synced it (a third of
 /// a batch's commit time, measured). Instead a task on its own connection runs a PASSIVE
-/// checkpoint every [`CHECKPOINT_EVERY`]: it never blocks the writer or the readers, and the
-/// WAL starts over once a checkpoint has caught up. The task ends when the pool is closed.
+/// checkpoint every [`CHECKPOINT_EVERY`]: it never blocks the writer or the readers.
+///
+/// A PASSIVE checkpoint alone never lets the WAL start over while the writer keeps writing (the
+/// writer appends while the checkpoint copies, so the log is never wholly copied when the next
+/// group begins): under a steady load the WAL grew by 180 MB a second, and appending to a
+/// growing file made every commit allocate and zero new blocks and sync the file's size too.
+/// So once the WAL passes [`WAL_RESTART_FRAMES`] the task runs a RESTART checkpoint, which waits
+/// for the writer's current group and the readers of older snapshots, copies the little the
+/// PASSIVE ones left, and makes the next group write from the start of the file again. The task
+/// ends when the pool is closed.
 fn spawn_checkpointer(pool: SqlitePool) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -113,8 +144,16 @@ fn spawn_checkpointer(pool: SqlitePool) {
             if pool.is_closed() {
                 break;
             }
-            match sqlx::query("pragma wal_checkpoint(passive)").execute(&pool).await {
-                Ok(_) => {}
+            let passive: Result<(i64, i64, i64), _> =
+                sqlx::query_as("pragma wal_checkpoint(passive)").fetch_one(&pool).await;
+            let result = match passive {
+                Ok((_, frames, _)) if frames > WAL_RESTART_FRAMES => {
+                    sqlx::query("pragma wal_checkpoint(restart)").execute(&pool).await.map(|_| ())
+                }
+                other => other.map(|_| ()),
+            };
+            match result {
+                Ok(()) => {}
                 Err(sqlx::Error::PoolClosed) => break,
                 Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
             }
@@ -137,26 +176,20 @@ impl Db {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
                 // Checkpoints run in the background (below), not inside the writer's commits.
-                .pragma("wal_autocheckpoint", "0");
+                .pragma("wal_autocheckpoint", "0")
+                // A multi-row statement keeps a statement journal (to undo itself alone should it
+                // fail); SQLite spills it to a temporary file past 64 KiB, which cost every
+                // group's statements a third of their time in page-cache writes (measured).
+                .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.clone().pragma("cache_size", READ_CACHE_KIB))
                 .await?;
-            let write = SqlitePoolOptions::new()
-                .min_connections(1)
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(60))
-                // The writer's connection lives as long as the process: its cache stays warm;
-                // it is not pinged before each group (a failed statement fails the group, which
-                // is retried).
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .test_before_acquire(false)
-                .connect_with(opts.pragma("cache_size", WRITE_CACHE_KIB))
-                .await?;
+            let write = opts.pragma("cache_size", WRITE_CACHE_KIB).connect().await?;
             spawn_checkpointer(pool.clone());
-            Ok(Db::Sqlite(pool, write))
+            let write = SqliteWriteConn { conn: Some(write), unsure: false };
+            Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write))))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
@@ -194,7 +227,11 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(read, write) => {
-                write.close().await;
+                if let Some(c) = write.lock().await.conn.take()
+                    && let Err(e) = c.close().await
+                {
+                    tracing::warn!(error = %e, "closing the writer's connection failed");
+                }
                 read.close().await;
             }
             Db::Postgres(p) => p.close().await,

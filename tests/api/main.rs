@@ -50,6 +50,7 @@ on_both_backends!(
     tampering_is_reported,
     tampered_read_models_are_reported,
     authentication_and_roles,
+    failed_write_leaves_nothing,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -1557,4 +1558,93 @@ fn id_number_helper_matches_the_standard() {
     let id = id_number("19800517");
     assert_eq!(id.len(), 18);
     assert_eq!(&id[6..14], "19800517");
+}
+
+/// A group whose writes fail part-way leaves nothing behind. A trigger refuses the idempotency
+/// row of one request (written after the group's journal rows, postings and loan links): the
+/// writer takes the group apart, posts the other commands, answers the refused one INTERNAL,
+/// and the chain goes on without a gap; the refused request, sent again once the trigger is
+/// gone, is posted as new. Verify holds throughout.
+async fn failed_write_leaves_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    let poison = match backend {
+        Backend::Sqlite => {
+            "create trigger poison before insert on idempotency \
+             when new.request_id like 'poison%' begin select raise(abort, 'poisoned'); end"
+        }
+        Backend::Postgres => {
+            "create function poison() returns trigger language plpgsql as $$ \
+             begin if new.request_id like 'poison%' then raise exception 'poisoned'; end if; \
+             return new; end $$; \
+             create trigger poison before insert on idempotency \
+             for each row execute function poison()"
+        }
+    };
+    app.db.execute_raw(poison).await.expect("the test's trigger");
+    let before = app.journal(&t.auditor, LEDGER).await;
+    let head = before.last().expect("seeded journal").seq;
+
+    let items = vec![
+        repayment_item(&rid("first"), &id, "2021-03-20", 100),
+        repayment_item("poison-1", &id, "2021-03-20", 100),
+        repayment_item(&rid("third"), &id, "2021-03-20", 100),
+    ];
+    let answer = app
+        .loans(&t.bank)
+        .submit_batch(pb::SubmitBatchRequest { items })
+        .await
+        .expect("SubmitBatch")
+        .into_inner();
+    let r = &answer.results;
+    assert_eq!((answer.posted, answer.failed), (2, 1), "{answer:?}");
+    assert!(r[0].ok && !r[1].ok && r[2].ok, "{answer:?}");
+    assert_eq!(r[1].code, "INTERNAL", "{answer:?}");
+    let seqs: Vec<u64> = [&r[0], &r[2]].iter().map(|x| x.entry.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, [head + 1, head + 2], "{answer:?}");
+
+    // Alone, the refused request fails the same way and posts nothing.
+    let err = app
+        .loans(&t.bank)
+        .record_repayment(pb::RecordRepaymentRequest {
+            request_id: "poison-2".into(),
+            loan_id: id.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: 100,
+        })
+        .await
+        .expect_err("the trigger refuses it");
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), before.len() + 2);
+    assert!(journal.windows(2).all(|w| w[1].seq == w[0].seq + 1), "no gap in the chain");
+    assert!(journal.iter().all(|e| !e.request_id.starts_with("poison")), "{journal:?}");
+    assert!(app.verify(&t.auditor).await.ok);
+
+    // With the trigger gone the same request is new: nothing of it was kept.
+    let drop = match backend {
+        Backend::Sqlite => "drop trigger poison",
+        Backend::Postgres => "drop trigger poison on idempotency; drop function poison()",
+    };
+    app.db.execute_raw(drop).await.expect("drop the test's trigger");
+    let again = app
+        .loans(&t.bank)
+        .record_repayment(pb::RecordRepaymentRequest {
+            request_id: "poison-1".into(),
+            loan_id: id.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: 100,
+        })
+        .await
+        .expect("posted once the trigger is gone")
+        .into_inner();
+    assert_eq!(entry(&again).seq, head + 3);
+    assert_eq!(loan(&again).interest_paid_fen, 300, "three repayments of 100 fen, no more");
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
 }

@@ -895,22 +895,6 @@ async fn early_payoff(backend: Backend) {
     app.finish().await;
 }
 
-fn repayment_item(
-    request_id: &str,
-    loan_id: &str,
-    value_date: &str,
-    amount_fen: i64,
-) -> pb::BatchItem {
-    pb::BatchItem {
-        request_id: request_id.into(),
-        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
-            loan_id: loan_id.into(),
-            value_date: value_date.into(),
-            amount_fen,
-        })),
-    }
-}
-
 fn disbursement_item(request_id: &str, loan_id: &str, value_date: &str) -> pb::BatchItem {
     pb::BatchItem {
         request_id: request_id.into(),

@@ -633,3 +633,20 @@ pub fn expect_invalid<T: std::fmt::Debug>(
     );
     status
 }
+
+/// A repayment item of a SubmitBatch call.
+pub fn repayment_item(
+    request_id: &str,
+    loan_id: &str,
+    value_date: &str,
+    amount_fen: i64,
+) -> pb::BatchItem {
+    pb::BatchItem {
+        request_id: request_id.into(),
+        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+            loan_id: loan_id.into(),
+            value_date: value_date.into(),
+            amount_fen,
+        })),
+    }
+}
