@@ -316,6 +316,7 @@ impl Writer {
                 let _ = reply.send(results.by_ref().take(count).collect());
                 drop(permit);
             }
+            self.db.restart_wal_if_due().await;
         }
         tracing::info!("writer stopped: queue closed and drained");
     }

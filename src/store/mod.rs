@@ -15,6 +15,7 @@ pub mod write;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -42,6 +43,9 @@ pub struct SqliteWriteConn {
     /// A group ended without committing or rolling back (it failed): the next group first
     /// rolls back whatever may still be open.
     unsure: bool,
+    /// Set by the background checkpoint task when the WAL has grown past
+    /// [`WAL_RESTART_FRAMES`].
+    restart_wanted: Arc<AtomicBool>,
 }
 
 impl SqliteWriteConn {
@@ -119,7 +123,7 @@ const READ_CACHE_KIB: &str = "-16384";
 /// How often the background task copies the WAL back into the database file.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
-/// WAL frames (of about 4 KiB) past which the background task restarts the WAL.
+/// WAL frames (of about 4 KiB) past which the writer restarts the WAL.
 pub const WAL_RESTART_FRAMES: i64 = 8_192;
 
 /// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, so every
@@ -131,11 +135,12 @@ pub const WAL_RESTART_FRAMES: i64 = 8_192;
 /// writer appends while the checkpoint copies, so the log is never wholly copied when the next
 /// group begins): under a steady load the WAL grew by 180 MB a second, and appending to a
 /// growing file made every commit allocate and zero new blocks and sync the file's size too.
-/// So once the WAL passes [`WAL_RESTART_FRAMES`] the task runs a RESTART checkpoint, which waits
-/// for the writer's current group and the readers of older snapshots, copies the little the
-/// PASSIVE ones left, and makes the next group write from the start of the file again. The task
-/// ends when the pool is closed.
-fn spawn_checkpointer(pool: SqlitePool) {
+/// So once the WAL passes [`WAL_RESTART_FRAMES`] the task asks the writer to restart it
+/// ([`Db::restart_wal_if_due`], between two groups). Not the task itself: a RESTART checkpoint
+/// needs the write lock, and from another connection it waited out its whole busy timeout
+/// behind a writer that takes the lock again as soon as it lets it go (measured: 5 s, then the
+/// writer stalled behind it). The task ends when the pool is closed.
+fn spawn_checkpointer(pool: SqlitePool, restart_wanted: Arc<AtomicBool>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,14 +151,12 @@ fn spawn_checkpointer(pool: SqlitePool) {
             }
             let passive: Result<(i64, i64, i64), _> =
                 sqlx::query_as("pragma wal_checkpoint(passive)").fetch_one(&pool).await;
-            let result = match passive {
-                Ok((_, frames, _)) if frames > WAL_RESTART_FRAMES => {
-                    sqlx::query("pragma wal_checkpoint(restart)").execute(&pool).await.map(|_| ())
+            match passive {
+                Ok((_, frames, _)) => {
+                    if frames > WAL_RESTART_FRAMES {
+                        restart_wanted.store(true, Ordering::Relaxed);
+                    }
                 }
-                other => other.map(|_| ()),
-            };
-            match result {
-                Ok(()) => {}
                 Err(sqlx::Error::PoolClosed) => break,
                 Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
             }
@@ -187,8 +190,9 @@ impl Db {
                 .connect_with(opts.clone().pragma("cache_size", READ_CACHE_KIB))
                 .await?;
             let write = opts.pragma("cache_size", WRITE_CACHE_KIB).connect().await?;
-            spawn_checkpointer(pool.clone());
-            let write = SqliteWriteConn { conn: Some(write), unsure: false };
+            let restart_wanted = Arc::new(AtomicBool::new(false));
+            spawn_checkpointer(pool.clone(), restart_wanted.clone());
+            let write = SqliteWriteConn { conn: Some(write), unsure: false, restart_wanted };
             Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write))))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
@@ -215,6 +219,30 @@ impl Db {
             Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
         };
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
+    }
+
+    /// SQLite: restarts the WAL if the background checkpoint task asked for it, on the writer's
+    /// connection between two groups (the writer calls this after answering a group). The
+    /// PASSIVE checkpoints have copied nearly all of the WAL by then; this copies the rest once
+    /// the readers of older snapshots are done, and the next group writes from the start of the
+    /// file again. PostgreSQL: nothing to do.
+    pub async fn restart_wal_if_due(&self) {
+        let Db::Sqlite(_, write) = self else { return };
+        let mut w = write.lock().await;
+        if !w.restart_wanted.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(conn) = w.get() else { return };
+        match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(restart)")
+            .fetch_one(conn)
+            .await
+        {
+            Ok((0, _, _)) => {}
+            Ok((_, frames, copied)) => {
+                tracing::debug!(frames, copied, "WAL restart put off: a reader is still on it")
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL restart failed"),
+        }
     }
 
     pub fn backend(&self) -> &'static str {
