@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::journal_to_pb;
 use super::error::status;
+use super::loans::check_read_of;
 use super::pb::audit_service_server::AuditService;
 use super::{Api, parse, pb};
 use crate::app::verify::verify_ledger;
@@ -30,9 +31,16 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetLoanHistoryRequest { loan_id } = request.into_inner();
         let loan_id = parse::id("loan_id", &loan_id)?;
-        self.check_loan_readable(&actor, &loan_id).await?;
-        // A loan's history is tens of entries over its life: read it at once, stream it out.
-        let entries = self.db.loan_history(&loan_id).await.map_err(|e| status(e.into()))?;
+        // A loan's history is tens of entries over its life: read it at once (with who owns the
+        // loan, in the same statement), check access, stream it out.
+        let history = self
+            .db
+            .loan_history(&loan_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
+        check_read_of(&actor, &loan_id, &history.bank_id, &history.ledger_id)?;
+        let entries = history.entries;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
             for e in &entries {

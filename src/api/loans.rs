@@ -70,22 +70,6 @@ impl Api {
         check_read(actor, &loan)?;
         Ok(loan)
     }
-
-    /// Checks that the loan exists and `actor` may read it, reading only its owners (for
-    /// readers that do not need its state, such as its history).
-    pub async fn check_loan_readable(
-        &self,
-        actor: &Principal,
-        loan_id: &str,
-    ) -> Result<(), Status> {
-        let (bank_id, ledger_id) = self
-            .db
-            .loan_owner(loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read_of(actor, loan_id, &bank_id, &ledger_id)
-    }
 }
 
 /// Whether `actor` may read `loan`; other banks' loans are PERMISSION_DENIED.
@@ -93,7 +77,7 @@ pub fn check_read(actor: &Principal, loan: &LoanState) -> Result<(), Status> {
     check_read_of(actor, &loan.terms.loan_id, &loan.terms.bank_id, &loan.terms.ledger_id)
 }
 
-fn check_read_of(
+pub fn check_read_of(
     actor: &Principal,
     loan_id: &str,
     bank_id: &str,

@@ -40,9 +40,9 @@ async fn replay_until(
     loan_id: &str,
     stop: impl Fn(&LoanEvent, u64) -> bool,
 ) -> Result<Option<LoanState>, AppError> {
-    let history = db.loan_history(loan_id).await?;
+    let Some(history) = db.loan_history(loan_id).await? else { return Ok(None) };
     let mut state: Option<LoanState> = None;
-    for entry in history {
+    for entry in history.entries {
         let event = JournalEvent::from_parts(&entry.row.kind, &entry.row.command_json)
             .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
         let JournalEvent::Loan(event) = event else { continue };

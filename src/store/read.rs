@@ -37,13 +37,23 @@ macro_rules! journal_range_sql {
 macro_rules! loan_history_sql {
     ($packed:expr) => {
         concat!(
-            "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
+            "select o.bank_id as owner_bank_id, o.ledger_id as owner_ledger_id, \
+             j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
              j.request_id, j.command_json, j.prev_hash, j.hash, ",
             $packed,
-            " from journal_loan l join journal_txn j on j.ledger_id = l.ledger_id \
-             and j.seq = l.seq where l.loan_id = $1 order by j.seq"
+            " from loan o join journal_loan l on l.loan_id = o.loan_id \
+             join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq \
+             where o.loan_id = $1 order by j.seq"
         )
     };
+}
+
+/// A loan's journal entries, with the bank and ledger the loan belongs to.
+#[derive(Debug, Clone)]
+pub struct LoanHistory {
+    pub bank_id: String,
+    pub ledger_id: String,
+    pub entries: Vec<JournalEntry>,
 }
 
 /// Filters of a loan listing. `None` is no filter.
@@ -174,20 +184,20 @@ impl Db {
     }
 
     /// Journal transactions that touch a loan, oldest first.
-    pub async fn loan_history(&self, loan_id: &str) -> Result<Vec<JournalEntry>, StoreError> {
+    /// A loan's journal entries in order, with the loan's owner (who may read them) in the same
+    /// statement; `None` if there is no such loan (every loan has the entry that created it).
+    pub async fn loan_history(&self, loan_id: &str) -> Result<Option<LoanHistory>, StoreError> {
         let sql = match self {
             Db::Sqlite(..) => loan_history_sql!(packed_postings_sqlite!()),
             Db::Postgres(_) => loan_history_sql!(packed_postings_postgres!()),
         };
-        let rows: Vec<PackedJournalRow> =
+        let rows: Vec<OwnedJournalRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);
-        rows.into_iter().map(PackedJournalRow::into_entry).collect()
-    }
-
-    /// The bank and ledger of a loan (who may read it), without its state.
-    pub async fn loan_owner(&self, loan_id: &str) -> Result<Option<(String, String)>, StoreError> {
-        let sql = "select bank_id, ledger_id from loan where loan_id = $1";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?))
+        let Some(first) = rows.first() else { return Ok(None) };
+        let (bank_id, ledger_id) = (first.owner_bank_id.clone(), first.owner_ledger_id.clone());
+        let entries =
+            rows.into_iter().map(|r| r.packed.into_entry()).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(LoanHistory { bank_id, ledger_id, entries }))
     }
 
     /// The token bound to a secret's hash, if it exists and is not revoked.

@@ -332,6 +332,16 @@ pub struct PackedJournalRow {
     pub postings_json: String,
 }
 
+/// A loan's journal row with the loan's owner beside it (GetLoanHistory checks access and reads
+/// the history in one statement).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OwnedJournalRow {
+    pub owner_bank_id: String,
+    pub owner_ledger_id: String,
+    #[sqlx(flatten)]
+    pub packed: PackedJournalRow,
+}
+
 impl PackedJournalRow {
     pub fn into_entry(self) -> Result<JournalEntry, StoreError> {
         let pairs: Vec<(String, i64)> = serde_json::from_str(&self.postings_json).map_err(|e| {
