@@ -18,16 +18,46 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, PgPool, SqliteConnection, SqlitePool};
 
-/// A pool on one of the two backends. On SQLite the writer has a connection of its own, outside
-/// the pool ([`SqliteWriteConn`]).
+/// A pool on one of the two backends for the readers, and the writer's connection of its own,
+/// outside the pool ([`SqliteWriteConn`], [`PgWriteConn`]).
 #[derive(Clone, Debug)]
 pub enum Db {
     Sqlite(SqlitePool, Arc<tokio::sync::Mutex<SqliteWriteConn>>),
-    Postgres(PgPool),
+    Postgres(PgPool, Arc<tokio::sync::Mutex<PgWriteConn>>),
+}
+
+/// The PostgreSQL connection the writer writes with: its own, not taken from the pool for each
+/// group (a pool pings a connection given back to it: a round trip per group, which the next
+/// group waited for). Opened on the first group, and again after a group that failed with its
+/// transaction open (the connection is dropped, and PostgreSQL rolls back what the session had
+/// not committed).
+#[derive(Debug)]
+pub struct PgWriteConn {
+    opts: PgConnectOptions,
+    conn: Option<PgConnection>,
+    /// The database was closed: no new connection.
+    closed: bool,
+}
+
+impl PgWriteConn {
+    async fn connect(&mut self) -> Result<&mut PgConnection, StoreError> {
+        if self.closed {
+            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
+        }
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => PgConnection::connect_with(&self.opts).await?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    fn get(&mut self) -> Result<&mut PgConnection, StoreError> {
+        self.conn.as_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
+    }
 }
 
 /// The SQLite connection the writer (and only the writer) writes with, held for the life of the
@@ -60,7 +90,7 @@ macro_rules! on_pool {
     ($db:expr, $p:ident => $body:expr) => {
         match $db {
             $crate::store::Db::Sqlite($p, _) => $body,
-            $crate::store::Db::Postgres($p) => $body,
+            $crate::store::Db::Postgres($p, _) => $body,
         }
     };
 }
@@ -200,9 +230,10 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX + 1)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await?;
-            Ok(Db::Postgres(pool))
+            let write = PgWriteConn { opts, conn: None, closed: false };
+            Ok(Db::Postgres(pool, Arc::new(tokio::sync::Mutex::new(write))))
         } else {
             Err(StoreError::Corrupt(format!(
                 "database URL must start with sqlite: or postgres:, got {}",
@@ -216,7 +247,7 @@ impl Db {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match self {
             Db::Sqlite(p, _) => sqlx::migrate!("./migrations/sqlite").run(p).await,
-            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+            Db::Postgres(p, _) => sqlx::migrate!("./migrations/postgres").run(p).await,
         };
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
     }
@@ -248,7 +279,7 @@ impl Db {
     pub fn backend(&self) -> &'static str {
         match self {
             Db::Sqlite(..) => "sqlite",
-            Db::Postgres(_) => "postgres",
+            Db::Postgres(..) => "postgres",
         }
     }
 
@@ -262,7 +293,16 @@ impl Db {
                 }
                 read.close().await;
             }
-            Db::Postgres(p) => p.close().await,
+            Db::Postgres(read, write) => {
+                let mut w = write.lock().await;
+                w.closed = true;
+                if let Some(c) = w.conn.take()
+                    && let Err(e) = c.close().await
+                {
+                    tracing::warn!(error = %e, "closing the writer's connection failed");
+                }
+                read.close().await;
+            }
         }
     }
 }

@@ -175,7 +175,7 @@ impl Db {
         let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
         let sql = match self {
             Db::Sqlite(..) => journal_range_sql!(packed_postings_sqlite!()),
-            Db::Postgres(_) => journal_range_sql!(packed_postings_postgres!()),
+            Db::Postgres(..) => journal_range_sql!(packed_postings_postgres!()),
         };
         let rows: Vec<PackedJournalRow> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
@@ -189,7 +189,7 @@ impl Db {
     pub async fn loan_history(&self, loan_id: &str) -> Result<Option<LoanHistory>, StoreError> {
         let sql = match self {
             Db::Sqlite(..) => loan_history_sql!(packed_postings_sqlite!()),
-            Db::Postgres(_) => loan_history_sql!(packed_postings_postgres!()),
+            Db::Postgres(..) => loan_history_sql!(packed_postings_postgres!()),
         };
         let rows: Vec<OwnedJournalRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::Arc;
 
-use sqlx::{Executor, PgConnection, Postgres, QueryBuilder, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Executor, PgConnection, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::rows::*;
-use super::{Db, SqliteWriteConn, StoreError};
+use super::{Db, PgWriteConn, SqliteWriteConn, StoreError};
 use crate::domain::date::format_date;
 use crate::domain::household::StatusEntry;
 use crate::domain::loan::LoanState;
@@ -24,7 +24,38 @@ use crate::ledger::posting::Posting;
 
 pub enum WriteTx {
     Sqlite(SqliteTx),
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(PgTx),
+}
+
+/// A group's transaction on the writer's PostgreSQL connection ([`PgWriteConn`]).
+pub struct PgTx {
+    conn: tokio::sync::OwnedMutexGuard<PgWriteConn>,
+    /// Neither committed nor rolled back. Dropped open (a failed group), the connection is
+    /// dropped with it, and the next group opens a new one.
+    open: bool,
+}
+
+impl PgTx {
+    async fn open(write: &Arc<tokio::sync::Mutex<PgWriteConn>>) -> Result<Self, StoreError> {
+        let mut conn = write.clone().lock_owned().await;
+        if let Err(e) = conn.connect().await?.execute("BEGIN").await {
+            conn.conn = None;
+            return Err(e.into());
+        }
+        Ok(PgTx { conn, open: true })
+    }
+
+    fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
+        self.conn.get()
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.conn = None;
+        }
+    }
 }
 
 /// A group's transaction on the writer's SQLite connection, opened and ended by statements that
@@ -95,7 +126,7 @@ macro_rules! on_tx {
                 $body
             }
             WriteTx::Postgres(t) => {
-                let $c = &mut **t;
+                let $c = t.conn()?;
                 $body
             }
         }
@@ -198,7 +229,7 @@ impl Db {
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self {
             Db::Sqlite(_, write) => WriteTx::Sqlite(SqliteTx::open(write).await?),
-            Db::Postgres(p) => WriteTx::Postgres(p.begin().await?),
+            Db::Postgres(_, write) => WriteTx::Postgres(PgTx::open(write).await?),
         })
     }
 }
@@ -223,8 +254,9 @@ impl WriteTx {
                 t.open = false;
             }
             WriteTx::Postgres(mut t) => {
-                flush_unnest(&mut t, staged).await?;
-                t.commit().await?;
+                flush_unnest(t.conn()?, staged).await?;
+                t.conn()?.execute("COMMIT").await?;
+                t.open = false;
             }
         }
         Ok(())
@@ -238,7 +270,10 @@ impl WriteTx {
                 }
                 t.open = false;
             }
-            WriteTx::Postgres(t) => t.rollback().await?,
+            WriteTx::Postgres(mut t) => {
+                t.conn()?.execute("ROLLBACK").await?;
+                t.open = false;
+            }
         }
         Ok(())
     }
@@ -266,7 +301,7 @@ impl WriteTx {
                 WriteTx::Postgres(t) => {
                     let mut q = QueryBuilder::new("");
                     push_key_lookup(&mut q, chunk);
-                    found.extend(q.build_query_as().fetch_all(&mut **t).await?);
+                    found.extend(q.build_query_as().fetch_all(t.conn()?).await?);
                 }
             }
         }
