@@ -228,7 +228,7 @@ impl Db {
             tracing::Span::current().record("backend", "postgres");
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
             let pool = PgPoolOptions::new()
-                .max_connections(READ_CONNECTIONS_MAX + 1)
+                .max_connections(READ_CONNECTIONS_MAX)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.clone())
                 .await?;
