@@ -145,6 +145,8 @@ pub async fn measure(
         }
         let tx = db.begin_write().await?;
         tx.commit_with(&staged).await?;
+        // As the writer does between two groups.
+        db.restart_wal_if_due().await;
     }
     let elapsed = start.elapsed();
     Ok(((txns * postings_per_txn) as f64 / elapsed.as_secs_f64(), elapsed))
