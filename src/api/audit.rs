@@ -40,7 +40,7 @@ impl AuditService for Api {
             .map_err(|e| status(e.into()))?
             .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
         check_read_of(&actor, &loan_id, &history.bank_id, &history.ledger_id)?;
-        let entries = history.entries;
+        let entries = history.entries().map_err(|e| status(e.into()))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
             for e in &entries {

@@ -42,7 +42,7 @@ async fn replay_until(
 ) -> Result<Option<LoanState>, AppError> {
     let Some(history) = db.loan_history(loan_id).await? else { return Ok(None) };
     let mut state: Option<LoanState> = None;
-    for entry in history.entries {
+    for entry in history.entries()? {
         let event = JournalEvent::from_parts(&entry.row.kind, &entry.row.command_json)
             .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
         let JournalEvent::Loan(event) = event else { continue };

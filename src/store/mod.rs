@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, PgPool, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Executor, PgPool, SqliteConnection, SqlitePool};
 
 /// A pool on one of the two backends for the readers, and the writer's connection of its own,
 /// outside the pool ([`SqliteWriteConn`], [`PgWriteConn`]).
@@ -68,8 +68,12 @@ impl PgWriteConn {
 /// connection's thread (half a millisecond on two busy cores, measured).
 #[derive(Debug)]
 pub struct SqliteWriteConn {
-    /// `None` once the database is closed.
+    opts: SqliteConnectOptions,
+    /// `None` once the database is closed, or after the connection broke (the next group opens
+    /// a new one).
     conn: Option<SqliteConnection>,
+    /// The database was closed: no new connection.
+    closed: bool,
     /// A group ended without committing or rolling back (it failed): the next group first
     /// rolls back whatever may still be open.
     unsure: bool,
@@ -81,6 +85,29 @@ pub struct SqliteWriteConn {
 impl SqliteWriteConn {
     fn get(&mut self) -> Result<&mut SqliteConnection, StoreError> {
         self.conn.as_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
+    }
+
+    /// The connection, opened again if it broke. A transaction a failed group may have left
+    /// open is rolled back first; should that fail because the connection itself is gone (its
+    /// thread crashed, the file went away), the connection is opened anew, which SQLite rolls
+    /// back as well.
+    async fn ready(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        if self.closed {
+            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
+        }
+        if std::mem::take(&mut self.unsure)
+            && let Some(c) = self.conn.as_mut()
+            && let Err(e @ (sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) =
+                c.execute("ROLLBACK").await
+        {
+            tracing::warn!(error = %e, "the writer's connection broke; opening it again");
+            self.conn = None;
+        }
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.opts.connect().await?,
+        };
+        Ok(self.conn.insert(conn))
     }
 }
 
@@ -153,6 +180,11 @@ const READ_CACHE_KIB: &str = "-16384";
 /// How often the background task copies the WAL back into the database file.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// How long a SQLite statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// [`BUSY_TIMEOUT`] as a pragma, to set it back after a shorter wait.
+const BUSY_TIMEOUT_PRAGMA: &str = "pragma busy_timeout = 5000";
+
 /// WAL frames (of about 4 KiB) past which the writer restarts the WAL.
 pub const WAL_RESTART_FRAMES: i64 = 8_192;
 
@@ -207,7 +239,7 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(BUSY_TIMEOUT)
                 // Checkpoints run in the background (below), not inside the writer's commits.
                 .pragma("wal_autocheckpoint", "0")
                 // A multi-row statement keeps a statement journal (to undo itself alone should it
@@ -219,10 +251,17 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.clone().pragma("cache_size", READ_CACHE_KIB))
                 .await?;
-            let write = opts.pragma("cache_size", WRITE_CACHE_KIB).connect().await?;
+            let opts = opts.pragma("cache_size", WRITE_CACHE_KIB);
+            let write = opts.connect().await?;
             let restart_wanted = Arc::new(AtomicBool::new(false));
             spawn_checkpointer(pool.clone(), restart_wanted.clone());
-            let write = SqliteWriteConn { conn: Some(write), unsure: false, restart_wanted };
+            let write = SqliteWriteConn {
+                opts,
+                conn: Some(write),
+                closed: false,
+                unsure: false,
+                restart_wanted,
+            };
             Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write))))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
@@ -260,14 +299,23 @@ impl Db {
     pub async fn restart_wal_if_due(&self) {
         let Db::Sqlite(_, write) = self else { return };
         let mut w = write.lock().await;
-        if !w.restart_wanted.swap(false, Ordering::Relaxed) {
+        // A group left its transaction open: the next group rolls it back first; try then.
+        if w.unsure || !w.restart_wanted.swap(false, Ordering::Relaxed) {
             return;
         }
         let Ok(conn) = w.get() else { return };
-        match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(restart)")
-            .fetch_one(conn)
-            .await
-        {
+        // Readers of older snapshots are waited for a little, not for the 5 s busy timeout:
+        // the writer and every queued command wait meanwhile. Put off, the restart is asked
+        // for again by the next PASSIVE checkpoint.
+        let restart = async {
+            conn.execute("pragma busy_timeout = 20").await?;
+            let result = sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(restart)")
+                .fetch_one(&mut *conn)
+                .await;
+            conn.execute(BUSY_TIMEOUT_PRAGMA).await?;
+            result
+        };
+        match restart.await {
             Ok((0, _, _)) => {}
             Ok((_, frames, copied)) => {
                 tracing::debug!(frames, copied, "WAL restart put off: a reader is still on it")
@@ -286,7 +334,9 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(read, write) => {
-                if let Some(c) = write.lock().await.conn.take()
+                let mut w = write.lock().await;
+                w.closed = true;
+                if let Some(c) = w.conn.take()
                     && let Err(e) = c.close().await
                 {
                     tracing::warn!(error = %e, "closing the writer's connection failed");

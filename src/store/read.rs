@@ -48,12 +48,19 @@ macro_rules! loan_history_sql {
     };
 }
 
-/// A loan's journal entries, with the bank and ledger the loan belongs to.
+/// A loan's journal rows, with the bank and ledger the loan belongs to (so that access can be
+/// checked before the rows are decoded).
 #[derive(Debug, Clone)]
 pub struct LoanHistory {
     pub bank_id: String,
     pub ledger_id: String,
-    pub entries: Vec<JournalEntry>,
+    rows: Vec<PackedJournalRow>,
+}
+
+impl LoanHistory {
+    pub fn entries(self) -> Result<Vec<JournalEntry>, StoreError> {
+        self.rows.into_iter().map(PackedJournalRow::into_entry).collect()
+    }
 }
 
 /// Filters of a loan listing. `None` is no filter.
@@ -195,9 +202,8 @@ impl Db {
             on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);
         let Some(first) = rows.first() else { return Ok(None) };
         let (bank_id, ledger_id) = (first.owner_bank_id.clone(), first.owner_ledger_id.clone());
-        let entries =
-            rows.into_iter().map(|r| r.packed.into_entry()).collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(LoanHistory { bank_id, ledger_id, entries }))
+        let rows = rows.into_iter().map(|r| r.packed).collect();
+        Ok(Some(LoanHistory { bank_id, ledger_id, rows }))
     }
 
     /// The token bound to a secret's hash, if it exists and is not revoked.

@@ -79,12 +79,7 @@ pub struct SqliteTx {
 impl SqliteTx {
     async fn open(write: &Arc<tokio::sync::Mutex<SqliteWriteConn>>) -> Result<Self, StoreError> {
         let mut conn = write.clone().lock_owned().await;
-        if conn.unsure {
-            // A failed group may have left its transaction open; if it did not, SQLite says
-            // there is nothing to roll back, which is just as good.
-            let _ = conn.get()?.execute("ROLLBACK").await;
-            conn.unsure = false;
-        }
+        conn.ready().await?;
         Ok(SqliteTx { conn, begun: false, open: true })
     }
 
@@ -101,8 +96,10 @@ impl SqliteTx {
     /// Sends `BEGIN` alone, for the few reads that cannot carry it.
     async fn ensure_begun(&mut self) -> Result<(), StoreError> {
         if !self.begun {
-            self.conn()?.execute("BEGIN IMMEDIATE").await?;
+            // Marked first: should the BEGIN go through and this future go away before it
+            // answers, the transaction is still known to be (perhaps) open.
             self.begun = true;
+            self.conn()?.execute("BEGIN IMMEDIATE").await?;
         }
         Ok(())
     }
@@ -553,7 +550,7 @@ impl Script {
     }
 
     /// Ends the script with `COMMIT` and runs it. Should a statement fail, SQLite stops there
-    /// and the transaction stays open (the caller's [`SqliteTx`] is dropped open).
+    /// with the transaction open (the caller rolls it back).
     async fn commit(mut self, c: &mut SqliteConnection) -> Result<(), StoreError> {
         self.statement("COMMIT");
         self.q.build().execute(&mut *c).await?;
