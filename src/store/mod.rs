@@ -23,75 +23,51 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Connection, Executor, PgPool, SqliteConnection, SqlitePool};
 
 /// A pool on one of the two backends for the readers, and the writer's connection of its own,
-/// outside the pool ([`SqliteWriteConn`], [`PgWriteConn`]).
+/// outside the pool ([`WriteConn`]). SQLite also has the flag by which the background checkpoint
+/// task asks the writer to restart the WAL ([`Db::restart_wal_if_due`]).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<SqliteWriteConn>>),
-    Postgres(PgPool, Arc<tokio::sync::Mutex<PgWriteConn>>),
+    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<WriteConn<SqliteConnection>>>, Arc<AtomicBool>),
+    Postgres(PgPool, Arc<tokio::sync::Mutex<WriteConn<PgConnection>>>),
 }
 
-/// The PostgreSQL connection the writer writes with: its own, not taken from the pool for each
-/// group (a pool pings a connection given back to it: a round trip per group, which the next
-/// group waited for). Opened on the first group, and again after a group that failed with its
-/// transaction open (the connection is dropped, and PostgreSQL rolls back what the session had
-/// not committed).
+/// The connection the writer (and only the writer) writes with, held for the life of the
+/// process, outside the readers' pool. Not in a pool: a pool pings each connection given back
+/// to it, which cost every group a round trip to the database (on SQLite a hand-off to the
+/// connection's thread, half a millisecond on two busy cores, measured) that the next group
+/// waited for. On SQLite also its own so that its page cache stays warm: in WAL mode a
+/// connection throws its cache away whenever another connection has written.
 #[derive(Debug)]
-pub struct PgWriteConn {
-    opts: PgConnectOptions,
-    conn: Option<PgConnection>,
+pub struct WriteConn<C: Connection> {
+    opts: C::Options,
+    /// `None` before the first group (PostgreSQL), once the database is closed, or after the
+    /// connection broke (the next group opens a new one).
+    conn: Option<C>,
     /// The database was closed: no new connection.
     closed: bool,
-}
-
-impl PgWriteConn {
-    async fn connect(&mut self) -> Result<&mut PgConnection, StoreError> {
-        if self.closed {
-            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
-        }
-        let conn = match self.conn.take() {
-            Some(c) => c,
-            None => PgConnection::connect_with(&self.opts).await?,
-        };
-        Ok(self.conn.insert(conn))
-    }
-
-    fn get(&mut self) -> Result<&mut PgConnection, StoreError> {
-        self.conn.as_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
-    }
-}
-
-/// The SQLite connection the writer (and only the writer) writes with, held for the life of the
-/// process. Its own: in WAL mode a connection throws its page cache away whenever another
-/// connection has written, so a writer taking whichever pooled connection is free would start
-/// most groups with a cold cache and read its indexes back from the file. Not in a pool: a pool
-/// pings each connection given back to it, which cost every group a hand-off to the
-/// connection's thread (half a millisecond on two busy cores, measured).
-#[derive(Debug)]
-pub struct SqliteWriteConn {
-    opts: SqliteConnectOptions,
-    /// `None` once the database is closed, or after the connection broke (the next group opens
-    /// a new one).
-    conn: Option<SqliteConnection>,
-    /// The database was closed: no new connection.
-    closed: bool,
-    /// A group ended without committing or rolling back (it failed): the next group first
-    /// rolls back whatever may still be open.
+    /// A group ended without committing or rolling back: the next group first rolls back
+    /// whatever may still be open.
     unsure: bool,
-    /// Set by the background checkpoint task when the WAL has grown past
-    /// [`WAL_RESTART_FRAMES`].
-    restart_wanted: Arc<AtomicBool>,
 }
 
-impl SqliteWriteConn {
-    fn get(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+impl<C> WriteConn<C>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+{
+    fn new(opts: C::Options, conn: Option<C>) -> Self {
+        WriteConn { opts, conn, closed: false, unsure: false }
+    }
+
+    fn get(&mut self) -> Result<&mut C, StoreError> {
         self.conn.as_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
     }
 
-    /// The connection, opened again if it broke. A transaction a failed group may have left
-    /// open is rolled back first; should that fail because the connection itself is gone (its
-    /// thread crashed, the file went away), the connection is opened anew, which SQLite rolls
-    /// back as well.
-    async fn ready(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+    /// The connection, opened if there is none. A transaction a failed group may have left
+    /// open is rolled back first; should that fail because the connection itself is gone (the
+    /// server or the driver's thread went away), a new one is opened, and the database rolls
+    /// back what the old session had not committed.
+    async fn ready(&mut self) -> Result<&mut C, StoreError> {
         if self.closed {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
@@ -105,9 +81,19 @@ impl SqliteWriteConn {
         }
         let conn = match self.conn.take() {
             Some(c) => c,
-            None => self.opts.connect().await?,
+            None => C::connect_with(&self.opts).await?,
         };
         Ok(self.conn.insert(conn))
+    }
+
+    /// Closes the connection for good.
+    async fn close(&mut self) {
+        self.closed = true;
+        if let Some(c) = self.conn.take()
+            && let Err(e) = c.close().await
+        {
+            tracing::warn!(error = %e, "closing the writer's connection failed");
+        }
     }
 }
 
@@ -116,7 +102,7 @@ impl SqliteWriteConn {
 macro_rules! on_pool {
     ($db:expr, $p:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite($p, _) => $body,
+            $crate::store::Db::Sqlite($p, ..) => $body,
             $crate::store::Db::Postgres($p, _) => $body,
         }
     };
@@ -255,14 +241,8 @@ impl Db {
             let write = opts.connect().await?;
             let restart_wanted = Arc::new(AtomicBool::new(false));
             spawn_checkpointer(pool.clone(), restart_wanted.clone());
-            let write = SqliteWriteConn {
-                opts,
-                conn: Some(write),
-                closed: false,
-                unsure: false,
-                restart_wanted,
-            };
-            Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write))))
+            let write = WriteConn::new(opts, Some(write));
+            Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write)), restart_wanted))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
@@ -271,7 +251,7 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.clone())
                 .await?;
-            let write = PgWriteConn { opts, conn: None, closed: false };
+            let write = WriteConn::new(opts, None);
             Ok(Db::Postgres(pool, Arc::new(tokio::sync::Mutex::new(write))))
         } else {
             Err(StoreError::Corrupt(format!(
@@ -285,7 +265,7 @@ impl Db {
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match self {
-            Db::Sqlite(p, _) => sqlx::migrate!("./migrations/sqlite").run(p).await,
+            Db::Sqlite(p, ..) => sqlx::migrate!("./migrations/sqlite").run(p).await,
             Db::Postgres(p, _) => sqlx::migrate!("./migrations/postgres").run(p).await,
         };
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
@@ -297,10 +277,10 @@ impl Db {
     /// the readers of older snapshots are done, and the next group writes from the start of the
     /// file again. PostgreSQL: nothing to do.
     pub async fn restart_wal_if_due(&self) {
-        let Db::Sqlite(_, write) = self else { return };
+        let Db::Sqlite(_, write, restart_wanted) = self else { return };
         let mut w = write.lock().await;
         // A group left its transaction open: the next group rolls it back first; try then.
-        if w.unsure || !w.restart_wanted.swap(false, Ordering::Relaxed) {
+        if w.unsure || !restart_wanted.swap(false, Ordering::Relaxed) {
             return;
         }
         let Ok(conn) = w.get() else { return };
@@ -333,24 +313,12 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(read, write) => {
-                let mut w = write.lock().await;
-                w.closed = true;
-                if let Some(c) = w.conn.take()
-                    && let Err(e) = c.close().await
-                {
-                    tracing::warn!(error = %e, "closing the writer's connection failed");
-                }
+            Db::Sqlite(read, write, _) => {
+                write.lock().await.close().await;
                 read.close().await;
             }
             Db::Postgres(read, write) => {
-                let mut w = write.lock().await;
-                w.closed = true;
-                if let Some(c) = w.conn.take()
-                    && let Err(e) = c.close().await
-                {
-                    tracing::warn!(error = %e, "closing the writer's connection failed");
-                }
+                write.lock().await.close().await;
                 read.close().await;
             }
         }

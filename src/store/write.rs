@@ -13,7 +13,7 @@ use std::sync::Arc;
 use sqlx::{Executor, PgConnection, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::rows::*;
-use super::{Db, PgWriteConn, SqliteWriteConn, StoreError};
+use super::{Db, StoreError, WriteConn};
 use crate::domain::date::format_date;
 use crate::domain::household::StatusEntry;
 use crate::domain::loan::LoanState;
@@ -27,22 +27,24 @@ pub enum WriteTx {
     Postgres(PgTx),
 }
 
-/// A group's transaction on the writer's PostgreSQL connection ([`PgWriteConn`]).
+/// A group's transaction on the writer's PostgreSQL connection ([`WriteConn`]).
 pub struct PgTx {
-    conn: tokio::sync::OwnedMutexGuard<PgWriteConn>,
-    /// Neither committed nor rolled back. Dropped open (a failed group), the connection is
-    /// dropped with it, and the next group opens a new one.
+    conn: tokio::sync::OwnedMutexGuard<WriteConn<PgConnection>>,
+    /// Neither committed nor rolled back. The writer rolls a failed group back at once; a
+    /// transaction dropped open all the same marks the connection so that the next group rolls
+    /// back first.
     open: bool,
 }
 
 impl PgTx {
-    async fn open(write: &Arc<tokio::sync::Mutex<PgWriteConn>>) -> Result<Self, StoreError> {
+    async fn open(
+        write: &Arc<tokio::sync::Mutex<WriteConn<PgConnection>>>,
+    ) -> Result<Self, StoreError> {
         let mut conn = write.clone().lock_owned().await;
-        if let Err(e) = conn.connect().await?.execute("BEGIN").await {
-            conn.conn = None;
-            return Err(e.into());
-        }
-        Ok(PgTx { conn, open: true })
+        conn.ready().await?;
+        let mut tx = PgTx { conn, open: true };
+        tx.conn()?.execute("BEGIN").await?;
+        Ok(tx)
     }
 
     fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
@@ -53,7 +55,7 @@ impl PgTx {
 impl Drop for PgTx {
     fn drop(&mut self) {
         if self.open {
-            self.conn.conn = None;
+            self.conn.unsure = true;
         }
     }
 }
@@ -61,13 +63,13 @@ impl Drop for PgTx {
 /// A group's transaction on the writer's SQLite connection, opened and ended by statements that
 /// travel with the group's own: `BEGIN IMMEDIATE` goes with the group's first read (its
 /// request-id lookup) and `COMMIT` with its writes. IMMEDIATE: the group takes the write lock
-/// before it reads, so that it waits (busy timeout) for a RESTART checkpoint holding that lock
-/// instead of failing with SQLITE_BUSY when it upgrades a read to a write. Every statement sqlx runs is a hand-off to the connection's
-/// thread and back, and on two busy cores each hand-off waited about half a millisecond for that
-/// thread to be scheduled (measured per phase: a group of single requests spent more time in its
+/// before it reads, so that it waits (busy timeout) for another connection holding that lock
+/// instead of failing with SQLITE_BUSY when it upgrades a read to a write. Every statement sqlx
+/// runs is a hand-off to the connection's thread and back, and on two busy cores each hand-off
+/// waited about half a millisecond for that thread to be scheduled (measured per phase: a group of single requests spent more time in its
 /// `BEGIN` than in its request-id lookup); a group now pays two hand-offs instead of five.
 pub struct SqliteTx {
-    conn: tokio::sync::OwnedMutexGuard<SqliteWriteConn>,
+    conn: tokio::sync::OwnedMutexGuard<WriteConn<SqliteConnection>>,
     /// `BEGIN` has been sent.
     begun: bool,
     /// Neither committed nor rolled back yet. The writer rolls a failed group back at once; a
@@ -77,7 +79,9 @@ pub struct SqliteTx {
 }
 
 impl SqliteTx {
-    async fn open(write: &Arc<tokio::sync::Mutex<SqliteWriteConn>>) -> Result<Self, StoreError> {
+    async fn open(
+        write: &Arc<tokio::sync::Mutex<WriteConn<SqliteConnection>>>,
+    ) -> Result<Self, StoreError> {
         let mut conn = write.clone().lock_owned().await;
         conn.ready().await?;
         Ok(SqliteTx { conn, begun: false, open: true })
@@ -225,7 +229,7 @@ fn chunk_rows(columns: usize) -> usize {
 impl Db {
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self {
-            Db::Sqlite(_, write) => WriteTx::Sqlite(SqliteTx::open(write).await?),
+            Db::Sqlite(_, write, _) => WriteTx::Sqlite(SqliteTx::open(write).await?),
             Db::Postgres(_, write) => WriteTx::Postgres(PgTx::open(write).await?),
         })
     }
@@ -236,27 +240,33 @@ impl WriteTx {
     /// size (PostgreSQL: one per table, each column bound as one array and expanded by `unnest`;
     /// SQLite: multi-row `VALUES`, chunked below its limit on bind parameters, sent together
     /// with the `COMMIT` in one script).
-    pub async fn commit_with(self, staged: &Staged) -> Result<(), StoreError> {
-        match self {
-            WriteTx::Sqlite(mut t) => {
+    pub async fn commit_with(mut self, staged: &Staged) -> Result<(), StoreError> {
+        let written = match &mut self {
+            WriteTx::Sqlite(t) => {
                 let prefix = t.begin_prefix();
-                if let Err(e) = flush_values(t.conn()?, prefix, staged).await {
-                    // SQLite stopped at the failed statement with the transaction still open:
-                    // end it now rather than hold the write lock until the next group.
-                    if t.conn()?.execute("ROLLBACK").await.is_ok() {
-                        t.open = false;
-                    }
-                    return Err(e);
-                }
-                t.open = false;
+                flush_values(t.conn()?, prefix, staged).await
             }
-            WriteTx::Postgres(mut t) => {
-                flush_unnest(t.conn()?, staged).await?;
-                t.conn()?.execute("COMMIT").await?;
-                t.open = false;
+            WriteTx::Postgres(t) => match flush_unnest(t.conn()?, staged).await {
+                Ok(()) => t.conn()?.execute("COMMIT").await.map(|_| ()).map_err(Into::into),
+                Err(e) => Err(e),
+            },
+        };
+        match written {
+            Ok(()) => {
+                match &mut self {
+                    WriteTx::Sqlite(t) => t.open = false,
+                    WriteTx::Postgres(t) => t.open = false,
+                }
+                Ok(())
+            }
+            // The database stopped at the failed statement with the transaction still open:
+            // end it now rather than hold its locks until the next group (should the rollback
+            // fail too, the next group rolls back first).
+            Err(e) => {
+                let _ = self.rollback().await;
+                Err(e)
             }
         }
-        Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {

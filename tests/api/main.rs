@@ -1610,13 +1610,7 @@ async fn failed_write_leaves_nothing(backend: Backend) {
 
     // Alone, the refused request fails the same way and posts nothing.
     let err = app
-        .loans(&t.bank)
-        .record_repayment(pb::RecordRepaymentRequest {
-            request_id: "poison-2".into(),
-            loan_id: id.clone(),
-            value_date: "2021-03-20".into(),
-            amount_fen: 100,
-        })
+        .repay_as(&t.bank, "poison-2", &id, "2021-03-20", 100)
         .await
         .expect_err("the trigger refuses it");
     assert_eq!(err.code(), Code::Internal, "{err:?}");
@@ -1633,16 +1627,9 @@ async fn failed_write_leaves_nothing(backend: Backend) {
     };
     app.db.execute_raw(drop).await.expect("drop the test's trigger");
     let again = app
-        .loans(&t.bank)
-        .record_repayment(pb::RecordRepaymentRequest {
-            request_id: "poison-1".into(),
-            loan_id: id.clone(),
-            value_date: "2021-03-20".into(),
-            amount_fen: 100,
-        })
+        .repay_as(&t.bank, "poison-1", &id, "2021-03-20", 100)
         .await
-        .expect("posted once the trigger is gone")
-        .into_inner();
+        .expect("posted once the trigger is gone");
     assert_eq!(entry(&again).seq, head + 3);
     assert_eq!(loan(&again).interest_paid_fen, 300, "three repayments of 100 fen, no more");
     assert!(app.verify(&t.auditor).await.ok);

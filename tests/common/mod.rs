@@ -306,16 +306,29 @@ impl TestApp {
         value_date: &str,
         amount_fen: i64,
     ) -> pb::LoanResponse {
+        self.repay_as(token, &rid("repay"), loan_id, value_date, amount_fen)
+            .await
+            .unwrap_or_else(|e| panic!("RecordRepayment {loan_id}: {e:?}"))
+    }
+
+    /// RecordRepayment under the caller's own request id, answered as the client sees it.
+    pub async fn repay_as(
+        &self,
+        token: &str,
+        request_id: &str,
+        loan_id: &str,
+        value_date: &str,
+        amount_fen: i64,
+    ) -> Result<pb::LoanResponse, tonic::Status> {
         self.loans(token)
             .record_repayment(pb::RecordRepaymentRequest {
-                request_id: rid("repay"),
+                request_id: request_id.into(),
                 loan_id: loan_id.into(),
                 value_date: value_date.into(),
                 amount_fen,
             })
             .await
-            .unwrap_or_else(|e| panic!("RecordRepayment {loan_id}: {e:?}"))
-            .into_inner()
+            .map(tonic::Response::into_inner)
     }
 
     pub async fn payoff_quote(&self, token: &str, loan_id: &str, as_of: &str) -> pb::PayoffQuote {
