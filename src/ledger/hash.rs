@@ -56,30 +56,41 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 impl TxnContent<'_> {
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.command_json.len() + 48 * self.postings.len());
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// Appends the canonical bytes to `out`.
+    fn write_canonical(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"LLJ1");
-        put_str(&mut out, self.ledger_id);
+        put_str(out, self.ledger_id);
         out.extend_from_slice(&self.seq.to_be_bytes());
-        put_str(&mut out, self.kind);
-        put_str(&mut out, self.value_date);
+        put_str(out, self.kind);
+        put_str(out, self.value_date);
         out.extend_from_slice(&self.recorded_at_us.to_be_bytes());
-        put_str(&mut out, self.actor);
-        put_str(&mut out, self.request_id);
-        put_str(&mut out, self.command_json);
+        put_str(out, self.actor);
+        put_str(out, self.request_id);
+        put_str(out, self.command_json);
         let n = u32::try_from(self.postings.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&n.to_be_bytes());
         for p in self.postings {
-            put_str(&mut out, &p.account);
+            put_str(out, &p.account);
             out.extend_from_slice(&p.amount.0.to_be_bytes());
         }
-        out
     }
 
     /// `SHA-256(prev || canonical_bytes)`.
     pub fn chain_hash(&self, prev: &Hash) -> Hash {
-        let mut h = Sha256::new();
-        h.update(prev);
-        h.update(self.canonical_bytes());
-        h.finalize().into()
+        self.chain_hash_with(prev, &mut Vec::new())
+    }
+
+    /// [`Self::chain_hash`], encoding into `buf` (cleared first) so that a caller hashing many
+    /// transactions reuses one allocation.
+    pub fn chain_hash_with(&self, prev: &Hash, buf: &mut Vec<u8>) -> Hash {
+        buf.clear();
+        buf.extend_from_slice(prev);
+        self.write_canonical(buf);
+        Sha256::digest(buf.as_slice()).into()
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod read;
 pub mod rows;
+pub mod scan;
 pub mod write;
 
 use std::str::FromStr;
@@ -119,6 +120,33 @@ pub enum StoreError {
     /// A stored row cannot be read back as a domain value: the data is corrupt.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The journal scan's own SQLite connection failed ([`scan`]).
+    #[error("database error: {0}")]
+    Scan(#[source] rusqlite::Error),
+}
+
+impl StoreError {
+    /// Whether the caller may retry: the database is away or busy.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Scan(e) => matches!(
+                e.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::CannotOpen
+                )
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Scan(e)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -48,6 +48,7 @@ on_both_backends!(
     survives_restart,
     journal_is_append_only,
     tampering_is_reported,
+    stray_postings_are_reported,
     tampered_read_models_are_reported,
     authentication_and_roles,
     failed_write_leaves_nothing,
@@ -1307,6 +1308,42 @@ async fn tampering_is_reported(backend: Backend) {
     assert!(!v.ok, "verify must notice: {v:?}");
     assert_eq!(v.first_break_seq, target, "{v:?}");
     assert!(!v.problems.is_empty());
+    app.finish().await;
+}
+
+/// Posting rows slipped in under a seq that has no journal transaction (the triggers refuse
+/// changing and deleting, not inserting) are reported at that seq, once; the chain itself still
+/// holds. A lookup of each transaction's postings would never see them.
+async fn stray_postings_are_reported(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let head = entry(&app.disburse(&t.bank, &id, "2021-01-25").await).seq;
+    assert!(app.verify(&t.auditor).await.ok);
+
+    let stray = head + 3;
+    let inserted = app
+        .db
+        .execute_raw(&format!(
+            "insert into posting (ledger_id, seq, idx, account, amount_fen) values \
+             ('450121', {stray}, 0, 'bank/B1/cash', 500), ('450121', {stray}, 1, 'household/X/cash', -500)"
+        ))
+        .await
+        .expect("inserting is not refused");
+    assert_eq!(inserted, 2);
+
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok, "verify must notice: {v:?}");
+    assert_eq!(v.first_break_seq, stray, "{v:?}");
+    assert_eq!(v.head_seq, head, "the chain itself ends where it did: {v:?}");
+    assert_eq!(
+        v.problems,
+        [format!("seq {stray}: posting rows without a journal transaction")],
+        "reported once for the two rows, and nothing else: {v:?}"
+    );
     app.finish().await;
 }
 

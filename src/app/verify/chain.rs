@@ -1,0 +1,136 @@
+//! Stage 1 of verify, on the journal scan's thread: the chain. For each transaction in order:
+//! `seq` is dense, `prev_hash` is the previous transaction's hash, `hash` is recomputed from the
+//! stored row and its postings, and the postings balance; account balances are summed from the
+//! postings. Each transaction then goes on to stage 2 ([`super::replay`]) in chunks.
+
+use std::collections::HashMap;
+use std::sync::mpsc::SyncSender;
+
+use super::Problems;
+use super::replay::Replayed;
+use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
+use crate::ledger::posting::{Posting, Postings};
+use crate::store::scan::{JournalVisitor, TxnRef};
+
+/// Transactions handed to stage 2 at a time.
+const CHUNK: usize = 1_024;
+
+pub(super) struct Chain {
+    ledger_id: String,
+    prev: Hash,
+    expected_seq: u64,
+    pub checked: u64,
+    pub head_seq: u64,
+    /// The stored hash of the last transaction.
+    pub head_hash: String,
+    /// Summed from the postings, by account.
+    pub balances: HashMap<String, i64>,
+    pub problems: Problems,
+    /// The canonical bytes of the transaction being hashed (kept to reuse its allocation).
+    bytes: Vec<u8>,
+    chunk: Vec<Replayed>,
+    replay: Option<SyncSender<Vec<Replayed>>>,
+}
+
+impl Chain {
+    pub fn new(ledger_id: &str, replay: SyncSender<Vec<Replayed>>) -> Self {
+        Chain {
+            ledger_id: ledger_id.to_string(),
+            prev: GENESIS,
+            expected_seq: 1,
+            checked: 0,
+            head_seq: 0,
+            head_hash: String::new(),
+            balances: HashMap::new(),
+            problems: Problems::default(),
+            bytes: Vec::with_capacity(4096),
+            chunk: Vec::with_capacity(CHUNK),
+            replay: Some(replay),
+        }
+    }
+
+    /// Hands the last chunk to stage 2 and tells it that nothing more comes.
+    pub fn finish(&mut self) {
+        self.send();
+        self.replay = None;
+    }
+
+    fn send(&mut self) {
+        if let Some(to) = &self.replay
+            && !self.chunk.is_empty()
+        {
+            // Stage 2 gone (it can only have panicked): its join reports that.
+            let _ = to.send(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK)));
+        }
+    }
+}
+
+impl JournalVisitor for Chain {
+    fn txn(&mut self, t: TxnRef<'_>, postings: Vec<Posting>) {
+        let seq = u64::try_from(t.seq).unwrap_or_default();
+        self.checked += 1;
+        if seq != self.expected_seq {
+            let expected = self.expected_seq;
+            self.problems
+                .add(expected, format!("seq {expected} is missing (next stored is {seq})"));
+        }
+        self.expected_seq = seq + 1;
+        if !is_hex_of(t.prev_hash, &self.prev) {
+            self.problems.add(
+                seq,
+                format!("seq {seq}: prev_hash does not match the hash of seq {}", seq - 1),
+            );
+        }
+        let content = TxnContent {
+            ledger_id: &self.ledger_id,
+            seq,
+            kind: t.kind,
+            value_date: t.value_date,
+            recorded_at_us: t.recorded_at_us,
+            actor: t.actor,
+            request_id: t.request_id,
+            command_json: t.command_json,
+            postings: &postings,
+        };
+        let hash = content.chain_hash_with(&self.prev, &mut self.bytes);
+        // Continue the chain from the stored hash, so that one changed row is reported once and
+        // the rest of the chain is still checked against itself (decoded only when it differs:
+        // the recomputed hash is the stored one otherwise).
+        self.prev = if is_hex_of(t.hash, &hash) {
+            hash
+        } else {
+            self.problems.add(seq, format!("seq {seq}: stored hash differs from the recomputed hash: the row or its postings were changed"));
+            from_hex(t.hash).unwrap_or(hash)
+        };
+        if let Err(e) = Postings::check(&postings) {
+            self.problems.add(seq, format!("seq {seq}: {e}"));
+        }
+        for p in &postings {
+            match self.balances.get_mut(p.account.as_str()) {
+                Some(b) => *b += p.amount.0,
+                None => {
+                    self.balances.insert(p.account.clone(), p.amount.0);
+                }
+            }
+        }
+        self.head_seq = seq;
+        self.head_hash.clear();
+        self.head_hash.push_str(t.hash);
+        self.chunk.push(Replayed {
+            seq,
+            kind: t.kind.to_string(),
+            command_json: t.command_json.to_string(),
+            postings,
+        });
+        if self.chunk.len() == CHUNK {
+            self.send();
+        }
+    }
+
+    fn orphan_postings(&mut self, seq: i64) {
+        self.problems.add(
+            u64::try_from(seq).unwrap_or_default(),
+            format!("seq {seq}: posting rows without a journal transaction"),
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Verification of a ledger: recompute its hash chain from the stored rows, check that every
+//! transaction balances, rebuild the read models (loan states, account balances, the registry)
+//! from the journal alone, and compare them with what is stored.
+//!
+//! Two stages run side by side on two threads:
+//!
+//! 1. [`chain`], on the journal scan's thread ([`crate::store::scan`]): seq, hashes, balanced
+//!    postings, balances by account;
+//! 2. [`replay`], on a thread of its own: every event decoded and applied through the domain
+//!    rules, every loan event's postings recomputed.
+//!
+//! Then the rebuilt read models are compared with the stored ones. Each stage lists its own
+//! problems; the report has them in `seq` order (stage 1's first on the same `seq`), then the
+//! read models' (seq 0).
+
+mod chain;
+mod replay;
+
+use std::collections::HashSet;
+
+use super::error::AppError;
+use crate::store::Db;
+
+/// Problems listed in one report, at most; the first break is what matters, the rest are context.
+pub const PROBLEMS_MAX: usize = 100;
+
+/// Chunks of transactions in flight between the two stages.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub transactions_checked: u64,
+    pub head_seq: u64,
+    pub head_hash: String,
+    /// 0 when the chain holds.
+    pub first_break_seq: u64,
+    pub problems: Vec<String>,
+}
+
+/// One stage's problems: the first [`PROBLEMS_MAX`] with their seq (0: not tied to one), and
+/// the first seq at which anything was wrong.
+#[derive(Debug, Default)]
+struct Problems {
+    list: Vec<(u64, String)>,
+    first_break_seq: u64,
+}
+
+impl Problems {
+    fn add(&mut self, seq: u64, text: String) {
+        if self.first_break_seq == 0 && seq > 0 {
+            self.first_break_seq = seq;
+        }
+        if self.list.len() < PROBLEMS_MAX {
+            self.list.push((seq, text));
+        }
+    }
+
+    /// Both stages' problems in seq order (this stage's first on the same seq).
+    fn merge(mut self, other: Problems) -> Problems {
+        self.first_break_seq = match (self.first_break_seq, other.first_break_seq) {
+            (0, b) | (b, 0) => b,
+            (a, b) => a.min(b),
+        };
+        self.list.extend(other.list);
+        self.list.sort_by_key(|(seq, _)| *seq);
+        self.list.truncate(PROBLEMS_MAX);
+        self
+    }
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, AppError> {
+    let (to_replay, chunks) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let replaying = tokio::task::spawn_blocking(move || {
+        let mut replay = replay::Replay::default();
+        for chunk in chunks {
+            for t in chunk {
+                replay.apply(t);
+            }
+        }
+        replay
+    });
+    // The stored read models are read while the journal is scanned (on the read pool, by the
+    // driver's threads). Should the scan fail, the chain (and with it the channel) is dropped
+    // and stage 2 ends.
+    let (scanned, stored, stored_balances, stored_loans) = tokio::join!(
+        db.scan_journal(ledger_id, chain::Chain::new(ledger_id, to_replay)),
+        db.registry_snapshot(ledger_id),
+        db.ledger_balances(ledger_id),
+        db.ledger_loans(ledger_id),
+    );
+    let mut chain = scanned?;
+    let (stored, stored_balances, stored_loans) = (stored?, stored_balances?, stored_loans?);
+    chain.finish();
+    let replay::Replay { loans, mut registry, problems: replay_problems } =
+        replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
+    let problems = std::mem::take(&mut chain.problems).merge(replay_problems);
+    let mut report = VerifyReport {
+        ok: false,
+        transactions_checked: chain.checked,
+        head_seq: chain.head_seq,
+        head_hash: std::mem::take(&mut chain.head_hash),
+        first_break_seq: problems.first_break_seq,
+        problems: problems.list.into_iter().map(|(_, text)| text).collect(),
+    };
+    let balances = chain.balances;
+    let mut problem = |text: String| {
+        if report.problems.len() < PROBLEMS_MAX {
+            report.problems.push(text);
+        }
+    };
+
+    // Read models against the journal.
+    registry.banks.sort();
+    registry.households.sort();
+    registry.statuses.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    registry.policies.sort_by_key(|v| v.effective_date);
+    for (what, same) in [
+        ("banks", stored.banks == registry.banks),
+        ("households", stored.households == registry.households),
+        ("household statuses", stored.statuses == registry.statuses),
+        ("policy versions", stored.policies == registry.policies),
+    ] {
+        if !same {
+            problem(format!("the {what} of ledger {ledger_id} differ from the journal"));
+        }
+    }
+
+    let mut seen = HashSet::new();
+    for (account, stored) in &stored_balances {
+        seen.insert(account.clone());
+        let rebuilt = balances.get(account).copied().unwrap_or(0);
+        if rebuilt != stored.0 {
+            problem(format!(
+                "balance of {account}: stored {} fen, journal gives {rebuilt} fen",
+                stored.0
+            ));
+        }
+    }
+    for (account, rebuilt) in &balances {
+        if *rebuilt != 0 && !seen.contains(account) {
+            problem(format!("balance of {account}: missing, journal gives {rebuilt} fen"));
+        }
+    }
+    let mut stored_ids = HashSet::new();
+    for stored in &stored_loans {
+        stored_ids.insert(stored.terms.loan_id.clone());
+        match loans.get(&stored.terms.loan_id) {
+            None => problem(format!(
+                "loan {} is stored but has no contract in the journal",
+                stored.terms.loan_id
+            )),
+            Some(rebuilt) if rebuilt != stored => problem(format!(
+                "loan {}: stored state differs from the journal (stored {} outstanding {} fen, journal {} outstanding {} fen)",
+                stored.terms.loan_id,
+                stored.status.as_str(),
+                stored.principal_outstanding_fen.0,
+                rebuilt.status.as_str(),
+                rebuilt.principal_outstanding_fen.0
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut missing: Vec<&String> = loans.keys().filter(|id| !stored_ids.contains(*id)).collect();
+    missing.sort();
+    for id in missing {
+        problem(format!("loan {id} is in the journal but missing from the read model"));
+    }
+    report.ok = report.problems.is_empty();
+    Ok(report)
+}
