@@ -21,7 +21,8 @@ type TxnStream = ReceiverStream<Result<pb::JournalTransaction, Status>>;
 
 #[tonic::async_trait]
 impl AuditService for Api {
-    type GetLoanHistoryStream = TxnStream;
+    type GetLoanHistoryStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<pb::JournalTransaction, Status>>>;
     type ReadJournalStream = TxnStream;
 
     async fn get_loan_history(
@@ -41,15 +42,9 @@ impl AuditService for Api {
             .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
         check_read_of(&actor, &loan_id, &history.bank_id, &history.ledger_id)?;
         let entries = history.entries().map_err(|e| status(e.into()))?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(async move {
-            for e in &entries {
-                if tx.send(Ok(journal_to_pb(e))).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        // Converted at once and streamed from memory: no task or channel for so few messages.
+        let messages: Vec<_> = entries.iter().map(|e| Ok(journal_to_pb(e))).collect();
+        Ok(Response::new(tokio_stream::iter(messages)))
     }
 
     async fn read_journal(
