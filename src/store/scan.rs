@@ -164,8 +164,10 @@ fn scan_sqlite<V: JournalVisitor>(
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // One read transaction: both cursors see the same snapshot.
-    conn.execute_batch("pragma cache_size = -16384; begin")?;
+    // The database file is read through a memory map rather than a copy per page (each page is
+    // read once: a third less system time, measured, BENCHMARKS.md change 20). One read
+    // transaction: both cursors see the same snapshot.
+    conn.execute_batch("pragma mmap_size = 1099511627776; begin")?;
     let mut txns = conn.prepare(
         "select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
          prev_hash, hash from journal_txn where ledger_id = ?1 order by seq",
