@@ -81,7 +81,9 @@ impl TxnContent<'_> {
 
     /// `SHA-256(prev || canonical_bytes)`.
     pub fn chain_hash(&self, prev: &Hash) -> Hash {
-        self.chain_hash_with(prev, &mut Vec::new())
+        let mut buf =
+            Vec::with_capacity(32 + 128 + self.command_json.len() + 48 * self.postings.len());
+        self.chain_hash_with(prev, &mut buf)
     }
 
     /// [`Self::chain_hash`], encoding into `buf` (cleared first) so that a caller hashing many

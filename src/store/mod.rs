@@ -123,6 +123,9 @@ pub enum StoreError {
     /// The journal scan's own SQLite connection failed ([`scan`]).
     #[error("database error: {0}")]
     Scan(#[source] rusqlite::Error),
+    /// A thread of the journal scan panicked.
+    #[error("panicked: {0}")]
+    Panicked(String),
 }
 
 impl StoreError {
@@ -132,11 +135,7 @@ impl StoreError {
             StoreError::Unavailable(_) => true,
             StoreError::Scan(e) => matches!(
                 e.sqlite_error_code(),
-                Some(
-                    rusqlite::ErrorCode::DatabaseBusy
-                        | rusqlite::ErrorCode::DatabaseLocked
-                        | rusqlite::ErrorCode::CannotOpen
-                )
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
             _ => false,
         }

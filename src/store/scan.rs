@@ -1,31 +1,40 @@
 //! A ledger's whole journal read in order, for `verify`.
 //!
-//! The scan walks two ordered ranges side by side, `journal_txn` by `seq` and `posting` by
-//! `(seq, idx)` (both primary keys, so both are plain index range scans), and hands each
-//! transaction with its postings to a [`JournalVisitor`] on a thread of its own. Posting rows
-//! whose `seq` has no transaction are reported too ([`JournalVisitor::orphan_postings`]): a
-//! per-transaction lookup of postings would never see them.
+//! The scan reads pages of [`SCAN_PAGE_TXNS`] transactions by `seq`, each page in one read
+//! snapshot together with the posting rows of the same `seq` range: `journal_txn` by `seq` and
+//! `posting` by `(seq, idx)` (both primary keys, so both are plain index range scans), walked side
+//! by side. Each transaction goes with its postings to a [`JournalVisitor`] on a thread of its
+//! own. Posting rows whose `seq` has no transaction are reported too
+//! ([`JournalVisitor::orphan_postings`]): a per-transaction lookup of postings never saw them.
+//! Only `seq >= 1` is read on both backends (the chain starts at 1).
 //!
-//! - **SQLite**: one read transaction (one snapshot) on a connection of the scan's own, through
-//!   rusqlite, whose cursor lends each value in place. sqlx's SQLite driver copies every value of
-//!   every row and passes each row from its thread to the caller's; on a journal of millions of
-//!   entries that was most of verify's time (BENCHMARKS.md, change 18).
-//! - **PostgreSQL**: pages of [`SCAN_PAGE_TXNS`] transactions and the postings of the same `seq`
-//!   range through sqlx, read by a task while the visitor's thread checks the previous page.
+//! A snapshot per page, not one for the whole scan: a write committed while a page is read is
+//! in neither of its two ranges or in both (no false orphans), and no snapshot is held for long
+//! (on SQLite a long-lived reader would keep the WAL from being restarted, see
+//! [`super::WAL_RESTART_FRAMES`]).
 //!
-//! The visitor sees the same things in the same order on both backends.
+//! - **SQLite**: a read-only connection of the scan's own, through rusqlite, whose cursor lends
+//!   each value in place. sqlx's SQLite driver copies every value of every row and passes each
+//!   row from its thread to the caller's; on a journal of millions of entries that was most of
+//!   verify's time (BENCHMARKS.md, change 18). The file is read through a memory map.
+//! - **PostgreSQL**: each page in a `REPEATABLE READ` read-only transaction through sqlx, read
+//!   while the visitor's thread checks the previous page.
+//!
+//! The visitor sees the same things in the same order on both backends, and can stop the scan
+//! ([`JournalVisitor::stopped`]).
 
 use std::iter::Peekable;
 use std::path::PathBuf;
+
+use sqlx::PgPool;
 
 use super::rows::{JournalRow, journal_columns};
 use super::{BUSY_TIMEOUT, Db, StoreError};
 use crate::domain::money::Fen;
 use crate::ledger::posting::Posting;
-use crate::on_pool;
 
-/// PostgreSQL: journal transactions per page of the scan; large enough that round trips do not
-/// dominate, small enough to keep memory flat on a ledger of millions of entries.
+/// Journal transactions per page (one read snapshot) of the scan: large enough that the round
+/// trips do not dominate, small enough to keep memory flat and snapshots short.
 pub const SCAN_PAGE_TXNS: i64 = 10_000;
 
 /// One journal transaction as stored, its text lent by the scan.
@@ -49,7 +58,25 @@ pub trait JournalVisitor: Send + 'static {
     /// Posting rows stored under `seq`, for which there is no transaction (called once per such
     /// `seq`, in order among the transactions).
     fn orphan_postings(&mut self, seq: i64);
+    /// After the last transaction, on the scan's thread.
+    fn end(&mut self) {}
+    /// Whether the scan should stop early (asked before each transaction).
+    fn stopped(&self) -> bool {
+        false
+    }
 }
+
+const TXN_SQL: &str = concat!(
+    "select ",
+    journal_columns!(),
+    " from journal_txn where ledger_id = $1 and seq >= $2 order by seq limit $3"
+);
+/// Posting rows from `$2`; PostgreSQL bounds them by the page's last `seq` (`$3`), SQLite reads
+/// them lazily alongside the page and stops where the page does.
+const POSTING_SQL_PG: &str = "select seq, account, amount_fen from posting \
+                              where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq, idx";
+const POSTING_SQL_SQLITE: &str = "select seq, account, amount_fen from posting \
+                                  where ledger_id = $1 and seq >= $2 order by seq, idx";
 
 impl Db {
     /// Walks the journal of `ledger_id` in order, calling `visitor` on a blocking thread, and
@@ -62,83 +89,111 @@ impl Db {
         match self {
             Db::Sqlite(pool, ..) => {
                 let path = pool.connect_options().get_filename().to_path_buf();
+                // `sqlite::memory:` and `mode=memory` name no file the scan could open.
+                let name = path.to_string_lossy();
+                if name.is_empty() || name.starts_with("file:") || name == ":memory:" {
+                    return Err(StoreError::Database(sqlx::Error::Configuration(
+                        "verify reads the journal from the database file; an in-memory SQLite \
+                         database cannot be verified"
+                            .into(),
+                    )));
+                }
                 let ledger_id = ledger_id.to_string();
                 tokio::task::spawn_blocking(move || scan_sqlite(path, &ledger_id, visitor))
                     .await
-                    .map_err(|e| StoreError::Corrupt(format!("journal scan failed: {e}")))?
+                    .map_err(panicked)?
             }
-            Db::Postgres(..) => self.scan_postgres(ledger_id, visitor).await,
+            Db::Postgres(pool, _) => scan_postgres(pool, ledger_id, visitor).await,
         }
     }
+}
 
-    async fn scan_postgres<V: JournalVisitor>(
-        &self,
-        ledger_id: &str,
-        mut visitor: V,
-    ) -> Result<V, StoreError> {
-        type Page = Result<(Vec<JournalRow>, Vec<PostingRow>), StoreError>;
-        let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Page>(2);
-        let checker = tokio::task::spawn_blocking(move || -> Result<V, StoreError> {
-            while let Some(page) = pages.blocking_recv() {
-                let (txns, postings) = page?;
-                let mut merge = PostingMerge::new(postings.into_iter().map(Ok));
-                for t in &txns {
-                    let postings = merge.take(t.seq, &mut visitor)?;
-                    visitor.txn(t.as_ref(), postings);
+fn panicked(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Panicked(format!("journal scan: {e}"))
+}
+
+/// The `seq` after a full page ending at `last`; `None` when the page was the last one.
+fn next_page(count: i64, last: i64) -> Option<i64> {
+    if count < SCAN_PAGE_TXNS { None } else { last.checked_add(1) }
+}
+
+async fn scan_postgres<V: JournalVisitor>(
+    pool: &PgPool,
+    ledger_id: &str,
+    mut visitor: V,
+) -> Result<V, StoreError> {
+    type Page = Result<(Vec<JournalRow>, Vec<PostingRow>), StoreError>;
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Page>(2);
+    let checker = tokio::task::spawn_blocking(move || -> Result<V, StoreError> {
+        while let Some(page) = pages.blocking_recv() {
+            let (txns, postings) = page?;
+            let last_page = (txns.len() as i64) < SCAN_PAGE_TXNS;
+            let mut merge = PostingMerge::new(postings.into_iter().map(Ok));
+            for t in &txns {
+                if visitor.stopped() {
+                    return Ok(visitor);
                 }
+                let postings = merge.take(t.seq, &mut visitor)?;
+                visitor.txn(t.to_txn_ref(), postings);
+            }
+            if last_page {
                 merge.finish(&mut visitor)?;
             }
-            Ok(visitor)
-        });
-        let txn_sql = concat!(
-            "select ",
-            journal_columns!(),
-            " from journal_txn where ledger_id = $1 and seq >= $2 order by seq limit $3"
-        );
-        let posting_sql = "select seq, account, amount_fen from posting \
-                           where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq, idx";
-        let mut next = 1i64;
-        loop {
-            let page: Page = async {
-                let txns: Vec<JournalRow> = on_pool!(self, p => sqlx::query_as(txn_sql)
-                    .bind(ledger_id).bind(next).bind(SCAN_PAGE_TXNS)
-                    .fetch_all(p).await?);
-                // The last page takes every posting row after it, so that orphans past the
-                // last transaction are seen too.
-                let last = match txns.last() {
-                    Some(t) if txns.len() as i64 == SCAN_PAGE_TXNS => t.seq,
-                    _ => i64::MAX,
-                };
-                let postings: Vec<PostingRow> = on_pool!(self, p => sqlx::query_as(posting_sql)
-                    .bind(ledger_id).bind(next).bind(last)
-                    .fetch_all(p).await?);
-                Ok((txns, postings))
-            }
-            .await;
-            let more = match &page {
-                Ok((txns, _)) => match txns.last() {
-                    Some(t) if txns.len() as i64 == SCAN_PAGE_TXNS => {
-                        next = t.seq + 1;
-                        true
-                    }
-                    _ => false,
-                },
-                Err(_) => false,
-            };
-            if pages_tx.send(page).await.is_err() || !more {
-                break;
-            }
         }
-        drop(pages_tx);
-        checker.await.map_err(|e| StoreError::Corrupt(format!("journal scan failed: {e}")))?
+        visitor.end();
+        Ok(visitor)
+    });
+    let mut next = 1i64;
+    loop {
+        let page: Page = async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("set transaction isolation level repeatable read, read only")
+                .execute(&mut *tx)
+                .await?;
+            let txns: Vec<JournalRow> = sqlx::query_as(TXN_SQL)
+                .bind(ledger_id)
+                .bind(next)
+                .bind(SCAN_PAGE_TXNS)
+                .fetch_all(&mut *tx)
+                .await?;
+            // The last page takes every posting row after it, so that orphans past the last
+            // transaction are seen too.
+            let upto = match txns.last() {
+                Some(t) if next_page(txns.len() as i64, t.seq).is_some() => t.seq,
+                _ => i64::MAX,
+            };
+            let postings: Vec<PostingRow> = sqlx::query_as(POSTING_SQL_PG)
+                .bind(ledger_id)
+                .bind(next)
+                .bind(upto)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.rollback().await?;
+            Ok((txns, postings))
+        }
+        .await;
+        let following = match &page {
+            Ok((txns, _)) => txns.last().and_then(|t| next_page(txns.len() as i64, t.seq)),
+            Err(_) => None,
+        };
+        // The checker is gone only if it stopped (or failed): its result says which.
+        if pages_tx.send(page).await.is_err() {
+            break;
+        }
+        match following {
+            Some(n) => next = n,
+            None => break,
+        }
     }
+    drop(pages_tx);
+    checker.await.map_err(panicked)?
 }
 
 /// `(seq, account, amount_fen)`, in `(seq, idx)` order.
 type PostingRow = (i64, String, i64);
 
 impl JournalRow {
-    fn as_ref(&self) -> TxnRef<'_> {
+    fn to_txn_ref(&self) -> TxnRef<'_> {
         TxnRef {
             seq: self.seq,
             kind: &self.kind,
@@ -158,50 +213,70 @@ fn scan_sqlite<V: JournalVisitor>(
     ledger_id: &str,
     mut visitor: V,
 ) -> Result<V, StoreError> {
-    use rusqlite::{Connection, OpenFlags};
+    use rusqlite::{Connection, OpenFlags, params};
     let conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // The database file is read through a memory map rather than a copy per page (each page is
-    // read once: a third less system time, measured, BENCHMARKS.md change 20). One read
-    // transaction: both cursors see the same snapshot.
-    conn.execute_batch("pragma mmap_size = 1099511627776; begin")?;
+    // The file is read through a memory map rather than a copy per page: each page is read
+    // once (a third less system time, measured, BENCHMARKS.md change 20). The bundled SQLite's
+    // cap on the map is raised in .cargo/config.toml. A failing disk then ends the process
+    // (SIGBUS) instead of failing the read; it would fail every other read as well.
+    conn.execute_batch("pragma mmap_size = 1099511627776")?;
     let mut txns = conn.prepare(
         "select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
-         prev_hash, hash from journal_txn where ledger_id = ?1 order by seq",
+         prev_hash, hash from journal_txn where ledger_id = ?1 and seq >= ?2 order by seq \
+         limit ?3",
     )?;
-    let mut postings = conn.prepare(
-        "select seq, account, amount_fen from posting where ledger_id = ?1 order by seq, idx",
-    )?;
-    let posting_rows = postings.query_map([ledger_id], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
-    })?;
-    let mut merge = PostingMerge::new(posting_rows.map(|r| r.map_err(StoreError::from)));
-    let mut rows = txns.query([ledger_id])?;
-    while let Some(r) = rows.next()? {
-        let text = |i: usize| -> Result<&str, StoreError> {
-            r.get_ref(i)?
-                .as_str()
-                .map_err(|e| StoreError::Corrupt(format!("journal column {i}: {e}")))
-        };
-        let seq: i64 = r.get(0)?;
-        let txn = TxnRef {
-            seq,
-            kind: text(1)?,
-            value_date: text(2)?,
-            recorded_at_us: r.get(3)?,
-            actor: text(4)?,
-            request_id: text(5)?,
-            command_json: text(6)?,
-            prev_hash: text(7)?,
-            hash: text(8)?,
-        };
-        let legs = merge.take(seq, &mut visitor)?;
-        visitor.txn(txn, legs);
+    let mut postings = conn.prepare(POSTING_SQL_SQLITE)?;
+    let mut next = 1i64;
+    loop {
+        // One read transaction per page: both cursors see the same snapshot.
+        conn.execute_batch("begin")?;
+        let posting_rows = postings.query_map(params![ledger_id, next], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        let mut merge = PostingMerge::new(posting_rows.map(|r| r.map_err(StoreError::from)));
+        let mut rows = txns.query(params![ledger_id, next, SCAN_PAGE_TXNS])?;
+        let (mut count, mut last) = (0i64, next);
+        while let Some(r) = rows.next()? {
+            if visitor.stopped() {
+                return Ok(visitor);
+            }
+            let text = |i: usize| -> Result<&str, StoreError> {
+                r.get_ref(i)?
+                    .as_str()
+                    .map_err(|e| StoreError::Corrupt(format!("journal column {i}: {e}")))
+            };
+            let seq: i64 = r.get(0)?;
+            let txn = TxnRef {
+                seq,
+                kind: text(1)?,
+                value_date: text(2)?,
+                recorded_at_us: r.get(3)?,
+                actor: text(4)?,
+                request_id: text(5)?,
+                command_json: text(6)?,
+                prev_hash: text(7)?,
+                hash: text(8)?,
+            };
+            let legs = merge.take(seq, &mut visitor)?;
+            visitor.txn(txn, legs);
+            (count, last) = (count + 1, seq);
+        }
+        let following = next_page(count, last);
+        if following.is_none() {
+            merge.finish(&mut visitor)?;
+        }
+        drop((rows, merge));
+        conn.execute_batch("commit")?;
+        match following {
+            Some(n) => next = n,
+            None => break,
+        }
     }
-    merge.finish(&mut visitor)?;
+    visitor.end();
     Ok(visitor)
 }
 
@@ -280,6 +355,22 @@ mod tests {
             prev_hash: "",
             hash: "",
         }
+    }
+
+    /// .cargo/config.toml sets these when libsqlite3-sys compiles SQLite; a build that missed
+    /// them (an overriding LIBSQLITE3_FLAGS, a build from outside the crate's directory) would
+    /// be slower without saying so.
+    #[test]
+    fn bundled_sqlite_has_the_compile_options_of_cargo_config() {
+        let conn = rusqlite::Connection::open_in_memory().expect("an in-memory database");
+        let mut stmt = conn.prepare("pragma compile_options").expect("compile_options");
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .expect("compile_options")
+            .collect::<Result<_, _>>()
+            .expect("compile_options");
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(options.iter().any(|o| o == "MAX_MMAP_SIZE=1099511627776"), "{options:?}");
     }
 
     #[test]

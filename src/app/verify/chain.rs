@@ -4,6 +4,8 @@
 //! postings. Each transaction then goes on to stage 2 ([`super::replay`]) in chunks.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 
 use super::Problems;
@@ -23,17 +25,20 @@ pub(super) struct Chain {
     pub head_seq: u64,
     /// The stored hash of the last transaction.
     pub head_hash: String,
-    /// Summed from the postings, by account.
-    pub balances: HashMap<String, i64>,
+    /// Summed from the postings, by account (i128: a sum of stored i64 amounts cannot overflow
+    /// it, whatever was stored).
+    pub balances: HashMap<String, i128>,
     pub problems: Problems,
     /// The canonical bytes of the transaction being hashed (kept to reuse its allocation).
     bytes: Vec<u8>,
     chunk: Vec<Replayed>,
     replay: Option<SyncSender<Vec<Replayed>>>,
+    /// Set when the verify was dropped (its caller went away) or stage 2 is gone: the scan stops.
+    stop: Arc<AtomicBool>,
 }
 
 impl Chain {
-    pub fn new(ledger_id: &str, replay: SyncSender<Vec<Replayed>>) -> Self {
+    pub fn new(ledger_id: &str, replay: SyncSender<Vec<Replayed>>, stop: Arc<AtomicBool>) -> Self {
         Chain {
             ledger_id: ledger_id.to_string(),
             prev: GENESIS,
@@ -46,21 +51,17 @@ impl Chain {
             bytes: Vec::with_capacity(4096),
             chunk: Vec::with_capacity(CHUNK),
             replay: Some(replay),
+            stop,
         }
-    }
-
-    /// Hands the last chunk to stage 2 and tells it that nothing more comes.
-    pub fn finish(&mut self) {
-        self.send();
-        self.replay = None;
     }
 
     fn send(&mut self) {
         if let Some(to) = &self.replay
             && !self.chunk.is_empty()
+            && to.send(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK))).is_err()
         {
-            // Stage 2 gone (it can only have panicked): its join reports that.
-            let _ = to.send(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK)));
+            // Stage 2 is gone (it can only have panicked; its join reports that): stop.
+            self.stop.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -78,7 +79,10 @@ impl JournalVisitor for Chain {
         if !is_hex_of(t.prev_hash, &self.prev) {
             self.problems.add(
                 seq,
-                format!("seq {seq}: prev_hash does not match the hash of seq {}", seq - 1),
+                format!(
+                    "seq {seq}: prev_hash does not match the hash of seq {}",
+                    seq.saturating_sub(1)
+                ),
             );
         }
         let content = TxnContent {
@@ -106,10 +110,11 @@ impl JournalVisitor for Chain {
             self.problems.add(seq, format!("seq {seq}: {e}"));
         }
         for p in &postings {
+            let amount = i128::from(p.amount.0);
             match self.balances.get_mut(p.account.as_str()) {
-                Some(b) => *b += p.amount.0,
+                Some(b) => *b += amount,
                 None => {
-                    self.balances.insert(p.account.clone(), p.amount.0);
+                    self.balances.insert(p.account.clone(), amount);
                 }
             }
         }
@@ -125,6 +130,16 @@ impl JournalVisitor for Chain {
         if self.chunk.len() == CHUNK {
             self.send();
         }
+    }
+
+    /// Hands the last chunk to stage 2 and tells it that nothing more comes.
+    fn end(&mut self) {
+        self.send();
+        self.replay = None;
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     fn orphan_postings(&mut self, seq: i64) {

@@ -17,6 +17,8 @@ mod chain;
 mod replay;
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::AppError;
 use crate::store::Db;
@@ -33,7 +35,9 @@ pub struct VerifyReport {
     pub transactions_checked: u64,
     pub head_seq: u64,
     pub head_hash: String,
-    /// 0 when the chain holds.
+    /// The first seq at which the journal itself is wrong (a missing seq, a hash or prev_hash
+    /// that does not match, postings that do not balance, stray posting rows, an event that does
+    /// not replay); 0 when there is none. Read-model differences are in `problems` only.
     pub first_break_seq: u64,
     pub problems: Vec<String>,
 }
@@ -69,12 +73,29 @@ impl Problems {
     }
 }
 
+/// Sets the flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[tracing::instrument(skip(db))]
 pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, AppError> {
+    // Both stages run on threads of their own; should this future be dropped (the caller went
+    // away), the guard tells them to stop instead of running to the end unseen.
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let (to_replay, chunks) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let replay_stop = stop.clone();
     let replaying = tokio::task::spawn_blocking(move || {
         let mut replay = replay::Replay::default();
         for chunk in chunks {
+            if replay_stop.load(Ordering::Relaxed) {
+                break;
+            }
             for t in chunk {
                 replay.apply(t);
             }
@@ -85,14 +106,13 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     // driver's threads). Should the scan fail, the chain (and with it the channel) is dropped
     // and stage 2 ends.
     let (scanned, stored, stored_balances, stored_loans) = tokio::join!(
-        db.scan_journal(ledger_id, chain::Chain::new(ledger_id, to_replay)),
+        db.scan_journal(ledger_id, chain::Chain::new(ledger_id, to_replay, stop)),
         db.registry_snapshot(ledger_id),
         db.ledger_balances(ledger_id),
         db.ledger_loans(ledger_id),
     );
     let mut chain = scanned?;
     let (stored, stored_balances, stored_loans) = (stored?, stored_balances?, stored_loans?);
-    chain.finish();
     let replay::Replay { loans, mut registry, problems: replay_problems } =
         replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     let problems = std::mem::take(&mut chain.problems).merge(replay_problems);
@@ -131,7 +151,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     for (account, stored) in &stored_balances {
         seen.insert(account.clone());
         let rebuilt = balances.get(account).copied().unwrap_or(0);
-        if rebuilt != stored.0 {
+        if rebuilt != i128::from(stored.0) {
             problem(format!(
                 "balance of {account}: stored {} fen, journal gives {rebuilt} fen",
                 stored.0
