@@ -86,6 +86,18 @@ impl Db {
         ledger_id: &str,
         visitor: V,
     ) -> Result<V, StoreError> {
+        self.scan_journal_in_pages(ledger_id, SCAN_PAGE_TXNS, visitor).await
+    }
+
+    /// [`Self::scan_journal`] with pages of `page_txns` transactions (at least 1): the visitor sees
+    /// the same whatever the page size (tests check the page boundaries with small pages).
+    pub async fn scan_journal_in_pages<V: JournalVisitor>(
+        &self,
+        ledger_id: &str,
+        page_txns: i64,
+        visitor: V,
+    ) -> Result<V, StoreError> {
+        let page_txns = page_txns.max(1);
         match self {
             Db::Sqlite(pool, ..) => {
                 let path = pool.connect_options().get_filename().to_path_buf();
@@ -99,11 +111,13 @@ impl Db {
                     )));
                 }
                 let ledger_id = ledger_id.to_string();
-                tokio::task::spawn_blocking(move || scan_sqlite(path, &ledger_id, visitor))
-                    .await
-                    .map_err(panicked)?
+                tokio::task::spawn_blocking(move || {
+                    scan_sqlite(path, &ledger_id, page_txns, visitor)
+                })
+                .await
+                .map_err(panicked)?
             }
-            Db::Postgres(pool, _) => scan_postgres(pool, ledger_id, visitor).await,
+            Db::Postgres(pool, _) => scan_postgres(pool, ledger_id, page_txns, visitor).await,
         }
     }
 }
@@ -112,14 +126,16 @@ fn panicked(e: tokio::task::JoinError) -> StoreError {
     StoreError::Panicked(format!("journal scan: {e}"))
 }
 
-/// The `seq` after a full page ending at `last`; `None` when the page was the last one.
-fn next_page(count: i64, last: i64) -> Option<i64> {
-    if count < SCAN_PAGE_TXNS { None } else { last.checked_add(1) }
+/// The `seq` after a page of `count` transactions out of `page_txns` ending at `last`; `None`
+/// when the page was the last one.
+fn next_page(page_txns: i64, count: i64, last: i64) -> Option<i64> {
+    if count < page_txns { None } else { last.checked_add(1) }
 }
 
 async fn scan_postgres<V: JournalVisitor>(
     pool: &PgPool,
     ledger_id: &str,
+    page_txns: i64,
     mut visitor: V,
 ) -> Result<V, StoreError> {
     type Page = Result<(Vec<JournalRow>, Vec<PostingRow>), StoreError>;
@@ -127,7 +143,7 @@ async fn scan_postgres<V: JournalVisitor>(
     let checker = tokio::task::spawn_blocking(move || -> Result<V, StoreError> {
         while let Some(page) = pages.blocking_recv() {
             let (txns, postings) = page?;
-            let last_page = (txns.len() as i64) < SCAN_PAGE_TXNS;
+            let last_page = (txns.len() as i64) < page_txns;
             let mut merge = PostingMerge::new(postings.into_iter().map(Ok));
             for t in &txns {
                 if visitor.stopped() {
@@ -153,13 +169,13 @@ async fn scan_postgres<V: JournalVisitor>(
             let txns: Vec<JournalRow> = sqlx::query_as(TXN_SQL)
                 .bind(ledger_id)
                 .bind(next)
-                .bind(SCAN_PAGE_TXNS)
+                .bind(page_txns)
                 .fetch_all(&mut *tx)
                 .await?;
             // The last page takes every posting row after it, so that orphans past the last
             // transaction are seen too.
             let upto = match txns.last() {
-                Some(t) if next_page(txns.len() as i64, t.seq).is_some() => t.seq,
+                Some(t) if next_page(page_txns, txns.len() as i64, t.seq).is_some() => t.seq,
                 _ => i64::MAX,
             };
             let postings: Vec<PostingRow> = sqlx::query_as(POSTING_SQL_PG)
@@ -173,7 +189,9 @@ async fn scan_postgres<V: JournalVisitor>(
         }
         .await;
         let following = match &page {
-            Ok((txns, _)) => txns.last().and_then(|t| next_page(txns.len() as i64, t.seq)),
+            Ok((txns, _)) => {
+                txns.last().and_then(|t| next_page(page_txns, txns.len() as i64, t.seq))
+            }
             Err(_) => None,
         };
         // The checker is gone only if it stopped (or failed): its result says which.
@@ -211,6 +229,7 @@ impl JournalRow {
 fn scan_sqlite<V: JournalVisitor>(
     path: PathBuf,
     ledger_id: &str,
+    page_txns: i64,
     mut visitor: V,
 ) -> Result<V, StoreError> {
     use rusqlite::{Connection, OpenFlags, params};
@@ -238,7 +257,7 @@ fn scan_sqlite<V: JournalVisitor>(
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
         })?;
         let mut merge = PostingMerge::new(posting_rows.map(|r| r.map_err(StoreError::from)));
-        let mut rows = txns.query(params![ledger_id, next, SCAN_PAGE_TXNS])?;
+        let mut rows = txns.query(params![ledger_id, next, page_txns])?;
         let (mut count, mut last) = (0i64, next);
         while let Some(r) = rows.next()? {
             if visitor.stopped() {
@@ -265,7 +284,7 @@ fn scan_sqlite<V: JournalVisitor>(
             visitor.txn(txn, legs);
             (count, last) = (count + 1, seq);
         }
-        let following = next_page(count, last);
+        let following = next_page(page_txns, count, last);
         if following.is_none() {
             merge.finish(&mut visitor)?;
         }

@@ -49,6 +49,7 @@ on_both_backends!(
     journal_is_append_only,
     tampering_is_reported,
     stray_postings_are_reported,
+    journal_scan_pages,
     tampered_read_models_are_reported,
     authentication_and_roles,
     failed_write_leaves_nothing,
@@ -1344,6 +1345,75 @@ async fn stray_postings_are_reported(backend: Backend) {
         [format!("seq {stray}: posting rows without a journal transaction")],
         "reported once for the two rows, and nothing else: {v:?}"
     );
+    app.finish().await;
+}
+
+/// What Verify's journal scan saw, as text: each transaction's seq and posting accounts, and
+/// each stray seq.
+#[derive(Default)]
+struct ScanLog(Vec<String>);
+
+impl loanledger::store::scan::JournalVisitor for ScanLog {
+    fn txn(
+        &mut self,
+        txn: loanledger::store::scan::TxnRef<'_>,
+        postings: Vec<loanledger::ledger::posting::Posting>,
+    ) {
+        let legs: Vec<String> =
+            postings.iter().map(|p| format!("{}={}", p.account, p.amount.0)).collect();
+        self.0.push(format!("{} {}", txn.seq, legs.join(" ")));
+    }
+    fn orphan_postings(&mut self, seq: i64) {
+        self.0.push(format!("stray {seq}"));
+    }
+}
+
+/// Verify's journal scan reads in pages, each page in one snapshot with the postings of its seq
+/// range: whatever the page size (one transaction, pages that end exactly at the head, pages
+/// longer than the journal), every transaction comes once, in order, with its own postings, and
+/// stray posting rows past the head are reported once each.
+async fn journal_scan_pages(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await;
+    let head = entry(&app.repay(&t.bank, &id, "2021-06-20", 500_000).await).seq as i64;
+    app.db
+        .execute_raw(&format!(
+            "insert into posting (ledger_id, seq, idx, account, amount_fen) values \
+             ('450121', {a}, 0, 'bank/B1/cash', 7), ('450121', {a}, 1, 'household/X/cash', -7), \
+             ('450121', {b}, 0, 'bank/B1/cash', 9)",
+            a = head + 1,
+            b = head + 4
+        ))
+        .await
+        .expect("inserting is not refused");
+
+    let whole =
+        app.db.scan_journal_in_pages(LEDGER, 10_000, ScanLog::default()).await.expect("scan").0;
+    assert_eq!(whole.len() as i64, head + 2, "{whole:#?}");
+    for (i, line) in whole.iter().take(head as usize).enumerate() {
+        assert!(
+            line.starts_with(&format!("{} ", i + 1)),
+            "transaction {} in order: {whole:#?}",
+            i + 1
+        );
+    }
+    assert_eq!(whole[head as usize], format!("stray {}", head + 1));
+    assert_eq!(whole[head as usize + 1], format!("stray {}", head + 4));
+    assert!(
+        whole.iter().any(|l| l.contains("bank/B1/interest_income=")),
+        "postings come with their transactions: {whole:#?}"
+    );
+    for page in [1, 2, 3, head - 1, head, head + 1] {
+        let paged =
+            app.db.scan_journal_in_pages(LEDGER, page, ScanLog::default()).await.expect("scan").0;
+        assert_eq!(paged, whole, "pages of {page}");
+    }
     app.finish().await;
 }
 
