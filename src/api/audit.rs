@@ -109,6 +109,11 @@ impl AuditService for Api {
         if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
+        let _turn = self
+            .verify_turn
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the service is shutting down"))?;
         let r = verify_ledger(&self.db, &ledger_id).await.map_err(status)?;
         if !r.ok {
             tracing::warn!(

@@ -36,11 +36,20 @@ pub struct Api {
     /// Principals by token hash. Tokens never change once created (revocation is not offered
     /// yet), so a positive answer can be cached for the life of the process.
     tokens: Arc<RwLock<HashMap<String, Principal>>>,
+    /// One `Verify` at a time: each keeps both cores busy for as long as it runs (two threads
+    /// and the read-model reads), so concurrent ones would only slow each other and everything
+    /// else; the next waits its turn (and gives it up if its caller goes away).
+    verify_turn: Arc<tokio::sync::Semaphore>,
 }
 
 impl Api {
     pub fn new(db: Db, writer: WriterHandle) -> Self {
-        Api { db, writer, tokens: Arc::default() }
+        Api {
+            db,
+            writer,
+            tokens: Arc::default(),
+            verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 
     /// The caller, from `authorization: Bearer <token>`.

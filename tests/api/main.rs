@@ -50,6 +50,7 @@ on_both_backends!(
     tampering_is_reported,
     stray_postings_are_reported,
     journal_scan_pages,
+    concurrent_verifies_take_turns,
     tampered_read_models_are_reported,
     authentication_and_roles,
     failed_write_leaves_nothing,
@@ -1415,6 +1416,49 @@ async fn journal_scan_pages(backend: Backend) {
         assert_eq!(paged, whole, "pages of {page}");
     }
     app.finish().await;
+}
+
+/// Verify calls at once take turns (one runs at a time) and each gets the whole answer.
+async fn concurrent_verifies_take_turns(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let head = entry(&app.disburse(&t.bank, &id, "2021-01-25").await).seq;
+    let all = verify_at_once(&app, &t.auditor, 4);
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("every verify gets its turn");
+    assert_eq!(answers.len(), 4);
+    for v in &answers {
+        assert!(v.ok, "{v:?}");
+        assert_eq!(v.head_seq, head);
+        assert_eq!(v.head_hash, answers[0].head_hash);
+    }
+    app.finish().await;
+}
+
+/// `n` Verify calls sent at once.
+async fn verify_at_once(app: &TestApp, token: &str, n: usize) -> Vec<pb::VerifyResponse> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let mut client = app.audit(token);
+            tokio::spawn(async move {
+                client
+                    .verify(pb::VerifyRequest { ledger_id: LEDGER.into() })
+                    .await
+                    .expect("Verify")
+                    .into_inner()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.expect("the call's task"));
+    }
+    answers
 }
 
 /// The read models are rebuilt from the journal alone: a loan balance, a household record and a
