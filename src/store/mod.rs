@@ -9,6 +9,7 @@
 //! Only the writer (`app::writer`) changes anything, through [`write::WriteTx`]; everything here
 //! in `read` is for the read path.
 
+pub mod bulk;
 pub mod read;
 pub mod rows;
 pub mod scan;

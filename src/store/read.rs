@@ -4,7 +4,6 @@ use super::rows::*;
 use super::{Db, StoreError};
 use crate::domain::loan::LoanState;
 use crate::domain::lpr::LprEntry;
-use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
 use crate::on_pool;
 
@@ -153,22 +152,6 @@ impl Db {
         rows.into_iter().map(LoanRow::into_state).collect()
     }
 
-    /// All loans of a ledger, for `verify`.
-    pub async fn ledger_loans(&self, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
-        let sql =
-            concat!("select ", loan_columns!(), " from loan where ledger_id = $1 order by loan_id");
-        let rows: Vec<LoanRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
-        rows.into_iter().map(LoanRow::into_state).collect()
-    }
-
-    pub async fn ledger_balances(&self, ledger_id: &str) -> Result<Vec<(String, Fen)>, StoreError> {
-        let sql = "select account, balance_fen from account_balance where ledger_id = $1 order by account";
-        let rows: Vec<BalanceRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
-        Ok(rows.into_iter().map(|r| (r.account, Fen(r.balance_fen))).collect())
-    }
-
     /// Journal transactions of a ledger with `from_seq <= seq <= to_seq`, at most `limit`, with
     /// their postings.
     pub async fn journal_range(
@@ -265,36 +248,5 @@ impl Db {
             .bind(ledger_id).bind(bank_id).bind(after).bind(i64::from(limit))
             .fetch_all(p).await?);
         rows.into_iter().map(LoanRow::into_state).collect()
-    }
-}
-
-/// A ledger's registry as stored, for `verify`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistrySnapshot {
-    /// (bank_id, name)
-    pub banks: Vec<(String, String)>,
-    /// (household_id, head_name, head_id_number, township, village)
-    pub households: Vec<(String, String, String, String, String)>,
-    /// (household_id, seq, effective_date, status, reason), by household then seq.
-    pub statuses: Vec<(String, i64, String, String, String)>,
-    pub policies: Vec<PolicyVersion>,
-}
-
-impl Db {
-    pub async fn registry_snapshot(&self, ledger_id: &str) -> Result<RegistrySnapshot, StoreError> {
-        let banks = on_pool!(self, p => sqlx::query_as(
-            "select bank_id, name from bank where ledger_id = $1 order by bank_id")
-            .bind(ledger_id).fetch_all(p).await?);
-        let households = on_pool!(self, p => sqlx::query_as(
-            "select household_id, head_name, head_id_number, township, village from household \
-             where ledger_id = $1 order by household_id")
-            .bind(ledger_id).fetch_all(p).await?);
-        let statuses = on_pool!(self, p => sqlx::query_as(
-            "select s.household_id, s.seq, s.effective_date, s.status, s.reason \
-             from household_status s join household h on h.household_id = s.household_id \
-             where h.ledger_id = $1 order by s.household_id, s.seq")
-            .bind(ledger_id).fetch_all(p).await?);
-        let policies = self.list_policies(ledger_id).await?;
-        Ok(RegistrySnapshot { banks, households, statuses, policies })
     }
 }

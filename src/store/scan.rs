@@ -24,9 +24,9 @@
 //! ([`JournalVisitor::stopped`]).
 
 use std::iter::Peekable;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use sqlx::PgPool;
+use sqlx::{PgPool, SqlitePool};
 
 use super::rows::{JournalRow, journal_columns};
 use super::{BUSY_TIMEOUT, Db, StoreError};
@@ -100,16 +100,7 @@ impl Db {
         let page_txns = page_txns.max(1);
         match self {
             Db::Sqlite(pool, ..) => {
-                let path = pool.connect_options().get_filename().to_path_buf();
-                // `sqlite::memory:` and `mode=memory` name no file the scan could open.
-                let name = path.to_string_lossy();
-                if name.is_empty() || name.starts_with("file:") || name == ":memory:" {
-                    return Err(StoreError::Database(sqlx::Error::Configuration(
-                        "verify reads the journal from the database file; an in-memory SQLite \
-                         database cannot be verified"
-                            .into(),
-                    )));
-                }
+                let path = sqlite_file(pool)?;
                 let ledger_id = ledger_id.to_string();
                 tokio::task::spawn_blocking(move || {
                     scan_sqlite(path, &ledger_id, page_txns, visitor)
@@ -122,7 +113,37 @@ impl Db {
     }
 }
 
-fn panicked(e: tokio::task::JoinError) -> StoreError {
+/// The file of a SQLite database, for a connection of verify's own ([`open_sqlite_reader`]).
+/// `sqlite::memory:` and `mode=memory` name none.
+pub(super) fn sqlite_file(pool: &SqlitePool) -> Result<PathBuf, StoreError> {
+    let path = pool.connect_options().get_filename().to_path_buf();
+    let name = path.to_string_lossy();
+    if name.is_empty() || name.starts_with("file:") || name == ":memory:" {
+        return Err(StoreError::Database(sqlx::Error::Configuration(
+            "verify reads the database file; an in-memory SQLite database cannot be verified"
+                .into(),
+        )));
+    }
+    Ok(path)
+}
+
+/// A read-only rusqlite connection to a SQLite database file, reading it through a memory map
+/// rather than a copy per page: verify reads each page once (a third less system time,
+/// measured, BENCHMARKS.md change 20). The bundled SQLite's cap on the map is raised in
+/// .cargo/config.toml. A failing disk then ends the process (SIGBUS) instead of failing the
+/// read; it would fail every other read as well.
+pub(super) fn open_sqlite_reader(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    use rusqlite::{Connection, OpenFlags};
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("pragma mmap_size = 1099511627776")?;
+    Ok(conn)
+}
+
+pub(super) fn panicked(e: tokio::task::JoinError) -> StoreError {
     StoreError::Panicked(format!("journal scan: {e}"))
 }
 
@@ -232,17 +253,8 @@ fn scan_sqlite<V: JournalVisitor>(
     page_txns: i64,
     mut visitor: V,
 ) -> Result<V, StoreError> {
-    use rusqlite::{Connection, OpenFlags, params};
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // The file is read through a memory map rather than a copy per page: each page is read
-    // once (a third less system time, measured, BENCHMARKS.md change 20). The bundled SQLite's
-    // cap on the map is raised in .cargo/config.toml. A failing disk then ends the process
-    // (SIGBUS) instead of failing the read; it would fail every other read as well.
-    conn.execute_batch("pragma mmap_size = 1099511627776")?;
+    use rusqlite::params;
+    let conn = open_sqlite_reader(&path)?;
     let mut txns = conn.prepare(
         "select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
          prev_hash, hash from journal_txn where ledger_id = ?1 and seq >= ?2 order by seq \

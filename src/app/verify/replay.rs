@@ -11,7 +11,7 @@ use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::policy::default_versions;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Posting;
-use crate::store::read::RegistrySnapshot;
+use crate::store::bulk::RegistrySnapshot;
 
 /// A transaction as stage 1 passes it on.
 pub(super) struct Replayed {

@@ -1,0 +1,164 @@
+//! A ledger's stored read models in full, for `verify` to compare with the ones it rebuilds from
+//! the journal: loans, account balances, and the registry (banks, households, their statuses,
+//! policy versions).
+//!
+//! Each query is the same text on both backends. On SQLite they run through rusqlite on a
+//! blocking thread, like the journal scan ([`super::scan`]), and loans are decoded there too:
+//! through sqlx's driver, which copies every value of every row on its thread and hands each row
+//! over to the caller's, reading a million loans took 25.7 s and a million household statuses
+//! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL they go through sqlx.
+
+use sqlx::SqlitePool;
+
+use super::rows::{BalanceRow, LoanRow, loan_columns};
+use super::scan::{open_sqlite_reader, panicked, sqlite_file};
+use super::{Db, StoreError};
+use crate::domain::loan::LoanState;
+use crate::domain::money::Fen;
+use crate::domain::policy::PolicyVersion;
+
+const LOANS_SQL: &str =
+    concat!("select ", loan_columns!(), " from loan where ledger_id = $1 order by loan_id");
+const BALANCES_SQL: &str =
+    "select account, balance_fen from account_balance where ledger_id = $1 order by account";
+const BANKS_SQL: &str = "select bank_id, name from bank where ledger_id = $1 order by bank_id";
+const HOUSEHOLDS_SQL: &str = "select household_id, head_name, head_id_number, township, village \
+                              from household where ledger_id = $1 order by household_id";
+const STATUSES_SQL: &str = "select s.household_id, s.seq, s.effective_date, s.status, s.reason \
+                            from household_status s join household h \
+                            on h.household_id = s.household_id \
+                            where h.ledger_id = $1 order by s.household_id, s.seq";
+
+/// A ledger's registry as stored, for `verify`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySnapshot {
+    /// (bank_id, name)
+    pub banks: Vec<(String, String)>,
+    /// (household_id, head_name, head_id_number, township, village)
+    pub households: Vec<(String, String, String, String, String)>,
+    /// (household_id, seq, effective_date, status, reason), by household then seq.
+    pub statuses: Vec<(String, i64, String, String, String)>,
+    pub policies: Vec<PolicyVersion>,
+}
+
+type Household = (String, String, String, String, String);
+type Status = (String, i64, String, String, String);
+
+impl Db {
+    /// All loans of a ledger, by loan id.
+    pub async fn ledger_loans(&self, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
+        match self {
+            Db::Sqlite(pool, ..) => {
+                sqlite_rows(pool, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state()).await
+            }
+            Db::Postgres(pool, _) => {
+                let rows: Vec<LoanRow> =
+                    sqlx::query_as(LOANS_SQL).bind(ledger_id).fetch_all(pool).await?;
+                rows.into_iter().map(LoanRow::into_state).collect()
+            }
+        }
+    }
+
+    /// All account balances of a ledger, by account.
+    pub async fn ledger_balances(&self, ledger_id: &str) -> Result<Vec<(String, Fen)>, StoreError> {
+        match self {
+            Db::Sqlite(pool, ..) => {
+                sqlite_rows(pool, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))
+                    .await
+            }
+            Db::Postgres(pool, _) => {
+                let rows: Vec<BalanceRow> =
+                    sqlx::query_as(BALANCES_SQL).bind(ledger_id).fetch_all(pool).await?;
+                Ok(rows.into_iter().map(|r| (r.account, Fen(r.balance_fen))).collect())
+            }
+        }
+    }
+
+    pub async fn registry_snapshot(&self, ledger_id: &str) -> Result<RegistrySnapshot, StoreError> {
+        let (banks, households, statuses) = match self {
+            Db::Sqlite(pool, ..) => {
+                let banks = sqlite_rows(pool, BANKS_SQL, ledger_id, |r| Ok((r.get(0)?, r.get(1)?)));
+                let households = sqlite_rows(pool, HOUSEHOLDS_SQL, ledger_id, |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                });
+                let statuses = sqlite_rows(pool, STATUSES_SQL, ledger_id, |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                });
+                (banks.await?, households.await?, statuses.await?)
+            }
+            Db::Postgres(pool, _) => {
+                let banks: Vec<(String, String)> =
+                    sqlx::query_as(BANKS_SQL).bind(ledger_id).fetch_all(pool).await?;
+                let households: Vec<Household> =
+                    sqlx::query_as(HOUSEHOLDS_SQL).bind(ledger_id).fetch_all(pool).await?;
+                let statuses: Vec<Status> =
+                    sqlx::query_as(STATUSES_SQL).bind(ledger_id).fetch_all(pool).await?;
+                (banks, households, statuses)
+            }
+        };
+        let policies = self.list_policies(ledger_id).await?;
+        Ok(RegistrySnapshot { banks, households, statuses, policies })
+    }
+}
+
+/// Runs `sql` (one parameter: the ledger id) on a read-only rusqlite connection of its own on a
+/// blocking thread, mapping each row there.
+async fn sqlite_rows<T, F>(
+    pool: &SqlitePool,
+    sql: &'static str,
+    ledger_id: &str,
+    map: F,
+) -> Result<Vec<T>, StoreError>
+where
+    T: Send + 'static,
+    F: Fn(&rusqlite::Row<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    let path = sqlite_file(pool)?;
+    let ledger_id = ledger_id.to_string();
+    tokio::task::spawn_blocking(move || {
+        let conn = open_sqlite_reader(&path)?;
+        let mut stmt = conn.prepare(sql)?;
+        let mut rows = stmt.query([&ledger_id])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(map(r)?);
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(panicked)?
+}
+
+/// A loan row read by rusqlite, its columns in the order of [`loan_columns!`].
+fn loan_row(r: &rusqlite::Row<'_>) -> Result<LoanRow, StoreError> {
+    Ok(LoanRow {
+        loan_id: r.get(0)?,
+        ledger_id: r.get(1)?,
+        bank_id: r.get(2)?,
+        contract_number: r.get(3)?,
+        household_id: r.get(4)?,
+        borrower_name: r.get(5)?,
+        borrower_id_number: r.get(6)?,
+        principal_fen: r.get(7)?,
+        annual_rate: r.get(8)?,
+        contract_date: r.get(9)?,
+        term_months: r.get(10)?,
+        maturity_date: r.get(11)?,
+        repayment_method: r.get(12)?,
+        settlement_frequency: r.get(13)?,
+        purpose: r.get(14)?,
+        collateral_free: r.get(15)?,
+        guarantee_free: r.get(16)?,
+        status: r.get(17)?,
+        disbursed_fen: r.get(18)?,
+        principal_outstanding_fen: r.get(19)?,
+        principal_repaid_fen: r.get(20)?,
+        interest_paid_fen: r.get(21)?,
+        disbursed_on: r.get(22)?,
+        last_value_date: r.get(23)?,
+        renews_loan_id: r.get(24)?,
+        policy_json: r.get(25)?,
+        servicing_json: r.get(26)?,
+        last_seq: r.get(27)?,
+    })
+}
