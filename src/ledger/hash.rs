@@ -55,9 +55,14 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 impl TxnContent<'_> {
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128 + self.command_json.len() + 48 * self.postings.len());
+        let mut out = Vec::with_capacity(self.encoded_len_hint());
         self.write_canonical(&mut out);
         out
+    }
+
+    /// About the length of the canonical bytes, to size a buffer for them once.
+    fn encoded_len_hint(&self) -> usize {
+        128 + self.command_json.len() + 48 * self.postings.len()
     }
 
     /// Appends the canonical bytes to `out`.
@@ -81,8 +86,7 @@ impl TxnContent<'_> {
 
     /// `SHA-256(prev || canonical_bytes)`.
     pub fn chain_hash(&self, prev: &Hash) -> Hash {
-        let mut buf =
-            Vec::with_capacity(32 + 128 + self.command_json.len() + 48 * self.postings.len());
+        let mut buf = Vec::with_capacity(prev.len() + self.encoded_len_hint());
         self.chain_hash_with(prev, &mut buf)
     }
 
