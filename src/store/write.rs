@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::Arc;
 
-use sqlx::{Executor, PgConnection, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Connection, Executor, PgConnection, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::rows::*;
 use super::{Db, StoreError, WriteConn};
@@ -27,49 +27,25 @@ pub enum WriteTx {
     Postgres(PgTx),
 }
 
-/// A group's transaction on the writer's PostgreSQL connection ([`WriteConn`]).
-pub struct PgTx {
-    conn: tokio::sync::OwnedMutexGuard<WriteConn<PgConnection>>,
-    /// Neither committed nor rolled back. The writer rolls a failed group back at once; a
-    /// transaction dropped open all the same marks the connection so that the next group rolls
-    /// back first.
-    open: bool,
-}
+/// A group's transaction on the writer's SQLite connection. `BEGIN IMMEDIATE` travels with the
+/// group's first read (its request-id lookup) and `COMMIT` with its writes. IMMEDIATE: the group
+/// takes the write lock before it reads, so that it waits (busy timeout) for another connection
+/// holding that lock instead of failing with SQLITE_BUSY when it upgrades a read to a write.
+/// Every statement sqlx runs is a hand-off to the connection's thread and back, and on two busy
+/// cores each hand-off waited about half a millisecond for that thread to be scheduled
+/// (measured per phase: a group of single requests spent more time in its `BEGIN` than in its
+/// request-id lookup); a group pays two hand-offs instead of five.
+pub type SqliteTx = GroupTx<SqliteConnection>;
 
-impl PgTx {
-    async fn open(
-        write: &Arc<tokio::sync::Mutex<WriteConn<PgConnection>>>,
-    ) -> Result<Self, StoreError> {
-        let mut conn = write.clone().lock_owned().await;
-        conn.ready().await?;
-        let mut tx = PgTx { conn, open: true };
-        tx.conn()?.execute("BEGIN").await?;
-        Ok(tx)
-    }
+/// A group's transaction on the writer's PostgreSQL connection. `BEGIN` is sent only when the
+/// group first needs a transaction (a registry row, a locked read); a group of repayments whose
+/// loans the writer holds reads its request ids and writes all its rows with one statement, in
+/// the database's own implicit transaction: two round trips instead of nine.
+pub type PgTx = GroupTx<PgConnection>;
 
-    fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
-        self.conn.get()
-    }
-}
-
-impl Drop for PgTx {
-    fn drop(&mut self) {
-        if self.open {
-            self.conn.unsure = true;
-        }
-    }
-}
-
-/// A group's transaction on the writer's SQLite connection, opened and ended by statements that
-/// travel with the group's own: `BEGIN IMMEDIATE` goes with the group's first read (its
-/// request-id lookup) and `COMMIT` with its writes. IMMEDIATE: the group takes the write lock
-/// before it reads, so that it waits (busy timeout) for another connection holding that lock
-/// instead of failing with SQLITE_BUSY when it upgrades a read to a write. Every statement sqlx
-/// runs is a hand-off to the connection's thread and back, and on two busy cores each hand-off
-/// waited about half a millisecond for that thread to be scheduled (measured per phase: a group of single requests spent more time in its
-/// `BEGIN` than in its request-id lookup); a group now pays two hand-offs instead of five.
-pub struct SqliteTx {
-    conn: tokio::sync::OwnedMutexGuard<WriteConn<SqliteConnection>>,
+/// A group's transaction on the writer's connection ([`WriteConn`]), begun lazily.
+pub struct GroupTx<C: Connection> {
+    conn: tokio::sync::OwnedMutexGuard<WriteConn<C>>,
     /// `BEGIN` has been sent.
     begun: bool,
     /// Neither committed nor rolled back yet. The writer rolls a failed group back at once; a
@@ -78,38 +54,65 @@ pub struct SqliteTx {
     open: bool,
 }
 
-impl SqliteTx {
-    async fn open(
-        write: &Arc<tokio::sync::Mutex<WriteConn<SqliteConnection>>>,
-    ) -> Result<Self, StoreError> {
+/// How each backend begins a group's transaction.
+pub trait BeginText {
+    const BEGIN: &'static str;
+    /// `BEGIN` as the head of a script of statements.
+    const BEGIN_SCRIPT: &'static str;
+}
+
+impl BeginText for SqliteConnection {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const BEGIN_SCRIPT: &'static str = "BEGIN IMMEDIATE;\n";
+}
+
+impl BeginText for PgConnection {
+    const BEGIN: &'static str = "BEGIN";
+    const BEGIN_SCRIPT: &'static str = "BEGIN;\n";
+}
+
+impl<C> GroupTx<C>
+where
+    C: Connection + BeginText,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+{
+    async fn open(write: &Arc<tokio::sync::Mutex<WriteConn<C>>>) -> Result<Self, StoreError> {
         let mut conn = write.clone().lock_owned().await;
         conn.ready().await?;
-        Ok(SqliteTx { conn, begun: false, open: true })
+        Ok(GroupTx { conn, begun: false, open: true })
     }
 
-    fn conn(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+    fn conn(&mut self) -> Result<&mut C, StoreError> {
         self.conn.get()
     }
 
-    /// `BEGIN IMMEDIATE;` if the transaction has not begun, to lead the next statement (which then must
-    /// be sent); empty otherwise.
+    /// `BEGIN ...;` if the transaction has not begun, to lead the next statement (which then
+    /// must be sent); empty otherwise.
     fn begin_prefix(&mut self) -> &'static str {
-        if std::mem::replace(&mut self.begun, true) { "" } else { "BEGIN IMMEDIATE;\n" }
+        if std::mem::replace(&mut self.begun, true) { "" } else { C::BEGIN_SCRIPT }
     }
 
-    /// Sends `BEGIN` alone, for the few reads that cannot carry it.
+    /// Sends `BEGIN` alone, for the statements that cannot carry it.
     async fn ensure_begun(&mut self) -> Result<(), StoreError> {
         if !self.begun {
             // Marked first: should the BEGIN go through and this future go away before it
             // answers, the transaction is still known to be (perhaps) open.
             self.begun = true;
-            self.conn()?.execute("BEGIN IMMEDIATE").await?;
+            self.conn()?.execute(C::BEGIN).await?;
         }
+        Ok(())
+    }
+
+    async fn rollback(mut self) -> Result<(), StoreError> {
+        if self.begun {
+            self.conn()?.execute("ROLLBACK").await?;
+        }
+        self.open = false;
         Ok(())
     }
 }
 
-impl Drop for SqliteTx {
+impl<C: Connection> Drop for GroupTx<C> {
     fn drop(&mut self) {
         if self.open && self.begun {
             self.conn.unsure = true;
@@ -127,6 +130,7 @@ macro_rules! on_tx {
                 $body
             }
             WriteTx::Postgres(t) => {
+                t.ensure_begun().await?;
                 let $c = t.conn()?;
                 $body
             }
@@ -164,6 +168,11 @@ pub type PostingRowRef<'a> = (&'a str, i64, i32, &'a str, i64);
 
 /// The rows of a staged group, flattened table by table, as both backends write them.
 impl Staged {
+    /// No row to write.
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty() && self.loans.is_empty() && self.balance_deltas.is_empty()
+    }
+
     fn posting_rows(&self) -> Vec<PostingRowRef<'_>> {
         self.txns
             .iter()
@@ -246,9 +255,14 @@ impl WriteTx {
                 let prefix = t.begin_prefix();
                 flush_values(t.conn()?, prefix, staged).await
             }
+            // Nothing to write and no transaction: nothing to send.
+            WriteTx::Postgres(t) if !t.begun && staged.is_empty() => Ok(()),
+            // Not begun: the one statement is the transaction.
             WriteTx::Postgres(t) => match flush_unnest(t.conn()?, staged).await {
-                Ok(()) => t.conn()?.execute("COMMIT").await.map(|_| ()).map_err(Into::into),
-                Err(e) => Err(e),
+                Ok(()) if t.begun => {
+                    t.conn()?.execute("COMMIT").await.map(|_| ()).map_err(Into::into)
+                }
+                other => other,
             },
         };
         match written {
@@ -271,18 +285,9 @@ impl WriteTx {
 
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self {
-            WriteTx::Sqlite(mut t) => {
-                if t.begun {
-                    t.conn()?.execute("ROLLBACK").await?;
-                }
-                t.open = false;
-            }
-            WriteTx::Postgres(mut t) => {
-                t.conn()?.execute("ROLLBACK").await?;
-                t.open = false;
-            }
+            WriteTx::Sqlite(t) => t.rollback().await,
+            WriteTx::Postgres(t) => t.rollback().await,
         }
-        Ok(())
     }
 
     /// The last (seq, hash) of a ledger's chain.
@@ -306,6 +311,9 @@ impl WriteTx {
                     found.extend(q.build_query_as().fetch_all(t.conn()?).await?);
                 }
                 WriteTx::Postgres(t) => {
+                    // Outside the transaction: under READ COMMITTED a lookup inside it would
+                    // see nothing more, and a group that needs no other read or registry row
+                    // then writes with one statement and no BEGIN.
                     let mut q = QueryBuilder::new("");
                     push_key_lookup(&mut q, chunk);
                     found.extend(q.build_query_as().fetch_all(t.conn()?).await?);
@@ -708,160 +716,124 @@ pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, accoun
     Fen(deltas.get(&(ledger_id.to_string(), account.to_string())).copied().unwrap_or(0))
 }
 
-/// PostgreSQL: one statement per table, each column bound as one array and expanded by
-/// `unnest` (a fixed statement text whatever the group size, so it is prepared once; measured
-/// 2.8x faster than multi-row `VALUES` in ../shared/STACK.md).
+/// PostgreSQL: every row of the group in one statement, a data-modifying `WITH` part per table,
+/// each column bound as one array and expanded by `unnest` (a fixed statement text whatever the
+/// group size, so it is prepared once; `unnest` measured 2.8x faster than multi-row `VALUES` in
+/// ../shared/STACK.md). One round trip instead of one per table; a table with no rows gets empty
+/// arrays. Its parts run against one snapshot, which suits them: each table is written once,
+/// new loans are inserted and existing ones updated (never both for one loan), and foreign keys
+/// are checked at the end of the statement.
 async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
-    if !staged.txns.is_empty() {
-        let t = &staged.txns;
-        sqlx::query(concat!(
-            "insert into journal_txn (",
-            journal_columns!(),
-            ") \
-             select * from unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], \
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
-        ))
-        .bind(t.iter().map(|t| t.row.ledger_id.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.seq).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.kind.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.value_date.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.recorded_at_us).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.actor.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.request_id.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.command_json.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.prev_hash.as_str()).collect::<Vec<_>>())
-        .bind(t.iter().map(|t| t.row.hash.as_str()).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-    }
+    let t = &staged.txns;
     let postings = staged.posting_rows();
-    if !postings.is_empty() {
-        sqlx::query(
-            "insert into posting (ledger_id, seq, idx, account, amount_fen) \
-             select * from unnest($1::text[], $2::int8[], $3::int4[], $4::text[], $5::int8[])",
-        )
-        .bind(postings.iter().map(|p| p.0).collect::<Vec<_>>())
-        .bind(postings.iter().map(|p| p.1).collect::<Vec<_>>())
-        .bind(postings.iter().map(|p| p.2).collect::<Vec<_>>())
-        .bind(postings.iter().map(|p| p.3).collect::<Vec<_>>())
-        .bind(postings.iter().map(|p| p.4).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-    }
     let links = staged.link_rows();
-    if !links.is_empty() {
-        sqlx::query(
-            "insert into journal_loan (loan_id, ledger_id, seq) \
-             select * from unnest($1::text[], $2::text[], $3::int8[])",
-        )
-        .bind(links.iter().map(|l| l.0).collect::<Vec<_>>())
-        .bind(links.iter().map(|l| l.1).collect::<Vec<_>>())
-        .bind(links.iter().map(|l| l.2).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-    }
     let idem = staged.idempotency_rows();
-    if !idem.is_empty() {
-        sqlx::query(
-            "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) \
-             select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::int8[])",
-        )
-        .bind(idem.iter().map(|i| i.0.0.as_str()).collect::<Vec<_>>())
-        .bind(idem.iter().map(|i| i.0.1.as_str()).collect::<Vec<_>>())
-        .bind(idem.iter().map(|i| i.0.2.as_str()).collect::<Vec<_>>())
-        .bind(idem.iter().map(|i| i.0.3.as_str()).collect::<Vec<_>>())
-        .bind(idem.iter().map(|i| i.1).collect::<Vec<_>>())
-        .bind(idem.iter().map(|i| i.2).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-    }
     let (new, changed) = staged.loan_rows();
-    if !new.is_empty() {
-        let r = &new;
-        sqlx::query(concat!(
-            "insert into loan (",
-            loan_columns!(),
-            ") select * from unnest(\
-             $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::int8[], $9::text[], $10::text[], $11::int4[], $12::text[], $13::text[], \
-             $14::text[], $15::text[], $16::bool[], $17::bool[], $18::text[], $19::int8[], \
-             $20::int8[], $21::int8[], $22::int8[], $23::text[], $24::text[], $25::text[], \
-             $26::text[], $27::text[], $28::int8[])"
-        ))
-        .bind(r.iter().map(|r| r.loan_id.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.ledger_id.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.bank_id.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.contract_number.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.household_id.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.borrower_name.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.borrower_id_number.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.principal_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.annual_rate.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.contract_date.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.term_months).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.maturity_date.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.repayment_method.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.settlement_frequency.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.purpose.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.collateral_free).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.guarantee_free).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.disbursed_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.principal_outstanding_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.principal_repaid_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.interest_paid_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.disbursed_on.as_deref()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.last_value_date.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.renews_loan_id.as_deref()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.policy_json.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.servicing_json.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.last_seq).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-    }
-    if !changed.is_empty() {
-        let r = &changed;
-        sqlx::query(
-            "update loan set status = v.status, disbursed_fen = v.disbursed_fen, \
-             principal_outstanding_fen = v.principal_outstanding_fen, \
-             principal_repaid_fen = v.principal_repaid_fen, \
-             interest_paid_fen = v.interest_paid_fen, disbursed_on = v.disbursed_on, \
-             last_value_date = v.last_value_date, servicing_json = v.servicing_json, \
-             last_seq = v.last_seq \
-             from unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], \
-             $7::text[], $8::text[], $9::text[], $10::int8[]) \
-             as v(loan_id, status, disbursed_fen, principal_outstanding_fen, \
-             principal_repaid_fen, interest_paid_fen, disbursed_on, last_value_date, \
-             servicing_json, last_seq) \
-             where loan.loan_id = v.loan_id",
-        )
-        .bind(r.iter().map(|r| r.loan_id.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.status).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.disbursed_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.principal_outstanding_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.principal_repaid_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.interest_paid_fen).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.disbursed_on.as_deref()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.last_value_date.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.servicing_json.as_str()).collect::<Vec<_>>())
-        .bind(r.iter().map(|r| r.last_seq).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-    }
     let deltas = staged.delta_rows();
-    if !deltas.is_empty() {
-        sqlx::query(
-            "insert into account_balance (ledger_id, account, balance_fen) \
-             select * from unnest($1::text[], $2::text[], $3::int8[]) \
-             on conflict (ledger_id, account) do update \
-             set balance_fen = account_balance.balance_fen + excluded.balance_fen",
-        )
-        .bind(deltas.iter().map(|d| d.0).collect::<Vec<_>>())
-        .bind(deltas.iter().map(|d| d.1).collect::<Vec<_>>())
-        .bind(deltas.iter().map(|d| d.2).collect::<Vec<_>>())
-        .execute(&mut *c)
-        .await?;
-    }
+    sqlx::query(concat!(
+        "with j as (insert into journal_txn (",
+        journal_columns!(),
+        ") select * from unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])), \
+         p as (insert into posting (ledger_id, seq, idx, account, amount_fen) \
+         select * from unnest($11::text[], $12::int8[], $13::int4[], $14::text[], $15::int8[])), \
+         l as (insert into journal_loan (loan_id, ledger_id, seq) \
+         select * from unnest($16::text[], $17::text[], $18::int8[])), \
+         i as (insert into idempotency \
+         (scope, request_id, fingerprint, result_json, ledger_id, seq) \
+         select * from unnest($19::text[], $20::text[], $21::text[], $22::text[], $23::text[], \
+         $24::int8[])), \
+         n as (insert into loan (",
+        loan_columns!(),
+        ") select * from unnest(\
+         $25::text[], $26::text[], $27::text[], $28::text[], $29::text[], $30::text[], \
+         $31::text[], $32::int8[], $33::text[], $34::text[], $35::int4[], $36::text[], \
+         $37::text[], $38::text[], $39::text[], $40::bool[], $41::bool[], $42::text[], \
+         $43::int8[], $44::int8[], $45::int8[], $46::int8[], $47::text[], $48::text[], \
+         $49::text[], $50::text[], $51::text[], $52::int8[])), \
+         u as (update loan set status = v.status, disbursed_fen = v.disbursed_fen, \
+         principal_outstanding_fen = v.principal_outstanding_fen, \
+         principal_repaid_fen = v.principal_repaid_fen, \
+         interest_paid_fen = v.interest_paid_fen, disbursed_on = v.disbursed_on, \
+         last_value_date = v.last_value_date, servicing_json = v.servicing_json, \
+         last_seq = v.last_seq \
+         from unnest($53::text[], $54::text[], $55::int8[], $56::int8[], $57::int8[], \
+         $58::int8[], $59::text[], $60::text[], $61::text[], $62::int8[]) \
+         as v(loan_id, status, disbursed_fen, principal_outstanding_fen, \
+         principal_repaid_fen, interest_paid_fen, disbursed_on, last_value_date, \
+         servicing_json, last_seq) \
+         where loan.loan_id = v.loan_id) \
+         insert into account_balance (ledger_id, account, balance_fen) \
+         select * from unnest($63::text[], $64::text[], $65::int8[]) \
+         on conflict (ledger_id, account) do update \
+         set balance_fen = account_balance.balance_fen + excluded.balance_fen"
+    ))
+    .bind(t.iter().map(|t| t.row.ledger_id.as_str()).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.seq).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.kind.as_str()).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.value_date.as_str()).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.recorded_at_us).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.actor.as_str()).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.request_id.as_str()).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.command_json.as_str()).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.prev_hash.as_str()).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.hash.as_str()).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.1).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.2).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.3).collect::<Vec<_>>())
+    .bind(postings.iter().map(|p| p.4).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.0).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.1).collect::<Vec<_>>())
+    .bind(links.iter().map(|l| l.2).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.0.0.as_str()).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.0.1.as_str()).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.0.2.as_str()).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.0.3.as_str()).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.1).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.2).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.loan_id.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.ledger_id.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.bank_id.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.contract_number.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.household_id.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.borrower_name.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.borrower_id_number.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.principal_fen).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.annual_rate.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.contract_date.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.term_months).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.maturity_date.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.repayment_method.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.settlement_frequency.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.purpose.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.collateral_free).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.guarantee_free).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.disbursed_fen).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.principal_outstanding_fen).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.principal_repaid_fen).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.interest_paid_fen).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.disbursed_on.as_deref()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.last_value_date.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.renews_loan_id.as_deref()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.policy_json.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.servicing_json.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|r| r.last_seq).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.loan_id.as_str()).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.status).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.disbursed_fen).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.principal_outstanding_fen).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.principal_repaid_fen).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.interest_paid_fen).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.disbursed_on.as_deref()).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.last_value_date.as_str()).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.servicing_json.as_str()).collect::<Vec<_>>())
+    .bind(changed.iter().map(|r| r.last_seq).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.0).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.1).collect::<Vec<_>>())
+    .bind(deltas.iter().map(|d| d.2).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
     Ok(())
 }
