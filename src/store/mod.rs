@@ -11,6 +11,7 @@
 
 pub mod bulk;
 pub mod read;
+pub mod readers;
 pub mod rows;
 pub mod scan;
 pub mod write;
@@ -29,7 +30,12 @@ use sqlx::{ConnectOptions, Connection, Executor, PgPool, SqliteConnection, Sqlit
 /// task asks the writer to restart the WAL ([`Db::restart_wal_if_due`]).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<WriteConn<SqliteConnection>>>, Arc<AtomicBool>),
+    Sqlite(
+        SqlitePool,
+        Arc<tokio::sync::Mutex<WriteConn<SqliteConnection>>>,
+        Arc<AtomicBool>,
+        Option<Arc<readers::SqliteReaders>>,
+    ),
     Postgres(PgPool, Arc<tokio::sync::Mutex<WriteConn<PgConnection>>>),
 }
 
@@ -121,10 +127,11 @@ pub enum StoreError {
     /// A stored row cannot be read back as a domain value: the data is corrupt.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// The journal scan's own SQLite connection failed ([`scan`]).
+    /// A SQLite connection of our own failed: the journal scan ([`scan`]), the bulk reads of
+    /// verify ([`bulk`]), the history readers ([`readers`]).
     #[error("database error: {0}")]
-    Scan(#[source] rusqlite::Error),
-    /// A thread of the journal scan panicked.
+    Rusqlite(#[source] rusqlite::Error),
+    /// A blocking thread (journal scan, rusqlite read) panicked.
     #[error("panicked: {0}")]
     Panicked(String),
 }
@@ -134,7 +141,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) => true,
-            StoreError::Scan(e) => matches!(
+            StoreError::Rusqlite(e) => matches!(
                 e.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
@@ -145,7 +152,7 @@ impl StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Scan(e)
+        StoreError::Rusqlite(e)
     }
 }
 
@@ -270,7 +277,12 @@ impl Db {
             let restart_wanted = Arc::new(AtomicBool::new(false));
             spawn_checkpointer(pool.clone(), restart_wanted.clone());
             let write = WriteConn::new(opts, Some(write));
-            Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write)), restart_wanted))
+            let readers = readers::SqliteReaders::new(
+                pool.connect_options().get_filename().to_path_buf(),
+                format!("{BUSY_TIMEOUT_PRAGMA}; pragma cache_size = {READ_CACHE_KIB}"),
+                READ_CONNECTIONS_MAX as usize,
+            );
+            Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write)), restart_wanted, readers))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
@@ -305,7 +317,7 @@ impl Db {
     /// the readers of older snapshots are done, and the next group writes from the start of the
     /// file again. PostgreSQL: nothing to do.
     pub async fn restart_wal_if_due(&self) {
-        let Db::Sqlite(_, write, restart_wanted) = self else { return };
+        let Db::Sqlite(_, write, restart_wanted, _) = self else { return };
         let mut w = write.lock().await;
         // A group left its transaction open: the next group rolls it back first; try then.
         if w.unsure || !restart_wanted.swap(false, Ordering::Relaxed) {
@@ -341,8 +353,11 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(read, write, _) => {
+            Db::Sqlite(read, write, _, readers) => {
                 write.lock().await.close().await;
+                if let Some(r) = readers {
+                    r.close();
+                }
                 read.close().await;
             }
             Db::Postgres(read, write) => {

@@ -62,6 +62,29 @@ impl LoanHistory {
     }
 }
 
+/// A row of [`loan_history_sql!`] read by rusqlite (SQLite: [`super::readers`]).
+fn owned_journal_row(r: &rusqlite::Row<'_>) -> Result<OwnedJournalRow, StoreError> {
+    Ok(OwnedJournalRow {
+        owner_bank_id: r.get(0)?,
+        owner_ledger_id: r.get(1)?,
+        packed: PackedJournalRow {
+            row: JournalRow {
+                ledger_id: r.get(2)?,
+                seq: r.get(3)?,
+                kind: r.get(4)?,
+                value_date: r.get(5)?,
+                recorded_at_us: r.get(6)?,
+                actor: r.get(7)?,
+                request_id: r.get(8)?,
+                command_json: r.get(9)?,
+                prev_hash: r.get(10)?,
+                hash: r.get(11)?,
+            },
+            postings_json: r.get(12)?,
+        },
+    })
+}
+
 /// Filters of a loan listing. `None` is no filter.
 #[derive(Debug, Clone, Default)]
 pub struct LoanFilter {
@@ -173,7 +196,6 @@ impl Db {
         rows.into_iter().map(PackedJournalRow::into_entry).collect()
     }
 
-    /// Journal transactions that touch a loan, oldest first.
     /// A loan's journal entries in order, with the loan's owner (who may read them) in the same
     /// statement; `None` if there is no such loan (every loan has the entry that created it).
     pub async fn loan_history(&self, loan_id: &str) -> Result<Option<LoanHistory>, StoreError> {
@@ -181,8 +203,23 @@ impl Db {
             Db::Sqlite(..) => loan_history_sql!(packed_postings_sqlite!()),
             Db::Postgres(..) => loan_history_sql!(packed_postings_postgres!()),
         };
-        let rows: Vec<OwnedJournalRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?);
+        let rows: Vec<OwnedJournalRow> = match self {
+            Db::Sqlite(.., Some(readers)) => {
+                let loan_id = loan_id.to_string();
+                readers
+                    .read(move |conn| {
+                        let mut stmt = conn.prepare_cached(sql)?;
+                        let mut rows = stmt.query([&loan_id])?;
+                        let mut out = Vec::new();
+                        while let Some(r) = rows.next()? {
+                            out.push(owned_journal_row(r)?);
+                        }
+                        Ok(out)
+                    })
+                    .await?
+            }
+            _ => on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?),
+        };
         let Some(first) = rows.first() else { return Ok(None) };
         let (bank_id, ledger_id) = (first.owner_bank_id.clone(), first.owner_ledger_id.clone());
         let rows = rows.into_iter().map(|r| r.packed).collect();

@@ -144,7 +144,7 @@ pub(super) fn open_sqlite_reader(path: &Path) -> Result<rusqlite::Connection, St
 }
 
 pub(super) fn panicked(e: tokio::task::JoinError) -> StoreError {
-    StoreError::Panicked(format!("journal scan: {e}"))
+    StoreError::Panicked(format!("a blocking read: {e}"))
 }
 
 /// The `seq` after a page of `count` transactions out of `page_txns` ending at `last`; `None`

@@ -238,7 +238,7 @@ fn chunk_rows(columns: usize) -> usize {
 impl Db {
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self {
-            Db::Sqlite(_, write, _) => WriteTx::Sqlite(SqliteTx::open(write).await?),
+            Db::Sqlite(_, write, ..) => WriteTx::Sqlite(SqliteTx::open(write).await?),
             Db::Postgres(_, write) => WriteTx::Postgres(PgTx::open(write).await?),
         })
     }
