@@ -190,11 +190,21 @@ impl From<sqlx::Error> for StoreError {
 /// two cores busy without queueing behind each other.
 pub const READ_CONNECTIONS_MAX: u32 = 8;
 
-/// SQLite page cache of the writer's connection (negative: KiB), against SQLite's default of
-/// 2 MiB: the indexes a group touches (request ids, loan links, balances) stay in memory. Not
-/// larger: SQLite walks the whole cache at the end of every write transaction (measured: at
-/// 64 MiB that walk was a tenth of the SQLite thread's time under single requests).
-const WRITE_CACHE_KIB: &str = "-16384";
+/// SQLite page cache of the writer's connection (negative: KiB), by the size of the database.
+///
+/// When SQLite's B-tree splits a page it puts the new pages in order by renumbering them through
+/// the number of the lock page (the page at 1 GiB, which never holds data), and that number
+/// stays the page cache's largest key until the commit; the commit then drops the pages past
+/// the end of the file by walking every page of the cache (pcache1TruncateUnsafe). So while the
+/// database is smaller than 1 GiB, every commit that split a page walks the whole cache:
+/// measured under single requests at 16 MiB, 7% of SQLite's thread and about half a
+/// millisecond a group (BENCHMARKS.md, change 24). The writer keeps [`WRITE_CACHE_SMALL_KIB`]
+/// below the lock page and [`WRITE_CACHE_KIB`] past it, where the walk does not happen and the
+/// larger cache keeps more of the request-id, loan-link and loan B-trees (a million loans).
+/// Checked when the writer connects and whenever it restarts the WAL.
+const WRITE_CACHE_KIB: i64 = 16_384;
+/// See [`WRITE_CACHE_KIB`]: SQLite's own default.
+const WRITE_CACHE_SMALL_KIB: i64 = 2_048;
 /// SQLite page cache of each reading connection (KiB).
 const READ_CACHE_KIB: &str = "-16384";
 
@@ -247,6 +257,24 @@ fn spawn_checkpointer(pool: SqlitePool, restart_wanted: Arc<AtomicBool>) {
     });
 }
 
+/// Sets the writer's page cache by the size of the database ([`WRITE_CACHE_KIB`]).
+async fn size_write_cache(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let (pages, page_size): (i64, i64) =
+        sqlx::query_as("select * from pragma_page_count(), pragma_page_size()")
+            .fetch_one(&mut *conn)
+            .await?;
+    let kib = write_cache_kib(pages, page_size);
+    conn.execute(sqlx::AssertSqlSafe(format!("pragma cache_size = -{kib}"))).await?;
+    Ok(())
+}
+
+/// The writer's page cache (KiB) for a database of `pages` pages of `page_size` bytes: the
+/// large one once the file reaches past the lock page (the page holding byte 2^30).
+fn write_cache_kib(pages: i64, page_size: i64) -> i64 {
+    let lock_page = (1i64 << 30) / page_size.max(512) + 1;
+    if pages > lock_page { WRITE_CACHE_KIB } else { WRITE_CACHE_SMALL_KIB }
+}
+
 impl Db {
     /// Connects to `sqlite://path` (created if missing; WAL, synchronous=FULL) or
     /// `postgres://...`.
@@ -272,8 +300,9 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.clone().pragma("cache_size", READ_CACHE_KIB))
                 .await?;
-            let opts = opts.pragma("cache_size", WRITE_CACHE_KIB);
-            let write = opts.connect().await?;
+            let opts = opts.pragma("cache_size", format!("-{WRITE_CACHE_SMALL_KIB}"));
+            let mut write = opts.connect().await?;
+            size_write_cache(&mut write).await?;
             let restart_wanted = Arc::new(AtomicBool::new(false));
             spawn_checkpointer(pool.clone(), restart_wanted.clone());
             let write = WriteConn::new(opts, Some(write));
@@ -335,7 +364,11 @@ impl Db {
             conn.execute(BUSY_TIMEOUT_PRAGMA).await?;
             result
         };
-        match restart.await {
+        let restart = restart.await;
+        if let Err(e) = size_write_cache(conn).await {
+            tracing::warn!(error = %e, "sizing the writer's page cache failed");
+        }
+        match restart {
             Ok((0, _, _)) => {}
             Ok((_, frames, copied)) => {
                 tracing::debug!(frames, copied, "WAL restart put off: a reader is still on it")
@@ -365,5 +398,22 @@ impl Db {
                 read.close().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_cache_grows_past_the_lock_page() {
+        // 4 KiB pages: the lock page is 262,145.
+        assert_eq!(write_cache_kib(1, 4096), WRITE_CACHE_SMALL_KIB);
+        assert_eq!(write_cache_kib(262_145, 4096), WRITE_CACHE_SMALL_KIB);
+        assert_eq!(write_cache_kib(262_146, 4096), WRITE_CACHE_KIB);
+        // 64 KiB pages: the lock page is 16,385.
+        assert_eq!(write_cache_kib(16_385, 65_536), WRITE_CACHE_SMALL_KIB);
+        assert_eq!(write_cache_kib(16_386, 65_536), WRITE_CACHE_KIB);
+        assert!(WRITE_CACHE_SMALL_KIB < WRITE_CACHE_KIB);
     }
 }
