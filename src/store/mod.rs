@@ -320,6 +320,11 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.clone())
                 .await?;
+            // The writer's statements carry arrays of one to 2,000 rows. After five executions
+            // PostgreSQL's plan cache settles on a generic plan, made for an array of unknown
+            // length, and under it a group of 1,000 repayments took a third longer than with a
+            // plan made for its own arrays (BENCHMARKS.md, change 22).
+            let opts = opts.options([("plan_cache_mode", "force_custom_plan")]);
             let write = WriteConn::new(opts, None);
             Ok(Db::Postgres(pool, Arc::new(tokio::sync::Mutex::new(write))))
         } else {
