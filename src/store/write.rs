@@ -57,18 +57,14 @@ pub struct GroupTx<C: Connection> {
 /// How each backend begins a group's transaction.
 pub trait BeginText {
     const BEGIN: &'static str;
-    /// `BEGIN` as the head of a script of statements.
-    const BEGIN_SCRIPT: &'static str;
 }
 
 impl BeginText for SqliteConnection {
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
-    const BEGIN_SCRIPT: &'static str = "BEGIN IMMEDIATE;\n";
 }
 
 impl BeginText for PgConnection {
     const BEGIN: &'static str = "BEGIN";
-    const BEGIN_SCRIPT: &'static str = "BEGIN;\n";
 }
 
 impl<C> GroupTx<C>
@@ -84,12 +80,6 @@ where
 
     fn conn(&mut self) -> Result<&mut C, StoreError> {
         self.conn.get()
-    }
-
-    /// `BEGIN ...;` if the transaction has not begun, to lead the next statement (which then
-    /// must be sent); empty otherwise.
-    fn begin_prefix(&mut self) -> &'static str {
-        if std::mem::replace(&mut self.begun, true) { "" } else { C::BEGIN_SCRIPT }
     }
 
     /// Sends `BEGIN` alone, for the statements that cannot carry it.
@@ -109,6 +99,15 @@ where
         }
         self.open = false;
         Ok(())
+    }
+}
+
+impl GroupTx<SqliteConnection> {
+    /// `BEGIN IMMEDIATE;` if the transaction has not begun, to lead the next statement of a
+    /// script (which then must be sent); empty otherwise. (PostgreSQL prepares one statement at
+    /// a time: its `BEGIN` goes alone.)
+    fn begin_prefix(&mut self) -> &'static str {
+        if std::mem::replace(&mut self.begun, true) { "" } else { "BEGIN IMMEDIATE;\n" }
     }
 }
 
