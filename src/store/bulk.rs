@@ -118,12 +118,7 @@ where
     tokio::task::spawn_blocking(move || {
         let conn = open_sqlite_reader(&path)?;
         let mut stmt = conn.prepare(sql)?;
-        let mut rows = stmt.query([&ledger_id])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(map(r)?);
-        }
-        Ok(out)
+        stmt.query_and_then([&ledger_id], map)?.collect()
     })
     .await
     .map_err(panicked)?

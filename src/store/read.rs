@@ -208,13 +208,9 @@ impl Db {
                 let loan_id = loan_id.to_string();
                 readers
                     .read(move |conn| {
-                        let mut stmt = conn.prepare_cached(sql)?;
-                        let mut rows = stmt.query([&loan_id])?;
-                        let mut out = Vec::new();
-                        while let Some(r) = rows.next()? {
-                            out.push(owned_journal_row(r)?);
-                        }
-                        Ok(out)
+                        conn.prepare_cached(sql)?
+                            .query_and_then([&loan_id], owned_journal_row)?
+                            .collect()
                     })
                     .await?
             }
