@@ -307,7 +307,7 @@ impl Db {
             spawn_checkpointer(pool.clone(), restart_wanted.clone());
             let write = WriteConn::new(opts, Some(write));
             let readers = readers::SqliteReaders::new(
-                pool.connect_options().get_filename().to_path_buf(),
+                pool.connect_options().get_filename(),
                 format!("{BUSY_TIMEOUT_PRAGMA}; pragma cache_size = {READ_CACHE_KIB}"),
                 READ_CONNECTIONS_MAX as usize,
             );

@@ -10,14 +10,14 @@
 //! Only for a database file: an in-memory database exists once per connection, so its reads
 //! stay on sqlx's pool (`None` from [`SqliteReaders::new`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use super::StoreError;
-use super::scan::panicked;
+use super::scan::{database_file, open_read_only, panicked};
 
 /// Read connections kept open, each with its statement cache and page cache.
 pub struct SqliteReaders {
@@ -31,26 +31,14 @@ pub struct SqliteReaders {
 
 impl SqliteReaders {
     /// Readers of the database file `path`; `None` for an in-memory database.
-    pub fn new(path: PathBuf, setup: String, max: usize) -> Option<Arc<Self>> {
-        let name = path.to_string_lossy();
-        if name.is_empty() || name.starts_with("file:") || name == ":memory:" {
-            return None;
-        }
+    pub fn new(path: &Path, setup: String, max: usize) -> Option<Arc<Self>> {
+        let path = database_file(path)?;
         Some(Arc::new(SqliteReaders {
             path,
             setup,
             idle: Mutex::new(Vec::with_capacity(max)),
             turns: Semaphore::new(max),
         }))
-    }
-
-    fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.execute_batch(&self.setup)?;
-        Ok(conn)
     }
 
     /// Runs `read` on a kept connection (opened if none is idle) on the blocking pool. A
@@ -70,7 +58,7 @@ impl SqliteReaders {
             let kept = this.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match kept {
                 Some(c) => c,
-                None => this.open()?,
+                None => open_read_only(&this.path, &this.setup)?,
             };
             let result = read(&conn);
             if result.is_ok() {

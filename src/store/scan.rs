@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use sqlx::{PgPool, SqlitePool};
 
 use super::rows::{JournalRow, journal_columns};
-use super::{BUSY_TIMEOUT, Db, StoreError};
+use super::{BUSY_TIMEOUT_PRAGMA, Db, StoreError};
 use crate::domain::money::Fen;
 use crate::ledger::posting::Posting;
 
@@ -116,31 +116,42 @@ impl Db {
 /// The file of a SQLite database, for a connection of verify's own ([`open_sqlite_reader`]).
 /// `sqlite::memory:` and `mode=memory` name none.
 pub(super) fn sqlite_file(pool: &SqlitePool) -> Result<PathBuf, StoreError> {
-    let path = pool.connect_options().get_filename().to_path_buf();
-    let name = path.to_string_lossy();
-    if name.is_empty() || name.starts_with("file:") || name == ":memory:" {
-        return Err(StoreError::Database(sqlx::Error::Configuration(
+    database_file(pool.connect_options().get_filename()).ok_or_else(|| {
+        StoreError::Database(sqlx::Error::Configuration(
             "verify reads the database file; an in-memory SQLite database cannot be verified"
                 .into(),
-        )));
-    }
-    Ok(path)
+        ))
+    })
 }
 
-/// A read-only rusqlite connection to a SQLite database file, reading it through a memory map
-/// rather than a copy per page: verify reads each page once (a third less system time,
-/// measured, BENCHMARKS.md change 20). The bundled SQLite's cap on the map is raised in
-/// .cargo/config.toml. A failing disk then ends the process (SIGBUS) instead of failing the
-/// read; it would fail every other read as well.
-pub(super) fn open_sqlite_reader(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+/// The database file at `path`, or `None` for an in-memory database (which exists once per
+/// connection, so a connection of our own would see another, empty one).
+pub(super) fn database_file(path: &Path) -> Option<PathBuf> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name.starts_with("file:") || name == ":memory:" {
+        return None;
+    }
+    Some(path.to_path_buf())
+}
+
+/// A read-only rusqlite connection to a SQLite database file, with `setup` run on it (pragmas).
+pub(super) fn open_read_only(path: &Path, setup: &str) -> Result<rusqlite::Connection, StoreError> {
     use rusqlite::{Connection, OpenFlags};
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch("pragma mmap_size = 1099511627776")?;
+    conn.execute_batch(setup)?;
     Ok(conn)
+}
+
+/// A read-only rusqlite connection for verify, reading the file through a memory map rather
+/// than a copy per page: verify reads each page once (a third less system time, measured,
+/// BENCHMARKS.md change 20). The bundled SQLite's cap on the map is raised in
+/// .cargo/config.toml. A failing disk then ends the process (SIGBUS) instead of failing the
+/// read; it would fail every other read as well.
+pub(super) fn open_sqlite_reader(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    open_read_only(path, &format!("{BUSY_TIMEOUT_PRAGMA}; pragma mmap_size = 1099511627776"))
 }
 
 pub(super) fn panicked(e: tokio::task::JoinError) -> StoreError {
