@@ -320,12 +320,12 @@ mod loan_wire {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// One event of each loan kind as the writer stores it (the first four taken from a bench
-    /// database).
-    const LOAN_EVENTS: [(&str, &str); 7] = [
+    /// database), in an order a loan can take.
+    pub(crate) const LOAN_EVENTS: [(&str, &str); 7] = [
         (
             "loan.created",
             r#"{"type":"created","terms":{"loan_id":"BB-0000000","ledger_id":"BENCH","bank_id":"BB","contract_number":"0000000","household_id":"H0000000","borrower_name":"bench","borrower_id_number":"450121198001010006","borrower_birth_date":"1980-01-01","principal_fen":5000000,"annual_rate":"0.0385","contract_date":"2021-01-25","term_months":12,"maturity_date":"2022-01-25","repayment_method":"bullet","settlement_frequency":"quarterly","purpose":"bench","collateral_free":true,"guarantee_free":true,"renews_loan_id":null,"overdue_uplift":"0.5","misuse_uplift":"1","grace_days":0,"rounding":"half_up","extension_months_max":12}}"#,
