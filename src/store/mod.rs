@@ -10,6 +10,7 @@
 //! in `read` is for the read path.
 
 pub mod bulk;
+mod pgcopy;
 pub mod read;
 pub mod readers;
 pub mod rows;

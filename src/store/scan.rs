@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::{PgPool, SqlitePool};
 
-use super::rows::{JournalRow, journal_columns};
+use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out};
 use super::{BUSY_TIMEOUT_PRAGMA, Db, StoreError};
 use crate::domain::money::Fen;
 use crate::ledger::posting::Posting;
@@ -66,15 +66,8 @@ pub trait JournalVisitor: Send + 'static {
     }
 }
 
-const TXN_SQL: &str = concat!(
-    "select ",
-    journal_columns!(),
-    " from journal_txn where ledger_id = $1 and seq >= $2 order by seq limit $3"
-);
-/// Posting rows from `$2`; PostgreSQL bounds them by the page's last `seq` (`$3`), SQLite reads
-/// them lazily alongside the page and stops where the page does.
-const POSTING_SQL_PG: &str = "select seq, account, amount_fen from posting \
-                              where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq, idx";
+/// Posting rows from `$2`, read lazily alongside a page of transactions (SQLite); the scan
+/// stops reading them where the page does.
 const POSTING_SQL_SQLITE: &str = "select seq, account, amount_fen from posting \
                                   where ledger_id = $1 and seq >= $2 order by seq, idx";
 
@@ -170,21 +163,26 @@ async fn scan_postgres<V: JournalVisitor>(
     page_txns: i64,
     mut visitor: V,
 ) -> Result<V, StoreError> {
-    type Page = Result<(Vec<JournalRow>, Vec<PostingRow>), StoreError>;
+    /// A page: the binary copies of its transactions and of their posting rows.
+    type Copies = (Vec<u8>, Vec<u8>);
+    type Page = Result<Copies, StoreError>;
     let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Page>(2);
     let checker = tokio::task::spawn_blocking(move || -> Result<V, StoreError> {
         while let Some(page) = pages.blocking_recv() {
             let (txns, postings) = page?;
-            let last_page = (txns.len() as i64) < page_txns;
-            let mut merge = PostingMerge::new(postings.into_iter().map(Ok));
-            for t in &txns {
+            let mut rows = CopyReader::new(&txns)?;
+            let mut merge = PostingMerge::new(posting_rows(&postings)?);
+            let mut count = 0i64;
+            while rows.row(TXN_COPY_FIELDS)? {
                 if visitor.stopped() {
                     return Ok(visitor);
                 }
-                let postings = merge.take(t.seq, &mut visitor)?;
-                visitor.txn(t.to_txn_ref(), postings);
+                let txn = copied_txn(&mut rows)?;
+                let postings = merge.take(txn.seq, &mut visitor)?;
+                visitor.txn(txn, postings);
+                count += 1;
             }
-            if last_page {
+            if count < page_txns {
                 merge.finish(&mut visitor)?;
             }
         }
@@ -193,38 +191,33 @@ async fn scan_postgres<V: JournalVisitor>(
     });
     let mut next = 1i64;
     loop {
-        let page: Page = async {
+        let page: Result<(Copies, Option<i64>), StoreError> = async {
             let mut tx = pool.begin().await?;
             sqlx::query("set transaction isolation level repeatable read, read only")
                 .execute(&mut *tx)
                 .await?;
-            let txns: Vec<JournalRow> = sqlx::query_as(TXN_SQL)
+            sqlx::query("select set_config($1, $2, true)")
+                .bind(LEDGER_SETTING)
                 .bind(ledger_id)
-                .bind(next)
-                .bind(page_txns)
-                .fetch_all(&mut *tx)
+                .execute(&mut *tx)
                 .await?;
+            let txns = copy_out(&mut tx, &txn_copy_sql(next, page_txns)).await?;
+            let (count, last) = page_extent(&txns)?;
             // The last page takes every posting row after it, so that orphans past the last
             // transaction are seen too.
-            let upto = match txns.last() {
-                Some(t) if next_page(page_txns, txns.len() as i64, t.seq).is_some() => t.seq,
+            let following = last.and_then(|last| next_page(page_txns, count, last));
+            let upto = match (following, last) {
+                (Some(_), Some(last)) => last,
                 _ => i64::MAX,
             };
-            let postings: Vec<PostingRow> = sqlx::query_as(POSTING_SQL_PG)
-                .bind(ledger_id)
-                .bind(next)
-                .bind(upto)
-                .fetch_all(&mut *tx)
-                .await?;
+            let postings = copy_out(&mut tx, &posting_copy_sql(next, upto)).await?;
             tx.rollback().await?;
-            Ok((txns, postings))
+            Ok(((txns, postings), following))
         }
         .await;
-        let following = match &page {
-            Ok((txns, _)) => {
-                txns.last().and_then(|t| next_page(page_txns, txns.len() as i64, t.seq))
-            }
-            Err(_) => None,
+        let (page, following) = match page {
+            Ok((copies, following)) => (Ok(copies), following),
+            Err(e) => (Err(e), None),
         };
         // The checker is gone only if it stopped (or failed): its result says which.
         if pages_tx.send(page).await.is_err() {
@@ -239,24 +232,79 @@ async fn scan_postgres<V: JournalVisitor>(
     checker.await.map_err(panicked)?
 }
 
+/// The fields of [`txn_copy_sql`]'s rows.
+const TXN_COPY_FIELDS: usize = 9;
+
+/// A page of transactions from `from` as a binary copy (the ledger from [`LEDGER_SETTING`]).
+fn txn_copy_sql(from: i64, page_txns: i64) -> String {
+    format!(
+        "copy (select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
+         prev_hash, hash from journal_txn \
+         where ledger_id = current_setting('{LEDGER_SETTING}') and seq >= {from} \
+         order by seq limit {page_txns}) to stdout (format binary)"
+    )
+}
+
+/// The posting rows of `from..=upto` as a binary copy.
+fn posting_copy_sql(from: i64, upto: i64) -> String {
+    format!(
+        "copy (select seq, account, amount_fen from posting \
+         where ledger_id = current_setting('{LEDGER_SETTING}') and seq >= {from} \
+         and seq <= {upto} order by seq, idx) to stdout (format binary)"
+    )
+}
+
+/// The next transaction of a copy, its text lent from the copy.
+fn copied_txn<'a>(r: &mut CopyReader<'a>) -> Result<TxnRef<'a>, StoreError> {
+    Ok(TxnRef {
+        seq: r.int8()?,
+        kind: r.text()?,
+        value_date: r.text()?,
+        recorded_at_us: r.int8()?,
+        actor: r.text()?,
+        request_id: r.text()?,
+        command_json: r.text()?,
+        prev_hash: r.text()?,
+        hash: r.text()?,
+    })
+}
+
+/// How many transactions a page's copy holds, and the last one's `seq`.
+fn page_extent(txns: &[u8]) -> Result<(i64, Option<i64>), StoreError> {
+    let mut rows = CopyReader::new(txns)?;
+    let (mut count, mut last) = (0i64, None);
+    while rows.row(TXN_COPY_FIELDS)? {
+        last = Some(copied_txn(&mut rows)?.seq);
+        count += 1;
+    }
+    Ok((count, last))
+}
+
+/// The posting rows of a copy, in its order.
+fn posting_rows(
+    data: &[u8],
+) -> Result<impl Iterator<Item = Result<PostingRow, StoreError>> + '_, StoreError> {
+    let mut rows = CopyReader::new(data)?;
+    let mut done = false;
+    Ok(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let row = match rows.row(3) {
+            Ok(true) => (|| Ok((rows.int8()?, rows.text()?.to_string(), rows.int8()?)))(),
+            Ok(false) => {
+                done = true;
+                return None;
+            }
+            Err(e) => Err(e),
+        };
+        done = row.is_err();
+        Some(row)
+    }))
+}
+
 /// `(seq, account, amount_fen)`, in `(seq, idx)` order.
 type PostingRow = (i64, String, i64);
-
-impl JournalRow {
-    fn to_txn_ref(&self) -> TxnRef<'_> {
-        TxnRef {
-            seq: self.seq,
-            kind: &self.kind,
-            value_date: &self.value_date,
-            recorded_at_us: self.recorded_at_us,
-            actor: &self.actor,
-            request_id: &self.request_id,
-            command_json: &self.command_json,
-            prev_hash: &self.prev_hash,
-            hash: &self.hash,
-        }
-    }
-}
 
 fn scan_sqlite<V: JournalVisitor>(
     path: PathBuf,

@@ -1,0 +1,188 @@
+//! PostgreSQL's binary `COPY ... TO STDOUT (FORMAT binary)` output, read in place: verify's
+//! journal scan on PostgreSQL ([`super::scan`]).
+//!
+//! Through sqlx's rows every value of every row is decoded into a value of its own (a `String`
+//! per text column, found by its column name); the journal's pages were most of a PostgreSQL
+//! verify's client time. The binary copy format is a header, then per row a field count and per
+//! field a length and the value's bytes (`bigint` as 8 bytes big-endian, `text` as its UTF-8
+//! bytes, no escaping), then a trailer (a field count of -1). The rows are read from one buffer
+//! and their text lent, as rusqlite's cursor lends it on SQLite.
+//!
+//! `COPY` takes no bind parameters: the statement's only text value (the ledger id) is read by
+//! the query from a setting of the transaction ([`LEDGER_SETTING`], set through a bound
+//! parameter), and the numbers are formatted into it.
+//!
+//! Reference: <https://www.postgresql.org/docs/15/sql-copy.html>, "Binary Format".
+
+use super::StoreError;
+
+/// The transaction-local setting the copy statements read the ledger id from.
+pub(super) const LEDGER_SETTING: &str = "loanledger.scan_ledger";
+
+/// The signature at the start of every binary copy.
+const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+/// A cursor over one binary copy's bytes.
+pub(super) struct CopyReader<'a> {
+    rest: &'a [u8],
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("binary copy from PostgreSQL: {what}"))
+}
+
+impl<'a> CopyReader<'a> {
+    /// The rows after the header of `data`.
+    pub(super) fn new(data: &'a [u8]) -> Result<Self, StoreError> {
+        let mut r = CopyReader { rest: data };
+        if r.take(SIGNATURE.len())? != SIGNATURE {
+            return Err(corrupt("no signature"));
+        }
+        let _flags = r.int4()?;
+        let extension = usize::try_from(r.int4()?).map_err(|_| corrupt("header extension"))?;
+        r.take(extension)?;
+        Ok(r)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.rest.len() < n {
+            return Err(corrupt("cut short"));
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn int2(&mut self) -> Result<i16, StoreError> {
+        let b = self.take(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn int4(&mut self) -> Result<i32, StoreError> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Starts the next row, which must have `fields` fields; `false` at the trailer, after which
+    /// nothing may follow.
+    pub(super) fn row(&mut self, fields: usize) -> Result<bool, StoreError> {
+        match self.int2()? {
+            -1 if self.rest.is_empty() => Ok(false),
+            -1 => Err(corrupt("data after the trailer")),
+            n if usize::try_from(n).ok() == Some(fields) => Ok(true),
+            n => Err(corrupt(&format!("a row of {n} fields, expected {fields}"))),
+        }
+    }
+
+    /// The next field's bytes (the columns read are all `not null`).
+    fn field(&mut self) -> Result<&'a [u8], StoreError> {
+        let len = usize::try_from(self.int4()?).map_err(|_| corrupt("a null value"))?;
+        self.take(len)
+    }
+
+    /// The next field, a `bigint`.
+    pub(super) fn int8(&mut self) -> Result<i64, StoreError> {
+        let b: [u8; 8] = self.field()?.try_into().map_err(|_| corrupt("a bigint not 8 bytes"))?;
+        Ok(i64::from_be_bytes(b))
+    }
+
+    /// The next field, a `text`, lent from the buffer.
+    pub(super) fn text(&mut self) -> Result<&'a str, StoreError> {
+        std::str::from_utf8(self.field()?).map_err(|_| corrupt("text not UTF-8"))
+    }
+}
+
+/// Runs `statement` (a `COPY ... TO STDOUT (FORMAT binary)`) and gathers its output.
+pub(super) async fn copy_out(
+    conn: &mut sqlx::PgConnection,
+    statement: &str,
+) -> Result<Vec<u8>, StoreError> {
+    use tokio_stream::StreamExt;
+    let mut chunks = conn.copy_out_raw(statement).await?;
+    let mut data = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        data.extend_from_slice(&chunk?);
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A binary copy of `rows`, each a list of fields (`None`: null), as PostgreSQL writes it.
+    fn copy(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
+        let mut out = SIGNATURE.to_vec();
+        out.extend(0i32.to_be_bytes());
+        out.extend(4i32.to_be_bytes());
+        out.extend(b"ext!");
+        for row in rows {
+            out.extend((row.len() as i16).to_be_bytes());
+            for field in row {
+                match field {
+                    Some(b) => {
+                        out.extend((b.len() as i32).to_be_bytes());
+                        out.extend(*b);
+                    }
+                    None => out.extend((-1i32).to_be_bytes()),
+                }
+            }
+        }
+        out.extend((-1i16).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn rows_read_in_place() {
+        let seq = 42i64.to_be_bytes();
+        let big = (-7_000_000_000i64).to_be_bytes();
+        let data = copy(&[
+            vec![Some(&seq[..]), Some("loan.repaid".as_bytes()), Some(&big[..])],
+            vec![Some(&big[..]), Some("".as_bytes()), Some(&seq[..])],
+        ]);
+        let mut r = CopyReader::new(&data).unwrap();
+        assert!(r.row(3).unwrap());
+        assert_eq!(
+            (r.int8().unwrap(), r.text().unwrap(), r.int8().unwrap()),
+            (42, "loan.repaid", -7_000_000_000)
+        );
+        assert!(r.row(3).unwrap());
+        assert_eq!(
+            (r.int8().unwrap(), r.text().unwrap(), r.int8().unwrap()),
+            (-7_000_000_000, "", 42)
+        );
+        assert!(!r.row(3).unwrap());
+    }
+
+    #[test]
+    fn anything_else_is_corrupt() {
+        let seq = 1i64.to_be_bytes();
+        let good = copy(&[vec![Some(&seq[..])]]);
+        let read_all = |data: &[u8], fields: usize| -> Result<Vec<i64>, StoreError> {
+            let mut r = CopyReader::new(data)?;
+            let mut seqs = Vec::new();
+            while r.row(fields)? {
+                seqs.push(r.int8()?);
+            }
+            Ok(seqs)
+        };
+        assert_eq!(read_all(&good, 1).unwrap(), [1]);
+        let mut after_trailer = good.clone();
+        after_trailer.push(0);
+        for (data, fields) in [
+            (&b"PGCOPY\n\xff\r\n\x01"[..], 1),           // a wrong signature
+            (&good[..good.len() - 1], 1),                // the trailer cut short
+            (&good[..good.len() - 4], 1),                // a value cut short
+            (&after_trailer[..], 1),                     // bytes after the trailer
+            (&good[..], 2),                              // another number of fields
+            (&copy(&[vec![None]])[..], 1),               // a null
+            (&copy(&[vec![Some(&b"1234"[..])]])[..], 1), // a bigint of 4 bytes
+        ] {
+            assert!(matches!(read_all(data, fields), Err(StoreError::Corrupt(_))), "{data:?}");
+        }
+        let not_utf8 = copy(&[vec![Some(&b"\xff\xfe"[..])]]);
+        let mut r = CopyReader::new(&not_utf8).unwrap();
+        assert!(r.row(1).unwrap());
+        assert!(matches!(r.text(), Err(StoreError::Corrupt(_))), "text not UTF-8");
+    }
+}
