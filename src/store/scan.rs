@@ -17,8 +17,10 @@
 //!   each value in place. sqlx's SQLite driver copies every value of every row and passes each
 //!   row from its thread to the caller's; on a journal of millions of entries that was most of
 //!   verify's time (BENCHMARKS.md, change 18). The file is read through a memory map.
-//! - **PostgreSQL**: each page in a `REPEATABLE READ` read-only transaction through sqlx, read
-//!   while the visitor's thread checks the previous page.
+//! - **PostgreSQL**: each page in a `REPEATABLE READ` read-only transaction, read while the
+//!   visitor's thread checks the previous page, as binary `COPY` output whose text is lent in
+//!   place ([`super::pgcopy`]): through sqlx's rows every value became a `String` of its own,
+//!   found by its column name.
 //!
 //! The visitor sees the same things in the same order on both backends, and can stop the scan
 //! ([`JournalVisitor::stopped`]).
