@@ -222,7 +222,7 @@ mod loan_wire {
                 },
             ),
             "settled" => serde_json::from_str(json).map(
-                |Settled { _tag, loan_id, value_date, settlements }| LoanEvent::Settled {
+                |Dated { _tag, loan_id, value_date, settlements }| LoanEvent::Settled {
                     loan_id,
                     value_date,
                     settlements,
@@ -233,13 +233,13 @@ mod loan_wire {
                     LoanEvent::Repaid { loan_id, value_date, amount_fen, settlements, repayment }
                 },
             ),
-            "misuse_marked" => {
-                serde_json::from_str(json).map(
-                    |MisuseMarked { _tag, loan_id, value_date, settlements }| {
-                        LoanEvent::MisuseMarked { loan_id, value_date, settlements }
-                    },
-                )
-            }
+            "misuse_marked" => serde_json::from_str(json).map(
+                |Dated { _tag, loan_id, value_date, settlements }| LoanEvent::MisuseMarked {
+                    loan_id,
+                    value_date,
+                    settlements,
+                },
+            ),
             "extended" => serde_json::from_str(json).map(
                 |Extended { _tag, loan_id, value_date, new_maturity, settlements }| {
                     LoanEvent::Extended { loan_id, value_date, new_maturity, settlements }
@@ -254,9 +254,10 @@ mod loan_wire {
         })
     }
 
-    // One struct per variant, its fields those of the variant (the conversions above name every
-    // field, so a field added to or removed from a variant fails to compile here), plus the tag:
-    // required, and refused when repeated, as the derived decoder does.
+    // One struct per variant (two variants with the same fields share one), its fields those of
+    // the variant (the conversions above name every field, so a field added to or removed from a
+    // variant fails to compile here), plus the tag: required, and refused when repeated, as the
+    // derived decoder does.
     #[derive(Deserialize)]
     struct Created {
         #[serde(rename = "type")]
@@ -272,8 +273,9 @@ mod loan_wire {
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
     }
+    /// `Settled` and `MisuseMarked`: the same fields.
     #[derive(Deserialize)]
-    struct Settled {
+    struct Dated {
         #[serde(rename = "type")]
         _tag: IgnoredAny,
         loan_id: String,
@@ -289,14 +291,6 @@ mod loan_wire {
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
         repayment: Repayment,
-    }
-    #[derive(Deserialize)]
-    struct MisuseMarked {
-        #[serde(rename = "type")]
-        _tag: IgnoredAny,
-        loan_id: String,
-        value_date: BusinessDate,
-        settlements: Vec<SettlementPoint>,
     }
     #[derive(Deserialize)]
     struct Extended {

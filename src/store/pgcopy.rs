@@ -80,6 +80,14 @@ impl<'a> CopyReader<'a> {
         self.take(len)
     }
 
+    /// Passes over the next `n` fields unread.
+    pub(super) fn skip(&mut self, n: usize) -> Result<(), StoreError> {
+        for _ in 0..n {
+            self.field()?;
+        }
+        Ok(())
+    }
+
     /// The next field, a `bigint`.
     pub(super) fn int8(&mut self) -> Result<i64, StoreError> {
         let b: [u8; 8] = self.field()?.try_into().map_err(|_| corrupt("a bigint not 8 bytes"))?;
@@ -151,6 +159,15 @@ mod tests {
             (r.int8().unwrap(), r.text().unwrap(), r.int8().unwrap()),
             (-7_000_000_000, "", 42)
         );
+        assert!(!r.row(3).unwrap());
+        // Fields passed over unread.
+        let mut r = CopyReader::new(&data).unwrap();
+        assert!(r.row(3).unwrap());
+        r.skip(3).unwrap();
+        assert!(r.row(3).unwrap());
+        r.skip(1).unwrap();
+        assert_eq!(r.text().unwrap(), "");
+        r.skip(1).unwrap();
         assert!(!r.row(3).unwrap());
     }
 

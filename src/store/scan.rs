@@ -276,7 +276,8 @@ fn page_extent(txns: &[u8]) -> Result<(i64, Option<i64>), StoreError> {
     let mut rows = CopyReader::new(txns)?;
     let (mut count, mut last) = (0i64, None);
     while rows.row(TXN_COPY_FIELDS)? {
-        last = Some(copied_txn(&mut rows)?.seq);
+        last = Some(rows.int8()?);
+        rows.skip(TXN_COPY_FIELDS - 1)?;
         count += 1;
     }
     Ok((count, last))
