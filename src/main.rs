@@ -79,6 +79,10 @@ enum Cmd {
         /// Concurrent loan-history readers during the write load.
         #[arg(long, default_value_t = 8)]
         history_clients: usize,
+        /// Keep the service's database after the run and print its URL (to run `verify` or a
+        /// profiler on it); by default it is deleted (SQLite) or dropped (PostgreSQL).
+        #[arg(long)]
+        keep_database: bool,
     },
     /// Manage API tokens.
     Token {
@@ -159,9 +163,13 @@ async fn main() -> anyhow::Result<()> {
             batches,
             loans,
             history_clients,
+            keep_database,
         } => {
             let cfg = if quick {
-                loanledger::bench::load::BenchConfig::quick(target)
+                loanledger::bench::load::BenchConfig {
+                    keep_database,
+                    ..loanledger::bench::load::BenchConfig::quick(target)
+                }
             } else {
                 loanledger::bench::load::BenchConfig {
                     target,
@@ -172,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
                     settle_loans: loans,
                     history_clients,
                     ceiling_txns: 20,
+                    keep_database,
                 }
             };
             loanledger::bench::load::run(&cfg).await?;

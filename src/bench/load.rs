@@ -36,6 +36,9 @@ pub struct BenchConfig {
     pub settle_loans: usize,
     pub history_clients: usize,
     pub ceiling_txns: usize,
+    /// Leave the service's database in place after the run (its URL is printed), to run the
+    /// `verify` command or a profiler on it.
+    pub keep_database: bool,
 }
 
 impl BenchConfig {
@@ -50,6 +53,7 @@ impl BenchConfig {
             settle_loans: 300,
             history_clients: 2,
             ceiling_txns: 5,
+            keep_database: false,
         }
     }
 }
@@ -59,15 +63,20 @@ pub struct Scratch {
     pub url: String,
     admin: Option<String>,
     name: String,
-    _dir: Option<tempfile_dir::TempDir>,
+    dir: Option<tempfile_dir::TempDir>,
 }
 
 mod tempfile_dir {
-    /// A directory removed on drop (the bench must not depend on dev-dependencies).
-    pub struct TempDir(pub std::path::PathBuf);
+    /// A directory removed on drop unless kept (the bench must not depend on dev-dependencies).
+    pub struct TempDir {
+        pub path: std::path::PathBuf,
+        pub keep: bool,
+    }
     impl Drop for TempDir {
         fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            if !self.keep {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
         }
     }
 }
@@ -79,7 +88,8 @@ impl Scratch {
             let dir = std::env::temp_dir().join(&name);
             std::fs::create_dir_all(&dir).context("Failed to create the bench directory")?;
             let url = format!("sqlite://{}/bench.db", dir.display());
-            Ok(Scratch { url, admin: None, name, _dir: Some(tempfile_dir::TempDir(dir)) })
+            let dir = tempfile_dir::TempDir { path: dir, keep: false };
+            Ok(Scratch { url, admin: None, name, dir: Some(dir) })
         } else {
             let admin = Db::connect(target).await.context("Failed to connect to PostgreSQL")?;
             admin.execute_raw(&format!("drop database if exists {name}")).await?;
@@ -90,9 +100,17 @@ impl Scratch {
                 url: format!("{base}/{name}"),
                 admin: Some(target.to_string()),
                 name,
-                _dir: None,
+                dir: None,
             })
         }
+    }
+
+    /// Leaves the database in place and gives its URL.
+    pub fn keep(mut self) -> String {
+        if let Some(dir) = self.dir.as_mut() {
+            dir.keep = true;
+        }
+        self.url.clone()
     }
 
     pub async fn drop_db(self) {
@@ -486,7 +504,14 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     drop(writer);
     let _ = stop.send(());
     server.await??;
-    scratch.drop_db().await;
+    if cfg.keep_database {
+        let url = scratch.keep();
+        println!(
+            "service database kept: {url} (loanledger verify --database-url {url} --ledger BENCH)"
+        );
+    } else {
+        scratch.drop_db().await;
+    }
 
     // Ceilings, each in a fresh database of the same backend.
     let template = loans_template();
