@@ -106,11 +106,11 @@ impl Scratch {
     }
 
     /// Leaves the database in place and gives its URL.
-    pub fn keep(mut self) -> String {
-        if let Some(dir) = self.dir.as_mut() {
+    pub fn keep(self) -> String {
+        if let Some(mut dir) = self.dir {
             dir.keep = true;
         }
-        self.url.clone()
+        self.url
     }
 
     pub async fn drop_db(self) {

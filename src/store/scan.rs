@@ -208,10 +208,7 @@ async fn scan_postgres<V: JournalVisitor>(
             // The last page takes every posting row after it, so that orphans past the last
             // transaction are seen too.
             let following = last.and_then(|last| next_page(page_txns, count, last));
-            let upto = match (following, last) {
-                (Some(_), Some(last)) => last,
-                _ => i64::MAX,
-            };
+            let upto = following.and(last).unwrap_or(i64::MAX);
             let postings = copy_out(&mut tx, &posting_copy_sql(next, upto)).await?;
             tx.rollback().await?;
             Ok(((txns, postings), following))
