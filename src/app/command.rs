@@ -109,6 +109,20 @@ impl Command {
             Command::WriteOffLoan { .. } => "write_off_loan",
         }
     }
+
+    /// The existing loan a servicing command changes; `None` for the registry commands and
+    /// for a new loan's contract.
+    pub fn loan_id(&self) -> Option<&str> {
+        match self {
+            Command::Disburse { loan_id, .. }
+            | Command::RecordRepayment { loan_id, .. }
+            | Command::SettleLoan { loan_id, .. }
+            | Command::MarkMisuse { loan_id, .. }
+            | Command::ExtendLoan { loan_id, .. }
+            | Command::WriteOffLoan { loan_id, .. } => Some(loan_id),
+            _ => None,
+        }
+    }
 }
 
 impl Outcome {

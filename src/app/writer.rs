@@ -15,7 +15,7 @@
 //! group rather than fork the chain.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -229,6 +229,18 @@ struct Group {
     recorded_at_us: i64,
 }
 
+impl Group {
+    /// Moves (not copies) the changed loans into what is written; after the commit every loan
+    /// the group holds goes back to the writer's cache.
+    fn stage_loans(&mut self) {
+        for id in std::mem::take(&mut self.changed) {
+            if let Some(loan) = self.loans.remove(&id) {
+                self.staged.loans.insert(id, loan);
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Answer {
     Stored(String),
@@ -270,6 +282,45 @@ enum Effect {
     Unchanged(Box<LoanState>),
 }
 
+/// A group planned in its transaction, its rows staged, not yet committed.
+struct Prepared {
+    tx: WriteTx,
+    g: Group,
+    results: Vec<Result<Outcome, AppError>>,
+}
+
+/// A group from a first submission and whatever else waits, up to [`GROUP_COMMANDS_MAX`]
+/// commands (a part is never split): its commands, their answer channels, and the submission
+/// that did not fit.
+fn form_group(
+    first: Submission,
+    rx: &mut mpsc::Receiver<Submission>,
+) -> (Vec<Envelope>, Vec<Reply>, Option<Submission>) {
+    let mut commands = first.jobs.len();
+    let mut parts = vec![first];
+    let mut carried = None;
+    while commands < GROUP_COMMANDS_MAX {
+        match rx.try_recv() {
+            Ok(s) if commands + s.jobs.len() > GROUP_COMMANDS_MAX => {
+                carried = Some(s);
+                break;
+            }
+            Ok(s) => {
+                commands += s.jobs.len();
+                parts.push(s);
+            }
+            Err(_) => break,
+        }
+    }
+    let mut group = Vec::with_capacity(commands);
+    let mut replies = Vec::with_capacity(parts.len());
+    for part in parts {
+        replies.push((part.jobs.len(), part.reply, part._permit));
+        group.extend(part.jobs);
+    }
+    (group, replies, carried)
+}
+
 struct Planned {
     ledger_id: String,
     event: JournalEvent,
@@ -277,70 +328,402 @@ struct Planned {
     effect: Effect,
 }
 
+/// Answer channels of a group's parts: how many commands each has, where its answers go, and
+/// its share of the queue's permits.
+type Reply = (usize, oneshot::Sender<Answers>, OwnedSemaphorePermit);
+
+/// A group whose rows are being written and committed by a task of its own while the writer
+/// plans the next group (see [`Writer::pipeline`]). Nobody has been answered yet.
+struct InFlight {
+    commit: JoinHandle<Result<(), crate::store::StoreError>>,
+    /// What it writes: its changed loans are where the next group's commands start from.
+    staged: Arc<Staged>,
+    group: Vec<Envelope>,
+    results: Vec<Result<Outcome, AppError>>,
+    replies: Vec<Reply>,
+    /// Its (scope, request id) keys: a command of the next group under one of them waits for
+    /// the commit and is then answered from the database.
+    keys: HashSet<(String, String)>,
+}
+
+/// A group planned while the group before it commits.
+#[derive(Default)]
+struct Speculation {
+    g: Group,
+    group: Vec<Envelope>,
+    results: Vec<Result<Outcome, AppError>>,
+    replies: Vec<Reply>,
+    /// Planning it needed the database after all (a read failed): its commands run again once
+    /// the group in flight is done, as an ordinary group.
+    abandoned: bool,
+}
+
+/// The group in flight finished committing (or its task failed).
+type Committed = Result<Result<(), crate::store::StoreError>, tokio::task::JoinError>;
+
+/// What the writer waits for while a group commits.
+enum Next {
+    Committed(Committed),
+    Submitted(Option<Submission>),
+}
+
+fn answer(replies: Vec<Reply>, results: Vec<Result<Outcome, AppError>>) {
+    let mut results = results.into_iter();
+    for (count, reply, permit) in replies {
+        // The caller may have gone away (cancelled request); the write stands.
+        let _ = reply.send(results.by_ref().take(count).collect());
+        drop(permit);
+    }
+}
+
 impl Writer {
+    /// The writer's loop: forms a group from what waits, plans it and hands its commit to a
+    /// task; while that commits, plans the next group from what arrives (see
+    /// [`Writer::pipeline`]).
     async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
         tracing::info!("writer started");
         let mut carried: Option<Submission> = None;
+        let mut inflight: Option<InFlight> = None;
         loop {
             let first = match carried.take() {
                 Some(s) => s,
-                None => match rx.recv().await {
-                    Some(s) => s,
-                    None => break,
-                },
+                None => {
+                    let next = match inflight.as_mut() {
+                        None => Next::Submitted(rx.recv().await),
+                        Some(f) => tokio::select! {
+                            biased;
+                            done = &mut f.commit => Next::Committed(done),
+                            s = rx.recv() => Next::Submitted(s),
+                        },
+                    };
+                    match next {
+                        Next::Committed(done) => {
+                            if let Some(f) = inflight.take() {
+                                self.finish(f, done).await;
+                            }
+                            continue;
+                        }
+                        Next::Submitted(Some(s)) => s,
+                        Next::Submitted(None) => break,
+                    }
+                }
             };
-            let mut commands = first.jobs.len();
-            let mut parts = vec![first];
-            while commands < GROUP_COMMANDS_MAX {
-                match rx.try_recv() {
-                    Ok(s) if commands + s.jobs.len() > GROUP_COMMANDS_MAX => {
+            if let Some(f) = inflight.take() {
+                let (next, rest, closed) = self.pipeline(&mut rx, first, f).await;
+                inflight = next;
+                carried = rest;
+                if closed && carried.is_none() {
+                    break;
+                }
+                continue;
+            }
+            let (group, replies, rest) = form_group(first, &mut rx);
+            carried = rest;
+            match self.prepare(&group).await {
+                Ok(p) => inflight = Some(self.start(p, group, replies)),
+                Err(e) => {
+                    let results = self.recover(&group, e).await;
+                    answer(replies, results);
+                    self.db.restart_wal_if_due().await;
+                }
+            }
+        }
+        if let Some(mut f) = inflight.take() {
+            let done = (&mut f.commit).await;
+            self.finish(f, done).await;
+        }
+        tracing::info!("writer stopped: queue closed and drained");
+    }
+
+    /// While `f` commits, plans a group of what arrives meanwhile, against the states and
+    /// chain heads `f` leaves and the request ids it holds. Only servicing commands on loans
+    /// the writer holds join it (they need no statement until their own commit); the first
+    /// submission that cannot join ends it and is given back. When `f` has committed, `f`'s
+    /// callers are answered and the planned group's commit starts. Should `f` fail, the planned
+    /// group is thrown away and its commands run again after `f`'s, as an ordinary group.
+    ///
+    /// Returns the group now in flight, the submission given back, and whether the queue
+    /// closed.
+    async fn pipeline(
+        &mut self,
+        rx: &mut mpsc::Receiver<Submission>,
+        first: Submission,
+        mut f: InFlight,
+    ) -> (Option<InFlight>, Option<Submission>, bool) {
+        let mut spec = Speculation {
+            g: Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() },
+            ..Speculation::default()
+        };
+        let mut next = Some(first);
+        let mut carried = None;
+        let mut closed = false;
+        let done = loop {
+            if let Some(s) = next.take() {
+                let mut parts = Vec::new();
+                let mut commands = spec.group.len();
+                let mut candidate = Some(s);
+                while let Some(s) = candidate.take() {
+                    if commands + s.jobs.len() > GROUP_COMMANDS_MAX
+                        || !s.jobs.iter().all(|env| self.may_speculate(env, &f, &spec.g))
+                    {
                         carried = Some(s);
                         break;
                     }
-                    Ok(s) => {
-                        commands += s.jobs.len();
-                        parts.push(s);
-                    }
-                    Err(_) => break,
+                    commands += s.jobs.len();
+                    parts.push(s);
+                    candidate = rx.try_recv().ok();
+                }
+                if !parts.is_empty() {
+                    self.plan_ahead(&mut spec, parts, &f).await;
                 }
             }
-            let mut group = Vec::with_capacity(commands);
-            let mut replies = Vec::with_capacity(parts.len());
-            for part in parts {
-                replies.push((part.jobs.len(), part.reply, part._permit));
-                group.extend(part.jobs);
+            if carried.is_some() || closed || spec.abandoned {
+                break (&mut f.commit).await;
             }
-            let mut results = self.run_group(&group).await.into_iter();
-            for (count, reply, permit) in replies {
-                // The caller may have gone away (cancelled request); the write stands.
-                let _ = reply.send(results.by_ref().take(count).collect());
-                drop(permit);
+            let waited = tokio::select! {
+                biased;
+                done = &mut f.commit => Next::Committed(done),
+                s = rx.recv() => Next::Submitted(s),
+            };
+            match waited {
+                Next::Committed(done) => break done,
+                Next::Submitted(Some(s)) => next = Some(s),
+                Next::Submitted(None) => closed = true,
             }
-            self.db.restart_wal_if_due().await;
+        };
+        let committed = self.finish(f, done).await;
+        if spec.group.is_empty() {
+            return (None, carried, closed);
         }
-        tracing::info!("writer stopped: queue closed and drained");
+        if committed && !spec.abandoned {
+            match self.db.begin_write().await {
+                Ok(tx) => {
+                    let Speculation { mut g, group, results, replies, .. } = spec;
+                    g.stage_loans();
+                    let p = Prepared { tx, g, results };
+                    return (Some(self.start(p, group, replies)), carried, closed);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not begin the planned group's commit"),
+            }
+        }
+        // Planned on states that did not land (or not planned at all): run as an ordinary group.
+        let results = self.run_group(&spec.group).await;
+        answer(spec.replies, results);
+        self.db.restart_wal_if_due().await;
+        (None, carried, closed)
+    }
+
+    /// Whether a command may be planned while the group `f` commits: a servicing command on a
+    /// loan the writer holds (in this group, `f`'s, or its cache) or the caller hinted, whose
+    /// ledger's chain head the writer knows, under a request id `f` does not hold.
+    fn may_speculate(&self, env: &Envelope, f: &InFlight, g: &Group) -> bool {
+        let Some(loan_id) = env.command.loan_id() else {
+            return false;
+        };
+        // A state read by the caller (a settlement run's page) serves if the loan's committed
+        // `last_seq` is still the hint's, which `plan_ahead` checks.
+        let hinted = env.hint.as_deref().filter(|h| h.terms.loan_id == loan_id);
+        let Some(loan) = g
+            .loans
+            .get(loan_id)
+            .or_else(|| f.staged.loans.get(loan_id))
+            .or_else(|| self.loans.get(loan_id))
+            .or(hinted)
+        else {
+            return false;
+        };
+        let ledger_id = &loan.terms.ledger_id;
+        (g.heads.contains_key(ledger_id) || self.heads.contains_key(ledger_id))
+            && !f.keys.contains(&(env.actor.actor(), env.request_id.clone()))
+    }
+
+    /// Plans parts that [`Writer::may_speculate`] accepted into the group planned ahead: their
+    /// request ids read through the readers' pool, their loans from `f`'s staged states or the
+    /// cache, every command executed without a connection.
+    async fn plan_ahead(&mut self, spec: &mut Speculation, parts: Vec<Submission>, f: &InFlight) {
+        let from = spec.group.len();
+        for part in parts {
+            spec.replies.push((part.jobs.len(), part.reply, part._permit));
+            spec.group.extend(part.jobs);
+        }
+        if spec.abandoned {
+            return;
+        }
+        let jobs = &spec.group[from..];
+        let keys: Vec<(String, String)> =
+            jobs.iter().map(|e| (e.actor.actor(), e.request_id.clone())).collect();
+        match self.db.idempotency_read(&keys).await {
+            Ok(rows) => {
+                for row in rows {
+                    spec.g.idempotency.insert(
+                        (row.scope, row.request_id),
+                        (row.fingerprint, Answer::Stored(row.result_json)),
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "request-id lookup failed while a group committed");
+                spec.abandoned = true;
+                return;
+            }
+        }
+        let mut hinted: HashMap<&str, &LoanState> = HashMap::new();
+        for env in jobs {
+            let Some(id) = env.command.loan_id() else { continue };
+            if spec.g.loans.contains_key(id) {
+                continue;
+            }
+            let state = match f.staged.loans.get(id) {
+                Some(staged) => Some(staged.clone()),
+                None => self.loans.remove(id),
+            };
+            match state {
+                Some(state) => {
+                    spec.g.loans.insert(id.to_string(), state);
+                }
+                None => {
+                    if let Some(hint) = env.hint.as_deref() {
+                        hinted.insert(id, hint);
+                    }
+                }
+            }
+        }
+        if !hinted.is_empty() {
+            // Not in `f`'s rows, so `f` does not change them: what is committed is what counts.
+            let ids: Vec<&str> = hinted.keys().copied().collect();
+            match self.db.loan_seqs_read(&ids).await {
+                Ok(seqs) => {
+                    for (id, seq) in seqs {
+                        if let Some(hint) = hinted.remove(id.as_str())
+                            && i64::try_from(hint.last_seq).ok() == Some(seq)
+                        {
+                            spec.g.loans.insert(id, hint.clone());
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "loan lookup failed while a group committed"),
+            }
+            if !hinted.is_empty() {
+                // A hint out of date (or a failed read): the loans are read in the group's own
+                // transaction instead.
+                spec.abandoned = true;
+                return;
+            }
+        }
+        let mut detached = WriteTx::Detached;
+        for (i, env) in jobs.iter().enumerate() {
+            match self.execute(&mut detached, &mut spec.g, env, from + i).await {
+                Ok(Answered::New(outcome)) => spec.results.push(Ok(outcome)),
+                Ok(Answered::SameAs(earlier)) => {
+                    let again = match spec.results.get(earlier) {
+                        Some(Ok(outcome)) => Ok(outcome.clone()),
+                        _ => Err(AppError::Internal("a given answer went missing".into())),
+                    };
+                    spec.results.push(again);
+                }
+                Err(AppError::Internal(_) | AppError::Unavailable(_)) => {
+                    spec.abandoned = true;
+                    return;
+                }
+                Err(refusal) => spec.results.push(Err(refusal)),
+            }
+        }
+    }
+
+    /// Hands a planned group's commit to a task of its own. The writer's cache takes the
+    /// group's chain heads and unchanged loans at once (cleared should the commit fail); its
+    /// changed loans stay with the staged rows until the commit has landed.
+    fn start(&mut self, p: Prepared, group: Vec<Envelope>, replies: Vec<Reply>) -> InFlight {
+        let Prepared { tx, g, results } = p;
+        self.heads.extend(g.heads);
+        self.keep_loans(g.loans);
+        let keys = group.iter().map(|e| (e.actor.actor(), e.request_id.clone())).collect();
+        let staged = Arc::new(g.staged);
+        let writing = Arc::clone(&staged);
+        let commit = tokio::spawn(async move { tx.commit_with(&writing).await });
+        InFlight { commit, staged, group, results, replies, keys }
+    }
+
+    /// Ends a group in flight: on success its changed loans join the cache and its callers are
+    /// answered; on failure the cache is forgotten (the commit may still have landed) and its
+    /// commands run again as ordinary groups. Returns whether the commit succeeded.
+    async fn finish(&mut self, f: InFlight, done: Committed) -> bool {
+        let committed = match done {
+            Ok(result) => result.map_err(AppError::from),
+            Err(e) => Err(AppError::Internal(format!("the commit's task failed: {e}"))),
+        };
+        let ok = committed.is_ok();
+        let results = match committed {
+            Ok(()) => {
+                let loans = match Arc::try_unwrap(f.staged) {
+                    Ok(staged) => staged.loans,
+                    Err(shared) => shared.loans.clone(),
+                };
+                self.keep_loans(loans);
+                f.results
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a group's commit failed");
+                self.heads.clear();
+                self.loans.clear();
+                self.recover(&f.group, e).await
+            }
+        };
+        answer(f.replies, results);
+        self.db.restart_wal_if_due().await;
+        ok
+    }
+
+    /// Loan states whose rows are committed (or were only read) go back to the cache, which
+    /// starts again empty past [`LOAN_CACHE_MAX`].
+    fn keep_loans(&mut self, loans: impl IntoIterator<Item = (String, LoanState)>) {
+        let loans = loans.into_iter();
+        if self.loans.len() + loans.size_hint().0 > LOAN_CACHE_MAX {
+            self.loans.clear();
+        }
+        self.loans.extend(loans);
     }
 
     #[tracing::instrument(skip_all, fields(commands = group.len()))]
     async fn run_group(&mut self, group: &[Envelope]) -> Vec<Result<Outcome, AppError>> {
         match self.try_group(group).await {
             Ok(results) => results,
-            Err(e) if group.len() > 1 => {
-                tracing::warn!(error = %e, "group failed; retrying its commands one by one");
-                let mut results = Vec::with_capacity(group.len());
-                for env in group {
-                    let one = self.try_group(std::slice::from_ref(env)).await;
-                    results.push(match one {
-                        Ok(mut r) => r.pop().unwrap_or_else(|| {
-                            Err(AppError::Internal("empty group result".into()))
-                        }),
-                        Err(e) => Err(e),
-                    });
-                }
-                results
-            }
-            Err(e) => vec![Err(e)],
+            Err(e) => self.after_failure(group, e).await,
         }
+    }
+
+    /// A group planned or committed apart from [`Writer::try_group`] failed with `e` (nobody
+    /// answered, nothing committed): a retryable failure gets the group's retries, any other
+    /// the run of each command alone.
+    async fn recover(&mut self, group: &[Envelope], e: AppError) -> Vec<Result<Outcome, AppError>> {
+        match e {
+            AppError::Unavailable(_) => self.run_group(group).await,
+            e => self.after_failure(group, e).await,
+        }
+    }
+
+    /// A group failed with `e` (nobody answered, nothing committed): each command is run
+    /// again alone, so that one command that trips the database does not fail its neighbours.
+    async fn after_failure(
+        &mut self,
+        group: &[Envelope],
+        e: AppError,
+    ) -> Vec<Result<Outcome, AppError>> {
+        if group.len() == 1 {
+            return vec![Err(e)];
+        }
+        tracing::warn!(error = %e, "group failed; retrying its commands one by one");
+        let mut results = Vec::with_capacity(group.len());
+        for env in group {
+            let one = self.try_group(std::slice::from_ref(env)).await;
+            results.push(match one {
+                Ok(mut r) => {
+                    r.pop().unwrap_or_else(|| Err(AppError::Internal("empty group result".into())))
+                }
+                Err(e) => Err(e),
+            });
+        }
+        results
     }
 
     async fn try_group(
@@ -363,10 +746,27 @@ impl Writer {
         }
     }
 
+    /// Plans and commits a group, waiting for its commit.
     async fn group_once(
         &mut self,
         group: &[Envelope],
     ) -> Result<Vec<Result<Outcome, AppError>>, AppError> {
+        let Prepared { tx, g, results } = self.prepare(group).await?;
+        if let Err(e) = tx.commit_with(&g.staged).await {
+            // A failed commit may still have landed: forget what we believe is committed and
+            // read it again next time.
+            self.heads.clear();
+            self.loans.clear();
+            return Err(e.into());
+        }
+        self.heads.extend(g.heads);
+        self.keep_loans(g.loans.into_iter().chain(g.staged.loans));
+        Ok(results)
+    }
+
+    /// Plans a group in its transaction: every command checked and its rows staged, nothing
+    /// committed. On an error the transaction is rolled back and the cache forgotten.
+    async fn prepare(&mut self, group: &[Envelope]) -> Result<Prepared, AppError> {
         let mut tx = self.db.begin_write().await?;
         let mut g =
             Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() };
@@ -397,28 +797,8 @@ impl Writer {
                 Err(refusal) => results.push(Err(refusal)),
             }
         }
-        // The changed loans move (not copy) into what is written; after the commit every loan
-        // the group holds goes back to the writer's cache.
-        for id in std::mem::take(&mut g.changed) {
-            if let Some(loan) = g.loans.remove(&id) {
-                g.staged.loans.insert(id, loan);
-            }
-        }
-        let written = tx.commit_with(&g.staged).await;
-        if let Err(e) = written {
-            // A failed commit may still have landed: forget what we believe is committed and
-            // read it again next time.
-            self.heads.clear();
-            self.loans.clear();
-            return Err(e.into());
-        }
-        self.heads.extend(g.heads);
-        if self.loans.len() + g.loans.len() + g.staged.loans.len() > LOAN_CACHE_MAX {
-            self.loans.clear();
-        }
-        self.loans.extend(g.loans);
-        self.loans.extend(g.staged.loans);
-        Ok(results)
+        g.stage_loans();
+        Ok(Prepared { tx, g, results })
     }
 
     /// Reads what a group's commands will look up, with one statement per kind instead of one
@@ -437,18 +817,8 @@ impl Writer {
                 (row.fingerprint, Answer::Stored(row.result_json)),
             );
         }
-        let mut loan_ids: Vec<String> = group
-            .iter()
-            .filter_map(|e| match &e.command {
-                Command::Disburse { loan_id, .. }
-                | Command::RecordRepayment { loan_id, .. }
-                | Command::SettleLoan { loan_id, .. }
-                | Command::MarkMisuse { loan_id, .. }
-                | Command::ExtendLoan { loan_id, .. }
-                | Command::WriteOffLoan { loan_id, .. } => Some(loan_id.clone()),
-                _ => None,
-            })
-            .collect();
+        let mut loan_ids: Vec<String> =
+            group.iter().filter_map(|e| e.command.loan_id().map(String::from)).collect();
         loan_ids.sort_unstable();
         loan_ids.dedup();
         // Cached states move into the group (and come back after its commit).

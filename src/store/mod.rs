@@ -135,6 +135,9 @@ pub enum StoreError {
     /// A blocking thread (journal scan, rusqlite read) panicked.
     #[error("panicked: {0}")]
     Panicked(String),
+    /// A statement was asked of a group planned without a connection ([`write::WriteTx::Detached`]).
+    #[error("no connection: the group was planned while another committed")]
+    Detached,
 }
 
 impl StoreError {

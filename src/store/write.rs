@@ -25,6 +25,10 @@ use crate::ledger::posting::Posting;
 pub enum WriteTx {
     Sqlite(SqliteTx),
     Postgres(PgTx),
+    /// No connection: a group planned while the group before it commits (the writer's
+    /// pipeline), whose commands the writer checked need no statement until their own commit.
+    /// Any statement on it fails with [`StoreError::Detached`], and it cannot commit.
+    Detached,
 }
 
 /// A group's transaction on the writer's SQLite connection. `BEGIN IMMEDIATE` travels with the
@@ -133,6 +137,7 @@ macro_rules! on_tx {
                 let $c = t.conn()?;
                 $body
             }
+            WriteTx::Detached => return Err(StoreError::Detached),
         }
     };
 }
@@ -241,6 +246,42 @@ impl Db {
             Db::Postgres(_, write) => WriteTx::Postgres(PgTx::open(write).await?),
         })
     }
+
+    /// The stored answers of these (scope, request id) keys, read through the readers' pool
+    /// rather than the writer's connection: for a group the writer plans while the group
+    /// before it commits. It sees every group committed before the one in flight (each
+    /// statement reads the latest commit); the one in flight the writer checks itself.
+    pub async fn idempotency_read(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<Vec<IdempotencyKeyRow>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(chunk_rows(2)) {
+            crate::on_pool!(self, pool => {
+                let mut q = QueryBuilder::new("");
+                push_key_lookup(&mut q, chunk);
+                found.extend(q.build_query_as().fetch_all(pool).await?);
+            });
+        }
+        Ok(found)
+    }
+
+    /// The committed `last_seq` of these loans, through the readers' pool (as
+    /// [`Db::idempotency_read`], for a group planned while another commits).
+    pub async fn loan_seqs_read(
+        &self,
+        loan_ids: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut found = Vec::with_capacity(loan_ids.len());
+        for chunk in loan_ids.chunks(chunk_rows(1)) {
+            crate::on_pool!(self, pool => {
+                let mut q = QueryBuilder::new("");
+                push_loan_seqs(&mut q, chunk, false);
+                found.extend(q.build_query_as().fetch_all(pool).await?);
+            });
+        }
+        Ok(found)
+    }
 }
 
 impl WriteTx {
@@ -263,12 +304,14 @@ impl WriteTx {
                 }
                 other => other,
             },
+            WriteTx::Detached => Err(StoreError::Detached),
         };
         match written {
             Ok(()) => {
                 match &mut self {
                     WriteTx::Sqlite(t) => t.open = false,
                     WriteTx::Postgres(t) => t.open = false,
+                    WriteTx::Detached => {}
                 }
                 Ok(())
             }
@@ -286,6 +329,7 @@ impl WriteTx {
         match self {
             WriteTx::Sqlite(t) => t.rollback().await,
             WriteTx::Postgres(t) => t.rollback().await,
+            WriteTx::Detached => Ok(()),
         }
     }
 
@@ -317,6 +361,7 @@ impl WriteTx {
                     push_key_lookup(&mut q, chunk);
                     found.extend(q.build_query_as().fetch_all(t.conn()?).await?);
                 }
+                WriteTx::Detached => return Err(StoreError::Detached),
             }
         }
         Ok(found)
@@ -353,12 +398,8 @@ impl WriteTx {
         let lock = matches!(self, WriteTx::Postgres(_));
         for chunk in loan_ids.chunks(chunk_rows(1)) {
             on_tx!(self, c => {
-                let mut q = QueryBuilder::new("select loan_id, last_seq from loan where loan_id in (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(if lock { ") order by loan_id for update" } else { ")" });
+                let mut q = QueryBuilder::new("");
+                push_loan_seqs(&mut q, chunk, lock);
                 found.extend(q.build_query_as::<(String, i64)>().fetch_all(c).await?);
             });
         }
@@ -419,6 +460,7 @@ impl WriteTx {
             WriteTx::Postgres(_) => {
                 concat!("select ", loan_columns!(), " from loan where loan_id = $1 for update")
             }
+            WriteTx::Detached => return Err(StoreError::Detached),
         };
         let row: Option<LoanRow> =
             on_tx!(self, c => sqlx::query_as(sql).bind(loan_id).fetch_optional(c).await?);
@@ -520,6 +562,20 @@ impl WriteTx {
         on_tx!(self, c => sqlx::query(sql).bind(scope).bind(request_id).bind(fingerprint).bind(result_json).execute(c).await.map(|_| ())?);
         Ok(())
     }
+}
+
+/// `select` of the committed `last_seq` of these loans (`lock`: PostgreSQL's `for update`, in
+/// loan_id order).
+fn push_loan_seqs<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, loan_ids: &[&str], lock: bool)
+where
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push("select loan_id, last_seq from loan where loan_id in (");
+    let mut list = q.separated(", ");
+    for id in loan_ids {
+        list.push_bind(*id);
+    }
+    q.push(if lock { ") order by loan_id for update" } else { ")" });
 }
 
 /// `select` of the stored answers of these (scope, request id) keys.
