@@ -10,6 +10,23 @@
 //! caller answered. If the database fails the group, each command is retried alone, so that one
 //! command that trips the database does not fail its neighbours.
 //!
+//! The writes and the commit run on a task of their own ([`InFlight`]); meanwhile the writer
+//! plans the next group from what arrives ([`Writer::pipeline`]), a pipeline one group deep:
+//!
+//! - Only servicing commands on loans the writer holds (in the committing group's staged rows,
+//!   its cache, or a caller's hint whose `last_seq` is still the committed one) whose ledger's
+//!   chain head it knows may join: they need no statement before their own commit. They are
+//!   executed against a [`WriteTx::Detached`], which fails any statement.
+//! - Their request ids are read through the readers' pool, which sees every group committed
+//!   before the one in flight; a request id of the group in flight is not taken (the command
+//!   waits for the commit and is then answered from the database).
+//! - The loan states and chain heads are the committing group's: its heads join the cache at
+//!   once (forgotten should the commit fail), its changed loans are read from its staged rows
+//!   until it has landed.
+//! - Nobody is answered before their own group has committed, and groups commit in order.
+//!   Should a commit fail, the group planned on top of it is thrown away and its commands run
+//!   again after the failed group's, as an ordinary group.
+//!
 //! The chain heads are cached in memory: the writer is the only writer of the database. A
 //! second process writing the same ledger would collide on the journal's primary key and fail its
 //! group rather than fork the chain.

@@ -55,6 +55,7 @@ on_both_backends!(
     tampered_read_models_are_reported,
     authentication_and_roles,
     failed_write_leaves_nothing,
+    failed_groups_beside_others,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -1805,19 +1806,9 @@ fn id_number_helper_matches_the_standard() {
     assert_eq!(&id[6..14], "19800517");
 }
 
-/// A group whose writes fail part-way leaves nothing behind. A trigger refuses the idempotency
-/// row of one request (written after the group's journal rows, postings and loan links): the
-/// writer takes the group apart, posts the other commands, answers the refused one INTERNAL,
-/// and the chain goes on without a gap; the refused request, sent again once the trigger is
-/// gone, is posted as new. Verify holds throughout.
-async fn failed_write_leaves_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let t = app.seed().await;
-    let id = loan_id("C001");
-    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
-    app.disburse(&t.bank, &id, "2021-01-25").await;
+/// A trigger that fails every insert of an idempotency record whose request id starts with
+/// `poison`: the database failing a group's writes.
+async fn poison_idempotency(app: &TestApp, backend: Backend) {
     let poison = match backend {
         Backend::Sqlite => {
             "create trigger poison before insert on idempotency \
@@ -1832,6 +1823,77 @@ async fn failed_write_leaves_nothing(backend: Backend) {
         }
     };
     app.db.execute_raw(poison).await.expect("the test's trigger");
+}
+
+/// Groups failing among others on the same loan: the groups the writer planned while a failing
+/// one committed, on the states it would have left, are thrown away and run again, so every
+/// answered repayment counts once and the stored loan is the journal's.
+async fn failed_groups_beside_others(backend: Backend) {
+    const ROUNDS: usize = 16;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    poison_idempotency(&app, backend).await;
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+
+    let mut batches = Vec::new();
+    let mut singles = Vec::new();
+    for i in 0..ROUNDS {
+        let mut loans = app.loans(&t.bank);
+        let items = vec![
+            repayment_item(&rid("side"), &id, "2021-03-20", 10),
+            repayment_item(&format!("poison-{i}"), &id, "2021-03-20", 10),
+        ];
+        batches.push(tokio::spawn(async move {
+            loans.submit_batch(pb::SubmitBatchRequest { items }).await.map(|r| r.into_inner())
+        }));
+        let mut loans = app.loans(&t.bank);
+        let req = pb::RecordRepaymentRequest {
+            request_id: rid("beside"),
+            loan_id: id.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: 10,
+        };
+        singles.push(tokio::spawn(async move { loans.record_repayment(req).await }));
+    }
+    for task in batches {
+        let answer = task.await.expect("batch task").expect("SubmitBatch");
+        assert_eq!((answer.posted, answer.failed), (1, 1), "{answer:?}");
+        assert_eq!(answer.results[1].code, "INTERNAL", "{answer:?}");
+    }
+    for task in singles {
+        task.await.expect("single task").expect("a repayment beside a failing group");
+    }
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), before + 2 * ROUNDS);
+    check_chain(&journal);
+    let l = app.get_loan(&t.bank, &id).await;
+    assert_eq!(l.interest_paid_fen + l.principal_repaid_fen, 2 * ROUNDS as i64 * 10, "{l:?}");
+    let b = balances(&journal);
+    assert_eq!(b.get(&format!("loan/{id}/principal")).copied(), Some(l.principal_outstanding_fen));
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// A group whose writes fail part-way leaves nothing behind. A trigger refuses the idempotency
+/// row of one request (written after the group's journal rows, postings and loan links): the
+/// writer takes the group apart, posts the other commands, answers the refused one INTERNAL,
+/// and the chain goes on without a gap; the refused request, sent again once the trigger is
+/// gone, is posted as new. Verify holds throughout.
+async fn failed_write_leaves_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    poison_idempotency(&app, backend).await;
     let before = app.journal(&t.auditor, LEDGER).await;
     let head = before.last().expect("seeded journal").seq;
 
