@@ -13,10 +13,11 @@
 //! The writes and the commit run on a task of their own ([`InFlight`]); meanwhile the writer
 //! plans the next group from what arrives ([`Writer::pipeline`]), a pipeline one group deep:
 //!
-//! - Only servicing commands on loans the writer holds (in the committing group's staged rows,
-//!   its cache, or a caller's hint whose `last_seq` is still the committed one) whose ledger's
-//!   chain head it knows may join: they need no statement before their own commit. They are
-//!   executed against a [`WriteTx::Detached`], which fails any statement.
+//! - Only parts of several commands (batch parts, settlement pages; see
+//!   [`PLAN_AHEAD_PART_MIN`]) of servicing commands on loans the writer holds (in the committing
+//!   group's staged rows, its cache, or a caller's hint whose `last_seq` is still the committed
+//!   one) whose ledger's chain head it knows may join: they need no statement before their own
+//!   commit. They are executed against a [`WriteTx::Detached`], which fails any statement.
 //! - Their request ids are read through the readers' pool, which sees every group committed
 //!   before the one in flight; a request id of the group in flight is not taken (the command
 //!   waits for the commit and is then answered from the database).
@@ -70,6 +71,14 @@ pub const QUEUE_DEPTH_MAX: usize = 16_384;
 /// A submission of many commands (a batch) is cut into parts of at most this many, and a part is
 /// never split across groups, so that a batch is written by as few commits as possible.
 pub const GROUP_COMMANDS_MAX: usize = 2_000;
+
+/// Submissions of fewer commands than this (single requests) are not planned while a group
+/// commits: they wait for the commit and form the next group then. Measured under 64 clients of
+/// single requests, planning them ahead made the groups smaller (about 25 commands against 31:
+/// a group closes when the previous commit ends rather than after the next group's lookup) at
+/// nearly the same commit cost, and singles 8% slower on SQLite, no faster on PostgreSQL
+/// (BENCHMARKS.md, change 27). Batch parts and settlement pages gain from it.
+pub const PLAN_AHEAD_PART_MIN: usize = 2;
 
 /// One command as the writer works on it.
 pub struct Envelope {
@@ -453,8 +462,9 @@ impl Writer {
     }
 
     /// While `f` commits, plans a group of what arrives meanwhile, against the states and
-    /// chain heads `f` leaves and the request ids it holds. Only servicing commands on loans
-    /// the writer holds join it (they need no statement until their own commit); the first
+    /// chain heads `f` leaves and the request ids it holds. Only parts of several servicing
+    /// commands on loans the writer holds join it (they need no statement until their own
+    /// commit); the first
     /// submission that cannot join ends it and is given back. When `f` has committed, `f`'s
     /// callers are answered and the planned group's commit starts. Should `f` fail, the planned
     /// group is thrown away and its commands run again after `f`'s, as an ordinary group.
@@ -480,7 +490,8 @@ impl Writer {
                 let mut commands = spec.group.len();
                 let mut candidate = Some(s);
                 while let Some(s) = candidate.take() {
-                    if commands + s.jobs.len() > GROUP_COMMANDS_MAX
+                    if s.jobs.len() < PLAN_AHEAD_PART_MIN
+                        || commands + s.jobs.len() > GROUP_COMMANDS_MAX
                         || !s.jobs.iter().all(|env| self.may_speculate(env, &f, &spec.g))
                     {
                         carried = Some(s);

@@ -1069,10 +1069,11 @@ async fn bad_and_duplicate_commands_in_one_group(backend: Backend) {
     app.finish().await;
 }
 
-/// Many clients repay the same few loans at once, each request also sent twice at the same time
-/// and once more after its answer, while households are registered beside them: the writer plans
-/// each group on the states the group before it leaves while that one commits, so a loan changed
-/// by one group is changed again by the next before the first has landed. Every payment counts
+/// Many clients repay the same few loans at once in batches of two, each batch also sent twice at
+/// the same time and once more after its answer, while households are registered beside them:
+/// the writer plans each group of batch parts on the states the group before it leaves while that
+/// one commits, so a loan changed by one group is changed again by the next before the first has
+/// landed. Every payment counts
 /// once, to the fen, in the journal and in the stored loans, and the journal verifies.
 async fn same_loans_from_many_clients(backend: Backend) {
     const LOANS: usize = 4;
@@ -1094,21 +1095,21 @@ async fn same_loans_from_many_clients(backend: Backend) {
         tasks.push(tokio::spawn(async move {
             let mut request_ids = Vec::new();
             for _ in 0..PAYMENTS {
-                let req = pb::RecordRepaymentRequest {
-                    request_id: rid("same"),
-                    loan_id: loan_id.clone(),
-                    value_date: "2021-03-20".into(),
-                    amount_fen: AMOUNT,
-                };
-                let (a, b) = tokio::join!(
-                    first.record_repayment(req.clone()),
-                    twin.record_repayment(req.clone())
-                );
+                let items: Vec<pb::BatchItem> = (0..2)
+                    .map(|_| repayment_item(&rid("same"), &loan_id, "2021-03-20", AMOUNT))
+                    .collect();
+                let req = pb::SubmitBatchRequest { items };
+                let (a, b) =
+                    tokio::join!(first.submit_batch(req.clone()), twin.submit_batch(req.clone()));
                 let (a, b) = (a?.into_inner(), b?.into_inner());
-                let again = first.record_repayment(req.clone()).await?.into_inner();
-                assert_eq!(entry(&a), entry(&b), "sent twice at once: one answer");
-                assert_eq!(entry(&a), entry(&again), "sent again later: the same answer");
-                request_ids.push(req.request_id);
+                let again = first.submit_batch(req.clone()).await?.into_inner();
+                assert_eq!((a.posted, a.failed), (2, 0), "{a:?}");
+                for ((x, y), z) in a.results.iter().zip(&b.results).zip(&again.results) {
+                    assert!(x.ok, "{x:?}");
+                    assert_eq!(x.entry, y.entry, "sent twice at once: one answer");
+                    assert_eq!(x.entry, z.entry, "sent again later: the same answer");
+                }
+                request_ids.extend(req.items.iter().map(|i| i.request_id.clone()));
             }
             Ok::<_, tonic::Status>(request_ids)
         }));
@@ -1133,7 +1134,7 @@ async fn same_loans_from_many_clients(backend: Backend) {
     }
 
     let journal = app.journal(&t.auditor, LEDGER).await;
-    assert_eq!(journal.len(), base + CLIENTS * PAYMENTS + LOANS * PAYMENTS);
+    assert_eq!(journal.len(), base + CLIENTS * PAYMENTS * 2 + LOANS * PAYMENTS);
     check_chain(&journal);
     let mut posted: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &journal[base..] {
@@ -1144,7 +1145,7 @@ async fn same_loans_from_many_clients(backend: Backend) {
     }
     // Each loan owes 55 days of interest on 2021-03-20, which its first payments settle.
     let interest = standard_interest(1_000_000, 55);
-    let paid = (CLIENTS / LOANS * PAYMENTS) as i64 * AMOUNT;
+    let paid = (CLIENTS / LOANS * PAYMENTS * 2) as i64 * AMOUNT;
     let b = balances(&journal);
     for id in &ids {
         let l = app.get_loan(&t.bank, id).await;
@@ -1841,7 +1842,7 @@ async fn failed_groups_beside_others(backend: Backend) {
     let before = app.journal(&t.auditor, LEDGER).await.len();
 
     let mut batches = Vec::new();
-    let mut singles = Vec::new();
+    let mut beside = Vec::new();
     for i in 0..ROUNDS {
         let mut loans = app.loans(&t.bank);
         let items = vec![
@@ -1852,27 +1853,28 @@ async fn failed_groups_beside_others(backend: Backend) {
             loans.submit_batch(pb::SubmitBatchRequest { items }).await.map(|r| r.into_inner())
         }));
         let mut loans = app.loans(&t.bank);
-        let req = pb::RecordRepaymentRequest {
-            request_id: rid("beside"),
-            loan_id: id.clone(),
-            value_date: "2021-03-20".into(),
-            amount_fen: 10,
-        };
-        singles.push(tokio::spawn(async move { loans.record_repayment(req).await }));
+        let items = vec![
+            repayment_item(&rid("beside"), &id, "2021-03-20", 10),
+            repayment_item(&rid("beside"), &id, "2021-03-20", 10),
+        ];
+        beside.push(tokio::spawn(async move {
+            loans.submit_batch(pb::SubmitBatchRequest { items }).await.map(|r| r.into_inner())
+        }));
     }
     for task in batches {
         let answer = task.await.expect("batch task").expect("SubmitBatch");
         assert_eq!((answer.posted, answer.failed), (1, 1), "{answer:?}");
         assert_eq!(answer.results[1].code, "INTERNAL", "{answer:?}");
     }
-    for task in singles {
-        task.await.expect("single task").expect("a repayment beside a failing group");
+    for task in beside {
+        let answer = task.await.expect("batch task").expect("SubmitBatch beside a failing group");
+        assert_eq!((answer.posted, answer.failed), (2, 0), "{answer:?}");
     }
     let journal = app.journal(&t.auditor, LEDGER).await;
-    assert_eq!(journal.len(), before + 2 * ROUNDS);
+    assert_eq!(journal.len(), before + 3 * ROUNDS);
     check_chain(&journal);
     let l = app.get_loan(&t.bank, &id).await;
-    assert_eq!(l.interest_paid_fen + l.principal_repaid_fen, 2 * ROUNDS as i64 * 10, "{l:?}");
+    assert_eq!(l.interest_paid_fen + l.principal_repaid_fen, 3 * ROUNDS as i64 * 10, "{l:?}");
     let b = balances(&journal);
     assert_eq!(b.get(&format!("loan/{id}/principal")).copied(), Some(l.principal_outstanding_fen));
     let v = app.verify(&t.auditor).await;
