@@ -379,8 +379,9 @@ struct Speculation {
     group: Vec<Envelope>,
     results: Vec<Result<Outcome, AppError>>,
     replies: Vec<Reply>,
-    /// Planning it needed the database after all (a read failed): its commands run again once
-    /// the group in flight is done, as an ordinary group.
+    /// It cannot be planned ahead after all (a read through the pool failed, a hint was out of
+    /// date, a command needed a statement): its commands run again once the group in flight is
+    /// done, as an ordinary group.
     abandoned: bool,
 }
 
@@ -464,10 +465,10 @@ impl Writer {
     /// While `f` commits, plans a group of what arrives meanwhile, against the states and
     /// chain heads `f` leaves and the request ids it holds. Only parts of several servicing
     /// commands on loans the writer holds join it (they need no statement until their own
-    /// commit); the first
-    /// submission that cannot join ends it and is given back. When `f` has committed, `f`'s
-    /// callers are answered and the planned group's commit starts. Should `f` fail, the planned
-    /// group is thrown away and its commands run again after `f`'s, as an ordinary group.
+    /// commit); the first submission that cannot join ends it and is given back. When `f` has
+    /// committed, `f`'s callers are answered and the planned group's commit starts. Should `f`
+    /// fail, the planned group is thrown away and its commands run again after `f`'s, as an
+    /// ordinary group.
     ///
     /// Returns the group now in flight, the submission given back, and whether the queue
     /// closed.

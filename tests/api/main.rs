@@ -1339,13 +1339,9 @@ async fn survives_restart(backend: Backend) {
 
 /// The database itself refuses UPDATE and DELETE on journal and posting rows.
 async fn journal_is_append_only(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t, _)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C001");
-    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
-    app.disburse(&t.bank, &id, "2021-01-25").await;
     let before = app.journal(&t.auditor, LEDGER).await;
 
     let attempts = [
@@ -1378,13 +1374,9 @@ async fn journal_is_append_only(backend: Backend) {
 /// With the triggers dropped behind the service's back, one changed amount breaks the chain at
 /// exactly that transaction.
 async fn tampering_is_reported(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C001");
-    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
-    app.disburse(&t.bank, &id, "2021-01-25").await;
     let repaid = app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await;
     app.repay(&t.bank, &id, "2021-06-20", 500_000).await;
     let target = entry(&repaid).seq;
@@ -1470,13 +1462,9 @@ impl loanledger::store::scan::JournalVisitor for ScanLog {
 /// longer than the journal), every transaction comes once, in order, with its own postings, and
 /// stray posting rows past the head are reported once each.
 async fn journal_scan_pages(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C001");
-    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
-    app.disburse(&t.bank, &id, "2021-01-25").await;
     app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await;
     let head = entry(&app.repay(&t.bank, &id, "2021-06-20", 500_000).await).seq as i64;
     app.db
@@ -1561,13 +1549,9 @@ async fn verify_at_once(app: &TestApp, token: &str, n: usize) -> Vec<pb::VerifyR
 /// policy version changed behind the service's back (these tables are not append-only: they
 /// are read models) are each reported by Verify, while the chain itself still holds.
 async fn tampered_read_models_are_reported(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C001");
-    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
-    app.disburse(&t.bank, &id, "2021-01-25").await;
     assert!(app.verify(&t.auditor).await.ok);
 
     let changed = app
@@ -1807,6 +1791,17 @@ fn id_number_helper_matches_the_standard() {
     assert_eq!(&id[6..14], "19800517");
 }
 
+/// A server over a fresh seeded database with loan C001 contracted and paid out on 2021-01-25:
+/// the server, the seed's tokens and the loan's id (`None` where the backend is not available).
+async fn with_disbursed_loan(backend: Backend) -> Option<(TestApp, Tokens, String)> {
+    let app = TestApp::spawn(backend).await?;
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    Some((app, t, id))
+}
+
 /// A trigger that fails every insert of an idempotency record whose request id starts with
 /// `poison`: the database failing a group's writes.
 async fn poison_idempotency(app: &TestApp, backend: Backend) {
@@ -1831,13 +1826,9 @@ async fn poison_idempotency(app: &TestApp, backend: Backend) {
 /// answered repayment counts once and the stored loan is the journal's.
 async fn failed_groups_beside_others(backend: Backend) {
     const ROUNDS: usize = 16;
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C001");
-    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
-    app.disburse(&t.bank, &id, "2021-01-25").await;
     poison_idempotency(&app, backend).await;
     let before = app.journal(&t.auditor, LEDGER).await.len();
 
@@ -1888,13 +1879,9 @@ async fn failed_groups_beside_others(backend: Backend) {
 /// and the chain goes on without a gap; the refused request, sent again once the trigger is
 /// gone, is posted as new. Verify holds throughout.
 async fn failed_write_leaves_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C001");
-    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
-    app.disburse(&t.bank, &id, "2021-01-25").await;
     poison_idempotency(&app, backend).await;
     let before = app.journal(&t.auditor, LEDGER).await;
     let head = before.last().expect("seeded journal").seq;
