@@ -73,6 +73,10 @@ enum Cmd {
         /// SubmitBatch calls.
         #[arg(long, default_value_t = 50)]
         batches: usize,
+        /// Concurrent clients sending the SubmitBatch calls (each waits for its answer before
+        /// its next call).
+        #[arg(long, default_value_t = 1)]
+        batch_clients: usize,
         /// Live loans prepared (and settled by the settlement run).
         #[arg(long, default_value_t = 1_000_000)]
         loans: usize,
@@ -161,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
             single_requests,
             batch_items,
             batches,
+            batch_clients,
             loans,
             history_clients,
             keep_database,
@@ -177,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
                     single_requests,
                     batch_items,
                     batches,
+                    batch_clients: batch_clients.max(1),
                     settle_loans: loans,
                     history_clients,
                     ceiling_txns: 20,

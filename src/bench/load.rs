@@ -33,6 +33,8 @@ pub struct BenchConfig {
     pub single_requests: usize,
     pub batch_items: usize,
     pub batches: usize,
+    /// Concurrent batch clients, each sending every `batch_clients`-th call.
+    pub batch_clients: usize,
     pub settle_loans: usize,
     pub history_clients: usize,
     pub ceiling_txns: usize,
@@ -50,6 +52,7 @@ impl BenchConfig {
             single_requests: 400,
             batch_items: 200,
             batches: 3,
+            batch_clients: 2,
             settle_loans: 300,
             history_clients: 2,
             ceiling_txns: 5,
@@ -426,32 +429,50 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         &mut figures,
     );
 
-    let mut client =
-        LoanServiceClient::with_interceptor(channel(port).await?, bearer(&bank_token)?)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-    let mut lat = Vec::new();
     let start = Instant::now();
+    let mut senders = Vec::new();
+    for k in 0..cfg.batch_clients {
+        let mut client =
+            LoanServiceClient::with_interceptor(channel(port).await?, bearer(&bank_token)?)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20);
+        let loans = Arc::clone(&reader_loans);
+        let (items_per_call, calls, clients) = (cfg.batch_items, cfg.batches, cfg.batch_clients);
+        senders.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut posted = 0u64;
+            for b in (k..calls).step_by(clients) {
+                let items = (0..items_per_call)
+                    .map(|i| pb::BatchItem {
+                        request_id: format!("b-{b}-{i}"),
+                        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+                            loan_id: loans[(b * items_per_call + i) % loans.len()].clone(),
+                            value_date: "2021-02-01".into(),
+                            amount_fen: 100,
+                        })),
+                    })
+                    .collect();
+                let t = Instant::now();
+                let r = client.submit_batch(pb::SubmitBatchRequest { items }).await?.into_inner();
+                lat.push(t.elapsed());
+                posted += u64::from(r.posted);
+            }
+            Ok::<_, anyhow::Error>((lat, posted))
+        }));
+    }
+    let mut lat = Vec::new();
     let mut posted = 0u64;
-    for b in 0..cfg.batches {
-        let items = (0..cfg.batch_items)
-            .map(|i| pb::BatchItem {
-                request_id: format!("b-{b}-{i}"),
-                item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
-                    loan_id: loans[(b * cfg.batch_items + i) % loans.len()].clone(),
-                    value_date: "2021-02-01".into(),
-                    amount_fen: 100,
-                })),
-            })
-            .collect();
-        let t = Instant::now();
-        let r = client.submit_batch(pb::SubmitBatchRequest { items }).await?.into_inner();
-        lat.push(t.elapsed());
-        posted += u64::from(r.posted);
+    for sender in senders {
+        let (l, p) = sender.await??;
+        lat.extend(l);
+        posted += p;
     }
     report(
         Figure {
-            name: format!("batched repayments, {} a call", cfg.batch_items),
+            name: match cfg.batch_clients {
+                1 => format!("batched repayments, {} a call", cfg.batch_items),
+                k => format!("batched repayments, {} a call, {k} clients", cfg.batch_items),
+            },
             count: posted,
             unit: "postings",
             seconds: start.elapsed().as_secs_f64(),
