@@ -611,7 +611,7 @@ impl Writer {
                     spec.g.loans.insert(id.to_string(), state);
                 }
                 None => {
-                    if let Some(hint) = env.hint.as_deref() {
+                    if let Some(hint) = env.hint.as_deref().filter(|h| h.terms.loan_id == id) {
                         hinted.insert(id, hint);
                     }
                 }
@@ -623,10 +623,14 @@ impl Writer {
             match self.db.loan_seqs_read(&ids).await {
                 Ok(seqs) => {
                     for (id, seq) in seqs {
-                        if let Some(hint) = hinted.remove(id.as_str())
+                        // Only a hint still at the committed last_seq leaves the list; one out of
+                        // date stays and ends the planning below.
+                        if let Some(hint) = hinted.get(id.as_str())
                             && i64::try_from(hint.last_seq).ok() == Some(seq)
                         {
-                            spec.g.loans.insert(id, hint.clone());
+                            let hint = (*hint).clone();
+                            hinted.remove(id.as_str());
+                            spec.g.loans.insert(id, hint);
                         }
                     }
                 }
