@@ -91,6 +91,18 @@ pub struct Envelope {
     pub hint: Option<Box<LoanState>>,
 }
 
+impl Envelope {
+    /// Its idempotency key: (scope, request id).
+    fn key(&self) -> (String, String) {
+        (self.actor.actor(), self.request_id.clone())
+    }
+}
+
+/// Its request-id keys, one per command.
+fn keys_of(jobs: &[Envelope]) -> Vec<(String, String)> {
+    jobs.iter().map(Envelope::key).collect()
+}
+
 /// The answers to a part, in the order of its commands.
 type Answers = Vec<Result<Outcome, AppError>>;
 
@@ -256,6 +268,21 @@ struct Group {
 }
 
 impl Group {
+    /// An empty group, its transactions recorded now.
+    fn new() -> Group {
+        Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() }
+    }
+
+    /// Answers stored by earlier groups under the group's request ids.
+    fn remember_answers(&mut self, rows: Vec<crate::store::rows::IdempotencyKeyRow>) {
+        for row in rows {
+            self.idempotency.insert(
+                (row.scope, row.request_id),
+                (row.fingerprint, Answer::Stored(row.result_json)),
+            );
+        }
+    }
+
     /// Moves (not copies) the changed loans into what is written; after the commit every loan
     /// the group holds goes back to the writer's cache.
     fn stage_loans(&mut self) {
@@ -340,11 +367,16 @@ fn form_group(
     }
     let mut group = Vec::with_capacity(commands);
     let mut replies = Vec::with_capacity(parts.len());
+    add_parts(parts, &mut group, &mut replies);
+    (group, replies, carried)
+}
+
+/// Adds parts to a group: their commands to its commands, their answer channels to its replies.
+fn add_parts(parts: Vec<Submission>, group: &mut Vec<Envelope>, replies: &mut Vec<Reply>) {
     for part in parts {
         replies.push((part.jobs.len(), part.reply, part._permit));
         group.extend(part.jobs);
     }
-    (group, replies, carried)
 }
 
 struct Planned {
@@ -478,10 +510,7 @@ impl Writer {
         first: Submission,
         mut f: InFlight,
     ) -> (Option<InFlight>, Option<Submission>, bool) {
-        let mut spec = Speculation {
-            g: Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() },
-            ..Speculation::default()
-        };
+        let mut spec = Speculation { g: Group::new(), ..Speculation::default() };
         let mut next = Some(first);
         let mut carried = None;
         let mut closed = false;
@@ -563,7 +592,7 @@ impl Writer {
         };
         let ledger_id = &loan.terms.ledger_id;
         (g.heads.contains_key(ledger_id) || self.heads.contains_key(ledger_id))
-            && !f.keys.contains(&(env.actor.actor(), env.request_id.clone()))
+            && !f.keys.contains(&env.key())
     }
 
     /// Plans parts that [`Writer::may_speculate`] accepted into the group planned ahead: their
@@ -571,25 +600,13 @@ impl Writer {
     /// cache, every command executed without a connection.
     async fn plan_ahead(&mut self, spec: &mut Speculation, parts: Vec<Submission>, f: &InFlight) {
         let from = spec.group.len();
-        for part in parts {
-            spec.replies.push((part.jobs.len(), part.reply, part._permit));
-            spec.group.extend(part.jobs);
-        }
+        add_parts(parts, &mut spec.group, &mut spec.replies);
         if spec.abandoned {
             return;
         }
         let jobs = &spec.group[from..];
-        let keys: Vec<(String, String)> =
-            jobs.iter().map(|e| (e.actor.actor(), e.request_id.clone())).collect();
-        match self.db.idempotency_read(&keys).await {
-            Ok(rows) => {
-                for row in rows {
-                    spec.g.idempotency.insert(
-                        (row.scope, row.request_id),
-                        (row.fingerprint, Answer::Stored(row.result_json)),
-                    );
-                }
-            }
+        match self.db.idempotency_read(&keys_of(jobs)).await {
+            Ok(rows) => spec.g.remember_answers(rows),
             Err(e) => {
                 tracing::warn!(error = %e, "request-id lookup failed while a group committed");
                 spec.abandoned = true;
@@ -644,22 +661,9 @@ impl Writer {
             }
         }
         let mut detached = WriteTx::Detached;
-        for (i, env) in jobs.iter().enumerate() {
-            match self.execute(&mut detached, &mut spec.g, env, from + i).await {
-                Ok(Answered::New(outcome)) => spec.results.push(Ok(outcome)),
-                Ok(Answered::SameAs(earlier)) => {
-                    let again = match spec.results.get(earlier) {
-                        Some(Ok(outcome)) => Ok(outcome.clone()),
-                        _ => Err(AppError::Internal("a given answer went missing".into())),
-                    };
-                    spec.results.push(again);
-                }
-                Err(AppError::Internal(_) | AppError::Unavailable(_)) => {
-                    spec.abandoned = true;
-                    return;
-                }
-                Err(refusal) => spec.results.push(Err(refusal)),
-            }
+        let planned = self.execute_all(&mut detached, &mut spec.g, jobs, &mut spec.results).await;
+        if planned.is_err() {
+            spec.abandoned = true;
         }
     }
 
@@ -670,7 +674,7 @@ impl Writer {
         let Prepared { tx, g, results } = p;
         self.heads.extend(g.heads);
         self.keep_loans(g.loans);
-        let keys = group.iter().map(|e| (e.actor.actor(), e.request_id.clone())).collect();
+        let keys = group.iter().map(Envelope::key).collect();
         let staged = Arc::new(g.staged);
         let writing = Arc::clone(&staged);
         let commit = tokio::spawn(async move { tx.commit_with(&writing).await });
@@ -697,8 +701,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "a group's commit failed");
-                self.heads.clear();
-                self.loans.clear();
+                self.forget();
                 self.recover(&f.group, e).await
             }
         };
@@ -788,8 +791,7 @@ impl Writer {
         if let Err(e) = tx.commit_with(&g.staged).await {
             // A failed commit may still have landed: forget what we believe is committed and
             // read it again next time.
-            self.heads.clear();
-            self.loans.clear();
+            self.forget();
             return Err(e.into());
         }
         self.heads.extend(g.heads);
@@ -801,17 +803,36 @@ impl Writer {
     /// committed. On an error the transaction is rolled back and the cache forgotten.
     async fn prepare(&mut self, group: &[Envelope]) -> Result<Prepared, AppError> {
         let mut tx = self.db.begin_write().await?;
-        let mut g =
-            Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() };
+        let mut g = Group::new();
         if let Err(e) = self.prefetch(&mut tx, &mut g, group).await {
             let _ = tx.rollback().await;
-            self.heads.clear();
-            self.loans.clear();
+            self.forget();
             return Err(e);
         }
-        let mut results: Vec<Result<Outcome, AppError>> = Vec::with_capacity(group.len());
-        for env in group {
-            match self.execute(&mut tx, &mut g, env, results.len()).await {
+        let mut results = Vec::with_capacity(group.len());
+        if let Err((e, request_id)) = self.execute_all(&mut tx, &mut g, group, &mut results).await {
+            tracing::error!(error = %e, request_id, "command failed the group");
+            let _ = tx.rollback().await;
+            self.forget();
+            return Err(e);
+        }
+        g.stage_loans();
+        Ok(Prepared { tx, g, results })
+    }
+
+    /// Executes commands into the group in order, appending their answers to `results` (the
+    /// group's answers so far, which a repeated request id within the group refers to). A
+    /// refusal is an answer; a failure of the database or of the writer (`Internal`,
+    /// `Unavailable`) stops at once and is returned with the command's request id.
+    async fn execute_all<'e>(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        jobs: &'e [Envelope],
+        results: &mut Vec<Result<Outcome, AppError>>,
+    ) -> Result<(), (AppError, &'e str)> {
+        for env in jobs {
+            match self.execute(tx, g, env, results.len()).await {
                 Ok(Answered::New(outcome)) => results.push(Ok(outcome)),
                 Ok(Answered::SameAs(earlier)) => {
                     let again = match results.get(earlier) {
@@ -821,17 +842,19 @@ impl Writer {
                     results.push(again);
                 }
                 Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
-                    tracing::error!(error = %e, request_id = env.request_id, "command failed the group");
-                    let _ = tx.rollback().await;
-                    self.heads.clear();
-                    self.loans.clear();
-                    return Err(e);
+                    return Err((e, &env.request_id));
                 }
                 Err(refusal) => results.push(Err(refusal)),
             }
         }
-        g.stage_loans();
-        Ok(Prepared { tx, g, results })
+        Ok(())
+    }
+
+    /// Forgets the cached chain heads and loan states: after a failure, what the writer
+    /// believes committed may not be, so it reads them again.
+    fn forget(&mut self) {
+        self.heads.clear();
+        self.loans.clear();
     }
 
     /// Reads what a group's commands will look up, with one statement per kind instead of one
@@ -842,14 +865,7 @@ impl Writer {
         g: &mut Group,
         group: &[Envelope],
     ) -> Result<(), AppError> {
-        let keys: Vec<(String, String)> =
-            group.iter().map(|e| (e.actor.actor(), e.request_id.clone())).collect();
-        for row in tx.idempotency_many(&keys).await? {
-            g.idempotency.insert(
-                (row.scope, row.request_id),
-                (row.fingerprint, Answer::Stored(row.result_json)),
-            );
-        }
+        g.remember_answers(tx.idempotency_many(&keys_of(group)).await?);
         let mut loan_ids: Vec<String> =
             group.iter().filter_map(|e| e.command.loan_id().map(String::from)).collect();
         loan_ids.sort_unstable();
@@ -935,9 +951,9 @@ impl Writer {
         env: &Envelope,
         index: usize,
     ) -> Result<Answered, AppError> {
-        let scope = env.actor.actor();
+        let key = env.key();
+        let scope = key.0.clone();
         let fingerprint = env.command.fingerprint();
-        let key = (scope.clone(), env.request_id.clone());
         // Every request id of the group was looked up by `prefetch`, and every answer given in
         // the group is recorded here: absent means new.
         let earlier = g.idempotency.get(&key).cloned();

@@ -384,13 +384,14 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
 
     // History reads while single writes go on.
     let window = Instant::now();
-    let reader_loans = Arc::new(loans.clone());
+    // The loans' ids, shared by the history readers and the batch clients.
+    let shared_loans = Arc::new(loans.clone());
     let readers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut readers = Vec::new();
     for r in 0..cfg.history_clients {
         let mut client =
             AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
-        let loans = reader_loans.clone();
+        let loans = shared_loans.clone();
         let done = readers_done.clone();
         readers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -436,7 +437,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             LoanServiceClient::with_interceptor(channel(port).await?, bearer(&bank_token)?)
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20);
-        let loans = Arc::clone(&reader_loans);
+        let loans = Arc::clone(&shared_loans);
         let (items_per_call, calls, clients) = (cfg.batch_items, cfg.batches, cfg.batch_clients);
         senders.push(tokio::spawn(async move {
             let mut lat = Vec::new();
