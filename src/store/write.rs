@@ -266,6 +266,23 @@ impl Db {
         Ok(found)
     }
 
+    /// These loans as committed, through the readers' pool (as [`Db::idempotency_read`], for
+    /// a group planned while another commits; the writer asks only for loans the group in
+    /// flight does not change).
+    pub async fn loans_read(&self, loan_ids: &[&str]) -> Result<Vec<LoanState>, StoreError> {
+        let mut found = Vec::with_capacity(loan_ids.len());
+        for chunk in loan_ids.chunks(chunk_rows(1)) {
+            crate::on_pool!(self, pool => {
+                let mut q = QueryBuilder::new("");
+                push_loans(&mut q, chunk, false);
+                for r in q.build_query_as::<LoanRow>().fetch_all(pool).await? {
+                    found.push(r.into_state()?);
+                }
+            });
+        }
+        Ok(found)
+    }
+
     /// The committed `last_seq` of these loans, through the readers' pool (as
     /// [`Db::idempotency_read`], for a group planned while another commits).
     pub async fn loan_seqs_read(
@@ -372,15 +389,10 @@ impl WriteTx {
         let mut found = Vec::new();
         let lock = matches!(self, WriteTx::Postgres(_));
         for chunk in loan_ids.chunks(chunk_rows(1)) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
             on_tx!(self, c => {
-                let mut q = QueryBuilder::new(concat!("select ", loan_columns!(), " from loan where loan_id in ("));
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id);
-                }
-                // Locked in loan_id order, so that two writers (which the single writer does not
-                // expect) cannot deadlock on the same loans.
-                q.push(if lock { ") order by loan_id for update" } else { ")" });
+                let mut q = QueryBuilder::new("");
+                push_loans(&mut q, &chunk, lock);
                 let rows = q.build_query_as::<LoanRow>().fetch_all(c).await?;
                 for r in rows {
                     found.push(r.into_state()?);
@@ -562,6 +574,20 @@ impl WriteTx {
         on_tx!(self, c => sqlx::query(sql).bind(scope).bind(request_id).bind(fingerprint).bind(result_json).execute(c).await.map(|_| ())?);
         Ok(())
     }
+}
+
+/// `select` of these loans (`lock`: PostgreSQL's `for update`, in loan_id order, so that two
+/// writers, which the single writer does not expect, cannot deadlock on the same loans).
+fn push_loans<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, loan_ids: &[&str], lock: bool)
+where
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push(concat!("select ", loan_columns!(), " from loan where loan_id in ("));
+    let mut list = q.separated(", ");
+    for id in loan_ids {
+        list.push_bind(*id);
+    }
+    q.push(if lock { ") order by loan_id for update" } else { ")" });
 }
 
 /// `select` of the committed `last_seq` of these loans (`lock`: PostgreSQL's `for update`, in

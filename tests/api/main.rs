@@ -44,6 +44,7 @@ on_both_backends!(
     concurrent_clients,
     bad_and_duplicate_commands_in_one_group,
     same_loans_from_many_clients,
+    large_batch_on_loans_not_held,
     shutdown_finishes_writes_in_flight,
     list_loans_pages,
     survives_restart,
@@ -1148,6 +1149,94 @@ async fn same_loans_from_many_clients(backend: Backend) {
     let paid = (CLIENTS / LOANS * PAYMENTS * 2) as i64 * AMOUNT;
     let b = balances(&journal);
     for id in &ids {
+        let l = app.get_loan(&t.bank, id).await;
+        assert_eq!(l.interest_paid_fen, interest, "{id}");
+        assert_eq!(l.principal_repaid_fen, paid - interest, "{id}");
+        assert_eq!(l.principal_outstanding_fen, 1_000_000 - (paid - interest), "{id}");
+        assert_eq!(
+            b.get(&format!("loan/{id}/principal")).copied(),
+            Some(l.principal_outstanding_fen),
+            "{id}"
+        );
+    }
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// One batch larger than a part (the writer cuts it into parts of 500 and plans the later parts
+/// while the first commits), on loans the writer does not hold (the server was restarted), so
+/// the planned parts read their loans through the readers' pool. Among the items: a loan that
+/// does not exist, a request id of the first part sent again in the last, and an item sent twice
+/// within the last part. Each item gets its own answer, every payment counts once, to the fen,
+/// and the journal verifies.
+async fn large_batch_on_loans_not_held(backend: Backend) {
+    const LOANS: usize = 12;
+    const ITEMS: usize = 1_200;
+    const AMOUNT: i64 = 1_000;
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let ids = disbursed_loans(&app, &t, "P", LOANS).await;
+    let base = app.journal(&t.auditor, LEDGER).await.len();
+    app.restart().await;
+
+    // The first part pays the first half of the loans; the later parts mostly the other half,
+    // which the writer holds only once it has read them, and every tenth item the first half.
+    let half = LOANS / 2;
+    let loan_of = |i: usize| match i {
+        _ if i < 500 || i.is_multiple_of(10) => &ids[i % half],
+        _ => &ids[half + i % half],
+    };
+    let mut items: Vec<pb::BatchItem> = (0..ITEMS)
+        .map(|i| repayment_item(&format!("big-{i}"), loan_of(i), "2021-03-20", AMOUNT))
+        .collect();
+    let unknown = 1_150;
+    items[unknown] = repayment_item("big-unknown", &loan_id("NOPE999"), "2021-03-20", AMOUNT);
+    // Item 20 (first part) again as item 1,100 (third part): the same request.
+    items[1_100] = items[20].clone();
+    // Item 1,190 twice within the third part.
+    items[1_199] = items[1_190].clone();
+    let answer = app
+        .loans(&t.bank)
+        .submit_batch(pb::SubmitBatchRequest { items: items.clone() })
+        .await
+        .expect("SubmitBatch")
+        .into_inner();
+    assert_eq!((answer.posted as usize, answer.failed), (ITEMS - 1, 1), "{:?}", answer.failed);
+    assert_eq!(answer.results.len(), ITEMS);
+    for (i, r) in answer.results.iter().enumerate() {
+        assert_eq!(r.index as usize, i);
+        assert_eq!(r.request_id, items[i].request_id);
+        if i == unknown {
+            assert!(!r.ok);
+            assert_eq!(r.code, "NOT_FOUND", "{r:?}");
+        } else {
+            assert!(r.ok, "item {i}: {r:?}");
+        }
+    }
+    assert_eq!(answer.results[1_100].entry, answer.results[20].entry, "sent again: one entry");
+    assert_eq!(answer.results[1_199].entry, answer.results[1_190].entry, "sent twice: one entry");
+
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), base + ITEMS - 3);
+    check_chain(&journal);
+    let mut payments: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(pb::batch_item::Item::Repayment(r)) = &item.item
+            && i != unknown
+            && seen.insert(item.request_id.as_str())
+        {
+            *payments.entry(r.loan_id.as_str()).or_default() += 1;
+        }
+    }
+    // Each loan owes 55 days of interest on 2021-03-20, which its first payments settle.
+    let interest = standard_interest(1_000_000, 55);
+    let b = balances(&journal);
+    for id in &ids {
+        let paid = payments[id.as_str()] * AMOUNT;
         let l = app.get_loan(&t.bank, id).await;
         assert_eq!(l.interest_paid_fen, interest, "{id}");
         assert_eq!(l.principal_repaid_fen, paid - interest, "{id}");
