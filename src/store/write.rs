@@ -257,7 +257,7 @@ impl Db {
     ) -> Result<Vec<IdempotencyKeyRow>, StoreError> {
         let mut found = Vec::new();
         for chunk in keys.chunks(chunk_rows(2)) {
-            crate::on_pool!(self, pool => {
+            crate::on_pool_keyed!(self, pool => {
                 let mut q = QueryBuilder::new("");
                 push_key_lookup(&mut q, chunk);
                 found.extend(q.build_query_as().fetch_all(pool).await?);
@@ -272,7 +272,7 @@ impl Db {
     pub async fn loans_read(&self, loan_ids: &[&str]) -> Result<Vec<LoanState>, StoreError> {
         let mut found = Vec::with_capacity(loan_ids.len());
         for chunk in loan_ids.chunks(chunk_rows(1)) {
-            crate::on_pool!(self, pool => {
+            crate::on_pool_keyed!(self, pool => {
                 let mut q = QueryBuilder::new("");
                 push_loans(&mut q, chunk, false);
                 for r in q.build_query_as::<LoanRow>().fetch_all(pool).await? {
@@ -291,7 +291,7 @@ impl Db {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let mut found = Vec::with_capacity(loan_ids.len());
         for chunk in loan_ids.chunks(chunk_rows(1)) {
-            crate::on_pool!(self, pool => {
+            crate::on_pool_keyed!(self, pool => {
                 let mut q = QueryBuilder::new("");
                 push_loan_seqs(&mut q, chunk, false);
                 found.extend(q.build_query_as().fetch_all(pool).await?);
