@@ -76,8 +76,14 @@ pub const GROUP_COMMANDS_MAX: usize = 2_000;
 /// ([`Writer::pipeline`]), into groups of up to [`GROUP_COMMANDS_MAX`]: so a batch of 1,000 from
 /// one client starts committing after 500 commands are planned instead of 1,000, and the other
 /// 500 are planned meanwhile. Measured against whole batches in one group (BENCHMARKS.md, change
-/// 29): batches of 1,000 from one client 13–15% faster on SQLite, up to 16% on PostgreSQL;
-/// parts of 250 gained less (a commit of fewer rows costs more per row).
+/// 29): batches of 1,000 from one client 10–19% faster; parts of 250 gained less (a commit of
+/// fewer rows costs more per row).
+///
+/// A planned group closes once it holds this many commands and the last part of a caller's
+/// submission (31): without that, two clients' batches met in one group, both callers were
+/// answered at once and sent their next batches at once, and the group that held them committed
+/// with nothing planned beside it (two clients 20–35% slower). Closed there, one client's batch is
+/// planned while the other's commits.
 pub const PART_COMMANDS_MAX: usize = 500;
 
 /// Commands in a group formed while no group commits, at most (see [`PART_COMMANDS_MAX`]).
@@ -120,6 +126,9 @@ type Answers = Vec<Result<Outcome, AppError>>;
 /// What callers queue: one command, or a part of a batch, with one answer channel for all.
 struct Submission {
     jobs: Vec<Envelope>,
+    /// The last part of what a caller sent at once (a single request, a whole batch): its
+    /// caller is answered once this part has committed.
+    ends_call: bool,
     reply: oneshot::Sender<Answers>,
     /// Held until the answers are sent: the commands' share of [`QUEUE_DEPTH_MAX`].
     _permit: OwnedSemaphorePermit,
@@ -148,8 +157,9 @@ impl WriterHandle {
         request_id: String,
         command: Command,
     ) -> Result<Outcome, AppError> {
-        let answer =
-            self.queue_part(vec![Envelope { actor, request_id, command, hint: None }]).await?;
+        let answer = self
+            .queue_part(vec![Envelope { actor, request_id, command, hint: None }], true)
+            .await?;
         answer.await.map_err(|_| writer_stopped())?.pop().unwrap_or_else(|| Err(writer_stopped()))
     }
 
@@ -191,7 +201,8 @@ impl WriterHandle {
                 })
                 .collect();
             let count = jobs.len();
-            parts.push((count, self.queue_part(jobs).await.ok()));
+            let ends_call = commands.peek().is_none();
+            parts.push((count, self.queue_part(jobs, ends_call).await.ok()));
         }
         Pending { parts }
     }
@@ -199,13 +210,14 @@ impl WriterHandle {
     async fn queue_part(
         &self,
         jobs: Vec<Envelope>,
+        ends_call: bool,
     ) -> Result<oneshot::Receiver<Answers>, AppError> {
         let count = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
         let permit =
             self.permits.clone().acquire_many_owned(count).await.map_err(|_| shutting_down())?;
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Submission { jobs, reply, _permit: permit })
+            .send(Submission { jobs, ends_call, reply, _permit: permit })
             .await
             .map_err(|_| shutting_down())?;
         Ok(answer)
@@ -529,6 +541,8 @@ impl Writer {
         let mut next = Some(first);
         let mut carried = None;
         let mut closed = false;
+        // Whether the planned group takes no more parts.
+        let mut full = false;
         let done = loop {
             if let Some(s) = next.take() {
                 let mut parts = Vec::new();
@@ -543,14 +557,20 @@ impl Writer {
                         break;
                     }
                     commands += s.jobs.len();
+                    // A group that answers a caller and holds a part's worth of commands
+                    // closes: what waits behind it is planned while it commits.
+                    full = s.ends_call && commands >= PART_COMMANDS_MAX;
                     parts.push(s);
+                    if full {
+                        break;
+                    }
                     candidate = rx.try_recv().ok();
                 }
                 if !parts.is_empty() {
                     self.plan_ahead(&mut spec, parts, &f).await;
                 }
             }
-            if carried.is_some() || closed || spec.abandoned {
+            if carried.is_some() || closed || full || spec.abandoned {
                 break (&mut f.commit).await;
             }
             let waited = tokio::select! {
