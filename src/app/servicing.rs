@@ -11,8 +11,9 @@ use crate::domain::loan::{LoanEvent, LoanState};
 use crate::store::Db;
 
 /// Loans submitted to the writer at once by a settlement run: one full group commit (measured
-/// 10% faster than pages of 1,000), few enough that a run over a million loans holds only two
-/// pages in memory.
+/// 10% faster than pages of 1,000; the page travels as four parts, planned as one group while
+/// the page before it commits), few enough that a run over a million loans holds only two pages
+/// in memory.
 pub const SETTLEMENT_PAGE_LOANS: u32 = 2_000;
 const _: () = assert!(SETTLEMENT_PAGE_LOANS as usize <= super::writer::GROUP_COMMANDS_MAX);
 

@@ -1070,6 +1070,28 @@ async fn bad_and_duplicate_commands_in_one_group(backend: Backend) {
     app.finish().await;
 }
 
+/// A loan of [`disbursed_loans`] that was paid `paid` fen in all on 2021-03-20: the 55 days of
+/// interest it owed then settled first, the rest principal, and its principal account in the
+/// journal's balances `b` is the stored loan's outstanding principal.
+async fn assert_paid_on_quarter_day(
+    app: &TestApp,
+    t: &Tokens,
+    b: &BTreeMap<String, i64>,
+    id: &str,
+    paid: i64,
+) {
+    let interest = standard_interest(1_000_000, 55);
+    let l = app.get_loan(&t.bank, id).await;
+    assert_eq!(l.interest_paid_fen, interest, "{id}");
+    assert_eq!(l.principal_repaid_fen, paid - interest, "{id}");
+    assert_eq!(l.principal_outstanding_fen, 1_000_000 - (paid - interest), "{id}");
+    assert_eq!(
+        b.get(&format!("loan/{id}/principal")).copied(),
+        Some(l.principal_outstanding_fen),
+        "{id}"
+    );
+}
+
 /// Many clients repay the same few loans at once in batches of two, each batch also sent twice at
 /// the same time and once more after its answer, while households are registered beside them:
 /// the writer plans each group of batch parts on the states the group before it leaves while that
@@ -1144,20 +1166,10 @@ async fn same_loans_from_many_clients(backend: Backend) {
     for id in &request_ids {
         assert_eq!(posted.get(id.as_str()), Some(&1), "request {id} posted once");
     }
-    // Each loan owes 55 days of interest on 2021-03-20, which its first payments settle.
-    let interest = standard_interest(1_000_000, 55);
     let paid = (CLIENTS / LOANS * PAYMENTS * 2) as i64 * AMOUNT;
     let b = balances(&journal);
     for id in &ids {
-        let l = app.get_loan(&t.bank, id).await;
-        assert_eq!(l.interest_paid_fen, interest, "{id}");
-        assert_eq!(l.principal_repaid_fen, paid - interest, "{id}");
-        assert_eq!(l.principal_outstanding_fen, 1_000_000 - (paid - interest), "{id}");
-        assert_eq!(
-            b.get(&format!("loan/{id}/principal")).copied(),
-            Some(l.principal_outstanding_fen),
-            "{id}"
-        );
+        assert_paid_on_quarter_day(&app, &t, &b, id, paid).await;
     }
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
@@ -1232,20 +1244,9 @@ async fn large_batch_on_loans_not_held(backend: Backend) {
             *payments.entry(r.loan_id.as_str()).or_default() += 1;
         }
     }
-    // Each loan owes 55 days of interest on 2021-03-20, which its first payments settle.
-    let interest = standard_interest(1_000_000, 55);
     let b = balances(&journal);
     for id in &ids {
-        let paid = payments[id.as_str()] * AMOUNT;
-        let l = app.get_loan(&t.bank, id).await;
-        assert_eq!(l.interest_paid_fen, interest, "{id}");
-        assert_eq!(l.principal_repaid_fen, paid - interest, "{id}");
-        assert_eq!(l.principal_outstanding_fen, 1_000_000 - (paid - interest), "{id}");
-        assert_eq!(
-            b.get(&format!("loan/{id}/principal")).copied(),
-            Some(l.principal_outstanding_fen),
-            "{id}"
-        );
+        assert_paid_on_quarter_day(&app, &t, &b, id, payments[id.as_str()] * AMOUNT).await;
     }
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
