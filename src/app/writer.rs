@@ -13,11 +13,14 @@
 //! The writes and the commit run on a task of their own ([`InFlight`]); meanwhile the writer
 //! plans the next group from what arrives ([`Writer::pipeline`]), a pipeline one group deep:
 //!
-//! - Only parts of several commands (batch parts, settlement pages; see
-//!   [`PLAN_AHEAD_PART_MIN`]) of servicing commands on loans the writer holds (in the committing
-//!   group's staged rows, its cache, or a caller's hint whose `last_seq` is still the committed
-//!   one) whose ledger's chain head it knows may join: they need no statement before their own
-//!   commit. They are executed against a [`WriteTx::Detached`], which fails any statement.
+//! - Only parts of several servicing commands (batch parts, settlement pages; see
+//!   [`PLAN_AHEAD_PART_MIN`]) may join. Their loans come from the committing group's staged
+//!   rows or the cache, else from a caller's hint whose `last_seq` is still the committed one,
+//!   else through the readers' pool (the committing group changes no loan outside its rows).
+//!   They need no statement before their own commit, and are executed against a
+//!   [`WriteTx::Detached`], which fails any statement.
+//! - A planned group closes once it holds a part's worth of commands and the last part of a
+//!   caller's submission ([`PART_COMMANDS_MAX`]).
 //! - Their request ids are read through the readers' pool, which sees every group committed
 //!   before the one in flight; a request id of the group in flight is not taken (the command
 //!   waits for the commit and is then answered from the database).
@@ -72,7 +75,7 @@ pub const GROUP_COMMANDS_MAX: usize = 2_000;
 
 /// A submission of many commands (a batch, a settlement page) is cut into parts of at most this
 /// many, and a part is never split across groups. A group formed while nothing commits takes at
-/// most [`FIRST_GROUP_COMMANDS_MAX`], and the parts behind it are planned while it commits
+/// most this many too, and the parts behind it are planned while it commits
 /// ([`Writer::pipeline`]), into groups of up to [`GROUP_COMMANDS_MAX`]: so a batch of 1,000 from
 /// one client starts committing after 500 commands are planned instead of 1,000, and the other
 /// 500 are planned meanwhile. Measured against whole batches in one group (BENCHMARKS.md, change
@@ -85,9 +88,6 @@ pub const GROUP_COMMANDS_MAX: usize = 2_000;
 /// with nothing planned beside it (two clients 20–35% slower). Closed there, one client's batch is
 /// planned while the other's commits.
 pub const PART_COMMANDS_MAX: usize = 500;
-
-/// Commands in a group formed while no group commits, at most (see [`PART_COMMANDS_MAX`]).
-pub const FIRST_GROUP_COMMANDS_MAX: usize = PART_COMMANDS_MAX;
 
 /// Submissions of fewer commands than this (single requests) are not planned while a group
 /// commits: they wait for the commit and form the next group then. Measured under 64 clients of
@@ -286,9 +286,9 @@ struct Group {
     idempotency: HashMap<(String, String), (String, Answer)>,
     /// Loans the group changed (their states are in `loans` until they are staged).
     changed: std::collections::BTreeSet<String>,
-    /// Loans a group planned ahead read through the readers' pool and did not find: committed
-    /// by nobody and not in the committing group's rows, so its commands are refused without a
-    /// statement.
+    /// Loans the group looked up (in its transaction, or through the readers' pool when planned
+    /// ahead) and did not find: their commands are refused without another statement, unless
+    /// the group itself creates them (its own states come first).
     missing: HashSet<String>,
     staged: Staged,
     recorded_at_us: i64,
@@ -307,6 +307,27 @@ impl Group {
                 (row.scope, row.request_id),
                 (row.fingerprint, Answer::Stored(row.result_json)),
             );
+        }
+    }
+
+    /// Takes the hinted states whose `last_seq` is still the committed one (`seqs`, as read);
+    /// a hint out of date is left out, and its loan read instead.
+    fn take_current_hints(&mut self, hints: &HashMap<&str, &LoanState>, seqs: Vec<(String, i64)>) {
+        for (id, seq) in seqs {
+            if let Some(hint) = hints.get(id.as_str())
+                && i64::try_from(hint.last_seq).ok() == Some(seq)
+            {
+                self.loans.insert(id, (*hint).clone());
+            }
+        }
+    }
+
+    /// Notes the loans of `ids` that a lookup did not find (see [`Group::missing`]).
+    fn note_missing<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            if !self.loans.contains_key(id) {
+                self.missing.insert(id.to_string());
+            }
         }
     }
 
@@ -369,9 +390,9 @@ struct Prepared {
     results: Vec<Result<Outcome, AppError>>,
 }
 
-/// A group from a first submission and whatever else waits, up to
-/// [`FIRST_GROUP_COMMANDS_MAX`] commands (a part is never split): its commands, their answer
-/// channels, and the submission that did not fit.
+/// A group from a first submission and whatever else waits, up to [`PART_COMMANDS_MAX`]
+/// commands (a part is never split): its commands, their answer channels, and the submission
+/// that did not fit.
 fn form_group(
     first: Submission,
     rx: &mut mpsc::Receiver<Submission>,
@@ -379,9 +400,9 @@ fn form_group(
     let mut commands = first.jobs.len();
     let mut parts = vec![first];
     let mut carried = None;
-    while commands < FIRST_GROUP_COMMANDS_MAX {
+    while commands < PART_COMMANDS_MAX {
         match rx.try_recv() {
-            Ok(s) if commands + s.jobs.len() > FIRST_GROUP_COMMANDS_MAX => {
+            Ok(s) if commands + s.jobs.len() > PART_COMMANDS_MAX => {
                 carried = Some(s);
                 break;
             }
@@ -438,9 +459,9 @@ struct Speculation {
     group: Vec<Envelope>,
     results: Vec<Result<Outcome, AppError>>,
     replies: Vec<Reply>,
-    /// It cannot be planned ahead after all (a read through the pool failed, a hint was out of
-    /// date, a command needed a statement): its commands run again once the group in flight is
-    /// done, as an ordinary group.
+    /// It cannot be planned ahead after all (a read through the pool failed, a command needed
+    /// a statement): its commands run again once the group in flight is done, as an ordinary
+    /// group.
     abandoned: bool,
 }
 
@@ -523,8 +544,9 @@ impl Writer {
 
     /// While `f` commits, plans a group of what arrives meanwhile, against the states and
     /// chain heads `f` leaves and the request ids it holds. Only parts of several servicing
-    /// commands on loans the writer holds join it (they need no statement until their own
-    /// commit); the first submission that cannot join ends it and is given back. When `f` has
+    /// commands join it ([`Writer::may_speculate`]; they need no statement until their own
+    /// commit); the first submission that cannot join ends it and is given back, and a part that
+    /// ends a caller's submission closes it once it holds [`PART_COMMANDS_MAX`]. When `f` has
     /// committed, `f`'s callers are answered and the planned group's commit starts. Should `f`
     /// fail, the planned group is thrown away and its commands run again after `f`'s, as an
     /// ordinary group.
@@ -677,15 +699,7 @@ impl Writer {
         if !hinted.is_empty() {
             let ids: Vec<&str> = hinted.keys().copied().collect();
             match self.db.loan_seqs_read(&ids).await {
-                Ok(seqs) => {
-                    for (id, seq) in seqs {
-                        if let Some(hint) = hinted.get(id.as_str())
-                            && i64::try_from(hint.last_seq).ok() == Some(seq)
-                        {
-                            spec.g.loans.insert(id, (*hint).clone());
-                        }
-                    }
-                }
+                Ok(seqs) => spec.g.take_current_hints(&hinted, seqs),
                 Err(e) => {
                     tracing::warn!(error = %e, "loan lookup failed while a group committed");
                     spec.abandoned = true;
@@ -702,11 +716,7 @@ impl Writer {
                     for loan in loans {
                         spec.g.loans.insert(loan.terms.loan_id.clone(), loan);
                     }
-                    for id in ids {
-                        if !spec.g.loans.contains_key(id) {
-                            spec.g.missing.insert(id.to_string());
-                        }
-                    }
+                    spec.g.note_missing(ids);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "loan read failed while a group committed");
@@ -943,13 +953,7 @@ impl Writer {
             let hinted: Vec<&str> =
                 loan_ids.iter().map(String::as_str).filter(|id| hints.contains_key(id)).collect();
             if !hinted.is_empty() {
-                for (id, seq) in tx.loan_seqs(&hinted).await? {
-                    if let Some(hint) = hints.get(id.as_str())
-                        && i64::try_from(hint.last_seq).ok() == Some(seq)
-                    {
-                        g.loans.insert(id, (*hint).clone());
-                    }
-                }
+                g.take_current_hints(&hints, tx.loan_seqs(&hinted).await?);
                 loan_ids.retain(|id| !g.loans.contains_key(id));
             }
         }
@@ -957,6 +961,7 @@ impl Writer {
             for loan in tx.loans_many(&loan_ids).await? {
                 g.loans.insert(loan.terms.loan_id.clone(), loan);
             }
+            g.note_missing(loan_ids.iter().map(String::as_str));
         }
         Ok(())
     }
