@@ -50,10 +50,11 @@ pub async fn measure(
     let mut states: Vec<LoanState> = (0..loans)
         .map(|i| {
             let mut s = template.clone();
-            s.terms.loan_id = format!("CL-{i:08}");
-            s.terms.ledger_id = ledger.to_string();
-            s.terms.bank_id = "CB".into();
-            s.terms.household_id = "CH".into();
+            let terms = std::sync::Arc::make_mut(&mut s.terms);
+            terms.loan_id = format!("CL-{i:08}");
+            terms.ledger_id = ledger.to_string();
+            terms.bank_id = "CB".into();
+            terms.household_id = "CH".into();
             s
         })
         .collect();

@@ -14,6 +14,8 @@
 //! (等额本息, 等额本金) is scheduled at its first disbursement, from that day for the contract's
 //! term; a second disbursement and an extension of it are refused (see [`super::servicing`]).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use rust_decimal::Decimal;
@@ -134,7 +136,8 @@ impl LoanTerms {
 /// A loan's contract, balances and status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoanState {
-    pub terms: LoanTerms,
+    /// Shared, not copied, by the states planned from this one: a contract never changes.
+    pub terms: Arc<LoanTerms>,
     pub status: LoanStatus,
     pub disbursed_fen: Fen,
     pub principal_outstanding_fen: Fen,
@@ -296,7 +299,7 @@ impl LoanState {
     pub fn new(terms: LoanTerms, seq: u64) -> Self {
         LoanState {
             last_value_date: terms.contract_date,
-            terms,
+            terms: Arc::new(terms),
             status: LoanStatus::Contracted,
             disbursed_fen: Fen::ZERO,
             principal_outstanding_fen: Fen::ZERO,

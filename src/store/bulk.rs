@@ -17,8 +17,10 @@ use crate::domain::loan::LoanState;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
 
-const LOANS_SQL: &str =
-    concat!("select ", loan_columns!(), " from loan where ledger_id = $1 order by loan_id");
+/// No `order by`: PostgreSQL sorted the loans (wide rows, and a table half empty since migration
+/// 0003) in two parallel workers spilling to disk, 84 ms at 20,000 loans against 16 ms for the
+/// plain scan; [`Db::ledger_loans`] sorts them itself.
+const LOANS_SQL: &str = concat!("select ", loan_columns!(), " from loan where ledger_id = $1");
 const BALANCES_SQL: &str =
     "select account, balance_fen from account_balance where ledger_id = $1 order by account";
 const BANKS_SQL: &str = "select bank_id, name from bank where ledger_id = $1 order by bank_id";
@@ -47,16 +49,19 @@ type Status = (String, i64, String, String, String);
 impl Db {
     /// All loans of a ledger, by loan id.
     pub async fn ledger_loans(&self, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
-        match self {
+        let mut loans = match self {
             Db::Sqlite(pool, ..) => {
-                sqlite_rows(pool, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state()).await
+                sqlite_rows(pool, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state()).await?
             }
             Db::Postgres(pool, _) => {
                 let rows: Vec<LoanRow> =
                     sqlx::query_as(LOANS_SQL).bind(ledger_id).fetch_all(pool).await?;
-                rows.into_iter().map(LoanRow::into_state).collect()
+                rows.into_iter().map(LoanRow::into_state).collect::<Result<_, _>>()?
             }
-        }
+        };
+        loans
+            .sort_unstable_by(|a: &LoanState, b: &LoanState| a.terms.loan_id.cmp(&b.terms.loan_id));
+        Ok(loans)
     }
 
     /// All account balances of a ledger, by account.

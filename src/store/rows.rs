@@ -194,7 +194,7 @@ impl LoanRow {
             guarantee_free: self.guarantee_free,
         };
         Ok(LoanState {
-            terms,
+            terms: std::sync::Arc::new(terms),
             status: LoanStatus::parse(&self.status)
                 .ok_or_else(|| corrupt("loan status", &self.status))?,
             disbursed_fen: Fen(self.disbursed_fen),
