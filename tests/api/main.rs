@@ -1673,6 +1673,72 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     assert!(!v.ok, "{v:?}");
     assert!(v.problems.iter().any(|p| p.contains("households")), "{v:?}");
+    app.db
+        .execute_raw(&format!(
+            "update household set head_name = '户主{HOUSEHOLD}' where household_id = '{HOUSEHOLD}'"
+        ))
+        .await
+        .expect("restored");
+    assert!(app.verify(&t.auditor).await.ok);
+
+    // A balance changed, then the same balance gone, then the loan's row gone: each named with
+    // the figure the journal gives.
+    let principal = format!("loan/{id}/principal");
+    let journal_gives = app
+        .db
+        .ledger_balances(LEDGER)
+        .await
+        .expect("balances")
+        .into_iter()
+        .find(|(account, _)| *account == principal)
+        .expect("the principal's balance")
+        .1
+        .0;
+    assert!(journal_gives > 0);
+    app.db
+        .execute_raw(&format!(
+            "update account_balance set balance_fen = balance_fen + 7 where account = '{principal}'"
+        ))
+        .await
+        .expect("the balance is updatable");
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(
+        v.problems,
+        [format!(
+            "balance of {principal}: stored {} fen, journal gives {journal_gives} fen",
+            journal_gives + 7
+        )],
+        "{v:?}"
+    );
+    app.db
+        .execute_raw(&format!("delete from account_balance where account = '{principal}'"))
+        .await
+        .expect("the balance row can be deleted");
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(
+        v.problems,
+        [format!("balance of {principal}: missing, journal gives {journal_gives} fen")],
+        "{v:?}"
+    );
+    app.db
+        .execute_raw(&format!(
+            "insert into account_balance (ledger_id, account, balance_fen) \
+             values ('{LEDGER}', '{principal}', {journal_gives})"
+        ))
+        .await
+        .expect("restored");
+    assert!(app.verify(&t.auditor).await.ok);
+    app.db
+        .execute_raw(&format!("delete from loan where loan_id = '{id}'"))
+        .await
+        .expect("the loan row can be deleted");
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(
+        v.problems,
+        [format!("loan {id} is in the journal but missing from the read model")],
+        "{v:?}"
+    );
+    assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
     app.finish().await;
 }
 

@@ -16,7 +16,6 @@
 mod chain;
 mod replay;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -113,7 +112,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     );
     let mut chain = scanned?;
     let (stored, stored_balances, stored_loans) = (stored?, stored_balances?, stored_loans?);
-    let replay::Replay { loans, mut registry, problems: replay_problems } =
+    let replay::Replay { mut loans, mut registry, problems: replay_problems } =
         replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     let problems = std::mem::take(&mut chain.problems).merge(replay_problems);
     let mut report = VerifyReport {
@@ -124,7 +123,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         first_break_seq: problems.first_break_seq,
         problems: problems.list.into_iter().map(|(_, text)| text).collect(),
     };
-    let balances = chain.balances;
+    let mut balances = chain.balances;
     let mut problem = |text: String| {
         if report.problems.len() < PROBLEMS_MAX {
             report.problems.push(text);
@@ -147,10 +146,9 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         }
     }
 
-    let mut seen = HashSet::new();
+    // Each stored figure takes its rebuilt one out of the map; what is left was never stored.
     for (account, stored) in &stored_balances {
-        seen.insert(account.clone());
-        let rebuilt = balances.get(account).copied().unwrap_or(0);
+        let rebuilt = balances.remove(account.as_str()).unwrap_or(0);
         if rebuilt != i128::from(stored.0) {
             problem(format!(
                 "balance of {account}: stored {} fen, journal gives {rebuilt} fen",
@@ -158,20 +156,18 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
             ));
         }
     }
-    for (account, rebuilt) in &balances {
-        if *rebuilt != 0 && !seen.contains(account) {
-            problem(format!("balance of {account}: missing, journal gives {rebuilt} fen"));
-        }
+    let mut unstored: Vec<(&String, &i128)> = balances.iter().filter(|(_, b)| **b != 0).collect();
+    unstored.sort();
+    for (account, rebuilt) in unstored {
+        problem(format!("balance of {account}: missing, journal gives {rebuilt} fen"));
     }
-    let mut stored_ids = HashSet::new();
     for stored in &stored_loans {
-        stored_ids.insert(stored.terms.loan_id.clone());
-        match loans.get(&stored.terms.loan_id) {
+        match loans.remove(&stored.terms.loan_id) {
             None => problem(format!(
                 "loan {} is stored but has no contract in the journal",
                 stored.terms.loan_id
             )),
-            Some(rebuilt) if rebuilt != stored => problem(format!(
+            Some(rebuilt) if rebuilt != *stored => problem(format!(
                 "loan {}: stored state differs from the journal (stored {} outstanding {} fen, journal {} outstanding {} fen)",
                 stored.terms.loan_id,
                 stored.status.as_str(),
@@ -182,7 +178,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
             Some(_) => {}
         }
     }
-    let mut missing: Vec<&String> = loans.keys().filter(|id| !stored_ids.contains(*id)).collect();
+    let mut missing: Vec<&String> = loans.keys().collect();
     missing.sort();
     for id in missing {
         problem(format!("loan {id} is in the journal but missing from the read model"));
