@@ -100,14 +100,20 @@ impl<'a> CopyReader<'a> {
     }
 }
 
-/// Runs `statement` (a `COPY ... TO STDOUT (FORMAT binary)`) and gathers its output.
+/// Runs `statement` (a `COPY ... TO STDOUT (FORMAT binary)`) and gathers its output into
+/// `data` (emptied first; a buffer handed back by the page's reader, whose memory is already
+/// the process's: a buffer grown by doubling from nothing touched twice its size in fresh memory
+/// for every page, and copied itself on the way), with room for `capacity` bytes to begin with.
 pub(super) async fn copy_out(
     conn: &mut sqlx::PgConnection,
     statement: &str,
+    mut data: Vec<u8>,
+    capacity: usize,
 ) -> Result<Vec<u8>, StoreError> {
     use tokio_stream::StreamExt;
     let mut chunks = conn.copy_out_raw(statement).await?;
-    let mut data = Vec::new();
+    data.clear();
+    data.reserve(capacity);
     while let Some(chunk) = chunks.next().await {
         data.extend_from_slice(&chunk?);
     }

@@ -169,29 +169,24 @@ async fn scan_postgres<V: JournalVisitor>(
     type Copies = (Vec<u8>, Vec<u8>);
     type Page = Result<Copies, StoreError>;
     let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Page>(2);
+    // The checked pages' buffers, handed back to be filled again.
+    let (spent_tx, mut spent) = tokio::sync::mpsc::unbounded_channel::<Copies>();
     let checker = tokio::task::spawn_blocking(move || -> Result<V, StoreError> {
         while let Some(page) = pages.blocking_recv() {
             let (txns, postings) = page?;
-            let mut rows = CopyReader::new(&txns)?;
-            let mut merge = PostingMerge::new(posting_rows(&postings)?);
-            let mut count = 0i64;
-            while rows.row(TXN_COPY_FIELDS)? {
-                if visitor.stopped() {
-                    return Ok(visitor);
-                }
-                let txn = copied_txn(&mut rows)?;
-                let postings = merge.take(txn.seq, &mut visitor)?;
-                visitor.txn(txn, postings);
-                count += 1;
+            check_copied_page(&txns, &postings, page_txns, &mut visitor)?;
+            if visitor.stopped() {
+                return Ok(visitor);
             }
-            if count < page_txns {
-                merge.finish(&mut visitor)?;
-            }
+            // The reader may have ended (the last page read): the buffers are then dropped.
+            let _ = spent_tx.send((txns, postings));
         }
         visitor.end();
         Ok(visitor)
     });
     let mut next = 1i64;
+    // The sizes of the previous page's two copies, the next page's first guess.
+    let mut sizes = (0usize, 0usize);
     loop {
         let page: Result<(Copies, Option<i64>), StoreError> = async {
             let mut tx = pool.begin().await?;
@@ -203,19 +198,25 @@ async fn scan_postgres<V: JournalVisitor>(
                 .bind(ledger_id)
                 .execute(&mut *tx)
                 .await?;
-            let txns = copy_out(&mut tx, &txn_copy_sql(next, page_txns)).await?;
+            let (txns, postings) = spent.try_recv().unwrap_or_default();
+            let txns = copy_out(&mut tx, &txn_copy_sql(next, page_txns), txns, sizes.0).await?;
             let (count, last) = page_extent(&txns)?;
             // The last page takes every posting row after it, so that orphans past the last
             // transaction are seen too.
             let following = last.and_then(|last| next_page(page_txns, count, last));
             let upto = following.and(last).unwrap_or(i64::MAX);
-            let postings = copy_out(&mut tx, &posting_copy_sql(next, upto)).await?;
+            let postings =
+                copy_out(&mut tx, &posting_copy_sql(next, upto), postings, sizes.1).await?;
             tx.rollback().await?;
             Ok(((txns, postings), following))
         }
         .await;
         let (page, following) = match page {
-            Ok((copies, following)) => (Ok(copies), following),
+            Ok((copies, following)) => {
+                // A little more than the last page's, so that a page as large does not double.
+                sizes = (copies.0.len() + copies.0.len() / 8, copies.1.len() + copies.1.len() / 8);
+                (Ok(copies), following)
+            }
             Err(e) => (Err(e), None),
         };
         // The checker is gone only if it stopped (or failed): its result says which.
@@ -229,6 +230,32 @@ async fn scan_postgres<V: JournalVisitor>(
     }
     drop(pages_tx);
     checker.await.map_err(panicked)?
+}
+
+/// Hands a page's transactions, read from their copy, with their postings to `visitor`, up to
+/// the end of the page or until the visitor stops.
+fn check_copied_page<V: JournalVisitor>(
+    txns: &[u8],
+    postings: &[u8],
+    page_txns: i64,
+    visitor: &mut V,
+) -> Result<(), StoreError> {
+    let mut rows = CopyReader::new(txns)?;
+    let mut merge = PostingMerge::new(posting_rows(postings)?);
+    let mut count = 0i64;
+    while rows.row(TXN_COPY_FIELDS)? {
+        if visitor.stopped() {
+            return Ok(());
+        }
+        let txn = copied_txn(&mut rows)?;
+        let postings = merge.take(txn.seq, visitor)?;
+        visitor.txn(txn, postings);
+        count += 1;
+    }
+    if count < page_txns {
+        merge.finish(visitor)?;
+    }
+    Ok(())
 }
 
 /// The fields of [`txn_copy_sql`]'s rows.

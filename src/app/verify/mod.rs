@@ -19,8 +19,10 @@ mod replay;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::task::JoinHandle;
+
 use super::error::AppError;
-use crate::store::Db;
+use crate::store::{Db, StoreError};
 
 /// Problems listed in one report, at most; the first break is what matters, the rest are context.
 pub const PROBLEMS_MAX: usize = 100;
@@ -81,6 +83,35 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Aborts the tasks when dropped (a finished task is not affected).
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// `read(db, ledger_id)` as a task of its own.
+fn spawn_read<T, F, Fut>(db: &Db, ledger_id: &str, read: F) -> JoinHandle<Result<T, StoreError>>
+where
+    T: Send + 'static,
+    F: FnOnce(Db, String) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    tokio::spawn(read(db.clone(), ledger_id.to_string()))
+}
+
+/// A read task's result (a task that panicked is an internal error).
+async fn joined<T>(task: JoinHandle<Result<T, StoreError>>) -> Result<T, AppError> {
+    match task.await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(AppError::Internal(format!("a read of verify failed: {e}"))),
+    }
+}
+
 #[tracing::instrument(skip(db))]
 pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, AppError> {
     // Both stages run on threads of their own; should this future be dropped (the caller went
@@ -101,15 +132,29 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         }
         replay
     });
-    // The stored read models are read while the journal is scanned (on the read pool, by the
-    // driver's threads). Should the scan fail, the chain (and with it the channel) is dropped
-    // and stage 2 ends.
-    let (scanned, stored, stored_balances, stored_loans) = tokio::join!(
-        db.scan_journal(ledger_id, chain::Chain::new(ledger_id, to_replay, stop)),
-        db.registry_snapshot(ledger_id),
-        db.ledger_balances(ledger_id),
-        db.ledger_loans(ledger_id),
-    );
+    // The journal scan and the reads of the stored read models run as tasks of their own, so
+    // that the runtime's workers take them in parallel (joined in this task, the four took
+    // turns on one worker, which received every row of PostgreSQL's copies) and so that their
+    // many wake-ups do not each enter this function's tracing span. Should the scan fail, the
+    // chain (and with it the channel) is dropped and stage 2 ends; should this future be
+    // dropped, the tasks are aborted.
+    let scan = {
+        let (db, ledger_id) = (db.clone(), ledger_id.to_string());
+        let chain = chain::Chain::new(&ledger_id, to_replay, stop);
+        tokio::spawn(async move { db.scan_journal(&ledger_id, chain).await })
+    };
+    let registry =
+        spawn_read(db, ledger_id, |db, id| async move { db.registry_snapshot(&id).await });
+    let balances = spawn_read(db, ledger_id, |db, id| async move { db.ledger_balances(&id).await });
+    let loans = spawn_read(db, ledger_id, |db, id| async move { db.ledger_loans(&id).await });
+    let _abort_on_drop = AbortOnDrop(vec![
+        scan.abort_handle(),
+        registry.abort_handle(),
+        balances.abort_handle(),
+        loans.abort_handle(),
+    ]);
+    let (scanned, stored, stored_balances, stored_loans) =
+        tokio::join!(joined(scan), joined(registry), joined(balances), joined(loans));
     let mut chain = scanned?;
     let (stored, stored_balances, stored_loans) = (stored?, stored_balances?, stored_loans?);
     let replay::Replay { mut loans, mut registry, problems: replay_problems } =
