@@ -1695,31 +1695,29 @@ async fn tampered_read_models_are_reported(backend: Backend) {
         .1
         .0;
     assert!(journal_gives > 0);
-    app.db
-        .execute_raw(&format!(
+    // Runs `sql` behind the service's back; Verify then reports exactly `expected`.
+    let reports = async |sql: String, expected: String| {
+        let changed = app.db.execute_raw(&sql).await.expect(&sql);
+        assert_eq!(changed, 1, "{sql}");
+        let v = app.verify(&t.auditor).await;
+        assert_eq!(v.problems, [expected], "after {sql}: {v:?}");
+        v
+    };
+    reports(
+        format!(
             "update account_balance set balance_fen = balance_fen + 7 where account = '{principal}'"
-        ))
-        .await
-        .expect("the balance is updatable");
-    let v = app.verify(&t.auditor).await;
-    assert_eq!(
-        v.problems,
-        [format!(
+        ),
+        format!(
             "balance of {principal}: stored {} fen, journal gives {journal_gives} fen",
             journal_gives + 7
-        )],
-        "{v:?}"
-    );
-    app.db
-        .execute_raw(&format!("delete from account_balance where account = '{principal}'"))
-        .await
-        .expect("the balance row can be deleted");
-    let v = app.verify(&t.auditor).await;
-    assert_eq!(
-        v.problems,
-        [format!("balance of {principal}: missing, journal gives {journal_gives} fen")],
-        "{v:?}"
-    );
+        ),
+    )
+    .await;
+    reports(
+        format!("delete from account_balance where account = '{principal}'"),
+        format!("balance of {principal}: missing, journal gives {journal_gives} fen"),
+    )
+    .await;
     app.db
         .execute_raw(&format!(
             "insert into account_balance (ledger_id, account, balance_fen) \
@@ -1728,16 +1726,11 @@ async fn tampered_read_models_are_reported(backend: Backend) {
         .await
         .expect("restored");
     assert!(app.verify(&t.auditor).await.ok);
-    app.db
-        .execute_raw(&format!("delete from loan where loan_id = '{id}'"))
-        .await
-        .expect("the loan row can be deleted");
-    let v = app.verify(&t.auditor).await;
-    assert_eq!(
-        v.problems,
-        [format!("loan {id} is in the journal but missing from the read model")],
-        "{v:?}"
-    );
+    let v = reports(
+        format!("delete from loan where loan_id = '{id}'"),
+        format!("loan {id} is in the journal but missing from the read model"),
+    )
+    .await;
     assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
     app.finish().await;
 }
