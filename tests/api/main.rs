@@ -1635,51 +1635,48 @@ async fn verify_at_once(app: &TestApp, token: &str, n: usize) -> Vec<pb::VerifyR
     answers
 }
 
-/// The read models are rebuilt from the journal alone: a loan balance, a household record and a
-/// policy version changed behind the service's back (these tables are not append-only: they
-/// are read models) are each reported by Verify, while the chain itself still holds.
+/// The read models are rebuilt from the journal alone: a loan's outstanding principal, a
+/// household record, an account balance (changed, then deleted) and a loan row (deleted) behind
+/// the service's back (these tables are not append-only: they are read models) are each
+/// reported by Verify, while the chain itself still holds.
 async fn tampered_read_models_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
     assert!(app.verify(&t.auditor).await.ok);
+    // Runs `sql` behind the service's back (one row changed); Verify then reports one problem,
+    // containing `expected`, and the chain still holds.
+    let reports = async |sql: String, expected: String| {
+        let changed = app.db.execute_raw(&sql).await.expect(&sql);
+        assert_eq!(changed, 1, "{sql}");
+        let v = app.verify(&t.auditor).await;
+        assert!(!v.ok, "after {sql}: {v:?}");
+        assert_eq!(v.first_break_seq, 0, "the chain holds after {sql}: {v:?}");
+        assert!(
+            v.problems.len() == 1 && v.problems[0].contains(&expected),
+            "after {sql}, expected {expected}: {v:?}"
+        );
+    };
+    // Puts back what `reports` changed: Verify passes again.
+    let restores = async |sql: String| {
+        app.db.execute_raw(&sql).await.expect(&sql);
+        assert!(app.verify(&t.auditor).await.ok, "after {sql}");
+    };
 
-    let changed = app
-        .db
-        .execute_raw(&format!(
-            "update loan set principal_outstanding_fen = principal_outstanding_fen - 1 where loan_id = '{id}'"
-        ))
-        .await
-        .expect("the loan read model is updatable");
-    assert_eq!(changed, 1);
-    let v = app.verify(&t.auditor).await;
-    assert!(!v.ok, "{v:?}");
-    assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
-    assert!(v.problems.iter().any(|p| p.contains(&id)), "{v:?}");
-    app.db
-        .execute_raw(&format!(
-            "update loan set principal_outstanding_fen = principal_outstanding_fen + 1 where loan_id = '{id}'"
-        ))
-        .await
-        .expect("restored");
-    assert!(app.verify(&t.auditor).await.ok);
+    let outstanding = |delta: &str| {
+        format!(
+            "update loan set principal_outstanding_fen = principal_outstanding_fen {delta} \
+             where loan_id = '{id}'"
+        )
+    };
+    reports(outstanding("- 1"), format!("loan {id}: stored state differs from the journal")).await;
+    restores(outstanding("+ 1")).await;
 
-    app.db
-        .execute_raw(&format!(
-            "update household set head_name = 'someone else' where household_id = '{HOUSEHOLD}'"
-        ))
-        .await
-        .expect("the household row is updatable");
-    let v = app.verify(&t.auditor).await;
-    assert!(!v.ok, "{v:?}");
-    assert!(v.problems.iter().any(|p| p.contains("households")), "{v:?}");
-    app.db
-        .execute_raw(&format!(
-            "update household set head_name = '户主{HOUSEHOLD}' where household_id = '{HOUSEHOLD}'"
-        ))
-        .await
-        .expect("restored");
-    assert!(app.verify(&t.auditor).await.ok);
+    let head_name = |name: &str| {
+        format!("update household set head_name = '{name}' where household_id = '{HOUSEHOLD}'")
+    };
+    reports(head_name("someone else"), format!("the households of ledger {LEDGER} differ")).await;
+    restores(head_name(&format!("户主{HOUSEHOLD}"))).await;
 
     // A balance changed, then the same balance gone, then the loan's row gone: each named with
     // the figure the journal gives.
@@ -1695,14 +1692,6 @@ async fn tampered_read_models_are_reported(backend: Backend) {
         .1
         .0;
     assert!(journal_gives > 0);
-    // Runs `sql` behind the service's back; Verify then reports exactly `expected`.
-    let reports = async |sql: String, expected: String| {
-        let changed = app.db.execute_raw(&sql).await.expect(&sql);
-        assert_eq!(changed, 1, "{sql}");
-        let v = app.verify(&t.auditor).await;
-        assert_eq!(v.problems, [expected], "after {sql}: {v:?}");
-        v
-    };
     reports(
         format!(
             "update account_balance set balance_fen = balance_fen + 7 where account = '{principal}'"
@@ -1718,20 +1707,16 @@ async fn tampered_read_models_are_reported(backend: Backend) {
         format!("balance of {principal}: missing, journal gives {journal_gives} fen"),
     )
     .await;
-    app.db
-        .execute_raw(&format!(
-            "insert into account_balance (ledger_id, account, balance_fen) \
-             values ('{LEDGER}', '{principal}', {journal_gives})"
-        ))
-        .await
-        .expect("restored");
-    assert!(app.verify(&t.auditor).await.ok);
-    let v = reports(
+    restores(format!(
+        "insert into account_balance (ledger_id, account, balance_fen) \
+         values ('{LEDGER}', '{principal}', {journal_gives})"
+    ))
+    .await;
+    reports(
         format!("delete from loan where loan_id = '{id}'"),
         format!("loan {id} is in the journal but missing from the read model"),
     )
     .await;
-    assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
     app.finish().await;
 }
 
