@@ -6,10 +6,12 @@
 //! blocking thread, like the journal scan ([`super::scan`]), and loans are decoded there too:
 //! through sqlx's driver, which copies every value of every row on its thread and hands each row
 //! over to the caller's, reading a million loans took 25.7 s and a million household statuses
-//! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL they go through sqlx.
+//! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL the loans are read as a
+//! binary `COPY` ([`super::pgcopy`], as the journal is), the rest through sqlx.
 
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
 
+use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out};
 use super::rows::{BalanceRow, LoanRow, loan_columns};
 use super::scan::{open_sqlite_reader, panicked, sqlite_file};
 use super::{Db, StoreError};
@@ -53,11 +55,7 @@ impl Db {
             Db::Sqlite(pool, ..) => {
                 sqlite_rows(pool, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state()).await?
             }
-            Db::Postgres(pool, _) => {
-                let rows: Vec<LoanRow> =
-                    sqlx::query_as(LOANS_SQL).bind(ledger_id).fetch_all(pool).await?;
-                rows.into_iter().map(LoanRow::into_state).collect::<Result<_, _>>()?
-            }
+            Db::Postgres(pool, _) => postgres_loans(pool, ledger_id).await?,
         };
         loans
             .sort_unstable_by(|a: &LoanState, b: &LoanState| a.terms.loan_id.cmp(&b.terms.loan_id));
@@ -105,6 +103,64 @@ impl Db {
         Ok(RegistrySnapshot { banks, households, statuses, policies })
     }
 }
+
+/// The loans of `ledger_id` on PostgreSQL, as a binary `COPY` read in place
+/// ([`super::pgcopy`]): through sqlx's rows each of the 28 columns of every loan was decoded
+/// into a value of its own, found by its column name.
+async fn postgres_loans(pool: &PgPool, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("select set_config($1, $2, true)")
+        .bind(LEDGER_SETTING)
+        .bind(ledger_id)
+        .execute(&mut *tx)
+        .await?;
+    let statement = format!(
+        "copy (select {} from loan where ledger_id = current_setting('{LEDGER_SETTING}')) \
+         to stdout (format binary)",
+        loan_columns!()
+    );
+    let data = copy_out(&mut tx, &statement, Vec::new(), 0).await?;
+    tx.rollback().await?;
+    let mut r = CopyReader::new(&data)?;
+    let mut loans = Vec::new();
+    while r.row(LOAN_COLUMNS)? {
+        let row = LoanRow {
+            loan_id: r.text()?.to_string(),
+            ledger_id: r.text()?.to_string(),
+            bank_id: r.text()?.to_string(),
+            contract_number: r.text()?.to_string(),
+            household_id: r.text()?.to_string(),
+            borrower_name: r.text()?.to_string(),
+            borrower_id_number: r.text()?.to_string(),
+            principal_fen: r.int8()?,
+            annual_rate: r.text()?.to_string(),
+            contract_date: r.text()?.to_string(),
+            term_months: r.int4_field()?,
+            maturity_date: r.text()?.to_string(),
+            repayment_method: r.text()?.to_string(),
+            settlement_frequency: r.text()?.to_string(),
+            purpose: r.text()?.to_string(),
+            collateral_free: r.boolean()?,
+            guarantee_free: r.boolean()?,
+            status: r.text()?.to_string(),
+            disbursed_fen: r.int8()?,
+            principal_outstanding_fen: r.int8()?,
+            principal_repaid_fen: r.int8()?,
+            interest_paid_fen: r.int8()?,
+            disbursed_on: r.text_or_null()?.map(str::to_string),
+            last_value_date: r.text()?.to_string(),
+            renews_loan_id: r.text_or_null()?.map(str::to_string),
+            policy_json: r.text()?.to_string(),
+            servicing_json: r.text()?.to_string(),
+            last_seq: r.int8()?,
+        };
+        loans.push(row.into_state()?);
+    }
+    Ok(loans)
+}
+
+/// The columns of [`loan_columns!`].
+const LOAN_COLUMNS: usize = 28;
 
 /// Runs `sql` (one parameter: the ledger id) on a read-only rusqlite connection of its own on a
 /// blocking thread, mapping each row there.

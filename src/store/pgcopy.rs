@@ -98,6 +98,34 @@ impl<'a> CopyReader<'a> {
     pub(super) fn text(&mut self) -> Result<&'a str, StoreError> {
         std::str::from_utf8(self.field()?).map_err(|_| corrupt("text not UTF-8"))
     }
+
+    /// The next field, an `integer`.
+    pub(super) fn int4_field(&mut self) -> Result<i32, StoreError> {
+        let b: [u8; 4] = self.field()?.try_into().map_err(|_| corrupt("an integer not 4 bytes"))?;
+        Ok(i32::from_be_bytes(b))
+    }
+
+    /// The next field, a `boolean`.
+    pub(super) fn boolean(&mut self) -> Result<bool, StoreError> {
+        match self.field()? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(corrupt("a boolean not 0 or 1")),
+        }
+    }
+
+    /// The next field, a `text` that may be null.
+    pub(super) fn text_or_null(&mut self) -> Result<Option<&'a str>, StoreError> {
+        match self.int4()? {
+            -1 => Ok(None),
+            len => {
+                let len = usize::try_from(len).map_err(|_| corrupt("a negative length"))?;
+                std::str::from_utf8(self.take(len)?)
+                    .map(Some)
+                    .map_err(|_| corrupt("text not UTF-8"))
+            }
+        }
+    }
 }
 
 /// Runs `statement` (a `COPY ... TO STDOUT (FORMAT binary)`) and gathers its output into
@@ -207,5 +235,41 @@ mod tests {
         let mut r = CopyReader::new(&not_utf8).unwrap();
         assert!(r.row(1).unwrap());
         assert!(matches!(r.text(), Err(StoreError::Corrupt(_))), "text not UTF-8");
+    }
+
+    #[test]
+    fn integers_booleans_and_nullable_text() {
+        let four = (-5i32).to_be_bytes();
+        let data = copy(&[
+            vec![Some(&four[..]), Some(&[1u8][..]), None],
+            vec![Some(&four[..]), Some(&[0u8][..]), Some("B1-2021".as_bytes())],
+        ]);
+        let mut r = CopyReader::new(&data).unwrap();
+        assert!(r.row(3).unwrap());
+        assert_eq!(
+            (r.int4_field().unwrap(), r.boolean().unwrap(), r.text_or_null().unwrap()),
+            (-5, true, None)
+        );
+        assert!(r.row(3).unwrap());
+        assert_eq!(
+            (r.int4_field().unwrap(), r.boolean().unwrap(), r.text_or_null().unwrap()),
+            (-5, false, Some("B1-2021"))
+        );
+        assert!(!r.row(3).unwrap());
+        for (field, read) in [
+            (&b"\x00\x00\x00\x00\x07"[..], 0), // an integer of 5 bytes
+            (&b"\x02"[..], 1),                 // a boolean neither 0 nor 1
+            (&b"\xff"[..], 2),                 // text not UTF-8
+        ] {
+            let data = copy(&[vec![Some(field)]]);
+            let mut r = CopyReader::new(&data).unwrap();
+            assert!(r.row(1).unwrap());
+            let corrupt = match read {
+                0 => r.int4_field().is_err(),
+                1 => r.boolean().is_err(),
+                _ => r.text_or_null().is_err(),
+            };
+            assert!(corrupt, "{field:?}");
+        }
     }
 }
