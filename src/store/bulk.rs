@@ -11,7 +11,7 @@
 
 use sqlx::{PgPool, SqlitePool};
 
-use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out};
+use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, set_ledger};
 use super::rows::{BalanceRow, LoanRow, loan_columns};
 use super::scan::{open_sqlite_reader, panicked, sqlite_file};
 use super::{Db, StoreError};
@@ -109,11 +109,7 @@ impl Db {
 /// into a value of its own, found by its column name.
 async fn postgres_loans(pool: &PgPool, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("select set_config($1, $2, true)")
-        .bind(LEDGER_SETTING)
-        .bind(ledger_id)
-        .execute(&mut *tx)
-        .await?;
+    set_ledger(&mut tx, ledger_id).await?;
     let statement = format!(
         "copy (select {} from loan where ledger_id = current_setting('{LEDGER_SETTING}')) \
          to stdout (format binary)",
@@ -159,8 +155,18 @@ async fn postgres_loans(pool: &PgPool, ledger_id: &str) -> Result<Vec<LoanState>
     Ok(loans)
 }
 
-/// The columns of [`loan_columns!`].
-const LOAN_COLUMNS: usize = 28;
+/// The columns of [`loan_columns!`], counted from its text.
+const LOAN_COLUMNS: usize = {
+    let text = loan_columns!().as_bytes();
+    let (mut i, mut count) = (0, 1);
+    while i < text.len() {
+        if text[i] == b',' {
+            count += 1;
+        }
+        i += 1;
+    }
+    count
+};
 
 /// Runs `sql` (one parameter: the ledger id) on a read-only rusqlite connection of its own on a
 /// blocking thread, mapping each row there.

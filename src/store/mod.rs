@@ -108,8 +108,14 @@ where
 
 /// PostgreSQL planner settings for statements that name their rows by key, many at a time:
 /// joins by index only. The writer's connection has them for good; reads through the readers'
-/// pool take them for one transaction ([`on_pool_keyed!`]).
-pub const KEYED_PLANS: &str = "set local enable_hashjoin = off; set local enable_mergejoin = off";
+/// pool take them for one transaction ([`KEYED_PLANS`], [`on_pool_keyed!`]).
+pub const KEYED_PLAN_SETTINGS: [(&str, &str); 2] =
+    [("enable_hashjoin", "off"), ("enable_mergejoin", "off")];
+
+/// [`KEYED_PLAN_SETTINGS`] for the rest of a transaction, as one statement.
+pub static KEYED_PLANS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    KEYED_PLAN_SETTINGS.map(|(name, value)| format!("set local {name} = {value}")).join("; ")
+});
 
 /// As [`on_pool!`], for a read of many rows by key (the writer's reads while a group commits):
 /// on PostgreSQL in a transaction of its own under [`KEYED_PLANS`], since with a thousand keys
@@ -125,7 +131,7 @@ macro_rules! on_pool_keyed {
             }
             $crate::store::Db::Postgres(pool, _) => {
                 let mut tx = pool.begin().await?;
-                sqlx::Executor::execute(&mut *tx, $crate::store::KEYED_PLANS).await?;
+                sqlx::Executor::execute(&mut *tx, $crate::store::KEYED_PLANS.as_str()).await?;
                 let result = {
                     let $c = &mut *tx;
                     $body
@@ -360,16 +366,14 @@ impl Db {
             // length, and under it a group of 1,000 repayments took a third longer than with a
             // plan made for its own arrays (BENCHMARKS.md, change 22).
             //
-            // And its planner joins by index only ([`KEYED_PLANS`]): every statement of the
+            // And its planner joins by index only ([`KEYED_PLAN_SETTINGS`]): every statement of the
             // writer names its rows by key (request ids, loan ids, accounts), and past about a
             // thousand keys the planner would rather hash the whole table than probe its index.
             // At 20,000 loans that made the loan update of a group of 1,500 take 28 ms instead of
             // 12 ms, and a full scan grows with the books.
-            let opts = opts.options([
-                ("plan_cache_mode", "force_custom_plan"),
-                ("enable_hashjoin", "off"),
-                ("enable_mergejoin", "off"),
-            ]);
+            let opts = opts
+                .options([("plan_cache_mode", "force_custom_plan")])
+                .options(KEYED_PLAN_SETTINGS);
             let write = WriteConn::new(opts, None);
             Ok(Db::Postgres(pool, Arc::new(tokio::sync::Mutex::new(write))))
         } else {

@@ -19,6 +19,19 @@ use super::StoreError;
 /// The transaction-local setting the copy statements read the ledger id from.
 pub(super) const LEDGER_SETTING: &str = "loanledger.scan_ledger";
 
+/// Sets [`LEDGER_SETTING`] to `ledger_id` for the rest of the transaction on `conn`.
+pub(super) async fn set_ledger(
+    conn: &mut sqlx::PgConnection,
+    ledger_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("select set_config($1, $2, true)")
+        .bind(LEDGER_SETTING)
+        .bind(ledger_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The signature at the start of every binary copy.
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::{PgPool, SqlitePool};
 
-use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out};
+use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, set_ledger};
 use super::{BUSY_TIMEOUT_PRAGMA, Db, StoreError};
 use crate::domain::money::Fen;
 use crate::ledger::posting::Posting;
@@ -193,11 +193,7 @@ async fn scan_postgres<V: JournalVisitor>(
             sqlx::query("set transaction isolation level repeatable read, read only")
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("select set_config($1, $2, true)")
-                .bind(LEDGER_SETTING)
-                .bind(ledger_id)
-                .execute(&mut *tx)
-                .await?;
+            set_ledger(&mut tx, ledger_id).await?;
             let (txns, postings) = spent.try_recv().unwrap_or_default();
             let txns = copy_out(&mut tx, &txn_copy_sql(next, page_txns), txns, sizes.0).await?;
             let (count, last) = page_extent(&txns)?;

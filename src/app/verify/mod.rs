@@ -138,11 +138,8 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     // many wake-ups do not each enter this function's tracing span. Should the scan fail, the
     // chain (and with it the channel) is dropped and stage 2 ends; should this future be
     // dropped, the tasks are aborted.
-    let scan = {
-        let (db, ledger_id) = (db.clone(), ledger_id.to_string());
-        let chain = chain::Chain::new(&ledger_id, to_replay, stop);
-        tokio::spawn(async move { db.scan_journal(&ledger_id, chain).await })
-    };
+    let chain = chain::Chain::new(ledger_id, to_replay, stop);
+    let scan = spawn_read(db, ledger_id, |db, id| async move { db.scan_journal(&id, chain).await });
     let registry =
         spawn_read(db, ledger_id, |db, id| async move { db.registry_snapshot(&id).await });
     let balances = spawn_read(db, ledger_id, |db, id| async move { db.ledger_balances(&id).await });
