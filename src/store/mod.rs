@@ -175,6 +175,12 @@ pub enum StoreError {
     /// A statement was asked of a group planned without a connection ([`write::WriteTx::Detached`]).
     #[error("no connection: the group was planned while another committed")]
     Detached,
+    /// The idempotency table already holds one of the request ids written: its primary key
+    /// refused the statement, so nothing of it was written. The writer plans a group of
+    /// servicing commands without looking up their request ids first, and this is how it learns
+    /// that one was a retry (see `app::writer::Lookup`).
+    #[error("a request id is stored already: {0}")]
+    RequestSeen(#[source] sqlx::Error),
 }
 
 impl StoreError {
@@ -218,6 +224,13 @@ impl From<sqlx::Error> for StoreError {
                     || code == "6"
                 {
                     StoreError::Unavailable(e)
+                } else if db.is_unique_violation()
+                    && (db.constraint() == Some("idempotency_pkey")
+                        || db.message().contains(" idempotency.request_id"))
+                {
+                    // PostgreSQL names the constraint; SQLite only its columns ("UNIQUE
+                    // constraint failed: idempotency.scope, idempotency.request_id").
+                    StoreError::RequestSeen(e)
                 } else {
                     StoreError::Database(e)
                 }

@@ -865,7 +865,8 @@ async fn early_payoff(backend: Backend) {
     assert_eq!(metadata(&principal_only, "payoff_fen").as_deref(), Some("5011229"));
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before, "refusals post nothing");
 
-    let paid = app.repay(&t.bank, &id, "2021-02-15", 5_011_229).await;
+    let paid =
+        app.repay_as(&t.bank, "payoff-1", &id, "2021-02-15", 5_011_229).await.expect("the payoff");
     let l = loan(&paid);
     assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
     assert_eq!(l.interest_settled_fen, 11_229, "{l:?}");
@@ -891,6 +892,15 @@ async fn early_payoff(backend: Backend) {
     assert_eq!(json["repayment"]["payoff"], true);
     // A settled loan takes no more money.
     expect_refused(repayment(&app, &t.bank, &id, "2021-02-16", 1).await, "LOAN_NOT_REPAYABLE");
+    // But the payoff sent again (its answer lost on the way) is answered as the first time,
+    // not refused as a repayment of a settled loan, and posts nothing.
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+    let again = app
+        .repay_as(&t.bank, "payoff-1", &id, "2021-02-15", 5_011_229)
+        .await
+        .expect("the payoff again");
+    assert_eq!(again, paid);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "posted once");
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
