@@ -99,10 +99,16 @@ pub const PART_COMMANDS_MAX: usize = 500;
 /// (BENCHMARKS.md, change 27). Batch parts and settlement pages gain from it.
 pub const PLAN_AHEAD_PART_MIN: usize = 2;
 
+/// A request's idempotency key: (scope, request id). The scope is the caller's name
+/// (`bank:B1`), so that two callers' request ids never meet.
+pub type RequestKey = (String, String);
+
 /// One command as the writer works on it.
 pub struct Envelope {
     pub actor: Principal,
-    pub request_id: String,
+    /// Built once, when the command is queued: the writer looks it up, checks it against the
+    /// group in flight, records it and writes its scope as the journal's actor.
+    key: RequestKey,
     pub command: Command,
     /// The state of the loan the command names as a caller read it (a settlement run reads its
     /// pages ahead). A hint is only used if the loan's committed `last_seq` is still the
@@ -111,15 +117,34 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    pub fn new(
+        actor: Principal,
+        request_id: String,
+        command: Command,
+        hint: Option<Box<LoanState>>,
+    ) -> Envelope {
+        let key = (actor.actor(), request_id);
+        Envelope { actor, key, command, hint }
+    }
+
     /// Its idempotency key: (scope, request id).
-    fn key(&self) -> (String, String) {
-        (self.actor.actor(), self.request_id.clone())
+    fn key(&self) -> &RequestKey {
+        &self.key
+    }
+
+    fn request_id(&self) -> &str {
+        &self.key.1
+    }
+
+    /// The caller's name as the journal records it (the key's scope).
+    fn actor_name(&self) -> &str {
+        &self.key.0
     }
 }
 
 /// Its request-id keys, one per command.
-fn keys_of(jobs: &[Envelope]) -> Vec<(String, String)> {
-    jobs.iter().map(Envelope::key).collect()
+fn keys_of(jobs: &[Envelope]) -> Vec<RequestKey> {
+    jobs.iter().map(|env| env.key().clone()).collect()
 }
 
 /// The answers to a part, in the order of its commands.
@@ -159,9 +184,8 @@ impl WriterHandle {
         request_id: String,
         command: Command,
     ) -> Result<Outcome, AppError> {
-        let answer = self
-            .queue_part(vec![Envelope { actor, request_id, command, hint: None }], true)
-            .await?;
+        let answer =
+            self.queue_part(vec![Envelope::new(actor, request_id, command, None)], true).await?;
         answer.await.map_err(|_| writer_stopped())?.pop().unwrap_or_else(|| Err(writer_stopped()))
     }
 
@@ -195,11 +219,8 @@ impl WriterHandle {
             let jobs: Vec<Envelope> = commands
                 .by_ref()
                 .take(PART_COMMANDS_MAX)
-                .map(|(request_id, command, hint)| Envelope {
-                    actor: actor.clone(),
-                    request_id,
-                    command,
-                    hint,
+                .map(|(request_id, command, hint)| {
+                    Envelope::new(actor.clone(), request_id, command, hint)
                 })
                 .collect();
             let count = jobs.len();
@@ -285,7 +306,7 @@ struct Group {
     loans: HashMap<String, LoanState>,
     /// Answers by (scope, request id): read from the database (stored form, JSON) or given in
     /// this group (by position: uncommitted rows cannot rebuild them).
-    idempotency: HashMap<(String, String), (String, Answer)>,
+    idempotency: HashMap<RequestKey, (String, Answer)>,
     /// Loans the group changed (their states are in `loans` until they are staged).
     changed: std::collections::BTreeSet<String>,
     /// Loans the group looked up (in its transaction, or through the readers' pool when planned
@@ -493,7 +514,7 @@ struct InFlight {
     replies: Vec<Reply>,
     /// Its (scope, request id) keys: a command of the next group under one of them waits for
     /// the commit and is then answered from the database.
-    keys: HashSet<(String, String)>,
+    keys: HashSet<RequestKey>,
 }
 
 /// A group planned while the group before it commits.
@@ -681,7 +702,7 @@ impl Writer {
         let Some(loan_id) = env.command.loan_id() else {
             return false;
         };
-        if f.keys.contains(&env.key()) {
+        if f.keys.contains(env.key()) {
             return false;
         }
         let held = g
@@ -783,7 +804,7 @@ impl Writer {
         let Prepared { tx, g, results } = p;
         self.heads.extend(g.heads);
         self.keep_loans(g.loans);
-        let keys = group.iter().map(Envelope::key).collect();
+        let keys = keys_of(&group).into_iter().collect();
         let staged = Arc::new(g.staged);
         let writing = Arc::clone(&staged);
         let commit = tokio::spawn(async move { tx.commit_with(&writing).await });
@@ -796,9 +817,11 @@ impl Writer {
     async fn finish(&mut self, f: InFlight, done: Committed) -> bool {
         let committed = match done {
             Ok(Err(StoreError::RequestSeen(e))) => {
-                // Nothing was written; the heads the group left are forgotten with the rest.
+                // Nothing was written. The chain heads the group left (taken into the cache as
+                // it started) are forgotten; the cached loans are all committed states (the
+                // group's changed loans were never put back), so they stay.
                 tracing::info!(error = %e, "a request id was stored already: group planned again");
-                self.forget();
+                self.heads.clear();
                 let results = self.run_group(&f.group, Lookup::First).await;
                 answer(f.replies, results);
                 self.db.restart_wal_if_due().await;
@@ -976,10 +999,11 @@ impl Writer {
         if lookup == Lookup::AtCommit {
             // Planned without the lookups, every answer given is in `g.idempotency`, and only
             // the answers that stored a row.
-            let unstored: Vec<(String, String)> = group
+            let unstored: Vec<RequestKey> = group
                 .iter()
                 .map(Envelope::key)
-                .filter(|k| !g.idempotency.contains_key(k))
+                .filter(|k| !g.idempotency.contains_key(*k))
+                .cloned()
                 .collect();
             if !unstored.is_empty() && !tx.idempotency_many(&unstored).await?.is_empty() {
                 return Ok(None);
@@ -1011,7 +1035,7 @@ impl Writer {
                     results.push(again);
                 }
                 Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
-                    return Err((e, &env.request_id));
+                    return Err((e, env.request_id()));
                 }
                 Err(refusal) => results.push(Err(refusal)),
             }
@@ -1113,7 +1137,7 @@ impl Writer {
 
     // A debug-level span: at the default level it costs nothing per command on the writer's
     // serial path (the group's span and any warning or error still name the request).
-    #[tracing::instrument(level = "debug", skip_all, fields(command = env.command.name(), request_id = %env.request_id, actor = %env.actor.actor()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(command = env.command.name(), request_id = env.request_id(), actor = env.actor_name()))]
     async fn execute(
         &self,
         tx: &mut WriteTx,
@@ -1121,7 +1145,7 @@ impl Writer {
         env: &Envelope,
         index: usize,
     ) -> Result<Answered, AppError> {
-        let key = env.key();
+        let key = env.key().clone();
         let scope = key.0.clone();
         let fingerprint = env.command.fingerprint();
         // Every answer given in the group is recorded here, and, planned with `Lookup::First`,
@@ -1130,7 +1154,7 @@ impl Writer {
         let earlier = g.idempotency.get(&key).cloned();
         if let Some((earlier_fp, answer)) = earlier {
             if earlier_fp != fingerprint {
-                return Err(AppError::RequestIdReused(env.request_id.clone()));
+                return Err(AppError::RequestIdReused(env.request_id().to_string()));
             }
             tracing::debug!("replayed an earlier answer");
             let result_json = match answer {
@@ -1174,7 +1198,7 @@ impl Writer {
             };
             let json =
                 serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
-            tx.insert_idempotency(&scope, &env.request_id, &fingerprint, &json).await?;
+            tx.insert_idempotency(&scope, env.request_id(), &fingerprint, &json).await?;
             g.idempotency.insert(key, (fingerprint, Answer::Given(index)));
             return Ok(Answered::New(outcome));
         }
@@ -1195,7 +1219,7 @@ impl Writer {
             ),
         );
         let command_json = planned.event.to_json();
-        let actor = env.actor.actor();
+        let actor = env.actor_name().to_string();
         let content = TxnContent {
             ledger_id: &planned.ledger_id,
             seq,
@@ -1203,7 +1227,7 @@ impl Writer {
             value_date: &value_date,
             recorded_at_us: g.recorded_at_us,
             actor: &actor,
-            request_id: &env.request_id,
+            request_id: env.request_id(),
             command_json: &command_json,
             postings: planned.postings.as_slice(),
         };
@@ -1225,14 +1249,19 @@ impl Writer {
                 value_date,
                 recorded_at_us: g.recorded_at_us,
                 actor,
-                request_id: env.request_id.clone(),
+                request_id: env.request_id().to_string(),
                 command_json,
                 prev_hash: to_hex(&prev_hash),
                 hash: entry.hash.clone(),
             },
             postings: planned.postings.into_vec(),
             loan_ids: planned.event.loan_ids().into_iter().map(String::from).collect(),
-            idempotency: Some((scope, env.request_id.clone(), fingerprint.clone(), stored_json)),
+            idempotency: Some((
+                scope,
+                env.request_id().to_string(),
+                fingerprint.clone(),
+                stored_json,
+            )),
         });
         g.heads.insert(planned.ledger_id, (seq, hash));
         g.idempotency.insert(key, (fingerprint, Answer::Given(index)));
