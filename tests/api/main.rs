@@ -8,6 +8,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use common::*;
 use loanledger::api::pb;
@@ -1914,6 +1915,89 @@ async fn authentication_and_roles(backend: Backend) {
     // Nothing above wrote anything but the seed, the loan and bank B2.
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
+}
+
+/// PostgreSQL: every connection of the service killed under it (as a database restart or a
+/// firewall dropping connections would). A pooled connection idle for a while is pinged before
+/// it is handed out, so after a pause the reads succeed at once; one killed while in use a
+/// moment ago fails its next read with UNAVAILABLE (retryable), never INTERNAL, and is
+/// replaced. The writer opens its connection again; a repayment retried under the same request
+/// id posts once, and verify holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_killed_under_the_service() {
+    let Some((app, t, id)) = with_disbursed_loan(Backend::Postgres).await else {
+        return;
+    };
+    let before = app.history(&t.auditor, &id).await;
+    let journal_before = app.journal(&t.auditor, LEDGER).await.len();
+
+    // After a pause: the idle connections are pinged, the dead ones replaced unseen.
+    warm_readers(&app, &t.auditor, &id).await;
+    kill_service_sessions(&app).await;
+    tokio::time::sleep(loanledger::store::PING_IF_IDLE_FOR + Duration::from_millis(200)).await;
+    for _ in 0..6 {
+        assert_eq!(app.history(&t.auditor, &id).await, before);
+    }
+
+    // At once: a read may meet a dead connection, and is answered UNAVAILABLE.
+    warm_readers(&app, &t.auditor, &id).await;
+    kill_service_sessions(&app).await;
+    let mut unavailable = 0;
+    let history = loop {
+        let answer = app
+            .audit(&t.auditor)
+            .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() })
+            .await;
+        match answer {
+            Ok(stream) => break collect(stream.into_inner()).await.expect("the history's stream"),
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "a dead connection: {s:?}");
+                unavailable += 1;
+                assert!(unavailable <= 10, "the pool keeps handing out dead connections");
+            }
+        }
+    };
+    assert_eq!(history, before);
+
+    let mut attempts = 0;
+    let repaid = loop {
+        attempts += 1;
+        match app.repay_as(&t.bank, "after-kill", &id, "2021-03-20", 1_000).await {
+            Ok(r) => break r,
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "the writer's dead connection: {s:?}");
+                assert!(attempts <= 10, "the writer does not open its connection again");
+            }
+        }
+    };
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), journal_before + 1, "posted once");
+    assert_eq!(journal.last().map(|e| e.seq), Some(entry(&repaid).seq));
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// Four history reads at once, so that the readers' pool holds several connections.
+async fn warm_readers(app: &TestApp, token: &str, loan_id: &str) {
+    tokio::join!(
+        app.history(token, loan_id),
+        app.history(token, loan_id),
+        app.history(token, loan_id),
+        app.history(token, loan_id),
+    );
+}
+
+/// Terminates every other session on the test's database: the service's pool and writer.
+async fn kill_service_sessions(app: &TestApp) {
+    let killed = app
+        .db
+        .execute_raw(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where datname = current_database() and pid <> pg_backend_pid()",
+        )
+        .await
+        .expect("terminate the service's sessions");
+    assert!(killed >= 2, "the service's sessions were killed: {killed}");
 }
 
 /// The identity-number helper agrees with the example of GB 11643-1999 itself.
