@@ -142,6 +142,30 @@ macro_rules! on_tx {
     };
 }
 
+/// As [`on_tx!`], for a read built with a `QueryBuilder` (`$q`, begun for the backend): on
+/// SQLite the group's `BEGIN IMMEDIATE`, if not sent yet, leads the read's text, so that the
+/// two travel in one hand-off to the connection's thread instead of two (a group whose loans
+/// the writer does not hold begins with that read). PostgreSQL prepares one statement at a
+/// time: its `BEGIN` goes alone.
+macro_rules! on_tx_built {
+    ($tx:expr, $q:ident, $c:ident => $body:expr) => {
+        match $tx {
+            WriteTx::Sqlite(t) => {
+                let mut $q = QueryBuilder::new(t.begin_prefix());
+                let $c = t.conn()?;
+                $body
+            }
+            WriteTx::Postgres(t) => {
+                t.ensure_begun().await?;
+                let mut $q = QueryBuilder::new("");
+                let $c = t.conn()?;
+                $body
+            }
+            WriteTx::Detached => return Err(StoreError::Detached),
+        }
+    };
+}
+
 /// A journal transaction ready to be written.
 #[derive(Debug, Clone)]
 pub struct StagedTxn {
@@ -390,8 +414,7 @@ impl WriteTx {
         let lock = matches!(self, WriteTx::Postgres(_));
         for chunk in loan_ids.chunks(chunk_rows(1)) {
             let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            on_tx!(self, c => {
-                let mut q = QueryBuilder::new("");
+            on_tx_built!(self, q, c => {
                 push_loans(&mut q, &chunk, lock);
                 let rows = q.build_query_as::<LoanRow>().fetch_all(c).await?;
                 for r in rows {
@@ -409,8 +432,7 @@ impl WriteTx {
         let mut found = Vec::with_capacity(loan_ids.len());
         let lock = matches!(self, WriteTx::Postgres(_));
         for chunk in loan_ids.chunks(chunk_rows(1)) {
-            on_tx!(self, c => {
-                let mut q = QueryBuilder::new("");
+            on_tx_built!(self, q, c => {
                 push_loan_seqs(&mut q, chunk, lock);
                 found.extend(q.build_query_as::<(String, i64)>().fetch_all(c).await?);
             });
