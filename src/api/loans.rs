@@ -70,6 +70,24 @@ impl Api {
         check_read(actor, &loan)?;
         Ok(loan)
     }
+
+    /// A servicing command on one loan, sent to the writer and answered with the loan: its
+    /// request id and loan id are checked first, in that order (a client learns of the first
+    /// bad field), then `command` builds the rest from the loan id.
+    async fn submit_on_loan(
+        &self,
+        actor: Principal,
+        request_id: &str,
+        loan_id: &str,
+        command: impl FnOnce(String) -> Result<Command, Status>,
+    ) -> Result<Response<pb::LoanResponse>, Status> {
+        let request_id = parse::request_id(request_id)?;
+        let loan_id = parse::id("loan_id", loan_id)?;
+        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
+        let command = command(loan_id)?;
+        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
+        loan_response(outcome)
+    }
 }
 
 /// Whether `actor` may read `loan`; other banks' loans are PERMISSION_DENIED.
@@ -350,20 +368,18 @@ impl LoanService for Api {
         let actor = self.principal(&request).await?;
         let pb::DisburseRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
-        let request_id = parse::request_id(&request_id)?;
-        let loan_id = parse::id("loan_id", &loan_id)?;
-        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
-        let amount_fen = match amount_fen {
-            0 => None,
-            n => Some(parse::positive_fen("amount_fen", n)?),
-        };
-        let command = Command::Disburse {
-            loan_id,
-            value_date: parse::date("value_date", &value_date)?,
-            amount_fen,
-        };
-        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome)
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+            let amount_fen = match amount_fen {
+                0 => None,
+                n => Some(parse::positive_fen("amount_fen", n)?),
+            };
+            Ok(Command::Disburse {
+                loan_id,
+                value_date: parse::date("value_date", &value_date)?,
+                amount_fen,
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
@@ -374,16 +390,14 @@ impl LoanService for Api {
         let actor = self.principal(&request).await?;
         let pb::RecordRepaymentRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
-        let request_id = parse::request_id(&request_id)?;
-        let loan_id = parse::id("loan_id", &loan_id)?;
-        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
-        let command = Command::RecordRepayment {
-            loan_id,
-            value_date: parse::date("value_date", &value_date)?,
-            amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
-        };
-        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome)
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+            Ok(Command::RecordRepayment {
+                loan_id,
+                value_date: parse::date("value_date", &value_date)?,
+                amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+            })
+        })
+        .await
     }
 
     async fn get_loan(
@@ -646,13 +660,10 @@ impl LoanService for Api {
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
         let pb::MarkMisuseRequest { request_id, loan_id, value_date } = request.into_inner();
-        let request_id = parse::request_id(&request_id)?;
-        let loan_id = parse::id("loan_id", &loan_id)?;
-        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
-        let command =
-            Command::MarkMisuse { loan_id, value_date: parse::date("value_date", &value_date)? };
-        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome)
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+            Ok(Command::MarkMisuse { loan_id, value_date: parse::date("value_date", &value_date)? })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
@@ -663,16 +674,14 @@ impl LoanService for Api {
         let actor = self.principal(&request).await?;
         let pb::ExtendLoanRequest { request_id, loan_id, value_date, new_maturity_date } =
             request.into_inner();
-        let request_id = parse::request_id(&request_id)?;
-        let loan_id = parse::id("loan_id", &loan_id)?;
-        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
-        let command = Command::ExtendLoan {
-            loan_id,
-            value_date: parse::date("value_date", &value_date)?,
-            new_maturity: parse::date("new_maturity_date", &new_maturity_date)?,
-        };
-        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome)
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+            Ok(Command::ExtendLoan {
+                loan_id,
+                value_date: parse::date("value_date", &value_date)?,
+                new_maturity: parse::date("new_maturity_date", &new_maturity_date)?,
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
@@ -682,13 +691,13 @@ impl LoanService for Api {
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
         let pb::WriteOffLoanRequest { request_id, loan_id, value_date } = request.into_inner();
-        let request_id = parse::request_id(&request_id)?;
-        let loan_id = parse::id("loan_id", &loan_id)?;
-        tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
-        let command =
-            Command::WriteOffLoan { loan_id, value_date: parse::date("value_date", &value_date)? };
-        let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome)
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+            Ok(Command::WriteOffLoan {
+                loan_id,
+                value_date: parse::date("value_date", &value_date)?,
+            })
+        })
+        .await
     }
 
     async fn get_payoff_quote(
