@@ -804,7 +804,7 @@ impl Writer {
         let Prepared { tx, g, results } = p;
         self.heads.extend(g.heads);
         self.keep_loans(g.loans);
-        let keys = keys_of(&group).into_iter().collect();
+        let keys = group.iter().map(|env| env.key().clone()).collect();
         let staged = Arc::new(g.staged);
         let writing = Arc::clone(&staged);
         let commit = tokio::spawn(async move { tx.commit_with(&writing).await });
@@ -960,18 +960,25 @@ impl Writer {
 
     /// Plans a group in its transaction: every command checked and its rows staged, nothing
     /// committed. On an error the transaction is rolled back and the cache forgotten.
-    async fn prepare(&mut self, group: &[Envelope], lookup: Lookup) -> Result<Prepared, AppError> {
+    async fn prepare(
+        &mut self,
+        group: &[Envelope],
+        mut lookup: Lookup,
+    ) -> Result<Prepared, AppError> {
         let mut tx = self.db.begin_write().await?;
-        let planned = match self.plan_group(&mut tx, group, lookup).await {
-            Ok(None) => {
-                tracing::info!("a request id was stored already: group planned again");
-                self.plan_group(&mut tx, group, Lookup::First).await
+        // Planned again at most once: with `Lookup::First` a group is always planned.
+        let planned = loop {
+            match self.plan_group(&mut tx, group, lookup).await {
+                Ok(Some(planned)) => break Ok(planned),
+                Ok(None) => {
+                    tracing::info!("a request id was stored already: group planned again");
+                    lookup = Lookup::First;
+                }
+                Err(e) => break Err(e),
             }
-            other => other,
         };
         match planned {
-            Ok(Some((g, results))) => Ok(Prepared { tx, g, results }),
-            Ok(None) => Err(AppError::Internal("a group planned twice was not planned".into())),
+            Ok((g, results)) => Ok(Prepared { tx, g, results }),
             Err(e) => {
                 let _ = tx.rollback().await;
                 self.forget();

@@ -32,6 +32,11 @@ pub(super) async fn set_ledger(
     Ok(())
 }
 
+/// A text field's bytes as text.
+fn utf8(bytes: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(bytes).map_err(|_| corrupt("text not UTF-8"))
+}
+
 /// The signature at the start of every binary copy.
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
@@ -89,8 +94,18 @@ impl<'a> CopyReader<'a> {
 
     /// The next field's bytes (the columns read are all `not null`).
     fn field(&mut self) -> Result<&'a [u8], StoreError> {
-        let len = usize::try_from(self.int4()?).map_err(|_| corrupt("a null value"))?;
-        self.take(len)
+        self.field_or_null()?.ok_or_else(|| corrupt("a null value"))
+    }
+
+    /// The next field's bytes, `None` for a null.
+    fn field_or_null(&mut self) -> Result<Option<&'a [u8]>, StoreError> {
+        match self.int4()? {
+            -1 => Ok(None),
+            len => {
+                let len = usize::try_from(len).map_err(|_| corrupt("a negative length"))?;
+                self.take(len).map(Some)
+            }
+        }
     }
 
     /// Passes over the next `n` fields unread.
@@ -109,7 +124,7 @@ impl<'a> CopyReader<'a> {
 
     /// The next field, a `text`, lent from the buffer.
     pub(super) fn text(&mut self) -> Result<&'a str, StoreError> {
-        std::str::from_utf8(self.field()?).map_err(|_| corrupt("text not UTF-8"))
+        utf8(self.field()?)
     }
 
     /// The next field, an `integer`.
@@ -129,15 +144,7 @@ impl<'a> CopyReader<'a> {
 
     /// The next field, a `text` that may be null.
     pub(super) fn text_or_null(&mut self) -> Result<Option<&'a str>, StoreError> {
-        match self.int4()? {
-            -1 => Ok(None),
-            len => {
-                let len = usize::try_from(len).map_err(|_| corrupt("a negative length"))?;
-                std::str::from_utf8(self.take(len)?)
-                    .map(Some)
-                    .map_err(|_| corrupt("text not UTF-8"))
-            }
-        }
+        self.field_or_null()?.map(utf8).transpose()
     }
 }
 
