@@ -58,6 +58,10 @@ pub struct GroupTx<C: Connection> {
     open: bool,
 }
 
+/// SQLite's answer to a `ROLLBACK` with no transaction open ("cannot rollback - no transaction
+/// is active").
+const NO_TRANSACTION: &str = "no transaction is active";
+
 /// How each backend begins a group's transaction.
 pub trait BeginText {
     const BEGIN: &'static str;
@@ -99,7 +103,13 @@ where
 
     async fn rollback(mut self) -> Result<(), StoreError> {
         if self.begun {
-            self.conn()?.execute("ROLLBACK").await?;
+            match self.conn()?.execute("ROLLBACK").await {
+                Ok(_) => {}
+                // SQLite ended the transaction itself: a row broke a constraint under `OR
+                // ROLLBACK` ([`Script::insert`]), or a write failed for want of disk or memory.
+                Err(sqlx::Error::Database(e)) if e.message().contains(NO_TRANSACTION) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         self.open = false;
         Ok(())
@@ -660,6 +670,28 @@ impl Script {
         Script { q: QueryBuilder::new(prefix), statements: 0 }
     }
 
+    /// Starts the next `INSERT OR ROLLBACK INTO` (`target`: the table and its columns).
+    ///
+    /// `OR ROLLBACK`: should a row break a constraint (a request id stored already, above
+    /// all), SQLite rolls the whole group back at once, as the writer would. With the default
+    /// (`ABORT`: undo the failed statement alone and keep the transaction), SQLite must be able
+    /// to undo one statement of many rows, so it copied every page a statement was about to
+    /// change into a statement journal first: a tenth of its thread's time under single
+    /// repayments, and a tenth more throughput without it (BENCHMARKS.md, change 41).
+    fn insert(&mut self, target: &str) -> &mut QueryBuilder<Sqlite> {
+        let q = self.statement("insert or rollback into ");
+        q.push(target);
+        q
+    }
+
+    /// Starts the next `UPDATE OR ROLLBACK` (`target`: the table and its `SET` list), as
+    /// [`Script::insert`].
+    fn update(&mut self, target: &str) -> &mut QueryBuilder<Sqlite> {
+        let q = self.statement("update or rollback ");
+        q.push(target);
+        q
+    }
+
     /// Starts the next statement.
     fn statement(&mut self, head: &str) -> &mut QueryBuilder<Sqlite> {
         if self.statements > 0 {
@@ -670,8 +702,9 @@ impl Script {
         &mut self.q
     }
 
-    /// Ends the script with `COMMIT` and runs it. Should a statement fail, SQLite stops there
-    /// with the transaction open (the caller rolls it back).
+    /// Ends the script with `COMMIT` and runs it. Should a statement fail, SQLite stops there,
+    /// the transaction rolled back already if a row broke a constraint, open otherwise (the
+    /// caller rolls it back).
     async fn commit(mut self, c: &mut SqliteConnection) -> Result<(), StoreError> {
         self.statement("COMMIT");
         self.q.build().execute(&mut *c).await?;
@@ -693,7 +726,7 @@ async fn flush_values(
     let deltas = staged.delta_rows();
     let mut script = Script::new(prefix);
     for chunk in staged.txns.chunks(chunk_rows(10)) {
-        let q = script.statement(concat!("insert into journal_txn (", journal_columns!(), ") "));
+        let q = script.insert(concat!("journal_txn (", journal_columns!(), ") "));
         q.push_values(chunk, |mut b, t| {
             let r = &t.row;
             b.push_bind(&r.ledger_id)
@@ -709,21 +742,20 @@ async fn flush_values(
         });
     }
     for chunk in postings.chunks(chunk_rows(5)) {
-        let q = script.statement("insert into posting (ledger_id, seq, idx, account, amount_fen) ");
+        let q = script.insert("posting (ledger_id, seq, idx, account, amount_fen) ");
         q.push_values(chunk, |mut b, p| {
             b.push_bind(p.0).push_bind(p.1).push_bind(p.2).push_bind(p.3).push_bind(p.4);
         });
     }
     for chunk in links.chunks(chunk_rows(3)) {
-        let q = script.statement("insert into journal_loan (loan_id, ledger_id, seq) ");
+        let q = script.insert("journal_loan (loan_id, ledger_id, seq) ");
         q.push_values(chunk, |mut b, l| {
             b.push_bind(l.0).push_bind(l.1).push_bind(l.2);
         });
     }
     for chunk in idem.chunks(chunk_rows(6)) {
-        let q = script.statement(
-            "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) ",
-        );
+        let q = script
+            .insert("idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) ");
         q.push_values(chunk, |mut b, (i, ledger, seq)| {
             b.push_bind(&i.0)
                 .push_bind(&i.1)
@@ -734,7 +766,7 @@ async fn flush_values(
         });
     }
     for chunk in new.chunks(chunk_rows(28)) {
-        let q = script.statement(concat!("insert into loan (", loan_columns!(), ") "));
+        let q = script.insert(concat!("loan (", loan_columns!(), ") "));
         q.push_values(chunk, |mut b, r| {
             b.push_bind(&r.loan_id)
                 .push_bind(&r.ledger_id)
@@ -769,8 +801,8 @@ async fn flush_values(
     // Existing loans: only the columns that change, one UPDATE ... FROM (VALUES ...) per
     // chunk (both databases name the VALUES columns column1, column2, ...).
     for chunk in changed.chunks(chunk_rows(10)) {
-        let q = script.statement(
-            "update loan set status = v.column2, \
+        let q = script.update(
+            "loan set status = v.column2, \
             disbursed_fen = v.column3, principal_outstanding_fen = v.column4, \
             principal_repaid_fen = v.column5, interest_paid_fen = v.column6, \
             disbursed_on = v.column7, last_value_date = v.column8, \
@@ -791,7 +823,7 @@ async fn flush_values(
         q.push(") as v where loan.loan_id = v.column1");
     }
     for chunk in deltas.chunks(chunk_rows(3)) {
-        let q = script.statement("insert into account_balance (ledger_id, account, balance_fen) ");
+        let q = script.insert("account_balance (ledger_id, account, balance_fen) ");
         q.push_values(chunk, |mut b, d| {
             b.push_bind(d.0).push_bind(d.1).push_bind(d.2);
         });
@@ -939,4 +971,77 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
     .execute(c)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group of one journal transaction (a balanced pair of postings) with its request id.
+    fn txn(seq: i64, request_id: &str) -> StagedTxn {
+        StagedTxn {
+            row: JournalRow {
+                ledger_id: "L".into(),
+                seq,
+                kind: "test".into(),
+                value_date: "2021-02-01".into(),
+                recorded_at_us: 0,
+                actor: "bank:B".into(),
+                request_id: request_id.into(),
+                command_json: "{}".into(),
+                prev_hash: String::new(),
+                hash: format!("h{seq}"),
+            },
+            postings: vec![
+                Posting { account: "cash".into(), amount: Fen(100) },
+                Posting { account: "loan".into(), amount: Fen(-100) },
+            ],
+            loan_ids: vec!["LN".into()],
+            idempotency: Some(("bank:B".into(), request_id.into(), "f".into(), "{}".into())),
+        }
+    }
+
+    fn group(txns: Vec<StagedTxn>) -> Staged {
+        let mut staged = Staged::default();
+        for t in &txns {
+            add_deltas(&mut staged.balance_deltas, "L", &t.postings);
+        }
+        staged.txns = txns;
+        staged
+    }
+
+    /// A group whose last row repeats a stored request id: SQLite rolls it back whole at that
+    /// statement (`OR ROLLBACK`), the rows of the statements before it are gone too, the
+    /// caller's own `ROLLBACK` finds no transaction and is content with that (the connection
+    /// is not left to be rolled back again), and the next group commits.
+    #[tokio::test]
+    async fn a_group_refused_by_a_stored_request_id_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        db.migrate().await.unwrap();
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(1, "r1")])).await.unwrap();
+
+        let refused = db
+            .begin_write()
+            .await
+            .unwrap()
+            .commit_with(&group(vec![txn(2, "r2"), txn(3, "r1")]))
+            .await;
+        assert!(matches!(refused, Err(StoreError::RequestSeen(_))), "{refused:?}");
+        let Db::Sqlite(pool, write, ..) = &db else { unreachable!() };
+        assert!(!write.lock().await.unsure, "the connection was left to be rolled back");
+        let counts = "select (select count(*) from journal_txn), (select count(*) from posting), \
+                      (select count(*) from journal_loan), (select count(*) from idempotency), \
+                      (select balance_fen from account_balance where account = 'cash')";
+        let after: (i64, i64, i64, i64, i64) =
+            sqlx::query_as(counts).fetch_one(pool).await.unwrap();
+        assert_eq!(after, (1, 2, 1, 1, 100));
+
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(2, "r2")])).await.unwrap();
+        let after: (i64, i64, i64, i64, i64) =
+            sqlx::query_as(counts).fetch_one(pool).await.unwrap();
+        assert_eq!(after, (2, 4, 2, 2, 200));
+        db.close().await;
+    }
 }
