@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/loanledger/v1/audit.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
+    // sqlx's `migrate!` embeds the files of migrations/ as it finds them at compile time: a new
+    // migration must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("loanledger_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;

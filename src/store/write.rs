@@ -1044,4 +1044,62 @@ mod tests {
         assert_eq!(after, (2, 4, 2, 2, 200));
         db.close().await;
     }
+
+    /// The rows of the two tables that migration 0003 rebuilds, in key order.
+    async fn journal_and_keys(
+        pool: &sqlx::SqlitePool,
+    ) -> (Vec<(String, i64, String, String, String)>, Vec<(String, String, String, i64)>) {
+        let journal = sqlx::query_as(
+            "select ledger_id, seq, request_id, command_json, hash from journal_txn \
+             order by ledger_id, seq",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let keys = sqlx::query_as(
+            "select scope, request_id, result_json, seq from idempotency order by scope, request_id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        (journal, keys)
+    }
+
+    /// SQLite's migration 0003 on a database written under 0001–0002: the journal and the
+    /// idempotency records become rowid tables with every row, key, constraint and trigger kept.
+    #[tokio::test]
+    async fn migration_0003_keeps_the_journal_and_its_request_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let Db::Sqlite(pool, ..) = &db else { unreachable!() };
+        sqlx::migrate!("./migrations/sqlite").run_to(2, pool).await.unwrap();
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(1, "r1")])).await.unwrap();
+        let second = group(vec![txn(2, "r2"), txn(3, "r0")]);
+        db.begin_write().await.unwrap().commit_with(&second).await.unwrap();
+        let before = journal_and_keys(pool).await;
+        assert_eq!(before.0.len(), 3);
+
+        db.migrate().await.unwrap();
+        let tables: Vec<(String,)> = sqlx::query_as(
+            "select sql from sqlite_schema where name in ('journal_txn', 'idempotency')",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(tables.len(), 2);
+        for (sql,) in &tables {
+            assert!(!sql.to_lowercase().contains("without rowid"), "{sql}");
+        }
+        assert_eq!(journal_and_keys(pool).await, before);
+        for change in ["update journal_txn set kind = 'x'", "delete from idempotency"] {
+            let refused = sqlx::query(change).execute(pool).await.unwrap_err();
+            assert!(refused.to_string().contains("append-only"), "{change}: {refused}");
+        }
+        let refused = db.begin_write().await.unwrap().commit_with(&group(vec![txn(4, "r2")])).await;
+        assert!(matches!(refused, Err(StoreError::RequestSeen(_))), "{refused:?}");
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(4, "r4")])).await.unwrap();
+        assert_eq!(journal_and_keys(pool).await.0.len(), 4);
+        db.close().await;
+    }
 }
