@@ -1102,4 +1102,41 @@ mod tests {
         assert_eq!(journal_and_keys(pool).await.0.len(), 4);
         db.close().await;
     }
+
+    /// A group's transaction dropped while open (its future cancelled after `BEGIN IMMEDIATE`
+    /// went out): the connection is marked, and the next group rolls the transaction back
+    /// before it begins its own, so that it neither fails on a transaction within a
+    /// transaction nor commits what the dropped group left.
+    #[tokio::test]
+    async fn a_transaction_dropped_open_is_rolled_back_before_the_next_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        db.migrate().await.unwrap();
+        let Db::Sqlite(pool, write, ..) = &db else { unreachable!() };
+        let mut dropped = db.begin_write().await.unwrap();
+        assert!(dropped.loans_many(&["LN".to_string()]).await.unwrap().is_empty());
+        sqlx::query(
+            "insert into ledger (ledger_id, name) values ('X', 'left by the dropped group')",
+        )
+        .execute(match &mut dropped {
+            WriteTx::Sqlite(t) => t.conn().unwrap(),
+            _ => unreachable!(),
+        })
+        .await
+        .unwrap();
+        drop(dropped);
+        assert!(write.lock().await.unsure);
+
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(1, "r1")])).await.unwrap();
+        assert!(!write.lock().await.unsure);
+        let (journal, ledgers): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from journal_txn), (select count(*) from ledger)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!((journal, ledgers), (1, 0));
+        db.close().await;
+    }
 }
