@@ -1010,15 +1010,22 @@ mod tests {
         staged
     }
 
+    /// A new SQLite database in a temporary directory (removed when the directory is
+    /// dropped), not migrated yet.
+    async fn fresh_sqlite() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        (dir, db)
+    }
+
     /// A group whose last row repeats a stored request id: SQLite rolls it back whole at that
     /// statement (`OR ROLLBACK`), the rows of the statements before it are gone too, the
     /// caller's own `ROLLBACK` finds no transaction and is content with that (the connection
     /// is not left to be rolled back again), and the next group commits.
     #[tokio::test]
     async fn a_group_refused_by_a_stored_request_id_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let db =
-            Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let (_dir, db) = fresh_sqlite().await;
         db.migrate().await.unwrap();
         db.begin_write().await.unwrap().commit_with(&group(vec![txn(1, "r1")])).await.unwrap();
 
@@ -1069,9 +1076,7 @@ mod tests {
     /// idempotency records become rowid tables with every row, key, constraint and trigger kept.
     #[tokio::test]
     async fn migration_0003_keeps_the_journal_and_its_request_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        let db =
-            Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let (_dir, db) = fresh_sqlite().await;
         let Db::Sqlite(pool, ..) = &db else { unreachable!() };
         sqlx::migrate!("./migrations/sqlite").run_to(2, pool).await.unwrap();
         db.begin_write().await.unwrap().commit_with(&group(vec![txn(1, "r1")])).await.unwrap();
@@ -1109,9 +1114,7 @@ mod tests {
     /// transaction nor commits what the dropped group left.
     #[tokio::test]
     async fn a_transaction_dropped_open_is_rolled_back_before_the_next_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let db =
-            Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let (_dir, db) = fresh_sqlite().await;
         db.migrate().await.unwrap();
         let Db::Sqlite(pool, write, ..) = &db else { unreachable!() };
         let mut dropped = db.begin_write().await.unwrap();
