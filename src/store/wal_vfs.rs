@@ -1,0 +1,537 @@
+//! The writer's SQLite VFS: a commit's WAL frames reach the kernel in one write.
+//!
+//! SQLite writes each WAL frame with two `pwrite` calls, its 24-byte header and then its page,
+//! so with 4 KiB pages every page of the WAL file is written by two or three calls through the
+//! kernel's buffered write path. Profiled under single repayments (BENCHMARKS.md, change 43),
+//! those calls were 40% of SQLite's thread, more than the B-tree work of the commit. SQLite has
+//! no option to gather them, so the writer's connection opens the database through this VFS:
+//!
+//! - **Every file but the WAL** is opened by SQLite's own `unix` VFS, untouched: the database
+//!   file, its locks, its shared memory (the wal-index) and its memory map are `unix`'s own, so
+//!   the writer shares them with the readers' connections (on the default VFS) as before.
+//! - **The WAL file** is wrapped ([`WalFile`]): a write that continues the bytes held so far is
+//!   copied into a buffer instead of being written; the buffer is written, in one call, before
+//!   anything else touches the file (a sync, a read, a truncation, its size, a file control,
+//!   closing it), before a write that does not continue it or would take it past 124 KiB
+//!   ([`MAX_WRITE`]), and right after a commit frame's header (a 24-byte frame header whose
+//!   "database size after commit" field is not zero) and again right after the write that
+//!   follows it (its page). So a commit costs two writes and a few more per 124 KiB, and the
+//!   last write of a commit is never left in the buffer, whether it is the commit frame's page
+//!   or, after SQLite has rewritten frames in place, the commit frame's header with its
+//!   checksums redone.
+//!
+//! Why this keeps SQLite's guarantees:
+//! - A commit is durable when SQLite has synced the WAL after its last frame; the sync writes
+//!   the buffer first, so the same bytes are on disk, in the same places, when it returns.
+//! - Other connections (readers, the checkpoint) read WAL frames only once the wal-index says
+//!   they are committed, and SQLite updates the wal-index only after writing (and, with
+//!   `synchronous = FULL`, syncing) the commit frame: by then the buffer has been written. The
+//!   writes at a commit frame keep this true without a sync (`synchronous = NORMAL`).
+//! - Frames still in the buffer when the process dies belong to a transaction that was not
+//!   committed: SQLite's recovery ignores frames after the last valid commit frame, just as if
+//!   the process had died before writing them.
+//! - A failed write reaches SQLite as the error of the call that wrote the buffer (a sync, a
+//!   read, a write), so the transaction fails as it would have on the write itself. The
+//!   buffer is dropped then: those frames are past the last commit, so they do not count.
+//!
+//! Registered once per process ([`register`]) under [`NAME`]; only the writer's connection asks
+//! for it (`Db::connect`). Should SQLite have no `unix` VFS, the writer uses the default.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ptr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use rusqlite::ffi;
+
+/// The name the writer's connection asks for.
+pub const NAME: &str = "loanledger-wal";
+const NAME_C: &CStr = c"loanledger-wal";
+
+/// The most the buffer holds: `unix`'s xWrite writes at most 128 KiB less one byte in a call
+/// (`seekAndWriteFd` masks the length with 0x1ffff). A commit of 32 single repayments writes
+/// some 700 KB of WAL, so six writes instead of 340; a batch of 1,000, 11 MiB.
+const MAX_WRITE: usize = 124 * 1024;
+
+/// The size of a WAL frame's header; bytes 4..8 are the database's size after the commit for
+/// a commit frame, zero otherwise (SQLite's file format, "WAL file format").
+const FRAME_HEADER: usize = 24;
+
+/// The `unix` VFS every call is handed on to.
+static UNIX: AtomicPtr<ffi::sqlite3_vfs> = AtomicPtr::new(ptr::null_mut());
+
+/// Registers the VFS (once per process). Returns whether the writer may ask for it.
+pub fn register() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        // SAFETY: SQLite's VFS API as documented; the VFS object is leaked, so it lives as
+        // long as the process, as SQLite requires of a registered VFS.
+        let result = unsafe { register_once() };
+        if let Err(reason) = &result {
+            tracing::warn!(reason, "the writer's WAL writes are not gathered");
+        }
+        result.is_ok()
+    })
+}
+
+unsafe fn register_once() -> Result<(), String> {
+    // SAFETY (whole function): `sqlite3_vfs_find` returns a registered VFS that SQLite keeps
+    // for the life of the process; the copy below is leaked and never freed.
+    unsafe {
+        let unix = ffi::sqlite3_vfs_find(c"unix".as_ptr());
+        if unix.is_null() {
+            return Err("SQLite has no unix VFS".into());
+        }
+        UNIX.store(unix, Ordering::Release);
+        // Every method but xOpen is `unix`'s own: none of them looks at the VFS pointer it is
+        // given (SQLite 3.51's os_unix.c), so they serve this VFS as they are.
+        let mut vfs = *unix;
+        vfs.szOsFile = c_int::try_from(INNER_AT)
+            .ok()
+            .and_then(|at| at.checked_add((*unix).szOsFile))
+            .ok_or("the unix VFS's file object is too large")?;
+        vfs.zName = NAME_C.as_ptr();
+        vfs.pNext = ptr::null_mut();
+        vfs.xOpen = Some(open);
+        let rc = ffi::sqlite3_vfs_register(Box::leak(Box::new(vfs)), 0);
+        if rc != ffi::SQLITE_OK {
+            return Err(format!("sqlite3_vfs_register failed with code {rc}"));
+        }
+        Ok(())
+    }
+}
+
+/// A WAL file opened through this VFS: SQLite's file object (its methods are [`WAL_METHODS`]),
+/// the buffer, and, in the same allocation from [`INNER_AT`] on, `unix`'s own file object.
+#[repr(C)]
+struct WalFile {
+    base: ffi::sqlite3_file,
+    inner: *mut ffi::sqlite3_file,
+    /// Bytes written by SQLite and not yet by the kernel, from file offset `pending_at` on.
+    pending: Vec<u8>,
+    pending_at: i64,
+    /// The last write was a commit frame's header: write the buffer after the next write too
+    /// (the frame's page).
+    commit_frame: bool,
+}
+
+/// Where `unix`'s file object starts within ours.
+const INNER_AT: usize = size_of::<WalFile>().next_multiple_of(16);
+
+static WAL_METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 1,
+    xClose: Some(close),
+    xRead: Some(read),
+    xWrite: Some(write),
+    xTruncate: Some(truncate),
+    xSync: Some(sync),
+    xFileSize: Some(file_size),
+    xLock: Some(lock),
+    xUnlock: Some(unlock),
+    xCheckReservedLock: Some(check_reserved_lock),
+    xFileControl: Some(file_control),
+    xSectorSize: Some(sector_size),
+    xDeviceCharacteristics: Some(device_characteristics),
+    xShmMap: None,
+    xShmLock: None,
+    xShmBarrier: None,
+    xShmUnmap: None,
+    xFetch: None,
+    xUnfetch: None,
+};
+
+unsafe extern "C" fn open(
+    _vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    // SAFETY: `file` points at `szOsFile` bytes owned by SQLite (ours: room for a `WalFile`
+    // and `unix`'s object after it), `UNIX` was set before this VFS was registered.
+    unsafe {
+        let unix = UNIX.load(Ordering::Acquire);
+        let Some(unix_open) = (*unix).xOpen else { return ffi::SQLITE_CANTOPEN };
+        if flags & ffi::SQLITE_OPEN_WAL == 0 {
+            // Not the WAL: `unix`'s file object, at the start of ours, untouched.
+            return unix_open(unix, name, file, flags, out_flags);
+        }
+        let inner = file.cast::<u8>().add(INNER_AT).cast::<ffi::sqlite3_file>();
+        (*inner).pMethods = ptr::null();
+        let rc = unix_open(unix, name, inner, flags, out_flags);
+        if rc != ffi::SQLITE_OK {
+            if let Some(close) = (*inner).pMethods.as_ref().and_then(|m| m.xClose) {
+                close(inner);
+            }
+            // No methods: SQLite does not close a file it failed to open.
+            (*file).pMethods = ptr::null();
+            return rc;
+        }
+        file.cast::<WalFile>().write(WalFile {
+            base: ffi::sqlite3_file { pMethods: &WAL_METHODS },
+            inner,
+            pending: Vec::new(),
+            pending_at: 0,
+            commit_frame: false,
+        });
+        ffi::SQLITE_OK
+    }
+}
+
+/// The `WalFile` behind a file object whose methods are [`WAL_METHODS`], and `unix`'s methods
+/// for its inner file.
+///
+/// # Safety
+/// `file` was opened by [`open`] as a WAL file and not closed; SQLite calls a file's methods
+/// from one thread at a time.
+unsafe fn wal<'a>(file: *mut ffi::sqlite3_file) -> (&'a mut WalFile, &'a ffi::sqlite3_io_methods) {
+    // SAFETY: as the function's contract says.
+    unsafe {
+        let wal = &mut *file.cast::<WalFile>();
+        let methods = &*(*wal.inner).pMethods;
+        (wal, methods)
+    }
+}
+
+impl WalFile {
+    /// Writes the buffer, in one call. On failure the buffer is dropped all the same (its
+    /// frames follow the last commit, so SQLite's recovery would not count them).
+    unsafe fn flush(&mut self, methods: &ffi::sqlite3_io_methods) -> c_int {
+        self.commit_frame = false;
+        if self.pending.is_empty() {
+            return ffi::SQLITE_OK;
+        }
+        let Ok(amount) = c_int::try_from(self.pending.len()) else {
+            self.pending.clear();
+            return ffi::SQLITE_IOERR_WRITE;
+        };
+        let Some(write) = methods.xWrite else { return ffi::SQLITE_IOERR_WRITE };
+        // SAFETY: `inner` is `unix`'s open file; the buffer lives through the call.
+        let rc =
+            unsafe { write(self.inner, self.pending.as_ptr().cast(), amount, self.pending_at) };
+        self.pending.clear();
+        rc
+    }
+
+    fn pending_end(&self) -> i64 {
+        self.pending_at + self.pending.len() as i64
+    }
+}
+
+unsafe extern "C" fn write(
+    file: *mut ffi::sqlite3_file,
+    data: *const c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
+) -> c_int {
+    // SAFETY: SQLite hands `amount` readable bytes at `data`; see `wal`.
+    unsafe {
+        let (wal, methods) = wal(file);
+        let after_commit_header = wal.commit_frame;
+        let Ok(len) = usize::try_from(amount) else { return ffi::SQLITE_IOERR_WRITE };
+        let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
+        if !wal.pending.is_empty()
+            && (offset != wal.pending_end() || wal.pending.len() + len > MAX_WRITE)
+        {
+            let rc = wal.flush(methods);
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+        }
+        if wal.pending.is_empty() {
+            wal.pending_at = offset;
+        }
+        wal.pending.extend_from_slice(bytes);
+        let commit_header = len == FRAME_HEADER && bytes[4..8] != [0; 4];
+        if commit_header || after_commit_header {
+            let rc = wal.flush(methods);
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+        }
+        wal.commit_frame = commit_header;
+        ffi::SQLITE_OK
+    }
+}
+
+/// Writes the buffer, then hands the call on to `unix`'s method.
+macro_rules! flush_then {
+    ($file:ident, $method:ident ( $($arg:expr),* )) => {{
+        // SAFETY: see `wal`; `unix`'s methods are called on its own open file.
+        unsafe {
+            let (wal, methods) = wal($file);
+            let rc = wal.flush(methods);
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+            match methods.$method {
+                Some(method) => method(wal.inner, $($arg),*),
+                None => ffi::SQLITE_IOERR,
+            }
+        }
+    }};
+}
+
+/// Hands the call on to `unix`'s method, the buffer left as it is.
+macro_rules! hand_on {
+    ($file:ident, $method:ident ( $($arg:expr),* ), $none:expr) => {{
+        // SAFETY: see `wal`; `unix`'s methods are called on its own open file.
+        unsafe {
+            let (wal, methods) = wal($file);
+            match methods.$method {
+                Some(method) => method(wal.inner, $($arg),*),
+                None => $none,
+            }
+        }
+    }};
+}
+
+unsafe extern "C" fn read(
+    file: *mut ffi::sqlite3_file,
+    data: *mut c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
+) -> c_int {
+    flush_then!(file, xRead(data, amount, offset))
+}
+
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
+    flush_then!(file, xTruncate(size))
+}
+
+unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    flush_then!(file, xSync(flags))
+}
+
+unsafe extern "C" fn file_size(
+    file: *mut ffi::sqlite3_file,
+    size: *mut ffi::sqlite3_int64,
+) -> c_int {
+    flush_then!(file, xFileSize(size))
+}
+
+unsafe extern "C" fn file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    flush_then!(file, xFileControl(op, arg))
+}
+
+unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    hand_on!(file, xLock(level), ffi::SQLITE_IOERR_LOCK)
+}
+
+unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    hand_on!(file, xUnlock(level), ffi::SQLITE_IOERR_UNLOCK)
+}
+
+unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    hand_on!(file, xCheckReservedLock(out), ffi::SQLITE_IOERR_CHECKRESERVEDLOCK)
+}
+
+unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
+    hand_on!(file, xSectorSize(), 4096)
+}
+
+unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    hand_on!(file, xDeviceCharacteristics(), 0)
+}
+
+unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: see `wal`; after this SQLite no longer uses the file, so the `WalFile` (its
+    // buffer) is dropped in place.
+    unsafe {
+        let (wal, methods) = wal(file);
+        let flushed = wal.flush(methods);
+        let closed = methods.xClose.map_or(ffi::SQLITE_OK, |close| close(wal.inner));
+        ptr::drop_in_place(file.cast::<WalFile>());
+        (*file).pMethods = ptr::null();
+        if flushed != ffi::SQLITE_OK { flushed } else { closed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use rusqlite::{Connection, OpenFlags, params};
+
+    use super::*;
+
+    /// Opens `path` in WAL mode, through this VFS (as the writer does) or the default one (as
+    /// the readers do).
+    fn open(path: &Path, ours: bool, synchronous: &str) -> Connection {
+        assert!(register(), "the VFS registers");
+        let conn = if ours {
+            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), NAME)
+        } else {
+            Connection::open(path)
+        }
+        .expect("the database opens");
+        conn.pragma_update(None, "journal_mode", "wal").unwrap();
+        conn.pragma_update(None, "synchronous", synchronous).unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn
+    }
+
+    /// A row's body: `len` bytes that differ from row to row and from version to version.
+    fn body(id: i64, version: u8, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (id as usize * 31 + i * 7 + version as usize * 13) as u8).collect()
+    }
+
+    /// Every row as `conn` sees it: each id with the length and a digest of its body.
+    fn rows(conn: &Connection) -> BTreeMap<i64, (usize, u64)> {
+        let mut stmt = conn.prepare("select id, body from t order by id").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, digest(&r.get::<_, Vec<u8>>(1)?))))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn digest(body: &[u8]) -> (usize, u64) {
+        let sum = body.iter().enumerate().fold(0u64, |h, (i, &b)| {
+            h.wrapping_mul(1_099_511_628_211).wrapping_add(b as u64 ^ i as u64)
+        });
+        (body.len(), sum)
+    }
+
+    /// Writes through the VFS, in commits of one small row, of 200 KB (more than one write of
+    /// the buffer), of one 300 KB row (overflow pages), and in one transaction larger than the
+    /// writer's cache that rewrites pages it has already spilled to the WAL (SQLite then reads
+    /// them back from the WAL, writes frames in place and reads them again to redo their
+    /// checksums). After every commit a
+    /// connection on the default VFS must read exactly what was written; so must a copy of the
+    /// files taken after the last commit (what a crash would leave), which SQLite recovers from
+    /// the WAL's checksums; and so must the database after a checkpoint.
+    fn writes_read_back_everywhere(synchronous: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = open(&path, true, synchronous);
+        writer
+            .execute_batch("create table t (id integer primary key, body blob not null)")
+            .unwrap();
+        let reader = open(&path, false, synchronous);
+        let mut model = BTreeMap::new();
+        let mut commit = |writer: &Connection, written: Vec<(i64, Vec<u8>)>| {
+            let tx = writer.unchecked_transaction().unwrap();
+            for (id, body) in written {
+                tx.execute("insert or replace into t values (?1, ?2)", params![id, body]).unwrap();
+                model.insert(id, digest(&body));
+            }
+            tx.commit().unwrap();
+            assert_eq!(rows(&reader), model, "a reader on the default VFS sees the commit");
+        };
+        commit(&writer, vec![(1, body(1, 0, 100))]);
+        commit(&writer, (2..52).map(|id| (id, body(id, 0, 4_000))).collect());
+        commit(&writer, vec![(52, body(52, 0, 300_000))]);
+        for id in 53..60 {
+            commit(&writer, vec![(id, body(id, 0, 10))]);
+        }
+        // Larger than a cache of 20 pages: spilled, then the first rows rewritten.
+        writer.pragma_update(None, "cache_size", 20).unwrap();
+        let mut spill: Vec<_> = (100..400).map(|id| (id, body(id, 0, 2_000))).collect();
+        spill.extend((100..200).map(|id| (id, body(id, 1, 2_000))));
+        // Pages spilled a moment ago, still in the buffer when SQLite reads them back.
+        spill.extend((300..400).map(|id| (id, body(id, 1, 2_000))));
+        commit(&writer, spill);
+
+        let copy = tempfile::tempdir().unwrap();
+        for suffix in ["", "-wal"] {
+            std::fs::copy(
+                dir.path().join(format!("w.db{suffix}")),
+                copy.path().join(format!("w.db{suffix}")),
+            )
+            .unwrap();
+        }
+        let recovered = open(&copy.path().join("w.db"), false, synchronous);
+        assert_eq!(rows(&recovered), model, "the WAL recovers every commit");
+        let check: String =
+            recovered.query_row("pragma integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+
+        let (busy, _, _): (i64, i64, i64) = writer
+            .query_row("pragma wal_checkpoint(truncate)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(busy, 0, "the checkpoint ran");
+        assert_eq!(rows(&reader), model, "the checkpoint copied every commit");
+        let check: String = reader.query_row("pragma integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+    }
+
+    /// The WAL file object itself, driven as SQLite drives it: whatever was written is what a
+    /// read, the file's size, a truncation, and another reader of the file after a sync or a
+    /// close see, though the writes in between sit in the buffer.
+    #[test]
+    fn the_wal_file_shows_every_byte_written_before_each_call() {
+        assert!(register());
+        let dir = tempfile::tempdir().unwrap();
+        // `unix` gives a WAL file its database's permissions: the database must exist.
+        std::fs::write(dir.path().join("f.db"), b"").unwrap();
+        let wal_path = dir.path().join("f.db-wal");
+        let name = std::ffi::CString::new(wal_path.to_str().unwrap()).unwrap();
+        // SAFETY: the VFS's methods as SQLite calls them: one object of `szOsFile` bytes,
+        // 16-aligned, opened, used and closed on one thread; `name` outlives the file.
+        unsafe {
+            let vfs = ffi::sqlite3_vfs_find(NAME_C.as_ptr());
+            assert!(!vfs.is_null());
+            let mut object = vec![0u128; ((*vfs).szOsFile as usize).div_ceil(16)];
+            let file = object.as_mut_ptr().cast::<ffi::sqlite3_file>();
+            let flags = ffi::SQLITE_OPEN_WAL | ffi::SQLITE_OPEN_CREATE | ffi::SQLITE_OPEN_READWRITE;
+            let mut out = 0;
+            assert_eq!((*vfs).xOpen.unwrap()(vfs, name.as_ptr(), file, flags, &mut out), 0);
+            let m = &*(*file).pMethods;
+            let write = |at: i64, bytes: &[u8]| {
+                assert_eq!(
+                    m.xWrite.unwrap()(file, bytes.as_ptr().cast(), bytes.len() as c_int, at),
+                    0
+                )
+            };
+            let read = |at: i64, len: usize| {
+                let mut buf = vec![0u8; len];
+                assert_eq!(m.xRead.unwrap()(file, buf.as_mut_ptr().cast(), len as c_int, at), 0);
+                buf
+            };
+            let size = || {
+                let mut size = 0;
+                assert_eq!(m.xFileSize.unwrap()(file, &mut size), 0);
+                size
+            };
+            let mut expected: Vec<u8> = (0..32u8).collect();
+            write(0, &expected);
+            let page: Vec<u8> = (0..4_120u32).map(|i| (i % 251) as u8).collect();
+            write(32, &page);
+            expected.extend(&page);
+            assert_eq!(read(0, expected.len()), expected, "a read sees the buffered bytes");
+            write(expected.len() as i64, &page);
+            expected.extend(&page);
+            assert_eq!(size(), expected.len() as i64, "the size counts the buffered bytes");
+            write(expected.len() as i64, &page);
+            assert_eq!(m.xTruncate.unwrap()(file, expected.len() as i64), 0);
+            assert_eq!(size(), expected.len() as i64, "a truncation is not undone by the buffer");
+            write(expected.len() as i64, &page[..100]);
+            expected.extend(&page[..100]);
+            assert_eq!(m.xSync.unwrap()(file, ffi::SQLITE_SYNC_NORMAL), 0);
+            assert_eq!(std::fs::read(&wal_path).unwrap(), expected, "a sync writes the buffer");
+            write(expected.len() as i64, &page[..200]);
+            expected.extend(&page[..200]);
+            assert_eq!(m.xClose.unwrap()(file), 0);
+            assert_eq!(std::fs::read(&wal_path).unwrap(), expected, "closing writes the buffer");
+        }
+    }
+
+    #[test]
+    fn writes_read_back_everywhere_synchronous_full() {
+        writes_read_back_everywhere("full");
+    }
+
+    /// Without a sync at each commit, the write after a commit frame's page is what puts the
+    /// frames in the file before the readers are told of them.
+    #[test]
+    fn writes_read_back_everywhere_synchronous_normal() {
+        writes_read_back_everywhere("normal");
+    }
+}
