@@ -49,6 +49,7 @@ on_both_backends!(
     shutdown_finishes_writes_in_flight,
     list_loans_pages,
     survives_restart,
+    killed_server_keeps_what_it_acknowledged,
     journal_is_append_only,
     tampering_is_reported,
     stray_postings_are_reported,
@@ -1426,6 +1427,130 @@ async fn survives_restart(backend: Backend) {
     assert!(v.ok, "{v:?}");
     assert_eq!(v.head_hash, entry(&repaid).hash);
     app.finish().await;
+}
+
+/// The server process killed (SIGKILL) while eight clients write: after a restart every
+/// repayment it acknowledged is in the journal at the place and with the hash it was
+/// acknowledged with, a retry of it is answered with the same entry, and the journal verifies.
+/// On SQLite this is also the crash test of the writer's WAL writes (`store::wal_vfs`): the
+/// process dies with a commit's frames half written.
+async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
+    const CLIENTS: usize = 8;
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.stop().await;
+    let mut server = ServerProcess::start(&app.database_url);
+    app.port = server.port;
+
+    // The first answer says the process is serving.
+    let started = std::time::Instant::now();
+    let mut acknowledged = vec![loop {
+        match app.repay_as(&t.bank, "crash-first", &id, "2021-03-20", 100).await {
+            Ok(r) => break ("crash-first".to_string(), entry(&r).clone()),
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                assert!(started.elapsed() < Duration::from_secs(30), "the server did not start");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }];
+
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let mut loans = app.loans(&t.bank);
+        let (id, answered) = (id.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for k in 0..5_000 {
+                let request_id = format!("crash-{c}-{k}");
+                let req = pb::RecordRepaymentRequest {
+                    request_id: request_id.clone(),
+                    loan_id: id.clone(),
+                    value_date: "2021-03-20".into(),
+                    amount_fen: 100,
+                };
+                match loans.record_repayment(req).await {
+                    Ok(r) => acked.push((request_id, entry(&r.into_inner()).clone())),
+                    // The process is gone.
+                    Err(_) => break,
+                }
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            acked
+        }));
+    }
+    while answered.load(std::sync::atomic::Ordering::Relaxed) < 400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    for client in clients {
+        let acked = client.await.expect("a client task");
+        assert!(acked.len() < 5_000, "a client outlived the server");
+        acknowledged.extend(acked);
+    }
+    assert!(acknowledged.len() > 400, "{} acknowledged", acknowledged.len());
+
+    app.restart().await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let by_seq: BTreeMap<u64, &pb::JournalTransaction> =
+        journal.iter().map(|e| (e.seq, e)).collect();
+    for (request_id, acked) in &acknowledged {
+        let kept = by_seq.get(&acked.seq).unwrap_or_else(|| {
+            panic!("acknowledged {request_id} (seq {}) is not in the journal", acked.seq)
+        });
+        assert_eq!(&kept.request_id, request_id);
+        assert_eq!(kept.hash, acked.hash, "{request_id} was kept as it was acknowledged");
+    }
+    check_chain(&journal);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    for (request_id, acked) in acknowledged.iter().rev().take(20) {
+        let again = app
+            .repay_as(&t.bank, request_id, &id, "2021-03-20", 100)
+            .await
+            .expect("a retry of an acknowledged repayment");
+        assert_eq!(entry(&again), acked, "{request_id} is answered as before, not posted again");
+    }
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len(), "nothing posted twice");
+    app.finish().await;
+}
+
+/// The `loanledger serve` binary on a database, as a process of its own on a free port; killed
+/// (SIGKILL) by [`ServerProcess::kill`] or when dropped.
+struct ServerProcess {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start(database_url: &str) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["serve", "--database-url", database_url])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the server binary starts");
+        ServerProcess { child, port }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("the killed server is reaped");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The database itself refuses UPDATE and DELETE on journal and posting rows.
