@@ -539,6 +539,16 @@ enum Next {
     Submitted(Option<Submission>),
 }
 
+/// Logs that a group is planned again because one of its request ids was stored already (a
+/// retry that raced its first attempt): found by the key at the commit (`error`, the
+/// database's refusal) or by the lookup while planning.
+fn replanned(error: Option<&sqlx::Error>) {
+    tracing::info!(
+        error = error.map(tracing::field::display),
+        "a request id was stored already: group planned again"
+    );
+}
+
 fn answer(replies: Vec<Reply>, results: Vec<Result<Outcome, AppError>>) {
     let mut results = results.into_iter();
     for (count, reply, permit) in replies {
@@ -820,7 +830,7 @@ impl Writer {
                 // Nothing was written. The chain heads the group left (taken into the cache as
                 // it started) are forgotten; the cached loans are all committed states (the
                 // group's changed loans were never put back), so they stay.
-                tracing::info!(error = %e, "a request id was stored already: group planned again");
+                replanned(Some(&e));
                 self.heads.clear();
                 let results = self.run_group(&f.group, Lookup::First).await;
                 answer(f.replies, results);
@@ -945,7 +955,7 @@ impl Writer {
                 }
                 // Nothing was written, and the group's heads and loans are not in the cache.
                 Err(StoreError::RequestSeen(e)) if lookup == Lookup::AtCommit => {
-                    tracing::info!(error = %e, "a request id was stored already: group planned again");
+                    replanned(Some(&e));
                     lookup = Lookup::First;
                 }
                 Err(e) => {
@@ -971,7 +981,7 @@ impl Writer {
             match self.plan_group(&mut tx, group, lookup).await {
                 Ok(Some(planned)) => break Ok(planned),
                 Ok(None) => {
-                    tracing::info!("a request id was stored already: group planned again");
+                    replanned(None);
                     lookup = Lookup::First;
                 }
                 Err(e) => break Err(e),
