@@ -60,9 +60,27 @@ pub struct WriteConn<C: Connection> {
     unsure: bool,
 }
 
+/// What a backend's writer connection needs whenever it is opened.
+pub trait WriterSetup: Connection {
+    fn set_up(&mut self) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+impl WriterSetup for SqliteConnection {
+    /// The WAL VFS's rollback hook ([`wal_vfs::watch_rollbacks`]), when the connection uses it.
+    async fn set_up(&mut self) -> Result<(), sqlx::Error> {
+        if wal_vfs::register() { wal_vfs::watch_rollbacks(self).await } else { Ok(()) }
+    }
+}
+
+impl WriterSetup for PgConnection {
+    fn set_up(&mut self) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
 impl<C> WriteConn<C>
 where
-    C: Connection,
+    C: WriterSetup,
     for<'c> &'c mut C: Executor<'c, Database = C::Database>,
 {
     fn new(opts: C::Options, conn: Option<C>) -> Self {
@@ -91,7 +109,11 @@ where
         }
         let conn = match self.conn.take() {
             Some(c) => c,
-            None => C::connect_with(&self.opts).await?,
+            None => {
+                let mut c = C::connect_with(&self.opts).await?;
+                c.set_up().await?;
+                c
+            }
         };
         Ok(self.conn.insert(conn))
     }
@@ -373,7 +395,8 @@ impl Db {
             if wal_vfs::register() {
                 opts = opts.vfs(wal_vfs::NAME);
             }
-            let mut write = opts.connect().await?;
+            let mut write: SqliteConnection = opts.connect().await?;
+            write.set_up().await?;
             size_write_cache(&mut write).await?;
             let restart_wanted = Arc::new(AtomicBool::new(false));
             spawn_checkpointer(pool.clone(), restart_wanted.clone());
@@ -498,6 +521,35 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer's SQLite connection opens the database through the WAL VFS and has its
+    /// rollback hook, as first opened and as opened again after it broke.
+    #[tokio::test]
+    async fn the_writer_uses_the_wal_vfs_and_watches_its_rollbacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let Db::Sqlite(_, write, ..) = &db else { unreachable!() };
+        for reopened in [false, true] {
+            let mut w = write.lock().await;
+            if reopened {
+                w.conn = None;
+            }
+            let conn = w.ready().await.unwrap();
+            conn.execute("create table if not exists probe (x)").await.unwrap();
+            let mut handle = conn.lock_handle().await.unwrap();
+            let raw = handle.as_raw_handle().as_ptr();
+            // SAFETY: an open connection, used by this thread alone while the handle is locked.
+            assert!(unsafe { wal_vfs::wal_is_wrapped(raw) }, "the WAL VFS (reopened: {reopened})");
+            // SAFETY: asks SQLite for the hook's argument by replacing the hook with none (the
+            // connection is not used again before the next round opens it anew or the test ends).
+            let previous =
+                unsafe { rusqlite::ffi::sqlite3_rollback_hook(raw, None, std::ptr::null_mut()) };
+            assert!(!previous.is_null(), "a rollback hook is installed (reopened: {reopened})");
+        }
+        db.close().await;
+    }
 
     #[test]
     fn write_cache_grows_past_the_lock_page() {

@@ -11,14 +11,24 @@
 //!   the writer shares them with the readers' connections (on the default VFS) as before.
 //! - **The WAL file** is wrapped ([`WalFile`]): a write that continues the bytes held so far is
 //!   copied into a buffer instead of being written; the buffer is written, in one call, before
-//!   anything else touches the file (a sync, a read, a truncation, its size, a file control,
-//!   closing it), before a write that does not continue it or would take it past 124 KiB
+//!   anything else touches the file (a sync, a read, a truncation, its size, a file control),
+//!   before a write that does not continue it or would take it past 124 KiB
 //!   ([`MAX_WRITE`]), and right after a commit frame's header (a 24-byte frame header whose
 //!   "database size after commit" field is not zero) and again right after the write that
 //!   follows it (its page). So a commit costs two writes and a few more per 124 KiB, and the
 //!   last write of a commit is never left in the buffer, whether it is the commit frame's page
 //!   or, after SQLite has rewritten frames in place, the commit frame's header with its
 //!   checksums redone.
+//! - **What a transaction leaves in the buffer without committing** (frames spilled from a
+//!   cache too small for it) is dropped, never written: at a rollback (the connection's
+//!   rollback hook, [`watch_rollbacks`]) and when the file is closed. Written later, it could
+//!   land on frames another connection (a migration, another process) committed after SQLite
+//!   gave up the write lock.
+//! - **Only with powersafe overwrite** (SQLite's and `unix`'s default): without it SQLite pads a
+//!   commit to the disk's sector with copies of the commit frame and syncs in the middle of
+//!   one, and the rest of that frame would wait in the buffer; a WAL file without it is opened
+//!   as `unix` opens it. (Turning it off later through `SQLITE_FCNTL_POWERSAFE_OVERWRITE` is
+//!   not supported; the writer never does.)
 //!
 //! Why this keeps SQLite's guarantees:
 //! - A commit is durable when SQLite has synced the WAL after its last frame; the sync writes
@@ -35,7 +45,8 @@
 //!   buffer is dropped then: those frames are past the last commit, so they do not count.
 //!
 //! Registered once per process ([`register`]) under [`NAME`]; only the writer's connection asks
-//! for it (`Db::connect`). Should SQLite have no `unix` VFS, the writer uses the default.
+//! for it (`Db::connect`), and installs the rollback hook whenever it is opened. Should SQLite
+//! have no `unix` VFS, the writer uses the default.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr;
@@ -167,6 +178,21 @@ unsafe extern "C" fn open(
             (*file).pMethods = ptr::null();
             return rc;
         }
+        // The database's setting, which is SQLite's (`sqlite3WalOpen` asks the database file):
+        // its URI's `psow` (the WAL's name carries the database's URI parameters), else the
+        // build's default (which the WAL file, opened without the URI flag, reports).
+        let characteristics =
+            (*(*inner).pMethods).xDeviceCharacteristics.map_or(0, |device| device(inner));
+        let powersafe = characteristics & ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE != 0
+            && ffi::sqlite3_uri_boolean(name, c"psow".as_ptr(), 1) != 0;
+        if !powersafe {
+            // Without powersafe overwrite SQLite pads a commit to the sector and syncs in the
+            // middle of a frame: not gathered (see the module's doc). Opened again as it is.
+            if let Some(close) = (*(*inner).pMethods).xClose {
+                close(inner);
+            }
+            return unix_open(unix, name, file, flags, out_flags);
+        }
         file.cast::<WalFile>().write(WalFile {
             base: ffi::sqlite3_file { pMethods: &WAL_METHODS },
             inner,
@@ -240,6 +266,9 @@ unsafe extern "C" fn write(
         }
         if wal.pending.is_empty() {
             wal.pending_at = offset;
+        }
+        if wal.pending.try_reserve(len).is_err() {
+            return ffi::SQLITE_IOERR_NOMEM;
         }
         wal.pending.extend_from_slice(bytes);
         let commit_header = len == FRAME_HEADER && bytes[4..8] != [0; 4];
@@ -338,17 +367,79 @@ unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_i
     hand_on!(file, xDeviceCharacteristics(), 0)
 }
 
+/// Closes the file, the buffer dropped unwritten: every commit's frames were written at its
+/// commit frame, so what the buffer still holds belongs to a transaction that did not commit
+/// (the connection rolls it back as it closes, and writing it now could land on frames another
+/// connection has committed since).
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: see `wal`; after this SQLite no longer uses the file, so the `WalFile` (its
     // buffer) is dropped in place.
     unsafe {
         let (wal, methods) = wal(file);
-        let flushed = wal.flush(methods);
         let closed = methods.xClose.map_or(ffi::SQLITE_OK, |close| close(wal.inner));
         ptr::drop_in_place(file.cast::<WalFile>());
         (*file).pMethods = ptr::null();
-        if flushed != ffi::SQLITE_OK { flushed } else { closed }
+        closed
     }
+}
+
+/// Drops the WAL buffer of connection `db` after a rollback: the frames in it belong to the
+/// transaction rolled back (spilled from a cache too small for it), and written later they
+/// could land on frames another connection has committed since SQLite gave up the write lock.
+/// Called by the connection's rollback hook ([`watch_rollbacks`]).
+///
+/// # Safety
+/// `db` is an open connection, called from its rollback hook (so on the thread using it).
+pub unsafe fn discard_after_rollback(db: *mut ffi::sqlite3) {
+    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+    // SAFETY: SQLITE_FCNTL_JOURNAL_POINTER writes the connection's WAL (or rollback journal)
+    // file object into `file`; it is ours when its methods are [`WAL_METHODS`].
+    unsafe {
+        let rc = ffi::sqlite3_file_control(
+            db,
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+            (&raw mut file).cast(),
+        );
+        if rc != ffi::SQLITE_OK || file.is_null() || !ptr::eq((*file).pMethods, &WAL_METHODS) {
+            return;
+        }
+        let (wal, _) = wal(file);
+        wal.pending.clear();
+        wal.commit_frame = false;
+    }
+}
+
+/// Whether connection `db`'s WAL file is open and gathered by this VFS (for tests).
+///
+/// # Safety
+/// `db` is an open connection, not in use by another thread.
+#[cfg(test)]
+pub(crate) unsafe fn wal_is_wrapped(db: *mut ffi::sqlite3) -> bool {
+    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+    // SAFETY: as in `discard_after_rollback`.
+    unsafe {
+        let rc = ffi::sqlite3_file_control(
+            db,
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
+            (&raw mut file).cast(),
+        );
+        rc == ffi::SQLITE_OK
+            && !file.is_null()
+            && !(*file).pMethods.is_null()
+            && ptr::eq((*file).pMethods, &WAL_METHODS)
+    }
+}
+
+/// Installs [`discard_after_rollback`] as the rollback hook of the writer's connection.
+pub async fn watch_rollbacks(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr() as usize;
+    // SAFETY: the hook runs on the connection's own thread while it rolls back, and the
+    // connection (the pointer) lives as long as the hook.
+    handle.set_rollback_hook(move || unsafe { discard_after_rollback(db as *mut ffi::sqlite3) });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -370,6 +461,18 @@ mod tests {
             Connection::open(path)
         }
         .expect("the database opens");
+        if ours {
+            // As `watch_rollbacks` does for the writer's sqlx connection.
+            unsafe extern "C" fn on_rollback(db: *mut c_void) {
+                // SAFETY: `db` is the connection whose hook this is.
+                unsafe { discard_after_rollback(db.cast()) }
+            }
+            // SAFETY: the hook's argument is the connection itself, which outlives it.
+            unsafe {
+                let db = conn.handle();
+                ffi::sqlite3_rollback_hook(db, Some(on_rollback), db.cast());
+            }
+        }
         conn.pragma_update(None, "journal_mode", "wal").unwrap();
         conn.pragma_update(None, "synchronous", synchronous).unwrap();
         conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
@@ -463,8 +566,9 @@ mod tests {
     }
 
     /// The WAL file object itself, driven as SQLite drives it: whatever was written is what a
-    /// read, the file's size, a truncation, and another reader of the file after a sync or a
-    /// close see, though the writes in between sit in the buffer.
+    /// read, the file's size, a truncation, and another reader of the file after a sync see,
+    /// though the writes in between sit in the buffer; what was written after the last sync is
+    /// dropped when the file is closed.
     #[test]
     fn the_wal_file_shows_every_byte_written_before_each_call() {
         assert!(register());
@@ -517,10 +621,83 @@ mod tests {
             assert_eq!(m.xSync.unwrap()(file, ffi::SQLITE_SYNC_NORMAL), 0);
             assert_eq!(std::fs::read(&wal_path).unwrap(), expected, "a sync writes the buffer");
             write(expected.len() as i64, &page[..200]);
-            expected.extend(&page[..200]);
             assert_eq!(m.xClose.unwrap()(file), 0);
-            assert_eq!(std::fs::read(&wal_path).unwrap(), expected, "closing writes the buffer");
+            assert_eq!(std::fs::read(&wal_path).unwrap(), expected, "closing drops the buffer");
         }
+    }
+
+    /// Whether `conn`'s WAL file is this VFS's (wrapped) one.
+    fn wal_is_wrapped(conn: &Connection) -> bool {
+        // SAFETY: an open connection, used by this thread alone.
+        unsafe { super::wal_is_wrapped(conn.handle()) }
+    }
+
+    /// Without powersafe overwrite (`psow=0`) SQLite pads commits and syncs in the middle of a
+    /// frame: the WAL is opened as `unix` opens it, and works as ever.
+    #[test]
+    fn without_powersafe_overwrite_the_wal_is_not_wrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let wrapped = open(&dir.path().join("p.db"), true, "full");
+        wrapped.execute_batch("create table t (x)").unwrap();
+        assert!(wal_is_wrapped(&wrapped));
+        let uri = format!("file:{}?psow=0", dir.path().join("q.db").display());
+        let plain = open(Path::new(&uri), true, "full");
+        plain.execute_batch("create table t (x); insert into t values (1)").unwrap();
+        assert!(!wal_is_wrapped(&plain));
+        let n: i64 = plain.query_row("select count(*) from t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+    }
+
+    /// A transaction larger than the writer's cache spills frames into the buffer and rolls
+    /// back; another connection then commits frames at the same places in the WAL, and the
+    /// writer commits again. The rolled-back frames must never be written over the other
+    /// connection's.
+    #[test]
+    fn a_rolled_back_transaction_leaves_nothing_to_write_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let writer = open(&path, true, "full");
+        writer
+            .execute_batch("create table t (id integer primary key, body blob not null)")
+            .unwrap();
+        let other = open(&path, false, "full");
+        // An empty WAL: the rollback then reloads its pages from the database file, not from
+        // the WAL (a read of the WAL would write the buffer first, while SQLite still holds the
+        // write lock).
+        writer.query_row("pragma wal_checkpoint(truncate)", [], |_| Ok(())).unwrap();
+        writer.pragma_update(None, "cache_size", 20).unwrap();
+        writer.execute_batch("begin").unwrap();
+        for id in 0..200 {
+            writer
+                .execute("insert into t values (?1, ?2)", params![id, body(id, 9, 2_000)])
+                .unwrap();
+        }
+        writer.execute_batch("rollback").unwrap();
+        let mut model = BTreeMap::new();
+        other.execute_batch("begin").unwrap();
+        for id in 1_000..1_300 {
+            other
+                .execute("insert into t values (?1, ?2)", params![id, body(id, 0, 2_000)])
+                .unwrap();
+            model.insert(id, digest(&body(id, 0, 2_000)));
+        }
+        other.execute_batch("commit").unwrap();
+        writer.execute("insert into t values (?1, ?2)", params![5, body(5, 0, 100)]).unwrap();
+        model.insert(5, digest(&body(5, 0, 100)));
+        assert_eq!(rows(&other), model, "the other connection's commit is intact");
+        let copy = tempfile::tempdir().unwrap();
+        for suffix in ["", "-wal"] {
+            std::fs::copy(
+                dir.path().join(format!("r.db{suffix}")),
+                copy.path().join(format!("r.db{suffix}")),
+            )
+            .unwrap();
+        }
+        let recovered = open(&copy.path().join("r.db"), false, "full");
+        assert_eq!(rows(&recovered), model, "the WAL recovers both commits");
+        let check: String =
+            recovered.query_row("pragma integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
     }
 
     #[test]

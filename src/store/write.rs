@@ -77,7 +77,7 @@ impl BeginText for PgConnection {
 
 impl<C> GroupTx<C>
 where
-    C: Connection + BeginText,
+    C: super::WriterSetup + BeginText,
     for<'c> &'c mut C: Executor<'c, Database = C::Database>,
 {
     async fn open(write: &Arc<tokio::sync::Mutex<WriteConn<C>>>) -> Result<Self, StoreError> {
