@@ -383,14 +383,11 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     }
 }
 
-/// Drops the WAL buffer of connection `db` after a rollback: the frames in it belong to the
-/// transaction rolled back (spilled from a cache too small for it), and written later they
-/// could land on frames another connection has committed since SQLite gave up the write lock.
-/// Called by the connection's rollback hook ([`watch_rollbacks`]).
+/// Connection `db`'s WAL file when it is open and gathered by this VFS.
 ///
 /// # Safety
-/// `db` is an open connection, called from its rollback hook (so on the thread using it).
-pub unsafe fn discard_after_rollback(db: *mut ffi::sqlite3) {
+/// `db` is an open connection, used by the calling thread alone while the result lives.
+unsafe fn gathered_wal<'a>(db: *mut ffi::sqlite3) -> Option<&'a mut WalFile> {
     let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
     // SAFETY: SQLITE_FCNTL_JOURNAL_POINTER writes the connection's WAL (or rollback journal)
     // file object into `file`; it is ours when its methods are [`WAL_METHODS`].
@@ -402,9 +399,22 @@ pub unsafe fn discard_after_rollback(db: *mut ffi::sqlite3) {
             (&raw mut file).cast(),
         );
         if rc != ffi::SQLITE_OK || file.is_null() || !ptr::eq((*file).pMethods, &WAL_METHODS) {
-            return;
+            return None;
         }
-        let (wal, _) = wal(file);
+        Some(wal(file).0)
+    }
+}
+
+/// Drops the WAL buffer of connection `db` after a rollback: the frames in it belong to the
+/// transaction rolled back (spilled from a cache too small for it), and written later they
+/// could land on frames another connection has committed since SQLite gave up the write lock.
+/// Called by the connection's rollback hook ([`watch_rollbacks`]).
+///
+/// # Safety
+/// `db` is an open connection, called from its rollback hook (so on the thread using it).
+pub unsafe fn discard_after_rollback(db: *mut ffi::sqlite3) {
+    // SAFETY: as the function's contract says.
+    if let Some(wal) = unsafe { gathered_wal(db) } {
         wal.pending.clear();
         wal.commit_frame = false;
     }
@@ -416,20 +426,8 @@ pub unsafe fn discard_after_rollback(db: *mut ffi::sqlite3) {
 /// `db` is an open connection, not in use by another thread.
 #[cfg(test)]
 pub(crate) unsafe fn wal_is_wrapped(db: *mut ffi::sqlite3) -> bool {
-    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
-    // SAFETY: as in `discard_after_rollback`.
-    unsafe {
-        let rc = ffi::sqlite3_file_control(
-            db,
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
-            (&raw mut file).cast(),
-        );
-        rc == ffi::SQLITE_OK
-            && !file.is_null()
-            && !(*file).pMethods.is_null()
-            && ptr::eq((*file).pMethods, &WAL_METHODS)
-    }
+    // SAFETY: as the function's contract says.
+    unsafe { gathered_wal(db).is_some() }
 }
 
 /// Installs [`discard_after_rollback`] as the rollback hook of the writer's connection.
