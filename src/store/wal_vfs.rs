@@ -482,6 +482,20 @@ mod tests {
         (0..len).map(|i| (id as usize * 31 + i * 7 + version as usize * 13) as u8).collect()
     }
 
+    /// The rows of a copy of database `name` in `dir` and its WAL (what a crash would leave),
+    /// which SQLite recovers from the WAL's checksums; the copy must pass its integrity check.
+    fn recovered_rows(dir: &Path, name: &str) -> BTreeMap<i64, (usize, u64)> {
+        let copy = tempfile::tempdir().unwrap();
+        for file in [name.to_string(), format!("{name}-wal")] {
+            std::fs::copy(dir.join(&file), copy.path().join(&file)).unwrap();
+        }
+        let recovered = open(&copy.path().join(name), false, "full");
+        let check: String =
+            recovered.query_row("pragma integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+        rows(&recovered)
+    }
+
     /// Every row as `conn` sees it: each id with the length and a digest of its body.
     fn rows(conn: &Connection) -> BTreeMap<i64, (usize, u64)> {
         let mut stmt = conn.prepare("select id, body from t order by id").unwrap();
@@ -538,19 +552,7 @@ mod tests {
         spill.extend((300..400).map(|id| (id, body(id, 1, 2_000))));
         commit(&writer, spill);
 
-        let copy = tempfile::tempdir().unwrap();
-        for suffix in ["", "-wal"] {
-            std::fs::copy(
-                dir.path().join(format!("w.db{suffix}")),
-                copy.path().join(format!("w.db{suffix}")),
-            )
-            .unwrap();
-        }
-        let recovered = open(&copy.path().join("w.db"), false, synchronous);
-        assert_eq!(rows(&recovered), model, "the WAL recovers every commit");
-        let check: String =
-            recovered.query_row("pragma integrity_check", [], |r| r.get(0)).unwrap();
-        assert_eq!(check, "ok");
+        assert_eq!(recovered_rows(dir.path(), "w.db"), model, "the WAL recovers every commit");
 
         let (busy, _, _): (i64, i64, i64) = writer
             .query_row("pragma wal_checkpoint(truncate)", [], |r| {
@@ -683,19 +685,7 @@ mod tests {
         writer.execute("insert into t values (?1, ?2)", params![5, body(5, 0, 100)]).unwrap();
         model.insert(5, digest(&body(5, 0, 100)));
         assert_eq!(rows(&other), model, "the other connection's commit is intact");
-        let copy = tempfile::tempdir().unwrap();
-        for suffix in ["", "-wal"] {
-            std::fs::copy(
-                dir.path().join(format!("r.db{suffix}")),
-                copy.path().join(format!("r.db{suffix}")),
-            )
-            .unwrap();
-        }
-        let recovered = open(&copy.path().join("r.db"), false, "full");
-        assert_eq!(rows(&recovered), model, "the WAL recovers both commits");
-        let check: String =
-            recovered.query_row("pragma integrity_check", [], |r| r.get(0)).unwrap();
-        assert_eq!(check, "ok");
+        assert_eq!(recovered_rows(dir.path(), "r.db"), model, "the WAL recovers both commits");
     }
 
     #[test]
