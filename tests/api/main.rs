@@ -1481,7 +1481,12 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
             acked
         }));
     }
+    let writing = std::time::Instant::now();
     while answered.load(std::sync::atomic::Ordering::Relaxed) < 400 {
+        assert!(
+            writing.elapsed() < Duration::from_secs(60) && !clients.iter().all(|c| c.is_finished()),
+            "the server stopped answering before 400 repayments"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.kill();
