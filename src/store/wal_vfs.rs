@@ -1,4 +1,4 @@
-//! The writer's SQLite VFS: a commit's WAL frames reach the kernel in one write.
+//! The writer's SQLite VFS: a commit's WAL frames reach the kernel in a few writes, not two a page.
 //!
 //! SQLite writes each WAL frame with two `pwrite` calls, its 24-byte header and then its page,
 //! so with 4 KiB pages every page of the WAL file is written by two or three calls through the
