@@ -66,9 +66,13 @@ pub trait WriterSetup: Connection {
 }
 
 impl WriterSetup for SqliteConnection {
-    /// The WAL VFS's rollback hook ([`wal_vfs::watch_rollbacks`]), when the connection uses it.
+    /// The WAL VFS's rollback hook ([`wal_vfs::watch_rollbacks`]), when the connection uses it,
+    /// and the page cache for the database's size ([`size_write_cache`]).
     async fn set_up(&mut self) -> Result<(), sqlx::Error> {
-        if wal_vfs::register() { wal_vfs::watch_rollbacks(self).await } else { Ok(()) }
+        if wal_vfs::register() {
+            wal_vfs::watch_rollbacks(self).await?;
+        }
+        size_write_cache(self).await
     }
 }
 
@@ -397,7 +401,6 @@ impl Db {
             }
             let mut write: SqliteConnection = opts.connect().await?;
             write.set_up().await?;
-            size_write_cache(&mut write).await?;
             let restart_wanted = Arc::new(AtomicBool::new(false));
             spawn_checkpointer(pool.clone(), restart_wanted.clone());
             let write = WriteConn::new(opts, Some(write));

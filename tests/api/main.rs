@@ -1457,10 +1457,11 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
     }];
 
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
         let mut loans = app.loans(&t.bank);
-        let (id, answered) = (id.clone(), answered.clone());
+        let (id, answered, killed) = (id.clone(), answered.clone(), killed.clone());
         clients.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for k in 0..5_000 {
@@ -1473,8 +1474,12 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
                 };
                 match loans.record_repayment(req).await {
                     Ok(r) => acked.push((request_id, entry(&r.into_inner()).clone())),
-                    // The process is gone.
-                    Err(_) => break,
+                    // The process is gone; before the kill, any error is a failure.
+                    Err(s) => {
+                        let killed = killed.load(std::sync::atomic::Ordering::SeqCst);
+                        assert!(killed, "{request_id} failed before the kill: {s:?}");
+                        break;
+                    }
                 }
                 answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -1489,6 +1494,7 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    killed.store(true, std::sync::atomic::Ordering::SeqCst);
     server.kill();
     for client in clients {
         let acked = client.await.expect("a client task");
@@ -1522,27 +1528,57 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
     app.finish().await;
 }
 
-/// The `loanledger serve` binary on a database, as a process of its own on a free port; killed
-/// (SIGKILL) by [`ServerProcess::kill`] or when dropped.
+/// The `loanledger serve` binary on a database, as a process of its own on a port it chose
+/// itself (read from its "serving" log line); killed (SIGKILL) by [`ServerProcess::kill`] or
+/// when dropped. Its log is kept and printed should the test fail.
 struct ServerProcess {
     child: std::process::Child,
     port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
     fn start(database_url: &str) -> ServerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
-            .args(["serve", "--database-url", database_url])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["serve", "--database-url", database_url, "--listen", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("the server binary starts");
-        ServerProcess { child, port }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("the server's stderr");
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if event["fields"]["message"] == "serving"
+                    && let Some(port) = event["fields"]["addr"]
+                        .as_str()
+                        .and_then(|a| a.rsplit(':').next())
+                        .and_then(|p| p.parse::<u16>().ok())
+                {
+                    let _ = port_tx.send(port);
+                }
+                kept.lock().expect("the log").push(line);
+            }
+        });
+        let started = std::time::Instant::now();
+        let port = loop {
+            if let Ok(port) = port_rx.recv_timeout(Duration::from_millis(100)) {
+                break port;
+            }
+            let exited = child.try_wait().expect("the server's status");
+            let log = log.lock().expect("the log").join("\n");
+            assert!(exited.is_none(), "the server exited ({exited:?}):\n{log}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start:\n{log}"
+            );
+        };
+        ServerProcess { child, port, log }
     }
 
     fn kill(&mut self) {
@@ -1555,6 +1591,11 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking()
+            && let Ok(log) = self.log.lock()
+        {
+            eprintln!("the server process's log:\n{}", log.join("\n"));
+        }
     }
 }
 
