@@ -77,8 +77,8 @@ impl WriterSetup for SqliteConnection {
 }
 
 impl WriterSetup for PgConnection {
-    fn set_up(&mut self) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send {
-        std::future::ready(Ok(()))
+    async fn set_up(&mut self) -> Result<(), sqlx::Error> {
+        Ok(())
     }
 }
 
@@ -521,6 +521,16 @@ impl Db {
     }
 }
 
+/// A new SQLite database in a temporary directory (removed when the directory is dropped),
+/// not migrated yet.
+#[cfg(test)]
+pub(crate) async fn fresh_sqlite() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    (dir, db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,9 +539,7 @@ mod tests {
     /// rollback hook, as first opened and as opened again after it broke.
     #[tokio::test]
     async fn the_writer_uses_the_wal_vfs_and_watches_its_rollbacks() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
+        let (_dir, db) = fresh_sqlite().await;
         db.migrate().await.unwrap();
         let Db::Sqlite(_, write, ..) = &db else { unreachable!() };
         for reopened in [false, true] {

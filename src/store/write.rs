@@ -975,6 +975,7 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
 
 #[cfg(test)]
 mod tests {
+    use super::super::fresh_sqlite;
     use super::*;
 
     /// A group of one journal transaction (a balanced pair of postings) with its request id.
@@ -1008,15 +1009,6 @@ mod tests {
         }
         staged.txns = txns;
         staged
-    }
-
-    /// A new SQLite database in a temporary directory (removed when the directory is
-    /// dropped), not migrated yet.
-    async fn fresh_sqlite() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        (dir, db)
     }
 
     /// A group whose last row repeats a stored request id: SQLite rolls it back whole at that
