@@ -542,7 +542,7 @@ enum Next {
 /// Logs that a group is planned again because one of its request ids was stored already (a
 /// retry that raced its first attempt): found by the key at the commit (`error`, the
 /// database's refusal) or by the lookup while planning.
-fn replanned(error: Option<&sqlx::Error>) {
+fn replanned(error: Option<&crate::store::RequestSeen>) {
     tracing::info!(
         error = error.map(tracing::field::display),
         "a request id was stored already: group planned again"

@@ -15,6 +15,7 @@ pub mod read;
 pub mod readers;
 pub mod rows;
 pub mod scan;
+mod sqlite_commit;
 mod wal_vfs;
 pub mod write;
 
@@ -48,8 +49,12 @@ pub enum Db {
 /// waited for. On SQLite also its own so that its page cache stays warm: in WAL mode a
 /// connection throws its cache away whenever another connection has written.
 #[derive(Debug)]
-pub struct WriteConn<C: Connection> {
+pub struct WriteConn<C: WriterSetup> {
     opts: C::Options,
+    /// What the backend keeps beside the connection (SQLite: its prepared statements,
+    /// [`sqlite_commit::Statements`]). Declared before `conn` so that it is dropped first, and
+    /// emptied whenever `conn` goes ([`WriteConn::forget`]).
+    kept: C::Kept,
     /// `None` before the first group (PostgreSQL), once the database is closed, or after the
     /// connection broke (the next group opens a new one).
     conn: Option<C>,
@@ -62,10 +67,13 @@ pub struct WriteConn<C: Connection> {
 
 /// What a backend's writer connection needs whenever it is opened.
 pub trait WriterSetup: Connection {
+    /// What the writer keeps beside the connection, valid as long as it is.
+    type Kept: Default + Send + std::fmt::Debug;
     fn set_up(&mut self) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
 }
 
 impl WriterSetup for SqliteConnection {
+    type Kept = Option<sqlite_commit::Statements>;
     /// The WAL VFS's rollback hook ([`wal_vfs::watch_rollbacks`]), when the connection uses it,
     /// and the page cache for the database's size ([`size_write_cache`]).
     async fn set_up(&mut self) -> Result<(), sqlx::Error> {
@@ -77,6 +85,7 @@ impl WriterSetup for SqliteConnection {
 }
 
 impl WriterSetup for PgConnection {
+    type Kept = ();
     async fn set_up(&mut self) -> Result<(), sqlx::Error> {
         Ok(())
     }
@@ -88,7 +97,13 @@ where
     for<'c> &'c mut C: Executor<'c, Database = C::Database>,
 {
     fn new(opts: C::Options, conn: Option<C>) -> Self {
-        WriteConn { opts, conn, closed: false, unsure: false }
+        WriteConn { opts, kept: C::Kept::default(), conn, closed: false, unsure: false }
+    }
+
+    /// Lets the connection go (the next group opens a new one), what is kept beside it first.
+    fn forget(&mut self) -> Option<C> {
+        self.kept = C::Kept::default();
+        self.conn.take()
     }
 
     fn get(&mut self) -> Result<&mut C, StoreError> {
@@ -109,7 +124,7 @@ where
                 c.execute("ROLLBACK").await
         {
             tracing::warn!(error = %e, "the writer's connection broke; opening it again");
-            self.conn = None;
+            self.forget();
         }
         let conn = match self.conn.take() {
             Some(c) => c,
@@ -125,7 +140,7 @@ where
     /// Closes the connection for good.
     async fn close(&mut self) {
         self.closed = true;
-        if let Some(c) = self.conn.take()
+        if let Some(c) = self.forget()
             && let Err(e) = c.close().await
         {
             tracing::warn!(error = %e, "closing the writer's connection failed");
@@ -207,7 +222,17 @@ pub enum StoreError {
     /// servicing commands without looking up their request ids first, and this is how it learns
     /// that one was a retry (see `app::writer::Lookup`).
     #[error("a request id is stored already: {0}")]
-    RequestSeen(#[source] sqlx::Error),
+    RequestSeen(#[source] RequestSeen),
+}
+
+/// The database's refusal behind [`StoreError::RequestSeen`]: PostgreSQL's through sqlx,
+/// SQLite's through the writer's own statements ([`sqlite_commit`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestSeen {
+    #[error(transparent)]
+    Sqlx(sqlx::Error),
+    #[error(transparent)]
+    Sqlite(rusqlite::Error),
 }
 
 impl StoreError {
@@ -257,7 +282,7 @@ impl From<sqlx::Error> for StoreError {
                 {
                     // PostgreSQL names the constraint; SQLite only its columns ("UNIQUE
                     // constraint failed: idempotency.scope, idempotency.request_id").
-                    StoreError::RequestSeen(e)
+                    StoreError::RequestSeen(RequestSeen::Sqlx(e))
                 } else {
                     StoreError::Database(e)
                 }
@@ -394,7 +419,10 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts.clone().pragma("cache_size", READ_CACHE_KIB))
                 .await?;
-            let mut opts = opts.pragma("cache_size", format!("-{WRITE_CACHE_SMALL_KIB}"));
+            // Serialized: SQLite's own mutex guards the handle, which the writer's statements
+            // share with sqlx's thread ([`sqlite_commit`], "Safety").
+            let mut opts =
+                opts.pragma("cache_size", format!("-{WRITE_CACHE_SMALL_KIB}")).serialized(true);
             // The writer's WAL writes gathered into one call per commit (BENCHMARKS.md, 43).
             if wal_vfs::register() {
                 opts = opts.vfs(wal_vfs::NAME);
@@ -545,7 +573,7 @@ mod tests {
         for reopened in [false, true] {
             let mut w = write.lock().await;
             if reopened {
-                w.conn = None;
+                w.forget();
             }
             let conn = w.ready().await.unwrap();
             conn.execute("create table if not exists probe (x)").await.unwrap();

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::Arc;
 
-use sqlx::{Connection, Executor, PgConnection, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Executor, PgConnection, QueryBuilder, SqliteConnection};
 
 use super::rows::*;
 use super::{Db, StoreError, WriteConn};
@@ -48,7 +48,7 @@ pub type SqliteTx = GroupTx<SqliteConnection>;
 pub type PgTx = GroupTx<PgConnection>;
 
 /// A group's transaction on the writer's connection ([`WriteConn`]), begun lazily.
-pub struct GroupTx<C: Connection> {
+pub struct GroupTx<C: super::WriterSetup> {
     conn: tokio::sync::OwnedMutexGuard<WriteConn<C>>,
     /// `BEGIN` has been sent.
     begun: bool,
@@ -106,7 +106,7 @@ where
             match self.conn()?.execute("ROLLBACK").await {
                 Ok(_) => {}
                 // SQLite ended the transaction itself: a row broke a constraint under `OR
-                // ROLLBACK` ([`Script::insert`]), or a write failed for want of disk or memory.
+                // ROLLBACK` ([`super::sqlite_commit`]), or a write failed for want of disk or memory.
                 Err(sqlx::Error::Database(e)) if e.message().contains(NO_TRANSACTION) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -125,7 +125,7 @@ impl GroupTx<SqliteConnection> {
     }
 }
 
-impl<C: Connection> Drop for GroupTx<C> {
+impl<C: super::WriterSetup> Drop for GroupTx<C> {
     fn drop(&mut self) {
         if self.open && self.begun {
             self.conn.unsure = true;
@@ -211,7 +211,7 @@ impl Staged {
         self.txns.is_empty() && self.loans.is_empty() && self.balance_deltas.is_empty()
     }
 
-    fn posting_rows(&self) -> Vec<PostingRowRef<'_>> {
+    pub(super) fn posting_rows(&self) -> Vec<PostingRowRef<'_>> {
         self.txns
             .iter()
             .flat_map(|t| {
@@ -223,7 +223,7 @@ impl Staged {
     }
 
     /// (loan, ledger, seq) of every loan a transaction touches.
-    fn link_rows(&self) -> Vec<(&str, &str, i64)> {
+    pub(super) fn link_rows(&self) -> Vec<(&str, &str, i64)> {
         self.txns
             .iter()
             .flat_map(|t| {
@@ -232,7 +232,7 @@ impl Staged {
             .collect()
     }
 
-    fn idempotency_rows(&self) -> Vec<(&IdempotencyRecord, &str, i64)> {
+    pub(super) fn idempotency_rows(&self) -> Vec<(&IdempotencyRecord, &str, i64)> {
         self.txns
             .iter()
             .filter_map(|t| {
@@ -242,7 +242,7 @@ impl Staged {
     }
 
     /// The loans the group created (written whole) and those it changed (changing columns).
-    fn loan_rows(&self) -> (Vec<LoanRow>, Vec<LoanChangeRow>) {
+    pub(super) fn loan_rows(&self) -> (Vec<LoanRow>, Vec<LoanChangeRow>) {
         let (new, changed): (Vec<&LoanState>, Vec<&LoanState>) =
             self.loans.values().partition(|l| self.new_loans.contains(&l.terms.loan_id));
         (
@@ -253,7 +253,7 @@ impl Staged {
 
     /// Non-zero balance changes, in a fixed order so that two writers (should there ever be
     /// two) cannot deadlock.
-    fn delta_rows(&self) -> Vec<(&str, &str, i64)> {
+    pub(super) fn delta_rows(&self) -> Vec<(&str, &str, i64)> {
         let mut deltas: Vec<(&str, &str, i64)> = self
             .balance_deltas
             .iter()
@@ -343,8 +343,8 @@ impl WriteTx {
     pub async fn commit_with(mut self, staged: &Staged) -> Result<(), StoreError> {
         let written = match &mut self {
             WriteTx::Sqlite(t) => {
-                let prefix = t.begin_prefix();
-                flush_values(t.conn()?, prefix, staged).await
+                let begin = !std::mem::replace(&mut t.begun, true);
+                t.conn.write_group(begin, staged).await
             }
             // Nothing to write and no transaction: nothing to send.
             WriteTx::Postgres(t) if !t.begun && staged.is_empty() => Ok(()),
@@ -654,185 +654,6 @@ where
         list.push_unseparated(")");
     }
     q.push(")");
-}
-
-/// A group's SQLite statements joined into one script: sqlx runs every statement of a query
-/// text in one hand-off to the connection's thread, binding the `?`s in order across them, so a
-/// group pays one round trip to that thread for its writes instead of one per statement (under
-/// single requests those round trips, not SQLite, were most of a group's statement time).
-struct Script {
-    q: QueryBuilder<Sqlite>,
-    statements: usize,
-}
-
-impl Script {
-    fn new(prefix: &str) -> Self {
-        Script { q: QueryBuilder::new(prefix), statements: 0 }
-    }
-
-    /// Starts the next `INSERT OR ROLLBACK INTO` (`target`: the table and its columns).
-    ///
-    /// `OR ROLLBACK`: should a row break a constraint (a request id stored already, above
-    /// all), SQLite rolls the whole group back at once, as the writer would. With the default
-    /// (`ABORT`: undo the failed statement alone and keep the transaction), SQLite must be able
-    /// to undo one statement of many rows, so it copied every page a statement was about to
-    /// change into a statement journal first: a tenth of its thread's time under single
-    /// repayments, and a tenth more throughput without it (BENCHMARKS.md, change 41).
-    fn insert(&mut self, target: &str) -> &mut QueryBuilder<Sqlite> {
-        let q = self.statement("insert or rollback into ");
-        q.push(target);
-        q
-    }
-
-    /// Starts the next `UPDATE OR ROLLBACK` (`target`: the table and its `SET` list), as
-    /// [`Script::insert`].
-    fn update(&mut self, target: &str) -> &mut QueryBuilder<Sqlite> {
-        let q = self.statement("update or rollback ");
-        q.push(target);
-        q
-    }
-
-    /// Starts the next statement.
-    fn statement(&mut self, head: &str) -> &mut QueryBuilder<Sqlite> {
-        if self.statements > 0 {
-            self.q.push(";\n");
-        }
-        self.statements += 1;
-        self.q.push(head);
-        &mut self.q
-    }
-
-    /// Ends the script with `COMMIT` and runs it. Should a statement fail, SQLite stops there,
-    /// the transaction rolled back already if a row broke a constraint, open otherwise (the
-    /// caller rolls it back).
-    async fn commit(mut self, c: &mut SqliteConnection) -> Result<(), StoreError> {
-        self.statement("COMMIT");
-        self.q.build().execute(&mut *c).await?;
-        Ok(())
-    }
-}
-
-/// SQLite: multi-row `VALUES` statements and the `COMMIT`, all sent as one script after
-/// `prefix` (the `BEGIN` of a group that read nothing).
-async fn flush_values(
-    c: &mut SqliteConnection,
-    prefix: &str,
-    staged: &Staged,
-) -> Result<(), StoreError> {
-    let postings = staged.posting_rows();
-    let links = staged.link_rows();
-    let idem = staged.idempotency_rows();
-    let (new, changed) = staged.loan_rows();
-    let deltas = staged.delta_rows();
-    let mut script = Script::new(prefix);
-    for chunk in staged.txns.chunks(chunk_rows(10)) {
-        let q = script.insert(concat!("journal_txn (", journal_columns!(), ") "));
-        q.push_values(chunk, |mut b, t| {
-            let r = &t.row;
-            b.push_bind(&r.ledger_id)
-                .push_bind(r.seq)
-                .push_bind(&r.kind)
-                .push_bind(&r.value_date)
-                .push_bind(r.recorded_at_us)
-                .push_bind(&r.actor)
-                .push_bind(&r.request_id)
-                .push_bind(&r.command_json)
-                .push_bind(&r.prev_hash)
-                .push_bind(&r.hash);
-        });
-    }
-    for chunk in postings.chunks(chunk_rows(5)) {
-        let q = script.insert("posting (ledger_id, seq, idx, account, amount_fen) ");
-        q.push_values(chunk, |mut b, p| {
-            b.push_bind(p.0).push_bind(p.1).push_bind(p.2).push_bind(p.3).push_bind(p.4);
-        });
-    }
-    for chunk in links.chunks(chunk_rows(3)) {
-        let q = script.insert("journal_loan (loan_id, ledger_id, seq) ");
-        q.push_values(chunk, |mut b, l| {
-            b.push_bind(l.0).push_bind(l.1).push_bind(l.2);
-        });
-    }
-    for chunk in idem.chunks(chunk_rows(6)) {
-        let q = script
-            .insert("idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) ");
-        q.push_values(chunk, |mut b, (i, ledger, seq)| {
-            b.push_bind(&i.0)
-                .push_bind(&i.1)
-                .push_bind(&i.2)
-                .push_bind(&i.3)
-                .push_bind(*ledger)
-                .push_bind(*seq);
-        });
-    }
-    for chunk in new.chunks(chunk_rows(28)) {
-        let q = script.insert(concat!("loan (", loan_columns!(), ") "));
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(&r.loan_id)
-                .push_bind(&r.ledger_id)
-                .push_bind(&r.bank_id)
-                .push_bind(&r.contract_number)
-                .push_bind(&r.household_id)
-                .push_bind(&r.borrower_name)
-                .push_bind(&r.borrower_id_number)
-                .push_bind(r.principal_fen)
-                .push_bind(&r.annual_rate)
-                .push_bind(&r.contract_date)
-                .push_bind(r.term_months)
-                .push_bind(&r.maturity_date)
-                .push_bind(&r.repayment_method)
-                .push_bind(&r.settlement_frequency)
-                .push_bind(&r.purpose)
-                .push_bind(r.collateral_free)
-                .push_bind(r.guarantee_free)
-                .push_bind(&r.status)
-                .push_bind(r.disbursed_fen)
-                .push_bind(r.principal_outstanding_fen)
-                .push_bind(r.principal_repaid_fen)
-                .push_bind(r.interest_paid_fen)
-                .push_bind(&r.disbursed_on)
-                .push_bind(&r.last_value_date)
-                .push_bind(&r.renews_loan_id)
-                .push_bind(&r.policy_json)
-                .push_bind(&r.servicing_json)
-                .push_bind(r.last_seq);
-        });
-    }
-    // Existing loans: only the columns that change, one UPDATE ... FROM (VALUES ...) per
-    // chunk (both databases name the VALUES columns column1, column2, ...).
-    for chunk in changed.chunks(chunk_rows(10)) {
-        let q = script.update(
-            "loan set status = v.column2, \
-            disbursed_fen = v.column3, principal_outstanding_fen = v.column4, \
-            principal_repaid_fen = v.column5, interest_paid_fen = v.column6, \
-            disbursed_on = v.column7, last_value_date = v.column8, \
-            servicing_json = v.column9, last_seq = v.column10 from (",
-        );
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(&r.loan_id)
-                .push_bind(r.status)
-                .push_bind(r.disbursed_fen)
-                .push_bind(r.principal_outstanding_fen)
-                .push_bind(r.principal_repaid_fen)
-                .push_bind(r.interest_paid_fen)
-                .push_bind(&r.disbursed_on)
-                .push_bind(&r.last_value_date)
-                .push_bind(&r.servicing_json)
-                .push_bind(r.last_seq);
-        });
-        q.push(") as v where loan.loan_id = v.column1");
-    }
-    for chunk in deltas.chunks(chunk_rows(3)) {
-        let q = script.insert("account_balance (ledger_id, account, balance_fen) ");
-        q.push_values(chunk, |mut b, d| {
-            b.push_bind(d.0).push_bind(d.1).push_bind(d.2);
-        });
-        q.push(
-            " on conflict (ledger_id, account) do update \
-                set balance_fen = account_balance.balance_fen + excluded.balance_fen",
-        );
-    }
-    script.commit(c).await
 }
 
 /// Adds a transaction's postings to the group's balance deltas.

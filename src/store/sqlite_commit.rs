@@ -1,0 +1,274 @@
+//! SQLite's half of a group's commit: the staged rows ([`Staged`]) and the `COMMIT`, written
+//! through the writer connection's own SQLite handle with statements prepared once, on the
+//! thread that runs the commit.
+//!
+//! # Model
+//!
+//! - **Statements.** One single-row statement per table, prepared the first time a group needs
+//!   it and kept for the connection's life ([`Statements`]: a rusqlite `Connection` over the
+//!   handle sqlx opened, which does not own it, with rusqlite's statement cache): the journal
+//!   row, each posting, each loan link, each idempotency row, each new loan (whole), each
+//!   changed loan (its changing columns, by key), each balance delta (an upsert adding the
+//!   delta). A row is bound straight from the staged group and stepped; nothing is copied into
+//!   an argument buffer first, and no statement text is built or parsed per group.
+//! - **Why not sqlx.** Until BENCHMARKS.md change 44 the rows went through sqlx's driver as a
+//!   script of multi-row `VALUES` statements. Its handling of bound values (every value copied
+//!   into the driver's own argument list, then bound with a second copy, then the lists
+//!   dropped and the bindings cleared) was about half of SQLite's thread under batches, and
+//!   every group's script was a hand-off to the driver's thread and back.
+//! - **Where it runs.** On the thread that polls the commit (the commit's own task in the
+//!   writer's pipeline, a runtime worker): the worker is blocked for the commit, `fsync`
+//!   included. Measured against the alternatives (BENCHMARKS.md, 44): handing the work to a
+//!   blocking thread (`spawn_blocking`) or moving the worker's queue away first
+//!   (`block_in_place`) made batches 30–50% slower than running it where it is, since on two
+//!   cores every hand-off waits for a thread to be scheduled. The other worker serves gRPC and
+//!   plans the next group meanwhile, as it did while sqlx's thread committed.
+//! - **Errors.** A constraint broken by a row rolls the whole group back at once (`OR
+//!   ROLLBACK`, as the script did: no statement journal, change 41); a request id stored
+//!   already becomes [`StoreError::RequestSeen`], anything else [`StoreError::Rusqlite`] (busy
+//!   and locked are retryable). On any other failure the transaction stays open and the caller
+//!   rolls it back through sqlx, as before.
+//!
+//! # Safety
+//!
+//! The handle belongs to sqlx's connection, which uses it on its own thread. [`Statements`]
+//! touches it only while [`sqlx::SqliteConnection::lock_handle`]'s guard is held (sqlx's thread
+//! then waits for the lock), with one exception: dropping it finalises its statements, which
+//! [`super::WriteConn`] does before it drops or replaces the sqlx connection (sqlx closes the
+//! handle with `sqlite3_close`, which fails, and sqlx then panics, while statements remain),
+//! and which may happen while sqlx's thread runs a statement of a cancelled future. For that
+//! case the writer's connection is opened serialized (`SQLITE_OPEN_FULLMUTEX`): SQLite then
+//! takes the connection's mutex in every call, so the two threads cannot run in it at once.
+
+use rusqlite::{CachedStatement, params};
+use sqlx::SqliteConnection;
+
+use super::rows::{journal_columns, loan_columns};
+use super::write::Staged;
+use super::{RequestSeen, StoreError, WriteConn};
+
+const JOURNAL: &str = concat!(
+    "insert or rollback into journal_txn (",
+    journal_columns!(),
+    ") values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+);
+const POSTING: &str = "insert or rollback into posting (ledger_id, seq, idx, account, amount_fen) \
+                       values (?1, ?2, ?3, ?4, ?5)";
+const LINK: &str =
+    "insert or rollback into journal_loan (loan_id, ledger_id, seq) values (?1, ?2, ?3)";
+const IDEMPOTENCY: &str = "insert or rollback into idempotency \
+                           (scope, request_id, fingerprint, result_json, ledger_id, seq) \
+                           values (?1, ?2, ?3, ?4, ?5, ?6)";
+const NEW_LOAN: &str = concat!(
+    "insert or rollback into loan (",
+    loan_columns!(),
+    ") values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"
+);
+const CHANGED_LOAN: &str = "update or rollback loan set status = ?2, disbursed_fen = ?3, \
+                            principal_outstanding_fen = ?4, principal_repaid_fen = ?5, \
+                            interest_paid_fen = ?6, disbursed_on = ?7, last_value_date = ?8, \
+                            servicing_json = ?9, last_seq = ?10 where loan_id = ?1";
+const BALANCE: &str = "insert or rollback into account_balance (ledger_id, account, balance_fen) \
+                       values (?1, ?2, ?3) on conflict (ledger_id, account) do update \
+                       set balance_fen = account_balance.balance_fen + excluded.balance_fen";
+
+/// The writer connection's prepared statements (module docs): a rusqlite `Connection` over
+/// sqlx's handle, not owning it.
+pub struct Statements {
+    conn: rusqlite::Connection,
+    handle: *mut rusqlite::ffi::sqlite3,
+}
+
+// SAFETY: the handle is used only under sqlx's lock or SQLite's own mutex (module docs); a
+// rusqlite `Connection` is `Send`, and the pointer is only compared.
+unsafe impl Send for Statements {}
+
+impl std::fmt::Debug for Statements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Statements").field("handle", &self.handle).finish_non_exhaustive()
+    }
+}
+
+impl Statements {
+    /// # Safety
+    /// `handle` is open, locked by the caller, and outlives the result (module docs).
+    unsafe fn over(handle: *mut rusqlite::ffi::sqlite3) -> rusqlite::Result<Self> {
+        // SAFETY: as the caller promises; `from_handle` does not take ownership.
+        let conn = unsafe { rusqlite::Connection::from_handle(handle) }?;
+        Ok(Statements { conn, handle })
+    }
+
+    fn prepared(&self, sql: &str) -> rusqlite::Result<CachedStatement<'_>> {
+        self.conn.prepare_cached(sql)
+    }
+
+    /// Every staged row, then `COMMIT`; `BEGIN IMMEDIATE` first when `begin`.
+    fn write(&self, begin: bool, staged: &Staged) -> Result<(), Failed> {
+        if begin {
+            self.prepared("BEGIN IMMEDIATE")?.execute([])?;
+        }
+        if !staged.txns.is_empty() {
+            let mut journal = self.prepared(JOURNAL)?;
+            for t in &staged.txns {
+                let r = &t.row;
+                journal.execute(params![
+                    r.ledger_id,
+                    r.seq,
+                    r.kind,
+                    r.value_date,
+                    r.recorded_at_us,
+                    r.actor,
+                    r.request_id,
+                    r.command_json,
+                    r.prev_hash,
+                    r.hash
+                ])?;
+            }
+            let mut posting = self.prepared(POSTING)?;
+            for p in staged.posting_rows() {
+                posting.execute(params![p.0, p.1, p.2, p.3, p.4])?;
+            }
+            let mut link = self.prepared(LINK)?;
+            for l in staged.link_rows() {
+                link.execute(params![l.0, l.1, l.2])?;
+            }
+            let mut idempotency = self.prepared(IDEMPOTENCY)?;
+            for (i, ledger, seq) in staged.idempotency_rows() {
+                idempotency.execute(params![i.0, i.1, i.2, i.3, ledger, seq])?;
+            }
+        }
+        let (new, changed) = staged.loan_rows();
+        if !new.is_empty() {
+            let mut insert = self.prepared(NEW_LOAN)?;
+            for r in &new {
+                insert.execute(params![
+                    r.loan_id,
+                    r.ledger_id,
+                    r.bank_id,
+                    r.contract_number,
+                    r.household_id,
+                    r.borrower_name,
+                    r.borrower_id_number,
+                    r.principal_fen,
+                    r.annual_rate,
+                    r.contract_date,
+                    r.term_months,
+                    r.maturity_date,
+                    r.repayment_method,
+                    r.settlement_frequency,
+                    r.purpose,
+                    r.collateral_free,
+                    r.guarantee_free,
+                    r.status,
+                    r.disbursed_fen,
+                    r.principal_outstanding_fen,
+                    r.principal_repaid_fen,
+                    r.interest_paid_fen,
+                    r.disbursed_on,
+                    r.last_value_date,
+                    r.renews_loan_id,
+                    r.policy_json,
+                    r.servicing_json,
+                    r.last_seq
+                ])?;
+            }
+        }
+        if !changed.is_empty() {
+            let mut update = self.prepared(CHANGED_LOAN)?;
+            for r in &changed {
+                let n = update.execute(params![
+                    r.loan_id,
+                    r.status,
+                    r.disbursed_fen,
+                    r.principal_outstanding_fen,
+                    r.principal_repaid_fen,
+                    r.interest_paid_fen,
+                    r.disbursed_on,
+                    r.last_value_date,
+                    r.servicing_json,
+                    r.last_seq
+                ])?;
+                if n != 1 {
+                    // The writer changes only loans it read: a missing row is a fault, and the
+                    // group must not commit without its loan's read model.
+                    return Err(Failed::NoLoanRow(r.loan_id.clone()));
+                }
+            }
+        }
+        let deltas = staged.delta_rows();
+        if !deltas.is_empty() {
+            let mut balance = self.prepared(BALANCE)?;
+            for d in deltas {
+                balance.execute(params![d.0, d.1, d.2])?;
+            }
+        }
+        self.prepared("COMMIT")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl WriteConn<SqliteConnection> {
+    /// Writes a group's rows and commits, `BEGIN IMMEDIATE` first when `begin`, with the
+    /// statements kept beside the connection (prepared on first use).
+    pub(super) async fn write_group(
+        &mut self,
+        begin: bool,
+        staged: &Staged,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn.as_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))?;
+        let mut locked = conn.lock_handle().await?;
+        let handle = locked.as_raw_handle().as_ptr();
+        let statements = match &mut self.kept {
+            Some(s) if s.handle == handle => s,
+            // A connection keeps its handle, and `WriteConn::forget` empties `kept` with the
+            // connection: a mismatch would be a fault in this module's callers.
+            Some(_) => {
+                return Err(StoreError::Corrupt(
+                    "the writer's statements outlived their connection".into(),
+                ));
+            }
+            // SAFETY: the handle is open and locked until `locked` drops, and `kept` goes before
+            // the connection does (module docs).
+            kept @ None => kept.insert(unsafe { Statements::over(handle) }?),
+        };
+        let written = statements.write(begin, staged);
+        drop(locked);
+        written.map_err(StoreError::from)
+    }
+}
+
+/// Why a group's rows were not written.
+enum Failed {
+    Sqlite(rusqlite::Error),
+    /// A changed loan has no row to update.
+    NoLoanRow(String),
+}
+
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Self {
+        Failed::Sqlite(e)
+    }
+}
+
+impl From<Failed> for StoreError {
+    /// A request id stored already (the idempotency table's key: "UNIQUE constraint failed:
+    /// idempotency.scope, idempotency.request_id") is [`StoreError::RequestSeen`].
+    fn from(f: Failed) -> Self {
+        match f {
+            Failed::Sqlite(e @ rusqlite::Error::SqliteFailure(..)) if is_request_seen(&e) => {
+                StoreError::RequestSeen(RequestSeen::Sqlite(e))
+            }
+            Failed::Sqlite(e) => StoreError::Rusqlite(e),
+            Failed::NoLoanRow(loan_id) => {
+                StoreError::Corrupt(format!("loan {loan_id}: no stored row to update"))
+            }
+        }
+    }
+}
+
+fn is_request_seen(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, Some(message))
+        if f.code == rusqlite::ErrorCode::ConstraintViolation
+            && message.contains(" idempotency.request_id"))
+}
