@@ -594,7 +594,8 @@ fn bench_terms(id_number: &str) -> LoanTerms {
     }
 }
 
-fn loans_template() -> LoanState {
+/// An active loan of 50,000 yuan disbursed, for copies with ids of their own.
+pub(crate) fn loans_template() -> LoanState {
     let terms = bench_terms("11010519491231002X");
     let mut s = LoanState::new(terms, 1);
     s.status = crate::domain::loan::LoanStatus::Active;

@@ -272,3 +272,106 @@ fn is_request_seen(e: &rusqlite::Error) -> bool {
         if f.code == rusqlite::ErrorCode::ConstraintViolation
             && message.contains(" idempotency.request_id"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use sqlx::Connection;
+
+    use super::super::write::tests::{group, txn};
+    use super::super::{Db, fresh_sqlite};
+    use super::*;
+
+    /// How many statements prepared on `handle` have this text.
+    ///
+    /// # Safety
+    /// `handle` is open and locked by the caller.
+    unsafe fn prepared_count(handle: *mut rusqlite::ffi::sqlite3, sql: &str) -> usize {
+        let mut n = 0;
+        // SAFETY: as the caller promises; SQLite's list of the connection's statements.
+        unsafe {
+            let mut stmt = rusqlite::ffi::sqlite3_next_stmt(handle, std::ptr::null_mut());
+            while !stmt.is_null() {
+                if CStr::from_ptr(rusqlite::ffi::sqlite3_sql(stmt)).to_str() == Ok(sql) {
+                    n += 1;
+                }
+                stmt = rusqlite::ffi::sqlite3_next_stmt(handle, stmt);
+            }
+        }
+        n
+    }
+
+    /// The writer's statements for `conn`'s handle: how many journal statements are prepared
+    /// on it, and whether the kept statements are for this handle.
+    async fn kept_for(w: &mut WriteConn<SqliteConnection>) -> (usize, bool) {
+        let WriteConn { conn, kept, .. } = w;
+        let mut locked = conn.as_mut().unwrap().lock_handle().await.unwrap();
+        let handle = locked.as_raw_handle().as_ptr();
+        // SAFETY: open and locked until `locked` drops.
+        let count = unsafe { prepared_count(handle, JOURNAL) };
+        (count, kept.as_ref().is_some_and(|s| s.handle == handle))
+    }
+
+    /// Two groups share one prepared statement per table, kept beside the connection. Letting
+    /// the connection go drops them first, so that sqlx can close its handle (it fails to close
+    /// one with statements left, and panics), and the next connection prepares its own.
+    #[tokio::test]
+    async fn statements_are_kept_with_their_connection_and_go_before_it() {
+        let (_dir, db) = fresh_sqlite().await;
+        db.migrate().await.unwrap();
+        let Db::Sqlite(pool, write, ..) = &db else { unreachable!() };
+        for seq in 1..=2 {
+            let staged = group(vec![txn(seq, &format!("r{seq}"))]);
+            db.begin_write().await.unwrap().commit_with(&staged).await.unwrap();
+            assert_eq!(kept_for(&mut *write.lock().await).await, (1, true), "after group {seq}");
+        }
+
+        let old = write.lock().await.forget().unwrap();
+        old.close().await.expect("sqlx closes the old handle: no statement of ours is left on it");
+
+        let mut w = write.lock().await;
+        w.ready().await.unwrap();
+        assert_eq!(kept_for(&mut w).await, (0, false), "a new connection, nothing prepared yet");
+        drop(w);
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(3, "r3")])).await.unwrap();
+        assert_eq!(kept_for(&mut *write.lock().await).await, (1, true), "prepared anew");
+        let seqs: Vec<(i64,)> = sqlx::query_as("select seq from journal_txn order by seq")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        assert_eq!(seqs, [(1,), (2,), (3,)]);
+        db.close().await;
+    }
+
+    /// A group that changes a loan with no stored row (a fault: the writer changes only loans
+    /// it has read) is refused, names the loan, and leaves nothing: its journal rows, written
+    /// before the loan's update, are rolled back with it.
+    #[tokio::test]
+    async fn a_changed_loan_without_its_row_fails_the_group_and_leaves_nothing() {
+        let (_dir, db) = fresh_sqlite().await;
+        db.migrate().await.unwrap();
+        let mut staged = group(vec![txn(1, "r1")]);
+        let mut loan = crate::bench::load::loans_template();
+        std::sync::Arc::make_mut(&mut loan.terms).loan_id = "LN".into();
+        staged.loans.insert("LN".into(), loan);
+
+        let refused = db.begin_write().await.unwrap().commit_with(&staged).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Corrupt(m)) if m.contains("loan LN")),
+            "{refused:?}"
+        );
+        let Db::Sqlite(pool, write, ..) = &db else { unreachable!() };
+        assert!(!write.lock().await.unsure, "the failed group was rolled back at once");
+        let rows: (i64, i64, i64) = sqlx::query_as(
+            "select (select count(*) from journal_txn), (select count(*) from idempotency), \
+             (select count(*) from account_balance)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(rows, (0, 0, 0));
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(1, "r1")])).await.unwrap();
+        db.close().await;
+    }
+}

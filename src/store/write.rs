@@ -795,12 +795,12 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::fresh_sqlite;
     use super::*;
 
     /// A group of one journal transaction (a balanced pair of postings) with its request id.
-    fn txn(seq: i64, request_id: &str) -> StagedTxn {
+    pub(in crate::store) fn txn(seq: i64, request_id: &str) -> StagedTxn {
         StagedTxn {
             row: JournalRow {
                 ledger_id: "L".into(),
@@ -823,7 +823,7 @@ mod tests {
         }
     }
 
-    fn group(txns: Vec<StagedTxn>) -> Staged {
+    pub(in crate::store) fn group(txns: Vec<StagedTxn>) -> Staged {
         let mut staged = Staged::default();
         for t in &txns {
             add_deltas(&mut staged.balance_deltas, "L", &t.postings);
