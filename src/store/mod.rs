@@ -51,13 +51,15 @@ pub enum Db {
 #[derive(Debug)]
 pub struct WriteConn<C: WriterSetup> {
     opts: C::Options,
-    /// What the backend keeps beside the connection (SQLite: its prepared statements,
-    /// [`sqlite_commit::Statements`]). Declared before `conn` so that it is dropped first, and
-    /// emptied whenever `conn` goes ([`WriteConn::forget`]).
+    /// What the backend keeps beside the connection (SQLite: its prepared statements and the
+    /// lock on its handle, [`sqlite_commit::Kept`]). Declared before `conn` so that it is
+    /// dropped first, released before `conn` is used ([`WriteConn::get`], [`WriteConn::ready`]),
+    /// and emptied whenever `conn` goes ([`WriteConn::forget`]).
     kept: C::Kept,
     /// `None` before the first group (PostgreSQL), once the database is closed, or after the
-    /// connection broke (the next group opens a new one).
-    conn: Option<C>,
+    /// connection broke (the next group opens a new one). Boxed: what `kept` borrows from it
+    /// stays where it is when the connection is taken out and put back.
+    conn: Option<Box<C>>,
     /// The database was closed: no new connection.
     closed: bool,
     /// A group ended without committing or rolling back: the next group first rolls back
@@ -69,11 +71,16 @@ pub struct WriteConn<C: WriterSetup> {
 pub trait WriterSetup: Connection {
     /// What the writer keeps beside the connection, valid as long as it is.
     type Kept: Default + Send + std::fmt::Debug;
+    /// Gives back what `kept` holds of the connection, before the connection is used.
+    fn release(_kept: &mut Self::Kept) {}
     fn set_up(&mut self) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
 }
 
 impl WriterSetup for SqliteConnection {
-    type Kept = Option<sqlite_commit::Statements>;
+    type Kept = sqlite_commit::Kept;
+    fn release(kept: &mut Self::Kept) {
+        kept.unlock();
+    }
     /// The WAL VFS's rollback hook ([`wal_vfs::watch_rollbacks`]), when the connection uses it,
     /// and the page cache for the database's size ([`size_write_cache`]).
     async fn set_up(&mut self) -> Result<(), sqlx::Error> {
@@ -97,17 +104,24 @@ where
     for<'c> &'c mut C: Executor<'c, Database = C::Database>,
 {
     fn new(opts: C::Options, conn: Option<C>) -> Self {
-        WriteConn { opts, kept: C::Kept::default(), conn, closed: false, unsure: false }
+        WriteConn {
+            opts,
+            kept: C::Kept::default(),
+            conn: conn.map(Box::new),
+            closed: false,
+            unsure: false,
+        }
     }
 
     /// Lets the connection go (the next group opens a new one), what is kept beside it first.
     fn forget(&mut self) -> Option<C> {
         self.kept = C::Kept::default();
-        self.conn.take()
+        self.conn.take().map(|c| *c)
     }
 
     fn get(&mut self) -> Result<&mut C, StoreError> {
-        self.conn.as_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
+        C::release(&mut self.kept);
+        self.conn.as_deref_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
     }
 
     /// The connection, opened if there is none. A transaction a failed group may have left
@@ -118,6 +132,7 @@ where
         if self.closed {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
+        C::release(&mut self.kept);
         if std::mem::take(&mut self.unsure)
             && let Some(c) = self.conn.as_mut()
             && let Err(e @ (sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) =
@@ -131,7 +146,7 @@ where
             None => {
                 let mut c = C::connect_with(&self.opts).await?;
                 c.set_up().await?;
-                c
+                Box::new(c)
             }
         };
         Ok(self.conn.insert(conn))

@@ -29,19 +29,31 @@
 //!   and locked are retryable). On any other failure the transaction stays open and the caller
 //!   rolls it back through sqlx, as before.
 //!
+//! - **The lock.** sqlx's thread owns the handle; the writer takes it with
+//!   [`SqliteConnection::lock_handle`], a hand-off to that thread (it must wake up to let go),
+//!   about 0.3 ms of a single repayments' commit of 1 ms (timed). The lock is therefore kept
+//!   from one commit to the next ([`Kept`]) and given back only when the writer needs the
+//!   connection through sqlx (a group's reads, a registry row, a rollback, a WAL restart):
+//!   groups of single repayments on loans the writer holds take it once.
+//!
 //! # Safety
 //!
-//! The handle belongs to sqlx's connection, which uses it on its own thread. [`Statements`]
-//! touches it only while [`sqlx::SqliteConnection::lock_handle`]'s guard is held (sqlx's thread
-//! then waits for the lock), with one exception: dropping it finalises its statements, which
-//! [`super::WriteConn`] does before it drops or replaces the sqlx connection (sqlx closes the
-//! handle with `sqlite3_close`, which fails, and sqlx then panics, while statements remain),
-//! and which may happen while sqlx's thread runs a statement of a cancelled future. For that
-//! case the writer's connection is opened serialized (`SQLITE_OPEN_FULLMUTEX`): SQLite then
-//! takes the connection's mutex in every call, so the two threads cannot run in it at once.
+//! - [`Statements`] touches the handle only while the lock is held, with one exception:
+//!   dropping it finalises its statements. [`super::WriteConn`] drops it before it drops or
+//!   replaces the sqlx connection (sqlx closes the handle with `sqlite3_close`, which fails
+//!   while statements remain, and sqlx then panics; the test
+//!   `statements_are_kept_with_their_connection_and_go_before_it` shows both). Should that
+//!   happen without the lock, the writer's connection is opened serialized
+//!   (`SQLITE_OPEN_FULLMUTEX`): SQLite takes the connection's mutex in every call, so sqlx's
+//!   thread (a statement of a cancelled future) and this one cannot run in it at once.
+//! - The kept lock borrows the connection beyond what the compiler can see ([`Kept::locked`]):
+//!   the connection is boxed, and `WriteConn` releases the lock before it hands the connection
+//!   out, empties it before it takes the connection away, and declares it first so that it is
+//!   dropped first.
 
 use rusqlite::{CachedStatement, params};
 use sqlx::SqliteConnection;
+use sqlx::sqlite::LockedSqliteHandle;
 
 use super::rows::{journal_columns, loan_columns};
 use super::write::Staged;
@@ -208,18 +220,66 @@ impl Statements {
     }
 }
 
+/// What the writer keeps beside its SQLite connection ([`WriteConn`]): the prepared
+/// statements, and the lock on the connection's handle, held from one commit to the next
+/// (module docs, "The lock"). Whatever uses the connection through sqlx releases the lock
+/// first ([`Kept::unlock`], called by `WriteConn::get` and `WriteConn::ready`).
+#[derive(Default)]
+pub struct Kept {
+    /// Dropped first (field order): its statements are finalised while the lock is held.
+    statements: Option<Statements>,
+    /// The lock on the handle of the `WriteConn`'s connection, its lifetime widened: the
+    /// connection is boxed (its address does not change while the lock is held), and the lock
+    /// is dropped before the connection is used or goes (`WriteConn`: `kept` is released before
+    /// `conn` is handed out, emptied before it is taken, and declared before it).
+    locked: Option<LockedSqliteHandle<'static>>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("statements", &self.statements)
+            .field("locked", &self.locked.is_some())
+            .finish()
+    }
+}
+
+impl Kept {
+    /// Lets sqlx's thread have the handle again (the statements stay prepared).
+    pub fn unlock(&mut self) {
+        self.locked = None;
+    }
+}
+
 impl WriteConn<SqliteConnection> {
     /// Writes a group's rows and commits, `BEGIN IMMEDIATE` first when `begin`, with the
-    /// statements kept beside the connection (prepared on first use).
+    /// statements kept beside the connection (prepared on first use), on the handle locked
+    /// since the previous commit or locked now.
     pub(super) async fn write_group(
         &mut self,
         begin: bool,
         staged: &Staged,
     ) -> Result<(), StoreError> {
-        let conn = self.conn.as_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))?;
-        let mut locked = conn.lock_handle().await?;
+        let Kept { statements, locked } = &mut self.kept;
+        let locked = match locked {
+            Some(l) => l,
+            None => {
+                let conn: &mut SqliteConnection = self
+                    .conn
+                    .as_deref_mut()
+                    .ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))?;
+                let lock = conn.lock_handle().await?;
+                // SAFETY: the lock borrows the boxed connection, which stays at its address
+                // and outlives the lock: `WriteConn` drops or releases `kept` before it uses,
+                // takes or drops `conn` (see `Kept::locked`).
+                let lock = unsafe {
+                    std::mem::transmute::<LockedSqliteHandle<'_>, LockedSqliteHandle<'static>>(lock)
+                };
+                locked.insert(lock)
+            }
+        };
         let handle = locked.as_raw_handle().as_ptr();
-        let statements = match &mut self.kept {
+        let statements = match statements {
             Some(s) if s.handle == handle => s,
             // A connection keeps its handle, and `WriteConn::forget` empties `kept` with the
             // connection: a mismatch would be a fault in this module's callers.
@@ -228,13 +288,11 @@ impl WriteConn<SqliteConnection> {
                     "the writer's statements outlived their connection".into(),
                 ));
             }
-            // SAFETY: the handle is open and locked until `locked` drops, and `kept` goes before
-            // the connection does (module docs).
-            kept @ None => kept.insert(unsafe { Statements::over(handle) }?),
+            // SAFETY: the handle is open and locked, and the statements go before the
+            // connection does (module docs).
+            none @ None => none.insert(unsafe { Statements::over(handle) }?),
         };
-        let written = statements.write(begin, staged);
-        drop(locked);
-        written.map_err(StoreError::from)
+        statements.write(begin, staged).map_err(StoreError::from)
     }
 }
 
@@ -277,7 +335,7 @@ fn is_request_seen(e: &rusqlite::Error) -> bool {
 mod tests {
     use std::ffi::CStr;
 
-    use sqlx::Connection;
+    use sqlx::{Connection, Executor};
 
     use super::super::write::tests::{group, txn};
     use super::super::{Db, fresh_sqlite};
@@ -305,12 +363,13 @@ mod tests {
     /// The writer's statements for `conn`'s handle: how many journal statements are prepared
     /// on it, and whether the kept statements are for this handle.
     async fn kept_for(w: &mut WriteConn<SqliteConnection>) -> (usize, bool) {
-        let WriteConn { conn, kept, .. } = w;
-        let mut locked = conn.as_mut().unwrap().lock_handle().await.unwrap();
+        let conn = w.get().unwrap();
+        let mut locked = conn.lock_handle().await.unwrap();
         let handle = locked.as_raw_handle().as_ptr();
         // SAFETY: open and locked until `locked` drops.
         let count = unsafe { prepared_count(handle, JOURNAL) };
-        (count, kept.as_ref().is_some_and(|s| s.handle == handle))
+        drop(locked);
+        (count, w.kept.statements.as_ref().is_some_and(|s| s.handle == handle))
     }
 
     /// Two groups share one prepared statement per table, kept beside the connection. Letting
@@ -324,7 +383,14 @@ mod tests {
         for seq in 1..=2 {
             let staged = group(vec![txn(seq, &format!("r{seq}"))]);
             db.begin_write().await.unwrap().commit_with(&staged).await.unwrap();
-            assert_eq!(kept_for(&mut *write.lock().await).await, (1, true), "after group {seq}");
+            let mut w = write.lock().await;
+            assert!(w.kept.locked.is_some(), "the lock is kept after the commit (group {seq})");
+            // Given back by `get`, and sqlx runs statements on the connection again (had the
+            // lock been kept, sqlx would wait for it for ever, blocking this thread).
+            w.get().unwrap();
+            assert!(w.kept.locked.is_none(), "`get` gave the lock back (group {seq})");
+            w.get().unwrap().execute("select 1").await.unwrap();
+            assert_eq!(kept_for(&mut w).await, (1, true), "after group {seq}");
         }
 
         let old = write.lock().await.forget().unwrap();
