@@ -53,7 +53,7 @@ pub struct WriteConn<C: WriterSetup> {
     opts: C::Options,
     /// What the backend keeps beside the connection (SQLite: its prepared statements and the
     /// lock on its handle, [`sqlite_commit::Kept`]). Declared before `conn` so that it is
-    /// dropped first, released before `conn` is used ([`WriteConn::get`], [`WriteConn::ready`]),
+    /// dropped first, released before `conn` is handed out ([`WriteConn::get`]),
     /// and emptied whenever `conn` goes ([`WriteConn::forget`]).
     kept: C::Kept,
     /// `None` before the first group (PostgreSQL), once the database is closed, or after the
@@ -124,32 +124,31 @@ where
         self.conn.as_deref_mut().ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
     }
 
-    /// The connection, opened if there is none. A transaction a failed group may have left
-    /// open is rolled back first; should that fail because the connection itself is gone (the
-    /// server or the driver's thread went away), a new one is opened, and the database rolls
-    /// back what the old session had not committed.
-    async fn ready(&mut self) -> Result<&mut C, StoreError> {
+    /// Makes sure there is a connection, opened if there is none, with no transaction left
+    /// open: one a failed group may have left is rolled back first; should that fail because
+    /// the connection itself is gone (the server or the driver's thread went away), a new one
+    /// is opened, and the database rolls back what the old session had not committed. Hands
+    /// nothing out, so what the backend keeps of the connection (SQLite: the lock on its
+    /// handle, kept from one commit to the next) stays kept unless the rollback needs it.
+    async fn ensure_open(&mut self) -> Result<(), StoreError> {
         if self.closed {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
-        C::release(&mut self.kept);
         if std::mem::take(&mut self.unsure)
-            && let Some(c) = self.conn.as_mut()
+            && let Ok(c) = self.get()
             && let Err(e @ (sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) =
                 c.execute("ROLLBACK").await
         {
             tracing::warn!(error = %e, "the writer's connection broke; opening it again");
             self.forget();
         }
-        let conn = match self.conn.take() {
-            Some(c) => c,
-            None => {
-                let mut c = C::connect_with(&self.opts).await?;
-                c.set_up().await?;
-                Box::new(c)
-            }
-        };
-        Ok(self.conn.insert(conn))
+        if self.conn.is_none() {
+            let mut c = C::connect_with(&self.opts).await?;
+            c.set_up().await?;
+            // `kept` is empty: the connection went through `forget`, or there never was one.
+            self.conn = Some(Box::new(c));
+        }
+        Ok(())
     }
 
     /// Closes the connection for good.
@@ -425,9 +424,11 @@ impl Db {
                 .busy_timeout(BUSY_TIMEOUT)
                 // Checkpoints run in the background (below), not inside the writer's commits.
                 .pragma("wal_autocheckpoint", "0")
-                // A multi-row statement keeps a statement journal (to undo itself alone should it
-                // fail); SQLite spills it to a temporary file past 64 KiB, which cost every
-                // group's statements a third of their time in page-cache writes (measured).
+                // A statement that can fail after changing rows keeps a statement journal (to
+                // undo itself alone); SQLite spills it to a temporary file past 64 KiB, which
+                // cost the multi-row statements of earlier versions a third of their time in
+                // page-cache writes (measured). The writer's statements are single-row and
+                // `OR ROLLBACK` now (`sqlite_commit`); other writes (migrations) still use it.
                 .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX)
@@ -590,7 +591,8 @@ mod tests {
             if reopened {
                 w.forget();
             }
-            let conn = w.ready().await.unwrap();
+            w.ensure_open().await.unwrap();
+            let conn = w.get().unwrap();
             conn.execute("create table if not exists probe (x)").await.unwrap();
             let mut handle = conn.lock_handle().await.unwrap();
             let raw = handle.as_raw_handle().as_ptr();

@@ -22,7 +22,11 @@
 //!   blocking thread (`spawn_blocking`) or moving the worker's queue away first
 //!   (`block_in_place`) made batches 30–50% slower than running it where it is, since on two
 //!   cores every hand-off waits for a thread to be scheduled. The other worker serves gRPC and
-//!   plans the next group meanwhile, as it did while sqlx's thread committed.
+//!   plans the next group meanwhile, as it did while sqlx's thread committed. Should another
+//!   connection hold SQLite's write lock (only migrations and other processes ever take it:
+//!   checkpoints do not, and the WAL restart is the writer's own), `BEGIN IMMEDIATE` waits for
+//!   it up to the busy timeout (5 s) on that worker too, where it used to wait on sqlx's
+//!   thread: a bounded stall, not a deadlock, since nothing in the commit needs the runtime.
 //! - **Errors.** A constraint broken by a row rolls the whole group back at once (`OR
 //!   ROLLBACK`, as the script did: no statement journal, change 41); a request id stored
 //!   already becomes [`StoreError::RequestSeen`], anything else [`StoreError::Rusqlite`] (busy
@@ -34,7 +38,7 @@
 //!   about 0.3 ms of a single repayments' commit of 1 ms (timed). The lock is therefore kept
 //!   from one commit to the next ([`Kept`]) and given back only when the writer needs the
 //!   connection through sqlx (a group's reads, a registry row, a rollback, a WAL restart):
-//!   groups of single repayments on loans the writer holds take it once.
+//!   groups of single repayments on loans the writer holds take it once, not once a group.
 //!
 //! # Safety
 //!
@@ -223,7 +227,8 @@ impl Statements {
 /// What the writer keeps beside its SQLite connection ([`WriteConn`]): the prepared
 /// statements, and the lock on the connection's handle, held from one commit to the next
 /// (module docs, "The lock"). Whatever uses the connection through sqlx releases the lock
-/// first ([`Kept::unlock`], called by `WriteConn::get` and `WriteConn::ready`).
+/// first ([`Kept::unlock`], called by `WriteConn::get`; `WriteConn::ensure_open`, which every
+/// group calls first, keeps it unless it must roll back through sqlx).
 #[derive(Default)]
 pub struct Kept {
     /// Dropped first (field order): its statements are finalised while the lock is held.
@@ -248,6 +253,11 @@ impl Kept {
     /// Lets sqlx's thread have the handle again (the statements stay prepared).
     pub fn unlock(&mut self) {
         self.locked = None;
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_locked(&self) -> bool {
+        self.locked.is_some()
     }
 }
 
@@ -325,10 +335,15 @@ impl From<Failed> for StoreError {
     }
 }
 
+/// The idempotency table's key refused a row: a uniqueness failure (SQLite reports the key of
+/// a rowid table as `SQLITE_CONSTRAINT_PRIMARYKEY`, a unique index as `_UNIQUE`; sqlx turns
+/// extended codes on for the connection) naming the request-id column.
 fn is_request_seen(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, Some(message))
-        if f.code == rusqlite::ErrorCode::ConstraintViolation
-            && message.contains(" idempotency.request_id"))
+        if matches!(
+            f.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+        ) && message.contains(" idempotency.request_id"))
 }
 
 #[cfg(test)]
@@ -383,6 +398,10 @@ mod tests {
         for seq in 1..=2 {
             let staged = group(vec![txn(seq, &format!("r{seq}"))]);
             db.begin_write().await.unwrap().commit_with(&staged).await.unwrap();
+            // The next group opens its transaction on the connection with the lock still kept.
+            let next = db.begin_write().await.unwrap();
+            assert!(next.kept_lock(), "the next group finds the lock kept (after group {seq})");
+            next.rollback().await.unwrap();
             let mut w = write.lock().await;
             assert!(w.kept.locked.is_some(), "the lock is kept after the commit (group {seq})");
             // Given back by `get`, and sqlx runs statements on the connection again (had the
@@ -397,7 +416,7 @@ mod tests {
         old.close().await.expect("sqlx closes the old handle: no statement of ours is left on it");
 
         let mut w = write.lock().await;
-        w.ready().await.unwrap();
+        w.ensure_open().await.unwrap();
         assert_eq!(kept_for(&mut w).await, (0, false), "a new connection, nothing prepared yet");
         drop(w);
         db.begin_write().await.unwrap().commit_with(&group(vec![txn(3, "r3")])).await.unwrap();

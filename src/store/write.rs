@@ -82,7 +82,7 @@ where
 {
     async fn open(write: &Arc<tokio::sync::Mutex<WriteConn<C>>>) -> Result<Self, StoreError> {
         let mut conn = write.clone().lock_owned().await;
-        conn.ready().await?;
+        conn.ensure_open().await?;
         Ok(GroupTx { conn, begun: false, open: true })
     }
 
@@ -336,10 +336,10 @@ impl Db {
 }
 
 impl WriteTx {
-    /// Writes a group's staged rows and commits: a handful of statements whatever the group
-    /// size (PostgreSQL: one per table, each column bound as one array and expanded by `unnest`;
-    /// SQLite: multi-row `VALUES`, chunked below its limit on bind parameters, sent together
-    /// with the `COMMIT` in one script).
+    /// Writes a group's staged rows and commits. PostgreSQL: one statement per table, each
+    /// column bound as one array and expanded by `unnest`. SQLite: a single-row statement per
+    /// table, prepared once, stepped for each row on the writer's own handle, then `COMMIT`
+    /// ([`super::sqlite_commit`]).
     pub async fn commit_with(mut self, staged: &Staged) -> Result<(), StoreError> {
         let written = match &mut self {
             WriteTx::Sqlite(t) => {
@@ -374,6 +374,13 @@ impl WriteTx {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the writer's SQLite connection comes with the lock on its handle kept from the
+    /// last commit ([`super::sqlite_commit::Kept`]).
+    #[cfg(test)]
+    pub(super) fn kept_lock(&self) -> bool {
+        matches!(self, WriteTx::Sqlite(t) if t.conn.kept.is_locked())
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
