@@ -11,7 +11,7 @@
 
 use sqlx::{PgPool, SqlitePool};
 
-use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, set_ledger};
+use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, scan_settings};
 use super::rows::{BalanceRow, LoanRow, loan_columns};
 use super::scan::{open_sqlite_reader, panicked, sqlite_file};
 use super::{Db, StoreError};
@@ -109,7 +109,7 @@ impl Db {
 /// into a value of its own, found by its column name.
 async fn postgres_loans(pool: &PgPool, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
     let mut tx = pool.begin().await?;
-    set_ledger(&mut tx, ledger_id).await?;
+    scan_settings(&mut tx, ledger_id).await?;
     let statement = format!(
         "copy (select {} from loan where ledger_id = current_setting('{LEDGER_SETTING}')) \
          to stdout (format binary)",

@@ -575,6 +575,37 @@ pub(crate) async fn fresh_sqlite() -> (tempfile::TempDir, Db) {
     (dir, db)
 }
 
+/// A new PostgreSQL database (not migrated, never analysed) on the cluster named by
+/// `LOANLEDGER_TEST_PG_URL` (`scripts/test.sh` starts one), with the admin URL and its name
+/// for [`drop_postgres`]; `None` (the test skips) without that variable, except under
+/// `CI=true`, where the PostgreSQL half must run.
+#[cfg(test)]
+pub(crate) async fn fresh_postgres() -> Option<(Db, String, String)> {
+    const VAR: &str = "LOANLEDGER_TEST_PG_URL";
+    let Some(admin) = std::env::var(VAR).ok().filter(|u| !u.trim().is_empty()) else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{VAR} must be set under CI=true");
+        eprintln!("SKIPPED (PostgreSQL): {VAR} is not set; scripts/test.sh sets it");
+        return None;
+    };
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!("ll_unit_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("create database {name}"))).await.unwrap();
+    conn.close().await.unwrap();
+    let (server, _) = admin.rsplit_once('/').unwrap();
+    let db = Db::connect(&format!("{server}/{name}")).await.unwrap();
+    Some((db, admin, name))
+}
+
+/// Closes `db` and drops its database ([`fresh_postgres`]).
+#[cfg(test)]
+pub(crate) async fn drop_postgres(db: Db, admin: &str, name: &str) {
+    db.close().await;
+    let mut conn = PgConnection::connect(admin).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("drop database {name} with (force)"))).await.unwrap();
+    conn.close().await.unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,12 +19,18 @@ use super::StoreError;
 /// The transaction-local setting the copy statements read the ledger id from.
 pub(super) const LEDGER_SETTING: &str = "loanledger.scan_ledger";
 
-/// Sets [`LEDGER_SETTING`] to `ledger_id` for the rest of the transaction on `conn`.
-pub(super) async fn set_ledger(
+/// For the rest of the transaction on `conn`: [`LEDGER_SETTING`] set to `ledger_id`, and no
+/// sorting in plans (`enable_sort = off`), so that a page of the journal is read along its key's
+/// index in key order whatever the table's statistics. On a database never analysed (a fresh
+/// one, a restored dump: PostgreSQL 15 restores no statistics) the planner took the index for a
+/// few hundred rows and sorted all the rows from the page's start onwards on disk for each
+/// page of 10,000: verify ran at 85,000–90,000 entries/s instead of 225,000–260,000 (half the
+/// bench's runs, depending on whether autovacuum had analysed the tables yet; BENCHMARKS.md 46).
+pub(super) async fn scan_settings(
     conn: &mut sqlx::PgConnection,
     ledger_id: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("select set_config($1, $2, true)")
+    sqlx::query("select set_config($1, $2, true), set_config('enable_sort', 'off', true)")
         .bind(LEDGER_SETTING)
         .bind(ledger_id)
         .execute(conn)

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::{PgPool, SqlitePool};
 
-use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, set_ledger};
+use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, scan_settings};
 use super::{BUSY_TIMEOUT_PRAGMA, Db, StoreError};
 use crate::domain::money::Fen;
 use crate::ledger::posting::Posting;
@@ -193,7 +193,7 @@ async fn scan_postgres<V: JournalVisitor>(
             sqlx::query("set transaction isolation level repeatable read, read only")
                 .execute(&mut *tx)
                 .await?;
-            set_ledger(&mut tx, ledger_id).await?;
+            scan_settings(&mut tx, ledger_id).await?;
             let (txns, postings) = spent.try_recv().unwrap_or_default();
             let txns = copy_out(&mut tx, &txn_copy_sql(next, page_txns), txns, sizes.0).await?;
             let (count, last) = page_extent(&txns)?;
@@ -259,11 +259,16 @@ const TXN_COPY_FIELDS: usize = 9;
 
 /// A page of transactions from `from` as a binary copy (the ledger from [`LEDGER_SETTING`]).
 fn txn_copy_sql(from: i64, page_txns: i64) -> String {
+    format!("copy ({}) to stdout (format binary)", txn_page_sql(from, page_txns))
+}
+
+/// The query of [`txn_copy_sql`].
+fn txn_page_sql(from: i64, page_txns: i64) -> String {
     format!(
-        "copy (select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
+        "select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
          prev_hash, hash from journal_txn \
          where ledger_id = current_setting('{LEDGER_SETTING}') and seq >= {from} \
-         order by seq limit {page_txns}) to stdout (format binary)"
+         order by seq limit {page_txns}"
     )
 }
 
@@ -442,7 +447,36 @@ impl<I: Iterator<Item = Result<PostingRow, StoreError>>> PostingMerge<I> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::write::tests::{group, txn as staged_txn};
+    use super::super::{drop_postgres, fresh_postgres};
     use super::*;
+
+    /// On a PostgreSQL database never analysed, a journal page is read along the key's index
+    /// in key order: no sort. (Without the scan's settings the planner sorted every row from
+    /// the page's start onwards, on disk, for each page; verify ran at a third of its speed.)
+    #[tokio::test]
+    async fn postgres_journal_pages_follow_the_index_without_statistics() {
+        let Some((db, admin, name)) = fresh_postgres().await else { return };
+        db.migrate().await.unwrap();
+        let staged = group((1..=3000).map(|seq| staged_txn(seq, &format!("r{seq}"))).collect());
+        db.begin_write().await.unwrap().commit_with(&staged).await.unwrap();
+        let Db::Postgres(pool, _) = &db else { unreachable!() };
+        let mut tx = pool.begin().await.unwrap();
+        scan_settings(&mut tx, "L").await.unwrap();
+        let plan: Vec<(String,)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("explain {}", txn_page_sql(1001, 10_000))))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+        assert!(!plan.iter().any(|l| l.contains("Sort")), "{plan:#?}");
+        assert!(plan.iter().any(|l| l.contains("Index Scan using journal_txn_pkey")), "{plan:#?}");
+        // The page itself: the 2,000 transactions from 1,001, in order.
+        let copy = copy_out(&mut tx, &txn_copy_sql(1001, 10_000), Vec::new(), 0).await.unwrap();
+        assert_eq!(page_extent(&copy).unwrap(), (2000, Some(3000)));
+        tx.rollback().await.unwrap();
+        drop_postgres(db, &admin, &name).await;
+    }
 
     #[derive(Default)]
     struct Seen(Vec<String>);
