@@ -205,11 +205,10 @@ impl Db {
         };
         let rows: Vec<OwnedJournalRow> = match self {
             Db::Sqlite(.., Some(readers)) => {
-                let loan_id = loan_id.to_string();
                 readers
-                    .read(move |conn| {
+                    .read(|conn| {
                         conn.prepare_cached(sql)?
-                            .query_and_then([&loan_id], owned_journal_row)?
+                            .query_and_then([loan_id], owned_journal_row)?
                             .collect()
                     })
                     .await?

@@ -20,7 +20,7 @@
 //!   writer's pipeline, a runtime worker): the worker is blocked for the commit, `fsync`
 //!   included. Measured against the alternatives (BENCHMARKS.md, 44): handing the work to a
 //!   blocking thread (`spawn_blocking`) or moving the worker's queue away first
-//!   (`block_in_place`) made batches 30–50% slower than running it where it is, since on two
+//!   (`block_in_place`) made batches 30–55% slower than running it where it is, since on two
 //!   cores every hand-off waits for a thread to be scheduled. The other worker serves gRPC and
 //!   plans the next group meanwhile, as it did while sqlx's thread committed. Should another
 //!   connection hold SQLite's write lock (only migrations and other processes ever take it:
@@ -32,10 +32,9 @@
 //!   already becomes [`StoreError::RequestSeen`], anything else [`StoreError::Rusqlite`] (busy
 //!   and locked are retryable). On any other failure the transaction stays open and the caller
 //!   rolls it back through sqlx, as before.
-//!
 //! - **The lock.** sqlx's thread owns the handle; the writer takes it with
 //!   [`SqliteConnection::lock_handle`], a hand-off to that thread (it must wake up to let go),
-//!   about 0.3 ms of a single repayments' commit of 1 ms (timed). The lock is therefore kept
+//!   about 0.3 ms of a single repayments' commit of 1 ms (timed, BENCHMARKS.md 45). The lock is therefore kept
 //!   from one commit to the next ([`Kept`]) and given back only when the writer needs the
 //!   connection through sqlx (a group's reads, a registry row, a rollback, a WAL restart):
 //!   groups of single repayments on loans the writer holds take it once, not once a group.
@@ -50,10 +49,14 @@
 //!   happen without the lock, the writer's connection is opened serialized
 //!   (`SQLITE_OPEN_FULLMUTEX`): SQLite takes the connection's mutex in every call, so sqlx's
 //!   thread (a statement of a cancelled future) and this one cannot run in it at once.
-//! - The kept lock borrows the connection beyond what the compiler can see ([`Kept::locked`]):
-//!   the connection is boxed, and `WriteConn` releases the lock before it hands the connection
-//!   out, empties it before it takes the connection away, and declares it first so that it is
-//!   dropped first.
+//! - The kept lock borrows the connection beyond what the compiler can see ([`Kept::locked`]).
+//!   In sqlx 0.9 it points into the worker's shared state (an `Arc` both the connection and
+//!   sqlx's thread hold), not into the connection itself; the connection is boxed all the same,
+//!   so that nothing the lock may borrow moves, and `WriteConn` releases the lock before it hands
+//!   the connection out, empties it before it takes the connection away, and declares it first
+//!   so that it is dropped first. Using the connection through sqlx with the lock kept would
+//!   not be unsound but would wait for ever (sqlx's thread waits for the lock), which is why
+//!   `WriteConn::get` releases it.
 
 use rusqlite::{CachedStatement, params};
 use sqlx::SqliteConnection;
