@@ -349,8 +349,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`BUSY_TIMEOUT`] as a pragma, to set it back after a shorter wait.
 const BUSY_TIMEOUT_PRAGMA: &str = "pragma busy_timeout = 5000";
 
-/// WAL frames (of about 4 KiB) past which the writer restarts the WAL.
-pub const WAL_RESTART_FRAMES: i64 = 8_192;
+/// WAL frames (of about 4 KiB) past which the writer restarts the WAL: 128 MiB. Every restart
+/// stops the writer for 2–20 ms (the checkpoint's last copy, the database file's `fsync`,
+/// readers of older snapshots) while every client waits, and under single repayments the WAL
+/// grows by some 20 KB a command: at 8,192 frames a restart came every 1,200 or so commands and
+/// made the singles' p99 (12.4–13.5 ms); at 32,768 it was 8.0–9.4 ms (BENCHMARKS.md, 48).
+pub const WAL_RESTART_FRAMES: i64 = 32_768;
 
 /// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, so every
 /// few groups one commit also copied the WAL into the database file and synced it (a third of
