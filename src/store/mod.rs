@@ -352,8 +352,10 @@ const BUSY_TIMEOUT_PRAGMA: &str = "pragma busy_timeout = 5000";
 /// WAL frames (of about 4 KiB) past which the writer restarts the WAL: 128 MiB. Every restart
 /// stops the writer for 2–20 ms (the checkpoint's last copy, the database file's `fsync`,
 /// readers of older snapshots) while every client waits, and under single repayments the WAL
-/// grows by some 20 KB a command: at 8,192 frames a restart came every 1,200 or so commands and
+/// grows by some 25 KB a command: at 8,192 frames a restart came every 1,200 or so commands and
 /// made the singles' p99 (12.4–13.5 ms); at 32,768 it was 8.0–9.4 ms (BENCHMARKS.md, 48).
+/// A restart does not truncate the file: it stays at its largest (128 MiB and what the writer
+/// added before the restart), reused from its start; recovery after a crash reads that much.
 pub const WAL_RESTART_FRAMES: i64 = 32_768;
 
 /// SQLite's automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, so every
@@ -579,35 +581,70 @@ pub(crate) async fn fresh_sqlite() -> (tempfile::TempDir, Db) {
     (dir, db)
 }
 
-/// A new PostgreSQL database (not migrated, never analysed) on the cluster named by
-/// `LOANLEDGER_TEST_PG_URL` (`scripts/test.sh` starts one), with the admin URL and its name
-/// for [`drop_postgres`]; `None` (the test skips) without that variable, except under
-/// `CI=true`, where the PostgreSQL half must run.
+/// A PostgreSQL database of a unit test's own ([`fresh_postgres`]): dropped with this value,
+/// also when the test fails (the name is unique: the process and the clock's nanoseconds).
 #[cfg(test)]
-pub(crate) async fn fresh_postgres() -> Option<(Db, String, String)> {
+pub(crate) struct ScratchPg {
+    pub db: Db,
+    admin: PgConnectOptions,
+    name: String,
+}
+
+#[cfg(test)]
+impl Drop for ScratchPg {
+    fn drop(&mut self) {
+        drop_database(&self.admin, &self.name);
+    }
+}
+
+/// Drops a test's database on a runtime of its own, on a thread of its own: `Drop` cannot
+/// await, and may run while the test's own runtime unwinds a panic.
+#[cfg(test)]
+fn drop_database(admin: &PgConnectOptions, name: &str) {
+    let (admin, statement) =
+        (admin.clone(), format!("drop database if exists {name} with (force)"));
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let mut conn = PgConnection::connect_with(&admin).await?;
+            conn.execute(sqlx::AssertSqlSafe(statement)).await?;
+            conn.close().await
+        })?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    })
+    .join();
+    if !matches!(dropped, Ok(Ok(()))) {
+        eprintln!("could not drop the test database {name}: {dropped:?}");
+    }
+}
+
+/// A new PostgreSQL database (not migrated, never analysed) on the cluster named by
+/// `LOANLEDGER_TEST_PG_URL` (`scripts/test.sh` starts one); `None` (the test skips) without
+/// that variable, except under `CI=true`, where the PostgreSQL half must run.
+#[cfg(test)]
+pub(crate) async fn fresh_postgres() -> Option<ScratchPg> {
     const VAR: &str = "LOANLEDGER_TEST_PG_URL";
-    let Some(admin) = std::env::var(VAR).ok().filter(|u| !u.trim().is_empty()) else {
+    let Some(url) = std::env::var(VAR).ok().filter(|u| !u.trim().is_empty()) else {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{VAR} must be set under CI=true");
         eprintln!("SKIPPED (PostgreSQL): {VAR} is not set; scripts/test.sh sets it");
         return None;
     };
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!("ll_unit_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    let admin = PgConnectOptions::from_str(&url).unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("ll_unit_{}_{nanos:09}", std::process::id());
+    let mut conn = PgConnection::connect_with(&admin).await.unwrap();
     conn.execute(sqlx::AssertSqlSafe(format!("create database {name}"))).await.unwrap();
     conn.close().await.unwrap();
-    let (server, _) = admin.rsplit_once('/').unwrap();
-    let db = Db::connect(&format!("{server}/{name}")).await.unwrap();
-    Some((db, admin, name))
-}
-
-/// Closes `db` and drops its database ([`fresh_postgres`]).
-#[cfg(test)]
-pub(crate) async fn drop_postgres(db: Db, admin: &str, name: &str) {
-    db.close().await;
-    let mut conn = PgConnection::connect(admin).await.unwrap();
-    conn.execute(sqlx::AssertSqlSafe(format!("drop database {name} with (force)"))).await.unwrap();
-    conn.close().await.unwrap();
+    let url = admin.clone().database(&name).to_url_lossy().to_string();
+    match Db::connect(&url).await {
+        Ok(db) => Some(ScratchPg { db, admin, name }),
+        Err(e) => {
+            drop_database(&admin, &name);
+            panic!("connecting to the test database {name}: {e}")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,12 @@
 //! Through sqlx's driver a read is a hand-off to the connection's own thread, every value copied
 //! there and every row handed back through a channel, each hand-off waiting for a thread to be
 //! scheduled on two busy cores. Here the statement is prepared once per connection, and the
-//! read runs where it is asked for, blocking its runtime worker for the query (a loan's entries
-//! by one index, a fraction of a millisecond). Measured under the bench's write load: one trip
+//! read runs where it is asked for, blocking its runtime worker for the query: a loan's entries
+//! by one index, a fraction of a millisecond for the bench's loans, longer for a loan with
+//! hundreds of entries (a loan gathers a few entries a month over a term of a few years), which
+//! is what the writer's commit costs a worker too. A panic in the read is caught and returned as
+//! [`StoreError::Panicked`], as the blocking pool did, so that it cannot take down the caller (the
+//! writer itself reads through here for retried requests). Measured under the bench's write load: one trip
 //! to a blocking thread and back instead of sqlx's driver, a fifth more reads per second and
 //! the median a fifth lower (BENCHMARKS.md, change 23); no trip at all, since the writer's
 //! commit too runs on a worker (change 44), the p99 7–15% lower (change 47).
@@ -61,7 +65,15 @@ impl SqliteReaders {
             Some(c) => c,
             None => open_read_only(&self.path, &self.setup)?,
         };
-        let result = read(&conn);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&conn)))
+            .unwrap_or_else(|payload| {
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(StoreError::Panicked(format!("a history read: {what}")))
+            });
         if result.is_ok() {
             self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
         }
@@ -78,5 +90,29 @@ impl SqliteReaders {
 impl std::fmt::Debug for SqliteReaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteReaders").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Db, fresh_sqlite};
+    use super::*;
+
+    /// A read that panics is an error for its caller, not a panic (reads run on the caller's
+    /// thread, the writer's among them), and the readers go on serving.
+    #[tokio::test]
+    async fn a_panicking_read_is_an_error_and_the_readers_go_on() {
+        let (_dir, db) = fresh_sqlite().await;
+        db.migrate().await.unwrap();
+        let Db::Sqlite(.., Some(readers)) = &db else { panic!("a database file has readers") };
+        let failed = readers.read(|_| -> Result<(), StoreError> { panic!("on purpose") }).await;
+        assert!(
+            matches!(&failed, Err(StoreError::Panicked(m)) if m.contains("on purpose")),
+            "{failed:?}"
+        );
+        let one: i64 =
+            readers.read(|c| Ok(c.query_row("select 1", [], |r| r.get(0))?)).await.unwrap();
+        assert_eq!(one, 1);
+        db.close().await;
     }
 }

@@ -447,8 +447,8 @@ impl<I: Iterator<Item = Result<PostingRow, StoreError>>> PostingMerge<I> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fresh_postgres;
     use super::super::write::tests::{group, txn as staged_txn};
-    use super::super::{drop_postgres, fresh_postgres};
     use super::*;
 
     /// On a PostgreSQL database never analysed, a journal page is read along the key's index
@@ -456,7 +456,8 @@ mod tests {
     /// the page's start onwards, on disk, for each page; verify ran at a third of its speed.)
     #[tokio::test]
     async fn postgres_journal_pages_follow_the_index_without_statistics() {
-        let Some((db, admin, name)) = fresh_postgres().await else { return };
+        let Some(scratch) = fresh_postgres().await else { return };
+        let db = &scratch.db;
         db.migrate().await.unwrap();
         let staged = group((1..=3000).map(|seq| staged_txn(seq, &format!("r{seq}"))).collect());
         db.begin_write().await.unwrap().commit_with(&staged).await.unwrap();
@@ -475,7 +476,7 @@ mod tests {
         let copy = copy_out(&mut tx, &txn_copy_sql(1001, 10_000), Vec::new(), 0).await.unwrap();
         assert_eq!(page_extent(&copy).unwrap(), (2000, Some(3000)));
         tx.rollback().await.unwrap();
-        drop_postgres(db, &admin, &name).await;
+        db.close().await;
     }
 
     #[derive(Default)]
