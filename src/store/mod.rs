@@ -457,7 +457,6 @@ impl Db {
             let readers = readers::SqliteReaders::new(
                 pool.connect_options().get_filename(),
                 format!("{BUSY_TIMEOUT_PRAGMA}; pragma cache_size = {READ_CACHE_KIB}"),
-                READ_CONNECTIONS_MAX as usize,
             );
             Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write)), restart_wanted, readers))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {

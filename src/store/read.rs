@@ -204,15 +204,9 @@ impl Db {
             Db::Postgres(..) => loan_history_sql!(packed_postings_postgres!()),
         };
         let rows: Vec<OwnedJournalRow> = match self {
-            Db::Sqlite(.., Some(readers)) => {
-                readers
-                    .read(|conn| {
-                        conn.prepare_cached(sql)?
-                            .query_and_then([loan_id], owned_journal_row)?
-                            .collect()
-                    })
-                    .await?
-            }
+            Db::Sqlite(.., Some(readers)) => readers.read(|conn| {
+                conn.prepare_cached(sql)?.query_and_then([loan_id], owned_journal_row)?.collect()
+            })?,
             _ => on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?),
         };
         let Some(first) = rows.first() else { return Ok(None) };

@@ -19,10 +19,10 @@
 //! stay on sqlx's pool (`None` from [`SqliteReaders::new`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
-use tokio::sync::Semaphore;
 
 use super::StoreError;
 use super::scan::{database_file, open_read_only};
@@ -32,34 +32,34 @@ pub struct SqliteReaders {
     path: PathBuf,
     /// Pragmas of each new connection (busy timeout, page cache).
     setup: String,
+    /// As many as reads ran at once: one per runtime worker at most, since a read runs on its
+    /// caller's thread from start to end.
     idle: Mutex<Vec<Connection>>,
-    /// Reads at once, at most: as many as the connections of sqlx's read pool.
-    turns: Semaphore,
+    /// [`SqliteReaders::close`] was called: reads are refused.
+    closed: AtomicBool,
 }
 
 impl SqliteReaders {
     /// Readers of the database file `path`; `None` for an in-memory database.
-    pub fn new(path: &Path, setup: String, max: usize) -> Option<Arc<Self>> {
+    pub fn new(path: &Path, setup: String) -> Option<Arc<Self>> {
         let path = database_file(path)?;
         Some(Arc::new(SqliteReaders {
             path,
             setup,
-            idle: Mutex::new(Vec::with_capacity(max)),
-            turns: Semaphore::new(max),
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         }))
     }
 
     /// Runs `read` on a kept connection (opened if none is idle), on this thread (module
     /// docs). A connection whose read failed is closed rather than kept: it may be broken.
-    pub async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    pub fn read<T, F>(&self, read: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection) -> Result<T, StoreError>,
     {
-        let _turn = self
-            .turns
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolClosed))?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
+        }
         let kept = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match kept {
             Some(c) => c,
@@ -82,7 +82,7 @@ impl SqliteReaders {
 
     /// Closes the idle connections and refuses further reads.
     pub fn close(&self) {
-        self.turns.close();
+        self.closed.store(true, Ordering::Release);
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
@@ -105,13 +105,12 @@ mod tests {
         let (_dir, db) = fresh_sqlite().await;
         db.migrate().await.unwrap();
         let Db::Sqlite(.., Some(readers)) = &db else { panic!("a database file has readers") };
-        let failed = readers.read(|_| -> Result<(), StoreError> { panic!("on purpose") }).await;
+        let failed = readers.read(|_| -> Result<(), StoreError> { panic!("on purpose") });
         assert!(
             matches!(&failed, Err(StoreError::Panicked(m)) if m.contains("on purpose")),
             "{failed:?}"
         );
-        let one: i64 =
-            readers.read(|c| Ok(c.query_row("select 1", [], |r| r.get(0))?)).await.unwrap();
+        let one: i64 = readers.read(|c| Ok(c.query_row("select 1", [], |r| r.get(0))?)).unwrap();
         assert_eq!(one, 1);
         db.close().await;
     }

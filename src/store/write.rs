@@ -121,7 +121,12 @@ impl GroupTx<SqliteConnection> {
     /// script (which then must be sent); empty otherwise. (PostgreSQL prepares one statement at
     /// a time: its `BEGIN` goes alone.)
     fn begin_prefix(&mut self) -> &'static str {
-        if std::mem::replace(&mut self.begun, true) { "" } else { "BEGIN IMMEDIATE;\n" }
+        if self.claim_begin() { "BEGIN IMMEDIATE;\n" } else { "" }
+    }
+
+    /// Whether the next statement must begin the transaction; it is counted as begun from now.
+    fn claim_begin(&mut self) -> bool {
+        !std::mem::replace(&mut self.begun, true)
     }
 }
 
@@ -343,7 +348,7 @@ impl WriteTx {
     pub async fn commit_with(mut self, staged: &Staged) -> Result<(), StoreError> {
         let written = match &mut self {
             WriteTx::Sqlite(t) => {
-                let begin = !std::mem::replace(&mut t.begun, true);
+                let begin = t.claim_begin();
                 t.conn.write_group(begin, staged).await
             }
             // Nothing to write and no transaction: nothing to send.
