@@ -1716,3 +1716,6 @@ fn check_bank(actor: &Principal, loan: &LoanState) -> Result<(), AppError> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! The writer's use of callers' hints ([`super::Envelope::hint`]), on both backends: a hinted
+//! state is taken only while its `last_seq` is still the committed one; a hint out of date
+//! (the loan changed after the caller read it) is left out and the loan read instead, whether
+//! the group is planned in its own transaction or ahead, while another group commits.
+//!
+//! The settlement run is the caller that hints (it reads a page of loans while the writer works
+//! on the previous one); a repayment between that read and the page's planning is the race
+//! these tests stage by hand. Each writer starts with an empty cache, so that the loans come
+//! from the hints or the database, not from what the writer itself committed.
+
+use super::{WriterHandle, spawn};
+use crate::app::auth::{Principal, Role};
+use crate::app::command::{Command, Outcome};
+use crate::app::error::AppError;
+use crate::app::verify::verify_ledger;
+use crate::domain::date::{BusinessDate, parse_date};
+use crate::domain::event::HouseholdRecord;
+use crate::domain::household::{HouseholdStatus, StatusEntry};
+use crate::domain::loan::LoanState;
+use crate::domain::money::Fen;
+use crate::store::Db;
+
+const LEDGER: &str = "T";
+const BANK: &str = "BB";
+/// 50,000.00 yuan at 3.85% (the bench's contract), disbursed on 2021-01-25.
+const PRINCIPAL_FEN: i64 = 5_000_000;
+/// Repaid on 2021-02-01, after the hint was read.
+const REPAID_FEN: i64 = 1_000_000;
+/// Interest settled on 2021-03-20 on the principal as repaid: 5,000,000 fen for the 7 days of
+/// 2021-01-25..31 and 4,000,000 for the 48 days of 2021-02-01..03-20, at 3.85% over 360 days:
+/// (35,000,000 + 192,000,000) × 0.0385 / 360 = 24,275.97 fen. From the stale hint's principal
+/// (5,000,000 for all 55 days) it would be 29,409.72.
+const INTEREST_AS_REPAID_FEN: i64 = 24_276;
+
+fn day(text: &str) -> BusinessDate {
+    parse_date(text).expect("a valid date")
+}
+
+fn operator() -> Principal {
+    Principal { role: Role::Operator, org: "*".into() }
+}
+
+fn bank() -> Principal {
+    Principal { role: Role::Bank, org: BANK.into() }
+}
+
+/// The head of household `n`, born on 1980-01-01.
+fn head_id_number(n: u32) -> String {
+    let first17 = format!("45012119800101{n:03}");
+    let check = crate::domain::identity::check_char(first17.as_bytes()) as char;
+    format!("{first17}{check}")
+}
+
+fn loan_id(n: u32) -> String {
+    format!("{BANK}-{n:07}")
+}
+
+async fn submit(w: &WriterHandle, actor: Principal, request_id: &str, command: Command) -> Outcome {
+    match w.submit(actor, request_id.into(), command).await {
+        Ok(outcome) => outcome,
+        Err(e) => panic!("{request_id}: {e}"),
+    }
+}
+
+fn loan_of(result: Result<Outcome, AppError>) -> (Box<LoanState>, i64) {
+    match result {
+        Ok(Outcome::Loan { loan, settled, .. }) => (loan, settled.interest_fen),
+        other => panic!("a loan outcome, got {other:?}"),
+    }
+}
+
+/// A ledger with a household and `loans` disbursed loans; then, for each, the state the
+/// settlement run would read, taken before a repayment the writer commits afterwards. Returns
+/// those stale states.
+async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanState> {
+    db.migrate().await.unwrap();
+    let (w, task) = spawn(db.clone());
+    let op = operator();
+    submit(
+        &w,
+        op.clone(),
+        "l",
+        Command::CreateLedger { ledger_id: LEDGER.into(), name: "t".into() },
+    )
+    .await;
+    let bank_id = BANK.to_string();
+    let command = Command::RegisterBank { ledger_id: LEDGER.into(), bank_id, name: "b".into() };
+    submit(&w, op.clone(), "b", command).await;
+    let template = crate::bench::load::loans_template();
+    for n in 1..=loans {
+        // One household a loan: a household may owe at most one contract's principal.
+        let household = HouseholdRecord {
+            household_id: format!("H{n}"),
+            ledger_id: LEDGER.into(),
+            head_name: "h".into(),
+            head_id_number: head_id_number(n),
+            township: String::new(),
+            village: String::new(),
+        };
+        let status = StatusEntry {
+            status: HouseholdStatus::RegisteredPoor,
+            effective_date: day("2016-03-01"),
+            reason: String::new(),
+        };
+        submit(&w, op.clone(), &format!("h{n}"), Command::RegisterHousehold { household, status })
+            .await;
+        let mut terms = (*template.terms).clone();
+        terms.loan_id = loan_id(n);
+        terms.contract_number = n.to_string();
+        terms.bank_id = BANK.into();
+        terms.household_id = format!("H{n}");
+        terms.ledger_id = LEDGER.into();
+        terms.borrower_id_number = head_id_number(n);
+        terms.borrower_birth_date = day("1980-01-01");
+        submit(&w, bank(), &format!("c{n}"), Command::CreateLoan { terms }).await;
+        let command = Command::Disburse {
+            loan_id: loan_id(n),
+            value_date: day("2021-01-25"),
+            amount_fen: None,
+        };
+        submit(&w, bank(), &format!("d{n}"), command).await;
+    }
+    let stale = db.live_loans(LEDGER, None, "", 100).await.unwrap();
+    assert_eq!(stale.len(), loans as usize);
+    for n in 1..=loans {
+        let command = Command::RecordRepayment {
+            loan_id: loan_id(n),
+            value_date: day("2021-02-01"),
+            amount_fen: Fen(REPAID_FEN),
+        };
+        submit(&w, bank(), &format!("r{n}"), command).await;
+    }
+    drop(w);
+    task.await.unwrap();
+    stale
+}
+
+fn settle(n: u32, hint: LoanState) -> (String, Command, Option<Box<LoanState>>) {
+    let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
+    (format!("settle/{}", loan_id(n)), command, Some(Box::new(hint)))
+}
+
+/// The settlement as it must be: on the principal as repaid, and the journal verifies.
+async fn check_settled(db: &Db, results: Vec<Result<Outcome, AppError>>) {
+    for result in results {
+        let (loan, interest_fen) = loan_of(result);
+        assert_eq!(loan.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN));
+        assert_eq!(loan.principal_repaid_fen, Fen(REPAID_FEN));
+        assert_eq!(interest_fen, INTEREST_AS_REPAID_FEN, "loan {}", loan.terms.loan_id);
+    }
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}
+
+/// A stale hint for a group planned in its own transaction (nothing else in flight), and for
+/// a group planned ahead while a full group commits.
+async fn stale_hints_are_not_used(db: &Db) {
+    let mut stale = loans_with_stale_states(db, 4).await.into_iter();
+    let (w, task) = spawn(db.clone());
+    // Alone: the group is planned in its transaction.
+    let alone = w.send_many_hinted(&bank(), vec![settle(1, stale.next().unwrap())]).await;
+    check_settled(db, alone.wait().await).await;
+    // A full group first (settling loan 4 over and over: once, then nothing due), so that the
+    // next call, of two commands or more, is planned while that group commits.
+    let full: Vec<_> = (0..super::PART_COMMANDS_MAX)
+        .map(|i| {
+            let command = Command::SettleLoan { loan_id: loan_id(4), date: day("2021-03-20") };
+            (format!("fill/{i}"), command, None)
+        })
+        .collect();
+    let first = w.send_many_hinted(&bank(), full).await;
+    let hinted = vec![settle(2, stale.next().unwrap()), settle(3, stale.next().unwrap())];
+    let second = w.send_many_hinted(&bank(), hinted).await;
+    let settled_first = first.wait().await;
+    assert!(
+        settled_first.iter().all(Result::is_ok),
+        "{:?}",
+        settled_first.iter().find(|r| r.is_err())
+    );
+    check_settled(db, second.wait().await).await;
+    drop(w);
+    task.await.unwrap();
+}
+
+/// A hint at the committed `last_seq` gives the same settlement as the stored state.
+async fn current_hints_settle_as_stored(db: &Db) {
+    let _ = loans_with_stale_states(db, 2).await;
+    let current = db.live_loans(LEDGER, None, "", 100).await.unwrap();
+    let (w, task) = spawn(db.clone());
+    let hinted: Vec<_> = current.into_iter().zip(1..).map(|(state, n)| settle(n, state)).collect();
+    let results = w.send_many_hinted(&bank(), hinted).await.wait().await;
+    check_settled(db, results).await;
+    drop(w);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_a_stale_hint_is_read_again() {
+    let (_dir, db) = crate::store::fresh_sqlite().await;
+    stale_hints_are_not_used(&db).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_current_hint_settles_as_stored() {
+    let (_dir, db) = crate::store::fresh_sqlite().await;
+    current_hints_settle_as_stored(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_a_stale_hint_is_read_again() {
+    if let Some(pg) = crate::store::fresh_postgres().await {
+        stale_hints_are_not_used(&pg.db).await;
+        pg.db.close().await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_a_current_hint_settles_as_stored() {
+    if let Some(pg) = crate::store::fresh_postgres().await {
+        current_hints_settle_as_stored(&pg.db).await;
+        pg.db.close().await;
+    }
+}
