@@ -269,6 +269,10 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The SQLSTATE of `loanledger_require` (PostgreSQL migration 0004): a condition a statement
+/// requires of itself did not hold, and the statement failed as a whole.
+pub const REQUIRE_FAILED: &str = "LL001";
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
@@ -297,6 +301,10 @@ impl From<sqlx::Error> for StoreError {
                     // PostgreSQL names the constraint; SQLite only its columns ("UNIQUE
                     // constraint failed: idempotency.scope, idempotency.request_id").
                     StoreError::RequestSeen(RequestSeen::Sqlx(e))
+                } else if code == REQUIRE_FAILED {
+                    // A statement's own check failed (`loanledger_require`, PostgreSQL): the
+                    // stored data is not what the writer holds.
+                    StoreError::Corrupt(db.message().to_string())
                 } else {
                     StoreError::Database(e)
                 }

@@ -690,7 +690,9 @@ pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, accoun
 /// ../shared/STACK.md). One round trip instead of one per table; a table with no rows gets empty
 /// arrays. Its parts run against one snapshot, which suits them: each table is written once,
 /// new loans are inserted and existing ones updated (never both for one loan), and foreign keys
-/// are checked at the end of the statement.
+/// are checked at the end of the statement. The statement requires of itself that every
+/// changed loan had a stored row to update (`loanledger_require`, migration 0004): otherwise it
+/// fails as a whole, naming the loans ([`StoreError::Corrupt`]), as SQLite's commit does.
 async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
     let t = &staged.txns;
     let postings = staged.posting_rows();
@@ -730,11 +732,15 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
          as v(loan_id, status, disbursed_fen, principal_outstanding_fen, \
          principal_repaid_fen, interest_paid_fen, disbursed_on, last_value_date, \
          servicing_json, last_seq) \
-         where loan.loan_id = v.loan_id) \
-         insert into account_balance (ledger_id, account, balance_fen) \
+         where loan.loan_id = v.loan_id returning loan.loan_id), \
+         b as (insert into account_balance (ledger_id, account, balance_fen) \
          select * from unnest($63::text[], $64::text[], $65::int8[]) \
          on conflict (ledger_id, account) do update \
-         set balance_fen = account_balance.balance_fen + excluded.balance_fen"
+         set balance_fen = account_balance.balance_fen + excluded.balance_fen) \
+         select case when (select count(*) from u) = cardinality($53::text[]) then true \
+         else loanledger_require(false, 'loan ' || (select string_agg(m, ', ' order by m) \
+         from unnest($53::text[]) m where m not in (select loan_id from u)) \
+         || ': no stored row to update') end"
     ))
     .bind(t.iter().map(|t| t.row.ledger_id.as_str()).collect::<Vec<_>>())
     .bind(t.iter().map(|t| t.row.seq).collect::<Vec<_>>())
@@ -874,6 +880,59 @@ pub(super) mod tests {
         let after: (i64, i64, i64, i64, i64) =
             sqlx::query_as(counts).fetch_one(pool).await.unwrap();
         assert_eq!(after, (2, 4, 2, 2, 200));
+        db.close().await;
+    }
+
+    /// PostgreSQL's one-statement group refuses, as SQLite's commit does, to change a loan
+    /// with no stored row (a fault: the writer changes only loans it has read): the statement
+    /// fails as a whole, names the missing loans, and leaves nothing, not even the update of
+    /// the loan that has a row; the next group commits.
+    #[tokio::test]
+    async fn postgres_a_changed_loan_without_its_row_fails_the_group_and_leaves_nothing() {
+        let Some(scratch) = super::super::fresh_postgres().await else { return };
+        let db = &scratch.db;
+        db.migrate().await.unwrap();
+        for sql in [
+            "insert into ledger (ledger_id, name) values ('L', 'l')",
+            "insert into bank (bank_id, ledger_id, name) values ('B', 'L', 'b')",
+            "insert into household (household_id, ledger_id, head_name, head_id_number, \
+             township, village) values ('H', 'L', 'h', '11010519491231002X', '', '')",
+        ] {
+            db.execute_raw(sql).await.unwrap();
+        }
+        let template = crate::bench::load::loans_template();
+        let loan = |id: &str| {
+            let mut state = template.clone();
+            let terms = std::sync::Arc::make_mut(&mut state.terms);
+            (terms.loan_id, terms.ledger_id, terms.bank_id) = (id.into(), "L".into(), "B".into());
+            terms.household_id = "H".into();
+            state
+        };
+        let mut first = group(vec![txn(1, "r1")]);
+        first.loans.insert("LA".into(), loan("LA"));
+        first.new_loans.insert("LA".into());
+        db.begin_write().await.unwrap().commit_with(&first).await.unwrap();
+
+        let mut staged = group(vec![txn(2, "r2")]);
+        let mut changed = loan("LA");
+        changed.principal_outstanding_fen = Fen(1);
+        staged.loans.insert("LA".into(), changed);
+        staged.loans.insert("LN".into(), loan("LN"));
+        staged.loans.insert("LM".into(), loan("LM"));
+        let refused = db.begin_write().await.unwrap().commit_with(&staged).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Corrupt(m)) if m == "loan LM, LN: no stored row to update"),
+            "{refused:?}"
+        );
+        let Db::Postgres(pool, _) = db else { unreachable!() };
+        let counts = "select (select count(*) from journal_txn), (select count(*) from idempotency), \
+                      (select balance_fen from account_balance where account = 'cash'), \
+                      (select principal_outstanding_fen from loan where loan_id = 'LA')";
+        let after: (i64, i64, i64, i64) = sqlx::query_as(counts).fetch_one(pool).await.unwrap();
+        assert_eq!(after, (1, 1, 100, 5_000_000));
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(2, "r2")])).await.unwrap();
+        let after: (i64, i64, i64, i64) = sqlx::query_as(counts).fetch_one(pool).await.unwrap();
+        assert_eq!(after, (2, 2, 200, 5_000_000));
         db.close().await;
     }
 
