@@ -1530,7 +1530,9 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
 
 /// The `loanledger serve` binary on a database, as a process of its own on a port it chose
 /// itself (read from its "serving" log line); killed (SIGKILL) by [`ServerProcess::kill`] or
-/// when dropped. Its log is kept and printed should the test fail.
+/// when dropped, and by the kernel should the test process die first (a test run interrupted
+/// or killed: no server left holding the database and its port). Its log is kept and printed
+/// should the test fail.
 struct ServerProcess {
     child: std::process::Child,
     port: u16,
@@ -1540,13 +1542,31 @@ struct ServerProcess {
 impl ServerProcess {
     fn start(database_url: &str) -> ServerProcess {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
+        command
             .args(["serve", "--database-url", database_url, "--listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the server binary starts");
+            .stderr(std::process::Stdio::piped());
+        // Linux: SIGKILL to the child when the thread that started it ends (the test's own
+        // thread, which outlives the server in every test). Between fork and exec only
+        // async-signal-safe calls are allowed: prctl and getppid are.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            let parent = std::process::id();
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the call: then nobody would signal us.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("the test process is gone"));
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("the server binary starts");
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().expect("the server's stderr");
