@@ -479,6 +479,59 @@ mod tests {
         db.close().await;
     }
 
+    /// A visitor that asks the scan to stop once it has seen `stop_after` transactions (as
+    /// verify's chain does when the verify is dropped), and notes whether `end` came.
+    struct Stopping {
+        stop_after: usize,
+        seqs: Vec<i64>,
+        ended: bool,
+    }
+
+    impl JournalVisitor for Stopping {
+        fn txn(&mut self, txn: TxnRef<'_>, _postings: Vec<Posting>) {
+            self.seqs.push(txn.seq);
+        }
+        fn end(&mut self) {
+            self.ended = true;
+        }
+        fn stopped(&self) -> bool {
+            self.seqs.len() >= self.stop_after
+        }
+        fn orphan_postings(&mut self, seq: i64) {
+            panic!("orphan postings at {seq}");
+        }
+    }
+
+    /// A scan whose visitor stops stops there, within a page: the transactions before are seen
+    /// in order, none after, and `end` does not come.
+    async fn a_stopped_scan_reads_no_further(db: &Db) {
+        db.migrate().await.unwrap();
+        let staged = group((1..=3000).map(|seq| staged_txn(seq, &format!("r{seq}"))).collect());
+        db.begin_write().await.unwrap().commit_with(&staged).await.unwrap();
+        let visitor = Stopping { stop_after: 250, seqs: Vec::new(), ended: false };
+        let stopped = db.scan_journal_in_pages("L", 100, visitor).await.unwrap();
+        let seen = |v: &Stopping| (v.seqs.len(), v.seqs.first().copied(), v.seqs.last().copied());
+        assert!(stopped.seqs.iter().copied().eq(1..=250), "saw {:?}", seen(&stopped));
+        assert!(!stopped.ended);
+        // The same scan to the end: every transaction, then `end`.
+        let visitor = Stopping { stop_after: usize::MAX, seqs: Vec::new(), ended: false };
+        let whole = db.scan_journal_in_pages("L", 100, visitor).await.unwrap();
+        assert_eq!((seen(&whole), whole.ended), ((3000, Some(1), Some(3000)), true));
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_stopped_scan_reads_no_further() {
+        let (_dir, db) = super::super::fresh_sqlite().await;
+        a_stopped_scan_reads_no_further(&db).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_a_stopped_scan_reads_no_further() {
+        let Some(scratch) = fresh_postgres().await else { return };
+        a_stopped_scan_reads_no_further(&scratch.db).await;
+    }
+
     #[derive(Default)]
     struct Seen(Vec<String>);
     impl JournalVisitor for Seen {
