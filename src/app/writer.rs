@@ -691,6 +691,8 @@ impl Writer {
                     let Speculation { mut g, group, results, replies, .. } = spec;
                     g.stage_loans();
                     let p = Prepared { tx, g, results };
+                    #[cfg(test)]
+                    tests::PLANNED_AHEAD.set(tests::PLANNED_AHEAD.get() + 1);
                     return (Some(self.start(p, group, replies)), carried, closed);
                 }
                 Err(e) => tracing::warn!(error = %e, "could not begin the planned group's commit"),
@@ -836,6 +838,12 @@ impl Writer {
                 answer(f.replies, results);
                 self.db.restart_wal_if_due().await;
                 return false;
+            }
+            Ok(Err(e @ StoreError::Corrupt(_))) => {
+                // The database does not hold what the writer does (a loan row missing): a
+                // fault in the data, not a passing failure; its commands still run again alone.
+                tracing::error!(error = %e, "a group's commit found the stored data inconsistent");
+                Err(AppError::from(e))
             }
             Ok(result) => result.map_err(AppError::from),
             Err(e) => Err(AppError::Internal(format!("the commit's task failed: {e}"))),

@@ -218,8 +218,9 @@ pub enum StoreError {
     /// Any other database error; the detail is for the log, not the caller.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
-    /// A stored row cannot be read back as a domain value: the data is corrupt.
-    #[error("corrupt row: {0}")]
+    /// A stored row cannot be read back as a domain value, or the stored rows are not what the
+    /// writer holds (a loan's row missing at its update): the data is corrupt.
+    #[error("stored data corrupt: {0}")]
     Corrupt(String),
     /// A SQLite connection of our own failed: the journal scan ([`scan`]), the bulk reads of
     /// verify ([`bulk`]), the history readers ([`readers`]).

@@ -692,7 +692,8 @@ pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, accoun
 /// new loans are inserted and existing ones updated (never both for one loan), and foreign keys
 /// are checked at the end of the statement. The statement requires of itself that every
 /// changed loan had a stored row to update (`loanledger_require`, migration 0004): otherwise it
-/// fails as a whole, naming the loans ([`StoreError::Corrupt`]), as SQLite's commit does.
+/// fails as a whole ([`StoreError::Corrupt`], naming every such loan), as SQLite's commit does
+/// (which names the first).
 async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
     let t = &staged.txns;
     let postings = staged.posting_rows();
@@ -738,9 +739,9 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
          on conflict (ledger_id, account) do update \
          set balance_fen = account_balance.balance_fen + excluded.balance_fen) \
          select case when (select count(*) from u) = cardinality($53::text[]) then true \
-         else loanledger_require(false, 'loan ' || (select string_agg(m, ', ' order by m) \
-         from unnest($53::text[]) m where m not in (select loan_id from u)) \
-         || ': no stored row to update') end"
+         else loanledger_require(false, coalesce('loan ' || (select string_agg(m, ', ' \
+         order by m) from unnest($53::text[]) m where m not in (select loan_id from u)) \
+         || ': no stored row to update', 'a loan updated twice in one group')) end"
     ))
     .bind(t.iter().map(|t| t.row.ledger_id.as_str()).collect::<Vec<_>>())
     .bind(t.iter().map(|t| t.row.seq).collect::<Vec<_>>())
@@ -928,6 +929,22 @@ pub(super) mod tests {
         let counts = "select (select count(*) from journal_txn), (select count(*) from idempotency), \
                       (select balance_fen from account_balance where account = 'cash'), \
                       (select principal_outstanding_fen from loan where loan_id = 'LA')";
+        let after: (i64, i64, i64, i64) = sqlx::query_as(counts).fetch_one(pool).await.unwrap();
+        assert_eq!(after, (1, 1, 100, 5_000_000));
+        // The same in a transaction the group began (a registry row written first): the whole
+        // transaction is rolled back, the registry row with it.
+        let mut tx = db.begin_write().await.unwrap();
+        tx.insert_ledger("L2", "l2").await.unwrap();
+        let refused = tx.commit_with(&staged).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Corrupt(m)) if m == "loan LM, LN: no stored row to update"),
+            "{refused:?}"
+        );
+        let ledgers: (i64,) = sqlx::query_as("select count(*) from ledger where ledger_id = 'L2'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(ledgers, (0,));
         let after: (i64, i64, i64, i64) = sqlx::query_as(counts).fetch_one(pool).await.unwrap();
         assert_eq!(after, (1, 1, 100, 5_000_000));
         db.begin_write().await.unwrap().commit_with(&group(vec![txn(2, "r2")])).await.unwrap();

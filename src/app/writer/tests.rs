@@ -1,12 +1,16 @@
 //! The writer's use of callers' hints ([`super::Envelope::hint`]), on both backends: a hinted
-//! state is taken only while its `last_seq` is still the committed one; a hint out of date
-//! (the loan changed after the caller read it) is left out and the loan read instead, whether
-//! the group is planned in its own transaction or ahead, while another group commits.
+//! state is taken while its `last_seq` is still the committed one; a hint out of date (the
+//! loan changed after the caller read it) is left out and the loan read instead; both whether
+//! the group is planned in its own transaction or ahead, while another group commits (counted
+//! by [`PLANNED_AHEAD`]). The hints carry a mark the stored loans lack, so an outcome shows
+//! which state it was planned on.
 //!
 //! The settlement run is the caller that hints (it reads a page of loans while the writer works
 //! on the previous one); a repayment between that read and the page's planning is the race
 //! these tests stage by hand. Each writer starts with an empty cache, so that the loans come
 //! from the hints or the database, not from what the writer itself committed.
+
+use std::sync::Arc;
 
 use super::{WriterHandle, spawn};
 use crate::app::auth::{Principal, Role};
@@ -28,7 +32,7 @@ const PRINCIPAL_FEN: i64 = 5_000_000;
 const REPAID_FEN: i64 = 1_000_000;
 /// Interest settled on 2021-03-20 on the principal as repaid: 5,000,000 fen for the 7 days of
 /// 2021-01-25..31 and 4,000,000 for the 48 days of 2021-02-01..03-20, at 3.85% over 360 days:
-/// (35,000,000 + 192,000,000) × 0.0385 / 360 = 24,275.97 fen. From the stale hint's principal
+/// (35,000,000 + 192,000,000) × 0.0385 / 360 = 24,276.39 fen. From the stale hint's principal
 /// (5,000,000 for all 55 days) it would be 29,409.72.
 const INTEREST_AS_REPAID_FEN: i64 = 24_276;
 
@@ -135,33 +139,47 @@ async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanState> {
     stale
 }
 
-fn settle(n: u32, hint: LoanState) -> (String, Command, Option<Box<LoanState>>) {
+thread_local! {
+    /// Groups planned ahead whose commit started, on this thread: the writer of these tests
+    /// runs on the test's own thread (a current-thread runtime), so each test counts its own.
+    pub(super) static PLANNED_AHEAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The contract's purpose on hints, which the loan's update never writes and the settlement
+/// never reads: an outcome carrying it was planned on the hint, not on the stored state.
+const HINTED: &str = "hinted";
+
+fn settle(n: u32, mut hint: LoanState) -> (String, Command, Option<Box<LoanState>>) {
+    Arc::make_mut(&mut hint.terms).purpose = HINTED.into();
     let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
     (format!("settle/{}", loan_id(n)), command, Some(Box::new(hint)))
 }
 
-/// The settlement as it must be: on the principal as repaid, and the journal verifies.
-async fn check_settled(db: &Db, results: Vec<Result<Outcome, AppError>>) {
+/// The settlement as it must be: on the principal as repaid, planned on the hint or not as
+/// `hint_used` says, and the journal verifies.
+async fn check_settled(db: &Db, results: Vec<Result<Outcome, AppError>>, hint_used: bool) {
     for result in results {
         let (loan, interest_fen) = loan_of(result);
-        assert_eq!(loan.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN));
-        assert_eq!(loan.principal_repaid_fen, Fen(REPAID_FEN));
-        assert_eq!(interest_fen, INTEREST_AS_REPAID_FEN, "loan {}", loan.terms.loan_id);
+        let id = &loan.terms.loan_id;
+        assert_eq!(loan.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN), "loan {id}");
+        assert_eq!(loan.principal_repaid_fen, Fen(REPAID_FEN), "loan {id}");
+        assert_eq!(interest_fen, INTEREST_AS_REPAID_FEN, "loan {id}");
+        assert_eq!(loan.terms.purpose == HINTED, hint_used, "loan {id}: the hint's use");
     }
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
 }
 
-/// A stale hint for a group planned in its own transaction (nothing else in flight), and for
-/// a group planned ahead while a full group commits.
-async fn stale_hints_are_not_used(db: &Db) {
-    let mut stale = loans_with_stale_states(db, 4).await.into_iter();
+/// Settles loans 1–3 with `hints` (their states in loan order) by a writer with an empty cache:
+/// loan 1 alone (the group is planned in its own transaction), then loans 2 and 3 in a call
+/// queued behind a full group (settling loan 4 over and over: once, then nothing due), so that
+/// they are planned while that group commits.
+async fn settle_with_hints(db: &Db, hints: Vec<LoanState>, hint_used: bool) {
+    let mut hints = hints.into_iter();
     let (w, task) = spawn(db.clone());
-    // Alone: the group is planned in its transaction.
-    let alone = w.send_many_hinted(&bank(), vec![settle(1, stale.next().unwrap())]).await;
-    check_settled(db, alone.wait().await).await;
-    // A full group first (settling loan 4 over and over: once, then nothing due), so that the
-    // next call, of two commands or more, is planned while that group commits.
+    let alone = w.send_many_hinted(&bank(), vec![settle(1, hints.next().unwrap())]).await;
+    check_settled(db, alone.wait().await, hint_used).await;
+    assert_eq!(PLANNED_AHEAD.get(), 0);
     let full: Vec<_> = (0..super::PART_COMMANDS_MAX)
         .map(|i| {
             let command = Command::SettleLoan { loan_id: loan_id(4), date: day("2021-03-20") };
@@ -169,7 +187,7 @@ async fn stale_hints_are_not_used(db: &Db) {
         })
         .collect();
     let first = w.send_many_hinted(&bank(), full).await;
-    let hinted = vec![settle(2, stale.next().unwrap()), settle(3, stale.next().unwrap())];
+    let hinted = vec![settle(2, hints.next().unwrap()), settle(3, hints.next().unwrap())];
     let second = w.send_many_hinted(&bank(), hinted).await;
     let settled_first = first.wait().await;
     assert!(
@@ -177,36 +195,38 @@ async fn stale_hints_are_not_used(db: &Db) {
         "{:?}",
         settled_first.iter().find(|r| r.is_err())
     );
-    check_settled(db, second.wait().await).await;
+    check_settled(db, second.wait().await, hint_used).await;
+    assert_eq!(PLANNED_AHEAD.get(), 1, "loans 2 and 3 were planned while the full group committed");
     drop(w);
     task.await.unwrap();
 }
 
-/// A hint at the committed `last_seq` gives the same settlement as the stored state.
-async fn current_hints_settle_as_stored(db: &Db) {
-    let _ = loans_with_stale_states(db, 2).await;
+/// Hints read before the loans were repaid are not used, in either path.
+async fn stale_hints_are_not_used(db: &Db) {
+    let stale = loans_with_stale_states(db, 4).await;
+    settle_with_hints(db, stale, false).await;
+}
+
+/// Hints at the committed `last_seq` are used, in either path, and settle as the stored state.
+async fn current_hints_are_used(db: &Db) {
+    let _ = loans_with_stale_states(db, 4).await;
     let current = db.live_loans(LEDGER, None, "", 100).await.unwrap();
-    let (w, task) = spawn(db.clone());
-    let hinted: Vec<_> = current.into_iter().zip(1..).map(|(state, n)| settle(n, state)).collect();
-    let results = w.send_many_hinted(&bank(), hinted).await.wait().await;
-    check_settled(db, results).await;
-    drop(w);
-    task.await.unwrap();
+    settle_with_hints(db, current, true).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "current_thread")]
 async fn sqlite_a_stale_hint_is_read_again() {
     let (_dir, db) = crate::store::fresh_sqlite().await;
     stale_hints_are_not_used(&db).await;
 }
 
-#[tokio::test]
-async fn sqlite_a_current_hint_settles_as_stored() {
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_a_current_hint_is_used() {
     let (_dir, db) = crate::store::fresh_sqlite().await;
-    current_hints_settle_as_stored(&db).await;
+    current_hints_are_used(&db).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "current_thread")]
 async fn postgres_a_stale_hint_is_read_again() {
     if let Some(pg) = crate::store::fresh_postgres().await {
         stale_hints_are_not_used(&pg.db).await;
@@ -214,10 +234,10 @@ async fn postgres_a_stale_hint_is_read_again() {
     }
 }
 
-#[tokio::test]
-async fn postgres_a_current_hint_settles_as_stored() {
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_current_hint_is_used() {
     if let Some(pg) = crate::store::fresh_postgres().await {
-        current_hints_settle_as_stored(&pg.db).await;
+        current_hints_are_used(&pg.db).await;
         pg.db.close().await;
     }
 }
