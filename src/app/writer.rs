@@ -57,9 +57,9 @@ use crate::domain::household::{StatusEntry, status_on};
 use crate::domain::loan::{
     LoanCommand, LoanEvent, LoanState, OriginationContext, plan_origination,
 };
-use crate::domain::lpr::{TenorBucket, lpr_on};
+use crate::domain::lpr::{LprEntry, TenorBucket, lpr_on};
 use crate::domain::money::Fen;
-use crate::domain::policy::{default_versions, in_force};
+use crate::domain::policy::{PolicyVersion, default_versions, in_force};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
@@ -313,8 +313,79 @@ struct Group {
     /// ahead) and did not find: their commands are refused without another statement, unless
     /// the group itself creates them (its own states come first).
     missing: HashSet<String>,
+    /// Registry rows read for the group's commands ([`Registry`]).
+    registry: Registry,
     staged: Staged,
     recorded_at_us: i64,
+}
+
+/// Registry rows that many commands of a group read, read from the database once per group: a
+/// group of 1,000 contracts read their bank, the ledger's policy versions and the LPR table
+/// 1,000 times each, a statement each (a round trip on PostgreSQL, a hand-off to sqlx's thread
+/// on SQLite). Ledgers and banks are only ever added, so one known stays known; a ledger's
+/// policy versions and the LPR table are dropped from here when the group writes to them, so
+/// that its next command reads them again with the group's own row. Kept for one group only:
+/// a group that fails is rolled back and its commands run again in new groups.
+#[derive(Default)]
+struct Registry {
+    ledgers: HashSet<String>,
+    banks: HashMap<String, BankRow>,
+    policies: HashMap<String, Arc<Vec<PolicyVersion>>>,
+    lpr: Option<Arc<Vec<LprEntry>>>,
+}
+
+impl Registry {
+    async fn ledger_exists(
+        &mut self,
+        tx: &mut WriteTx,
+        ledger_id: &str,
+    ) -> Result<bool, StoreError> {
+        if self.ledgers.contains(ledger_id) {
+            return Ok(true);
+        }
+        let exists = tx.ledger_exists(ledger_id).await?;
+        if exists {
+            self.ledgers.insert(ledger_id.to_string());
+        }
+        Ok(exists)
+    }
+
+    async fn bank(
+        &mut self,
+        tx: &mut WriteTx,
+        bank_id: &str,
+    ) -> Result<Option<BankRow>, StoreError> {
+        if let Some(bank) = self.banks.get(bank_id) {
+            return Ok(Some(bank.clone()));
+        }
+        let bank = tx.bank(bank_id).await?;
+        if let Some(row) = &bank {
+            self.banks.insert(bank_id.to_string(), row.clone());
+        }
+        Ok(bank)
+    }
+
+    async fn policies(
+        &mut self,
+        tx: &mut WriteTx,
+        ledger_id: &str,
+    ) -> Result<Arc<Vec<PolicyVersion>>, StoreError> {
+        if let Some(versions) = self.policies.get(ledger_id) {
+            return Ok(versions.clone());
+        }
+        let versions = Arc::new(tx.policies(ledger_id).await?);
+        self.policies.insert(ledger_id.to_string(), versions.clone());
+        Ok(versions)
+    }
+
+    async fn lpr(&mut self, tx: &mut WriteTx) -> Result<Arc<Vec<LprEntry>>, StoreError> {
+        if let Some(lpr) = &self.lpr {
+            return Ok(lpr.clone());
+        }
+        let lpr = Arc::new(tx.lpr().await?);
+        self.lpr = Some(lpr.clone());
+        Ok(lpr)
+    }
 }
 
 impl Group {
@@ -1216,6 +1287,7 @@ impl Writer {
                 .into());
             }
             tx.insert_lpr(entry).await?;
+            g.registry.lpr = None;
             let outcome = Outcome::Lpr {
                 effective_from: entry.effective_from,
                 tenor: entry.bucket,
@@ -1294,7 +1366,12 @@ impl Writer {
     }
 
     /// Checks a command and plans its event, postings and effect. Reads only.
-    async fn plan(&self, tx: &mut WriteTx, g: &Group, env: &Envelope) -> Result<Planned, AppError> {
+    async fn plan(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        env: &Envelope,
+    ) -> Result<Planned, AppError> {
         let actor = &env.actor;
         let deny_ledger = |ledger_id: &str| {
             AppError::denied(format!(
@@ -1307,7 +1384,7 @@ impl Writer {
                 if !actor.is_operator() {
                     return Err(AppError::denied("only an operator may create a ledger"));
                 }
-                if tx.ledger_exists(ledger_id).await? {
+                if g.registry.ledger_exists(tx, ledger_id).await? {
                     return Err(
                         DomainError::Exists { what: "ledger", id: ledger_id.clone() }.into()
                     );
@@ -1326,12 +1403,12 @@ impl Writer {
                 if !actor.administers_ledger(ledger_id) {
                     return Err(deny_ledger(ledger_id));
                 }
-                if !tx.ledger_exists(ledger_id).await? {
+                if !g.registry.ledger_exists(tx, ledger_id).await? {
                     return Err(
                         DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
                     );
                 }
-                if tx.bank(bank_id).await?.is_some() {
+                if g.registry.bank(tx, bank_id).await?.is_some() {
                     return Err(DomainError::Exists { what: "bank", id: bank_id.clone() }.into());
                 }
                 Planned {
@@ -1354,7 +1431,7 @@ impl Writer {
                 if !actor.administers_ledger(ledger_id) {
                     return Err(deny_ledger(ledger_id));
                 }
-                if !tx.ledger_exists(ledger_id).await? {
+                if !g.registry.ledger_exists(tx, ledger_id).await? {
                     return Err(
                         DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
                     );
@@ -1423,12 +1500,12 @@ impl Writer {
                 if !actor.administers_ledger(ledger_id) {
                     return Err(deny_ledger(ledger_id));
                 }
-                if !tx.ledger_exists(ledger_id).await? {
+                if !g.registry.ledger_exists(tx, ledger_id).await? {
                     return Err(
                         DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
                     );
                 }
-                let versions = tx.policies(ledger_id).await?;
+                let versions = g.registry.policies(tx, ledger_id).await?;
                 if versions.iter().any(|v| v.effective_date == version.effective_date) {
                     return Err(DomainError::Exists {
                         what: "policy version",
@@ -1460,9 +1537,8 @@ impl Writer {
                         terms.bank_id
                     )));
                 }
-                let bank = tx.bank(&terms.bank_id).await?.ok_or_else(|| DomainError::NotFound {
-                    what: "bank",
-                    id: terms.bank_id.clone(),
+                let bank = g.registry.bank(tx, &terms.bank_id).await?.ok_or_else(|| {
+                    DomainError::NotFound { what: "bank", id: terms.bank_id.clone() }
                 })?;
                 if g.loans.contains_key(&terms.loan_id) || tx.loan(&terms.loan_id).await?.is_some()
                 {
@@ -1473,9 +1549,9 @@ impl Writer {
                 let household = tx.household(&terms.household_id).await?.ok_or_else(|| {
                     DomainError::NotFound { what: "household", id: terms.household_id.clone() }
                 })?;
-                let policies = tx.policies(&bank.ledger_id).await?;
+                let policies = g.registry.policies(tx, &bank.ledger_id).await?;
                 let policy = in_force(&policies, terms.contract_date).map(|v| &v.params);
-                let lpr = tx.lpr().await?;
+                let lpr = g.registry.lpr(tx).await?;
                 let lpr_cap = lpr_on(
                     &lpr,
                     TenorBucket::for_term_months(terms.term_months),
@@ -1636,10 +1712,13 @@ impl Writer {
                 for version in default_versions() {
                     tx.insert_policy(&ledger_id, &version).await?;
                 }
+                g.registry.ledgers.insert(ledger_id.clone());
+                g.registry.policies.remove(&ledger_id);
                 Outcome::Ledger { ledger_id, name, entry: entry.clone() }
             }
             Effect::Bank(row) => {
                 tx.insert_bank(&row).await?;
+                g.registry.banks.insert(row.bank_id.clone(), row.clone());
                 Outcome::Bank {
                     bank_id: row.bank_id,
                     ledger_id: row.ledger_id,
@@ -1685,6 +1764,7 @@ impl Writer {
             }
             Effect::Policy { ledger_id, version } => {
                 tx.insert_policy(&ledger_id, &version).await?;
+                g.registry.policies.remove(&ledger_id);
                 Outcome::Policy { ledger_id, version, entry: entry.clone() }
             }
             Effect::Unchanged(_) => {

@@ -5,6 +5,9 @@
 //! by [`PLANNED_AHEAD`]). The hints carry a mark the stored loans lack, so an outcome shows
 //! which state it was planned on.
 //!
+//! Also: the registry rows a group reads once for all its commands ([`super::Registry`]) are
+//! read again after the group writes to them.
+//!
 //! The settlement run is the caller that hints (it reads a page of loans while the writer works
 //! on the previous one); a repayment between that read and the page's planning is the race
 //! these tests stage by hand. Each writer starts with an empty cache, so that the loans come
@@ -238,6 +241,135 @@ async fn postgres_a_stale_hint_is_read_again() {
 async fn postgres_a_current_hint_is_used() {
     if let Some(pg) = crate::store::fresh_postgres().await {
         current_hints_are_used(&pg.db).await;
+        pg.db.close().await;
+    }
+}
+
+/// A contract for household `n` (registered by [`registry_group`]).
+fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command, Option<Box<LoanState>>) {
+    let mut terms = (*crate::bench::load::loans_template().terms).clone();
+    terms.loan_id = loan_id(n);
+    terms.contract_number = n.to_string();
+    terms.bank_id = BANK.into();
+    terms.household_id = format!("H{n}");
+    terms.ledger_id = LEDGER.into();
+    terms.borrower_id_number = head_id_number(n);
+    terms.borrower_birth_date = day("1980-01-01");
+    terms.principal_fen = Fen(principal_fen);
+    terms.annual_rate = crate::domain::rate::AnnualRate::parse(rate).unwrap();
+    (format!("c{n}"), Command::CreateLoan { terms }, None)
+}
+
+/// The ledger, its bank and households 1 to `households`, as one submission.
+fn registry_group(households: u32) -> Vec<(String, Command, Option<Box<LoanState>>)> {
+    let mut commands = vec![
+        (
+            "l".to_string(),
+            Command::CreateLedger { ledger_id: LEDGER.into(), name: "t".into() },
+            None,
+        ),
+        (
+            "b".to_string(),
+            Command::RegisterBank {
+                ledger_id: LEDGER.into(),
+                bank_id: BANK.into(),
+                name: "b".into(),
+            },
+            None,
+        ),
+    ];
+    for n in 1..=households {
+        let household = HouseholdRecord {
+            household_id: format!("H{n}"),
+            ledger_id: LEDGER.into(),
+            head_name: "h".into(),
+            head_id_number: head_id_number(n),
+            township: String::new(),
+            village: String::new(),
+        };
+        let status = StatusEntry {
+            status: HouseholdStatus::RegisteredPoor,
+            effective_date: day("2016-03-01"),
+            reason: String::new(),
+        };
+        commands.push((format!("h{n}"), Command::RegisterHousehold { household, status }, None));
+    }
+    commands
+}
+
+/// One group, its commands queued before the writer runs (the test's runtime has one thread):
+/// the ledger, bank and households; a contract (which reads the bank, the policy versions and
+/// the LPR table); a policy version capping a household at 30,000 yuan; a contract of 50,000,
+/// refused by it; a 1-year LPR of 3.00% from 2021-01-20; a contract at 3.85%, refused by it; a
+/// contract at 3.00% within both, accepted. Had the group kept the policy versions or the LPR
+/// table it read first, the two refused contracts would have been accepted.
+async fn a_group_reads_its_own_registry_writes(db: &Db) {
+    use crate::domain::lpr::{LprEntry, TenorBucket};
+    use crate::domain::policy::{PolicyParams, PolicyVersion};
+    db.migrate().await.unwrap();
+    let (w, task) = spawn(db.clone());
+    let op = operator();
+    let version = PolicyVersion {
+        effective_date: day("2021-01-01"),
+        params: PolicyParams { household_principal_cap_fen: 3_000_000, ..PolicyParams::default() },
+    };
+    let policy = Command::SetPolicy { ledger_id: LEDGER.into(), version };
+    let lpr = LprEntry {
+        effective_from: day("2021-01-20"),
+        bucket: TenorBucket::UpToOneYear,
+        rate: crate::domain::rate::AnnualRate::parse("0.0300").unwrap(),
+    };
+    let calls = vec![
+        w.send_many_hinted(&op, registry_group(4)).await,
+        w.send_many_hinted(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")]).await,
+        w.send_many_hinted(&op, vec![("p".into(), policy, None)]).await,
+        w.send_many_hinted(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")]).await,
+        w.send_many_hinted(&op, vec![("r".into(), Command::SetLpr { entry: lpr }, None)]).await,
+        w.send_many_hinted(&bank(), vec![contract(3, 2_000_000, "0.0385")]).await,
+        w.send_many_hinted(&bank(), vec![contract(4, 2_000_000, "0.0300")]).await,
+    ];
+    let mut results = Vec::new();
+    for call in calls {
+        results.extend(call.wait().await);
+    }
+    let texts: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    let (registry, rest) = texts.split_at(6);
+    assert!(registry.iter().all(|t| t == "ok"), "{registry:?}");
+    assert_eq!(rest[0], "ok", "the first contract");
+    assert_eq!(rest[1], "ok", "the policy version");
+    assert!(rest[2].contains("over the cap of 30000.00"), "{}", rest[2]);
+    assert_eq!(rest[3], "ok", "the LPR entry");
+    assert!(rest[4].contains("exceeds the LPR cap 0.03 in force"), "{}", rest[4]);
+    assert_eq!(rest[5], "ok", "the contract within both");
+    let groups: i64 = crate::on_pool!(db, p => {
+        sqlx::query_scalar("select count(distinct recorded_at_us) from journal_txn")
+            .fetch_one(p)
+            .await
+            .unwrap()
+    });
+    assert_eq!(groups, 1, "the commands were one group");
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop(w);
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_a_group_reads_its_own_registry_writes() {
+    let (_dir, db) = crate::store::fresh_sqlite().await;
+    a_group_reads_its_own_registry_writes(&db).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_group_reads_its_own_registry_writes() {
+    if let Some(pg) = crate::store::fresh_postgres().await {
+        a_group_reads_its_own_registry_writes(&pg.db).await;
         pg.db.close().await;
     }
 }
