@@ -325,7 +325,10 @@ struct Group {
 /// on SQLite). Ledgers and banks are only ever added, so one known stays known; a ledger's
 /// policy versions and the LPR table are dropped from here when the group writes to them, so
 /// that its next command reads them again with the group's own row. Kept for one group only:
-/// a group that fails is rolled back and its commands run again in new groups.
+/// a group that fails is rolled back and its commands run again in new groups. Like the chain
+/// heads and the loan cache, this relies on the writer being the database's only writer (see
+/// the module's doc): a row another process committed in the middle of a group is seen from the
+/// next group on.
 #[derive(Default)]
 struct Registry {
     ledgers: HashSet<String>,
@@ -1365,7 +1368,8 @@ impl Writer {
         Ok(Answered::New(outcome))
     }
 
-    /// Checks a command and plans its event, postings and effect. Reads only.
+    /// Checks a command and plans its event, postings and effect. Reads only (the registry rows
+    /// it reads are kept in `g.registry` for the group's other commands).
     async fn plan(
         &self,
         tx: &mut WriteTx,
@@ -1713,6 +1717,8 @@ impl Writer {
                     tx.insert_policy(&ledger_id, &version).await?;
                 }
                 g.registry.ledgers.insert(ledger_id.clone());
+                // Nothing can have read this ledger's versions yet (they are read only for a
+                // ledger known to exist); dropped all the same, should that ever change.
                 g.registry.policies.remove(&ledger_id);
                 Outcome::Ledger { ledger_id, name, entry: entry.clone() }
             }
