@@ -9,6 +9,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use super::Latency;
+use super::ceiling::Rows;
 use crate::api::pb;
 use crate::api::pb::audit_service_client::AuditServiceClient;
 use crate::api::pb::loan_service_client::LoanServiceClient;
@@ -380,6 +381,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let (f, failed) =
         singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s").await?;
     anyhow::ensure!(failed == 0, "{failed} single repayments failed");
+    let singles_rate = f.rate();
     report(f, &mut figures);
 
     // History reads while single writes go on.
@@ -468,19 +470,18 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         lat.extend(l);
         posted += p;
     }
-    report(
-        Figure {
-            name: match cfg.batch_clients {
-                1 => format!("batched repayments, {} a call", cfg.batch_items),
-                k => format!("batched repayments, {} a call, {k} clients", cfg.batch_items),
-            },
-            count: posted,
-            unit: "postings",
-            seconds: start.elapsed().as_secs_f64(),
-            latency: Some(Latency::of(&mut lat)),
+    let batches = Figure {
+        name: match cfg.batch_clients {
+            1 => format!("batched repayments, {} a call", cfg.batch_items),
+            k => format!("batched repayments, {} a call, {k} clients", cfg.batch_items),
         },
-        &mut figures,
-    );
+        count: posted,
+        unit: "postings",
+        seconds: start.elapsed().as_secs_f64(),
+        latency: Some(Latency::of(&mut lat)),
+    };
+    let batches_rate = batches.rate();
+    report(batches, &mut figures);
 
     let mut loan_client =
         LoanServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
@@ -495,16 +496,15 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         .await?
         .into_inner();
     anyhow::ensure!(r.failed == 0, "settlement failures: {:?}", r.failures);
-    report(
-        Figure {
-            name: format!("settlement run over {} loans", r.loans_examined),
-            count: r.loans_settled,
-            unit: "loans",
-            seconds: start.elapsed().as_secs_f64(),
-            latency: None,
-        },
-        &mut figures,
-    );
+    let settlement = Figure {
+        name: format!("settlement run over {} loans", r.loans_examined),
+        count: r.loans_settled,
+        unit: "loans",
+        seconds: start.elapsed().as_secs_f64(),
+        latency: None,
+    };
+    let settlement_rate = settlement.rate();
+    report(settlement, &mut figures);
 
     let mut audit =
         AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
@@ -535,27 +535,57 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         scratch.drop_db().await;
     }
 
-    // Ceilings, each in a fresh database of the same backend.
+    // Ceilings, each in a fresh database of the same backend: the rows of single and batched
+    // repayments in transactions of 64 and of a batch's size, and the settlement's rows in
+    // transactions of a settlement page, over as many loans as a page holds.
     let template = loans_template();
-    for (size, txns) in
-        [(64usize, cfg.ceiling_txns * 8), (cfg.batch_items.max(1), cfg.ceiling_txns)]
-    {
+    let page = (crate::app::servicing::SETTLEMENT_PAGE_LOANS as usize).min(prep_loans).max(1);
+    let ceilings = [
+        ("single repayments", singles_rate, Rows::Repayment, 64usize, cfg.ceiling_txns * 8, 1_000),
+        (
+            "batched repayments",
+            batches_rate,
+            Rows::Repayment,
+            cfg.batch_items.max(1),
+            cfg.ceiling_txns,
+            1_000,
+        ),
+        (
+            "settlement run",
+            settlement_rate,
+            Rows::Settlement,
+            page,
+            cfg.ceiling_txns.div_ceil(2),
+            page,
+        ),
+    ];
+    let mut ratios = Vec::new();
+    for (what, service_rate, rows, size, txns, over_loans) in ceilings {
         let scratch = Scratch::new(&cfg.target, "ceil").await?;
         let db = Db::connect(&scratch.url).await?;
         db.migrate().await?;
-        let (_, elapsed) = super::ceiling::measure(&db, &template, 1_000, size, txns).await?;
+        let measured = super::ceiling::measure(&db, &template, rows, over_loans, size, txns).await;
         db.close().await;
         scratch.drop_db().await;
+        let (ceiling_rate, elapsed) = measured?;
+        let (name, unit) = match rows {
+            Rows::Repayment => (format!("ceiling, {size} postings a txn"), "postings"),
+            Rows::Settlement => (format!("ceiling, settlement, {size} loans a txn"), "loans"),
+        };
         report(
             Figure {
-                name: format!("ceiling, {size} postings a txn"),
+                name: name.clone(),
                 count: (size * txns) as u64,
-                unit: "postings",
+                unit,
                 seconds: elapsed.as_secs_f64(),
                 latency: None,
             },
             &mut figures,
         );
+        ratios.push(format!("ratio, {what}: {:.2} of the {name}", service_rate / ceiling_rate));
+    }
+    for ratio in ratios {
+        println!("{ratio}");
     }
     Ok(figures)
 }
