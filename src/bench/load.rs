@@ -381,7 +381,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let (f, failed) =
         singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s").await?;
     anyhow::ensure!(failed == 0, "{failed} single repayments failed");
-    let singles_rate = f.rate();
+    let (singles_name, singles_rate) = (f.name.clone(), f.rate());
     report(f, &mut figures);
 
     // History reads while single writes go on.
@@ -480,7 +480,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         seconds: start.elapsed().as_secs_f64(),
         latency: Some(Latency::of(&mut lat)),
     };
-    let batches_rate = batches.rate();
+    let (batches_name, batches_rate) = (batches.name.clone(), batches.rate());
     report(batches, &mut figures);
 
     let mut loan_client =
@@ -503,8 +503,17 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         seconds: start.elapsed().as_secs_f64(),
         latency: None,
     };
-    let settlement_rate = settlement.rate();
+    let (settlement_name, settlement_rate) = (settlement.name.clone(), settlement.rate());
     report(settlement, &mut figures);
+
+    // The share of the settled loans that were repaid before (their settlement has two
+    // interest segments), for the settlement's ceiling.
+    let repaid: i64 = crate::on_pool!(&db, p => sqlx::query_scalar(
+        "select count(*) from loan where ledger_id = 'BENCH' and principal_repaid_fen > 0"
+    )
+    .fetch_one(p)
+    .await?);
+    let repaid_share = repaid as f64 / (r.loans_examined.max(1)) as f64;
 
     let mut audit =
         AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
@@ -535,42 +544,59 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         scratch.drop_db().await;
     }
 
-    // Ceilings, each in a fresh database of the same backend: the rows of single and batched
-    // repayments in transactions of 64 and of a batch's size, and the settlement's rows in
-    // transactions of a settlement page, over as many loans as a page holds.
+    // Ceilings, each in a fresh database of the same backend: the rows of single repayments in
+    // transactions of as many as there are clients, of batched repayments in transactions of a
+    // call's size (of all the clients' calls), and the settlement's in transactions of a
+    // settlement page, each loan settled once. Each ratio is printed with its ceiling.
     let template = loans_template();
+    let group_max = crate::app::writer::GROUP_COMMANDS_MAX;
     let page = (crate::app::servicing::SETTLEMENT_PAGE_LOANS as usize).min(prep_loans).max(1);
+    let settle_txns = cfg.ceiling_txns.div_ceil(2).max(1);
     let ceilings = [
-        ("single repayments", singles_rate, Rows::Repayment, 64usize, cfg.ceiling_txns * 8, 1_000),
         (
-            "batched repayments",
+            singles_name,
+            singles_rate,
+            Rows::Repayment,
+            cfg.clients.clamp(1, group_max),
+            cfg.ceiling_txns * 8,
+            1_000,
+        ),
+        (
+            batches_name,
             batches_rate,
             Rows::Repayment,
-            cfg.batch_items.max(1),
+            (cfg.batch_items * cfg.batch_clients).clamp(1, group_max),
             cfg.ceiling_txns,
             1_000,
         ),
         (
-            "settlement run",
+            settlement_name,
             settlement_rate,
-            Rows::Settlement,
+            Rows::Settlement { repaid_share },
             page,
-            cfg.ceiling_txns.div_ceil(2),
-            page,
+            settle_txns,
+            page * settle_txns,
         ),
     ];
-    let mut ratios = Vec::new();
     for (what, service_rate, rows, size, txns, over_loans) in ceilings {
         let scratch = Scratch::new(&cfg.target, "ceil").await?;
-        let db = Db::connect(&scratch.url).await?;
-        db.migrate().await?;
-        let measured = super::ceiling::measure(&db, &template, rows, over_loans, size, txns).await;
-        db.close().await;
+        // The scratch database is dropped whatever happens in between.
+        let measured = async {
+            let db = Db::connect(&scratch.url).await?;
+            db.migrate().await?;
+            let measured =
+                super::ceiling::measure(&db, &template, rows, over_loans, size, txns).await;
+            db.close().await;
+            measured
+        }
+        .await;
         scratch.drop_db().await;
         let (ceiling_rate, elapsed) = measured?;
         let (name, unit) = match rows {
             Rows::Repayment => (format!("ceiling, {size} postings a txn"), "postings"),
-            Rows::Settlement => (format!("ceiling, settlement, {size} loans a txn"), "loans"),
+            Rows::Settlement { .. } => {
+                (format!("ceiling, settlement, {size} loans a txn"), "loans")
+            }
         };
         report(
             Figure {
@@ -582,10 +608,9 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             },
             &mut figures,
         );
-        ratios.push(format!("ratio, {what}: {:.2} of the {name}", service_rate / ceiling_rate));
-    }
-    for ratio in ratios {
-        println!("{ratio}");
+        if ceiling_rate > 0.0 {
+            println!("ratio, {what}: {:.2} of the {name}", service_rate / ceiling_rate);
+        }
     }
     Ok(figures)
 }

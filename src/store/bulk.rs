@@ -192,7 +192,7 @@ where
 }
 
 /// A loan row read by rusqlite, its columns in the order of [`loan_columns!`].
-fn loan_row(r: &rusqlite::Row<'_>) -> Result<LoanRow, StoreError> {
+pub(super) fn loan_row(r: &rusqlite::Row<'_>) -> Result<LoanRow, StoreError> {
     Ok(LoanRow {
         loan_id: r.get(0)?,
         ledger_id: r.get(1)?,

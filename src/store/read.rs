@@ -270,6 +270,26 @@ impl Db {
              and status in ('active', 'overdue', 'overdue_90') and loan_id > $3 \
              order by loan_id limit $4"
         );
+        if let Db::Sqlite(.., Some(_)) = self {
+            // SQLite: a page of up to 2,000 loans read by rusqlite on a blocking thread, each
+            // column taken by its index, as verify reads the stored loans ([`super::bulk`]);
+            // through sqlx each of a loan's 28 columns was found by its name and decoded into a
+            // value of its own, on sqlx's worker thread, for every page of a settlement run.
+            let db = self.clone();
+            let (ledger_id, bank_id, after) =
+                (ledger_id.to_string(), bank_id.map(str::to_string), after.to_string());
+            return tokio::task::spawn_blocking(move || {
+                let Db::Sqlite(.., Some(readers)) = &db else { unreachable!() };
+                readers.read(|conn| {
+                    let params = rusqlite::params![ledger_id, bank_id, after, i64::from(limit)];
+                    conn.prepare_cached(sql)?
+                        .query_and_then(params, |r| super::bulk::loan_row(r)?.into_state())?
+                        .collect()
+                })
+            })
+            .await
+            .map_err(super::scan::panicked)?;
+        }
         let rows: Vec<LoanRow> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(bank_id).bind(after).bind(i64::from(limit))
             .fetch_all(p).await?);
