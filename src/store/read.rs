@@ -96,7 +96,32 @@ pub struct LoanFilter {
     pub after_loan_id: Option<String>,
 }
 
+/// SQLite: `read` on one of the readers' rusqlite connections ([`Db::sqlite_readers`]), on a
+/// blocking thread, so that the caller's runtime worker is not held up: for reads of many rows
+/// off the writer's path, such as a settlement page's loans. (The request ids and loan seqs of a
+/// group planned while another commits were tried this way too: no faster than through sqlx,
+/// BENCHMARKS.md change 53.)
+pub(super) async fn read_blocking<T, F>(
+    readers: std::sync::Arc<super::readers::SqliteReaders>,
+    read: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || readers.read(read)).await.map_err(super::scan::panicked)?
+}
+
 impl Db {
+    /// The readers' rusqlite connections of a SQLite database in a file (none in memory, none
+    /// on PostgreSQL).
+    pub(super) fn sqlite_readers(&self) -> Option<std::sync::Arc<super::readers::SqliteReaders>> {
+        match self {
+            Db::Sqlite(.., Some(readers)) => Some(readers.clone()),
+            _ => None,
+        }
+    }
+
     pub async fn get_ledger(&self, ledger_id: &str) -> Result<Option<LedgerRow>, StoreError> {
         let sql = "select ledger_id, name from ledger where ledger_id = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_optional(p).await?))
@@ -270,25 +295,19 @@ impl Db {
              and status in ('active', 'overdue', 'overdue_90') and loan_id > $3 \
              order by loan_id limit $4"
         );
-        if let Db::Sqlite(.., Some(_)) = self {
-            // SQLite: a page of up to 2,000 loans read by rusqlite on a blocking thread, each
-            // column taken by its index, as verify reads the stored loans ([`super::bulk`]);
-            // through sqlx each of a loan's 28 columns was found by its name and decoded into a
-            // value of its own, on sqlx's worker thread, for every page of a settlement run.
-            let db = self.clone();
+        if let Some(readers) = self.sqlite_readers() {
+            // SQLite: each column taken by its index, as verify reads the stored loans
+            // ([`super::bulk`]); through sqlx each of a loan's 28 columns was found by its name
+            // and decoded into a value of its own, for every page of a settlement run.
             let (ledger_id, bank_id, after) =
                 (ledger_id.to_string(), bank_id.map(str::to_string), after.to_string());
-            return tokio::task::spawn_blocking(move || {
-                let Db::Sqlite(.., Some(readers)) = &db else { unreachable!() };
-                readers.read(|conn| {
-                    let params = rusqlite::params![ledger_id, bank_id, after, i64::from(limit)];
-                    conn.prepare_cached(sql)?
-                        .query_and_then(params, |r| super::bulk::loan_row(r)?.into_state())?
-                        .collect()
-                })
+            return read_blocking(readers, move |conn| {
+                let params = rusqlite::params![ledger_id, bank_id, after, i64::from(limit)];
+                conn.prepare_cached(sql)?
+                    .query_and_then(params, |r| super::bulk::loan_row(r)?.into_state())?
+                    .collect()
             })
-            .await
-            .map_err(super::scan::panicked)?;
+            .await;
         }
         let rows: Vec<LoanRow> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(bank_id).bind(after).bind(i64::from(limit))
