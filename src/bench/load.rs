@@ -129,7 +129,7 @@ impl Scratch {
     }
 }
 
-fn id_number(serial: u32) -> String {
+pub(crate) fn id_number(serial: u32) -> String {
     let first17 = format!("450121198001{:02}{:03}", 1 + serial % 28, serial % 1000);
     let c = check_char(first17.as_bytes()) as char;
     format!("{first17}{c}")
@@ -359,9 +359,12 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         let _ = stopped.await;
     }));
     let mut figures = Vec::new();
+    // Prints a figure and keeps it; gives back its name and rate, for its ratio to a ceiling.
     let report = |f: Figure, figures: &mut Vec<Figure>| {
         println!("{f}");
+        let named_rate = (f.name.clone(), f.rate());
         figures.push(f);
+        named_rate
     };
 
     let prep_loans = cfg.settle_loans.max(cfg.clients).max(1);
@@ -381,8 +384,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let (f, failed) =
         singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s").await?;
     anyhow::ensure!(failed == 0, "{failed} single repayments failed");
-    let (singles_name, singles_rate) = (f.name.clone(), f.rate());
-    report(f, &mut figures);
+    let (singles_name, singles_rate) = report(f, &mut figures);
 
     // History reads while single writes go on.
     let window = Instant::now();
@@ -470,18 +472,19 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         lat.extend(l);
         posted += p;
     }
-    let batches = Figure {
-        name: match cfg.batch_clients {
-            1 => format!("batched repayments, {} a call", cfg.batch_items),
-            k => format!("batched repayments, {} a call, {k} clients", cfg.batch_items),
+    let (batches_name, batches_rate) = report(
+        Figure {
+            name: match cfg.batch_clients {
+                1 => format!("batched repayments, {} a call", cfg.batch_items),
+                k => format!("batched repayments, {} a call, {k} clients", cfg.batch_items),
+            },
+            count: posted,
+            unit: "postings",
+            seconds: start.elapsed().as_secs_f64(),
+            latency: Some(Latency::of(&mut lat)),
         },
-        count: posted,
-        unit: "postings",
-        seconds: start.elapsed().as_secs_f64(),
-        latency: Some(Latency::of(&mut lat)),
-    };
-    let (batches_name, batches_rate) = (batches.name.clone(), batches.rate());
-    report(batches, &mut figures);
+        &mut figures,
+    );
 
     let mut loan_client =
         LoanServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
@@ -496,15 +499,16 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         .await?
         .into_inner();
     anyhow::ensure!(r.failed == 0, "settlement failures: {:?}", r.failures);
-    let settlement = Figure {
-        name: format!("settlement run over {} loans", r.loans_examined),
-        count: r.loans_settled,
-        unit: "loans",
-        seconds: start.elapsed().as_secs_f64(),
-        latency: None,
-    };
-    let (settlement_name, settlement_rate) = (settlement.name.clone(), settlement.rate());
-    report(settlement, &mut figures);
+    let (settlement_name, settlement_rate) = report(
+        Figure {
+            name: format!("settlement run over {} loans", r.loans_examined),
+            count: r.loans_settled,
+            unit: "loans",
+            seconds: start.elapsed().as_secs_f64(),
+            latency: None,
+        },
+        &mut figures,
+    );
 
     // The share of the settled loans that were repaid before (their settlement has two
     // interest segments), for the settlement's ceiling.
@@ -617,7 +621,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
 
 /// The contract every bench loan has: 50,000.00 yuan at 3.85% for 12 months from 2021-01-25,
 /// bullet with quarterly interest (ids filled by the caller).
-fn bench_terms(id_number: &str) -> LoanTerms {
+pub(crate) fn bench_terms(id_number: &str) -> LoanTerms {
     let day = |s: &str| parse_date(s).expect("valid date");
     LoanTerms {
         loan_id: String::new(),

@@ -20,6 +20,7 @@ use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
 use crate::app::verify::verify_ledger;
+use crate::bench::load::id_number;
 use crate::domain::date::{BusinessDate, parse_date};
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::{HouseholdStatus, StatusEntry};
@@ -49,13 +50,6 @@ fn operator() -> Principal {
 
 fn bank() -> Principal {
     Principal { role: Role::Bank, org: BANK.into() }
-}
-
-/// The head of household `n`, born on 1980-01-01.
-fn head_id_number(n: u32) -> String {
-    let first17 = format!("45012119800101{n:03}");
-    let check = crate::domain::identity::check_char(first17.as_bytes()) as char;
-    format!("{first17}{check}")
 }
 
 fn loan_id(n: u32) -> String {
@@ -187,14 +181,12 @@ async fn current_hints_are_used(db: &Db) {
 /// A contract of the bench's terms (12 months from 2021-01-25, bullet) for household `n`
 /// (registered by [`registry_group`]).
 fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command, Option<Box<LoanState>>) {
-    let mut terms = (*crate::bench::load::loans_template().terms).clone();
+    let mut terms = crate::bench::load::bench_terms(&id_number(n));
     terms.loan_id = loan_id(n);
     terms.contract_number = n.to_string();
     terms.bank_id = BANK.into();
     terms.household_id = format!("H{n}");
     terms.ledger_id = LEDGER.into();
-    terms.borrower_id_number = head_id_number(n);
-    terms.borrower_birth_date = day("1980-01-01");
     terms.principal_fen = Fen(principal_fen);
     terms.annual_rate = crate::domain::rate::AnnualRate::parse(rate).unwrap();
     (format!("c{n}"), Command::CreateLoan { terms }, None)
@@ -224,7 +216,7 @@ fn registry_group(households: u32) -> Vec<(String, Command, Option<Box<LoanState
             household_id: format!("H{n}"),
             ledger_id: LEDGER.into(),
             head_name: "h".into(),
-            head_id_number: head_id_number(n),
+            head_id_number: id_number(n),
             township: String::new(),
             village: String::new(),
         };
