@@ -211,7 +211,8 @@ pub enum Outcome {
     },
     /// How a loan answer is stored for retries: the loan is rebuilt from its journal up to
     /// `entry.seq` when the answer is given again, so a stored answer stays a few hundred bytes
-    /// instead of a whole loan state. Never sent to callers.
+    /// instead of a whole loan state. Also the answer to a caller that asked for brief answers
+    /// (a settlement run, which sums what was settled); never sent to a client.
     LoanRef {
         loan_id: String,
         entry: JournalRef,

@@ -1,6 +1,8 @@
 //! Servicing queries and runs: a loan as of a past date rebuilt from the journal, and the
 //! settlement run over a ledger's live loans.
 
+use std::collections::VecDeque;
+
 use super::auth::Principal;
 use super::command::{Command, Outcome};
 use super::error::AppError;
@@ -12,10 +14,15 @@ use crate::store::Db;
 
 /// Loans submitted to the writer at once by a settlement run: one full group commit (measured
 /// 10% faster than pages of 1,000; the page travels as four parts, planned as one group while
-/// the page before it commits), few enough that a run over a million loans holds only two pages
-/// in memory.
+/// the page before it commits), few enough that a run over a million loans holds only a few
+/// pages in memory.
 pub const SETTLEMENT_PAGE_LOANS: u32 = 2_000;
 const _: () = assert!(SETTLEMENT_PAGE_LOANS as usize <= super::writer::GROUP_COMMANDS_MAX);
+
+/// Pages of a settlement run with the writer at once (sent, not yet answered): one commits, one
+/// is planned meanwhile, one waits to be planned as soon as the first has committed. With the
+/// page being read, four pages are in memory at most.
+const SETTLEMENT_PAGES_IN_FLIGHT: usize = 3;
 
 /// Failures listed in a run's answer, at most.
 pub const FAILURES_LISTED_MAX: usize = 100;
@@ -77,7 +84,7 @@ fn tally(
     for (id, result) in ids.iter().zip(results) {
         summary.loans_examined += 1;
         match result {
-            Ok(Outcome::Loan { settled, .. }) => {
+            Ok(Outcome::Loan { settled, .. } | Outcome::LoanRef { settled, .. }) => {
                 summary.loans_settled += 1;
                 summary.settlement_points += settled.points;
                 summary.interest_fen = summary.interest_fen.saturating_add(settled.interest_fen);
@@ -124,42 +131,39 @@ pub async fn run_settlement(
     date: BusinessDate,
 ) -> Result<SettlementSummary, AppError> {
     let mut summary = SettlementSummary::default();
-    let mut after = String::new();
-    // One page is with the writer while the next one's ids are read and queued: at most two
-    // pages are in flight, so memory stays bounded whatever the size of the ledger.
-    let mut in_flight: Option<(Vec<String>, Pending)> = None;
-    loop {
-        // The page's loans are read here, on a reading connection, while the writer works on
-        // the previous page; the writer uses each as it stands if it is still the committed
-        // state (same last_seq), so that it does not read them again itself.
-        let loans = db.live_loans(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await?;
-        let last_page = loans.len() < SETTLEMENT_PAGE_LOANS as usize;
-        let next = match loans.last() {
-            Some(last) => {
-                after = last.terms.loan_id.clone();
-                let ids: Vec<String> = loans.iter().map(|l| l.terms.loan_id.clone()).collect();
-                let commands = loans
-                    .into_iter()
-                    .map(|loan| {
-                        let id = &loan.terms.loan_id;
-                        let command = Command::SettleLoan { loan_id: id.clone(), date };
-                        (format!("{request_id}/{id}"), command, Some(Box::new(loan)))
-                    })
-                    .collect();
-                Some((ids, writer.send_many_hinted(actor, commands).await))
-            }
-            None => None,
-        };
-        if let Some((done_ids, pending)) = in_flight.take() {
-            tally(&mut summary, &done_ids, pending.wait().await)?;
-        }
-        in_flight = next;
-        if last_page {
-            break;
+    let read_page = |after: String| async move {
+        db.live_loans(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await
+    };
+    let mut page = read_page(String::new()).await?;
+    // Pages go to the writer without waiting for the ones before them, up to
+    // [`SETTLEMENT_PAGES_IN_FLIGHT`]: one commits, one is planned while it commits, and the
+    // writer finds the next one queued as soon as it starts that one's commit. The next page's
+    // loans are read meanwhile, off the writer's path. The writer uses each loan read here as
+    // it stands if it is still the committed state (same last_seq), so that it does not read it
+    // again itself.
+    let mut in_flight: VecDeque<(Vec<String>, Pending)> = VecDeque::new();
+    while let Some(last) = page.last() {
+        let after = last.terms.loan_id.clone();
+        let last_page = page.len() < SETTLEMENT_PAGE_LOANS as usize;
+        let ids: Vec<String> = page.iter().map(|l| l.terms.loan_id.clone()).collect();
+        let commands = page
+            .into_iter()
+            .map(|loan| {
+                let id = &loan.terms.loan_id;
+                let command = Command::SettleLoan { loan_id: id.clone(), date };
+                (format!("{request_id}/{id}"), command, Some(Box::new(loan)))
+            })
+            .collect();
+        in_flight.push_back((ids, writer.send_many_hinted(actor, commands, true).await));
+        page = if last_page { Vec::new() } else { read_page(after).await? };
+        while in_flight.len() >= SETTLEMENT_PAGES_IN_FLIGHT
+            && let Some((done_ids, done)) = in_flight.pop_front()
+        {
+            tally(&mut summary, &done_ids, done.wait().await)?;
         }
     }
-    if let Some((done_ids, pending)) = in_flight.take() {
-        tally(&mut summary, &done_ids, pending.wait().await)?;
+    for (done_ids, done) in in_flight {
+        tally(&mut summary, &done_ids, done.wait().await)?;
     }
     Ok(summary)
 }

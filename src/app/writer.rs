@@ -114,6 +114,10 @@ pub struct Envelope {
     /// pages ahead). A hint is only used if the loan's committed `last_seq` is still the
     /// hint's; otherwise the writer reads the loan itself.
     pub hint: Option<Box<LoanState>>,
+    /// The caller keeps only what a loan command settled (a settlement run sums the totals):
+    /// it is answered with [`Outcome::LoanRef`], without a copy of the loan's state, and a
+    /// stored answer is given back as stored, without rebuilding the loan from its journal.
+    pub brief: bool,
 }
 
 impl Envelope {
@@ -122,9 +126,10 @@ impl Envelope {
         request_id: String,
         command: Command,
         hint: Option<Box<LoanState>>,
+        brief: bool,
     ) -> Envelope {
         let key = (actor.actor(), request_id);
-        Envelope { actor, key, command, hint }
+        Envelope { actor, key, command, hint, brief }
     }
 
     /// Its idempotency key: (scope, request id).
@@ -184,8 +189,9 @@ impl WriterHandle {
         request_id: String,
         command: Command,
     ) -> Result<Outcome, AppError> {
-        let answer =
-            self.queue_part(vec![Envelope::new(actor, request_id, command, None)], true).await?;
+        let answer = self
+            .queue_part(vec![Envelope::new(actor, request_id, command, None, false)], true)
+            .await?;
         answer.await.map_err(|_| writer_stopped())?.pop().unwrap_or_else(|| Err(writer_stopped()))
     }
 
@@ -203,15 +209,16 @@ impl WriterHandle {
     /// prepare its next commands while the writer works.
     pub async fn send_many(&self, actor: &Principal, commands: Vec<(String, Command)>) -> Pending {
         let hinted = commands.into_iter().map(|(id, command)| (id, command, None)).collect();
-        self.send_many_hinted(actor, hinted).await
+        self.send_many_hinted(actor, hinted, false).await
     }
 
     /// As [`WriterHandle::send_many`], each command with the state of its loan as the caller
-    /// read it (see [`Envelope::hint`]).
+    /// read it (see [`Envelope::hint`]); `brief`: answered briefly (see [`Envelope::brief`]).
     pub async fn send_many_hinted(
         &self,
         actor: &Principal,
         commands: Vec<(String, Command, Option<Box<LoanState>>)>,
+        brief: bool,
     ) -> Pending {
         let mut parts = Vec::with_capacity(commands.len().div_ceil(PART_COMMANDS_MAX));
         let mut commands = commands.into_iter().peekable();
@@ -220,7 +227,7 @@ impl WriterHandle {
                 .by_ref()
                 .take(PART_COMMANDS_MAX)
                 .map(|(request_id, command, hint)| {
-                    Envelope::new(actor.clone(), request_id, command, hint)
+                    Envelope::new(actor.clone(), request_id, command, hint, brief)
                 })
                 .collect();
             let count = jobs.len();
@@ -417,6 +424,25 @@ impl Group {
                 self.loans.insert(id, (*hint).clone());
             }
         }
+    }
+
+    /// Takes a loan's new state and answers with it (a copy), or `brief`ly without it.
+    fn changed_loan(
+        &mut self,
+        after: LoanState,
+        entry: &JournalRef,
+        settled: SettledTotals,
+        brief: bool,
+    ) -> Outcome {
+        let loan_id = after.terms.loan_id.clone();
+        self.changed.insert(loan_id.clone());
+        let outcome = if brief {
+            Outcome::LoanRef { loan_id: loan_id.clone(), entry: entry.clone(), settled }
+        } else {
+            Outcome::Loan { loan: Box::new(after.clone()), entry: entry.clone(), settled }
+        };
+        self.loans.insert(loan_id, after);
+        outcome
     }
 
     /// Notes the loans of `ids` that a lookup did not find (see [`Group::missing`]).
@@ -755,20 +781,32 @@ impl Writer {
                 Next::Submitted(None) => closed = true,
             }
         };
+        // `f` landed and a group was planned on it: that group's commit starts first and `f`'s
+        // callers are answered while it runs, off the path from one commit to the next. Not
+        // when the WAL is to be restarted: that needs the writer's connection between two
+        // commits, so `f` is finished first as below.
+        if matches!(done, Ok(Ok(())))
+            && !spec.abandoned
+            && !spec.group.is_empty()
+            && !self.db.wal_restart_wanted()
+        {
+            match self.db.begin_write().await {
+                Ok(tx) => {
+                    let next = self.start_planned(spec, tx);
+                    self.landed(f, Some(&next.staged));
+                    return (Some(next), carried, closed);
+                }
+                // Tried again below, once `f`'s callers are answered.
+                Err(e) => tracing::warn!(error = %e, "could not begin the planned group's commit"),
+            }
+        }
         let committed = self.finish(f, done).await;
         if spec.group.is_empty() {
             return (None, carried, closed);
         }
         if committed && !spec.abandoned {
             match self.db.begin_write().await {
-                Ok(tx) => {
-                    let Speculation { mut g, group, results, replies, .. } = spec;
-                    g.stage_loans();
-                    let p = Prepared { tx, g, results };
-                    #[cfg(test)]
-                    tests::PLANNED_AHEAD.set(tests::PLANNED_AHEAD.get() + 1);
-                    return (Some(self.start(p, group, replies)), carried, closed);
-                }
+                Ok(tx) => return (Some(self.start_planned(spec, tx)), carried, closed),
                 Err(e) => tracing::warn!(error = %e, "could not begin the planned group's commit"),
             }
         }
@@ -883,6 +921,15 @@ impl Writer {
         }
     }
 
+    /// Starts the commit of a group planned while the one before it committed ([`Self::start`]).
+    fn start_planned(&mut self, spec: Speculation, tx: WriteTx) -> InFlight {
+        let Speculation { mut g, group, results, replies, .. } = spec;
+        g.stage_loans();
+        #[cfg(test)]
+        tests::PLANNED_AHEAD.set(tests::PLANNED_AHEAD.get() + 1);
+        self.start(Prepared { tx, g, results }, group, replies)
+    }
+
     /// Hands a planned group's commit to a task of its own. The writer's cache takes the
     /// group's chain heads and unchanged loans at once (cleared should the commit fail); its
     /// changed loans stay with the staged rows until the commit has landed.
@@ -923,24 +970,34 @@ impl Writer {
             Err(e) => Err(AppError::Internal(format!("the commit's task failed: {e}"))),
         };
         let ok = committed.is_ok();
-        let results = match committed {
-            Ok(()) => {
-                let loans = match Arc::try_unwrap(f.staged) {
-                    Ok(staged) => staged.loans,
-                    Err(shared) => shared.loans.clone(),
-                };
-                self.keep_loans(loans);
-                f.results
-            }
+        match committed {
+            Ok(()) => self.landed(f, None),
             Err(e) => {
                 tracing::warn!(error = %e, "a group's commit failed");
                 self.forget();
-                self.recover(&f.group, e).await
+                let results = self.recover(&f.group, e).await;
+                answer(f.replies, results);
             }
-        };
-        answer(f.replies, results);
+        }
         self.db.restart_wal_if_due().await;
         ok
+    }
+
+    /// Ends a group whose commit landed: its changed loans join the cache and its callers are
+    /// answered. With `newer`, the rows of the group committing now: a loan it changes again is
+    /// left out of the cache (its newer state comes back when that group ends).
+    fn landed(&mut self, f: InFlight, newer: Option<&Staged>) {
+        let loans = match Arc::try_unwrap(f.staged) {
+            Ok(staged) => staged.loans,
+            Err(shared) => shared.loans.clone(),
+        };
+        match newer {
+            None => self.keep_loans(loans),
+            Some(newer) => {
+                self.keep_loans(loans.into_iter().filter(|(id, _)| !newer.loans.contains_key(id)))
+            }
+        }
+        answer(f.replies, f.results);
     }
 
     /// Loan states whose rows are committed (or were only read) go back to the cache, which
@@ -1128,6 +1185,22 @@ impl Writer {
                 Ok(Answered::New(outcome)) => results.push(Ok(outcome)),
                 Ok(Answered::SameAs(earlier)) => {
                     let again = match results.get(earlier) {
+                        // A brief answer repeated to a caller who wants the loan: the loan as
+                        // the group holds it, if nothing changed it since.
+                        Some(Ok(Outcome::LoanRef { loan_id, entry, settled })) if !env.brief => {
+                            match g.loans.get(loan_id) {
+                                Some(loan) if loan.last_seq == entry.seq => Ok(Outcome::Loan {
+                                    loan: Box::new(loan.clone()),
+                                    entry: entry.clone(),
+                                    settled: settled.clone(),
+                                }),
+                                _ => Err(AppError::Unavailable(format!(
+                                    "request {} was answered in this group without its loan, \
+                                     which changed since: ask again",
+                                    env.request_id()
+                                ))),
+                            }
+                        }
                         Some(Ok(outcome)) => Ok(outcome.clone()),
                         _ => Err(AppError::Internal("a given answer went missing".into())),
                     };
@@ -1263,6 +1336,7 @@ impl Writer {
             let stored: Outcome = serde_json::from_str(&result_json)
                 .map_err(|e| AppError::Internal(format!("stored answer unreadable: {e}")))?;
             return match stored {
+                brief @ Outcome::LoanRef { .. } if env.brief => Ok(Answered::New(brief)),
                 Outcome::LoanRef { loan_id, entry, settled } => {
                     let loan =
                         loan_at_seq(&self.db, &loan_id, entry.seq).await?.ok_or_else(|| {
@@ -1334,7 +1408,7 @@ impl Writer {
         let hash = content.chain_hash(&prev_hash);
         let entry = JournalRef { ledger_id: planned.ledger_id.clone(), seq, hash: to_hex(&hash) };
 
-        let outcome = self.apply(tx, g, planned.effect, seq, &entry).await?;
+        let outcome = self.apply(tx, g, planned.effect, seq, &entry, env.brief).await?;
         // The group keeps the whole answer (a duplicate in the same group cannot rebuild it from
         // uncommitted rows); the database keeps the compact form.
         let stored_json = serde_json::to_string(&outcome.stored())
@@ -1706,6 +1780,7 @@ impl Writer {
         effect: Effect,
         seq: u64,
         entry: &JournalRef,
+        brief: bool,
     ) -> Result<Outcome, AppError> {
         let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;
         Ok(match effect {
@@ -1778,21 +1853,13 @@ impl Writer {
             }
             Effect::NewLoan(terms) => {
                 let after = LoanState::new(*terms, seq);
-                g.loans.insert(after.terms.loan_id.clone(), after.clone());
                 g.staged.new_loans.insert(after.terms.loan_id.clone());
-                g.changed.insert(after.terms.loan_id.clone());
-                Outcome::Loan {
-                    loan: Box::new(after),
-                    entry: entry.clone(),
-                    settled: SettledTotals::default(),
-                }
+                g.changed_loan(after, entry, SettledTotals::default(), brief)
             }
             Effect::Loan(state, settled) => {
                 let mut after = *state;
                 after.last_seq = seq;
-                g.loans.insert(after.terms.loan_id.clone(), after.clone());
-                g.changed.insert(after.terms.loan_id.clone());
-                Outcome::Loan { loan: Box::new(after), entry: entry.clone(), settled }
+                g.changed_loan(after, entry, settled, brief)
             }
         })
     }

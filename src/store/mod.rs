@@ -518,6 +518,15 @@ impl Db {
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
     }
 
+    /// SQLite: whether the background checkpoint task asked for a WAL restart
+    /// ([`Db::restart_wal_if_due`] makes it). PostgreSQL: never.
+    pub fn wal_restart_wanted(&self) -> bool {
+        match self {
+            Db::Sqlite(_, _, restart_wanted, _) => restart_wanted.load(Ordering::Relaxed),
+            Db::Postgres(..) => false,
+        }
+    }
+
     /// SQLite: restarts the WAL if the background checkpoint task asked for it, on the writer's
     /// connection between two groups (the writer calls this after answering a group). The
     /// PASSIVE checkpoints have copied nearly all of the WAL by then; this copies the rest once

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use super::{WriterHandle, spawn};
+use super::{Envelope, WriterHandle, spawn};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
@@ -82,9 +82,9 @@ fn loan_of(result: Result<Outcome, AppError>) -> (Box<LoanState>, i64) {
 async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanState> {
     db.migrate().await.unwrap();
     let (w, task) = spawn(db.clone());
-    all_ok(w.send_many_hinted(&operator(), registry_group(loans)).await.wait().await);
+    all_ok(w.send_many_hinted(&operator(), registry_group(loans), false).await.wait().await);
     let contracts = (1..=loans).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
-    all_ok(w.send_many_hinted(&bank(), contracts).await.wait().await);
+    all_ok(w.send_many_hinted(&bank(), contracts, false).await.wait().await);
     for n in 1..=loans {
         let command = Command::Disburse {
             loan_id: loan_id(n),
@@ -146,7 +146,7 @@ async fn check_settled(db: &Db, results: Vec<Result<Outcome, AppError>>, hint_us
 async fn settle_with_hints(db: &Db, hints: Vec<LoanState>, hint_used: bool) {
     let mut hints = hints.into_iter();
     let (w, task) = spawn(db.clone());
-    let alone = w.send_many_hinted(&bank(), vec![settle(1, hints.next().unwrap())]).await;
+    let alone = w.send_many_hinted(&bank(), vec![settle(1, hints.next().unwrap())], false).await;
     check_settled(db, alone.wait().await, hint_used).await;
     PLANNED_AHEAD.set(0);
     let full: Vec<_> = (0..super::PART_COMMANDS_MAX)
@@ -155,9 +155,9 @@ async fn settle_with_hints(db: &Db, hints: Vec<LoanState>, hint_used: bool) {
             (format!("fill/{i}"), command, None)
         })
         .collect();
-    let first = w.send_many_hinted(&bank(), full).await;
+    let first = w.send_many_hinted(&bank(), full, false).await;
     let hinted = vec![settle(2, hints.next().unwrap()), settle(3, hints.next().unwrap())];
-    let second = w.send_many_hinted(&bank(), hinted).await;
+    let second = w.send_many_hinted(&bank(), hinted, false).await;
     all_ok(first.wait().await);
     check_settled(db, second.wait().await, hint_used).await;
     assert_eq!(PLANNED_AHEAD.get(), 1, "loans 2 and 3 were planned while the full group committed");
@@ -253,13 +253,14 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
         rate: crate::domain::rate::AnnualRate::parse("0.0300").unwrap(),
     };
     let calls = vec![
-        w.send_many_hinted(&op, registry_group(4)).await,
-        w.send_many_hinted(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")]).await,
-        w.send_many_hinted(&op, vec![("p".into(), policy, None)]).await,
-        w.send_many_hinted(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")]).await,
-        w.send_many_hinted(&op, vec![("r".into(), Command::SetLpr { entry: lpr }, None)]).await,
-        w.send_many_hinted(&bank(), vec![contract(3, 2_000_000, "0.0385")]).await,
-        w.send_many_hinted(&bank(), vec![contract(4, 2_000_000, "0.0300")]).await,
+        w.send_many_hinted(&op, registry_group(4), false).await,
+        w.send_many_hinted(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.send_many_hinted(&op, vec![("p".into(), policy, None)], false).await,
+        w.send_many_hinted(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.send_many_hinted(&op, vec![("r".into(), Command::SetLpr { entry: lpr }, None)], false)
+            .await,
+        w.send_many_hinted(&bank(), vec![contract(3, 2_000_000, "0.0385")], false).await,
+        w.send_many_hinted(&bank(), vec![contract(4, 2_000_000, "0.0300")], false).await,
     ];
     let mut results = Vec::new();
     for call in calls {
@@ -287,6 +288,78 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
             .unwrap()
     });
     assert_eq!(groups, 1, "the commands were one group");
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop(w);
+    task.await.unwrap();
+}
+
+/// Answers without the loan's state ([`super::Envelope::brief`]), as a settlement run asks for
+/// them, in one part (so one group) with answers that want the state: a brief settlement, then
+/// the same request again wanting the state, which is the loan as the group holds it; a brief
+/// settlement, a repayment of its loan, and the settlement's request again wanting the state,
+/// which the group no longer holds (asked again later, it is rebuilt from the journal). Retried
+/// in later groups, a brief answer is given back as stored.
+async fn brief_answers(db: &Db) {
+    let _ = loans_with_stale_states(db, 2).await;
+    let (w, task) = spawn(db.clone());
+    let settle = |n: u32, brief: bool| {
+        let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
+        Envelope::new(bank(), format!("s{n}"), command, None, brief)
+    };
+    let repay = Command::RecordRepayment {
+        loan_id: loan_id(2),
+        value_date: day("2021-03-21"),
+        amount_fen: Fen(REPAID_FEN),
+    };
+    let jobs = vec![
+        settle(1, true),
+        settle(1, false),
+        settle(2, true),
+        Envelope::new(bank(), "r".into(), repay, None, false),
+        settle(2, false),
+    ];
+    let answers = w.queue_part(jobs, true).await.unwrap().await.unwrap();
+    let [brief_1, full_1, brief_2, repaid, again_2] = <[_; 5]>::try_from(answers).unwrap();
+    let Ok(Outcome::LoanRef { loan_id: id, entry, settled }) = brief_1 else {
+        panic!("a brief answer, got {brief_1:?}");
+    };
+    assert_eq!((id.as_str(), settled.interest_fen), (loan_id(1).as_str(), INTEREST_AS_REPAID_FEN));
+    let Ok(Outcome::Loan { loan, entry: full_entry, settled: full_settled }) = full_1 else {
+        panic!("the loan, got {full_1:?}");
+    };
+    assert_eq!((full_entry.seq, full_settled.interest_fen), (entry.seq, INTEREST_AS_REPAID_FEN));
+    assert_eq!(loan.last_seq, entry.seq);
+    assert_eq!(loan.servicing.interest_settled_fen, Fen(INTEREST_AS_REPAID_FEN));
+    assert!(matches!(brief_2, Ok(Outcome::LoanRef { .. })), "{brief_2:?}");
+    let (repaid, _) = loan_of(repaid);
+    // The repayment pays the interest settled the day before first, then principal.
+    let principal_paid = REPAID_FEN - INTEREST_AS_REPAID_FEN;
+    assert_eq!(repaid.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN - principal_paid));
+    match again_2 {
+        Err(AppError::Unavailable(m)) => {
+            assert!(m.contains("s2") && m.contains("ask again"), "{m}")
+        }
+        other => panic!("the loan changed since the brief answer: {other:?}"),
+    }
+
+    // Retried: briefly as stored, or with the loan as it stood after the settlement.
+    let actor = bank();
+    let retry = |brief: bool| {
+        let command = Command::SettleLoan { loan_id: loan_id(2), date: day("2021-03-20") };
+        w.send_many_hinted(&actor, vec![("s2".into(), command, None)], brief)
+    };
+    let [brief_again] = <[_; 1]>::try_from(retry(true).await.wait().await).unwrap();
+    let Ok(Outcome::LoanRef { entry: entry_2, settled, .. }) = brief_again else {
+        panic!("the stored brief answer, got {brief_again:?}");
+    };
+    assert_eq!(settled.interest_fen, INTEREST_AS_REPAID_FEN);
+    let [full_again] = <[_; 1]>::try_from(retry(false).await.wait().await).unwrap();
+    let Ok(Outcome::Loan { loan, entry, .. }) = full_again else {
+        panic!("the loan rebuilt, got {full_again:?}");
+    };
+    assert_eq!((entry.seq, loan.last_seq), (entry_2.seq, entry_2.seq));
+    assert_eq!(loan.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN), "before 03-21");
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     drop(w);
@@ -321,4 +394,5 @@ on_both_backends!(
     stale_hints_are_not_used,
     current_hints_are_used,
     a_group_reads_its_own_registry_writes,
+    brief_answers,
 );
