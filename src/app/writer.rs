@@ -116,7 +116,9 @@ pub struct Envelope {
     pub hint: Option<Box<LoanState>>,
     /// The caller keeps only what a loan command settled (a settlement run sums the totals):
     /// it is answered with [`Outcome::LoanRef`], without a copy of the loan's state, and a
-    /// stored answer is given back as stored, without rebuilding the loan from its journal.
+    /// stored answer is given back as stored, without rebuilding the loan from its journal. A
+    /// command with nothing to do still answers with the loan ([`Outcome::LoanUnchanged`]: the
+    /// state it was planned on, moved, not copied).
     pub brief: bool,
 }
 
@@ -722,9 +724,10 @@ impl Writer {
     /// commands join it ([`Writer::may_speculate`]; they need no statement until their own
     /// commit); the first submission that cannot join ends it and is given back, and a part that
     /// ends a caller's submission closes it once it holds [`PART_COMMANDS_MAX`]. When `f` has
-    /// committed, `f`'s callers are answered and the planned group's commit starts. Should `f`
-    /// fail, the planned group is thrown away and its commands run again after `f`'s, as an
-    /// ordinary group.
+    /// committed, the planned group's commit starts and then `f`'s callers are answered (in the
+    /// other order when the WAL is due for a restart, which needs the writer's connection between
+    /// two commits). Should `f` fail, the planned group is thrown away and its commands run again
+    /// after `f`'s, as an ordinary group.
     ///
     /// Returns the group now in flight, the submission given back, and whether the queue
     /// closed.
@@ -991,12 +994,11 @@ impl Writer {
             Ok(staged) => staged.loans,
             Err(shared) => shared.loans.clone(),
         };
-        match newer {
-            None => self.keep_loans(loans),
-            Some(newer) => {
-                self.keep_loans(loans.into_iter().filter(|(id, _)| !newer.loans.contains_key(id)))
-            }
+        let mut loans = loans;
+        if let Some(newer) = newer {
+            loans.retain(|id, _| !newer.loans.contains_key(id));
         }
+        self.keep_loans(loans);
         answer(f.replies, f.results);
     }
 
@@ -1195,8 +1197,8 @@ impl Writer {
                                     settled: settled.clone(),
                                 }),
                                 _ => Err(AppError::Unavailable(format!(
-                                    "request {} was answered in this group without its loan, \
-                                     which changed since: ask again",
+                                    "request {} was answered in this group without its loan: \
+                                     ask again",
                                     env.request_id()
                                 ))),
                             }
@@ -1410,7 +1412,8 @@ impl Writer {
 
         let outcome = self.apply(tx, g, planned.effect, seq, &entry, env.brief).await?;
         // The group keeps the whole answer (a duplicate in the same group cannot rebuild it from
-        // uncommitted rows); the database keeps the compact form.
+        // uncommitted rows; a brief one is completed from the group's loan, see `execute_all`);
+        // the database keeps the compact form.
         let stored_json = serde_json::to_string(&outcome.stored())
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;

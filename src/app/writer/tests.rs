@@ -6,10 +6,11 @@
 //! which state it was planned on.
 //!
 //! Also: the registry rows a group reads once for all its commands ([`super::Registry`]) are
-//! read again after the group writes to them.
+//! read again after the group writes to them; brief answers ([`super::Envelope::brief`]); a
+//! loan changed by a group and again by the group planned while that one commits.
 //!
 //! The settlement run is the caller that hints (it reads a page of loans while the writer works
-//! on the previous one); a repayment between that read and the page's planning is the race
+//! on the pages before it); a repayment between that read and the page's planning is the race
 //! these tests stage by hand. Each writer starts with an empty cache, so that the loans come
 //! from the hints or the database, not from what the writer itself committed.
 
@@ -331,7 +332,9 @@ async fn brief_answers(db: &Db) {
     assert_eq!((full_entry.seq, full_settled.interest_fen), (entry.seq, INTEREST_AS_REPAID_FEN));
     assert_eq!(loan.last_seq, entry.seq);
     assert_eq!(loan.servicing.interest_settled_fen, Fen(INTEREST_AS_REPAID_FEN));
-    assert!(matches!(brief_2, Ok(Outcome::LoanRef { .. })), "{brief_2:?}");
+    let Ok(Outcome::LoanRef { entry: brief_2_entry, .. }) = brief_2 else {
+        panic!("a brief answer, got {brief_2:?}");
+    };
     let (repaid, _) = loan_of(repaid);
     // The repayment pays the interest settled the day before first, then principal.
     let principal_paid = REPAID_FEN - INTEREST_AS_REPAID_FEN;
@@ -353,13 +356,66 @@ async fn brief_answers(db: &Db) {
     let Ok(Outcome::LoanRef { entry: entry_2, settled, .. }) = brief_again else {
         panic!("the stored brief answer, got {brief_again:?}");
     };
-    assert_eq!(settled.interest_fen, INTEREST_AS_REPAID_FEN);
+    assert_eq!((entry_2.seq, settled.interest_fen), (brief_2_entry.seq, INTEREST_AS_REPAID_FEN));
     let [full_again] = <[_; 1]>::try_from(retry(false).await.wait().await).unwrap();
     let Ok(Outcome::Loan { loan, entry, .. }) = full_again else {
         panic!("the loan rebuilt, got {full_again:?}");
     };
     assert_eq!((entry.seq, loan.last_seq), (entry_2.seq, entry_2.seq));
     assert_eq!(loan.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN), "before 03-21");
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop(w);
+    task.await.unwrap();
+}
+
+/// Two groups changing the same loan, the second planned while the first commits (a full
+/// group settling loan 1, then two repayments of it): the second's commit starts as the first
+/// lands, and a third command sees both groups' changes. 1,000.00 yuan repaid on 2021-03-21
+/// pays the 24,276 fen of interest settled the day before first and 75,724 of principal; the
+/// next two pay principal only.
+async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
+    let _ = loans_with_stale_states(db, 1).await;
+    let (w, task) = spawn(db.clone());
+    PLANNED_AHEAD.set(0);
+    let full: Vec<_> = (0..super::PART_COMMANDS_MAX)
+        .map(|i| {
+            let command = Command::SettleLoan { loan_id: loan_id(1), date: day("2021-03-20") };
+            (format!("fill/{i}"), command, None)
+        })
+        .collect();
+    let repay = |i: u32| {
+        let command = Command::RecordRepayment {
+            loan_id: loan_id(1),
+            value_date: day("2021-03-21"),
+            amount_fen: Fen(100_000),
+        };
+        (format!("repay/{i}"), command, None)
+    };
+    let first = w.send_many_hinted(&bank(), full, false).await;
+    let second = w.send_many_hinted(&bank(), vec![repay(1), repay(2)], false).await;
+    let settled: i64 = first
+        .wait()
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(Outcome::Loan { settled, .. }) => settled.interest_fen,
+            Ok(Outcome::LoanUnchanged { .. }) => 0,
+            other => panic!("a settlement, got {other:?}"),
+        })
+        .sum();
+    assert_eq!(settled, INTEREST_AS_REPAID_FEN, "settled once");
+    let outstanding: Vec<i64> =
+        second.wait().await.into_iter().map(|r| loan_of(r).0.principal_outstanding_fen.0).collect();
+    let after_first = PRINCIPAL_FEN - REPAID_FEN - (100_000 - INTEREST_AS_REPAID_FEN);
+    assert_eq!(outstanding, [after_first, after_first - 100_000]);
+    assert_eq!(
+        PLANNED_AHEAD.get(),
+        1,
+        "the repayments were planned while the settlement committed"
+    );
+    let (third, _) = loan_of(Ok(submit(&w, bank(), "repay/3", repay(3).1).await));
+    assert_eq!(third.principal_outstanding_fen, Fen(after_first - 200_000));
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     drop(w);
@@ -395,4 +451,5 @@ on_both_backends!(
     current_hints_are_used,
     a_group_reads_its_own_registry_writes,
     brief_answers,
+    a_loan_changed_again_by_the_group_planned_ahead,
 );
