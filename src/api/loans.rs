@@ -564,7 +564,9 @@ impl LoanService for Api {
             }
             results.push(result);
         }
-        let answers = self.writer.submit_many(&actor, commands).await;
+        // Each item's answer is its loan's id, entry and principal outstanding: asked for briefly
+        // (no copy of each loan's state), and a retried batch is answered from what was stored.
+        let answers = self.writer.submit_many_brief(&actor, commands).await;
         for (pos, answer) in positions.into_iter().zip(answers) {
             let r = &mut results[pos];
             match answer {
@@ -573,6 +575,17 @@ impl LoanService for Api {
                     r.loan_id = loan.terms.loan_id.clone();
                     r.entry = Some(journal_ref(&entry));
                     r.principal_outstanding_fen = loan.principal_outstanding_fen.0;
+                }
+                Ok(Outcome::LoanRef {
+                    loan_id,
+                    entry,
+                    principal_outstanding_fen: Some(principal),
+                    ..
+                }) => {
+                    r.ok = true;
+                    r.loan_id = loan_id;
+                    r.entry = Some(journal_ref(&entry));
+                    r.principal_outstanding_fen = principal.0;
                 }
                 Ok(Outcome::LoanUnchanged { loan }) => {
                     r.ok = true;

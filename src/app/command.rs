@@ -133,6 +133,7 @@ impl Outcome {
                 loan_id: loan.terms.loan_id.clone(),
                 entry: entry.clone(),
                 settled: settled.clone(),
+                principal_outstanding_fen: Some(loan.principal_outstanding_fen),
             },
             other => other.clone(),
         }
@@ -212,10 +213,15 @@ pub enum Outcome {
     /// How a loan answer is stored for retries: the loan is rebuilt from its journal up to
     /// `entry.seq` when the answer is given again, so a stored answer stays a few hundred bytes
     /// instead of a whole loan state. Also the answer to a caller that asked for brief answers
-    /// (a settlement run, which sums what was settled); never sent to a client.
+    /// (a settlement run sums what was settled; a batch answers each item with its loan's
+    /// principal outstanding), given as stored when asked again.
     LoanRef {
         loan_id: String,
         entry: JournalRef,
         settled: SettledTotals,
+        /// The loan's principal outstanding after the event (absent from answers stored before
+        /// it was recorded: a brief answer is then completed from the loan rebuilt).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        principal_outstanding_fen: Option<Fen>,
     },
 }

@@ -114,9 +114,10 @@ pub struct Envelope {
     /// pages ahead). A hint is only used if the loan's committed `last_seq` is still the
     /// hint's; otherwise the writer reads the loan itself.
     pub hint: Option<Box<LoanState>>,
-    /// The caller keeps only what a loan command settled (a settlement run sums the totals):
-    /// it is answered with [`Outcome::LoanRef`], without a copy of the loan's state, and a
-    /// stored answer is given back as stored, without rebuilding the loan from its journal. A
+    /// The caller keeps only the loan's principal outstanding and what a loan command settled (a
+    /// batch, a settlement run): it is answered with [`Outcome::LoanRef`], without a copy of the
+    /// loan's state, and a stored answer is given back as stored, without rebuilding the loan
+    /// from its journal (unless stored without the principal outstanding, by an older version). A
     /// command with nothing to do still answers with the loan ([`Outcome::LoanUnchanged`]: the
     /// state it was planned on, moved, not copied).
     pub brief: bool,
@@ -205,6 +206,16 @@ impl WriterHandle {
         commands: Vec<(String, Command)>,
     ) -> Vec<Result<Outcome, AppError>> {
         self.send_many(actor, commands).await.wait().await
+    }
+
+    /// As [`WriterHandle::submit_many`], answered briefly (see [`Envelope::brief`]).
+    pub async fn submit_many_brief(
+        &self,
+        actor: &Principal,
+        commands: Vec<(String, Command)>,
+    ) -> Vec<Result<Outcome, AppError>> {
+        let commands = commands.into_iter().map(|(id, command)| (id, command, None)).collect();
+        self.send_many_hinted(actor, commands, true).await.wait().await
     }
 
     /// Queues many commands and returns without waiting for the answers, so that a caller can
@@ -439,7 +450,12 @@ impl Group {
         let loan_id = after.terms.loan_id.clone();
         self.changed.insert(loan_id.clone());
         let outcome = if brief {
-            Outcome::LoanRef { loan_id: loan_id.clone(), entry: entry.clone(), settled }
+            Outcome::LoanRef {
+                loan_id: loan_id.clone(),
+                entry: entry.clone(),
+                settled,
+                principal_outstanding_fen: Some(after.principal_outstanding_fen),
+            }
         } else {
             Outcome::Loan { loan: Box::new(after.clone()), entry: entry.clone(), settled }
         };
@@ -1189,7 +1205,9 @@ impl Writer {
                     let again = match results.get(earlier) {
                         // A brief answer repeated to a caller who wants the loan: the loan as
                         // the group holds it, if nothing changed it since.
-                        Some(Ok(Outcome::LoanRef { loan_id, entry, settled })) if !env.brief => {
+                        Some(Ok(Outcome::LoanRef { loan_id, entry, settled, .. }))
+                            if !env.brief =>
+                        {
                             match g.loans.get(loan_id) {
                                 Some(loan) if loan.last_seq == entry.seq => Ok(Outcome::Loan {
                                     loan: Box::new(loan.clone()),
@@ -1338,15 +1356,20 @@ impl Writer {
             let stored: Outcome = serde_json::from_str(&result_json)
                 .map_err(|e| AppError::Internal(format!("stored answer unreadable: {e}")))?;
             return match stored {
-                brief @ Outcome::LoanRef { .. } if env.brief => Ok(Answered::New(brief)),
-                Outcome::LoanRef { loan_id, entry, settled } => {
+                brief @ Outcome::LoanRef { principal_outstanding_fen: Some(_), .. }
+                    if env.brief =>
+                {
+                    Ok(Answered::New(brief))
+                }
+                Outcome::LoanRef { loan_id, entry, settled, .. } => {
                     let loan =
                         loan_at_seq(&self.db, &loan_id, entry.seq).await?.ok_or_else(|| {
                             AppError::Internal(format!(
                                 "answer of {loan_id} refers to a missing journal entry"
                             ))
                         })?;
-                    Ok(Answered::New(Outcome::Loan { loan: Box::new(loan), entry, settled }))
+                    let answer = Outcome::Loan { loan: Box::new(loan), entry, settled };
+                    Ok(Answered::New(if env.brief { answer.stored() } else { answer }))
                 }
                 other => Ok(Answered::New(other)),
             };

@@ -174,6 +174,7 @@ pub async fn measure(
                 loan_id: loan_id.clone(),
                 entry: JournalRef { ledger_id: ledger.into(), seq, hash: to_hex(&hash) },
                 settled,
+                principal_outstanding_fen: Some(after.principal_outstanding_fen),
             })?;
             add_deltas(&mut staged.balance_deltas, ledger, &postings);
             staged.txns.push(StagedTxn {

@@ -1133,6 +1133,12 @@ async fn same_loans_from_many_clients(backend: Backend) {
                     assert!(x.ok, "{x:?}");
                     assert_eq!(x.entry, y.entry, "sent twice at once: one answer");
                     assert_eq!(x.entry, z.entry, "sent again later: the same answer");
+                    assert_eq!(
+                        (x.principal_outstanding_fen, x.principal_outstanding_fen),
+                        (y.principal_outstanding_fen, z.principal_outstanding_fen),
+                        "the same principal outstanding in each answer"
+                    );
+                    assert!(x.principal_outstanding_fen > 0, "{x:?}");
                 }
                 request_ids.extend(req.items.iter().map(|i| i.request_id.clone()));
             }

@@ -322,10 +322,12 @@ async fn brief_answers(db: &Db) {
     ];
     let answers = w.queue_part(jobs, true).await.unwrap().await.unwrap();
     let [brief_1, full_1, brief_2, repaid, again_2] = <[_; 5]>::try_from(answers).unwrap();
-    let Ok(Outcome::LoanRef { loan_id: id, entry, settled }) = brief_1 else {
+    let Ok(Outcome::LoanRef { loan_id: id, entry, settled, principal_outstanding_fen }) = brief_1
+    else {
         panic!("a brief answer, got {brief_1:?}");
     };
     assert_eq!((id.as_str(), settled.interest_fen), (loan_id(1).as_str(), INTEREST_AS_REPAID_FEN));
+    assert_eq!(principal_outstanding_fen, Some(Fen(PRINCIPAL_FEN - REPAID_FEN)));
     let Ok(Outcome::Loan { loan, entry: full_entry, settled: full_settled }) = full_1 else {
         panic!("the loan, got {full_1:?}");
     };
@@ -353,9 +355,12 @@ async fn brief_answers(db: &Db) {
         w.send_many_hinted(&actor, vec![("s2".into(), command, None)], brief)
     };
     let [brief_again] = <[_; 1]>::try_from(retry(true).await.wait().await).unwrap();
-    let Ok(Outcome::LoanRef { entry: entry_2, settled, .. }) = brief_again else {
+    let Ok(Outcome::LoanRef { entry: entry_2, settled, principal_outstanding_fen, .. }) =
+        brief_again
+    else {
         panic!("the stored brief answer, got {brief_again:?}");
     };
+    assert_eq!(principal_outstanding_fen, Some(Fen(PRINCIPAL_FEN - REPAID_FEN)), "as settled");
     assert_eq!((entry_2.seq, settled.interest_fen), (brief_2_entry.seq, INTEREST_AS_REPAID_FEN));
     let [full_again] = <[_; 1]>::try_from(retry(false).await.wait().await).unwrap();
     let Ok(Outcome::Loan { loan, entry, .. }) = full_again else {
@@ -363,10 +368,60 @@ async fn brief_answers(db: &Db) {
     };
     assert_eq!((entry.seq, loan.last_seq), (entry_2.seq, entry_2.seq));
     assert_eq!(loan.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN), "before 03-21");
+
+    // An answer stored without the principal outstanding (by an older version): a brief retry
+    // is completed from the loan rebuilt from its journal as the settlement left it.
+    store_without_principal(db, "s2", "old-s2").await;
+    let command = Command::SettleLoan { loan_id: loan_id(2), date: day("2021-03-20") };
+    let old = w.send_many_hinted(&actor, vec![("old-s2".into(), command, None)], true);
+    let [old] = <[_; 1]>::try_from(old.await.wait().await).unwrap();
+    let Ok(Outcome::LoanRef { entry, principal_outstanding_fen, .. }) = old else {
+        panic!("a brief answer, got {old:?}");
+    };
+    assert_eq!(entry.seq, entry_2.seq);
+    assert_eq!(principal_outstanding_fen, Some(Fen(PRINCIPAL_FEN - REPAID_FEN)), "rebuilt");
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     drop(w);
     task.await.unwrap();
+}
+
+/// Stores the answer to request `from` again under request `to`, as an older version stored it:
+/// without the principal outstanding.
+async fn store_without_principal(db: &Db, from: &str, to: &str) {
+    let select = "select scope, fingerprint, result_json, ledger_id, seq from idempotency \
+                  where request_id = $1";
+    let row: Result<(String, String, String, String, i64), sqlx::Error> = match db {
+        Db::Sqlite(p, ..) => sqlx::query_as(select).bind(from).fetch_one(p).await,
+        Db::Postgres(p, _) => sqlx::query_as(select).bind(from).fetch_one(p).await,
+    };
+    let (scope, fingerprint, json, ledger_id, seq) = row.unwrap();
+    let mut answer: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let brief = answer.as_object_mut().expect("an object");
+    assert_eq!(brief.get("outcome").and_then(|o| o.as_str()), Some("loan_ref"), "{json}");
+    assert!(brief.remove("principal_outstanding_fen").is_some(), "stored with it: {json}");
+    let insert = "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, \
+                  seq) values ($1, $2, $3, $4, $5, $6)";
+    let answer = answer.to_string();
+    macro_rules! insert {
+        ($pool:expr) => {
+            sqlx::query(insert)
+                .bind(&scope)
+                .bind(to)
+                .bind(&fingerprint)
+                .bind(&answer)
+                .bind(&ledger_id)
+                .bind(seq)
+                .execute($pool)
+                .await
+                .map(drop)
+        };
+    }
+    let inserted = match db {
+        Db::Sqlite(p, ..) => insert!(p),
+        Db::Postgres(p, _) => insert!(p),
+    };
+    inserted.unwrap();
 }
 
 /// Two groups changing the same loan, the second planned while the first commits (a full
