@@ -391,10 +391,8 @@ async fn brief_answers(db: &Db) {
 async fn store_without_principal(db: &Db, from: &str, to: &str) {
     let select = "select scope, fingerprint, result_json, ledger_id, seq from idempotency \
                   where request_id = $1";
-    let row: Result<(String, String, String, String, i64), sqlx::Error> = match db {
-        Db::Sqlite(p, ..) => sqlx::query_as(select).bind(from).fetch_one(p).await,
-        Db::Postgres(p, _) => sqlx::query_as(select).bind(from).fetch_one(p).await,
-    };
+    let row: Result<(String, String, String, String, i64), sqlx::Error> =
+        crate::on_pool!(db, p => sqlx::query_as(select).bind(from).fetch_one(p).await);
     let (scope, fingerprint, json, ledger_id, seq) = row.unwrap();
     let mut answer: serde_json::Value = serde_json::from_str(&json).unwrap();
     let brief = answer.as_object_mut().expect("an object");
@@ -403,24 +401,16 @@ async fn store_without_principal(db: &Db, from: &str, to: &str) {
     let insert = "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, \
                   seq) values ($1, $2, $3, $4, $5, $6)";
     let answer = answer.to_string();
-    macro_rules! insert {
-        ($pool:expr) => {
-            sqlx::query(insert)
-                .bind(&scope)
-                .bind(to)
-                .bind(&fingerprint)
-                .bind(&answer)
-                .bind(&ledger_id)
-                .bind(seq)
-                .execute($pool)
-                .await
-                .map(drop)
-        };
-    }
-    let inserted = match db {
-        Db::Sqlite(p, ..) => insert!(p),
-        Db::Postgres(p, _) => insert!(p),
-    };
+    let inserted = crate::on_pool!(db, p => sqlx::query(insert)
+        .bind(&scope)
+        .bind(to)
+        .bind(&fingerprint)
+        .bind(&answer)
+        .bind(&ledger_id)
+        .bind(seq)
+        .execute(p)
+        .await
+        .map(drop));
     inserted.unwrap();
 }
 
