@@ -592,6 +592,10 @@ impl LoanService for Api {
                     r.loan_id = loan.terms.loan_id.clone();
                     r.principal_outstanding_fen = loan.principal_outstanding_fen.0;
                 }
+                Ok(Outcome::LoanRef { principal_outstanding_fen: None, .. }) => {
+                    r.code = "INTERNAL".into();
+                    r.message = "answered without the loan's principal outstanding".into();
+                }
                 Ok(_) => {
                     r.code = "INTERNAL".into();
                     r.message = "unexpected answer".into();

@@ -1221,6 +1221,9 @@ impl Writer {
                                 ))),
                             }
                         }
+                        // A full answer repeated to a caller who asked for brief ones: its
+                        // stored form.
+                        Some(Ok(outcome)) if env.brief => Ok(outcome.stored()),
                         Some(Ok(outcome)) => Ok(outcome.clone()),
                         _ => Err(AppError::Internal("a given answer went missing".into())),
                     };

@@ -295,14 +295,17 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
     task.await.unwrap();
 }
 
-/// Answers without the loan's state ([`super::Envelope::brief`]), as a settlement run asks for
-/// them, in one part (so one group) with answers that want the state: a brief settlement, then
-/// the same request again wanting the state, which is the loan as the group holds it; a brief
-/// settlement, a repayment of its loan, and the settlement's request again wanting the state,
-/// which the group no longer holds (asked again later, it is rebuilt from the journal). Retried
-/// in later groups, a brief answer is given back as stored.
+/// Answers without the loan's state ([`super::Envelope::brief`]), as a settlement run and a
+/// batch ask for them, in one part (so one group) with answers that want the state: a brief
+/// settlement, then the same request again wanting the state, which is the loan as the group
+/// holds it; a brief settlement, a repayment of its loan, and the settlement's request again
+/// wanting the state, which the group no longer holds (asked again later, it is rebuilt from
+/// the journal); a settlement wanting the state, then the same request briefly, which gets the
+/// stored form. Retried in later groups, a brief answer is given back as stored (not rebuilt:
+/// a stored principal outstanding altered on purpose comes back as it is), and one stored
+/// without the principal outstanding (by an older version) is completed from the loan rebuilt.
 async fn brief_answers(db: &Db) {
-    let _ = loans_with_stale_states(db, 2).await;
+    let _ = loans_with_stale_states(db, 3).await;
     let (w, task) = spawn(db.clone());
     let settle = |n: u32, brief: bool| {
         let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
@@ -319,9 +322,12 @@ async fn brief_answers(db: &Db) {
         settle(2, true),
         Envelope::new(bank(), "r".into(), repay, None, false),
         settle(2, false),
+        settle(3, false),
+        settle(3, true),
     ];
     let answers = w.queue_part(jobs, true).await.unwrap().await.unwrap();
-    let [brief_1, full_1, brief_2, repaid, again_2] = <[_; 5]>::try_from(answers).unwrap();
+    let [brief_1, full_1, brief_2, repaid, again_2, full_3, brief_3] =
+        <[_; 7]>::try_from(answers).unwrap();
     let Ok(Outcome::LoanRef { loan_id: id, entry, settled, principal_outstanding_fen }) = brief_1
     else {
         panic!("a brief answer, got {brief_1:?}");
@@ -347,6 +353,12 @@ async fn brief_answers(db: &Db) {
         }
         other => panic!("the loan changed since the brief answer: {other:?}"),
     }
+    let (loan_3, _) = loan_of(full_3);
+    let Ok(Outcome::LoanRef { loan_id: id, entry, principal_outstanding_fen, .. }) = brief_3 else {
+        panic!("the full answer's stored form, got {brief_3:?}");
+    };
+    assert_eq!((id, entry.seq), (loan_id(3), loan_3.last_seq));
+    assert_eq!(principal_outstanding_fen, Some(loan_3.principal_outstanding_fen));
 
     // Retried: briefly as stored, or with the loan as it stood after the settlement.
     let actor = bank();
@@ -369,9 +381,19 @@ async fn brief_answers(db: &Db) {
     assert_eq!((entry.seq, loan.last_seq), (entry_2.seq, entry_2.seq));
     assert_eq!(loan.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN), "before 03-21");
 
+    // A stored answer is given back as stored: its principal outstanding altered on purpose
+    // comes back altered.
+    store_altered(db, "s2", "altered-s2", Some(1)).await;
+    let command = Command::SettleLoan { loan_id: loan_id(2), date: day("2021-03-20") };
+    let altered = w.send_many_hinted(&actor, vec![("altered-s2".into(), command, None)], true);
+    let [altered] = <[_; 1]>::try_from(altered.await.wait().await).unwrap();
+    assert!(
+        matches!(altered, Ok(Outcome::LoanRef { principal_outstanding_fen: Some(Fen(1)), .. })),
+        "{altered:?}"
+    );
     // An answer stored without the principal outstanding (by an older version): a brief retry
     // is completed from the loan rebuilt from its journal as the settlement left it.
-    store_without_principal(db, "s2", "old-s2").await;
+    store_altered(db, "s2", "old-s2", None).await;
     let command = Command::SettleLoan { loan_id: loan_id(2), date: day("2021-03-20") };
     let old = w.send_many_hinted(&actor, vec![("old-s2".into(), command, None)], true);
     let [old] = <[_; 1]>::try_from(old.await.wait().await).unwrap();
@@ -386,9 +408,9 @@ async fn brief_answers(db: &Db) {
     task.await.unwrap();
 }
 
-/// Stores the answer to request `from` again under request `to`, as an older version stored it:
-/// without the principal outstanding.
-async fn store_without_principal(db: &Db, from: &str, to: &str) {
+/// Stores the answer to request `from` again under request `to`, with its principal outstanding
+/// replaced (`None`: without one, as an older version stored it).
+async fn store_altered(db: &Db, from: &str, to: &str, principal_fen: Option<i64>) {
     let select = "select scope, fingerprint, result_json, ledger_id, seq from idempotency \
                   where request_id = $1";
     let row: Result<(String, String, String, String, i64), sqlx::Error> =
@@ -398,6 +420,9 @@ async fn store_without_principal(db: &Db, from: &str, to: &str) {
     let brief = answer.as_object_mut().expect("an object");
     assert_eq!(brief.get("outcome").and_then(|o| o.as_str()), Some("loan_ref"), "{json}");
     assert!(brief.remove("principal_outstanding_fen").is_some(), "stored with it: {json}");
+    if let Some(fen) = principal_fen {
+        brief.insert("principal_outstanding_fen".into(), fen.into());
+    }
     let insert = "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, \
                   seq) values ($1, $2, $3, $4, $5, $6)";
     let answer = answer.to_string();
