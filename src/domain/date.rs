@@ -31,6 +31,82 @@ pub fn format_date(date: BusinessDate) -> String {
     }
 }
 
+/// The canonical text of a date written into `buf` for years 0 to 9999 (`None` otherwise).
+fn canonical_text(date: BusinessDate, buf: &mut [u8; 10]) -> Option<&str> {
+    let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            // A digit (n % 10 < 10) always fits in a u8.
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, date.month());
+    put(8, 2, date.day());
+    buf[4] = b'-';
+    buf[7] = b'-';
+    std::str::from_utf8(buf).ok()
+}
+
+/// Serde for a date field (`#[serde(with = "iso")]`), without chrono's formatter and parser on
+/// the common path: the dates of loan events and loan rows are written and read for every loan
+/// a group or a settlement run touches. The text is chrono's own, byte for byte (`YYYY-MM-DD`
+/// for years 0 to 9999, chrono's serialisation otherwise), and anything [`parse_date`] does not
+/// read is parsed by chrono as before: what is hashed and stored does not change.
+pub mod iso {
+    use super::{BusinessDate, canonical_text, parse_date};
+    use serde::{Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(date: &BusinessDate, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 10];
+        match canonical_text(*date, &mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => date.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BusinessDate, D::Error> {
+        d.deserialize_str(DateVisitor)
+    }
+
+    /// As chrono's visitor for a date, with [`parse_date`] tried first.
+    struct DateVisitor;
+
+    impl serde::de::Visitor<'_> for DateVisitor {
+        type Value = BusinessDate;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a formatted date string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<BusinessDate, E> {
+            match parse_date(text) {
+                Some(date) => Ok(date),
+                None => text.parse().map_err(E::custom),
+            }
+        }
+    }
+}
+
+/// [`iso`] for an optional date (`null` when absent; give the field `#[serde(default)]` too).
+pub mod iso_opt {
+    use super::BusinessDate;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(transparent)]
+    struct Iso(#[serde(with = "super::iso")] BusinessDate);
+
+    pub fn serialize<S: Serializer>(date: &Option<BusinessDate>, s: S) -> Result<S::Ok, S::Error> {
+        date.map(Iso).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BusinessDate>, D::Error> {
+        Ok(Option::<Iso>::deserialize(d)?.map(|Iso(date)| date))
+    }
+}
+
 /// `date` plus `months` calendar months, the day clamped to the end of a shorter month
 /// (2021-01-31 + 1 month = 2021-02-28).
 pub fn add_months(date: BusinessDate, months: u32) -> Option<BusinessDate> {
@@ -72,6 +148,55 @@ mod tests {
             if (1..=9999).contains(&chrono::Datelike::year(&d)) {
                 proptest::prop_assert_eq!(parse_date(&format_date(d)), Some(d));
             }
+        }
+    }
+
+    /// Dates through [`iso`] and [`iso_opt`], and through chrono's own serde.
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Fast {
+        #[serde(with = "iso")]
+        date: BusinessDate,
+        #[serde(default, with = "iso_opt")]
+        maybe: Option<BusinessDate>,
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Chrono {
+        date: BusinessDate,
+        maybe: Option<BusinessDate>,
+    }
+
+    proptest::proptest! {
+        /// Over chrono's whole range: the same JSON as chrono's serde, read back by both ways.
+        #[test]
+        fn iso_writes_and_reads_what_chrono_does(
+            days in i64::from(NaiveDate::MIN.num_days_from_ce())
+                ..=i64::from(NaiveDate::MAX.num_days_from_ce()),
+            some in proptest::bool::ANY,
+        ) {
+            let d = NaiveDate::from_num_days_from_ce_opt(i32::try_from(days).unwrap()).unwrap();
+            let maybe = some.then_some(d);
+            let fast = serde_json::to_string(&Fast { date: d, maybe }).unwrap();
+            let chrono = serde_json::to_string(&Chrono { date: d, maybe }).unwrap();
+            proptest::prop_assert_eq!(&fast, &chrono);
+            proptest::prop_assert_eq!(serde_json::from_str::<Fast>(&chrono).unwrap(), Fast { date: d, maybe });
+        }
+    }
+
+    #[test]
+    fn iso_reads_what_chrono_reads_and_refuses_the_rest() {
+        let read = |json: &str| serde_json::from_str::<Fast>(json).map(|f| (f.date, f.maybe));
+        let day = |s| parse_date(s).unwrap();
+        assert_eq!(read(r#"{"date":"2021-03-20"}"#).unwrap(), (day("2021-03-20"), None));
+        assert_eq!(read(r#"{"date":"2021-03-20","maybe":null}"#).unwrap().1, None);
+        // Not in the strict form, still a date to chrono: read as chrono reads it.
+        let chrono_reads: NaiveDate = "+12021-03-20".parse().unwrap();
+        assert_eq!(read(r#"{"date":"+12021-03-20"}"#).unwrap().0, chrono_reads);
+        for bad in [r#"{"date":"2021-02-30"}"#, r#"{"date":"tomorrow"}"#, r#"{"date":20210320}"#] {
+            let fast = read(bad).map_err(|e| e.to_string());
+            let chrono = serde_json::from_str::<Chrono>(bad).map(|_| ()).map_err(|e| e.to_string());
+            assert!(fast.is_err(), "{bad}");
+            assert_eq!(fast.unwrap_err(), chrono.unwrap_err(), "{bad}: the same error as chrono's");
         }
     }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use rust_decimal::Decimal;
 
-use super::date::{BusinessDate, add_months, age_on, format_date};
+use super::date::{BusinessDate, add_months, age_on, format_date, iso};
 use super::error::{DomainError, Reason};
 use super::household::{StatusEntry, status_on};
 use super::money::{Fen, Rounding};
@@ -188,17 +188,20 @@ pub enum LoanEvent {
     },
     Disbursed {
         loan_id: String,
+        #[serde(with = "iso")]
         value_date: BusinessDate,
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
     },
     Settled {
         loan_id: String,
+        #[serde(with = "iso")]
         value_date: BusinessDate,
         settlements: Vec<SettlementPoint>,
     },
     Repaid {
         loan_id: String,
+        #[serde(with = "iso")]
         value_date: BusinessDate,
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
@@ -206,17 +209,21 @@ pub enum LoanEvent {
     },
     MisuseMarked {
         loan_id: String,
+        #[serde(with = "iso")]
         value_date: BusinessDate,
         settlements: Vec<SettlementPoint>,
     },
     Extended {
         loan_id: String,
+        #[serde(with = "iso")]
         value_date: BusinessDate,
+        #[serde(with = "iso")]
         new_maturity: BusinessDate,
         settlements: Vec<SettlementPoint>,
     },
     WrittenOff {
         loan_id: String,
+        #[serde(with = "iso")]
         value_date: BusinessDate,
         settlements: Vec<SettlementPoint>,
         charges: SettlementPoint,

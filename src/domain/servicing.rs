@@ -71,6 +71,8 @@
 //! whose oldest overdue amount has been overdue for more than 90 days is `overdue_90`.
 
 use chrono::{Duration, NaiveDate};
+
+use super::date::{iso, iso_opt};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +103,9 @@ pub enum ServicingError {
 /// A run of days with one base and one rate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
+    #[serde(with = "iso")]
     pub from: NaiveDate,
+    #[serde(with = "iso")]
     pub to_inclusive: NaiveDate,
     pub days: u32,
     pub base_fen: Fen,
@@ -146,6 +150,7 @@ pub struct InstalmentPrincipal {
 /// What one settlement point settled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettlementPoint {
+    #[serde(with = "iso")]
     pub date: NaiveDate,
     pub interest: Option<Accrual>,
     pub penalty: Option<Accrual>,
@@ -175,6 +180,7 @@ impl SettlementPoint {
 /// Settled interest, or instalment principal, not yet paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueItem {
+    #[serde(with = "iso")]
     pub due_date: NaiveDate,
     pub amount_fen: Fen,
 }
@@ -225,10 +231,13 @@ pub struct ServicingTerms {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Servicing {
     /// Current maturity (the contract's, or the extended one).
+    #[serde(default, with = "iso_opt")]
     pub maturity_date: Option<NaiveDate>,
     /// Accruals cover the days before this date.
+    #[serde(default, with = "iso_opt")]
     pub accrued_through: Option<NaiveDate>,
     /// The next settlement point not yet settled.
+    #[serde(default, with = "iso_opt")]
     pub next_point: Option<NaiveDate>,
     pub principal_fen: Fen,
     pub interest_segments: Vec<Segment>,
@@ -237,6 +246,7 @@ pub struct Servicing {
     pub interest_due: Vec<DueItem>,
     pub penalty_fen: Fen,
     pub compound_fen: Fen,
+    #[serde(default, with = "iso_opt")]
     pub misuse_since: Option<NaiveDate>,
     pub extensions: u32,
     /// Totals over the loan's life.
@@ -261,7 +271,9 @@ pub struct Servicing {
 pub struct PlannedInstalment {
     pub number: u32,
     /// The period's first day (the previous due date, or the disbursement).
+    #[serde(with = "iso")]
     pub period_start: NaiveDate,
+    #[serde(with = "iso")]
     pub due_date: NaiveDate,
     /// The principal that falls due on `due_date`, as scheduled less any prepayment (which
     /// shortens the schedule from its end).
