@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::date::BusinessDate;
+use crate::domain::date::{BusinessDate, iso};
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
 use crate::domain::loan::{LoanState, LoanTerms};
@@ -50,31 +50,38 @@ pub enum Command {
     },
     Disburse {
         loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
         amount_fen: Option<Fen>,
     },
     /// The service allocates the amount over what is owed.
     RecordRepayment {
         loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
         amount_fen: Fen,
     },
     /// Settles every settlement point of the loan up to `date`.
     SettleLoan {
         loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
         date: BusinessDate,
     },
     MarkMisuse {
         loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
     },
     ExtendLoan {
         loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
+        #[serde(serialize_with = "iso::serialize")]
         new_maturity: BusinessDate,
     },
     WriteOffLoan {
         loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
     },
 }
@@ -224,4 +231,36 @@ pub enum Outcome {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         principal_outstanding_fen: Option<Fen>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::date::parse_date;
+
+    /// A fingerprint is stored with every answer and compared when a request comes again, also
+    /// after an upgrade: the canonical JSON it hashes must not change. Pinned by hashes computed
+    /// outside Rust (sha256 of the JSON text in the comment).
+    #[test]
+    fn fingerprints_are_pinned() {
+        let day = |s| parse_date(s).unwrap();
+        let loan_id = "B1-0000001".to_string();
+        // {"command":"settle_loan","loan_id":"B1-0000001","date":"2021-03-20"}
+        let settle = Command::SettleLoan { loan_id: loan_id.clone(), date: day("2021-03-20") };
+        assert_eq!(
+            settle.fingerprint(),
+            "b4f3b2fe98e775732c6063fc873bc3f4b5d7007b978fdd6297e635223d6fde68"
+        );
+        // {"command":"record_repayment","loan_id":"B1-0000001","value_date":"2021-03-21",
+        //  "amount_fen":100000}
+        let repay = Command::RecordRepayment {
+            loan_id,
+            value_date: day("2021-03-21"),
+            amount_fen: Fen(100_000),
+        };
+        assert_eq!(
+            repay.fingerprint(),
+            "a1b570b0cde2e4e22147d0d8ad9680e1f4778a473db9f4e16cc4142507364956"
+        );
+    }
 }
