@@ -150,13 +150,7 @@ async fn settle_with_hints(db: &Db, hints: Vec<LoanState>, hint_used: bool) {
     let alone = w.send_many_hinted(&bank(), vec![settle(1, hints.next().unwrap())], false).await;
     check_settled(db, alone.wait().await, hint_used).await;
     PLANNED_AHEAD.set(0);
-    let full: Vec<_> = (0..super::PART_COMMANDS_MAX)
-        .map(|i| {
-            let command = Command::SettleLoan { loan_id: loan_id(4), date: day("2021-03-20") };
-            (format!("fill/{i}"), command, None)
-        })
-        .collect();
-    let first = w.send_many_hinted(&bank(), full, false).await;
+    let first = w.send_many_hinted(&bank(), full_group(4), false).await;
     let hinted = vec![settle(2, hints.next().unwrap()), settle(3, hints.next().unwrap())];
     let second = w.send_many_hinted(&bank(), hinted, false).await;
     all_ok(first.wait().await);
@@ -164,6 +158,17 @@ async fn settle_with_hints(db: &Db, hints: Vec<LoanState>, hint_used: bool) {
     assert_eq!(PLANNED_AHEAD.get(), 1, "loans 2 and 3 were planned while the full group committed");
     drop(w);
     task.await.unwrap();
+}
+
+/// A full group: loan `n` settled [`super::PART_COMMANDS_MAX`] times in one call (once, then
+/// with nothing due), so that a call queued behind it is planned while it commits.
+fn full_group(n: u32) -> Vec<(String, Command, Option<Box<LoanState>>)> {
+    (0..super::PART_COMMANDS_MAX)
+        .map(|i| {
+            let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
+            (format!("fill/{i}"), command, None)
+        })
+        .collect()
 }
 
 /// Hints read before the loans were repaid are not used, in either path.
@@ -448,12 +453,7 @@ async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
     let _ = loans_with_stale_states(db, 1).await;
     let (w, task) = spawn(db.clone());
     PLANNED_AHEAD.set(0);
-    let full: Vec<_> = (0..super::PART_COMMANDS_MAX)
-        .map(|i| {
-            let command = Command::SettleLoan { loan_id: loan_id(1), date: day("2021-03-20") };
-            (format!("fill/{i}"), command, None)
-        })
-        .collect();
+
     let repay = |i: u32| {
         let command = Command::RecordRepayment {
             loan_id: loan_id(1),
@@ -462,7 +462,7 @@ async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
         };
         (format!("repay/{i}"), command, None)
     };
-    let first = w.send_many_hinted(&bank(), full, false).await;
+    let first = w.send_many_hinted(&bank(), full_group(1), false).await;
     let second = w.send_many_hinted(&bank(), vec![repay(1), repay(2)], false).await;
     let settled: i64 = first
         .wait()
