@@ -22,12 +22,12 @@ pub fn parse_date(text: &str) -> Option<BusinessDate> {
 
 /// The canonical text of a date, `YYYY-MM-DD`.
 pub fn format_date(date: BusinessDate) -> String {
-    use chrono::Datelike;
     // Written out rather than through `format("%Y-%m-%d")`, which parses its pattern on every
     // call: dates are formatted several times per command on the write path.
-    match (u32::try_from(date.year()), date.month(), date.day()) {
-        (Ok(y @ 0..=9999), m, d) => format!("{y:04}-{m:02}-{d:02}"),
-        _ => date.format("%Y-%m-%d").to_string(),
+    let mut buf = [0u8; 10];
+    match canonical_text(date, &mut buf) {
+        Some(text) => text.to_string(),
+        None => date.format("%Y-%m-%d").to_string(),
     }
 }
 
@@ -166,20 +166,58 @@ mod tests {
         maybe: Option<BusinessDate>,
     }
 
+    /// `date` through [`iso`] and [`iso_opt`] as chrono's serde writes it, and read back.
+    fn same_as_chrono(date: NaiveDate, some: bool) -> Result<(), String> {
+        let maybe = some.then_some(date);
+        let fast = serde_json::to_string(&Fast { date, maybe }).map_err(|e| e.to_string())?;
+        let chrono = serde_json::to_string(&Chrono { date, maybe }).map_err(|e| e.to_string())?;
+        if fast != chrono {
+            return Err(format!("{date}: {fast} against chrono's {chrono}"));
+        }
+        match serde_json::from_str::<Fast>(&chrono) {
+            Ok(read) if read == (Fast { date, maybe }) => Ok(()),
+            other => Err(format!("{chrono} read back as {other:?}")),
+        }
+    }
+
+    /// Days from 0001-01-01 (the common era's day 1) as chrono counts them.
+    fn day_number(date: NaiveDate) -> i64 {
+        i64::from(date.num_days_from_ce())
+    }
+
     proptest::proptest! {
-        /// Over chrono's whole range: the same JSON as chrono's serde, read back by both ways.
+        /// The same JSON as chrono's serde, read back: mostly over years 0 to 9999 (the dates
+        /// written by hand), also over chrono's whole range (handed to chrono).
         #[test]
         fn iso_writes_and_reads_what_chrono_does(
-            days in i64::from(NaiveDate::MIN.num_days_from_ce())
-                ..=i64::from(NaiveDate::MAX.num_days_from_ce()),
+            days in proptest::prop_oneof![
+                3 => day_number(NaiveDate::from_ymd_opt(0, 1, 1).unwrap())
+                    ..=day_number(NaiveDate::from_ymd_opt(9999, 12, 31).unwrap()),
+                1 => day_number(NaiveDate::MIN)..=day_number(NaiveDate::MAX),
+            ],
             some in proptest::bool::ANY,
         ) {
             let d = NaiveDate::from_num_days_from_ce_opt(i32::try_from(days).unwrap()).unwrap();
-            let maybe = some.then_some(d);
-            let fast = serde_json::to_string(&Fast { date: d, maybe }).unwrap();
-            let chrono = serde_json::to_string(&Chrono { date: d, maybe }).unwrap();
-            proptest::prop_assert_eq!(&fast, &chrono);
-            proptest::prop_assert_eq!(serde_json::from_str::<Fast>(&chrono).unwrap(), Fast { date: d, maybe });
+            proptest::prop_assert_eq!(same_as_chrono(d, some), Ok(()));
+        }
+    }
+
+    #[test]
+    fn iso_at_the_edges_of_four_digit_years() {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        for date in [
+            NaiveDate::MIN,
+            ymd(-1, 12, 31),
+            ymd(0, 1, 1),
+            ymd(9, 12, 31),
+            ymd(99, 12, 31),
+            ymd(999, 12, 31),
+            ymd(1000, 1, 1),
+            ymd(9999, 12, 31),
+            ymd(10000, 1, 1),
+            NaiveDate::MAX,
+        ] {
+            assert_eq!(same_as_chrono(date, true), Ok(()));
         }
     }
 
@@ -190,8 +228,10 @@ mod tests {
         assert_eq!(read(r#"{"date":"2021-03-20"}"#).unwrap(), (day("2021-03-20"), None));
         assert_eq!(read(r#"{"date":"2021-03-20","maybe":null}"#).unwrap().1, None);
         // Not in the strict form, still a date to chrono: read as chrono reads it.
-        let chrono_reads: NaiveDate = "+12021-03-20".parse().unwrap();
-        assert_eq!(read(r#"{"date":"+12021-03-20"}"#).unwrap().0, chrono_reads);
+        for loose in ["+12021-03-20", "2016-7-8", "+002016-07-08"] {
+            let chrono_reads: NaiveDate = loose.parse().unwrap();
+            assert_eq!(read(&format!(r#"{{"date":"{loose}"}}"#)).unwrap().0, chrono_reads);
+        }
         for bad in [r#"{"date":"2021-02-30"}"#, r#"{"date":"tomorrow"}"#, r#"{"date":20210320}"#] {
             let fast = read(bad).map_err(|e| e.to_string());
             let chrono = serde_json::from_str::<Chrono>(bad).map(|_| ()).map_err(|e| e.to_string());

@@ -200,7 +200,7 @@ mod loan_wire {
     use serde::Deserialize;
     use serde::de::IgnoredAny;
 
-    use crate::domain::date::BusinessDate;
+    use crate::domain::date::{BusinessDate, iso};
     use crate::domain::loan::{LoanEvent, LoanTerms};
     use crate::domain::money::Fen;
     use crate::domain::servicing::{Allocation, Repayment, SettlementPoint};
@@ -269,6 +269,7 @@ mod loan_wire {
         #[serde(rename = "type")]
         _tag: IgnoredAny,
         loan_id: String,
+        #[serde(deserialize_with = "iso::deserialize")]
         value_date: BusinessDate,
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
@@ -279,6 +280,7 @@ mod loan_wire {
         #[serde(rename = "type")]
         _tag: IgnoredAny,
         loan_id: String,
+        #[serde(deserialize_with = "iso::deserialize")]
         value_date: BusinessDate,
         settlements: Vec<SettlementPoint>,
     }
@@ -287,6 +289,7 @@ mod loan_wire {
         #[serde(rename = "type")]
         _tag: IgnoredAny,
         loan_id: String,
+        #[serde(deserialize_with = "iso::deserialize")]
         value_date: BusinessDate,
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
@@ -297,7 +300,9 @@ mod loan_wire {
         #[serde(rename = "type")]
         _tag: IgnoredAny,
         loan_id: String,
+        #[serde(deserialize_with = "iso::deserialize")]
         value_date: BusinessDate,
+        #[serde(deserialize_with = "iso::deserialize")]
         new_maturity: BusinessDate,
         settlements: Vec<SettlementPoint>,
     }
@@ -306,6 +311,7 @@ mod loan_wire {
         #[serde(rename = "type")]
         _tag: IgnoredAny,
         loan_id: String,
+        #[serde(deserialize_with = "iso::deserialize")]
         value_date: BusinessDate,
         settlements: Vec<SettlementPoint>,
         charges: SettlementPoint,

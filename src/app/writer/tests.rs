@@ -453,7 +453,6 @@ async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
     let _ = loans_with_stale_states(db, 1).await;
     let (w, task) = spawn(db.clone());
     PLANNED_AHEAD.set(0);
-
     let repay = |i: u32| {
         let command = Command::RecordRepayment {
             loan_id: loan_id(1),
