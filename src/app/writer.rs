@@ -1006,11 +1006,10 @@ impl Writer {
     /// answered. With `newer`, the rows of the group committing now: a loan it changes again is
     /// left out of the cache (its newer state comes back when that group ends).
     fn landed(&mut self, f: InFlight, newer: Option<&Staged>) {
-        let loans = match Arc::try_unwrap(f.staged) {
+        let mut loans = match Arc::try_unwrap(f.staged) {
             Ok(staged) => staged.loans,
             Err(shared) => shared.loans.clone(),
         };
-        let mut loans = loans;
         if let Some(newer) = newer {
             loans.retain(|id, _| !newer.loans.contains_key(id));
         }
