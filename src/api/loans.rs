@@ -570,12 +570,6 @@ impl LoanService for Api {
         for (pos, answer) in positions.into_iter().zip(answers) {
             let r = &mut results[pos];
             match answer {
-                Ok(Outcome::Loan { loan, entry, .. }) => {
-                    r.ok = true;
-                    r.loan_id = loan.terms.loan_id.clone();
-                    r.entry = Some(journal_ref(&entry));
-                    r.principal_outstanding_fen = loan.principal_outstanding_fen.0;
-                }
                 Ok(Outcome::LoanRef {
                     loan_id,
                     entry,

@@ -4,6 +4,8 @@
 //! must carry the same fingerprint, or it is refused with `ALREADY_EXISTS`. Outcomes are stored
 //! as JSON with the request id so that a retry gets the first answer back, even after a restart.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -133,16 +135,24 @@ impl Command {
 }
 
 impl Outcome {
-    /// The form stored in the idempotency record.
-    pub fn stored(&self) -> Outcome {
+    /// The brief answer about `loan` after the event `entry` ([`Outcome::LoanRef`]).
+    pub fn loan_ref(loan: &LoanState, entry: JournalRef, settled: SettledTotals) -> Outcome {
+        Outcome::LoanRef {
+            loan_id: loan.terms.loan_id.clone(),
+            entry,
+            settled,
+            principal_outstanding_fen: Some(loan.principal_outstanding_fen),
+        }
+    }
+
+    /// The form stored in the idempotency record: a loan answer as [`Outcome::LoanRef`], any
+    /// other as it is (borrowed, not copied: it is only serialised).
+    pub fn stored(&self) -> Cow<'_, Outcome> {
         match self {
-            Outcome::Loan { loan, entry, settled } => Outcome::LoanRef {
-                loan_id: loan.terms.loan_id.clone(),
-                entry: entry.clone(),
-                settled: settled.clone(),
-                principal_outstanding_fen: Some(loan.principal_outstanding_fen),
-            },
-            other => other.clone(),
+            Outcome::Loan { loan, entry, settled } => {
+                Cow::Owned(Outcome::loan_ref(loan, entry.clone(), settled.clone()))
+            }
+            other => Cow::Borrowed(other),
         }
     }
 }

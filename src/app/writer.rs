@@ -214,15 +214,13 @@ impl WriterHandle {
         actor: &Principal,
         commands: Vec<(String, Command)>,
     ) -> Vec<Result<Outcome, AppError>> {
-        let commands = commands.into_iter().map(|(id, command)| (id, command, None)).collect();
-        self.send_many_hinted(actor, commands, true).await.wait().await
+        self.send_many_hinted(actor, without_hints(commands), true).await.wait().await
     }
 
     /// Queues many commands and returns without waiting for the answers, so that a caller can
     /// prepare its next commands while the writer works.
     pub async fn send_many(&self, actor: &Principal, commands: Vec<(String, Command)>) -> Pending {
-        let hinted = commands.into_iter().map(|(id, command)| (id, command, None)).collect();
-        self.send_many_hinted(actor, hinted, false).await
+        self.send_many_hinted(actor, without_hints(commands), false).await
     }
 
     /// As [`WriterHandle::send_many`], each command with the state of its loan as the caller
@@ -265,6 +263,13 @@ impl WriterHandle {
             .map_err(|_| shutting_down())?;
         Ok(answer)
     }
+}
+
+/// Commands for [`WriterHandle::send_many_hinted`], none with a hint.
+fn without_hints(
+    commands: Vec<(String, Command)>,
+) -> Vec<(String, Command, Option<Box<LoanState>>)> {
+    commands.into_iter().map(|(id, command)| (id, command, None)).collect()
 }
 
 /// Answers still to come, in the order the commands were sent.
@@ -450,12 +455,7 @@ impl Group {
         let loan_id = after.terms.loan_id.clone();
         self.changed.insert(loan_id.clone());
         let outcome = if brief {
-            Outcome::LoanRef {
-                loan_id: loan_id.clone(),
-                entry: entry.clone(),
-                settled,
-                principal_outstanding_fen: Some(after.principal_outstanding_fen),
-            }
+            Outcome::loan_ref(&after, entry.clone(), settled)
         } else {
             Outcome::Loan { loan: Box::new(after.clone()), entry: entry.clone(), settled }
         };
@@ -1222,7 +1222,7 @@ impl Writer {
                         }
                         // A full answer repeated to a caller who asked for brief ones: its
                         // stored form.
-                        Some(Ok(outcome)) if env.brief => Ok(outcome.stored()),
+                        Some(Ok(outcome)) if env.brief => Ok(outcome.stored().into_owned()),
                         Some(Ok(outcome)) => Ok(outcome.clone()),
                         _ => Err(AppError::Internal("a given answer went missing".into())),
                     };
@@ -1370,8 +1370,11 @@ impl Writer {
                                 "answer of {loan_id} refers to a missing journal entry"
                             ))
                         })?;
-                    let answer = Outcome::Loan { loan: Box::new(loan), entry, settled };
-                    Ok(Answered::New(if env.brief { answer.stored() } else { answer }))
+                    Ok(Answered::New(if env.brief {
+                        Outcome::loan_ref(&loan, entry, settled)
+                    } else {
+                        Outcome::Loan { loan: Box::new(loan), entry, settled }
+                    }))
                 }
                 other => Ok(Answered::New(other)),
             };

@@ -170,12 +170,8 @@ pub async fn measure(
                 postings: &postings,
             };
             let hash = content.chain_hash(&prev);
-            let answer = serde_json::to_string(&Outcome::LoanRef {
-                loan_id: loan_id.clone(),
-                entry: JournalRef { ledger_id: ledger.into(), seq, hash: to_hex(&hash) },
-                settled,
-                principal_outstanding_fen: Some(after.principal_outstanding_fen),
-            })?;
+            let entry = JournalRef { ledger_id: ledger.into(), seq, hash: to_hex(&hash) };
+            let answer = serde_json::to_string(&Outcome::loan_ref(loan, entry, settled))?;
             add_deltas(&mut staged.balance_deltas, ledger, &postings);
             staged.txns.push(StagedTxn {
                 row: JournalRow {
