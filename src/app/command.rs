@@ -98,7 +98,7 @@ mod lpr_entry {
 impl Command {
     pub fn fingerprint(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        hex::encode(Sha256::digest(json.as_bytes()))
+        crate::ledger::hash::to_hex(&Sha256::digest(json.as_bytes()).into())
     }
 
     pub fn name(&self) -> &'static str {

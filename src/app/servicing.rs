@@ -134,7 +134,7 @@ pub async fn run_settlement(
 ) -> Result<SettlementSummary, AppError> {
     let mut summary = SettlementSummary::default();
     let read_page = |after: String| async move {
-        db.live_loans(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await
+        db.live_loan_rows(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await
     };
     let mut page = read_page(String::new()).await?;
     // Pages go to the writer without waiting for the ones before them, up to
@@ -142,16 +142,16 @@ pub async fn run_settlement(
     // writer finds the next one queued as soon as it starts that one's commit. The next page's
     // loans are read meanwhile, off the writer's path. The writer uses each loan read here as
     // it stands if it is still the committed state (same last_seq), so that it does not read it
-    // again itself.
+    // again itself; it decodes the row only then, not for the loans it holds.
     let mut in_flight: VecDeque<(Vec<String>, Pending)> = VecDeque::new();
     while let Some(last) = page.last() {
-        let after = last.terms.loan_id.clone();
+        let after = last.loan_id.clone();
         let last_page = page.len() < SETTLEMENT_PAGE_LOANS as usize;
-        let ids: Vec<String> = page.iter().map(|l| l.terms.loan_id.clone()).collect();
+        let ids: Vec<String> = page.iter().map(|l| l.loan_id.clone()).collect();
         let commands = page
             .into_iter()
             .map(|loan| {
-                let id = &loan.terms.loan_id;
+                let id = &loan.loan_id;
                 let command = Command::SettleLoan { loan_id: id.clone(), date };
                 (format!("{request_id}/{id}"), command, Some(Box::new(loan)))
             })

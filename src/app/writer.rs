@@ -38,7 +38,6 @@
 //! group rather than fork the chain.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -50,6 +49,7 @@ use super::auth::{Principal, Role};
 use super::command::{Command, JournalRef, Outcome, SettledTotals};
 use super::error::AppError;
 use super::servicing::loan_at_seq;
+use crate::collections::{HashMap, HashSet};
 use crate::domain::date::format_date;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
@@ -63,7 +63,7 @@ use crate::domain::policy::{PolicyVersion, default_versions, in_force};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
-use crate::store::rows::{BankRow, HouseholdRow, JournalRow};
+use crate::store::rows::{BankRow, HouseholdRow, JournalRow, LoanRow};
 use crate::store::write::{Staged, StagedTxn, WriteTx, add_deltas};
 use crate::store::{Db, StoreError};
 
@@ -110,10 +110,11 @@ pub struct Envelope {
     /// group in flight, records it and writes its scope as the journal's actor.
     key: RequestKey,
     pub command: Command,
-    /// The state of the loan the command names as a caller read it (a settlement run reads its
-    /// pages ahead). A hint is only used if the loan's committed `last_seq` is still the
-    /// hint's; otherwise the writer reads the loan itself.
-    pub hint: Option<Box<LoanState>>,
+    /// The row of the loan the command names as a caller read it (a settlement run reads its
+    /// pages ahead), not yet decoded. A hint is only used if the writer does not hold the loan
+    /// and the loan's committed `last_seq` is still the hint's; otherwise the writer uses the
+    /// loan it holds, or reads it itself. Only a hint used is decoded.
+    pub hint: Option<Box<LoanRow>>,
     /// The caller keeps only the loan's principal outstanding and what a loan command settled (a
     /// batch, a settlement run): it is answered with [`Outcome::LoanRef`], without a copy of the
     /// loan's state, and a stored answer is given back as stored, without rebuilding the loan
@@ -128,7 +129,7 @@ impl Envelope {
         actor: Principal,
         request_id: String,
         command: Command,
-        hint: Option<Box<LoanState>>,
+        hint: Option<Box<LoanRow>>,
         brief: bool,
     ) -> Envelope {
         let key = (actor.actor(), request_id);
@@ -228,7 +229,7 @@ impl WriterHandle {
     pub async fn send_many_hinted(
         &self,
         actor: &Principal,
-        commands: Vec<(String, Command, Option<Box<LoanState>>)>,
+        commands: Vec<(String, Command, Option<Box<LoanRow>>)>,
         brief: bool,
     ) -> Pending {
         let mut parts = Vec::with_capacity(commands.len().div_ceil(PART_COMMANDS_MAX));
@@ -266,9 +267,7 @@ impl WriterHandle {
 }
 
 /// Commands for [`WriterHandle::send_many_hinted`], none with a hint.
-fn without_hints(
-    commands: Vec<(String, Command)>,
-) -> Vec<(String, Command, Option<Box<LoanState>>)> {
+fn without_hints(commands: Vec<(String, Command)>) -> Vec<(String, Command, Option<Box<LoanRow>>)> {
     commands.into_iter().map(|(id, command)| (id, command, None)).collect()
 }
 
@@ -306,7 +305,7 @@ impl Pending {
 /// between every two statements where the shared runtime's workers were still awake.
 pub fn spawn(db: Db) -> (WriterHandle, JoinHandle<()>) {
     let (queue, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
-    let writer = Writer { db, heads: HashMap::new(), loans: HashMap::new() };
+    let writer = Writer { db, heads: HashMap::default(), loans: HashMap::default() };
     let task = tokio::spawn(writer.run(rx));
     (WriterHandle { queue, permits: Arc::new(Semaphore::new(QUEUE_DEPTH_MAX)) }, task)
 }
@@ -432,14 +431,23 @@ impl Group {
         }
     }
 
-    /// Takes the hinted states whose `last_seq` is still the committed one (`seqs`, as read);
-    /// a hint out of date is left out, and its loan read instead.
-    fn take_current_hints(&mut self, hints: &HashMap<&str, &LoanState>, seqs: Vec<(String, i64)>) {
+    /// Takes the hinted rows whose `last_seq` is still the committed one (`seqs`, as read),
+    /// decoded; a hint out of date (or that does not decode) is left out, and its loan read
+    /// instead.
+    fn take_current_hints(
+        &mut self,
+        mut hints: HashMap<&str, Box<LoanRow>>,
+        seqs: Vec<(String, i64)>,
+    ) {
         for (id, seq) in seqs {
-            if let Some(hint) = hints.get(id.as_str())
-                && i64::try_from(hint.last_seq).ok() == Some(seq)
-            {
-                self.loans.insert(id, (*hint).clone());
+            let Some(hint) = hints.remove(id.as_str()).filter(|h| h.last_seq == seq) else {
+                continue;
+            };
+            match hint.into_state() {
+                Ok(state) => {
+                    self.loans.insert(id, state);
+                }
+                Err(e) => tracing::warn!(loan_id = id, error = %e, "a hint that does not decode"),
             }
         }
     }
@@ -870,8 +878,7 @@ impl Writer {
         if spec.abandoned {
             return;
         }
-        let jobs = &spec.group[from..];
-        match self.db.idempotency_read(&keys_of(jobs)).await {
+        match self.db.idempotency_read(&keys_of(&spec.group[from..])).await {
             Ok(rows) => spec.g.remember_answers(rows),
             Err(e) => {
                 tracing::warn!(error = %e, "request-id lookup failed while a group committed");
@@ -879,10 +886,14 @@ impl Writer {
                 return;
             }
         }
-        let mut hinted: HashMap<&str, &LoanState> = HashMap::new();
-        let mut unread: HashSet<&str> = HashSet::new();
-        for env in jobs {
-            let Some(id) = env.command.loan_id() else { continue };
+        // The hints are taken out of the envelopes (the group's own, planned once here), so
+        // that a hint used is decoded in place, not copied; one not needed is dropped undecoded.
+        let mut hinted: HashMap<&str, Box<LoanRow>> = HashMap::default();
+        let mut unread: HashSet<&str> = HashSet::default();
+        for env in &mut spec.group[from..] {
+            let Envelope { command, hint, .. } = env;
+            let command: &Command = command;
+            let Some(id) = command.loan_id() else { continue };
             if spec.g.loans.contains_key(id) || spec.g.missing.contains(id) {
                 continue;
             }
@@ -894,7 +905,7 @@ impl Writer {
                 Some(state) => {
                     spec.g.loans.insert(id.to_string(), state);
                 }
-                None => match env.hint.as_deref().filter(|h| h.terms.loan_id == id) {
+                None => match hint.take().filter(|h| h.loan_id == id) {
                     Some(hint) => {
                         hinted.insert(id, hint);
                     }
@@ -907,7 +918,7 @@ impl Writer {
         if !hinted.is_empty() {
             let ids: Vec<&str> = hinted.keys().copied().collect();
             match self.db.loan_seqs_read(&ids).await {
-                Ok(seqs) => spec.g.take_current_hints(&hinted, seqs),
+                Ok(seqs) => spec.g.take_current_hints(hinted, seqs),
                 Err(e) => {
                     tracing::warn!(error = %e, "loan lookup failed while a group committed");
                     spec.abandoned = true;
@@ -934,6 +945,7 @@ impl Writer {
             }
         }
         let mut detached = WriteTx::Detached;
+        let jobs = &spec.group[from..];
         let planned = self.execute_all(&mut detached, &mut spec.g, jobs, &mut spec.results).await;
         if planned.is_err() {
             spec.abandoned = true;
@@ -1268,19 +1280,18 @@ impl Writer {
             }
             None => true,
         });
-        // Hinted loans still at the hint's last_seq are taken as hinted; the rest are read.
-        let hints: HashMap<&str, &LoanState> = group
+        // Hinted loans still at the hint's last_seq are taken as hinted (a copy of the row,
+        // decoded: a group planned here may be planned again); the rest are read.
+        let hints: HashMap<&str, Box<LoanRow>> = group
             .iter()
-            .filter_map(|e| e.hint.as_deref())
-            .map(|h| (h.terms.loan_id.as_str(), h))
+            .filter_map(|e| e.hint.as_ref())
+            .filter(|h| loan_ids.binary_search(&h.loan_id).is_ok())
+            .map(|h| (h.loan_id.as_str(), h.clone()))
             .collect();
         if !hints.is_empty() {
-            let hinted: Vec<&str> =
-                loan_ids.iter().map(String::as_str).filter(|id| hints.contains_key(id)).collect();
-            if !hinted.is_empty() {
-                g.take_current_hints(&hints, tx.loan_seqs(&hinted).await?);
-                loan_ids.retain(|id| !g.loans.contains_key(id));
-            }
+            let hinted: Vec<&str> = hints.keys().copied().collect();
+            g.take_current_hints(hints, tx.loan_seqs(&hinted).await?);
+            loan_ids.retain(|id| !g.loans.contains_key(id));
         }
         if !loan_ids.is_empty() {
             for loan in tx.loans_many(&loan_ids).await? {
@@ -1695,7 +1706,7 @@ impl Writer {
                 }
                 // A loan renewed by another open loan (or by this one) counts once: the renewal
                 // replaces it against the cap.
-                let renewed: std::collections::HashSet<&str> = open
+                let renewed: HashSet<&str> = open
                     .values()
                     .filter(|l| l.status.is_open())
                     .filter_map(|l| l.terms.renews_loan_id.as_deref())

@@ -66,7 +66,8 @@ impl Planned {
 
 /// Writes `txns` transactions of `per_txn` commands of `rows` over `loans` loans (the bench's
 /// contract with fresh ids; the settlement's take each loan once when there are enough) and
-/// returns commands per second, timing the writes only.
+/// returns commands per second, timing the writes only, with their time and this process's CPU
+/// time over them ([`super::load::process_cpu`]).
 pub async fn measure(
     db: &Db,
     template: &LoanState,
@@ -74,7 +75,7 @@ pub async fn measure(
     loans: usize,
     per_txn: usize,
     txns: usize,
-) -> anyhow::Result<(f64, Duration)> {
+) -> anyhow::Result<(f64, Duration, Duration)> {
     anyhow::ensure!(loans > 0 && per_txn > 0 && txns > 0, "a ceiling needs loans and transactions");
     let planned = Planned::of(template)?;
     let ledger = "CEILING";
@@ -196,6 +197,7 @@ pub async fn measure(
         groups.push(staged);
     }
 
+    let cpu = super::load::process_cpu();
     let start = Instant::now();
     for staged in &groups {
         let tx = db.begin_write().await?;
@@ -204,5 +206,6 @@ pub async fn measure(
         db.restart_wal_if_due().await;
     }
     let elapsed = start.elapsed();
-    Ok(((txns * per_txn) as f64 / elapsed.as_secs_f64().max(1e-9), elapsed))
+    let cpu = super::load::process_cpu().saturating_sub(cpu);
+    Ok(((txns * per_txn) as f64 / elapsed.as_secs_f64().max(1e-9), elapsed, cpu))
 }

@@ -1,7 +1,7 @@
 //! The scenarios: prepare data through the writer, then drive the server over gRPC.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tonic::Request;
@@ -251,6 +251,8 @@ pub struct Figure {
     pub unit: &'static str,
     pub seconds: f64,
     pub latency: Option<Latency>,
+    /// CPU time (user and system) of this whole process over the same span ([`process_cpu`]).
+    pub cpu: Option<Duration>,
 }
 
 impl Figure {
@@ -274,6 +276,10 @@ impl std::fmt::Display for Figure {
         if let Some(l) = &self.latency {
             write!(f, "  ({l})")?;
         }
+        if let Some(cpu) = self.cpu {
+            let each_us = cpu.as_secs_f64() * 1e6 / (self.count.max(1) as f64);
+            write!(f, "  [cpu {:.2} s, {each_us:.1} µs each]", cpu.as_secs_f64())?;
+        }
         Ok(())
     }
 }
@@ -289,6 +295,7 @@ async fn singles(
 ) -> anyhow::Result<(Figure, u64)> {
     let loans = Arc::new(loans.to_vec());
     let per = total.div_ceil(clients);
+    let cpu = process_cpu();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -334,6 +341,7 @@ async fn singles(
             unit: "postings",
             seconds,
             latency: Some(Latency::of(&mut all)),
+            cpu: Some(process_cpu().saturating_sub(cpu)),
         },
         failed,
     ))
@@ -368,6 +376,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     };
 
     let prep_loans = cfg.settle_loans.max(cfg.clients).max(1);
+    let cpu = process_cpu();
     let t = Instant::now();
     let loans = prepare(&writer, prep_loans).await?;
     report(
@@ -377,6 +386,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "commands",
             seconds: t.elapsed().as_secs_f64(),
             latency: None,
+            cpu: Some(process_cpu().saturating_sub(cpu)),
         },
         &mut figures,
     );
@@ -430,10 +440,12 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "reads",
             seconds: window,
             latency: Some(Latency::of(&mut lat)),
+            cpu: None,
         },
         &mut figures,
     );
 
+    let cpu = process_cpu();
     let start = Instant::now();
     let mut senders = Vec::new();
     for k in 0..cfg.batch_clients {
@@ -482,12 +494,14 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "postings",
             seconds: start.elapsed().as_secs_f64(),
             latency: Some(Latency::of(&mut lat)),
+            cpu: Some(process_cpu().saturating_sub(cpu)),
         },
         &mut figures,
     );
 
     let mut loan_client =
         LoanServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
+    let cpu = process_cpu();
     let start = Instant::now();
     let r = loan_client
         .settle_loans(pb::SettleLoansRequest {
@@ -506,6 +520,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "loans",
             seconds: start.elapsed().as_secs_f64(),
             latency: None,
+            cpu: Some(process_cpu().saturating_sub(cpu)),
         },
         &mut figures,
     );
@@ -521,6 +536,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
 
     let mut audit =
         AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
+    let cpu = process_cpu();
     let start = Instant::now();
     let v = audit.verify(pb::VerifyRequest { ledger_id: "BENCH".into() }).await?.into_inner();
     anyhow::ensure!(v.ok, "verify failed: {:?}", v.problems);
@@ -531,6 +547,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "entries",
             seconds: start.elapsed().as_secs_f64(),
             latency: None,
+            cpu: Some(process_cpu().saturating_sub(cpu)),
         },
         &mut figures,
     );
@@ -595,7 +612,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         }
         .await;
         scratch.drop_db().await;
-        let (ceiling_rate, elapsed) = measured?;
+        let (ceiling_rate, elapsed, cpu) = measured?;
         let (name, unit) = match rows {
             Rows::Repayment => (format!("ceiling, {size} postings a txn"), "postings"),
             Rows::Settlement { .. } => {
@@ -609,6 +626,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
                 unit,
                 seconds: elapsed.as_secs_f64(),
                 latency: None,
+                cpu: Some(cpu),
             },
             &mut figures,
         );
@@ -617,6 +635,19 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         }
     }
     Ok(figures)
+}
+
+/// CPU time (user and system) this process has used so far, all its threads: the server, its
+/// SQLite (which runs inside it; PostgreSQL's backends do not count) and the load generator's
+/// clients. Zero where the clock cannot be read.
+pub fn process_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` only writes the `timespec` it is given, which lives here.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
 /// The contract every bench loan has: 50,000.00 yuan at 3.85% for 12 months from 2021-01-25,

@@ -100,8 +100,14 @@ impl TxnContent<'_> {
     }
 }
 
+/// The stored form of a hash: 64 lowercase hex digits, in one allocation of their size
+/// (`hex::encode` grows its string a digit at a time; three hashes a command on the write
+/// path, BENCHMARKS.md 59).
 pub fn to_hex(hash: &Hash) -> String {
-    hex::encode(hash)
+    let mut buf = [0u8; 64];
+    // Cannot fail: 32 bytes are 64 digits, and hex digits are ASCII.
+    let _ = hex::encode_to_slice(hash, &mut buf);
+    std::str::from_utf8(&buf).map(str::to_owned).unwrap_or_default()
 }
 
 /// Whether `text` is exactly the stored form (lowercase hex) of `hash`, without allocating.
@@ -182,5 +188,16 @@ mod tests {
         a.actor = "bank:B1r";
         a.request_id = "-1";
         assert_ne!(a.chain_hash(&GENESIS), base);
+    }
+
+    proptest::proptest! {
+        /// The stored form is `hex::encode`'s, and reads back as the same hash.
+        #[test]
+        fn stored_form_is_lowercase_hex(bytes in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let text = to_hex(&bytes);
+            proptest::prop_assert_eq!(&text, &hex::encode(bytes));
+            proptest::prop_assert!(is_hex_of(&text, &bytes));
+            proptest::prop_assert_eq!(from_hex(&text), Some(bytes));
+        }
     }
 }

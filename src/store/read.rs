@@ -278,15 +278,16 @@ impl Db {
 
 impl Db {
     /// Live loans (active or overdue) of a ledger, optionally of one bank, after `after` in
-    /// loan_id order, at most `limit`, as stored: the settlement run pages through these and
-    /// hands them to the writer as hints (see `app::writer`).
-    pub async fn live_loans(
+    /// loan_id order, at most `limit`, as stored and not decoded: the settlement run pages
+    /// through these and hands them to the writer as hints (see `app::writer`), which decodes
+    /// only those of loans it does not hold.
+    pub async fn live_loan_rows(
         &self,
         ledger_id: &str,
         bank_id: Option<&str>,
         after: &str,
         limit: u32,
-    ) -> Result<Vec<LoanState>, StoreError> {
+    ) -> Result<Vec<LoanRow>, StoreError> {
         let sql = concat!(
             "select ",
             loan_columns!(),
@@ -303,15 +304,12 @@ impl Db {
                 (ledger_id.to_string(), bank_id.map(str::to_string), after.to_string());
             return read_blocking(readers, move |conn| {
                 let params = rusqlite::params![ledger_id, bank_id, after, i64::from(limit)];
-                conn.prepare_cached(sql)?
-                    .query_and_then(params, |r| super::bulk::loan_row(r)?.into_state())?
-                    .collect()
+                conn.prepare_cached(sql)?.query_and_then(params, super::bulk::loan_row)?.collect()
             })
             .await;
         }
-        let rows: Vec<LoanRow> = on_pool!(self, p => sqlx::query_as(sql)
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(bank_id).bind(after).bind(i64::from(limit))
-            .fetch_all(p).await?);
-        rows.into_iter().map(LoanRow::into_state).collect()
+            .fetch_all(p).await?))
     }
 }

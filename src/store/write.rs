@@ -6,7 +6,9 @@
 //! written at the end of the group with a few multi-row statements, since on SQLite the number of
 //! statements, not rows, is what a write costs (../shared/STACK.md).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use crate::collections::{HashMap, HashSet};
 
 use std::sync::Arc;
 

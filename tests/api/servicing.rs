@@ -1614,7 +1614,15 @@ async fn stale_settlement_hint_is_not_used(backend: Backend) {
     let date = NaiveDate::from_ymd_opt(2021, 3, 20).expect("a date");
     let settle = Command::SettleLoan { loan_id: id.clone(), date };
     let mut answers = writer
-        .send_many_hinted(&bank, vec![("hint-1".into(), settle, Some(Box::new(stale)))], false)
+        .send_many_hinted(
+            &bank,
+            vec![(
+                "hint-1".into(),
+                settle,
+                Some(Box::new(loanledger::store::rows::LoanRow::from_state(&stale))),
+            )],
+            false,
+        )
         .await
         .wait()
         .await;

@@ -3,7 +3,7 @@
 //! stored row and its postings, and the postings balance; account balances are summed from the
 //! postings. Each transaction then goes on to stage 2 ([`super::replay`]) in chunks.
 
-use std::collections::HashMap;
+use crate::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -46,7 +46,7 @@ impl Chain {
             checked: 0,
             head_seq: 0,
             head_hash: String::new(),
-            balances: HashMap::new(),
+            balances: HashMap::default(),
             problems: Problems::default(),
             bytes: Vec::with_capacity(4096),
             chunk: Vec::with_capacity(CHUNK),

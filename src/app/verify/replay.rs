@@ -2,7 +2,7 @@
 //! through the domain rules to rebuild the loans and the registry from the journal alone, and
 //! each loan event's postings are recomputed and compared with the stored ones.
 
-use std::collections::HashMap;
+use crate::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;

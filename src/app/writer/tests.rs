@@ -14,8 +14,6 @@
 //! these tests stage by hand. Each writer starts with an empty cache, so that the loans come
 //! from the hints or the database, not from what the writer itself committed.
 
-use std::sync::Arc;
-
 use super::{Envelope, WriterHandle, spawn};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
@@ -28,6 +26,7 @@ use crate::domain::household::{HouseholdStatus, StatusEntry};
 use crate::domain::loan::LoanState;
 use crate::domain::money::Fen;
 use crate::store::Db;
+use crate::store::rows::LoanRow;
 
 const LEDGER: &str = "T";
 const BANK: &str = "BB";
@@ -80,7 +79,7 @@ fn loan_of(result: Result<Outcome, AppError>) -> (Box<LoanState>, i64) {
 /// A ledger with `loans` disbursed loans, one household each; then, for each, the state the
 /// settlement run would read, taken before a repayment the writer commits afterwards. Returns
 /// those stale states.
-async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanState> {
+async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanRow> {
     db.migrate().await.unwrap();
     let (w, task) = spawn(db.clone());
     all_ok(w.send_many_hinted(&operator(), registry_group(loans), false).await.wait().await);
@@ -94,7 +93,7 @@ async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanState> {
         };
         submit(&w, bank(), &format!("d{n}"), command).await;
     }
-    let stale = db.live_loans(LEDGER, None, "", 100).await.unwrap();
+    let stale = db.live_loan_rows(LEDGER, None, "", 100).await.unwrap();
     assert_eq!(stale.len(), loans as usize);
     for n in 1..=loans {
         let command = Command::RecordRepayment {
@@ -119,8 +118,8 @@ thread_local! {
 /// never reads: an outcome carrying it was planned on the hint, not on the stored state.
 const HINTED: &str = "hinted";
 
-fn settle(n: u32, mut hint: LoanState) -> (String, Command, Option<Box<LoanState>>) {
-    Arc::make_mut(&mut hint.terms).purpose = HINTED.into();
+fn settle(n: u32, mut hint: LoanRow) -> (String, Command, Option<Box<LoanRow>>) {
+    hint.purpose = HINTED.into();
     let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
     (format!("settle/{}", loan_id(n)), command, Some(Box::new(hint)))
 }
@@ -144,7 +143,7 @@ async fn check_settled(db: &Db, results: Vec<Result<Outcome, AppError>>, hint_us
 /// loan 1 alone (the group is planned in its own transaction), then loans 2 and 3 in a call
 /// queued behind a full group (settling loan 4 over and over: once, then nothing due), so that
 /// they are planned while that group commits.
-async fn settle_with_hints(db: &Db, hints: Vec<LoanState>, hint_used: bool) {
+async fn settle_with_hints(db: &Db, hints: Vec<LoanRow>, hint_used: bool) {
     let mut hints = hints.into_iter();
     let (w, task) = spawn(db.clone());
     let alone = w.send_many_hinted(&bank(), vec![settle(1, hints.next().unwrap())], false).await;
@@ -162,7 +161,7 @@ async fn settle_with_hints(db: &Db, hints: Vec<LoanState>, hint_used: bool) {
 
 /// A full group: loan `n` settled [`super::PART_COMMANDS_MAX`] times in one call (once, then
 /// with nothing due), so that a call queued behind it is planned while it commits.
-fn full_group(n: u32) -> Vec<(String, Command, Option<Box<LoanState>>)> {
+fn full_group(n: u32) -> Vec<(String, Command, Option<Box<LoanRow>>)> {
     (0..super::PART_COMMANDS_MAX)
         .map(|i| {
             let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
@@ -180,13 +179,24 @@ async fn stale_hints_are_not_used(db: &Db) {
 /// Hints at the committed `last_seq` are used, in either path, and settle as the stored state.
 async fn current_hints_are_used(db: &Db) {
     let _ = loans_with_stale_states(db, 4).await;
-    let current = db.live_loans(LEDGER, None, "", 100).await.unwrap();
+    let current = db.live_loan_rows(LEDGER, None, "", 100).await.unwrap();
     settle_with_hints(db, current, true).await;
+}
+
+/// Current hints that do not decode (their servicing state is not JSON) are not used: the
+/// loans are read instead, in either path, and settle as the stored state.
+async fn hints_that_do_not_decode_are_not_used(db: &Db) {
+    let _ = loans_with_stale_states(db, 4).await;
+    let mut current = db.live_loan_rows(LEDGER, None, "", 100).await.unwrap();
+    for row in &mut current {
+        row.servicing_json = "{".into();
+    }
+    settle_with_hints(db, current, false).await;
 }
 
 /// A contract of the bench's terms (12 months from 2021-01-25, bullet) for household `n`
 /// (registered by [`registry_group`]).
-fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command, Option<Box<LoanState>>) {
+fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command, Option<Box<LoanRow>>) {
     let mut terms = crate::bench::load::bench_terms(&id_number(n));
     terms.loan_id = loan_id(n);
     terms.contract_number = n.to_string();
@@ -200,7 +210,7 @@ fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command, Option<
 
 /// The ledger, its bank and households 1 to `households` (one a loan: a household may owe at
 /// most one contract's principal), as one submission.
-fn registry_group(households: u32) -> Vec<(String, Command, Option<Box<LoanState>>)> {
+fn registry_group(households: u32) -> Vec<(String, Command, Option<Box<LoanRow>>)> {
     let mut commands = vec![
         (
             "l".to_string(),
@@ -518,6 +528,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     stale_hints_are_not_used,
     current_hints_are_used,
+    hints_that_do_not_decode_are_not_used,
     a_group_reads_its_own_registry_writes,
     brief_answers,
     a_loan_changed_again_by_the_group_planned_ahead,
