@@ -64,7 +64,7 @@ use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
 use crate::store::rows::{BankRow, HouseholdRow, JournalRow, LoanRow};
-use crate::store::write::{Staged, StagedTxn, WriteTx, add_deltas};
+use crate::store::write::{Staged, StagedTxn, StoredAnswer, WriteTx, add_deltas};
 use crate::store::{Db, StoreError};
 
 /// Commands waiting for the writer or in its hands, at most. More makes callers wait
@@ -1351,7 +1351,6 @@ impl Writer {
         index: usize,
     ) -> Result<Answered, AppError> {
         let key = env.key().clone();
-        let scope = key.0.clone();
         let fingerprint = env.command.fingerprint();
         // Every answer given in the group is recorded here, and, planned with `Lookup::First`,
         // every request id stored before: absent means new. Planned with `Lookup::AtCommit`,
@@ -1413,7 +1412,7 @@ impl Writer {
             };
             let json =
                 serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
-            tx.insert_idempotency(&scope, env.request_id(), &fingerprint, &json).await?;
+            tx.insert_idempotency(env.actor_name(), env.request_id(), &fingerprint, &json).await?;
             g.idempotency.insert(key, (fingerprint, Answer::Given(index)));
             return Ok(Answered::New(outcome));
         }
@@ -1472,12 +1471,10 @@ impl Writer {
             },
             postings: planned.postings.into_vec(),
             loan_ids: planned.event.loan_ids().into_iter().map(String::from).collect(),
-            idempotency: Some((
-                scope,
-                env.request_id().to_string(),
-                fingerprint.clone(),
-                stored_json,
-            )),
+            idempotency: Some(StoredAnswer {
+                fingerprint: fingerprint.clone(),
+                result_json: stored_json,
+            }),
         });
         g.heads.insert(planned.ledger_id, (seq, hash));
         g.idempotency.insert(key, (fingerprint, Answer::Given(index)));

@@ -25,7 +25,7 @@ use crate::ledger::hash::{GENESIS, Hash, TxnContent, to_hex};
 use crate::ledger::loan_postings::loan_postings;
 use crate::store::Db;
 use crate::store::rows::JournalRow;
-use crate::store::write::{Staged, StagedTxn, add_deltas};
+use crate::store::write::{Staged, StagedTxn, StoredAnswer, add_deltas};
 
 /// The rows each command of a ceiling writes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,7 +189,7 @@ pub async fn measure(
                 },
                 postings,
                 loan_ids: vec![loan_id.clone()],
-                idempotency: Some((actor.into(), request_id, to_hex(&hash), answer)),
+                idempotency: Some(StoredAnswer { fingerprint: to_hex(&hash), result_json: answer }),
             });
             staged.loans.insert(loan_id, loan.clone());
             prev = hash;

@@ -153,8 +153,8 @@ impl Statements {
                 link.execute(params![l.0, l.1, l.2])?;
             }
             let mut idempotency = self.prepared(IDEMPOTENCY)?;
-            for (i, ledger, seq) in staged.idempotency_rows() {
-                idempotency.execute(params![i.0, i.1, i.2, i.3, ledger, seq])?;
+            for i in staged.idempotency_rows() {
+                idempotency.execute(params![i.0, i.1, i.2, i.3, i.4, i.5])?;
             }
         }
         let (new, changed) = staged.loan_rows();

@@ -189,11 +189,22 @@ pub struct StagedTxn {
     pub row: JournalRow,
     pub postings: Vec<Posting>,
     pub loan_ids: Vec<String>,
-    pub idempotency: Option<IdempotencyRecord>,
+    pub idempotency: Option<StoredAnswer>,
 }
 
-/// An idempotency row: (scope, request id, fingerprint, answer as JSON).
-pub type IdempotencyRecord = (String, String, String, String);
+/// A transaction's idempotency row, beside what its journal row already holds: the row's
+/// scope and request id are the journal row's actor and request id (the writer's key for the
+/// request: the caller's name and its request id), written from there rather than copied.
+#[derive(Debug, Clone)]
+pub struct StoredAnswer {
+    /// The command's fingerprint (`Command::fingerprint`).
+    pub fingerprint: String,
+    /// The answer's compact stored form, as JSON.
+    pub result_json: String,
+}
+
+/// An idempotency row: (scope, request id, fingerprint, answer as JSON, ledger, seq).
+pub type IdempotencyRowRef<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, i64);
 
 /// What a group writes at its end.
 #[derive(Debug, Default)]
@@ -239,11 +250,19 @@ impl Staged {
             .collect()
     }
 
-    pub(super) fn idempotency_rows(&self) -> Vec<(&IdempotencyRecord, &str, i64)> {
+    pub(super) fn idempotency_rows(&self) -> Vec<IdempotencyRowRef<'_>> {
         self.txns
             .iter()
             .filter_map(|t| {
-                t.idempotency.as_ref().map(|i| (i, t.row.ledger_id.as_str(), t.row.seq))
+                let (r, answer) = (&t.row, t.idempotency.as_ref()?);
+                Some((
+                    r.actor.as_str(),
+                    r.request_id.as_str(),
+                    answer.fingerprint.as_str(),
+                    answer.result_json.as_str(),
+                    r.ledger_id.as_str(),
+                    r.seq,
+                ))
             })
             .collect()
     }
@@ -763,12 +782,12 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
     .bind(links.iter().map(|l| l.0).collect::<Vec<_>>())
     .bind(links.iter().map(|l| l.1).collect::<Vec<_>>())
     .bind(links.iter().map(|l| l.2).collect::<Vec<_>>())
-    .bind(idem.iter().map(|i| i.0.0.as_str()).collect::<Vec<_>>())
-    .bind(idem.iter().map(|i| i.0.1.as_str()).collect::<Vec<_>>())
-    .bind(idem.iter().map(|i| i.0.2.as_str()).collect::<Vec<_>>())
-    .bind(idem.iter().map(|i| i.0.3.as_str()).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.0).collect::<Vec<_>>())
     .bind(idem.iter().map(|i| i.1).collect::<Vec<_>>())
     .bind(idem.iter().map(|i| i.2).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.3).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.4).collect::<Vec<_>>())
+    .bind(idem.iter().map(|i| i.5).collect::<Vec<_>>())
     .bind(new.iter().map(|r| r.loan_id.as_str()).collect::<Vec<_>>())
     .bind(new.iter().map(|r| r.ledger_id.as_str()).collect::<Vec<_>>())
     .bind(new.iter().map(|r| r.bank_id.as_str()).collect::<Vec<_>>())
@@ -840,7 +859,7 @@ pub(super) mod tests {
                 Posting { account: "loan".into(), amount: Fen(-100) },
             ],
             loan_ids: vec!["LN".into()],
-            idempotency: Some(("bank:B".into(), request_id.into(), "f".into(), "{}".into())),
+            idempotency: Some(StoredAnswer { fingerprint: "f".into(), result_json: "{}".into() }),
         }
     }
 
