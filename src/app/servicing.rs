@@ -21,8 +21,8 @@ const _: () = assert!(SETTLEMENT_PAGE_LOANS as usize <= super::writer::GROUP_COM
 
 /// Pages of a settlement run with the writer at once (sent, not yet answered): one commits, one
 /// is planned meanwhile, one waits to be planned as soon as the first has committed. With the
-/// page being read, four pages of loan states are held as hints at most, and the writer's own
-/// copies of those it plans: memory stays bounded whatever the size of the ledger.
+/// page being read, four pages of loan rows are held as hints at most, and the states the writer
+/// decodes from those it uses: memory stays bounded whatever the size of the ledger.
 const SETTLEMENT_PAGES_IN_FLIGHT: usize = 3;
 
 /// Failures listed in a run's answer, at most.

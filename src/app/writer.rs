@@ -224,7 +224,7 @@ impl WriterHandle {
         self.send_many_hinted(actor, without_hints(commands), false).await
     }
 
-    /// As [`WriterHandle::send_many`], each command with the state of its loan as the caller
+    /// As [`WriterHandle::send_many`], each command with the row of its loan as the caller
     /// read it (see [`Envelope::hint`]); `brief`: answered briefly (see [`Envelope::brief`]).
     pub async fn send_many_hinted(
         &self,
@@ -432,8 +432,10 @@ impl Group {
     }
 
     /// Takes the hinted rows whose `last_seq` is still the committed one (`seqs`, as read),
-    /// decoded; a hint out of date (or that does not decode) is left out, and its loan read
-    /// instead.
+    /// decoded; a hint out of date is left out, and its loan read instead. So is a hint that
+    /// does not decode: being current, it is the stored row, whose read then fails as a corrupt
+    /// row does, and with it only that loan's command once the group is run command by
+    /// command.
     fn take_current_hints(
         &mut self,
         mut hints: HashMap<&str, Box<LoanRow>>,
@@ -886,8 +888,9 @@ impl Writer {
                 return;
             }
         }
-        // The hints are taken out of the envelopes (the group's own, planned once here), so
-        // that a hint used is decoded in place, not copied; one not needed is dropped undecoded.
+        // The hints are taken out of the envelopes, so that a hint used is decoded in place,
+        // not copied; one not needed is dropped undecoded. Should this group be planned again
+        // (abandoned below, or its commit refused or failed), its loans are read then.
         let mut hinted: HashMap<&str, Box<LoanRow>> = HashMap::default();
         let mut unread: HashSet<&str> = HashSet::default();
         for env in &mut spec.group[from..] {

@@ -67,7 +67,7 @@ impl Planned {
 /// Writes `txns` transactions of `per_txn` commands of `rows` over `loans` loans (the bench's
 /// contract with fresh ids; the settlement's take each loan once when there are enough) and
 /// returns commands per second, timing the writes only, with their time and this process's CPU
-/// time over them ([`super::load::process_cpu`]).
+/// time over them ([`super::load::CpuClock`]).
 pub async fn measure(
     db: &Db,
     template: &LoanState,
@@ -182,7 +182,7 @@ pub async fn measure(
                     value_date,
                     recorded_at_us: 0,
                     actor: actor.into(),
-                    request_id: request_id.clone(),
+                    request_id,
                     command_json,
                     prev_hash: to_hex(&prev),
                     hash: to_hex(&hash),
@@ -197,7 +197,7 @@ pub async fn measure(
         groups.push(staged);
     }
 
-    let cpu = super::load::process_cpu();
+    let cpu = super::load::CpuClock::start();
     let start = Instant::now();
     for staged in &groups {
         let tx = db.begin_write().await?;
@@ -206,6 +206,6 @@ pub async fn measure(
         db.restart_wal_if_due().await;
     }
     let elapsed = start.elapsed();
-    let cpu = super::load::process_cpu().saturating_sub(cpu);
+    let cpu = cpu.elapsed();
     Ok(((txns * per_txn) as f64 / elapsed.as_secs_f64().max(1e-9), elapsed, cpu))
 }

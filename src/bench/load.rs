@@ -251,7 +251,7 @@ pub struct Figure {
     pub unit: &'static str,
     pub seconds: f64,
     pub latency: Option<Latency>,
-    /// CPU time (user and system) of this whole process over the same span ([`process_cpu`]).
+    /// CPU time (user and system) of this whole process over the same span ([`CpuClock`]).
     pub cpu: Option<Duration>,
 }
 
@@ -295,7 +295,7 @@ async fn singles(
 ) -> anyhow::Result<(Figure, u64)> {
     let loans = Arc::new(loans.to_vec());
     let per = total.div_ceil(clients);
-    let cpu = process_cpu();
+    let cpu = CpuClock::start();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -341,7 +341,7 @@ async fn singles(
             unit: "postings",
             seconds,
             latency: Some(Latency::of(&mut all)),
-            cpu: Some(process_cpu().saturating_sub(cpu)),
+            cpu: Some(cpu.elapsed()),
         },
         failed,
     ))
@@ -376,7 +376,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     };
 
     let prep_loans = cfg.settle_loans.max(cfg.clients).max(1);
-    let cpu = process_cpu();
+    let cpu = CpuClock::start();
     let t = Instant::now();
     let loans = prepare(&writer, prep_loans).await?;
     report(
@@ -386,7 +386,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "commands",
             seconds: t.elapsed().as_secs_f64(),
             latency: None,
-            cpu: Some(process_cpu().saturating_sub(cpu)),
+            cpu: Some(cpu.elapsed()),
         },
         &mut figures,
     );
@@ -445,7 +445,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         &mut figures,
     );
 
-    let cpu = process_cpu();
+    let cpu = CpuClock::start();
     let start = Instant::now();
     let mut senders = Vec::new();
     for k in 0..cfg.batch_clients {
@@ -494,14 +494,14 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "postings",
             seconds: start.elapsed().as_secs_f64(),
             latency: Some(Latency::of(&mut lat)),
-            cpu: Some(process_cpu().saturating_sub(cpu)),
+            cpu: Some(cpu.elapsed()),
         },
         &mut figures,
     );
 
     let mut loan_client =
         LoanServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
-    let cpu = process_cpu();
+    let cpu = CpuClock::start();
     let start = Instant::now();
     let r = loan_client
         .settle_loans(pb::SettleLoansRequest {
@@ -520,7 +520,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "loans",
             seconds: start.elapsed().as_secs_f64(),
             latency: None,
-            cpu: Some(process_cpu().saturating_sub(cpu)),
+            cpu: Some(cpu.elapsed()),
         },
         &mut figures,
     );
@@ -536,7 +536,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
 
     let mut audit =
         AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
-    let cpu = process_cpu();
+    let cpu = CpuClock::start();
     let start = Instant::now();
     let v = audit.verify(pb::VerifyRequest { ledger_id: "BENCH".into() }).await?.into_inner();
     anyhow::ensure!(v.ok, "verify failed: {:?}", v.problems);
@@ -547,7 +547,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             unit: "entries",
             seconds: start.elapsed().as_secs_f64(),
             latency: None,
-            cpu: Some(process_cpu().saturating_sub(cpu)),
+            cpu: Some(cpu.elapsed()),
         },
         &mut figures,
     );
@@ -637,17 +637,39 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// CPU time (user and system) this process has used so far, all its threads: the server, its
-/// SQLite (which runs inside it; PostgreSQL's backends do not count) and the load generator's
-/// clients. Zero where the clock cannot be read.
-pub fn process_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `clock_gettime` only writes the `timespec` it is given, which lives here.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
+/// The CPU time (user and system) this process uses from its start on, all its threads: the
+/// server, its SQLite (which runs inside it; PostgreSQL's backends do not count) and the load
+/// generator's clients.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuClock(Duration);
+
+impl CpuClock {
+    pub fn start() -> CpuClock {
+        CpuClock(process_cpu())
+    }
+
+    /// The CPU time used since [`CpuClock::start`].
+    pub fn elapsed(self) -> Duration {
+        process_cpu().saturating_sub(self.0)
+    }
+}
+
+/// CPU time this process has used so far; zero where the clock cannot be read.
+#[cfg(unix)]
+fn process_cpu() -> Duration {
+    let mut ts = std::mem::MaybeUninit::<libc::timespec>::uninit();
+    // SAFETY: `clock_gettime` writes only the `timespec` it is given, which lives here.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, ts.as_mut_ptr()) } != 0 {
         return Duration::ZERO;
     }
+    // SAFETY: it returned 0, so it wrote the whole `timespec`.
+    let ts = unsafe { ts.assume_init() };
     Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+#[cfg(not(unix))]
+fn process_cpu() -> Duration {
+    Duration::ZERO
 }
 
 /// The contract every bench loan has: 50,000.00 yuan at 3.85% for 12 months from 2021-01-25,

@@ -106,7 +106,8 @@ impl TxnContent<'_> {
 pub fn to_hex(hash: &Hash) -> String {
     let mut buf = [0u8; 64];
     // Cannot fail: 32 bytes are 64 digits, and hex digits are ASCII.
-    let _ = hex::encode_to_slice(hash, &mut buf);
+    let encoded = hex::encode_to_slice(hash, &mut buf);
+    debug_assert!(encoded.is_ok());
     std::str::from_utf8(&buf).map(str::to_owned).unwrap_or_default()
 }
 

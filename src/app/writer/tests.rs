@@ -1,6 +1,7 @@
-//! The writer's use of callers' hints ([`super::Envelope::hint`]), on both backends: a hinted
-//! state is taken while its `last_seq` is still the committed one; a hint out of date (the
-//! loan changed after the caller read it) is left out and the loan read instead; both whether
+//! The writer's use of callers' hints ([`super::Envelope::hint`]: loan rows as read), on both
+//! backends: a hinted row is decoded and taken while its `last_seq` is still the committed one;
+//! a hint out of date (the loan changed after the caller read it), or one that does not decode,
+//! is left out and the loan read instead; each whether
 //! the group is planned in its own transaction or ahead, while another group commits (counted
 //! by [`PLANNED_AHEAD`]). The hints carry a mark the stored loans lack, so an outcome shows
 //! which state it was planned on.
@@ -78,7 +79,7 @@ fn loan_of(result: Result<Outcome, AppError>) -> (Box<LoanState>, i64) {
 
 /// A ledger with `loans` disbursed loans, one household each; then, for each, the state the
 /// settlement run would read, taken before a repayment the writer commits afterwards. Returns
-/// those stale states.
+/// those stale rows.
 async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanRow> {
     db.migrate().await.unwrap();
     let (w, task) = spawn(db.clone());
