@@ -17,8 +17,8 @@
 //!
 //! - Only parts of several servicing commands (batch parts, settlement pages; see
 //!   [`PLAN_AHEAD_PART_MIN`]) may join. Their loans come from the committing group's staged
-//!   rows or the cache, else from a caller's hint whose `last_seq` is still the committed one,
-//!   else through the readers' pool (the committing group changes no loan outside its rows).
+//!   rows or the cache, else through the readers' pool (the committing group changes no loan
+//!   outside its rows).
 //!   They need no statement before their own commit, and are executed against a
 //!   [`WriteTx::Detached`], which fails any statement.
 //! - A planned group closes once it holds a part's worth of commands and the last part of a
@@ -63,7 +63,7 @@ use crate::domain::policy::{PolicyVersion, default_versions, in_force};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
-use crate::store::rows::{BankRow, HouseholdRow, JournalRow, LoanRow};
+use crate::store::rows::{BankRow, HouseholdRow, JournalRow};
 use crate::store::write::{Staged, StagedTxn, StoredAnswer, WriteTx, add_deltas};
 use crate::store::{Db, StoreError};
 
@@ -110,11 +110,6 @@ pub struct Envelope {
     /// group in flight, records it and writes its scope as the journal's actor.
     key: RequestKey,
     pub command: Command,
-    /// The row of the loan the command names as a caller read it (a settlement run reads its
-    /// pages ahead), not yet decoded. A hint is only used if the writer does not hold the loan
-    /// and the loan's committed `last_seq` is still the hint's; otherwise the writer uses the
-    /// loan it holds, or reads it itself. Only a hint used is decoded.
-    pub hint: Option<Box<LoanRow>>,
     /// The caller keeps only the loan's principal outstanding and what a loan command settled (a
     /// batch, a settlement run): it is answered with [`Outcome::LoanRef`], without a copy of the
     /// loan's state, and a stored answer is given back as stored, without rebuilding the loan
@@ -125,15 +120,9 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn new(
-        actor: Principal,
-        request_id: String,
-        command: Command,
-        hint: Option<Box<LoanRow>>,
-        brief: bool,
-    ) -> Envelope {
+    pub fn new(actor: Principal, request_id: String, command: Command, brief: bool) -> Envelope {
         let key = (actor.actor(), request_id);
-        Envelope { actor, key, command, hint, brief }
+        Envelope { actor, key, command, brief }
     }
 
     /// Its idempotency key: (scope, request id).
@@ -193,9 +182,8 @@ impl WriterHandle {
         request_id: String,
         command: Command,
     ) -> Result<Outcome, AppError> {
-        let answer = self
-            .queue_part(vec![Envelope::new(actor, request_id, command, None, false)], true)
-            .await?;
+        let answer =
+            self.queue_part(vec![Envelope::new(actor, request_id, command, false)], true).await?;
         answer.await.map_err(|_| writer_stopped())?.pop().unwrap_or_else(|| Err(writer_stopped()))
     }
 
@@ -215,21 +203,20 @@ impl WriterHandle {
         actor: &Principal,
         commands: Vec<(String, Command)>,
     ) -> Vec<Result<Outcome, AppError>> {
-        self.send_many_hinted(actor, without_hints(commands), true).await.wait().await
+        self.queue_many(actor, commands, true).await.wait().await
     }
 
     /// Queues many commands and returns without waiting for the answers, so that a caller can
     /// prepare its next commands while the writer works.
     pub async fn send_many(&self, actor: &Principal, commands: Vec<(String, Command)>) -> Pending {
-        self.send_many_hinted(actor, without_hints(commands), false).await
+        self.queue_many(actor, commands, false).await
     }
 
-    /// As [`WriterHandle::send_many`], each command with the row of its loan as the caller
-    /// read it (see [`Envelope::hint`]); `brief`: answered briefly (see [`Envelope::brief`]).
-    pub async fn send_many_hinted(
+    /// As [`WriterHandle::send_many`]; `brief`: answered briefly (see [`Envelope::brief`]).
+    pub async fn queue_many(
         &self,
         actor: &Principal,
-        commands: Vec<(String, Command, Option<Box<LoanRow>>)>,
+        commands: Vec<(String, Command)>,
         brief: bool,
     ) -> Pending {
         let mut parts = Vec::with_capacity(commands.len().div_ceil(PART_COMMANDS_MAX));
@@ -238,8 +225,8 @@ impl WriterHandle {
             let jobs: Vec<Envelope> = commands
                 .by_ref()
                 .take(PART_COMMANDS_MAX)
-                .map(|(request_id, command, hint)| {
-                    Envelope::new(actor.clone(), request_id, command, hint, brief)
+                .map(|(request_id, command)| {
+                    Envelope::new(actor.clone(), request_id, command, brief)
                 })
                 .collect();
             let count = jobs.len();
@@ -264,11 +251,6 @@ impl WriterHandle {
             .map_err(|_| shutting_down())?;
         Ok(answer)
     }
-}
-
-/// Commands for [`WriterHandle::send_many_hinted`], none with a hint.
-fn without_hints(commands: Vec<(String, Command)>) -> Vec<(String, Command, Option<Box<LoanRow>>)> {
-    commands.into_iter().map(|(id, command)| (id, command, None)).collect()
 }
 
 /// Answers still to come, in the order the commands were sent.
@@ -428,29 +410,6 @@ impl Group {
                 (row.scope, row.request_id),
                 (row.fingerprint, Answer::Stored(row.result_json)),
             );
-        }
-    }
-
-    /// Takes the hinted rows whose `last_seq` is still the committed one (`seqs`, as read),
-    /// decoded; a hint out of date is left out, and its loan read instead. So is a hint that
-    /// does not decode: being current, it is the stored row, whose read then fails as a corrupt
-    /// row does, and with it only that loan's command once the group is run command by
-    /// command.
-    fn take_current_hints(
-        &mut self,
-        mut hints: HashMap<&str, Box<LoanRow>>,
-        seqs: Vec<(String, i64)>,
-    ) {
-        for (id, seq) in seqs {
-            let Some(hint) = hints.remove(id.as_str()).filter(|h| h.last_seq == seq) else {
-                continue;
-            };
-            match hint.into_state() {
-                Ok(state) => {
-                    self.loans.insert(id, state);
-                }
-                Err(e) => tracing::warn!(loan_id = id, error = %e, "a hint that does not decode"),
-            }
         }
     }
 
@@ -871,9 +830,9 @@ impl Writer {
 
     /// Plans parts that [`Writer::may_speculate`] accepted into the group planned ahead, every
     /// command executed without a connection. Their request ids are read through the readers'
-    /// pool. Their loans come from `f`'s staged states or the cache; else from the caller's hint
-    /// if its `last_seq` is still the committed one; else through the readers' pool. `f` does
-    /// not change a loan outside its staged rows, so for those what is committed is what counts.
+    /// pool. Their loans come from `f`'s staged states or the cache, else through the readers'
+    /// pool. `f` does not change a loan outside its staged rows, so for those what is committed
+    /// is what counts.
     async fn plan_ahead(&mut self, spec: &mut Speculation, parts: Vec<Submission>, f: &InFlight) {
         let from = spec.group.len();
         add_parts(parts, &mut spec.group, &mut spec.replies);
@@ -888,15 +847,9 @@ impl Writer {
                 return;
             }
         }
-        // The hints are taken out of the envelopes, so that a hint used is decoded in place,
-        // not copied; one not needed is dropped undecoded. Should this group be planned again
-        // (abandoned below, or its commit refused or failed), its loans are read then.
-        let mut hinted: HashMap<&str, Box<LoanRow>> = HashMap::default();
         let mut unread: HashSet<&str> = HashSet::default();
-        for env in &mut spec.group[from..] {
-            let Envelope { command, hint, .. } = env;
-            let command: &Command = command;
-            let Some(id) = command.loan_id() else { continue };
+        for env in &spec.group[from..] {
+            let Some(id) = env.command.loan_id() else { continue };
             if spec.g.loans.contains_key(id) || spec.g.missing.contains(id) {
                 continue;
             }
@@ -908,28 +861,10 @@ impl Writer {
                 Some(state) => {
                     spec.g.loans.insert(id.to_string(), state);
                 }
-                None => match hint.take().filter(|h| h.loan_id == id) {
-                    Some(hint) => {
-                        hinted.insert(id, hint);
-                    }
-                    None => {
-                        unread.insert(id);
-                    }
-                },
-            }
-        }
-        if !hinted.is_empty() {
-            let ids: Vec<&str> = hinted.keys().copied().collect();
-            match self.db.loan_seqs_read(&ids).await {
-                Ok(seqs) => spec.g.take_current_hints(hinted, seqs),
-                Err(e) => {
-                    tracing::warn!(error = %e, "loan lookup failed while a group committed");
-                    spec.abandoned = true;
-                    return;
+                None => {
+                    unread.insert(id);
                 }
             }
-            // A hint out of date (the loan changed since the caller read it): read it instead.
-            unread.extend(ids.into_iter().filter(|id| !spec.g.loans.contains_key(*id)));
         }
         if !unread.is_empty() {
             let ids: Vec<&str> = unread.into_iter().collect();
@@ -1283,19 +1218,6 @@ impl Writer {
             }
             None => true,
         });
-        // Hinted loans still at the hint's last_seq are taken as hinted (a copy of the row,
-        // decoded: a group planned here may be planned again); the rest are read.
-        let hints: HashMap<&str, Box<LoanRow>> = group
-            .iter()
-            .filter_map(|e| e.hint.as_ref())
-            .filter(|h| loan_ids.binary_search(&h.loan_id).is_ok())
-            .map(|h| (h.loan_id.as_str(), h.clone()))
-            .collect();
-        if !hints.is_empty() {
-            let hinted: Vec<&str> = hints.keys().copied().collect();
-            g.take_current_hints(hints, tx.loan_seqs(&hinted).await?);
-            loan_ids.retain(|id| !g.loans.contains_key(id));
-        }
         if !loan_ids.is_empty() {
             for loan in tx.loans_many(&loan_ids).await? {
                 g.loans.insert(loan.terms.loan_id.clone(), loan);

@@ -277,38 +277,31 @@ impl Db {
 }
 
 impl Db {
-    /// Live loans (active or overdue) of a ledger, optionally of one bank, after `after` in
-    /// loan_id order, at most `limit`, as stored and not decoded: the settlement run pages
-    /// through these and hands them to the writer as hints (see `app::writer`), which decodes
-    /// only those of loans it does not hold.
-    pub async fn live_loan_rows(
+    /// The ids of a ledger's live loans (active or overdue), optionally of one bank's, after
+    /// `after` in loan_id order, at most `limit`: the pages of a settlement run.
+    pub async fn live_loan_ids(
         &self,
         ledger_id: &str,
         bank_id: Option<&str>,
         after: &str,
         limit: u32,
-    ) -> Result<Vec<LoanRow>, StoreError> {
-        let sql = concat!(
-            "select ",
-            loan_columns!(),
-            " from loan where ledger_id = $1 \
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "select loan_id from loan where ledger_id = $1 \
              and ($2 is null or bank_id = $2) \
              and status in ('active', 'overdue', 'overdue_90') and loan_id > $3 \
-             order by loan_id limit $4"
-        );
+             order by loan_id limit $4";
         if let Some(readers) = self.sqlite_readers() {
-            // SQLite: each column taken by its index, as verify reads the stored loans
-            // ([`super::bulk`]); through sqlx each of a loan's 28 columns was found by its name
-            // and decoded into a value of its own, for every page of a settlement run.
             let (ledger_id, bank_id, after) =
                 (ledger_id.to_string(), bank_id.map(str::to_string), after.to_string());
             return read_blocking(readers, move |conn| {
                 let params = rusqlite::params![ledger_id, bank_id, after, i64::from(limit)];
-                conn.prepare_cached(sql)?.query_and_then(params, super::bulk::loan_row)?.collect()
+                let mut stmt = conn.prepare_cached(sql)?;
+                let ids = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+                Ok(ids.collect::<Result<Vec<String>, _>>()?)
             })
             .await;
         }
-        Ok(on_pool!(self, p => sqlx::query_as(sql)
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql)
             .bind(ledger_id).bind(bank_id).bind(after).bind(i64::from(limit))
             .fetch_all(p).await?))
     }

@@ -342,23 +342,6 @@ impl Db {
         }
         Ok(found)
     }
-
-    /// The committed `last_seq` of these loans, through the readers' pool (as
-    /// [`Db::idempotency_read`], for a group planned while another commits).
-    pub async fn loan_seqs_read(
-        &self,
-        loan_ids: &[&str],
-    ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut found = Vec::with_capacity(loan_ids.len());
-        for chunk in loan_ids.chunks(chunk_rows(1)) {
-            crate::on_pool_keyed!(self, pool => {
-                let mut q = QueryBuilder::new("");
-                push_loan_seqs(&mut q, chunk, false);
-                found.extend(q.build_query_as().fetch_all(pool).await?);
-            });
-        }
-        Ok(found)
-    }
 }
 
 impl WriteTx {
@@ -463,21 +446,6 @@ impl WriteTx {
                 for r in rows {
                     found.push(r.into_state()?);
                 }
-            });
-        }
-        Ok(found)
-    }
-
-    /// The `last_seq` of each of these loans as committed (PostgreSQL: locked, in loan_id
-    /// order, as `loans_many` locks them): enough to tell whether a state read earlier is still
-    /// the loan's state, since every change of a loan sets its `last_seq`.
-    pub async fn loan_seqs(&mut self, loan_ids: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut found = Vec::with_capacity(loan_ids.len());
-        let lock = matches!(self, WriteTx::Postgres(_));
-        for chunk in loan_ids.chunks(chunk_rows(1)) {
-            on_tx_built!(self, q, c => {
-                push_loan_seqs(&mut q, chunk, lock);
-                found.extend(q.build_query_as::<(String, i64)>().fetch_all(c).await?);
             });
         }
         Ok(found)
@@ -648,20 +616,6 @@ where
     for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     q.push(concat!("select ", loan_columns!(), " from loan where loan_id in ("));
-    let mut list = q.separated(", ");
-    for id in loan_ids {
-        list.push_bind(*id);
-    }
-    q.push(if lock { ") order by loan_id for update" } else { ")" });
-}
-
-/// `select` of the committed `last_seq` of these loans (`lock`: PostgreSQL's `for update`, in
-/// loan_id order).
-fn push_loan_seqs<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, loan_ids: &[&str], lock: bool)
-where
-    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    q.push("select loan_id, last_seq from loan where loan_id in (");
     let mut list = q.separated(", ");
     for id in loan_ids {
         list.push_bind(*id);

@@ -34,7 +34,6 @@ on_both_backends!(
     loan_as_of_dates,
     equal_instalments_on_due_dates,
     instalment_paid_late,
-    stale_settlement_hint_is_not_used,
 );
 
 /// Annual rates in units of 0.00001.
@@ -1588,56 +1587,4 @@ async fn instalment_paid_late(backend: Backend) {
     assert_eq!(loan(&r).interest_paid_fen, 16_042 + schedule[1].interest_due_fen + 6_922);
     assert_verifies(&app, &t).await;
     app.finish().await;
-}
-
-/// A settlement run hands the writer each loan as it read it ahead; a loan that changed in
-/// between (its last_seq moved) must be settled from its committed state, not the hint. Driven
-/// through a writer of the test's own on the server's database (the server stopped), since the
-/// race cannot be arranged through the API.
-async fn stale_settlement_hint_is_not_used(backend: Backend) {
-    use loanledger::app::auth::{Principal, Role};
-    use loanledger::app::command::{Command, Outcome};
-
-    let Some(mut app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let t = app.seed().await;
-    let id = disbursed(&app, &t, "HINT", HOUSEHOLD, 5_000_000, "2021-01-25").await;
-    let stale = app.db.get_loan(&id).await.expect("read the loan").expect("the loan exists");
-    let repaid = app.repay(&t.bank, &id, "2021-02-01", 1_000_000).await;
-    let outstanding = repaid.loan.expect("the loan after the repayment").principal_outstanding_fen;
-    assert!(outstanding < 5_000_000, "the repayment paid principal: {outstanding}");
-    app.stop().await;
-
-    let (writer, task) = loanledger::app::writer::spawn(app.db.clone());
-    let bank = Principal { role: Role::Bank, org: BANK.into() };
-    let date = NaiveDate::from_ymd_opt(2021, 3, 20).expect("a date");
-    let settle = Command::SettleLoan { loan_id: id.clone(), date };
-    let mut answers = writer
-        .send_many_hinted(
-            &bank,
-            vec![(
-                "hint-1".into(),
-                settle,
-                Some(Box::new(loanledger::store::rows::LoanRow::from_state(&stale))),
-            )],
-            false,
-        )
-        .await
-        .wait()
-        .await;
-    match answers.pop() {
-        Some(Ok(Outcome::Loan { loan, settled, .. })) => {
-            assert_eq!(
-                loan.principal_outstanding_fen.0, outstanding,
-                "settled from the stale hint"
-            );
-            assert_eq!(settled.points, 1);
-        }
-        other => panic!("settlement answered {other:?}"),
-    }
-    drop(writer);
-    task.await.expect("the writer stops");
-    let report = loanledger::app::verify::verify_ledger(&app.db, LEDGER).await.expect("verify");
-    assert!(report.ok, "{:?}", report.problems);
 }

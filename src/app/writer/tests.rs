@@ -1,19 +1,12 @@
-//! The writer's use of callers' hints ([`super::Envelope::hint`]: loan rows as read), on both
-//! backends: a hinted row is decoded and taken while its `last_seq` is still the committed one;
-//! a hint out of date (the loan changed after the caller read it), or one that does not decode,
-//! is left out and the loan read instead; each whether
-//! the group is planned in its own transaction or ahead, while another group commits (counted
-//! by [`PLANNED_AHEAD`]). The hints carry a mark the stored loans lack, so an outcome shows
-//! which state it was planned on.
+//! The writer's reading of the loans it does not hold, on both backends: a writer started
+//! afresh (an empty cache) settles loans repaid through another writer at their committed
+//! state, whether the group is planned in its own transaction or ahead, while another group
+//! commits (counted by [`PLANNED_AHEAD`]). The settlement run sends only its pages' loan ids,
+//! so whatever the writer does not hold it reads itself, in either path.
 //!
 //! Also: the registry rows a group reads once for all its commands ([`super::Registry`]) are
 //! read again after the group writes to them; brief answers ([`super::Envelope::brief`]); a
 //! loan changed by a group and again by the group planned while that one commits.
-//!
-//! The settlement run is the caller that hints (it reads a page of loans while the writer works
-//! on the pages before it); a repayment between that read and the page's planning is the race
-//! these tests stage by hand. Each writer starts with an empty cache, so that the loans come
-//! from the hints or the database, not from what the writer itself committed.
 
 use super::{Envelope, WriterHandle, spawn};
 use crate::app::auth::{Principal, Role};
@@ -27,18 +20,17 @@ use crate::domain::household::{HouseholdStatus, StatusEntry};
 use crate::domain::loan::LoanState;
 use crate::domain::money::Fen;
 use crate::store::Db;
-use crate::store::rows::LoanRow;
 
 const LEDGER: &str = "T";
 const BANK: &str = "BB";
 /// 50,000.00 yuan at 3.85% (the bench's contract), disbursed on 2021-01-25.
 const PRINCIPAL_FEN: i64 = 5_000_000;
-/// Repaid on 2021-02-01, after the hint was read.
+/// Repaid on 2021-02-01.
 const REPAID_FEN: i64 = 1_000_000;
 /// Interest settled on 2021-03-20 on the principal as repaid: 5,000,000 fen for the 7 days of
 /// 2021-01-25..31 and 4,000,000 for the 48 days of 2021-02-01..03-20, at 3.85% over 360 days:
-/// (35,000,000 + 192,000,000) × 0.0385 / 360 = 24,276.39 fen. From the stale hint's principal
-/// (5,000,000 for all 55 days) it would be 29,409.72.
+/// (35,000,000 + 192,000,000) × 0.0385 / 360 = 24,276.39 fen. From a state before the
+/// repayment (5,000,000 for all 55 days) it would be 29,409.72.
 const INTEREST_AS_REPAID_FEN: i64 = 24_276;
 
 fn day(text: &str) -> BusinessDate {
@@ -77,15 +69,14 @@ fn loan_of(result: Result<Outcome, AppError>) -> (Box<LoanState>, i64) {
     }
 }
 
-/// A ledger with `loans` disbursed loans, one household each; then, for each, the state the
-/// settlement run would read, taken before a repayment the writer commits afterwards. Returns
-/// those stale rows.
-async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanRow> {
+/// A ledger with `loans` disbursed loans, one household each, each repaid by [`REPAID_FEN`],
+/// through a writer that is then stopped: the next writer holds none of them.
+async fn repaid_loans(db: &Db, loans: u32) {
     db.migrate().await.unwrap();
     let (w, task) = spawn(db.clone());
-    all_ok(w.send_many_hinted(&operator(), registry_group(loans), false).await.wait().await);
+    all_ok(w.queue_many(&operator(), registry_group(loans), false).await.wait().await);
     let contracts = (1..=loans).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
-    all_ok(w.send_many_hinted(&bank(), contracts, false).await.wait().await);
+    all_ok(w.queue_many(&bank(), contracts, false).await.wait().await);
     for n in 1..=loans {
         let command = Command::Disburse {
             loan_id: loan_id(n),
@@ -94,8 +85,6 @@ async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanRow> {
         };
         submit(&w, bank(), &format!("d{n}"), command).await;
     }
-    let stale = db.live_loan_rows(LEDGER, None, "", 100).await.unwrap();
-    assert_eq!(stale.len(), loans as usize);
     for n in 1..=loans {
         let command = Command::RecordRepayment {
             loan_id: loan_id(n),
@@ -106,7 +95,6 @@ async fn loans_with_stale_states(db: &Db, loans: u32) -> Vec<LoanRow> {
     }
     drop(w);
     task.await.unwrap();
-    stale
 }
 
 thread_local! {
@@ -115,89 +103,57 @@ thread_local! {
     pub(super) static PLANNED_AHEAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// The contract's purpose on hints, which the loan's update never writes and the settlement
-/// never reads: an outcome carrying it was planned on the hint, not on the stored state.
-const HINTED: &str = "hinted";
-
-fn settle(n: u32, mut hint: LoanRow) -> (String, Command, Option<Box<LoanRow>>) {
-    hint.purpose = HINTED.into();
+fn settle(n: u32) -> (String, Command) {
     let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
-    (format!("settle/{}", loan_id(n)), command, Some(Box::new(hint)))
+    (format!("settle/{}", loan_id(n)), command)
 }
 
-/// The settlement as it must be: on the principal as repaid, planned on the hint or not as
-/// `hint_used` says, and the journal verifies.
-async fn check_settled(db: &Db, results: Vec<Result<Outcome, AppError>>, hint_used: bool) {
+/// The settlement as it must be: on the principal as repaid, and the journal verifies.
+async fn check_settled(db: &Db, results: Vec<Result<Outcome, AppError>>) {
     for result in results {
         let (loan, interest_fen) = loan_of(result);
         let id = &loan.terms.loan_id;
         assert_eq!(loan.principal_outstanding_fen, Fen(PRINCIPAL_FEN - REPAID_FEN), "loan {id}");
         assert_eq!(loan.principal_repaid_fen, Fen(REPAID_FEN), "loan {id}");
         assert_eq!(interest_fen, INTEREST_AS_REPAID_FEN, "loan {id}");
-        assert_eq!(loan.terms.purpose == HINTED, hint_used, "loan {id}: the hint's use");
     }
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
 }
 
-/// Settles loans 1–3 with `hints` (their states in loan order) by a writer with an empty cache:
-/// loan 1 alone (the group is planned in its own transaction), then loans 2 and 3 in a call
-/// queued behind a full group (settling loan 4 over and over: once, then nothing due), so that
-/// they are planned while that group commits.
-async fn settle_with_hints(db: &Db, hints: Vec<LoanRow>, hint_used: bool) {
-    let mut hints = hints.into_iter();
+/// A full group: loan `n` settled [`super::PART_COMMANDS_MAX`] times in one call (once, then
+/// with nothing due), so that a call queued behind it is planned while it commits.
+fn full_group(n: u32) -> Vec<(String, Command)> {
+    (0..super::PART_COMMANDS_MAX)
+        .map(|i| {
+            let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
+            (format!("fill/{i}"), command)
+        })
+        .collect()
+}
+
+/// Loans repaid through another writer are settled at their committed state by a writer that
+/// holds none of them: loan 1 alone (the group is planned in its own transaction), then loans
+/// 2 and 3 in a call queued behind a full group (settling loan 4 over and over: once, then
+/// nothing due), so that they are planned while that group commits.
+async fn loans_not_held_are_read_at_their_committed_state(db: &Db) {
+    repaid_loans(db, 4).await;
     let (w, task) = spawn(db.clone());
-    let alone = w.send_many_hinted(&bank(), vec![settle(1, hints.next().unwrap())], false).await;
-    check_settled(db, alone.wait().await, hint_used).await;
+    let alone = w.queue_many(&bank(), vec![settle(1)], false).await;
+    check_settled(db, alone.wait().await).await;
     PLANNED_AHEAD.set(0);
-    let first = w.send_many_hinted(&bank(), full_group(4), false).await;
-    let hinted = vec![settle(2, hints.next().unwrap()), settle(3, hints.next().unwrap())];
-    let second = w.send_many_hinted(&bank(), hinted, false).await;
+    let first = w.queue_many(&bank(), full_group(4), false).await;
+    let second = w.queue_many(&bank(), vec![settle(2), settle(3)], false).await;
     all_ok(first.wait().await);
-    check_settled(db, second.wait().await, hint_used).await;
+    check_settled(db, second.wait().await).await;
     assert_eq!(PLANNED_AHEAD.get(), 1, "loans 2 and 3 were planned while the full group committed");
     drop(w);
     task.await.unwrap();
 }
 
-/// A full group: loan `n` settled [`super::PART_COMMANDS_MAX`] times in one call (once, then
-/// with nothing due), so that a call queued behind it is planned while it commits.
-fn full_group(n: u32) -> Vec<(String, Command, Option<Box<LoanRow>>)> {
-    (0..super::PART_COMMANDS_MAX)
-        .map(|i| {
-            let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
-            (format!("fill/{i}"), command, None)
-        })
-        .collect()
-}
-
-/// Hints read before the loans were repaid are not used, in either path.
-async fn stale_hints_are_not_used(db: &Db) {
-    let stale = loans_with_stale_states(db, 4).await;
-    settle_with_hints(db, stale, false).await;
-}
-
-/// Hints at the committed `last_seq` are used, in either path, and settle as the stored state.
-async fn current_hints_are_used(db: &Db) {
-    let _ = loans_with_stale_states(db, 4).await;
-    let current = db.live_loan_rows(LEDGER, None, "", 100).await.unwrap();
-    settle_with_hints(db, current, true).await;
-}
-
-/// Current hints that do not decode (their servicing state is not JSON) are not used: the
-/// loans are read instead, in either path, and settle as the stored state.
-async fn hints_that_do_not_decode_are_not_used(db: &Db) {
-    let _ = loans_with_stale_states(db, 4).await;
-    let mut current = db.live_loan_rows(LEDGER, None, "", 100).await.unwrap();
-    for row in &mut current {
-        row.servicing_json = "{".into();
-    }
-    settle_with_hints(db, current, false).await;
-}
-
 /// A contract of the bench's terms (12 months from 2021-01-25, bullet) for household `n`
 /// (registered by [`registry_group`]).
-fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command, Option<Box<LoanRow>>) {
+fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command) {
     let mut terms = crate::bench::load::bench_terms(&id_number(n));
     terms.loan_id = loan_id(n);
     terms.contract_number = n.to_string();
@@ -206,18 +162,14 @@ fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command, Option<
     terms.ledger_id = LEDGER.into();
     terms.principal_fen = Fen(principal_fen);
     terms.annual_rate = crate::domain::rate::AnnualRate::parse(rate).unwrap();
-    (format!("c{n}"), Command::CreateLoan { terms }, None)
+    (format!("c{n}"), Command::CreateLoan { terms })
 }
 
 /// The ledger, its bank and households 1 to `households` (one a loan: a household may owe at
 /// most one contract's principal), as one submission.
-fn registry_group(households: u32) -> Vec<(String, Command, Option<Box<LoanRow>>)> {
+fn registry_group(households: u32) -> Vec<(String, Command)> {
     let mut commands = vec![
-        (
-            "l".to_string(),
-            Command::CreateLedger { ledger_id: LEDGER.into(), name: "t".into() },
-            None,
-        ),
+        ("l".to_string(), Command::CreateLedger { ledger_id: LEDGER.into(), name: "t".into() }),
         (
             "b".to_string(),
             Command::RegisterBank {
@@ -225,7 +177,6 @@ fn registry_group(households: u32) -> Vec<(String, Command, Option<Box<LoanRow>>
                 bank_id: BANK.into(),
                 name: "b".into(),
             },
-            None,
         ),
     ];
     for n in 1..=households {
@@ -242,7 +193,7 @@ fn registry_group(households: u32) -> Vec<(String, Command, Option<Box<LoanRow>>
             effective_date: day("2016-03-01"),
             reason: String::new(),
         };
-        commands.push((format!("h{n}"), Command::RegisterHousehold { household, status }, None));
+        commands.push((format!("h{n}"), Command::RegisterHousehold { household, status }));
     }
     commands
 }
@@ -270,14 +221,13 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
         rate: crate::domain::rate::AnnualRate::parse("0.0300").unwrap(),
     };
     let calls = vec![
-        w.send_many_hinted(&op, registry_group(4), false).await,
-        w.send_many_hinted(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")], false).await,
-        w.send_many_hinted(&op, vec![("p".into(), policy, None)], false).await,
-        w.send_many_hinted(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
-        w.send_many_hinted(&op, vec![("r".into(), Command::SetLpr { entry: lpr }, None)], false)
-            .await,
-        w.send_many_hinted(&bank(), vec![contract(3, 2_000_000, "0.0385")], false).await,
-        w.send_many_hinted(&bank(), vec![contract(4, 2_000_000, "0.0300")], false).await,
+        w.queue_many(&op, registry_group(4), false).await,
+        w.queue_many(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.queue_many(&op, vec![("p".into(), policy)], false).await,
+        w.queue_many(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.queue_many(&op, vec![("r".into(), Command::SetLpr { entry: lpr })], false).await,
+        w.queue_many(&bank(), vec![contract(3, 2_000_000, "0.0385")], false).await,
+        w.queue_many(&bank(), vec![contract(4, 2_000_000, "0.0300")], false).await,
     ];
     let mut results = Vec::new();
     for call in calls {
@@ -321,11 +271,11 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
 /// a stored principal outstanding altered on purpose comes back as it is), and one stored
 /// without the principal outstanding (by an older version) is completed from the loan rebuilt.
 async fn brief_answers(db: &Db) {
-    let _ = loans_with_stale_states(db, 3).await;
+    repaid_loans(db, 3).await;
     let (w, task) = spawn(db.clone());
     let settle = |n: u32, brief: bool| {
         let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
-        Envelope::new(bank(), format!("s{n}"), command, None, brief)
+        Envelope::new(bank(), format!("s{n}"), command, brief)
     };
     let repay = Command::RecordRepayment {
         loan_id: loan_id(2),
@@ -336,7 +286,7 @@ async fn brief_answers(db: &Db) {
         settle(1, true),
         settle(1, false),
         settle(2, true),
-        Envelope::new(bank(), "r".into(), repay, None, false),
+        Envelope::new(bank(), "r".into(), repay, false),
         settle(2, false),
         settle(3, false),
         settle(3, true),
@@ -380,7 +330,7 @@ async fn brief_answers(db: &Db) {
     let actor = bank();
     let retry = |brief: bool| {
         let command = Command::SettleLoan { loan_id: loan_id(2), date: day("2021-03-20") };
-        w.send_many_hinted(&actor, vec![("s2".into(), command, None)], brief)
+        w.queue_many(&actor, vec![("s2".into(), command)], brief)
     };
     let [brief_again] = <[_; 1]>::try_from(retry(true).await.wait().await).unwrap();
     let Ok(Outcome::LoanRef { entry: entry_2, settled, principal_outstanding_fen, .. }) =
@@ -401,7 +351,7 @@ async fn brief_answers(db: &Db) {
     // comes back altered.
     store_altered(db, "s2", "altered-s2", Some(1)).await;
     let command = Command::SettleLoan { loan_id: loan_id(2), date: day("2021-03-20") };
-    let altered = w.send_many_hinted(&actor, vec![("altered-s2".into(), command, None)], true);
+    let altered = w.queue_many(&actor, vec![("altered-s2".into(), command)], true);
     let [altered] = <[_; 1]>::try_from(altered.await.wait().await).unwrap();
     assert!(
         matches!(altered, Ok(Outcome::LoanRef { principal_outstanding_fen: Some(Fen(1)), .. })),
@@ -411,7 +361,7 @@ async fn brief_answers(db: &Db) {
     // is completed from the loan rebuilt from its journal as the settlement left it.
     store_altered(db, "s2", "old-s2", None).await;
     let command = Command::SettleLoan { loan_id: loan_id(2), date: day("2021-03-20") };
-    let old = w.send_many_hinted(&actor, vec![("old-s2".into(), command, None)], true);
+    let old = w.queue_many(&actor, vec![("old-s2".into(), command)], true);
     let [old] = <[_; 1]>::try_from(old.await.wait().await).unwrap();
     let Ok(Outcome::LoanRef { entry, principal_outstanding_fen, .. }) = old else {
         panic!("a brief answer, got {old:?}");
@@ -461,7 +411,7 @@ async fn store_altered(db: &Db, from: &str, to: &str, principal_fen: Option<i64>
 /// pays the 24,276 fen of interest settled the day before first and 75,724 of principal; the
 /// next two pay principal only.
 async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
-    let _ = loans_with_stale_states(db, 1).await;
+    repaid_loans(db, 1).await;
     let (w, task) = spawn(db.clone());
     PLANNED_AHEAD.set(0);
     let repay = |i: u32| {
@@ -470,10 +420,10 @@ async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
             value_date: day("2021-03-21"),
             amount_fen: Fen(100_000),
         };
-        (format!("repay/{i}"), command, None)
+        (format!("repay/{i}"), command)
     };
-    let first = w.send_many_hinted(&bank(), full_group(1), false).await;
-    let second = w.send_many_hinted(&bank(), vec![repay(1), repay(2)], false).await;
+    let first = w.queue_many(&bank(), full_group(1), false).await;
+    let second = w.queue_many(&bank(), vec![repay(1), repay(2)], false).await;
     let settled: i64 = first
         .wait()
         .await
@@ -527,9 +477,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
-    stale_hints_are_not_used,
-    current_hints_are_used,
-    hints_that_do_not_decode_are_not_used,
+    loans_not_held_are_read_at_their_committed_state,
     a_group_reads_its_own_registry_writes,
     brief_answers,
     a_loan_changed_again_by_the_group_planned_ahead,
