@@ -150,14 +150,14 @@ pub async fn run_settlement(
     while let Some(last) = page.last() {
         let after = last.clone();
         let last_page = page.len() < SETTLEMENT_PAGE_LOANS as usize;
-        let ids: Vec<String> = page.clone();
         let commands = page
-            .into_iter()
+            .iter()
             .map(|id| {
                 let command = Command::SettleLoan { loan_id: id.clone(), date };
                 (format!("{request_id}/{id}"), command)
             })
             .collect();
+        let ids = page;
         in_flight.push_back((ids, writer.queue_many(actor, commands, true).await));
         page = if last_page { Vec::new() } else { read_page(after).await? };
         while in_flight.len() >= SETTLEMENT_PAGES_IN_FLIGHT

@@ -34,6 +34,7 @@ on_both_backends!(
     loan_as_of_dates,
     equal_instalments_on_due_dates,
     instalment_paid_late,
+    settlement_after_restart,
 );
 
 /// Annual rates in units of 0.00001.
@@ -1585,6 +1586,32 @@ async fn instalment_paid_late(backend: Backend) {
     let r = app.pay_off(&t.bank, &id, "2021-04-10").await;
     assert_eq!(status_of(loan(&r)), pb::LoanStatus::Settled);
     assert_eq!(loan(&r).interest_paid_fen, 16_042 + schedule[1].interest_due_fen + 6_922);
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A settlement run on a server just restarted, whose writer holds no loan: it reads each loan
+/// itself (the run sends only the ids) and settles it at its committed state, the repayment
+/// made before the restart included.
+async fn settlement_after_restart(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let repaid = disbursed(&app, &t, "RST1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let untouched = disbursed(&app, &t, "RST2", "H002", 5_000_000, "2021-01-25").await;
+    app.repay(&t.bank, &repaid, "2021-02-01", 1_000_000).await;
+    app.restart().await;
+
+    let run = settle(&app, &t.finance, "", "2021-03-20").await;
+    let as_repaid = interest(5_000_000, 7) + interest(4_000_000, 48);
+    assert_eq!(as_repaid, 24_276);
+    assert_eq!((run.loans_examined, run.loans_settled, run.failed), (2, 2, 0), "{run:?}");
+    assert_eq!(run.interest_fen, as_repaid + interest(5_000_000, 55), "{run:?}");
+    for (id, due) in [(&repaid, as_repaid), (&untouched, interest(5_000_000, 55))] {
+        let l = app.get_loan_as_of(&t.bank, id, "2021-03-20").await;
+        assert_eq!(l.interest_settled_fen, due, "{l:?}");
+    }
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
