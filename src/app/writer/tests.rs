@@ -6,7 +6,8 @@
 //!
 //! Also: the registry rows a group reads once for all its commands ([`super::Registry`]) are
 //! read again after the group writes to them; brief answers ([`super::Envelope::brief`]); a
-//! loan changed by a group and again by the group planned while that one commits.
+//! loan changed by a group and again by the group planned while that one commits; a settlement
+//! run over more loans than a page holds, and the same run retried.
 
 use super::{Envelope, WriterHandle, spawn};
 use crate::app::auth::{Principal, Role};
@@ -149,6 +150,65 @@ async fn loans_not_held_are_read_at_their_committed_state(db: &Db) {
     assert_eq!(PLANNED_AHEAD.get(), 1, "loans 2 and 3 were planned while the full group committed");
     drop(w);
     task.await.unwrap();
+}
+
+/// A settlement run over more loans than a page holds (a full page, then one loan), by a
+/// writer that holds none of them: the run reads the ids a page at a time after the last one
+/// (`live_loan_ids`), the writer reads the loans, and every loan is settled once, at 5,000,000
+/// fen for the 55 days from 2021-01-25 (29,410 fen). The same run again under its request id
+/// answers the same and posts nothing: the journal verifies and holds one settlement a loan.
+async fn a_settlement_run_over_pages(db: &Db) {
+    let loans = crate::app::servicing::SETTLEMENT_PAGE_LOANS + 1;
+    db.migrate().await.unwrap();
+    let (w, task) = spawn(db.clone());
+    all_ok(w.queue_many(&operator(), registry_group(loans), false).await.wait().await);
+    let contracts = (1..=loans).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
+    all_ok(w.queue_many(&bank(), contracts, false).await.wait().await);
+    let disbursements = (1..=loans)
+        .map(|n| {
+            let command = Command::Disburse {
+                loan_id: loan_id(n),
+                value_date: day("2021-01-25"),
+                amount_fen: None,
+            };
+            (format!("d{n}"), command)
+        })
+        .collect();
+    all_ok(w.queue_many(&bank(), disbursements, true).await.wait().await);
+    drop(w);
+    task.await.unwrap();
+
+    let (w, task) = spawn(db.clone());
+    let actor = bank();
+    let run = || {
+        crate::app::servicing::run_settlement(
+            db,
+            &w,
+            &actor,
+            "q1",
+            LEDGER,
+            Some(BANK),
+            day("2021-03-20"),
+        )
+    };
+    let first = run().await.unwrap();
+    assert_eq!(
+        (first.loans_examined, first.loans_settled, first.failed),
+        (u64::from(loans), u64::from(loans), 0),
+        "{:?}",
+        first.failures
+    );
+    assert_eq!(first.interest_fen, i64::from(loans) * 29_410);
+    let again = run().await.unwrap();
+    assert_eq!(again, first, "a retried run answers as the first did");
+    drop(w);
+    task.await.unwrap();
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    // Per loan: its contract, its disbursement and one settlement; and the ledger's and the
+    // bank's registrations, and each household's.
+    let expected = 3 * u64::from(loans) + 2 + u64::from(loans);
+    assert_eq!(report.transactions_checked, expected);
 }
 
 /// A contract of the bench's terms (12 months from 2021-01-25, bullet) for household `n`
@@ -478,6 +538,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     loans_not_held_are_read_at_their_committed_state,
+    a_settlement_run_over_pages,
     a_group_reads_its_own_registry_writes,
     brief_answers,
     a_loan_changed_again_by_the_group_planned_ahead,
