@@ -32,8 +32,9 @@ pub struct SqliteReaders {
     path: PathBuf,
     /// Pragmas of each new connection (busy timeout, page cache).
     setup: String,
-    /// As many as reads ran at once: one per runtime worker at most, since a read runs on its
-    /// caller's thread from start to end.
+    /// As many as reads ran at once: a history read runs on its caller's thread from start to
+    /// end (one per runtime worker at most); the settlement run's pages of ids and the loans
+    /// the writer reads while a group commits run on blocking threads (`read::read_blocking`).
     idle: Mutex<Vec<Connection>>,
     /// [`SqliteReaders::close`] was called: reads are refused.
     closed: AtomicBool,
@@ -72,7 +73,7 @@ impl SqliteReaders {
                     .map(|s| s.to_string())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                Err(StoreError::Panicked(format!("a history read: {what}")))
+                Err(StoreError::Panicked(format!("a read: {what}")))
             });
         if result.is_ok() {
             self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);

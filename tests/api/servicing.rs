@@ -1604,7 +1604,7 @@ async fn settlement_after_restart(backend: Backend) {
     app.restart().await;
 
     let run = settle(&app, &t.finance, "", "2021-03-20").await;
-    let as_repaid = interest(5_000_000, 7) + interest(4_000_000, 48);
+    let as_repaid = accrual(&[(5_000_000, 7, CONTRACT_RATE), (4_000_000, 48, CONTRACT_RATE)]);
     assert_eq!(as_repaid, 24_276);
     assert_eq!((run.loans_examined, run.loans_settled, run.failed), (2, 2, 0), "{run:?}");
     assert_eq!(run.interest_fen, as_repaid + interest(5_000_000, 55), "{run:?}");

@@ -179,6 +179,7 @@ async fn a_settlement_run_over_pages(db: &Db) {
     task.await.unwrap();
 
     let (w, task) = spawn(db.clone());
+    PLANNED_AHEAD.set(0);
     let actor = bank();
     let run = || {
         crate::app::servicing::run_settlement(
@@ -199,6 +200,7 @@ async fn a_settlement_run_over_pages(db: &Db) {
         first.failures
     );
     assert_eq!(first.interest_fen, i64::from(loans) * 29_410);
+    assert!(PLANNED_AHEAD.get() >= 1, "part of the run was planned while a page committed");
     let again = run().await.unwrap();
     assert_eq!(again, first, "a retried run answers as the first did");
     drop(w);
