@@ -778,25 +778,22 @@ impl Writer {
             && !spec.group.is_empty()
             && !self.db.wal_restart_wanted()
         {
-            match self.db.begin_write().await {
-                Ok(tx) => {
-                    let next = self.start_planned(spec, tx);
-                    self.landed(f, Some(&next.staged));
-                    return (Some(next), carried, closed);
-                }
-                // Tried again below, once `f`'s callers are answered.
-                Err(e) => tracing::warn!(error = %e, "could not begin the planned group's commit"),
+            // On failure, tried again below once `f`'s callers are answered.
+            if let Some(tx) = self.begin_planned().await {
+                let next = self.start_planned(spec, tx);
+                self.landed(f, Some(&next.staged));
+                return (Some(next), carried, closed);
             }
         }
         let committed = self.finish(f, done).await;
         if spec.group.is_empty() {
             return (None, carried, closed);
         }
-        if committed && !spec.abandoned {
-            match self.db.begin_write().await {
-                Ok(tx) => return (Some(self.start_planned(spec, tx)), carried, closed),
-                Err(e) => tracing::warn!(error = %e, "could not begin the planned group's commit"),
-            }
+        if committed
+            && !spec.abandoned
+            && let Some(tx) = self.begin_planned().await
+        {
+            return (Some(self.start_planned(spec, tx)), carried, closed);
         }
         // Planned on states that did not land (or not planned at all): run as an ordinary group.
         let results = self.run_group(&spec.group, Lookup::for_group(&spec.group)).await;
@@ -888,6 +885,18 @@ impl Writer {
         if planned.is_err() {
             spec.abandoned = true;
         }
+    }
+
+    /// The transaction of a planned group's commit; `None` (logged) if it cannot begin, and the
+    /// group is then run as an ordinary one.
+    async fn begin_planned(&self) -> Option<WriteTx> {
+        self.db
+            .begin_write()
+            .await
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "could not begin the planned group's commit"),
+            )
+            .ok()
     }
 
     /// Starts the commit of a group planned while the one before it committed ([`Self::start`]).

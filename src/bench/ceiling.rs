@@ -13,7 +13,7 @@
 //! measure it). Every transaction's rows are built before the clock starts, so the figure is
 //! the database's alone: its statements, its commits and the WAL restarts the writer also makes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::app::command::{JournalRef, Outcome, SettledTotals};
 use crate::domain::date::{format_date, parse_date};
@@ -67,7 +67,7 @@ impl Planned {
 /// Writes `txns` transactions of `per_txn` commands of `rows` over `loans` loans (the bench's
 /// contract with fresh ids; the settlement's take each loan once when there are enough) and
 /// returns commands per second, timing the writes only, with their time and this process's CPU
-/// time over them ([`super::load::CpuClock`]).
+/// time over them ([`super::load::Span`]).
 pub async fn measure(
     db: &Db,
     template: &LoanState,
@@ -197,15 +197,13 @@ pub async fn measure(
         groups.push(staged);
     }
 
-    let cpu = super::load::CpuClock::start();
-    let start = Instant::now();
+    let span = super::load::Span::start();
     for staged in &groups {
         let tx = db.begin_write().await?;
         tx.commit_with(staged).await?;
         // As the writer does between two groups.
         db.restart_wal_if_due().await;
     }
-    let elapsed = start.elapsed();
-    let cpu = cpu.elapsed();
+    let (elapsed, cpu) = span.elapsed();
     Ok(((txns * per_txn) as f64 / elapsed.as_secs_f64().max(1e-9), elapsed, cpu))
 }

@@ -251,7 +251,7 @@ pub struct Figure {
     pub unit: &'static str,
     pub seconds: f64,
     pub latency: Option<Latency>,
-    /// CPU time (user and system) of this whole process over the same span ([`CpuClock`]).
+    /// CPU time (user and system) of this whole process over the same span ([`Span`]).
     pub cpu: Option<Duration>,
 }
 
@@ -295,8 +295,7 @@ async fn singles(
 ) -> anyhow::Result<(Figure, u64)> {
     let loans = Arc::new(loans.to_vec());
     let per = total.div_ceil(clients);
-    let cpu = CpuClock::start();
-    let start = Instant::now();
+    let span = Span::start();
     let mut tasks = Vec::new();
     for c in 0..clients {
         let ch = channel(port).await?;
@@ -332,19 +331,9 @@ async fn singles(
         all.extend(l);
         failed += f;
     }
-    let seconds = start.elapsed().as_secs_f64();
     let count = all.len() as u64 - failed;
-    Ok((
-        Figure {
-            name: format!("single repayments, {clients} clients"),
-            count,
-            unit: "postings",
-            seconds,
-            latency: Some(Latency::of(&mut all)),
-            cpu: Some(cpu.elapsed()),
-        },
-        failed,
-    ))
+    let name = format!("single repayments, {clients} clients");
+    Ok((span.figure(name, count, "postings", Some(Latency::of(&mut all))), failed))
 }
 
 /// The scenarios, in order; prints each figure as it comes.
@@ -376,20 +365,10 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     };
 
     let prep_loans = cfg.settle_loans.max(cfg.clients).max(1);
-    let cpu = CpuClock::start();
-    let t = Instant::now();
+    let span = Span::start();
     let loans = prepare(&writer, prep_loans).await?;
-    report(
-        Figure {
-            name: "prepare (household, contract, disbursement)".into(),
-            count: 3 * loans.len() as u64,
-            unit: "commands",
-            seconds: t.elapsed().as_secs_f64(),
-            latency: None,
-            cpu: Some(cpu.elapsed()),
-        },
-        &mut figures,
-    );
+    let name = "prepare (household, contract, disbursement)".into();
+    report(span.figure(name, 3 * loans.len() as u64, "commands", None), &mut figures);
 
     let (f, failed) =
         singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s").await?;
@@ -445,8 +424,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         &mut figures,
     );
 
-    let cpu = CpuClock::start();
-    let start = Instant::now();
+    let span = Span::start();
     let mut senders = Vec::new();
     for k in 0..cfg.batch_clients {
         let mut client =
@@ -484,25 +462,16 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         lat.extend(l);
         posted += p;
     }
-    let (batches_name, batches_rate) = report(
-        Figure {
-            name: match cfg.batch_clients {
-                1 => format!("batched repayments, {} a call", cfg.batch_items),
-                k => format!("batched repayments, {} a call, {k} clients", cfg.batch_items),
-            },
-            count: posted,
-            unit: "postings",
-            seconds: start.elapsed().as_secs_f64(),
-            latency: Some(Latency::of(&mut lat)),
-            cpu: Some(cpu.elapsed()),
-        },
-        &mut figures,
-    );
+    let name = match cfg.batch_clients {
+        1 => format!("batched repayments, {} a call", cfg.batch_items),
+        k => format!("batched repayments, {} a call, {k} clients", cfg.batch_items),
+    };
+    let (batches_name, batches_rate) =
+        report(span.figure(name, posted, "postings", Some(Latency::of(&mut lat))), &mut figures);
 
     let mut loan_client =
         LoanServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
-    let cpu = CpuClock::start();
-    let start = Instant::now();
+    let span = Span::start();
     let r = loan_client
         .settle_loans(pb::SettleLoansRequest {
             request_id: "settle-1".into(),
@@ -513,17 +482,9 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         .await?
         .into_inner();
     anyhow::ensure!(r.failed == 0, "settlement failures: {:?}", r.failures);
-    let (settlement_name, settlement_rate) = report(
-        Figure {
-            name: format!("settlement run over {} loans", r.loans_examined),
-            count: r.loans_settled,
-            unit: "loans",
-            seconds: start.elapsed().as_secs_f64(),
-            latency: None,
-            cpu: Some(cpu.elapsed()),
-        },
-        &mut figures,
-    );
+    let name = format!("settlement run over {} loans", r.loans_examined);
+    let (settlement_name, settlement_rate) =
+        report(span.figure(name, r.loans_settled, "loans", None), &mut figures);
 
     // The share of the settled loans that were repaid before (their settlement has two
     // interest segments), for the settlement's ceiling.
@@ -536,21 +497,11 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
 
     let mut audit =
         AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
-    let cpu = CpuClock::start();
-    let start = Instant::now();
+    let span = Span::start();
     let v = audit.verify(pb::VerifyRequest { ledger_id: "BENCH".into() }).await?.into_inner();
     anyhow::ensure!(v.ok, "verify failed: {:?}", v.problems);
-    report(
-        Figure {
-            name: "verify (chain + read models)".into(),
-            count: v.transactions_checked,
-            unit: "entries",
-            seconds: start.elapsed().as_secs_f64(),
-            latency: None,
-            cpu: Some(cpu.elapsed()),
-        },
-        &mut figures,
-    );
+    let name = "verify (chain + read models)".into();
+    report(span.figure(name, v.transactions_checked, "entries", None), &mut figures);
 
     // The writer stops when its last handle is gone: drop ours before waiting for the server.
     drop(writer);
@@ -637,20 +588,35 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// The CPU time (user and system) this process uses from its start on, all its threads: the
-/// server, its SQLite (which runs inside it; PostgreSQL's backends do not count) and the load
-/// generator's clients.
+/// A scenario's span: the time from its start and the CPU time (user and system) this process
+/// used over it, all its threads: the server, its SQLite (which runs inside it; PostgreSQL's
+/// backends do not count) and the load generator's clients.
 #[derive(Debug, Clone, Copy)]
-pub struct CpuClock(Duration);
+pub struct Span {
+    wall: Instant,
+    cpu: Duration,
+}
 
-impl CpuClock {
-    pub fn start() -> CpuClock {
-        CpuClock(process_cpu())
+impl Span {
+    pub fn start() -> Span {
+        Span { wall: Instant::now(), cpu: process_cpu() }
     }
 
-    /// The CPU time used since [`CpuClock::start`].
-    pub fn elapsed(self) -> Duration {
-        process_cpu().saturating_sub(self.0)
+    /// (time, CPU time) since [`Span::start`].
+    pub fn elapsed(&self) -> (Duration, Duration) {
+        (self.wall.elapsed(), process_cpu().saturating_sub(self.cpu))
+    }
+
+    /// The figure of `count` `unit`s done since [`Span::start`].
+    fn figure(
+        &self,
+        name: String,
+        count: u64,
+        unit: &'static str,
+        latency: Option<Latency>,
+    ) -> Figure {
+        let (wall, cpu) = self.elapsed();
+        Figure { name, count, unit, seconds: wall.as_secs_f64(), latency, cpu: Some(cpu) }
     }
 }
 

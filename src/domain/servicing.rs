@@ -71,12 +71,11 @@
 //! whose oldest overdue amount has been overdue for more than 90 days is `overdue_90`.
 
 use chrono::{Duration, NaiveDate};
-
-use super::date::{iso, iso_opt};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{SettlementFrequency, settlement_on_or_after};
+use super::date::{iso, iso_opt};
 use super::money::{Fen, Rounding};
 use super::rate::AnnualRate;
 use super::schedule::{RepaymentMethod, Schedule};

@@ -112,6 +112,11 @@ where
     tokio::task::spawn_blocking(move || readers.read(read)).await.map_err(super::scan::panicked)?
 }
 
+/// One loan by its key, its columns in the order of [`loan_columns!`] (through sqlx, and
+/// through rusqlite in `Db::loans_read`).
+pub(super) const LOAN_BY_ID: &str =
+    concat!("select ", loan_columns!(), " from loan where loan_id = $1");
+
 impl Db {
     /// The readers' rusqlite connections of a SQLite database in a file (none in memory, none
     /// on PostgreSQL).
@@ -164,9 +169,8 @@ impl Db {
     }
 
     pub async fn get_loan(&self, loan_id: &str) -> Result<Option<LoanState>, StoreError> {
-        let sql = concat!("select ", loan_columns!(), " from loan where loan_id = $1");
         let row: Option<LoanRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?);
+            on_pool!(self, p => sqlx::query_as(LOAN_BY_ID).bind(loan_id).fetch_optional(p).await?);
         row.map(LoanRow::into_state).transpose()
     }
 

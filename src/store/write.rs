@@ -22,9 +22,6 @@ use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
 use crate::ledger::posting::Posting;
 
-/// One loan by its key, its columns in the order of [`loan_columns!`] (rusqlite's reads).
-const LOAN_BY_ID: &str = concat!("select ", loan_columns!(), " from loan where loan_id = ?1");
-
 pub enum WriteTx {
     Sqlite(SqliteTx),
     Postgres(PgTx),
@@ -337,7 +334,7 @@ impl Db {
         if let Some(readers) = self.sqlite_readers() {
             let ids: Vec<String> = loan_ids.iter().map(|id| id.to_string()).collect();
             return super::read::read_blocking(readers, move |conn| {
-                let mut lookup = conn.prepare_cached(LOAN_BY_ID)?;
+                let mut lookup = conn.prepare_cached(super::read::LOAN_BY_ID)?;
                 let mut found = Vec::with_capacity(ids.len());
                 for id in &ids {
                     let mut rows = lookup.query([id])?;
