@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 
+use crate::api::connection::Coalescing;
 use crate::api::pb::audit_service_server::AuditServiceServer;
 use crate::api::pb::loan_service_server::LoanServiceServer;
 use crate::api::pb::registry_service_server::RegistryServiceServer;
@@ -105,8 +106,10 @@ impl Application {
             .context("Failed to build reflection v1alpha")?;
         tracing::info!(addr = %listener.local_addr()?, backend = db.backend(), "serving");
         // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (about 40 ms).
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = tokio_stream::StreamExt::map(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            |accepted| accepted.map(Coalescing::new),
+        );
         Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
