@@ -45,6 +45,19 @@ pub struct RegistrySnapshot {
     pub policies: Vec<PolicyVersion>,
 }
 
+impl RegistrySnapshot {
+    /// Puts every list in one order whatever gave it: identifiers as bytes (as SQLite orders
+    /// them; PostgreSQL orders text by the database's collation, which need not be bytewise),
+    /// statuses by household then seq, policy versions by date. Two snapshots are compared
+    /// after this.
+    pub fn sort(&mut self) {
+        self.banks.sort();
+        self.households.sort();
+        self.statuses.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        self.policies.sort_by_key(|v| v.effective_date);
+    }
+}
+
 type Household = (String, String, String, String, String);
 type Status = (String, i64, String, String, String);
 

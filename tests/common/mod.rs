@@ -114,6 +114,13 @@ pub struct Tokens {
 impl TestApp {
     /// Starts a server over a fresh database; `None` when the PostgreSQL half is skipped.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        TestApp::spawn_collated(backend, None).await
+    }
+
+    /// As [`TestApp::spawn`]; on PostgreSQL, the database's default collation is the ICU locale
+    /// `icu_locale` when given (production clusters are often made with a locale such as
+    /// en_US.UTF-8, whose order of text is not that of its bytes).
+    pub async fn spawn_collated(backend: Backend, icu_locale: Option<&str>) -> Option<TestApp> {
         let (database_url, pg, dir) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("Failed to create a temporary directory");
@@ -126,8 +133,15 @@ impl TestApp {
                 let admin = Db::connect(&admin_url).await.unwrap_or_else(|e| {
                     panic!("Failed to connect to {PG_URL_VAR}={admin_url}: {e}")
                 });
+                let create = match icu_locale {
+                    None => format!("create database {name}"),
+                    Some(icu) => format!(
+                        "create database {name} template template0 encoding 'UTF8' locale 'C' \
+                         locale_provider icu icu_locale '{icu}'"
+                    ),
+                };
                 admin
-                    .execute_raw(&format!("create database {name}"))
+                    .execute_raw(&create)
                     .await
                     .unwrap_or_else(|e| panic!("Failed to create database {name}: {e}"));
                 admin.close().await;

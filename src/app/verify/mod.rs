@@ -153,7 +153,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let (scanned, stored, stored_balances, stored_loans) =
         tokio::join!(joined(scan), joined(registry), joined(balances), joined(loans));
     let mut chain = scanned?;
-    let (stored, stored_balances, stored_loans) = (stored?, stored_balances?, stored_loans?);
+    let (mut stored, stored_balances, stored_loans) = (stored?, stored_balances?, stored_loans?);
     let replay::Replay { mut loans, mut registry, problems: replay_problems } =
         replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     let problems = std::mem::take(&mut chain.problems).merge(replay_problems);
@@ -173,10 +173,8 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     };
 
     // Read models against the journal.
-    registry.banks.sort();
-    registry.households.sort();
-    registry.statuses.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    registry.policies.sort_by_key(|v| v.effective_date);
+    registry.sort();
+    stored.sort();
     for (what, same) in [
         ("banks", stored.banks == registry.banks),
         ("households", stored.households == registry.households),
