@@ -661,6 +661,7 @@ impl LoanService for Api {
             compound_fen: s.compound_fen,
             failed: s.failed,
             failures: s.failures,
+            loans_no_longer_live: s.loans_no_longer_live,
         }))
     }
 

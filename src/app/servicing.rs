@@ -8,6 +8,7 @@ use super::command::{Command, Outcome};
 use super::error::AppError;
 use super::writer::{Pending, WriterHandle};
 use crate::domain::date::BusinessDate;
+use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::store::Db;
@@ -76,7 +77,9 @@ async fn replay_until(
     Ok(state)
 }
 
-/// Adds a page's answers to the run's summary; a database that went away stops the run.
+/// Adds a page's answers to the run's summary; a database that went away stops the run. A loan
+/// refused as not repayable was live when the run read its page and was paid off or written off
+/// before its turn: it owes no settlement, which is not a failure.
 fn tally(
     summary: &mut SettlementSummary,
     ids: &[String],
@@ -95,6 +98,10 @@ fn tally(
             }
             Ok(_) => {}
             Err(AppError::Unavailable(m)) => return Err(AppError::Unavailable(m)),
+            Err(AppError::Domain(DomainError::Refused {
+                reason: Reason::LoanNotRepayable,
+                ..
+            })) => summary.loans_no_longer_live += 1,
             Err(e) => {
                 summary.failed += 1;
                 if summary.failures.len() < FAILURES_LISTED_MAX {
@@ -110,6 +117,8 @@ fn tally(
 pub struct SettlementSummary {
     pub loans_examined: u64,
     pub loans_settled: u64,
+    /// Live when the run read their page, settled in full or written off before their turn.
+    pub loans_no_longer_live: u64,
     pub settlement_points: u64,
     pub interest_fen: i64,
     pub penalty_fen: i64,
@@ -170,4 +179,41 @@ pub async fn run_settlement(
         tally(&mut summary, &done_ids, done.wait().await)?;
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::command::{JournalRef, SettledTotals};
+
+    fn settled(interest_fen: i64) -> Result<Outcome, AppError> {
+        Ok(Outcome::LoanRef {
+            loan_id: "L".into(),
+            entry: JournalRef { ledger_id: "450121".into(), seq: 1, hash: String::new() },
+            settled: SettledTotals { points: 1, interest_fen, ..SettledTotals::default() },
+            principal_outstanding_fen: None,
+        })
+    }
+
+    #[test]
+    fn a_loan_closed_before_its_turn_is_not_a_failure() {
+        let ids: Vec<String> = ["L1", "L2", "L3", "L4"].map(String::from).to_vec();
+        let results = vec![
+            settled(24_276),
+            Err(DomainError::refused(Reason::LoanNotRepayable, "loan L2 is settled").into()),
+            Err(DomainError::refused(Reason::ValueDateOutOfRange, "too early").into()),
+            settled(100),
+        ];
+        let mut summary = SettlementSummary::default();
+        tally(&mut summary, &ids, results).unwrap();
+        assert_eq!(summary.loans_examined, 4);
+        assert_eq!(summary.loans_settled, 2);
+        assert_eq!(summary.interest_fen, 24_376);
+        assert_eq!(summary.loans_no_longer_live, 1);
+        assert_eq!(summary.failed, 1);
+        assert_eq!(summary.failures, vec!["L3: too early".to_string()]);
+
+        let gone = vec![Err(AppError::Unavailable("away".into()))];
+        assert!(matches!(tally(&mut summary, &ids, gone), Err(AppError::Unavailable(_))));
+    }
 }
