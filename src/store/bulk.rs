@@ -237,3 +237,38 @@ pub(super) fn loan_row(r: &rusqlite::Row<'_>) -> Result<LoanRow, StoreError> {
         last_seq: r.get(27)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::default_versions;
+
+    fn text(s: &str) -> String {
+        s.to_string()
+    }
+
+    /// Identifiers as bytes (upper case first), statuses by seq as a number, policy versions by
+    /// date, whatever order they came in.
+    #[test]
+    fn a_snapshot_sorts_ids_as_bytes() {
+        let status = |household: &str, seq: i64| {
+            (text(household), seq, text("2016-01-01"), text("poor"), String::new())
+        };
+        let household = |id: &str| (text(id), text("n"), text("i"), text("t"), text("v"));
+        let mut policies = default_versions();
+        policies.reverse();
+        let mut snapshot = RegistrySnapshot {
+            banks: vec![(text("abc"), text("x")), (text("ABD"), text("y"))],
+            households: vec![household("hh1"), household("HH2")],
+            statuses: vec![status("hh1", 10), status("hh1", 9), status("HH2", 1)],
+            policies,
+        };
+        snapshot.sort();
+        assert_eq!(snapshot.banks[0].0, "ABD");
+        assert_eq!(snapshot.households[0].0, "HH2");
+        let order: Vec<(&str, i64)> =
+            snapshot.statuses.iter().map(|s| (s.0.as_str(), s.1)).collect();
+        assert_eq!(order, [("HH2", 1), ("hh1", 9), ("hh1", 10)]);
+        assert_eq!(snapshot.policies, default_versions());
+    }
+}
