@@ -23,8 +23,11 @@ use tokio::io::{AsyncRead, AsyncWrite, BufWriter, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// What [`Coalescing`] gathers at most before it writes (h2's frames are at most 16 KiB).
-const GATHER_BYTES: usize = 64 * 1024;
+/// What [`Coalescing`] gathers at most before it writes, allocated with each connection: room
+/// for h2's own buffer and a chained payload of one frame at the 16 KiB that tonic's and most
+/// clients' HTTP/2 settings allow. A larger write (a client allowing larger frames) goes
+/// straight to the socket after what was gathered.
+const GATHER_BYTES: usize = 32 * 1024;
 
 /// A client's connection whose writes are gathered until the HTTP/2 layer flushes.
 pub struct Coalescing(BufWriter<TcpStream>);

@@ -1834,10 +1834,6 @@ async fn verify_at_once(app: &TestApp, token: &str, n: usize) -> Vec<pb::VerifyR
     answers
 }
 
-/// The read models are rebuilt from the journal alone: a loan's outstanding principal, a
-/// household record, an account balance (changed, then deleted) and a loan row (deleted) behind
-/// the service's back (these tables are not append-only: they are read models) are each
-/// reported by Verify, while the chain itself still holds.
 /// Identifiers whose order as bytes is not their order in the database's collation (upper
 /// case before lower case as bytes, not in en-US): loans are listed in the order of their bytes
 /// on both backends, and the ledger verifies as on any other database.
@@ -1877,6 +1873,10 @@ async fn bytewise_ids_whatever_the_collation(backend: Backend) {
     app.finish().await;
 }
 
+/// The read models are rebuilt from the journal alone: a loan's outstanding principal, a
+/// household record, an account balance (changed, then deleted) and a loan row (deleted) behind
+/// the service's back (these tables are not append-only: they are read models) are each
+/// reported by Verify, while the chain itself still holds.
 async fn tampered_read_models_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
