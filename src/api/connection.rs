@@ -67,7 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Coalescing<S> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
-    /// No: h2 then copies payloads of up to 1 KiB instead of chaining them (module docs).
+    /// No: h2 then copies payloads under 1 KiB instead of chaining them (module docs).
     fn is_write_vectored(&self) -> bool {
         false
     }
