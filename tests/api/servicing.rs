@@ -35,6 +35,7 @@ on_both_backends!(
     equal_instalments_on_due_dates,
     instalment_paid_late,
     settlement_after_restart,
+    loan_paid_off_during_a_run,
 );
 
 /// Annual rates in units of 0.00001.
@@ -1613,5 +1614,94 @@ async fn settlement_after_restart(backend: Backend) {
         assert_eq!(l.interest_settled_fen, due, "{l:?}");
     }
     assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A loan paid off after a settlement run read its page, and before its turn, owes no
+/// settlement: the run counts it in `loans_no_longer_live`, not as a failure. The interleaving
+/// is arranged through the writer's queue: a large batch keeps the writer busy, the payoff
+/// queues behind it, and the run reads its page meanwhile (the payoff not yet committed) and
+/// queues its settlements behind the payoff. Should the machine not keep that order (the payoff
+/// committed before the run read its page, or queued after the run's settlements), the attempt
+/// is made again on two new loans; in every attempt nothing fails.
+async fn loan_paid_off_during_a_run(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let mut seen = false;
+    for attempt in 0..5 {
+        let paid = disbursed(
+            &app,
+            &t,
+            &format!("P{attempt}"),
+            &format!("H-P{attempt}"),
+            1_000_000,
+            "2021-01-25",
+        )
+        .await;
+        let other = disbursed(
+            &app,
+            &t,
+            &format!("Q{attempt}"),
+            &format!("H-Q{attempt}"),
+            1_000_000,
+            "2021-01-25",
+        )
+        .await;
+        let total = app.payoff_quote(&t.bank, &paid, "2021-03-20").await.total_fen;
+        let busy: Vec<pb::BatchItem> =
+            (0..10_000).map(|_| repayment_item(&rid("busy"), &other, "2021-02-01", 1)).collect();
+        let mut loans = app.loans(&t.bank);
+        let batch = tokio::spawn(async move {
+            loans.submit_batch(pb::SubmitBatchRequest { items: busy }).await.map(|r| r.into_inner())
+        });
+        // The batch is with the writer once its first part has landed; its other parts wait
+        // in the writer's queue, ahead of anything sent from now on.
+        while app.get_loan(&t.bank, &other).await.principal_repaid_fen == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let mut payer = app.loans(&t.bank);
+        let payoff = tokio::spawn({
+            let paid = paid.clone();
+            async move {
+                payer
+                    .record_repayment(pb::RecordRepaymentRequest {
+                        request_id: rid("payoff"),
+                        loan_id: paid,
+                        value_date: "2021-03-20".into(),
+                        amount_fen: total,
+                    })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let run = settle(&app, &t.finance, "", "2021-03-20").await;
+        let batch = batch.await.expect("the batch's task").expect("SubmitBatch");
+        assert_eq!((batch.posted, batch.failed), (10_000, 0));
+        let payoff = payoff.await.expect("the payoff's task");
+        // Whatever the order, no loan failed.
+        assert_eq!(run.failed, 0, "{run:?}");
+        assert!(run.failures.is_empty(), "{run:?}");
+        if run.loans_no_longer_live == 1 {
+            payoff.expect("the payoff");
+            assert_eq!(status_of(&app.get_loan(&t.bank, &paid).await), pb::LoanStatus::Settled);
+            // The paid-off loan was examined and skipped; the others were settled. Earlier
+            // attempts' loans were settled or paid off by the runs before.
+            assert!(run.loans_examined >= 2, "{run:?}");
+            assert_eq!(run.loans_examined, run.loans_settled + 1, "{run:?}");
+            let history = app.history(&t.auditor, &paid).await;
+            let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
+            assert!(!kinds.contains(&"loan.settled"), "{kinds:?}");
+            seen = true;
+            break;
+        }
+        // Not interleaved: the payoff (quoted before the run) may then fall short of a day's
+        // interest or exceed what is owed; either way the next attempt starts afresh.
+        assert_eq!(run.loans_no_longer_live, 0, "{run:?}");
+    }
+    assert!(seen, "the payoff never fell between the run's page and its turn in five attempts");
+    assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
