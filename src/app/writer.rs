@@ -194,7 +194,7 @@ impl WriterHandle {
         actor: &Principal,
         commands: Vec<(String, Command)>,
     ) -> Vec<Result<Outcome, AppError>> {
-        self.send_many(actor, commands).await.wait().await
+        self.queue_many(actor, commands, false).await.wait().await
     }
 
     /// As [`WriterHandle::submit_many`], answered briefly (see [`Envelope::brief`]).
@@ -207,12 +207,8 @@ impl WriterHandle {
     }
 
     /// Queues many commands and returns without waiting for the answers, so that a caller can
-    /// prepare its next commands while the writer works.
-    pub async fn send_many(&self, actor: &Principal, commands: Vec<(String, Command)>) -> Pending {
-        self.queue_many(actor, commands, false).await
-    }
-
-    /// As [`WriterHandle::send_many`]; `brief`: answered briefly (see [`Envelope::brief`]).
+    /// prepare its next commands while the writer works; `brief`: answered briefly (see
+    /// [`Envelope::brief`]).
     pub async fn queue_many(
         &self,
         actor: &Principal,
@@ -850,11 +846,7 @@ impl Writer {
             if spec.g.loans.contains_key(id) || spec.g.missing.contains(id) {
                 continue;
             }
-            let state = match f.staged.loans.get(id) {
-                Some(staged) => Some(staged.clone()),
-                None => self.loans.remove(id),
-            };
-            match state {
+            match f.staged.loans.get(id).cloned().or_else(|| self.loans.remove(id)) {
                 Some(state) => {
                     spec.g.loans.insert(id.to_string(), state);
                 }

@@ -563,16 +563,16 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         }
         .await;
         scratch.drop_db().await;
-        let (ceiling_rate, elapsed, cpu) = measured?;
+        let (elapsed, cpu) = measured?;
         let (name, unit) = match rows {
             Rows::Repayment => (format!("ceiling, {size} postings a txn"), "postings"),
             Rows::Settlement { .. } => {
                 (format!("ceiling, settlement, {size} loans a txn"), "loans")
             }
         };
-        report(
+        let (name, ceiling_rate) = report(
             Figure {
-                name: name.clone(),
+                name,
                 count: (size * txns) as u64,
                 unit,
                 seconds: elapsed.as_secs_f64(),

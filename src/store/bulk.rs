@@ -46,10 +46,9 @@ pub struct RegistrySnapshot {
 }
 
 impl RegistrySnapshot {
-    /// Puts every list in one order whatever gave it: identifiers as bytes (as SQLite orders
-    /// them; PostgreSQL orders text by the database's collation, which need not be bytewise),
-    /// statuses by household then seq, policy versions by date. Two snapshots are compared
-    /// after this.
+    /// Puts every list in the order the stored registry is read in: identifiers as bytes (both
+    /// backends' key columns compare as bytes: SQLite's always, PostgreSQL's since migration
+    /// 0005), statuses by household then seq, policy versions by date.
     pub fn sort(&mut self) {
         self.banks.sort();
         self.households.sort();

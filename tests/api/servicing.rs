@@ -1661,26 +1661,15 @@ async fn loan_paid_off_during_a_run(backend: Backend) {
         while app.get_loan(&t.bank, &other).await.principal_repaid_fen == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        let mut payer = app.loans(&t.bank);
-        let payoff = tokio::spawn({
-            let paid = paid.clone();
-            async move {
-                payer
-                    .record_repayment(pb::RecordRepaymentRequest {
-                        request_id: rid("payoff"),
-                        loan_id: paid,
-                        value_date: "2021-03-20".into(),
-                        amount_fen: total,
-                    })
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        let run = settle(&app, &t.finance, "", "2021-03-20").await;
+        // The payoff is sent first; the run a moment later.
+        let payoff_id = rid("payoff");
+        let (payoff, run) =
+            tokio::join!(app.repay_as(&t.bank, &payoff_id, &paid, "2021-03-20", total), async {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                settle(&app, &t.finance, "", "2021-03-20").await
+            });
         let batch = batch.await.expect("the batch's task").expect("SubmitBatch");
         assert_eq!((batch.posted, batch.failed), (10_000, 0));
-        let payoff = payoff.await.expect("the payoff's task");
         // Whatever the order, no loan failed.
         assert_eq!(run.failed, 0, "{run:?}");
         assert!(run.failures.is_empty(), "{run:?}");

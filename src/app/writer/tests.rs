@@ -70,22 +70,32 @@ fn loan_of(result: Result<Outcome, AppError>) -> (Box<LoanState>, i64) {
     }
 }
 
+/// Migrates `db` and starts a writer on it holding a ledger with `loans` loans of
+/// [`PRINCIPAL_FEN`], one household each, disbursed on 2021-01-25.
+async fn disbursed_loans(db: &Db, loans: u32) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+    db.migrate().await.unwrap();
+    let (w, task) = spawn(db.clone());
+    all_ok(w.submit_many(&operator(), registry_group(loans)).await);
+    let contracts = (1..=loans).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
+    all_ok(w.submit_many(&bank(), contracts).await);
+    let disbursements = (1..=loans)
+        .map(|n| {
+            let command = Command::Disburse {
+                loan_id: loan_id(n),
+                value_date: day("2021-01-25"),
+                amount_fen: None,
+            };
+            (format!("d{n}"), command)
+        })
+        .collect();
+    all_ok(w.submit_many_brief(&bank(), disbursements).await);
+    (w, task)
+}
+
 /// A ledger with `loans` disbursed loans, one household each, each repaid by [`REPAID_FEN`],
 /// through a writer that is then stopped: the next writer holds none of them.
 async fn repaid_loans(db: &Db, loans: u32) {
-    db.migrate().await.unwrap();
-    let (w, task) = spawn(db.clone());
-    all_ok(w.queue_many(&operator(), registry_group(loans), false).await.wait().await);
-    let contracts = (1..=loans).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
-    all_ok(w.queue_many(&bank(), contracts, false).await.wait().await);
-    for n in 1..=loans {
-        let command = Command::Disburse {
-            loan_id: loan_id(n),
-            value_date: day("2021-01-25"),
-            amount_fen: None,
-        };
-        submit(&w, bank(), &format!("d{n}"), command).await;
-    }
+    let (w, task) = disbursed_loans(db, loans).await;
     for n in 1..=loans {
         let command = Command::RecordRepayment {
             loan_id: loan_id(n),
@@ -159,22 +169,7 @@ async fn loans_not_held_are_read_at_their_committed_state(db: &Db) {
 /// answers the same and posts nothing: the journal verifies and holds one settlement a loan.
 async fn a_settlement_run_over_pages(db: &Db) {
     let loans = crate::app::servicing::SETTLEMENT_PAGE_LOANS + 1;
-    db.migrate().await.unwrap();
-    let (w, task) = spawn(db.clone());
-    all_ok(w.queue_many(&operator(), registry_group(loans), false).await.wait().await);
-    let contracts = (1..=loans).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
-    all_ok(w.queue_many(&bank(), contracts, false).await.wait().await);
-    let disbursements = (1..=loans)
-        .map(|n| {
-            let command = Command::Disburse {
-                loan_id: loan_id(n),
-                value_date: day("2021-01-25"),
-                amount_fen: None,
-            };
-            (format!("d{n}"), command)
-        })
-        .collect();
-    all_ok(w.queue_many(&bank(), disbursements, true).await.wait().await);
+    let (w, task) = disbursed_loans(db, loans).await;
     drop(w);
     task.await.unwrap();
 
