@@ -12,7 +12,6 @@ use crate::app::servicing::{loan_as_of, run_settlement};
 use crate::domain::date::add_months;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::identity::IdNumber;
-use crate::domain::ids::loan_id;
 use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
 use crate::domain::money::Rounding;
 use crate::domain::schedule::{
@@ -303,7 +302,7 @@ impl LoanService for Api {
         let request_id = parse::request_id(&request_id)?;
         let bank_id = parse::id("bank_id", &bank_id)?;
         let contract_number = parse::id("contract_number", &contract_number)?;
-        let loan_id = loan_id(&bank_id, &contract_number);
+        let loan_id = parse::new_loan_id(&bank_id, &contract_number)?;
         tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
         let id_number =
             IdNumber::parse(&borrower_id_number).map_err(|e| invalid("borrower_id_number", e))?;

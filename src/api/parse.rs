@@ -4,7 +4,7 @@ use tonic::Status;
 
 use super::error::invalid;
 use crate::domain::date::{BusinessDate, parse_date};
-use crate::domain::ids::{check_id, check_text};
+use crate::domain::ids::{check_bank_id, check_id, check_loan_id, check_text};
 use crate::domain::money::Fen;
 use crate::domain::rate::AnnualRate;
 
@@ -27,6 +27,20 @@ pub fn request_id(value: &str) -> Result<String, Status> {
 pub fn id(field: &str, value: &str) -> Result<String, Status> {
     check_id(value).map_err(|m| invalid(field, m))?;
     Ok(value.to_string())
+}
+
+/// A new bank's id (without `-`: [`check_bank_id`]). Calls that name an existing bank take any
+/// identifier ([`id`]), so that banks registered before the rule keep working.
+pub fn bank_id(field: &str, value: &str) -> Result<String, Status> {
+    check_bank_id(value).map_err(|m| invalid(field, m))?;
+    Ok(value.to_string())
+}
+
+/// The loan id of a new contract, refused (naming `contract_number`) when longer than any call
+/// naming the loan would take.
+pub fn new_loan_id(bank_id: &str, contract_number: &str) -> Result<String, Status> {
+    check_loan_id(bank_id, contract_number).map_err(|m| invalid("contract_number", m))?;
+    Ok(crate::domain::ids::loan_id(bank_id, contract_number))
 }
 
 pub fn text(field: &str, value: &str, required: bool) -> Result<String, Status> {

@@ -77,7 +77,7 @@ impl RegistryService for Api {
         tracing::Span::current().record("request_id", &request_id);
         let command = Command::RegisterBank {
             ledger_id: parse::id("ledger_id", &ledger_id)?,
-            bank_id: parse::id("bank_id", &bank_id)?,
+            bank_id: parse::bank_id("bank_id", &bank_id)?,
             name: parse::text("name", &name, true)?,
         };
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {

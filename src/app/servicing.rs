@@ -104,8 +104,17 @@ fn tally(
             })) => summary.loans_no_longer_live += 1,
             Err(e) => {
                 summary.failed += 1;
+                // A fault of the service is logged; the answer says only that it happened, as
+                // a call's INTERNAL status does.
+                let text = match e {
+                    AppError::Internal(detail) => {
+                        tracing::error!(loan_id = %id, detail, "a loan of a settlement run failed");
+                        "internal error; the detail is in the server log".to_string()
+                    }
+                    e => e.to_string(),
+                };
                 if summary.failures.len() < FAILURES_LISTED_MAX {
-                    summary.failures.push(format!("{id}: {e}"));
+                    summary.failures.push(format!("{id}: {text}"));
                 }
             }
         }
@@ -212,6 +221,12 @@ mod tests {
         assert_eq!(summary.loans_no_longer_live, 1);
         assert_eq!(summary.failed, 1);
         assert_eq!(summary.failures, vec!["L3: too early".to_string()]);
+
+        // A fault of the service is listed without its detail (which goes to the log).
+        let fault = vec![Err(AppError::Internal("SQLITE_CORRUPT: page 7 of loan".into()))];
+        tally(&mut summary, &ids[..1], fault).unwrap();
+        assert_eq!(summary.failed, 2);
+        assert_eq!(summary.failures[1], "L1: internal error; the detail is in the server log");
 
         let gone = vec![Err(AppError::Unavailable("away".into()))];
         assert!(matches!(tally(&mut summary, &ids, gone), Err(AppError::Unavailable(_))));

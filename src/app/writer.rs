@@ -1614,14 +1614,19 @@ impl Writer {
                 }
                 if let Some(parent_id) = &terms.renews_loan_id {
                     let parent = self.loan(tx, g, parent_id).await?;
-                    if parent.terms.bank_id != terms.bank_id
-                        || parent.terms.household_id != terms.household_id
-                    {
+                    // Another bank's loan is answered as a missing one: a bank never learns
+                    // whether another bank's loan exists, nor whose it is.
+                    if parent.terms.bank_id != terms.bank_id {
+                        return Err(
+                            DomainError::NotFound { what: "loan", id: parent_id.clone() }.into()
+                        );
+                    }
+                    if parent.terms.household_id != terms.household_id {
                         return Err(DomainError::refused(
                             Reason::RenewalMismatch,
                             format!(
-                                "loan {parent_id} belongs to bank {} and household {}; a renewal must keep both",
-                                parent.terms.bank_id, parent.terms.household_id
+                                "loan {parent_id} belongs to household {}; a renewal must keep it",
+                                parent.terms.household_id
                             ),
                         )
                         .into());

@@ -19,6 +19,30 @@ pub fn check_id(text: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Checks a new bank's identifier: an identifier ([`check_id`]) without `-`, so that a loan id
+/// (`<bank_id>-<contract_number>`, [`loan_id`]) names one bank and one contract: with `B1-2021`
+/// allowed beside `B1`, contract `001` of the one and `2021-001` of the other would share a loan id.
+pub fn check_bank_id(text: &str) -> Result<(), &'static str> {
+    check_id(text)?;
+    if text.contains('-') {
+        return Err("may not contain '-' (a loan id is the bank id, '-' and the contract number)");
+    }
+    Ok(())
+}
+
+/// Checks the loan id a contract would get ([`loan_id`]): every call that names a loan takes an
+/// identifier of at most [`ID_LEN_MAX`] characters, so a longer one is refused at its creation.
+pub fn check_loan_id(bank_id: &str, contract_number: &str) -> Result<(), String> {
+    let len = bank_id.len() + 1 + contract_number.len();
+    if len > ID_LEN_MAX {
+        return Err(format!(
+            "makes the loan id {bank_id}-{contract_number} {len} characters long; a loan id has              at most {ID_LEN_MAX}, so a contract number of bank {bank_id} at most {}",
+            ID_LEN_MAX.saturating_sub(bank_id.len() + 1)
+        ));
+    }
+    Ok(())
+}
+
 /// Longest free-text field (names, purposes, reasons), in characters.
 pub const TEXT_LEN_MAX: usize = 200;
 
@@ -51,5 +75,21 @@ mod tests {
         assert!(check_id("").is_err());
         assert!(check_id("a/b").is_err());
         assert!(check_id(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn bank_ids_have_no_hyphen() {
+        assert!(check_bank_id("B1").is_ok());
+        assert!(check_bank_id("ABC_450.1").is_ok());
+        assert!(check_bank_id("B1-2021").is_err());
+        assert!(check_bank_id("").is_err());
+    }
+
+    #[test]
+    fn loan_ids_fit_the_identifier_limit() {
+        assert!(check_loan_id("B1", &"x".repeat(61)).is_ok());
+        let e = check_loan_id("B1", &"x".repeat(62)).unwrap_err();
+        assert!(e.contains("65 characters long") && e.ends_with("at most 61"), "{e}");
+        assert_eq!(loan_id("B1", &"x".repeat(61)).len(), ID_LEN_MAX);
     }
 }

@@ -742,11 +742,37 @@ async fn malformed_input(backend: Backend) {
             .await,
         Code::NotFound,
     );
+    // A bank id with '-' would make loan ids ambiguous: "B1-2021" + "001" = "B1" + "2021-001".
+    expect_invalid(
+        app.registry(&t.operator)
+            .register_bank(pb::RegisterBankRequest {
+                request_id: rid("bank"),
+                ledger_id: LEDGER.into(),
+                bank_id: "B1-2021".into(),
+                name: "hyphenated".into(),
+            })
+            .await,
+        "bank_id",
+    );
+    // A loan id is at most 64 characters, like every identifier a call names it by: "B1-" and
+    // 61 more is the longest a contract of B1 can have (for a household with room under its cap).
+    app.register_household(&t.finance, "H-LONG", "19800517").await;
+    expect_invalid(
+        loans.create_loan(standard_loan(&"C".repeat(62), "H-LONG")).await,
+        "contract_number",
+    );
 
-    // Only the contract and its disbursement were posted.
+    // Only the contract, its disbursement and the household were posted.
     let journal = app.journal(&t.auditor, LEDGER).await;
-    assert_eq!(journal.len(), journal_before + 2);
+    assert_eq!(journal.len(), journal_before + 3);
     assert!(app.verify(&t.auditor).await.ok);
+
+    // The longest loan id is created and named by the calls that follow.
+    let longest = app.create_loan(&t.bank, standard_loan(&"C".repeat(61), "H-LONG")).await;
+    let longest = loan(&longest).loan_id.clone();
+    assert_eq!(longest.len(), 64);
+    app.disburse(&t.bank, &longest, "2021-01-25").await;
+    assert_eq!(app.get_loan(&t.bank, &longest).await.loan_id, longest);
     app.finish().await;
 }
 

@@ -788,7 +788,16 @@ async fn renewal(backend: Backend) {
     );
     // Another household's loan is not this household's to renew.
     expect_refused(loans.create_loan(renewal_req("N2", &other)).await, "RENEWAL_MISMATCH");
-    expect_code(loans.create_loan(renewal_req("N2", "B1-NO-SUCH")).await, Code::NotFound);
+    let missing =
+        expect_code(loans.create_loan(renewal_req("N2", "B1-NO-SUCH")).await, Code::NotFound);
+    // Another bank's loan is answered as a missing one, naming neither its bank nor its household.
+    let (_, b2_loan) = bank_b2_loan(&app, &t, "H-B2", 1_000_000).await;
+    let hidden = expect_code(loans.create_loan(renewal_req("N2", &b2_loan)).await, Code::NotFound);
+    assert_eq!(
+        hidden.message(),
+        missing.message().replace("B1-NO-SUCH", &b2_loan),
+        "{hidden:?} against {missing:?}"
+    );
 
     let renewed = app.create_loan(&t.bank, renewal_req("N2", &parent)).await;
     let l = loan(&renewed);
