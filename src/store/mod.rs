@@ -285,14 +285,16 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) => {
                 // PostgreSQL: 08xxx connection exceptions, 57P01 admin shutdown, 40001
                 // serialization failure and 40P01 deadlock are retryable. SQLite: SQLITE_BUSY (5)
-                // and SQLITE_LOCKED (6).
+                // and SQLITE_LOCKED (6), with their extended codes (sqlx reports the extended
+                // code: SQLITE_BUSY_RECOVERY is 261, SQLITE_BUSY_SNAPSHOT 517, ...).
                 let code = db.code().unwrap_or_default();
+                let sqlite_busy = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
                 if code.starts_with("08")
                     || code == "57P01"
                     || code == "40001"
                     || code == "40P01"
-                    || code == "5"
-                    || code == "6"
+                    || sqlite_busy
                 {
                     StoreError::Unavailable(e)
                 } else if db.is_unique_violation()
@@ -705,5 +707,28 @@ mod tests {
         // 64 KiB pages: the lock page is 16,385.
         assert_eq!(write_cache_kib(16_385, 65_536), WRITE_CACHE_SMALL_KIB);
         assert_eq!(write_cache_kib(16_386, 65_536), WRITE_CACHE_KIB);
+    }
+
+    /// A write that loses to another connection's commit in WAL mode fails with
+    /// SQLITE_BUSY_SNAPSHOT (517, an extended code of SQLITE_BUSY): retryable, as BUSY is.
+    #[tokio::test]
+    async fn sqlite_busy_in_its_extended_codes_is_unavailable() {
+        use sqlx::{Connection, Executor};
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut a = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        let mut b = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        a.execute("create table t (x integer)").await.unwrap();
+        a.execute("begin").await.unwrap();
+        a.execute("select count(*) from t").await.unwrap();
+        b.execute("insert into t values (1)").await.unwrap();
+        let e = a.execute("insert into t values (2)").await.unwrap_err();
+        let sqlx::Error::Database(db) = &e else { panic!("{e:?}") };
+        assert_eq!(db.code().as_deref(), Some("517"), "{e:?}");
+        assert!(StoreError::from(e).is_unavailable());
     }
 }

@@ -102,6 +102,12 @@ where
     }
 
     async fn rollback(mut self) -> Result<(), StoreError> {
+        if !self.begun {
+            // Nothing to roll back, but the group failed: perhaps on a connection that is gone
+            // (its first statement, a request-id lookup before any BEGIN, met a dead socket).
+            // The next group rolls back first, which opens a new connection should it be gone.
+            self.conn.unsure = true;
+        }
         if self.begun {
             match self.conn()?.execute("ROLLBACK").await {
                 Ok(_) => {}

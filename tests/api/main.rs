@@ -2235,6 +2235,35 @@ async fn connections_killed_under_the_service() {
     let journal = app.journal(&t.auditor, LEDGER).await;
     assert_eq!(journal.len(), journal_before + 1, "posted once");
     assert_eq!(journal.last().map(|e| e.seq), Some(entry(&repaid).seq));
+
+    // A group whose first statement meets the dead connection before any BEGIN (a registry
+    // command reads its request id first) gets a new connection too.
+    kill_service_sessions(&app).await;
+    let mut attempts = 0;
+    let request_id = rid("bank-after-kill");
+    loop {
+        attempts += 1;
+        let answer = app
+            .registry(&t.operator)
+            .register_bank(pb::RegisterBankRequest {
+                request_id: request_id.clone(),
+                ledger_id: LEDGER.into(),
+                bank_id: "B7".into(),
+                name: "after the kill".into(),
+            })
+            .await;
+        match answer {
+            Ok(_) => break,
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "the writer's dead connection: {s:?}");
+                assert!(attempts <= 10, "the writer keeps its dead connection");
+            }
+        }
+    }
+    // (The readers' connections were killed too: after a pause they are pinged and replaced.)
+    tokio::time::sleep(loanledger::store::PING_IF_IDLE_FOR + Duration::from_millis(200)).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), journal_before + 2, "posted once");
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
