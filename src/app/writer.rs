@@ -1010,6 +1010,13 @@ impl Writer {
         if group.len() == 1 {
             return vec![Err(e)];
         }
+        // The database is away (the group's own retries are spent): so it is for each of its
+        // commands, whose callers get UNAVAILABLE now rather than after a run of each alone
+        // with retries of its own (with a 500-command group, minutes of waiting for a lock or
+        // a connection that is not coming).
+        if let AppError::Unavailable(m) = &e {
+            return group.iter().map(|_| Err(AppError::Unavailable(m.clone()))).collect();
+        }
         tracing::warn!(error = %e, "group failed; retrying its commands one by one");
         let mut results = Vec::with_capacity(group.len());
         for env in group {
@@ -1032,6 +1039,8 @@ impl Writer {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            #[cfg(test)]
+            tests::GROUP_ATTEMPTS.set(tests::GROUP_ATTEMPTS.get() + 1);
             match self.group_once(group, lookup).await {
                 // PostgreSQL-compatible distributed databases abort transactions with 40001
                 // under contention; the whole group is safe to run again since nothing was

@@ -143,7 +143,12 @@ where
             self.forget();
         }
         if self.conn.is_none() {
-            let mut c = C::connect_with(&self.opts).await?;
+            // Bounded as the readers' pool bounds its acquire: a server that does not answer
+            // (a host gone from the network) would otherwise hold the writer for the system's
+            // TCP timeout, minutes, with every caller waiting behind it.
+            let mut c = tokio::time::timeout(CONNECT_TIMEOUT, C::connect_with(&self.opts))
+                .await
+                .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))??;
             c.set_up().await?;
             // `kept` is empty: the connection went through `forget`, or there never was one.
             self.conn = Some(Box::new(c));
@@ -269,6 +274,9 @@ impl From<rusqlite::Error> for StoreError {
         StoreError::Rusqlite(e)
     }
 }
+
+/// How long the writer waits for a new connection, and the readers' pool for one of its own.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The SQLSTATE of `loanledger_require` (PostgreSQL migration 0004): a condition a statement
 /// requires of itself did not hold, and the statement failed as a whole.
@@ -449,7 +457,7 @@ impl Db {
                 .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(CONNECT_TIMEOUT)
                 .connect_with(opts.clone().pragma("cache_size", READ_CACHE_KIB))
                 .await?;
             // Serialized: SQLite's own mutex guards the handle, which the writer's statements
@@ -475,7 +483,7 @@ impl Db {
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
             let pool = PgPoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(CONNECT_TIMEOUT)
                 .test_before_acquire(false)
                 .before_acquire(|conn, meta| {
                     Box::pin(async move {

@@ -112,6 +112,8 @@ thread_local! {
     /// Groups planned ahead whose commit started, on this thread: the writer of these tests
     /// runs on the test's own thread (a current-thread runtime), so each test counts its own.
     pub(super) static PLANNED_AHEAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Attempts at a group (or at one of its commands alone) on this thread.
+    pub(super) static GROUP_ATTEMPTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn settle(n: u32) -> (String, Command) {
@@ -509,6 +511,32 @@ async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
     task.await.unwrap();
 }
 
+/// With the database away, a group's commands are answered UNAVAILABLE after the group's own
+/// retries, not run again one by one with retries each.
+async fn a_group_with_the_database_away(db: &Db) {
+    let (w, task) = disbursed_loans(db, 3).await;
+    db.close().await;
+    GROUP_ATTEMPTS.set(0);
+    let repayments = (1..=3)
+        .map(|n| {
+            let command = Command::RecordRepayment {
+                loan_id: loan_id(n),
+                value_date: day("2021-02-01"),
+                amount_fen: Fen(REPAID_FEN),
+            };
+            (format!("away/{n}"), command)
+        })
+        .collect();
+    let results = w.submit_many(&bank(), repayments).await;
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert!(matches!(r, Err(AppError::Unavailable(_))), "{r:?}");
+    }
+    assert_eq!(GROUP_ATTEMPTS.get(), 3, "the group's three attempts, and no more");
+    drop(w);
+    task.await.unwrap();
+}
+
 /// Runs each `scenario(&Db)` above as two tests, `scenario::sqlite` and `scenario::postgres`
 /// (the latter skipped without `LOANLEDGER_TEST_PG_URL`, a failure under `CI=true`), each on a
 /// current-thread runtime: the writer then runs on the test's own thread, which
@@ -539,4 +567,5 @@ on_both_backends!(
     a_group_reads_its_own_registry_writes,
     brief_answers,
     a_loan_changed_again_by_the_group_planned_ahead,
+    a_group_with_the_database_away,
 );
