@@ -1677,8 +1677,22 @@ async fn journal_is_append_only(backend: Backend) {
         );
     }
     if backend == Backend::Postgres {
-        for sql in ["truncate journal_txn", "truncate posting"] {
-            app.db.execute_raw(sql).await.expect_err(&format!("the database must refuse: {sql}"));
+        for table in [
+            "journal_txn",
+            "posting",
+            "journal_loan",
+            "household_status",
+            "policy_version",
+            "lpr",
+            "idempotency",
+        ] {
+            let sql = format!("truncate {table} cascade");
+            let err = app
+                .db
+                .execute_raw(&sql)
+                .await
+                .expect_err(&format!("the database must refuse: {sql}"));
+            assert!(err.to_string().contains("append-only"), "refused by a trigger: {sql}: {err}");
         }
     }
     assert_eq!(app.journal(&t.auditor, LEDGER).await, before);
