@@ -532,14 +532,19 @@ impl LoanState {
                 check_value_date(self, date)?;
                 let settlements =
                     next.servicing.settle_through(&t, date).map_err(servicing_error)?;
-                if next.servicing.days_overdue(&t, date) == 0 {
+                // DESIGN.md: after 90 days overdue a loan can be claimed against the
+                // risk-compensation fund; it can later be written off. So not before.
+                let days = next.servicing.days_overdue(&t, date);
+                if days <= super::servicing::OVERDUE_CLAIM_DAYS {
                     return Err(DomainError::refused(
                         Reason::LoanNotOverdue,
                         format!(
-                            "loan {loan_id} has nothing overdue on {}; only an overdue loan is written off",
-                            format_date(date)
+                            "loan {loan_id} is {days} days overdue on {}; only a loan overdue more than {} days is written off",
+                            format_date(date),
+                            super::servicing::OVERDUE_CLAIM_DAYS
                         ),
-                    ));
+                    )
+                    .with("days_overdue", days));
                 }
                 let (charges, allocation) =
                     next.servicing.write_off(&t, date).map_err(servicing_error)?;

@@ -1165,6 +1165,12 @@ async fn write_off(backend: Backend) {
     };
 
     expect_refused(loans.write_off_loan(req(&healthy, "2021-03-01")).await, "LOAN_NOT_OVERDUE");
+    // W1's interest of 2021-03-20 is never paid: overdue from 03-21, 90 days on 06-18. Only a
+    // loan overdue more than 90 days (claimable against the risk fund) is written off.
+    for (date, days) in [("2021-03-21", "1"), ("2021-06-18", "90")] {
+        let early = expect_refused(loans.write_off_loan(req(&id, date)).await, "LOAN_NOT_OVERDUE");
+        assert_eq!(metadata(&early, "days_overdue").as_deref(), Some(days), "{early:?}");
+    }
     expect_code(
         app.loans(&t.finance).write_off_loan(req(&id, "2022-02-24")).await,
         Code::PermissionDenied,
