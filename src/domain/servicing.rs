@@ -556,7 +556,9 @@ impl Servicing {
                     .map(|i| i.amount_fen),
             )
             .ok_or(ServicingError::Overflow)?;
-            let compound_rate = if breached { penalty_rate } else { terms.rate };
+            // DESIGN.md: unpaid interest compounds at the contract rate within the term and at
+            // the penalty rate once overdue; misuse changes the penalty on principal, not this.
+            let compound_rate = if from >= maturity { penalty_rate } else { terms.rate };
             push_segment(&mut self.compound_segments, from, next, unpaid, compound_rate)?;
             from = next;
         }
@@ -1382,5 +1384,21 @@ mod tests {
         // (20 days) at 7.7%: 5,000,000 × 20 × 0.077 / 360 = 21,388.89 -> 21,389.
         assert_eq!(p[0].interest_fen(), Fen(18_715));
         assert_eq!(p[0].penalty_fen(), Fen(21_389));
+    }
+
+    /// DESIGN.md: unpaid interest compounds at the contract rate within the term (misuse
+    /// changes the penalty on principal, not the compound rate).
+    #[test]
+    fn unpaid_interest_compounds_at_the_contract_rate_within_the_term_after_misuse() {
+        let t = terms();
+        let mut s = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
+        s.settle_through(&t, d("2021-02-28")).unwrap();
+        s.mark_misuse(&t, d("2021-03-01")).unwrap();
+        let p = s.settle_through(&t, d("2021-03-20")).unwrap();
+        assert_eq!(p[0].interest_fen(), Fen(18_715));
+        // 18,715 fen unpaid for 03-21..06-20 (92 days) at 3.85%: 184.14 -> 184 (at the misuse
+        // rate, 7.7%, it would be 368).
+        let p = s.settle_through(&t, d("2021-06-20")).unwrap();
+        assert_eq!(p[0].compound_fen(), Fen(184));
     }
 }

@@ -1889,7 +1889,7 @@ async fn bytewise_ids_whatever_the_collation(backend: Backend) {
             sqlx::query_scalar("select 'abc' < 'ABD'").fetch_one(pool).await.expect("a compare");
         assert!(lower_first, "the database's collation orders as the bytes do");
     }
-    for bank in ["ABD", "abc", "Ab-1", "a.b"] {
+    for bank in ["ABD", "abc", "Ab_1", "a.b"] {
         app.register_bank(&t.operator, bank).await;
     }
     let households = [("HH2", "19800517"), ("hh1", "19790203"), ("Hh-3", "19810911")];

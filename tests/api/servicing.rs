@@ -1144,6 +1144,19 @@ async fn misuse(backend: Backend) {
     let run = settle(&app, &t.finance, "", "2021-06-20").await;
     assert_eq!((run.interest_fen, run.penalty_fen), (0, 98_389), "{run:?}");
     assert_eq!(accrual(&[(5_000_000, 92, MISUSE_RATE)]), 98_389);
+
+    // A second loan, misused the same way, whose interest of 03-20 is left unpaid: it
+    // compounds at the contract rate within the term (DESIGN.md), not at the misuse rate:
+    // 18,715 fen for 03-21 ..= 06-20 (92 days) at 3.85%: 184.14 -> 184 (at 7.7%, 368).
+    let m2 = disbursed(&app, &t, "M2", "H-M2", 5_000_000, "2021-01-25").await;
+    let mut marked = mark("2021-03-01");
+    marked.loan_id = m2.clone();
+    app.loans(&t.finance).mark_misuse(marked).await.expect("MarkMisuse of M2");
+    let run = settle(&app, &t.finance, "", "2021-03-20").await;
+    assert_eq!((run.loans_settled, run.interest_fen), (1, 18_715), "{run:?}");
+    assert_eq!(interest(18_715, 92), 184);
+    let run = settle(&app, &t.finance, "", "2021-06-20").await;
+    assert_eq!((run.loans_settled, run.compound_fen), (1, 184), "{run:?}");
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
