@@ -16,8 +16,9 @@
 //!
 //! A day `d` accrues on the balances as they stand on `d` after every event dated `d`
 //! (算头不算尾: a disbursement on `d` accrues on `d`, a repayment on `d` stops accrual on `d`).
-//! Settlement points are the calendar's 20ths before maturity (the period ends on the 20th
-//! inclusive), maturity itself (the last period ends the day before), and after maturity the
+//! Settlement points are the calendar's 20ths before the day before maturity (the period ends
+//! on the 20th inclusive), maturity itself (the last period ends the day before: with maturity on
+//! a 21st, on the 20th, settled with the principal, as the schedule has it), and after maturity the
 //! calendar's 20ths again, where penalty and compound are settled. At each point the accrued
 //! lists are summed in one exact expression and rounded once with the loan's rounding mode.
 //! 利随本清 (frequency `AtMaturity`) has no 20ths: its one period runs from disbursement to the
@@ -484,8 +485,12 @@ impl Servicing {
             return next.due_date;
         }
         if date <= maturity {
+            // A 20th before the last interest-bearing day (the day before maturity) closes a
+            // period; the last period is settled at maturity, with the principal, also when it
+            // ends on a 20th (maturity on the 21st), as the schedule has it
+            // ([`super::calendar::interest_periods`]).
             match settlement_on_or_after(date, terms.frequency) {
-                Some(s) if s < maturity => s,
+                Some(s) if s.succ_opt().is_some_and(|next| next < maturity) => s,
                 _ => maturity,
             }
         } else {
@@ -1283,6 +1288,53 @@ mod tests {
             prop_assert_eq!((s.penalty_settled_fen, s.compound_settled_fen), (Fen::ZERO, Fen::ZERO));
             prop_assert_eq!(s.interest_settled_fen, interest);
             prop_assert_eq!(Some(interest), schedule.total_interest());
+        }
+    }
+
+    /// A bullet loan (利随本清 for the frequency `AtMaturity`) disbursed on any day, for any term.
+    fn arb_bullet() -> impl Strategy<Value = (ServicingTerms, NaiveDate, u32)> {
+        let frequency = prop_oneof![
+            Just(SettlementFrequency::Monthly),
+            Just(SettlementFrequency::Quarterly),
+            Just(SettlementFrequency::Yearly),
+            Just(SettlementFrequency::AtMaturity)
+        ];
+        (frequency, 0i64..1_461, 1u32..=36).prop_map(|(frequency, offset, months)| {
+            let method = match frequency {
+                SettlementFrequency::AtMaturity => RepaymentMethod::InterestWithPrincipal,
+                _ => RepaymentMethod::Bullet,
+            };
+            let t = ServicingTerms { method, frequency, ..terms() };
+            (t, d("2020-01-01") + Duration::days(offset), months)
+        })
+    }
+
+    proptest! {
+        /// The servicing settles a bullet loan when and as its schedule (PreviewSchedule) says:
+        /// one point on each due date, with the schedule's interest, and a borrower who pays
+        /// each instalment on its due date is never overdue (also when maturity falls on the
+        /// 21st: the last period then ends on the 20th and is due with the principal).
+        #[test]
+        fn paying_a_bullet_loans_schedule_on_time_keeps_it_current(
+            (t, disbursed, months) in arb_bullet()
+        ) {
+            let schedule = build_schedule(&ScheduleTerms {
+                disbursed,
+                ..schedule_terms(&t, Fen(5_000_000), months)
+            })
+            .unwrap();
+            let mut s = Servicing::start(&t, disbursed, schedule.maturity, Fen(5_000_000));
+            for i in &schedule.instalments {
+                let points = s.settle_through(&t, i.due_date).unwrap();
+                let dates: Vec<NaiveDate> = points.iter().map(|p| p.date).collect();
+                prop_assert_eq!(dates, vec![i.due_date]);
+                prop_assert_eq!(points[0].interest_fen(), i.interest_due);
+                prop_assert_eq!(s.days_overdue(&t, i.due_date), 0);
+                let r = s.repay(&t, i.due_date, i.total_due).unwrap();
+                prop_assert_eq!(r.payoff, i.remaining_principal == Fen::ZERO);
+                prop_assert_eq!(s.days_overdue(&t, i.due_date), 0);
+            }
+            prop_assert!(s.is_closed());
         }
     }
 

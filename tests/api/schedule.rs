@@ -22,6 +22,7 @@ on_both_backends!(
     preview_rounding_options,
     preview_bad_input_roles_and_no_writes,
     reflection_lists_services_without_a_token,
+    paid_as_scheduled_when_maturity_is_on_the_21st,
 );
 
 /// Rounds `num / den` (both non-negative) to an integer: half up, half to even, or down.
@@ -687,4 +688,52 @@ fn check_defines_loan_service(files: &[Vec<u8>]) {
     assert_eq!(loans.package(), "loanledger.v1");
     let service = loans.service.iter().find(|s| s.name() == "LoanService").unwrap();
     assert!(service.method.iter().any(|m| m.name() == "PreviewSchedule"), "{service:?}");
+}
+
+/// A loan maturing on the 21st (2021-03-21 for 12 months): its schedule ends the last period on
+/// the 20th and settles it on the maturity day with the principal. The servicing does the same,
+/// so a borrower who pays each instalment on its due date, as PreviewSchedule shows it, is never
+/// overdue and the loan closes on the last payment (before the fix, the last period's interest
+/// fell due on 2022-03-20 and was a day overdue when paid with the principal).
+async fn paid_as_scheduled_when_maturity_is_on_the_21st(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let mut req = standard_loan("T21", HOUSEHOLD);
+    req.contract_date = "2021-03-21".into();
+    let created = app.create_loan(&t.bank, req).await;
+    let id = created.loan.expect("a loan").loan_id;
+    app.disburse(&t.bank, &id, "2021-03-21").await;
+    let schedule = preview(
+        &app,
+        &t.bank,
+        pb::PreviewScheduleRequest { disbursement_date: "2021-03-21".into(), ..standard_terms() },
+    )
+    .await;
+    let dues: Vec<(&str, &str)> =
+        schedule.instalments.iter().map(|i| (i.period_end.as_str(), i.due_date.as_str())).collect();
+    assert_eq!(
+        dues,
+        [
+            ("2021-06-20", "2021-06-20"),
+            ("2021-09-20", "2021-09-20"),
+            ("2021-12-20", "2021-12-20"),
+            ("2022-03-20", "2022-03-21"),
+        ]
+    );
+    for i in &schedule.instalments {
+        let before = app.get_loan_as_of(&t.bank, &id, &i.due_date).await;
+        assert_eq!(before.days_overdue, 0, "due {}: {before:?}", i.due_date);
+        assert_eq!(before.interest_due_fen, i.interest_due_fen, "due {}: {before:?}", i.due_date);
+        let paid = app.repay(&t.bank, &id, &i.due_date, i.total_due_fen).await;
+        let l = paid.loan.expect("a loan");
+        assert_eq!(l.days_overdue, 0, "paid {}: {l:?}", i.due_date);
+        assert_eq!(l.principal_outstanding_fen, i.remaining_principal_fen, "{l:?}");
+    }
+    let closed = app.get_loan(&t.bank, &id).await;
+    assert_eq!(closed.status, pb::LoanStatus::Settled as i32, "{closed:?}");
+    assert_eq!(closed.interest_settled_fen, schedule.total_interest_fen, "{closed:?}");
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
 }
