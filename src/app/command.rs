@@ -69,6 +69,15 @@ pub enum Command {
         #[serde(serialize_with = "iso::serialize")]
         date: BusinessDate,
     },
+    /// A settlement run's parameters, recorded under the run's request id (an idempotency
+    /// record, no journal transaction, as an LPR entry): the run's request id then names one
+    /// run, and a retry with other parameters is refused before anything is settled.
+    SettlementRun {
+        ledger_id: String,
+        bank_id: Option<String>,
+        #[serde(serialize_with = "iso::serialize")]
+        date: BusinessDate,
+    },
     MarkMisuse {
         loan_id: String,
         #[serde(serialize_with = "iso::serialize")]
@@ -113,6 +122,7 @@ impl Command {
             Command::Disburse { .. } => "disburse",
             Command::RecordRepayment { .. } => "record_repayment",
             Command::SettleLoan { .. } => "settle_loan",
+            Command::SettlementRun { .. } => "settlement_run",
             Command::MarkMisuse { .. } => "mark_misuse",
             Command::ExtendLoan { .. } => "extend_loan",
             Command::WriteOffLoan { .. } => "write_off_loan",
@@ -216,6 +226,12 @@ pub enum Outcome {
         tenor: crate::domain::lpr::TenorBucket,
         rate: AnnualRate,
     },
+    /// A settlement run was recorded ([`Command::SettlementRun`]); its loans answer apart.
+    SettlementRun {
+        ledger_id: String,
+        bank_id: Option<String>,
+        date: BusinessDate,
+    },
     Loan {
         loan: Box<LoanState>,
         entry: JournalRef,
@@ -271,6 +287,21 @@ mod tests {
         assert_eq!(
             repay.fingerprint(),
             "a1b570b0cde2e4e22147d0d8ad9680e1f4778a473db9f4e16cc4142507364956"
+        );
+        // {"command":"settlement_run","ledger_id":"450121","bank_id":"B1","date":"2021-03-20"}
+        let run = |bank_id: Option<&str>| Command::SettlementRun {
+            ledger_id: "450121".into(),
+            bank_id: bank_id.map(String::from),
+            date: day("2021-03-20"),
+        };
+        assert_eq!(
+            run(Some("B1")).fingerprint(),
+            "c878934cb8241f0db940fc8194948421a5f02255f416a2aec3da4ecbe9b98a53"
+        );
+        // The same with "bank_id":null: the whole ledger's run.
+        assert_eq!(
+            run(None).fingerprint(),
+            "522246a504a65f269069ae06056f02ca1e5b6d4c1b132d73fa8f1d5384a667ef"
         );
     }
 }

@@ -136,10 +136,17 @@ pub struct SettlementSummary {
     pub failures: Vec<String>,
 }
 
+/// The request id of a run's settlement of one loan: `<request_id> <loan_id>`. The space cannot
+/// occur in a caller's request id (printable ASCII without spaces, `api::parse::request_id`),
+/// so no request of a caller's can take a run's loan's id, or the reverse.
+pub fn loan_request_id(request_id: &str, loan_id: &str) -> String {
+    format!("{request_id} {loan_id}")
+}
+
 /// Settles the live loans of a ledger (or one bank's) up to `date`, a page at a time through the
-/// writer. Each loan's settlement is its own command with the request id
-/// `<request_id>/<loan_id>`, and a loan with nothing due posts nothing, so a repeated run posts
-/// nothing twice.
+/// writer. The run is recorded first under its request id ([`Command::SettlementRun`]). Each
+/// loan's settlement is then its own command with the request id [`loan_request_id`], and a
+/// loan with nothing due posts nothing, so a repeated run posts nothing twice.
 #[tracing::instrument(skip(db, writer, actor))]
 pub async fn run_settlement(
     db: &Db,
@@ -150,11 +157,27 @@ pub async fn run_settlement(
     bank_id: Option<&str>,
     date: BusinessDate,
 ) -> Result<SettlementSummary, AppError> {
+    // The run's request id names this run: recorded first, so that a retry with other
+    // parameters (another date, ledger or bank) is refused (ALREADY_EXISTS) before anything is
+    // settled, and a retry with the same ones goes on (each loan's settlement answering as the
+    // first time).
+    let run = Command::SettlementRun {
+        ledger_id: ledger_id.to_string(),
+        bank_id: bank_id.map(str::to_string),
+        date,
+    };
     let mut summary = SettlementSummary::default();
     let read_page = |after: String| async move {
         db.live_loan_ids(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await
     };
-    let mut page = read_page(String::new()).await?;
+    // The first page is read while the record waits its turn at the writer (nothing is
+    // queued for the loans before the record is answered).
+    let (recorded, first) = tokio::join!(
+        writer.submit(actor.clone(), request_id.to_string(), run),
+        read_page(String::new())
+    );
+    recorded?;
+    let mut page = first?;
     // Pages go to the writer without waiting for the ones before them, up to
     // [`SETTLEMENT_PAGES_IN_FLIGHT`]: one commits, one is planned while it commits, and the
     // writer finds the next one queued as soon as it starts that one's commit. The next page's
@@ -172,7 +195,7 @@ pub async fn run_settlement(
             .iter()
             .map(|id| {
                 let command = Command::SettleLoan { loan_id: id.clone(), date };
-                (format!("{request_id}/{id}"), command)
+                (loan_request_id(request_id, id), command)
             })
             .collect();
         let ids = page;

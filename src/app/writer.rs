@@ -1352,6 +1352,20 @@ impl Writer {
             return Ok(Answered::New(outcome));
         }
 
+        if let Command::SettlementRun { ledger_id, bank_id, date } = &env.command {
+            // Only its request id is recorded: the run's loans are commands of their own.
+            let outcome = Outcome::SettlementRun {
+                ledger_id: ledger_id.clone(),
+                bank_id: bank_id.clone(),
+                date: *date,
+            };
+            let json =
+                serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
+            tx.insert_idempotency(env.actor_name(), env.request_id(), &fingerprint, &json).await?;
+            g.idempotency.insert(key, (fingerprint, Answer::Given(index)));
+            return Ok(Answered::New(outcome));
+        }
+
         let planned = self.plan(tx, g, env).await?;
         if let Effect::Unchanged(loan) = planned.effect {
             // Nothing to post: answer with the loan as it stands, record nothing, so that a
@@ -1578,8 +1592,11 @@ impl Writer {
                     },
                 }
             }
-            Command::SetLpr { .. } => {
-                return Err(AppError::Internal("SetLpr is not a journal command".into()));
+            Command::SetLpr { .. } | Command::SettlementRun { .. } => {
+                return Err(AppError::Internal(format!(
+                    "{} is not a journal command",
+                    env.command.name()
+                )));
             }
             Command::CreateLoan { terms } => {
                 if actor.role != Role::Bank || actor.org != terms.bank_id {

@@ -36,6 +36,7 @@ on_both_backends!(
     instalment_paid_late,
     settlement_after_restart,
     loan_paid_off_during_a_run,
+    a_settlement_run_is_one_request,
 );
 
 /// Annual rates in units of 0.00001.
@@ -298,7 +299,7 @@ async fn settlement_run(backend: Backend) {
     let settled = &history[2];
     assert_eq!(settled.value_date, "2021-03-20");
     assert_eq!(settled.actor, format!("finance:{LEDGER}"));
-    assert_eq!(settled.request_id, format!("{first_id}/{l1}"), "one request id per loan");
+    assert_eq!(settled.request_id, format!("{first_id} {l1}"), "one request id per loan");
     assert_eq!(
         sorted(&nonzero(&settled.postings)),
         postings(&[("loan/B1-R1/interest", 29_410), ("bank/B1/interest_income", -29_410)])
@@ -1720,5 +1721,78 @@ async fn loan_paid_off_during_a_run(backend: Backend) {
     }
     assert!(seen, "the payoff never fell between the run's page and its turn in five attempts");
     assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// A settlement run's request id names one run: retried with another date or another bank it is
+/// refused (ALREADY_EXISTS) and settles nothing; retried as it was, it answers as the first
+/// time. Its loans' own request ids cannot be taken by the caller's other requests, nor the
+/// run's by theirs.
+async fn a_settlement_run_is_one_request(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "Q1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let mut loans = app.loans(&t.bank);
+    let run = loans
+        .settle_loans(settle_request("q1", BANK, "2021-03-20"))
+        .await
+        .expect("the bank's run")
+        .into_inner();
+    assert_eq!((run.loans_settled, run.interest_fen), (1, 29_410), "{run:?}");
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+
+    // Another date under the same id: refused, nothing settled.
+    let status = expect_code(
+        loans.settle_loans(settle_request("q1", BANK, "2021-06-20")).await,
+        Code::AlreadyExists,
+    );
+    let reason = status.get_details_error_info().map(|i| i.reason);
+    assert_eq!(reason.as_deref(), Some("REQUEST_ID_REUSED"), "{status:?}");
+    // The finance office's run of the whole ledger (nothing left to settle), then of one bank
+    // under the same id: refused.
+    let mut finance = app.loans(&t.finance);
+    let whole = finance
+        .settle_loans(settle_request("f1", "", "2021-03-20"))
+        .await
+        .expect("the ledger's run")
+        .into_inner();
+    assert_eq!((whole.loans_examined, whole.loans_settled), (1, 0), "{whole:?}");
+    expect_code(
+        finance.settle_loans(settle_request("f1", BANK, "2021-03-20")).await,
+        Code::AlreadyExists,
+    );
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing was settled");
+    assert_eq!(app.get_loan(&t.bank, &id).await.next_settlement_date, "2021-06-20");
+
+    // As it was: the first answer again.
+    let again = loans
+        .settle_loans(settle_request("q1", BANK, "2021-03-20"))
+        .await
+        .expect("the run retried")
+        .into_inner();
+    assert_eq!(again, run);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal);
+
+    // The run's loan was settled under "q1 B1-Q1"; the bank's own request "q1/B1-Q1" (the form
+    // such ids had before) is a request of its own.
+    let paid = loans
+        .record_repayment(pb::RecordRepaymentRequest {
+            request_id: format!("q1/{id}"),
+            loan_id: id.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: 29_410,
+        })
+        .await
+        .expect("a repayment whose id looks like a run's loan's");
+    assert_eq!(paid.into_inner().loan.expect("a loan").interest_due_fen, 0);
+    // An id the bank used for a repayment does not name a run.
+    expect_code(
+        loans.settle_loans(settle_request(&format!("q1/{id}"), BANK, "2021-06-20")).await,
+        Code::AlreadyExists,
+    );
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal + 1);
+    assert_verifies(&app, &t).await;
     app.finish().await;
 }
