@@ -37,6 +37,7 @@ on_both_backends!(
     settlement_after_restart,
     loan_paid_off_during_a_run,
     a_settlement_run_is_one_request,
+    payoff_on_a_settlement_day,
 );
 
 /// Annual rates in units of 0.00001.
@@ -1793,6 +1794,64 @@ async fn a_settlement_run_is_one_request(backend: Backend) {
         Code::AlreadyExists,
     );
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal + 1);
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// Paying a loan off on a settlement 20th owes the period's interest to the day before, as on
+/// any other day (算头不算尾): 50,000.00 from 2021-01-25 paid off on 2021-03-20 owes 54 days of
+/// interest, 288.75, not the 55 days (294.10) the day's settlement counts. Paying the latter is
+/// refused as more than owed. A partial payment that day pays the interest settled that day
+/// (through that day), and once a run has settled the day, a payoff owes what it settled.
+async fn payoff_on_a_settlement_day(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "P20", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    assert_eq!((interest(5_000_000, 54), interest(5_000_000, 55)), (28_875, 29_410));
+    let quote = app.payoff_quote(&t.bank, &id, "2021-03-20").await;
+    assert_eq!(
+        (quote.current_interest_fen, quote.accrued_interest_fen, quote.total_fen),
+        (0, 28_875, 5_028_875),
+        "{quote:?}"
+    );
+    let over = expect_refused(
+        repayment(&app, &t.bank, &id, "2021-03-20", 5_029_410).await,
+        "REPAYMENT_EXCEEDS_OWED",
+    );
+    assert_eq!(metadata(&over, "owed_fen").as_deref(), Some("5028875"), "{over:?}");
+    let paid = app.repay(&t.bank, &id, "2021-03-20", 5_028_875).await;
+    let l = loan(&paid);
+    assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
+    assert_eq!((l.interest_settled_fen, l.interest_paid_fen), (28_875, 28_875), "{l:?}");
+    let last = app.history(&t.auditor, &id).await.pop().expect("the payoff");
+    assert_eq!(
+        sorted(&nonzero(&last.postings)),
+        postings(&[
+            ("bank/B1/cash", 5_028_875),
+            ("loan/B1-P20/principal", -5_000_000),
+            ("bank/B1/interest_income", -28_875),
+        ])
+    );
+
+    // A partial payment on the 20th: the day's point is settled first (55 days) and paid.
+    let part = disbursed(&app, &t, "P21", "H-P21", 1_000_000, "2021-01-25").await;
+    let l = loan(&app.repay(&t.bank, &part, "2021-03-20", 5_882 + 100_000).await).clone();
+    assert_eq!(interest(1_000_000, 55), 5_882);
+    assert_eq!((l.interest_settled_fen, l.interest_due_fen), (5_882, 0), "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 900_000, "{l:?}");
+
+    // After the day's run: a payoff that day owes the interest the run settled (55 days).
+    let run_first = disbursed(&app, &t, "P22", "H-P22", 1_000_000, "2021-01-25").await;
+    let run = settle(&app, &t.finance, "", "2021-03-20").await;
+    assert_eq!((run.loans_settled, run.interest_fen), (1, 5_882), "{run:?}");
+    let quote = app.payoff_quote(&t.bank, &run_first, "2021-03-20").await;
+    assert_eq!(
+        (quote.current_interest_fen, quote.accrued_interest_fen, quote.total_fen),
+        (5_882, 0, 1_005_882),
+        "{quote:?}"
+    );
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
