@@ -932,7 +932,7 @@ impl Servicing {
         s.settle_through(terms, before)?;
         let own_day = s.next_point == Some(date)
             && date != s.maturity()
-            && !s.instalments.first().is_some_and(|i| i.due_date == date);
+            && s.instalments.first().is_none_or(|i| i.due_date != date);
         Ok(if own_day && !s.is_closed() { before } else { date })
     }
 
