@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use loanledger::app::auth::{Role, create_token};
-use loanledger::startup::{Application, Settings};
+use loanledger::startup::{
+    Application, BUSINESS_UTC_OFFSET_DEFAULT, Settings, business_utc_offset_default,
+    parse_utc_offset,
+};
 use loanledger::store::Db;
 use loanledger::telemetry::{self, LogFormat};
 
@@ -43,6 +46,11 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, env = "LOANLEDGER_LISTEN", default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
+        /// Offset from UTC of the programme's business day ("today" where a call gives no
+        /// date): China Standard Time by default.
+        #[arg(long, env = "LOANLEDGER_UTC_OFFSET", default_value = BUSINESS_UTC_OFFSET_DEFAULT,
+              value_parser = parse_utc_offset, allow_hyphen_values = true)]
+        utc_offset: chrono::FixedOffset,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -113,11 +121,18 @@ enum TokenCmd {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    match cli.command.unwrap_or(Cmd::Serve { listen: "127.0.0.1:50051".parse()? }) {
-        Cmd::Serve { listen } => {
-            let app =
-                Application::build(Settings { listen, database_url: cli.database_url.clone() })
-                    .await?;
+    let serve = Cmd::Serve {
+        listen: "127.0.0.1:50051".parse()?,
+        utc_offset: business_utc_offset_default(),
+    };
+    match cli.command.unwrap_or(serve) {
+        Cmd::Serve { listen, utc_offset } => {
+            let app = Application::build(Settings {
+                listen,
+                database_url: cli.database_url.clone(),
+                business_utc_offset: utc_offset,
+            })
+            .await?;
             if let Some(token) = app.initial_operator_token() {
                 // Printed once, to stdout, so that a new user can start from the first command.
                 println!(

@@ -23,6 +23,36 @@ use crate::store::Db;
 pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
+    /// The offset from UTC of the programme's business day: "today", where a call does not give
+    /// a date (a loan's figures and status, the policy in force), is the date there.
+    pub business_utc_offset: chrono::FixedOffset,
+}
+
+/// China Standard Time, UTC+08:00: the programme's business day by default.
+pub const BUSINESS_UTC_OFFSET_DEFAULT: &str = "+08:00";
+
+/// An offset from UTC written `+HH:MM` or `-HH:MM` (up to ±23:59).
+pub fn parse_utc_offset(text: &str) -> Result<chrono::FixedOffset, String> {
+    let bad = || format!("not an offset from UTC such as +08:00: {text:?}");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
+}
+
+/// [`BUSINESS_UTC_OFFSET_DEFAULT`] as an offset.
+pub fn business_utc_offset_default() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
 }
 
 pub struct Application {
@@ -57,7 +87,7 @@ impl Application {
         Ok(Application {
             listener,
             port,
-            api: Api::new(db.clone(), writer),
+            api: Api::new(db.clone(), writer, settings.business_utc_offset),
             db,
             writer_task,
             initial_operator_token,
@@ -126,5 +156,25 @@ impl Application {
         db.close().await;
         tracing::info!("shut down cleanly");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_offsets() {
+        let east = |secs| chrono::FixedOffset::east_opt(secs).unwrap();
+        assert_eq!(parse_utc_offset("+08:00"), Ok(east(8 * 3600)));
+        assert_eq!(
+            parse_utc_offset(BUSINESS_UTC_OFFSET_DEFAULT),
+            Ok(business_utc_offset_default())
+        );
+        assert_eq!(parse_utc_offset("-03:30"), Ok(east(-(3 * 3600 + 1800))));
+        assert_eq!(parse_utc_offset("+00:00"), Ok(east(0)));
+        for bad in ["08:00", "+8:00", "+24:00", "+08:60", "+0800", "", "+", "+aa:bb"] {
+            assert!(parse_utc_offset(bad).is_err(), "{bad}");
+        }
     }
 }

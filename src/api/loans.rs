@@ -28,27 +28,29 @@ pub const BATCH_ITEMS_MAX: usize = 10_000;
 pub const PAGE_SIZE_MAX: u32 = 1_000;
 pub const PAGE_SIZE_DEFAULT: u32 = 100;
 
-/// Today, or a loan's last value date if that is later (test data and back-office files may be
-/// dated ahead of the server's clock).
-fn today_for(loan: &LoanState) -> BusinessDate {
-    chrono::Utc::now().date_naive().max(loan.last_value_date)
-}
+impl Api {
+    /// Today ([`Api::today`]), or a loan's last value date if that is later (test data and
+    /// back-office files may be dated ahead of the server's clock).
+    fn today_for(&self, loan: &LoanState) -> BusinessDate {
+        self.today().max(loan.last_value_date)
+    }
 
-/// A loan write's answer. Everyone who may change a loan may see its borrower's full identity
-/// number (its bank, the finance office, the operator).
-fn loan_response(outcome: Outcome) -> Result<Response<pb::LoanResponse>, Status> {
-    match outcome {
-        Outcome::Loan { loan, entry, .. } => Ok(Response::new(pb::LoanResponse {
-            loan: Some(loan_to_pb(&loan, true, loan.last_value_date)),
-            entry: Some(journal_ref(&entry)),
-        })),
-        Outcome::LoanUnchanged { loan } => Ok(Response::new(pb::LoanResponse {
-            loan: Some(loan_to_pb(&loan, true, today_for(&loan))),
-            entry: None,
-        })),
-        _ => Err(status(crate::app::error::AppError::Internal(
-            "writer answered a loan command with another outcome".into(),
-        ))),
+    /// A loan write's answer. Everyone who may change a loan may see its borrower's full
+    /// identity number (its bank, the finance office, the operator).
+    fn loan_response(&self, outcome: Outcome) -> Result<Response<pb::LoanResponse>, Status> {
+        match outcome {
+            Outcome::Loan { loan, entry, .. } => Ok(Response::new(pb::LoanResponse {
+                loan: Some(loan_to_pb(&loan, true, loan.last_value_date)),
+                entry: Some(journal_ref(&entry)),
+            })),
+            Outcome::LoanUnchanged { loan } => Ok(Response::new(pb::LoanResponse {
+                loan: Some(loan_to_pb(&loan, true, self.today_for(&loan))),
+                entry: None,
+            })),
+            _ => Err(status(crate::app::error::AppError::Internal(
+                "writer answered a loan command with another outcome".into(),
+            ))),
+        }
     }
 }
 
@@ -85,7 +87,7 @@ impl Api {
         tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
         let command = command(loan_id)?;
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
-        loan_response(outcome)
+        self.loan_response(outcome)
     }
 }
 
@@ -356,7 +358,7 @@ impl LoanService for Api {
             .submit(actor, request_id, Command::CreateLoan { terms })
             .await
             .map_err(status)?;
-        loan_response(outcome)
+        self.loan_response(outcome)
     }
 
     #[tracing::instrument(skip_all, fields(request_id, loan_id))]
@@ -409,7 +411,7 @@ impl LoanService for Api {
         let as_of = parse::optional_date("as_of", &as_of)?;
         let loan = self.readable_loan(&actor, &loan_id).await?;
         match as_of {
-            None => Ok(Response::new(loan_to_pb(&loan, true, today_for(&loan)))),
+            None => Ok(Response::new(loan_to_pb(&loan, true, self.today_for(&loan)))),
             Some(date) => {
                 let past = loan_as_of(&self.db, &loan_id, date).await.map_err(status)?.ok_or_else(
                     || {
@@ -490,7 +492,7 @@ impl LoanService for Api {
             String::new()
         };
         Ok(Response::new(pb::ListLoansResponse {
-            loans: loans.iter().map(|l| loan_to_pb(l, true, today_for(l))).collect(),
+            loans: loans.iter().map(|l| loan_to_pb(l, true, self.today_for(l))).collect(),
             next_page_token,
         }))
     }

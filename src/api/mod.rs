@@ -41,16 +41,25 @@ pub struct Api {
     /// and the read-model reads), so concurrent ones would only slow each other and everything
     /// else; the next waits its turn (and gives it up if its caller goes away).
     verify_turn: Arc<tokio::sync::Semaphore>,
+    /// The offset from UTC of the business day ([`crate::startup::Settings`]).
+    business_utc_offset: chrono::FixedOffset,
 }
 
 impl Api {
-    pub fn new(db: Db, writer: WriterHandle) -> Self {
+    pub fn new(db: Db, writer: WriterHandle, business_utc_offset: chrono::FixedOffset) -> Self {
         Api {
             db,
             writer,
             tokens: Arc::default(),
             verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            business_utc_offset,
         }
+    }
+
+    /// Today's date where the programme does business (UTC+08:00 by default): at 07:30 in
+    /// Beijing it is already the day that UTC reaches only at 08:00.
+    pub fn today(&self) -> crate::domain::date::BusinessDate {
+        chrono::Utc::now().with_timezone(&self.business_utc_offset).date_naive()
     }
 
     /// The caller, from `authorization: Bearer <token>`.

@@ -238,8 +238,7 @@ impl RegistryService for Api {
         let _actor = self.principal(&request).await?;
         let pb::GetPolicyRequest { ledger_id, as_of } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        let as_of = parse::optional_date("as_of", &as_of)?
-            .unwrap_or_else(|| chrono::Utc::now().date_naive());
+        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
         let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
         let version = in_force(&versions, as_of).ok_or_else(|| {
             Status::not_found(format!("no policy of ledger {ledger_id} is in force on {as_of}"))

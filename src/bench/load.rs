@@ -342,6 +342,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let app = Application::build(Settings {
         listen: "127.0.0.1:0".parse()?,
         database_url: scratch.url.clone(),
+        business_utc_offset: crate::startup::business_utc_offset_default(),
     })
     .await?;
     let port = app.port();

@@ -60,6 +60,7 @@ on_both_backends!(
     authentication_and_roles,
     failed_write_leaves_nothing,
     failed_groups_beside_others,
+    today_is_the_business_day,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -2452,5 +2453,32 @@ async fn failed_write_leaves_nothing(backend: Backend) {
     assert_eq!(entry(&again).seq, head + 3);
     assert_eq!(loan(&again).interest_paid_fen, 300, "three repayments of 100 fen, no more");
     assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// "Today", where a call gives no date, is the date at the server's business offset from UTC
+/// (`serve --utc-offset`, China's +08:00 by default), not UTC's: a loan read without `as_of`
+/// is shown as of that date (its last event being older). The offset is chosen to put that
+/// date a day away from UTC's at the time of the test (-12:00 in UTC's morning, +12:00 after).
+async fn today_is_the_business_day(backend: Backend) {
+    use chrono::Timelike;
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let hours = if chrono::Utc::now().hour() < 12 { -12 } else { 12 };
+    let offset = chrono::FixedOffset::east_opt(hours * 3600).expect("an offset");
+    app.restart_with_offset(offset).await;
+    let dates = || {
+        let now = chrono::Utc::now();
+        (now.with_timezone(&offset).date_naive().to_string(), now.date_naive().to_string())
+    };
+    let (before, utc_before) = dates();
+    let shown = app.get_loan(&t.bank, &id).await.as_of;
+    let (after, utc_after) = dates();
+    assert!(
+        shown == before || shown == after,
+        "as of {shown}: the date there was {before}, then {after}"
+    );
+    assert!(shown != utc_before && shown != utc_after, "as of {shown}: UTC's date");
     app.finish().await;
 }

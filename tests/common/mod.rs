@@ -149,7 +149,8 @@ impl TestApp {
                 (url, Some(PgDatabase { admin_url, name }), None)
             }
         };
-        let (port, running, operator) = start(&database_url).await;
+        let offset = loanledger::startup::business_utc_offset_default();
+        let (port, running, operator) = start(&database_url, offset).await;
         let operator = operator.expect("a server on an empty database creates an operator token");
         let db = Db::connect(&database_url).await.expect("Failed to open the test's own pool");
         Some(TestApp {
@@ -167,8 +168,13 @@ impl TestApp {
     /// Stops the server (letting it finish what is in flight) and starts a new one on the same
     /// database, on a new port. Clients made before the restart point at the old port.
     pub async fn restart(&mut self) {
+        self.restart_with_offset(loanledger::startup::business_utc_offset_default()).await;
+    }
+
+    /// As [`TestApp::restart`], the new server's business day at `offset` from UTC.
+    pub async fn restart_with_offset(&mut self, offset: chrono::FixedOffset) {
         self.stop().await;
-        let (port, running, operator) = start(&self.database_url).await;
+        let (port, running, operator) = start(&self.database_url, offset).await;
         assert_eq!(operator, None, "a restarted server must not create another operator token");
         self.port = port;
         self.running = Some(running);
@@ -425,10 +431,14 @@ impl TestApp {
     }
 }
 
-async fn start(database_url: &str) -> (u16, Running, Option<String>) {
+async fn start(
+    database_url: &str,
+    business_utc_offset: chrono::FixedOffset,
+) -> (u16, Running, Option<String>) {
     let app = Application::build(Settings {
         listen: "127.0.0.1:0".parse().expect("a socket address"),
         database_url: database_url.to_string(),
+        business_utc_offset,
     })
     .await
     .unwrap_or_else(|e| panic!("Failed to build the application: {e:?}"));
