@@ -286,7 +286,11 @@ fn decimal(field: &str, value: &str) -> Result<rust_decimal::Decimal, Status> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(invalid(field, "is not a non-negative decimal such as \"0.5\""));
     }
-    rust_decimal::Decimal::from_str(value).map_err(|_| invalid(field, "is not a decimal"))
+    // Normalised ("0.50" is "0.5"), so that equal policies are recorded, fingerprinted and
+    // answered alike.
+    rust_decimal::Decimal::from_str(value)
+        .map(|d| d.normalize())
+        .map_err(|_| invalid(field, "is not a decimal"))
 }
 
 pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status> {
@@ -315,6 +319,13 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
             ));
         }
     };
+    // A set: in one order, once each, so that equal policies are equal.
+    let mut eligible_statuses = eligible_statuses
+        .into_iter()
+        .map(|s| household_status_from_pb("params.eligible_statuses", s))
+        .collect::<Result<Vec<_>, _>>()?;
+    eligible_statuses.sort();
+    eligible_statuses.dedup();
     let params = PolicyParams {
         household_principal_cap_fen,
         term_months_max,
@@ -331,10 +342,7 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         grace_days,
         rounding,
         extension_months_max,
-        eligible_statuses: eligible_statuses
-            .into_iter()
-            .map(|s| household_status_from_pb("params.eligible_statuses", s))
-            .collect::<Result<_, _>>()?,
+        eligible_statuses,
     };
     params.validate().map_err(|e| super::error::status(e.into()))?;
     Ok(params)

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::date::BusinessDate;
 
 /// Registry status of a household (建档立卡 and its successors).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HouseholdStatus {
     /// 建档立卡贫困户

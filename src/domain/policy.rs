@@ -91,8 +91,10 @@ impl PolicyParams {
         if self.subsidy_ratio.is_sign_negative() || self.subsidy_ratio > Decimal::ONE {
             return bad("subsidy_ratio", "must be between 0 and 1");
         }
-        if self.grace_days > 366 {
-            return bad("grace_days", "must be at most 366");
+        // After 90 days overdue a loan is claimed against the risk fund: a longer grace on
+        // interest would keep a loan from being overdue past that point.
+        if self.grace_days > super::arrears::GRACE_DAYS_MAX {
+            return bad("grace_days", "must be at most 90");
         }
         if self.extension_months_max > TERM_MONTHS_MAX_BOUND {
             return bad("extension_months_max", "must be at most 120");

@@ -38,6 +38,7 @@ on_both_backends!(
     loan_paid_off_during_a_run,
     a_settlement_run_is_one_request,
     payoff_on_a_settlement_day,
+    policy_versions,
 );
 
 /// Annual rates in units of 0.00001.
@@ -1852,6 +1853,99 @@ async fn payoff_on_a_settlement_day(backend: Backend) {
         (5_882, 0, 1_005_882),
         "{quote:?}"
     );
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// SetPolicy: a new version from a date, read back by GetPolicy and ListPolicies. Equal
+/// policies written differently ("0.50" for "0.5", statuses in another order or twice) are the
+/// same request; a bad parameter is named; a bank may not set policy. A loan contracted under
+/// the new version has its grace days: its interest is overdue only after them.
+async fn policy_versions(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let poor = pb::HouseholdStatus::RegisteredPoor as i32;
+    let exited = pb::HouseholdStatus::Exited as i32;
+    let monitored = pb::HouseholdStatus::Monitored as i32;
+    let params = |overdue: &str, statuses: Vec<i32>, grace_days: u32| pb::PolicyParams {
+        household_principal_cap_fen: 5_000_000,
+        term_months_max: 36,
+        borrower_age_min: 18,
+        borrower_age_max: 65,
+        overdue_penalty_uplift: overdue.into(),
+        misuse_penalty_uplift: "1".into(),
+        subsidy_ratio: "0.7".into(),
+        subsidy_cap_rate: String::new(),
+        grace_days,
+        rounding: "half_up".into(),
+        eligible_statuses: statuses,
+        extension_months_max: 12,
+    };
+    let req = |request_id: &str, params: pb::PolicyParams| pb::SetPolicyRequest {
+        request_id: request_id.into(),
+        ledger_id: LEDGER.into(),
+        effective_date: "2022-01-01".into(),
+        params: Some(params),
+    };
+    expect_code(
+        app.registry(&t.bank).set_policy(req("p1", params("0.5", vec![poor], 5))).await,
+        Code::PermissionDenied,
+    );
+    let mut registry = app.registry(&t.finance);
+    expect_invalid(
+        registry.set_policy(req(&rid("p"), params("0.5", vec![poor], 91))).await,
+        "params.grace_days",
+    );
+    expect_invalid(
+        registry.set_policy(req(&rid("p"), params("-0.5", vec![poor], 5))).await,
+        "params.overdue_penalty_uplift",
+    );
+    let set = registry
+        .set_policy(req("p1", params("0.50", vec![monitored, poor, exited, poor], 5)))
+        .await
+        .expect("SetPolicy")
+        .into_inner();
+    let version = set.policy.clone().expect("the version");
+    let p = version.params.clone().expect("its parameters");
+    assert_eq!((p.overdue_penalty_uplift.as_str(), p.grace_days), ("0.5", 5), "{p:?}");
+    assert_eq!(p.eligible_statuses, [poor, exited, monitored], "{p:?}");
+    // The same policy written otherwise: the same request, answered as the first time.
+    let again = registry
+        .set_policy(req("p1", params("0.5", vec![poor, exited, monitored], 5)))
+        .await
+        .expect("the same policy again")
+        .into_inner();
+    assert_eq!(again, set);
+    expect_code(
+        registry.set_policy(req("p1", params("0.6", vec![poor, exited, monitored], 5))).await,
+        Code::AlreadyExists,
+    );
+    let get = |as_of: &str| pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: as_of.into() };
+    let later = registry.get_policy(get("2022-06-01")).await.expect("GetPolicy").into_inner();
+    assert_eq!(later, version);
+    let earlier = registry.get_policy(get("2021-06-01")).await.expect("GetPolicy").into_inner();
+    assert_eq!(earlier.params.expect("parameters").grace_days, 0, "the default before 2022");
+    let listed = registry
+        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into() })
+        .await
+        .expect("ListPolicies")
+        .into_inner();
+    let dates: Vec<&str> = listed.versions.iter().map(|v| v.effective_date.as_str()).collect();
+    assert_eq!(dates, ["2014-12-10", "2022-01-01", "2024-01-01"], "the defaults and this one");
+    assert_eq!(listed.versions[1], version);
+
+    // Contracted under it (the 1-year LPR from 2022-01-20 is 3.70%): the interest settled on
+    // 2022-03-20 is overdue from 03-26, after five days of grace.
+    let mut contract = standard_loan("G1", HOUSEHOLD);
+    contract.contract_date = "2022-01-25".into();
+    contract.annual_rate = "0.037".into();
+    let id = loan(&app.create_loan(&t.bank, contract).await).loan_id.clone();
+    app.disburse(&t.bank, &id, "2022-01-25").await;
+    let on = |date: &'static str| app.get_loan_as_of(&t.bank, &id, date);
+    assert_eq!(on("2022-03-25").await.days_overdue, 0);
+    assert_eq!(on("2022-03-26").await.days_overdue, 1);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
