@@ -61,6 +61,7 @@ on_both_backends!(
     failed_write_leaves_nothing,
     failed_groups_beside_others,
     today_is_the_business_day,
+    lpr_table,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -2480,5 +2481,45 @@ async fn today_is_the_business_day(backend: Backend) {
         "as of {shown}: the date there was {before}, then {after}"
     );
     assert!(shown != utc_before && shown != utc_after, "as of {shown}: UTC's date");
+    app.finish().await;
+}
+
+/// SetLpr and ListLpr: the operator adds an LPR entry, listed with the seeded ones and used as
+/// the rate cap of contracts from its date; a retry (the rate written otherwise too) is the
+/// same request; an entry that exists is ALREADY_EXISTS; only an operator sets the table.
+async fn lpr_table(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let entry = |rate: &str| pb::LprEntry {
+        effective_date: "2026-11-20".into(),
+        tenor: pb::LprTenor::OneYear as i32,
+        rate: rate.into(),
+    };
+    let req = |request_id: &str, rate: &str| pb::SetLprRequest {
+        request_id: request_id.into(),
+        entry: Some(entry(rate)),
+    };
+    expect_code(app.registry(&t.finance).set_lpr(req("l1", "0.029")).await, Code::PermissionDenied);
+    let mut registry = app.registry(&t.operator);
+    expect_invalid(registry.set_lpr(req(&rid("l"), "2.9%")).await, "entry.rate");
+    let set = registry.set_lpr(req("l1", "0.029")).await.expect("SetLpr").into_inner();
+    assert_eq!(set.entry, Some(entry("0.029")));
+    let again = registry.set_lpr(req("l1", "0.0290")).await.expect("SetLpr again").into_inner();
+    assert_eq!(again, set, "the same entry, the rate written otherwise");
+    expect_code(registry.set_lpr(req(&rid("l"), "0.028")).await, Code::AlreadyExists);
+    let listed =
+        app.registry(&t.bank).list_lpr(pb::ListLprRequest {}).await.expect("ListLpr").into_inner();
+    assert_eq!(listed.entries.last(), Some(&entry("0.029")), "{listed:?}");
+    assert!(listed.entries.len() > 1, "the seeded entries are listed too");
+
+    // A one-year contract from 2026-11-25 may charge at most 2.9%.
+    let mut contract = standard_loan("L29", HOUSEHOLD);
+    contract.contract_date = "2026-11-25".into();
+    contract.annual_rate = "0.0295".into();
+    expect_refused(app.loans(&t.bank).create_loan(contract.clone()).await, "RATE_ABOVE_LPR_CAP");
+    contract.annual_rate = "0.029".into();
+    app.create_loan(&t.bank, contract).await;
     app.finish().await;
 }
