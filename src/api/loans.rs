@@ -722,7 +722,7 @@ impl LoanService for Api {
         let loan_id = parse::id("loan_id", &loan_id)?;
         let date = parse::date("as_of", &as_of)?;
         let loan = self.readable_loan(&actor, &loan_id).await?;
-        let q = loan.payoff_quote(date).map_err(|e| status(e.into()))?;
+        let q = loan.quote(date).map_err(|e| status(e.into()))?;
         let total = q.total().ok_or_else(|| invalid("as_of", "makes the quote overflow"))?;
         Ok(Response::new(pb::PayoffQuote {
             loan_id,

@@ -356,14 +356,6 @@ impl LoanState {
         self.servicing.quote(&self.terms.servicing_terms(), date).map_err(servicing_error)
     }
 
-    /// What paying the loan off on `date` takes: [`Self::quote`], except on a settlement 20th
-    /// not yet settled, where a payoff owes the period's interest to the day before
-    /// ([`super::servicing::Servicing::payoff_settles_through`]).
-    pub fn payoff_quote(&self, date: BusinessDate) -> Result<Quote, DomainError> {
-        self.quote(date)?;
-        self.servicing.payoff_quote(&self.terms.servicing_terms(), date).map_err(servicing_error)
-    }
-
     /// Checks a command and computes its event and the state after it. Changes nothing.
     pub fn plan(&self, command: &LoanCommand) -> Result<(LoanEvent, LoanState), DomainError> {
         let mut next = self.clone();
@@ -449,37 +441,9 @@ impl LoanState {
             LoanCommand::Repay { date, amount } => {
                 self.require_live()?;
                 check_value_date(self, date)?;
-                // On a settlement 20th not yet settled, a payoff owes the period's interest to
-                // the day before (算头不算尾), so it is tried first with the points settled
-                // through the day before; paying more than that is refused. Any other payment
-                // settles the day's point first and may pay the interest settled that day.
-                let through =
-                    next.servicing.payoff_settles_through(&t, date).map_err(servicing_error)?;
-                let mut early = None;
-                if through < date {
-                    let mut payoff = next.servicing.clone();
-                    let settlements =
-                        payoff.settle_through(&t, through).map_err(servicing_error)?;
-                    match payoff.repay(&t, date, amount) {
-                        Ok(r) if r.payoff => early = Some((payoff, settlements, Ok(r))),
-                        Err(e @ RepayError::ExceedsPayoff { .. }) => {
-                            early = Some((payoff, settlements, Err(e)));
-                        }
-                        _ => {}
-                    }
-                }
-                let (settlements, repaid) = match early {
-                    Some((payoff, settlements, repaid)) => {
-                        next.servicing = payoff;
-                        (settlements, repaid)
-                    }
-                    None => {
-                        let settlements =
-                            next.servicing.settle_through(&t, date).map_err(servicing_error)?;
-                        (settlements, next.servicing.repay(&t, date, amount))
-                    }
-                };
-                let repayment = repaid.map_err(|e| match e {
+                let settlements =
+                    next.servicing.settle_through(&t, date).map_err(servicing_error)?;
+                let repayment = next.servicing.repay(&t, date, amount).map_err(|e| match e {
                     RepayError::ExceedsPayoff { payoff } => DomainError::refused(
                         Reason::RepaymentExceedsOwed,
                         format!("the payment of {amount} exceeds the {payoff} yuan owed on {}", format_date(date)),

@@ -62,10 +62,7 @@
 //! Every event at date `D` first settles the points it has passed: points up to and including
 //! `D`, except a disbursement (points before `D`), misuse and extension (points before `D`, since
 //! they change rates or maturity from `D` on). So a repayment on a settlement day can pay the
-//! interest settled that day. Except a payoff on a calendar 20th not yet settled
-//! ([`Servicing::payoff_settles_through`]): it settles the points before `D` and owes the
-//! running period's interest to the day before, as on any other day (算头不算尾: no interest on
-//! the day the principal is repaid; the day's point would count `D` on the principal repaid). A repayment then accrues penalty and compound to `D`, settles them,
+//! interest settled that day. A repayment then accrues penalty and compound to `D`, settles them,
 //! and pays, in order: penalty, compound, overdue interest, current interest, principal. Paying
 //! the whole payoff amount settles the running period's interest early (to the day before `D`)
 //! and closes the loan; paying more is refused with the payoff amount; a partial payment must
@@ -913,48 +910,9 @@ impl Servicing {
 
     /// What paying everything off on `date` would take, without changing anything.
     pub fn quote(&self, terms: &ServicingTerms, date: NaiveDate) -> Result<Quote, ServicingError> {
-        self.quote_settled_through(terms, date, date)
-    }
-
-    /// The day through which paying the loan off on `date` settles its points first: the day
-    /// before `date` when `date` is a settlement point whose period includes its own day (a
-    /// calendar 20th, not maturity or an instalment's due date), else `date`. A payoff on such a
-    /// 20th owes that period's interest (and penalty, compound) to the day before, as on any
-    /// other day (算头不算尾: no interest on the day the principal is repaid); a partial payment
-    /// on it pays the interest settled that day, through that day.
-    pub fn payoff_settles_through(
-        &self,
-        terms: &ServicingTerms,
-        date: NaiveDate,
-    ) -> Result<NaiveDate, ServicingError> {
-        let Some(before) = date.pred_opt() else { return Ok(date) };
-        let mut s = self.clone();
-        s.settle_through(terms, before)?;
-        let own_day = s.next_point == Some(date)
-            && date != s.maturity()
-            && s.instalments.first().is_none_or(|i| i.due_date != date);
-        Ok(if own_day && !s.is_closed() { before } else { date })
-    }
-
-    /// What paying the loan off on `date` takes ([`Self::payoff_settles_through`]).
-    pub fn payoff_quote(
-        &self,
-        terms: &ServicingTerms,
-        date: NaiveDate,
-    ) -> Result<Quote, ServicingError> {
-        self.quote_settled_through(terms, date, self.payoff_settles_through(terms, date)?)
-    }
-
-    /// Everything owed on `date` with the points through `through` settled (on a copy).
-    fn quote_settled_through(
-        &self,
-        terms: &ServicingTerms,
-        date: NaiveDate,
-        through: NaiveDate,
-    ) -> Result<Quote, ServicingError> {
         let mut s = self.clone();
         // Settle on a copy what the date has passed, so that the quote shows it as owed.
-        s.settle_through(terms, through)?;
+        s.settle_through(terms, date)?;
         s.advance(terms, date)?;
         s.settle_charges(terms)?;
         let accrued =
@@ -1378,25 +1336,6 @@ mod tests {
             }
             prop_assert!(s.is_closed());
         }
-    }
-
-    #[test]
-    fn a_payoff_on_a_settlement_20th_owes_interest_to_the_day_before() {
-        let t = terms();
-        let mut s = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
-        let through = |s: &Servicing, day| s.payoff_settles_through(&t, d(day)).unwrap();
-        assert_eq!(through(&s, "2021-03-20"), d("2021-03-19"));
-        assert_eq!(through(&s, "2021-03-21"), d("2021-03-21"));
-        assert_eq!(through(&s, "2022-01-25"), d("2022-01-25"), "maturity ends its period before");
-        // 54 days (01-25 ..= 03-19): 288.75, against the 55 days (294.10) of the day's point.
-        let q = s.payoff_quote(&t, d("2021-03-20")).unwrap();
-        assert_eq!((q.current_interest_fen, q.accrued_interest_fen), (Fen::ZERO, Fen(28_875)));
-        assert_eq!(q.total(), Some(Fen(5_028_875)));
-        assert_eq!(s.quote(&t, d("2021-03-20")).unwrap().total(), Some(Fen(5_029_410)));
-        // Once the day's point is settled (a run came first), a payoff owes what it settled.
-        s.settle_through(&t, d("2021-03-20")).unwrap();
-        assert_eq!(through(&s, "2021-03-20"), d("2021-03-20"));
-        assert_eq!(s.payoff_quote(&t, d("2021-03-20")).unwrap().total(), Some(Fen(5_029_410)));
     }
 
     #[test]

@@ -1799,60 +1799,39 @@ async fn a_settlement_run_is_one_request(backend: Backend) {
     app.finish().await;
 }
 
-/// Paying a loan off on a settlement 20th owes the period's interest to the day before, as on
-/// any other day (算头不算尾): 50,000.00 from 2021-01-25 paid off on 2021-03-20 owes 54 days of
-/// interest, 288.75, not the 55 days (294.10) the day's settlement counts. Paying the latter is
-/// refused as more than owed. A partial payment that day pays the interest settled that day
-/// (through that day), and once a run has settled the day, a payoff owes what it settled.
+/// A repayment on a settlement 20th, a payoff too, first settles that day's point, whose
+/// period ends on the 20th inclusive, on the principal as the day began: a payoff quoted on the
+/// day owes the same whether that day's settlement run came before the payment or not (50,000.00
+/// from 2021-01-25 on 2021-03-20: 55 days, 294.10), so a quote taken before the run is still
+/// the payoff after it.
 async fn payoff_on_a_settlement_day(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
     let t = app.seed().await;
     let id = disbursed(&app, &t, "P20", HOUSEHOLD, 5_000_000, "2021-01-25").await;
-    assert_eq!((interest(5_000_000, 54), interest(5_000_000, 55)), (28_875, 29_410));
-    let quote = app.payoff_quote(&t.bank, &id, "2021-03-20").await;
+    assert_eq!(interest(5_000_000, 55), 29_410);
+    let before_run = app.payoff_quote(&t.bank, &id, "2021-03-20").await;
     assert_eq!(
-        (quote.current_interest_fen, quote.accrued_interest_fen, quote.total_fen),
-        (0, 28_875, 5_028_875),
-        "{quote:?}"
+        (before_run.current_interest_fen, before_run.accrued_interest_fen, before_run.total_fen),
+        (29_410, 0, 5_029_410),
+        "{before_run:?}"
     );
-    let over = expect_refused(
-        repayment(&app, &t.bank, &id, "2021-03-20", 5_029_410).await,
-        "REPAYMENT_EXCEEDS_OWED",
-    );
-    assert_eq!(metadata(&over, "owed_fen").as_deref(), Some("5028875"), "{over:?}");
-    let paid = app.repay(&t.bank, &id, "2021-03-20", 5_028_875).await;
+    let run = settle(&app, &t.finance, "", "2021-03-20").await;
+    assert_eq!((run.loans_settled, run.interest_fen), (1, 29_410), "{run:?}");
+    let after_run = app.payoff_quote(&t.bank, &id, "2021-03-20").await;
+    assert_eq!(after_run, before_run, "the run changed the day's payoff");
+    let paid = app.repay(&t.bank, &id, "2021-03-20", before_run.total_fen).await;
     let l = loan(&paid);
     assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
-    assert_eq!((l.interest_settled_fen, l.interest_paid_fen), (28_875, 28_875), "{l:?}");
-    let last = app.history(&t.auditor, &id).await.pop().expect("the payoff");
-    assert_eq!(
-        sorted(&nonzero(&last.postings)),
-        postings(&[
-            ("bank/B1/cash", 5_028_875),
-            ("loan/B1-P20/principal", -5_000_000),
-            ("bank/B1/interest_income", -28_875),
-        ])
-    );
+    assert_eq!((l.interest_settled_fen, l.interest_paid_fen), (29_410, 29_410), "{l:?}");
 
-    // A partial payment on the 20th: the day's point is settled first (55 days) and paid.
-    let part = disbursed(&app, &t, "P21", "H-P21", 1_000_000, "2021-01-25").await;
-    let l = loan(&app.repay(&t.bank, &part, "2021-03-20", 5_882 + 100_000).await).clone();
-    assert_eq!(interest(1_000_000, 55), 5_882);
-    assert_eq!((l.interest_settled_fen, l.interest_due_fen), (5_882, 0), "{l:?}");
-    assert_eq!(l.principal_outstanding_fen, 900_000, "{l:?}");
-
-    // After the day's run: a payoff that day owes the interest the run settled (55 days).
-    let run_first = disbursed(&app, &t, "P22", "H-P22", 1_000_000, "2021-01-25").await;
-    let run = settle(&app, &t.finance, "", "2021-03-20").await;
-    assert_eq!((run.loans_settled, run.interest_fen), (1, 5_882), "{run:?}");
-    let quote = app.payoff_quote(&t.bank, &run_first, "2021-03-20").await;
-    assert_eq!(
-        (quote.current_interest_fen, quote.accrued_interest_fen, quote.total_fen),
-        (5_882, 0, 1_005_882),
-        "{quote:?}"
-    );
+    // Without a run first: the same payoff closes the loan.
+    let other = disbursed(&app, &t, "P21", "H-P21", 5_000_000, "2021-01-25").await;
+    let quote = app.payoff_quote(&t.bank, &other, "2021-03-20").await;
+    assert_eq!(quote, pb::PayoffQuote { loan_id: other.clone(), ..before_run });
+    let paid = app.repay(&t.bank, &other, "2021-03-20", quote.total_fen).await;
+    assert_eq!(status_of(loan(&paid)), pb::LoanStatus::Settled);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
