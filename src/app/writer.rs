@@ -463,6 +463,9 @@ enum Answer {
 enum Answered {
     New(Outcome),
     SameAs(usize),
+    /// This command alone failed, on nothing of the group's transaction (a read through the
+    /// readers' pool to answer it again): its caller gets the error, the group goes on.
+    Failed(AppError),
 }
 
 /// What a command changes besides the journal: applied after its transaction is staged.
@@ -1106,7 +1109,7 @@ impl Writer {
         match planned {
             Ok((g, results)) => Ok(Prepared { tx, g, results }),
             Err(e) => {
-                let _ = tx.rollback().await;
+                let _ = tx.rollback_after(matches!(e, AppError::Unavailable(_))).await;
                 self.forget();
                 Err(e)
             }
@@ -1160,6 +1163,7 @@ impl Writer {
         for env in jobs {
             match self.execute(tx, g, env, results.len()).await {
                 Ok(Answered::New(outcome)) => results.push(Ok(outcome)),
+                Ok(Answered::Failed(e)) => results.push(Err(e)),
                 Ok(Answered::SameAs(earlier)) => {
                     let again = match results.get(earlier) {
                         // A brief answer repeated to a caller who wants the loan: the loan as
@@ -1309,12 +1313,18 @@ impl Writer {
                     Ok(Answered::New(brief))
                 }
                 Outcome::LoanRef { loan_id, entry, settled, .. } => {
-                    let loan =
-                        loan_at_seq(&self.db, &loan_id, entry.seq).await?.ok_or_else(|| {
-                            AppError::Internal(format!(
+                    // Read through the readers' pool, not the group's transaction: should the
+                    // read fail (the pool's connections all busy, say), this command fails
+                    // alone and is not worth failing its group for.
+                    let loan = match loan_at_seq(&self.db, &loan_id, entry.seq).await {
+                        Ok(Some(loan)) => loan,
+                        Ok(None) => {
+                            return Err(AppError::Internal(format!(
                                 "answer of {loan_id} refers to a missing journal entry"
-                            ))
-                        })?;
+                            )));
+                        }
+                        Err(e) => return Ok(Answered::Failed(e)),
+                    };
                     Ok(Answered::New(if env.brief {
                         Outcome::loan_ref(&loan, entry, settled)
                     } else {

@@ -101,11 +101,14 @@ where
         Ok(())
     }
 
-    async fn rollback(mut self) -> Result<(), StoreError> {
-        if !self.begun {
-            // Nothing to roll back, but the group failed: perhaps on a connection that is gone
-            // (its first statement, a request-id lookup before any BEGIN, met a dead socket).
-            // The next group rolls back first, which opens a new connection should it be gone.
+    /// `unavailable`: the group failed as the database being away does (UNAVAILABLE).
+    async fn rollback(mut self, unavailable: bool) -> Result<(), StoreError> {
+        if !self.begun && unavailable {
+            // Nothing to roll back, but the group failed perhaps on a connection that is gone
+            // (its first statement, a request-id lookup before any BEGIN, met a dead socket):
+            // the next group rolls back first, which opens a new connection should it be gone.
+            // (Not for other failures, such as PostgreSQL's implicit transaction refused by
+            // the request-id key, which only replan the group.)
             self.conn.unsure = true;
         }
         if self.begun {
@@ -401,7 +404,7 @@ impl WriteTx {
             // end it now rather than hold its locks until the next group (should the rollback
             // fail too, the next group rolls back first).
             Err(e) => {
-                let _ = self.rollback().await;
+                let _ = self.rollback_after(e.is_unavailable()).await;
                 Err(e)
             }
         }
@@ -415,9 +418,15 @@ impl WriteTx {
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
+        self.rollback_after(false).await
+    }
+
+    /// Rolls a failed group back; `unavailable`: it failed as the database being away does,
+    /// so the connection is checked before the next group even if nothing had begun.
+    pub async fn rollback_after(self, unavailable: bool) -> Result<(), StoreError> {
         match self {
-            WriteTx::Sqlite(t) => t.rollback().await,
-            WriteTx::Postgres(t) => t.rollback().await,
+            WriteTx::Sqlite(t) => t.rollback(unavailable).await,
+            WriteTx::Postgres(t) => t.rollback(unavailable).await,
             WriteTx::Detached => Ok(()),
         }
     }
