@@ -119,13 +119,16 @@ enum TokenCmd {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    telemetry::init(cli.log_format);
-    let serve = Cmd::Serve {
-        listen: "127.0.0.1:50051".parse()?,
-        utc_offset: business_utc_offset_default(),
+    // No command is `serve`, parsed as such so that its flags' environment variables apply.
+    let cli = match Cli::parse() {
+        cli if cli.command.is_some() => cli,
+        _ => Cli::parse_from(std::env::args_os().chain([std::ffi::OsString::from("serve")])),
     };
-    match cli.command.unwrap_or(serve) {
+    telemetry::init(cli.log_format);
+    let Some(command) = cli.command else {
+        anyhow::bail!("no command; `serve` is the default");
+    };
+    match command {
         Cmd::Serve { listen, utc_offset } => {
             let app = Application::build(Settings {
                 listen,
