@@ -5,10 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use loanledger::app::auth::{Role, create_token};
-use loanledger::startup::{
-    Application, BUSINESS_UTC_OFFSET_DEFAULT, Settings, business_utc_offset_default,
-    parse_utc_offset,
-};
+use loanledger::startup::{Application, BUSINESS_UTC_OFFSET_DEFAULT, Settings, parse_utc_offset};
 use loanledger::store::Db;
 use loanledger::telemetry::{self, LogFormat};
 
