@@ -1425,29 +1425,32 @@ mod tests {
         assert_eq!(i.amount_fen, Fen(22_138));
     }
 
-    #[test]
-    fn misuse_switches_principal_to_the_misuse_rate() {
+    /// The standard loan marked misused on 2021-03-01 and settled on 03-20, nothing paid.
+    fn misused_and_settled() -> (ServicingTerms, Servicing, SettlementPoint) {
         let t = terms();
         let mut s = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
         s.settle_through(&t, d("2021-02-28")).unwrap();
         s.mark_misuse(&t, d("2021-03-01")).unwrap();
-        let p = s.settle_through(&t, d("2021-03-20")).unwrap();
+        let mut p = s.settle_through(&t, d("2021-03-20")).unwrap();
+        assert_eq!(p.len(), 1);
+        (t, s, p.remove(0))
+    }
+
+    #[test]
+    fn misuse_switches_principal_to_the_misuse_rate() {
+        let (_, _, p) = misused_and_settled();
         // Interest 01-25..02-28 (35 days) at 3.85%: 18,715.28 -> 18,715; penalty 03-01..03-20
         // (20 days) at 7.7%: 5,000,000 × 20 × 0.077 / 360 = 21,388.89 -> 21,389.
-        assert_eq!(p[0].interest_fen(), Fen(18_715));
-        assert_eq!(p[0].penalty_fen(), Fen(21_389));
+        assert_eq!(p.interest_fen(), Fen(18_715));
+        assert_eq!(p.penalty_fen(), Fen(21_389));
     }
 
     /// DESIGN.md: unpaid interest compounds at the contract rate within the term (misuse
     /// changes the penalty on principal, not the compound rate).
     #[test]
     fn unpaid_interest_compounds_at_the_contract_rate_within_the_term_after_misuse() {
-        let t = terms();
-        let mut s = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
-        s.settle_through(&t, d("2021-02-28")).unwrap();
-        s.mark_misuse(&t, d("2021-03-01")).unwrap();
-        let p = s.settle_through(&t, d("2021-03-20")).unwrap();
-        assert_eq!(p[0].interest_fen(), Fen(18_715));
+        let (t, mut s, p) = misused_and_settled();
+        assert_eq!(p.interest_fen(), Fen(18_715));
         // 18,715 fen unpaid for 03-21..06-20 (92 days) at 3.85%: 184.14 -> 184 (at the misuse
         // rate, 7.7%, it would be 368).
         let p = s.settle_through(&t, d("2021-06-20")).unwrap();
