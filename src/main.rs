@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use loanledger::app::auth::{Role, create_token};
-use loanledger::startup::{Application, BUSINESS_UTC_OFFSET_DEFAULT, Settings, parse_utc_offset};
+use loanledger::app::auth::{Role, create_token, revoke_token, token_id_of};
+use loanledger::startup::{
+    Application, BUSINESS_UTC_OFFSET_DEFAULT, Settings, TOKEN_CACHE_TTL, parse_utc_offset,
+};
 use loanledger::store::Db;
 use loanledger::telemetry::{self, LogFormat};
 
@@ -102,7 +104,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum TokenCmd {
-    /// Create a token and print it (it is shown only once; only its hash is stored).
+    /// Create a token and print it (it is shown only once; only its hash is stored); its id
+    /// goes to stderr.
     Create {
         /// bank, finance, auditor or operator.
         #[arg(long)]
@@ -111,6 +114,15 @@ enum TokenCmd {
         /// auditor of every ledger.
         #[arg(long)]
         org: String,
+    },
+    /// List the tokens: id, role, organisation, when created and revoked (never a secret).
+    List,
+    /// Revoke a token by its id: servers refuse it within 30 s (they re-read a token they
+    /// trust at least that often).
+    Revoke {
+        /// The token's id (`tok_...`, from `token list` or `token create`).
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -131,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
                 listen,
                 database_url: cli.database_url.clone(),
                 business_utc_offset: utc_offset,
+                token_cache_ttl: TOKEN_CACHE_TTL,
             })
             .await?;
             if let Some(token) = app.initial_operator_token() {
@@ -218,8 +231,46 @@ async fn main() -> anyhow::Result<()> {
                 .context("Failed to connect to the database")?;
             db.migrate().await.context("Failed to migrate")?;
             let token = create_token(&db, role, &org).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(id) = token_id_of(&token) {
+                eprintln!("token id: {id}");
+            }
             println!("{token}");
             Ok(())
+        }
+        Cmd::Token { command: TokenCmd::List } => {
+            let db = Db::connect(&cli.database_url)
+                .await
+                .context("Failed to connect to the database")?;
+            db.migrate().await.context("Failed to migrate")?;
+            let time = |us: i64| {
+                chrono::DateTime::from_timestamp_micros(us)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default()
+            };
+            for t in db.list_tokens().await.context("Failed to list the tokens")? {
+                let revoked = t.revoked_at_us.map(|us| format!("revoked {}", time(us)));
+                println!(
+                    "{}\t{}\t{}\tcreated {}\t{}",
+                    t.token_id,
+                    t.role,
+                    t.org,
+                    time(t.created_at_us),
+                    revoked.as_deref().unwrap_or("in use")
+                );
+            }
+            Ok(())
+        }
+        Cmd::Token { command: TokenCmd::Revoke { id } } => {
+            let db = Db::connect(&cli.database_url)
+                .await
+                .context("Failed to connect to the database")?;
+            db.migrate().await.context("Failed to migrate")?;
+            if revoke_token(&db, &id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!("revoked {id}: servers refuse it within {} s", TOKEN_CACHE_TTL.as_secs());
+                Ok(())
+            } else {
+                anyhow::bail!("no token {id} in use (see `token list`)")
+            }
         }
     }
 }

@@ -26,7 +26,13 @@ pub struct Settings {
     /// The offset from UTC of the programme's business day: "today", where a call does not give
     /// a date (a loan's figures and status, the policy in force), is the date there.
     pub business_utc_offset: chrono::FixedOffset,
+    /// How long a server trusts a token it has checked before it reads the token again: a
+    /// token revoked in the database is refused at most this much later.
+    pub token_cache_ttl: std::time::Duration,
 }
+
+/// [`Settings::token_cache_ttl`] of `serve`.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// China Standard Time, UTC+08:00: the programme's business day by default.
 pub const BUSINESS_UTC_OFFSET_DEFAULT: &str = "+08:00";
@@ -87,7 +93,12 @@ impl Application {
         Ok(Application {
             listener,
             port,
-            api: Api::new(db.clone(), writer, settings.business_utc_offset),
+            api: Api::new(
+                db.clone(),
+                writer,
+                settings.business_utc_offset,
+                settings.token_cache_ttl,
+            ),
             db,
             writer_task,
             initial_operator_token,

@@ -11,6 +11,7 @@ pub mod registry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
 use tonic::Request;
@@ -34,9 +35,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub struct Api {
     pub db: Db,
     pub writer: WriterHandle,
-    /// Principals by token hash. Tokens never change once created (revocation is not offered
-    /// yet), so a positive answer can be cached for the life of the process.
-    tokens: Arc<RwLock<HashMap<String, Principal>>>,
+    /// Principals by token hash, with the time each was read: a token is read again once its
+    /// entry is older than `token_cache_ttl`, so that a revoked one is refused from then on.
+    tokens: Arc<RwLock<HashMap<String, (Principal, Instant)>>>,
+    token_cache_ttl: Duration,
     /// One `Verify` at a time: each keeps both cores busy for as long as it runs (two threads
     /// and the read-model reads), so concurrent ones would only slow each other and everything
     /// else; the next waits its turn (and gives it up if its caller goes away).
@@ -46,11 +48,17 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(db: Db, writer: WriterHandle, business_utc_offset: chrono::FixedOffset) -> Self {
+    pub fn new(
+        db: Db,
+        writer: WriterHandle,
+        business_utc_offset: chrono::FixedOffset,
+        token_cache_ttl: Duration,
+    ) -> Self {
         Api {
             db,
             writer,
             tokens: Arc::default(),
+            token_cache_ttl,
             verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             business_utc_offset,
         }
@@ -77,11 +85,19 @@ impl Api {
                 tonic::Status::unauthenticated("authorization must be \"Bearer <token>\"")
             })?;
         let key = hash_token(secret);
-        if let Some(p) = self.tokens.read().await.get(&key) {
+        if let Some((p, read_at)) = self.tokens.read().await.get(&key)
+            && read_at.elapsed() < self.token_cache_ttl
+        {
             return Ok(p.clone());
         }
-        let principal = authenticate(&self.db, secret).await.map_err(error::status)?;
-        self.tokens.write().await.insert(key, principal.clone());
+        let principal = match authenticate(&self.db, secret).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.tokens.write().await.remove(&key);
+                return Err(error::status(e));
+            }
+        };
+        self.tokens.write().await.insert(key, (principal.clone(), Instant::now()));
         Ok(principal)
     }
 }

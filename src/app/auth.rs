@@ -93,12 +93,20 @@ pub fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// The id of the token whose secret is `secret` (`tok_` and 16 hex digits of the SHA-256 of
+/// the secret's random bytes); `None` for text that is no secret of ours.
+pub fn token_id_of(secret: &str) -> Option<String> {
+    let bytes = hex::decode(secret.strip_prefix("ll_")?).ok()?;
+    (bytes.len() == 32).then(|| format!("tok_{}", &hex::encode(Sha256::digest(&bytes))[..16]))
+}
+
 /// Creates a token for `role` and `org`, stores its hash, and returns the secret (shown once).
 pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppError> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = format!("ll_{}", hex::encode(bytes));
-    let token_id = format!("tok_{}", &hex::encode(Sha256::digest(bytes))[..16]);
+    let token_id = token_id_of(&secret)
+        .ok_or_else(|| AppError::Internal("a new secret has no token id".into()))?;
     let now_us = chrono::Utc::now().timestamp_micros();
     db.insert_token(&token_id, &hash_token(&secret), role.as_str(), org, now_us).await?;
     tracing::info!(token_id, role = role.as_str(), org, "token created");
@@ -111,4 +119,15 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AppError> 
     let role = Role::parse(&row.role)
         .ok_or_else(|| AppError::Internal(format!("token {} has unknown role", row.token_id)))?;
     Ok(Principal { role, org: row.org })
+}
+
+/// Revokes the token `token_id`: a server refuses it once its cache of tokens has let it go
+/// (at most [`crate::startup::TOKEN_CACHE_TTL`] later). `false` if there is no such token or
+/// it was revoked already.
+pub async fn revoke_token(db: &Db, token_id: &str) -> Result<bool, AppError> {
+    let done = db.revoke_token(token_id, chrono::Utc::now().timestamp_micros()).await?;
+    if done {
+        tracing::info!(token_id, "token revoked");
+    }
+    Ok(done)
 }

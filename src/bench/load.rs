@@ -343,6 +343,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         listen: "127.0.0.1:0".parse()?,
         database_url: scratch.url.clone(),
         business_utc_offset: crate::startup::business_utc_offset_default(),
+        token_cache_ttl: crate::startup::TOKEN_CACHE_TTL,
     })
     .await?;
     let port = app.port();

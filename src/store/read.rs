@@ -251,6 +251,22 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).fetch_optional(p).await?))
     }
 
+    /// Every token, in the order of their creation.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenListRow>, StoreError> {
+        let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \
+                   order by created_at_us, token_id";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
+    }
+
+    /// Revokes a token from `at_us` on; `false` if there is no such token or it was revoked
+    /// already.
+    pub async fn revoke_token(&self, token_id: &str, at_us: i64) -> Result<bool, StoreError> {
+        let sql = "update api_token set revoked_at_us = $2 \
+                   where token_id = $1 and revoked_at_us is null";
+        let rows = on_pool!(self, p => sqlx::query(sql).bind(token_id).bind(at_us).execute(p).await?.rows_affected());
+        Ok(rows == 1)
+    }
+
     pub async fn count_tokens(&self) -> Result<i64, StoreError> {
         let sql = "select count(*) from api_token";
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))

@@ -380,6 +380,16 @@ pub struct TokenRow {
     pub org: String,
 }
 
+/// A token as `token list` shows it (never its secret, which is not stored).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenListRow {
+    pub token_id: String,
+    pub role: String,
+    pub org: String,
+    pub created_at_us: i64,
+    pub revoked_at_us: Option<i64>,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BalanceRow {
     pub account: String,

@@ -62,6 +62,7 @@ on_both_backends!(
     failed_groups_beside_others,
     today_is_the_business_day,
     lpr_table,
+    revoked_token_is_refused,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -2526,5 +2527,32 @@ async fn lpr_table(backend: Backend) {
     expect_refused(app.loans(&t.bank).create_loan(contract.clone()).await, "RATE_ABOVE_LPR_CAP");
     contract.annual_rate = "0.029".into();
     app.create_loan(&t.bank, contract).await;
+    app.finish().await;
+}
+
+/// A revoked token (`token revoke`) is refused, UNAUTHENTICATED, once the server's cache of
+/// checked tokens has let it go (`serve`: 30 s; the tests' servers: 300 ms). The bank's other
+/// tokens go on working, and `token list` shows it revoked.
+async fn revoked_token_is_refused(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let leaked = app.bank_token(BANK).await;
+    assert_eq!(app.get_loan(&leaked, &id).await.loan_id, id);
+    let token_id = loanledger::app::auth::token_id_of(&leaked).expect("a token's id");
+    assert!(loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke"));
+    assert!(
+        !loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke again"),
+        "revoked once"
+    );
+    tokio::time::sleep(TOKEN_CACHE_TTL + Duration::from_millis(200)).await;
+    let request = || pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
+    expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
+    expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
+    assert_eq!(app.get_loan(&t.bank, &id).await.loan_id, id);
+    let listed = app.db.list_tokens().await.expect("the tokens");
+    let revoked: Vec<&str> =
+        listed.iter().filter(|t| t.revoked_at_us.is_some()).map(|t| t.token_id.as_str()).collect();
+    assert_eq!(revoked, [token_id.as_str()]);
     app.finish().await;
 }

@@ -20,6 +20,10 @@ use loanledger::api::pb::loan_service_client::LoanServiceClient;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
 use loanledger::app::auth::{Role, create_token};
 use loanledger::startup::{Application, Settings};
+
+/// The servers of the tests trust a token they have checked this long (`serve`: 30 s), so that
+/// a test sees a revoked token refused without waiting long.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_millis(300);
 use loanledger::store::Db;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
@@ -439,6 +443,7 @@ async fn start(
         listen: "127.0.0.1:0".parse().expect("a socket address"),
         database_url: database_url.to_string(),
         business_utc_offset,
+        token_cache_ttl: TOKEN_CACHE_TTL,
     })
     .await
     .unwrap_or_else(|e| panic!("Failed to build the application: {e:?}"));
