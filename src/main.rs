@@ -117,12 +117,15 @@ enum TokenCmd {
     },
     /// List the tokens: id, role, organisation, when created and revoked (never a secret).
     List,
-    /// Revoke a token by its id: servers refuse it within 30 s (they re-read a token they
-    /// trust at least that often).
+    /// Revoke a token, by its id or its secret: servers refuse it within 30 s (they re-read a
+    /// token they trust at least that often). Revoking a revoked token succeeds again.
     Revoke {
         /// The token's id (`tok_...`, from `token list` or `token create`).
+        #[arg(long, required_unless_present = "secret", conflicts_with = "secret")]
+        id: Option<String>,
+        /// The token's secret (`ll_...`), when its id is not at hand.
         #[arg(long)]
-        id: String,
+        secret: Option<String>,
     },
 }
 
@@ -131,7 +134,12 @@ async fn main() -> anyhow::Result<()> {
     // No command is `serve`, parsed as such so that its flags' environment variables apply.
     let cli = match Cli::parse() {
         cli if cli.command.is_some() => cli,
-        _ => Cli::parse_from(std::env::args_os().chain([std::ffi::OsString::from("serve")])),
+        _ => {
+            // `serve` right after the program's name (the global flags may follow it).
+            let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            args.insert(args.len().min(1), "serve".into());
+            Cli::parse_from(args)
+        }
     };
     telemetry::init(cli.log_format);
     let Some(command) = cli.command else {
@@ -260,16 +268,28 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Token { command: TokenCmd::Revoke { id } } => {
+        Cmd::Token { command: TokenCmd::Revoke { id, secret } } => {
+            let id = match (id, secret) {
+                (Some(id), _) => id,
+                (None, Some(secret)) => token_id_of(&secret)
+                    .context("--secret is not a token's secret (ll_ and 64 hex digits)")?,
+                (None, None) => anyhow::bail!("--id or --secret is required"),
+            };
             let db = Db::connect(&cli.database_url)
                 .await
                 .context("Failed to connect to the database")?;
             db.migrate().await.context("Failed to migrate")?;
             if revoke_token(&db, &id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
                 println!("revoked {id}: servers refuse it within {} s", TOKEN_CACHE_TTL.as_secs());
-                Ok(())
-            } else {
-                anyhow::bail!("no token {id} in use (see `token list`)")
+                return Ok(());
+            }
+            let tokens = db.list_tokens().await.context("Failed to list the tokens")?;
+            match tokens.iter().find(|t| t.token_id == id) {
+                Some(t) if t.revoked_at_us.is_some() => {
+                    println!("{id} was revoked already");
+                    Ok(())
+                }
+                _ => anyhow::bail!("no token {id} (see `token list`)"),
             }
         }
     }

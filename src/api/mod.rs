@@ -90,6 +90,9 @@ impl Api {
         {
             return Ok(p.clone());
         }
+        // Timed from before the read: a token revoked while it runs is refused at most
+        // `token_cache_ttl` after the revocation, however long the read took.
+        let checked = Instant::now();
         let principal = match authenticate(&self.db, secret).await {
             Ok(p) => p,
             Err(e) => {
@@ -97,7 +100,7 @@ impl Api {
                 return Err(error::status(e));
             }
         };
-        self.tokens.write().await.insert(key, (principal.clone(), Instant::now()));
+        self.tokens.write().await.insert(key, (principal.clone(), checked));
         Ok(principal)
     }
 }

@@ -5,7 +5,9 @@
 //! loan (利随本清). An interest period runs from its first day to a settlement 20th inclusive; the
 //! next starts on the 21st. Interest counts the first day and not the last (算头不算尾): the last
 //! period of a loan ends the day before the end date (maturity or full repayment) and is settled
-//! on the end date. Nothing here knows amounts; [`super::interest`] accrues over these periods.
+//! on the end date (a full repayment on a settlement 20th being the exception the servicing
+//! makes: that day's point is settled first, through the 20th, see [`super::servicing`]).
+//! Nothing here knows amounts; [`super::interest`] accrues over these periods.
 
 use chrono::{Datelike, Months, NaiveDate};
 

@@ -15,7 +15,10 @@
 //!   before maturity and the penalty rate after. Penalty and compound never compound themselves.
 //!
 //! A day `d` accrues on the balances as they stand on `d` after every event dated `d`
-//! (算头不算尾: a disbursement on `d` accrues on `d`, a repayment on `d` stops accrual on `d`).
+//! (算头不算尾: a disbursement on `d` accrues on `d`, a repayment on `d` stops accrual on `d`),
+//! except a settlement 20th, whose point an event that day settles first, on the balances as the
+//! day began (so that a repayment can pay the interest settled that day, and a payoff quoted on
+//! the day owes the same whether the day's settlement run came first or not).
 //! Settlement points are the calendar's 20ths before the day before maturity (the period ends
 //! on the 20th inclusive), maturity itself (the last period ends the day before: with maturity on
 //! a 21st, on the 20th, settled with the principal, as the schedule has it), and after maturity the

@@ -2471,7 +2471,7 @@ async fn today_is_the_business_day(backend: Backend) {
     // 04:00 to 24:00: either leaves hours of margin around the choice made at 12:00.
     let hours = if chrono::Utc::now().hour() < 12 { -20 } else { 20 };
     let offset = chrono::FixedOffset::east_opt(hours * 3600).expect("an offset");
-    app.restart_with_offset(offset).await;
+    app.restart_with(offset, loanledger::startup::TOKEN_CACHE_TTL).await;
     let dates = || {
         let now = chrono::Utc::now();
         (now.with_timezone(&offset).date_naive().to_string(), now.date_naive().to_string())
@@ -2531,12 +2531,15 @@ async fn lpr_table(backend: Backend) {
 }
 
 /// A revoked token (`token revoke`) is refused, UNAUTHENTICATED, once the server's cache of
-/// checked tokens has let it go (`serve`: 30 s; the tests' servers: 300 ms). The bank's other
+/// checked tokens has let it go (`serve`: 30 s; this test's server: 300 ms). The bank's other
 /// tokens go on working, and `token list` shows it revoked.
 async fn revoked_token_is_refused(backend: Backend) {
-    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+    const TOKEN_CACHE_TTL: Duration = Duration::from_millis(300);
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
+    let offset = loanledger::startup::business_utc_offset_default();
+    app.restart_with(offset, TOKEN_CACHE_TTL).await;
     let leaked = app.bank_token(BANK).await;
     assert_eq!(app.get_loan(&leaked, &id).await.loan_id, id);
     let token_id = loanledger::app::auth::token_id_of(&leaked).expect("a token's id");

@@ -19,11 +19,7 @@ use loanledger::api::pb::audit_service_client::AuditServiceClient;
 use loanledger::api::pb::loan_service_client::LoanServiceClient;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
 use loanledger::app::auth::{Role, create_token};
-use loanledger::startup::{Application, Settings};
-
-/// The servers of the tests trust a token they have checked this long (`serve`: 30 s), so that
-/// a test sees a revoked token refused without waiting long.
-pub const TOKEN_CACHE_TTL: Duration = Duration::from_millis(300);
+use loanledger::startup::{Application, Settings, TOKEN_CACHE_TTL};
 use loanledger::store::Db;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
@@ -154,7 +150,7 @@ impl TestApp {
             }
         };
         let offset = loanledger::startup::business_utc_offset_default();
-        let (port, running, operator) = start(&database_url, offset).await;
+        let (port, running, operator) = start(&database_url, offset, TOKEN_CACHE_TTL).await;
         let operator = operator.expect("a server on an empty database creates an operator token");
         let db = Db::connect(&database_url).await.expect("Failed to open the test's own pool");
         Some(TestApp {
@@ -172,13 +168,15 @@ impl TestApp {
     /// Stops the server (letting it finish what is in flight) and starts a new one on the same
     /// database, on a new port. Clients made before the restart point at the old port.
     pub async fn restart(&mut self) {
-        self.restart_with_offset(loanledger::startup::business_utc_offset_default()).await;
+        self.restart_with(loanledger::startup::business_utc_offset_default(), TOKEN_CACHE_TTL)
+            .await;
     }
 
-    /// As [`TestApp::restart`], the new server's business day at `offset` from UTC.
-    pub async fn restart_with_offset(&mut self, offset: chrono::FixedOffset) {
+    /// As [`TestApp::restart`], the new server's business day at `offset` from UTC and its
+    /// cache of checked tokens kept `token_cache_ttl` (`serve`'s: [`TOKEN_CACHE_TTL`]).
+    pub async fn restart_with(&mut self, offset: chrono::FixedOffset, token_cache_ttl: Duration) {
         self.stop().await;
-        let (port, running, operator) = start(&self.database_url, offset).await;
+        let (port, running, operator) = start(&self.database_url, offset, token_cache_ttl).await;
         assert_eq!(operator, None, "a restarted server must not create another operator token");
         self.port = port;
         self.running = Some(running);
@@ -438,12 +436,13 @@ impl TestApp {
 async fn start(
     database_url: &str,
     business_utc_offset: chrono::FixedOffset,
+    token_cache_ttl: Duration,
 ) -> (u16, Running, Option<String>) {
     let app = Application::build(Settings {
         listen: "127.0.0.1:0".parse().expect("a socket address"),
         database_url: database_url.to_string(),
         business_utc_offset,
-        token_cache_ttl: TOKEN_CACHE_TTL,
+        token_cache_ttl,
     })
     .await
     .unwrap_or_else(|e| panic!("Failed to build the application: {e:?}"));
