@@ -36,7 +36,8 @@ pub struct Api {
     pub db: Db,
     pub writer: WriterHandle,
     /// Principals by token hash, with the time each was read: a token is read again once its
-    /// entry is older than `token_cache_ttl`, so that a revoked one is refused from then on.
+    /// entry is older than `token_cache_ttl` (by one caller while the others use the entry), so
+    /// that a revoked one is refused from then on.
     tokens: Arc<RwLock<HashMap<String, (Principal, Instant)>>>,
     token_cache_ttl: Duration,
     /// One `Verify` at a time: each keeps both cores busy for as long as it runs (two threads
@@ -93,6 +94,18 @@ impl Api {
         // Timed from before the read: a token revoked while it runs is refused at most
         // `token_cache_ttl` after the revocation, however long the read took.
         let checked = Instant::now();
+        {
+            // A stale entry is re-read by the first caller to find it so; stamped now, it
+            // serves the others meanwhile, rather than all of a busy token's callers reading
+            // it at once through the readers' pool.
+            let mut tokens = self.tokens.write().await;
+            if let Some((p, read_at)) = tokens.get_mut(&key) {
+                if read_at.elapsed() < self.token_cache_ttl {
+                    return Ok(p.clone());
+                }
+                *read_at = checked;
+            }
+        }
         let principal = match authenticate(&self.db, secret).await {
             Ok(p) => p,
             Err(e) => {
