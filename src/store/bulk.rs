@@ -9,10 +9,10 @@
 //! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL the loans are read as a
 //! binary `COPY` ([`super::pgcopy`], as the journal is), the rest through sqlx.
 
-use sqlx::{PgPool, SqlitePool};
+use sqlx::PgPool;
 
 use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, scan_settings};
-use super::rows::{BalanceRow, LoanRow, loan_columns};
+use super::rows::{BalanceRow, LoanRow, PolicyRow, loan_columns};
 use super::scan::{open_sqlite_reader, panicked, sqlite_file};
 use super::{Db, StoreError};
 use crate::domain::loan::LoanState;
@@ -21,7 +21,7 @@ use crate::domain::policy::PolicyVersion;
 
 /// No `order by`: PostgreSQL sorted the loans (wide rows, and a table half empty since migration
 /// 0003) in two parallel workers spilling to disk, 84 ms at 20,000 loans against 16 ms for the
-/// plain scan; [`Db::ledger_loans`] sorts them itself.
+/// plain scan; [`Db::stored_models`] sorts them itself.
 const LOANS_SQL: &str = concat!("select ", loan_columns!(), " from loan where ledger_id = $1");
 const BALANCES_SQL: &str =
     "select account, balance_fen from account_balance where ledger_id = $1 order by account";
@@ -60,75 +60,131 @@ impl RegistrySnapshot {
 type Household = (String, String, String, String, String);
 type Status = (String, i64, String, String, String);
 
+/// A ledger's read models as stored, all read in one snapshot: those of the journal up to the
+/// head in that snapshot ([`Db::stored_models`]).
+#[derive(Debug, Default)]
+pub struct StoredModels {
+    pub registry: RegistrySnapshot,
+    /// By account.
+    pub balances: Vec<(String, Fen)>,
+    /// By loan id.
+    pub loans: Vec<LoanState>,
+}
+
+const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
+const POLICIES_SQL: &str = "select effective_date, params_json from policy_version \
+                            where ledger_id = $1 order by effective_date";
+
 impl Db {
-    /// All loans of a ledger, by loan id.
-    pub async fn ledger_loans(&self, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
-        let mut loans = match self {
+    /// The read models of `ledger_id` as stored, read in one read transaction, so that they
+    /// are those of the journal up to the head in its snapshot, whose `seq` is sent on `head`
+    /// as soon as it is read (0 for an empty journal): `verify` scans the journal up to there
+    /// meanwhile, and compares like with like while writes go on (each read in a snapshot of
+    /// its own, a write committed between two of them was reported as a difference).
+    pub async fn stored_models(
+        &self,
+        ledger_id: &str,
+        head: tokio::sync::oneshot::Sender<i64>,
+    ) -> Result<StoredModels, StoreError> {
+        let mut models = match self {
             Db::Sqlite(pool, ..) => {
-                sqlite_rows(pool, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state()).await?
-            }
-            Db::Postgres(pool, _) => postgres_loans(pool, ledger_id).await?,
-        };
-        loans
-            .sort_unstable_by(|a: &LoanState, b: &LoanState| a.terms.loan_id.cmp(&b.terms.loan_id));
-        Ok(loans)
-    }
-
-    /// All account balances of a ledger, by account.
-    pub async fn ledger_balances(&self, ledger_id: &str) -> Result<Vec<(String, Fen)>, StoreError> {
-        match self {
-            Db::Sqlite(pool, ..) => {
-                sqlite_rows(pool, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))
+                let path = sqlite_file(pool)?;
+                let ledger_id = ledger_id.to_string();
+                tokio::task::spawn_blocking(move || sqlite_models(&path, &ledger_id, head))
                     .await
+                    .map_err(panicked)??
             }
-            Db::Postgres(pool, _) => {
-                let rows: Vec<BalanceRow> =
-                    sqlx::query_as(BALANCES_SQL).bind(ledger_id).fetch_all(pool).await?;
-                Ok(rows.into_iter().map(|r| (r.account, Fen(r.balance_fen))).collect())
-            }
-        }
-    }
-
-    pub async fn registry_snapshot(&self, ledger_id: &str) -> Result<RegistrySnapshot, StoreError> {
-        let (banks, households, statuses) = match self {
-            Db::Sqlite(pool, ..) => {
-                let banks = sqlite_rows(pool, BANKS_SQL, ledger_id, |r| Ok((r.get(0)?, r.get(1)?)));
-                let households = sqlite_rows(pool, HOUSEHOLDS_SQL, ledger_id, |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                });
-                let statuses = sqlite_rows(pool, STATUSES_SQL, ledger_id, |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                });
-                (banks.await?, households.await?, statuses.await?)
-            }
-            Db::Postgres(pool, _) => {
-                let banks: Vec<(String, String)> =
-                    sqlx::query_as(BANKS_SQL).bind(ledger_id).fetch_all(pool).await?;
-                let households: Vec<Household> =
-                    sqlx::query_as(HOUSEHOLDS_SQL).bind(ledger_id).fetch_all(pool).await?;
-                let statuses: Vec<Status> =
-                    sqlx::query_as(STATUSES_SQL).bind(ledger_id).fetch_all(pool).await?;
-                (banks, households, statuses)
-            }
+            Db::Postgres(pool, _) => postgres_models(pool, ledger_id, head).await?,
         };
-        let policies = self.list_policies(ledger_id).await?;
-        Ok(RegistrySnapshot { banks, households, statuses, policies })
+        models
+            .loans
+            .sort_unstable_by(|a: &LoanState, b: &LoanState| a.terms.loan_id.cmp(&b.terms.loan_id));
+        Ok(models)
     }
+}
+
+/// [`Db::stored_models`] on SQLite: one read-only rusqlite connection and one read transaction
+/// (its snapshot taken by the first read, the head).
+fn sqlite_models(
+    path: &std::path::Path,
+    ledger_id: &str,
+    head: tokio::sync::oneshot::Sender<i64>,
+) -> Result<StoredModels, StoreError> {
+    let conn = open_sqlite_reader(path)?;
+    conn.execute_batch("begin")?;
+    let seq: i64 = conn.query_row(HEAD_SQL, [ledger_id], |r| r.get(0))?;
+    // The scan waits for it; should it have gone away (verify dropped), the reads go on to no
+    // purpose but end soon.
+    let _ = head.send(seq);
+    let banks = sqlite_rows(&conn, BANKS_SQL, ledger_id, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let households = sqlite_rows(&conn, HOUSEHOLDS_SQL, ledger_id, |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    let statuses = sqlite_rows(&conn, STATUSES_SQL, ledger_id, |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    let policies = sqlite_rows(&conn, POLICIES_SQL, ledger_id, |r| {
+        PolicyRow { effective_date: r.get(0)?, params_json: r.get(1)? }.into_version()
+    })?;
+    let balances =
+        sqlite_rows(&conn, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))?;
+    let loans = sqlite_rows(&conn, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state())?;
+    conn.execute_batch("commit")?;
+    Ok(StoredModels {
+        registry: RegistrySnapshot { banks, households, statuses, policies },
+        balances,
+        loans,
+    })
+}
+
+/// [`Db::stored_models`] on PostgreSQL: one `REPEATABLE READ` read-only transaction (its
+/// snapshot taken by the first read, the head).
+async fn postgres_models(
+    pool: &PgPool,
+    ledger_id: &str,
+    head: tokio::sync::oneshot::Sender<i64>,
+) -> Result<StoredModels, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let seq: i64 = sqlx::query_scalar(HEAD_SQL).bind(ledger_id).fetch_one(&mut *tx).await?;
+    let _ = head.send(seq);
+    let banks: Vec<(String, String)> =
+        sqlx::query_as(BANKS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+    let households: Vec<Household> =
+        sqlx::query_as(HOUSEHOLDS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+    let statuses: Vec<Status> =
+        sqlx::query_as(STATUSES_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+    let policies: Vec<PolicyRow> =
+        sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+    let policies = policies.into_iter().map(PolicyRow::into_version).collect::<Result<_, _>>()?;
+    let balances: Vec<BalanceRow> =
+        sqlx::query_as(BALANCES_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+    let balances = balances.into_iter().map(|r| (r.account, Fen(r.balance_fen))).collect();
+    let loans = postgres_loans(&mut tx, ledger_id).await?;
+    tx.rollback().await?;
+    Ok(StoredModels {
+        registry: RegistrySnapshot { banks, households, statuses, policies },
+        balances,
+        loans,
+    })
 }
 
 /// The loans of `ledger_id` on PostgreSQL, as a binary `COPY` read in place
 /// ([`super::pgcopy`]): through sqlx's rows each of the 28 columns of every loan was decoded
 /// into a value of its own, found by its column name.
-async fn postgres_loans(pool: &PgPool, ledger_id: &str) -> Result<Vec<LoanState>, StoreError> {
-    let mut tx = pool.begin().await?;
-    scan_settings(&mut tx, ledger_id).await?;
+async fn postgres_loans(
+    conn: &mut sqlx::PgConnection,
+    ledger_id: &str,
+) -> Result<Vec<LoanState>, StoreError> {
+    scan_settings(conn, ledger_id).await?;
     let statement = format!(
         "copy (select {} from loan where ledger_id = current_setting('{LEDGER_SETTING}')) \
          to stdout (format binary)",
         loan_columns!()
     );
-    let data = copy_out(&mut tx, &statement, Vec::new(), 0).await?;
-    tx.rollback().await?;
+    let data = copy_out(conn, &statement, Vec::new(), 0).await?;
     let mut r = CopyReader::new(&data)?;
     let mut loans = Vec::new();
     while r.row(LOAN_COLUMNS)? {
@@ -180,27 +236,15 @@ const LOAN_COLUMNS: usize = {
     count
 };
 
-/// Runs `sql` (one parameter: the ledger id) on a read-only rusqlite connection of its own on a
-/// blocking thread, mapping each row there.
-async fn sqlite_rows<T, F>(
-    pool: &SqlitePool,
-    sql: &'static str,
+/// Runs `sql` (one parameter: the ledger id) on `conn`, mapping each row.
+fn sqlite_rows<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
     ledger_id: &str,
-    map: F,
-) -> Result<Vec<T>, StoreError>
-where
-    T: Send + 'static,
-    F: Fn(&rusqlite::Row<'_>) -> Result<T, StoreError> + Send + 'static,
-{
-    let path = sqlite_file(pool)?;
-    let ledger_id = ledger_id.to_string();
-    tokio::task::spawn_blocking(move || {
-        let conn = open_sqlite_reader(&path)?;
-        let mut stmt = conn.prepare(sql)?;
-        stmt.query_and_then([&ledger_id], map)?.collect()
-    })
-    .await
-    .map_err(panicked)?
+    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    stmt.query_and_then([ledger_id], map)?.collect()
 }
 
 /// A loan row read by rusqlite, its columns in the order of [`loan_columns!`].

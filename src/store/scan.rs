@@ -69,9 +69,13 @@ pub trait JournalVisitor: Send + 'static {
 }
 
 /// Posting rows from `$2`, read lazily alongside a page of transactions (SQLite); the scan
-/// stops reading them where the page does.
-const POSTING_SQL_SQLITE: &str = "select seq, account, amount_fen from posting \
-                                  where ledger_id = $1 and seq >= $2 order by seq, idx";
+/// stops reading them where the page does. Past the scan's last `seq` (`$3`), only those of no
+/// transaction (stray rows): the transactions committed since the scan's head are not its.
+const POSTING_SQL_SQLITE: &str = "select seq, account, amount_fen from posting p \
+                                  where ledger_id = $1 and seq >= $2 and (seq <= $3 \
+                                  or not exists (select 1 from journal_txn j \
+                                  where j.ledger_id = p.ledger_id and j.seq = p.seq)) \
+                                  order by seq, idx";
 
 impl Db {
     /// Walks the journal of `ledger_id` in order, calling `visitor` on a blocking thread, and
@@ -81,15 +85,29 @@ impl Db {
         ledger_id: &str,
         visitor: V,
     ) -> Result<V, StoreError> {
-        self.scan_journal_in_pages(ledger_id, SCAN_PAGE_TXNS, visitor).await
+        self.scan_journal_in_pages(ledger_id, SCAN_PAGE_TXNS, i64::MAX, visitor).await
     }
 
-    /// [`Self::scan_journal`] with pages of `page_txns` transactions (at least 1): the visitor sees
-    /// the same whatever the page size (tests check the page boundaries with small pages).
+    /// [`Self::scan_journal`] up to `through` (inclusive): the transactions after it, committed
+    /// since the head `verify` compares the read models at, are not read; stray posting rows
+    /// past it are still reported.
+    pub async fn scan_journal_through<V: JournalVisitor>(
+        &self,
+        ledger_id: &str,
+        through: i64,
+        visitor: V,
+    ) -> Result<V, StoreError> {
+        self.scan_journal_in_pages(ledger_id, SCAN_PAGE_TXNS, through, visitor).await
+    }
+
+    /// [`Self::scan_journal_through`] with pages of `page_txns` transactions (at least 1): the
+    /// visitor sees the same whatever the page size (tests check the page boundaries with
+    /// small pages).
     pub async fn scan_journal_in_pages<V: JournalVisitor>(
         &self,
         ledger_id: &str,
         page_txns: i64,
+        through: i64,
         visitor: V,
     ) -> Result<V, StoreError> {
         let page_txns = page_txns.max(1);
@@ -98,12 +116,14 @@ impl Db {
                 let path = sqlite_file(pool)?;
                 let ledger_id = ledger_id.to_string();
                 tokio::task::spawn_blocking(move || {
-                    scan_sqlite(path, &ledger_id, page_txns, visitor)
+                    scan_sqlite(path, &ledger_id, page_txns, through, visitor)
                 })
                 .await
                 .map_err(panicked)?
             }
-            Db::Postgres(pool, _) => scan_postgres(pool, ledger_id, page_txns, visitor).await,
+            Db::Postgres(pool, _) => {
+                scan_postgres(pool, ledger_id, page_txns, through, visitor).await
+            }
         }
     }
 }
@@ -163,6 +183,7 @@ async fn scan_postgres<V: JournalVisitor>(
     pool: &PgPool,
     ledger_id: &str,
     page_txns: i64,
+    through: i64,
     mut visitor: V,
 ) -> Result<V, StoreError> {
     /// A page: the binary copies of its transactions and of their posting rows.
@@ -195,14 +216,16 @@ async fn scan_postgres<V: JournalVisitor>(
                 .await?;
             scan_settings(&mut tx, ledger_id).await?;
             let (txns, postings) = spent.try_recv().unwrap_or_default();
-            let txns = copy_out(&mut tx, &txn_copy_sql(next, page_txns), txns, sizes.0).await?;
+            let txns =
+                copy_out(&mut tx, &txn_copy_sql(next, page_txns, through), txns, sizes.0).await?;
             let (count, last) = page_extent(&txns)?;
             // The last page takes every posting row after it, so that orphans past the last
             // transaction are seen too.
             let following = last.and_then(|last| next_page(page_txns, count, last));
             let upto = following.and(last).unwrap_or(i64::MAX);
             let postings =
-                copy_out(&mut tx, &posting_copy_sql(next, upto), postings, sizes.1).await?;
+                copy_out(&mut tx, &posting_copy_sql(next, upto, through), postings, sizes.1)
+                    .await?;
             tx.rollback().await?;
             Ok(((txns, postings), following))
         }
@@ -257,27 +280,31 @@ fn check_copied_page<V: JournalVisitor>(
 /// The fields of [`txn_copy_sql`]'s rows.
 const TXN_COPY_FIELDS: usize = 9;
 
-/// A page of transactions from `from` as a binary copy (the ledger from [`LEDGER_SETTING`]).
-fn txn_copy_sql(from: i64, page_txns: i64) -> String {
-    format!("copy ({}) to stdout (format binary)", txn_page_sql(from, page_txns))
+/// A page of transactions from `from`, none after `through`, as a binary copy (the ledger from
+/// [`LEDGER_SETTING`]).
+fn txn_copy_sql(from: i64, page_txns: i64, through: i64) -> String {
+    format!("copy ({}) to stdout (format binary)", txn_page_sql(from, page_txns, through))
 }
 
 /// The query of [`txn_copy_sql`].
-fn txn_page_sql(from: i64, page_txns: i64) -> String {
+fn txn_page_sql(from: i64, page_txns: i64, through: i64) -> String {
     format!(
         "select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
          prev_hash, hash from journal_txn \
          where ledger_id = current_setting('{LEDGER_SETTING}') and seq >= {from} \
-         order by seq limit {page_txns}"
+         and seq <= {through} order by seq limit {page_txns}"
     )
 }
 
-/// The posting rows of `from..=upto` as a binary copy.
-fn posting_copy_sql(from: i64, upto: i64) -> String {
+/// The posting rows of `from..=upto` as a binary copy; past `through`, only those of no
+/// transaction (stray rows), as [`POSTING_SQL_SQLITE`].
+fn posting_copy_sql(from: i64, upto: i64, through: i64) -> String {
     format!(
-        "copy (select seq, account, amount_fen from posting \
+        "copy (select seq, account, amount_fen from posting p \
          where ledger_id = current_setting('{LEDGER_SETTING}') and seq >= {from} \
-         and seq <= {upto} order by seq, idx) to stdout (format binary)"
+         and seq <= {upto} and (seq <= {through} or not exists (select 1 from journal_txn j \
+         where j.ledger_id = p.ledger_id and j.seq = p.seq)) order by seq, idx) \
+         to stdout (format binary)"
     )
 }
 
@@ -338,25 +365,26 @@ fn scan_sqlite<V: JournalVisitor>(
     path: PathBuf,
     ledger_id: &str,
     page_txns: i64,
+    through: i64,
     mut visitor: V,
 ) -> Result<V, StoreError> {
     use rusqlite::params;
     let conn = open_sqlite_reader(&path)?;
     let mut txns = conn.prepare(
         "select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
-         prev_hash, hash from journal_txn where ledger_id = ?1 and seq >= ?2 order by seq \
-         limit ?3",
+         prev_hash, hash from journal_txn where ledger_id = ?1 and seq >= ?2 and seq <= ?4 \
+         order by seq limit ?3",
     )?;
     let mut postings = conn.prepare(POSTING_SQL_SQLITE)?;
     let mut next = 1i64;
     loop {
         // One read transaction per page: both cursors see the same snapshot.
         conn.execute_batch("begin")?;
-        let posting_rows = postings.query_map(params![ledger_id, next], |r| {
+        let posting_rows = postings.query_map(params![ledger_id, next, through], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
         })?;
         let mut merge = PostingMerge::new(posting_rows.map(|r| r.map_err(StoreError::from)));
-        let mut rows = txns.query(params![ledger_id, next, page_txns])?;
+        let mut rows = txns.query(params![ledger_id, next, page_txns, through])?;
         let (mut count, mut last) = (0i64, next);
         while let Some(r) = rows.next()? {
             if visitor.stopped() {
@@ -464,16 +492,19 @@ mod tests {
         let Db::Postgres(pool, _) = &db else { unreachable!() };
         let mut tx = pool.begin().await.unwrap();
         scan_settings(&mut tx, "L").await.unwrap();
-        let plan: Vec<(String,)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("explain {}", txn_page_sql(1001, 10_000))))
-                .fetch_all(&mut *tx)
-                .await
-                .unwrap();
+        let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "explain {}",
+            txn_page_sql(1001, 10_000, i64::MAX)
+        )))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
         let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
         assert!(!plan.iter().any(|l| l.contains("Sort")), "{plan:#?}");
         assert!(plan.iter().any(|l| l.contains("Index Scan using journal_txn_pkey")), "{plan:#?}");
         // The page itself: the 2,000 transactions from 1,001, in order.
-        let copy = copy_out(&mut tx, &txn_copy_sql(1001, 10_000), Vec::new(), 0).await.unwrap();
+        let copy =
+            copy_out(&mut tx, &txn_copy_sql(1001, 10_000, i64::MAX), Vec::new(), 0).await.unwrap();
         assert_eq!(page_extent(&copy).unwrap(), (2000, Some(3000)));
         tx.rollback().await.unwrap();
         db.close().await;
@@ -509,13 +540,13 @@ mod tests {
         let staged = group((1..=3000).map(|seq| staged_txn(seq, &format!("r{seq}"))).collect());
         db.begin_write().await.unwrap().commit_with(&staged).await.unwrap();
         let visitor = Stopping { stop_after: 250, seqs: Vec::new(), ended: false };
-        let stopped = db.scan_journal_in_pages("L", 100, visitor).await.unwrap();
+        let stopped = db.scan_journal_in_pages("L", 100, i64::MAX, visitor).await.unwrap();
         let seen = |v: &Stopping| (v.seqs.len(), v.seqs.first().copied(), v.seqs.last().copied());
         assert!(stopped.seqs.iter().copied().eq(1..=250), "saw {:?}", seen(&stopped));
         assert!(!stopped.ended);
         // The same scan to the end: every transaction, then `end`.
         let visitor = Stopping { stop_after: usize::MAX, seqs: Vec::new(), ended: false };
-        let whole = db.scan_journal_in_pages("L", 100, visitor).await.unwrap();
+        let whole = db.scan_journal_in_pages("L", 100, i64::MAX, visitor).await.unwrap();
         assert_eq!((seen(&whole), whole.ended), ((3000, Some(1), Some(3000)), true));
         db.close().await;
     }

@@ -9,6 +9,11 @@
 //! 2. [`replay`], on a thread of its own: every event decoded and applied through the domain
 //!    rules, every loan event's postings recomputed.
 //!
+//! The stored read models are read meanwhile in one snapshot, and the journal is scanned up to
+//! the head in that snapshot ([`crate::store::Db::stored_models`]): the comparison is of one
+//! journal prefix with its own read models, also while writes go on (a transaction committed
+//! after that head is neither scanned nor in the stored models read).
+//!
 //! Then the rebuilt read models are compared with the stored ones. Each stage lists its own
 //! problems; the report has them in `seq` order (stage 1's first on the same `seq`), then the
 //! read models' (seq 0).
@@ -22,6 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinHandle;
 
 use super::error::AppError;
+use crate::store::bulk::StoredModels;
+use crate::store::scan::JournalVisitor;
 use crate::store::{Db, StoreError};
 
 /// Problems listed in one report, at most; the first break is what matters, the rest are context.
@@ -138,22 +145,27 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     // many wake-ups do not each enter this function's tracing span. Should the scan fail, the
     // chain (and with it the channel) is dropped and stage 2 ends; should this future be
     // dropped, the tasks are aborted.
+    // The stored read models are read in one snapshot, whose journal head the scan stops at:
+    // the two then describe the same journal while writes go on.
     let chain = chain::Chain::new(ledger_id, to_replay, stop);
-    let scan = spawn_read(db, ledger_id, |db, id| async move { db.scan_journal(&id, chain).await });
-    let registry =
-        spawn_read(db, ledger_id, |db, id| async move { db.registry_snapshot(&id).await });
-    let balances = spawn_read(db, ledger_id, |db, id| async move { db.ledger_balances(&id).await });
-    let loans = spawn_read(db, ledger_id, |db, id| async move { db.ledger_loans(&id).await });
-    let _abort_on_drop = AbortOnDrop(vec![
-        scan.abort_handle(),
-        registry.abort_handle(),
-        balances.abort_handle(),
-        loans.abort_handle(),
-    ]);
-    let (scanned, stored, stored_balances, stored_loans) =
-        tokio::join!(joined(scan), joined(registry), joined(balances), joined(loans));
+    let (head_tx, head) = tokio::sync::oneshot::channel();
+    let stored =
+        spawn_read(db, ledger_id, |db, id| async move { db.stored_models(&id, head_tx).await });
+    let scan = spawn_read(db, ledger_id, |db, id| async move {
+        match head.await {
+            Ok(through) => db.scan_journal_through(&id, through, chain).await,
+            // The read of the stored models failed before the head: its error is reported.
+            Err(_) => {
+                let mut chain = chain;
+                chain.end();
+                Ok(chain)
+            }
+        }
+    });
+    let _abort_on_drop = AbortOnDrop(vec![scan.abort_handle(), stored.abort_handle()]);
+    let (scanned, stored) = tokio::join!(joined(scan), joined(stored));
+    let StoredModels { registry: stored, balances: stored_balances, loans: stored_loans } = stored?;
     let mut chain = scanned?;
-    let (stored, stored_balances, stored_loans) = (stored?, stored_balances?, stored_loans?);
     let replay::Replay { mut loans, mut registry, problems: replay_problems } =
         replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     let problems = std::mem::take(&mut chain.problems).merge(replay_problems);
