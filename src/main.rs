@@ -174,6 +174,9 @@ async fn main() -> anyhow::Result<()> {
             let db = Db::connect(&cli.database_url)
                 .await
                 .context("Failed to connect to the database")?;
+            if db.get_ledger(&ledger).await.context("Failed to read the ledger")?.is_none() {
+                anyhow::bail!("ledger {ledger} not found");
+            }
             let r = loanledger::app::verify::verify_ledger(&db, &ledger)
                 .await
                 .map_err(|e| anyhow::anyhow!("verify failed: {e}"))?;

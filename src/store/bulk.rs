@@ -43,6 +43,8 @@ pub struct RegistrySnapshot {
     /// (household_id, seq, effective_date, status, reason), by household then seq.
     pub statuses: Vec<(String, i64, String, String, String)>,
     pub policies: Vec<PolicyVersion>,
+    /// The ledger's name (`None`: no ledger row, or no `ledger.created` in the journal).
+    pub ledger_name: Option<String>,
 }
 
 impl RegistrySnapshot {
@@ -72,6 +74,7 @@ pub struct StoredModels {
 }
 
 const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
+const LEDGER_NAME_SQL: &str = "select name from ledger where ledger_id = $1";
 const POLICIES_SQL: &str = "select effective_date, params_json from policy_version \
                             where ledger_id = $1 order by effective_date";
 
@@ -126,12 +129,13 @@ fn sqlite_models(
     let policies = sqlite_rows(&conn, POLICIES_SQL, ledger_id, |r| {
         PolicyRow { effective_date: r.get(0)?, params_json: r.get(1)? }.into_version()
     })?;
+    let ledger_name = sqlite_rows(&conn, LEDGER_NAME_SQL, ledger_id, |r| Ok(r.get(0)?))?.pop();
     let balances =
         sqlite_rows(&conn, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))?;
     let loans = sqlite_rows(&conn, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state())?;
     conn.execute_batch("commit")?;
     Ok(StoredModels {
-        registry: RegistrySnapshot { banks, households, statuses, policies },
+        registry: RegistrySnapshot { banks, households, statuses, policies, ledger_name },
         balances,
         loans,
     })
@@ -190,7 +194,9 @@ async fn postgres_models(
             sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let policies =
             policies.into_iter().map(PolicyRow::into_version).collect::<Result<_, _>>()?;
-        Ok::<_, StoreError>(RegistrySnapshot { banks, households, statuses, policies })
+        let ledger_name: Option<String> =
+            sqlx::query_scalar(LEDGER_NAME_SQL).bind(ledger_id).fetch_optional(&mut *tx).await?;
+        Ok::<_, StoreError>(RegistrySnapshot { banks, households, statuses, policies, ledger_name })
     };
     // The exporting transaction stays open until the importing ones have read.
     let (loans, balances, registry) = tokio::join!(loans, balances, registry);
@@ -333,6 +339,7 @@ mod tests {
             households: vec![household("hh1"), household("HH2")],
             statuses: vec![status("hh1", 10), status("hh1", 9), status("HH2", 1)],
             policies,
+            ledger_name: None,
         };
         snapshot.sort();
         assert_eq!(snapshot.banks[0].0, "ABD");

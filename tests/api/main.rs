@@ -1731,6 +1731,20 @@ async fn tampering_is_reported(backend: Backend) {
     assert!(!v.ok, "verify must notice: {v:?}");
     assert_eq!(v.first_break_seq, target, "{v:?}");
     assert!(!v.problems.is_empty());
+
+    // Forty repayments more, then every posting changed: more problems than a report lists
+    // (each transaction's hash, balance and postings); its last line says how many more.
+    for _ in 0..40 {
+        app.repay(&t.bank, &id, "2021-06-20", 100).await;
+    }
+    app.db
+        .execute_raw("update posting set amount_fen = amount_fen + 1 where ledger_id = '450121'")
+        .await
+        .expect("with the triggers gone the update goes through");
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(v.problems.len(), loanledger::app::verify::PROBLEMS_MAX + 1, "{v:?}");
+    let last = v.problems.last().expect("a last line");
+    assert!(last.starts_with("... and ") && last.ends_with(" more problems"), "{last}");
     app.finish().await;
 }
 
@@ -1960,6 +1974,11 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     };
     reports(outstanding("- 1"), format!("loan {id}: stored state differs from the journal")).await;
     restores(outstanding("+ 1")).await;
+
+    let ledger_name =
+        |name: &str| format!("update ledger set name = '{name}' where ledger_id = '{LEDGER}'");
+    reports(ledger_name("forged"), format!("the name of ledger {LEDGER} differs")).await;
+    restores(ledger_name("武鸣区 Wuming")).await;
 
     let head_name = |name: &str| {
         format!("update household set head_name = '{name}' where household_id = '{HOUSEHOLD}'")

@@ -134,6 +134,11 @@ impl JournalVisitor for Chain {
 
     /// Hands the last chunk to stage 2 and tells it that nothing more comes.
     fn end(&mut self) {
+        // Every ledger's journal starts with its `ledger.created`: none at all is a break at 1
+        // (a ledger whose rows were removed, or one that never was).
+        if self.checked == 0 {
+            self.problems.add(1, "seq 1 is missing: the journal is empty".to_string());
+        }
         self.send();
         self.replay = None;
     }
@@ -147,5 +152,20 @@ impl JournalVisitor for Chain {
             u64::try_from(seq).unwrap_or_default(),
             format!("seq {seq}: posting rows without a journal transaction"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty journal breaks at seq 1: every ledger's starts with its `ledger.created`.
+    #[test]
+    fn an_empty_journal_breaks_at_seq_1() {
+        let (to_replay, _chunks) = std::sync::mpsc::sync_channel(1);
+        let mut chain = Chain::new("L", to_replay, Arc::new(AtomicBool::new(false)));
+        chain.end();
+        assert_eq!(chain.problems.first_break_seq, 1);
+        assert_eq!(chain.problems.list, [(1, "seq 1 is missing: the journal is empty".into())]);
     }
 }

@@ -56,10 +56,13 @@ pub struct VerifyReport {
 struct Problems {
     list: Vec<(u64, String)>,
     first_break_seq: u64,
+    /// All problems found, listed or not.
+    total: u64,
 }
 
 impl Problems {
     fn add(&mut self, seq: u64, text: String) {
+        self.total += 1;
         if self.first_break_seq == 0 && seq > 0 {
             self.first_break_seq = seq;
         }
@@ -74,6 +77,7 @@ impl Problems {
             (0, b) | (b, 0) => b,
             (a, b) => a.min(b),
         };
+        self.total += other.total;
         self.list.extend(other.list);
         self.list.sort_by_key(|(seq, _)| *seq);
         self.list.truncate(PROBLEMS_MAX);
@@ -178,9 +182,13 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         problems: problems.list.into_iter().map(|(_, text)| text).collect(),
     };
     let mut balances = chain.balances;
+    // Found beyond the listed ones: said at the end of the list.
+    let mut unlisted = problems.total.saturating_sub(report.problems.len() as u64);
     let mut problem = |text: String| {
         if report.problems.len() < PROBLEMS_MAX {
             report.problems.push(text);
+        } else {
+            unlisted += 1;
         }
     };
 
@@ -188,6 +196,13 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     // bytes (`store::bulk`: PostgreSQL's key columns collate "C" since migration 0005); the
     // rebuilt one, in journal order, is put in that order.
     registry.sort();
+    if stored.ledger_name != registry.ledger_name {
+        problem(format!(
+            "the name of ledger {ledger_id} differs from the journal (stored {:?}, journal {:?})",
+            stored.ledger_name.as_deref().unwrap_or_default(),
+            registry.ledger_name.as_deref().unwrap_or_default()
+        ));
+    }
     for (what, same) in [
         ("banks", stored.banks == registry.banks),
         ("households", stored.households == registry.households),
@@ -235,6 +250,9 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     missing.sort();
     for id in missing {
         problem(format!("loan {id} is in the journal but missing from the read model"));
+    }
+    if unlisted > 0 {
+        report.problems.push(format!("... and {unlisted} more problems"));
     }
     report.ok = report.problems.is_empty();
     Ok(report)

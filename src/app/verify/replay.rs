@@ -105,7 +105,10 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
         (id, seq, format_date(e.effective_date), e.status.as_str().to_string(), e.reason.clone())
     };
     match event {
-        JournalEvent::LedgerCreated { .. } => r.policies.extend(default_versions()),
+        JournalEvent::LedgerCreated { name, .. } => {
+            r.ledger_name = Some(name);
+            r.policies.extend(default_versions());
+        }
         JournalEvent::BankRegistered { bank_id, name, .. } => r.banks.push((bank_id, name)),
         JournalEvent::HouseholdRegistered { household, status } => {
             r.statuses.push(status_row(household.household_id.clone(), &status));
