@@ -41,6 +41,7 @@ macro_rules! loan_history_sql {
              j.request_id, j.command_json, j.prev_hash, j.hash, ",
             $packed,
             " from loan o join journal_loan l on l.loan_id = o.loan_id \
+             and l.ledger_id = o.ledger_id \
              join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq \
              where o.loan_id = $1 order by j.seq"
         )

@@ -64,6 +64,7 @@ on_both_backends!(
     lpr_table,
     revoked_token_is_refused,
     verify_while_writing,
+    history_keeps_to_the_loans_ledger,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -2638,5 +2639,34 @@ async fn verify_while_writing(backend: Backend) {
     assert!(heads.len() > 1, "the journal grew between the verifies: {heads:?}");
     let last = app.verify(&t.auditor).await;
     assert!(last.ok, "{last:?}");
+    app.finish().await;
+}
+
+/// A loan's history reads the loan's links in the loan's own ledger: a link row slipped in
+/// (the triggers refuse changes, not inserts) naming a transaction of another ledger does not
+/// bring that ledger's transaction into the history (a bank would have seen another region's
+/// records).
+async fn history_keeps_to_the_loans_ledger(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let before = app.history(&t.bank, &id).await;
+    app.registry(&t.operator)
+        .create_ledger(pb::CreateLedgerRequest {
+            request_id: rid("ledger"),
+            ledger_id: "450122".into(),
+            name: "another county".into(),
+        })
+        .await
+        .expect("CreateLedger");
+    let inserted = app
+        .db
+        .execute_raw(&format!(
+            "insert into journal_loan (loan_id, ledger_id, seq) values ('{id}', '450122', 1)"
+        ))
+        .await
+        .expect("inserting is not refused");
+    assert_eq!(inserted, 1);
+    assert_eq!(app.history(&t.bank, &id).await, before);
     app.finish().await;
 }
