@@ -129,6 +129,15 @@ enum TokenCmd {
     },
 }
 
+/// The database at `url`, migrated first if `migrate`.
+async fn open_db(url: &str, migrate: bool) -> anyhow::Result<Db> {
+    let db = Db::connect(url).await.context("Failed to connect to the database")?;
+    if migrate {
+        db.migrate().await.context("Failed to migrate")?;
+    }
+    Ok(db)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // No command is `serve`, parsed as such so that its flags' environment variables apply.
@@ -163,17 +172,12 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(shutdown_signal()).await
         }
         Cmd::Migrate => {
-            let db = Db::connect(&cli.database_url)
-                .await
-                .context("Failed to connect to the database")?;
-            db.migrate().await.context("Failed to migrate")?;
+            let db = open_db(&cli.database_url, true).await?;
             println!("migrated {} database", db.backend());
             Ok(())
         }
         Cmd::Verify { ledger } => {
-            let db = Db::connect(&cli.database_url)
-                .await
-                .context("Failed to connect to the database")?;
+            let db = open_db(&cli.database_url, false).await?;
             if db.get_ledger(&ledger).await.context("Failed to read the ledger")?.is_none() {
                 anyhow::bail!("ledger {ledger} not found");
             }
@@ -237,10 +241,7 @@ async fn main() -> anyhow::Result<()> {
             loanledger::domain::ids::check_id(&org)
                 .or(if org == "*" { Ok(()) } else { Err("") })
                 .map_err(|_| anyhow::anyhow!("--org must be an id (letters, digits, _ . -) or *"))?;
-            let db = Db::connect(&cli.database_url)
-                .await
-                .context("Failed to connect to the database")?;
-            db.migrate().await.context("Failed to migrate")?;
+            let db = open_db(&cli.database_url, true).await?;
             let token = create_token(&db, role, &org).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(id) = token_id_of(&token) {
                 eprintln!("token id: {id}");
@@ -249,10 +250,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Token { command: TokenCmd::List } => {
-            let db = Db::connect(&cli.database_url)
-                .await
-                .context("Failed to connect to the database")?;
-            db.migrate().await.context("Failed to migrate")?;
+            let db = open_db(&cli.database_url, true).await?;
             let time = |us: i64| {
                 chrono::DateTime::from_timestamp_micros(us)
                     .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
@@ -272,16 +270,13 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Token { command: TokenCmd::Revoke { id, secret } } => {
-            let id = match (id, secret) {
-                (Some(id), _) => id,
-                (None, Some(secret)) => token_id_of(&secret)
+            // clap requires one of the two.
+            let id = match id {
+                Some(id) => id,
+                None => token_id_of(secret.as_deref().unwrap_or_default())
                     .context("--secret is not a token's secret (ll_ and 64 hex digits)")?,
-                (None, None) => anyhow::bail!("--id or --secret is required"),
             };
-            let db = Db::connect(&cli.database_url)
-                .await
-                .context("Failed to connect to the database")?;
-            db.migrate().await.context("Failed to migrate")?;
+            let db = open_db(&cli.database_url, true).await?;
             if revoke_token(&db, &id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
                 println!("revoked {id}: servers refuse it within {} s", TOKEN_CACHE_TTL.as_secs());
                 return Ok(());

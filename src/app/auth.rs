@@ -97,7 +97,12 @@ pub fn hash_token(secret: &str) -> String {
 /// the secret's random bytes); `None` for text that is no secret of ours.
 pub fn token_id_of(secret: &str) -> Option<String> {
     let bytes = hex::decode(secret.strip_prefix("ll_")?).ok()?;
-    (bytes.len() == 32).then(|| format!("tok_{}", &hex::encode(Sha256::digest(&bytes))[..16]))
+    (bytes.len() == 32).then(|| token_id_of_bytes(&bytes))
+}
+
+/// The id of the token whose secret's random bytes are `bytes`.
+fn token_id_of_bytes(bytes: &[u8]) -> String {
+    format!("tok_{}", &hex::encode(Sha256::digest(bytes))[..16])
 }
 
 /// Creates a token for `role` and `org`, stores its hash, and returns the secret (shown once).
@@ -105,8 +110,7 @@ pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppE
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = format!("ll_{}", hex::encode(bytes));
-    let token_id = token_id_of(&secret)
-        .ok_or_else(|| AppError::Internal("a new secret has no token id".into()))?;
+    let token_id = token_id_of_bytes(&bytes);
     let now_us = chrono::Utc::now().timestamp_micros();
     db.insert_token(&token_id, &hash_token(&secret), role.as_str(), org, now_us).await?;
     tracing::info!(token_id, role = role.as_str(), org, "token created");

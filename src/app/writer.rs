@@ -1004,7 +1004,8 @@ impl Writer {
     }
 
     /// A group failed with `e` (nobody answered, nothing committed): each command is run
-    /// again alone, so that one command that trips the database does not fail its neighbours.
+    /// again alone, so that one command that trips the database does not fail its neighbours;
+    /// unless the database is away, when each is answered so at once.
     async fn after_failure(
         &mut self,
         group: &[Envelope],
@@ -1109,7 +1110,7 @@ impl Writer {
         match planned {
             Ok((g, results)) => Ok(Prepared { tx, g, results }),
             Err(e) => {
-                let _ = tx.rollback_after(matches!(e, AppError::Unavailable(_))).await;
+                let _ = tx.rollback().await;
                 self.forget();
                 Err(e)
             }
@@ -1335,40 +1336,39 @@ impl Writer {
             };
         }
 
-        if let Command::SetLpr { entry } = &env.command {
-            // LPR entries are national reference data, outside any ledger's chain.
-            if let Some(rate) = tx.lpr_exists(entry).await? {
-                return Err(DomainError::Exists {
-                    what: "LPR entry",
-                    id: format!(
-                        "{} {} (rate {rate})",
-                        format_date(entry.effective_from),
-                        entry.bucket.as_str()
-                    ),
+        // Commands outside any ledger's chain: only their answer is recorded, under their
+        // request id.
+        let unjournaled = match &env.command {
+            Command::SetLpr { entry } => {
+                // LPR entries are national reference data.
+                if let Some(rate) = tx.lpr_exists(entry).await? {
+                    return Err(DomainError::Exists {
+                        what: "LPR entry",
+                        id: format!(
+                            "{} {} (rate {rate})",
+                            format_date(entry.effective_from),
+                            entry.bucket.as_str()
+                        ),
+                    }
+                    .into());
                 }
-                .into());
+                tx.insert_lpr(entry).await?;
+                g.registry.lpr = None;
+                Some(Outcome::Lpr {
+                    effective_from: entry.effective_from,
+                    tenor: entry.bucket,
+                    rate: entry.rate,
+                })
             }
-            tx.insert_lpr(entry).await?;
-            g.registry.lpr = None;
-            let outcome = Outcome::Lpr {
-                effective_from: entry.effective_from,
-                tenor: entry.bucket,
-                rate: entry.rate,
-            };
-            let json =
-                serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
-            tx.insert_idempotency(env.actor_name(), env.request_id(), &fingerprint, &json).await?;
-            g.idempotency.insert(key, (fingerprint, Answer::Given(index)));
-            return Ok(Answered::New(outcome));
-        }
-
-        if let Command::SettlementRun { ledger_id, bank_id, date } = &env.command {
-            // Only its request id is recorded: the run's loans are commands of their own.
-            let outcome = Outcome::SettlementRun {
+            // A settlement run's parameters: its loans are commands of their own.
+            Command::SettlementRun { ledger_id, bank_id, date } => Some(Outcome::SettlementRun {
                 ledger_id: ledger_id.clone(),
                 bank_id: bank_id.clone(),
                 date: *date,
-            };
+            }),
+            _ => None,
+        };
+        if let Some(outcome) = unjournaled {
             let json =
                 serde_json::to_string(&outcome).map_err(|e| AppError::Internal(e.to_string()))?;
             tx.insert_idempotency(env.actor_name(), env.request_id(), &fingerprint, &json).await?;

@@ -12,7 +12,7 @@
 use sqlx::PgPool;
 
 use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, scan_settings};
-use super::rows::{BalanceRow, LoanRow, PolicyRow, loan_columns};
+use super::rows::{BalanceRow, LoanRow, POLICIES_SQL, PolicyRow, loan_columns};
 use super::scan::{open_sqlite_reader, panicked, sqlite_file};
 use super::{Db, StoreError};
 use crate::domain::loan::LoanState;
@@ -75,8 +75,6 @@ pub struct StoredModels {
 
 const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
 const LEDGER_NAME_SQL: &str = "select name from ledger where ledger_id = $1";
-const POLICIES_SQL: &str = "select effective_date, params_json from policy_version \
-                            where ledger_id = $1 order by effective_date";
 
 impl Db {
     /// The read models of `ledger_id` as stored, read in one read transaction, so that they
@@ -153,13 +151,10 @@ async fn postgres_models(
     const READ_ONLY: &str = "set transaction isolation level repeatable read, read only";
     let mut tx = pool.begin().await?;
     sqlx::query(READ_ONLY).execute(&mut *tx).await?;
-    let (seq, snapshot): (i64, String) = sqlx::query_as(concat!(
-        "select (select coalesce(max(seq), 0) from journal_txn where ledger_id = $1), ",
-        "pg_export_snapshot()"
-    ))
-    .bind(ledger_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    // The first read takes the transaction's snapshot; the export names that snapshot.
+    let seq: i64 = sqlx::query_scalar(HEAD_SQL).bind(ledger_id).fetch_one(&mut *tx).await?;
+    let snapshot: String =
+        sqlx::query_scalar("select pg_export_snapshot()").fetch_one(&mut *tx).await?;
     let _ = head.send(seq);
     // The loans and the balances on connections of their own, in the same snapshot.
     let import = format!("set transaction snapshot '{}'", snapshot.replace('\'', ""));

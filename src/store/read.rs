@@ -156,10 +156,8 @@ impl Db {
     }
 
     pub async fn list_policies(&self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
-        let sql = "select effective_date, params_json from policy_version \
-                   where ledger_id = $1 order by effective_date";
         let rows: Vec<PolicyRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
+            on_pool!(self, p => sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(p).await?);
         rows.into_iter().map(PolicyRow::into_version).collect()
     }
 

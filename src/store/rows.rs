@@ -68,6 +68,10 @@ pub struct HouseholdView {
     pub statuses: Vec<StatusEntry>,
 }
 
+/// A ledger's policy versions by date (one parameter: the ledger id), as [`PolicyRow`]s.
+pub const POLICIES_SQL: &str = "select effective_date, params_json from policy_version where ledger_id = $1 \
+     order by effective_date";
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {
     pub effective_date: String,

@@ -78,19 +78,10 @@ const POSTING_SQL_SQLITE: &str = "select seq, account, amount_fen from posting p
                                   order by seq, idx";
 
 impl Db {
-    /// Walks the journal of `ledger_id` in order, calling `visitor` on a blocking thread, and
-    /// gives the visitor back at the end.
-    pub async fn scan_journal<V: JournalVisitor>(
-        &self,
-        ledger_id: &str,
-        visitor: V,
-    ) -> Result<V, StoreError> {
-        self.scan_journal_in_pages(ledger_id, SCAN_PAGE_TXNS, i64::MAX, visitor).await
-    }
-
-    /// [`Self::scan_journal`] up to `through` (inclusive): the transactions after it, committed
-    /// since the head `verify` compares the read models at, are not read; stray posting rows
-    /// past it are still reported.
+    /// Walks the journal of `ledger_id` in order up to `through` (inclusive), calling `visitor`
+    /// on a blocking thread, and gives the visitor back at the end. The transactions after
+    /// `through`, committed since the head `verify` compares the read models at, are not read;
+    /// stray posting rows past it are still reported.
     pub async fn scan_journal_through<V: JournalVisitor>(
         &self,
         ledger_id: &str,

@@ -101,16 +101,22 @@ where
         Ok(())
     }
 
-    /// `unavailable`: the group failed as the database being away does (UNAVAILABLE).
-    async fn rollback(mut self, unavailable: bool) -> Result<(), StoreError> {
-        if !self.begun && unavailable {
-            // Nothing to roll back, but the group failed perhaps on a connection that is gone
-            // (its first statement, a request-id lookup before any BEGIN, met a dead socket):
-            // the next group rolls back first, which opens a new connection should it be gone.
-            // (Not for other failures, such as PostgreSQL's implicit transaction refused by
-            // the request-id key, which only replan the group.)
+    /// `result` of a statement sent with no transaction begun (PostgreSQL's request-id lookup,
+    /// or a group's one statement that is its own transaction): should it have failed as the
+    /// database being away does, the connection may be gone, and nothing else would find out
+    /// (there is no transaction to roll back), so the next group rolls back first, which opens a
+    /// new connection should it be gone. (Not for other failures, such as the implicit
+    /// transaction refused by the request-id key, which only replan the group.)
+    fn unbegun<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result
+            && e.is_unavailable()
+        {
             self.conn.unsure = true;
         }
+        result
+    }
+
+    async fn rollback(mut self) -> Result<(), StoreError> {
         if self.begun {
             match self.conn()?.execute("ROLLBACK").await {
                 Ok(_) => {}
@@ -387,7 +393,8 @@ impl WriteTx {
                 Ok(()) if t.begun => {
                     t.conn()?.execute("COMMIT").await.map(|_| ()).map_err(Into::into)
                 }
-                other => other,
+                other if t.begun => other,
+                other => t.unbegun(other),
             },
             WriteTx::Detached => Err(StoreError::Detached),
         };
@@ -404,7 +411,7 @@ impl WriteTx {
             // end it now rather than hold its locks until the next group (should the rollback
             // fail too, the next group rolls back first).
             Err(e) => {
-                let _ = self.rollback_after(e.is_unavailable()).await;
+                let _ = self.rollback().await;
                 Err(e)
             }
         }
@@ -418,15 +425,9 @@ impl WriteTx {
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
-        self.rollback_after(false).await
-    }
-
-    /// Rolls a failed group back; `unavailable`: it failed as the database being away does,
-    /// so the connection is checked before the next group even if nothing had begun.
-    pub async fn rollback_after(self, unavailable: bool) -> Result<(), StoreError> {
         match self {
-            WriteTx::Sqlite(t) => t.rollback(unavailable).await,
-            WriteTx::Postgres(t) => t.rollback(unavailable).await,
+            WriteTx::Sqlite(t) => t.rollback().await,
+            WriteTx::Postgres(t) => t.rollback().await,
             WriteTx::Detached => Ok(()),
         }
     }
@@ -457,7 +458,8 @@ impl WriteTx {
                     // then writes with one statement and no BEGIN.
                     let mut q = QueryBuilder::new("");
                     push_key_lookup(&mut q, chunk);
-                    found.extend(q.build_query_as().fetch_all(t.conn()?).await?);
+                    let rows = q.build_query_as().fetch_all(t.conn()?).await.map_err(Into::into);
+                    found.extend(t.unbegun(rows)?);
                 }
                 WriteTx::Detached => return Err(StoreError::Detached),
             }
@@ -512,10 +514,8 @@ impl WriteTx {
     }
 
     pub async fn policies(&mut self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
-        let sql = "select effective_date, params_json from policy_version \
-                   where ledger_id = $1 order by effective_date";
         let rows: Vec<PolicyRow> =
-            on_tx!(self, c => sqlx::query_as(sql).bind(ledger_id).fetch_all(c).await?);
+            on_tx!(self, c => sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(c).await?);
         rows.into_iter().map(PolicyRow::into_version).collect()
     }
 

@@ -1990,17 +1990,7 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     // A balance changed, then the same balance gone, then the loan's row gone: each named with
     // the figure the journal gives.
     let principal = format!("loan/{id}/principal");
-    let journal_gives = app
-        .db
-        .stored_models(LEDGER, tokio::sync::oneshot::channel().0)
-        .await
-        .expect("balances")
-        .balances
-        .into_iter()
-        .find(|(account, _)| *account == principal)
-        .expect("the principal's balance")
-        .1
-        .0;
+    let journal_gives = balances(&app.journal(&t.auditor, LEDGER).await)[&principal];
     assert!(journal_gives > 0);
     reports(
         format!(

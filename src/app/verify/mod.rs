@@ -172,25 +172,11 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let mut chain = scanned?;
     let replay::Replay { mut loans, mut registry, problems: replay_problems } =
         replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
-    let problems = std::mem::take(&mut chain.problems).merge(replay_problems);
-    let mut report = VerifyReport {
-        ok: false,
-        transactions_checked: chain.checked,
-        head_seq: chain.head_seq,
-        head_hash: std::mem::take(&mut chain.head_hash),
-        first_break_seq: problems.first_break_seq,
-        problems: problems.list.into_iter().map(|(_, text)| text).collect(),
-    };
+    // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
+    // after them).
+    let mut problems = std::mem::take(&mut chain.problems).merge(replay_problems);
     let mut balances = chain.balances;
-    // Found beyond the listed ones: said at the end of the list.
-    let mut unlisted = problems.total.saturating_sub(report.problems.len() as u64);
-    let mut problem = |text: String| {
-        if report.problems.len() < PROBLEMS_MAX {
-            report.problems.push(text);
-        } else {
-            unlisted += 1;
-        }
-    };
+    let mut problem = |text: String| problems.add(0, text);
 
     // Read models against the journal. The stored registry is read in the order of its keys'
     // bytes (`store::bulk`: PostgreSQL's key columns collate "C" since migration 0005); the
@@ -251,9 +237,17 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     for id in missing {
         problem(format!("loan {id} is in the journal but missing from the read model"));
     }
+    let unlisted = problems.total - problems.list.len() as u64;
+    let mut listed: Vec<String> = problems.list.into_iter().map(|(_, text)| text).collect();
     if unlisted > 0 {
-        report.problems.push(format!("... and {unlisted} more problems"));
+        listed.push(format!("... and {unlisted} more problems"));
     }
-    report.ok = report.problems.is_empty();
-    Ok(report)
+    Ok(VerifyReport {
+        ok: listed.is_empty(),
+        transactions_checked: chain.checked,
+        head_seq: chain.head_seq,
+        head_hash: std::mem::take(&mut chain.head_hash),
+        first_break_seq: problems.first_break_seq,
+        problems: listed,
+    })
 }
