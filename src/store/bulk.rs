@@ -1,13 +1,13 @@
 //! A ledger's stored read models in full, for `verify` to compare with the ones it rebuilds from
-//! the journal: loans, account balances, and the registry (banks, households, their statuses,
-//! policy versions).
+//! the journal: loans, account balances, loan history links (`journal_loan`), and the registry
+//! (banks, households, their statuses, policy versions).
 //!
 //! Each query is the same text on both backends. On SQLite they run through rusqlite on a
 //! blocking thread, like the journal scan ([`super::scan`]), and loans are decoded there too:
 //! through sqlx's driver, which copies every value of every row on its thread and hands each row
 //! over to the caller's, reading a million loans took 25.7 s and a million household statuses
-//! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL the loans are read as a
-//! binary `COPY` ([`super::pgcopy`], as the journal is), the rest through sqlx.
+//! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL the loans and the links
+//! are read as a binary `COPY` ([`super::pgcopy`], as the journal is), the rest through sqlx.
 
 use sqlx::PgPool;
 
@@ -28,6 +28,9 @@ const BALANCES_SQL: &str =
 const BANKS_SQL: &str = "select bank_id, name from bank where ledger_id = $1 order by bank_id";
 const HOUSEHOLDS_SQL: &str = "select household_id, head_name, head_id_number, township, village \
                               from household where ledger_id = $1 order by household_id";
+/// In the primary key's order: each loan's links together, their seqs ascending.
+const LINKS_SQL: &str =
+    "select loan_id, seq from journal_loan where ledger_id = $1 order by loan_id, seq";
 const STATUSES_SQL: &str = "select s.household_id, s.seq, s.effective_date, s.status, s.reason \
                             from household_status s join household h \
                             on h.household_id = s.household_id \
@@ -71,6 +74,21 @@ pub struct StoredModels {
     pub balances: Vec<(String, Fen)>,
     /// By loan id.
     pub loans: Vec<LoanState>,
+    pub links: StoredLinks,
+}
+
+/// The loan history links as stored (`journal_loan`): by loan id, each loan's seqs ascending.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct StoredLinks(pub Vec<(String, Vec<i64>)>);
+
+impl StoredLinks {
+    /// Adds a link read in key order (a loan's links follow each other).
+    fn push(&mut self, loan_id: &str, seq: i64) {
+        match self.0.last_mut() {
+            Some((last, seqs)) if last == loan_id => seqs.push(seq),
+            _ => self.0.push((loan_id.to_string(), vec![seq])),
+        }
+    }
 }
 
 const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
@@ -131,18 +149,30 @@ fn sqlite_models(
     let balances =
         sqlite_rows(&conn, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))?;
     let loans = sqlite_rows(&conn, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state())?;
+    let mut links = StoredLinks::default();
+    {
+        let mut stmt = conn.prepare(LINKS_SQL)?;
+        let mut rows = stmt.query([ledger_id])?;
+        while let Some(r) = rows.next()? {
+            let loan_id = r.get_ref(0)?.as_str().map_err(|e| {
+                StoreError::Corrupt(format!("journal_loan: a loan id that is not text: {e}"))
+            })?;
+            links.push(loan_id, r.get(1)?);
+        }
+    }
     conn.execute_batch("commit")?;
     Ok(StoredModels {
         registry: RegistrySnapshot { banks, households, statuses, policies, ledger_name },
         balances,
         loans,
+        links,
     })
 }
 
 /// [`Db::stored_models`] on PostgreSQL: one `REPEATABLE READ` read-only transaction (its
 /// snapshot taken by the first read, the head), whose snapshot two more connections import
-/// (`pg_export_snapshot`) to read the loans and the balances beside the registry: read one
-/// after the other on one connection, verify took a tenth longer.
+/// (`pg_export_snapshot`) to read the loans, and the balances and links, beside the registry:
+/// read one after the other on one connection, verify took a tenth longer.
 async fn postgres_models(
     pool: &PgPool,
     ledger_id: &str,
@@ -171,12 +201,14 @@ async fn postgres_models(
         t.rollback().await?;
         Ok::<_, StoreError>(loans)
     };
-    let balances = async {
+    let balances_links = async {
         let mut t = in_snapshot().await?;
         let rows: Vec<BalanceRow> =
             sqlx::query_as(BALANCES_SQL).bind(ledger_id).fetch_all(&mut *t).await?;
+        let balances = rows.into_iter().map(|r| (r.account, Fen(r.balance_fen))).collect();
+        let links = postgres_links(&mut t, ledger_id).await?;
         t.rollback().await?;
-        Ok::<_, StoreError>(rows.into_iter().map(|r| (r.account, Fen(r.balance_fen))).collect())
+        Ok::<_, StoreError>((balances, links))
     };
     let registry = async {
         let banks: Vec<(String, String)> =
@@ -194,10 +226,30 @@ async fn postgres_models(
         Ok::<_, StoreError>(RegistrySnapshot { banks, households, statuses, policies, ledger_name })
     };
     // The exporting transaction stays open until the importing ones have read.
-    let (loans, balances, registry) = tokio::join!(loans, balances, registry);
-    let (registry, balances, loans) = (registry?, balances?, loans?);
+    let (loans, balances_links, registry) = tokio::join!(loans, balances_links, registry);
+    let (registry, (balances, links), loans) = (registry?, balances_links?, loans?);
     tx.rollback().await?;
-    Ok(StoredModels { registry, balances, loans })
+    Ok(StoredModels { registry, balances, loans, links })
+}
+
+/// The loan history links of `ledger_id` on PostgreSQL, as a binary `COPY` in key order.
+async fn postgres_links(
+    conn: &mut sqlx::PgConnection,
+    ledger_id: &str,
+) -> Result<StoredLinks, StoreError> {
+    scan_settings(conn, ledger_id).await?;
+    let statement = format!(
+        "copy ({}) to stdout (format binary)",
+        LINKS_SQL.replace("$1", &format!("current_setting('{LEDGER_SETTING}')"))
+    );
+    let data = copy_out(conn, &statement, Vec::new(), 0).await?;
+    let mut r = CopyReader::new(&data)?;
+    let mut links = StoredLinks::default();
+    while r.row(2)? {
+        let loan_id = r.text()?;
+        links.push(loan_id, r.int8()?);
+    }
+    Ok(links)
 }
 
 /// The loans of `ledger_id` on PostgreSQL, as a binary `COPY` read in place

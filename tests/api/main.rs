@@ -56,6 +56,7 @@ on_both_backends!(
     journal_scan_pages,
     concurrent_verifies_take_turns,
     tampered_read_models_are_reported,
+    tampered_history_links_are_reported,
     bytewise_ids_whatever_the_collation,
     authentication_and_roles,
     failed_write_leaves_nothing,
@@ -2017,6 +2018,68 @@ async fn tampered_read_models_are_reported(backend: Backend) {
         format!("loan {id} is in the journal but missing from the read model"),
     )
     .await;
+    app.finish().await;
+}
+
+/// Verify rebuilds the loan history links (`journal_loan`, which a loan's history is read
+/// through) from the journal and compares them with the stored ones: a link slipped in that puts
+/// another loan's transaction into this loan's history, a link naming a loan that does not
+/// exist, and a link removed are each reported with their loan and seq; the chain still holds.
+async fn tampered_history_links_are_reported(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.register_household(&t.finance, "H002", "19800517").await;
+    let other = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
+    let foreign = entry(&app.disburse(&t.bank, &other, "2021-01-25").await).seq;
+    let repaid = entry(&app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await).seq;
+    let before = app.history(&t.bank, &id).await;
+    assert!(app.verify(&t.auditor).await.ok);
+    let link = |loan: &str, seq: u64| {
+        format!(
+            "insert into journal_loan (loan_id, ledger_id, seq) values ('{loan}', '{LEDGER}', {seq})"
+        )
+    };
+    // Each step's problems, and the chain still holds.
+    let reports = async |expected: &[String]| {
+        let v = app.verify(&t.auditor).await;
+        assert!(!v.ok, "{v:?}");
+        assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
+        assert_eq!(v.problems, expected, "{v:?}");
+    };
+
+    // The other loan's disbursement slipped into this loan's history: a bank would see it there.
+    let inserted = app.db.execute_raw(&link(&id, foreign)).await.expect("inserting is not refused");
+    assert_eq!(inserted, 1);
+    let shown = app.history(&t.bank, &id).await;
+    assert_eq!(shown.len(), before.len() + 1, "the forged link shows in the history");
+    let lists_foreign =
+        format!("loan {id}: its history lists seq {foreign}, a transaction not on this loan");
+    reports(std::slice::from_ref(&lists_foreign)).await;
+
+    // A link naming no loan at all.
+    app.db.execute_raw(&link("B1-GHOST", repaid)).await.expect("inserting is not refused");
+    let lists_ghost =
+        format!("loan B1-GHOST: its history lists seq {repaid}, a transaction not on this loan");
+    reports(&[lists_foreign.clone(), lists_ghost.clone()]).await;
+
+    // One of this loan's own links removed (behind the trigger's back): the repayment is gone
+    // from its history.
+    let drop_trigger = match backend {
+        Backend::Sqlite => "drop trigger journal_loan_no_delete",
+        Backend::Postgres => "drop trigger journal_loan_append_only on journal_loan",
+    };
+    app.db.execute_raw(drop_trigger).await.expect("the trigger dropped");
+    let removed = app
+        .db
+        .execute_raw(&format!("delete from journal_loan where loan_id = '{id}' and seq = {repaid}"))
+        .await
+        .expect("with the trigger gone the delete goes through");
+    assert_eq!(removed, 1);
+    assert_eq!(app.history(&t.bank, &id).await.len(), before.len());
+    let lacks = format!("loan {id}: its history lacks seq {repaid}, one of its transactions");
+    reports(&[lists_foreign, lacks, lists_ghost]).await;
     app.finish().await;
 }
 

@@ -14,7 +14,10 @@
 //! journal prefix with its own read models, also while writes go on (a transaction committed
 //! after that head is neither scanned nor in the stored models read).
 //!
-//! Then the rebuilt read models are compared with the stored ones. Each stage lists its own
+//! Then the rebuilt read models are compared with the stored ones: the registry, the balances,
+//! the loans, and the loan history links (`journal_loan`, which loan histories are read through:
+//! a link added, changed or removed would show a bank a transaction of another loan, or hide
+//! one of its own). Each stage lists its own
 //! problems; the report has them in `seq` order (stage 1's first on the same `seq`), then the
 //! read models' (seq 0).
 
@@ -123,6 +126,30 @@ async fn joined<T>(task: JoinHandle<Result<T, StoreError>>) -> Result<T, AppErro
     }
 }
 
+/// Reports each seq in one of a loan's two lists of history links only, both ascending: `stored`
+/// (`journal_loan`) and `rebuilt` (the transactions whose event touches the loan).
+fn compare_links(loan_id: &str, stored: &[i64], rebuilt: &[u64], problem: &mut impl FnMut(String)) {
+    // A list's end reads as a seq after every other (both kinds of seq fit in an i128).
+    fn at<T: Copy + Into<i128>>(seqs: &[T], i: usize) -> i128 {
+        seqs.get(i).map_or(i128::MAX, |&seq| seq.into())
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < stored.len() || j < rebuilt.len() {
+        let (a, b) = (at(stored, i), at(rebuilt, j));
+        if a == b {
+            (i, j) = (i + 1, j + 1);
+        } else if a < b {
+            i += 1;
+            problem(format!(
+                "loan {loan_id}: its history lists seq {a}, a transaction not on this loan"
+            ));
+        } else {
+            j += 1;
+            problem(format!("loan {loan_id}: its history lacks seq {b}, one of its transactions"));
+        }
+    }
+}
+
 #[tracing::instrument(skip(db))]
 pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, AppError> {
     // Both stages run on threads of their own; should this future be dropped (the caller went
@@ -168,9 +195,14 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     });
     let _abort_on_drop = AbortOnDrop(vec![scan.abort_handle(), stored.abort_handle()]);
     let (scanned, stored) = tokio::join!(joined(scan), joined(stored));
-    let StoredModels { registry: stored, balances: stored_balances, loans: stored_loans } = stored?;
+    let StoredModels {
+        registry: stored,
+        balances: stored_balances,
+        loans: stored_loans,
+        links: stored_links,
+    } = stored?;
     let mut chain = scanned?;
-    let replay::Replay { mut loans, mut registry, problems: replay_problems } =
+    let replay::Replay { mut loans, mut registry, mut links, problems: replay_problems } =
         replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
     // after them).
@@ -237,6 +269,17 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     for id in missing {
         problem(format!("loan {id} is in the journal but missing from the read model"));
     }
+    // Each loan's stored links take its rebuilt ones out of the map; what is left was never
+    // stored.
+    for (loan_id, stored) in &stored_links.0 {
+        let rebuilt = links.remove(loan_id.as_str()).unwrap_or_default();
+        compare_links(loan_id, stored, &rebuilt, &mut problem);
+    }
+    let mut unlinked: Vec<(String, Vec<u64>)> = links.into_iter().collect();
+    unlinked.sort_unstable();
+    for (loan_id, rebuilt) in &unlinked {
+        compare_links(loan_id, &[], rebuilt, &mut problem);
+    }
     let unlisted = problems.total - problems.list.len() as u64;
     let mut listed: Vec<String> = problems.list.into_iter().map(|(_, text)| text).collect();
     if unlisted > 0 {
@@ -250,4 +293,39 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         first_break_seq: problems.first_break_seq,
         problems: listed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare_links;
+
+    fn compared(stored: &[i64], rebuilt: &[u64]) -> Vec<String> {
+        let mut problems = Vec::new();
+        compare_links("L", stored, rebuilt, &mut |text| problems.push(text));
+        problems
+    }
+
+    /// Each seq in one list only is reported once, in seq order; the same lists, nothing.
+    #[test]
+    fn links_in_one_list_only_are_reported() {
+        assert!(compared(&[1, 3, 5], &[1, 3, 5]).is_empty());
+        assert!(compared(&[], &[]).is_empty());
+        assert_eq!(
+            compared(&[1, 3, 5, 9], &[1, 2, 5, 7]),
+            [
+                "loan L: its history lacks seq 2, one of its transactions",
+                "loan L: its history lists seq 3, a transaction not on this loan",
+                "loan L: its history lacks seq 7, one of its transactions",
+                "loan L: its history lists seq 9, a transaction not on this loan",
+            ]
+        );
+        // A negative seq (only a forged row can have one) is listed like any other.
+        assert_eq!(
+            compared(&[-1], &[4]),
+            [
+                "loan L: its history lists seq -1, a transaction not on this loan",
+                "loan L: its history lacks seq 4, one of its transactions",
+            ]
+        );
+    }
 }

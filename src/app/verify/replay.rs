@@ -1,6 +1,7 @@
 //! Stage 2 of verify, on a thread of its own: the replay. Every event is decoded and applied
 //! through the domain rules to rebuild the loans and the registry from the journal alone, and
-//! each loan event's postings are recomputed and compared with the stored ones.
+//! each loan event's postings are recomputed and compared with the stored ones. The loan
+//! history links are rebuilt as the writer makes them ([`JournalEvent::loan_ids`]).
 
 use crate::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -26,13 +27,26 @@ pub(super) struct Replayed {
 pub(super) struct Replay {
     pub loans: HashMap<String, LoanState>,
     pub registry: RegistrySnapshot,
+    /// The seqs of each loan's history, ascending: the transactions whose event touches it.
+    pub links: HashMap<String, Vec<u64>>,
     pub problems: Problems,
 }
 
 impl Replay {
     pub fn apply(&mut self, t: Replayed) {
         let seq = t.seq;
-        match JournalEvent::from_parts(&t.kind, &t.command_json) {
+        let event = JournalEvent::from_parts(&t.kind, &t.command_json);
+        if let Ok(event) = &event {
+            for loan_id in event.loan_ids() {
+                match self.links.get_mut(loan_id) {
+                    Some(seqs) => seqs.push(seq),
+                    None => {
+                        self.links.insert(loan_id.to_string(), vec![seq]);
+                    }
+                }
+            }
+        }
+        match event {
             Ok(JournalEvent::Loan(event)) => match self.replay_loan(event, seq) {
                 Some(Ok(expected)) if expected.as_slice() == t.postings.as_slice() => {}
                 Some(Ok(_)) => self
@@ -161,6 +175,7 @@ mod tests {
             (Fen(5_000_000), Fen(4_999_900))
         );
         assert_eq!(loan.last_seq, 3);
+        assert_eq!(replay.links["BB-0000000"], [1, 2, 3]);
     }
 
     #[test]
