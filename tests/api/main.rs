@@ -57,6 +57,7 @@ on_both_backends!(
     concurrent_verifies_take_turns,
     tampered_read_models_are_reported,
     tampered_history_links_are_reported,
+    tampered_idempotency_records_are_reported,
     bytewise_ids_whatever_the_collation,
     authentication_and_roles,
     failed_write_leaves_nothing,
@@ -2080,6 +2081,72 @@ async fn tampered_history_links_are_reported(backend: Backend) {
     assert_eq!(app.history(&t.bank, &id).await.len(), before.len());
     let lacks = format!("loan {id}: its history lacks seq {repaid}, one of its transactions");
     reports(&[lists_foreign, lacks, lists_ghost]).await;
+    app.finish().await;
+}
+
+/// Verify checks the idempotency records against the journal: every transaction's request has
+/// the record that names its seq. A record removed (a retry of its request is then written
+/// again: the reason it matters), a record moved to another transaction, and one naming a seq
+/// the journal does not have are each reported; the chain still holds.
+async fn tampered_idempotency_records_are_reported(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let first =
+        entry(&app.repay_as(&t.bank, "pay-1", &id, "2021-03-20", 1_029_410).await.unwrap()).seq;
+    let second = entry(&app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap()).seq;
+    assert!(app.verify(&t.auditor).await.ok);
+    let reports = async |expected: &[String]| {
+        let v = app.verify(&t.auditor).await;
+        assert!(!v.ok, "{v:?}");
+        assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
+        assert_eq!(v.problems, expected, "{v:?}");
+    };
+    let triggers = match backend {
+        Backend::Sqlite => "drop trigger idempotency_no_update; drop trigger idempotency_no_delete",
+        Backend::Postgres => "drop trigger idempotency_append_only on idempotency",
+    };
+    app.db.execute_raw(triggers).await.expect("the triggers dropped");
+
+    // A record naming a seq past the head.
+    let inserted = app
+        .db
+        .execute_raw(&format!(
+            "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) \
+             values ('bank:B1', 'forged', 'f', '{{}}', '{LEDGER}', {})",
+            second + 100
+        ))
+        .await
+        .expect("inserting is not refused");
+    assert_eq!(inserted, 1);
+    let past_head =
+        format!("an idempotency record names seq {}, which is not in the journal", second + 100);
+    reports(std::slice::from_ref(&past_head)).await;
+
+    // The first repayment's record moved onto the second's transaction.
+    let moved = app
+        .db
+        .execute_raw(&format!("update idempotency set seq = {second} where request_id = 'pay-1'"))
+        .await
+        .expect("with the triggers gone the update goes through");
+    assert_eq!(moved, 1);
+    let no_record = |seq: u64| {
+        format!("seq {seq}: its request has no idempotency record: a retry would be written again")
+    };
+    let another = format!("seq {second}: an idempotency record of another request names it");
+    reports(&[no_record(first), another.clone(), past_head.clone()]).await;
+
+    // The second repayment's record removed: its retry is written again, a second repayment.
+    let removed = app
+        .db
+        .execute_raw("delete from idempotency where request_id = 'pay-2'")
+        .await
+        .expect("with the triggers gone the delete goes through");
+    assert_eq!(removed, 1);
+    reports(&[no_record(first), another, no_record(second), past_head]).await;
+    let again = app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await;
+    let again = entry(&again.expect("the retry is taken as new")).seq;
+    assert!(again > second, "written again at seq {again}");
     app.finish().await;
 }
 

@@ -1,7 +1,8 @@
 //! Stage 1 of verify, on the journal scan's thread: the chain. For each transaction in order:
 //! `seq` is dense, `prev_hash` is the previous transaction's hash, `hash` is recomputed from the
 //! stored row and its postings, and the postings balance; account balances are summed from the
-//! postings. Each transaction then goes on to stage 2 ([`super::replay`]) in chunks.
+//! postings; each transaction's request key is kept as its digest, for the idempotency records'.
+//! Each transaction then goes on to stage 2 ([`super::replay`]) in chunks.
 
 use crate::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use super::Problems;
 use super::replay::Replayed;
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
 use crate::ledger::posting::{Posting, Postings};
+use crate::store::bulk::request_digest;
 use crate::store::scan::{JournalVisitor, TxnRef};
 
 /// Transactions handed to stage 2 at a time.
@@ -29,6 +31,10 @@ pub(super) struct Chain {
     /// it, whatever was stored).
     pub balances: HashMap<String, i128>,
     pub problems: Problems,
+    /// Each transaction's seq and the [`request_digest`] of its request key (actor, request id)
+    /// under `keys`, in seq order.
+    pub requests: Vec<(u64, u64)>,
+    keys: std::hash::RandomState,
     /// The canonical bytes of the transaction being hashed (kept to reuse its allocation).
     bytes: Vec<u8>,
     chunk: Vec<Replayed>,
@@ -38,7 +44,12 @@ pub(super) struct Chain {
 }
 
 impl Chain {
-    pub fn new(ledger_id: &str, replay: SyncSender<Vec<Replayed>>, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        ledger_id: &str,
+        replay: SyncSender<Vec<Replayed>>,
+        stop: Arc<AtomicBool>,
+        keys: std::hash::RandomState,
+    ) -> Self {
         Chain {
             ledger_id: ledger_id.to_string(),
             prev: GENESIS,
@@ -48,6 +59,8 @@ impl Chain {
             head_hash: String::new(),
             balances: HashMap::default(),
             problems: Problems::default(),
+            requests: Vec::new(),
+            keys,
             bytes: Vec::with_capacity(4096),
             chunk: Vec::with_capacity(CHUNK),
             replay: Some(replay),
@@ -118,6 +131,7 @@ impl JournalVisitor for Chain {
                 }
             }
         }
+        self.requests.push((seq, request_digest(&self.keys, t.actor, t.request_id)));
         self.head_seq = seq;
         self.head_hash.clear();
         self.head_hash.push_str(t.hash);
@@ -163,7 +177,8 @@ mod tests {
     #[test]
     fn an_empty_journal_breaks_at_seq_1() {
         let (to_replay, _chunks) = std::sync::mpsc::sync_channel(1);
-        let mut chain = Chain::new("L", to_replay, Arc::new(AtomicBool::new(false)));
+        let mut chain =
+            Chain::new("L", to_replay, Arc::new(AtomicBool::new(false)), Default::default());
         chain.end();
         assert_eq!(chain.problems.first_break_seq, 1);
         assert_eq!(chain.problems.list, [(1, "seq 1 is missing: the journal is empty".into())]);

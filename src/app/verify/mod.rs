@@ -17,7 +17,10 @@
 //! Then the rebuilt read models are compared with the stored ones: the registry, the balances,
 //! the loans, and the loan history links (`journal_loan`, which loan histories are read through:
 //! a link added, changed or removed would show a bank a transaction of another loan, or hide
-//! one of its own). Each stage lists its own
+//! one of its own), and the idempotency records' keys (each transaction's request must have the
+//! record that names its seq: without it a retry of the request would be written again; a
+//! record of another request naming it would answer that request's retry with this
+//! transaction). Each stage lists its own
 //! problems; the report has them in `seq` order (stage 1's first on the same `seq`), then the
 //! read models' (seq 0).
 
@@ -150,6 +153,40 @@ fn compare_links(loan_id: &str, stored: &[i64], rebuilt: &[u64], problem: &mut i
     }
 }
 
+/// Reports each transaction in `journal` (seq, request digest) without an idempotency record of
+/// its own request in `stored` (seq, request digest; both by seq), each stored record naming it
+/// for another request, and each stored record naming a seq the journal does not have.
+fn compare_requests(
+    journal: &[(u64, u64)],
+    stored: &[(i64, u64)],
+    problem: &mut impl FnMut(String),
+) {
+    let mut stored = stored.iter().map(|&(seq, digest)| (i128::from(seq), digest)).peekable();
+    let unjournaled =
+        |seq: i128| format!("an idempotency record names seq {seq}, which is not in the journal");
+    for &(seq, digest) in journal {
+        let seq = i128::from(seq);
+        let mut own = false;
+        while let Some((at, other)) = stored.next_if(|&(at, _)| at <= seq) {
+            if at < seq {
+                problem(unjournaled(at));
+            } else if other == digest && !own {
+                own = true;
+            } else {
+                problem(format!("seq {seq}: an idempotency record of another request names it"));
+            }
+        }
+        if !own {
+            problem(format!(
+                "seq {seq}: its request has no idempotency record: a retry would be written again"
+            ));
+        }
+    }
+    for (at, _) in stored {
+        problem(unjournaled(at));
+    }
+}
+
 #[tracing::instrument(skip(db))]
 pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, AppError> {
     // Both stages run on threads of their own; should this future be dropped (the caller went
@@ -178,10 +215,16 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     // dropped, the tasks are aborted.
     // The stored read models are read in one snapshot, whose journal head the scan stops at:
     // the two then describe the same journal while writes go on.
-    let chain = chain::Chain::new(ledger_id, to_replay, stop);
+    // The request keys are compared as digests keyed afresh for this verify.
+    let keys = std::hash::RandomState::new();
+    let chain = chain::Chain::new(ledger_id, to_replay, stop, keys.clone());
     let (head_tx, head) = tokio::sync::oneshot::channel();
     let stored =
-        spawn_read(db, ledger_id, |db, id| async move { db.stored_models(&id, head_tx).await });
+        spawn_read(
+            db,
+            ledger_id,
+            |db, id| async move { db.stored_models(&id, head_tx, keys).await },
+        );
     let scan = spawn_read(db, ledger_id, |db, id| async move {
         match head.await {
             Ok(through) => db.scan_journal_through(&id, through, chain).await,
@@ -200,6 +243,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         balances: stored_balances,
         loans: stored_loans,
         links: stored_links,
+        requests: stored_requests,
     } = stored?;
     let mut chain = scanned?;
     let replay::Replay { mut loans, mut registry, mut links, problems: replay_problems } =
@@ -280,6 +324,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     for (loan_id, rebuilt) in &unlinked {
         compare_links(loan_id, &[], rebuilt, &mut problem);
     }
+    compare_requests(&chain.requests, &stored_requests, &mut problem);
     let unlisted = problems.total - problems.list.len() as u64;
     let mut listed: Vec<String> = problems.list.into_iter().map(|(_, text)| text).collect();
     if unlisted > 0 {
@@ -297,7 +342,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
 
 #[cfg(test)]
 mod tests {
-    use super::compare_links;
+    use super::{compare_links, compare_requests};
 
     fn compared(stored: &[i64], rebuilt: &[u64]) -> Vec<String> {
         let mut problems = Vec::new();
@@ -327,5 +372,33 @@ mod tests {
                 "loan L: its history lacks seq 4, one of its transactions",
             ]
         );
+    }
+
+    fn requests(journal: &[(u64, u64)], stored: &[(i64, u64)]) -> Vec<String> {
+        let mut problems = Vec::new();
+        compare_requests(journal, stored, &mut |text| problems.push(text));
+        problems
+    }
+
+    /// A transaction needs the record of its own request; every other record naming it, or
+    /// naming no transaction, is reported, in seq order.
+    #[test]
+    fn idempotency_records_match_their_transactions() {
+        let journal = [(1, 10), (2, 20), (3, 30)];
+        assert!(requests(&journal, &[(1, 10), (2, 20), (3, 30)]).is_empty());
+        let none = |seq| {
+            format!(
+                "seq {seq}: its request has no idempotency record: a retry would be written again"
+            )
+        };
+        let other = |seq| format!("seq {seq}: an idempotency record of another request names it");
+        let unjournaled =
+            |seq| format!("an idempotency record names seq {seq}, which is not in the journal");
+        assert_eq!(
+            requests(&journal, &[(0, 5), (2, 20), (2, 20), (2, 99), (3, 10), (7, 70)]),
+            [unjournaled(0), none(1), other(2), other(2), other(3), none(3), unjournaled(7)]
+        );
+        assert_eq!(requests(&[], &[(1, 10)]), [unjournaled(1)]);
+        assert_eq!(requests(&journal[..1], &[]), [none(1)]);
     }
 }
