@@ -85,7 +85,7 @@ impl Application {
             } else {
                 None
             };
-        let (writer, writer_task) = writer::spawn(db.clone());
+        let (writer, writer_task) = writer::spawn(db.clone(), settings.business_utc_offset);
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;

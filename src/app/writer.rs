@@ -50,7 +50,7 @@ use super::command::{Command, JournalRef, Outcome, SettledTotals};
 use super::error::AppError;
 use super::servicing::loan_at_seq;
 use crate::collections::{HashMap, HashSet};
-use crate::domain::date::format_date;
+use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
 use crate::domain::household::{StatusEntry, status_on};
@@ -281,9 +281,13 @@ impl Pending {
 /// faster under 64 clients once a group made two hand-offs to SQLite's thread, and half as fast
 /// for commands that read one row at a time (registry commands), since that thread parked
 /// between every two statements where the shared runtime's workers were still awake.
-pub fn spawn(db: Db) -> (WriterHandle, JoinHandle<()>) {
+///
+/// `business_utc_offset` gives the business date of a transaction recorded now: the value date
+/// of records that have none of their own (a ledger created, a bank registered).
+pub fn spawn(db: Db, business_utc_offset: chrono::FixedOffset) -> (WriterHandle, JoinHandle<()>) {
     let (queue, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
-    let writer = Writer { db, heads: HashMap::default(), loans: HashMap::default() };
+    let writer =
+        Writer { db, heads: HashMap::default(), loans: HashMap::default(), business_utc_offset };
     let task = tokio::spawn(writer.run(rx));
     (WriterHandle { queue, permits: Arc::new(Semaphore::new(QUEUE_DEPTH_MAX)) }, task)
 }
@@ -295,6 +299,7 @@ struct Writer {
     /// Committed loan states, so that a busy loan is not read back for every group. The writer
     /// is the only writer, so what it committed is what the database holds.
     loans: HashMap<String, LoanState>,
+    business_utc_offset: chrono::FixedOffset,
 }
 
 /// Loan states the writer keeps, at most; past this the cache starts again empty. At about 2 KB
@@ -319,6 +324,8 @@ struct Group {
     registry: Registry,
     staged: Staged,
     recorded_at_us: i64,
+    /// The business date at `recorded_at_us`.
+    recorded_on: BusinessDate,
 }
 
 /// Registry rows that many commands of a group read, read from the database once per group: a
@@ -394,9 +401,14 @@ impl Registry {
 }
 
 impl Group {
-    /// An empty group, its transactions recorded now.
-    fn new() -> Group {
-        Group { recorded_at_us: chrono::Utc::now().timestamp_micros(), ..Group::default() }
+    /// An empty group, its transactions recorded now, on the business date at `offset`.
+    fn new(offset: chrono::FixedOffset) -> Group {
+        let now = chrono::Utc::now();
+        Group {
+            recorded_at_us: now.timestamp_micros(),
+            recorded_on: now.with_timezone(&offset).date_naive(),
+            ..Group::default()
+        }
     }
 
     /// Answers stored by earlier groups under the group's request ids.
@@ -721,7 +733,8 @@ impl Writer {
         first: Submission,
         mut f: InFlight,
     ) -> (Option<InFlight>, Option<Submission>, bool) {
-        let mut spec = Speculation { g: Group::new(), ..Speculation::default() };
+        let mut spec =
+            Speculation { g: Group::new(self.business_utc_offset), ..Speculation::default() };
         let mut next = Some(first);
         let mut carried = None;
         let mut closed = false;
@@ -1126,7 +1139,7 @@ impl Writer {
         group: &[Envelope],
         lookup: Lookup,
     ) -> Result<Option<(Group, Answers)>, AppError> {
-        let mut g = Group::new();
+        let mut g = Group::new(self.business_utc_offset);
         self.prefetch(tx, &mut g, group, lookup).await?;
         let mut results = Vec::with_capacity(group.len());
         if let Err((e, request_id)) = self.execute_all(tx, &mut g, group, &mut results).await {
@@ -1384,13 +1397,7 @@ impl Writer {
         }
         let (prev_seq, prev_hash) = self.head(tx, g, &planned.ledger_id).await?;
         let seq = prev_seq + 1;
-        let value_date = format_date(
-            planned.event.value_date(
-                chrono::DateTime::from_timestamp_micros(g.recorded_at_us)
-                    .unwrap_or_default()
-                    .date_naive(),
-            ),
-        );
+        let value_date = format_date(planned.event.value_date(g.recorded_on));
         let command_json = planned.event.to_json();
         let actor = env.actor_name().to_string();
         let content = TxnContent {

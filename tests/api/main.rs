@@ -2637,6 +2637,23 @@ async fn today_is_the_business_day(backend: Backend) {
     if utc_before == utc_after {
         assert_ne!(shown, utc_before, "as of UTC's date");
     }
+
+    // A record without a date of its own (a bank registered) bears the business date too.
+    let (before, utc_before) = dates();
+    let registered = app.register_bank(&t.operator, "B2").await;
+    let (after, utc_after) = dates();
+    let seq = registered.entry.expect("an entry").seq;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let value_date =
+        &journal.iter().find(|txn| txn.seq == seq).expect("the bank's record").value_date;
+    assert!(
+        *value_date == before || *value_date == after,
+        "value date {value_date}: the date there was {before}, then {after}"
+    );
+    if utc_before == utc_after {
+        assert_ne!(*value_date, utc_before, "UTC's date");
+    }
+    assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
 
