@@ -144,7 +144,7 @@ fn compare_links(loan_id: &str, stored: &[i64], rebuilt: &[u64], problem: &mut i
         } else if a < b {
             i += 1;
             problem(format!(
-                "loan {loan_id}: its history lists seq {a}, a transaction not on this loan"
+                "loan {loan_id}: its history lists seq {a}, which is not one of its transactions"
             ));
         } else {
             j += 1;
@@ -359,16 +359,16 @@ mod tests {
             compared(&[1, 3, 5, 9], &[1, 2, 5, 7]),
             [
                 "loan L: its history lacks seq 2, one of its transactions",
-                "loan L: its history lists seq 3, a transaction not on this loan",
+                "loan L: its history lists seq 3, which is not one of its transactions",
                 "loan L: its history lacks seq 7, one of its transactions",
-                "loan L: its history lists seq 9, a transaction not on this loan",
+                "loan L: its history lists seq 9, which is not one of its transactions",
             ]
         );
         // A negative seq (only a forged row can have one) is listed like any other.
         assert_eq!(
             compared(&[-1], &[4]),
             [
-                "loan L: its history lists seq -1, a transaction not on this loan",
+                "loan L: its history lists seq -1, which is not one of its transactions",
                 "loan L: its history lacks seq 4, one of its transactions",
             ]
         );
