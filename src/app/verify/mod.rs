@@ -14,7 +14,8 @@
 //! journal prefix with its own read models, also while writes go on (a transaction committed
 //! after that head is neither scanned nor in the stored models read).
 //!
-//! Then the rebuilt read models are compared with the stored ones: the registry, the balances,
+//! Then the rebuilt read models are compared with the stored ones ([`compare`], on two threads):
+//! the registry, the balances,
 //! the loans, and the loan history links (`journal_loan`, which loan histories are read through:
 //! a link added, changed or removed would show a bank a transaction of another loan, or hide
 //! one of its own), and the idempotency records' keys (each transaction's request must have the
@@ -25,6 +26,7 @@
 //! read models' (seq 0).
 
 mod chain;
+mod compare;
 mod replay;
 
 use std::sync::Arc;
@@ -33,7 +35,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinHandle;
 
 use super::error::AppError;
-use crate::store::bulk::StoredModels;
 use crate::store::scan::JournalVisitor;
 use crate::store::{Db, StoreError};
 
@@ -74,6 +75,16 @@ impl Problems {
         }
         if self.list.len() < PROBLEMS_MAX {
             self.list.push((seq, text));
+        }
+    }
+
+    /// Appends `other`'s problems after this one's, under the one cap.
+    fn append(&mut self, other: Problems) {
+        self.total += other.total;
+        let room = PROBLEMS_MAX.saturating_sub(self.list.len());
+        self.list.extend(other.list.into_iter().take(room));
+        if self.first_break_seq == 0 {
+            self.first_break_seq = other.first_break_seq;
         }
     }
 
@@ -129,64 +140,6 @@ async fn joined<T>(task: JoinHandle<Result<T, StoreError>>) -> Result<T, AppErro
     }
 }
 
-/// Reports each seq in one of a loan's two lists of history links only, both ascending: `stored`
-/// (`journal_loan`) and `rebuilt` (the transactions whose event touches the loan).
-fn compare_links(loan_id: &str, stored: &[i64], rebuilt: &[u64], problem: &mut impl FnMut(String)) {
-    // A list's end reads as a seq after every other (both kinds of seq fit in an i128).
-    fn at<T: Copy + Into<i128>>(seqs: &[T], i: usize) -> i128 {
-        seqs.get(i).map_or(i128::MAX, |&seq| seq.into())
-    }
-    let (mut i, mut j) = (0, 0);
-    while i < stored.len() || j < rebuilt.len() {
-        let (a, b) = (at(stored, i), at(rebuilt, j));
-        if a == b {
-            (i, j) = (i + 1, j + 1);
-        } else if a < b {
-            i += 1;
-            problem(format!(
-                "loan {loan_id}: its history lists seq {a}, which is not one of its transactions"
-            ));
-        } else {
-            j += 1;
-            problem(format!("loan {loan_id}: its history lacks seq {b}, one of its transactions"));
-        }
-    }
-}
-
-/// Reports each transaction in `journal` (seq, request digest) without an idempotency record of
-/// its own request in `stored` (seq, request digest; both by seq), each stored record naming it
-/// for another request, and each stored record naming a seq the journal does not have.
-fn compare_requests(
-    journal: &[(u64, u64)],
-    stored: &[(i64, u64)],
-    problem: &mut impl FnMut(String),
-) {
-    let mut stored = stored.iter().map(|&(seq, digest)| (i128::from(seq), digest)).peekable();
-    let unjournaled =
-        |seq: i128| format!("an idempotency record names seq {seq}, which is not in the journal");
-    for &(seq, digest) in journal {
-        let seq = i128::from(seq);
-        let mut own = false;
-        while let Some((at, other)) = stored.next_if(|&(at, _)| at <= seq) {
-            if at < seq {
-                problem(unjournaled(at));
-            } else if other == digest && !own {
-                own = true;
-            } else {
-                problem(format!("seq {seq}: an idempotency record of another request names it"));
-            }
-        }
-        if !own {
-            problem(format!(
-                "seq {seq}: its request has no idempotency record: a retry would be written again"
-            ));
-        }
-    }
-    for (at, _) in stored {
-        problem(unjournaled(at));
-    }
-}
-
 #[tracing::instrument(skip(db))]
 pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, AppError> {
     // Both stages run on threads of their own; should this future be dropped (the caller went
@@ -238,93 +191,25 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     });
     let _abort_on_drop = AbortOnDrop(vec![scan.abort_handle(), stored.abort_handle()]);
     let (scanned, stored) = tokio::join!(joined(scan), joined(stored));
-    let StoredModels {
-        registry: stored,
-        balances: stored_balances,
-        loans: stored_loans,
-        links: stored_links,
-        requests: stored_requests,
-    } = stored?;
+    let stored = stored?;
     let mut chain = scanned?;
-    let replay::Replay { mut loans, mut registry, mut links, problems: replay_problems } =
+    let replay::Replay { loans, registry, links, problems: replay_problems } =
         replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
     // after them).
     let mut problems = std::mem::take(&mut chain.problems).merge(replay_problems);
-    let mut balances = chain.balances;
-    let mut problem = |text: String| problems.add(0, text);
-
-    // Read models against the journal. The stored registry is read in the order of its keys'
-    // bytes (`store::bulk`: PostgreSQL's key columns collate "C" since migration 0005); the
-    // rebuilt one, in journal order, is put in that order.
-    registry.sort();
-    if stored.ledger_name != registry.ledger_name {
-        problem(format!(
-            "the name of ledger {ledger_id} differs from the journal (stored {:?}, journal {:?})",
-            stored.ledger_name.as_deref().unwrap_or_default(),
-            registry.ledger_name.as_deref().unwrap_or_default()
-        ));
-    }
-    for (what, same) in [
-        ("banks", stored.banks == registry.banks),
-        ("households", stored.households == registry.households),
-        ("household statuses", stored.statuses == registry.statuses),
-        ("policy versions", stored.policies == registry.policies),
-    ] {
-        if !same {
-            problem(format!("the {what} of ledger {ledger_id} differ from the journal"));
-        }
-    }
-
-    // Each stored figure takes its rebuilt one out of the map; what is left was never stored.
-    for (account, stored) in &stored_balances {
-        let rebuilt = balances.remove(account.as_str()).unwrap_or(0);
-        if rebuilt != i128::from(stored.0) {
-            problem(format!(
-                "balance of {account}: stored {} fen, journal gives {rebuilt} fen",
-                stored.0
-            ));
-        }
-    }
-    let mut unstored: Vec<(&String, &i128)> = balances.iter().filter(|(_, b)| **b != 0).collect();
-    unstored.sort();
-    for (account, rebuilt) in unstored {
-        problem(format!("balance of {account}: missing, journal gives {rebuilt} fen"));
-    }
-    for stored in &stored_loans {
-        match loans.remove(&stored.terms.loan_id) {
-            None => problem(format!(
-                "loan {} is stored but has no contract in the journal",
-                stored.terms.loan_id
-            )),
-            Some(rebuilt) if rebuilt != *stored => problem(format!(
-                "loan {}: stored state differs from the journal (stored {} outstanding {} fen, journal {} outstanding {} fen)",
-                stored.terms.loan_id,
-                stored.status.as_str(),
-                stored.principal_outstanding_fen.0,
-                rebuilt.status.as_str(),
-                rebuilt.principal_outstanding_fen.0
-            )),
-            Some(_) => {}
-        }
-    }
-    let mut missing: Vec<&String> = loans.keys().collect();
-    missing.sort();
-    for id in missing {
-        problem(format!("loan {id} is in the journal but missing from the read model"));
-    }
-    // Each loan's stored links take its rebuilt ones out of the map; what is left was never
-    // stored.
-    for (loan_id, stored) in &stored_links.0 {
-        let rebuilt = links.remove(loan_id.as_str()).unwrap_or_default();
-        compare_links(loan_id, stored, &rebuilt, &mut problem);
-    }
-    let mut unlinked: Vec<(String, Vec<u64>)> = links.into_iter().collect();
-    unlinked.sort_unstable();
-    for (loan_id, rebuilt) in &unlinked {
-        compare_links(loan_id, &[], rebuilt, &mut problem);
-    }
-    compare_requests(&chain.requests, &stored_requests, &mut problem);
+    let rebuilt = compare::Rebuilt {
+        registry,
+        balances: std::mem::take(&mut chain.balances),
+        loans,
+        links,
+        requests: std::mem::take(&mut chain.requests),
+    };
+    let ledger = ledger_id.to_string();
+    let models = tokio::task::spawn_blocking(move || compare::compare(&ledger, rebuilt, stored))
+        .await
+        .map_err(|e| AppError::Internal(format!("comparing the read models failed: {e}")))?;
+    problems.append(models);
     let unlisted = problems.total - problems.list.len() as u64;
     let mut listed: Vec<String> = problems.list.into_iter().map(|(_, text)| text).collect();
     if unlisted > 0 {
@@ -338,67 +223,4 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         first_break_seq: problems.first_break_seq,
         problems: listed,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{compare_links, compare_requests};
-
-    fn compared(stored: &[i64], rebuilt: &[u64]) -> Vec<String> {
-        let mut problems = Vec::new();
-        compare_links("L", stored, rebuilt, &mut |text| problems.push(text));
-        problems
-    }
-
-    /// Each seq in one list only is reported once, in seq order; the same lists, nothing.
-    #[test]
-    fn links_in_one_list_only_are_reported() {
-        assert!(compared(&[1, 3, 5], &[1, 3, 5]).is_empty());
-        assert!(compared(&[], &[]).is_empty());
-        assert_eq!(
-            compared(&[1, 3, 5, 9], &[1, 2, 5, 7]),
-            [
-                "loan L: its history lacks seq 2, one of its transactions",
-                "loan L: its history lists seq 3, which is not one of its transactions",
-                "loan L: its history lacks seq 7, one of its transactions",
-                "loan L: its history lists seq 9, which is not one of its transactions",
-            ]
-        );
-        // A negative seq (only a forged row can have one) is listed like any other.
-        assert_eq!(
-            compared(&[-1], &[4]),
-            [
-                "loan L: its history lists seq -1, which is not one of its transactions",
-                "loan L: its history lacks seq 4, one of its transactions",
-            ]
-        );
-    }
-
-    fn requests(journal: &[(u64, u64)], stored: &[(i64, u64)]) -> Vec<String> {
-        let mut problems = Vec::new();
-        compare_requests(journal, stored, &mut |text| problems.push(text));
-        problems
-    }
-
-    /// A transaction needs the record of its own request; every other record naming it, or
-    /// naming no transaction, is reported, in seq order.
-    #[test]
-    fn idempotency_records_match_their_transactions() {
-        let journal = [(1, 10), (2, 20), (3, 30)];
-        assert!(requests(&journal, &[(1, 10), (2, 20), (3, 30)]).is_empty());
-        let none = |seq| {
-            format!(
-                "seq {seq}: its request has no idempotency record: a retry would be written again"
-            )
-        };
-        let other = |seq| format!("seq {seq}: an idempotency record of another request names it");
-        let unjournaled =
-            |seq| format!("an idempotency record names seq {seq}, which is not in the journal");
-        assert_eq!(
-            requests(&journal, &[(0, 5), (2, 20), (2, 20), (2, 99), (3, 10), (7, 70)]),
-            [unjournaled(0), none(1), other(2), other(2), other(3), none(3), unjournaled(7)]
-        );
-        assert_eq!(requests(&[], &[(1, 10)]), [unjournaled(1)]);
-        assert_eq!(requests(&journal[..1], &[]), [none(1)]);
-    }
 }
