@@ -15,8 +15,7 @@
 //! after that head is neither scanned nor in the stored models read).
 //!
 //! Then the rebuilt read models are compared with the stored ones ([`compare`], on two threads):
-//! the registry, the balances,
-//! the loans, and the loan history links (`journal_loan`, which loan histories are read through:
+//! the registry, the balances, the loans, and the loan history links (`journal_loan`, which loan histories are read through:
 //! a link added, changed or removed would show a bank a transaction of another loan, or hide
 //! one of its own), and the idempotency records' keys (each transaction's request must have the
 //! record that names its seq: without it a retry of the request would be written again; a
@@ -78,7 +77,9 @@ impl Problems {
         }
     }
 
-    /// Appends `other`'s problems after this one's, under the one cap.
+    /// Appends `other`'s problems after this one's, under the one cap (for problems with no seq,
+    /// which go after the journal's in any order: `first_break_seq` is this one's unless it has
+    /// none).
     fn append(&mut self, other: Problems) {
         self.total += other.total;
         let room = PROBLEMS_MAX.saturating_sub(self.list.len());
@@ -223,4 +224,29 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         first_break_seq: problems.first_break_seq,
         problems: listed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PROBLEMS_MAX, Problems};
+
+    /// Appended problems follow the ones there, all under one cap, all counted; the first break
+    /// stays the journal's.
+    #[test]
+    fn appended_problems_share_the_cap() {
+        let mut journal = Problems::default();
+        journal.add(7, "seq 7".into());
+        let mut models = Problems::default();
+        for i in 0..PROBLEMS_MAX {
+            models.add(0, format!("model {i}"));
+        }
+        journal.append(models);
+        assert_eq!((journal.list.len(), journal.total), (PROBLEMS_MAX, PROBLEMS_MAX as u64 + 1));
+        assert_eq!(journal.list[0], (7, "seq 7".to_string()));
+        assert_eq!(journal.list[1], (0, "model 0".to_string()));
+        assert_eq!(journal.first_break_seq, 7);
+        let mut none = Problems::default();
+        none.append(journal);
+        assert_eq!(none.first_break_seq, 7);
+    }
 }
