@@ -1718,7 +1718,7 @@ async fn tampering_is_reported(backend: Backend) {
     let target = entry(&repaid).seq;
     assert!(app.verify(&t.auditor).await.ok);
 
-    app.drop_posting_triggers().await;
+    app.drop_append_only_triggers("posting").await;
     let changed = app
         .db
         .execute_raw(&format!(
@@ -2022,6 +2022,14 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     app.finish().await;
 }
 
+/// Verify reports exactly `expected`, read-model problems: the chain itself holds.
+async fn verify_reports(app: &TestApp, auditor: &str, expected: &[String]) {
+    let v = app.verify(auditor).await;
+    assert!(!v.ok, "{v:?}");
+    assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
+    assert_eq!(v.problems, expected, "{v:?}");
+}
+
 /// Verify rebuilds the loan history links (`journal_loan`, which a loan's history is read
 /// through) from the journal and compares them with the stored ones: a link slipped in that puts
 /// another loan's transaction into this loan's history, a link naming a loan that does not
@@ -2043,12 +2051,7 @@ async fn tampered_history_links_are_reported(backend: Backend) {
         )
     };
     // Each step's problems, and the chain still holds.
-    let reports = async |expected: &[String]| {
-        let v = app.verify(&t.auditor).await;
-        assert!(!v.ok, "{v:?}");
-        assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
-        assert_eq!(v.problems, expected, "{v:?}");
-    };
+    let reports = async |expected: &[String]| verify_reports(&app, &t.auditor, expected).await;
 
     // The other loan's disbursement slipped into this loan's history: a bank would see it there.
     let inserted = app.db.execute_raw(&link(&id, foreign)).await.expect("inserting is not refused");
@@ -2068,11 +2071,7 @@ async fn tampered_history_links_are_reported(backend: Backend) {
 
     // One of this loan's own links removed (behind the trigger's back): the repayment is gone
     // from its history.
-    let drop_trigger = match backend {
-        Backend::Sqlite => "drop trigger journal_loan_no_delete",
-        Backend::Postgres => "drop trigger journal_loan_append_only on journal_loan",
-    };
-    app.db.execute_raw(drop_trigger).await.expect("the trigger dropped");
+    app.drop_append_only_triggers("journal_loan").await;
     let removed = app
         .db
         .execute_raw(&format!("delete from journal_loan where loan_id = '{id}' and seq = {repaid}"))
@@ -2097,17 +2096,8 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
         entry(&app.repay_as(&t.bank, "pay-1", &id, "2021-03-20", 1_029_410).await.unwrap()).seq;
     let second = entry(&app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap()).seq;
     assert!(app.verify(&t.auditor).await.ok);
-    let reports = async |expected: &[String]| {
-        let v = app.verify(&t.auditor).await;
-        assert!(!v.ok, "{v:?}");
-        assert_eq!(v.first_break_seq, 0, "the chain holds: {v:?}");
-        assert_eq!(v.problems, expected, "{v:?}");
-    };
-    let triggers = match backend {
-        Backend::Sqlite => "drop trigger idempotency_no_update; drop trigger idempotency_no_delete",
-        Backend::Postgres => "drop trigger idempotency_append_only on idempotency",
-    };
-    app.db.execute_raw(triggers).await.expect("the triggers dropped");
+    let reports = async |expected: &[String]| verify_reports(&app, &t.auditor, expected).await;
+    app.drop_append_only_triggers("idempotency").await;
 
     // Records naming a seq past the head, and seq 0 (where the records of commands outside any
     // chain are kept, but under no ledger).

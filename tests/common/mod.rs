@@ -421,15 +421,18 @@ impl TestApp {
 
     /// Drops the append-only triggers of `posting` (to simulate tampering behind the
     /// service's back).
-    pub async fn drop_posting_triggers(&self) {
+    /// Drops the triggers that keep `table` append-only (behind the service's back).
+    pub async fn drop_append_only_triggers(&self, table: &str) {
         let sql = match self.backend {
-            Backend::Sqlite => "drop trigger posting_no_update; drop trigger posting_no_delete;",
-            Backend::Postgres => {
-                "drop trigger posting_append_only on posting; \
-                 drop trigger posting_no_truncate on posting;"
+            Backend::Sqlite => {
+                format!("drop trigger {table}_no_update; drop trigger {table}_no_delete;")
             }
+            Backend::Postgres => format!(
+                "drop trigger {table}_append_only on {table}; \
+                 drop trigger {table}_no_truncate on {table};"
+            ),
         };
-        self.db.execute_raw(sql).await.expect("Failed to drop the posting triggers");
+        self.db.execute_raw(&sql).await.expect("Failed to drop the append-only triggers");
     }
 }
 
