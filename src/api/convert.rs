@@ -180,10 +180,7 @@ pub fn loan_to_pb(l: &LoanState, full_ids: bool, as_of: BusinessDate) -> pb::Loa
         guarantee_free: t.guarantee_free,
         // The status follows the same figures as the buckets: settlement points up to as_of
         // count even when no run has recorded them yet.
-        status: loan_status_to_pb(match &quote {
-            Some(q) => l.status_for_days_overdue(q.days_overdue),
-            None => l.status_on(as_of),
-        }) as i32,
+        status: loan_status_to_pb(l.status_shown(quote.as_ref(), as_of)) as i32,
         disbursed_fen: l.disbursed_fen.0,
         principal_outstanding_fen: l.principal_outstanding_fen.0,
         principal_repaid_fen: l.principal_repaid_fen.0,

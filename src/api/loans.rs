@@ -12,7 +12,7 @@ use crate::app::servicing::{loan_as_of, run_settlement};
 use crate::domain::date::add_months;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::identity::IdNumber;
-use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
+use crate::domain::loan::{LoanState, LoanStatus, LoanTerms, RepaymentMethod, SettlementFrequency};
 use crate::domain::money::Rounding;
 use crate::domain::schedule::{
     InterestWorking, Schedule, ScheduleError, ScheduleTerms, Term, build_schedule, check_frequency,
@@ -27,12 +27,67 @@ pub const BATCH_ITEMS_MAX: usize = 10_000;
 /// Loans in one page, at most; larger requests are served this many (AIP-158).
 pub const PAGE_SIZE_MAX: u32 = 1_000;
 pub const PAGE_SIZE_DEFAULT: u32 = 100;
+/// Loans read at a time when listing by a live status ([`Api::loans_by_status_today`]).
+pub const STATUS_SCAN_BATCH: u32 = 1_000;
+/// Loans read at most for one page listed by a live status.
+pub const STATUS_SCAN_MAX: usize = 10_000;
+
+/// The page token after the last of `loans`.
+fn after(loans: &[LoanState]) -> String {
+    loans.last().map(|l| format!("after:{}", l.terms.loan_id)).unwrap_or_default()
+}
 
 impl Api {
     /// Today ([`Api::today`]), or a loan's last value date if that is later (test data and
     /// back-office files may be dated ahead of the server's clock).
     fn today_for(&self, loan: &LoanState) -> BusinessDate {
         self.today().max(loan.last_value_date)
+    }
+
+    /// A page of the loans matching `filter` whose status today (as listed: [`Self::today_for`])
+    /// is `wanted`, a live status, which the date alone changes: the stored status is the one at
+    /// the loan's last event. Reads the live loans in loan id order, [`STATUS_SCAN_BATCH`] at a
+    /// time, and stops with a full page (and a token after its last loan when another matches),
+    /// at the end (no token), or having read [`STATUS_SCAN_MAX`] (a token after the last loan
+    /// read; the page is then shorter than asked, possibly empty).
+    async fn loans_by_status_today(
+        &self,
+        mut filter: LoanFilter,
+        wanted: LoanStatus,
+        page_size: u32,
+    ) -> Result<(Vec<LoanState>, String), Status> {
+        filter.statuses = LoanStatus::LIVE.iter().map(|s| s.as_str()).collect();
+        let mut page = Vec::new();
+        let mut read = 0;
+        loop {
+            let batch = self
+                .db
+                .list_loans(&filter, STATUS_SCAN_BATCH)
+                .await
+                .map_err(|e| status(e.into()))?;
+            let end = batch.len() < STATUS_SCAN_BATCH as usize;
+            read += batch.len();
+            filter.after_loan_id = batch.last().map(|l| l.terms.loan_id.clone());
+            for loan in batch {
+                if loan.status_as_of(self.today_for(&loan)) != wanted {
+                    continue;
+                }
+                if page.len() == page_size as usize {
+                    // Another matches: the page is full and there is more.
+                    let token = after(&page);
+                    return Ok((page, token));
+                }
+                page.push(loan);
+            }
+            if end {
+                return Ok((page, String::new()));
+            }
+            if read >= STATUS_SCAN_MAX {
+                let token =
+                    filter.after_loan_id.map(|id| format!("after:{id}")).unwrap_or_default();
+                return Ok((page, token));
+            }
+        }
     }
 
     /// A loan write's answer. Everyone who may change a loan may see its borrower's full
@@ -442,11 +497,12 @@ impl LoanService for Api {
         let opt_id = |field: &str, v: String| -> Result<Option<String>, Status> {
             if v.is_empty() { Ok(None) } else { parse::id(field, &v).map(Some) }
         };
+        let wanted = loan_status_from_pb("status", loan_status)?;
         let mut filter = LoanFilter {
             ledger_id: opt_id("ledger_id", ledger_id)?,
             bank_id: opt_id("bank_id", bank_id)?,
             household_id: opt_id("household_id", household_id)?,
-            status: loan_status_from_pb("status", loan_status)?.map(|s| s.as_str().to_string()),
+            statuses: Vec::new(),
             after_loan_id: if page_token.is_empty() {
                 None
             } else {
@@ -483,13 +539,25 @@ impl LoanService for Api {
             0 => PAGE_SIZE_DEFAULT,
             n => n.min(PAGE_SIZE_MAX),
         };
-        let mut loans =
-            self.db.list_loans(&filter, page_size + 1).await.map_err(|e| status(e.into()))?;
-        let next_page_token = if loans.len() > page_size as usize {
-            loans.truncate(page_size as usize);
-            loans.last().map(|l| format!("after:{}", l.terms.loan_id)).unwrap_or_default()
-        } else {
-            String::new()
+        let (loans, next_page_token) = match wanted {
+            Some(live) if live.is_live() => {
+                self.loans_by_status_today(filter, live, page_size).await?
+            }
+            _ => {
+                filter.statuses.extend(wanted.map(LoanStatus::as_str));
+                let mut loans = self
+                    .db
+                    .list_loans(&filter, page_size + 1)
+                    .await
+                    .map_err(|e| status(e.into()))?;
+                let next_page_token = if loans.len() > page_size as usize {
+                    loans.truncate(page_size as usize);
+                    after(&loans)
+                } else {
+                    String::new()
+                };
+                (loans, next_page_token)
+            }
         };
         Ok(Response::new(pb::ListLoansResponse {
             loans: loans.iter().map(|l| loan_to_pb(l, true, self.today_for(l))).collect(),

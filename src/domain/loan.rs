@@ -59,6 +59,17 @@ macro_rules! text_enum {
     };
 }
 
+impl LoanStatus {
+    /// The statuses of a disbursed loan that owes something, which the date alone moves between
+    /// (a due date passing with nothing paid); the others change only by an event.
+    pub const LIVE: [LoanStatus; 3] =
+        [LoanStatus::Active, LoanStatus::Overdue, LoanStatus::Overdue90];
+
+    pub fn is_live(self) -> bool {
+        Self::LIVE.contains(&self)
+    }
+}
+
 text_enum!(RepaymentMethod {
     Bullet => "bullet",
     EqualInstalment => "equal_instalment",
@@ -319,7 +330,22 @@ impl LoanState {
     }
 
     fn is_live(&self) -> bool {
-        matches!(self.status, LoanStatus::Active | LoanStatus::Overdue | LoanStatus::Overdue90)
+        self.status.is_live()
+    }
+
+    /// The status shown on `date` with the loan's payoff `quote` on that date, if it has one:
+    /// from the quote's days overdue (settlement points up to `date` count even when no run has
+    /// recorded them yet), else from the state.
+    pub fn status_shown(&self, quote: Option<&Quote>, date: BusinessDate) -> LoanStatus {
+        match quote {
+            Some(q) => self.status_for_days_overdue(q.days_overdue),
+            None => self.status_on(date),
+        }
+    }
+
+    /// [`Self::status_shown`] with the loan's own quote on `date`.
+    pub fn status_as_of(&self, date: BusinessDate) -> LoanStatus {
+        self.status_shown(self.quote(date).ok().as_ref(), date)
     }
 
     /// The status on `date`, from the state as it stands (no event after it is known).

@@ -92,7 +92,8 @@ pub struct LoanFilter {
     pub ledger_id: Option<String>,
     pub bank_id: Option<String>,
     pub household_id: Option<String>,
-    pub status: Option<String>,
+    /// Any of these stored statuses (at most three; none: any status).
+    pub statuses: Vec<&'static str>,
     /// Only loans with `loan_id` greater than this (keyset paging).
     pub after_loan_id: Option<String>,
 }
@@ -187,15 +188,22 @@ impl Db {
             loan_columns!(),
             " from loan \
              where ($1 is null or ledger_id = $1) and ($2 is null or bank_id = $2) \
-               and ($3 is null or household_id = $3) and ($4 is null or status = $4) \
-               and ($5 is null or loan_id > $5) \
-             order by loan_id limit $6"
+               and ($3 is null or household_id = $3) \
+               and ($4 is null or status in ($4, $5, $6)) \
+               and ($7 is null or loan_id > $7) \
+             order by loan_id limit $8"
         );
+        if filter.statuses.len() > 3 {
+            return Err(StoreError::Corrupt("a loan filter takes at most three statuses".into()));
+        }
+        let status = |i: usize| filter.statuses.get(i).copied();
         let rows: Vec<LoanRow> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(filter.ledger_id.as_deref())
             .bind(filter.bank_id.as_deref())
             .bind(filter.household_id.as_deref())
-            .bind(filter.status.as_deref())
+            .bind(status(0))
+            .bind(status(1))
+            .bind(status(2))
             .bind(filter.after_loan_id.as_deref())
             .bind(i64::from(limit))
             .fetch_all(p)

@@ -1417,6 +1417,52 @@ async fn list_loans_pages(backend: Backend) {
         settled.loans.iter().map(|l| l.loan_id.as_str()).collect::<Vec<_>>(),
         vec![ids[1].as_str()]
     );
+
+    // A live status is the one today, as listed, not the one at the loan's last event: the other
+    // four, disbursed in 2021 and never repaid, are 90 days overdue now though their last event
+    // left them active; a loan contracted and disbursed today is active.
+    let today = chrono::Utc::now()
+        .with_timezone(&loanledger::startup::business_utc_offset_default())
+        .date_naive()
+        .to_string();
+    app.register_household(&t.finance, "H-P900", "19800517").await;
+    let mut fresh = standard_loan("P900", "H-P900");
+    (fresh.contract_date, fresh.annual_rate) = (today.clone(), "0.03".into());
+    app.create_loan(&t.bank, fresh).await;
+    app.disburse(&t.bank, &loan_id("P900"), &today).await;
+    let by_status = |wanted: pb::LoanStatus, page_size: u32| {
+        let mut loans = app.loans(&t.bank);
+        async move {
+            let (mut listed, mut token, mut pages) = (Vec::new(), String::new(), 0);
+            loop {
+                let page = loans
+                    .list_loans(pb::ListLoansRequest {
+                        bank_id: BANK.into(),
+                        status: wanted as i32,
+                        page_size,
+                        page_token: token,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("ListLoans by status")
+                    .into_inner();
+                pages += 1;
+                assert!(page.loans.len() <= page_size as usize);
+                for l in page.loans {
+                    assert_eq!(l.status, wanted as i32, "{} listed as {:?}", l.loan_id, l.status);
+                    listed.push(l.loan_id);
+                }
+                token = page.next_page_token;
+                if token.is_empty() {
+                    return (listed, pages);
+                }
+            }
+        }
+    };
+    let overdue: Vec<String> = [0, 2, 3, 4].iter().map(|&i| ids[i].clone()).collect();
+    assert_eq!(by_status(pb::LoanStatus::Overdue90, 2).await, (overdue, 2));
+    assert_eq!(by_status(pb::LoanStatus::Active, 2).await, (vec![loan_id("P900")], 1));
+    assert_eq!(by_status(pb::LoanStatus::Overdue, 100).await, (Vec::new(), 1));
     expect_invalid(
         loans
             .list_loans(pb::ListLoansRequest {
