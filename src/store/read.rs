@@ -2,7 +2,7 @@
 
 use super::rows::*;
 use super::{Db, StoreError};
-use crate::domain::loan::LoanState;
+use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::policy::PolicyVersion;
 use crate::on_pool;
@@ -86,14 +86,23 @@ fn owned_journal_row(r: &rusqlite::Row<'_>) -> Result<OwnedJournalRow, StoreErro
     })
 }
 
+/// The stored statuses a loan listing takes.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum StatusFilter {
+    #[default]
+    Any,
+    Is(LoanStatus),
+    /// Any of [`LoanStatus::LIVE`].
+    Live,
+}
+
 /// Filters of a loan listing. `None` is no filter.
 #[derive(Debug, Clone, Default)]
 pub struct LoanFilter {
     pub ledger_id: Option<String>,
     pub bank_id: Option<String>,
     pub household_id: Option<String>,
-    /// Any of these stored statuses (at most three; none: any status).
-    pub statuses: Vec<&'static str>,
+    pub statuses: StatusFilter,
     /// Only loans with `loan_id` greater than this (keyset paging).
     pub after_loan_id: Option<String>,
 }
@@ -193,10 +202,12 @@ impl Db {
                and ($7 is null or loan_id > $7) \
              order by loan_id limit $8"
         );
-        if filter.statuses.len() > 3 {
-            return Err(StoreError::Corrupt("a loan filter takes at most three statuses".into()));
-        }
-        let status = |i: usize| filter.statuses.get(i).copied();
+        let statuses: &[LoanStatus] = match &filter.statuses {
+            StatusFilter::Any => &[],
+            StatusFilter::Is(s) => std::slice::from_ref(s),
+            StatusFilter::Live => &LoanStatus::LIVE,
+        };
+        let status = |i: usize| statuses.get(i).map(|s| s.as_str());
         let rows: Vec<LoanRow> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(filter.ledger_id.as_deref())
             .bind(filter.bank_id.as_deref())

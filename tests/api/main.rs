@@ -1427,7 +1427,7 @@ async fn list_loans_pages(backend: Backend) {
         .to_string();
     app.register_household(&t.finance, "H-P900", "19800517").await;
     let mut fresh = standard_loan("P900", "H-P900");
-    (fresh.contract_date, fresh.annual_rate) = (today.clone(), "0.03".into());
+    (fresh.contract_date, fresh.annual_rate) = (today.clone(), "0.02".into());
     app.create_loan(&t.bank, fresh).await;
     app.disburse(&t.bank, &loan_id("P900"), &today).await;
     let by_status = |wanted: pb::LoanStatus, page_size: u32| {
