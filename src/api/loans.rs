@@ -8,11 +8,12 @@ use super::pb::loan_service_server::LoanService;
 use super::{Api, parse, pb};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
+use crate::app::listing;
 use crate::app::servicing::{loan_as_of, run_settlement};
 use crate::domain::date::add_months;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::identity::IdNumber;
-use crate::domain::loan::{LoanState, LoanStatus, LoanTerms, RepaymentMethod, SettlementFrequency};
+use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
 use crate::domain::money::Rounding;
 use crate::domain::schedule::{
     InterestWorking, Schedule, ScheduleError, ScheduleTerms, Term, build_schedule, check_frequency,
@@ -27,111 +28,12 @@ pub const BATCH_ITEMS_MAX: usize = 10_000;
 /// Loans in one page, at most; larger requests are served this many (AIP-158).
 pub const PAGE_SIZE_MAX: u32 = 1_000;
 pub const PAGE_SIZE_DEFAULT: u32 = 100;
-/// Loans read at a time when listing by a live status ([`Api::loans_by_status_on`]).
-pub const STATUS_SCAN_BATCH: u32 = 1_000;
-/// Loans read at most for one page listed by a live status.
-pub const STATUS_SCAN_MAX: usize = 10_000;
-
-/// The page token after the last of `loans`.
-fn after(loans: &[LoanState]) -> String {
-    loans.last().map(|l| format!("after:{}", l.terms.loan_id)).unwrap_or_default()
-}
-
-/// The date a loan is shown as of on `today`: today, or its last event's value date when that
-/// is later.
-fn as_listed_on(today: BusinessDate, loan: &LoanState) -> BusinessDate {
-    today.max(loan.last_value_date)
-}
-
-/// A page of loans filtered in the process, gathered from batches read in loan id order: it
-/// ends full (with a token after its last loan when another loan matches), at the end of the
-/// loans (no token), or once `read_max` loans were read (a token after the last loan read;
-/// the page is then shorter than asked, possibly empty).
-struct StatusPage {
-    loans: Vec<LoanState>,
-    page_size: usize,
-    read: usize,
-    read_max: usize,
-}
-
-impl StatusPage {
-    fn new(page_size: usize, read_max: usize) -> Self {
-        StatusPage { loans: Vec::new(), page_size, read: 0, read_max }
-    }
-
-    /// Takes the next batch, each loan with whether it matches (`end`: nothing follows it).
-    /// `Some(token)` when the page is done.
-    fn take(&mut self, batch: Vec<(LoanState, bool)>, end: bool) -> Option<String> {
-        self.read += batch.len();
-        let last_read = batch.last().map(|(l, _)| format!("after:{}", l.terms.loan_id));
-        for (loan, keep) in batch {
-            if !keep {
-                continue;
-            }
-            if self.loans.len() == self.page_size {
-                // Another matches: the page is full and there is more.
-                return Some(after(&self.loans));
-            }
-            self.loans.push(loan);
-        }
-        if end {
-            Some(String::new())
-        } else if self.read >= self.read_max {
-            Some(last_read.unwrap_or_default())
-        } else {
-            None
-        }
-    }
-}
 
 impl Api {
     /// Today ([`Api::today`]), or a loan's last value date if that is later (test data and
     /// back-office files may be dated ahead of the server's clock).
     fn today_for(&self, loan: &LoanState) -> BusinessDate {
-        as_listed_on(self.today(), loan)
-    }
-
-    /// A page of the loans matching `filter` whose status as listed on `today`
-    /// ([`as_listed_on`]) is `wanted`, a live status, which the date alone changes: the stored
-    /// status is the one at the loan's last event. Reads the live loans in loan id order,
-    /// [`STATUS_SCAN_BATCH`] at a time, each batch's statuses computed on a blocking thread,
-    /// and pages them with [`StatusPage`].
-    async fn loans_by_status_on(
-        &self,
-        mut filter: LoanFilter,
-        wanted: LoanStatus,
-        today: BusinessDate,
-        page_size: u32,
-    ) -> Result<(Vec<LoanState>, String), Status> {
-        filter.statuses = StatusFilter::Live;
-        let mut page = StatusPage::new(page_size as usize, STATUS_SCAN_MAX);
-        loop {
-            let batch = self
-                .db
-                .list_loans(&filter, STATUS_SCAN_BATCH)
-                .await
-                .map_err(|e| status(e.into()))?;
-            let end = batch.len() < STATUS_SCAN_BATCH as usize;
-            filter.after_loan_id = batch.last().map(|l| l.terms.loan_id.clone());
-            let judged = tokio::task::spawn_blocking(move || {
-                batch
-                    .into_iter()
-                    .map(|l| {
-                        let keep = l.status_as_of(as_listed_on(today, &l)) == wanted;
-                        (l, keep)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|e| {
-                status(crate::app::error::AppError::Internal(format!(
-                    "listing by status failed: {e}"
-                )))
-            })?;
-            if let Some(token) = page.take(judged, end) {
-                return Ok((page.loans, token));
-            }
-        }
+        listing::as_listed_on(self.today(), loan)
     }
 
     /// A loan write's answer. Everyone who may change a loan may see its borrower's full
@@ -552,7 +454,7 @@ impl LoanService for Api {
             } else {
                 Some(
                     page_token
-                        .strip_prefix("after:")
+                        .strip_prefix(listing::TOKEN_PREFIX)
                         .filter(|id| crate::domain::ids::check_id(id).is_ok())
                         .ok_or_else(|| invalid("page_token", "is not a token this service issued"))?
                         .to_string(),
@@ -587,7 +489,9 @@ impl LoanService for Api {
         let today = self.today();
         let (loans, next_page_token) = match wanted {
             Some(live) if live.is_live() => {
-                self.loans_by_status_on(filter, live, today, page_size).await?
+                listing::loans_by_status_on(&self.db, filter, live, today, page_size)
+                    .await
+                    .map_err(status)?
             }
             _ => {
                 filter.statuses = wanted.map_or(StatusFilter::Any, StatusFilter::Is);
@@ -598,7 +502,7 @@ impl LoanService for Api {
                     .map_err(|e| status(e.into()))?;
                 let next_page_token = if loans.len() > page_size as usize {
                     loans.truncate(page_size as usize);
-                    after(&loans)
+                    listing::after(&loans)
                 } else {
                     String::new()
                 };
@@ -606,7 +510,10 @@ impl LoanService for Api {
             }
         };
         Ok(Response::new(pb::ListLoansResponse {
-            loans: loans.iter().map(|l| loan_to_pb(l, true, as_listed_on(today, l))).collect(),
+            loans: loans
+                .iter()
+                .map(|l| loan_to_pb(l, true, listing::as_listed_on(today, l)))
+                .collect(),
             next_page_token,
         }))
     }
@@ -852,57 +759,5 @@ impl LoanService for Api {
             overdue_principal_fen: q.overdue_principal_fen.0,
             current_principal_fen: q.current_principal_fen.0,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::StatusPage;
-    use crate::domain::loan::{LoanState, LoanTerms};
-
-    /// Loans `from..to` (ids "L000", ...), each matching when `keep` says so.
-    fn batch(from: usize, to: usize, keep: fn(usize) -> bool) -> Vec<(LoanState, bool)> {
-        (from..to)
-            .map(|i| {
-                let terms = LoanTerms {
-                    loan_id: format!("L{i:03}"),
-                    ..crate::bench::load::bench_terms("")
-                };
-                (LoanState::new(terms, 1), keep(i))
-            })
-            .collect()
-    }
-
-    fn ids(page: &StatusPage) -> Vec<&str> {
-        page.loans.iter().map(|l| l.terms.loan_id.as_str()).collect()
-    }
-
-    #[test]
-    fn a_page_ends_full_at_the_end_or_at_the_reading_limit() {
-        let even = |i: usize| i.is_multiple_of(2);
-        // Full, another matching after it in the same batch: a token after its last loan.
-        let mut page = StatusPage::new(2, 100);
-        assert_eq!(page.take(batch(0, 10, even), false), Some("after:L002".into()));
-        assert_eq!(ids(&page), ["L000", "L002"]);
-        // Full in one batch, the next match in a later one.
-        let mut page = StatusPage::new(2, 100);
-        assert_eq!(page.take(batch(0, 3, even), false), None);
-        assert_eq!(page.take(batch(3, 6, even), false), Some("after:L002".into()));
-        // Full exactly at the end: no token.
-        let mut page = StatusPage::new(2, 100);
-        assert_eq!(page.take(batch(0, 4, even), true), Some(String::new()));
-        assert_eq!(ids(&page), ["L000", "L002"]);
-        // The reading limit: a short page, even an empty one, with a token after the last
-        // loan read.
-        let mut page = StatusPage::new(5, 6);
-        assert_eq!(page.take(batch(0, 3, even), false), None);
-        assert_eq!(page.take(batch(3, 6, even), false), Some("after:L005".into()));
-        assert_eq!(ids(&page), ["L000", "L002", "L004"]);
-        let mut page = StatusPage::new(5, 4);
-        assert_eq!(page.take(batch(0, 4, |_| false), false), Some("after:L003".into()));
-        assert!(ids(&page).is_empty());
-        // The end of the loans comes first: no token.
-        let mut page = StatusPage::new(5, 4);
-        assert_eq!(page.take(batch(0, 4, |_| false), true), Some(String::new()));
     }
 }

@@ -68,7 +68,7 @@ impl Api {
     /// Today's date where the programme does business (UTC+08:00 by default): at 07:30 in
     /// Beijing it is already the day that UTC reaches only at 08:00.
     pub fn today(&self) -> crate::domain::date::BusinessDate {
-        chrono::Utc::now().with_timezone(&self.business_utc_offset).date_naive()
+        crate::domain::date::business_date(chrono::Utc::now(), self.business_utc_offset)
     }
 
     /// The caller, from `authorization: Bearer <token>`.

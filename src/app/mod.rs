@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod command;
 pub mod error;
+pub mod listing;
 pub mod servicing;
 pub mod verify;
 pub mod writer;

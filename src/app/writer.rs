@@ -406,7 +406,7 @@ impl Group {
         let now = chrono::Utc::now();
         Group {
             recorded_at_us: now.timestamp_micros(),
-            recorded_on: now.with_timezone(&offset).date_naive(),
+            recorded_on: crate::domain::date::business_date(now, offset),
             ..Group::default()
         }
     }

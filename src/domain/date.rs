@@ -20,6 +20,15 @@ pub fn parse_date(text: &str) -> Option<BusinessDate> {
     NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)
 }
 
+/// The business date at the instant `now` where the programme does business, `offset` from
+/// UTC.
+pub fn business_date(
+    now: chrono::DateTime<chrono::Utc>,
+    offset: chrono::FixedOffset,
+) -> BusinessDate {
+    now.with_timezone(&offset).date_naive()
+}
+
 /// The canonical text of a date, `YYYY-MM-DD`.
 pub fn format_date(date: BusinessDate) -> String {
     // Written out rather than through `format("%Y-%m-%d")`, which parses its pattern on every

@@ -6,8 +6,9 @@
 //! blocking thread, like the journal scan ([`super::scan`]), and loans are decoded there too:
 //! through sqlx's driver, which copies every value of every row on its thread and hands each row
 //! over to the caller's, reading a million loans took 25.7 s and a million household statuses
-//! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL the loans and the links
-//! are read as a binary `COPY` ([`super::pgcopy`], as the journal is), the rest through sqlx.
+//! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL the loans, the links and
+//! the idempotency records' keys are read as a binary `COPY` ([`super::pgcopy`], as the journal
+//! is), the rest through sqlx.
 
 use sqlx::PgPool;
 
@@ -173,10 +174,7 @@ fn sqlite_models(
         let mut stmt = conn.prepare(LINKS_SQL)?;
         let mut rows = stmt.query([ledger_id])?;
         while let Some(r) = rows.next()? {
-            let loan_id = r.get_ref(0)?.as_str().map_err(|e| {
-                StoreError::Corrupt(format!("journal_loan: a loan id that is not text: {e}"))
-            })?;
-            links.push(loan_id, r.get(1)?);
+            links.push(text(r, 0, "journal_loan")?, r.get(1)?);
         }
     }
     let mut requests = Vec::new();
@@ -184,12 +182,8 @@ fn sqlite_models(
         let mut stmt = conn.prepare(REQUESTS_SQL)?;
         let mut rows = stmt.query([ledger_id])?;
         while let Some(r) = rows.next()? {
-            let text = |i: usize| {
-                r.get_ref(i)?.as_str().map_err(|e| {
-                    StoreError::Corrupt(format!("idempotency: a key that is not text: {e}"))
-                })
-            };
-            requests.push((r.get(2)?, request_digest(keys, text(0)?, text(1)?)));
+            let (scope, request_id) = (text(r, 0, "idempotency")?, text(r, 1, "idempotency")?);
+            requests.push((r.get(2)?, request_digest(keys, scope, request_id)));
         }
     }
     conn.execute_batch("commit")?;
@@ -221,7 +215,7 @@ async fn postgres_models(
     let snapshot: String =
         sqlx::query_scalar("select pg_export_snapshot()").fetch_one(&mut *tx).await?;
     let _ = head.send(seq);
-    // The loans and the balances on connections of their own, in the same snapshot.
+    // The loans, and the balances and links, on connections of their own, in the same snapshot.
     let import = format!("set transaction snapshot '{}'", snapshot.replace('\'', ""));
     let in_snapshot = || async {
         let mut t = pool.begin().await?;
@@ -319,12 +313,7 @@ async fn postgres_loans(
     ledger_id: &str,
 ) -> Result<Vec<LoanState>, StoreError> {
     scan_settings(conn, ledger_id).await?;
-    let statement = format!(
-        "copy (select {} from loan where ledger_id = current_setting('{LEDGER_SETTING}')) \
-         to stdout (format binary)",
-        loan_columns!()
-    );
-    let data = copy_out(conn, &statement, Vec::new(), 0).await?;
+    let data = copy_out(conn, &copy_statement(LOANS_SQL), Vec::new(), 0).await?;
     let mut r = CopyReader::new(&data)?;
     let mut loans = Vec::new();
     while r.row(LOAN_COLUMNS)? {
@@ -375,6 +364,13 @@ const LOAN_COLUMNS: usize = {
     }
     count
 };
+
+/// Column `i` of a row of `table` as text, lent.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize, table: &str) -> Result<&'r str, StoreError> {
+    r.get_ref(i)?
+        .as_str()
+        .map_err(|e| StoreError::Corrupt(format!("{table}: a key that is not text: {e}")))
+}
 
 /// Runs `sql` (one parameter: the ledger id) on `conn`, mapping each row.
 fn sqlite_rows<T>(

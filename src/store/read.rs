@@ -96,7 +96,7 @@ pub enum StatusFilter {
     Live,
 }
 
-/// Filters of a loan listing. `None` is no filter.
+/// Filters of a loan listing. `None` (and [`StatusFilter::Any`]) is no filter.
 #[derive(Debug, Clone, Default)]
 pub struct LoanFilter {
     pub ledger_id: Option<String>,

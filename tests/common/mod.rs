@@ -419,8 +419,6 @@ impl TestApp {
             .into_inner()
     }
 
-    /// Drops the append-only triggers of `posting` (to simulate tampering behind the
-    /// service's back).
     /// Drops the triggers that keep `table` append-only (behind the service's back).
     pub async fn drop_append_only_triggers(&self, table: &str) {
         let sql = match self.backend {

@@ -1,12 +1,13 @@
-//! Stage 3 of verify: the read models rebuilt from the journal ([`Rebuilt`]) against the stored
-//! ones ([`StoredModels`]), once both stages and the stored reads are done.
+//! The last step of verify: the read models rebuilt from the journal ([`Rebuilt`]) against the
+//! stored ones ([`StoredModels`]), once both stages and the stored reads are done.
 //!
 //! In two halves on two threads: the ledger's name, the registry and the balances on one; the
 //! loans, their history links and the idempotency records on the other. On one thread this
 //! tail took 2.0 s of a 16 s verify at a million loans (the registry's sort 0.4 s, the balances
 //! 0.3, the loans 0.6, the links 0.2; BENCHMARKS.md, change 72), every other thread idle. Each
 //! model is then freed on a thread of its own (0.4 s in all at a million loans), which the
-//! report does not wait for; where no thread can be had, it is freed in place.
+//! report does not wait for; where no thread can be had, it is freed in place (the second half
+//! itself panics then, which fails the verify as an internal error).
 //!
 //! Problems are listed in that order (name, registry, balances, loans, links, requests), each
 //! with seq 0: they are not breaks in the journal.

@@ -1,6 +1,7 @@
 //! Verification of a ledger: recompute its hash chain from the stored rows, check that every
-//! transaction balances, rebuild the read models (loan states, account balances, the registry)
-//! from the journal alone, and compare them with what is stored.
+//! transaction balances, rebuild the read models (loan states, account balances, the registry,
+//! the loan history links, the idempotency records' keys) from the journal alone, and compare
+//! them with what is stored.
 //!
 //! Two stages run side by side on two threads:
 //!
@@ -14,8 +15,8 @@
 //! journal prefix with its own read models, also while writes go on (a transaction committed
 //! after that head is neither scanned nor in the stored models read).
 //!
-//! Then the rebuilt read models are compared with the stored ones ([`compare`], on two threads):
-//! the registry, the balances, the loans, and the loan history links (`journal_loan`, which loan histories are read through:
+//! Then, both stages done, the rebuilt read models are compared with the stored ones
+//! ([`compare`], on two threads): the registry, the balances, the loans, and the loan history links (`journal_loan`, which loan histories are read through:
 //! a link added, changed or removed would show a bank a transaction of another loan, or hide
 //! one of its own), and the idempotency records' keys (each transaction's request must have the
 //! record that names its seq: without it a retry of the request would be written again; a

@@ -34,6 +34,11 @@ const REPAID_FEN: i64 = 1_000_000;
 /// repayment (5,000,000 for all 55 days) it would be 29,409.72.
 const INTEREST_AS_REPAID_FEN: i64 = 24_276;
 
+/// The writer on `db`, its business day China's.
+fn spawn_writer(db: &Db) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+    spawn(db.clone(), chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00"))
+}
+
 fn day(text: &str) -> BusinessDate {
     parse_date(text).expect("a valid date")
 }
@@ -74,7 +79,7 @@ fn loan_of(result: Result<Outcome, AppError>) -> (Box<LoanState>, i64) {
 /// [`PRINCIPAL_FEN`], one household each, disbursed on 2021-01-25.
 async fn disbursed_loans(db: &Db, loans: u32) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     db.migrate().await.unwrap();
-    let (w, task) = spawn(db.clone(), crate::startup::business_utc_offset_default());
+    let (w, task) = spawn_writer(db);
     all_ok(w.submit_many(&operator(), registry_group(loans)).await);
     let contracts = (1..=loans).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
     all_ok(w.submit_many(&bank(), contracts).await);
@@ -152,7 +157,7 @@ fn full_group(n: u32) -> Vec<(String, Command)> {
 /// nothing due), so that they are planned while that group commits.
 async fn loans_not_held_are_read_at_their_committed_state(db: &Db) {
     repaid_loans(db, 4).await;
-    let (w, task) = spawn(db.clone(), crate::startup::business_utc_offset_default());
+    let (w, task) = spawn_writer(db);
     let alone = w.queue_many(&bank(), vec![settle(1)], false).await;
     check_settled(db, alone.wait().await).await;
     PLANNED_AHEAD.set(0);
@@ -176,7 +181,7 @@ async fn a_settlement_run_over_pages(db: &Db) {
     drop(w);
     task.await.unwrap();
 
-    let (w, task) = spawn(db.clone(), crate::startup::business_utc_offset_default());
+    let (w, task) = spawn_writer(db);
     PLANNED_AHEAD.set(0);
     let actor = bank();
     let run = || {
@@ -268,7 +273,7 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
     use crate::domain::lpr::{LprEntry, TenorBucket};
     use crate::domain::policy::{PolicyParams, PolicyVersion};
     db.migrate().await.unwrap();
-    let (w, task) = spawn(db.clone(), crate::startup::business_utc_offset_default());
+    let (w, task) = spawn_writer(db);
     let op = operator();
     let version = PolicyVersion {
         effective_date: day("2021-01-01"),
@@ -332,7 +337,7 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
 /// without the principal outstanding (by an older version) is completed from the loan rebuilt.
 async fn brief_answers(db: &Db) {
     repaid_loans(db, 3).await;
-    let (w, task) = spawn(db.clone(), crate::startup::business_utc_offset_default());
+    let (w, task) = spawn_writer(db);
     let settle = |n: u32, brief: bool| {
         let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
         Envelope::new(bank(), format!("s{n}"), command, brief)
@@ -475,7 +480,7 @@ async fn store_altered(db: &Db, from: &str, to: &str, principal_fen: Option<i64>
 /// next two pay principal only.
 async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
     repaid_loans(db, 1).await;
-    let (w, task) = spawn(db.clone(), crate::startup::business_utc_offset_default());
+    let (w, task) = spawn_writer(db);
     PLANNED_AHEAD.set(0);
     let repay = |i: u32| {
         let command = Command::RecordRepayment {
