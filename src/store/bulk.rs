@@ -272,36 +272,52 @@ fn copy_statement(sql: &str) -> String {
     )
 }
 
-/// The idempotency records' keys of `ledger_id` on PostgreSQL, as a binary `COPY`.
+/// Runs `sql` (of `fields` columns; its one parameter `ledger_id`) as a binary `COPY` on
+/// `conn`, and calls `row` with the reader at each row's first field.
+async fn copy_rows(
+    conn: &mut sqlx::PgConnection,
+    ledger_id: &str,
+    sql: &str,
+    fields: usize,
+    mut row: impl FnMut(&mut CopyReader<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    scan_settings(conn, ledger_id).await?;
+    let data = copy_out(conn, &copy_statement(sql), Vec::new(), 0).await?;
+    let mut r = CopyReader::new(&data)?;
+    while r.row(fields)? {
+        row(&mut r)?;
+    }
+    Ok(())
+}
+
+/// The idempotency records' keys of `ledger_id` on PostgreSQL.
 async fn postgres_requests(
     conn: &mut sqlx::PgConnection,
     ledger_id: &str,
     keys: &std::hash::RandomState,
 ) -> Result<Vec<(i64, u64)>, StoreError> {
-    scan_settings(conn, ledger_id).await?;
-    let data = copy_out(conn, &copy_statement(REQUESTS_SQL), Vec::new(), 0).await?;
-    let mut r = CopyReader::new(&data)?;
     let mut requests = Vec::new();
-    while r.row(3)? {
+    copy_rows(conn, ledger_id, REQUESTS_SQL, 3, |r| {
         let (scope, request_id) = (r.text()?, r.text()?);
         requests.push((r.int8()?, request_digest(keys, scope, request_id)));
-    }
+        Ok(())
+    })
+    .await?;
     Ok(requests)
 }
 
-/// The loan history links of `ledger_id` on PostgreSQL, as a binary `COPY` in key order.
+/// The loan history links of `ledger_id` on PostgreSQL, in key order.
 async fn postgres_links(
     conn: &mut sqlx::PgConnection,
     ledger_id: &str,
 ) -> Result<StoredLinks, StoreError> {
-    scan_settings(conn, ledger_id).await?;
-    let data = copy_out(conn, &copy_statement(LINKS_SQL), Vec::new(), 0).await?;
-    let mut r = CopyReader::new(&data)?;
     let mut links = StoredLinks::default();
-    while r.row(2)? {
+    copy_rows(conn, ledger_id, LINKS_SQL, 2, |r| {
         let loan_id = r.text()?;
         links.push(loan_id, r.int8()?);
-    }
+        Ok(())
+    })
+    .await?;
     Ok(links)
 }
 
@@ -312,11 +328,8 @@ async fn postgres_loans(
     conn: &mut sqlx::PgConnection,
     ledger_id: &str,
 ) -> Result<Vec<LoanState>, StoreError> {
-    scan_settings(conn, ledger_id).await?;
-    let data = copy_out(conn, &copy_statement(LOANS_SQL), Vec::new(), 0).await?;
-    let mut r = CopyReader::new(&data)?;
     let mut loans = Vec::new();
-    while r.row(LOAN_COLUMNS)? {
+    copy_rows(conn, ledger_id, LOANS_SQL, LOAN_COLUMNS, |r| {
         let row = LoanRow {
             loan_id: r.text()?.to_string(),
             ledger_id: r.text()?.to_string(),
@@ -348,7 +361,9 @@ async fn postgres_loans(
             last_seq: r.int8()?,
         };
         loans.push(row.into_state()?);
-    }
+        Ok(())
+    })
+    .await?;
     Ok(loans)
 }
 
