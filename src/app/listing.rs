@@ -139,10 +139,13 @@ mod tests {
     #[test]
     fn a_page_ends_full_at_the_end_or_at_the_reading_limit() {
         let even = |i: usize| i.is_multiple_of(2);
-        // Full, another matching after it in the same batch: a token after its last loan.
-        let mut page = StatusPage::new(2, 100);
-        assert_eq!(page.take(batch(0, 10, even), false), Some("after:L002".into()));
-        assert_eq!(ids(&page), ["L000", "L002"]);
+        // Full, another matching after it in the same batch: a token after its last loan, in
+        // the last batch too.
+        for end in [false, true] {
+            let mut page = StatusPage::new(2, 100);
+            assert_eq!(page.take(batch(0, 10, even), end), Some("after:L002".into()));
+            assert_eq!(ids(&page), ["L000", "L002"]);
+        }
         // Full at the end of a batch with more to read: a token, without reading on.
         let mut page = StatusPage::new(2, 100);
         assert_eq!(page.take(batch(0, 3, even), false), Some("after:L002".into()));

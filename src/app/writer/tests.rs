@@ -36,7 +36,7 @@ const INTEREST_AS_REPAID_FEN: i64 = 24_276;
 
 /// The writer on `db`, its business day China's.
 fn spawn_writer(db: &Db) -> (WriterHandle, tokio::task::JoinHandle<()>) {
-    spawn(db.clone(), chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00"))
+    spawn(db.clone(), crate::startup::business_utc_offset_default())
 }
 
 fn day(text: &str) -> BusinessDate {
