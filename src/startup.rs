@@ -58,7 +58,7 @@ pub fn parse_utc_offset(text: &str) -> Result<chrono::FixedOffset, String> {
 
 /// [`BUSINESS_UTC_OFFSET_DEFAULT`] as an offset.
 pub fn business_utc_offset_default() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
+    parse_utc_offset(BUSINESS_UTC_OFFSET_DEFAULT).expect("the default offset parses")
 }
 
 pub struct Application {

@@ -135,10 +135,19 @@ pub fn journal_ref(r: &JournalRef) -> pb::JournalRef {
 /// A loan's figures as of `as_of` (on or after its last event): status, buckets with accruals
 /// to that day, days overdue.
 pub fn loan_to_pb(l: &LoanState, full_ids: bool, as_of: BusinessDate) -> pb::Loan {
+    loan_to_pb_quoted(l, full_ids, as_of, l.quote(as_of).ok().as_ref())
+}
+
+/// [`loan_to_pb`] with the loan's payoff quote on `as_of` already worked out.
+pub fn loan_to_pb_quoted(
+    l: &LoanState,
+    full_ids: bool,
+    as_of: BusinessDate,
+    quote: Option<&crate::domain::servicing::Quote>,
+) -> pb::Loan {
     let t = &l.terms;
     let s = &l.servicing;
-    let quote = l.quote(as_of).ok();
-    let q = |f: fn(&crate::domain::servicing::Quote) -> i64| quote.as_ref().map_or(0, f);
+    let q = |f: fn(&crate::domain::servicing::Quote) -> i64| quote.map_or(0, f);
     pb::Loan {
         as_of: format_date(as_of),
         current_maturity_date: format_date(s.maturity_date.unwrap_or(t.maturity_date)),
@@ -180,7 +189,7 @@ pub fn loan_to_pb(l: &LoanState, full_ids: bool, as_of: BusinessDate) -> pb::Loa
         guarantee_free: t.guarantee_free,
         // The status follows the same figures as the buckets: settlement points up to as_of
         // count even when no run has recorded them yet.
-        status: loan_status_to_pb(l.status_shown(quote.as_ref(), as_of)) as i32,
+        status: loan_status_to_pb(l.status_shown(quote, as_of)) as i32,
         disbursed_fen: l.disbursed_fen.0,
         principal_outstanding_fen: l.principal_outstanding_fen.0,
         principal_repaid_fen: l.principal_repaid_fen.0,

@@ -52,7 +52,7 @@ pub fn status(e: AppError) -> Status {
         AppError::Unavailable(m) => Status::unavailable(m),
         AppError::Internal(detail) => {
             tracing::error!(detail, "internal error");
-            Status::internal("internal error; the detail is in the server log")
+            Status::internal(crate::app::error::INTERNAL_TEXT)
         }
     }
 }

@@ -453,9 +453,7 @@ impl LoanService for Api {
                 None
             } else {
                 Some(
-                    page_token
-                        .strip_prefix(listing::TOKEN_PREFIX)
-                        .filter(|id| crate::domain::ids::check_id(id).is_ok())
+                    listing::after_id(&page_token)
                         .ok_or_else(|| invalid("page_token", "is not a token this service issued"))?
                         .to_string(),
                 )
@@ -486,33 +484,14 @@ impl LoanService for Api {
             n => n.min(PAGE_SIZE_MAX),
         };
         // One date for the whole page: what is filtered on is what is shown.
-        let today = self.today();
-        let (loans, next_page_token) = match wanted {
-            Some(live) if live.is_live() => {
-                listing::loans_by_status_on(&self.db, filter, live, today, page_size)
-                    .await
-                    .map_err(status)?
-            }
-            _ => {
-                filter.statuses = wanted.map_or(StatusFilter::Any, StatusFilter::Is);
-                let mut loans = self
-                    .db
-                    .list_loans(&filter, page_size + 1)
-                    .await
-                    .map_err(|e| status(e.into()))?;
-                let next_page_token = if loans.len() > page_size as usize {
-                    loans.truncate(page_size as usize);
-                    listing::after(&loans)
-                } else {
-                    String::new()
-                };
-                (loans, next_page_token)
-            }
-        };
+        let (loans, next_page_token) =
+            listing::loans_page(&self.db, filter, wanted, self.today(), page_size)
+                .await
+                .map_err(status)?;
         Ok(Response::new(pb::ListLoansResponse {
             loans: loans
                 .iter()
-                .map(|l| loan_to_pb(l, true, listing::as_listed_on(today, l)))
+                .map(|l| loan_to_pb_quoted(&l.loan, true, l.as_of, l.quote.as_ref()))
                 .collect(),
             next_page_token,
         }))

@@ -34,6 +34,9 @@ impl From<StoreError> for AppError {
     }
 }
 
+/// What a caller is told of an [`AppError::Internal`]: its detail goes to the server log only.
+pub const INTERNAL_TEXT: &str = "internal error; the detail is in the server log";
+
 impl AppError {
     pub fn denied(message: impl Into<String>) -> Self {
         AppError::PermissionDenied(message.into())

@@ -6,28 +6,37 @@
 //! loan id order, a batch at a time, computes each one's status as listed today (on a blocking
 //! thread: a quote a loan), and keeps those with the status asked ([`StatusPage`]). The other
 //! statuses change only by an event and are filtered in the database.
+//!
+//! Every loan listed comes with its payoff quote on the date it is shown as of ([`Listed`]):
+//! the status is worked out from it, and the listing shows its figures.
 
 use crate::app::error::AppError;
 use crate::domain::date::BusinessDate;
 use crate::domain::loan::{LoanState, LoanStatus};
+use crate::domain::servicing::Quote;
 use crate::store::Db;
 use crate::store::read::{LoanFilter, StatusFilter};
 
-/// Loans read at a time when listing by a live status ([`loans_by_status_on`]).
+/// Loans read at a time when listing by a live status ([`loans_page`]).
 pub const STATUS_SCAN_BATCH: u32 = 1_000;
 /// Loans read at most for one page listed by a live status.
 pub const STATUS_SCAN_MAX: usize = 10_000;
 
 /// What a page token starts with; the loan id after it is where the next page starts after.
-pub const TOKEN_PREFIX: &str = "after:";
+const TOKEN_PREFIX: &str = "after:";
 
-/// The page token after the last of `loans` (none: no token).
-pub fn after(loans: &[LoanState]) -> String {
-    loans.last().map(|l| token_after(&l.terms.loan_id)).unwrap_or_default()
+/// The loan id a page token issued by [`loans_page`] names (`None`: not such a token).
+pub fn after_id(token: &str) -> Option<&str> {
+    token.strip_prefix(TOKEN_PREFIX).filter(|id| crate::domain::ids::check_id(id).is_ok())
 }
 
 fn token_after(loan_id: &str) -> String {
     format!("{TOKEN_PREFIX}{loan_id}")
+}
+
+/// The page token after the last of `loans` (none: no token).
+fn after(loans: &[Listed]) -> String {
+    loans.last().map(|l| token_after(&l.loan.terms.loan_id)).unwrap_or_default()
 }
 
 /// The date a loan is shown as of on `today`: today, or its last event's value date when that
@@ -36,13 +45,82 @@ pub fn as_listed_on(today: BusinessDate, loan: &LoanState) -> BusinessDate {
     today.max(loan.last_value_date)
 }
 
+/// A loan as listed on a day: shown as of `as_of` ([`as_listed_on`]), with its payoff quote on
+/// that date (none for a loan that owes nothing).
+pub struct Listed {
+    pub loan: LoanState,
+    pub as_of: BusinessDate,
+    pub quote: Option<Quote>,
+}
+
+impl Listed {
+    fn on(today: BusinessDate, loan: LoanState) -> Listed {
+        let as_of = as_listed_on(today, &loan);
+        let quote = loan.quote(as_of).ok();
+        Listed { loan, as_of, quote }
+    }
+
+    /// The status shown.
+    pub fn status(&self) -> LoanStatus {
+        self.loan.status_shown(self.quote.as_ref(), self.as_of)
+    }
+}
+
+/// `loans` as listed on `today`, quoted on a blocking thread.
+async fn listed_on(today: BusinessDate, loans: Vec<LoanState>) -> Result<Vec<Listed>, AppError> {
+    tokio::task::spawn_blocking(move || loans.into_iter().map(|l| Listed::on(today, l)).collect())
+        .await
+        .map_err(|e| AppError::Internal(format!("listing loans failed: {e}")))
+}
+
+/// A page of the loans matching `filter` and, if given, `wanted` as listed on `today`, and the
+/// page token after it (empty on the last page).
+pub async fn loans_page(
+    db: &Db,
+    mut filter: LoanFilter,
+    wanted: Option<LoanStatus>,
+    today: BusinessDate,
+    page_size: u32,
+) -> Result<(Vec<Listed>, String), AppError> {
+    let live = match wanted {
+        Some(status) if status.is_live() => status,
+        _ => {
+            filter.statuses = wanted.map_or(StatusFilter::Any, StatusFilter::Is);
+            let mut loans = db.list_loans(&filter, page_size + 1).await?;
+            let more = loans.len() > page_size as usize;
+            loans.truncate(page_size as usize);
+            let listed = listed_on(today, loans).await?;
+            let token = if more { after(&listed) } else { String::new() };
+            return Ok((listed, token));
+        }
+    };
+    filter.statuses = StatusFilter::Live;
+    let mut page = StatusPage::new(page_size as usize, STATUS_SCAN_MAX);
+    loop {
+        let batch = db.list_loans(&filter, STATUS_SCAN_BATCH).await?;
+        let end = batch.len() < STATUS_SCAN_BATCH as usize;
+        filter.after_loan_id = batch.last().map(|l| l.terms.loan_id.clone());
+        let judged = listed_on(today, batch)
+            .await?
+            .into_iter()
+            .map(|l| {
+                let keep = l.status() == live;
+                (l, keep)
+            })
+            .collect();
+        if let Some(token) = page.take(judged, end) {
+            return Ok((page.loans, token));
+        }
+    }
+}
+
 /// A page of loans filtered in the process, gathered from batches read in loan id order: it
 /// ends full (with a token after its last loan unless its batch was the last and nothing else
 /// in it matches: no more is read to find out, so the last page may come empty), at the end of
 /// the loans (no token), or once `read_max` loans were read (a token after the last loan read;
 /// the page is then shorter than asked, possibly empty).
 struct StatusPage {
-    loans: Vec<LoanState>,
+    loans: Vec<Listed>,
     page_size: usize,
     read: usize,
     read_max: usize,
@@ -55,9 +133,9 @@ impl StatusPage {
 
     /// Takes the next batch, each loan with whether it matches (`end`: nothing follows it).
     /// `Some(token)` when the page is done.
-    fn take(&mut self, batch: Vec<(LoanState, bool)>, end: bool) -> Option<String> {
+    fn take(&mut self, batch: Vec<(Listed, bool)>, end: bool) -> Option<String> {
         self.read += batch.len();
-        let last_read = batch.last().map(|(l, _)| token_after(&l.terms.loan_id));
+        let last_read = batch.last().map(|(l, _)| token_after(&l.loan.terms.loan_id));
         for (loan, keep) in batch {
             if !keep {
                 continue;
@@ -68,12 +146,11 @@ impl StatusPage {
             }
             self.loans.push(loan);
         }
-        if self.loans.len() == self.page_size && !end {
-            // Full, and loans follow that may match.
-            return Some(after(&self.loans));
-        }
         if end {
             Some(String::new())
+        } else if self.loans.len() == self.page_size {
+            // Full, and loans follow that may match.
+            Some(after(&self.loans))
         } else if self.read >= self.read_max {
             Some(last_read.unwrap_or_default())
         } else {
@@ -82,58 +159,28 @@ impl StatusPage {
     }
 }
 
-/// A page of the loans matching `filter` whose status as listed on `today` ([`as_listed_on`])
-/// is `wanted`, a live status, and the page token after it.
-pub async fn loans_by_status_on(
-    db: &Db,
-    mut filter: LoanFilter,
-    wanted: LoanStatus,
-    today: BusinessDate,
-    page_size: u32,
-) -> Result<(Vec<LoanState>, String), AppError> {
-    filter.statuses = StatusFilter::Live;
-    let mut page = StatusPage::new(page_size as usize, STATUS_SCAN_MAX);
-    loop {
-        let batch = db.list_loans(&filter, STATUS_SCAN_BATCH).await?;
-        let end = batch.len() < STATUS_SCAN_BATCH as usize;
-        filter.after_loan_id = batch.last().map(|l| l.terms.loan_id.clone());
-        let judged = tokio::task::spawn_blocking(move || {
-            batch
-                .into_iter()
-                .map(|l| {
-                    let keep = l.status_as_of(as_listed_on(today, &l)) == wanted;
-                    (l, keep)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("listing by status failed: {e}")))?;
-        if let Some(token) = page.take(judged, end) {
-            return Ok((page.loans, token));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::StatusPage;
+    use super::{Listed, StatusPage};
     use crate::domain::loan::{LoanState, LoanTerms};
 
     /// Loans `from..to` (ids "L000", ...), each matching when `keep` says so.
-    fn batch(from: usize, to: usize, keep: fn(usize) -> bool) -> Vec<(LoanState, bool)> {
+    fn batch(from: usize, to: usize, keep: fn(usize) -> bool) -> Vec<(Listed, bool)> {
         (from..to)
             .map(|i| {
                 let terms = LoanTerms {
                     loan_id: format!("L{i:03}"),
                     ..crate::bench::load::bench_terms("")
                 };
-                (LoanState::new(terms, 1), keep(i))
+                let loan = LoanState::new(terms, 1);
+                let as_of = loan.last_value_date;
+                (Listed { loan, as_of, quote: None }, keep(i))
             })
             .collect()
     }
 
     fn ids(page: &StatusPage) -> Vec<&str> {
-        page.loans.iter().map(|l| l.terms.loan_id.as_str()).collect()
+        page.loans.iter().map(|l| l.loan.terms.loan_id.as_str()).collect()
     }
 
     #[test]

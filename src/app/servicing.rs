@@ -109,7 +109,7 @@ fn tally(
                 let text = match e {
                     AppError::Internal(detail) => {
                         tracing::error!(loan_id = %id, detail, "a loan of a settlement run failed");
-                        "internal error; the detail is in the server log".to_string()
+                        crate::app::error::INTERNAL_TEXT.to_string()
                     }
                     e => e.to_string(),
                 };

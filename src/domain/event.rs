@@ -84,11 +84,11 @@ impl JournalEvent {
         }
     }
 
-    /// The loans this event touches (for loan histories).
-    pub fn loan_ids(&self) -> Vec<&str> {
+    /// The loans this event touches (for loan histories): its loan's, if a loan event.
+    pub fn loan_ids(&self) -> Option<&str> {
         match self {
-            JournalEvent::Loan(e) => vec![e.loan_id()],
-            _ => Vec::new(),
+            JournalEvent::Loan(e) => Some(e.loan_id()),
+            _ => None,
         }
     }
 

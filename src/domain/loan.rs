@@ -343,11 +343,6 @@ impl LoanState {
         }
     }
 
-    /// [`Self::status_shown`] with the loan's own quote on `date`.
-    pub fn status_as_of(&self, date: BusinessDate) -> LoanStatus {
-        self.status_shown(self.quote(date).ok().as_ref(), date)
-    }
-
     /// The status on `date`, from the state as it stands (no event after it is known).
     pub fn status_on(&self, date: BusinessDate) -> LoanStatus {
         let days = self.servicing.days_overdue(&self.terms.servicing_terms(), date);

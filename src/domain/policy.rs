@@ -94,7 +94,8 @@ impl PolicyParams {
         // After 90 days overdue a loan is claimed against the risk fund: a longer grace on
         // interest would keep a loan from being overdue past that point.
         if self.grace_days > super::arrears::GRACE_DAYS_MAX {
-            return bad("grace_days", "must be at most 90");
+            let max = super::arrears::GRACE_DAYS_MAX;
+            return bad("grace_days", &format!("must be at most {max}"));
         }
         if self.extension_months_max > TERM_MONTHS_MAX_BOUND {
             return bad("extension_months_max", "must be at most 120");

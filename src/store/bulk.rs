@@ -12,9 +12,9 @@
 
 use sqlx::PgPool;
 
-use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, scan_settings};
+use super::pgcopy::{CopyReader, LEDGER_SETTING, READ_ONLY, binary_copy, copy_out, scan_settings};
 use super::rows::{BalanceRow, LoanRow, POLICIES_SQL, PolicyRow, loan_columns};
-use super::scan::{open_sqlite_reader, panicked, sqlite_file};
+use super::scan::{open_sqlite_reader, panicked, row_text, sqlite_file};
 use super::{Db, StoreError};
 use crate::domain::loan::LoanState;
 use crate::domain::money::Fen;
@@ -170,22 +170,16 @@ fn sqlite_models(
         sqlite_rows(&conn, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))?;
     let loans = sqlite_rows(&conn, LOANS_SQL, ledger_id, |r| loan_row(r)?.into_state())?;
     let mut links = StoredLinks::default();
-    {
-        let mut stmt = conn.prepare(LINKS_SQL)?;
-        let mut rows = stmt.query([ledger_id])?;
-        while let Some(r) = rows.next()? {
-            links.push(text(r, 0, "journal_loan")?, r.get(1)?);
-        }
-    }
+    sqlite_each(&conn, LINKS_SQL, ledger_id, |r| {
+        links.push(key_text(r, 0, "journal_loan")?, r.get(1)?);
+        Ok(())
+    })?;
     let mut requests = Vec::new();
-    {
-        let mut stmt = conn.prepare(REQUESTS_SQL)?;
-        let mut rows = stmt.query([ledger_id])?;
-        while let Some(r) = rows.next()? {
-            let (scope, request_id) = (text(r, 0, "idempotency")?, text(r, 1, "idempotency")?);
-            requests.push((r.get(2)?, request_digest(keys, scope, request_id)));
-        }
-    }
+    sqlite_each(&conn, REQUESTS_SQL, ledger_id, |r| {
+        let (scope, request_id) = (key_text(r, 0, "idempotency")?, key_text(r, 1, "idempotency")?);
+        requests.push((r.get(2)?, request_digest(keys, scope, request_id)));
+        Ok(())
+    })?;
     conn.execute_batch("commit")?;
     Ok(StoredModels {
         registry: RegistrySnapshot { banks, households, statuses, policies, ledger_name },
@@ -207,7 +201,6 @@ async fn postgres_models(
     head: tokio::sync::oneshot::Sender<i64>,
     keys: &std::hash::RandomState,
 ) -> Result<StoredModels, StoreError> {
-    const READ_ONLY: &str = "set transaction isolation level repeatable read, read only";
     let mut tx = pool.begin().await?;
     sqlx::query(READ_ONLY).execute(&mut *tx).await?;
     // The first read takes the transaction's snapshot; the export names that snapshot.
@@ -266,10 +259,7 @@ async fn postgres_models(
 
 /// A copy statement of `sql`, its parameter read from [`LEDGER_SETTING`].
 fn copy_statement(sql: &str) -> String {
-    format!(
-        "copy ({}) to stdout (format binary)",
-        sql.replace("$1", &format!("current_setting('{LEDGER_SETTING}')"))
-    )
+    binary_copy(&sql.replace("$1", &format!("current_setting('{LEDGER_SETTING}')")))
 }
 
 /// Runs `sql` (of `fields` columns; its one parameter `ledger_id`) as a binary `COPY` on
@@ -381,10 +371,23 @@ const LOAN_COLUMNS: usize = {
 };
 
 /// Column `i` of a row of `table` as text, lent.
-fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize, table: &str) -> Result<&'r str, StoreError> {
-    r.get_ref(i)?
-        .as_str()
-        .map_err(|e| StoreError::Corrupt(format!("{table}: a key that is not text: {e}")))
+fn key_text<'r>(r: &'r rusqlite::Row<'_>, i: usize, table: &str) -> Result<&'r str, StoreError> {
+    row_text(r, i, format_args!("{table}: a key that is not text"))
+}
+
+/// Runs `sql` (one parameter: the ledger id) on `conn`, calling `each` with each row.
+fn sqlite_each(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    ledger_id: &str,
+    mut each: impl FnMut(&rusqlite::Row<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([ledger_id])?;
+    while let Some(r) = rows.next()? {
+        each(r)?;
+    }
+    Ok(())
 }
 
 /// Runs `sql` (one parameter: the ledger id) on `conn`, mapping each row.
@@ -394,8 +397,12 @@ fn sqlite_rows<T>(
     ledger_id: &str,
     map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
-    stmt.query_and_then([ledger_id], map)?.collect()
+    let mut out = Vec::new();
+    sqlite_each(conn, sql, ledger_id, |r| {
+        out.push(map(r)?);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// A loan row read by rusqlite, its columns in the order of [`loan_columns!`].

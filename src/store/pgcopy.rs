@@ -16,6 +16,14 @@
 
 use super::StoreError;
 
+/// Sent after `begin`: the rest of the transaction reads in one snapshot and writes nothing.
+pub(super) const READ_ONLY: &str = "set transaction isolation level repeatable read, read only";
+
+/// `query`'s rows as a binary copy to the client.
+pub(super) fn binary_copy(query: &str) -> String {
+    format!("copy ({query}) to stdout (format binary)")
+}
+
 /// The transaction-local setting the copy statements read the ledger id from.
 pub(super) const LEDGER_SETTING: &str = "loanledger.scan_ledger";
 

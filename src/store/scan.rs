@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::{PgPool, SqlitePool};
 
-use super::pgcopy::{CopyReader, LEDGER_SETTING, copy_out, scan_settings};
+use super::pgcopy::{CopyReader, LEDGER_SETTING, READ_ONLY, binary_copy, copy_out, scan_settings};
 use super::{BUSY_TIMEOUT_PRAGMA, Db, StoreError};
 use crate::domain::money::Fen;
 use crate::ledger::posting::Posting;
@@ -151,6 +151,15 @@ pub(super) fn open_read_only(path: &Path, setup: &str) -> Result<rusqlite::Conne
     Ok(conn)
 }
 
+/// Column `i` of a rusqlite row as text, lent; `what` names it when it is not text.
+pub(super) fn row_text<'r>(
+    r: &'r rusqlite::Row<'_>,
+    i: usize,
+    what: impl std::fmt::Display,
+) -> Result<&'r str, StoreError> {
+    r.get_ref(i)?.as_str().map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
 /// A read-only rusqlite connection for verify, reading the file through a memory map rather
 /// than a copy per page: verify reads each page once (a third less system time, measured,
 /// BENCHMARKS.md change 20). The bundled SQLite's cap on the map is raised in
@@ -202,9 +211,7 @@ async fn scan_postgres<V: JournalVisitor>(
     loop {
         let page: Result<(Copies, Option<i64>), StoreError> = async {
             let mut tx = pool.begin().await?;
-            sqlx::query("set transaction isolation level repeatable read, read only")
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(READ_ONLY).execute(&mut *tx).await?;
             scan_settings(&mut tx, ledger_id).await?;
             let (txns, postings) = spent.try_recv().unwrap_or_default();
             let txns =
@@ -274,7 +281,7 @@ const TXN_COPY_FIELDS: usize = 9;
 /// A page of transactions from `from`, none after `through`, as a binary copy (the ledger from
 /// [`LEDGER_SETTING`]).
 fn txn_copy_sql(from: i64, page_txns: i64, through: i64) -> String {
-    format!("copy ({}) to stdout (format binary)", txn_page_sql(from, page_txns, through))
+    binary_copy(&txn_page_sql(from, page_txns, through))
 }
 
 /// The query of [`txn_copy_sql`].
@@ -290,13 +297,12 @@ fn txn_page_sql(from: i64, page_txns: i64, through: i64) -> String {
 /// The posting rows of `from..=upto` as a binary copy; past `through`, only those of no
 /// transaction (stray rows), as [`POSTING_SQL_SQLITE`].
 fn posting_copy_sql(from: i64, upto: i64, through: i64) -> String {
-    format!(
-        "copy (select seq, account, amount_fen from posting p \
+    binary_copy(&format!(
+        "select seq, account, amount_fen from posting p \
          where ledger_id = current_setting('{LEDGER_SETTING}') and seq >= {from} \
          and seq <= {upto} and (seq <= {through} or not exists (select 1 from journal_txn j \
-         where j.ledger_id = p.ledger_id and j.seq = p.seq)) order by seq, idx) \
-         to stdout (format binary)"
-    )
+         where j.ledger_id = p.ledger_id and j.seq = p.seq)) order by seq, idx"
+    ))
 }
 
 /// The next transaction of a copy, its text lent from the copy.
@@ -381,11 +387,7 @@ fn scan_sqlite<V: JournalVisitor>(
             if visitor.stopped() {
                 return Ok(visitor);
             }
-            let text = |i: usize| -> Result<&str, StoreError> {
-                r.get_ref(i)?
-                    .as_str()
-                    .map_err(|e| StoreError::Corrupt(format!("journal column {i}: {e}")))
-            };
+            let text = |i: usize| row_text(r, i, format_args!("journal column {i}"));
             let seq: i64 = r.get(0)?;
             let txn = TxnRef {
                 seq,

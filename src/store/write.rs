@@ -625,7 +625,8 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Records an idempotency entry for a write that has no journal transaction (LPR entries).
+    /// Records an idempotency entry for a write that has no journal transaction (LPR entries,
+    /// settlement runs), under no ledger and seq 0.
     pub async fn insert_idempotency(
         &mut self,
         scope: &str,

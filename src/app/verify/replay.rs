@@ -36,13 +36,11 @@ impl Replay {
     pub fn apply(&mut self, t: Replayed) {
         let seq = t.seq;
         let event = JournalEvent::from_parts(&t.kind, &t.command_json);
-        if let Ok(event) = &event {
-            for loan_id in event.loan_ids() {
-                match self.links.get_mut(loan_id) {
-                    Some(seqs) => seqs.push(seq),
-                    None => {
-                        self.links.insert(loan_id.to_string(), vec![seq]);
-                    }
+        if let Some(loan_id) = event.as_ref().ok().and_then(JournalEvent::loan_ids) {
+            match self.links.get_mut(loan_id) {
+                Some(seqs) => seqs.push(seq),
+                None => {
+                    self.links.insert(loan_id.to_string(), vec![seq]);
                 }
             }
         }
