@@ -101,14 +101,16 @@ where
         Ok(())
     }
 
-    /// `result` of a statement sent with no transaction begun (PostgreSQL's request-id lookup,
-    /// or a group's one statement that is its own transaction): should it have failed as the
-    /// database being away does, the connection may be gone, and nothing else would find out
-    /// (there is no transaction to roll back), so the next group rolls back first, which opens a
-    /// new connection should it be gone. (Not for other failures, such as the implicit
-    /// transaction refused by the request-id key, which only replan the group.)
+    /// `result` of a statement that may have been sent with no transaction begun (PostgreSQL's
+    /// request-id lookup, or a group's one statement that is its own transaction): should it
+    /// have failed so, as the database being away does, the connection may be gone, and nothing
+    /// else would find out (there is no transaction to roll back), so the next group rolls back
+    /// first, which opens a new connection should it be gone. (Within a transaction its rollback
+    /// finds out; other failures, such as the implicit transaction refused by the request-id
+    /// key, only replan the group.)
     fn unbegun<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(e) = &result
+        if !self.begun
+            && let Err(e) = &result
             && e.is_unavailable()
         {
             self.conn.unsure = true;
@@ -393,7 +395,6 @@ impl WriteTx {
                 Ok(()) if t.begun => {
                     t.conn()?.execute("COMMIT").await.map(|_| ()).map_err(Into::into)
                 }
-                other if t.begun => other,
                 other => t.unbegun(other),
             },
             WriteTx::Detached => Err(StoreError::Detached),
