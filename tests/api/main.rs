@@ -108,16 +108,7 @@ async fn full_flow(backend: Backend) {
     let bank = app.bank_token(BANK).await;
     let auditor = app.auditor_token().await;
 
-    let ledger = app
-        .registry(&operator)
-        .create_ledger(pb::CreateLedgerRequest {
-            request_id: rid("ledger"),
-            ledger_id: LEDGER.into(),
-            name: "武鸣区".into(),
-        })
-        .await
-        .expect("CreateLedger")
-        .into_inner();
+    let ledger = app.create_ledger(&operator, LEDGER, "武鸣区").await;
     assert_eq!(ledger.ledger.as_ref().unwrap().ledger_id, LEDGER);
     let ledger_ref = ledger.entry.clone().expect("CreateLedger answers with its entry");
     assert_eq!(ledger_ref.ledger_id, LEDGER);
@@ -1426,8 +1417,10 @@ async fn list_loans_pages(backend: Backend) {
         .date_naive()
         .to_string();
     app.register_household(&t.finance, "H-P900", "19800517").await;
-    let mut fresh = standard_loan("P900", "H-P900");
-    (fresh.contract_date, fresh.annual_rate) = (today.clone(), "0.02".into());
+    let fresh = pb::CreateLoanRequest {
+        annual_rate: "0.02".into(),
+        ..standard_loan_on("P900", "H-P900", &today)
+    };
     app.create_loan(&t.bank, fresh).await;
     app.disburse(&t.bank, &loan_id("P900"), &today).await;
     let by_status = |wanted: pb::LoanStatus, page_size: u32| {
@@ -2091,11 +2084,7 @@ async fn tampered_history_links_are_reported(backend: Backend) {
     let repaid = entry(&app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await).seq;
     let before = app.history(&t.bank, &id).await;
     assert!(app.verify(&t.auditor).await.ok);
-    let link = |loan: &str, seq: u64| {
-        format!(
-            "insert into journal_loan (loan_id, ledger_id, seq) values ('{loan}', '{LEDGER}', {seq})"
-        )
-    };
+    let link = |loan: &str, seq: u64| link_sql(loan, LEDGER, seq);
     // Each step's problems, and the chain still holds.
     let reports = async |expected: &[String]| verify_reports(&app, &t.auditor, expected).await;
 
@@ -2722,8 +2711,7 @@ async fn lpr_table(backend: Backend) {
     assert!(listed.entries.len() > 1, "the seeded entries are listed too");
 
     // A one-year contract from 2026-11-25 may charge at most 2.9%.
-    let mut contract = standard_loan("L29", HOUSEHOLD);
-    contract.contract_date = "2026-11-25".into();
+    let mut contract = standard_loan_on("L29", HOUSEHOLD, "2026-11-25");
     contract.annual_rate = "0.0295".into();
     expect_refused(app.loans(&t.bank).create_loan(contract.clone()).await, "RATE_ABOVE_LPR_CAP");
     contract.annual_rate = "0.029".into();
@@ -2822,21 +2810,9 @@ async fn history_keeps_to_the_loans_ledger(backend: Backend) {
         return;
     };
     let before = app.history(&t.bank, &id).await;
-    app.registry(&t.operator)
-        .create_ledger(pb::CreateLedgerRequest {
-            request_id: rid("ledger"),
-            ledger_id: "450122".into(),
-            name: "another county".into(),
-        })
-        .await
-        .expect("CreateLedger");
-    let inserted = app
-        .db
-        .execute_raw(&format!(
-            "insert into journal_loan (loan_id, ledger_id, seq) values ('{id}', '450122', 1)"
-        ))
-        .await
-        .expect("inserting is not refused");
+    app.create_ledger(&t.operator, "450122", "another county").await;
+    let inserted =
+        app.db.execute_raw(&link_sql(&id, "450122", 1)).await.expect("inserting is not refused");
     assert_eq!(inserted, 1);
     assert_eq!(app.history(&t.bank, &id).await, before);
     app.finish().await;

@@ -11,6 +11,7 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_reflection::pb::{v1, v1alpha};
 
+use super::loan;
 use crate::common::*;
 use loanledger::api::pb;
 use loanledger::api::pb::loan_service_client::LoanServiceClient;
@@ -700,10 +701,8 @@ async fn paid_as_scheduled_when_maturity_is_on_the_21st(backend: Backend) {
         return;
     };
     let t = app.seed().await;
-    let mut req = standard_loan("T21", HOUSEHOLD);
-    req.contract_date = "2021-03-21".into();
-    let created = app.create_loan(&t.bank, req).await;
-    let id = created.loan.expect("a loan").loan_id;
+    app.create_loan(&t.bank, standard_loan_on("T21", HOUSEHOLD, "2021-03-21")).await;
+    let id = loan_id("T21");
     app.disburse(&t.bank, &id, "2021-03-21").await;
     let schedule = preview(
         &app,
@@ -727,7 +726,7 @@ async fn paid_as_scheduled_when_maturity_is_on_the_21st(backend: Backend) {
         assert_eq!(before.days_overdue, 0, "due {}: {before:?}", i.due_date);
         assert_eq!(before.interest_due_fen, i.interest_due_fen, "due {}: {before:?}", i.due_date);
         let paid = app.repay(&t.bank, &id, &i.due_date, i.total_due_fen).await;
-        let l = paid.loan.expect("a loan");
+        let l = loan(&paid);
         assert_eq!(l.days_overdue, 0, "paid {}: {l:?}", i.due_date);
         assert_eq!(l.principal_outstanding_fen, i.remaining_principal_fen, "{l:?}");
     }

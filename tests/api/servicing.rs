@@ -1779,16 +1779,11 @@ async fn a_settlement_run_is_one_request(backend: Backend) {
 
     // The run's loan was settled under "q1 B1-Q1"; the bank's own request "q1/B1-Q1" (the form
     // such ids had before) is a request of its own.
-    let paid = loans
-        .record_repayment(pb::RecordRepaymentRequest {
-            request_id: format!("q1/{id}"),
-            loan_id: id.clone(),
-            value_date: "2021-03-20".into(),
-            amount_fen: 29_410,
-        })
+    let paid = app
+        .repay_as(&t.bank, &format!("q1/{id}"), &id, "2021-03-20", 29_410)
         .await
         .expect("a repayment whose id looks like a run's loan's");
-    assert_eq!(paid.into_inner().loan.expect("a loan").interest_due_fen, 0);
+    assert_eq!(loan(&paid).interest_due_fen, 0);
     // An id the bank used for a repayment does not name a run.
     expect_code(
         loans.settle_loans(settle_request(&format!("q1/{id}"), BANK, "2021-06-20")).await,
@@ -1917,9 +1912,10 @@ async fn policy_versions(backend: Backend) {
 
     // Contracted under it (the 1-year LPR from 2022-01-20 is 3.70%): the interest settled on
     // 2022-03-20 is overdue from 03-26, after five days of grace.
-    let mut contract = standard_loan("G1", HOUSEHOLD);
-    contract.contract_date = "2022-01-25".into();
-    contract.annual_rate = "0.037".into();
+    let contract = pb::CreateLoanRequest {
+        annual_rate: "0.037".into(),
+        ..standard_loan_on("G1", HOUSEHOLD, "2022-01-25")
+    };
     let id = loan(&app.create_loan(&t.bank, contract).await).loan_id.clone();
     app.disburse(&t.bank, &id, "2022-01-25").await;
     let on = |date: &'static str| app.get_loan_as_of(&t.bank, &id, date);

@@ -256,17 +256,27 @@ impl TestApp {
             bank: self.bank_token(BANK).await,
             auditor: self.auditor_token().await,
         };
-        self.registry(&tokens.operator)
-            .create_ledger(pb::CreateLedgerRequest {
-                request_id: rid("ledger"),
-                ledger_id: LEDGER.into(),
-                name: "武鸣区 Wuming".into(),
-            })
-            .await
-            .expect("CreateLedger");
+        self.create_ledger(&tokens.operator, LEDGER, "武鸣区 Wuming").await;
         self.register_bank(&tokens.operator, BANK).await;
         self.register_household(&tokens.finance, HOUSEHOLD, "19800517").await;
         tokens
+    }
+
+    pub async fn create_ledger(
+        &self,
+        token: &str,
+        ledger_id: &str,
+        name: &str,
+    ) -> pb::CreateLedgerResponse {
+        self.registry(token)
+            .create_ledger(pb::CreateLedgerRequest {
+                request_id: rid("ledger"),
+                ledger_id: ledger_id.into(),
+                name: name.into(),
+            })
+            .await
+            .expect("CreateLedger")
+            .into_inner()
     }
 
     pub async fn register_bank(&self, token: &str, bank_id: &str) -> pb::RegisterBankResponse {
@@ -565,6 +575,25 @@ pub fn standard_loan(contract_number: &str, household_id: &str) -> pb::CreateLoa
         guarantee_free: true,
         renews_loan_id: String::new(),
     }
+}
+
+/// [`standard_loan`] contracted on `contract_date`.
+pub fn standard_loan_on(
+    contract_number: &str,
+    household_id: &str,
+    contract_date: &str,
+) -> pb::CreateLoanRequest {
+    pb::CreateLoanRequest {
+        contract_date: contract_date.into(),
+        ..standard_loan(contract_number, household_id)
+    }
+}
+
+/// A row of `journal_loan` inserted behind the service's back.
+pub fn link_sql(loan_id: &str, ledger_id: &str, seq: u64) -> String {
+    format!(
+        "insert into journal_loan (loan_id, ledger_id, seq) values ('{loan_id}', '{ledger_id}', {seq})"
+    )
 }
 
 pub fn loan_id(contract_number: &str) -> String {
