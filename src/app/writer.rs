@@ -62,7 +62,7 @@ use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyVersion, default_versions, in_force};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
 use crate::ledger::loan_postings::loan_postings;
-use crate::ledger::posting::Postings;
+use crate::ledger::posting::{Postings, pack};
 use crate::store::rows::{BankRow, HouseholdRow, JournalRow};
 use crate::store::write::{Staged, StagedTxn, StoredAnswer, WriteTx, add_deltas};
 use crate::store::{Db, StoreError};
@@ -1434,8 +1434,8 @@ impl Writer {
                 command_json,
                 prev_hash: to_hex(&prev_hash),
                 hash: entry.hash.clone(),
+                postings: pack(planned.postings.as_slice()),
             },
-            postings: planned.postings.into_vec(),
             loan_ids: planned.event.loan_ids().into_iter().map(String::from).collect(),
             idempotency: Some(StoredAnswer {
                 fingerprint: fingerprint.clone(),

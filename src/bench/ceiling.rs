@@ -23,6 +23,7 @@ use crate::domain::loan::{LoanCommand, LoanEvent, LoanState};
 use crate::domain::money::Fen;
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, to_hex};
 use crate::ledger::loan_postings::loan_postings;
+use crate::ledger::posting::pack;
 use crate::store::Db;
 use crate::store::rows::JournalRow;
 use crate::store::write::{Staged, StagedTxn, StoredAnswer, add_deltas};
@@ -186,8 +187,8 @@ pub async fn measure(
                     command_json,
                     prev_hash: to_hex(&prev),
                     hash: to_hex(&hash),
+                    postings: pack(&postings),
                 },
-                postings,
                 loan_ids: vec![loan_id.clone()],
                 idempotency: Some(StoredAnswer { fingerprint: to_hex(&hash), result_json: answer }),
             });

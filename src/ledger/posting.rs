@@ -1,5 +1,7 @@
 //! Postings, and the rule that a transaction's postings sum to zero.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::money::Fen;
@@ -68,6 +70,48 @@ impl Postings {
     }
 }
 
+/// A transaction's postings as stored in its journal row (`journal_txn.postings`): a JSON array
+/// of `[account, amount_fen]` pairs in posting order, `[]` for none. JSON makes the text
+/// unambiguous whatever an account's characters, and SQL can expand it (the `posting` views of
+/// both backends' migrations). The hash covers the postings themselves (`TxnContent`), not this
+/// text: a rewrite that reads back as the same postings changes nothing the chain protects.
+pub fn pack(postings: &[Posting]) -> String {
+    let mut out = String::with_capacity(2 + postings.len() * 48);
+    pack_into(postings, &mut out);
+    out
+}
+
+/// [`pack`], appended to `out`.
+pub fn pack_into(postings: &[Posting], out: &mut String) {
+    out.push('[');
+    for (i, p) in postings.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        if p.account.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            // A `String` always serialises (no I/O, no map keys): the text is valid JSON.
+            out.push_str(&serde_json::to_string(&p.account).unwrap_or_default());
+        } else {
+            out.push('"');
+            out.push_str(&p.account);
+            out.push('"');
+        }
+        // Writing to a `String` cannot fail.
+        let _ = write!(out, ",{}]", p.amount.0);
+    }
+    out.push(']');
+}
+
+/// The postings of a stored journal row's text ([`pack`]'s form, any JSON spacing).
+pub fn unpack(text: &str) -> Result<Vec<Posting>, serde_json::Error> {
+    let pairs: Vec<(String, i64)> = serde_json::from_str(text)?;
+    Ok(pairs
+        .into_iter()
+        .map(|(account, amount)| Posting { account, amount: Fen(amount) })
+        .collect())
+}
+
 /// A debit of `amount` to `debit` and a credit to `credit`.
 pub fn transfer(debit: String, credit: String, amount: Fen) -> Vec<Posting> {
     vec![Posting { account: debit, amount }, Posting { account: credit, amount: Fen(-amount.0) }]
@@ -100,7 +144,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn packed_postings_are_a_json_array_of_pairs() {
+        assert_eq!(pack(&[]), "[]");
+        let legs = [leg("bank/B1/cash", -500), leg("a \"quoted\" \\ name", 500)];
+        assert_eq!(pack(&legs), r#"[["bank/B1/cash",-500],["a \"quoted\" \\ name",500]]"#);
+        // PostgreSQL's json_agg spaces its output: read back the same.
+        assert_eq!(unpack(r#"[["bank/B1/cash", -500], ["x", 500]]"#).unwrap()[0], legs[0]);
+        assert!(unpack("[[\"a\",1.5]]").is_err(), "amounts are whole fen");
+        assert!(unpack("[[\"a\",1],").is_err());
+    }
+
     proptest! {
+        #[test]
+        fn packed_postings_read_back_the_same(
+            legs in proptest::collection::vec((any::<String>(), any::<i64>()), 0..6)
+        ) {
+            let legs: Vec<Posting> = legs.into_iter().map(|(a, x)| Posting { account: a, amount: Fen(x) }).collect();
+            prop_assert_eq!(unpack(&pack(&legs)).unwrap(), legs);
+        }
+
         #[test]
         fn transfers_always_balance(amount in 1i64..i64::MAX) {
             let p = Postings::balanced(transfer("a".into(), "b".into(), Fen(amount))).unwrap();

@@ -7,46 +7,18 @@ use crate::domain::lpr::LprEntry;
 use crate::domain::policy::PolicyVersion;
 use crate::on_pool;
 
-/// The postings of journal row `j`, packed as JSON `[[account, amount_fen], ...]` in posting
-/// order ([`PackedJournalRow`]).
-macro_rules! packed_postings_sqlite {
-    () => {
-        "(select json_group_array(json_array(p.account, p.amount_fen) order by p.idx) \
-         from posting p where p.ledger_id = j.ledger_id and p.seq = j.seq) as postings_json"
-    };
-}
-macro_rules! packed_postings_postgres {
-    () => {
-        "(select coalesce(json_agg(json_build_array(p.account, p.amount_fen) order by p.idx)::text, '[]') \
-         from posting p where p.ledger_id = j.ledger_id and p.seq = j.seq) as postings_json"
-    };
-}
-macro_rules! journal_range_sql {
-    ($packed:expr) => {
-        concat!(
-            "select ",
-            journal_columns!(),
-            ", ",
-            $packed,
-            " from journal_txn j where ledger_id = $1 and seq >= $2 and seq <= $3 \
-             order by seq limit $4"
-        )
-    };
-}
-macro_rules! loan_history_sql {
-    ($packed:expr) => {
-        concat!(
-            "select o.bank_id as owner_bank_id, o.ledger_id as owner_ledger_id, \
-             j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
-             j.request_id, j.command_json, j.prev_hash, j.hash, ",
-            $packed,
-            " from loan o join journal_loan l on l.loan_id = o.loan_id \
-             and l.ledger_id = o.ledger_id \
-             join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq \
-             where o.loan_id = $1 order by j.seq"
-        )
-    };
-}
+const JOURNAL_RANGE_SQL: &str = concat!(
+    "select ",
+    journal_columns!(),
+    " from journal_txn where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq limit $4"
+);
+const LOAN_HISTORY_SQL: &str = "select o.bank_id as owner_bank_id, o.ledger_id as owner_ledger_id, \
+     j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
+     j.request_id, j.command_json, j.prev_hash, j.hash, j.postings \
+     from loan o join journal_loan l on l.loan_id = o.loan_id \
+     and l.ledger_id = o.ledger_id \
+     join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq \
+     where o.loan_id = $1 order by j.seq";
 
 /// A loan's journal rows, with the bank and ledger the loan belongs to (so that access can be
 /// checked before the rows are decoded).
@@ -54,34 +26,32 @@ macro_rules! loan_history_sql {
 pub struct LoanHistory {
     pub bank_id: String,
     pub ledger_id: String,
-    rows: Vec<PackedJournalRow>,
+    rows: Vec<JournalRow>,
 }
 
 impl LoanHistory {
     pub fn entries(self) -> Result<Vec<JournalEntry>, StoreError> {
-        self.rows.into_iter().map(PackedJournalRow::into_entry).collect()
+        self.rows.into_iter().map(JournalRow::into_entry).collect()
     }
 }
 
-/// A row of [`loan_history_sql!`] read by rusqlite (SQLite: [`super::readers`]).
+/// A row of [`LOAN_HISTORY_SQL`] read by rusqlite (SQLite: [`super::readers`]).
 fn owned_journal_row(r: &rusqlite::Row<'_>) -> Result<OwnedJournalRow, StoreError> {
     Ok(OwnedJournalRow {
         owner_bank_id: r.get(0)?,
         owner_ledger_id: r.get(1)?,
-        packed: PackedJournalRow {
-            row: JournalRow {
-                ledger_id: r.get(2)?,
-                seq: r.get(3)?,
-                kind: r.get(4)?,
-                value_date: r.get(5)?,
-                recorded_at_us: r.get(6)?,
-                actor: r.get(7)?,
-                request_id: r.get(8)?,
-                command_json: r.get(9)?,
-                prev_hash: r.get(10)?,
-                hash: r.get(11)?,
-            },
-            postings_json: r.get(12)?,
+        row: JournalRow {
+            ledger_id: r.get(2)?,
+            seq: r.get(3)?,
+            kind: r.get(4)?,
+            value_date: r.get(5)?,
+            recorded_at_us: r.get(6)?,
+            actor: r.get(7)?,
+            request_id: r.get(8)?,
+            command_json: r.get(9)?,
+            prev_hash: r.get(10)?,
+            hash: r.get(11)?,
+            postings: r.get(12)?,
         },
     })
 }
@@ -233,23 +203,17 @@ impl Db {
     ) -> Result<Vec<JournalEntry>, StoreError> {
         let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
         let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
-        let sql = match self {
-            Db::Sqlite(..) => journal_range_sql!(packed_postings_sqlite!()),
-            Db::Postgres(..) => journal_range_sql!(packed_postings_postgres!()),
-        };
-        let rows: Vec<PackedJournalRow> = on_pool!(self, p => sqlx::query_as(sql)
+        let sql = JOURNAL_RANGE_SQL;
+        let rows: Vec<JournalRow> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
             .fetch_all(p).await?);
-        rows.into_iter().map(PackedJournalRow::into_entry).collect()
+        rows.into_iter().map(JournalRow::into_entry).collect()
     }
 
     /// A loan's journal entries in order, with the loan's owner (who may read them) in the same
     /// statement; `None` if there is no such loan (every loan has the entry that created it).
     pub async fn loan_history(&self, loan_id: &str) -> Result<Option<LoanHistory>, StoreError> {
-        let sql = match self {
-            Db::Sqlite(..) => loan_history_sql!(packed_postings_sqlite!()),
-            Db::Postgres(..) => loan_history_sql!(packed_postings_postgres!()),
-        };
+        let sql = LOAN_HISTORY_SQL;
         let rows: Vec<OwnedJournalRow> = match self {
             Db::Sqlite(.., Some(readers)) => readers.read(|conn| {
                 conn.prepare_cached(sql)?.query_and_then([loan_id], owned_journal_row)?.collect()
@@ -258,7 +222,7 @@ impl Db {
         };
         let Some(first) = rows.first() else { return Ok(None) };
         let (bank_id, ledger_id) = (first.owner_bank_id.clone(), first.owner_ledger_id.clone());
-        let rows = rows.into_iter().map(|r| r.packed).collect();
+        let rows = rows.into_iter().map(|r| r.row).collect();
         Ok(Some(LoanHistory { bank_id, ledger_id, rows }))
     }
 

@@ -8,7 +8,7 @@ use crate::domain::lpr::{LprEntry, TenorBucket};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyParams, PolicyVersion};
 use crate::domain::rate::AnnualRate;
-use crate::ledger::posting::Posting;
+use crate::ledger::posting::{Posting, unpack};
 
 use super::StoreError;
 
@@ -302,6 +302,7 @@ impl LoanChangeRow {
     }
 }
 
+/// A journal row as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JournalRow {
     pub ledger_id: String,
@@ -314,27 +315,18 @@ pub struct JournalRow {
     pub command_json: String,
     pub prev_hash: String,
     pub hash: String,
+    /// The postings, packed ([`crate::ledger::posting::pack`]): one row per transaction, not one
+    /// per posting (migration 0004 on SQLite, 0007 on PostgreSQL).
+    pub postings: String,
 }
 
 macro_rules! journal_columns {
     () => {
         "ledger_id, seq, kind, value_date, recorded_at_us, actor, \
-         request_id, command_json, prev_hash, hash"
+         request_id, command_json, prev_hash, hash, postings"
     };
 }
 pub(crate) use journal_columns;
-
-/// A journal row with its postings packed by the database into one JSON array of
-/// `[account, amount_fen]` pairs in posting order: one row per transaction instead of one per
-/// posting (rows cost far more than bytes through the driver). JSON makes the packing
-/// unambiguous whatever an account's text, so a changed posting row cannot read back as the
-/// original list.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PackedJournalRow {
-    #[sqlx(flatten)]
-    pub row: JournalRow,
-    pub postings_json: String,
-}
 
 /// A loan's journal row with the loan's owner beside it (GetLoanHistory checks access and reads
 /// the history in one statement).
@@ -343,22 +335,16 @@ pub struct OwnedJournalRow {
     pub owner_bank_id: String,
     pub owner_ledger_id: String,
     #[sqlx(flatten)]
-    pub packed: PackedJournalRow,
+    pub row: JournalRow,
 }
 
-impl PackedJournalRow {
+impl JournalRow {
+    /// The row with its postings read from their text.
     pub fn into_entry(self) -> Result<JournalEntry, StoreError> {
-        let pairs: Vec<(String, i64)> = serde_json::from_str(&self.postings_json).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "postings of {} seq {}: {e}",
-                self.row.ledger_id, self.row.seq
-            ))
+        let postings = unpack(&self.postings).map_err(|e| {
+            StoreError::Corrupt(format!("postings of {} seq {}: {e}", self.ledger_id, self.seq))
         })?;
-        let postings = pairs
-            .into_iter()
-            .map(|(account, amount)| Posting { account, amount: Fen(amount) })
-            .collect();
-        Ok(JournalEntry { row: self.row, postings })
+        Ok(JournalEntry { row: self, postings })
     }
 }
 

@@ -1,16 +1,12 @@
 //! A ledger's whole journal read in order, for `verify`.
 //!
-//! The scan reads pages of [`SCAN_PAGE_TXNS`] transactions by `seq`, each page in one read
-//! snapshot together with the posting rows of the same `seq` range: `journal_txn` by `seq` and
-//! `posting` by `(seq, idx)` (both primary keys, so both are plain index range scans), walked side
-//! by side. Each transaction goes with its postings to a [`JournalVisitor`] on a thread of its
-//! own. Posting rows whose `seq` has no transaction are reported too
-//! ([`JournalVisitor::orphan_postings`]): a per-transaction lookup of postings never saw them.
-//! Only `seq >= 1` is read on both backends (the chain starts at 1).
+//! The scan reads pages of [`SCAN_PAGE_TXNS`] transactions by `seq` (the primary key: a plain
+//! index range scan), each page in one read snapshot. Each transaction, its postings in its own
+//! row (as packed text, [`TxnRef::postings`]), goes to a [`JournalVisitor`] on a thread of its
+//! own. Only `seq >= 1` is read on both backends (the chain starts at 1).
 //!
-//! A snapshot per page, not one for the whole scan: a write committed while a page is read is
-//! in neither of its two ranges or in both (no false orphans), and no snapshot is held for long
-//! (on SQLite a long-lived reader would keep the WAL from being restarted, see
+//! A snapshot per page, not one for the whole scan: no snapshot is held for long (on SQLite a
+//! long-lived reader would keep the WAL from being restarted, see
 //! [`super::WAL_RESTART_FRAMES`]).
 //!
 //! - **SQLite**: a read-only connection of the scan's own, through rusqlite, whose cursor lends
@@ -25,15 +21,12 @@
 //! The visitor sees the same things in the same order on both backends, and can stop the scan
 //! ([`JournalVisitor::stopped`]).
 
-use std::iter::Peekable;
 use std::path::{Path, PathBuf};
 
 use sqlx::{PgPool, SqlitePool};
 
 use super::pgcopy::{CopyReader, LEDGER_SETTING, READ_ONLY, binary_copy, copy_out, scan_settings};
 use super::{BUSY_TIMEOUT_PRAGMA, Db, StoreError};
-use crate::domain::money::Fen;
-use crate::ledger::posting::Posting;
 
 /// Journal transactions per page (one read snapshot) of the scan: large enough that the round
 /// trips do not dominate, small enough to keep memory flat and snapshots short.
@@ -51,15 +44,14 @@ pub struct TxnRef<'a> {
     pub command_json: &'a str,
     pub prev_hash: &'a str,
     pub hash: &'a str,
+    /// The postings as stored, packed ([`crate::ledger::posting::unpack`] reads them).
+    pub postings: &'a str,
 }
 
 /// What a journal scan calls, in `seq` order, on the scan's thread.
 pub trait JournalVisitor: Send + 'static {
-    /// A transaction with its posting rows in `idx` order.
-    fn txn(&mut self, txn: TxnRef<'_>, postings: Vec<Posting>);
-    /// Posting rows stored under `seq`, for which there is no transaction (called once per such
-    /// `seq`, in order among the transactions).
-    fn orphan_postings(&mut self, seq: i64);
+    /// A transaction.
+    fn txn(&mut self, txn: TxnRef<'_>);
     /// After the last transaction, on the scan's thread.
     fn end(&mut self) {}
     /// Whether the scan should stop early (asked before each transaction).
@@ -68,20 +60,10 @@ pub trait JournalVisitor: Send + 'static {
     }
 }
 
-/// Posting rows from `$2`, read lazily alongside a page of transactions (SQLite); the scan
-/// stops reading them where the page does. Past the scan's last `seq` (`$3`), only those of no
-/// transaction (stray rows): the transactions committed since the scan's head are not its.
-const POSTING_SQL_SQLITE: &str = "select seq, account, amount_fen from posting p \
-                                  where ledger_id = $1 and seq >= $2 and (seq <= $3 \
-                                  or not exists (select 1 from journal_txn j \
-                                  where j.ledger_id = p.ledger_id and j.seq = p.seq)) \
-                                  order by seq, idx";
-
 impl Db {
     /// Walks the journal of `ledger_id` in order up to `through` (inclusive), calling `visitor`
     /// on a blocking thread, and gives the visitor back at the end. The transactions after
-    /// `through`, committed since the head `verify` compares the read models at, are not read;
-    /// stray posting rows past it are still reported.
+    /// `through`, committed since the head `verify` compares the read models at, are not read.
     pub async fn scan_journal_through<V: JournalVisitor>(
         &self,
         ledger_id: &str,
@@ -186,53 +168,45 @@ async fn scan_postgres<V: JournalVisitor>(
     through: i64,
     mut visitor: V,
 ) -> Result<V, StoreError> {
-    /// A page: the binary copies of its transactions and of their posting rows.
-    type Copies = (Vec<u8>, Vec<u8>);
-    type Page = Result<Copies, StoreError>;
+    /// A page: the binary copy of its transactions.
+    type Page = Result<Vec<u8>, StoreError>;
     let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<Page>(2);
     // The checked pages' buffers, handed back to be filled again.
-    let (spent_tx, mut spent) = tokio::sync::mpsc::unbounded_channel::<Copies>();
+    let (spent_tx, mut spent) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let checker = tokio::task::spawn_blocking(move || -> Result<V, StoreError> {
         while let Some(page) = pages.blocking_recv() {
-            let (txns, postings) = page?;
-            check_copied_page(&txns, &postings, page_txns, &mut visitor)?;
+            let txns = page?;
+            check_copied_page(&txns, &mut visitor)?;
             if visitor.stopped() {
                 return Ok(visitor);
             }
-            // The reader may have ended (the last page read): the buffers are then dropped.
-            let _ = spent_tx.send((txns, postings));
+            // The reader may have ended (the last page read): the buffer is then dropped.
+            let _ = spent_tx.send(txns);
         }
         visitor.end();
         Ok(visitor)
     });
     let mut next = 1i64;
-    // The sizes of the previous page's two copies, the next page's first guess.
-    let mut sizes = (0usize, 0usize);
+    // The size of the previous page's copy, the next page's first guess.
+    let mut size = 0usize;
     loop {
-        let page: Result<(Copies, Option<i64>), StoreError> = async {
+        let page: Result<(Vec<u8>, Option<i64>), StoreError> = async {
             let mut tx = pool.begin().await?;
             sqlx::query(READ_ONLY).execute(&mut *tx).await?;
             scan_settings(&mut tx, ledger_id).await?;
-            let (txns, postings) = spent.try_recv().unwrap_or_default();
+            let txns = spent.try_recv().unwrap_or_default();
             let txns =
-                copy_out(&mut tx, &txn_copy_sql(next, page_txns, through), txns, sizes.0).await?;
-            let (count, last) = page_extent(&txns)?;
-            // The last page takes every posting row after it, so that orphans past the last
-            // transaction are seen too.
-            let following = last.and_then(|last| next_page(page_txns, count, last));
-            let upto = following.and(last).unwrap_or(i64::MAX);
-            let postings =
-                copy_out(&mut tx, &posting_copy_sql(next, upto, through), postings, sizes.1)
-                    .await?;
+                copy_out(&mut tx, &txn_copy_sql(next, page_txns, through), txns, size).await?;
             tx.rollback().await?;
-            Ok(((txns, postings), following))
+            let (count, last) = page_extent(&txns)?;
+            Ok((txns, last.and_then(|last| next_page(page_txns, count, last))))
         }
         .await;
         let (page, following) = match page {
-            Ok((copies, following)) => {
+            Ok((copy, following)) => {
                 // A little more than the last page's, so that a page as large does not double.
-                sizes = (copies.0.len() + copies.0.len() / 8, copies.1.len() + copies.1.len() / 8);
-                (Ok(copies), following)
+                size = copy.len() + copy.len() / 8;
+                (Ok(copy), following)
             }
             Err(e) => (Err(e), None),
         };
@@ -249,34 +223,25 @@ async fn scan_postgres<V: JournalVisitor>(
     checker.await.map_err(panicked)?
 }
 
-/// Hands a page's transactions, read from their copy, with their postings to `visitor`, up to
-/// the end of the page or until the visitor stops.
-fn check_copied_page<V: JournalVisitor>(
-    txns: &[u8],
-    postings: &[u8],
-    page_txns: i64,
-    visitor: &mut V,
-) -> Result<(), StoreError> {
+/// Hands a page's transactions, read from their copy, to `visitor`, up to the end of the page or
+/// until the visitor stops.
+fn check_copied_page<V: JournalVisitor>(txns: &[u8], visitor: &mut V) -> Result<(), StoreError> {
     let mut rows = CopyReader::new(txns)?;
-    let mut merge = PostingMerge::new(posting_rows(postings)?);
-    let mut count = 0i64;
     while rows.row(TXN_COPY_FIELDS)? {
         if visitor.stopped() {
             return Ok(());
         }
-        let txn = copied_txn(&mut rows)?;
-        let postings = merge.take(txn.seq, visitor)?;
-        visitor.txn(txn, postings);
-        count += 1;
-    }
-    if count < page_txns {
-        merge.finish(visitor)?;
+        visitor.txn(copied_txn(&mut rows)?);
     }
     Ok(())
 }
 
 /// The fields of [`txn_copy_sql`]'s rows.
-const TXN_COPY_FIELDS: usize = 9;
+const TXN_COPY_FIELDS: usize = 10;
+
+/// The columns a scan reads, in [`TxnRef`]'s order.
+const SCAN_COLUMNS: &str = "seq, kind, value_date, recorded_at_us, actor, request_id, \
+                            command_json, prev_hash, hash, postings";
 
 /// A page of transactions from `from`, none after `through`, as a binary copy (the ledger from
 /// [`LEDGER_SETTING`]).
@@ -287,22 +252,10 @@ fn txn_copy_sql(from: i64, page_txns: i64, through: i64) -> String {
 /// The query of [`txn_copy_sql`].
 fn txn_page_sql(from: i64, page_txns: i64, through: i64) -> String {
     format!(
-        "select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
-         prev_hash, hash from journal_txn \
+        "select {SCAN_COLUMNS} from journal_txn \
          where ledger_id = current_setting('{LEDGER_SETTING}') and seq >= {from} \
          and seq <= {through} order by seq limit {page_txns}"
     )
-}
-
-/// The posting rows of `from..=upto` as a binary copy; past `through`, only those of no
-/// transaction (stray rows), as [`POSTING_SQL_SQLITE`].
-fn posting_copy_sql(from: i64, upto: i64, through: i64) -> String {
-    binary_copy(&format!(
-        "select seq, account, amount_fen from posting p \
-         where ledger_id = current_setting('{LEDGER_SETTING}') and seq >= {from} \
-         and seq <= {upto} and (seq <= {through} or not exists (select 1 from journal_txn j \
-         where j.ledger_id = p.ledger_id and j.seq = p.seq)) order by seq, idx"
-    ))
 }
 
 /// The next transaction of a copy, its text lent from the copy.
@@ -317,6 +270,7 @@ fn copied_txn<'a>(r: &mut CopyReader<'a>) -> Result<TxnRef<'a>, StoreError> {
         command_json: r.text()?,
         prev_hash: r.text()?,
         hash: r.text()?,
+        postings: r.text()?,
     })
 }
 
@@ -332,32 +286,6 @@ fn page_extent(txns: &[u8]) -> Result<(i64, Option<i64>), StoreError> {
     Ok((count, last))
 }
 
-/// The posting rows of a copy, in its order.
-fn posting_rows(
-    data: &[u8],
-) -> Result<impl Iterator<Item = Result<PostingRow, StoreError>> + '_, StoreError> {
-    let mut rows = CopyReader::new(data)?;
-    let mut done = false;
-    Ok(std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        let row = match rows.row(3) {
-            Ok(true) => (|| Ok((rows.int8()?, rows.text()?.to_string(), rows.int8()?)))(),
-            Ok(false) => {
-                done = true;
-                return None;
-            }
-            Err(e) => Err(e),
-        };
-        done = row.is_err();
-        Some(row)
-    }))
-}
-
-/// `(seq, account, amount_fen)`, in `(seq, idx)` order.
-type PostingRow = (i64, String, i64);
-
 fn scan_sqlite<V: JournalVisitor>(
     path: PathBuf,
     ledger_id: &str,
@@ -367,20 +295,13 @@ fn scan_sqlite<V: JournalVisitor>(
 ) -> Result<V, StoreError> {
     use rusqlite::params;
     let conn = open_sqlite_reader(&path)?;
-    let mut txns = conn.prepare(
-        "select seq, kind, value_date, recorded_at_us, actor, request_id, command_json, \
-         prev_hash, hash from journal_txn where ledger_id = ?1 and seq >= ?2 and seq <= ?4 \
-         order by seq limit ?3",
-    )?;
-    let mut postings = conn.prepare(POSTING_SQL_SQLITE)?;
+    // One statement a page: its read is one snapshot.
+    let mut txns = conn.prepare(&format!(
+        "select {SCAN_COLUMNS} from journal_txn where ledger_id = ?1 and seq >= ?2 \
+         and seq <= ?4 order by seq limit ?3"
+    ))?;
     let mut next = 1i64;
     loop {
-        // One read transaction per page: both cursors see the same snapshot.
-        conn.execute_batch("begin")?;
-        let posting_rows = postings.query_map(params![ledger_id, next, through], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
-        })?;
-        let mut merge = PostingMerge::new(posting_rows.map(|r| r.map_err(StoreError::from)));
         let mut rows = txns.query(params![ledger_id, next, page_txns, through])?;
         let (mut count, mut last) = (0i64, next);
         while let Some(r) = rows.next()? {
@@ -389,7 +310,7 @@ fn scan_sqlite<V: JournalVisitor>(
             }
             let text = |i: usize| row_text(r, i, format_args!("journal column {i}"));
             let seq: i64 = r.get(0)?;
-            let txn = TxnRef {
+            visitor.txn(TxnRef {
                 seq,
                 kind: text(1)?,
                 value_date: text(2)?,
@@ -399,71 +320,17 @@ fn scan_sqlite<V: JournalVisitor>(
                 command_json: text(6)?,
                 prev_hash: text(7)?,
                 hash: text(8)?,
-            };
-            let legs = merge.take(seq, &mut visitor)?;
-            visitor.txn(txn, legs);
+                postings: text(9)?,
+            });
             (count, last) = (count + 1, seq);
         }
-        let following = next_page(page_txns, count, last);
-        if following.is_none() {
-            merge.finish(&mut visitor)?;
-        }
-        drop((rows, merge));
-        conn.execute_batch("commit")?;
-        match following {
+        match next_page(page_txns, count, last) {
             Some(n) => next = n,
             None => break,
         }
     }
     visitor.end();
     Ok(visitor)
-}
-
-/// Posting rows in `(seq, idx)` order, handed out per transaction.
-struct PostingMerge<I: Iterator<Item = Result<PostingRow, StoreError>>> {
-    rows: Peekable<I>,
-    /// The last `seq` reported as orphaned, so that each is reported once.
-    orphan: Option<i64>,
-}
-
-impl<I: Iterator<Item = Result<PostingRow, StoreError>>> PostingMerge<I> {
-    fn new(rows: I) -> Self {
-        PostingMerge { rows: rows.peekable(), orphan: None }
-    }
-
-    /// The postings of transaction `seq`; rows of lower `seq`s not yet taken are orphans.
-    fn take(
-        &mut self,
-        seq: i64,
-        visitor: &mut impl JournalVisitor,
-    ) -> Result<Vec<Posting>, StoreError> {
-        let mut legs = Vec::with_capacity(4);
-        while let Some(row) = self.rows.next_if(|r| r.as_ref().map_or(true, |(s, ..)| *s <= seq)) {
-            let (s, account, amount) = row?;
-            if s == seq {
-                legs.push(Posting { account, amount: Fen(amount) });
-            } else {
-                self.orphaned(s, visitor);
-            }
-        }
-        Ok(legs)
-    }
-
-    /// Every row left is an orphan.
-    fn finish(&mut self, visitor: &mut impl JournalVisitor) -> Result<(), StoreError> {
-        while let Some(row) = self.rows.next() {
-            let (s, ..) = row?;
-            self.orphaned(s, visitor);
-        }
-        Ok(())
-    }
-
-    fn orphaned(&mut self, seq: i64, visitor: &mut impl JournalVisitor) {
-        if self.orphan != Some(seq) {
-            self.orphan = Some(seq);
-            visitor.orphan_postings(seq);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -512,7 +379,7 @@ mod tests {
     }
 
     impl JournalVisitor for Stopping {
-        fn txn(&mut self, txn: TxnRef<'_>, _postings: Vec<Posting>) {
+        fn txn(&mut self, txn: TxnRef<'_>) {
             self.seqs.push(txn.seq);
         }
         fn end(&mut self) {
@@ -520,9 +387,6 @@ mod tests {
         }
         fn stopped(&self) -> bool {
             self.seqs.len() >= self.stop_after
-        }
-        fn orphan_postings(&mut self, seq: i64) {
-            panic!("orphan postings at {seq}");
         }
     }
 
@@ -556,32 +420,6 @@ mod tests {
         a_stopped_scan_reads_no_further(&scratch.db).await;
     }
 
-    #[derive(Default)]
-    struct Seen(Vec<String>);
-    impl JournalVisitor for Seen {
-        fn txn(&mut self, txn: TxnRef<'_>, postings: Vec<Posting>) {
-            let legs: Vec<String> = postings.iter().map(|p| p.account.clone()).collect();
-            self.0.push(format!("{}:{}", txn.seq, legs.join(",")));
-        }
-        fn orphan_postings(&mut self, seq: i64) {
-            self.0.push(format!("orphan {seq}"));
-        }
-    }
-
-    fn txn(seq: i64) -> TxnRef<'static> {
-        TxnRef {
-            seq,
-            kind: "",
-            value_date: "",
-            recorded_at_us: 0,
-            actor: "",
-            request_id: "",
-            command_json: "",
-            prev_hash: "",
-            hash: "",
-        }
-    }
-
     /// .cargo/config.toml sets these when libsqlite3-sys compiles SQLite; a build that missed
     /// them (an overriding LIBSQLITE3_FLAGS, a build from outside the crate's directory) would
     /// be slower without saying so.
@@ -596,22 +434,5 @@ mod tests {
             .expect("compile_options");
         assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
         assert!(options.iter().any(|o| o == "MAX_MMAP_SIZE=1099511627776"), "{options:?}");
-    }
-
-    #[test]
-    fn postings_go_with_their_transaction_and_orphans_are_reported_once() {
-        let rows: Vec<PostingRow> =
-            [(1, "a"), (1, "b"), (2, "x"), (2, "y"), (3, "c"), (5, "z"), (5, "w")]
-                .into_iter()
-                .map(|(s, a)| (s, a.to_string(), 1))
-                .collect();
-        let mut seen = Seen::default();
-        let mut merge = PostingMerge::new(rows.into_iter().map(Ok));
-        for seq in [1, 3, 4] {
-            let legs = merge.take(seq, &mut seen).unwrap();
-            seen.txn(txn(seq), legs);
-        }
-        merge.finish(&mut seen).unwrap();
-        assert_eq!(seen.0, ["1:a,b", "orphan 2", "3:c", "4:", "orphan 5"]);
     }
 }

@@ -7,7 +7,7 @@
 //! - **Statements.** One single-row statement per table, prepared the first time a group needs
 //!   it and kept for the connection's life ([`Statements`]: a rusqlite `Connection` over the
 //!   handle sqlx opened, which does not own it, with rusqlite's statement cache): the journal
-//!   row, each posting, each loan link, each idempotency row, each new loan (whole), each
+//!   row (its postings in it), each loan link, each idempotency row, each new loan (whole), each
 //!   changed loan (its changing columns, by key), each balance delta (an upsert adding the
 //!   delta). A row is bound straight from the staged group and stepped; nothing is copied into
 //!   an argument buffer first, and no statement text is built or parsed per group.
@@ -69,10 +69,8 @@ use super::{RequestSeen, StoreError, WriteConn};
 const JOURNAL: &str = concat!(
     "insert or rollback into journal_txn (",
     journal_columns!(),
-    ") values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ") values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 );
-const POSTING: &str = "insert or rollback into posting (ledger_id, seq, idx, account, amount_fen) \
-                       values (?1, ?2, ?3, ?4, ?5)";
 const LINK: &str =
     "insert or rollback into journal_loan (loan_id, ledger_id, seq) values (?1, ?2, ?3)";
 const IDEMPOTENCY: &str = "insert or rollback into idempotency \
@@ -141,12 +139,9 @@ impl Statements {
                     r.request_id,
                     r.command_json,
                     r.prev_hash,
-                    r.hash
+                    r.hash,
+                    r.postings
                 ])?;
-            }
-            let mut posting = self.prepared(POSTING)?;
-            for p in staged.posting_rows() {
-                posting.execute(params![p.0, p.1, p.2, p.3, p.4])?;
             }
             let mut link = self.prepared(LINK)?;
             for l in staged.link_rows() {

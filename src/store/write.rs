@@ -202,7 +202,6 @@ macro_rules! on_tx_built {
 #[derive(Debug, Clone)]
 pub struct StagedTxn {
     pub row: JournalRow,
-    pub postings: Vec<Posting>,
     pub loan_ids: Vec<String>,
     pub idempotency: Option<StoredAnswer>,
 }
@@ -234,25 +233,11 @@ pub struct Staged {
     pub balance_deltas: HashMap<(String, String), i64>,
 }
 
-/// A posting row: (ledger, seq, index within the transaction, account, amount).
-pub type PostingRowRef<'a> = (&'a str, i64, i32, &'a str, i64);
-
 /// The rows of a staged group, flattened table by table, as both backends write them.
 impl Staged {
     /// No row to write.
     pub fn is_empty(&self) -> bool {
         self.txns.is_empty() && self.loans.is_empty() && self.balance_deltas.is_empty()
-    }
-
-    pub(super) fn posting_rows(&self) -> Vec<PostingRowRef<'_>> {
-        self.txns
-            .iter()
-            .flat_map(|t| {
-                t.postings.iter().enumerate().map(move |(i, p)| {
-                    (t.row.ledger_id.as_str(), t.row.seq, i as i32, p.account.as_str(), p.amount.0)
-                })
-            })
-            .collect()
     }
 
     /// (loan, ledger, seq) of every loan a transaction touches.
@@ -704,7 +689,6 @@ pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, accoun
 /// (which names the first).
 async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
     let t = &staged.txns;
-    let postings = staged.posting_rows();
     let links = staged.link_rows();
     let idem = staged.idempotency_rows();
     let (new, changed) = staged.loan_rows();
@@ -713,42 +697,40 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
         "with j as (insert into journal_txn (",
         journal_columns!(),
         ") select * from unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], \
-         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])), \
-         p as (insert into posting (ledger_id, seq, idx, account, amount_fen) \
-         select * from unnest($11::text[], $12::int8[], $13::int4[], $14::text[], $15::int8[])), \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])), \
          l as (insert into journal_loan (loan_id, ledger_id, seq) \
-         select * from unnest($16::text[], $17::text[], $18::int8[])), \
+         select * from unnest($12::text[], $13::text[], $14::int8[])), \
          i as (insert into idempotency \
          (scope, request_id, fingerprint, result_json, ledger_id, seq) \
-         select * from unnest($19::text[], $20::text[], $21::text[], $22::text[], $23::text[], \
-         $24::int8[])), \
+         select * from unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+         $20::int8[])), \
          n as (insert into loan (",
         loan_columns!(),
         ") select * from unnest(\
-         $25::text[], $26::text[], $27::text[], $28::text[], $29::text[], $30::text[], \
-         $31::text[], $32::int8[], $33::text[], $34::text[], $35::int4[], $36::text[], \
-         $37::text[], $38::text[], $39::text[], $40::bool[], $41::bool[], $42::text[], \
-         $43::int8[], $44::int8[], $45::int8[], $46::int8[], $47::text[], $48::text[], \
-         $49::text[], $50::text[], $51::text[], $52::int8[])), \
+         $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[], \
+         $27::text[], $28::int8[], $29::text[], $30::text[], $31::int4[], $32::text[], \
+         $33::text[], $34::text[], $35::text[], $36::bool[], $37::bool[], $38::text[], \
+         $39::int8[], $40::int8[], $41::int8[], $42::int8[], $43::text[], $44::text[], \
+         $45::text[], $46::text[], $47::text[], $48::int8[])), \
          u as (update loan set status = v.status, disbursed_fen = v.disbursed_fen, \
          principal_outstanding_fen = v.principal_outstanding_fen, \
          principal_repaid_fen = v.principal_repaid_fen, \
          interest_paid_fen = v.interest_paid_fen, disbursed_on = v.disbursed_on, \
          last_value_date = v.last_value_date, servicing_json = v.servicing_json, \
          last_seq = v.last_seq \
-         from unnest($53::text[], $54::text[], $55::int8[], $56::int8[], $57::int8[], \
-         $58::int8[], $59::text[], $60::text[], $61::text[], $62::int8[]) \
+         from unnest($49::text[], $50::text[], $51::int8[], $52::int8[], $53::int8[], \
+         $54::int8[], $55::text[], $56::text[], $57::text[], $58::int8[]) \
          as v(loan_id, status, disbursed_fen, principal_outstanding_fen, \
          principal_repaid_fen, interest_paid_fen, disbursed_on, last_value_date, \
          servicing_json, last_seq) \
          where loan.loan_id = v.loan_id returning loan.loan_id), \
          b as (insert into account_balance (ledger_id, account, balance_fen) \
-         select * from unnest($63::text[], $64::text[], $65::int8[]) \
+         select * from unnest($59::text[], $60::text[], $61::int8[]) \
          on conflict (ledger_id, account) do update \
          set balance_fen = account_balance.balance_fen + excluded.balance_fen) \
-         select case when (select count(*) from u) = cardinality($53::text[]) then true \
+         select case when (select count(*) from u) = cardinality($49::text[]) then true \
          else loanledger_require(false, coalesce('loan ' || (select string_agg(m, ', ' \
-         order by m) from unnest($53::text[]) m where m not in (select loan_id from u)) \
+         order by m) from unnest($49::text[]) m where m not in (select loan_id from u)) \
          || ': no stored row to update', 'a loan updated twice in one group')) end"
     ))
     .bind(t.iter().map(|t| t.row.ledger_id.as_str()).collect::<Vec<_>>())
@@ -761,11 +743,7 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
     .bind(t.iter().map(|t| t.row.command_json.as_str()).collect::<Vec<_>>())
     .bind(t.iter().map(|t| t.row.prev_hash.as_str()).collect::<Vec<_>>())
     .bind(t.iter().map(|t| t.row.hash.as_str()).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.0).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.1).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.2).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.3).collect::<Vec<_>>())
-    .bind(postings.iter().map(|p| p.4).collect::<Vec<_>>())
+    .bind(t.iter().map(|t| t.row.postings.as_str()).collect::<Vec<_>>())
     .bind(links.iter().map(|l| l.0).collect::<Vec<_>>())
     .bind(links.iter().map(|l| l.1).collect::<Vec<_>>())
     .bind(links.iter().map(|l| l.2).collect::<Vec<_>>())
@@ -825,6 +803,7 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
 pub(super) mod tests {
     use super::super::fresh_sqlite;
     use super::*;
+    use crate::ledger::posting::{pack, unpack};
 
     /// A group of one journal transaction (a balanced pair of postings) with its request id.
     pub(in crate::store) fn txn(seq: i64, request_id: &str) -> StagedTxn {
@@ -840,20 +819,25 @@ pub(super) mod tests {
                 command_json: "{}".into(),
                 prev_hash: String::new(),
                 hash: format!("h{seq}"),
+                postings: pack(&legs()),
             },
-            postings: vec![
-                Posting { account: "cash".into(), amount: Fen(100) },
-                Posting { account: "loan".into(), amount: Fen(-100) },
-            ],
             loan_ids: vec!["LN".into()],
             idempotency: Some(StoredAnswer { fingerprint: "f".into(), result_json: "{}".into() }),
         }
     }
 
+    /// The postings of every [`txn`].
+    fn legs() -> [Posting; 2] {
+        [
+            Posting { account: "cash".into(), amount: Fen(100) },
+            Posting { account: "loan".into(), amount: Fen(-100) },
+        ]
+    }
+
     pub(in crate::store) fn group(txns: Vec<StagedTxn>) -> Staged {
         let mut staged = Staged::default();
         for t in &txns {
-            add_deltas(&mut staged.balance_deltas, "L", &t.postings);
+            add_deltas(&mut staged.balance_deltas, "L", &unpack(&t.row.postings).unwrap());
         }
         staged.txns = txns;
         staged
@@ -961,40 +945,102 @@ pub(super) mod tests {
         db.close().await;
     }
 
-    /// The rows of the two tables that migration 0003 rebuilds, in key order.
+    /// The rows of the two tables that SQLite's migrations 0003 and 0004 rebuild, in key order
+    /// (the journal's columns before 0004).
     async fn journal_and_keys(
-        pool: &sqlx::SqlitePool,
+        db: &Db,
     ) -> (Vec<(String, i64, String, String, String)>, Vec<(String, String, String, i64)>) {
-        let journal = sqlx::query_as(
-            "select ledger_id, seq, request_id, command_json, hash from journal_txn \
-             order by ledger_id, seq",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        let keys = sqlx::query_as(
-            "select scope, request_id, result_json, seq from idempotency order by scope, request_id",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
+        let journal = "select ledger_id, seq, request_id, command_json, hash from journal_txn \
+                       order by ledger_id, seq";
+        let keys = "select scope, request_id, result_json, seq from idempotency \
+                    order by scope, request_id";
+        let journal = crate::on_pool!(db, p => sqlx::query_as(journal).fetch_all(p).await.unwrap());
+        let keys = crate::on_pool!(db, p => sqlx::query_as(keys).fetch_all(p).await.unwrap());
         (journal, keys)
     }
 
-    /// SQLite's migration 0003 on a database written under 0001–0002: the journal and the
-    /// idempotency records become rowid tables with every row, key, constraint and trigger kept.
-    #[tokio::test]
-    async fn migration_0003_keeps_the_journal_and_its_request_ids() {
-        let (_dir, db) = fresh_sqlite().await;
-        let Db::Sqlite(pool, ..) = &db else { unreachable!() };
-        sqlx::migrate!("./migrations/sqlite").run_to(2, pool).await.unwrap();
-        db.begin_write().await.unwrap().commit_with(&group(vec![txn(1, "r1")])).await.unwrap();
-        let second = group(vec![txn(2, "r2"), txn(3, "r0")]);
-        db.begin_write().await.unwrap().commit_with(&second).await.unwrap();
-        let before = journal_and_keys(pool).await;
-        assert_eq!(before.0.len(), 3);
+    /// [`txn`]'s rows as the schema before the postings moved into the journal row held them
+    /// (SQLite 0001–0003, PostgreSQL 0001–0006): a journal row, a posting row a leg, the
+    /// idempotency row.
+    fn old_rows_sql(seq: i64, request_id: &str) -> String {
+        let t = txn(seq, request_id);
+        let r = &t.row;
+        let legs: Vec<String> = legs()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("('L', {seq}, {i}, '{}', {})", p.account, p.amount.0))
+            .collect();
+        format!(
+            "insert into journal_txn (ledger_id, seq, kind, value_date, recorded_at_us, actor, \
+             request_id, command_json, prev_hash, hash) values ('L', {seq}, '{}', '{}', 0, \
+             '{}', '{request_id}', '{}', '', '{}'); \
+             insert into posting (ledger_id, seq, idx, account, amount_fen) values {}; \
+             insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, \
+             seq) values ('{}', '{request_id}', 'f', '{{}}', 'L', {seq});",
+            r.kind,
+            r.value_date,
+            r.actor,
+            r.command_json,
+            r.hash,
+            legs.join(", "),
+            r.actor
+        )
+    }
+
+    /// The migrations from `before` on, over a database whose journal was written by the
+    /// schema before it: every journal row and request id kept, each row's postings moved into
+    /// it as `pack` writes them (0004 on SQLite, 0007 on PostgreSQL, the view `posting` showing
+    /// them row by row), the journal still append-only, a stored request id still refused and a
+    /// new group written.
+    async fn migrations_keep_the_journal_and_its_request_ids(db: &Db, before: i64) {
+        match db {
+            Db::Sqlite(pool, ..) => {
+                sqlx::migrate!("./migrations/sqlite").run_to(before, pool).await.unwrap()
+            }
+            Db::Postgres(pool, _) => {
+                sqlx::migrate!("./migrations/postgres").run_to(before, pool).await.unwrap()
+            }
+        }
+        let old = [old_rows_sql(1, "r1"), old_rows_sql(2, "r2"), old_rows_sql(3, "r0")];
+        db.execute_raw(&old.concat()).await.unwrap();
+        let kept = journal_and_keys(db).await;
+        assert_eq!(kept.0.len(), 3);
 
         db.migrate().await.unwrap();
+        assert_eq!(journal_and_keys(db).await, kept);
+        let packed = "select postings from journal_txn order by seq";
+        let packed: Vec<String> =
+            crate::on_pool!(db, p => sqlx::query_scalar(packed).fetch_all(p).await.unwrap());
+        for text in &packed {
+            assert_eq!(unpack(text).unwrap(), legs(), "{text}");
+        }
+        if let Db::Sqlite(..) = db {
+            assert_eq!(packed[0], pack(&legs()), "SQLite's json_array writes as `pack` does");
+        }
+        let view = "select seq, idx, account, amount_fen from posting order by seq, idx";
+        let view: Vec<(i64, i32, String, i64)> =
+            crate::on_pool!(db, p => sqlx::query_as(view).fetch_all(p).await.unwrap());
+        assert_eq!(view.len(), 6);
+        assert_eq!(view[4], (3, 0, "cash".to_string(), 100));
+        assert_eq!(view[5], (3, 1, "loan".to_string(), -100));
+        for change in ["update journal_txn set kind = 'x'", "delete from idempotency"] {
+            let refused = db.execute_raw(change).await.unwrap_err();
+            assert!(refused.to_string().contains("append-only"), "{change}: {refused}");
+        }
+        let refused = db.begin_write().await.unwrap().commit_with(&group(vec![txn(4, "r2")])).await;
+        assert!(matches!(refused, Err(StoreError::RequestSeen(_))), "{refused:?}");
+        db.begin_write().await.unwrap().commit_with(&group(vec![txn(4, "r4")])).await.unwrap();
+        assert_eq!(journal_and_keys(db).await.0.len(), 4);
+    }
+
+    /// SQLite's migrations 0003 and 0004 on a database written under 0001–0002: the journal and
+    /// the idempotency records become rowid tables with every row, key, constraint and trigger
+    /// kept, the postings in the journal rows.
+    #[tokio::test]
+    async fn sqlite_migrations_keep_the_journal_and_its_request_ids() {
+        let (_dir, db) = fresh_sqlite().await;
+        migrations_keep_the_journal_and_its_request_ids(&db, 2).await;
+        let Db::Sqlite(pool, ..) = &db else { unreachable!() };
         let tables: Vec<(String,)> = sqlx::query_as(
             "select sql from sqlite_schema where name in ('journal_txn', 'idempotency')",
         )
@@ -1005,16 +1051,15 @@ pub(super) mod tests {
         for (sql,) in &tables {
             assert!(!sql.to_lowercase().contains("without rowid"), "{sql}");
         }
-        assert_eq!(journal_and_keys(pool).await, before);
-        for change in ["update journal_txn set kind = 'x'", "delete from idempotency"] {
-            let refused = sqlx::query(change).execute(pool).await.unwrap_err();
-            assert!(refused.to_string().contains("append-only"), "{change}: {refused}");
-        }
-        let refused = db.begin_write().await.unwrap().commit_with(&group(vec![txn(4, "r2")])).await;
-        assert!(matches!(refused, Err(StoreError::RequestSeen(_))), "{refused:?}");
-        db.begin_write().await.unwrap().commit_with(&group(vec![txn(4, "r4")])).await.unwrap();
-        assert_eq!(journal_and_keys(pool).await.0.len(), 4);
         db.close().await;
+    }
+
+    /// PostgreSQL's migration 0007 on a database written under 0001–0006.
+    #[tokio::test]
+    async fn postgres_migrations_keep_the_journal_and_its_request_ids() {
+        let Some(scratch) = super::super::fresh_postgres().await else { return };
+        migrations_keep_the_journal_and_its_request_ids(&scratch.db, 6).await;
+        scratch.db.close().await;
     }
 
     /// A group's transaction dropped while open (its future cancelled after `BEGIN IMMEDIATE`

@@ -14,6 +14,8 @@ use common::*;
 use loanledger::api::pb;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
 use loanledger::app::auth::Role;
+use loanledger::domain::money::Fen;
+use loanledger::ledger::posting::{Posting, pack};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -52,7 +54,7 @@ on_both_backends!(
     killed_server_keeps_what_it_acknowledged,
     journal_is_append_only,
     tampering_is_reported,
-    stray_postings_are_reported,
+    postings_text_is_checked_as_postings,
     journal_scan_pages,
     concurrent_verifies_take_turns,
     tampered_read_models_are_reported,
@@ -1698,7 +1700,8 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The database itself refuses UPDATE and DELETE on journal and posting rows.
+/// The database itself refuses UPDATE and DELETE on journal rows (their postings in them), and
+/// postings cannot be written on their own: `posting` is a view of the journal's.
 async fn journal_is_append_only(backend: Backend) {
     let Some((app, t, _)) = with_disbursed_loan(backend).await else {
         return;
@@ -1709,8 +1712,7 @@ async fn journal_is_append_only(backend: Backend) {
         "update journal_txn set kind = 'forged' where ledger_id = '450121'",
         "update journal_txn set hash = prev_hash where ledger_id = '450121'",
         "delete from journal_txn where ledger_id = '450121'",
-        "update posting set amount_fen = amount_fen + 100 where ledger_id = '450121'",
-        "delete from posting where ledger_id = '450121'",
+        "update journal_txn set postings = '[]' where ledger_id = '450121'",
         "update household_status set status = 'removed'",
         "delete from idempotency",
     ];
@@ -1725,7 +1727,6 @@ async fn journal_is_append_only(backend: Backend) {
     if backend == Backend::Postgres {
         for table in [
             "journal_txn",
-            "posting",
             "journal_loan",
             "household_status",
             "policy_version",
@@ -1741,6 +1742,27 @@ async fn journal_is_append_only(backend: Backend) {
             assert!(err.to_string().contains("append-only"), "refused by a trigger: {sql}: {err}");
         }
     }
+    for sql in [
+        "update posting set amount_fen = amount_fen + 100 where ledger_id = '450121'",
+        "delete from posting where ledger_id = '450121'",
+        "insert into posting (ledger_id, seq, idx, account, amount_fen) \
+         values ('450121', 99, 0, 'bank/B1/cash', 500)",
+    ] {
+        let err = app.db.execute_raw(sql).await.expect_err(&format!("refused: {sql}"));
+        assert!(err.to_string().contains("view"), "refused as a view: {sql}: {err}");
+    }
+    // The view shows, row by row, the postings the API shows.
+    let legs: usize = before.iter().map(|e| e.postings.len()).sum();
+    let counted = app
+        .db
+        .execute_raw(&format!(
+            "update ledger set name = name where ledger_id = '450121' and \
+             (select count(*) from posting where ledger_id = '450121') = {legs} and \
+             (select sum(amount_fen) from posting where ledger_id = '450121') = 0"
+        ))
+        .await
+        .expect("the view reads");
+    assert_eq!(counted, 1, "the view has the {legs} postings of the journal, summing to zero");
     assert_eq!(app.journal(&t.auditor, LEDGER).await, before);
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
@@ -1757,13 +1779,29 @@ async fn tampering_is_reported(backend: Backend) {
     let target = entry(&repaid).seq;
     assert!(app.verify(&t.auditor).await.ok);
 
-    app.drop_append_only_triggers("posting").await;
+    app.drop_append_only_triggers("journal_txn").await;
+    // The target's interest income 100 yuan less (and its cash with it, so that the postings
+    // still balance: only the chain can tell).
+    let stored = &app.journal(&t.auditor, LEDGER).await[target as usize - 1];
+    assert_eq!(stored.seq, target);
+    let legs: Vec<Posting> = stored
+        .postings
+        .iter()
+        .map(|p| {
+            let less = match p.account.as_str() {
+                "bank/B1/interest_income" => 10_000,
+                a if a.ends_with("/cash") => -10_000,
+                _ => 0,
+            };
+            Posting { account: p.account.clone(), amount: Fen(p.amount_fen + less) }
+        })
+        .collect();
+    assert!(legs.iter().zip(&stored.postings).any(|(l, p)| l.amount.0 != p.amount_fen));
     let changed = app
         .db
         .execute_raw(&format!(
-            "update posting set amount_fen = amount_fen - 10000 \
-             where ledger_id = '450121' and seq = {target} \
-             and account = 'bank/B1/interest_income'"
+            "update journal_txn set postings = '{}' where ledger_id = '450121' and seq = {target}",
+            pack(&legs)
         ))
         .await
         .expect("with the triggers gone the update goes through");
@@ -1774,13 +1812,13 @@ async fn tampering_is_reported(backend: Backend) {
     assert_eq!(v.first_break_seq, target, "{v:?}");
     assert!(!v.problems.is_empty());
 
-    // Forty repayments more, then every posting changed: more problems than a report lists
-    // (each transaction's hash, balance and postings); its last line says how many more.
-    for _ in 0..40 {
+    // Sixty repayments more, then every transaction's postings removed: more problems than a
+    // report lists (each transaction's hash and postings); its last line says how many more.
+    for _ in 0..60 {
         app.repay(&t.bank, &id, "2021-06-20", 100).await;
     }
     app.db
-        .execute_raw("update posting set amount_fen = amount_fen + 1 where ledger_id = '450121'")
+        .execute_raw("update journal_txn set postings = '[]' where ledger_id = '450121'")
         .await
         .expect("with the triggers gone the update goes through");
     let v = app.verify(&t.auditor).await;
@@ -1790,82 +1828,75 @@ async fn tampering_is_reported(backend: Backend) {
     app.finish().await;
 }
 
-/// Posting rows slipped in under a seq that has no journal transaction (the triggers refuse
-/// changing and deleting, not inserting) are reported at that seq, once; the chain itself still
-/// holds. A lookup of each transaction's postings would never see them.
-async fn stray_postings_are_reported(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+/// The hash covers a transaction's postings, not their stored text: the same postings spaced
+/// otherwise still verify, and the history shows them as before. Text that does not read as
+/// postings is reported at its seq, and the history's reader refuses it as an internal error.
+async fn postings_text_is_checked_as_postings(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C001");
-    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
-    let head = entry(&app.disburse(&t.bank, &id, "2021-01-25").await).seq;
-    assert!(app.verify(&t.auditor).await.ok);
-
-    let stray = head + 3;
-    let inserted = app
+    let head = entry(&app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await).seq;
+    let before = app.history(&t.bank, &id).await;
+    app.drop_append_only_triggers("journal_txn").await;
+    let respaced = app
         .db
         .execute_raw(&format!(
-            "insert into posting (ledger_id, seq, idx, account, amount_fen) values \
-             ('450121', {stray}, 0, 'bank/B1/cash', 500), ('450121', {stray}, 1, 'household/X/cash', -500)"
+            "update journal_txn set postings = replace(postings, ',', ' , ') \
+             where ledger_id = '450121' and seq = {head}"
         ))
         .await
-        .expect("inserting is not refused");
-    assert_eq!(inserted, 2);
+        .expect("with the triggers gone the update goes through");
+    assert_eq!(respaced, 1);
+    assert!(app.verify(&t.auditor).await.ok);
+    assert_eq!(app.history(&t.bank, &id).await, before);
 
+    app.db
+        .execute_raw(&format!(
+            "update journal_txn set postings = 'not postings' \
+             where ledger_id = '450121' and seq = {head}"
+        ))
+        .await
+        .expect("with the triggers gone the update goes through");
     let v = app.verify(&t.auditor).await;
-    assert!(!v.ok, "verify must notice: {v:?}");
-    assert_eq!(v.first_break_seq, stray, "{v:?}");
-    assert_eq!(v.head_seq, head, "the chain itself ends where it did: {v:?}");
-    assert_eq!(
-        v.problems,
-        [format!("seq {stray}: posting rows without a journal transaction")],
-        "reported once for the two rows, and nothing else: {v:?}"
+    assert_eq!(v.first_break_seq, head, "{v:?}");
+    assert!(
+        v.problems[0].starts_with(&format!("seq {head}: its postings cannot be read: ")),
+        "{v:?}"
     );
+    let refused = match app
+        .audit(&t.bank)
+        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() })
+        .await
+    {
+        Err(status) => status,
+        Ok(stream) => collect(stream.into_inner()).await.expect_err("unreadable postings"),
+    };
+    assert_eq!(refused.code(), Code::Internal, "{refused:?}");
     app.finish().await;
 }
 
-/// What Verify's journal scan saw, as text: each transaction's seq and posting accounts, and
-/// each stray seq.
+/// What Verify's journal scan saw, as text: each transaction's seq and postings.
 #[derive(Default)]
 struct ScanLog(Vec<String>);
 
 impl loanledger::store::scan::JournalVisitor for ScanLog {
-    fn txn(
-        &mut self,
-        txn: loanledger::store::scan::TxnRef<'_>,
-        postings: Vec<loanledger::ledger::posting::Posting>,
-    ) {
+    fn txn(&mut self, txn: loanledger::store::scan::TxnRef<'_>) {
+        let postings = loanledger::ledger::posting::unpack(txn.postings).expect("postings");
         let legs: Vec<String> =
             postings.iter().map(|p| format!("{}={}", p.account, p.amount.0)).collect();
         self.0.push(format!("{} {}", txn.seq, legs.join(" ")));
     }
-    fn orphan_postings(&mut self, seq: i64) {
-        self.0.push(format!("stray {seq}"));
-    }
 }
 
-/// Verify's journal scan reads in pages, each page in one snapshot with the postings of its seq
-/// range: whatever the page size (one transaction, pages that end exactly at the head, pages
-/// longer than the journal), every transaction comes once, in order, with its own postings, and
-/// stray posting rows past the head are reported once each.
+/// Verify's journal scan reads in pages, each page in one snapshot: whatever the page size (one
+/// transaction, pages that end exactly at the head, pages longer than the journal), every
+/// transaction comes once, in order, with its own postings.
 async fn journal_scan_pages(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
     app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await;
     let head = entry(&app.repay(&t.bank, &id, "2021-06-20", 500_000).await).seq as i64;
-    app.db
-        .execute_raw(&format!(
-            "insert into posting (ledger_id, seq, idx, account, amount_fen) values \
-             ('450121', {a}, 0, 'bank/B1/cash', 7), ('450121', {a}, 1, 'household/X/cash', -7), \
-             ('450121', {b}, 0, 'bank/B1/cash', 9)",
-            a = head + 1,
-            b = head + 4
-        ))
-        .await
-        .expect("inserting is not refused");
 
     let whole = app
         .db
@@ -1873,16 +1904,14 @@ async fn journal_scan_pages(backend: Backend) {
         .await
         .expect("scan")
         .0;
-    assert_eq!(whole.len() as i64, head + 2, "{whole:#?}");
-    for (i, line) in whole.iter().take(head as usize).enumerate() {
+    assert_eq!(whole.len() as i64, head, "{whole:#?}");
+    for (i, line) in whole.iter().enumerate() {
         assert!(
             line.starts_with(&format!("{} ", i + 1)),
             "transaction {} in order: {whole:#?}",
             i + 1
         );
     }
-    assert_eq!(whole[head as usize], format!("stray {}", head + 1));
-    assert_eq!(whole[head as usize + 1], format!("stray {}", head + 4));
     assert!(
         whole.iter().any(|l| l.contains("bank/B1/interest_income=")),
         "postings come with their transactions: {whole:#?}"

@@ -12,7 +12,7 @@ use std::sync::mpsc::SyncSender;
 use super::Problems;
 use super::replay::Replayed;
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
-use crate::ledger::posting::{Posting, Postings};
+use crate::ledger::posting::{Postings, unpack};
 use crate::store::bulk::request_digest;
 use crate::store::scan::{JournalVisitor, TxnRef};
 
@@ -80,9 +80,14 @@ impl Chain {
 }
 
 impl JournalVisitor for Chain {
-    fn txn(&mut self, t: TxnRef<'_>, postings: Vec<Posting>) {
+    fn txn(&mut self, t: TxnRef<'_>) {
         let seq = u64::try_from(t.seq).unwrap_or_default();
         self.checked += 1;
+        // Unreadable postings are reported, and checked as none (the hash then differs too).
+        let postings = unpack(t.postings).unwrap_or_else(|e| {
+            self.problems.add(seq, format!("seq {seq}: its postings cannot be read: {e}"));
+            Vec::new()
+        });
         if seq != self.expected_seq {
             let expected = self.expected_seq;
             self.problems
@@ -159,13 +164,6 @@ impl JournalVisitor for Chain {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
-    }
-
-    fn orphan_postings(&mut self, seq: i64) {
-        self.problems.add(
-            u64::try_from(seq).unwrap_or_default(),
-            format!("seq {seq}: posting rows without a journal transaction"),
-        );
     }
 }
 

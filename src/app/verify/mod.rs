@@ -51,7 +51,7 @@ pub struct VerifyReport {
     pub head_seq: u64,
     pub head_hash: String,
     /// The first seq at which the journal itself is wrong (a missing seq, a hash or prev_hash
-    /// that does not match, postings that do not balance, stray posting rows, an event that does
+    /// that does not match, postings that do not balance or cannot be read, an event that does
     /// not replay); 0 when there is none. Read-model differences are in `problems` only.
     pub first_break_seq: u64,
     pub problems: Vec<String>,
