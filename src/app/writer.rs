@@ -1437,10 +1437,10 @@ impl Writer {
                 postings: pack(planned.postings.as_slice()),
             },
             loan_ids: planned.event.loan_ids().into_iter().map(String::from).collect(),
-            idempotency: Some(StoredAnswer {
+            idempotency: StoredAnswer {
                 fingerprint: fingerprint.clone(),
                 result_json: stored_json,
-            }),
+            },
         });
         g.heads.insert(planned.ledger_id, (seq, hash));
         g.idempotency.insert(key, (fingerprint, Answer::Given(index)));

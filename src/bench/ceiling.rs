@@ -190,7 +190,7 @@ pub async fn measure(
                     postings: pack(&postings),
                 },
                 loan_ids: vec![loan_id.clone()],
-                idempotency: Some(StoredAnswer { fingerprint: to_hex(&hash), result_json: answer }),
+                idempotency: StoredAnswer { fingerprint: to_hex(&hash), result_json: answer },
             });
             staged.loans.insert(loan_id, loan.clone());
             prev = hash;

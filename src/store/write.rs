@@ -203,7 +203,7 @@ macro_rules! on_tx_built {
 pub struct StagedTxn {
     pub row: JournalRow,
     pub loan_ids: Vec<String>,
-    pub idempotency: Option<StoredAnswer>,
+    pub idempotency: StoredAnswer,
 }
 
 /// A transaction's idempotency row, beside what its journal row already holds: the row's
@@ -253,16 +253,16 @@ impl Staged {
     pub(super) fn idempotency_rows(&self) -> Vec<IdempotencyRowRef<'_>> {
         self.txns
             .iter()
-            .filter_map(|t| {
-                let (r, answer) = (&t.row, t.idempotency.as_ref()?);
-                Some((
+            .map(|t| {
+                let (r, answer) = (&t.row, &t.idempotency);
+                (
                     r.actor.as_str(),
                     r.request_id.as_str(),
                     answer.fingerprint.as_str(),
                     answer.result_json.as_str(),
                     r.ledger_id.as_str(),
                     r.seq,
-                ))
+                )
             })
             .collect()
     }
@@ -822,7 +822,7 @@ pub(super) mod tests {
                 postings: pack(&legs()),
             },
             loan_ids: vec!["LN".into()],
-            idempotency: Some(StoredAnswer { fingerprint: "f".into(), result_json: "{}".into() }),
+            idempotency: StoredAnswer { fingerprint: "f".into(), result_json: "{}".into() },
         }
     }
 
