@@ -11,6 +11,19 @@
 -- The table is rebuilt (SQLite adds a NOT NULL column only with a default, which would let a
 -- row be written without its postings), its rows copied in key order as in 0003. `posting`
 -- becomes a view of the same columns, for SQL that reads postings row by row.
+--
+-- Posting rows under a seq that has no transaction (verify reported them) would not be copied:
+-- the migration stops instead, naming the check `posting_rows_without_a_transaction`, so that
+-- the evidence is looked at before anything is dropped.
+
+create temp table postings_migration_check (
+    strays integer not null,
+    constraint posting_rows_without_a_transaction check (strays = 0)
+);
+insert into postings_migration_check (strays)
+select count(*) from posting p
+where not exists (select 1 from journal_txn j where j.ledger_id = p.ledger_id and j.seq = p.seq);
+drop table postings_migration_check;
 
 drop trigger journal_txn_no_update;
 drop trigger journal_txn_no_delete;

@@ -1,7 +1,7 @@
 //! The write path: one database transaction per group of commands, used only by the writer.
 //!
 //! Reads inside the transaction see what the group wrote before them. Rare registry rows are
-//! inserted as their command is accepted; the hot rows (journal, postings, loan links,
+//! inserted as their command is accepted; the hot rows (journal with its postings, loan links,
 //! idempotency records, loan read models, balance deltas) are collected in a [`Staged`] set and
 //! written at the end of the group with a few multi-row statements, since on SQLite the number of
 //! statements, not rows, is what a write costs (../shared/STACK.md).
@@ -945,12 +945,14 @@ pub(super) mod tests {
         db.close().await;
     }
 
-    /// The rows of the two tables that SQLite's migrations 0003 and 0004 rebuild, in key order
-    /// (the journal's columns before 0004).
-    async fn journal_and_keys(
-        db: &Db,
-    ) -> (Vec<(String, i64, String, String, String)>, Vec<(String, String, String, i64)>) {
-        let journal = "select ledger_id, seq, request_id, command_json, hash from journal_txn \
+    /// Every column the journal had before SQLite's 0004 and PostgreSQL's 0007.
+    type OldJournalRow = (String, i64, String, String, i64, String, String, String, String, String);
+
+    /// The journal (its columns before 0004) and the idempotency records, which SQLite's
+    /// migrations 0003 and 0004 rebuild (0003 both, 0004 the journal), in key order.
+    async fn journal_and_keys(db: &Db) -> (Vec<OldJournalRow>, Vec<(String, String, String, i64)>) {
+        let journal = "select ledger_id, seq, kind, value_date, recorded_at_us, actor, \
+                       request_id, command_json, prev_hash, hash from journal_txn \
                        order by ledger_id, seq";
         let keys = "select scope, request_id, result_json, seq from idempotency \
                     order by scope, request_id";
@@ -959,31 +961,33 @@ pub(super) mod tests {
         (journal, keys)
     }
 
-    /// [`txn`]'s rows as the schema before the postings moved into the journal row held them
-    /// (SQLite 0001–0003, PostgreSQL 0001–0006): a journal row, a posting row a leg, the
-    /// idempotency row.
-    fn old_rows_sql(seq: i64, request_id: &str) -> String {
+    /// [`txn`]'s rows in ledger `ledger` as the schema before the postings moved into the
+    /// journal row held them (SQLite 0001–0003, PostgreSQL 0001–0006): a journal row, a posting
+    /// row a leg of `legs` (inserted last leg first), the idempotency row.
+    fn old_rows_sql(ledger: &str, seq: i64, request_id: &str, legs: &[Posting]) -> String {
         let t = txn(seq, request_id);
         let r = &t.row;
-        let legs: Vec<String> = legs()
+        let legs: Vec<String> = legs
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("('L', {seq}, {i}, '{}', {})", p.account, p.amount.0))
+            .rev()
+            .map(|(i, p)| format!("('{ledger}', {seq}, {i}, '{}', {})", p.account, p.amount.0))
             .collect();
+        let postings = if legs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "insert into posting (ledger_id, seq, idx, account, amount_fen) values {};",
+                legs.join(", ")
+            )
+        };
         format!(
             "insert into journal_txn (ledger_id, seq, kind, value_date, recorded_at_us, actor, \
-             request_id, command_json, prev_hash, hash) values ('L', {seq}, '{}', '{}', 0, \
-             '{}', '{request_id}', '{}', '', '{}'); \
-             insert into posting (ledger_id, seq, idx, account, amount_fen) values {}; \
+             request_id, command_json, prev_hash, hash) values ('{ledger}', {seq}, '{}', '{}', \
+             {seq}0, '{}', '{request_id}', '{}', 'p{seq}', '{}'); {postings} \
              insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, \
-             seq) values ('{}', '{request_id}', 'f', '{{}}', 'L', {seq});",
-            r.kind,
-            r.value_date,
-            r.actor,
-            r.command_json,
-            r.hash,
-            legs.join(", "),
-            r.actor
+             seq) values ('{}', '{request_id}', 'f', '{{}}', '{ledger}', {seq});",
+            r.kind, r.value_date, r.actor, r.command_json, r.hash, r.actor
         )
     }
 
@@ -1001,36 +1005,96 @@ pub(super) mod tests {
                 sqlx::migrate!("./migrations/postgres").run_to(before, pool).await.unwrap()
             }
         }
-        let old = [old_rows_sql(1, "r1"), old_rows_sql(2, "r2"), old_rows_sql(3, "r0")];
+        // Three legs in ledger L (inserted in reverse), a memo (no postings), and another
+        // ledger whose seqs are L's with legs of its own.
+        let three = [
+            Posting { account: "cash".into(), amount: Fen(100) },
+            Posting { account: "loan".into(), amount: Fen(-70) },
+            Posting { account: "interest".into(), amount: Fen(-30) },
+        ];
+        let old = [
+            old_rows_sql("L", 1, "r1", &legs()),
+            old_rows_sql("L", 2, "r2", &[]),
+            old_rows_sql("L", 3, "r0", &three),
+            old_rows_sql("M", 1, "m1", &three[..2]),
+        ];
         db.execute_raw(&old.concat()).await.unwrap();
         let kept = journal_and_keys(db).await;
-        assert_eq!(kept.0.len(), 3);
+        assert_eq!(kept.0.len(), 4);
 
         db.migrate().await.unwrap();
         assert_eq!(journal_and_keys(db).await, kept);
-        let packed = "select postings from journal_txn order by seq";
+        let packed = "select postings from journal_txn order by ledger_id, seq";
         let packed: Vec<String> =
             crate::on_pool!(db, p => sqlx::query_scalar(packed).fetch_all(p).await.unwrap());
-        for text in &packed {
-            assert_eq!(unpack(text).unwrap(), legs(), "{text}");
+        let expected = [&legs()[..], &[], &three, &three[..2]];
+        for (text, legs) in packed.iter().zip(expected) {
+            assert_eq!(unpack(text).unwrap(), legs, "{text}");
         }
         if let Db::Sqlite(..) = db {
-            assert_eq!(packed[0], pack(&legs()), "SQLite's json_array writes as `pack` does");
+            assert_eq!(packed[2], pack(&three), "SQLite's json_array writes as `pack` does");
         }
-        let view = "select seq, idx, account, amount_fen from posting order by seq, idx";
-        let view: Vec<(i64, i32, String, i64)> =
+        let view = "select ledger_id, seq, idx, account, amount_fen from posting \
+                    order by ledger_id, seq, idx";
+        let view: Vec<(String, i64, i32, String, i64)> =
             crate::on_pool!(db, p => sqlx::query_as(view).fetch_all(p).await.unwrap());
-        assert_eq!(view.len(), 6);
-        assert_eq!(view[4], (3, 0, "cash".to_string(), 100));
-        assert_eq!(view[5], (3, 1, "loan".to_string(), -100));
-        for change in ["update journal_txn set kind = 'x'", "delete from idempotency"] {
+        assert_eq!(view.len(), 7);
+        assert_eq!(view[2], ("L".to_string(), 3, 0, "cash".to_string(), 100));
+        assert_eq!(view[4], ("L".to_string(), 3, 2, "interest".to_string(), -30));
+        assert_eq!(view[6], ("M".to_string(), 1, 1, "loan".to_string(), -70));
+        for change in [
+            "update journal_txn set kind = 'x'",
+            "delete from journal_txn",
+            "delete from idempotency",
+        ] {
             let refused = db.execute_raw(change).await.unwrap_err();
             assert!(refused.to_string().contains("append-only"), "{change}: {refused}");
         }
         let refused = db.begin_write().await.unwrap().commit_with(&group(vec![txn(4, "r2")])).await;
         assert!(matches!(refused, Err(StoreError::RequestSeen(_))), "{refused:?}");
-        db.begin_write().await.unwrap().commit_with(&group(vec![txn(4, "r4")])).await.unwrap();
-        assert_eq!(journal_and_keys(db).await.0.len(), 4);
+        // A new transaction whose accounts need escaping in JSON: the view reads them as
+        // `unpack` does.
+        let mut odd = txn(4, "r4");
+        let odd_legs = [
+            Posting { account: "a \"quoted\" \\ 账户".into(), amount: Fen(5) },
+            Posting { account: "tab\there".into(), amount: Fen(-5) },
+        ];
+        odd.row.postings = pack(&odd_legs);
+        let mut staged = group(vec![odd]);
+        staged.balance_deltas.clear();
+        db.begin_write().await.unwrap().commit_with(&staged).await.unwrap();
+        assert_eq!(journal_and_keys(db).await.0.len(), 5);
+        let view = "select account, amount_fen from posting where ledger_id = 'L' and seq = 4 \
+                    order by idx";
+        let view: Vec<(String, i64)> =
+            crate::on_pool!(db, p => sqlx::query_as(view).fetch_all(p).await.unwrap());
+        let read: Vec<(String, i64)> =
+            odd_legs.iter().map(|p| (p.account.clone(), p.amount.0)).collect();
+        assert_eq!(view, read);
+    }
+
+    /// A posting row of no journal transaction (verify reported these before the postings
+    /// moved into the journal rows) stops the migration: dropping it would remove the evidence.
+    async fn migrations_refuse_stray_posting_rows(db: &Db, before: i64) {
+        match db {
+            Db::Sqlite(pool, ..) => {
+                sqlx::migrate!("./migrations/sqlite").run_to(before, pool).await.unwrap()
+            }
+            Db::Postgres(pool, _) => {
+                sqlx::migrate!("./migrations/postgres").run_to(before, pool).await.unwrap()
+            }
+        }
+        db.execute_raw(&old_rows_sql("L", 1, "r1", &legs())).await.unwrap();
+        let stray = "insert into posting (ledger_id, seq, idx, account, amount_fen) \
+                     values ('L', 7, 0, 'cash', 1)";
+        db.execute_raw(stray).await.unwrap();
+        let refused = db.migrate().await.expect_err("the migration stops");
+        assert!(refused.to_string().contains("posting_rows_without_a_transaction"), "{refused}");
+        // Nothing of it was applied: the posting rows are all there.
+        let rows = "select count(*) from posting";
+        let rows: i64 =
+            crate::on_pool!(db, p => sqlx::query_scalar(rows).fetch_one(p).await.unwrap());
+        assert_eq!(rows, 3);
     }
 
     /// SQLite's migrations 0003 and 0004 on a database written under 0001–0002: the journal and
@@ -1059,6 +1123,20 @@ pub(super) mod tests {
     async fn postgres_migrations_keep_the_journal_and_its_request_ids() {
         let Some(scratch) = super::super::fresh_postgres().await else { return };
         migrations_keep_the_journal_and_its_request_ids(&scratch.db, 6).await;
+        scratch.db.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_migrations_refuse_stray_posting_rows() {
+        let (_dir, db) = fresh_sqlite().await;
+        migrations_refuse_stray_posting_rows(&db, 3).await;
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_migrations_refuse_stray_posting_rows() {
+        let Some(scratch) = super::super::fresh_postgres().await else { return };
+        migrations_refuse_stray_posting_rows(&scratch.db, 6).await;
         scratch.db.close().await;
     }
 

@@ -1863,6 +1863,20 @@ async fn postings_text_is_checked_as_postings(backend: Backend) {
         v.problems[0].starts_with(&format!("seq {head}: its postings cannot be read: ")),
         "{v:?}"
     );
+    // The transaction before it gone too: the first break is the gap, before the unreadable
+    // postings.
+    let removed = app
+        .db
+        .execute_raw(&format!(
+            "delete from journal_txn where ledger_id = '450121' and seq = {}",
+            head - 1
+        ))
+        .await
+        .expect("with the triggers gone the delete goes through");
+    assert_eq!(removed, 1);
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(v.first_break_seq, head - 1, "{v:?}");
+    assert_eq!(v.problems[0], format!("seq {} is missing (next stored is {head})", head - 1));
     let refused = match app
         .audit(&t.bank)
         .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() })

@@ -83,17 +83,19 @@ impl JournalVisitor for Chain {
     fn txn(&mut self, t: TxnRef<'_>) {
         let seq = u64::try_from(t.seq).unwrap_or_default();
         self.checked += 1;
-        // Unreadable postings are reported, and checked as none (the hash then differs too).
-        let postings = unpack(t.postings).unwrap_or_else(|e| {
-            self.problems.add(seq, format!("seq {seq}: its postings cannot be read: {e}"));
-            Vec::new()
-        });
         if seq != self.expected_seq {
             let expected = self.expected_seq;
             self.problems
                 .add(expected, format!("seq {expected} is missing (next stored is {seq})"));
         }
         self.expected_seq = seq + 1;
+        // Unreadable postings are reported, and checked as none (a transaction that moved money
+        // then breaks the chain too). After the gap before this seq: the first problem added
+        // names the first break.
+        let postings = unpack(t.postings).unwrap_or_else(|e| {
+            self.problems.add(seq, format!("seq {seq}: its postings cannot be read: {e}"));
+            Vec::new()
+        });
         if !is_hex_of(t.prev_hash, &self.prev) {
             self.problems.add(
                 seq,
