@@ -991,20 +991,25 @@ pub(super) mod tests {
         )
     }
 
+    /// The migrations of `db`'s backend up to and including version `version`.
+    async fn migrate_to(db: &Db, version: i64) {
+        match db {
+            Db::Sqlite(pool, ..) => {
+                sqlx::migrate!("./migrations/sqlite").run_to(version, pool).await.unwrap()
+            }
+            Db::Postgres(pool, _) => {
+                sqlx::migrate!("./migrations/postgres").run_to(version, pool).await.unwrap()
+            }
+        }
+    }
+
     /// The migrations from `before` on, over a database whose journal was written by the
     /// schema before it: every journal row and request id kept, each row's postings moved into
     /// it as `pack` writes them (0004 on SQLite, 0007 on PostgreSQL, the view `posting` showing
     /// them row by row), the journal still append-only, a stored request id still refused and a
     /// new group written.
     async fn migrations_keep_the_journal_and_its_request_ids(db: &Db, before: i64) {
-        match db {
-            Db::Sqlite(pool, ..) => {
-                sqlx::migrate!("./migrations/sqlite").run_to(before, pool).await.unwrap()
-            }
-            Db::Postgres(pool, _) => {
-                sqlx::migrate!("./migrations/postgres").run_to(before, pool).await.unwrap()
-            }
-        }
+        migrate_to(db, before).await;
         // Three legs in ledger L (inserted in reverse), a memo (no postings), and another
         // ledger whose seqs are L's with legs of its own.
         let three = [
@@ -1076,14 +1081,7 @@ pub(super) mod tests {
     /// A posting row of no journal transaction (verify reported these before the postings
     /// moved into the journal rows) stops the migration: dropping it would remove the evidence.
     async fn migrations_refuse_stray_posting_rows(db: &Db, before: i64) {
-        match db {
-            Db::Sqlite(pool, ..) => {
-                sqlx::migrate!("./migrations/sqlite").run_to(before, pool).await.unwrap()
-            }
-            Db::Postgres(pool, _) => {
-                sqlx::migrate!("./migrations/postgres").run_to(before, pool).await.unwrap()
-            }
-        }
+        migrate_to(db, before).await;
         db.execute_raw(&old_rows_sql("L", 1, "r1", &legs())).await.unwrap();
         let stray = "insert into posting (ledger_id, seq, idx, account, amount_fen) \
                      values ('L', 7, 0, 'cash', 1)";
