@@ -1863,6 +1863,22 @@ async fn postings_text_is_checked_as_postings(backend: Backend) {
         v.problems[0].starts_with(&format!("seq {head}: its postings cannot be read: ")),
         "{v:?}"
     );
+    if backend == Backend::Sqlite {
+        // SQLite stores any type in any column: a blob is reported the same way.
+        app.db
+            .execute_raw(&format!(
+                "update journal_txn set postings = x'5b5d00' where ledger_id = '450121' \
+                 and seq = {head}"
+            ))
+            .await
+            .expect("with the triggers gone the update goes through");
+        let v = app.verify(&t.auditor).await;
+        assert_eq!(v.first_break_seq, head, "{v:?}");
+        assert!(
+            v.problems[0].starts_with(&format!("seq {head}: its postings cannot be read: ")),
+            "{v:?}"
+        );
+    }
     // The transaction before it gone too: the first break is the gap, before the unreadable
     // postings.
     let removed = app
