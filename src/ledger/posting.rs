@@ -77,12 +77,6 @@ impl Postings {
 /// text: a rewrite that reads back as the same postings changes nothing the chain protects.
 pub fn pack(postings: &[Posting]) -> String {
     let mut out = String::with_capacity(2 + postings.len() * 48);
-    pack_into(postings, &mut out);
-    out
-}
-
-/// [`pack`], appended to `out`.
-pub fn pack_into(postings: &[Posting], out: &mut String) {
     out.push('[');
     for (i, p) in postings.iter().enumerate() {
         if i > 0 {
@@ -101,6 +95,7 @@ pub fn pack_into(postings: &[Posting], out: &mut String) {
         let _ = write!(out, ",{}]", p.amount.0);
     }
     out.push(']');
+    out
 }
 
 /// The postings of a stored journal row's text ([`pack`]'s form, any JSON spacing).

@@ -203,8 +203,7 @@ impl Db {
     ) -> Result<Vec<JournalEntry>, StoreError> {
         let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
         let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
-        let sql = JOURNAL_RANGE_SQL;
-        let rows: Vec<JournalRow> = on_pool!(self, p => sqlx::query_as(sql)
+        let rows: Vec<JournalRow> = on_pool!(self, p => sqlx::query_as(JOURNAL_RANGE_SQL)
             .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
             .fetch_all(p).await?);
         rows.into_iter().map(JournalRow::into_entry).collect()
