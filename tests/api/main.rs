@@ -55,6 +55,7 @@ on_both_backends!(
     journal_is_append_only,
     tampering_is_reported,
     postings_text_is_checked_as_postings,
+    a_head_stored_far_ahead_is_reported,
     journal_scan_pages,
     concurrent_verifies_take_turns,
     tampered_read_models_are_reported,
@@ -1825,6 +1826,32 @@ async fn tampering_is_reported(backend: Backend) {
     assert_eq!(v.problems.len(), loanledger::app::verify::PROBLEMS_MAX + 1, "{v:?}");
     let last = v.problems.last().expect("a last line");
     assert!(last.starts_with("... and ") && last.ends_with(" more problems"), "{last}");
+    app.finish().await;
+}
+
+/// Verify sizes its lists from the stored head: a head `seq` changed by hand to the largest
+/// there is (no list that size can be had) is reported as the gap before it, not an error.
+async fn a_head_stored_far_ahead_is_reported(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let head = entry(&app.repay(&t.bank, &id, "2021-03-20", 100_000).await).seq;
+    assert!(app.verify(&t.auditor).await.ok);
+    app.drop_append_only_triggers("journal_txn").await;
+    let moved = app
+        .db
+        .execute_raw(&format!(
+            "update journal_txn set seq = {} where ledger_id = '450121' and seq = {head}",
+            i64::MAX
+        ))
+        .await
+        .expect("with the triggers gone the update goes through");
+    assert_eq!(moved, 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok);
+    assert_eq!(v.first_break_seq, head, "{v:?}");
+    assert_eq!(v.problems[0], format!("seq {head} is missing (next stored is {})", i64::MAX));
+    assert_eq!(v.head_seq, i64::MAX as u64);
     app.finish().await;
 }
 

@@ -13,11 +13,18 @@ use super::Problems;
 use super::replay::Replayed;
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
 use crate::ledger::posting::{Postings, unpack};
-use crate::store::bulk::request_digest;
+use crate::store::bulk::{JournalExtent, request_digest, reserve};
 use crate::store::scan::{JournalVisitor, TxnRef};
 
 /// Transactions handed to stage 2 at a time.
 const CHUNK: usize = 1_024;
+
+/// What stage 1 hands stage 2: first the number of loans stored, then the transactions in
+/// chunks.
+pub(super) enum Handed {
+    Loans(usize),
+    Txns(Vec<Replayed>),
+}
 
 pub(super) struct Chain {
     ledger_id: String,
@@ -38,7 +45,7 @@ pub(super) struct Chain {
     /// The canonical bytes of the transaction being hashed (kept to reuse its allocation).
     bytes: Vec<u8>,
     chunk: Vec<Replayed>,
-    replay: Option<SyncSender<Vec<Replayed>>>,
+    replay: Option<SyncSender<Handed>>,
     /// Set when the verify was dropped (its caller went away) or stage 2 is gone: the scan stops.
     stop: Arc<AtomicBool>,
 }
@@ -46,7 +53,7 @@ pub(super) struct Chain {
 impl Chain {
     pub fn new(
         ledger_id: &str,
-        replay: SyncSender<Vec<Replayed>>,
+        replay: SyncSender<Handed>,
         stop: Arc<AtomicBool>,
         keys: std::hash::RandomState,
     ) -> Self {
@@ -68,10 +75,25 @@ impl Chain {
         }
     }
 
+    /// Sizes this stage's lists and maps, and stage 2's, for the journal and loans of
+    /// `extent` (before the scan).
+    pub fn expect(&mut self, extent: &JournalExtent) {
+        reserve(&mut self.requests, extent.transactions());
+        // Each loan has an account of its own at least (its principal, once disbursed).
+        let _ = self.balances.try_reserve(extent.loans());
+        self.hand(Handed::Loans(extent.loans()));
+    }
+
     fn send(&mut self) {
+        if !self.chunk.is_empty() {
+            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            self.hand(Handed::Txns(chunk));
+        }
+    }
+
+    fn hand(&mut self, handed: Handed) {
         if let Some(to) = &self.replay
-            && !self.chunk.is_empty()
-            && to.send(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK))).is_err()
+            && to.send(handed).is_err()
         {
             // Stage 2 is gone (it can only have panicked; its join reports that): stop.
             self.stop.store(true, Ordering::Relaxed);

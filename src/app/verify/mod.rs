@@ -152,12 +152,17 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let replay_stop = stop.clone();
     let replaying = tokio::task::spawn_blocking(move || {
         let mut replay = replay::Replay::default();
-        for chunk in chunks {
+        for handed in chunks {
             if replay_stop.load(Ordering::Relaxed) {
                 break;
             }
-            for t in chunk {
-                replay.apply(t);
+            match handed {
+                chain::Handed::Loans(loans) => replay.expect_loans(loans),
+                chain::Handed::Txns(chunk) => {
+                    for t in chunk {
+                        replay.apply(t);
+                    }
+                }
             }
         }
         replay
@@ -169,20 +174,25 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     // chain (and with it the channel) is dropped and stage 2 ends; should this future be
     // dropped, the tasks are aborted.
     // The stored read models are read in one snapshot, whose journal head the scan stops at:
-    // the two then describe the same journal while writes go on.
+    // the two then describe the same journal while writes go on. With the head comes the
+    // number of loans, which sizes what both stages fill.
     // The request keys are compared as digests keyed afresh for this verify.
     let keys = std::hash::RandomState::new();
     let chain = chain::Chain::new(ledger_id, to_replay, stop, keys.clone());
-    let (head_tx, head) = tokio::sync::oneshot::channel();
+    let (extent_tx, extent) = tokio::sync::oneshot::channel();
     let stored =
         spawn_read(
             db,
             ledger_id,
-            |db, id| async move { db.stored_models(&id, head_tx, keys).await },
+            |db, id| async move { db.stored_models(&id, extent_tx, keys).await },
         );
     let scan = spawn_read(db, ledger_id, |db, id| async move {
-        match head.await {
-            Ok(through) => db.scan_journal_through(&id, through, chain).await,
+        match extent.await {
+            Ok(extent) => {
+                let mut chain = chain;
+                chain.expect(&extent);
+                db.scan_journal_through(&id, extent.head, chain).await
+            }
             // The read of the stored models failed before the head: its error is reported.
             Err(_) => {
                 let mut chain = chain;

@@ -33,6 +33,13 @@ pub(super) struct Replay {
 }
 
 impl Replay {
+    /// Room for `loans` loans in the rebuilt loans and links, if it can be had (the count is
+    /// the stored one: a hint).
+    pub fn expect_loans(&mut self, loans: usize) {
+        let _ = self.loans.try_reserve(loans);
+        let _ = self.links.try_reserve(loans);
+    }
+
     pub fn apply(&mut self, t: Replayed) {
         let seq = t.seq;
         let event = JournalEvent::from_parts(&t.kind, &t.command_json);
