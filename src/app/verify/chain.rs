@@ -7,10 +7,10 @@
 use crate::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use super::Problems;
-use super::replay::Replayed;
+use super::replay::{Chunk, TxnText};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
 use crate::ledger::posting::{Postings, unpack};
 use crate::store::bulk::{JournalExtent, request_digest, reserve};
@@ -23,7 +23,7 @@ const CHUNK: usize = 1_024;
 /// chunks.
 pub(super) enum Handed {
     Loans(usize),
-    Txns(Vec<Replayed>),
+    Txns(Chunk),
 }
 
 pub(super) struct Chain {
@@ -44,8 +44,10 @@ pub(super) struct Chain {
     keys: std::hash::RandomState,
     /// The canonical bytes of the transaction being hashed (kept to reuse its allocation).
     bytes: Vec<u8>,
-    chunk: Vec<Replayed>,
+    chunk: Chunk,
     replay: Option<SyncSender<Handed>>,
+    /// The chunks stage 2 has emptied, to be filled again.
+    emptied: Receiver<Chunk>,
     /// Set when the verify was dropped (its caller went away) or stage 2 is gone: the scan stops.
     stop: Arc<AtomicBool>,
 }
@@ -54,6 +56,7 @@ impl Chain {
     pub fn new(
         ledger_id: &str,
         replay: SyncSender<Handed>,
+        emptied: Receiver<Chunk>,
         stop: Arc<AtomicBool>,
         keys: std::hash::RandomState,
     ) -> Self {
@@ -69,8 +72,9 @@ impl Chain {
             requests: Vec::new(),
             keys,
             bytes: Vec::with_capacity(4096),
-            chunk: Vec::with_capacity(CHUNK),
+            chunk: Chunk::with_capacity(CHUNK),
             replay: Some(replay),
+            emptied,
             stop,
         }
     }
@@ -86,7 +90,8 @@ impl Chain {
 
     fn send(&mut self) {
         if !self.chunk.is_empty() {
-            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            let next = self.emptied.try_recv().unwrap_or_else(|_| Chunk::with_capacity(CHUNK));
+            let chunk = std::mem::replace(&mut self.chunk, next);
             self.hand(Handed::Txns(chunk));
         }
     }
@@ -164,11 +169,11 @@ impl JournalVisitor for Chain {
         self.head_seq = seq;
         self.head_hash.clear();
         self.head_hash.push_str(t.hash);
-        self.chunk.push(Replayed {
+        self.chunk.push(TxnText {
             seq,
-            kind: t.kind.to_string(),
-            command_json: t.command_json.to_string(),
-            postings,
+            kind: t.kind,
+            command_json: t.command_json,
+            postings: t.postings,
         });
         if self.chunk.len() == CHUNK {
             self.send();
@@ -199,8 +204,14 @@ mod tests {
     #[test]
     fn an_empty_journal_breaks_at_seq_1() {
         let (to_replay, _chunks) = std::sync::mpsc::sync_channel(1);
-        let mut chain =
-            Chain::new("L", to_replay, Arc::new(AtomicBool::new(false)), Default::default());
+        let (_, emptied) = std::sync::mpsc::channel();
+        let mut chain = Chain::new(
+            "L",
+            to_replay,
+            emptied,
+            Arc::new(AtomicBool::new(false)),
+            Default::default(),
+        );
         chain.end();
         assert_eq!(chain.problems.first_break_seq, 1);
         assert_eq!(chain.problems.list, [(1, "seq 1 is missing: the journal is empty".into())]);

@@ -149,6 +149,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_on_drop = StopOnDrop(stop.clone());
     let (to_replay, chunks) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let (to_refill, emptied) = std::sync::mpsc::channel();
     let replay_stop = stop.clone();
     let replaying = tokio::task::spawn_blocking(move || {
         let mut replay = replay::Replay::default();
@@ -158,10 +159,13 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
             }
             match handed {
                 chain::Handed::Loans(loans) => replay.expect_loans(loans),
-                chain::Handed::Txns(chunk) => {
-                    for t in chunk {
+                chain::Handed::Txns(mut chunk) => {
+                    for t in chunk.iter() {
                         replay.apply(t);
                     }
+                    chunk.clear();
+                    // Stage 1 may be done and gone: the chunk is freed here then.
+                    let _ = to_refill.send(chunk);
                 }
             }
         }
@@ -178,7 +182,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     // number of loans, which sizes what both stages fill.
     // The request keys are compared as digests keyed afresh for this verify.
     let keys = std::hash::RandomState::new();
-    let chain = chain::Chain::new(ledger_id, to_replay, stop, keys.clone());
+    let chain = chain::Chain::new(ledger_id, to_replay, emptied, stop, keys.clone());
     let (extent_tx, extent) = tokio::sync::oneshot::channel();
     let stored =
         spawn_read(

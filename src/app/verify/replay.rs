@@ -12,15 +12,68 @@ use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::policy::default_versions;
 use crate::ledger::loan_postings::loan_postings;
-use crate::ledger::posting::{Posting, PostingError, Postings};
+use crate::ledger::posting::{Posting, PostingError, Postings, pack, unpack};
 use crate::store::bulk::RegistrySnapshot;
 
-/// A transaction as stage 1 passes it on.
-pub(super) struct Replayed {
+/// Transactions as stage 1 hands them on: their texts one after the other in one buffer, so
+/// that a chunk is two allocations rather than several a transaction, each made on the scan's
+/// thread and freed on this one. Stage 2 hands each chunk back emptied, to be filled again.
+#[derive(Default)]
+pub(super) struct Chunk {
+    text: String,
+    /// Each transaction's seq and where its kind, command and postings end in `text`.
+    txns: Vec<(u64, [usize; 3])>,
+}
+
+/// A transaction of a [`Chunk`].
+pub(super) struct TxnText<'a> {
     pub seq: u64,
-    pub kind: String,
-    pub command_json: String,
-    pub postings: Vec<Posting>,
+    pub kind: &'a str,
+    pub command_json: &'a str,
+    /// As stored ([`crate::ledger::posting::pack`]'s form, any JSON spacing).
+    pub postings: &'a str,
+}
+
+impl Chunk {
+    pub fn with_capacity(txns: usize) -> Chunk {
+        Chunk { text: String::with_capacity(txns * 512), txns: Vec::with_capacity(txns) }
+    }
+
+    pub fn push(&mut self, t: TxnText<'_>) {
+        let mut ends = [0; 3];
+        for (end, text) in ends.iter_mut().zip([t.kind, t.command_json, t.postings]) {
+            self.text.push_str(text);
+            *end = self.text.len();
+        }
+        self.txns.push((t.seq, ends));
+    }
+
+    pub fn len(&self) -> usize {
+        self.txns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txns.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.txns.clear();
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = TxnText<'_>> {
+        let mut start = 0;
+        self.txns.iter().map(move |&(seq, [kind, command_json, postings])| {
+            let t = TxnText {
+                seq,
+                kind: &self.text[start..kind],
+                command_json: &self.text[kind..command_json],
+                postings: &self.text[command_json..postings],
+            };
+            start = postings;
+            t
+        })
+    }
 }
 
 #[derive(Default)]
@@ -40,9 +93,9 @@ impl Replay {
         let _ = self.links.try_reserve(loans);
     }
 
-    pub fn apply(&mut self, t: Replayed) {
+    pub fn apply(&mut self, t: TxnText<'_>) {
         let seq = t.seq;
-        let event = JournalEvent::from_parts(&t.kind, &t.command_json);
+        let event = JournalEvent::from_parts(t.kind, t.command_json);
         if let Some(loan_id) = event.as_ref().ok().and_then(JournalEvent::loan_ids) {
             match self.links.get_mut(loan_id) {
                 Some(seqs) => seqs.push(seq),
@@ -53,7 +106,7 @@ impl Replay {
         }
         match event {
             Ok(JournalEvent::Loan(event)) => match self.replay_loan(event, seq) {
-                Some(Ok(expected)) if expected.as_slice() == t.postings.as_slice() => {}
+                Some(Ok(expected)) if stored_as(expected.as_slice(), t.postings) => {}
                 Some(Ok(_)) => self
                     .problems
                     .add(seq, format!("seq {seq}: postings differ from those the event implies")),
@@ -62,7 +115,7 @@ impl Replay {
             },
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);
-                if !t.postings.is_empty() {
+                if !stored_as(&[], t.postings) {
                     self.problems
                         .add(seq, format!("seq {seq}: a registry record carries postings"));
                 }
@@ -116,6 +169,13 @@ impl Replay {
     }
 }
 
+/// Whether `text`, a transaction's stored postings, holds `postings`: most often it is their
+/// own [`pack`]ed text (spaced otherwise, it is read and compared). Text that cannot be read
+/// holds none (stage 1 reports it).
+fn stored_as(postings: &[Posting], text: &str) -> bool {
+    pack(postings) == text || unpack(text).unwrap_or_default() == postings
+}
+
 /// Rebuilds the registry read model from a registry event (a new ledger starts with the default
 /// policy versions, as the writer seeds them).
 fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
@@ -153,14 +213,54 @@ mod tests {
     use crate::domain::event::tests::LOAN_EVENTS;
     use crate::domain::money::Fen;
 
-    /// The stored form of the sample event `i` at `seq`, with the postings the event implies.
-    fn stored(i: usize, seq: u64) -> Replayed {
+    /// The sample event `i` at `seq` with the postings the event implies, as stored.
+    fn stored(i: usize, seq: u64) -> (u64, &'static str, &'static str, Vec<Posting>) {
         let (kind, json) = LOAN_EVENTS[i];
         let Ok(JournalEvent::Loan(event)) = JournalEvent::from_parts(kind, json) else {
             panic!("{kind} decodes");
         };
         let postings = loan_postings(&event, "BB").expect("postings").as_slice().to_vec();
-        Replayed { seq, kind: kind.into(), command_json: json.into(), postings }
+        (seq, kind, json, postings)
+    }
+
+    /// Applies `txns` handed over in one chunk, their postings stored as `pack` writes them.
+    fn apply(replay: &mut Replay, txns: &[(u64, &str, &str, Vec<Posting>)]) {
+        let mut chunk = Chunk::default();
+        for (seq, kind, command_json, postings) in txns {
+            let postings = &pack(postings);
+            chunk.push(TxnText { seq: *seq, kind, command_json, postings });
+        }
+        assert_eq!(chunk.len(), txns.len());
+        for t in chunk.iter() {
+            replay.apply(t);
+        }
+    }
+
+    /// A chunk gives back the texts pushed into it, and is empty once cleared.
+    #[test]
+    fn a_chunk_keeps_each_transactions_texts() {
+        let mut chunk = Chunk::with_capacity(2);
+        let texts =
+            [(7, "a", "{}", "[]"), (8, "", "{\"x\":1}", ""), (9, "loan.repaid", "", "[[\"é\",1]]")];
+        for (seq, kind, command_json, postings) in texts {
+            chunk.push(TxnText { seq, kind, command_json, postings });
+        }
+        let back: Vec<_> =
+            chunk.iter().map(|t| (t.seq, t.kind, t.command_json, t.postings)).collect();
+        assert_eq!(back, texts);
+        chunk.clear();
+        assert!(chunk.is_empty() && chunk.iter().next().is_none());
+    }
+
+    /// Postings stored spaced otherwise are the same postings; unreadable text holds none.
+    #[test]
+    fn stored_postings_are_compared_as_postings() {
+        let legs = stored(1, 2).3;
+        assert!(stored_as(&legs, &pack(&legs)));
+        assert!(stored_as(&legs, &pack(&legs).replace(',', " , ")));
+        assert!(!stored_as(&legs[..1], &pack(&legs)));
+        assert!(stored_as(&[], "not postings") && stored_as(&[], "[]"));
+        assert!(!stored_as(&legs, "not postings"));
     }
 
     fn texts(replay: &Replay) -> Vec<&str> {
@@ -170,9 +270,7 @@ mod tests {
     #[test]
     fn a_loan_rebuilt_from_its_events() {
         let mut replay = Replay::default();
-        replay.apply(stored(0, 1));
-        replay.apply(stored(1, 2));
-        replay.apply(stored(2, 3));
+        apply(&mut replay, &[stored(0, 1), stored(1, 2), stored(2, 3)]);
         assert!(texts(&replay).is_empty(), "{:?}", texts(&replay));
         let loan = &replay.loans["BB-0000000"];
         assert_eq!(
@@ -187,16 +285,13 @@ mod tests {
     fn what_does_not_replay_is_reported_at_its_seq() {
         let mut replay = Replay::default();
         // An event before its loan's contract.
-        replay.apply(stored(1, 1));
-        replay.apply(stored(0, 2));
         // Postings other than those the event implies (one posting's amount moved to another).
         let mut disbursed = stored(1, 3);
-        assert!(disbursed.postings.len() >= 2);
-        disbursed.postings[0].amount.0 += 1;
-        disbursed.postings[1].amount.0 -= 1;
-        replay.apply(disbursed);
+        assert!(disbursed.3.len() >= 2);
+        disbursed.3[0].amount.0 += 1;
+        disbursed.3[1].amount.0 -= 1;
         // The same contract again.
-        replay.apply(stored(0, 4));
+        apply(&mut replay, &[stored(1, 1), stored(0, 2), disbursed, stored(0, 4)]);
         assert_eq!(
             texts(&replay),
             [
