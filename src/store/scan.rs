@@ -46,6 +46,10 @@ pub struct TxnRef<'a> {
     pub hash: &'a str,
     /// The postings as stored, packed ([`crate::ledger::posting::unpack`] reads them).
     pub postings: &'a str,
+    /// The first column (other than `seq` and `postings`) whose stored value is not of the
+    /// column's type, read as empty text or 0. Only on SQLite, whose columns take a value of
+    /// any type (one stored by hand); PostgreSQL refuses such a value.
+    pub mistyped: Option<&'static str>,
 }
 
 /// What a journal scan calls, in `seq` order, on the scan's thread.
@@ -271,6 +275,7 @@ fn copied_txn<'a>(r: &mut CopyReader<'a>) -> Result<TxnRef<'a>, StoreError> {
         prev_hash: r.text()?,
         hash: r.text()?,
         postings: r.text()?,
+        mistyped: None,
     })
 }
 
@@ -308,21 +313,46 @@ fn scan_sqlite<V: JournalVisitor>(
             if visitor.stopped() {
                 return Ok(visitor);
             }
-            let text = |i: usize| row_text(r, i, format_args!("journal column {i}"));
+            // A value of another type (stored by hand) is read as empty text or 0 and named,
+            // for verify to report at this seq rather than end the scan.
+            let mistyped = std::cell::Cell::new(None);
+            let note = |column| {
+                if mistyped.get().is_none() {
+                    mistyped.set(Some(column));
+                }
+            };
+            let text = |i: usize, column: &'static str| {
+                Ok::<_, StoreError>(r.get_ref(i)?.as_str().unwrap_or_else(|_| {
+                    note(column);
+                    ""
+                }))
+            };
             let seq: i64 = r.get(0)?;
+            let (kind, value_date) = (text(1, "kind")?, text(2, "value_date")?);
+            let recorded_at_us = match r.get_ref(3)? {
+                rusqlite::types::ValueRef::Integer(us) => us,
+                _ => {
+                    note("recorded_at_us");
+                    0
+                }
+            };
+            let (actor, request_id) = (text(4, "actor")?, text(5, "request_id")?);
+            let command_json = text(6, "command_json")?;
+            let (prev_hash, hash) = (text(7, "prev_hash")?, text(8, "hash")?);
             visitor.txn(TxnRef {
                 seq,
-                kind: text(1)?,
-                value_date: text(2)?,
-                recorded_at_us: r.get(3)?,
-                actor: text(4)?,
-                request_id: text(5)?,
-                command_json: text(6)?,
-                prev_hash: text(7)?,
-                hash: text(8)?,
-                // Not text (a blob stored by hand): read as no text, which verify reports at
-                // this seq as postings that cannot be read, rather than ending the scan.
+                kind,
+                value_date,
+                recorded_at_us,
+                actor,
+                request_id,
+                command_json,
+                prev_hash,
+                hash,
+                // Not text: read as no text, which verify reports at this seq as postings that
+                // cannot be read.
                 postings: r.get_ref(9)?.as_str().unwrap_or(""),
+                mistyped: mistyped.get(),
             });
             (count, last) = (count + 1, seq);
         }

@@ -56,6 +56,7 @@ on_both_backends!(
     tampering_is_reported,
     postings_text_is_checked_as_postings,
     a_head_stored_far_ahead_is_reported,
+    mistyped_journal_columns_are_reported,
     journal_scan_pages,
     concurrent_verifies_take_turns,
     tampered_read_models_are_reported,
@@ -1852,6 +1853,45 @@ async fn a_head_stored_far_ahead_is_reported(backend: Backend) {
     assert_eq!(v.first_break_seq, head, "{v:?}");
     assert_eq!(v.problems[0], format!("seq {head} is missing (next stored is {})", i64::MAX));
     assert_eq!(v.head_seq, i64::MAX as u64);
+    app.finish().await;
+}
+
+/// SQLite stores a value of any type in any column: a journal column changed by hand to a value
+/// of another type is reported at its seq, where the chain breaks, instead of ending verify with
+/// an error. PostgreSQL's columns hold their own type only.
+async fn mistyped_journal_columns_are_reported(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let head = entry(&app.repay(&t.bank, &id, "2021-03-20", 100_000).await).seq;
+    app.drop_append_only_triggers("journal_txn").await;
+    let set = async |assignment: &str| {
+        app.db
+            .execute_raw(&format!(
+                "update journal_txn set {assignment} where ledger_id = '450121' and seq = {head}"
+            ))
+            .await
+    };
+    if backend == Backend::Postgres {
+        // (A value of another type is converted to the column's, or refused.)
+        assert!(set("recorded_at_us = 'yesterday'").await.is_err());
+        assert!(app.verify(&t.auditor).await.ok);
+        app.finish().await;
+        return;
+    }
+    let reported = async |column: &str| {
+        let v = app.verify(&t.auditor).await;
+        assert_eq!(v.first_break_seq, head, "{v:?}");
+        assert_eq!(v.problems[0], format!("seq {head}: its {column} is stored as another type"));
+        assert!(v.problems[1].starts_with(&format!("seq {head}: stored hash differs")), "{v:?}");
+    };
+    // The kind's own bytes, as a blob: the type alone differs.
+    assert_eq!(set("kind = cast(kind as blob)").await.expect("a blob"), 1);
+    reported("kind").await;
+    assert_eq!(set("kind = cast(kind as text)").await.expect("text again"), 1);
+    assert!(app.verify(&t.auditor).await.ok);
+    assert_eq!(set("recorded_at_us = 'yesterday'").await.expect("text"), 1);
+    reported("recorded_at_us").await;
     app.finish().await;
 }
 
