@@ -47,9 +47,10 @@ pub struct TxnRef<'a> {
     /// The postings as stored, packed ([`crate::ledger::posting::unpack`] reads them).
     pub postings: &'a str,
     /// The first column (other than `seq` and `postings`) whose stored value is not of the
-    /// column's type, read as empty text or 0. Only on SQLite, whose columns take a value of
-    /// any type (one stored by hand); PostgreSQL refuses such a value.
-    pub mistyped: Option<&'static str>,
+    /// column's type or is text that is not UTF-8, read as empty text or 0: the column's name
+    /// and what it holds ("another type", "text that is not UTF-8"). Only on SQLite, whose
+    /// columns take a value of any type (one stored by hand); PostgreSQL's hold their own.
+    pub mistyped: Option<(&'static str, &'static str)>,
 }
 
 /// What a journal scan calls, in `seq` order, on the scan's thread.
@@ -316,23 +317,30 @@ fn scan_sqlite<V: JournalVisitor>(
             // A value of another type (stored by hand) is read as empty text or 0 and named,
             // for verify to report at this seq rather than end the scan.
             let mistyped = std::cell::Cell::new(None);
-            let note = |column| {
+            let note = |column, what| {
                 if mistyped.get().is_none() {
-                    mistyped.set(Some(column));
+                    mistyped.set(Some((column, what)));
                 }
             };
             let text = |i: usize, column: &'static str| {
-                Ok::<_, StoreError>(r.get_ref(i)?.as_str().unwrap_or_else(|_| {
-                    note(column);
-                    ""
-                }))
+                Ok::<_, StoreError>(match r.get_ref(i)? {
+                    rusqlite::types::ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                        .unwrap_or_else(|_| {
+                            note(column, "text that is not UTF-8");
+                            ""
+                        }),
+                    _ => {
+                        note(column, "another type");
+                        ""
+                    }
+                })
             };
             let seq: i64 = r.get(0)?;
             let (kind, value_date) = (text(1, "kind")?, text(2, "value_date")?);
             let recorded_at_us = match r.get_ref(3)? {
                 rusqlite::types::ValueRef::Integer(us) => us,
                 _ => {
-                    note("recorded_at_us");
+                    note("recorded_at_us", "another type");
                     0
                 }
             };

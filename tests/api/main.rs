@@ -1857,8 +1857,9 @@ async fn a_head_stored_far_ahead_is_reported(backend: Backend) {
 }
 
 /// SQLite stores a value of any type in any column: a journal column changed by hand to a value
-/// of another type is reported at its seq, where the chain breaks, instead of ending verify with
-/// an error. PostgreSQL's columns hold their own type only.
+/// of another type, or to text that is not UTF-8, is reported at its seq, where the chain
+/// breaks, instead of ending verify with an error. PostgreSQL's columns hold their own type
+/// only.
 async fn mistyped_journal_columns_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
@@ -1879,19 +1880,25 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
         app.finish().await;
         return;
     }
-    let reported = async |column: &str| {
+    let reported = async |column: &str, what: &str| {
         let v = app.verify(&t.auditor).await;
         assert_eq!(v.first_break_seq, head, "{v:?}");
-        assert_eq!(v.problems[0], format!("seq {head}: its {column} is stored as another type"));
+        assert_eq!(v.problems[0], format!("seq {head}: its {column} is stored as {what}"));
         assert!(v.problems[1].starts_with(&format!("seq {head}: stored hash differs")), "{v:?}");
     };
     // The kind's own bytes, as a blob: the type alone differs.
     assert_eq!(set("kind = cast(kind as blob)").await.expect("a blob"), 1);
-    reported("kind").await;
+    reported("kind", "another type").await;
     assert_eq!(set("kind = cast(kind as text)").await.expect("text again"), 1);
     assert!(app.verify(&t.auditor).await.ok);
+    // Text that is not UTF-8 (a blob of other bytes, made text).
+    assert_eq!(set("kind = cast(x'ff' as text)").await.expect("text"), 1);
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(v.problems[0], format!("seq {head}: its kind is stored as text that is not UTF-8"));
+    assert_eq!(set("kind = 'loan.repaid'").await.expect("the kind again"), 1);
+    assert!(app.verify(&t.auditor).await.ok);
     assert_eq!(set("recorded_at_us = 'yesterday'").await.expect("text"), 1);
-    reported("recorded_at_us").await;
+    reported("recorded_at_us", "another type").await;
     app.finish().await;
 }
 

@@ -116,8 +116,8 @@ impl JournalVisitor for Chain {
                 .add(expected, format!("seq {expected} is missing (next stored is {seq})"));
         }
         self.expected_seq = seq + 1;
-        if let Some(column) = t.mistyped {
-            self.problems.add(seq, format!("seq {seq}: its {column} is stored as another type"));
+        if let Some((column, what)) = t.mistyped {
+            self.problems.add(seq, format!("seq {seq}: its {column} is stored as {what}"));
         }
         // Unreadable postings are reported, and checked as none (a transaction that moved money
         // then breaks the chain too). After the gap before this seq: the first problem added
