@@ -113,32 +113,14 @@ impl StoredLinks {
     }
 }
 
-/// How much a verify of a ledger reads, known before it reads it: the head of the journal in
-/// the stored models' snapshot and the number of loans stored there
-/// ([`Db::stored_models`] sends it as soon as it has it).
-///
-/// The scan stops at `head`; the lists and maps the verify fills (one entry a transaction, or
-/// one a loan) are sized from these once, instead of growing by doubling: at a million loans
-/// every doubling copied the entries so far into memory the kernel had to supply (and zero)
-/// afresh, about a fifth of that verify's time (BENCHMARKS.md, change 74). Sizes only: a
-/// count that cannot be had leaves a list to grow as before ([`reserve`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JournalExtent {
-    /// The `seq` of the last transaction (0: an empty journal).
-    pub head: i64,
-    pub loans: i64,
-}
-
-impl JournalExtent {
-    /// The transactions up to the head, as a size (`seq`s start at 1; a stored `seq` that is not
-    /// one, which verify reports, sizes nothing).
-    pub fn transactions(&self) -> usize {
-        usize::try_from(self.head).unwrap_or(0)
-    }
-
-    pub fn loans(&self) -> usize {
-        usize::try_from(self.loans).unwrap_or(0)
-    }
+/// A count read from the store as a size: the lists and maps a verify fills (one entry a
+/// transaction, or one a loan) are sized once from the head and the number of loans
+/// ([`Db::stored_models`] sends both), instead of growing by doubling: at a million loans every
+/// doubling copied the entries so far into memory the kernel had to supply (and zero) afresh,
+/// about a fifth of that verify's time (BENCHMARKS.md, change 74). A count that is not one
+/// (a negative `seq` stored by hand, which verify reports) sizes nothing.
+pub fn size(count: i64) -> usize {
+    usize::try_from(count).unwrap_or(0)
 }
 
 /// Makes room for `additional` more entries in `list` if it can be had, and otherwise leaves it
@@ -148,15 +130,18 @@ pub fn reserve<T>(list: &mut Vec<T>, additional: usize) {
     let _ = list.try_reserve_exact(additional);
 }
 
-const EXTENT_SQL: &str = "select (select coalesce(max(seq), 0) from journal_txn where ledger_id = $1), \
-                          (select count(*) from loan where ledger_id = $1)";
+const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
+/// Sent after the head, so that the scan does not wait for it: on PostgreSQL, whose `loan`
+/// pages are seldom all visible (every posting updates a loan), it read 0.2–0.7 s of rows at a
+/// million loans (30 ms on SQLite).
+const LOAN_COUNT_SQL: &str = "select count(*) from loan where ledger_id = $1";
 const LEDGER_NAME_SQL: &str = "select name from ledger where ledger_id = $1";
 
 impl Db {
     /// The read models of `ledger_id` as stored, read in one read transaction, so that they
-    /// are those of the journal up to the head in its snapshot, which is sent on `extent` with
-    /// the number of loans as soon as it is read (head 0: an empty journal): `verify` scans
-    /// the journal up to there
+    /// are those of the journal up to the head in its snapshot, whose `seq` is sent on `head`
+    /// as soon as it is read (0 for an empty journal), then the number of loans on `loans`
+    /// ([`size`]): `verify` scans the journal up to there
     /// meanwhile, and compares like with like while writes go on (each read in a snapshot of
     /// its own, a write committed between two of them was reported as a difference).
     /// The idempotency records' keys are read as their digests under `keys`
@@ -164,18 +149,20 @@ impl Db {
     pub async fn stored_models(
         &self,
         ledger_id: &str,
-        extent: tokio::sync::oneshot::Sender<JournalExtent>,
+        head: tokio::sync::oneshot::Sender<i64>,
+        loans: tokio::sync::oneshot::Sender<i64>,
         keys: std::hash::RandomState,
     ) -> Result<StoredModels, StoreError> {
+        let counts = (head, loans);
         let mut models = match self {
             Db::Sqlite(pool, ..) => {
                 let path = sqlite_file(pool)?;
                 let ledger_id = ledger_id.to_string();
-                tokio::task::spawn_blocking(move || sqlite_models(&path, &ledger_id, extent, &keys))
+                tokio::task::spawn_blocking(move || sqlite_models(&path, &ledger_id, counts, &keys))
                     .await
                     .map_err(panicked)??
             }
-            Db::Postgres(pool, _) => postgres_models(pool, ledger_id, extent, &keys).await?,
+            Db::Postgres(pool, _) => postgres_models(pool, ledger_id, counts, &keys).await?,
         };
         models
             .loans
@@ -185,22 +172,26 @@ impl Db {
     }
 }
 
+/// Where [`Db::stored_models`] sends the journal's head and then the number of loans.
+type Counts = (tokio::sync::oneshot::Sender<i64>, tokio::sync::oneshot::Sender<i64>);
+
 /// [`Db::stored_models`] on SQLite: one read-only rusqlite connection and one read transaction
 /// (its snapshot taken by the first read, the head).
 fn sqlite_models(
     path: &std::path::Path,
     ledger_id: &str,
-    extent: tokio::sync::oneshot::Sender<JournalExtent>,
+    (head, loans): Counts,
     keys: &std::hash::RandomState,
 ) -> Result<StoredModels, StoreError> {
     let conn = open_sqlite_reader(path)?;
     conn.execute_batch("begin")?;
-    let sizes = conn.query_row(EXTENT_SQL, [ledger_id], |r| {
-        Ok(JournalExtent { head: r.get(0)?, loans: r.get(1)? })
-    })?;
+    let seq: i64 = conn.query_row(HEAD_SQL, [ledger_id], |r| r.get(0))?;
     // The scan waits for it; should it have gone away (verify dropped), the reads go on to no
     // purpose but end soon.
-    let _ = extent.send(sizes);
+    let _ = head.send(seq);
+    let loan_count: i64 = conn.query_row(LOAN_COUNT_SQL, [ledger_id], |r| r.get(0))?;
+    let _ = loans.send(loan_count);
+    let (transactions, loan_count) = (size(seq), size(loan_count));
     let banks = sqlite_rows(&conn, BANKS_SQL, ledger_id, |r| Ok((r.get(0)?, r.get(1)?)))?;
     let households = sqlite_rows(&conn, HOUSEHOLDS_SQL, ledger_id, |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -215,18 +206,18 @@ fn sqlite_models(
     let balances =
         sqlite_rows(&conn, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))?;
     let mut loans = Vec::new();
-    reserve(&mut loans, sizes.loans());
+    reserve(&mut loans, loan_count);
     sqlite_each(&conn, LOANS_SQL, ledger_id, |r| {
         loans.push(loan_row(r)?.into_state()?);
         Ok(())
     })?;
-    let mut links = StoredLinks::with_loans(sizes.loans());
+    let mut links = StoredLinks::with_loans(loan_count);
     sqlite_each(&conn, LINKS_SQL, ledger_id, |r| {
         links.push(key_text(r, 0, "journal_loan")?, r.get(1)?);
         Ok(())
     })?;
     let mut requests = Vec::new();
-    reserve(&mut requests, sizes.transactions());
+    reserve(&mut requests, transactions);
     sqlite_each(&conn, REQUESTS_SQL, ledger_id, |r| {
         let (scope, request_id) = (key_text(r, 0, "idempotency")?, key_text(r, 1, "idempotency")?);
         requests.push((r.get(2)?, request_digest(keys, scope, request_id)));
@@ -250,18 +241,20 @@ fn sqlite_models(
 async fn postgres_models(
     pool: &PgPool,
     ledger_id: &str,
-    extent: tokio::sync::oneshot::Sender<JournalExtent>,
+    (head, loans): Counts,
     keys: &std::hash::RandomState,
 ) -> Result<StoredModels, StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query(READ_ONLY).execute(&mut *tx).await?;
     // The first read takes the transaction's snapshot; the export names that snapshot.
-    let (head, loans): (i64, i64) =
-        sqlx::query_as(EXTENT_SQL).bind(ledger_id).fetch_one(&mut *tx).await?;
-    let sizes = JournalExtent { head, loans };
+    let seq: i64 = sqlx::query_scalar(HEAD_SQL).bind(ledger_id).fetch_one(&mut *tx).await?;
     let snapshot: String =
         sqlx::query_scalar("select pg_export_snapshot()").fetch_one(&mut *tx).await?;
-    let _ = extent.send(sizes);
+    let _ = head.send(seq);
+    let loan_count: i64 =
+        sqlx::query_scalar(LOAN_COUNT_SQL).bind(ledger_id).fetch_one(&mut *tx).await?;
+    let _ = loans.send(loan_count);
+    let (transactions, loan_count) = (size(seq), size(loan_count));
     // The loans, and the balances and links, on connections of their own, in the same snapshot.
     let import = format!("set transaction snapshot '{}'", snapshot.replace('\'', ""));
     let in_snapshot = || async {
@@ -273,7 +266,7 @@ async fn postgres_models(
     };
     let loans = async {
         let mut t = in_snapshot().await?;
-        let loans = postgres_loans(&mut t, ledger_id, sizes.loans()).await?;
+        let loans = postgres_loans(&mut t, ledger_id, loan_count).await?;
         t.rollback().await?;
         Ok::<_, StoreError>(loans)
     };
@@ -282,7 +275,7 @@ async fn postgres_models(
         let rows: Vec<BalanceRow> =
             sqlx::query_as(BALANCES_SQL).bind(ledger_id).fetch_all(&mut *t).await?;
         let balances = rows.into_iter().map(|r| (r.account, Fen(r.balance_fen))).collect();
-        let links = postgres_links(&mut t, ledger_id, sizes.loans()).await?;
+        let links = postgres_links(&mut t, ledger_id, loan_count).await?;
         t.rollback().await?;
         Ok::<_, StoreError>((balances, links))
     };
@@ -300,7 +293,7 @@ async fn postgres_models(
         let ledger_name: Option<String> =
             sqlx::query_scalar(LEDGER_NAME_SQL).bind(ledger_id).fetch_optional(&mut *tx).await?;
         // The idempotency records on this connection: on a fourth, no faster (measured).
-        let requests = postgres_requests(&mut tx, ledger_id, keys, sizes.transactions()).await?;
+        let requests = postgres_requests(&mut tx, ledger_id, keys, transactions).await?;
         let registry = RegistrySnapshot { banks, households, statuses, policies, ledger_name };
         Ok::<_, StoreError>((registry, requests))
     };

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 
+use tokio::sync::oneshot::error::TryRecvError;
+
 use super::Problems;
 use super::replay::{Chunk, TxnText};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
 use crate::ledger::posting::{Postings, unpack};
-use crate::store::bulk::{JournalExtent, request_digest, reserve};
+use crate::store::bulk::{request_digest, reserve, size};
 use crate::store::scan::{JournalVisitor, TxnRef};
 
 /// Transactions handed to stage 2 at a time.
@@ -48,6 +50,8 @@ pub(super) struct Chain {
     replay: Option<SyncSender<Handed>>,
     /// The chunks stage 2 has emptied, to be filled again.
     emptied: Receiver<Chunk>,
+    /// Where the number of loans stored comes, until it has come.
+    loans: Option<tokio::sync::oneshot::Receiver<i64>>,
     /// Set when the verify was dropped (its caller went away) or stage 2 is gone: the scan stops.
     stop: Arc<AtomicBool>,
 }
@@ -75,20 +79,38 @@ impl Chain {
             chunk: Chunk::with_capacity(CHUNK),
             replay: Some(replay),
             emptied,
+            loans: None,
             stop,
         }
     }
 
-    /// Sizes this stage's lists and maps, and stage 2's, for the journal and loans of
-    /// `extent` (before the scan).
-    pub fn expect(&mut self, extent: &JournalExtent) {
-        reserve(&mut self.requests, extent.transactions());
+    /// Sizes this stage's lists for the journal up to `head` (before the scan), and, once the
+    /// number of loans comes on `loans`, its balances and stage 2's loans and links
+    /// ([`size`]).
+    pub fn expect(&mut self, head: i64, loans: tokio::sync::oneshot::Receiver<i64>) {
+        reserve(&mut self.requests, size(head));
+        self.loans = Some(loans);
+    }
+
+    /// Takes the number of loans if it has come (asked at each chunk: the scan does not wait
+    /// for it).
+    fn take_loans(&mut self) {
+        let Some(count) = &mut self.loans else {
+            return;
+        };
+        let loans = match count.try_recv() {
+            Ok(loans) => size(loans),
+            Err(TryRecvError::Empty) => return,
+            Err(TryRecvError::Closed) => 0,
+        };
+        self.loans = None;
         // Each loan has an account of its own at least (its principal, once disbursed).
-        let _ = self.balances.try_reserve(extent.loans());
-        self.hand(Handed::Loans(extent.loans()));
+        let _ = self.balances.try_reserve(loans.saturating_sub(self.balances.len()));
+        self.hand(Handed::Loans(loans));
     }
 
     fn send(&mut self) {
+        self.take_loans();
         if !self.chunk.is_empty() {
             let next = self.emptied.try_recv().unwrap_or_else(|_| Chunk::with_capacity(CHUNK));
             let chunk = std::mem::replace(&mut self.chunk, next);

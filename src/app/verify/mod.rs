@@ -178,24 +178,22 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     // chain (and with it the channel) is dropped and stage 2 ends; should this future be
     // dropped, the tasks are aborted.
     // The stored read models are read in one snapshot, whose journal head the scan stops at:
-    // the two then describe the same journal while writes go on. With the head comes the
-    // number of loans, which sizes what both stages fill.
+    // the two then describe the same journal while writes go on. After the head comes the
+    // number of loans, which sizes what both stages fill (the scan does not wait for it).
     // The request keys are compared as digests keyed afresh for this verify.
     let keys = std::hash::RandomState::new();
     let chain = chain::Chain::new(ledger_id, to_replay, emptied, stop, keys.clone());
-    let (extent_tx, extent) = tokio::sync::oneshot::channel();
-    let stored =
-        spawn_read(
-            db,
-            ledger_id,
-            |db, id| async move { db.stored_models(&id, extent_tx, keys).await },
-        );
+    let (head_tx, head) = tokio::sync::oneshot::channel();
+    let (loans_tx, loans) = tokio::sync::oneshot::channel();
+    let stored = spawn_read(db, ledger_id, |db, id| async move {
+        db.stored_models(&id, head_tx, loans_tx, keys).await
+    });
     let scan = spawn_read(db, ledger_id, |db, id| async move {
-        match extent.await {
-            Ok(extent) => {
+        match head.await {
+            Ok(through) => {
                 let mut chain = chain;
-                chain.expect(&extent);
-                db.scan_journal_through(&id, extent.head, chain).await
+                chain.expect(through, loans);
+                db.scan_journal_through(&id, through, chain).await
             }
             // The read of the stored models failed before the head: its error is reported.
             Err(_) => {

@@ -86,11 +86,11 @@ pub(super) struct Replay {
 }
 
 impl Replay {
-    /// Room for `loans` loans in the rebuilt loans and links, if it can be had (the count is
-    /// the stored one: a hint).
+    /// Room for `loans` loans in all in the rebuilt loans and links, if it can be had (the
+    /// count is the stored one: a hint).
     pub fn expect_loans(&mut self, loans: usize) {
-        let _ = self.loans.try_reserve(loans);
-        let _ = self.links.try_reserve(loans);
+        let _ = self.loans.try_reserve(loans.saturating_sub(self.loans.len()));
+        let _ = self.links.try_reserve(loans.saturating_sub(self.links.len()));
     }
 
     pub fn apply(&mut self, t: TxnText<'_>) {
