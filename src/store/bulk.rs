@@ -82,6 +82,10 @@ pub struct StoredModels {
     /// The idempotency records of the ledger's transactions as (seq, [`request_digest`] of
     /// their key), by seq.
     pub requests: Vec<(i64, u64)>,
+    /// Journal rows whose `seq` is not a number (text or a blob, stored by hand on SQLite,
+    /// whose columns take any type), described: no place in the chain, so neither the head
+    /// nor the scan reaches them. The first ten ([`ODD_SEQS_SQL`]).
+    pub odd_seqs: Vec<String>,
 }
 
 /// The digest of a request key (the writer's idempotency key: scope, that is the journal's
@@ -131,6 +135,13 @@ pub fn reserve<T>(list: &mut Vec<T>, additional: usize) {
 }
 
 const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
+/// SQLite's: the largest number (text and blobs sort after every number; a `seq` stored as
+/// such by hand has no place in the chain, [`ODD_SEQS_SQL`]). Along the key, as `max` alone.
+const SQLITE_HEAD_SQL: &str =
+    "select max(seq) from journal_txn where ledger_id = $1 and seq <= 9223372036854775807";
+/// SQLite's journal rows whose `seq` is past every integer: text, blobs (and reals too large).
+const ODD_SEQS_SQL: &str = "select seq from journal_txn where ledger_id = $1 \
+                            and seq > 9223372036854775807 order by seq limit 10";
 /// Sent after the head, so that the scan does not wait for it: on PostgreSQL, whose `loan`
 /// pages are seldom all visible (every posting updates a loan), it read 0.2–0.7 s of rows at a
 /// million loans (30 ms on SQLite).
@@ -185,10 +196,27 @@ fn sqlite_models(
 ) -> Result<StoredModels, StoreError> {
     let conn = open_sqlite_reader(path)?;
     conn.execute_batch("begin")?;
-    let seq: i64 = conn.query_row(HEAD_SQL, [ledger_id], |r| r.get(0))?;
+    // A real (stored by hand) is rounded up, for the scan to reach it and report it.
+    let seq = conn.query_row(SQLITE_HEAD_SQL, [ledger_id], |r| {
+        Ok(match r.get_ref(0)? {
+            rusqlite::types::ValueRef::Integer(seq) => seq,
+            rusqlite::types::ValueRef::Real(seq) => seq.ceil() as i64,
+            _ => 0,
+        })
+    })?;
     // The scan waits for it; should it have gone away (verify dropped), the reads go on to no
     // purpose but end soon.
     let _ = head.send(seq);
+    let odd_seqs = sqlite_rows(&conn, ODD_SEQS_SQL, ledger_id, |r| {
+        Ok(match r.get_ref(0)? {
+            rusqlite::types::ValueRef::Text(text) => {
+                format!("the text {:?}", String::from_utf8_lossy(text))
+            }
+            rusqlite::types::ValueRef::Blob(blob) => format!("a blob of {} bytes", blob.len()),
+            rusqlite::types::ValueRef::Real(number) => format!("the number {number}"),
+            other => format!("{other:?}"),
+        })
+    })?;
     let loan_count: i64 = conn.query_row(LOAN_COUNT_SQL, [ledger_id], |r| r.get(0))?;
     let _ = loans.send(loan_count);
     let (transactions, loan_count) = (size(seq), size(loan_count));
@@ -230,6 +258,7 @@ fn sqlite_models(
         loans,
         links,
         requests,
+        odd_seqs,
     })
 }
 
@@ -301,7 +330,8 @@ async fn postgres_models(
     let (loans, balances_links, registry) = tokio::join!(loans, balances_links, registry);
     let ((registry, requests), (balances, links), loans) = (registry?, balances_links?, loans?);
     tx.rollback().await?;
-    Ok(StoredModels { registry, balances, loans, links, requests })
+    // PostgreSQL's `seq` is a bigint: every row has its place.
+    Ok(StoredModels { registry, balances, loans, links, requests, odd_seqs: Vec::new() })
 }
 
 /// A copy statement of `sql`, its parameter read from [`LEDGER_SETTING`].

@@ -46,7 +46,7 @@ pub struct TxnRef<'a> {
     pub hash: &'a str,
     /// The postings as stored, packed ([`crate::ledger::posting::unpack`] reads them).
     pub postings: &'a str,
-    /// The first column (other than `seq` and `postings`) whose stored value is not of the
+    /// The first column (other than `postings`) whose stored value is not of the
     /// column's type or is text that is not UTF-8, read as empty text or 0: the column's name
     /// and what it holds ("another type", "text that is not UTF-8"). Only on SQLite, whose
     /// columns take a value of any type (one stored by hand); PostgreSQL's hold their own.
@@ -335,7 +335,18 @@ fn scan_sqlite<V: JournalVisitor>(
                     }
                 })
             };
-            let seq: i64 = r.get(0)?;
+            // Only numbers fall in the page's range: a real is read at the integer below it.
+            let seq = match r.get_ref(0)? {
+                rusqlite::types::ValueRef::Integer(seq) => seq,
+                rusqlite::types::ValueRef::Real(seq) => {
+                    note("seq", "a number that is not an integer");
+                    seq as i64
+                }
+                _ => {
+                    note("seq", "another type");
+                    0
+                }
+            };
             let (kind, value_date) = (text(1, "kind")?, text(2, "value_date")?);
             let recorded_at_us = match r.get_ref(3)? {
                 rusqlite::types::ValueRef::Integer(us) => us,

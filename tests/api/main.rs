@@ -1899,6 +1899,34 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
     assert!(app.verify(&t.auditor).await.ok);
     assert_eq!(set("recorded_at_us = 'yesterday'").await.expect("text"), 1);
     reported("recorded_at_us", "another type").await;
+    // The head's seq a real: read at the integer below it, and reported.
+    assert_eq!(set(&format!("seq = {head}.5")).await.expect("a real"), 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok && v.head_seq == head, "{v:?}");
+    assert!(
+        v.problems
+            .contains(&format!("seq {head}: its seq is stored as a number that is not an integer")),
+        "{v:?}"
+    );
+    // The head's seq text: the row has no place in the chain, which ends before it (its
+    // effects on the read models, and its idempotency record, are reported too).
+    let moved = app
+        .db
+        .execute_raw(&format!(
+            "update journal_txn set seq = 'last' where ledger_id = '450121' and seq = {head}.5"
+        ))
+        .await
+        .expect("text");
+    assert_eq!(moved, 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok && v.head_seq == head - 1, "{v:?}");
+    assert!(
+        v.problems.contains(&
+            "a journal row of ledger 450121 has the text \"last\" as its seq: no place in the chain"
+                .to_string()
+        ),
+        "{v:?}"
+    );
     app.finish().await;
 }
 

@@ -9,8 +9,8 @@
 //! report does not wait for; where no thread can be had, it is freed in place (the second half
 //! itself panics then, which fails the verify as an internal error).
 //!
-//! Problems are listed in that order (name, registry, balances, loans, links, requests), each
-//! with seq 0: they are not breaks in the journal.
+//! Problems are listed in that order (journal rows with no place in the chain, name, registry,
+//! balances, loans, links, requests), each with seq 0: they are not breaks in the journal.
 
 use crate::collections::HashMap;
 
@@ -39,6 +39,7 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
         loans: stored_loans,
         links: stored_links,
         requests: stored_requests,
+        odd_seqs,
     } = stored;
     let (mut problems, second) = std::thread::scope(|s| {
         let second = s.spawn(move || {
@@ -52,6 +53,11 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
         });
         let mut problems = Problems::default();
         let mut problem = |text: String| problems.add(0, text);
+        for odd in odd_seqs {
+            problem(format!(
+                "a journal row of ledger {ledger_id} has {odd} as its seq: no place in the chain"
+            ));
+        }
         compare_registry(ledger_id, registry, &stored_registry, &mut problem);
         compare_balances(balances, &stored_balances, &mut problem);
         free_later((stored_registry, stored_balances));
