@@ -82,9 +82,9 @@ pub struct StoredModels {
     /// The idempotency records of the ledger's transactions as (seq, [`request_digest`] of
     /// their key), by seq.
     pub requests: Vec<(i64, u64)>,
-    /// Journal rows whose `seq` is not a number (text or a blob, stored by hand on SQLite,
-    /// whose columns take any type), described: no place in the chain, so neither the head
-    /// nor the scan reaches them. The first ten ([`ODD_SEQS_SQL`]).
+    /// Journal rows whose `seq` is past every integer (text, a blob or a real that large,
+    /// stored by hand on SQLite, whose columns take any type), described: no place in the
+    /// chain, so neither the head nor the scan reaches them. The first ten ([`ODD_SEQS_SQL`]).
     pub odd_seqs: Vec<String>,
 }
 

@@ -3,7 +3,7 @@
 //! The scan reads pages of [`SCAN_PAGE_TXNS`] transactions by `seq` (the primary key: a plain
 //! index range scan), each page in one read snapshot. Each transaction, its postings in its own
 //! row (as packed text, [`TxnRef::postings`]), goes to a [`JournalVisitor`] on a thread of its
-//! own. Only `seq >= 1` is read on both backends (the chain starts at 1).
+//! own. Only `seq` above 0 is read on both backends (the chain starts at 1).
 //!
 //! A snapshot per page, not one for the whole scan: no snapshot is held for long (on SQLite a
 //! long-lived reader would keep the WAL from being restarted, see
@@ -302,14 +302,16 @@ fn scan_sqlite<V: JournalVisitor>(
     use rusqlite::params;
     let conn = open_sqlite_reader(&path)?;
     // One statement a page: its read is one snapshot.
+    // Each page starts after the last `seq` of the one before as stored: a real stored there by
+    // hand (read at the integer below it) is neither read twice nor passed over.
     let mut txns = conn.prepare(&format!(
-        "select {SCAN_COLUMNS} from journal_txn where ledger_id = ?1 and seq >= ?2 \
+        "select {SCAN_COLUMNS} from journal_txn where ledger_id = ?1 and seq > ?2 \
          and seq <= ?4 order by seq limit ?3"
     ))?;
-    let mut next = 1i64;
+    let mut after = rusqlite::types::Value::Integer(0);
     loop {
-        let mut rows = txns.query(params![ledger_id, next, page_txns, through])?;
-        let (mut count, mut last) = (0i64, next);
+        let mut rows = txns.query(params![ledger_id, after, page_txns, through])?;
+        let mut count = 0i64;
         while let Some(r) = rows.next()? {
             if visitor.stopped() {
                 return Ok(visitor);
@@ -337,8 +339,12 @@ fn scan_sqlite<V: JournalVisitor>(
             };
             // Only numbers fall in the page's range: a real is read at the integer below it.
             let seq = match r.get_ref(0)? {
-                rusqlite::types::ValueRef::Integer(seq) => seq,
+                rusqlite::types::ValueRef::Integer(seq) => {
+                    after = rusqlite::types::Value::Integer(seq);
+                    seq
+                }
                 rusqlite::types::ValueRef::Real(seq) => {
+                    after = rusqlite::types::Value::Real(seq);
                     note("seq", "a number that is not an integer");
                     seq as i64
                 }
@@ -373,11 +379,10 @@ fn scan_sqlite<V: JournalVisitor>(
                 postings: r.get_ref(9)?.as_str().unwrap_or(""),
                 mistyped: mistyped.get(),
             });
-            (count, last) = (count + 1, seq);
+            count += 1;
         }
-        match next_page(page_txns, count, last) {
-            Some(n) => next = n,
-            None => break,
+        if count < page_txns {
+            break;
         }
     }
     visitor.end();

@@ -21,8 +21,8 @@ use crate::store::scan::{JournalVisitor, TxnRef};
 /// Transactions handed to stage 2 at a time.
 const CHUNK: usize = 1_024;
 
-/// What stage 1 hands stage 2: first the number of loans stored, then the transactions in
-/// chunks.
+/// What stage 1 hands stage 2: the transactions in chunks, and among them, once it has come
+/// (the scan does not wait for it), the number of loans stored.
 pub(super) enum Handed {
     Loans(usize),
     Txns(Chunk),
