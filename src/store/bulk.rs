@@ -101,13 +101,6 @@ pub fn request_digest(keys: &std::hash::RandomState, scope: &str, request_id: &s
 pub struct StoredLinks(pub Vec<(String, Vec<i64>)>);
 
 impl StoredLinks {
-    /// Room for the links of `loans` loans, if it can be had ([`reserve`]).
-    fn with_loans(loans: usize) -> StoredLinks {
-        let mut links = StoredLinks::default();
-        reserve(&mut links.0, loans);
-        links
-    }
-
     /// Adds a link read in key order (a loan's links follow each other).
     fn push(&mut self, loan_id: &str, seq: i64) {
         match self.0.last_mut() {
@@ -127,11 +120,13 @@ pub fn size(count: i64) -> usize {
     usize::try_from(count).unwrap_or(0)
 }
 
-/// Makes room for `additional` more entries in `list` if it can be had, and otherwise leaves it
-/// to grow as it fills: the sizes come from the stored rows (a `seq` stored by hand can be any
-/// number), and a size is a hint, never a reason for a verify to fail.
-pub fn reserve<T>(list: &mut Vec<T>, additional: usize) {
-    let _ = list.try_reserve_exact(additional);
+/// An empty list with room for `entries` if it can be had, and otherwise left to grow as it
+/// fills: the sizes come from the stored rows (a `seq` stored by hand can be any number), and a
+/// size is a hint, never a reason for a verify to fail.
+pub fn sized<T>(entries: usize) -> Vec<T> {
+    let mut list = Vec::new();
+    let _ = list.try_reserve_exact(entries);
+    list
 }
 
 const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
@@ -233,19 +228,17 @@ fn sqlite_models(
     let ledger_name = sqlite_rows(&conn, LEDGER_NAME_SQL, ledger_id, |r| Ok(r.get(0)?))?.pop();
     let balances =
         sqlite_rows(&conn, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))?;
-    let mut loans = Vec::new();
-    reserve(&mut loans, loan_count);
+    let mut loans = sized(loan_count);
     sqlite_each(&conn, LOANS_SQL, ledger_id, |r| {
         loans.push(loan_row(r)?.into_state()?);
         Ok(())
     })?;
-    let mut links = StoredLinks::with_loans(loan_count);
+    let mut links = StoredLinks(sized(loan_count));
     sqlite_each(&conn, LINKS_SQL, ledger_id, |r| {
         links.push(key_text(r, 0, "journal_loan")?, r.get(1)?);
         Ok(())
     })?;
-    let mut requests = Vec::new();
-    reserve(&mut requests, transactions);
+    let mut requests = sized(transactions);
     sqlite_each(&conn, REQUESTS_SQL, ledger_id, |r| {
         let (scope, request_id) = (key_text(r, 0, "idempotency")?, key_text(r, 1, "idempotency")?);
         requests.push((r.get(2)?, request_digest(keys, scope, request_id)));
@@ -364,8 +357,7 @@ async fn postgres_requests(
     keys: &std::hash::RandomState,
     transactions: usize,
 ) -> Result<Vec<(i64, u64)>, StoreError> {
-    let mut requests = Vec::new();
-    reserve(&mut requests, transactions);
+    let mut requests = sized(transactions);
     copy_rows(conn, ledger_id, REQUESTS_SQL, 3, |r| {
         let (scope, request_id) = (r.text()?, r.text()?);
         requests.push((r.int8()?, request_digest(keys, scope, request_id)));
@@ -381,7 +373,7 @@ async fn postgres_links(
     ledger_id: &str,
     loans: usize,
 ) -> Result<StoredLinks, StoreError> {
-    let mut links = StoredLinks::with_loans(loans);
+    let mut links = StoredLinks(sized(loans));
     copy_rows(conn, ledger_id, LINKS_SQL, 2, |r| {
         let loan_id = r.text()?;
         links.push(loan_id, r.int8()?);
@@ -399,8 +391,7 @@ async fn postgres_loans(
     ledger_id: &str,
     count: usize,
 ) -> Result<Vec<LoanState>, StoreError> {
-    let mut loans = Vec::new();
-    reserve(&mut loans, count);
+    let mut loans = sized(count);
     copy_rows(conn, ledger_id, LOANS_SQL, LOAN_COLUMNS, |r| {
         let row = LoanRow {
             loan_id: r.text()?.to_string(),

@@ -15,7 +15,7 @@ use super::Problems;
 use super::replay::{Chunk, TxnText};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
 use crate::ledger::posting::{Postings, unpack};
-use crate::store::bulk::{request_digest, reserve, size};
+use crate::store::bulk::{request_digest, size, sized};
 use crate::store::scan::{JournalVisitor, TxnRef};
 
 /// Transactions handed to stage 2 at a time.
@@ -88,7 +88,7 @@ impl Chain {
     /// number of loans comes on `loans`, its balances and stage 2's loans and links
     /// ([`size`]).
     pub fn expect(&mut self, head: i64, loans: tokio::sync::oneshot::Receiver<i64>) {
-        reserve(&mut self.requests, size(head));
+        self.requests = sized(size(head));
         self.loans = Some(loans);
     }
 
