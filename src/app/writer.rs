@@ -145,6 +145,11 @@ fn keys_of(jobs: &[Envelope]) -> Vec<RequestKey> {
     jobs.iter().map(|env| env.key().clone()).collect()
 }
 
+/// The request-id keys of a group, as a group in flight holds them ([`InFlight::keys`]).
+fn key_set(group: &[Envelope]) -> HashSet<RequestKey> {
+    group.iter().map(|env| env.key().clone()).collect()
+}
+
 /// The answers to a part, in the order of its commands.
 type Answers = Vec<Result<Outcome, AppError>>;
 
@@ -286,8 +291,13 @@ impl Pending {
 /// of records that have none of their own (a ledger created, a bank registered).
 pub fn spawn(db: Db, business_utc_offset: chrono::FixedOffset) -> (WriterHandle, JoinHandle<()>) {
     let (queue, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
-    let writer =
-        Writer { db, heads: HashMap::default(), loans: HashMap::default(), business_utc_offset };
+    let writer = Writer {
+        db,
+        heads: HashMap::default(),
+        loans: HashMap::default(),
+        business_utc_offset,
+        disposal: Disposal::start(),
+    };
     let task = tokio::spawn(writer.run(rx));
     (WriterHandle { queue, permits: Arc::new(Semaphore::new(QUEUE_DEPTH_MAX)) }, task)
 }
@@ -300,6 +310,47 @@ struct Writer {
     /// is the only writer, so what it committed is what the database holds.
     loans: HashMap<String, LoanState>,
     business_utc_offset: chrono::FixedOffset,
+    disposal: Disposal,
+}
+
+/// What a landed group leaves behind once its callers are answered and its loans cached: its
+/// commands, its journal rows and its request-id keys, tens of thousands of small allocations
+/// for a large group.
+struct Leftovers {
+    _group: Vec<Envelope>,
+    _staged: Staged,
+    _keys: HashSet<RequestKey>,
+}
+
+/// Groups of at least this many commands leave their [`Leftovers`] to the disposal thread;
+/// smaller ones (single requests) are freed in place, where waking another thread would cost
+/// more than their frees.
+const DISPOSE_AWAY_MIN: usize = 256;
+
+/// A thread that frees large groups' [`Leftovers`], off the writer's path from one group's
+/// planning to the next: in a settlement run, freeing a page of 2,000 commands and their rows
+/// took about a millisecond of the writer's time between two commits (BENCHMARKS.md, 77).
+struct Disposal(Option<std::sync::mpsc::SyncSender<Leftovers>>);
+
+impl Disposal {
+    /// Starts the thread; without it (it could not be started), leftovers are freed in place.
+    fn start() -> Disposal {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Leftovers>(2);
+        let thread = std::thread::Builder::new()
+            .name("writer-disposal".into())
+            .spawn(move || rx.into_iter().for_each(drop));
+        Disposal(thread.ok().map(|_| tx))
+    }
+
+    /// Frees `leftovers` on the disposal thread if it takes them now, else in place.
+    fn dispose(&self, leftovers: Leftovers) {
+        if leftovers._group.len() >= DISPOSE_AWAY_MIN
+            && let Some(tx) = &self.0
+        {
+            // Full or gone: the leftovers come back in the error and are freed here.
+            let _ = tx.try_send(leftovers);
+        }
+    }
 }
 
 /// Loan states the writer keeps, at most; past this the cache starts again empty. At about 2 KB
@@ -626,6 +677,20 @@ struct Speculation {
     /// a statement): its commands run again once the group in flight is done, as an ordinary
     /// group.
     abandoned: bool,
+    /// Its request-id keys, once it takes no more parts ([`Speculation::seal`]).
+    keys: Option<HashSet<RequestKey>>,
+}
+
+impl Speculation {
+    /// Readies a planned group that takes no more parts for its commit (its changed loans
+    /// staged, its request-id keys gathered), while the group before it still commits rather
+    /// than between the two commits.
+    fn seal(&mut self) {
+        if self.keys.is_none() {
+            self.g.stage_loans();
+            self.keys = Some(key_set(&self.group));
+        }
+    }
 }
 
 /// The group in flight finished committing (or its task failed).
@@ -700,7 +765,10 @@ impl Writer {
             let (group, replies, rest) = form_group(first, &mut rx);
             carried = rest;
             match self.prepare(&group, Lookup::for_group(&group)).await {
-                Ok(p) => inflight = Some(self.start(p, group, replies)),
+                Ok(p) => {
+                    let keys = key_set(&group);
+                    inflight = Some(self.start(p, group, replies, keys));
+                }
                 Err(e) => {
                     let results = self.recover(&group, e).await;
                     answer(replies, results);
@@ -768,6 +836,9 @@ impl Writer {
                 }
             }
             if carried.is_some() || closed || full || spec.abandoned {
+                if !spec.abandoned {
+                    spec.seal();
+                }
                 break (&mut f.commit).await;
             }
             let waited = tokio::select! {
@@ -908,22 +979,27 @@ impl Writer {
     }
 
     /// Starts the commit of a group planned while the one before it committed ([`Self::start`]).
-    fn start_planned(&mut self, spec: Speculation, tx: WriteTx) -> InFlight {
-        let Speculation { mut g, group, results, replies, .. } = spec;
-        g.stage_loans();
+    fn start_planned(&mut self, mut spec: Speculation, tx: WriteTx) -> InFlight {
+        spec.seal();
+        let Speculation { g, group, results, replies, keys, .. } = spec;
         #[cfg(test)]
         tests::PLANNED_AHEAD.set(tests::PLANNED_AHEAD.get() + 1);
-        self.start(Prepared { tx, g, results }, group, replies)
+        self.start(Prepared { tx, g, results }, group, replies, keys.unwrap_or_default())
     }
 
     /// Hands a planned group's commit to a task of its own. The writer's cache takes the
     /// group's chain heads and unchanged loans at once (cleared should the commit fail); its
     /// changed loans stay with the staged rows until the commit has landed.
-    fn start(&mut self, p: Prepared, group: Vec<Envelope>, replies: Vec<Reply>) -> InFlight {
+    fn start(
+        &mut self,
+        p: Prepared,
+        group: Vec<Envelope>,
+        replies: Vec<Reply>,
+        keys: HashSet<RequestKey>,
+    ) -> InFlight {
         let Prepared { tx, g, results } = p;
         self.heads.extend(g.heads);
         self.keep_loans(g.loans);
-        let keys = group.iter().map(|env| env.key().clone()).collect();
         let staged = Arc::new(g.staged);
         let writing = Arc::clone(&staged);
         let commit = tokio::spawn(async move { tx.commit_with(&writing).await });
@@ -973,15 +1049,16 @@ impl Writer {
     /// answered. With `newer`, the rows of the group committing now: a loan it changes again is
     /// left out of the cache (its newer state comes back when that group ends).
     fn landed(&mut self, f: InFlight, newer: Option<&Staged>) {
-        let mut loans = match Arc::try_unwrap(f.staged) {
-            Ok(staged) => staged.loans,
-            Err(shared) => shared.loans.clone(),
-        };
+        let InFlight { staged, group, results, replies, keys, .. } = f;
+        answer(replies, results);
+        let mut staged = Arc::try_unwrap(staged)
+            .unwrap_or_else(|shared| Staged { loans: shared.loans.clone(), ..Staged::default() });
+        let mut loans = std::mem::take(&mut staged.loans);
         if let Some(newer) = newer {
             loans.retain(|id, _| !newer.loans.contains_key(id));
         }
         self.keep_loans(loans);
-        answer(f.replies, f.results);
+        self.disposal.dispose(Leftovers { _group: group, _staged: staged, _keys: keys });
     }
 
     /// Loan states whose rows are committed (or were only read) go back to the cache, which
