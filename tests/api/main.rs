@@ -54,6 +54,7 @@ on_both_backends!(
     killed_server_keeps_what_it_acknowledged,
     journal_is_append_only,
     tampering_is_reported,
+    a_loan_stored_whole_by_an_earlier_version,
     postings_text_is_checked_as_postings,
     a_head_stored_far_ahead_is_reported,
     mistyped_journal_columns_are_reported,
@@ -2234,6 +2235,39 @@ async fn tampered_read_models_are_reported(backend: Backend) {
         format!("loan {id} is in the journal but missing from the read model"),
     )
     .await;
+    app.finish().await;
+}
+
+/// A loan's servicing state as versions before change 78 stored it, every zero figure and empty
+/// list written out: the loan reads, verifies and is serviced as before, and its next event
+/// stores it without them.
+async fn a_loan_stored_whole_by_an_earlier_version(backend: Backend) {
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let before = app.get_loan(&t.bank, &id).await;
+    let whole = format!(
+        "update loan set servicing_json = replace(servicing_json, '{{\"maturity_date\"', \
+         '{{\"penalty_segments\":[],\"compound_segments\":[],\"penalty_fen\":0,\
+         \"compound_fen\":0,\"misuse_since\":null,\"extensions\":0,\"penalty_settled_fen\":0,\
+         \"compound_settled_fen\":0,\"penalty_paid_fen\":0,\"compound_paid_fen\":0,\
+         \"written_off_fen\":0,\"maturity_date\"') \
+         where loan_id = '{id}' and servicing_json not like '%penalty_fen%'"
+    );
+    assert_eq!(app.db.execute_raw(&whole).await.expect(&whole), 1, "{whole}");
+    // Read back by a new server (the writer's cache holds no loan).
+    app.restart().await;
+    assert_eq!(app.get_loan(&t.bank, &id).await, before);
+    assert!(app.verify(&t.auditor).await.ok);
+    let repaid = app.repay(&t.bank, &id, "2021-02-01", 100).await;
+    let loan = repaid.loan.expect("the loan");
+    assert_eq!(loan.principal_outstanding_fen, before.principal_outstanding_fen - 100);
+    assert!(app.verify(&t.auditor).await.ok);
+    let compact = format!(
+        "update loan set last_seq = last_seq where loan_id = '{id}' \
+         and servicing_json not like '%penalty_fen%' and servicing_json not like '%extensions%'"
+    );
+    assert_eq!(app.db.execute_raw(&compact).await.expect(&compact), 1, "stored compact again");
     app.finish().await;
 }
 
