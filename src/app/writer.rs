@@ -683,8 +683,10 @@ struct Speculation {
 
 impl Speculation {
     /// Readies a planned group that takes no more parts for its commit (its changed loans
-    /// staged, its request-id keys gathered), while the group before it still commits rather
-    /// than between the two commits.
+    /// staged, its request-id keys gathered): called as the writer starts waiting for the
+    /// group before it to commit, so that this is done while that one commits rather than
+    /// between the two commits; else (the group before landed while this one still took parts)
+    /// when its commit starts ([`Writer::start_planned`]). Nothing is added to it afterwards.
     fn seal(&mut self) {
         if self.keys.is_none() {
             self.g.stage_loans();
@@ -876,6 +878,13 @@ impl Writer {
             && !spec.abandoned
             && let Some(tx) = self.begin_planned().await
         {
+            // `f` was finished first: its states of the loans the planned group changes again
+            // went into the cache, older than the planned group's. They must not outlive it
+            // there (a later group failing on a stored request id runs again on the cache).
+            spec.seal();
+            for id in spec.g.staged.loans.keys() {
+                self.loans.remove(id);
+            }
             return (Some(self.start_planned(spec, tx)), carried, closed);
         }
         // Planned on states that did not land (or not planned at all): run as an ordinary group.
@@ -1045,9 +1054,10 @@ impl Writer {
         ok
     }
 
-    /// Ends a group whose commit landed: its changed loans join the cache and its callers are
-    /// answered. With `newer`, the rows of the group committing now: a loan it changes again is
-    /// left out of the cache (its newer state comes back when that group ends).
+    /// Ends a group whose commit landed: its callers are answered, then its changed loans join
+    /// the cache, and what is left of it is freed ([`Disposal`]). With `newer`, the rows of the
+    /// group committing now: a loan it changes again is left out of the cache (its newer state
+    /// comes back when that group ends).
     fn landed(&mut self, f: InFlight, newer: Option<&Staged>) {
         let InFlight { staged, group, results, replies, keys, .. } = f;
         answer(replies, results);

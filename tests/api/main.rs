@@ -2248,7 +2248,8 @@ async fn a_loan_stored_whole_by_an_earlier_version(backend: Backend) {
     let before = app.get_loan(&t.bank, &id).await;
     let whole = format!(
         "update loan set servicing_json = replace(servicing_json, '{{\"maturity_date\"', \
-         '{{\"penalty_segments\":[],\"compound_segments\":[],\"penalty_fen\":0,\
+         '{{\"interest_segments\":[],\"penalty_segments\":[],\"compound_segments\":[],\
+         \"interest_due\":[],\"interest_settled_fen\":0,\"penalty_fen\":0,\
          \"compound_fen\":0,\"misuse_since\":null,\"extensions\":0,\"penalty_settled_fen\":0,\
          \"compound_settled_fen\":0,\"penalty_paid_fen\":0,\"compound_paid_fen\":0,\
          \"written_off_fen\":0,\"maturity_date\"') \
