@@ -317,7 +317,7 @@ struct Writer {
 /// commands, its journal rows and its request-id keys, tens of thousands of small allocations
 /// for a large group.
 struct Leftovers {
-    _group: Vec<Envelope>,
+    group: Vec<Envelope>,
     _staged: Staged,
     _keys: HashSet<RequestKey>,
 }
@@ -344,7 +344,7 @@ impl Disposal {
 
     /// Frees `leftovers` on the disposal thread if it takes them now, else in place.
     fn dispose(&self, leftovers: Leftovers) {
-        if leftovers._group.len() >= DISPOSE_AWAY_MIN
+        if leftovers.group.len() >= DISPOSE_AWAY_MIN
             && let Some(tx) = &self.0
         {
             // Full or gone: the leftovers come back in the error and are freed here.
@@ -1068,7 +1068,7 @@ impl Writer {
             loans.retain(|id, _| !newer.loans.contains_key(id));
         }
         self.keep_loans(loans);
-        self.disposal.dispose(Leftovers { _group: group, _staged: staged, _keys: keys });
+        self.disposal.dispose(Leftovers { group, _staged: staged, _keys: keys });
     }
 
     /// Loan states whose rows are committed (or were only read) go back to the cache, which
