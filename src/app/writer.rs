@@ -746,7 +746,7 @@ impl Writer {
                     match next {
                         Next::Committed(done) => {
                             if let Some(f) = inflight.take() {
-                                self.finish(f, done).await;
+                                self.finish(f, done, None).await;
                             }
                             continue;
                         }
@@ -780,7 +780,7 @@ impl Writer {
         }
         if let Some(mut f) = inflight.take() {
             let done = (&mut f.commit).await;
-            self.finish(f, done).await;
+            self.finish(f, done, None).await;
         }
         tracing::info!("writer stopped: queue closed and drained");
     }
@@ -870,7 +870,15 @@ impl Writer {
                 return (Some(next), carried, closed);
             }
         }
-        let committed = self.finish(f, done).await;
+        // `f`'s states of the loans the planned group changes again must not go into the cache:
+        // they are older than the planned group's (a later group failing on a stored request id
+        // runs again on the cache). Should the planned group not start after all, those loans
+        // are read again.
+        if !spec.abandoned {
+            spec.seal();
+        }
+        let newer = (!spec.abandoned).then_some(&spec.g.staged);
+        let committed = self.finish(f, done, newer).await;
         if spec.group.is_empty() {
             return (None, carried, closed);
         }
@@ -878,13 +886,6 @@ impl Writer {
             && !spec.abandoned
             && let Some(tx) = self.begin_planned().await
         {
-            // `f` was finished first: its states of the loans the planned group changes again
-            // went into the cache, older than the planned group's. They must not outlive it
-            // there (a later group failing on a stored request id runs again on the cache).
-            spec.seal();
-            for id in spec.g.staged.loans.keys() {
-                self.loans.remove(id);
-            }
             return (Some(self.start_planned(spec, tx)), carried, closed);
         }
         // Planned on states that did not land (or not planned at all): run as an ordinary group.
@@ -1015,10 +1016,12 @@ impl Writer {
         InFlight { commit, staged, group, results, replies, keys }
     }
 
-    /// Ends a group in flight: on success its changed loans join the cache and its callers are
-    /// answered; on failure the cache is forgotten (the commit may still have landed) and its
-    /// commands run again as ordinary groups. Returns whether the commit succeeded.
-    async fn finish(&mut self, f: InFlight, done: Committed) -> bool {
+    /// Ends a group in flight: on success its callers are answered and its changed loans join
+    /// the cache, but those `newer` (the rows of a group planned on it) changes again
+    /// ([`Writer::landed`]); on failure the cache is forgotten (the commit may still have
+    /// landed) and its commands run again as ordinary groups. Returns whether the commit
+    /// succeeded.
+    async fn finish(&mut self, f: InFlight, done: Committed, newer: Option<&Staged>) -> bool {
         let committed = match done {
             Ok(Err(StoreError::RequestSeen(e))) => {
                 // Nothing was written. The chain heads the group left (taken into the cache as
@@ -1042,7 +1045,7 @@ impl Writer {
         };
         let ok = committed.is_ok();
         match committed {
-            Ok(()) => self.landed(f, None),
+            Ok(()) => self.landed(f, newer),
             Err(e) => {
                 tracing::warn!(error = %e, "a group's commit failed");
                 self.forget();
@@ -1056,8 +1059,8 @@ impl Writer {
 
     /// Ends a group whose commit landed: its callers are answered, then its changed loans join
     /// the cache, and what is left of it is freed ([`Disposal`]). With `newer`, the rows of the
-    /// group committing now: a loan it changes again is left out of the cache (its newer state
-    /// comes back when that group ends).
+    /// group planned on it (committing now, or about to): a loan it changes again is left out of
+    /// the cache (its newer state comes back when that group ends).
     fn landed(&mut self, f: InFlight, newer: Option<&Staged>) {
         let InFlight { staged, group, results, replies, keys, .. } = f;
         answer(replies, results);
