@@ -5,7 +5,7 @@
 //! Each map is seeded at random, as std's are; foldhash resists less deliberate collision
 //! than SipHash, which is acceptable here because every key comes from an authenticated
 //! caller (a bank or the finance office) and a collision attack would slow only its own
-//! requests' group. SipHash was about 3% of the CPU of a settlement run (BENCHMARKS.md 59).
+//! requests' group. SipHash was about 3% of the CPU of a settlement run (BENCHMARKS-HISTORY.md 59).
 
 /// A `std::collections::HashMap` with foldhash; build one with `default()`.
 pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -12,7 +12,7 @@ use loanledger::store::Db;
 use loanledger::telemetry::{self, LogFormat};
 
 /// mimalloc instead of glibc's malloc: the write path allocates many small, short-lived values
-/// per command and glibc's consolidation showed up as a fifth of the profile (BENCHMARKS.md).
+/// per command and glibc's consolidation showed up as a fifth of the profile (BENCHMARKS-HISTORY.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

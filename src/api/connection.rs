@@ -13,7 +13,7 @@
 //! flushes, so that a larger payload, still chained, leaves with the frames before it in one
 //! `write` as it did through `writev`. Measured with `perf stat` during the bench's single
 //! repayments (64 clients, SQLite): the server's writes fell from two an answer to one, and the
-//! CPU a repayment took (server and load generator) from about 80 µs to 72 µs (BENCHMARKS.md,
+//! CPU a repayment took (server and load generator) from about 80 µs to 72 µs (BENCHMARKS-HISTORY.md,
 //! change 65).
 
 use std::io;

@@ -183,7 +183,7 @@ pub async fn run_settlement(
     // writer finds the next one queued as soon as it starts that one's commit. The next page's
     // ids are read meanwhile. The run reads ids only: the writer uses the loans it holds (in
     // the bench's runs and most quarter-end runs, all of them) and reads the others itself
-    // while the page before commits (BENCHMARKS.md 63: until then the run read each page's
+    // while the page before commits (BENCHMARKS-HISTORY.md 63: until then the run read each page's
     // rows and handed them over as hints, decoded by the writer only for loans it did not
     // hold; reading ids only was 16% less CPU a loan with the loans held, and no slower
     // with 300,000 loans, most of them not held).

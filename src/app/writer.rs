@@ -80,7 +80,7 @@ pub const GROUP_COMMANDS_MAX: usize = 2_000;
 /// most this many too, and the parts behind it are planned while it commits
 /// ([`Writer::pipeline`]), into groups of up to [`GROUP_COMMANDS_MAX`]: so a batch of 1,000 from
 /// one client starts committing after 500 commands are planned instead of 1,000, and the other
-/// 500 are planned meanwhile. Measured against whole batches in one group (BENCHMARKS.md, change
+/// 500 are planned meanwhile. Measured against whole batches in one group (BENCHMARKS-HISTORY.md, change
 /// 29): batches of 1,000 from one client 10–19% faster; parts of 250 gained less (a commit of
 /// fewer rows costs more per row).
 ///
@@ -96,7 +96,7 @@ pub const PART_COMMANDS_MAX: usize = 500;
 /// single requests, planning them ahead made the groups smaller (about 25 commands against 31:
 /// a group closes when the previous commit ends rather than after the next group's lookup) at
 /// nearly the same commit cost, and singles 8% slower on SQLite, no faster on PostgreSQL
-/// (BENCHMARKS.md, change 27). Batch parts and settlement pages gain from it.
+/// (BENCHMARKS-HISTORY.md, change 27). Batch parts and settlement pages gain from it.
 pub const PLAN_AHEAD_PART_MIN: usize = 2;
 
 /// A request's idempotency key: (scope, request id). The scope is the caller's name
@@ -329,7 +329,7 @@ const DISPOSE_AWAY_MIN: usize = 256;
 
 /// A thread that frees large groups' [`Leftovers`], off the writer's path from one group's
 /// planning to the next: in a settlement run, freeing a page of 2,000 commands and their rows
-/// took about a millisecond of the writer's time between two commits (BENCHMARKS.md, 77).
+/// took about a millisecond of the writer's time between two commits (BENCHMARKS-HISTORY.md, 77).
 struct Disposal(Option<std::sync::mpsc::SyncSender<Leftovers>>);
 
 impl Disposal {
@@ -580,7 +580,7 @@ struct Prepared {
 ///   commands are looked up, and any one found has the group planned again with
 ///   [`Lookup::First`] (in the same transaction, since nothing was written).
 ///
-/// Measured (BENCHMARKS.md, change 37), single repayments from 64 clients, medians of seven
+/// Measured (BENCHMARKS-HISTORY.md, change 37), single repayments from 64 clients, medians of seven
 /// alternating pairs: 9% faster on SQLite, 24% on PostgreSQL (p99 12.4 against 16.0 ms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lookup {

@@ -236,7 +236,7 @@ pub struct ServicingTerms {
 /// versions before the brief stored answers kept whole): the lists that are empty and the
 /// figures that are zero are left out, and read back as empty and zero, so that the row a loan
 /// rewrites at every event is about half as wide (a typical settled loan's 450 bytes fall to
-/// about 200; BENCHMARKS.md, 78). Rows written with every field, by earlier versions, read back
+/// about 200; BENCHMARKS-HISTORY.md, 78). Rows written with every field, by earlier versions, read back
 /// the same. Earlier versions cannot read the rows written now: the migrations that came with
 /// this form (SQLite's 0005, PostgreSQL's 0008) make them refuse the database instead.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 //! blocking thread, like the journal scan ([`super::scan`]), and loans are decoded there too:
 //! through sqlx's driver, which copies every value of every row on its thread and hands each row
 //! over to the caller's, reading a million loans took 25.7 s and a million household statuses
-//! 18.7 s of a 36.8 s verify (BENCHMARKS.md, change 21). On PostgreSQL the loans, the links and
+//! 18.7 s of a 36.8 s verify (BENCHMARKS-HISTORY.md, change 21). On PostgreSQL the loans, the links and
 //! the idempotency records' keys are read as a binary `COPY` ([`super::pgcopy`], as the journal
 //! is), the rest through sqlx.
 
@@ -114,7 +114,7 @@ impl StoredLinks {
 /// transaction, or one a loan) are sized once from the head and the number of loans
 /// ([`Db::stored_models`] sends both), instead of growing by doubling: at a million loans every
 /// doubling copied the entries so far into memory the kernel had to supply (and zero) afresh,
-/// about a fifth of that verify's time (BENCHMARKS.md, change 74). A count that is not one
+/// about a fifth of that verify's time (BENCHMARKS-HISTORY.md, change 74). A count that is not one
 /// (a negative `seq` stored by hand, which verify reports) sizes nothing.
 pub fn size(count: i64) -> usize {
     usize::try_from(count).unwrap_or(0)

@@ -334,7 +334,7 @@ pub const READ_CONNECTIONS_MAX: u32 = 8;
 /// given back (and drops one that fails), so under load the ping before each read bought
 /// nothing but a round trip in front of every pooled read (a `GetLoanHistory`, the request ids
 /// and loans of a group planned while another commits): without it the history reads under the
-/// bench's write load were 11% faster at the median (BENCHMARKS.md, change 39). A connection
+/// bench's write load were 11% faster at the median (BENCHMARKS-HISTORY.md, change 39). A connection
 /// that died while idle longer than this (a database restart, a firewall dropping idle
 /// connections) is still found by the ping and replaced unseen; one that died within it fails
 /// its next statement, which reaches the caller as UNAVAILABLE (retryable), and is replaced.
@@ -350,7 +350,7 @@ pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// the end of the file by walking every page of the cache (pcache1TruncateUnsafe). So while the
 /// database is smaller than 1 GiB, every commit that split a page walks the whole cache:
 /// measured under single requests at 16 MiB, 7% of SQLite's thread and about half a
-/// millisecond a group (BENCHMARKS.md, change 24). The writer keeps [`WRITE_CACHE_SMALL_KIB`]
+/// millisecond a group (BENCHMARKS-HISTORY.md, change 24). The writer keeps [`WRITE_CACHE_SMALL_KIB`]
 /// below the lock page and [`WRITE_CACHE_KIB`] past it, where the walk does not happen and the
 /// larger cache keeps more of the request-id, loan-link and loan B-trees (a million loans).
 /// Checked when the writer connects and whenever it restarts the WAL.
@@ -372,7 +372,7 @@ const BUSY_TIMEOUT_PRAGMA: &str = "pragma busy_timeout = 5000";
 /// stops the writer for 2–20 ms (the checkpoint's last copy, the database file's `fsync`,
 /// readers of older snapshots) while every client waits, and under single repayments the WAL
 /// grows by some 25 KB a command: at 8,192 frames a restart came every 1,200 or so commands and
-/// made the singles' p99 (12.4–13.5 ms); at 32,768 it was 8.0–9.4 ms (BENCHMARKS.md, 48).
+/// made the singles' p99 (12.4–13.5 ms); at 32,768 it was 8.0–9.4 ms (BENCHMARKS-HISTORY.md, 48).
 /// A restart does not truncate the file: it stays at its largest (128 MiB and what the writer
 /// added before the restart), reused from its start; recovery after a crash reads that much.
 pub const WAL_RESTART_FRAMES: i64 = 32_768;
@@ -464,7 +464,7 @@ impl Db {
             // share with sqlx's thread ([`sqlite_commit`], "Safety").
             let mut opts =
                 opts.pragma("cache_size", format!("-{WRITE_CACHE_SMALL_KIB}")).serialized(true);
-            // The writer's WAL writes gathered into one call per commit (BENCHMARKS.md, 43).
+            // The writer's WAL writes gathered into one call per commit (BENCHMARKS-HISTORY.md, 43).
             if wal_vfs::register() {
                 opts = opts.vfs(wal_vfs::NAME);
             }
@@ -498,7 +498,7 @@ impl Db {
             // The writer's statements carry arrays of one to 2,000 rows. After five executions
             // PostgreSQL's plan cache settles on a generic plan, made for an array of unknown
             // length, and under it a group of 1,000 repayments took a third longer than with a
-            // plan made for its own arrays (BENCHMARKS.md, change 22).
+            // plan made for its own arrays (BENCHMARKS-HISTORY.md, change 22).
             //
             // And its planner joins by index only ([`KEYED_PLAN_SETTINGS`]): every statement of the
             // writer names its rows by key (request ids, loan ids, accounts), and past about a

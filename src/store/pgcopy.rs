@@ -33,7 +33,7 @@ pub(super) const LEDGER_SETTING: &str = "loanledger.scan_ledger";
 /// one, a restored dump: PostgreSQL 15 restores no statistics) the planner took the index for a
 /// few hundred rows and sorted all the rows from the page's start onwards on disk for each
 /// page of 10,000: verify ran at 85,000–90,000 entries/s instead of 225,000–260,000 (half the
-/// bench's runs, depending on whether autovacuum had analysed the tables yet; BENCHMARKS.md 46).
+/// bench's runs, depending on whether autovacuum had analysed the tables yet; BENCHMARKS-HISTORY.md 46).
 pub(super) async fn scan_settings(
     conn: &mut sqlx::PgConnection,
     ledger_id: &str,

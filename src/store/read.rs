@@ -80,7 +80,7 @@ pub struct LoanFilter {
 /// SQLite: `read` on one of the readers' rusqlite connections ([`Db::sqlite_readers`]), on a
 /// blocking thread, so that the caller's runtime worker is not held up: a settlement run's pages
 /// of loan ids, and the loans the writer reads for a group planned while another commits
-/// (`Db::loans_read`, BENCHMARKS.md change 64). (A group's request ids were tried this way too:
+/// (`Db::loans_read`, BENCHMARKS-HISTORY.md change 64). (A group's request ids were tried this way too:
 /// no faster than through sqlx, change 53.)
 pub(super) async fn read_blocking<T, F>(
     readers: std::sync::Arc<super::readers::SqliteReaders>,

@@ -12,7 +12,7 @@
 //! [`StoreError::Panicked`], as the blocking pool did, so that it cannot take down the caller (the
 //! writer itself reads through here for retried requests). Measured under the bench's write load: one trip
 //! to a blocking thread and back instead of sqlx's driver, a fifth more reads per second and
-//! the median a fifth lower (BENCHMARKS.md, change 23); no trip at all, since the writer's
+//! the median a fifth lower (BENCHMARKS-HISTORY.md, change 23); no trip at all, since the writer's
 //! commit too runs on a worker (change 44), the p99 7–15% lower (change 47).
 //!
 //! Only for a database file: an in-memory database exists once per connection, so its reads

@@ -12,7 +12,7 @@
 //! - **SQLite**: a read-only connection of the scan's own, through rusqlite, whose cursor lends
 //!   each value in place. sqlx's SQLite driver copies every value of every row and passes each
 //!   row from its thread to the caller's; on a journal of millions of entries that was most of
-//!   verify's time (BENCHMARKS.md, change 18). The file is read through a memory map.
+//!   verify's time (BENCHMARKS-HISTORY.md, change 18). The file is read through a memory map.
 //! - **PostgreSQL**: each page in a `REPEATABLE READ` read-only transaction, read while the
 //!   visitor's thread checks the previous page, as binary `COPY` output whose text is lent in
 //!   place ([`super::pgcopy`]): through sqlx's rows every value became a `String` of its own,
@@ -149,7 +149,7 @@ pub(super) fn row_text<'r>(
 
 /// A read-only rusqlite connection for verify, reading the file through a memory map rather
 /// than a copy per page: verify reads each page once (a third less system time, measured,
-/// BENCHMARKS.md change 20). The bundled SQLite's cap on the map is raised in
+/// BENCHMARKS-HISTORY.md change 20). The bundled SQLite's cap on the map is raised in
 /// .cargo/config.toml. A failing disk then ends the process (SIGBUS) instead of failing the
 /// read; it would fail every other read as well.
 pub(super) fn open_sqlite_reader(path: &Path) -> Result<rusqlite::Connection, StoreError> {

@@ -11,14 +11,14 @@
 //!   changed loan (its changing columns, by key), each balance delta (an upsert adding the
 //!   delta). A row is bound straight from the staged group and stepped; nothing is copied into
 //!   an argument buffer first, and no statement text is built or parsed per group.
-//! - **Why not sqlx.** Until BENCHMARKS.md change 44 the rows went through sqlx's driver as a
+//! - **Why not sqlx.** Until BENCHMARKS-HISTORY.md change 44 the rows went through sqlx's driver as a
 //!   script of multi-row `VALUES` statements. Its handling of bound values (every value copied
 //!   into the driver's own argument list, then bound with a second copy, then the lists
 //!   dropped and the bindings cleared) was about half of SQLite's thread under batches, and
 //!   every group's script was a hand-off to the driver's thread and back.
 //! - **Where it runs.** On the thread that polls the commit (the commit's own task in the
 //!   writer's pipeline, a runtime worker): the worker is blocked for the commit, `fsync`
-//!   included. Measured against the alternatives (BENCHMARKS.md, 44): handing the work to a
+//!   included. Measured against the alternatives (BENCHMARKS-HISTORY.md, 44): handing the work to a
 //!   blocking thread (`spawn_blocking`) or moving the worker's queue away first
 //!   (`block_in_place`) made batches 30–55% slower than running it where it is, since on two
 //!   cores every hand-off waits for a thread to be scheduled. The other worker serves gRPC and
@@ -34,7 +34,7 @@
 //!   rolls it back through sqlx, as before.
 //! - **The lock.** sqlx's thread owns the handle; the writer takes it with
 //!   [`SqliteConnection::lock_handle`], a hand-off to that thread (it must wake up to let go),
-//!   about 0.3 ms of a single repayments' commit of 1 ms (timed, BENCHMARKS.md 45). The lock is therefore kept
+//!   about 0.3 ms of a single repayments' commit of 1 ms (timed, BENCHMARKS-HISTORY.md 45). The lock is therefore kept
 //!   from one commit to the next ([`Kept`]) and given back only when the writer needs the
 //!   connection through sqlx (a group's reads, a registry row, a rollback, a WAL restart):
 //!   groups of single repayments on loans the writer holds take it once, not once a group.

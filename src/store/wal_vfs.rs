@@ -2,7 +2,7 @@
 //!
 //! SQLite writes each WAL frame with two `pwrite` calls, its 24-byte header and then its page,
 //! so with 4 KiB pages every page of the WAL file is written by two or three calls through the
-//! kernel's buffered write path. Profiled under single repayments (BENCHMARKS.md, change 43),
+//! kernel's buffered write path. Profiled under single repayments (BENCHMARKS-HISTORY.md, change 43),
 //! those calls were 40% of SQLite's thread, more than the B-tree work of the commit. SQLite has
 //! no option to gather them, so the writer's connection opens the database through this VFS:
 //!

@@ -331,7 +331,7 @@ impl Db {
     /// flight does not change). On SQLite through rusqlite on a reading connection, one
     /// prepared lookup by key a loan, each column taken by its index: through sqlx's driver
     /// (each column found by name and copied into a value of its own) a million-loan
-    /// settlement run, whose pages the writer reads here, took a fifth longer (BENCHMARKS.md 64).
+    /// settlement run, whose pages the writer reads here, took a fifth longer (BENCHMARKS-HISTORY.md 64).
     pub async fn loans_read(&self, loan_ids: &[&str]) -> Result<Vec<LoanState>, StoreError> {
         if let Some(readers) = self.sqlite_readers() {
             let ids: Vec<String> = loan_ids.iter().map(|id| id.to_string()).collect();

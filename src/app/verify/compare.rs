@@ -4,7 +4,7 @@
 //! In two halves on two threads: the ledger's name, the registry and the balances on one; the
 //! loans, their history links and the idempotency records on the other. On one thread this
 //! tail took 2.0 s of a 16 s verify at a million loans (the registry's sort 0.4 s, the balances
-//! 0.3, the loans 0.6, the links 0.2; BENCHMARKS.md, change 72), every other thread idle. Each
+//! 0.3, the loans 0.6, the links 0.2; BENCHMARKS-HISTORY.md, change 72), every other thread idle. Each
 //! model is then freed on a thread of its own (0.4 s in all at a million loans), which the
 //! report does not wait for; where no thread can be had, it is freed in place (the second half
 //! itself panics then, which fails the verify as an internal error).
