@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 
 use super::Latency;
 use super::ceiling::Rows;
+use super::targets::{Backend, Measured, judge};
 use crate::api::pb;
 use crate::api::pb::audit_service_client::AuditServiceClient;
 use crate::api::pb::loan_service_client::LoanServiceClient;
@@ -358,6 +359,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         let _ = stopped.await;
     }));
     let mut figures = Vec::new();
+    let mut judged = Measured::default();
     // Prints a figure and keeps it; gives back its name and rate, for its ratio to a ceiling.
     let report = |f: Figure, figures: &mut Vec<Figure>| {
         println!("{f}");
@@ -375,6 +377,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let (f, failed) =
         singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s").await?;
     anyhow::ensure!(failed == 0, "{failed} single repayments failed");
+    judged.singles = Some((cfg.clients, f.rate(), f.latency.unwrap_or_default().p99));
     let (singles_name, singles_rate) = report(f, &mut figures);
 
     // History reads while single writes go on.
@@ -414,13 +417,17 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         lat.extend(r.await?);
     }
     let n = lat.len() as u64;
+    let latency = Latency::of(&mut lat);
+    if n > 0 {
+        judged.history_p99 = Some(latency.p99);
+    }
     report(
         Figure {
             name: "loan history under write load".into(),
             count: n,
             unit: "reads",
             seconds: window,
-            latency: Some(Latency::of(&mut lat)),
+            latency: Some(latency),
             cpu: None,
         },
         &mut figures,
@@ -470,6 +477,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     };
     let (batches_name, batches_rate) =
         report(span.figure(name, posted, "postings", Some(Latency::of(&mut lat))), &mut figures);
+    judged.batches = Some(batches_rate);
 
     let mut loan_client =
         LoanServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
@@ -485,8 +493,9 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         .into_inner();
     anyhow::ensure!(r.failed == 0, "settlement failures: {:?}", r.failures);
     let name = format!("settlement run over {} loans", r.loans_examined);
-    let (settlement_name, settlement_rate) =
-        report(span.figure(name, r.loans_settled, "loans", None), &mut figures);
+    let f = span.figure(name, r.loans_settled, "loans", None);
+    judged.settlement = Some((r.loans_examined, f.seconds));
+    let (settlement_name, settlement_rate) = report(f, &mut figures);
 
     // The share of the settled loans that were repaid before (their settlement has two
     // interest segments), for the settlement's ceiling.
@@ -503,7 +512,9 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let v = audit.verify(pb::VerifyRequest { ledger_id: "BENCH".into() }).await?.into_inner();
     anyhow::ensure!(v.ok, "verify failed: {:?}", v.problems);
     let name = "verify (chain + read models)".into();
-    report(span.figure(name, v.transactions_checked, "entries", None), &mut figures);
+    let (_, verify_rate) =
+        report(span.figure(name, v.transactions_checked, "entries", None), &mut figures);
+    judged.verify = Some(verify_rate);
 
     // The writer stops when its last handle is gone: drop ours before waiting for the server.
     drop(writer);
@@ -584,8 +595,14 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             &mut figures,
         );
         if ceiling_rate > 0.0 {
-            println!("ratio, {what}: {:.2} of the {name}", service_rate / ceiling_rate);
+            let ratio = service_rate / ceiling_rate;
+            println!("ratio, {what}: {ratio:.2} of the {name}");
+            judged.ratios.push((what, ratio));
         }
+    }
+    println!("targets, judged from this run (BENCHMARKS.md):");
+    for verdict in judge(Backend::of_target(&cfg.target), &judged) {
+        println!("{verdict}");
     }
     Ok(figures)
 }

@@ -15,10 +15,12 @@
 //! hash, postings, loan link, idempotency row, loan update, balance upserts), built beforehand,
 //! with the store's own statements into a fresh database of the same backend, with the same
 //! durability settings: for the single and the batched repayments, and for the settlement run.
-//! The bench ends each ceiling with the ratio of the service's figure to it.
+//! The bench ends each ceiling with the ratio of the service's figure to it, and the run with
+//! the targets judged from its own figures ([`targets`]).
 
 pub mod ceiling;
 pub mod load;
+pub mod targets;
 
 use std::time::Duration;
 

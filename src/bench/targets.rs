@@ -1,0 +1,270 @@
+//! The benchmark targets (issue 5; BENCHMARKS.md, "Where the targets stand"), judged from one
+//! run's figures. The bench prints them last, so that a run on any machine says which targets
+//! it meets there: on this project's 2-core machine the figures move with the host by a factor
+//! of two or more from one day to the next (BENCHMARKS.md, "Machine").
+//!
+//! A target is judged only from a figure that measures it: the settlement target is for a run
+//! over 1,000,000 live loans, so a smaller run's settlement is shown but not judged. Nothing
+//! here is asserted by the test suite (its `bench --quick` runs on small numbers and a debug
+//! build); the verdicts are for the reader.
+
+use std::time::Duration;
+
+/// The database a run wrote to: the rate targets differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of the bench's `--target` (`sqlite`, or a PostgreSQL server's URL).
+    pub fn of_target(target: &str) -> Backend {
+        if target.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// Batched postings a second.
+    fn batches_min(self) -> f64 {
+        match self {
+            Backend::Sqlite => 50_000.0,
+            Backend::Postgres => 40_000.0,
+        }
+    }
+
+    /// Single postings a second from 64 clients.
+    fn singles_min(self) -> f64 {
+        match self {
+            Backend::Sqlite => 15_000.0,
+            Backend::Postgres => 10_000.0,
+        }
+    }
+}
+
+/// The singles' target is for this many concurrent clients.
+const SINGLES_CLIENTS: usize = 64;
+/// The singles' p99, and the loan history reads' under write load.
+const SINGLES_P99_MAX: Duration = Duration::from_millis(10);
+const HISTORY_P99_MAX: Duration = Duration::from_millis(5);
+/// The settlement target: this many live loans in at most [`SETTLEMENT_SECONDS_MAX`].
+const SETTLEMENT_LOANS: u64 = 1_000_000;
+const SETTLEMENT_SECONDS_MAX: f64 = 60.0;
+const VERIFY_MIN: f64 = 1_000_000.0;
+/// Every write figure against its ceiling.
+const RATIO_MIN: f64 = 0.5;
+
+/// What one run measured, as far as the targets judge it (`None`: not measured).
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Single repayments: the clients that sent them, postings a second and the p99.
+    pub singles: Option<(usize, f64, Duration)>,
+    /// Batched repayments, postings a second.
+    pub batches: Option<f64>,
+    /// The settlement run: loans examined and the seconds it took.
+    pub settlement: Option<(u64, f64)>,
+    pub history_p99: Option<Duration>,
+    /// Verify, entries a second.
+    pub verify: Option<f64>,
+    /// Each write figure's name and its ratio to its ceiling.
+    pub ratios: Vec<(String, f64)>,
+}
+
+/// One target: what it asks, what the run measured, and whether that meets it (`None`: the run
+/// measured nothing that can be judged against it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub target: String,
+    pub measured: String,
+    pub met: Option<bool>,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let met = match self.met {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not judged",
+        };
+        let measured = if self.measured.is_empty() { "not measured" } else { &self.measured };
+        write!(f, "  {met:<10} {}: {measured}", self.target)
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `n` with thousands separated by commas (rates are whole numbers here).
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The targets of `backend`, each judged from `m`, in the issue's order.
+pub fn judge(backend: Backend, m: &Measured) -> Vec<Verdict> {
+    let db = backend.name();
+    let mut out = Vec::new();
+    let min = backend.batches_min();
+    out.push(Verdict {
+        target: format!("batched postings ≥ {}/s ({db})", thousands(min)),
+        measured: m.batches.map(|r| format!("{}/s", thousands(r))).unwrap_or_default(),
+        met: m.batches.map(|r| r >= min),
+    });
+    let min = backend.singles_min();
+    out.push(Verdict {
+        target: format!(
+            "single postings from {SINGLES_CLIENTS} clients ≥ {}/s, p99 ≤ {} ({db})",
+            thousands(min),
+            ms(SINGLES_P99_MAX)
+        ),
+        measured: m
+            .singles
+            .map(|(clients, r, p99)| {
+                format!("{} clients: {}/s, p99 {}", clients, thousands(r), ms(p99))
+            })
+            .unwrap_or_default(),
+        met: m
+            .singles
+            .filter(|&(clients, ..)| clients == SINGLES_CLIENTS)
+            .map(|(_, r, p99)| r >= min && p99 <= SINGLES_P99_MAX),
+    });
+    out.push(Verdict {
+        target: format!(
+            "settlement of {} live loans ≤ {SETTLEMENT_SECONDS_MAX:.0} s",
+            thousands(SETTLEMENT_LOANS as f64)
+        ),
+        measured: m
+            .settlement
+            .map(|(loans, s)| format!("{} loans in {s:.2} s", thousands(loans as f64)))
+            .unwrap_or_default(),
+        met: m
+            .settlement
+            .filter(|&(loans, _)| loans >= SETTLEMENT_LOANS)
+            .map(|(_, s)| s <= SETTLEMENT_SECONDS_MAX),
+    });
+    out.push(Verdict {
+        target: format!("loan history p99 ≤ {} under writes", ms(HISTORY_P99_MAX)),
+        measured: m.history_p99.map(ms).unwrap_or_default(),
+        met: m.history_p99.map(|p99| p99 <= HISTORY_P99_MAX),
+    });
+    out.push(Verdict {
+        target: format!("verify ≥ {} entries/s", thousands(VERIFY_MIN)),
+        measured: m.verify.map(|r| format!("{}/s", thousands(r))).unwrap_or_default(),
+        met: m.verify.map(|r| r >= VERIFY_MIN),
+    });
+    for (what, ratio) in &m.ratios {
+        out.push(Verdict {
+            target: format!("{what}, ratio to its ceiling ≥ {RATIO_MIN}"),
+            measured: format!("{ratio:.2}"),
+            met: Some(*ratio >= RATIO_MIN),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured() -> Measured {
+        Measured {
+            singles: Some((64, 15_000.0, Duration::from_millis(10))),
+            batches: Some(49_999.0),
+            settlement: Some((20_000, 0.5)),
+            history_p99: Some(Duration::from_micros(5_001)),
+            verify: Some(1_000_000.0),
+            ratios: vec![("singles".into(), 0.5), ("batches".into(), 0.49)],
+        }
+    }
+
+    fn met(verdicts: &[Verdict]) -> Vec<Option<bool>> {
+        verdicts.iter().map(|v| v.met).collect()
+    }
+
+    /// A figure exactly at its target meets it, one just short does not; a settlement over
+    /// fewer than a million loans is not judged; the rate targets are the backend's.
+    #[test]
+    fn each_target_is_judged_at_its_bound() {
+        let m = measured();
+        let sqlite = judge(Backend::Sqlite, &m);
+        assert_eq!(
+            met(&sqlite),
+            [Some(false), Some(true), None, Some(false), Some(true), Some(true), Some(false)]
+        );
+        assert_eq!(sqlite[0].target, "batched postings ≥ 50,000/s (SQLite)");
+        assert_eq!(sqlite[0].measured, "49,999/s");
+        assert_eq!(sqlite[2].measured, "20,000 loans in 0.50 s");
+        let postgres = judge(Backend::Postgres, &m);
+        assert_eq!(met(&postgres)[0], Some(true), "40,000/s on PostgreSQL");
+        assert_eq!(
+            postgres[1].target,
+            "single postings from 64 clients ≥ 10,000/s, p99 ≤ 10.00 ms (PostgreSQL)"
+        );
+    }
+
+    /// The singles need both their rate and their p99, from 64 clients (other counts are not
+    /// judged); the million-loan settlement its 60 s.
+    #[test]
+    fn the_singles_need_their_p99_and_the_settlement_its_million_loans() {
+        let mut m = measured();
+        m.singles = Some((8, 20_000.0, Duration::from_millis(1)));
+        assert_eq!(met(&judge(Backend::Sqlite, &m))[1], None);
+        assert_eq!(judge(Backend::Sqlite, &m)[1].measured, "8 clients: 20,000/s, p99 1.00 ms");
+        m.singles = Some((64, 20_000.0, Duration::from_micros(10_001)));
+        m.settlement = Some((1_000_000, 60.0));
+        assert_eq!(met(&judge(Backend::Sqlite, &m))[1..3], [Some(false), Some(true)]);
+        m.settlement = Some((1_000_000, 60.1));
+        assert_eq!(met(&judge(Backend::Sqlite, &m))[2], Some(false));
+    }
+
+    /// What a run did not measure is listed, not judged.
+    #[test]
+    fn what_was_not_measured_is_not_judged() {
+        let verdicts = judge(Backend::Postgres, &Measured::default());
+        assert_eq!(verdicts.len(), 5);
+        assert!(verdicts.iter().all(|v| v.met.is_none() && v.measured.is_empty()));
+    }
+
+    /// A verdict reads as a line: the verdict, the target, what was measured.
+    #[test]
+    fn a_verdict_is_one_line() {
+        let verdicts = judge(Backend::Sqlite, &measured());
+        assert_eq!(
+            verdicts[0].to_string(),
+            "  not met    batched postings ≥ 50,000/s (SQLite): 49,999/s"
+        );
+        assert_eq!(
+            verdicts[2].to_string(),
+            "  not judged settlement of 1,000,000 live loans ≤ 60 s: 20,000 loans in 0.50 s"
+        );
+        let none = judge(Backend::Sqlite, &Measured::default());
+        assert_eq!(none[4].to_string(), "  not judged verify ≥ 1,000,000 entries/s: not measured");
+        assert_eq!(
+            verdicts[5].to_string(),
+            "  met        singles, ratio to its ceiling ≥ 0.5: 0.50"
+        );
+    }
+
+    #[test]
+    fn rates_read_with_thousands_separated() {
+        let cases = [(0.0, "0"), (999.4, "999"), (1_000.0, "1,000"), (1_234_567.0, "1,234,567")];
+        for (n, text) in cases {
+            assert_eq!(thousands(n), text);
+        }
+        assert_eq!(Backend::of_target("postgres://u@h:1/d"), Backend::Postgres);
+        assert_eq!(Backend::of_target("sqlite"), Backend::Sqlite);
+    }
+}
