@@ -102,7 +102,7 @@ impl TxnContent<'_> {
 
 /// The stored form of a hash: 64 lowercase hex digits, in one allocation of their size
 /// (`hex::encode` grows its string a digit at a time; three hashes a command on the write
-/// path, BENCHMARKS-HISTORY.md 59).
+/// path, BENCHMARKS-HISTORY.md 60).
 pub fn to_hex(hash: &Hash) -> String {
     let mut buf = [0u8; 64];
     // Cannot fail: 32 bytes are 64 digits, and hex digits are ASCII.
