@@ -874,10 +874,12 @@ impl Writer {
         // they are older than the planned group's (a later group failing on a stored request id
         // runs again on the cache). Should the planned group not start after all, those loans
         // are read again.
-        if !spec.abandoned {
+        let newer = if spec.abandoned {
+            None
+        } else {
             spec.seal();
-        }
-        let newer = (!spec.abandoned).then_some(&spec.g.staged);
+            Some(&spec.g.staged)
+        };
         let committed = self.finish(f, done, newer).await;
         if spec.group.is_empty() {
             return (None, carried, closed);

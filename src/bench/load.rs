@@ -260,6 +260,12 @@ impl Figure {
     pub fn rate(&self) -> f64 {
         self.count as f64 / self.seconds.max(1e-9)
     }
+
+    /// The rate, unless nothing was counted (a scenario given no work): a rate of nothing is
+    /// neither judged against a target nor set against a ceiling.
+    pub fn counted_rate(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.rate())
+    }
 }
 
 impl std::fmt::Display for Figure {
@@ -360,10 +366,11 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     }));
     let mut figures = Vec::new();
     let mut judged = Measured::default();
-    // Prints a figure and keeps it; gives back its name and rate, for its ratio to a ceiling.
+    // Prints a figure and keeps it; gives back its name and rate (`Figure::counted_rate`), for
+    // its target and its ratio to a ceiling.
     let report = |f: Figure, figures: &mut Vec<Figure>| {
         println!("{f}");
-        let named_rate = (f.name.clone(), f.rate());
+        let named_rate = (f.name.clone(), f.counted_rate());
         figures.push(f);
         named_rate
     };
@@ -377,10 +384,9 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let (f, failed) =
         singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s").await?;
     anyhow::ensure!(failed == 0, "{failed} single repayments failed");
-    if f.count > 0 {
-        judged.singles = Some((cfg.clients, f.rate(), f.latency.unwrap_or_default().p99));
-    }
+    let p99 = f.latency.unwrap_or_default().p99;
     let (singles_name, singles_rate) = report(f, &mut figures);
+    judged.singles = singles_rate.map(|rate| (cfg.clients, rate, p99));
 
     // History reads while single writes go on.
     let window = Instant::now();
@@ -493,9 +499,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     };
     let (batches_name, batches_rate) =
         report(span.figure(name, posted, "postings", Some(Latency::of(&mut lat))), &mut figures);
-    if posted > 0 {
-        judged.batches = Some(batches_rate);
-    }
+    judged.batches = batches_rate;
 
     let mut loan_client =
         LoanServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
@@ -530,11 +534,8 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let v = audit.verify(pb::VerifyRequest { ledger_id: "BENCH".into() }).await?.into_inner();
     anyhow::ensure!(v.ok, "verify failed: {:?}", v.problems);
     let name = "verify (chain + read models)".into();
-    let (_, verify_rate) =
-        report(span.figure(name, v.transactions_checked, "entries", None), &mut figures);
-    if v.transactions_checked > 0 {
-        judged.verify = Some(verify_rate);
-    }
+    judged.verify =
+        report(span.figure(name, v.transactions_checked, "entries", None), &mut figures).1;
 
     // The writer stops when its last handle is gone: drop ours before waiting for the server.
     drop(writer);
@@ -615,7 +616,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             &mut figures,
         );
         // A ratio of nothing (the service's figure or the ceiling counted none) is not judged.
-        let ratio = (service_rate > 0.0 && ceiling_rate > 0.0).then(|| service_rate / ceiling_rate);
+        let ratio = service_rate.zip(ceiling_rate).map(|(service, ceiling)| service / ceiling);
         if let Some(ratio) = ratio {
             println!("ratio, {what}: {ratio:.2} of the {name}");
         }
