@@ -63,7 +63,7 @@ use crate::domain::policy::{PolicyVersion, default_versions, in_force};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::{Postings, pack};
-use crate::store::rows::{BankRow, HouseholdRow, JournalRow};
+use crate::store::rows::{BankRow, HouseholdRow, HouseholdView, JournalRow};
 use crate::store::write::{Staged, StagedTxn, StoredAnswer, WriteTx, add_deltas};
 use crate::store::{Db, StoreError};
 
@@ -373,6 +373,15 @@ struct Group {
     missing: HashSet<String>,
     /// Registry rows read for the group's commands ([`Registry`]).
     registry: Registry,
+    /// The households that the group's contracts, registrations and status changes name, read
+    /// at its start with their status series (`None`: not registered then), one statement for
+    /// all where each command read its own. A household the group registers or sets a status of
+    /// is dropped from here, and read again in the transaction, its new row in it.
+    households: HashMap<String, Option<HouseholdView>>,
+    /// The open loans of the households that the group's contracts name, as stored at its
+    /// start: the group's own loans are written only at its commit, so a read later in the
+    /// transaction would find the same rows (a contract puts the group's changes on top).
+    open_loans: HashMap<String, Vec<LoanState>>,
     staged: Staged,
     recorded_at_us: i64,
     /// The business date at `recorded_at_us`.
@@ -1326,8 +1335,27 @@ impl Writer {
         if lookup == Lookup::First {
             g.remember_answers(tx.idempotency_many(&keys_of(group)).await?);
         }
-        let mut loan_ids: Vec<String> =
-            group.iter().filter_map(|e| e.command.loan_id().map(String::from)).collect();
+        // The loans the commands name, and those a contract creates or renews (found, it is
+        // refused as existing; missing, it is not looked up again).
+        let mut loan_ids: Vec<String> = Vec::new();
+        let (mut households, mut contracted): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+        for e in group {
+            loan_ids.extend(e.command.loan_id().map(String::from));
+            match &e.command {
+                Command::CreateLoan { terms } => {
+                    loan_ids.push(terms.loan_id.clone());
+                    loan_ids.extend(terms.renews_loan_id.clone());
+                    households.push(&terms.household_id);
+                    contracted.push(&terms.household_id);
+                }
+                Command::RegisterHousehold { household, .. } => {
+                    households.push(&household.household_id);
+                }
+                Command::SetHouseholdStatus { household_id, .. } => households.push(household_id),
+                _ => {}
+            }
+        }
+        self.prefetch_households(tx, g, households, contracted).await?;
         loan_ids.sort_unstable();
         loan_ids.dedup();
         // Cached states move into the group (and come back after its commit).
@@ -1345,6 +1373,47 @@ impl Writer {
             g.note_missing(loan_ids.iter().map(String::as_str));
         }
         Ok(())
+    }
+
+    /// [`Group::households`] for `households`, and [`Group::open_loans`] for the households
+    /// of the group's contracts (`contracted`).
+    async fn prefetch_households(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        mut households: Vec<&str>,
+        mut contracted: Vec<&str>,
+    ) -> Result<(), AppError> {
+        for ids in [&mut households, &mut contracted] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        if !households.is_empty() {
+            g.households = households.iter().map(|id| (id.to_string(), None)).collect();
+            for view in tx.households_many(&households).await? {
+                g.households.insert(view.row.household_id.clone(), Some(view));
+            }
+        }
+        if !contracted.is_empty() {
+            g.open_loans = contracted.iter().map(|id| (id.to_string(), Vec::new())).collect();
+            for loan in tx.open_loans_many(&contracted).await? {
+                g.open_loans.entry(loan.terms.household_id.clone()).or_default().push(loan);
+            }
+        }
+        Ok(())
+    }
+
+    /// A household as the group sees it: as read at the group's start if it has not changed
+    /// since (`households`: [`Group::households`]), else read in the transaction.
+    async fn household<'g>(
+        tx: &mut WriteTx,
+        households: &'g HashMap<String, Option<HouseholdView>>,
+        household_id: &str,
+    ) -> Result<Option<Cow<'g, HouseholdView>>, AppError> {
+        Ok(match households.get(household_id) {
+            Some(read) => read.as_ref().map(Cow::Borrowed),
+            None => tx.household(household_id).await?.map(Cow::Owned),
+        })
     }
 
     async fn head(
@@ -1611,7 +1680,7 @@ impl Writer {
                         DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
                     );
                 }
-                if tx.household(&household.household_id).await?.is_some() {
+                if Self::household(tx, &g.households, &household.household_id).await?.is_some() {
                     return Err(DomainError::Exists {
                         what: "household",
                         id: household.household_id.clone(),
@@ -1639,9 +1708,10 @@ impl Writer {
                 }
             }
             Command::SetHouseholdStatus { household_id, entry } => {
-                let household = tx.household(household_id).await?.ok_or_else(|| {
-                    DomainError::NotFound { what: "household", id: household_id.clone() }
-                })?;
+                let household =
+                    Self::household(tx, &g.households, household_id).await?.ok_or_else(|| {
+                        DomainError::NotFound { what: "household", id: household_id.clone() }
+                    })?;
                 let ledger_id = household.row.ledger_id.clone();
                 if !actor.administers_ledger(&ledger_id) {
                     return Err(deny_ledger(&ledger_id));
@@ -1718,15 +1788,21 @@ impl Writer {
                 let bank = g.registry.bank(tx, &terms.bank_id).await?.ok_or_else(|| {
                     DomainError::NotFound { what: "bank", id: terms.bank_id.clone() }
                 })?;
-                if g.loans.contains_key(&terms.loan_id) || tx.loan(&terms.loan_id).await?.is_some()
+                // Looked up with the group's other loans (`prefetch`): held if it exists.
+                if g.loans.contains_key(&terms.loan_id)
+                    || (!g.missing.contains(&terms.loan_id)
+                        && tx.loan(&terms.loan_id).await?.is_some())
                 {
                     return Err(
                         DomainError::Exists { what: "loan", id: terms.loan_id.clone() }.into()
                     );
                 }
-                let household = tx.household(&terms.household_id).await?.ok_or_else(|| {
-                    DomainError::NotFound { what: "household", id: terms.household_id.clone() }
-                })?;
+                let household = Self::household(tx, &g.households, &terms.household_id)
+                    .await?
+                    .ok_or_else(|| DomainError::NotFound {
+                        what: "household",
+                        id: terms.household_id.clone(),
+                    })?;
                 let policies = g.registry.policies(tx, &bank.ledger_id).await?;
                 let policy = in_force(&policies, terms.contract_date).map(|v| &v.params);
                 let lpr = g.registry.lpr(tx).await?;
@@ -1736,12 +1812,12 @@ impl Writer {
                     terms.contract_date,
                 );
                 // The household's open loans as stored, with this group's changes on top.
-                let mut open: HashMap<String, LoanState> = tx
-                    .household_open_loans(&terms.household_id)
-                    .await?
-                    .into_iter()
-                    .map(|l| (l.terms.loan_id.clone(), l))
-                    .collect();
+                let stored = match g.open_loans.get(&terms.household_id) {
+                    Some(stored) => stored.clone(),
+                    None => tx.open_loans_many(&[&terms.household_id]).await?,
+                };
+                let mut open: HashMap<String, LoanState> =
+                    stored.into_iter().map(|l| (l.terms.loan_id.clone(), l)).collect();
                 for (id, l) in &g.loans {
                     if l.terms.household_id == terms.household_id {
                         open.insert(id.clone(), l.clone());
@@ -1915,6 +1991,7 @@ impl Writer {
             Effect::Household(row, status) => {
                 tx.insert_household(&row).await?;
                 tx.insert_status(&row.household_id, seq_i64, &status).await?;
+                g.households.remove(&row.household_id);
                 Outcome::Household {
                     household: crate::domain::event::HouseholdRecord {
                         household_id: row.household_id,
@@ -1930,6 +2007,7 @@ impl Writer {
             }
             Effect::HouseholdStatus { household_id, entry: status } => {
                 tx.insert_status(&household_id, seq_i64, &status).await?;
+                g.households.remove(&household_id);
                 let view = tx.household(&household_id).await?.ok_or_else(|| {
                     AppError::Internal(format!(
                         "household {household_id} vanished inside its transaction"

@@ -486,17 +486,51 @@ impl WriteTx {
         &mut self,
         household_id: &str,
     ) -> Result<Option<HouseholdView>, StoreError> {
-        let sql = "select household_id, ledger_id, head_name, head_id_number, township, village \
-                   from household where household_id = $1";
-        let row: Option<HouseholdRow> =
-            on_tx!(self, c => sqlx::query_as(sql).bind(household_id).fetch_optional(c).await?);
-        let Some(row) = row else { return Ok(None) };
-        let sql = "select effective_date, status, reason from household_status \
-                   where household_id = $1 order by seq";
-        let statuses: Vec<StatusRow> =
-            on_tx!(self, c => sqlx::query_as(sql).bind(household_id).fetch_all(c).await?);
-        let statuses = statuses.into_iter().map(StatusRow::into_entry).collect::<Result<_, _>>()?;
-        Ok(Some(HouseholdView { row, statuses }))
+        Ok(self.households_many(&[household_id]).await?.pop())
+    }
+
+    /// Many households at once with their status series in recording order (those a group's
+    /// commands name): two statements a chunk, where one household at a time took two each
+    /// (a round trip each on PostgreSQL, a hand-off each to sqlx's thread on SQLite). A
+    /// household not registered is absent.
+    pub async fn households_many(
+        &mut self,
+        household_ids: &[&str],
+    ) -> Result<Vec<HouseholdView>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in household_ids.chunks(chunk_rows(1)) {
+            let rows: Vec<HouseholdRow> = on_tx_built!(self, q, c => {
+                q.push(
+                    "select household_id, ledger_id, head_name, head_id_number, township, \
+                     village from household where household_id in (",
+                );
+                push_list(&mut q, chunk);
+                q.push(")");
+                q.build_query_as().fetch_all(c).await?
+            });
+            if rows.is_empty() {
+                continue;
+            }
+            let statuses: Vec<(String, String, String, String)> = on_tx_built!(self, q, c => {
+                q.push(
+                    "select household_id, effective_date, status, reason from household_status \
+                     where household_id in (",
+                );
+                push_list(&mut q, chunk);
+                q.push(") order by household_id, seq");
+                q.build_query_as().fetch_all(c).await?
+            });
+            let mut series: HashMap<String, Vec<StatusEntry>> = HashMap::default();
+            for (household_id, effective_date, status, reason) in statuses {
+                let entry = StatusRow { effective_date, status, reason }.into_entry()?;
+                series.entry(household_id).or_default().push(entry);
+            }
+            for row in rows {
+                let statuses = series.remove(&row.household_id).unwrap_or_default();
+                found.push(HouseholdView { row, statuses });
+            }
+        }
+        Ok(found)
     }
 
     pub async fn policies(&mut self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
@@ -529,20 +563,30 @@ impl WriteTx {
         row.map(LoanRow::into_state).transpose()
     }
 
-    /// The household's open programme loans as stored (the caller merges the group's changes).
-    pub async fn household_open_loans(
+    /// The open programme loans of these households as stored (the caller merges the group's
+    /// changes): one statement a chunk.
+    pub async fn open_loans_many(
         &mut self,
-        household_id: &str,
+        household_ids: &[&str],
     ) -> Result<Vec<LoanState>, StoreError> {
-        let sql = concat!(
-            "select ",
-            loan_columns!(),
-            " from loan where household_id = $1 \
-             and status not in ('settled', 'written_off')"
-        );
-        let rows: Vec<LoanRow> =
-            on_tx!(self, c => sqlx::query_as(sql).bind(household_id).fetch_all(c).await?);
-        rows.into_iter().map(LoanRow::into_state).collect()
+        let mut found = Vec::new();
+        for chunk in household_ids.chunks(chunk_rows(1)) {
+            let rows: Vec<LoanRow> = on_tx_built!(self, q, c => {
+                q.push(concat!(
+                    "select ",
+                    loan_columns!(),
+                    " from loan where status not in ('settled', 'written_off') \
+                     and household_id in ("
+                ));
+                push_list(&mut q, chunk);
+                q.push(")");
+                q.build_query_as().fetch_all(c).await?
+            });
+            for r in rows {
+                found.push(r.into_state()?);
+            }
+        }
+        Ok(found)
     }
 
     pub async fn insert_ledger(&mut self, ledger_id: &str, name: &str) -> Result<(), StoreError> {
@@ -634,11 +678,19 @@ where
     for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     q.push(concat!("select ", loan_columns!(), " from loan where loan_id in ("));
-    let mut list = q.separated(", ");
-    for id in loan_ids {
-        list.push_bind(*id);
-    }
+    push_list(q, loan_ids);
     q.push(if lock { ") order by loan_id for update" } else { ")" });
+}
+
+/// `values` bound one after the other, separated by commas (the inside of an `in (...)`).
+fn push_list<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, values: &[&str])
+where
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut list = q.separated(", ");
+    for value in values {
+        list.push_bind(*value);
+    }
 }
 
 /// `select` of the stored answers of these (scope, request id) keys.

@@ -5,7 +5,8 @@
 //! so whatever the writer does not hold it reads itself, in either path.
 //!
 //! Also: the registry rows a group reads once for all its commands ([`super::Registry`]) are
-//! read again after the group writes to them; brief answers ([`super::Envelope::brief`]); a
+//! read again after the group writes to them, and so are the households it reads at its start
+//! ([`super::Group::households`]) once it registers them or sets their status; brief answers ([`super::Envelope::brief`]); a
 //! loan changed by a group and again by the group planned while that one commits; a settlement
 //! run over more loans than a page holds, and the same run retried.
 
@@ -230,6 +231,24 @@ fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command) {
     (format!("c{n}"), Command::CreateLoan { terms })
 }
 
+/// Household `n` registered, as poor from 2016-03-01 (its head's ID number [`id_number`]`(n)`).
+fn register(n: u32) -> (String, Command) {
+    let household = HouseholdRecord {
+        household_id: format!("H{n}"),
+        ledger_id: LEDGER.into(),
+        head_name: "h".into(),
+        head_id_number: id_number(n),
+        township: String::new(),
+        village: String::new(),
+    };
+    let status = StatusEntry {
+        status: HouseholdStatus::RegisteredPoor,
+        effective_date: day("2016-03-01"),
+        reason: String::new(),
+    };
+    (format!("h{n}"), Command::RegisterHousehold { household, status })
+}
+
 /// The ledger, its bank and households 1 to `households` (one a loan: a household may owe at
 /// most one contract's principal), as one submission.
 fn registry_group(households: u32) -> Vec<(String, Command)> {
@@ -244,22 +263,7 @@ fn registry_group(households: u32) -> Vec<(String, Command)> {
             },
         ),
     ];
-    for n in 1..=households {
-        let household = HouseholdRecord {
-            household_id: format!("H{n}"),
-            ledger_id: LEDGER.into(),
-            head_name: "h".into(),
-            head_id_number: id_number(n),
-            township: String::new(),
-            village: String::new(),
-        };
-        let status = StatusEntry {
-            status: HouseholdStatus::RegisteredPoor,
-            effective_date: day("2016-03-01"),
-            reason: String::new(),
-        };
-        commands.push((format!("h{n}"), Command::RegisterHousehold { household, status }));
-    }
+    commands.extend((1..=households).map(register));
     commands
 }
 
@@ -320,6 +324,96 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
             .unwrap()
     });
     assert_eq!(groups, 1, "the commands were one group");
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop(w);
+    task.await.unwrap();
+}
+
+/// The households, open loans and loan ids that a group's contracts, registrations and status
+/// changes name are read once at the group's start ([`super::Group::households`],
+/// [`super::Group::open_loans`]), and what the group itself registers, changes or contracts is
+/// seen by its later commands. After two groups (households 1, 2 and 7, loans 1 and 7 of
+/// households 1 and 7), one group: loan 1 again (exists, as stored); loan 8 of household 7
+/// (over the cap with its stored loan 7, which no command of the group names);
+/// household 1 again (exists, as stored); household 3 registered, then a
+/// loan of it (accepted: read again after its registration), another (over the cap with the
+/// group's own loan) and loan 3 again (exists, the group's own); household 2 set not eligible
+/// from 2016-06-01, then a loan of it (refused: read again after the change); a loan of
+/// household 4, never registered (not found). Had the group kept what it read at its start,
+/// household 3's loan would be refused as unregistered and household 2's accepted; had it not
+/// put the stored and its own loans under the cap, the loans over it would be accepted.
+async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
+    db.migrate().await.unwrap();
+    let (w, task) = spawn_writer(db);
+    let op = operator();
+    let mut registry = registry_group(2);
+    registry.push(register(7));
+    all_ok(w.submit_many(&op, registry).await);
+    let contracts =
+        vec![contract(1, PRINCIPAL_FEN, "0.0385"), contract(7, PRINCIPAL_FEN, "0.0385")];
+    all_ok(w.submit_many(&bank(), contracts).await);
+    let again = |(request_id, command): (String, Command)| (format!("{request_id}-again"), command);
+    // Loan `n` of household `household` (its borrower the household's head).
+    let loan_of = |n: u32, household: u32, request_id: &str| {
+        let (_, mut command) = contract(household, PRINCIPAL_FEN, "0.0385");
+        if let Command::CreateLoan { terms } = &mut command {
+            terms.loan_id = loan_id(n);
+            terms.contract_number = n.to_string();
+        }
+        (request_id.to_string(), command)
+    };
+    let not_eligible = Command::SetHouseholdStatus {
+        household_id: "H2".into(),
+        entry: StatusEntry {
+            status: HouseholdStatus::NotEligible,
+            effective_date: day("2016-06-01"),
+            reason: "audit".into(),
+        },
+    };
+    let calls = vec![
+        w.queue_many(&bank(), vec![again(contract(1, PRINCIPAL_FEN, "0.0385"))], false).await,
+        w.queue_many(&bank(), vec![loan_of(8, 7, "c8")], false).await,
+        w.queue_many(&op, vec![again(register(1))], false).await,
+        w.queue_many(&op, vec![register(3)], false).await,
+        w.queue_many(&bank(), vec![contract(3, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.queue_many(&bank(), vec![loan_of(6, 3, "c6")], false).await,
+        w.queue_many(&bank(), vec![again(contract(3, PRINCIPAL_FEN, "0.0385"))], false).await,
+        w.queue_many(&op, vec![("s2".into(), not_eligible)], false).await,
+        w.queue_many(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.queue_many(&bank(), vec![contract(4, PRINCIPAL_FEN, "0.0385")], false).await,
+    ];
+    let mut texts = Vec::new();
+    for call in calls {
+        texts.extend(call.wait().await.into_iter().map(|r| match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        }));
+    }
+    let expected = [
+        "loan BB-0000001 already exists",
+        "over the cap",
+        "household H1 already exists",
+        "ok",
+        "ok",
+        "over the cap",
+        "loan BB-0000003 already exists",
+        "ok",
+        "household H2 is not_eligible on 2021-01-25",
+        "household H4 not found",
+    ];
+    assert_eq!(texts.len(), expected.len(), "{texts:?}");
+    for (i, (text, expected)) in texts.iter().zip(expected).enumerate() {
+        let right = if expected == "ok" { text == "ok" } else { text.contains(expected) };
+        assert!(right, "command {i}: {text:?}, expected {expected:?}");
+    }
+    let groups: i64 = crate::on_pool!(db, p => {
+        sqlx::query_scalar("select count(distinct recorded_at_us) from journal_txn")
+            .fetch_one(p)
+            .await
+            .unwrap()
+    });
+    assert_eq!(groups, 3, "the registry, the first loans, then the commands above as one group");
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     drop(w);
@@ -576,6 +670,7 @@ on_both_backends!(
     loans_not_held_are_read_at_their_committed_state,
     a_settlement_run_over_pages,
     a_group_reads_its_own_registry_writes,
+    a_group_reads_households_once_and_sees_its_own_changes,
     brief_answers,
     a_loan_changed_again_by_the_group_planned_ahead,
     a_group_with_the_database_away,
