@@ -375,8 +375,8 @@ struct Group {
     registry: Registry,
     /// The households that the group's contracts, registrations and status changes name, read
     /// at its start with their status series (`None`: not registered then), one statement for
-    /// all where each command read its own. A household the group registers or sets a status of
-    /// is dropped from here, and read again in the transaction, its new row in it.
+    /// all where each command read its own. What the group registers or records of them is
+    /// kept here (its rows are staged, and written at its commit), so its later commands see it.
     households: HashMap<String, Option<HouseholdView>>,
     /// The open loans of the households that the group's contracts name, as stored at its
     /// start: the group's own loans are written only at its commit, so a read later in the
@@ -1952,8 +1952,8 @@ impl Writer {
         })
     }
 
-    /// Applies a planned effect (registry rows now, loan states into the group) and builds the
-    /// answer.
+    /// Applies a planned effect (ledgers, banks, policy versions and LPR entries written now;
+    /// households, their statuses and loan states into the group) and builds the answer.
     async fn apply(
         &self,
         tx: &mut WriteTx,
@@ -1989,9 +1989,10 @@ impl Writer {
                 }
             }
             Effect::Household(row, status) => {
-                tx.insert_household(&row).await?;
-                tx.insert_status(&row.household_id, seq_i64, &status).await?;
-                g.households.remove(&row.household_id);
+                g.staged.households.push(row.clone());
+                g.staged.statuses.push((row.household_id.clone(), seq_i64, status.clone()));
+                let view = HouseholdView { row: row.clone(), statuses: vec![status.clone()] };
+                g.households.insert(row.household_id.clone(), Some(view));
                 Outcome::Household {
                     household: crate::domain::event::HouseholdRecord {
                         household_id: row.household_id,
@@ -2006,13 +2007,15 @@ impl Writer {
                 }
             }
             Effect::HouseholdStatus { household_id, entry: status } => {
-                tx.insert_status(&household_id, seq_i64, &status).await?;
-                g.households.remove(&household_id);
-                let view = tx.household(&household_id).await?.ok_or_else(|| {
-                    AppError::Internal(format!(
-                        "household {household_id} vanished inside its transaction"
-                    ))
-                })?;
+                // Read for the group at its start (`prefetch`), and kept with its changes.
+                let Some(Some(view)) = g.households.get_mut(&household_id) else {
+                    return Err(AppError::Internal(format!(
+                        "household {household_id} was not read for its group"
+                    )));
+                };
+                view.statuses.push(status.clone());
+                let view = view.clone();
+                g.staged.statuses.push((household_id, seq_i64, status));
                 Outcome::Household {
                     household: crate::domain::event::HouseholdRecord {
                         household_id: view.row.household_id,

@@ -86,6 +86,12 @@ const CHANGED_LOAN: &str = "update or rollback loan set status = ?2, disbursed_f
                             principal_outstanding_fen = ?4, principal_repaid_fen = ?5, \
                             interest_paid_fen = ?6, disbursed_on = ?7, last_value_date = ?8, \
                             servicing_json = ?9, last_seq = ?10 where loan_id = ?1";
+const HOUSEHOLD: &str = "insert or rollback into household \
+                         (household_id, ledger_id, head_name, head_id_number, township, village) \
+                         values (?1, ?2, ?3, ?4, ?5, ?6)";
+const STATUS: &str = "insert or rollback into household_status \
+                      (household_id, seq, effective_date, status, reason) \
+                      values (?1, ?2, ?3, ?4, ?5)";
 const BALANCE: &str = "insert or rollback into account_balance (ledger_id, account, balance_fen) \
                        values (?1, ?2, ?3) on conflict (ledger_id, account) do update \
                        set balance_fen = account_balance.balance_fen + excluded.balance_fen";
@@ -124,6 +130,26 @@ impl Statements {
     fn write(&self, begin: bool, staged: &Staged) -> Result<(), Failed> {
         if begin {
             self.prepared("BEGIN IMMEDIATE")?.execute([])?;
+        }
+        // Households before the loans that name them.
+        if !staged.households.is_empty() {
+            let mut household = self.prepared(HOUSEHOLD)?;
+            for h in &staged.households {
+                household.execute(params![
+                    h.household_id,
+                    h.ledger_id,
+                    h.head_name,
+                    h.head_id_number,
+                    h.township,
+                    h.village
+                ])?;
+            }
+        }
+        if !staged.statuses.is_empty() {
+            let mut status = self.prepared(STATUS)?;
+            for s in staged.status_rows() {
+                status.execute(params![s.0, s.1, s.2, s.3, s.4])?;
+            }
         }
         if !staged.txns.is_empty() {
             let mut journal = self.prepared(JOURNAL)?;

@@ -1,10 +1,13 @@
 //! The write path: one database transaction per group of commands, used only by the writer.
 //!
-//! Reads inside the transaction see what the group wrote before them. Rare registry rows are
-//! inserted as their command is accepted; the hot rows (journal with its postings, loan links,
-//! idempotency records, loan read models, balance deltas) are collected in a [`Staged`] set and
-//! written at the end of the group with a few multi-row statements, since on SQLite the number of
-//! statements, not rows, is what a write costs (../shared/STACK.md).
+//! Reads inside the transaction see what the group wrote before them. Rare registry rows
+//! (ledgers, banks, policy versions, LPR entries) are inserted as their command is accepted;
+//! the rows a group may hold thousands of (journal with its postings, loan links, idempotency
+//! records, loan read models, balance deltas, households and their statuses) are collected in
+//! a [`Staged`] set and written at the end of the group with a few statements, since on SQLite
+//! the number of statements, not rows, is what a write costs (../shared/STACK.md). The writer
+//! reads the households a group names once at its start and keeps what the group registers or
+//! changes of them itself, so no read needs their staged rows.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -231,13 +234,37 @@ pub struct Staged {
     pub new_loans: HashSet<String>,
     /// Net balance change per (ledger, account).
     pub balance_deltas: HashMap<(String, String), i64>,
+    /// Households the group registered (their first status is in `statuses`).
+    pub households: Vec<HouseholdRow>,
+    /// Status entries the group recorded, in order: (household, its transaction's seq, entry).
+    pub statuses: Vec<(String, i64, StatusEntry)>,
 }
 
 /// The rows of a staged group, flattened table by table, as both backends write them.
 impl Staged {
     /// No row to write.
     pub fn is_empty(&self) -> bool {
-        self.txns.is_empty() && self.loans.is_empty() && self.balance_deltas.is_empty()
+        self.txns.is_empty()
+            && self.loans.is_empty()
+            && self.balance_deltas.is_empty()
+            && self.households.is_empty()
+            && self.statuses.is_empty()
+    }
+
+    /// (household, seq, effective date, status, reason) of each status entry.
+    pub(super) fn status_rows(&self) -> Vec<(&str, i64, String, &str, &str)> {
+        self.statuses
+            .iter()
+            .map(|(household_id, seq, e)| {
+                (
+                    household_id.as_str(),
+                    *seq,
+                    format_date(e.effective_date),
+                    e.status.as_str(),
+                    e.reason.as_str(),
+                )
+            })
+            .collect()
     }
 
     /// (loan, ledger, seq) of every loan a transaction touches.
@@ -375,6 +402,19 @@ impl WriteTx {
             }
             // Nothing to write and no transaction: nothing to send.
             WriteTx::Postgres(t) if !t.begun && staged.is_empty() => Ok(()),
+            // Households first, in a transaction (their rows go before the loans that name them).
+            WriteTx::Postgres(t)
+                if !staged.households.is_empty() || !staged.statuses.is_empty() =>
+            {
+                async {
+                    t.ensure_begun().await?;
+                    flush_households(t.conn()?, staged).await?;
+                    flush_unnest(t.conn()?, staged).await?;
+                    t.conn()?.execute("COMMIT").await?;
+                    Ok(())
+                }
+                .await
+            }
             // Not begun: the one statement is the transaction.
             WriteTx::Postgres(t) => match flush_unnest(t.conn()?, staged).await {
                 Ok(()) if t.begun => {
@@ -601,31 +641,6 @@ impl WriteTx {
         Ok(())
     }
 
-    pub async fn insert_household(&mut self, row: &HouseholdRow) -> Result<(), StoreError> {
-        let sql = "insert into household (household_id, ledger_id, head_name, head_id_number, township, village) \
-                   values ($1, $2, $3, $4, $5, $6)";
-        on_tx!(self, c => sqlx::query(sql)
-            .bind(&row.household_id).bind(&row.ledger_id).bind(&row.head_name)
-            .bind(&row.head_id_number).bind(&row.township).bind(&row.village)
-            .execute(c).await.map(|_| ())?);
-        Ok(())
-    }
-
-    pub async fn insert_status(
-        &mut self,
-        household_id: &str,
-        seq: i64,
-        entry: &StatusEntry,
-    ) -> Result<(), StoreError> {
-        let sql = "insert into household_status (household_id, seq, effective_date, status, reason) \
-                   values ($1, $2, $3, $4, $5)";
-        on_tx!(self, c => sqlx::query(sql)
-            .bind(household_id).bind(seq).bind(format_date(entry.effective_date))
-            .bind(entry.status.as_str()).bind(&entry.reason)
-            .execute(c).await.map(|_| ())?);
-        Ok(())
-    }
-
     pub async fn insert_policy(
         &mut self,
         ledger_id: &str,
@@ -739,6 +754,35 @@ pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, accoun
 /// changed loan had a stored row to update (`loanledger_require`, migration 0004): otherwise it
 /// fails as a whole ([`StoreError::Corrupt`], naming every such loan), as SQLite's commit does
 /// (which names the first).
+/// A group's households and status entries on PostgreSQL: one statement, each column bound
+/// as one array and expanded by `unnest`.
+async fn flush_households(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
+    let h = &staged.households;
+    let s = staged.status_rows();
+    sqlx::query(
+        "with h as (insert into household \
+         (household_id, ledger_id, head_name, head_id_number, township, village) \
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[])) \
+         insert into household_status (household_id, seq, effective_date, status, reason) \
+         select * from unnest($7::text[], $8::int8[], $9::text[], $10::text[], $11::text[])",
+    )
+    .bind(h.iter().map(|h| h.household_id.as_str()).collect::<Vec<_>>())
+    .bind(h.iter().map(|h| h.ledger_id.as_str()).collect::<Vec<_>>())
+    .bind(h.iter().map(|h| h.head_name.as_str()).collect::<Vec<_>>())
+    .bind(h.iter().map(|h| h.head_id_number.as_str()).collect::<Vec<_>>())
+    .bind(h.iter().map(|h| h.township.as_str()).collect::<Vec<_>>())
+    .bind(h.iter().map(|h| h.village.as_str()).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.1).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.2.as_str()).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.3).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.4).collect::<Vec<_>>())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
 async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
     let t = &staged.txns;
     let links = staged.link_rows();
