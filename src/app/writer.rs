@@ -374,9 +374,12 @@ struct Group {
     /// Registry rows read for the group's commands ([`Registry`]).
     registry: Registry,
     /// The households that the group's contracts, registrations and status changes name, read
-    /// at its start with their status series (`None`: not registered then), one statement for
+    /// at its start with their status series (`None`: not registered then), two statements for
     /// all where each command read its own. What the group registers or records of them is
     /// kept here (its rows are staged, and written at its commit), so its later commands see it.
+    /// The database does not hold those rows until then: a command that reads a household must
+    /// have it read here first ([`Writer::prefetch`] names each command's), or it would miss
+    /// what the group did to it.
     households: HashMap<String, Option<HouseholdView>>,
     /// The open loans of the households that the group's contracts name, as stored at its
     /// start: the group's own loans are written only at its commit, so a read later in the
@@ -1324,7 +1327,9 @@ impl Writer {
     }
 
     /// Reads what a group's commands will look up, with one statement per kind instead of one
-    /// per command: their request ids (with [`Lookup::First`]), and the loans they name.
+    /// per command: their request ids (with [`Lookup::First`]), the loans they name or their
+    /// contracts create or renew, and the households they name with the open loans of those
+    /// they contract for ([`Writer::prefetch_households`]).
     async fn prefetch(
         &mut self,
         tx: &mut WriteTx,
@@ -1403,8 +1408,10 @@ impl Writer {
         Ok(())
     }
 
-    /// A household as the group sees it: as read at the group's start if it has not changed
-    /// since (`households`: [`Group::households`]), else read in the transaction.
+    /// A household as the group sees it (`households`: [`Group::households`], read at its
+    /// start with what it did since). Read in the transaction should it not be there, which
+    /// [`Writer::prefetch`] avoids for every command that reads one: the transaction holds none
+    /// of the group's staged households and statuses.
     async fn household<'g>(
         tx: &mut WriteTx,
         households: &'g HashMap<String, Option<HouseholdView>>,
@@ -1952,8 +1959,8 @@ impl Writer {
         })
     }
 
-    /// Applies a planned effect (ledgers, banks, policy versions and LPR entries written now;
-    /// households, their statuses and loan states into the group) and builds the answer.
+    /// Applies a planned effect (ledgers, banks and policy versions written now; households,
+    /// their statuses and loan states into the group) and builds the answer.
     async fn apply(
         &self,
         tx: &mut WriteTx,

@@ -744,18 +744,10 @@ pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, accoun
     Fen(deltas.get(&(ledger_id.to_string(), account.to_string())).copied().unwrap_or(0))
 }
 
-/// PostgreSQL: every row of the group in one statement, a data-modifying `WITH` part per table,
-/// each column bound as one array and expanded by `unnest` (a fixed statement text whatever the
-/// group size, so it is prepared once; `unnest` measured 2.8x faster than multi-row `VALUES` in
-/// ../shared/STACK.md). One round trip instead of one per table; a table with no rows gets empty
-/// arrays. Its parts run against one snapshot, which suits them: each table is written once,
-/// new loans are inserted and existing ones updated (never both for one loan), and foreign keys
-/// are checked at the end of the statement. The statement requires of itself that every
-/// changed loan had a stored row to update (`loanledger_require`, migration 0004): otherwise it
-/// fails as a whole ([`StoreError::Corrupt`], naming every such loan), as SQLite's commit does
-/// (which names the first).
 /// A group's households and status entries on PostgreSQL: one statement, each column bound
-/// as one array and expanded by `unnest`.
+/// as one array and expanded by `unnest`, sent only for a group that registers households or
+/// records statuses (which has begun its transaction: it read its households first), before
+/// [`flush_unnest`]'s, whose new loans may name them.
 async fn flush_households(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
     let h = &staged.households;
     let s = staged.status_rows();
@@ -783,6 +775,17 @@ async fn flush_households(c: &mut PgConnection, staged: &Staged) -> Result<(), S
     Ok(())
 }
 
+/// PostgreSQL: every row of the group in one statement (but its households and status entries,
+/// [`flush_households`], written first when it has any), a data-modifying `WITH` part per table,
+/// each column bound as one array and expanded by `unnest` (a fixed statement text whatever the
+/// group size, so it is prepared once; `unnest` measured 2.8x faster than multi-row `VALUES` in
+/// ../shared/STACK.md). One round trip instead of one per table; a table with no rows gets empty
+/// arrays. Its parts run against one snapshot, which suits them: each table is written once,
+/// new loans are inserted and existing ones updated (never both for one loan), and foreign keys
+/// are checked at the end of the statement. The statement requires of itself that every
+/// changed loan had a stored row to update (`loanledger_require`, migration 0004): otherwise it
+/// fails as a whole ([`StoreError::Corrupt`], naming every such loan), as SQLite's commit does
+/// (which names the first).
 async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
     let t = &staged.txns;
     let links = staged.link_rows();
