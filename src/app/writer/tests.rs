@@ -267,6 +267,16 @@ fn registry_group(households: u32) -> Vec<(String, Command)> {
     commands
 }
 
+/// The groups that committed journal rows so far (a group's rows share its recorded time).
+async fn groups_committed(db: &Db) -> i64 {
+    crate::on_pool!(db, p => {
+        sqlx::query_scalar("select count(distinct recorded_at_us) from journal_txn")
+            .fetch_one(p)
+            .await
+            .unwrap()
+    })
+}
+
 /// One group, its commands queued before the writer runs (the test's runtime has one thread):
 /// the ledger, bank and households; a contract (which reads the bank, the policy versions and
 /// the LPR table); a policy version capping a household at 30,000 yuan; a contract of 50,000,
@@ -317,12 +327,7 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
     assert_eq!(rest[3], "ok", "the LPR entry");
     assert!(rest[4].contains("exceeds the LPR cap 0.03 in force"), "{}", rest[4]);
     assert_eq!(rest[5], "ok", "the contract within both");
-    let groups: i64 = crate::on_pool!(db, p => {
-        sqlx::query_scalar("select count(distinct recorded_at_us) from journal_txn")
-            .fetch_one(p)
-            .await
-            .unwrap()
-    });
+    let groups = groups_committed(db).await;
     assert_eq!(groups, 1, "the commands were one group");
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
@@ -414,12 +419,7 @@ async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
         let right = if expected == "ok" { text == "ok" } else { text.contains(expected) };
         assert!(right, "command {i}: {text:?}, expected {expected:?}");
     }
-    let groups: i64 = crate::on_pool!(db, p => {
-        sqlx::query_scalar("select count(distinct recorded_at_us) from journal_txn")
-            .fetch_one(p)
-            .await
-            .unwrap()
-    });
+    let groups = groups_committed(db).await;
     assert_eq!(groups, 3, "the registry, the first loans, then the commands above as one group");
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
