@@ -377,9 +377,9 @@ struct Group {
     /// at its start with their status series (`None`: not registered then), two statements for
     /// all where each command read its own. What the group registers or records of them is
     /// kept here (its rows are staged, and written at its commit), so its later commands see it.
-    /// The database does not hold those rows until then: a command that reads a household must
-    /// have it read here first ([`Writer::prefetch`] names each command's), or it would miss
-    /// what the group did to it.
+    /// The database does not hold those rows until then, so a household is read from here
+    /// only ([`Writer::prefetch`] names each command's; one it did not is a fault that fails
+    /// the group rather than a read that would miss what the group did to it).
     households: HashMap<String, Option<HouseholdView>>,
     /// The open loans of the households that the group's contracts name, as stored at its
     /// start: the group's own loans are written only at its commit, so a read later in the
@@ -1408,19 +1408,20 @@ impl Writer {
         Ok(())
     }
 
-    /// A household as the group sees it (`households`: [`Group::households`], read at its
-    /// start with what it did since). Read in the transaction should it not be there, which
-    /// [`Writer::prefetch`] avoids for every command that reads one: the transaction holds none
-    /// of the group's staged households and statuses.
-    async fn household<'g>(
-        tx: &mut WriteTx,
+    /// A household as the group sees it (`households`: [`Group::households`]): as read at its
+    /// start, with what the group did to it since. The transaction holds none of the group's staged
+    /// households and statuses, so a household [`Writer::prefetch`] did not read is not read
+    /// here either: that would be a fault of the writer, which fails the group.
+    fn household<'g>(
         households: &'g HashMap<String, Option<HouseholdView>>,
         household_id: &str,
-    ) -> Result<Option<Cow<'g, HouseholdView>>, AppError> {
-        Ok(match households.get(household_id) {
-            Some(read) => read.as_ref().map(Cow::Borrowed),
-            None => tx.household(household_id).await?.map(Cow::Owned),
-        })
+    ) -> Result<Option<&'g HouseholdView>, AppError> {
+        match households.get(household_id) {
+            Some(read) => Ok(read.as_ref()),
+            None => Err(AppError::Internal(format!(
+                "household {household_id} was not read for its group"
+            ))),
+        }
     }
 
     async fn head(
@@ -1687,7 +1688,7 @@ impl Writer {
                         DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
                     );
                 }
-                if Self::household(tx, &g.households, &household.household_id).await?.is_some() {
+                if Self::household(&g.households, &household.household_id)?.is_some() {
                     return Err(DomainError::Exists {
                         what: "household",
                         id: household.household_id.clone(),
@@ -1715,10 +1716,9 @@ impl Writer {
                 }
             }
             Command::SetHouseholdStatus { household_id, entry } => {
-                let household =
-                    Self::household(tx, &g.households, household_id).await?.ok_or_else(|| {
-                        DomainError::NotFound { what: "household", id: household_id.clone() }
-                    })?;
+                let household = Self::household(&g.households, household_id)?.ok_or_else(|| {
+                    DomainError::NotFound { what: "household", id: household_id.clone() }
+                })?;
                 let ledger_id = household.row.ledger_id.clone();
                 if !actor.administers_ledger(&ledger_id) {
                     return Err(deny_ledger(&ledger_id));
@@ -1804,11 +1804,9 @@ impl Writer {
                         DomainError::Exists { what: "loan", id: terms.loan_id.clone() }.into()
                     );
                 }
-                let household = Self::household(tx, &g.households, &terms.household_id)
-                    .await?
-                    .ok_or_else(|| DomainError::NotFound {
-                        what: "household",
-                        id: terms.household_id.clone(),
+                let household =
+                    Self::household(&g.households, &terms.household_id)?.ok_or_else(|| {
+                        DomainError::NotFound { what: "household", id: terms.household_id.clone() }
                     })?;
                 let policies = g.registry.policies(tx, &bank.ledger_id).await?;
                 let policy = in_force(&policies, terms.contract_date).map(|v| &v.params);
@@ -1819,12 +1817,14 @@ impl Writer {
                     terms.contract_date,
                 );
                 // The household's open loans as stored, with this group's changes on top.
-                let stored = match g.open_loans.get(&terms.household_id) {
-                    Some(stored) => stored.clone(),
-                    None => tx.open_loans_many(&[&terms.household_id]).await?,
-                };
+                let stored = g.open_loans.get(&terms.household_id).ok_or_else(|| {
+                    AppError::Internal(format!(
+                        "the open loans of household {} were not read for its group",
+                        terms.household_id
+                    ))
+                })?;
                 let mut open: HashMap<String, LoanState> =
-                    stored.into_iter().map(|l| (l.terms.loan_id.clone(), l)).collect();
+                    stored.iter().map(|l| (l.terms.loan_id.clone(), l.clone())).collect();
                 for (id, l) in &g.loans {
                     if l.terms.household_id == terms.household_id {
                         open.insert(id.clone(), l.clone());

@@ -522,13 +522,6 @@ impl WriteTx {
         Ok(on_tx!(self, c => sqlx::query_as(sql).bind(bank_id).fetch_optional(c).await?))
     }
 
-    pub async fn household(
-        &mut self,
-        household_id: &str,
-    ) -> Result<Option<HouseholdView>, StoreError> {
-        Ok(self.households_many(&[household_id]).await?.pop())
-    }
-
     /// Many households at once with their status series in recording order (those a group's
     /// commands name): two statements a chunk, where one household at a time took two each
     /// (a round trip each on PostgreSQL, a hand-off each to sqlx's thread on SQLite). A
