@@ -9,8 +9,9 @@
 //!   handle sqlx opened, which does not own it, with rusqlite's statement cache): each new
 //!   household and each status entry (first: new loans may name them), the journal row (its
 //!   postings in it), each loan link, each idempotency row, each new loan (whole), each changed
-//!   loan (its changing columns, by key), each balance delta (an upsert adding the delta). A row is bound straight from the staged group and stepped; nothing is copied into
-//!   an argument buffer first, and no statement text is built or parsed per group.
+//!   loan (its changing columns, by key), each balance delta (an upsert adding the delta). A
+//!   row is bound straight from the staged group and stepped; nothing is copied into an
+//!   argument buffer first, and no statement text is built or parsed per group.
 //! - **Why not sqlx.** Until BENCHMARKS-HISTORY.md change 44 the rows went through sqlx's driver as a
 //!   script of multi-row `VALUES` statements. Its handling of bound values (every value copied
 //!   into the driver's own argument list, then bound with a second copy, then the lists

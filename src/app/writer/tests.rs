@@ -4,11 +4,11 @@
 //! commits (counted by [`PLANNED_AHEAD`]). The settlement run sends only its pages' loan ids,
 //! so whatever the writer does not hold it reads itself, in either path.
 //!
-//! Also: the registry rows a group reads once for all its commands ([`super::Registry`]) are
-//! read again after the group writes to them, and the households it reads at its start
-//! ([`super::Group::households`]) are kept with what it registers or records of them; brief answers ([`super::Envelope::brief`]); a
-//! loan changed by a group and again by the group planned while that one commits; a settlement
-//! run over more loans than a page holds, and the same run retried.
+//! Also: the registry rows a group reads once for all its commands ([`super::Registry`]) are read
+//! again after the group writes to them, and the households it reads at its start
+//! ([`super::Group::households`]) are kept with what it registers or records of them; brief answers
+//! ([`super::Envelope::brief`]); a loan changed by a group and again by the group planned while
+//! that one commits; a settlement run over more loans than a page holds, and the same run retried.
 
 use super::{Envelope, WriterHandle, spawn};
 use crate::app::auth::{Principal, Role};
@@ -337,17 +337,18 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
 
 /// The households, open loans and loan ids that a group's contracts, registrations and status
 /// changes name are read once at the group's start ([`super::Group::households`],
-/// [`super::Group::open_loans`]), and what the group itself registers, changes or contracts
-/// (staged, written at its commit) is seen by its later commands. After two groups (households 1, 2 and 7, loans 1 and 7 of
-/// households 1 and 7), one group: loan 1 again (exists, as stored); loan 8 of household 7
-/// (over the cap with its stored loan 7, which no command of the group names);
-/// household 1 again (exists, as stored); household 3 registered, then a
-/// loan of it (accepted: read again after its registration), another (over the cap with the
-/// group's own loan) and loan 3 again (exists, the group's own); household 2 set not eligible
-/// from 2016-06-01, then a loan of it (refused: read again after the change); a loan of
-/// household 4, never registered (not found). Had the group kept what it read at its start,
-/// household 3's loan would be refused as unregistered and household 2's accepted; had it not
-/// put the stored and its own loans under the cap, the loans over it would be accepted.
+/// [`super::Group::open_loans`]), and what the group itself registers, records or contracts
+/// (staged, written at its commit) is seen by its later commands. After two groups (households 1, 2
+/// and 7, loans 1 and 7 of households 1 and 7), one group: loan 1 again (exists, as stored); loan 8
+/// of household 7 (over the cap with its stored loan 7, which no command of the group names);
+/// household 1 again (exists, as stored); household 3 registered, then a loan of it (accepted: the
+/// group keeps what it registers), another (over the cap with the group's own loan) and loan 3
+/// again (exists, the group's own); household 2 set not eligible from 2016-06-01, then a loan of it
+/// (refused: the group keeps the status it records), and the status change's answer with both
+/// entries; a loan of household 4, never registered (not found). Had the group seen only what it
+/// read at its start, household 3's loan would be refused as unregistered and household 2's
+/// accepted; had it not put the stored and its own loans under the cap, the loans over it would be
+/// accepted.
 async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
     db.migrate().await.unwrap();
     let (w, task) = spawn_writer(db);
