@@ -122,8 +122,8 @@ impl Db {
         &self,
         household_id: &str,
     ) -> Result<Option<HouseholdView>, StoreError> {
-        let sql = "select household_id, ledger_id, head_name, head_id_number, township, village \
-                   from household where household_id = $1";
+        let sql =
+            concat!("select ", household_columns!(), " from household where household_id = $1");
         let row: Option<HouseholdRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(household_id).fetch_optional(p).await?);
         let Some(row) = row else { return Ok(None) };

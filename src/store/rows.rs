@@ -43,6 +43,22 @@ pub struct HouseholdRow {
     pub village: String,
 }
 
+/// The `household` table's columns, in [`HouseholdRow`]'s order (for `concat!`).
+macro_rules! household_columns {
+    () => {
+        "household_id, ledger_id, head_name, head_id_number, township, village"
+    };
+}
+pub(crate) use household_columns;
+
+/// The `household_status` table's columns, in [`super::write::Staged::status_rows`]' order.
+macro_rules! status_columns {
+    () => {
+        "household_id, seq, effective_date, status, reason"
+    };
+}
+pub(crate) use status_columns;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StatusRow {
     pub effective_date: String,

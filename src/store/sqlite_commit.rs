@@ -63,7 +63,7 @@ use rusqlite::{CachedStatement, params};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::LockedSqliteHandle;
 
-use super::rows::{journal_columns, loan_columns};
+use super::rows::{household_columns, journal_columns, loan_columns, status_columns};
 use super::write::Staged;
 use super::{RequestSeen, StoreError, WriteConn};
 
@@ -87,12 +87,16 @@ const CHANGED_LOAN: &str = "update or rollback loan set status = ?2, disbursed_f
                             principal_outstanding_fen = ?4, principal_repaid_fen = ?5, \
                             interest_paid_fen = ?6, disbursed_on = ?7, last_value_date = ?8, \
                             servicing_json = ?9, last_seq = ?10 where loan_id = ?1";
-const HOUSEHOLD: &str = "insert or rollback into household \
-                         (household_id, ledger_id, head_name, head_id_number, township, village) \
-                         values (?1, ?2, ?3, ?4, ?5, ?6)";
-const STATUS: &str = "insert or rollback into household_status \
-                      (household_id, seq, effective_date, status, reason) \
-                      values (?1, ?2, ?3, ?4, ?5)";
+const HOUSEHOLD: &str = concat!(
+    "insert or rollback into household (",
+    household_columns!(),
+    ") values (?1, ?2, ?3, ?4, ?5, ?6)"
+);
+const STATUS: &str = concat!(
+    "insert or rollback into household_status (",
+    status_columns!(),
+    ") values (?1, ?2, ?3, ?4, ?5)"
+);
 const BALANCE: &str = "insert or rollback into account_balance (ledger_id, account, balance_fen) \
                        values (?1, ?2, ?3) on conflict (ledger_id, account) do update \
                        set balance_fen = account_balance.balance_fen + excluded.balance_fen";

@@ -533,10 +533,11 @@ impl WriteTx {
         let mut found = Vec::new();
         for chunk in household_ids.chunks(chunk_rows(1)) {
             let rows: Vec<HouseholdRow> = on_tx_built!(self, q, c => {
-                q.push(
-                    "select household_id, ledger_id, head_name, head_id_number, township, \
-                     village from household where household_id in (",
-                );
+                q.push(concat!(
+                    "select ",
+                    household_columns!(),
+                    " from household where household_id in ("
+                ));
                 push_list(&mut q, chunk);
                 q.push(")");
                 q.build_query_as().fetch_all(c).await?
@@ -744,14 +745,14 @@ pub fn delta_of(deltas: &HashMap<(String, String), i64>, ledger_id: &str, accoun
 async fn flush_households(c: &mut PgConnection, staged: &Staged) -> Result<(), StoreError> {
     let h = &staged.households;
     let s = staged.status_rows();
-    sqlx::query(
-        "with h as (insert into household \
-         (household_id, ledger_id, head_name, head_id_number, township, village) \
-         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::text[])) \
-         insert into household_status (household_id, seq, effective_date, status, reason) \
-         select * from unnest($7::text[], $8::int8[], $9::text[], $10::text[], $11::text[])",
-    )
+    sqlx::query(concat!(
+        "with h as (insert into household (",
+        household_columns!(),
+        ") select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[])) insert into household_status (",
+        status_columns!(),
+        ") select * from unnest($7::text[], $8::int8[], $9::text[], $10::text[], $11::text[])"
+    ))
     .bind(h.iter().map(|h| h.household_id.as_str()).collect::<Vec<_>>())
     .bind(h.iter().map(|h| h.ledger_id.as_str()).collect::<Vec<_>>())
     .bind(h.iter().map(|h| h.head_name.as_str()).collect::<Vec<_>>())
