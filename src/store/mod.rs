@@ -305,12 +305,11 @@ impl From<sqlx::Error> for StoreError {
                     || sqlite_busy
                 {
                     StoreError::Unavailable(e)
-                } else if db.is_unique_violation()
-                    && (db.constraint() == Some("idempotency_pkey")
-                        || db.message().contains(" idempotency.request_id"))
+                } else if (db.is_unique_violation() && db.constraint() == Some("idempotency_pkey"))
+                    || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                        && code.parse().is_ok_and(|c| sqlite_request_seen(c, db.message())))
                 {
-                    // PostgreSQL names the constraint; SQLite only its columns ("UNIQUE
-                    // constraint failed: idempotency.scope, idempotency.request_id").
+                    // PostgreSQL names the constraint; SQLite only its columns.
                     StoreError::RequestSeen(RequestSeen::Sqlx(e))
                 } else if code == REQUIRE_FAILED {
                     // A statement's own check failed (`loanledger_require`, PostgreSQL): the
@@ -323,6 +322,22 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Database(e),
         }
     }
+}
+
+/// Whether SQLite refused a row for a request id stored already: the idempotency key's own
+/// uniqueness ("UNIQUE constraint failed: idempotency.scope, idempotency.request_id", as
+/// `SQLITE_CONSTRAINT_PRIMARYKEY` for a rowid table's key, `_UNIQUE` for a unique index), or
+/// the append-only trigger that refuses a row under a stored key before it (migration 0006,
+/// `SQLITE_CONSTRAINT_TRIGGER`), whose message names the same columns. `extended_code`: SQLite's
+/// extended result code (sqlx and the writer's statements turn them on).
+pub(crate) fn sqlite_request_seen(extended_code: i32, message: &str) -> bool {
+    use rusqlite::ffi::{
+        SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_TRIGGER, SQLITE_CONSTRAINT_UNIQUE,
+    };
+    matches!(
+        extended_code,
+        SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_TRIGGER
+    ) && message.contains(" idempotency.request_id")
 }
 
 /// Pool sizes. One connection writes (the writer task); the rest serve reads. Eight readers keep

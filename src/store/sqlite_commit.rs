@@ -349,8 +349,8 @@ impl From<rusqlite::Error> for Failed {
 }
 
 impl From<Failed> for StoreError {
-    /// A request id stored already (the idempotency table's key: "UNIQUE constraint failed:
-    /// idempotency.scope, idempotency.request_id") is [`StoreError::RequestSeen`].
+    /// A request id stored already ([`super::sqlite_request_seen`]) is
+    /// [`StoreError::RequestSeen`].
     fn from(f: Failed) -> Self {
         match f {
             Failed::Sqlite(e @ rusqlite::Error::SqliteFailure(..)) if is_request_seen(&e) => {
@@ -364,15 +364,10 @@ impl From<Failed> for StoreError {
     }
 }
 
-/// The idempotency table's key refused a row: a uniqueness failure (SQLite reports the key of
-/// a rowid table as `SQLITE_CONSTRAINT_PRIMARYKEY`, a unique index as `_UNIQUE`; sqlx turns
-/// extended codes on for the connection) naming the request-id column.
+/// A row refused for a request id stored already ([`super::sqlite_request_seen`]).
 fn is_request_seen(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, Some(message))
-        if matches!(
-            f.extended_code,
-            rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY | rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-        ) && message.contains(" idempotency.request_id"))
+        if super::sqlite_request_seen(f.extended_code, message))
 }
 
 #[cfg(test)]

@@ -1727,6 +1727,44 @@ async fn journal_is_append_only(backend: Backend) {
             "refused by the append-only trigger: {sql}: {err}"
         );
     }
+    // An upsert is an update: refused on both backends.
+    let upsert = "insert into idempotency (scope, request_id, fingerprint, result_json, \
+                  ledger_id, seq) select scope, request_id, fingerprint, 'forged', ledger_id, seq \
+                  from idempotency where ledger_id = '450121' \
+                  on conflict (scope, request_id) do update set result_json = 'forged'";
+    let err = app.db.execute_raw(upsert).await.expect_err("the database must refuse the upsert");
+    assert!(err.to_string().contains("append-only"), "refused by a trigger: {err}");
+    if backend == Backend::Sqlite {
+        // SQLite's REPLACE deletes the row in its way without firing delete triggers: each
+        // append-only table refuses a row under a stored key, or a stored rowid.
+        let mut replaces: Vec<String> = [
+            "journal_txn",
+            "journal_loan",
+            "household_status",
+            "policy_version",
+            "lpr",
+            "idempotency",
+        ]
+        .iter()
+        .map(|table| format!("insert or replace into {table} select * from {table}"))
+        .collect();
+        replaces.push(
+            "replace into idempotency select scope, request_id, fingerprint, 'forged', \
+             ledger_id, seq from idempotency"
+                .into(),
+        );
+        replaces.push(
+            "insert or replace into journal_txn (rowid, ledger_id, seq, kind, value_date, \
+             recorded_at_us, actor, request_id, command_json, prev_hash, hash, postings) \
+             select rowid, 'ELSEWHERE', seq, kind, value_date, recorded_at_us, actor, \
+             request_id, command_json, prev_hash, hash, postings from journal_txn"
+                .into(),
+        );
+        for sql in &replaces {
+            let err = app.db.execute_raw(sql).await.expect_err(&format!("refused: {sql}"));
+            assert!(err.to_string().contains("append-only"), "refused by a trigger: {sql}: {err}");
+        }
+    }
     if backend == Backend::Postgres {
         for table in [
             "journal_txn",

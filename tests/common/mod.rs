@@ -433,7 +433,10 @@ impl TestApp {
     pub async fn drop_append_only_triggers(&self, table: &str) {
         let sql = match self.backend {
             Backend::Sqlite => {
-                format!("drop trigger {table}_no_update; drop trigger {table}_no_delete;")
+                format!(
+                    "drop trigger {table}_no_update; drop trigger {table}_no_delete; \
+                     drop trigger {table}_no_replace;"
+                )
             }
             Backend::Postgres => format!(
                 "drop trigger {table}_append_only on {table}; \
