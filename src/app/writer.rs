@@ -50,6 +50,7 @@ use super::command::{Command, JournalRef, Outcome, SettledTotals};
 use super::error::AppError;
 use super::servicing::loan_at_seq;
 use crate::collections::{HashMap, HashSet};
+use crate::domain::cap::CapLoan;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
@@ -58,7 +59,6 @@ use crate::domain::loan::{
     LoanCommand, LoanEvent, LoanState, OriginationContext, plan_origination,
 };
 use crate::domain::lpr::{LprEntry, TenorBucket, lpr_on};
-use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyVersion, default_versions, in_force};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, to_hex};
 use crate::ledger::loan_postings::loan_postings;
@@ -1850,22 +1850,15 @@ impl Writer {
                         .into());
                     }
                 }
-                // A loan renewed by another open loan (or by this one) counts once: the renewal
-                // replaces it against the cap.
-                let renewed: HashSet<&str> = open
+                let household_open_loans: Vec<CapLoan<'_>> = open
                     .values()
                     .filter(|l| l.status.is_open())
-                    .filter_map(|l| l.terms.renews_loan_id.as_deref())
-                    .chain(terms.renews_loan_id.as_deref())
+                    .map(|l| CapLoan {
+                        loan_id: &l.terms.loan_id,
+                        renews: l.terms.renews_loan_id.as_deref(),
+                        principal: l.terms.principal_fen,
+                    })
                     .collect();
-                let household_open_principal = Fen::checked_sum(
-                    open.values()
-                        .filter(|l| {
-                            l.status.is_open() && !renewed.contains(l.terms.loan_id.as_str())
-                        })
-                        .map(|l| l.terms.principal_fen),
-                )
-                .ok_or_else(|| DomainError::Overflow { field: "principal_fen".into() })?;
                 let mut terms = terms.clone();
                 terms.ledger_id = bank.ledger_id.clone();
                 let ctx = OriginationContext {
@@ -1874,7 +1867,7 @@ impl Writer {
                     household_statuses: &household.statuses,
                     policy,
                     lpr_cap,
-                    household_open_principal,
+                    household_open_loans: &household_open_loans,
                 };
                 let event = plan_origination(&terms, &ctx)?;
                 let LoanEvent::Created { terms } = &event else {

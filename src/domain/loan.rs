@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use rust_decimal::Decimal;
 
+use super::cap::{self, CapLoan};
 use super::date::{BusinessDate, add_months, age_on, format_date, iso};
 use super::error::{DomainError, Reason};
 use super::household::{StatusEntry, status_on};
@@ -671,9 +672,9 @@ pub struct OriginationContext<'a> {
     pub policy: Option<&'a PolicyParams>,
     /// The LPR of the contract's tenor bucket in force on the contract date, if any.
     pub lpr_cap: Option<AnnualRate>,
-    /// Contract principal of the household's open programme loans (renewals and extensions of
-    /// a loan count once).
-    pub household_open_principal: Fen,
+    /// The household's open programme loans (the contract's own aside), as the cap counts them
+    /// ([`super::cap`]: a renewal counts once with the loan it renews).
+    pub household_open_loans: &'a [CapLoan<'a>],
 }
 
 /// Checks a new contract against the programme rules in force on its contract date.
@@ -751,24 +752,25 @@ pub fn plan_origination(
         )
         .with("lpr_cap", cap));
     }
-    let after = ctx
-        .household_open_principal
-        .checked_add(terms.principal_fen)
-        .ok_or_else(|| DomainError::Overflow { field: "principal_fen".into() })?;
+    let overflow = || DomainError::Overflow { field: "principal_fen".into() };
+    let contract = CapLoan {
+        loan_id: &terms.loan_id,
+        renews: terms.renews_loan_id.as_deref(),
+        principal: terms.principal_fen,
+    };
+    let after = cap::counted_with(ctx.household_open_loans, contract).ok_or_else(overflow)?;
     let household_cap = policy.household_cap();
     if after > household_cap {
-        let room = household_cap
-            .checked_sub(ctx.household_open_principal)
-            .unwrap_or(Fen::ZERO)
-            .max(Fen::ZERO);
+        let before = cap::counted(ctx.household_open_loans).ok_or_else(overflow)?;
+        let room = cap::room(ctx.household_open_loans, contract, household_cap);
         return Err(DomainError::refused(
             Reason::HouseholdCapExceeded,
             format!(
-                "household {} would owe {after} yuan of programme principal, over the cap of {household_cap}; at most {room} more may be lent",
+                "household {} would owe {after} yuan of programme principal, over the cap of {household_cap}; this contract may lend at most {room}",
                 terms.household_id
             ),
         )
-        .with("household_open_principal_fen", ctx.household_open_principal.0)
+        .with("household_open_principal_fen", before.0)
         .with("available_fen", room.0));
     }
     Ok(LoanEvent::Created {

@@ -6,6 +6,7 @@
 
 pub mod arrears;
 pub mod calendar;
+pub mod cap;
 pub mod date;
 pub mod error;
 pub mod event;

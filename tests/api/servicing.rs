@@ -27,6 +27,7 @@ on_both_backends!(
     overdue_penalty_and_recovery,
     extension,
     renewal,
+    a_small_renewal_keeps_its_parent_counted,
     early_payoff,
     batch_with_bad_items,
     misuse,
@@ -840,6 +841,52 @@ async fn renewal(backend: Backend) {
             .collect::<Vec<_>>(),
         vec![(parent.clone(), String::new()), (loan_id("N2"), parent.clone())]
     );
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A renewal counts once with its parent, at the larger of the two: a renewal of 1 fen does not
+/// free the parent's principal for a new loan while the parent is open. Two renewals of one
+/// loan add up, each lent in full.
+async fn a_small_renewal_keeps_its_parent_counted(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let parent = disbursed(&app, &t, "S1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let mut loans = app.loans(&t.bank);
+    let contract = |contract_number: &str, renews: &str, principal_fen: i64| {
+        let mut req = standard_loan(contract_number, HOUSEHOLD);
+        req.contract_date = "2022-01-25".into();
+        req.annual_rate = "0.037".into();
+        req.renews_loan_id = renews.into();
+        req.principal_fen = principal_fen;
+        req
+    };
+    let refused = |answer: Result<tonic::Response<pb::LoanResponse>, tonic::Status>,
+                   open: &str,
+                   available: &str| {
+        let refused = expect_refused(answer, "HOUSEHOLD_CAP_EXCEEDED");
+        assert_eq!(
+            metadata(&refused, "household_open_principal_fen").as_deref(),
+            Some(open),
+            "{refused:?}"
+        );
+        assert_eq!(metadata(&refused, "available_fen").as_deref(), Some(available), "{refused:?}");
+    };
+
+    let small = app.create_loan(&t.bank, contract("S2", &parent, 1)).await;
+    assert_eq!(loan(&small).renews_loan_id, parent);
+    // The household still owes the parent's 50,000 yuan against its cap.
+    refused(loans.create_loan(contract("S3", "", 4_999_999)).await, "5000000", "0");
+    // A second renewal of the parent may lend what the first left of it.
+    refused(loans.create_loan(contract("S3", &parent, 5_000_000)).await, "5000000", "4999999");
+    app.create_loan(&t.bank, contract("S3", &parent, 4_999_999)).await;
+    refused(loans.create_loan(contract("S4", &parent, 1)).await, "5000000", "0");
+
+    // Paid off, the parent counts no more: its renewals count by themselves.
+    app.pay_off(&t.bank, &parent, "2022-01-25").await;
+    refused(loans.create_loan(contract("S4", "", 2)).await, "5000000", "0");
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
