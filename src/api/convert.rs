@@ -288,15 +288,18 @@ pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
 }
 
 fn decimal(field: &str, value: &str) -> Result<rust_decimal::Decimal, Status> {
-    use std::str::FromStr;
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(invalid(field, "is not a non-negative decimal such as \"0.5\""));
     }
     // Normalised ("0.50" is "0.5"), so that equal policies are recorded, fingerprinted and
     // answered alike.
-    rust_decimal::Decimal::from_str(value)
-        .map(|d| d.normalize())
-        .map_err(|_| invalid(field, "is not a decimal"))
+    // Exact: past the 28 decimal places a decimal holds, `from_str` would round.
+    rust_decimal::Decimal::from_str_exact(value).map(|d| d.normalize()).map_err(|e| match e {
+        rust_decimal::Error::Underflow => {
+            invalid(field, "has more decimal places than a decimal holds (28)")
+        }
+        _ => invalid(field, "is not a decimal"),
+    })
 }
 
 pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status> {

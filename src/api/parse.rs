@@ -52,8 +52,27 @@ pub fn date(field: &str, value: &str) -> Result<BusinessDate, Status> {
     if value.is_empty() {
         return Err(invalid(field, "is required (YYYY-MM-DD)"));
     }
-    parse_date(value)
-        .ok_or_else(|| invalid(field, format!("is not a date in the form YYYY-MM-DD: {value:?}")))
+    parse_date(value).ok_or_else(|| {
+        invalid(field, format!("is not a date in the form YYYY-MM-DD: {}", shown(value)))
+    })
+}
+
+/// Characters of a refused value an error message shows at most.
+const SHOWN_CHARS_MAX: usize = 32;
+
+/// A refused value as an error message shows it: quoted, its first [`SHOWN_CHARS_MAX`]
+/// characters and how many more there were. The message goes out twice in the answer's
+/// trailers (`grpc-message` and the BadRequest details): a whole line of a file sent as a date,
+/// echoed, passed the size of trailers clients accept, and the client saw the call fail
+/// (tonic's as `UNAVAILABLE`) instead of the field named.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS_MAX) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => {
+            let more = value[cut..].chars().count();
+            format!("{:?} and {more} more characters", &value[..cut])
+        }
+    }
 }
 
 pub fn optional_date(field: &str, value: &str) -> Result<Option<BusinessDate>, Status> {
@@ -84,4 +103,18 @@ pub fn enumeration<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status
         return Err(invalid(field, "is required"));
     }
     E::try_from(value).map_err(|_| invalid(field, format!("has unknown value {value}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_values_are_shown_short() {
+        assert_eq!(shown("2021-02-30"), r#""2021-02-30""#);
+        let long = "日".repeat(40);
+        assert_eq!(shown(&long), format!("{:?} and 8 more characters", "日".repeat(32)));
+        let message = date("value_date", &"x".repeat(100_000)).expect_err("not a date");
+        assert!(message.message().len() < 120, "{}", message.message());
+    }
 }

@@ -6,7 +6,6 @@
 //! and rounded once, at settlement.
 
 use std::fmt;
-use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
@@ -50,7 +49,12 @@ impl AnnualRate {
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
             return Err(RateError::NotDecimal);
         }
-        let value = Decimal::from_str(text).map_err(|_| RateError::NotDecimal)?;
+        // Exact: past the 28 decimal places a decimal holds, `from_str` would round (a rate of
+        // 0.0385 and a 1 in the 32nd place read as 0.0385, a tiny negative one as 0).
+        let value = Decimal::from_str_exact(text).map_err(|e| match e {
+            rust_decimal::Error::Underflow => RateError::TooPrecise,
+            _ => RateError::NotDecimal,
+        })?;
         Self::new(value)
     }
 
@@ -104,6 +108,15 @@ mod tests {
         assert_eq!(AnnualRate::parse("3.85"), Err(RateError::OutOfRange));
         assert_eq!(AnnualRate::parse("-0.01"), Err(RateError::OutOfRange));
         assert_eq!(AnnualRate::parse("0.000000001"), Err(RateError::TooPrecise));
+        // Past a decimal's 28 places: refused, not rounded to 0.0385 or to 0.
+        assert_eq!(
+            AnnualRate::parse("0.03850000000000000000000000000001"),
+            Err(RateError::TooPrecise)
+        );
+        assert_eq!(
+            AnnualRate::parse("-0.00000000000000000000000000001"),
+            Err(RateError::TooPrecise)
+        );
     }
 
     #[test]

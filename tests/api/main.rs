@@ -615,6 +615,25 @@ async fn malformed_input(backend: Backend) {
         ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "abc".into())),
         ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = String::new())),
         ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "-0.01".into())),
+        // Past the 28 decimal places a decimal holds: refused, not rounded to 0.0385 or to 0.
+        (
+            "annual_rate",
+            Box::new(|r: &mut pb::CreateLoanRequest| {
+                r.annual_rate = "0.03850000000000000000000000000001".into()
+            }),
+        ),
+        (
+            "annual_rate",
+            Box::new(|r: &mut pb::CreateLoanRequest| {
+                r.annual_rate = "-0.00000000000000000000000000001".into()
+            }),
+        ),
+        // A whole line of a file sent as a date: named, not echoed whole (the answer's trailers
+        // would pass what clients take, and the client would see the call fail otherwise).
+        (
+            "contract_date",
+            Box::new(|r: &mut pb::CreateLoanRequest| r.contract_date = "2021-01-25;".repeat(2_000)),
+        ),
         (
             "borrower_id_number",
             Box::new(|r: &mut pb::CreateLoanRequest| {
