@@ -60,8 +60,15 @@ impl AuditService for Api {
                 actor.actor()
             )));
         }
+        // A seq is a positive 64-bit signed integer: each bound past it is named.
+        const SEQ_MAX: u64 = i64::MAX as u64;
+        for (field, seq) in [("from_seq", from_seq), ("to_seq", to_seq)] {
+            if seq > SEQ_MAX {
+                return Err(super::error::invalid(field, format!("must be at most {SEQ_MAX}")));
+            }
+        }
         let from = from_seq.max(1);
-        let to = if to_seq == 0 { i64::MAX as u64 } else { to_seq };
+        let to = if to_seq == 0 { SEQ_MAX } else { to_seq };
         if to < from {
             return Err(super::error::invalid("to_seq", "must not be below from_seq"));
         }

@@ -275,6 +275,10 @@ impl LoanService for Api {
             ScheduleError::NonPositivePrincipal => invalid("principal_fen", e),
             other => invalid("principal_fen", format!("cannot be scheduled: {other}")),
         })?;
+        // Dates are answered as YYYY-MM-DD: a schedule past year 9999 has none to show.
+        if chrono::Datelike::year(&schedule.maturity) > 9999 {
+            return Err(invalid("disbursement_date", "gives a schedule past 9999-12-31"));
+        }
         Ok(Response::new(schedule_to_pb(&schedule)?))
     }
 

@@ -346,6 +346,13 @@ async fn full_flow(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(slice.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![2, 3]);
+    // Bounds past a seq's range, or the wrong way round, are refused naming the field.
+    for (from_seq, to_seq, field) in
+        [(u64::MAX, 0, "from_seq"), (1, u64::MAX, "to_seq"), (3, 2, "to_seq")]
+    {
+        let request = pb::ReadJournalRequest { ledger_id: LEDGER.into(), from_seq, to_seq };
+        expect_invalid(app.audit(&auditor).read_journal(request).await, field);
+    }
 
     let v = app.verify(&auditor).await;
     assert!(v.ok, "verify: {v:?}");
