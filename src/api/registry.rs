@@ -243,7 +243,7 @@ impl RegistryService for Api {
         let version = in_force(&versions, as_of).ok_or_else(|| {
             Status::not_found(format!("no policy of ledger {ledger_id} is in force on {as_of}"))
         })?;
-        Ok(Response::new(policy_to_pb(&ledger_id, version)))
+        Ok(Response::new(policy_to_pb(&ledger_id, &version)))
     }
 
     async fn list_policies(
@@ -254,8 +254,14 @@ impl RegistryService for Api {
         let pb::ListPoliciesRequest { ledger_id } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
+        // Each version as in force from its date (a seeded step of the subsidy ratio with the
+        // parameters it keeps from the version before it).
         Ok(Response::new(pb::ListPoliciesResponse {
-            versions: versions.iter().map(|v| policy_to_pb(&ledger_id, v)).collect(),
+            versions: versions
+                .iter()
+                .filter_map(|v| in_force(&versions, v.effective_date))
+                .map(|v| policy_to_pb(&ledger_id, &v))
+                .collect(),
         }))
     }
 

@@ -1809,7 +1809,8 @@ impl Writer {
                         DomainError::NotFound { what: "household", id: terms.household_id.clone() }
                     })?;
                 let policies = g.registry.policies(tx, &bank.ledger_id).await?;
-                let policy = in_force(&policies, terms.contract_date).map(|v| &v.params);
+                let version = in_force(&policies, terms.contract_date);
+                let policy = version.as_ref().map(|v| &v.params);
                 let lpr = g.registry.lpr(tx).await?;
                 let lpr_cap = lpr_on(
                     &lpr,

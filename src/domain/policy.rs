@@ -3,7 +3,10 @@
 //! The version in force on a date is the one with the latest effective date on or before it.
 //! Eligibility, caps and the rate cap follow the contract date; subsidy ratios follow the accrual
 //! date. A new ledger is seeded with [`default_versions`]: the national defaults of the 2014
-//! guideline (国开办发〔2014〕78号) and the ratio step of 2024.
+//! guideline (国开办发〔2014〕78号) and the ratio step of 2024. That step is a change of the
+//! subsidy ratio alone: in force, it keeps every other parameter of the version before it
+//! ([`in_force`]), so that a finance office's own version from before 2024 is not undone on
+//! 2024-01-01 by the national defaults the step was recorded with.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -131,9 +134,28 @@ pub fn default_versions() -> Vec<PolicyVersion> {
     ]
 }
 
-/// The version in force on `date`.
-pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<&PolicyVersion> {
-    versions.iter().filter(|v| v.effective_date <= date).max_by_key(|v| v.effective_date)
+/// The seeded versions after the first ([`default_versions`]): changes of the subsidy ratio.
+static RATIO_STEPS: std::sync::LazyLock<Vec<PolicyVersion>> =
+    std::sync::LazyLock::new(|| default_versions().split_off(1));
+
+/// The version in force on `date`: the one with the latest effective date on or before it, but
+/// a seeded step of the subsidy ratio (a version equal to one of [`default_versions`] after the
+/// first) changes only the ratio of the version in force before it. A ledger's version on a
+/// step's date is always the seeded one: every ledger is seeded when it is created, and a second
+/// version on a date is refused.
+pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<PolicyVersion> {
+    let mut dated: Vec<&PolicyVersion> =
+        versions.iter().filter(|v| v.effective_date <= date).collect();
+    dated.sort_by_key(|v| v.effective_date);
+    dated.into_iter().fold(None, |before: Option<PolicyVersion>, v| {
+        Some(match before {
+            Some(before) if RATIO_STEPS.contains(v) => PolicyVersion {
+                effective_date: v.effective_date,
+                params: PolicyParams { subsidy_ratio: v.params.subsidy_ratio, ..before.params },
+            },
+            _ => v.clone(),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -151,6 +173,33 @@ mod tests {
         assert_eq!(on("2014-12-09"), None);
         assert_eq!(on("2023-12-31"), Some(Decimal::ONE));
         assert_eq!(on("2024-01-01"), Some(Decimal::new(7, 1)));
+    }
+
+    /// The ratio step of 2024 keeps a finance office's own parameters from before it; a version
+    /// after it is taken whole.
+    #[test]
+    fn the_ratio_step_changes_the_ratio_alone() {
+        let day = |d| parse_date(d).unwrap();
+        let local = PolicyParams {
+            household_principal_cap_fen: 3_000_000,
+            grace_days: 5,
+            subsidy_ratio: Decimal::new(9, 1),
+            ..PolicyParams::default()
+        };
+        let mut versions = default_versions();
+        versions.push(PolicyVersion { effective_date: day("2022-01-01"), params: local.clone() });
+        let in_2024 = in_force(&versions, day("2024-06-01")).unwrap();
+        assert_eq!(in_2024.effective_date, day("2024-01-01"));
+        assert_eq!(in_2024.params, PolicyParams { subsidy_ratio: Decimal::new(7, 1), ..local });
+        assert_eq!(in_force(&versions, day("2023-12-31")).unwrap().params.grace_days, 5);
+        let later = PolicyParams { grace_days: 2, ..PolicyParams::default() };
+        versions.push(PolicyVersion { effective_date: day("2024-03-01"), params: later.clone() });
+        assert_eq!(in_force(&versions, day("2024-06-01")).unwrap().params, later);
+        // Without a version of the office's own, the step is the seeded version as stored.
+        assert_eq!(
+            in_force(&default_versions(), day("2024-06-01")).as_ref(),
+            default_versions().get(1)
+        );
     }
 
     #[test]

@@ -1956,6 +1956,18 @@ async fn policy_versions(backend: Backend) {
     let dates: Vec<&str> = listed.versions.iter().map(|v| v.effective_date.as_str()).collect();
     assert_eq!(dates, ["2014-12-10", "2022-01-01", "2024-01-01"], "the defaults and this one");
     assert_eq!(listed.versions[1], version);
+    // The seeded step of 2024 changes the subsidy ratio alone: the office's own grace days and
+    // eligible statuses stay in force past it, listed and answered alike.
+    let stepped = registry.get_policy(get("2024-06-01")).await.expect("GetPolicy").into_inner();
+    assert_eq!(stepped.effective_date, "2024-01-01");
+    assert_eq!(
+        stepped.params,
+        Some(pb::PolicyParams {
+            subsidy_ratio: "0.7".into(),
+            ..params("0.5", vec![poor, exited, monitored], 5)
+        })
+    );
+    assert_eq!(listed.versions[2], stepped);
 
     // Contracted under it (the 1-year LPR from 2022-01-20 is 3.70%): the interest settled on
     // 2022-03-20 is overdue from 03-26, after five days of grace.
@@ -1968,6 +1980,17 @@ async fn policy_versions(backend: Backend) {
     let on = |date: &'static str| app.get_loan_as_of(&t.bank, &id, date);
     assert_eq!(on("2022-03-25").await.days_overdue, 0);
     assert_eq!(on("2022-03-26").await.days_overdue, 1);
+    // Contracted in 2024 (the 1-year LPR from 2023-08-21 is 3.45%): the same five days of grace.
+    let contract = pb::CreateLoanRequest {
+        annual_rate: "0.0345".into(),
+        ..standard_loan_on("G2", "H-G2", "2024-01-25")
+    };
+    app.register_household(&t.finance, "H-G2", "19800517").await;
+    let id = loan(&app.create_loan(&t.bank, contract).await).loan_id.clone();
+    app.disburse(&t.bank, &id, "2024-01-25").await;
+    let on = |date: &'static str| app.get_loan_as_of(&t.bank, &id, date);
+    assert_eq!(on("2024-03-25").await.days_overdue, 0);
+    assert_eq!(on("2024-03-26").await.days_overdue, 1);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
