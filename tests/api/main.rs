@@ -1729,8 +1729,13 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The database itself refuses UPDATE and DELETE on journal rows (their postings in them), and
-/// postings cannot be written on their own: `posting` is a view of the journal's.
+/// The tables whose rows are never changed nor removed once written.
+const APPEND_ONLY_TABLES: [&str; 6] =
+    ["journal_txn", "journal_loan", "household_status", "policy_version", "lpr", "idempotency"];
+
+/// The database itself refuses UPDATE and DELETE on journal rows (their postings in them), an
+/// upsert, and on SQLite a REPLACE, of the append-only tables' rows; postings cannot be written
+/// on their own: `posting` is a view of the journal's.
 async fn journal_is_append_only(backend: Backend) {
     let Some((app, t, _)) = with_disbursed_loan(backend).await else {
         return;
@@ -1763,17 +1768,10 @@ async fn journal_is_append_only(backend: Backend) {
     if backend == Backend::Sqlite {
         // SQLite's REPLACE deletes the row in its way without firing delete triggers: each
         // append-only table refuses a row under a stored key, or a stored rowid.
-        let mut replaces: Vec<String> = [
-            "journal_txn",
-            "journal_loan",
-            "household_status",
-            "policy_version",
-            "lpr",
-            "idempotency",
-        ]
-        .iter()
-        .map(|table| format!("insert or replace into {table} select * from {table}"))
-        .collect();
+        let mut replaces: Vec<String> = APPEND_ONLY_TABLES
+            .iter()
+            .map(|table| format!("insert or replace into {table} select * from {table}"))
+            .collect();
         replaces.push(
             "replace into idempotency select scope, request_id, fingerprint, 'forged', \
              ledger_id, seq from idempotency"
@@ -1792,14 +1790,7 @@ async fn journal_is_append_only(backend: Backend) {
         }
     }
     if backend == Backend::Postgres {
-        for table in [
-            "journal_txn",
-            "journal_loan",
-            "household_status",
-            "policy_version",
-            "lpr",
-            "idempotency",
-        ] {
+        for table in APPEND_ONLY_TABLES {
             let sql = format!("truncate {table} cascade");
             let err = app
                 .db
