@@ -1141,6 +1141,13 @@ impl Writer {
         tracing::warn!(error = %e, "group failed; retrying its commands one by one");
         let mut results = Vec::with_capacity(group.len());
         for env in group {
+            // The database went away meanwhile: the commands not yet run are answered so at
+            // once, as above, rather than each after retries of its own.
+            if let Some(Err(AppError::Unavailable(m))) = results.last() {
+                let away = AppError::Unavailable(m.clone());
+                results.push(Err(away));
+                continue;
+            }
             let one = self.try_group(std::slice::from_ref(env), Lookup::First).await;
             results.push(match one {
                 Ok(mut r) => {

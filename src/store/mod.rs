@@ -291,15 +291,21 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
             sqlx::Error::Database(db) => {
-                // PostgreSQL: 08xxx connection exceptions, 57P01 admin shutdown, 40001
-                // serialization failure and 40P01 deadlock are retryable. SQLite: SQLITE_BUSY (5)
+                // PostgreSQL: 08xxx connection exceptions, 57P01 admin shutdown, 57P03 cannot
+                // connect now (starting up or recovering), 53xxx insufficient resources (too
+                // many connections, disk full, out of memory), 40001 serialization failure
+                // and 40P01 deadlock are retryable (the writer connects directly, without the
+                // pool's own retries of 57P03 and 53300). SQLite: SQLITE_BUSY (5)
                 // and SQLITE_LOCKED (6), with their extended codes (sqlx reports the extended
                 // code: SQLITE_BUSY_RECOVERY is 261, SQLITE_BUSY_SNAPSHOT 517, ...).
                 let code = db.code().unwrap_or_default();
                 let sqlite_busy = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
                     && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+                let postgres = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some();
                 if code.starts_with("08")
                     || code == "57P01"
+                    || code == "57P03"
+                    || (postgres && code.starts_with("53"))
                     || code == "40001"
                     || code == "40P01"
                     || sqlite_busy
@@ -753,5 +759,21 @@ mod tests {
         let sqlx::Error::Database(db) = &e else { panic!("{e:?}") };
         assert_eq!(db.code().as_deref(), Some("517"), "{e:?}");
         assert!(StoreError::from(e).is_unavailable());
+    }
+
+    /// PostgreSQL starting up (57P03) or short of resources (53xxx: too many connections, disk
+    /// full, out of memory) is retryable: the writer connects without the pool's retries.
+    /// Another error is not.
+    #[tokio::test]
+    async fn postgres_starting_up_or_short_of_resources_is_unavailable() {
+        let Some(scratch) = fresh_postgres().await else { return };
+        let Db::Postgres(pool, _) = &scratch.db else { unreachable!() };
+        for (code, unavailable) in
+            [("57P03", true), ("53300", true), ("53100", true), ("22012", false), ("57014", false)]
+        {
+            let raise = format!("do $$ begin raise exception using errcode = '{code}'; end $$");
+            let e = sqlx::raw_sql(sqlx::AssertSqlSafe(raise)).execute(pool).await.unwrap_err();
+            assert_eq!(StoreError::from(e).is_unavailable(), unavailable, "{code}");
+        }
     }
 }
