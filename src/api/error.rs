@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::app::error::AppError;
-use crate::domain::error::DomainError;
+use crate::app::error::{AppError, Refusal, RefusalCode};
 
 pub const ERROR_DOMAIN: &str = "loanledger.v1";
 
@@ -25,25 +24,11 @@ pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
 }
 
 pub fn status(e: AppError) -> Status {
+    if let Some(refusal) = e.refusal() {
+        return refused(refusal);
+    }
     match e {
-        AppError::Domain(d) => match d {
-            DomainError::Invalid { field, message } => invalid(&field, message),
-            DomainError::Overflow { field } => {
-                invalid(&field, "makes an amount overflow 64-bit fen")
-            }
-            DomainError::NotFound { .. } => Status::not_found(d.to_string()),
-            DomainError::Exists { .. } => Status::already_exists(d.to_string()),
-            DomainError::Refused { reason, message, metadata } => {
-                let metadata: HashMap<String, String> = metadata.into_iter().collect();
-                Status::with_error_details(
-                    Code::FailedPrecondition,
-                    format!("{}: {message}", reason.code()),
-                    ErrorDetails::with_error_info(reason.code(), ERROR_DOMAIN, metadata),
-                )
-            }
-        },
         AppError::Unauthenticated => Status::unauthenticated("missing or unknown bearer token"),
-        AppError::PermissionDenied(m) => Status::permission_denied(m),
         AppError::RequestIdReused(id) => Status::with_error_details(
             Code::AlreadyExists,
             format!("request_id {id} was already used for a different request"),
@@ -54,5 +39,37 @@ pub fn status(e: AppError) -> Status {
             tracing::error!(detail, "internal error");
             Status::internal(crate::app::error::INTERNAL_TEXT)
         }
+        // Refusals, above.
+        AppError::Domain(_) | AppError::PermissionDenied(_) | AppError::Refused(_) => {
+            Status::internal(crate::app::error::INTERNAL_TEXT)
+        }
+    }
+}
+
+/// A refusal's status: the same whether given the first time or again from its record.
+fn refused(r: Refusal) -> Status {
+    let code = match r.code {
+        RefusalCode::InvalidArgument => Code::InvalidArgument,
+        RefusalCode::FailedPrecondition => Code::FailedPrecondition,
+        RefusalCode::NotFound => Code::NotFound,
+        RefusalCode::AlreadyExists => Code::AlreadyExists,
+        RefusalCode::PermissionDenied => Code::PermissionDenied,
+    };
+    match (r.field, r.reason) {
+        (Some(field), _) => Status::with_error_details(
+            code,
+            r.message.clone(),
+            ErrorDetails::with_bad_request_violation(field, r.message),
+        ),
+        (None, Some(reason)) => Status::with_error_details(
+            code,
+            r.message,
+            ErrorDetails::with_error_info(
+                reason,
+                ERROR_DOMAIN,
+                r.metadata.into_iter().collect::<HashMap<_, _>>(),
+            ),
+        ),
+        (None, None) => Status::new(code, r.message),
     }
 }

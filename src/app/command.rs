@@ -248,6 +248,11 @@ pub enum Outcome {
     /// instead of a whole loan state. Also the answer to a caller that asked for brief answers
     /// (a settlement run sums what was settled; a batch answers each item with its loan's
     /// principal outstanding), given as stored when asked again.
+    /// A refusal, as recorded under the request id (never an answer of its own: the writer
+    /// gives it again as the error it was).
+    Refused {
+        refusal: crate::app::error::Refusal,
+    },
     LoanRef {
         loan_id: String,
         entry: JournalRef,

@@ -20,6 +20,42 @@ pub enum AppError {
     /// A fault of the service; the detail is logged, the caller gets a generic message.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A refusal given again from its record under the request id ([`Refusal`]).
+    #[error("{}", .0.message)]
+    Refused(Refusal),
+}
+
+/// A refusal as its caller gets it, recorded under the request id like any answer (DESIGN.md:
+/// same request id and same content, the same answer again), so that a retry is refused the
+/// same way even once the command would pass (a repayment refused before its loan was paid
+/// out, then retried after it, must not post what the bank has meanwhile booked under another
+/// id). The gRPC code and message, with the `ErrorInfo` reason and metadata or the
+/// `BadRequest` field of the first answer. Failures of the service (`UNAVAILABLE`, `INTERNAL`)
+/// are no answers and are not recorded: the command may be tried again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    pub code: RefusalCode,
+    pub message: String,
+    /// `ErrorInfo.reason` (a `FAILED_PRECONDITION`'s stable code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `ErrorInfo.metadata`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<(String, String)>,
+    /// The `BadRequest` field of an `INVALID_ARGUMENT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The gRPC codes of refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    InvalidArgument,
+    FailedPrecondition,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
 }
 
 impl From<StoreError> for AppError {
@@ -40,5 +76,50 @@ pub const INTERNAL_TEXT: &str = "internal error; the detail is in the server log
 impl AppError {
     pub fn denied(message: impl Into<String>) -> Self {
         AppError::PermissionDenied(message.into())
+    }
+
+    /// This error as its caller gets it, if it is a refusal of the command (an answer, given
+    /// again to a retry); `None` for the service's own failures, a missing token and a request
+    /// id used for another command (which answers no command of its own).
+    pub fn refusal(&self) -> Option<Refusal> {
+        let plain = |code, message: String| Refusal {
+            code,
+            message,
+            reason: None,
+            metadata: Vec::new(),
+            field: None,
+        };
+        Some(match self {
+            AppError::Domain(d) => match d {
+                DomainError::Invalid { field, .. } | DomainError::Overflow { field } => Refusal {
+                    field: Some(field.clone()),
+                    ..plain(RefusalCode::InvalidArgument, invalid_text(d))
+                },
+                DomainError::NotFound { .. } => plain(RefusalCode::NotFound, d.to_string()),
+                DomainError::Exists { .. } => plain(RefusalCode::AlreadyExists, d.to_string()),
+                DomainError::Refused { reason, message, metadata } => Refusal {
+                    reason: Some(reason.code().to_string()),
+                    metadata: metadata.clone(),
+                    ..plain(
+                        RefusalCode::FailedPrecondition,
+                        format!("{}: {message}", reason.code()),
+                    )
+                },
+            },
+            AppError::PermissionDenied(m) => plain(RefusalCode::PermissionDenied, m.clone()),
+            AppError::Refused(r) => r.clone(),
+            AppError::Unauthenticated
+            | AppError::RequestIdReused(_)
+            | AppError::Unavailable(_)
+            | AppError::Internal(_) => return None,
+        })
+    }
+}
+
+/// The message of an `INVALID_ARGUMENT` from the domain: the field, then what is wrong with it.
+fn invalid_text(d: &DomainError) -> String {
+    match d {
+        DomainError::Overflow { field } => format!("{field} makes an amount overflow 64-bit fen"),
+        other => other.to_string(),
     }
 }

@@ -543,6 +543,27 @@ enum Answered {
     Failed(AppError),
 }
 
+/// Records a command's refusal under its request id ([`crate::app::error::Refusal`]): staged
+/// to be written with the group, no journal transaction, and kept as the group's answer for the
+/// id. A request id used for another command answers no command of its own and is not recorded.
+fn record_refusal(
+    g: &mut Group,
+    env: &Envelope,
+    refusal: &AppError,
+    index: usize,
+) -> Result<(), AppError> {
+    let Some(refusal) = refusal.refusal() else {
+        return Ok(());
+    };
+    let fingerprint = env.command.fingerprint();
+    let result_json = serde_json::to_string(&Outcome::Refused { refusal })
+        .map_err(|e| AppError::Internal(format!("a refusal's record: {e}")))?;
+    g.idempotency.insert(env.key().clone(), (fingerprint.clone(), Answer::Given(index)));
+    let (scope, request_id) = (env.actor_name().to_string(), env.request_id().to_string());
+    g.staged.answers.push((scope, request_id, StoredAnswer { fingerprint, result_json }));
+    Ok(())
+}
+
 /// What a command changes besides the journal: applied after its transaction is staged.
 enum Effect {
     Ledger {
@@ -1313,14 +1334,23 @@ impl Writer {
                         // stored form.
                         Some(Ok(outcome)) if env.brief => Ok(outcome.stored().into_owned()),
                         Some(Ok(outcome)) => Ok(outcome.clone()),
-                        _ => Err(AppError::Internal("a given answer went missing".into())),
+                        // A refusal given earlier in the group: the same refusal.
+                        Some(Err(e)) => Err(e.refusal().map_or_else(
+                            || AppError::Internal("a given answer was no refusal".into()),
+                            AppError::Refused,
+                        )),
+                        None => Err(AppError::Internal("a given answer went missing".into())),
                     };
                     results.push(again);
                 }
                 Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
                     return Err((e, env.request_id()));
                 }
-                Err(refusal) => results.push(Err(refusal)),
+                Err(refusal) => {
+                    record_refusal(g, env, &refusal, results.len())
+                        .map_err(|e| (e, env.request_id()))?;
+                    results.push(Err(refusal));
+                }
             }
         }
         Ok(())
@@ -1521,6 +1551,7 @@ impl Writer {
                         Outcome::Loan { loan: Box::new(loan), entry, settled }
                     }))
                 }
+                Outcome::Refused { refusal } => Ok(Answered::Failed(AppError::Refused(refusal))),
                 other => Ok(Answered::New(other)),
             };
         }

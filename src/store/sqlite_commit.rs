@@ -178,6 +178,8 @@ impl Statements {
             for l in staged.link_rows() {
                 link.execute(params![l.0, l.1, l.2])?;
             }
+        }
+        if !staged.txns.is_empty() || !staged.answers.is_empty() {
             let mut idempotency = self.prepared(IDEMPOTENCY)?;
             for i in staged.idempotency_rows() {
                 idempotency.execute(params![i.0, i.1, i.2, i.3, i.4, i.5])?;

@@ -238,6 +238,9 @@ pub struct Staged {
     pub households: Vec<HouseholdRow>,
     /// Status entries the group recorded, in order: (household, its transaction's seq, entry).
     pub statuses: Vec<(String, i64, StatusEntry)>,
+    /// Answers recorded without a journal transaction (refusals): (scope, request id, answer),
+    /// stored under no ledger and seq 0.
+    pub answers: Vec<(String, String, StoredAnswer)>,
 }
 
 /// The rows of a staged group, flattened table by table, as both backends write them.
@@ -249,6 +252,7 @@ impl Staged {
             && self.balance_deltas.is_empty()
             && self.households.is_empty()
             && self.statuses.is_empty()
+            && self.answers.is_empty()
     }
 
     /// (household, seq, effective date, status, reason) of each status entry.
@@ -278,20 +282,28 @@ impl Staged {
     }
 
     pub(super) fn idempotency_rows(&self) -> Vec<IdempotencyRowRef<'_>> {
-        self.txns
-            .iter()
-            .map(|t| {
-                let (r, answer) = (&t.row, &t.idempotency);
-                (
-                    r.actor.as_str(),
-                    r.request_id.as_str(),
-                    answer.fingerprint.as_str(),
-                    answer.result_json.as_str(),
-                    r.ledger_id.as_str(),
-                    r.seq,
-                )
-            })
-            .collect()
+        let journaled = self.txns.iter().map(|t| {
+            let (r, answer) = (&t.row, &t.idempotency);
+            (
+                r.actor.as_str(),
+                r.request_id.as_str(),
+                answer.fingerprint.as_str(),
+                answer.result_json.as_str(),
+                r.ledger_id.as_str(),
+                r.seq,
+            )
+        });
+        let unjournaled = self.answers.iter().map(|(scope, request_id, answer)| {
+            (
+                scope.as_str(),
+                request_id.as_str(),
+                answer.fingerprint.as_str(),
+                answer.result_json.as_str(),
+                "",
+                0,
+            )
+        });
+        journaled.chain(unjournaled).collect()
     }
 
     /// The loans the group created (written whole) and those it changed (changing columns).

@@ -2980,7 +2980,10 @@ async fn lpr_table(backend: Backend) {
     let mut contract = standard_loan_on("L29", HOUSEHOLD, "2026-11-25");
     contract.annual_rate = "0.0295".into();
     expect_refused(app.loans(&t.bank).create_loan(contract.clone()).await, "RATE_ABOVE_LPR_CAP");
+    // The refusal is its request id's answer: the corrected contract goes under another id.
     contract.annual_rate = "0.029".into();
+    expect_code(app.loans(&t.bank).create_loan(contract.clone()).await, Code::AlreadyExists);
+    contract.request_id = rid("c");
     app.create_loan(&t.bank, contract).await;
     app.finish().await;
 }

@@ -1021,7 +1021,15 @@ async fn batch_with_bad_items(backend: Backend) {
         r.amount_fen = 99_999;
     }
     items.push(reused);
-    assert_eq!(items.len(), 21);
+    // 21: refused; 22: its request id again for another amount, refused as reused (the refusal
+    // is the id's answer, not a free id).
+    items.push(repayment_item(&rid("over-2"), &paying[2], "2021-03-20", 2_000_000));
+    let mut reused = items[21].clone();
+    if let Some(pb::batch_item::Item::Repayment(r)) = &mut reused.item {
+        r.amount_fen = 100;
+    }
+    items.push(reused);
+    assert_eq!(items.len(), 23);
 
     let before = app.journal(&t.auditor, LEDGER).await.len();
     let mut loans = app.loans(&t.bank);
@@ -1031,14 +1039,14 @@ async fn batch_with_bad_items(backend: Backend) {
         .expect("SubmitBatch")
         .into_inner();
     let results = &answer.results;
-    assert_eq!(results.len(), 21, "{answer:?}");
+    assert_eq!(results.len(), 23, "{answer:?}");
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r.index as usize, i, "{r:?}");
         assert_eq!(r.request_id, items[i].request_id, "{r:?}");
     }
     let ok: Vec<usize> = results.iter().filter(|r| r.ok).map(|r| r.index as usize).collect();
     assert_eq!(ok, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 18, 19], "{answer:?}");
-    assert_eq!((answer.posted, answer.failed), (13, 8), "{answer:?}");
+    assert_eq!((answer.posted, answer.failed), (13, 10), "{answer:?}");
     for i in 0..5 {
         assert_eq!(results[i].loan_id, payout[i]);
         assert_eq!(results[i].principal_outstanding_fen, 1_000_000, "{:?}", results[i]);
@@ -1058,6 +1066,8 @@ async fn batch_with_bad_items(backend: Backend) {
     assert!(results[12].message.contains("9058.82"), "{:?}", results[12]);
     assert_eq!(results[14].reason, "LOAN_NOT_REPAYABLE", "{:?}", results[14]);
     assert_eq!(results[20].reason, "REQUEST_ID_REUSED", "{:?}", results[20]);
+    assert_eq!(results[21].reason, "REPAYMENT_EXCEEDS_OWED", "{:?}", results[21]);
+    assert_eq!(results[22].reason, "REQUEST_ID_REUSED", "{:?}", results[22]);
     for i in [10, 11, 13, 15, 16] {
         assert_eq!(results[i].reason, "", "{:?}", results[i]);
         assert!(!results[i].message.is_empty(), "{:?}", results[i]);
@@ -1071,7 +1081,10 @@ async fn batch_with_bad_items(backend: Backend) {
     let l = app.get_loan_as_of(&t.bank, &paying[1], "2021-03-20").await;
     assert_eq!(l.principal_outstanding_fen, 905_882, "the over-payment changed nothing: {l:?}");
 
-    // The whole file again: the same answers, nothing posted.
+    // The whole file again, after the idle loan was paid out: the same answers, the idle loan's
+    // repayment refused again (its refusal is its request id's answer), nothing posted.
+    app.disburse(&t.bank, &idle, "2021-01-25").await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
     let again = loans
         .submit_batch(pb::SubmitBatchRequest { items: items.clone() })
         .await
@@ -1103,6 +1116,8 @@ async fn batch_with_bad_items(backend: Backend) {
             (15, "INVALID_ARGUMENT"),
             (16, "INVALID_ARGUMENT"),
             (20, "ALREADY_EXISTS"),
+            (21, "FAILED_PRECONDITION"),
+            (22, "ALREADY_EXISTS"),
         ],
         "{answer:?}"
     );
