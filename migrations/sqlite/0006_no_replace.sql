@@ -13,6 +13,10 @@
 -- its request-id column as SQLite's own key violation does, so that the writer tells a
 -- retried request by either (`store::sqlite_request_seen`). PostgreSQL has no REPLACE: its
 -- upsert (`ON CONFLICT DO UPDATE`) fires the update triggers, which refuse it.
+--
+-- From this version on, refusals are also recorded in `idempotency` (an answer of the kind
+-- `refused`), which versions before it cannot read; as a migration they do not know, this one
+-- makes them refuse the database at their start (PostgreSQL's 0009 does the same there).
 
 create trigger journal_txn_no_replace before insert on journal_txn
 when exists (select 1 from journal_txn where ledger_id = new.ledger_id and seq = new.seq)
