@@ -8,7 +8,7 @@ use super::command::{Command, Outcome};
 use super::error::AppError;
 use super::writer::{Pending, WriterHandle};
 use crate::domain::date::BusinessDate;
-use crate::domain::error::{DomainError, Reason};
+use crate::domain::error::Reason;
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::store::Db;
@@ -98,20 +98,24 @@ fn tally(
             }
             Ok(_) => {}
             Err(AppError::Unavailable(m)) => return Err(AppError::Unavailable(m)),
-            Err(AppError::Domain(DomainError::Refused {
-                reason: Reason::LoanNotRepayable,
-                ..
-            })) => summary.loans_no_longer_live += 1,
+            // Refused the first time or again from its record (a retried run): the same.
+            Err(e)
+                if e.refusal().and_then(|r| r.reason).as_deref()
+                    == Some(Reason::LoanNotRepayable.code()) =>
+            {
+                summary.loans_no_longer_live += 1
+            }
             Err(e) => {
                 summary.failed += 1;
                 // A fault of the service is logged; the answer says only that it happened, as
-                // a call's INTERNAL status does.
-                let text = match e {
-                    AppError::Internal(detail) => {
+                // a call's INTERNAL status does. A refusal is listed as its caller gets it.
+                let text = match (e.refusal(), e) {
+                    (Some(refusal), _) => refusal.message,
+                    (None, AppError::Internal(detail)) => {
                         tracing::error!(loan_id = %id, detail, "a loan of a settlement run failed");
                         crate::app::error::INTERNAL_TEXT.to_string()
                     }
-                    e => e.to_string(),
+                    (None, e) => e.to_string(),
                 };
                 if summary.failures.len() < FAILURES_LISTED_MAX {
                     summary.failures.push(format!("{id}: {text}"));
@@ -217,6 +221,7 @@ pub async fn run_settlement(
 mod tests {
     use super::*;
     use crate::app::command::{JournalRef, SettledTotals};
+    use crate::domain::error::DomainError;
 
     fn settled(interest_fen: i64) -> Result<Outcome, AppError> {
         Ok(Outcome::LoanRef {
@@ -243,7 +248,24 @@ mod tests {
         assert_eq!(summary.interest_fen, 24_376);
         assert_eq!(summary.loans_no_longer_live, 1);
         assert_eq!(summary.failed, 1);
-        assert_eq!(summary.failures, vec!["L3: too early".to_string()]);
+        assert_eq!(summary.failures, vec!["L3: VALUE_DATE_OUT_OF_RANGE: too early".to_string()]);
+        // The same refusals given again from their records count the same.
+        let again: Vec<Result<Outcome, AppError>> = vec![
+            Err(AppError::Refused(
+                AppError::from(DomainError::refused(Reason::LoanNotRepayable, "settled"))
+                    .refusal()
+                    .expect("a refusal"),
+            )),
+            Err(AppError::Refused(
+                AppError::from(DomainError::refused(Reason::ValueDateOutOfRange, "too early"))
+                    .refusal()
+                    .expect("a refusal"),
+            )),
+        ];
+        let mut replayed = SettlementSummary::default();
+        tally(&mut replayed, &ids[1..3], again).unwrap();
+        assert_eq!((replayed.loans_no_longer_live, replayed.failed), (1, 1));
+        assert_eq!(replayed.failures, summary.failures);
 
         // A fault of the service is listed without its detail (which goes to the log).
         let fault = vec![Err(AppError::Internal("SQLITE_CORRUPT: page 7 of loan".into()))];
