@@ -78,6 +78,12 @@ pub enum Command {
         #[serde(serialize_with = "iso::serialize")]
         date: BusinessDate,
     },
+    /// A finished settlement run's summary, recorded under [`crate::app::servicing::
+    /// summary_request_id`] (an idempotency record, no journal transaction): a retry of the
+    /// run is given it instead of running again over the loans live by then.
+    SettlementRunSummary {
+        summary: crate::app::servicing::SettlementSummary,
+    },
     MarkMisuse {
         loan_id: String,
         #[serde(serialize_with = "iso::serialize")]
@@ -123,6 +129,7 @@ impl Command {
             Command::RecordRepayment { .. } => "record_repayment",
             Command::SettleLoan { .. } => "settle_loan",
             Command::SettlementRun { .. } => "settlement_run",
+            Command::SettlementRunSummary { .. } => "settlement_run_summary",
             Command::MarkMisuse { .. } => "mark_misuse",
             Command::ExtendLoan { .. } => "extend_loan",
             Command::WriteOffLoan { .. } => "write_off_loan",
@@ -225,6 +232,10 @@ pub enum Outcome {
         effective_from: BusinessDate,
         tenor: crate::domain::lpr::TenorBucket,
         rate: AnnualRate,
+    },
+    /// A finished settlement run's summary ([`Command::SettlementRunSummary`]).
+    SettlementRunSummary {
+        summary: crate::app::servicing::SettlementSummary,
     },
     /// A settlement run was recorded ([`Command::SettlementRun`]); its loans answer apart.
     SettlementRun {

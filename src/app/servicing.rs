@@ -77,14 +77,16 @@ async fn replay_until(
     Ok(state)
 }
 
-/// Adds a page's answers to the run's summary; a database that went away stops the run. A loan
-/// refused as not repayable was live when the run read its page and was paid off or written off
-/// before its turn: it owes no settlement, which is not a failure.
+/// Adds a page's answers to the run's summary and returns how many loans failed by a fault of
+/// the service; a database that went away stops the run. A loan refused as not repayable was
+/// live when the run read its page and was paid off or written off before its turn: it owes no
+/// settlement, which is not a failure.
 fn tally(
     summary: &mut SettlementSummary,
     ids: &[String],
     results: Vec<Result<Outcome, AppError>>,
-) -> Result<(), AppError> {
+) -> Result<u64, AppError> {
+    let mut faults = 0;
     for (id, result) in ids.iter().zip(results) {
         summary.loans_examined += 1;
         match result {
@@ -112,6 +114,7 @@ fn tally(
                 let text = match (e.refusal(), e) {
                     (Some(refusal), _) => refusal.message,
                     (None, AppError::Internal(detail)) => {
+                        faults += 1;
                         tracing::error!(loan_id = %id, detail, "a loan of a settlement run failed");
                         crate::app::error::INTERNAL_TEXT.to_string()
                     }
@@ -123,10 +126,10 @@ fn tally(
             }
         }
     }
-    Ok(())
+    Ok(faults)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SettlementSummary {
     pub loans_examined: u64,
     pub loans_settled: u64,
@@ -145,6 +148,13 @@ pub struct SettlementSummary {
 /// so no request of a caller's can take a run's loan's id, or the reverse.
 pub fn loan_request_id(request_id: &str, loan_id: &str) -> String {
     format!("{request_id} {loan_id}")
+}
+
+/// The request id under which a finished run's summary is recorded: `<request_id> (summary)`,
+/// whose space no caller's request id has and whose parentheses no loan id has
+/// ([`loan_request_id`]).
+pub fn summary_request_id(request_id: &str) -> String {
+    format!("{request_id} (summary)")
 }
 
 /// Settles the live loans of a ledger (or one bank's) up to `date`, a page at a time through the
@@ -181,6 +191,14 @@ pub async fn run_settlement(
         read_page(String::new())
     );
     recorded?;
+    // A finished run's summary is its answer from then on: a retry does not run again over the
+    // loans live by then (a loan paid out since, back-dated, would be settled under the old
+    // run's request id, and the counts would differ).
+    let summary_key = (actor.actor(), summary_request_id(request_id));
+    if let Some(recorded) = recorded_summary(db, &summary_key).await? {
+        return Ok(recorded);
+    }
+    let mut faults = 0;
     let mut page = first?;
     // Pages go to the writer without waiting for the ones before them, up to
     // [`SETTLEMENT_PAGES_IN_FLIGHT`]: one commits, one is planned while it commits, and the
@@ -208,13 +226,42 @@ pub async fn run_settlement(
         while in_flight.len() >= SETTLEMENT_PAGES_IN_FLIGHT
             && let Some((done_ids, done)) = in_flight.pop_front()
         {
-            tally(&mut summary, &done_ids, done.wait().await)?;
+            faults += tally(&mut summary, &done_ids, done.wait().await)?;
         }
     }
     for (done_ids, done) in in_flight {
-        tally(&mut summary, &done_ids, done.wait().await)?;
+        faults += tally(&mut summary, &done_ids, done.wait().await)?;
+    }
+    // Recorded only when every loan was answered: a fault of the service answers nothing, and a
+    // retry runs again for it (the loans answered before give their recorded answers).
+    if faults == 0 {
+        let record = Command::SettlementRunSummary { summary: summary.clone() };
+        match writer.submit(actor.clone(), summary_key.1.clone(), record).await {
+            Ok(_) => {}
+            // Another attempt of the same run finished first: its summary is the answer.
+            Err(AppError::RequestIdReused(_)) => {
+                if let Some(recorded) = recorded_summary(db, &summary_key).await? {
+                    return Ok(recorded);
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(summary)
+}
+
+/// The summary recorded for a finished run under `key` ([`summary_request_id`]), if any.
+async fn recorded_summary(
+    db: &Db,
+    key: &(String, String),
+) -> Result<Option<SettlementSummary>, AppError> {
+    let Some(row) = db.idempotency_read(std::slice::from_ref(key)).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    match serde_json::from_str(&row.result_json) {
+        Ok(Outcome::SettlementRunSummary { summary }) => Ok(Some(summary)),
+        _ => Err(AppError::Internal(format!("the summary of run {} is unreadable", key.1))),
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +289,7 @@ mod tests {
             settled(100),
         ];
         let mut summary = SettlementSummary::default();
-        tally(&mut summary, &ids, results).unwrap();
+        assert_eq!(tally(&mut summary, &ids, results).unwrap(), 0);
         assert_eq!(summary.loans_examined, 4);
         assert_eq!(summary.loans_settled, 2);
         assert_eq!(summary.interest_fen, 24_376);
@@ -269,7 +316,7 @@ mod tests {
 
         // A fault of the service is listed without its detail (which goes to the log).
         let fault = vec![Err(AppError::Internal("SQLITE_CORRUPT: page 7 of loan".into()))];
-        tally(&mut summary, &ids[..1], fault).unwrap();
+        assert_eq!(tally(&mut summary, &ids[..1], fault).unwrap(), 1, "a fault counted");
         assert_eq!(summary.failed, 2);
         assert_eq!(summary.failures[1], "L1: internal error; the detail is in the server log");
 

@@ -1586,6 +1586,9 @@ impl Writer {
                 bank_id: bank_id.clone(),
                 date: *date,
             }),
+            Command::SettlementRunSummary { summary } => {
+                Some(Outcome::SettlementRunSummary { summary: summary.clone() })
+            }
             _ => None,
         };
         if let Some(outcome) = unjournaled {
@@ -1816,7 +1819,9 @@ impl Writer {
                     },
                 }
             }
-            Command::SetLpr { .. } | Command::SettlementRun { .. } => {
+            Command::SetLpr { .. }
+            | Command::SettlementRun { .. }
+            | Command::SettlementRunSummary { .. } => {
                 return Err(AppError::Internal(format!(
                     "{} is not a journal command",
                     env.command.name()

@@ -1838,6 +1838,25 @@ async fn a_settlement_run_is_one_request(backend: Backend) {
         .into_inner();
     assert_eq!(again, run);
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal);
+    // A loan paid out since, back-dated into the run's quarter: the finished run, retried, is
+    // still the first answer and settles nothing of it; a run of its own does.
+    let late = disbursed(&app, &t, "Q2", "H-Q2", 1_000_000, "2021-01-25").await;
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+    let again = loans
+        .settle_loans(settle_request("q1", BANK, "2021-03-20"))
+        .await
+        .expect("the run retried")
+        .into_inner();
+    assert_eq!(again, run);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing settled");
+    let own = loans
+        .settle_loans(settle_request("q1-late", BANK, "2021-03-20"))
+        .await
+        .expect("a run of its own")
+        .into_inner();
+    assert_eq!((own.loans_settled, own.interest_fen), (1, 5_882), "{own:?}");
+    assert_eq!(app.get_loan(&t.bank, &late).await.next_settlement_date, "2021-06-20");
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
 
     // The run's loan was settled under "q1 B1-Q1"; the bank's own request "q1/B1-Q1" (the form
     // such ids had before) is a request of its own.
