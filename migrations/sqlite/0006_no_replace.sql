@@ -14,8 +14,9 @@
 -- retried request by either (`store::sqlite_request_seen`). PostgreSQL has no REPLACE: its
 -- upsert (`ON CONFLICT DO UPDATE`) fires the update triggers, which refuse it.
 --
--- From this version on, refusals are also recorded in `idempotency` (an answer of the kind
--- `refused`), which versions before it cannot read; as a migration they do not know, this one
+-- From this version on, refusals and finished settlement runs' summaries are also recorded in
+-- `idempotency` (answers of the kinds `refused` and `settlement_run_summary`), which versions
+-- before it cannot read; as a migration they do not know, this one
 -- makes them refuse the database at their start (PostgreSQL's 0009 does the same there).
 
 create trigger journal_txn_no_replace before insert on journal_txn
