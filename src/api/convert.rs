@@ -293,12 +293,11 @@ fn decimal(field: &str, value: &str) -> Result<rust_decimal::Decimal, Status> {
     }
     // Normalised ("0.50" is "0.5"), so that equal policies are recorded, fingerprinted and
     // answered alike.
-    // Exact: past the 28 decimal places a decimal holds, `from_str` would round.
-    rust_decimal::Decimal::from_str_exact(value).map(|d| d.normalize()).map_err(|e| match e {
-        rust_decimal::Error::Underflow => {
-            invalid(field, "has more decimal places than a decimal holds (28)")
-        }
-        _ => invalid(field, "is not a decimal"),
+    use crate::domain::rate::{DecimalError, exact_decimal};
+    exact_decimal(value).map(|d| d.normalize()).map_err(|e| match e {
+        DecimalError::NotDecimal => invalid(field, "is not a decimal"),
+        DecimalError::OutOfRange => invalid(field, "is too large for a decimal"),
+        DecimalError::TooPrecise => invalid(field, "has more digits than a decimal holds (28)"),
     })
 }
 

@@ -254,16 +254,16 @@ pub enum Outcome {
     LoanUnchanged {
         loan: Box<LoanState>,
     },
-    /// How a loan answer is stored for retries: the loan is rebuilt from its journal up to
-    /// `entry.seq` when the answer is given again, so a stored answer stays a few hundred bytes
-    /// instead of a whole loan state. Also the answer to a caller that asked for brief answers
-    /// (a settlement run sums what was settled; a batch answers each item with its loan's
-    /// principal outstanding), given as stored when asked again.
     /// A refusal, as recorded under the request id (never an answer of its own: the writer
     /// gives it again as the error it was).
     Refused {
         refusal: crate::app::error::Refusal,
     },
+    /// How a loan answer is stored for retries: the loan is rebuilt from its journal up to
+    /// `entry.seq` when the answer is given again, so a stored answer stays a few hundred bytes
+    /// instead of a whole loan state. Also the answer to a caller that asked for brief answers
+    /// (a settlement run sums what was settled; a batch answers each item with its loan's
+    /// principal outstanding), given as stored when asked again.
     LoanRef {
         loan_id: String,
         entry: JournalRef,

@@ -7,7 +7,8 @@
 //! and postings, then stage the journal transaction with its sequence number and chained hash.
 //! The request ids of a group of servicing commands are checked by the idempotency table's key
 //! as the rows are written rather than looked up first ([`Lookup`]).
-//! A refused command changes nothing and does not affect the others. At the end the staged rows
+//! A refused command posts nothing and does not affect the others; its refusal is recorded
+//! under its request id, as any answer. At the end the staged rows
 //! are written with a few multi-row statements and the transaction commits; only then is any
 //! caller answered. If the database fails the group, each command is retried alone, so that one
 //! command that trips the database does not fail its neighbours.
@@ -365,6 +366,11 @@ struct Group {
     /// Answers by (scope, request id): read from the database (stored form, JSON) or given in
     /// this group (by position: uncommitted rows cannot rebuild them).
     idempotency: HashMap<RequestKey, (String, Answer)>,
+    /// The request ids of the refusals given in this group (also in `idempotency`): planned
+    /// with [`Lookup::AtCommit`], they are looked up before the commit, as the answers that
+    /// store nothing are (a retry refused again, or refused now that its loan moved on, is then
+    /// answered from its record without a commit that its stored row would fail).
+    refused: Vec<RequestKey>,
     /// Loans the group changed (their states are in `loans` until they are staged).
     changed: std::collections::BTreeSet<String>,
     /// Loans the group looked up (in its transaction, or through the readers' pool when planned
@@ -559,6 +565,7 @@ fn record_refusal(
     let result_json = serde_json::to_string(&Outcome::Refused { refusal })
         .map_err(|e| AppError::Internal(format!("a refusal's record: {e}")))?;
     g.idempotency.insert(env.key().clone(), (fingerprint.clone(), Answer::Given(index)));
+    g.refused.push(env.key().clone());
     let (scope, request_id) = (env.actor_name().to_string(), env.request_id().to_string());
     g.staged.answers.push((scope, request_id, StoredAnswer { fingerprint, result_json }));
     Ok(())
@@ -607,11 +614,12 @@ struct Prepared {
 /// - a retry whose command is planned again as a posting collides with its stored row: the
 ///   statement fails ([`StoreError::RequestSeen`]), nothing is written, and the group is
 ///   planned again with [`Lookup::First`];
-/// - a retry whose command now changes nothing (refused, since the loan moved on; or a
-///   settlement with nothing left to settle) would write no row to collide with, so before a
-///   group planned at commit gives an answer that stored nothing, the request ids of those
-///   commands are looked up, and any one found has the group planned again with
-///   [`Lookup::First`] (in the same transaction, since nothing was written).
+/// - a retry whose command now changes nothing (a settlement with nothing left to settle)
+///   would write no row to collide with, and one refused (again, or now that its loan moved
+///   on) would collide only at the commit, with its refusal's row: so before a group planned at
+///   commit is committed, the request ids of those commands are looked up, and any one found
+///   has the group planned again with [`Lookup::First`] (in the same transaction, since
+///   nothing was written).
 ///
 /// Measured (BENCHMARKS-HISTORY.md, change 37), single repayments from 64 clients, medians of seven
 /// alternating pairs: 9% faster on SQLite, 24% on PostgreSQL (p99 12.4 against 16.0 ms).
@@ -1161,18 +1169,23 @@ impl Writer {
         }
         tracing::warn!(error = %e, "group failed; retrying its commands one by one");
         let mut results = Vec::with_capacity(group.len());
+        let mut away: Option<String> = None;
         for env in group {
-            // The database went away meanwhile: the commands not yet run are answered so at
-            // once, as above, rather than each after retries of its own.
-            if let Some(Err(AppError::Unavailable(m))) = results.last() {
-                let away = AppError::Unavailable(m.clone());
-                results.push(Err(away));
+            // The database went away meanwhile (a command's own group failed so, its retries
+            // spent): the commands not yet run are answered so at once, as above, rather than
+            // each after retries of its own.
+            if let Some(m) = &away {
+                results.push(Err(AppError::Unavailable(m.clone())));
                 continue;
             }
             let one = self.try_group(std::slice::from_ref(env), Lookup::First).await;
             results.push(match one {
                 Ok(mut r) => {
                     r.pop().unwrap_or_else(|| Err(AppError::Internal("empty group result".into())))
+                }
+                Err(AppError::Unavailable(m)) => {
+                    away = Some(m.clone());
+                    Err(AppError::Unavailable(m))
                 }
                 Err(e) => Err(e),
             });
@@ -1279,12 +1292,14 @@ impl Writer {
             return Err(e);
         }
         if lookup == Lookup::AtCommit {
-            // Planned without the lookups, every answer given is in `g.idempotency`, and only
-            // the answers that stored a row.
+            // Planned without the lookups, every answer given is in `g.idempotency`: those that
+            // stored no row, and the refusals, whose rows would collide only at the commit, are
+            // looked up now.
             let unstored: Vec<RequestKey> = group
                 .iter()
                 .map(Envelope::key)
                 .filter(|k| !g.idempotency.contains_key(*k))
+                .chain(&g.refused)
                 .cloned()
                 .collect();
             if !unstored.is_empty() && !tx.idempotency_many(&unstored).await?.is_empty() {

@@ -49,13 +49,17 @@ impl AnnualRate {
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
             return Err(RateError::NotDecimal);
         }
-        // Exact: past the 28 decimal places a decimal holds, `from_str` would round (a rate of
-        // 0.0385 and a 1 in the 32nd place read as 0.0385, a tiny negative one as 0).
-        let value = Decimal::from_str_exact(text).map_err(|e| match e {
-            rust_decimal::Error::Underflow => RateError::TooPrecise,
-            _ => RateError::NotDecimal,
-        })?;
-        Self::new(value)
+        // Too many digits with a whole part of 1 or more: out of range before too precise.
+        let whole_is_zero = text
+            .trim_start_matches('-')
+            .split('.')
+            .next()
+            .is_some_and(|w| w.bytes().all(|b| b == b'0'));
+        Self::new(exact_decimal(text).map_err(|e| match e {
+            DecimalError::NotDecimal => RateError::NotDecimal,
+            DecimalError::TooPrecise if whole_is_zero => RateError::TooPrecise,
+            DecimalError::OutOfRange | DecimalError::TooPrecise => RateError::OutOfRange,
+        })?)
     }
 
     pub fn value(self) -> Decimal {
@@ -70,6 +74,42 @@ impl AnnualRate {
     /// This rate times `(1 + uplift)`, e.g. the penalty rate with a 50% uplift.
     pub fn with_uplift(self, uplift: Decimal) -> AnnualRate {
         AnnualRate((self.0 * (Decimal::ONE + uplift)).normalize())
+    }
+}
+
+/// Why a decimal's text is refused ([`exact_decimal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecimalError {
+    NotDecimal,
+    /// More digits than a decimal holds (its 96 bits) before the point.
+    OutOfRange,
+    /// More places after the point than a decimal holds (28), beyond trailing zeros.
+    TooPrecise,
+}
+
+/// The decimal `text` holds, exactly: digits with an optional point (and sign), trailing zeros
+/// after the point ignored. Past what a decimal holds it is refused, never rounded
+/// (`Decimal::from_str` rounds past 28 places: a rate of 0.0385 with a 1 in the 32nd place read
+/// as 0.0385, a tiny negative one as 0).
+pub fn exact_decimal(text: &str) -> Result<Decimal, DecimalError> {
+    let trimmed = match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.'),
+        false => text,
+    };
+    if let Ok(value) = Decimal::from_str_exact(trimmed) {
+        return Ok(value);
+    }
+    // Refused: for its form, or for its digits, before the point (the whole number does not
+    // fit) or after it.
+    let body = trimmed.strip_prefix('-').unwrap_or(trimmed);
+    let (whole, places) = body.split_once('.').unwrap_or((body, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && places.is_empty()) || !digits(whole) || !digits(places) {
+        return Err(DecimalError::NotDecimal);
+    }
+    match Decimal::from_str_exact(if whole.is_empty() { "0" } else { whole }) {
+        Ok(_) => Err(DecimalError::TooPrecise),
+        Err(_) => Err(DecimalError::OutOfRange),
     }
 }
 
@@ -117,6 +157,21 @@ mod tests {
             AnnualRate::parse("-0.00000000000000000000000000001"),
             Err(RateError::TooPrecise)
         );
+        // Trailing zeros are no places; too many digits before the point is out of range.
+        let zeros = format!("0.0385{}", "0".repeat(40));
+        assert_eq!(AnnualRate::parse(&zeros).map(|r| r.to_string()).as_deref(), Ok("0.0385"));
+        assert_eq!(AnnualRate::parse("3."), Err(RateError::OutOfRange));
+        assert_eq!(
+            exact_decimal("123456789012345678901234567890.5"),
+            Err(DecimalError::OutOfRange)
+        );
+        assert_eq!(exact_decimal("1234567890123456789012345.12345"), Err(DecimalError::TooPrecise));
+        assert_eq!(
+            AnnualRate::parse("1234567890123456789012345.12345"),
+            Err(RateError::OutOfRange)
+        );
+        assert_eq!(exact_decimal("12.5"), Ok(Decimal::new(125, 1)));
+        assert_eq!(exact_decimal("abc"), Err(DecimalError::NotDecimal));
     }
 
     #[test]

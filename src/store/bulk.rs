@@ -32,8 +32,9 @@ const HOUSEHOLDS_SQL: &str = "select household_id, head_name, head_id_number, to
 /// In the primary key's order: each loan's links together, their seqs ascending.
 const LINKS_SQL: &str =
     "select loan_id, seq from journal_loan where ledger_id = $1 order by loan_id, seq";
-/// The idempotency records of the ledger's transactions (the answers of commands recorded
-/// outside any ledger's chain, settlement runs and LPR entries, are stored under no ledger).
+/// The idempotency records of the ledger's transactions (the answers recorded outside any
+/// ledger's chain, of settlement runs, their summaries, LPR entries and refusals, are stored
+/// under no ledger).
 const REQUESTS_SQL: &str = "select scope, request_id, seq from idempotency where ledger_id = $1";
 const STATUSES_SQL: &str = "select s.household_id, s.seq, s.effective_date, s.status, s.reason \
                             from household_status s join household h \
