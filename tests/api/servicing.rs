@@ -763,6 +763,17 @@ async fn extension(backend: Backend) {
     app.finish().await;
 }
 
+/// A standard loan of H001 contracted on 2022-01-25, its first loan's maturity, at the 1-year
+/// LPR from 2022-01-20 (3.70%), renewing `renews` (none if empty).
+fn renewal_request(contract_number: &str, renews: &str) -> pb::CreateLoanRequest {
+    pb::CreateLoanRequest {
+        contract_date: "2022-01-25".into(),
+        annual_rate: "0.037".into(),
+        renews_loan_id: renews.into(),
+        ..standard_loan(contract_number, HOUSEHOLD)
+    }
+}
+
 /// A renewal (续贷) links to its parent and does not count twice against the household cap.
 async fn renewal(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
@@ -772,18 +783,12 @@ async fn renewal(backend: Backend) {
     let parent = disbursed(&app, &t, "N1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
     let other = disbursed(&app, &t, "N-OTHER", "H-N2", 1_000_000, "2021-01-25").await;
     let mut loans = app.loans(&t.bank);
-    // Contracted on the parent's maturity; the 1-year LPR from 2022-01-20 is 3.70%.
-    let renewal_req = |contract_number: &str, renews: &str| {
-        let mut req = standard_loan(contract_number, HOUSEHOLD);
-        req.contract_date = "2022-01-25".into();
-        req.annual_rate = "0.037".into();
-        req.renews_loan_id = renews.into();
-        req
-    };
 
     // H001 is at the 50,000-yuan cap with the parent.
-    let capped =
-        expect_refused(loans.create_loan(renewal_req("N2", "")).await, "HOUSEHOLD_CAP_EXCEEDED");
+    let capped = expect_refused(
+        loans.create_loan(renewal_request("N2", "")).await,
+        "HOUSEHOLD_CAP_EXCEEDED",
+    );
     assert_eq!(metadata(&capped, "available_fen").as_deref(), Some("0"), "{capped:?}");
     assert_eq!(
         metadata(&capped, "household_open_principal_fen").as_deref(),
@@ -791,19 +796,20 @@ async fn renewal(backend: Backend) {
         "{capped:?}"
     );
     // Another household's loan is not this household's to renew.
-    expect_refused(loans.create_loan(renewal_req("N2", &other)).await, "RENEWAL_MISMATCH");
+    expect_refused(loans.create_loan(renewal_request("N2", &other)).await, "RENEWAL_MISMATCH");
     let missing =
-        expect_code(loans.create_loan(renewal_req("N2", "B1-NO-SUCH")).await, Code::NotFound);
+        expect_code(loans.create_loan(renewal_request("N2", "B1-NO-SUCH")).await, Code::NotFound);
     // Another bank's loan is answered as a missing one, naming neither its bank nor its household.
     let (_, b2_loan) = bank_b2_loan(&app, &t, "H-B2", 1_000_000).await;
-    let hidden = expect_code(loans.create_loan(renewal_req("N2", &b2_loan)).await, Code::NotFound);
+    let hidden =
+        expect_code(loans.create_loan(renewal_request("N2", &b2_loan)).await, Code::NotFound);
     assert_eq!(
         hidden.message(),
         missing.message().replace("B1-NO-SUCH", &b2_loan),
         "{hidden:?} against {missing:?}"
     );
 
-    let renewed = app.create_loan(&t.bank, renewal_req("N2", &parent)).await;
+    let renewed = app.create_loan(&t.bank, renewal_request("N2", &parent)).await;
     let l = loan(&renewed);
     assert_eq!(l.renews_loan_id, parent, "{l:?}");
     assert_eq!(l.principal_fen, 5_000_000, "{l:?}");
@@ -811,7 +817,10 @@ async fn renewal(backend: Backend) {
     let got = app.get_loan(&t.bank, &loan_id("N2")).await;
     assert_eq!(got.renews_loan_id, parent);
     // The parent counts once: a second renewal of it, or any other loan, is over the cap.
-    expect_refused(loans.create_loan(renewal_req("N3", &parent)).await, "HOUSEHOLD_CAP_EXCEEDED");
+    expect_refused(
+        loans.create_loan(renewal_request("N3", &parent)).await,
+        "HOUSEHOLD_CAP_EXCEEDED",
+    );
     let mut one_fen = standard_loan("N4", HOUSEHOLD);
     one_fen.principal_fen = 1;
     expect_refused(loans.create_loan(one_fen).await, "HOUSEHOLD_CAP_EXCEEDED");
@@ -856,12 +865,7 @@ async fn a_small_renewal_keeps_its_parent_counted(backend: Backend) {
     let parent = disbursed(&app, &t, "S1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
     let mut loans = app.loans(&t.bank);
     let contract = |contract_number: &str, renews: &str, principal_fen: i64| {
-        let mut req = standard_loan(contract_number, HOUSEHOLD);
-        req.contract_date = "2022-01-25".into();
-        req.annual_rate = "0.037".into();
-        req.renews_loan_id = renews.into();
-        req.principal_fen = principal_fen;
-        req
+        pb::CreateLoanRequest { principal_fen, ..renewal_request(contract_number, renews) }
     };
     let refused = |answer: Result<tonic::Response<pb::LoanResponse>, tonic::Status>,
                    open: &str,
