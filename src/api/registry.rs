@@ -254,6 +254,11 @@ impl RegistryService for Api {
         let pb::ListPoliciesRequest { ledger_id } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
+        // Every ledger is created with its default versions: none, no such ledger (as
+        // `GetLedger` answers it).
+        if versions.is_empty() {
+            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
         // Each version as in force from its date (a seeded step of the subsidy ratio with the
         // parameters it keeps from the version before it).
         Ok(Response::new(pb::ListPoliciesResponse {

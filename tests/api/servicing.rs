@@ -1991,6 +1991,8 @@ async fn policy_versions(backend: Backend) {
         .await
         .expect("ListPolicies")
         .into_inner();
+    let unknown = pb::ListPoliciesRequest { ledger_id: "NO-SUCH".into() };
+    expect_code(registry.list_policies(unknown).await, Code::NotFound);
     let dates: Vec<&str> = listed.versions.iter().map(|v| v.effective_date.as_str()).collect();
     assert_eq!(dates, ["2014-12-10", "2022-01-01", "2024-01-01"], "the defaults and this one");
     assert_eq!(listed.versions[1], version);
