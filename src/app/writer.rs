@@ -366,11 +366,6 @@ struct Group {
     /// Answers by (scope, request id): read from the database (stored form, JSON) or given in
     /// this group (by position: uncommitted rows cannot rebuild them).
     idempotency: HashMap<RequestKey, (String, Answer)>,
-    /// The request ids of the refusals given in this group (also in `idempotency`): planned
-    /// with [`Lookup::AtCommit`], they are looked up before the commit, as the answers that
-    /// store nothing are (a retry refused again, or refused now that its loan moved on, is then
-    /// answered from its record without a commit that its stored row would fail).
-    refused: Vec<RequestKey>,
     /// Loans the group changed (their states are in `loans` until they are staged).
     changed: std::collections::BTreeSet<String>,
     /// Loans the group looked up (in its transaction, or through the readers' pool when planned
@@ -565,7 +560,6 @@ fn record_refusal(
     let result_json = serde_json::to_string(&Outcome::Refused { refusal })
         .map_err(|e| AppError::Internal(format!("a refusal's record: {e}")))?;
     g.idempotency.insert(env.key().clone(), (fingerprint.clone(), Answer::Given(index)));
-    g.refused.push(env.key().clone());
     let (scope, request_id) = (env.actor_name().to_string(), env.request_id().to_string());
     g.staged.answers.push((scope, request_id, StoredAnswer { fingerprint, result_json }));
     Ok(())
@@ -1293,14 +1287,16 @@ impl Writer {
         }
         if lookup == Lookup::AtCommit {
             // Planned without the lookups, every answer given is in `g.idempotency`: those that
-            // stored no row, and the refusals, whose rows would collide only at the commit, are
-            // looked up now.
+            // stored no row, and the refusals (their staged `answers`), whose rows would collide
+            // only at the commit (a retry refused again, or refused now that its loan moved on),
+            // are looked up now.
+            let refused = g.staged.answers.iter().map(|(scope, id, _)| (scope.clone(), id.clone()));
             let unstored: Vec<RequestKey> = group
                 .iter()
                 .map(Envelope::key)
                 .filter(|k| !g.idempotency.contains_key(*k))
-                .chain(&g.refused)
                 .cloned()
+                .chain(refused)
                 .collect();
             if !unstored.is_empty() && !tx.idempotency_many(&unstored).await?.is_empty() {
                 return Ok(None);
