@@ -10,9 +10,11 @@ use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
 use crate::app::listing;
 use crate::app::servicing::{loan_as_of, run_settlement};
+use crate::domain::calendar::CalendarError;
 use crate::domain::date::add_months;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::identity::IdNumber;
+use crate::domain::interest::InterestError;
 use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
 use crate::domain::money::Rounding;
 use crate::domain::schedule::{
@@ -267,13 +269,25 @@ impl LoanService for Api {
             frequency,
             rounding: rounding_from_pb("rounding", &rounding)?,
         };
+        // The field that gave the term: its calendar errors are that field's.
+        let term_field = if term_months == 0 { "maturity_date" } else { "term_months" };
         let schedule = build_schedule(&terms).map_err(|e| match e {
             ScheduleError::NoTerm { .. } => invalid("maturity_date", e),
             ScheduleError::NotWholePeriods => invalid("maturity_date", e),
             ScheduleError::TermTooLong => invalid("term_months", e),
             ScheduleError::FrequencyNotAllowed { .. } => invalid("settlement_frequency", e),
             ScheduleError::NonPositivePrincipal => invalid("principal_fen", e),
-            other => invalid("principal_fen", format!("cannot be scheduled: {other}")),
+            ScheduleError::Calendar(CalendarError::DateOutOfRange)
+            | ScheduleError::Interest(InterestError::Calendar(CalendarError::DateOutOfRange)) => {
+                invalid("disbursement_date", format!("cannot be scheduled: {e}"))
+            }
+            ScheduleError::Calendar(_) | ScheduleError::Interest(InterestError::Calendar(_)) => {
+                invalid(term_field, format!("cannot be scheduled: {e}"))
+            }
+            // Amounts out of range: the principal's (a rate is below 1).
+            ScheduleError::Overflow | ScheduleError::Interest(_) => {
+                invalid("principal_fen", format!("cannot be scheduled: {e}"))
+            }
         })?;
         // Dates are answered as YYYY-MM-DD: a schedule past year 9999 has none to show.
         if chrono::Datelike::year(&schedule.maturity) > 9999 {

@@ -45,6 +45,14 @@ pub struct PolicyParams {
 /// short-term production credit (36 months by default); 120 leaves room for a policy change.
 pub const TERM_MONTHS_MAX_BOUND: u32 = 120;
 
+/// Highest household cap any policy may set, a sanity bound on data entry: 100,000,000 yuan,
+/// two thousand times the programme's 50,000. It also keeps a loan's arithmetic in range: a
+/// century of penalty and compound interest on a principal under it, at the highest rate and
+/// uplifts a policy allows, stays far inside 64-bit fen (a cap of 9e18 fen let a bank contract
+/// a loan whose settlements could not be computed; the service answered them INVALID_ARGUMENT
+/// naming an `amount_fen` the settlement run does not have).
+pub const HOUSEHOLD_CAP_FEN_BOUND: i64 = 10_000_000_000;
+
 impl Default for PolicyParams {
     fn default() -> Self {
         PolicyParams {
@@ -74,8 +82,13 @@ impl PolicyParams {
     pub fn validate(&self) -> Result<(), DomainError> {
         let bad =
             |field: &str, msg: &str| Err(DomainError::invalid(format!("params.{field}"), msg));
-        if self.household_principal_cap_fen <= 0 {
-            return bad("household_principal_cap_fen", "must be positive");
+        if self.household_principal_cap_fen <= 0
+            || self.household_principal_cap_fen > HOUSEHOLD_CAP_FEN_BOUND
+        {
+            return bad(
+                "household_principal_cap_fen",
+                &format!("must be positive and at most {HOUSEHOLD_CAP_FEN_BOUND} fen"),
+            );
         }
         if self.term_months_max == 0 || self.term_months_max > TERM_MONTHS_MAX_BOUND {
             return bad("term_months_max", "must be between 1 and 120");

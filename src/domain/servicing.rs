@@ -1473,6 +1473,35 @@ mod tests {
         assert_eq!(s.days_overdue(&t, d("2021-03-21")), 1);
     }
 
+    /// The largest loan any policy allows, at the highest rate and uplifts, misused and never
+    /// paid: a century of penalty and compound interest stays in range (what
+    /// [`crate::domain::policy::HOUSEHOLD_CAP_FEN_BOUND`] is for).
+    #[test]
+    fn the_largest_loan_a_policy_allows_cannot_overflow() {
+        let t = ServicingTerms {
+            rate: AnnualRate::parse("0.99999999").unwrap(),
+            overdue_uplift: Decimal::from(10),
+            misuse_uplift: Decimal::from(10),
+            frequency: SettlementFrequency::Yearly,
+            ..terms()
+        };
+        let principal = Fen(crate::domain::policy::HOUSEHOLD_CAP_FEN_BOUND);
+        let mut s = Servicing::start(&t, d("2021-01-25"), d("2024-01-25"), principal);
+        s.settle_through(&t, d("2021-02-28")).unwrap();
+        s.mark_misuse(&t, d("2021-03-01")).unwrap();
+        s.settle_through(&t, d("2120-12-20")).unwrap();
+        let q = s.quote(&t, d("2121-01-25")).unwrap();
+        assert!(q.penalty_fen.is_positive() && q.compound_fen.is_positive(), "{q:?}");
+        assert!(q.total().is_some(), "{q:?}");
+        // A million times the bound overflows: the bound is what keeps it in range.
+        let mut s =
+            Servicing::start(&t, d("2021-01-25"), d("2024-01-25"), Fen(principal.0 * 1_000_000));
+        s.settle_through(&t, d("2021-02-28")).unwrap();
+        s.mark_misuse(&t, d("2021-03-01")).unwrap();
+        let far = s.settle_through(&t, d("2120-12-20")).and_then(|_| s.quote(&t, d("2121-01-25")));
+        assert_eq!(far.err(), Some(ServicingError::Overflow));
+    }
+
     #[test]
     fn early_payoff_settles_interest_to_the_day_before() {
         let t = terms();

@@ -1961,6 +1961,14 @@ async fn policy_versions(backend: Backend) {
         registry.set_policy(req(&rid("p"), params("-0.5", vec![poor], 5))).await,
         "params.overdue_penalty_uplift",
     );
+    // A cap past the bound (100,000,000 yuan) would let a loan be contracted whose
+    // settlements overflow 64-bit fen.
+    let mut huge = params("0.5", vec![poor], 5);
+    huge.household_principal_cap_fen = 10_000_000_001;
+    expect_invalid(
+        registry.set_policy(req(&rid("p"), huge)).await,
+        "params.household_principal_cap_fen",
+    );
     let set = registry
         .set_policy(req("p1", params("0.50", vec![monitored, poor, exited, poor], 5)))
         .await
