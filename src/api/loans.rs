@@ -39,7 +39,7 @@ impl Api {
     }
 
     /// A loan write's answer. Everyone who may change a loan may see its borrower's full
-    /// identity number (its bank, the finance office, the operator).
+    /// identity number (its bank, the finance office).
     fn loan_response(&self, outcome: Outcome) -> Result<Response<pb::LoanResponse>, Status> {
         match outcome {
             Outcome::Loan { loan, entry, .. } => Ok(Response::new(pb::LoanResponse {
@@ -486,6 +486,12 @@ impl LoanService for Api {
                 }
                 _ => filter.bank_id = Some(actor.org.clone()),
             },
+            Role::Operator => {
+                return Err(Status::permission_denied(format!(
+                    "{} may not read loans: an operator reads health and metrics only",
+                    actor.actor()
+                )));
+            }
             Role::Finance | Role::Auditor if actor.org != "*" => match &filter.ledger_id {
                 Some(l) if *l != actor.org => {
                     return Err(Status::permission_denied(format!(

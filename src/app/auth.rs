@@ -57,27 +57,33 @@ impl Principal {
         self.role == Role::Operator
     }
 
-    /// Whether this principal may read the books of a ledger (banks: only through their loans).
+    /// Whether this principal may read the books of a ledger: its finance office and its
+    /// auditors (banks only through their own loans). The operator reads none: DESIGN.md's role
+    /// table gives it health and metrics, so that the service's IT staff see no household's
+    /// identity number and no loan.
     pub fn reads_ledger(&self, ledger_id: &str) -> bool {
         match self.role {
-            Role::Operator => true,
             Role::Finance | Role::Auditor => self.org == "*" || self.org == ledger_id,
-            Role::Bank => false,
+            Role::Bank | Role::Operator => false,
         }
     }
 
-    /// Whether this principal may write a ledger's registry and policy.
+    /// Whether this principal may write a ledger's registry and policy, and settle and mark its
+    /// loans: its finance office alone (separation of duties: not the operator).
     pub fn administers_ledger(&self, ledger_id: &str) -> bool {
-        match self.role {
-            Role::Operator => true,
-            Role::Finance => self.org == ledger_id,
-            Role::Bank | Role::Auditor => false,
-        }
+        self.role == Role::Finance && self.org == ledger_id
     }
 
-    /// Whether this principal may see full identity numbers.
+    /// Whether this principal may register a bank in a ledger: its finance office, or the
+    /// operator setting the service up (configuration, as creating the ledger is).
+    pub fn configures_ledger(&self, ledger_id: &str) -> bool {
+        self.is_operator() || self.administers_ledger(ledger_id)
+    }
+
+    /// Whether this principal may see full identity numbers of households (a bank sees its own
+    /// borrowers' in full, through their loans).
     pub fn sees_full_ids(&self) -> bool {
-        self.role != Role::Bank
+        matches!(self.role, Role::Finance | Role::Auditor)
     }
 
     /// Whether this principal may read a loan of `bank_id` in `ledger_id`.

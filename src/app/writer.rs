@@ -1704,7 +1704,7 @@ impl Writer {
                 }
             }
             Command::RegisterBank { ledger_id, bank_id, name } => {
-                if !actor.administers_ledger(ledger_id) {
+                if !actor.configures_ledger(ledger_id) {
                     return Err(deny_ledger(ledger_id));
                 }
                 if !g.registry.ledger_exists(tx, ledger_id).await? {

@@ -140,6 +140,7 @@ pub(crate) fn id_number(serial: u32) -> String {
 /// writer, in groups of a thousand.
 pub async fn prepare(writer: &WriterHandle, loans: usize) -> anyhow::Result<Vec<String>> {
     let operator = Principal { role: Role::Operator, org: "*".into() };
+    let finance = Principal { role: Role::Finance, org: "BENCH".into() };
     let bank = Principal { role: Role::Bank, org: "BB".into() };
     let one = |r: Vec<Result<Outcome, crate::app::error::AppError>>| -> anyhow::Result<()> {
         for x in r {
@@ -195,7 +196,7 @@ pub async fn prepare(writer: &WriterHandle, loans: usize) -> anyhow::Result<Vec<
                 )
             })
             .collect();
-        one(writer.submit_many(&operator, households).await)?;
+        one(writer.submit_many(&finance, households).await)?;
         let contracts = (start..end)
             .map(|i| {
                 let id_no = id_number(i as u32);

@@ -2578,6 +2578,83 @@ async fn authentication_and_roles(backend: Backend) {
         Code::PermissionDenied,
     );
 
+    // The operator sets the service up (ledgers, banks, the LPR table; tokens on the command
+    // line) and reads health (DESIGN.md's role table): it neither writes a ledger's registry,
+    // policy or loans nor reads its households, loans or journal.
+    let mut operator_registry = app.registry(&t.operator);
+    expect_code(
+        operator_registry.register_household(household_request("H-OP", "19800517")).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_registry
+            .set_household_status(pb::SetHouseholdStatusRequest {
+                request_id: rid("status"),
+                household_id: HOUSEHOLD.into(),
+                status: pb::HouseholdStatus::Exited as i32,
+                effective_date: "2021-06-01".into(),
+                reason: String::new(),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_registry
+            .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+            .await,
+        Code::PermissionDenied,
+    );
+    let policy = operator_registry
+        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: String::new() })
+        .await
+        .expect("the policy in force is configuration, readable by the operator")
+        .into_inner();
+    expect_code(
+        operator_registry
+            .set_policy(pb::SetPolicyRequest {
+                request_id: rid("policy"),
+                ledger_id: LEDGER.into(),
+                effective_date: "2022-01-01".into(),
+                params: policy.params,
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let mut operator_loans = app.loans(&t.operator);
+    expect_code(
+        operator_loans
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_loans.list_loans(pb::ListLoansRequest::default()).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_loans
+            .settle_loans(pb::SettleLoansRequest {
+                request_id: rid("settle"),
+                ledger_id: LEDGER.into(),
+                bank_id: String::new(),
+                settlement_date: "2021-03-20".into(),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let mut operator_audit = app.audit(&t.operator);
+    let history =
+        operator_audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
+    assert_eq!(history.err().map(|s| s.code()), Some(Code::PermissionDenied), "a loan's history");
+    let journal = operator_audit
+        .read_journal(pb::ReadJournalRequest { ledger_id: LEDGER.into(), from_seq: 0, to_seq: 0 })
+        .await;
+    assert_eq!(journal.err().map(|s| s.code()), Some(Code::PermissionDenied), "the journal");
+    expect_code(
+        operator_audit.verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        Code::PermissionDenied,
+    );
+
     // No token, or an unknown one.
     let mut anonymous = RegistryServiceClient::new(app.channel());
     expect_code(

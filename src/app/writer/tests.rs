@@ -48,6 +48,10 @@ fn operator() -> Principal {
     Principal { role: Role::Operator, org: "*".into() }
 }
 
+fn finance() -> Principal {
+    Principal { role: Role::Finance, org: LEDGER.into() }
+}
+
 fn bank() -> Principal {
     Principal { role: Role::Bank, org: BANK.into() }
 }
@@ -81,7 +85,7 @@ fn loan_of(result: Result<Outcome, AppError>) -> (Box<LoanState>, i64) {
 async fn disbursed_loans(db: &Db, loans: u32) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     db.migrate().await.unwrap();
     let (w, task) = spawn_writer(db);
-    all_ok(w.submit_many(&operator(), registry_group(loans)).await);
+    register_all(&w, loans).await;
     let contracts = (1..=loans).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
     all_ok(w.submit_many(&bank(), contracts).await);
     let disbursements = (1..=loans)
@@ -218,7 +222,7 @@ async fn a_settlement_run_over_pages(db: &Db) {
 }
 
 /// A contract of the bench's terms (12 months from 2021-01-25, bullet) for household `n`
-/// (registered by [`registry_group`]).
+/// (registered by [`registry_groups`]).
 fn contract(n: u32, principal_fen: i64, rate: &str) -> (String, Command) {
     let mut terms = crate::bench::load::bench_terms(&id_number(n));
     terms.loan_id = loan_id(n);
@@ -249,10 +253,11 @@ fn register(n: u32) -> (String, Command) {
     (format!("h{n}"), Command::RegisterHousehold { household, status })
 }
 
-/// The ledger, its bank and households 1 to `households` (one a loan: a household may owe at
-/// most one contract's principal), as one submission.
-fn registry_group(households: u32) -> Vec<(String, Command)> {
-    let mut commands = vec![
+/// The ledger and its bank, the operator's (configuration), then households 1 to `households`
+/// (one a loan: a household may owe at most one contract's principal), the finance office's:
+/// two submissions.
+fn registry_groups(households: u32) -> [(Principal, Vec<(String, Command)>); 2] {
+    let setup = vec![
         ("l".to_string(), Command::CreateLedger { ledger_id: LEDGER.into(), name: "t".into() }),
         (
             "b".to_string(),
@@ -263,8 +268,14 @@ fn registry_group(households: u32) -> Vec<(String, Command)> {
             },
         ),
     ];
-    commands.extend((1..=households).map(register));
-    commands
+    [(operator(), setup), (finance(), (1..=households).map(register).collect())]
+}
+
+/// Submits [`registry_groups`], one after the other.
+async fn register_all(w: &WriterHandle, households: u32) {
+    for (actor, group) in registry_groups(households) {
+        all_ok(w.submit_many(&actor, group).await);
+    }
 }
 
 /// The groups that committed journal rows so far (a group's rows share its recorded time).
@@ -288,7 +299,6 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
     use crate::domain::policy::{PolicyParams, PolicyVersion};
     db.migrate().await.unwrap();
     let (w, task) = spawn_writer(db);
-    let op = operator();
     let version = PolicyVersion {
         effective_date: day("2021-01-01"),
         params: PolicyParams { household_principal_cap_fen: 3_000_000, ..PolicyParams::default() },
@@ -299,10 +309,12 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
         bucket: TenorBucket::UpToOneYear,
         rate: crate::domain::rate::AnnualRate::parse("0.0300").unwrap(),
     };
+    let [(op, setup), (office, households)] = registry_groups(4);
     let calls = vec![
-        w.queue_many(&op, registry_group(4), false).await,
+        w.queue_many(&op, setup, false).await,
+        w.queue_many(&office, households, false).await,
         w.queue_many(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")], false).await,
-        w.queue_many(&op, vec![("p".into(), policy)], false).await,
+        w.queue_many(&office, vec![("p".into(), policy)], false).await,
         w.queue_many(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
         w.queue_many(&op, vec![("r".into(), Command::SetLpr { entry: lpr })], false).await,
         w.queue_many(&bank(), vec![contract(3, 2_000_000, "0.0385")], false).await,
@@ -352,10 +364,10 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
 async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
     db.migrate().await.unwrap();
     let (w, task) = spawn_writer(db);
-    let op = operator();
-    let mut registry = registry_group(2);
-    registry.push(register(7));
-    all_ok(w.submit_many(&op, registry).await);
+    let [(op, setup), (office, mut households)] = registry_groups(2);
+    households.push(register(7));
+    all_ok(w.submit_many(&op, setup).await);
+    all_ok(w.submit_many(&office, households).await);
     let contracts =
         vec![contract(1, PRINCIPAL_FEN, "0.0385"), contract(7, PRINCIPAL_FEN, "0.0385")];
     all_ok(w.submit_many(&bank(), contracts).await);
@@ -380,12 +392,12 @@ async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
     let calls = vec![
         w.queue_many(&bank(), vec![again(contract(1, PRINCIPAL_FEN, "0.0385"))], false).await,
         w.queue_many(&bank(), vec![loan_of(8, 7, "c8")], false).await,
-        w.queue_many(&op, vec![again(register(1))], false).await,
-        w.queue_many(&op, vec![register(3)], false).await,
+        w.queue_many(&office, vec![again(register(1))], false).await,
+        w.queue_many(&office, vec![register(3)], false).await,
         w.queue_many(&bank(), vec![contract(3, PRINCIPAL_FEN, "0.0385")], false).await,
         w.queue_many(&bank(), vec![loan_of(6, 3, "c6")], false).await,
         w.queue_many(&bank(), vec![again(contract(3, PRINCIPAL_FEN, "0.0385"))], false).await,
-        w.queue_many(&op, vec![("s2".into(), not_eligible)], false).await,
+        w.queue_many(&office, vec![("s2".into(), not_eligible)], false).await,
         w.queue_many(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
         w.queue_many(&bank(), vec![contract(4, PRINCIPAL_FEN, "0.0385")], false).await,
     ];
@@ -421,7 +433,10 @@ async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
         assert!(right, "command {i}: {text:?}, expected {expected:?}");
     }
     let groups = groups_committed(db).await;
-    assert_eq!(groups, 3, "the registry, the first loans, then the commands above as one group");
+    assert_eq!(
+        groups, 4,
+        "the ledger and bank, the households, the first loans, then the commands above as one group"
+    );
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     drop(w);
