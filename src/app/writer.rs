@@ -1247,6 +1247,10 @@ impl Writer {
         group: &[Envelope],
         mut lookup: Lookup,
     ) -> Result<Prepared, AppError> {
+        #[cfg(test)]
+        if group.len() > 1 && tests::FAIL_GROUPS.get() {
+            return Err(AppError::Internal("a group failed (test)".into()));
+        }
         let mut tx = self.db.begin_write().await?;
         // Planned again at most once: with `Lookup::First` a group is always planned.
         let planned = loop {

@@ -125,6 +125,9 @@ thread_local! {
     /// Attempts at a group (or at one of its commands alone) after the pipeline's first, on
     /// this thread.
     pub(super) static GROUP_ATTEMPTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Whether every group of more than one command fails before it is planned (an internal
+    /// error: its commands are then run one by one), on this thread.
+    pub(super) static FAIL_GROUPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn settle(n: u32) -> (String, Command) {
@@ -665,6 +668,36 @@ async fn a_group_with_the_database_away(db: &Db) {
     task.await.unwrap();
 }
 
+/// A group that failed otherwise is run one command at a time; once one of them finds the
+/// database away (its own retries spent), the commands after it are answered UNAVAILABLE at
+/// once, not each after retries of its own.
+async fn commands_run_one_by_one_stop_when_the_database_is_away(db: &Db) {
+    let (w, task) = disbursed_loans(db, 3).await;
+    db.close().await;
+    FAIL_GROUPS.set(true);
+    GROUP_ATTEMPTS.set(0);
+    let repayments = (1..=3)
+        .map(|n| {
+            let command = Command::RecordRepayment {
+                loan_id: loan_id(n),
+                value_date: day("2021-02-01"),
+                amount_fen: Fen(REPAID_FEN),
+            };
+            (format!("one-by-one/{n}"), command)
+        })
+        .collect();
+    let results = w.submit_many(&bank(), repayments).await;
+    FAIL_GROUPS.set(false);
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert!(matches!(r, Err(AppError::Unavailable(_))), "{r:?}");
+    }
+    // The first command's three attempts alone; nine when the others were run too.
+    assert_eq!(GROUP_ATTEMPTS.get(), 3, "the first command's attempts, and no more");
+    drop(w);
+    task.await.unwrap();
+}
+
 /// Runs each `scenario(&Db)` above as two tests, `scenario::sqlite` and `scenario::postgres`
 /// (the latter skipped without `LOANLEDGER_TEST_PG_URL`, a failure under `CI=true`), each on a
 /// current-thread runtime: the writer then runs on the test's own thread, which
@@ -697,4 +730,5 @@ on_both_backends!(
     brief_answers,
     a_loan_changed_again_by_the_group_planned_ahead,
     a_group_with_the_database_away,
+    commands_run_one_by_one_stop_when_the_database_is_away,
 );
