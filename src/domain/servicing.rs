@@ -11,8 +11,10 @@
 //! - penalty: principal, at the penalty rate (contract × (1 + uplift)), on each day from maturity
 //!   on, or from the misuse date on with the misuse uplift; and, before maturity, instalment
 //!   principal due and unpaid (amortising loans, below), at the overdue uplift;
-//! - compound: unpaid settled interest, from its due date plus grace days on, at the contract rate
-//!   before maturity and the penalty rate after. Penalty and compound never compound themselves.
+//! - compound: unpaid settled interest, from the day after its period plus grace days on (a
+//!   20th's from the 21st, an instalment's or maturity's from its due date: see
+//!   `Servicing::compound_from`), at the contract rate before maturity and the penalty rate
+//!   after. Penalty and compound never compound themselves.
 //!
 //! A day `d` accrues on the balances as they stand on `d` after every event dated `d`
 //! (算头不算尾: a disbursement on `d` accrues on `d`, a repayment on `d` stops accrual on `d`),
@@ -540,10 +542,23 @@ impl Servicing {
         }
     }
 
+    /// The first day unpaid `item` compounds: the day after its period's last day, plus the
+    /// grace days. A 20th's period ends on its due date: it compounds from the 21st, with two
+    /// days of grace from the 23rd. An instalment's or maturity's period ends the day before
+    /// its due date: it compounds from the due date on, as principal falling due that day bears
+    /// penalty from it (days = payment date − due date), with two days of grace from two days
+    /// later. (Until 2026-12 the grace days counted from the due date for 20ths too, so that a
+    /// day of grace kept no day of compound off.)
     fn compound_from(&self, terms: &ServicingTerms, item: &DueItem) -> NaiveDate {
-        item.due_date
-            .checked_add_signed(Duration::days(i64::from(terms.grace_days)))
-            .unwrap_or(NaiveDate::MAX)
+        let period_ends_on_due_date =
+            !terms.method.is_amortising() && item.due_date < self.maturity();
+        let days = i64::from(terms.grace_days) + i64::from(period_ends_on_due_date);
+        item.due_date.checked_add_signed(Duration::days(days)).unwrap_or(NaiveDate::MAX)
+    }
+
+    /// The first day `item` is overdue: the day after its due date and grace days.
+    fn overdue_from(&self, terms: &ServicingTerms, item: &DueItem) -> Option<NaiveDate> {
+        item.due_date.checked_add_signed(Duration::days(i64::from(terms.grace_days) + 1))
     }
 
     /// Accrues the days from `accrued_through` to `to` (exclusive).
@@ -754,8 +769,7 @@ impl Servicing {
             (self.principal_fen.is_positive()).then(|| self.maturity().succ_opt()).flatten();
         let instalments = self.principal_due.iter().filter_map(|i| i.due_date.succ_opt()).min();
         let principal = [at_maturity, instalments].into_iter().flatten().min();
-        let interest =
-            self.interest_due.iter().filter_map(|i| self.compound_from(terms, i).succ_opt()).min();
+        let interest = self.interest_due.iter().filter_map(|i| self.overdue_from(terms, i)).min();
         let charges = (self.penalty_fen.is_positive() || self.compound_fen.is_positive())
             .then(|| principal.or(interest))
             .flatten();
@@ -1471,6 +1485,23 @@ mod tests {
         assert!(q.compound_fen.is_positive());
         assert_eq!(q.overdue_interest_fen, Fen(195_173));
         assert_eq!(s.days_overdue(&t, d("2021-03-21")), 1);
+    }
+
+    /// Each day of grace keeps a day of compound off: the interest due 2021-03-20 (294.10),
+    /// unpaid, compounds from 03-21 with no grace and from 03-23 with two days, and is overdue
+    /// from the same day (DESIGN.md: overdue the day after its due date and grace days).
+    #[test]
+    fn grace_days_delay_compound_on_interest_due_on_a_20th() {
+        // 29,410 × days × 0.0385 / 360, to 03-24 (paid on 03-25).
+        for (grace, days, compound) in [(0, 4, 13), (1, 3, 9), (2, 2, 6)] {
+            let t = ServicingTerms { grace_days: grace, ..terms() };
+            let mut s = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
+            s.settle_through(&t, d("2021-03-20")).unwrap();
+            let q = s.quote(&t, d("2021-03-25")).unwrap();
+            assert_eq!(q.overdue_interest_fen, Fen(29_410));
+            assert_eq!(q.compound_fen, Fen(compound), "grace {grace}: {days} days of compound");
+            assert_eq!(s.days_overdue(&t, d("2021-03-24")), days, "grace {grace}");
+        }
     }
 
     /// The largest loan any policy allows, at the highest rate and uplifts, misused and never
