@@ -740,7 +740,7 @@ impl Servicing {
         let mut overdue = Fen::ZERO;
         let mut current = Fen::ZERO;
         for i in &self.interest_due {
-            if date > self.compound_from(terms, i) {
+            if self.overdue_from(terms, i).is_some_and(|from| date >= from) {
                 overdue = add(overdue, i.amount_fen)?;
             } else {
                 current = add(current, i.amount_fen)?;
@@ -1497,6 +1497,12 @@ mod tests {
             let t = ServicingTerms { grace_days: grace, ..terms() };
             let mut s = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
             s.settle_through(&t, d("2021-03-20")).unwrap();
+            // Current through its last day of grace, overdue from the next.
+            let last = d("2021-03-20") + Duration::days(i64::from(grace));
+            assert_eq!(s.interest_owed(&t, last), Ok((Fen::ZERO, Fen(29_410))), "grace {grace}");
+            let first = last + Duration::days(1);
+            assert_eq!(s.interest_owed(&t, first), Ok((Fen(29_410), Fen::ZERO)), "grace {grace}");
+            assert_eq!(s.days_overdue(&t, first), 1, "grace {grace}");
             let q = s.quote(&t, d("2021-03-25")).unwrap();
             assert_eq!(q.overdue_interest_fen, Fen(29_410));
             assert_eq!(q.compound_fen, Fen(compound), "grace {grace}: {days} days of compound");

@@ -2031,16 +2031,20 @@ async fn policy_versions(backend: Backend) {
     // Unpaid, that interest (5,000,000 × 55 days × 0.037 / 360 = 28,263.89 → 282.64 yuan)
     // compounds from 03-26 too: paid off on 03-28, two days, 28,264 × 2 × 0.037 / 360 = 5.81
     // → 6 fen (three days, 9 fen, when the grace counted from the due date).
-    let quote = app
-        .loans(&t.bank)
-        .get_payoff_quote(pb::GetPayoffQuoteRequest {
-            loan_id: id.clone(),
-            as_of: "2022-03-28".into(),
-        })
-        .await
-        .expect("GetPayoffQuote")
-        .into_inner();
-    assert_eq!((quote.overdue_interest_fen, quote.compound_fen), (28_264, 6), "{quote:?}");
+    let quote = |as_of: &'static str| {
+        let mut loans = app.loans(&t.bank);
+        let loan_id = id.clone();
+        async move {
+            let request = pb::GetPayoffQuoteRequest { loan_id, as_of: as_of.into() };
+            loans.get_payoff_quote(request).await.expect("GetPayoffQuote").into_inner()
+        }
+    };
+    let q = quote("2022-03-25").await;
+    assert_eq!((q.overdue_interest_fen, q.current_interest_fen), (0, 28_264), "{q:?}");
+    let q = quote("2022-03-26").await;
+    assert_eq!((q.overdue_interest_fen, q.compound_fen, q.days_overdue), (28_264, 0, 1), "{q:?}");
+    let q = quote("2022-03-28").await;
+    assert_eq!((q.overdue_interest_fen, q.compound_fen), (28_264, 6), "{q:?}");
     // Contracted in 2024 (the 1-year LPR from 2023-08-21 is 3.45%): the same five days of grace.
     let contract = pb::CreateLoanRequest {
         annual_rate: "0.0345".into(),
