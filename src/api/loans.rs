@@ -83,12 +83,12 @@ impl Api {
         actor: Principal,
         request_id: &str,
         loan_id: &str,
-        command: impl FnOnce(String) -> Result<Command, Status>,
+        command: impl FnOnce(String, BusinessDate) -> Result<Command, Status>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let request_id = parse::request_id(request_id)?;
         let loan_id = parse::id("loan_id", loan_id)?;
         tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
-        let command = command(loan_id)?;
+        let command = command(loan_id, self.today())?;
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
         self.loan_response(outcome)
     }
@@ -327,7 +327,7 @@ impl LoanService for Api {
         tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
         let id_number =
             IdNumber::parse(&borrower_id_number).map_err(|e| invalid("borrower_id_number", e))?;
-        let contract_date = parse::date("contract_date", &contract_date)?;
+        let contract_date = parse::value_date("contract_date", &contract_date, self.today())?;
         if term_months == 0 {
             return Err(invalid("term_months", "must be at least 1"));
         }
@@ -388,14 +388,14 @@ impl LoanService for Api {
         let actor = self.principal(&request).await?;
         let pb::DisburseRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
-        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
             let amount_fen = match amount_fen {
                 0 => None,
                 n => Some(parse::positive_fen("amount_fen", n)?),
             };
             Ok(Command::Disburse {
                 loan_id,
-                value_date: parse::date("value_date", &value_date)?,
+                value_date: parse::value_date("value_date", &value_date, today)?,
                 amount_fen,
             })
         })
@@ -410,10 +410,10 @@ impl LoanService for Api {
         let actor = self.principal(&request).await?;
         let pb::RecordRepaymentRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
-        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
             Ok(Command::RecordRepayment {
                 loan_id,
-                value_date: parse::date("value_date", &value_date)?,
+                value_date: parse::value_date("value_date", &value_date, today)?,
                 amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
             })
         })
@@ -538,6 +538,7 @@ impl LoanService for Api {
                 format!("has {} items; at most {BATCH_ITEMS_MAX} per batch", items.len()),
             ));
         }
+        let today = self.today();
         let mut results: Vec<pb::BatchResult> = Vec::with_capacity(items.len());
         let mut commands = Vec::with_capacity(items.len());
         let mut positions = Vec::with_capacity(items.len());
@@ -559,7 +560,7 @@ impl LoanService for Api {
                         amount_fen,
                     }) => Command::Disburse {
                         loan_id: parse::id("loan_id", &loan_id)?,
-                        value_date: parse::date("value_date", &value_date)?,
+                        value_date: parse::value_date("value_date", &value_date, today)?,
                         amount_fen: match amount_fen {
                             0 => None,
                             n => Some(parse::positive_fen("amount_fen", n)?),
@@ -571,7 +572,7 @@ impl LoanService for Api {
                         amount_fen,
                     }) => Command::RecordRepayment {
                         loan_id: parse::id("loan_id", &loan_id)?,
-                        value_date: parse::date("value_date", &value_date)?,
+                        value_date: parse::value_date("value_date", &value_date, today)?,
                         amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
                     },
                 };
@@ -647,7 +648,7 @@ impl LoanService for Api {
         tracing::Span::current().record("request_id", &request_id);
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let bank_id = if bank_id.is_empty() { None } else { Some(parse::id("bank_id", &bank_id)?) };
-        let date = parse::date("settlement_date", &settlement_date)?;
+        let date = parse::value_date("settlement_date", &settlement_date, self.today())?;
         match actor.role {
             Role::Bank if bank_id.as_deref() != Some(actor.org.as_str()) => {
                 return Err(Status::permission_denied(
@@ -697,8 +698,11 @@ impl LoanService for Api {
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
         let pb::MarkMisuseRequest { request_id, loan_id, value_date } = request.into_inner();
-        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
-            Ok(Command::MarkMisuse { loan_id, value_date: parse::date("value_date", &value_date)? })
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
+            Ok(Command::MarkMisuse {
+                loan_id,
+                value_date: parse::value_date("value_date", &value_date, today)?,
+            })
         })
         .await
     }
@@ -711,10 +715,10 @@ impl LoanService for Api {
         let actor = self.principal(&request).await?;
         let pb::ExtendLoanRequest { request_id, loan_id, value_date, new_maturity_date } =
             request.into_inner();
-        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
             Ok(Command::ExtendLoan {
                 loan_id,
-                value_date: parse::date("value_date", &value_date)?,
+                value_date: parse::value_date("value_date", &value_date, today)?,
                 new_maturity: parse::date("new_maturity_date", &new_maturity_date)?,
             })
         })
@@ -728,10 +732,10 @@ impl LoanService for Api {
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
         let pb::WriteOffLoanRequest { request_id, loan_id, value_date } = request.into_inner();
-        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id| {
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
             Ok(Command::WriteOffLoan {
                 loan_id,
-                value_date: parse::date("value_date", &value_date)?,
+                value_date: parse::value_date("value_date", &value_date, today)?,
             })
         })
         .await

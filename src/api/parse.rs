@@ -57,6 +57,31 @@ pub fn date(field: &str, value: &str) -> Result<BusinessDate, Status> {
     })
 }
 
+/// Days a loan write's value date may be ahead of the service's business date: a back-office
+/// file may be dated by a clock ahead of the server's.
+pub const VALUE_DATE_DAYS_AHEAD_MAX: i64 = 1;
+
+/// The value date of a loan write ([`date`]), at most [`VALUE_DATE_DAYS_AHEAD_MAX`] days after
+/// `today`: a later one is refused, naming the field. Settling, writing off or repaying a loan
+/// on a date to come is irreversible (a loan's value dates never go back), so that "2031-03-20"
+/// typed for "2021-03-20" would settle ten years of interest on every loan of a ledger and leave
+/// every genuine repayment refused as dated before the loan's last event.
+pub fn value_date(field: &str, value: &str, today: BusinessDate) -> Result<BusinessDate, Status> {
+    let date = date(field, value)?;
+    let latest = today.checked_add_signed(chrono::Duration::days(VALUE_DATE_DAYS_AHEAD_MAX));
+    if latest.is_some_and(|latest| date > latest) {
+        return Err(invalid(
+            field,
+            format!(
+                "{} is in the future: a loan's value date is at most {VALUE_DATE_DAYS_AHEAD_MAX} day after today ({})",
+                crate::domain::date::format_date(date),
+                crate::domain::date::format_date(today)
+            ),
+        ));
+    }
+    Ok(date)
+}
+
 /// Characters of a refused value an error message shows at most.
 const SHOWN_CHARS_MAX: usize = 32;
 

@@ -68,6 +68,7 @@ on_both_backends!(
     failed_write_leaves_nothing,
     failed_groups_beside_others,
     today_is_the_business_day,
+    value_dates_in_the_future_are_refused,
     lpr_table,
     revoked_token_is_refused,
     verify_while_writing,
@@ -3019,6 +3020,106 @@ async fn today_is_the_business_day(backend: Backend) {
         *value_date == before || *value_date == after,
         "value date {value_date}: the date there was {before}, then {after}"
     );
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// A loan write dated more than a day after the business date is refused, naming its date
+/// field, and nothing is recorded: "2031-03-20" typed for "2021-03-20" would otherwise settle or
+/// write off loans years ahead, irreversibly. Today's date is taken.
+async fn value_dates_in_the_future_are_refused(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    // Five days after UTC's date: past the business date (UTC+08:00) and its day of leeway.
+    let future = (chrono::Utc::now() + chrono::Duration::days(5)).date_naive().to_string();
+    let journal_before = app.journal(&t.auditor, LEDGER).await.len();
+    let mut loans = app.loans(&t.bank);
+    let repayment = pb::RecordRepaymentRequest {
+        request_id: rid("future"),
+        loan_id: id.clone(),
+        value_date: future.clone(),
+        amount_fen: 100,
+    };
+    let refused = expect_invalid(loans.record_repayment(repayment.clone()).await, "value_date");
+    assert!(refused.message().contains("is in the future"), "{refused:?}");
+    expect_invalid(
+        loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("future"),
+                loan_id: id.clone(),
+                value_date: future.clone(),
+                amount_fen: 0,
+            })
+            .await,
+        "value_date",
+    );
+    expect_invalid(
+        loans
+            .write_off_loan(pb::WriteOffLoanRequest {
+                request_id: rid("future"),
+                loan_id: id.clone(),
+                value_date: future.clone(),
+            })
+            .await,
+        "value_date",
+    );
+    expect_invalid(
+        loans
+            .mark_misuse(pb::MarkMisuseRequest {
+                request_id: rid("future"),
+                loan_id: id.clone(),
+                value_date: future.clone(),
+            })
+            .await,
+        "value_date",
+    );
+    expect_invalid(
+        loans
+            .extend_loan(pb::ExtendLoanRequest {
+                request_id: rid("future"),
+                loan_id: id.clone(),
+                value_date: future.clone(),
+                new_maturity_date: "2040-01-25".into(),
+            })
+            .await,
+        "value_date",
+    );
+    let contract = pb::CreateLoanRequest {
+        contract_date: future.clone(),
+        ..standard_loan("C-FUTURE", HOUSEHOLD)
+    };
+    expect_invalid(loans.create_loan(contract).await, "contract_date");
+    let settle = pb::SettleLoansRequest {
+        request_id: rid("future"),
+        ledger_id: LEDGER.into(),
+        bank_id: String::new(),
+        settlement_date: future.clone(),
+    };
+    expect_invalid(app.loans(&t.finance).settle_loans(settle).await, "settlement_date");
+    let item = pb::BatchItem {
+        request_id: rid("future"),
+        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+            loan_id: id.clone(),
+            value_date: future.clone(),
+            amount_fen: 100,
+        })),
+    };
+    let batch = loans
+        .submit_batch(pb::SubmitBatchRequest { items: vec![item] })
+        .await
+        .expect("SubmitBatch")
+        .into_inner();
+    let result = &batch.results[0];
+    assert_eq!(result.code, "INVALID_ARGUMENT", "{result:?}");
+    assert!(result.message.starts_with("value_date ") && result.message.contains("future"));
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_before, "nothing recorded");
+
+    // Today (by UTC+08:00, or a day before when UTC's midnight passes meanwhile) is taken, on
+    // a loan paid out in 2021: the penalty of its overdue years comes first.
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive().to_string();
+    let repaid = app.repay(&t.bank, &id, &today, 100).await;
+    assert_eq!(entry(&repaid).seq as usize, journal_before + 1);
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
