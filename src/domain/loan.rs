@@ -445,6 +445,19 @@ impl LoanState {
                         let before = date.pred_opt().unwrap_or(date);
                         let points =
                             next.servicing.settle_through(&t, before).map_err(servicing_error)?;
+                        // Overdue on the tranche's date, whatever the status the loan's last
+                        // event left (interest settled and not paid since is overdue now).
+                        if let Some(since) = next.servicing.overdue_since(&t)
+                            && since <= date
+                        {
+                            return Err(DomainError::refused(
+                                Reason::LoanNotDisbursable,
+                                format!(
+                                    "loan {loan_id} is overdue since {} and cannot be disbursed",
+                                    format_date(since)
+                                ),
+                            ));
+                        }
                         next.servicing.add_principal(&t, date, amount).map_err(servicing_error)?;
                         points
                     }

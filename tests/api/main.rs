@@ -581,6 +581,25 @@ async fn disbursement_and_repayment_refusals(backend: Backend) {
         Some(quote.total_fen.to_string().as_str()),
         "{info:?}"
     );
+    // The quarter's interest settled on 2021-03-20 and not paid: overdue from 03-21, so no
+    // more of the principal is paid out, though the loan's last event (the settlement) left it
+    // active.
+    let run = pb::SettleLoansRequest {
+        request_id: rid("settle"),
+        ledger_id: LEDGER.into(),
+        bank_id: String::new(),
+        settlement_date: "2021-03-20".into(),
+    };
+    app.loans(&t.finance).settle_loans(run).await.expect("the quarter's settlement");
+    let tranche = |value_date: &str| pb::DisburseRequest {
+        request_id: rid("disburse"),
+        loan_id: id.clone(),
+        value_date: value_date.into(),
+        amount_fen: 1_000_000,
+    };
+    let refused =
+        expect_refused(loans.disburse(tranche("2021-05-01")).await, "LOAN_NOT_DISBURSABLE");
+    assert!(refused.message().contains("overdue since 2021-03-21"), "{refused:?}");
     let after = app.get_loan(&t.bank, &id).await;
     assert_eq!(after.principal_outstanding_fen, 3_000_000);
     assert_eq!(after.disbursed_fen, 3_000_000);
