@@ -111,7 +111,7 @@ enum TokenCmd {
         #[arg(long)]
         role: String,
         /// Bank id for a bank, ledger id for finance or auditor, "*" for an operator or an
-        /// auditor of every ledger.
+        /// auditor of every ledger (a finance office's token is never "*").
         #[arg(long)]
         org: String,
     },
@@ -238,9 +238,8 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Token { command: TokenCmd::Create { role, org } } => {
             let role =
                 Role::parse(&role).context("--role must be bank, finance, auditor or operator")?;
-            loanledger::domain::ids::check_id(&org)
-                .or(if org == "*" { Ok(()) } else { Err("") })
-                .map_err(|_| anyhow::anyhow!("--org must be an id (letters, digits, _ . -) or *"))?;
+            loanledger::app::auth::check_org(role, &org)
+                .map_err(|m| anyhow::anyhow!("--org: {m} (an id: letters, digits, _ . -)"))?;
             let db = open_db(&cli.database_url, true).await?;
             let token = create_token(&db, role, &org).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(id) = token_id_of(&token) {

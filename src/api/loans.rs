@@ -302,6 +302,7 @@ impl LoanService for Api {
         request: Request<pb::CreateLoanRequest>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "CreateLoan")?;
         let pb::CreateLoanRequest {
             request_id,
             bank_id,
@@ -386,6 +387,7 @@ impl LoanService for Api {
         request: Request<pb::DisburseRequest>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "Disburse")?;
         let pb::DisburseRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
@@ -408,6 +410,7 @@ impl LoanService for Api {
         request: Request<pb::RecordRepaymentRequest>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "RecordRepayment")?;
         let pb::RecordRepaymentRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
@@ -492,7 +495,9 @@ impl LoanService for Api {
                     actor.actor()
                 )));
             }
-            Role::Finance | Role::Auditor if actor.org != "*" => match &filter.ledger_id {
+            // An auditor of every ledger lists any; a finance office its own ledger only.
+            Role::Auditor if actor.org == "*" => {}
+            Role::Finance | Role::Auditor => match &filter.ledger_id {
                 Some(l) if *l != actor.org => {
                     return Err(Status::permission_denied(format!(
                         "{} may not read ledger {l}",
@@ -501,7 +506,6 @@ impl LoanService for Api {
                 }
                 _ => filter.ledger_id = Some(actor.org.clone()),
             },
-            _ => {}
         }
         let page_size = match page_size {
             0 => PAGE_SIZE_DEFAULT,
@@ -527,6 +531,7 @@ impl LoanService for Api {
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "SubmitBatch")?;
         let pb::SubmitBatchRequest { items } = request.into_inner();
         tracing::Span::current().record("items", items.len());
         if items.is_empty() {
@@ -697,6 +702,7 @@ impl LoanService for Api {
         request: Request<pb::MarkMisuseRequest>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank, Role::Finance], "MarkMisuse")?;
         let pb::MarkMisuseRequest { request_id, loan_id, value_date } = request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
             Ok(Command::MarkMisuse {
@@ -713,6 +719,7 @@ impl LoanService for Api {
         request: Request<pb::ExtendLoanRequest>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "ExtendLoan")?;
         let pb::ExtendLoanRequest { request_id, loan_id, value_date, new_maturity_date } =
             request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
@@ -731,6 +738,7 @@ impl LoanService for Api {
         request: Request<pb::WriteOffLoanRequest>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "WriteOffLoan")?;
         let pb::WriteOffLoanRequest { request_id, loan_id, value_date } = request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
             Ok(Command::WriteOffLoan {

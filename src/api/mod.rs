@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
 use tonic::Request;
 
-use crate::app::auth::{Principal, authenticate, hash_token};
+use crate::app::auth::{Principal, Role, authenticate, hash_token};
 use crate::app::writer::WriterHandle;
 use crate::store::Db;
 
@@ -46,6 +46,22 @@ pub struct Api {
     verify_turn: Arc<tokio::sync::Semaphore>,
     /// The offset from UTC of the business day ([`crate::startup::Settings`]).
     business_utc_offset: chrono::FixedOffset,
+}
+
+/// Refuses a caller whose role may never make `call` (README's role table: an auditor writes
+/// nothing, the operator only sets the service up, a bank writes only loans), before the writer
+/// sees the command: such a refusal depends on nothing stored, so it is not recorded under the
+/// request id (a read-only token cannot fill the append-only idempotency table with refusals).
+pub fn require_role(actor: &Principal, roles: &[Role], call: &str) -> Result<(), tonic::Status> {
+    if roles.contains(&actor.role) {
+        return Ok(());
+    }
+    let may: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    Err(tonic::Status::permission_denied(format!(
+        "{} may not call {call}: only {} may",
+        actor.actor(),
+        may.join(" or ")
+    )))
 }
 
 impl Api {

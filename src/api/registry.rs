@@ -32,6 +32,7 @@ impl RegistryService for Api {
         request: Request<pb::CreateLedgerRequest>,
     ) -> Result<Response<pb::CreateLedgerResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Operator], "CreateLedger")?;
         let pb::CreateLedgerRequest { request_id, ledger_id, name } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
@@ -72,6 +73,7 @@ impl RegistryService for Api {
         request: Request<pb::RegisterBankRequest>,
     ) -> Result<Response<pb::RegisterBankResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Operator, Role::Finance], "RegisterBank")?;
         let pb::RegisterBankRequest { request_id, ledger_id, bank_id, name } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
@@ -97,6 +99,7 @@ impl RegistryService for Api {
         request: Request<pb::RegisterHouseholdRequest>,
     ) -> Result<Response<pb::RegisterHouseholdResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "RegisterHousehold")?;
         let full_ids = actor.sees_full_ids();
         let pb::RegisterHouseholdRequest {
             request_id,
@@ -145,6 +148,7 @@ impl RegistryService for Api {
         request: Request<pb::SetHouseholdStatusRequest>,
     ) -> Result<Response<pb::SetHouseholdStatusResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "SetHouseholdStatus")?;
         let full_ids = actor.sees_full_ids();
         let pb::SetHouseholdStatusRequest {
             request_id,
@@ -208,6 +212,7 @@ impl RegistryService for Api {
         request: Request<pb::SetPolicyRequest>,
     ) -> Result<Response<pb::SetPolicyResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "SetPolicy")?;
         let pb::SetPolicyRequest { request_id, ledger_id, effective_date, params } =
             request.into_inner();
         let request_id = parse::request_id(&request_id)?;

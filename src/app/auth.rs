@@ -8,6 +8,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::error::AppError;
+use crate::domain::error::DomainError;
 use crate::store::Db;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,7 +64,9 @@ impl Principal {
     /// identity number and no loan.
     pub fn reads_ledger(&self, ledger_id: &str) -> bool {
         match self.role {
-            Role::Finance | Role::Auditor => self.org == "*" || self.org == ledger_id,
+            Role::Auditor => self.org == "*" || self.org == ledger_id,
+            // A finance office is its ledger's (a token for "*" is refused at its creation).
+            Role::Finance => self.org == ledger_id,
             Role::Bank | Role::Operator => false,
         }
     }
@@ -111,8 +114,35 @@ fn token_id_of_bytes(bytes: &[u8]) -> String {
     format!("tok_{}", &hex::encode(Sha256::digest(bytes))[..16])
 }
 
-/// Creates a token for `role` and `org`, stores its hash, and returns the secret (shown once).
+/// Whether `org` is an organisation a token of `role` may be bound to: a bank's id, a finance
+/// office's ledger id, an auditor's ledger id or `*` (every ledger), the operator's `*`.
+pub fn check_org(role: Role, org: &str) -> Result<(), String> {
+    let id = crate::domain::ids::check_id(org).is_ok();
+    let fits = match role {
+        Role::Bank | Role::Finance => id,
+        Role::Auditor => id || org == "*",
+        Role::Operator => org == "*",
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(match role {
+            Role::Bank => "a bank's token is bound to its bank id".into(),
+            Role::Finance => {
+                "a finance office's token is bound to its ledger id, not to \"*\"".into()
+            }
+            Role::Auditor => {
+                "an auditor's token is bound to a ledger id, or \"*\" for every ledger".into()
+            }
+            Role::Operator => "an operator's token is bound to \"*\"".into(),
+        })
+    }
+}
+
+/// Creates a token for `role` and `org` ([`check_org`]), stores its hash, and returns the
+/// secret (shown once).
 pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppError> {
+    check_org(role, org).map_err(|m| DomainError::invalid("org", m))?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = format!("ll_{}", hex::encode(bytes));
@@ -140,4 +170,34 @@ pub async fn revoke_token(db: &Db, token_id: &str) -> Result<bool, AppError> {
         tracing::info!(token_id, "token revoked");
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_bound_to_an_organisation_that_fits_their_role() {
+        assert!(check_org(Role::Finance, "450121").is_ok());
+        assert!(check_org(Role::Finance, "*").is_err());
+        assert!(check_org(Role::Bank, "*").is_err());
+        assert!(
+            check_org(Role::Auditor, "*").is_ok() && check_org(Role::Auditor, "450121").is_ok()
+        );
+        assert!(check_org(Role::Operator, "*").is_ok());
+        assert!(check_org(Role::Operator, "450121").is_err());
+        assert!(check_org(Role::Bank, "B 1").is_err());
+    }
+
+    /// A finance office reads its own ledger only; a token stored for "*" (before its creation
+    /// was refused) reads none.
+    #[test]
+    fn a_finance_office_reads_its_own_ledger() {
+        let office = Principal { role: Role::Finance, org: "450121".into() };
+        assert!(office.reads_ledger("450121") && !office.reads_ledger("450122"));
+        let every = Principal { role: Role::Finance, org: "*".into() };
+        assert!(!every.reads_ledger("450121"));
+        let auditor = Principal { role: Role::Auditor, org: "*".into() };
+        assert!(auditor.reads_ledger("450121"));
+    }
 }

@@ -2675,6 +2675,57 @@ async fn authentication_and_roles(backend: Backend) {
         Code::PermissionDenied,
     );
 
+    // A role that may never make a call is refused before the writer, and nothing is recorded
+    // under the request id (an auditor cannot fill the append-only idempotency table); a bank
+    // refused for another bank's loan is answered from the stored loan, and that refusal is
+    // recorded, to be given again.
+    let recorded = |request_id: String| {
+        let db = app.db.clone();
+        async move {
+            let sql = format!(
+                "update ledger set name = name where ledger_id = '{LEDGER}' and \
+                 exists (select 1 from idempotency where request_id = '{request_id}')"
+            );
+            db.execute_raw(&sql).await.expect("the idempotency table reads") == 1
+        }
+    };
+    let item = |request_id: &str| pb::BatchItem {
+        request_id: request_id.into(),
+        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+            loan_id: id.clone(),
+            value_date: "2021-02-01".into(),
+            amount_fen: 100,
+        })),
+    };
+    let by_auditor = rid("auditor-batch");
+    let refused = expect_code(
+        app.loans(&t.auditor)
+            .submit_batch(pb::SubmitBatchRequest { items: vec![item(&by_auditor)] })
+            .await,
+        Code::PermissionDenied,
+    );
+    assert!(refused.message().contains("only bank may"), "{refused:?}");
+    assert!(!recorded(by_auditor).await, "an auditor's refused batch item is not recorded");
+    let by_operator = rid("operator-household");
+    let household = pb::RegisterHouseholdRequest {
+        request_id: by_operator.clone(),
+        ..household_request("H-OP2", "19800517")
+    };
+    expect_code(
+        app.registry(&t.operator).register_household(household).await,
+        Code::PermissionDenied,
+    );
+    assert!(!recorded(by_operator).await, "the operator's refused registration is not recorded");
+    let by_other_bank = rid("other-bank");
+    let repayment = pb::RecordRepaymentRequest {
+        request_id: by_other_bank.clone(),
+        loan_id: id.clone(),
+        value_date: "2021-02-01".into(),
+        amount_fen: 100,
+    };
+    expect_code(app.loans(&b2).record_repayment(repayment).await, Code::PermissionDenied);
+    assert!(recorded(by_other_bank).await, "a bank's refusal on a stored loan is recorded");
+
     // No token, or an unknown one.
     let mut anonymous = RegistryServiceClient::new(app.channel());
     expect_code(
