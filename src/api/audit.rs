@@ -60,6 +60,9 @@ impl AuditService for Api {
                 actor.actor()
             )));
         }
+        if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
         // A seq is a positive 64-bit signed integer: each bound past it is named.
         const SEQ_MAX: u64 = i64::MAX as u64;
         for (field, seq) in [("from_seq", from_seq), ("to_seq", to_seq)] {

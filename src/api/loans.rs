@@ -274,7 +274,7 @@ impl LoanService for Api {
         let schedule = build_schedule(&terms).map_err(|e| match e {
             ScheduleError::NoTerm { .. } => invalid("maturity_date", e),
             ScheduleError::NotWholePeriods => invalid("maturity_date", e),
-            ScheduleError::TermTooLong => invalid("term_months", e),
+            ScheduleError::TermTooLong => invalid(term_field, e),
             ScheduleError::FrequencyNotAllowed { .. } => invalid("settlement_frequency", e),
             ScheduleError::NonPositivePrincipal => invalid("principal_fen", e),
             ScheduleError::Calendar(CalendarError::DateOutOfRange)
@@ -671,6 +671,19 @@ impl LoanService for Api {
         }
         if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
+        // A run over one bank's loans names a bank of the ledger (a run over none is a mistake).
+        if let Some(bank_id) = &bank_id {
+            match self.db.get_bank(bank_id).await.map_err(|e| status(e.into()))? {
+                None => return Err(Status::not_found(format!("bank {bank_id} not found"))),
+                Some(bank) if bank.ledger_id != ledger_id => {
+                    return Err(invalid(
+                        "bank_id",
+                        format!("names a bank of ledger {}, not of {ledger_id}", bank.ledger_id),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         let s = run_settlement(
             &self.db,

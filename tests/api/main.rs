@@ -354,6 +354,10 @@ async fn full_flow(backend: Backend) {
         let request = pb::ReadJournalRequest { ledger_id: LEDGER.into(), from_seq, to_seq };
         expect_invalid(app.audit(&auditor).read_journal(request).await, field);
     }
+    // A ledger that does not exist is NOT_FOUND, as for Verify (not an empty journal).
+    let every = app.token(Role::Auditor, "*").await;
+    let request = pb::ReadJournalRequest { ledger_id: "NOSUCH".into(), from_seq: 0, to_seq: 0 };
+    expect_code(app.audit(&every).read_journal(request).await, Code::NotFound);
 
     let v = app.verify(&auditor).await;
     assert!(v.ok, "verify: {v:?}");

@@ -547,6 +547,15 @@ async fn preview_bad_input_roles_and_no_writes(backend: Backend) {
             "disbursement_date",
             pb::PreviewScheduleRequest { disbursement_date: "2021-02-30".into(), ..base.clone() },
         ),
+        // Longer than 600 months, given by its maturity: the maturity is named.
+        (
+            "maturity_date",
+            pb::PreviewScheduleRequest {
+                term_months: 0,
+                maturity_date: "2071-02-25".into(),
+                ..base.clone()
+            },
+        ),
         // Its periods run past the calendar's range: the date is named, not the principal.
         (
             "disbursement_date",

@@ -1818,9 +1818,27 @@ async fn a_settlement_run_is_one_request(backend: Backend) {
     );
     let reason = status.get_details_error_info().map(|i| i.reason);
     assert_eq!(reason.as_deref(), Some("REQUEST_ID_REUSED"), "{status:?}");
+    // A run over one bank names a bank of the ledger: an unknown bank is NOT_FOUND, another
+    // ledger's bank INVALID_ARGUMENT naming bank_id.
+    let mut finance = app.loans(&t.finance);
+    expect_code(
+        finance.settle_loans(settle_request(&rid("f"), "NOSUCH", "2021-03-20")).await,
+        Code::NotFound,
+    );
+    app.create_ledger(&t.operator, "450122", "another county").await;
+    let elsewhere = pb::RegisterBankRequest {
+        request_id: rid("bank"),
+        ledger_id: "450122".into(),
+        bank_id: "B9".into(),
+        name: "another county's bank".into(),
+    };
+    app.registry(&t.operator).register_bank(elsewhere).await.expect("RegisterBank");
+    expect_invalid(
+        finance.settle_loans(settle_request(&rid("f"), "B9", "2021-03-20")).await,
+        "bank_id",
+    );
     // The finance office's run of the whole ledger (nothing left to settle), then of one bank
     // under the same id: refused.
-    let mut finance = app.loans(&t.finance);
     let whole = finance
         .settle_loans(settle_request("f1", "", "2021-03-20"))
         .await
