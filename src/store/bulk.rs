@@ -83,9 +83,10 @@ pub struct StoredModels {
     /// The idempotency records of the ledger's transactions as (seq, [`request_digest`] of
     /// their key), by seq.
     pub requests: Vec<(i64, u64)>,
-    /// Journal rows whose `seq` is past every integer (text, a blob or a real that large,
-    /// stored by hand on SQLite, whose columns take any type), described: no place in the
-    /// chain, so neither the head nor the scan reaches them. The first ten ([`ODD_SEQS_SQL`]).
+    /// Journal rows whose `seq` has no place in the chain, described: past every integer (text,
+    /// a blob or a real that large, stored by hand on SQLite, whose columns take any type), or
+    /// below 1 (the chain starts at 1), so that neither the head nor the scan reaches them. The
+    /// first ten ([`ODD_SEQS_SQL`], [`PG_ODD_SEQS_SQL`]).
     pub odd_seqs: Vec<String>,
 }
 
@@ -135,9 +136,13 @@ const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledg
 /// such by hand has no place in the chain, [`ODD_SEQS_SQL`]). Along the key, as `max` alone.
 const SQLITE_HEAD_SQL: &str =
     "select max(seq) from journal_txn where ledger_id = $1 and seq <= 9223372036854775807";
-/// SQLite's journal rows whose `seq` is past every integer: text, blobs (and reals too large).
+/// SQLite's journal rows whose `seq` is past every integer (text, blobs, reals too large) or
+/// before the chain's first (0, negative): no place in the chain.
 const ODD_SEQS_SQL: &str = "select seq from journal_txn where ledger_id = $1 \
-                            and seq > 9223372036854775807 order by seq limit 10";
+                            and (seq > 9223372036854775807 or seq < 1) order by seq limit 10";
+/// PostgreSQL's journal rows before the chain's first seq (its `seq` is a bigint: none past it).
+const PG_ODD_SEQS_SQL: &str =
+    "select seq from journal_txn where ledger_id = $1 and seq < 1 order by seq limit 10";
 /// Sent after the head, so that the scan does not wait for it: on PostgreSQL, whose `loan`
 /// pages are seldom all visible (every posting updates a loan), it read 0.2–0.7 s of rows at a
 /// million loans (30 ms on SQLite).
@@ -210,6 +215,7 @@ fn sqlite_models(
             }
             rusqlite::types::ValueRef::Blob(blob) => format!("a blob of {} bytes", blob.len()),
             rusqlite::types::ValueRef::Real(number) => format!("the number {number}"),
+            rusqlite::types::ValueRef::Integer(number) => format!("the number {number}"),
             other => format!("{other:?}"),
         })
     })?;
@@ -317,15 +323,18 @@ async fn postgres_models(
             sqlx::query_scalar(LEDGER_NAME_SQL).bind(ledger_id).fetch_optional(&mut *tx).await?;
         // The idempotency records on this connection: on a fourth, no faster (measured).
         let requests = postgres_requests(&mut tx, ledger_id, keys, transactions).await?;
+        let odd: Vec<i64> =
+            sqlx::query_scalar(PG_ODD_SEQS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+        let odd_seqs = odd.into_iter().map(|seq| format!("the number {seq}")).collect();
         let registry = RegistrySnapshot { banks, households, statuses, policies, ledger_name };
-        Ok::<_, StoreError>((registry, requests))
+        Ok::<_, StoreError>((registry, requests, odd_seqs))
     };
     // The exporting transaction stays open until the importing ones have read.
     let (loans, balances_links, registry) = tokio::join!(loans, balances_links, registry);
-    let ((registry, requests), (balances, links), loans) = (registry?, balances_links?, loans?);
+    let ((registry, requests, odd_seqs), (balances, links), loans) =
+        (registry?, balances_links?, loans?);
     tx.rollback().await?;
-    // PostgreSQL's `seq` is a bigint: every row has its place.
-    Ok(StoredModels { registry, balances, loans, links, requests, odd_seqs: Vec::new() })
+    Ok(StoredModels { registry, balances, loans, links, requests, odd_seqs })
 }
 
 /// A copy statement of `sql`, its parameter read from [`LEDGER_SETTING`].

@@ -57,6 +57,7 @@ on_both_backends!(
     a_loan_stored_whole_by_an_earlier_version,
     postings_text_is_checked_as_postings,
     a_head_stored_far_ahead_is_reported,
+    rows_before_the_chain_are_reported,
     mistyped_journal_columns_are_reported,
     journal_scan_pages,
     concurrent_verifies_take_turns,
@@ -2007,6 +2008,45 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
         ),
         "{v:?}"
     );
+    app.finish().await;
+}
+
+/// A journal row stored by hand under seq 0 or below (the triggers let a new row in) has no
+/// place in the chain, which starts at 1: neither scanned nor read by any call, it would still
+/// count in the `posting` view's sums. It is reported.
+async fn rows_before_the_chain_are_reported(backend: Backend) {
+    let Some((app, t, _)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let disbursed = app
+        .journal(&t.auditor, LEDGER)
+        .await
+        .into_iter()
+        .find(|txn| txn.kind == "loan.disbursed")
+        .expect("the disbursement")
+        .seq;
+    for seq in [0, -3] {
+        let inserted = app
+            .db
+            .execute_raw(&format!(
+                "insert into journal_txn (ledger_id, seq, kind, value_date, recorded_at_us, actor, \
+                 request_id, command_json, prev_hash, hash, postings) \
+                 select ledger_id, {seq}, kind, value_date, recorded_at_us, actor, request_id, \
+                 command_json, prev_hash, hash, postings from journal_txn \
+                 where ledger_id = '{LEDGER}' and seq = {disbursed}"
+            ))
+            .await
+            .expect("a new row is let in");
+        assert_eq!(inserted, 1);
+    }
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok, "{v:?}");
+    for seq in [-3, 0] {
+        let text = format!(
+            "a journal row of ledger {LEDGER} has the number {seq} as its seq: no place in the chain"
+        );
+        assert!(v.problems.contains(&text), "{text}: {v:?}");
+    }
     app.finish().await;
 }
 
