@@ -112,6 +112,22 @@ pub fn check_read_of(
     }
 }
 
+/// A batch item's result when it failed with `s`: its code, and what the status's details say
+/// (the field a `BadRequest` names, the reason and figures of an `ErrorInfo`), as a unary call
+/// would have answered.
+fn failed_item(r: &mut pb::BatchResult, s: &Status) {
+    let details = tonic_types::StatusExt::get_error_details(s);
+    r.code = code_name(s.code()).into();
+    r.message = s.message().to_string();
+    if let Some(info) = details.error_info() {
+        r.reason = info.reason.clone();
+        r.metadata = info.metadata.clone().into_iter().collect();
+    }
+    if let Some(bad) = details.bad_request() {
+        r.field = bad.field_violations.first().map(|v| v.field.clone()).unwrap_or_default();
+    }
+}
+
 /// The canonical name of a gRPC code, as clients see it in other tools (`NOT_FOUND`).
 fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
@@ -588,10 +604,7 @@ impl LoanService for Api {
                     positions.push(results.len());
                     commands.push(c);
                 }
-                Err(e) => {
-                    result.code = code_name(e.code()).into();
-                    result.message = e.message().to_string();
-                }
+                Err(e) => failed_item(&mut result, &e),
             }
             results.push(result);
         }
@@ -625,15 +638,7 @@ impl LoanService for Api {
                     r.code = "INTERNAL".into();
                     r.message = "unexpected answer".into();
                 }
-                Err(e) => {
-                    let s = status(e);
-                    r.code = code_name(s.code()).into();
-                    r.reason = tonic_types::StatusExt::get_error_details(&s)
-                        .error_info()
-                        .map(|i| i.reason.clone())
-                        .unwrap_or_default();
-                    r.message = s.message().to_string();
-                }
+                Err(e) => failed_item(r, &status(e)),
             }
         }
         let posted = results.iter().filter(|r| r.ok).count() as u32;

@@ -1068,6 +1068,12 @@ async fn batch_with_bad_items(backend: Backend) {
     assert_eq!(results[12].reason, "REPAYMENT_EXCEEDS_OWED", "{:?}", results[12]);
     // What is owed on 03-20 after the item-6 payment, in yuan: 905,882 fen.
     assert!(results[12].message.contains("9058.82"), "{:?}", results[12]);
+    // With the figures a unary call's ErrorInfo carries, and a bad field named.
+    let owed = results[12].metadata.get("owed_fen").map(String::as_str);
+    assert_eq!(owed, Some("905882"), "{:?}", results[12]);
+    assert_eq!(results[11].field, "value_date", "{:?}", results[11]);
+    assert_eq!(results[16].field, "request_id", "{:?}", results[16]);
+    assert_eq!((results[12].field.as_str(), results[5].field.as_str()), ("", ""));
     assert_eq!(results[14].reason, "LOAN_NOT_REPAYABLE", "{:?}", results[14]);
     assert_eq!(results[20].reason, "REQUEST_ID_REUSED", "{:?}", results[20]);
     assert_eq!(results[21].reason, "REPAYMENT_EXCEEDS_OWED", "{:?}", results[21]);
