@@ -138,6 +138,22 @@ pub fn loan_to_pb(l: &LoanState, full_ids: bool, as_of: BusinessDate) -> pb::Loa
     loan_to_pb_quoted(l, full_ids, as_of, l.quote(as_of).ok().as_ref())
 }
 
+/// [`loan_to_pb`] for a call that asks for one loan: a live loan whose figures cannot be worked
+/// out on `as_of` (more settlement points to catch up than one event may) is refused with the
+/// reason, not shown owing nothing.
+pub fn loan_to_pb_checked(
+    l: &LoanState,
+    full_ids: bool,
+    as_of: BusinessDate,
+) -> Result<pb::Loan, Status> {
+    let quote = if l.status.is_live() {
+        Some(l.quote(as_of).map_err(|e| super::error::status(e.into()))?)
+    } else {
+        None
+    };
+    Ok(loan_to_pb_quoted(l, full_ids, as_of, quote.as_ref()))
+}
+
 /// [`loan_to_pb`] with the loan's payoff quote on `as_of` already worked out.
 pub fn loan_to_pb_quoted(
     l: &LoanState,

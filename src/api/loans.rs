@@ -449,7 +449,7 @@ impl LoanService for Api {
         let as_of = parse::optional_date("as_of", &as_of)?;
         let loan = self.readable_loan(&actor, &loan_id).await?;
         match as_of {
-            None => Ok(Response::new(loan_to_pb(&loan, true, self.today_for(&loan)))),
+            None => Ok(Response::new(loan_to_pb_checked(&loan, true, self.today_for(&loan))?)),
             Some(date) => {
                 let past = loan_as_of(&self.db, &loan_id, date).await.map_err(status)?.ok_or_else(
                     || {
@@ -459,7 +459,7 @@ impl LoanService for Api {
                         ))
                     },
                 )?;
-                Ok(Response::new(loan_to_pb(&past, true, date)))
+                Ok(Response::new(loan_to_pb_checked(&past, true, date)?))
             }
         }
     }

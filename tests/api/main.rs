@@ -3234,6 +3234,12 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
     let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive().to_string();
     let repaid = app.repay(&t.bank, &id, &today, 100).await;
     assert_eq!(entry(&repaid).seq as usize, journal_before + 1);
+    // Reads may look ahead; a date past what the loan's figures can be worked out to (a century
+    // of quarterly points to catch up) is refused, not shown owing nothing.
+    let ahead = app.get_loan_as_of(&t.bank, &id, "2031-03-20").await;
+    assert!(ahead.penalty_fen > 0 && ahead.days_overdue > 0, "{ahead:?}");
+    let far = pb::GetLoanRequest { loan_id: id.clone(), as_of: "2131-03-20".into() };
+    expect_refused(loans.get_loan(far).await, "VALUE_DATE_OUT_OF_RANGE");
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
