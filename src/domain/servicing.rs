@@ -76,7 +76,7 @@
 //! Amounts become overdue on the day after their due date (plus grace days for interest). A loan
 //! whose oldest overdue amount has been overdue for more than 90 days is `overdue_90`.
 
-use chrono::{Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -550,8 +550,12 @@ impl Servicing {
     /// later. (Until 2026-12 the grace days counted from the due date for 20ths too, so that a
     /// day of grace kept no day of compound off.)
     fn compound_from(&self, terms: &ServicingTerms, item: &DueItem) -> NaiveDate {
-        let period_ends_on_due_date =
-            !terms.method.is_amortising() && item.due_date < self.maturity();
+        // A 20th's: a 20th of a loan settled on 20ths, before maturity (the interest due at a
+        // maturity on another day keeps its own rule after an extension moves maturity on).
+        let period_ends_on_due_date = !terms.method.is_amortising()
+            && terms.frequency != SettlementFrequency::AtMaturity
+            && item.due_date < self.maturity()
+            && item.due_date.day() == 20;
         let days = i64::from(terms.grace_days) + i64::from(period_ends_on_due_date);
         item.due_date.checked_add_signed(Duration::days(days)).unwrap_or(NaiveDate::MAX)
     }
@@ -1508,6 +1512,20 @@ mod tests {
             assert_eq!(q.compound_fen, Fen(compound), "grace {grace}: {days} days of compound");
             assert_eq!(s.days_overdue(&t, d("2021-03-24")), days, "grace {grace}");
         }
+    }
+
+    /// The interest due at a maturity on the 25th keeps compounding from its due date after an
+    /// extension recorded that day moves maturity on; a 20th's from the day after.
+    #[test]
+    fn an_extension_keeps_the_maturity_interests_compound_day() {
+        let t = terms();
+        let mut s = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
+        s.settle_through(&t, d("2022-01-25")).unwrap();
+        s.extend(&t, d("2022-01-25"), d("2022-07-25")).unwrap();
+        let item = |due: &str| s.interest_due.iter().find(|i| i.due_date == d(due)).unwrap();
+        assert_eq!(item("2022-01-25").amount_fen, Fen(18_715));
+        assert_eq!(s.compound_from(&t, item("2022-01-25")), d("2022-01-25"));
+        assert_eq!(s.compound_from(&t, item("2021-12-20")), d("2021-12-21"));
     }
 
     /// The largest loan any policy allows, at the highest rate and uplifts, misused and never
