@@ -3157,48 +3157,42 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
     };
     let refused = expect_invalid(loans.record_repayment(repayment.clone()).await, "value_date");
     assert!(refused.message().contains("is in the future"), "{refused:?}");
-    expect_invalid(
+    let (request_id, loan_id, value_date) = (rid("future"), id.clone(), future.clone());
+    let other_writes = [
         loans
             .disburse(pb::DisburseRequest {
-                request_id: rid("future"),
-                loan_id: id.clone(),
-                value_date: future.clone(),
+                request_id: request_id.clone(),
+                loan_id: loan_id.clone(),
+                value_date: value_date.clone(),
                 amount_fen: 0,
             })
             .await,
-        "value_date",
-    );
-    expect_invalid(
         loans
             .write_off_loan(pb::WriteOffLoanRequest {
-                request_id: rid("future"),
-                loan_id: id.clone(),
-                value_date: future.clone(),
+                request_id: request_id.clone(),
+                loan_id: loan_id.clone(),
+                value_date: value_date.clone(),
             })
             .await,
-        "value_date",
-    );
-    expect_invalid(
         loans
             .mark_misuse(pb::MarkMisuseRequest {
-                request_id: rid("future"),
-                loan_id: id.clone(),
-                value_date: future.clone(),
+                request_id: request_id.clone(),
+                loan_id: loan_id.clone(),
+                value_date: value_date.clone(),
             })
             .await,
-        "value_date",
-    );
-    expect_invalid(
         loans
             .extend_loan(pb::ExtendLoanRequest {
-                request_id: rid("future"),
-                loan_id: id.clone(),
-                value_date: future.clone(),
+                request_id,
+                loan_id,
+                value_date,
                 new_maturity_date: "2040-01-25".into(),
             })
             .await,
-        "value_date",
-    );
+    ];
+    for refused in other_writes {
+        expect_invalid(refused, "value_date");
+    }
     let contract = pb::CreateLoanRequest {
         contract_date: future.clone(),
         ..standard_loan("C-FUTURE", HOUSEHOLD)

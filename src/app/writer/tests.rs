@@ -640,27 +640,36 @@ async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
     task.await.unwrap();
 }
 
-/// With the database away, a group's commands are answered UNAVAILABLE after the group's own
-/// retries, not run again one by one with retries each.
-async fn a_group_with_the_database_away(db: &Db) {
-    let (w, task) = disbursed_loans(db, 3).await;
-    db.close().await;
-    GROUP_ATTEMPTS.set(0);
-    let repayments = (1..=3)
+/// A repayment of [`REPAID_FEN`] on 2021-02-01 of each of loans 1 to 3 (request ids
+/// `<prefix>/<n>`).
+fn three_repayments(prefix: &str) -> Vec<(String, Command)> {
+    (1..=3)
         .map(|n| {
             let command = Command::RecordRepayment {
                 loan_id: loan_id(n),
                 value_date: day("2021-02-01"),
                 amount_fen: Fen(REPAID_FEN),
             };
-            (format!("away/{n}"), command)
+            (format!("{prefix}/{n}"), command)
         })
-        .collect();
-    let results = w.submit_many(&bank(), repayments).await;
+        .collect()
+}
+
+/// Three answers, each UNAVAILABLE.
+fn all_unavailable(results: Vec<Result<Outcome, AppError>>) {
     assert_eq!(results.len(), 3);
     for r in &results {
         assert!(matches!(r, Err(AppError::Unavailable(_))), "{r:?}");
     }
+}
+
+/// With the database away, a group's commands are answered UNAVAILABLE after the group's own
+/// retries, not run again one by one with retries each.
+async fn a_group_with_the_database_away(db: &Db) {
+    let (w, task) = disbursed_loans(db, 3).await;
+    db.close().await;
+    GROUP_ATTEMPTS.set(0);
+    all_unavailable(w.submit_many(&bank(), three_repayments("away")).await);
     // Counted: the attempts after the first (the writer's pipeline plans a group once before
     // it fails over to them), 12 when each command was then run alone with three of its own.
     assert_eq!(GROUP_ATTEMPTS.get(), 3, "the group's three more attempts, and no more");
@@ -676,22 +685,9 @@ async fn commands_run_one_by_one_stop_when_the_database_is_away(db: &Db) {
     db.close().await;
     FAIL_GROUPS.set(true);
     GROUP_ATTEMPTS.set(0);
-    let repayments = (1..=3)
-        .map(|n| {
-            let command = Command::RecordRepayment {
-                loan_id: loan_id(n),
-                value_date: day("2021-02-01"),
-                amount_fen: Fen(REPAID_FEN),
-            };
-            (format!("one-by-one/{n}"), command)
-        })
-        .collect();
-    let results = w.submit_many(&bank(), repayments).await;
+    let results = w.submit_many(&bank(), three_repayments("one-by-one")).await;
     FAIL_GROUPS.set(false);
-    assert_eq!(results.len(), 3);
-    for r in &results {
-        assert!(matches!(r, Err(AppError::Unavailable(_))), "{r:?}");
-    }
+    all_unavailable(results);
     // The first command's three attempts alone; nine when the others were run too.
     assert_eq!(GROUP_ATTEMPTS.get(), 3, "the first command's attempts, and no more");
     drop(w);
