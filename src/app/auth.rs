@@ -158,6 +158,16 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AppError> 
     let row = db.find_token(&hash_token(secret)).await?.ok_or(AppError::Unauthenticated)?;
     let role = Role::parse(&row.role)
         .ok_or_else(|| AppError::Internal(format!("token {} has unknown role", row.token_id)))?;
+    // A token stored for an organisation its role cannot have (a finance office's for "*",
+    // made before `check_org` refused it) is no credential: it would read every ledger.
+    if let Err(why) = check_org(role, &row.org) {
+        tracing::warn!(
+            token_id = row.token_id,
+            why,
+            "a token bound to no organisation of its role"
+        );
+        return Err(AppError::Unauthenticated);
+    }
     Ok(Principal { role, org: row.org })
 }
 

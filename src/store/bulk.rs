@@ -137,9 +137,13 @@ const HEAD_SQL: &str = "select coalesce(max(seq), 0) from journal_txn where ledg
 const SQLITE_HEAD_SQL: &str =
     "select max(seq) from journal_txn where ledger_id = $1 and seq <= 9223372036854775807";
 /// SQLite's journal rows whose `seq` is past every integer (text, blobs, reals too large) or
-/// before the chain's first (0, negative): no place in the chain.
-const ODD_SEQS_SQL: &str = "select seq from journal_txn where ledger_id = $1 \
-                            and (seq > 9223372036854775807 or seq < 1) order by seq limit 10";
+/// before the chain's first (0, negative): no place in the chain. Two range searches of the
+/// key (one `or` of both read the ledger's whole key: 29 ms at 300,000 rows).
+const ODD_SEQS_SQL: &str = "select seq from (\
+      select seq from journal_txn where ledger_id = $1 and seq < 1 \
+      union all \
+      select seq from journal_txn where ledger_id = $1 and seq > 9223372036854775807) \
+    order by seq limit 10";
 /// PostgreSQL's journal rows before the chain's first seq (its `seq` is a bigint: none past it).
 const PG_ODD_SEQS_SQL: &str =
     "select seq from journal_txn where ledger_id = $1 and seq < 1 order by seq limit 10";

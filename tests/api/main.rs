@@ -2770,6 +2770,17 @@ async fn authentication_and_roles(backend: Backend) {
     expect_code(app.loans(&b2).record_repayment(repayment).await, Code::PermissionDenied);
     assert!(recorded(by_other_bank).await, "a bank's refusal on a stored loan is recorded");
 
+    // A finance office's token bound to "*" (made before that was refused) is no credential.
+    let secret = format!("ll_{}", "ab".repeat(32));
+    let hash = loanledger::app::auth::hash_token(&secret);
+    app.db.insert_token("tok_every_ledger", &hash, "finance", "*", 0).await.expect("stored");
+    expect_code(
+        app.registry(&secret)
+            .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+            .await,
+        Code::Unauthenticated,
+    );
+
     // No token, or an unknown one.
     let mut anonymous = RegistryServiceClient::new(app.channel());
     expect_code(
