@@ -56,7 +56,15 @@ pub fn require_role(actor: &Principal, roles: &[Role], call: &str) -> Result<(),
     if roles.contains(&actor.role) {
         return Ok(());
     }
-    let may: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    let may: Vec<&str> = roles
+        .iter()
+        .map(|r| match r {
+            Role::Bank => "a bank",
+            Role::Finance => "a finance office",
+            Role::Auditor => "an auditor",
+            Role::Operator => "the operator",
+        })
+        .collect();
     Err(tonic::Status::permission_denied(format!(
         "{} may not call {call}: only {} may",
         actor.actor(),

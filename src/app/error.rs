@@ -96,7 +96,12 @@ impl AppError {
                     ..plain(RefusalCode::InvalidArgument, invalid_text(d))
                 },
                 DomainError::NotFound { .. } => plain(RefusalCode::NotFound, d.to_string()),
-                DomainError::Exists { .. } => plain(RefusalCode::AlreadyExists, d.to_string()),
+                // A reason of its own, so that a client tells "the record exists" from
+                // REQUEST_ID_REUSED: LOAN_EXISTS, BANK_EXISTS, LPR_ENTRY_EXISTS, ...
+                DomainError::Exists { what, .. } => Refusal {
+                    reason: Some(format!("{}_EXISTS", what.to_uppercase().replace(' ', "_"))),
+                    ..plain(RefusalCode::AlreadyExists, d.to_string())
+                },
                 DomainError::Refused { reason, message, metadata } => Refusal {
                     reason: Some(reason.code().to_string()),
                     metadata: metadata.clone(),

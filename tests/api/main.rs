@@ -904,6 +904,18 @@ async fn idempotent_replay(backend: Backend) {
         app.registry(&t.finance).register_household(other_household.clone()).await,
         Code::AlreadyExists,
     );
+    // The same contract or household under another request id: the record exists, and the
+    // reason says which (not REQUEST_ID_REUSED).
+    let reason = |s: tonic::Status| s.get_details_error_info().map(|i| i.reason);
+    let again = pb::CreateLoanRequest { request_id: rid("loan"), ..create.clone() };
+    let exists = expect_code(loans.create_loan(again).await, Code::AlreadyExists);
+    assert_eq!(reason(exists).as_deref(), Some("LOAN_EXISTS"));
+    let again = pb::RegisterHouseholdRequest { request_id: rid("household"), ..household.clone() };
+    let exists =
+        expect_code(app.registry(&t.finance).register_household(again).await, Code::AlreadyExists);
+    assert_eq!(reason(exists).as_deref(), Some("HOUSEHOLD_EXISTS"));
+    let reused = expect_code(loans.create_loan(other_create.clone()).await, Code::AlreadyExists);
+    assert_eq!(reason(reused).as_deref(), Some("REQUEST_ID_REUSED"));
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len());
 
     // Across a restart.
@@ -2748,7 +2760,7 @@ async fn authentication_and_roles(backend: Backend) {
             .await,
         Code::PermissionDenied,
     );
-    assert!(refused.message().contains("only bank may"), "{refused:?}");
+    assert!(refused.message().contains("only a bank may"), "{refused:?}");
     assert!(!recorded(by_auditor).await, "an auditor's refused batch item is not recorded");
     let by_operator = rid("operator-household");
     let household = pb::RegisterHouseholdRequest {
@@ -3273,7 +3285,9 @@ async fn lpr_table(backend: Backend) {
     assert_eq!(set.entry, Some(entry("0.029")));
     let again = registry.set_lpr(req("l1", "0.0290")).await.expect("SetLpr again").into_inner();
     assert_eq!(again, set, "the same entry, the rate written otherwise");
-    expect_code(registry.set_lpr(req(&rid("l"), "0.028")).await, Code::AlreadyExists);
+    let exists = expect_code(registry.set_lpr(req(&rid("l"), "0.028")).await, Code::AlreadyExists);
+    let reason = exists.get_details_error_info().map(|i| i.reason);
+    assert_eq!(reason.as_deref(), Some("LPR_ENTRY_EXISTS"), "{exists:?}");
     let listed =
         app.registry(&t.bank).list_lpr(pb::ListLprRequest {}).await.expect("ListLpr").into_inner();
     assert_eq!(listed.entries.last(), Some(&entry("0.029")), "{listed:?}");
