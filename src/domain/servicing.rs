@@ -188,6 +188,11 @@ pub struct DueItem {
     #[serde(with = "iso")]
     pub due_date: NaiveDate,
     pub amount_fen: Fen,
+    /// Interest due at a maturity that an extension then moved on: its period ended the day
+    /// before its due date, which may be a 20th now before maturity (set by
+    /// [`Servicing::extend`]; left out of the stored state when not set).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_old_maturity: bool,
 }
 
 /// How a payment (or a write-off) is split over the buckets.
@@ -554,6 +559,7 @@ impl Servicing {
         // maturity on another day keeps its own rule after an extension moves maturity on).
         let period_ends_on_due_date = !terms.method.is_amortising()
             && terms.frequency != SettlementFrequency::AtMaturity
+            && !item.at_old_maturity
             && item.due_date < self.maturity()
             && item.due_date.day() == 20;
         let days = i64::from(terms.grace_days) + i64::from(period_ends_on_due_date);
@@ -647,7 +653,11 @@ impl Servicing {
         let interest = self.interest_accrual(terms, &segments)?;
         if let Some(i) = &interest {
             if i.amount_fen.is_positive() {
-                self.interest_due.push(DueItem { due_date: due, amount_fen: i.amount_fen });
+                self.interest_due.push(DueItem {
+                    due_date: due,
+                    amount_fen: i.amount_fen,
+                    at_old_maturity: false,
+                });
             }
             self.interest_settled_fen = add(self.interest_settled_fen, i.amount_fen)?;
         }
@@ -698,7 +708,11 @@ impl Servicing {
                 instalment.principal_fen.min(current)
             };
             if amount.is_positive() {
-                self.principal_due.push(DueItem { due_date: point, amount_fen: amount });
+                self.principal_due.push(DueItem {
+                    due_date: point,
+                    amount_fen: amount,
+                    at_old_maturity: false,
+                });
             }
             Some(InstalmentPrincipal { instalment: instalment.number, amount_fen: amount })
         } else {
@@ -935,6 +949,12 @@ impl Servicing {
         new_maturity: NaiveDate,
     ) -> Result<(), ServicingError> {
         self.advance(terms, date)?;
+        // Interest already settled at the maturity being moved (an extension recorded on the
+        // maturity day, after that day's settlement) keeps its period's end.
+        let old = self.maturity();
+        for item in self.interest_due.iter_mut().filter(|i| i.due_date == old) {
+            item.at_old_maturity = true;
+        }
         self.maturity_date = Some(new_maturity);
         self.extensions += 1;
         let from = self.accrued_through.unwrap_or(date);
@@ -1065,7 +1085,11 @@ mod tests {
         assert_eq!(old.interest_settled_fen, Fen(29_407));
         assert_eq!(
             old.interest_due,
-            vec![DueItem { due_date: d("2021-03-20"), amount_fen: Fen(29_407) }]
+            vec![DueItem {
+                due_date: d("2021-03-20"),
+                amount_fen: Fen(29_407),
+                at_old_maturity: false
+            }]
         );
         let stored = serde_json::to_string(&old).unwrap();
         assert_eq!(
@@ -1083,7 +1107,7 @@ mod tests {
             annual_rate: AnnualRate::parse("0.05").unwrap(),
             jishu: 55,
         };
-        let due = DueItem { due_date: d("2021-06-20"), amount_fen: Fen(7) };
+        let due = DueItem { due_date: d("2021-06-20"), amount_fen: Fen(7), at_old_maturity: true };
         let full = Servicing {
             interest_segments: vec![segment.clone()],
             penalty_segments: vec![segment.clone()],
@@ -1526,6 +1550,18 @@ mod tests {
         assert_eq!(item("2022-01-25").amount_fen, Fen(18_715));
         assert_eq!(s.compound_from(&t, item("2022-01-25")), d("2022-01-25"));
         assert_eq!(s.compound_from(&t, item("2021-12-20")), d("2021-12-21"));
+        // A maturity on a 20th, extended the same day after its settlement: its interest is
+        // marked, and keeps its day (a 20th's would compound from the day after).
+        let mut s = Servicing::start(&t, d("2021-03-20"), d("2022-03-20"), Fen(5_000_000));
+        s.settle_through(&t, d("2022-03-20")).unwrap();
+        s.extend(&t, d("2022-03-20"), d("2022-09-20")).unwrap();
+        let item = |due: &str| s.interest_due.iter().find(|i| i.due_date == d(due)).unwrap();
+        assert!(item("2022-03-20").at_old_maturity && !item("2021-12-20").at_old_maturity);
+        assert_eq!(s.compound_from(&t, item("2022-03-20")), d("2022-03-20"));
+        assert_eq!(s.compound_from(&t, item("2021-12-20")), d("2021-12-21"));
+        let stored = serde_json::to_string(&s).unwrap();
+        assert_eq!(stored.matches("\"at_old_maturity\":true").count(), 1, "{stored}");
+        assert_eq!(serde_json::from_str::<Servicing>(&stored).unwrap(), s);
     }
 
     /// The largest loan any policy allows, at the highest rate and uplifts, misused and never
