@@ -344,9 +344,11 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         }
     };
     // A set: in one order, once each, so that equal policies are equal.
+    // Each element named by its index (HOUSEHOLD_STATUS_UNSPECIFIED is no status to lend to).
     let mut eligible_statuses = eligible_statuses
         .into_iter()
-        .map(|s| household_status_from_pb("params.eligible_statuses", s))
+        .enumerate()
+        .map(|(i, s)| household_status_from_pb(&format!("params.eligible_statuses[{i}]"), s))
         .collect::<Result<Vec<_>, _>>()?;
     eligible_statuses.sort();
     eligible_statuses.dedup();

@@ -1985,6 +1985,15 @@ async fn policy_versions(backend: Backend) {
         registry.set_policy(req(&rid("p"), params("-0.5", vec![poor], 5))).await,
         "params.overdue_penalty_uplift",
     );
+    // A bad element of the statuses is named by its index.
+    expect_invalid(
+        registry.set_policy(req(&rid("p"), params("0.5", vec![poor, 0], 5))).await,
+        "params.eligible_statuses[1]",
+    );
+    expect_invalid(
+        registry.set_policy(req(&rid("p"), params("0.5", vec![99], 5))).await,
+        "params.eligible_statuses[0]",
+    );
     // A cap past the bound (100,000,000 yuan) would let a loan be contracted whose
     // settlements overflow 64-bit fen.
     let mut huge = params("0.5", vec![poor], 5);
