@@ -65,7 +65,8 @@ impl Principal {
     pub fn reads_ledger(&self, ledger_id: &str) -> bool {
         match self.role {
             Role::Auditor => self.org == "*" || self.org == ledger_id,
-            // A finance office is its ledger's (a token for "*" is refused at its creation).
+            // A finance office is its ledger's (a token for "*" is refused at its creation and,
+            // stored by an earlier build, at authentication: `check_org`).
             Role::Finance => self.org == ledger_id,
             Role::Bank | Role::Operator => false,
         }

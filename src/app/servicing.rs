@@ -100,18 +100,19 @@ fn tally(
             }
             Ok(_) => {}
             Err(AppError::Unavailable(m)) => return Err(AppError::Unavailable(m)),
-            // Refused the first time or again from its record (a retried run): the same.
-            Err(e)
-                if e.refusal().and_then(|r| r.reason).as_deref()
-                    == Some(Reason::LoanNotRepayable.code()) =>
-            {
-                summary.loans_no_longer_live += 1
-            }
             Err(e) => {
+                // Refused the first time or again from its record (a retried run): the same.
+                let refusal = e.refusal();
+                if refusal.as_ref().and_then(|r| r.reason.as_deref())
+                    == Some(Reason::LoanNotRepayable.code())
+                {
+                    summary.loans_no_longer_live += 1;
+                    continue;
+                }
                 summary.failed += 1;
                 // A fault of the service is logged; the answer says only that it happened, as
                 // a call's INTERNAL status does. A refusal is listed as its caller gets it.
-                let text = match (e.refusal(), e) {
+                let text = match (refusal, e) {
                     (Some(refusal), _) => refusal.message,
                     (None, AppError::Internal(detail)) => {
                         faults += 1;

@@ -76,7 +76,7 @@
 //! Amounts become overdue on the day after their due date (plus grace days for interest). A loan
 //! whose oldest overdue amount has been overdue for more than 90 days is `overdue_90`.
 
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -555,13 +555,12 @@ impl Servicing {
     /// later. (Until 2026-12 the grace days counted from the due date for 20ths too, so that a
     /// day of grace kept no day of compound off.)
     fn compound_from(&self, terms: &ServicingTerms, item: &DueItem) -> NaiveDate {
-        // A 20th's: a 20th of a loan settled on 20ths, before maturity (the interest due at a
-        // maturity on another day keeps its own rule after an extension moves maturity on).
+        // A 20th's: interest of a loan settled on 20ths, due before maturity, but for the
+        // interest due at a maturity an extension moved on (marked by `extend`).
         let period_ends_on_due_date = !terms.method.is_amortising()
             && terms.frequency != SettlementFrequency::AtMaturity
             && !item.at_old_maturity
-            && item.due_date < self.maturity()
-            && item.due_date.day() == 20;
+            && item.due_date < self.maturity();
         let days = i64::from(terms.grace_days) + i64::from(period_ends_on_due_date);
         item.due_date.checked_add_signed(Duration::days(days)).unwrap_or(NaiveDate::MAX)
     }
