@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use super::pgcopy::{CopyReader, LEDGER_SETTING, READ_ONLY, binary_copy, copy_out, scan_settings};
 use super::rows::{BalanceRow, LoanRow, POLICIES_SQL, PolicyRow, loan_columns};
 use super::scan::{open_sqlite_reader, panicked, row_text, sqlite_file};
+use super::schema;
 use super::{Db, StoreError};
 use crate::domain::loan::LoanState;
 use crate::domain::money::Fen;
@@ -88,6 +89,8 @@ pub struct StoredModels {
     /// below 1 (the chain starts at 1), so that neither the head nor the scan reaches them. The
     /// first ten ([`ODD_SEQS_SQL`], [`PG_ODD_SEQS_SQL`]).
     pub odd_seqs: Vec<String>,
+    /// How the database's guards differ from the migrations' ([`super::schema`]), described.
+    pub schema: Vec<String>,
 }
 
 /// The digest of a request key (the writer's idempotency key: scope, that is the journal's
@@ -223,6 +226,7 @@ fn sqlite_models(
             other => format!("{other:?}"),
         })
     })?;
+    let schema = schema::sqlite_problems(&conn)?;
     let loan_count: i64 = conn.query_row(LOAN_COUNT_SQL, [ledger_id], |r| r.get(0))?;
     let _ = loans.send(loan_count);
     let (transactions, loan_count) = (size(seq), size(loan_count));
@@ -263,6 +267,7 @@ fn sqlite_models(
         links,
         requests,
         odd_seqs,
+        schema,
     })
 }
 
@@ -330,15 +335,16 @@ async fn postgres_models(
         let odd: Vec<i64> =
             sqlx::query_scalar(PG_ODD_SEQS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let odd_seqs = odd.into_iter().map(|seq| format!("the number {seq}")).collect();
+        let schema = schema::postgres_problems(&mut tx).await?;
         let registry = RegistrySnapshot { banks, households, statuses, policies, ledger_name };
-        Ok::<_, StoreError>((registry, requests, odd_seqs))
+        Ok::<_, StoreError>((registry, requests, odd_seqs, schema))
     };
     // The exporting transaction stays open until the importing ones have read.
     let (loans, balances_links, registry) = tokio::join!(loans, balances_links, registry);
-    let ((registry, requests, odd_seqs), (balances, links), loans) =
+    let ((registry, requests, odd_seqs, schema), (balances, links), loans) =
         (registry?, balances_links?, loans?);
     tx.rollback().await?;
-    Ok(StoredModels { registry, balances, loans, links, requests, odd_seqs })
+    Ok(StoredModels { registry, balances, loans, links, requests, odd_seqs, schema })
 }
 
 /// A copy statement of `sql`, its parameter read from [`LEDGER_SETTING`].

@@ -15,6 +15,7 @@ pub mod read;
 pub mod readers;
 pub mod rows;
 pub mod scan;
+mod schema;
 mod sqlite_commit;
 mod wal_vfs;
 pub mod write;

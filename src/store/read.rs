@@ -275,6 +275,14 @@ impl Db {
             on_pool!(self, p => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(p).await?.rows_affected()),
         )
     }
+
+    /// The first column of each row of a query, as text, outside the writer: for tests and
+    /// operators only.
+    pub async fn query_texts(&self, sql: &str) -> Result<Vec<String>, StoreError> {
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(p).await?),
+        )
+    }
 }
 
 impl Db {

@@ -64,6 +64,7 @@ on_both_backends!(
     tampered_read_models_are_reported,
     tampered_history_links_are_reported,
     tampered_idempotency_records_are_reported,
+    weakened_guards_are_reported,
     bytewise_ids_whatever_the_collation,
     authentication_and_roles,
     failed_write_leaves_nothing,
@@ -1874,7 +1875,6 @@ async fn tampering_is_reported(backend: Backend) {
     let target = entry(&repaid).seq;
     assert!(app.verify(&t.auditor).await.ok);
 
-    app.drop_append_only_triggers("journal_txn").await;
     // The target's interest income 100 yuan less (and its cash with it, so that the postings
     // still balance: only the chain can tell).
     let stored = &app.journal(&t.auditor, LEDGER).await[target as usize - 1];
@@ -1893,8 +1893,7 @@ async fn tampering_is_reported(backend: Backend) {
         .collect();
     assert!(legs.iter().zip(&stored.postings).any(|(l, p)| l.amount.0 != p.amount_fen));
     let changed = app
-        .db
-        .execute_raw(&format!(
+        .behind_the_back("journal_txn", &format!(
             "update journal_txn set postings = '{}' where ledger_id = '450121' and seq = {target}",
             pack(&legs)
         ))
@@ -1912,10 +1911,12 @@ async fn tampering_is_reported(backend: Backend) {
     for _ in 0..60 {
         app.repay(&t.bank, &id, "2021-06-20", 100).await;
     }
-    app.db
-        .execute_raw("update journal_txn set postings = '[]' where ledger_id = '450121'")
-        .await
-        .expect("with the triggers gone the update goes through");
+    app.behind_the_back(
+        "journal_txn",
+        "update journal_txn set postings = '[]' where ledger_id = '450121'",
+    )
+    .await
+    .expect("with the triggers gone the update goes through");
     let v = app.verify(&t.auditor).await;
     assert_eq!(v.problems.len(), loanledger::app::verify::PROBLEMS_MAX + 1, "{v:?}");
     let last = v.problems.last().expect("a last line");
@@ -1931,13 +1932,14 @@ async fn a_head_stored_far_ahead_is_reported(backend: Backend) {
     };
     let head = entry(&app.repay(&t.bank, &id, "2021-03-20", 100_000).await).seq;
     assert!(app.verify(&t.auditor).await.ok);
-    app.drop_append_only_triggers("journal_txn").await;
     let moved = app
-        .db
-        .execute_raw(&format!(
-            "update journal_txn set seq = {} where ledger_id = '450121' and seq = {head}",
-            i64::MAX
-        ))
+        .behind_the_back(
+            "journal_txn",
+            &format!(
+                "update journal_txn set seq = {} where ledger_id = '450121' and seq = {head}",
+                i64::MAX
+            ),
+        )
         .await
         .expect("with the triggers gone the update goes through");
     assert_eq!(moved, 1);
@@ -1958,14 +1960,13 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
         return;
     };
     let head = entry(&app.repay(&t.bank, &id, "2021-03-20", 100_000).await).seq;
-    app.drop_append_only_triggers("journal_txn").await;
-    let set = async |assignment: &str| {
-        app.db
-            .execute_raw(&format!(
+    let set =
+        async |assignment: &str| {
+            app.behind_the_back("journal_txn", &format!(
                 "update journal_txn set {assignment} where ledger_id = '450121' and seq = {head}"
             ))
             .await
-    };
+        };
     if backend == Backend::Postgres {
         // (A value of another type is converted to the column's, or refused.)
         assert!(set("recorded_at_us = 'yesterday'").await.is_err());
@@ -2004,10 +2005,12 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
     // The head's seq text: the row has no place in the chain, which ends before it (its
     // effects on the read models, and its idempotency record, are reported too).
     let moved = app
-        .db
-        .execute_raw(&format!(
-            "update journal_txn set seq = 'last' where ledger_id = '450121' and seq = {head}.5"
-        ))
+        .behind_the_back(
+            "journal_txn",
+            &format!(
+                "update journal_txn set seq = 'last' where ledger_id = '450121' and seq = {head}.5"
+            ),
+        )
         .await
         .expect("text");
     assert_eq!(moved, 1);
@@ -2071,13 +2074,14 @@ async fn postings_text_is_checked_as_postings(backend: Backend) {
     };
     let head = entry(&app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await).seq;
     let before = app.history(&t.bank, &id).await;
-    app.drop_append_only_triggers("journal_txn").await;
     let respaced = app
-        .db
-        .execute_raw(&format!(
-            "update journal_txn set postings = replace(postings, ',', ' , ') \
+        .behind_the_back(
+            "journal_txn",
+            &format!(
+                "update journal_txn set postings = replace(postings, ',', ' , ') \
              where ledger_id = '450121' and seq = {head}"
-        ))
+            ),
+        )
         .await
         .expect("with the triggers gone the update goes through");
     assert_eq!(respaced, 1);
@@ -2086,13 +2090,15 @@ async fn postings_text_is_checked_as_postings(backend: Backend) {
 
     // The head's postings stored as `value` (SQL): reported at the head as unreadable.
     let unreadable = async |value: &str| {
-        app.db
-            .execute_raw(&format!(
+        app.behind_the_back(
+            "journal_txn",
+            &format!(
                 "update journal_txn set postings = {value} \
                  where ledger_id = '450121' and seq = {head}"
-            ))
-            .await
-            .expect("with the triggers gone the update goes through");
+            ),
+        )
+        .await
+        .expect("with the triggers gone the update goes through");
         let v = app.verify(&t.auditor).await;
         assert_eq!(v.first_break_seq, head, "{v:?}");
         assert!(
@@ -2108,11 +2114,10 @@ async fn postings_text_is_checked_as_postings(backend: Backend) {
     // The transaction before it gone too: the first break is the gap, before the unreadable
     // postings.
     let removed = app
-        .db
-        .execute_raw(&format!(
-            "delete from journal_txn where ledger_id = '450121' and seq = {}",
-            head - 1
-        ))
+        .behind_the_back(
+            "journal_txn",
+            &format!("delete from journal_txn where ledger_id = '450121' and seq = {}", head - 1),
+        )
         .await
         .expect("with the triggers gone the delete goes through");
     assert_eq!(removed, 1);
@@ -2448,10 +2453,11 @@ async fn tampered_history_links_are_reported(backend: Backend) {
 
     // One of this loan's own links removed (behind the trigger's back): the repayment is gone
     // from its history.
-    app.drop_append_only_triggers("journal_loan").await;
     let removed = app
-        .db
-        .execute_raw(&format!("delete from journal_loan where loan_id = '{id}' and seq = {repaid}"))
+        .behind_the_back(
+            "journal_loan",
+            &format!("delete from journal_loan where loan_id = '{id}' and seq = {repaid}"),
+        )
         .await
         .expect("with the trigger gone the delete goes through");
     assert_eq!(removed, 1);
@@ -2474,13 +2480,11 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
     let second = entry(&app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap()).seq;
     assert!(app.verify(&t.auditor).await.ok);
     let reports = async |expected: &[String]| verify_reports(&app, &t.auditor, expected).await;
-    app.drop_append_only_triggers("idempotency").await;
 
     // Records naming a seq past the head, and seq 0 (where the records of commands outside any
     // chain are kept, but under no ledger).
     let inserted = app
-        .db
-        .execute_raw(&format!(
+        .behind_the_back("idempotency", &format!(
             "insert into idempotency (scope, request_id, fingerprint, result_json, ledger_id, seq) \
              values ('bank:B1', 'forged', 'f', '{{}}', '{LEDGER}', {}), \
              ('bank:B1', 'forged-0', 'f', '{{}}', '{LEDGER}', 0)",
@@ -2496,8 +2500,10 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
 
     // The first repayment's record moved onto the second's transaction.
     let moved = app
-        .db
-        .execute_raw(&format!("update idempotency set seq = {second} where request_id = 'pay-1'"))
+        .behind_the_back(
+            "idempotency",
+            &format!("update idempotency set seq = {second} where request_id = 'pay-1'"),
+        )
         .await
         .expect("with the triggers gone the update goes through");
     assert_eq!(moved, 1);
@@ -2509,8 +2515,7 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
 
     // The second repayment's record removed: its retry is written again, a second repayment.
     let removed = app
-        .db
-        .execute_raw("delete from idempotency where request_id = 'pay-2'")
+        .behind_the_back("idempotency", "delete from idempotency where request_id = 'pay-2'")
         .await
         .expect("with the triggers gone the delete goes through");
     assert_eq!(removed, 1);
@@ -2518,6 +2523,91 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
     let again = app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await;
     let again = entry(&again.expect("the retry is taken as new")).seq;
     assert!(again > second, "written again at seq {again}");
+    app.finish().await;
+}
+
+/// Verify checks the database's own guards against the migrations: a guard of the journal
+/// dropped, disabled or weakened (so that a row can be changed again), a trigger added that
+/// could rewrite a read model, and (PostgreSQL) a table replaced by a view are each reported,
+/// while the chain and the read models still hold; put back, Verify passes again. An index of
+/// the operator's own is not a problem.
+async fn weakened_guards_are_reported(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 1_029_410).await;
+    let run = async |sql: &str| {
+        app.execute_ddl(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    };
+    run("create index my_report on loan (status)").await;
+    assert!(app.verify(&t.auditor).await.ok);
+    let reports = async |expected: &[&str]| {
+        let expected: Vec<String> = expected.iter().map(|p| p.to_string()).collect();
+        verify_reports(&app, &t.auditor, &expected).await;
+    };
+    let passes = async || assert!(app.verify(&t.auditor).await.ok);
+    let added = "schema: trigger rewrite on loan is not the migrations'";
+    match backend {
+        Backend::Sqlite => {
+            let guard: Vec<String> = app
+                .db
+                .query_texts("select sql from sqlite_master where name = 'journal_txn_no_update'")
+                .await
+                .expect("the guard");
+            run("drop trigger journal_txn_no_update").await;
+            reports(&["schema: trigger journal_txn_no_update on journal_txn is missing"]).await;
+            // Put back with a condition that never holds: it refuses nothing.
+            run(&guard[0].replace("begin", "when 0 begin")).await;
+            reports(&[
+                "schema: trigger journal_txn_no_update on journal_txn is not defined as the migrations define it",
+            ])
+            .await;
+            run("drop trigger journal_txn_no_update").await;
+            run(&guard[0]).await;
+            passes().await;
+            run("create trigger rewrite after update on loan begin select 1; end").await;
+            reports(&[added]).await;
+            run("drop trigger rewrite").await;
+        }
+        Backend::Postgres => {
+            run("alter table journal_txn disable trigger journal_txn_append_only").await;
+            reports(&["schema: trigger journal_txn_append_only on journal_txn is disabled"]).await;
+            run("alter table journal_txn enable trigger journal_txn_append_only").await;
+            passes().await;
+            let body = "begin return old; end";
+            run(&format!(
+                "create or replace function refuse_change() returns trigger language plpgsql \
+                 as $${body}$$"
+            ))
+            .await;
+            reports(&[
+                "schema: function refuse_change() is not defined as the migrations define it",
+            ])
+            .await;
+            run("create or replace function refuse_change() returns trigger language plpgsql as $$
+begin
+    raise exception '% is append-only', tg_table_name using errcode = 'P0001';
+end;
+$$")
+            .await;
+            passes().await;
+            run("create function rewrite() returns trigger language plpgsql \
+                 as $$begin return new; end$$; \
+                 create trigger rewrite before update on loan for each row \
+                 execute function rewrite()")
+            .await;
+            reports(&[added]).await;
+            run("drop trigger rewrite on loan; drop function rewrite()").await;
+            // The balances read through a view of a table under another name.
+            run("alter table account_balance rename to balance_kept; \
+                 create view account_balance as select * from balance_kept")
+            .await;
+            reports(&["schema: account_balance is a view, the migrations make it a table"]).await;
+            run("drop view account_balance; alter table balance_kept rename to account_balance")
+                .await;
+        }
+    }
+    passes().await;
     app.finish().await;
 }
 

@@ -20,7 +20,7 @@ use loanledger::api::pb::loan_service_client::LoanServiceClient;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
 use loanledger::app::auth::{Role, create_token};
 use loanledger::startup::{Application, Settings, TOKEN_CACHE_TTL};
-use loanledger::store::Db;
+use loanledger::store::{Db, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -429,21 +429,55 @@ impl TestApp {
             .into_inner()
     }
 
-    /// Drops the triggers that keep `table` append-only (behind the service's back).
-    pub async fn drop_append_only_triggers(&self, table: &str) {
-        let sql = match self.backend {
-            Backend::Sqlite => {
+    /// Runs `sql` on `table` behind the service's back, as someone holding the database's keys
+    /// would: the triggers that keep the table append-only are dropped for the statement and
+    /// put back as they were (with them gone, verify reports the guards too:
+    /// `weakened_guards_are_reported`).
+    pub async fn behind_the_back(&self, table: &str, sql: &str) -> Result<u64, StoreError> {
+        let (drops, creates) = match self.backend {
+            Backend::Sqlite => (
                 format!(
-                    "drop trigger {table}_no_update; drop trigger {table}_no_delete; \
-                     drop trigger {table}_no_replace;"
-                )
-            }
-            Backend::Postgres => format!(
-                "drop trigger {table}_append_only on {table}; \
-                 drop trigger {table}_no_truncate on {table};"
+                    "select 'drop trigger ' || name || ';' from sqlite_master \
+                     where type = 'trigger' and tbl_name = '{table}'"
+                ),
+                format!(
+                    "select sql || ';' from sqlite_master \
+                     where type = 'trigger' and tbl_name = '{table}'"
+                ),
+            ),
+            Backend::Postgres => (
+                format!(
+                    "select format('drop trigger %I on %I;', tgname, '{table}') from pg_trigger \
+                     where tgrelid = '{table}'::regclass and not tgisinternal"
+                ),
+                format!(
+                    "select pg_get_triggerdef(oid) || ';' from pg_trigger \
+                     where tgrelid = '{table}'::regclass and not tgisinternal"
+                ),
             ),
         };
-        self.db.execute_raw(&sql).await.expect("Failed to drop the append-only triggers");
+        let read = async |sql: &str| {
+            self.db.query_texts(sql).await.expect("the table's triggers read").concat()
+        };
+        let (drops, creates) = (read(&drops).await, read(&creates).await);
+        assert!(!drops.is_empty(), "{table} has no triggers to go behind");
+        self.execute_ddl(&drops).await.expect("the triggers dropped");
+        let done = self.db.execute_raw(sql).await;
+        self.execute_ddl(&creates).await.expect("the triggers put back");
+        done
+    }
+
+    /// Runs `sql`, statements that change the schema, outside the writer. On SQLite a pooled
+    /// connection checks its cached schema when a statement runs, not when a `create` is
+    /// prepared ("trigger … already exists" for one another connection dropped): a read of the
+    /// schema first brings it up to date.
+    pub async fn execute_ddl(&self, sql: &str) -> Result<u64, StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                self.db.execute_raw(&format!("select count(*) from sqlite_master; {sql}")).await
+            }
+            Backend::Postgres => self.db.execute_raw(sql).await,
+        }
     }
 }
 

@@ -9,7 +9,8 @@
 //! report does not wait for; where no thread can be had, it is freed in place (the second half
 //! itself panics then, which fails the verify as an internal error).
 //!
-//! Problems are listed in that order (journal rows with no place in the chain, name, registry,
+//! Problems are listed in that order (journal rows with no place in the chain, the database's
+//! guards ([`crate::store::schema`]), name, registry,
 //! balances, loans, links, requests), each with seq 0: they are not breaks in the journal.
 
 use crate::collections::HashMap;
@@ -40,6 +41,7 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
         links: stored_links,
         requests: stored_requests,
         odd_seqs,
+        schema,
     } = stored;
     let (mut problems, second) = std::thread::scope(|s| {
         let second = s.spawn(move || {
@@ -57,6 +59,9 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
             problem(format!(
                 "a journal row of ledger {ledger_id} has {odd} as its seq: no place in the chain"
             ));
+        }
+        for text in schema {
+            problem(text);
         }
         compare_registry(ledger_id, registry, &stored_registry, &mut problem);
         compare_balances(balances, &stored_balances, &mut problem);

@@ -1,0 +1,332 @@
+//! The database's own guards, checked by `verify` against what this build's migrations make.
+//!
+//! DESIGN.md: nothing in the journal is ever updated or deleted, and "the database itself
+//! refuses it (triggers on both backends)". With a guard dropped, disabled or weakened behind
+//! the service's back, the journal and the other append-only tables (loan history links,
+//! household statuses, policy versions, the LPR table, idempotency records) are open to
+//! change again. The hash chain tells a changed journal row, and the read models are compared
+//! with the journal, but neither says that the guards are off, nor covers the LPR table or a
+//! change yet to come. Verify reports it, each problem starting with `schema:`.
+//!
+//! - **SQLite**: every table, index, view and trigger of the database (`sqlite_master`, SQLite's
+//!   own `sqlite_*` objects and sqlx's `_sqlx_migrations` aside) against those the migrations
+//!   make in a fresh in-memory database ([`sqlite_expected`], built once a process, a few
+//!   milliseconds), by type, table and SQL text. One of the migrations' objects missing or
+//!   defined otherwise is reported, and so is a trigger or view the migrations do not make (a
+//!   trigger can rewrite what is stored, a view stand in for a table). An index or a table of
+//!   the operator's own is not: it changes nothing the service stores or reads.
+//! - **PostgreSQL** (no fresh database to compare with: verify may run on a read-only
+//!   standby): the append-only tables' triggers ([`PG_GUARDS`]) each present, enabled
+//!   (`tgenabled` `O` or `A`), and defined as the migrations define it (its events, no `WHEN`,
+//!   no columns, calling `refuse_change()`: `pg_get_triggerdef`'s text); no other trigger on a
+//!   table of the service's ([`PG_RELATIONS`]); each of those a table (the `posting` view a
+//!   view); and the bodies of the functions the guards and the checks call ([`PG_FUNCTIONS`])
+//!   as the migrations wrote them.
+//!
+//! Both read inside the stored read models' transaction ([`super::bulk`]).
+
+use std::sync::OnceLock;
+
+use super::StoreError;
+
+/// The prefix of every problem this module reports.
+const PROBLEM: &str = "schema:";
+
+/// One object of a SQLite schema: (type, name, table, SQL text).
+type SqliteObject = (String, String, String, Option<String>);
+
+const SQLITE_SCHEMA_SQL: &str = "select type, name, tbl_name, sql from sqlite_master \
+     where name not like 'sqlite\\_%' escape '\\' and name <> '_sqlx_migrations' \
+     order by type, name";
+
+/// The schema this build's SQLite migrations make, in [`SQLITE_SCHEMA_SQL`]'s order (or why it
+/// could not be made: an internal error, the same for every verify).
+fn sqlite_expected() -> Result<&'static [SqliteObject], StoreError> {
+    static EXPECTED: OnceLock<Result<Vec<SqliteObject>, String>> = OnceLock::new();
+    let made = EXPECTED.get_or_init(|| {
+        let make = || -> Result<Vec<SqliteObject>, rusqlite::Error> {
+            let conn = rusqlite::Connection::open_in_memory()?;
+            for migration in sqlx::migrate!("./migrations/sqlite").iter() {
+                conn.execute_batch(migration.sql.as_str())?;
+            }
+            sqlite_objects(&conn)
+        };
+        make().map_err(|e| format!("this build's SQLite migrations do not run: {e}"))
+    });
+    match made {
+        Ok(objects) => Ok(objects),
+        Err(e) => Err(StoreError::Corrupt(e.clone())),
+    }
+}
+
+fn sqlite_objects(conn: &rusqlite::Connection) -> Result<Vec<SqliteObject>, rusqlite::Error> {
+    let mut statement = conn.prepare(SQLITE_SCHEMA_SQL)?;
+    let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    rows.collect()
+}
+
+/// The differences of the SQLite database on `conn` from the migrations' schema.
+pub(super) fn sqlite_problems(conn: &rusqlite::Connection) -> Result<Vec<String>, StoreError> {
+    Ok(sqlite_differences(sqlite_expected()?, &sqlite_objects(conn)?))
+}
+
+/// `live` against `expected` (both by type then name).
+fn sqlite_differences(expected: &[SqliteObject], live: &[SqliteObject]) -> Vec<String> {
+    let key = |o: &SqliteObject| (o.0.clone(), o.1.clone());
+    let live_by_key: std::collections::BTreeMap<_, _> = live.iter().map(|o| (key(o), o)).collect();
+    let mut problems = Vec::new();
+    for want in expected {
+        let (kind, name, table, _) = want;
+        match live_by_key.get(&key(want)) {
+            None => problems.push(format!("{PROBLEM} {kind} {name} on {table} is missing")),
+            Some(&have) if have != want => problems.push(format!(
+                "{PROBLEM} {kind} {name} on {table} is not defined as the migrations define it"
+            )),
+            Some(_) => {}
+        }
+    }
+    let expected_keys: std::collections::BTreeSet<_> = expected.iter().map(key).collect();
+    for (kind, name, table, _) in live {
+        let adds_behaviour = kind == "trigger" || kind == "view";
+        if adds_behaviour && !expected_keys.contains(&(kind.clone(), name.clone())) {
+            problems.push(format!("{PROBLEM} {kind} {name} on {table} is not the migrations'"));
+        }
+    }
+    problems
+}
+
+/// The append-only tables' triggers on PostgreSQL: (table, trigger, the events it refuses and
+/// for each what, as `pg_get_triggerdef` words them). `posting` has been a view of the journal
+/// since migration 0007; its guards went with its table.
+const PG_GUARDS: [(&str, &str, &str); 12] = {
+    const ROWS: &str = "BEFORE DELETE OR UPDATE ON {} FOR EACH ROW";
+    const TRUNCATE: &str = "BEFORE TRUNCATE ON {} FOR EACH STATEMENT";
+    [
+        ("journal_txn", "journal_txn_append_only", ROWS),
+        ("journal_txn", "journal_txn_no_truncate", TRUNCATE),
+        ("journal_loan", "journal_loan_append_only", ROWS),
+        ("journal_loan", "journal_loan_no_truncate", TRUNCATE),
+        ("household_status", "household_status_append_only", ROWS),
+        ("household_status", "household_status_no_truncate", TRUNCATE),
+        ("policy_version", "policy_version_append_only", ROWS),
+        ("policy_version", "policy_version_no_truncate", TRUNCATE),
+        ("lpr", "lpr_append_only", ROWS),
+        ("lpr", "lpr_no_truncate", TRUNCATE),
+        ("idempotency", "idempotency_append_only", ROWS),
+        ("idempotency", "idempotency_no_truncate", TRUNCATE),
+    ]
+};
+
+/// The service's relations on PostgreSQL and the kind each must be (`r` a table, `v` a view).
+const PG_RELATIONS: [(&str, &str); 13] = [
+    ("ledger", "r"),
+    ("bank", "r"),
+    ("household", "r"),
+    ("household_status", "r"),
+    ("policy_version", "r"),
+    ("lpr", "r"),
+    ("loan", "r"),
+    ("account_balance", "r"),
+    ("journal_txn", "r"),
+    ("journal_loan", "r"),
+    ("idempotency", "r"),
+    ("api_token", "r"),
+    ("posting", "v"),
+];
+
+/// The functions the guards (`refuse_change`) and the tables' checks (`loanledger_require`)
+/// call on PostgreSQL, with their bodies as the migrations wrote them (0001, 0004).
+const PG_FUNCTIONS: [(&str, &str); 2] = [
+    (
+        "refuse_change()",
+        "\nbegin\n    raise exception '% is append-only', tg_table_name using errcode = 'P0001';\nend;\n",
+    ),
+    (
+        "loanledger_require(boolean,text)",
+        "\nbegin\n    if ok is not true then\n        raise exception using errcode = 'LL001', message = message;\n    end if;\n    return true;\nend\n",
+    ),
+];
+
+/// The kind of each of [`PG_RELATIONS`] ("" where there is none), resolved as the service's
+/// own statements resolve them (the connection's search path).
+const PG_RELATIONS_SQL: &str = "select n, coalesce((select c.relkind::text from pg_class c \
+     where c.oid = to_regclass(n)), '') from unnest($1::text[]) n";
+/// The triggers on those relations: table, schema, trigger, `tgenabled`, its definition.
+const PG_TRIGGERS_SQL: &str = "select c.relname::text, c.relnamespace::regnamespace::text, \
+     t.tgname::text, t.tgenabled::text, pg_get_triggerdef(t.oid) \
+     from pg_trigger t join pg_class c on c.oid = t.tgrelid \
+     where not t.tgisinternal \
+     and t.tgrelid in (select to_regclass(n) from unnest($1::text[]) n) \
+     order by 1, 3";
+/// The body of each of [`PG_FUNCTIONS`] (`None` where there is no such function).
+const PG_FUNCTIONS_SQL: &str = "select f, (select p.prosrc from pg_proc p \
+     where p.oid = to_regprocedure(f)) from unnest($1::text[]) f";
+
+/// The differences of the PostgreSQL database on `conn` from the migrations' guards.
+pub(super) async fn postgres_problems(
+    conn: &mut sqlx::PgConnection,
+) -> Result<Vec<String>, StoreError> {
+    let relations: Vec<&str> = PG_RELATIONS.iter().map(|(name, _)| *name).collect();
+    let kinds: Vec<(String, String)> =
+        sqlx::query_as(PG_RELATIONS_SQL).bind(&relations).fetch_all(&mut *conn).await?;
+    let triggers: Vec<PgTrigger> =
+        sqlx::query_as(PG_TRIGGERS_SQL).bind(&relations).fetch_all(&mut *conn).await?;
+    let functions: Vec<&str> = PG_FUNCTIONS.iter().map(|(name, _)| *name).collect();
+    let bodies: Vec<(String, Option<String>)> =
+        sqlx::query_as(PG_FUNCTIONS_SQL).bind(&functions).fetch_all(&mut *conn).await?;
+    Ok(postgres_differences(&kinds, &triggers, &bodies))
+}
+
+/// A trigger as PostgreSQL's catalog has it: (table, its schema, name, `tgenabled`, definition).
+type PgTrigger = (String, String, String, String, String);
+
+fn postgres_differences(
+    kinds: &[(String, String)],
+    triggers: &[PgTrigger],
+    bodies: &[(String, Option<String>)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let kind_name = |kind: &str| match kind {
+        "r" | "p" => "a table",
+        "v" => "a view",
+        "m" => "a materialized view",
+        "f" => "a foreign table",
+        _ => "another kind of relation",
+    };
+    for (name, want) in PG_RELATIONS {
+        match kinds.iter().find(|(n, _)| n == name).map(|(_, kind)| kind.as_str()) {
+            None | Some("") => problems.push(format!("{PROBLEM} relation {name} is missing")),
+            Some(have) if kind_name(have) != kind_name(want) => problems.push(format!(
+                "{PROBLEM} {name} is {}, the migrations make it {}",
+                kind_name(have),
+                kind_name(want)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (table, name, events) in PG_GUARDS {
+        let found = triggers.iter().find(|t| t.0 == table && t.2 == name);
+        let Some((_, schema, _, enabled, definition)) = found else {
+            problems.push(format!("{PROBLEM} trigger {name} on {table} is missing"));
+            continue;
+        };
+        let on = format!("{schema}.{table}");
+        let want = format!(
+            "CREATE TRIGGER {name} {} EXECUTE FUNCTION refuse_change()",
+            events.replace("{}", &on)
+        );
+        if *definition != want {
+            problems.push(format!(
+                "{PROBLEM} trigger {name} on {table} is not defined as the migrations define it"
+            ));
+        }
+        // `O`: fires (unless the session replicates); `A`: always; `D`: disabled; `R`: fires
+        // only in a replicating session.
+        if !matches!(enabled.as_str(), "O" | "A") {
+            problems.push(format!("{PROBLEM} trigger {name} on {table} is disabled"));
+        }
+    }
+    for (table, _, name, _, _) in triggers {
+        if !PG_GUARDS.iter().any(|(t, n, _)| t == table && n == name) {
+            problems.push(format!("{PROBLEM} trigger {name} on {table} is not the migrations'"));
+        }
+    }
+    for (function, want) in PG_FUNCTIONS {
+        match bodies.iter().find(|(f, _)| f == function).and_then(|(_, body)| body.as_deref()) {
+            None => problems.push(format!("{PROBLEM} function {function} is missing")),
+            Some(body) if body != want => problems.push(format!(
+                "{PROBLEM} function {function} is not defined as the migrations define it"
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The function bodies pinned here are the migrations' own text.
+    #[test]
+    fn pinned_function_bodies_are_the_migrations() {
+        let migrations = [
+            include_str!("../../migrations/postgres/0001_spine.sql"),
+            include_str!("../../migrations/postgres/0004_require.sql"),
+        ];
+        for ((function, body), migration) in PG_FUNCTIONS.iter().zip(migrations) {
+            assert!(migration.contains(&format!("$${body}$$")), "{function}");
+        }
+    }
+
+    /// A fresh database of the migrations has the schema they make; what differs is named.
+    #[test]
+    fn sqlite_schema_differences_are_named() {
+        let expected = sqlite_expected().expect("the migrations run");
+        assert!(expected.iter().any(|o| o.0 == "trigger" && o.1 == "journal_txn_no_update"));
+        assert!(sqlite_differences(expected, expected).is_empty());
+        let mut live = expected.to_vec();
+        live.retain(|o| o.1 != "journal_txn_no_update");
+        let weakened = live.iter_mut().find(|o| o.1 == "idempotency_no_delete").expect("guard");
+        weakened.3 = Some("create trigger idempotency_no_delete before delete on idempotency when 0 begin select 1; end".into());
+        live.push((
+            "index".into(),
+            "my_report_idx".into(),
+            "loan".into(),
+            Some("create index my_report_idx on loan (status)".into()),
+        ));
+        live.push(("trigger".into(), "rewrite".into(), "loan".into(), None));
+        assert_eq!(
+            sqlite_differences(expected, &live),
+            [
+                "schema: trigger idempotency_no_delete on idempotency is not defined as the migrations define it",
+                "schema: trigger journal_txn_no_update on journal_txn is missing",
+                "schema: trigger rewrite on loan is not the migrations'",
+            ]
+        );
+    }
+
+    /// The guards as the migrations make them pass; each way of weakening one is named.
+    #[test]
+    fn postgres_guard_differences_are_named() {
+        let kinds: Vec<(String, String)> =
+            PG_RELATIONS.iter().map(|(n, k)| (n.to_string(), k.to_string())).collect();
+        let trigger = |table: &str, name: &str, events: &str| {
+            let on = format!("public.{table}");
+            let definition = format!(
+                "CREATE TRIGGER {name} {} EXECUTE FUNCTION refuse_change()",
+                events.replace("{}", &on)
+            );
+            (table.to_string(), "public".to_string(), name.to_string(), "O".to_string(), definition)
+        };
+        let triggers: Vec<PgTrigger> = PG_GUARDS.iter().map(|(t, n, e)| trigger(t, n, e)).collect();
+        let bodies: Vec<(String, Option<String>)> =
+            PG_FUNCTIONS.iter().map(|(f, b)| (f.to_string(), Some(b.to_string()))).collect();
+        assert!(postgres_differences(&kinds, &triggers, &bodies).is_empty());
+
+        let mut kinds = kinds;
+        kinds[6].1 = "v".into();
+        kinds[7].1 = String::new();
+        let mut triggers = triggers;
+        triggers.remove(0);
+        triggers[0].3 = "D".into();
+        triggers[1].4 = triggers[1].4.replace(" FOR EACH ROW", " FOR EACH ROW WHEN (false)");
+        triggers.push(trigger("loan", "rewrite", "BEFORE UPDATE ON {} FOR EACH ROW"));
+        let mut bodies = bodies;
+        bodies[0].1 = Some("begin return old; end".into());
+        bodies[1].1 = None;
+        assert_eq!(
+            postgres_differences(&kinds, &triggers, &bodies),
+            [
+                "schema: loan is a view, the migrations make it a table",
+                "schema: relation account_balance is missing",
+                "schema: trigger journal_txn_append_only on journal_txn is missing",
+                "schema: trigger journal_txn_no_truncate on journal_txn is disabled",
+                "schema: trigger journal_loan_append_only on journal_loan is not defined as the migrations define it",
+                "schema: trigger rewrite on loan is not the migrations'",
+                "schema: function refuse_change() is not defined as the migrations define it",
+                "schema: function loanledger_require(boolean,text) is missing",
+            ]
+        );
+    }
+}
