@@ -1908,10 +1908,29 @@ impl Writer {
                         )
                         .into());
                     }
+                    // A renewal replaces its parent, and the two count once against the cap
+                    // while both are open (`domain::cap`). A renewal of a renewal whose own
+                    // parent is still open would make three loans count as one, and so on
+                    // without end: it waits until that parent is closed.
+                    if let Some(grand) = parent.terms.renews_loan_id.as_deref()
+                        && open.get(grand).is_some_and(|l| l.status.is_open())
+                    {
+                        return Err(DomainError::refused(
+                            Reason::RenewalMismatch,
+                            format!(
+                                "loan {parent_id} renews loan {grand}, which is still open: a \
+                                 renewal of {parent_id} may be contracted once {grand} is closed"
+                            ),
+                        )
+                        .into());
+                    }
                 }
+                let contract_date = terms.contract_date;
                 let household_open_loans: Vec<CapLoan<'_>> = open
                     .values()
-                    .filter(|l| l.status.is_open())
+                    // A contract never disbursed whose maturity has come can no longer be
+                    // (nor repaid, nor closed): it lends nothing and is not counted.
+                    .filter(|l| l.status.is_open() && !l.is_expired_contract(contract_date))
                     .map(|l| CapLoan {
                         loan_id: &l.terms.loan_id,
                         renews: l.terms.renews_loan_id.as_deref(),

@@ -10,6 +10,11 @@
 //! up, each being lent in full. An extension is an event of the same loan and changes nothing
 //! here.
 //!
+//! A chain of three open loans would so count as one while all three are lent: the writer
+//! refuses a renewal of a renewal whose own parent is still open (`RENEWAL_MISMATCH`), so an
+//! open chain is two loans at most when it is made. It also leaves out a contract never paid
+//! out once its maturity has come ([`crate::domain::loan::LoanState::is_expired_contract`]).
+//!
 //! Contract principal counts (not what is outstanding): the cap is on what is lent.
 
 use std::collections::HashMap;

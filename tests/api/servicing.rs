@@ -28,6 +28,7 @@ on_both_backends!(
     extension,
     renewal,
     a_small_renewal_keeps_its_parent_counted,
+    an_expired_contract_frees_the_cap,
     early_payoff,
     batch_with_bad_items,
     misuse,
@@ -888,9 +889,56 @@ async fn a_small_renewal_keeps_its_parent_counted(backend: Backend) {
     app.create_loan(&t.bank, contract("S3", &parent, 4_999_999)).await;
     refused(loans.create_loan(contract("S4", &parent, 1)).await, "5000000", "0");
 
-    // Paid off, the parent counts no more: its renewals count by themselves.
+    // A renewal of a renewal whose parent is still open would make three loans count as one:
+    // refused, however small, and nothing recorded but the refusal.
+    let small = loan(&small).loan_id.clone();
+    let chained =
+        expect_refused(loans.create_loan(contract("S4", &small, 1)).await, "RENEWAL_MISMATCH");
+    assert!(chained.message().contains("is still open"), "{chained:?}");
+
+    // Paid off, the parent counts no more: its renewals count by themselves, and may be
+    // renewed in turn.
     app.pay_off(&t.bank, &parent, "2022-01-25").await;
     refused(loans.create_loan(contract("S4", "", 2)).await, "5000000", "0");
+    let renewed = app.create_loan(&t.bank, contract("S4", &small, 1)).await;
+    assert_eq!(loan(&renewed).renews_loan_id, small);
+    refused(loans.create_loan(contract("S5", "", 1)).await, "5000000", "0");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A contract never paid out counts against the household cap until its maturity; from then on
+/// it can no longer be disbursed, lends nothing, and counts no more.
+async fn an_expired_contract_frees_the_cap(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let unpaid = app.create_loan(&t.bank, standard_loan("E1", HOUSEHOLD)).await;
+    let unpaid = loan(&unpaid).loan_id.clone();
+    let mut loans = app.loans(&t.bank);
+    let on = |contract_number: &str, contract_date: &str| pb::CreateLoanRequest {
+        contract_date: contract_date.into(),
+        annual_rate: "0.037".into(),
+        ..standard_loan(contract_number, HOUSEHOLD)
+    };
+    // The day before its maturity (2022-01-25) it could still be paid out: it counts.
+    let refused =
+        expect_refused(loans.create_loan(on("E2", "2022-01-24")).await, "HOUSEHOLD_CAP_EXCEEDED");
+    assert_eq!(metadata(&refused, "available_fen").as_deref(), Some("0"), "{refused:?}");
+    let late = loans
+        .disburse(pb::DisburseRequest {
+            request_id: "late".into(),
+            loan_id: unpaid.clone(),
+            value_date: "2022-01-25".into(),
+            amount_fen: 0,
+        })
+        .await;
+    expect_refused(late, "VALUE_DATE_OUT_OF_RANGE");
+    // From its maturity on it cannot: a new loan may take the whole cap.
+    let fresh = app.create_loan(&t.bank, on("E2", "2022-01-25")).await;
+    assert_eq!(loan(&fresh).principal_fen, STANDARD_PRINCIPAL_FEN);
+    assert_eq!(app.get_loan(&t.bank, &unpaid).await.status, pb::LoanStatus::Contracted as i32);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
