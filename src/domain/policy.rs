@@ -77,6 +77,10 @@ impl Default for PolicyParams {
     }
 }
 
+/// The lowest `borrower_age_min` a policy may set: the age from which the Civil Code gives one
+/// who lives on their own labour full capacity to contract (art. 18).
+pub const BORROWER_AGE_MIN_BOUND: u32 = 16;
+
 impl PolicyParams {
     /// Checks the parameters for consistency; errors name the `params.` field.
     pub fn validate(&self) -> Result<(), DomainError> {
@@ -92,6 +96,13 @@ impl PolicyParams {
         }
         if self.term_months_max == 0 || self.term_months_max > TERM_MONTHS_MAX_BOUND {
             return bad("term_months_max", "must be between 1 and 120");
+        }
+        // proto3 cannot tell a minimum left out from 0: one under the age at which a borrower
+        // can contract on their own (the Civil Code: 18, or 16 for one living on their own
+        // labour) is refused rather than read as "any age".
+        if self.borrower_age_min < BORROWER_AGE_MIN_BOUND {
+            let min = BORROWER_AGE_MIN_BOUND;
+            return bad("borrower_age_min", &format!("must be at least {min}"));
         }
         if self.borrower_age_min > self.borrower_age_max || self.borrower_age_max > 120 {
             return bad("borrower_age_max", "must be at least borrower_age_min and at most 120");

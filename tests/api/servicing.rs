@@ -2033,6 +2033,10 @@ async fn policy_versions(backend: Backend) {
         registry.set_policy(req(&rid("p"), params("-0.5", vec![poor], 5))).await,
         "params.overdue_penalty_uplift",
     );
+    // A minimum age left out reads as 0 (proto3): refused, not "any age".
+    let mut any_age = params("0.5", vec![poor], 5);
+    any_age.borrower_age_min = 0;
+    expect_invalid(registry.set_policy(req(&rid("p"), any_age)).await, "params.borrower_age_min");
     // A bad element of the statuses is named by its index.
     expect_invalid(
         registry.set_policy(req(&rid("p"), params("0.5", vec![poor, 0], 5))).await,
