@@ -486,15 +486,7 @@ impl LoanService for Api {
             bank_id: opt_id("bank_id", bank_id)?,
             household_id: opt_id("household_id", household_id)?,
             statuses: StatusFilter::Any,
-            after_loan_id: if page_token.is_empty() {
-                None
-            } else {
-                Some(
-                    listing::after_id(&page_token)
-                        .ok_or_else(|| invalid("page_token", "is not a token this service issued"))?
-                        .to_string(),
-                )
-            },
+            after_loan_id: None,
         };
         match actor.role {
             Role::Bank => match &filter.bank_id {
@@ -523,6 +515,13 @@ impl LoanService for Api {
                 _ => filter.ledger_id = Some(actor.org.clone()),
             },
         }
+        // The token is of the query as the caller's role narrowed it.
+        let query = listing::query_key(&actor.actor(), &filter, wanted);
+        if !page_token.is_empty() {
+            let after = listing::token_after_id(&page_token, &query)
+                .map_err(|why| invalid("page_token", why))?;
+            filter.after_loan_id = Some(after.to_string());
+        }
         let page_size = match page_size {
             0 => PAGE_SIZE_DEFAULT,
             n => n.min(PAGE_SIZE_MAX),
@@ -532,6 +531,7 @@ impl LoanService for Api {
             listing::loans_page(&self.db, filter, wanted, self.today(), page_size)
                 .await
                 .map_err(status)?;
+        let next_page_token = listing::bound_token(next_page_token, &query);
         Ok(Response::new(pb::ListLoansResponse {
             loans: loans
                 .iter()

@@ -26,8 +26,48 @@ pub const STATUS_SCAN_MAX: usize = 10_000;
 const TOKEN_PREFIX: &str = "after:";
 
 /// The loan id a page token issued by [`loans_page`] names (`None`: not such a token).
-pub fn after_id(token: &str) -> Option<&str> {
+fn after_id(token: &str) -> Option<&str> {
     token.strip_prefix(TOKEN_PREFIX).filter(|id| crate::domain::ids::check_id(id).is_ok())
+}
+
+/// The query a page is of, as its page token carries it: a digest of the caller and the
+/// filters, so that a token given with another query, another ledger's or another caller's, is
+/// refused rather than start that listing part-way and skip what comes before it (AIP-158).
+/// A check, not a secret: the loans a caller may see are filtered again on every page.
+pub fn query_key(caller: &str, filter: &LoanFilter, wanted: Option<LoanStatus>) -> String {
+    use sha2::{Digest, Sha256};
+    let query = format!(
+        "{caller}\n{:?}\n{:?}\n{:?}\n{:?}",
+        filter.ledger_id,
+        filter.bank_id,
+        filter.household_id,
+        wanted.map(LoanStatus::as_str)
+    );
+    let digest = Sha256::digest(query.as_bytes());
+    digest[..QUERY_KEY_BYTES].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes of [`query_key`]'s digest a token carries (in hex, twice as many characters).
+const QUERY_KEY_BYTES: usize = 8;
+
+/// `token` (from [`loans_page`]) bound to the query `key` names; empty stays empty.
+pub fn bound_token(token: String, key: &str) -> String {
+    if token.is_empty() { token } else { format!("{token}@{key}") }
+}
+
+/// The loan id a page token bound to `key` ([`bound_token`]) names, or why it is refused.
+pub fn token_after_id<'t>(token: &'t str, key: &str) -> Result<&'t str, &'static str> {
+    let not_ours = "is not a token this service issued";
+    let (page, issued_for) = token.rsplit_once('@').ok_or(not_ours)?;
+    let id = after_id(page).ok_or(not_ours)?;
+    if issued_for.len() != 2 * QUERY_KEY_BYTES {
+        return Err(not_ours);
+    }
+    if issued_for != key {
+        return Err("was issued for another query (other filters or another caller): \
+                    start again without it");
+    }
+    Ok(id)
 }
 
 fn token_after(loan_id: &str) -> String {

@@ -1535,6 +1535,31 @@ async fn list_loans_pages(backend: Backend) {
             .await,
         "page_token",
     );
+
+    // A token goes on with the query it was issued for (AIP-158), whatever the page size; with
+    // other filters, or from another caller, it is refused rather than start that listing
+    // part-way and skip what comes before it.
+    let first = pb::ListLoansRequest { page_size: 1, ..Default::default() };
+    let token = loans.list_loans(first.clone()).await.expect("a page").into_inner().next_page_token;
+    assert!(!token.is_empty());
+    let next = pb::ListLoansRequest { page_size: 3, page_token: token.clone(), ..first.clone() };
+    let page = loans.list_loans(next.clone()).await.expect("the next page").into_inner();
+    let listed: Vec<&str> = page.loans.iter().map(|l| l.loan_id.as_str()).collect();
+    assert_eq!(listed, ids[1..4].iter().map(String::as_str).collect::<Vec<_>>());
+    let other_query = pb::ListLoansRequest { household_id: "H-P004".into(), ..next.clone() };
+    let refused = loans.list_loans(other_query).await;
+    let refused = expect_invalid(refused, "page_token");
+    assert!(refused.message().contains("another query"), "{refused:?}");
+    let other_status =
+        pb::ListLoansRequest { status: pb::LoanStatus::Settled as i32, ..next.clone() };
+    expect_invalid(loans.list_loans(other_status).await, "page_token");
+    let auditor = app.loans(&t.auditor).list_loans(next.clone()).await;
+    expect_invalid(auditor, "page_token");
+    // The bare form of earlier builds names no query.
+    let bare = token.split('@').next().expect("the page part").to_string();
+    assert!(bare.starts_with("after:"), "{token}");
+    let bare = pb::ListLoansRequest { page_token: bare, ..next };
+    expect_invalid(loans.list_loans(bare).await, "page_token");
     app.finish().await;
 }
 
