@@ -73,7 +73,8 @@
 //! and closes the loan; paying more is refused with the payoff amount; a partial payment must
 //! leave principal outstanding.
 //!
-//! Amounts become overdue on the day after their due date (plus grace days for interest). A loan
+//! Amounts become overdue on the day after their due date (plus grace days for interest, and for
+//! the penalty and compound settled at a point: [`Servicing::charges_due`]). A loan
 //! whose oldest overdue amount has been overdue for more than 90 days is `overdue_90`.
 
 use chrono::{Duration, NaiveDate};
@@ -270,6 +271,14 @@ pub struct Servicing {
     pub penalty_fen: Fen,
     #[serde(default, skip_serializing_if = "fen_is_zero")]
     pub compound_fen: Fen,
+    /// The penalty and compound interest settled and not yet paid, by the date each was
+    /// settled (its due date), oldest first: their amounts sum to `penalty_fen` and
+    /// `compound_fen` together. Unpaid, they are overdue from the day after, as interest is
+    /// (a misused loan accrues penalty alone, and its unpaid penalty makes it overdue). Stored
+    /// only when not empty; a state stored before 2026-12-02 has none (its charges then make
+    /// nothing overdue, as they did then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges_due: Vec<DueItem>,
     #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
     pub misuse_since: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -317,6 +326,19 @@ fn fen_is_zero(f: &Fen) -> bool {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// Pays `amount` off `items`, oldest first, and drops those paid in full (what is left past
+/// them, where items stored before they were kept are missing, pays nothing more).
+fn pay_oldest_first(items: &mut Vec<DueItem>, amount: Fen) -> Result<(), ServicingError> {
+    let mut left = amount;
+    for item in items.iter_mut() {
+        let x = item.amount_fen.min(left);
+        item.amount_fen = sub(item.amount_fen, x)?;
+        left = sub(left, x)?;
+    }
+    items.retain(|i| i.amount_fen.is_positive());
+    Ok(())
 }
 
 fn add(a: Fen, b: Fen) -> Result<Fen, ServicingError> {
@@ -623,21 +645,37 @@ impl Servicing {
         Ok(())
     }
 
-    /// Settles penalty and compound accrued so far into their buckets.
+    /// Settles penalty and compound accrued so far into their buckets, due on `due`.
     fn settle_charges(
         &mut self,
         terms: &ServicingTerms,
+        due: NaiveDate,
     ) -> Result<(Option<Accrual>, Option<Accrual>), ServicingError> {
         let penalty = settle_segments(&std::mem::take(&mut self.penalty_segments), terms.rounding)?;
         let compound =
             settle_segments(&std::mem::take(&mut self.compound_segments), terms.rounding)?;
+        let mut settled = Fen::ZERO;
         if let Some(p) = &penalty {
             self.penalty_fen = add(self.penalty_fen, p.amount_fen)?;
             self.penalty_settled_fen = add(self.penalty_settled_fen, p.amount_fen)?;
+            settled = add(settled, p.amount_fen)?;
         }
         if let Some(c) = &compound {
             self.compound_fen = add(self.compound_fen, c.amount_fen)?;
             self.compound_settled_fen = add(self.compound_settled_fen, c.amount_fen)?;
+            settled = add(settled, c.amount_fen)?;
+        }
+        if settled.is_positive() {
+            match self.charges_due.last_mut() {
+                Some(last) if last.due_date == due => {
+                    last.amount_fen = add(last.amount_fen, settled)?
+                }
+                _ => self.charges_due.push(DueItem {
+                    due_date: due,
+                    amount_fen: settled,
+                    at_old_maturity: false,
+                }),
+            }
         }
         Ok((penalty, compound))
     }
@@ -696,7 +734,7 @@ impl Servicing {
         let accrue_to = if point == maturity || instalment_due { point } else { day_after(point)? };
         self.advance(terms, accrue_to)?;
         let interest = self.settle_interest(terms, point)?;
-        let (penalty, compound) = self.settle_charges(terms)?;
+        let (penalty, compound) = self.settle_charges(terms, point)?;
         let principal = if instalment_due {
             let instalment = self.instalments.remove(0);
             let current = sub(self.principal_fen, self.principal_due_fen()?)?;
@@ -787,9 +825,7 @@ impl Servicing {
         let instalments = self.principal_due.iter().filter_map(|i| i.due_date.succ_opt()).min();
         let principal = [at_maturity, instalments].into_iter().flatten().min();
         let interest = self.interest_due.iter().filter_map(|i| self.overdue_from(terms, i)).min();
-        let charges = (self.penalty_fen.is_positive() || self.compound_fen.is_positive())
-            .then(|| principal.or(interest))
-            .flatten();
+        let charges = self.charges_due.iter().filter_map(|i| self.overdue_from(terms, i)).min();
         [principal, interest, charges].into_iter().flatten().min()
     }
 
@@ -810,7 +846,7 @@ impl Servicing {
         amount: Fen,
     ) -> Result<Repayment, RepayError> {
         self.advance(terms, date)?;
-        let (penalty, compound) = self.settle_charges(terms)?;
+        let (penalty, compound) = self.settle_charges(terms, date)?;
         let early = self.interest_accrual(terms, &self.interest_segments)?;
         let early_fen = early.as_ref().map_or(Fen::ZERO, |a| a.amount_fen);
         let (overdue, current) = self.interest_owed(terms, date)?;
@@ -850,14 +886,13 @@ impl Servicing {
         self.compound_fen = sub(self.compound_fen, allocation.compound_fen)?;
         self.penalty_paid_fen = add(self.penalty_paid_fen, allocation.penalty_fen)?;
         self.compound_paid_fen = add(self.compound_paid_fen, allocation.compound_fen)?;
-        let mut interest_left = allocation.interest_fen().ok_or(ServicingError::Overflow)?;
+        pay_oldest_first(
+            &mut self.charges_due,
+            add(allocation.penalty_fen, allocation.compound_fen)?,
+        )?;
         // Oldest first: overdue items are the oldest.
-        for item in &mut self.interest_due {
-            let x = item.amount_fen.min(interest_left);
-            item.amount_fen = Fen(item.amount_fen.0 - x.0);
-            interest_left = Fen(interest_left.0 - x.0);
-        }
-        self.interest_due.retain(|i| i.amount_fen.is_positive());
+        let interest = allocation.interest_fen().ok_or(ServicingError::Overflow)?;
+        pay_oldest_first(&mut self.interest_due, interest)?;
         self.pay_principal(allocation.principal_fen)?;
         if full {
             self.instalments.clear();
@@ -884,13 +919,8 @@ impl Servicing {
     /// schedule and leaves the earlier instalments' principal as scheduled).
     fn pay_principal(&mut self, amount: Fen) -> Result<(), ServicingError> {
         self.principal_fen = sub(self.principal_fen, amount)?;
-        let mut left = amount;
-        for item in &mut self.principal_due {
-            let x = item.amount_fen.min(left);
-            item.amount_fen = sub(item.amount_fen, x)?;
-            left = sub(left, x)?;
-        }
-        self.principal_due.retain(|i| i.amount_fen.is_positive());
+        let mut left = sub(amount, self.principal_due_fen()?)?.max(Fen::ZERO);
+        pay_oldest_first(&mut self.principal_due, amount)?;
         for instalment in self.instalments.iter_mut().rev() {
             let x = instalment.principal_fen.min(left);
             instalment.principal_fen = sub(instalment.principal_fen, x)?;
@@ -907,7 +937,7 @@ impl Servicing {
     ) -> Result<(SettlementPoint, Allocation), ServicingError> {
         self.advance(terms, date)?;
         let interest = self.settle_interest(terms, date)?;
-        let (penalty, compound) = self.settle_charges(terms)?;
+        let (penalty, compound) = self.settle_charges(terms, date)?;
         let (overdue, current) = self.interest_owed(terms, date)?;
         let allocation = Allocation {
             penalty_fen: self.penalty_fen,
@@ -920,6 +950,7 @@ impl Servicing {
         self.written_off_fen = allocation.total().ok_or(ServicingError::Overflow)?;
         self.penalty_fen = Fen::ZERO;
         self.compound_fen = Fen::ZERO;
+        self.charges_due.clear();
         self.interest_due.clear();
         self.principal_due.clear();
         self.instalments.clear();
@@ -979,7 +1010,7 @@ impl Servicing {
         // Settle on a copy what the date has passed, so that the quote shows it as owed.
         s.settle_through(terms, date)?;
         s.advance(terms, date)?;
-        s.settle_charges(terms)?;
+        s.settle_charges(terms, date)?;
         let accrued =
             s.interest_accrual(terms, &s.interest_segments)?.map_or(Fen::ZERO, |a| a.amount_fen);
         let (overdue, current) = s.interest_owed(terms, date)?;
@@ -1647,6 +1678,82 @@ mod tests {
         // (20 days) at 7.7%: 5,000,000 × 20 × 0.077 / 360 = 21,388.89 -> 21,389.
         assert_eq!(p.interest_fen(), Fen(18_715));
         assert_eq!(p.penalty_fen(), Fen(21_389));
+    }
+
+    /// DESIGN.md: unpaid amounts are overdue from the day after their due date. A misused loan
+    /// accrues penalty alone; its penalty settled on a 20th and left unpaid makes it overdue
+    /// from the 21st (it made nothing overdue before maturity until 2026-12-02). Payments take
+    /// the oldest charges first; the charges' items always sum to the two buckets.
+    #[test]
+    fn unpaid_misuse_penalty_is_overdue_from_the_day_after_its_settlement() {
+        let (t, mut s, _) = misused_and_settled();
+        let items = |s: &Servicing| -> Vec<(NaiveDate, i64)> {
+            s.charges_due.iter().map(|i| (i.due_date, i.amount_fen.0)).collect()
+        };
+        assert_eq!(items(&s), [(d("2021-03-20"), 21_389)]);
+        // Interest and penalty of 03-20 paid: nothing is overdue.
+        let r = s.repay(&t, d("2021-03-20"), Fen(18_715 + 21_389)).unwrap();
+        assert_eq!(
+            (r.allocation.penalty_fen, r.allocation.current_interest_fen),
+            (Fen(21_389), Fen(18_715))
+        );
+        assert!(s.charges_due.is_empty(), "{s:?}");
+        assert_eq!(s.overdue_since(&t), Some(d("2022-01-26")), "only principal at maturity");
+        // 06-20 settles penalty only: 5,000,000 × 92 × 0.077 / 360 = 98,388.89 -> 98,389.
+        let p = s.settle_through(&t, d("2021-06-20")).unwrap();
+        assert_eq!((p[0].interest_fen(), p[0].penalty_fen()), (Fen::ZERO, Fen(98_389)));
+        assert_eq!(items(&s), [(d("2021-06-20"), 98_389)]);
+        assert_eq!(s.days_overdue(&t, d("2021-06-20")), 0);
+        assert_eq!(s.days_overdue(&t, d("2021-06-21")), 1);
+        assert_eq!(s.days_overdue(&t, d("2021-09-18")), 90);
+        // 09-20 adds its quarter; 06-20's paid in part, the oldest stays overdue, then paid off.
+        s.settle_through(&t, d("2021-09-20")).unwrap();
+        let second = s.penalty_fen.0 - 98_389;
+        assert_eq!(items(&s), [(d("2021-06-20"), 98_389), (d("2021-09-20"), second)]);
+        s.repay(&t, d("2021-09-22"), Fen(50_000)).unwrap();
+        let owed = s.penalty_fen.0 + s.compound_fen.0;
+        assert_eq!(s.charges_due.iter().map(|i| i.amount_fen.0).sum::<i64>(), owed);
+        assert_eq!(s.charges_due[0].due_date, d("2021-06-20"));
+        assert_eq!(s.days_overdue(&t, d("2021-09-22")), 94);
+        s.repay(&t, d("2021-09-23"), Fen(s.penalty_fen.0 + s.compound_fen.0)).unwrap();
+        assert_eq!(s.charges_due[0].due_date, d("2021-09-23"), "{:?}", s.charges_due);
+        assert_eq!(s.days_overdue(&t, d("2021-09-23")), 0);
+    }
+
+    proptest! {
+        /// Whatever is paid when, misused or not, the charges' items sum to the penalty and
+        /// compound interest owed, one item a due date, oldest first.
+        #[test]
+        fn the_charges_items_sum_to_the_charges_owed(
+            misuse in prop::option::of(1i64..500),
+            payments in prop::collection::vec((1i64..800, 1i64..6_000_000), 0..8),
+        ) {
+            let t = terms();
+            let start = d("2021-01-25");
+            let mut s = Servicing::start(&t, start, d("2022-01-25"), Fen(5_000_000));
+            let mut events: Vec<(i64, Option<i64>)> =
+                payments.iter().map(|&(day, amount)| (day, Some(amount))).collect();
+            events.extend(misuse.map(|day| (day, None)));
+            events.sort_by_key(|e| e.0);
+            for (day, amount) in events {
+                let date = start + Duration::days(day);
+                // As the loan's commands do it: a refused one changes nothing.
+                let mut next = s.clone();
+                let done = match amount {
+                    None => next.settle_through(&t, date - Duration::days(1)).is_ok()
+                        && next.mark_misuse(&t, date).is_ok(),
+                    Some(amount) => next.settle_through(&t, date).is_ok()
+                        && next.repay(&t, date, Fen(amount)).is_ok(),
+                };
+                if done {
+                    s = next;
+                }
+                let owed = s.penalty_fen.0 + s.compound_fen.0;
+                prop_assert_eq!(s.charges_due.iter().map(|i| i.amount_fen.0).sum::<i64>(), owed);
+                prop_assert!(s.charges_due.iter().all(|i| i.amount_fen.is_positive()));
+                prop_assert!(s.charges_due.windows(2).all(|w| w[0].due_date < w[1].due_date));
+            }
+        }
     }
 
     /// DESIGN.md: unpaid interest compounds at the contract rate within the term (misuse

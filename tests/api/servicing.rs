@@ -1186,7 +1186,7 @@ async fn batch_with_bad_items(backend: Backend) {
 }
 
 /// Misuse marked by the finance office: principal bears the misuse penalty (7.7%) from the
-/// marked date instead of interest; it is marked once.
+/// marked date instead of interest; it is marked once; its penalty left unpaid is overdue.
 async fn misuse(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -1280,6 +1280,29 @@ async fn misuse(backend: Backend) {
     assert_eq!(interest(18_715, 92), 184);
     let run = settle(&app, &t.finance, "", "2021-06-20").await;
     assert_eq!((run.loans_settled, run.compound_fen), (1, 184), "{run:?}");
+
+    // M1's penalty of 06-20, left unpaid, is overdue from 06-21 (DESIGN.md: unpaid amounts
+    // are overdue from the day after their due date), though M1 owes no interest and its
+    // principal is not yet due; more than 90 days on, it may be written off.
+    let status = async |as_of: &str| {
+        let l = app.get_loan_as_of(&t.bank, &id, as_of).await;
+        (pb::LoanStatus::try_from(l.status).expect("a status"), l.days_overdue)
+    };
+    assert_eq!(status("2021-06-20").await, (pb::LoanStatus::Active, 0));
+    assert_eq!(status("2021-06-21").await, (pb::LoanStatus::Overdue, 1));
+    assert_eq!(status("2021-09-18").await, (pb::LoanStatus::Overdue, 90));
+    assert_eq!(status("2021-09-19").await, (pb::LoanStatus::Overdue90, 91));
+    let written_off = app
+        .loans(&t.bank)
+        .write_off_loan(pb::WriteOffLoanRequest {
+            request_id: rid("write-off"),
+            loan_id: id.clone(),
+            value_date: "2021-09-19".into(),
+        })
+        .await
+        .expect("WriteOffLoan of a loan whose penalty is 91 days overdue")
+        .into_inner();
+    assert_eq!(loan(&written_off).status, pb::LoanStatus::WrittenOff as i32);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
