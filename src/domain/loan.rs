@@ -564,9 +564,14 @@ impl LoanState {
                     ))
                     .map_err(|e: DomainError| e.with("latest_maturity", format_date(limit)));
                 }
-                let before = date.pred_opt().unwrap_or(date);
+                // The points before its date; on the maturity day, the maturity's too (its
+                // period ended the day before, on the contract's terms), as that day's run
+                // would: the two orders agree. (Until 2026-12-02 an extension recorded before
+                // the day's run left the last period's interest to the next 20th, a quarter
+                // later.)
+                let through = if date == maturity { date } else { date.pred_opt().unwrap_or(date) };
                 let settlements =
-                    next.servicing.settle_through(&t, before).map_err(servicing_error)?;
+                    next.servicing.settle_through(&t, through).map_err(servicing_error)?;
                 next.servicing.extend(&t, date, new_maturity).map_err(servicing_error)?;
                 LoanEvent::Extended { loan_id, value_date: date, new_maturity, settlements }
             }

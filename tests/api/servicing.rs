@@ -29,6 +29,7 @@ on_both_backends!(
     renewal,
     a_small_renewal_keeps_its_parent_counted,
     an_expired_contract_frees_the_cap,
+    an_extension_on_the_maturity_day_settles_it_first,
     early_payoff,
     batch_with_bad_items,
     misuse,
@@ -760,6 +761,74 @@ async fn extension(backend: Backend) {
     assert_eq!(l.interest_settled_fen, 176_458 + 48_125 + 49_194 + 18_181, "{l:?}");
     assert_eq!(l.interest_settled_fen, 291_958, "{l:?}");
     assert_eq!((l.penalty_paid_fen, l.compound_paid_fen), (0, 0), "{l:?}");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// An extension recorded on the maturity day settles the maturity's interest first, as that
+/// day's settlement run would: recorded before the run or after it, the loan is the same (the
+/// last period's interest is due at the old maturity, and overdue the day after), not a quarter
+/// later with the next period's. Reviewed with a maturity on the 21st, checked here on the 25th.
+async fn an_extension_on_the_maturity_day_settles_it_first(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let first = disbursed(&app, &t, "X1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let second = disbursed(&app, &t, "X2", "H-X2", 5_000_000, "2021-01-25").await;
+    for id in [&first, &second] {
+        for (point, amount) in [
+            ("2021-03-20", 29_410),
+            ("2021-06-20", 49_194),
+            ("2021-09-20", 49_194),
+            ("2021-12-20", 48_660),
+        ] {
+            app.repay(&t.bank, id, point, amount).await;
+        }
+    }
+    let extend = async |loan_id: &str| {
+        app.loans(&t.bank)
+            .extend_loan(pb::ExtendLoanRequest {
+                request_id: rid("extend"),
+                loan_id: loan_id.into(),
+                value_date: "2022-01-25".into(),
+                new_maturity_date: "2022-07-25".into(),
+            })
+            .await
+            .expect("an extension on the maturity day")
+            .into_inner()
+    };
+    // The first extended before the day's run, the second after it.
+    let extended = extend(&first).await;
+    let run = settle(&app, &t.finance, "", "2022-01-25").await;
+    assert_eq!(run.loans_settled, 1, "the second only: {run:?}");
+    extend(&second).await;
+    // 2021-12-21 ..= 2022-01-24, 35 days: 18,715, due 2022-01-25 (the worked figure's 187.15).
+    assert_eq!(interest(5_000_000, days("2021-12-21", "2022-01-24")), 18_715);
+    let json = event_json(app.history(&t.auditor, &first).await.last().expect("the extension"));
+    assert_eq!(json["settlements"][0]["date"], "2022-01-25", "{json}");
+    assert_eq!(json["settlements"][0]["interest"]["amount_fen"], 18_715, "{json}");
+    assert_eq!(loan(&extended).interest_due_fen, 18_715);
+    for as_of in ["2022-01-25", "2022-01-26", "2022-03-21"] {
+        let (a, b) = (
+            app.get_loan_as_of(&t.bank, &first, as_of).await,
+            app.get_loan_as_of(&t.bank, &second, as_of).await,
+        );
+        let figures = |l: &pb::Loan| {
+            (
+                l.interest_due_fen,
+                l.interest_settled_fen,
+                l.compound_fen,
+                l.days_overdue,
+                l.status,
+                l.next_settlement_date.clone(),
+            )
+        };
+        assert_eq!(figures(&a), figures(&b), "as of {as_of}: {a:?} {b:?}");
+        if as_of == "2022-01-26" {
+            assert_eq!((a.interest_due_fen, a.days_overdue), (18_715, 1), "{a:?}");
+        }
+    }
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
