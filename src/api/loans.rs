@@ -58,8 +58,9 @@ impl Api {
 }
 
 impl Api {
-    /// The loan, if it exists (NOT_FOUND otherwise) and `actor` may read it (PERMISSION_DENIED
-    /// for another bank's loan).
+    /// The loan, if it exists and `actor` may read it: NOT_FOUND otherwise, also for another
+    /// bank's loan, as a missing one; PERMISSION_DENIED for another ledger's (finance) or
+    /// for the operator.
     pub async fn readable_loan(
         &self,
         actor: &Principal,
@@ -94,7 +95,7 @@ impl Api {
     }
 }
 
-/// Whether `actor` may read `loan`; other banks' loans are PERMISSION_DENIED.
+/// Whether `actor` may read `loan`: another bank's loan is NOT_FOUND to a bank, as a missing one.
 pub fn check_read(actor: &Principal, loan: &LoanState) -> Result<(), Status> {
     check_read_of(actor, &loan.terms.loan_id, &loan.terms.bank_id, &loan.terms.ledger_id)
 }
@@ -107,6 +108,9 @@ pub fn check_read_of(
 ) -> Result<(), Status> {
     if actor.reads_loan(bank_id, ledger_id) {
         Ok(())
+    } else if actor.role == Role::Bank {
+        // As a missing one: a bank never learns whether another bank's loan exists.
+        Err(Status::not_found(format!("loan {loan_id} not found")))
     } else {
         Err(Status::permission_denied(format!("{} may not read loan {loan_id}", actor.actor())))
     }

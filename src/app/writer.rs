@@ -2132,6 +2132,10 @@ impl Writer {
 fn check_bank(actor: &Principal, loan: &LoanState) -> Result<(), AppError> {
     if actor.role == Role::Bank && actor.org == loan.terms.bank_id {
         Ok(())
+    } else if actor.role == Role::Bank {
+        // As a missing one: a bank never learns whether another bank's loan exists, nor whose
+        // it is (as a renewal of it is answered).
+        Err(DomainError::NotFound { what: "loan", id: loan.terms.loan_id.clone() }.into())
     } else {
         Err(AppError::denied(format!(
             "{} may not change loan {}: it belongs to bank {}",

@@ -2649,11 +2649,20 @@ async fn authentication_and_roles(backend: Backend) {
     let b2 = app.bank_token("B2").await;
     let mut other = app.loans(&b2);
 
-    // Another bank's loan.
-    expect_code(
+    // Another bank's loan is NOT_FOUND to a bank, read or written, as a missing one: a bank
+    // never learns whether another bank's loan exists, nor whose it is.
+    let missing = expect_code(
         other.get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() }).await,
-        Code::PermissionDenied,
+        Code::NotFound,
     );
+    assert_eq!(missing.message(), format!("loan {id} not found"));
+    let absent = expect_code(
+        other
+            .get_loan(pb::GetLoanRequest { loan_id: "B1-NONE".into(), as_of: String::new() })
+            .await,
+        Code::NotFound,
+    );
+    assert_eq!(absent.message(), "loan B1-NONE not found");
     expect_code(
         other
             .disburse(pb::DisburseRequest {
@@ -2663,7 +2672,7 @@ async fn authentication_and_roles(backend: Backend) {
                 amount_fen: 0,
             })
             .await,
-        Code::PermissionDenied,
+        Code::NotFound,
     );
     expect_code(
         other
@@ -2674,18 +2683,18 @@ async fn authentication_and_roles(backend: Backend) {
                 amount_fen: 100,
             })
             .await,
-        Code::PermissionDenied,
+        Code::NotFound,
     );
     expect_code(other.create_loan(standard_loan("C-B2", HOUSEHOLD)).await, Code::PermissionDenied);
     let history =
         app.audit(&b2).get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
     match history {
-        Err(s) => assert_eq!(s.code(), Code::PermissionDenied, "{s:?}"),
+        Err(s) => assert_eq!(s.code(), Code::NotFound, "{s:?}"),
         Ok(stream) => {
             let got = collect(stream.into_inner()).await;
             assert_eq!(
                 got.map_err(|s| s.code()),
-                Err(Code::PermissionDenied),
+                Err(Code::NotFound),
                 "another bank's loan history"
             );
         }
@@ -2848,8 +2857,8 @@ async fn authentication_and_roles(backend: Backend) {
 
     // A role that may never make a call is refused before the writer, and nothing is recorded
     // under the request id (an auditor cannot fill the append-only idempotency table); a bank
-    // refused for another bank's loan is answered from the stored loan, and that refusal is
-    // recorded, to be given again.
+    // refused for another bank's loan (NOT_FOUND, as a missing one) is answered from the stored
+    // loan, and that refusal is recorded, to be given again.
     let recorded = |request_id: String| {
         let db = app.db.clone();
         async move {
@@ -2894,7 +2903,7 @@ async fn authentication_and_roles(backend: Backend) {
         value_date: "2021-02-01".into(),
         amount_fen: 100,
     };
-    expect_code(app.loans(&b2).record_repayment(repayment).await, Code::PermissionDenied);
+    expect_code(app.loans(&b2).record_repayment(repayment).await, Code::NotFound);
     assert!(recorded(by_other_bank).await, "a bank's refusal on a stored loan is recorded");
 
     // A finance office's token bound to "*" (made before that was refused) is no credential.

@@ -1238,7 +1238,8 @@ async fn batch_with_bad_items(backend: Backend) {
             (10, "NOT_FOUND"),
             (11, "INVALID_ARGUMENT"),
             (12, "FAILED_PRECONDITION"),
-            (13, "PERMISSION_DENIED"),
+            // Another bank's loan, as a missing one.
+            (13, "NOT_FOUND"),
             (14, "FAILED_PRECONDITION"),
             (15, "INVALID_ARGUMENT"),
             (16, "INVALID_ARGUMENT"),
