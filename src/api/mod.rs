@@ -116,7 +116,8 @@ impl Api {
             return Ok(p.clone());
         }
         // Timed from before the read: a token revoked while it runs is refused at most
-        // `token_cache_ttl` after the revocation, however long the read took.
+        // `token_cache_ttl` after the read ends (callers meanwhile are answered from the entry
+        // as it was; so are they while a read hangs on the database, whose calls hang too).
         let checked = Instant::now();
         {
             // A stale entry is re-read by the first caller to find it so; stamped now, it
@@ -130,14 +131,24 @@ impl Api {
                 *read_at = checked;
             }
         }
-        let principal = match authenticate(&self.db, secret).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.tokens.write().await.remove(&key);
-                return Err(error::status(e));
-            }
-        };
-        self.tokens.write().await.insert(key, (principal.clone(), checked));
-        Ok(principal)
+        // The read and what it leaves in the cache run on a task of their own, to the end
+        // even if this call is dropped (its client gone, its deadline passed): dropped half-way
+        // it left the entry stamped fresh with the principal of before, so that a revoked
+        // token whose every re-read was cancelled went on working.
+        let (db, tokens, secret) = (self.db.clone(), self.tokens.clone(), secret.to_string());
+        let read = tokio::spawn(async move {
+            let read = authenticate(&db, &secret).await;
+            match &read {
+                Ok(principal) => tokens.write().await.insert(key, (principal.clone(), checked)),
+                Err(_) => tokens.write().await.remove(&key),
+            };
+            read
+        });
+        match read.await {
+            Ok(read) => read.map_err(error::status),
+            Err(e) => Err(error::status(crate::app::error::AppError::Internal(format!(
+                "a token's read failed: {e}"
+            )))),
+        }
     }
 }

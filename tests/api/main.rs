@@ -73,6 +73,7 @@ on_both_backends!(
     value_dates_in_the_future_are_refused,
     lpr_table,
     revoked_token_is_refused,
+    a_cancelled_token_read_still_revokes,
     verify_while_writing,
     history_keeps_to_the_loans_ledger,
 );
@@ -3467,6 +3468,48 @@ async fn revoked_token_is_refused(backend: Backend) {
     let revoked: Vec<&str> =
         listed.iter().filter(|t| t.revoked_at_us.is_some()).map(|t| t.token_id.as_str()).collect();
     assert_eq!(revoked, [token_id.as_str()]);
+    app.finish().await;
+}
+
+/// A token's re-read runs to the end even when the call that started it is dropped (its
+/// deadline passed while the database was slow): the revoked token is then refused at once, not
+/// served from the entry as it was for another cache period, which a client that let every
+/// re-read time out kept alive for ever. PostgreSQL: its table lock holds the read back (SQLite
+/// readers are never held back by a writer).
+async fn a_cancelled_token_read_still_revokes(backend: Backend) {
+    const TOKEN_CACHE_TTL: Duration = Duration::from_millis(1_000);
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some((mut app, _, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let offset = loanledger::startup::business_utc_offset_default();
+    app.restart_with(offset, TOKEN_CACHE_TTL).await;
+    let leaked = app.bank_token(BANK).await;
+    assert_eq!(app.get_loan(&leaked, &id).await.loan_id, id);
+    let token_id = loanledger::app::auth::token_id_of(&leaked).expect("a token's id");
+    assert!(loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke"));
+    tokio::time::sleep(TOKEN_CACHE_TTL + Duration::from_millis(100)).await;
+
+    use sqlx::Connection;
+    let mut lock = sqlx::PgConnection::connect(&app.database_url).await.expect("a connection");
+    let mut held = lock.begin().await.expect("a transaction");
+    sqlx::query("lock table api_token in access exclusive mode")
+        .execute(&mut *held)
+        .await
+        .expect("the lock");
+    let mut request =
+        tonic::Request::new(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() });
+    request.set_timeout(Duration::from_millis(150));
+    let timed_out = app.loans(&leaked).get_loan(request).await.expect_err("held back, timed out");
+    assert!(matches!(timed_out.code(), Code::DeadlineExceeded | Code::Cancelled), "{timed_out:?}");
+    held.commit().await.expect("the lock released");
+    // The re-read goes on once the lock is gone (a few milliseconds); long before the cache
+    // period ends, the token is refused.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let request = || pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
+    expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
     app.finish().await;
 }
 
