@@ -91,6 +91,9 @@ pub struct StoredModels {
     pub odd_seqs: Vec<String>,
     /// How the database's guards differ from the migrations' ([`super::schema`]), described.
     pub schema: Vec<String>,
+    /// Loan rows that cannot be read as a loan (a value changed behind the service's back into
+    /// one no loan has): (loan id, why). Reported by verify, not failed on.
+    pub unreadable_loans: Vec<(String, String)>,
 }
 
 /// The digest of a request key (the writer's idempotency key: scope, that is the journal's
@@ -244,8 +247,18 @@ fn sqlite_models(
     let balances =
         sqlite_rows(&conn, BALANCES_SQL, ledger_id, |r| Ok((r.get(0)?, Fen(r.get(1)?))))?;
     let mut loans = sized(loan_count);
+    let mut unreadable_loans = Vec::new();
     sqlite_each(&conn, LOANS_SQL, ledger_id, |r| {
-        loans.push(loan_row(r)?.into_state()?);
+        match loan_row(r).and_then(LoanRow::into_state) {
+            Ok(loan) => loans.push(loan),
+            Err(e) => {
+                let loan_id = match r.get_ref(0)? {
+                    rusqlite::types::ValueRef::Text(id) => String::from_utf8_lossy(id).into_owned(),
+                    other => format!("{other:?}"),
+                };
+                unreadable_loans.push((loan_id, e.to_string()));
+            }
+        }
         Ok(())
     })?;
     let mut links = StoredLinks(sized(loan_count));
@@ -268,6 +281,7 @@ fn sqlite_models(
         requests,
         odd_seqs,
         schema,
+        unreadable_loans,
     })
 }
 
@@ -341,10 +355,19 @@ async fn postgres_models(
     };
     // The exporting transaction stays open until the importing ones have read.
     let (loans, balances_links, registry) = tokio::join!(loans, balances_links, registry);
-    let ((registry, requests, odd_seqs, schema), (balances, links), loans) =
+    let ((registry, requests, odd_seqs, schema), (balances, links), (loans, unreadable_loans)) =
         (registry?, balances_links?, loans?);
     tx.rollback().await?;
-    Ok(StoredModels { registry, balances, loans, links, requests, odd_seqs, schema })
+    Ok(StoredModels {
+        registry,
+        balances,
+        loans,
+        links,
+        requests,
+        odd_seqs,
+        schema,
+        unreadable_loans,
+    })
 }
 
 /// A copy statement of `sql`, its parameter read from [`LEDGER_SETTING`].
@@ -410,8 +433,9 @@ async fn postgres_loans(
     conn: &mut sqlx::PgConnection,
     ledger_id: &str,
     count: usize,
-) -> Result<Vec<LoanState>, StoreError> {
+) -> Result<(Vec<LoanState>, Vec<(String, String)>), StoreError> {
     let mut loans = sized(count);
+    let mut unreadable = Vec::new();
     copy_rows(conn, ledger_id, LOANS_SQL, LOAN_COLUMNS, |r| {
         let row = LoanRow {
             loan_id: r.text()?.to_string(),
@@ -443,11 +467,15 @@ async fn postgres_loans(
             servicing_json: r.text()?.to_string(),
             last_seq: r.int8()?,
         };
-        loans.push(row.into_state()?);
+        let loan_id = row.loan_id.clone();
+        match row.into_state() {
+            Ok(loan) => loans.push(loan),
+            Err(e) => unreadable.push((loan_id, e.to_string())),
+        }
         Ok(())
     })
     .await?;
-    Ok(loans)
+    Ok((loans, unreadable))
 }
 
 /// The columns of [`loan_columns!`], counted from its text.

@@ -2355,6 +2355,16 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     };
     reports(outstanding("- 1"), format!("loan {id}: stored state differs from the journal")).await;
     restores(outstanding("+ 1")).await;
+    // A value no loan has: reported at its loan, not a failed verify (INTERNAL).
+    let servicing =
+        |json: &str| format!("update loan set servicing_json = {json} where loan_id = '{id}'");
+    let stored: Vec<String> = app
+        .db
+        .query_texts(&format!("select servicing_json from loan where loan_id = '{id}'"))
+        .await
+        .expect("the loan's servicing");
+    reports(servicing("'{'"), format!("loan {id}: its stored row cannot be read as a loan")).await;
+    restores(servicing(&format!("'{}'", stored[0].replace('\'', "''")))).await;
 
     let ledger_name =
         |name: &str| format!("update ledger set name = '{name}' where ledger_id = '{LEDGER}'");

@@ -42,12 +42,13 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
         requests: stored_requests,
         odd_seqs,
         schema,
+        unreadable_loans,
     } = stored;
     let (mut problems, second) = std::thread::scope(|s| {
         let second = s.spawn(move || {
             let mut problems = Problems::default();
             let mut problem = |text: String| problems.add(0, text);
-            compare_loans(loans, &stored_loans, &mut problem);
+            compare_loans(loans, &stored_loans, &unreadable_loans, &mut problem);
             compare_all_links(links, &stored_links.0, &mut problem);
             compare_requests(&requests, &stored_requests, &mut problem);
             free_later((stored_loans, stored_links, requests, stored_requests));
@@ -140,8 +141,13 @@ fn compare_balances(
 fn compare_loans(
     mut loans: HashMap<String, LoanState>,
     stored: &[LoanState],
+    unreadable: &[(String, String)],
     problem: &mut impl FnMut(String),
 ) {
+    for (loan_id, why) in unreadable {
+        problem(format!("loan {loan_id}: its stored row cannot be read as a loan ({why})"));
+        loans.remove(loan_id.as_str());
+    }
     for stored in stored {
         match loans.remove(&stored.terms.loan_id) {
             None => problem(format!(
