@@ -138,6 +138,15 @@ async fn open_db(url: &str, migrate: bool) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// The database at `url` for a command that runs beside servers (the token commands): not
+/// migrated, which would change the schema under a running server of an older build, but
+/// refused unless this build's migrations, and only they, are applied.
+async fn open_served_db(url: &str) -> anyhow::Result<Db> {
+    let db = open_db(url, false).await?;
+    db.check_migrated().await.map_err(|why| anyhow::anyhow!("{why}"))?;
+    Ok(db)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // No command is `serve`, parsed as such so that its flags' environment variables apply.
@@ -240,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
                 Role::parse(&role).context("--role must be bank, finance, auditor or operator")?;
             loanledger::app::auth::check_org(role, &org)
                 .map_err(|m| anyhow::anyhow!("--org: {m} (an id: letters, digits, _ . -)"))?;
-            let db = open_db(&cli.database_url, true).await?;
+            let db = open_served_db(&cli.database_url).await?;
             let token = create_token(&db, role, &org).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(id) = token_id_of(&token) {
                 eprintln!("token id: {id}");
@@ -249,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Token { command: TokenCmd::List } => {
-            let db = open_db(&cli.database_url, true).await?;
+            let db = open_served_db(&cli.database_url).await?;
             let time = |us: i64| {
                 chrono::DateTime::from_timestamp_micros(us)
                     .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
@@ -275,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
                 None => token_id_of(secret.as_deref().unwrap_or_default())
                     .context("--secret is not a token's secret (ll_ and 64 hex digits)")?,
             };
-            let db = open_db(&cli.database_url, true).await?;
+            let db = open_served_db(&cli.database_url).await?;
             if revoke_token(&db, &id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
                 println!("revoked {id}: servers refuse it within {} s", TOKEN_CACHE_TTL.as_secs());
                 return Ok(());

@@ -70,6 +70,27 @@ pub struct Application {
     initial_operator_token: Option<String>,
 }
 
+/// The operator token a fresh database starts with (no token and no ledger yet), printed once by
+/// `serve`. A database with ledgers whose tokens are all gone (deleted after a leak, or
+/// restored without them) gets none: a token for it comes from `token create`, by someone with
+/// the database's keys, not from whoever reads the server's output.
+async fn first_operator_token(db: &Db) -> anyhow::Result<Option<String>> {
+    if db.count_tokens().await.context("Failed to count tokens")? > 0 {
+        return Ok(None);
+    }
+    if db.has_ledgers().await.context("Failed to read the ledgers")? {
+        tracing::warn!(
+            "the database has ledgers but no token: none is made here; create one with \
+             `loanledger token create --role operator --org '*'`"
+        );
+        return Ok(None);
+    }
+    let token = create_token(db, Role::Operator, "*")
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to create the first operator token: {e}"))?;
+    Ok(Some(token))
+}
+
 impl Application {
     /// Connects, migrates, starts the writer and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
@@ -77,18 +98,13 @@ impl Application {
             .await
             .context("Failed to connect to the database")?;
         db.migrate().await.context("Failed to migrate the database")?;
-        let initial_operator_token =
-            if db.count_tokens().await.context("Failed to count tokens")? == 0 {
-                Some(create_token(&db, Role::Operator, "*").await.map_err(|e| {
-                    anyhow::anyhow!("Failed to create the first operator token: {e}")
-                })?)
-            } else {
-                None
-            };
-        let (writer, writer_task) = writer::spawn(db.clone(), settings.business_utc_offset);
+        // Bound before the first token is made: a server that cannot listen (the port taken)
+        // must not store a token it never prints.
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let initial_operator_token = first_operator_token(&db).await?;
+        let (writer, writer_task) = writer::spawn(db.clone(), settings.business_utc_offset);
         let port = listener.local_addr().context("Failed to read the bound address")?.port();
         Ok(Application {
             listener,

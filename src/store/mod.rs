@@ -550,6 +550,42 @@ impl Db {
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
     }
 
+    /// Whether this build's migrations, and only they, are applied: `Err` with what to do
+    /// otherwise. For the commands that work on a database a server may be using (the token
+    /// commands), which must not migrate it under that server.
+    pub async fn check_migrated(&self) -> Result<(), String> {
+        let build: Vec<i64> = match self {
+            Db::Sqlite(..) => {
+                sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).collect()
+            }
+            Db::Postgres(..) => {
+                sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect()
+            }
+        };
+        let sql = "select version from _sqlx_migrations where success order by version";
+        let applied: Result<Vec<i64>, sqlx::Error> =
+            on_pool!(self, p => sqlx::query_scalar(sql).fetch_all(p).await);
+        let latest = build.last().copied().unwrap_or_default();
+        match applied {
+            Ok(applied) if applied == build => Ok(()),
+            Ok(applied) if applied.iter().any(|v| !build.contains(v)) => Err(format!(
+                "the database has migrations this build does not know (up to {}; this build's \
+                 end at {latest}): use the build that migrated it",
+                applied.last().copied().unwrap_or_default()
+            )),
+            Ok(applied) => Err(format!(
+                "the database's schema is behind this build's ({} of its {} migrations \
+                 applied): stop the servers and run `loanledger migrate` first",
+                applied.len(),
+                build.len()
+            )),
+            Err(e) => Err(format!(
+                "the database is not set up ({e}): start `loanledger serve` or run \
+                 `loanledger migrate` first"
+            )),
+        }
+    }
+
     /// SQLite: whether the background checkpoint task asked for a WAL restart
     /// ([`Db::restart_wal_if_due`] makes it). PostgreSQL: never.
     pub fn wal_restart_wanted(&self) -> bool {

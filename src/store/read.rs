@@ -248,6 +248,13 @@ impl Db {
         Ok(rows == 1)
     }
 
+    /// Whether the database holds any ledger.
+    pub async fn has_ledgers(&self) -> Result<bool, StoreError> {
+        let sql = "select count(*) from (select 1 from ledger limit 1) l";
+        let n: i64 = on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?);
+        Ok(n > 0)
+    }
+
     pub async fn count_tokens(&self) -> Result<i64, StoreError> {
         let sql = "select count(*) from api_token";
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))

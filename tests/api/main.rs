@@ -73,6 +73,7 @@ on_both_backends!(
     value_dates_in_the_future_are_refused,
     lpr_table,
     revoked_token_is_refused,
+    first_operator_token_and_token_commands,
     a_cancelled_token_read_still_revokes,
     verify_while_writing,
     history_keeps_to_the_loans_ledger,
@@ -3449,6 +3450,55 @@ async fn lpr_table(backend: Backend) {
     contract.request_id = rid("c");
     app.create_loan(&t.bank, contract).await;
     app.finish().await;
+}
+
+/// The first operator token is made for a fresh database only, and only by a server that
+/// listens: one whose port is taken stores none (it would never be printed), and a database
+/// with ledgers whose tokens are all gone gets none at a restart. The token commands work on
+/// a database this build's migrations set up, and refuse, rather than migrate, one they did not.
+async fn first_operator_token_and_token_commands(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.seed().await;
+    app.db.execute_raw("delete from api_token").await.expect("the tokens gone");
+    // (restart asserts that no operator token is made.)
+    app.restart().await;
+    assert_eq!(app.db.count_tokens().await.expect("tokens"), 0);
+    let token_list = |database_url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["token", "list", "--database-url", database_url])
+            .output()
+            .expect("the binary runs")
+    };
+    let listed = token_list(&app.database_url);
+    assert!(listed.status.success(), "{listed:?}");
+    app.finish().await;
+    if backend != Backend::Sqlite {
+        return;
+    }
+
+    // A fresh SQLite file, its server's port taken.
+    let dir = tempfile::tempdir().expect("a directory");
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let settings = loanledger::startup::Settings {
+        listen: taken.local_addr().expect("its address"),
+        database_url: url.clone(),
+        business_utc_offset: loanledger::startup::business_utc_offset_default(),
+        token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
+    };
+    assert!(loanledger::startup::Application::build(settings).await.is_err(), "the port is taken");
+    let db = loanledger::store::Db::connect(&url).await.expect("the database");
+    assert_eq!(db.count_tokens().await.expect("migrated, no token"), 0);
+    // Not migrated: the token commands refuse it and leave it so.
+    let bare = format!("sqlite://{}", dir.path().join("bare.db").display());
+    let refused = token_list(&bare);
+    assert!(!refused.status.success(), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("not set up"), "{said}");
+    let bare_db = loanledger::store::Db::connect(&bare).await.expect("the file");
+    assert!(bare_db.check_migrated().await.is_err());
 }
 
 /// A revoked token (`token revoke`) is refused, UNAUTHENTICATED, once the server's cache of
