@@ -118,12 +118,71 @@ pub struct Envelope {
     /// command with nothing to do still answers with the loan ([`Outcome::LoanUnchanged`]: the
     /// state it was planned on, moved, not copied).
     pub brief: bool,
+    /// The call it came in, when that sent several commands at once (a batch, a settlement
+    /// run's pages): see [`Call`].
+    call: Option<Arc<Call>>,
+}
+
+/// What the commands of one call (sent at once, cut into parts, answered together) share: the
+/// loans of those among them that went unanswered (UNAVAILABLE, INTERNAL: not run, or run
+/// without an answer that can be given again). A later command of the call on one of those
+/// loans is not run but answered UNAVAILABLE too, nothing recorded: run, it would be applied
+/// out of the call's order (a repayment before the disbursement that went unanswered), and a
+/// refusal it then got would be recorded for good, given again when the caller sends the whole
+/// call once more. The call is to be sent again; what of it was answered is answered the same.
+#[derive(Default)]
+struct Call {
+    /// Whether `loans` holds any, read before taking the lock.
+    any: std::sync::atomic::AtomicBool,
+    loans: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Call {
+    fn holds_back(&self, loan_id: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        self.any.load(Ordering::Acquire)
+            && self.loans.lock().is_ok_and(|loans| loans.contains(loan_id))
+    }
+
+    fn unanswered(&self, loan_id: &str) {
+        use std::sync::atomic::Ordering;
+        if let Ok(mut loans) = self.loans.lock() {
+            loans.insert(loan_id.to_string());
+            self.any.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl Envelope {
     pub fn new(actor: Principal, request_id: String, command: Command, brief: bool) -> Envelope {
         let key = (actor.actor(), request_id);
-        Envelope { actor, key, command, brief }
+        Envelope { actor, key, command, brief, call: None }
+    }
+
+    /// The loan the command is on: the one it names, or the one a contract creates.
+    fn loan(&self) -> Option<&str> {
+        match &self.command {
+            Command::CreateLoan { terms } => Some(&terms.loan_id),
+            command => command.loan_id(),
+        }
+    }
+
+    /// Whether an earlier command of its call on the same loan went unanswered ([`Call`]).
+    fn held_back(&self) -> bool {
+        match (&self.call, self.loan()) {
+            (Some(call), Some(loan)) => call.holds_back(loan),
+            _ => false,
+        }
+    }
+
+    /// Notes, if `result` is no answer, that the command's loan is held back for the rest of
+    /// its call ([`Call`]).
+    fn note(&self, result: &Result<Outcome, AppError>) {
+        if let (Some(call), Some(loan), Err(AppError::Unavailable(_) | AppError::Internal(_))) =
+            (&self.call, self.loan(), result)
+        {
+            call.unanswered(loan);
+        }
     }
 
     /// Its idempotency key: (scope, request id).
@@ -222,13 +281,15 @@ impl WriterHandle {
         brief: bool,
     ) -> Pending {
         let mut parts = Vec::with_capacity(commands.len().div_ceil(PART_COMMANDS_MAX));
+        let call = (commands.len() > 1).then(Arc::<Call>::default);
         let mut commands = commands.into_iter().peekable();
         while commands.peek().is_some() {
             let jobs: Vec<Envelope> = commands
                 .by_ref()
                 .take(PART_COMMANDS_MAX)
-                .map(|(request_id, command)| {
-                    Envelope::new(actor.clone(), request_id, command, brief)
+                .map(|(request_id, command)| Envelope {
+                    call: call.clone(),
+                    ..Envelope::new(actor.clone(), request_id, command, brief)
                 })
                 .collect();
             let count = jobs.len();
@@ -749,7 +810,21 @@ fn replanned(error: Option<&crate::store::RequestSeen>) {
     );
 }
 
-fn answer(replies: Vec<Reply>, results: Vec<Result<Outcome, AppError>>) {
+/// The answer of a command held back by its call ([`Call`]).
+fn held_back(env: &Envelope) -> AppError {
+    AppError::Unavailable(format!(
+        "an earlier command of this call on loan {} went unanswered: this one was not run \
+         (nothing recorded); send the call again",
+        env.loan().unwrap_or_default()
+    ))
+}
+
+/// Sends each part of `group` its answers, `results`, in order; a command left unanswered holds
+/// its loan back for the rest of its call ([`Call`]).
+fn answer(group: &[Envelope], replies: Vec<Reply>, results: Vec<Result<Outcome, AppError>>) {
+    for (env, result) in group.iter().zip(&results) {
+        env.note(result);
+    }
     let mut results = results.into_iter();
     for (count, reply, permit) in replies {
         // The caller may have gone away (cancelled request); the write stands.
@@ -808,7 +883,7 @@ impl Writer {
                 }
                 Err(e) => {
                     let results = self.recover(&group, e).await;
-                    answer(replies, results);
+                    answer(&group, replies, results);
                     self.db.restart_wal_if_due().await;
                 }
             }
@@ -927,7 +1002,7 @@ impl Writer {
         }
         // Planned on states that did not land (or not planned at all): run as an ordinary group.
         let results = self.run_group(&spec.group, Lookup::for_group(&spec.group)).await;
-        answer(spec.replies, results);
+        answer(&spec.group, spec.replies, results);
         self.db.restart_wal_if_due().await;
         (None, carried, closed)
     }
@@ -1067,7 +1142,7 @@ impl Writer {
                 replanned(Some(&e));
                 self.heads.clear();
                 let results = self.run_group(&f.group, Lookup::First).await;
-                answer(f.replies, results);
+                answer(&f.group, f.replies, results);
                 self.db.restart_wal_if_due().await;
                 return false;
             }
@@ -1087,7 +1162,7 @@ impl Writer {
                 tracing::warn!(error = %e, "a group's commit failed");
                 self.forget();
                 let results = self.recover(&f.group, e).await;
-                answer(f.replies, results);
+                answer(&f.group, f.replies, results);
             }
         }
         self.db.restart_wal_if_due().await;
@@ -1100,7 +1175,7 @@ impl Writer {
     /// the cache (its newer state comes back when that group ends).
     fn landed(&mut self, f: InFlight, newer: Option<&Staged>) {
         let InFlight { staged, group, results, replies, keys, .. } = f;
-        answer(replies, results);
+        answer(&group, replies, results);
         let mut staged = Arc::try_unwrap(staged)
             .unwrap_or_else(|shared| Staged { loans: shared.loans.clone(), ..Staged::default() });
         let mut loans = std::mem::take(&mut staged.loans);
@@ -1173,7 +1248,7 @@ impl Writer {
                 continue;
             }
             let one = self.try_group(std::slice::from_ref(env), Lookup::First).await;
-            results.push(match one {
+            let result = match one {
                 Ok(mut r) => {
                     r.pop().unwrap_or_else(|| Err(AppError::Internal("empty group result".into())))
                 }
@@ -1182,7 +1257,11 @@ impl Writer {
                     Err(AppError::Unavailable(m))
                 }
                 Err(e) => Err(e),
-            });
+            };
+            // At once: a later command of its call on the same loan in this group is then
+            // held back too.
+            env.note(&result);
+            results.push(result);
         }
         results
     }
@@ -1250,6 +1329,12 @@ impl Writer {
         #[cfg(test)]
         if group.len() > 1 && tests::FAIL_GROUPS.get() {
             return Err(AppError::Internal("a group failed (test)".into()));
+        }
+        #[cfg(test)]
+        if let Some(prefix) = tests::AWAY_FOR.get()
+            && group.iter().any(|e| e.request_id().starts_with(prefix))
+        {
+            return Err(AppError::Unavailable("the database is away (test)".into()));
         }
         let mut tx = self.db.begin_write().await?;
         // Planned again at most once: with `Lookup::First` a group is always planned.
@@ -1322,6 +1407,10 @@ impl Writer {
         results: &mut Vec<Result<Outcome, AppError>>,
     ) -> Result<(), (AppError, &'e str)> {
         for env in jobs {
+            if env.held_back() {
+                results.push(Err(held_back(env)));
+                continue;
+            }
             match self.execute(tx, g, env, results.len()).await {
                 Ok(Answered::New(outcome)) => results.push(Ok(outcome)),
                 Ok(Answered::Failed(e)) => results.push(Err(e)),

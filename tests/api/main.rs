@@ -3209,12 +3209,19 @@ async fn failed_groups_beside_others(backend: Backend) {
 /// A group whose writes fail part-way leaves nothing behind. A trigger refuses the idempotency
 /// row of one request (written after the group's journal rows, postings and loan links): the
 /// writer takes the group apart, posts the other commands, answers the refused one INTERNAL,
-/// and the chain goes on without a gap; the refused request, sent again once the trigger is
-/// gone, is posted as new. Verify holds throughout.
+/// and the chain goes on without a gap. A later item of the batch on the same loan is held
+/// back (UNAVAILABLE, not run, nothing recorded: run, it would come before the one it follows
+/// in the file); one on another loan is posted. Sent again once the trigger is gone, the batch
+/// runs in its order: what was answered is answered the same, the rest is posted. Verify
+/// holds throughout.
 async fn failed_write_leaves_nothing(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
+    app.register_household(&t.finance, "H002", "19800517").await;
+    let other = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
+    app.disburse(&t.bank, &other, "2021-01-25").await;
     poison_idempotency(&app, backend).await;
     let before = app.journal(&t.auditor, LEDGER).await;
     let head = before.last().expect("seeded journal").seq;
@@ -3223,18 +3230,18 @@ async fn failed_write_leaves_nothing(backend: Backend) {
         repayment_item(&rid("first"), &id, "2021-03-20", 100),
         repayment_item("poison-1", &id, "2021-03-20", 100),
         repayment_item(&rid("third"), &id, "2021-03-20", 100),
+        repayment_item(&rid("other"), &other, "2021-03-20", 100),
     ];
-    let answer = app
-        .loans(&t.bank)
-        .submit_batch(pb::SubmitBatchRequest { items })
-        .await
-        .expect("SubmitBatch")
-        .into_inner();
+    let batch = pb::SubmitBatchRequest { items };
+    let answer =
+        app.loans(&t.bank).submit_batch(batch.clone()).await.expect("SubmitBatch").into_inner();
     let r = &answer.results;
-    assert_eq!((answer.posted, answer.failed), (2, 1), "{answer:?}");
-    assert!(r[0].ok && !r[1].ok && r[2].ok, "{answer:?}");
+    assert_eq!((answer.posted, answer.failed), (2, 2), "{answer:?}");
+    assert!(r[0].ok && !r[1].ok && !r[2].ok && r[3].ok, "{answer:?}");
     assert_eq!(r[1].code, "INTERNAL", "{answer:?}");
-    let seqs: Vec<u64> = [&r[0], &r[2]].iter().map(|x| x.entry.as_ref().unwrap().seq).collect();
+    assert_eq!(r[2].code, "UNAVAILABLE", "{answer:?}");
+    assert!(r[2].message.contains("went unanswered"), "{answer:?}");
+    let seqs: Vec<u64> = [&r[0], &r[3]].iter().map(|x| x.entry.as_ref().unwrap().seq).collect();
     assert_eq!(seqs, [head + 1, head + 2], "{answer:?}");
 
     // Alone, the refused request fails the same way and posts nothing.
@@ -3249,18 +3256,20 @@ async fn failed_write_leaves_nothing(backend: Backend) {
     assert!(journal.iter().all(|e| !e.request_id.starts_with("poison")), "{journal:?}");
     verifies_beside_the_poison(&app, &t.auditor).await;
 
-    // With the trigger gone the same request is new: nothing of it was kept.
+    // With the trigger gone the batch is sent again: nothing of the refused or held-back items
+    // was kept, so they are posted now, in the file's order.
     let drop = match backend {
         Backend::Sqlite => "drop trigger poison",
         Backend::Postgres => "drop trigger poison on idempotency; drop function poison()",
     };
     app.db.execute_raw(drop).await.expect("drop the test's trigger");
-    let again = app
-        .repay_as(&t.bank, "poison-1", &id, "2021-03-20", 100)
-        .await
-        .expect("posted once the trigger is gone");
-    assert_eq!(entry(&again).seq, head + 3);
-    assert_eq!(loan(&again).interest_paid_fen, 300, "three repayments of 100 fen, no more");
+    let again = app.loans(&t.bank).submit_batch(batch).await.expect("SubmitBatch").into_inner();
+    let r2 = &again.results;
+    assert_eq!((again.posted, again.failed), (4, 0), "{again:?}");
+    let seqs: Vec<u64> = r2.iter().map(|x| x.entry.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, [head + 1, head + 3, head + 4, head + 2], "{again:?}");
+    let l = app.get_loan(&t.bank, &id).await;
+    assert_eq!(l.interest_paid_fen, 300, "three repayments of 100 fen, no more: {l:?}");
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }

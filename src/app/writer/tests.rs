@@ -10,7 +10,7 @@
 //! ([`super::Envelope::brief`]); a loan changed by a group and again by the group planned while
 //! that one commits; a settlement run over more loans than a page holds, and the same run retried.
 
-use super::{Envelope, WriterHandle, spawn};
+use super::{Envelope, PART_COMMANDS_MAX, WriterHandle, spawn};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
@@ -128,6 +128,10 @@ thread_local! {
     /// Whether every group of more than one command fails before it is planned (an internal
     /// error: its commands are then run one by one), on this thread.
     pub(super) static FAIL_GROUPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Groups holding a command whose request id starts with this fail as if the database
+    /// were away (UNAVAILABLE), every attempt, on this thread.
+    pub(super) static AWAY_FOR: std::cell::Cell<Option<&'static str>> =
+        const { std::cell::Cell::new(None) };
 }
 
 fn settle(n: u32) -> (String, Command) {
@@ -151,7 +155,7 @@ async fn check_settled(db: &Db, results: Vec<Result<Outcome, AppError>>) {
 /// A full group: loan `n` settled [`super::PART_COMMANDS_MAX`] times in one call (once, then
 /// with nothing due), so that a call queued behind it is planned while it commits.
 fn full_group(n: u32) -> Vec<(String, Command)> {
-    (0..super::PART_COMMANDS_MAX)
+    (0..PART_COMMANDS_MAX)
         .map(|i| {
             let command = Command::SettleLoan { loan_id: loan_id(n), date: day("2021-03-20") };
             (format!("fill/{i}"), command)
@@ -694,6 +698,48 @@ async fn commands_run_one_by_one_stop_when_the_database_is_away(db: &Db) {
     task.await.unwrap();
 }
 
+/// A call cut into parts whose first part goes unanswered (the database away for it): a later
+/// part's command on a loan of that part is held back, answered UNAVAILABLE and not run or
+/// recorded (run, it would come before the commands it follows in the call, and a refusal it
+/// got would be given again when the call is sent again), while one on another loan is run.
+/// Sent again, the call runs in its order.
+async fn a_call_holds_back_the_loans_of_an_unanswered_part(db: &Db) {
+    let (w, task) = disbursed_loans(db, 3).await;
+    let repay = |prefix: &str, i: usize, n: u32| {
+        let command = Command::RecordRepayment {
+            loan_id: loan_id(n),
+            value_date: day("2021-02-01"),
+            amount_fen: Fen(1),
+        };
+        (format!("{prefix}/{i}"), command)
+    };
+    // The first part: 500 repayments on loans 1 and 2; the second: one on loan 1, one on 3.
+    let mut call: Vec<(String, Command)> =
+        (0..PART_COMMANDS_MAX).map(|i| repay("away", i, 1 + (i % 2) as u32)).collect();
+    call.push(repay("later", 0, 1));
+    call.push(repay("later", 1, 3));
+    AWAY_FOR.set(Some("away"));
+    let results = w.submit_many(&bank(), call.clone()).await;
+    AWAY_FOR.set(None);
+    assert_eq!(results.len(), PART_COMMANDS_MAX + 2);
+    for r in &results[..PART_COMMANDS_MAX] {
+        assert!(matches!(r, Err(AppError::Unavailable(_))), "{r:?}");
+    }
+    let held = &results[PART_COMMANDS_MAX];
+    // (Neither of the first part's loans was changed: loan 3's repayment is the one posted.)
+    assert!(
+        matches!(held, Err(AppError::Unavailable(m)) if m.contains("went unanswered")),
+        "{held:?}"
+    );
+    assert!(results[PART_COMMANDS_MAX + 1].is_ok(), "{:?}", results[PART_COMMANDS_MAX + 1]);
+    // Nothing was recorded for the held-back command: sent again, the call runs whole, the
+    // last command answered as before.
+    let again = w.submit_many(&bank(), call).await;
+    all_ok(again);
+    drop(w);
+    task.await.unwrap();
+}
+
 /// Runs each `scenario(&Db)` above as two tests, `scenario::sqlite` and `scenario::postgres`
 /// (the latter skipped without `LOANLEDGER_TEST_PG_URL`, a failure under `CI=true`), each on a
 /// current-thread runtime: the writer then runs on the test's own thread, which
@@ -727,4 +773,5 @@ on_both_backends!(
     a_loan_changed_again_by_the_group_planned_ahead,
     a_group_with_the_database_away,
     commands_run_one_by_one_stop_when_the_database_is_away,
+    a_call_holds_back_the_loans_of_an_unanswered_part,
 );
