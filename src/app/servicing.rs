@@ -182,8 +182,21 @@ pub async fn run_settlement(
         date,
     };
     let mut summary = SettlementSummary::default();
-    let read_page = |after: String| async move {
-        db.live_loan_ids(ledger_id, bank_id, &after, SETTLEMENT_PAGE_LOANS).await
+    // The live loans, and those answered by an earlier attempt of this run (paid off or
+    // written off since, they are no longer live, but their settlements are the run's and its
+    // summary counts them: a retry answers as the first attempt would have), merged in loan id
+    // order.
+    let (scope, prefix) = (actor.actor(), loan_request_id(request_id, ""));
+    let read_page = |after: String| {
+        let (scope, prefix) = (&scope, &prefix);
+        async move {
+            let limit = SETTLEMENT_PAGE_LOANS;
+            let (live, answered) = tokio::try_join!(
+                db.live_loan_ids(ledger_id, bank_id, &after, limit),
+                db.answered_loan_ids(scope, prefix, &after, limit)
+            )?;
+            Ok::<_, crate::store::StoreError>(merged(live, answered, limit as usize))
+        }
     };
     // The first page is read while the record waits its turn at the writer (nothing is
     // queued for the loans before the record is answered).
@@ -249,6 +262,18 @@ pub async fn run_settlement(
         }
     }
     Ok(summary)
+}
+
+/// Two lists of loan ids in order merged into one, each id once, at most `limit`.
+fn merged(a: Vec<String>, b: Vec<String>, limit: usize) -> Vec<String> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut all: Vec<String> = a.into_iter().chain(b).collect();
+    all.sort_unstable();
+    all.dedup();
+    all.truncate(limit);
+    all
 }
 
 /// The summary recorded for a finished run under `key` ([`summary_request_id`]), if any.

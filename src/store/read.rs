@@ -321,4 +321,30 @@ impl Db {
             .bind(ledger_id).bind(bank_id).bind(after).bind(i64::from(limit))
             .fetch_all(p).await?))
     }
+
+    /// The loan ids of the answers `scope` has stored under request ids `<prefix><loan id>`
+    /// (a settlement run's: [`crate::app::servicing::loan_request_id`]) after `after`, in loan
+    /// id order, at most `limit`: a run sent again goes over those loans too, also when they
+    /// are no longer live, and so counts them as the first attempt did. A range of the key.
+    pub async fn answered_loan_ids(
+        &self,
+        scope: &str,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        // Past every `<prefix><id>`: the prefix ends in a space, whose next character is `!`.
+        let (from, to) = (format!("{prefix}{after}"), format!("{}!", prefix.trim_end()));
+        let sql = "select request_id from idempotency where scope = $1 \
+             and request_id > $2 and request_id < $3 order by request_id limit $4";
+        let ids: Vec<String> = on_pool!(self, p => sqlx::query_scalar(sql)
+            .bind(scope).bind(&from).bind(&to).bind(i64::from(limit))
+            .fetch_all(p).await?);
+        // (The run's summary, `<request id> (summary)`, is in the range too; it names no loan.)
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| id.strip_prefix(prefix).map(str::to_string))
+            .filter(|id| crate::domain::ids::check_id(id).is_ok())
+            .collect())
+    }
 }

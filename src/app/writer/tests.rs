@@ -740,6 +740,39 @@ async fn a_call_holds_back_the_loans_of_an_unanswered_part(db: &Db) {
     task.await.unwrap();
 }
 
+/// A run that stopped part-way (its summary not recorded: the database went away, or the
+/// server) is sent again after a loan it settled was paid off: no longer live, that loan is
+/// still the run's, answered from its record, and the retry's summary counts it as the first
+/// attempt did (it counted the live loans only, and its figures came out short, recorded so).
+async fn a_retried_run_counts_the_loans_it_settled_before(db: &Db) {
+    use crate::app::servicing::{loan_request_id, run_settlement};
+    let (w, task) = disbursed_loans(db, 3).await;
+    let actor = bank();
+    let date = day("2021-03-20");
+    // What the first attempt left: the run's record and loan 1's settlement.
+    let run = Command::SettlementRun { ledger_id: LEDGER.into(), bank_id: Some(BANK.into()), date };
+    submit(&w, actor.clone(), "q1", run).await;
+    let settle_1 = Command::SettleLoan { loan_id: loan_id(1), date };
+    all_ok(w.submit_many_brief(&actor, vec![(loan_request_id("q1", &loan_id(1)), settle_1)]).await);
+    // Loan 1 paid off since: principal and the interest of 2021-01-25 ..= 03-20.
+    let payoff = Command::RecordRepayment {
+        loan_id: loan_id(1),
+        value_date: date,
+        amount_fen: Fen(PRINCIPAL_FEN + 29_410),
+    };
+    submit(&w, actor.clone(), "payoff-1", payoff).await;
+    let summary = run_settlement(db, &w, &actor, "q1", LEDGER, Some(BANK), date).await.unwrap();
+    assert_eq!(
+        (summary.loans_examined, summary.loans_settled, summary.failed),
+        (3, 3, 0),
+        "{summary:?}"
+    );
+    assert_eq!(summary.interest_fen, 3 * 29_410);
+    assert_eq!(summary.loans_no_longer_live, 0);
+    drop(w);
+    task.await.unwrap();
+}
+
 /// Runs each `scenario(&Db)` above as two tests, `scenario::sqlite` and `scenario::postgres`
 /// (the latter skipped without `LOANLEDGER_TEST_PG_URL`, a failure under `CI=true`), each on a
 /// current-thread runtime: the writer then runs on the test's own thread, which
@@ -774,4 +807,5 @@ on_both_backends!(
     a_group_with_the_database_away,
     commands_run_one_by_one_stop_when_the_database_is_away,
     a_call_holds_back_the_loans_of_an_unanswered_part,
+    a_retried_run_counts_the_loans_it_settled_before,
 );
