@@ -261,13 +261,40 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) => true,
-            StoreError::Rusqlite(e) => matches!(
-                e.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            ),
+            StoreError::Rusqlite(e) => {
+                e.sqlite_error().is_some_and(|f| sqlite_away(f.extended_code))
+            }
             _ => false,
         }
     }
+}
+
+/// Whether a database error of SQLSTATE / SQLite result `code` means the database is away,
+/// busy or out of room, so that the caller may retry (UNAVAILABLE), on either backend alike.
+///
+/// - PostgreSQL: 08xxx connection exceptions; 57P01 admin shutdown, 57P02 crash shutdown
+///   (another backend crashed), 57P03 cannot connect now (starting up or recovering), 57P05
+///   idle session timeout; 53xxx insufficient resources (too many connections, disk full, out
+///   of memory); 40001 serialization failure and 40P01 deadlock (the writer connects
+///   directly, without the pool's own retries of 57P03 and 53300).
+/// - SQLite ([`sqlite_away`]).
+fn retryable(code: &str, postgres: bool, sqlite: bool) -> bool {
+    if sqlite {
+        return code.parse::<i32>().is_ok_and(sqlite_away);
+    }
+    code.starts_with("08")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "57P05" | "40001" | "40P01")
+        || (postgres && code.starts_with("53"))
+}
+
+/// SQLite's results (extended codes, read by their primary code) that mean the database is busy
+/// or away: BUSY (5) and LOCKED (6), and, as PostgreSQL's disk full and connection failures
+/// are, READONLY (8: the file or its disk turned read-only), IOERR (10), FULL (13) and
+/// CANTOPEN (14). Answered INTERNAL, a group failing so was run again one command at a time,
+/// each failing the same way. (sqlx reports the extended code: SQLITE_BUSY_RECOVERY is 261,
+/// SQLITE_BUSY_SNAPSHOT 517, ...)
+fn sqlite_away(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -292,25 +319,11 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
             sqlx::Error::Database(db) => {
-                // PostgreSQL: 08xxx connection exceptions, 57P01 admin shutdown, 57P03 cannot
-                // connect now (starting up or recovering), 53xxx insufficient resources (too
-                // many connections, disk full, out of memory), 40001 serialization failure
-                // and 40P01 deadlock are retryable (the writer connects directly, without the
-                // pool's own retries of 57P03 and 53300). SQLite: SQLITE_BUSY (5)
-                // and SQLITE_LOCKED (6), with their extended codes (sqlx reports the extended
-                // code: SQLITE_BUSY_RECOVERY is 261, SQLITE_BUSY_SNAPSHOT 517, ...).
+                // Retryable: the database away, busy or out of room ([`retryable`]).
                 let code = db.code().unwrap_or_default();
-                let sqlite_busy = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                    && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+                let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
                 let postgres = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some();
-                if code.starts_with("08")
-                    || code == "57P01"
-                    || code == "57P03"
-                    || (postgres && code.starts_with("53"))
-                    || code == "40001"
-                    || code == "40P01"
-                    || sqlite_busy
-                {
+                if retryable(&code, postgres, sqlite) {
                     StoreError::Unavailable(e)
                 } else if (db.is_unique_violation() && db.constraint() == Some("idempotency_pkey"))
                     || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
@@ -734,6 +747,31 @@ pub(crate) async fn fresh_postgres() -> Option<ScratchPg> {
 
 #[cfg(test)]
 mod tests {
+    /// The database away, busy or out of room is retryable on both backends alike; a refusal
+    /// of the data is not.
+    #[test]
+    fn database_away_is_retryable_on_both_backends() {
+        for code in ["08006", "57P01", "57P02", "57P03", "57P05", "53100", "40001", "40P01"] {
+            assert!(retryable(code, true, false), "{code}");
+        }
+        for code in ["23505", "22P02", "57P04", "42P01", "LL001"] {
+            assert!(!retryable(code, true, false), "{code}");
+        }
+        // SQLite, by the primary code of the extended one: BUSY_SNAPSHOT, LOCKED, READONLY,
+        // IOERR_WRITE, FULL, CANTOPEN; not CONSTRAINT_PRIMARYKEY, CORRUPT, MISMATCH.
+        for code in ["517", "6", "8", "778", "13", "14"] {
+            assert!(retryable(code, false, true), "{code}");
+        }
+        for code in ["1555", "11", "20"] {
+            assert!(!retryable(code, false, true), "{code}");
+        }
+        // rusqlite's errors (the writer's own statements) read the same.
+        let read_only = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(8), None);
+        assert!(StoreError::Rusqlite(read_only).is_unavailable());
+        let constraint = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(1555), None);
+        assert!(!StoreError::Rusqlite(constraint).is_unavailable());
+    }
+
     use super::*;
 
     /// The writer's SQLite connection opens the database through the WAL VFS and has its
