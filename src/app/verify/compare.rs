@@ -43,6 +43,7 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
         odd_seqs,
         schema,
         unreadable_loans,
+        unreadable_rows,
     } = stored;
     let (mut problems, second) = std::thread::scope(|s| {
         let second = s.spawn(move || {
@@ -61,7 +62,7 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
                 "a journal row of ledger {ledger_id} has {odd} as its seq: no place in the chain"
             ));
         }
-        for text in schema {
+        for text in schema.into_iter().chain(unreadable_rows) {
             problem(text);
         }
         compare_registry(ledger_id, registry, &stored_registry, &mut problem);
