@@ -239,6 +239,7 @@ async fn main() -> anyhow::Result<()> {
                     history_clients,
                     ceiling_txns: 20,
                     keep_database,
+                    judged: true,
                 }
             };
             loanledger::bench::load::run(&cfg).await?;

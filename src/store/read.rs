@@ -248,6 +248,44 @@ impl Db {
         Ok(rows == 1)
     }
 
+    /// Whether a commit is durable with the database's settings as this service's connections
+    /// have them, and those settings, for the benchmark's report: SQLite's `synchronous` (FULL
+    /// or EXTRA: the WAL synced at each commit) and journal mode; PostgreSQL's `fsync`,
+    /// `synchronous_commit` (not `off`) and `full_page_writes`.
+    pub async fn durability(&self) -> Result<(bool, String), StoreError> {
+        match self {
+            Db::Sqlite(p, ..) => {
+                let synchronous: i64 =
+                    sqlx::query_scalar("pragma synchronous").fetch_one(p).await?;
+                let journal: String =
+                    sqlx::query_scalar("pragma journal_mode").fetch_one(p).await?;
+                let name = ["off", "normal", "full", "extra"]
+                    .get(usize::try_from(synchronous).unwrap_or(0))
+                    .copied()
+                    .unwrap_or("?");
+                Ok((synchronous >= 2, format!("SQLite synchronous={name}, journal_mode={journal}")))
+            }
+            Db::Postgres(p, _) => {
+                let show = async |name: &str| -> Result<String, StoreError> {
+                    let sql = format!("show {name}");
+                    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(p).await?)
+                };
+                let (fsync, commit, pages) = (
+                    show("fsync").await?,
+                    show("synchronous_commit").await?,
+                    show("full_page_writes").await?,
+                );
+                let durable = fsync == "on" && commit != "off" && pages == "on";
+                Ok((
+                    durable,
+                    format!(
+                        "PostgreSQL fsync={fsync}, synchronous_commit={commit}, full_page_writes={pages}"
+                    ),
+                ))
+            }
+        }
+    }
+
     /// Whether the database holds any ledger.
     pub async fn has_ledgers(&self) -> Result<bool, StoreError> {
         let sql = "select count(*) from (select 1 from ledger limit 1) l";

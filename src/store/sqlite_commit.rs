@@ -188,7 +188,7 @@ impl Statements {
         let (new, changed) = staged.loan_rows();
         if !new.is_empty() {
             let mut insert = self.prepared(NEW_LOAN)?;
-            for r in &new {
+            for r in new.iter() {
                 insert.execute(params![
                     r.loan_id,
                     r.ledger_id,
@@ -223,7 +223,7 @@ impl Statements {
         }
         if !changed.is_empty() {
             let mut update = self.prepared(CHANGED_LOAN)?;
-            for r in &changed {
+            for r in changed.iter() {
                 let n = update.execute(params![
                     r.loan_id,
                     r.status,
