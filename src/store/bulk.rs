@@ -366,8 +366,8 @@ async fn postgres_models(
     let (loans, balances_links, registry) = tokio::join!(loans, balances_links, registry);
     let ((registry, requests, odd_seqs), (balances, links), (loans, unreadable_loans)) =
         (registry?, balances_links?, loans?);
-    // The guards once the models are read: among them, each of its catalog reads waited for
-    // its turn on the task that decodes the loans, and verify took a fifth longer (measured).
+    // The guards once the models are read: among them, each of their catalog reads would wait
+    // for a turn on the task that decodes the loans.
     let schema = schema::postgres_problems(&mut tx).await?;
     tx.rollback().await?;
     Ok(StoredModels {

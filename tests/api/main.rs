@@ -3524,20 +3524,31 @@ async fn first_operator_token_and_token_commands(backend: Backend) {
     assert!(bare_db.check_migrated().await.is_err());
 }
 
+/// A disbursed loan on a server that keeps a checked token `ttl`, and a bank token that read
+/// the loan (so that the server has it checked) and was then revoked: (the app, its tokens, the
+/// loan's id, the revoked token, its id).
+async fn a_revoked_token(
+    backend: Backend,
+    ttl: Duration,
+) -> Option<(TestApp, Tokens, String, String, String)> {
+    let (mut app, t, id) = with_disbursed_loan(backend).await?;
+    app.restart_with(loanledger::startup::business_utc_offset_default(), ttl).await;
+    let leaked = app.bank_token(BANK).await;
+    assert_eq!(app.get_loan(&leaked, &id).await.loan_id, id);
+    let token_id = loanledger::app::auth::token_id_of(&leaked).expect("a token's id");
+    assert!(loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke"));
+    Some((app, t, id, leaked, token_id))
+}
+
 /// A revoked token (`token revoke`) is refused, UNAUTHENTICATED, once the server's cache of
 /// checked tokens has let it go (`serve`: 30 s; this test's server: 300 ms). The bank's other
 /// tokens go on working, and `token list` shows it revoked.
 async fn revoked_token_is_refused(backend: Backend) {
     const TOKEN_CACHE_TTL: Duration = Duration::from_millis(300);
-    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+    let Some((app, t, id, leaked, token_id)) = a_revoked_token(backend, TOKEN_CACHE_TTL).await
+    else {
         return;
     };
-    let offset = loanledger::startup::business_utc_offset_default();
-    app.restart_with(offset, TOKEN_CACHE_TTL).await;
-    let leaked = app.bank_token(BANK).await;
-    assert_eq!(app.get_loan(&leaked, &id).await.loan_id, id);
-    let token_id = loanledger::app::auth::token_id_of(&leaked).expect("a token's id");
-    assert!(loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke"));
     assert!(
         !loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke again"),
         "revoked once"
@@ -3564,15 +3575,9 @@ async fn a_cancelled_token_read_still_revokes(backend: Backend) {
     if backend != Backend::Postgres {
         return;
     }
-    let Some((mut app, _, id)) = with_disbursed_loan(backend).await else {
+    let Some((app, _, id, leaked, _)) = a_revoked_token(backend, TOKEN_CACHE_TTL).await else {
         return;
     };
-    let offset = loanledger::startup::business_utc_offset_default();
-    app.restart_with(offset, TOKEN_CACHE_TTL).await;
-    let leaked = app.bank_token(BANK).await;
-    assert_eq!(app.get_loan(&leaked, &id).await.loan_id, id);
-    let token_id = loanledger::app::auth::token_id_of(&leaked).expect("a token's id");
-    assert!(loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke"));
     tokio::time::sleep(TOKEN_CACHE_TTL + Duration::from_millis(100)).await;
 
     use sqlx::Connection;
