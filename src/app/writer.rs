@@ -810,6 +810,31 @@ fn replanned(error: Option<&crate::store::RequestSeen>) {
     );
 }
 
+/// The latest contract date a contract recorded in the group may have: tomorrow (value dates
+/// are at most a day ahead of the business date, `api::parse::value_date`). A contract not
+/// paid out whose maturity is later cannot have been passed by any contract yet.
+fn latest_contract_date(g: &Group) -> BusinessDate {
+    g.recorded_on.succ_opt().unwrap_or(g.recorded_on)
+}
+
+/// A household's open loans as the group sees them: as read for the group (its contracts' and
+/// its first disbursements' households, [`Writer::prefetch`]) with the group's own changes on top.
+fn household_loans(g: &Group, household_id: &str) -> Result<HashMap<String, LoanState>, AppError> {
+    let stored = g.open_loans.get(household_id).ok_or_else(|| {
+        AppError::Internal(format!(
+            "the open loans of household {household_id} were not read for its group"
+        ))
+    })?;
+    let mut open: HashMap<String, LoanState> =
+        stored.iter().map(|l| (l.terms.loan_id.clone(), l.clone())).collect();
+    for (id, l) in &g.loans {
+        if l.terms.household_id == household_id {
+            open.insert(id.clone(), l.clone());
+        }
+    }
+    Ok(open)
+}
+
 /// The answer of a command held back by its call ([`Call`]).
 fn held_back(env: &Envelope) -> AppError {
     AppError::Unavailable(format!(
@@ -1518,6 +1543,26 @@ impl Writer {
             }
             g.note_missing(loan_ids.iter().map(String::as_str));
         }
+        // The open loans of the households of first disbursements of contracts whose maturity
+        // a contract of today may have passed, which that disbursement checks
+        // (`Command::Disburse`), unless read above.
+        let mut first: Vec<String> = group
+            .iter()
+            .filter(|e| matches!(e.command, Command::Disburse { .. }))
+            .filter_map(|e| e.command.loan_id().and_then(|id| g.loans.get(id)))
+            .filter(|l| l.is_expired_contract(latest_contract_date(g)))
+            .map(|l| l.terms.household_id.clone())
+            .filter(|h| !g.open_loans.contains_key(h))
+            .collect();
+        first.sort_unstable();
+        first.dedup();
+        if !first.is_empty() {
+            let ids: Vec<&str> = first.iter().map(String::as_str).collect();
+            g.open_loans.extend(first.iter().map(|id| (id.clone(), Vec::new())));
+            for loan in tx.open_loans_many(&ids).await? {
+                g.open_loans.entry(loan.terms.household_id.clone()).or_default().push(loan);
+            }
+        }
         Ok(())
     }
 
@@ -1964,20 +2009,7 @@ impl Writer {
                     TenorBucket::for_term_months(terms.term_months),
                     terms.contract_date,
                 );
-                // The household's open loans as stored, with this group's changes on top.
-                let stored = g.open_loans.get(&terms.household_id).ok_or_else(|| {
-                    AppError::Internal(format!(
-                        "the open loans of household {} were not read for its group",
-                        terms.household_id
-                    ))
-                })?;
-                let mut open: HashMap<String, LoanState> =
-                    stored.iter().map(|l| (l.terms.loan_id.clone(), l.clone())).collect();
-                for (id, l) in &g.loans {
-                    if l.terms.household_id == terms.household_id {
-                        open.insert(id.clone(), l.clone());
-                    }
-                }
+                let open = household_loans(g, &terms.household_id)?;
                 if let Some(parent_id) = &terms.renews_loan_id {
                     let parent = self.loan(tx, g, parent_id).await?;
                     // Another bank's loan is answered as a missing one: a bank never learns
@@ -2002,7 +2034,9 @@ impl Writer {
                     // parent is still open would make three loans count as one, and so on
                     // without end: it waits until that parent is closed.
                     if let Some(grand) = parent.terms.renews_loan_id.as_deref()
-                        && open.get(grand).is_some_and(|l| l.status.is_open())
+                        && open.get(grand).is_some_and(|l| {
+                            l.status.is_open() && !l.is_expired_contract(terms.contract_date)
+                        })
                     {
                         return Err(DomainError::refused(
                             Reason::RenewalMismatch,
@@ -2014,11 +2048,12 @@ impl Writer {
                         .into());
                     }
                 }
+                // A contract never paid out whose maturity has come by the new contract's date
+                // lends nothing and is not counted (nor is it paid out after this one: see
+                // `Command::Disburse`).
                 let contract_date = terms.contract_date;
                 let household_open_loans: Vec<CapLoan<'_>> = open
                     .values()
-                    // A contract never disbursed whose maturity has come can no longer be
-                    // (nor repaid, nor closed): it lends nothing and is not counted.
                     .filter(|l| l.status.is_open() && !l.is_expired_contract(contract_date))
                     .map(|l| CapLoan {
                         loan_id: &l.terms.loan_id,
@@ -2052,6 +2087,31 @@ impl Writer {
             Command::Disburse { loan_id, value_date, amount_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
+                // A contract not paid out by its maturity stopped counting against the household
+                // cap for the contracts of the household dated from then on: with one of those
+                // open, it is not paid out (back-dated before its maturity, it would lend past
+                // the cap).
+                if loan.is_expired_contract(latest_contract_date(g)) {
+                    let open = household_loans(g, &loan.terms.household_id)?;
+                    if let Some(later) = open.values().find(|l| {
+                        l.terms.loan_id != loan.terms.loan_id
+                            && l.status.is_open()
+                            && loan.is_expired_contract(l.terms.contract_date)
+                    }) {
+                        return Err(DomainError::refused(
+                            Reason::LoanNotDisbursable,
+                            format!(
+                                "loan {loan_id} was not paid out by its maturity {}, and loan {} \
+                                 was contracted since ({}) without it counting against the \
+                                 household cap: the contract has expired",
+                                format_date(loan.terms.maturity_date),
+                                later.terms.loan_id,
+                                format_date(later.terms.contract_date)
+                            ),
+                        )
+                        .into());
+                    }
+                }
                 self.plan_loan(
                     &loan,
                     LoanCommand::Disburse { date: *value_date, amount: *amount_fen },

@@ -314,9 +314,10 @@ fn servicing_error(e: ServicingError) -> DomainError {
 }
 
 impl LoanState {
-    /// Whether this is a contract never paid out whose maturity has come by `date`: it can no
-    /// longer be disbursed (nor repaid, nor closed), so it lends nothing and the household cap
-    /// does not count it from then on.
+    /// Whether this is a contract never paid out whose maturity has come by `date` (the
+    /// business date): it is no longer disbursed (the writer refuses it, whatever the value
+    /// date), repaid or closed, so it lends nothing and the household cap does not count it
+    /// from then on.
     pub fn is_expired_contract(&self, date: BusinessDate) -> bool {
         self.status == LoanStatus::Contracted
             && date >= self.servicing.maturity_date.unwrap_or(self.terms.maturity_date)

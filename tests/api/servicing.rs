@@ -976,8 +976,9 @@ async fn a_small_renewal_keeps_its_parent_counted(backend: Backend) {
     app.finish().await;
 }
 
-/// A contract never paid out counts against the household cap until its maturity; from then on
-/// it can no longer be disbursed, lends nothing, and counts no more.
+/// A contract never paid out counts against the household cap until its maturity; a contract of
+/// the household dated from then on may take the whole cap, and the old one is then not paid
+/// out, not even back-dated before its maturity (it would lend past the cap).
 async fn an_expired_contract_frees_the_cap(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -995,18 +996,22 @@ async fn an_expired_contract_frees_the_cap(backend: Backend) {
     let refused =
         expect_refused(loans.create_loan(on("E2", "2022-01-24")).await, "HOUSEHOLD_CAP_EXCEEDED");
     assert_eq!(metadata(&refused, "available_fen").as_deref(), Some("0"), "{refused:?}");
-    let late = loans
-        .disburse(pb::DisburseRequest {
-            request_id: "late".into(),
-            loan_id: unpaid.clone(),
-            value_date: "2022-01-25".into(),
-            amount_fen: 0,
-        })
-        .await;
-    expect_refused(late, "VALUE_DATE_OUT_OF_RANGE");
+    let disburse = |request_id: &str, value_date: &str| pb::DisburseRequest {
+        request_id: request_id.into(),
+        loan_id: unpaid.clone(),
+        value_date: value_date.into(),
+        amount_fen: 0,
+    };
+    expect_refused(loans.disburse(disburse("late", "2022-01-25")).await, "VALUE_DATE_OUT_OF_RANGE");
     // From its maturity on it cannot: a new loan may take the whole cap.
     let fresh = app.create_loan(&t.bank, on("E2", "2022-01-25")).await;
     assert_eq!(loan(&fresh).principal_fen, STANDARD_PRINCIPAL_FEN);
+    // Then the old contract is not paid out, not even dated before its maturity.
+    let back = expect_refused(
+        loans.disburse(disburse("back-dated", "2022-01-24")).await,
+        "LOAN_NOT_DISBURSABLE",
+    );
+    assert!(back.message().contains("expired"), "{back:?}");
     assert_eq!(app.get_loan(&t.bank, &unpaid).await.status, pb::LoanStatus::Contracted as i32);
     assert_verifies(&app, &t).await;
     app.finish().await;
