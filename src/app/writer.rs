@@ -118,8 +118,8 @@ pub struct Envelope {
     /// command with nothing to do still answers with the loan ([`Outcome::LoanUnchanged`]: the
     /// state it was planned on, moved, not copied).
     pub brief: bool,
-    /// The call it came in, when that sent several commands at once (a batch, a settlement
-    /// run's pages): see [`Call`].
+    /// The call it came in, when that sent several commands at once (a batch; a settlement
+    /// run sends each page as a call of its own, one command a loan): see [`Call`].
     call: Option<Arc<Call>>,
 }
 
@@ -1432,10 +1432,6 @@ impl Writer {
         results: &mut Vec<Result<Outcome, AppError>>,
     ) -> Result<(), (AppError, &'e str)> {
         for env in jobs {
-            if env.held_back() {
-                results.push(Err(held_back(env)));
-                continue;
-            }
             match self.execute(tx, g, env, results.len()).await {
                 Ok(Answered::New(outcome)) => results.push(Ok(outcome)),
                 Ok(Answered::Failed(e)) => results.push(Err(e)),
@@ -1703,6 +1699,12 @@ impl Writer {
                 Outcome::Refused { refusal } => Ok(Answered::Failed(AppError::Refused(refusal))),
                 other => Ok(Answered::New(other)),
             };
+        }
+        // A new command held back by its call, not run (an answered one is answered the same,
+        // above; planned with `Lookup::AtCommit`, one answered before is found at the commit
+        // and the group planned again).
+        if env.held_back() {
+            return Ok(Answered::Failed(held_back(env)));
         }
 
         // Commands outside any ledger's chain: only their answer is recorded, under their

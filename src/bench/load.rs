@@ -592,44 +592,49 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             page * settle_txns,
         ),
     ];
-    for (what, service_rate, rows, size, txns, over_loans) in ceilings {
-        let scratch = Scratch::new(&cfg.target, "ceil").await?;
-        // The scratch database is dropped whatever happens in between.
-        let measured = async {
-            let db = Db::connect(&scratch.url).await?;
-            db.migrate().await?;
-            let measured =
-                super::ceiling::measure(&db, &template, rows, over_loans, size, txns).await;
-            db.close().await;
-            measured
-        }
-        .await;
-        scratch.drop_db().await;
-        let (elapsed, cpu) = measured?;
-        let (name, unit) = match rows {
-            Rows::Repayment => (format!("ceiling, {size} postings a txn"), "postings"),
-            Rows::Settlement { .. } => {
-                (format!("ceiling, settlement, {size} loans a txn"), "loans")
+    // Measured before the service's database is dropped, which happens whatever they give.
+    let ceilings_measured = async {
+        for (what, service_rate, rows, size, txns, over_loans) in ceilings {
+            let scratch = Scratch::new(&cfg.target, "ceil").await?;
+            // The scratch database is dropped whatever happens in between.
+            let measured = async {
+                let db = Db::connect(&scratch.url).await?;
+                db.migrate().await?;
+                let measured =
+                    super::ceiling::measure(&db, &template, rows, over_loans, size, txns).await;
+                db.close().await;
+                measured
             }
-        };
-        let (name, ceiling_rate) = report(
-            Figure {
-                name,
-                count: (size * txns) as u64,
-                unit,
-                seconds: elapsed.as_secs_f64(),
-                latency: None,
-                cpu: Some(cpu),
-            },
-            &mut figures,
-        );
-        // A ratio of nothing (the service's figure or the ceiling counted none) is not judged.
-        let ratio = service_rate.zip(ceiling_rate).map(|(service, ceiling)| service / ceiling);
-        if let Some(ratio) = ratio {
-            println!("ratio, {what}: {ratio:.2} of the {name}");
+            .await;
+            scratch.drop_db().await;
+            let (elapsed, cpu) = measured?;
+            let (name, unit) = match rows {
+                Rows::Repayment => (format!("ceiling, {size} postings a txn"), "postings"),
+                Rows::Settlement { .. } => {
+                    (format!("ceiling, settlement, {size} loans a txn"), "loans")
+                }
+            };
+            let (name, ceiling_rate) = report(
+                Figure {
+                    name,
+                    count: (size * txns) as u64,
+                    unit,
+                    seconds: elapsed.as_secs_f64(),
+                    latency: None,
+                    cpu: Some(cpu),
+                },
+                &mut figures,
+            );
+            // A ratio of nothing (the service's figure or the ceiling counted none) is not judged.
+            let ratio = service_rate.zip(ceiling_rate).map(|(service, ceiling)| service / ceiling);
+            if let Some(ratio) = ratio {
+                println!("ratio, {what}: {ratio:.2} of the {name}");
+            }
+            judged.ratios.push((what, ratio));
         }
-        judged.ratios.push((what, ratio));
+        Ok::<_, anyhow::Error>(())
     }
+    .await;
     if cfg.keep_database {
         let url = service_db.keep();
         println!(
@@ -638,6 +643,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     } else {
         service_db.drop_db().await;
     }
+    ceilings_measured?;
     match &judged.not_judged {
         None => println!("targets, judged from this run (BENCHMARKS.md):"),
         Some(why) => println!("targets, not judged from this run ({why}):"),

@@ -886,10 +886,16 @@ impl Servicing {
         self.compound_fen = sub(self.compound_fen, allocation.compound_fen)?;
         self.penalty_paid_fen = add(self.penalty_paid_fen, allocation.penalty_fen)?;
         self.compound_paid_fen = add(self.compound_paid_fen, allocation.compound_fen)?;
-        pay_oldest_first(
-            &mut self.charges_due,
-            add(allocation.penalty_fen, allocation.compound_fen)?,
-        )?;
+        // Charges left by a state stored before the items were kept are the oldest: paid
+        // first, before the items.
+        let owed = add(allocation.penalty_fen, allocation.compound_fen)?;
+        let untracked = Fen::checked_sum(self.charges_due.iter().map(|i| i.amount_fen))
+            .and_then(|items| {
+                add(self.penalty_fen, self.compound_fen).ok()?.checked_add(owed)?.checked_sub(items)
+            })
+            .ok_or(ServicingError::Overflow)?
+            .max(Fen::ZERO);
+        pay_oldest_first(&mut self.charges_due, sub(owed, owed.min(untracked))?)?;
         // Oldest first: overdue items are the oldest.
         let interest = allocation.interest_fen().ok_or(ServicingError::Overflow)?;
         pay_oldest_first(&mut self.interest_due, interest)?;
@@ -1718,6 +1724,25 @@ mod tests {
         s.repay(&t, d("2021-09-23"), Fen(s.penalty_fen.0 + s.compound_fen.0)).unwrap();
         assert_eq!(s.charges_due[0].due_date, d("2021-09-23"), "{:?}", s.charges_due);
         assert_eq!(s.days_overdue(&t, d("2021-09-23")), 0);
+    }
+
+    /// A state stored before the charges' items were kept holds charges without them: they are
+    /// the oldest, and paid first; the items after them.
+    #[test]
+    fn charges_of_an_older_state_are_paid_first() {
+        let (t, mut s, _) = misused_and_settled();
+        // As stored by an earlier build: 03-20's penalty owed, no item.
+        s.charges_due.clear();
+        assert_eq!(s.penalty_fen, Fen(21_389));
+        s.settle_through(&t, d("2021-06-20")).unwrap();
+        // 06-20's penalty, 98,389, and compound on 03-20's unpaid interest, 184.
+        assert_eq!(s.charges_due.iter().map(|i| i.amount_fen.0).sum::<i64>(), 98_389 + 184);
+        // 50,000 pays the old 21,389 first, then 28,611 of 06-20's.
+        s.repay(&t, d("2021-06-20"), Fen(50_000)).unwrap();
+        let items: Vec<(NaiveDate, i64)> =
+            s.charges_due.iter().map(|i| (i.due_date, i.amount_fen.0)).collect();
+        assert_eq!(items, [(d("2021-06-20"), 98_389 + 184 - (50_000 - 21_389))]);
+        assert_eq!(s.penalty_fen.0 + s.compound_fen.0, items[0].1);
     }
 
     proptest! {
