@@ -70,7 +70,33 @@ fn sqlite_objects(conn: &rusqlite::Connection) -> Result<Vec<SqliteObject>, rusq
 
 /// The differences of the SQLite database on `conn` from the migrations' schema.
 pub(super) fn sqlite_problems(conn: &rusqlite::Connection) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare(APPLIED_SQL)?;
+    let applied = statement.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+    let build: Vec<i64> = sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).collect();
+    if let Some(problem) = other_migrations(&applied, &build) {
+        return Ok(vec![problem]);
+    }
     Ok(sqlite_differences(sqlite_expected()?, &sqlite_objects(conn)?))
+}
+
+/// The migrations applied to a database, by version.
+const APPLIED_SQL: &str = "select version from _sqlx_migrations where success order by version";
+
+/// One problem when a database's applied migrations are not this build's (`verify` opens a
+/// database as it is): its guards are then not compared object by object, which would read as
+/// tampering what is another build's schema.
+fn other_migrations(applied: &[i64], build: &[i64]) -> Option<String> {
+    (applied != build).then(|| {
+        format!(
+            "{PROBLEM} the database's migrations ({} applied, the last {}) are not this build's \
+             ({}, the last {}): its guards are not compared; verify with the build that \
+             migrated it, or migrate it",
+            applied.len(),
+            applied.last().copied().unwrap_or_default(),
+            build.len(),
+            build.last().copied().unwrap_or_default()
+        )
+    })
 }
 
 /// `live` against `expected` (both by type then name).
@@ -169,6 +195,12 @@ const PG_FUNCTIONS_SQL: &str = "select f, (select p.prosrc from pg_proc p \
 pub(super) async fn postgres_problems(
     conn: &mut sqlx::PgConnection,
 ) -> Result<Vec<String>, StoreError> {
+    let applied: Vec<i64> = sqlx::query_scalar(APPLIED_SQL).fetch_all(&mut *conn).await?;
+    let build: Vec<i64> =
+        sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect();
+    if let Some(problem) = other_migrations(&applied, &build) {
+        return Ok(vec![problem]);
+    }
     let relations: Vec<&str> = PG_RELATIONS.iter().map(|(name, _)| *name).collect();
     let kinds: Vec<(String, String)> =
         sqlx::query_as(PG_RELATIONS_SQL).bind(&relations).fetch_all(&mut *conn).await?;
@@ -262,6 +294,15 @@ mod tests {
         for ((function, body), migration) in PG_FUNCTIONS.iter().zip(migrations) {
             assert!(migration.contains(&format!("$${body}$$")), "{function}");
         }
+    }
+
+    /// A database of another build's migrations is one problem, naming both.
+    #[test]
+    fn other_migrations_are_one_problem() {
+        assert_eq!(other_migrations(&[1, 2, 3], &[1, 2, 3]), None);
+        let behind = other_migrations(&[1, 2], &[1, 2, 3]).expect("behind");
+        assert!(behind.contains("(2 applied, the last 2)") && behind.contains("(3, the last 3)"));
+        assert!(other_migrations(&[1, 2, 3, 4], &[1, 2, 3]).is_some());
     }
 
     /// A fresh database of the migrations has the schema they make; what differs is named.
