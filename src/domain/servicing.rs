@@ -888,14 +888,13 @@ impl Servicing {
         self.compound_paid_fen = add(self.compound_paid_fen, allocation.compound_fen)?;
         // Charges left by a state stored before the items were kept are the oldest: paid
         // first, before the items.
-        let owed = add(allocation.penalty_fen, allocation.compound_fen)?;
-        let untracked = Fen::checked_sum(self.charges_due.iter().map(|i| i.amount_fen))
-            .and_then(|items| {
-                add(self.penalty_fen, self.compound_fen).ok()?.checked_add(owed)?.checked_sub(items)
-            })
-            .ok_or(ServicingError::Overflow)?
-            .max(Fen::ZERO);
-        pay_oldest_first(&mut self.charges_due, sub(owed, owed.min(untracked))?)?;
+        let paid = add(allocation.penalty_fen, allocation.compound_fen)?;
+        let owed_before = Fen::checked_sum([self.penalty_fen, self.compound_fen, paid])
+            .ok_or(ServicingError::Overflow)?;
+        let items = Fen::checked_sum(self.charges_due.iter().map(|i| i.amount_fen))
+            .ok_or(ServicingError::Overflow)?;
+        let untracked = sub(owed_before, items)?.max(Fen::ZERO);
+        pay_oldest_first(&mut self.charges_due, sub(paid, paid.min(untracked))?)?;
         // Oldest first: overdue items are the oldest.
         let interest = allocation.interest_fen().ok_or(ServicingError::Overflow)?;
         pay_oldest_first(&mut self.interest_due, interest)?;

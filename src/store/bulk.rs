@@ -509,6 +509,21 @@ fn key_text<'r>(r: &'r rusqlite::Row<'_>, i: usize, table: &str) -> Result<&'r s
     row_text(r, i, format_args!("{table}: a key that is not text"))
 }
 
+/// Whether `e` is a row's value that cannot be read as its model's (another type, text that is
+/// not UTF-8, a value out of range, or one no model has), not a failure of the read.
+fn unreadable_row(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Corrupt(_)
+            | StoreError::Rusqlite(
+                rusqlite::Error::InvalidColumnType(..)
+                    | rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::IntegralValueOutOfRange(..)
+                    | rusqlite::Error::Utf8Error(..)
+            )
+    )
+}
+
 /// Reads of SQLite's read models that report a row that cannot be read (a value of another
 /// type stored by hand: SQLite's columns take any) and go on, instead of failing the verify.
 struct Lenient<'a>(&'a mut Vec<String>);
@@ -525,16 +540,7 @@ impl Lenient<'_> {
     ) -> Result<(), StoreError> {
         let unreadable = &mut *self.0;
         sqlite_each(conn, sql, ledger_id, |r| match each(r) {
-            Err(StoreError::Rusqlite(
-                e @ (rusqlite::Error::InvalidColumnType(..)
-                | rusqlite::Error::FromSqlConversionFailure(..)
-                | rusqlite::Error::IntegralValueOutOfRange(..)
-                | rusqlite::Error::Utf8Error(..)),
-            )) => {
-                unreadable.push(format!("a row of {table} cannot be read: {e}"));
-                Ok(())
-            }
-            Err(StoreError::Corrupt(e)) => {
+            Err(e) if unreadable_row(&e) => {
                 unreadable.push(format!("a row of {table} cannot be read: {e}"));
                 Ok(())
             }

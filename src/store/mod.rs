@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool, SqliteConnection, SqlitePool};
@@ -254,6 +255,19 @@ pub enum RequestSeen {
     Sqlx(sqlx::Error),
     #[error(transparent)]
     Sqlite(rusqlite::Error),
+}
+
+/// This build's migrations, embedded ([`Db::migrator`]).
+pub(crate) static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The migrations applied to a database, by version (sqlx records a migration once it ran).
+pub(crate) const APPLIED_MIGRATIONS_SQL: &str =
+    "select version from _sqlx_migrations where success order by version";
+
+/// The versions of `migrator`'s migrations, in order.
+pub(crate) fn versions(migrator: &Migrator) -> Vec<i64> {
+    migrator.iter().map(|m| m.version).collect()
 }
 
 impl StoreError {
@@ -553,12 +567,20 @@ impl Db {
         }
     }
 
+    /// This build's migrations of the database's backend.
+    pub(crate) fn migrator(&self) -> &'static Migrator {
+        match self {
+            Db::Sqlite(..) => &SQLITE_MIGRATOR,
+            Db::Postgres(..) => &POSTGRES_MIGRATOR,
+        }
+    }
+
     /// Applies the migrations of this backend that are not applied yet.
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match self {
-            Db::Sqlite(p, ..) => sqlx::migrate!("./migrations/sqlite").run(p).await,
-            Db::Postgres(p, _) => sqlx::migrate!("./migrations/postgres").run(p).await,
+            Db::Sqlite(p, ..) => SQLITE_MIGRATOR.run(p).await,
+            Db::Postgres(p, _) => POSTGRES_MIGRATOR.run(p).await,
         };
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
     }
@@ -567,17 +589,9 @@ impl Db {
     /// otherwise. For the commands that work on a database a server may be using (the token
     /// commands), which must not migrate it under that server.
     pub async fn check_migrated(&self) -> Result<(), String> {
-        let build: Vec<i64> = match self {
-            Db::Sqlite(..) => {
-                sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).collect()
-            }
-            Db::Postgres(..) => {
-                sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect()
-            }
-        };
-        let sql = "select version from _sqlx_migrations where success order by version";
+        let build = versions(self.migrator());
         let applied: Result<Vec<i64>, sqlx::Error> =
-            on_pool!(self, p => sqlx::query_scalar(sql).fetch_all(p).await);
+            on_pool!(self, p => sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(p).await);
         let latest = build.last().copied().unwrap_or_default();
         match applied {
             Ok(applied) if applied == build => Ok(()),

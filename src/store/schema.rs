@@ -30,7 +30,7 @@
 
 use std::sync::OnceLock;
 
-use super::StoreError;
+use super::{APPLIED_MIGRATIONS_SQL, POSTGRES_MIGRATOR, SQLITE_MIGRATOR, StoreError, versions};
 
 /// The prefix of every problem this module reports.
 const PROBLEM: &str = "schema:";
@@ -49,7 +49,7 @@ fn sqlite_expected() -> Result<&'static [SqliteObject], StoreError> {
     let made = EXPECTED.get_or_init(|| {
         let make = || -> Result<Vec<SqliteObject>, rusqlite::Error> {
             let conn = rusqlite::Connection::open_in_memory()?;
-            for migration in sqlx::migrate!("./migrations/sqlite").iter() {
+            for migration in SQLITE_MIGRATOR.iter() {
                 conn.execute_batch(migration.sql.as_str())?;
             }
             sqlite_objects(&conn)
@@ -70,17 +70,13 @@ fn sqlite_objects(conn: &rusqlite::Connection) -> Result<Vec<SqliteObject>, rusq
 
 /// The differences of the SQLite database on `conn` from the migrations' schema.
 pub(super) fn sqlite_problems(conn: &rusqlite::Connection) -> Result<Vec<String>, StoreError> {
-    let mut statement = conn.prepare(APPLIED_SQL)?;
+    let mut statement = conn.prepare(APPLIED_MIGRATIONS_SQL)?;
     let applied = statement.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
-    let build: Vec<i64> = sqlx::migrate!("./migrations/sqlite").iter().map(|m| m.version).collect();
-    if let Some(problem) = other_migrations(&applied, &build) {
+    if let Some(problem) = other_migrations(&applied, &versions(&SQLITE_MIGRATOR)) {
         return Ok(vec![problem]);
     }
     Ok(sqlite_differences(sqlite_expected()?, &sqlite_objects(conn)?))
 }
-
-/// The migrations applied to a database, by version.
-const APPLIED_SQL: &str = "select version from _sqlx_migrations where success order by version";
 
 /// One problem when a database's applied migrations are not this build's (`verify` opens a
 /// database as it is): its guards are then not compared object by object, which would read as
@@ -195,10 +191,9 @@ const PG_FUNCTIONS_SQL: &str = "select f, (select p.prosrc from pg_proc p \
 pub(super) async fn postgres_problems(
     conn: &mut sqlx::PgConnection,
 ) -> Result<Vec<String>, StoreError> {
-    let applied: Vec<i64> = sqlx::query_scalar(APPLIED_SQL).fetch_all(&mut *conn).await?;
-    let build: Vec<i64> =
-        sqlx::migrate!("./migrations/postgres").iter().map(|m| m.version).collect();
-    if let Some(problem) = other_migrations(&applied, &build) {
+    let applied: Vec<i64> =
+        sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(&mut *conn).await?;
+    if let Some(problem) = other_migrations(&applied, &versions(&POSTGRES_MIGRATOR)) {
         return Ok(vec![problem]);
     }
     let relations: Vec<&str> = PG_RELATIONS.iter().map(|(name, _)| *name).collect();

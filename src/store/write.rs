@@ -1118,10 +1118,10 @@ pub(super) mod tests {
     async fn migrate_to(db: &Db, version: i64) {
         match db {
             Db::Sqlite(pool, ..) => {
-                sqlx::migrate!("./migrations/sqlite").run_to(version, pool).await.unwrap()
+                crate::store::SQLITE_MIGRATOR.run_to(version, pool).await.unwrap()
             }
             Db::Postgres(pool, _) => {
-                sqlx::migrate!("./migrations/postgres").run_to(version, pool).await.unwrap()
+                crate::store::POSTGRES_MIGRATOR.run_to(version, pool).await.unwrap()
             }
         }
     }
