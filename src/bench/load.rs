@@ -295,6 +295,59 @@ impl std::fmt::Display for Figure {
     }
 }
 
+/// The span of a write load in which all its clients are at work: from the first answer of the
+/// last of them to start until the first of them is done. The history reads are counted within
+/// it only, so that their figure is of reads under the whole load (counted from the readers'
+/// start, it took in reads made while the writers were still connecting, and while the last
+/// ones finished alone).
+struct FullLoad {
+    clients: usize,
+    /// Clients that had their first answer.
+    answered: std::sync::atomic::AtomicUsize,
+    /// Whether a client is done.
+    done: std::sync::atomic::AtomicBool,
+    from: std::sync::OnceLock<Instant>,
+    until: std::sync::OnceLock<Instant>,
+}
+
+impl FullLoad {
+    fn new(clients: usize) -> Arc<FullLoad> {
+        Arc::new(FullLoad {
+            clients,
+            answered: Default::default(),
+            done: Default::default(),
+            from: Default::default(),
+            until: Default::default(),
+        })
+    }
+
+    fn first_answer(&self) {
+        if self.answered.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1 == self.clients {
+            let _ = self.from.set(Instant::now());
+        }
+    }
+
+    fn client_done(&self) {
+        if !self.done.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let _ = self.until.set(Instant::now());
+        }
+    }
+
+    /// Whether every client is at work now.
+    fn is_full(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::Acquire) >= self.clients
+            && !self.done.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The span's length (0 when it never opened).
+    fn seconds(&self) -> f64 {
+        match (self.from.get(), self.until.get()) {
+            (Some(from), Some(until)) => until.saturating_duration_since(*from).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
 /// Single repayments from `clients` concurrent clients, `total` requests in all.
 async fn singles(
     port: u16,
@@ -303,6 +356,7 @@ async fn singles(
     clients: usize,
     total: usize,
     tag: &str,
+    load: Option<&Arc<FullLoad>>,
 ) -> anyhow::Result<(Figure, u64)> {
     let loans = Arc::new(loans.to_vec());
     let per = total.div_ceil(clients);
@@ -313,6 +367,7 @@ async fn singles(
         let mut client = LoanServiceClient::with_interceptor(ch, bearer(token)?);
         let loans = loans.clone();
         let tag = tag.to_string();
+        let load = load.cloned();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per);
             let mut failed = 0u64;
@@ -331,6 +386,14 @@ async fn singles(
                 if r.is_err() {
                     failed += 1;
                 }
+                if k == 0
+                    && let Some(load) = &load
+                {
+                    load.first_answer();
+                }
+            }
+            if let Some(load) = &load {
+                load.client_done();
             }
             (lat, failed)
         }));
@@ -395,14 +458,14 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     report(span.figure(name, 3 * loans.len() as u64, "commands", None), &mut figures);
 
     let (f, failed) =
-        singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s").await?;
+        singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "s", None).await?;
     anyhow::ensure!(failed == 0, "{failed} single repayments failed");
     let p99 = f.latency.unwrap_or_default().p99;
     let (singles_name, singles_rate) = report(f, &mut figures);
     judged.singles = singles_rate.map(|rate| (cfg.clients, rate, p99));
 
-    // History reads while single writes go on.
-    let window = Instant::now();
+    // History reads while single writes go on, counted while all the writers are at work.
+    let load = FullLoad::new(cfg.clients);
     // The loans' ids, shared by the history readers and the batch clients.
     let shared_loans = Arc::new(loans.clone());
     let readers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -412,6 +475,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
             AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
         let loans = shared_loans.clone();
         let done = readers_done.clone();
+        let load = load.clone();
         readers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failed = 0u64;
@@ -420,6 +484,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
                 let loan = loans[k % loans.len()].clone();
                 k += 7;
                 let t = Instant::now();
+                let under_load = load.is_full();
                 let read = async {
                     let mut s = client
                         .get_loan_history(pb::GetLoanHistoryRequest { loan_id: loan })
@@ -429,7 +494,8 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
                     Ok::<_, tonic::Status>(())
                 };
                 match read.await {
-                    Ok(()) => lat.push(t.elapsed()),
+                    Ok(()) if under_load && load.is_full() => lat.push(t.elapsed()),
+                    Ok(()) => {}
                     Err(_) => failed += 1,
                 }
             }
@@ -437,10 +503,11 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         }));
     }
     let (_, failed) =
-        singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "h").await?;
+        singles(port, &bank_token, &loans, cfg.clients, cfg.single_requests, "h", Some(&load))
+            .await?;
     anyhow::ensure!(failed == 0, "{failed} single repayments failed beside the history reads");
     readers_done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let window = window.elapsed().as_secs_f64();
+    let window = load.seconds();
     let mut lat = Vec::new();
     let mut failed = 0;
     for r in readers {
@@ -746,4 +813,28 @@ pub(crate) fn loans_template() -> LoanState {
     s.disbursed_fen = Fen(5_000_000);
     s.principal_outstanding_fen = Fen(5_000_000);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FullLoad;
+
+    /// The span opens with the last client's first answer and closes for good when the first
+    /// client is done.
+    #[test]
+    fn the_full_load_is_while_every_client_works() {
+        let load = FullLoad::new(3);
+        load.first_answer();
+        load.first_answer();
+        assert!(!load.is_full(), "a client has no answer yet");
+        assert_eq!(load.seconds(), 0.0);
+        load.first_answer();
+        assert!(load.is_full());
+        load.client_done();
+        assert!(!load.is_full(), "a client is done");
+        let span = load.seconds();
+        assert!(span >= 0.0 && load.until.get().is_some());
+        load.client_done();
+        assert_eq!(load.seconds(), span, "the span closes once");
+    }
 }
