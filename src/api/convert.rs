@@ -172,7 +172,11 @@ pub fn loan_to_pb_quoted(
         compound_fen: q(|q| q.compound_fen.0),
         accrued_interest_fen: q(|q| q.accrued_interest_fen.0),
         days_overdue: q(|q| q.days_overdue),
-        next_settlement_date: s.next_point.map(format_date).unwrap_or_default(),
+        // As the buckets: a point as_of has passed is counted whether a run recorded it or not.
+        next_settlement_date: quote
+            .map_or(s.next_point, |q| q.next_point)
+            .map(format_date)
+            .unwrap_or_default(),
         misuse_since: s.misuse_since.map(format_date).unwrap_or_default(),
         renews_loan_id: t.renews_loan_id.clone().unwrap_or_default(),
         interest_settled_fen: s.interest_settled_fen.0,

@@ -9,7 +9,10 @@ use std::fmt;
 
 use rust_decimal::Decimal;
 
-/// An annual rate, a fraction in `[0, 1)`, with at most [`AnnualRate::SCALE_MAX`] decimals.
+/// An annual rate, a fraction in `[0, 1)`, with at most [`AnnualRate::SCALE_MAX`] decimals, as a
+/// client sends it ([`AnnualRate::parse`]); or a rate derived from one, exactly
+/// ([`AnnualRate::with_uplift`]: a penalty rate, which may have more decimals and reach 1 or
+/// more). Both are recorded as computed and read back as recorded ([`AnnualRate::from_recorded`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AnnualRate(Decimal);
 
@@ -71,9 +74,28 @@ impl AnnualRate {
         self.0 / Decimal::from(Self::DAYS_PER_YEAR)
     }
 
-    /// This rate times `(1 + uplift)`, e.g. the penalty rate with a 50% uplift.
+    /// This rate times `(1 + uplift)`, e.g. the penalty rate with a 50% uplift: exact, not
+    /// rounded to [`AnnualRate::SCALE_MAX`] places nor kept below 1 (3.849999% × 1.5 is
+    /// 5.7749985%; a policy's uplift may have up to 28 places and reach 10).
     pub fn with_uplift(self, uplift: Decimal) -> AnnualRate {
         AnnualRate((self.0 * (Decimal::ONE + uplift)).normalize())
+    }
+}
+
+impl AnnualRate {
+    /// A rate as recorded in the journal or a read model: any non-negative decimal, exactly as
+    /// written. The limits of [`AnnualRate::parse`] are for what clients send; a recorded rate
+    /// may be one derived from such a rate ([`AnnualRate::with_uplift`]), and must read back
+    /// as recorded, or the events that carry it could no longer be replayed. What guards the
+    /// journal's text is its hash chain, not this parser.
+    pub fn from_recorded(text: &str) -> Result<Self, RateError> {
+        match exact_decimal(text) {
+            Ok(value) if value.is_sign_negative() && !value.is_zero() => Err(RateError::OutOfRange),
+            Ok(value) => Ok(AnnualRate(value.normalize())),
+            Err(DecimalError::NotDecimal) => Err(RateError::NotDecimal),
+            Err(DecimalError::TooPrecise) => Err(RateError::TooPrecise),
+            Err(DecimalError::OutOfRange) => Err(RateError::OutOfRange),
+        }
     }
 }
 
@@ -130,7 +152,7 @@ impl serde::Serialize for AnnualRate {
 impl<'de> serde::Deserialize<'de> for AnnualRate {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        AnnualRate::parse(&text).map_err(serde::de::Error::custom)
+        AnnualRate::from_recorded(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -178,5 +200,30 @@ mod tests {
     fn penalty_uplift() {
         let r = AnnualRate::parse("0.0385").unwrap();
         assert_eq!(r.with_uplift(Decimal::new(5, 1)).to_string(), "0.05775");
+    }
+
+    /// A derived rate with more places than a client may send, or of 1 or more, is recorded
+    /// as computed and read back the same; what is not a non-negative decimal is refused.
+    #[test]
+    fn derived_rates_read_back_as_recorded() {
+        let cases = [
+            ("0.03849999", Decimal::new(5, 1), "0.057749985"),
+            ("0.0999", Decimal::from(10), "1.0989"),
+            ("0.0385", Decimal::new(1_234_567_890_123_456_789, 19), "0.04325308637697530863765"),
+        ];
+        for (contract, uplift, penalty) in cases {
+            let derived = AnnualRate::parse(contract).unwrap().with_uplift(uplift);
+            assert_eq!(derived.to_string(), penalty);
+            assert!(AnnualRate::parse(penalty).is_err(), "{penalty} is not a client's rate");
+            let json = serde_json::to_string(&derived).unwrap();
+            assert_eq!(serde_json::from_str::<AnnualRate>(&json).unwrap(), derived, "{json}");
+        }
+        for bad in ["\"-0.01\"", "\"abc\"", "\"\"", "\"1e-2\"", "0.05"] {
+            assert!(serde_json::from_str::<AnnualRate>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            serde_json::from_str::<AnnualRate>("\"0.03850\"").unwrap().to_string(),
+            "0.0385"
+        );
     }
 }

@@ -1030,6 +1030,7 @@ impl Servicing {
             accrued_interest_fen: accrued,
             principal_fen: s.principal_fen,
             days_overdue: s.days_overdue(terms, date),
+            next_point: s.next_point,
         };
         q.total().ok_or(ServicingError::Overflow)?;
         Ok(q)
@@ -1052,6 +1053,10 @@ pub struct Quote {
     /// Of `principal_fen`, instalment principal due on the date itself (amortising loans).
     pub current_principal_fen: Fen,
     pub days_overdue: i64,
+    /// The first settlement point after the date (none once the loan has no more): the points
+    /// the date has passed are counted above whether a run has recorded them or not.
+    #[serde(skip)]
+    pub next_point: Option<NaiveDate>,
 }
 
 impl Quote {

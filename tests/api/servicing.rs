@@ -30,6 +30,7 @@ on_both_backends!(
     a_small_renewal_keeps_its_parent_counted,
     an_expired_contract_frees_the_cap,
     an_extension_on_the_maturity_day_settles_it_first,
+    a_penalty_rate_is_stored_as_computed,
     early_payoff,
     batch_with_bad_items,
     misuse,
@@ -357,7 +358,10 @@ async fn settlement_run(backend: Backend) {
     assert_eq!(app.history(&b2, &l4).await.len(), 3, "B2's loan: created, disbursed, settled");
     let b2_loan = app.get_loan_as_of(&b2, &l4, "2021-06-20").await;
     assert_eq!(b2_loan.interest_settled_fen, q1[3], "{b2_loan:?}");
-    assert_eq!(b2_loan.next_settlement_date, "2021-06-20", "{b2_loan:?}");
+    // Its 06-20 interest is shown due all the same (a point the date has passed counts whether
+    // a run recorded it or not), and the next point is the one after.
+    assert_eq!(b2_loan.interest_due_fen - q1[3], interest(2_000_000, 92), "{b2_loan:?}");
+    assert_eq!(b2_loan.next_settlement_date, "2021-09-20", "{b2_loan:?}");
 
     // The bank's settlement of the first loan shows the compound working too.
     let history = app.history(&t.bank, &l1).await;
@@ -1019,6 +1023,46 @@ async fn an_expired_contract_frees_the_cap(backend: Backend) {
 
 /// Early full repayment settles interest to the day before; more is refused with what is owed,
 /// all the principal without the interest is refused.
+/// A penalty rate is the contract rate × (1 + the policy's uplift), exactly: with a contract
+/// rate of eight decimals and the uplift of 0.5 it has nine (0.03849999 × 1.5 = 0.057749985),
+/// more than a client may send. The settlement that records it is read back as recorded: the
+/// loan, its past states and Verify, not a journal that can no longer be read.
+async fn a_penalty_rate_is_stored_as_computed(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let mut req = standard_loan("PR1", HOUSEHOLD);
+    req.annual_rate = "0.03849999".into();
+    app.create_loan(&t.bank, req).await;
+    let id = loan_id("PR1");
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    // Nothing paid through maturity, then 30 days of penalty (2022-01-25 ..= 2022-02-23).
+    settle(&app, &t.finance, "", "2022-01-25").await;
+    let before = app.get_loan_as_of(&t.bank, &id, "2022-02-01").await;
+    let view = app.get_loan_as_of(&t.bank, &id, "2022-02-24").await;
+    assert_eq!(status_of(&view), pb::LoanStatus::Overdue90, "{view:?}");
+    // 5,000,000 × 30 × 0.057749985 / 360 = 24,062.49375 -> 24,062 (at 0.05775: 24,063).
+    assert_eq!(view.penalty_fen, 24_062, "{view:?}");
+    // A repayment settles the 30 days' penalty and compound, each segment with its rate.
+    let paid = app.repay(&t.bank, &id, "2022-02-24", 100_000).await;
+    assert_eq!(loan(&paid).penalty_paid_fen, 24_062, "{paid:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let repaid = history.last().expect("the repayment");
+    assert_eq!(repaid.seq, entry(&paid).seq);
+    let charges = &event_json(repaid)["repayment"]["charges"];
+    assert_eq!(segments(&charges["penalty"]), [(30, 150_000_000, "0.057749985".to_string())]);
+    assert_eq!(segments(&charges["compound"])[0].2, "0.057749985");
+    // The loan and its past states are read by replaying its events, the repayment's too.
+    let now = app.get_loan(&t.bank, &id).await;
+    assert_eq!(now.penalty_paid_fen, 24_062, "{now:?}");
+    assert_eq!(app.get_loan_as_of(&t.bank, &id, "2022-02-01").await, before);
+    let later = app.get_loan_as_of(&t.bank, &id, "2022-03-01").await;
+    assert_eq!(later.penalty_paid_fen, 24_062, "{later:?}");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
 async fn early_payoff(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -1528,6 +1572,12 @@ async fn loan_as_of_dates(backend: Backend) {
     assert_eq!(l.accrued_interest_fen, interest(4_025_667, 90), "{l:?}");
     assert_eq!(l.accrued_interest_fen, 38_747, "{l:?}");
     assert_eq!(l.interest_due_fen, 0, "{l:?}");
+    assert_eq!(l.next_settlement_date, "2021-06-20", "{l:?}");
+    // 06-21, before a run has recorded the 06-20 point: its interest is shown due, and the next
+    // point is the one after it, as once the run has recorded it (below).
+    let unrecorded = app.get_loan_as_of(&t.bank, &id, "2021-06-21").await;
+    assert_eq!(unrecorded.interest_due_fen, 39_608, "{unrecorded:?}");
+    assert_eq!(unrecorded.next_settlement_date, "2021-09-20", "{unrecorded:?}");
 
     // The 06-20 run: 4,025,667 × 92 × 0.0385 / 360 = 39,608.09 -> 39,608.
     let run = settle(&app, &t.finance, "", "2021-06-20").await;
@@ -1538,6 +1588,11 @@ async fn loan_as_of_dates(backend: Backend) {
     assert_eq!(l.interest_settled_fen, 25_667 + 39_608, "{l:?}");
     assert_eq!((l.accrued_interest_fen, l.days_overdue), (0, 0), "{l:?}");
     assert_eq!(l.next_settlement_date, "2021-09-20", "{l:?}");
+    let recorded = app.get_loan_as_of(&t.bank, &id, "2021-06-21").await;
+    assert_eq!(
+        (recorded.interest_due_fen, &recorded.next_settlement_date, recorded.status),
+        (unrecorded.interest_due_fen, &unrecorded.next_settlement_date, unrecorded.status)
+    );
     let history = app.history(&t.auditor, &id).await;
     let posted = history.last().unwrap();
     assert_eq!((posted.kind.as_str(), posted.value_date.as_str()), ("loan.settled", "2021-06-20"));
@@ -2002,7 +2057,7 @@ async fn a_settlement_run_is_one_request(backend: Backend) {
         Code::AlreadyExists,
     );
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing was settled");
-    assert_eq!(app.get_loan(&t.bank, &id).await.next_settlement_date, "2021-06-20");
+    assert_eq!(app.get_loan(&t.bank, &id).await.interest_settled_fen, 29_410);
 
     // As it was: the first answer again.
     let again = loans
@@ -2029,7 +2084,7 @@ async fn a_settlement_run_is_one_request(backend: Backend) {
         .expect("a run of its own")
         .into_inner();
     assert_eq!((own.loans_settled, own.interest_fen), (1, 5_882), "{own:?}");
-    assert_eq!(app.get_loan(&t.bank, &late).await.next_settlement_date, "2021-06-20");
+    assert_eq!(app.get_loan(&t.bank, &late).await.interest_settled_fen, 5_882);
     let journal = app.journal(&t.auditor, LEDGER).await.len();
 
     // The run's loan was settled under "q1 B1-Q1"; the bank's own request "q1/B1-Q1" (the form
