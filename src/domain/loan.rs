@@ -451,9 +451,12 @@ impl LoanState {
                         .with("undisbursed_fen", left.0));
                     }
                     Some(_) => {
-                        let before = date.pred_opt().unwrap_or(date);
+                        // The points through the date, a 20th's included: its point is settled
+                        // on the principal as the day began, and the tranche bears the day in the
+                        // next period (`Servicing::add_principal`), as it does when the day's run
+                        // came first.
                         let points =
-                            next.servicing.settle_through(&t, before).map_err(servicing_error)?;
+                            next.servicing.settle_through(&t, date).map_err(servicing_error)?;
                         // Overdue on the tranche's date, whatever the status the loan's last
                         // event left (interest settled and not paid since is overdue now).
                         if let Some(since) = next.servicing.overdue_since(&t)
@@ -525,9 +528,11 @@ impl LoanState {
                         format!("loan {loan_id} is already marked as misused"),
                     ));
                 }
-                let before = date.pred_opt().unwrap_or(date);
+                // The points through the date, a 20th's included, as the day's run would settle
+                // it: misuse marked on a 20th takes the misuse rate from the 21st, whether the
+                // run came first or not.
                 let settlements =
-                    next.servicing.settle_through(&t, before).map_err(servicing_error)?;
+                    next.servicing.settle_through(&t, date).map_err(servicing_error)?;
                 next.servicing.mark_misuse(&t, date).map_err(servicing_error)?;
                 LoanEvent::MisuseMarked { loan_id, value_date: date, settlements }
             }

@@ -964,7 +964,11 @@ impl Servicing {
         Ok((SettlementPoint { date, interest, penalty, compound, principal: None }, allocation))
     }
 
-    /// Adds principal disbursed on `date` (after accruing the days before it).
+    /// Adds principal disbursed on `date` (after accruing the days before it). The tranche bears
+    /// interest from `date` on (算头). When the accrual has passed `date` already (a settlement
+    /// 20th, whose point accrues the day itself and was settled first, by the day's run or by
+    /// this disbursement), the tranche's days it passed are accrued into the running period,
+    /// so that a tranche paid out on a 20th bears that day whether the run came first or not.
     pub fn add_principal(
         &mut self,
         terms: &ServicingTerms,
@@ -972,7 +976,43 @@ impl Servicing {
         amount: Fen,
     ) -> Result<(), ServicingError> {
         self.advance(terms, date)?;
+        if let Some(through) = self.accrued_through
+            && through > date
+        {
+            self.accrue_passed_days(terms, date, through, amount)?;
+        }
         self.principal_fen = add(self.principal_fen, amount)?;
+        Ok(())
+    }
+
+    /// Accrues `base` of principal over the days from `from` to `to` (exclusive), which the
+    /// accrual has passed already, into the running period: as interest, or as penalty on the
+    /// days the loan was past maturity or misused, as [`Servicing::advance`] would have.
+    fn accrue_passed_days(
+        &mut self,
+        terms: &ServicingTerms,
+        from: NaiveDate,
+        to: NaiveDate,
+        base: Fen,
+    ) -> Result<(), ServicingError> {
+        let maturity = self.maturity();
+        let mut day = from;
+        while day < to {
+            let next = [Some(maturity), self.misuse_since]
+                .into_iter()
+                .flatten()
+                .filter(|&b| b > day && b < to)
+                .min()
+                .unwrap_or(to);
+            let breached = day >= maturity || self.misuse_since.is_some_and(|m| day >= m);
+            if breached {
+                let rate = self.penalty_rate(terms, day);
+                push_segment(&mut self.penalty_segments, day, next, base, rate)?;
+            } else {
+                push_segment(&mut self.interest_segments, day, next, base, terms.rate)?;
+            }
+            day = next;
+        }
         Ok(())
     }
 
@@ -998,7 +1038,8 @@ impl Servicing {
     }
 
     /// Marks misuse from `date` on: principal accrues penalty at the misuse uplift instead of
-    /// interest.
+    /// interest, from the first day the accrual has not passed (the day after a settlement
+    /// 20th marked that day: its point, settled first, accrued the day as interest).
     pub fn mark_misuse(
         &mut self,
         terms: &ServicingTerms,

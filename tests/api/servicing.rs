@@ -31,6 +31,7 @@ on_both_backends!(
     an_expired_contract_frees_the_cap,
     an_extension_on_the_maturity_day_settles_it_first,
     a_penalty_rate_is_stored_as_computed,
+    a_twentieths_events_do_not_depend_on_its_run,
     early_payoff,
     batch_with_bad_items,
     misuse,
@@ -1059,6 +1060,87 @@ async fn a_penalty_rate_is_stored_as_computed(backend: Backend) {
     assert_eq!(app.get_loan_as_of(&t.bank, &id, "2022-02-01").await, before);
     let later = app.get_loan_as_of(&t.bank, &id, "2022-03-01").await;
     assert_eq!(later.penalty_paid_fen, 24_062, "{later:?}");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A tranche paid out, or misuse marked, on a settlement 20th gives the same figures whether
+/// the day's run came before it or after. The 20th's point is settled first, on the loan as the
+/// day began, in either order: the tranche bears its first day (算头) in the next period, and
+/// misuse takes the misuse rate from the 21st.
+async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let tranche = |id: &str| pb::DisburseRequest {
+        request_id: rid("tranche"),
+        loan_id: id.into(),
+        value_date: "2021-03-20".into(),
+        amount_fen: 2_000_000,
+    };
+    let misuse = |id: &str| pb::MarkMisuseRequest {
+        request_id: rid("misuse"),
+        loan_id: id.into(),
+        value_date: "2021-03-20".into(),
+    };
+    // T1 and T2 paid out 3,000,000 of 5,000,000 on 01-25; M1 and M2 all of it.
+    let mut ids = Vec::new();
+    for (contract_number, household) in [("T1", "H-T1"), ("T2", "H-T2")] {
+        let id = contract(&app, &t, contract_number, household, 5_000_000).await;
+        let first = pb::DisburseRequest {
+            value_date: "2021-01-25".into(),
+            amount_fen: 3_000_000,
+            ..tranche(&id)
+        };
+        app.loans(&t.bank).disburse(first).await.expect("the first tranche");
+        ids.push(id);
+    }
+    let (t1, t2) = (ids[0].clone(), ids[1].clone());
+    let m1 = disbursed(&app, &t, "M1", "H-M1", 5_000_000, "2021-01-25").await;
+    let m2 = disbursed(&app, &t, "M2", "H-M2", 5_000_000, "2021-01-25").await;
+    // Before the 03-20 run: T2's second tranche and M2's misuse; after it, T1's and M1's.
+    app.loans(&t.bank).disburse(tranche(&t2)).await.expect("T2's tranche before the run");
+    app.loans(&t.finance).mark_misuse(misuse(&m2)).await.expect("M2 marked before the run");
+    settle(&app, &t.finance, "", "2021-03-20").await;
+    app.loans(&t.bank).disburse(tranche(&t1)).await.expect("T1's tranche after the run");
+    app.loans(&t.finance).mark_misuse(misuse(&m1)).await.expect("M1 marked after the run");
+    settle(&app, &t.finance, "", "2021-06-20").await;
+
+    // The tranches: 03-20 on 3,000,000 for 55 days (01-25 ..= 03-20): 17,645.83 -> 17,646;
+    // 06-20 on 2,000,000 for 03-20 and 5,000,000 for 92 days (03-21 ..= 06-20): 49,408.33 ->
+    // 49,408. Without the tranche's first day the second would be 49,194.
+    assert_eq!(interest(3_000_000, 55), 17_646);
+    assert_eq!(accrual(&[(2_000_000, 1, CONTRACT_RATE), (5_000_000, 92, CONTRACT_RATE)]), 49_408);
+    // The misused loans: 03-20 interest for 55 days, 29,410; 06-20 penalty at 7.7% for 92 days:
+    // 98,388.89 -> 98,389, and no interest.
+    assert_eq!(accrual(&[(5_000_000, 92, MISUSE_RATE)]), 98_389);
+    let expected = [(&t1, 17_646 + 49_408, 0), (&t2, 17_646 + 49_408, 0)];
+    let misused = [(&m1, 29_410, 98_389), (&m2, 29_410, 98_389)];
+    for (id, settled, penalty) in expected.into_iter().chain(misused) {
+        let l = app.get_loan_as_of(&t.bank, id, "2021-06-20").await;
+        assert_eq!((l.interest_settled_fen, l.penalty_fen), (settled, penalty), "{id}: {l:?}");
+        // Each settlement as recorded: the 03-20 point's figure, then the 06-20 point's.
+        let points: Vec<(String, i64, i64)> = app
+            .history(&t.auditor, id)
+            .await
+            .iter()
+            .flat_map(|e| event_json(e)["settlements"].as_array().cloned().unwrap_or_default())
+            .map(|p| {
+                let amount = |bucket: &str| p[bucket]["amount_fen"].as_i64().unwrap_or(0);
+                (p["date"].as_str().unwrap().to_string(), amount("interest"), amount("penalty"))
+            })
+            .collect();
+        let first = if penalty == 0 { 17_646 } else { 29_410 };
+        assert_eq!(
+            points,
+            [
+                ("2021-03-20".to_string(), first, 0),
+                ("2021-06-20".to_string(), settled - first, penalty)
+            ],
+            "{id}"
+        );
+    }
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
