@@ -32,6 +32,7 @@ on_both_backends!(
     an_extension_on_the_maturity_day_settles_it_first,
     a_penalty_rate_is_stored_as_computed,
     a_twentieths_events_do_not_depend_on_its_run,
+    a_run_made_the_next_morning,
     early_payoff,
     batch_with_bad_items,
     misuse,
@@ -1141,6 +1142,38 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
             "{id}"
         );
     }
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A quarter-end run made the next morning, after that day's payments and disbursements: the
+/// loans with an event after the run's date have nothing left to settle through it (each event
+/// settled the points up to its own date), and are neither settled nor failed.
+async fn a_run_made_the_next_morning(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let paid = disbursed(&app, &t, "N1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let new = contract(&app, &t, "N2", "H-N2", 1_000_000).await;
+    let left = disbursed(&app, &t, "N3", "H-N3", 1_000_000, "2021-01-25").await;
+    // 03-21: N1 pays its 03-20 interest (the repayment settles the point first); N2 is paid out.
+    let r = app.repay(&t.bank, &paid, "2021-03-21", 29_410).await;
+    assert_eq!(loan(&r).interest_paid_fen, 29_410, "{r:?}");
+    app.disburse(&t.bank, &new, "2021-03-21").await;
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+    let run = settle(&app, &t.finance, "", "2021-03-20").await;
+    assert_eq!((run.loans_examined, run.loans_settled, run.failed), (3, 1, 0), "{run:?}");
+    assert!(run.failures.is_empty(), "{run:?}");
+    // Only N3's 03-20 interest: 1,000,000 × 55 × 0.0385 / 360 = 5,881.94 -> 5,882.
+    assert_eq!(run.interest_fen, 5_882, "{run:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal + 1);
+    assert_eq!(app.get_loan(&t.bank, &left).await.interest_settled_fen, 5_882);
+    // A loan command dated before its loan's last event is still refused.
+    expect_refused(
+        repayment(&app, &t.bank, &paid, "2021-03-20", 100).await,
+        "VALUE_DATE_OUT_OF_RANGE",
+    );
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
