@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::journal_to_pb;
 use super::error::status;
-use super::loans::check_read_of;
+use super::loans::{check_read_of, check_reads_loans};
 use super::pb::audit_service_server::AuditService;
 use super::{Api, parse, pb};
 use crate::app::verify::verify_ledger;
@@ -32,6 +32,7 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetLoanHistoryRequest { loan_id } = request.into_inner();
         let loan_id = parse::id("loan_id", &loan_id)?;
+        check_reads_loans(&actor, &loan_id)?;
         // A loan's history is tens of entries over its life: read it at once (with who owns the
         // loan, in the same statement), check access, stream it out.
         let history = self

@@ -66,6 +66,7 @@ impl Api {
         actor: &Principal,
         loan_id: &str,
     ) -> Result<LoanState, Status> {
+        check_reads_loans(actor, loan_id)?;
         let loan = self
             .db
             .get_loan(loan_id)
@@ -98,6 +99,19 @@ impl Api {
 /// Whether `actor` may read `loan`: another bank's loan is NOT_FOUND to a bank, as a missing one.
 pub fn check_read(actor: &Principal, loan: &LoanState) -> Result<(), Status> {
     check_read_of(actor, &loan.terms.loan_id, &loan.terms.bank_id, &loan.terms.ledger_id)
+}
+
+/// Refuses the operator, which reads no loan, before any lookup: its answer is then the same
+/// whether the loan exists or not (PERMISSION_DENIED for both), so that it cannot learn which
+/// loan ids exist.
+pub fn check_reads_loans(actor: &Principal, loan_id: &str) -> Result<(), Status> {
+    if actor.role == Role::Operator {
+        return Err(Status::permission_denied(format!(
+            "{} may not read loan {loan_id}",
+            actor.actor()
+        )));
+    }
+    Ok(())
 }
 
 pub fn check_read_of(

@@ -2872,6 +2872,30 @@ async fn authentication_and_roles(backend: Backend) {
     let history =
         operator_audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
     assert_eq!(history.err().map(|s| s.code()), Some(Code::PermissionDenied), "a loan's history");
+    // A loan that does not exist is refused alike: the operator cannot learn which loans do.
+    let missing = loan_id("NOSUCH");
+    expect_code(
+        operator_loans
+            .get_loan(pb::GetLoanRequest { loan_id: missing.clone(), as_of: String::new() })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_loans
+            .get_payoff_quote(pb::GetPayoffQuoteRequest {
+                loan_id: missing.clone(),
+                as_of: "2021-03-01".into(),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let history =
+        operator_audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id: missing }).await;
+    assert_eq!(
+        history.err().map(|s| s.code()),
+        Some(Code::PermissionDenied),
+        "a missing loan's history"
+    );
     let journal = operator_audit
         .read_journal(pb::ReadJournalRequest { ledger_id: LEDGER.into(), from_seq: 0, to_seq: 0 })
         .await;
