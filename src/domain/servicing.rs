@@ -1038,15 +1038,17 @@ impl Servicing {
     }
 
     /// Marks misuse from `date` on: principal accrues penalty at the misuse uplift instead of
-    /// interest, from the first day the accrual has not passed (the day after a settlement
-    /// 20th marked that day: its point, settled first, accrued the day as interest).
+    /// interest, from the first day the accrual has not passed, which `misuse_since` records:
+    /// the day after a settlement 20th marked that day (its point, settled first, accrued the
+    /// day as interest), so that a tranche paid out that day bears the day as interest too,
+    /// whichever of the two was recorded first.
     pub fn mark_misuse(
         &mut self,
         terms: &ServicingTerms,
         date: NaiveDate,
     ) -> Result<(), ServicingError> {
         self.advance(terms, date)?;
-        self.misuse_since = Some(date);
+        self.misuse_since = Some(self.accrued_through.map_or(date, |through| through.max(date)));
         Ok(())
     }
 

@@ -1100,12 +1100,30 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
     let (t1, t2) = (ids[0].clone(), ids[1].clone());
     let m1 = disbursed(&app, &t, "M1", "H-M1", 5_000_000, "2021-01-25").await;
     let m2 = disbursed(&app, &t, "M2", "H-M2", 5_000_000, "2021-01-25").await;
+    // B1 and B2 as T1 and T2, each given its second tranche and marked misused on the 20th
+    // after its run: B1 marked first, B2 paid out first.
+    let mut both = Vec::new();
+    for (contract_number, household) in [("B1", "H-B1"), ("B2", "H-B2")] {
+        let id = contract(&app, &t, contract_number, household, 5_000_000).await;
+        let first = pb::DisburseRequest {
+            value_date: "2021-01-25".into(),
+            amount_fen: 3_000_000,
+            ..tranche(&id)
+        };
+        app.loans(&t.bank).disburse(first).await.expect("the first tranche");
+        both.push(id);
+    }
+    let (b1, b2) = (both[0].clone(), both[1].clone());
     // Before the 03-20 run: T2's second tranche and M2's misuse; after it, T1's and M1's.
     app.loans(&t.bank).disburse(tranche(&t2)).await.expect("T2's tranche before the run");
     app.loans(&t.finance).mark_misuse(misuse(&m2)).await.expect("M2 marked before the run");
     settle(&app, &t.finance, "", "2021-03-20").await;
     app.loans(&t.bank).disburse(tranche(&t1)).await.expect("T1's tranche after the run");
     app.loans(&t.finance).mark_misuse(misuse(&m1)).await.expect("M1 marked after the run");
+    app.loans(&t.finance).mark_misuse(misuse(&b1)).await.expect("B1 marked");
+    app.loans(&t.bank).disburse(tranche(&b1)).await.expect("B1's tranche after its mark");
+    app.loans(&t.bank).disburse(tranche(&b2)).await.expect("B2's tranche");
+    app.loans(&t.finance).mark_misuse(misuse(&b2)).await.expect("B2 marked after its tranche");
     settle(&app, &t.finance, "", "2021-06-20").await;
 
     // The tranches: 03-20 on 3,000,000 for 55 days (01-25 ..= 03-20): 17,645.83 -> 17,646;
@@ -1116,11 +1134,18 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
     // The misused loans: 03-20 interest for 55 days, 29,410; 06-20 penalty at 7.7% for 92 days:
     // 98,388.89 -> 98,389, and no interest.
     assert_eq!(accrual(&[(5_000_000, 92, MISUSE_RATE)]), 98_389);
-    let expected = [(&t1, 17_646 + 49_408, 0), (&t2, 17_646 + 49_408, 0)];
-    let misused = [(&m1, 29_410, 98_389), (&m2, 29_410, 98_389)];
-    for (id, settled, penalty) in expected.into_iter().chain(misused) {
+    let expected = [(&t1, 17_646, 17_646 + 49_408, 0), (&t2, 17_646, 17_646 + 49_408, 0)];
+    // B1 and B2: the tranche's 03-20 as interest, 2,000,000 × 0.0385 / 360 = 213.89 -> 214,
+    // then the misuse penalty from 03-21.
+    assert_eq!(accrual(&[(2_000_000, 1, CONTRACT_RATE)]), 214);
+    let misused = [(&m1, 29_410, 29_410, 98_389), (&m2, 29_410, 29_410, 98_389)];
+    let both = [(&b1, 17_646, 17_646 + 214, 98_389), (&b2, 17_646, 17_646 + 214, 98_389)];
+    for (id, first, settled, penalty) in expected.into_iter().chain(misused).chain(both) {
         let l = app.get_loan_as_of(&t.bank, id, "2021-06-20").await;
         assert_eq!((l.interest_settled_fen, l.penalty_fen), (settled, penalty), "{id}: {l:?}");
+        // Marked on the 20th, misused from the 21st, the first day the accrual had not passed.
+        let since = if penalty == 0 { "" } else { "2021-03-21" };
+        assert_eq!(l.misuse_since, since, "{id}: {l:?}");
         // Each settlement as recorded: the 03-20 point's figure, then the 06-20 point's.
         let points: Vec<(String, i64, i64)> = app
             .history(&t.auditor, id)
@@ -1132,7 +1157,6 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
                 (p["date"].as_str().unwrap().to_string(), amount("interest"), amount("penalty"))
             })
             .collect();
-        let first = if penalty == 0 { 17_646 } else { 29_410 };
         assert_eq!(
             points,
             [
