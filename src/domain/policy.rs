@@ -111,7 +111,7 @@ impl PolicyParams {
             ("overdue_penalty_uplift", self.overdue_penalty_uplift),
             ("misuse_penalty_uplift", self.misuse_penalty_uplift),
         ] {
-            if uplift.is_sign_negative() || uplift > Decimal::from(10) {
+            if uplift.is_sign_negative() || uplift > super::rate::UPLIFT_MAX {
                 return bad(field, "must be between 0 and 10");
             }
         }

@@ -88,9 +88,17 @@ impl AnnualRate {
     /// may be one derived from such a rate ([`AnnualRate::with_uplift`]), and must read back
     /// as recorded, or the events that carry it could no longer be replayed. What guards the
     /// journal's text is its hash chain, not this parser.
+    ///
+    /// It is bounded all the same by what a penalty rate can reach (a rate below 1 with an
+    /// uplift of at most [`UPLIFT_MAX`]), so that the arithmetic on a rate read back (a
+    /// journal replayed by `verify`, which may have been altered) stays far inside a decimal's
+    /// range: an altered rate is reported as unreadable, not a panic.
     pub fn from_recorded(text: &str) -> Result<Self, RateError> {
+        let bound = Decimal::ONE + UPLIFT_MAX;
         match exact_decimal(text) {
-            Ok(value) if value.is_sign_negative() && !value.is_zero() => Err(RateError::OutOfRange),
+            Ok(value) if value.is_sign_negative() && !value.is_zero() || value >= bound => {
+                Err(RateError::OutOfRange)
+            }
             Ok(value) => Ok(AnnualRate(value.normalize())),
             Err(DecimalError::NotDecimal) => Err(RateError::NotDecimal),
             Err(DecimalError::TooPrecise) => Err(RateError::TooPrecise),
@@ -98,6 +106,10 @@ impl AnnualRate {
         }
     }
 }
+
+/// The largest uplift a policy may set on the contract rate for its penalty rates (× 11 at
+/// most: `domain::policy`).
+pub const UPLIFT_MAX: Decimal = Decimal::TEN;
 
 /// Why a decimal's text is refused ([`exact_decimal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +230,9 @@ mod tests {
             let json = serde_json::to_string(&derived).unwrap();
             assert_eq!(serde_json::from_str::<AnnualRate>(&json).unwrap(), derived, "{json}");
         }
-        for bad in ["\"-0.01\"", "\"abc\"", "\"\"", "\"1e-2\"", "0.05"] {
+        let beyond = "\"11\"";
+        let huge = "\"70000000000000000000000000000\"";
+        for bad in ["\"-0.01\"", "\"abc\"", "\"\"", "\"1e-2\"", "0.05", beyond, huge] {
             assert!(serde_json::from_str::<AnnualRate>(bad).is_err(), "{bad}");
         }
         assert_eq!(
