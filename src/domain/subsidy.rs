@@ -2,14 +2,22 @@
 //!
 //! The model. Only ordinary interest actually paid, on time, is subsidisable; penalty and compound
 //! interest never reach this module (they live in their own buckets, see [`super::arrears`]), a
-//! period paid in arrears earns nothing, and a misused loan earns nothing at all. Of what was paid,
-//! only the share on principal within the household cap (default 50,000.00 yuan) and at a rate no
-//! higher than the policy's cap rate counts: paid × min(P, cap)/P × min(r, cap rate)/r, where P is
-//! the period's principal as given (the household's principal under the cap; a caller with several
-//! loans of one household apportions the cap before calling). The subsidy ratio follows the accrual
-//! date, so a period crossing a ratio boundary is split by day, each day weighted by its ratio.
-//! Each period's subsidy is computed in one expression, a single division, and rounded half-up to
-//! the fen once; the per-ratio amounts are shown unrounded as working.
+//! period paid in arrears earns nothing, and a misused loan earns nothing at all.
+//!
+//! The interest paid for a period is its days' interest, each day's in proportion to that day's
+//! principal P_d (积数: the period's interest is Σ P_d × r / 360). A day's share counts only on
+//! principal within the household cap (default 50,000.00 yuan) and at a rate no higher than the
+//! policy's cap rate, at the subsidy ratio in force on that day (the accrual date):
+//!
+//! subsidy = paid × Σ_d min(P_d, cap) × ratio_d / Σ_d P_d × min(r, cap rate) / r
+//!
+//! P_d is the principal as given ([`PaidPeriod::balances`], the household's principal under the
+//! cap; a caller with several loans of one household apportions the cap before calling). With
+//! one principal over the period this is paid × min(P, cap)/P × min(r, cap rate)/r × Σ ratio_d /
+//! days; a repayment within the period weights each day by its own balance, so that the days
+//! before a ratio boundary on a larger balance count for more. Each period's subsidy is computed
+//! in one expression, a single division, and rounded half-up to the fen once; the per-ratio
+//! amounts are shown unrounded as working.
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -35,6 +43,8 @@ pub enum SubsidyError {
     InvertedPeriod { start: NaiveDate, end_inclusive: NaiveDate },
     #[error("principal and interest paid must not be negative")]
     NegativeAmount,
+    #[error("a period's balances must start on its first day, in date order, within the period")]
+    BadBalances,
     #[error("more than {} periods", PERIODS_MAX)]
     TooManyPeriods,
     #[error("amount overflows")]
@@ -140,12 +150,20 @@ pub enum Standing {
     InArrears,
 }
 
-/// One settled interest period as paid.
+/// The principal outstanding from a date on (until the next step or the period's end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BalanceStep {
+    pub from: NaiveDate,
+    pub principal: Fen,
+}
+
+/// One settled interest period as paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaidPeriod {
     pub start: NaiveDate,
     pub end_inclusive: NaiveDate,
-    pub principal: Fen,
+    /// The principal of each day: the first step from `start`, dates strictly increasing.
+    pub balances: Vec<BalanceStep>,
     pub rate: AnnualRate,
     /// Ordinary interest paid for the period, penalty and compound interest excluded.
     pub interest_paid: Fen,
@@ -167,6 +185,8 @@ pub struct RatioSegment {
     pub to_inclusive: NaiveDate,
     pub days: u32,
     pub ratio: Decimal,
+    /// Σ min(P_d, cap) over these days.
+    pub jishu_within_cap: i128,
     pub subsidy_unrounded_fen: Decimal,
 }
 
@@ -176,17 +196,19 @@ pub struct PeriodSubsidy {
     pub start: NaiveDate,
     pub end_inclusive: NaiveDate,
     pub days: u32,
-    pub principal: Fen,
-    pub principal_within_cap: Fen,
+    /// Σ P_d over the period's days (积数).
+    pub jishu: i128,
+    /// Σ min(P_d, cap) over the period's days.
+    pub jishu_within_cap: i128,
     pub rate: AnnualRate,
     pub rate_within_cap: Decimal,
     pub interest_paid: Fen,
     pub excluded: Option<Exclusion>,
-    /// `paid × min(P, cap)/P × min(r, cap rate)/r`, zero when excluded.
+    /// `paid × Σ min(P_d, cap) / Σ P_d × min(r, cap rate)/r`, zero when excluded.
     pub subsidisable_unrounded_fen: Decimal,
     pub subsidisable: Fen,
     pub segments: Vec<RatioSegment>,
-    /// Subsidisable interest × Σ(days × ratio) / days, zero when excluded.
+    /// `paid × Σ min(P_d, cap) × ratio_d / Σ P_d × min(r, cap rate)/r`, zero when excluded.
     pub subsidy_unrounded_fen: Decimal,
     /// Rounded half-up, once.
     pub subsidy: Fen,
@@ -212,12 +234,19 @@ fn subsidise_period(
     policy: &SubsidyPolicy,
     misused: bool,
 ) -> Result<PeriodSubsidy, SubsidyError> {
-    let PaidPeriod { start, end_inclusive, principal, rate, interest_paid, standing } = *period;
+    let PaidPeriod { start, end_inclusive, ref balances, rate, interest_paid, standing } = *period;
     if end_inclusive < start {
         return Err(SubsidyError::InvertedPeriod { start, end_inclusive });
     }
-    if principal.is_negative() || interest_paid.is_negative() {
+    if balances.iter().any(|b| b.principal.is_negative()) || interest_paid.is_negative() {
         return Err(SubsidyError::NegativeAmount);
+    }
+    let ordered = balances.windows(2).all(|w| w[0].from < w[1].from);
+    if balances.first().map(|b| b.from) != Some(start)
+        || !ordered
+        || balances.iter().any(|b| b.from > end_inclusive)
+    {
+        return Err(SubsidyError::BadBalances);
     }
     let excluded = if misused {
         Some(Exclusion::Misuse)
@@ -227,59 +256,70 @@ fn subsidise_period(
         None
     };
     let days = day_count(start, end_inclusive)?;
-    let principal_within_cap = principal.min(policy.household_cap);
     let rate_within_cap = rate.value().min(policy.cap_rate);
+    // Σ over the days of `from..=to` of f(P_d), from the balance steps.
+    let sum_over = |from: NaiveDate, to: NaiveDate, f: &dyn Fn(Fen) -> i128| -> i128 {
+        let mut sum = 0i128;
+        for (i, step) in balances.iter().enumerate() {
+            let step_end =
+                balances.get(i + 1).and_then(|next| next.from.pred_opt()).unwrap_or(end_inclusive);
+            let (a, b) = (from.max(step.from), to.min(step_end));
+            if a <= b {
+                sum += i128::from((b - a).num_days() + 1) * f(step.principal);
+            }
+        }
+        sum
+    };
+    let cap = policy.household_cap;
+    let jishu = sum_over(start, end_inclusive, &|p| i128::from(p.0));
+    let jishu_within_cap = sum_over(start, end_inclusive, &|p| i128::from(p.min(cap).0));
+    let decimal =
+        |x: i128| Decimal::try_from_i128_with_scale(x, 0).map_err(|_| SubsidyError::Overflow);
 
-    // Everything is one fraction over `denominator` = P × r × days, so the subsidy is one
-    // division: paid × min(P, cap) × min(r, cap rate) × Σ(days × ratio) / (P × r × days).
-    // A zero principal or rate means nothing subsidisable (and, consistently, nothing paid).
-    let counts = excluded.is_none() && principal.is_positive() && !rate.value().is_zero();
+    // Everything is one fraction over `denominator` = Σ P_d × r, so the subsidy is one
+    // division: paid × min(r, cap rate) × Σ min(P_d, cap) × ratio_d / (Σ P_d × r). No
+    // principal or a zero rate means nothing subsidisable (and, consistently, nothing paid).
+    let counts = excluded.is_none() && jishu > 0 && !rate.value().is_zero();
     let base = if counts {
-        interest_paid
-            .to_decimal()
-            .checked_mul(principal_within_cap.to_decimal())
-            .and_then(|x| x.checked_mul(rate_within_cap))
-            .ok_or(SubsidyError::Overflow)?
+        interest_paid.to_decimal().checked_mul(rate_within_cap).ok_or(SubsidyError::Overflow)?
     } else {
         Decimal::ZERO
     };
-    let scale = if counts {
-        principal.to_decimal().checked_mul(rate.value()).ok_or(SubsidyError::Overflow)?
+    let denominator = if counts {
+        decimal(jishu)?.checked_mul(rate.value()).ok_or(SubsidyError::Overflow)?
     } else {
         Decimal::ONE
     };
-    let denominator = scale.checked_mul(Decimal::from(days)).ok_or(SubsidyError::Overflow)?;
-    let fraction =
-        |numerator: Decimal| numerator.checked_div(denominator).ok_or(SubsidyError::Overflow);
+    let fraction = |weight: Decimal| {
+        base.checked_mul(weight)
+            .and_then(|numerator| numerator.checked_div(denominator))
+            .ok_or(SubsidyError::Overflow)
+    };
 
     let mut segments = Vec::new();
-    let mut weighted_days = Decimal::ZERO;
+    let mut weighted = Decimal::ZERO;
     for (from, to_inclusive, ratio) in policy.ratios.split(start, end_inclusive)? {
-        let segment_days = day_count(from, to_inclusive)?;
-        let weight =
-            Decimal::from(segment_days).checked_mul(ratio).ok_or(SubsidyError::Overflow)?;
-        weighted_days = weighted_days.checked_add(weight).ok_or(SubsidyError::Overflow)?;
+        let part_jishu = sum_over(from, to_inclusive, &|p| i128::from(p.min(cap).0));
+        let weight = decimal(part_jishu)?.checked_mul(ratio).ok_or(SubsidyError::Overflow)?;
+        weighted = weighted.checked_add(weight).ok_or(SubsidyError::Overflow)?;
         segments.push(RatioSegment {
             from,
             to_inclusive,
-            days: segment_days,
+            days: day_count(from, to_inclusive)?,
             ratio,
-            subsidy_unrounded_fen: fraction(
-                base.checked_mul(weight).ok_or(SubsidyError::Overflow)?,
-            )?,
+            jishu_within_cap: part_jishu,
+            subsidy_unrounded_fen: fraction(weight)?,
         });
     }
-    let subsidisable_unrounded_fen =
-        fraction(base.checked_mul(Decimal::from(days)).ok_or(SubsidyError::Overflow)?)?;
-    let subsidy_unrounded_fen =
-        fraction(base.checked_mul(weighted_days).ok_or(SubsidyError::Overflow)?)?;
+    let subsidisable_unrounded_fen = fraction(decimal(jishu_within_cap)?)?;
+    let subsidy_unrounded_fen = fraction(weighted)?;
     let round = |x: Decimal| Fen::from_decimal(x, Rounding::HalfUp).ok_or(SubsidyError::Overflow);
     Ok(PeriodSubsidy {
         start,
         end_inclusive,
         days,
-        principal,
-        principal_within_cap,
+        jishu,
+        jishu_within_cap,
         rate,
         rate_within_cap,
         interest_paid,
@@ -327,7 +367,7 @@ mod tests {
         PaidPeriod {
             start,
             end_inclusive,
-            principal: Fen(principal),
+            balances: vec![BalanceStep { from: start, principal: Fen(principal) }],
             rate: AnnualRate::parse(rate).unwrap(),
             interest_paid: Fen(interest),
             standing: Standing::OnTime,
@@ -354,6 +394,41 @@ mod tests {
         assert_eq!(s.segments[1].subsidy_unrounded_fen.round_dp(3), Decimal::new(29_944_615, 3));
     }
 
+    /// A repayment within a period: each day counts with its own balance. 5,000,000 at 3.85%
+    /// from 2023-12-21 to 2024-03-20 (91 days), 4,000,000 repaid on 2024-01-01: 11 days on
+    /// 5,000,000 at 100%, 80 on 1,000,000 at 70%. 积数 135,000,000; interest paid 14,437.5 ->
+    /// 14,438. Subsidy 14,438 × (55,000,000 × 1.0 + 80,000,000 × 0.7) / 135,000,000 = 14,438 ×
+    /// 111 / 135 = 11,871.24 -> 11,871 (weighting the days alike would give 14,438 × 67 / 91 =
+    /// 10,630).
+    #[test]
+    fn a_balance_changed_within_the_period_weights_its_days() {
+        let mut p = paid(d(2023, 12, 21), d(2024, 3, 20), 5_000_000, "0.0385", 14_438);
+        p.balances.push(BalanceStep { from: d(2024, 1, 1), principal: Fen(1_000_000) });
+        let s = &subsidise(&[p], &policy("0.0385"), false).unwrap()[0];
+        assert_eq!((s.jishu, s.jishu_within_cap), (135_000_000, 135_000_000));
+        assert_eq!(s.subsidisable, Fen(14_438));
+        assert_eq!(s.subsidy, Fen(11_871));
+        let parts: Vec<i128> = s.segments.iter().map(|g| g.jishu_within_cap).collect();
+        assert_eq!(parts, [55_000_000, 80_000_000]);
+        // Through the household cap: 6,000,000 for the first 11 days, 1,000,000 after. Only
+        // 5,000,000 of the first days' principal counts: 积数 within the cap 135,000,000 of
+        // 146,000,000. Interest 146,000,000 × 0.0385 / 360 = 15,613.89 -> 15,614; subsidisable
+        // 15,614 × 135/146 = 14,437.66 -> 14,438; subsidy 15,614 × 111/146 = 11,870.84 ->
+        // 11,871.
+        let mut p = paid(d(2023, 12, 21), d(2024, 3, 20), 6_000_000, "0.0385", 15_614);
+        p.balances.push(BalanceStep { from: d(2024, 1, 1), principal: Fen(1_000_000) });
+        let s = &subsidise(&[p], &policy("0.0385"), false).unwrap()[0];
+        assert_eq!((s.jishu, s.jishu_within_cap), (146_000_000, 135_000_000));
+        assert_eq!((s.subsidisable, s.subsidy), (Fen(14_438), Fen(11_871)));
+        // Balances that do not start on the period's first day, or out of order: refused.
+        let mut late = paid(d(2023, 12, 21), d(2024, 3, 20), 5_000_000, "0.0385", 1);
+        late.balances[0].from = d(2023, 12, 22);
+        assert_eq!(subsidise(&[late], &policy("0.0385"), false), Err(SubsidyError::BadBalances));
+        let mut back = paid(d(2023, 12, 21), d(2024, 3, 20), 5_000_000, "0.0385", 1);
+        back.balances.push(BalanceStep { from: d(2023, 12, 21), principal: Fen(1) });
+        assert_eq!(subsidise(&[back], &policy("0.0385"), false), Err(SubsidyError::BadBalances));
+    }
+
     #[test]
     fn caps_on_principal_and_rate() {
         // 6,000,000 fen at 4.35%, 2023-03-21..2023-06-20 (92 days): paid 6,000,000 × 92 × 0.0435
@@ -361,7 +436,7 @@ mod tests {
         // 49,194.44... → 49,194, which is 5,000,000 × 92 × 0.0385 / 360, as it should be.
         let p = paid(d(2023, 3, 21), d(2023, 6, 20), 6_000_000, "0.0435", 66_700);
         let s = &subsidise(&[p], &policy("0.0385"), false).unwrap()[0];
-        assert_eq!(s.principal_within_cap, Fen(5_000_000));
+        assert_eq!((s.jishu, s.jishu_within_cap), (6_000_000 * 92, 5_000_000 * 92));
         assert_eq!(s.rate_within_cap, Decimal::new(385, 4));
         assert_eq!(s.subsidisable, Fen(49_194));
         assert_eq!(s.subsidy, Fen(49_194));
@@ -370,7 +445,7 @@ mod tests {
     #[test]
     fn arrears_and_misuse_earn_nothing() {
         let mut p = paid(d(2023, 3, 21), d(2023, 6, 20), 5_000_000, "0.0385", 49_194);
-        let s = &subsidise(&[p], &policy("0.0385"), true).unwrap()[0];
+        let s = &subsidise(&[p.clone()], &policy("0.0385"), true).unwrap()[0];
         assert_eq!((s.excluded, s.subsidy), (Some(Exclusion::Misuse), Fen::ZERO));
         p.standing = Standing::InArrears;
         let s = &subsidise(&[p], &policy("0.0385"), false).unwrap()[0];
@@ -420,19 +495,29 @@ mod tests {
             let p = PaidPeriod {
                 start,
                 end_inclusive: start + chrono::Duration::days(days - 1),
-                principal: Fen(principal),
+                balances: vec![BalanceStep { from: start, principal: Fen(principal) }],
                 rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
                 interest_paid: Fen(interest),
                 standing: Standing::OnTime,
             };
             let mut pol = policy("0");
             pol.cap_rate = Decimal::new(cap_rate, 8);
-            let s = &subsidise(&[p], &pol, false).unwrap()[0];
+            let s = &subsidise(std::slice::from_ref(&p), &pol, false).unwrap()[0];
             prop_assert!(s.subsidy >= Fen::ZERO);
             prop_assert!(s.subsidy <= s.subsidisable);
             prop_assert!(s.subsidisable <= s.interest_paid);
             let segment_days: u32 = s.segments.iter().map(|g| g.days).sum();
             prop_assert_eq!(segment_days, s.days);
+            // The same principal given in two steps is the same period.
+            let mid = days / 2;
+            if mid > 0 {
+                let mut split = p.clone();
+                let from = start + chrono::Duration::days(mid);
+                split.balances.push(BalanceStep { from, principal: Fen(principal) });
+                let t = &subsidise(&[split], &pol, false).unwrap()[0];
+                prop_assert_eq!((t.subsidy, t.subsidisable), (s.subsidy, s.subsidisable));
+                prop_assert_eq!(t.subsidy_unrounded_fen, s.subsidy_unrounded_fen);
+            }
         }
     }
 }
