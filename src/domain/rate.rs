@@ -80,9 +80,7 @@ impl AnnualRate {
     pub fn with_uplift(self, uplift: Decimal) -> AnnualRate {
         AnnualRate((self.0 * (Decimal::ONE + uplift)).normalize())
     }
-}
 
-impl AnnualRate {
     /// A rate as recorded in the journal or a read model: any non-negative decimal, exactly as
     /// written. The limits of [`AnnualRate::parse`] are for what clients send; a recorded rate
     /// may be one derived from such a rate ([`AnnualRate::with_uplift`]), and must read back

@@ -1085,10 +1085,13 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
         loan_id: id.into(),
         value_date: "2021-03-20".into(),
     };
-    // T1 and T2 paid out 3,000,000 of 5,000,000 on 01-25; M1 and M2 all of it.
+    // T1, T2, B1 and B2 paid out 3,000,000 of 5,000,000 on 01-25; M1 and M2 all of it. B1 and
+    // B2 are given their second tranche and marked misused on the 20th after its run: B1 marked
+    // first, B2 paid out first.
     let mut ids = Vec::new();
-    for (contract_number, household) in [("T1", "H-T1"), ("T2", "H-T2")] {
-        let id = contract(&app, &t, contract_number, household, 5_000_000).await;
+    for contract_number in ["T1", "T2", "B1", "B2"] {
+        let household = format!("H-{contract_number}");
+        let id = contract(&app, &t, contract_number, &household, 5_000_000).await;
         let first = pb::DisburseRequest {
             value_date: "2021-01-25".into(),
             amount_fen: 3_000_000,
@@ -1097,23 +1100,9 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
         app.loans(&t.bank).disburse(first).await.expect("the first tranche");
         ids.push(id);
     }
-    let (t1, t2) = (ids[0].clone(), ids[1].clone());
+    let [t1, t2, b1, b2] = <[String; 4]>::try_from(ids).expect("four loans");
     let m1 = disbursed(&app, &t, "M1", "H-M1", 5_000_000, "2021-01-25").await;
     let m2 = disbursed(&app, &t, "M2", "H-M2", 5_000_000, "2021-01-25").await;
-    // B1 and B2 as T1 and T2, each given its second tranche and marked misused on the 20th
-    // after its run: B1 marked first, B2 paid out first.
-    let mut both = Vec::new();
-    for (contract_number, household) in [("B1", "H-B1"), ("B2", "H-B2")] {
-        let id = contract(&app, &t, contract_number, household, 5_000_000).await;
-        let first = pb::DisburseRequest {
-            value_date: "2021-01-25".into(),
-            amount_fen: 3_000_000,
-            ..tranche(&id)
-        };
-        app.loans(&t.bank).disburse(first).await.expect("the first tranche");
-        both.push(id);
-    }
-    let (b1, b2) = (both[0].clone(), both[1].clone());
     // Before the 03-20 run: T2's second tranche and M2's misuse; after it, T1's and M1's.
     app.loans(&t.bank).disburse(tranche(&t2)).await.expect("T2's tranche before the run");
     app.loans(&t.finance).mark_misuse(misuse(&m2)).await.expect("M2 marked before the run");
