@@ -13,7 +13,6 @@ use crate::app::servicing::{loan_as_of, run_settlement};
 use crate::domain::calendar::CalendarError;
 use crate::domain::date::add_months;
 use crate::domain::date::{BusinessDate, format_date};
-use crate::domain::identity::IdNumber;
 use crate::domain::interest::InterestError;
 use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
 use crate::domain::money::Rounding;
@@ -360,8 +359,7 @@ impl LoanService for Api {
         let contract_number = parse::id("contract_number", &contract_number)?;
         let loan_id = parse::new_loan_id(&bank_id, &contract_number)?;
         tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
-        let id_number =
-            IdNumber::parse(&borrower_id_number).map_err(|e| invalid("borrower_id_number", e))?;
+        let id_number = parse::id_number("borrower_id_number", &borrower_id_number, self.today())?;
         let contract_date = parse::value_date("contract_date", &contract_date, self.today())?;
         if term_months == 0 {
             return Err(invalid("term_months", "must be at least 1"));

@@ -4,6 +4,7 @@ use tonic::Status;
 
 use super::error::invalid;
 use crate::domain::date::{BusinessDate, parse_date};
+use crate::domain::identity::IdNumber;
 use crate::domain::ids::{check_bank_id, check_id, check_loan_id, check_text};
 use crate::domain::money::Fen;
 use crate::domain::rate::AnnualRate;
@@ -102,6 +103,16 @@ fn shown(value: &str) -> String {
 
 pub fn optional_date(field: &str, value: &str) -> Result<Option<BusinessDate>, Status> {
     if value.is_empty() { Ok(None) } else { date(field, value).map(Some) }
+}
+
+/// A national ID number (GB 11643: its form, check digit and birth date), born by `today`: a
+/// birth date to come is no real person's.
+pub fn id_number(field: &str, value: &str, today: BusinessDate) -> Result<IdNumber, Status> {
+    let id = IdNumber::parse(value).map_err(|e| invalid(field, e))?;
+    if id.birth_date() > today {
+        return Err(invalid(field, "has a birth date after today's"));
+    }
+    Ok(id)
 }
 
 pub fn rate(field: &str, value: &str) -> Result<AnnualRate, Status> {

@@ -10,7 +10,6 @@ use crate::app::auth::Role;
 use crate::app::command::{Command, Outcome};
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
-use crate::domain::identity::IdNumber;
 use crate::domain::lpr::LprEntry;
 use crate::domain::policy::{PolicyVersion, in_force};
 
@@ -114,8 +113,7 @@ impl RegistryService for Api {
         } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
-        let id_number =
-            IdNumber::parse(&head_id_number).map_err(|e| invalid("head_id_number", e))?;
+        let id_number = parse::id_number("head_id_number", &head_id_number, self.today())?;
         let command = Command::RegisterHousehold {
             household: HouseholdRecord {
                 household_id: parse::id("household_id", &household_id)?,
@@ -185,6 +183,11 @@ impl RegistryService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetHouseholdRequest { household_id } = request.into_inner();
         let household_id = parse::id("household_id", &household_id)?;
+        // The operator reads no household: refused before the lookup, so that its answer is the
+        // same whether the household exists or not.
+        if actor.role == Role::Operator {
+            return Err(deny("the operator reads no household"));
+        }
         let view = self
             .db
             .get_household(&household_id)

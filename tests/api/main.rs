@@ -679,6 +679,11 @@ async fn malformed_input(backend: Backend) {
             "borrower_id_number",
             Box::new(|r: &mut pb::CreateLoanRequest| r.borrower_id_number = "12345".into()),
         ),
+        // Well formed, its check digit right, born in years to come: no real person's.
+        (
+            "borrower_id_number",
+            Box::new(|r: &mut pb::CreateLoanRequest| r.borrower_id_number = id_number("20990101")),
+        ),
     ];
     for (i, (field, change)) in cases.iter().enumerate() {
         let mut req = standard_loan(&format!("C-BAD-{i}"), HOUSEHOLD);
@@ -773,6 +778,8 @@ async fn malformed_input(backend: Backend) {
     let mut bad_id = household_request("H-BAD", "19800517");
     bad_id.head_id_number = "45012119800517123".into();
     expect_invalid(registry.register_household(bad_id).await, "head_id_number");
+    let unborn = household_request("H-BAD", "20990101");
+    expect_invalid(registry.register_household(unborn).await, "head_id_number");
     let mut bad_date = household_request("H-BAD", "19800517");
     bad_date.status_effective_date = "2016-00-01".into();
     expect_invalid(registry.register_household(bad_date).await, "status_effective_date");
@@ -2824,12 +2831,15 @@ async fn authentication_and_roles(backend: Backend) {
             .await,
         Code::PermissionDenied,
     );
-    expect_code(
-        operator_registry
-            .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
-            .await,
-        Code::PermissionDenied,
-    );
+    for household_id in [HOUSEHOLD, "NO-SUCH-HOUSEHOLD"] {
+        // Alike whether the household exists or not: the operator learns nothing of either.
+        expect_code(
+            operator_registry
+                .get_household(pb::GetHouseholdRequest { household_id: household_id.into() })
+                .await,
+            Code::PermissionDenied,
+        );
+    }
     let policy = operator_registry
         .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: String::new() })
         .await
