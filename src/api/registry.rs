@@ -203,6 +203,11 @@ impl RegistryService for Api {
             },
             _ => actor.reads_ledger(&view.row.ledger_id),
         };
+        if !allowed && actor.role == Role::Bank {
+            // As a missing one: a bank does not learn whether a household outside the ledger
+            // it lends in exists (as another bank's loan is answered).
+            return Err(Status::not_found(format!("household {household_id} not found")));
+        }
         if !allowed {
             return Err(deny("this household is outside your ledger"));
         }

@@ -2810,6 +2810,21 @@ async fn authentication_and_roles(backend: Backend) {
         app.registry(&elsewhere).register_household(household_request("H-ELSE", "19800517")).await,
         Code::PermissionDenied,
     );
+    // A household of a ledger the bank does not lend in is answered as a missing one: the bank
+    // does not learn whether it exists.
+    app.create_ledger(&t.operator, "450122", "another county").await;
+    let mut other = household_request("H-ELSE", "19800517");
+    other.ledger_id = "450122".into();
+    app.registry(&elsewhere).register_household(other).await.expect("its own ledger's household");
+    for household_id in ["H-ELSE", "NO-SUCH-HOUSEHOLD"] {
+        let status = expect_code(
+            app.registry(&t.bank)
+                .get_household(pb::GetHouseholdRequest { household_id: household_id.into() })
+                .await,
+            Code::NotFound,
+        );
+        assert_eq!(status.message(), format!("household {household_id} not found"));
+    }
 
     // The operator sets the service up (ledgers, banks, the LPR table; tokens on the command
     // line) and reads health (DESIGN.md's role table): it neither writes a ledger's registry,
