@@ -561,8 +561,18 @@ impl Servicing {
         }
     }
 
+    /// Whether the loan's principal bears penalty instead of interest on `day`: past maturity,
+    /// or misused.
+    fn breached_on(&self, day: NaiveDate) -> bool {
+        day >= self.maturity() || self.is_misused_on(day)
+    }
+
+    fn is_misused_on(&self, day: NaiveDate) -> bool {
+        self.misuse_since.is_some_and(|m| day >= m)
+    }
+
     fn penalty_rate(&self, terms: &ServicingTerms, day: NaiveDate) -> AnnualRate {
-        if self.misuse_since.is_some_and(|m| day >= m) {
+        if self.is_misused_on(day) {
             terms.rate.with_uplift(terms.misuse_uplift)
         } else {
             terms.rate.with_uplift(terms.overdue_uplift)
@@ -610,7 +620,7 @@ impl Servicing {
             for item in &self.interest_due {
                 cut(self.compound_from(terms, item));
             }
-            let breached = from >= maturity || self.misuse_since.is_some_and(|m| from >= m);
+            let breached = self.breached_on(from);
             let penalty_rate = self.penalty_rate(terms, from);
             if breached {
                 push_segment(
@@ -1004,8 +1014,7 @@ impl Servicing {
                 .filter(|&b| b > day && b < to)
                 .min()
                 .unwrap_or(to);
-            let breached = day >= maturity || self.misuse_since.is_some_and(|m| day >= m);
-            if breached {
+            if self.breached_on(day) {
                 let rate = self.penalty_rate(terms, day);
                 push_segment(&mut self.penalty_segments, day, next, base, rate)?;
             } else {
