@@ -443,6 +443,17 @@ struct Group {
     /// only ([`Writer::prefetch`] names each command's; one it did not is a fault that fails
     /// the group rather than a read that would miss what the group did to it).
     households: HashMap<String, Option<HouseholdView>>,
+    /// The household each head identity number of the group's registrations heads, by
+    /// (ledger, identity number): read at the group's start, with the group's own registrations
+    /// added as they are planned, so that a second registration of one head in a ledger is
+    /// refused within a group as across groups (registrations are never planned ahead of a
+    /// commit: [`Writer::may_speculate`]).
+    headed: HashMap<(String, String), String>,
+    /// The open programme loans of the borrowers that the group's contracts name, by identity
+    /// number, as stored at its start (the group's own loans are put on top:
+    /// [`borrower_loans`]); with [`Group::headed`], which also holds the households those
+    /// borrowers head, what a contract's borrower rule reads.
+    borrowers: HashMap<String, Vec<LoanState>>,
     /// The open loans of the households that the group's contracts name, as stored at its
     /// start: the group's own loans are written only at its commit, so a read later in the
     /// transaction would find the same rows (a contract puts the group's changes on top).
@@ -833,6 +844,46 @@ fn household_loans(g: &Group, household_id: &str) -> Result<HashMap<String, Loan
         }
     }
     Ok(open)
+}
+
+/// The open programme loans of borrower `id_number` as the group sees them: as stored at its
+/// start ([`Group::borrowers`]) with the group's own loans on top.
+fn borrower_loans(g: &Group, id_number: &str) -> Result<HashMap<String, LoanState>, AppError> {
+    let stored = g.borrowers.get(id_number).ok_or_else(|| {
+        AppError::Internal("a borrower's open loans were not read for its group".into())
+    })?;
+    let mut open: HashMap<String, LoanState> =
+        stored.iter().map(|l| (l.terms.loan_id.clone(), l.clone())).collect();
+    for (id, l) in &g.loans {
+        if l.terms.borrower_id_number == id_number {
+            open.insert(id.clone(), l.clone());
+        }
+    }
+    Ok(open)
+}
+
+/// The household other than `household_id` that borrower `terms` belongs to in `ledger_id`, if
+/// any: one it heads, or one it has an open loan for on the contract date (counted as the cap
+/// counts it). A person belongs to one household, whose cap counts all its members' loans.
+fn borrowers_other_household(
+    g: &Group,
+    ledger_id: &str,
+    terms: &crate::domain::loan::LoanTerms,
+) -> Result<Option<String>, AppError> {
+    let key = (ledger_id.to_string(), terms.borrower_id_number.clone());
+    if let Some(headed) = g.headed.get(&key)
+        && *headed != terms.household_id
+    {
+        return Ok(Some(headed.clone()));
+    }
+    let mut others: Vec<String> = borrower_loans(g, &terms.borrower_id_number)?
+        .into_values()
+        .filter(|l| l.terms.ledger_id == ledger_id && l.terms.household_id != terms.household_id)
+        .filter(|l| l.status.is_open() && !l.is_expired_contract(terms.contract_date))
+        .map(|l| l.terms.household_id.clone())
+        .collect();
+    others.sort_unstable();
+    Ok(others.into_iter().next())
 }
 
 /// The answer of a command held back by its call ([`Call`]).
@@ -1506,6 +1557,9 @@ impl Writer {
         // refused as existing; missing, it is not looked up again).
         let mut loan_ids: Vec<String> = Vec::new();
         let (mut households, mut contracted): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+        // Identity numbers: the heads of registrations and the borrowers of contracts (a person
+        // belongs to one household of a ledger, see `Group::headed` and `Group::borrowers`).
+        let (mut heads, mut borrowers): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
         for e in group {
             loan_ids.extend(e.command.loan_id().map(String::from));
             match &e.command {
@@ -1514,15 +1568,33 @@ impl Writer {
                     loan_ids.extend(terms.renews_loan_id.clone());
                     households.push(&terms.household_id);
                     contracted.push(&terms.household_id);
+                    heads.push(&terms.borrower_id_number);
+                    borrowers.push(&terms.borrower_id_number);
                 }
                 Command::RegisterHousehold { household, .. } => {
                     households.push(&household.household_id);
+                    heads.push(&household.head_id_number);
                 }
                 Command::SetHouseholdStatus { household_id, .. } => households.push(household_id),
                 _ => {}
             }
         }
         self.prefetch_households(tx, g, households, contracted).await?;
+        if !heads.is_empty() {
+            heads.sort_unstable();
+            heads.dedup();
+            for (ledger_id, head, household_id) in tx.households_headed_by(&heads).await? {
+                g.headed.entry((ledger_id, head)).or_insert(household_id);
+            }
+        }
+        if !borrowers.is_empty() {
+            borrowers.sort_unstable();
+            borrowers.dedup();
+            g.borrowers = borrowers.iter().map(|id| (id.to_string(), Vec::new())).collect();
+            for loan in tx.open_loans_of_borrowers(&borrowers).await? {
+                g.borrowers.entry(loan.terms.borrower_id_number.clone()).or_default().push(loan);
+            }
+        }
         loan_ids.sort_unstable();
         loan_ids.dedup();
         // Cached states move into the group (and come back after its commit).
@@ -1887,6 +1959,19 @@ impl Writer {
                     }
                     .into());
                 }
+                let head = (ledger_id.clone(), household.head_id_number.clone());
+                if let Some(other) = g.headed.get(&head) {
+                    return Err(DomainError::refused(
+                        Reason::HeadAlreadyRegistered,
+                        format!(
+                            "head_id_number already heads household {other} of ledger \
+                             {ledger_id}: a person heads one household of a ledger, whose cap \
+                             counts all its members' loans"
+                        ),
+                    )
+                    .with("household_id", other)
+                    .into());
+                }
                 Planned {
                     ledger_id: ledger_id.clone(),
                     event: JournalEvent::HouseholdRegistered {
@@ -2077,6 +2162,19 @@ impl Writer {
                 let LoanEvent::Created { terms } = &event else {
                     return Err(AppError::Internal("origination planned another event".into()));
                 };
+                if let Some(other) = borrowers_other_household(g, &bank.ledger_id, terms)? {
+                    return Err(DomainError::refused(
+                        Reason::BorrowerOfAnotherHousehold,
+                        format!(
+                            "borrower_id_number belongs to household {other} of ledger {}: a \
+                             person borrows for the one household they head or owe an open \
+                             loan for, whose cap counts all its members' loans",
+                            bank.ledger_id
+                        ),
+                    )
+                    .with("household_id", other)
+                    .into());
+                }
                 let new_terms = Box::new(terms.clone());
                 tracing::debug!(status = ?status_on(&household.statuses, terms.contract_date), "origination accepted");
                 Planned {
@@ -2222,6 +2320,10 @@ impl Writer {
                 g.staged.statuses.push((row.household_id.clone(), seq_i64, status.clone()));
                 let view = HouseholdView { row: row.clone(), statuses: vec![status.clone()] };
                 g.households.insert(row.household_id.clone(), Some(view));
+                g.headed.insert(
+                    (row.ledger_id.clone(), row.head_id_number.clone()),
+                    row.household_id.clone(),
+                );
                 Outcome::Household {
                     household: crate::domain::event::HouseholdRecord {
                         household_id: row.household_id,

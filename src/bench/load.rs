@@ -133,8 +133,13 @@ impl Scratch {
     }
 }
 
+/// A valid identity number of its own for each `serial` (a head heads one household of a
+/// ledger): a thousand a birth date, the dates a day apart from 1970-01-01 (a million households
+/// born up to 1972-09-26; the borrowers stay of working age on the bench's contract date).
 pub(crate) fn id_number(serial: u32) -> String {
-    let first17 = format!("450121198001{:02}{:03}", 1 + serial % 28, serial % 1000);
+    let birth = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date")
+        + chrono::Days::new(u64::from(serial / 1000));
+    let first17 = format!("450121{}{:03}", birth.format("%Y%m%d"), serial % 1000);
     let c = check_char(first17.as_bytes()) as char;
     format!("{first17}{c}")
 }

@@ -26,6 +26,8 @@ pub enum Reason {
     ExtensionNotAllowed = 18,
     LoanNotOverdue = 19,
     RenewalMismatch = 20,
+    HeadAlreadyRegistered = 21,
+    BorrowerOfAnotherHousehold = 22,
 }
 
 impl Reason {
@@ -52,6 +54,8 @@ impl Reason {
             Reason::ExtensionNotAllowed => "EXTENSION_NOT_ALLOWED",
             Reason::LoanNotOverdue => "LOAN_NOT_OVERDUE",
             Reason::RenewalMismatch => "RENEWAL_MISMATCH",
+            Reason::HeadAlreadyRegistered => "HEAD_ALREADY_REGISTERED",
+            Reason::BorrowerOfAnotherHousehold => "BORROWER_OF_ANOTHER_HOUSEHOLD",
         }
     }
 }

@@ -597,6 +597,29 @@ impl WriteTx {
         Ok(found)
     }
 
+    /// The households headed by any of `head_id_numbers` (as stored: upper case), in any ledger:
+    /// (ledger_id, head_id_number, household_id), through `household_head_idx`. A statement a
+    /// chunk, for all the registrations of a group.
+    pub async fn households_headed_by(
+        &mut self,
+        head_id_numbers: &[&str],
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in head_id_numbers.chunks(chunk_rows(1)) {
+            let rows: Vec<(String, String, String)> = on_tx_built!(self, q, c => {
+                q.push(
+                    "select ledger_id, head_id_number, household_id from household \
+                     where head_id_number in (",
+                );
+                push_list(&mut q, chunk);
+                q.push(") order by household_id");
+                q.build_query_as().fetch_all(c).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     pub async fn policies(&mut self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
         let rows: Vec<PolicyRow> =
             on_tx!(self, c => sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(c).await?);
@@ -641,6 +664,33 @@ impl WriteTx {
                     loan_columns!(),
                     " from loan where status not in ('settled', 'written_off') \
                      and household_id in ("
+                ));
+                push_list(&mut q, chunk);
+                q.push(")");
+                q.build_query_as().fetch_all(c).await?
+            });
+            for r in rows {
+                found.push(r.into_state()?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The open programme loans of these borrowers (identity numbers as stored) as stored, in
+    /// any ledger (the caller merges the group's changes): one statement a chunk, through
+    /// `loan_borrower_idx`.
+    pub async fn open_loans_of_borrowers(
+        &mut self,
+        id_numbers: &[&str],
+    ) -> Result<Vec<LoanState>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in id_numbers.chunks(chunk_rows(1)) {
+            let rows: Vec<LoanRow> = on_tx_built!(self, q, c => {
+                q.push(concat!(
+                    "select ",
+                    loan_columns!(),
+                    " from loan where status not in ('settled', 'written_off') \
+                     and borrower_id_number in ("
                 ));
                 push_list(&mut q, chunk);
                 q.push(")");

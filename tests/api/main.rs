@@ -57,6 +57,8 @@ on_both_backends!(
     a_loan_stored_whole_by_an_earlier_version,
     postings_text_is_checked_as_postings,
     a_head_stored_far_ahead_is_reported,
+    a_person_heads_one_household_of_a_ledger,
+    a_person_borrows_for_one_household_of_a_ledger,
     rows_before_the_chain_are_reported,
     mistyped_journal_columns_are_reported,
     journal_scan_pages,
@@ -1982,6 +1984,147 @@ async fn a_head_stored_far_ahead_is_reported(backend: Backend) {
     assert_eq!(v.first_break_seq, head, "{v:?}");
     assert_eq!(v.problems[0], format!("seq {head} is missing (next stored is {})", i64::MAX));
     assert_eq!(v.head_seq, i64::MAX as u64);
+    app.finish().await;
+}
+
+/// A head's identity number heads one household of a ledger: a second household under it would
+/// double the household cap, which counts all members' loans together. The refusal names the
+/// household the person heads, is recorded (a retry gets it again, nothing is registered), and
+/// holds within one group as across groups; another ledger may register the same person.
+async fn a_person_heads_one_household_of_a_ledger(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let mut registry = app.registry(&t.finance);
+    let head = registry
+        .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+        .await
+        .expect("the seeded household")
+        .into_inner()
+        .head_id_number;
+    assert!(!head.contains('*'), "in full to the finance office: {head}");
+    let before = app.verify(&t.auditor).await.head_seq;
+
+    // The same person again, sent with spaces around it (read as the same number).
+    let mut again = household_request("H-TWICE", "19800517");
+    again.head_id_number = format!(" {} ", head.to_lowercase());
+    for _ in 0..2 {
+        let status = expect_refused(
+            registry.register_household(again.clone()).await,
+            "HEAD_ALREADY_REGISTERED",
+        );
+        assert!(
+            status.message().starts_with(
+                "HEAD_ALREADY_REGISTERED: head_id_number already heads household H001 of ledger 450121"
+            ),
+            "{status:?}"
+        );
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.metadata.get("household_id").map(String::as_str), Some(HOUSEHOLD));
+    }
+    expect_code(
+        registry.get_household(pb::GetHouseholdRequest { household_id: "H-TWICE".into() }).await,
+        Code::NotFound,
+    );
+    // A new request for the same person in another household is refused alike.
+    again.request_id = rid("household");
+    again.household_id = "H-THRICE".into();
+    expect_refused(registry.register_household(again).await, "HEAD_ALREADY_REGISTERED");
+
+    // Two registrations of one new head at once: one household is registered, whichever
+    // group or order they meet in, and the other is refused naming it.
+    let person = id_number("19750101");
+    let mut first = household_request("H-A", "19750101");
+    first.head_id_number = person.clone();
+    let mut second = household_request("H-B", "19750101");
+    second.head_id_number = person.clone();
+    let (mut r1, mut r2) = (app.registry(&t.finance), app.registry(&t.finance));
+    let (a, b) = tokio::join!(r1.register_household(first), r2.register_household(second));
+    let (registered, refused) = match (a, b) {
+        (Ok(_), Err(e)) => ("H-A", Err::<(), _>(e)),
+        (Err(e), Ok(_)) => ("H-B", Err(e)),
+        other => panic!("one of the two is registered: {other:?}"),
+    };
+    let status = expect_refused(refused.map(tonic::Response::new), "HEAD_ALREADY_REGISTERED");
+    assert_eq!(
+        status.get_details_error_info().expect("ErrorInfo").metadata.get("household_id"),
+        Some(&registered.to_string())
+    );
+
+    // Another ledger registers the same person: the rule is a ledger's.
+    app.create_ledger(&t.operator, "450122", "another county").await;
+    let elsewhere = app.token(Role::Finance, "450122").await;
+    let mut other = household_request("H-ELSE", "19800517");
+    other.ledger_id = "450122".into();
+    other.head_id_number = head.clone();
+    app.registry(&elsewhere).register_household(other).await.expect("another ledger's household");
+
+    // Only the two households went into the journal, and it verifies.
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.head_seq, before + 1, "one registration in this ledger");
+    app.finish().await;
+}
+
+/// A borrower belongs to one household of a ledger: the one they head, or the one they owe an
+/// open loan for (counted as the cap counts it). Otherwise a person could borrow up to the cap
+/// for each of two households. The refusal names the household, is recorded, and lifts once the
+/// person's loans of that household no longer count (here: contracts never paid out whose
+/// maturity has come).
+async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let head_of_h2 = id_number("19700101");
+    let mut h2 = household_request("H002", "19700101");
+    h2.head_id_number = head_of_h2.clone();
+    app.registry(&t.finance).register_household(h2).await.expect("H002");
+    let mut loans = app.loans(&t.bank);
+    let loan_to = |contract: &str, household: &str, borrower: &str| {
+        let mut req = standard_loan(contract, household);
+        req.borrower_id_number = borrower.to_string();
+        req.principal_fen = 1_000_000;
+        req
+    };
+    let refused_for = |status: tonic::Status, household: &str| {
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "BORROWER_OF_ANOTHER_HOUSEHOLD", "{status:?}");
+        assert_eq!(info.metadata.get("household_id").map(String::as_str), Some(household));
+        assert!(status.message().contains(&format!("belongs to household {household}")));
+    };
+
+    // H002's head borrows for H001: refused, naming H002, and again when retried.
+    let req = loan_to("C1", HOUSEHOLD, &head_of_h2);
+    for _ in 0..2 {
+        refused_for(
+            expect_code(loans.create_loan(req.clone()).await, Code::FailedPrecondition),
+            "H002",
+        );
+    }
+    // A member of H001 (heading none) borrows for it, and again; then for H002: refused.
+    let member = id_number("19850301");
+    app.create_loan(&t.bank, loan_to("C2", HOUSEHOLD, &member)).await;
+    app.create_loan(&t.bank, loan_to("C3", HOUSEHOLD, &member)).await;
+    let req = loan_to("C4", "H002", &member);
+    refused_for(expect_code(loans.create_loan(req).await, Code::FailedPrecondition), HOUSEHOLD);
+    // H002's own head borrows for it.
+    app.create_loan(&t.bank, loan_to("C5", "H002", &head_of_h2)).await;
+    expect_code(
+        loans.get_loan(pb::GetLoanRequest { loan_id: loan_id("C4"), as_of: String::new() }).await,
+        Code::NotFound,
+    );
+
+    // A year on, C2 and C3 (never paid out, matured 2022-01-25) no longer count: the member may
+    // borrow for H002.
+    let mut later = loan_to("C6", "H002", &member);
+    later.contract_date = "2022-03-01".into();
+    later.annual_rate = "0.037".into(); // the 1-year LPR then
+    app.create_loan(&t.bank, later).await;
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
     app.finish().await;
 }
 

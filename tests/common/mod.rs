@@ -564,9 +564,15 @@ pub fn id_number_in(region: &str, birth: &str, serial: u32) -> String {
     format!("{first17}{}", CHECK[(sum % 11) as usize] as char)
 }
 
-/// A valid identity number from the ledger's county for a person born on `birth` (YYYYMMDD).
+/// A valid identity number for a person born on `birth` (YYYYMMDD), none given twice by one
+/// test process (a head heads one household of a ledger, so two households' heads must differ):
+/// the ledger's county for the first thousand, then its neighbours' codes.
 pub fn id_number(birth: &str) -> String {
-    id_number_in(LEDGER, birth, rand::random::<u32>() % 1000)
+    static GIVEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = GIVEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let county: u32 = LEDGER[3..].parse().expect("the ledger is a county code");
+    let region = format!("{}{:03}", &LEDGER[..3], (county + n / 1000) % 1000);
+    id_number_in(&region, birth, n % 1000)
 }
 
 pub fn household_request(household_id: &str, head_birth: &str) -> pb::RegisterHouseholdRequest {

@@ -364,10 +364,11 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
 /// group keeps what it registers), another (over the cap with the group's own loan) and loan 3
 /// again (exists, the group's own); household 2 set not eligible from 2016-06-01, then a loan of it
 /// (refused: the group keeps the status it records), and the status change's answer with both
-/// entries; a loan of household 4, never registered (not found). Had the group seen only what it
-/// read at its start, household 3's loan would be refused as unregistered and household 2's
-/// accepted; had it not put the stored and its own loans under the cap, the loans over it would be
-/// accepted.
+/// entries; a loan of household 4, never registered (not found); households 9 and 10 headed by
+/// the heads of household 3 (the group's own) and household 7 (stored), both refused
+/// ([`super::Group::headed`]). Had the group seen only what it read at its start, household 3's
+/// loan would be refused as unregistered, household 2's accepted and household 9 registered; had
+/// it not put the stored and its own loans under the cap, the loans over it would be accepted.
 async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
     db.migrate().await.unwrap();
     let (w, task) = spawn_writer(db);
@@ -388,6 +389,14 @@ async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
         }
         (request_id.to_string(), command)
     };
+    // Household `n` registered with household `head_of`'s head.
+    let headed_by = |n: u32, head_of: u32| {
+        let (_, mut command) = register(n);
+        if let Command::RegisterHousehold { household, .. } = &mut command {
+            household.head_id_number = id_number(head_of);
+        }
+        (format!("h{n}"), command)
+    };
     let not_eligible = Command::SetHouseholdStatus {
         household_id: "H2".into(),
         entry: StatusEntry {
@@ -407,6 +416,8 @@ async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
         w.queue_many(&office, vec![("s2".into(), not_eligible)], false).await,
         w.queue_many(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
         w.queue_many(&bank(), vec![contract(4, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.queue_many(&office, vec![headed_by(9, 3)], false).await,
+        w.queue_many(&office, vec![headed_by(10, 7)], false).await,
     ];
     let mut texts = Vec::new();
     for call in calls {
@@ -433,6 +444,8 @@ async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
         "H2 [\"registered_poor\", \"not_eligible\"]",
         "household H2 is not_eligible on 2021-01-25",
         "household H4 not found",
+        "head_id_number already heads household H3 of ledger T",
+        "head_id_number already heads household H7 of ledger T",
     ];
     assert_eq!(texts.len(), expected.len(), "{texts:?}");
     for (i, (text, expected)) in texts.iter().zip(expected).enumerate() {
@@ -444,6 +457,60 @@ async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
         groups, 4,
         "the ledger and bank, the households, the first loans, then the commands above as one group"
     );
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop(w);
+    task.await.unwrap();
+}
+
+/// A borrower belongs to one household of a ledger, within one group as across groups
+/// ([`super::Group::borrowers`], [`super::Group::headed`]). One group, after the registry's two:
+/// a loan of household 1 to a person who heads no household (accepted); a loan of household 2 to
+/// the same person (refused: the group's own open loan puts them in household 1); a loan of
+/// household 2 to household 3's head (refused: stored); a loan of household 2 to its own head
+/// (accepted); a loan of household 1 to the first person again (accepted: the same household).
+async fn a_borrower_belongs_to_one_household(db: &Db) {
+    db.migrate().await.unwrap();
+    let (w, task) = spawn_writer(db);
+    register_all(&w, 3).await;
+    // Loan `n` of household `household` to the person of identity number `id`.
+    let loan_to = |n: u32, household: u32, id: String| {
+        let (_, mut command) = contract(household, 1_000_000, "0.0385");
+        if let Command::CreateLoan { terms } = &mut command {
+            terms.loan_id = loan_id(n);
+            terms.contract_number = n.to_string();
+            terms.borrower_id_number = id;
+        }
+        (format!("c{n}"), command)
+    };
+    let member = id_number(100);
+    let calls = vec![
+        w.queue_many(&bank(), vec![loan_to(21, 1, member.clone())], false).await,
+        w.queue_many(&bank(), vec![loan_to(22, 2, member.clone())], false).await,
+        w.queue_many(&bank(), vec![loan_to(23, 2, id_number(3))], false).await,
+        w.queue_many(&bank(), vec![loan_to(24, 2, id_number(2))], false).await,
+        w.queue_many(&bank(), vec![loan_to(25, 1, member)], false).await,
+    ];
+    let mut texts = Vec::new();
+    for call in calls {
+        texts.extend(call.wait().await.into_iter().map(|r| match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        }));
+    }
+    let expected = [
+        "ok",
+        "borrower_id_number belongs to household H1 of ledger T",
+        "borrower_id_number belongs to household H3 of ledger T",
+        "ok",
+        "ok",
+    ];
+    assert_eq!(texts.len(), expected.len(), "{texts:?}");
+    for (i, (text, expected)) in texts.iter().zip(expected).enumerate() {
+        let right = if expected == "ok" { text == "ok" } else { text.contains(expected) };
+        assert!(right, "command {i}: {text:?}, expected {expected:?}");
+    }
+    assert_eq!(groups_committed(db).await, 3, "the registry's two groups, then the contracts");
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     drop(w);
@@ -802,6 +869,7 @@ on_both_backends!(
     a_settlement_run_over_pages,
     a_group_reads_its_own_registry_writes,
     a_group_reads_households_once_and_sees_its_own_changes,
+    a_borrower_belongs_to_one_household,
     brief_answers,
     a_loan_changed_again_by_the_group_planned_ahead,
     a_group_with_the_database_away,
