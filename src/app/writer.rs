@@ -443,12 +443,14 @@ struct Group {
     /// only ([`Writer::prefetch`] names each command's; one it did not is a fault that fails
     /// the group rather than a read that would miss what the group did to it).
     households: HashMap<String, Option<HouseholdView>>,
-    /// The household each head identity number of the group's registrations heads, by
-    /// (ledger, identity number): read at the group's start, with the group's own registrations
-    /// added as they are planned, so that a second registration of one head in a ledger is
-    /// refused within a group as across groups (registrations are never planned ahead of a
-    /// commit: [`Writer::may_speculate`]).
-    headed: HashMap<(String, String), String>,
+    /// The households each identity number of the group's registrations' heads and contracts'
+    /// borrowers heads, by (ledger, identity number), in household id order: read at the
+    /// group's start, with the group's own registrations added as they are planned, so that a
+    /// second registration of one head in a ledger is refused within a group as across groups
+    /// (registrations and contracts are never planned ahead of a commit:
+    /// [`Writer::may_speculate`]). More than one only for a person registered twice before the
+    /// rule, who may borrow for either.
+    headed: HashMap<(String, String), Vec<String>>,
     /// The open programme loans of the borrowers that the group's contracts name, by identity
     /// number, as stored at its start (the group's own loans are put on top:
     /// [`borrower_loans`]); with [`Group::headed`], which also holds the households those
@@ -872,9 +874,10 @@ fn borrowers_other_household(
 ) -> Result<Option<String>, AppError> {
     let key = (ledger_id.to_string(), terms.borrower_id_number.clone());
     if let Some(headed) = g.headed.get(&key)
-        && *headed != terms.household_id
+        && !headed.contains(&terms.household_id)
+        && let Some(first) = headed.first()
     {
-        return Ok(Some(headed.clone()));
+        return Ok(Some(first.clone()));
     }
     let mut others: Vec<String> = borrower_loans(g, &terms.borrower_id_number)?
         .into_values()
@@ -1584,7 +1587,7 @@ impl Writer {
             heads.sort_unstable();
             heads.dedup();
             for (ledger_id, head, household_id) in tx.households_headed_by(&heads).await? {
-                g.headed.entry((ledger_id, head)).or_insert(household_id);
+                g.headed.entry((ledger_id, head)).or_default().push(household_id);
             }
         }
         if !borrowers.is_empty() {
@@ -1614,21 +1617,39 @@ impl Writer {
         // The open loans of the households of first disbursements of contracts whose maturity
         // a contract of today may have passed, which that disbursement checks
         // (`Command::Disburse`), unless read above.
-        let mut first: Vec<String> = group
+        // So are the open loans of their borrowers, in other households too.
+        let expired: Vec<&LoanState> = group
             .iter()
             .filter(|e| matches!(e.command, Command::Disburse { .. }))
             .filter_map(|e| e.command.loan_id().and_then(|id| g.loans.get(id)))
             .filter(|l| l.is_expired_contract(latest_contract_date(g)))
+            .collect();
+        let mut first: Vec<String> = expired
+            .iter()
             .map(|l| l.terms.household_id.clone())
             .filter(|h| !g.open_loans.contains_key(h))
             .collect();
-        first.sort_unstable();
-        first.dedup();
+        let mut their_borrowers: Vec<String> = expired
+            .iter()
+            .map(|l| l.terms.borrower_id_number.clone())
+            .filter(|b| !g.borrowers.contains_key(b))
+            .collect();
+        for ids in [&mut first, &mut their_borrowers] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
         if !first.is_empty() {
             let ids: Vec<&str> = first.iter().map(String::as_str).collect();
             g.open_loans.extend(first.iter().map(|id| (id.clone(), Vec::new())));
             for loan in tx.open_loans_many(&ids).await? {
                 g.open_loans.entry(loan.terms.household_id.clone()).or_default().push(loan);
+            }
+        }
+        if !their_borrowers.is_empty() {
+            let ids: Vec<&str> = their_borrowers.iter().map(String::as_str).collect();
+            g.borrowers.extend(their_borrowers.iter().map(|id| (id.clone(), Vec::new())));
+            for loan in tx.open_loans_of_borrowers(&ids).await? {
+                g.borrowers.entry(loan.terms.borrower_id_number.clone()).or_default().push(loan);
             }
         }
         Ok(())
@@ -1960,7 +1981,7 @@ impl Writer {
                     .into());
                 }
                 let head = (ledger_id.clone(), household.head_id_number.clone());
-                if let Some(other) = g.headed.get(&head) {
+                if let Some(other) = g.headed.get(&head).and_then(|h| h.first()) {
                     return Err(DomainError::refused(
                         Reason::HeadAlreadyRegistered,
                         format!(
@@ -2211,6 +2232,36 @@ impl Writer {
                         )
                         .into());
                     }
+                    // Nor when its borrower has since contracted for another household, which
+                    // the borrower rule let through because this contract no longer counted
+                    // (`borrowers_other_household`): paid out, the person would owe loans of
+                    // two households.
+                    let mut elsewhere: Vec<LoanState> =
+                        borrower_loans(g, &loan.terms.borrower_id_number)?
+                            .into_values()
+                            .filter(|l| {
+                                l.terms.ledger_id == loan.terms.ledger_id
+                                    && l.terms.household_id != loan.terms.household_id
+                                    && l.status.is_open()
+                                    && loan.is_expired_contract(l.terms.contract_date)
+                            })
+                            .collect();
+                    elsewhere.sort_unstable_by(|a, b| a.terms.loan_id.cmp(&b.terms.loan_id));
+                    if let Some(later) = elsewhere.first() {
+                        return Err(DomainError::refused(
+                            Reason::LoanNotDisbursable,
+                            format!(
+                                "loan {loan_id} was not paid out by its maturity {}, and its \
+                                 borrower has since contracted loan {} of household {} ({}): \
+                                 the contract has expired",
+                                format_date(loan.terms.maturity_date),
+                                later.terms.loan_id,
+                                later.terms.household_id,
+                                format_date(later.terms.contract_date)
+                            ),
+                        )
+                        .into());
+                    }
                 }
                 self.plan_loan(
                     &loan,
@@ -2320,10 +2371,10 @@ impl Writer {
                 g.staged.statuses.push((row.household_id.clone(), seq_i64, status.clone()));
                 let view = HouseholdView { row: row.clone(), statuses: vec![status.clone()] };
                 g.households.insert(row.household_id.clone(), Some(view));
-                g.headed.insert(
-                    (row.ledger_id.clone(), row.head_id_number.clone()),
-                    row.household_id.clone(),
-                );
+                g.headed
+                    .entry((row.ledger_id.clone(), row.head_id_number.clone()))
+                    .or_default()
+                    .push(row.household_id.clone());
                 Outcome::Household {
                     household: crate::domain::event::HouseholdRecord {
                         household_id: row.household_id,

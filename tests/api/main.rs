@@ -2008,7 +2008,7 @@ async fn a_person_heads_one_household_of_a_ledger(backend: Backend) {
 
     // The same person again, sent with spaces around it (read as the same number).
     let mut again = household_request("H-TWICE", "19800517");
-    again.head_id_number = format!(" {} ", head.to_lowercase());
+    again.head_id_number = format!(" {head} ");
     for _ in 0..2 {
         let status = expect_refused(
             registry.register_household(again.clone()).await,
@@ -2031,6 +2031,15 @@ async fn a_person_heads_one_household_of_a_ledger(backend: Backend) {
     again.request_id = rid("household");
     again.household_id = "H-THRICE".into();
     expect_refused(registry.register_household(again).await, "HEAD_ALREADY_REGISTERED");
+    // A number whose check character is X, sent in lower case, is the same person.
+    let mut x = household_request("H-X", "19491231");
+    x.head_id_number = id_number_in("110105", "19491231", 2);
+    assert!(x.head_id_number.ends_with('X'));
+    registry.register_household(x.clone()).await.expect("H-X");
+    x.request_id = rid("household");
+    x.household_id = "H-X2".into();
+    x.head_id_number = x.head_id_number.to_lowercase();
+    expect_refused(registry.register_household(x).await, "HEAD_ALREADY_REGISTERED");
 
     // Two registrations of one new head at once: one household is registered, whichever
     // group or order they meet in, and the other is refused naming it.
@@ -2063,7 +2072,7 @@ async fn a_person_heads_one_household_of_a_ledger(backend: Backend) {
     // Only the two households went into the journal, and it verifies.
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
-    assert_eq!(v.head_seq, before + 1, "one registration in this ledger");
+    assert_eq!(v.head_seq, before + 2, "two registrations in this ledger");
     app.finish().await;
 }
 
@@ -2122,6 +2131,23 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
     later.contract_date = "2022-03-01".into();
     later.annual_rate = "0.037".into(); // the 1-year LPR then
     app.create_loan(&t.bank, later).await;
+    // Nor may C2 be paid out now, back-dated before its maturity: the person would owe loans of
+    // both households.
+    let status = expect_refused(
+        loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: loan_id("C2"),
+                value_date: "2021-06-01".into(),
+                amount_fen: 1_000_000,
+            })
+            .await,
+        "LOAN_NOT_DISBURSABLE",
+    );
+    assert!(
+        status.message().contains("has since contracted loan B1-C6 of household H002"),
+        "{status:?}"
+    );
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");

@@ -469,6 +469,7 @@ async fn a_group_reads_households_once_and_sees_its_own_changes(db: &Db) {
 /// the same person (refused: the group's own open loan puts them in household 1); a loan of
 /// household 2 to household 3's head (refused: stored); a loan of household 2 to its own head
 /// (accepted); a loan of household 1 to the first person again (accepted: the same household).
+/// Then a loan to a person who heads two households, one stored before the rule.
 async fn a_borrower_belongs_to_one_household(db: &Db) {
     db.migrate().await.unwrap();
     let (w, task) = spawn_writer(db);
@@ -513,6 +514,24 @@ async fn a_borrower_belongs_to_one_household(db: &Db) {
     assert_eq!(groups_committed(db).await, 3, "the registry's two groups, then the contracts");
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
+
+    // A person who heads two households, registered before the rule (stored by hand here), may
+    // borrow for either, the one whose id sorts last too.
+    db.execute_raw(&format!(
+        "insert into household (household_id, ledger_id, head_name, head_id_number, township, \
+         village) values ('H4', '{LEDGER}', 'h', '{}', '', '')",
+        id_number(3)
+    ))
+    .await
+    .unwrap();
+    db.execute_raw(
+        "insert into household_status (household_id, seq, effective_date, status, reason) \
+         values ('H4', 1, '2016-03-01', 'registered_poor', '')",
+    )
+    .await
+    .unwrap();
+    let results = w.submit_many(&bank(), vec![loan_to(26, 4, id_number(3))]).await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
     drop(w);
     task.await.unwrap();
 }
