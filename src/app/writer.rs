@@ -832,17 +832,20 @@ fn latest_contract_date(g: &Group) -> BusinessDate {
 
 /// A household's open loans as the group sees them: as read for the group (its contracts' and
 /// its first disbursements' households, [`Writer::prefetch`]) with the group's own changes on top.
-fn household_loans(g: &Group, household_id: &str) -> Result<HashMap<String, LoanState>, AppError> {
+fn household_loans<'g>(
+    g: &'g Group,
+    household_id: &str,
+) -> Result<HashMap<&'g str, &'g LoanState>, AppError> {
     let stored = g.open_loans.get(household_id).ok_or_else(|| {
         AppError::Internal(format!(
             "the open loans of household {household_id} were not read for its group"
         ))
     })?;
-    let mut open: HashMap<String, LoanState> =
-        stored.iter().map(|l| (l.terms.loan_id.clone(), l.clone())).collect();
+    let mut open: HashMap<&str, &LoanState> =
+        stored.iter().map(|l| (l.terms.loan_id.as_str(), l)).collect();
     for (id, l) in &g.loans {
         if l.terms.household_id == household_id {
-            open.insert(id.clone(), l.clone());
+            open.insert(id.as_str(), l);
         }
     }
     Ok(open)
@@ -850,15 +853,18 @@ fn household_loans(g: &Group, household_id: &str) -> Result<HashMap<String, Loan
 
 /// The open programme loans of borrower `id_number` as the group sees them: as stored at its
 /// start ([`Group::borrowers`]) with the group's own loans on top.
-fn borrower_loans(g: &Group, id_number: &str) -> Result<HashMap<String, LoanState>, AppError> {
+fn borrower_loans<'g>(
+    g: &'g Group,
+    id_number: &str,
+) -> Result<HashMap<&'g str, &'g LoanState>, AppError> {
     let stored = g.borrowers.get(id_number).ok_or_else(|| {
         AppError::Internal("a borrower's open loans were not read for its group".into())
     })?;
-    let mut open: HashMap<String, LoanState> =
-        stored.iter().map(|l| (l.terms.loan_id.clone(), l.clone())).collect();
+    let mut open: HashMap<&str, &LoanState> =
+        stored.iter().map(|l| (l.terms.loan_id.as_str(), l)).collect();
     for (id, l) in &g.loans {
         if l.terms.borrower_id_number == id_number {
-            open.insert(id.clone(), l.clone());
+            open.insert(id.as_str(), l);
         }
     }
     Ok(open)
@@ -2236,7 +2242,7 @@ impl Writer {
                     // the borrower rule let through because this contract no longer counted
                     // (`borrowers_other_household`): paid out, the person would owe loans of
                     // two households.
-                    let mut elsewhere: Vec<LoanState> =
+                    let mut elsewhere: Vec<&LoanState> =
                         borrower_loans(g, &loan.terms.borrower_id_number)?
                             .into_values()
                             .filter(|l| {
