@@ -841,14 +841,24 @@ fn household_loans<'g>(
             "the open loans of household {household_id} were not read for its group"
         ))
     })?;
-    let mut open: HashMap<&str, &LoanState> =
+    Ok(with_the_groups_own(g, stored, |l| l.terms.household_id == household_id))
+}
+
+/// `stored`, loans read at a group's start, with the group's own states of the loans `theirs`
+/// picks on top (its changes and its new loans).
+fn with_the_groups_own<'g>(
+    g: &'g Group,
+    stored: &'g [LoanState],
+    theirs: impl Fn(&LoanState) -> bool,
+) -> HashMap<&'g str, &'g LoanState> {
+    let mut loans: HashMap<&str, &LoanState> =
         stored.iter().map(|l| (l.terms.loan_id.as_str(), l)).collect();
     for (id, l) in &g.loans {
-        if l.terms.household_id == household_id {
-            open.insert(id.as_str(), l);
+        if theirs(l) {
+            loans.insert(id.as_str(), l);
         }
     }
-    Ok(open)
+    loans
 }
 
 /// The open programme loans of borrower `id_number` as the group sees them: as stored at its
@@ -860,14 +870,7 @@ fn borrower_loans<'g>(
     let stored = g.borrowers.get(id_number).ok_or_else(|| {
         AppError::Internal("a borrower's open loans were not read for its group".into())
     })?;
-    let mut open: HashMap<&str, &LoanState> =
-        stored.iter().map(|l| (l.terms.loan_id.as_str(), l)).collect();
-    for (id, l) in &g.loans {
-        if l.terms.borrower_id_number == id_number {
-            open.insert(id.as_str(), l);
-        }
-    }
-    Ok(open)
+    Ok(with_the_groups_own(g, stored, |l| l.terms.borrower_id_number == id_number))
 }
 
 /// The household other than `household_id` that borrower `terms` belongs to in `ledger_id`, if

@@ -656,24 +656,12 @@ impl WriteTx {
         &mut self,
         household_ids: &[&str],
     ) -> Result<Vec<LoanState>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in household_ids.chunks(chunk_rows(1)) {
-            let rows: Vec<LoanRow> = on_tx_built!(self, q, c => {
-                q.push(concat!(
-                    "select ",
-                    loan_columns!(),
-                    " from loan where status not in ('settled', 'written_off') \
-                     and household_id in ("
-                ));
-                push_list(&mut q, chunk);
-                q.push(")");
-                q.build_query_as().fetch_all(c).await?
-            });
-            for r in rows {
-                found.push(r.into_state()?);
-            }
-        }
-        Ok(found)
+        const SQL: &str = concat!(
+            "select ",
+            loan_columns!(),
+            " from loan where status not in ('settled', 'written_off') and household_id in ("
+        );
+        self.open_loans_where(SQL, household_ids).await
     }
 
     /// The open programme loans of these borrowers (identity numbers as stored) as stored, in
@@ -683,15 +671,26 @@ impl WriteTx {
         &mut self,
         id_numbers: &[&str],
     ) -> Result<Vec<LoanState>, StoreError> {
+        const SQL: &str = concat!(
+            "select ",
+            loan_columns!(),
+            " from loan where status not in ('settled', 'written_off') \
+             and borrower_id_number in ("
+        );
+        self.open_loans_where(SQL, id_numbers).await
+    }
+
+    /// The loans `sql` selects, a statement ending in an open `in (` list, for each chunk of
+    /// `keys`.
+    async fn open_loans_where(
+        &mut self,
+        sql: &'static str,
+        keys: &[&str],
+    ) -> Result<Vec<LoanState>, StoreError> {
         let mut found = Vec::new();
-        for chunk in id_numbers.chunks(chunk_rows(1)) {
+        for chunk in keys.chunks(chunk_rows(1)) {
             let rows: Vec<LoanRow> = on_tx_built!(self, q, c => {
-                q.push(concat!(
-                    "select ",
-                    loan_columns!(),
-                    " from loan where status not in ('settled', 'written_off') \
-                     and borrower_id_number in ("
-                ));
+                q.push(sql);
                 push_list(&mut q, chunk);
                 q.push(")");
                 q.build_query_as().fetch_all(c).await?
