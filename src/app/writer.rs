@@ -898,6 +898,28 @@ fn borrowers_other_household(
     Ok(others.into_iter().next())
 }
 
+/// The refusal of the first disbursement of `loan`, a contract past its maturity, because
+/// `later` was contracted since without it counting against the cap (`who` contracted it).
+/// Another bank's loan is not named: a bank never learns whether another bank's loan exists.
+fn expired_contract_refused(loan: &LoanState, later: &LoanState, who: &str) -> AppError {
+    let named = if later.terms.bank_id == loan.terms.bank_id {
+        format!("loan {}", later.terms.loan_id)
+    } else {
+        "a loan with another bank".to_string()
+    };
+    DomainError::refused(
+        Reason::LoanNotDisbursable,
+        format!(
+            "loan {} was not paid out by its maturity {}, and {who} {named} since ({}) \
+             without this contract counting against the cap: the contract has expired",
+            loan.terms.loan_id,
+            format_date(loan.terms.maturity_date),
+            format_date(later.terms.contract_date)
+        ),
+    )
+    .into()
+}
+
 /// The answer of a command held back by its call ([`Call`]).
 fn held_back(env: &Envelope) -> AppError {
     AppError::Unavailable(format!(
@@ -2223,23 +2245,21 @@ impl Writer {
                 // the cap).
                 if loan.is_expired_contract(latest_contract_date(g)) {
                     let open = household_loans(g, &loan.terms.household_id)?;
-                    if let Some(later) = open.values().find(|l| {
-                        l.terms.loan_id != loan.terms.loan_id
-                            && l.status.is_open()
-                            && loan.is_expired_contract(l.terms.contract_date)
-                    }) {
-                        return Err(DomainError::refused(
-                            Reason::LoanNotDisbursable,
-                            format!(
-                                "loan {loan_id} was not paid out by its maturity {}, and loan {} \
-                                 was contracted since ({}) without it counting against the \
-                                 household cap: the contract has expired",
-                                format_date(loan.terms.maturity_date),
-                                later.terms.loan_id,
-                                format_date(later.terms.contract_date)
-                            ),
-                        )
-                        .into());
+                    let mut since: Vec<&LoanState> = open
+                        .into_values()
+                        .filter(|l| {
+                            l.terms.loan_id != loan.terms.loan_id
+                                && l.status.is_open()
+                                && loan.is_expired_contract(l.terms.contract_date)
+                        })
+                        .collect();
+                    since.sort_unstable_by(|a, b| a.terms.loan_id.cmp(&b.terms.loan_id));
+                    if let Some(later) = since.first() {
+                        return Err(expired_contract_refused(
+                            &loan,
+                            later,
+                            "its household has contracted",
+                        ));
                     }
                     // Nor when its borrower has since contracted for another household, which
                     // the borrower rule let through because this contract no longer counted
@@ -2257,19 +2277,14 @@ impl Writer {
                             .collect();
                     elsewhere.sort_unstable_by(|a, b| a.terms.loan_id.cmp(&b.terms.loan_id));
                     if let Some(later) = elsewhere.first() {
-                        return Err(DomainError::refused(
-                            Reason::LoanNotDisbursable,
-                            format!(
-                                "loan {loan_id} was not paid out by its maturity {}, and its \
-                                 borrower has since contracted loan {} of household {} ({}): \
-                                 the contract has expired",
-                                format_date(loan.terms.maturity_date),
-                                later.terms.loan_id,
-                                later.terms.household_id,
-                                format_date(later.terms.contract_date)
+                        return Err(expired_contract_refused(
+                            &loan,
+                            later,
+                            &format!(
+                                "its borrower has contracted for household {}",
+                                later.terms.household_id
                             ),
-                        )
-                        .into());
+                        ));
                     }
                 }
                 self.plan_loan(

@@ -2126,13 +2126,17 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
     );
 
     // A year on, C2 and C3 (never paid out, matured 2022-01-25) no longer count: the member may
-    // borrow for H002.
+    // borrow for H002, here from another bank.
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.bank_token("B2").await;
     let mut later = loan_to("C6", "H002", &member);
+    later.bank_id = "B2".into();
     later.contract_date = "2022-03-01".into();
     later.annual_rate = "0.037".into(); // the 1-year LPR then
-    app.create_loan(&t.bank, later).await;
+    app.create_loan(&b2, later).await;
     // Nor may C2 be paid out now, back-dated before its maturity: the person would owe loans of
-    // both households.
+    // both households. The refusal does not name B2's loan: a bank never learns whether another
+    // bank's loan exists.
     let status = expect_refused(
         loans
             .disburse(pb::DisburseRequest {
@@ -2145,9 +2149,13 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
         "LOAN_NOT_DISBURSABLE",
     );
     assert!(
-        status.message().contains("has since contracted loan B1-C6 of household H002"),
+        status.message().contains(
+            "its borrower has contracted for household H002 a loan with another bank since \
+             (2022-03-01)"
+        ),
         "{status:?}"
     );
+    assert!(!status.message().contains("B2"), "{status:?}");
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");

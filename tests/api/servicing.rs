@@ -1017,7 +1017,13 @@ async fn an_expired_contract_frees_the_cap(backend: Backend) {
         loans.disburse(disburse("back-dated", "2022-01-24")).await,
         "LOAN_NOT_DISBURSABLE",
     );
-    assert!(back.message().contains("expired"), "{back:?}");
+    assert!(
+        back.message().contains(
+            "its household has contracted loan B1-E2 since (2022-01-25) without this contract \
+             counting against the cap: the contract has expired"
+        ),
+        "{back:?}"
+    );
     assert_eq!(app.get_loan(&t.bank, &unpaid).await.status, pb::LoanStatus::Contracted as i32);
     assert_verifies(&app, &t).await;
     app.finish().await;
