@@ -899,22 +899,28 @@ fn borrowers_other_household(
 }
 
 /// The refusal of the first disbursement of `loan`, a contract past its maturity, because
-/// `later` was contracted since without it counting against the cap (`who` contracted it).
-/// Another bank's loan is not named: a bank never learns whether another bank's loan exists.
-fn expired_contract_refused(loan: &LoanState, later: &LoanState, who: &str) -> AppError {
-    let named = if later.terms.bank_id == loan.terms.bank_id {
-        format!("loan {}", later.terms.loan_id)
+/// `later` was contracted since without it counting against the cap, by its household or by its
+/// borrower for another household. Another bank's loan is named neither by its id nor by its
+/// date: a bank never learns whether another bank's loan exists, or more of it than the rule
+/// needs.
+fn expired_contract_refused(loan: &LoanState, later: &LoanState) -> AppError {
+    let who = if later.terms.household_id == loan.terms.household_id {
+        "its household".to_string()
     } else {
-        "a loan with another bank".to_string()
+        format!("its borrower, for household {},", later.terms.household_id)
+    };
+    let what = if later.terms.bank_id == loan.terms.bank_id {
+        format!("loan {} since ({})", later.terms.loan_id, format_date(later.terms.contract_date))
+    } else {
+        "a loan with another bank since".to_string()
     };
     DomainError::refused(
         Reason::LoanNotDisbursable,
         format!(
-            "loan {} was not paid out by its maturity {}, and {who} {named} since ({}) \
+            "loan {} was not paid out by its maturity {}, and {who} has contracted {what} \
              without this contract counting against the cap: the contract has expired",
             loan.terms.loan_id,
             format_date(loan.terms.maturity_date),
-            format_date(later.terms.contract_date)
         ),
     )
     .into()
@@ -2244,47 +2250,34 @@ impl Writer {
                 // open, it is not paid out (back-dated before its maturity, it would lend past
                 // the cap).
                 if loan.is_expired_contract(latest_contract_date(g)) {
-                    let open = household_loans(g, &loan.terms.household_id)?;
-                    let mut since: Vec<&LoanState> = open
-                        .into_values()
-                        .filter(|l| {
-                            l.terms.loan_id != loan.terms.loan_id
-                                && l.status.is_open()
-                                && loan.is_expired_contract(l.terms.contract_date)
-                        })
-                        .collect();
-                    since.sort_unstable_by(|a, b| a.terms.loan_id.cmp(&b.terms.loan_id));
-                    if let Some(later) = since.first() {
-                        return Err(expired_contract_refused(
-                            &loan,
-                            later,
-                            "its household has contracted",
-                        ));
-                    }
-                    // Nor when its borrower has since contracted for another household, which
-                    // the borrower rule let through because this contract no longer counted
+                    // Contracted since without this one counting: by its household, or by its
+                    // borrower for another household of the ledger, which the borrower rule let
+                    // through because this contract no longer counted
                     // (`borrowers_other_household`): paid out, the person would owe loans of
                     // two households.
-                    let mut elsewhere: Vec<&LoanState> =
-                        borrower_loans(g, &loan.terms.borrower_id_number)?
-                            .into_values()
-                            .filter(|l| {
-                                l.terms.ledger_id == loan.terms.ledger_id
-                                    && l.terms.household_id != loan.terms.household_id
-                                    && l.status.is_open()
-                                    && loan.is_expired_contract(l.terms.contract_date)
-                            })
-                            .collect();
-                    elsewhere.sort_unstable_by(|a, b| a.terms.loan_id.cmp(&b.terms.loan_id));
-                    if let Some(later) = elsewhere.first() {
-                        return Err(expired_contract_refused(
-                            &loan,
-                            later,
-                            &format!(
-                                "its borrower has contracted for household {}",
-                                later.terms.household_id
-                            ),
-                        ));
+                    let counted_since = |l: &LoanState| {
+                        l.terms.loan_id != loan.terms.loan_id
+                            && l.status.is_open()
+                            && loan.is_expired_contract(l.terms.contract_date)
+                    };
+                    let household = household_loans(g, &loan.terms.household_id)?;
+                    let borrower = borrower_loans(g, &loan.terms.borrower_id_number)?;
+                    let mut since: Vec<&LoanState> = household
+                        .into_values()
+                        .chain(borrower.into_values().filter(|l| {
+                            l.terms.ledger_id == loan.terms.ledger_id
+                                && l.terms.household_id != loan.terms.household_id
+                        }))
+                        .filter(|l| counted_since(l))
+                        .collect();
+                    // The bank's own loans first: another bank's is named only when no loan of
+                    // its own explains the refusal.
+                    since.sort_unstable_by(|a, b| {
+                        let other_bank = |l: &LoanState| l.terms.bank_id != loan.terms.bank_id;
+                        (other_bank(a), &a.terms.loan_id).cmp(&(other_bank(b), &b.terms.loan_id))
+                    });
+                    if let Some(later) = since.first() {
+                        return Err(expired_contract_refused(&loan, later));
                     }
                 }
                 self.plan_loan(

@@ -2127,35 +2127,44 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
 
     // A year on, C2 and C3 (never paid out, matured 2022-01-25) no longer count: the member may
     // borrow for H002, here from another bank.
-    app.register_bank(&t.operator, "B2").await;
-    let b2 = app.bank_token("B2").await;
-    let mut later = loan_to("C6", "H002", &member);
-    later.bank_id = "B2".into();
-    later.contract_date = "2022-03-01".into();
-    later.annual_rate = "0.037".into(); // the 1-year LPR then
-    app.create_loan(&b2, later).await;
+    app.register_bank(&t.operator, "A2").await;
+    let a2 = app.bank_token("A2").await;
+    let in_2022 = |contract: &str, date: &str| {
+        let mut later = loan_to(contract, "H002", &member);
+        later.contract_date = date.into();
+        later.annual_rate = "0.037".into(); // the 1-year LPR then
+        later
+    };
+    let mut c6 = in_2022("C6", "2022-03-01");
+    c6.bank_id = "A2".into();
+    app.create_loan(&a2, c6).await;
     // Nor may C2 be paid out now, back-dated before its maturity: the person would owe loans of
-    // both households. The refusal does not name B2's loan: a bank never learns whether another
-    // bank's loan exists.
-    let status = expect_refused(
-        loans
-            .disburse(pb::DisburseRequest {
-                request_id: rid("disburse"),
-                loan_id: loan_id("C2"),
-                value_date: "2021-06-01".into(),
-                amount_fen: 1_000_000,
-            })
-            .await,
-        "LOAN_NOT_DISBURSABLE",
-    );
+    // both households. The refusal names neither A2's loan nor its date: a bank never learns
+    // whether another bank's loan exists.
+    let disburse_c2 = || pb::DisburseRequest {
+        request_id: rid("disburse"),
+        loan_id: loan_id("C2"),
+        value_date: "2021-06-01".into(),
+        amount_fen: 1_000_000,
+    };
+    let status = expect_refused(loans.disburse(disburse_c2()).await, "LOAN_NOT_DISBURSABLE");
     assert!(
         status.message().contains(
-            "its borrower has contracted for household H002 a loan with another bank since \
-             (2022-03-01)"
+            "and its borrower, for household H002, has contracted a loan with another bank since \
+             without this contract counting against the cap"
         ),
         "{status:?}"
     );
-    assert!(!status.message().contains("B2"), "{status:?}");
+    assert!(!status.message().contains("A2") && !status.message().contains("2022-03-01"));
+    // With a later loan of the bank's own as well, that one is named, though A2's sorts first.
+    app.create_loan(&t.bank, in_2022("C7", "2022-03-02")).await;
+    let status = expect_refused(loans.disburse(disburse_c2()).await, "LOAN_NOT_DISBURSABLE");
+    assert!(
+        status.message().contains(
+            "and its borrower, for household H002, has contracted loan B1-C7 since (2022-03-02)"
+        ),
+        "{status:?}"
+    );
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
