@@ -873,9 +873,10 @@ fn borrower_loans<'g>(
     Ok(with_the_groups_own(g, stored, |l| l.terms.borrower_id_number == id_number))
 }
 
-/// The household other than `household_id` that borrower `terms` belongs to in `ledger_id`, if
-/// any: one it heads, or one it has an open loan for on the contract date (counted as the cap
-/// counts it). A person belongs to one household, whose cap counts all its members' loans.
+/// The household other than the contract's (`terms`) that its borrower belongs to in
+/// `ledger_id`, if any: one the borrower heads, or one they owe an open loan of on the contract
+/// date (counted as the cap counts it). A person belongs to one household, whose cap counts all
+/// its members' loans.
 fn borrowers_other_household(
     g: &Group,
     ledger_id: &str,
@@ -1652,9 +1653,8 @@ impl Writer {
             g.note_missing(loan_ids.iter().map(String::as_str));
         }
         // The open loans of the households of first disbursements of contracts whose maturity
-        // a contract of today may have passed, which that disbursement checks
-        // (`Command::Disburse`), unless read above.
-        // So are the open loans of their borrowers, in other households too.
+        // a contract of today may have passed, and those of their borrowers in any household,
+        // which that disbursement checks (`Command::Disburse`), unless read above.
         let expired: Vec<&LoanState> = group
             .iter()
             .filter(|e| matches!(e.command, Command::Disburse { .. }))

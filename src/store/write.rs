@@ -598,8 +598,9 @@ impl WriteTx {
     }
 
     /// The households headed by any of `head_id_numbers` (as stored: upper case), in any ledger:
-    /// (ledger_id, head_id_number, household_id), through `household_head_idx`. A statement a
-    /// chunk, for all the registrations of a group.
+    /// (ledger_id, head_id_number, household_id) in household id order (a head's households are
+    /// in one chunk), through `household_head_idx`. A statement a chunk, for the heads of all
+    /// the registrations of a group and the borrowers of its contracts.
     pub async fn households_headed_by(
         &mut self,
         head_id_numbers: &[&str],
