@@ -124,9 +124,12 @@ pub enum DecimalError {
 /// (`Decimal::from_str` rounds past 28 places: a rate of 0.0385 with a 1 in the 32nd place read
 /// as 0.0385, a tiny negative one as 0).
 pub fn exact_decimal(text: &str) -> Result<Decimal, DecimalError> {
-    let trimmed = match text.contains('.') {
-        true => text.trim_end_matches('0').trim_end_matches('.'),
-        false => text,
+    let trimmed = match text.matches('.').count() {
+        0 => text,
+        // Its trailing zeros, then the point if nothing follows it ("5." is 5).
+        1 => text.trim_end_matches('0').trim_end_matches('.'),
+        // "0.0385.0" is no decimal (trimmed as one, it read as 0.0385).
+        _ => return Err(DecimalError::NotDecimal),
     };
     if let Ok(value) = Decimal::from_str_exact(trimmed) {
         return Ok(value);
@@ -204,6 +207,10 @@ mod tests {
         );
         assert_eq!(exact_decimal("12.5"), Ok(Decimal::new(125, 1)));
         assert_eq!(exact_decimal("abc"), Err(DecimalError::NotDecimal));
+        for two_points in ["0.0385.0", "0.0385..", "0.5.", "1.2.3", ".."] {
+            assert_eq!(exact_decimal(two_points), Err(DecimalError::NotDecimal), "{two_points}");
+        }
+        assert_eq!(exact_decimal("5."), Ok(Decimal::new(5, 0)));
     }
 
     #[test]

@@ -650,6 +650,10 @@ async fn malformed_input(backend: Backend) {
             Box::new(|r: &mut pb::CreateLoanRequest| r.settlement_frequency = 99),
         ),
         ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "abc".into())),
+        (
+            "annual_rate",
+            Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "0.0385.0".into()),
+        ),
         ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = String::new())),
         ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "-0.01".into())),
         // Past the 28 decimal places a decimal holds: refused, not rounded to 0.0385 or to 0.
