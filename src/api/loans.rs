@@ -356,6 +356,15 @@ impl LoanService for Api {
         } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         let bank_id = parse::id("bank_id", &bank_id)?;
+        // A bank contracts in its own name only. Nothing stored decides it, so it is refused
+        // here, unrecorded, as SettleLoans' bank_id is: the request id stays free for the
+        // corrected request.
+        if bank_id != actor.org {
+            return Err(Status::permission_denied(format!(
+                "{} may not contract loans for bank {bank_id}",
+                actor.actor()
+            )));
+        }
         let contract_number = parse::id("contract_number", &contract_number)?;
         let loan_id = parse::new_loan_id(&bank_id, &contract_number)?;
         tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);

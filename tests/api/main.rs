@@ -2908,7 +2908,13 @@ async fn authentication_and_roles(backend: Backend) {
             .await,
         Code::NotFound,
     );
-    expect_code(other.create_loan(standard_loan("C-B2", HOUSEHOLD)).await, Code::PermissionDenied);
+    // B2 contracting in B1's name is refused and not recorded: the same request id, its bank
+    // corrected, is decided afresh (here over the household's cap, which B1's loan fills),
+    // where it used to be REQUEST_ID_REUSED.
+    let mut in_b1s_name = standard_loan("C-B2", HOUSEHOLD);
+    expect_code(other.create_loan(in_b1s_name.clone()).await, Code::PermissionDenied);
+    in_b1s_name.bank_id = "B2".into();
+    expect_refused(other.create_loan(in_b1s_name).await, "HOUSEHOLD_CAP_EXCEEDED");
     let history =
         app.audit(&b2).get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
     match history {
