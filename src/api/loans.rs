@@ -10,6 +10,7 @@ use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
 use crate::app::listing;
 use crate::app::servicing::{loan_as_of, run_settlement};
+use crate::collections::HashSet;
 use crate::domain::calendar::CalendarError;
 use crate::domain::date::add_months;
 use crate::domain::date::{BusinessDate, format_date};
@@ -588,6 +589,9 @@ impl LoanService for Api {
         let mut results: Vec<pb::BatchResult> = Vec::with_capacity(items.len());
         let mut commands = Vec::with_capacity(items.len());
         let mut positions = Vec::with_capacity(items.len());
+        // The loans (as sent) of items refused here: the file's later items on them are held
+        // back (`WriterHandle::submit_file`), as after an item left unanswered.
+        let mut refused_loans: HashSet<String> = HashSet::default();
         for (index, item) in items.into_iter().enumerate() {
             let pb::BatchItem { request_id, item } = item;
             let mut result = pb::BatchResult {
@@ -598,6 +602,7 @@ impl LoanService for Api {
             let parsed = (|| -> Result<(String, Command), Status> {
                 let request_id = parse::request_id(&request_id)?;
                 let command = match item
+                    .as_ref()
                     .ok_or_else(|| invalid("item", "is required: disbursement or repayment"))?
                 {
                     pb::batch_item::Item::Disbursement(pb::DisburseItem {
@@ -605,9 +610,9 @@ impl LoanService for Api {
                         value_date,
                         amount_fen,
                     }) => Command::Disburse {
-                        loan_id: parse::id("loan_id", &loan_id)?,
-                        value_date: parse::value_date("value_date", &value_date, today)?,
-                        amount_fen: match amount_fen {
+                        loan_id: parse::id("loan_id", loan_id)?,
+                        value_date: parse::value_date("value_date", value_date, today)?,
+                        amount_fen: match *amount_fen {
                             0 => None,
                             n => Some(parse::positive_fen("amount_fen", n)?),
                         },
@@ -617,25 +622,37 @@ impl LoanService for Api {
                         value_date,
                         amount_fen,
                     }) => Command::RecordRepayment {
-                        loan_id: parse::id("loan_id", &loan_id)?,
-                        value_date: parse::value_date("value_date", &value_date, today)?,
-                        amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+                        loan_id: parse::id("loan_id", loan_id)?,
+                        value_date: parse::value_date("value_date", value_date, today)?,
+                        amount_fen: parse::positive_fen("amount_fen", *amount_fen)?,
                     },
                 };
                 Ok((request_id, command))
             })();
             match parsed {
-                Ok(c) => {
+                Ok((request_id, command)) => {
+                    let after_refused = !refused_loans.is_empty()
+                        && command.loan_id().is_some_and(|id| refused_loans.contains(id));
                     positions.push(results.len());
-                    commands.push(c);
+                    commands.push((request_id, command, after_refused));
                 }
-                Err(e) => failed_item(&mut result, &e),
+                Err(e) => {
+                    failed_item(&mut result, &e);
+                    let sent_loan = match &item {
+                        Some(pb::batch_item::Item::Disbursement(d)) => d.loan_id.trim(),
+                        Some(pb::batch_item::Item::Repayment(r)) => r.loan_id.trim(),
+                        None => "",
+                    };
+                    if !sent_loan.is_empty() {
+                        refused_loans.insert(sent_loan.to_string());
+                    }
+                }
             }
             results.push(result);
         }
         // Each item's answer is its loan's id, entry and principal outstanding: asked for briefly
         // (no copy of each loan's state), and a retried batch is answered from what was stored.
-        let answers = self.writer.submit_many_brief(&actor, commands).await;
+        let answers = self.writer.submit_file(&actor, commands).await;
         for (pos, answer) in positions.into_iter().zip(answers) {
             let r = &mut results[pos];
             match answer {

@@ -121,6 +121,10 @@ pub struct Envelope {
     /// The call it came in, when that sent several commands at once (a batch; a settlement
     /// run sends each page as a call of its own, one command a loan): see [`Call`].
     call: Option<Arc<Call>>,
+    /// An earlier item of its call on the same loan was refused before it reached the writer
+    /// (malformed as sent, [`WriterHandle::submit_file`]): held back as after an unanswered one,
+    /// so that the file sent again, that item corrected, runs in its order.
+    after_refused: bool,
 }
 
 /// What the commands of one call (sent at once, cut into parts, answered together) share: the
@@ -156,7 +160,7 @@ impl Call {
 impl Envelope {
     pub fn new(actor: Principal, request_id: String, command: Command, brief: bool) -> Envelope {
         let key = (actor.actor(), request_id);
-        Envelope { actor, key, command, brief, call: None }
+        Envelope { actor, key, command, brief, call: None, after_refused: false }
     }
 
     /// The loan the command is on: the one it names, or the one a contract creates.
@@ -167,8 +171,12 @@ impl Envelope {
         }
     }
 
-    /// Whether an earlier command of its call on the same loan went unanswered ([`Call`]).
+    /// Whether an earlier command of its call on the same loan went unanswered ([`Call`]), or
+    /// an earlier item of it was refused as sent ([`Envelope::after_refused`]).
     fn held_back(&self) -> bool {
+        if self.after_refused {
+            return true;
+        }
         match (&self.call, self.loan()) {
             (Some(call), Some(loan)) => call.holds_back(loan),
             _ => false,
@@ -280,6 +288,27 @@ impl WriterHandle {
         commands: Vec<(String, Command)>,
         brief: bool,
     ) -> Pending {
+        let commands = commands.into_iter().map(|(id, command)| (id, command, false)).collect();
+        self.queue_file(actor, commands, brief).await
+    }
+
+    /// A bank's file (`SubmitBatch`): its items that reached the writer, in order, each marked
+    /// `true` when an earlier item of the file on the same loan was refused as sent (it is then
+    /// held back, [`Envelope::after_refused`], unless answered before); answered briefly.
+    pub async fn submit_file(
+        &self,
+        actor: &Principal,
+        commands: Vec<(String, Command, bool)>,
+    ) -> Vec<Result<Outcome, AppError>> {
+        self.queue_file(actor, commands, true).await.wait().await
+    }
+
+    async fn queue_file(
+        &self,
+        actor: &Principal,
+        commands: Vec<(String, Command, bool)>,
+        brief: bool,
+    ) -> Pending {
         let mut parts = Vec::with_capacity(commands.len().div_ceil(PART_COMMANDS_MAX));
         let call = (commands.len() > 1).then(Arc::<Call>::default);
         let mut commands = commands.into_iter().peekable();
@@ -287,8 +316,9 @@ impl WriterHandle {
             let jobs: Vec<Envelope> = commands
                 .by_ref()
                 .take(PART_COMMANDS_MAX)
-                .map(|(request_id, command)| Envelope {
+                .map(|(request_id, command, after_refused)| Envelope {
                     call: call.clone(),
+                    after_refused,
                     ..Envelope::new(actor.clone(), request_id, command, brief)
                 })
                 .collect();
@@ -929,11 +959,19 @@ fn expired_contract_refused(loan: &LoanState, later: &LoanState) -> AppError {
 
 /// The answer of a command held back by its call ([`Call`]).
 fn held_back(env: &Envelope) -> AppError {
-    AppError::Unavailable(format!(
-        "an earlier command of this call on loan {} went unanswered: this one was not run \
-         (nothing recorded); send the call again",
-        env.loan().unwrap_or_default()
-    ))
+    let (earlier, send) = match env.after_refused {
+        true => ("item of this call on loan {} was refused as sent", "with that item corrected"),
+        false => ("command of this call on loan {} went unanswered", ""),
+    };
+    let earlier = earlier.replace("{}", env.loan().unwrap_or_default());
+    AppError::Unavailable(
+        format!(
+            "an earlier {earlier}: this one was not run (nothing recorded); send the call again \
+             {send}"
+        )
+        .trim_end()
+        .to_string(),
+    )
 }
 
 /// Sends each part of `group` its answers, `results`, in order; a command left unanswered holds

@@ -1280,8 +1280,10 @@ fn disbursement_item(request_id: &str, loan_id: &str, value_date: &str) -> pb::B
     }
 }
 
-/// A bank's daily file of 21 items, some bad: one result per item, the good ones posted once,
-/// the whole file again posts nothing; too many items or none is INVALID_ARGUMENT.
+/// A bank's daily file of 23 items, some bad: one result per item, the good ones posted once,
+/// the whole file again posts nothing; an item refused as sent holds back the file's later
+/// items on its loan, which run in their order once the file is sent again with it corrected;
+/// too many items or none is INVALID_ARGUMENT.
 async fn batch_with_bad_items(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -1316,7 +1318,7 @@ async fn batch_with_bad_items(backend: Backend) {
     items.push(repayment_item(&rid("foreign"), &foreign, "2021-03-20", 100)); // 13
     items.push(repayment_item(&rid("idle"), &idle, "2021-03-20", 100)); // 14
     items.push(pb::BatchItem { request_id: rid("empty"), item: None }); // 15
-    items.push(repayment_item("", &paying[2], "2021-03-20", 100)); // 16
+    items.push(repayment_item("", &paying[3], "2021-03-20", 100)); // 16
     items.push(repayment_item(&rid("again"), &paying[0], "2021-06-20", 50_000)); // 17
     items.push(repayment_item(&rid("new"), &payout[0], "2021-03-20", 10_000)); // 18
     items.push(items[5].clone()); // 19: the same request twice in one file
@@ -1349,8 +1351,8 @@ async fn batch_with_bad_items(backend: Backend) {
         assert_eq!(r.request_id, items[i].request_id, "{r:?}");
     }
     let ok: Vec<usize> = results.iter().filter(|r| r.ok).map(|r| r.index as usize).collect();
-    assert_eq!(ok, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 18, 19], "{answer:?}");
-    assert_eq!((answer.posted, answer.failed), (13, 10), "{answer:?}");
+    assert_eq!(ok, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 18, 19], "{answer:?}");
+    assert_eq!((answer.posted, answer.failed), (12, 11), "{answer:?}");
     for i in 0..5 {
         assert_eq!(results[i].loan_id, payout[i]);
         assert_eq!(results[i].principal_outstanding_fen, 1_000_000, "{:?}", results[i]);
@@ -1360,7 +1362,16 @@ async fn batch_with_bad_items(backend: Backend) {
         assert_eq!(results[i].loan_id, paying[i - 5]);
         assert_eq!(results[i].principal_outstanding_fen, 905_882, "{:?}", results[i]);
     }
-    assert_eq!(results[17].principal_outstanding_fen, 864_795, "{:?}", results[17]);
+    // Item 17 follows item 11, refused as sent, on the same loan: held back, not run.
+    assert!(
+        results[17].message.contains(&format!(
+            "an earlier item of this call on loan {} was refused as sent",
+            paying[0]
+        )),
+        "{:?}",
+        results[17]
+    );
+    assert!(results[17].entry.is_none(), "{:?}", results[17]);
     assert_eq!(results[18].principal_outstanding_fen, 995_882, "{:?}", results[18]);
     assert_eq!(results[19].entry, results[5].entry, "the same request is posted once");
     assert_eq!(results[19].principal_outstanding_fen, 905_882);
@@ -1384,10 +1395,10 @@ async fn batch_with_bad_items(backend: Backend) {
         assert!(results[i].entry.is_none(), "{:?}", results[i]);
     }
     let journal = app.journal(&t.auditor, LEDGER).await;
-    assert_eq!(journal.len(), before + 12, "13 good items, one of them twice");
+    assert_eq!(journal.len(), before + 11, "12 good items, one of them twice");
     let l = app.get_loan_as_of(&t.bank, &paying[0], "2021-06-20").await;
-    assert_eq!(l.principal_outstanding_fen, 864_795, "{l:?}");
-    assert_eq!(l.interest_paid_fen, 5_882 + 8_913, "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 905_882, "item 17 was held back: {l:?}");
+    assert_eq!(l.interest_paid_fen, 5_882, "{l:?}");
     let l = app.get_loan_as_of(&t.bank, &paying[1], "2021-03-20").await;
     assert_eq!(l.principal_outstanding_fen, 905_882, "the over-payment changed nothing: {l:?}");
 
@@ -1402,6 +1413,25 @@ async fn batch_with_bad_items(backend: Backend) {
         .into_inner();
     assert_eq!(again, answer, "a resubmitted file gets the same answers");
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len());
+
+    // Sent again with item 11 corrected (its refusal was not recorded): it posts, then item 17
+    // after it. 100 fen of principal on 03-20 (the day's interest paid by item 5) leaves
+    // 905,782; on 06-20 905,782 × 92 days × 0.0385 / 360 = 8,911.89 -> 8,912 of interest, and
+    // 41,088 of principal, leaving 864,694.
+    assert_eq!(interest(905_782, 92), 8_912);
+    let mut corrected = items.clone();
+    corrected[11] = repayment_item(&items[11].request_id, &paying[0], "2021-03-20", 100);
+    let fixed = loans
+        .submit_batch(pb::SubmitBatchRequest { items: corrected })
+        .await
+        .expect("SubmitBatch corrected")
+        .into_inner();
+    assert!(fixed.results[11].ok && fixed.results[17].ok, "{fixed:?}");
+    assert_eq!(fixed.results[11].principal_outstanding_fen, 905_782);
+    assert_eq!(fixed.results[17].principal_outstanding_fen, 864_694);
+    let journal_before = journal.len();
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), journal_before + 2, "items 11 and 17, nothing else again");
 
     // Too many items, or none.
     let too_many: Vec<pb::BatchItem> = (0..10_001)
@@ -1426,6 +1456,7 @@ async fn batch_with_bad_items(backend: Backend) {
             (14, "FAILED_PRECONDITION"),
             (15, "INVALID_ARGUMENT"),
             (16, "INVALID_ARGUMENT"),
+            (17, "UNAVAILABLE"),
             (20, "ALREADY_EXISTS"),
             (21, "FAILED_PRECONDITION"),
             (22, "ALREADY_EXISTS"),
