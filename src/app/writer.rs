@@ -960,7 +960,10 @@ fn expired_contract_refused(loan: &LoanState, later: &LoanState) -> AppError {
 /// The answer of a command held back by its call ([`Call`]).
 fn held_back(env: &Envelope) -> AppError {
     let (earlier, send) = match env.after_refused {
-        true => ("item of this call on loan {} was refused as sent", "with that item corrected"),
+        true => (
+            "item of this call on loan {} was refused as sent",
+            "once that item is corrected (or its date has come)",
+        ),
         false => ("command of this call on loan {} went unanswered", ""),
     };
     let earlier = earlier.replace("{}", env.loan().unwrap_or_default());
