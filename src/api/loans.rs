@@ -67,14 +67,16 @@ impl Api {
         loan_id: &str,
     ) -> Result<LoanState, Status> {
         check_reads_loans(actor, loan_id)?;
-        let loan = self
+        let row = self
             .db
             .get_loan(loan_id)
             .await
             .map_err(|e| status(e.into()))?
             .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read(actor, &loan)?;
-        Ok(loan)
+        // Who may read it, before its row is decoded: a row that cannot be is a fault for
+        // those who may, and another bank's missing loan for a bank.
+        check_read_of(actor, &row.loan_id, &row.bank_id, &row.ledger_id)?;
+        row.into_state().map_err(|e| status(e.into()))
     }
 
     /// A servicing command on one loan, sent to the writer and answered with the loan: its

@@ -189,10 +189,11 @@ impl Db {
         rows.into_iter().map(LprRow::into_entry).collect()
     }
 
-    pub async fn get_loan(&self, loan_id: &str) -> Result<Option<LoanState>, StoreError> {
-        let row: Option<LoanRow> =
-            on_pool!(self, p => sqlx::query_as(LOAN_BY_ID).bind(loan_id).fetch_optional(p).await?);
-        row.map(LoanRow::into_state).transpose()
+    /// A loan's stored row, not yet decoded ([`LoanRow::into_state`]): the caller checks who
+    /// may read it first, so that a row that cannot be decoded answers another bank as a missing
+    /// loan does, not as a fault.
+    pub async fn get_loan(&self, loan_id: &str) -> Result<Option<LoanRow>, StoreError> {
+        Ok(on_pool!(self, p => sqlx::query_as(LOAN_BY_ID).bind(loan_id).fetch_optional(p).await?))
     }
 
     /// Loans matching `filter`, ordered by loan_id, at most `limit`.

@@ -59,6 +59,7 @@ on_both_backends!(
     a_head_stored_far_ahead_is_reported,
     a_person_heads_one_household_of_a_ledger,
     a_person_borrows_for_one_household_of_a_ledger,
+    a_damaged_loan_row_is_missing_to_another_bank,
     rows_before_the_chain_are_reported,
     mistyped_journal_columns_are_reported,
     journal_scan_pages,
@@ -2172,6 +2173,32 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// A loan whose stored row cannot be decoded (its servicing state altered by hand) is a fault
+/// to its own bank, INTERNAL, but to another bank a missing loan, as any of its loans is: who
+/// may read a loan is checked before its row is decoded.
+async fn a_damaged_loan_row_is_missing_to_another_bank(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.bank_token("B2").await;
+    let damaged = app
+        .db
+        .execute_raw(&format!("update loan set servicing_json = 'not json' where loan_id = '{id}'"))
+        .await
+        .expect("the loan's row altered");
+    assert_eq!(damaged, 1);
+    let get = |token: &str| {
+        let mut loans = app.loans(token);
+        let loan_id = id.clone();
+        async move { loans.get_loan(pb::GetLoanRequest { loan_id, as_of: String::new() }).await }
+    };
+    let status = expect_code(get(&b2).await, Code::NotFound);
+    assert_eq!(status.message(), format!("loan {id} not found"));
+    expect_code(get(&t.bank).await, Code::Internal);
     app.finish().await;
 }
 
