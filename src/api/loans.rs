@@ -98,11 +98,6 @@ impl Api {
     }
 }
 
-/// Whether `actor` may read `loan`: another bank's loan is NOT_FOUND to a bank, as a missing one.
-pub fn check_read(actor: &Principal, loan: &LoanState) -> Result<(), Status> {
-    check_read_of(actor, &loan.terms.loan_id, &loan.terms.bank_id, &loan.terms.ledger_id)
-}
-
 /// Refuses the operator, which reads no loan, before any lookup: its answer is then the same
 /// whether the loan exists or not (PERMISSION_DENIED for both), so that it cannot learn which
 /// loan ids exist.
@@ -116,6 +111,8 @@ pub fn check_reads_loans(actor: &Principal, loan_id: &str) -> Result<(), Status>
     Ok(())
 }
 
+/// Whether `actor` may read the loan of `bank_id` in `ledger_id`: another bank's loan is
+/// NOT_FOUND to a bank, as a missing one.
 pub fn check_read_of(
     actor: &Principal,
     loan_id: &str,

@@ -959,22 +959,16 @@ fn expired_contract_refused(loan: &LoanState, later: &LoanState) -> AppError {
 
 /// The answer of a command held back by its call ([`Call`]).
 fn held_back(env: &Envelope) -> AppError {
-    let (earlier, send) = match env.after_refused {
-        true => (
-            "item of this call on loan {} was refused as sent",
-            "once that item is corrected (or its date has come)",
-        ),
-        false => ("command of this call on loan {} went unanswered", ""),
-    };
-    let earlier = earlier.replace("{}", env.loan().unwrap_or_default());
-    AppError::Unavailable(
+    let loan = env.loan().unwrap_or_default();
+    let not_run = "this one was not run (nothing recorded); send the call again";
+    AppError::Unavailable(if env.after_refused {
         format!(
-            "an earlier {earlier}: this one was not run (nothing recorded); send the call again \
-             {send}"
+            "an earlier item of this call on loan {loan} was refused as sent: {not_run} once \
+             that item is corrected (or its date has come)"
         )
-        .trim_end()
-        .to_string(),
-    )
+    } else {
+        format!("an earlier command of this call on loan {loan} went unanswered: {not_run}")
+    })
 }
 
 /// Sends each part of `group` its answers, `results`, in order; a command left unanswered holds
