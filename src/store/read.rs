@@ -21,27 +21,27 @@ const LOAN_HISTORY_SQL: &str = "select o.bank_id as owner_bank_id, o.ledger_id a
      join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq \
      where o.loan_id = $1 order by j.seq";
 
-/// A loan's journal rows, with the bank and ledger the loan belongs to (so that access can be
-/// checked before the rows are decoded).
-#[derive(Debug, Clone)]
+/// A loan's journal rows, with the bank and ledger the loan belongs to, so that access can be
+/// checked before the rows are decoded: a row that cannot be read (a column altered by hand to
+/// another type) is an error for the loan's readers only; to anyone else the loan is missing.
+#[derive(Debug)]
 pub struct LoanHistory {
     pub bank_id: String,
     pub ledger_id: String,
-    rows: Vec<JournalRow>,
+    rows: Vec<Result<JournalRow, StoreError>>,
 }
 
 impl LoanHistory {
     pub fn entries(self) -> Result<Vec<JournalEntry>, StoreError> {
-        self.rows.into_iter().map(JournalRow::into_entry).collect()
+        self.rows.into_iter().map(|row| row?.into_entry()).collect()
     }
 }
 
-/// A row of [`LOAN_HISTORY_SQL`] read by rusqlite (SQLite: [`super::readers`]).
-fn owned_journal_row(r: &rusqlite::Row<'_>) -> Result<OwnedJournalRow, StoreError> {
-    Ok(OwnedJournalRow {
-        owner_bank_id: r.get(0)?,
-        owner_ledger_id: r.get(1)?,
-        row: JournalRow {
+/// A row of [`LOAN_HISTORY_SQL`] read by rusqlite (SQLite: [`super::readers`]): its owner, and
+/// the journal row or why it cannot be read.
+fn owned_journal_row(r: &rusqlite::Row<'_>) -> Result<Owned<JournalRow>, StoreError> {
+    let row = || -> Result<JournalRow, StoreError> {
+        Ok(JournalRow {
             ledger_id: r.get(2)?,
             seq: r.get(3)?,
             kind: r.get(4)?,
@@ -53,8 +53,31 @@ fn owned_journal_row(r: &rusqlite::Row<'_>) -> Result<OwnedJournalRow, StoreErro
             prev_hash: r.get(10)?,
             hash: r.get(11)?,
             postings: r.get(12)?,
-        },
+        })
+    };
+    Ok(Owned { bank_id: r.get(0)?, ledger_id: r.get(1)?, row: row() })
+}
+
+/// A row of [`LOAN_HISTORY_SQL`] read by sqlx, as [`owned_journal_row`] reads it.
+fn owned_journal_row_sqlx<'r, R>(r: &'r R) -> Result<Owned<JournalRow>, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    JournalRow: sqlx::FromRow<'r, R>,
+{
+    Ok(Owned {
+        bank_id: r.try_get("owner_bank_id")?,
+        ledger_id: r.try_get("owner_ledger_id")?,
+        row: <JournalRow as sqlx::FromRow<R>>::from_row(r).map_err(StoreError::from),
     })
+}
+
+/// A stored row with the bank and ledger of the loan it belongs to, read apart from it.
+struct Owned<T> {
+    bank_id: String,
+    ledger_id: String,
+    row: Result<T, StoreError>,
 }
 
 /// The stored statuses a loan listing takes.
@@ -230,14 +253,17 @@ impl Db {
     /// statement; `None` if there is no such loan (every loan has the entry that created it).
     pub async fn loan_history(&self, loan_id: &str) -> Result<Option<LoanHistory>, StoreError> {
         let sql = LOAN_HISTORY_SQL;
-        let rows: Vec<OwnedJournalRow> = match self {
+        let rows: Vec<Owned<JournalRow>> = match self {
             Db::Sqlite(.., Some(readers)) => readers.read(|conn| {
                 conn.prepare_cached(sql)?.query_and_then([loan_id], owned_journal_row)?.collect()
             })?,
-            _ => on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_all(p).await?),
+            _ => on_pool!(self, p => {
+                let rows = sqlx::query(sql).bind(loan_id).fetch_all(p).await?;
+                rows.iter().map(owned_journal_row_sqlx).collect::<Result<_, _>>()?
+            }),
         };
         let Some(first) = rows.first() else { return Ok(None) };
-        let (bank_id, ledger_id) = (first.owner_bank_id.clone(), first.owner_ledger_id.clone());
+        let (bank_id, ledger_id) = (first.bank_id.clone(), first.ledger_id.clone());
         let rows = rows.into_iter().map(|r| r.row).collect();
         Ok(Some(LoanHistory { bank_id, ledger_id, rows }))
     }

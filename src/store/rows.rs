@@ -343,17 +343,6 @@ macro_rules! journal_columns {
     };
 }
 pub(crate) use journal_columns;
-
-/// A loan's journal row with the loan's owner beside it (GetLoanHistory checks access and reads
-/// the history in one statement).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OwnedJournalRow {
-    pub owner_bank_id: String,
-    pub owner_ledger_id: String,
-    #[sqlx(flatten)]
-    pub row: JournalRow,
-}
-
 impl JournalRow {
     /// The row with its postings read from their text.
     pub fn into_entry(self) -> Result<JournalEntry, StoreError> {

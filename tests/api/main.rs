@@ -2178,13 +2178,15 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
 
 /// A loan whose stored row cannot be decoded (its servicing state altered by hand) is a fault
 /// to its own bank, INTERNAL, but to another bank a missing loan, as any of its loans is: who
-/// may read a loan is checked before its row is decoded.
+/// may read a loan is checked before its row is decoded. So with its history: a journal row of
+/// the loan that cannot be read is INTERNAL to its bank and the auditor, NOT_FOUND to another.
 async fn a_damaged_loan_row_is_missing_to_another_bank(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
     app.register_bank(&t.operator, "B2").await;
     let b2 = app.bank_token("B2").await;
+    let seq = entry(&app.repay(&t.bank, &id, "2021-03-20", 100_000).await).seq;
     let damaged = app
         .db
         .execute_raw(&format!("update loan set servicing_json = 'not json' where loan_id = '{id}'"))
@@ -2199,6 +2201,27 @@ async fn a_damaged_loan_row_is_missing_to_another_bank(backend: Backend) {
     let status = expect_code(get(&b2).await, Code::NotFound);
     assert_eq!(status.message(), format!("loan {id} not found"));
     expect_code(get(&t.bank).await, Code::Internal);
+    // A journal row of the loan that cannot be read: on SQLite a column of another type, on
+    // PostgreSQL (whose columns hold their own type) postings that are not postings.
+    let assignment = match backend {
+        Backend::Sqlite => "recorded_at_us = 'yesterday'",
+        Backend::Postgres => "postings = 'not postings'",
+    };
+    let sql =
+        format!("update journal_txn set {assignment} where ledger_id = '{LEDGER}' and seq = {seq}");
+    assert_eq!(app.behind_the_back("journal_txn", &sql).await.expect("the row altered"), 1);
+    let history = |token: &str| {
+        let mut audit = app.audit(token);
+        let loan_id = id.clone();
+        async move {
+            let stream = audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id }).await?;
+            collect(stream.into_inner()).await.map(tonic::Response::new)
+        }
+    };
+    let status = expect_code(history(&b2).await, Code::NotFound);
+    assert_eq!(status.message(), format!("loan {id} not found"));
+    expect_code(history(&t.bank).await, Code::Internal);
+    expect_code(history(&t.auditor).await, Code::Internal);
     app.finish().await;
 }
 
