@@ -1,12 +1,14 @@
 //! The `loanledger` command: serve, migrate, verify, and token administration.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use loanledger::app::auth::{Role, create_token, revoke_token, token_id_of};
 use loanledger::startup::{
-    Application, BUSINESS_UTC_OFFSET_DEFAULT, Settings, TOKEN_CACHE_TTL, parse_utc_offset,
+    Application, BUSINESS_UTC_OFFSET_DEFAULT, DRAIN_TIMEOUT, Settings, TOKEN_CACHE_TTL,
+    parse_utc_offset,
 };
 use loanledger::store::Db;
 use loanledger::telemetry::{self, LogFormat};
@@ -50,6 +52,10 @@ enum Cmd {
         #[arg(long, env = "LOANLEDGER_UTC_OFFSET", default_value = BUSINESS_UTC_OFFSET_DEFAULT,
               value_parser = parse_utc_offset, allow_hyphen_values = true)]
         utc_offset: chrono::FixedOffset,
+        /// Seconds a stopping server (SIGTERM, Ctrl-C) waits for the requests in flight before
+        /// it stops waiting; what the writer has queued is committed and answered either way.
+        #[arg(long, env = "LOANLEDGER_DRAIN_TIMEOUT_SECS", default_value_t = DRAIN_TIMEOUT.as_secs())]
+        drain_timeout_secs: u64,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -164,12 +170,13 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("no command; `serve` is the default");
     };
     match command {
-        Cmd::Serve { listen, utc_offset } => {
+        Cmd::Serve { listen, utc_offset, drain_timeout_secs } => {
             let app = Application::build(Settings {
                 listen,
                 database_url: cli.database_url.clone(),
                 business_utc_offset: utc_offset,
                 token_cache_ttl: TOKEN_CACHE_TTL,
+                drain_timeout: Duration::from_secs(drain_timeout_secs),
             })
             .await?;
             if let Some(token) = app.initial_operator_token() {

@@ -29,7 +29,17 @@ pub struct Settings {
     /// How long a server trusts a token it has checked before it reads the token again: a
     /// token revoked in the database is refused at most this much later.
     pub token_cache_ttl: std::time::Duration,
+    /// How long a stopping server waits for the requests in flight (a `ReadJournal` stream its
+    /// client stopped reading never ends): then it closes the writer's queue, lets the writer
+    /// commit and answer what is queued, and stops; the connections left close with the
+    /// process.
+    pub drain_timeout: std::time::Duration,
 }
+
+/// [`Settings::drain_timeout`] of `serve`: within the 30 s a service manager (systemd's
+/// `TimeoutStopSec`, Kubernetes' grace period) gives by default, with room for the writer's
+/// last commit.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// [`Settings::token_cache_ttl`] of `serve`.
 pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -68,6 +78,7 @@ pub struct Application {
     api: Api,
     writer_task: JoinHandle<()>,
     initial_operator_token: Option<String>,
+    drain_timeout: std::time::Duration,
 }
 
 /// The operator token a fresh database starts with (no token and no ledger yet), printed once by
@@ -118,6 +129,7 @@ impl Application {
             db,
             writer_task,
             initial_operator_token,
+            drain_timeout: settings.drain_timeout,
         })
     }
 
@@ -140,12 +152,13 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves; then stops taking requests, lets the requests in flight
-    /// finish, lets the writer commit and answer everything it has queued, and closes the pool.
+    /// finish (for [`Settings::drain_timeout`] at most), lets the writer commit and answer
+    /// everything it has queued, and closes the pool.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, db, api, writer_task, .. } = self;
+        let Application { listener, db, api, writer_task, drain_timeout, .. } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<RegistryServiceServer<Api>>().await;
         health.set_serving::<LoanServiceServer<Api>>().await;
@@ -167,17 +180,36 @@ impl Application {
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             |accepted| accepted.map(Coalescing::new),
         );
-        Server::builder()
+        // tonic waits for every open request once told to stop; the drain timeout bounds that
+        // wait from the moment `shutdown` resolves.
+        let (told, stopping) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = told.send(());
+        };
+        let deadline = async move {
+            match stopping.await {
+                Ok(()) => tokio::time::sleep(drain_timeout).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let serve = Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(RegistryServiceServer::new(api.clone()))
             .add_service(LoanServiceServer::new(api.clone()))
             .add_service(AuditServiceServer::new(api.clone()))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .context("Server failed")?;
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        tokio::select! {
+            served = serve => served.context("Server failed")?,
+            () = deadline => tracing::warn!(
+                drain_timeout_s = drain_timeout.as_secs_f64(),
+                "requests still open after the drain timeout: no longer waited for"
+            ),
+        }
         tracing::info!("stopped taking requests; draining the writer");
+        api.writer.close();
         drop(api);
         writer_task.await.context("Writer task failed")?;
         db.close().await;

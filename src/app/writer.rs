@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::auth::{Principal, Role};
@@ -237,6 +237,44 @@ struct Submission {
 pub struct WriterHandle {
     queue: mpsc::Sender<Submission>,
     permits: Arc<Semaphore>,
+    /// Told by [`WriterHandle::close`]; the writer's [`Queue`] waits for it.
+    closing: Arc<Notify>,
+}
+
+impl WriterHandle {
+    /// Closes the queue, whatever handles remain (a server that stops waiting for its
+    /// connections leaves their handles behind): what is queued is still committed and
+    /// answered, what comes later is refused UNAVAILABLE, and the writer stops once the queue is
+    /// empty.
+    pub fn close(&self) {
+        self.permits.close();
+        self.closing.notify_one();
+    }
+}
+
+/// The writer's end of its queue: the submissions, until [`WriterHandle::close`] or the last
+/// handle's drop closes it.
+struct Queue {
+    rx: mpsc::Receiver<Submission>,
+    closing: Arc<Notify>,
+}
+
+impl Queue {
+    /// The next submission; `None` once the queue is closed and empty.
+    async fn recv(&mut self) -> Option<Submission> {
+        if !self.rx.is_closed() {
+            tokio::select! {
+                biased;
+                s = self.rx.recv() => return s,
+                () = self.closing.notified() => self.rx.close(),
+            }
+        }
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Result<Submission, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
+    }
 }
 
 fn shutting_down() -> AppError {
@@ -371,8 +409,8 @@ impl Pending {
     }
 }
 
-/// Starts the writer task. It stops when every [`WriterHandle`] is dropped, after answering all
-/// commands already queued.
+/// Starts the writer task. It stops when every [`WriterHandle`] is dropped or one is closed
+/// ([`WriterHandle::close`]), after answering all commands already queued.
 ///
 /// It runs on the shared runtime. A thread of its own (a single-threaded runtime) was tried: no
 /// faster under 64 clients once a group made two hand-offs to SQLite's thread, and half as fast
@@ -383,6 +421,8 @@ impl Pending {
 /// of records that have none of their own (a ledger created, a bank registered).
 pub fn spawn(db: Db, business_utc_offset: chrono::FixedOffset) -> (WriterHandle, JoinHandle<()>) {
     let (queue, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
+    let closing = Arc::new(Notify::new());
+    let rx = Queue { rx, closing: closing.clone() };
     let writer = Writer {
         db,
         heads: HashMap::default(),
@@ -391,7 +431,8 @@ pub fn spawn(db: Db, business_utc_offset: chrono::FixedOffset) -> (WriterHandle,
         disposal: Disposal::start(),
     };
     let task = tokio::spawn(writer.run(rx));
-    (WriterHandle { queue, permits: Arc::new(Semaphore::new(QUEUE_DEPTH_MAX)) }, task)
+    let permits = Arc::new(Semaphore::new(QUEUE_DEPTH_MAX));
+    (WriterHandle { queue, permits, closing }, task)
 }
 
 struct Writer {
@@ -748,7 +789,7 @@ impl Lookup {
 /// that did not fit.
 fn form_group(
     first: Submission,
-    rx: &mut mpsc::Receiver<Submission>,
+    rx: &mut Queue,
 ) -> (Vec<Envelope>, Vec<Reply>, Option<Submission>) {
     let mut commands = first.jobs.len();
     let mut parts = vec![first];
@@ -989,7 +1030,7 @@ impl Writer {
     /// The writer's loop: forms a group from what waits, plans it and hands its commit to a
     /// task; while that commits, plans the next group from what arrives (see
     /// [`Writer::pipeline`]).
-    async fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
+    async fn run(mut self, mut rx: Queue) {
         tracing::info!("writer started");
         let mut carried: Option<Submission> = None;
         let mut inflight: Option<InFlight> = None;
@@ -1061,7 +1102,7 @@ impl Writer {
     /// closed.
     async fn pipeline(
         &mut self,
-        rx: &mut mpsc::Receiver<Submission>,
+        rx: &mut Queue,
         first: Submission,
         mut f: InFlight,
     ) -> (Option<InFlight>, Option<Submission>, bool) {

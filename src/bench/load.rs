@@ -423,6 +423,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         database_url: scratch.url.clone(),
         business_utc_offset: crate::startup::business_utc_offset_default(),
         token_cache_ttl: crate::startup::TOKEN_CACHE_TTL,
+        drain_timeout: crate::startup::DRAIN_TIMEOUT,
     })
     .await?;
     let port = app.port();

@@ -80,6 +80,7 @@ on_both_backends!(
     a_cancelled_token_read_still_revokes,
     verify_while_writing,
     history_keeps_to_the_loans_ledger,
+    a_stalled_reader_does_not_hold_up_shutdown,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -3805,6 +3806,7 @@ async fn first_operator_token_and_token_commands(backend: Backend) {
         database_url: url.clone(),
         business_utc_offset: loanledger::startup::business_utc_offset_default(),
         token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
+        drain_timeout: loanledger::startup::DRAIN_TIMEOUT,
     };
     assert!(loanledger::startup::Application::build(settings).await.is_err(), "the port is taken");
     let db = loanledger::store::Db::connect(&url).await.expect("the database");
@@ -3962,5 +3964,38 @@ async fn history_keeps_to_the_loans_ledger(backend: Backend) {
         app.db.execute_raw(&link_sql(&id, "450122", 1)).await.expect("inserting is not refused");
     assert_eq!(inserted, 1);
     assert_eq!(app.history(&t.bank, &id).await, before);
+    app.finish().await;
+}
+
+/// A client that opens a journal stream and stops reading keeps its request open for good: a
+/// stopping server waits for it [`DRAIN_TIMEOUT`] at most (it used to wait for ever), then the
+/// writer commits what it has queued and the server stops. The writes made before the stop are
+/// all there when it starts again, and the journal verifies.
+async fn a_stalled_reader_does_not_hold_up_shutdown(backend: Backend) {
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let mut head = 0;
+    for _ in 0..20 {
+        head = entry(&app.repay(&t.bank, &id, "2021-03-20", 100).await).seq;
+    }
+    // The smallest flow-control window: the server can send the client a kilobyte before the
+    // client reads, and the journal is over ten.
+    let channel =
+        app.endpoint().initial_stream_window_size(1024).connect().await.expect("a connection");
+    let mut audit = pb::audit_service_client::AuditServiceClient::with_interceptor(
+        channel,
+        Bearer::new(&t.auditor),
+    );
+    let request = pb::ReadJournalRequest { ledger_id: LEDGER.into(), from_seq: 0, to_seq: 0 };
+    let mut stream = audit.read_journal(request).await.expect("ReadJournal").into_inner();
+    let first = stream.message().await.expect("the stream").expect("a first entry");
+    assert_eq!(first.seq, 1);
+    // Stopped within SHUTDOWN_TIMEOUT, or the test fails.
+    app.stop().await;
+    app.restart().await;
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok && v.head_seq == head, "{v:?}");
+    drop(stream);
     app.finish().await;
 }

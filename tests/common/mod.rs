@@ -43,6 +43,10 @@ pub const CONTRACT_DATE: &str = "2021-01-25";
 /// How long a server may take to stop; a hang here is a shutdown bug, not a slow machine.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a test's server waits for its open requests when it stops (well below
+/// [`SHUTDOWN_TIMEOUT`]).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -211,10 +215,14 @@ impl TestApp {
     }
 
     pub fn channel(&self) -> Channel {
+        self.endpoint().connect_lazy()
+    }
+
+    /// The server's address, for a client of the test's own settings.
+    pub fn endpoint(&self) -> Endpoint {
         Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
             .expect("a valid endpoint")
             .connect_timeout(Duration::from_secs(5))
-            .connect_lazy()
     }
 
     pub fn registry(&self, token: &str) -> Registry {
@@ -491,6 +499,7 @@ async fn start(
         database_url: database_url.to_string(),
         business_utc_offset,
         token_cache_ttl,
+        drain_timeout: DRAIN_TIMEOUT,
     })
     .await
     .unwrap_or_else(|e| panic!("Failed to build the application: {e:?}"));

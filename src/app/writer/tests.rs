@@ -859,6 +859,46 @@ async fn a_retried_run_counts_the_loans_it_settled_before(db: &Db) {
     task.await.unwrap();
 }
 
+/// A closed queue ([`WriterHandle::close`]: a server that stopped waiting for its connections,
+/// whose handles remain) answers what it holds, refuses what comes after, and the writer stops
+/// with handles still alive.
+async fn a_closed_queue_answers_what_it_holds_and_stops(db: &Db) {
+    let (w, task) = disbursed_loans(db, 2).await;
+    let kept = w.clone();
+    let repay = |n: u32, i: usize| {
+        let command = Command::RecordRepayment {
+            loan_id: loan_id(n),
+            value_date: day("2021-02-01"),
+            amount_fen: Fen(1),
+        };
+        (format!("c{n}/{i}"), command, false)
+    };
+    let commands = (0..10).map(|i| repay(1 + i as u32 % 2, i)).collect();
+    let queued = w.queue_file(&bank(), commands, false).await;
+    w.close();
+    let answers = queued.wait().await;
+    assert_eq!(answers.len(), 10);
+    all_ok(answers);
+    let later = Command::RecordRepayment {
+        loan_id: loan_id(1),
+        value_date: day("2021-02-01"),
+        amount_fen: Fen(1),
+    };
+    let refused = kept.submit(bank(), "after".into(), later).await;
+    assert!(
+        matches!(&refused, Err(AppError::Unavailable(m)) if m.contains("shutting down")),
+        "{refused:?}"
+    );
+    // (A hang guard, not a speed check: without the close the writer waits for ever.)
+    tokio::time::timeout(std::time::Duration::from_secs(60), task)
+        .await
+        .expect("the writer stops with handles alive")
+        .unwrap();
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop((w, kept));
+}
+
 /// Runs each `scenario(&Db)` above as two tests, `scenario::sqlite` and `scenario::postgres`
 /// (the latter skipped without `LOANLEDGER_TEST_PG_URL`, a failure under `CI=true`), each on a
 /// current-thread runtime: the writer then runs on the test's own thread, which
@@ -895,4 +935,5 @@ on_both_backends!(
     commands_run_one_by_one_stop_when_the_database_is_away,
     a_call_holds_back_the_loans_of_an_unanswered_part,
     a_retried_run_counts_the_loans_it_settled_before,
+    a_closed_queue_answers_what_it_holds_and_stops,
 );
