@@ -31,7 +31,7 @@ impl AuditService for Api {
     ) -> Result<Response<Self::GetLoanHistoryStream>, Status> {
         let actor = self.principal(&request).await?;
         let pb::GetLoanHistoryRequest { loan_id } = request.into_inner();
-        let loan_id = parse::id("loan_id", &loan_id)?;
+        let loan_id = parse::loan_id("loan_id", &loan_id)?;
         check_reads_loans(&actor, &loan_id)?;
         // A loan's history is tens of entries over its life: read it at once (with who owns the
         // loan, in the same statement), check access, stream it out.

@@ -90,7 +90,7 @@ impl Api {
         command: impl FnOnce(String, BusinessDate) -> Result<Command, Status>,
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let request_id = parse::request_id(request_id)?;
-        let loan_id = parse::id("loan_id", loan_id)?;
+        let loan_id = parse::loan_id("loan_id", loan_id)?;
         tracing::Span::current().record("request_id", &request_id).record("loan_id", &loan_id);
         let command = command(loan_id, self.today())?;
         let outcome = self.writer.submit(actor, request_id, command).await.map_err(status)?;
@@ -405,7 +405,7 @@ impl LoanService for Api {
             renews_loan_id: if renews_loan_id.is_empty() {
                 None
             } else {
-                Some(parse::id("renews_loan_id", &renews_loan_id)?)
+                Some(parse::loan_id("renews_loan_id", &renews_loan_id)?)
             },
             // Fixed by the writer from the policy in force on the contract date.
             overdue_uplift: Decimal::ZERO,
@@ -470,7 +470,7 @@ impl LoanService for Api {
     ) -> Result<Response<pb::Loan>, Status> {
         let actor = self.principal(&request).await?;
         let pb::GetLoanRequest { loan_id, as_of } = request.into_inner();
-        let loan_id = parse::id("loan_id", &loan_id)?;
+        let loan_id = parse::loan_id("loan_id", &loan_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?;
         let loan = self.readable_loan(&actor, &loan_id).await?;
         match as_of {
@@ -609,7 +609,7 @@ impl LoanService for Api {
                         value_date,
                         amount_fen,
                     }) => Command::Disburse {
-                        loan_id: parse::id("loan_id", loan_id)?,
+                        loan_id: parse::loan_id("loan_id", loan_id)?,
                         value_date: parse::value_date("value_date", value_date, today)?,
                         amount_fen: match *amount_fen {
                             0 => None,
@@ -621,7 +621,7 @@ impl LoanService for Api {
                         value_date,
                         amount_fen,
                     }) => Command::RecordRepayment {
-                        loan_id: parse::id("loan_id", loan_id)?,
+                        loan_id: parse::loan_id("loan_id", loan_id)?,
                         value_date: parse::value_date("value_date", value_date, today)?,
                         amount_fen: parse::positive_fen("amount_fen", *amount_fen)?,
                     },
@@ -814,7 +814,7 @@ impl LoanService for Api {
     ) -> Result<Response<pb::PayoffQuote>, Status> {
         let actor = self.principal(&request).await?;
         let pb::GetPayoffQuoteRequest { loan_id, as_of } = request.into_inner();
-        let loan_id = parse::id("loan_id", &loan_id)?;
+        let loan_id = parse::loan_id("loan_id", &loan_id)?;
         let date = parse::date("as_of", &as_of)?;
         let loan = self.readable_loan(&actor, &loan_id).await?;
         let q = loan.quote(date).map_err(|e| status(e.into()))?;

@@ -5,7 +5,7 @@ use tonic::Status;
 use super::error::invalid;
 use crate::domain::date::{BusinessDate, parse_date};
 use crate::domain::identity::IdNumber;
-use crate::domain::ids::{check_bank_id, check_id, check_loan_id, check_text};
+use crate::domain::ids::{check_bank_id, check_id, check_loan_id, check_loan_ref, check_text};
 use crate::domain::money::Fen;
 use crate::domain::rate::AnnualRate;
 
@@ -27,6 +27,13 @@ pub fn request_id(value: &str) -> Result<String, Status> {
 
 pub fn id(field: &str, value: &str) -> Result<String, Status> {
     check_id(value).map_err(|m| invalid(field, m))?;
+    Ok(value.to_string())
+}
+
+/// The id of an existing loan: longer than an identifier for loans made before new loan ids were
+/// held to one ([`check_loan_ref`]).
+pub fn loan_id(field: &str, value: &str) -> Result<String, Status> {
+    check_loan_ref(value).map_err(|m| invalid(field, m))?;
     Ok(value.to_string())
 }
 

@@ -27,7 +27,7 @@ const TOKEN_PREFIX: &str = "after:";
 
 /// The loan id a page token issued by [`loans_page`] names (`None`: not such a token).
 fn after_id(token: &str) -> Option<&str> {
-    token.strip_prefix(TOKEN_PREFIX).filter(|id| crate::domain::ids::check_id(id).is_ok())
+    token.strip_prefix(TOKEN_PREFIX).filter(|id| crate::domain::ids::check_loan_ref(id).is_ok())
 }
 
 /// The query a page is of, as its page token carries it: a digest of the caller and the

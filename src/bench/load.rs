@@ -779,7 +779,7 @@ fn process_cpu() -> Duration {
 
 /// The contract every bench loan has: 50,000.00 yuan at 3.85% for 12 months from 2021-01-25,
 /// bullet with quarterly interest (ids filled by the caller).
-pub(crate) fn bench_terms(id_number: &str) -> LoanTerms {
+pub fn bench_terms(id_number: &str) -> LoanTerms {
     let day = |s: &str| parse_date(s).expect("valid date");
     LoanTerms {
         loan_id: String::new(),

@@ -7,11 +7,27 @@ pub const ID_LEN_MAX: usize = 64;
 /// Checks an identifier: 1 to [`ID_LEN_MAX`] characters of ASCII letters, digits, `_`, `.` and
 /// `-`. Slashes are excluded because account names use them as separators.
 pub fn check_id(text: &str) -> Result<(), &'static str> {
+    check_id_of(text, ID_LEN_MAX, "is longer than 64 characters")
+}
+
+/// Longest loan id stored: a bank id and a contract number of [`ID_LEN_MAX`] characters each
+/// and the `-` between them ([`loan_id`]), as builds before new loan ids were held to
+/// [`ID_LEN_MAX`] (2026-12-01, [`check_loan_id`]) could make.
+pub const LOAN_ID_LEN_MAX: usize = 2 * ID_LEN_MAX + 1;
+
+/// Checks the id of an existing loan named in a call: an identifier's characters ([`check_id`]),
+/// at most [`LOAN_ID_LEN_MAX`] of them, so that a loan made before new ids were held to
+/// [`ID_LEN_MAX`] can still be read, repaid and settled.
+pub fn check_loan_ref(text: &str) -> Result<(), &'static str> {
+    check_id_of(text, LOAN_ID_LEN_MAX, "is longer than 129 characters")
+}
+
+fn check_id_of(text: &str, len_max: usize, too_long: &'static str) -> Result<(), &'static str> {
     if text.is_empty() {
         return Err("is required");
     }
-    if text.len() > ID_LEN_MAX {
-        return Err("is longer than 64 characters");
+    if text.len() > len_max {
+        return Err(too_long);
     }
     if !text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
         return Err("may contain only ASCII letters, digits, '_', '.' and '-'");
@@ -75,6 +91,12 @@ mod tests {
         assert!(check_id("").is_err());
         assert!(check_id("a/b").is_err());
         assert!(check_id(&"x".repeat(65)).is_err());
+        assert!(check_loan_ref(&"x".repeat(129)).is_ok());
+        assert_eq!(check_loan_ref(&"x".repeat(130)), Err("is longer than 129 characters"));
+        assert!(check_loan_ref("a/b").is_err());
+        assert!(check_loan_ref("").is_err());
+        let longest = loan_id(&"B".repeat(ID_LEN_MAX), &"C".repeat(ID_LEN_MAX));
+        assert_eq!(longest.len(), LOAN_ID_LEN_MAX);
     }
 
     #[test]

@@ -425,7 +425,7 @@ impl Db {
         Ok(ids
             .into_iter()
             .filter_map(|id| id.strip_prefix(prefix).map(str::to_string))
-            .filter(|id| crate::domain::ids::check_id(id).is_ok())
+            .filter(|id| crate::domain::ids::check_loan_ref(id).is_ok())
             .collect())
     }
 }

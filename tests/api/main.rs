@@ -81,6 +81,7 @@ on_both_backends!(
     verify_while_writing,
     history_keeps_to_the_loans_ledger,
     a_stalled_reader_does_not_hold_up_shutdown,
+    loans_made_before_the_id_limit_are_still_named,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -3997,5 +3998,117 @@ async fn a_stalled_reader_does_not_hold_up_shutdown(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     assert!(v.ok && v.head_seq == head, "{v:?}");
     drop(stream);
+    app.finish().await;
+}
+
+/// Loans made before new loan ids were held to 64 characters (2026-12-01): its bank's id and its
+/// contract number 64 characters each, a loan id of 129, written here as such a build wrote
+/// them, through the writer. Every call that names such a loan takes its id (they refused it
+/// as longer than an identifier, so that only a settlement run reached it); a character more is
+/// still refused.
+async fn loans_made_before_the_id_limit_are_still_named(backend: Backend) {
+    use loanledger::app::auth::Principal;
+    use loanledger::app::command::Command;
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let bank_id = "B".repeat(64);
+    app.register_bank(&t.operator, &bank_id).await;
+    let bank = app.bank_token(&bank_id).await;
+    let ids: Vec<String> =
+        ["C", "D"].iter().map(|c| format!("{bank_id}-{}", c.repeat(64))).collect();
+    assert!(ids.iter().all(|id| id.len() == 129));
+    // Refused as a new contract today.
+    let mut today = standard_loan(&"C".repeat(64), HOUSEHOLD);
+    today.bank_id = bank_id.clone();
+    expect_code(app.loans(&bank).create_loan(today).await, Code::InvalidArgument);
+    // Written as an older build did, the server stopped.
+    app.stop().await;
+    let offset = loanledger::startup::business_utc_offset_default();
+    let (writer, task) = loanledger::app::writer::spawn(app.db.clone(), offset);
+    for id in &ids {
+        let mut terms = loanledger::bench::load::bench_terms(&id_number("19800517"));
+        terms.loan_id = id.clone();
+        terms.ledger_id = LEDGER.into();
+        terms.bank_id = bank_id.clone();
+        terms.contract_number = id[65..].to_string();
+        terms.household_id = HOUSEHOLD.into();
+        terms.principal_fen = Fen(1_000_000);
+        let actor = Principal { role: Role::Bank, org: bank_id.clone() };
+        let created = writer.submit(actor, format!("legacy {id}"), Command::CreateLoan { terms });
+        created.await.expect("a loan as an older build made it");
+    }
+    drop(writer);
+    task.await.expect("the writer stopped");
+    app.restart().await;
+
+    let (id, other) = (&ids[0], &ids[1]);
+    app.disburse(&bank, id, "2021-01-25").await;
+    app.disburse(&bank, other, "2021-01-25").await;
+    app.repay(&bank, id, "2021-02-01", 100_000).await;
+    let item = repayment_item("legacy-batch", id, "2021-02-02", 100_000);
+    let batch = app.loans(&bank).submit_batch(pb::SubmitBatchRequest { items: vec![item] }).await;
+    let batch = batch.expect("SubmitBatch").into_inner();
+    assert_eq!((batch.posted, batch.failed), (1, 0), "{batch:?}");
+    let loan = app
+        .loans(&bank)
+        .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+        .await
+        .expect("GetLoan")
+        .into_inner();
+    assert_eq!(loan.principal_outstanding_fen, 800_000);
+    let quote = app
+        .loans(&bank)
+        .get_payoff_quote(pb::GetPayoffQuoteRequest {
+            loan_id: id.clone(),
+            as_of: "2021-02-03".into(),
+        })
+        .await
+        .expect("GetPayoffQuote")
+        .into_inner();
+    assert_eq!(quote.principal_fen, 800_000);
+    let history = app.history(&t.auditor, id).await;
+    assert_eq!(
+        history.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["loan.created", "loan.disbursed", "loan.repaid", "loan.repaid"]
+    );
+    // A page of one, and the next after it: the page token names the first loan.
+    let page = |page_token: String| {
+        let mut loans = app.loans(&bank);
+        let bank_id = bank_id.clone();
+        async move {
+            let request =
+                pb::ListLoansRequest { bank_id, page_size: 1, page_token, ..Default::default() };
+            loans.list_loans(request).await.expect("ListLoans").into_inner()
+        }
+    };
+    let first = page(String::new()).await;
+    assert_eq!(first.loans.iter().map(|l| &l.loan_id).collect::<Vec<_>>(), [id]);
+    let second = page(first.next_page_token).await;
+    assert_eq!(second.loans.iter().map(|l| &l.loan_id).collect::<Vec<_>>(), [other]);
+    // The bank's settlement run, and the same run sent again (answered from its record).
+    let run = pb::SettleLoansRequest {
+        request_id: "legacy-run".into(),
+        ledger_id: LEDGER.into(),
+        bank_id: bank_id.clone(),
+        settlement_date: "2021-03-20".into(),
+    };
+    for _ in 0..2 {
+        let settled = app.loans(&bank).settle_loans(run.clone()).await.expect("SettleLoans");
+        let settled = settled.into_inner();
+        assert_eq!((settled.loans_settled, settled.failed), (2, 0), "{settled:?}");
+    }
+    // One character more is refused, naming the field.
+    let longer = format!("{id}X");
+    let status = expect_code(
+        app.loans(&bank)
+            .get_loan(pb::GetLoanRequest { loan_id: longer, as_of: String::new() })
+            .await,
+        Code::InvalidArgument,
+    );
+    assert!(status.message().contains("loan_id"), "{status:?}");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
     app.finish().await;
 }
