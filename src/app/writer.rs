@@ -134,24 +134,33 @@ pub struct Envelope {
 /// out of the call's order (a repayment before the disbursement that went unanswered), and a
 /// refusal it then got would be recorded for good, given again when the caller sends the whole
 /// call once more. The call is to be sent again; what of it was answered is answered the same.
+///
+/// So with a command refused as sent whose refusal is not recorded (a request id reused for
+/// another command): sent again corrected, it runs, and what came after it on its loan must not
+/// have run ahead of it.
 #[derive(Default)]
 struct Call {
     /// Whether `loans` holds any, read before taking the lock.
     any: std::sync::atomic::AtomicBool,
-    loans: std::sync::Mutex<HashSet<String>>,
+    /// The loans held back, each with why: `true` if a command on it was refused as sent
+    /// (unrecorded), `false` if one went unanswered.
+    loans: std::sync::Mutex<HashMap<String, bool>>,
 }
 
 impl Call {
-    fn holds_back(&self, loan_id: &str) -> bool {
+    /// Whether the loan is held back, and if so whether for a command refused as sent.
+    fn holds_back(&self, loan_id: &str) -> Option<bool> {
         use std::sync::atomic::Ordering;
-        self.any.load(Ordering::Acquire)
-            && self.loans.lock().is_ok_and(|loans| loans.contains(loan_id))
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        self.loans.lock().ok().and_then(|loans| loans.get(loan_id).copied())
     }
 
-    fn unanswered(&self, loan_id: &str) {
+    fn hold(&self, loan_id: &str, refused: bool) {
         use std::sync::atomic::Ordering;
         if let Ok(mut loans) = self.loans.lock() {
-            loans.insert(loan_id.to_string());
+            loans.entry(loan_id.to_string()).or_insert(refused);
             self.any.store(true, Ordering::Release);
         }
     }
@@ -171,25 +180,30 @@ impl Envelope {
         }
     }
 
-    /// Whether an earlier command of its call on the same loan went unanswered ([`Call`]), or
-    /// an earlier item of it was refused as sent ([`Envelope::after_refused`]).
-    fn held_back(&self) -> bool {
+    /// Whether an earlier command of its call on the same loan went unanswered or was refused
+    /// as sent ([`Call`]), or an earlier item of it was refused before the writer
+    /// ([`Envelope::after_refused`]); if so, whether it was refused as sent.
+    fn held_back(&self) -> Option<bool> {
         if self.after_refused {
-            return true;
+            return Some(true);
         }
         match (&self.call, self.loan()) {
             (Some(call), Some(loan)) => call.holds_back(loan),
-            _ => false,
+            _ => None,
         }
     }
 
-    /// Notes, if `result` is no answer, that the command's loan is held back for the rest of
+    /// Notes, if `result` is no answer or a refusal of the command as sent that is not
+    /// recorded (its request id reused), that the command's loan is held back for the rest of
     /// its call ([`Call`]).
     fn note(&self, result: &Result<Outcome, AppError>) {
-        if let (Some(call), Some(loan), Err(AppError::Unavailable(_) | AppError::Internal(_))) =
-            (&self.call, self.loan(), result)
-        {
-            call.unanswered(loan);
+        let refused = match result {
+            Err(AppError::Unavailable(_) | AppError::Internal(_)) => false,
+            Err(AppError::RequestIdReused(_)) => true,
+            _ => return,
+        };
+        if let (Some(call), Some(loan)) = (&self.call, self.loan()) {
+            call.hold(loan, refused);
         }
     }
 
@@ -998,11 +1012,12 @@ fn expired_contract_refused(loan: &LoanState, later: &LoanState) -> AppError {
     .into()
 }
 
-/// The answer of a command held back by its call ([`Call`]).
-fn held_back(env: &Envelope) -> AppError {
+/// The answer of a command held back by its call ([`Call`]); `refused`: for an earlier command
+/// refused as sent.
+fn held_back(env: &Envelope, refused: bool) -> AppError {
     let loan = env.loan().unwrap_or_default();
     let not_run = "this one was not run (nothing recorded); send the call again";
-    AppError::Unavailable(if env.after_refused {
+    AppError::Unavailable(if refused {
         format!(
             "an earlier item of this call on loan {loan} was refused as sent: {not_run} once \
              that item is corrected (or its date has come)"
@@ -1642,7 +1657,11 @@ impl Writer {
                 Err(refusal) => {
                     record_refusal(g, env, &refusal, results.len())
                         .map_err(|e| (e, env.request_id()))?;
-                    results.push(Err(refusal));
+                    // At once: a later command of its call on the same loan in this group is
+                    // held back if this refusal is not recorded ([`Envelope::note`]).
+                    let refusal = Err(refusal);
+                    env.note(&refusal);
+                    results.push(refusal);
                 }
             }
         }
@@ -1909,8 +1928,8 @@ impl Writer {
         // A new command held back by its call, not run (an answered one is answered the same,
         // above; planned with `Lookup::AtCommit`, one answered before is found at the commit
         // and the group planned again).
-        if env.held_back() {
-            return Ok(Answered::Failed(held_back(env)));
+        if let Some(refused) = env.held_back() {
+            return Ok(Answered::Failed(held_back(env, refused)));
         }
 
         // Commands outside any ledger's chain: only their answer is recorded, under their

@@ -82,6 +82,7 @@ on_both_backends!(
     history_keeps_to_the_loans_ledger,
     a_stalled_reader_does_not_hold_up_shutdown,
     loans_made_before_the_id_limit_are_still_named,
+    a_reused_request_id_holds_back_its_loan,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -4108,6 +4109,58 @@ async fn loans_made_before_the_id_limit_are_still_named(backend: Backend) {
         Code::InvalidArgument,
     );
     assert!(status.message().contains("loan_id"), "{status:?}");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// A batch item refused because its request id was used before for another command
+/// (REQUEST_ID_REUSED, nothing recorded) holds back the file's later items on its loan, as an
+/// unanswered item does: posted ahead of it, they would put the corrected item, sent again,
+/// after them (VALUE_DATE_OUT_OF_RANGE for good, its date being earlier). Sent again with the
+/// id corrected, the file posts in its order. An item on another loan is posted at once.
+async fn a_reused_request_id_holds_back_its_loan(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.register_household(&t.finance, "H002", "19800517").await;
+    let other = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
+    app.disburse(&t.bank, &other, "2021-01-25").await;
+    app.repay_as(&t.bank, "line-1", &id, "2021-03-10", 100_000).await.expect("a repayment");
+    let mut items = vec![
+        repayment_item("line-1", &id, "2021-03-15", 200_000),
+        repayment_item("line-2", &id, "2021-03-18", 300_000),
+        repayment_item("line-3", &other, "2021-03-18", 400_000),
+    ];
+    let send = |items: Vec<pb::BatchItem>| {
+        let mut loans = app.loans(&t.bank);
+        async move {
+            let batch = pb::SubmitBatchRequest { items };
+            loans.submit_batch(batch).await.expect("SubmitBatch").into_inner()
+        }
+    };
+    let answer = send(items.clone()).await;
+    let r = &answer.results;
+    assert_eq!((answer.posted, answer.failed), (1, 2), "{answer:?}");
+    assert_eq!((r[0].code.as_str(), r[0].reason.as_str()), ("ALREADY_EXISTS", "REQUEST_ID_REUSED"));
+    assert_eq!(r[1].code, "UNAVAILABLE", "{answer:?}");
+    assert!(r[1].message.contains("was refused as sent"), "{answer:?}");
+    assert!(r[2].ok, "{answer:?}");
+    // The first line's id corrected, the file sent again: posted in its order, the other
+    // loan's line answered as before.
+    items[0].request_id = "line-1b".into();
+    let again = send(items).await;
+    assert_eq!((again.posted, again.failed), (3, 0), "{again:?}");
+    assert_eq!(again.results[2].entry, answer.results[2].entry);
+    let repaid: Vec<String> = app
+        .history(&t.auditor, &id)
+        .await
+        .iter()
+        .filter(|e| e.kind == "loan.repaid")
+        .map(|e| e.value_date.clone())
+        .collect();
+    assert_eq!(repaid, ["2021-03-10", "2021-03-15", "2021-03-18"]);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;
