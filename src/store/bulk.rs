@@ -350,8 +350,21 @@ async fn postgres_models(
             sqlx::query_as(STATUSES_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let policies: Vec<PolicyRow> =
             sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
-        let policies =
-            policies.into_iter().map(PolicyRow::into_version).collect::<Result<_, _>>()?;
+        // A policy row whose parameters cannot be read (a row inserted by hand: PostgreSQL's
+        // guards refuse updates and deletes, not inserts) is reported and left out, as on
+        // SQLite, not the end of verify.
+        let mut unreadable_rows = Vec::new();
+        let mut policies_read = Vec::with_capacity(policies.len());
+        for row in policies {
+            match row.into_version() {
+                Ok(version) => policies_read.push(version),
+                Err(e) if unreadable_row(&e) => {
+                    unreadable_rows.push(format!("a row of policy_version cannot be read: {e}"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let policies = policies_read;
         let ledger_name: Option<String> =
             sqlx::query_scalar(LEDGER_NAME_SQL).bind(ledger_id).fetch_optional(&mut *tx).await?;
         // The idempotency records on this connection: on a fourth, no faster (measured).
@@ -360,12 +373,15 @@ async fn postgres_models(
             sqlx::query_scalar(PG_ODD_SEQS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let odd_seqs = odd.into_iter().map(|seq| format!("the number {seq}")).collect();
         let registry = RegistrySnapshot { banks, households, statuses, policies, ledger_name };
-        Ok::<_, StoreError>((registry, requests, odd_seqs))
+        Ok::<_, StoreError>((registry, requests, odd_seqs, unreadable_rows))
     };
     // The exporting transaction stays open until the importing ones have read.
     let (loans, balances_links, registry) = tokio::join!(loans, balances_links, registry);
-    let ((registry, requests, odd_seqs), (balances, links), (loans, unreadable_loans)) =
-        (registry?, balances_links?, loans?);
+    let (
+        (registry, requests, odd_seqs, unreadable_rows),
+        (balances, links),
+        (loans, unreadable_loans),
+    ) = (registry?, balances_links?, loans?);
     // The guards once the models are read: among them, each of their catalog reads would wait
     // for a turn on the task that decodes the loans.
     let schema = schema::postgres_problems(&mut tx).await?;
@@ -379,7 +395,7 @@ async fn postgres_models(
         odd_seqs,
         schema,
         unreadable_loans,
-        unreadable_rows: Vec::new(),
+        unreadable_rows,
     })
 }
 

@@ -2636,6 +2636,24 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     reports(ledger_name("forged"), format!("the name of ledger {LEDGER} differs")).await;
     restores(ledger_name("武鸣区 Wuming")).await;
 
+    // A policy version inserted by hand whose parameters cannot be read (the guards refuse
+    // updates and deletes, not inserts): reported and left out, on PostgreSQL too, not a failed
+    // verify (INTERNAL).
+    reports(
+        format!(
+            "insert into policy_version (ledger_id, effective_date, params_json) \
+             values ('{LEDGER}', '2099-01-01', 'x')"
+        ),
+        "a row of policy_version cannot be read".into(),
+    )
+    .await;
+    let gone = app
+        .behind_the_back("policy_version", "delete from policy_version where params_json = 'x'")
+        .await
+        .expect("the row deleted");
+    assert_eq!(gone, 1);
+    assert!(app.verify(&t.auditor).await.ok);
+
     let head_name = |name: &str| {
         format!("update household set head_name = '{name}' where household_id = '{HOUSEHOLD}'")
     };
