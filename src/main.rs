@@ -194,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Verify { ledger } => {
             let db = open_db(&cli.database_url, false).await?;
-            if db.get_ledger(&ledger).await.context("Failed to read the ledger")?.is_none() {
+            if !db.ledger_exists(&ledger).await.context("Failed to read the ledger")? {
                 anyhow::bail!("ledger {ledger} not found");
             }
             let r = loanledger::app::verify::verify_ledger(&db, &ledger)

@@ -117,7 +117,9 @@ impl AuditService for Api {
                 actor.actor()
             )));
         }
-        if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+        // A ledger whose row is gone or damaged but whose journal is there is verified (and
+        // the row reported), not NOT_FOUND.
+        if !self.db.ledger_exists(&ledger_id).await.map_err(|e| status(e.into()))? {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
         let _turn = self

@@ -177,6 +177,23 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_optional(p).await?))
     }
 
+    /// Whether a ledger exists, for `verify`: its row, or its journal should the row be gone.
+    /// Reads no column of either, so that a row damaged by hand is left to verify to report.
+    pub async fn ledger_exists(&self, ledger_id: &str) -> Result<bool, StoreError> {
+        const SQL: [&str; 2] = [
+            "select count(*) from (select 1 from ledger where ledger_id = $1 limit 1) x",
+            "select count(*) from (select 1 from journal_txn where ledger_id = $1 limit 1) x",
+        ];
+        for sql in SQL {
+            let found: i64 =
+                on_pool!(self, p => sqlx::query_scalar(sql).bind(ledger_id).fetch_one(p).await?);
+            if found > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub async fn get_bank(&self, bank_id: &str) -> Result<Option<BankRow>, StoreError> {
         let sql = "select bank_id, ledger_id, name from bank where bank_id = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(bank_id).fetch_optional(p).await?))

@@ -2636,6 +2636,34 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     reports(ledger_name("forged"), format!("the name of ledger {LEDGER} differs")).await;
     restores(ledger_name("武鸣区 Wuming")).await;
 
+    // The ledger's row gone (on SQLite, its name made a blob instead: the service's
+    // connections keep the foreign keys): verify still runs, and reports it, where it answered
+    // NOT_FOUND (or INTERNAL, the name not text).
+    let (damage, repair) = match backend {
+        Backend::Sqlite => (
+            format!("update ledger set name = cast(name as blob) where ledger_id = '{LEDGER}'"),
+            format!("update ledger set name = cast(name as text) where ledger_id = '{LEDGER}'"),
+        ),
+        Backend::Postgres => (
+            format!(
+                "begin; set local session_replication_role = replica; \
+                 delete from ledger where ledger_id = '{LEDGER}'; commit"
+            ),
+            format!(
+                "begin; set local session_replication_role = replica; \
+                 insert into ledger (ledger_id, name) values ('{LEDGER}', '武鸣区 Wuming'); commit"
+            ),
+        ),
+    };
+    app.db.execute_raw(&damage).await.expect("the ledger's row damaged");
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok && v.first_break_seq == 0, "{v:?}");
+    let named = format!(
+        "the name of ledger {LEDGER} differs from the journal (stored none, journal \"武鸣区 Wuming\")"
+    );
+    assert!(v.problems.contains(&named), "{v:?}");
+    restores(repair).await;
+
     // A policy version inserted by hand whose parameters cannot be read (the guards refuse
     // updates and deletes, not inserts): reported and left out, on PostgreSQL too, not a failed
     // verify (INTERNAL).

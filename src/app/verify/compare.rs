@@ -95,10 +95,13 @@ fn compare_registry(
 ) {
     registry.sort();
     if stored.ledger_name != registry.ledger_name {
+        // (`None`: no row, or one that cannot be read, reported as such beside this.)
+        let named =
+            |name: &Option<String>| name.as_ref().map_or("none".into(), |n| format!("{n:?}"));
         problem(format!(
-            "the name of ledger {ledger_id} differs from the journal (stored {:?}, journal {:?})",
-            stored.ledger_name.as_deref().unwrap_or_default(),
-            registry.ledger_name.as_deref().unwrap_or_default()
+            "the name of ledger {ledger_id} differs from the journal (stored {}, journal {})",
+            named(&stored.ledger_name),
+            named(&registry.ledger_name)
         ));
     }
     for (what, same) in [
