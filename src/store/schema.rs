@@ -9,7 +9,7 @@
 //! change yet to come. Verify reports it, each problem starting with `schema:`.
 //!
 //! - **SQLite**: every table, index, view and trigger of the database (`sqlite_master`, SQLite's
-//!   own `sqlite_*` objects and sqlx's `_sqlx_migrations` aside) against those the migrations
+//!   own `sqlite_*` tables and indexes and sqlx's `_sqlx_migrations` table aside) against those the migrations
 //!   make in a fresh in-memory database ([`sqlite_expected`], built once a process, a few
 //!   milliseconds), by type, table and SQL text. One of the migrations' objects missing or
 //!   defined otherwise is reported, and so is a trigger or view the migrations do not make (a
@@ -18,8 +18,10 @@
 //! - **PostgreSQL** (no fresh database to compare with: verify may run on a read-only
 //!   standby): the append-only tables' triggers ([`PG_GUARDS`]) each present, enabled
 //!   (`tgenabled` `O` or `A`), and defined as the migrations define it (its events, no `WHEN`,
-//!   no columns, calling `refuse_change()`: `pg_get_triggerdef`'s text); no other trigger on a
-//!   table of the service's ([`PG_RELATIONS`]); each of those a table (the `posting` view a
+//!   no columns, calling `refuse_change()`: `pg_get_triggerdef`'s text); no other trigger, no
+//!   rule, no row-level security or policy on a table of the service's ([`PG_RELATIONS`]), and
+//!   `session_replication_role` `origin` in the service's sessions ([`PG_OTHER_SQL`]); each of
+//!   those relations a table (the `posting` view a
 //!   view); and the bodies of the functions the guards and the checks call ([`PG_FUNCTIONS`])
 //!   as the migrations wrote them. The `posting` view's query is not compared: PostgreSQL
 //!   keeps it only as its deparser prints it back, which may change between versions, and a
@@ -38,8 +40,13 @@ const PROBLEM: &str = "schema:";
 /// One object of a SQLite schema: (type, name, table, SQL text).
 type SqliteObject = (String, String, String, Option<String>);
 
+/// SQLite's own tables and indexes (`sqlite_sequence`, `sqlite_stat1`, `sqlite_autoindex_…`)
+/// and sqlx's migrations table are left out by name; a trigger or a view never is, whatever its
+/// name (a trigger named `_sqlx_migrations`, or `SQLITE_…` made with `writable_schema`, was
+/// left out with them).
 const SQLITE_SCHEMA_SQL: &str = "select type, name, tbl_name, sql from sqlite_master \
-     where name not like 'sqlite\\_%' escape '\\' and name <> '_sqlx_migrations' \
+     where not (type in ('table', 'index') and name like 'sqlite\\_%' escape '\\') \
+     and not (type = 'table' and name = '_sqlx_migrations') \
      order by type, name";
 
 /// The schema this build's SQLite migrations make, in [`SQLITE_SCHEMA_SQL`]'s order (or why it
@@ -183,6 +190,27 @@ const PG_TRIGGERS_SQL: &str = "select c.relname::text, c.relnamespace::regnamesp
      where not t.tgisinternal \
      and t.tgrelid in (select to_regclass(n) from unnest($1::text[]) n) \
      order by 1, 3";
+/// What else makes a table of the service's behave otherwise than its statements say, none of
+/// which the migrations make: a rule (`_RETURN`, a view's own, aside), row-level security on
+/// or forced, a row-level security policy, and the guards switched off for the service's
+/// sessions by a `session_replication_role` set on its database or role (the triggers then
+/// read as enabled, but fire in no session that does not reset it).
+const PG_OTHER_SQL: &str = "select format('rule %s on %s is not the migrations''', \
+     r.rulename, c.relname) from pg_rewrite r join pg_class c on c.oid = r.ev_class \
+     where r.rulename <> '_RETURN' \
+     and r.ev_class in (select to_regclass(n) from unnest($1::text[]) n) \
+     union all select format('row-level security is on for %s: the migrations leave it off', \
+     c.relname) from pg_class c where (c.relrowsecurity or c.relforcerowsecurity) \
+     and c.oid in (select to_regclass(n) from unnest($1::text[]) n) \
+     union all select format('policy %s on %s is not the migrations''', p.polname, c.relname) \
+     from pg_policy p join pg_class c on c.oid = p.polrelid \
+     where p.polrelid in (select to_regclass(n) from unnest($1::text[]) n) \
+     union all select format('session_replication_role is %s in the service''s sessions \
+     (set on its database or role): the guards do not fire', \
+     current_setting('session_replication_role')) \
+     where current_setting('session_replication_role') <> 'origin' \
+     order by 1";
+
 /// The body of each of [`PG_FUNCTIONS`] (`None` where there is no such function).
 const PG_FUNCTIONS_SQL: &str = "select f, (select p.prosrc from pg_proc p \
      where p.oid = to_regprocedure(f)) from unnest($1::text[]) f";
@@ -204,7 +232,11 @@ pub(super) async fn postgres_problems(
     let functions: Vec<&str> = PG_FUNCTIONS.iter().map(|(name, _)| *name).collect();
     let bodies: Vec<(String, Option<String>)> =
         sqlx::query_as(PG_FUNCTIONS_SQL).bind(&functions).fetch_all(&mut *conn).await?;
-    Ok(postgres_differences(&kinds, &triggers, &bodies))
+    let others: Vec<String> =
+        sqlx::query_scalar(PG_OTHER_SQL).bind(&relations).fetch_all(&mut *conn).await?;
+    let mut problems = postgres_differences(&kinds, &triggers, &bodies);
+    problems.extend(others.into_iter().map(|o| format!("{PROBLEM} {o}")));
+    Ok(problems)
 }
 
 /// A trigger as PostgreSQL's catalog has it: (table, its schema, name, `tgenabled`, definition).
