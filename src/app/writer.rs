@@ -2393,7 +2393,7 @@ impl Writer {
                 if !actor.administers_ledger(&loan.terms.ledger_id) {
                     check_bank(actor, &loan)?;
                 }
-                self.plan_loan(&loan, LoanCommand::Settle { date: *date })?
+                self.plan_settlement(&loan, *date)?
             }
             Command::MarkMisuse { loan_id, value_date } => {
                 let loan = self.loan(tx, g, loan_id).await?;
@@ -2416,6 +2416,26 @@ impl Writer {
                 self.plan_loan(&loan, LoanCommand::WriteOff { date: *value_date })?
             }
         })
+    }
+
+    /// Plans a settlement of `loan` through `date`, dated the last point it settles: a run dated
+    /// after its points (a quarter-end 20th on a Saturday, run on the Monday) would otherwise
+    /// date the loan's last event after them, and the banks' payments of the days between, sent
+    /// after the run, would be refused as dated before the loan's last event. The same points
+    /// and figures, dated the point (a run dated a point, the usual case, is planned once); a
+    /// settlement that would come out otherwise keeps the run's date.
+    fn plan_settlement(&self, loan: &LoanState, date: BusinessDate) -> Result<Planned, AppError> {
+        let planned = self.plan_loan(loan, LoanCommand::Settle { date })?;
+        fn points(p: &Planned) -> Option<&[crate::domain::servicing::SettlementPoint]> {
+            match &p.event {
+                JournalEvent::Loan(LoanEvent::Settled { settlements, .. }) => Some(settlements),
+                _ => None,
+            }
+        }
+        let last = points(&planned).and_then(|s| s.last()).map(|p| p.date);
+        let Some(point) = last.filter(|point| *point < date) else { return Ok(planned) };
+        let at_point = self.plan_loan(loan, LoanCommand::Settle { date: point })?;
+        Ok(if points(&at_point) == points(&planned) { at_point } else { planned })
     }
 
     /// Plans a command on an existing loan: the event, its postings and the state after it.

@@ -33,6 +33,7 @@ on_both_backends!(
     a_penalty_rate_is_stored_as_computed,
     a_twentieths_events_do_not_depend_on_its_run,
     a_run_made_the_next_morning,
+    a_run_dated_after_its_point,
     early_payoff,
     batch_with_bad_items,
     misuse,
@@ -1193,6 +1194,36 @@ async fn a_run_made_the_next_morning(backend: Backend) {
         repayment(&app, &t.bank, &paid, "2021-03-20", 100).await,
         "VALUE_DATE_OUT_OF_RANGE",
     );
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A quarter-end run dated after its 20th (the 20th a Saturday, the run made on the Monday,
+/// 2021-03-22) settles the 03-20 point, with the same figures, dated the point: the bank's
+/// payments of the 20th and the 21st, sent after the run, are still taken (dated the run's day,
+/// the settlement refused them as before the loan's last event, and the interest paid on time
+/// would have shown overdue).
+async fn a_run_dated_after_its_point(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "M1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let run = settle(&app, &t.finance, "", "2021-03-22").await;
+    // 5,000,000 × 55 × 0.0385 / 360 = 29,409.72 -> 29,410: through the 20th, not the 22nd.
+    assert_eq!((run.loans_settled, run.settlement_points, run.interest_fen), (1, 1, 29_410));
+    let history = app.history(&t.auditor, &id).await;
+    let last = history.last().expect("the settlement");
+    assert_eq!((last.kind.as_str(), last.value_date.as_str()), ("loan.settled", "2021-03-20"));
+    // The bank's payments of the 20th (the interest due that day) and of the 21st.
+    let r = app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    assert_eq!(loan(&r).interest_paid_fen, 29_410, "{r:?}");
+    assert_eq!(loan(&r).interest_due_fen, 0, "{r:?}");
+    let r = app.repay(&t.bank, &id, "2021-03-21", 100_000).await;
+    assert_eq!(loan(&r).principal_outstanding_fen, 4_900_000, "{r:?}");
+    // The run sent again under another id: nothing more to settle through the 22nd.
+    let again = settle(&app, &t.finance, "", "2021-03-22").await;
+    assert_eq!((again.loans_settled, again.failed), (0, 0), "{again:?}");
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
