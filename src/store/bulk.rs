@@ -91,6 +91,8 @@ pub struct StoredModels {
     pub odd_seqs: Vec<String>,
     /// How the database's guards differ from the migrations' ([`super::schema`]), described.
     pub schema: Vec<String>,
+    /// Rows stored under a ledger id that has no journal ([`STRAYS_SQL`]), described.
+    pub strays: Vec<String>,
     /// Loan rows that cannot be read as a loan (a value changed behind the service's back into
     /// one no loan has): (loan id, why). Reported by verify, not failed on.
     pub unreadable_loans: Vec<(String, String)>,
@@ -154,6 +156,32 @@ const ODD_SEQS_SQL: &str = "select seq from (\
       select seq from journal_txn where ledger_id = $1 and seq > 9223372036854775807) \
     order by seq limit 10";
 /// PostgreSQL's journal rows before the chain's first seq (its `seq` is a bigint: none past it).
+/// Loans, banks and households stored under a ledger id (another than the one verified) that
+/// has no journal: no ledger's verify reads them, yet the service does (a loan is found by its
+/// id, its bank's listing, its household's cap and its borrower's other loans, in any ledger;
+/// banks and households by their ids), so that one row inserted by hand under a ledger id of
+/// its own would change what a verified ledger's banks see and its households may borrow.
+/// Every verify reports them (a row under another ledger that has a journal is that ledger's
+/// verify's to report: not in its journal). Grouped by ledger id, along `loan_ledger_idx` for
+/// the loans; the ledger id as text, whatever was stored. Not sorted here: on PostgreSQL the
+/// read runs where the scans turned sorts off, and a sort would cost it a JIT compilation.
+const STRAYS_SQL: &str = "select t, cast(l as text) from (\
+     select 'loan' as t, ledger_id as l from loan group by ledger_id \
+     union all select 'bank', ledger_id from bank group by ledger_id \
+     union all select 'household', ledger_id from household group by ledger_id) x \
+     where l <> $1 and not exists (select 1 from journal_txn j where j.ledger_id = x.l)";
+
+/// The rows of [`STRAYS_SQL`], described, by table and ledger id.
+fn strays_described(mut rows: Vec<(String, Option<String>)>) -> Vec<String> {
+    rows.sort();
+    rows.iter()
+        .map(|(table, ledger_id)| {
+            let ledger = ledger_id.as_ref().map_or("null".into(), |l| format!("{l:?}"));
+            format!("{table} rows are stored under ledger {ledger}, which has no journal")
+        })
+        .collect()
+}
+
 const PG_ODD_SEQS_SQL: &str =
     "select seq from journal_txn where ledger_id = $1 and seq < 1 order by seq limit 10";
 /// Sent after the head, so that the scan does not wait for it: on PostgreSQL, whose `loan`
@@ -233,6 +261,8 @@ fn sqlite_models(
         })
     })?;
     let schema = schema::sqlite_problems(&conn)?;
+    let strays = sqlite_rows(&conn, STRAYS_SQL, ledger_id, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let strays = strays_described(strays);
     let loan_count: i64 = conn.query_row(LOAN_COUNT_SQL, [ledger_id], |r| r.get(0))?;
     let _ = loans.send(loan_count);
     let (transactions, loan_count) = (size(seq), size(loan_count));
@@ -290,6 +320,7 @@ fn sqlite_models(
         requests,
         odd_seqs,
         schema,
+        strays,
         unreadable_loans,
         unreadable_rows,
     })
@@ -372,13 +403,16 @@ async fn postgres_models(
         let odd: Vec<i64> =
             sqlx::query_scalar(PG_ODD_SEQS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let odd_seqs = odd.into_iter().map(|seq| format!("the number {seq}")).collect();
+        let strays: Vec<(String, Option<String>)> =
+            sqlx::query_as(STRAYS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+        let strays = strays_described(strays);
         let registry = RegistrySnapshot { banks, households, statuses, policies, ledger_name };
-        Ok::<_, StoreError>((registry, requests, odd_seqs, unreadable_rows))
+        Ok::<_, StoreError>((registry, requests, odd_seqs, strays, unreadable_rows))
     };
     // The exporting transaction stays open until the importing ones have read.
     let (loans, balances_links, registry) = tokio::join!(loans, balances_links, registry);
     let (
-        (registry, requests, odd_seqs, unreadable_rows),
+        (registry, requests, odd_seqs, strays, unreadable_rows),
         (balances, links),
         (loans, unreadable_loans),
     ) = (registry?, balances_links?, loans?);
@@ -394,6 +428,7 @@ async fn postgres_models(
         requests,
         odd_seqs,
         schema,
+        strays,
         unreadable_loans,
         unreadable_rows,
     })

@@ -2664,6 +2664,31 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     assert!(v.problems.contains(&named), "{v:?}");
     restores(repair).await;
 
+    // A loan, a bank and a household inserted by hand under a ledger of their own, with no
+    // journal: no ledger's verify read them, yet the service does (the loan is found by its id,
+    // in its bank's listing, against its household's cap). Every verify reports them.
+    let forge = format!(
+        "insert into ledger (ledger_id, name) values ('ZZ', 'forged'); \
+         insert into bank (bank_id, ledger_id, name) values ('ZB', 'ZZ', 'forged'); \
+         insert into household (household_id, ledger_id, head_name, head_id_number, township, \
+         village) values ('ZH', 'ZZ', 'x', 'x', '', ''); \
+         create temporary table forged as select * from loan where loan_id = '{id}'; \
+         update forged set loan_id = 'ZZ-1', ledger_id = 'ZZ'; \
+         insert into loan select * from forged; drop table forged"
+    );
+    app.db.execute_raw(&forge).await.expect("the rows forged");
+    let strays: Vec<String> = ["bank", "household", "loan"]
+        .iter()
+        .map(|t| format!("{t} rows are stored under ledger \"ZZ\", which has no journal"))
+        .collect();
+    verify_reports(&app, &t.auditor, &strays).await;
+    restores(
+        "delete from loan where ledger_id = 'ZZ'; delete from household where ledger_id = 'ZZ'; \
+         delete from bank where ledger_id = 'ZZ'; delete from ledger where ledger_id = 'ZZ'"
+            .into(),
+    )
+    .await;
+
     // A policy version inserted by hand whose parameters cannot be read (the guards refuse
     // updates and deletes, not inserts): reported and left out, on PostgreSQL too, not a failed
     // verify (INTERNAL).

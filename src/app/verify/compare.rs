@@ -42,6 +42,7 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
         requests: stored_requests,
         odd_seqs,
         schema,
+        strays,
         unreadable_loans,
         unreadable_rows,
     } = stored;
@@ -62,7 +63,7 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
                 "a journal row of ledger {ledger_id} has {odd} as its seq: no place in the chain"
             ));
         }
-        for text in schema.into_iter().chain(unreadable_rows) {
+        for text in schema.into_iter().chain(strays).chain(unreadable_rows) {
             problem(text);
         }
         compare_registry(ledger_id, registry, &stored_registry, &mut problem);
