@@ -36,9 +36,8 @@ pub struct Settings {
     pub drain_timeout: std::time::Duration,
 }
 
-/// [`Settings::drain_timeout`] of `serve`: within the 30 s a service manager (systemd's
-/// `TimeoutStopSec`, Kubernetes' grace period) gives by default, with room for the writer's
-/// last commit.
+/// [`Settings::drain_timeout`] of `serve`: within the 30 s grace period Kubernetes gives by
+/// default (systemd's `TimeoutStopSec` is 90 s), with room for the writer's last commit.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// [`Settings::token_cache_ttl`] of `serve`.

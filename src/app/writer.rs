@@ -507,6 +507,11 @@ pub const LOAN_CACHE_MAX: usize = 100_000;
 /// The state of one group in progress.
 #[derive(Default)]
 struct Group {
+    /// Loans held back for the rest of their call by a command of it this plan refused as sent,
+    /// unrecorded (its request id reused): (the call, the loan). Kept with the plan, so that a
+    /// plan thrown away (planned again, or each command alone) forgets them; the [`Call`]
+    /// learns them once the answers are given ([`answer`]).
+    refused_in_call: HashSet<(usize, String)>,
     heads: HashMap<String, (u64, Hash)>,
     loans: HashMap<String, LoanState>,
     /// Answers by (scope, request id): read from the database (stored form, JSON) or given in
@@ -1657,11 +1662,14 @@ impl Writer {
                 Err(refusal) => {
                     record_refusal(g, env, &refusal, results.len())
                         .map_err(|e| (e, env.request_id()))?;
-                    // At once: a later command of its call on the same loan in this group is
-                    // held back if this refusal is not recorded ([`Envelope::note`]).
-                    let refusal = Err(refusal);
-                    env.note(&refusal);
-                    results.push(refusal);
+                    // At once, for this plan: a later command of its call on the same loan in
+                    // this group is held back if this refusal is not recorded.
+                    if let (AppError::RequestIdReused(_), Some(call), Some(loan)) =
+                        (&refusal, &env.call, env.loan())
+                    {
+                        g.refused_in_call.insert((Arc::as_ptr(call) as usize, loan.to_string()));
+                    }
+                    results.push(Err(refusal));
                 }
             }
         }
@@ -1930,6 +1938,12 @@ impl Writer {
         // and the group planned again).
         if let Some(refused) = env.held_back() {
             return Ok(Answered::Failed(held_back(env, refused)));
+        }
+        if let (Some(call), Some(loan)) = (&env.call, env.loan())
+            && !g.refused_in_call.is_empty()
+            && g.refused_in_call.contains(&(Arc::as_ptr(call) as usize, loan.to_string()))
+        {
+            return Ok(Answered::Failed(held_back(env, true)));
         }
 
         // Commands outside any ledger's chain: only their answer is recorded, under their

@@ -20,7 +20,7 @@
 //!   (`tgenabled` `O` or `A`), and defined as the migrations define it (its events, no `WHEN`,
 //!   no columns, calling `refuse_change()`: `pg_get_triggerdef`'s text); no other trigger, no
 //!   rule, no row-level security or policy on a table of the service's ([`PG_RELATIONS`]), and
-//!   `session_replication_role` `origin` in the service's sessions ([`PG_OTHER_SQL`]); each of
+//!   `session_replication_role` not `replica` in the service's sessions ([`PG_OTHER_SQL`]); each of
 //!   those relations a table (the `posting` view a
 //!   view); and the bodies of the functions the guards and the checks call ([`PG_FUNCTIONS`])
 //!   as the migrations wrote them. The `posting` view's query is not compared: PostgreSQL
@@ -193,7 +193,7 @@ const PG_TRIGGERS_SQL: &str = "select c.relname::text, c.relnamespace::regnamesp
 /// What else makes a table of the service's behave otherwise than its statements say, none of
 /// which the migrations make: a rule (`_RETURN`, a view's own, aside), row-level security on
 /// or forced, a row-level security policy, and the guards switched off for the service's
-/// sessions by a `session_replication_role` set on its database or role (the triggers then
+/// sessions by a `session_replication_role` of `replica` set on its database or role (the triggers then
 /// read as enabled, but fire in no session that does not reset it).
 const PG_OTHER_SQL: &str = "select format('rule %s on %s is not the migrations''', \
      r.rulename, c.relname) from pg_rewrite r join pg_class c on c.oid = r.ev_class \
@@ -208,7 +208,7 @@ const PG_OTHER_SQL: &str = "select format('rule %s on %s is not the migrations''
      union all select format('session_replication_role is %s in the service''s sessions \
      (set on its database or role): the guards do not fire', \
      current_setting('session_replication_role')) \
-     where current_setting('session_replication_role') <> 'origin' \
+     where current_setting('session_replication_role') = 'replica' \
      order by 1";
 
 /// The body of each of [`PG_FUNCTIONS`] (`None` where there is no such function).

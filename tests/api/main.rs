@@ -3543,6 +3543,16 @@ async fn with_disbursed_loan(backend: Backend) -> Option<(TestApp, Tokens, Strin
     Some((app, t, id))
 }
 
+/// As [`with_disbursed_loan`], and a second loan, C002 of household H002, disbursed the same day.
+async fn with_two_disbursed_loans(backend: Backend) -> Option<(TestApp, Tokens, String, String)> {
+    let (app, t, id) = with_disbursed_loan(backend).await?;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    let other = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
+    app.disburse(&t.bank, &other, "2021-01-25").await;
+    Some((app, t, id, other))
+}
+
 /// A trigger that fails every insert of an idempotency record whose request id starts with
 /// `poison`: the database failing a group's writes.
 async fn poison_idempotency(app: &TestApp, backend: Backend) {
@@ -3634,13 +3644,9 @@ async fn failed_groups_beside_others(backend: Backend) {
 /// runs in its order: what was answered is answered the same, the rest is posted. Verify
 /// holds throughout.
 async fn failed_write_leaves_nothing(backend: Backend) {
-    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+    let Some((app, t, id, other)) = with_two_disbursed_loans(backend).await else {
         return;
     };
-    app.register_household(&t.finance, "H002", "19800517").await;
-    let other = loan_id("C002");
-    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
-    app.disburse(&t.bank, &other, "2021-01-25").await;
     poison_idempotency(&app, backend).await;
     let before = app.journal(&t.auditor, LEDGER).await;
     let head = before.last().expect("seeded journal").seq;
@@ -4227,13 +4233,9 @@ async fn loans_made_before_the_id_limit_are_still_named(backend: Backend) {
 /// after them (VALUE_DATE_OUT_OF_RANGE for good, its date being earlier). Sent again with the
 /// id corrected, the file posts in its order. An item on another loan is posted at once.
 async fn a_reused_request_id_holds_back_its_loan(backend: Backend) {
-    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+    let Some((app, t, id, other)) = with_two_disbursed_loans(backend).await else {
         return;
     };
-    app.register_household(&t.finance, "H002", "19800517").await;
-    let other = loan_id("C002");
-    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
-    app.disburse(&t.bank, &other, "2021-01-25").await;
     app.repay_as(&t.bank, "line-1", &id, "2021-03-10", 100_000).await.expect("a repayment");
     let mut items = vec![
         repayment_item("line-1", &id, "2021-03-15", 200_000),
