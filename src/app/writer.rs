@@ -181,14 +181,28 @@ impl Envelope {
     }
 
     /// Whether an earlier command of its call on the same loan went unanswered or was refused
-    /// as sent ([`Call`]), or an earlier item of it was refused before the writer
-    /// ([`Envelope::after_refused`]); if so, whether it was refused as sent.
-    fn held_back(&self) -> Option<bool> {
+    /// as sent ([`Call`]; in the plan under way, `refused_in_plan`: [`Group::refused_in_call`]),
+    /// or an earlier item of it was refused before the writer ([`Envelope::after_refused`]);
+    /// if so, whether it was refused as sent.
+    fn held_back(&self, refused_in_plan: &HashSet<(usize, String)>) -> Option<bool> {
         if self.after_refused {
+            return Some(true);
+        }
+        if !refused_in_plan.is_empty()
+            && self.call_loan().is_some_and(|key| refused_in_plan.contains(&key))
+        {
             return Some(true);
         }
         match (&self.call, self.loan()) {
             (Some(call), Some(loan)) => call.holds_back(loan),
+            _ => None,
+        }
+    }
+
+    /// Its call and loan, as [`Group::refused_in_call`] keys them.
+    fn call_loan(&self) -> Option<(usize, String)> {
+        match (&self.call, self.loan()) {
+            (Some(call), Some(loan)) => Some((Arc::as_ptr(call) as usize, loan.to_string())),
             _ => None,
         }
     }
@@ -1664,10 +1678,8 @@ impl Writer {
                         .map_err(|e| (e, env.request_id()))?;
                     // At once, for this plan: a later command of its call on the same loan in
                     // this group is held back if this refusal is not recorded.
-                    if let (AppError::RequestIdReused(_), Some(call), Some(loan)) =
-                        (&refusal, &env.call, env.loan())
-                    {
-                        g.refused_in_call.insert((Arc::as_ptr(call) as usize, loan.to_string()));
+                    if let (AppError::RequestIdReused(_), Some(key)) = (&refusal, env.call_loan()) {
+                        g.refused_in_call.insert(key);
                     }
                     results.push(Err(refusal));
                 }
@@ -1936,14 +1948,8 @@ impl Writer {
         // A new command held back by its call, not run (an answered one is answered the same,
         // above; planned with `Lookup::AtCommit`, one answered before is found at the commit
         // and the group planned again).
-        if let Some(refused) = env.held_back() {
+        if let Some(refused) = env.held_back(&g.refused_in_call) {
             return Ok(Answered::Failed(held_back(env, refused)));
-        }
-        if let (Some(call), Some(loan)) = (&env.call, env.loan())
-            && !g.refused_in_call.is_empty()
-            && g.refused_in_call.contains(&(Arc::as_ptr(call) as usize, loan.to_string()))
-        {
-            return Ok(Answered::Failed(held_back(env, true)));
         }
 
         // Commands outside any ledger's chain: only their answer is recorded, under their
