@@ -58,9 +58,9 @@ impl Api {
 }
 
 impl Api {
-    /// The loan, if it exists and `actor` may read it: NOT_FOUND otherwise, also for another
-    /// bank's loan, as a missing one; PERMISSION_DENIED for another ledger's (finance) or
-    /// for the operator.
+    /// The loan, if it exists and `actor` may read it: NOT_FOUND otherwise, also for a loan
+    /// outside the caller's books, as a missing one ([`check_read_of`]); PERMISSION_DENIED for
+    /// the operator, whether the loan exists or not.
     pub async fn readable_loan(
         &self,
         actor: &Principal,
@@ -111,8 +111,10 @@ pub fn check_reads_loans(actor: &Principal, loan_id: &str) -> Result<(), Status>
     Ok(())
 }
 
-/// Whether `actor` may read the loan of `bank_id` in `ledger_id`: another bank's loan is
-/// NOT_FOUND to a bank, as a missing one.
+/// Whether `actor` may read the loan of `bank_id` in `ledger_id`: a loan it may not read is
+/// NOT_FOUND to it, as a missing one (another bank's to a bank, another ledger's to a finance
+/// office or an auditor): nobody learns whether a loan outside their books exists. The
+/// operator, which reads no loan, is refused before the lookup ([`check_reads_loans`]).
 pub fn check_read_of(
     actor: &Principal,
     loan_id: &str,
@@ -121,11 +123,10 @@ pub fn check_read_of(
 ) -> Result<(), Status> {
     if actor.reads_loan(bank_id, ledger_id) {
         Ok(())
-    } else if actor.role == Role::Bank {
-        // As a missing one: a bank never learns whether another bank's loan exists.
-        Err(Status::not_found(format!("loan {loan_id} not found")))
-    } else {
+    } else if actor.is_operator() {
         Err(Status::permission_denied(format!("{} may not read loan {loan_id}", actor.actor())))
+    } else {
+        Err(Status::not_found(format!("loan {loan_id} not found")))
     }
 }
 

@@ -203,13 +203,11 @@ impl RegistryService for Api {
             },
             _ => actor.reads_ledger(&view.row.ledger_id),
         };
-        if !allowed && actor.role == Role::Bank {
-            // As a missing one: a bank does not learn whether a household outside the ledger
-            // it lends in exists (as another bank's loan is answered).
-            return Err(Status::not_found(format!("household {household_id} not found")));
-        }
         if !allowed {
-            return Err(deny("this household is outside your ledger"));
+            // As a missing one: a bank does not learn whether a household outside the ledger
+            // it lends in exists, nor a finance office or an auditor one outside theirs (as a
+            // loan outside the caller's books is answered). The operator was refused above.
+            return Err(Status::not_found(format!("household {household_id} not found")));
         }
         Ok(Response::new(household_view_to_pb(&view, actor.sees_full_ids())))
     }

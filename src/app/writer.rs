@@ -2170,6 +2170,15 @@ impl Writer {
                     DomainError::NotFound { what: "household", id: household_id.clone() }
                 })?;
                 let ledger_id = household.row.ledger_id.clone();
+                if !actor.reads_ledger(&ledger_id) {
+                    // As a missing one: a finance office does not learn whether a household
+                    // outside its ledger exists.
+                    return Err(DomainError::NotFound {
+                        what: "household",
+                        id: household_id.clone(),
+                    }
+                    .into());
+                }
                 if !actor.administers_ledger(&ledger_id) {
                     return Err(deny_ledger(&ledger_id));
                 }
@@ -2256,9 +2265,13 @@ impl Writer {
                         DomainError::Exists { what: "loan", id: terms.loan_id.clone() }.into()
                     );
                 }
-                let household =
-                    Self::household(&g.households, &terms.household_id)?.ok_or_else(|| {
-                        DomainError::NotFound { what: "household", id: terms.household_id.clone() }
+                // A household outside the ledger the bank lends in is answered as a missing
+                // one, as `GetHousehold` answers it: the bank does not learn that it exists.
+                let household = Self::household(&g.households, &terms.household_id)?
+                    .filter(|h| h.row.ledger_id == bank.ledger_id)
+                    .ok_or_else(|| DomainError::NotFound {
+                        what: "household",
+                        id: terms.household_id.clone(),
                     })?;
                 let policies = g.registry.policies(tx, &bank.ledger_id).await?;
                 let version = in_force(&policies, terms.contract_date);
@@ -2585,12 +2598,14 @@ impl Writer {
     }
 }
 
+/// Whether `actor` may change `loan` as its bank. A loan the actor may not read is answered as
+/// a missing one (another bank's to a bank, another ledger's to a finance office): nobody
+/// learns whether a loan outside their books exists, nor whose it is (as a renewal of it is
+/// answered). A loan the actor reads but may not change as its bank is PERMISSION_DENIED.
 fn check_bank(actor: &Principal, loan: &LoanState) -> Result<(), AppError> {
     if actor.role == Role::Bank && actor.org == loan.terms.bank_id {
         Ok(())
-    } else if actor.role == Role::Bank {
-        // As a missing one: a bank never learns whether another bank's loan exists, nor whose
-        // it is (as a renewal of it is answered).
+    } else if !actor.reads_loan(&loan.terms.bank_id, &loan.terms.ledger_id) {
         Err(DomainError::NotFound { what: "loan", id: loan.terms.loan_id.clone() }.into())
     } else {
         Err(AppError::denied(format!(

@@ -70,6 +70,7 @@ on_both_backends!(
     weakened_guards_are_reported,
     bytewise_ids_whatever_the_collation,
     authentication_and_roles,
+    what_is_outside_the_callers_books_is_missing_to_it,
     failed_write_leaves_nothing,
     failed_groups_beside_others,
     today_is_the_business_day,
@@ -3409,6 +3410,118 @@ async fn authentication_and_roles(backend: Backend) {
     // Nothing above wrote anything but the seed, the loan and bank B2.
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
+}
+
+/// What lies outside a caller's books is answered as missing, read or written: a finance office
+/// or an auditor of another ledger gets NOT_FOUND for a loan or a household of this one, with
+/// the message of one that does not exist (it used to be PERMISSION_DENIED for an existing one,
+/// which told it the id was taken and, for a write, whose loan it was), and a bank contracting
+/// for a household of another ledger is told the household is missing, as `GetHousehold`
+/// tells it (it used to be LEDGER_MISMATCH, naming the ledger).
+async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    let before = app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await.loan.unwrap();
+    app.create_ledger(&t.operator, "450122", "another county").await;
+    let finance = app.token(Role::Finance, "450122").await;
+    let auditor = app.token(Role::Auditor, "450122").await;
+    let mut other = household_request("H-ELSE", "19800517");
+    other.ledger_id = "450122".into();
+    app.registry(&finance).register_household(other).await.expect("its own ledger's household");
+    let missing = loan_id("NOSUCH");
+    let not_found = |what: &str, id: &str| format!("{what} {id} not found");
+
+    for token in [&finance, &auditor] {
+        let mut loans = app.loans(token);
+        let mut audit = app.audit(token);
+        for loan in [&id, &missing] {
+            let s = expect_code(
+                loans
+                    .get_loan(pb::GetLoanRequest { loan_id: loan.clone(), as_of: String::new() })
+                    .await,
+                Code::NotFound,
+            );
+            assert_eq!(s.message(), not_found("loan", loan));
+            let s = expect_code(
+                loans
+                    .get_payoff_quote(pb::GetPayoffQuoteRequest {
+                        loan_id: loan.clone(),
+                        as_of: "2021-03-01".into(),
+                    })
+                    .await,
+                Code::NotFound,
+            );
+            assert_eq!(s.message(), not_found("loan", loan));
+            let s = audit
+                .get_loan_history(pb::GetLoanHistoryRequest { loan_id: loan.clone() })
+                .await
+                .expect_err("a loan outside the books has no history to read");
+            assert_eq!((s.code(), s.message()), (Code::NotFound, not_found("loan", loan).as_str()));
+        }
+        for household_id in [HOUSEHOLD, "NO-SUCH-HOUSEHOLD"] {
+            let s = expect_code(
+                app.registry(token)
+                    .get_household(pb::GetHouseholdRequest { household_id: household_id.into() })
+                    .await,
+                Code::NotFound,
+            );
+            assert_eq!(s.message(), not_found("household", household_id));
+        }
+    }
+
+    // Written: the other ledger's finance office marks misuse and sets a household's status in
+    // this ledger, and is answered as for a missing loan or household; nothing is posted.
+    let mut registry = app.registry(&finance);
+    for loan in [&id, &missing] {
+        let s = expect_code(
+            app.loans(&finance)
+                .mark_misuse(pb::MarkMisuseRequest {
+                    request_id: rid("misuse"),
+                    loan_id: loan.clone(),
+                    value_date: "2021-02-01".into(),
+                })
+                .await,
+            Code::NotFound,
+        );
+        assert_eq!(s.message(), not_found("loan", loan), "{s:?}");
+    }
+    for household_id in [HOUSEHOLD, "NO-SUCH-HOUSEHOLD"] {
+        let s = expect_code(
+            registry
+                .set_household_status(pb::SetHouseholdStatusRequest {
+                    request_id: rid("status"),
+                    household_id: household_id.into(),
+                    status: pb::HouseholdStatus::Removed as i32,
+                    effective_date: "2021-06-01".into(),
+                    reason: String::new(),
+                })
+                .await,
+            Code::NotFound,
+        );
+        assert_eq!(s.message(), not_found("household", household_id));
+    }
+    // This ledger's own finance office reads the loan and the household, unchanged.
+    let stored = app.get_loan(&t.finance, &id).await;
+    assert_eq!((stored.misuse_since.as_str(), stored.last_seq), ("", before.last_seq));
+    let household = app
+        .registry(&t.finance)
+        .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+        .await
+        .expect("its own ledger's household")
+        .into_inner();
+    assert_eq!(household.status_history.len(), 1, "{household:?}");
+
+    // A bank contracting for a household of another ledger, or for none.
+    for household_id in ["H-ELSE", "NO-SUCH-HOUSEHOLD"] {
+        let s = expect_code(
+            app.loans(&t.bank).create_loan(standard_loan("C-ELSE", household_id)).await,
+            Code::NotFound,
+        );
+        assert_eq!(s.message(), not_found("household", household_id));
+    }
 }
 
 /// PostgreSQL: every connection of the service killed under it (as a database restart or a
