@@ -181,17 +181,17 @@ impl Envelope {
     }
 
     /// Whether an earlier command of its call on the same loan went unanswered or was refused
-    /// as sent ([`Call`]; in the plan under way, `refused_in_plan`: [`Group::refused_in_call`]),
-    /// or an earlier item of it was refused before the writer ([`Envelope::after_refused`]);
-    /// if so, whether it was refused as sent.
-    fn held_back(&self, refused_in_plan: &HashSet<(usize, String)>) -> Option<bool> {
+    /// as sent ([`Call`]; in the plan under way and the group committing before it,
+    /// `held_in_plan`: [`Group::held_in_call`]), or an earlier item of it was refused before
+    /// the writer ([`Envelope::after_refused`]); if so, whether it was refused as sent.
+    fn held_back(&self, held_in_plan: &HashMap<(usize, String), bool>) -> Option<bool> {
         if self.after_refused {
             return Some(true);
         }
-        if !refused_in_plan.is_empty()
-            && self.call_loan().is_some_and(|key| refused_in_plan.contains(&key))
+        if !held_in_plan.is_empty()
+            && let Some(refused) = self.call_loan().and_then(|key| held_in_plan.get(&key))
         {
-            return Some(true);
+            return Some(*refused);
         }
         match (&self.call, self.loan()) {
             (Some(call), Some(loan)) => call.holds_back(loan),
@@ -199,7 +199,7 @@ impl Envelope {
         }
     }
 
-    /// Its call and loan, as [`Group::refused_in_call`] keys them.
+    /// Its call and loan, as [`Group::held_in_call`] keys them.
     fn call_loan(&self) -> Option<(usize, String)> {
         match (&self.call, self.loan()) {
             (Some(call), Some(loan)) => Some((Arc::as_ptr(call) as usize, loan.to_string())),
@@ -207,16 +207,23 @@ impl Envelope {
         }
     }
 
-    /// Notes, if `result` is no answer or a refusal of the command as sent that is not
-    /// recorded (its request id reused), that the command's loan is held back for the rest of
-    /// its call ([`Call`]).
+    /// Whether `result` holds the command's loan back for the rest of its call ([`Call`]): no
+    /// answer (`false`), or a refusal of the command as sent that is not recorded, its request
+    /// id reused (`true`).
+    fn holds_with(result: &Result<Outcome, AppError>) -> Option<bool> {
+        match result {
+            Err(AppError::Unavailable(_) | AppError::Internal(_)) => Some(false),
+            Err(AppError::RequestIdReused(_)) => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Notes, if `result` holds the command's loan back ([`Envelope::holds_with`]), that it
+    /// does for the rest of its call ([`Call`]).
     fn note(&self, result: &Result<Outcome, AppError>) {
-        let refused = match result {
-            Err(AppError::Unavailable(_) | AppError::Internal(_)) => false,
-            Err(AppError::RequestIdReused(_)) => true,
-            _ => return,
-        };
-        if let (Some(call), Some(loan)) = (&self.call, self.loan()) {
+        if let (Some(refused), Some(call), Some(loan)) =
+            (Self::holds_with(result), &self.call, self.loan())
+        {
             call.hold(loan, refused);
         }
     }
@@ -521,11 +528,14 @@ pub const LOAN_CACHE_MAX: usize = 100_000;
 /// The state of one group in progress.
 #[derive(Default)]
 struct Group {
-    /// Loans held back for the rest of their call by a command of it this plan refused as sent,
-    /// unrecorded (its request id reused): (the call, the loan). Kept with the plan, so that a
-    /// plan thrown away (planned again, or each command alone) forgets them; the [`Call`]
-    /// learns them once the answers are given ([`answer`]).
-    refused_in_call: HashSet<(usize, String)>,
+    /// Loans held back for the rest of their call, (the call, the loan), with why (as
+    /// [`Call`]): by a command of it this plan refused as sent, unrecorded (its request id
+    /// reused), and, for a group planned while another commits, by that group's answers
+    /// ([`Group::hold_as`]: they reach the [`Call`] only once that group has landed, after this
+    /// one was planned). Kept with the plan, so that a plan thrown away (planned again, or each
+    /// command alone) forgets them; the [`Call`] learns them once the answers are given
+    /// ([`answer`]).
+    held_in_call: HashMap<(usize, String), bool>,
     heads: HashMap<String, (u64, Hash)>,
     loans: HashMap<String, LoanState>,
     /// Answers by (scope, request id): read from the database (stored form, JSON) or given in
@@ -680,6 +690,18 @@ impl Group {
         };
         self.loans.insert(loan_id, after);
         outcome
+    }
+
+    /// Holds back, for this plan, the loans that the answers `results` of `group` (a group
+    /// committing while this one is planned) hold back for the rest of their calls, as
+    /// [`answer`] will tell the calls once that group lands: a part of a batch planned while
+    /// the part before it commits is held back by what that part refused as sent.
+    fn hold_as(&mut self, group: &[Envelope], results: &[Result<Outcome, AppError>]) {
+        for (env, result) in group.iter().zip(results) {
+            if let (Some(refused), Some(key)) = (Envelope::holds_with(result), env.call_loan()) {
+                self.held_in_call.entry(key).or_insert(refused);
+            }
+        }
     }
 
     /// Notes the loans of `ids` that a lookup did not find (see [`Group::missing`]).
@@ -1268,6 +1290,9 @@ impl Writer {
         if spec.abandoned {
             return;
         }
+        if from == 0 {
+            spec.g.hold_as(&f.group, &f.results);
+        }
         match self.db.idempotency_read(&keys_of(&spec.group[from..])).await {
             Ok(rows) => spec.g.remember_answers(rows),
             Err(e) => {
@@ -1679,7 +1704,7 @@ impl Writer {
                     // At once, for this plan: a later command of its call on the same loan in
                     // this group is held back if this refusal is not recorded.
                     if let (AppError::RequestIdReused(_), Some(key)) = (&refusal, env.call_loan()) {
-                        g.refused_in_call.insert(key);
+                        g.held_in_call.insert(key, true);
                     }
                     results.push(Err(refusal));
                 }
@@ -1948,7 +1973,7 @@ impl Writer {
         // A new command held back by its call, not run (an answered one is answered the same,
         // above; planned with `Lookup::AtCommit`, one answered before is found at the commit
         // and the group planned again).
-        if let Some(refused) = env.held_back(&g.refused_in_call) {
+        if let Some(refused) = env.held_back(&g.held_in_call) {
             return Ok(Answered::Failed(held_back(env, refused)));
         }
 

@@ -4383,6 +4383,36 @@ async fn a_reused_request_id_holds_back_its_loan(backend: Backend) {
         .map(|e| e.value_date.clone())
         .collect();
     assert_eq!(repaid, ["2021-03-10", "2021-03-15", "2021-03-18"]);
+
+    // Across the parts a file is cut into (500 commands a part): the reused id in the first
+    // part, the loan's next line in the second, planned while the first commits. The first
+    // part also repeats a line refused before, so that it is planned again with its request
+    // ids looked up first and the reused id is found as it is planned, not at its commit.
+    let over = repayment_item("over-1", &other, "2021-03-25", 1_000_000_000);
+    let refused = send(vec![over.clone()]).await;
+    assert_eq!(refused.results[0].code, "FAILED_PRECONDITION", "{refused:?}");
+    let fill = |i: usize| repayment_item(&format!("fill-{i}"), &other, "2021-03-25", 1);
+    let mut items: Vec<pb::BatchItem> = (0..502).map(fill).collect();
+    items[0] = over;
+    items[1] = repayment_item("line-1", &id, "2021-03-25", 500);
+    items[501] = repayment_item("line-4", &id, "2021-03-26", 600);
+    let answer = send(items.clone()).await;
+    let r = &answer.results;
+    assert_eq!((answer.posted, answer.failed), (499, 3), "{:?}", &r[501]);
+    assert_eq!(r[1].reason, "REQUEST_ID_REUSED", "{:?}", r[1]);
+    assert_eq!(r[501].code, "UNAVAILABLE", "{:?}", r[501]);
+    assert!(r[501].message.contains("was refused as sent"), "{:?}", r[501]);
+    items[1].request_id = "line-1c".into();
+    let again = send(items).await;
+    assert_eq!((again.posted, again.failed), (501, 1), "{:?}", &again.results[501]);
+    let repaid: Vec<String> = app
+        .history(&t.auditor, &id)
+        .await
+        .iter()
+        .filter(|e| e.kind == "loan.repaid")
+        .map(|e| e.value_date.clone())
+        .collect();
+    assert_eq!(repaid, ["2021-03-10", "2021-03-15", "2021-03-18", "2021-03-25", "2021-03-26"]);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;
