@@ -67,16 +67,16 @@ impl Api {
         loan_id: &str,
     ) -> Result<LoanState, Status> {
         check_reads_loans(actor, loan_id)?;
-        let row = self
+        let owned = self
             .db
             .get_loan(loan_id)
             .await
             .map_err(|e| status(e.into()))?
             .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        // Who may read it, before its row is decoded: a row that cannot be is a fault for
-        // those who may, and another bank's missing loan for a bank.
-        check_read_of(actor, &row.loan_id, &row.bank_id, &row.ledger_id)?;
-        row.into_state().map_err(|e| status(e.into()))
+        // Who may read it, before its row is read by type and decoded: a row that cannot be is
+        // a fault for those who may, and a missing loan for those who may not.
+        check_read_of(actor, loan_id, &owned.bank_id, &owned.ledger_id)?;
+        owned.row.and_then(|row| row.into_state()).map_err(|e| status(e.into()))
     }
 
     /// A servicing command on one loan, sent to the writer and answered with the loan: its

@@ -188,7 +188,7 @@ impl RegistryService for Api {
         if actor.role == Role::Operator {
             return Err(deny("the operator reads no household"));
         }
-        let view = self
+        let stored = self
             .db
             .get_household(&household_id)
             .await
@@ -198,10 +198,10 @@ impl RegistryService for Api {
         // household of any ledger in which they lend, with the identity number masked.
         let allowed = match actor.role {
             Role::Bank => match self.db.get_bank(&actor.org).await.map_err(|e| status(e.into()))? {
-                Some(bank) => bank.ledger_id == view.row.ledger_id,
+                Some(bank) => bank.ledger_id == stored.ledger_id,
                 None => false,
             },
-            _ => actor.reads_ledger(&view.row.ledger_id),
+            _ => actor.reads_ledger(&stored.ledger_id),
         };
         if !allowed {
             // As a missing one: a bank does not learn whether a household outside the ledger
@@ -209,6 +209,9 @@ impl RegistryService for Api {
             // loan outside the caller's books is answered). The operator was refused above.
             return Err(Status::not_found(format!("household {household_id} not found")));
         }
+        // Decoded once the caller may read it: a row that cannot be is a fault for those who
+        // may, and a missing household for those who may not (above).
+        let view = stored.row.map_err(|e| status(e.into()))?;
         Ok(Response::new(household_view_to_pb(&view, actor.sees_full_ids())))
     }
 

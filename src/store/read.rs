@@ -58,26 +58,36 @@ fn owned_journal_row(r: &rusqlite::Row<'_>) -> Result<Owned<JournalRow>, StoreEr
     Ok(Owned { bank_id: r.get(0)?, ledger_id: r.get(1)?, row: row() })
 }
 
-/// A row of [`LOAN_HISTORY_SQL`] read by sqlx, as [`owned_journal_row`] reads it.
-fn owned_journal_row_sqlx<'r, R>(r: &'r R) -> Result<Owned<JournalRow>, StoreError>
+/// A row read by sqlx with the owner's columns `bank` and `ledger` read apart from it (a
+/// row of [`LOAN_HISTORY_SQL`], as [`owned_journal_row`] reads it; a loan's).
+fn owned_sqlx<'r, R, T>(r: &'r R, bank: &'r str, ledger: &'r str) -> Result<Owned<T>, StoreError>
 where
     R: sqlx::Row,
     &'r str: sqlx::ColumnIndex<R>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    JournalRow: sqlx::FromRow<'r, R>,
+    T: sqlx::FromRow<'r, R>,
 {
     Ok(Owned {
-        bank_id: r.try_get("owner_bank_id")?,
-        ledger_id: r.try_get("owner_ledger_id")?,
-        row: <JournalRow as sqlx::FromRow<R>>::from_row(r).map_err(StoreError::from),
+        bank_id: r.try_get(bank)?,
+        ledger_id: r.try_get(ledger)?,
+        row: T::from_row(r).map_err(StoreError::from),
     })
 }
 
-/// A stored row with the bank and ledger of the loan it belongs to, read apart from it.
-struct Owned<T> {
-    bank_id: String,
-    ledger_id: String,
-    row: Result<T, StoreError>,
+/// A stored row with the bank and ledger of the loan it belongs to, read apart from it: who
+/// may read it is checked on those before the row is decoded, so that a row that cannot be
+/// answers those who may not read it as a missing one does, not as a fault.
+pub struct Owned<T> {
+    pub bank_id: String,
+    pub ledger_id: String,
+    pub row: Result<T, StoreError>,
+}
+
+/// A stored row with the ledger it belongs to, read apart from it, as [`Owned`] for rows that
+/// belong to a ledger and no bank.
+pub struct InLedger<T> {
+    pub ledger_id: String,
+    pub row: Result<T, StoreError>,
 }
 
 /// The stored statuses a loan listing takes.
@@ -199,21 +209,33 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(bank_id).fetch_optional(p).await?))
     }
 
+    /// A household's stored row and status series with its ledger read apart from them
+    /// ([`InLedger`]): the caller checks who may read it first, so that a household whose row
+    /// (on SQLite a column holding a value of another type) or statuses cannot be decoded
+    /// answers a caller outside its ledger as a missing one does, not as a fault.
     pub async fn get_household(
         &self,
         household_id: &str,
-    ) -> Result<Option<HouseholdView>, StoreError> {
+    ) -> Result<Option<InLedger<HouseholdView>>, StoreError> {
         let sql =
             concat!("select ", household_columns!(), " from household where household_id = $1");
-        let row: Option<HouseholdRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(household_id).fetch_optional(p).await?);
-        let Some(row) = row else { return Ok(None) };
+        let row = on_pool!(self, p => {
+            match sqlx::query(sql).bind(household_id).fetch_optional(p).await? {
+                Some(r) => {
+                    let ledger_id: String = sqlx::Row::try_get(&r, "ledger_id")?;
+                    Some((ledger_id, sqlx::FromRow::from_row(&r).map_err(StoreError::from)))
+                }
+                None => None,
+            }
+        });
+        let Some((ledger_id, row)) = row else { return Ok(None) };
         let sql = "select effective_date, status, reason from household_status \
                    where household_id = $1 order by seq";
         let statuses: Vec<StatusRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(household_id).fetch_all(p).await?);
-        let statuses = statuses.into_iter().map(StatusRow::into_entry).collect::<Result<_, _>>()?;
-        Ok(Some(HouseholdView { row, statuses }))
+        let statuses: Result<Vec<_>, _> = statuses.into_iter().map(StatusRow::into_entry).collect();
+        let view = row.and_then(|row: HouseholdRow| Ok(HouseholdView { row, statuses: statuses? }));
+        Ok(Some(InLedger { ledger_id, row: view }))
     }
 
     pub async fn list_policies(&self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
@@ -228,11 +250,17 @@ impl Db {
         rows.into_iter().map(LprRow::into_entry).collect()
     }
 
-    /// A loan's stored row, not yet decoded ([`LoanRow::into_state`]): the caller checks who
-    /// may read it first, so that a row that cannot be decoded answers another bank as a missing
-    /// loan does, not as a fault.
-    pub async fn get_loan(&self, loan_id: &str) -> Result<Option<LoanRow>, StoreError> {
-        Ok(on_pool!(self, p => sqlx::query_as(LOAN_BY_ID).bind(loan_id).fetch_optional(p).await?))
+    /// A loan's stored row with its owner, the row neither read by type nor decoded yet
+    /// ([`Owned`], [`LoanRow::into_state`]): the caller checks who may read it first, so that a
+    /// row that cannot be read (on SQLite a column holding a value of another type) or decoded
+    /// answers another bank as a missing loan does, not as a fault.
+    pub async fn get_loan(&self, loan_id: &str) -> Result<Option<Owned<LoanRow>>, StoreError> {
+        Ok(on_pool!(self, p => {
+            match sqlx::query(LOAN_BY_ID).bind(loan_id).fetch_optional(p).await? {
+                Some(row) => Some(owned_sqlx(&row, "bank_id", "ledger_id")?),
+                None => None,
+            }
+        }))
     }
 
     /// Loans matching `filter`, ordered by loan_id, at most `limit`.
@@ -276,7 +304,8 @@ impl Db {
             })?,
             _ => on_pool!(self, p => {
                 let rows = sqlx::query(sql).bind(loan_id).fetch_all(p).await?;
-                rows.iter().map(owned_journal_row_sqlx).collect::<Result<_, _>>()?
+                let owned = |r| owned_sqlx(r, "owner_bank_id", "owner_ledger_id");
+                rows.iter().map(owned).collect::<Result<_, _>>()?
             }),
         };
         let Some(first) = rows.first() else { return Ok(None) };

@@ -59,7 +59,7 @@ on_both_backends!(
     a_head_stored_far_ahead_is_reported,
     a_person_heads_one_household_of_a_ledger,
     a_person_borrows_for_one_household_of_a_ledger,
-    a_damaged_loan_row_is_missing_to_another_bank,
+    a_damaged_row_is_missing_to_who_may_not_read_it,
     rows_before_the_chain_are_reported,
     mistyped_journal_columns_are_reported,
     journal_scan_pages,
@@ -2182,9 +2182,12 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
 
 /// A loan whose stored row cannot be decoded (its servicing state altered by hand) is a fault
 /// to its own bank, INTERNAL, but to another bank a missing loan, as any of its loans is: who
-/// may read a loan is checked before its row is decoded. So with its history: a journal row of
-/// the loan that cannot be read is INTERNAL to its bank and the auditor, NOT_FOUND to another.
-async fn a_damaged_loan_row_is_missing_to_another_bank(backend: Backend) {
+/// may read a loan is checked before its row is decoded. So on SQLite with a column holding a
+/// value of another type (read apart from the owner's columns), with its history (a journal
+/// row of the loan that cannot be read is INTERNAL to its bank and the auditor, NOT_FOUND to
+/// another) and with a household whose status or row cannot be (NOT_FOUND to another ledger's
+/// finance office, INTERNAL to its own).
+async fn a_damaged_row_is_missing_to_who_may_not_read_it(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
@@ -2205,6 +2208,13 @@ async fn a_damaged_loan_row_is_missing_to_another_bank(backend: Backend) {
     let status = expect_code(get(&b2).await, Code::NotFound);
     assert_eq!(status.message(), format!("loan {id} not found"));
     expect_code(get(&t.bank).await, Code::Internal);
+    if backend == Backend::Sqlite {
+        let sql = format!("update loan set principal_fen = 'many' where loan_id = '{id}'");
+        assert_eq!(app.db.execute_raw(&sql).await.expect("the loan's row altered"), 1);
+        let status = expect_code(get(&b2).await, Code::NotFound);
+        assert_eq!(status.message(), format!("loan {id} not found"));
+        expect_code(get(&t.bank).await, Code::Internal);
+    }
     // A journal row of the loan that cannot be read: on SQLite a column of another type, on
     // PostgreSQL (whose columns hold their own type) postings that are not postings.
     let assignment = match backend {
@@ -2226,6 +2236,28 @@ async fn a_damaged_loan_row_is_missing_to_another_bank(backend: Backend) {
     assert_eq!(status.message(), format!("loan {id} not found"));
     expect_code(history(&t.bank).await, Code::Internal);
     expect_code(history(&t.auditor).await, Code::Internal);
+
+    // A household: a status that is no status, and on SQLite a name that is no text.
+    app.create_ledger(&t.operator, "450122", "another county").await;
+    let elsewhere = app.token(Role::Finance, "450122").await;
+    let household = |token: &str| {
+        let mut registry = app.registry(token);
+        let household_id = HOUSEHOLD.to_string();
+        async move { registry.get_household(pb::GetHouseholdRequest { household_id }).await }
+    };
+    let damage = match backend {
+        Backend::Sqlite => "update household set head_name = x'00'",
+        Backend::Postgres => "update household_status set status = 'lucky'",
+    };
+    let sql = format!("{damage} where household_id = '{HOUSEHOLD}'");
+    let altered = match backend {
+        Backend::Sqlite => app.db.execute_raw(&sql).await,
+        Backend::Postgres => app.behind_the_back("household_status", &sql).await,
+    };
+    assert_eq!(altered.expect("the household altered"), 1);
+    let status = expect_code(household(&elsewhere).await, Code::NotFound);
+    assert_eq!(status.message(), format!("household {HOUSEHOLD} not found"));
+    expect_code(household(&t.finance).await, Code::Internal);
     app.finish().await;
 }
 
