@@ -2480,29 +2480,16 @@ impl Writer {
     /// after its points (a quarter-end 20th on a Saturday, run on the Monday) would otherwise
     /// date the loan's last event after them, and the banks' payments of the days between, sent
     /// after the run, would be refused as dated before the loan's last event. The same points
-    /// and figures, dated the point; a settlement that would come out otherwise keeps the run's
-    /// date. Planned once when the run is dated a point (the usual case) or settles one point
-    /// (a run after a weekend's 20th): planned at the loan's next point, whose settlement leaves
-    /// the point after it past `date`, it settles what planning through `date` would
-    /// (`settle_through` settles each point on the state alone, whatever the date it runs to).
+    /// and figures, dated the point (a run dated a point, the usual case, is planned once); a
+    /// settlement that would come out otherwise keeps the run's date.
     fn plan_settlement(&self, loan: &LoanState, date: BusinessDate) -> Result<Planned, AppError> {
+        let planned = self.plan_loan(loan, LoanCommand::Settle { date })?;
         fn points(p: &Planned) -> Option<&[crate::domain::servicing::SettlementPoint]> {
             match &p.event {
                 JournalEvent::Loan(LoanEvent::Settled { settlements, .. }) => Some(settlements),
                 _ => None,
             }
         }
-        if let Some(point) = loan.servicing.next_point
-            && point < date
-            && point >= loan.last_value_date
-            && let Ok(at_point) = self.plan_loan(loan, LoanCommand::Settle { date: point })
-            && let Effect::Loan(after, _) = &at_point.effect
-            && points(&at_point).is_some_and(|s| s.len() == 1)
-            && after.servicing.next_point.is_none_or(|next| next > date)
-        {
-            return Ok(at_point);
-        }
-        let planned = self.plan_loan(loan, LoanCommand::Settle { date })?;
         let last = points(&planned).and_then(|s| s.last()).map(|p| p.date);
         let Some(point) = last.filter(|point| *point < date) else { return Ok(planned) };
         let at_point = self.plan_loan(loan, LoanCommand::Settle { date: point })?;
