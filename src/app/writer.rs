@@ -1030,6 +1030,20 @@ fn borrowers_other_household(
 /// borrower for another household. Another bank's loan is named neither by its id nor by its
 /// date: a bank never learns whether another bank's loan exists, or more of it than the rule
 /// needs.
+/// Why `loan` still lends on `today`, if it does: open with principal outstanding, or with
+/// principal it may still pay out (before its maturity).
+fn still_lends(loan: &LoanState, today: BusinessDate) -> Option<String> {
+    if !loan.status.is_open() {
+        return None;
+    }
+    if loan.principal_outstanding_fen.0 > 0 {
+        return Some(format!("still owes {} of principal", loan.principal_outstanding_fen));
+    }
+    let maturity = loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date);
+    (loan.disbursed_fen < loan.terms.principal_fen && today < maturity)
+        .then(|| "may still be paid out".to_string())
+}
+
 fn expired_contract_refused(loan: &LoanState, later: &LoanState) -> AppError {
     let who = if later.terms.household_id == loan.terms.household_id {
         "its household".to_string()
@@ -2398,6 +2412,27 @@ impl Writer {
             Command::Disburse { loan_id, value_date, amount_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
+                // A renewal replaces the loan it renews, and the two count once against the
+                // household cap (`domain::cap`): it is paid out once that loan lends nothing more,
+                // or the household would owe both at once, twice the cap.
+                if let Some(parent_id) = &loan.terms.renews_loan_id {
+                    let parent = self.loan(tx, g, parent_id).await?;
+                    if let Some(why) = still_lends(&parent, g.recorded_on) {
+                        return Err(DomainError::refused(
+                            Reason::LoanNotDisbursable,
+                            format!(
+                                "loan {} renews loan {parent_id}, which {why}: a renewal is paid \
+                                 out once the loan it renews is repaid",
+                                loan.terms.loan_id
+                            ),
+                        )
+                        .with(
+                            "renewed_principal_outstanding_fen",
+                            parent.principal_outstanding_fen.0,
+                        )
+                        .into());
+                    }
+                }
                 // A contract not paid out by its maturity stopped counting against the household
                 // cap for the contracts of the household dated from then on: with one of those
                 // open, it is not paid out (back-dated before its maturity, it would lend past

@@ -902,6 +902,26 @@ async fn renewal(backend: Backend) {
     one_fen.principal_fen = 1;
     expect_refused(loans.create_loan(one_fen).await, "HOUSEHOLD_CAP_EXCEEDED");
 
+    // Not paid out while the parent still lends: the household would owe both, twice the cap.
+    let disburse = |request_id: &str, value_date: &str| pb::DisburseRequest {
+        request_id: request_id.into(),
+        loan_id: loan_id("N2"),
+        value_date: value_date.into(),
+        amount_fen: 0,
+    };
+    let early = expect_refused(
+        loans.disburse(disburse("n2-early", "2021-06-01")).await,
+        "LOAN_NOT_DISBURSABLE",
+    );
+    assert!(early.message().contains("still owes 50000.00 of principal"), "{early:?}");
+    assert_eq!(
+        metadata(&early, "renewed_principal_outstanding_fen").as_deref(),
+        Some("5000000"),
+        "{early:?}"
+    );
+    let still = app.get_loan(&t.bank, &loan_id("N2")).await;
+    assert_eq!((status_of(&still), still.disbursed_fen), (pb::LoanStatus::Contracted, 0));
+
     // The parent is paid off at maturity and the renewal paid out the same day.
     let paid = app.pay_off(&t.bank, &parent, "2022-01-25").await;
     assert_eq!(status_of(loan(&paid)), pb::LoanStatus::Settled);

@@ -937,3 +937,24 @@ on_both_backends!(
     a_retried_run_counts_the_loans_it_settled_before,
     a_closed_queue_answers_what_it_holds_and_stops,
 );
+
+/// A loan still lends, and a renewal of it is not paid out, while it owes principal or may
+/// still pay some out: a contract never paid out lends until its maturity, not from then on.
+#[test]
+fn a_loan_still_lends_until_repaid_or_past_paying_out() {
+    let day = |s: &str| parse_date(s).unwrap();
+    let contract = LoanState::new(crate::bench::load::bench_terms(&id_number(1)), 1);
+    let today = day("2021-06-01");
+    assert_eq!(super::still_lends(&contract, today).as_deref(), Some("may still be paid out"));
+    assert_eq!(super::still_lends(&contract, day("2022-01-25")), None, "its maturity has come");
+    let mut lent = contract.clone();
+    lent.status = crate::domain::loan::LoanStatus::Active;
+    (lent.disbursed_fen, lent.principal_outstanding_fen) = (Fen(5_000_000), Fen(1_000_000));
+    let owes = super::still_lends(&lent, today);
+    assert_eq!(owes.as_deref(), Some("still owes 10000.00 of principal"));
+    lent.principal_outstanding_fen = Fen(0);
+    assert_eq!(super::still_lends(&lent, today), None, "repaid, nothing left to pay out");
+    lent.status = crate::domain::loan::LoanStatus::Settled;
+    lent.principal_outstanding_fen = Fen(1);
+    assert_eq!(super::still_lends(&lent, today), None, "closed");
+}
