@@ -16,8 +16,10 @@ cd "$(dirname "$0")/.."
 if [ -z "${PG_BIN:-}" ]; then
     PG_BIN=/usr/lib/postgresql/15/bin
     if [ ! -x "$PG_BIN/initdb" ]; then
-        newest="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-        if [ -n "$newest" ] && [ -x "$newest/initdb" ]; then
+        # The newest version with a server (a newer client package's bin holds no initdb).
+        newest="$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)"
+        newest="${newest%/initdb}"
+        if [ -n "$newest" ] && [ -x "$newest/initdb" ] && [ -x "$newest/pg_ctl" ]; then
             echo "test.sh: PostgreSQL 15 is missing; using $newest" >&2
             PG_BIN="$newest"
         fi

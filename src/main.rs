@@ -10,7 +10,7 @@ use loanledger::startup::{
     Application, BUSINESS_UTC_OFFSET_DEFAULT, DRAIN_TIMEOUT, Settings, TOKEN_CACHE_TTL,
     parse_utc_offset,
 };
-use loanledger::store::Db;
+use loanledger::store::{Db, missing_sqlite_file, shown_url};
 use loanledger::telemetry::{self, LogFormat};
 
 /// mimalloc instead of glibc's malloc: the write path allocates many small, short-lived values
@@ -135,20 +135,37 @@ enum TokenCmd {
     },
 }
 
-/// The database at `url`, migrated first if `migrate`.
+/// The database at `url`, migrated first if `migrate` (a SQLite file is then created if
+/// missing).
 async fn open_db(url: &str, migrate: bool) -> anyhow::Result<Db> {
-    let db = Db::connect(url).await.context("Failed to connect to the database")?;
+    let db = Db::connect(url)
+        .await
+        .with_context(|| format!("Failed to connect to the database {}", shown_url(url)))?;
     if migrate {
         db.migrate().await.context("Failed to migrate")?;
     }
     Ok(db)
 }
 
+/// The database at `url` for a command that reads an existing one (`verify`, the token
+/// commands): a SQLite file that does not exist is refused, not created empty (a path mistyped,
+/// or relative to another directory).
+async fn open_existing_db(url: &str) -> anyhow::Result<Db> {
+    if let Some(path) = missing_sqlite_file(url) {
+        anyhow::bail!(
+            "no database at {} (--database-url or LOANLEDGER_DATABASE_URL; `serve` or `migrate` \
+             creates one)",
+            path.display()
+        );
+    }
+    open_db(url, false).await
+}
+
 /// The database at `url` for a command that runs beside servers (the token commands): not
 /// migrated, which would change the schema under a running server of an older build, but
 /// refused unless this build's migrations, and only they, are applied.
 async fn open_served_db(url: &str) -> anyhow::Result<Db> {
-    let db = open_db(url, false).await?;
+    let db = open_existing_db(url).await?;
     db.check_migrated().await.map_err(|why| anyhow::anyhow!("{why}"))?;
     Ok(db)
 }
@@ -193,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Verify { ledger } => {
-            let db = open_db(&cli.database_url, false).await?;
+            let db = open_existing_db(&cli.database_url).await?;
             if !db.ledger_exists(&ledger).await.context("Failed to read the ledger")? {
                 anyhow::bail!("ledger {ledger} not found");
             }

@@ -104,9 +104,12 @@ async fn first_operator_token(db: &Db) -> anyhow::Result<Option<String>> {
 impl Application {
     /// Connects, migrates, starts the writer and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let db = Db::connect(&settings.database_url)
-            .await
-            .context("Failed to connect to the database")?;
+        let db = Db::connect(&settings.database_url).await.with_context(|| {
+            format!(
+                "Failed to connect to the database {}",
+                crate::store::shown_url(&settings.database_url)
+            )
+        })?;
         db.migrate().await.context("Failed to migrate the database")?;
         // Bound before the first token is made: a server that cannot listen (the port taken)
         // must not store a token it never prints.

@@ -482,6 +482,30 @@ fn write_cache_kib(pages: i64, page_size: i64) -> i64 {
     if pages > lock_page { WRITE_CACHE_KIB } else { WRITE_CACHE_SMALL_KIB }
 }
 
+/// `url` as messages show it: a password in it (`postgres://user:secret@host/db`) is left out.
+pub fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// The file a `sqlite:` URL names, if it names one that does not exist (none for PostgreSQL
+/// and in-memory databases): [`Db::connect`] would create it.
+pub fn missing_sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") {
+        return None;
+    }
+    let opts = SqliteConnectOptions::from_str(url).ok()?;
+    let path = opts.get_filename();
+    (!path.exists()).then(|| path.to_path_buf())
+}
+
 impl Db {
     /// Connects to `sqlite://path` (created if missing; WAL, synchronous=FULL) or
     /// `postgres://...`.
@@ -864,5 +888,31 @@ mod tests {
             let e = sqlx::raw_sql(sqlx::AssertSqlSafe(raise)).execute(pool).await.unwrap_err();
             assert_eq!(StoreError::from(e).is_unavailable(), unavailable, "{code}");
         }
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::{missing_sqlite_file, shown_url};
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        let shown = shown_url("postgres://ledger:s3cr@t@db.example:5432/books?sslmode=require");
+        assert_eq!(shown, "postgres://ledger:***@db.example:5432/books?sslmode=require");
+        for url in ["postgres://ledger@db/books", "postgres://db/x@y", "sqlite://loanledger.db"] {
+            assert_eq!(shown_url(url), url);
+        }
+    }
+
+    #[test]
+    fn a_missing_sqlite_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.db");
+        let url = format!("sqlite://{}", path.display());
+        assert_eq!(missing_sqlite_file(&url), Some(path.clone()));
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(missing_sqlite_file(&url), None);
+        assert_eq!(missing_sqlite_file("sqlite::memory:"), None);
+        assert_eq!(missing_sqlite_file("postgres://db/books"), None);
     }
 }

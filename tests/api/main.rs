@@ -4071,13 +4071,27 @@ async fn first_operator_token_and_token_commands(backend: Backend) {
     assert!(loanledger::startup::Application::build(settings).await.is_err(), "the port is taken");
     let db = loanledger::store::Db::connect(&url).await.expect("the database");
     assert_eq!(db.count_tokens().await.expect("migrated, no token"), 0);
+    // A file that does not exist (a path mistyped, or relative to another directory): the
+    // token commands and verify refuse it and do not create it.
+    let path = dir.path().join("bare.db");
+    let bare = format!("sqlite://{}", path.display());
+    for args in [&["token", "list"][..], &["verify", "--ledger", LEDGER]] {
+        let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(args)
+            .args(["--database-url", &bare])
+            .output()
+            .expect("the binary runs");
+        assert!(!refused.status.success(), "{refused:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains(&format!("no database at {}", path.display())), "{said}");
+        assert!(!path.exists(), "{args:?} created the file");
+    }
     // Not migrated: the token commands refuse it and leave it so.
-    let bare = format!("sqlite://{}", dir.path().join("bare.db").display());
+    let bare_db = loanledger::store::Db::connect(&bare).await.expect("the file");
     let refused = token_list(&bare);
     assert!(!refused.status.success(), "{refused:?}");
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("not set up"), "{said}");
-    let bare_db = loanledger::store::Db::connect(&bare).await.expect("the file");
     assert!(bare_db.check_migrated().await.is_err());
 }
 
