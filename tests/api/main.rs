@@ -3225,13 +3225,11 @@ async fn authentication_and_roles(backend: Backend) {
     );
     expect_code(
         operator_registry
-            .set_household_status(pb::SetHouseholdStatusRequest {
-                request_id: rid("status"),
-                household_id: HOUSEHOLD.into(),
-                status: pb::HouseholdStatus::Exited as i32,
-                effective_date: "2021-06-01".into(),
-                reason: String::new(),
-            })
+            .set_household_status(status_request(
+                HOUSEHOLD,
+                pb::HouseholdStatus::Exited,
+                "2021-06-01",
+            ))
             .await,
         Code::PermissionDenied,
     );
@@ -3523,13 +3521,11 @@ async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
     for household_id in [HOUSEHOLD, "NO-SUCH-HOUSEHOLD"] {
         let s = expect_code(
             registry
-                .set_household_status(pb::SetHouseholdStatusRequest {
-                    request_id: rid("status"),
-                    household_id: household_id.into(),
-                    status: pb::HouseholdStatus::Removed as i32,
-                    effective_date: "2021-06-01".into(),
-                    reason: String::new(),
-                })
+                .set_household_status(status_request(
+                    household_id,
+                    pb::HouseholdStatus::Removed,
+                    "2021-06-01",
+                ))
                 .await,
             Code::NotFound,
         );

@@ -773,3 +773,18 @@ pub fn repayment_item(
         })),
     }
 }
+
+/// A `SetHouseholdStatus` request of a fresh request id, with no reason.
+pub fn status_request(
+    household_id: &str,
+    status: pb::HouseholdStatus,
+    effective_date: &str,
+) -> pb::SetHouseholdStatusRequest {
+    pb::SetHouseholdStatusRequest {
+        request_id: rid("status"),
+        household_id: household_id.into(),
+        status: status as i32,
+        effective_date: effective_date.into(),
+        reason: String::new(),
+    }
+}
