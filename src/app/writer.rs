@@ -1025,11 +1025,6 @@ fn borrowers_other_household(
     Ok(others.into_iter().next())
 }
 
-/// The refusal of the first disbursement of `loan`, a contract past its maturity, because
-/// `later` was contracted since without it counting against the cap, by its household or by its
-/// borrower for another household. Another bank's loan is named neither by its id nor by its
-/// date: a bank never learns whether another bank's loan exists, or more of it than the rule
-/// needs.
 /// Why `loan` still lends on `today`, if it does: open with principal outstanding, or with
 /// principal it may still pay out (before its maturity).
 fn still_lends(loan: &LoanState, today: BusinessDate) -> Option<String> {
@@ -1044,6 +1039,11 @@ fn still_lends(loan: &LoanState, today: BusinessDate) -> Option<String> {
         .then(|| "may still be paid out".to_string())
 }
 
+/// The refusal of the first disbursement of `loan`, a contract past its maturity, because
+/// `later` was contracted since without it counting against the cap, by its household or by its
+/// borrower for another household. Another bank's loan is named neither by its id nor by its
+/// date: a bank never learns whether another bank's loan exists, or more of it than the rule
+/// needs.
 fn expired_contract_refused(loan: &LoanState, later: &LoanState) -> AppError {
     let who = if later.terms.household_id == loan.terms.household_id {
         "its household".to_string()
