@@ -571,8 +571,10 @@ struct Group {
     /// borrowers head, what a contract's borrower rule reads.
     borrowers: HashMap<String, Vec<LoanState>>,
     /// The open loans of the households that the group's contracts name, as stored at its
-    /// start: the group's own loans are written only at its commit, so a read later in the
-    /// transaction would find the same rows (a contract puts the group's changes on top).
+    /// start, with those closed after the earliest of their contract dates (open on that date:
+    /// a contract counts them); the group's own loans are written only at its commit, so a read
+    /// later in the transaction would find the same rows (a contract puts the group's changes
+    /// on top).
     open_loans: HashMap<String, Vec<LoanState>>,
     staged: Staged,
     recorded_at_us: i64,
@@ -1752,6 +1754,9 @@ impl Writer {
         // refused as existing; missing, it is not looked up again).
         let mut loan_ids: Vec<String> = Vec::new();
         let (mut households, mut contracted): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+        // The earliest contract date: the contracts' households' loans closed after it are read
+        // with their open ones.
+        let mut since = latest_contract_date(g);
         // Identity numbers: the heads of registrations and the borrowers of contracts (a person
         // belongs to one household of a ledger, see `Group::headed` and `Group::borrowers`).
         let (mut heads, mut borrowers): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
@@ -1763,6 +1768,7 @@ impl Writer {
                     loan_ids.extend(terms.renews_loan_id.clone());
                     households.push(&terms.household_id);
                     contracted.push(&terms.household_id);
+                    since = since.min(terms.contract_date);
                     heads.push(&terms.borrower_id_number);
                     borrowers.push(&terms.borrower_id_number);
                 }
@@ -1774,7 +1780,7 @@ impl Writer {
                 _ => {}
             }
         }
-        self.prefetch_households(tx, g, households, contracted).await?;
+        self.prefetch_households(tx, g, households, contracted, since).await?;
         if !heads.is_empty() {
             heads.sort_unstable();
             heads.dedup();
@@ -1832,7 +1838,8 @@ impl Writer {
         if !first.is_empty() {
             let ids: Vec<&str> = first.iter().map(String::as_str).collect();
             g.open_loans.extend(first.iter().map(|id| (id.clone(), Vec::new())));
-            for loan in tx.open_loans_many(&ids).await? {
+            // Their open loans (none is closed after tomorrow): what the disbursement checks.
+            for loan in tx.open_loans_many(&ids, latest_contract_date(g)).await? {
                 g.open_loans.entry(loan.terms.household_id.clone()).or_default().push(loan);
             }
         }
@@ -1847,13 +1854,14 @@ impl Writer {
     }
 
     /// [`Group::households`] for `households`, and [`Group::open_loans`] for the households
-    /// of the group's contracts (`contracted`).
+    /// of the group's contracts (`contracted`), the earliest of them dated `since`.
     async fn prefetch_households(
         &self,
         tx: &mut WriteTx,
         g: &mut Group,
         mut households: Vec<&str>,
         mut contracted: Vec<&str>,
+        since: BusinessDate,
     ) -> Result<(), AppError> {
         for ids in [&mut households, &mut contracted] {
             ids.sort_unstable();
@@ -1867,7 +1875,7 @@ impl Writer {
         }
         if !contracted.is_empty() {
             g.open_loans = contracted.iter().map(|id| (id.to_string(), Vec::new())).collect();
-            for loan in tx.open_loans_many(&contracted).await? {
+            for loan in tx.open_loans_many(&contracted, since).await? {
                 g.open_loans.entry(loan.terms.household_id.clone()).or_default().push(loan);
             }
         }
@@ -2364,9 +2372,14 @@ impl Writer {
                 // lends nothing and is not counted (nor is it paid out after this one: see
                 // `Command::Disburse`).
                 let contract_date = terms.contract_date;
+                // A loan closed since the contract's date (a contract recorded late, dated back)
+                // was open on it, and counts: its last event, which closed it, is dated after
+                // the contract's date (closed that day, it does not: repaid, it bore no interest
+                // that day).
                 let household_open_loans: Vec<CapLoan<'_>> = open
                     .values()
-                    .filter(|l| l.status.is_open() && !l.is_expired_contract(contract_date))
+                    .filter(|l| l.status.is_open() || l.last_value_date > contract_date)
+                    .filter(|l| !l.is_expired_contract(contract_date))
                     .map(|l| CapLoan {
                         loan_id: &l.terms.loan_id,
                         renews: l.terms.renews_loan_id.as_deref(),

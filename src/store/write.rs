@@ -18,7 +18,7 @@ use sqlx::{Executor, PgConnection, QueryBuilder, SqliteConnection};
 use super::rows::*;
 use super::{Db, StoreError, WriteConn};
 use crate::collections::{HashMap, HashSet};
-use crate::domain::date::format_date;
+use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::household::StatusEntry;
 use crate::domain::loan::LoanState;
 use crate::domain::lpr::LprEntry;
@@ -651,18 +651,34 @@ impl WriteTx {
         row.map(LoanRow::into_state).transpose()
     }
 
-    /// The open programme loans of these households as stored (the caller merges the group's
-    /// changes): one statement a chunk.
+    /// The programme loans of these households as stored (the caller merges the group's
+    /// changes) that are open, or were open after `since`: closed by an event dated after it
+    /// (a loan's last event is the one that closed it), so that a contract dated `since` counts
+    /// a loan that was open on its date. One statement a chunk.
     pub async fn open_loans_many(
         &mut self,
         household_ids: &[&str],
+        since: BusinessDate,
     ) -> Result<Vec<LoanState>, StoreError> {
         const SQL: &str = concat!(
             "select ",
             loan_columns!(),
-            " from loan where status not in ('settled', 'written_off') and household_id in ("
+            " from loan where (status not in ('settled', 'written_off') or last_value_date > "
         );
-        self.open_loans_where(SQL, household_ids).await
+        let since = format_date(since);
+        let mut found = Vec::new();
+        for chunk in household_ids.chunks(chunk_rows(1)) {
+            let rows: Vec<LoanRow> = on_tx_built!(self, q, c => {
+                q.push(SQL).push_bind(since.as_str()).push(") and household_id in (");
+                push_list(&mut q, chunk);
+                q.push(")");
+                q.build_query_as().fetch_all(c).await?
+            });
+            for r in rows {
+                found.push(r.into_state()?);
+            }
+        }
+        Ok(found)
     }
 
     /// The open programme loans of these borrowers (identity numbers as stored) as stored, in

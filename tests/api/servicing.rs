@@ -27,6 +27,7 @@ on_both_backends!(
     overdue_penalty_and_recovery,
     extension,
     renewal,
+    a_contract_dated_before_a_loan_closed_counts_it,
     a_small_renewal_keeps_its_parent_counted,
     an_expired_contract_frees_the_cap,
     an_extension_on_the_maturity_day_settles_it_first,
@@ -947,6 +948,31 @@ async fn renewal(backend: Backend) {
             .collect::<Vec<_>>(),
         vec![(parent.clone(), String::new()), (loan_id("N2"), parent.clone())]
     );
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A contract recorded late and dated back counts the household's loans that were open on its
+/// date and have closed since: dated the day before a loan of the household was repaid, it is
+/// over the cap with it (it used to count open loans only, and so lent twice the cap for those
+/// days); dated the day it was repaid, it is not (the loan bore no interest that day).
+async fn a_contract_dated_before_a_loan_closed_counts_it(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let first = disbursed(&app, &t, "A1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let paid = app.pay_off(&t.bank, &first, "2021-06-01").await;
+    assert_eq!(status_of(loan(&paid)), pb::LoanStatus::Settled);
+    let mut loans = app.loans(&t.bank);
+    let mut early = standard_loan("A2", HOUSEHOLD);
+    early.contract_date = "2021-05-31".into();
+    let refused = expect_refused(loans.create_loan(early).await, "HOUSEHOLD_CAP_EXCEEDED");
+    assert_eq!(metadata(&refused, "available_fen").as_deref(), Some("0"), "{refused:?}");
+    let mut on_the_day = standard_loan("A3", HOUSEHOLD);
+    on_the_day.contract_date = "2021-06-01".into();
+    let made = app.create_loan(&t.bank, on_the_day).await;
+    assert_eq!(loan(&made).contract_date, "2021-06-01");
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
