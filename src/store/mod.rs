@@ -290,14 +290,20 @@ impl StoreError {
 ///   (another backend crashed), 57P03 cannot connect now (starting up or recovering), 57P05
 ///   idle session timeout; 53xxx insufficient resources (too many connections, disk full, out
 ///   of memory); 40001 serialization failure and 40P01 deadlock (the writer connects
-///   directly, without the pool's own retries of 57P03 and 53300).
+///   directly, without the pool's own retries of 57P03 and 53300); 55P03 lock not available
+///   (a row held elsewhere past the `lock_timeout` an operator set, as SQLite's BUSY); 40003
+///   statement completion unknown (CockroachDB's answer to a commit whose outcome it cannot
+///   tell: retried, the command finds its stored answer if it landed).
 /// - SQLite ([`sqlite_away`]).
 fn retryable(code: &str, postgres: bool, sqlite: bool) -> bool {
     if sqlite {
         return code.parse::<i32>().is_ok_and(sqlite_away);
     }
     code.starts_with("08")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "57P05" | "40001" | "40P01")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "57P05" | "40001" | "40P01" | "40003" | "55P03"
+        )
         || (postgres && code.starts_with("53"))
 }
 
@@ -789,7 +795,10 @@ mod tests {
     /// of the data is not.
     #[test]
     fn database_away_is_retryable_on_both_backends() {
-        for code in ["08006", "57P01", "57P02", "57P03", "57P05", "53100", "40001", "40P01"] {
+        for code in [
+            "08006", "57P01", "57P02", "57P03", "57P05", "53100", "40001", "40P01", "40003",
+            "55P03",
+        ] {
             assert!(retryable(code, true, false), "{code}");
         }
         for code in ["23505", "22P02", "57P04", "42P01", "LL001"] {

@@ -84,6 +84,7 @@ on_both_backends!(
     a_stalled_reader_does_not_hold_up_shutdown,
     loans_made_before_the_id_limit_are_still_named,
     a_reused_request_id_holds_back_its_loan,
+    a_row_locked_elsewhere_is_unavailable,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -4455,6 +4456,47 @@ async fn a_reused_request_id_holds_back_its_loan(backend: Backend) {
         .map(|e| e.value_date.clone())
         .collect();
     assert_eq!(repaid, ["2021-03-10", "2021-03-15", "2021-03-18", "2021-03-25", "2021-03-26"]);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// A loan's row held by another session past the `lock_timeout` an operator set on PostgreSQL
+/// (SQLSTATE 55P03) is a busy database, as SQLite's BUSY is: the write is answered UNAVAILABLE
+/// (it was INTERNAL, not to be retried), nothing is posted, and sent again once the row is let
+/// go it posts once. (SQLite's writer holds the only write lock: no row is held elsewhere.)
+async fn a_row_locked_elsewhere_is_unavailable(backend: Backend) {
+    use sqlx::Connection;
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.db
+        .execute_raw(
+            "do $$ begin execute format('alter database %I set lock_timeout = %L', \
+             current_database(), '200ms'); end $$",
+        )
+        .await
+        .expect("lock_timeout set");
+    app.restart().await;
+    let mut holder = sqlx::PgConnection::connect(&app.database_url).await.expect("a session");
+    sqlx::query("begin").execute(&mut holder).await.expect("begin");
+    sqlx::query("select 1 from loan where loan_id = $1 for update")
+        .bind(&id)
+        .execute(&mut holder)
+        .await
+        .expect("the loan's row held");
+    let busy = app.repay_as(&t.bank, "while-held", &id, "2021-03-01", 100).await;
+    let status = busy.expect_err("the loan's row is held elsewhere");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    sqlx::query("rollback").execute(&mut holder).await.expect("the row let go");
+    app.repay_as(&t.bank, "while-held", &id, "2021-03-01", 100)
+        .await
+        .expect("posted when sent again");
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.iter().filter(|e| e.request_id == "while-held").count(), 1);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;
