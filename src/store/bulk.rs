@@ -261,7 +261,16 @@ fn sqlite_models(
         })
     })?;
     let schema = schema::sqlite_problems(&conn)?;
-    let strays = sqlite_rows(&conn, STRAYS_SQL, ledger_id, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // A ledger id of bytes that are not UTF-8 (a blob stored by hand) is shown lossily.
+    let strays = sqlite_rows(&conn, STRAYS_SQL, ledger_id, |r| {
+        let ledger_id = match r.get_ref(1)? {
+            rusqlite::types::ValueRef::Text(text) => {
+                Some(String::from_utf8_lossy(text).into_owned())
+            }
+            _ => None,
+        };
+        Ok((r.get(0)?, ledger_id))
+    })?;
     let strays = strays_described(strays);
     let loan_count: i64 = conn.query_row(LOAN_COUNT_SQL, [ledger_id], |r| r.get(0))?;
     let _ = loans.send(loan_count);
