@@ -15,7 +15,7 @@ use crate::api::pb::audit_service_server::AuditServiceServer;
 use crate::api::pb::loan_service_server::LoanServiceServer;
 use crate::api::pb::registry_service_server::RegistryServiceServer;
 use crate::api::{Api, FILE_DESCRIPTOR_SET};
-use crate::app::auth::{Role, create_token};
+use crate::app::auth::create_first_operator_token;
 use crate::app::writer;
 use crate::store::Db;
 
@@ -85,20 +85,19 @@ pub struct Application {
 /// restored without them) gets none: a token for it comes from `token create`, by someone with
 /// the database's keys, not from whoever reads the server's output.
 async fn first_operator_token(db: &Db) -> anyhow::Result<Option<String>> {
-    if db.count_tokens().await.context("Failed to count tokens")? > 0 {
-        return Ok(None);
+    if let Some(token) = create_first_operator_token(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to create the first operator token: {e}"))?
+    {
+        return Ok(Some(token));
     }
-    if db.has_ledgers().await.context("Failed to read the ledgers")? {
+    if db.count_tokens().await.context("Failed to count tokens")? == 0 {
         tracing::warn!(
             "the database has ledgers but no token: none is made here; create one with \
              `loanledger token create --role operator --org '*'`"
         );
-        return Ok(None);
     }
-    let token = create_token(db, Role::Operator, "*")
-        .await
-        .map_err(|e| anyhow::anyhow!("Failed to create the first operator token: {e}"))?;
-    Ok(Some(token))
+    Ok(None)
 }
 
 impl Application {

@@ -140,18 +140,37 @@ pub fn check_org(role: Role, org: &str) -> Result<(), String> {
     }
 }
 
+/// A new secret and its token's id.
+fn new_secret() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    (format!("ll_{}", hex::encode(bytes)), token_id_of_bytes(&bytes))
+}
+
 /// Creates a token for `role` and `org` ([`check_org`]), stores its hash, and returns the
 /// secret (shown once).
 pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppError> {
     check_org(role, org).map_err(|m| DomainError::invalid("org", m))?;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("ll_{}", hex::encode(bytes));
-    let token_id = token_id_of_bytes(&bytes);
+    let (secret, token_id) = new_secret();
     let now_us = chrono::Utc::now().timestamp_micros();
     db.insert_token(&token_id, &hash_token(&secret), role.as_str(), org, now_us).await?;
     tracing::info!(token_id, role = role.as_str(), org, "token created");
     Ok(secret)
+}
+
+/// Creates the first operator token of a fresh database (no token and no ledger yet) and
+/// returns its secret; `None` if the database is not fresh. Stored by one statement that
+/// checks it is ([`Db::insert_first_token`]), so that servers started together on a fresh
+/// database store one between them.
+pub async fn create_first_operator_token(db: &Db) -> Result<Option<String>, AppError> {
+    let (secret, token_id) = new_secret();
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let role = Role::Operator.as_str();
+    if !db.insert_first_token(&token_id, &hash_token(&secret), role, "*", now_us).await? {
+        return Ok(None);
+    }
+    tracing::info!(token_id, role, org = "*", "first operator token created");
+    Ok(Some(secret))
 }
 
 /// The principal a bearer secret stands for.

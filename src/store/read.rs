@@ -376,15 +376,55 @@ impl Db {
     }
 
     /// Whether the database holds any ledger.
-    pub async fn has_ledgers(&self) -> Result<bool, StoreError> {
-        let sql = "select count(*) from (select 1 from ledger limit 1) l";
-        let n: i64 = on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?);
-        Ok(n > 0)
-    }
-
     pub async fn count_tokens(&self) -> Result<i64, StoreError> {
         let sql = "select count(*) from api_token";
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))
+    }
+
+    /// Stores a token only if the database has no token and no ledger, in one statement (on
+    /// PostgreSQL after a lock of the token table that servers starting together take in turn,
+    /// so that the second sees the first's token; SQLite runs one writing statement at a
+    /// time): whether it was stored.
+    pub async fn insert_first_token(
+        &self,
+        token_id: &str,
+        token_hash: &str,
+        role: &str,
+        org: &str,
+        created_at_us: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "insert into api_token (token_id, token_hash, role, org, created_at_us) \
+                   select $1, $2, $3, $4, $5 where not exists (select 1 from api_token) \
+                   and not exists (select 1 from ledger)";
+        let stored = match self {
+            Db::Sqlite(pool, ..) => sqlx::query(sql)
+                .bind(token_id)
+                .bind(token_hash)
+                .bind(role)
+                .bind(org)
+                .bind(created_at_us)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Db::Postgres(pool, _) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("lock table api_token in share row exclusive mode")
+                    .execute(&mut *tx)
+                    .await?;
+                let stored = sqlx::query(sql)
+                    .bind(token_id)
+                    .bind(token_hash)
+                    .bind(role)
+                    .bind(org)
+                    .bind(created_at_us)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                stored
+            }
+        };
+        Ok(stored == 1)
     }
 
     pub async fn insert_token(

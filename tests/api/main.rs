@@ -85,6 +85,7 @@ on_both_backends!(
     loans_made_before_the_id_limit_are_still_named,
     a_reused_request_id_holds_back_its_loan,
     a_row_locked_elsewhere_is_unavailable,
+    servers_started_together_make_one_first_token,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -4514,4 +4515,30 @@ async fn a_row_locked_elsewhere_is_unavailable(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;
+}
+
+/// Servers started together on a fresh database (replicas of one deployment) store one first
+/// operator token between them, printed by one of them: each checked for a token and then
+/// stored its own, so that each printed one.
+async fn servers_started_together_make_one_first_token(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.stop().await;
+    app.db.execute_raw("delete from api_token").await.expect("the first token gone");
+    let settings = || loanledger::startup::Settings {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        database_url: app.database_url.clone(),
+        business_utc_offset: loanledger::startup::business_utc_offset_default(),
+        token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
+        drain_timeout: loanledger::startup::DRAIN_TIMEOUT,
+    };
+    let build = || loanledger::startup::Application::build(settings());
+    let (a, b, c, d) = tokio::join!(build(), build(), build(), build());
+    let printed = [a, b, c, d]
+        .into_iter()
+        .filter_map(|built| built.expect("a server").initial_operator_token())
+        .count();
+    assert_eq!(printed, 1, "one first token printed");
+    assert_eq!(app.db.count_tokens().await.expect("the tokens"), 1, "one stored");
 }
