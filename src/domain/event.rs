@@ -174,14 +174,21 @@ impl JournalEvent {
         })
     }
 
-    /// The business date of the event.
+    /// The business date of the event: its own ([`JournalEvent::own_date`]), or the day it was
+    /// recorded on.
     pub fn value_date(&self, recorded_on: BusinessDate) -> BusinessDate {
+        self.own_date().unwrap_or(recorded_on)
+    }
+
+    /// The date the event carries, its journal row's value date; none for a ledger created or a
+    /// bank registered, dated the day they were recorded.
+    pub fn own_date(&self) -> Option<BusinessDate> {
         match self {
-            JournalEvent::HouseholdRegistered { status, .. } => status.effective_date,
-            JournalEvent::HouseholdStatusSet { entry, .. } => entry.effective_date,
-            JournalEvent::PolicySet { version, .. } => version.effective_date,
-            JournalEvent::Loan(e) => e.value_date(),
-            JournalEvent::LedgerCreated { .. } | JournalEvent::BankRegistered { .. } => recorded_on,
+            JournalEvent::HouseholdRegistered { status, .. } => Some(status.effective_date),
+            JournalEvent::HouseholdStatusSet { entry, .. } => Some(entry.effective_date),
+            JournalEvent::PolicySet { version, .. } => Some(version.effective_date),
+            JournalEvent::Loan(e) => Some(e.value_date()),
+            JournalEvent::LedgerCreated { .. } | JournalEvent::BankRegistered { .. } => None,
         }
     }
 }

@@ -86,6 +86,7 @@ on_both_backends!(
     a_reused_request_id_holds_back_its_loan,
     a_row_locked_elsewhere_is_unavailable,
     servers_started_together_make_one_first_token,
+    a_value_date_rewritten_with_the_hashes_is_reported,
 );
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -4541,4 +4542,41 @@ async fn servers_started_together_make_one_first_token(backend: Backend) {
         .count();
     assert_eq!(printed, 1, "one first token printed");
     assert_eq!(app.db.count_tokens().await.expect("the tokens"), 1, "one stored");
+}
+
+/// A journal row's value date changed by hand, the chain's hashes made again from it to the
+/// head (the guards dropped for it): the chain holds, and the date is hashed, not derived, so
+/// only the event it should be the date of tells. Verify reports it at its seq.
+async fn a_value_date_rewritten_with_the_hashes_is_reported(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 100_000).await;
+    let mut journal = app.journal(&t.auditor, LEDGER).await;
+    let at = journal.iter().position(|e| e.kind == "loan.disbursed").expect("the disbursement");
+    let seq = journal[at].seq;
+    assert_eq!(journal[at].value_date, "2021-01-25");
+    journal[at].value_date = "2021-01-26".into();
+    let mut prev: [u8; 32] =
+        hex::decode(&journal[at].prev_hash).expect("hex").try_into().expect("32 bytes");
+    let mut sql = format!(
+        "update journal_txn set value_date = '2021-01-26' where ledger_id = '{LEDGER}' and seq = {seq};"
+    );
+    for e in &journal[at..] {
+        let hash = chain_hash(&prev, e);
+        sql.push_str(&format!(
+            "update journal_txn set prev_hash = '{}', hash = '{}' where ledger_id = '{LEDGER}' and seq = {};",
+            hex::encode(prev),
+            hex::encode(hash),
+            e.seq
+        ));
+        prev = hash;
+    }
+    app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
+    check_chain(&app.journal(&t.auditor, LEDGER).await);
+    let v = app.verify(&t.auditor).await;
+    let problem =
+        format!("seq {seq}: its value date \"2021-01-26\" is not its event's, 2021-01-25");
+    assert_eq!((v.ok, v.first_break_seq, v.problems.clone()), (false, seq, vec![problem]), "{v:?}");
+    app.finish().await;
 }

@@ -673,27 +673,7 @@ pub fn check_chain(entries: &[pb::JournalTransaction]) {
         assert_eq!(e.prev_hash, hex::encode(prev), "prev_hash of seq {}", e.seq);
         let sum: i64 = e.postings.iter().map(|p| p.amount_fen).sum();
         assert_eq!(sum, 0, "postings of seq {} must sum to zero", e.seq);
-        let at = e.recorded_at.as_ref().expect("recorded_at is set");
-        let recorded_at_us = at.seconds * 1_000_000 + i64::from(at.nanos / 1_000);
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(b"LLJ1");
-        put_str(&mut bytes, &e.ledger_id);
-        bytes.extend_from_slice(&e.seq.to_be_bytes());
-        put_str(&mut bytes, &e.kind);
-        put_str(&mut bytes, &e.value_date);
-        bytes.extend_from_slice(&recorded_at_us.to_be_bytes());
-        put_str(&mut bytes, &e.actor);
-        put_str(&mut bytes, &e.request_id);
-        put_str(&mut bytes, &e.command_json);
-        bytes.extend_from_slice(&(e.postings.len() as u32).to_be_bytes());
-        for p in &e.postings {
-            put_str(&mut bytes, &p.account);
-            bytes.extend_from_slice(&p.amount_fen.to_be_bytes());
-        }
-        let mut h = Sha256::new();
-        h.update(prev);
-        h.update(&bytes);
-        let hash: [u8; 32] = h.finalize().into();
+        let hash = chain_hash(&prev, e);
         assert_eq!(
             e.hash,
             hex::encode(hash),
@@ -702,6 +682,32 @@ pub fn check_chain(entries: &[pb::JournalTransaction]) {
         );
         prev = hash;
     }
+}
+
+/// `e`'s hash chained from `prev`, from the canonical encoding documented in
+/// src/ledger/hash.rs, computed here independently of the server's code.
+pub fn chain_hash(prev: &[u8; 32], e: &pb::JournalTransaction) -> [u8; 32] {
+    let at = e.recorded_at.as_ref().expect("recorded_at is set");
+    let recorded_at_us = at.seconds * 1_000_000 + i64::from(at.nanos / 1_000);
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"LLJ1");
+    put_str(&mut bytes, &e.ledger_id);
+    bytes.extend_from_slice(&e.seq.to_be_bytes());
+    put_str(&mut bytes, &e.kind);
+    put_str(&mut bytes, &e.value_date);
+    bytes.extend_from_slice(&recorded_at_us.to_be_bytes());
+    put_str(&mut bytes, &e.actor);
+    put_str(&mut bytes, &e.request_id);
+    put_str(&mut bytes, &e.command_json);
+    bytes.extend_from_slice(&(e.postings.len() as u32).to_be_bytes());
+    for p in &e.postings {
+        put_str(&mut bytes, &p.account);
+        bytes.extend_from_slice(&p.amount_fen.to_be_bytes());
+    }
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(&bytes);
+    h.finalize().into()
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

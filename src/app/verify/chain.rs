@@ -199,6 +199,7 @@ impl JournalVisitor for Chain {
             kind: t.kind,
             command_json: t.command_json,
             postings: t.postings,
+            value_date: t.value_date,
         });
         if self.chunk.len() == CHUNK {
             self.send();

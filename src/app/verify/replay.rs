@@ -7,7 +7,7 @@ use crate::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;
-use crate::domain::date::format_date;
+use crate::domain::date::{format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::policy::default_versions;
@@ -21,8 +21,9 @@ use crate::store::bulk::RegistrySnapshot;
 #[derive(Default)]
 pub(super) struct Chunk {
     text: String,
-    /// Each transaction's seq and where its kind, command and postings end in `text`.
-    txns: Vec<(u64, [usize; 3])>,
+    /// Each transaction's seq and where its kind, command, postings and value date end in
+    /// `text`.
+    txns: Vec<(u64, [usize; 4])>,
 }
 
 /// A transaction of a [`Chunk`].
@@ -32,6 +33,8 @@ pub(super) struct TxnText<'a> {
     pub command_json: &'a str,
     /// As stored ([`crate::ledger::posting::pack`]'s form, any JSON spacing).
     pub postings: &'a str,
+    /// As stored (`YYYY-MM-DD`).
+    pub value_date: &'a str,
 }
 
 impl Chunk {
@@ -40,8 +43,8 @@ impl Chunk {
     }
 
     pub fn push(&mut self, t: TxnText<'_>) {
-        let mut ends = [0; 3];
-        for (end, text) in ends.iter_mut().zip([t.kind, t.command_json, t.postings]) {
+        let mut ends = [0; 4];
+        for (end, text) in ends.iter_mut().zip([t.kind, t.command_json, t.postings, t.value_date]) {
             self.text.push_str(text);
             *end = self.text.len();
         }
@@ -63,14 +66,15 @@ impl Chunk {
 
     pub fn iter(&self) -> impl Iterator<Item = TxnText<'_>> {
         let mut start = 0;
-        self.txns.iter().map(move |&(seq, [kind, command_json, postings])| {
+        self.txns.iter().map(move |&(seq, [kind, command_json, postings, value_date])| {
             let t = TxnText {
                 seq,
                 kind: &self.text[start..kind],
                 command_json: &self.text[kind..command_json],
                 postings: &self.text[command_json..postings],
+                value_date: &self.text[postings..value_date],
             };
-            start = postings;
+            start = value_date;
             t
         })
     }
@@ -96,6 +100,20 @@ impl Replay {
     pub fn apply(&mut self, t: TxnText<'_>) {
         let seq = t.seq;
         let event = JournalEvent::from_parts(t.kind, t.command_json);
+        // The row's value date is hashed, not derived: changed with the chain's hashes made
+        // again from it, only the event it should be the date of tells.
+        if let Some(date) = event.as_ref().ok().and_then(JournalEvent::own_date)
+            && parse_date(t.value_date) != Some(date)
+        {
+            self.problems.add(
+                seq,
+                format!(
+                    "seq {seq}: its value date {:?} is not its event's, {}",
+                    t.value_date,
+                    format_date(date)
+                ),
+            );
+        }
         if let Some(loan_id) = event.as_ref().ok().and_then(JournalEvent::loan_ids) {
             match self.links.get_mut(loan_id) {
                 Some(seqs) => seqs.push(seq),
@@ -223,12 +241,20 @@ mod tests {
         (seq, kind, json, postings)
     }
 
-    /// Applies `txns` handed over in one chunk, their postings stored as `pack` writes them.
+    /// The value date the writer gives an event's row (its own date; none decoded, none).
+    fn value_date_of(kind: &str, command_json: &str) -> String {
+        let event = JournalEvent::from_parts(kind, command_json).ok();
+        event.and_then(|e| e.own_date()).map(format_date).unwrap_or_default()
+    }
+
+    /// Applies `txns` handed over in one chunk, their postings stored as `pack` writes them and
+    /// dated as the writer dates them.
     fn apply(replay: &mut Replay, txns: &[(u64, &str, &str, Vec<Posting>)]) {
         let mut chunk = Chunk::default();
         for (seq, kind, command_json, postings) in txns {
             let postings = &pack(postings);
-            chunk.push(TxnText { seq: *seq, kind, command_json, postings });
+            let value_date = &value_date_of(kind, command_json);
+            chunk.push(TxnText { seq: *seq, kind, command_json, postings, value_date });
         }
         assert_eq!(chunk.len(), txns.len());
         for t in chunk.iter() {
@@ -240,13 +266,18 @@ mod tests {
     #[test]
     fn a_chunk_keeps_each_transactions_texts() {
         let mut chunk = Chunk::with_capacity(2);
-        let texts =
-            [(7, "a", "{}", "[]"), (8, "", "{\"x\":1}", ""), (9, "loan.repaid", "", "[[\"é\",1]]")];
-        for (seq, kind, command_json, postings) in texts {
-            chunk.push(TxnText { seq, kind, command_json, postings });
+        let texts = [
+            (7, "a", "{}", "[]", "2021-01-25"),
+            (8, "", "{\"x\":1}", "", ""),
+            (9, "loan.repaid", "", "[[\"é\",1]]", "x"),
+        ];
+        for (seq, kind, command_json, postings, value_date) in texts {
+            chunk.push(TxnText { seq, kind, command_json, postings, value_date });
         }
-        let back: Vec<_> =
-            chunk.iter().map(|t| (t.seq, t.kind, t.command_json, t.postings)).collect();
+        let back: Vec<_> = chunk
+            .iter()
+            .map(|t| (t.seq, t.kind, t.command_json, t.postings, t.value_date))
+            .collect();
         assert_eq!(back, texts);
         chunk.clear();
         assert!(chunk.is_empty() && chunk.iter().next().is_none());
@@ -265,6 +296,29 @@ mod tests {
 
     fn texts(replay: &Replay) -> Vec<&str> {
         replay.problems.list.iter().map(|(_, text)| text.as_str()).collect()
+    }
+
+    /// A row's value date that is not its event's is reported (it is hashed, not derived: made
+    /// again with the chain's hashes, only the event tells); as the event's, it is not.
+    #[test]
+    fn a_value_date_not_the_events_is_reported() {
+        let mut replay = Replay::default();
+        let mut chunk = Chunk::default();
+        for (i, seq) in [(0, 1), (1, 2)] {
+            let (_, kind, command_json, postings) = stored(i, seq);
+            let value_date =
+                if seq == 2 { "2021-01-26".to_string() } else { value_date_of(kind, command_json) };
+            let postings = &pack(&postings);
+            chunk.push(TxnText { seq, kind, command_json, postings, value_date: &value_date });
+        }
+        for t in chunk.iter() {
+            replay.apply(t);
+        }
+        let disbursed_on = value_date_of(LOAN_EVENTS[1].0, LOAN_EVENTS[1].1);
+        assert_ne!(disbursed_on, "2021-01-26");
+        let expected =
+            format!("seq 2: its value date \"2021-01-26\" is not its event's, {disbursed_on}");
+        assert_eq!(texts(&replay), [expected.as_str()]);
     }
 
     #[test]
