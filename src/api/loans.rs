@@ -303,6 +303,20 @@ impl LoanService for Api {
             frequency,
             rounding: rounding_from_pb("rounding", &rounding)?,
         };
+        // A term given by its maturity is held to the same 120 months as one given in months,
+        // which CreateLoan takes at most.
+        if let Term::Maturity(maturity) = terms.term
+            && crate::domain::date::add_months(
+                terms.disbursed,
+                crate::domain::policy::TERM_MONTHS_MAX_BOUND,
+            )
+            .is_some_and(|latest| maturity > latest)
+        {
+            return Err(invalid(
+                "maturity_date",
+                "must be at most 120 months after disbursement_date",
+            ));
+        }
         // The field that gave the term: its calendar errors are that field's.
         let term_field = if term_months == 0 { "maturity_date" } else { "term_months" };
         let schedule = build_schedule(&terms).map_err(|e| match e {

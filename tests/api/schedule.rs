@@ -547,7 +547,16 @@ async fn preview_bad_input_roles_and_no_writes(backend: Backend) {
             "disbursement_date",
             pb::PreviewScheduleRequest { disbursement_date: "2021-02-30".into(), ..base.clone() },
         ),
-        // Longer than 600 months, given by its maturity: the maturity is named.
+        // Longer than 120 months (as term_months may be), given by its maturity: the maturity
+        // is named.
+        (
+            "maturity_date",
+            pb::PreviewScheduleRequest {
+                term_months: 0,
+                maturity_date: "2031-02-25".into(),
+                ..base.clone()
+            },
+        ),
         (
             "maturity_date",
             pb::PreviewScheduleRequest {
@@ -568,6 +577,15 @@ async fn preview_bad_input_roles_and_no_writes(backend: Backend) {
         let status = expect_invalid(loans.preview_schedule(req).await, field);
         assert!(!status.message().is_empty(), "{what}");
     }
+
+    // 120 months to the day, given by its maturity, is previewed.
+    let longest = pb::PreviewScheduleRequest {
+        term_months: 0,
+        maturity_date: "2031-01-25".into(),
+        ..standard_terms()
+    };
+    let previewed = preview(&app, &t.bank, longest).await;
+    assert_eq!(previewed.maturity_date, "2031-01-25", "{previewed:?}");
 
     // Every role may preview, with the same answer.
     let by_bank = preview(&app, &t.bank, standard_terms()).await;
