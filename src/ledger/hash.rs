@@ -20,7 +20,7 @@
 //!
 //! where `str(s)` is `u32(byte length)` followed by the UTF-8 bytes, and `u32`, `u64`, `i64` are
 //! big-endian (two's complement for `i64`). Lengths make the encoding unambiguous: no two
-//! different transactions have the same bytes. The test vector below pins it; changing the
+//! different transactions have the same bytes. The test vectors below pin it; changing the
 //! encoding needs a new tag.
 
 use sha2::{Digest, Sha256};
@@ -168,6 +168,38 @@ mod tests {
         assert_eq!(
             to_hex(&txn.chain_hash(&GENESIS)),
             "fb2a57964425791fca04ba40d80291caaad19b428f05f26cc75823aff23004bc"
+        );
+    }
+
+    /// A second vector, also computed with Python's hashlib: a memo transaction (no
+    /// postings) whose texts are Chinese (lengths are of the UTF-8 bytes, not of the
+    /// characters), chained from the first vector's hash.
+    #[test]
+    fn test_vector_of_a_memo_in_chinese() {
+        let command_json = r#"{"type":"household_registered","household_id":"H001","head_name":"韦小宝","village":"那马村"}"#;
+        let txn = TxnContent {
+            ledger_id: "450121",
+            seq: 3,
+            kind: "household.registered",
+            value_date: "2016-01-01",
+            recorded_at_us: 1_611_532_800_000_123,
+            actor: "finance:450121",
+            request_id: "注册-1",
+            command_json,
+            postings: &[],
+        };
+        let bytes = txn.canonical_bytes();
+        assert_eq!(bytes.len(), 205);
+        assert_eq!(&bytes[bytes.len() - 4..], &0u32.to_be_bytes(), "no postings");
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            "cd439d01d254178c3d505ffbb8b141c013b3f59da1798676373fe1e4dcbf90f5"
+        );
+        let prev = from_hex("fb2a57964425791fca04ba40d80291caaad19b428f05f26cc75823aff23004bc")
+            .expect("the first vector's hash");
+        assert_eq!(
+            to_hex(&txn.chain_hash(&prev)),
+            "3beb37c3c95ca352c140de933900c3417d8db5e88dab5340b65785073d3dfc33"
         );
     }
 
