@@ -375,7 +375,7 @@ impl Db {
         }
     }
 
-    /// Whether the database holds any ledger.
+    /// The number of tokens stored, revoked ones too.
     pub async fn count_tokens(&self) -> Result<i64, StoreError> {
         let sql = "select count(*) from api_token";
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))
@@ -396,30 +396,27 @@ impl Db {
         let sql = "insert into api_token (token_id, token_hash, role, org, created_at_us) \
                    select $1, $2, $3, $4, $5 where not exists (select 1 from api_token) \
                    and not exists (select 1 from ledger)";
-        let stored = match self {
-            Db::Sqlite(pool, ..) => sqlx::query(sql)
-                .bind(token_id)
-                .bind(token_hash)
-                .bind(role)
-                .bind(org)
-                .bind(created_at_us)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Db::Postgres(pool, _) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("lock table api_token in share row exclusive mode")
-                    .execute(&mut *tx)
-                    .await?;
-                let stored = sqlx::query(sql)
+        macro_rules! insert {
+            ($executor:expr) => {
+                sqlx::query(sql)
                     .bind(token_id)
                     .bind(token_hash)
                     .bind(role)
                     .bind(org)
                     .bind(created_at_us)
-                    .execute(&mut *tx)
+                    .execute($executor)
                     .await?
-                    .rows_affected();
+                    .rows_affected()
+            };
+        }
+        let stored = match self {
+            Db::Sqlite(pool, ..) => insert!(pool),
+            Db::Postgres(pool, _) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("lock table api_token in share row exclusive mode")
+                    .execute(&mut *tx)
+                    .await?;
+                let stored = insert!(&mut *tx);
                 tx.commit().await?;
                 stored
             }

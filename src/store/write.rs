@@ -666,19 +666,8 @@ impl WriteTx {
             " from loan where (status not in ('settled', 'written_off') or last_value_date > "
         );
         let since = format_date(since);
-        let mut found = Vec::new();
-        for chunk in household_ids.chunks(chunk_rows(1)) {
-            let rows: Vec<LoanRow> = on_tx_built!(self, q, c => {
-                q.push(SQL).push_bind(since.as_str()).push(") and household_id in (");
-                push_list(&mut q, chunk);
-                q.push(")");
-                q.build_query_as().fetch_all(c).await?
-            });
-            for r in rows {
-                found.push(r.into_state()?);
-            }
-        }
-        Ok(found)
+        let bound = (since.as_str(), ") and household_id in (");
+        self.open_loans_where(SQL, Some(bound), household_ids).await
     }
 
     /// The open programme loans of these borrowers (identity numbers as stored) as stored, in
@@ -694,20 +683,24 @@ impl WriteTx {
             " from loan where status not in ('settled', 'written_off') \
              and borrower_id_number in ("
         );
-        self.open_loans_where(SQL, id_numbers).await
+        self.open_loans_where(SQL, None, id_numbers).await
     }
 
-    /// The loans `sql` selects, a statement ending in an open `in (` list, for each chunk of
-    /// `keys`.
+    /// The loans `sql` selects, a statement ending in an open `in (` list (or, with `bound`, in
+    /// a value bound and the rest of the statement up to that list), for each chunk of `keys`.
     async fn open_loans_where(
         &mut self,
         sql: &'static str,
+        bound: Option<(&str, &'static str)>,
         keys: &[&str],
     ) -> Result<Vec<LoanState>, StoreError> {
         let mut found = Vec::new();
         for chunk in keys.chunks(chunk_rows(1)) {
             let rows: Vec<LoanRow> = on_tx_built!(self, q, c => {
                 q.push(sql);
+                if let Some((value, rest)) = bound {
+                    q.push_bind(value).push(rest);
+                }
                 push_list(&mut q, chunk);
                 q.push(")");
                 q.build_query_as().fetch_all(c).await?

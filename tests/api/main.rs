@@ -4074,13 +4074,7 @@ async fn first_operator_token_and_token_commands(backend: Backend) {
     let dir = tempfile::tempdir().expect("a directory");
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let settings = loanledger::startup::Settings {
-        listen: taken.local_addr().expect("its address"),
-        database_url: url.clone(),
-        business_utc_offset: loanledger::startup::business_utc_offset_default(),
-        token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
-        drain_timeout: loanledger::startup::DRAIN_TIMEOUT,
-    };
+    let settings = serve_settings(&url, taken.local_addr().expect("its address"));
     assert!(loanledger::startup::Application::build(settings).await.is_err(), "the port is taken");
     let db = loanledger::store::Db::connect(&url).await.expect("the database");
     assert_eq!(db.count_tokens().await.expect("migrated, no token"), 0);
@@ -4527,14 +4521,9 @@ async fn servers_started_together_make_one_first_token(backend: Backend) {
     };
     app.stop().await;
     app.db.execute_raw("delete from api_token").await.expect("the first token gone");
-    let settings = || loanledger::startup::Settings {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        database_url: app.database_url.clone(),
-        business_utc_offset: loanledger::startup::business_utc_offset_default(),
-        token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
-        drain_timeout: loanledger::startup::DRAIN_TIMEOUT,
-    };
-    let build = || loanledger::startup::Application::build(settings());
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let build =
+        || loanledger::startup::Application::build(serve_settings(&app.database_url, any_port));
     let (a, b, c, d) = tokio::join!(build(), build(), build(), build());
     let printed = [a, b, c, d]
         .into_iter()

@@ -794,3 +794,17 @@ pub fn status_request(
         reason: String::new(),
     }
 }
+
+/// `serve`'s settings by default for `database_url`, listening on `listen`.
+pub fn serve_settings(
+    database_url: &str,
+    listen: std::net::SocketAddr,
+) -> loanledger::startup::Settings {
+    loanledger::startup::Settings {
+        listen,
+        database_url: database_url.to_string(),
+        business_utc_offset: loanledger::startup::business_utc_offset_default(),
+        token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
+        drain_timeout: loanledger::startup::DRAIN_TIMEOUT,
+    }
+}
