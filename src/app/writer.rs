@@ -1027,9 +1027,17 @@ fn borrowers_other_household(
     Ok(others.into_iter().next())
 }
 
-/// Why `loan` still lends on `today`, if it does: open with principal outstanding, or with
-/// principal it may still pay out (before its maturity).
-fn still_lends(loan: &LoanState, today: BusinessDate) -> Option<String> {
+/// Why `loan` lends on `date` or after it, if it does: paid out, and changed by an event dated
+/// after `date` (repaid or closed since: it may have owed principal on that day); open with
+/// principal outstanding; or with principal it may still pay out (before its maturity).
+fn still_lends(loan: &LoanState, date: BusinessDate) -> Option<String> {
+    if loan.disbursed_fen.0 > 0 && loan.last_value_date > date {
+        return Some(format!(
+            "lent until {}, after {}",
+            format_date(loan.last_value_date),
+            format_date(date)
+        ));
+    }
     if !loan.status.is_open() {
         return None;
     }
@@ -1037,7 +1045,7 @@ fn still_lends(loan: &LoanState, today: BusinessDate) -> Option<String> {
         return Some(format!("still owes {} of principal", loan.principal_outstanding_fen));
     }
     let maturity = loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date);
-    (loan.disbursed_fen < loan.terms.principal_fen && today < maturity)
+    (loan.disbursed_fen < loan.terms.principal_fen && date < maturity)
         .then(|| "may still be paid out".to_string())
 }
 
@@ -2430,7 +2438,7 @@ impl Writer {
                 // or the household would owe both at once, twice the cap.
                 if let Some(parent_id) = &loan.terms.renews_loan_id {
                     let parent = self.loan(tx, g, parent_id).await?;
-                    if let Some(why) = still_lends(&parent, g.recorded_on) {
+                    if let Some(why) = still_lends(&parent, *value_date) {
                         return Err(DomainError::refused(
                             Reason::LoanNotDisbursable,
                             format!(

@@ -488,17 +488,35 @@ fn write_cache_kib(pages: i64, page_size: i64) -> i64 {
     if pages > lock_page { WRITE_CACHE_KIB } else { WRITE_CACHE_SMALL_KIB }
 }
 
-/// `url` as messages show it: a password in it (`postgres://user:secret@host/db`) is left out.
+/// `url` as messages show it: a password in it (`postgres://user:secret@host/db`, or a
+/// `password=` parameter) is left out.
 pub fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end]
+                .rfind('@')
+                .and_then(|at| rest[..at].split_once(':').map(|(user, _)| (user, &rest[at..])))
+            {
+                Some((user, after)) => format!("{scheme}://{user}:***{after}"),
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let params: Vec<&str> = query
+            .split('&')
+            .map(|p| if p.starts_with("password=") { "password=***" } else { p })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
     }
+    shown
 }
 
 /// The file a `sqlite:` URL names, if it names one that does not exist (none for PostgreSQL
@@ -908,6 +926,8 @@ mod url_tests {
     fn a_url_is_shown_without_its_password() {
         let shown = shown_url("postgres://ledger:s3cr@t@db.example:5432/books?sslmode=require");
         assert_eq!(shown, "postgres://ledger:***@db.example:5432/books?sslmode=require");
+        let shown = shown_url("postgres://ledger@db/books?password=s3cr&t&sslmode=require");
+        assert_eq!(shown, "postgres://ledger@db/books?password=***&t&sslmode=require");
         for url in ["postgres://ledger@db/books", "postgres://db/x@y", "sqlite://loanledger.db"] {
             assert_eq!(shown_url(url), url);
         }

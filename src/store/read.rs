@@ -231,10 +231,21 @@ impl Db {
         let Some((ledger_id, row)) = row else { return Ok(None) };
         let sql = "select effective_date, status, reason from household_status \
                    where household_id = $1 order by seq";
-        let statuses: Vec<StatusRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(household_id).fetch_all(p).await?);
-        let statuses: Result<Vec<_>, _> = statuses.into_iter().map(StatusRow::into_entry).collect();
-        let view = row.and_then(|row: HouseholdRow| Ok(HouseholdView { row, statuses: statuses? }));
+        let statuses: Result<Vec<StatusRow>, sqlx::Error> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(household_id).fetch_all(p).await);
+        // A status row that cannot be read as one (on SQLite a column of another type) is the
+        // household's fault, kept with it; the database away is not.
+        let statuses = match statuses {
+            Ok(rows) => Ok(rows),
+            Err(e @ (sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))) => {
+                Err(StoreError::from(e))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let view = row.and_then(|row: HouseholdRow| {
+            let statuses = statuses?.into_iter().map(StatusRow::into_entry);
+            Ok(HouseholdView { row, statuses: statuses.collect::<Result<_, _>>()? })
+        });
         Ok(Some(InLedger { ledger_id, row: view }))
     }
 

@@ -2248,19 +2248,34 @@ async fn a_damaged_row_is_missing_to_who_may_not_read_it(backend: Backend) {
         let household_id = HOUSEHOLD.to_string();
         async move { registry.get_household(pb::GetHouseholdRequest { household_id }).await }
     };
-    let damage = match backend {
-        Backend::Sqlite => "update household set head_name = x'00'",
-        Backend::Postgres => "update household_status set status = 'lucky'",
-    };
-    let sql = format!("{damage} where household_id = '{HOUSEHOLD}'");
-    let altered = match backend {
-        Backend::Sqlite => app.db.execute_raw(&sql).await,
-        Backend::Postgres => app.behind_the_back("household_status", &sql).await,
-    };
-    assert_eq!(altered.expect("the household altered"), 1);
-    let status = expect_code(household(&elsewhere).await, Code::NotFound);
-    assert_eq!(status.message(), format!("household {HOUSEHOLD} not found"));
-    expect_code(household(&t.finance).await, Code::Internal);
+    // A status that is no status; on SQLite also a status's date that is no text, then a
+    // name that is no text (each put back before the next).
+    let mut damages = vec![("household_status", "status = 'lucky'", "status = 'registered_poor'")];
+    if backend == Backend::Sqlite {
+        damages.push((
+            "household_status",
+            "effective_date = x'00'",
+            "effective_date = '2016-01-01'",
+        ));
+        damages.push(("household", "head_name = x'00'", "head_name = 'x'"));
+    }
+    for (table, damage, repair) in damages {
+        let sql =
+            |set: &str| format!("update {table} set {set} where household_id = '{HOUSEHOLD}'");
+        let altered = match table {
+            "household" => app.db.execute_raw(&sql(damage)).await,
+            _ => app.behind_the_back(table, &sql(damage)).await,
+        };
+        assert_eq!(altered.expect("the household altered"), 1, "{damage}");
+        let status = expect_code(household(&elsewhere).await, Code::NotFound);
+        assert_eq!(status.message(), format!("household {HOUSEHOLD} not found"), "{damage}");
+        expect_code(household(&t.finance).await, Code::Internal);
+        let repaired = match table {
+            "household" => app.db.execute_raw(&sql(repair)).await,
+            _ => app.behind_the_back(table, &sql(repair)).await,
+        };
+        assert_eq!(repaired.expect("the household put back"), 1, "{repair}");
+    }
     app.finish().await;
 }
 

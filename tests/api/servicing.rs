@@ -28,6 +28,7 @@ on_both_backends!(
     extension,
     renewal,
     a_contract_dated_before_a_loan_closed_counts_it,
+    a_renewal_is_paid_out_from_the_day_its_parent_closed,
     a_small_renewal_keeps_its_parent_counted,
     an_expired_contract_frees_the_cap,
     an_extension_on_the_maturity_day_settles_it_first,
@@ -911,7 +912,7 @@ async fn renewal(backend: Backend) {
         amount_fen: 0,
     };
     let early = expect_refused(
-        loans.disburse(disburse("n2-early", "2021-06-01")).await,
+        loans.disburse(disburse("n2-early", "2022-01-25")).await,
         "LOAN_NOT_DISBURSABLE",
     );
     assert!(early.message().contains("still owes 50000.00 of principal"), "{early:?}");
@@ -973,6 +974,37 @@ async fn a_contract_dated_before_a_loan_closed_counts_it(backend: Backend) {
     on_the_day.contract_date = "2021-06-01".into();
     let made = app.create_loan(&t.bank, on_the_day).await;
     assert_eq!(loan(&made).contract_date, "2021-06-01");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A renewal contracted before its parent is repaid is paid out from the day the parent closed,
+/// not dated before it once the parent is closed: the household would have owed both loans
+/// for the days between, up to twice the cap.
+async fn a_renewal_is_paid_out_from_the_day_its_parent_closed(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let parent = disbursed(&app, &t, "P1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let mut early = renewal_request("R1", &parent);
+    early.contract_date = "2022-01-10".into();
+    app.create_loan(&t.bank, early).await;
+    let paid = app.pay_off(&t.bank, &parent, "2022-01-25").await;
+    assert_eq!(status_of(loan(&paid)), pb::LoanStatus::Settled);
+    let disburse = |value_date: &str| pb::DisburseRequest {
+        request_id: rid("r1"),
+        loan_id: loan_id("R1"),
+        value_date: value_date.into(),
+        amount_fen: 0,
+    };
+    let mut loans = app.loans(&t.bank);
+    let before =
+        expect_refused(loans.disburse(disburse("2022-01-20")).await, "LOAN_NOT_DISBURSABLE");
+    assert!(before.message().contains("lent until 2022-01-25, after 2022-01-20"), "{before:?}");
+    let out = loans.disburse(disburse("2022-01-25")).await.expect("paid out the day it closed");
+    let l = out.into_inner().loan.expect("the loan");
+    assert_eq!((l.disbursed_fen, l.disbursed_on.as_str()), (5_000_000, "2022-01-25"));
     assert_verifies(&app, &t).await;
     app.finish().await;
 }

@@ -939,7 +939,8 @@ on_both_backends!(
 );
 
 /// A loan still lends, and a renewal of it is not paid out, while it owes principal or may
-/// still pay some out: a contract never paid out lends until its maturity, not from then on.
+/// still pay some out: a contract never paid out lends until its maturity, not from then on;
+/// a loan repaid or closed lends until its last event's date.
 #[test]
 fn a_loan_still_lends_until_repaid_or_past_paying_out() {
     let day = |s: &str| parse_date(s).unwrap();
@@ -957,4 +958,8 @@ fn a_loan_still_lends_until_repaid_or_past_paying_out() {
     lent.status = crate::domain::loan::LoanStatus::Settled;
     lent.principal_outstanding_fen = Fen(1);
     assert_eq!(super::still_lends(&lent, today), None, "closed");
+    lent.last_value_date = day("2021-06-02");
+    let until = super::still_lends(&lent, today);
+    assert_eq!(until.as_deref(), Some("lent until 2021-06-02, after 2021-06-01"));
+    assert_eq!(super::still_lends(&lent, day("2021-06-02")), None, "closed that day");
 }
