@@ -565,8 +565,10 @@ struct Group {
     /// [`Writer::may_speculate`]). More than one only for a person registered twice before the
     /// rule, who may borrow for either.
     headed: HashMap<(String, String), Vec<String>>,
-    /// The open programme loans of the borrowers that the group's contracts name, by identity
-    /// number, as stored at its start (the group's own loans are put on top:
+    /// The open programme loans of the borrowers that the group's contracts name, with those
+    /// closed after the earliest of their contract dates (open on that date: the borrower rule
+    /// counts them, as the cap does), by identity number, as stored at its start (the group's
+    /// own loans are put on top:
     /// [`borrower_loans`]); with [`Group::headed`], which also holds the households those
     /// borrowers head, what a contract's borrower rule reads.
     borrowers: HashMap<String, Vec<LoanState>>,
@@ -989,8 +991,9 @@ fn with_the_groups_own<'g>(
     loans
 }
 
-/// The open programme loans of borrower `id_number` as the group sees them: as stored at its
-/// start ([`Group::borrowers`]) with the group's own loans on top.
+/// The programme loans of borrower `id_number` as the group sees them (open, or closed after
+/// the earliest contract date of the group: [`Group::borrowers`]): as stored at its start with
+/// the group's own loans on top.
 fn borrower_loans<'g>(
     g: &'g Group,
     id_number: &str,
@@ -1020,11 +1023,19 @@ fn borrowers_other_household(
     let mut others: Vec<String> = borrower_loans(g, &terms.borrower_id_number)?
         .into_values()
         .filter(|l| l.terms.ledger_id == ledger_id && l.terms.household_id != terms.household_id)
-        .filter(|l| l.status.is_open() && !l.is_expired_contract(terms.contract_date))
+        .filter(|l| counts_on(l, terms.contract_date))
         .map(|l| l.terms.household_id.clone())
         .collect();
     others.sort_unstable();
     Ok(others.into_iter().next())
+}
+
+/// Whether `loan` counts against its household's cap, and binds its borrower to its household,
+/// for a contract dated `date`: open, or closed since by an event dated after `date` (it was open
+/// on that day; closed on it, it bore no interest that day), unless a contract never paid out
+/// whose maturity has come by `date`.
+fn counts_on(loan: &LoanState, date: BusinessDate) -> bool {
+    (loan.status.is_open() || loan.last_value_date > date) && !loan.is_expired_contract(date)
 }
 
 /// Why `loan` lends on `date` or after it, if it does: paid out, and changed by an event dated
@@ -1762,8 +1773,8 @@ impl Writer {
         // refused as existing; missing, it is not looked up again).
         let mut loan_ids: Vec<String> = Vec::new();
         let (mut households, mut contracted): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
-        // The earliest contract date: the contracts' households' loans closed after it are read
-        // with their open ones.
+        // The earliest contract date: the loans of the contracts' households and borrowers closed
+        // after it are read with their open ones.
         let mut since = latest_contract_date(g);
         // Identity numbers: the heads of registrations and the borrowers of contracts (a person
         // belongs to one household of a ledger, see `Group::headed` and `Group::borrowers`).
@@ -1800,7 +1811,7 @@ impl Writer {
             borrowers.sort_unstable();
             borrowers.dedup();
             g.borrowers = borrowers.iter().map(|id| (id.to_string(), Vec::new())).collect();
-            for loan in tx.open_loans_of_borrowers(&borrowers).await? {
+            for loan in tx.open_loans_of_borrowers(&borrowers, since).await? {
                 g.borrowers.entry(loan.terms.borrower_id_number.clone()).or_default().push(loan);
             }
         }
@@ -1854,7 +1865,7 @@ impl Writer {
         if !their_borrowers.is_empty() {
             let ids: Vec<&str> = their_borrowers.iter().map(String::as_str).collect();
             g.borrowers.extend(their_borrowers.iter().map(|id| (id.clone(), Vec::new())));
-            for loan in tx.open_loans_of_borrowers(&ids).await? {
+            for loan in tx.open_loans_of_borrowers(&ids, latest_contract_date(g)).await? {
                 g.borrowers.entry(loan.terms.borrower_id_number.clone()).or_default().push(loan);
             }
         }
@@ -2381,13 +2392,10 @@ impl Writer {
                 // `Command::Disburse`).
                 let contract_date = terms.contract_date;
                 // A loan closed since the contract's date (a contract recorded late, dated back)
-                // was open on it, and counts: its last event, which closed it, is dated after
-                // the contract's date (closed that day, it does not: repaid, it bore no interest
-                // that day).
+                // was open on it, and counts (`counts_on`).
                 let household_open_loans: Vec<CapLoan<'_>> = open
                     .values()
-                    .filter(|l| l.status.is_open() || l.last_value_date > contract_date)
-                    .filter(|l| !l.is_expired_contract(contract_date))
+                    .filter(|l| counts_on(l, contract_date))
                     .map(|l| CapLoan {
                         loan_id: &l.terms.loan_id,
                         renews: l.terms.renews_loan_id.as_deref(),

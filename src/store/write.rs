@@ -670,20 +670,23 @@ impl WriteTx {
         self.open_loans_where(SQL, Some(bound), household_ids).await
     }
 
-    /// The open programme loans of these borrowers (identity numbers as stored) as stored, in
-    /// any ledger (the caller merges the group's changes): one statement a chunk, through
-    /// `loan_borrower_idx`.
+    /// The programme loans of these borrowers (identity numbers as stored) as stored, in any
+    /// ledger (the caller merges the group's changes), that are open or were open after
+    /// `since`, as [`WriteTx::open_loans_many`] reads a household's: one statement a chunk,
+    /// through `loan_borrower_idx`.
     pub async fn open_loans_of_borrowers(
         &mut self,
         id_numbers: &[&str],
+        since: BusinessDate,
     ) -> Result<Vec<LoanState>, StoreError> {
         const SQL: &str = concat!(
             "select ",
             loan_columns!(),
-            " from loan where status not in ('settled', 'written_off') \
-             and borrower_id_number in ("
+            " from loan where (status not in ('settled', 'written_off') or last_value_date > "
         );
-        self.open_loans_where(SQL, None, id_numbers).await
+        let since = format_date(since);
+        let bound = (since.as_str(), ") and borrower_id_number in (");
+        self.open_loans_where(SQL, Some(bound), id_numbers).await
     }
 
     /// The loans `sql` selects, a statement ending in an open `in (` list (or, with `bound`, in

@@ -28,6 +28,7 @@ on_both_backends!(
     extension,
     renewal,
     a_contract_dated_before_a_loan_closed_counts_it,
+    a_borrower_dated_back_belongs_to_the_household_they_owed_for,
     a_renewal_is_paid_out_from_the_day_its_parent_closed,
     a_small_renewal_keeps_its_parent_counted,
     an_expired_contract_frees_the_cap,
@@ -974,6 +975,42 @@ async fn a_contract_dated_before_a_loan_closed_counts_it(backend: Backend) {
     on_the_day.contract_date = "2021-06-01".into();
     let made = app.create_loan(&t.bank, on_the_day).await;
     assert_eq!(loan(&made).contract_date, "2021-06-01");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// The borrower rule counts a loan as the cap does: a contract dated back (recorded late) for
+/// another household is refused while its borrower owed a loan of their own household on its
+/// date, though that loan has been repaid since; dated the day it was repaid, it is made.
+async fn a_borrower_dated_back_belongs_to_the_household_they_owed_for(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let member = id_number("19850301");
+    let mut req = standard_loan("M1", HOUSEHOLD);
+    req.borrower_id_number = member.clone();
+    app.create_loan(&t.bank, req).await;
+    let first = loan_id("M1");
+    app.disburse(&t.bank, &first, "2021-01-25").await;
+    let paid = app.pay_off(&t.bank, &first, "2021-06-01").await;
+    assert_eq!(status_of(loan(&paid)), pb::LoanStatus::Settled);
+    app.register_household(&t.finance, "H002", "19700101").await;
+    let for_h002 = |contract: &str, date: &str| {
+        let mut req = standard_loan(contract, "H002");
+        req.borrower_id_number = member.clone();
+        req.principal_fen = 1_000_000;
+        req.contract_date = date.into();
+        req
+    };
+    let mut loans = app.loans(&t.bank);
+    let refused = expect_refused(
+        loans.create_loan(for_h002("M2", "2021-05-31")).await,
+        "BORROWER_OF_ANOTHER_HOUSEHOLD",
+    );
+    assert_eq!(metadata(&refused, "household_id").as_deref(), Some(HOUSEHOLD), "{refused:?}");
+    let made = app.create_loan(&t.bank, for_h002("M3", "2021-06-01")).await;
+    assert_eq!(loan(&made).household_id, "H002");
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
