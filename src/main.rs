@@ -326,24 +326,42 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. A second one, while the server drains, ends the
+/// process at once (exit status 128 + the signal's number, as a shell reports a process the
+/// signal killed): what was committed is kept, requests not yet answered are not, and are
+/// sent again under their request ids.
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Both listeners made once, for both signals: none is missed between the two.
+        let (Ok(mut int), Ok(mut term)) =
+            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            tracing::warn!("cannot listen for SIGINT and SIGTERM: stop the server with SIGKILL");
+            return std::future::pending().await;
+        };
+        let mut next = async move || {
+            tokio::select! {
+                _ = int.recv() => ("SIGINT", libc::SIGINT),
+                _ = term.recv() => ("SIGTERM", libc::SIGTERM),
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        };
+        let (first, _) = next().await;
+        tracing::info!("{first} received");
+        tokio::spawn(async move {
+            let (second, number) = next().await;
+            tracing::warn!(
+                "{second} received while stopping: exiting now, without waiting for the \
+                 requests in flight or the writer's queue (nothing committed is lost; a request \
+                 not answered may be sent again under its request id)"
+            );
+            std::process::exit(128 + number);
+        });
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C received");
     }
 }

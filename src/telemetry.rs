@@ -10,11 +10,22 @@ pub enum LogFormat {
 }
 
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A `RUST_LOG` that cannot be read is said so (at `info`, which then applies), not ignored:
+    // an operator who set it would otherwise look for logs that never come.
+    let (filter, unread) = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(directives) => match EnvFilter::try_new(&directives) {
+            Ok(filter) => (filter, None),
+            Err(e) => (EnvFilter::new("info"), Some((directives, e))),
+        },
+        Err(_) => (EnvFilter::new("info"), None),
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests that start several servers) is harmless: keep the first subscriber.
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    if let Some((directives, e)) = unread {
+        tracing::warn!(RUST_LOG = directives, "RUST_LOG cannot be read ({e}): logging at info");
+    }
 }

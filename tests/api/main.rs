@@ -52,6 +52,7 @@ on_both_backends!(
     list_loans_pages,
     survives_restart,
     killed_server_keeps_what_it_acknowledged,
+    a_second_signal_ends_the_drain,
     journal_is_append_only,
     tampering_is_reported,
     a_loan_stored_whole_by_an_earlier_version,
@@ -1737,11 +1738,17 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(database_url: &str) -> ServerProcess {
+        ServerProcess::start_with(database_url, &[])
+    }
+
+    /// As [`ServerProcess::start`], with more arguments to `serve`.
+    fn start_with(database_url: &str, serve_args: &[&str]) -> ServerProcess {
         use std::io::BufRead;
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
         command
             .args(["serve", "--database-url", database_url, "--listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
+            .args(serve_args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         // Linux: SIGKILL to the child when the thread that started it ends (the test's own
@@ -1801,6 +1808,23 @@ impl ServerProcess {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("the killed server is reaped");
     }
+
+    /// Sends the server `signal`.
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits up to `within` for a log line holding `text`.
+    fn wait_for_log(&self, text: &str, within: Duration) {
+        let started = std::time::Instant::now();
+        while !self.log.lock().expect("the log").iter().any(|line| line.contains(text)) {
+            let log = self.log.lock().expect("the log").join("\n");
+            assert!(started.elapsed() < within, "no log line with {text:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for ServerProcess {
@@ -1813,6 +1837,61 @@ impl Drop for ServerProcess {
             eprintln!("the server process's log:\n{}", log.join("\n"));
         }
     }
+}
+
+/// A stopping server waits for the requests in flight (here a journal stream its client has
+/// stopped reading) up to its drain timeout; a second SIGTERM or SIGINT meanwhile ends it at
+/// once, with status 128 + the signal's number and a warning, and what it had committed is
+/// kept: the journal verifies after a restart.
+async fn a_second_signal_ends_the_drain(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    // Enough journal that its stream outgrows a client's HTTP/2 window of 64 KiB: unread, the
+    // server's sending waits.
+    disbursed_loans(&app, &t, "D", 60).await;
+    let journal_len = app.journal(&t.auditor, LEDGER).await.len();
+    app.stop().await;
+    for (first, second, status) in [
+        (libc::SIGTERM, libc::SIGTERM, 128 + libc::SIGTERM),
+        (libc::SIGTERM, libc::SIGINT, 128 + libc::SIGINT),
+    ] {
+        let mut server =
+            ServerProcess::start_with(&app.database_url, &["--drain-timeout-secs", "600"]);
+        app.port = server.port;
+        let narrow = app.endpoint().initial_stream_window_size(65_535).connect_lazy();
+        let mut stream = pb::audit_service_client::AuditServiceClient::with_interceptor(
+            narrow,
+            Bearer::new(&t.auditor),
+        )
+        .read_journal(pb::ReadJournalRequest { ledger_id: LEDGER.into(), ..Default::default() })
+        .await
+        .expect("the journal's stream")
+        .into_inner();
+        assert_eq!(stream.message().await.expect("a first entry").map(|e| e.seq), Some(1));
+        server.signal(first);
+        server.wait_for_log("SIGTERM received", Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(server.child.try_wait().expect("its status").is_none(), "it drains");
+        server.signal(second);
+        let started = std::time::Instant::now();
+        let exited = loop {
+            if let Some(exited) = server.child.try_wait().expect("its status") {
+                break exited;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "it did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(exited.code(), Some(status), "{exited:?}");
+        server.wait_for_log("received while stopping: exiting now", Duration::from_secs(5));
+        drop(stream);
+    }
+    app.restart().await;
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_len);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
 }
 
 /// The tables whose rows are never changed nor removed once written.
@@ -4063,6 +4142,7 @@ async fn lpr_table(backend: Backend) {
 /// listens: one whose port is taken stores none (it would never be printed), and a database
 /// with ledgers whose tokens are all gone gets none at a restart. The token commands work on
 /// a database this build's migrations set up, and refuse, rather than migrate, one they did not.
+/// A `RUST_LOG` the commands cannot read is said so.
 async fn first_operator_token_and_token_commands(backend: Backend) {
     let Some(mut app) = TestApp::spawn(backend).await else {
         return;
@@ -4108,6 +4188,14 @@ async fn first_operator_token_and_token_commands(backend: Backend) {
         assert!(said.contains(&format!("no database at {}", path.display())), "{said}");
         assert!(!path.exists(), "{args:?} created the file");
     }
+    // A RUST_LOG that cannot be read is said so, not ignored.
+    let unread = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["verify", "--ledger", LEDGER, "--database-url", &bare])
+        .env("RUST_LOG", "loanledger=loud")
+        .output()
+        .expect("the binary runs");
+    let said = String::from_utf8_lossy(&unread.stderr);
+    assert!(said.contains("RUST_LOG cannot be read") && said.contains("logging at info"), "{said}");
     // Not migrated: the token commands refuse it and leave it so.
     let bare_db = loanledger::store::Db::connect(&bare).await.expect("the file");
     let refused = token_list(&bare);
