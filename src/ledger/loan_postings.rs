@@ -84,3 +84,144 @@ pub fn loan_postings(event: &LoanEvent, bank_id: &str) -> Result<Postings, Posti
     }
     Postings::balanced(legs.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collections::HashMap;
+    use crate::domain::money::Rounding;
+    use crate::domain::servicing::{Accrual, Repayment};
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+
+    const DATE: &str = "2021-03-20";
+
+    fn date() -> chrono::NaiveDate {
+        crate::domain::date::parse_date(DATE).expect("a date")
+    }
+
+    fn accrual(fen: i64) -> Option<Accrual> {
+        (fen > 0).then(|| Accrual {
+            segments: Vec::new(),
+            unrounded_fen: Decimal::from(fen),
+            rounding: Rounding::HalfUp,
+            amount_fen: Fen(fen),
+            periodic: None,
+        })
+    }
+
+    /// A settlement point of `(interest, penalty, compound)` fen.
+    fn point((interest, penalty, compound): (i64, i64, i64)) -> SettlementPoint {
+        SettlementPoint {
+            date: date(),
+            interest: accrual(interest),
+            penalty: accrual(penalty),
+            compound: accrual(compound),
+            principal: None,
+        }
+    }
+
+    fn allocation([penalty, compound, overdue, current, principal]: [i64; 5]) -> Allocation {
+        Allocation {
+            penalty_fen: Fen(penalty),
+            compound_fen: Fen(compound),
+            overdue_interest_fen: Fen(overdue),
+            current_interest_fen: Fen(current),
+            principal_fen: Fen(principal),
+            due_principal_fen: Fen::ZERO,
+        }
+    }
+
+    /// Each account's net amount in `postings` (each account appears once: legs are netted).
+    fn net(postings: &Postings) -> HashMap<String, i64> {
+        let mut by_account = HashMap::default();
+        for p in postings.as_slice() {
+            assert!(by_account.insert(p.account.clone(), p.amount.0).is_none(), "{p:?} twice");
+            assert_ne!(p.amount, Fen::ZERO, "a zero leg");
+        }
+        by_account
+    }
+
+    /// What `postings` moves on each account, zero for an account it does not name.
+    fn on(by_account: &HashMap<String, i64>, account: String) -> i64 {
+        by_account.get(&account).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn a_disbursement_moves_the_bank_cash_to_the_loan() {
+        let event = LoanEvent::Disbursed {
+            loan_id: "B1-1".into(),
+            value_date: date(),
+            amount_fen: Fen(5_000_000),
+            settlements: Vec::new(),
+        };
+        let postings = loan_postings(&event, "B1").expect("balanced");
+        let legs: Vec<(&str, i64)> =
+            postings.as_slice().iter().map(|p| (p.account.as_str(), p.amount.0)).collect();
+        assert_eq!(legs, [("loan/B1-1/principal", 5_000_000), ("bank/B1/cash", -5_000_000)]);
+    }
+
+    #[test]
+    fn a_memo_event_with_no_points_posts_nothing() {
+        let event =
+            LoanEvent::Settled { loan_id: "B1-1".into(), value_date: date(), settlements: vec![] };
+        assert!(loan_postings(&event, "B1").expect("balanced").as_slice().is_empty());
+        let settled = LoanEvent::Settled {
+            loan_id: "B1-1".into(),
+            value_date: date(),
+            settlements: vec![point((0, 0, 0))],
+        };
+        assert!(loan_postings(&settled, "B1").expect("balanced").as_slice().is_empty());
+    }
+
+    proptest! {
+        /// A repayment's postings, or a write-off's, whatever its points, charges and
+        /// allocation: balanced, each account once, no zero leg; each bucket of the loan moves
+        /// by what its points and charges accrued less what the allocation paid off it, each
+        /// income account by what was accrued, and the bank's cash (or its loan loss) by what
+        /// was paid.
+        #[test]
+        fn a_repayment_or_write_off_moves_each_bucket_by_its_figures(
+            points in proptest::collection::vec((0i64..1_000_000_000, 0i64..1_000_000, 0i64..1_000_000), 0..5),
+            charges in (0i64..1_000_000_000, 0i64..1_000_000, 0i64..1_000_000),
+            paid in proptest::array::uniform5(0i64..1_000_000_000),
+            written_off in any::<bool>(),
+        ) {
+            let settlements: Vec<SettlementPoint> = points.iter().copied().map(point).collect();
+            let (loan_id, value_date) = ("B1-1".to_string(), date());
+            let event = if written_off {
+                LoanEvent::WrittenOff {
+                    loan_id, value_date, settlements,
+                    charges: point(charges),
+                    allocation: allocation(paid),
+                }
+            } else {
+                LoanEvent::Repaid {
+                    loan_id, value_date, amount_fen: Fen(paid.iter().sum()), settlements,
+                    repayment: Repayment { charges: point(charges), allocation: allocation(paid), payoff: false },
+                }
+            };
+            let postings = loan_postings(&event, "B1").expect("balanced");
+            let sum: i128 = postings.as_slice().iter().map(|p| i128::from(p.amount.0)).sum();
+            prop_assert_eq!(sum, 0);
+            let by = net(&postings);
+            let accrued = |f: fn(&(i64, i64, i64)) -> i64| points.iter().map(f).sum::<i64>() + f(&charges);
+            let [penalty, compound, overdue, current, principal] = paid;
+            prop_assert_eq!(on(&by, loan_interest("B1-1")), accrued(|p| p.0) - overdue - current);
+            prop_assert_eq!(on(&by, loan_penalty("B1-1")), accrued(|p| p.1) - penalty);
+            prop_assert_eq!(on(&by, loan_compound("B1-1")), accrued(|p| p.2) - compound);
+            prop_assert_eq!(on(&by, loan_principal("B1-1")), -principal);
+            prop_assert_eq!(on(&by, bank_interest_income("B1")), -accrued(|p| p.0));
+            prop_assert_eq!(on(&by, bank_penalty_income("B1")), -accrued(|p| p.1));
+            prop_assert_eq!(on(&by, bank_compound_income("B1")), -accrued(|p| p.2));
+            let (paid_by, other) = if written_off {
+                (bank_loan_loss("B1"), bank_cash("B1"))
+            } else {
+                (bank_cash("B1"), bank_loan_loss("B1"))
+            };
+            prop_assert_eq!(on(&by, paid_by), paid.iter().sum::<i64>());
+            prop_assert_eq!(on(&by, other), 0);
+            prop_assert!(by.len() <= 9);
+        }
+    }
+}
