@@ -565,16 +565,18 @@ struct Group {
     /// [`Writer::may_speculate`]). More than one only for a person registered twice before the
     /// rule, who may borrow for either.
     headed: HashMap<(String, String), Vec<String>>,
-    /// The open programme loans of the borrowers that the group's contracts name, with those
-    /// closed after the earliest of their contract dates (open on that date: the borrower rule
-    /// counts them, as the cap does), by identity number, as stored at its start (the group's
+    /// The open programme loans of the borrowers that the group's contracts and first
+    /// disbursements of expired contracts name, with those closed after the earliest of their
+    /// contract and value dates (open on that date: the borrower rule counts them, as the cap
+    /// does, and so does such a disbursement), by identity number, as stored at its start (the group's
     /// own loans are put on top:
     /// [`borrower_loans`]); with [`Group::headed`], which also holds the households those
     /// borrowers head, what a contract's borrower rule reads.
     borrowers: HashMap<String, Vec<LoanState>>,
-    /// The open loans of the households that the group's contracts name, as stored at its
-    /// start, with those closed after the earliest of their contract dates (open on that date:
-    /// a contract counts them); the group's own loans are written only at its commit, so a read
+    /// The open loans of the households that the group's contracts and first disbursements of
+    /// expired contracts name, as stored at its start, with those closed after the earliest of
+    /// their contract and value dates (open on that date: a contract counts them, and so does
+    /// such a disbursement); the group's own loans are written only at its commit, so a read
     /// later in the transaction would find the same rows (a contract puts the group's changes
     /// on top).
     open_loans: HashMap<String, Vec<LoanState>>,
@@ -992,7 +994,7 @@ fn with_the_groups_own<'g>(
 }
 
 /// The programme loans of borrower `id_number` as the group sees them (open, or closed after
-/// the earliest contract date of the group: [`Group::borrowers`]): as stored at its start with
+/// the earliest contract or value date of the group: [`Group::borrowers`]): as stored at its start with
 /// the group's own loans on top.
 fn borrower_loans<'g>(
     g: &'g Group,
@@ -1005,8 +1007,8 @@ fn borrower_loans<'g>(
 }
 
 /// The household other than the contract's (`terms`) that its borrower belongs to in
-/// `ledger_id`, if any: one the borrower heads, or one they owe an open loan of on the contract
-/// date (counted as the cap counts it). A person belongs to one household, whose cap counts all
+/// `ledger_id`, if any: one the borrower heads, or one they owed a loan of on the contract date
+/// (open then, counted as the cap counts it: [`counts_on`]). A person belongs to one household, whose cap counts all
 /// its members' loans.
 fn borrowers_other_household(
     g: &Group,
@@ -1773,8 +1775,9 @@ impl Writer {
         // refused as existing; missing, it is not looked up again).
         let mut loan_ids: Vec<String> = Vec::new();
         let (mut households, mut contracted): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
-        // The earliest contract date: the loans of the contracts' households and borrowers closed
-        // after it are read with their open ones.
+        // The earliest contract date (and value date of a first disbursement of an expired
+        // contract, below): the loans of the contracts' households and borrowers closed after it
+        // are read with their open ones.
         let mut since = latest_contract_date(g);
         // Identity numbers: the heads of registrations and the borrowers of contracts (a person
         // belongs to one household of a ledger, see `Group::headed` and `Group::borrowers`).
@@ -1799,22 +1802,6 @@ impl Writer {
                 _ => {}
             }
         }
-        self.prefetch_households(tx, g, households, contracted, since).await?;
-        if !heads.is_empty() {
-            heads.sort_unstable();
-            heads.dedup();
-            for (ledger_id, head, household_id) in tx.households_headed_by(&heads).await? {
-                g.headed.entry((ledger_id, head)).or_default().push(household_id);
-            }
-        }
-        if !borrowers.is_empty() {
-            borrowers.sort_unstable();
-            borrowers.dedup();
-            g.borrowers = borrowers.iter().map(|id| (id.to_string(), Vec::new())).collect();
-            for loan in tx.open_loans_of_borrowers(&borrowers, since).await? {
-                g.borrowers.entry(loan.terms.borrower_id_number.clone()).or_default().push(loan);
-            }
-        }
         loan_ids.sort_unstable();
         loan_ids.dedup();
         // Cached states move into the group (and come back after its commit).
@@ -1831,41 +1818,36 @@ impl Writer {
             }
             g.note_missing(loan_ids.iter().map(String::as_str));
         }
-        // The open loans of the households of first disbursements of contracts whose maturity
-        // a contract of today may have passed, and those of their borrowers in any household,
-        // which that disbursement checks (`Command::Disburse`), unless read above.
-        let expired: Vec<&LoanState> = group
-            .iter()
-            .filter(|e| matches!(e.command, Command::Disburse { .. }))
-            .filter_map(|e| e.command.loan_id().and_then(|id| g.loans.get(id)))
-            .filter(|l| l.is_expired_contract(latest_contract_date(g)))
-            .collect();
-        let mut first: Vec<String> = expired
-            .iter()
-            .map(|l| l.terms.household_id.clone())
-            .filter(|h| !g.open_loans.contains_key(h))
-            .collect();
-        let mut their_borrowers: Vec<String> = expired
-            .iter()
-            .map(|l| l.terms.borrower_id_number.clone())
-            .filter(|b| !g.borrowers.contains_key(b))
-            .collect();
-        for ids in [&mut first, &mut their_borrowers] {
-            ids.sort_unstable();
-            ids.dedup();
-        }
-        if !first.is_empty() {
-            let ids: Vec<&str> = first.iter().map(String::as_str).collect();
-            g.open_loans.extend(first.iter().map(|id| (id.clone(), Vec::new())));
-            // Their open loans (none is closed after tomorrow): what the disbursement checks.
-            for loan in tx.open_loans_many(&ids, latest_contract_date(g)).await? {
-                g.open_loans.entry(loan.terms.household_id.clone()).or_default().push(loan);
+        // The first disbursements of contracts whose maturity a contract of today may have
+        // passed check the loans of their households, and those of their borrowers in any
+        // household, contracted since that maturity and open on the disbursement's value date
+        // or after it (`Command::Disburse`): read with the contracts' (the same rows, from the
+        // earliest of their dates).
+        let mut expired: Vec<(String, String)> = Vec::new();
+        for e in group {
+            if let Command::Disburse { loan_id, value_date, .. } = &e.command
+                && let Some(l) = g.loans.get(loan_id)
+                && l.is_expired_contract(latest_contract_date(g))
+            {
+                expired.push((l.terms.household_id.clone(), l.terms.borrower_id_number.clone()));
+                since = since.min(*value_date);
             }
         }
-        if !their_borrowers.is_empty() {
-            let ids: Vec<&str> = their_borrowers.iter().map(String::as_str).collect();
-            g.borrowers.extend(their_borrowers.iter().map(|id| (id.clone(), Vec::new())));
-            for loan in tx.open_loans_of_borrowers(&ids, latest_contract_date(g)).await? {
+        contracted.extend(expired.iter().map(|(household, _)| household.as_str()));
+        borrowers.extend(expired.iter().map(|(_, borrower)| borrower.as_str()));
+        self.prefetch_households(tx, g, households, contracted, since).await?;
+        if !heads.is_empty() {
+            heads.sort_unstable();
+            heads.dedup();
+            for (ledger_id, head, household_id) in tx.households_headed_by(&heads).await? {
+                g.headed.entry((ledger_id, head)).or_default().push(household_id);
+            }
+        }
+        if !borrowers.is_empty() {
+            borrowers.sort_unstable();
+            borrowers.dedup();
+            g.borrowers = borrowers.iter().map(|id| (id.to_string(), Vec::new())).collect();
+            for loan in tx.open_loans_of_borrowers(&borrowers, since).await? {
                 g.borrowers.entry(loan.terms.borrower_id_number.clone()).or_default().push(loan);
             }
         }
@@ -2421,8 +2403,8 @@ impl Writer {
                         Reason::BorrowerOfAnotherHousehold,
                         format!(
                             "borrower_id_number belongs to household {other} of ledger {}: a \
-                             person borrows for the one household they head or owe an open \
-                             loan for, whose cap counts all its members' loans",
+                             person borrows for the one household they head or owed a loan for \
+                             on this contract's date, whose cap counts all its members' loans",
                             bank.ledger_id
                         ),
                     )
@@ -2472,9 +2454,11 @@ impl Writer {
                     // through because this contract no longer counted
                     // (`borrowers_other_household`): paid out, the person would owe loans of
                     // two households.
+                    // Closed since, it still counts if it was open on the value date or after
+                    // it: this loan, paid out on that date, would have been owed beside it.
                     let counted_since = |l: &LoanState| {
                         l.terms.loan_id != loan.terms.loan_id
-                            && l.status.is_open()
+                            && (l.status.is_open() || l.last_value_date > *value_date)
                             && loan.is_expired_contract(l.terms.contract_date)
                     };
                     let household = household_loans(g, &loan.terms.household_id)?;

@@ -32,6 +32,7 @@ on_both_backends!(
     a_renewal_is_paid_out_from_the_day_its_parent_closed,
     a_small_renewal_keeps_its_parent_counted,
     an_expired_contract_frees_the_cap,
+    an_expired_contract_stays_unpaid_once_the_later_loan_is_closed,
     an_extension_on_the_maturity_day_settles_it_first,
     a_penalty_rate_is_stored_as_computed,
     a_twentieths_events_do_not_depend_on_its_run,
@@ -1141,6 +1142,62 @@ async fn an_expired_contract_frees_the_cap(backend: Backend) {
         "{back:?}"
     );
     assert_eq!(app.get_loan(&t.bank, &unpaid).await.status, pb::LoanStatus::Contracted as i32);
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A contract never paid out by its maturity is not paid out, dated before it, once a loan
+/// contracted since without it counting has been repaid and closed either: that loan was owed on
+/// days the contract, paid out on the earlier date, would have been owed too. Both ways a loan
+/// is contracted since: by the contract's household, and by its borrower for another household.
+async fn an_expired_contract_stays_unpaid_once_the_later_loan_is_closed(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let member = id_number("19850301");
+    app.register_household(&t.finance, "H002", "19700101").await;
+    app.register_household(&t.finance, "H003", "19750101").await;
+    // E1 for the household; F1 for H002, its borrower a member who is no head. Both mature on
+    // 2022-01-25 unpaid.
+    app.create_loan(&t.bank, standard_loan("E1", HOUSEHOLD)).await;
+    let mut f1 = standard_loan("F1", "H002");
+    f1.borrower_id_number = member.clone();
+    app.create_loan(&t.bank, f1).await;
+    // From their maturity on they no longer count: the household contracts E2 for the whole cap,
+    // the member F2 for H003; both are paid out and repaid within the week.
+    let later = |contract_number: &str, household: &str, borrower: &str| pb::CreateLoanRequest {
+        annual_rate: "0.037".into(),
+        borrower_id_number: borrower.into(),
+        ..standard_loan_on(contract_number, household, "2022-01-25")
+    };
+    let head = standard_loan("E2", HOUSEHOLD).borrower_id_number;
+    for (contract_number, household, borrower) in
+        [("E2", HOUSEHOLD, head.as_str()), ("F2", "H003", member.as_str())]
+    {
+        app.create_loan(&t.bank, later(contract_number, household, borrower)).await;
+        let id = loan_id(contract_number);
+        app.disburse(&t.bank, &id, "2022-01-25").await;
+        let paid = app.pay_off(&t.bank, &id, "2022-02-01").await;
+        assert_eq!(status_of(loan(&paid)), pb::LoanStatus::Settled, "{contract_number}");
+    }
+    let mut loans = app.loans(&t.bank);
+    let disburse = |contract_number: &str| pb::DisburseRequest {
+        request_id: rid("back-dated"),
+        loan_id: loan_id(contract_number),
+        value_date: "2022-01-24".into(),
+        amount_fen: 0,
+    };
+    for (contract_number, who) in [
+        ("E1", "its household has contracted loan B1-E2 since (2022-01-25)"),
+        ("F1", "its borrower, for household H003, has contracted loan B1-F2 since (2022-01-25)"),
+    ] {
+        let refused =
+            expect_refused(loans.disburse(disburse(contract_number)).await, "LOAN_NOT_DISBURSABLE");
+        assert!(refused.message().contains(who), "{contract_number}: {refused:?}");
+        let l = app.get_loan(&t.bank, &loan_id(contract_number)).await;
+        assert_eq!((l.status, l.disbursed_fen), (pb::LoanStatus::Contracted as i32, 0));
+    }
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
