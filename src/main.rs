@@ -326,25 +326,39 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM. A second one, while the server drains, ends the
-/// process at once (exit status 128 + the signal's number, as a shell reports a process the
-/// signal killed): what was committed is kept, requests not yet answered are not, and are
-/// sent again under their request ids.
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. On unix, a second one while the server drains ends
+/// the process at once (exit status 128 + the signal's number, as a shell reports a process the
+/// signal killed): what was committed is kept; a request not yet answered may have been
+/// committed or not, and sent again under its request id it gets the stored answer or is made.
+/// Elsewhere Ctrl-C only starts the drain.
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        // Both listeners made once, for both signals: none is missed between the two.
-        let (Ok(mut int), Ok(mut term)) =
-            (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
-            tracing::warn!("cannot listen for SIGINT and SIGTERM: stop the server with SIGKILL");
-            return std::future::pending().await;
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        // Both listeners made once, for both signals: none is missed between the two. One that
+        // cannot be made leaves the other.
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).inspect_err(|e| tracing::warn!("cannot listen for {name} ({e})")).ok()
         };
+        let (mut int, mut term) =
+            (listen(SignalKind::interrupt(), "SIGINT"), listen(SignalKind::terminate(), "SIGTERM"));
+        if int.is_none() && term.is_none() {
+            tracing::warn!("no stopping signal is heard: stop the server with SIGKILL");
+            return std::future::pending().await;
+        }
+        async fn recv(signal: &mut Option<Signal>) {
+            // A listener whose stream ended (the runtime going away) hears nothing more.
+            if let Some(s) = signal
+                && s.recv().await.is_some()
+            {
+                return;
+            }
+            std::future::pending().await
+        }
         let mut next = async move || {
             tokio::select! {
-                _ = int.recv() => ("SIGINT", libc::SIGINT),
-                _ = term.recv() => ("SIGTERM", libc::SIGTERM),
+                _ = recv(&mut int) => ("SIGINT", libc::SIGINT),
+                _ = recv(&mut term) => ("SIGTERM", libc::SIGTERM),
             }
         };
         let (first, _) = next().await;

@@ -11,13 +11,18 @@ pub enum LogFormat {
 
 pub fn init(format: LogFormat) {
     // A `RUST_LOG` that cannot be read is said so (at `info`, which then applies), not ignored:
-    // an operator who set it would otherwise look for logs that never come.
+    // an operator who set it would otherwise look for logs that never come. An empty one is
+    // taken as unset (as an empty filter it would turn every log off, warnings too).
     let (filter, unread) = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(directives) if directives.trim().is_empty() => (EnvFilter::new("info"), None),
         Ok(directives) => match EnvFilter::try_new(&directives) {
             Ok(filter) => (filter, None),
-            Err(e) => (EnvFilter::new("info"), Some((directives, e))),
+            Err(e) => (EnvFilter::new("info"), Some((directives, e.to_string()))),
         },
-        Err(_) => (EnvFilter::new("info"), None),
+        Err(std::env::VarError::NotPresent) => (EnvFilter::new("info"), None),
+        Err(e @ std::env::VarError::NotUnicode(_)) => {
+            (EnvFilter::new("info"), Some(("(not Unicode)".to_string(), e.to_string())))
+        }
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests that start several servers) is harmless: keep the first subscriber.

@@ -1851,7 +1851,12 @@ async fn a_second_signal_ends_the_drain(backend: Backend) {
     // Enough journal that its stream outgrows a client's HTTP/2 window of 64 KiB: unread, the
     // server's sending waits.
     disbursed_loans(&app, &t, "D", 60).await;
-    let journal_len = app.journal(&t.auditor, LEDGER).await.len();
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let journal_len = journal.len();
+    // The premise: the stream holds more than its window (the connection's is larger, hyper's
+    // default), so that the server cannot send it all.
+    let encoded: usize = journal.iter().map(prost::Message::encoded_len).sum();
+    assert!(encoded > 65_535 + 16_384, "a journal of {encoded} bytes");
     app.stop().await;
     for (first, second, status) in [
         (libc::SIGTERM, libc::SIGTERM, 128 + libc::SIGTERM),
@@ -2167,8 +2172,8 @@ async fn a_person_heads_one_household_of_a_ledger(backend: Backend) {
     app.finish().await;
 }
 
-/// A borrower belongs to one household of a ledger: the one they head, or the one they owe an
-/// open loan for (counted as the cap counts it). Otherwise a person could borrow up to the cap
+/// A borrower belongs to one household of a ledger: the one they head, or the one they owed a
+/// loan for on the contract's date (counted as the cap counts it). Otherwise a person could borrow up to the cap
 /// for each of two households. The refusal names the household, is recorded, and lifts once the
 /// person's loans of that household no longer count (here: contracts never paid out whose
 /// maturity has come).
