@@ -52,6 +52,11 @@ impl AnnualRate {
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
             return Err(RateError::NotDecimal);
         }
+        // A minus sign is a negative rate, "-0" too: refused as such, not read as 0 (nor, with
+        // too many places, as too precise). "0.0-1" and the like stay no decimal.
+        if text.starts_with('-') && !matches!(exact_decimal(text), Err(DecimalError::NotDecimal)) {
+            return Err(RateError::OutOfRange);
+        }
         // Too many digits with a whole part of 1 or more: out of range before too precise.
         let whole_is_zero = text
             .trim_start_matches('-')
@@ -190,8 +195,14 @@ mod tests {
         );
         assert_eq!(
             AnnualRate::parse("-0.00000000000000000000000000001"),
-            Err(RateError::TooPrecise)
+            Err(RateError::OutOfRange)
         );
+        // A minus sign is refused however small the number, zero too.
+        for negative in ["-0", "-0.0", "-0.", "-0.00000001"] {
+            assert_eq!(AnnualRate::parse(negative), Err(RateError::OutOfRange), "{negative}");
+        }
+        assert_eq!(AnnualRate::parse("0.0-1"), Err(RateError::NotDecimal));
+        assert_eq!(AnnualRate::parse("--0"), Err(RateError::NotDecimal));
         // Trailing zeros are no places; too many digits before the point is out of range.
         let zeros = format!("0.0385{}", "0".repeat(40));
         assert_eq!(AnnualRate::parse(&zeros).map(|r| r.to_string()).as_deref(), Ok("0.0385"));

@@ -660,14 +660,7 @@ impl WriteTx {
         household_ids: &[&str],
         since: BusinessDate,
     ) -> Result<Vec<LoanState>, StoreError> {
-        const SQL: &str = concat!(
-            "select ",
-            loan_columns!(),
-            " from loan where (status not in ('settled', 'written_off') or last_value_date > "
-        );
-        let since = format_date(since);
-        let bound = (since.as_str(), ") and household_id in (");
-        self.open_loans_where(SQL, Some(bound), household_ids).await
+        self.open_loans_since(") and household_id in (", household_ids, since).await
     }
 
     /// The programme loans of these borrowers (identity numbers as stored) as stored, in any
@@ -679,31 +672,27 @@ impl WriteTx {
         id_numbers: &[&str],
         since: BusinessDate,
     ) -> Result<Vec<LoanState>, StoreError> {
+        self.open_loans_since(") and borrower_id_number in (", id_numbers, since).await
+    }
+
+    /// The loans open, or closed by an event dated after `since`, whose column that `key_list`
+    /// opens (`") and <column> in ("`) is one of `keys`: one statement a chunk of `keys`.
+    async fn open_loans_since(
+        &mut self,
+        key_list: &'static str,
+        keys: &[&str],
+        since: BusinessDate,
+    ) -> Result<Vec<LoanState>, StoreError> {
         const SQL: &str = concat!(
             "select ",
             loan_columns!(),
             " from loan where (status not in ('settled', 'written_off') or last_value_date > "
         );
         let since = format_date(since);
-        let bound = (since.as_str(), ") and borrower_id_number in (");
-        self.open_loans_where(SQL, Some(bound), id_numbers).await
-    }
-
-    /// The loans `sql` selects, a statement ending in an open `in (` list (or, with `bound`, in
-    /// a value bound and the rest of the statement up to that list), for each chunk of `keys`.
-    async fn open_loans_where(
-        &mut self,
-        sql: &'static str,
-        bound: Option<(&str, &'static str)>,
-        keys: &[&str],
-    ) -> Result<Vec<LoanState>, StoreError> {
         let mut found = Vec::new();
         for chunk in keys.chunks(chunk_rows(1)) {
             let rows: Vec<LoanRow> = on_tx_built!(self, q, c => {
-                q.push(sql);
-                if let Some((value, rest)) = bound {
-                    q.push_bind(value).push(rest);
-                }
+                q.push(SQL).push_bind(since.as_str()).push(key_list);
                 push_list(&mut q, chunk);
                 q.push(")");
                 q.build_query_as().fetch_all(c).await?

@@ -665,6 +665,8 @@ async fn malformed_input(backend: Backend) {
         ),
         ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = String::new())),
         ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "-0.01".into())),
+        // A minus sign is a negative rate, even on zero.
+        ("annual_rate", Box::new(|r: &mut pb::CreateLoanRequest| r.annual_rate = "-0".into())),
         // Past the 28 decimal places a decimal holds: refused, not rounded to 0.0385 or to 0.
         (
             "annual_rate",
