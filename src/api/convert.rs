@@ -7,12 +7,14 @@ use super::parse;
 use super::pb;
 use crate::app::command::JournalRef;
 use crate::domain::date::{BusinessDate, format_date};
+use crate::domain::error::{DomainError, Reason};
 use crate::domain::household::HouseholdStatus;
 use crate::domain::identity::mask;
 use crate::domain::loan::{LoanState, LoanStatus, RepaymentMethod, SettlementFrequency};
 use crate::domain::lpr::TenorBucket;
 use crate::domain::money::Rounding;
 use crate::domain::policy::{PolicyParams, PolicyVersion};
+use crate::domain::servicing::Quote;
 use crate::store::rows::{HouseholdView, JournalEntry};
 
 pub fn household_status_from_pb(field: &str, value: i32) -> Result<HouseholdStatus, Status> {
@@ -141,17 +143,49 @@ pub fn loan_to_pb(l: &LoanState, full_ids: bool, as_of: BusinessDate) -> pb::Loa
 /// [`loan_to_pb`] for a call that asks for one loan: a live loan whose figures cannot be worked
 /// out on `as_of` (more settlement points to catch up than one event may) is refused with the
 /// reason, not shown owing nothing.
+/// `field`: the request's field that sent `as_of`, named in the refusal (`None`: today's, not
+/// sent).
 pub fn loan_to_pb_checked(
     l: &LoanState,
     full_ids: bool,
     as_of: BusinessDate,
+    field: Option<&str>,
 ) -> Result<pb::Loan, Status> {
-    let quote = if l.status.is_live() {
-        Some(l.quote(as_of).map_err(|e| super::error::status(e.into()))?)
-    } else {
-        None
-    };
+    let quote = if l.status.is_live() { Some(quote_on(l, as_of, field)?) } else { None };
     Ok(loan_to_pb_quoted(l, full_ids, as_of, quote.as_ref()))
+}
+
+/// A live loan's payoff quote on `date`; a date it cannot be worked out on (before the loan's
+/// last event, or more settlement points after it than one event may catch up) is refused
+/// `VALUE_DATE_OUT_OF_RANGE` naming `field`, the request's field that sent the date, if any.
+pub fn quote_on(l: &LoanState, date: BusinessDate, field: Option<&str>) -> Result<Quote, Status> {
+    l.quote(date).map_err(|e| {
+        let e = match (e, field) {
+            (
+                DomainError::Refused { reason: Reason::ValueDateOutOfRange, message, metadata },
+                Some(field),
+            ) => DomainError::Refused {
+                reason: Reason::ValueDateOutOfRange,
+                message: if date < l.last_value_date {
+                    format!(
+                        "{field} {} is before the loan's last recorded event on {}",
+                        format_date(date),
+                        format_date(l.last_value_date)
+                    )
+                } else {
+                    format!(
+                        "{field} {}: {message} after the loan's last recorded event on {}",
+                        format_date(date),
+                        format_date(l.last_value_date)
+                    )
+                },
+                metadata,
+            }
+            .with("field", field),
+            (e, _) => e,
+        };
+        super::error::status(e.into())
+    })
 }
 
 /// [`loan_to_pb`] with the loan's payoff quote on `as_of` already worked out.
@@ -159,11 +193,11 @@ pub fn loan_to_pb_quoted(
     l: &LoanState,
     full_ids: bool,
     as_of: BusinessDate,
-    quote: Option<&crate::domain::servicing::Quote>,
+    quote: Option<&Quote>,
 ) -> pb::Loan {
     let t = &l.terms;
     let s = &l.servicing;
-    let q = |f: fn(&crate::domain::servicing::Quote) -> i64| quote.map_or(0, f);
+    let q = |f: fn(&Quote) -> i64| quote.map_or(0, f);
     pb::Loan {
         as_of: format_date(as_of),
         current_maturity_date: format_date(s.maturity_date.unwrap_or(t.maturity_date)),

@@ -489,7 +489,9 @@ impl LoanService for Api {
         let as_of = parse::optional_date("as_of", &as_of)?;
         let loan = self.readable_loan(&actor, &loan_id).await?;
         match as_of {
-            None => Ok(Response::new(loan_to_pb_checked(&loan, true, self.today_for(&loan))?)),
+            None => {
+                Ok(Response::new(loan_to_pb_checked(&loan, true, self.today_for(&loan), None)?))
+            }
             Some(date) => {
                 let past = loan_as_of(&self.db, &loan_id, date).await.map_err(status)?.ok_or_else(
                     || {
@@ -499,7 +501,7 @@ impl LoanService for Api {
                         ))
                     },
                 )?;
-                Ok(Response::new(loan_to_pb_checked(&past, true, date)?))
+                Ok(Response::new(loan_to_pb_checked(&past, true, date, Some("as_of"))?))
             }
         }
     }
@@ -832,7 +834,7 @@ impl LoanService for Api {
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
         let date = parse::date("as_of", &as_of)?;
         let loan = self.readable_loan(&actor, &loan_id).await?;
-        let q = loan.quote(date).map_err(|e| status(e.into()))?;
+        let q = crate::api::convert::quote_on(&loan, date, Some("as_of"))?;
         let total = q.total().ok_or_else(|| invalid("as_of", "makes the quote overflow"))?;
         Ok(Response::new(pb::PayoffQuote {
             loan_id,

@@ -4095,8 +4095,35 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
     // of quarterly points to catch up) is refused, not shown owing nothing.
     let ahead = app.get_loan_as_of(&t.bank, &id, "2031-03-20").await;
     assert!(ahead.penalty_fen > 0 && ahead.days_overdue > 0, "{ahead:?}");
+    // The refusal names the field, the date and the loan's last event.
     let far = pb::GetLoanRequest { loan_id: id.clone(), as_of: "2131-03-20".into() };
-    expect_refused(loans.get_loan(far).await, "VALUE_DATE_OUT_OF_RANGE");
+    let refused = expect_refused(loans.get_loan(far).await, "VALUE_DATE_OUT_OF_RANGE");
+    let named = format!(
+        "VALUE_DATE_OUT_OF_RANGE: as_of 2131-03-20: more than 240 settlement points to catch up after the loan's last \
+         recorded event on {today}"
+    );
+    assert_eq!(refused.message(), named);
+    assert_eq!(metadata(&refused, "field").as_deref(), Some("as_of"), "{refused:?}");
+    let quote =
+        |as_of: &str| pb::GetPayoffQuoteRequest { loan_id: id.clone(), as_of: as_of.into() };
+    let refused = expect_refused(
+        loans.get_payoff_quote(quote("2131-03-20")).await,
+        "VALUE_DATE_OUT_OF_RANGE",
+    );
+    assert_eq!(refused.message(), named);
+    // A quote is of a date on or after the last event (GetLoan's as_of shows earlier dates).
+    let refused = expect_refused(
+        loans.get_payoff_quote(quote("2021-03-20")).await,
+        "VALUE_DATE_OUT_OF_RANGE",
+    );
+    assert_eq!(
+        refused.message(),
+        format!(
+            "VALUE_DATE_OUT_OF_RANGE: as_of 2021-03-20 is before the loan's last recorded event \
+             on {today}"
+        )
+    );
+    assert_eq!(metadata(&refused, "field").as_deref(), Some("as_of"), "{refused:?}");
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }

@@ -179,10 +179,6 @@ async fn repayment(
         .await
 }
 
-fn metadata(status: &tonic::Status, key: &str) -> Option<String> {
-    status.get_details_error_info().and_then(|i| i.metadata.get(key).cloned())
-}
-
 fn event_json(t: &pb::JournalTransaction) -> Value {
     serde_json::from_str(&t.command_json)
         .unwrap_or_else(|e| panic!("command_json of seq {} is JSON: {e}", t.seq))

@@ -745,6 +745,11 @@ pub fn expect_refused<T: std::fmt::Debug>(
     status
 }
 
+/// A refusal's ErrorInfo metadata under `key`.
+pub fn metadata(status: &Status, key: &str) -> Option<String> {
+    status.get_details_error_info().and_then(|i| i.metadata.get(key).cloned())
+}
+
 /// Asserts INVALID_ARGUMENT with a google.rpc.BadRequest field violation naming `field`.
 #[track_caller]
 pub fn expect_invalid<T: std::fmt::Debug>(
