@@ -375,7 +375,18 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     {
+        // As on unix: the first Ctrl-C drains, a second one ends the process at once (tokio
+        // keeps its handler once made, so without this the second would be swallowed).
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("Ctrl-C received");
+        tokio::spawn(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::warn!(
+                "Ctrl-C received while stopping: exiting now, without waiting for the requests \
+                 in flight or the writer's queue (nothing committed is lost; a request not \
+                 answered may be sent again under its request id)"
+            );
+            std::process::exit(130);
+        });
     }
 }

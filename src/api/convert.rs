@@ -160,11 +160,15 @@ pub fn loan_to_pb_checked(
 /// `VALUE_DATE_OUT_OF_RANGE` naming `field`, the request's field that sent the date, if any.
 pub fn quote_on(l: &LoanState, date: BusinessDate, field: Option<&str>) -> Result<Quote, Status> {
     l.quote(date).map_err(|e| {
+        let too_many_points = crate::domain::servicing::ServicingError::TooManyPoints.to_string();
         let e = match (e, field) {
+            // Only the two refusals that are about the date asked for name it: one before the
+            // loan's last event, and one too far after it. A schedule that does not match or a
+            // date past the calendar's range is about the loan, and passes through as it is.
             (
                 DomainError::Refused { reason: Reason::ValueDateOutOfRange, message, metadata },
                 Some(field),
-            ) => DomainError::Refused {
+            ) if date < l.last_value_date || message == too_many_points => DomainError::Refused {
                 reason: Reason::ValueDateOutOfRange,
                 message: if date < l.last_value_date {
                     format!(

@@ -1759,8 +1759,9 @@ impl Writer {
 
     /// Reads what a group's commands will look up, with one statement per kind instead of one
     /// per command: their request ids (with [`Lookup::First`]), the loans they name or their
-    /// contracts create or renew, and the households they name with the open loans of those
-    /// they contract for ([`Writer::prefetch_households`]).
+    /// contracts create or renew, the households they name with the loans of those they
+    /// contract for or pay out an expired contract of ([`Writer::prefetch_households`]), and
+    /// the households and loans of the persons they register as heads or name as borrowers.
     async fn prefetch(
         &mut self,
         tx: &mut WriteTx,
@@ -1820,9 +1821,9 @@ impl Writer {
         }
         // The first disbursements of contracts whose maturity a contract of today may have
         // passed check the loans of their households, and those of their borrowers in any
-        // household, contracted since that maturity and open on the disbursement's value date
-        // or after it (`Command::Disburse`): read with the contracts' (the same rows, from the
-        // earliest of their dates).
+        // household, contracted since that maturity, open or closed (`Command::Disburse`): read
+        // with the contracts' (the same rows, those closed after the earliest of the contracts'
+        // dates and the disbursements' value dates, which come before those maturities).
         let mut expired: Vec<(String, String)> = Vec::new();
         for e in group {
             if let Command::Disburse { loan_id, value_date, .. } = &e.command
@@ -1854,8 +1855,10 @@ impl Writer {
         Ok(())
     }
 
-    /// [`Group::households`] for `households`, and [`Group::open_loans`] for the households
-    /// of the group's contracts (`contracted`), the earliest of them dated `since`.
+    /// [`Group::households`] for `households`, and [`Group::open_loans`] for `contracted`, the
+    /// households of the group's contracts and of its first disbursements of expired contracts:
+    /// their open loans and those closed after `since`, the earliest of the contracts' dates and
+    /// those disbursements' value dates.
     async fn prefetch_households(
         &self,
         tx: &mut WriteTx,
@@ -2445,20 +2448,22 @@ impl Writer {
                     }
                 }
                 // A contract not paid out by its maturity stopped counting against the household
-                // cap for the contracts of the household dated from then on: with one of those
-                // open, it is not paid out (back-dated before its maturity, it would lend past
-                // the cap).
-                if loan.is_expired_contract(latest_contract_date(g)) {
+                // cap for the contracts of the household dated from then on: with one of those,
+                // open or closed, it is not paid out (back-dated before its maturity, it would
+                // lend past the cap). A value date at or after the maturity is refused by the
+                // loan itself (`VALUE_DATE_OUT_OF_RANGE`), whatever was contracted since.
+                if !loan.is_expired_contract(*value_date)
+                    && loan.is_expired_contract(latest_contract_date(g))
+                {
                     // Contracted since without this one counting: by its household, or by its
                     // borrower for another household of the ledger, which the borrower rule let
                     // through because this contract no longer counted
                     // (`borrowers_other_household`): paid out, the person would owe loans of
-                    // two households.
-                    // Closed since, it still counts if it was open on the value date or after
-                    // it: this loan, paid out on that date, would have been owed beside it.
+                    // two households. Closed since, it counts too: contracted on or after the
+                    // maturity, it was open after the value date, which is before the maturity,
+                    // and this loan, paid out on that date, would have been owed beside it.
                     let counted_since = |l: &LoanState| {
                         l.terms.loan_id != loan.terms.loan_id
-                            && (l.status.is_open() || l.last_value_date > *value_date)
                             && loan.is_expired_contract(l.terms.contract_date)
                     };
                     let household = household_loans(g, &loan.terms.household_id)?;

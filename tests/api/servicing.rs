@@ -33,6 +33,7 @@ on_both_backends!(
     a_small_renewal_keeps_its_parent_counted,
     an_expired_contract_frees_the_cap,
     an_expired_contract_stays_unpaid_once_the_later_loan_is_closed,
+    an_expired_contract_and_a_later_one_sent_together,
     an_extension_on_the_maturity_day_settles_it_first,
     a_penalty_rate_is_stored_as_computed,
     a_twentieths_events_do_not_depend_on_its_run,
@@ -1193,6 +1194,78 @@ async fn an_expired_contract_stays_unpaid_once_the_later_loan_is_closed(backend:
         assert!(refused.message().contains(who), "{contract_number}: {refused:?}");
         let l = app.get_loan(&t.bank, &loan_id(contract_number)).await;
         assert_eq!((l.status, l.disbursed_fen), (pb::LoanStatus::Contracted as i32, 0));
+        // On its maturity or after it, a contract is refused for its date, whatever was
+        // contracted since (the reason does not depend on the later loans).
+        for value_date in ["2022-01-25", "2022-01-26"] {
+            let refused = expect_refused(
+                loans
+                    .disburse(pb::DisburseRequest {
+                        value_date: value_date.into(),
+                        ..disburse(contract_number)
+                    })
+                    .await,
+                "VALUE_DATE_OUT_OF_RANGE",
+            );
+            assert!(
+                refused.message().contains("is not before the maturity date 2022-01-25"),
+                "{contract_number} {value_date}: {refused:?}"
+            );
+        }
+    }
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// An expired contract paid out, dated back, at the same moment as its household contracts a
+/// loan for the whole cap after its maturity: the writer may take the two in one group, in
+/// either order, and exactly one of them is made (the later contract, or the payout, which
+/// then counts against the cap). Several households, so that some pairs share a group.
+async fn an_expired_contract_and_a_later_one_sent_together(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    for n in 2..=6 {
+        let household = format!("H00{n}");
+        let birth = format!("1970010{n}");
+        app.register_household(&t.finance, &household, &birth).await;
+        let head = id_number(&birth);
+        let (early, late) = (format!("X{n}"), format!("Y{n}"));
+        let mut contract = standard_loan(&early, &household);
+        contract.borrower_id_number = head.clone();
+        app.create_loan(&t.bank, contract).await;
+        let mut later = standard_loan_on(&late, &household, "2022-01-25");
+        later.annual_rate = "0.037".into();
+        later.borrower_id_number = head;
+        let (mut a, mut b) = (app.loans(&t.bank), app.loans(&t.bank));
+        let (made, paid) = tokio::join!(
+            a.create_loan(later),
+            b.disburse(pb::DisburseRequest {
+                request_id: rid("back-dated"),
+                loan_id: loan_id(&early),
+                value_date: "2022-01-24".into(),
+                amount_fen: 0,
+            })
+        );
+        let (early_paid_out, late_exists) = match (made, paid) {
+            (Ok(_), paid) => {
+                let refused = expect_refused(paid, "LOAN_NOT_DISBURSABLE");
+                assert!(refused.message().contains(&loan_id(&late)), "{refused:?}");
+                (false, true)
+            }
+            (made, Ok(_)) => {
+                expect_refused(made, "HOUSEHOLD_CAP_EXCEEDED");
+                (true, false)
+            }
+            (Err(made), Err(paid)) => panic!("one of the two is made: {made:?}, {paid:?}"),
+        };
+        let l = app.get_loan(&t.bank, &loan_id(&early)).await;
+        assert_eq!(l.disbursed_fen > 0, early_paid_out, "{household}: {l:?}");
+        let found = app
+            .loans(&t.bank)
+            .get_loan(pb::GetLoanRequest { loan_id: loan_id(&late), as_of: String::new() })
+            .await;
+        assert_eq!(found.is_ok(), late_exists, "{household}: {found:?}");
     }
     assert_verifies(&app, &t).await;
     app.finish().await;
