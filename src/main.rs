@@ -330,7 +330,7 @@ async fn main() -> anyhow::Result<()> {
 /// the process at once (exit status 128 + the signal's number, as a shell reports a process the
 /// signal killed): what was committed is kept; a request not yet answered may have been
 /// committed or not, and sent again under its request id it gets the stored answer or is made.
-/// Elsewhere Ctrl-C only starts the drain.
+/// Elsewhere Ctrl-C does the same (a second one exits with status 130).
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -375,12 +375,19 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     {
-        // As on unix: the first Ctrl-C drains, a second one ends the process at once (tokio
-        // keeps its handler once made, so without this the second would be swallowed).
-        let _ = tokio::signal::ctrl_c().await;
+        // As on unix: the first Ctrl-C drains, a second one ends the process at once. One
+        // listener, made before the first wait, so that none is missed between the two.
+        let mut ctrl_c = match tokio::signal::windows::ctrl_c() {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!("cannot listen for Ctrl-C ({e}): stop the server by killing it");
+                return std::future::pending().await;
+            }
+        };
+        ctrl_c.recv().await;
         tracing::info!("Ctrl-C received");
-        tokio::spawn(async {
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::spawn(async move {
+            ctrl_c.recv().await;
             tracing::warn!(
                 "Ctrl-C received while stopping: exiting now, without waiting for the requests \
                  in flight or the writer's queue (nothing committed is lost; a request not \

@@ -26,13 +26,16 @@ pub fn init(format: LogFormat) {
 /// when it cannot be read. A `RUST_LOG` that cannot be read is said so (at `info`, which then
 /// applies), not ignored: an operator who set it would otherwise look for logs that never come.
 /// One without a directive (empty, blanks, commas) is taken as unset: as an empty filter it
-/// would turn every log off, warnings too.
+/// would turn every log off, warnings too. Blank pieces between commas are left out.
 fn filter_from(var: Result<String, std::env::VarError>) -> (EnvFilter, Option<(String, String)>) {
     match var {
         Ok(directives) if directives.split(',').all(|d| d.trim().is_empty()) => {
             (EnvFilter::new("info"), None)
         }
-        Ok(directives) => match EnvFilter::try_new(&directives) {
+        // Blank pieces ("debug, " or "a=info,,b=debug") are left out: the filter refuses them.
+        Ok(directives) => match EnvFilter::try_new(
+            directives.split(',').filter(|d| !d.trim().is_empty()).collect::<Vec<_>>().join(","),
+        ) {
             Ok(filter) => (filter, None),
             Err(e) => (EnvFilter::new("info"), Some((directives, e.to_string()))),
         },
@@ -66,6 +69,9 @@ mod tests {
     fn a_rust_log_is_applied_or_said_unreadable() {
         assert_eq!(read(Ok("debug")), ("debug".to_string(), false));
         assert_eq!(read(Ok("loanledger=debug,")), ("loanledger=debug".to_string(), false));
+        assert_eq!(read(Ok("debug, ")), ("debug".to_string(), false));
+        let two = read(Ok("loanledger=debug, ,sqlx=warn"));
+        assert!(!two.1 && two.0.contains("loanledger=debug") && two.0.contains("sqlx=warn"));
         assert_eq!(read(Ok("loanledger=[")), ("info".to_string(), true));
         let not_unicode = VarError::NotUnicode(OsString::from("x"));
         assert_eq!(read(Err(not_unicode)), ("info".to_string(), true));

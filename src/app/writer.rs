@@ -1040,6 +1040,15 @@ fn counts_on(loan: &LoanState, date: BusinessDate) -> bool {
     (loan.status.is_open() || loan.last_value_date > date) && !loan.is_expired_contract(date)
 }
 
+/// Whether disbursing `loan` on `value_date` pays out, dated back, a contract whose maturity
+/// has come by `today` (the latest contract date a group accepts): the value date on or after
+/// the contract's and before its maturity (other dates are refused by the loan itself).
+fn paid_out_dated_back(loan: &LoanState, value_date: BusinessDate, today: BusinessDate) -> bool {
+    loan.is_expired_contract(today)
+        && !loan.is_expired_contract(value_date)
+        && value_date >= loan.last_value_date
+}
+
 /// Why `loan` lends on `date` or after it, if it does: paid out, and changed by an event dated
 /// after `date` (repaid or closed since: it may have owed principal on that day); open with
 /// principal outstanding; or with principal it may still pay out (before its maturity).
@@ -1828,7 +1837,7 @@ impl Writer {
         for e in group {
             if let Command::Disburse { loan_id, value_date, .. } = &e.command
                 && let Some(l) = g.loans.get(loan_id)
-                && l.is_expired_contract(latest_contract_date(g))
+                && paid_out_dated_back(l, *value_date, latest_contract_date(g))
             {
                 expired.push((l.terms.household_id.clone(), l.terms.borrower_id_number.clone()));
                 since = since.min(*value_date);
@@ -2450,11 +2459,10 @@ impl Writer {
                 // A contract not paid out by its maturity stopped counting against the household
                 // cap for the contracts of the household dated from then on: with one of those,
                 // open or closed, it is not paid out (back-dated before its maturity, it would
-                // lend past the cap). A value date at or after the maturity is refused by the
-                // loan itself (`VALUE_DATE_OUT_OF_RANGE`), whatever was contracted since.
-                if !loan.is_expired_contract(*value_date)
-                    && loan.is_expired_contract(latest_contract_date(g))
-                {
+                // lend past the cap). A value date at or after the maturity, or before the
+                // contract, is refused by the loan itself (`VALUE_DATE_OUT_OF_RANGE`), whatever
+                // was contracted since.
+                if paid_out_dated_back(&loan, *value_date, latest_contract_date(g)) {
                     // Contracted since without this one counting: by its household, or by its
                     // borrower for another household of the ledger, which the borrower rule let
                     // through because this contract no longer counted

@@ -314,10 +314,12 @@ fn servicing_error(e: ServicingError) -> DomainError {
 }
 
 impl LoanState {
-    /// Whether this is a contract never paid out whose maturity has come by `date` (the
-    /// business date): it is no longer disbursed (the writer refuses it, whatever the value
-    /// date), repaid or closed, so it lends nothing and the household cap does not count it
-    /// from then on.
+    /// Whether this is a contract never paid out whose maturity has come by `date`: from then
+    /// on it is not paid out on a value date (one at or after the maturity is refused), nor
+    /// repaid or closed, so it lends nothing and the household cap does not count it for
+    /// contracts dated from then on. Dated back before its maturity, it is still paid out unless
+    /// its household, or its borrower for another household, has contracted a loan since (the
+    /// writer's `Command::Disburse`).
     pub fn is_expired_contract(&self, date: BusinessDate) -> bool {
         self.status == LoanStatus::Contracted
             && date >= self.servicing.maturity_date.unwrap_or(self.terms.maturity_date)

@@ -1194,9 +1194,14 @@ async fn an_expired_contract_stays_unpaid_once_the_later_loan_is_closed(backend:
         assert!(refused.message().contains(who), "{contract_number}: {refused:?}");
         let l = app.get_loan(&t.bank, &loan_id(contract_number)).await;
         assert_eq!((l.status, l.disbursed_fen), (pb::LoanStatus::Contracted as i32, 0));
-        // On its maturity or after it, a contract is refused for its date, whatever was
-        // contracted since (the reason does not depend on the later loans).
-        for value_date in ["2022-01-25", "2022-01-26"] {
+        // On its maturity or after it, or before its contract date, a contract is refused for
+        // its date, whatever was contracted since (the reason does not depend on the later
+        // loans).
+        for (value_date, why) in [
+            ("2022-01-25", "is not before the maturity date 2022-01-25"),
+            ("2022-01-26", "is not before the maturity date 2022-01-25"),
+            ("2021-01-24", "is before the loan's last recorded event on 2021-01-25"),
+        ] {
             let refused = expect_refused(
                 loans
                     .disburse(pb::DisburseRequest {
@@ -1206,10 +1211,7 @@ async fn an_expired_contract_stays_unpaid_once_the_later_loan_is_closed(backend:
                     .await,
                 "VALUE_DATE_OUT_OF_RANGE",
             );
-            assert!(
-                refused.message().contains("is not before the maturity date 2022-01-25"),
-                "{contract_number} {value_date}: {refused:?}"
-            );
+            assert!(refused.message().contains(why), "{contract_number} {value_date}: {refused:?}");
         }
     }
     assert_verifies(&app, &t).await;
