@@ -159,7 +159,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, db, api, writer_task, drain_timeout, .. } = self;
+        let Application { listener, db, api, mut writer_task, drain_timeout, .. } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<RegistryServiceServer<Api>>().await;
         health.set_serving::<LoanServiceServer<Api>>().await;
@@ -208,6 +208,20 @@ impl Application {
                 drain_timeout_s = drain_timeout.as_secs_f64(),
                 "requests still open after the drain timeout: no longer waited for"
             ),
+            // The writer ends only once its queue is closed, below: ended while serving, it
+            // panicked outside a command's plan (which it survives), and no write can be made
+            // until the service starts again and reads its state back from the database. The
+            // process ends with an error for its supervisor to restart it, rather than serve
+            // reads beside writes that all fail UNAVAILABLE.
+            ended = &mut writer_task => {
+                let why = match ended {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "its queue ended".to_string(),
+                };
+                tracing::error!(error = %why, "the writer stopped while serving: shutting down");
+                db.close().await;
+                anyhow::bail!("the writer stopped while serving ({why}): restart the service");
+            }
         }
         tracing::info!("stopped taking requests; draining the writer");
         api.writer.close();

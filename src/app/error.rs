@@ -128,3 +128,17 @@ fn invalid_text(d: &DomainError) -> String {
         other => other.to_string(),
     }
 }
+
+/// Runs `f`, a panic in it caught and given back as its message (the text `panic!` was given,
+/// or empty): for the domain's planning and replay of one command or event, whose panic (a bug,
+/// or a stored row altered into figures its arithmetic does not expect) must be that one's
+/// failure, not the end of the task serving every other.
+pub fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default()
+    })
+}

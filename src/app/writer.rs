@@ -470,6 +470,15 @@ pub fn spawn(db: Db, business_utc_offset: chrono::FixedOffset) -> (WriterHandle,
     (WriterHandle { queue, permits, closing }, task)
 }
 
+/// Runs the domain's planning of one command, a panic in it (a bug, or a stored row altered
+/// into values its arithmetic does not expect) made that command's `Internal` failure: the
+/// writer, the one task every write goes through, must not end with it. The group fails and
+/// its commands run again one by one ([`Writer::after_failure`]), the others answered as
+/// usual; the failure is not recorded under its request id.
+fn unpanicked<T>(what: &str, plan: impl FnOnce() -> T) -> Result<T, AppError> {
+    super::error::caught(plan).map_err(|why| AppError::Internal(format!("{what} panicked: {why}")))
+}
+
 struct Writer {
     db: Db,
     /// Committed chain heads: ledger -> (seq, hash).
@@ -2087,7 +2096,7 @@ impl Writer {
         let stored_json = serde_json::to_string(&outcome.stored())
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;
-        add_deltas(&mut g.staged.balance_deltas, &planned.ledger_id, planned.postings.as_slice());
+        add_deltas(&mut g.staged.balance_deltas, &planned.ledger_id, planned.postings.as_slice())?;
         g.staged.txns.push(StagedTxn {
             row: JournalRow {
                 ledger_id: planned.ledger_id.clone(),
@@ -2406,7 +2415,7 @@ impl Writer {
                     lpr_cap,
                     household_open_loans: &household_open_loans,
                 };
-                let event = plan_origination(&terms, &ctx)?;
+                let event = unpanicked("a contract's plan", || plan_origination(&terms, &ctx))??;
                 let LoanEvent::Created { terms } = &event else {
                     return Err(AppError::Internal("origination planned another event".into()));
                 };
@@ -2559,7 +2568,7 @@ impl Writer {
 
     /// Plans a command on an existing loan: the event, its postings and the state after it.
     fn plan_loan(&self, loan: &LoanState, command: LoanCommand) -> Result<Planned, AppError> {
-        let (event, after) = loan.plan(&command)?;
+        let (event, after) = unpanicked("a loan's plan", || loan.plan(&command))??;
         if let LoanEvent::Settled { settlements, .. } = &event
             && settlements.is_empty()
         {

@@ -174,7 +174,7 @@ pub async fn measure(
             let hash = content.chain_hash(&prev);
             let entry = JournalRef { ledger_id: ledger.into(), seq, hash: to_hex(&hash) };
             let answer = serde_json::to_string(&Outcome::loan_ref(loan, entry, settled))?;
-            add_deltas(&mut staged.balance_deltas, ledger, &postings);
+            add_deltas(&mut staged.balance_deltas, ledger, &postings)?;
             staged.txns.push(StagedTxn {
                 row: JournalRow {
                     ledger_id: ledger.into(),

@@ -41,6 +41,18 @@ pub const UNPAID_ITEMS_MAX: usize = 1_200;
 /// fund, so a longer grace on interest would make no sense.
 pub const GRACE_DAYS_MAX: u32 = 90;
 
+/// Grace days as recorded (a contract's terms in the journal or in a loan's row): at most
+/// [`GRACE_DAYS_MAX`], as policies are checked to set; more is refused as unreadable.
+pub fn recorded_grace_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let days = <u32 as serde::Deserialize>::deserialize(d)?;
+    if days > GRACE_DAYS_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "{days} grace days: more than {GRACE_DAYS_MAX}"
+        )));
+    }
+    Ok(days)
+}
+
 /// Why principal bears a penalty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -123,9 +123,14 @@ pub struct LoanTerms {
     pub guarantee_free: bool,
     /// The loan this one renews (续贷), if any.
     pub renews_loan_id: Option<String>,
-    /// Policy figures in force on the contract date, fixed for the life of the loan.
+    /// Policy figures in force on the contract date, fixed for the life of the loan (read back
+    /// within the bounds policies are checked to: a recorded contract outside them is refused
+    /// as unreadable, not serviced).
+    #[serde(deserialize_with = "super::rate::recorded_uplift")]
     pub overdue_uplift: Decimal,
+    #[serde(deserialize_with = "super::rate::recorded_uplift")]
     pub misuse_uplift: Decimal,
+    #[serde(deserialize_with = "super::arrears::recorded_grace_days")]
     pub grace_days: u32,
     pub rounding: Rounding,
     pub extension_months_max: u32,
@@ -520,10 +525,16 @@ impl LoanState {
                     RepayError::Servicing(e) => servicing_error(e),
                 })?;
                 let a = &repayment.allocation;
-                next.principal_repaid_fen = Fen(self.principal_repaid_fen.0 + a.principal_fen.0);
-                next.interest_paid_fen = Fen(self.interest_paid_fen.0
-                    + a.overdue_interest_fen.0
-                    + a.current_interest_fen.0);
+                // Checked: the totals so far are read back from the loan's row.
+                let overflow = || servicing_error(ServicingError::Overflow);
+                next.principal_repaid_fen =
+                    self.principal_repaid_fen.checked_add(a.principal_fen).ok_or_else(overflow)?;
+                next.interest_paid_fen = Fen::checked_sum([
+                    self.interest_paid_fen,
+                    a.overdue_interest_fen,
+                    a.current_interest_fen,
+                ])
+                .ok_or_else(overflow)?;
                 LoanEvent::Repaid {
                     loan_id,
                     value_date: date,

@@ -25,14 +25,19 @@ pub struct PolicyParams {
     pub term_months_max: u32,
     pub borrower_age_min: u32,
     pub borrower_age_max: u32,
-    /// Penalty rate = contract rate × (1 + uplift).
+    /// Penalty rate = contract rate × (1 + uplift). Read back (the journal, the policy rows)
+    /// within the bounds [`PolicyParams::validate`] checks, as are the grace days: the loans
+    /// contracted under a version take both into their terms.
+    #[serde(deserialize_with = "super::rate::recorded_uplift")]
     pub overdue_penalty_uplift: Decimal,
+    #[serde(deserialize_with = "super::rate::recorded_uplift")]
     pub misuse_penalty_uplift: Decimal,
     /// Share of subsidisable interest paid by the finance office, by accrual date.
     pub subsidy_ratio: Decimal,
     /// Highest subsidised rate; `None` means the LPR cap of the loan's tenor bucket.
     pub subsidy_cap_rate: Option<AnnualRate>,
     /// Days after a settlement before unpaid interest is overdue.
+    #[serde(deserialize_with = "super::arrears::recorded_grace_days")]
     pub grace_days: u32,
     pub rounding: Rounding,
     pub eligible_statuses: Vec<HouseholdStatus>,

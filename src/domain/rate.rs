@@ -114,6 +114,21 @@ impl AnnualRate {
 /// most: `domain::policy`).
 pub const UPLIFT_MAX: Decimal = Decimal::TEN;
 
+/// A policy uplift as recorded (a contract's terms in the journal or in a loan's row): any
+/// decimal from 0 to [`UPLIFT_MAX`], as policies are checked to set (`domain::policy`). One
+/// outside is refused as unreadable: the penalty rate is the contract rate times `1 + uplift`
+/// ([`AnnualRate::with_uplift`]), whose arithmetic a forged uplift of 10^28 would overflow,
+/// a panic of the writer or of verify's replay instead of a row reported as altered.
+pub fn recorded_uplift<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let uplift = <Decimal as serde::Deserialize>::deserialize(d)?;
+    if uplift.is_sign_negative() && !uplift.is_zero() || uplift > UPLIFT_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "an uplift of {uplift}: outside 0 to {UPLIFT_MAX}"
+        )));
+    }
+    Ok(uplift)
+}
+
 /// Why a decimal's text is refused ([`exact_decimal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecimalError {
@@ -177,6 +192,23 @@ impl<'de> serde::Deserialize<'de> for AnnualRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Uplifts read back within 0 to 10, as policies set them; any other refused, not read.
+    #[test]
+    fn recorded_uplifts_are_bounded() {
+        let read = |json: &str| {
+            recorded_uplift(&mut serde_json::Deserializer::from_str(json))
+                .map_err(|e| e.to_string())
+        };
+        for ok in [r#""0""#, r#""0.5""#, r#""1""#, r#""10""#, r#""10.000""#] {
+            assert!(read(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(read(r#""0.5""#), Ok(Decimal::new(5, 1)));
+        for bad in [r#""-0.1""#, r#""10.0000001""#, r#""79228162514264337593543950335""#] {
+            let e = read(bad).expect_err(bad);
+            assert!(e.contains("outside 0 to 10"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn parses_plain_decimals_only() {

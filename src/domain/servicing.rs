@@ -368,7 +368,7 @@ fn push_segment(
     if let Some(last) = list.last_mut() {
         let contiguous = last.to_inclusive.succ_opt() == Some(from);
         if contiguous && last.base_fen == base && last.annual_rate == rate {
-            last.days += days;
+            last.days = last.days.checked_add(days).ok_or(ServicingError::Overflow)?;
             last.to_inclusive = to_inclusive;
             last.jishu = last
                 .jishu
@@ -872,8 +872,10 @@ impl Servicing {
         let early_interest = if full { self.settle_interest(terms, date)? } else { None };
         let (overdue, current) = self.interest_owed(terms, date)?;
         let mut left = amount;
+        // Each share between 0 and what is left (a bucket is never negative but as read back
+        // from an altered row), so that `left` stays between 0 and `amount`.
         let mut take = |owed: Fen| {
-            let x = owed.min(left);
+            let x = owed.max(Fen::ZERO).min(left);
             left = Fen(left.0 - x.0);
             x
         };

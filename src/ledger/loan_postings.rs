@@ -34,8 +34,10 @@ impl Legs {
     }
 
     fn transfer(&mut self, debit: String, credit: String, amount: Fen) -> Result<(), PostingError> {
+        // (An amount of i64::MIN fen, in an altered journal's event, has no negative.)
+        let negated = amount.0.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX))?;
         self.add(debit, amount)?;
-        self.add(credit, Fen(-amount.0))
+        self.add(credit, Fen(negated))
     }
 
     fn point(&mut self, loan: &str, bank: &str, p: &SettlementPoint) -> Result<(), PostingError> {

@@ -155,8 +155,11 @@ pub struct LoanRow {
 /// The policy figures a loan keeps from its contract date.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LoanPolicy {
+    #[serde(deserialize_with = "crate::domain::rate::recorded_uplift")]
     overdue_uplift: rust_decimal::Decimal,
+    #[serde(deserialize_with = "crate::domain::rate::recorded_uplift")]
     misuse_uplift: rust_decimal::Decimal,
+    #[serde(deserialize_with = "crate::domain::arrears::recorded_grace_days")]
     grace_days: u32,
     rounding: crate::domain::money::Rounding,
     extension_months_max: u32,

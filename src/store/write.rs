@@ -803,15 +803,32 @@ where
     q.push(")");
 }
 
-/// Adds a transaction's postings to the group's balance deltas.
+/// Adds a transaction's postings to the group's balance deltas; a sum past 64-bit fen (only
+/// contracts far over any cap, as old policies allowed, can reach one) is refused with the
+/// account, the deltas left as they were.
 pub fn add_deltas(
     deltas: &mut HashMap<(String, String), i64>,
     ledger_id: &str,
     postings: &[Posting],
-) {
-    for p in postings {
-        *deltas.entry((ledger_id.to_string(), p.account.clone())).or_insert(0) += p.amount.0;
+) -> Result<(), StoreError> {
+    for (i, p) in postings.iter().enumerate() {
+        let delta = deltas.entry((ledger_id.to_string(), p.account.clone())).or_insert(0);
+        match delta.checked_add(p.amount.0) {
+            Some(sum) => *delta = sum,
+            None => {
+                // The postings added before this one taken off again (each sum was in range).
+                for q in &postings[..i] {
+                    *deltas.entry((ledger_id.to_string(), q.account.clone())).or_insert(0) -=
+                        q.amount.0;
+                }
+                return Err(StoreError::Corrupt(format!(
+                    "the group's postings to {} pass 64-bit fen",
+                    p.account
+                )));
+            }
+        }
     }
+    Ok(())
 }
 
 /// The balance a group leaves on an account, for checks that must see the group's own changes.
@@ -979,6 +996,23 @@ pub(super) mod tests {
     use super::*;
     use crate::ledger::posting::{pack, unpack};
 
+    /// A transaction's postings whose sum on an account would pass 64-bit fen are refused
+    /// naming the account, and the deltas are left as they were; the others add up.
+    #[test]
+    fn deltas_past_64_bits_are_refused_whole() {
+        let posting =
+            |account: &str, fen: i64| Posting { account: account.into(), amount: Fen(fen) };
+        let mut deltas = HashMap::default();
+        add_deltas(&mut deltas, "L", &[posting("a", 5), posting("b", -5)]).unwrap();
+        add_deltas(&mut deltas, "L", &[posting("a", i64::MAX - 5), posting("b", 5 - i64::MAX)])
+            .unwrap();
+        let before = deltas.clone();
+        let e = add_deltas(&mut deltas, "L", &[posting("b", -1), posting("a", 1)]).unwrap_err();
+        assert_eq!(e.to_string(), "stored data corrupt: the group's postings to a pass 64-bit fen");
+        assert_eq!(deltas, before);
+        assert_eq!(delta_of(&deltas, "L", "a"), Fen(i64::MAX));
+    }
+
     /// A group of one journal transaction (a balanced pair of postings) with its request id.
     pub(in crate::store) fn txn(seq: i64, request_id: &str) -> StagedTxn {
         StagedTxn {
@@ -1011,7 +1045,7 @@ pub(super) mod tests {
     pub(in crate::store) fn group(txns: Vec<StagedTxn>) -> Staged {
         let mut staged = Staged::default();
         for t in &txns {
-            add_deltas(&mut staged.balance_deltas, "L", &unpack(&t.row.postings).unwrap());
+            add_deltas(&mut staged.balance_deltas, "L", &unpack(&t.row.postings).unwrap()).unwrap();
         }
         staged.txns = txns;
         staged

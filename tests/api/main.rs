@@ -61,6 +61,7 @@ on_both_backends!(
     a_person_heads_one_household_of_a_ledger,
     a_person_borrows_for_one_household_of_a_ledger,
     a_damaged_row_is_missing_to_who_may_not_read_it,
+    an_uplift_altered_out_of_bounds_is_an_unreadable_row,
     rows_before_the_chain_are_reported,
     mistyped_journal_columns_are_reported,
     journal_scan_pages,
@@ -3793,6 +3794,74 @@ fn id_number_helper_matches_the_standard() {
 
 /// A server over a fresh seeded database with loan C001 contracted and paid out on 2021-01-25:
 /// the server, the seed's tokens and the loan's id (`None` where the backend is not available).
+/// A contract's overdue uplift altered behind the service's back to one no policy may set
+/// (10^28: the penalty rate's arithmetic overflows a decimal, a panic of the writer that left
+/// every later write UNAVAILABLE, or of verify's replay, INTERNAL, whatever else the journal
+/// showed) is a row that cannot be read: INTERNAL to its bank's read and write of that loan,
+/// while the writer goes on serving the others; verify reports the loan's row. In the journal's
+/// contract, verify reports the event as unreadable at its seq (the chain's hash too).
+async fn an_uplift_altered_out_of_bounds_is_an_unreadable_row(backend: Backend) {
+    let Some((mut app, t, id, other)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 100_000).await;
+    let huge = "79228162514264337593543950335";
+    let (uplift, altered) = (r#""overdue_uplift":"0.5""#, format!(r#""overdue_uplift":"{huge}""#));
+    let policy_sql = format!("select policy_json from loan where loan_id = '{id}'");
+    let policy = app.db.query_texts(&policy_sql).await.expect("the loan's policy").concat();
+    assert!(policy.contains(uplift), "{policy}");
+    let set_policy =
+        |json: &str| format!("update loan set policy_json = '{json}' where loan_id = '{id}'");
+    let damaged = set_policy(&policy.replacen(uplift, &altered, 1));
+    assert_eq!(app.db.execute_raw(&damaged).await.expect("the loan's row altered"), 1);
+    // (The writer keeps the loans it committed: started afresh, it reads the row.)
+    app.restart().await;
+
+    let status = expect_code(
+        app.loans(&t.bank)
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .await,
+        Code::Internal,
+    );
+    assert_eq!(status.message(), "internal error; the detail is in the server log");
+    let repaid = app.repay_as(&t.bank, &rid("altered"), &id, "2021-06-20", 100_000).await;
+    expect_code(repaid.map(tonic::Response::new), Code::Internal);
+    // The writer serves on: the other loan's repayment, and this loan's read, once restored.
+    let answer = app.repay(&t.bank, &other, "2021-06-20", 100_000).await;
+    assert!(answer.loan.expect("the loan").principal_outstanding_fen < 5_000_000);
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok && v.first_break_seq == 0, "{v:?}");
+    let unreadable = format!("loan {id}: its stored row cannot be read as a loan (");
+    assert!(v.problems.iter().any(|p| p.starts_with(&unreadable)), "{v:?}");
+    app.db.execute_raw(&set_policy(&policy)).await.expect("the loan's row restored");
+    assert!(app.verify(&t.auditor).await.ok);
+    app.repay(&t.bank, &id, "2021-06-21", 100_000).await;
+
+    // The contract in the journal: its event no longer reads, reported at its seq.
+    let created = app
+        .db
+        .query_texts(&format!(
+            "select cast(seq as text) from journal_txn where ledger_id = '{LEDGER}' \
+             and kind = 'loan.created' and command_json like '%\"loan_id\":\"{id}\"%'"
+        ))
+        .await
+        .expect("the contract's seq");
+    assert_eq!(created.len(), 1, "{created:?}");
+    let seq: u64 = created[0].parse().expect("a seq");
+    let forge = format!(
+        "update journal_txn set command_json = replace(command_json, '{uplift}', '{altered}') \
+         where ledger_id = '{LEDGER}' and seq = {seq}"
+    );
+    assert_eq!(app.behind_the_back("journal_txn", &forge).await.expect("the event altered"), 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok && v.first_break_seq == seq, "{v:?}");
+    assert!(
+        v.problems.iter().any(|p| p.starts_with(&format!("seq {seq}: ")) && p.contains("uplift")),
+        "{v:?}"
+    );
+    app.finish().await;
+}
+
 async fn with_disbursed_loan(backend: Backend) -> Option<(TestApp, Tokens, String)> {
     let app = TestApp::spawn(backend).await?;
     let t = app.seed().await;

@@ -7,6 +7,7 @@ use crate::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;
+use crate::app::error::caught;
 use crate::domain::date::{format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
@@ -123,13 +124,19 @@ impl Replay {
             }
         }
         match event {
-            Ok(JournalEvent::Loan(event)) => match self.replay_loan(event, seq) {
-                Some(Ok(expected)) if stored_as(expected.as_slice(), t.postings) => {}
-                Some(Ok(_)) => self
+            // A panic in the domain's arithmetic (a bug, or an event altered into figures it
+            // does not expect that decoding let through) is this event's break, not the end
+            // of the verify: the auditor learns where the journal stops making sense.
+            Ok(JournalEvent::Loan(event)) => match caught(|| self.replay_loan(event, seq)) {
+                Ok(Some(Ok(expected))) if stored_as(expected.as_slice(), t.postings) => {}
+                Ok(Some(Ok(_))) => self
                     .problems
                     .add(seq, format!("seq {seq}: postings differ from those the event implies")),
-                Some(Err(e)) => self.problems.add(seq, format!("seq {seq}: {e}")),
-                None => {}
+                Ok(Some(Err(e))) => self.problems.add(seq, format!("seq {seq}: {e}")),
+                Ok(None) => {}
+                Err(why) => {
+                    self.problems.add(seq, format!("seq {seq}: the event does not replay ({why})"))
+                }
             },
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);

@@ -963,3 +963,17 @@ fn a_loan_still_lends_until_repaid_or_past_paying_out() {
     assert_eq!(until.as_deref(), Some("lent until 2021-06-02, after 2021-06-01"));
     assert_eq!(super::still_lends(&lent, day("2021-06-02")), None, "closed that day");
 }
+
+/// A panic in a command's plan is that command's `Internal` failure, with the panic's text,
+/// not the end of the writer; a plan that returns is passed through as it is.
+#[test]
+fn a_plan_that_panics_is_an_internal_failure() {
+    let failed = super::unpanicked("a loan's plan", || -> u32 { panic!("Addition overflowed") });
+    match failed {
+        Err(AppError::Internal(m)) => assert_eq!(m, "a loan's plan panicked: Addition overflowed"),
+        other => panic!("{other:?}"),
+    }
+    let formatted = super::unpanicked("a plan", || -> u32 { panic!("{} over", 7) });
+    assert!(matches!(formatted, Err(AppError::Internal(m)) if m == "a plan panicked: 7 over"));
+    assert!(matches!(super::unpanicked("a plan", || 7), Ok(7)));
+}
