@@ -219,7 +219,8 @@ impl Application {
                     Ok(()) => "its queue ended".to_string(),
                 };
                 tracing::error!(error = %why, "the writer stopped while serving: shutting down");
-                db.close().await;
+                // (The requests in flight hold connections: waited for the drain timeout at most.)
+                let _ = tokio::time::timeout(drain_timeout, db.close()).await;
                 anyhow::bail!("the writer stopped while serving ({why}): restart the service");
             }
         }

@@ -64,9 +64,14 @@ async fn replay_until(
             (None, LoanEvent::Created { terms }) => {
                 state = Some(LoanState::new(terms.clone(), seq))
             }
-            (Some(s), e) => s.apply(e, seq).map_err(|e| {
-                AppError::Internal(format!("journal of loan {loan_id} does not replay: {e}"))
-            })?,
+            // A panic (a bug, or an event altered into figures the arithmetic does not expect)
+            // fails this read, or the retry's answer, not the task it runs on: the writer's.
+            (Some(s), e) => super::error::caught(|| s.apply(e, seq))
+                .map_err(|why| format!("panicked: {why}"))
+                .and_then(|applied| applied.map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    AppError::Internal(format!("journal of loan {loan_id} does not replay: {e}"))
+                })?,
             (None, _) => {
                 return Err(AppError::Internal(format!(
                     "journal of loan {loan_id} starts without a contract"

@@ -41,13 +41,17 @@ pub const UNPAID_ITEMS_MAX: usize = 1_200;
 /// fund, so a longer grace on interest would make no sense.
 pub const GRACE_DAYS_MAX: u32 = 90;
 
-/// Grace days as recorded (a contract's terms in the journal or in a loan's row): at most
-/// [`GRACE_DAYS_MAX`], as policies are checked to set; more is refused as unreadable.
+/// The most grace days a policy version or contract recorded by any build may hold: builds
+/// before 2026-12-01 let a policy set up to 366, and what they recorded must read back.
+pub const GRACE_DAYS_RECORDED_MAX: u32 = 366;
+
+/// Grace days as recorded (a contract's terms in the journal or in a loan's row, a policy
+/// version): at most [`GRACE_DAYS_RECORDED_MAX`]; more is refused as unreadable.
 pub fn recorded_grace_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let days = <u32 as serde::Deserialize>::deserialize(d)?;
-    if days > GRACE_DAYS_MAX {
+    if days > GRACE_DAYS_RECORDED_MAX {
         return Err(serde::de::Error::custom(format!(
-            "{days} grace days: more than {GRACE_DAYS_MAX}"
+            "{days} grace days: more than {GRACE_DAYS_RECORDED_MAX}"
         )));
     }
     Ok(days)
@@ -304,6 +308,18 @@ fn segment(base: Fen, days: u32, rate: AnnualRate) -> Result<CompoundSegment, Ar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Grace days read back up to 366, what builds before 2026-12-01 let a policy set (a new
+    /// version is held to 90); more is refused, not read.
+    #[test]
+    fn recorded_grace_days_are_bounded_by_what_was_ever_allowed() {
+        let read = |json: &str| recorded_grace_days(&mut serde_json::Deserializer::from_str(json));
+        for ok in [0, 90, 91, 366] {
+            assert_eq!(read(&ok.to_string()).unwrap(), ok);
+        }
+        let e = read("367").unwrap_err().to_string();
+        assert_eq!(e, "367 grace days: more than 366");
+    }
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()

@@ -481,7 +481,10 @@ impl LoanState {
                         points
                     }
                 };
-                next.disbursed_fen = Fen(self.disbursed_fen.0 + amount.0);
+                next.disbursed_fen = self
+                    .disbursed_fen
+                    .checked_add(amount)
+                    .ok_or_else(|| servicing_error(ServicingError::Overflow))?;
                 next.disbursed_on.get_or_insert(date);
                 LoanEvent::Disbursed { loan_id, value_date: date, amount_fen: amount, settlements }
             }

@@ -1042,7 +1042,7 @@ impl Servicing {
             item.at_old_maturity = true;
         }
         self.maturity_date = Some(new_maturity);
-        self.extensions += 1;
+        self.extensions = self.extensions.checked_add(1).ok_or(ServicingError::Overflow)?;
         let from = self.accrued_through.unwrap_or(date);
         self.next_point = Some(self.first_point_from(terms, from));
         Ok(())

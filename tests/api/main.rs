@@ -3792,8 +3792,6 @@ fn id_number_helper_matches_the_standard() {
     assert_eq!(&id[6..14], "19800517");
 }
 
-/// A server over a fresh seeded database with loan C001 contracted and paid out on 2021-01-25:
-/// the server, the seed's tokens and the loan's id (`None` where the backend is not available).
 /// A contract's overdue uplift altered behind the service's back to one no policy may set
 /// (10^28: the penalty rate's arithmetic overflows a decimal, a panic of the writer that left
 /// every later write UNAVAILABLE, or of verify's replay, INTERNAL, whatever else the journal
@@ -3862,6 +3860,8 @@ async fn an_uplift_altered_out_of_bounds_is_an_unreadable_row(backend: Backend) 
     app.finish().await;
 }
 
+/// A server over a fresh seeded database with loan C001 contracted and paid out on 2021-01-25:
+/// the server, the seed's tokens and the loan's id (`None` where the backend is not available).
 async fn with_disbursed_loan(backend: Backend) -> Option<(TestApp, Tokens, String)> {
     let app = TestApp::spawn(backend).await?;
     let t = app.seed().await;
