@@ -195,6 +195,7 @@ impl Application {
             }
         };
         let serve = Server::builder()
+            .layer(crate::api::panics::CatchPanicLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

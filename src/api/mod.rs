@@ -6,6 +6,7 @@ pub mod connection;
 pub mod convert;
 pub mod error;
 pub mod loans;
+pub mod panics;
 pub mod parse;
 pub mod registry;
 
