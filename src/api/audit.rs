@@ -78,7 +78,11 @@ impl AuditService for Api {
         }
         let db = self.db.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(async move {
+        // Should the task that reads the pages panic, the stream ends with INTERNAL, not as if
+        // the journal ended there: a reader taking a cut stream for the whole journal would
+        // miss its transactions after the cut.
+        let on_panic = tx.clone();
+        let reading = tokio::spawn(async move {
             let mut next = from;
             while next <= to {
                 let page = match db.journal_range(&ledger_id, next, to, JOURNAL_PAGE_TXNS).await {
@@ -98,6 +102,15 @@ impl AuditService for Api {
                 if !full {
                     break;
                 }
+            }
+        });
+        tokio::spawn(async move {
+            if let Err(e) = reading.await
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "the journal's reading task panicked");
+                let internal = Status::internal(crate::app::error::INTERNAL_TEXT);
+                let _ = on_panic.send(Err(internal)).await;
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
