@@ -81,7 +81,7 @@ impl AuditService for Api {
         // Should the task that reads the pages panic, the stream ends with INTERNAL, not as if
         // the journal ended there: a reader taking a cut stream for the whole journal would
         // miss its transactions after the cut.
-        let on_panic = tx.clone();
+        let (on_panic, ledger) = (tx.clone(), ledger_id.clone());
         let reading = tokio::spawn(async move {
             let mut next = from;
             while next <= to {
@@ -108,7 +108,7 @@ impl AuditService for Api {
             if let Err(e) = reading.await
                 && e.is_panic()
             {
-                tracing::error!(error = %e, "the journal's reading task panicked");
+                tracing::error!(%ledger, error = %e, "the journal's reading task panicked");
                 let internal = Status::internal(crate::app::error::INTERNAL_TEXT);
                 let _ = on_panic.send(Err(internal)).await;
             }

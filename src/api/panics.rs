@@ -5,9 +5,10 @@
 //! client saw its call cut (`CANCELLED`, "h2 protocol error") with nothing in the service's
 //! log but the panic's line on stderr. [`CatchPanicLayer`] wraps every call's future: a panic
 //! while it is polled is logged as an error, with the call's path, and answered with the
-//! status every internal error gets ([`crate::app::error::INTERNAL_TEXT`]). A stream's
-//! messages produced by a task of its own (`ReadJournal`, `GetLoanHistory`) are not covered:
-//! those tasks end their stream with an error of their own.
+//! status every internal error gets ([`crate::app::error::INTERNAL_TEXT`]). It covers a call
+//! until its handler returns its response: a server stream's messages, and the encoding of
+//! any answer, are made after that, in the body hyper polls, where a panic still cuts the
+//! call. `ReadJournal`'s reading task has a guard of its own (`api::audit`).
 //!
 //! The writer does not panic through here: a command's plan that panics is that command's
 //! `INTERNAL` (`app::writer`), and the writer ending while serving ends `serve`
