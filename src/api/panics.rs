@@ -40,6 +40,7 @@ pub struct CatchPanic<S>(S);
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for CatchPanic<S>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Unpin,
     ResBody: Default,
 {
     type Response = http::Response<ResBody>;
@@ -51,31 +52,33 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let path = request.uri().path().to_string();
-        Caught { inner: Box::pin(self.0.call(request)), path }
+        // (A parsed request's URI shares the request's bytes: kept, it costs no copy.)
+        let uri = request.uri().clone();
+        Caught { inner: self.0.call(request), uri }
     }
 }
 
 /// A call's future, a panic while it is polled answered `INTERNAL`.
 pub struct Caught<F> {
-    inner: Pin<Box<F>>,
-    path: String,
+    inner: F,
+    uri: http::Uri,
 }
 
 impl<F, ResBody, E> Future for Caught<F>
 where
-    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    F: Future<Output = Result<http::Response<ResBody>, E>> + Unpin,
     ResBody: Default,
 {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // `Caught` is Unpin (its future is boxed): its fields are reached through `get_mut`.
+        // The services' futures are boxed already (tonic's routes): no pinning of our own.
         let this = self.get_mut();
-        match crate::app::error::caught(|| this.inner.as_mut().poll(cx)) {
+        match crate::app::error::caught(|| Pin::new(&mut this.inner).poll(cx)) {
             Ok(poll) => poll,
             Err(why) => {
-                tracing::error!(path = %this.path, panic = %why, "a call's handler panicked");
+                let path = this.uri.path();
+                tracing::error!(path, panic = %why, "a call's handler panicked");
                 let status = tonic::Status::internal(crate::app::error::INTERNAL_TEXT);
                 Poll::Ready(Ok(status.into_http()))
             }

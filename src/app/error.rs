@@ -142,3 +142,12 @@ pub fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             .unwrap_or_default()
     })
 }
+
+/// [`caught`] for the domain's planning of one command (or a loan's replay for an answer), a
+/// panic in it made that command's `Internal` failure: the writer, the one task every write
+/// goes through, must not end with it. The group fails and its commands run again one by one
+/// (`Writer::after_failure`), the others answered as usual; the failure is not recorded under
+/// its request id.
+pub fn unpanicked<T>(what: &str, plan: impl FnOnce() -> T) -> Result<T, AppError> {
+    caught(plan).map_err(|why| AppError::Internal(format!("{what} panicked: {why}")))
+}

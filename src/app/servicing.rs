@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::auth::Principal;
 use super::command::{Command, Outcome};
-use super::error::AppError;
+use super::error::{AppError, unpanicked};
 use super::writer::{Pending, WriterHandle};
 use crate::domain::date::BusinessDate;
 use crate::domain::error::Reason;
@@ -66,12 +66,9 @@ async fn replay_until(
             }
             // A panic (a bug, or an event altered into figures the arithmetic does not expect)
             // fails this read, or the retry's answer, not the task it runs on: the writer's.
-            (Some(s), e) => super::error::caught(|| s.apply(e, seq))
-                .map_err(|why| format!("panicked: {why}"))
-                .and_then(|applied| applied.map_err(|e| e.to_string()))
-                .map_err(|e| {
-                    AppError::Internal(format!("journal of loan {loan_id} does not replay: {e}"))
-                })?,
+            (Some(s), e) => unpanicked("a loan's replay", || s.apply(e, seq))?.map_err(|e| {
+                AppError::Internal(format!("journal of loan {loan_id} does not replay: {e}"))
+            })?,
             (None, _) => {
                 return Err(AppError::Internal(format!(
                     "journal of loan {loan_id} starts without a contract"

@@ -49,6 +49,7 @@ use tokio::task::JoinHandle;
 use super::auth::{Principal, Role};
 use super::command::{Command, JournalRef, Outcome, SettledTotals};
 use super::error::AppError;
+use super::error::unpanicked;
 use super::servicing::loan_at_seq;
 use crate::collections::{HashMap, HashSet};
 use crate::domain::cap::CapLoan;
@@ -468,15 +469,6 @@ pub fn spawn(db: Db, business_utc_offset: chrono::FixedOffset) -> (WriterHandle,
     let task = tokio::spawn(writer.run(rx));
     let permits = Arc::new(Semaphore::new(QUEUE_DEPTH_MAX));
     (WriterHandle { queue, permits, closing }, task)
-}
-
-/// Runs the domain's planning of one command, a panic in it (a bug, or a stored row altered
-/// into values its arithmetic does not expect) made that command's `Internal` failure: the
-/// writer, the one task every write goes through, must not end with it. The group fails and
-/// its commands run again one by one ([`Writer::after_failure`]), the others answered as
-/// usual; the failure is not recorded under its request id.
-fn unpanicked<T>(what: &str, plan: impl FnOnce() -> T) -> Result<T, AppError> {
-    super::error::caught(plan).map_err(|why| AppError::Internal(format!("{what} panicked: {why}")))
 }
 
 struct Writer {
