@@ -183,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     telemetry::init(cli.log_format);
+    telemetry::log_panics();
     let Some(command) = cli.command else {
         anyhow::bail!("no command; `serve` is the default");
     };

@@ -239,6 +239,37 @@ impl Application {
 mod tests {
     use super::*;
 
+    /// A writer that ends while the server serves ends the server with an error (for its
+    /// supervisor to restart it), rather than serving reads beside writes that all fail.
+    #[tokio::test]
+    async fn a_writer_ending_while_serving_stops_the_server() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut app = Application::build(Settings {
+            listen: "127.0.0.1:0".parse().expect("a socket address"),
+            database_url: format!("sqlite://{}", dir.path().join("w.db").display()),
+            business_utc_offset: business_utc_offset_default(),
+            token_cache_ttl: TOKEN_CACHE_TTL,
+            drain_timeout: std::time::Duration::from_secs(2),
+        })
+        .await
+        .expect("the application builds");
+        // The writer as if it had panicked outside a command's plan.
+        app.writer_task = tokio::spawn(async { panic!("the writer's own bug") });
+        let served = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            app.run_until(std::future::pending()),
+        )
+        .await
+        .expect("the server stops by itself");
+        let error = served.expect_err("an ended writer is the server's error").to_string();
+        assert!(
+            error.starts_with("the writer stopped while serving (")
+                && error.contains("the writer's own bug")
+                && error.ends_with("restart the service"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn utc_offsets() {
         let east = |secs| chrono::FixedOffset::east_opt(secs).unwrap();

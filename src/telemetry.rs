@@ -22,6 +22,30 @@ pub fn init(format: LogFormat) {
     }
 }
 
+/// Panics logged through tracing as errors, in the log's own format (JSON lines too), with
+/// the thread, the place and, when `RUST_BACKTRACE` asks for one, the backtrace; not printed
+/// beside the log by Rust's default hook, where a log collector reading JSON lines would drop
+/// them. For the process's command line only (`main`): a test's failed assertion is a panic
+/// that its harness must show as usual. A panic the service catches (a command's plan, a call's
+/// handler) is logged here where it happened, then where it was caught, with what the caller
+/// was answered.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("unnamed");
+    let location = info.location().map(ToString::to_string).unwrap_or_default();
+    let message = info.payload_as_str().unwrap_or("(a panic without a message)");
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        tracing::error!(thread, location, %backtrace, "panicked: {message}");
+    } else {
+        tracing::error!(thread, location, "panicked: {message}");
+    }
+}
+
 /// The filter `RUST_LOG` (as read from the environment) asks for, and the value with the reason
 /// when it cannot be read. A `RUST_LOG` that cannot be read is said so (at `info`, which then
 /// applies), not ignored: an operator who set it would otherwise look for logs that never come.
@@ -48,7 +72,57 @@ fn filter_from(var: Result<String, std::env::VarError>) -> (EnvFilter, Option<(S
 
 #[cfg(test)]
 mod tests {
-    use super::filter_from;
+    use super::{filter_from, log_panic};
+    use std::sync::{Arc, Mutex};
+
+    /// What a subscriber wrote, kept for the test.
+    #[derive(Clone, Default)]
+    struct Written(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A panic is an error in the log (JSON here) with its message, thread and place.
+    #[test]
+    fn a_panic_is_logged_as_an_error() {
+        let written = Written::default();
+        let into = written.clone();
+        let subscriber =
+            tracing_subscriber::fmt().json().with_writer(move || into.clone()).finish();
+        let panicked = std::thread::Builder::new()
+            .name("planner".into())
+            .spawn(move || {
+                tracing::subscriber::with_default(subscriber, || {
+                    // The hook as `log_panics` installs it, called as the runtime calls it.
+                    // It is the process's for this panic's moment: another test's panic then
+                    // would be logged (to no subscriber) rather than printed.
+                    let previous = std::panic::take_hook();
+                    std::panic::set_hook(Box::new(log_panic));
+                    let caught = std::panic::catch_unwind(|| panic!("a fen lost: {}", 1));
+                    std::panic::set_hook(previous);
+                    caught.is_err()
+                })
+            })
+            .expect("a thread")
+            .join()
+            .expect("the panic was caught");
+        assert!(panicked);
+        let log = String::from_utf8(written.0.lock().expect("not poisoned").clone()).expect("text");
+        let line: serde_json::Value =
+            serde_json::from_str(log.lines().next().expect("a line")).expect("a JSON line");
+        assert_eq!(line["level"], "ERROR", "{log}");
+        assert_eq!(line["fields"]["message"], "panicked: a fen lost: 1", "{log}");
+        assert_eq!(line["fields"]["thread"], "planner", "{log}");
+        let location = line["fields"]["location"].as_str().expect("a location");
+        assert!(location.starts_with("src/telemetry.rs:"), "{location}");
+    }
     use std::env::VarError;
     use std::ffi::OsString;
 
