@@ -1,6 +1,6 @@
 //! Postings, and the rule that a transaction's postings sum to zero.
 
-use std::fmt::Write as _;
+use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -77,25 +77,50 @@ impl Postings {
 /// text: a rewrite that reads back as the same postings changes nothing the chain protects.
 pub fn pack(postings: &[Posting]) -> String {
     let mut out = String::with_capacity(2 + postings.len() * 48);
-    out.push('[');
+    // Writing to a `String` cannot fail.
+    let _ = pack_into(postings, &mut out);
+    out
+}
+
+/// Writes `postings` in [`pack`]'s form to `out`.
+fn pack_into(postings: &[Posting], out: &mut impl Write) -> std::fmt::Result {
+    out.write_char('[')?;
     for (i, p) in postings.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.write_char(',')?;
         }
-        out.push('[');
-        if p.account.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.write_char('[')?;
+        if needs_escape(&p.account) {
             // A `String` always serialises (no I/O, no map keys): the text is valid JSON.
-            out.push_str(&serde_json::to_string(&p.account).unwrap_or_default());
+            out.write_str(&serde_json::to_string(&p.account).unwrap_or_default())?;
         } else {
-            out.push('"');
-            out.push_str(&p.account);
-            out.push('"');
+            out.write_char('"')?;
+            out.write_str(&p.account)?;
+            out.write_char('"')?;
         }
-        // Writing to a `String` cannot fail.
-        let _ = write!(out, ",{}]", p.amount.0);
+        write!(out, ",{}]", p.amount.0)?;
     }
-    out.push(']');
-    out
+    out.write_char(']')
+}
+
+/// Whether JSON writes `account` otherwise than between two quotes.
+fn needs_escape(account: &str) -> bool {
+    account.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// Whether `text` is `postings` as [`pack`] writes them: compared piece by piece as they would
+/// be written, without writing them (verify asks it of every transaction).
+pub fn is_packed(postings: &[Posting], text: &str) -> bool {
+    /// The text not yet compared; a piece that does not come next fails the writing.
+    struct Rest<'a>(&'a str);
+    impl Write for Rest<'_> {
+        fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+            self.0 = self.0.strip_prefix(piece).ok_or(std::fmt::Error)?;
+            Ok(())
+        }
+    }
+    let mut rest = Rest(text);
+    pack_into(postings, &mut rest).is_ok() && rest.0.is_empty()
 }
 
 /// The postings of a stored journal row's text ([`pack`]'s form, any JSON spacing).
@@ -105,6 +130,64 @@ pub fn unpack(text: &str) -> Result<Vec<Posting>, serde_json::Error> {
         .into_iter()
         .map(|(account, amount)| Posting { account, amount: Fen(amount) })
         .collect())
+}
+
+/// [`unpack`] into `out`, reusing its postings' strings when `text` is in [`pack`]'s own form
+/// (verify reads every transaction's postings; read otherwise, by [`unpack`]). `out` is left
+/// empty on an error.
+pub fn unpack_into(text: &str, out: &mut Vec<Posting>) -> Result<(), serde_json::Error> {
+    if unpack_packed(text, out).is_none() {
+        out.clear();
+        *out = unpack(text)?;
+    }
+    Ok(())
+}
+
+/// `text` read into `out` if it is as [`pack`] writes it (accounts without escapes, amounts
+/// without a sign or zeros JSON refuses), `None` otherwise (`out` then holds anything).
+fn unpack_packed(text: &str, out: &mut Vec<Posting>) -> Option<()> {
+    let mut rest = text.strip_prefix('[')?;
+    if rest == "]" {
+        out.clear();
+        return Some(());
+    }
+    let mut n = 0;
+    loop {
+        rest = rest.strip_prefix("[\"")?;
+        let (account, after) = rest.split_once('"')?;
+        if account.bytes().any(|b| b < 0x20 || b == b'\\') {
+            return None;
+        }
+        let (amount, after) = after.strip_prefix(',')?.split_once(']')?;
+        let amount = Fen(packed_amount(amount)?);
+        match out.get_mut(n) {
+            Some(p) => {
+                p.account.clear();
+                p.account.push_str(account);
+                p.amount = amount;
+            }
+            None => out.push(Posting { account: account.to_string(), amount }),
+        }
+        n += 1;
+        match after.strip_prefix(',') {
+            Some(next) => rest = next,
+            None if after == "]" => {
+                out.truncate(n);
+                return Some(());
+            }
+            None => return None,
+        }
+    }
+}
+
+/// A JSON integer as [`pack`] writes an amount: digits, a minus sign before them, no leading
+/// zero; `None` for anything else (JSON may refuse it, or read it otherwise) or past 64 bits.
+fn packed_amount(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let plain = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if plain { text.parse().ok() } else { None }
 }
 
 /// A debit of `amount` to `debit` and a credit to `credit`.
@@ -150,13 +233,84 @@ mod tests {
         assert!(unpack("[[\"a\",1],").is_err());
     }
 
+    /// `unpack_into` reads what `unpack` reads, into a buffer holding anything before.
+    fn read_into(text: &str, before: &[Posting]) -> Result<Vec<Posting>, String> {
+        let mut out = before.to_vec();
+        match unpack_into(text, &mut out) {
+            Ok(()) => Ok(out),
+            Err(e) => {
+                assert!(out.is_empty(), "{text:?}: emptied on an error");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    #[test]
+    fn postings_read_into_a_buffer_as_unpack_reads_them() {
+        let held = [leg("x", 1), leg("y", -1), leg("z", 0)];
+        for text in [
+            "[]",
+            r#"[["a",5],["b",-5]]"#,
+            r#"[["a", 5], ["b", -5]]"#,
+            r#"[["a\"b",5]]"#,
+            r#"[["a\u0041",-0]]"#,
+            r#"[["a",05]]"#,
+            r#"[["a",+5]]"#,
+            r#"[["a",5.0]]"#,
+            r#"[["a",9223372036854775808]]"#,
+            r#"[["a",-9223372036854775808]]"#,
+            "[[\"a\tb\",1]]",
+            r#"[["a",1]],"#,
+            r#"[["a",1],]"#,
+            r#"[["a",1]"#,
+            r#"[["é",1]]"#,
+            "",
+            "[",
+        ] {
+            for before in [&held[..0], &held[..1], &held[..]] {
+                let expected = unpack(text).map_err(|e| e.to_string());
+                assert_eq!(read_into(text, before), expected, "{text:?} into {}", before.len());
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn packed_postings_read_back_the_same(
             legs in proptest::collection::vec((any::<String>(), any::<i64>()), 0..6)
         ) {
             let legs: Vec<Posting> = legs.into_iter().map(|(a, x)| Posting { account: a, amount: Fen(x) }).collect();
-            prop_assert_eq!(unpack(&pack(&legs)).unwrap(), legs);
+            let text = pack(&legs);
+            prop_assert!(is_packed(&legs, &text));
+            prop_assert_eq!(read_into(&text, &[leg("held", 7)]), Ok(legs.clone()));
+            prop_assert_eq!(unpack(&text).unwrap(), legs);
+        }
+
+        /// `is_packed` holds of `pack`'s own text only: not of the same postings spaced
+        /// otherwise, nor of a text cut short, lengthened or changed in one character.
+        #[test]
+        fn only_packs_own_text_is_packed(
+            legs in proptest::collection::vec(("[a-c\"]{0,3}", -20i64..20), 0..4),
+            at in any::<proptest::sample::Index>(),
+            with in r#"[a-c0-9",\\\[\] -]"#,
+        ) {
+            let legs: Vec<Posting> = legs.into_iter().map(|(a, x)| Posting { account: a, amount: Fen(x) }).collect();
+            let text = pack(&legs);
+            let i = at.index(text.len() + 1);
+            let mut changed = text.clone();
+            changed.replace_range(i..(i + 1).min(text.len()), &with);
+            let mut inserted = text.clone();
+            inserted.insert_str(i, &with);
+            for other in [changed, inserted, text[..i].to_string(), text.replace(',', ", ")] {
+                prop_assert_eq!(is_packed(&legs, &other), other == text, "{:?}", other);
+                prop_assert_eq!(read_into(&other, &[]), unpack(&other).map_err(|e| e.to_string()));
+            }
+        }
+
+        /// Any text at all is read into a buffer as `unpack` reads it.
+        #[test]
+        fn any_text_is_read_into_a_buffer_as_unpack_reads_it(text in r#"[\[\]",a-b0-9 .+-]{0,24}"#) {
+            prop_assert_eq!(read_into(&text, &[leg("held", 7)]), unpack(&text).map_err(|e| e.to_string()));
         }
 
         #[test]

@@ -14,7 +14,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 use super::Problems;
 use super::replay::{Chunk, TxnText};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
-use crate::ledger::posting::{Postings, unpack};
+use crate::ledger::posting::{Posting, Postings, unpack_into};
 use crate::store::bulk::{request_digest, size, sized};
 use crate::store::scan::{JournalVisitor, TxnRef};
 
@@ -46,6 +46,8 @@ pub(super) struct Chain {
     keys: std::hash::RandomState,
     /// The canonical bytes of the transaction being hashed (kept to reuse its allocation).
     bytes: Vec<u8>,
+    /// The postings of the transaction being checked (kept to reuse their allocations).
+    postings: Vec<Posting>,
     chunk: Chunk,
     replay: Option<SyncSender<Handed>>,
     /// The chunks stage 2 has emptied, to be filled again.
@@ -76,6 +78,7 @@ impl Chain {
             requests: Vec::new(),
             keys,
             bytes: Vec::with_capacity(4096),
+            postings: Vec::new(),
             chunk: Chunk::with_capacity(CHUNK),
             replay: Some(replay),
             emptied,
@@ -144,10 +147,10 @@ impl JournalVisitor for Chain {
         // Unreadable postings are reported, and checked as none (a transaction that moved money
         // then breaks the chain too). After the gap before this seq: the first problem added
         // names the first break.
-        let postings = unpack(t.postings).unwrap_or_else(|e| {
+        let mut postings = std::mem::take(&mut self.postings);
+        if let Err(e) = unpack_into(t.postings, &mut postings) {
             self.problems.add(seq, format!("seq {seq}: its postings cannot be read: {e}"));
-            Vec::new()
-        });
+        }
         if !is_hex_of(t.prev_hash, &self.prev) {
             self.problems.add(
                 seq,
@@ -190,6 +193,7 @@ impl JournalVisitor for Chain {
                 }
             }
         }
+        self.postings = postings;
         self.requests.push((seq, request_digest(&self.keys, t.actor, t.request_id)));
         self.head_seq = seq;
         self.head_hash.clear();

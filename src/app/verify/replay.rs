@@ -13,7 +13,7 @@ use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::policy::default_versions;
 use crate::ledger::loan_postings::loan_postings;
-use crate::ledger::posting::{Posting, PostingError, Postings, pack, unpack};
+use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
 use crate::store::bulk::RegistrySnapshot;
 
 /// Transactions as stage 1 hands them on: their texts one after the other in one buffer, so
@@ -195,10 +195,11 @@ impl Replay {
 }
 
 /// Whether `text`, a transaction's stored postings, holds `postings`: most often it is their
-/// own [`pack`]ed text (spaced otherwise, it is read and compared). Text that cannot be read
-/// holds none (stage 1 reports it).
+/// own [`pack`](crate::ledger::posting::pack)ed text, compared as it would be written (spaced
+/// otherwise, it is read and compared). Text that cannot be read holds none (stage 1 reports
+/// it).
 fn stored_as(postings: &[Posting], text: &str) -> bool {
-    pack(postings) == text || unpack(text).unwrap_or_default() == postings
+    is_packed(postings, text) || unpack(text).unwrap_or_default() == postings
 }
 
 /// Rebuilds the registry read model from a registry event (a new ledger starts with the default
@@ -237,6 +238,7 @@ mod tests {
     use super::*;
     use crate::domain::event::tests::LOAN_EVENTS;
     use crate::domain::money::Fen;
+    use crate::ledger::posting::pack;
 
     /// The sample event `i` at `seq` with the postings the event implies, as stored.
     fn stored(i: usize, seq: u64) -> (u64, &'static str, &'static str, Vec<Posting>) {
