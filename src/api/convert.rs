@@ -257,11 +257,20 @@ pub fn loan_to_pb_quoted(
     }
 }
 
+/// A household as answered; its status history by effective date, the entries of one date in
+/// the order they were recorded ([`crate::domain::household::status_on`]'s reading: each entry
+/// holds from its date until the next one's, and of one date the last holds). `statuses` come
+/// in recording order, where a status recorded later may take effect earlier (a back-dated
+/// correction): listed so, a reader taking each entry as holding until the next would read a
+/// household eligible that the rules hold removed.
 pub fn household_to_pb(
     record: &crate::domain::event::HouseholdRecord,
     statuses: &[crate::domain::household::StatusEntry],
     full_ids: bool,
 ) -> pb::Household {
+    let mut statuses: Vec<&crate::domain::household::StatusEntry> = statuses.iter().collect();
+    // Stable: one date's entries stay in recording order.
+    statuses.sort_by_key(|s| s.effective_date);
     pb::Household {
         household_id: record.household_id.clone(),
         ledger_id: record.ledger_id.clone(),

@@ -41,6 +41,7 @@ mod servicing;
 on_both_backends!(
     full_flow,
     origination_refusals,
+    status_history_by_effective_date,
     disbursement_and_repayment_refusals,
     malformed_input,
     idempotent_replay,
@@ -406,6 +407,66 @@ async fn full_flow(backend: Backend) {
         .into_inner();
     assert!(settled.loans.is_empty(), "no loan is active any more");
     app.finish().await;
+}
+
+/// A household's status history is answered by effective date, one date's entries in the
+/// order recorded, so that each entry holds until the next, as the eligibility rule reads it:
+/// a status recorded later with an earlier date (a back-dated correction) takes its date's place.
+async fn status_history_by_effective_date(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = "H-BACKDATED";
+    app.register_household(&t.finance, id, "19800517").await;
+    let set = |status: pb::HouseholdStatus, date: &str| {
+        let mut registry = app.registry(&t.finance);
+        let request = pb::SetHouseholdStatusRequest {
+            request_id: rid("status"),
+            household_id: id.into(),
+            status: status as i32,
+            effective_date: date.into(),
+            reason: "review".into(),
+        };
+        async move {
+            let answer = registry.set_household_status(request).await.expect("SetHouseholdStatus");
+            answer.into_inner().household.expect("the household")
+        }
+    };
+    let listed = |household: &pb::Household| -> Vec<(pb::HouseholdStatus, String)> {
+        household.status_history.iter().map(|e| (e.status(), e.effective_date.clone())).collect()
+    };
+    let got = |app: &TestApp| {
+        let mut registry = app.registry(&t.auditor);
+        async move {
+            let request = pb::GetHouseholdRequest { household_id: id.into() };
+            registry.get_household(request).await.expect("GetHousehold").into_inner()
+        }
+    };
+    use pb::HouseholdStatus::{Exited, Monitored, RegisteredPoor, Removed};
+    set(Removed, "2020-06-01").await;
+    // Exited from 2019-12-31, recorded after the removal of 2020-06-01: the removal holds on
+    // the contract date 2021-01-25, and is listed last.
+    let answered = set(Exited, "2019-12-31").await;
+    let expected = vec![
+        (RegisteredPoor, "2016-01-01".to_string()),
+        (Exited, "2019-12-31".to_string()),
+        (Removed, "2020-06-01".to_string()),
+    ];
+    assert_eq!(listed(&answered), expected);
+    assert_eq!(listed(&got(&app).await), expected);
+    expect_refused(
+        app.loans(&t.bank).create_loan(standard_loan("C-BACKDATED-1", id)).await,
+        "HOUSEHOLD_NOT_ELIGIBLE",
+    );
+    // Monitored from the removal's date, recorded after it: of one date the last recorded holds,
+    // and is listed after the other.
+    let answered = set(Monitored, "2020-06-01").await;
+    let mut expected = expected;
+    expected.push((Monitored, "2020-06-01".to_string()));
+    assert_eq!(listed(&answered), expected);
+    assert_eq!(listed(&got(&app).await), expected);
+    app.create_loan(&t.bank, standard_loan("C-BACKDATED-2", id)).await;
 }
 
 /// Every origination rule, refused with FAILED_PRECONDITION and its reason; the boundaries pass.
