@@ -718,6 +718,13 @@ impl LoanService for Api {
         let bank_id = if bank_id.is_empty() { None } else { Some(parse::id("bank_id", &bank_id)?) };
         let date = parse::value_date("settlement_date", &settlement_date, self.today())?;
         match actor.role {
+            // A field left out, not a right lacking: named as such.
+            Role::Bank if bank_id.is_none() => {
+                return Err(invalid(
+                    "bank_id",
+                    "is required of a bank: a bank settles only its own loans (set it to your bank's id)",
+                ));
+            }
             Role::Bank if bank_id.as_deref() != Some(actor.org.as_str()) => {
                 return Err(Status::permission_denied(
                     "a bank settles only its own loans: set bank_id to your bank",

@@ -96,7 +96,8 @@ impl Api {
         crate::domain::date::business_date(chrono::Utc::now(), self.business_utc_offset)
     }
 
-    /// The caller, from `authorization: Bearer <token>`.
+    /// The caller, from `authorization: Bearer <token>` (the scheme's name in any case, as HTTP
+    /// reads it: some clients send `bearer`).
     pub async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, tonic::Status> {
         let header = request.metadata().get("authorization").ok_or_else(|| {
             tonic::Status::unauthenticated("missing authorization: Bearer <token>")
@@ -104,7 +105,7 @@ impl Api {
         let secret = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_credentials)
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
@@ -152,4 +153,11 @@ impl Api {
             )))),
         }
     }
+}
+
+/// The credentials of an `authorization` value of the `Bearer` scheme, whose name HTTP reads in
+/// any case (RFC 9110, 11.1): `None` for another scheme.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
 }

@@ -20,7 +20,10 @@ pub fn request_id(value: &str) -> Result<String, Status> {
         ));
     }
     if value.len() > REQUEST_ID_LEN_MAX || !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid("request_id", "must be 1 to 128 printable ASCII characters"));
+        return Err(invalid(
+            "request_id",
+            "must be 1 to 128 printable ASCII characters, without spaces",
+        ));
     }
     Ok(value.to_string())
 }

@@ -254,6 +254,11 @@ impl RegistryService for Api {
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
         let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
+        // Every ledger is created with its default versions: none, no such ledger (as
+        // `ListPolicies` and `GetLedger` answer it).
+        if versions.is_empty() {
+            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
         let version = in_force(&versions, as_of).ok_or_else(|| {
             Status::not_found(format!("no policy of ledger {ledger_id} is in force on {as_of}"))
         })?;

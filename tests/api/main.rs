@@ -849,6 +849,19 @@ async fn malformed_input(backend: Backend) {
             .await,
         "request_id",
     );
+    // A file's name and line with a space: the message says what is wrong with it.
+    let spaced = expect_invalid(
+        loans
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: "B1 20210320.csv:17".into(),
+                loan_id: id.clone(),
+                value_date: "2021-03-20".into(),
+                amount_fen: 1,
+            })
+            .await,
+        "request_id",
+    );
+    assert!(spaced.message().contains("without spaces"), "{}", spaced.message());
 
     let mut registry = app.registry(&t.finance);
     let mut bad_status = household_request("H-BAD", "19800517");
@@ -3558,6 +3571,25 @@ async fn authentication_and_roles(backend: Backend) {
             .await,
         Code::Unauthenticated,
     );
+
+    // The scheme's name in any case, as HTTP reads it; another scheme, or none, is no credential.
+    for (value, code) in [
+        (format!("bearer {}", t.auditor), None),
+        (format!("BEARER  {}", t.auditor), None),
+        (format!("Basic {}", t.auditor), Some(Code::Unauthenticated)),
+        (t.auditor.clone(), Some(Code::Unauthenticated)),
+        ("Bearer".to_string(), Some(Code::Unauthenticated)),
+    ] {
+        let mut request = tonic::Request::new(pb::GetLedgerRequest { ledger_id: LEDGER.into() });
+        request.metadata_mut().insert("authorization", value.parse().expect("ASCII"));
+        let answer = RegistryServiceClient::new(app.channel()).get_ledger(request).await;
+        match code {
+            None => assert!(answer.is_ok(), "{value:?}: {answer:?}"),
+            Some(code) => {
+                expect_code(answer, code);
+            }
+        }
+    }
 
     // No token, or an unknown one.
     let mut anonymous = RegistryServiceClient::new(app.channel());

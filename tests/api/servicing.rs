@@ -240,11 +240,12 @@ async fn settlement_run(backend: Backend) {
     );
     assert_eq!(q1.iter().sum::<i64>(), 64_702);
 
-    // A bank settles only its own loans, and must say so.
+    // A bank settles only its own loans, and must say so: its bank id left out is a field
+    // missing, another bank's a right lacking.
     let mut b1_loans = app.loans(&t.bank);
-    expect_code(
+    expect_invalid(
         b1_loans.settle_loans(settle_request(&rid("settle"), "", "2021-03-20")).await,
-        Code::PermissionDenied,
+        "bank_id",
     );
     expect_code(
         b1_loans.settle_loans(settle_request(&rid("settle"), "B2", "2021-03-20")).await,
@@ -2683,7 +2684,15 @@ async fn policy_versions(backend: Backend) {
         .expect("ListPolicies")
         .into_inner();
     let unknown = pb::ListPoliciesRequest { ledger_id: "NO-SUCH".into() };
-    expect_code(registry.list_policies(unknown).await, Code::NotFound);
+    let missing = expect_code(registry.list_policies(unknown).await, Code::NotFound);
+    assert_eq!(missing.message(), "ledger NO-SUCH not found");
+    // GetPolicy answers a ledger that does not exist as ListPolicies does, at any date.
+    let unknown = pb::GetPolicyRequest { ledger_id: "NO-SUCH".into(), as_of: String::new() };
+    let missing = expect_code(registry.get_policy(unknown).await, Code::NotFound);
+    assert_eq!(missing.message(), "ledger NO-SUCH not found");
+    // A ledger's policy before its first version is not in force, and said so.
+    let before = expect_code(registry.get_policy(get("2014-12-09")).await, Code::NotFound);
+    assert!(before.message().contains("is in force on 2014-12-09"), "{}", before.message());
     let dates: Vec<&str> = listed.versions.iter().map(|v| v.effective_date.as_str()).collect();
     assert_eq!(dates, ["2014-12-10", "2022-01-01", "2024-01-01"], "the defaults and this one");
     assert_eq!(listed.versions[1], version);
