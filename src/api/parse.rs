@@ -54,9 +54,12 @@ pub fn new_loan_id(bank_id: &str, contract_number: &str) -> Result<String, Statu
     Ok(crate::domain::ids::loan_id(bank_id, contract_number))
 }
 
+/// Free text, trimmed, and checked as it is kept: a name padded past 200 characters in a
+/// fixed-width file, 200 or fewer once trimmed, is taken.
 pub fn text(field: &str, value: &str, required: bool) -> Result<String, Status> {
+    let value = value.trim();
     check_text(value, required).map_err(|m| invalid(field, m))?;
-    Ok(value.trim().to_string())
+    Ok(value.to_string())
 }
 
 pub fn date(field: &str, value: &str) -> Result<BusinessDate, Status> {

@@ -62,6 +62,7 @@ pub fn check_loan_id(bank_id: &str, contract_number: &str) -> Result<(), String>
 /// Longest free-text field (names, purposes, reasons), in characters.
 pub const TEXT_LEN_MAX: usize = 200;
 
+/// Checks free text as it is kept (the caller trims it first: padding is not counted).
 pub fn check_text(text: &str, required: bool) -> Result<(), &'static str> {
     if required && text.trim().is_empty() {
         return Err("is required");
@@ -72,7 +73,30 @@ pub fn check_text(text: &str, required: bool) -> Result<(), &'static str> {
     if text.chars().any(char::is_control) {
         return Err("contains control characters");
     }
+    if text.chars().any(hides_or_turns_text) {
+        return Err(
+            "contains an invisible or direction-changing character (a zero-width space, a word joiner, a byte order mark, a line or paragraph separator, a bidirectional embedding, override or isolate)",
+        );
+    }
     Ok(())
+}
+
+/// Characters that make two names look alike that differ, or show a name reversed to whoever
+/// reads it (an auditor's screen): zero-width space, word joiner and invisible operators, byte
+/// order mark, line and paragraph separators, bidirectional embeddings, overrides and isolates.
+/// The joiners and marks some scripts need (ZWNJ, ZWJ, LRM, RLM, Mongolian's variation
+/// selectors) are kept.
+fn hides_or_turns_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// The loan id a bank's contract gets: `<bank_id>-<contract_number>`.
@@ -83,6 +107,27 @@ pub fn loan_id(bank_id: &str, contract_number: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text() {
+        assert_eq!(check_text("", true), Err("is required"));
+        assert_eq!(check_text("", false), Ok(()));
+        assert_eq!(check_text(&"韦".repeat(200), true), Ok(()));
+        assert_eq!(check_text(&"韦".repeat(201), true), Err("is longer than 200 characters"));
+        assert_eq!(check_text("a\tb", true), Err("contains control characters"));
+        for hidden in
+            ['\u{200B}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{2060}', '\u{FEFF}', '\u{2028}']
+        {
+            let name = format!("韦{hidden}小宝");
+            assert!(check_text(&name, true).unwrap_err().contains("invisible"), "{hidden:?}");
+        }
+        // What scripts need is kept: joiners, marks, Mongolian's variation selectors.
+        for kept in
+            ['\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{180B}', '\u{2065}', '\u{206A}']
+        {
+            assert_eq!(check_text(&format!("a{kept}b"), true), Ok(()), "{kept:?}");
+        }
+    }
 
     #[test]
     fn ids() {

@@ -867,6 +867,19 @@ async fn malformed_input(backend: Backend) {
     let mut bad_status = household_request("H-BAD", "19800517");
     bad_status.status = 99;
     expect_invalid(registry.register_household(bad_status).await, "status");
+    // A name that would show reversed on an auditor's screen.
+    let mut turned = household_request("H-BAD", "19800517");
+    turned.head_name = "韦\u{202E}宝小".into();
+    let refused = expect_invalid(registry.register_household(turned).await, "head_name");
+    assert!(refused.message().contains("direction-changing"), "{}", refused.message());
+    // Padding is not counted: 200 characters and a fixed-width file's blanks are taken, trimmed.
+    let mut padded = household_request("H-PADDED", "19850312");
+    padded.head_name = format!("{}{}", "韦".repeat(200), " ".repeat(10));
+    let registered = registry.register_household(padded).await.expect("a padded name").into_inner();
+    assert_eq!(registered.household.expect("the household").head_name, "韦".repeat(200));
+    let mut long = household_request("H-TOO-LONG", "19850313");
+    long.head_name = format!(" {}", "韦".repeat(201));
+    expect_invalid(registry.register_household(long).await, "head_name");
     let mut bad_id = household_request("H-BAD", "19800517");
     bad_id.head_id_number = "45012119800517123".into();
     expect_invalid(registry.register_household(bad_id).await, "head_id_number");
@@ -918,9 +931,9 @@ async fn malformed_input(backend: Backend) {
         "contract_number",
     );
 
-    // Only the contract, its disbursement and the household were posted.
+    // Only the contract, its disbursement and the two households were posted.
     let journal = app.journal(&t.auditor, LEDGER).await;
-    assert_eq!(journal.len(), journal_before + 3);
+    assert_eq!(journal.len(), journal_before + 4);
     assert!(app.verify(&t.auditor).await.ok);
 
     // The longest loan id is created and named by the calls that follow.
