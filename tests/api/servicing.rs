@@ -1976,12 +1976,14 @@ async fn loan_as_of_dates(backend: Backend) {
     let id = contract(&app, &t, "A1", HOUSEHOLD, 5_000_000).await;
     app.disburse(&t.bank, &id, "2021-02-01").await;
 
-    expect_code(
+    // The day before its contract the loan did not exist, and is said so.
+    let before = expect_code(
         app.loans(&t.bank)
             .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: "2021-01-24".into() })
             .await,
         Code::NotFound,
     );
+    assert_eq!(before.message(), format!("loan {id} was not contracted by 2021-01-24"));
     expect_invalid(
         app.loans(&t.bank)
             .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: "2021-13-01".into() })
