@@ -1,4 +1,4 @@
-//! AuditService: loan histories, the journal, verification.
+//! AuditService: loan histories, the journal, verification, balances as of a date.
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -9,7 +9,11 @@ use super::error::status;
 use super::loans::{check_read_of, check_reads_loans};
 use super::pb::audit_service_server::AuditService;
 use super::{Api, parse, pb};
+use crate::app::balances::balances_as_of;
 use crate::app::verify::verify_ledger;
+
+/// Balances a `GetBalances` message carries at most.
+pub const BALANCES_CHUNK: usize = 1_000;
 
 /// Transactions per database read while streaming the journal.
 pub const JOURNAL_PAGE_TXNS: u32 = 1_000;
@@ -24,6 +28,8 @@ impl AuditService for Api {
     type GetLoanHistoryStream =
         tokio_stream::Iter<std::vec::IntoIter<Result<pb::JournalTransaction, Status>>>;
     type ReadJournalStream = TxnStream;
+    type GetBalancesStream =
+        tokio_stream::Iter<std::vec::IntoIter<Result<pb::BalancesChunk, Status>>>;
 
     async fn get_loan_history(
         &self,
@@ -114,6 +120,65 @@ impl AuditService for Api {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_balances(
+        &self,
+        request: Request<pb::GetBalancesRequest>,
+    ) -> Result<Response<Self::GetBalancesStream>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetBalancesRequest { ledger_id, as_of, account_prefix } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let as_of = parse::optional_date("as_of", &as_of)?;
+        // Not trimmed: an account's name has no blanks, and a prefix is matched as sent.
+        if account_prefix.chars().count() > crate::domain::ids::TEXT_LEN_MAX
+            || account_prefix.chars().any(char::is_control)
+        {
+            return Err(super::error::invalid(
+                "account_prefix",
+                "must be at most 200 characters, without control characters",
+            ));
+        }
+        if !actor.reads_ledger(&ledger_id) {
+            return Err(Status::permission_denied(format!(
+                "{} may not read the balances of ledger {ledger_id}",
+                actor.actor()
+            )));
+        }
+        if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
+        // A scan of the whole journal, as a verify's: one at a time with them.
+        let _turn = self
+            .verify_turn
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the service is shutting down"))?;
+        let balances =
+            balances_as_of(&self.db, &ledger_id, as_of, &account_prefix).await.map_err(status)?;
+        let through_seq = balances.through_seq;
+        let mut chunks: Vec<Result<pb::BalancesChunk, Status>> = balances
+            .accounts
+            .chunks(BALANCES_CHUNK)
+            .map(|chunk| {
+                Ok(pb::BalancesChunk {
+                    through_seq,
+                    balances: chunk
+                        .iter()
+                        .map(|(account, balance_fen)| pb::AccountBalance {
+                            account: account.clone(),
+                            balance_fen: *balance_fen,
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        // No account: one empty chunk still says through which transaction.
+        if chunks.is_empty() {
+            chunks.push(Ok(pb::BalancesChunk { through_seq, balances: Vec::new() }));
+        }
+        Ok(Response::new(tokio_stream::iter(chunks)))
     }
 
     #[tracing::instrument(skip_all)]

@@ -1,6 +1,7 @@
 //! Commands and queries: the writer that commits, and the read side.
 
 pub mod auth;
+pub mod balances;
 pub mod command;
 pub mod error;
 pub mod listing;

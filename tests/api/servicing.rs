@@ -22,6 +22,7 @@ use crate::common::*;
 use loanledger::api::pb;
 
 on_both_backends!(
+    balances_as_of_a_date,
     settlement_run,
     year_of_quarterly_settlements,
     overdue_penalty_and_recovery,
@@ -110,6 +111,108 @@ async fn settle(
         .await
         .unwrap_or_else(|e| panic!("SettleLoans {settlement_date}: {e:?}"))
         .into_inner()
+}
+
+/// GetBalances: a ledger's balances summed from its journal as of each date, by value date, equal
+/// to the sums of the streamed journal's postings dated on or before it; by account prefix;
+/// refused to banks, for a missing ledger and for malformed dates and prefixes.
+async fn balances_as_of_a_date(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = contract(&app, &t, "BAL", HOUSEHOLD, 5_000_000).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    app.repay(&t.bank, &id, "2021-02-01", 100_000).await;
+    app.loans(&t.finance)
+        .settle_loans(settle_request(&rid("settle"), "", "2021-03-20"))
+        .await
+        .expect("SettleLoans");
+    app.repay(&t.bank, &id, "2021-03-25", 20_000).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let head = journal.last().expect("a journal").seq;
+    let get = |token: &str, as_of: &str, prefix: &str| {
+        let mut audit = app.audit(token);
+        let request = pb::GetBalancesRequest {
+            ledger_id: LEDGER.into(),
+            as_of: as_of.into(),
+            account_prefix: prefix.into(),
+        };
+        async move {
+            let chunks = collect(audit.get_balances(request).await?.into_inner()).await?;
+            Ok::<_, tonic::Status>(tonic::Response::new(chunks))
+        }
+    };
+    let summed = |as_of: &str, prefix: &str| {
+        let dated: Vec<pb::JournalTransaction> = journal
+            .iter()
+            .filter(|e| as_of.is_empty() || e.value_date.as_str() <= as_of)
+            .cloned()
+            .collect();
+        let mut all = balances(&dated);
+        all.retain(|account, _| account.starts_with(prefix));
+        all
+    };
+    for as_of in
+        ["", "2021-01-24", "2021-01-25", "2021-02-01", "2021-03-19", "2021-03-20", "2021-03-25"]
+    {
+        for prefix in ["", &format!("loan/{id}/"), "bank/"] {
+            let chunks = get(&t.auditor, as_of, prefix).await.expect("GetBalances").into_inner();
+            assert!(!chunks.is_empty(), "at least one chunk, with the seq read through");
+            assert!(chunks.iter().all(|c| c.through_seq == head), "{chunks:?}");
+            let answered: Vec<(String, i64)> = chunks
+                .iter()
+                .flat_map(|c| c.balances.iter().map(|b| (b.account.clone(), b.balance_fen)))
+                .collect();
+            let expected: Vec<(String, i64)> = summed(as_of, prefix).into_iter().collect();
+            assert_eq!(answered, expected, "as of {as_of:?}, accounts {prefix:?}");
+            if prefix.is_empty() {
+                let total: i64 = answered.iter().map(|(_, b)| b).sum();
+                assert_eq!(total, 0, "double entry as of {as_of:?}");
+            }
+        }
+    }
+    // The figures a bank would check: the principal after each day's repayment, the quarter's
+    // interest settled on the 20th (one rounding for the period's 积数) and still owed on the
+    // 24th.
+    let principal = format!("loan/{id}/principal");
+    let interest = format!("loan/{id}/interest");
+    let balance_of = |as_of: &'static str, account: String| {
+        let get = &get;
+        let token = t.finance.clone();
+        async move {
+            let chunks = get(&token, as_of, &account).await.expect("GetBalances").into_inner();
+            chunks.iter().flat_map(|c| c.balances.clone()).find(|b| b.account == account)
+        }
+    };
+    assert_eq!(balance_of("2021-01-24", principal.clone()).await, None);
+    assert_eq!(
+        balance_of("2021-01-25", principal.clone()).await.map(|b| b.balance_fen),
+        Some(5_000_000)
+    );
+    assert_eq!(
+        balance_of("2021-02-01", principal.clone()).await.map(|b| b.balance_fen),
+        Some(4_900_000)
+    );
+    // 5,000,000 fen for 7 days and 4,900,000 for 48 at 3.85% / 360: 28,896.39 fen.
+    let settled = (5_000_000 * 7 + 4_900_000 * 48) * 385 / 3_600_000;
+    assert_eq!(settled, 28_896);
+    let settled_on_20th = balance_of("2021-03-20", interest.clone()).await.expect("interest");
+    assert_eq!(settled_on_20th.balance_fen, settled);
+    // Unpaid until the 25th: the 24th's balance is the 20th's.
+    let unpaid = balance_of("2021-03-24", interest.clone()).await.expect("interest");
+    assert_eq!(unpaid.balance_fen, settled);
+
+    // Who may not, what does not exist, what is malformed.
+    expect_code(get(&t.bank, "", "").await, Code::PermissionDenied);
+    expect_code(get(&t.operator, "", "").await, Code::PermissionDenied);
+    let request = pb::GetBalancesRequest { ledger_id: "NO-SUCH".into(), ..Default::default() };
+    expect_code(app.audit(&t.auditor).get_balances(request.clone()).await, Code::PermissionDenied);
+    let every = app.token(loanledger::app::auth::Role::Auditor, "*").await;
+    expect_code(app.audit(&every).get_balances(request).await, Code::NotFound);
+    expect_invalid(get(&t.auditor, "2021-13-01", "").await, "as_of");
+    expect_invalid(get(&t.auditor, "", "loan/\n").await, "account_prefix");
+    app.finish().await;
 }
 
 /// Contracts a standard loan of B1 of `principal_fen` to `household` (registered first unless it

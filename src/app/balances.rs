@@ -1,0 +1,210 @@
+//! Account balances as of a date, for auditors (DESIGN.md: "balances as of any date"), summed
+//! from the journal alone.
+//!
+//! The stored balances (`account_balance`) are the balances now; a date's are not kept. They
+//! are summed here from each transaction's postings, as `verify` sums them, over one scan of
+//! the ledger's journal ([`crate::store::scan`]): every transaction value-dated on or before
+//! the date counts, whenever it was recorded (a settlement run recorded late counts on its
+//! settlement day), and one value-dated after it does not. Without a date every transaction
+//! recorded counts: the balances now, from the journal rather than the read model `verify`
+//! compares them with.
+//!
+//! The scan reads the journal to its end in pages, each in a snapshot of its own; the journal
+//! only grows and commits in `seq` order, so what is summed is one prefix of it, through the
+//! last transaction read (`through_seq`).
+//!
+//! A transaction whose postings cannot be read ends the sum with an error: a balance that
+//! leaves them out would be wrong without saying so (`verify` reports where the journal breaks).
+
+use std::collections::BTreeMap;
+
+use super::error::AppError;
+use crate::domain::date::{BusinessDate, format_date};
+use crate::ledger::posting::{Posting, unpack_into};
+use crate::store::Db;
+use crate::store::scan::{JournalVisitor, TxnRef};
+
+/// A ledger's balances through a transaction of its journal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Balances {
+    /// The last transaction read (0: the journal is empty).
+    pub through_seq: u64,
+    /// By account name (bytewise order), debit positive.
+    pub accounts: Vec<(String, i64)>,
+}
+
+/// The balances of `ledger_id`'s accounts whose name starts with `prefix`, summed from the
+/// transactions value-dated on or before `as_of` (`None`: every transaction).
+pub async fn balances_as_of(
+    db: &Db,
+    ledger_id: &str,
+    as_of: Option<BusinessDate>,
+    prefix: &str,
+) -> Result<Balances, AppError> {
+    let summing =
+        Summing { as_of: as_of.map(format_date), prefix: prefix.to_string(), ..Summing::default() };
+    let summed = db.scan_journal_through(ledger_id, i64::MAX, summing).await?;
+    summed.balances()
+}
+
+/// The scan's visitor: the sums so far.
+#[derive(Default)]
+struct Summing {
+    /// `YYYY-MM-DD`, as value dates are stored (text in that form orders as the dates do).
+    as_of: Option<String>,
+    prefix: String,
+    /// i128: a sum of stored i64 amounts cannot overflow it.
+    sums: BTreeMap<String, i128>,
+    through_seq: u64,
+    /// The transaction being read's postings (kept to reuse their allocations).
+    postings: Vec<Posting>,
+    /// What stopped the sum.
+    failed: Option<String>,
+}
+
+impl JournalVisitor for Summing {
+    fn txn(&mut self, t: TxnRef<'_>) {
+        let seq = u64::try_from(t.seq).unwrap_or_default();
+        self.through_seq = seq;
+        if self.as_of.as_deref().is_some_and(|as_of| t.value_date > as_of) {
+            return;
+        }
+        if let Err(e) = unpack_into(t.postings, &mut self.postings) {
+            self.failed = Some(format!("seq {seq}: its postings cannot be read: {e}"));
+            return;
+        }
+        for p in self.postings.iter().filter(|p| p.account.starts_with(&self.prefix)) {
+            let amount = i128::from(p.amount.0);
+            match self.sums.get_mut(p.account.as_str()) {
+                Some(sum) => *sum += amount,
+                None => {
+                    self.sums.insert(p.account.clone(), amount);
+                }
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.failed.is_some()
+    }
+}
+
+impl Summing {
+    fn balances(self) -> Result<Balances, AppError> {
+        if let Some(why) = self.failed {
+            return Err(AppError::Internal(format!("balances cannot be summed: {why}")));
+        }
+        let accounts = self
+            .sums
+            .into_iter()
+            .map(|(account, sum)| match i64::try_from(sum) {
+                Ok(balance) => Ok((account, balance)),
+                Err(_) => Err(AppError::Internal(format!(
+                    "the balance of {account} is past 64 bits: {sum} fen"
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Balances { through_seq: self.through_seq, accounts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn txn<'a>(seq: i64, value_date: &'a str, postings: &'a str) -> TxnRef<'a> {
+        TxnRef {
+            seq,
+            kind: "loan.repaid",
+            value_date,
+            recorded_at_us: 0,
+            actor: "bank:B1",
+            request_id: "r",
+            command_json: "{}",
+            prev_hash: "",
+            hash: "",
+            postings,
+            mistyped: None,
+        }
+    }
+
+    fn summed(as_of: Option<&str>, prefix: &str, txns: &[TxnRef<'_>]) -> Result<Balances, String> {
+        let mut s = Summing {
+            as_of: as_of.map(str::to_string),
+            prefix: prefix.to_string(),
+            ..Summing::default()
+        };
+        for t in txns {
+            if s.stopped() {
+                break;
+            }
+            s.txn(*t);
+        }
+        s.balances().map_err(|e| e.to_string())
+    }
+
+    fn owned(list: &[(&str, i64)]) -> Vec<(String, i64)> {
+        list.iter().map(|(a, b)| (a.to_string(), *b)).collect()
+    }
+
+    /// Transactions count by value date, not by when they were recorded; the prefix picks the
+    /// accounts; every account touched is listed, one netting to zero too.
+    #[test]
+    fn balances_by_value_date_and_prefix() {
+        let txns = [
+            txn(1, "2021-01-25", "[]"),
+            txn(2, "2021-01-25", r#"[["loan/L/principal",500],["bank/B/cash",-500]]"#),
+            // Recorded after the next one, dated before it.
+            txn(3, "2021-03-20", r#"[["loan/L/interest",7],["bank/B/interest_income",-7]]"#),
+            txn(4, "2021-03-01", r#"[["bank/B/cash",100],["loan/L/principal",-100]]"#),
+            txn(5, "2021-03-21", r#"[["bank/B/cash",7],["loan/L/interest",-7]]"#),
+        ];
+        let all = owned(&[
+            ("bank/B/cash", -393),
+            ("bank/B/interest_income", -7),
+            ("loan/L/interest", 0),
+            ("loan/L/principal", 400),
+        ]);
+        assert_eq!(summed(None, "", &txns), Ok(Balances { through_seq: 5, accounts: all }));
+        let on_20th = owned(&[
+            ("bank/B/cash", -400),
+            ("bank/B/interest_income", -7),
+            ("loan/L/interest", 7),
+            ("loan/L/principal", 400),
+        ]);
+        assert_eq!(
+            summed(Some("2021-03-20"), "", &txns),
+            Ok(Balances { through_seq: 5, accounts: on_20th })
+        );
+        let before = owned(&[("loan/L/principal", 500)]);
+        assert_eq!(
+            summed(Some("2021-02-28"), "loan/", &txns),
+            Ok(Balances { through_seq: 5, accounts: before })
+        );
+        assert_eq!(
+            summed(Some("2021-01-24"), "", &txns),
+            Ok(Balances { through_seq: 5, accounts: vec![] })
+        );
+        assert_eq!(summed(None, "", &[]), Ok(Balances::default()));
+    }
+
+    /// Postings that cannot be read end the sum with an error naming the transaction; a
+    /// balance past 64 bits is an error too.
+    #[test]
+    fn what_cannot_be_summed_is_an_error() {
+        let unreadable = [txn(1, "2021-01-25", "[[\"a\",1],"), txn(2, "2021-01-25", "[]")];
+        let error = summed(None, "", &unreadable).unwrap_err();
+        assert!(error.contains("seq 1: its postings cannot be read"), "{error}");
+        let max = i64::MAX;
+        let big = format!(r#"[["a",{max}],["b",-{max}]]"#);
+        let past = [txn(1, "2021-01-25", &big), txn(2, "2021-01-25", &big)];
+        let error = summed(None, "", &past).unwrap_err();
+        assert!(error.contains("the balance of a is past 64 bits"), "{error}");
+        // Dated after the date asked for, it is not read at all.
+        let after = [txn(1, "2021-01-26", "not postings")];
+        assert_eq!(
+            summed(Some("2021-01-25"), "", &after),
+            Ok(Balances { through_seq: 1, accounts: vec![] })
+        );
+    }
+}
