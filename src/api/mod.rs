@@ -43,7 +43,8 @@ pub struct Api {
     token_cache_ttl: Duration,
     /// One `Verify` at a time: each keeps both cores busy for as long as it runs (two threads
     /// and the read-model reads), so concurrent ones would only slow each other and everything
-    /// else; the next waits its turn (and gives it up if its caller goes away).
+    /// else; the next waits its turn (and gives it up if its caller goes away). `GetBalances`,
+    /// which reads the whole journal too, takes its turn with them.
     verify_turn: Arc<tokio::sync::Semaphore>,
     /// The offset from UTC of the business day ([`crate::startup::Settings`]).
     business_utc_offset: chrono::FixedOffset,
