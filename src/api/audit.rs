@@ -61,15 +61,7 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::ReadJournalRequest { ledger_id, from_seq, to_seq } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        if !actor.reads_ledger(&ledger_id) {
-            return Err(Status::permission_denied(format!(
-                "{} may not read the journal of ledger {ledger_id}",
-                actor.actor()
-            )));
-        }
-        if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
-            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
-        }
+        self.check_reads_books(&actor, &ledger_id, "the journal").await?;
         // A seq is a positive 64-bit signed integer: each bound past it is named.
         const SEQ_MAX: u64 = i64::MAX as u64;
         for (field, seq) in [("from_seq", from_seq), ("to_seq", to_seq)] {
@@ -140,21 +132,9 @@ impl AuditService for Api {
                 "must be at most 200 characters, without control characters",
             ));
         }
-        if !actor.reads_ledger(&ledger_id) {
-            return Err(Status::permission_denied(format!(
-                "{} may not read the balances of ledger {ledger_id}",
-                actor.actor()
-            )));
-        }
-        if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
-            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
-        }
+        self.check_reads_books(&actor, &ledger_id, "the balances").await?;
         // A scan of the whole journal, as a verify's: one at a time with them.
-        let _turn = self
-            .verify_turn
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("the service is shutting down"))?;
+        let _turn = self.whole_journal_turn().await?;
         let balances =
             balances_as_of(&self.db, &ledger_id, as_of, &account_prefix).await.map_err(status)?;
         let through_seq = balances.through_seq;
@@ -200,11 +180,7 @@ impl AuditService for Api {
         if !self.db.ledger_exists(&ledger_id).await.map_err(|e| status(e.into()))? {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
-        let _turn = self
-            .verify_turn
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("the service is shutting down"))?;
+        let _turn = self.whole_journal_turn().await?;
         let r = verify_ledger(&self.db, &ledger_id).await.map_err(status)?;
         if !r.ok {
             tracing::warn!(
@@ -222,5 +198,36 @@ impl AuditService for Api {
             first_break_seq: r.first_break_seq,
             problems: r.problems,
         }))
+    }
+}
+
+impl Api {
+    /// Refuses a caller who may not read `what` of ledger `ledger_id` (`PERMISSION_DENIED`:
+    /// banks and the operator, another ledger's office or auditor), then a ledger that does not
+    /// exist (`NOT_FOUND`).
+    async fn check_reads_books(
+        &self,
+        actor: &crate::app::auth::Principal,
+        ledger_id: &str,
+        what: &str,
+    ) -> Result<(), Status> {
+        if !actor.reads_ledger(ledger_id) {
+            return Err(Status::permission_denied(format!(
+                "{} may not read {what} of ledger {ledger_id}",
+                actor.actor()
+            )));
+        }
+        if self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
+        Ok(())
+    }
+
+    /// The turn of a call that reads a whole journal (`Verify`, `GetBalances`): one at a time.
+    async fn whole_journal_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
+        self.verify_turn
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the service is shutting down"))
     }
 }
