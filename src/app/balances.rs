@@ -13,8 +13,10 @@
 //! only grows and commits in `seq` order, so what is summed is one prefix of it, through the
 //! last transaction read (`through_seq`).
 //!
-//! A transaction whose postings cannot be read ends the sum with an error: a balance that
-//! leaves them out would be wrong without saying so (`verify` reports where the journal breaks).
+//! A transaction dated on or before the date whose postings cannot be read, or one whose value
+//! date is stored as another type (SQLite), ends the sum with an error: a balance that leaves
+//! it out or counts it on the wrong day would be wrong without saying so (`verify` reports
+//! where the journal breaks). One dated after the date is not read.
 
 use std::collections::BTreeMap;
 
@@ -66,6 +68,12 @@ impl JournalVisitor for Summing {
     fn txn(&mut self, t: TxnRef<'_>) {
         let seq = u64::try_from(t.seq).unwrap_or_default();
         self.through_seq = seq;
+        // On SQLite a value date stored as another type reads as empty text, which would count
+        // at every date.
+        if let Some((column @ "value_date", what)) = t.mistyped {
+            self.failed = Some(format!("seq {seq}: its {column} is stored as {what}"));
+            return;
+        }
         if self.as_of.as_deref().is_some_and(|as_of| t.value_date > as_of) {
             return;
         }
@@ -200,6 +208,10 @@ mod tests {
         let past = [txn(1, "2021-01-25", &big), txn(2, "2021-01-25", &big)];
         let error = summed(None, "", &past).unwrap_err();
         assert!(error.contains("the balance of a is past 64 bits"), "{error}");
+        let mut mistyped = txn(1, "", r#"[["a",1],["b",-1]]"#);
+        mistyped.mistyped = Some(("value_date", "another type"));
+        let error = summed(Some("2021-01-25"), "", &[mistyped]).unwrap_err();
+        assert!(error.contains("seq 1: its value_date is stored as another type"), "{error}");
         // Dated after the date asked for, it is not read at all.
         let after = [txn(1, "2021-01-26", "not postings")];
         assert_eq!(

@@ -75,21 +75,29 @@ pub fn check_text(text: &str, required: bool) -> Result<(), &'static str> {
     }
     if text.chars().any(hides_or_turns_text) {
         return Err(
-            "contains an invisible or direction-changing character (a zero-width space, a word joiner, a byte order mark, a line or paragraph separator, a bidirectional embedding, override or isolate)",
+            "contains an invisible or direction-changing character (a soft hyphen, a combining grapheme joiner, a Hangul filler, a zero-width space, a word joiner or invisible operator, a byte order mark, a line or paragraph separator, a bidirectional embedding, override or isolate, a tag character)",
         );
     }
     Ok(())
 }
 
 /// Characters that make two names look alike that differ, or show a name reversed to whoever
-/// reads it (an auditor's screen): zero-width space, word joiner and invisible operators, byte
-/// order mark, line and paragraph separators, bidirectional embeddings, overrides and isolates.
-/// The joiners and marks some scripts need (ZWNJ, ZWJ, LRM, RLM, Mongolian's variation
-/// selectors) are kept.
+/// reads it (an auditor's screen): soft hyphen, combining grapheme joiner, Hangul fillers,
+/// zero-width space, word joiner and invisible operators, byte order mark, line and paragraph
+/// separators, bidirectional embeddings, overrides and isolates, tag characters. The joiners
+/// and marks some scripts need (ZWNJ, ZWJ, LRM, RLM, Mongolian's variation selectors and vowel
+/// separator) are kept.
 fn hides_or_turns_text(c: char) -> bool {
     matches!(
         c,
-        '\u{200B}'
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+            | '\u{E0000}'..='\u{E007F}'
+            | '\u{200B}'
             | '\u{2028}'
             | '\u{2029}'
             | '\u{202A}'..='\u{202E}'
@@ -115,16 +123,26 @@ mod tests {
         assert_eq!(check_text(&"韦".repeat(200), true), Ok(()));
         assert_eq!(check_text(&"韦".repeat(201), true), Err("is longer than 200 characters"));
         assert_eq!(check_text("a\tb", true), Err("contains control characters"));
-        for hidden in
-            ['\u{200B}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{2060}', '\u{FEFF}', '\u{2028}']
-        {
+        for hidden in [
+            '\u{00AD}',
+            '\u{3164}',
+            '\u{E0041}',
+            '\u{200B}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{2028}',
+        ] {
             let name = format!("韦{hidden}小宝");
             assert!(check_text(&name, true).unwrap_err().contains("invisible"), "{hidden:?}");
         }
         // What scripts need is kept: joiners, marks, Mongolian's variation selectors.
-        for kept in
-            ['\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{180B}', '\u{2065}', '\u{206A}']
-        {
+        for kept in [
+            '\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{180B}', '\u{180E}', '\u{2065}',
+            '\u{206A}',
+        ] {
             assert_eq!(check_text(&format!("a{kept}b"), true), Ok(()), "{kept:?}");
         }
     }

@@ -181,12 +181,13 @@ fn unpack_packed(text: &str, out: &mut Vec<Posting>) -> Option<()> {
 }
 
 /// A JSON integer as [`pack`] writes an amount: digits, a minus sign before them, no leading
-/// zero; `None` for anything else (JSON may refuse it, or read it otherwise) or past 64 bits.
+/// zero, `0` unsigned; `None` for anything else (JSON may refuse it, or read it otherwise:
+/// `-0` is a float to serde_json, refused as an amount) or past 64 bits.
 fn packed_amount(text: &str) -> Option<i64> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let plain = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
-        && (digits == "0" || !digits.starts_with('0'));
+        && (text == "0" || !digits.starts_with('0'));
     if plain { text.parse().ok() } else { None }
 }
 
@@ -255,6 +256,8 @@ mod tests {
             r#"[["a\"b",5]]"#,
             r#"[["a\u0041",-0]]"#,
             r#"[["a",05]]"#,
+            r#"[["a",-0]]"#,
+            r#"[["a",0],["b",-1]]"#,
             r#"[["a",+5]]"#,
             r#"[["a",5.0]]"#,
             r#"[["a",9223372036854775808]]"#,
