@@ -2493,6 +2493,25 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
     assert_eq!(v.problems[0], format!("seq {head}: its kind is stored as text that is not UTF-8"));
     assert_eq!(set("kind = 'loan.repaid'").await.expect("the kind again"), 1);
     assert!(app.verify(&t.auditor).await.ok);
+    // A value date as a blob: reported by verify, and GetBalances refuses to sum it rather than
+    // count it at every date (it reads as empty text).
+    assert_eq!(set("value_date = cast(value_date as blob)").await.expect("a blob"), 1);
+    reported("value_date", "another type").await;
+    let balances = pb::GetBalancesRequest {
+        ledger_id: LEDGER.into(),
+        as_of: "2021-01-01".into(),
+        account_prefix: String::new(),
+    };
+    let mut audit = app.audit(&t.auditor);
+    let summed = match audit.get_balances(balances.clone()).await {
+        Ok(stream) => collect(stream.into_inner()).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert_eq!(summed.expect_err("not summed").code(), Code::Internal);
+    assert_eq!(set("value_date = cast(value_date as text)").await.expect("text again"), 1);
+    assert!(app.verify(&t.auditor).await.ok);
+    let chunks = collect(audit.get_balances(balances).await.expect("summed").into_inner()).await;
+    assert!(chunks.expect("summed").iter().all(|c| c.balances.is_empty()), "nothing by 2021-01-01");
     assert_eq!(set("recorded_at_us = 'yesterday'").await.expect("text"), 1);
     reported("recorded_at_us", "another type").await;
     // The head's seq a real: read at the integer below it, and reported.
