@@ -26,8 +26,9 @@ pub fn init(format: LogFormat) {
 /// the thread, the place and, when `RUST_LIB_BACKTRACE` or `RUST_BACKTRACE` asks for one, the
 /// backtrace; not printed beside the log by Rust's default hook, where a log collector reading
 /// JSON lines would drop them. Under a `RUST_LOG` that turns this module's errors off they are
-/// printed to stderr as that hook prints them, rather than lost. For the process's command line only (`main`): a test's failed assertion is a panic
-/// that its harness must show as usual. A panic the service catches (a command's plan, a call's
+/// printed to stderr as that hook prints them, rather than lost. For the process's command
+/// line only (`main`): a test's failed assertion is a panic that its harness must show as
+/// usual. A panic the service catches (a command's plan, a call's
 /// handler) is logged here where it happened, then where it was caught, with what the caller
 /// was answered.
 pub fn log_panics() {
@@ -40,19 +41,16 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
     let location = info.location().map(ToString::to_string).unwrap_or_default();
     let message = info.payload_as_str().unwrap_or("(a panic without a message)");
     let backtrace = std::backtrace::Backtrace::capture();
-    let captured = backtrace.status() == std::backtrace::BacktraceStatus::Captured;
-    if !tracing::enabled!(tracing::Level::ERROR) {
+    let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured)
+        .then(|| backtrace.to_string());
+    if tracing::enabled!(tracing::Level::ERROR) {
+        // (An absent field is left out of the line.)
+        tracing::error!(thread, location, backtrace, "panicked: {message}");
+    } else {
         // A `RUST_LOG` that leaves this module's errors out (`off`, or `sqlx=debug` alone)
         // would leave the panic without a trace: written as the default hook writes it.
-        if captured {
-            eprintln!("thread '{thread}' panicked at {location}:\n{message}\n{backtrace}");
-        } else {
-            eprintln!("thread '{thread}' panicked at {location}:\n{message}");
-        }
-    } else if captured {
-        tracing::error!(thread, location, %backtrace, "panicked: {message}");
-    } else {
-        tracing::error!(thread, location, "panicked: {message}");
+        let backtrace = backtrace.map(|b| format!("\n{b}")).unwrap_or_default();
+        eprintln!("thread '{thread}' panicked at {location}:\n{message}{backtrace}");
     }
 }
 

@@ -123,15 +123,9 @@ impl AuditService for Api {
         let pb::GetBalancesRequest { ledger_id, as_of, account_prefix } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?;
-        // Not trimmed: an account's name has no blanks, and a prefix is matched as sent.
-        if account_prefix.chars().count() > crate::domain::ids::TEXT_LEN_MAX
-            || account_prefix.chars().any(char::is_control)
-        {
-            return Err(super::error::invalid(
-                "account_prefix",
-                "must be at most 200 characters, without control characters",
-            ));
-        }
+        // Checked as free text, but not trimmed: a prefix is matched as sent.
+        crate::domain::ids::check_text(&account_prefix, false)
+            .map_err(|m| super::error::invalid("account_prefix", m))?;
         self.check_reads_books(&actor, &ledger_id, "the balances").await?;
         // A scan of the whole journal, as a verify's: one at a time with them.
         let _turn = self.whole_journal_turn().await?;

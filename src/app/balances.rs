@@ -18,11 +18,10 @@
 //! it out or counts it on the wrong day would be wrong without saying so (`verify` reports
 //! where the journal breaks). One dated after the date is not read.
 
-use std::collections::BTreeMap;
-
 use super::error::AppError;
+use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
-use crate::ledger::posting::{Posting, unpack_into};
+use crate::ledger::posting::{Posting, add_up, unpack_into};
 use crate::store::Db;
 use crate::store::scan::{JournalVisitor, TxnRef};
 
@@ -55,8 +54,8 @@ struct Summing {
     /// `YYYY-MM-DD`, as value dates are stored (text in that form orders as the dates do).
     as_of: Option<String>,
     prefix: String,
-    /// i128: a sum of stored i64 amounts cannot overflow it.
-    sums: BTreeMap<String, i128>,
+    /// By account ([`add_up`]).
+    sums: HashMap<String, i128>,
     through_seq: u64,
     /// The transaction being read's postings (kept to reuse their allocations).
     postings: Vec<Posting>,
@@ -81,15 +80,8 @@ impl JournalVisitor for Summing {
             self.failed = Some(format!("seq {seq}: its postings cannot be read: {e}"));
             return;
         }
-        for p in self.postings.iter().filter(|p| p.account.starts_with(&self.prefix)) {
-            let amount = i128::from(p.amount.0);
-            match self.sums.get_mut(p.account.as_str()) {
-                Some(sum) => *sum += amount,
-                None => {
-                    self.sums.insert(p.account.clone(), amount);
-                }
-            }
-        }
+        let prefix = &self.prefix;
+        add_up(&mut self.sums, self.postings.iter().filter(|p| p.account.starts_with(prefix)));
     }
 
     fn stopped(&self) -> bool {
@@ -102,7 +94,7 @@ impl Summing {
         if let Some(why) = self.failed {
             return Err(AppError::Internal(format!("balances cannot be summed: {why}")));
         }
-        let accounts = self
+        let mut accounts = self
             .sums
             .into_iter()
             .map(|(account, sum)| match i64::try_from(sum) {
@@ -111,7 +103,9 @@ impl Summing {
                     "the balance of {account} is past 64 bits: {sum} fen"
                 ))),
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        // Names are unique: by name alone, bytewise.
+        accounts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(Balances { through_seq: self.through_seq, accounts })
     }
 }

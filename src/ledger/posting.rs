@@ -123,6 +123,23 @@ pub fn is_packed(postings: &[Posting], text: &str) -> bool {
     pack_into(postings, &mut rest).is_ok() && rest.0.is_empty()
 }
 
+/// Adds each posting's amount to its account's sum in `sums` (i128: a sum of stored i64
+/// amounts cannot overflow it), allocating a name only for an account not summed yet.
+pub fn add_up<'p>(
+    sums: &mut crate::collections::HashMap<String, i128>,
+    postings: impl IntoIterator<Item = &'p Posting>,
+) {
+    for p in postings {
+        let amount = i128::from(p.amount.0);
+        match sums.get_mut(p.account.as_str()) {
+            Some(sum) => *sum += amount,
+            None => {
+                sums.insert(p.account.clone(), amount);
+            }
+        }
+    }
+}
+
 /// The postings of a stored journal row's text ([`pack`]'s form, any JSON spacing).
 pub fn unpack(text: &str) -> Result<Vec<Posting>, serde_json::Error> {
     let pairs: Vec<(String, i64)> = serde_json::from_str(text)?;

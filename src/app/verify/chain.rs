@@ -14,7 +14,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 use super::Problems;
 use super::replay::{Chunk, TxnText};
 use crate::ledger::hash::{GENESIS, Hash, TxnContent, from_hex, is_hex_of};
-use crate::ledger::posting::{Posting, Postings, unpack_into};
+use crate::ledger::posting::{Posting, Postings, add_up, unpack_into};
 use crate::store::bulk::{request_digest, size, sized};
 use crate::store::scan::{JournalVisitor, TxnRef};
 
@@ -147,8 +147,7 @@ impl JournalVisitor for Chain {
         // Unreadable postings are reported, and checked as none (a transaction that moved money
         // then breaks the chain too). After the gap before this seq: the first problem added
         // names the first break.
-        let mut postings = std::mem::take(&mut self.postings);
-        if let Err(e) = unpack_into(t.postings, &mut postings) {
+        if let Err(e) = unpack_into(t.postings, &mut self.postings) {
             self.problems.add(seq, format!("seq {seq}: its postings cannot be read: {e}"));
         }
         if !is_hex_of(t.prev_hash, &self.prev) {
@@ -169,7 +168,7 @@ impl JournalVisitor for Chain {
             actor: t.actor,
             request_id: t.request_id,
             command_json: t.command_json,
-            postings: &postings,
+            postings: &self.postings,
         };
         let hash = content.chain_hash_with(&self.prev, &mut self.bytes);
         // Continue the chain from the stored hash, so that one changed row is reported once and
@@ -181,19 +180,10 @@ impl JournalVisitor for Chain {
             self.problems.add(seq, format!("seq {seq}: stored hash differs from the recomputed hash: the row or its postings were changed"));
             from_hex(t.hash).unwrap_or(hash)
         };
-        if let Err(e) = Postings::check(&postings) {
+        if let Err(e) = Postings::check(&self.postings) {
             self.problems.add(seq, format!("seq {seq}: {e}"));
         }
-        for p in &postings {
-            let amount = i128::from(p.amount.0);
-            match self.balances.get_mut(p.account.as_str()) {
-                Some(b) => *b += amount,
-                None => {
-                    self.balances.insert(p.account.clone(), amount);
-                }
-            }
-        }
-        self.postings = postings;
+        add_up(&mut self.balances, &self.postings);
         self.requests.push((seq, request_digest(&self.keys, t.actor, t.request_id)));
         self.head_seq = seq;
         self.head_hash.clear();
