@@ -94,8 +94,10 @@ impl Summing {
         if let Some(why) = self.failed {
             return Err(AppError::Internal(format!("balances cannot be summed: {why}")));
         }
-        let mut accounts = self
-            .sums
+        let mut sums: Vec<(String, i128)> = self.sums.into_iter().collect();
+        // Names are unique: by name alone, bytewise (the first past 64 bits is then named).
+        sums.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let accounts = sums
             .into_iter()
             .map(|(account, sum)| match i64::try_from(sum) {
                 Ok(balance) => Ok((account, balance)),
@@ -103,9 +105,7 @@ impl Summing {
                     "the balance of {account} is past 64 bits: {sum} fen"
                 ))),
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Names are unique: by name alone, bytewise.
-        accounts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            .collect::<Result<_, _>>()?;
         Ok(Balances { through_seq: self.through_seq, accounts })
     }
 }
