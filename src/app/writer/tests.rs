@@ -10,10 +10,11 @@
 //! ([`super::Envelope::brief`]); a loan changed by a group and again by the group planned while
 //! that one commits; a settlement run over more loans than a page holds, and the same run retried.
 
+use super::rules::still_lends;
 use super::{Envelope, PART_COMMANDS_MAX, WriterHandle, spawn};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
-use crate::app::error::AppError;
+use crate::app::error::{AppError, unpanicked};
 use crate::app::verify::verify_ledger;
 use crate::bench::load::id_number;
 use crate::domain::date::{BusinessDate, parse_date};
@@ -946,34 +947,34 @@ fn a_loan_still_lends_until_repaid_or_past_paying_out() {
     let day = |s: &str| parse_date(s).unwrap();
     let contract = LoanState::new(crate::bench::load::bench_terms(&id_number(1)), 1);
     let today = day("2021-06-01");
-    assert_eq!(super::still_lends(&contract, today).as_deref(), Some("may still be paid out"));
-    assert_eq!(super::still_lends(&contract, day("2022-01-25")), None, "its maturity has come");
+    assert_eq!(still_lends(&contract, today).as_deref(), Some("may still be paid out"));
+    assert_eq!(still_lends(&contract, day("2022-01-25")), None, "its maturity has come");
     let mut lent = contract.clone();
     lent.status = crate::domain::loan::LoanStatus::Active;
     (lent.disbursed_fen, lent.principal_outstanding_fen) = (Fen(5_000_000), Fen(1_000_000));
-    let owes = super::still_lends(&lent, today);
+    let owes = still_lends(&lent, today);
     assert_eq!(owes.as_deref(), Some("still owes 10000.00 of principal"));
     lent.principal_outstanding_fen = Fen(0);
-    assert_eq!(super::still_lends(&lent, today), None, "repaid, nothing left to pay out");
+    assert_eq!(still_lends(&lent, today), None, "repaid, nothing left to pay out");
     lent.status = crate::domain::loan::LoanStatus::Settled;
     lent.principal_outstanding_fen = Fen(1);
-    assert_eq!(super::still_lends(&lent, today), None, "closed");
+    assert_eq!(still_lends(&lent, today), None, "closed");
     lent.last_value_date = day("2021-06-02");
-    let until = super::still_lends(&lent, today);
+    let until = still_lends(&lent, today);
     assert_eq!(until.as_deref(), Some("lent until 2021-06-02, after 2021-06-01"));
-    assert_eq!(super::still_lends(&lent, day("2021-06-02")), None, "closed that day");
+    assert_eq!(still_lends(&lent, day("2021-06-02")), None, "closed that day");
 }
 
 /// A panic in a command's plan is that command's `Internal` failure, with the panic's text,
 /// not the end of the writer; a plan that returns is passed through as it is.
 #[test]
 fn a_plan_that_panics_is_an_internal_failure() {
-    let failed = super::unpanicked("a loan's plan", || -> u32 { panic!("Addition overflowed") });
+    let failed = unpanicked("a loan's plan", || -> u32 { panic!("Addition overflowed") });
     match failed {
         Err(AppError::Internal(m)) => assert_eq!(m, "a loan's plan panicked: Addition overflowed"),
         other => panic!("{other:?}"),
     }
-    let formatted = super::unpanicked("a plan", || -> u32 { panic!("{} over", 7) });
+    let formatted = unpanicked("a plan", || -> u32 { panic!("{} over", 7) });
     assert!(matches!(formatted, Err(AppError::Internal(m)) if m == "a plan panicked: 7 over"));
-    assert!(matches!(super::unpanicked("a plan", || 7), Ok(7)));
+    assert!(matches!(unpanicked("a plan", || 7), Ok(7)));
 }

@@ -1,0 +1,625 @@
+//! Planning one command: check it against the domain rules and the state the group sees, and
+//! plan its event, postings and effect ([`Writer::plan`]); apply a staged effect to the group
+//! ([`Writer::apply`]).
+
+use super::rules::{
+    borrower_loans, borrowers_other_household, counts_on, expired_contract_refused,
+    household_loans, latest_contract_date, paid_out_dated_back, still_lends,
+};
+use super::{Effect, Envelope, Group, Planned, Writer};
+use crate::app::auth::{Principal, Role};
+use crate::app::command::{Command, JournalRef, Outcome, SettledTotals};
+use crate::app::error::{AppError, unpanicked};
+use crate::domain::cap::CapLoan;
+use crate::domain::date::{BusinessDate, format_date};
+use crate::domain::error::{DomainError, Reason};
+use crate::domain::event::JournalEvent;
+use crate::domain::household::status_on;
+use crate::domain::loan::{
+    LoanCommand, LoanEvent, LoanState, OriginationContext, plan_origination,
+};
+use crate::domain::lpr::{TenorBucket, lpr_on};
+use crate::domain::policy::{default_versions, in_force};
+use crate::ledger::loan_postings::loan_postings;
+use crate::ledger::posting::Postings;
+use crate::store::rows::{BankRow, HouseholdRow, HouseholdView};
+use crate::store::write::WriteTx;
+
+impl Writer {
+    /// Checks a command and plans its event, postings and effect. Reads only (the registry rows
+    /// it reads are kept in `g.registry` for the group's other commands).
+    pub(super) async fn plan(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        env: &Envelope,
+    ) -> Result<Planned, AppError> {
+        let actor = &env.actor;
+        let deny_ledger = |ledger_id: &str| {
+            AppError::denied(format!(
+                "{} may not change the registry of ledger {ledger_id}",
+                actor.actor()
+            ))
+        };
+        Ok(match &env.command {
+            Command::CreateLedger { ledger_id, name } => {
+                if !actor.is_operator() {
+                    return Err(AppError::denied("only an operator may create a ledger"));
+                }
+                if g.registry.ledger_exists(tx, ledger_id).await? {
+                    return Err(
+                        DomainError::Exists { what: "ledger", id: ledger_id.clone() }.into()
+                    );
+                }
+                Planned {
+                    ledger_id: ledger_id.clone(),
+                    event: JournalEvent::LedgerCreated {
+                        ledger_id: ledger_id.clone(),
+                        name: name.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::Ledger { ledger_id: ledger_id.clone(), name: name.clone() },
+                }
+            }
+            Command::RegisterBank { ledger_id, bank_id, name } => {
+                if !actor.configures_ledger(ledger_id) {
+                    return Err(deny_ledger(ledger_id));
+                }
+                if !g.registry.ledger_exists(tx, ledger_id).await? {
+                    return Err(
+                        DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
+                    );
+                }
+                if g.registry.bank(tx, bank_id).await?.is_some() {
+                    return Err(DomainError::Exists { what: "bank", id: bank_id.clone() }.into());
+                }
+                Planned {
+                    ledger_id: ledger_id.clone(),
+                    event: JournalEvent::BankRegistered {
+                        bank_id: bank_id.clone(),
+                        ledger_id: ledger_id.clone(),
+                        name: name.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::Bank(BankRow {
+                        bank_id: bank_id.clone(),
+                        ledger_id: ledger_id.clone(),
+                        name: name.clone(),
+                    }),
+                }
+            }
+            Command::RegisterHousehold { household, status } => {
+                let ledger_id = &household.ledger_id;
+                if !actor.administers_ledger(ledger_id) {
+                    return Err(deny_ledger(ledger_id));
+                }
+                if !g.registry.ledger_exists(tx, ledger_id).await? {
+                    return Err(
+                        DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
+                    );
+                }
+                if Self::household(&g.households, &household.household_id)?.is_some() {
+                    return Err(DomainError::Exists {
+                        what: "household",
+                        id: household.household_id.clone(),
+                    }
+                    .into());
+                }
+                let head = (ledger_id.clone(), household.head_id_number.clone());
+                if let Some(other) = g.headed.get(&head).and_then(|h| h.first()) {
+                    return Err(DomainError::refused(
+                        Reason::HeadAlreadyRegistered,
+                        format!(
+                            "head_id_number already heads household {other} of ledger \
+                             {ledger_id}: a person heads one household of a ledger, whose cap \
+                             counts all its members' loans"
+                        ),
+                    )
+                    .with("household_id", other)
+                    .into());
+                }
+                Planned {
+                    ledger_id: ledger_id.clone(),
+                    event: JournalEvent::HouseholdRegistered {
+                        household: household.clone(),
+                        status: status.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::Household(
+                        HouseholdRow {
+                            household_id: household.household_id.clone(),
+                            ledger_id: ledger_id.clone(),
+                            head_name: household.head_name.clone(),
+                            head_id_number: household.head_id_number.clone(),
+                            township: household.township.clone(),
+                            village: household.village.clone(),
+                        },
+                        status.clone(),
+                    ),
+                }
+            }
+            Command::SetHouseholdStatus { household_id, entry } => {
+                let household = Self::household(&g.households, household_id)?.ok_or_else(|| {
+                    DomainError::NotFound { what: "household", id: household_id.clone() }
+                })?;
+                let ledger_id = household.row.ledger_id.clone();
+                if !actor.reads_ledger(&ledger_id) {
+                    // As a missing one: a finance office does not learn whether a household
+                    // outside its ledger exists.
+                    return Err(DomainError::NotFound {
+                        what: "household",
+                        id: household_id.clone(),
+                    }
+                    .into());
+                }
+                if !actor.administers_ledger(&ledger_id) {
+                    return Err(deny_ledger(&ledger_id));
+                }
+                if let Some(first) = household.statuses.iter().map(|s| s.effective_date).min()
+                    && entry.effective_date < first
+                {
+                    return Err(DomainError::refused(
+                        Reason::StatusDateBeforeRegistration,
+                        format!(
+                            "household {household_id} is registered from {}; a status cannot take effect before that",
+                            format_date(first)
+                        ),
+                    )
+                    .into());
+                }
+                Planned {
+                    ledger_id,
+                    event: JournalEvent::HouseholdStatusSet {
+                        household_id: household_id.clone(),
+                        entry: entry.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::HouseholdStatus {
+                        household_id: household_id.clone(),
+                        entry: entry.clone(),
+                    },
+                }
+            }
+            Command::SetPolicy { ledger_id, version } => {
+                if !actor.administers_ledger(ledger_id) {
+                    return Err(deny_ledger(ledger_id));
+                }
+                if !g.registry.ledger_exists(tx, ledger_id).await? {
+                    return Err(
+                        DomainError::NotFound { what: "ledger", id: ledger_id.clone() }.into()
+                    );
+                }
+                let versions = g.registry.policies(tx, ledger_id).await?;
+                if versions.iter().any(|v| v.effective_date == version.effective_date) {
+                    return Err(DomainError::Exists {
+                        what: "policy version",
+                        id: format!("{ledger_id} {}", format_date(version.effective_date)),
+                    }
+                    .into());
+                }
+                Planned {
+                    ledger_id: ledger_id.clone(),
+                    event: JournalEvent::PolicySet {
+                        ledger_id: ledger_id.clone(),
+                        version: version.clone(),
+                    },
+                    postings: Postings::memo(),
+                    effect: Effect::Policy {
+                        ledger_id: ledger_id.clone(),
+                        version: version.clone(),
+                    },
+                }
+            }
+            Command::SetLpr { .. }
+            | Command::SettlementRun { .. }
+            | Command::SettlementRunSummary { .. } => {
+                return Err(AppError::Internal(format!(
+                    "{} is not a journal command",
+                    env.command.name()
+                )));
+            }
+            Command::CreateLoan { terms } => {
+                if actor.role != Role::Bank || actor.org != terms.bank_id {
+                    return Err(AppError::denied(format!(
+                        "{} may not contract loans for bank {}",
+                        actor.actor(),
+                        terms.bank_id
+                    )));
+                }
+                let bank = g.registry.bank(tx, &terms.bank_id).await?.ok_or_else(|| {
+                    DomainError::NotFound { what: "bank", id: terms.bank_id.clone() }
+                })?;
+                // Looked up with the group's other loans (`prefetch`): held if it exists.
+                if g.loans.contains_key(&terms.loan_id)
+                    || (!g.missing.contains(&terms.loan_id)
+                        && tx.loan(&terms.loan_id).await?.is_some())
+                {
+                    return Err(
+                        DomainError::Exists { what: "loan", id: terms.loan_id.clone() }.into()
+                    );
+                }
+                // A household outside the ledger the bank lends in is answered as a missing
+                // one, as `GetHousehold` answers it: the bank does not learn that it exists.
+                let household = Self::household(&g.households, &terms.household_id)?
+                    .filter(|h| h.row.ledger_id == bank.ledger_id)
+                    .ok_or_else(|| DomainError::NotFound {
+                        what: "household",
+                        id: terms.household_id.clone(),
+                    })?;
+                let policies = g.registry.policies(tx, &bank.ledger_id).await?;
+                let version = in_force(&policies, terms.contract_date);
+                let policy = version.as_ref().map(|v| &v.params);
+                let lpr = g.registry.lpr(tx).await?;
+                let lpr_cap = lpr_on(
+                    &lpr,
+                    TenorBucket::for_term_months(terms.term_months),
+                    terms.contract_date,
+                );
+                let open = household_loans(g, &terms.household_id)?;
+                if let Some(parent_id) = &terms.renews_loan_id {
+                    let parent = self.loan(tx, g, parent_id).await?;
+                    // Another bank's loan is answered as a missing one: a bank never learns
+                    // whether another bank's loan exists, nor whose it is.
+                    if parent.terms.bank_id != terms.bank_id {
+                        return Err(
+                            DomainError::NotFound { what: "loan", id: parent_id.clone() }.into()
+                        );
+                    }
+                    if parent.terms.household_id != terms.household_id {
+                        return Err(DomainError::refused(
+                            Reason::RenewalMismatch,
+                            format!(
+                                "loan {parent_id} belongs to household {}; a renewal must keep it",
+                                parent.terms.household_id
+                            ),
+                        )
+                        .into());
+                    }
+                    // A renewal replaces its parent, and the two count once against the cap
+                    // while both are open (`domain::cap`). A renewal of a renewal whose own
+                    // parent is still open would make three loans count as one, and so on
+                    // without end: it waits until that parent is closed.
+                    if let Some(grand) = parent.terms.renews_loan_id.as_deref()
+                        && open.get(grand).is_some_and(|l| {
+                            l.status.is_open() && !l.is_expired_contract(terms.contract_date)
+                        })
+                    {
+                        return Err(DomainError::refused(
+                            Reason::RenewalMismatch,
+                            format!(
+                                "loan {parent_id} renews loan {grand}, which is still open: a \
+                                 renewal of {parent_id} may be contracted once {grand} is closed"
+                            ),
+                        )
+                        .into());
+                    }
+                }
+                // A contract never paid out whose maturity has come by the new contract's date
+                // lends nothing and is not counted (nor is it paid out after this one: see
+                // `Command::Disburse`).
+                let contract_date = terms.contract_date;
+                // A loan closed since the contract's date (a contract recorded late, dated back)
+                // was open on it, and counts (`counts_on`).
+                let household_open_loans: Vec<CapLoan<'_>> = open
+                    .values()
+                    .filter(|l| counts_on(l, contract_date))
+                    .map(|l| CapLoan {
+                        loan_id: &l.terms.loan_id,
+                        renews: l.terms.renews_loan_id.as_deref(),
+                        principal: l.terms.principal_fen,
+                    })
+                    .collect();
+                let mut terms = terms.clone();
+                terms.ledger_id = bank.ledger_id.clone();
+                let ctx = OriginationContext {
+                    bank_ledger_id: &bank.ledger_id,
+                    household_ledger_id: &household.row.ledger_id,
+                    household_statuses: &household.statuses,
+                    policy,
+                    lpr_cap,
+                    household_open_loans: &household_open_loans,
+                };
+                let event = unpanicked("a contract's plan", || plan_origination(&terms, &ctx))??;
+                let LoanEvent::Created { terms } = &event else {
+                    return Err(AppError::Internal("origination planned another event".into()));
+                };
+                if let Some(other) = borrowers_other_household(g, &bank.ledger_id, terms)? {
+                    return Err(DomainError::refused(
+                        Reason::BorrowerOfAnotherHousehold,
+                        format!(
+                            "borrower_id_number belongs to household {other} of ledger {}: a \
+                             person borrows for the one household they head or owed a loan for \
+                             on this contract's date, whose cap counts all its members' loans",
+                            bank.ledger_id
+                        ),
+                    )
+                    .with("household_id", other)
+                    .into());
+                }
+                let new_terms = Box::new(terms.clone());
+                tracing::debug!(status = ?status_on(&household.statuses, terms.contract_date), "origination accepted");
+                Planned {
+                    ledger_id: bank.ledger_id.clone(),
+                    event: JournalEvent::Loan(event.clone()),
+                    postings: Postings::memo(),
+                    effect: Effect::NewLoan(new_terms),
+                }
+            }
+            Command::Disburse { loan_id, value_date, amount_fen } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                // A renewal replaces the loan it renews, and the two count once against the
+                // household cap (`domain::cap`): it is paid out once that loan lends nothing more,
+                // or the household would owe both at once, twice the cap.
+                if let Some(parent_id) = &loan.terms.renews_loan_id {
+                    let parent = self.loan(tx, g, parent_id).await?;
+                    if let Some(why) = still_lends(&parent, *value_date) {
+                        return Err(DomainError::refused(
+                            Reason::LoanNotDisbursable,
+                            format!(
+                                "loan {} renews loan {parent_id}, which {why}: a renewal is paid \
+                                 out once the loan it renews is repaid",
+                                loan.terms.loan_id
+                            ),
+                        )
+                        .with(
+                            "renewed_principal_outstanding_fen",
+                            parent.principal_outstanding_fen.0,
+                        )
+                        .into());
+                    }
+                }
+                // A contract not paid out by its maturity stopped counting against the household
+                // cap for the contracts of the household dated from then on: with one of those,
+                // open or closed, it is not paid out (back-dated before its maturity, it would
+                // lend past the cap). A value date at or after the maturity, or before the
+                // contract, is refused by the loan itself (`VALUE_DATE_OUT_OF_RANGE`), whatever
+                // was contracted since.
+                if paid_out_dated_back(&loan, *value_date, latest_contract_date(g)) {
+                    // Contracted since without this one counting: by its household, or by its
+                    // borrower for another household of the ledger, which the borrower rule let
+                    // through because this contract no longer counted
+                    // (`borrowers_other_household`): paid out, the person would owe loans of
+                    // two households. Closed since, it counts too: contracted on or after the
+                    // maturity, it was open after the value date, which is before the maturity,
+                    // and this loan, paid out on that date, would have been owed beside it.
+                    let counted_since = |l: &LoanState| {
+                        l.terms.loan_id != loan.terms.loan_id
+                            && loan.is_expired_contract(l.terms.contract_date)
+                    };
+                    let household = household_loans(g, &loan.terms.household_id)?;
+                    let borrower = borrower_loans(g, &loan.terms.borrower_id_number)?;
+                    let mut since: Vec<&LoanState> = household
+                        .into_values()
+                        .chain(borrower.into_values().filter(|l| {
+                            l.terms.ledger_id == loan.terms.ledger_id
+                                && l.terms.household_id != loan.terms.household_id
+                        }))
+                        .filter(|l| counted_since(l))
+                        .collect();
+                    // The bank's own loans first: another bank's is named only when no loan of
+                    // its own explains the refusal.
+                    since.sort_unstable_by(|a, b| {
+                        let other_bank = |l: &LoanState| l.terms.bank_id != loan.terms.bank_id;
+                        (other_bank(a), &a.terms.loan_id).cmp(&(other_bank(b), &b.terms.loan_id))
+                    });
+                    if let Some(later) = since.first() {
+                        return Err(expired_contract_refused(&loan, later));
+                    }
+                }
+                self.plan_loan(
+                    &loan,
+                    LoanCommand::Disburse { date: *value_date, amount: *amount_fen },
+                )?
+            }
+            Command::RecordRepayment { loan_id, value_date, amount_fen } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                self.plan_loan(
+                    &loan,
+                    LoanCommand::Repay { date: *value_date, amount: *amount_fen },
+                )?
+            }
+            Command::SettleLoan { loan_id, date } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                if !actor.administers_ledger(&loan.terms.ledger_id) {
+                    check_bank(actor, &loan)?;
+                }
+                self.plan_settlement(&loan, *date)?
+            }
+            Command::MarkMisuse { loan_id, value_date } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                if !actor.administers_ledger(&loan.terms.ledger_id) {
+                    check_bank(actor, &loan)?;
+                }
+                self.plan_loan(&loan, LoanCommand::MarkMisuse { date: *value_date })?
+            }
+            Command::ExtendLoan { loan_id, value_date, new_maturity } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                self.plan_loan(
+                    &loan,
+                    LoanCommand::Extend { date: *value_date, new_maturity: *new_maturity },
+                )?
+            }
+            Command::WriteOffLoan { loan_id, value_date } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                self.plan_loan(&loan, LoanCommand::WriteOff { date: *value_date })?
+            }
+        })
+    }
+
+    /// Plans a settlement of `loan` through `date`, dated the last point it settles: a run dated
+    /// after its points (a quarter-end 20th on a Saturday, run on the Monday) would otherwise
+    /// date the loan's last event after them, and the banks' payments of the days between, sent
+    /// after the run, would be refused as dated before the loan's last event. The same points
+    /// and figures, dated the point (a run dated a point, the usual case, is planned once); a
+    /// settlement that would come out otherwise keeps the run's date.
+    pub(super) fn plan_settlement(
+        &self,
+        loan: &LoanState,
+        date: BusinessDate,
+    ) -> Result<Planned, AppError> {
+        let planned = self.plan_loan(loan, LoanCommand::Settle { date })?;
+        fn points(p: &Planned) -> Option<&[crate::domain::servicing::SettlementPoint]> {
+            match &p.event {
+                JournalEvent::Loan(LoanEvent::Settled { settlements, .. }) => Some(settlements),
+                _ => None,
+            }
+        }
+        let last = points(&planned).and_then(|s| s.last()).map(|p| p.date);
+        let Some(point) = last.filter(|point| *point < date) else { return Ok(planned) };
+        let at_point = self.plan_loan(loan, LoanCommand::Settle { date: point })?;
+        Ok(if points(&at_point) == points(&planned) { at_point } else { planned })
+    }
+
+    /// Plans a command on an existing loan: the event, its postings and the state after it.
+    pub(super) fn plan_loan(
+        &self,
+        loan: &LoanState,
+        command: LoanCommand,
+    ) -> Result<Planned, AppError> {
+        let (event, after) = unpanicked("a loan's plan", || loan.plan(&command))??;
+        if let LoanEvent::Settled { settlements, .. } = &event
+            && settlements.is_empty()
+        {
+            return Ok(Planned {
+                ledger_id: loan.terms.ledger_id.clone(),
+                event: JournalEvent::Loan(event),
+                postings: Postings::memo(),
+                effect: Effect::Unchanged(Box::new(loan.clone())),
+            });
+        }
+        let settled = SettledTotals::of(event.settlements());
+        let postings = loan_postings(&event, &loan.terms.bank_id)
+            .map_err(|e| AppError::Internal(format!("unbalanced plan: {e}")))?;
+        Ok(Planned {
+            ledger_id: loan.terms.ledger_id.clone(),
+            event: JournalEvent::Loan(event),
+            postings,
+            effect: Effect::Loan(Box::new(after), settled),
+        })
+    }
+
+    /// Applies a planned effect (ledgers, banks and policy versions written now; households,
+    /// their statuses and loan states into the group) and builds the answer.
+    pub(super) async fn apply(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        effect: Effect,
+        seq: u64,
+        entry: &JournalRef,
+        brief: bool,
+    ) -> Result<Outcome, AppError> {
+        let seq_i64 = i64::try_from(seq).map_err(|_| AppError::Internal("seq overflow".into()))?;
+        Ok(match effect {
+            Effect::Ledger { ledger_id, name } => {
+                tx.insert_ledger(&ledger_id, &name).await?;
+                // A new ledger starts with the programme's default policy versions, so that it can
+                // lend from the first day; the finance office adds its own versions later.
+                for version in default_versions() {
+                    tx.insert_policy(&ledger_id, &version).await?;
+                }
+                g.registry.ledgers.insert(ledger_id.clone());
+                // Nothing can have read this ledger's versions yet (they are read only for a
+                // ledger known to exist); dropped all the same, should that ever change.
+                g.registry.policies.remove(&ledger_id);
+                Outcome::Ledger { ledger_id, name, entry: entry.clone() }
+            }
+            Effect::Bank(row) => {
+                tx.insert_bank(&row).await?;
+                g.registry.banks.insert(row.bank_id.clone(), row.clone());
+                Outcome::Bank {
+                    bank_id: row.bank_id,
+                    ledger_id: row.ledger_id,
+                    name: row.name,
+                    entry: entry.clone(),
+                }
+            }
+            Effect::Household(row, status) => {
+                g.staged.households.push(row.clone());
+                g.staged.statuses.push((row.household_id.clone(), seq_i64, status.clone()));
+                let view = HouseholdView { row: row.clone(), statuses: vec![status.clone()] };
+                g.households.insert(row.household_id.clone(), Some(view));
+                g.headed
+                    .entry((row.ledger_id.clone(), row.head_id_number.clone()))
+                    .or_default()
+                    .push(row.household_id.clone());
+                Outcome::Household {
+                    household: crate::domain::event::HouseholdRecord {
+                        household_id: row.household_id,
+                        ledger_id: row.ledger_id,
+                        head_name: row.head_name,
+                        head_id_number: row.head_id_number,
+                        township: row.township,
+                        village: row.village,
+                    },
+                    statuses: vec![status],
+                    entry: entry.clone(),
+                }
+            }
+            Effect::HouseholdStatus { household_id, entry: status } => {
+                // Read for the group at its start (`prefetch`), and kept with its changes.
+                let Some(Some(view)) = g.households.get_mut(&household_id) else {
+                    return Err(AppError::Internal(format!(
+                        "household {household_id} was not read for its group"
+                    )));
+                };
+                view.statuses.push(status.clone());
+                let view = view.clone();
+                g.staged.statuses.push((household_id, seq_i64, status));
+                Outcome::Household {
+                    household: crate::domain::event::HouseholdRecord {
+                        household_id: view.row.household_id,
+                        ledger_id: view.row.ledger_id,
+                        head_name: view.row.head_name,
+                        head_id_number: view.row.head_id_number,
+                        township: view.row.township,
+                        village: view.row.village,
+                    },
+                    statuses: view.statuses,
+                    entry: entry.clone(),
+                }
+            }
+            Effect::Policy { ledger_id, version } => {
+                tx.insert_policy(&ledger_id, &version).await?;
+                g.registry.policies.remove(&ledger_id);
+                Outcome::Policy { ledger_id, version, entry: entry.clone() }
+            }
+            Effect::Unchanged(_) => {
+                return Err(AppError::Internal("an unchanged loan reached apply".into()));
+            }
+            Effect::NewLoan(terms) => {
+                let after = LoanState::new(*terms, seq);
+                g.staged.new_loans.insert(after.terms.loan_id.clone());
+                g.changed_loan(after, entry, SettledTotals::default(), brief)
+            }
+            Effect::Loan(state, settled) => {
+                let mut after = *state;
+                after.last_seq = seq;
+                g.changed_loan(after, entry, settled, brief)
+            }
+        })
+    }
+}
+
+/// Whether `actor` may change `loan` as its bank. A loan the actor may not read is answered as
+/// a missing one (another bank's to a bank, another ledger's to a finance office): nobody
+/// learns whether a loan outside their books exists, nor whose it is (as a renewal of it is
+/// answered). A loan the actor reads but may not change as its bank is PERMISSION_DENIED.
+pub(super) fn check_bank(actor: &Principal, loan: &LoanState) -> Result<(), AppError> {
+    if actor.role == Role::Bank && actor.org == loan.terms.bank_id {
+        Ok(())
+    } else if !actor.reads_loan(&loan.terms.bank_id, &loan.terms.ledger_id) {
+        Err(DomainError::NotFound { what: "loan", id: loan.terms.loan_id.clone() }.into())
+    } else {
+        Err(AppError::denied(format!(
+            "{} may not change loan {}: it belongs to bank {}",
+            actor.actor(),
+            loan.terms.loan_id,
+            loan.terms.bank_id
+        )))
+    }
+}
