@@ -1,0 +1,705 @@
+//! Who may do what: tokens and roles, the first operator token, revoked tokens, and what lies
+//! outside a caller's books answered as missing. Each scenario runs on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use loanledger::api::pb;
+use loanledger::api::pb::registry_service_client::RegistryServiceClient;
+use loanledger::app::auth::Role;
+use tonic::Code;
+
+use super::with_disbursed_loan;
+use crate::common::*;
+
+on_both_backends!(
+    authentication_and_roles,
+    what_is_outside_the_callers_books_is_missing_to_it,
+    revoked_token_is_refused,
+    first_operator_token_and_token_commands,
+    a_cancelled_token_read_still_revokes,
+    servers_started_together_make_one_first_token,
+);
+
+/// Bearer tokens and roles: a bank reaches only its own loans, an auditor only reads, nothing
+/// but health works without a token.
+async fn authentication_and_roles(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.bank_token("B2").await;
+    let mut other = app.loans(&b2);
+
+    // Another bank's loan is NOT_FOUND to a bank, read or written, as a missing one: a bank
+    // never learns whether another bank's loan exists, nor whose it is.
+    let missing = expect_code(
+        other.get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() }).await,
+        Code::NotFound,
+    );
+    assert_eq!(missing.message(), format!("loan {id} not found"));
+    let absent = expect_code(
+        other
+            .get_loan(pb::GetLoanRequest { loan_id: "B1-NONE".into(), as_of: String::new() })
+            .await,
+        Code::NotFound,
+    );
+    assert_eq!(absent.message(), "loan B1-NONE not found");
+    expect_code(
+        other
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-01-25".into(),
+                amount_fen: 0,
+            })
+            .await,
+        Code::NotFound,
+    );
+    expect_code(
+        other
+            .record_repayment(pb::RecordRepaymentRequest {
+                request_id: rid("repay"),
+                loan_id: id.clone(),
+                value_date: "2021-01-25".into(),
+                amount_fen: 100,
+            })
+            .await,
+        Code::NotFound,
+    );
+    // B2 contracting in B1's name is refused and not recorded: the same request id, its bank
+    // corrected, is decided afresh (here over the household's cap, which B1's loan fills),
+    // where it used to be REQUEST_ID_REUSED.
+    let mut in_b1s_name = standard_loan("C-B2", HOUSEHOLD);
+    expect_code(other.create_loan(in_b1s_name.clone()).await, Code::PermissionDenied);
+    in_b1s_name.bank_id = "B2".into();
+    expect_refused(other.create_loan(in_b1s_name).await, "HOUSEHOLD_CAP_EXCEEDED");
+    let history =
+        app.audit(&b2).get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
+    match history {
+        Err(s) => assert_eq!(s.code(), Code::NotFound, "{s:?}"),
+        Ok(stream) => {
+            let got = collect(stream.into_inner()).await;
+            assert_eq!(
+                got.map_err(|s| s.code()),
+                Err(Code::NotFound),
+                "another bank's loan history"
+            );
+        }
+    }
+    let unknown = app
+        .audit(&b2)
+        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: "NO-SUCH-LOAN".into() })
+        .await;
+    assert_eq!(unknown.err().map(|s| s.code()), Some(Code::NotFound), "an unknown loan's history");
+    match other.list_loans(pb::ListLoansRequest::default()).await {
+        Ok(list) => assert!(
+            list.get_ref().loans.iter().all(|l| l.bank_id == "B2"),
+            "a bank lists only its own loans: {:?}",
+            list.get_ref()
+        ),
+        Err(s) => assert_eq!(s.code(), Code::PermissionDenied, "{s:?}"),
+    }
+    expect_code(
+        other.list_loans(pb::ListLoansRequest { bank_id: BANK.into(), ..Default::default() }).await,
+        Code::PermissionDenied,
+    );
+    // A bank does not read a ledger's journal.
+    expect_code(
+        app.audit(&t.bank).verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        Code::PermissionDenied,
+    );
+    // Banks see household identity numbers masked.
+    if let Ok(h) = app
+        .registry(&t.bank)
+        .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+        .await
+    {
+        assert!(h.get_ref().head_id_number.contains('*'), "masked for banks: {:?}", h.get_ref());
+    }
+    // The loan is untouched.
+    let l = app.get_loan(&t.bank, &id).await;
+    assert_eq!(l.status, pb::LoanStatus::Contracted as i32);
+
+    // An auditor reads but never writes.
+    assert_eq!(app.get_loan(&t.auditor, &id).await, l);
+    let mut auditor_loans = app.loans(&t.auditor);
+    expect_code(
+        auditor_loans.create_loan(standard_loan("C-AUD", HOUSEHOLD)).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        auditor_loans
+            .disburse(pb::DisburseRequest {
+                request_id: rid("disburse"),
+                loan_id: id.clone(),
+                value_date: "2021-01-25".into(),
+                amount_fen: 0,
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let mut auditor_registry = app.registry(&t.auditor);
+    expect_code(
+        auditor_registry.register_household(household_request("H-AUD", "19800517")).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        auditor_registry
+            .create_ledger(pb::CreateLedgerRequest {
+                request_id: rid("ledger"),
+                ledger_id: "450122".into(),
+                name: "x".into(),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    // A bank neither opens ledgers nor registers households.
+    expect_code(
+        app.registry(&t.bank).register_household(household_request("H-BANK", "19800517")).await,
+        Code::PermissionDenied,
+    );
+    // A finance office of another ledger does not administer this one.
+    let elsewhere = app.token(Role::Finance, "450122").await;
+    expect_code(
+        app.registry(&elsewhere).register_household(household_request("H-ELSE", "19800517")).await,
+        Code::PermissionDenied,
+    );
+    // A household of a ledger the bank does not lend in is answered as a missing one: the bank
+    // does not learn whether it exists.
+    app.create_ledger(&t.operator, "450122", "another county").await;
+    let mut other = household_request("H-ELSE", "19800517");
+    other.ledger_id = "450122".into();
+    app.registry(&elsewhere).register_household(other).await.expect("its own ledger's household");
+    for household_id in ["H-ELSE", "NO-SUCH-HOUSEHOLD"] {
+        let status = expect_code(
+            app.registry(&t.bank)
+                .get_household(pb::GetHouseholdRequest { household_id: household_id.into() })
+                .await,
+            Code::NotFound,
+        );
+        assert_eq!(status.message(), format!("household {household_id} not found"));
+    }
+
+    // The operator sets the service up (ledgers, banks, the LPR table; tokens on the command
+    // line) and reads health (DESIGN.md's role table): it neither writes a ledger's registry,
+    // policy or loans nor reads its households, loans or journal.
+    let mut operator_registry = app.registry(&t.operator);
+    expect_code(
+        operator_registry.register_household(household_request("H-OP", "19800517")).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_registry
+            .set_household_status(status_request(
+                HOUSEHOLD,
+                pb::HouseholdStatus::Exited,
+                "2021-06-01",
+            ))
+            .await,
+        Code::PermissionDenied,
+    );
+    for household_id in [HOUSEHOLD, "NO-SUCH-HOUSEHOLD"] {
+        // Alike whether the household exists or not: the operator learns nothing of either.
+        expect_code(
+            operator_registry
+                .get_household(pb::GetHouseholdRequest { household_id: household_id.into() })
+                .await,
+            Code::PermissionDenied,
+        );
+    }
+    let policy = operator_registry
+        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: String::new() })
+        .await
+        .expect("the policy in force is configuration, readable by the operator")
+        .into_inner();
+    expect_code(
+        operator_registry
+            .set_policy(pb::SetPolicyRequest {
+                request_id: rid("policy"),
+                ledger_id: LEDGER.into(),
+                effective_date: "2022-01-01".into(),
+                params: policy.params,
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let mut operator_loans = app.loans(&t.operator);
+    expect_code(
+        operator_loans
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_loans.list_loans(pb::ListLoansRequest::default()).await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_loans
+            .settle_loans(pb::SettleLoansRequest {
+                request_id: rid("settle"),
+                ledger_id: LEDGER.into(),
+                bank_id: String::new(),
+                settlement_date: "2021-03-20".into(),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let mut operator_audit = app.audit(&t.operator);
+    let history =
+        operator_audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
+    assert_eq!(history.err().map(|s| s.code()), Some(Code::PermissionDenied), "a loan's history");
+    // A loan that does not exist is refused alike: the operator cannot learn which loans do.
+    let missing = loan_id("NOSUCH");
+    expect_code(
+        operator_loans
+            .get_loan(pb::GetLoanRequest { loan_id: missing.clone(), as_of: String::new() })
+            .await,
+        Code::PermissionDenied,
+    );
+    expect_code(
+        operator_loans
+            .get_payoff_quote(pb::GetPayoffQuoteRequest {
+                loan_id: missing.clone(),
+                as_of: "2021-03-01".into(),
+            })
+            .await,
+        Code::PermissionDenied,
+    );
+    let history =
+        operator_audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id: missing }).await;
+    assert_eq!(
+        history.err().map(|s| s.code()),
+        Some(Code::PermissionDenied),
+        "a missing loan's history"
+    );
+    let journal = operator_audit
+        .read_journal(pb::ReadJournalRequest { ledger_id: LEDGER.into(), from_seq: 0, to_seq: 0 })
+        .await;
+    assert_eq!(journal.err().map(|s| s.code()), Some(Code::PermissionDenied), "the journal");
+    expect_code(
+        operator_audit.verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        Code::PermissionDenied,
+    );
+
+    // A role that may never make a call is refused before the writer, and nothing is recorded
+    // under the request id (an auditor cannot fill the append-only idempotency table); a bank
+    // refused for another bank's loan (NOT_FOUND, as a missing one) is answered from the stored
+    // loan, and that refusal is recorded, to be given again.
+    let recorded = |request_id: String| {
+        let db = app.db.clone();
+        async move {
+            let sql = format!(
+                "update ledger set name = name where ledger_id = '{LEDGER}' and \
+                 exists (select 1 from idempotency where request_id = '{request_id}')"
+            );
+            db.execute_raw(&sql).await.expect("the idempotency table reads") == 1
+        }
+    };
+    let item = |request_id: &str| pb::BatchItem {
+        request_id: request_id.into(),
+        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+            loan_id: id.clone(),
+            value_date: "2021-02-01".into(),
+            amount_fen: 100,
+        })),
+    };
+    let by_auditor = rid("auditor-batch");
+    let refused = expect_code(
+        app.loans(&t.auditor)
+            .submit_batch(pb::SubmitBatchRequest { items: vec![item(&by_auditor)] })
+            .await,
+        Code::PermissionDenied,
+    );
+    assert!(refused.message().contains("only a bank may"), "{refused:?}");
+    assert!(!recorded(by_auditor).await, "an auditor's refused batch item is not recorded");
+    let by_operator = rid("operator-household");
+    let household = pb::RegisterHouseholdRequest {
+        request_id: by_operator.clone(),
+        ..household_request("H-OP2", "19800517")
+    };
+    expect_code(
+        app.registry(&t.operator).register_household(household).await,
+        Code::PermissionDenied,
+    );
+    assert!(!recorded(by_operator).await, "the operator's refused registration is not recorded");
+    let by_other_bank = rid("other-bank");
+    let repayment = pb::RecordRepaymentRequest {
+        request_id: by_other_bank.clone(),
+        loan_id: id.clone(),
+        value_date: "2021-02-01".into(),
+        amount_fen: 100,
+    };
+    expect_code(app.loans(&b2).record_repayment(repayment).await, Code::NotFound);
+    assert!(recorded(by_other_bank).await, "a bank's refusal on a stored loan is recorded");
+
+    // A finance office's token bound to "*" (made before that was refused) is no credential.
+    let secret = format!("ll_{}", "ab".repeat(32));
+    let hash = loanledger::app::auth::hash_token(&secret);
+    app.db.insert_token("tok_every_ledger", &hash, "finance", "*", 0).await.expect("stored");
+    expect_code(
+        app.registry(&secret)
+            .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+            .await,
+        Code::Unauthenticated,
+    );
+
+    // The scheme's name in any case, as HTTP reads it; another scheme, or none, is no credential.
+    for (value, code) in [
+        (format!("bearer {}", t.auditor), None),
+        (format!("BEARER  {}", t.auditor), None),
+        (format!("Basic {}", t.auditor), Some(Code::Unauthenticated)),
+        (t.auditor.clone(), Some(Code::Unauthenticated)),
+        ("Bearer".to_string(), Some(Code::Unauthenticated)),
+    ] {
+        let mut request = tonic::Request::new(pb::GetLedgerRequest { ledger_id: LEDGER.into() });
+        request.metadata_mut().insert("authorization", value.parse().expect("ASCII"));
+        let answer = RegistryServiceClient::new(app.channel()).get_ledger(request).await;
+        match code {
+            None => assert!(answer.is_ok(), "{value:?}: {answer:?}"),
+            Some(code) => {
+                expect_code(answer, code);
+            }
+        }
+    }
+
+    // No token, or an unknown one.
+    let mut anonymous = RegistryServiceClient::new(app.channel());
+    expect_code(
+        anonymous.get_ledger(pb::GetLedgerRequest { ledger_id: LEDGER.into() }).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        anonymous
+            .create_ledger(pb::CreateLedgerRequest {
+                request_id: rid("ledger"),
+                ledger_id: "450123".into(),
+                name: "x".into(),
+            })
+            .await,
+        Code::Unauthenticated,
+    );
+    let mut anonymous_loans =
+        loanledger::api::pb::loan_service_client::LoanServiceClient::new(app.channel());
+    expect_code(
+        anonymous_loans
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        app.loans("ll_0000000000000000000000000000000000000000000000000000000000000000")
+            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .await,
+        Code::Unauthenticated,
+    );
+    let mut anonymous_audit =
+        loanledger::api::pb::audit_service_client::AuditServiceClient::new(app.channel());
+    expect_code(
+        anonymous_audit.verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        Code::Unauthenticated,
+    );
+
+    // Health needs no token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+    let answer = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .expect("health without a token")
+        .into_inner();
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let answer = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "loanledger.v1.LoanService".into() })
+        .await
+        .expect("health of the loan service")
+        .into_inner();
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    // Nothing above wrote anything but the seed, the loan and bank B2.
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// What lies outside a caller's books is answered as missing, read or written: a finance office
+/// or an auditor of another ledger gets NOT_FOUND for a loan or a household of this one, with
+/// the message of one that does not exist (it used to be PERMISSION_DENIED for an existing one,
+/// which told it the id was taken and, for a write, whose loan it was), and a bank contracting
+/// for a household of another ledger is told the household is missing, as `GetHousehold`
+/// tells it (it used to be LEDGER_MISMATCH, naming the ledger).
+async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    let before = app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await.loan.unwrap();
+    app.create_ledger(&t.operator, "450122", "another county").await;
+    let finance = app.token(Role::Finance, "450122").await;
+    let auditor = app.token(Role::Auditor, "450122").await;
+    let mut other = household_request("H-ELSE", "19800517");
+    other.ledger_id = "450122".into();
+    app.registry(&finance).register_household(other).await.expect("its own ledger's household");
+    let missing = loan_id("NOSUCH");
+    let not_found = |what: &str, id: &str| format!("{what} {id} not found");
+
+    for token in [&finance, &auditor] {
+        let mut loans = app.loans(token);
+        let mut audit = app.audit(token);
+        for loan in [&id, &missing] {
+            let s = expect_code(
+                loans
+                    .get_loan(pb::GetLoanRequest { loan_id: loan.clone(), as_of: String::new() })
+                    .await,
+                Code::NotFound,
+            );
+            assert_eq!(s.message(), not_found("loan", loan));
+            let s = expect_code(
+                loans
+                    .get_payoff_quote(pb::GetPayoffQuoteRequest {
+                        loan_id: loan.clone(),
+                        as_of: "2021-03-01".into(),
+                    })
+                    .await,
+                Code::NotFound,
+            );
+            assert_eq!(s.message(), not_found("loan", loan));
+            let s = audit
+                .get_loan_history(pb::GetLoanHistoryRequest { loan_id: loan.clone() })
+                .await
+                .expect_err("a loan outside the books has no history to read");
+            assert_eq!((s.code(), s.message()), (Code::NotFound, not_found("loan", loan).as_str()));
+        }
+        for household_id in [HOUSEHOLD, "NO-SUCH-HOUSEHOLD"] {
+            let s = expect_code(
+                app.registry(token)
+                    .get_household(pb::GetHouseholdRequest { household_id: household_id.into() })
+                    .await,
+                Code::NotFound,
+            );
+            assert_eq!(s.message(), not_found("household", household_id));
+        }
+    }
+
+    // Written: the other ledger's finance office marks misuse and sets a household's status in
+    // this ledger, and is answered as for a missing loan or household; nothing is posted.
+    let mut registry = app.registry(&finance);
+    for loan in [&id, &missing] {
+        let s = expect_code(
+            app.loans(&finance)
+                .mark_misuse(pb::MarkMisuseRequest {
+                    request_id: rid("misuse"),
+                    loan_id: loan.clone(),
+                    value_date: "2021-02-01".into(),
+                })
+                .await,
+            Code::NotFound,
+        );
+        assert_eq!(s.message(), not_found("loan", loan), "{s:?}");
+    }
+    for household_id in [HOUSEHOLD, "NO-SUCH-HOUSEHOLD"] {
+        let s = expect_code(
+            registry
+                .set_household_status(status_request(
+                    household_id,
+                    pb::HouseholdStatus::Removed,
+                    "2021-06-01",
+                ))
+                .await,
+            Code::NotFound,
+        );
+        assert_eq!(s.message(), not_found("household", household_id));
+    }
+    // This ledger's own finance office reads the loan and the household, unchanged.
+    let stored = app.get_loan(&t.finance, &id).await;
+    assert_eq!((stored.misuse_since.as_str(), stored.last_seq), ("", before.last_seq));
+    let household = app
+        .registry(&t.finance)
+        .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+        .await
+        .expect("its own ledger's household")
+        .into_inner();
+    assert_eq!(household.status_history.len(), 1, "{household:?}");
+
+    // A bank contracting for a household of another ledger, or for none.
+    for household_id in ["H-ELSE", "NO-SUCH-HOUSEHOLD"] {
+        let s = expect_code(
+            app.loans(&t.bank).create_loan(standard_loan("C-ELSE", household_id)).await,
+            Code::NotFound,
+        );
+        assert_eq!(s.message(), not_found("household", household_id));
+    }
+}
+
+/// The first operator token is made for a fresh database only, and only by a server that
+/// listens: one whose port is taken stores none (it would never be printed), and a database
+/// with ledgers whose tokens are all gone gets none at a restart. The token commands work on
+/// a database this build's migrations set up, and refuse, rather than migrate, one they did not.
+/// A `RUST_LOG` the commands cannot read is said so.
+async fn first_operator_token_and_token_commands(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.seed().await;
+    app.db.execute_raw("delete from api_token").await.expect("the tokens gone");
+    // (restart asserts that no operator token is made.)
+    app.restart().await;
+    assert_eq!(app.db.count_tokens().await.expect("tokens"), 0);
+    let token_list = |database_url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["token", "list", "--database-url", database_url])
+            .output()
+            .expect("the binary runs")
+    };
+    let listed = token_list(&app.database_url);
+    assert!(listed.status.success(), "{listed:?}");
+    app.finish().await;
+    if backend != Backend::Sqlite {
+        return;
+    }
+
+    // A fresh SQLite file, its server's port taken.
+    let dir = tempfile::tempdir().expect("a directory");
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let settings = serve_settings(&url, taken.local_addr().expect("its address"));
+    assert!(loanledger::startup::Application::build(settings).await.is_err(), "the port is taken");
+    let db = loanledger::store::Db::connect(&url).await.expect("the database");
+    assert_eq!(db.count_tokens().await.expect("migrated, no token"), 0);
+    // A file that does not exist (a path mistyped, or relative to another directory): the
+    // token commands and verify refuse it and do not create it.
+    let path = dir.path().join("bare.db");
+    let bare = format!("sqlite://{}", path.display());
+    for args in [&["token", "list"][..], &["verify", "--ledger", LEDGER]] {
+        let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(args)
+            .args(["--database-url", &bare])
+            .output()
+            .expect("the binary runs");
+        assert!(!refused.status.success(), "{refused:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains(&format!("no database at {}", path.display())), "{said}");
+        assert!(!path.exists(), "{args:?} created the file");
+    }
+    // A RUST_LOG that cannot be read is said so, not ignored.
+    let unread = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["verify", "--ledger", LEDGER, "--database-url", &bare])
+        .env("RUST_LOG", "loanledger=loud")
+        .output()
+        .expect("the binary runs");
+    let said = String::from_utf8_lossy(&unread.stderr);
+    assert!(said.contains("RUST_LOG cannot be read") && said.contains("logging at info"), "{said}");
+    // Not migrated: the token commands refuse it and leave it so.
+    let bare_db = loanledger::store::Db::connect(&bare).await.expect("the file");
+    let refused = token_list(&bare);
+    assert!(!refused.status.success(), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("not set up"), "{said}");
+    assert!(bare_db.check_migrated().await.is_err());
+}
+
+/// A disbursed loan on a server that keeps a checked token `ttl`, and a bank token that read
+/// the loan (so that the server has it checked) and was then revoked: (the app, its tokens, the
+/// loan's id, the revoked token, its id).
+async fn a_revoked_token(
+    backend: Backend,
+    ttl: Duration,
+) -> Option<(TestApp, Tokens, String, String, String)> {
+    let (mut app, t, id) = with_disbursed_loan(backend).await?;
+    app.restart_with(loanledger::startup::business_utc_offset_default(), ttl).await;
+    let leaked = app.bank_token(BANK).await;
+    assert_eq!(app.get_loan(&leaked, &id).await.loan_id, id);
+    let token_id = loanledger::app::auth::token_id_of(&leaked).expect("a token's id");
+    assert!(loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke"));
+    Some((app, t, id, leaked, token_id))
+}
+
+/// A revoked token (`token revoke`) is refused, UNAUTHENTICATED, once the server's cache of
+/// checked tokens has let it go (`serve`: 30 s; this test's server: 300 ms). The bank's other
+/// tokens go on working, and `token list` shows it revoked.
+async fn revoked_token_is_refused(backend: Backend) {
+    const TOKEN_CACHE_TTL: Duration = Duration::from_millis(300);
+    let Some((app, t, id, leaked, token_id)) = a_revoked_token(backend, TOKEN_CACHE_TTL).await
+    else {
+        return;
+    };
+    assert!(
+        !loanledger::app::auth::revoke_token(&app.db, &token_id).await.expect("revoke again"),
+        "revoked once"
+    );
+    tokio::time::sleep(TOKEN_CACHE_TTL + Duration::from_millis(200)).await;
+    let request = || pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
+    expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
+    expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
+    assert_eq!(app.get_loan(&t.bank, &id).await.loan_id, id);
+    let listed = app.db.list_tokens().await.expect("the tokens");
+    let revoked: Vec<&str> =
+        listed.iter().filter(|t| t.revoked_at_us.is_some()).map(|t| t.token_id.as_str()).collect();
+    assert_eq!(revoked, [token_id.as_str()]);
+    app.finish().await;
+}
+
+/// A token's re-read runs to the end even when the call that started it is dropped (its
+/// deadline passed while the database was slow): the revoked token is then refused at once, not
+/// served from the entry as it was for another cache period, which a client that let every
+/// re-read time out kept alive for ever. PostgreSQL: its table lock holds the read back (SQLite
+/// readers are never held back by a writer).
+async fn a_cancelled_token_read_still_revokes(backend: Backend) {
+    const TOKEN_CACHE_TTL: Duration = Duration::from_millis(1_000);
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some((app, _, id, leaked, _)) = a_revoked_token(backend, TOKEN_CACHE_TTL).await else {
+        return;
+    };
+    tokio::time::sleep(TOKEN_CACHE_TTL + Duration::from_millis(100)).await;
+
+    use sqlx::Connection;
+    let mut lock = sqlx::PgConnection::connect(&app.database_url).await.expect("a connection");
+    let mut held = lock.begin().await.expect("a transaction");
+    sqlx::query("lock table api_token in access exclusive mode")
+        .execute(&mut *held)
+        .await
+        .expect("the lock");
+    let mut request =
+        tonic::Request::new(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() });
+    request.set_timeout(Duration::from_millis(150));
+    let timed_out = app.loans(&leaked).get_loan(request).await.expect_err("held back, timed out");
+    assert!(matches!(timed_out.code(), Code::DeadlineExceeded | Code::Cancelled), "{timed_out:?}");
+    held.commit().await.expect("the lock released");
+    // The re-read goes on once the lock is gone (a few milliseconds); long before the cache
+    // period ends, the token is refused.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let request = || pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
+    expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
+    app.finish().await;
+}
+
+/// Servers started together on a fresh database (replicas of one deployment) store one first
+/// operator token between them, printed by one of them: each checked for a token and then
+/// stored its own, so that each printed one.
+async fn servers_started_together_make_one_first_token(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.stop().await;
+    app.db.execute_raw("delete from api_token").await.expect("the first token gone");
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let build =
+        || loanledger::startup::Application::build(serve_settings(&app.database_url, any_port));
+    let (a, b, c, d) = tokio::join!(build(), build(), build(), build());
+    let printed = [a, b, c, d]
+        .into_iter()
+        .filter_map(|built| built.expect("a server").initial_operator_token())
+        .count();
+    assert_eq!(printed, 1, "one first token printed");
+    assert_eq!(app.db.count_tokens().await.expect("the tokens"), 1, "one stored");
+}

@@ -1,0 +1,732 @@
+//! The service through its life and its failures: restarts, a killed server keeping what it
+//! acknowledged, the drain at shutdown and a second signal, database connections killed under
+//! it, failed writes leaving nothing and not failing their neighbours, rows locked elsewhere.
+//! Each scenario runs on SQLite and on PostgreSQL (connections killed: PostgreSQL only).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use loanledger::api::pb;
+use tonic::Code;
+
+use super::{disbursed_loans, entry, with_disbursed_loan, with_two_disbursed_loans};
+use crate::common::*;
+
+on_both_backends!(
+    shutdown_finishes_writes_in_flight,
+    survives_restart,
+    killed_server_keeps_what_it_acknowledged,
+    a_second_signal_ends_the_drain,
+    failed_write_leaves_nothing,
+    failed_groups_beside_others,
+    a_stalled_reader_does_not_hold_up_shutdown,
+    a_row_locked_elsewhere_is_unavailable,
+);
+
+/// Stopping the server while clients are writing: every acknowledged write is in the journal
+/// after a restart, nothing is half-written or doubled, and the chain verifies.
+async fn shutdown_finishes_writes_in_flight(backend: Backend) {
+    const CLIENTS: usize = 30;
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let ids = disbursed_loans(&app, &t, "S", CLIENTS).await;
+
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let first_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(first_tx)));
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let mut loans = app.loans(&t.bank);
+        let first_tx = first_tx.clone();
+        let req = pb::RecordRepaymentRequest {
+            request_id: rid("repay"),
+            loan_id: id.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: 250_000,
+        };
+        tasks.push(tokio::spawn(async move {
+            let result = loans.record_repayment(req.clone()).await;
+            if let Some(tx) = first_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            (req, result.map(|r| r.into_inner()))
+        }));
+    }
+    // Stop as soon as the first write is answered, with the others in flight or queued.
+    let _ = first_rx.await;
+    app.restart().await;
+
+    let mut acknowledged = Vec::new();
+    let mut sent = Vec::new();
+    for task in tasks {
+        let (req, result) = task.await.expect("client task");
+        if let Ok(answer) = result {
+            acknowledged.push((req.request_id.clone(), entry(&answer).clone()));
+        }
+        sent.push(req);
+    }
+    assert!(!acknowledged.is_empty());
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    check_chain(&journal);
+    for (request_id, r) in &acknowledged {
+        let found: Vec<_> = journal.iter().filter(|e| &e.request_id == request_id).collect();
+        assert_eq!(found.len(), 1, "acknowledged {request_id} is in the journal once");
+        assert_eq!((found[0].seq, &found[0].hash), (r.seq, &r.hash));
+    }
+    for req in &sent {
+        let n = journal.iter().filter(|e| e.request_id == req.request_id).count();
+        assert!(n <= 1, "{} posted {n} times", req.request_id);
+        let l = app.get_loan_as_of(&t.bank, &req.loan_id, "2021-03-20").await;
+        let interest = standard_interest(1_000_000, 55);
+        let expected = if n == 1 { 1_000_000 - (250_000 - interest) } else { 1_000_000 };
+        assert_eq!(l.principal_outstanding_fen, expected, "{}", req.loan_id);
+    }
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// Everything written is there after a restart, and the chain continues from its head.
+async fn survives_restart(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let disbursed = app.disburse(&t.bank, &id, "2021-01-25").await;
+    let before_loan = app.get_loan(&t.bank, &id).await;
+    let before_journal = app.journal(&t.auditor, LEDGER).await;
+    let before_verify = app.verify(&t.auditor).await;
+    assert!(before_verify.ok);
+
+    app.restart().await;
+
+    assert_eq!(app.get_loan(&t.bank, &id).await, before_loan);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await, before_journal);
+    let household = app
+        .registry(&t.finance)
+        .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
+        .await
+        .expect("GetHousehold after restart")
+        .into_inner();
+    assert_eq!(household.status_history.len(), 1);
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(v, before_verify);
+
+    let repaid = app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    assert_eq!(entry(&repaid).seq, entry(&disbursed).seq + 1);
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.last().unwrap().prev_hash, entry(&disbursed).hash);
+    check_chain(&journal);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.head_hash, entry(&repaid).hash);
+    app.finish().await;
+}
+
+/// The server process killed (SIGKILL) while eight clients write: after a restart every
+/// repayment it acknowledged is in the journal at the place and with the hash it was
+/// acknowledged with, a retry of it is answered with the same entry, and the journal verifies.
+/// On SQLite this is also the crash test of the writer's WAL writes (`store::wal_vfs`): the
+/// process dies with a commit's frames half written.
+async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
+    const CLIENTS: usize = 8;
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.stop().await;
+    let mut server = ServerProcess::start(&app.database_url);
+    app.port = server.port;
+
+    // The first answer says the process is serving.
+    let started = std::time::Instant::now();
+    let mut acknowledged = vec![loop {
+        match app.repay_as(&t.bank, "crash-first", &id, "2021-03-20", 100).await {
+            Ok(r) => break ("crash-first".to_string(), entry(&r).clone()),
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                assert!(started.elapsed() < Duration::from_secs(30), "the server did not start");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }];
+
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let mut loans = app.loans(&t.bank);
+        let (id, answered, killed) = (id.clone(), answered.clone(), killed.clone());
+        clients.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for k in 0..5_000 {
+                let request_id = format!("crash-{c}-{k}");
+                let req = pb::RecordRepaymentRequest {
+                    request_id: request_id.clone(),
+                    loan_id: id.clone(),
+                    value_date: "2021-03-20".into(),
+                    amount_fen: 100,
+                };
+                match loans.record_repayment(req).await {
+                    Ok(r) => acked.push((request_id, entry(&r.into_inner()).clone())),
+                    // The process is gone; before the kill, any error is a failure.
+                    Err(s) => {
+                        let killed = killed.load(std::sync::atomic::Ordering::SeqCst);
+                        assert!(killed, "{request_id} failed before the kill: {s:?}");
+                        break;
+                    }
+                }
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            acked
+        }));
+    }
+    let writing = std::time::Instant::now();
+    while answered.load(std::sync::atomic::Ordering::Relaxed) < 400 {
+        assert!(
+            writing.elapsed() < Duration::from_secs(60) && !clients.iter().all(|c| c.is_finished()),
+            "the server stopped answering before 400 repayments"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    killed.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.kill();
+    for client in clients {
+        let acked = client.await.expect("a client task");
+        assert!(acked.len() < 5_000, "a client outlived the server");
+        acknowledged.extend(acked);
+    }
+    assert!(acknowledged.len() > 400, "{} acknowledged", acknowledged.len());
+
+    app.restart().await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let by_seq: BTreeMap<u64, &pb::JournalTransaction> =
+        journal.iter().map(|e| (e.seq, e)).collect();
+    for (request_id, acked) in &acknowledged {
+        let kept = by_seq.get(&acked.seq).unwrap_or_else(|| {
+            panic!("acknowledged {request_id} (seq {}) is not in the journal", acked.seq)
+        });
+        assert_eq!(&kept.request_id, request_id);
+        assert_eq!(kept.hash, acked.hash, "{request_id} was kept as it was acknowledged");
+    }
+    check_chain(&journal);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    for (request_id, acked) in acknowledged.iter().rev().take(20) {
+        let again = app
+            .repay_as(&t.bank, request_id, &id, "2021-03-20", 100)
+            .await
+            .expect("a retry of an acknowledged repayment");
+        assert_eq!(entry(&again), acked, "{request_id} is answered as before, not posted again");
+    }
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len(), "nothing posted twice");
+    app.finish().await;
+}
+
+/// The `loanledger serve` binary on a database, as a process of its own on a port it chose
+/// itself (read from its "serving" log line); killed (SIGKILL) by [`ServerProcess::kill`] or
+/// when dropped, and by the kernel should the test process die first (a test run interrupted
+/// or killed: no server left holding the database and its port). Its log is kept and printed
+/// should the test fail.
+struct ServerProcess {
+    child: std::process::Child,
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    fn start(database_url: &str) -> ServerProcess {
+        ServerProcess::start_with(database_url, &[])
+    }
+
+    /// As [`ServerProcess::start`], with more arguments to `serve`.
+    fn start_with(database_url: &str, serve_args: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
+        command
+            .args(["serve", "--database-url", database_url, "--listen", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .args(serve_args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        // Linux: SIGKILL to the child when the thread that started it ends (the test's own
+        // thread, which outlives the server in every test). Between fork and exec only
+        // async-signal-safe calls are allowed: prctl and getppid are.
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            let parent = std::process::id();
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the call: then nobody would signal us.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("the test process is gone"));
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("the server binary starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("the server's stderr");
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if event["fields"]["message"] == "serving"
+                    && let Some(port) = event["fields"]["addr"]
+                        .as_str()
+                        .and_then(|a| a.rsplit(':').next())
+                        .and_then(|p| p.parse::<u16>().ok())
+                {
+                    let _ = port_tx.send(port);
+                }
+                kept.lock().expect("the log").push(line);
+            }
+        });
+        let started = std::time::Instant::now();
+        let port = loop {
+            if let Ok(port) = port_rx.recv_timeout(Duration::from_millis(100)) {
+                break port;
+            }
+            let exited = child.try_wait().expect("the server's status");
+            let log = log.lock().expect("the log").join("\n");
+            assert!(exited.is_none(), "the server exited ({exited:?}):\n{log}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start:\n{log}"
+            );
+        };
+        ServerProcess { child, port, log }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("the killed server is reaped");
+    }
+
+    /// Sends the server `signal`.
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits up to `within` for a log line holding `text`.
+    fn wait_for_log(&self, text: &str, within: Duration) {
+        let started = std::time::Instant::now();
+        while !self.log.lock().expect("the log").iter().any(|line| line.contains(text)) {
+            let log = self.log.lock().expect("the log").join("\n");
+            assert!(started.elapsed() < within, "no log line with {text:?}:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking()
+            && let Ok(log) = self.log.lock()
+        {
+            eprintln!("the server process's log:\n{}", log.join("\n"));
+        }
+    }
+}
+
+/// A stopping server waits for the requests in flight (here a journal stream its client has
+/// stopped reading) up to its drain timeout; a second SIGTERM or SIGINT meanwhile ends it at
+/// once, with status 128 + the signal's number and a warning, and what it had committed is
+/// kept: the journal verifies after a restart.
+async fn a_second_signal_ends_the_drain(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    // Enough journal that its stream outgrows a client's HTTP/2 window of 64 KiB: unread, the
+    // server's sending waits.
+    disbursed_loans(&app, &t, "D", 60).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let journal_len = journal.len();
+    // The premise: the stream holds more than its window (the connection's is larger, hyper's
+    // default), so that the server cannot send it all.
+    let encoded: usize = journal.iter().map(prost::Message::encoded_len).sum();
+    assert!(encoded > 65_535 + 16_384, "a journal of {encoded} bytes");
+    app.stop().await;
+    for (first, second, status) in [
+        (libc::SIGTERM, libc::SIGTERM, 128 + libc::SIGTERM),
+        (libc::SIGTERM, libc::SIGINT, 128 + libc::SIGINT),
+    ] {
+        let mut server =
+            ServerProcess::start_with(&app.database_url, &["--drain-timeout-secs", "600"]);
+        app.port = server.port;
+        let narrow = app.endpoint().initial_stream_window_size(65_535).connect_lazy();
+        let mut stream = pb::audit_service_client::AuditServiceClient::with_interceptor(
+            narrow,
+            Bearer::new(&t.auditor),
+        )
+        .read_journal(pb::ReadJournalRequest { ledger_id: LEDGER.into(), ..Default::default() })
+        .await
+        .expect("the journal's stream")
+        .into_inner();
+        assert_eq!(stream.message().await.expect("a first entry").map(|e| e.seq), Some(1));
+        server.signal(first);
+        server.wait_for_log("SIGTERM received", Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(server.child.try_wait().expect("its status").is_none(), "it drains");
+        server.signal(second);
+        let started = std::time::Instant::now();
+        let exited = loop {
+            if let Some(exited) = server.child.try_wait().expect("its status") {
+                break exited;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "it did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(exited.code(), Some(status), "{exited:?}");
+        server.wait_for_log("received while stopping: exiting now", Duration::from_secs(5));
+        drop(stream);
+    }
+    app.restart().await;
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_len);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// PostgreSQL: every connection of the service killed under it (as a database restart or a
+/// firewall dropping connections would). A pooled connection idle for a while is pinged before
+/// it is handed out, so after a pause the reads succeed at once; one killed while in use a
+/// moment ago fails its next read with UNAVAILABLE (retryable), never INTERNAL, and is
+/// replaced. The writer opens its connection again; a repayment retried under the same request
+/// id posts once, and verify holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_killed_under_the_service() {
+    let Some((app, t, id)) = with_disbursed_loan(Backend::Postgres).await else {
+        return;
+    };
+    let before = app.history(&t.auditor, &id).await;
+    let journal_before = app.journal(&t.auditor, LEDGER).await.len();
+
+    // After a pause: the idle connections are pinged, the dead ones replaced unseen.
+    warm_readers(&app, &t.auditor, &id).await;
+    kill_service_sessions(&app).await;
+    tokio::time::sleep(loanledger::store::PING_IF_IDLE_FOR + Duration::from_millis(200)).await;
+    for _ in 0..6 {
+        assert_eq!(app.history(&t.auditor, &id).await, before);
+    }
+
+    // At once: a read may meet a dead connection, and is answered UNAVAILABLE.
+    warm_readers(&app, &t.auditor, &id).await;
+    kill_service_sessions(&app).await;
+    let mut unavailable = 0;
+    let history = loop {
+        let answer = app
+            .audit(&t.auditor)
+            .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() })
+            .await;
+        match answer {
+            Ok(stream) => break collect(stream.into_inner()).await.expect("the history's stream"),
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "a dead connection: {s:?}");
+                unavailable += 1;
+                assert!(unavailable <= 10, "the pool keeps handing out dead connections");
+            }
+        }
+    };
+    assert_eq!(history, before);
+
+    let mut attempts = 0;
+    let repaid = loop {
+        attempts += 1;
+        match app.repay_as(&t.bank, "after-kill", &id, "2021-03-20", 1_000).await {
+            Ok(r) => break r,
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "the writer's dead connection: {s:?}");
+                assert!(attempts <= 10, "the writer does not open its connection again");
+            }
+        }
+    };
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), journal_before + 1, "posted once");
+    assert_eq!(journal.last().map(|e| e.seq), Some(entry(&repaid).seq));
+
+    // A group whose first statement meets the dead connection before any BEGIN (a registry
+    // command reads its request id first) gets a new connection too.
+    kill_service_sessions(&app).await;
+    let mut attempts = 0;
+    let request_id = rid("bank-after-kill");
+    loop {
+        attempts += 1;
+        let answer = app
+            .registry(&t.operator)
+            .register_bank(pb::RegisterBankRequest {
+                request_id: request_id.clone(),
+                ledger_id: LEDGER.into(),
+                bank_id: "B7".into(),
+                name: "after the kill".into(),
+            })
+            .await;
+        match answer {
+            Ok(_) => break,
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unavailable, "the writer's dead connection: {s:?}");
+                assert!(attempts <= 10, "the writer keeps its dead connection");
+            }
+        }
+    }
+    // (The readers' connections were killed too: after a pause they are pinged and replaced.)
+    tokio::time::sleep(loanledger::store::PING_IF_IDLE_FOR + Duration::from_millis(200)).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), journal_before + 2, "posted once");
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// Four history reads at once, so that the readers' pool holds several connections.
+async fn warm_readers(app: &TestApp, token: &str, loan_id: &str) {
+    tokio::join!(
+        app.history(token, loan_id),
+        app.history(token, loan_id),
+        app.history(token, loan_id),
+        app.history(token, loan_id),
+    );
+}
+
+/// Terminates every other session on the test's database: the service's pool and writer.
+async fn kill_service_sessions(app: &TestApp) {
+    let killed = app
+        .db
+        .execute_raw(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where datname = current_database() and pid <> pg_backend_pid()",
+        )
+        .await
+        .expect("terminate the service's sessions");
+    assert!(killed >= 2, "the service's sessions were killed: {killed}");
+}
+
+/// A trigger that fails every insert of an idempotency record whose request id starts with
+/// `poison`: the database failing a group's writes.
+async fn poison_idempotency(app: &TestApp, backend: Backend) {
+    let poison = match backend {
+        Backend::Sqlite => {
+            "create trigger poison before insert on idempotency \
+             when new.request_id like 'poison%' begin select raise(abort, 'poisoned'); end"
+        }
+        Backend::Postgres => {
+            "create function poison() returns trigger language plpgsql as $$ \
+             begin if new.request_id like 'poison%' then raise exception 'poisoned'; end if; \
+             return new; end $$; \
+             create trigger poison before insert on idempotency \
+             for each row execute function poison()"
+        }
+    };
+    app.db.execute_raw(poison).await.expect("the test's trigger");
+}
+
+/// Verify with the test's poison trigger in place: the chain and the read models hold, and the
+/// trigger, not one of the migrations', is the one problem reported.
+async fn verifies_beside_the_poison(app: &TestApp, auditor: &str) {
+    let v = app.verify(auditor).await;
+    assert_eq!(
+        v.problems,
+        ["schema: trigger poison on idempotency is not the migrations'"],
+        "{v:?}"
+    );
+    assert_eq!(v.first_break_seq, 0, "{v:?}");
+}
+
+/// Groups failing among others on the same loan: the groups the writer planned while a failing
+/// one committed, on the states it would have left, are thrown away and run again, so every
+/// answered repayment counts once and the stored loan is the journal's.
+async fn failed_groups_beside_others(backend: Backend) {
+    const ROUNDS: usize = 16;
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    poison_idempotency(&app, backend).await;
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+
+    let mut batches = Vec::new();
+    let mut beside = Vec::new();
+    for i in 0..ROUNDS {
+        let mut loans = app.loans(&t.bank);
+        let items = vec![
+            repayment_item(&rid("side"), &id, "2021-03-20", 10),
+            repayment_item(&format!("poison-{i}"), &id, "2021-03-20", 10),
+        ];
+        batches.push(tokio::spawn(async move {
+            loans.submit_batch(pb::SubmitBatchRequest { items }).await.map(|r| r.into_inner())
+        }));
+        let mut loans = app.loans(&t.bank);
+        let items = vec![
+            repayment_item(&rid("beside"), &id, "2021-03-20", 10),
+            repayment_item(&rid("beside"), &id, "2021-03-20", 10),
+        ];
+        beside.push(tokio::spawn(async move {
+            loans.submit_batch(pb::SubmitBatchRequest { items }).await.map(|r| r.into_inner())
+        }));
+    }
+    for task in batches {
+        let answer = task.await.expect("batch task").expect("SubmitBatch");
+        assert_eq!((answer.posted, answer.failed), (1, 1), "{answer:?}");
+        assert_eq!(answer.results[1].code, "INTERNAL", "{answer:?}");
+    }
+    for task in beside {
+        let answer = task.await.expect("batch task").expect("SubmitBatch beside a failing group");
+        assert_eq!((answer.posted, answer.failed), (2, 0), "{answer:?}");
+    }
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), before + 3 * ROUNDS);
+    check_chain(&journal);
+    let l = app.get_loan(&t.bank, &id).await;
+    assert_eq!(l.interest_paid_fen + l.principal_repaid_fen, 3 * ROUNDS as i64 * 10, "{l:?}");
+    let b = balances(&journal);
+    assert_eq!(b.get(&format!("loan/{id}/principal")).copied(), Some(l.principal_outstanding_fen));
+    verifies_beside_the_poison(&app, &t.auditor).await;
+    app.finish().await;
+}
+
+/// A group whose writes fail part-way leaves nothing behind. A trigger refuses the idempotency
+/// row of one request (written after the group's journal rows, postings and loan links): the
+/// writer takes the group apart, posts the other commands, answers the refused one INTERNAL,
+/// and the chain goes on without a gap. A later item of the batch on the same loan is held
+/// back (UNAVAILABLE, not run, nothing recorded: run, it would come before the one it follows
+/// in the file); one on another loan is posted. Sent again once the trigger is gone, the batch
+/// runs in its order: what was answered is answered the same, the rest is posted. Verify
+/// holds throughout.
+async fn failed_write_leaves_nothing(backend: Backend) {
+    let Some((app, t, id, other)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    poison_idempotency(&app, backend).await;
+    let before = app.journal(&t.auditor, LEDGER).await;
+    let head = before.last().expect("seeded journal").seq;
+
+    let items = vec![
+        repayment_item(&rid("first"), &id, "2021-03-20", 100),
+        repayment_item("poison-1", &id, "2021-03-20", 100),
+        repayment_item(&rid("third"), &id, "2021-03-20", 100),
+        repayment_item(&rid("other"), &other, "2021-03-20", 100),
+    ];
+    let batch = pb::SubmitBatchRequest { items };
+    let answer =
+        app.loans(&t.bank).submit_batch(batch.clone()).await.expect("SubmitBatch").into_inner();
+    let r = &answer.results;
+    assert_eq!((answer.posted, answer.failed), (2, 2), "{answer:?}");
+    assert!(r[0].ok && !r[1].ok && !r[2].ok && r[3].ok, "{answer:?}");
+    assert_eq!(r[1].code, "INTERNAL", "{answer:?}");
+    assert_eq!(r[2].code, "UNAVAILABLE", "{answer:?}");
+    assert!(r[2].message.contains("went unanswered"), "{answer:?}");
+    let seqs: Vec<u64> = [&r[0], &r[3]].iter().map(|x| x.entry.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, [head + 1, head + 2], "{answer:?}");
+
+    // Alone, the refused request fails the same way and posts nothing.
+    let err = app
+        .repay_as(&t.bank, "poison-2", &id, "2021-03-20", 100)
+        .await
+        .expect_err("the trigger refuses it");
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.len(), before.len() + 2);
+    assert!(journal.windows(2).all(|w| w[1].seq == w[0].seq + 1), "no gap in the chain");
+    assert!(journal.iter().all(|e| !e.request_id.starts_with("poison")), "{journal:?}");
+    verifies_beside_the_poison(&app, &t.auditor).await;
+
+    // With the trigger gone the batch is sent again: nothing of the refused or held-back items
+    // was kept, so they are posted now, in the file's order.
+    let drop = match backend {
+        Backend::Sqlite => "drop trigger poison",
+        Backend::Postgres => "drop trigger poison on idempotency; drop function poison()",
+    };
+    app.db.execute_raw(drop).await.expect("drop the test's trigger");
+    let again = app.loans(&t.bank).submit_batch(batch).await.expect("SubmitBatch").into_inner();
+    let r2 = &again.results;
+    assert_eq!((again.posted, again.failed), (4, 0), "{again:?}");
+    let seqs: Vec<u64> = r2.iter().map(|x| x.entry.as_ref().unwrap().seq).collect();
+    assert_eq!(seqs, [head + 1, head + 3, head + 4, head + 2], "{again:?}");
+    let l = app.get_loan(&t.bank, &id).await;
+    assert_eq!(l.interest_paid_fen, 300, "three repayments of 100 fen, no more: {l:?}");
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// A client that opens a journal stream and stops reading keeps its request open for good: a
+/// stopping server waits for it [`DRAIN_TIMEOUT`] at most (it used to wait for ever), then the
+/// writer commits what it has queued and the server stops. The writes made before the stop are
+/// all there when it starts again, and the journal verifies.
+async fn a_stalled_reader_does_not_hold_up_shutdown(backend: Backend) {
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let mut head = 0;
+    for _ in 0..20 {
+        head = entry(&app.repay(&t.bank, &id, "2021-03-20", 100).await).seq;
+    }
+    // The smallest flow-control window: the server can send the client a kilobyte before the
+    // client reads, and the journal is over ten.
+    let channel =
+        app.endpoint().initial_stream_window_size(1024).connect().await.expect("a connection");
+    let mut audit = pb::audit_service_client::AuditServiceClient::with_interceptor(
+        channel,
+        Bearer::new(&t.auditor),
+    );
+    let request = pb::ReadJournalRequest { ledger_id: LEDGER.into(), from_seq: 0, to_seq: 0 };
+    let mut stream = audit.read_journal(request).await.expect("ReadJournal").into_inner();
+    let first = stream.message().await.expect("the stream").expect("a first entry");
+    assert_eq!(first.seq, 1);
+    // Stopped within SHUTDOWN_TIMEOUT, or the test fails.
+    app.stop().await;
+    app.restart().await;
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok && v.head_seq == head, "{v:?}");
+    drop(stream);
+    app.finish().await;
+}
+
+/// A loan's row held by another session past the `lock_timeout` an operator set on PostgreSQL
+/// (SQLSTATE 55P03) is a busy database, as SQLite's BUSY is: the write is answered UNAVAILABLE
+/// (it was INTERNAL, not to be retried), nothing is posted, and sent again once the row is let
+/// go it posts once. (SQLite's writer holds the only write lock: no row is held elsewhere.)
+async fn a_row_locked_elsewhere_is_unavailable(backend: Backend) {
+    use sqlx::Connection;
+    if backend != Backend::Postgres {
+        return;
+    }
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.db
+        .execute_raw(
+            "do $$ begin execute format('alter database %I set lock_timeout = %L', \
+             current_database(), '200ms'); end $$",
+        )
+        .await
+        .expect("lock_timeout set");
+    app.restart().await;
+    let mut holder = sqlx::PgConnection::connect(&app.database_url).await.expect("a session");
+    sqlx::query("begin").execute(&mut holder).await.expect("begin");
+    sqlx::query("select 1 from loan where loan_id = $1 for update")
+        .bind(&id)
+        .execute(&mut holder)
+        .await
+        .expect("the loan's row held");
+    let busy = app.repay_as(&t.bank, "while-held", &id, "2021-03-01", 100).await;
+    let status = busy.expect_err("the loan's row is held elsewhere");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    sqlx::query("rollback").execute(&mut holder).await.expect("the row let go");
+    app.repay_as(&t.bank, "while-held", &id, "2021-03-01", 100)
+        .await
+        .expect("posted when sent again");
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.iter().filter(|e| e.request_id == "while-held").count(), 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
