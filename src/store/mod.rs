@@ -2,7 +2,7 @@
 //!
 //! SQLite is the embedded default and PostgreSQL the production backend. The SQL text is shared
 //! wherever the dialects agree (sqlx accepts `$N` placeholders on SQLite too), and each function
-//! runs the same statement on whichever pool it has through [`on_pool!`] / [`on_tx!`]. The schema
+//! runs the same statement on whichever pool it has through `on_pool!` / `on_tx!`. The schema
 //! is in `migrations/<backend>/`; rates and dates are stored as canonical text on both backends
 //! so that a row reads back byte for byte as it was hashed.
 //!
@@ -171,7 +171,7 @@ where
 
 /// PostgreSQL planner settings for statements that name their rows by key, many at a time:
 /// joins by index only. The writer's connection has them for good; reads through the readers'
-/// pool take them for one transaction ([`KEYED_PLANS`], [`on_pool_keyed!`]).
+/// pool take them for one transaction ([`KEYED_PLANS`], `on_pool_keyed!`).
 pub const KEYED_PLAN_SETTINGS: [(&str, &str); 2] =
     [("enable_hashjoin", "off"), ("enable_mergejoin", "off")];
 
@@ -180,7 +180,7 @@ pub static KEYED_PLANS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     KEYED_PLAN_SETTINGS.map(|(name, value)| format!("set local {name} = {value}")).join("; ")
 });
 
-/// As [`on_pool!`], for a read of many rows by key (the writer's reads while a group commits):
+/// As `on_pool!`, for a read of many rows by key (the writer's reads while a group commits):
 /// on PostgreSQL in a transaction of its own under [`KEYED_PLANS`], since with a thousand keys
 /// the planner would rather scan the whole table (measured: 24 ms for 1,500 request ids among
 /// 86,000, growing with the table, against 9 ms by the index). `$c` is bound to the executor.

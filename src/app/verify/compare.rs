@@ -10,7 +10,7 @@
 //! itself panics then, which fails the verify as an internal error).
 //!
 //! Problems are listed in that order (journal rows with no place in the chain, the database's
-//! guards ([`crate::store::schema`]), name, registry,
+//! guards (`store::schema`), name, registry,
 //! balances, loans, links, requests), each with seq 0: they are not breaks in the journal.
 
 use crate::collections::HashMap;
