@@ -293,7 +293,9 @@ impl StoreError {
 ///   directly, without the pool's own retries of 57P03 and 53300); 55P03 lock not available
 ///   (a row held elsewhere past the `lock_timeout` an operator set, as SQLite's BUSY); 40003
 ///   statement completion unknown (CockroachDB's answer to a commit whose outcome it cannot
-///   tell: retried, the command finds its stored answer if it landed).
+///   tell: retried, the command finds its stored answer if it landed); 25006 read-only SQL
+///   transaction (the writer's connection landed on a standby, as after a failover: as
+///   SQLite's READONLY).
 /// - SQLite ([`sqlite_away`]).
 fn retryable(code: &str, postgres: bool, sqlite: bool) -> bool {
     if sqlite {
@@ -302,19 +304,20 @@ fn retryable(code: &str, postgres: bool, sqlite: bool) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "57P05" | "40001" | "40P01" | "40003" | "55P03"
+            "57P01" | "57P02" | "57P03" | "57P05" | "40001" | "40P01" | "40003" | "55P03" | "25006"
         )
         || (postgres && code.starts_with("53"))
 }
 
 /// SQLite's results (extended codes, read by their primary code) that mean the database is busy
-/// or away: BUSY (5) and LOCKED (6), and, as PostgreSQL's disk full and connection failures
-/// are, READONLY (8: the file or its disk turned read-only), IOERR (10), FULL (13) and
-/// CANTOPEN (14). Answered INTERNAL, a group failing so was run again one command at a time,
+/// or away: BUSY (5) and LOCKED (6), and, as PostgreSQL's disk full, out of memory and
+/// connection failures are, NOMEM (7), READONLY (8: the file or its disk turned read-only),
+/// IOERR (10), FULL (13), CANTOPEN (14) and PROTOCOL (15: the WAL's locks raced, retried by
+/// SQLite itself before it gives up). Answered INTERNAL, a group failing so was run again one command at a time,
 /// each failing the same way. (sqlx reports the extended code: SQLITE_BUSY_RECOVERY is 261,
 /// SQLITE_BUSY_SNAPSHOT 517, ...)
 fn sqlite_away(code: i32) -> bool {
-    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+    matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14 | 15)
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -815,16 +818,17 @@ mod tests {
     fn database_away_is_retryable_on_both_backends() {
         for code in [
             "08006", "57P01", "57P02", "57P03", "57P05", "53100", "40001", "40P01", "40003",
-            "55P03",
+            "55P03", "25006",
         ] {
             assert!(retryable(code, true, false), "{code}");
         }
         for code in ["23505", "22P02", "57P04", "42P01", "LL001"] {
             assert!(!retryable(code, true, false), "{code}");
         }
-        // SQLite, by the primary code of the extended one: BUSY_SNAPSHOT, LOCKED, READONLY,
-        // IOERR_WRITE, FULL, CANTOPEN; not CONSTRAINT_PRIMARYKEY, CORRUPT, MISMATCH.
-        for code in ["517", "6", "8", "778", "13", "14"] {
+        // SQLite, by the primary code of the extended one: BUSY_SNAPSHOT, LOCKED, NOMEM,
+        // READONLY, IOERR_WRITE, FULL, CANTOPEN, PROTOCOL; not CONSTRAINT_PRIMARYKEY, CORRUPT,
+        // MISMATCH.
+        for code in ["517", "6", "7", "8", "778", "13", "14", "15"] {
             assert!(retryable(code, false, true), "{code}");
         }
         for code in ["1555", "11", "20"] {
