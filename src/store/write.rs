@@ -804,8 +804,9 @@ where
 }
 
 /// Adds a transaction's postings to the group's balance deltas; a sum past 64-bit fen (only
-/// contracts far over any cap, as old policies allowed, can reach one) is refused with the
-/// account, the deltas left as they were.
+/// contracts far over any cap, as old policies allowed, can reach one) is an error naming the
+/// account (the command fails `INTERNAL`: no input the service now accepts can reach it), the
+/// deltas left as they were.
 pub fn add_deltas(
     deltas: &mut HashMap<(String, String), i64>,
     ledger_id: &str,
