@@ -313,8 +313,8 @@ fn retryable(code: &str, postgres: bool, sqlite: bool) -> bool {
 /// or away: BUSY (5) and LOCKED (6), and, as PostgreSQL's disk full, out of memory and
 /// connection failures are, NOMEM (7), READONLY (8: the file or its disk turned read-only),
 /// IOERR (10), FULL (13), CANTOPEN (14) and PROTOCOL (15: the WAL's locks raced, retried by
-/// SQLite itself before it gives up). Answered INTERNAL, a group failing so was run again one command at a time,
-/// each failing the same way. (sqlx reports the extended code: SQLITE_BUSY_RECOVERY is 261,
+/// SQLite itself before it gives up). Answered INTERNAL, a group failing so was run again one
+/// command at a time, each failing the same way. (sqlx reports the extended code: SQLITE_BUSY_RECOVERY is 261,
 /// SQLITE_BUSY_SNAPSHOT 517, ...)
 fn sqlite_away(code: i32) -> bool {
     matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14 | 15)

@@ -1,16 +1,18 @@
 //! How commands reach the writer: callers queue them through a [`WriterHandle`] (one command,
-//! or many cut into parts of [`PART_COMMANDS_MAX`](super::PART_COMMANDS_MAX)), each with its
+//! or many cut into parts of [`PART_COMMANDS_MAX`]), each with its
 //! request-id key ([`RequestKey`]) and, for a call of several, what the call's commands share
 //! ([`Call`]: the loans held back after an unanswered or refused-as-sent command); the writer
 //! takes them from its [`Queue`] and answers each part through its channel ([`Pending`]).
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::{PART_COMMANDS_MAX, QUEUE_DEPTH_MAX};
 use crate::app::auth::Principal;
 use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
 use crate::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// A request's idempotency key: (scope, request id). The scope is the caller's name
 /// (`bank:B1`), so that two callers' request ids never meet.
