@@ -198,7 +198,7 @@ impl AuditService for Api {
 impl Api {
     /// Refuses a caller who may not read `what` of ledger `ledger_id` (`PERMISSION_DENIED`:
     /// banks and the operator, another ledger's office or auditor), then a ledger that does not
-    /// exist (`NOT_FOUND`).
+    /// exist (`NOT_FOUND`; the LPR table's chain has no ledger row and always exists).
     async fn check_reads_books(
         &self,
         actor: &crate::app::auth::Principal,
@@ -211,7 +211,9 @@ impl Api {
                 actor.actor()
             )));
         }
-        if self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+        if ledger_id != crate::domain::lpr::LPR_LEDGER
+            && self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none()
+        {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
         Ok(())

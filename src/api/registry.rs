@@ -10,7 +10,7 @@ use crate::app::auth::Role;
 use crate::app::command::{Command, Outcome};
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
-use crate::domain::lpr::LprEntry;
+use crate::domain::lpr::{LPR_LEDGER, LprEntry};
 use crate::domain::policy::{PolicyVersion, in_force};
 
 fn unexpected(what: &str) -> Status {
@@ -35,10 +35,11 @@ impl RegistryService for Api {
         let pb::CreateLedgerRequest { request_id, ledger_id, name } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
-        let command = Command::CreateLedger {
-            ledger_id: parse::id("ledger_id", &ledger_id)?,
-            name: parse::text("name", &name, true)?,
-        };
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        if ledger_id == LPR_LEDGER {
+            return Err(invalid("ledger_id", "lpr is reserved: it names the LPR table's chain"));
+        }
+        let command = Command::CreateLedger { ledger_id, name: parse::text("name", &name, true)? };
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
             Outcome::Ledger { ledger_id, name, entry } => {
                 Ok(Response::new(pb::CreateLedgerResponse {
@@ -311,13 +312,16 @@ impl RegistryService for Api {
             },
         };
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
-            Outcome::Lpr { effective_from, tenor, rate } => Ok(Response::new(pb::SetLprResponse {
-                entry: Some(pb::LprEntry {
-                    effective_date: crate::domain::date::format_date(effective_from),
-                    tenor: tenor_to_pb(tenor) as i32,
-                    rate: rate.to_string(),
-                }),
-            })),
+            Outcome::Lpr { effective_from, tenor, rate, entry } => {
+                Ok(Response::new(pb::SetLprResponse {
+                    entry: Some(pb::LprEntry {
+                        effective_date: crate::domain::date::format_date(effective_from),
+                        tenor: tenor_to_pb(tenor) as i32,
+                        rate: rate.to_string(),
+                    }),
+                    journal_entry: entry.as_ref().map(journal_ref),
+                }))
+            }
             _ => Err(unexpected("set_lpr")),
         }
     }

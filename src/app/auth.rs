@@ -61,8 +61,12 @@ impl Principal {
     /// Whether this principal may read the books of a ledger: its finance office and its
     /// auditors (banks only through their own loans). The operator reads none: DESIGN.md's role
     /// table gives it health and metrics, so that the service's IT staff see no household's
-    /// identity number and no loan.
+    /// identity number and no loan. The LPR table's chain is public reference data, as `ListLpr`
+    /// is: every principal reads and verifies it.
     pub fn reads_ledger(&self, ledger_id: &str) -> bool {
+        if ledger_id == crate::domain::lpr::LPR_LEDGER {
+            return true;
+        }
         match self.role {
             Role::Auditor => self.org == "*" || self.org == ledger_id,
             // A finance office is its ledger's (a token for "*" is refused at its creation and,
@@ -229,5 +233,7 @@ mod tests {
         assert!(!every.reads_ledger("450121"));
         let auditor = Principal { role: Role::Auditor, org: "*".into() };
         assert!(auditor.reads_ledger("450121"));
+        // The LPR table's chain is public reference data.
+        assert!([&office, &every, &auditor].iter().all(|p| p.reads_ledger("lpr")));
     }
 }

@@ -232,6 +232,10 @@ pub enum Outcome {
         effective_from: BusinessDate,
         tenor: crate::domain::lpr::TenorBucket,
         rate: AnnualRate,
+        /// Its transaction in the LPR table's chain (absent from answers stored before entries
+        /// were journaled, 2026-12-04).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entry: Option<JournalRef>,
     },
     /// A finished settlement run's summary ([`Command::SettlementRunSummary`]).
     SettlementRunSummary {

@@ -447,6 +447,7 @@ enum Effect {
         ledger_id: String,
         version: crate::domain::policy::PolicyVersion,
     },
+    Lpr(crate::domain::lpr::LprEntry),
     /// A new loan (its `Created` event carries the terms).
     NewLoan(Box<crate::domain::loan::LoanTerms>),
     /// The state of an existing loan after the event.
@@ -1516,27 +1517,6 @@ impl Writer {
         // Commands outside any ledger's chain: only their answer is recorded, under their
         // request id.
         let unjournaled = match &env.command {
-            Command::SetLpr { entry } => {
-                // LPR entries are national reference data.
-                if let Some(rate) = tx.lpr_exists(entry).await? {
-                    return Err(DomainError::Exists {
-                        what: "LPR entry",
-                        id: format!(
-                            "{} {} (rate {rate})",
-                            format_date(entry.effective_from),
-                            entry.bucket.as_str()
-                        ),
-                    }
-                    .into());
-                }
-                tx.insert_lpr(entry).await?;
-                g.registry.lpr = None;
-                Some(Outcome::Lpr {
-                    effective_from: entry.effective_from,
-                    tenor: entry.bucket,
-                    rate: entry.rate,
-                })
-            }
             // A settlement run's parameters: its loans are commands of their own.
             Command::SettlementRun { ledger_id, bank_id, date } => Some(Outcome::SettlementRun {
                 ledger_id: ledger_id.clone(),

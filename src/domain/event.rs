@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::date::BusinessDate;
 use super::household::StatusEntry;
 use super::loan::LoanEvent;
+use super::lpr::{LprEntry, tenor_text};
 use super::policy::PolicyVersion;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,11 +24,31 @@ pub struct HouseholdRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalEvent {
-    LedgerCreated { ledger_id: String, name: String },
-    BankRegistered { bank_id: String, ledger_id: String, name: String },
-    HouseholdRegistered { household: HouseholdRecord, status: StatusEntry },
-    HouseholdStatusSet { household_id: String, entry: StatusEntry },
-    PolicySet { ledger_id: String, version: PolicyVersion },
+    LedgerCreated {
+        ledger_id: String,
+        name: String,
+    },
+    BankRegistered {
+        bank_id: String,
+        ledger_id: String,
+        name: String,
+    },
+    HouseholdRegistered {
+        household: HouseholdRecord,
+        status: StatusEntry,
+    },
+    HouseholdStatusSet {
+        household_id: String,
+        entry: StatusEntry,
+    },
+    PolicySet {
+        ledger_id: String,
+        version: PolicyVersion,
+    },
+    /// An entry of the national LPR table, in its own chain ([`super::lpr::LPR_LEDGER`]).
+    LprSet {
+        entry: LprEntry,
+    },
     Loan(LoanEvent),
 }
 
@@ -58,6 +79,15 @@ struct PolicySet {
     version: PolicyVersion,
 }
 
+#[derive(Serialize, Deserialize)]
+struct LprSet {
+    #[serde(with = "super::date::iso")]
+    effective_date: BusinessDate,
+    #[serde(with = "tenor_text")]
+    tenor: super::lpr::TenorBucket,
+    rate: super::rate::AnnualRate,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EventDecodeError {
     #[error("unknown journal kind {0}")]
@@ -74,6 +104,7 @@ impl JournalEvent {
             JournalEvent::HouseholdRegistered { .. } => "household.registered",
             JournalEvent::HouseholdStatusSet { .. } => "household.status_set",
             JournalEvent::PolicySet { .. } => "policy.set",
+            JournalEvent::LprSet { .. } => "lpr.set",
             JournalEvent::Loan(LoanEvent::Created { .. }) => "loan.created",
             JournalEvent::Loan(LoanEvent::Disbursed { .. }) => "loan.disbursed",
             JournalEvent::Loan(LoanEvent::Repaid { .. }) => "loan.repaid",
@@ -123,6 +154,11 @@ impl JournalEvent {
                 ledger_id: ledger_id.clone(),
                 version: version.clone(),
             }),
+            JournalEvent::LprSet { entry } => serde_json::to_string(&LprSet {
+                effective_date: entry.effective_from,
+                tenor: entry.bucket,
+                rate: entry.rate,
+            }),
             // The loan events (nearly every entry) are serialised in place, not cloned first.
             JournalEvent::Loan(e) => serde_json::to_string(e),
         };
@@ -158,6 +194,16 @@ impl JournalEvent {
                 let e: PolicySet = serde_json::from_str(json).map_err(payload)?;
                 JournalEvent::PolicySet { ledger_id: e.ledger_id, version: e.version }
             }
+            "lpr.set" => {
+                let e: LprSet = serde_json::from_str(json).map_err(payload)?;
+                JournalEvent::LprSet {
+                    entry: LprEntry {
+                        effective_from: e.effective_date,
+                        bucket: e.tenor,
+                        rate: e.rate,
+                    },
+                }
+            }
             "loan.created" | "loan.disbursed" | "loan.repaid" | "loan.settled"
             | "loan.misuse_marked" | "loan.extended" | "loan.written_off" => {
                 let e = match loan_wire::decode(kind, json) {
@@ -187,6 +233,7 @@ impl JournalEvent {
             JournalEvent::HouseholdRegistered { status, .. } => Some(status.effective_date),
             JournalEvent::HouseholdStatusSet { entry, .. } => Some(entry.effective_date),
             JournalEvent::PolicySet { version, .. } => Some(version.effective_date),
+            JournalEvent::LprSet { entry } => Some(entry.effective_from),
             JournalEvent::Loan(e) => Some(e.value_date()),
             JournalEvent::LedgerCreated { .. } | JournalEvent::BankRegistered { .. } => None,
         }
@@ -367,7 +414,7 @@ pub(crate) mod tests {
     /// bench database, the policy version one a ledger is seeded with). Their text is hashed
     /// into the chain: an encoding that changed (a field renamed, added or moved) would break
     /// the verification of every journal written before it.
-    pub(crate) const REGISTRY_EVENTS: [(&str, &str); 5] = [
+    pub(crate) const REGISTRY_EVENTS: [(&str, &str); 6] = [
         ("ledger.created", r#"{"ledger_id":"BENCH","name":"bench"}"#),
         ("bank.registered", r#"{"bank_id":"BB","ledger_id":"BENCH","name":"bench bank"}"#),
         (
@@ -382,6 +429,7 @@ pub(crate) mod tests {
             "policy.set",
             r#"{"ledger_id":"450121","version":{"effective_date":"2024-01-01","params":{"household_principal_cap_fen":5000000,"term_months_max":36,"borrower_age_min":18,"borrower_age_max":65,"overdue_penalty_uplift":"0.5","misuse_penalty_uplift":"1","subsidy_ratio":"0.7","subsidy_cap_rate":null,"grace_days":0,"rounding":"half_up","eligible_statuses":["registered_poor","exited","monitored","edge"],"extension_months_max":12}}}"#,
         ),
+        ("lpr.set", r#"{"effective_date":"2025-06-20","tenor":"5y","rate":"0.035"}"#),
     ];
 
     /// Each registry event reads back as what it is and writes out as the text it was read
@@ -401,7 +449,14 @@ pub(crate) mod tests {
         let dated = |d: &str| Some(d.to_string());
         assert_eq!(
             dates,
-            [None, None, dated("2016-01-01"), dated("2021-06-30"), dated("2024-01-01")]
+            [
+                None,
+                None,
+                dated("2016-01-01"),
+                dated("2021-06-30"),
+                dated("2024-01-01"),
+                dated("2025-06-20")
+            ]
         );
         // The seeded version is the one pinned: the seeding writes no event, but a ledger's
         // `policy.set` of the same version must read as it.

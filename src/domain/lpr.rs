@@ -2,6 +2,12 @@
 //!
 //! A contract's rate may not exceed the LPR of its tenor bucket in force on the contract date:
 //! terms up to one year use the 1-year LPR, longer terms the 5-year LPR.
+//!
+//! The table is national reference data with a chain of its own: the journal's ledger
+//! [`LPR_LEDGER`], which lends nothing. Each entry set through `SetLpr` is one `lpr.set`
+//! transaction there (memo, no postings), dated its effective date; the stored table is that
+//! chain's read model, [`SEEDED`] (the migration's rows) and the chain's entries, and `verify`
+//! of the ledger rebuilds it and compares.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,11 +44,66 @@ impl TenorBucket {
     }
 }
 
+/// The ledger whose chain records the LPR table's entries. Not a region's books: no ledger row,
+/// no banks or loans; reserved (`CreateLedger` refuses it).
+pub const LPR_LEDGER: &str = "lpr";
+
+/// The entries the schema's migration seeds (`0002_lpr_seed.sql` on both backends), as stored
+/// (effective date, tenor, rate): the PBoC benchmark lending rates of 2015-10-24, which capped
+/// programme loans until the LPR reform, and the loan prime rates published since 2019-08-20.
+/// They precede the chain; verify rebuilds the table from them and the chain's entries.
+pub const SEEDED: &[(&str, &str, &str)] = &[
+    ("2015-10-24", "1y", "0.0435"),
+    ("2015-10-24", "5y", "0.0475"),
+    ("2019-08-20", "1y", "0.0425"),
+    ("2019-08-20", "5y", "0.0485"),
+    ("2019-09-20", "1y", "0.042"),
+    ("2019-11-20", "1y", "0.0415"),
+    ("2019-11-20", "5y", "0.048"),
+    ("2020-02-20", "1y", "0.0405"),
+    ("2020-02-20", "5y", "0.0475"),
+    ("2020-04-20", "1y", "0.0385"),
+    ("2020-04-20", "5y", "0.0465"),
+    ("2021-12-20", "1y", "0.038"),
+    ("2022-01-20", "1y", "0.037"),
+    ("2022-01-20", "5y", "0.046"),
+    ("2022-05-20", "5y", "0.0445"),
+    ("2022-08-22", "1y", "0.0365"),
+    ("2022-08-22", "5y", "0.043"),
+    ("2023-06-20", "1y", "0.0355"),
+    ("2023-06-20", "5y", "0.042"),
+    ("2023-08-21", "1y", "0.0345"),
+    ("2024-02-20", "5y", "0.0395"),
+    ("2024-07-22", "1y", "0.0335"),
+    ("2024-07-22", "5y", "0.0385"),
+    ("2024-10-21", "1y", "0.031"),
+    ("2024-10-21", "5y", "0.036"),
+    ("2025-05-20", "1y", "0.03"),
+    ("2025-05-20", "5y", "0.035"),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LprEntry {
     pub effective_from: BusinessDate,
     pub bucket: TenorBucket,
     pub rate: AnnualRate,
+}
+
+/// Serde for a tenor bucket as the table and the chain write it (`1y`, `5y`:
+/// `#[serde(with = "tenor_text")]`).
+pub mod tenor_text {
+    use super::TenorBucket;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bucket: &TenorBucket, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(bucket.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TenorBucket, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        TenorBucket::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown tenor {text:?}")))
+    }
 }
 
 /// The LPR of `bucket` in force on `date`: the entry with the latest `effective_from` on or
@@ -59,6 +120,37 @@ pub fn lpr_on(entries: &[LprEntry], bucket: TenorBucket, date: BusinessDate) -> 
 mod tests {
     use super::*;
     use crate::domain::date::parse_date;
+
+    /// The seeded entries in code are the migrations' rows, text for text, on both backends.
+    #[test]
+    fn the_seeded_entries_are_the_migrations() {
+        for backend in ["sqlite", "postgres"] {
+            let path =
+                format!("{}/migrations/{backend}/0002_lpr_seed.sql", env!("CARGO_MANIFEST_DIR"));
+            let sql = std::fs::read_to_string(&path).expect("the seed migration");
+            // Each row is `('date', 'tenor', 'rate')`.
+            let rows: Vec<(String, String, String)> = sql
+                .split("('")
+                .skip(1)
+                .map(|row| {
+                    let row = row.split("')").next().unwrap_or_default();
+                    let fields: Vec<&str> = row.split("', '").collect();
+                    assert_eq!(fields.len(), 3, "{row}");
+                    (fields[0].to_string(), fields[1].to_string(), fields[2].to_string())
+                })
+                .collect();
+            let seeded: Vec<(String, String, String)> = SEEDED
+                .iter()
+                .map(|(d, t, r)| (d.to_string(), t.to_string(), r.to_string()))
+                .collect();
+            assert_eq!(rows, seeded, "{backend}");
+        }
+        // Each seeded rate is its own canonical text (the chain's entries are stored so).
+        for (date, tenor, rate) in SEEDED {
+            assert!(parse_date(date).is_some() && TenorBucket::parse(tenor).is_some());
+            assert_eq!(AnnualRate::parse(rate).unwrap().to_string(), *rate);
+        }
+    }
 
     #[test]
     fn picks_bucket_and_latest_entry() {

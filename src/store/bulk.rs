@@ -54,6 +54,9 @@ pub struct RegistrySnapshot {
     pub policies: Vec<PolicyVersion>,
     /// The ledger's name (`None`: no ledger row, or no `ledger.created` in the journal).
     pub ledger_name: Option<String>,
+    /// The LPR table's rows (effective_date, tenor, rate), by date then tenor: those of the
+    /// LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]), none for a region's ledger.
+    pub lpr: Vec<(String, String, String)>,
 }
 
 impl RegistrySnapshot {
@@ -65,6 +68,7 @@ impl RegistrySnapshot {
         self.households.sort();
         self.statuses.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         self.policies.sort_by_key(|v| v.effective_date);
+        self.lpr.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     }
 }
 
@@ -189,6 +193,9 @@ const PG_ODD_SEQS_SQL: &str =
 /// million loans (30 ms on SQLite).
 const LOAN_COUNT_SQL: &str = "select count(*) from loan where ledger_id = $1";
 const LEDGER_NAME_SQL: &str = "select name from ledger where ledger_id = $1";
+/// The LPR table, the read model of the LPR table's chain: read for that ledger only.
+const LPR_SQL: &str = "select effective_date, tenor, rate from lpr where $1 = 'lpr' \
+                       order by effective_date, tenor";
 
 impl Db {
     /// The read models of `ledger_id` as stored, read in one read transaction, so that they
@@ -291,6 +298,8 @@ fn sqlite_models(
     })?;
     let ledger_name =
         lenient.rows(&conn, LEDGER_NAME_SQL, ledger_id, "ledger", |r| Ok(r.get(0)?))?.pop();
+    let lpr = lenient
+        .rows(&conn, LPR_SQL, ledger_id, "lpr", |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let balances = lenient.rows(&conn, BALANCES_SQL, ledger_id, "account_balance", |r| {
         Ok((r.get(0)?, Fen(r.get(1)?)))
     })?;
@@ -322,7 +331,7 @@ fn sqlite_models(
     })?;
     conn.execute_batch("commit")?;
     Ok(StoredModels {
-        registry: RegistrySnapshot { banks, households, statuses, policies, ledger_name },
+        registry: RegistrySnapshot { banks, households, statuses, policies, ledger_name, lpr },
         balances,
         loans,
         links,
@@ -407,6 +416,8 @@ async fn postgres_models(
         let policies = policies_read;
         let ledger_name: Option<String> =
             sqlx::query_scalar(LEDGER_NAME_SQL).bind(ledger_id).fetch_optional(&mut *tx).await?;
+        let lpr: Vec<(String, String, String)> =
+            sqlx::query_as(LPR_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         // The idempotency records on this connection: on a fourth, no faster (measured).
         let requests = postgres_requests(&mut tx, ledger_id, keys, transactions).await?;
         let odd: Vec<i64> =
@@ -415,7 +426,7 @@ async fn postgres_models(
         let strays: Vec<(String, Option<String>)> =
             sqlx::query_as(STRAYS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let strays = strays_described(strays);
-        let registry = RegistrySnapshot { banks, households, statuses, policies, ledger_name };
+        let registry = RegistrySnapshot { banks, households, statuses, policies, ledger_name, lpr };
         Ok::<_, StoreError>((registry, requests, odd_seqs, strays, unreadable_rows))
     };
     // The exporting transaction stays open until the importing ones have read.
@@ -715,6 +726,11 @@ mod tests {
             statuses: vec![status("hh1", 10), status("hh1", 9), status("HH2", 1)],
             policies,
             ledger_name: None,
+            lpr: vec![
+                (text("2025-05-20"), text("5y"), text("0.035")),
+                (text("2015-10-24"), text("5y"), text("0.0475")),
+                (text("2025-05-20"), text("1y"), text("0.03")),
+            ],
         };
         snapshot.sort();
         assert_eq!(snapshot.banks[0].0, "ABD");
@@ -723,5 +739,8 @@ mod tests {
             snapshot.statuses.iter().map(|s| (s.0.as_str(), s.1)).collect();
         assert_eq!(order, [("HH2", 1), ("hh1", 9), ("hh1", 10)]);
         assert_eq!(snapshot.policies, default_versions());
+        let lpr: Vec<(&str, &str)> =
+            snapshot.lpr.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
+        assert_eq!(lpr, [("2015-10-24", "5y"), ("2025-05-20", "1y"), ("2025-05-20", "5y")]);
     }
 }

@@ -30,6 +30,7 @@ on_both_backends!(
     weakened_guards_are_reported,
     verify_while_writing,
     a_value_date_rewritten_with_the_hashes_is_reported,
+    the_lpr_table_has_a_chain_of_its_own,
 );
 
 /// The tables whose rows are never changed nor removed once written.
@@ -1252,5 +1253,116 @@ async fn a_value_date_rewritten_with_the_hashes_is_reported(backend: Backend) {
     let problem =
         format!("seq {seq}: its value date \"2021-01-26\" is not its event's, 2021-01-25");
     assert_eq!((v.ok, v.first_break_seq, v.problems.clone()), (false, seq, vec![problem]), "{v:?}");
+    app.finish().await;
+}
+
+/// The LPR table's entries are the chain of ledger `lpr`: SetLpr answers its transaction (a
+/// retry the same one), every principal reads and verifies that chain, and verify rebuilds the
+/// table from the seeded entries and the chain's: a row slipped into the table, or a seeded rate
+/// changed behind the triggers, is reported. No region's ledger may take the name.
+async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let verify_lpr = async |token: &str| {
+        app.audit(token)
+            .verify(pb::VerifyRequest { ledger_id: "lpr".into() })
+            .await
+            .expect("Verify lpr")
+            .into_inner()
+    };
+    let fresh = verify_lpr(&t.auditor).await;
+    assert!(fresh.ok && fresh.head_seq == 0 && fresh.transactions_checked == 0, "{fresh:?}");
+
+    let set = |request_id: &str, date: &str, rate: &str| pb::SetLprRequest {
+        request_id: request_id.into(),
+        entry: Some(pb::LprEntry {
+            effective_date: date.into(),
+            tenor: pb::LprTenor::FiveYear as i32,
+            rate: rate.into(),
+        }),
+    };
+    let mut registry = app.registry(&t.operator);
+    let first = registry.set_lpr(set("lpr-1", "2026-11-20", "0.034")).await.expect("SetLpr");
+    let first = first.into_inner();
+    let entry = first.journal_entry.clone().expect("the entry's transaction");
+    assert_eq!((entry.ledger_id.as_str(), entry.seq), ("lpr", 1), "{first:?}");
+    let again = registry.set_lpr(set("lpr-1", "2026-11-20", "0.034")).await.expect("retry");
+    assert_eq!(again.into_inner(), first, "a retry is answered with the same transaction");
+    let second = registry.set_lpr(set("lpr-2", "2026-12-20", "0.0335")).await.expect("SetLpr");
+    assert_eq!(second.into_inner().journal_entry.map(|e| e.seq), Some(2));
+
+    // Read and verified by any principal: the bank's and the operator's too.
+    let journal = app.journal(&t.bank, "lpr").await;
+    let described: Vec<(u64, &str, &str, &str, usize)> = journal
+        .iter()
+        .map(|e| {
+            (e.seq, e.kind.as_str(), e.value_date.as_str(), e.actor.as_str(), e.postings.len())
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (1, "lpr.set", "2026-11-20", "operator:*", 0),
+            (2, "lpr.set", "2026-12-20", "operator:*", 0)
+        ]
+    );
+    assert_eq!(journal[0].hash, entry.hash);
+    assert_eq!(
+        journal[0].command_json,
+        r#"{"effective_date":"2026-11-20","tenor":"5y","rate":"0.034"}"#
+    );
+    for token in [&t.auditor, &t.bank, &t.operator, &t.finance] {
+        let v = verify_lpr(token).await;
+        assert!(v.ok && v.head_seq == 2 && v.transactions_checked == 2, "{v:?}");
+    }
+    // The region's ledger holds none of it.
+    assert!(app.journal(&t.auditor, LEDGER).await.iter().all(|e| e.kind != "lpr.set"));
+    assert!(app.verify(&t.auditor).await.ok);
+
+    // No region's ledger may be called so.
+    expect_invalid(
+        app.registry(&t.operator)
+            .create_ledger(pb::CreateLedgerRequest {
+                request_id: rid("l"),
+                ledger_id: "lpr".into(),
+                name: "not a county".into(),
+            })
+            .await,
+        "ledger_id",
+    );
+
+    // A row slipped into the table (its guards refuse changes, not inserts): a cap moved.
+    let inserted = app
+        .db
+        .execute_raw(
+            "insert into lpr (effective_date, tenor, rate) values ('2027-01-20', '1y', '0.09')",
+        )
+        .await
+        .expect("inserting is not refused");
+    assert_eq!(inserted, 1);
+    let v = verify_lpr(&t.auditor).await;
+    assert!(!v.ok && v.first_break_seq == 0, "{v:?}");
+    assert_eq!(v.problems, ["LPR entry 2027-01-20 1y (rate 0.09) is not in the journal"]);
+
+    // A seeded rate changed, the table's guard dropped first (which verify reports too).
+    let unguard = match backend {
+        Backend::Sqlite => "drop trigger lpr_no_update",
+        Backend::Postgres => "drop trigger lpr_append_only on lpr",
+    };
+    app.db.execute_raw(unguard).await.expect(unguard);
+    let changed = app
+        .db
+        .execute_raw(
+            "update lpr set rate = '0.06' where effective_date = '2015-10-24' and tenor = '1y'",
+        )
+        .await
+        .expect("the seeded row changed");
+    assert_eq!(changed, 1);
+    let v = verify_lpr(&t.auditor).await;
+    assert!(!v.ok, "{v:?}");
+    let expected = "LPR entry 2015-10-24 1y: stored rate 0.06, the journal gives 0.0435";
+    assert!(v.problems.iter().any(|p| p == expected), "{v:?}");
     app.finish().await;
 }

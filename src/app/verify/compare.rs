@@ -115,7 +115,50 @@ fn compare_registry(
             problem(format!("the {what} of ledger {ledger_id} differ from the journal"));
         }
     }
+    compare_lpr(&registry.lpr, &stored.lpr, problem);
     free_later(registry);
+}
+
+/// The LPR table against its chain's entries (and the seeded ones), entry by entry: both
+/// lists by date then tenor.
+fn compare_lpr(
+    rebuilt: &[(String, String, String)],
+    stored: &[(String, String, String)],
+    problem: &mut impl FnMut(String),
+) {
+    use std::cmp::Ordering;
+    let (mut r, mut s) = (rebuilt.iter().peekable(), stored.iter().peekable());
+    loop {
+        let order = match (r.peek(), s.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(a), Some(b)) => (&a.0, &a.1).cmp(&(&b.0, &b.1)),
+        };
+        match order {
+            Ordering::Less => {
+                if let Some((date, tenor, rate)) = r.next() {
+                    problem(format!("LPR entry {date} {tenor}: missing, the journal gives {rate}"));
+                }
+            }
+            Ordering::Greater => {
+                if let Some((date, tenor, rate)) = s.next() {
+                    problem(format!(
+                        "LPR entry {date} {tenor} (rate {rate}) is not in the journal"
+                    ));
+                }
+            }
+            Ordering::Equal => {
+                if let (Some((date, tenor, rebuilt)), Some((_, _, stored))) = (r.next(), s.next())
+                    && rebuilt != stored
+                {
+                    problem(format!(
+                        "LPR entry {date} {tenor}: stored rate {stored}, the journal gives {rebuilt}"
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Each stored balance takes its rebuilt one out of the map; what is left was never stored.
@@ -257,7 +300,39 @@ fn compare_requests(
 
 #[cfg(test)]
 mod tests {
-    use super::{compare_links, compare_requests};
+    use super::{compare_links, compare_lpr, compare_requests};
+
+    /// Each entry in one list only, or at another rate, is reported once, by date then tenor.
+    #[test]
+    fn lpr_entries_that_differ_are_reported() {
+        let e = |d: &str, t: &str, r: &str| (d.to_string(), t.to_string(), r.to_string());
+        let lpr = |rebuilt: &[(String, String, String)], stored: &[(String, String, String)]| {
+            let mut problems = Vec::new();
+            compare_lpr(rebuilt, stored, &mut |text| problems.push(text));
+            problems
+        };
+        let rebuilt = [
+            e("2024-01-01", "1y", "0.03"),
+            e("2024-01-01", "5y", "0.04"),
+            e("2025-01-01", "1y", "0.02"),
+        ];
+        assert!(lpr(&rebuilt, &rebuilt).is_empty());
+        let stored = [
+            e("2023-01-01", "1y", "0.01"),
+            e("2024-01-01", "5y", "0.041"),
+            e("2025-01-01", "1y", "0.02"),
+            e("2026-01-01", "5y", "0.05"),
+        ];
+        assert_eq!(
+            lpr(&rebuilt, &stored),
+            [
+                "LPR entry 2023-01-01 1y (rate 0.01) is not in the journal",
+                "LPR entry 2024-01-01 1y: missing, the journal gives 0.03",
+                "LPR entry 2024-01-01 5y: stored rate 0.041, the journal gives 0.04",
+                "LPR entry 2026-01-01 5y (rate 0.05) is not in the journal",
+            ]
+        );
+    }
 
     fn compared(stored: &[i64], rebuilt: &[u64]) -> Vec<String> {
         let mut problems = Vec::new();

@@ -21,7 +21,9 @@
 //! one of its own), and the idempotency records' keys (each transaction's request must have the
 //! record that names its seq: without it a retry of the request would be written again; a
 //! record of another request naming it would answer that request's retry with this
-//! transaction). Each stage lists its own
+//! transaction). The LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]) is verified alike,
+//! its read model the LPR table: rebuilt from the seeded entries and its `lpr.set` events and
+//! compared entry by entry. Each stage lists its own
 //! problems; the report has them in `seq` order (stage 1's first on the same `seq`), then the
 //! read models' (seq 0).
 
@@ -151,8 +153,8 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let (to_replay, chunks) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (to_refill, emptied) = std::sync::mpsc::channel();
     let replay_stop = stop.clone();
+    let mut replay = replay::Replay::of(ledger_id);
     let replaying = tokio::task::spawn_blocking(move || {
-        let mut replay = replay::Replay::default();
         for handed in chunks {
             if replay_stop.load(Ordering::Relaxed) {
                 break;
@@ -207,7 +209,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let (scanned, stored) = tokio::join!(joined(scan), joined(stored));
     let stored = stored?;
     let mut chain = scanned?;
-    let replay::Replay { loans, registry, links, problems: replay_problems } =
+    let replay::Replay { loans, registry, links, problems: replay_problems, .. } =
         replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
     // after them).

@@ -11,6 +11,7 @@ use crate::app::error::caught;
 use crate::domain::date::{format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
+use crate::domain::lpr::{LPR_LEDGER, SEEDED};
 use crate::domain::policy::default_versions;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
@@ -88,9 +89,24 @@ pub(super) struct Replay {
     /// The seqs of each loan's history, ascending: the transactions whose event touches it.
     pub links: HashMap<String, Vec<u64>>,
     pub problems: Problems,
+    /// Whether the ledger replayed is the LPR table's chain ([`LPR_LEDGER`]), whose events are
+    /// `lpr.set` alone; a region's ledger has none.
+    lpr_chain: bool,
 }
 
 impl Replay {
+    /// The replay of ledger `ledger_id`: the LPR table's chain starts from the seeded entries.
+    pub fn of(ledger_id: &str) -> Replay {
+        let mut replay = Replay { lpr_chain: ledger_id == LPR_LEDGER, ..Replay::default() };
+        if replay.lpr_chain {
+            replay.registry.lpr = SEEDED
+                .iter()
+                .map(|(date, tenor, rate)| (date.to_string(), tenor.to_string(), rate.to_string()))
+                .collect();
+        }
+        replay
+    }
+
     /// Room for `loans` loans in all in the rebuilt loans and links, if it can be had (the
     /// count is the stored one: a hint).
     pub fn expect_loans(&mut self, loans: usize) {
@@ -123,6 +139,18 @@ impl Replay {
                 }
             }
         }
+        // Each chain holds its own events: the LPR table's only its entries.
+        if let Ok(e) = &event
+            && self.lpr_chain != matches!(e, JournalEvent::LprSet { .. })
+        {
+            let kind = e.kind();
+            let text = if self.lpr_chain {
+                format!("seq {seq}: a {kind} event in the LPR table's chain")
+            } else {
+                format!("seq {seq}: an LPR entry outside the LPR table's chain")
+            };
+            self.problems.add(seq, text);
+        }
         match event {
             // A panic in the domain's arithmetic (a bug, or an event altered into figures it
             // does not expect that decoding let through) is this event's break, not the end
@@ -138,6 +166,24 @@ impl Replay {
                     self.problems.add(seq, format!("seq {seq}: the event does not replay ({why})"))
                 }
             },
+            Ok(JournalEvent::LprSet { entry }) => {
+                let key = (format_date(entry.effective_from), entry.bucket.as_str());
+                if let Some(set) =
+                    self.registry.lpr.iter().find(|e| (&e.0, e.1.as_str()) == (&key.0, key.1))
+                {
+                    self.problems.add(
+                        seq,
+                        format!(
+                            "seq {seq}: sets the LPR entry {} {} again (rate {}, was {})",
+                            key.0, key.1, entry.rate, set.2
+                        ),
+                    );
+                }
+                self.registry.lpr.push((key.0, key.1.to_string(), entry.rate.to_string()));
+                if !stored_as(&[], t.postings) {
+                    self.problems.add(seq, format!("seq {seq}: an LPR entry carries postings"));
+                }
+            }
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);
                 if !stored_as(&[], t.postings) {
@@ -229,7 +275,7 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
             r.statuses.push(status_row(household_id, &entry));
         }
         JournalEvent::PolicySet { version, .. } => r.policies.push(version),
-        JournalEvent::Loan(_) => {}
+        JournalEvent::LprSet { .. } | JournalEvent::Loan(_) => {}
     }
 }
 
@@ -366,5 +412,36 @@ mod tests {
         assert_eq!(replay.problems.first_break_seq, 1);
         // The second contract replaced the first: the loan starts again from it.
         assert_eq!(replay.loans["BB-0000000"].last_seq, 4);
+    }
+
+    /// The LPR table's chain starts from the seeded entries and holds `lpr.set` alone; an entry
+    /// set twice, an event of another kind in it, or an entry in a region's ledger is reported.
+    #[test]
+    fn the_lpr_chain_rebuilds_the_table() {
+        let set = |date: &str, rate: &str| {
+            format!(r#"{{"effective_date":"{date}","tenor":"1y","rate":"{rate}"}}"#)
+        };
+        let (first, again) = (set("2026-11-20", "0.029"), set("2026-11-20", "0.028"));
+        let mut lpr = Replay::of(LPR_LEDGER);
+        assert_eq!(lpr.registry.lpr.len(), SEEDED.len());
+        apply(
+            &mut lpr,
+            &[(1, "lpr.set", &first, vec![]), (2, "lpr.set", &again, vec![]), stored(0, 3)],
+        );
+        assert_eq!(
+            texts(&lpr),
+            [
+                "seq 2: sets the LPR entry 2026-11-20 1y again (rate 0.028, was 0.029)",
+                "seq 3: a loan.created event in the LPR table's chain",
+            ]
+        );
+        let rebuilt: Vec<&str> =
+            lpr.registry.lpr[SEEDED.len()..].iter().map(|e| e.2.as_str()).collect();
+        assert_eq!(rebuilt, ["0.029", "0.028"]);
+
+        let mut region = Replay::of("450121");
+        assert!(region.registry.lpr.is_empty());
+        apply(&mut region, &[stored(0, 1), (2, "lpr.set", &first, vec![])]);
+        assert_eq!(texts(&region), ["seq 2: an LPR entry outside the LPR table's chain"]);
     }
 }

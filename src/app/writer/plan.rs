@@ -18,7 +18,7 @@ use crate::domain::household::status_on;
 use crate::domain::loan::{
     LoanCommand, LoanEvent, LoanState, OriginationContext, plan_origination,
 };
-use crate::domain::lpr::{TenorBucket, lpr_on};
+use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
 use crate::domain::policy::{default_versions, in_force};
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
@@ -210,9 +210,30 @@ impl Writer {
                     },
                 }
             }
-            Command::SetLpr { .. }
-            | Command::SettlementRun { .. }
-            | Command::SettlementRunSummary { .. } => {
+            Command::SetLpr { entry } => {
+                if !actor.is_operator() {
+                    return Err(AppError::denied("only an operator may change the LPR table"));
+                }
+                // Entries are kept as set: one a date and tenor.
+                if let Some(rate) = tx.lpr_exists(entry).await? {
+                    return Err(DomainError::Exists {
+                        what: "LPR entry",
+                        id: format!(
+                            "{} {} (rate {rate})",
+                            format_date(entry.effective_from),
+                            entry.bucket.as_str()
+                        ),
+                    }
+                    .into());
+                }
+                Planned {
+                    ledger_id: LPR_LEDGER.to_string(),
+                    event: JournalEvent::LprSet { entry: *entry },
+                    postings: Postings::memo(),
+                    effect: Effect::Lpr(*entry),
+                }
+            }
+            Command::SettlementRun { .. } | Command::SettlementRunSummary { .. } => {
                 return Err(AppError::Internal(format!(
                     "{} is not a journal command",
                     env.command.name()
@@ -587,6 +608,16 @@ impl Writer {
                 tx.insert_policy(&ledger_id, &version).await?;
                 g.registry.policies.remove(&ledger_id);
                 Outcome::Policy { ledger_id, version, entry: entry.clone() }
+            }
+            Effect::Lpr(lpr) => {
+                tx.insert_lpr(&lpr).await?;
+                g.registry.lpr = None;
+                Outcome::Lpr {
+                    effective_from: lpr.effective_from,
+                    tenor: lpr.bucket,
+                    rate: lpr.rate,
+                    entry: Some(entry.clone()),
+                }
             }
             Effect::Unchanged(_) => {
                 return Err(AppError::Internal("an unchanged loan reached apply".into()));
