@@ -61,11 +61,11 @@ impl Principal {
     /// Whether this principal may read the books of a ledger: its finance office and its
     /// auditors (banks only through their own loans). The operator reads none: DESIGN.md's role
     /// table gives it health and metrics, so that the service's IT staff see no household's
-    /// identity number and no loan. The LPR table's chain is public reference data, as `ListLpr`
-    /// is: every principal reads and verifies it.
+    /// identity number and no loan. The LPR table's chain (reference data, no household in it)
+    /// is every auditor's and every finance office's to read and verify.
     pub fn reads_ledger(&self, ledger_id: &str) -> bool {
         if ledger_id == crate::domain::lpr::LPR_LEDGER {
-            return true;
+            return matches!(self.role, Role::Auditor | Role::Finance);
         }
         match self.role {
             Role::Auditor => self.org == "*" || self.org == ledger_id,
@@ -233,7 +233,10 @@ mod tests {
         assert!(!every.reads_ledger("450121"));
         let auditor = Principal { role: Role::Auditor, org: "*".into() };
         assert!(auditor.reads_ledger("450121"));
-        // The LPR table's chain is public reference data.
+        // The LPR table's chain: every auditor's and finance office's, no bank's or operator's.
         assert!([&office, &every, &auditor].iter().all(|p| p.reads_ledger("lpr")));
+        let bank = Principal { role: Role::Bank, org: "B1".into() };
+        let operator = Principal { role: Role::Operator, org: "*".into() };
+        assert!(!bank.reads_ledger("lpr") && !operator.reads_ledger("lpr"));
     }
 }

@@ -633,7 +633,27 @@ impl Db {
             Db::Sqlite(p, ..) => SQLITE_MIGRATOR.run(p).await,
             Db::Postgres(p, _) => POSTGRES_MIGRATOR.run(p).await,
         };
-        result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
+        result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))?;
+        self.check_lpr_name_free().await
+    }
+
+    /// Refuses a database in which a region's ledger is called `lpr`, the name this build
+    /// gives the LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]): its ledger row, or a
+    /// journal row there of another kind than `lpr.set`. Served, that region's books would be
+    /// read by every role as reference data and its chain mixed with the LPR entries.
+    async fn check_lpr_name_free(&self) -> Result<(), StoreError> {
+        const SQL: &str = "select count(*) from (select 1 from ledger where ledger_id = 'lpr' \
+                           union all select 1 from journal_txn where ledger_id = 'lpr' \
+                           and kind <> 'lpr.set') x";
+        let taken: i64 = on_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await?);
+        if taken > 0 {
+            return Err(StoreError::Corrupt(
+                "a ledger called lpr is stored, and this build reserves the name for the LPR \
+                 table's chain: serve it with the build that created it"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether this build's migrations, and only they, are applied: `Err` with what to do

@@ -31,6 +31,7 @@ on_both_backends!(
     verify_while_writing,
     a_value_date_rewritten_with_the_hashes_is_reported,
     the_lpr_table_has_a_chain_of_its_own,
+    a_ledger_called_lpr_is_refused_at_start,
 );
 
 /// The tables whose rows are never changed nor removed once written.
@@ -1257,9 +1258,10 @@ async fn a_value_date_rewritten_with_the_hashes_is_reported(backend: Backend) {
 }
 
 /// The LPR table's entries are the chain of ledger `lpr`: SetLpr answers its transaction (a
-/// retry the same one), every principal reads and verifies that chain, and verify rebuilds the
-/// table from the seeded entries and the chain's: a row slipped into the table, or a seeded rate
-/// changed behind the triggers, is reported. No region's ledger may take the name.
+/// retry the same one), every auditor and finance office reads and verifies that chain (no bank
+/// nor the operator), and verify rebuilds the table from the seeded entries and the chain's: a
+/// row slipped into the table, or a seeded rate changed behind the triggers, is reported. No
+/// region's ledger may take the name.
 async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -1293,8 +1295,8 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
     let second = registry.set_lpr(set("lpr-2", "2026-12-20", "0.0335")).await.expect("SetLpr");
     assert_eq!(second.into_inner().journal_entry.map(|e| e.seq), Some(2));
 
-    // Read and verified by any principal: the bank's and the operator's too.
-    let journal = app.journal(&t.bank, "lpr").await;
+    // Read and verified by auditors and finance offices, any ledger's.
+    let journal = app.journal(&t.finance, "lpr").await;
     let described: Vec<(u64, &str, &str, &str, usize)> = journal
         .iter()
         .map(|e| {
@@ -1313,9 +1315,15 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
         journal[0].command_json,
         r#"{"effective_date":"2026-11-20","tenor":"5y","rate":"0.034"}"#
     );
-    for token in [&t.auditor, &t.bank, &t.operator, &t.finance] {
+    for token in [&t.auditor, &t.finance] {
         let v = verify_lpr(token).await;
         assert!(v.ok && v.head_seq == 2 && v.transactions_checked == 2, "{v:?}");
+    }
+    for token in [&t.bank, &t.operator] {
+        let lpr = || pb::VerifyRequest { ledger_id: "lpr".into() };
+        expect_code(app.audit(token).verify(lpr()).await, Code::PermissionDenied);
+        let read = pb::ReadJournalRequest { ledger_id: "lpr".into(), from_seq: 0, to_seq: 0 };
+        expect_code(app.audit(token).read_journal(read).await, Code::PermissionDenied);
     }
     // The region's ledger holds none of it.
     assert!(app.journal(&t.auditor, LEDGER).await.iter().all(|e| e.kind != "lpr.set"));
@@ -1364,5 +1372,28 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
     assert!(!v.ok, "{v:?}");
     let expected = "LPR entry 2015-10-24 1y: stored rate 0.06, the journal gives 0.0435";
     assert!(v.problems.iter().any(|p| p == expected), "{v:?}");
+    app.finish().await;
+}
+
+/// A database in which a region's ledger is called `lpr` (made before the name was reserved,
+/// here by hand) is refused at start: served, that region's books would be read as the LPR
+/// table's chain.
+async fn a_ledger_called_lpr_is_refused_at_start(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.stop().await;
+    let sql = "insert into ledger (ledger_id, name) values ('lpr', 'a county')";
+    assert_eq!(app.db.execute_raw(sql).await.expect(sql), 1);
+    let built = loanledger::startup::Application::build(loanledger::startup::Settings {
+        listen: "127.0.0.1:0".parse().expect("a socket address"),
+        database_url: app.database_url.clone(),
+        business_utc_offset: loanledger::startup::business_utc_offset_default(),
+        token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
+        drain_timeout: DRAIN_TIMEOUT,
+    })
+    .await;
+    let Err(e) = built else { panic!("a server started on a ledger called lpr") };
+    assert!(format!("{e:#}").contains("reserves the name for the LPR table's chain"), "{e:#}");
     app.finish().await;
 }

@@ -166,7 +166,8 @@ impl Replay {
                     self.problems.add(seq, format!("seq {seq}: the event does not replay ({why})"))
                 }
             },
-            Ok(JournalEvent::LprSet { entry }) => {
+            // (Outside the LPR table's chain, reported above and not rebuilt.)
+            Ok(JournalEvent::LprSet { entry }) if self.lpr_chain => {
                 let key = (format_date(entry.effective_from), entry.bucket.as_str());
                 if let Some(set) =
                     self.registry.lpr.iter().find(|e| (&e.0, e.1.as_str()) == (&key.0, key.1))
@@ -184,6 +185,7 @@ impl Replay {
                     self.problems.add(seq, format!("seq {seq}: an LPR entry carries postings"));
                 }
             }
+            Ok(JournalEvent::LprSet { .. }) => {}
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);
                 if !stored_as(&[], t.postings) {
@@ -443,5 +445,6 @@ mod tests {
         assert!(region.registry.lpr.is_empty());
         apply(&mut region, &[stored(0, 1), (2, "lpr.set", &first, vec![])]);
         assert_eq!(texts(&region), ["seq 2: an LPR entry outside the LPR table's chain"]);
+        assert!(region.registry.lpr.is_empty(), "not rebuilt: reported once");
     }
 }

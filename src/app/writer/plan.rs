@@ -46,6 +46,14 @@ impl Writer {
                 if !actor.is_operator() {
                     return Err(AppError::denied("only an operator may create a ledger"));
                 }
+                // Refused by the API before (naming `ledger_id`); held here too.
+                if ledger_id == LPR_LEDGER {
+                    return Err(DomainError::Invalid {
+                        field: "ledger_id".into(),
+                        message: "lpr is reserved: it names the LPR table's chain".into(),
+                    }
+                    .into());
+                }
                 if g.registry.ledger_exists(tx, ledger_id).await? {
                     return Err(
                         DomainError::Exists { what: "ledger", id: ledger_id.clone() }.into()
