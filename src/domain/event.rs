@@ -49,6 +49,12 @@ pub enum JournalEvent {
     LprSet {
         entry: LprEntry,
     },
+    /// The start of the LPR table's chain, its first transaction: the table as it stood then
+    /// (the seeded entries, and on a database older than the chain those set before it), by
+    /// date then tenor.
+    LprChainStarted {
+        entries: Vec<LprEntry>,
+    },
     Loan(LoanEvent),
 }
 
@@ -80,12 +86,29 @@ struct PolicySet {
 }
 
 #[derive(Serialize, Deserialize)]
+struct LprChainStarted {
+    entries: Vec<LprSet>,
+}
+
+#[derive(Serialize, Deserialize)]
 struct LprSet {
     #[serde(with = "super::date::iso")]
     effective_date: BusinessDate,
     #[serde(with = "tenor_text")]
     tenor: super::lpr::TenorBucket,
     rate: super::rate::AnnualRate,
+}
+
+impl From<&LprEntry> for LprSet {
+    fn from(e: &LprEntry) -> Self {
+        LprSet { effective_date: e.effective_from, tenor: e.bucket, rate: e.rate }
+    }
+}
+
+impl From<LprSet> for LprEntry {
+    fn from(e: LprSet) -> Self {
+        LprEntry { effective_from: e.effective_date, bucket: e.tenor, rate: e.rate }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +128,7 @@ impl JournalEvent {
             JournalEvent::HouseholdStatusSet { .. } => "household.status_set",
             JournalEvent::PolicySet { .. } => "policy.set",
             JournalEvent::LprSet { .. } => "lpr.set",
+            JournalEvent::LprChainStarted { .. } => "lpr.chain_started",
             JournalEvent::Loan(LoanEvent::Created { .. }) => "loan.created",
             JournalEvent::Loan(LoanEvent::Disbursed { .. }) => "loan.disbursed",
             JournalEvent::Loan(LoanEvent::Repaid { .. }) => "loan.repaid",
@@ -154,10 +178,9 @@ impl JournalEvent {
                 ledger_id: ledger_id.clone(),
                 version: version.clone(),
             }),
-            JournalEvent::LprSet { entry } => serde_json::to_string(&LprSet {
-                effective_date: entry.effective_from,
-                tenor: entry.bucket,
-                rate: entry.rate,
+            JournalEvent::LprSet { entry } => serde_json::to_string(&LprSet::from(entry)),
+            JournalEvent::LprChainStarted { entries } => serde_json::to_string(&LprChainStarted {
+                entries: entries.iter().map(LprSet::from).collect(),
             }),
             // The loan events (nearly every entry) are serialised in place, not cloned first.
             JournalEvent::Loan(e) => serde_json::to_string(e),
@@ -196,12 +219,12 @@ impl JournalEvent {
             }
             "lpr.set" => {
                 let e: LprSet = serde_json::from_str(json).map_err(payload)?;
-                JournalEvent::LprSet {
-                    entry: LprEntry {
-                        effective_from: e.effective_date,
-                        bucket: e.tenor,
-                        rate: e.rate,
-                    },
+                JournalEvent::LprSet { entry: e.into() }
+            }
+            "lpr.chain_started" => {
+                let e: LprChainStarted = serde_json::from_str(json).map_err(payload)?;
+                JournalEvent::LprChainStarted {
+                    entries: e.entries.into_iter().map(Into::into).collect(),
                 }
             }
             "loan.created" | "loan.disbursed" | "loan.repaid" | "loan.settled"
@@ -226,8 +249,8 @@ impl JournalEvent {
         self.own_date().unwrap_or(recorded_on)
     }
 
-    /// The date the event carries, its journal row's value date; none for a ledger created or a
-    /// bank registered, dated the day they were recorded.
+    /// The date the event carries, its journal row's value date; none for a ledger created, a
+    /// bank registered or the LPR table's chain started, dated the day they were recorded.
     pub fn own_date(&self) -> Option<BusinessDate> {
         match self {
             JournalEvent::HouseholdRegistered { status, .. } => Some(status.effective_date),
@@ -235,7 +258,9 @@ impl JournalEvent {
             JournalEvent::PolicySet { version, .. } => Some(version.effective_date),
             JournalEvent::LprSet { entry } => Some(entry.effective_from),
             JournalEvent::Loan(e) => Some(e.value_date()),
-            JournalEvent::LedgerCreated { .. } | JournalEvent::BankRegistered { .. } => None,
+            JournalEvent::LedgerCreated { .. }
+            | JournalEvent::BankRegistered { .. }
+            | JournalEvent::LprChainStarted { .. } => None,
         }
     }
 }
@@ -414,7 +439,7 @@ pub(crate) mod tests {
     /// bench database, the policy version one a ledger is seeded with). Their text is hashed
     /// into the chain: an encoding that changed (a field renamed, added or moved) would break
     /// the verification of every journal written before it.
-    pub(crate) const REGISTRY_EVENTS: [(&str, &str); 6] = [
+    pub(crate) const REGISTRY_EVENTS: [(&str, &str); 7] = [
         ("ledger.created", r#"{"ledger_id":"BENCH","name":"bench"}"#),
         ("bank.registered", r#"{"bank_id":"BB","ledger_id":"BENCH","name":"bench bank"}"#),
         (
@@ -430,6 +455,10 @@ pub(crate) mod tests {
             r#"{"ledger_id":"450121","version":{"effective_date":"2024-01-01","params":{"household_principal_cap_fen":5000000,"term_months_max":36,"borrower_age_min":18,"borrower_age_max":65,"overdue_penalty_uplift":"0.5","misuse_penalty_uplift":"1","subsidy_ratio":"0.7","subsidy_cap_rate":null,"grace_days":0,"rounding":"half_up","eligible_statuses":["registered_poor","exited","monitored","edge"],"extension_months_max":12}}}"#,
         ),
         ("lpr.set", r#"{"effective_date":"2025-06-20","tenor":"5y","rate":"0.035"}"#),
+        (
+            "lpr.chain_started",
+            r#"{"entries":[{"effective_date":"2015-10-24","tenor":"1y","rate":"0.0435"},{"effective_date":"2015-10-24","tenor":"5y","rate":"0.0475"}]}"#,
+        ),
     ];
 
     /// Each registry event reads back as what it is and writes out as the text it was read
@@ -455,7 +484,8 @@ pub(crate) mod tests {
                 dated("2016-01-01"),
                 dated("2021-06-30"),
                 dated("2024-01-01"),
-                dated("2025-06-20")
+                dated("2025-06-20"),
+                None
             ]
         );
         // The seeded version is the one pinned: the seeding writes no event, but a ledger's

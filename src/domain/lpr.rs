@@ -4,10 +4,11 @@
 //! terms up to one year use the 1-year LPR, longer terms the 5-year LPR.
 //!
 //! The table is national reference data with a chain of its own: the journal's ledger
-//! [`LPR_LEDGER`], which lends nothing. Each entry set through `SetLpr` is one `lpr.set`
-//! transaction there (memo, no postings), dated its effective date; the stored table is that
-//! chain's read model, [`SEEDED`] (the migration's rows) and the chain's entries, and `verify`
-//! of the ledger rebuilds it and compares.
+//! [`LPR_LEDGER`], which lends nothing. Its first transaction, `lpr.chain_started`, holds the
+//! table as it stood when the database was migrated (`store::lpr_chain`); each entry set
+//! through `SetLpr` since is one `lpr.set` transaction there (memo, no postings), dated its
+//! effective date. The stored table is that chain's read model: `verify` of the ledger rebuilds
+//! it, checks the start against [`SEEDED`] (the migration's rows), and compares.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ pub const LPR_LEDGER: &str = "lpr";
 /// The entries the schema's migration seeds (`0002_lpr_seed.sql` on both backends), as stored
 /// (effective date, tenor, rate): the PBoC benchmark lending rates of 2015-10-24, which capped
 /// programme loans until the LPR reform, and the loan prime rates published since 2019-08-20.
-/// They precede the chain; verify rebuilds the table from them and the chain's entries.
+/// The chain's start holds them as seeded; verify checks it.
 pub const SEEDED: &[(&str, &str, &str)] = &[
     ("2015-10-24", "1y", "0.0435"),
     ("2015-10-24", "5y", "0.0475"),

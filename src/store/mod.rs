@@ -10,6 +10,7 @@
 //! in `read` is for the read path.
 
 pub mod bulk;
+pub mod lpr_chain;
 mod pgcopy;
 pub mod read;
 pub mod readers;
@@ -634,7 +635,8 @@ impl Db {
             Db::Postgres(p, _) => POSTGRES_MIGRATOR.run(p).await,
         };
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))?;
-        self.check_lpr_name_free().await
+        self.check_lpr_name_free().await?;
+        self.start_lpr_chain().await
     }
 
     /// Refuses a database in which a region's ledger is called `lpr`, the name this build
@@ -644,7 +646,7 @@ impl Db {
     async fn check_lpr_name_free(&self) -> Result<(), StoreError> {
         const SQL: &str = "select count(*) from (select 1 from ledger where ledger_id = 'lpr' \
                            union all select 1 from journal_txn where ledger_id = 'lpr' \
-                           and kind <> 'lpr.set') x";
+                           and kind not in ('lpr.chain_started', 'lpr.set')) x";
         let taken: i64 = on_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await?);
         if taken > 0 {
             return Err(StoreError::Corrupt(

@@ -189,11 +189,8 @@ impl Db {
 
     /// Whether a ledger exists, for `verify`: its row, or its journal should the row be gone.
     /// Reads no column of either, so that a row damaged by hand is left to verify to report.
-    /// The LPR table's chain always exists: its seeded entries precede it.
+    /// The LPR table's chain has no ledger row: its journal, started at migration, is found.
     pub async fn ledger_exists(&self, ledger_id: &str) -> Result<bool, StoreError> {
-        if ledger_id == crate::domain::lpr::LPR_LEDGER {
-            return Ok(true);
-        }
         const SQL: [&str; 2] = [
             "select count(*) from (select 1 from ledger where ledger_id = $1 limit 1) x",
             "select count(*) from (select 1 from journal_txn where ledger_id = $1 limit 1) x",

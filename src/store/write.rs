@@ -488,6 +488,16 @@ impl WriteTx {
         }
     }
 
+    /// [`WriteTx::head`], the transaction then ended.
+    pub async fn head_then_rollback(
+        mut self,
+        ledger_id: &str,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        let head = self.head(ledger_id).await;
+        self.rollback().await?;
+        head
+    }
+
     /// The last (seq, hash) of a ledger's chain.
     pub async fn head(&mut self, ledger_id: &str) -> Result<Option<(i64, String)>, StoreError> {
         let sql =
@@ -745,8 +755,8 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Records an idempotency entry for a write that has no journal transaction (LPR entries,
-    /// settlement runs), under no ledger and seq 0.
+    /// Records an idempotency entry for a write that has no journal transaction (settlement
+    /// runs and their summaries), under no ledger and seq 0.
     pub async fn insert_idempotency(
         &mut self,
         scope: &str,
@@ -1071,8 +1081,10 @@ pub(super) mod tests {
         assert!(matches!(refused, Err(StoreError::RequestSeen(_))), "{refused:?}");
         let Db::Sqlite(pool, write, ..) = &db else { unreachable!() };
         assert!(!write.lock().await.unsure, "the connection was left to be rolled back");
-        let counts = "select (select count(*) from journal_txn), (select count(*) from posting), \
-                      (select count(*) from journal_loan), (select count(*) from idempotency), \
+        // (Not the LPR table's chain's start, written at migration.)
+        let counts = "select (select count(*) from journal_txn where ledger_id <> 'lpr'), \
+                      (select count(*) from posting), (select count(*) from journal_loan), \
+                      (select count(*) from idempotency where ledger_id <> 'lpr'), \
                       (select balance_fen from account_balance where account = 'cash')";
         let after: (i64, i64, i64, i64, i64) =
             sqlx::query_as(counts).fetch_one(pool).await.unwrap();
@@ -1127,7 +1139,8 @@ pub(super) mod tests {
             "{refused:?}"
         );
         let Db::Postgres(pool, _) = db else { unreachable!() };
-        let counts = "select (select count(*) from journal_txn), (select count(*) from idempotency), \
+        let counts = "select (select count(*) from journal_txn where ledger_id <> 'lpr'), \
+                      (select count(*) from idempotency where ledger_id <> 'lpr'), \
                       (select balance_fen from account_balance where account = 'cash'), \
                       (select principal_outstanding_fen from loan where loan_id = 'LA')";
         let after: (i64, i64, i64, i64) = sqlx::query_as(counts).fetch_one(pool).await.unwrap();
@@ -1160,11 +1173,12 @@ pub(super) mod tests {
     /// The journal (its columns before 0004) and the idempotency records, which SQLite's
     /// migrations 0003 and 0004 rebuild (0003 both, 0004 the journal), in key order.
     async fn journal_and_keys(db: &Db) -> (Vec<OldJournalRow>, Vec<(String, String, String, i64)>) {
+        // (Not the LPR table's chain, which the migration starts.)
         let journal = "select ledger_id, seq, kind, value_date, recorded_at_us, actor, \
                        request_id, command_json, prev_hash, hash from journal_txn \
-                       order by ledger_id, seq";
+                       where ledger_id <> 'lpr' order by ledger_id, seq";
         let keys = "select scope, request_id, result_json, seq from idempotency \
-                    order by scope, request_id";
+                    where ledger_id <> 'lpr' order by scope, request_id";
         let journal = crate::on_pool!(db, p => sqlx::query_as(journal).fetch_all(p).await.unwrap());
         let keys = crate::on_pool!(db, p => sqlx::query_as(keys).fetch_all(p).await.unwrap());
         (journal, keys)
@@ -1233,12 +1247,44 @@ pub(super) mod tests {
             old_rows_sql("M", 1, "m1", &three[..2]),
         ];
         db.execute_raw(&old.concat()).await.unwrap();
+        // An LPR entry an earlier build's SetLpr wrote, outside any chain.
+        let set_before = "insert into lpr (effective_date, tenor, rate) \
+                          values ('2025-06-20', '1y', '0.029')";
+        db.execute_raw(set_before).await.unwrap();
         let kept = journal_and_keys(db).await;
         assert_eq!(kept.0.len(), 4);
 
         db.migrate().await.unwrap();
         assert_eq!(journal_and_keys(db).await, kept);
-        let packed = "select postings from journal_txn order by ledger_id, seq";
+        // The migration started the LPR table's chain beside them, with the table as it stood:
+        // the seeded entries and the one set before, by date then tenor.
+        let started = "select kind, command_json from journal_txn where ledger_id = 'lpr'";
+        let started: Vec<(String, String)> =
+            crate::on_pool!(db, p => sqlx::query_as(started).fetch_all(p).await.unwrap());
+        assert_eq!(started.len(), 1);
+        assert_eq!(started[0].0, "lpr.chain_started");
+        let Ok(crate::domain::event::JournalEvent::LprChainStarted { entries }) =
+            crate::domain::event::JournalEvent::from_parts(&started[0].0, &started[0].1)
+        else {
+            panic!("the chain's start reads back: {started:?}");
+        };
+        let rows: Vec<String> = entries
+            .iter()
+            .map(|e| format!("{} {} {}", format_date(e.effective_from), e.bucket.as_str(), e.rate))
+            .collect();
+        let mut expected: Vec<String> =
+            crate::domain::lpr::SEEDED.iter().map(|(d, t, r)| format!("{d} {t} {r}")).collect();
+        expected.push("2025-06-20 1y 0.029".into());
+        expected.sort();
+        assert_eq!(rows, expected);
+        let report = crate::app::verify::verify_ledger(db, "lpr").await.unwrap();
+        assert!(report.ok && report.head_seq == 1, "{report:?}");
+        // Migrated again, the chain is not started again.
+        db.migrate().await.unwrap();
+        let again = crate::app::verify::verify_ledger(db, "lpr").await.unwrap();
+        assert_eq!(again, report);
+        let packed = "select postings from journal_txn where ledger_id <> 'lpr' \
+                      order by ledger_id, seq";
         let packed: Vec<String> =
             crate::on_pool!(db, p => sqlx::query_scalar(packed).fetch_all(p).await.unwrap());
         let expected = [&legs()[..], &[], &three, &three[..2]];
@@ -1373,7 +1419,8 @@ pub(super) mod tests {
         db.begin_write().await.unwrap().commit_with(&group(vec![txn(1, "r1")])).await.unwrap();
         assert!(!write.lock().await.unsure);
         let (journal, ledgers): (i64, i64) = sqlx::query_as(
-            "select (select count(*) from journal_txn), (select count(*) from ledger)",
+            "select (select count(*) from journal_txn where ledger_id <> 'lpr'), \
+             (select count(*) from ledger)",
         )
         .fetch_one(pool)
         .await

@@ -1274,8 +1274,9 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
             .expect("Verify lpr")
             .into_inner()
     };
+    // Started when the database was migrated, with the table as seeded.
     let fresh = verify_lpr(&t.auditor).await;
-    assert!(fresh.ok && fresh.head_seq == 0 && fresh.transactions_checked == 0, "{fresh:?}");
+    assert!(fresh.ok && fresh.head_seq == 1 && fresh.transactions_checked == 1, "{fresh:?}");
 
     let set = |request_id: &str, date: &str, rate: &str| pb::SetLprRequest {
         request_id: request_id.into(),
@@ -1289,11 +1290,11 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
     let first = registry.set_lpr(set("lpr-1", "2026-11-20", "0.034")).await.expect("SetLpr");
     let first = first.into_inner();
     let entry = first.journal_entry.clone().expect("the entry's transaction");
-    assert_eq!((entry.ledger_id.as_str(), entry.seq), ("lpr", 1), "{first:?}");
+    assert_eq!((entry.ledger_id.as_str(), entry.seq), ("lpr", 2), "{first:?}");
     let again = registry.set_lpr(set("lpr-1", "2026-11-20", "0.034")).await.expect("retry");
     assert_eq!(again.into_inner(), first, "a retry is answered with the same transaction");
     let second = registry.set_lpr(set("lpr-2", "2026-12-20", "0.0335")).await.expect("SetLpr");
-    assert_eq!(second.into_inner().journal_entry.map(|e| e.seq), Some(2));
+    assert_eq!(second.into_inner().journal_entry.map(|e| e.seq), Some(3));
 
     // Read and verified by auditors and finance offices, any ledger's.
     let journal = app.journal(&t.finance, "lpr").await;
@@ -1303,21 +1304,26 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
             (e.seq, e.kind.as_str(), e.value_date.as_str(), e.actor.as_str(), e.postings.len())
         })
         .collect();
+    let today = journal[0].value_date.clone();
     assert_eq!(
         described,
         [
-            (1, "lpr.set", "2026-11-20", "operator:*", 0),
-            (2, "lpr.set", "2026-12-20", "operator:*", 0)
+            (1, "lpr.chain_started", today.as_str(), "system:migration", 0),
+            (2, "lpr.set", "2026-11-20", "operator:*", 0),
+            (3, "lpr.set", "2026-12-20", "operator:*", 0)
         ]
     );
-    assert_eq!(journal[0].hash, entry.hash);
+    let seeded = r#"{"effective_date":"2015-10-24","tenor":"1y","rate":"0.0435"}"#;
+    let start = format!(r#"{{"entries":[{seeded},"#);
+    assert!(journal[0].command_json.starts_with(&start), "{journal:?}");
+    assert_eq!(journal[1].hash, entry.hash);
     assert_eq!(
-        journal[0].command_json,
+        journal[1].command_json,
         r#"{"effective_date":"2026-11-20","tenor":"5y","rate":"0.034"}"#
     );
     for token in [&t.auditor, &t.finance] {
         let v = verify_lpr(token).await;
-        assert!(v.ok && v.head_seq == 2 && v.transactions_checked == 2, "{v:?}");
+        assert!(v.ok && v.head_seq == 3 && v.transactions_checked == 3, "{v:?}");
     }
     for token in [&t.bank, &t.operator] {
         let lpr = || pb::VerifyRequest { ledger_id: "lpr".into() };

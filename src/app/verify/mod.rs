@@ -22,8 +22,8 @@
 //! record that names its seq: without it a retry of the request would be written again; a
 //! record of another request naming it would answer that request's retry with this
 //! transaction). The LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]) is verified alike,
-//! its read model the LPR table: rebuilt from the seeded entries and its `lpr.set` events and
-//! compared entry by entry. Each stage lists its own
+//! its read model the LPR table: rebuilt from its start (`lpr.chain_started`, which must hold the
+//! seeded entries as seeded) and its `lpr.set` events and compared entry by entry. Each stage lists its own
 //! problems; the report has them in `seq` order (stage 1's first on the same `seq`), then the
 //! read models' (seq 0).
 

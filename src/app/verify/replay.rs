@@ -11,7 +11,7 @@ use crate::app::error::caught;
 use crate::domain::date::{format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
-use crate::domain::lpr::{LPR_LEDGER, SEEDED};
+use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
@@ -95,16 +95,35 @@ pub(super) struct Replay {
 }
 
 impl Replay {
-    /// The replay of ledger `ledger_id`: the LPR table's chain starts from the seeded entries.
+    /// The replay of ledger `ledger_id` (the LPR table's chain, or a region's).
     pub fn of(ledger_id: &str) -> Replay {
-        let mut replay = Replay { lpr_chain: ledger_id == LPR_LEDGER, ..Replay::default() };
-        if replay.lpr_chain {
-            replay.registry.lpr = SEEDED
-                .iter()
-                .map(|(date, tenor, rate)| (date.to_string(), tenor.to_string(), rate.to_string()))
-                .collect();
+        Replay { lpr_chain: ledger_id == LPR_LEDGER, ..Replay::default() }
+    }
+
+    /// The LPR table's chain started at `seq` with `entries`: the rebuilt table is them. The
+    /// chain starts once, at seq 1, and keeps the seeded entries as seeded.
+    fn lpr_chain_started(&mut self, entries: Vec<LprEntry>, seq: u64) {
+        if seq != 1 || !self.registry.lpr.is_empty() {
+            self.problems.add(seq, format!("seq {seq}: the LPR table's chain starts again"));
         }
-        replay
+        let entries: Vec<(String, String, String)> = entries.iter().map(lpr_row).collect();
+        for (date, tenor, rate) in SEEDED {
+            match entries.iter().find(|e| (e.0.as_str(), e.1.as_str()) == (*date, *tenor)) {
+                None => self.problems.add(
+                    seq,
+                    format!("seq {seq}: the LPR table's start lacks the seeded entry {date} {tenor}"),
+                ),
+                Some(e) if e.2 != *rate => self.problems.add(
+                    seq,
+                    format!(
+                        "seq {seq}: the LPR table's start gives {date} {tenor} at {}, seeded at {rate}",
+                        e.2
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        self.registry.lpr = entries;
     }
 
     /// Room for `loans` loans in all in the rebuilt loans and links, if it can be had (the
@@ -139,9 +158,12 @@ impl Replay {
                 }
             }
         }
-        // Each chain holds its own events: the LPR table's only its entries.
+        // Each chain holds its own events: the LPR table's only its start and its entries.
+        let of_lpr = |e: &JournalEvent| {
+            matches!(e, JournalEvent::LprSet { .. } | JournalEvent::LprChainStarted { .. })
+        };
         if let Ok(e) = &event
-            && self.lpr_chain != matches!(e, JournalEvent::LprSet { .. })
+            && self.lpr_chain != of_lpr(e)
         {
             let kind = e.kind();
             let text = if self.lpr_chain {
@@ -167,7 +189,19 @@ impl Replay {
                 }
             },
             // (Outside the LPR table's chain, reported above and not rebuilt.)
+            Ok(JournalEvent::LprChainStarted { entries }) if self.lpr_chain => {
+                self.lpr_chain_started(entries, seq);
+                if !stored_as(&[], t.postings) {
+                    self.problems.add(seq, format!("seq {seq}: the LPR table carries postings"));
+                }
+            }
             Ok(JournalEvent::LprSet { entry }) if self.lpr_chain => {
+                if seq == 1 {
+                    self.problems.add(
+                        seq,
+                        "seq 1: the LPR table's chain does not start with the table".into(),
+                    );
+                }
                 let key = (format_date(entry.effective_from), entry.bucket.as_str());
                 if let Some(set) =
                     self.registry.lpr.iter().find(|e| (&e.0, e.1.as_str()) == (&key.0, key.1))
@@ -180,12 +214,12 @@ impl Replay {
                         ),
                     );
                 }
-                self.registry.lpr.push((key.0, key.1.to_string(), entry.rate.to_string()));
+                self.registry.lpr.push(lpr_row(&entry));
                 if !stored_as(&[], t.postings) {
                     self.problems.add(seq, format!("seq {seq}: an LPR entry carries postings"));
                 }
             }
-            Ok(JournalEvent::LprSet { .. }) => {}
+            Ok(JournalEvent::LprSet { .. } | JournalEvent::LprChainStarted { .. }) => {}
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);
                 if !stored_as(&[], t.postings) {
@@ -250,6 +284,11 @@ fn stored_as(postings: &[Posting], text: &str) -> bool {
     is_packed(postings, text) || unpack(text).unwrap_or_default() == postings
 }
 
+/// An LPR entry as the table stores it: (effective date, tenor, rate).
+fn lpr_row(e: &LprEntry) -> (String, String, String) {
+    (format_date(e.effective_from), e.bucket.as_str().to_string(), e.rate.to_string())
+}
+
 /// Rebuilds the registry read model from a registry event (a new ledger starts with the default
 /// policy versions, as the writer seeds them).
 fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
@@ -277,7 +316,9 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
             r.statuses.push(status_row(household_id, &entry));
         }
         JournalEvent::PolicySet { version, .. } => r.policies.push(version),
-        JournalEvent::LprSet { .. } | JournalEvent::Loan(_) => {}
+        JournalEvent::LprSet { .. }
+        | JournalEvent::LprChainStarted { .. }
+        | JournalEvent::Loan(_) => {}
     }
 }
 
@@ -416,30 +457,62 @@ mod tests {
         assert_eq!(replay.loans["BB-0000000"].last_seq, 4);
     }
 
-    /// The LPR table's chain starts from the seeded entries and holds `lpr.set` alone; an entry
-    /// set twice, an event of another kind in it, or an entry in a region's ledger is reported.
+    /// The LPR table's chain starts with the table (the seeded entries as seeded) and then
+    /// holds `lpr.set` alone; a start that alters or lacks a seeded entry, a second start, an
+    /// entry set twice, an event of another kind in it, or an entry in a region's ledger is
+    /// reported.
     #[test]
     fn the_lpr_chain_rebuilds_the_table() {
-        let set = |date: &str, rate: &str| {
+        let entry = |date: &str, rate: &str| {
             format!(r#"{{"effective_date":"{date}","tenor":"1y","rate":"{rate}"}}"#)
         };
-        let (first, again) = (set("2026-11-20", "0.029"), set("2026-11-20", "0.028"));
+        let seeded: Vec<String> = SEEDED
+            .iter()
+            .map(|(d, t, r)| format!(r#"{{"effective_date":"{d}","tenor":"{t}","rate":"{r}"}}"#))
+            .collect();
+        let start = |entries: &[String]| format!(r#"{{"entries":[{}]}}"#, entries.join(","));
+        let mut with_one_more = seeded.clone();
+        with_one_more.push(entry("2025-06-20", "0.029"));
+        let (first, again) = (entry("2026-11-20", "0.029"), entry("2026-11-20", "0.028"));
         let mut lpr = Replay::of(LPR_LEDGER);
-        assert_eq!(lpr.registry.lpr.len(), SEEDED.len());
+        assert!(lpr.registry.lpr.is_empty());
         apply(
             &mut lpr,
-            &[(1, "lpr.set", &first, vec![]), (2, "lpr.set", &again, vec![]), stored(0, 3)],
+            &[
+                (1, "lpr.chain_started", &start(&with_one_more), vec![]),
+                (2, "lpr.set", &first, vec![]),
+                (3, "lpr.set", &again, vec![]),
+                stored(0, 4),
+            ],
         );
         assert_eq!(
             texts(&lpr),
             [
-                "seq 2: sets the LPR entry 2026-11-20 1y again (rate 0.028, was 0.029)",
-                "seq 3: a loan.created event in the LPR table's chain",
+                "seq 3: sets the LPR entry 2026-11-20 1y again (rate 0.028, was 0.029)",
+                "seq 4: a loan.created event in the LPR table's chain",
             ]
         );
-        let rebuilt: Vec<&str> =
+        let rates: Vec<&str> =
             lpr.registry.lpr[SEEDED.len()..].iter().map(|e| e.2.as_str()).collect();
-        assert_eq!(rebuilt, ["0.029", "0.028"]);
+        assert_eq!(rates, ["0.029", "0.029", "0.028"]);
+
+        // A start that alters a seeded rate and lacks another, started again; an entry first.
+        let mut altered = seeded[1..].to_vec();
+        altered[0] = altered[0].replace("0.0475", "0.05");
+        let mut lpr = Replay::of(LPR_LEDGER);
+        apply(
+            &mut lpr,
+            &[(1, "lpr.set", &first, vec![]), (2, "lpr.chain_started", &start(&altered), vec![])],
+        );
+        assert_eq!(
+            texts(&lpr),
+            [
+                "seq 1: the LPR table's chain does not start with the table",
+                "seq 2: the LPR table's chain starts again",
+                "seq 2: the LPR table's start lacks the seeded entry 2015-10-24 1y",
+                "seq 2: the LPR table's start gives 2015-10-24 5y at 0.05, seeded at 0.0475",
+            ]
+        );
 
         let mut region = Replay::of("450121");
         assert!(region.registry.lpr.is_empty());
