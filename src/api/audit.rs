@@ -163,7 +163,7 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::VerifyRequest { ledger_id } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        if !actor.reads_ledger(&ledger_id) {
+        if !actor.reads_books(&ledger_id) {
             return Err(Status::permission_denied(format!(
                 "{} may not verify ledger {ledger_id}",
                 actor.actor()
@@ -205,7 +205,7 @@ impl Api {
         ledger_id: &str,
         what: &str,
     ) -> Result<(), Status> {
-        if !actor.reads_ledger(ledger_id) {
+        if !actor.reads_books(ledger_id) {
             return Err(Status::permission_denied(format!(
                 "{} may not read {what} of ledger {ledger_id}",
                 actor.actor()

@@ -61,12 +61,8 @@ impl Principal {
     /// Whether this principal may read the books of a ledger: its finance office and its
     /// auditors (banks only through their own loans). The operator reads none: DESIGN.md's role
     /// table gives it health and metrics, so that the service's IT staff see no household's
-    /// identity number and no loan. The LPR table's chain (reference data, no household in it)
-    /// is every auditor's and every finance office's to read and verify.
+    /// identity number and no loan.
     pub fn reads_ledger(&self, ledger_id: &str) -> bool {
-        if ledger_id == crate::domain::lpr::LPR_LEDGER {
-            return matches!(self.role, Role::Auditor | Role::Finance);
-        }
         match self.role {
             Role::Auditor => self.org == "*" || self.org == ledger_id,
             // A finance office is its ledger's (a token for "*" is refused at its creation and,
@@ -80,6 +76,17 @@ impl Principal {
     /// loans: its finance office alone (separation of duties: not the operator).
     pub fn administers_ledger(&self, ledger_id: &str) -> bool {
         self.role == Role::Finance && self.org == ledger_id
+    }
+
+    /// Whether this principal may read a ledger's journal and balances and verify it: its own
+    /// ([`Principal::reads_ledger`]), and the LPR table's chain (reference data, no household in
+    /// it), which is every auditor's and every finance office's. Not for its loans or
+    /// households: none is ever in that chain, and one inserted there by hand is nobody's.
+    pub fn reads_books(&self, ledger_id: &str) -> bool {
+        if ledger_id == crate::domain::lpr::LPR_LEDGER {
+            return matches!(self.role, Role::Auditor | Role::Finance);
+        }
+        self.reads_ledger(ledger_id)
     }
 
     /// Whether this principal may register a bank in a ledger: its finance office, or the
@@ -233,10 +240,13 @@ mod tests {
         assert!(!every.reads_ledger("450121"));
         let auditor = Principal { role: Role::Auditor, org: "*".into() };
         assert!(auditor.reads_ledger("450121"));
-        // The LPR table's chain: every auditor's and finance office's, no bank's or operator's.
-        assert!([&office, &every, &auditor].iter().all(|p| p.reads_ledger("lpr")));
+        // The LPR table's chain's books: every auditor's and finance office's, no bank's or
+        // operator's; its loans (none but by hand) nobody's but a "*" auditor's.
+        assert!([&office, &every, &auditor].iter().all(|p| p.reads_books("lpr")));
+        assert!(!office.reads_ledger("lpr") && !office.reads_loan("B1", "lpr"));
         let bank = Principal { role: Role::Bank, org: "B1".into() };
         let operator = Principal { role: Role::Operator, org: "*".into() };
-        assert!(!bank.reads_ledger("lpr") && !operator.reads_ledger("lpr"));
+        assert!(!bank.reads_books("lpr") && !operator.reads_books("lpr"));
+        assert!(office.reads_books("450121") && !office.reads_books("450122"));
     }
 }

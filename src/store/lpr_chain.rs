@@ -1,7 +1,9 @@
 //! The start of the LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]), written when the
 //! database is migrated ([`Db::migrate`]): while the chain has no transaction, one
-//! `lpr.chain_started` is appended as its seq 1, holding the table as it stands (the seeded
-//! entries; on a database older than the chain, the entries set before it too). From then on
+//! `lpr.chain_started` is appended as its seq 1, holding the table as it stands: the seeded
+//! entries and, on a database older than the chain, the entries an earlier build's `SetLpr`
+//! set and answered (its answer is kept under no ledger and seq 0); a row no `SetLpr` answered
+//! is left out, for verify to report as not in the journal. From then on
 //! each `SetLpr` appends an `lpr.set` through the writer, and verify rebuilds the table from
 //! the chain alone.
 //!
@@ -14,8 +16,9 @@ use sha2::Digest;
 
 use super::write::{Staged, StagedTxn, StoredAnswer};
 use super::{Db, StoreError};
+use crate::domain::date::format_date;
 use crate::domain::event::JournalEvent;
-use crate::domain::lpr::LPR_LEDGER;
+use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::ledger::hash::{GENESIS, TxnContent, to_hex};
 use crate::store::rows::JournalRow;
 
@@ -24,14 +27,50 @@ use crate::store::rows::JournalRow;
 pub const STARTED_BY: &str = "system:migration";
 pub const STARTED_REQUEST: &str = "lpr-chain-started";
 
+/// An earlier build's stored answer to `SetLpr` (`Outcome::Lpr`, under no ledger and seq 0),
+/// as much of it as names the entry.
+#[derive(serde::Deserialize)]
+struct AnsweredBefore {
+    outcome: String,
+    effective_from: crate::domain::date::BusinessDate,
+    tenor: crate::domain::lpr::TenorBucket,
+    rate: crate::domain::rate::AnnualRate,
+}
+
+/// The answers recorded outside any ledger (an earlier build's LPR entries, settlement runs,
+/// refusals).
+const ANSWERS_BEFORE_SQL: &str =
+    "select result_json from idempotency where ledger_id = '' and seq = 0";
+
 impl Db {
-    /// Appends the LPR table's `lpr.chain_started` unless the chain has begun.
+    /// Appends the LPR table's `lpr.chain_started` unless the chain has begun (looked up first
+    /// through the readers, so that a start on a database whose chain has begun takes no lock).
     pub(super) async fn start_lpr_chain(&self) -> Result<(), StoreError> {
+        const BEGUN: &str =
+            "select count(*) from (select 1 from journal_txn where ledger_id = 'lpr' limit 1) x";
+        let begun: i64 = crate::on_pool!(self, p => sqlx::query_scalar(BEGUN).fetch_one(p).await?);
+        if begun > 0 {
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
         if tx.head(LPR_LEDGER).await?.is_some() {
             return tx.rollback().await;
         }
-        let entries = tx.lpr().await?;
+        // The seeded entries, and those an earlier build's SetLpr answered: a row the service
+        // never answered (inserted by hand) is left out, for verify to report.
+        let answered: Vec<String> = on_tx_answers(&mut tx).await?;
+        let answered: Vec<LprEntry> = answered
+            .iter()
+            .filter_map(|json| serde_json::from_str::<AnsweredBefore>(json).ok())
+            .filter(|a| a.outcome == "lpr")
+            .map(|a| LprEntry { effective_from: a.effective_from, bucket: a.tenor, rate: a.rate })
+            .collect();
+        let seeded = |e: &LprEntry| {
+            let (date, tenor) = (format_date(e.effective_from), e.bucket.as_str());
+            SEEDED.iter().any(|(d, t, _)| (*d, *t) == (date.as_str(), tenor))
+        };
+        let entries: Vec<LprEntry> =
+            tx.lpr().await?.into_iter().filter(|e| seeded(e) || answered.contains(e)).collect();
         let event = JournalEvent::LprChainStarted { entries };
         let now = chrono::Utc::now();
         let value_date = crate::domain::date::format_date(now.date_naive());
@@ -73,10 +112,19 @@ impl Db {
         match tx.commit_with(&staged).await {
             Ok(()) => Ok(()),
             // Another process started it meanwhile (its seq 1 refused this one's): started.
-            Err(e) => match self.begin_write().await?.head_then_rollback(LPR_LEDGER).await? {
-                Some(_) => Ok(()),
-                None => Err(e),
+            // Otherwise, or should the look fail, the commit's own error.
+            Err(e) => match self.begin_write().await {
+                Ok(tx) => match tx.head_then_rollback(LPR_LEDGER).await {
+                    Ok(Some(_)) => Ok(()),
+                    _ => Err(e),
+                },
+                Err(_) => Err(e),
             },
         }
     }
+}
+
+/// [`ANSWERS_BEFORE_SQL`] in the start's transaction.
+async fn on_tx_answers(tx: &mut super::write::WriteTx) -> Result<Vec<String>, StoreError> {
+    tx.scalars(ANSWERS_BEFORE_SQL).await
 }

@@ -488,6 +488,11 @@ impl WriteTx {
         }
     }
 
+    /// The text of a one-column query without parameters, in this transaction.
+    pub async fn scalars(&mut self, sql: &'static str) -> Result<Vec<String>, StoreError> {
+        Ok(on_tx!(self, c => sqlx::query_scalar(sql).fetch_all(c).await?))
+    }
+
     /// [`WriteTx::head`], the transaction then ended.
     pub async fn head_then_rollback(
         mut self,
@@ -1247,10 +1252,23 @@ pub(super) mod tests {
             old_rows_sql("M", 1, "m1", &three[..2]),
         ];
         db.execute_raw(&old.concat()).await.unwrap();
-        // An LPR entry an earlier build's SetLpr wrote, outside any chain.
-        let set_before = "insert into lpr (effective_date, tenor, rate) \
-                          values ('2025-06-20', '1y', '0.029')";
-        db.execute_raw(set_before).await.unwrap();
+        // An LPR entry an earlier build's SetLpr wrote and answered, outside any chain, and
+        // one inserted by hand.
+        let answer = crate::app::command::Outcome::Lpr {
+            effective_from: crate::domain::date::parse_date("2025-06-20").unwrap(),
+            tenor: crate::domain::lpr::TenorBucket::UpToOneYear,
+            rate: crate::domain::rate::AnnualRate::parse("0.029").unwrap(),
+            entry: None,
+        };
+        let answer = serde_json::to_string(&answer).unwrap();
+        assert!(!answer.contains("entry"), "as an earlier build stored it: {answer}");
+        let set_before = format!(
+            "insert into lpr (effective_date, tenor, rate) values ('2025-06-20', '1y', '0.029'), \
+             ('2025-07-21', '5y', '0.02'); insert into idempotency (scope, request_id, \
+             fingerprint, result_json, ledger_id, seq) values ('operator:*', 'lpr-old', 'f', \
+             '{answer}', '', 0)"
+        );
+        db.execute_raw(&set_before).await.unwrap();
         let kept = journal_and_keys(db).await;
         assert_eq!(kept.0.len(), 4);
 
@@ -1277,8 +1295,14 @@ pub(super) mod tests {
         expected.push("2025-06-20 1y 0.029".into());
         expected.sort();
         assert_eq!(rows, expected);
+        // The row inserted by hand was left out: verify reports it, and only it.
         let report = crate::app::verify::verify_ledger(db, "lpr").await.unwrap();
-        assert!(report.ok && report.head_seq == 1, "{report:?}");
+        assert_eq!(report.head_seq, 1);
+        assert_eq!(
+            report.problems,
+            ["LPR entry 2025-07-21 5y (rate 0.02) is not in the journal"],
+            "{report:?}"
+        );
         // Migrated again, the chain is not started again.
         db.migrate().await.unwrap();
         let again = crate::app::verify::verify_ledger(db, "lpr").await.unwrap();

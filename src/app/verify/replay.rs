@@ -169,7 +169,7 @@ impl Replay {
             let text = if self.lpr_chain {
                 format!("seq {seq}: a {kind} event in the LPR table's chain")
             } else {
-                format!("seq {seq}: an LPR entry outside the LPR table's chain")
+                format!("seq {seq}: a {kind} event outside the LPR table's chain")
             };
             self.problems.add(seq, text);
         }
@@ -517,7 +517,7 @@ mod tests {
         let mut region = Replay::of("450121");
         assert!(region.registry.lpr.is_empty());
         apply(&mut region, &[stored(0, 1), (2, "lpr.set", &first, vec![])]);
-        assert_eq!(texts(&region), ["seq 2: an LPR entry outside the LPR table's chain"]);
+        assert_eq!(texts(&region), ["seq 2: a lpr.set event outside the LPR table's chain"]);
         assert!(region.registry.lpr.is_empty(), "not rebuilt: reported once");
     }
 }
