@@ -69,8 +69,14 @@ impl Db {
             let (date, tenor) = (format_date(e.effective_from), e.bucket.as_str());
             SEEDED.iter().any(|(d, t, _)| (*d, *t) == (date.as_str(), tenor))
         };
-        let entries: Vec<LprEntry> =
-            tx.lpr().await?.into_iter().filter(|e| seeded(e) || answered.contains(e)).collect();
+        // (A row that does not read as an entry, inserted by hand, is left out too.)
+        let entries: Vec<LprEntry> = tx
+            .lpr_rows()
+            .await?
+            .into_iter()
+            .filter_map(|row| row.into_entry().ok())
+            .filter(|e| seeded(e) || answered.contains(e))
+            .collect();
         let event = JournalEvent::LprChainStarted { entries };
         let now = chrono::Utc::now();
         let value_date = crate::domain::date::format_date(now.date_naive());

@@ -643,9 +643,13 @@ impl WriteTx {
     }
 
     pub async fn lpr(&mut self) -> Result<Vec<LprEntry>, StoreError> {
+        self.lpr_rows().await?.into_iter().map(LprRow::into_entry).collect()
+    }
+
+    /// The LPR table's rows as stored, by date then tenor.
+    pub async fn lpr_rows(&mut self) -> Result<Vec<LprRow>, StoreError> {
         let sql = "select effective_date, tenor, rate from lpr order by effective_date, tenor";
-        let rows: Vec<LprRow> = on_tx!(self, c => sqlx::query_as(sql).fetch_all(c).await?);
-        rows.into_iter().map(LprRow::into_entry).collect()
+        Ok(on_tx!(self, c => sqlx::query_as(sql).fetch_all(c).await?))
     }
 
     pub async fn loan(&mut self, loan_id: &str) -> Result<Option<LoanState>, StoreError> {
@@ -1252,8 +1256,8 @@ pub(super) mod tests {
             old_rows_sql("M", 1, "m1", &three[..2]),
         ];
         db.execute_raw(&old.concat()).await.unwrap();
-        // An LPR entry an earlier build's SetLpr wrote and answered, outside any chain, and
-        // one inserted by hand.
+        // An LPR entry an earlier build's SetLpr wrote and answered, outside any chain, and two
+        // rows inserted by hand.
         let answer = crate::app::command::Outcome::Lpr {
             effective_from: crate::domain::date::parse_date("2025-06-20").unwrap(),
             tenor: crate::domain::lpr::TenorBucket::UpToOneYear,
@@ -1264,7 +1268,7 @@ pub(super) mod tests {
         assert!(!answer.contains("entry"), "as an earlier build stored it: {answer}");
         let set_before = format!(
             "insert into lpr (effective_date, tenor, rate) values ('2025-06-20', '1y', '0.029'), \
-             ('2025-07-21', '5y', '0.02'); insert into idempotency (scope, request_id, \
+             ('2025-07-21', '5y', '0.02'), ('2025-08-20', '1y', 'abc'); insert into idempotency (scope, request_id, \
              fingerprint, result_json, ledger_id, seq) values ('operator:*', 'lpr-old', 'f', \
              '{answer}', '', 0)"
         );
@@ -1295,12 +1299,16 @@ pub(super) mod tests {
         expected.push("2025-06-20 1y 0.029".into());
         expected.sort();
         assert_eq!(rows, expected);
-        // The row inserted by hand was left out: verify reports it, and only it.
+        // The rows inserted by hand were left out (one not even an entry), and the migration
+        // went through: verify reports them, and only them.
         let report = crate::app::verify::verify_ledger(db, "lpr").await.unwrap();
         assert_eq!(report.head_seq, 1);
         assert_eq!(
             report.problems,
-            ["LPR entry 2025-07-21 5y (rate 0.02) is not in the journal"],
+            [
+                "LPR entry 2025-07-21 5y (rate 0.02) is not in the journal",
+                "LPR entry 2025-08-20 1y (rate abc) is not in the journal"
+            ],
             "{report:?}"
         );
         // Migrated again, the chain is not started again.
