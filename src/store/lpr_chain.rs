@@ -1,9 +1,10 @@
 //! The start of the LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]), written when the
 //! database is migrated ([`Db::migrate`]): while the chain has no transaction, one
-//! `lpr.chain_started` is appended as its seq 1, holding the table as it stands: the seeded
-//! entries and, on a database older than the chain, the entries an earlier build's `SetLpr`
-//! set and answered (its answer is kept under no ledger and seq 0); a row no `SetLpr` answered
-//! is left out, for verify to report as not in the journal. From then on
+//! `lpr.chain_started` is appended as its seq 1, holding the table as the service made it: the
+//! seeded entries as seeded and, on a database older than the chain, the entries an earlier
+//! build's `SetLpr` set and answered (its answer is kept under no ledger and seq 0). Not read
+//! from the table: a row inserted or changed there by hand stays outside the chain, for verify
+//! to report. From then on
 //! each `SetLpr` appends an `lpr.set` through the writer, and verify rebuilds the table from
 //! the chain alone.
 //!
@@ -16,9 +17,10 @@ use sha2::Digest;
 
 use super::write::{Staged, StagedTxn, StoredAnswer};
 use super::{Db, StoreError};
-use crate::domain::date::format_date;
+use crate::domain::date::{format_date, parse_date};
 use crate::domain::event::JournalEvent;
-use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
+use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED, TenorBucket};
+use crate::domain::rate::AnnualRate;
 use crate::ledger::hash::{GENESIS, TxnContent, to_hex};
 use crate::store::rows::JournalRow;
 
@@ -33,14 +35,14 @@ pub const STARTED_REQUEST: &str = "lpr-chain-started";
 struct AnsweredBefore {
     outcome: String,
     effective_from: crate::domain::date::BusinessDate,
-    tenor: crate::domain::lpr::TenorBucket,
-    rate: crate::domain::rate::AnnualRate,
+    tenor: TenorBucket,
+    rate: AnnualRate,
 }
 
-/// The answers recorded outside any ledger (an earlier build's LPR entries, settlement runs,
-/// refusals).
-const ANSWERS_BEFORE_SQL: &str =
-    "select result_json from idempotency where ledger_id = '' and seq = 0";
+/// The answers an earlier build's `SetLpr` recorded, outside any ledger (among settlement runs'
+/// and refusals), as text whatever was stored.
+const ANSWERS_BEFORE_SQL: &str = "select cast(result_json as text) from idempotency \
+     where ledger_id = '' and seq = 0 and cast(result_json as text) like '%\"outcome\":\"lpr\"%'";
 
 impl Db {
     /// Appends the LPR table's `lpr.chain_started` unless the chain has begun (looked up first
@@ -56,30 +58,32 @@ impl Db {
         if tx.head(LPR_LEDGER).await?.is_some() {
             return tx.rollback().await;
         }
-        // The seeded entries, and those an earlier build's SetLpr answered: a row the service
-        // never answered (inserted by hand) is left out, for verify to report.
-        let answered: Vec<String> = on_tx_answers(&mut tx).await?;
-        let answered: Vec<LprEntry> = answered
+        // The seeded entries as seeded, and those an earlier build's SetLpr answered, by date
+        // then tenor: not the table's rows, so that a row inserted or changed by hand stays
+        // outside the chain, for verify to report (and the table to be mended).
+        let mut entries: Vec<LprEntry> = SEEDED
             .iter()
-            .filter_map(|json| serde_json::from_str::<AnsweredBefore>(json).ok())
-            .filter(|a| a.outcome == "lpr")
-            .map(|a| LprEntry { effective_from: a.effective_from, bucket: a.tenor, rate: a.rate })
+            .filter_map(|(date, tenor, rate)| {
+                Some(LprEntry {
+                    effective_from: parse_date(date)?,
+                    bucket: TenorBucket::parse(tenor)?,
+                    rate: AnnualRate::parse(rate).ok()?,
+                })
+            })
             .collect();
-        let seeded = |e: &LprEntry| {
-            let (date, tenor) = (format_date(e.effective_from), e.bucket.as_str());
-            SEEDED.iter().any(|(d, t, _)| (*d, *t) == (date.as_str(), tenor))
-        };
-        // (A row that does not read as an entry, inserted by hand, is left out too.)
-        let entries: Vec<LprEntry> = tx
-            .lpr_rows()
-            .await?
-            .into_iter()
-            .filter_map(|row| row.into_entry().ok())
-            .filter(|e| seeded(e) || answered.contains(e))
-            .collect();
+        for json in tx.scalars(ANSWERS_BEFORE_SQL).await? {
+            let Ok(a) = serde_json::from_str::<AnsweredBefore>(&json) else { continue };
+            let entry =
+                LprEntry { effective_from: a.effective_from, bucket: a.tenor, rate: a.rate };
+            let key = |e: &LprEntry| (e.effective_from, e.bucket.as_str());
+            if a.outcome == "lpr" && !entries.iter().any(|e| key(e) == key(&entry)) {
+                entries.push(entry);
+            }
+        }
+        entries.sort_by_key(|e| (e.effective_from, e.bucket.as_str()));
         let event = JournalEvent::LprChainStarted { entries };
         let now = chrono::Utc::now();
-        let value_date = crate::domain::date::format_date(now.date_naive());
+        let value_date = format_date(now.date_naive());
         let command_json = event.to_json();
         let content = TxnContent {
             ledger_id: LPR_LEDGER,
@@ -128,9 +132,4 @@ impl Db {
             },
         }
     }
-}
-
-/// [`ANSWERS_BEFORE_SQL`] in the start's transaction.
-async fn on_tx_answers(tx: &mut super::write::WriteTx) -> Result<Vec<String>, StoreError> {
-    tx.scalars(ANSWERS_BEFORE_SQL).await
 }

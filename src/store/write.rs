@@ -643,13 +643,9 @@ impl WriteTx {
     }
 
     pub async fn lpr(&mut self) -> Result<Vec<LprEntry>, StoreError> {
-        self.lpr_rows().await?.into_iter().map(LprRow::into_entry).collect()
-    }
-
-    /// The LPR table's rows as stored, by date then tenor.
-    pub async fn lpr_rows(&mut self) -> Result<Vec<LprRow>, StoreError> {
         let sql = "select effective_date, tenor, rate from lpr order by effective_date, tenor";
-        Ok(on_tx!(self, c => sqlx::query_as(sql).fetch_all(c).await?))
+        let rows: Vec<LprRow> = on_tx!(self, c => sqlx::query_as(sql).fetch_all(c).await?);
+        rows.into_iter().map(LprRow::into_entry).collect()
     }
 
     pub async fn loan(&mut self, loan_id: &str) -> Result<Option<LoanState>, StoreError> {
@@ -1408,6 +1404,38 @@ pub(super) mod tests {
     async fn postgres_migrations_keep_the_journal_and_its_request_ids() {
         let Some(scratch) = super::super::fresh_postgres().await else { return };
         migrations_keep_the_journal_and_its_request_ids(&scratch.db, 6).await;
+        scratch.db.close().await;
+    }
+
+    /// A database in which a region's ledger is called `lpr` (the LPR table's chain's name
+    /// since 2026-12-04) is refused before any migration is recorded: the build that made it
+    /// still serves it, and the new one's marker (0008, PostgreSQL 0011) is not applied.
+    async fn a_ledger_called_lpr_is_refused_before_any_migration(db: &Db, before: i64) {
+        migrate_to(db, before).await;
+        let sql = "insert into ledger (ledger_id, name) values ('lpr', 'a county')";
+        db.execute_raw(sql).await.unwrap();
+        let refused = db.migrate().await;
+        assert!(
+            matches!(&refused, Err(StoreError::Corrupt(m)) if m.contains("reserves the name")),
+            "{refused:?}"
+        );
+        let applied: Vec<i64> = crate::on_pool!(db, p => {
+            sqlx::query_scalar(crate::store::APPLIED_MIGRATIONS_SQL).fetch_all(p).await.unwrap()
+        });
+        assert_eq!(applied.last(), Some(&before));
+    }
+
+    #[tokio::test]
+    async fn sqlite_refuses_a_ledger_called_lpr_before_migrating() {
+        let (_dir, db) = fresh_sqlite().await;
+        a_ledger_called_lpr_is_refused_before_any_migration(&db, 7).await;
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_refuses_a_ledger_called_lpr_before_migrating() {
+        let Some(scratch) = super::super::fresh_postgres().await else { return };
+        a_ledger_called_lpr_is_refused_before_any_migration(&scratch.db, 10).await;
         scratch.db.close().await;
     }
 
