@@ -90,6 +90,20 @@ pub struct LprEntry {
     pub rate: AnnualRate,
 }
 
+/// [`SEEDED`] as entries.
+pub fn seeded_entries() -> Vec<LprEntry> {
+    SEEDED
+        .iter()
+        .filter_map(|(date, tenor, rate)| {
+            Some(LprEntry {
+                effective_from: super::date::parse_date(date)?,
+                bucket: TenorBucket::parse(tenor)?,
+                rate: AnnualRate::parse(rate).ok()?,
+            })
+        })
+        .collect()
+}
+
 /// Serde for a tenor bucket as the table and the chain write it (`1y`, `5y`:
 /// `#[serde(with = "tenor_text")]`).
 pub mod tenor_text {
@@ -146,10 +160,13 @@ mod tests {
                 .collect();
             assert_eq!(rows, seeded, "{backend}");
         }
-        // Each seeded rate is its own canonical text (the chain's entries are stored so).
-        for (date, tenor, rate) in SEEDED {
-            assert!(parse_date(date).is_some() && TenorBucket::parse(tenor).is_some());
-            assert_eq!(AnnualRate::parse(rate).unwrap().to_string(), *rate);
+        // Each seeded entry reads as one, its rate its own canonical text (the chain's entries
+        // are stored so).
+        let entries = seeded_entries();
+        assert_eq!(entries.len(), SEEDED.len());
+        for (entry, (date, tenor, rate)) in entries.iter().zip(SEEDED) {
+            assert_eq!(crate::domain::date::format_date(entry.effective_from), *date);
+            assert_eq!((entry.bucket.as_str(), entry.rate.to_string().as_str()), (*tenor, *rate));
         }
     }
 

@@ -8,6 +8,9 @@
 //! each `SetLpr` appends an `lpr.set` through the writer, and verify rebuilds the table from
 //! the chain alone.
 //!
+//! The name is the chain's alone: a database in which a region's ledger is called `lpr` is
+//! refused before any migration is recorded ([`Db::check_lpr_name_free`]).
+//!
 //! Written once: the chain is append-only, so a later migration finds it started and writes
 //! nothing, and a row slipped into the table afterwards is never taken into it. Should two
 //! processes migrate at once, the second's seq 1 is refused by the journal's primary key, and
@@ -17,9 +20,9 @@ use sha2::Digest;
 
 use super::write::{Staged, StagedTxn, StoredAnswer};
 use super::{Db, StoreError};
-use crate::domain::date::{format_date, parse_date};
+use crate::domain::date::format_date;
 use crate::domain::event::JournalEvent;
-use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED, TenorBucket};
+use crate::domain::lpr::{LPR_LEDGER, LprEntry, TenorBucket, seeded_entries};
 use crate::domain::rate::AnnualRate;
 use crate::ledger::hash::{GENESIS, TxnContent, to_hex};
 use crate::store::rows::JournalRow;
@@ -45,6 +48,28 @@ const ANSWERS_BEFORE_SQL: &str = "select cast(result_json as text) from idempote
      where ledger_id = '' and seq = 0 and cast(result_json as text) like '%\"outcome\":\"lpr\"%'";
 
 impl Db {
+    /// Refuses a database in which a region's ledger is called `lpr`, the name this build
+    /// gives the LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]): its ledger row, or a
+    /// journal row there of another kind than `lpr.set`. Served, that region's books would be
+    /// read as reference data and its chain mixed with the LPR entries. A database without
+    /// those tables yet (new) is free; should the read fail otherwise, the migrations that
+    /// follow meet the same failure and report it.
+    pub(super) async fn check_lpr_name_free(&self) -> Result<(), StoreError> {
+        const SQL: &str = "select count(*) from (select 1 from ledger where ledger_id = 'lpr' \
+                           union all select 1 from journal_txn where ledger_id = 'lpr' \
+                           and kind not in ('lpr.chain_started', 'lpr.set')) x";
+        let taken: Result<i64, sqlx::Error> =
+            crate::on_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await);
+        if taken.is_ok_and(|taken| taken > 0) {
+            return Err(StoreError::Corrupt(
+                "a ledger called lpr is stored, and this build reserves the name for the LPR \
+                 table's chain: serve it with the build that created it"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Appends the LPR table's `lpr.chain_started` unless the chain has begun (looked up first
     /// through the readers, so that a start on a database whose chain has begun takes no lock).
     pub(super) async fn start_lpr_chain(&self) -> Result<(), StoreError> {
@@ -61,16 +86,7 @@ impl Db {
         // The seeded entries as seeded, and those an earlier build's SetLpr answered, by date
         // then tenor: not the table's rows, so that a row inserted or changed by hand stays
         // outside the chain, for verify to report (and the table to be mended).
-        let mut entries: Vec<LprEntry> = SEEDED
-            .iter()
-            .filter_map(|(date, tenor, rate)| {
-                Some(LprEntry {
-                    effective_from: parse_date(date)?,
-                    bucket: TenorBucket::parse(tenor)?,
-                    rate: AnnualRate::parse(rate).ok()?,
-                })
-            })
-            .collect();
+        let mut entries = seeded_entries();
         for json in tx.scalars(ANSWERS_BEFORE_SQL).await? {
             let Ok(a) = serde_json::from_str::<AnsweredBefore>(&json) else { continue };
             let entry =

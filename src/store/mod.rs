@@ -641,28 +641,6 @@ impl Db {
         self.start_lpr_chain().await
     }
 
-    /// Refuses a database in which a region's ledger is called `lpr`, the name this build
-    /// gives the LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]): its ledger row, or a
-    /// journal row there of another kind than `lpr.set`. Served, that region's books would be
-    /// read as reference data and its chain mixed with the LPR entries. A database without
-    /// those tables yet (new) is free; should the read fail otherwise, the migrations that
-    /// follow meet the same failure and report it.
-    async fn check_lpr_name_free(&self) -> Result<(), StoreError> {
-        const SQL: &str = "select count(*) from (select 1 from ledger where ledger_id = 'lpr' \
-                           union all select 1 from journal_txn where ledger_id = 'lpr' \
-                           and kind not in ('lpr.chain_started', 'lpr.set')) x";
-        let taken: Result<i64, sqlx::Error> =
-            on_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await);
-        if taken.is_ok_and(|taken| taken > 0) {
-            return Err(StoreError::Corrupt(
-                "a ledger called lpr is stored, and this build reserves the name for the LPR \
-                 table's chain: serve it with the build that created it"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// Whether this build's migrations, and only they, are applied: `Err` with what to do
     /// otherwise. For the commands that work on a database a server may be using (the token
     /// commands), which must not migrate it under that server.

@@ -126,6 +126,33 @@ impl Replay {
         self.registry.lpr = entries;
     }
 
+    /// An entry set in the LPR table's chain: one a date and tenor, after the chain's start.
+    fn lpr_set(&mut self, entry: LprEntry, seq: u64) {
+        if seq == 1 {
+            self.problems
+                .add(seq, "seq 1: the LPR table's chain does not start with the table".into());
+        }
+        let (date, tenor) = (format_date(entry.effective_from), entry.bucket.as_str());
+        if let Some(set) = self.registry.lpr.iter().find(|e| (&e.0, e.1.as_str()) == (&date, tenor))
+        {
+            self.problems.add(
+                seq,
+                format!(
+                    "seq {seq}: sets the LPR entry {date} {tenor} again (rate {}, was {})",
+                    entry.rate, set.2
+                ),
+            );
+        }
+        self.registry.lpr.push(lpr_row(&entry));
+    }
+
+    /// Reports `what`, a record that moves no money, stored with postings.
+    fn memo(&mut self, seq: u64, postings: &str, what: &str) {
+        if !stored_as(&[], postings) {
+            self.problems.add(seq, format!("seq {seq}: {what} carries postings"));
+        }
+    }
+
     /// Room for `loans` loans in all in the rebuilt loans and links, if it can be had (the
     /// count is the stored one: a hint).
     pub fn expect_loans(&mut self, loans: usize) {
@@ -189,43 +216,21 @@ impl Replay {
                 }
             },
             // (Outside the LPR table's chain, reported above and not rebuilt.)
-            Ok(JournalEvent::LprChainStarted { entries }) if self.lpr_chain => {
-                self.lpr_chain_started(entries, seq);
-                if !stored_as(&[], t.postings) {
-                    self.problems.add(seq, format!("seq {seq}: the LPR table carries postings"));
+            Ok(JournalEvent::LprChainStarted { entries }) => {
+                if self.lpr_chain {
+                    self.lpr_chain_started(entries, seq);
+                    self.memo(seq, t.postings, "the LPR table");
                 }
             }
-            Ok(JournalEvent::LprSet { entry }) if self.lpr_chain => {
-                if seq == 1 {
-                    self.problems.add(
-                        seq,
-                        "seq 1: the LPR table's chain does not start with the table".into(),
-                    );
-                }
-                let key = (format_date(entry.effective_from), entry.bucket.as_str());
-                if let Some(set) =
-                    self.registry.lpr.iter().find(|e| (&e.0, e.1.as_str()) == (&key.0, key.1))
-                {
-                    self.problems.add(
-                        seq,
-                        format!(
-                            "seq {seq}: sets the LPR entry {} {} again (rate {}, was {})",
-                            key.0, key.1, entry.rate, set.2
-                        ),
-                    );
-                }
-                self.registry.lpr.push(lpr_row(&entry));
-                if !stored_as(&[], t.postings) {
-                    self.problems.add(seq, format!("seq {seq}: an LPR entry carries postings"));
+            Ok(JournalEvent::LprSet { entry }) => {
+                if self.lpr_chain {
+                    self.lpr_set(entry, seq);
+                    self.memo(seq, t.postings, "an LPR entry");
                 }
             }
-            Ok(JournalEvent::LprSet { .. } | JournalEvent::LprChainStarted { .. }) => {}
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);
-                if !stored_as(&[], t.postings) {
-                    self.problems
-                        .add(seq, format!("seq {seq}: a registry record carries postings"));
-                }
+                self.memo(seq, t.postings, "a registry record");
             }
             Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
         }
