@@ -56,6 +56,11 @@ enum Cmd {
         /// it stops waiting; what the writer has queued is committed and answered either way.
         #[arg(long, env = "LOANLEDGER_DRAIN_TIMEOUT_SECS", default_value_t = DRAIN_TIMEOUT.as_secs())]
         drain_timeout_secs: u64,
+        /// File of the Ed25519 key that signs checkpoints (64 hex digits), made on the first
+        /// start, readable by its owner alone; keep it outside the database's reach and back it
+        /// up. Its public key is logged at every start: give it to the auditors.
+        #[arg(long, env = "LOANLEDGER_SIGNING_KEY", default_value = "loanledger-signing.key")]
+        signing_key: std::path::PathBuf,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -188,13 +193,14 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("no command; `serve` is the default");
     };
     match command {
-        Cmd::Serve { listen, utc_offset, drain_timeout_secs } => {
+        Cmd::Serve { listen, utc_offset, drain_timeout_secs, signing_key } => {
             let app = Application::build(Settings {
                 listen,
                 database_url: cli.database_url.clone(),
                 business_utc_offset: utc_offset,
                 token_cache_ttl: TOKEN_CACHE_TTL,
                 drain_timeout: Duration::from_secs(drain_timeout_secs),
+                signing_key: Some(signing_key),
             })
             .await?;
             if let Some(token) = app.initial_operator_token() {

@@ -34,6 +34,10 @@ pub struct Settings {
     /// commit and answer what is queued, and stops; the connections left close with the
     /// process.
     pub drain_timeout: std::time::Duration,
+    /// The file of the key that signs checkpoints ([`crate::app::signing_key`]), made on the
+    /// first start; `None`: a key made for this process alone (tests, the bench), whose
+    /// checkpoints no later process can sign again.
+    pub signing_key: Option<std::path::PathBuf>,
 }
 
 /// [`Settings::drain_timeout`] of `serve`: within the 30 s grace period Kubernetes gives by
@@ -103,6 +107,24 @@ async fn first_operator_token(db: &Db) -> anyhow::Result<Option<String>> {
 impl Application {
     /// Connects, migrates, starts the writer and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // First: a key file that cannot be read stops the start before the database is touched.
+        let signing_key = match &settings.signing_key {
+            Some(path) => {
+                let (key, created) = crate::app::signing_key::load_or_create(path)?;
+                let public_key = crate::app::signing_key::public_hex(&key);
+                if created {
+                    tracing::info!(
+                        path = %path.display(),
+                        public_key,
+                        "checkpoint signing key created: give auditors its public key, back up the file"
+                    );
+                } else {
+                    tracing::info!(path = %path.display(), public_key, "checkpoint signing key");
+                }
+                key
+            }
+            None => crate::app::signing_key::generate(),
+        };
         let db = Db::connect(&settings.database_url).await.with_context(|| {
             format!(
                 "Failed to connect to the database {}",
@@ -126,6 +148,7 @@ impl Application {
                 writer,
                 settings.business_utc_offset,
                 settings.token_cache_ttl,
+                signing_key,
             ),
             db,
             writer_task,
@@ -250,6 +273,7 @@ mod tests {
             business_utc_offset: business_utc_offset_default(),
             token_cache_ttl: TOKEN_CACHE_TTL,
             drain_timeout: std::time::Duration::from_secs(2),
+            signing_key: None,
         })
         .await
         .expect("the application builds");

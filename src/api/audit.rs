@@ -1,4 +1,5 @@
-//! AuditService: loan histories, the journal, verification, balances as of a date.
+//! AuditService: loan histories, the journal, verification, balances as of a date, signed
+//! checkpoints and their proofs ([`crate::app::checkpoints`]).
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -10,7 +11,9 @@ use super::loans::{check_read_of, check_reads_loans};
 use super::pb::audit_service_server::AuditService;
 use super::{Api, parse, pb};
 use crate::app::balances::balances_as_of;
+use crate::app::checkpoints;
 use crate::app::verify::verify_ledger;
+use crate::ledger::hash::to_hex;
 
 /// Balances a `GetBalances` message carries at most.
 pub const BALANCES_CHUNK: usize = 1_000;
@@ -193,6 +196,91 @@ impl AuditService for Api {
             problems: r.problems,
         }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetCheckpointRequest { ledger_id, tree_size } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let tree_size = optional_size("tree_size", tree_size)?;
+        self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
+        let _turn = self.whole_journal_turn().await?;
+        let signed = checkpoints::checkpoint(&self.db, &self.signing_key, &ledger_id, tree_size)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(signed_to_pb(&signed)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetInclusionProofRequest { ledger_id, seq, tree_size } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let tree_size = optional_size("tree_size", tree_size)?;
+        self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
+        let _turn = self.whole_journal_turn().await?;
+        let (signed, leaf, path) =
+            checkpoints::inclusion(&self.db, &self.signing_key, &ledger_id, seq, tree_size)
+                .await
+                .map_err(status)?;
+        Ok(Response::new(pb::InclusionProof {
+            checkpoint: Some(signed_to_pb(&signed)),
+            seq,
+            transaction_hash: to_hex(&leaf),
+            audit_path: path.iter().map(to_hex).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetConsistencyProofRequest { ledger_id, from_size, to_size } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let to_size = optional_size("to_size", to_size)?;
+        self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
+        let _turn = self.whole_journal_turn().await?;
+        let (from, to, path) =
+            checkpoints::consistency(&self.db, &self.signing_key, &ledger_id, from_size, to_size)
+                .await
+                .map_err(status)?;
+        Ok(Response::new(pb::ConsistencyProof {
+            from: Some(signed_to_pb(&from)),
+            to: Some(signed_to_pb(&to)),
+            path: path.iter().map(to_hex).collect(),
+        }))
+    }
+}
+
+/// A tree size as sent: 0 for the head (`None`).
+fn optional_size(field: &str, size: u64) -> Result<Option<u64>, Status> {
+    const SEQ_MAX: u64 = i64::MAX as u64;
+    match size {
+        0 => Ok(None),
+        s if s > SEQ_MAX => Err(super::error::invalid(field, format!("must be at most {SEQ_MAX}"))),
+        s => Ok(Some(s)),
+    }
+}
+
+fn signed_to_pb(s: &checkpoints::Signed) -> pb::SignedCheckpoint {
+    let c = &s.checkpoint;
+    pb::SignedCheckpoint {
+        ledger_id: c.ledger_id.clone(),
+        tree_size: c.tree_size,
+        root_hash: to_hex(&c.root),
+        head_hash: to_hex(&c.head),
+        signature: hex::encode(s.signature),
+        public_key: hex::encode(s.public_key),
+        signed_text: c.signed_text(),
+    }
 }
 
 impl Api {
@@ -219,7 +307,8 @@ impl Api {
         Ok(())
     }
 
-    /// The turn of a call that reads a whole journal (`Verify`, `GetBalances`): one at a time.
+    /// The turn of a call that reads a whole journal (`Verify`, `GetBalances`, the checkpoints
+    /// and proofs): one at a time.
     async fn whole_journal_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
         self.verify_turn
             .acquire()

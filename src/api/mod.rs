@@ -48,6 +48,8 @@ pub struct Api {
     verify_turn: Arc<tokio::sync::Semaphore>,
     /// The offset from UTC of the business day ([`crate::startup::Settings`]).
     business_utc_offset: chrono::FixedOffset,
+    /// The key that signs checkpoints ([`crate::app::checkpoints`]).
+    signing_key: Arc<ed25519_dalek::SigningKey>,
 }
 
 /// Refuses a caller whose role may never make `call` (README's role table: an auditor writes
@@ -80,8 +82,10 @@ impl Api {
         writer: WriterHandle,
         business_utc_offset: chrono::FixedOffset,
         token_cache_ttl: Duration,
+        signing_key: ed25519_dalek::SigningKey,
     ) -> Self {
         Api {
+            signing_key: Arc::new(signing_key),
             db,
             writer,
             tokens: Arc::default(),

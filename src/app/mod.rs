@@ -2,9 +2,11 @@
 
 pub mod auth;
 pub mod balances;
+pub mod checkpoints;
 pub mod command;
 pub mod error;
 pub mod listing;
 pub mod servicing;
+pub mod signing_key;
 pub mod verify;
 pub mod writer;

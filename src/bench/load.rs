@@ -424,6 +424,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         business_utc_offset: crate::startup::business_utc_offset_default(),
         token_cache_ttl: crate::startup::TOKEN_CACHE_TTL,
         drain_timeout: crate::startup::DRAIN_TIMEOUT,
+        signing_key: None,
     })
     .await?;
     let port = app.port();

@@ -7,6 +7,8 @@
 //! so that the facts every later rule depends on are tamper-evident too.
 
 pub mod account;
+pub mod checkpoint;
 pub mod hash;
 pub mod loan_postings;
+pub mod merkle;
 pub mod posting;

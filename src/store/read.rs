@@ -306,6 +306,32 @@ impl Db {
         rows.into_iter().map(JournalRow::into_entry).collect()
     }
 
+    /// The last seq of a ledger's chain (0: no transaction).
+    pub async fn head_seq(&self, ledger_id: &str) -> Result<u64, StoreError> {
+        let sql = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
+        let head: i64 =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(ledger_id).fetch_one(p).await?);
+        Ok(u64::try_from(head).unwrap_or(0))
+    }
+
+    /// The links of a ledger's hash chain from `from_seq` through `to_seq`, in seq order, at
+    /// most `limit`: each transaction's (seq, prev_hash, hash) as stored.
+    pub async fn chain_links(
+        &self,
+        ledger_id: &str,
+        from_seq: u64,
+        to_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let sql = "select seq, prev_hash, hash from journal_txn \
+                   where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq limit $4";
+        let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
+        let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
+            .fetch_all(p).await?))
+    }
+
     /// A loan's journal entries in order, with the loan's owner (who may read them) in the same
     /// statement; `None` if there is no such loan (every loan has the entry that created it).
     pub async fn loan_history(&self, loan_id: &str) -> Result<Option<LoanHistory>, StoreError> {

@@ -234,6 +234,9 @@ struct ServerProcess {
     child: std::process::Child,
     port: u16,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Where its checkpoint signing key is made, unless its arguments name one: not in the
+    /// working directory, the crate's.
+    _key_dir: Option<tempfile::TempDir>,
 }
 
 impl ServerProcess {
@@ -269,6 +272,11 @@ impl ServerProcess {
                 Ok(())
             });
         }
+        let key_dir = (!serve_args.contains(&"--signing-key")).then(|| {
+            let dir = tempfile::tempdir().expect("a directory for the signing key");
+            command.arg("--signing-key").arg(dir.path().join("signing.key"));
+            dir
+        });
         let mut child = command.spawn().expect("the server binary starts");
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (port_tx, port_rx) = std::sync::mpsc::channel();
@@ -301,7 +309,7 @@ impl ServerProcess {
                 "the server did not start:\n{log}"
             );
         };
-        ServerProcess { child, port, log }
+        ServerProcess { child, port, log, _key_dir: key_dir }
     }
 
     fn kill(&mut self) {

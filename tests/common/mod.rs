@@ -500,6 +500,7 @@ async fn start(
         business_utc_offset,
         token_cache_ttl,
         drain_timeout: DRAIN_TIMEOUT,
+        signing_key: None,
     })
     .await
     .unwrap_or_else(|e| panic!("Failed to build the application: {e:?}"));
@@ -811,5 +812,6 @@ pub fn serve_settings(
         business_utc_offset: loanledger::startup::business_utc_offset_default(),
         token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
         drain_timeout: loanledger::startup::DRAIN_TIMEOUT,
+        signing_key: None,
     }
 }

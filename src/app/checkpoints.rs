@@ -1,0 +1,222 @@
+//! Signed checkpoints of a ledger's journal and the proofs against them (DESIGN.md: auditors get
+//! signed checkpoints, a Merkle root over the journal prefix signed with Ed25519, and inclusion
+//! and consistency proofs that they check offline, without trusting the server).
+//!
+//! - **Checkpoint** of ledger `L` at size `n`: the Merkle root of `L`'s journal through seq `n`
+//!   ([`crate::ledger::merkle`]) and the hash of the transaction at seq `n`, signed with the
+//!   service's key ([`crate::ledger::checkpoint`], [`super::signing_key`]). The journal is
+//!   append-only, so the prefix through `n`, its root and (Ed25519 being deterministic) its
+//!   signature never change: any two checkpoints of one size that differ prove a change.
+//! - **Inclusion proof** of the transaction at seq `s` in the checkpoint of size `n` (`s <= n`):
+//!   its hash and audit path, with that checkpoint signed. With the transaction's hash
+//!   recomputed from its content ([`crate::ledger::hash`]; `ReadJournal` gives the content), an
+//!   auditor knows the transaction is the one the checkpoint covers.
+//! - **Consistency proof** from size `m` to size `n` (`m <= n`): both checkpoints signed and the
+//!   path between their roots. An auditor who holds the checkpoint of size `m` checks that its
+//!   root is the one proved, and then that the journal through `m` is unchanged in the later one.
+//!
+//! Before it signs, the service checks the stored chain's links through `n`: seqs dense from 1,
+//! each `prev_hash` the hash before it (32 zero bytes before seq 1), every hash 64 hex digits. A
+//! break is refused `FAILED_PRECONDITION` with reason `JOURNAL_BROKEN` and the seq in its
+//! metadata, and nothing is signed. It does not recompute each hash from its transaction's
+//! content: that is `Verify`'s (run it on the journal before the first checkpoint an auditor
+//! keeps; from then on, the checkpoints pin what was verified).
+//!
+//! Refused as `INVALID_ARGUMENT` naming the field: a `tree_size` beyond the journal's head, a
+//! `seq` of 0 or beyond the tree, a `from_size` of 0 or beyond the later size.
+//!
+//! Cost: every call reads the prefix's `(seq, prev_hash, hash)` in pages and builds its tree
+//! in memory on a blocking thread (two SHA-256 a transaction, about 100 bytes a transaction
+//! while it lasts). Calls take their turn with the other whole-journal reads (`Verify`,
+//! `GetBalances`).
+
+use ed25519_dalek::SigningKey;
+
+use super::error::{AppError, Refusal, RefusalCode};
+use crate::ledger::checkpoint::Checkpoint;
+use crate::ledger::hash::{GENESIS, Hash, from_hex};
+use crate::ledger::merkle::Tree;
+use crate::store::Db;
+
+/// Chain links read a statement.
+const LINKS_PAGE: u32 = 10_000;
+
+/// A checkpoint with the service's signature and the public key it verifies with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub checkpoint: Checkpoint,
+    pub signature: [u8; 64],
+    pub public_key: [u8; 32],
+}
+
+/// The checkpoint of `ledger_id`'s journal through `tree_size` (`None`: its head).
+pub async fn checkpoint(
+    db: &Db,
+    key: &SigningKey,
+    ledger_id: &str,
+    tree_size: Option<u64>,
+) -> Result<Signed, AppError> {
+    let hashes = prefix(db, ledger_id, tree_size).await?;
+    let (ledger, key) = (ledger_id.to_string(), key.clone());
+    blocking(move || signed(&key, ledger, &Tree::of(hashes.iter().copied()), &hashes)).await
+}
+
+/// An inclusion proof: the transaction at `seq` in the checkpoint through `tree_size` (`None`:
+/// the head), with its hash and its audit path.
+pub async fn inclusion(
+    db: &Db,
+    key: &SigningKey,
+    ledger_id: &str,
+    seq: u64,
+    tree_size: Option<u64>,
+) -> Result<(Signed, Hash, Vec<Hash>), AppError> {
+    if seq == 0 {
+        return Err(invalid("seq", "must be at least 1".into()));
+    }
+    if let Some(size) = tree_size
+        && seq > size
+    {
+        return Err(invalid("seq", format!("{seq} is beyond the tree's size, {size}")));
+    }
+    let hashes = prefix(db, ledger_id, tree_size).await?;
+    let (ledger, key) = (ledger_id.to_string(), key.clone());
+    blocking(move || {
+        let tree = Tree::of(hashes.iter().copied());
+        let path = tree.inclusion(seq).ok_or_else(|| {
+            invalid("seq", format!("{seq} is beyond the journal's head, seq {}", tree.size()))
+        })?;
+        let leaf = hashes[usize::try_from(seq - 1).unwrap_or(usize::MAX)];
+        Ok((signed(&key, ledger, &tree, &hashes)?, leaf, path))
+    })
+    .await
+}
+
+/// A consistency proof: the checkpoints through `from_size` and through `to_size` (`None`: the
+/// head), and the path that shows the first a prefix of the second.
+pub async fn consistency(
+    db: &Db,
+    key: &SigningKey,
+    ledger_id: &str,
+    from_size: u64,
+    to_size: Option<u64>,
+) -> Result<(Signed, Signed, Vec<Hash>), AppError> {
+    if from_size == 0 {
+        return Err(invalid("from_size", "must be at least 1".into()));
+    }
+    if let Some(to) = to_size
+        && from_size > to
+    {
+        return Err(invalid("from_size", format!("{from_size} is beyond to_size, {to}")));
+    }
+    let hashes = prefix(db, ledger_id, to_size).await?;
+    let (ledger, key) = (ledger_id.to_string(), key.clone());
+    blocking(move || {
+        let to = Tree::of(hashes.iter().copied());
+        let path = to.consistency(from_size).ok_or_else(|| {
+            invalid(
+                "from_size",
+                format!("{from_size} is beyond the journal's head, seq {}", to.size()),
+            )
+        })?;
+        let old = &hashes[..usize::try_from(from_size).unwrap_or(usize::MAX)];
+        let from = signed(&key, ledger.clone(), &Tree::of(old.iter().copied()), old)?;
+        Ok((from, signed(&key, ledger, &to, &hashes)?, path))
+    })
+    .await
+}
+
+/// `tree`'s checkpoint, signed; `hashes` are its leaves.
+fn signed(
+    key: &SigningKey,
+    ledger_id: String,
+    tree: &Tree,
+    hashes: &[Hash],
+) -> Result<Signed, AppError> {
+    let head =
+        *hashes.last().ok_or_else(|| AppError::Internal("a checkpoint of no journal".into()))?;
+    let checkpoint = Checkpoint { ledger_id, tree_size: tree.size(), root: tree.root(), head };
+    let signature = checkpoint.sign(key);
+    Ok(Signed { checkpoint, signature, public_key: key.verifying_key().to_bytes() })
+}
+
+/// The hashes of `ledger_id`'s transactions from seq 1 through `tree_size` (`None`: the head),
+/// their links checked (the module's doc).
+async fn prefix(db: &Db, ledger_id: &str, tree_size: Option<u64>) -> Result<Vec<Hash>, AppError> {
+    let head = db.head_seq(ledger_id).await?;
+    if head == 0 {
+        return Err(AppError::Refused(Refusal {
+            code: RefusalCode::NotFound,
+            message: format!("ledger {ledger_id} has no journal"),
+            reason: None,
+            metadata: Vec::new(),
+            field: None,
+        }));
+    }
+    let size = match tree_size {
+        Some(size) if size > head => {
+            return Err(invalid(
+                "tree_size",
+                format!("{size} is beyond the journal's head, seq {head}"),
+            ));
+        }
+        Some(size) => size,
+        None => head,
+    };
+    let mut hashes: Vec<Hash> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let mut prev = GENESIS;
+    while (hashes.len() as u64) < size {
+        let from = hashes.len() as u64 + 1;
+        let links = db.chain_links(ledger_id, from, size, LINKS_PAGE).await?;
+        if links.is_empty() {
+            return Err(broken(ledger_id, from, "is missing"));
+        }
+        for (seq, prev_text, hash_text) in links {
+            let expected = hashes.len() as u64 + 1;
+            if u64::try_from(seq).ok() != Some(expected) {
+                return Err(broken(ledger_id, expected, "is missing"));
+            }
+            if from_hex(&prev_text) != Some(prev) {
+                return Err(broken(ledger_id, expected, "does not link to the hash before it"));
+            }
+            let Some(hash) = from_hex(&hash_text) else {
+                return Err(broken(ledger_id, expected, "has a hash that is not 64 hex digits"));
+            };
+            hashes.push(hash);
+            prev = hash;
+        }
+    }
+    Ok(hashes)
+}
+
+/// Runs `f`, CPU-bound, on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AppError::Internal(format!("building a Merkle tree failed: {e}")))?
+}
+
+fn invalid(field: &str, message: String) -> AppError {
+    AppError::Refused(Refusal {
+        code: RefusalCode::InvalidArgument,
+        message: format!("{field} {message}"),
+        reason: None,
+        metadata: Vec::new(),
+        field: Some(field.to_string()),
+    })
+}
+
+fn broken(ledger_id: &str, seq: u64, what: &str) -> AppError {
+    tracing::warn!(ledger_id, seq, what, "no checkpoint signed over a broken chain");
+    AppError::Refused(Refusal {
+        code: RefusalCode::FailedPrecondition,
+        message: format!(
+            "JOURNAL_BROKEN: the transaction at seq {seq} of ledger {ledger_id} {what}; \
+             nothing is signed over a broken chain (Verify reports it)"
+        ),
+        reason: Some("JOURNAL_BROKEN".into()),
+        metadata: vec![("seq".into(), seq.to_string())],
+        field: None,
+    })
+}

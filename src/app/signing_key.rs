@@ -1,0 +1,125 @@
+//! The service's checkpoint signing key ([`crate::ledger::checkpoint`]).
+//!
+//! `serve` keeps it in a file of its own, outside the database (`--signing-key`, by default
+//! `loanledger-signing.key` in the working directory): whoever can change the database cannot
+//! sign with it. The file holds the Ed25519 secret key (its 32-byte seed) as 64 hex digits and
+//! a line break. On the first start the file is created, readable by its owner alone, and the
+//! public key is logged: the one that auditors pin. Back it up with the database; losing it means
+//! new checkpoints under a new key, which auditors must be told of.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use ed25519_dalek::SigningKey;
+
+/// The key in the file at `path`, made and written there first if there is no such file (`true`
+/// with it then). Two servers starting at once on one path end with one key: the file appears
+/// whole or not at all, and the second reads the first's.
+pub fn load_or_create(path: &Path) -> anyhow::Result<(SigningKey, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((parse(&text).with_context(|| bad_file(path))?, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = generate();
+            match write_new(path, &key) {
+                Ok(()) => Ok((key, true)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(path).with_context(|| bad_file(path))?;
+                    Ok((parse(&text).with_context(|| bad_file(path))?, false))
+                }
+                Err(e) => Err(e).with_context(|| {
+                    format!("Failed to create the checkpoint signing key file {}", path.display())
+                }),
+            }
+        }
+        Err(e) => Err(e).with_context(|| bad_file(path)),
+    }
+}
+
+fn bad_file(path: &Path) -> String {
+    format!(
+        "Failed to read the checkpoint signing key file {} (64 hex digits, the Ed25519 seed)",
+        path.display()
+    )
+}
+
+/// A new key from the operating system's random source.
+pub fn generate() -> SigningKey {
+    SigningKey::from_bytes(&rand::random::<[u8; 32]>())
+}
+
+/// The key written as 64 hex digits (any case), surrounding white space allowed.
+fn parse(text: &str) -> anyhow::Result<SigningKey> {
+    let seed: [u8; 32] = hex::decode(text.trim())
+        .context("not hex digits")?
+        .try_into()
+        .map_err(|b: Vec<u8>| anyhow::anyhow!("{} bytes, not 32", b.len()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Writes `key` to a new file at `path`, readable and writable by its owner only: written whole
+/// and synced under a name of its own beside it, then linked to `path`, which fails
+/// (`AlreadyExists`) rather than replace a file there.
+fn write_new(path: &Path, key: &SigningKey) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".new-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+    let staged = path.with_file_name(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&staged).and_then(|mut file| {
+        writeln!(file, "{}", hex::encode(key.to_bytes()))?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&staged, path));
+    let _ = std::fs::remove_file(&staged);
+    linked
+}
+
+/// The public key as hex, as auditors pin it.
+pub fn public_hex(key: &SigningKey) -> String {
+    hex::encode(key.verifying_key().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_is_made_once_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("ll-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("signing.key");
+        let _ = std::fs::remove_file(&path);
+        let (made, created) = load_or_create(&path).unwrap();
+        assert!(created);
+        let (read, created) = load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(read.to_bytes(), made.to_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A second start racing the first finds its file and keeps its key.
+        let racing = write_new(&path, &generate()).unwrap_err();
+        assert_eq!(racing.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(load_or_create(&path).unwrap().0.to_bytes(), made.to_bytes());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no staged file is left");
+        std::fs::write(&path, "abcd\n").unwrap();
+        let e = load_or_create(&path).unwrap_err();
+        assert!(format!("{e:#}").contains("2 bytes, not 32"), "{e:#}");
+        std::fs::write(&path, "not hex").unwrap();
+        assert!(load_or_create(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn keys_are_parsed_from_hex_with_spaces() {
+        let key = parse(&format!("  {}\n", "07".repeat(32))).unwrap();
+        assert_eq!(key.to_bytes(), [7; 32]);
+        assert_ne!(generate().to_bytes(), generate().to_bytes());
+    }
+}
