@@ -56,7 +56,7 @@ pub async fn checkpoint(
     ledger_id: &str,
     tree_size: Option<u64>,
 ) -> Result<Signed, AppError> {
-    let hashes = prefix(db, ledger_id, tree_size).await?;
+    let hashes = prefix(db, ledger_id, tree_size, "tree_size").await?;
     let (ledger, key) = (ledger_id.to_string(), key.clone());
     blocking(move || signed(&key, ledger, &Tree::of(hashes.iter().copied()), &hashes)).await
 }
@@ -78,7 +78,7 @@ pub async fn inclusion(
     {
         return Err(invalid("seq", format!("{seq} is beyond the tree's size, {size}")));
     }
-    let hashes = prefix(db, ledger_id, tree_size).await?;
+    let hashes = prefix(db, ledger_id, tree_size, "tree_size").await?;
     let (ledger, key) = (ledger_id.to_string(), key.clone());
     blocking(move || {
         let tree = Tree::of(hashes.iter().copied());
@@ -108,7 +108,7 @@ pub async fn consistency(
     {
         return Err(invalid("from_size", format!("{from_size} is beyond to_size, {to}")));
     }
-    let hashes = prefix(db, ledger_id, to_size).await?;
+    let hashes = prefix(db, ledger_id, to_size, "to_size").await?;
     let (ledger, key) = (ledger_id.to_string(), key.clone());
     blocking(move || {
         let to = Tree::of(hashes.iter().copied());
@@ -141,7 +141,13 @@ fn signed(
 
 /// The hashes of `ledger_id`'s transactions from seq 1 through `tree_size` (`None`: the head),
 /// their links checked (the module's doc).
-async fn prefix(db: &Db, ledger_id: &str, tree_size: Option<u64>) -> Result<Vec<Hash>, AppError> {
+/// `field` names the size in the request.
+async fn prefix(
+    db: &Db,
+    ledger_id: &str,
+    tree_size: Option<u64>,
+    field: &str,
+) -> Result<Vec<Hash>, AppError> {
     let head = db.head_seq(ledger_id).await?;
     if head == 0 {
         return Err(AppError::Refused(Refusal {
@@ -154,10 +160,7 @@ async fn prefix(db: &Db, ledger_id: &str, tree_size: Option<u64>) -> Result<Vec<
     }
     let size = match tree_size {
         Some(size) if size > head => {
-            return Err(invalid(
-                "tree_size",
-                format!("{size} is beyond the journal's head, seq {head}"),
-            ));
+            return Err(invalid(field, format!("{size} is beyond the journal's head, seq {head}")));
         }
         Some(size) => size,
         None => head,

@@ -1,6 +1,7 @@
 //! The service through its life and its failures: restarts, a killed server keeping what it
 //! acknowledged, the drain at shutdown and a second signal, database connections killed under
-//! it, failed writes leaving nothing and not failing their neighbours, rows locked elsewhere.
+//! it, failed writes leaving nothing and not failing their neighbours, rows locked elsewhere,
+//! the checkpoint signing key kept across restarts.
 //! Each scenario runs on SQLite and on PostgreSQL (connections killed: PostgreSQL only).
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ on_both_backends!(
     failed_groups_beside_others,
     a_stalled_reader_does_not_hold_up_shutdown,
     a_row_locked_elsewhere_is_unavailable,
+    the_signing_key_outlives_a_restart,
 );
 
 /// Stopping the server while clients are writing: every acknowledged write is in the journal
@@ -222,6 +224,61 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
         assert_eq!(entry(&again), acked, "{request_id} is answered as before, not posted again");
     }
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal.len(), "nothing posted twice");
+    app.finish().await;
+}
+
+/// `serve --signing-key FILE` makes the key file on its first start (owner-only, its public key
+/// logged) and signs with the same key after a restart: a checkpoint asked again is the same,
+/// signature and all. A key file that cannot be read stops the start, naming the file.
+async fn the_signing_key_outlives_a_restart(backend: Backend) {
+    let Some((mut app, t, _)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.stop().await;
+    let dir = tempfile::tempdir().expect("a directory for the key");
+    let key_file = dir.path().join("signing.key");
+    let key_arg = key_file.to_str().expect("a UTF-8 path");
+    let args = ["--signing-key", key_arg];
+    async fn checkpoint(app: &TestApp, token: &str) -> pb::SignedCheckpoint {
+        let request = pb::GetCheckpointRequest { ledger_id: LEDGER.into(), tree_size: 0 };
+        app.audit(token).get_checkpoint(request).await.expect("GetCheckpoint").into_inner()
+    }
+
+    let mut server = ServerProcess::start_with(&app.database_url, &args);
+    server.wait_for_log("checkpoint signing key created", Duration::from_secs(10));
+    app.port = server.port;
+    let first = checkpoint(&app, &t.auditor).await;
+    server.kill();
+    let seed: [u8; 32] =
+        hex::decode(std::fs::read_to_string(&key_file).expect("the key file").trim())
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    assert_eq!(first.public_key, hex::encode(public.as_bytes()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).expect("the key file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by its owner alone");
+    }
+    assert!(server.log.lock().expect("the log").iter().any(|l| l.contains(&first.public_key)));
+
+    let mut server = ServerProcess::start_with(&app.database_url, &args);
+    app.port = server.port;
+    assert_eq!(checkpoint(&app, &t.auditor).await, first, "the same key after a restart");
+    server.kill();
+
+    std::fs::write(&key_file, "not a key\n").expect("the key file overwritten");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["serve", "--database-url", &app.database_url, "--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .expect("the server binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("Failed to read the checkpoint signing key file"), "{stderr}");
+    assert!(stderr.contains(key_arg), "{stderr}");
     app.finish().await;
 }
 

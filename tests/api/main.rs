@@ -4,7 +4,8 @@
 //! disbursements and repayments with their refusals, malformed input, idempotency, concurrent
 //! clients and batches, listings. The others: `servicing.rs` (settlement runs, repayment
 //! allocation, arrears, extension, renewal, write-off, batches, as-of, balances), `schedule.rs`
-//! (PreviewSchedule, reflection), `audit.rs` (verify and tampering, the journal's scan), `auth.rs`
+//! (PreviewSchedule, reflection), `audit.rs` (verify and tampering, the journal's scan), `checkpoints.rs` (signed
+//! checkpoints and their proofs), `auth.rs`
 //! (tokens and roles), `lifecycle.rs` (restarts, kills, shutdown, failed writes).
 
 #[path = "../common/mod.rs"]
@@ -37,6 +38,7 @@ macro_rules! on_both_backends {
 
 mod audit;
 mod auth;
+mod checkpoints;
 mod lifecycle;
 mod schedule;
 mod servicing;

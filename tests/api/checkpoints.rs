@@ -1,0 +1,284 @@
+//! Signed checkpoints and their proofs, checked as an auditor checks them: the Merkle root
+//! recomputed here from the journal's hashes (themselves recomputed from the transactions'
+//! content), the signature checked with the public key, the proofs with RFC 6962's rules; a
+//! journal rewritten behind the service's back no longer agrees with a checkpoint held from
+//! before. Each scenario runs on SQLite and on PostgreSQL.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use loanledger::api::pb;
+use loanledger::app::auth::Role;
+use loanledger::ledger::merkle::{consistency_holds, inclusion_holds};
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+use super::with_disbursed_loan;
+use crate::common::*;
+
+on_both_backends!(
+    checkpoints_cover_the_journal_and_prove_it,
+    checkpoint_calls_refuse_what_they_cannot_answer,
+    a_journal_rewritten_contradicts_the_checkpoint_held,
+);
+
+type Hash = [u8; 32];
+
+fn hash(text: &str) -> Hash {
+    hex::decode(text).expect("hex").try_into().expect("32 bytes")
+}
+
+/// RFC 6962's Merkle tree hash by its recursive definition, written here apart from the
+/// server's code.
+fn mth(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => Sha256::digest(b"").into(),
+        1 => Sha256::new().chain_update([0u8]).chain_update(leaves[0]).finalize().into(),
+        n => {
+            let k = n.next_power_of_two() / 2;
+            let (l, r) = (mth(&leaves[..k]), mth(&leaves[k..]));
+            Sha256::new().chain_update([1u8]).chain_update(l).chain_update(r).finalize().into()
+        }
+    }
+}
+
+/// Checks `c` as an auditor does: signed by `key` over the text the proto documents, of the
+/// journal `journal` through its size (root and head recomputed here).
+#[track_caller]
+fn check_checkpoint(
+    c: &pb::SignedCheckpoint,
+    key: &VerifyingKey,
+    journal: &[pb::JournalTransaction],
+) {
+    let size = c.tree_size as usize;
+    assert!(size >= 1 && size <= journal.len(), "{c:?}");
+    let text = format!(
+        "loanledger checkpoint v1\nledger {}\nsize {}\nroot {}\nhead {}\n",
+        c.ledger_id, c.tree_size, c.root_hash, c.head_hash
+    );
+    assert_eq!(c.signed_text, text);
+    let signature =
+        Signature::from_slice(&hex::decode(&c.signature).expect("hex")).expect("64 bytes");
+    key.verify_strict(text.as_bytes(), &signature).expect("signed by the pinned key");
+    assert_eq!(c.public_key, hex::encode(key.as_bytes()));
+    let leaves: Vec<Hash> = journal[..size].iter().map(|e| hash(&e.hash)).collect();
+    assert_eq!(c.root_hash, hex::encode(mth(&leaves)), "the root of seq 1 to {size}");
+    assert_eq!(c.head_hash, journal[size - 1].hash);
+}
+
+fn checkpoint_of(
+    app: &TestApp,
+    token: &str,
+    ledger_id: &str,
+    tree_size: u64,
+) -> impl std::future::Future<Output = Result<tonic::Response<pb::SignedCheckpoint>, tonic::Status>>
+{
+    let mut audit = app.audit(token);
+    let request = pb::GetCheckpointRequest { ledger_id: ledger_id.into(), tree_size };
+    async move { audit.get_checkpoint(request).await }
+}
+
+async fn checkpoint(app: &TestApp, token: &str, tree_size: u64) -> pb::SignedCheckpoint {
+    checkpoint_of(app, token, LEDGER, tree_size).await.expect("GetCheckpoint").into_inner()
+}
+
+async fn inclusion(
+    app: &TestApp,
+    token: &str,
+    seq: u64,
+    tree_size: u64,
+) -> Result<tonic::Response<pb::InclusionProof>, tonic::Status> {
+    let request = pb::GetInclusionProofRequest { ledger_id: LEDGER.into(), seq, tree_size };
+    app.audit(token).get_inclusion_proof(request).await
+}
+
+async fn consistency(
+    app: &TestApp,
+    token: &str,
+    from_size: u64,
+    to_size: u64,
+) -> Result<tonic::Response<pb::ConsistencyProof>, tonic::Status> {
+    let request = pb::GetConsistencyProofRequest { ledger_id: LEDGER.into(), from_size, to_size };
+    app.audit(token).get_consistency_proof(request).await
+}
+
+fn path(hashes: &[String]) -> Vec<Hash> {
+    hashes.iter().map(|h| hash(h)).collect()
+}
+
+/// The key every checkpoint of this server is signed with, as an auditor pins it once (here:
+/// from the first answer; every later one must carry the same).
+fn pinned(c: &pb::SignedCheckpoint) -> VerifyingKey {
+    let bytes: [u8; 32] = hex::decode(&c.public_key).expect("hex").try_into().expect("32 bytes");
+    VerifyingKey::from_bytes(&bytes).expect("a public key")
+}
+
+/// A checkpoint at the head and at any earlier size covers exactly that prefix of the journal
+/// and is signed; asked again it is the same, signature and all. Every transaction is proved in
+/// it, and an earlier checkpoint proved a prefix of a later one after more writes; the finance
+/// office gets the same answers as the auditor, and the LPR table's chain has checkpoints too.
+async fn checkpoints_cover_the_journal_and_prove_it(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 100_000).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    check_chain(&journal);
+    let n = journal.len() as u64;
+
+    let head = checkpoint(&app, &t.auditor, 0).await;
+    let key = pinned(&head);
+    assert_eq!((head.ledger_id.as_str(), head.tree_size), (LEDGER, n));
+    check_checkpoint(&head, &key, &journal);
+    assert_eq!(checkpoint(&app, &t.auditor, n).await, head, "the head's, by its size");
+    assert_eq!(checkpoint(&app, &t.finance, 0).await, head, "the finance office's too");
+    let early = checkpoint(&app, &t.auditor, 2).await;
+    check_checkpoint(&early, &key, &journal);
+    assert_eq!(checkpoint(&app, &t.auditor, 2).await, early, "deterministic");
+
+    // Each transaction is in the head's checkpoint, at its own seq alone.
+    for e in &journal {
+        let proof = inclusion(&app, &t.auditor, e.seq, 0).await.expect("GetInclusionProof");
+        let proof = proof.into_inner();
+        assert_eq!(proof.checkpoint.as_ref(), Some(&head));
+        assert_eq!((proof.seq, proof.transaction_hash.as_str()), (e.seq, e.hash.as_str()));
+        let (root, leaf, audit_path) =
+            (hash(&head.root_hash), hash(&e.hash), path(&proof.audit_path));
+        assert!(inclusion_holds(&root, n, e.seq, &leaf, &audit_path), "seq {}", e.seq);
+        let elsewhere = e.seq % n + 1;
+        assert!(!inclusion_holds(&root, n, elsewhere, &leaf, &audit_path), "seq {}", e.seq);
+    }
+    // And in an earlier checkpoint.
+    let proof = inclusion(&app, &t.auditor, 1, 2).await.expect("GetInclusionProof").into_inner();
+    assert_eq!(proof.checkpoint.as_ref(), Some(&early));
+    let root = hash(&early.root_hash);
+    assert!(inclusion_holds(&root, 2, 1, &hash(&journal[0].hash), &path(&proof.audit_path)));
+
+    // Written on: the checkpoint held is a prefix of the new head's.
+    app.repay(&t.bank, &id, "2021-06-20", 100_000).await;
+    app.repay(&t.bank, &id, "2021-09-20", 100_000).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let later = checkpoint(&app, &t.auditor, 0).await;
+    assert_eq!(later.tree_size, n + 2);
+    check_checkpoint(&later, &key, &journal);
+    for (held, held_size) in [(&head, n), (&early, 2)] {
+        let proof = consistency(&app, &t.auditor, held_size, 0).await.expect("GetConsistencyProof");
+        let proof = proof.into_inner();
+        assert_eq!(proof.from.as_ref(), Some(held), "the checkpoint held, as it was signed");
+        assert_eq!(proof.to.as_ref(), Some(&later));
+        let steps = path(&proof.path);
+        let (old, new) = (hash(&held.root_hash), hash(&later.root_hash));
+        assert!(consistency_holds(held_size, &old, n + 2, &new, &steps), "from {held_size}");
+        assert!(!consistency_holds(held_size, &new, n + 2, &new, &steps));
+    }
+    let same = consistency(&app, &t.auditor, n + 2, n + 2).await.expect("equal sizes").into_inner();
+    assert!(same.path.is_empty());
+    assert_eq!((same.from.as_ref(), same.to.as_ref()), (Some(&later), Some(&later)));
+
+    // The LPR table's chain: its checkpoint, signed with the same key.
+    let lpr = app.journal(&t.auditor, "lpr").await;
+    let c = checkpoint_of(&app, &t.auditor, "lpr", 0).await.expect("the lpr chain's").into_inner();
+    check_checkpoint(&c, &key, &lpr);
+    app.finish().await;
+}
+
+/// Sizes and seqs outside the journal are refused naming the field; who may not read a
+/// ledger's books gets PERMISSION_DENIED (banks, the operator, another ledger's auditor), an
+/// unknown ledger NOT_FOUND.
+async fn checkpoint_calls_refuse_what_they_cannot_answer(backend: Backend) {
+    let Some((app, t, _)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let n = app.journal(&t.auditor, LEDGER).await.len() as u64;
+    let status = expect_invalid(checkpoint_of(&app, &t.auditor, LEDGER, n + 1).await, "tree_size");
+    assert!(
+        status.message().contains(&format!("beyond the journal's head, seq {n}")),
+        "{status:?}"
+    );
+    expect_invalid(checkpoint_of(&app, &t.auditor, LEDGER, u64::MAX).await, "tree_size");
+    expect_invalid(checkpoint_of(&app, &t.auditor, "", 0).await, "ledger_id");
+    expect_invalid(inclusion(&app, &t.auditor, 0, 0).await, "seq");
+    expect_invalid(inclusion(&app, &t.auditor, n + 1, 0).await, "seq");
+    expect_invalid(inclusion(&app, &t.auditor, 3, 2).await, "seq");
+    expect_invalid(inclusion(&app, &t.auditor, 1, n + 1).await, "tree_size");
+    expect_invalid(consistency(&app, &t.auditor, 0, 0).await, "from_size");
+    expect_invalid(consistency(&app, &t.auditor, 3, 2).await, "from_size");
+    expect_invalid(consistency(&app, &t.auditor, n + 1, 0).await, "from_size");
+    expect_invalid(consistency(&app, &t.auditor, 1, n + 1).await, "to_size");
+
+    let elsewhere = app.token(Role::Auditor, "450122").await;
+    for token in [&t.bank, &t.operator, &elsewhere] {
+        expect_code(checkpoint_of(&app, token, LEDGER, 0).await, Code::PermissionDenied);
+        expect_code(inclusion(&app, token, 1, 0).await, Code::PermissionDenied);
+        expect_code(consistency(&app, token, 1, 0).await, Code::PermissionDenied);
+    }
+    let everywhere = app.token(Role::Auditor, "*").await;
+    expect_code(checkpoint_of(&app, &everywhere, "999999", 0).await, Code::NotFound);
+    expect_code(checkpoint_of(&app, &t.bank, "lpr", 0).await, Code::PermissionDenied);
+    app.finish().await;
+}
+
+/// A forger with the database's keys rewrites a repayment and rehashes the chain after it, so
+/// that the chain holds together again: the checkpoint an auditor held from before no longer
+/// agrees with the journal (the checkpoint of its size now has another root, and no proof
+/// links the held one to the new head). A hash changed without the chain rehashed is a broken
+/// link, and nothing is signed over it.
+async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 100_000).await;
+    let held = checkpoint(&app, &t.auditor, 0).await;
+    let key = pinned(&held);
+    app.repay(&t.bank, &id, "2021-06-20", 100_000).await;
+
+    let mut journal = app.journal(&t.auditor, LEDGER).await;
+    let at = journal.iter().position(|e| e.kind == "loan.repaid").expect("the first repayment");
+    let seq = journal[at].seq;
+    assert!(seq <= held.tree_size);
+    journal[at].value_date = "2021-03-21".into();
+    let mut prev = hash(&journal[at].prev_hash);
+    let mut sql = format!(
+        "update journal_txn set value_date = '2021-03-21' where ledger_id = '{LEDGER}' and seq = {seq};"
+    );
+    for e in &journal[at..] {
+        let rehashed = chain_hash(&prev, e);
+        sql.push_str(&format!(
+            "update journal_txn set prev_hash = '{}', hash = '{}' where ledger_id = '{LEDGER}' and seq = {};",
+            hex::encode(prev),
+            hex::encode(rehashed),
+            e.seq
+        ));
+        prev = rehashed;
+    }
+    app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
+    let forged = app.journal(&t.auditor, LEDGER).await;
+    check_chain(&forged);
+
+    // The service signs what it holds now: the same size, another root.
+    let now = checkpoint(&app, &t.auditor, held.tree_size).await;
+    check_checkpoint(&now, &key, &forged);
+    assert_ne!(now.root_hash, held.root_hash);
+    // The proof from the held size starts at the new root, not the held one.
+    let proof =
+        consistency(&app, &t.auditor, held.tree_size, 0).await.expect("a proof").into_inner();
+    let to = proof.to.expect("the head's checkpoint");
+    let (old, new) = (hash(&held.root_hash), hash(&to.root_hash));
+    assert!(!consistency_holds(held.tree_size, &old, to.tree_size, &new, &path(&proof.path)));
+    // Nor is the rewritten repayment in the checkpoint held.
+    let proof =
+        inclusion(&app, &t.auditor, seq, held.tree_size).await.expect("a proof").into_inner();
+    let leaf = hash(&forged[at].hash);
+    assert!(!inclusion_holds(&old, held.tree_size, seq, &leaf, &path(&proof.audit_path)));
+
+    // A hash changed alone breaks the chain's link: refused, naming the seq after it.
+    let sql = format!(
+        "update journal_txn set hash = '{}' where ledger_id = '{LEDGER}' and seq = {seq}",
+        "ab".repeat(32)
+    );
+    app.behind_the_back("journal_txn", &sql).await.expect("the hash changed");
+    let status = expect_refused(checkpoint_of(&app, &t.auditor, LEDGER, 0).await, "JOURNAL_BROKEN");
+    assert_eq!(metadata(&status, "seq"), Some((seq + 1).to_string()), "{status:?}");
+    // A checkpoint before the break is still given.
+    let before = checkpoint(&app, &t.auditor, seq - 1).await;
+    check_checkpoint(&before, &key, &forged);
+    app.finish().await;
+}
