@@ -64,6 +64,13 @@ enum Cmd {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the public key of a checkpoint signing key file (64 hex digits): the one to give
+    /// auditors. Reads the file only (no database; never makes a key).
+    PublicKey {
+        /// The key file, as given to `serve --signing-key`.
+        #[arg(long, env = "LOANLEDGER_SIGNING_KEY", default_value = "loanledger-signing.key")]
+        signing_key: std::path::PathBuf,
+    },
     /// Verify a ledger's hash chain and read models directly on the database.
     Verify {
         /// Ledger (region code) to verify.
@@ -210,6 +217,11 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             app.run_until(shutdown_signal()).await
+        }
+        Cmd::PublicKey { signing_key } => {
+            let key = loanledger::app::signing_key::load(&signing_key)?;
+            println!("{}", loanledger::app::signing_key::public_hex(&key));
+            Ok(())
         }
         Cmd::Migrate => {
             let db = open_db(&cli.database_url, true).await?;

@@ -104,27 +104,40 @@ async fn first_operator_token(db: &Db) -> anyhow::Result<Option<String>> {
     Ok(None)
 }
 
+/// The key that signs checkpoints: from its file, made there if there is none (a new key for
+/// a database that has ledgers is warned about: their auditors hold checkpoints signed with
+/// another, unless this is the first build with checkpoints), or made for this process alone.
+async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    use crate::app::signing_key::{generate, load_or_create, public_hex};
+    let Some(path) = &settings.signing_key else {
+        return Ok(generate());
+    };
+    let (key, created) = load_or_create(path)?;
+    let public_key = public_hex(&key);
+    let path = path.display();
+    if !created {
+        tracing::info!(%path, public_key, "checkpoint signing key");
+    } else if db.count_ledgers().await.context("Failed to count the ledgers")? > 0 {
+        tracing::warn!(
+            %path,
+            public_key,
+            "checkpoint signing key created for a database that has ledgers: checkpoints signed \
+             before (if any) used another key; give the auditors this one, and start every \
+             server on this database with the same file"
+        );
+    } else {
+        tracing::info!(
+            %path,
+            public_key,
+            "checkpoint signing key created: give auditors its public key, back up the file"
+        );
+    }
+    Ok(key)
+}
+
 impl Application {
     /// Connects, migrates, starts the writer and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        // First: a key file that cannot be read stops the start before the database is touched.
-        let signing_key = match &settings.signing_key {
-            Some(path) => {
-                let (key, created) = crate::app::signing_key::load_or_create(path)?;
-                let public_key = crate::app::signing_key::public_hex(&key);
-                if created {
-                    tracing::info!(
-                        path = %path.display(),
-                        public_key,
-                        "checkpoint signing key created: give auditors its public key, back up the file"
-                    );
-                } else {
-                    tracing::info!(path = %path.display(), public_key, "checkpoint signing key");
-                }
-                key
-            }
-            None => crate::app::signing_key::generate(),
-        };
         let db = Db::connect(&settings.database_url).await.with_context(|| {
             format!(
                 "Failed to connect to the database {}",
@@ -132,6 +145,7 @@ impl Application {
             )
         })?;
         db.migrate().await.context("Failed to migrate the database")?;
+        let signing_key = signing_key(&settings, &db).await?;
         // Bound before the first token is made: a server that cannot listen (the port taken)
         // must not store a token it never prints.
         let listener = TcpListener::bind(settings.listen)

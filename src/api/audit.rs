@@ -205,10 +205,11 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetCheckpointRequest { ledger_id, tree_size } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        let tree_size = optional_size("tree_size", tree_size)?;
         self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
-        let _turn = self.whole_journal_turn().await?;
-        let signed = checkpoints::checkpoint(&self.db, &self.signing_key, &ledger_id, tree_size)
+        let tree_size = optional_size("tree_size", tree_size)?;
+        let turn = self.whole_journal_turn_owned().await?;
+        let key = &self.signing_key;
+        let signed = checkpoints::checkpoint(&self.db, key, &ledger_id, tree_size, turn)
             .await
             .map_err(status)?;
         Ok(Response::new(signed_to_pb(&signed)))
@@ -222,11 +223,12 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetInclusionProofRequest { ledger_id, seq, tree_size } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        let tree_size = optional_size("tree_size", tree_size)?;
         self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
-        let _turn = self.whole_journal_turn().await?;
+        let tree_size = optional_size("tree_size", tree_size)?;
+        let turn = self.whole_journal_turn_owned().await?;
+        let key = &self.signing_key;
         let (signed, leaf, path) =
-            checkpoints::inclusion(&self.db, &self.signing_key, &ledger_id, seq, tree_size)
+            checkpoints::inclusion(&self.db, key, &ledger_id, seq, tree_size, turn)
                 .await
                 .map_err(status)?;
         Ok(Response::new(pb::InclusionProof {
@@ -245,11 +247,12 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetConsistencyProofRequest { ledger_id, from_size, to_size } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        let to_size = optional_size("to_size", to_size)?;
         self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
-        let _turn = self.whole_journal_turn().await?;
+        let to_size = optional_size("to_size", to_size)?;
+        let turn = self.whole_journal_turn_owned().await?;
+        let key = &self.signing_key;
         let (from, to, path) =
-            checkpoints::consistency(&self.db, &self.signing_key, &ledger_id, from_size, to_size)
+            checkpoints::consistency(&self.db, key, &ledger_id, from_size, to_size, turn)
                 .await
                 .map_err(status)?;
         Ok(Response::new(pb::ConsistencyProof {
@@ -312,6 +315,16 @@ impl Api {
     async fn whole_journal_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
         self.verify_turn
             .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the service is shutting down"))
+    }
+
+    /// As [`Api::whole_journal_turn`], a permit of its own, for work that outlives the call (a
+    /// blocking thread goes on when its caller goes away).
+    async fn whole_journal_turn_owned(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.verify_turn
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("the service is shutting down"))
     }

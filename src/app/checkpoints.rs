@@ -16,25 +16,27 @@
 //!   root is the one proved, and then that the journal through `m` is unchanged in the later one.
 //!
 //! Before it signs, the service checks the stored chain's links through `n`: seqs dense from 1,
-//! each `prev_hash` the hash before it (32 zero bytes before seq 1), every hash 64 hex digits. A
+//! each `prev_hash` the hash before it (32 zero bytes before seq 1), every hash 64 lowercase hex
+//! digits. A
 //! break is refused `FAILED_PRECONDITION` with reason `JOURNAL_BROKEN` and the seq in its
 //! metadata, and nothing is signed. It does not recompute each hash from its transaction's
 //! content: that is `Verify`'s (run it on the journal before the first checkpoint an auditor
 //! keeps; from then on, the checkpoints pin what was verified).
 //!
-//! Refused as `INVALID_ARGUMENT` naming the field: a `tree_size` beyond the journal's head, a
-//! `seq` of 0 or beyond the tree, a `from_size` of 0 or beyond the later size.
+//! Refused as `INVALID_ARGUMENT` naming the field, before the journal is read: a `tree_size` or
+//! `to_size` beyond the journal's head, a `seq` of 0 or beyond the tree, a `from_size` of 0 or
+//! beyond the later size.
 //!
-//! Cost: every call reads the prefix's `(seq, prev_hash, hash)` in pages and builds its tree
-//! in memory on a blocking thread (two SHA-256 a transaction, about 100 bytes a transaction
-//! while it lasts). Calls take their turn with the other whole-journal reads (`Verify`,
+//! Cost: every call reads the prefix's `(seq, prev_hash, hash)` in pages and hashes its tree on
+//! a blocking thread (about three SHA-256 a transaction for a root and a proof; 64 bytes a
+//! transaction in memory while it lasts). Calls take their turn with the other whole-journal reads (`Verify`,
 //! `GetBalances`).
 
 use ed25519_dalek::SigningKey;
 
 use super::error::{AppError, Refusal, RefusalCode};
 use crate::ledger::checkpoint::Checkpoint;
-use crate::ledger::hash::{GENESIS, Hash, from_hex};
+use crate::ledger::hash::{GENESIS, Hash, from_hex, to_hex};
 use crate::ledger::merkle::Tree;
 use crate::store::Db;
 
@@ -49,104 +51,118 @@ pub struct Signed {
     pub public_key: [u8; 32],
 }
 
-/// The checkpoint of `ledger_id`'s journal through `tree_size` (`None`: its head).
+/// The checkpoint of `ledger_id`'s journal through `tree_size` (`None`: its head). `turn` is
+/// held until the tree is hashed (the caller's turn among whole-journal reads: a call dropped by
+/// its client still holds it while its blocking work runs).
 pub async fn checkpoint(
     db: &Db,
     key: &SigningKey,
     ledger_id: &str,
     tree_size: Option<u64>,
+    turn: impl Send + 'static,
 ) -> Result<Signed, AppError> {
-    let hashes = prefix(db, ledger_id, tree_size, "tree_size").await?;
+    let hashes = prefix(db, ledger_id, Bound::new("tree_size", tree_size), None).await?;
     let (ledger, key) = (ledger_id.to_string(), key.clone());
-    blocking(move || signed(&key, ledger, &Tree::of(hashes.iter().copied()), &hashes)).await
+    blocking(turn, move || {
+        let tree = Tree::of(hashes.iter().copied());
+        signed(&key, ledger, &tree, &hashes, tree.size())
+    })
+    .await
 }
 
 /// An inclusion proof: the transaction at `seq` in the checkpoint through `tree_size` (`None`:
-/// the head), with its hash and its audit path.
+/// the head), with its hash and its audit path. `turn` as for [`checkpoint`].
 pub async fn inclusion(
     db: &Db,
     key: &SigningKey,
     ledger_id: &str,
     seq: u64,
     tree_size: Option<u64>,
+    turn: impl Send + 'static,
 ) -> Result<(Signed, Hash, Vec<Hash>), AppError> {
     if seq == 0 {
         return Err(invalid("seq", "must be at least 1".into()));
     }
-    if let Some(size) = tree_size
-        && seq > size
-    {
-        return Err(invalid("seq", format!("{seq} is beyond the tree's size, {size}")));
-    }
-    let hashes = prefix(db, ledger_id, tree_size, "tree_size").await?;
+    let bound = Bound::new("tree_size", tree_size);
+    let hashes = prefix(db, ledger_id, bound, Some(("seq", seq))).await?;
     let (ledger, key) = (ledger_id.to_string(), key.clone());
-    blocking(move || {
+    blocking(turn, move || {
         let tree = Tree::of(hashes.iter().copied());
-        let path = tree.inclusion(seq).ok_or_else(|| {
-            invalid("seq", format!("{seq} is beyond the journal's head, seq {}", tree.size()))
-        })?;
-        let leaf = hashes[usize::try_from(seq - 1).unwrap_or(usize::MAX)];
-        Ok((signed(&key, ledger, &tree, &hashes)?, leaf, path))
+        let missing = || AppError::Internal(format!("seq {seq} outside {} leaves", tree.size()));
+        let path = tree.inclusion(seq).ok_or_else(missing)?;
+        let leaf = usize::try_from(seq - 1).ok().and_then(|i| hashes.get(i)).ok_or_else(missing)?;
+        Ok((signed(&key, ledger, &tree, &hashes, tree.size())?, *leaf, path))
     })
     .await
 }
 
 /// A consistency proof: the checkpoints through `from_size` and through `to_size` (`None`: the
-/// head), and the path that shows the first a prefix of the second.
+/// head), and the path that shows the first a prefix of the second. `turn` as for
+/// [`checkpoint`].
 pub async fn consistency(
     db: &Db,
     key: &SigningKey,
     ledger_id: &str,
     from_size: u64,
     to_size: Option<u64>,
+    turn: impl Send + 'static,
 ) -> Result<(Signed, Signed, Vec<Hash>), AppError> {
     if from_size == 0 {
         return Err(invalid("from_size", "must be at least 1".into()));
     }
-    if let Some(to) = to_size
-        && from_size > to
-    {
-        return Err(invalid("from_size", format!("{from_size} is beyond to_size, {to}")));
-    }
-    let hashes = prefix(db, ledger_id, to_size, "to_size").await?;
+    let bound = Bound::new("to_size", to_size);
+    let hashes = prefix(db, ledger_id, bound, Some(("from_size", from_size))).await?;
     let (ledger, key) = (ledger_id.to_string(), key.clone());
-    blocking(move || {
+    blocking(turn, move || {
         let to = Tree::of(hashes.iter().copied());
         let path = to.consistency(from_size).ok_or_else(|| {
-            invalid(
-                "from_size",
-                format!("{from_size} is beyond the journal's head, seq {}", to.size()),
-            )
+            AppError::Internal(format!("size {from_size} outside {} leaves", to.size()))
         })?;
-        let old = &hashes[..usize::try_from(from_size).unwrap_or(usize::MAX)];
-        let from = signed(&key, ledger.clone(), &Tree::of(old.iter().copied()), old)?;
-        Ok((from, signed(&key, ledger, &to, &hashes)?, path))
+        let from = signed(&key, ledger.clone(), &to, &hashes, from_size)?;
+        Ok((from, signed(&key, ledger, &to, &hashes, to.size())?, path))
     })
     .await
 }
 
-/// `tree`'s checkpoint, signed; `hashes` are its leaves.
+/// The checkpoint of the first `size` leaves of `tree`, signed; `hashes` are its leaves (the
+/// transactions' hashes).
 fn signed(
     key: &SigningKey,
     ledger_id: String,
     tree: &Tree,
     hashes: &[Hash],
+    size: u64,
 ) -> Result<Signed, AppError> {
-    let head =
-        *hashes.last().ok_or_else(|| AppError::Internal("a checkpoint of no journal".into()))?;
-    let checkpoint = Checkpoint { ledger_id, tree_size: tree.size(), root: tree.root(), head };
+    let missing =
+        || AppError::Internal(format!("a checkpoint of {size} of {} leaves", tree.size()));
+    let last = usize::try_from(size).ok().and_then(|s| s.checked_sub(1));
+    let head = *last.and_then(|i| hashes.get(i)).ok_or_else(missing)?;
+    let root = tree.root_of_prefix(size).ok_or_else(missing)?;
+    let checkpoint = Checkpoint { ledger_id, tree_size: size, root, head };
     let signature = checkpoint.sign(key);
     Ok(Signed { checkpoint, signature, public_key: key.verifying_key().to_bytes() })
 }
 
-/// The hashes of `ledger_id`'s transactions from seq 1 through `tree_size` (`None`: the head),
-/// their links checked (the module's doc).
-/// `field` names the size in the request.
+/// The tree's size a call asks for: `size` (`None`: the head), named `field` in the request.
+struct Bound<'a> {
+    field: &'a str,
+    size: Option<u64>,
+}
+
+impl<'a> Bound<'a> {
+    fn new(field: &'a str, size: Option<u64>) -> Self {
+        Bound { field, size }
+    }
+}
+
+/// The hashes of `ledger_id`'s transactions from seq 1 through the size `bound` asks (the
+/// head's when none), their links checked (the module's doc); `within`, a seq or size the call
+/// proves in that tree (named as in the request), is refused first if it is beyond the tree.
 async fn prefix(
     db: &Db,
     ledger_id: &str,
-    tree_size: Option<u64>,
-    field: &str,
+    bound: Bound<'_>,
+    within: Option<(&str, u64)>,
 ) -> Result<Vec<Hash>, AppError> {
     let head = db.head_seq(ledger_id).await?;
     if head == 0 {
@@ -158,14 +174,24 @@ async fn prefix(
             field: None,
         }));
     }
-    let size = match tree_size {
-        Some(size) if size > head => {
-            return Err(invalid(field, format!("{size} is beyond the journal's head, seq {head}")));
-        }
+    let beyond_head = |field: &str, n: u64| {
+        invalid(field, format!("{n} is beyond the journal's head, seq {head}"))
+    };
+    let size = match bound.size {
+        Some(size) if size > head => return Err(beyond_head(bound.field, size)),
         Some(size) => size,
         None => head,
     };
-    let mut hashes: Vec<Hash> = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    match (within, bound.size) {
+        (Some((field, n)), Some(size)) if n > size => {
+            return Err(invalid(field, format!("{n} is beyond {}, {size}", bound.field)));
+        }
+        (Some((field, n)), None) if n > head => return Err(beyond_head(field, n)),
+        _ => {}
+    }
+    // The head is the largest seq stored, which a row written by hand can put anywhere: room
+    // for a page, and more as the rows come.
+    let mut hashes: Vec<Hash> = Vec::with_capacity(size.min(u64::from(LINKS_PAGE)) as usize);
     let mut prev = GENESIS;
     while (hashes.len() as u64) < size {
         let from = hashes.len() as u64 + 1;
@@ -178,11 +204,16 @@ async fn prefix(
             if u64::try_from(seq).ok() != Some(expected) {
                 return Err(broken(ledger_id, expected, "is missing"));
             }
-            if from_hex(&prev_text) != Some(prev) {
+            // As stored by the service: lowercase hex, the form the journal's readers compare.
+            if prev_text != to_hex(&prev) {
                 return Err(broken(ledger_id, expected, "does not link to the hash before it"));
             }
-            let Some(hash) = from_hex(&hash_text) else {
-                return Err(broken(ledger_id, expected, "has a hash that is not 64 hex digits"));
+            let Some(hash) = from_hex(&hash_text).filter(|h| to_hex(h) == hash_text) else {
+                return Err(broken(
+                    ledger_id,
+                    expected,
+                    "has a hash that is not 64 lowercase hex digits",
+                ));
             };
             hashes.push(hash);
             prev = hash;
@@ -191,13 +222,18 @@ async fn prefix(
     Ok(hashes)
 }
 
-/// Runs `f`, CPU-bound, on a blocking thread.
+/// Runs `f`, CPU-bound, on a blocking thread, holding `turn` until it ends.
 async fn blocking<T: Send + 'static>(
+    turn: impl Send + 'static,
     f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AppError::Internal(format!("building a Merkle tree failed: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        let result = f();
+        drop(turn);
+        result
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("building a Merkle tree failed: {e}")))?
 }
 
 fn invalid(field: &str, message: String) -> AppError {

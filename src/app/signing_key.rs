@@ -3,8 +3,9 @@
 //! `serve` keeps it in a file of its own, outside the database (`--signing-key`, by default
 //! `loanledger-signing.key` in the working directory): whoever can change the database cannot
 //! sign with it. The file holds the Ed25519 secret key (its 32-byte seed) as 64 hex digits and
-//! a line break. On the first start the file is created, readable by its owner alone, and the
-//! public key is logged: the one that auditors pin. Back it up with the database; losing it means
+//! a line break. On the first start the file is created, readable by its owner alone (a file
+//! found readable by others is warned about at each start), and the public key is logged: the
+//! one that auditors pin (`loanledger public-key` prints it from the file). Back it up with the database; losing it means
 //! new checkpoints under a new key, which auditors must be told of.
 
 use std::io::Write;
@@ -17,23 +18,24 @@ use ed25519_dalek::SigningKey;
 /// with it then). Two servers starting at once on one path end with one key: the file appears
 /// whole or not at all, and the second reads the first's.
 pub fn load_or_create(path: &Path) -> anyhow::Result<(SigningKey, bool)> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok((parse(&text).with_context(|| bad_file(path))?, false)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = generate();
-            match write_new(path, &key) {
-                Ok(()) => Ok((key, true)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(path).with_context(|| bad_file(path))?;
-                    Ok((parse(&text).with_context(|| bad_file(path))?, false))
-                }
-                Err(e) => Err(e).with_context(|| {
-                    format!("Failed to create the checkpoint signing key file {}", path.display())
-                }),
-            }
-        }
-        Err(e) => Err(e).with_context(|| bad_file(path)),
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok((load(path)?, false));
     }
+    let key = generate();
+    match write_new(path, &key) {
+        Ok(()) => Ok((key, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((load(path)?, false)),
+        Err(e) => Err(e).with_context(|| {
+            format!("Failed to create the checkpoint signing key file {}", path.display())
+        }),
+    }
+}
+
+/// The key in the file at `path` (warned about if others than its owner may read it).
+pub fn load(path: &Path) -> anyhow::Result<SigningKey> {
+    let text = std::fs::read_to_string(path).with_context(|| bad_file(path))?;
+    warn_if_readable_by_others(path);
+    parse(&text).with_context(|| bad_file(path))
 }
 
 fn bad_file(path: &Path) -> String {
@@ -74,7 +76,37 @@ fn write_new(path: &Path, key: &SigningKey) -> std::io::Result<()> {
     });
     let linked = written.and_then(|()| std::fs::hard_link(&staged, path));
     let _ = std::fs::remove_file(&staged);
-    linked
+    linked?;
+    // The new name made durable: a key whose public half is logged (and whose checkpoints may
+    // be with auditors) must not vanish with a power cut.
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Warns when the key file may be read by others than its owner (restored from a backup, or
+/// copied, with wider permissions): whoever reads it can sign checkpoints.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the checkpoint signing key file can be read by others than its owner: whoever \
+                 reads it can sign checkpoints (chmod 600 it)"
+            );
+        }
+    }
 }
 
 /// The public key as hex, as auditors pin it.

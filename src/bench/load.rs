@@ -623,6 +623,14 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let name = "verify (chain + read models)".into();
     judged.verify =
         report(span.figure(name, v.transactions_checked, "entries", None), &mut figures).1;
+    // Not a target: what an auditor's checkpoint of the whole journal costs (the chain's links
+    // read, the Merkle tree built, the root signed).
+    let span = Span::start();
+    let head = pb::GetCheckpointRequest { ledger_id: "BENCH".into(), tree_size: 0 };
+    let c = audit.get_checkpoint(head).await?.into_inner();
+    anyhow::ensure!(c.tree_size == v.head_seq, "checkpoint of {} entries", c.tree_size);
+    let name = "signed checkpoint (whole journal)".into();
+    report(span.figure(name, c.tree_size, "entries", None), &mut figures);
 
     // The writer stops when its last handle is gone: drop ours before waiting for the server.
     drop(writer);

@@ -306,9 +306,12 @@ impl Db {
         rows.into_iter().map(JournalRow::into_entry).collect()
     }
 
-    /// The last seq of a ledger's chain (0: no transaction).
+    /// The largest seq stored in a ledger's chain (0: no transaction).
     pub async fn head_seq(&self, ledger_id: &str) -> Result<u64, StoreError> {
-        let sql = "select coalesce(max(seq), 0) from journal_txn where ledger_id = $1";
+        // Numbers only: on SQLite a seq stored by hand as text sorts after every number (and
+        // leaves a gap in the chain, reported as such).
+        let sql = "select coalesce(max(seq), 0) from journal_txn \
+                   where ledger_id = $1 and seq <= 9223372036854775807";
         let head: i64 =
             on_pool!(self, p => sqlx::query_scalar(sql).bind(ledger_id).fetch_one(p).await?);
         Ok(u64::try_from(head).unwrap_or(0))
@@ -414,6 +417,12 @@ impl Db {
     }
 
     /// The number of tokens stored, revoked ones too.
+    /// The number of ledgers (regions; the LPR table's chain has no ledger row).
+    pub async fn count_ledgers(&self) -> Result<i64, StoreError> {
+        let sql = "select count(*) from ledger";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))
+    }
+
     pub async fn count_tokens(&self) -> Result<i64, StoreError> {
         let sql = "select count(*) from api_token";
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))

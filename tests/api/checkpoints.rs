@@ -18,6 +18,7 @@ on_both_backends!(
     checkpoints_cover_the_journal_and_prove_it,
     checkpoint_calls_refuse_what_they_cannot_answer,
     a_journal_rewritten_contradicts_the_checkpoint_held,
+    nothing_is_signed_over_a_broken_chain,
 );
 
 type Hash = [u8; 32];
@@ -280,5 +281,63 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
     // A checkpoint before the break is still given.
     let before = checkpoint(&app, &t.auditor, seq - 1).await;
     check_checkpoint(&before, &key, &forged);
+    app.finish().await;
+}
+
+/// Each kind of break in the stored chain is refused JOURNAL_BROKEN at its seq, and a
+/// checkpoint before it is still given: a hash not in the service's form (upper-case hex), a
+/// seq moved far past the head (a head of 10^12, which the server must not size anything by),
+/// and a transaction gone (on SQLite: its seq made text, which sorts after every number).
+async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    for date in ["2021-03-20", "2021-06-20", "2021-09-20"] {
+        app.repay(&t.bank, &id, date, 100_000).await;
+    }
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let n = journal.len() as u64;
+    assert!(n >= 6, "{n} transactions");
+    let key = pinned(&checkpoint(&app, &t.auditor, 0).await);
+    let refused_at = async |tree_size: u64, seq: u64, what: &str| {
+        let status = expect_refused(
+            checkpoint_of(&app, &t.auditor, LEDGER, tree_size).await,
+            "JOURNAL_BROKEN",
+        );
+        assert_eq!(metadata(&status, "seq"), Some(seq.to_string()), "{status:?}");
+        assert!(status.message().contains(what), "{status:?}");
+    };
+    let run = async |sql: String| {
+        app.behind_the_back("journal_txn", &sql).await.expect(&sql);
+    };
+
+    run(format!(
+        "update journal_txn set hash = upper(hash) where ledger_id = '{LEDGER}' and seq = {n}"
+    ))
+    .await;
+    refused_at(0, n, "has a hash that is not 64 lowercase hex digits").await;
+    check_checkpoint(&checkpoint(&app, &t.auditor, n - 1).await, &key, &journal);
+
+    let moved = n - 2;
+    run(format!(
+        "update journal_txn set seq = 1000000000000 where ledger_id = '{LEDGER}' and seq = {moved}"
+    ))
+    .await;
+    refused_at(0, moved, "is missing").await;
+    refused_at(n, moved, "is missing").await;
+    check_checkpoint(&checkpoint(&app, &t.auditor, moved - 1).await, &key, &journal);
+    let status = expect_invalid(
+        checkpoint_of(&app, &t.auditor, LEDGER, 1_000_000_000_001).await,
+        "tree_size",
+    );
+    assert!(status.message().contains("seq 1000000000000"), "{status:?}");
+
+    let gone = match backend {
+        Backend::Sqlite => "update journal_txn set seq = 'two'",
+        Backend::Postgres => "delete from journal_txn",
+    };
+    run(format!("{gone} where ledger_id = '{LEDGER}' and seq = 2")).await;
+    refused_at(0, 2, "is missing").await;
+    check_checkpoint(&checkpoint(&app, &t.auditor, 1).await, &key, &journal);
     app.finish().await;
 }

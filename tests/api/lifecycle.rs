@@ -228,8 +228,9 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
 }
 
 /// `serve --signing-key FILE` makes the key file on its first start (owner-only, its public key
-/// logged) and signs with the same key after a restart: a checkpoint asked again is the same,
-/// signature and all. A key file that cannot be read stops the start, naming the file.
+/// logged, printed by `public-key`) and signs with the same key after a restart: a checkpoint
+/// asked again is the same, signature and all. A key file that cannot be read stops the start,
+/// naming the file.
 async fn the_signing_key_outlives_a_restart(backend: Backend) {
     let Some((mut app, t, _)) = with_disbursed_loan(backend).await else {
         return;
@@ -263,6 +264,12 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
         assert_eq!(mode & 0o777, 0o600, "readable by its owner alone");
     }
     assert!(server.log.lock().expect("the log").iter().any(|l| l.contains(&first.public_key)));
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["public-key", "--signing-key", key_arg])
+        .output()
+        .expect("public-key runs");
+    assert!(printed.status.success(), "{printed:?}");
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim(), first.public_key);
 
     let mut server = ServerProcess::start_with(&app.database_url, &args);
     app.port = server.port;
