@@ -11,6 +11,7 @@ pub mod bench;
 pub mod collections;
 pub mod domain;
 pub mod ledger;
+pub mod offline;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -64,6 +64,23 @@ enum Cmd {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Check a signed checkpoint or proof offline, with the public key pinned: the JSON of a
+    /// GetCheckpoint, GetInclusionProof or GetConsistencyProof answer (as grpcurl prints it).
+    /// No server, no database. Exit status 1 when anything does not hold.
+    Check {
+        /// The service's public key as pinned (64 hex digits; `public-key` prints it).
+        #[arg(long)]
+        public_key: String,
+        /// A checkpoint kept from before (its JSON): a consistency proof's earlier checkpoint,
+        /// or an inclusion proof's checkpoint, must be it.
+        #[arg(long)]
+        held: Option<std::path::PathBuf>,
+        /// The transaction's hash recomputed from its content: an inclusion proof must be of it.
+        #[arg(long)]
+        transaction_hash: Option<String>,
+        /// The answer's JSON file (`-`: standard input).
+        file: std::path::PathBuf,
+    },
     /// Print the public key of a checkpoint signing key file (64 hex digits): the one to give
     /// auditors. Reads the file only (no database; never makes a key).
     PublicKey {
@@ -217,6 +234,35 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             app.run_until(shutdown_signal()).await
+        }
+        Cmd::Check { public_key, held, transaction_hash, file } => {
+            use loanledger::offline::{check, parse_hash};
+            let key = loanledger::ledger::checkpoint::public_key_from_hex(&public_key)
+                .context("--public-key is not an Ed25519 public key (64 hex digits)")?;
+            let read = |path: &std::path::Path| -> anyhow::Result<serde_json::Value> {
+                let text = if path.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())?
+                } else {
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("Failed to read {}", path.display()))?
+                };
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", path.display()))
+            };
+            let answer = read(&file)?;
+            let held = held.as_deref().map(read).transpose()?;
+            let transaction_hash = transaction_hash
+                .map(|h| parse_hash(&h).context("--transaction-hash is not 64 hex digits"))
+                .transpose()?;
+            match check(&key, &answer, held.as_ref(), transaction_hash.as_ref()) {
+                Ok(found) => {
+                    for line in found {
+                        println!("ok: {line}");
+                    }
+                    Ok(())
+                }
+                Err(e) => anyhow::bail!("does not hold: {e}"),
+            }
         }
         Cmd::PublicKey { signing_key } => {
             let key = loanledger::app::signing_key::load(&signing_key)?;

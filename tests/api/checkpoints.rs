@@ -19,6 +19,7 @@ on_both_backends!(
     checkpoint_calls_refuse_what_they_cannot_answer,
     a_journal_rewritten_contradicts_the_checkpoint_held,
     nothing_is_signed_over_a_broken_chain,
+    an_auditor_checks_the_answers_offline,
 );
 
 type Hash = [u8; 32];
@@ -99,6 +100,60 @@ async fn consistency(
 ) -> Result<tonic::Response<pb::ConsistencyProof>, tonic::Status> {
     let request = pb::GetConsistencyProofRequest { ledger_id: LEDGER.into(), from_size, to_size };
     app.audit(token).get_consistency_proof(request).await
+}
+
+/// A checkpoint's JSON as grpcurl prints it (proto3 JSON: lowerCamelCase, 64-bit integers as
+/// strings).
+fn checkpoint_json(c: &pb::SignedCheckpoint) -> serde_json::Value {
+    serde_json::json!({
+        "ledgerId": c.ledger_id,
+        "treeSize": c.tree_size.to_string(),
+        "rootHash": c.root_hash,
+        "headHash": c.head_hash,
+        "signature": c.signature,
+        "publicKey": c.public_key,
+        "signedText": c.signed_text,
+    })
+}
+
+fn inclusion_json(p: &pb::InclusionProof) -> serde_json::Value {
+    serde_json::json!({
+        "checkpoint": checkpoint_json(p.checkpoint.as_ref().expect("its checkpoint")),
+        "seq": p.seq.to_string(),
+        "transactionHash": p.transaction_hash,
+        "auditPath": p.audit_path,
+    })
+}
+
+fn consistency_json(p: &pb::ConsistencyProof) -> serde_json::Value {
+    serde_json::json!({
+        "from": checkpoint_json(p.from.as_ref().expect("from")),
+        "to": checkpoint_json(p.to.as_ref().expect("to")),
+        "path": p.path,
+    })
+}
+
+/// `loanledger check` on `answer` with `args`: its exit status and output.
+fn check_offline(answer: &serde_json::Value, args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("answer.json");
+    std::fs::write(&file, answer.to_string()).expect("the answer written");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .arg("check")
+        .args(args)
+        .arg(&file)
+        .output()
+        .expect("loanledger check runs");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A checkpoint saved as JSON, for `check --held`.
+fn saved(dir: &tempfile::TempDir, c: &pb::SignedCheckpoint) -> String {
+    let file = dir.path().join(format!("held-{}.json", c.tree_size));
+    std::fs::write(&file, checkpoint_json(c).to_string()).expect("the checkpoint saved");
+    file.to_str().expect("a UTF-8 path").to_string()
 }
 
 fn path(hashes: &[String]) -> Vec<Hash> {
@@ -269,6 +324,14 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
         inclusion(&app, &t.auditor, seq, held.tree_size).await.expect("a proof").into_inner();
     let leaf = hash(&forged[at].hash);
     assert!(!inclusion_holds(&old, held.tree_size, seq, &leaf, &path(&proof.audit_path)));
+    // The auditor's offline check says so.
+    let dir = tempfile::tempdir().expect("a directory");
+    let held_file = saved(&dir, &held);
+    let proof = consistency(&app, &t.auditor, held.tree_size, 0).await.expect("a proof");
+    let public_key = held.public_key.as_str();
+    let args = ["--public-key", public_key, "--held", held_file.as_str()];
+    let (ok, out) = check_offline(&consistency_json(proof.get_ref()), &args);
+    assert!(!ok && out.contains("is not the checkpoint held"), "{out}");
 
     // A hash changed alone breaks the chain's link: refused, naming the seq after it.
     let sql = format!(
@@ -339,5 +402,63 @@ async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
     run(format!("{gone} where ledger_id = '{LEDGER}' and seq = 2")).await;
     refused_at(0, 2, "is missing").await;
     check_checkpoint(&checkpoint(&app, &t.auditor, 1).await, &key, &journal);
+    app.finish().await;
+}
+
+/// `loanledger check`, offline, with the pinned key: a checkpoint, an inclusion proof of a
+/// transaction whose hash the auditor recomputed, and a consistency proof from the checkpoint
+/// held all hold; a proof with one hash changed, another key, or another transaction does not.
+async fn an_auditor_checks_the_answers_offline(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let held = checkpoint(&app, &t.auditor, 0).await;
+    app.repay(&t.bank, &id, "2021-03-20", 100_000).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let held_file = saved(&dir, &held);
+    let key = held.public_key.as_str();
+
+    let head = checkpoint(&app, &t.auditor, 0).await;
+    let (ok, out) = check_offline(&checkpoint_json(&head), &["--public-key", key]);
+    assert!(ok && out.contains("is signed by the pinned key"), "{out}");
+    let other =
+        hex::encode(ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().as_bytes());
+    let (ok, out) = check_offline(&checkpoint_json(&head), &["--public-key", &other]);
+    assert!(!ok && out.contains("not the pinned"), "{out}");
+
+    let seq = journal.len() as u64;
+    let recomputed =
+        hex::encode(chain_hash(&hash(&journal[seq as usize - 2].hash), &journal[seq as usize - 1]));
+    let proof = inclusion(&app, &t.auditor, seq, 0).await.expect("a proof").into_inner();
+    let answer = inclusion_json(&proof);
+    let (ok, out) =
+        check_offline(&answer, &["--public-key", key, "--transaction-hash", &recomputed]);
+    assert!(
+        ok && out.contains(&format!("seq {seq} ({recomputed}) is in ledger {LEDGER}")),
+        "{out}"
+    );
+    let (ok, out) =
+        check_offline(&answer, &["--public-key", key, "--transaction-hash", &journal[0].hash]);
+    assert!(!ok && out.contains("the proof is of transaction hash"), "{out}");
+    let mut changed = answer.clone();
+    let first = changed["auditPath"][0].as_str().expect("a hash").to_string();
+    let flipped = if first.starts_with('0') {
+        format!("1{}", &first[1..])
+    } else {
+        format!("0{}", &first[1..])
+    };
+    changed["auditPath"][0] = serde_json::json!(flipped);
+    let (ok, out) = check_offline(&changed, &["--public-key", key]);
+    assert!(!ok && out.contains("does not lead"), "{out}");
+
+    let proof =
+        consistency(&app, &t.auditor, held.tree_size, 0).await.expect("a proof").into_inner();
+    let args = ["--public-key", key, "--held", held_file.as_str()];
+    let (ok, out) = check_offline(&consistency_json(&proof), &args);
+    assert!(
+        ok && out.contains("is the checkpoint held") && out.contains("is a prefix of"),
+        "{out}"
+    );
     app.finish().await;
 }

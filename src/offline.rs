@@ -1,0 +1,300 @@
+//! The offline check of signed checkpoints and their proofs (`loanledger check`): what an auditor
+//! runs on the answers of `GetCheckpoint`, `GetInclusionProof` and `GetConsistencyProof`, saved
+//! as JSON, with the public key pinned once. No server, no database: nothing here trusts the
+//! service ([`crate::app::checkpoints`] has the model).
+//!
+//! The JSON is proto3's, as grpcurl prints it (lowerCamelCase names, 64-bit integers as
+//! strings), or with the proto's own field names; numbers are taken as numbers too. Each
+//! checkpoint is checked whole:
+//! - its `public_key`, when present, is the pinned key;
+//! - its `signed_text`, when present, is the text its fields give
+//!   ([`Checkpoint::signed_text`]), and the signature is the pinned key's over that text (the
+//!   text is rebuilt from the fields, never taken as sent);
+//! - an inclusion proof's audit path leads from its `transaction_hash` at `seq` to the
+//!   checkpoint's root;
+//! - a consistency proof's two checkpoints are of one ledger and its path leads from the
+//!   first's root to the second's.
+//!
+//! With a checkpoint held from before (`--held`), a consistency proof's `from`, or an inclusion
+//! proof's checkpoint, must be it; with `--transaction-hash` (recomputed from the transaction's
+//! content), an inclusion proof must be of that hash.
+
+use ed25519_dalek::VerifyingKey;
+use serde_json::Value;
+
+use crate::ledger::checkpoint::Checkpoint;
+use crate::ledger::hash::{Hash, to_hex};
+use crate::ledger::merkle::{consistency_holds, inclusion_holds};
+
+/// What the check found: one line per thing checked, in order.
+pub type Findings = Vec<String>;
+
+/// Checks `answer` (the JSON of a `SignedCheckpoint`, an `InclusionProof` or a
+/// `ConsistencyProof`) against the pinned `key`, and against `held` (a `SignedCheckpoint` kept
+/// from before) and `transaction_hash` when given. `Err` names the first thing that does not
+/// hold.
+pub fn check(
+    key: &VerifyingKey,
+    answer: &Value,
+    held: Option<&Value>,
+    transaction_hash: Option<&Hash>,
+) -> Result<Findings, String> {
+    let mut found = Findings::new();
+    let held = match held {
+        Some(held) => Some(signed(key, held, "the held checkpoint", &mut found)?),
+        None => None,
+    };
+    let same_as_held = |c: &Checkpoint, what: &str, found: &mut Findings| match &held {
+        Some(h) if h != c => Err(format!(
+            "{what} is not the checkpoint held: {} against {}",
+            describe(c),
+            describe(h)
+        )),
+        Some(_) => {
+            found.push(format!("{what} is the checkpoint held"));
+            Ok(())
+        }
+        None => Ok(()),
+    };
+    if let Some(path) = get(answer, "auditPath", "audit_path") {
+        let c = signed(key, object(answer, "checkpoint")?, "the checkpoint", &mut found)?;
+        same_as_held(&c, "the checkpoint", &mut found)?;
+        let seq = number(answer, "seq", "seq")?;
+        let leaf = hash(answer, "transactionHash", "transaction_hash")?;
+        if let Some(expected) = transaction_hash
+            && *expected != leaf
+        {
+            return Err(format!(
+                "the proof is of transaction hash {}, not {}",
+                to_hex(&leaf),
+                to_hex(expected)
+            ));
+        }
+        if !inclusion_holds(&c.root, c.tree_size, seq, &leaf, &hashes(path, "audit_path")?) {
+            return Err(format!(
+                "the audit path does not lead from seq {seq} ({}) to the root of {}",
+                to_hex(&leaf),
+                describe(&c)
+            ));
+        }
+        found.push(format!("seq {seq} ({}) is in {}", to_hex(&leaf), describe(&c)));
+    } else if let Some(from) = answer.get("from") {
+        let from = signed(key, from, "the earlier checkpoint", &mut found)?;
+        same_as_held(&from, "the earlier checkpoint", &mut found)?;
+        let to = signed(key, object(answer, "to")?, "the later checkpoint", &mut found)?;
+        if from.ledger_id != to.ledger_id {
+            return Err(format!(
+                "the checkpoints are of ledgers {} and {}",
+                from.ledger_id, to.ledger_id
+            ));
+        }
+        let path = hashes(get(answer, "path", "path").unwrap_or(&Value::Null), "path")?;
+        if !consistency_holds(from.tree_size, &from.root, to.tree_size, &to.root, &path) {
+            return Err(format!(
+                "the path does not show {} a prefix of {}",
+                describe(&from),
+                describe(&to)
+            ));
+        }
+        found.push(format!("{} is a prefix of {}", describe(&from), describe(&to)));
+    } else {
+        let c = signed(key, answer, "the checkpoint", &mut found)?;
+        same_as_held(&c, "the checkpoint", &mut found)?;
+    }
+    Ok(found)
+}
+
+/// The checkpoint `v` states, checked (the module's doc).
+fn signed(
+    key: &VerifyingKey,
+    v: &Value,
+    what: &str,
+    found: &mut Findings,
+) -> Result<Checkpoint, String> {
+    let within = |e: String| format!("{what}: {e}");
+    let c = Checkpoint {
+        ledger_id: text(v, "ledgerId", "ledger_id").map_err(within)?.to_string(),
+        tree_size: number(v, "treeSize", "tree_size").map_err(within)?,
+        root: hash(v, "rootHash", "root_hash").map_err(within)?,
+        head: hash(v, "headHash", "head_hash").map_err(within)?,
+    };
+    if let Some(public_key) = get(v, "publicKey", "public_key") {
+        let pinned = hex::encode(key.as_bytes());
+        if public_key.as_str() != Some(pinned.as_str()) {
+            return Err(format!("{what} is signed with key {public_key}, not the pinned {pinned}"));
+        }
+    }
+    if let Some(sent) = get(v, "signedText", "signed_text")
+        && sent.as_str() != Some(c.signed_text().as_str())
+    {
+        return Err(format!("{what}: signed_text is not the text of its fields"));
+    }
+    let signature = hex::decode(text(v, "signature", "signature").map_err(within)?)
+        .map_err(|_| within("signature is not hex".into()))?;
+    if !c.signed_by(key, &signature) {
+        return Err(format!("{what}: the signature of {} is not the pinned key's", describe(&c)));
+    }
+    found.push(format!("{what}, {}, is signed by the pinned key", describe(&c)));
+    Ok(c)
+}
+
+fn describe(c: &Checkpoint) -> String {
+    format!("ledger {} size {} root {}", c.ledger_id, c.tree_size, to_hex(&c.root))
+}
+
+fn get<'a>(v: &'a Value, json_name: &str, proto_name: &str) -> Option<&'a Value> {
+    v.get(json_name).or_else(|| v.get(proto_name))
+}
+
+fn object<'a>(v: &'a Value, name: &str) -> Result<&'a Value, String> {
+    v.get(name).filter(|o| o.is_object()).ok_or_else(|| format!("no {name}"))
+}
+
+fn text<'a>(v: &'a Value, json_name: &str, proto_name: &str) -> Result<&'a str, String> {
+    get(v, json_name, proto_name).and_then(Value::as_str).ok_or_else(|| format!("no {proto_name}"))
+}
+
+/// A 64-bit integer field: proto3 JSON writes it as a string; a number is taken too. Absent:
+/// 0, as proto3 leaves out zeros.
+fn number(v: &Value, json_name: &str, proto_name: &str) -> Result<u64, String> {
+    match get(v, json_name, proto_name) {
+        None => Ok(0),
+        Some(Value::String(s)) => s.parse().map_err(|_| format!("{proto_name} is not a number")),
+        Some(n) => n.as_u64().ok_or_else(|| format!("{proto_name} is not a number")),
+    }
+}
+
+fn hash(v: &Value, json_name: &str, proto_name: &str) -> Result<Hash, String> {
+    parse_hash(text(v, json_name, proto_name)?)
+        .ok_or_else(|| format!("{proto_name} is not 64 hex digits"))
+}
+
+/// A hash written as 64 hex digits.
+pub fn parse_hash(text: &str) -> Option<Hash> {
+    hex::decode(text.trim()).ok()?.try_into().ok()
+}
+
+/// A list of hashes (absent or null: none, as proto3 leaves out an empty list).
+fn hashes(v: &Value, name: &str) -> Result<Vec<Hash>, String> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .iter()
+            .map(|h| h.as_str().and_then(parse_hash))
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("{name} holds something not 64 hex digits")),
+        _ => Err(format!("{name} is not a list")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use serde_json::json;
+
+    use super::*;
+    use crate::ledger::merkle::Tree;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7; 32])
+    }
+
+    fn leaves(n: u8) -> Vec<Hash> {
+        (0..n).map(|i| [i; 32]).collect()
+    }
+
+    /// A checkpoint's JSON as grpcurl prints it.
+    fn checkpoint_json(size: u8) -> Value {
+        let tree = Tree::of(leaves(size));
+        let c = Checkpoint {
+            ledger_id: "450121".into(),
+            tree_size: u64::from(size),
+            root: tree.root(),
+            head: [size - 1; 32],
+        };
+        json!({
+            "ledgerId": c.ledger_id,
+            "treeSize": c.tree_size.to_string(),
+            "rootHash": to_hex(&c.root),
+            "headHash": to_hex(&c.head),
+            "signature": hex::encode(c.sign(&key())),
+            "publicKey": hex::encode(key().verifying_key().as_bytes()),
+            "signedText": c.signed_text(),
+        })
+    }
+
+    fn public() -> VerifyingKey {
+        key().verifying_key()
+    }
+
+    #[test]
+    fn a_checkpoint_holds_and_any_change_is_found() {
+        let c = checkpoint_json(5);
+        assert_eq!(check(&public(), &c, None, None).unwrap().len(), 1);
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert!(check(&other, &c, None, None).unwrap_err().contains("not the pinned"));
+        for (field, value) in [
+            ("treeSize", json!("6")),
+            ("rootHash", json!("00".repeat(32))),
+            ("headHash", json!("00".repeat(32))),
+            ("ledgerId", json!("450122")),
+        ] {
+            let mut changed = c.clone();
+            changed[field] = value;
+            changed.as_object_mut().unwrap().remove("signedText");
+            let e = check(&public(), &changed, None, None).unwrap_err();
+            assert!(e.contains("is not the pinned key's"), "{field}: {e}");
+        }
+        let mut text = c.clone();
+        text["signedText"] = json!("loanledger checkpoint v1\n");
+        assert!(check(&public(), &text, None, None).unwrap_err().contains("signed_text"));
+        // The proto's own names, a number for the size.
+        let mut proto_names = serde_json::Map::new();
+        for (json_name, proto_name) in [
+            ("ledgerId", "ledger_id"),
+            ("rootHash", "root_hash"),
+            ("headHash", "head_hash"),
+            ("signature", "signature"),
+        ] {
+            proto_names.insert(proto_name.into(), c[json_name].clone());
+        }
+        proto_names.insert("tree_size".into(), json!(5));
+        assert!(check(&public(), &Value::Object(proto_names), None, None).is_ok());
+    }
+
+    #[test]
+    fn proofs_hold_for_what_they_prove_alone() {
+        let tree = Tree::of(leaves(7));
+        let proof = json!({
+            "checkpoint": checkpoint_json(7),
+            "seq": "3",
+            "transactionHash": to_hex(&[2; 32]),
+            "auditPath": tree.inclusion(3).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
+        });
+        let held = checkpoint_json(7);
+        assert!(check(&public(), &proof, Some(&held), Some(&[2; 32])).is_ok());
+        let e = check(&public(), &proof, None, Some(&[3; 32])).unwrap_err();
+        assert!(e.contains("not 0303"), "{e}");
+        let e = check(&public(), &proof, Some(&checkpoint_json(6)), None).unwrap_err();
+        assert!(e.contains("is not the checkpoint held"), "{e}");
+        let mut moved = proof.clone();
+        moved["seq"] = json!("4");
+        assert!(check(&public(), &moved, None, None).unwrap_err().contains("does not lead"));
+
+        let consistency = json!({
+            "from": checkpoint_json(4),
+            "to": checkpoint_json(7),
+            "path": tree.consistency(4).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
+        });
+        let found = check(&public(), &consistency, Some(&checkpoint_json(4)), None).unwrap();
+        assert!(found.last().unwrap().contains("is a prefix of"), "{found:?}");
+        let e = check(&public(), &consistency, Some(&checkpoint_json(5)), None).unwrap_err();
+        assert!(e.contains("is not the checkpoint held"), "{e}");
+        let mut cut = consistency.clone();
+        cut["path"].as_array_mut().unwrap().pop();
+        assert!(check(&public(), &cut, None, None).unwrap_err().contains("a prefix"));
+        let mut bad = consistency.clone();
+        bad["path"][0] = json!("zz");
+        assert!(check(&public(), &bad, None, None).unwrap_err().contains("not 64 hex digits"));
+    }
+}
