@@ -443,10 +443,9 @@ async fn an_auditor_checks_the_answers_offline(backend: Backend) {
     assert!(!ok && out.contains("the proof is of transaction hash"), "{out}");
     let mut changed = answer.clone();
     let first = changed["auditPath"][0].as_str().expect("a hash").to_string();
-    let flipped = if first.starts_with('0') {
-        format!("1{}", &first[1..])
-    } else {
-        format!("0{}", &first[1..])
+    let flipped = match first.strip_prefix('0') {
+        Some(rest) => format!("1{rest}"),
+        None => format!("0{}", &first[1..]),
     };
     changed["auditPath"][0] = serde_json::json!(flipped);
     let (ok, out) = check_offline(&changed, &["--public-key", key]);
