@@ -15,14 +15,18 @@
 //! - a consistency proof's two checkpoints are of one ledger and its path leads from the
 //!   first's root to the second's.
 //!
+//! - an inclusion proof of the checkpoint's last seq is of its head hash; a consistency proof
+//!   between equal sizes is of one checkpoint twice.
+//!
 //! With a checkpoint held from before (`--held`), a consistency proof's `from`, or an inclusion
 //! proof's checkpoint, must be it; with `--transaction-hash` (recomputed from the transaction's
-//! content), an inclusion proof must be of that hash.
+//! content), the answer must be an inclusion proof of that hash. The first line found names the
+//! kind of answer checked.
 
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
-use crate::ledger::checkpoint::Checkpoint;
+use crate::ledger::checkpoint::{Checkpoint, public_key_from_hex};
 use crate::ledger::hash::{Hash, to_hex};
 use crate::ledger::merkle::{consistency_holds, inclusion_holds};
 
@@ -39,7 +43,16 @@ pub fn check(
     held: Option<&Value>,
     transaction_hash: Option<&Hash>,
 ) -> Result<Findings, String> {
-    let mut found = Findings::new();
+    // The kind of answer, by the fields only it has (grpcurl leaves out empty lists: a tree of
+    // one transaction's audit path, two equal sizes' path).
+    let inclusion = answer.get("checkpoint").is_some();
+    let consistency = !inclusion && (answer.get("from").is_some() || answer.get("to").is_some());
+    let kind = match (inclusion, consistency) {
+        (true, _) => "an inclusion proof",
+        (_, true) => "a consistency proof",
+        _ => "a checkpoint",
+    };
+    let mut found = vec![kind.to_string()];
     let held = match held {
         Some(held) => Some(signed(key, held, "the held checkpoint", &mut found)?),
         None => None,
@@ -56,7 +69,7 @@ pub fn check(
         }
         None => Ok(()),
     };
-    if let Some(path) = get(answer, "auditPath", "audit_path") {
+    if inclusion {
         let c = signed(key, object(answer, "checkpoint")?, "the checkpoint", &mut found)?;
         same_as_held(&c, "the checkpoint", &mut found)?;
         let seq = number(answer, "seq", "seq")?;
@@ -70,7 +83,16 @@ pub fn check(
                 to_hex(expected)
             ));
         }
-        if !inclusion_holds(&c.root, c.tree_size, seq, &leaf, &hashes(path, "audit_path")?) {
+        if seq == c.tree_size && leaf != c.head {
+            return Err(format!(
+                "seq {seq} is the checkpoint's last, whose hash it gives as {}, not {}",
+                to_hex(&c.head),
+                to_hex(&leaf)
+            ));
+        }
+        let path =
+            hashes(get(answer, "auditPath", "audit_path").unwrap_or(&Value::Null), "audit_path")?;
+        if !inclusion_holds(&c.root, c.tree_size, seq, &leaf, &path) {
             return Err(format!(
                 "the audit path does not lead from seq {seq} ({}) to the root of {}",
                 to_hex(&leaf),
@@ -78,14 +100,28 @@ pub fn check(
             ));
         }
         found.push(format!("seq {seq} ({}) is in {}", to_hex(&leaf), describe(&c)));
-    } else if let Some(from) = answer.get("from") {
-        let from = signed(key, from, "the earlier checkpoint", &mut found)?;
+        return Ok(found);
+    }
+    // Only an inclusion proof proves a transaction: asked of another answer, the check fails
+    // rather than pass without it.
+    if transaction_hash.is_some() {
+        return Err("--transaction-hash is for an inclusion proof, and this is none".into());
+    }
+    if consistency {
+        let from = signed(key, object(answer, "from")?, "the earlier checkpoint", &mut found)?;
         same_as_held(&from, "the earlier checkpoint", &mut found)?;
         let to = signed(key, object(answer, "to")?, "the later checkpoint", &mut found)?;
         if from.ledger_id != to.ledger_id {
             return Err(format!(
                 "the checkpoints are of ledgers {} and {}",
                 from.ledger_id, to.ledger_id
+            ));
+        }
+        if from.tree_size == to.tree_size && from != to {
+            return Err(format!(
+                "two checkpoints of one size differ: {} and {}",
+                describe(&from),
+                describe(&to)
             ));
         }
         let path = hashes(get(answer, "path", "path").unwrap_or(&Value::Null), "path")?;
@@ -97,10 +133,10 @@ pub fn check(
             ));
         }
         found.push(format!("{} is a prefix of {}", describe(&from), describe(&to)));
-    } else {
-        let c = signed(key, answer, "the checkpoint", &mut found)?;
-        same_as_held(&c, "the checkpoint", &mut found)?;
+        return Ok(found);
     }
+    let c = signed(key, answer, "the checkpoint", &mut found)?;
+    same_as_held(&c, "the checkpoint", &mut found)?;
     Ok(found)
 }
 
@@ -119,8 +155,9 @@ fn signed(
         head: hash(v, "headHash", "head_hash").map_err(within)?,
     };
     if let Some(public_key) = get(v, "publicKey", "public_key") {
-        let pinned = hex::encode(key.as_bytes());
-        if public_key.as_str() != Some(pinned.as_str()) {
+        let given = public_key.as_str().and_then(public_key_from_hex);
+        if given.as_ref() != Some(key) {
+            let pinned = hex::encode(key.as_bytes());
             return Err(format!("{what} is signed with key {public_key}, not the pinned {pinned}"));
         }
     }
@@ -230,7 +267,11 @@ mod tests {
     #[test]
     fn a_checkpoint_holds_and_any_change_is_found() {
         let c = checkpoint_json(5);
-        assert_eq!(check(&public(), &c, None, None).unwrap().len(), 1);
+        assert_eq!(check(&public(), &c, None, None).unwrap().len(), 2);
+        // The pinned key compared as a key, whatever the case of its hex.
+        let mut upper = c.clone();
+        upper["publicKey"] = json!(upper["publicKey"].as_str().unwrap().to_uppercase());
+        assert!(check(&public(), &upper, None, None).is_ok());
         let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
         assert!(check(&other, &c, None, None).unwrap_err().contains("not the pinned"));
         for (field, value) in [
@@ -272,7 +313,38 @@ mod tests {
             "auditPath": tree.inclusion(3).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
         });
         let held = checkpoint_json(7);
-        assert!(check(&public(), &proof, Some(&held), Some(&[2; 32])).is_ok());
+        let found = check(&public(), &proof, Some(&held), Some(&[2; 32])).unwrap();
+        assert_eq!(found[0], "an inclusion proof");
+        let e = check(&public(), &held, None, Some(&[2; 32])).unwrap_err();
+        assert!(e.contains("is for an inclusion proof"), "{e}");
+        // A tree of one: grpcurl leaves the empty path out.
+        let one = json!({
+            "checkpoint": checkpoint_json(1),
+            "seq": "1",
+            "transactionHash": to_hex(&[0; 32]),
+        });
+        assert!(check(&public(), &one, None, Some(&[0; 32])).is_ok());
+        // The last seq's proof must be of the head's hash.
+        let pair = Tree::of(leaves(2));
+        let mut last = json!({
+            "checkpoint": checkpoint_json(2),
+            "seq": "2",
+            "transactionHash": to_hex(&[1; 32]),
+            "auditPath": pair.inclusion(2).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
+        });
+        assert!(check(&public(), &last, None, None).is_ok());
+        // Signed with another head (a server's own mistake or lie): refused though signed.
+        let c = Checkpoint {
+            ledger_id: "450121".into(),
+            tree_size: 2,
+            root: pair.root(),
+            head: [9; 32],
+        };
+        last["checkpoint"]["headHash"] = json!(to_hex(&c.head));
+        last["checkpoint"]["signature"] = json!(hex::encode(c.sign(&key())));
+        last["checkpoint"]["signedText"] = json!(c.signed_text());
+        let e = check(&public(), &last, None, None).unwrap_err();
+        assert!(e.contains("is the checkpoint's last"), "{e}");
         let e = check(&public(), &proof, None, Some(&[3; 32])).unwrap_err();
         assert!(e.contains("not 0303"), "{e}");
         let e = check(&public(), &proof, Some(&checkpoint_json(6)), None).unwrap_err();
@@ -288,6 +360,22 @@ mod tests {
         });
         let found = check(&public(), &consistency, Some(&checkpoint_json(4)), None).unwrap();
         assert!(found.last().unwrap().contains("is a prefix of"), "{found:?}");
+        assert_eq!(found[0], "a consistency proof");
+        let e = check(&public(), &consistency, None, Some(&[2; 32])).unwrap_err();
+        assert!(e.contains("is for an inclusion proof"), "{e}");
+        // Equal sizes: grpcurl leaves the empty path out; the two must be one checkpoint.
+        let equal = json!({ "from": checkpoint_json(4), "to": checkpoint_json(4) });
+        assert!(check(&public(), &equal, None, None).is_ok());
+        // A checkpoint held replayed as the earlier one of a later tree it is no prefix of.
+        let mut replayed = consistency.clone();
+        let mut other = checkpoint_json(4);
+        let c =
+            Checkpoint { ledger_id: "450121".into(), tree_size: 4, root: [5; 32], head: [3; 32] };
+        other["rootHash"] = json!(to_hex(&c.root));
+        other["signature"] = json!(hex::encode(c.sign(&key())));
+        other["signedText"] = json!(c.signed_text());
+        replayed["from"] = other;
+        assert!(check(&public(), &replayed, None, None).unwrap_err().contains("does not show"));
         let e = check(&public(), &consistency, Some(&checkpoint_json(5)), None).unwrap_err();
         assert!(e.contains("is not the checkpoint held"), "{e}");
         let mut cut = consistency.clone();

@@ -225,6 +225,10 @@ impl AuditService for Api {
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
         let tree_size = optional_size("tree_size", tree_size)?;
+        // Refused before it waits for its turn (the app checks it too, against the journal).
+        if seq == 0 {
+            return Err(super::error::invalid("seq", "must be at least 1"));
+        }
         let turn = self.whole_journal_turn_owned().await?;
         let key = &self.signing_key;
         let (signed, leaf, path) =
@@ -249,6 +253,9 @@ impl AuditService for Api {
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
         let to_size = optional_size("to_size", to_size)?;
+        if from_size == 0 {
+            return Err(super::error::invalid("from_size", "must be at least 1"));
+        }
         let turn = self.whole_journal_turn_owned().await?;
         let key = &self.signing_key;
         let (from, to, path) =

@@ -201,6 +201,10 @@ async fn prefix(
         }
         for (seq, prev_text, hash_text) in links {
             let expected = hashes.len() as u64 + 1;
+            if seq < 0 {
+                let what = "is missing (a row there has a seq that is not a whole number)";
+                return Err(broken(ledger_id, expected, what));
+            }
             if u64::try_from(seq).ok() != Some(expected) {
                 return Err(broken(ledger_id, expected, "is missing"));
             }

@@ -239,9 +239,16 @@ mod tests {
             assert!(!consistency_holds(1, &root, size, &root, &[leaf; 64]));
             assert!(!consistency_holds(size, &root, size, &root, &[]));
         }
-        // The largest sizes a journal can have do not panic either.
-        assert!(!inclusion_holds(&root, SIZE_MAX, SIZE_MAX, &leaf, &[leaf; 63]));
-        assert!(!consistency_holds(SIZE_MAX - 1, &root, SIZE_MAX, &root, &[leaf; 64]));
+        // The largest sizes a journal can have do not panic either, with paths of the length
+        // those sizes take (so that the check reaches its hashing).
+        for (size, seq) in [(SIZE_MAX, SIZE_MAX), (SIZE_MAX, 1), (SIZE_MAX - 1, SIZE_MAX / 2)] {
+            let length = ct_merkle::indices_for_inclusion_proof(size, seq - 1).len();
+            assert!(!inclusion_holds(&root, size, seq, &leaf, &vec![leaf; length]));
+        }
+        for (old, new) in [(SIZE_MAX - 1, SIZE_MAX), (1, SIZE_MAX), (SIZE_MAX / 2, SIZE_MAX)] {
+            let length = ct_merkle::indices_for_consistency_proof(old, new - old).len();
+            assert!(!consistency_holds(old, &root, new, &root, &vec![leaf; length]));
+        }
     }
 
     /// The proofs made here are ct-merkle's, for every tree size to 70 and every seq and

@@ -116,21 +116,29 @@ fn checkpoint_json(c: &pb::SignedCheckpoint) -> serde_json::Value {
     })
 }
 
+/// grpcurl's JSON leaves an empty list out.
+fn with_list(mut v: serde_json::Value, name: &str, list: &[String]) -> serde_json::Value {
+    if !list.is_empty() {
+        v[name] = serde_json::json!(list);
+    }
+    v
+}
+
 fn inclusion_json(p: &pb::InclusionProof) -> serde_json::Value {
-    serde_json::json!({
+    let v = serde_json::json!({
         "checkpoint": checkpoint_json(p.checkpoint.as_ref().expect("its checkpoint")),
         "seq": p.seq.to_string(),
         "transactionHash": p.transaction_hash,
-        "auditPath": p.audit_path,
-    })
+    });
+    with_list(v, "auditPath", &p.audit_path)
 }
 
 fn consistency_json(p: &pb::ConsistencyProof) -> serde_json::Value {
-    serde_json::json!({
+    let v = serde_json::json!({
         "from": checkpoint_json(p.from.as_ref().expect("from")),
         "to": checkpoint_json(p.to.as_ref().expect("to")),
-        "path": p.path,
-    })
+    });
+    with_list(v, "path", &p.path)
 }
 
 /// `loanledger check` on `answer` with `args`: its exit status and output.
@@ -272,8 +280,9 @@ async fn checkpoint_calls_refuse_what_they_cannot_answer(backend: Backend) {
     app.finish().await;
 }
 
-/// A forger with the database's keys rewrites a repayment and rehashes the chain after it, so
-/// that the chain holds together again: the checkpoint an auditor held from before no longer
+/// A forger with the database's keys rewrites a repayment (its recorded time) and rehashes the
+/// chain after it, so that the chain holds together again and `Verify` finds nothing wrong:
+/// the checkpoint an auditor held from before no longer
 /// agrees with the journal (the checkpoint of its size now has another root, and no proof
 /// links the held one to the new head). A hash changed without the chain rehashed is a broken
 /// link, and nothing is signed over it.
@@ -290,10 +299,13 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
     let at = journal.iter().position(|e| e.kind == "loan.repaid").expect("the first repayment");
     let seq = journal[at].seq;
     assert!(seq <= held.tree_size);
-    journal[at].value_date = "2021-03-21".into();
+    // Its recorded time a minute earlier: nothing but the hash checks it.
+    let at_time = journal[at].recorded_at.as_mut().expect("recorded_at");
+    at_time.seconds -= 60;
     let mut prev = hash(&journal[at].prev_hash);
     let mut sql = format!(
-        "update journal_txn set value_date = '2021-03-21' where ledger_id = '{LEDGER}' and seq = {seq};"
+        "update journal_txn set recorded_at_us = recorded_at_us - 60000000 \
+         where ledger_id = '{LEDGER}' and seq = {seq};"
     );
     for e in &journal[at..] {
         let rehashed = chain_hash(&prev, e);
@@ -308,6 +320,8 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
     app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
     let forged = app.journal(&t.auditor, LEDGER).await;
     check_chain(&forged);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "Verify finds the rewritten chain whole: {v:?}");
 
     // The service signs what it holds now: the same size, another root.
     let now = checkpoint(&app, &t.auditor, held.tree_size).await;
@@ -332,6 +346,11 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
     let args = ["--public-key", public_key, "--held", held_file.as_str()];
     let (ok, out) = check_offline(&consistency_json(proof.get_ref()), &args);
     assert!(!ok && out.contains("is not the checkpoint held"), "{out}");
+    // Nor can the held checkpoint be passed off as the earlier one of the rewritten journal.
+    let mut replayed = consistency_json(proof.get_ref());
+    replayed["from"] = checkpoint_json(&held);
+    let (ok, out) = check_offline(&replayed, &args);
+    assert!(!ok && out.contains("does not show"), "{out}");
 
     // A hash changed alone breaks the chain's link: refused, naming the seq after it.
     let sql = format!(
@@ -350,7 +369,8 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
 /// Each kind of break in the stored chain is refused JOURNAL_BROKEN at its seq, and a
 /// checkpoint before it is still given: a hash not in the service's form (upper-case hex), a
 /// seq moved far past the head (a head of 10^12, which the server must not size anything by),
-/// and a transaction gone (on SQLite: its seq made text, which sorts after every number).
+/// and a transaction gone (on SQLite: its seq made text, which sorts after every number; there
+/// too a seq made a real number, and a hash stored as a blob, which is read as its text).
 async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
@@ -395,6 +415,15 @@ async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
     );
     assert!(status.message().contains("seq 1000000000000"), "{status:?}");
 
+    if backend == Backend::Sqlite {
+        // A hash stored as a blob, a seq as a real number: breaks, not failed reads.
+        run(format!("update journal_txn set hash = cast(hash as blob) where ledger_id = '{LEDGER}' and seq = 3")).await;
+        check_checkpoint(&checkpoint(&app, &t.auditor, 3).await, &key, &journal);
+        run(format!("update journal_txn set seq = 2.5 where ledger_id = '{LEDGER}' and seq = 3"))
+            .await;
+        refused_at(0, 3, "a seq that is not a whole number").await;
+        check_checkpoint(&checkpoint(&app, &t.auditor, 2).await, &key, &journal);
+    }
     let gone = match backend {
         Backend::Sqlite => "update journal_txn set seq = 'two'",
         Backend::Postgres => "delete from journal_txn",
@@ -450,6 +479,16 @@ async fn an_auditor_checks_the_answers_offline(backend: Backend) {
     changed["auditPath"][0] = serde_json::json!(flipped);
     let (ok, out) = check_offline(&changed, &["--public-key", key]);
     assert!(!ok && out.contains("does not lead"), "{out}");
+
+    // The first transaction in the tree of one: an empty audit path, left out of the JSON.
+    let proof = inclusion(&app, &t.auditor, 1, 1).await.expect("a proof").into_inner();
+    assert!(proof.audit_path.is_empty());
+    let args = ["--public-key", key, "--transaction-hash", journal[0].hash.as_str()];
+    let (ok, out) = check_offline(&inclusion_json(&proof), &args);
+    assert!(ok && out.contains("seq 1 ("), "{out}");
+    // A hash to prove, given with an answer that proves none, fails the check.
+    let (ok, out) = check_offline(&checkpoint_json(&head), &args);
+    assert!(!ok && out.contains("is for an inclusion proof"), "{out}");
 
     let proof =
         consistency(&app, &t.auditor, held.tree_size, 0).await.expect("a proof").into_inner();

@@ -246,7 +246,17 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
     }
 
     let mut server = ServerProcess::start_with(&app.database_url, &args);
-    server.wait_for_log("checkpoint signing key created", Duration::from_secs(10));
+    // The database has ledgers: a key made for it is a warning.
+    let warning = "checkpoint signing key created for a database that has ledgers";
+    server.wait_for_log(warning, Duration::from_secs(10));
+    assert!(
+        server
+            .log
+            .lock()
+            .expect("the log")
+            .iter()
+            .any(|l| l.contains(warning) && l.contains("WARN"))
+    );
     app.port = server.port;
     let first = checkpoint(&app, &t.auditor).await;
     server.kill();
@@ -277,11 +287,23 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
     server.kill();
 
     std::fs::write(&key_file, "not a key\n").expect("the key file overwritten");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+    // Run with a deadline: should it start after all, the test fails instead of waiting on it.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
         .args(["serve", "--database-url", &app.database_url, "--listen", "127.0.0.1:0"])
         .args(args)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("the server binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("its status").is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the server started with a key file that is not a key");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("its output");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("Failed to read the checkpoint signing key file"), "{stderr}");
