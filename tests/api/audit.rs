@@ -1233,21 +1233,10 @@ async fn a_value_date_rewritten_with_the_hashes_is_reported(backend: Backend) {
     let seq = journal[at].seq;
     assert_eq!(journal[at].value_date, "2021-01-25");
     journal[at].value_date = "2021-01-26".into();
-    let mut prev: [u8; 32] =
-        hex::decode(&journal[at].prev_hash).expect("hex").try_into().expect("32 bytes");
     let mut sql = format!(
         "update journal_txn set value_date = '2021-01-26' where ledger_id = '{LEDGER}' and seq = {seq};"
     );
-    for e in &journal[at..] {
-        let hash = chain_hash(&prev, e);
-        sql.push_str(&format!(
-            "update journal_txn set prev_hash = '{}', hash = '{}' where ledger_id = '{LEDGER}' and seq = {};",
-            hex::encode(prev),
-            hex::encode(hash),
-            e.seq
-        ));
-        prev = hash;
-    }
+    sql.push_str(&rehash_from(&journal, at));
     app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
     check_chain(&app.journal(&t.auditor, LEDGER).await);
     let v = app.verify(&t.auditor).await;

@@ -302,21 +302,11 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
     // Its recorded time a minute earlier: nothing but the hash checks it.
     let at_time = journal[at].recorded_at.as_mut().expect("recorded_at");
     at_time.seconds -= 60;
-    let mut prev = hash(&journal[at].prev_hash);
     let mut sql = format!(
         "update journal_txn set recorded_at_us = recorded_at_us - 60000000 \
          where ledger_id = '{LEDGER}' and seq = {seq};"
     );
-    for e in &journal[at..] {
-        let rehashed = chain_hash(&prev, e);
-        sql.push_str(&format!(
-            "update journal_txn set prev_hash = '{}', hash = '{}' where ledger_id = '{LEDGER}' and seq = {};",
-            hex::encode(prev),
-            hex::encode(rehashed),
-            e.seq
-        ));
-        prev = rehashed;
-    }
+    sql.push_str(&rehash_from(&journal, at));
     app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
     let forged = app.journal(&t.auditor, LEDGER).await;
     check_chain(&forged);

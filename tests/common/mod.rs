@@ -685,6 +685,28 @@ pub fn check_chain(entries: &[pb::JournalTransaction]) {
     }
 }
 
+/// The statements that make the hash chain whole again from `journal[at]` on, as a forger with
+/// the database's keys would, once a field of `journal[at]` has been changed (in `journal`, and
+/// by the caller's own statement in the database): each transaction's `prev_hash` and `hash`
+/// from there, recomputed.
+pub fn rehash_from(journal: &[pb::JournalTransaction], at: usize) -> String {
+    let mut prev: [u8; 32] =
+        hex::decode(&journal[at].prev_hash).expect("hex").try_into().expect("32 bytes");
+    let mut sql = String::new();
+    for e in &journal[at..] {
+        let hash = chain_hash(&prev, e);
+        sql.push_str(&format!(
+            "update journal_txn set prev_hash = '{}', hash = '{}' where ledger_id = '{}' and seq = {};",
+            hex::encode(prev),
+            hex::encode(hash),
+            e.ledger_id,
+            e.seq
+        ));
+        prev = hash;
+    }
+    sql
+}
+
 /// `e`'s hash chained from `prev`, from the canonical encoding documented in
 /// src/ledger/hash.rs, computed here independently of the server's code.
 pub fn chain_hash(prev: &[u8; 32], e: &pb::JournalTransaction) -> [u8; 32] {
