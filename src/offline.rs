@@ -148,8 +148,12 @@ fn signed(
     found: &mut Findings,
 ) -> Result<Checkpoint, String> {
     let within = |e: String| format!("{what}: {e}");
+    let ledger_id = text(v, "ledgerId", "ledger_id").map_err(within)?;
+    // An identifier never holds a line break: the signed text's lines are then unambiguous.
+    crate::domain::ids::check_id(ledger_id)
+        .map_err(|m| within(format!("ledger_id {m} (not a ledger's id)")))?;
     let c = Checkpoint {
-        ledger_id: text(v, "ledgerId", "ledger_id").map_err(within)?.to_string(),
+        ledger_id: ledger_id.to_string(),
         tree_size: number(v, "treeSize", "tree_size").map_err(within)?,
         root: hash(v, "rootHash", "root_hash").map_err(within)?,
         head: hash(v, "headHash", "head_hash").map_err(within)?,
@@ -286,6 +290,9 @@ mod tests {
             let e = check(&public(), &changed, None, None).unwrap_err();
             assert!(e.contains("is not the pinned key's"), "{field}: {e}");
         }
+        let mut lines = c.clone();
+        lines["ledgerId"] = json!("450121\nsize 9");
+        assert!(check(&public(), &lines, None, None).unwrap_err().contains("not a ledger's id"));
         let mut text = c.clone();
         text["signedText"] = json!("loanledger checkpoint v1\n");
         assert!(check(&public(), &text, None, None).unwrap_err().contains("signed_text"));
