@@ -27,7 +27,7 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
 use crate::ledger::checkpoint::{Checkpoint, public_key_from_hex};
-use crate::ledger::hash::{Hash, to_hex};
+use crate::ledger::hash::{Hash, from_hex, to_hex};
 use crate::ledger::merkle::{consistency_holds, inclusion_holds};
 
 /// What the check found: one line per thing checked, in order.
@@ -210,9 +210,9 @@ fn hash(v: &Value, json_name: &str, proto_name: &str) -> Result<Hash, String> {
         .ok_or_else(|| format!("{proto_name} is not 64 hex digits"))
 }
 
-/// A hash written as 64 hex digits.
+/// A hash written as 64 hex digits (either case; blanks around them allowed).
 pub fn parse_hash(text: &str) -> Option<Hash> {
-    hex::decode(text.trim()).ok()?.try_into().ok()
+    from_hex(text.trim())
 }
 
 /// A list of hashes (absent or null: none, as proto3 leaves out an empty list).

@@ -21,6 +21,9 @@ pub const BALANCES_CHUNK: usize = 1_000;
 /// Transactions per database read while streaming the journal.
 pub const JOURNAL_PAGE_TXNS: u32 = 1_000;
 
+/// The largest seq (a positive 64-bit signed integer), and so the largest tree size.
+const SEQ_MAX: u64 = crate::ledger::merkle::SIZE_MAX;
+
 /// Messages buffered per stream: the reader stays at most this far ahead of a slow client.
 const STREAM_BUFFER: usize = 256;
 
@@ -66,7 +69,6 @@ impl AuditService for Api {
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         self.check_reads_books(&actor, &ledger_id, "the journal").await?;
         // A seq is a positive 64-bit signed integer: each bound past it is named.
-        const SEQ_MAX: u64 = i64::MAX as u64;
         for (field, seq) in [("from_seq", from_seq), ("to_seq", to_seq)] {
             if seq > SEQ_MAX {
                 return Err(super::error::invalid(field, format!("must be at most {SEQ_MAX}")));
@@ -272,7 +274,6 @@ impl AuditService for Api {
 
 /// A tree size as sent: 0 for the head (`None`).
 fn optional_size(field: &str, size: u64) -> Result<Option<u64>, Status> {
-    const SEQ_MAX: u64 = i64::MAX as u64;
     match size {
         0 => Ok(None),
         s if s > SEQ_MAX => Err(super::error::invalid(field, format!("must be at most {SEQ_MAX}"))),

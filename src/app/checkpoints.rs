@@ -35,8 +35,9 @@
 use ed25519_dalek::SigningKey;
 
 use super::error::{AppError, Refusal, RefusalCode};
+use crate::domain::error::DomainError;
 use crate::ledger::checkpoint::Checkpoint;
-use crate::ledger::hash::{GENESIS, Hash, from_hex, to_hex};
+use crate::ledger::hash::{GENESIS, Hash, from_hex, is_hex_of};
 use crate::ledger::merkle::Tree;
 use crate::store::Db;
 
@@ -61,13 +62,9 @@ pub async fn checkpoint(
     tree_size: Option<u64>,
     turn: impl Send + 'static,
 ) -> Result<Signed, AppError> {
-    let hashes = prefix(db, ledger_id, Bound::new("tree_size", tree_size), None).await?;
-    let (ledger, key) = (ledger_id.to_string(), key.clone());
-    blocking(turn, move || {
-        let tree = Tree::of(hashes.iter().copied());
-        signed(&key, ledger, &tree, &hashes, tree.size())
-    })
-    .await
+    let asked = ("tree_size", tree_size);
+    on_tree(db, key, ledger_id, asked, None, turn, |signer, tree| signer.sign(tree, tree.size()))
+        .await
 }
 
 /// An inclusion proof: the transaction at `seq` in the checkpoint through `tree_size` (`None`:
@@ -81,17 +78,14 @@ pub async fn inclusion(
     turn: impl Send + 'static,
 ) -> Result<(Signed, Hash, Vec<Hash>), AppError> {
     if seq == 0 {
-        return Err(invalid("seq", "must be at least 1".into()));
+        return Err(DomainError::invalid("seq", "must be at least 1").into());
     }
-    let bound = Bound::new("tree_size", tree_size);
-    let hashes = prefix(db, ledger_id, bound, Some(("seq", seq))).await?;
-    let (ledger, key) = (ledger_id.to_string(), key.clone());
-    blocking(turn, move || {
-        let tree = Tree::of(hashes.iter().copied());
+    let (asked, within) = (("tree_size", tree_size), Some(("seq", seq)));
+    on_tree(db, key, ledger_id, asked, within, turn, move |signer, tree| {
         let missing = || AppError::Internal(format!("seq {seq} outside {} leaves", tree.size()));
         let path = tree.inclusion(seq).ok_or_else(missing)?;
-        let leaf = usize::try_from(seq - 1).ok().and_then(|i| hashes.get(i)).ok_or_else(missing)?;
-        Ok((signed(&key, ledger, &tree, &hashes, tree.size())?, *leaf, path))
+        let leaf = tree.leaf(seq).ok_or_else(missing)?;
+        Ok((signer.sign(tree, tree.size())?, leaf, path))
     })
     .await
 }
@@ -108,62 +102,71 @@ pub async fn consistency(
     turn: impl Send + 'static,
 ) -> Result<(Signed, Signed, Vec<Hash>), AppError> {
     if from_size == 0 {
-        return Err(invalid("from_size", "must be at least 1".into()));
+        return Err(DomainError::invalid("from_size", "must be at least 1").into());
     }
-    let bound = Bound::new("to_size", to_size);
-    let hashes = prefix(db, ledger_id, bound, Some(("from_size", from_size))).await?;
-    let (ledger, key) = (ledger_id.to_string(), key.clone());
-    blocking(turn, move || {
-        let to = Tree::of(hashes.iter().copied());
+    let (asked, within) = (("to_size", to_size), Some(("from_size", from_size)));
+    on_tree(db, key, ledger_id, asked, within, turn, move |signer, to| {
         let path = to.consistency(from_size).ok_or_else(|| {
             AppError::Internal(format!("size {from_size} outside {} leaves", to.size()))
         })?;
-        let from = signed(&key, ledger.clone(), &to, &hashes, from_size)?;
-        Ok((from, signed(&key, ledger, &to, &hashes, to.size())?, path))
+        Ok((signer.sign(to, from_size)?, signer.sign(to, to.size())?, path))
     })
     .await
 }
 
-/// The checkpoint of the first `size` leaves of `tree`, signed; `hashes` are its leaves (the
-/// transactions' hashes).
-fn signed(
-    key: &SigningKey,
+/// Signs checkpoints of one ledger with one key.
+struct Signer {
+    key: SigningKey,
     ledger_id: String,
-    tree: &Tree,
-    hashes: &[Hash],
-    size: u64,
-) -> Result<Signed, AppError> {
-    let missing =
-        || AppError::Internal(format!("a checkpoint of {size} of {} leaves", tree.size()));
-    let last = usize::try_from(size).ok().and_then(|s| s.checked_sub(1));
-    let head = *last.and_then(|i| hashes.get(i)).ok_or_else(missing)?;
-    let root = tree.root_of_prefix(size).ok_or_else(missing)?;
-    let checkpoint = Checkpoint { ledger_id, tree_size: size, root, head };
-    let signature = checkpoint.sign(key);
-    Ok(Signed { checkpoint, signature, public_key: key.verifying_key().to_bytes() })
 }
 
-/// The tree's size a call asks for: `size` (`None`: the head), named `field` in the request.
-struct Bound<'a> {
-    field: &'a str,
-    size: Option<u64>,
-}
-
-impl<'a> Bound<'a> {
-    fn new(field: &'a str, size: Option<u64>) -> Self {
-        Bound { field, size }
+impl Signer {
+    /// The checkpoint of the first `size` leaves of `tree`, signed.
+    fn sign(&self, tree: &Tree, size: u64) -> Result<Signed, AppError> {
+        let missing =
+            || AppError::Internal(format!("a checkpoint of {size} of {} leaves", tree.size()));
+        let head = tree.leaf(size).ok_or_else(missing)?;
+        let root = tree.root_of_prefix(size).ok_or_else(missing)?;
+        let checkpoint =
+            Checkpoint { ledger_id: self.ledger_id.clone(), tree_size: size, root, head };
+        let signature = checkpoint.sign(&self.key);
+        Ok(Signed { checkpoint, signature, public_key: self.key.verifying_key().to_bytes() })
     }
 }
 
-/// The hashes of `ledger_id`'s transactions from seq 1 through the size `bound` asks (the
-/// head's when none), their links checked (the module's doc); `within`, a seq or size the call
-/// proves in that tree (named as in the request), is refused first if it is beyond the tree.
+/// Reads the prefix a call asks ([`prefix`]), then runs `f` on its tree on a blocking thread
+/// (CPU-bound), holding `turn` until it ends.
+async fn on_tree<T: Send + 'static>(
+    db: &Db,
+    key: &SigningKey,
+    ledger_id: &str,
+    asked: (&str, Option<u64>),
+    within: Option<(&str, u64)>,
+    turn: impl Send + 'static,
+    f: impl FnOnce(&Signer, &Tree) -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    let hashes = prefix(db, ledger_id, asked, within).await?;
+    let signer = Signer { key: key.clone(), ledger_id: ledger_id.to_string() };
+    tokio::task::spawn_blocking(move || {
+        let result = f(&signer, &Tree::of(hashes));
+        drop(turn);
+        result
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("building a Merkle tree failed: {e}")))?
+}
+
+/// The hashes of `ledger_id`'s transactions from seq 1 through the size `asked` (its field in
+/// the request, and the size; the head's when none), their links checked (the module's doc);
+/// `within`, a seq or size the call proves in that tree (named as in the request), is refused
+/// first if it is beyond the tree.
 async fn prefix(
     db: &Db,
     ledger_id: &str,
-    bound: Bound<'_>,
+    asked: (&str, Option<u64>),
     within: Option<(&str, u64)>,
 ) -> Result<Vec<Hash>, AppError> {
+    let (size_field, asked_size) = asked;
     let head = db.head_seq(ledger_id).await?;
     if head == 0 {
         return Err(AppError::Refused(Refusal {
@@ -174,17 +177,19 @@ async fn prefix(
             field: None,
         }));
     }
-    let beyond_head = |field: &str, n: u64| {
-        invalid(field, format!("{n} is beyond the journal's head, seq {head}"))
+    let beyond_head = |field: &str, n: u64| -> AppError {
+        DomainError::invalid(field, format!("{n} is beyond the journal's head, seq {head}")).into()
     };
-    let size = match bound.size {
-        Some(size) if size > head => return Err(beyond_head(bound.field, size)),
+    let size = match asked_size {
+        Some(size) if size > head => return Err(beyond_head(size_field, size)),
         Some(size) => size,
         None => head,
     };
-    match (within, bound.size) {
+    match (within, asked_size) {
         (Some((field, n)), Some(size)) if n > size => {
-            return Err(invalid(field, format!("{n} is beyond {}, {size}", bound.field)));
+            return Err(
+                DomainError::invalid(field, format!("{n} is beyond {size_field}, {size}")).into()
+            );
         }
         (Some((field, n)), None) if n > head => return Err(beyond_head(field, n)),
         _ => {}
@@ -209,10 +214,10 @@ async fn prefix(
                 return Err(broken(ledger_id, expected, "is missing"));
             }
             // As stored by the service: lowercase hex, the form the journal's readers compare.
-            if prev_text != to_hex(&prev) {
+            if !is_hex_of(&prev_text, &prev) {
                 return Err(broken(ledger_id, expected, "does not link to the hash before it"));
             }
-            let Some(hash) = from_hex(&hash_text).filter(|h| to_hex(h) == hash_text) else {
+            let Some(hash) = from_hex(&hash_text).filter(|h| is_hex_of(&hash_text, h)) else {
                 return Err(broken(
                     ledger_id,
                     expected,
@@ -224,30 +229,6 @@ async fn prefix(
         }
     }
     Ok(hashes)
-}
-
-/// Runs `f`, CPU-bound, on a blocking thread, holding `turn` until it ends.
-async fn blocking<T: Send + 'static>(
-    turn: impl Send + 'static,
-    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
-) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(move || {
-        let result = f();
-        drop(turn);
-        result
-    })
-    .await
-    .map_err(|e| AppError::Internal(format!("building a Merkle tree failed: {e}")))?
-}
-
-fn invalid(field: &str, message: String) -> AppError {
-    AppError::Refused(Refusal {
-        code: RefusalCode::InvalidArgument,
-        message: format!("{field} {message}"),
-        reason: None,
-        metadata: Vec::new(),
-        field: Some(field.to_string()),
-    })
 }
 
 fn broken(ledger_id: &str, seq: u64, what: &str) -> AppError {

@@ -30,15 +30,24 @@ use super::hash::Hash;
 /// The largest tree a journal can have: a seq is a positive 64-bit signed integer.
 pub const SIZE_MAX: u64 = i64::MAX as u64;
 
-/// A journal prefix's Merkle tree: its leaves' hashes.
+/// A journal prefix's Merkle tree: the transactions' hashes and their leaf hashes.
 pub struct Tree {
+    hashes: Vec<Hash>,
     leaves: Vec<Hash>,
 }
 
 impl Tree {
     /// The tree whose leaves are `hashes`, the transactions' hashes in seq order from seq 1.
     pub fn of(hashes: impl IntoIterator<Item = Hash>) -> Tree {
-        Tree { leaves: hashes.into_iter().map(|h| leaf_hash(&h)).collect() }
+        let hashes: Vec<Hash> = hashes.into_iter().collect();
+        let leaves = hashes.iter().map(leaf_hash).collect();
+        Tree { hashes, leaves }
+    }
+
+    /// The hash of the transaction at `seq` (1 to [`Tree::size`]).
+    pub fn leaf(&self, seq: u64) -> Option<Hash> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.hashes.get(index).copied()
     }
 
     /// The number of leaves: the seq of the last transaction.
