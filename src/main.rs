@@ -249,6 +249,9 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::from_str(&text)
                     .with_context(|| format!("{} is not JSON", path.display()))
             };
+            if file.as_os_str() == "-" && held.as_deref().is_some_and(|h| h.as_os_str() == "-") {
+                anyhow::bail!("the answer and --held cannot both be read from stdin (-)");
+            }
             let answer = read(&file)?;
             let held = held.as_deref().map(read).transpose()?;
             let transaction_hash = transaction_hash

@@ -13,8 +13,7 @@
 //! - an inclusion proof's audit path leads from its `transaction_hash` at `seq` to the
 //!   checkpoint's root;
 //! - a consistency proof's two checkpoints are of one ledger and its path leads from the
-//!   first's root to the second's.
-//!
+//!   first's root to the second's;
 //! - an inclusion proof of the checkpoint's last seq is of its head hash; a consistency proof
 //!   between equal sizes is of one checkpoint twice.
 //!
@@ -162,7 +161,9 @@ fn signed(
         let given = public_key.as_str().and_then(public_key_from_hex);
         if given.as_ref() != Some(key) {
             let pinned = hex::encode(key.as_bytes());
-            return Err(format!("{what} is signed with key {public_key}, not the pinned {pinned}"));
+            // A string as its text, anything else (a number, a list) as its JSON.
+            let named = public_key.as_str().map_or_else(|| public_key.to_string(), str::to_string);
+            return Err(format!("{what} is signed with key {named}, not the pinned {pinned}"));
         }
     }
     if let Some(sent) = get(v, "signedText", "signed_text")
@@ -277,7 +278,9 @@ mod tests {
         upper["publicKey"] = json!(upper["publicKey"].as_str().unwrap().to_uppercase());
         assert!(check(&public(), &upper, None, None).is_ok());
         let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
-        assert!(check(&other, &c, None, None).unwrap_err().contains("not the pinned"));
+        let e = check(&other, &c, None, None).unwrap_err();
+        let sent = c["publicKey"].as_str().unwrap();
+        assert!(e.contains(&format!("signed with key {sent}, not the pinned")), "{e}");
         for (field, value) in [
             ("treeSize", json!("6")),
             ("rootHash", json!("00".repeat(32))),

@@ -8,5 +8,6 @@ pub mod error;
 pub mod listing;
 pub mod servicing;
 pub mod signing_key;
+pub mod subsidy;
 pub mod verify;
 pub mod writer;

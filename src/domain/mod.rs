@@ -1,4 +1,4 @@
-//! Pure domain rules: money, rates, dates, identities, households, policy, loans.
+//! Pure domain rules: money, rates, dates, identities, households, policy, loans, subsidy.
 //!
 //! Nothing in here does I/O or knows about tokio, sqlx or tonic. Each rule takes state and a
 //! command and returns either what to record or the first rule it breaks ([`error::DomainError`]),
@@ -22,3 +22,4 @@ pub mod rate;
 pub mod schedule;
 pub mod servicing;
 pub mod subsidy;
+pub mod subsidy_register;

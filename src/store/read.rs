@@ -324,7 +324,8 @@ impl Db {
     /// The links of a ledger's hash chain from `from_seq` through `to_seq`, in seq order, at
     /// most `limit`: each transaction's (seq, prev_hash, hash) as stored. On SQLite, whose
     /// columns hold any type, a seq that is not an integer is read as -1 and the hashes as
-    /// text, whatever was stored: a row written by hand is then a break, not a failed read.
+    /// bytes, decoded lossily, whatever was stored (a number, a blob, bytes that are not
+    /// UTF-8): a row written by hand is then a break, not a failed read.
     pub async fn chain_links(
         &self,
         ledger_id: &str,
@@ -333,12 +334,13 @@ impl Db {
         limit: u32,
     ) -> Result<Vec<(i64, String, String)>, StoreError> {
         const SQLITE: &str = "select case when typeof(seq) = 'integer' then seq else -1 end, \
-                              cast(prev_hash as text), cast(hash as text) from journal_txn \
-                              where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq limit $4";
+                              cast(prev_hash as blob), cast(hash as blob) from journal_txn \
+                              where ledger_id = ?1 and seq >= ?2 and seq <= ?3 order by seq limit ?4";
         const POSTGRES: &str = "select seq, prev_hash, hash from journal_txn \
                                 where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq limit $4";
         let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
         let to = i64::try_from(to_seq).unwrap_or(i64::MAX);
+        let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
         // SQLite's pages through the readers' rusqlite connections on a blocking thread: read
         // through sqlx, each row handed over from its connection's thread, a checkpoint took
         // half as long again.
@@ -348,19 +350,33 @@ impl Db {
                 let mut statement = conn.prepare_cached(SQLITE)?;
                 let rows = statement
                     .query_map(rusqlite::params![ledger_id, from, to, i64::from(limit)], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        Ok((r.get(0)?, text(r.get(1)?), text(r.get(2)?)))
                     })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await;
         }
-        let sql = match self {
-            Db::Sqlite(..) => SQLITE,
-            Db::Postgres(..) => POSTGRES,
-        };
-        Ok(on_pool!(self, p => sqlx::query_as(sql)
-            .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
-            .fetch_all(p).await?))
+        Ok(match self {
+            Db::Sqlite(p, ..) => {
+                let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(SQLITE)
+                    .bind(ledger_id)
+                    .bind(from)
+                    .bind(to)
+                    .bind(i64::from(limit))
+                    .fetch_all(p)
+                    .await?;
+                rows.into_iter().map(|(seq, prev, hash)| (seq, text(prev), text(hash))).collect()
+            }
+            Db::Postgres(p, _) => {
+                sqlx::query_as(POSTGRES)
+                    .bind(ledger_id)
+                    .bind(from)
+                    .bind(to)
+                    .bind(i64::from(limit))
+                    .fetch_all(p)
+                    .await?
+            }
+        })
     }
 
     /// A loan's journal entries in order, with the loan's owner (who may read them) in the same

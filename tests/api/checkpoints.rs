@@ -360,7 +360,8 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
 /// checkpoint before it is still given: a hash not in the service's form (upper-case hex), a
 /// seq moved far past the head (a head of 10^12, which the server must not size anything by),
 /// and a transaction gone (on SQLite: its seq made text, which sorts after every number; there
-/// too a seq made a real number, and a hash stored as a blob, which is read as its text).
+/// too a seq made a real number, a hash stored as a blob, which is read as its text, and one
+/// that is not UTF-8, a break).
 async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
@@ -409,6 +410,12 @@ async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
         // A hash stored as a blob, a seq as a real number: breaks, not failed reads.
         run(format!("update journal_txn set hash = cast(hash as blob) where ledger_id = '{LEDGER}' and seq = 3")).await;
         check_checkpoint(&checkpoint(&app, &t.auditor, 3).await, &key, &journal);
+        // Bytes that are not UTF-8 (before 2026-12-04: a failed read, INTERNAL).
+        run(format!(
+            "update journal_txn set hash = x'ff00fe' where ledger_id = '{LEDGER}' and seq = 3"
+        ))
+        .await;
+        refused_at(3, 3, "has a hash that is not 64 lowercase hex digits").await;
         run(format!("update journal_txn set seq = 2.5 where ledger_id = '{LEDGER}' and seq = 3"))
             .await;
         refused_at(0, 3, "a seq that is not a whole number").await;

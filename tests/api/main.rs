@@ -5,7 +5,7 @@
 //! clients and batches, listings. The others: `servicing.rs` (settlement runs, repayment
 //! allocation, arrears, extension, renewal, write-off, batches, as-of, balances), `schedule.rs`
 //! (PreviewSchedule, reflection), `audit.rs` (verify and tampering, the journal's scan), `checkpoints.rs` (signed
-//! checkpoints and their proofs), `auth.rs`
+//! checkpoints and their proofs), `subsidy.rs` (subsidy registers), `auth.rs`
 //! (tokens and roles), `lifecycle.rs` (restarts, kills, shutdown, failed writes).
 
 #[path = "../common/mod.rs"]
@@ -42,6 +42,7 @@ mod checkpoints;
 mod lifecycle;
 mod schedule;
 mod servicing;
+mod subsidy;
 
 on_both_backends!(
     full_flow,

@@ -612,10 +612,11 @@ async fn preview_bad_input_roles_and_no_writes(backend: Backend) {
     app.finish().await;
 }
 
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "loanledger.v1.RegistryService",
     "loanledger.v1.LoanService",
     "loanledger.v1.AuditService",
+    "loanledger.v1.SubsidyService",
     "grpc.health.v1.Health",
 ];
 

@@ -18,6 +18,7 @@ use loanledger::api::pb;
 use loanledger::api::pb::audit_service_client::AuditServiceClient;
 use loanledger::api::pb::loan_service_client::LoanServiceClient;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
+use loanledger::api::pb::subsidy_service_client::SubsidyServiceClient;
 use loanledger::app::auth::{Role, create_token};
 use loanledger::startup::{Application, Settings, TOKEN_CACHE_TTL};
 use loanledger::store::{Db, StoreError};
@@ -76,6 +77,7 @@ pub type Authed = InterceptedService<Channel, Bearer>;
 pub type Registry = RegistryServiceClient<Authed>;
 pub type Loans = LoanServiceClient<Authed>;
 pub type Audit = AuditServiceClient<Authed>;
+pub type Subsidy = SubsidyServiceClient<Authed>;
 
 struct Running {
     shutdown: oneshot::Sender<()>,
@@ -235,6 +237,22 @@ impl TestApp {
 
     pub fn audit(&self, token: &str) -> Audit {
         AuditServiceClient::with_interceptor(self.channel(), Bearer::new(token))
+    }
+
+    pub fn subsidy(&self, token: &str) -> Subsidy {
+        SubsidyServiceClient::with_interceptor(self.channel(), Bearer::new(token))
+    }
+
+    /// GetLoanSubsidy as of `as_of`, expected to answer.
+    pub async fn loan_subsidy(&self, token: &str, loan_id: &str, as_of: &str) -> pb::LoanSubsidy {
+        self.subsidy(token)
+            .get_loan_subsidy(pb::GetLoanSubsidyRequest {
+                loan_id: loan_id.into(),
+                as_of: as_of.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("GetLoanSubsidy {loan_id} as of {as_of}: {e:?}"))
+            .into_inner()
     }
 
     pub async fn token(&self, role: Role, org: &str) -> String {

@@ -1,0 +1,107 @@
+//! SubsidyService: a loan's subsidy register, recomputed ([`crate::app::subsidy`]).
+
+use tonic::{Request, Response, Status};
+
+use super::error::status;
+use super::loans::{check_read_of, check_reads_loans};
+use super::pb::subsidy_service_server::SubsidyService;
+use super::{Api, parse, pb};
+use crate::app::subsidy::loan_subsidy;
+use crate::domain::date::format_date;
+use crate::domain::money::Fen;
+use crate::domain::subsidy::PeriodSubsidy;
+use crate::domain::subsidy_register::{LineStanding, RegisterLine};
+
+#[tonic::async_trait]
+impl SubsidyService for Api {
+    async fn get_loan_subsidy(
+        &self,
+        request: Request<pb::GetLoanSubsidyRequest>,
+    ) -> Result<Response<pb::LoanSubsidy>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetLoanSubsidyRequest { loan_id, as_of } = request.into_inner();
+        let loan_id = parse::loan_id("loan_id", &loan_id)?;
+        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        check_reads_loans(&actor, &loan_id)?;
+        let history = self
+            .db
+            .loan_history(&loan_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
+        check_read_of(&actor, &loan_id, &history.bank_id, &history.ledger_id)?;
+        let s = loan_subsidy(&self.db, &loan_id, history, as_of).await.map_err(status)?;
+        let sum =
+            |f: fn(&RegisterLine) -> i64| s.lines.iter().map(f).fold(0i64, i64::saturating_add);
+        Ok(Response::new(pb::LoanSubsidy {
+            loan_id,
+            ledger_id: s.terms.ledger_id.clone(),
+            bank_id: s.terms.bank_id.clone(),
+            household_id: s.terms.household_id.clone(),
+            as_of: format_date(as_of),
+            annual_rate: s.terms.annual_rate.to_string(),
+            household_cap_fen: s.policy.household_cap.0,
+            cap_rate: s.policy.cap_rate.normalize().to_string(),
+            grace_days: s.terms.grace_days,
+            misused: s.misused,
+            interest_settled_fen: sum(|l| l.settled_fen.0),
+            interest_paid_fen: sum(|l| l.paid_on_time_fen.0.saturating_add(l.paid_late_fen.0)),
+            subsidy_fen: sum(|l| l.subsidy_fen().0),
+            lines: s.lines.iter().map(line_to_pb).collect(),
+        }))
+    }
+}
+
+fn line_to_pb(l: &RegisterLine) -> pb::SubsidyLine {
+    let standing = match l.standing {
+        LineStanding::OnTime => pb::SubsidyStanding::OnTime,
+        LineStanding::PaidLate => pb::SubsidyStanding::PaidLate,
+        LineStanding::Overdue => pb::SubsidyStanding::Overdue,
+        LineStanding::WrittenOff => pb::SubsidyStanding::WrittenOff,
+        LineStanding::NotYetDue => pb::SubsidyStanding::NotYetDue,
+        LineStanding::Misuse => pb::SubsidyStanding::Misuse,
+    };
+    pb::SubsidyLine {
+        period_start: format_date(l.start),
+        period_end: format_date(l.end_inclusive),
+        due_date: format_date(l.due_date),
+        deadline: format_date(l.deadline),
+        interest_settled_fen: l.settled_fen.0,
+        interest_paid_on_time_fen: l.paid_on_time_fen.0,
+        interest_paid_late_fen: l.paid_late_fen.0,
+        interest_written_off_fen: l.written_off_fen.0,
+        interest_unpaid_fen: l.unpaid_fen().0,
+        last_paid_on: l.last_paid_on.map(format_date).unwrap_or_default(),
+        standing: standing.into(),
+        working: l.working.as_ref().map(working_to_pb),
+    }
+}
+
+fn working_to_pb(w: &PeriodSubsidy) -> pb::SubsidyWorking {
+    // 积数 within 64 bits: a principal under the policy bound for a century of days.
+    let fen_days = |x: i128| i64::try_from(x).unwrap_or(i64::MAX);
+    let fen = |f: Fen| f.0;
+    pb::SubsidyWorking {
+        days: w.days,
+        jishu: fen_days(w.jishu),
+        jishu_within_cap: fen_days(w.jishu_within_cap),
+        rate_within_cap: w.rate_within_cap.normalize().to_string(),
+        interest_paid_fen: fen(w.interest_paid),
+        subsidisable_unrounded_fen: w.subsidisable_unrounded_fen.normalize().to_string(),
+        subsidisable_fen: fen(w.subsidisable),
+        parts: w
+            .segments
+            .iter()
+            .map(|s| pb::SubsidyRatioPart {
+                from: format_date(s.from),
+                to: format_date(s.to_inclusive),
+                days: s.days,
+                ratio: s.ratio.normalize().to_string(),
+                jishu_within_cap: fen_days(s.jishu_within_cap),
+                subsidy_unrounded_fen: s.subsidy_unrounded_fen.normalize().to_string(),
+            })
+            .collect(),
+        subsidy_unrounded_fen: w.subsidy_unrounded_fen.normalize().to_string(),
+        subsidy_fen: fen(w.subsidy),
+    }
+}

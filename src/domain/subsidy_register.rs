@@ -1,0 +1,444 @@
+//! A loan's subsidy register (贴息台账): each settled interest period of the loan, what was paid
+//! for it and when, and the subsidy it earns ([`super::subsidy`]), recomputed from the loan's
+//! journal events alone, as of a date.
+//!
+//! The model.
+//! - **Periods.** A line is one settlement point's ordinary interest (its [`Accrual`]: segments
+//!   of days, each with the principal it accrued on), or the interest a full payoff or a
+//!   write-off settled early, to the day before its date. Its due date is the point's date (the
+//!   payoff's); it must be paid by the due date plus the contract's grace days. A point that
+//!   settled no interest (penalty and compound only) has no line: penalty and compound interest
+//!   are never subsidised and never appear here.
+//! - **Payments.** Servicing pays interest oldest first (overdue interest, then current), so
+//!   each repayment's interest part (`overdue_interest_fen + current_interest_fen` of its
+//!   allocation) is spread over the open lines in due-date order, each piece on time when paid
+//!   on or before that line's deadline. A write-off's interest part closes lines unpaid.
+//! - **Standing** of a line, as of the register's date:
+//!   - `OnTime`: paid in full, every piece by the deadline. Its subsidy is computed on the
+//!     interest paid, by [`subsidise`] (household cap, cap rate, the ratio of each accrual day);
+//!   - `PaidLate`: paid in full, some of it after the deadline: in arrears, nothing;
+//!   - `Overdue`: not paid in full and the deadline has passed: in arrears, nothing;
+//!   - `WrittenOff`: some of it written off: nothing;
+//!   - `NotYetDue`: not paid in full, the deadline not passed: nothing yet, and no working (it
+//!     may still be paid on time);
+//!   - `Misuse`: the loan was marked misused by the register's date: nothing, for every period,
+//!     whatever was paid (DESIGN.md: misused loans are not subsidised, and what was paid is
+//!     clawed back).
+//!
+//! The policy figures ([`SubsidyPolicy`]) are the caller's: the household cap and the cap rate
+//! of the version in force on the contract date, the ratios of every version by accrual date.
+//! A household's programme loans together are within the household cap at origination, so
+//! each loan's principal is taken as its own; the cap still applies to it.
+
+use chrono::NaiveDate;
+
+use super::loan::LoanEvent;
+use super::money::Fen;
+use super::rate::AnnualRate;
+use super::servicing::{Accrual, Allocation};
+use super::subsidy::{
+    BalanceStep, PaidPeriod, PeriodSubsidy, Standing, SubsidyError, SubsidyPolicy, subsidise,
+};
+
+/// Where a line stands as of the register's date (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LineStanding {
+    OnTime,
+    PaidLate,
+    Overdue,
+    WrittenOff,
+    NotYetDue,
+    Misuse,
+}
+
+/// One settled interest period of a loan, its payments and its subsidy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterLine {
+    pub start: NaiveDate,
+    pub end_inclusive: NaiveDate,
+    pub due_date: NaiveDate,
+    /// The last day it may be paid on time: the due date plus the contract's grace days.
+    pub deadline: NaiveDate,
+    /// Ordinary interest settled for the period.
+    pub settled_fen: Fen,
+    pub paid_on_time_fen: Fen,
+    pub paid_late_fen: Fen,
+    pub written_off_fen: Fen,
+    /// The date of the last payment towards it.
+    pub last_paid_on: Option<NaiveDate>,
+    pub standing: LineStanding,
+    /// The subsidy's working; `None` while the line is not yet due.
+    pub working: Option<PeriodSubsidy>,
+}
+
+impl RegisterLine {
+    /// Settled and neither paid nor written off.
+    pub fn unpaid_fen(&self) -> Fen {
+        Fen(self.settled_fen.0
+            - self.paid_on_time_fen.0
+            - self.paid_late_fen.0
+            - self.written_off_fen.0)
+    }
+
+    /// The subsidy the line earns (zero unless on time).
+    pub fn subsidy_fen(&self) -> Fen {
+        self.working.as_ref().map_or(Fen::ZERO, |w| w.subsidy)
+    }
+}
+
+/// Why a loan's events cannot be read as a register: a journal the servicing did not write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{0}")]
+    Subsidy(#[from] SubsidyError),
+    #[error("the events of {date} pay or write off {fen} fen of interest that no period owes")]
+    PaidMoreThanSettled { date: NaiveDate, fen: i64 },
+    #[error("a period's interest segments on {date} do not run in date order within the period")]
+    BadSegments { date: NaiveDate },
+}
+
+/// A line being built: its figures, and its balances for the subsidy.
+struct Open {
+    line: RegisterLine,
+    balances: Vec<BalanceStep>,
+}
+
+/// The register of a loan whose events (in journal order, from its contract) are `events`, as
+/// of `as_of`: events value-dated after it are left out. `rate` and `grace_days` are the
+/// contract's.
+pub fn register(
+    events: &[LoanEvent],
+    rate: AnnualRate,
+    grace_days: u32,
+    policy: &SubsidyPolicy,
+    as_of: NaiveDate,
+) -> Result<Vec<RegisterLine>, RegisterError> {
+    let mut lines: Vec<Open> = Vec::new();
+    let mut misused = false;
+    for event in events.iter().filter(|e| e.value_date() <= as_of) {
+        for point in event.settlements() {
+            if let Some(accrual) = &point.interest {
+                open(&mut lines, accrual, point.date, grace_days)?;
+            }
+        }
+        let date = event.value_date();
+        match event {
+            LoanEvent::Repaid { repayment, .. } => {
+                if let Some(accrual) = &repayment.charges.interest {
+                    open(&mut lines, accrual, date, grace_days)?;
+                }
+                apply(&mut lines, &repayment.allocation, date, Take::Paid)?;
+            }
+            LoanEvent::WrittenOff { charges, allocation, .. } => {
+                if let Some(accrual) = &charges.interest {
+                    open(&mut lines, accrual, date, grace_days)?;
+                }
+                apply(&mut lines, allocation, date, Take::WrittenOff)?;
+            }
+            LoanEvent::MisuseMarked { .. } => misused = true,
+            _ => {}
+        }
+    }
+    lines.into_iter().map(|open| close(open, rate, policy, as_of, misused)).collect()
+}
+
+/// Adds the line of an interest accrual settled on `due_date`, unless it settled nothing.
+fn open(
+    lines: &mut Vec<Open>,
+    accrual: &Accrual,
+    due_date: NaiveDate,
+    grace_days: u32,
+) -> Result<(), RegisterError> {
+    let (Some(first), Some(last)) = (accrual.segments.first(), accrual.segments.last()) else {
+        return Ok(());
+    };
+    if accrual.amount_fen.0 <= 0 {
+        return Ok(());
+    }
+    // Each segment's principal from its first day; a day between two segments (none in what
+    // servicing writes) accrued on nothing.
+    let mut balances: Vec<BalanceStep> = Vec::with_capacity(accrual.segments.len());
+    let mut next_day = first.from;
+    for s in &accrual.segments {
+        if s.from < next_day || s.to_inclusive < s.from {
+            return Err(RegisterError::BadSegments { date: due_date });
+        }
+        if s.from > next_day {
+            balances.push(BalanceStep { from: next_day, principal: Fen::ZERO });
+        }
+        match balances.last() {
+            Some(b) if b.principal == s.base_fen => {}
+            _ => balances.push(BalanceStep { from: s.from, principal: s.base_fen }),
+        }
+        next_day = s.to_inclusive.succ_opt().unwrap_or(s.to_inclusive);
+    }
+    let deadline =
+        due_date.checked_add_days(chrono::Days::new(grace_days.into())).unwrap_or(due_date);
+    lines.push(Open {
+        line: RegisterLine {
+            start: first.from,
+            end_inclusive: last.to_inclusive,
+            due_date,
+            deadline,
+            settled_fen: accrual.amount_fen,
+            paid_on_time_fen: Fen::ZERO,
+            paid_late_fen: Fen::ZERO,
+            written_off_fen: Fen::ZERO,
+            last_paid_on: None,
+            standing: LineStanding::NotYetDue,
+            working: None,
+        },
+        balances,
+    });
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Take {
+    Paid,
+    WrittenOff,
+}
+
+/// Spreads an allocation's interest over the open lines, oldest first.
+fn apply(
+    lines: &mut [Open],
+    allocation: &Allocation,
+    date: NaiveDate,
+    take: Take,
+) -> Result<(), RegisterError> {
+    let too_much = |fen| RegisterError::PaidMoreThanSettled { date, fen };
+    let mut left = allocation.interest_fen().ok_or(too_much(i64::MAX))?.0;
+    for Open { line, .. } in lines.iter_mut() {
+        if left <= 0 {
+            break;
+        }
+        let share = left.min(line.unpaid_fen().0);
+        if share <= 0 {
+            continue;
+        }
+        left -= share;
+        match take {
+            Take::WrittenOff => line.written_off_fen.0 += share,
+            Take::Paid => {
+                line.last_paid_on = Some(date);
+                if date <= line.deadline {
+                    line.paid_on_time_fen.0 += share;
+                } else {
+                    line.paid_late_fen.0 += share;
+                }
+            }
+        }
+    }
+    if left > 0 { Err(too_much(left)) } else { Ok(()) }
+}
+
+/// The line's standing as of `as_of`, and its subsidy's working.
+fn close(
+    Open { mut line, balances }: Open,
+    rate: AnnualRate,
+    policy: &SubsidyPolicy,
+    as_of: NaiveDate,
+    misused: bool,
+) -> Result<RegisterLine, RegisterError> {
+    let paid_in_full = line.unpaid_fen() == Fen::ZERO;
+    line.standing = if misused {
+        LineStanding::Misuse
+    } else if line.written_off_fen.0 > 0 {
+        LineStanding::WrittenOff
+    } else if paid_in_full && line.paid_late_fen.0 == 0 {
+        LineStanding::OnTime
+    } else if paid_in_full {
+        LineStanding::PaidLate
+    } else if as_of > line.deadline {
+        LineStanding::Overdue
+    } else {
+        LineStanding::NotYetDue
+    };
+    if line.standing != LineStanding::NotYetDue {
+        let standing = match line.standing {
+            LineStanding::OnTime | LineStanding::Misuse => Standing::OnTime,
+            _ => Standing::InArrears,
+        };
+        let period = PaidPeriod {
+            start: line.start,
+            end_inclusive: line.end_inclusive,
+            balances,
+            rate,
+            interest_paid: Fen(line.paid_on_time_fen.0 + line.paid_late_fen.0),
+            standing,
+        };
+        let mut working = subsidise(std::slice::from_ref(&period), policy, misused)?;
+        line.working = working.pop();
+    }
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::domain::money::Rounding;
+    use crate::domain::servicing::{Repayment, Segment, SettlementPoint};
+    use crate::domain::subsidy::{RatioStep, RatioTable};
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn rate() -> AnnualRate {
+        AnnualRate::parse("0.0385").unwrap()
+    }
+
+    fn policy() -> SubsidyPolicy {
+        SubsidyPolicy {
+            household_cap: SubsidyPolicy::HOUSEHOLD_CAP_DEFAULT,
+            cap_rate: rate().value(),
+            ratios: RatioTable::new(vec![
+                RatioStep { effective_from: d("2014-12-10"), ratio: Decimal::ONE },
+                RatioStep { effective_from: d("2024-01-01"), ratio: Decimal::new(7, 1) },
+            ])
+            .unwrap(),
+        }
+    }
+
+    /// A quarter's interest on 50,000.00 yuan from `from` through `to`, settled on `date`.
+    fn point(date: &str, from: &str, to: &str, amount: i64) -> SettlementPoint {
+        let (from, to) = (d(from), d(to));
+        let days = u32::try_from((to - from).num_days() + 1).unwrap();
+        let segment = Segment {
+            from,
+            to_inclusive: to,
+            days,
+            base_fen: Fen(5_000_000),
+            annual_rate: rate(),
+            jishu: 5_000_000 * i64::from(days),
+        };
+        let interest = Accrual {
+            segments: vec![segment],
+            unrounded_fen: Decimal::from(amount),
+            rounding: Rounding::HalfUp,
+            amount_fen: Fen(amount),
+            periodic: None,
+        };
+        SettlementPoint {
+            date: d(date),
+            interest: Some(interest),
+            penalty: None,
+            compound: None,
+            principal: None,
+        }
+    }
+
+    fn settled(date: &str, points: Vec<SettlementPoint>) -> LoanEvent {
+        LoanEvent::Settled { loan_id: "L".into(), value_date: d(date), settlements: points }
+    }
+
+    fn repaid(date: &str, interest: i64) -> LoanEvent {
+        let allocation =
+            Allocation { current_interest_fen: Fen(interest), ..Allocation::default() };
+        let charges = SettlementPoint {
+            date: d(date),
+            interest: None,
+            penalty: None,
+            compound: None,
+            principal: None,
+        };
+        LoanEvent::Repaid {
+            loan_id: "L".into(),
+            value_date: d(date),
+            amount_fen: Fen(interest),
+            settlements: vec![],
+            repayment: Repayment { charges, allocation, payoff: false },
+        }
+    }
+
+    fn standings(lines: &[RegisterLine]) -> Vec<LineStanding> {
+        lines.iter().map(|l| l.standing).collect()
+    }
+
+    /// The worked quarters of 2021: paid on the 20th, on time, subsidised in full; one paid a
+    /// day late earns nothing; the next, unpaid, is overdue after its 20th and not yet due on it.
+    #[test]
+    fn payments_on_time_late_and_missing() {
+        let events = vec![
+            settled("2021-03-20", vec![point("2021-03-20", "2021-01-25", "2021-03-20", 29_410)]),
+            repaid("2021-03-20", 29_410),
+            settled("2021-06-20", vec![point("2021-06-20", "2021-03-21", "2021-06-20", 49_194)]),
+            repaid("2021-06-21", 49_194),
+            settled("2021-09-20", vec![point("2021-09-20", "2021-06-21", "2021-09-20", 49_194)]),
+        ];
+        let on = |date| register(&events, rate(), 0, &policy(), d(date)).unwrap();
+        let lines = on("2021-09-20");
+        use LineStanding::*;
+        assert_eq!(standings(&lines), [OnTime, PaidLate, NotYetDue]);
+        assert_eq!(lines[0].subsidy_fen(), Fen(29_410));
+        assert_eq!(lines[1].subsidy_fen(), Fen::ZERO);
+        assert_eq!(lines[1].paid_late_fen, Fen(49_194));
+        assert_eq!(lines[1].last_paid_on, Some(d("2021-06-21")));
+        assert!(lines[2].working.is_none());
+        assert_eq!(standings(&on("2021-09-21")), [OnTime, PaidLate, Overdue]);
+        // As of a date before the late payment, that period was overdue.
+        assert_eq!(standings(&on("2021-06-21")), [OnTime, PaidLate]);
+        assert_eq!(standings(&on("2021-06-20")), [OnTime, NotYetDue]);
+        // Grace days move the deadline.
+        let graced = register(&events, rate(), 1, &policy(), d("2021-09-21")).unwrap();
+        assert_eq!(standings(&graced), [OnTime, OnTime, NotYetDue]);
+        assert_eq!(graced[1].subsidy_fen(), Fen(49_194));
+    }
+
+    /// A payment is spread oldest first; part on time and the rest late is late.
+    #[test]
+    fn payments_pay_the_oldest_period_first() {
+        let events = vec![
+            settled("2021-03-20", vec![point("2021-03-20", "2021-01-25", "2021-03-20", 29_410)]),
+            repaid("2021-03-20", 10_000),
+            settled("2021-06-20", vec![point("2021-06-20", "2021-03-21", "2021-06-20", 49_194)]),
+            repaid("2021-06-20", 60_000),
+        ];
+        let lines = register(&events, rate(), 0, &policy(), d("2021-06-20")).unwrap();
+        assert_eq!(lines[0].paid_on_time_fen, Fen(10_000));
+        assert_eq!(lines[0].paid_late_fen, Fen(19_410));
+        assert_eq!(lines[1].paid_on_time_fen, Fen(40_590));
+        assert_eq!(lines[1].unpaid_fen(), Fen(8_604));
+        use LineStanding::*;
+        assert_eq!(standings(&lines), [PaidLate, NotYetDue]);
+        // Paying more interest than was settled is a journal servicing never wrote.
+        let mut bad = events.clone();
+        bad.push(repaid("2021-06-20", 8_605));
+        let e = register(&bad, rate(), 0, &policy(), d("2021-06-20")).unwrap_err();
+        assert_eq!(e, RegisterError::PaidMoreThanSettled { date: d("2021-06-20"), fen: 1 });
+    }
+
+    /// The period across 2024-01-01: 11 days at 100%, 80 at 70%, rounded once.
+    #[test]
+    fn the_2024_step_splits_a_period_by_day() {
+        let events = vec![
+            settled("2024-03-20", vec![point("2024-03-20", "2023-12-21", "2024-03-20", 48_660)]),
+            repaid("2024-03-20", 48_660),
+        ];
+        let lines = register(&events, rate(), 0, &policy(), d("2024-03-20")).unwrap();
+        // 48,660 × (11 × 1 + 80 × 0.7) / 91 = 35,826.59...
+        assert_eq!(lines[0].subsidy_fen(), Fen(35_827));
+        assert_eq!(lines[0].working.as_ref().unwrap().segments.len(), 2);
+    }
+
+    /// Misuse takes every period's subsidy, also those paid before it was marked.
+    #[test]
+    fn misuse_earns_nothing() {
+        let events = vec![
+            settled("2021-03-20", vec![point("2021-03-20", "2021-01-25", "2021-03-20", 29_410)]),
+            repaid("2021-03-20", 29_410),
+            LoanEvent::MisuseMarked {
+                loan_id: "L".into(),
+                value_date: d("2021-04-01"),
+                settlements: vec![],
+            },
+        ];
+        let lines = register(&events, rate(), 0, &policy(), d("2021-04-01")).unwrap();
+        assert_eq!(standings(&lines), [LineStanding::Misuse]);
+        assert_eq!(lines[0].subsidy_fen(), Fen::ZERO);
+        let before = register(&events, rate(), 0, &policy(), d("2021-03-31")).unwrap();
+        assert_eq!(before[0].subsidy_fen(), Fen(29_410));
+    }
+}

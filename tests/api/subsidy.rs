@@ -1,0 +1,244 @@
+//! Subsidy registers (`GetLoanSubsidy`), as a finance office and an auditor read them: each
+//! settled interest period with its payments, its standing and its subsidy, recomputed here
+//! apart from the server (simple interest on the 360-day basis, the 2024 ratio step by day).
+//! Each scenario runs on SQLite and on PostgreSQL.
+
+use loanledger::api::pb;
+use loanledger::app::auth::Role;
+use tonic::Code;
+
+use super::with_disbursed_loan;
+use crate::common::*;
+
+on_both_backends!(
+    the_worked_loan_paid_on_time_is_subsidised_in_full,
+    late_unpaid_and_the_2024_ratio_step,
+    misuse_refusals_and_who_may_read,
+);
+
+use pb::SubsidyStanding as S;
+
+fn standings(s: &pb::LoanSubsidy) -> Vec<S> {
+    s.lines.iter().map(|l| l.standing()).collect()
+}
+
+fn subsidies(s: &pb::LoanSubsidy) -> Vec<i64> {
+    s.lines.iter().map(|l| l.working.as_ref().map_or(-1, |w| w.subsidy_fen)).collect()
+}
+
+/// `fen × days × rate / 360`, the rate in basis points, rounded half up.
+fn interest_bp(fen: i64, days: i64, bp: i64) -> i64 {
+    let numerator = i128::from(fen) * i128::from(days) * i128::from(bp);
+    ((numerator + 1_800_000) / 3_600_000) as i64
+}
+
+/// The programme's worked figure, paid on each settlement day and paid off at maturity: five
+/// periods on time, each subsidised in full (ratio 100% before 2024, no cap below the contract
+/// rate): 294.10 + 491.94 + 491.94 + 486.60 + 187.15 = 1,951.73 yuan, with each period's days
+/// and 积数. The register as of an earlier date lists the periods settled by then; the bank,
+/// the finance office and the auditor read the same.
+async fn the_worked_loan_paid_on_time_is_subsidised_in_full(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let quarters = [("2021-03-20", 55), ("2021-06-20", 92), ("2021-09-20", 92), ("2021-12-20", 91)];
+    for (date, days) in quarters {
+        app.repay(&t.bank, &id, date, standard_interest(STANDARD_PRINCIPAL_FEN, days)).await;
+    }
+    app.pay_off(&t.bank, &id, "2022-01-25").await;
+
+    let s = app.loan_subsidy(&t.finance, &id, "2022-01-25").await;
+    assert_eq!(s.loan_id, id);
+    assert_eq!((s.ledger_id.as_str(), s.bank_id.as_str()), (LEDGER, BANK));
+    assert_eq!(s.household_id, HOUSEHOLD);
+    assert_eq!((s.annual_rate.as_str(), s.cap_rate.as_str()), ("0.0385", "0.0385"));
+    assert_eq!(s.household_cap_fen, 5_000_000);
+    assert!(!s.misused);
+    assert_eq!(standings(&s), [S::OnTime; 5]);
+    assert_eq!(subsidies(&s), [29_410, 49_194, 49_194, 48_660, 18_715]);
+    assert_eq!(
+        (s.interest_settled_fen, s.interest_paid_fen, s.subsidy_fen),
+        (195_173, 195_173, 195_173)
+    );
+    let periods = [
+        ("2021-01-25", "2021-03-20", "2021-03-20", 55),
+        ("2021-03-21", "2021-06-20", "2021-06-20", 92),
+        ("2021-06-21", "2021-09-20", "2021-09-20", 92),
+        ("2021-09-21", "2021-12-20", "2021-12-20", 91),
+        ("2021-12-21", "2022-01-24", "2022-01-25", 35),
+    ];
+    for (line, (start, end, due, days)) in s.lines.iter().zip(periods) {
+        let what = format!("{line:?}");
+        assert_eq!((line.period_start.as_str(), line.period_end.as_str()), (start, end), "{what}");
+        assert_eq!((line.due_date.as_str(), line.deadline.as_str()), (due, due), "{what}");
+        let interest = standard_interest(STANDARD_PRINCIPAL_FEN, days);
+        assert_eq!(line.interest_settled_fen, interest, "{what}");
+        assert_eq!(line.interest_paid_on_time_fen, interest, "{what}");
+        assert_eq!(
+            (line.interest_paid_late_fen, line.interest_written_off_fen, line.interest_unpaid_fen),
+            (0, 0, 0),
+            "{what}"
+        );
+        assert_eq!(line.last_paid_on, due, "{what}");
+        let w = line.working.as_ref().expect("a line paid has its working");
+        assert_eq!(w.days, days as u32, "{what}");
+        assert_eq!(w.jishu, STANDARD_PRINCIPAL_FEN * days, "{what}");
+        assert_eq!(w.jishu_within_cap, w.jishu, "{what}");
+        assert_eq!(
+            (w.interest_paid_fen, w.subsidisable_fen, w.subsidy_fen),
+            (interest, interest, interest)
+        );
+        assert_eq!(w.parts.len(), 1, "{what}");
+        assert_eq!((w.parts[0].ratio.as_str(), w.parts[0].days), ("1", days as u32), "{what}");
+        assert_eq!(w.subsidy_unrounded_fen, interest.to_string(), "{what}");
+    }
+
+    let earlier = app.loan_subsidy(&t.bank, &id, "2021-06-19").await;
+    assert_eq!(standings(&earlier), [S::OnTime]);
+    assert_eq!(earlier.subsidy_fen, 29_410);
+    let before_any = app.loan_subsidy(&t.auditor, &id, "2021-03-19").await;
+    assert!(before_any.lines.is_empty(), "{before_any:?}");
+    assert_eq!(before_any.subsidy_fen, 0);
+    assert_eq!(app.loan_subsidy(&t.auditor, &id, "2022-01-25").await, s);
+    assert_eq!(app.loan_subsidy(&t.bank, &id, "2022-01-25").await, s);
+    app.finish().await;
+}
+
+/// A 3.45% loan of 2023-09-25 (the one-year LPR then): its December 2023 quarter paid on time
+/// earns it all; its March 2024 quarter, 11 days of 2023 and 80 of 2024, paid on time, earns
+/// 100% of the first and 70% of the rest, rounded once; its June quarter, paid the next day,
+/// earns nothing; its September quarter, settled by the finance office's run and unpaid, is
+/// not yet due on its 20th and overdue from the 21st. A period is listed once an event of the
+/// loan (a run, a payment) has settled it.
+async fn late_unpaid_and_the_2024_ratio_step(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C101");
+    let contract = pb::CreateLoanRequest {
+        annual_rate: "0.0345".into(),
+        ..standard_loan_on("C101", HOUSEHOLD, "2023-09-25")
+    };
+    app.create_loan(&t.bank, contract).await;
+    app.disburse(&t.bank, &id, "2023-09-25").await;
+    let december = interest_bp(STANDARD_PRINCIPAL_FEN, 87, 345);
+    let march = interest_bp(STANDARD_PRINCIPAL_FEN, 91, 345);
+    let june = interest_bp(STANDARD_PRINCIPAL_FEN, 92, 345);
+    assert_eq!((december, march, june), (41_688, 43_604, 44_083));
+    app.repay(&t.bank, &id, "2023-12-20", december).await;
+    app.repay(&t.bank, &id, "2024-03-20", march).await;
+    // A day late, with some principal: the unpaid interest is paid first.
+    app.repay(&t.bank, &id, "2024-06-21", 50_000).await;
+    app.loans(&t.finance)
+        .settle_loans(pb::SettleLoansRequest {
+            request_id: rid("run"),
+            ledger_id: LEDGER.into(),
+            bank_id: String::new(),
+            settlement_date: "2024-09-20".into(),
+        })
+        .await
+        .expect("SettleLoans");
+    let principal =
+        app.get_loan_as_of(&t.auditor, &id, "2024-09-20").await.principal_outstanding_fen;
+    assert!(principal < STANDARD_PRINCIPAL_FEN && principal > 4_990_000, "{principal}");
+    let september = interest_bp(principal, 92, 345);
+
+    let on_the_20th = app.loan_subsidy(&t.finance, &id, "2024-09-20").await;
+    assert_eq!(standings(&on_the_20th), [S::OnTime, S::OnTime, S::PaidLate, S::NotYetDue]);
+    // 43,604 × (11 × 1 + 80 × 0.7) / 91 = 32,104.04 fen.
+    let split = (march * 670 + 455) / 910;
+    assert_eq!(split, 32_104);
+    assert_eq!(subsidies(&on_the_20th), [december, split, 0, -1]);
+    assert_eq!(on_the_20th.subsidy_fen, december + split);
+    assert_eq!(on_the_20th.interest_settled_fen, december + march + june + september);
+    assert_eq!(on_the_20th.interest_paid_fen, december + march + june);
+
+    let step = on_the_20th.lines[1].working.as_ref().unwrap();
+    let parts: Vec<(&str, &str, u32, &str)> = step
+        .parts
+        .iter()
+        .map(|p| (p.from.as_str(), p.to.as_str(), p.days, p.ratio.as_str()))
+        .collect();
+    assert_eq!(
+        parts,
+        [("2023-12-21", "2023-12-31", 11, "1"), ("2024-01-01", "2024-03-20", 80, "0.7")]
+    );
+    assert_eq!(step.subsidisable_fen, march);
+
+    let late = &on_the_20th.lines[2];
+    assert_eq!((late.interest_paid_on_time_fen, late.interest_paid_late_fen), (0, june));
+    assert_eq!(late.last_paid_on, "2024-06-21");
+    let w = late.working.as_ref().unwrap();
+    assert_eq!((w.interest_paid_fen, w.subsidisable_fen, w.subsidy_fen), (june, 0, 0));
+
+    let unpaid = &on_the_20th.lines[3];
+    assert_eq!(
+        (unpaid.period_start.as_str(), unpaid.period_end.as_str()),
+        ("2024-06-21", "2024-09-20")
+    );
+    assert_eq!((unpaid.interest_settled_fen, unpaid.interest_unpaid_fen), (september, september));
+    assert!(unpaid.working.is_none() && unpaid.last_paid_on.is_empty(), "{unpaid:?}");
+
+    let next_day = app.loan_subsidy(&t.finance, &id, "2024-09-21").await;
+    assert_eq!(standings(&next_day), [S::OnTime, S::OnTime, S::PaidLate, S::Overdue]);
+    let w = next_day.lines[3].working.as_ref().expect("an overdue line has its working");
+    assert_eq!((w.interest_paid_fen, w.subsidy_fen), (0, 0));
+    assert_eq!(w.jishu, principal * 92);
+    // The register lists what the journal has settled: as of the June quarter's 20th, no
+    // event had settled it yet (the late payment of the 21st did).
+    let in_june = app.loan_subsidy(&t.finance, &id, "2024-06-20").await;
+    assert_eq!(standings(&in_june), [S::OnTime, S::OnTime]);
+    app.finish().await;
+}
+
+/// A loan marked misused earns nothing for any period, also one paid on time before the mark
+/// (as of the day before, it still did). Refusals: a malformed loan id or date names the field;
+/// a loan that does not exist, or is another bank's, is NOT_FOUND; the operator is
+/// PERMISSION_DENIED, a caller without a token UNAUTHENTICATED. Reading writes nothing.
+async fn misuse_refusals_and_who_may_read(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    app.loans(&t.finance)
+        .mark_misuse(pb::MarkMisuseRequest {
+            request_id: rid("misuse"),
+            loan_id: id.clone(),
+            value_date: "2021-04-01".into(),
+        })
+        .await
+        .expect("MarkMisuse");
+    let before = app.loan_subsidy(&t.auditor, &id, "2021-03-31").await;
+    assert_eq!(
+        (standings(&before), before.subsidy_fen, before.misused),
+        (vec![S::OnTime], 29_410, false)
+    );
+    let after = app.loan_subsidy(&t.auditor, &id, "2021-04-01").await;
+    assert_eq!((standings(&after), after.subsidy_fen, after.misused), (vec![S::Misuse], 0, true));
+    assert_eq!(after.lines[0].interest_paid_on_time_fen, 29_410);
+    assert_eq!(subsidies(&after), [0]);
+
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let ask = |token: &str, loan_id: &str, as_of: &str| {
+        let mut client = app.subsidy(token);
+        let request = pb::GetLoanSubsidyRequest { loan_id: loan_id.into(), as_of: as_of.into() };
+        async move { client.get_loan_subsidy(request).await }
+    };
+    expect_invalid(ask(&t.auditor, "", "2021-04-01").await, "loan_id");
+    expect_invalid(ask(&t.auditor, &id, "2021-02-30").await, "as_of");
+    expect_code(ask(&t.auditor, "B1-NOPE", "2021-04-01").await, Code::NotFound);
+    let other_bank = app.token(Role::Bank, "B2").await;
+    expect_code(ask(&other_bank, &id, "2021-04-01").await, Code::NotFound);
+    expect_code(ask(&t.operator, &id, "2021-04-01").await, Code::PermissionDenied);
+    expect_code(ask("not-a-token", &id, "2021-04-01").await, Code::Unauthenticated);
+    // Without a date: as of the service's business day, long after the loan matured unpaid.
+    let today = app.loan_subsidy(&t.bank, &id, "").await;
+    assert!(today.as_of.as_str() > "2026-01-01", "{}", today.as_of);
+    assert!(today.misused);
+
+    assert_eq!(app.journal(&t.auditor, LEDGER).await, journal);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
