@@ -423,6 +423,107 @@ mod tests {
         assert_eq!(lines[0].working.as_ref().unwrap().segments.len(), 2);
     }
 
+    fn written_off(date: &str, interest: i64) -> LoanEvent {
+        let none = SettlementPoint {
+            date: d(date),
+            interest: None,
+            penalty: None,
+            compound: None,
+            principal: None,
+        };
+        LoanEvent::WrittenOff {
+            loan_id: "L".into(),
+            value_date: d(date),
+            settlements: vec![],
+            charges: none,
+            allocation: Allocation { overdue_interest_fen: Fen(interest), ..Allocation::default() },
+        }
+    }
+
+    /// A write-off closes what is unpaid, oldest first: a line partly paid on time and the
+    /// rest written off earns nothing.
+    #[test]
+    fn a_write_off_closes_the_lines_unpaid() {
+        let events = vec![
+            settled("2021-03-20", vec![point("2021-03-20", "2021-01-25", "2021-03-20", 29_410)]),
+            repaid("2021-03-20", 9_410),
+            settled("2021-06-20", vec![point("2021-06-20", "2021-03-21", "2021-06-20", 49_194)]),
+            written_off("2021-10-01", 20_000 + 49_194),
+        ];
+        let lines = register(&events, rate(), 0, &policy(), d("2021-10-01")).unwrap();
+        assert_eq!(standings(&lines), [LineStanding::WrittenOff; 2]);
+        assert_eq!(
+            (lines[0].paid_on_time_fen, lines[0].written_off_fen),
+            (Fen(9_410), Fen(20_000))
+        );
+        assert_eq!(lines[1].written_off_fen, Fen(49_194));
+        assert_eq!(lines.iter().map(RegisterLine::subsidy_fen).collect::<Vec<_>>(), [Fen::ZERO; 2]);
+        assert!(lines.iter().all(|l| l.unpaid_fen() == Fen::ZERO));
+    }
+
+    proptest::proptest! {
+        /// Whatever the payments (each at most what is owed then): every line's pieces add up
+        /// to what it settled, all that was paid is on some line, a line earns only when paid
+        /// in full on time and never more than was paid, and nothing earns after misuse.
+        #[test]
+        fn the_register_accounts_for_every_fen(
+            quarters in proptest::collection::vec(
+                (1i64..60_000, proptest::collection::vec((0i64..120, 0i64..70_000), 0..3)),
+                1..8,
+            ),
+            grace in 0u32..5,
+            misuse_at in proptest::option::of(0i64..800),
+        ) {
+            let mut events = Vec::new();
+            let mut owed = 0i64;
+            let mut paid = 0i64;
+            let mut start = d("2021-01-01");
+            for (amount, payments) in &quarters {
+                let end = start + chrono::Duration::days(90);
+                let due = end.format("%Y-%m-%d").to_string();
+                let (from, to) = (start.format("%Y-%m-%d").to_string(), due.clone());
+                events.push(settled(&due, vec![point(&due, &from, &to, *amount)]));
+                owed += amount;
+                let mut day = end;
+                for (after, fen) in payments {
+                    day += chrono::Duration::days(*after % 30);
+                    let fen = (*fen).min(owed);
+                    if fen > 0 {
+                        events.push(repaid(&day.format("%Y-%m-%d").to_string(), fen));
+                        owed -= fen;
+                        paid += fen;
+                    }
+                }
+                start = day.max(end) + chrono::Duration::days(1);
+            }
+            let last = events.last().unwrap().value_date();
+            if let Some(at) = misuse_at {
+                let date = d("2021-01-01") + chrono::Duration::days(at);
+                let at = events.partition_point(|e| e.value_date() <= date);
+                let mark = LoanEvent::MisuseMarked { loan_id: "L".into(), value_date: date, settlements: vec![] };
+                events.insert(at, mark);
+            }
+            let lines = register(&events, rate(), grace, &policy(), last).unwrap();
+            proptest::prop_assert_eq!(lines.len(), quarters.len());
+            let mut paid_on_lines = 0;
+            for l in &lines {
+                let pieces = l.paid_on_time_fen.0 + l.paid_late_fen.0 + l.written_off_fen.0 + l.unpaid_fen().0;
+                proptest::prop_assert_eq!(pieces, l.settled_fen.0);
+                proptest::prop_assert!(l.unpaid_fen().0 >= 0);
+                paid_on_lines += l.paid_on_time_fen.0 + l.paid_late_fen.0;
+                let earns = l.standing == LineStanding::OnTime;
+                proptest::prop_assert_eq!(earns, l.subsidy_fen() > Fen::ZERO);
+                proptest::prop_assert!(l.subsidy_fen() <= l.paid_on_time_fen);
+                if earns {
+                    proptest::prop_assert_eq!(l.paid_on_time_fen, l.settled_fen);
+                }
+                let misused = misuse_at.is_some_and(|at| d("2021-01-01") + chrono::Duration::days(at) <= last);
+                proptest::prop_assert_eq!(misused, l.standing == LineStanding::Misuse);
+            }
+            proptest::prop_assert_eq!(paid_on_lines, paid);
+        }
+    }
+
     /// Misuse takes every period's subsidy, also those paid before it was marked.
     #[test]
     fn misuse_earns_nothing() {
