@@ -29,6 +29,32 @@ const STREAM_BUFFER: usize = 256;
 
 type TxnStream = ReceiverStream<Result<pb::JournalTransaction, Status>>;
 
+/// A server stream fed by `produce` on a task of its own, which sends each message (or the
+/// error that ends the stream) and returns when done or when the client has gone (a send
+/// fails). Should that task panic, the stream ends with INTERNAL, not as if the answer ended
+/// there: a reader taking a cut stream for the whole answer would miss what came after the
+/// cut. `what` names the answer in the log.
+pub fn spawned_stream<T, F, Fut>(what: String, produce: F) -> ReceiverStream<Result<T, Status>>
+where
+    T: Send + 'static,
+    F: FnOnce(mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let on_panic = tx.clone();
+    let producing = tokio::spawn(produce(tx));
+    tokio::spawn(async move {
+        if let Err(e) = producing.await
+            && e.is_panic()
+        {
+            tracing::error!(answer = %what, error = %e, "the task reading a stream's answer panicked");
+            let internal = Status::internal(crate::app::error::INTERNAL_TEXT);
+            let _ = on_panic.send(Err(internal)).await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
 #[tonic::async_trait]
 impl AuditService for Api {
     type GetLoanHistoryStream =
@@ -80,12 +106,8 @@ impl AuditService for Api {
             return Err(super::error::invalid("to_seq", "must not be below from_seq"));
         }
         let db = self.db.clone();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        // Should the task that reads the pages panic, the stream ends with INTERNAL, not as if
-        // the journal ended there: a reader taking a cut stream for the whole journal would
-        // miss its transactions after the cut.
-        let (on_panic, ledger) = (tx.clone(), ledger_id.clone());
-        let reading = tokio::spawn(async move {
+        let what = format!("the journal of ledger {ledger_id}");
+        let stream = spawned_stream(what, move |tx: mpsc::Sender<_>| async move {
             let mut next = from;
             while next <= to {
                 let page = match db.journal_range(&ledger_id, next, to, JOURNAL_PAGE_TXNS).await {
@@ -107,16 +129,7 @@ impl AuditService for Api {
                 }
             }
         });
-        tokio::spawn(async move {
-            if let Err(e) = reading.await
-                && e.is_panic()
-            {
-                tracing::error!(%ledger, error = %e, "the journal's reading task panicked");
-                let internal = Status::internal(crate::app::error::INTERNAL_TEXT);
-                let _ = on_panic.send(Err(internal)).await;
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(stream))
     }
 
     #[tracing::instrument(skip_all)]

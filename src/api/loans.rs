@@ -58,6 +58,62 @@ impl Api {
 }
 
 impl Api {
+    /// Whether `actor` may act on the loans of `ledger_id`, or of its bank `bank_id`: a bank
+    /// only on its own, naming itself (left out: INVALID_ARGUMENT naming `bank_id`; another
+    /// bank: PERMISSION_DENIED); anyone else as `may` says. Then the ledger must exist
+    /// (NOT_FOUND), and `bank_id` name one of its banks (a bank that does not exist: NOT_FOUND;
+    /// another ledger's: INVALID_ARGUMENT). `(bank_does, to_do)` word the refusals: "a bank
+    /// {bank_does}", "{actor} may not {to_do} {ledger_id}".
+    pub async fn check_bank_scope(
+        &self,
+        actor: &Principal,
+        ledger_id: &str,
+        bank_id: Option<&str>,
+        may: fn(&Principal, &str) -> bool,
+        (bank_does, to_do): (&str, &str),
+    ) -> Result<(), Status> {
+        match actor.role {
+            // A field left out, not a right lacking: named as such.
+            Role::Bank if bank_id.is_none() => {
+                return Err(invalid(
+                    "bank_id",
+                    format!("is required of a bank: a bank {bank_does} (set it to your bank's id)"),
+                ));
+            }
+            Role::Bank if bank_id != Some(actor.org.as_str()) => {
+                return Err(Status::permission_denied(format!(
+                    "a bank {bank_does}: set bank_id to your bank"
+                )));
+            }
+            Role::Bank => {}
+            _ if may(actor, ledger_id) => {}
+            _ => {
+                return Err(Status::permission_denied(format!(
+                    "{} may not {to_do} {ledger_id}",
+                    actor.actor()
+                )));
+            }
+        }
+        if self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        }
+        // A call over one bank's loans names a bank of the ledger (a call over none is a
+        // mistake).
+        if let Some(bank_id) = bank_id {
+            match self.db.get_bank(bank_id).await.map_err(|e| status(e.into()))? {
+                None => return Err(Status::not_found(format!("bank {bank_id} not found"))),
+                Some(bank) if bank.ledger_id != ledger_id => {
+                    return Err(invalid(
+                        "bank_id",
+                        format!("names a bank of ledger {}, not of {ledger_id}", bank.ledger_id),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The loan, if it exists and `actor` may read it: NOT_FOUND otherwise, also for a loan
     /// outside the caller's books, as a missing one ([`check_read_of`]); PERMISSION_DENIED for
     /// the operator, whether the loan exists or not.
@@ -717,44 +773,14 @@ impl LoanService for Api {
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let bank_id = if bank_id.is_empty() { None } else { Some(parse::id("bank_id", &bank_id)?) };
         let date = parse::value_date("settlement_date", &settlement_date, self.today())?;
-        match actor.role {
-            // A field left out, not a right lacking: named as such.
-            Role::Bank if bank_id.is_none() => {
-                return Err(invalid(
-                    "bank_id",
-                    "is required of a bank: a bank settles only its own loans (set it to your bank's id)",
-                ));
-            }
-            Role::Bank if bank_id.as_deref() != Some(actor.org.as_str()) => {
-                return Err(Status::permission_denied(
-                    "a bank settles only its own loans: set bank_id to your bank",
-                ));
-            }
-            Role::Bank => {}
-            _ if actor.administers_ledger(&ledger_id) => {}
-            _ => {
-                return Err(Status::permission_denied(format!(
-                    "{} may not settle ledger {ledger_id}",
-                    actor.actor()
-                )));
-            }
-        }
-        if self.db.get_ledger(&ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
-            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
-        }
-        // A run over one bank's loans names a bank of the ledger (a run over none is a mistake).
-        if let Some(bank_id) = &bank_id {
-            match self.db.get_bank(bank_id).await.map_err(|e| status(e.into()))? {
-                None => return Err(Status::not_found(format!("bank {bank_id} not found"))),
-                Some(bank) if bank.ledger_id != ledger_id => {
-                    return Err(invalid(
-                        "bank_id",
-                        format!("names a bank of ledger {}, not of {ledger_id}", bank.ledger_id),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
+        self.check_bank_scope(
+            &actor,
+            &ledger_id,
+            bank_id.as_deref(),
+            Principal::administers_ledger,
+            ("settles only its own loans", "settle ledger"),
+        )
+        .await?;
         let s = run_settlement(
             &self.db,
             &self.writer,

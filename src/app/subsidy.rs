@@ -9,6 +9,8 @@
 //!
 //! Nothing is recorded: the same question asked again gets the same answer, whoever asks.
 
+use std::ops::RangeInclusive;
+
 use rust_decimal::Decimal;
 
 use super::error::AppError;
@@ -20,15 +22,76 @@ use crate::domain::policy::{PolicyVersion, in_force};
 use crate::domain::subsidy::{RatioStep, RatioTable, SubsidyPolicy};
 use crate::domain::subsidy_register::{RegisterLine, register};
 use crate::store::Db;
-use crate::store::read::LoanHistory;
+use crate::store::read::{InLedger, LoanFilter, LoanHistory};
 
 /// A loan's register and what it was computed under.
 #[derive(Debug)]
 pub struct LoanSubsidy {
     pub terms: LoanTerms,
+    /// The household's township and village, as registered (empty if its row cannot be read).
+    pub township: String,
+    pub village: String,
     pub policy: SubsidyPolicy,
     pub misused: bool,
     pub lines: Vec<RegisterLine>,
+}
+
+/// Loans read per page of a ledger's register.
+pub const REGISTER_PAGE_LOANS: u32 = 500;
+
+/// The registers of a ledger's loans (of one bank's, if given), in loan id order, each with
+/// only its lines due within a range (loans with none left out), read a page of loans at a
+/// time (their histories one by one): memory stays bounded whatever the size of the ledger.
+pub struct LedgerRegisters {
+    versions: Vec<PolicyVersion>,
+    filter: LoanFilter,
+    due: RangeInclusive<BusinessDate>,
+    as_of: BusinessDate,
+    done: bool,
+}
+
+impl LedgerRegisters {
+    pub async fn open(
+        db: &Db,
+        ledger_id: &str,
+        bank_id: Option<&str>,
+        due: RangeInclusive<BusinessDate>,
+        as_of: BusinessDate,
+    ) -> Result<Self, AppError> {
+        let filter = LoanFilter {
+            ledger_id: Some(ledger_id.to_string()),
+            bank_id: bank_id.map(str::to_string),
+            ..LoanFilter::default()
+        };
+        let versions = db.list_policies(ledger_id).await?;
+        Ok(LedgerRegisters { versions, filter, due, as_of, done: false })
+    }
+
+    /// The registers of the next page of loans (perhaps none of them with a line in range),
+    /// or `None` once every loan has been read.
+    pub async fn next_page(&mut self, db: &Db) -> Result<Option<Vec<LoanSubsidy>>, AppError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = db.list_loans(&self.filter, REGISTER_PAGE_LOANS).await?;
+        self.done = page.len() < REGISTER_PAGE_LOANS as usize;
+        self.filter.after_loan_id = page.last().map(|l| l.terms.loan_id.clone());
+        let mut registers = Vec::new();
+        for loan in &page {
+            let loan_id = &loan.terms.loan_id;
+            // A loan contracted after the date has no line by then.
+            if loan.terms.contract_date > self.as_of {
+                continue;
+            }
+            let Some(history) = db.loan_history(loan_id).await? else { continue };
+            let mut register = compute(db, loan_id, history, &self.versions, self.as_of).await?;
+            register.lines.retain(|l| self.due.contains(&l.due_date));
+            if !register.lines.is_empty() {
+                registers.push(register);
+            }
+        }
+        Ok(Some(registers))
+    }
 }
 
 /// The register of the loan whose history is `history`, as of `as_of`.
@@ -36,6 +99,18 @@ pub async fn loan_subsidy(
     db: &Db,
     loan_id: &str,
     history: LoanHistory,
+    as_of: BusinessDate,
+) -> Result<LoanSubsidy, AppError> {
+    let versions = db.list_policies(&history.ledger_id).await?;
+    compute(db, loan_id, history, &versions, as_of).await
+}
+
+/// The register of a loan, its ledger's policy versions read.
+async fn compute(
+    db: &Db,
+    loan_id: &str,
+    history: LoanHistory,
+    versions: &[PolicyVersion],
     as_of: BusinessDate,
 ) -> Result<LoanSubsidy, AppError> {
     let ledger_id = history.ledger_id.clone();
@@ -47,8 +122,7 @@ pub async fn loan_subsidy(
         )));
     };
     let terms = terms.clone();
-    let versions = db.list_policies(&ledger_id).await?;
-    let policy = subsidy_policy(&versions, &terms).map_err(|e| {
+    let policy = subsidy_policy(versions, &terms).map_err(|e| {
         AppError::Internal(format!("policy of ledger {ledger_id} for loan {loan_id}: {e}"))
     })?;
     let misused = events
@@ -56,7 +130,11 @@ pub async fn loan_subsidy(
         .any(|e| matches!(e, LoanEvent::MisuseMarked { .. }) && e.value_date() <= as_of);
     let lines = register(&events, terms.annual_rate, terms.grace_days, &policy, as_of)
         .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
-    Ok(LoanSubsidy { terms, policy, misused, lines })
+    let (township, village) = match db.get_household(&terms.household_id).await? {
+        Some(InLedger { row: Ok(view), .. }) => (view.row.township, view.row.village),
+        _ => Default::default(),
+    };
+    Ok(LoanSubsidy { terms, township, village, policy, misused, lines })
 }
 
 /// The subsidy figures a loan is computed under (see the module doc).

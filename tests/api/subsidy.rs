@@ -7,13 +7,14 @@ use loanledger::api::pb;
 use loanledger::app::auth::Role;
 use tonic::Code;
 
-use super::with_disbursed_loan;
+use super::{with_disbursed_loan, with_two_disbursed_loans};
 use crate::common::*;
 
 on_both_backends!(
     the_worked_loan_paid_on_time_is_subsidised_in_full,
     late_unpaid_and_the_2024_ratio_step,
     misuse_refusals_and_who_may_read,
+    a_ledger_register_lists_a_quarter_line_by_line,
 );
 
 use pb::SubsidyStanding as S;
@@ -240,5 +241,103 @@ async fn misuse_refusals_and_who_may_read(backend: Backend) {
     assert_eq!(app.journal(&t.auditor, LEDGER).await, journal);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// `ListSubsidyRegister`: the lines due in March 2021 of the ledger's three loans (two of B1,
+/// one of B2), one message a loan in loan id order, with township and village: paid on time,
+/// paid late, unpaid. The June lines are outside the window; a loan's message is its
+/// `GetLoanSubsidy` with only the lines in the window. A bank lists its own loans, naming
+/// itself; refusals name the field or the rule.
+async fn a_ledger_register_lists_a_quarter_line_by_line(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    app.register_bank(&t.operator, "B2").await;
+    app.register_household(&t.finance, "H003", "19800517").await;
+    let b2 = app.token(Role::Bank, "B2").await;
+    let third = "B2-C003".to_string();
+    let contract = pb::CreateLoanRequest { bank_id: "B2".into(), ..standard_loan("C003", "H003") };
+    app.create_loan(&b2, contract).await;
+    app.disburse(&b2, &third, "2021-01-25").await;
+    for (id, date) in [("q1", "2021-03-20"), ("q2", "2021-06-20")] {
+        app.loans(&t.finance)
+            .settle_loans(pb::SettleLoansRequest {
+                request_id: rid(id),
+                ledger_id: LEDGER.into(),
+                bank_id: String::new(),
+                settlement_date: date.into(),
+            })
+            .await
+            .expect("SettleLoans");
+        if date == "2021-03-20" {
+            app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
+            app.repay(&t.bank, &second, "2021-03-25", 40_000).await;
+        }
+    }
+    let list = async |token: &str, bank_id: &str, from: &str, to: &str| {
+        let request = pb::ListSubsidyRegisterRequest {
+            ledger_id: LEDGER.into(),
+            bank_id: bank_id.into(),
+            due_from: from.into(),
+            due_to: to.into(),
+            as_of: "2021-06-20".into(),
+        };
+        match app.subsidy(token).list_subsidy_register(request).await {
+            Ok(stream) => collect(stream.into_inner()).await.map(tonic::Response::new),
+            Err(e) => Err(e),
+        }
+    };
+    let march =
+        list(&t.finance, "", "2021-03-01", "2021-03-31").await.expect("the register").into_inner();
+    let ids: Vec<&str> = march.iter().map(|s| s.loan_id.as_str()).collect();
+    assert_eq!(ids, [first.as_str(), second.as_str(), third.as_str()]);
+    let standings: Vec<Vec<S>> = march.iter().map(standings).collect();
+    assert_eq!(standings, [vec![S::OnTime], vec![S::PaidLate], vec![S::Overdue]]);
+    for s in &march {
+        assert_eq!((s.township.as_str(), s.village.as_str()), ("城厢镇", "东风村"), "{s:?}");
+        assert_eq!((s.principal_fen, s.as_of.as_str()), (STANDARD_PRINCIPAL_FEN, "2021-06-20"));
+        assert_eq!(s.lines[0].due_date, "2021-03-20");
+        assert_eq!(s.interest_settled_fen, 29_410);
+    }
+    assert_eq!(march.iter().map(|s| s.subsidy_fen).collect::<Vec<_>>(), [29_410, 0, 0]);
+    assert_eq!(march[2].household_id, "H003");
+    // A loan's message is its own register with the lines in the window.
+    let mut whole = app.loan_subsidy(&t.auditor, &first, "2021-06-20").await;
+    assert_eq!(whole.lines.len(), 2);
+    whole.lines.truncate(1);
+    whole.interest_settled_fen = 29_410;
+    whole.interest_paid_fen = 29_410;
+    assert_eq!(march[0], whole);
+    let half_year = list(&t.auditor, "", "2021-01-01", "2021-06-30").await.unwrap().into_inner();
+    assert_eq!(half_year.iter().map(|s| s.lines.len()).collect::<Vec<_>>(), [2, 2, 2]);
+    assert!(
+        list(&t.finance, "", "2021-04-01", "2021-06-19").await.unwrap().into_inner().is_empty()
+    );
+
+    let own = list(&t.bank, BANK, "2021-03-01", "2021-03-31").await.unwrap().into_inner();
+    assert_eq!(
+        own.iter().map(|s| s.loan_id.as_str()).collect::<Vec<_>>(),
+        [first.as_str(), second.as_str()]
+    );
+    let only_b2 = list(&t.finance, "B2", "2021-03-01", "2021-03-31").await.unwrap().into_inner();
+    assert_eq!(only_b2.len(), 1);
+    expect_invalid(list(&t.bank, "", "2021-03-01", "2021-03-31").await, "bank_id");
+    expect_code(list(&t.bank, "B2", "2021-03-01", "2021-03-31").await, Code::PermissionDenied);
+    expect_code(list(&t.operator, "", "2021-03-01", "2021-03-31").await, Code::PermissionDenied);
+    expect_code(list(&t.finance, "B9", "2021-03-01", "2021-03-31").await, Code::NotFound);
+    expect_invalid(list(&t.finance, "", "", "2021-03-31").await, "due_from");
+    expect_invalid(list(&t.finance, "", "2021-03-01", "2021-02-28").await, "due_to");
+    let mut elsewhere = app.subsidy(&t.finance);
+    let request = pb::ListSubsidyRegisterRequest {
+        ledger_id: LEDGER.into(),
+        due_from: "2021-03-01".into(),
+        due_to: "2021-03-31".into(),
+        as_of: "not a date".into(),
+        ..Default::default()
+    };
+    expect_invalid(elsewhere.list_subsidy_register(request).await, "as_of");
+    let other_ledger = app.token(Role::Finance, "450122").await;
+    expect_code(list(&other_ledger, "", "2021-03-01", "2021-03-31").await, Code::PermissionDenied);
     app.finish().await;
 }
