@@ -14,6 +14,7 @@ use super::targets::{Backend, Measured, judge};
 use crate::api::pb;
 use crate::api::pb::audit_service_client::AuditServiceClient;
 use crate::api::pb::loan_service_client::LoanServiceClient;
+use crate::api::pb::subsidy_service_client::SubsidyServiceClient;
 use crate::app::auth::{Principal, Role, create_token};
 use crate::app::command::{Command, Outcome};
 use crate::app::writer::WriterHandle;
@@ -631,6 +632,26 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     anyhow::ensure!(c.tree_size == v.head_seq, "checkpoint of {} entries", c.tree_size);
     let name = "signed checkpoint (whole journal)".into();
     report(span.figure(name, c.tree_size, "entries", None), &mut figures);
+    // Not a target: a finance office's subsidy list of the quarter the run settled (every
+    // loan's history read and its register recomputed).
+    let mut subsidy =
+        SubsidyServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
+    let span = Span::start();
+    let quarter = pb::ListSubsidyRegisterRequest {
+        ledger_id: "BENCH".into(),
+        bank_id: String::new(),
+        due_from: "2021-03-01".into(),
+        due_to: "2021-03-31".into(),
+        as_of: "2021-03-20".into(),
+    };
+    let mut stream = subsidy.list_subsidy_register(quarter).await?.into_inner();
+    let mut loans = 0u64;
+    while let Some(register) = stream.message().await? {
+        anyhow::ensure!(!register.lines.is_empty(), "a register without lines");
+        loans += 1;
+    }
+    let name = "subsidy register (a quarter, every loan)".into();
+    report(span.figure(name, loans, "loans", None), &mut figures);
 
     // The writer stops when its last handle is gone: drop ours before waiting for the server.
     drop(writer);
