@@ -16,19 +16,19 @@ use rust_decimal::Decimal;
 use super::error::AppError;
 use super::servicing::loan_events;
 use crate::domain::date::BusinessDate;
-use crate::domain::loan::{LoanEvent, LoanTerms};
+use crate::domain::loan::{LoanEvent, LoanState, LoanTerms};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyVersion, in_force};
 use crate::domain::subsidy::{RatioStep, RatioTable, SubsidyPolicy};
 use crate::domain::subsidy_register::{RegisterLine, register};
 use crate::store::Db;
-use crate::store::read::{InLedger, LoanFilter, LoanHistory};
+use crate::store::read::{LoanFilter, LoanHistory};
 
 /// A loan's register and what it was computed under.
 #[derive(Debug)]
 pub struct LoanSubsidy {
     pub terms: LoanTerms,
-    /// The household's township and village, as registered (empty if its row cannot be read).
+    /// The household's township and village, as registered.
     pub township: String,
     pub village: String,
     pub policy: SubsidyPolicy,
@@ -76,17 +76,21 @@ impl LedgerRegisters {
         let page = db.list_loans(&self.filter, REGISTER_PAGE_LOANS).await?;
         self.done = page.len() < REGISTER_PAGE_LOANS as usize;
         self.filter.after_loan_id = page.last().map(|l| l.terms.loan_id.clone());
+        // A loan contracted after the date has no line by then.
+        let loans: Vec<&LoanState> =
+            page.iter().filter(|l| l.terms.contract_date <= self.as_of).collect();
+        let households: Vec<&str> = loans.iter().map(|l| l.terms.household_id.as_str()).collect();
+        let places = db.household_places(&households).await?;
         let mut registers = Vec::new();
-        for loan in &page {
+        for loan in loans {
             let loan_id = &loan.terms.loan_id;
-            // A loan contracted after the date has no line by then.
-            if loan.terms.contract_date > self.as_of {
-                continue;
-            }
             let Some(history) = db.loan_history(loan_id).await? else { continue };
-            let mut register = compute(db, loan_id, history, &self.versions, self.as_of).await?;
+            let mut register = compute(loan_id, history, &self.versions, self.as_of)?;
             register.lines.retain(|l| self.due.contains(&l.due_date));
             if !register.lines.is_empty() {
+                // (A household may have several loans on the page: each takes a copy.)
+                let place = places.get(&register.terms.household_id).cloned();
+                (register.township, register.village) = place.unwrap_or_default();
                 registers.push(register);
             }
         }
@@ -102,12 +106,16 @@ pub async fn loan_subsidy(
     as_of: BusinessDate,
 ) -> Result<LoanSubsidy, AppError> {
     let versions = db.list_policies(&history.ledger_id).await?;
-    compute(db, loan_id, history, &versions, as_of).await
+    let mut register = compute(loan_id, history, &versions, as_of)?;
+    let household = register.terms.household_id.as_str();
+    let place = db.household_places(&[household]).await?.remove(household);
+    (register.township, register.village) = place.unwrap_or_default();
+    Ok(register)
 }
 
-/// The register of a loan, its ledger's policy versions read.
-async fn compute(
-    db: &Db,
+/// The register of a loan, its ledger's policy versions read (its household's place left
+/// empty).
+fn compute(
     loan_id: &str,
     history: LoanHistory,
     versions: &[PolicyVersion],
@@ -130,11 +138,14 @@ async fn compute(
         .any(|e| matches!(e, LoanEvent::MisuseMarked { .. }) && e.value_date() <= as_of);
     let lines = register(&events, terms.annual_rate, terms.grace_days, &policy, as_of)
         .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
-    let (township, village) = match db.get_household(&terms.household_id).await? {
-        Some(InLedger { row: Ok(view), .. }) => (view.row.township, view.row.village),
-        _ => Default::default(),
-    };
-    Ok(LoanSubsidy { terms, township, village, policy, misused, lines })
+    Ok(LoanSubsidy {
+        terms,
+        township: String::new(),
+        village: String::new(),
+        policy,
+        misused,
+        lines,
+    })
 }
 
 /// The subsidy figures a loan is computed under (see the module doc).

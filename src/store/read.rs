@@ -250,6 +250,26 @@ impl Db {
         Ok(Some(InLedger { ledger_id, row: view }))
     }
 
+    /// The township and village of each of these households that exists, by household id:
+    /// one statement.
+    pub async fn household_places(
+        &self,
+        household_ids: &[&str],
+    ) -> Result<crate::collections::HashMap<String, (String, String)>, StoreError> {
+        if household_ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<(String, String, String)> = on_pool!(self, p => {
+            let mut q = QueryBuilder::new(
+                "select household_id, township, village from household where household_id in (",
+            );
+            super::write::push_list(&mut q, household_ids);
+            q.push(")");
+            q.build_query_as().fetch_all(p).await?
+        });
+        Ok(rows.into_iter().map(|(id, township, village)| (id, (township, village))).collect())
+    }
+
     pub async fn list_policies(&self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
         let rows: Vec<PolicyRow> =
             on_pool!(self, p => sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(p).await?);

@@ -788,7 +788,7 @@ where
 }
 
 /// `values` bound one after the other, separated by commas (the inside of an `in (...)`).
-fn push_list<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, values: &[&str])
+pub(super) fn push_list<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, values: &[&str])
 where
     for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
