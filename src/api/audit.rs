@@ -7,7 +7,6 @@ use tonic::{Request, Response, Status};
 
 use super::convert::journal_to_pb;
 use super::error::status;
-use super::loans::{check_read_of, check_reads_loans};
 use super::pb::audit_service_server::AuditService;
 use super::{Api, parse, pb};
 use crate::app::balances::balances_as_of;
@@ -70,16 +69,9 @@ impl AuditService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetLoanHistoryRequest { loan_id } = request.into_inner();
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
-        check_reads_loans(&actor, &loan_id)?;
         // A loan's history is tens of entries over its life: read it at once (with who owns the
         // loan, in the same statement), check access, stream it out.
-        let history = self
-            .db
-            .loan_history(&loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read_of(&actor, &loan_id, &history.bank_id, &history.ledger_id)?;
+        let history = self.readable_history(&actor, &loan_id).await?;
         let entries = history.entries().map_err(|e| status(e.into()))?;
         // Converted at once and streamed from memory: no task or channel for so few messages.
         let messages: Vec<_> = entries.iter().map(|e| Ok(journal_to_pb(e))).collect();

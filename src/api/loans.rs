@@ -114,6 +114,24 @@ impl Api {
         Ok(())
     }
 
+    /// The loan's journal entries (undecoded), if it exists and `actor` may read it: as
+    /// [`Api::readable_loan`] answers, NOT_FOUND for a loan outside the caller's books.
+    pub async fn readable_history(
+        &self,
+        actor: &Principal,
+        loan_id: &str,
+    ) -> Result<crate::store::read::LoanHistory, Status> {
+        check_reads_loans(actor, loan_id)?;
+        let history = self
+            .db
+            .loan_history(loan_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
+        check_read_of(actor, loan_id, &history.bank_id, &history.ledger_id)?;
+        Ok(history)
+    }
+
     /// The loan, if it exists and `actor` may read it: NOT_FOUND otherwise, also for a loan
     /// outside the caller's books, as a missing one ([`check_read_of`]); PERMISSION_DENIED for
     /// the operator, whether the loan exists or not.

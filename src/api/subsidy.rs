@@ -6,7 +6,6 @@ use tonic::{Request, Response, Status};
 
 use super::audit::spawned_stream;
 use super::error::{invalid, status};
-use super::loans::{check_read_of, check_reads_loans};
 use super::pb::subsidy_service_server::SubsidyService;
 use super::{Api, parse, pb};
 use crate::app::auth::Principal;
@@ -27,14 +26,7 @@ impl SubsidyService for Api {
         let pb::GetLoanSubsidyRequest { loan_id, as_of } = request.into_inner();
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
-        check_reads_loans(&actor, &loan_id)?;
-        let history = self
-            .db
-            .loan_history(&loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read_of(&actor, &loan_id, &history.bank_id, &history.ledger_id)?;
+        let history = self.readable_history(&actor, &loan_id).await?;
         let s = loan_subsidy(&self.db, &loan_id, history, as_of).await.map_err(status)?;
         Ok(Response::new(subsidy_to_pb(&s, as_of)))
     }
@@ -134,6 +126,7 @@ fn line_to_pb(l: &RegisterLine) -> pb::SubsidyLine {
         last_paid_on: l.last_paid_on.map(format_date).unwrap_or_default(),
         standing: standing.into(),
         working: l.working.as_ref().map(working_to_pb),
+        recorded: l.recorded,
     }
 }
 

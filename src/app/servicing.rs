@@ -52,12 +52,18 @@ async fn replay_until(
     stop: impl Fn(&LoanEvent, u64) -> bool,
 ) -> Result<Option<LoanState>, AppError> {
     let Some(history) = db.loan_history(loan_id).await? else { return Ok(None) };
+    let events = loan_events(loan_id, history)?;
+    replay(loan_id, events.iter().map(|(e, seq)| (e, *seq)).take_while(|&(e, seq)| !stop(e, seq)))
+}
+
+/// The loan its events make, from its contract (`None` if there are none).
+pub fn replay<'e>(
+    loan_id: &str,
+    events: impl IntoIterator<Item = (&'e LoanEvent, u64)>,
+) -> Result<Option<LoanState>, AppError> {
     let mut state: Option<LoanState> = None;
-    for (event, seq) in loan_events(loan_id, history)? {
-        if stop(&event, seq) {
-            break;
-        }
-        match (&mut state, &event) {
+    for (event, seq) in events {
+        match (&mut state, event) {
             (None, LoanEvent::Created { terms }) => {
                 state = Some(LoanState::new(terms.clone(), seq))
             }

@@ -7,18 +7,24 @@
 //!   origination held the contract rate within: the contract's rate is then the cap), and the
 //!   subsidy ratio of every version, each from its effective date on (by accrual date).
 //!
-//! Nothing is recorded: the same question asked again gets the same answer, whoever asks.
+//! Nothing is recorded. The answer is what the journal and the policy versions hold when asked:
+//! an event recorded later (value-dated on or before `as_of`: a back-dated payment), or a
+//! policy version set later with an earlier effective date, changes it.
 
 use std::ops::RangeInclusive;
 
 use rust_decimal::Decimal;
 
 use super::error::AppError;
-use super::servicing::loan_events;
+use super::error::unpanicked;
+use super::servicing::{loan_events, replay};
 use crate::domain::date::BusinessDate;
+use crate::domain::error::{DomainError, Reason};
 use crate::domain::loan::{LoanEvent, LoanState, LoanTerms};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyVersion, in_force};
+use crate::domain::rate::AnnualRate;
+use crate::domain::servicing::ServicingError;
 use crate::domain::subsidy::{RatioStep, RatioTable, SubsidyPolicy};
 use crate::domain::subsidy_register::{RegisterLine, register};
 use crate::store::Db;
@@ -122,21 +128,37 @@ fn compute(
     as_of: BusinessDate,
 ) -> Result<LoanSubsidy, AppError> {
     let ledger_id = history.ledger_id.clone();
-    let events: Vec<LoanEvent> =
-        loan_events(loan_id, history)?.into_iter().map(|(e, _)| e).collect();
-    let Some(LoanEvent::Created { terms }) = events.first() else {
+    let events = loan_events(loan_id, history)?;
+    let Some((LoanEvent::Created { terms }, _)) = events.first() else {
         return Err(AppError::Internal(format!(
             "journal of loan {loan_id} starts without a contract"
         )));
     };
     let terms = terms.clone();
-    let policy = subsidy_policy(versions, &terms).map_err(|e| {
+    let policy = subsidy_policy(versions, terms.contract_date, terms.annual_rate).map_err(|e| {
         AppError::Internal(format!("policy of ledger {ledger_id} for loan {loan_id}: {e}"))
     })?;
-    let misused = events
-        .iter()
-        .any(|e| matches!(e, LoanEvent::MisuseMarked { .. }) && e.value_date() <= as_of);
-    let lines = register(&events, terms.annual_rate, terms.grace_days, &policy, as_of)
+    let by_then: Vec<(&LoanEvent, u64)> =
+        events.iter().map(|(e, seq)| (e, *seq)).filter(|(e, _)| e.value_date() <= as_of).collect();
+    let misused = by_then.iter().any(|(e, _)| matches!(e, LoanEvent::MisuseMarked { .. }));
+    // The points the date has passed that no event by then settled, settled on a copy as
+    // servicing would settle them on the date (as a payoff quote does).
+    let mut state = replay(loan_id, by_then.iter().copied())?
+        .ok_or_else(|| AppError::Internal(format!("loan {loan_id} has no contract")))?;
+    let servicing_terms = terms.servicing_terms();
+    let pending = unpanicked("a loan's pending settlement", || {
+        state.servicing.settle_through(&servicing_terms, as_of)
+    })?
+    .map_err(|e| match e {
+        // A date further ahead than a loan's figures can be worked out to, as `GetLoan` has it.
+        ServicingError::TooManyPoints | ServicingError::DateOutOfRange => {
+            let why = format!("loan {loan_id} cannot be settled through {as_of}: {e}");
+            AppError::Domain(DomainError::refused(Reason::ValueDateOutOfRange, why))
+        }
+        _ => AppError::Internal(format!("loan {loan_id} as of {as_of}: {e}")),
+    })?;
+    let recorded: Vec<LoanEvent> = by_then.into_iter().map(|(e, _)| e.clone()).collect();
+    let lines = register(&recorded, &pending, terms.annual_rate, terms.grace_days, &policy, as_of)
         .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
     Ok(LoanSubsidy {
         terms,
@@ -148,29 +170,69 @@ fn compute(
     })
 }
 
-/// The subsidy figures a loan is computed under (see the module doc).
+/// The subsidy figures of a loan contracted on `contract_date` at `rate` (see the module doc).
 pub fn subsidy_policy(
     versions: &[PolicyVersion],
-    terms: &LoanTerms,
+    contract_date: BusinessDate,
+    rate: AnnualRate,
 ) -> Result<SubsidyPolicy, String> {
-    let at_contract = in_force(versions, terms.contract_date).ok_or_else(|| {
-        format!("no version is in force on the contract date {}", terms.contract_date)
-    })?;
+    let at_contract = in_force(versions, contract_date)
+        .ok_or_else(|| format!("no version is in force on the contract date {contract_date}"))?;
     let mut dates: Vec<BusinessDate> = versions.iter().map(|v| v.effective_date).collect();
     dates.sort();
     dates.dedup();
-    let steps = dates
-        .into_iter()
-        .filter_map(|date| {
-            let ratio = in_force(versions, date)?.params.subsidy_ratio;
-            Some(RatioStep { effective_from: date, ratio })
-        })
-        .collect();
+    // A step where the ratio changes only: versions that change other figures (a ledger may
+    // have any number) are no steps of the ratio table, which holds a hundred at most.
+    let mut steps: Vec<RatioStep> = Vec::new();
+    for date in dates {
+        let Some(version) = in_force(versions, date) else { continue };
+        let ratio = version.params.subsidy_ratio;
+        if steps.last().is_none_or(|last| last.ratio != ratio) {
+            steps.push(RatioStep { effective_from: date, ratio });
+        }
+    }
     let cap_rate: Decimal =
-        at_contract.params.subsidy_cap_rate.map_or(terms.annual_rate.value(), |cap| cap.value());
+        at_contract.params.subsidy_cap_rate.map_or(rate.value(), |cap| cap.value());
     Ok(SubsidyPolicy {
         household_cap: Fen(at_contract.params.household_principal_cap_fen),
         cap_rate,
         ratios: RatioTable::new(steps).map_err(|e| e.to_string())?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::{PolicyParams, default_versions};
+
+    /// Versions that change other figures are no ratio steps: a ledger with two hundred of
+    /// them still has its registers (the ratio table holds a hundred steps at most). The caps
+    /// are those in force on the contract date; no cap rate caps at the contract's.
+    #[test]
+    fn only_changes_of_the_ratio_are_steps() {
+        let mut versions = default_versions();
+        let base = versions[0].clone();
+        for i in 0..200 {
+            let mut v = base.clone();
+            v.effective_date = base.effective_date + chrono::Duration::days(i + 1);
+            let cap = if i >= 150 { 4_000_000 } else { base.params.household_principal_cap_fen };
+            v.params = PolicyParams {
+                grace_days: (i % 5) as u32,
+                household_principal_cap_fen: cap,
+                ..base.params.clone()
+            };
+            versions.push(v);
+        }
+        let rate = AnnualRate::parse("0.0385").unwrap();
+        let on = |date| BusinessDate::from_ymd_opt(2015, 1, date).unwrap();
+        let policy = subsidy_policy(&versions, on(1), rate).unwrap();
+        let steps: Vec<(BusinessDate, Decimal)> =
+            policy.ratios.steps().iter().map(|s| (s.effective_from, s.ratio)).collect();
+        let from_2024 = BusinessDate::from_ymd_opt(2024, 1, 1).unwrap();
+        assert_eq!(steps, [(base.effective_date, Decimal::ONE), (from_2024, Decimal::new(7, 1))]);
+        assert_eq!((policy.household_cap, policy.cap_rate), (Fen(5_000_000), rate.value()));
+        // The versions from 2015-05-10 on lowered the cap.
+        let later = BusinessDate::from_ymd_opt(2015, 6, 1).unwrap();
+        assert_eq!(subsidy_policy(&versions, later, rate).unwrap().household_cap, Fen(4_000_000));
+    }
 }

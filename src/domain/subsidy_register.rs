@@ -4,18 +4,26 @@
 //!
 //! The model.
 //! - **Periods.** A line is one settlement point's ordinary interest (its [`Accrual`]: segments
-//!   of days, each with the principal it accrued on), or the interest a full payoff or a
-//!   write-off settled early, to the day before its date. Its due date is the point's date (the
+//!   of days, each with the principal it accrued on; segments that overlap, as two tranches
+//!   paid out on one 20th leave them, add up), or the interest a full payoff or a write-off
+//!   settled early, to the day before its date. Its due date is the point's date (the
 //!   payoff's); it must be paid by the due date plus the contract's grace days. A point that
 //!   settled no interest (penalty and compound only) has no line: penalty and compound interest
-//!   are never subsidised and never appear here.
+//!   are never subsidised and never appear here. Points the register's date has passed that
+//!   no event recorded by then has settled (no run, no payment since) are the caller's
+//!   `pending` points, settled as servicing would settle them on that date: their lines come
+//!   last and say they are not recorded. A period may start on the day the one before it
+//!   ended: a tranche paid out on a 20th accrues that day in the next period too.
 //! - **Payments.** Servicing pays interest oldest first (overdue interest, then current), so
 //!   each repayment's interest part (`overdue_interest_fen + current_interest_fen` of its
 //!   allocation) is spread over the open lines in due-date order, each piece on time when paid
 //!   on or before that line's deadline. A write-off's interest part closes lines unpaid.
 //! - **Standing** of a line, as of the register's date:
 //!   - `OnTime`: paid in full, every piece by the deadline. Its subsidy is computed on the
-//!     interest paid, by [`subsidise`] (household cap, cap rate, the ratio of each accrual day);
+//!     interest paid, by [`subsidise`] (household cap, cap rate, the ratio of each accrual day).
+//!     Each period stands on its own interest: one paid on time earns while principal is
+//!     overdue (an instalment's principal, or a bullet loan's at maturity), whose penalty is
+//!     never subsidised anyway;
 //!   - `PaidLate`: paid in full, some of it after the deadline: in arrears, nothing;
 //!   - `Overdue`: not paid in full and the deadline has passed: in arrears, nothing;
 //!   - `WrittenOff`: some of it written off: nothing;
@@ -27,15 +35,17 @@
 //!
 //! The policy figures ([`SubsidyPolicy`]) are the caller's: the household cap and the cap rate
 //! of the version in force on the contract date, the ratios of every version by accrual date.
-//! A household's programme loans together are within the household cap at origination, so
-//! each loan's principal is taken as its own; the cap still applies to it.
+//! The household cap applies to each loan's own principal: a household's programme loans are
+//! within it together at origination, except while a loan and its renewal (续贷) are both
+//! outstanding, which the cap's count takes as one: days on which both bear interest are
+//! subsidised on both (not apportioned between them).
 
 use chrono::NaiveDate;
 
 use super::loan::LoanEvent;
 use super::money::Fen;
 use super::rate::AnnualRate;
-use super::servicing::{Accrual, Allocation};
+use super::servicing::{Accrual, Allocation, SettlementPoint};
 use super::subsidy::{
     BalanceStep, PaidPeriod, PeriodSubsidy, Standing, SubsidyError, SubsidyPolicy, subsidise,
 };
@@ -69,6 +79,8 @@ pub struct RegisterLine {
     pub standing: LineStanding,
     /// The subsidy's working; `None` while the line is not yet due.
     pub working: Option<PeriodSubsidy>,
+    /// Settled by an event recorded in the journal (else one of the caller's `pending` points).
+    pub recorded: bool,
 }
 
 impl RegisterLine {
@@ -93,7 +105,7 @@ pub enum RegisterError {
     Subsidy(#[from] SubsidyError),
     #[error("the events of {date} pay or write off {fen} fen of interest that no period owes")]
     PaidMoreThanSettled { date: NaiveDate, fen: i64 },
-    #[error("a period's interest segments on {date} do not run in date order within the period")]
+    #[error("a period's interest segments settled on {date} end before they start")]
     BadSegments { date: NaiveDate },
 }
 
@@ -104,10 +116,12 @@ struct Open {
 }
 
 /// The register of a loan whose events (in journal order, from its contract) are `events`, as
-/// of `as_of`: events value-dated after it are left out. `rate` and `grace_days` are the
+/// of `as_of`: events value-dated after it are left out; `pending` are the points up to
+/// `as_of` that no event by then settled (see the module doc). `rate` and `grace_days` are the
 /// contract's.
 pub fn register(
     events: &[LoanEvent],
+    pending: &[SettlementPoint],
     rate: AnnualRate,
     grace_days: u32,
     policy: &SubsidyPolicy,
@@ -139,6 +153,15 @@ pub fn register(
             _ => {}
         }
     }
+    let recorded = lines.len();
+    for point in pending.iter().filter(|p| p.date <= as_of) {
+        if let Some(accrual) = &point.interest {
+            open(&mut lines, accrual, point.date, grace_days)?;
+        }
+    }
+    for open in &mut lines[recorded..] {
+        open.line.recorded = false;
+    }
     lines.into_iter().map(|open| close(open, rate, policy, as_of, misused)).collect()
 }
 
@@ -149,35 +172,40 @@ fn open(
     due_date: NaiveDate,
     grace_days: u32,
 ) -> Result<(), RegisterError> {
-    let (Some(first), Some(last)) = (accrual.segments.first(), accrual.segments.last()) else {
-        return Ok(());
-    };
-    if accrual.amount_fen.0 <= 0 {
+    if accrual.amount_fen.0 <= 0 || accrual.segments.is_empty() {
         return Ok(());
     }
-    // Each segment's principal from its first day; a day between two segments (none in what
-    // servicing writes) accrued on nothing.
-    let mut balances: Vec<BalanceStep> = Vec::with_capacity(accrual.segments.len());
-    let mut next_day = first.from;
+    // Each day's principal is the sum of the segments over it: +base from a segment's first
+    // day, -base from the day after its last; a day under none accrued on nothing.
+    let mut changes: Vec<(NaiveDate, i64)> = Vec::with_capacity(2 * accrual.segments.len());
     for s in &accrual.segments {
-        if s.from < next_day || s.to_inclusive < s.from {
-            return Err(RegisterError::BadSegments { date: due_date });
-        }
-        if s.from > next_day {
-            balances.push(BalanceStep { from: next_day, principal: Fen::ZERO });
+        let after = s.to_inclusive.succ_opt().filter(|_| s.from <= s.to_inclusive);
+        let Some(after) = after else { return Err(RegisterError::BadSegments { date: due_date }) };
+        changes.push((s.from, s.base_fen.0));
+        changes.push((after, -s.base_fen.0));
+    }
+    changes.sort_by_key(|&(day, _)| day);
+    let start = changes[0].0;
+    let end_inclusive = accrual.segments.iter().map(|s| s.to_inclusive).max().unwrap_or(start);
+    let mut balances: Vec<BalanceStep> = Vec::with_capacity(accrual.segments.len());
+    let mut principal = 0i64;
+    for (i, &(day, change)) in changes.iter().enumerate() {
+        principal = principal.saturating_add(change);
+        let last_of_day = changes.get(i + 1).is_none_or(|&(next, _)| next != day);
+        if !last_of_day || day > end_inclusive {
+            continue;
         }
         match balances.last() {
-            Some(b) if b.principal == s.base_fen => {}
-            _ => balances.push(BalanceStep { from: s.from, principal: s.base_fen }),
+            Some(b) if b.principal.0 == principal => {}
+            _ => balances.push(BalanceStep { from: day, principal: Fen(principal) }),
         }
-        next_day = s.to_inclusive.succ_opt().unwrap_or(s.to_inclusive);
     }
     let deadline =
         due_date.checked_add_days(chrono::Days::new(grace_days.into())).unwrap_or(due_date);
     lines.push(Open {
         line: RegisterLine {
-            start: first.from,
-            end_inclusive: last.to_inclusive,
+            start,
+            end_inclusive,
             due_date,
             deadline,
             settled_fen: accrual.amount_fen,
@@ -187,6 +215,7 @@ fn open(
             last_paid_on: None,
             standing: LineStanding::NotYetDue,
             working: None,
+            recorded: true,
         },
         balances,
     });
@@ -279,7 +308,7 @@ mod tests {
 
     use super::*;
     use crate::domain::money::Rounding;
-    use crate::domain::servicing::{Repayment, Segment, SettlementPoint};
+    use crate::domain::servicing::{Repayment, Segment};
     use crate::domain::subsidy::{RatioStep, RatioTable};
 
     fn d(s: &str) -> NaiveDate {
@@ -368,7 +397,7 @@ mod tests {
             repaid("2021-06-21", 49_194),
             settled("2021-09-20", vec![point("2021-09-20", "2021-06-21", "2021-09-20", 49_194)]),
         ];
-        let on = |date| register(&events, rate(), 0, &policy(), d(date)).unwrap();
+        let on = |date| register(&events, &[], rate(), 0, &policy(), d(date)).unwrap();
         let lines = on("2021-09-20");
         use LineStanding::*;
         assert_eq!(standings(&lines), [OnTime, PaidLate, NotYetDue]);
@@ -378,11 +407,12 @@ mod tests {
         assert_eq!(lines[1].last_paid_on, Some(d("2021-06-21")));
         assert!(lines[2].working.is_none());
         assert_eq!(standings(&on("2021-09-21")), [OnTime, PaidLate, Overdue]);
-        // As of a date before the late payment, that period was overdue.
+        // As of the late payment's day the period is paid late; on its due date it was not
+        // yet due.
         assert_eq!(standings(&on("2021-06-21")), [OnTime, PaidLate]);
         assert_eq!(standings(&on("2021-06-20")), [OnTime, NotYetDue]);
         // Grace days move the deadline.
-        let graced = register(&events, rate(), 1, &policy(), d("2021-09-21")).unwrap();
+        let graced = register(&events, &[], rate(), 1, &policy(), d("2021-09-21")).unwrap();
         assert_eq!(standings(&graced), [OnTime, OnTime, NotYetDue]);
         assert_eq!(graced[1].subsidy_fen(), Fen(49_194));
     }
@@ -396,7 +426,7 @@ mod tests {
             settled("2021-06-20", vec![point("2021-06-20", "2021-03-21", "2021-06-20", 49_194)]),
             repaid("2021-06-20", 60_000),
         ];
-        let lines = register(&events, rate(), 0, &policy(), d("2021-06-20")).unwrap();
+        let lines = register(&events, &[], rate(), 0, &policy(), d("2021-06-20")).unwrap();
         assert_eq!(lines[0].paid_on_time_fen, Fen(10_000));
         assert_eq!(lines[0].paid_late_fen, Fen(19_410));
         assert_eq!(lines[1].paid_on_time_fen, Fen(40_590));
@@ -406,7 +436,7 @@ mod tests {
         // Paying more interest than was settled is a journal servicing never wrote.
         let mut bad = events.clone();
         bad.push(repaid("2021-06-20", 8_605));
-        let e = register(&bad, rate(), 0, &policy(), d("2021-06-20")).unwrap_err();
+        let e = register(&bad, &[], rate(), 0, &policy(), d("2021-06-20")).unwrap_err();
         assert_eq!(e, RegisterError::PaidMoreThanSettled { date: d("2021-06-20"), fen: 1 });
     }
 
@@ -417,7 +447,7 @@ mod tests {
             settled("2024-03-20", vec![point("2024-03-20", "2023-12-21", "2024-03-20", 48_660)]),
             repaid("2024-03-20", 48_660),
         ];
-        let lines = register(&events, rate(), 0, &policy(), d("2024-03-20")).unwrap();
+        let lines = register(&events, &[], rate(), 0, &policy(), d("2024-03-20")).unwrap();
         // 48,660 × (11 × 1 + 80 × 0.7) / 91 = 35,826.59...
         assert_eq!(lines[0].subsidy_fen(), Fen(35_827));
         assert_eq!(lines[0].working.as_ref().unwrap().segments.len(), 2);
@@ -450,7 +480,7 @@ mod tests {
             settled("2021-06-20", vec![point("2021-06-20", "2021-03-21", "2021-06-20", 49_194)]),
             written_off("2021-10-01", 20_000 + 49_194),
         ];
-        let lines = register(&events, rate(), 0, &policy(), d("2021-10-01")).unwrap();
+        let lines = register(&events, &[], rate(), 0, &policy(), d("2021-10-01")).unwrap();
         assert_eq!(standings(&lines), [LineStanding::WrittenOff; 2]);
         assert_eq!(
             (lines[0].paid_on_time_fen, lines[0].written_off_fen),
@@ -503,7 +533,7 @@ mod tests {
                 let mark = LoanEvent::MisuseMarked { loan_id: "L".into(), value_date: date, settlements: vec![] };
                 events.insert(at, mark);
             }
-            let lines = register(&events, rate(), grace, &policy(), last).unwrap();
+            let lines = register(&events, &[], rate(), grace, &policy(), last).unwrap();
             proptest::prop_assert_eq!(lines.len(), quarters.len());
             let mut paid_on_lines = 0;
             for l in &lines {
@@ -524,6 +554,67 @@ mod tests {
         }
     }
 
+    /// Two tranches paid out on one 20th leave two one-day segments on it beside the period's
+    /// own: overlapping segments add up, each day weighted by the principal on it.
+    #[test]
+    fn overlapping_segments_add_up() {
+        let segment = |from: &str, to: &str, base: i64| {
+            let (from, to) = (d(from), d(to));
+            let days = u32::try_from((to - from).num_days() + 1).unwrap();
+            Segment {
+                from,
+                to_inclusive: to,
+                days,
+                base_fen: Fen(base),
+                annual_rate: rate(),
+                jishu: base * i64::from(days),
+            }
+        };
+        let mut june = point("2021-06-20", "2021-03-20", "2021-06-20", 1_000);
+        june.interest.as_mut().unwrap().segments = vec![
+            segment("2021-03-20", "2021-03-20", 1_000_000),
+            segment("2021-03-20", "2021-03-20", 2_000_000),
+            segment("2021-03-21", "2021-06-20", 5_000_000),
+        ];
+        let events = vec![settled("2021-06-20", vec![june]), repaid("2021-06-20", 1_000)];
+        let lines = register(&events, &[], rate(), 0, &policy(), d("2021-06-20")).unwrap();
+        assert_eq!((lines[0].start, lines[0].end_inclusive), (d("2021-03-20"), d("2021-06-20")));
+        let w = lines[0].working.as_ref().unwrap();
+        assert_eq!(w.days, 93);
+        assert_eq!(w.jishu, 3_000_000 + 5_000_000 * 92);
+        assert_eq!(w.subsidy, Fen(1_000));
+        // A segment that ends before it starts is a journal servicing never wrote.
+        let mut bad = point("2021-06-20", "2021-03-21", "2021-06-20", 1_000);
+        bad.interest.as_mut().unwrap().segments[0].to_inclusive = d("2021-03-01");
+        let e = register(
+            &[settled("2021-06-20", vec![bad])],
+            &[],
+            rate(),
+            0,
+            &policy(),
+            d("2021-06-20"),
+        );
+        assert_eq!(e.unwrap_err(), RegisterError::BadSegments { date: d("2021-06-20") });
+    }
+
+    /// Points no recorded event settled come last, not recorded; those after the date not at
+    /// all.
+    #[test]
+    fn pending_points_are_listed_unrecorded() {
+        let events = vec![
+            settled("2021-03-20", vec![point("2021-03-20", "2021-01-25", "2021-03-20", 29_410)]),
+            repaid("2021-03-20", 29_410),
+        ];
+        let pending = [
+            point("2021-06-20", "2021-03-21", "2021-06-20", 49_194),
+            point("2021-09-20", "2021-06-21", "2021-09-20", 49_194),
+        ];
+        let lines = register(&events, &pending, rate(), 0, &policy(), d("2021-06-21")).unwrap();
+        assert_eq!(standings(&lines), [LineStanding::OnTime, LineStanding::Overdue]);
+        assert_eq!(lines.iter().map(|l| l.recorded).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(lines[1].unpaid_fen(), Fen(49_194));
+    }
+
     /// Misuse takes every period's subsidy, also those paid before it was marked.
     #[test]
     fn misuse_earns_nothing() {
@@ -536,10 +627,10 @@ mod tests {
                 settlements: vec![],
             },
         ];
-        let lines = register(&events, rate(), 0, &policy(), d("2021-04-01")).unwrap();
+        let lines = register(&events, &[], rate(), 0, &policy(), d("2021-04-01")).unwrap();
         assert_eq!(standings(&lines), [LineStanding::Misuse]);
         assert_eq!(lines[0].subsidy_fen(), Fen::ZERO);
-        let before = register(&events, rate(), 0, &policy(), d("2021-03-31")).unwrap();
+        let before = register(&events, &[], rate(), 0, &policy(), d("2021-03-31")).unwrap();
         assert_eq!(before[0].subsidy_fen(), Fen(29_410));
     }
 }

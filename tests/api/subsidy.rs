@@ -15,6 +15,7 @@ on_both_backends!(
     late_unpaid_and_the_2024_ratio_step,
     misuse_refusals_and_who_may_read,
     a_ledger_register_lists_a_quarter_line_by_line,
+    tranches_paid_out_on_one_20th,
 );
 
 use pb::SubsidyStanding as S;
@@ -109,8 +110,8 @@ async fn the_worked_loan_paid_on_time_is_subsidised_in_full(backend: Backend) {
 /// earns it all; its March 2024 quarter, 11 days of 2023 and 80 of 2024, paid on time, earns
 /// 100% of the first and 70% of the rest, rounded once; its June quarter, paid the next day,
 /// earns nothing; its September quarter, settled by the finance office's run and unpaid, is
-/// not yet due on its 20th and overdue from the 21st. A period is listed once an event of the
-/// loan (a run, a payment) has settled it.
+/// not yet due on its 20th and overdue from the 21st. A period no recorded event has settled
+/// by the date is settled by the register itself, and says so.
 async fn late_unpaid_and_the_2024_ratio_step(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -186,16 +187,28 @@ async fn late_unpaid_and_the_2024_ratio_step(backend: Backend) {
     let w = next_day.lines[3].working.as_ref().expect("an overdue line has its working");
     assert_eq!((w.interest_paid_fen, w.subsidy_fen), (0, 0));
     assert_eq!(w.jishu, principal * 92);
-    // The register lists what the journal has settled: as of the June quarter's 20th, no
-    // event had settled it yet (the late payment of the 21st did).
+    // As of the June quarter's 20th no event had settled it (the late payment of the 21st
+    // did): the register settles it as servicing would, not recorded, with the same figures.
     let in_june = app.loan_subsidy(&t.finance, &id, "2024-06-20").await;
-    assert_eq!(standings(&in_june), [S::OnTime, S::OnTime]);
+    assert_eq!(standings(&in_june), [S::OnTime, S::OnTime, S::NotYetDue]);
+    assert_eq!(in_june.lines.iter().map(|l| l.recorded).collect::<Vec<_>>(), [true, true, false]);
+    assert_eq!(in_june.lines[2].interest_settled_fen, june);
+    assert!(next_day.lines.iter().all(|l| l.recorded), "{next_day:?}");
+    // Without the run, the September quarter is overdue all the same (settled here).
+    let later = app.loan_subsidy(&t.finance, &id, "2024-12-21").await;
+    assert_eq!(
+        standings(&later),
+        [S::OnTime, S::OnTime, S::PaidLate, S::Overdue, S::Overdue],
+        "{later:?}"
+    );
+    assert_eq!(later.lines.iter().filter(|l| !l.recorded).count(), 1);
     app.finish().await;
 }
 
 /// A loan marked misused earns nothing for any period, also one paid on time before the mark
 /// (as of the day before, it still did). Refusals: a malformed loan id or date names the field;
-/// a loan that does not exist, or is another bank's, is NOT_FOUND; the operator is
+/// a loan that does not exist, or is another bank's, is NOT_FOUND; a date too far ahead is
+/// VALUE_DATE_OUT_OF_RANGE; the operator is
 /// PERMISSION_DENIED, a caller without a token UNAUTHENTICATED. Reading writes nothing.
 async fn misuse_refusals_and_who_may_read(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
@@ -233,6 +246,8 @@ async fn misuse_refusals_and_who_may_read(backend: Backend) {
     expect_code(ask(&other_bank, &id, "2021-04-01").await, Code::NotFound);
     expect_code(ask(&t.operator, &id, "2021-04-01").await, Code::PermissionDenied);
     expect_code(ask("not-a-token", &id, "2021-04-01").await, Code::Unauthenticated);
+    // Further ahead than the loan's points can be worked out to, as GetLoan refuses it.
+    expect_refused(ask(&t.auditor, &id, "2199-01-01").await, "VALUE_DATE_OUT_OF_RANGE");
     // Without a date: as of the service's business day, long after the loan matured unpaid.
     let today = app.loan_subsidy(&t.bank, &id, "").await;
     assert!(today.as_of.as_str() > "2026-01-01", "{}", today.as_of);
@@ -339,5 +354,53 @@ async fn a_ledger_register_lists_a_quarter_line_by_line(backend: Backend) {
     expect_invalid(elsewhere.list_subsidy_register(request).await, "as_of");
     let other_ledger = app.token(Role::Finance, "450122").await;
     expect_code(list(&other_ledger, "", "2021-03-01", "2021-03-31").await, Code::PermissionDenied);
+    app.finish().await;
+}
+
+/// Two tranches paid out on one settlement 20th leave two one-day interest segments on it
+/// (before 2026-12-04 the register refused such a journal, INTERNAL): the June period starts
+/// on that 20th, which also ended the March period, its days weighted by the principal on each,
+/// 积数 recomputed here.
+async fn tranches_paid_out_on_one_20th(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C201");
+    app.create_loan(&t.bank, standard_loan("C201", HOUSEHOLD)).await;
+    for (date, amount) in
+        [("2021-01-25", 2_000_000), ("2021-03-20", 1_000_000), ("2021-03-20", 2_000_000)]
+    {
+        app.loans(&t.bank)
+            .disburse(pb::DisburseRequest {
+                request_id: rid("tranche"),
+                loan_id: id.clone(),
+                value_date: date.into(),
+                amount_fen: amount,
+            })
+            .await
+            .expect("Disburse");
+    }
+    let march = standard_interest(2_000_000, 55);
+    app.repay(&t.bank, &id, "2021-03-20", march).await;
+    // The 20th of March ends the first period on 2,000,000; the two tranches of that day bear
+    // it in the next: 3,000,000 on the 20th, then 5,000,000 for 92 days.
+    let jishu = 3_000_000 + 5_000_000 * 92;
+    let june = (i128::from(jishu) * 385 + 1_800_000) as i64 / 3_600_000;
+    let s = app.loan_subsidy(&t.auditor, &id, "2021-06-21").await;
+    assert_eq!(standings(&s), [S::OnTime, S::Overdue]);
+    let line = &s.lines[1];
+    assert_eq!(
+        (line.period_start.as_str(), line.period_end.as_str()),
+        ("2021-03-20", "2021-06-20")
+    );
+    let w = line.working.as_ref().unwrap();
+    assert_eq!((w.days, w.jishu), (93, jishu));
+    assert!(
+        (line.interest_settled_fen - june).abs() <= 1,
+        "{} vs {june}",
+        line.interest_settled_fen
+    );
+    assert_eq!(s.lines[0].interest_settled_fen, march);
     app.finish().await;
 }
