@@ -52,7 +52,7 @@ impl SubsidyService for Api {
             &actor,
             &ledger_id,
             bank_id.as_deref(),
-            Principal::reads_books,
+            Principal::reads_ledger,
             ("reads only its own loans' subsidy register", "read the subsidy register of ledger"),
         )
         .await?;

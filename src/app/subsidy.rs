@@ -90,12 +90,19 @@ impl LedgerRegisters {
         let mut registers = Vec::new();
         for loan in loans {
             let loan_id = &loan.terms.loan_id;
-            let Some(history) = db.loan_history(loan_id).await? else { continue };
+            // Listed a moment ago, every loan has the entry that created it.
+            let Some(history) = db.loan_history(loan_id).await? else {
+                return Err(AppError::Internal(format!("loan {loan_id} has no journal entries")));
+            };
             let mut register = compute(loan_id, history, &self.versions, self.as_of)?;
             register.lines.retain(|l| self.due.contains(&l.due_date));
             if !register.lines.is_empty() {
                 // (A household may have several loans on the page: each takes a copy.)
                 let place = places.get(&register.terms.household_id).cloned();
+                if place.is_none() {
+                    let household = &register.terms.household_id;
+                    tracing::warn!(%loan_id, %household, "a loan's household has no row");
+                }
                 (register.township, register.village) = place.unwrap_or_default();
                 registers.push(register);
             }
@@ -141,6 +148,17 @@ fn compute(
     let by_then: Vec<(&LoanEvent, u64)> =
         events.iter().map(|(e, seq)| (e, *seq)).filter(|(e, _)| e.value_date() <= as_of).collect();
     let misused = by_then.iter().any(|(e, _)| matches!(e, LoanEvent::MisuseMarked { .. }));
+    // Asked as of a date before its contract, the loan has no line yet.
+    if by_then.is_empty() {
+        return Ok(LoanSubsidy {
+            terms,
+            township: String::new(),
+            village: String::new(),
+            policy,
+            misused,
+            lines: Vec::new(),
+        });
+    }
     // The points the date has passed that no event by then settled, settled on a copy as
     // servicing would settle them on the date (as a payoff quote does).
     let mut state = replay(loan_id, by_then.iter().copied())?

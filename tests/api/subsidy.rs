@@ -101,6 +101,10 @@ async fn the_worked_loan_paid_on_time_is_subsidised_in_full(backend: Backend) {
     let before_any = app.loan_subsidy(&t.auditor, &id, "2021-03-19").await;
     assert!(before_any.lines.is_empty(), "{before_any:?}");
     assert_eq!(before_any.subsidy_fen, 0);
+    // Before its contract, the loan has no line (before 2026-12-04 this was INTERNAL).
+    let before_contract = app.loan_subsidy(&t.auditor, &id, "2021-01-01").await;
+    assert!(before_contract.lines.is_empty() && !before_contract.misused, "{before_contract:?}");
+    assert_eq!(before_contract.loan_id, id);
     assert_eq!(app.loan_subsidy(&t.auditor, &id, "2022-01-25").await, s);
     assert_eq!(app.loan_subsidy(&t.bank, &id, "2022-01-25").await, s);
     app.finish().await;
