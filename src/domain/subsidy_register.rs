@@ -359,6 +359,17 @@ mod tests {
         }
     }
 
+    /// A point that settled nothing: the charges of a payment without any.
+    fn nothing_settled(date: &str) -> SettlementPoint {
+        SettlementPoint {
+            date: d(date),
+            interest: None,
+            penalty: None,
+            compound: None,
+            principal: None,
+        }
+    }
+
     fn settled(date: &str, points: Vec<SettlementPoint>) -> LoanEvent {
         LoanEvent::Settled { loan_id: "L".into(), value_date: d(date), settlements: points }
     }
@@ -366,13 +377,7 @@ mod tests {
     fn repaid(date: &str, interest: i64) -> LoanEvent {
         let allocation =
             Allocation { current_interest_fen: Fen(interest), ..Allocation::default() };
-        let charges = SettlementPoint {
-            date: d(date),
-            interest: None,
-            penalty: None,
-            compound: None,
-            principal: None,
-        };
+        let charges = nothing_settled(date);
         LoanEvent::Repaid {
             loan_id: "L".into(),
             value_date: d(date),
@@ -454,18 +459,11 @@ mod tests {
     }
 
     fn written_off(date: &str, interest: i64) -> LoanEvent {
-        let none = SettlementPoint {
-            date: d(date),
-            interest: None,
-            penalty: None,
-            compound: None,
-            principal: None,
-        };
         LoanEvent::WrittenOff {
             loan_id: "L".into(),
             value_date: d(date),
             settlements: vec![],
-            charges: none,
+            charges: nothing_settled(date),
             allocation: Allocation { overdue_interest_fen: Fen(interest), ..Allocation::default() },
         }
     }
