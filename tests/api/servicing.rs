@@ -2250,7 +2250,8 @@ async fn instalment_preview(app: &TestApp, token: &str) -> Vec<pb::Instalment> {
 
 /// An 等额本息 loan settled by SettleLoans runs on its due dates and paid by RecordRepayment on
 /// the same days: every settled interest, principal part and remaining principal is
-/// PreviewSchedule's; principal falling due posts nothing; the loan ends settled.
+/// PreviewSchedule's; principal falling due posts nothing; the loan ends settled, each
+/// instalment's interest subsidised in full.
 async fn equal_instalments_on_due_dates(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -2314,6 +2315,22 @@ async fn equal_instalments_on_due_dates(backend: Backend) {
         assert_eq!(b.get(&format!("loan/{id}/{bucket}")).copied().unwrap_or(0), 0, "{b:?}");
     }
     assert_eq!(b.get("bank/B1/interest_income").copied(), Some(-interest), "{b:?}");
+    // Its subsidy register: each instalment's period and interest as scheduled, paid on its
+    // due date, subsidised in full (the periodic basis is a fraction of what was paid).
+    let register = app.loan_subsidy(&t.auditor, &id, "2022-01-25").await;
+    assert_eq!(register.lines.len(), schedule.len(), "{register:?}");
+    for (line, i) in register.lines.iter().zip(&schedule) {
+        let what = format!("{line:?}");
+        assert_eq!(line.standing(), pb::SubsidyStanding::OnTime, "{what}");
+        assert_eq!((&line.period_start, &line.period_end), (&i.period_start, &i.period_end));
+        assert_eq!(
+            (line.due_date.as_str(), line.interest_settled_fen),
+            (i.due_date.as_str(), i.interest_due_fen)
+        );
+        let w = line.working.as_ref().expect("working");
+        assert_eq!(w.subsidy_fen, i.interest_due_fen, "{what}");
+    }
+    assert_eq!((register.interest_paid_fen, register.subsidy_fen), (interest, interest));
     // The same run again posts nothing.
     let again = settle(&app, &t.finance, "", "2022-01-25").await;
     assert_eq!(again.settlement_points, 0, "{again:?}");

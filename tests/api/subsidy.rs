@@ -16,6 +16,7 @@ on_both_backends!(
     misuse_refusals_and_who_may_read,
     a_ledger_register_lists_a_quarter_line_by_line,
     tranches_paid_out_on_one_20th,
+    an_early_payoff_settles_its_own_period,
 );
 
 use pb::SubsidyStanding as S;
@@ -406,5 +407,31 @@ async fn tranches_paid_out_on_one_20th(backend: Backend) {
         line.interest_settled_fen
     );
     assert_eq!(s.lines[0].interest_settled_fen, march);
+    app.finish().await;
+}
+
+/// Paid off on 2021-05-01, the loan's interest from 2021-03-21 through 2021-04-30 is settled
+/// by the payoff and paid with it: a period of its own, due that day, on time.
+async fn an_early_payoff_settles_its_own_period(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    app.pay_off(&t.bank, &id, "2021-05-01").await;
+    let s = app.loan_subsidy(&t.finance, &id, "2021-12-31").await;
+    assert_eq!(standings(&s), [S::OnTime, S::OnTime]);
+    let early = &s.lines[1];
+    assert_eq!(
+        (early.period_start.as_str(), early.period_end.as_str()),
+        ("2021-03-21", "2021-04-30")
+    );
+    assert_eq!(
+        (early.due_date.as_str(), early.last_paid_on.as_str()),
+        ("2021-05-01", "2021-05-01")
+    );
+    let interest = standard_interest(STANDARD_PRINCIPAL_FEN, 41);
+    assert_eq!((early.interest_settled_fen, early.interest_paid_on_time_fen), (interest, interest));
+    assert!(early.recorded);
+    assert_eq!(s.subsidy_fen, 29_410 + interest);
     app.finish().await;
 }
