@@ -18,6 +18,7 @@ use rust_decimal::Decimal;
 use super::error::AppError;
 use super::error::unpanicked;
 use super::servicing::{loan_events, replay};
+use crate::collections::HashMap;
 use crate::domain::date::BusinessDate;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::loan::{LoanEvent, LoanState, LoanTerms};
@@ -47,7 +48,8 @@ pub const REGISTER_PAGE_LOANS: u32 = 500;
 
 /// The registers of a ledger's loans (of one bank's, if given), in loan id order, each with
 /// only its lines due within a range (loans with none left out), read a page of loans at a
-/// time (their histories one by one): memory stays bounded whatever the size of the ledger.
+/// time (their histories and their households' places in one statement each): memory stays
+/// bounded whatever the size of the ledger.
 pub struct LedgerRegisters {
     versions: Vec<PolicyVersion>,
     filter: LoanFilter,
@@ -87,11 +89,14 @@ impl LedgerRegisters {
             page.iter().filter(|l| l.terms.contract_date <= self.as_of).collect();
         let households: Vec<&str> = loans.iter().map(|l| l.terms.household_id.as_str()).collect();
         let places = db.household_places(&households).await?;
+        let ids: Vec<&str> = loans.iter().map(|l| l.terms.loan_id.as_str()).collect();
+        let mut histories: HashMap<String, LoanHistory> =
+            db.loan_histories(&ids).await?.into_iter().collect();
         let mut registers = Vec::new();
         for loan in loans {
             let loan_id = &loan.terms.loan_id;
             // Listed a moment ago, every loan has the entry that created it.
-            let Some(history) = db.loan_history(loan_id).await? else {
+            let Some(history) = histories.remove(loan_id) else {
                 return Err(AppError::Internal(format!("loan {loan_id} has no journal entries")));
             };
             let mut register = compute(loan_id, history, &self.versions, self.as_of)?;

@@ -13,13 +13,20 @@ const JOURNAL_RANGE_SQL: &str = concat!(
     journal_columns!(),
     " from journal_txn where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq limit $4"
 );
-const LOAN_HISTORY_SQL: &str = "select o.bank_id as owner_bank_id, o.ledger_id as owner_ledger_id, \
-     j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
-     j.request_id, j.command_json, j.prev_hash, j.hash, j.postings \
-     from loan o join journal_loan l on l.loan_id = o.loan_id \
-     and l.ledger_id = o.ledger_id \
-     join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq \
-     where o.loan_id = $1 order by j.seq";
+/// A loan's journal rows with its owner (the columns [`owned_journal_row`] reads, then the loan
+/// id), up to the condition on `o.loan_id`.
+macro_rules! loan_history_select {
+    () => {
+        "select o.bank_id as owner_bank_id, o.ledger_id as owner_ledger_id, \
+         j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
+         j.request_id, j.command_json, j.prev_hash, j.hash, j.postings, o.loan_id as owner_loan_id \
+         from loan o join journal_loan l on l.loan_id = o.loan_id \
+         and l.ledger_id = o.ledger_id \
+         join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq "
+    };
+}
+const LOAN_HISTORY_SQL: &str =
+    concat!(loan_history_select!(), "where o.loan_id = $1 order by j.seq");
 
 /// A loan's journal rows, with the bank and ledger the loan belongs to, so that access can be
 /// checked before the rows are decoded: a row that cannot be read (a column altered by hand to
@@ -417,6 +424,57 @@ impl Db {
         let (bank_id, ledger_id) = (first.bank_id.clone(), first.ledger_id.clone());
         let rows = rows.into_iter().map(|r| r.row).collect();
         Ok(Some(LoanHistory { bank_id, ledger_id, rows }))
+    }
+
+    /// The histories of these loans, as [`Db::loan_history`] reads each, in one statement: by
+    /// loan id, in loan id order (a loan that does not exist is left out).
+    pub async fn loan_histories(
+        &self,
+        loan_ids: &[&str],
+    ) -> Result<Vec<(String, LoanHistory)>, StoreError> {
+        if loan_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        const ORDER: &str = ") order by o.loan_id, j.seq";
+        let rows: Vec<(String, Owned<JournalRow>)> = match self {
+            // A page's histories are thousands of rows: read on a blocking thread.
+            Db::Sqlite(.., Some(readers)) => {
+                let marks = vec!["?"; loan_ids.len()].join(", ");
+                let sql = format!("{}where o.loan_id in ({marks}{ORDER}", loan_history_select!());
+                let ids: Vec<String> = loan_ids.iter().map(|id| id.to_string()).collect();
+                read_blocking(readers.clone(), move |conn| {
+                    let mut statement = conn.prepare(&sql)?;
+                    let rows = statement.query_and_then(
+                        rusqlite::params_from_iter(ids.iter()),
+                        |r| -> Result<_, StoreError> { Ok((r.get(13)?, owned_journal_row(r)?)) },
+                    )?;
+                    rows.collect()
+                })
+                .await?
+            }
+            _ => on_pool!(self, p => {
+                let mut q = QueryBuilder::new(concat!(loan_history_select!(), "where o.loan_id in ("));
+                super::write::push_list(&mut q, loan_ids);
+                q.push(ORDER);
+                let rows = q.build().fetch_all(p).await?;
+                let owned = |r| -> Result<_, StoreError> {
+                    let loan_id: String = sqlx::Row::try_get(r, "owner_loan_id")?;
+                    Ok((loan_id, owned_sqlx(r, "owner_bank_id", "owner_ledger_id")?))
+                };
+                rows.iter().map(owned).collect::<Result<_, _>>()?
+            }),
+        };
+        let mut histories: Vec<(String, LoanHistory)> = Vec::new();
+        for (loan_id, row) in rows {
+            match histories.last_mut() {
+                Some((id, history)) if *id == loan_id => history.rows.push(row.row),
+                _ => {
+                    let Owned { bank_id, ledger_id, row } = row;
+                    histories.push((loan_id, LoanHistory { bank_id, ledger_id, rows: vec![row] }));
+                }
+            }
+        }
+        Ok(histories)
     }
 
     /// The token bound to a secret's hash, if it exists and is not revoked.
