@@ -14,19 +14,22 @@ const JOURNAL_RANGE_SQL: &str = concat!(
     " from journal_txn where ledger_id = $1 and seq >= $2 and seq <= $3 order by seq limit $4"
 );
 /// A loan's journal rows with its owner (the columns [`owned_journal_row`] reads, then the loan
-/// id), up to the condition on `o.loan_id`.
+/// id), up to the condition on `o.loan_id`. SQLite takes a `cross join`'s tables in the order
+/// written: the loan by its id, its links by their key's prefix, each transaction by its key.
+/// Joined with `join ... on`, SQLite without statistics planned the ledger's whole journal
+/// scanned for each loan (a quick bench's 300 histories read in one statement: 0.47 s; 0.025 s
+/// so); PostgreSQL plans either form the same.
 macro_rules! loan_history_select {
     () => {
         "select o.bank_id as owner_bank_id, o.ledger_id as owner_ledger_id, \
          j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
          j.request_id, j.command_json, j.prev_hash, j.hash, j.postings, o.loan_id as owner_loan_id \
-         from loan o join journal_loan l on l.loan_id = o.loan_id \
-         and l.ledger_id = o.ledger_id \
-         join journal_txn j on j.ledger_id = l.ledger_id and j.seq = l.seq "
+         from loan o cross join journal_loan l cross join journal_txn j \
+         where l.loan_id = o.loan_id and l.ledger_id = o.ledger_id \
+         and j.ledger_id = l.ledger_id and j.seq = l.seq and "
     };
 }
-const LOAN_HISTORY_SQL: &str =
-    concat!(loan_history_select!(), "where o.loan_id = $1 order by j.seq");
+const LOAN_HISTORY_SQL: &str = concat!(loan_history_select!(), "o.loan_id = $1 order by j.seq");
 
 /// A loan's journal rows, with the bank and ledger the loan belongs to, so that access can be
 /// checked before the rows are decoded: a row that cannot be read (a column altered by hand to
@@ -440,7 +443,7 @@ impl Db {
             // A page's histories are thousands of rows: read on a blocking thread.
             Db::Sqlite(.., Some(readers)) => {
                 let marks = vec!["?"; loan_ids.len()].join(", ");
-                let sql = format!("{}where o.loan_id in ({marks}{ORDER}", loan_history_select!());
+                let sql = format!("{}o.loan_id in ({marks}{ORDER}", loan_history_select!());
                 let ids: Vec<String> = loan_ids.iter().map(|id| id.to_string()).collect();
                 read_blocking(readers.clone(), move |conn| {
                     let mut statement = conn.prepare(&sql)?;
@@ -453,7 +456,7 @@ impl Db {
                 .await?
             }
             _ => on_pool!(self, p => {
-                let mut q = QueryBuilder::new(concat!(loan_history_select!(), "where o.loan_id in ("));
+                let mut q = QueryBuilder::new(concat!(loan_history_select!(), "o.loan_id in ("));
                 super::write::push_list(&mut q, loan_ids);
                 q.push(ORDER);
                 let rows = q.build().fetch_all(p).await?;
