@@ -789,7 +789,7 @@ impl LoanService for Api {
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        let bank_id = if bank_id.is_empty() { None } else { Some(parse::id("bank_id", &bank_id)?) };
+        let bank_id = parse::optional_id("bank_id", &bank_id)?;
         let date = parse::value_date("settlement_date", &settlement_date, self.today())?;
         self.check_bank_scope(
             &actor,

@@ -33,6 +33,11 @@ pub fn id(field: &str, value: &str) -> Result<String, Status> {
     Ok(value.to_string())
 }
 
+/// An id that may be left empty (`None`), as a filter that is not set.
+pub fn optional_id(field: &str, value: &str) -> Result<Option<String>, Status> {
+    if value.is_empty() { Ok(None) } else { id(field, value).map(Some) }
+}
+
 /// The id of an existing loan: longer than an identifier for loans made before new loan ids were
 /// held to one ([`check_loan_ref`]).
 pub fn loan_id(field: &str, value: &str) -> Result<String, Status> {

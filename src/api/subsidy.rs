@@ -41,7 +41,7 @@ impl SubsidyService for Api {
         let pb::ListSubsidyRegisterRequest { ledger_id, bank_id, due_from, due_to, as_of } =
             request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        let bank_id = if bank_id.is_empty() { None } else { Some(parse::id("bank_id", &bank_id)?) };
+        let bank_id = parse::optional_id("bank_id", &bank_id)?;
         let due_from = parse::date("due_from", &due_from)?;
         let due_to = parse::date("due_to", &due_to)?;
         if due_to < due_from {

@@ -99,7 +99,7 @@ impl LedgerRegisters {
             let Some(history) = histories.remove(loan_id) else {
                 return Err(AppError::Internal(format!("loan {loan_id} has no journal entries")));
             };
-            let mut register = compute(loan_id, history, &self.versions, self.as_of)?;
+            let mut register = compute(loan_id, history, Some(loan), &self.versions, self.as_of)?;
             register.lines.retain(|l| self.due.contains(&l.due_date));
             if !register.lines.is_empty() {
                 // (A household may have several loans on the page: each takes a copy.)
@@ -124,7 +124,7 @@ pub async fn loan_subsidy(
     as_of: BusinessDate,
 ) -> Result<LoanSubsidy, AppError> {
     let versions = db.list_policies(&history.ledger_id).await?;
-    let mut register = compute(loan_id, history, &versions, as_of)?;
+    let mut register = compute(loan_id, history, None, &versions, as_of)?;
     let household = register.terms.household_id.as_str();
     let place = db.household_places(&[household]).await?.remove(household);
     (register.township, register.village) = place.unwrap_or_default();
@@ -132,10 +132,13 @@ pub async fn loan_subsidy(
 }
 
 /// The register of a loan, its ledger's policy versions read (its household's place left
-/// empty).
+/// empty). `stored` is the loan's state as its read model holds it, if read: when it is the
+/// state after the history's last event (read apart, a write may come between them) and no
+/// event is after `as_of`, it is the state a replay of the history would give, and spares it.
 fn compute(
     loan_id: &str,
     history: LoanHistory,
+    stored: Option<&LoanState>,
     versions: &[PolicyVersion],
     as_of: BusinessDate,
 ) -> Result<LoanSubsidy, AppError> {
@@ -150,11 +153,10 @@ fn compute(
     let policy = subsidy_policy(versions, terms.contract_date, terms.annual_rate).map_err(|e| {
         AppError::Internal(format!("policy of ledger {ledger_id} for loan {loan_id}: {e}"))
     })?;
-    let by_then: Vec<(&LoanEvent, u64)> =
-        events.iter().map(|(e, seq)| (e, *seq)).filter(|(e, _)| e.value_date() <= as_of).collect();
-    let misused = by_then.iter().any(|(e, _)| matches!(e, LoanEvent::MisuseMarked { .. }));
+    let by_then = || events.iter().filter(|(e, _)| e.value_date() <= as_of);
+    let misused = by_then().any(|(e, _)| matches!(e, LoanEvent::MisuseMarked { .. }));
     // Asked as of a date before its contract, the loan has no line yet.
-    if by_then.is_empty() {
+    if by_then().next().is_none() {
         return Ok(LoanSubsidy {
             terms,
             township: String::new(),
@@ -166,11 +168,20 @@ fn compute(
     }
     // The points the date has passed that no event by then settled, settled on a copy as
     // servicing would settle them on the date (as a payoff quote does).
-    let mut state = replay(loan_id, by_then.iter().copied())?
-        .ok_or_else(|| AppError::Internal(format!("loan {loan_id} has no contract")))?;
+    let last_seq = events.last().map(|&(_, seq)| seq);
+    let mut servicing = match stored {
+        Some(state) if Some(state.last_seq) == last_seq && state.last_value_date <= as_of => {
+            state.servicing.clone()
+        }
+        _ => {
+            replay(loan_id, by_then().map(|(e, seq)| (e, *seq)))?
+                .ok_or_else(|| AppError::Internal(format!("loan {loan_id} has no contract")))?
+                .servicing
+        }
+    };
     let servicing_terms = terms.servicing_terms();
     let pending = unpanicked("a loan's pending settlement", || {
-        state.servicing.settle_through(&servicing_terms, as_of)
+        servicing.settle_through(&servicing_terms, as_of)
     })?
     .map_err(|e| match e {
         // A date further ahead than a loan's figures can be worked out to, as `GetLoan` has it.
@@ -180,8 +191,8 @@ fn compute(
         }
         _ => AppError::Internal(format!("loan {loan_id} as of {as_of}: {e}")),
     })?;
-    let recorded: Vec<LoanEvent> = by_then.into_iter().map(|(e, _)| e.clone()).collect();
-    let lines = register(&recorded, &pending, terms.annual_rate, terms.grace_days, &policy, as_of)
+    let recorded = by_then().map(|(e, _)| e);
+    let lines = register(recorded, &pending, terms.annual_rate, terms.grace_days, &policy, as_of)
         .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
     Ok(LoanSubsidy {
         terms,

@@ -119,8 +119,8 @@ struct Open {
 /// of `as_of`: events value-dated after it are left out; `pending` are the points up to
 /// `as_of` that no event by then settled (see the module doc). `rate` and `grace_days` are the
 /// contract's.
-pub fn register(
-    events: &[LoanEvent],
+pub fn register<'e>(
+    events: impl IntoIterator<Item = &'e LoanEvent>,
     pending: &[SettlementPoint],
     rate: AnnualRate,
     grace_days: u32,
@@ -129,7 +129,7 @@ pub fn register(
 ) -> Result<Vec<RegisterLine>, RegisterError> {
     let mut lines: Vec<Open> = Vec::new();
     let mut misused = false;
-    for event in events.iter().filter(|e| e.value_date() <= as_of) {
+    for event in events.into_iter().filter(|e| e.value_date() <= as_of) {
         for point in event.settlements() {
             if let Some(accrual) = &point.interest {
                 open(&mut lines, accrual, point.date, grace_days)?;
