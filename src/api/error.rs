@@ -73,3 +73,10 @@ fn refused(r: Refusal) -> Status {
         (None, None) => Status::new(code, r.message),
     }
 }
+
+/// The writer answered a command with an outcome of another command: a bug, answered INTERNAL.
+pub fn unexpected(what: &str) -> Status {
+    status(crate::app::error::AppError::Internal(format!(
+        "writer answered {what} with another outcome"
+    )))
+}

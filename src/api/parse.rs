@@ -59,6 +59,14 @@ pub fn new_loan_id(bank_id: &str, contract_number: &str) -> Result<String, Statu
     Ok(crate::domain::ids::loan_id(bank_id, contract_number))
 }
 
+/// A new subsidy claim's id: `<bank_id>-<claim_number>` ([`crate::domain::ids::check_claim_id`]).
+pub fn new_claim_id(bank_id: &str, claim_number: &str) -> Result<String, Status> {
+    let claim_number = id("claim_number", claim_number)?;
+    crate::domain::ids::check_claim_id(bank_id, &claim_number)
+        .map_err(|m| invalid("claim_number", m))?;
+    Ok(format!("{bank_id}-{claim_number}"))
+}
+
 /// Free text, trimmed, and checked as it is kept: a name padded past 200 characters in a
 /// fixed-width file, 200 or fewer once trimmed, is taken.
 pub fn text(field: &str, value: &str, required: bool) -> Result<String, Status> {

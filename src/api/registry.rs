@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::*;
+use super::error::unexpected;
 use super::error::{invalid, status};
 use super::pb::registry_service_server::RegistryService;
 use super::{Api, parse, pb};
@@ -12,12 +13,6 @@ use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
 use crate::domain::lpr::{LPR_LEDGER, LprEntry};
 use crate::domain::policy::{PolicyVersion, in_force};
-
-fn unexpected(what: &str) -> Status {
-    status(crate::app::error::AppError::Internal(format!(
-        "writer answered {what} with another outcome"
-    )))
-}
 
 fn deny(message: &str) -> Status {
     Status::permission_denied(message.to_string())

@@ -5,15 +5,22 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::audit::spawned_stream;
-use super::error::{invalid, status};
+use super::convert::journal_ref;
+use super::error::{invalid, status, unexpected};
 use super::pb::subsidy_service_server::SubsidyService;
 use super::{Api, parse, pb};
 use crate::app::auth::Principal;
+use crate::app::auth::Role;
+use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
-use crate::app::subsidy::{LedgerRegisters, LoanSubsidy, loan_subsidy};
+use crate::app::subsidy::{LedgerRegisters, LoanSubsidy, check_claim, loan_subsidy};
+use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::money::Fen;
 use crate::domain::subsidy::PeriodSubsidy;
+use crate::domain::subsidy_claim::{
+    Claim, ClaimLine, ClaimStatus, ClaimedLine, Difference, MAX_CLAIM_LINES,
+};
 use crate::domain::subsidy_register::{LineStanding, RegisterLine};
 
 #[tonic::async_trait]
@@ -78,6 +85,189 @@ impl SubsidyService for Api {
         });
         Ok(Response::new(stream))
     }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn submit_subsidy_claim(
+        &self,
+        request: Request<pb::SubmitSubsidyClaimRequest>,
+    ) -> Result<Response<pb::SubmitSubsidyClaimResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "SubmitSubsidyClaim")?;
+        let pb::SubmitSubsidyClaimRequest {
+            request_id,
+            bank_id,
+            claim_number,
+            due_from,
+            due_to,
+            lines,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let bank_id = parse::id("bank_id", &bank_id)?;
+        let claim_id = parse::new_claim_id(&bank_id, &claim_number)?;
+        let due_from = parse::date("due_from", &due_from)?;
+        let due_to = parse::date("due_to", &due_to)?;
+        if due_to < due_from {
+            return Err(invalid("due_to", "must not be before due_from"));
+        }
+        let lines = claimed_lines(lines, &(due_from..=due_to))?;
+        if actor.org != bank_id {
+            return Err(Status::permission_denied(format!(
+                "{} may not claim subsidies for bank {bank_id}",
+                actor.actor()
+            )));
+        }
+        let bank = self.db.get_bank(&bank_id).await.map_err(|e| status(e.into()))?;
+        let bank = bank.ok_or_else(|| Status::not_found(format!("bank {bank_id} not found")))?;
+        // The registers as of the service's day: the writer records the claim that day.
+        let submitted_on = self.today();
+        let checked = check_claim(&self.db, &bank, &lines, submitted_on).await.map_err(status)?;
+        let command = Command::SubmitSubsidyClaim {
+            claim_id,
+            bank_id,
+            due_from,
+            due_to,
+            lines,
+            checked,
+            submitted_on,
+        };
+        let (claim, entry) =
+            match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+                Outcome::SubsidyClaim { claim, entry } => (*claim, entry),
+                // A retry: the claim as it stands.
+                Outcome::SubsidyClaimRef { claim_id, entry } => {
+                    let claim = self.db.subsidy_claim(&claim_id).await;
+                    let claim = claim.map_err(|e| status(e.into()))?.ok_or_else(|| {
+                        status(AppError::Internal(format!("claim {claim_id} answered, not found")))
+                    })?;
+                    (claim, entry)
+                }
+                _ => return Err(unexpected("submit_subsidy_claim")),
+            };
+        Ok(Response::new(pb::SubmitSubsidyClaimResponse {
+            claim: Some(claim_to_pb(&claim)),
+            entry: Some(journal_ref(&entry)),
+        }))
+    }
+
+    async fn get_subsidy_claim(
+        &self,
+        request: Request<pb::GetSubsidyClaimRequest>,
+    ) -> Result<Response<pb::SubsidyClaim>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetSubsidyClaimRequest { claim_id } = request.into_inner();
+        let claim_id = parse::id("claim_id", &claim_id)?;
+        let claim = self.db.subsidy_claim(&claim_id).await.map_err(|e| status(e.into()))?;
+        // A claim outside the caller's books is answered as a missing one.
+        match claim {
+            Some(claim) if actor.reads_loan(&claim.bank_id, &claim.ledger_id) => {
+                Ok(Response::new(claim_to_pb(&claim)))
+            }
+            _ => Err(Status::not_found(format!("subsidy claim {claim_id} not found"))),
+        }
+    }
+}
+
+/// A bank's claim as submitted, its lines parsed (each field named `lines[i].<field>`).
+fn claimed_lines(
+    lines: Vec<pb::ClaimedSubsidyLine>,
+    due: &std::ops::RangeInclusive<BusinessDate>,
+) -> Result<Vec<ClaimedLine>, Status> {
+    if lines.is_empty() {
+        return Err(invalid("lines", "at least one line is required"));
+    }
+    if lines.len() > MAX_CLAIM_LINES {
+        return Err(invalid("lines", format!("at most {MAX_CLAIM_LINES} lines a claim")));
+    }
+    let mut seen: HashMap<(String, BusinessDate), usize> = HashMap::default();
+    let mut parsed = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
+        let field = |name: &str| format!("lines[{i}].{name}");
+        let due_date = parse::date(&field("due_date"), &line.due_date)?;
+        if !due.contains(&due_date) {
+            let message = format!(
+                "must be within the claim's period, {} to {}",
+                format_date(*due.start()),
+                format_date(*due.end())
+            );
+            return Err(invalid(&field("due_date"), &message));
+        }
+        let claimed = ClaimedLine {
+            loan_id: parse::loan_id(&field("loan_id"), &line.loan_id)?,
+            due_date,
+            interest_paid_fen: parse::non_negative_fen(
+                &field("interest_paid_fen"),
+                line.interest_paid_fen,
+            )?,
+            subsidy_fen: parse::non_negative_fen(&field("subsidy_fen"), line.subsidy_fen)?,
+        };
+        if let Some(first) = seen.insert((claimed.loan_id.clone(), due_date), i) {
+            let message = format!("claims the loan-period of lines[{first}] again");
+            return Err(invalid(&format!("lines[{i}]"), &message));
+        }
+        parsed.push(claimed);
+    }
+    Ok(parsed)
+}
+
+/// A claim as answered, with its sums.
+fn claim_to_pb(claim: &Claim) -> pb::SubsidyClaim {
+    let totals = claim.totals();
+    let status = match claim.status {
+        ClaimStatus::Submitted => pb::SubsidyClaimStatus::Submitted,
+    };
+    pb::SubsidyClaim {
+        claim_id: claim.claim_id.clone(),
+        ledger_id: claim.ledger_id.clone(),
+        bank_id: claim.bank_id.clone(),
+        due_from: format_date(claim.due_from),
+        due_to: format_date(claim.due_to),
+        submitted_on: format_date(claim.submitted_on),
+        status: status.into(),
+        lines: claim.lines.iter().map(claim_line_to_pb).collect(),
+        claimed_fen: totals.claimed_fen,
+        recomputed_fen: totals.recomputed_fen,
+        payable_fen: totals.payable_fen,
+        differing_lines: totals.differing_lines,
+    }
+}
+
+fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
+    let difference = |d: &Difference| {
+        let d = match d {
+            Difference::NotInRegister => pb::ClaimDifference::NotInRegister,
+            Difference::NotOnTime => pb::ClaimDifference::NotOnTime,
+            Difference::InterestDiffers => pb::ClaimDifference::InterestDiffers,
+            Difference::SubsidyDiffers => pb::ClaimDifference::SubsidyDiffers,
+            Difference::AlreadyClaimed => pb::ClaimDifference::AlreadyClaimed,
+        };
+        i32::from(d)
+    };
+    pb::SubsidyClaimLine {
+        claimed: Some(pb::ClaimedSubsidyLine {
+            loan_id: l.claimed.loan_id.clone(),
+            due_date: format_date(l.claimed.due_date),
+            interest_paid_fen: l.claimed.interest_paid_fen.0,
+            subsidy_fen: l.claimed.subsidy_fen.0,
+        }),
+        household_id: l.household_id.clone(),
+        township: l.township.clone(),
+        village: l.village.clone(),
+        principal_fen: l.principal_fen.0,
+        recomputed: l.recomputed.as_ref().map(|r| pb::SubsidyClaimRecomputed {
+            period_start: format_date(r.start),
+            period_end: format_date(r.end_inclusive),
+            interest_settled_fen: r.settled_fen.0,
+            interest_paid_on_time_fen: r.paid_on_time_fen.0,
+            subsidy_fen: r.subsidy_fen.0,
+            standing: standing_to_pb(r.standing).into(),
+            days: r.days,
+            jishu: r.jishu,
+        }),
+        differences: l.differences.iter().map(difference).collect(),
+        claimed_by: l.claimed_by.clone().unwrap_or_default(),
+        payable_fen: l.payable_fen().0,
+    }
 }
 
 /// A register as answered: its lines, and their sums.
@@ -104,15 +294,19 @@ fn subsidy_to_pb(s: &LoanSubsidy, as_of: BusinessDate) -> pb::LoanSubsidy {
     }
 }
 
-fn line_to_pb(l: &RegisterLine) -> pb::SubsidyLine {
-    let standing = match l.standing {
+fn standing_to_pb(standing: LineStanding) -> pb::SubsidyStanding {
+    match standing {
         LineStanding::OnTime => pb::SubsidyStanding::OnTime,
         LineStanding::PaidLate => pb::SubsidyStanding::PaidLate,
         LineStanding::Overdue => pb::SubsidyStanding::Overdue,
         LineStanding::WrittenOff => pb::SubsidyStanding::WrittenOff,
         LineStanding::NotYetDue => pb::SubsidyStanding::NotYetDue,
         LineStanding::Misuse => pb::SubsidyStanding::Misuse,
-    };
+    }
+}
+
+fn line_to_pb(l: &RegisterLine) -> pb::SubsidyLine {
+    let standing = standing_to_pb(l.standing);
     pb::SubsidyLine {
         period_start: format_date(l.start),
         period_end: format_date(l.end_inclusive),

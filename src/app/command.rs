@@ -17,6 +17,7 @@ use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
 use crate::domain::rate::AnnualRate;
+use crate::domain::subsidy_claim::{Claim, ClaimLine, ClaimedLine};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -101,6 +102,23 @@ pub enum Command {
         #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
     },
+    /// A bank's subsidy claim as it submits it; `checked` holds its lines checked against the
+    /// registers as of `submitted_on` by the caller (`app::subsidy::check_claim`), and the writer
+    /// adds the claimed-once check. Neither is part of the fingerprint: a retry checks again,
+    /// and is the same request whatever the registers say by then.
+    SubmitSubsidyClaim {
+        claim_id: String,
+        bank_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        due_from: BusinessDate,
+        #[serde(serialize_with = "iso::serialize")]
+        due_to: BusinessDate,
+        lines: Vec<ClaimedLine>,
+        #[serde(skip_serializing)]
+        checked: Vec<ClaimLine>,
+        #[serde(skip_serializing)]
+        submitted_on: BusinessDate,
+    },
 }
 
 mod lpr_entry {
@@ -133,6 +151,7 @@ impl Command {
             Command::MarkMisuse { .. } => "mark_misuse",
             Command::ExtendLoan { .. } => "extend_loan",
             Command::WriteOffLoan { .. } => "write_off_loan",
+            Command::SubmitSubsidyClaim { .. } => "submit_subsidy_claim",
         }
     }
 
@@ -169,6 +188,10 @@ impl Outcome {
             Outcome::Loan { loan, entry, settled } => {
                 Cow::Owned(Outcome::loan_ref(loan, entry.clone(), settled.clone()))
             }
+            Outcome::SubsidyClaim { claim, entry } => Cow::Owned(Outcome::SubsidyClaimRef {
+                claim_id: claim.claim_id.clone(),
+                entry: entry.clone(),
+            }),
             other => Cow::Borrowed(other),
         }
     }
@@ -226,6 +249,18 @@ pub enum Outcome {
     Policy {
         ledger_id: String,
         version: PolicyVersion,
+        entry: JournalRef,
+    },
+    /// A subsidy claim just submitted, whole.
+    SubsidyClaim {
+        claim: Box<Claim>,
+        entry: JournalRef,
+    },
+    /// A subsidy claim submitted, as its idempotency record keeps it (a claim may have
+    /// thousands of lines, which its journal transaction and its row hold): a retry is answered
+    /// with the claim as it stands.
+    SubsidyClaimRef {
+        claim_id: String,
         entry: JournalRef,
     },
     Lpr {

@@ -27,9 +27,11 @@ use crate::domain::policy::{PolicyVersion, in_force};
 use crate::domain::rate::AnnualRate;
 use crate::domain::servicing::ServicingError;
 use crate::domain::subsidy::{RatioStep, RatioTable, SubsidyPolicy};
+use crate::domain::subsidy_claim::{ClaimLine, ClaimedLine, check_line};
 use crate::domain::subsidy_register::{RegisterLine, register};
 use crate::store::Db;
 use crate::store::read::{LoanFilter, LoanHistory};
+use crate::store::rows::BankRow;
 
 /// A loan's register and what it was computed under.
 #[derive(Debug)]
@@ -129,6 +131,51 @@ pub async fn loan_subsidy(
     let place = db.household_places(&[household]).await?.remove(household);
     (register.township, register.village) = place.unwrap_or_default();
     Ok(register)
+}
+
+/// The lines of a bank's subsidy claim checked against its loans' registers as of `as_of`
+/// ([`check_line`]), in the claim's order, with each loan's household, township, village and
+/// principal: the claimed-once check is the writer's. A loan the bank does not hold (another
+/// bank's, or none) has no register line: `NotInRegister`.
+pub async fn check_claim(
+    db: &Db,
+    bank: &BankRow,
+    lines: &[ClaimedLine],
+    as_of: BusinessDate,
+) -> Result<Vec<ClaimLine>, AppError> {
+    let versions = db.list_policies(&bank.ledger_id).await?;
+    let mut loan_ids: Vec<&str> = lines.iter().map(|l| l.loan_id.as_str()).collect();
+    loan_ids.sort_unstable();
+    loan_ids.dedup();
+    let mut registers: HashMap<String, LoanSubsidy> = HashMap::default();
+    for ids in loan_ids.chunks(REGISTER_PAGE_LOANS as usize) {
+        for (loan_id, history) in db.loan_histories(ids).await? {
+            let register = compute(&loan_id, history, None, &versions, as_of)?;
+            if register.terms.bank_id == bank.bank_id && register.terms.ledger_id == bank.ledger_id
+            {
+                registers.insert(loan_id, register);
+            }
+        }
+    }
+    let households: Vec<&str> = registers.values().map(|r| r.terms.household_id.as_str()).collect();
+    let places = db.household_places(&households).await?;
+    Ok(lines
+        .iter()
+        .map(|claimed| {
+            let register = registers.get(&claimed.loan_id);
+            let line =
+                register.and_then(|r| r.lines.iter().find(|l| l.due_date == claimed.due_date));
+            let mut checked = check_line(claimed, line);
+            if let (Some(register), Some(_)) = (register, line) {
+                let terms = &register.terms;
+                checked.household_id = terms.household_id.clone();
+                (checked.township, checked.village) =
+                    places.get(&terms.household_id).cloned().unwrap_or_default();
+                checked.principal_fen = terms.principal_fen;
+            }
+            checked
+        })
+        .collect())
 }
 
 /// The register of a loan, its ledger's policy versions read (its household's place left

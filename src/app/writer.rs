@@ -454,6 +454,8 @@ enum Effect {
     Loan(Box<LoanState>, SettledTotals),
     /// Nothing to record (a settlement with no point due).
     Unchanged(Box<LoanState>),
+    /// A subsidy claim submitted.
+    Claim(Box<crate::domain::subsidy_claim::Claim>),
 }
 
 /// A group planned in its transaction, its rows staged, not yet committed.

@@ -11,6 +11,7 @@ use super::household::StatusEntry;
 use super::loan::LoanEvent;
 use super::lpr::{LprEntry, tenor_text};
 use super::policy::PolicyVersion;
+use super::subsidy_claim::Claim;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HouseholdRecord {
@@ -56,6 +57,11 @@ pub enum JournalEvent {
         entries: Vec<LprEntry>,
     },
     Loan(LoanEvent),
+    /// A bank's subsidy claim, checked against the registers when submitted (its command is
+    /// the whole claim: [`super::subsidy_claim`]).
+    SubsidyClaimSubmitted {
+        claim: Box<Claim>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -136,6 +142,7 @@ impl JournalEvent {
             JournalEvent::Loan(LoanEvent::MisuseMarked { .. }) => "loan.misuse_marked",
             JournalEvent::Loan(LoanEvent::Extended { .. }) => "loan.extended",
             JournalEvent::Loan(LoanEvent::WrittenOff { .. }) => "loan.written_off",
+            JournalEvent::SubsidyClaimSubmitted { .. } => "subsidy_claim.submitted",
         }
     }
 
@@ -184,6 +191,7 @@ impl JournalEvent {
             }),
             // The loan events (nearly every entry) are serialised in place, not cloned first.
             JournalEvent::Loan(e) => serde_json::to_string(e),
+            JournalEvent::SubsidyClaimSubmitted { claim } => serde_json::to_string(claim),
         };
         // Serialising these plain structs to a string cannot fail: no maps with non-string keys,
         // no custom serialisers that error.
@@ -239,6 +247,10 @@ impl JournalEvent {
                 }
                 event
             }
+            "subsidy_claim.submitted" => {
+                let claim: Claim = serde_json::from_str(json).map_err(payload)?;
+                JournalEvent::SubsidyClaimSubmitted { claim: Box::new(claim) }
+            }
             other => return Err(EventDecodeError::UnknownKind(other.to_string())),
         })
     }
@@ -258,6 +270,7 @@ impl JournalEvent {
             JournalEvent::PolicySet { version, .. } => Some(version.effective_date),
             JournalEvent::LprSet { entry } => Some(entry.effective_from),
             JournalEvent::Loan(e) => Some(e.value_date()),
+            JournalEvent::SubsidyClaimSubmitted { claim } => Some(claim.submitted_on),
             JournalEvent::LedgerCreated { .. }
             | JournalEvent::BankRegistered { .. }
             | JournalEvent::LprChainStarted { .. } => None,

@@ -49,10 +49,24 @@ pub fn check_bank_id(text: &str) -> Result<(), &'static str> {
 /// Checks the loan id a contract would get ([`loan_id`]): every call that names a loan takes an
 /// identifier of at most [`ID_LEN_MAX`] characters, so a longer one is refused at its creation.
 pub fn check_loan_id(bank_id: &str, contract_number: &str) -> Result<(), String> {
-    let len = bank_id.len() + 1 + contract_number.len();
+    check_bank_prefixed(("loan", "contract"), bank_id, contract_number)
+}
+
+/// Checks that a new subsidy claim's id, `<bank_id>-<claim_number>`, is within the length.
+pub fn check_claim_id(bank_id: &str, claim_number: &str) -> Result<(), String> {
+    check_bank_prefixed(("claim", "claim"), bank_id, claim_number)
+}
+
+/// An id made of a bank's id and the bank's own number for the thing: `(thing, number's name)`.
+fn check_bank_prefixed(
+    (thing, number): (&str, &str),
+    bank_id: &str,
+    own: &str,
+) -> Result<(), String> {
+    let len = bank_id.len() + 1 + own.len();
     if len > ID_LEN_MAX {
         return Err(format!(
-            "makes the loan id {bank_id}-{contract_number} {len} characters long; a loan id has at most {ID_LEN_MAX}, so a contract number of bank {bank_id} at most {}",
+            "makes the {thing} id {bank_id}-{own} {len} characters long; a {thing} id has at most {ID_LEN_MAX}, so a {number} number of bank {bank_id} at most {}",
             ID_LEN_MAX.saturating_sub(bank_id.len() + 1)
         ));
     }

@@ -22,4 +22,5 @@ pub mod rate;
 pub mod schedule;
 pub mod servicing;
 pub mod subsidy;
+pub mod subsidy_claim;
 pub mod subsidy_register;

@@ -51,7 +51,8 @@ use super::subsidy::{
 };
 
 /// Where a line stands as of the register's date (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LineStanding {
     OnTime,
     PaidLate,

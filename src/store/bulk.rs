@@ -13,7 +13,9 @@
 use sqlx::PgPool;
 
 use super::pgcopy::{CopyReader, LEDGER_SETTING, READ_ONLY, binary_copy, copy_out, scan_settings};
-use super::rows::{BalanceRow, LoanRow, POLICIES_SQL, PolicyRow, loan_columns};
+use super::rows::{
+    BalanceRow, CLAIM_PERIODS_SQL, CLAIMS_SQL, LoanRow, POLICIES_SQL, PolicyRow, loan_columns,
+};
 use super::scan::{open_sqlite_reader, panicked, row_text, sqlite_file};
 use super::schema;
 use super::{Db, StoreError};
@@ -57,7 +59,14 @@ pub struct RegistrySnapshot {
     /// The LPR table's rows (effective_date, tenor, rate), by date then tenor: those of the
     /// LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]), none for a region's ledger.
     pub lpr: Vec<(String, String, String)>,
+    /// Subsidy claims (claim_id, bank_id, status, claim_json, last_seq), by claim id.
+    pub claims: Vec<ClaimRow>,
+    /// The loan-periods claimed (loan_id, due_date, claim_id), by loan id then due date.
+    pub claim_periods: Vec<(String, String, String)>,
 }
+
+/// A subsidy claim's row: (claim_id, bank_id, status, claim_json, last_seq).
+pub type ClaimRow = (String, String, String, String, i64);
 
 impl RegistrySnapshot {
     /// Puts every list in the order the stored registry is read in: identifiers as bytes (both
@@ -69,6 +78,8 @@ impl RegistrySnapshot {
         self.statuses.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         self.policies.sort_by_key(|v| v.effective_date);
         self.lpr.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.claims.sort_by(|a, b| a.0.cmp(&b.0));
+        self.claim_periods.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     }
 }
 
@@ -172,7 +183,8 @@ const ODD_SEQS_SQL: &str = "select seq from (\
 const STRAYS_SQL: &str = "select t, cast(l as text) from (\
      select 'loan' as t, ledger_id as l from loan group by ledger_id \
      union all select 'bank', ledger_id from bank group by ledger_id \
-     union all select 'household', ledger_id from household group by ledger_id) x \
+     union all select 'household', ledger_id from household group by ledger_id \
+     union all select 'subsidy_claim', ledger_id from subsidy_claim group by ledger_id) x \
      where l <> $1 and not exists (select 1 from journal_txn j where j.ledger_id = x.l)";
 
 /// The rows of [`STRAYS_SQL`], described, by table and ledger id.
@@ -300,6 +312,13 @@ fn sqlite_models(
         lenient.rows(&conn, LEDGER_NAME_SQL, ledger_id, "ledger", |r| Ok(r.get(0)?))?.pop();
     let lpr = lenient
         .rows(&conn, LPR_SQL, ledger_id, "lpr", |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let claims = lenient.rows(&conn, CLAIMS_SQL, ledger_id, "subsidy_claim", |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    let claim_periods =
+        lenient.rows(&conn, CLAIM_PERIODS_SQL, ledger_id, "subsidy_claim_period", |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     let balances = lenient.rows(&conn, BALANCES_SQL, ledger_id, "account_balance", |r| {
         Ok((r.get(0)?, Fen(r.get(1)?)))
     })?;
@@ -331,7 +350,16 @@ fn sqlite_models(
     })?;
     conn.execute_batch("commit")?;
     Ok(StoredModels {
-        registry: RegistrySnapshot { banks, households, statuses, policies, ledger_name, lpr },
+        registry: RegistrySnapshot {
+            banks,
+            households,
+            statuses,
+            policies,
+            ledger_name,
+            lpr,
+            claims,
+            claim_periods,
+        },
         balances,
         loans,
         links,
@@ -426,7 +454,20 @@ async fn postgres_models(
         let strays: Vec<(String, Option<String>)> =
             sqlx::query_as(STRAYS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let strays = strays_described(strays);
-        let registry = RegistrySnapshot { banks, households, statuses, policies, ledger_name, lpr };
+        let claims: Vec<ClaimRow> =
+            sqlx::query_as(CLAIMS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+        let claim_periods: Vec<(String, String, String)> =
+            sqlx::query_as(CLAIM_PERIODS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+        let registry = RegistrySnapshot {
+            banks,
+            households,
+            statuses,
+            policies,
+            ledger_name,
+            lpr,
+            claims,
+            claim_periods,
+        };
         Ok::<_, StoreError>((registry, requests, odd_seqs, strays, unreadable_rows))
     };
     // The exporting transaction stays open until the importing ones have read.
@@ -731,6 +772,8 @@ mod tests {
                 (text("2015-10-24"), text("5y"), text("0.0475")),
                 (text("2025-05-20"), text("1y"), text("0.03")),
             ],
+            claims: Vec::new(),
+            claim_periods: Vec::new(),
         };
         snapshot.sort();
         assert_eq!(snapshot.banks[0].0, "ABD");

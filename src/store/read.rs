@@ -5,6 +5,7 @@ use super::{Db, StoreError};
 use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::policy::PolicyVersion;
+use crate::domain::subsidy_claim::Claim;
 use crate::on_pool;
 use sqlx::QueryBuilder;
 
@@ -284,6 +285,18 @@ impl Db {
         let rows: Vec<PolicyRow> =
             on_pool!(self, p => sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(p).await?);
         rows.into_iter().map(PolicyRow::into_version).collect()
+    }
+
+    /// A subsidy claim as it stands, with its ledger (`None`: no such claim).
+    pub async fn subsidy_claim(&self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
+        let sql = "select claim_json from subsidy_claim where claim_id = $1";
+        let json: Option<String> =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(claim_id).fetch_optional(p).await?);
+        json.map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("subsidy claim {claim_id}: {e}")))
+        })
+        .transpose()
     }
 
     pub async fn list_lpr(&self) -> Result<Vec<LprEntry>, StoreError> {

@@ -84,6 +84,15 @@ pub struct HouseholdView {
     pub statuses: Vec<StatusEntry>,
 }
 
+/// A ledger's subsidy claims by claim id (one parameter: the ledger id), as
+/// [`super::bulk::ClaimRow`]s.
+pub const CLAIMS_SQL: &str = "select claim_id, bank_id, status, claim_json, last_seq \
+     from subsidy_claim where ledger_id = $1 order by claim_id";
+
+/// The loan-periods claimed in a ledger by loan then due date (one parameter: the ledger id).
+pub const CLAIM_PERIODS_SQL: &str = "select loan_id, due_date, claim_id \
+     from subsidy_claim_period where ledger_id = $1 order by loan_id, due_date";
+
 /// A ledger's policy versions by date (one parameter: the ledger id), as [`PolicyRow`]s.
 pub const POLICIES_SQL: &str = "select effective_date, params_json from policy_version where ledger_id = $1 \
      order by effective_date";

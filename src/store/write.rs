@@ -24,6 +24,7 @@ use crate::domain::loan::LoanState;
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
+use crate::domain::subsidy_claim::Claim;
 use crate::ledger::posting::Posting;
 
 pub enum WriteTx {
@@ -742,6 +743,43 @@ impl WriteTx {
         on_tx!(self, c => sqlx::query(sql)
             .bind(ledger_id).bind(format_date(version.effective_date)).bind(params)
             .execute(c).await.map(|_| ())?);
+        Ok(())
+    }
+
+    pub async fn claim_exists(&mut self, claim_id: &str) -> Result<bool, StoreError> {
+        let sql = "select 1 from subsidy_claim where claim_id = $1";
+        let found: Option<i32> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(claim_id).fetch_optional(c).await?);
+        Ok(found.is_some())
+    }
+
+    /// The claims holding a loan's claimed periods, by due date (`YYYY-MM-DD`).
+    pub async fn claimed_periods(
+        &mut self,
+        loan_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = "select due_date, claim_id from subsidy_claim_period where loan_id = $1";
+        Ok(on_tx!(self, c => sqlx::query_as(sql).bind(loan_id).fetch_all(c).await?))
+    }
+
+    /// A new subsidy claim's row, and a row for each loan-period it holds.
+    pub async fn insert_claim(&mut self, claim: &Claim, seq: i64) -> Result<(), StoreError> {
+        let json = serde_json::to_string(claim)
+            .map_err(|e| StoreError::Corrupt(format!("subsidy claim: {e}")))?;
+        let sql = "insert into subsidy_claim (claim_id, ledger_id, bank_id, status, claim_json, last_seq) \
+                   values ($1, $2, $3, $4, $5, $6)";
+        on_tx!(self, c => sqlx::query(sql)
+            .bind(&claim.claim_id).bind(&claim.ledger_id).bind(&claim.bank_id)
+            .bind(claim.status.as_str()).bind(json).bind(seq)
+            .execute(c).await.map(|_| ())?);
+        let sql = "insert into subsidy_claim_period (loan_id, due_date, claim_id, ledger_id) \
+                   values ($1, $2, $3, $4)";
+        for line in claim.lines.iter().filter(|l| l.holds_period()) {
+            let due_date = format_date(line.claimed.due_date);
+            on_tx!(self, c => sqlx::query(sql)
+                .bind(&line.claimed.loan_id).bind(due_date).bind(&claim.claim_id).bind(&claim.ledger_id)
+                .execute(c).await.map(|_| ())?);
+        }
         Ok(())
     }
 

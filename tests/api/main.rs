@@ -39,6 +39,7 @@ macro_rules! on_both_backends {
 mod audit;
 mod auth;
 mod checkpoints;
+mod claims;
 mod lifecycle;
 mod schedule;
 mod servicing;

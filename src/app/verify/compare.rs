@@ -110,6 +110,8 @@ fn compare_registry(
         ("households", stored.households == registry.households),
         ("household statuses", stored.statuses == registry.statuses),
         ("policy versions", stored.policies == registry.policies),
+        ("subsidy claims", stored.claims == registry.claims),
+        ("claimed loan-periods", stored.claim_periods == registry.claim_periods),
     ] {
         if !same {
             problem(format!("the {what} of ledger {ledger_id} differ from the journal"));

@@ -321,6 +321,20 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
             r.statuses.push(status_row(household_id, &entry));
         }
         JournalEvent::PolicySet { version, .. } => r.policies.push(version),
+        JournalEvent::SubsidyClaimSubmitted { claim } => {
+            for line in claim.lines.iter().filter(|l| l.holds_period()) {
+                let due_date = format_date(line.claimed.due_date);
+                r.claim_periods.push((
+                    line.claimed.loan_id.clone(),
+                    due_date,
+                    claim.claim_id.clone(),
+                ));
+            }
+            // Stored as the writer stores it: the claim's JSON, which is its event's.
+            let json = serde_json::to_string(&claim).unwrap_or_default();
+            let status = claim.status.as_str().to_string();
+            r.claims.push((claim.claim_id, claim.bank_id, status, json, seq));
+        }
         JournalEvent::LprSet { .. }
         | JournalEvent::LprChainStarted { .. }
         | JournalEvent::Loan(_) => {}

@@ -10,6 +10,7 @@ use super::{Effect, Envelope, Group, Planned, Writer};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, JournalRef, Outcome, SettledTotals};
 use crate::app::error::{AppError, unpanicked};
+use crate::collections::HashMap;
 use crate::domain::cap::CapLoan;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::{DomainError, Reason};
@@ -20,6 +21,7 @@ use crate::domain::loan::{
 };
 use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
 use crate::domain::policy::{default_versions, in_force};
+use crate::domain::subsidy_claim::{Claim, ClaimStatus, hold};
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
 use crate::store::rows::{BankRow, HouseholdRow, HouseholdView};
@@ -239,6 +241,72 @@ impl Writer {
                     event: JournalEvent::LprSet { entry: *entry },
                     postings: Postings::memo(),
                     effect: Effect::Lpr(*entry),
+                }
+            }
+            Command::SubmitSubsidyClaim {
+                claim_id,
+                bank_id,
+                due_from,
+                due_to,
+                checked,
+                submitted_on,
+                ..
+            } => {
+                if actor.role != Role::Bank || actor.org != *bank_id {
+                    return Err(AppError::denied(format!(
+                        "{} may not claim subsidies for bank {bank_id}",
+                        actor.actor()
+                    )));
+                }
+                let bank = g
+                    .registry
+                    .bank(tx, bank_id)
+                    .await?
+                    .ok_or_else(|| DomainError::NotFound { what: "bank", id: bank_id.clone() })?;
+                if tx.claim_exists(claim_id).await? {
+                    return Err(DomainError::Exists {
+                        what: "subsidy claim",
+                        id: claim_id.clone(),
+                    }
+                    .into());
+                }
+                // Claimed once: a loan-period held by a claim before this one (an earlier
+                // group's, or this group's, written in this transaction) is held by it.
+                let mut lines = checked.clone();
+                let mut held: HashMap<String, Vec<(String, String)>> = HashMap::default();
+                for line in lines.iter_mut().filter(|l| l.holds_period()) {
+                    let loan_id = &line.claimed.loan_id;
+                    if !held.contains_key(loan_id) {
+                        let periods = tx.claimed_periods(loan_id).await?;
+                        held.insert(loan_id.clone(), periods);
+                    }
+                    let due = format_date(line.claimed.due_date);
+                    let holder = held.get(loan_id).and_then(|periods| {
+                        periods.iter().find(|(d, _)| *d == due).map(|(_, c)| c.clone())
+                    });
+                    hold(line, holder.as_deref());
+                    // (A line repeated within the claim, which the API refuses, is held once.)
+                    if line.holds_period()
+                        && let Some(periods) = held.get_mut(&line.claimed.loan_id)
+                    {
+                        periods.push((due, claim_id.clone()));
+                    }
+                }
+                let claim = Claim {
+                    claim_id: claim_id.clone(),
+                    ledger_id: bank.ledger_id.clone(),
+                    bank_id: bank_id.clone(),
+                    due_from: *due_from,
+                    due_to: *due_to,
+                    submitted_on: *submitted_on,
+                    status: ClaimStatus::Submitted,
+                    lines,
+                };
+                Planned {
+                    ledger_id: bank.ledger_id,
+                    event: JournalEvent::SubsidyClaimSubmitted { claim: Box::new(claim.clone()) },
+                    postings: Postings::memo(),
+                    effect: Effect::Claim(Box::new(claim)),
                 }
             }
             Command::SettlementRun { .. } | Command::SettlementRunSummary { .. } => {
@@ -626,6 +694,10 @@ impl Writer {
                     rate: lpr.rate,
                     entry: Some(entry.clone()),
                 }
+            }
+            Effect::Claim(claim) => {
+                tx.insert_claim(&claim, seq_i64).await?;
+                Outcome::SubsidyClaim { claim, entry: entry.clone() }
             }
             Effect::Unchanged(_) => {
                 return Err(AppError::Internal("an unchanged loan reached apply".into()));

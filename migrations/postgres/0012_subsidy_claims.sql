@@ -1,0 +1,20 @@
+-- Subsidy claims (src/domain/subsidy_claim.rs): read models of the journal's
+-- subsidy_claim.* transactions, rebuilt from it by verify.
+-- A claim as it stands: claim_json is the whole claim (lines claimed and recomputed).
+create table subsidy_claim (
+    claim_id   text collate "C" primary key,
+    ledger_id  text collate "C" not null references ledger (ledger_id),
+    bank_id    text collate "C" not null,
+    status     text not null,
+    claim_json text not null,
+    last_seq   bigint not null
+);
+create index subsidy_claim_ledger on subsidy_claim (ledger_id, bank_id, claim_id);
+-- Each loan-period claimed, and the claim that holds it: a loan-period is claimed once.
+create table subsidy_claim_period (
+    loan_id   text collate "C" not null,
+    due_date  text collate "C" not null,
+    claim_id  text collate "C" not null references subsidy_claim (claim_id),
+    ledger_id text collate "C" not null,
+    primary key (loan_id, due_date)
+);

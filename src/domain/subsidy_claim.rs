@@ -1,0 +1,383 @@
+//! Subsidy claims (贴息申报): a bank's list of the loan-periods whose interest subsidy it asks
+//! the finance office for, each line checked against the service's own register
+//! ([`super::subsidy_register`]), recomputed when the claim is submitted.
+//!
+//! The model.
+//! - **A claim** is named `<bank_id>-<claim_number>` (the bank's own number, as a contract
+//!   names a loan), is of one bank and its ledger, and covers a period: every line's due date
+//!   is within `due_from..=due_to`.
+//! - **A claimed line** names a loan-period by the loan and the period's due date, with the
+//!   interest the bank says was paid for it and the subsidy it asks for.
+//! - **Checking a line** ([`check_line`]) against the register's line of that loan-period, as of
+//!   the submission date, gives the recomputed figures and the differences, each a stable code:
+//!   - `NotInRegister`: the bank has no such loan, or the loan no period due that day (another
+//!     bank's loan is answered so too: a bank never learns whether it exists);
+//!   - `NotOnTime`: the period is not paid in full on time (paid late, overdue, written off, not
+//!     yet due, or the loan misused): it earns nothing;
+//!   - `InterestDiffers`: the interest claimed as paid is not the interest paid on time;
+//!   - `SubsidyDiffers`: the subsidy claimed is not the one recomputed;
+//!   - `AlreadyClaimed`: the loan-period is held by another claim (named on the line), submitted
+//!     before. A loan-period is claimed once, whatever the retries: a line that checks out with
+//!     no other difference holds its loan-period for its claim ([`ClaimLine::holds_period`]),
+//!     and the writer, which takes claims one at a time, decides which claim is first. A line
+//!     that differs holds nothing: the bank may claim the loan-period again, corrected, or once
+//!     it is paid on time (a line not in the register when claimed).
+//! - **Payable** is the recomputed subsidy of the lines without differences: what the finance
+//!   office may approve without a correction. The claimed and recomputed totals stand beside it.
+//!
+//! A claim is recorded as one journal transaction (`subsidy_claim.submitted`) that moves no
+//! money: its command holds the whole claim, claimed and recomputed figures alike, so that the
+//! journal alone says what was asked for and what the service found, whatever is recorded
+//! later (a back-dated repayment changes a register, not a submitted claim). Its read models
+//! (`subsidy_claim`, and `subsidy_claim_period`: each loan-period's holding claim) are rebuilt
+//! from the journal by verify.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::date::iso;
+use super::money::Fen;
+use super::subsidy_register::{LineStanding, RegisterLine};
+
+/// The most lines a claim may have: a county's quarter is about 9,000.
+pub const MAX_CLAIM_LINES: usize = 20_000;
+
+/// A loan-period as the bank claims it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedLine {
+    pub loan_id: String,
+    #[serde(with = "iso")]
+    pub due_date: NaiveDate,
+    pub interest_paid_fen: Fen,
+    pub subsidy_fen: Fen,
+}
+
+/// Why a claimed line is not payable as claimed (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Difference {
+    NotInRegister,
+    NotOnTime,
+    InterestDiffers,
+    SubsidyDiffers,
+    AlreadyClaimed,
+}
+
+impl Difference {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Difference::NotInRegister => "NOT_IN_REGISTER",
+            Difference::NotOnTime => "NOT_ON_TIME",
+            Difference::InterestDiffers => "INTEREST_DIFFERS",
+            Difference::SubsidyDiffers => "SUBSIDY_DIFFERS",
+            Difference::AlreadyClaimed => "ALREADY_CLAIMED",
+        }
+    }
+}
+
+/// The register's figures of a claimed loan-period, when it has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recomputed {
+    #[serde(with = "iso")]
+    pub start: NaiveDate,
+    #[serde(with = "iso")]
+    pub end_inclusive: NaiveDate,
+    pub settled_fen: Fen,
+    pub paid_on_time_fen: Fen,
+    pub subsidy_fen: Fen,
+    pub standing: LineStanding,
+    /// The working's days and 积数 (Σ of each day's principal, fen), when the line is due.
+    pub days: u32,
+    pub jishu: i64,
+}
+
+/// A line of a submitted claim: as claimed, as recomputed, and where they differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimLine {
+    pub claimed: ClaimedLine,
+    /// The loan's household, its township and village, and the contract's principal: empty
+    /// (zero) when the line is not in the register.
+    pub household_id: String,
+    pub township: String,
+    pub village: String,
+    pub principal_fen: Fen,
+    pub recomputed: Option<Recomputed>,
+    pub differences: Vec<Difference>,
+    /// With `AlreadyClaimed`: the claim that holds the loan-period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
+}
+
+impl ClaimLine {
+    /// Whether the line holds its loan-period for its claim: it checked out with no difference
+    /// (the writer marks a held one `AlreadyClaimed` first).
+    pub fn holds_period(&self) -> bool {
+        self.differences.is_empty()
+    }
+
+    /// The subsidy this line may be paid as it stands: the recomputed one, when nothing differs.
+    pub fn payable_fen(&self) -> Fen {
+        match &self.recomputed {
+            Some(r) if self.differences.is_empty() => r.subsidy_fen,
+            _ => Fen::ZERO,
+        }
+    }
+}
+
+/// Where a claim stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimStatus {
+    /// Submitted and checked; awaiting the bureau's review.
+    Submitted,
+}
+
+impl ClaimStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimStatus::Submitted => "submitted",
+        }
+    }
+}
+
+/// A subsidy claim (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub claim_id: String,
+    pub ledger_id: String,
+    pub bank_id: String,
+    #[serde(with = "iso")]
+    pub due_from: NaiveDate,
+    #[serde(with = "iso")]
+    pub due_to: NaiveDate,
+    /// The day it was submitted: the registers' date.
+    #[serde(with = "iso")]
+    pub submitted_on: NaiveDate,
+    pub status: ClaimStatus,
+    pub lines: Vec<ClaimLine>,
+}
+
+/// A claim's sums over its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClaimTotals {
+    pub claimed_fen: i64,
+    pub recomputed_fen: i64,
+    pub payable_fen: i64,
+    /// Lines with at least one difference.
+    pub differing_lines: u64,
+}
+
+impl Claim {
+    pub fn totals(&self) -> ClaimTotals {
+        let mut t = ClaimTotals::default();
+        for line in &self.lines {
+            t.claimed_fen = t.claimed_fen.saturating_add(line.claimed.subsidy_fen.0);
+            let recomputed = line.recomputed.as_ref().map_or(0, |r| r.subsidy_fen.0);
+            t.recomputed_fen = t.recomputed_fen.saturating_add(recomputed);
+            t.payable_fen = t.payable_fen.saturating_add(line.payable_fen().0);
+            t.differing_lines += u64::from(!line.differences.is_empty());
+        }
+        t
+    }
+}
+
+/// A claimed line against the register's line of its loan-period (`None`: the register has
+/// none), before the claimed-once check ([`hold`]).
+pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLine {
+    let Some(line) = line else {
+        return ClaimLine {
+            claimed: claimed.clone(),
+            household_id: String::new(),
+            township: String::new(),
+            village: String::new(),
+            principal_fen: Fen::ZERO,
+            recomputed: None,
+            differences: vec![Difference::NotInRegister],
+            claimed_by: None,
+        };
+    };
+    let recomputed = Recomputed {
+        start: line.start,
+        end_inclusive: line.end_inclusive,
+        settled_fen: line.settled_fen,
+        paid_on_time_fen: line.paid_on_time_fen,
+        subsidy_fen: line.subsidy_fen(),
+        standing: line.standing,
+        days: line.working.as_ref().map_or(0, |w| w.days),
+        jishu: line.working.as_ref().map_or(0, |w| i64::try_from(w.jishu).unwrap_or(i64::MAX)),
+    };
+    let mut differences = Vec::new();
+    if line.standing != LineStanding::OnTime {
+        differences.push(Difference::NotOnTime);
+    }
+    if claimed.interest_paid_fen != recomputed.paid_on_time_fen {
+        differences.push(Difference::InterestDiffers);
+    }
+    if claimed.subsidy_fen != recomputed.subsidy_fen {
+        differences.push(Difference::SubsidyDiffers);
+    }
+    ClaimLine {
+        claimed: claimed.clone(),
+        household_id: String::new(),
+        township: String::new(),
+        village: String::new(),
+        principal_fen: Fen::ZERO,
+        recomputed: Some(recomputed),
+        differences,
+        claimed_by: None,
+    }
+}
+
+/// Marks the line held by another claim (`holder`), if any: it is then not payable here.
+pub fn hold(line: &mut ClaimLine, holder: Option<&str>) {
+    if let Some(holder) = holder {
+        line.differences.push(Difference::AlreadyClaimed);
+        line.claimed_by = Some(holder.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn d(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    fn register_line(standing: LineStanding, paid: i64, subsidy: Option<i64>) -> RegisterLine {
+        use crate::domain::subsidy::PeriodSubsidy;
+        RegisterLine {
+            start: d("2021-01-25"),
+            end_inclusive: d("2021-03-20"),
+            due_date: d("2021-03-20"),
+            deadline: d("2021-03-20"),
+            settled_fen: Fen(29_410),
+            paid_on_time_fen: Fen(paid),
+            paid_late_fen: Fen::ZERO,
+            written_off_fen: Fen::ZERO,
+            last_paid_on: Some(d("2021-03-20")),
+            standing,
+            working: subsidy.map(|s| PeriodSubsidy {
+                start: d("2021-01-25"),
+                end_inclusive: d("2021-03-20"),
+                days: 55,
+                jishu: 275_000_000,
+                jishu_within_cap: 275_000_000,
+                rate: crate::domain::rate::AnnualRate::parse("0.0385").unwrap(),
+                rate_within_cap: rust_decimal::Decimal::new(385, 4),
+                interest_paid: Fen(paid),
+                excluded: None,
+                subsidisable_unrounded_fen: s.into(),
+                subsidisable: Fen(s),
+                segments: Vec::new(),
+                subsidy_unrounded_fen: s.into(),
+                subsidy: Fen(s),
+            }),
+            recorded: true,
+        }
+    }
+
+    fn claimed(paid: i64, subsidy: i64) -> ClaimedLine {
+        ClaimedLine {
+            loan_id: "BB-C001".into(),
+            due_date: d("2021-03-20"),
+            interest_paid_fen: Fen(paid),
+            subsidy_fen: Fen(subsidy),
+        }
+    }
+
+    #[test]
+    fn a_line_as_the_register_has_it_is_payable() {
+        let line = check_line(
+            &claimed(29_410, 29_410),
+            Some(&register_line(LineStanding::OnTime, 29_410, Some(29_410))),
+        );
+        assert!(line.differences.is_empty());
+        assert_eq!(line.payable_fen(), Fen(29_410));
+    }
+
+    #[test]
+    fn each_difference_has_its_code_and_nothing_differing_is_payable() {
+        let missing = check_line(&claimed(1, 1), None);
+        assert_eq!(missing.differences, [Difference::NotInRegister]);
+        let late = check_line(
+            &claimed(29_410, 29_410),
+            Some(&register_line(LineStanding::PaidLate, 0, None)),
+        );
+        assert_eq!(
+            late.differences,
+            [Difference::NotOnTime, Difference::InterestDiffers, Difference::SubsidyDiffers]
+        );
+        let more = check_line(
+            &claimed(29_410, 30_000),
+            Some(&register_line(LineStanding::OnTime, 29_410, Some(29_410))),
+        );
+        assert_eq!(more.differences, [Difference::SubsidyDiffers]);
+        let mut held = check_line(
+            &claimed(29_410, 29_410),
+            Some(&register_line(LineStanding::OnTime, 29_410, Some(29_410))),
+        );
+        hold(&mut held, Some("BB-Q1"));
+        assert_eq!(held.differences, [Difference::AlreadyClaimed]);
+        assert_eq!(held.claimed_by.as_deref(), Some("BB-Q1"));
+        for line in [missing, late, more, held] {
+            assert_eq!(line.payable_fen(), Fen::ZERO, "{line:?}");
+        }
+    }
+
+    fn standing() -> impl Strategy<Value = LineStanding> {
+        prop_oneof![
+            Just(LineStanding::OnTime),
+            Just(LineStanding::PaidLate),
+            Just(LineStanding::Overdue),
+            Just(LineStanding::WrittenOff),
+            Just(LineStanding::NotYetDue),
+            Just(LineStanding::Misuse),
+        ]
+    }
+
+    proptest! {
+        /// A line is payable exactly when it is on time, claimed as recomputed and held by no
+        /// other claim; the totals are the sums of the lines; a claim survives its JSON.
+        #[test]
+        fn payable_only_as_recomputed(
+            lines in proptest::collection::vec(
+                (standing(), 0i64..50_000, 0i64..50_000, 0i64..50_000, any::<bool>(), any::<bool>()),
+                0..20,
+            ),
+        ) {
+            let mut claim = Claim {
+                claim_id: "BB-Q".into(),
+                ledger_id: "450121".into(),
+                bank_id: "BB".into(),
+                due_from: d("2021-01-01"),
+                due_to: d("2021-03-31"),
+                submitted_on: d("2021-04-01"),
+                status: ClaimStatus::Submitted,
+                lines: Vec::new(),
+            };
+            let mut sums = ClaimTotals::default();
+            for (standing, paid, claimed_paid, subsidy, missing, held) in lines {
+                let on_time = standing == LineStanding::OnTime;
+                let register = register_line(standing, paid, on_time.then_some(paid));
+                // Half the claims ask exactly what the register has.
+                let asked = if subsidy % 2 == 0 { claimed(paid, paid) } else { claimed(claimed_paid, subsidy) };
+                let mut line = check_line(&asked, (!missing).then_some(&register));
+                hold(&mut line, held.then_some("BB-OTHER"));
+                let expected = !missing && !held && on_time
+                    && asked.interest_paid_fen.0 == paid && asked.subsidy_fen.0 == paid;
+                prop_assert_eq!(line.differences.is_empty(), expected);
+                prop_assert_eq!(line.payable_fen(), Fen(if expected { paid } else { 0 }));
+                sums.claimed_fen += asked.subsidy_fen.0;
+                sums.recomputed_fen += if missing || !on_time { 0 } else { paid };
+                sums.payable_fen += line.payable_fen().0;
+                sums.differing_lines += u64::from(!expected);
+                claim.lines.push(line);
+            }
+            prop_assert_eq!(claim.totals(), sums);
+            let json = serde_json::to_string(&claim).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Claim>(&json).unwrap(), claim);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Subsidy claims (`SubmitSubsidyClaim`, `GetSubsidyClaim`), as a bank submits them and a
+//! finance office and an auditor read them: every line checked against the service's own
+//! register, each difference marked, a loan-period claimed once whatever the retries, the
+//! claim in the journal (verify rebuilds its read models). Each scenario runs on SQLite and on
+//! PostgreSQL.
+
+use loanledger::api::pb;
+use loanledger::app::auth::Role;
+use tonic::Code;
+
+use super::with_two_disbursed_loans;
+use crate::common::*;
+
+on_both_backends!(a_bank_claims_a_quarter_checked_line_by_line, claim_refusals_and_who_may_read);
+
+use pb::ClaimDifference as D;
+
+fn line(loan_id: &str, due_date: &str, paid: i64, subsidy: i64) -> pb::ClaimedSubsidyLine {
+    pb::ClaimedSubsidyLine {
+        loan_id: loan_id.into(),
+        due_date: due_date.into(),
+        interest_paid_fen: paid,
+        subsidy_fen: subsidy,
+    }
+}
+
+fn claim_request(
+    request_id: &str,
+    number: &str,
+    lines: Vec<pb::ClaimedSubsidyLine>,
+) -> pb::SubmitSubsidyClaimRequest {
+    pb::SubmitSubsidyClaimRequest {
+        request_id: request_id.into(),
+        bank_id: BANK.into(),
+        claim_number: number.into(),
+        due_from: "2021-01-01".into(),
+        due_to: "2021-03-31".into(),
+        lines,
+    }
+}
+
+fn differences(c: &pb::SubsidyClaim) -> Vec<Vec<D>> {
+    c.lines.iter().map(|l| l.differences().collect()).collect()
+}
+
+/// Two loans of 500,000.00 yuan settled on 2021-03-20 (294.10 yuan of interest each): the
+/// first paid that day, the second five days late (400.00 yuan: its penalty, the interest, some
+/// principal). The bank's first-quarter claim has five
+/// lines: the first loan's period as the register has it (payable), the second's claimed as if
+/// paid on time, the first's with 10 fen more subsidy asked, a loan the bank does not have, and
+/// a due date on which the first loan has no period. Only the first line is payable; the sums
+/// are the lines'. A retry answers the same claim and posts nothing; a second claim of the
+/// first loan's period is marked ALREADY_CLAIMED, naming the first claim; verify holds.
+async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    app.loans(&t.finance)
+        .settle_loans(pb::SettleLoansRequest {
+            request_id: rid("q1"),
+            ledger_id: LEDGER.into(),
+            bank_id: String::new(),
+            settlement_date: "2021-03-20".into(),
+        })
+        .await
+        .expect("SettleLoans");
+    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
+    app.repay(&t.bank, &second, "2021-03-25", 40_000).await;
+
+    let request_id = rid("claim");
+    let request = claim_request(
+        &request_id,
+        "2021Q1",
+        vec![
+            line(&first, "2021-03-20", 29_410, 29_410),
+            line(&second, "2021-03-20", 29_410, 29_410),
+            line(&first, "2021-01-25", 0, 10),
+            line(&format!("{BANK}-C999"), "2021-03-20", 29_410, 29_410),
+            line(&first, "2021-03-21", 100, 100),
+        ],
+    );
+    // The first loan's period claimed again within the claim is refused (below); here each
+    // line is a loan-period of its own.
+    let answer = app.subsidy(&t.bank).submit_subsidy_claim(request.clone()).await;
+    let answer = answer.expect("SubmitSubsidyClaim").into_inner();
+    let claim = answer.claim.expect("the claim");
+    let claim_id = format!("{BANK}-2021Q1");
+    assert_eq!(claim.claim_id, claim_id);
+    assert_eq!((claim.ledger_id.as_str(), claim.bank_id.as_str()), (LEDGER, BANK));
+    assert_eq!((claim.due_from.as_str(), claim.due_to.as_str()), ("2021-01-01", "2021-03-31"));
+    assert_eq!(claim.status(), pb::SubsidyClaimStatus::Submitted);
+    assert_eq!(
+        differences(&claim),
+        [
+            vec![],
+            vec![D::NotOnTime, D::InterestDiffers, D::SubsidyDiffers],
+            vec![D::NotInRegister],
+            vec![D::NotInRegister],
+            vec![D::NotInRegister],
+        ]
+    );
+    let payable: Vec<i64> = claim.lines.iter().map(|l| l.payable_fen).collect();
+    assert_eq!(payable, [29_410, 0, 0, 0, 0]);
+    assert_eq!(
+        (claim.claimed_fen, claim.recomputed_fen, claim.payable_fen, claim.differing_lines),
+        (29_410 * 3 + 10 + 100, 29_410, 29_410, 4)
+    );
+    let on_time = &claim.lines[0];
+    assert_eq!((on_time.household_id.as_str(), on_time.principal_fen), (HOUSEHOLD, 5_000_000));
+    assert_eq!((on_time.township.as_str(), on_time.village.as_str()), ("城厢镇", "东风村"));
+    let r = on_time.recomputed.as_ref().expect("recomputed");
+    assert_eq!((r.period_start.as_str(), r.period_end.as_str()), ("2021-01-25", "2021-03-20"));
+    assert_eq!((r.interest_settled_fen, r.interest_paid_on_time_fen), (29_410, 29_410));
+    assert_eq!((r.subsidy_fen, r.standing()), (29_410, pb::SubsidyStanding::OnTime));
+    // 55 days of 5,000,000 fen.
+    assert_eq!((r.days, r.jishu), (55, 55 * 5_000_000));
+    let late = claim.lines[1].recomputed.as_ref().expect("recomputed");
+    assert_eq!((late.standing(), late.subsidy_fen), (pb::SubsidyStanding::PaidLate, 0));
+    assert_eq!(late.interest_paid_on_time_fen, 0);
+    assert!(claim.lines[3].recomputed.is_none() && claim.lines[3].household_id.is_empty());
+    let entry = answer.entry.expect("the journal entry");
+    assert_eq!(entry.ledger_id, LEDGER);
+
+    // A retry: the same claim, nothing posted twice; the id with other content is refused.
+    let again = app.subsidy(&t.bank).submit_subsidy_claim(request.clone()).await;
+    let again = again.expect("the retry").into_inner();
+    assert_eq!(again.claim.as_ref(), Some(&claim));
+    assert_eq!(again.entry.as_ref().map(|e| e.seq), Some(entry.seq));
+    let mut other = request.clone();
+    other.lines.pop();
+    expect_code(app.subsidy(&t.bank).submit_subsidy_claim(other).await, Code::AlreadyExists);
+    // The claim number again, under another request id.
+    let reused = claim_request(&rid("claim"), "2021Q1", vec![line(&first, "2021-03-20", 1, 1)]);
+    expect_code(app.subsidy(&t.bank).submit_subsidy_claim(reused).await, Code::AlreadyExists);
+
+    // Claimed once: the first loan's period is held by the first claim. The second loan's
+    // period, which differed, holds nothing and may be claimed again: as recomputed it is
+    // payable (its subsidy is nothing, paid late).
+    let later = claim_request(
+        &rid("claim"),
+        "2021Q1-B",
+        vec![line(&first, "2021-03-20", 29_410, 29_410), line(&second, "2021-03-20", 0, 0)],
+    );
+    let later = app.subsidy(&t.bank).submit_subsidy_claim(later).await.expect("a second claim");
+    let later = later.into_inner().claim.expect("the claim");
+    assert_eq!(differences(&later), [vec![D::AlreadyClaimed], vec![D::NotOnTime]]);
+    assert_eq!(later.lines[0].claimed_by, claim_id);
+    assert_eq!((later.payable_fen, later.recomputed_fen), (0, 29_410));
+
+    // The claim as it stands, to the bank, the finance office and an auditor.
+    for token in [&t.bank, &t.finance, &t.auditor] {
+        let read = app
+            .subsidy(token)
+            .get_subsidy_claim(pb::GetSubsidyClaimRequest { claim_id: claim_id.clone() })
+            .await
+            .expect("GetSubsidyClaim")
+            .into_inner();
+        assert_eq!(read, claim);
+    }
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    // The read models are rebuilt from the journal: a claimed period released, or a claim's
+    // figures changed, behind the service's back, is found.
+    let released = "delete from subsidy_claim_period where claim_id = 'B1-2021Q1'";
+    app.db.execute_raw(released).await.expect("a read model row deleted");
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok);
+    assert!(v.problems.iter().any(|p| p.contains("claimed loan-periods")), "{:?}", v.problems);
+    let changed = "update subsidy_claim set claim_json = replace(claim_json, '29410', '29411')";
+    app.db.execute_raw(changed).await.expect("a read model row changed");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.problems.iter().any(|p| p.contains("subsidy claims")), "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// What a claim refuses, each error naming its field or rule, nothing recorded; who may read
+/// a claim (a claim outside the caller's books is a missing one).
+async fn claim_refusals_and_who_may_read(backend: Backend) {
+    let Some((app, t, first, _)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let submit = async |token: &str, request: pb::SubmitSubsidyClaimRequest| {
+        app.subsidy(token).submit_subsidy_claim(request).await
+    };
+    let good = || line(&first, "2021-03-20", 29_410, 29_410);
+    let with = |lines| claim_request(&rid("claim"), "R1", lines);
+    expect_invalid(submit(&t.bank, with(vec![])).await, "lines");
+    expect_invalid(submit(&t.bank, with(vec![good(), good()])).await, "lines[1]");
+    let mut negative = good();
+    negative.subsidy_fen = -1;
+    expect_invalid(submit(&t.bank, with(vec![negative])).await, "lines[0].subsidy_fen");
+    let outside = line(&first, "2021-06-20", 1, 1);
+    expect_invalid(submit(&t.bank, with(vec![good(), outside])).await, "lines[1].due_date");
+    expect_invalid(
+        submit(&t.bank, with(vec![line("", "2021-03-20", 1, 1)])).await,
+        "lines[0].loan_id",
+    );
+    let mut backwards = with(vec![good()]);
+    backwards.due_to = "2020-12-31".into();
+    expect_invalid(submit(&t.bank, backwards).await, "due_to");
+    let mut no_number = with(vec![good()]);
+    no_number.claim_number = String::new();
+    expect_invalid(submit(&t.bank, no_number).await, "claim_number");
+    let mut long = with(vec![good()]);
+    long.claim_number = "9".repeat(64);
+    expect_invalid(submit(&t.bank, long).await, "claim_number");
+    let mut no_request = with(vec![good()]);
+    no_request.request_id = String::new();
+    expect_invalid(submit(&t.bank, no_request).await, "request_id");
+    // Only the bank itself claims.
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.token(Role::Bank, "B2").await;
+    expect_code(submit(&b2, with(vec![good()])).await, Code::PermissionDenied);
+    expect_code(submit(&t.finance, with(vec![good()])).await, Code::PermissionDenied);
+    expect_code(submit(&t.auditor, with(vec![good()])).await, Code::PermissionDenied);
+    expect_code(submit("not-a-token", with(vec![good()])).await, Code::Unauthenticated);
+    // Another bank's loan is no line of this bank's register, and B2 learns nothing of it.
+    let mut b2_claim = with(vec![good()]);
+    b2_claim.bank_id = "B2".into();
+    let b2_claim = submit(&b2, b2_claim).await.expect("B2's claim").into_inner();
+    let b2_claim = b2_claim.claim.expect("the claim");
+    assert_eq!(differences(&b2_claim), [vec![D::NotInRegister]]);
+    assert!(b2_claim.lines[0].household_id.is_empty());
+
+    let get = async |token: &str, claim_id: &str| {
+        let request = pb::GetSubsidyClaimRequest { claim_id: claim_id.into() };
+        app.subsidy(token).get_subsidy_claim(request).await
+    };
+    expect_code(get(&t.bank, "B2-R1").await, Code::NotFound);
+    expect_code(get(&t.bank, "B1-NONE").await, Code::NotFound);
+    let elsewhere = app.token(Role::Finance, "450122").await;
+    expect_code(get(&elsewhere, "B2-R1").await, Code::NotFound);
+    expect_invalid(get(&t.finance, "").await, "claim_id");
+    assert_eq!(get(&t.auditor, "B2-R1").await.expect("the auditor reads").into_inner(), b2_claim);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
