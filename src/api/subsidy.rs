@@ -19,7 +19,8 @@ use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::money::Fen;
 use crate::domain::subsidy::PeriodSubsidy;
 use crate::domain::subsidy_claim::{
-    Claim, ClaimLine, ClaimStatus, ClaimedLine, Difference, MAX_CLAIM_LINES,
+    Claim, ClaimEvent, ClaimLine, ClaimStatus, ClaimedLine, Decision, Difference, MAX_CLAIM_LINES,
+    Rejection,
 };
 use crate::domain::subsidy_register::{LineStanding, RegisterLine};
 
@@ -90,7 +91,7 @@ impl SubsidyService for Api {
     async fn submit_subsidy_claim(
         &self,
         request: Request<pb::SubmitSubsidyClaimRequest>,
-    ) -> Result<Response<pb::SubmitSubsidyClaimResponse>, Status> {
+    ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
         let actor = self.principal(&request).await?;
         super::require_role(&actor, &[Role::Bank], "SubmitSubsidyClaim")?;
         let pb::SubmitSubsidyClaimRequest {
@@ -100,6 +101,7 @@ impl SubsidyService for Api {
             due_from,
             due_to,
             lines,
+            submitted_on,
         } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
@@ -111,6 +113,7 @@ impl SubsidyService for Api {
             return Err(invalid("due_to", "must not be before due_from"));
         }
         let lines = claimed_lines(lines, &(due_from..=due_to))?;
+        let submitted_on = parse::value_date("submitted_on", &submitted_on, self.today())?;
         if actor.org != bank_id {
             return Err(Status::permission_denied(format!(
                 "{} may not claim subsidies for bank {bank_id}",
@@ -119,8 +122,6 @@ impl SubsidyService for Api {
         }
         let bank = self.db.get_bank(&bank_id).await.map_err(|e| status(e.into()))?;
         let bank = bank.ok_or_else(|| Status::not_found(format!("bank {bank_id} not found")))?;
-        // The registers as of the service's day: the writer records the claim that day.
-        let submitted_on = self.today();
         let checked = check_claim(&self.db, &bank, &lines, submitted_on).await.map_err(status)?;
         let command = Command::SubmitSubsidyClaim {
             claim_id,
@@ -131,23 +132,85 @@ impl SubsidyService for Api {
             checked,
             submitted_on,
         };
-        let (claim, entry) =
-            match self.writer.submit(actor, request_id, command).await.map_err(status)? {
-                Outcome::SubsidyClaim { claim, entry } => (*claim, entry),
-                // A retry: the claim as it stands.
-                Outcome::SubsidyClaimRef { claim_id, entry } => {
-                    let claim = self.db.subsidy_claim(&claim_id).await;
-                    let claim = claim.map_err(|e| status(e.into()))?.ok_or_else(|| {
-                        status(AppError::Internal(format!("claim {claim_id} answered, not found")))
-                    })?;
-                    (claim, entry)
-                }
-                _ => return Err(unexpected("submit_subsidy_claim")),
-            };
-        Ok(Response::new(pb::SubmitSubsidyClaimResponse {
-            claim: Some(claim_to_pb(&claim)),
-            entry: Some(journal_ref(&entry)),
-        }))
+        self.claim_write(actor, request_id, command).await
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn review_subsidy_claim(
+        &self,
+        request: Request<pb::ReviewSubsidyClaimRequest>,
+    ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::ReviewSubsidyClaimRequest {
+            request_id,
+            claim_id,
+            reviewed_on,
+            notice_from,
+            notice_to,
+            rejections,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let step = ClaimEvent::Reviewed {
+            claim_id: parse::id("claim_id", &claim_id)?,
+            reviewed_on: parse::value_date("reviewed_on", &reviewed_on, self.today())?,
+            notice_from: parse::date("notice_from", &notice_from)?,
+            notice_to: parse::date("notice_to", &notice_to)?,
+            rejections: rejections
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let reason = parse::text(&format!("rejections[{i}].reason"), &r.reason, true)?;
+                    Ok(Rejection { line: r.line, reason })
+                })
+                .collect::<Result<_, Status>>()?,
+        };
+        self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn record_claim_objection(
+        &self,
+        request: Request<pb::RecordClaimObjectionRequest>,
+    ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::RecordClaimObjectionRequest {
+            request_id,
+            claim_id,
+            objected_on,
+            line,
+            text,
+            upheld,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let step = ClaimEvent::Objected {
+            claim_id: parse::id("claim_id", &claim_id)?,
+            objected_on: parse::value_date("objected_on", &objected_on, self.today())?,
+            line,
+            text: parse::text("text", &text, true)?,
+            upheld,
+        };
+        self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn pay_subsidy_claim(
+        &self,
+        request: Request<pb::PaySubsidyClaimRequest>,
+    ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::PaySubsidyClaimRequest { request_id, claim_id, paid_on, voucher, amount_fen } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let step = ClaimEvent::Paid {
+            claim_id: parse::id("claim_id", &claim_id)?,
+            paid_on: parse::value_date("paid_on", &paid_on, self.today())?,
+            voucher: parse::text("voucher", &voucher, true)?,
+            amount_fen: parse::non_negative_fen("amount_fen", amount_fen)?,
+        };
+        self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
     }
 
     async fn get_subsidy_claim(
@@ -165,6 +228,35 @@ impl SubsidyService for Api {
             }
             _ => Err(Status::not_found(format!("subsidy claim {claim_id} not found"))),
         }
+    }
+}
+
+impl Api {
+    /// Hands a claim's command to the writer and answers with the claim: as recorded, or as it
+    /// stands for a retry (its idempotency record keeps the claim's id, not its lines).
+    async fn claim_write(
+        &self,
+        actor: Principal,
+        request_id: String,
+        command: Command,
+    ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
+        let what = command.name();
+        let (claim, entry) =
+            match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+                Outcome::SubsidyClaim { claim, entry } => (*claim, entry),
+                Outcome::SubsidyClaimRef { claim_id, entry } => {
+                    let claim = self.db.subsidy_claim(&claim_id).await;
+                    let claim = claim.map_err(|e| status(e.into()))?.ok_or_else(|| {
+                        status(AppError::Internal(format!("claim {claim_id} answered, not found")))
+                    })?;
+                    (claim, entry)
+                }
+                _ => return Err(unexpected(what)),
+            };
+        Ok(Response::new(pb::SubsidyClaimResponse {
+            claim: Some(claim_to_pb(&claim)),
+            entry: Some(journal_ref(&entry)),
+        }))
     }
 }
 
@@ -215,7 +307,11 @@ fn claim_to_pb(claim: &Claim) -> pb::SubsidyClaim {
     let totals = claim.totals();
     let status = match claim.status {
         ClaimStatus::Submitted => pb::SubsidyClaimStatus::Submitted,
+        ClaimStatus::Noticed => pb::SubsidyClaimStatus::Noticed,
+        ClaimStatus::Paid => pb::SubsidyClaimStatus::Paid,
     };
+    let review = claim.review.as_ref();
+    let date = |d: Option<BusinessDate>| d.map(format_date).unwrap_or_default();
     pb::SubsidyClaim {
         claim_id: claim.claim_id.clone(),
         ledger_id: claim.ledger_id.clone(),
@@ -229,6 +325,25 @@ fn claim_to_pb(claim: &Claim) -> pb::SubsidyClaim {
         recomputed_fen: totals.recomputed_fen,
         payable_fen: totals.payable_fen,
         differing_lines: totals.differing_lines,
+        approved_fen: totals.approved_fen,
+        reviewed_on: date(review.map(|r| r.reviewed_on)),
+        notice_from: date(review.map(|r| r.notice_from)),
+        notice_to: date(review.map(|r| r.notice_to)),
+        objections: claim
+            .objections
+            .iter()
+            .map(|o| pb::ClaimObjection {
+                objected_on: format_date(o.objected_on),
+                line: o.line,
+                text: o.text.clone(),
+                upheld: o.upheld,
+            })
+            .collect(),
+        payment: claim.payment.as_ref().map(|p| pb::ClaimPayment {
+            paid_on: format_date(p.paid_on),
+            voucher: p.voucher.clone(),
+            amount_fen: p.amount_fen.0,
+        }),
     }
 }
 
@@ -267,6 +382,16 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
         differences: l.differences.iter().map(difference).collect(),
         claimed_by: l.claimed_by.clone().unwrap_or_default(),
         payable_fen: l.payable_fen().0,
+        decision: match &l.decision {
+            None => pb::ClaimLineDecision::Unspecified,
+            Some(Decision::Approved) => pb::ClaimLineDecision::Approved,
+            Some(Decision::Rejected { .. }) => pb::ClaimLineDecision::Rejected,
+        }
+        .into(),
+        rejected_because: match &l.decision {
+            Some(Decision::Rejected { reason }) => reason.clone(),
+            _ => String::new(),
+        },
     }
 }
 

@@ -17,7 +17,7 @@ use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
 use crate::domain::rate::AnnualRate;
-use crate::domain::subsidy_claim::{Claim, ClaimLine, ClaimedLine};
+use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimLine, ClaimedLine};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -104,8 +104,8 @@ pub enum Command {
     },
     /// A bank's subsidy claim as it submits it; `checked` holds its lines checked against the
     /// registers as of `submitted_on` by the caller (`app::subsidy::check_claim`), and the writer
-    /// adds the claimed-once check. Neither is part of the fingerprint: a retry checks again,
-    /// and is the same request whatever the registers say by then.
+    /// adds the claimed-once check. It is not part of the fingerprint: a retry checks again, and
+    /// is the same request whatever the registers say by then.
     SubmitSubsidyClaim {
         claim_id: String,
         bank_id: String,
@@ -113,11 +113,15 @@ pub enum Command {
         due_from: BusinessDate,
         #[serde(serialize_with = "iso::serialize")]
         due_to: BusinessDate,
+        #[serde(serialize_with = "iso::serialize")]
+        submitted_on: BusinessDate,
         lines: Vec<ClaimedLine>,
         #[serde(skip_serializing)]
         checked: Vec<ClaimLine>,
-        #[serde(skip_serializing)]
-        submitted_on: BusinessDate,
+    },
+    /// A step of a submitted claim: its review, an objection, its payment.
+    SubsidyClaimStep {
+        step: ClaimEvent,
     },
 }
 
@@ -152,6 +156,13 @@ impl Command {
             Command::ExtendLoan { .. } => "extend_loan",
             Command::WriteOffLoan { .. } => "write_off_loan",
             Command::SubmitSubsidyClaim { .. } => "submit_subsidy_claim",
+            Command::SubsidyClaimStep { step: ClaimEvent::Reviewed { .. } } => {
+                "review_subsidy_claim"
+            }
+            Command::SubsidyClaimStep { step: ClaimEvent::Objected { .. } } => {
+                "record_claim_objection"
+            }
+            Command::SubsidyClaimStep { step: ClaimEvent::Paid { .. } } => "pay_subsidy_claim",
         }
     }
 

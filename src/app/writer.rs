@@ -456,6 +456,11 @@ enum Effect {
     Unchanged(Box<LoanState>),
     /// A subsidy claim submitted.
     Claim(Box<crate::domain::subsidy_claim::Claim>),
+    /// A claim after a step, and the loan-periods the step released.
+    ClaimStep(
+        Box<crate::domain::subsidy_claim::Claim>,
+        Vec<(String, crate::domain::date::BusinessDate)>,
+    ),
 }
 
 /// A group planned in its transaction, its rows staged, not yet committed.

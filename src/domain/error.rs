@@ -28,6 +28,9 @@ pub enum Reason {
     RenewalMismatch = 20,
     HeadAlreadyRegistered = 21,
     BorrowerOfAnotherHousehold = 22,
+    ClaimStatusMismatch = 23,
+    NoticeNotOver = 24,
+    NoticeClosed = 25,
 }
 
 impl Reason {
@@ -56,6 +59,9 @@ impl Reason {
             Reason::RenewalMismatch => "RENEWAL_MISMATCH",
             Reason::HeadAlreadyRegistered => "HEAD_ALREADY_REGISTERED",
             Reason::BorrowerOfAnotherHousehold => "BORROWER_OF_ANOTHER_HOUSEHOLD",
+            Reason::ClaimStatusMismatch => "CLAIM_STATUS_MISMATCH",
+            Reason::NoticeNotOver => "NOTICE_NOT_OVER",
+            Reason::NoticeClosed => "NOTICE_CLOSED",
         }
     }
 }

@@ -11,7 +11,7 @@ use super::household::StatusEntry;
 use super::loan::LoanEvent;
 use super::lpr::{LprEntry, tenor_text};
 use super::policy::PolicyVersion;
-use super::subsidy_claim::Claim;
+use super::subsidy_claim::{Claim, ClaimEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HouseholdRecord {
@@ -62,6 +62,8 @@ pub enum JournalEvent {
     SubsidyClaimSubmitted {
         claim: Box<Claim>,
     },
+    /// A step of a claim after its submission: its review, an objection, its payment.
+    SubsidyClaim(ClaimEvent),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +145,9 @@ impl JournalEvent {
             JournalEvent::Loan(LoanEvent::Extended { .. }) => "loan.extended",
             JournalEvent::Loan(LoanEvent::WrittenOff { .. }) => "loan.written_off",
             JournalEvent::SubsidyClaimSubmitted { .. } => "subsidy_claim.submitted",
+            JournalEvent::SubsidyClaim(ClaimEvent::Reviewed { .. }) => "subsidy_claim.reviewed",
+            JournalEvent::SubsidyClaim(ClaimEvent::Objected { .. }) => "subsidy_claim.objected",
+            JournalEvent::SubsidyClaim(ClaimEvent::Paid { .. }) => "subsidy_claim.paid",
         }
     }
 
@@ -192,6 +197,7 @@ impl JournalEvent {
             // The loan events (nearly every entry) are serialised in place, not cloned first.
             JournalEvent::Loan(e) => serde_json::to_string(e),
             JournalEvent::SubsidyClaimSubmitted { claim } => serde_json::to_string(claim),
+            JournalEvent::SubsidyClaim(e) => serde_json::to_string(e),
         };
         // Serialising these plain structs to a string cannot fail: no maps with non-string keys,
         // no custom serialisers that error.
@@ -251,6 +257,14 @@ impl JournalEvent {
                 let claim: Claim = serde_json::from_str(json).map_err(payload)?;
                 JournalEvent::SubsidyClaimSubmitted { claim: Box::new(claim) }
             }
+            "subsidy_claim.reviewed" | "subsidy_claim.objected" | "subsidy_claim.paid" => {
+                let event =
+                    JournalEvent::SubsidyClaim(serde_json::from_str(json).map_err(payload)?);
+                if event.kind() != kind {
+                    return Err(EventDecodeError::UnknownKind(kind.to_string()));
+                }
+                event
+            }
             other => return Err(EventDecodeError::UnknownKind(other.to_string())),
         })
     }
@@ -271,6 +285,7 @@ impl JournalEvent {
             JournalEvent::LprSet { entry } => Some(entry.effective_from),
             JournalEvent::Loan(e) => Some(e.value_date()),
             JournalEvent::SubsidyClaimSubmitted { claim } => Some(claim.submitted_on),
+            JournalEvent::SubsidyClaim(e) => Some(e.date()),
             JournalEvent::LedgerCreated { .. }
             | JournalEvent::BankRegistered { .. }
             | JournalEvent::LprChainStarted { .. } => None,

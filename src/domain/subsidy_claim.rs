@@ -25,7 +25,25 @@
 //! - **Payable** is the recomputed subsidy of the lines without differences: what the finance
 //!   office may approve without a correction. The claimed and recomputed totals stand beside it.
 //!
-//! A claim is recorded as one journal transaction (`subsidy_claim.submitted`) that moves no
+//! - **Review** ([`Claim::review`], the ledger's finance office for the bureau): each line is
+//!   approved or rejected with a reason. A line that differs cannot be approved: it is rejected,
+//!   with the bureau's reason or else one naming its differences; every other line not
+//!   rejected is approved. A rejected line releases its loan-period (it may be claimed again).
+//!   The review opens the public notice (公示) of the approved list: 7 to 10 days, from the
+//!   review's day or later. The claim is then `Noticed`.
+//! - **Objections** ([`Claim::object`]) are recorded while the notice runs (its first to its
+//!   last day), with the text and, when one names a line and is upheld, that line rejected
+//!   (its loan-period released).
+//! - **Payment** ([`Claim::pay`]): after the notice's last day, the finance office records the
+//!   payment voucher of the approved lines' subsidy, paid to the bank (直补), and the claim is
+//!   `Paid`. Its transaction moves the money: `bank/<bank_id>/cash` Dr, the ledger's
+//!   `finance/<ledger_id>/subsidy` Cr
+//!   ([`crate::ledger::claim_postings`]). Nothing of a claim changes after.
+//!
+//! Each step is a journal transaction: `subsidy_claim.submitted`, whose command holds the whole
+//! claim; `subsidy_claim.reviewed`, `.objected` and `.paid`, which hold the decisions
+//! ([`ClaimEvent`]) and are applied to the claim by the same functions here, when the writer
+//! records them and when verify replays them. The submitted transaction moves no
 //! money: its command holds the whole claim, claimed and recomputed figures alike, so that the
 //! journal alone says what was asked for and what the service found, whatever is recorded
 //! later (a back-dated repayment changes a register, not a submitted claim). Its read models
@@ -36,6 +54,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::date::iso;
+use super::error::{DomainError, Reason};
 use super::money::Fen;
 use super::subsidy_register::{LineStanding, RegisterLine};
 
@@ -106,13 +125,32 @@ pub struct ClaimLine {
     /// With `AlreadyClaimed`: the claim that holds the loan-period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<String>,
+    /// The review's decision, once reviewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+}
+
+/// A line's decision: approved, or rejected with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Approved,
+    Rejected { reason: String },
 }
 
 impl ClaimLine {
     /// Whether the line holds its loan-period for its claim: it checked out with no difference
     /// (the writer marks a held one `AlreadyClaimed` first).
     pub fn holds_period(&self) -> bool {
-        self.differences.is_empty()
+        self.differences.is_empty() && !matches!(self.decision, Some(Decision::Rejected { .. }))
+    }
+
+    /// The subsidy approved for this line: its payable subsidy once approved, else zero.
+    pub fn approved_fen(&self) -> Fen {
+        match self.decision {
+            Some(Decision::Approved) => self.payable_fen(),
+            _ => Fen::ZERO,
+        }
     }
 
     /// The subsidy this line may be paid as it stands: the recomputed one, when nothing differs.
@@ -130,12 +168,18 @@ impl ClaimLine {
 pub enum ClaimStatus {
     /// Submitted and checked; awaiting the bureau's review.
     Submitted,
+    /// Reviewed: its approved list under public notice, then awaiting payment.
+    Noticed,
+    /// The approved subsidy paid to the bank.
+    Paid,
 }
 
 impl ClaimStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             ClaimStatus::Submitted => "submitted",
+            ClaimStatus::Noticed => "noticed",
+            ClaimStatus::Paid => "paid",
         }
     }
 }
@@ -155,7 +199,105 @@ pub struct Claim {
     pub submitted_on: NaiveDate,
     pub status: ClaimStatus,
     pub lines: Vec<ClaimLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objections: Vec<Objection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<Payment>,
 }
+
+/// The review's day and the public notice it opened (both days included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    #[serde(with = "iso")]
+    pub reviewed_on: NaiveDate,
+    #[serde(with = "iso")]
+    pub notice_from: NaiveDate,
+    #[serde(with = "iso")]
+    pub notice_to: NaiveDate,
+}
+
+/// An objection raised during the notice, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objection {
+    #[serde(with = "iso")]
+    pub objected_on: NaiveDate,
+    /// The line objected to (its index in the claim), if one.
+    pub line: Option<u32>,
+    pub text: String,
+    /// Upheld: the line is rejected.
+    pub upheld: bool,
+}
+
+/// The payment of a claim's approved subsidy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    #[serde(with = "iso")]
+    pub paid_on: NaiveDate,
+    /// The finance office's payment voucher (凭证) number.
+    pub voucher: String,
+    pub amount_fen: Fen,
+}
+
+/// A line the review rejects, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub line: u32,
+    pub reason: String,
+}
+
+/// The steps of a claim after its submission, as their journal transactions hold them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClaimEvent {
+    Reviewed {
+        claim_id: String,
+        #[serde(with = "iso")]
+        reviewed_on: NaiveDate,
+        #[serde(with = "iso")]
+        notice_from: NaiveDate,
+        #[serde(with = "iso")]
+        notice_to: NaiveDate,
+        rejections: Vec<Rejection>,
+    },
+    Objected {
+        claim_id: String,
+        #[serde(with = "iso")]
+        objected_on: NaiveDate,
+        line: Option<u32>,
+        text: String,
+        upheld: bool,
+    },
+    Paid {
+        claim_id: String,
+        #[serde(with = "iso")]
+        paid_on: NaiveDate,
+        voucher: String,
+        amount_fen: Fen,
+    },
+}
+
+impl ClaimEvent {
+    pub fn claim_id(&self) -> &str {
+        match self {
+            ClaimEvent::Reviewed { claim_id, .. }
+            | ClaimEvent::Objected { claim_id, .. }
+            | ClaimEvent::Paid { claim_id, .. } => claim_id,
+        }
+    }
+
+    pub fn date(&self) -> NaiveDate {
+        match self {
+            ClaimEvent::Reviewed { reviewed_on, .. } => *reviewed_on,
+            ClaimEvent::Objected { objected_on, .. } => *objected_on,
+            ClaimEvent::Paid { paid_on, .. } => *paid_on,
+        }
+    }
+}
+
+/// The shortest and the longest public notice, in days (both ends included).
+pub const NOTICE_DAYS: std::ops::RangeInclusive<i64> = 7..=10;
 
 /// A claim's sums over its lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -165,9 +307,213 @@ pub struct ClaimTotals {
     pub payable_fen: i64,
     /// Lines with at least one difference.
     pub differing_lines: u64,
+    /// The subsidy of the approved lines (zero before the review).
+    pub approved_fen: i64,
 }
 
 impl Claim {
+    /// Applies a step recorded after the submission (the event's claim is this one), checking
+    /// it against the claim's state: the loan-periods it releases, `(loan_id, due_date)`.
+    pub fn apply(&mut self, event: &ClaimEvent) -> Result<Vec<(String, NaiveDate)>, DomainError> {
+        match event {
+            ClaimEvent::Reviewed { reviewed_on, notice_from, notice_to, rejections, .. } => {
+                self.review(*reviewed_on, *notice_from, *notice_to, rejections)
+            }
+            ClaimEvent::Objected { objected_on, line, text, upheld, .. } => {
+                self.object(*objected_on, *line, text, *upheld)
+            }
+            ClaimEvent::Paid { paid_on, voucher, amount_fen, .. } => {
+                let amount = self.pay(*paid_on, voucher)?;
+                if amount != *amount_fen {
+                    return Err(DomainError::Invalid {
+                        field: "amount_fen".into(),
+                        message: format!(
+                            "{} fen paid, but the claim's approved lines come to {} fen",
+                            amount_fen.0, amount.0
+                        ),
+                    });
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn expect_status(&self, status: ClaimStatus, call: &str) -> Result<(), DomainError> {
+        if self.status == status {
+            return Ok(());
+        }
+        Err(DomainError::refused(
+            Reason::ClaimStatusMismatch,
+            format!(
+                "claim {} is {}; {call} needs it {}",
+                self.claim_id,
+                self.status.as_str(),
+                status.as_str()
+            ),
+        )
+        .with("status", self.status.as_str()))
+    }
+
+    fn line_index(&self, field: &str, line: u32) -> Result<usize, DomainError> {
+        let index = line as usize;
+        if index >= self.lines.len() {
+            return Err(DomainError::Invalid {
+                field: field.to_string(),
+                message: format!("names line {line}; the claim has {} lines", self.lines.len()),
+            });
+        }
+        Ok(index)
+    }
+
+    /// The review (see the module doc): the released loan-periods.
+    pub fn review(
+        &mut self,
+        reviewed_on: NaiveDate,
+        notice_from: NaiveDate,
+        notice_to: NaiveDate,
+        rejections: &[Rejection],
+    ) -> Result<Vec<(String, NaiveDate)>, DomainError> {
+        self.expect_status(ClaimStatus::Submitted, "a review")?;
+        let invalid = |field: &str, message: String| DomainError::Invalid {
+            field: field.to_string(),
+            message,
+        };
+        if reviewed_on < self.submitted_on {
+            let message = format!("is before the claim's submission on {}", self.submitted_on);
+            return Err(invalid("reviewed_on", message));
+        }
+        if notice_from < reviewed_on {
+            return Err(invalid("notice_from", "must not be before the review".into()));
+        }
+        let days = (notice_to - notice_from).num_days() + 1;
+        if !NOTICE_DAYS.contains(&days) {
+            let message = format!(
+                "makes a notice of {days} days; a public notice runs {} to {} days",
+                NOTICE_DAYS.start(),
+                NOTICE_DAYS.end()
+            );
+            return Err(invalid("notice_to", message));
+        }
+        let mut reasons: Vec<Option<&str>> = vec![None; self.lines.len()];
+        for (i, r) in rejections.iter().enumerate() {
+            let index = self.line_index(&format!("rejections[{i}].line"), r.line)?;
+            if r.reason.trim().is_empty() {
+                return Err(invalid(&format!("rejections[{i}].reason"), "is required".into()));
+            }
+            if reasons[index].replace(&r.reason).is_some() {
+                let message = format!("rejects line {} again", r.line);
+                return Err(invalid(&format!("rejections[{i}].line"), message));
+            }
+        }
+        let mut released = Vec::new();
+        for (line, reason) in self.lines.iter_mut().zip(reasons) {
+            let differs = (!line.differences.is_empty()).then(|| {
+                let codes: Vec<&str> = line.differences.iter().map(|d| d.as_str()).collect();
+                format!("differs from the register: {}", codes.join(", "))
+            });
+            line.decision = Some(match reason.map(str::to_string).or(differs) {
+                Some(reason) => {
+                    if line.holds_period() {
+                        released.push((line.claimed.loan_id.clone(), line.claimed.due_date));
+                    }
+                    Decision::Rejected { reason }
+                }
+                None => Decision::Approved,
+            });
+        }
+        self.review = Some(Review { reviewed_on, notice_from, notice_to });
+        self.status = ClaimStatus::Noticed;
+        Ok(released)
+    }
+
+    /// An objection during the notice (see the module doc): the released loan-period.
+    pub fn object(
+        &mut self,
+        objected_on: NaiveDate,
+        line: Option<u32>,
+        text: &str,
+        upheld: bool,
+    ) -> Result<Vec<(String, NaiveDate)>, DomainError> {
+        self.expect_status(ClaimStatus::Noticed, "an objection")?;
+        let Some(review) = &self.review else {
+            return Err(DomainError::refused(Reason::ClaimStatusMismatch, "no review recorded"));
+        };
+        if !(review.notice_from..=review.notice_to).contains(&objected_on) {
+            return Err(DomainError::refused(
+                Reason::NoticeClosed,
+                format!(
+                    "the notice of claim {} runs from {} to {}; an objection of {objected_on} is outside it",
+                    self.claim_id, review.notice_from, review.notice_to
+                ),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Err(DomainError::Invalid {
+                field: "text".into(),
+                message: "is required".into(),
+            });
+        }
+        let mut released = Vec::new();
+        if let Some(n) = line {
+            let index = self.line_index("line", n)?;
+            let target = &mut self.lines[index];
+            if upheld {
+                if target.decision != Some(Decision::Approved) {
+                    return Err(DomainError::Invalid {
+                        field: "upheld".into(),
+                        message: format!("line {n} is rejected already"),
+                    });
+                }
+                released.push((target.claimed.loan_id.clone(), target.claimed.due_date));
+                target.decision = Some(Decision::Rejected {
+                    reason: format!("objection upheld: {}", text.trim()),
+                });
+            }
+        } else if upheld {
+            return Err(DomainError::Invalid {
+                field: "upheld".into(),
+                message: "an objection upheld names the line it rejects".into(),
+            });
+        }
+        self.objections.push(Objection {
+            objected_on,
+            line,
+            text: text.trim().to_string(),
+            upheld,
+        });
+        Ok(released)
+    }
+
+    /// The payment (see the module doc): the amount paid, the approved lines' subsidy.
+    pub fn pay(&mut self, paid_on: NaiveDate, voucher: &str) -> Result<Fen, DomainError> {
+        self.expect_status(ClaimStatus::Noticed, "a payment")?;
+        let Some(review) = &self.review else {
+            return Err(DomainError::refused(Reason::ClaimStatusMismatch, "no review recorded"));
+        };
+        if paid_on <= review.notice_to {
+            return Err(DomainError::refused(
+                Reason::NoticeNotOver,
+                format!(
+                    "the notice of claim {} runs to {}; it may be paid from the day after",
+                    self.claim_id, review.notice_to
+                ),
+            )
+            .with("notice_to", review.notice_to));
+        }
+        if voucher.trim().is_empty() {
+            return Err(DomainError::Invalid {
+                field: "voucher".into(),
+                message: "is required".into(),
+            });
+        }
+        let amount = self.totals().approved_fen;
+        let amount = Fen(amount);
+        self.payment =
+            Some(Payment { paid_on, voucher: voucher.trim().to_string(), amount_fen: amount });
+        self.status = ClaimStatus::Paid;
+        Ok(amount)
+    }
+
     pub fn totals(&self) -> ClaimTotals {
         let mut t = ClaimTotals::default();
         for line in &self.lines {
@@ -176,6 +522,7 @@ impl Claim {
             t.recomputed_fen = t.recomputed_fen.saturating_add(recomputed);
             t.payable_fen = t.payable_fen.saturating_add(line.payable_fen().0);
             t.differing_lines += u64::from(!line.differences.is_empty());
+            t.approved_fen = t.approved_fen.saturating_add(line.approved_fen().0);
         }
         t
     }
@@ -194,6 +541,7 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
             recomputed: None,
             differences: vec![Difference::NotInRegister],
             claimed_by: None,
+            decision: None,
         };
     };
     let recomputed = Recomputed {
@@ -225,6 +573,7 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
         recomputed: Some(recomputed),
         differences,
         claimed_by: None,
+        decision: None,
     }
 }
 
@@ -356,6 +705,9 @@ mod tests {
                 submitted_on: d("2021-04-01"),
                 status: ClaimStatus::Submitted,
                 lines: Vec::new(),
+                review: None,
+                objections: Vec::new(),
+                payment: None,
             };
             let mut sums = ClaimTotals::default();
             for (standing, paid, claimed_paid, subsidy, missing, held) in lines {

@@ -14,6 +14,7 @@
 //! | `bank/<bank_id>/penalty_income` | penalty interest earned (credit-normal) |
 //! | `bank/<bank_id>/compound_income` | compound interest earned (credit-normal) |
 //! | `bank/<bank_id>/loan_loss` | what the bank has written off (debit-normal) |
+//! | `finance/<ledger_id>/subsidy` | interest subsidy the ledger's finance office has paid (credit when paying) |
 
 pub fn loan_principal(loan_id: &str) -> String {
     name("loan/", loan_id, "/principal")
@@ -49,6 +50,10 @@ pub fn bank_cash(bank_id: &str) -> String {
 
 pub fn bank_interest_income(bank_id: &str) -> String {
     name("bank/", bank_id, "/interest_income")
+}
+
+pub fn finance_subsidy(ledger_id: &str) -> String {
+    name("finance/", ledger_id, "/subsidy")
 }
 
 /// `<owner kind>/<owner id>/<purpose>`, in one allocation without the formatting machinery:

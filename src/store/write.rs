@@ -762,6 +762,40 @@ impl WriteTx {
         Ok(on_tx!(self, c => sqlx::query_as(sql).bind(loan_id).fetch_all(c).await?))
     }
 
+    /// A subsidy claim as it stands (`None`: no such claim).
+    pub async fn claim(&mut self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
+        let sql = "select claim_json from subsidy_claim where claim_id = $1";
+        let json: Option<String> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(claim_id).fetch_optional(c).await?);
+        json.map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("subsidy claim {claim_id}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// A claim's row after a step, and the loan-periods the step released.
+    pub async fn update_claim(
+        &mut self,
+        claim: &Claim,
+        seq: i64,
+        released: &[(String, BusinessDate)],
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(claim)
+            .map_err(|e| StoreError::Corrupt(format!("subsidy claim: {e}")))?;
+        let sql = "update subsidy_claim set status = $1, claim_json = $2, last_seq = $3 where claim_id = $4";
+        on_tx!(self, c => sqlx::query(sql)
+            .bind(claim.status.as_str()).bind(json).bind(seq).bind(&claim.claim_id)
+            .execute(c).await.map(|_| ())?);
+        let sql = "delete from subsidy_claim_period where loan_id = $1 and due_date = $2 and claim_id = $3";
+        for (loan_id, due_date) in released {
+            on_tx!(self, c => sqlx::query(sql)
+                .bind(loan_id).bind(format_date(*due_date)).bind(&claim.claim_id)
+                .execute(c).await.map(|_| ())?);
+        }
+        Ok(())
+    }
+
     /// A new subsidy claim's row, and a row for each loan-period it holds.
     pub async fn insert_claim(&mut self, claim: &Claim, seq: i64) -> Result<(), StoreError> {
         let json = serde_json::to_string(claim)

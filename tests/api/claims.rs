@@ -11,7 +11,11 @@ use tonic::Code;
 use super::with_two_disbursed_loans;
 use crate::common::*;
 
-on_both_backends!(a_bank_claims_a_quarter_checked_line_by_line, claim_refusals_and_who_may_read);
+on_both_backends!(
+    a_bank_claims_a_quarter_checked_line_by_line,
+    claim_refusals_and_who_may_read,
+    a_claim_is_reviewed_noticed_objected_to_and_paid,
+);
 
 use pb::ClaimDifference as D;
 
@@ -36,6 +40,7 @@ fn claim_request(
         due_from: "2021-01-01".into(),
         due_to: "2021-03-31".into(),
         lines,
+        submitted_on: "2021-04-01".into(),
     }
 }
 
@@ -204,6 +209,12 @@ async fn claim_refusals_and_who_may_read(backend: Backend) {
     let mut long = with(vec![good()]);
     long.claim_number = "9".repeat(64);
     expect_invalid(submit(&t.bank, long).await, "claim_number");
+    let mut undated = with(vec![good()]);
+    undated.submitted_on = String::new();
+    expect_invalid(submit(&t.bank, undated).await, "submitted_on");
+    let mut ahead = with(vec![good()]);
+    ahead.submitted_on = "2099-01-01".into();
+    expect_invalid(submit(&t.bank, ahead).await, "submitted_on");
     let mut no_request = with(vec![good()]);
     no_request.request_id = String::new();
     expect_invalid(submit(&t.bank, no_request).await, "request_id");
@@ -232,6 +243,204 @@ async fn claim_refusals_and_who_may_read(backend: Backend) {
     expect_code(get(&elsewhere, "B2-R1").await, Code::NotFound);
     expect_invalid(get(&t.finance, "").await, "claim_id");
     assert_eq!(get(&t.auditor, "B2-R1").await.expect("the auditor reads").into_inner(), b2_claim);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The finance office's balance of `account` (streamed by `GetBalances`).
+async fn balance(app: &TestApp, token: &str, account: &str) -> i64 {
+    let request = pb::GetBalancesRequest {
+        ledger_id: LEDGER.into(),
+        as_of: String::new(),
+        account_prefix: account.into(),
+    };
+    let stream = app.audit(token).get_balances(request).await.expect("GetBalances");
+    let chunks = collect(stream.into_inner()).await.expect("the balances");
+    chunks
+        .iter()
+        .flat_map(|c| &c.balances)
+        .filter(|b| b.account == account)
+        .map(|b| b.balance_fen)
+        .sum()
+}
+
+/// A claim's whole course: both loans paid on time, claimed with a third line no register has.
+/// The review (2021-04-10) approves the two, rejects the third with its differences, and opens
+/// a seven-day notice; an objection upheld during it rejects the second loan's line (which may
+/// then be claimed again); the payment after the notice posts the one approved line's subsidy
+/// from the finance office to the bank, once whatever the retries. Each step's refusals name
+/// their field or rule; verify holds throughout.
+async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    app.loans(&t.finance)
+        .settle_loans(pb::SettleLoansRequest {
+            request_id: rid("q1"),
+            ledger_id: LEDGER.into(),
+            bank_id: String::new(),
+            settlement_date: "2021-03-20".into(),
+        })
+        .await
+        .expect("SettleLoans");
+    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
+    app.repay(&t.bank, &second, "2021-03-20", 29_410).await;
+    let mut request = claim_request(
+        &rid("claim"),
+        "Q1",
+        vec![
+            line(&first, "2021-03-20", 29_410, 29_410),
+            line(&second, "2021-03-20", 29_410, 29_410),
+            line(&format!("{BANK}-C999"), "2021-03-20", 100, 100),
+        ],
+    );
+    request.submitted_on = "2021-04-01".into();
+    let claim = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
+    let claim = claim.into_inner().claim.expect("the claim");
+    assert_eq!((claim.submitted_on.as_str(), claim.payable_fen), ("2021-04-01", 58_820));
+    let claim_id = claim.claim_id.clone();
+
+    let review = |rejections: Vec<pb::ClaimLineRejection>, from: &str, to: &str| {
+        pb::ReviewSubsidyClaimRequest {
+            request_id: rid("review"),
+            claim_id: claim_id.clone(),
+            reviewed_on: "2021-04-10".into(),
+            notice_from: from.into(),
+            notice_to: to.into(),
+            rejections,
+        }
+    };
+    let reject = |line: u32, reason: &str| pb::ClaimLineRejection { line, reason: reason.into() };
+    let week = ("2021-04-10", "2021-04-16");
+    // Refused: by the bank, by an auditor; a notice of six or eleven days, or before the
+    // review; a line the claim does not have, or rejected twice, or without a reason.
+    for token in [&t.bank, &t.auditor] {
+        let refused = app.subsidy(token).review_subsidy_claim(review(vec![], week.0, week.1)).await;
+        expect_code(refused, Code::PermissionDenied);
+    }
+    let mut finance = app.subsidy(&t.finance);
+    for (from, to, field) in [
+        ("2021-04-10", "2021-04-15", "notice_to"),
+        ("2021-04-10", "2021-04-20", "notice_to"),
+        ("2021-04-09", "2021-04-16", "notice_from"),
+    ] {
+        expect_invalid(finance.review_subsidy_claim(review(vec![], from, to)).await, field);
+    }
+    let bad_line = review(vec![reject(3, "no such line")], week.0, week.1);
+    expect_invalid(finance.review_subsidy_claim(bad_line).await, "rejections[0].line");
+    let twice = review(vec![reject(0, "a"), reject(0, "b")], week.0, week.1);
+    expect_invalid(finance.review_subsidy_claim(twice).await, "rejections[1].line");
+    let no_reason = review(vec![reject(0, " ")], week.0, week.1);
+    expect_invalid(finance.review_subsidy_claim(no_reason).await, "rejections[0].reason");
+    let mut early = review(vec![], "2021-03-30", "2021-04-05");
+    early.reviewed_on = "2021-03-30".into();
+    expect_invalid(finance.review_subsidy_claim(early).await, "reviewed_on");
+
+    let reviewed = finance.review_subsidy_claim(review(vec![], week.0, week.1)).await;
+    let reviewed = reviewed.expect("the review").into_inner().claim.expect("the claim");
+    use pb::ClaimLineDecision as Dec;
+    let decisions: Vec<Dec> = reviewed.lines.iter().map(|l| l.decision()).collect();
+    assert_eq!(decisions, [Dec::Approved, Dec::Approved, Dec::Rejected]);
+    assert_eq!(reviewed.lines[2].rejected_because, "differs from the register: NOT_IN_REGISTER");
+    assert_eq!(reviewed.status(), pb::SubsidyClaimStatus::Noticed);
+    assert_eq!((reviewed.approved_fen, reviewed.reviewed_on.as_str()), (58_820, "2021-04-10"));
+    assert_eq!((reviewed.notice_from.as_str(), reviewed.notice_to.as_str()), week);
+    let again = finance.review_subsidy_claim(review(vec![], week.0, week.1)).await;
+    expect_refused(again, "CLAIM_STATUS_MISMATCH");
+
+    let pay = |paid_on: &str, amount_fen: i64| pb::PaySubsidyClaimRequest {
+        request_id: rid("pay"),
+        claim_id: claim_id.clone(),
+        paid_on: paid_on.into(),
+        voucher: "财付-2021-118".into(),
+        amount_fen,
+    };
+    // Not during the notice.
+    expect_refused(finance.pay_subsidy_claim(pay("2021-04-16", 58_820)).await, "NOTICE_NOT_OVER");
+
+    let objection = |on: &str, line: Option<u32>, upheld: bool| pb::RecordClaimObjectionRequest {
+        request_id: rid("objection"),
+        claim_id: claim_id.clone(),
+        objected_on: on.into(),
+        line,
+        text: "村民反映：该户3月未按时还息".into(),
+        upheld,
+    };
+    let closed = finance.record_claim_objection(objection("2021-04-17", Some(1), true)).await;
+    expect_refused(closed, "NOTICE_CLOSED");
+    expect_invalid(
+        finance.record_claim_objection(objection("2021-04-12", None, true)).await,
+        "upheld",
+    );
+    expect_invalid(
+        finance.record_claim_objection(objection("2021-04-12", Some(3), true)).await,
+        "line",
+    );
+    let raised = finance.record_claim_objection(objection("2021-04-11", None, false)).await;
+    let raised = raised.expect("an objection not upheld").into_inner().claim.expect("the claim");
+    assert_eq!((raised.objections.len(), raised.approved_fen), (1, 58_820));
+    let upheld = finance.record_claim_objection(objection("2021-04-12", Some(1), true)).await;
+    let upheld = upheld.expect("an objection upheld").into_inner().claim.expect("the claim");
+    assert_eq!(upheld.lines[1].decision(), Dec::Rejected);
+    assert_eq!(upheld.lines[1].rejected_because, "objection upheld: 村民反映：该户3月未按时还息");
+    assert_eq!(upheld.approved_fen, 29_410);
+    let o = &upheld.objections[1];
+    assert_eq!((o.objected_on.as_str(), o.line, o.upheld), ("2021-04-12", Some(1), true));
+
+    // The payment: the voucher's amount must be the approved one.
+    expect_invalid(finance.pay_subsidy_claim(pay("2021-04-20", 58_820)).await, "amount_fen");
+    let cash = format!("bank/{BANK}/cash");
+    let subsidy = format!("finance/{LEDGER}/subsidy");
+    let cash_before = balance(&app, &t.finance, &cash).await;
+    let payment = pay("2021-04-20", 29_410);
+    let paid = finance.pay_subsidy_claim(payment.clone()).await.expect("the payment").into_inner();
+    let claim_paid = paid.claim.expect("the claim");
+    assert_eq!(claim_paid.status(), pb::SubsidyClaimStatus::Paid);
+    let p = claim_paid.payment.as_ref().expect("the payment");
+    assert_eq!(
+        (p.paid_on.as_str(), p.voucher.as_str(), p.amount_fen),
+        ("2021-04-20", "财付-2021-118", 29_410)
+    );
+    assert_eq!(balance(&app, &t.finance, &cash).await - cash_before, 29_410);
+    assert_eq!(balance(&app, &t.finance, &subsidy).await, -29_410);
+    // A retry posts nothing twice; another payment is refused.
+    let retry = finance.pay_subsidy_claim(payment).await.expect("the retry").into_inner();
+    assert_eq!(retry.entry.map(|e| e.seq), paid.entry.map(|e| e.seq));
+    assert_eq!(balance(&app, &t.finance, &subsidy).await, -29_410);
+    expect_refused(
+        finance.pay_subsidy_claim(pay("2021-04-21", 29_410)).await,
+        "CLAIM_STATUS_MISMATCH",
+    );
+    let late = finance.record_claim_objection(objection("2021-04-12", None, false)).await;
+    expect_refused(late, "CLAIM_STATUS_MISMATCH");
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let kinds: Vec<&str> = journal.iter().rev().take(5).map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "subsidy_claim.paid",
+            "subsidy_claim.objected",
+            "subsidy_claim.objected",
+            "subsidy_claim.reviewed",
+            "subsidy_claim.submitted"
+        ]
+    );
+
+    // The second loan's period, rejected on objection, may be claimed again; the first's,
+    // paid, may not.
+    let mut again = claim_request(
+        &rid("claim"),
+        "Q1-2",
+        vec![
+            line(&first, "2021-03-20", 29_410, 29_410),
+            line(&second, "2021-03-20", 29_410, 29_410),
+        ],
+    );
+    again.submitted_on = "2021-04-21".into();
+    let again = app.subsidy(&t.bank).submit_subsidy_claim(again).await.expect("a claim again");
+    let again = again.into_inner().claim.expect("the claim");
+    assert_eq!(differences(&again), [vec![D::AlreadyClaimed], vec![]]);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

@@ -4,6 +4,7 @@
 //! history links are rebuilt as the writer makes them ([`JournalEvent::loan_ids`]).
 
 use crate::collections::HashMap;
+use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;
@@ -13,6 +14,8 @@ use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
+use crate::domain::subsidy_claim::{Claim, ClaimEvent};
+use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
 use crate::store::bulk::RegistrySnapshot;
@@ -89,6 +92,8 @@ pub(super) struct Replay {
     /// The seqs of each loan's history, ascending: the transactions whose event touches it.
     pub links: HashMap<String, Vec<u64>>,
     pub problems: Problems,
+    /// The subsidy claims rebuilt, each with the seq of its last event, by claim id.
+    pub claims: BTreeMap<String, (Claim, u64)>,
     /// Whether the ledger replayed is the LPR table's chain ([`LPR_LEDGER`]), whose events are
     /// `lpr.set` alone; a region's ledger has none.
     lpr_chain: bool,
@@ -228,11 +233,42 @@ impl Replay {
                     self.memo(seq, t.postings, "an LPR entry");
                 }
             }
+            Ok(JournalEvent::SubsidyClaimSubmitted { claim }) => {
+                self.memo(seq, t.postings, "a subsidy claim");
+                let claim_id = claim.claim_id.clone();
+                if self.claims.insert(claim_id.clone(), (*claim, seq)).is_some() {
+                    self.problems.add(seq, format!("seq {seq}: claim {claim_id} submitted twice"));
+                }
+            }
+            Ok(JournalEvent::SubsidyClaim(event)) => self.replay_claim(&event, seq, t.postings),
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);
                 self.memo(seq, t.postings, "a registry record");
             }
             Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
+        }
+    }
+
+    /// Applies a step of a claim to the claim rebuilt so far, as the writer applied it, and
+    /// checks its postings (`stored`).
+    fn replay_claim(&mut self, event: &ClaimEvent, seq: u64, stored: &str) {
+        let claim_id = event.claim_id();
+        let Some((claim, last)) = self.claims.get_mut(claim_id) else {
+            self.problems.add(seq, format!("seq {seq}: event for unknown claim {claim_id}"));
+            return;
+        };
+        match claim_postings(event, &claim.ledger_id, &claim.bank_id) {
+            Ok(expected) if stored_as(expected.as_slice(), stored) => {}
+            Ok(_) => self
+                .problems
+                .add(seq, format!("seq {seq}: postings differ from those the event implies")),
+            Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
+        }
+        match claim.apply(event) {
+            Ok(_) => *last = seq,
+            Err(e) => {
+                self.problems.add(seq, format!("seq {seq}: cannot apply to claim {claim_id}: {e}"))
+            }
         }
     }
 
@@ -289,6 +325,21 @@ fn stored_as(postings: &[Posting], text: &str) -> bool {
     is_packed(postings, text) || unpack(text).unwrap_or_default() == postings
 }
 
+/// The claims rebuilt into the registry's rows, as the writer stores them: each claim's JSON
+/// and the loan-periods its lines hold.
+pub(super) fn claim_rows(registry: &mut RegistrySnapshot, claims: BTreeMap<String, (Claim, u64)>) {
+    for (claim_id, (claim, seq)) in claims {
+        for line in claim.lines.iter().filter(|l| l.holds_period()) {
+            let due_date = format_date(line.claimed.due_date);
+            registry.claim_periods.push((line.claimed.loan_id.clone(), due_date, claim_id.clone()));
+        }
+        let json = serde_json::to_string(&claim).unwrap_or_default();
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let status = claim.status.as_str().to_string();
+        registry.claims.push((claim_id, claim.bank_id, status, json, seq));
+    }
+}
+
 /// An LPR entry as the table stores it: (effective date, tenor, rate).
 fn lpr_row(e: &LprEntry) -> (String, String, String) {
     (format_date(e.effective_from), e.bucket.as_str().to_string(), e.rate.to_string())
@@ -321,21 +372,9 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
             r.statuses.push(status_row(household_id, &entry));
         }
         JournalEvent::PolicySet { version, .. } => r.policies.push(version),
-        JournalEvent::SubsidyClaimSubmitted { claim } => {
-            for line in claim.lines.iter().filter(|l| l.holds_period()) {
-                let due_date = format_date(line.claimed.due_date);
-                r.claim_periods.push((
-                    line.claimed.loan_id.clone(),
-                    due_date,
-                    claim.claim_id.clone(),
-                ));
-            }
-            // Stored as the writer stores it: the claim's JSON, which is its event's.
-            let json = serde_json::to_string(&claim).unwrap_or_default();
-            let status = claim.status.as_str().to_string();
-            r.claims.push((claim.claim_id, claim.bank_id, status, json, seq));
-        }
-        JournalEvent::LprSet { .. }
+        JournalEvent::SubsidyClaimSubmitted { .. }
+        | JournalEvent::SubsidyClaim(_)
+        | JournalEvent::LprSet { .. }
         | JournalEvent::LprChainStarted { .. }
         | JournalEvent::Loan(_) => {}
     }

@@ -22,6 +22,7 @@ use crate::domain::loan::{
 use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
 use crate::domain::policy::{default_versions, in_force};
 use crate::domain::subsidy_claim::{Claim, ClaimStatus, hold};
+use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
 use crate::store::rows::{BankRow, HouseholdRow, HouseholdView};
@@ -301,12 +302,46 @@ impl Writer {
                     submitted_on: *submitted_on,
                     status: ClaimStatus::Submitted,
                     lines,
+                    review: None,
+                    objections: Vec::new(),
+                    payment: None,
                 };
                 Planned {
                     ledger_id: bank.ledger_id,
                     event: JournalEvent::SubsidyClaimSubmitted { claim: Box::new(claim.clone()) },
                     postings: Postings::memo(),
                     effect: Effect::Claim(Box::new(claim)),
+                }
+            }
+            Command::SubsidyClaimStep { step } => {
+                let claim_id = step.claim_id();
+                // A claim outside the caller's books is answered as a missing one.
+                let claim = tx
+                    .claim(claim_id)
+                    .await?
+                    .filter(|c| actor.reads_loan(&c.bank_id, &c.ledger_id))
+                    .ok_or_else(|| DomainError::NotFound {
+                        what: "subsidy claim",
+                        id: claim_id.to_string(),
+                    })?;
+                if !actor.administers_ledger(&claim.ledger_id) {
+                    return Err(AppError::denied(format!(
+                        "{} may not {} {claim_id}: the finance office of ledger {} reviews, \
+                         notices and pays its subsidy claims",
+                        actor.actor(),
+                        env.command.name(),
+                        claim.ledger_id
+                    )));
+                }
+                let mut after = claim.clone();
+                let released = after.apply(step)?;
+                let postings = claim_postings(step, &claim.ledger_id, &claim.bank_id)
+                    .map_err(|e| AppError::Internal(format!("claim {claim_id}: {e}")))?;
+                Planned {
+                    ledger_id: claim.ledger_id,
+                    event: JournalEvent::SubsidyClaim(step.clone()),
+                    postings,
+                    effect: Effect::ClaimStep(Box::new(after), released),
                 }
             }
             Command::SettlementRun { .. } | Command::SettlementRunSummary { .. } => {
@@ -697,6 +732,10 @@ impl Writer {
             }
             Effect::Claim(claim) => {
                 tx.insert_claim(&claim, seq_i64).await?;
+                Outcome::SubsidyClaim { claim, entry: entry.clone() }
+            }
+            Effect::ClaimStep(claim, released) => {
+                tx.update_claim(&claim, seq_i64, &released).await?;
                 Outcome::SubsidyClaim { claim, entry: entry.clone() }
             }
             Effect::Unchanged(_) => {
