@@ -675,6 +675,177 @@ mod tests {
         }
     }
 
+    /// A submitted claim whose lines are payable (29,410 fen each) or differ, by `clean`.
+    fn submitted(clean: &[bool]) -> Claim {
+        let lines = clean
+            .iter()
+            .enumerate()
+            .map(|(i, &clean)| {
+                let mut asked = claimed(29_410, 29_410);
+                asked.loan_id = format!("BB-C{i:03}");
+                let register = register_line(LineStanding::OnTime, 29_410, Some(29_410));
+                check_line(&asked, clean.then_some(&register))
+            })
+            .collect();
+        Claim {
+            claim_id: "BB-Q".into(),
+            ledger_id: "450121".into(),
+            bank_id: "BB".into(),
+            due_from: d("2021-01-01"),
+            due_to: d("2021-03-31"),
+            submitted_on: d("2021-04-01"),
+            status: ClaimStatus::Submitted,
+            lines,
+            review: None,
+            objections: Vec::new(),
+            payment: None,
+        }
+    }
+
+    fn reviewed(on: &str, from: &str, to: &str, rejections: Vec<Rejection>) -> ClaimEvent {
+        ClaimEvent::Reviewed {
+            claim_id: "BB-Q".into(),
+            reviewed_on: d(on),
+            notice_from: d(from),
+            notice_to: d(to),
+            rejections,
+        }
+    }
+
+    fn refusal(e: DomainError) -> String {
+        match e {
+            DomainError::Refused { reason, .. } => reason.code().to_string(),
+            DomainError::Invalid { field, .. } => field,
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The course of a claim step by step: what each step refuses, the notice's length from 7
+    /// to 10 days, a payment only after the notice and only of the approved amount, nothing
+    /// after the payment.
+    #[test]
+    fn a_claim_goes_through_its_steps_in_order() {
+        let mut claim = submitted(&[true, true, false]);
+        let pay = |on: &str, fen| ClaimEvent::Paid {
+            claim_id: "BB-Q".into(),
+            paid_on: d(on),
+            voucher: "V1".into(),
+            amount_fen: Fen(fen),
+        };
+        let object = |on: &str, line, upheld| ClaimEvent::Objected {
+            claim_id: "BB-Q".into(),
+            objected_on: d(on),
+            line,
+            text: "objection".into(),
+            upheld,
+        };
+        let mut copy = claim.clone();
+        let e = copy.apply(&pay("2021-05-01", 0)).unwrap_err();
+        assert_eq!(refusal(e), "CLAIM_STATUS_MISMATCH");
+        for (to, ok) in [
+            ("2021-04-15", false),
+            ("2021-04-16", true),
+            ("2021-04-19", true),
+            ("2021-04-20", false),
+        ] {
+            let mut copy = claim.clone();
+            let result = copy.apply(&reviewed("2021-04-10", "2021-04-10", to, vec![]));
+            assert_eq!(result.is_ok(), ok, "a notice to {to}");
+        }
+        let released =
+            claim.apply(&reviewed("2021-04-10", "2021-04-10", "2021-04-16", vec![])).unwrap();
+        assert!(released.is_empty());
+        assert_eq!(claim.totals().approved_fen, 58_820);
+        assert_eq!(
+            refusal(claim.clone().apply(&object("2021-04-17", None, false)).unwrap_err()),
+            "NOTICE_CLOSED"
+        );
+        assert_eq!(
+            refusal(claim.clone().apply(&object("2021-04-09", None, false)).unwrap_err()),
+            "NOTICE_CLOSED"
+        );
+        // The differing line is rejected already: an objection to it cannot be upheld.
+        assert_eq!(
+            refusal(claim.clone().apply(&object("2021-04-12", Some(2), true)).unwrap_err()),
+            "upheld"
+        );
+        let released = claim.apply(&object("2021-04-12", Some(0), true)).unwrap();
+        assert_eq!(released, [("BB-C000".to_string(), d("2021-03-20"))]);
+        assert_eq!(
+            refusal(claim.clone().apply(&pay("2021-04-16", 29_410)).unwrap_err()),
+            "NOTICE_NOT_OVER"
+        );
+        assert_eq!(
+            refusal(claim.clone().apply(&pay("2021-04-17", 58_820)).unwrap_err()),
+            "amount_fen"
+        );
+        claim.apply(&pay("2021-04-17", 29_410)).unwrap();
+        assert_eq!(claim.status, ClaimStatus::Paid);
+        assert_eq!(
+            refusal(claim.clone().apply(&pay("2021-04-18", 29_410)).unwrap_err()),
+            "CLAIM_STATUS_MISMATCH"
+        );
+        assert_eq!(
+            refusal(claim.apply(&object("2021-04-13", None, false)).unwrap_err()),
+            "CLAIM_STATUS_MISMATCH"
+        );
+    }
+
+    proptest! {
+        /// Whatever lines differ and whatever the review rejects: every line is decided; a line
+        /// is approved exactly when it does not differ and is not rejected; the periods released
+        /// are those held before and rejected now; what holds a period afterwards is approved;
+        /// the approved amount is the approved lines' subsidy; an objection upheld takes its
+        /// line's subsidy off and releases its period alone.
+        #[test]
+        fn a_review_decides_every_line(
+            lines in proptest::collection::vec((any::<bool>(), any::<bool>()), 1..12),
+            objected in any::<proptest::sample::Index>(),
+        ) {
+            let clean: Vec<bool> = lines.iter().map(|&(clean, _)| clean).collect();
+            let mut claim = submitted(&clean);
+            let rejections: Vec<Rejection> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, rejected))| *rejected)
+                .map(|(i, _)| Rejection { line: i as u32, reason: "the bureau's".into() })
+                .collect();
+            let held_before: Vec<bool> = claim.lines.iter().map(ClaimLine::holds_period).collect();
+            let released = claim.apply(&reviewed("2021-04-10", "2021-04-11", "2021-04-20", rejections)).unwrap();
+            let mut expected_released = Vec::new();
+            let mut approved = 0;
+            for (i, (line, &(clean, rejected))) in claim.lines.iter().zip(&lines).enumerate() {
+                let approve = clean && !rejected;
+                prop_assert_eq!(line.decision == Some(Decision::Approved), approve);
+                prop_assert!(line.decision.is_some());
+                prop_assert_eq!(line.holds_period(), approve);
+                if held_before[i] && !approve {
+                    expected_released.push((line.claimed.loan_id.clone(), line.claimed.due_date));
+                }
+                approved += if approve { 29_410 } else { 0 };
+            }
+            prop_assert_eq!(released, expected_released);
+            prop_assert_eq!(claim.totals().approved_fen, approved);
+            let line = objected.index(claim.lines.len());
+            let was_approved = claim.lines[line].decision == Some(Decision::Approved);
+            let objection = ClaimEvent::Objected {
+                claim_id: "BB-Q".into(),
+                objected_on: d("2021-04-15"),
+                line: Some(line as u32),
+                text: "objection".into(),
+                upheld: true,
+            };
+            match claim.apply(&objection) {
+                Ok(released) => {
+                    prop_assert!(was_approved);
+                    prop_assert_eq!(released.len(), 1);
+                    prop_assert_eq!(claim.totals().approved_fen, approved - 29_410);
+                }
+                Err(_) => prop_assert!(!was_approved),
+            }
+        }
+    }
+
     fn standing() -> impl Strategy<Value = LineStanding> {
         prop_oneof![
             Just(LineStanding::OnTime),
