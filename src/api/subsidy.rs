@@ -213,6 +213,32 @@ impl SubsidyService for Api {
         self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
     }
 
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn claw_back_subsidy(
+        &self,
+        request: Request<pb::ClawBackSubsidyRequest>,
+    ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::ClawBackSubsidyRequest {
+            request_id,
+            claim_id,
+            line,
+            clawed_back_on,
+            reason,
+            amount_fen,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let step = ClaimEvent::ClawedBack {
+            claim_id: parse::id("claim_id", &claim_id)?,
+            clawed_back_on: parse::value_date("clawed_back_on", &clawed_back_on, self.today())?,
+            line,
+            reason: parse::text("reason", &reason, true)?,
+            amount_fen: parse::non_negative_fen("amount_fen", amount_fen)?,
+        };
+        self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
+    }
+
     async fn get_subsidy_claim(
         &self,
         request: Request<pb::GetSubsidyClaimRequest>,
@@ -326,6 +352,7 @@ fn claim_to_pb(claim: &Claim) -> pb::SubsidyClaim {
         payable_fen: totals.payable_fen,
         differing_lines: totals.differing_lines,
         approved_fen: totals.approved_fen,
+        clawed_back_fen: totals.clawed_back_fen,
         reviewed_on: date(review.map(|r| r.reviewed_on)),
         notice_from: date(review.map(|r| r.notice_from)),
         notice_to: date(review.map(|r| r.notice_to)),
@@ -392,6 +419,11 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
             Some(Decision::Rejected { reason }) => reason.clone(),
             _ => String::new(),
         },
+        clawback: l.clawback.as_ref().map(|c| pb::ClaimClawback {
+            clawed_back_on: format_date(c.clawed_back_on),
+            reason: c.reason.clone(),
+            amount_fen: c.amount_fen.0,
+        }),
     }
 }
 

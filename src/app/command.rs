@@ -163,6 +163,9 @@ impl Command {
                 "record_claim_objection"
             }
             Command::SubsidyClaimStep { step: ClaimEvent::Paid { .. } } => "pay_subsidy_claim",
+            Command::SubsidyClaimStep { step: ClaimEvent::ClawedBack { .. } } => {
+                "claw_back_subsidy"
+            }
         }
     }
 

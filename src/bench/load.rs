@@ -25,6 +25,7 @@ use crate::domain::identity::check_char;
 use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequency};
 use crate::domain::money::{Fen, Rounding};
 use crate::domain::rate::AnnualRate;
+use crate::domain::subsidy_claim::MAX_CLAIM_LINES;
 use crate::startup::{Application, Settings};
 use crate::store::Db;
 
@@ -646,12 +647,48 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     };
     let mut stream = subsidy.list_subsidy_register(quarter).await?.into_inner();
     let mut loans = 0u64;
+    let mut claimed = Vec::new();
     while let Some(register) = stream.message().await? {
-        anyhow::ensure!(!register.lines.is_empty(), "a register without lines");
+        let Some(line) = register.lines.first() else {
+            anyhow::bail!("a register without lines");
+        };
         loans += 1;
+        if claimed.len() < MAX_CLAIM_LINES {
+            claimed.push(pb::ClaimedSubsidyLine {
+                loan_id: register.loan_id.clone(),
+                due_date: line.due_date.clone(),
+                interest_paid_fen: line.interest_paid_on_time_fen,
+                subsidy_fen: line.working.as_ref().map_or(0, |w| w.subsidy_fen),
+            });
+        }
     }
     let name = "subsidy register (a quarter, every loan)".into();
     report(span.figure(name, loans, "loans", None), &mut figures);
+    // Not a target: the bank's claim of that quarter, each line checked against its loan's
+    // register (every history read and replayed) and held, in one journal transaction.
+    let mut claims =
+        SubsidyServiceClient::with_interceptor(channel(port).await?, bearer(&bank_token)?)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+    let lines = claimed.len() as u64;
+    let span = Span::start();
+    let claim = pb::SubmitSubsidyClaimRequest {
+        request_id: "bench-claim".into(),
+        bank_id: "BB".into(),
+        claim_number: "2021Q1".into(),
+        due_from: "2021-03-01".into(),
+        due_to: "2021-03-31".into(),
+        lines: claimed,
+        submitted_on: "2021-03-20".into(),
+    };
+    let answer = claims.submit_subsidy_claim(claim).await?.into_inner();
+    let checked = answer.claim.as_ref().map_or(0, |c| c.lines.len()) as u64;
+    anyhow::ensure!(checked == lines, "a claim of {lines} lines answered with {checked}");
+    let name = format!(
+        "subsidy claim (a quarter, every loan's line; its answer {:.2} MB)",
+        prost::Message::encoded_len(&answer) as f64 / 1e6
+    );
+    report(span.figure(name, lines, "lines", None), &mut figures);
 
     // The writer stops when its last handle is gone: drop ours before waiting for the server.
     drop(writer);

@@ -31,6 +31,8 @@ pub enum Reason {
     ClaimStatusMismatch = 23,
     NoticeNotOver = 24,
     NoticeClosed = 25,
+    SubsidyAlreadyClawedBack = 26,
+    LoanNotMisused = 27,
 }
 
 impl Reason {
@@ -62,6 +64,8 @@ impl Reason {
             Reason::ClaimStatusMismatch => "CLAIM_STATUS_MISMATCH",
             Reason::NoticeNotOver => "NOTICE_NOT_OVER",
             Reason::NoticeClosed => "NOTICE_CLOSED",
+            Reason::SubsidyAlreadyClawedBack => "SUBSIDY_ALREADY_CLAWED_BACK",
+            Reason::LoanNotMisused => "LOAN_NOT_MISUSED",
         }
     }
 }

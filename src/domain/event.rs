@@ -148,6 +148,9 @@ impl JournalEvent {
             JournalEvent::SubsidyClaim(ClaimEvent::Reviewed { .. }) => "subsidy_claim.reviewed",
             JournalEvent::SubsidyClaim(ClaimEvent::Objected { .. }) => "subsidy_claim.objected",
             JournalEvent::SubsidyClaim(ClaimEvent::Paid { .. }) => "subsidy_claim.paid",
+            JournalEvent::SubsidyClaim(ClaimEvent::ClawedBack { .. }) => {
+                "subsidy_claim.clawed_back"
+            }
         }
     }
 
@@ -257,7 +260,10 @@ impl JournalEvent {
                 let claim: Claim = serde_json::from_str(json).map_err(payload)?;
                 JournalEvent::SubsidyClaimSubmitted { claim: Box::new(claim) }
             }
-            "subsidy_claim.reviewed" | "subsidy_claim.objected" | "subsidy_claim.paid" => {
+            "subsidy_claim.reviewed"
+            | "subsidy_claim.objected"
+            | "subsidy_claim.paid"
+            | "subsidy_claim.clawed_back" => {
                 let event =
                     JournalEvent::SubsidyClaim(serde_json::from_str(json).map_err(payload)?);
                 if event.kind() != kind {

@@ -38,7 +38,12 @@
 //!   payment voucher of the approved lines' subsidy, paid to the bank (直补), and the claim is
 //!   `Paid`. Its transaction moves the money: `bank/<bank_id>/cash` Dr, the ledger's
 //!   `finance/<ledger_id>/subsidy` Cr
-//!   ([`crate::ledger::claim_postings`]). Nothing of a claim changes after.
+//!   ([`crate::ledger::claim_postings`]).
+//! - **Clawback** ([`Claim::claw_back`]): a paid line whose loan is marked misused (the writer
+//!   checks the mark, dated on or before the clawback) has its subsidy clawed back by a
+//!   reversing entry that names the claim and the line: `finance/<ledger_id>/subsidy` Dr,
+//!   `bank/<bank_id>/cash` Cr (DESIGN.md: what was paid on a misused loan is clawed back). Once
+//!   a line; nothing else of a paid claim changes.
 //!
 //! Each step is a journal transaction: `subsidy_claim.submitted`, whose command holds the whole
 //! claim; `subsidy_claim.reviewed`, `.objected` and `.paid`, which hold the decisions
@@ -128,6 +133,18 @@ pub struct ClaimLine {
     /// The review's decision, once reviewed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
+    /// Its paid subsidy clawed back, once paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clawback: Option<Clawback>,
+}
+
+/// A paid line's subsidy clawed back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clawback {
+    #[serde(with = "iso")]
+    pub clawed_back_on: NaiveDate,
+    pub reason: String,
+    pub amount_fen: Fen,
 }
 
 /// A line's decision: approved, or rejected with the reason.
@@ -276,6 +293,14 @@ pub enum ClaimEvent {
         voucher: String,
         amount_fen: Fen,
     },
+    ClawedBack {
+        claim_id: String,
+        #[serde(with = "iso")]
+        clawed_back_on: NaiveDate,
+        line: u32,
+        reason: String,
+        amount_fen: Fen,
+    },
 }
 
 impl ClaimEvent {
@@ -283,7 +308,8 @@ impl ClaimEvent {
         match self {
             ClaimEvent::Reviewed { claim_id, .. }
             | ClaimEvent::Objected { claim_id, .. }
-            | ClaimEvent::Paid { claim_id, .. } => claim_id,
+            | ClaimEvent::Paid { claim_id, .. }
+            | ClaimEvent::ClawedBack { claim_id, .. } => claim_id,
         }
     }
 
@@ -292,6 +318,7 @@ impl ClaimEvent {
             ClaimEvent::Reviewed { reviewed_on, .. } => *reviewed_on,
             ClaimEvent::Objected { objected_on, .. } => *objected_on,
             ClaimEvent::Paid { paid_on, .. } => *paid_on,
+            ClaimEvent::ClawedBack { clawed_back_on, .. } => *clawed_back_on,
         }
     }
 }
@@ -309,6 +336,8 @@ pub struct ClaimTotals {
     pub differing_lines: u64,
     /// The subsidy of the approved lines (zero before the review).
     pub approved_fen: i64,
+    /// The subsidy clawed back from paid lines.
+    pub clawed_back_fen: i64,
 }
 
 impl Claim {
@@ -329,6 +358,19 @@ impl Claim {
                         field: "amount_fen".into(),
                         message: format!(
                             "{} fen paid, but the claim's approved lines come to {} fen",
+                            amount_fen.0, amount.0
+                        ),
+                    });
+                }
+                Ok(Vec::new())
+            }
+            ClaimEvent::ClawedBack { clawed_back_on, line, reason, amount_fen, .. } => {
+                let amount = self.claw_back(*clawed_back_on, *line, reason)?;
+                if amount != *amount_fen {
+                    return Err(DomainError::Invalid {
+                        field: "amount_fen".into(),
+                        message: format!(
+                            "{} fen clawed back, but line {line} was paid {} fen",
                             amount_fen.0, amount.0
                         ),
                     });
@@ -514,6 +556,55 @@ impl Claim {
         Ok(amount)
     }
 
+    /// A paid line's subsidy clawed back (see the module doc; the loan's misuse is the
+    /// writer's check): the amount.
+    pub fn claw_back(
+        &mut self,
+        clawed_back_on: NaiveDate,
+        line: u32,
+        reason: &str,
+    ) -> Result<Fen, DomainError> {
+        self.expect_status(ClaimStatus::Paid, "a clawback")?;
+        let index = self.line_index("line", line)?;
+        if let Some(payment) = &self.payment
+            && clawed_back_on < payment.paid_on
+        {
+            return Err(DomainError::Invalid {
+                field: "clawed_back_on".into(),
+                message: format!("is before the claim's payment on {}", payment.paid_on),
+            });
+        }
+        if reason.trim().is_empty() {
+            return Err(DomainError::Invalid {
+                field: "reason".into(),
+                message: "is required".into(),
+            });
+        }
+        let target = &mut self.lines[index];
+        let amount = target.approved_fen();
+        if amount == Fen::ZERO {
+            return Err(DomainError::Invalid {
+                field: "line".into(),
+                message: format!("line {line} was paid no subsidy"),
+            });
+        }
+        if let Some(done) = &target.clawback {
+            return Err(DomainError::refused(
+                Reason::SubsidyAlreadyClawedBack,
+                format!(
+                    "the subsidy of line {line} of claim {} was clawed back on {}",
+                    self.claim_id, done.clawed_back_on
+                ),
+            ));
+        }
+        target.clawback = Some(Clawback {
+            clawed_back_on,
+            reason: reason.trim().to_string(),
+            amount_fen: amount,
+        });
+        Ok(amount)
+    }
+
     pub fn totals(&self) -> ClaimTotals {
         let mut t = ClaimTotals::default();
         for line in &self.lines {
@@ -523,6 +614,8 @@ impl Claim {
             t.payable_fen = t.payable_fen.saturating_add(line.payable_fen().0);
             t.differing_lines += u64::from(!line.differences.is_empty());
             t.approved_fen = t.approved_fen.saturating_add(line.approved_fen().0);
+            let clawed_back = line.clawback.as_ref().map_or(0, |c| c.amount_fen.0);
+            t.clawed_back_fen = t.clawed_back_fen.saturating_add(clawed_back);
         }
         t
     }
@@ -542,6 +635,7 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
             differences: vec![Difference::NotInRegister],
             claimed_by: None,
             decision: None,
+            clawback: None,
         };
     };
     let recomputed = Recomputed {
@@ -574,6 +668,7 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
         differences,
         claimed_by: None,
         decision: None,
+        clawback: None,
     }
 }
 
@@ -786,9 +881,25 @@ mod tests {
             "CLAIM_STATUS_MISMATCH"
         );
         assert_eq!(
-            refusal(claim.apply(&object("2021-04-13", None, false)).unwrap_err()),
+            refusal(claim.clone().apply(&object("2021-04-13", None, false)).unwrap_err()),
             "CLAIM_STATUS_MISMATCH"
         );
+        // A paid line's subsidy clawed back once, not before the payment, not a line paid
+        // nothing (line 0, rejected on objection).
+        let claw = |on: &str, line, fen| ClaimEvent::ClawedBack {
+            claim_id: "BB-Q".into(),
+            clawed_back_on: d(on),
+            line,
+            reason: "misused".into(),
+            amount_fen: Fen(fen),
+        };
+        let refused = |claim: &Claim, event| refusal(claim.clone().apply(&event).unwrap_err());
+        assert_eq!(refused(&claim, claw("2021-04-16", 1, 29_410)), "clawed_back_on");
+        assert_eq!(refused(&claim, claw("2021-05-01", 0, 29_410)), "line");
+        assert_eq!(refused(&claim, claw("2021-05-01", 1, 100)), "amount_fen");
+        claim.apply(&claw("2021-05-01", 1, 29_410)).unwrap();
+        assert_eq!(claim.totals().clawed_back_fen, 29_410);
+        assert_eq!(refused(&claim, claw("2021-05-02", 1, 29_410)), "SUBSIDY_ALREADY_CLAWED_BACK");
     }
 
     proptest! {

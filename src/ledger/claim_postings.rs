@@ -5,6 +5,7 @@
 //! |---|---|
 //! | submitted, reviewed, objected | none (memo) |
 //! | paid | `bank/<bank_id>/cash` Dr, `finance/<ledger_id>/subsidy` Cr, the amount (none if zero) |
+//! | clawed back | the reverse of a line's part: `finance/<ledger_id>/subsidy` Dr, `bank/<bank_id>/cash` Cr |
 
 use super::account::{bank_cash, finance_subsidy};
 use super::posting::{Posting, PostingError, Postings};
@@ -23,6 +24,13 @@ pub fn claim_postings(
             Postings::balanced(vec![
                 Posting { account: bank_cash(bank_id), amount: *amount_fen },
                 Posting { account: finance_subsidy(ledger_id), amount: Fen(negated) },
+            ])
+        }
+        ClaimEvent::ClawedBack { amount_fen, .. } => {
+            let negated = amount_fen.0.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX))?;
+            Postings::balanced(vec![
+                Posting { account: finance_subsidy(ledger_id), amount: *amount_fen },
+                Posting { account: bank_cash(bank_id), amount: Fen(negated) },
             ])
         }
         ClaimEvent::Reviewed { .. } | ClaimEvent::Objected { .. } => Ok(Postings::memo()),

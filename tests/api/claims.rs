@@ -269,8 +269,9 @@ async fn balance(app: &TestApp, token: &str, account: &str) -> i64 {
 /// The review (2021-04-10) approves the two, rejects the third with its differences, and opens
 /// a seven-day notice; an objection upheld during it rejects the second loan's line (which may
 /// then be claimed again); the payment after the notice posts the one approved line's subsidy
-/// from the finance office to the bank, once whatever the retries. Each step's refusals name
-/// their field or rule; verify holds throughout.
+/// from the finance office to the bank, once whatever the retries; the loan marked misused
+/// later, that subsidy is clawed back. Each step's refusals name their field or rule; verify
+/// holds throughout.
 async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
         return;
@@ -441,6 +442,48 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     let again = app.subsidy(&t.bank).submit_subsidy_claim(again).await.expect("a claim again");
     let again = again.into_inner().claim.expect("the claim");
     assert_eq!(differences(&again), [vec![D::AlreadyClaimed], vec![]]);
+
+    // The first loan marked misused on 2021-05-01: its paid subsidy is clawed back, by a
+    // reversing entry, once; not before the mark, not of a line paid nothing.
+    let claw_back = |on: &str, line: u32, amount_fen: i64| pb::ClawBackSubsidyRequest {
+        request_id: rid("clawback"),
+        claim_id: claim_id.clone(),
+        line,
+        clawed_back_on: on.into(),
+        reason: "贷款被挪用".into(),
+        amount_fen,
+    };
+    expect_refused(
+        finance.claw_back_subsidy(claw_back("2021-05-02", 0, 29_410)).await,
+        "LOAN_NOT_MISUSED",
+    );
+    app.loans(&t.finance)
+        .mark_misuse(pb::MarkMisuseRequest {
+            request_id: rid("misuse"),
+            loan_id: first.clone(),
+            value_date: "2021-05-01".into(),
+        })
+        .await
+        .expect("MarkMisuse");
+    expect_refused(
+        finance.claw_back_subsidy(claw_back("2021-04-30", 0, 29_410)).await,
+        "LOAN_NOT_MISUSED",
+    );
+    expect_invalid(finance.claw_back_subsidy(claw_back("2021-05-02", 1, 29_410)).await, "line");
+    expect_invalid(finance.claw_back_subsidy(claw_back("2021-05-02", 0, 1)).await, "amount_fen");
+    let by_bank = app.subsidy(&t.bank).claw_back_subsidy(claw_back("2021-05-02", 0, 29_410)).await;
+    expect_code(by_bank, Code::PermissionDenied);
+    let clawed = finance.claw_back_subsidy(claw_back("2021-05-02", 0, 29_410)).await;
+    let clawed = clawed.expect("the clawback").into_inner().claim.expect("the claim");
+    let c = clawed.lines[0].clawback.as_ref().expect("the line's clawback");
+    assert_eq!((c.clawed_back_on.as_str(), c.amount_fen), ("2021-05-02", 29_410));
+    assert_eq!((clawed.clawed_back_fen, clawed.status()), (29_410, pb::SubsidyClaimStatus::Paid));
+    assert_eq!(balance(&app, &t.finance, &subsidy).await, 0);
+    assert_eq!(balance(&app, &t.finance, &cash).await, cash_before);
+    expect_refused(
+        finance.claw_back_subsidy(claw_back("2021-05-03", 0, 29_410)).await,
+        "SUBSIDY_ALREADY_CLAWED_BACK",
+    );
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

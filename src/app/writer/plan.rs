@@ -21,7 +21,7 @@ use crate::domain::loan::{
 };
 use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
 use crate::domain::policy::{default_versions, in_force};
-use crate::domain::subsidy_claim::{Claim, ClaimStatus, hold};
+use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimStatus, hold};
 use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
@@ -335,6 +335,25 @@ impl Writer {
                 }
                 let mut after = claim.clone();
                 let released = after.apply(step)?;
+                // What a clawback reverses was paid on a loan marked misused by its date (checked
+                // after the claim's own rules: a line paid nothing is named as such).
+                if let ClaimEvent::ClawedBack { line, clawed_back_on, .. } = step
+                    && let Some(line) = claim.lines.get(*line as usize)
+                {
+                    let loan_id = &line.claimed.loan_id;
+                    let loan = self.loan(tx, g, loan_id).await?;
+                    if loan.servicing.misuse_since.is_none_or(|since| since > *clawed_back_on) {
+                        return Err(DomainError::refused(
+                            Reason::LoanNotMisused,
+                            format!(
+                                "loan {loan_id} is not marked misused by {}: only a misused \
+                                 loan's subsidy is clawed back",
+                                format_date(*clawed_back_on)
+                            ),
+                        )
+                        .into());
+                    }
+                }
                 let postings = claim_postings(step, &claim.ledger_id, &claim.bank_id)
                     .map_err(|e| AppError::Internal(format!("claim {claim_id}: {e}")))?;
                 Planned {
