@@ -13,6 +13,7 @@ use crate::app::auth::Principal;
 use crate::app::auth::Role;
 use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
+use crate::app::listing;
 use crate::app::subsidy::{LedgerRegisters, LoanSubsidy, check_claim, loan_subsidy};
 use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
@@ -23,6 +24,7 @@ use crate::domain::subsidy_claim::{
     Rejection,
 };
 use crate::domain::subsidy_register::{LineStanding, RegisterLine};
+use crate::store::read::LoanFilter;
 
 #[tonic::async_trait]
 impl SubsidyService for Api {
@@ -239,6 +241,64 @@ impl SubsidyService for Api {
         self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
     }
 
+    async fn list_subsidy_claims(
+        &self,
+        request: Request<pb::ListSubsidyClaimsRequest>,
+    ) -> Result<Response<pb::ListSubsidyClaimsResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::ListSubsidyClaimsRequest {
+            ledger_id,
+            bank_id,
+            status: wanted,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let bank_id = parse::optional_id("bank_id", &bank_id)?;
+        let wanted = match pb::SubsidyClaimStatus::try_from(wanted) {
+            Ok(pb::SubsidyClaimStatus::Unspecified) => "",
+            Ok(pb::SubsidyClaimStatus::Submitted) => ClaimStatus::Submitted.as_str(),
+            Ok(pb::SubsidyClaimStatus::Noticed) => ClaimStatus::Noticed.as_str(),
+            Ok(pb::SubsidyClaimStatus::Paid) => ClaimStatus::Paid.as_str(),
+            Err(_) => return Err(invalid("status", format!("{wanted} is no claim status"))),
+        };
+        self.check_bank_scope(
+            &actor,
+            &ledger_id,
+            bank_id.as_deref(),
+            Principal::reads_ledger,
+            ("lists only its own claims", "list the subsidy claims of ledger"),
+        )
+        .await?;
+        let filter = LoanFilter {
+            ledger_id: Some(ledger_id.clone()),
+            bank_id: bank_id.clone(),
+            ..LoanFilter::default()
+        };
+        let query =
+            listing::query_key(&format!("{}\nclaims\n{wanted}", actor.actor()), &filter, None);
+        let after = match page_token.as_str() {
+            "" => "",
+            token => {
+                listing::token_after_id(token, &query).map_err(|why| invalid("page_token", why))?
+            }
+        };
+        let page_size = match page_size {
+            0 => CLAIMS_PAGE_DEFAULT,
+            n => n.min(CLAIMS_PAGE_MAX),
+        };
+        let bank = bank_id.as_deref().unwrap_or_default();
+        let claims = self.db.list_claims(&ledger_id, (bank, wanted), after, page_size).await;
+        let claims = claims.map_err(|e| status(e.into()))?;
+        let last = (claims.len() == page_size as usize).then(|| claims.last()).flatten();
+        let next_page_token = listing::page_token_after(last.map(|c| c.claim_id.as_str()), &query);
+        let claims = claims
+            .iter()
+            .map(|c| pb::SubsidyClaim { lines: Vec::new(), ..claim_to_pb(c) })
+            .collect();
+        Ok(Response::new(pb::ListSubsidyClaimsResponse { claims, next_page_token }))
+    }
+
     async fn get_subsidy_claim(
         &self,
         request: Request<pb::GetSubsidyClaimRequest>,
@@ -285,6 +345,10 @@ impl Api {
         }))
     }
 }
+
+/// Claims a page of `ListSubsidyClaims` holds when not asked, and at most.
+const CLAIMS_PAGE_DEFAULT: u32 = 100;
+const CLAIMS_PAGE_MAX: u32 = 1_000;
 
 /// A bank's claim as submitted, its lines parsed (each field named `lines[i].<field>`).
 fn claimed_lines(

@@ -50,6 +50,12 @@ pub fn query_key(caller: &str, filter: &LoanFilter, wanted: Option<LoanStatus>) 
 /// Bytes of [`query_key`]'s digest a token carries (in hex, twice as many characters).
 const QUERY_KEY_BYTES: usize = 8;
 
+/// The page token after `last_id` (none: the last page, no token), bound to the query `key`
+/// names: for listings by id other than loans' (a claim's).
+pub fn page_token_after(last_id: Option<&str>, key: &str) -> String {
+    bound_token(last_id.map(token_after).unwrap_or_default(), key)
+}
+
 /// `token` (from [`loans_page`]) bound to the query `key` names; empty stays empty.
 pub fn bound_token(token: String, key: &str) -> String {
     if token.is_empty() { token } else { format!("{token}@{key}") }

@@ -299,6 +299,30 @@ impl Db {
         .transpose()
     }
 
+    /// A ledger's claims in claim id order after `after_claim_id`, at most `limit`, of one bank
+    /// and one status if given (`""` for none).
+    pub async fn list_claims(
+        &self,
+        ledger_id: &str,
+        (bank_id, status): (&str, &str),
+        after_claim_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let sql = "select claim_json from subsidy_claim where ledger_id = $1 \
+                   and ($2 = '' or bank_id = $2) and ($3 = '' or status = $3) and claim_id > $4 \
+                   order by claim_id limit $5";
+        let rows: Vec<String> = on_pool!(self, p => sqlx::query_scalar(sql)
+            .bind(ledger_id).bind(bank_id).bind(status).bind(after_claim_id).bind(i64::from(limit))
+            .fetch_all(p).await?);
+        rows.iter()
+            .map(|json| {
+                serde_json::from_str(json).map_err(|e| {
+                    StoreError::Corrupt(format!("a subsidy claim of {ledger_id}: {e}"))
+                })
+            })
+            .collect()
+    }
+
     pub async fn list_lpr(&self) -> Result<Vec<LprEntry>, StoreError> {
         let sql = "select effective_date, tenor, rate from lpr order by effective_date, tenor";
         let rows: Vec<LprRow> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?);

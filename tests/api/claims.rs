@@ -484,6 +484,46 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         finance.claw_back_subsidy(claw_back("2021-05-03", 0, 29_410)).await,
         "SUBSIDY_ALREADY_CLAWED_BACK",
     );
+
+    // The ledger's claims, listed without their lines, by status, a page at a time.
+    let list =
+        async |token: &str, bank_id: &str, status: pb::SubsidyClaimStatus, size, page: &str| {
+            let request = pb::ListSubsidyClaimsRequest {
+                ledger_id: LEDGER.into(),
+                bank_id: bank_id.into(),
+                status: status.into(),
+                page_size: size,
+                page_token: page.into(),
+            };
+            app.subsidy(token).list_subsidy_claims(request).await.map(|r| r.into_inner())
+        };
+    let ids = |page: &pb::ListSubsidyClaimsResponse| -> Vec<String> {
+        page.claims.iter().map(|c| c.claim_id.clone()).collect()
+    };
+    use pb::SubsidyClaimStatus as St;
+    let all = list(&t.finance, "", St::Unspecified, 0, "").await.expect("the claims");
+    assert_eq!(ids(&all), [claim_id.clone(), format!("{BANK}-Q1-2")]);
+    assert!(all.claims.iter().all(|c| c.lines.is_empty()) && all.next_page_token.is_empty());
+    assert_eq!((all.claims[0].approved_fen, all.claims[0].clawed_back_fen), (29_410, 29_410));
+    let paid = list(&t.auditor, "", St::Paid, 0, "").await.expect("the paid claims");
+    assert_eq!(ids(&paid), [claim_id.clone()]);
+    let submitted = list(&t.bank, BANK, St::Submitted, 0, "").await.expect("the bank's own");
+    assert_eq!(ids(&submitted), [format!("{BANK}-Q1-2")]);
+    let first_page = list(&t.finance, "", St::Unspecified, 1, "").await.expect("a page");
+    assert_eq!(ids(&first_page), [claim_id.clone()]);
+    let token = first_page.next_page_token;
+    let second = list(&t.finance, "", St::Unspecified, 1, &token).await.expect("the next page");
+    assert_eq!(ids(&second), [format!("{BANK}-Q1-2")]);
+    let last = list(&t.finance, "", St::Unspecified, 1, &second.next_page_token).await;
+    let last = last.expect("the last page");
+    assert!(last.claims.is_empty() && last.next_page_token.is_empty());
+    let resp =
+        |r: Result<pb::ListSubsidyClaimsResponse, tonic::Status>| r.map(tonic::Response::new);
+    expect_invalid(resp(list(&t.finance, "", St::Paid, 1, &token).await), "page_token");
+    expect_invalid(resp(list(&t.bank, "", St::Unspecified, 0, "").await), "bank_id");
+    let elsewhere = app.token(Role::Finance, "450122").await;
+    let other = list(&elsewhere, "", St::Unspecified, 0, "").await;
+    expect_code(resp(other), Code::PermissionDenied);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
