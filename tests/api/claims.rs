@@ -506,11 +506,11 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     assert!(all.claims.iter().all(|c| c.lines.is_empty()) && all.next_page_token.is_empty());
     assert_eq!((all.claims[0].approved_fen, all.claims[0].clawed_back_fen), (29_410, 29_410));
     let paid = list(&t.auditor, "", St::Paid, 0, "").await.expect("the paid claims");
-    assert_eq!(ids(&paid), [claim_id.clone()]);
+    assert_eq!(ids(&paid), std::slice::from_ref(&claim_id));
     let submitted = list(&t.bank, BANK, St::Submitted, 0, "").await.expect("the bank's own");
     assert_eq!(ids(&submitted), [format!("{BANK}-Q1-2")]);
     let first_page = list(&t.finance, "", St::Unspecified, 1, "").await.expect("a page");
-    assert_eq!(ids(&first_page), [claim_id.clone()]);
+    assert_eq!(ids(&first_page), std::slice::from_ref(&claim_id));
     let token = first_page.next_page_token;
     let second = list(&t.finance, "", St::Unspecified, 1, &token).await.expect("the next page");
     assert_eq!(ids(&second), [format!("{BANK}-Q1-2")]);
