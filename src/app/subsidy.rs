@@ -150,11 +150,12 @@ pub async fn check_claim(
     let mut registers: HashMap<String, LoanSubsidy> = HashMap::default();
     for ids in loan_ids.chunks(REGISTER_PAGE_LOANS as usize) {
         for (loan_id, history) in db.loan_histories(ids).await? {
-            let register = compute(&loan_id, history, None, &versions, as_of)?;
-            if register.terms.bank_id == bank.bank_id && register.terms.ledger_id == bank.ledger_id
-            {
-                registers.insert(loan_id, register);
+            // Another bank's loan is not read at all (its ledger's policies are not these).
+            if history.bank_id != bank.bank_id || history.ledger_id != bank.ledger_id {
+                continue;
             }
+            let register = compute(&loan_id, history, None, &versions, as_of)?;
+            registers.insert(loan_id, register);
         }
     }
     let households: Vec<&str> = registers.values().map(|r| r.terms.household_id.as_str()).collect();
