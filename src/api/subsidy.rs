@@ -21,7 +21,7 @@ use crate::domain::money::Fen;
 use crate::domain::subsidy::PeriodSubsidy;
 use crate::domain::subsidy_claim::{
     Claim, ClaimEvent, ClaimLine, ClaimStatus, ClaimedLine, Decision, Difference, MAX_CLAIM_LINES,
-    Rejection,
+    Payee, Rejection,
 };
 use crate::domain::subsidy_register::{LineStanding, RegisterLine};
 use crate::store::read::LoanFilter;
@@ -202,8 +202,14 @@ impl SubsidyService for Api {
         request: Request<pb::PaySubsidyClaimRequest>,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::PaySubsidyClaimRequest { request_id, claim_id, paid_on, voucher, amount_fen } =
-            request.into_inner();
+        let pb::PaySubsidyClaimRequest {
+            request_id,
+            claim_id,
+            paid_on,
+            voucher,
+            amount_fen,
+            payee,
+        } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
         let step = ClaimEvent::Paid {
@@ -211,6 +217,10 @@ impl SubsidyService for Api {
             paid_on: parse::value_date("paid_on", &paid_on, self.today())?,
             voucher: parse::text("voucher", &voucher, true)?,
             amount_fen: parse::non_negative_fen("amount_fen", amount_fen)?,
+            payee: match parse::enumeration::<pb::ClaimPayee>("payee", payee)? {
+                pb::ClaimPayee::Households => Payee::Households,
+                _ => Payee::Bank,
+            },
         };
         self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
     }
@@ -434,6 +444,11 @@ fn claim_to_pb(claim: &Claim) -> pb::SubsidyClaim {
             paid_on: format_date(p.paid_on),
             voucher: p.voucher.clone(),
             amount_fen: p.amount_fen.0,
+            payee: match p.payee {
+                Payee::Bank => pb::ClaimPayee::Bank,
+                Payee::Households => pb::ClaimPayee::Households,
+            }
+            .into(),
         }),
     }
 }

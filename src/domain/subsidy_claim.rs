@@ -35,14 +35,17 @@
 //!   last day), with the text and, when one names a line and is upheld, that line rejected
 //!   (its loan-period released).
 //! - **Payment** ([`Claim::pay`]): after the notice's last day, the finance office records the
-//!   payment voucher of the approved lines' subsidy, paid to the bank (直补), and the claim is
-//!   `Paid`. Its transaction moves the money: `bank/<bank_id>/cash` Dr, the ledger's
+//!   payment voucher of the approved lines' subsidy and its payee ([`Payee`]): the bank (直补:
+//!   the household paid the bank the net interest), or the households (先缴后补: each paid the
+//!   bank in full and is refunded, into its 一卡通 account). The claim is `Paid`. Its
+//!   transaction moves the money: `bank/<bank_id>/cash` Dr, or each approved line's
+//!   `household/<household_id>/subsidy` Dr its part; the ledger's
 //!   `finance/<ledger_id>/subsidy` Cr
 //!   ([`crate::ledger::claim_postings`]).
 //! - **Clawback** ([`Claim::claw_back`]): a paid line whose loan is marked misused (the writer
 //!   checks the mark, dated on or before the clawback) has its subsidy clawed back by a
-//!   reversing entry that names the claim and the line: `finance/<ledger_id>/subsidy` Dr,
-//!   `bank/<bank_id>/cash` Cr (DESIGN.md: what was paid on a misused loan is clawed back). Once
+//!   reversing entry that names the claim and the line: `finance/<ledger_id>/subsidy` Dr, the
+//!   payee's account (the bank's cash, or the household's subsidy) Cr (DESIGN.md: what was paid on a misused loan is clawed back). Once
 //!   a line; nothing else of a paid claim changes.
 //!
 //! Each step is a journal transaction: `subsidy_claim.submitted`, whose command holds the whole
@@ -255,6 +258,18 @@ pub struct Payment {
     /// The finance office's payment voucher (凭证) number.
     pub voucher: String,
     pub amount_fen: Fen,
+    pub payee: Payee,
+}
+
+/// Who a claim's subsidy is paid to (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payee {
+    /// 直补: the bank.
+    #[default]
+    Bank,
+    /// 先缴后补: each approved line's household.
+    Households,
 }
 
 /// A line the review rejects, with the reason.
@@ -292,6 +307,7 @@ pub enum ClaimEvent {
         paid_on: NaiveDate,
         voucher: String,
         amount_fen: Fen,
+        payee: Payee,
     },
     ClawedBack {
         claim_id: String,
@@ -351,8 +367,8 @@ impl Claim {
             ClaimEvent::Objected { objected_on, line, text, upheld, .. } => {
                 self.object(*objected_on, *line, text, *upheld)
             }
-            ClaimEvent::Paid { paid_on, voucher, amount_fen, .. } => {
-                let amount = self.pay(*paid_on, voucher)?;
+            ClaimEvent::Paid { paid_on, voucher, amount_fen, payee, .. } => {
+                let amount = self.pay(*paid_on, voucher, *payee)?;
                 if amount != *amount_fen {
                     return Err(DomainError::Invalid {
                         field: "amount_fen".into(),
@@ -527,7 +543,12 @@ impl Claim {
     }
 
     /// The payment (see the module doc): the amount paid, the approved lines' subsidy.
-    pub fn pay(&mut self, paid_on: NaiveDate, voucher: &str) -> Result<Fen, DomainError> {
+    pub fn pay(
+        &mut self,
+        paid_on: NaiveDate,
+        voucher: &str,
+        payee: Payee,
+    ) -> Result<Fen, DomainError> {
         self.expect_status(ClaimStatus::Noticed, "a payment")?;
         let Some(review) = &self.review else {
             return Err(DomainError::refused(Reason::ClaimStatusMismatch, "no review recorded"));
@@ -550,8 +571,8 @@ impl Claim {
         }
         let amount = self.totals().approved_fen;
         let amount = Fen(amount);
-        self.payment =
-            Some(Payment { paid_on, voucher: voucher.trim().to_string(), amount_fen: amount });
+        let voucher = voucher.trim().to_string();
+        self.payment = Some(Payment { paid_on, voucher, amount_fen: amount, payee });
         self.status = ClaimStatus::Paid;
         Ok(amount)
     }
@@ -826,6 +847,7 @@ mod tests {
             paid_on: d(on),
             voucher: "V1".into(),
             amount_fen: Fen(fen),
+            payee: Payee::Bank,
         };
         let object = |on: &str, line, upheld| ClaimEvent::Objected {
             claim_id: "BB-Q".into(),

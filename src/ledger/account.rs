@@ -15,6 +15,7 @@
 //! | `bank/<bank_id>/compound_income` | compound interest earned (credit-normal) |
 //! | `bank/<bank_id>/loan_loss` | what the bank has written off (debit-normal) |
 //! | `finance/<ledger_id>/subsidy` | interest subsidy the ledger's finance office has paid (credit when paying) |
+//! | `household/<household_id>/subsidy` | interest subsidy refunded to the household (debit when paid: 先缴后补) |
 
 pub fn loan_principal(loan_id: &str) -> String {
     name("loan/", loan_id, "/principal")
@@ -50,6 +51,10 @@ pub fn bank_cash(bank_id: &str) -> String {
 
 pub fn bank_interest_income(bank_id: &str) -> String {
     name("bank/", bank_id, "/interest_income")
+}
+
+pub fn household_subsidy(household_id: &str) -> String {
+    name("household/", household_id, "/subsidy")
 }
 
 pub fn finance_subsidy(ledger_id: &str) -> String {

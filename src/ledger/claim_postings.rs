@@ -4,33 +4,58 @@
 //! | event | postings |
 //! |---|---|
 //! | submitted, reviewed, objected | none (memo) |
-//! | paid | `bank/<bank_id>/cash` Dr, `finance/<ledger_id>/subsidy` Cr, the amount (none if zero) |
-//! | clawed back | the reverse of a line's part: `finance/<ledger_id>/subsidy` Dr, `bank/<bank_id>/cash` Cr |
+//! | paid to the bank (直补) | `bank/<bank_id>/cash` Dr the amount |
+//! | paid to the households (先缴后补) | `household/<household_id>/subsidy` Dr each approved line's part (one leg a household) |
+//! | paid, either way | `finance/<ledger_id>/subsidy` Cr the amount (no postings if it is zero) |
+//! | clawed back | the reverse of the line's part: `finance/<ledger_id>/subsidy` Dr, the payee's account Cr |
 
-use super::account::{bank_cash, finance_subsidy};
+use super::account::{bank_cash, finance_subsidy, household_subsidy};
 use super::posting::{Posting, PostingError, Postings};
 use crate::domain::money::Fen;
-use crate::domain::subsidy_claim::ClaimEvent;
+use crate::domain::subsidy_claim::{Claim, ClaimEvent, Payee};
 
-/// The balanced postings of a step of a claim of `bank_id` in `ledger_id`.
-pub fn claim_postings(
-    event: &ClaimEvent,
-    ledger_id: &str,
-    bank_id: &str,
-) -> Result<Postings, PostingError> {
-    match event {
-        ClaimEvent::Paid { amount_fen, .. } => {
-            let negated = amount_fen.0.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX))?;
-            Postings::balanced(vec![
-                Posting { account: bank_cash(bank_id), amount: *amount_fen },
-                Posting { account: finance_subsidy(ledger_id), amount: Fen(negated) },
-            ])
+/// The balanced postings of a step of `claim` (as it stood before the step).
+pub fn claim_postings(event: &ClaimEvent, claim: &Claim) -> Result<Postings, PostingError> {
+    let negated = |f: Fen| f.0.checked_neg().map(Fen).ok_or(PostingError::Unbalanced(i128::MAX));
+    let payee_account = |payee: Payee, line: usize| match payee {
+        Payee::Bank => bank_cash(&claim.bank_id),
+        Payee::Households => {
+            household_subsidy(claim.lines.get(line).map_or("", |l| l.household_id.as_str()))
         }
-        ClaimEvent::ClawedBack { amount_fen, .. } => {
-            let negated = amount_fen.0.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX))?;
+    };
+    match event {
+        ClaimEvent::Paid { amount_fen, payee, .. } => {
+            let mut legs: Vec<Posting> = Vec::new();
+            for (i, line) in claim.lines.iter().enumerate() {
+                let part = line.approved_fen();
+                if part == Fen::ZERO {
+                    continue;
+                }
+                let account = payee_account(*payee, i);
+                match legs.iter_mut().find(|p| p.account == account) {
+                    Some(leg) => {
+                        leg.amount = leg
+                            .amount
+                            .checked_add(part)
+                            .ok_or(PostingError::Unbalanced(i128::MAX))?
+                    }
+                    None => legs.push(Posting { account, amount: part }),
+                }
+            }
+            legs.push(Posting {
+                account: finance_subsidy(&claim.ledger_id),
+                amount: negated(*amount_fen)?,
+            });
+            Postings::balanced(legs)
+        }
+        ClaimEvent::ClawedBack { amount_fen, line, .. } => {
+            let payee = claim.payment.as_ref().map_or(Payee::Bank, |p| p.payee);
             Postings::balanced(vec![
-                Posting { account: finance_subsidy(ledger_id), amount: *amount_fen },
-                Posting { account: bank_cash(bank_id), amount: Fen(negated) },
+                Posting { account: finance_subsidy(&claim.ledger_id), amount: *amount_fen },
+                Posting {
+                    account: payee_account(payee, *line as usize),
+                    amount: negated(*amount_fen)?,
+                },
             ])
         }
         ClaimEvent::Reviewed { .. } | ClaimEvent::Objected { .. } => Ok(Postings::memo()),
@@ -40,19 +65,104 @@ pub fn claim_postings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::subsidy_claim::{ClaimLine, ClaimStatus, ClaimedLine, Decision};
+
+    /// A paid claim's lines: two approved of 29,410 fen each (households H1 and H2), one of
+    /// H1 again of 100 fen, one rejected.
+    fn claim() -> Claim {
+        let line = |household: &str, fen: i64, decision: Decision| ClaimLine {
+            claimed: ClaimedLine {
+                loan_id: format!("B1-{household}-{fen}"),
+                due_date: "2021-03-20".parse().unwrap(),
+                interest_paid_fen: Fen(fen),
+                subsidy_fen: Fen(fen),
+            },
+            household_id: household.into(),
+            township: String::new(),
+            village: String::new(),
+            principal_fen: Fen(5_000_000),
+            recomputed: Some(crate::domain::subsidy_claim::Recomputed {
+                start: "2021-01-25".parse().unwrap(),
+                end_inclusive: "2021-03-20".parse().unwrap(),
+                settled_fen: Fen(fen),
+                paid_on_time_fen: Fen(fen),
+                subsidy_fen: Fen(fen),
+                standing: crate::domain::subsidy_register::LineStanding::OnTime,
+                days: 55,
+                jishu: 0,
+            }),
+            differences: Vec::new(),
+            claimed_by: None,
+            decision: Some(decision),
+            clawback: None,
+        };
+        let rejected = Decision::Rejected { reason: "r".into() };
+        Claim {
+            claim_id: "B1-Q1".into(),
+            ledger_id: "450121".into(),
+            bank_id: "B1".into(),
+            due_from: "2021-01-01".parse().unwrap(),
+            due_to: "2021-03-31".parse().unwrap(),
+            submitted_on: "2021-04-01".parse().unwrap(),
+            status: ClaimStatus::Noticed,
+            lines: vec![
+                line("H1", 29_410, Decision::Approved),
+                line("H2", 29_410, Decision::Approved),
+                line("H1", 100, Decision::Approved),
+                line("H3", 500, rejected),
+            ],
+            review: None,
+            objections: Vec::new(),
+            payment: None,
+        }
+    }
+
+    fn legs(postings: &Postings) -> Vec<(&str, i64)> {
+        postings.as_slice().iter().map(|p| (p.account.as_str(), p.amount.0)).collect()
+    }
 
     #[test]
-    fn a_payment_moves_the_subsidy_from_the_finance_office_to_the_bank() {
-        let paid = |fen| ClaimEvent::Paid {
+    fn a_payment_moves_the_subsidy_from_the_finance_office_to_its_payee() {
+        let paid = |fen, payee| ClaimEvent::Paid {
             claim_id: "B1-Q1".into(),
             paid_on: "2021-04-20".parse().unwrap(),
             voucher: "V1".into(),
             amount_fen: Fen(fen),
+            payee,
         };
-        let postings = claim_postings(&paid(29_410), "450121", "B1").unwrap();
-        let legs: Vec<(&str, i64)> =
-            postings.as_slice().iter().map(|p| (p.account.as_str(), p.amount.0)).collect();
-        assert_eq!(legs, [("bank/B1/cash", 29_410), ("finance/450121/subsidy", -29_410)]);
-        assert_eq!(claim_postings(&paid(0), "450121", "B1").unwrap(), Postings::memo());
+        let to_bank = claim_postings(&paid(58_920, Payee::Bank), &claim()).unwrap();
+        assert_eq!(legs(&to_bank), [("bank/B1/cash", 58_920), ("finance/450121/subsidy", -58_920)]);
+        let to_households = claim_postings(&paid(58_920, Payee::Households), &claim()).unwrap();
+        assert_eq!(
+            legs(&to_households),
+            [
+                ("household/H1/subsidy", 29_510),
+                ("household/H2/subsidy", 29_410),
+                ("finance/450121/subsidy", -58_920)
+            ]
+        );
+        let mut nothing = claim();
+        nothing.lines.truncate(0);
+        assert_eq!(claim_postings(&paid(0, Payee::Bank), &nothing).unwrap(), Postings::memo());
+        // A clawback reverses its line's part, from the payee the claim was paid to.
+        let mut paid_claim = claim();
+        paid_claim.payment = Some(crate::domain::subsidy_claim::Payment {
+            paid_on: "2021-04-20".parse().unwrap(),
+            voucher: "V1".into(),
+            amount_fen: Fen(58_920),
+            payee: Payee::Households,
+        });
+        let clawed = ClaimEvent::ClawedBack {
+            claim_id: "B1-Q1".into(),
+            clawed_back_on: "2021-05-02".parse().unwrap(),
+            line: 1,
+            reason: "misused".into(),
+            amount_fen: Fen(29_410),
+        };
+        let back = claim_postings(&clawed, &paid_claim).unwrap();
+        assert_eq!(
+            legs(&back),
+            [("finance/450121/subsidy", 29_410), ("household/H2/subsidy", -29_410)]
+        );
     }
 }

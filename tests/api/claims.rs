@@ -356,6 +356,7 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         paid_on: paid_on.into(),
         voucher: "财付-2021-118".into(),
         amount_fen,
+        payee: pb::ClaimPayee::Bank.into(),
     };
     // Not during the notice.
     expect_refused(finance.pay_subsidy_claim(pay("2021-04-16", 58_820)).await, "NOTICE_NOT_OVER");
@@ -389,7 +390,10 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     let o = &upheld.objections[1];
     assert_eq!((o.objected_on.as_str(), o.line, o.upheld), ("2021-04-12", Some(1), true));
 
-    // The payment: the voucher's amount must be the approved one.
+    // The payment: its payee is required, the voucher's amount must be the approved one.
+    let mut no_payee = pay("2021-04-20", 29_410);
+    no_payee.payee = pb::ClaimPayee::Unspecified.into();
+    expect_invalid(finance.pay_subsidy_claim(no_payee).await, "payee");
     expect_invalid(finance.pay_subsidy_claim(pay("2021-04-20", 58_820)).await, "amount_fen");
     let cash = format!("bank/{BANK}/cash");
     let subsidy = format!("finance/{LEDGER}/subsidy");
@@ -524,6 +528,33 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     let elsewhere = app.token(Role::Finance, "450122").await;
     let other = list(&elsewhere, "", St::Unspecified, 0, "").await;
     expect_code(resp(other), Code::PermissionDenied);
+
+    // The second claim paid to the households (先缴后补): its one approved line's household is
+    // refunded.
+    let second_claim = format!("{BANK}-Q1-2");
+    let reviewed = finance
+        .review_subsidy_claim(pb::ReviewSubsidyClaimRequest {
+            request_id: rid("review"),
+            claim_id: second_claim.clone(),
+            reviewed_on: "2021-04-22".into(),
+            notice_from: "2021-04-22".into(),
+            notice_to: "2021-04-28".into(),
+            rejections: vec![],
+        })
+        .await
+        .expect("the second review")
+        .into_inner();
+    assert_eq!(reviewed.claim.map(|c| c.approved_fen), Some(29_410));
+    let to_households = pb::PaySubsidyClaimRequest {
+        claim_id: second_claim,
+        payee: pb::ClaimPayee::Households.into(),
+        ..pay("2021-04-29", 29_410)
+    };
+    let paid = finance.pay_subsidy_claim(to_households).await.expect("paid to the households");
+    let paid = paid.into_inner().claim.expect("the claim");
+    assert_eq!(paid.payment.map(|p| p.payee()), Some(pb::ClaimPayee::Households));
+    assert_eq!(balance(&app, &t.finance, "household/H002/subsidy").await, 29_410);
+    assert_eq!(balance(&app, &t.finance, &subsidy).await, -29_410);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

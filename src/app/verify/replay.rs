@@ -257,7 +257,7 @@ impl Replay {
             self.problems.add(seq, format!("seq {seq}: event for unknown claim {claim_id}"));
             return;
         };
-        match claim_postings(event, &claim.ledger_id, &claim.bank_id) {
+        match claim_postings(event, claim) {
             Ok(expected) if stored_as(expected.as_slice(), stored) => {}
             Ok(_) => self
                 .problems

@@ -354,7 +354,7 @@ impl Writer {
                         .into());
                     }
                 }
-                let postings = claim_postings(step, &claim.ledger_id, &claim.bank_id)
+                let postings = claim_postings(step, &claim)
                     .map_err(|e| AppError::Internal(format!("claim {claim_id}: {e}")))?;
                 Planned {
                     ledger_id: claim.ledger_id,
