@@ -44,6 +44,19 @@ fn claim_request(
     }
 }
 
+/// The ledger's loans settled on 2021-03-20 by the finance office's run.
+async fn settle_march(app: &TestApp, t: &Tokens) {
+    app.loans(&t.finance)
+        .settle_loans(pb::SettleLoansRequest {
+            request_id: rid("q1"),
+            ledger_id: LEDGER.into(),
+            bank_id: String::new(),
+            settlement_date: "2021-03-20".into(),
+        })
+        .await
+        .expect("SettleLoans");
+}
+
 fn differences(c: &pb::SubsidyClaim) -> Vec<Vec<D>> {
     c.lines.iter().map(|l| l.differences().collect()).collect()
 }
@@ -60,15 +73,7 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
         return;
     };
-    app.loans(&t.finance)
-        .settle_loans(pb::SettleLoansRequest {
-            request_id: rid("q1"),
-            ledger_id: LEDGER.into(),
-            bank_id: String::new(),
-            settlement_date: "2021-03-20".into(),
-        })
-        .await
-        .expect("SettleLoans");
+    settle_march(&app, &t).await;
     app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
     app.repay(&t.bank, &second, "2021-03-25", 40_000).await;
 
@@ -276,15 +281,7 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
         return;
     };
-    app.loans(&t.finance)
-        .settle_loans(pb::SettleLoansRequest {
-            request_id: rid("q1"),
-            ledger_id: LEDGER.into(),
-            bank_id: String::new(),
-            settlement_date: "2021-03-20".into(),
-        })
-        .await
-        .expect("SettleLoans");
+    settle_march(&app, &t).await;
     app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
     app.repay(&t.bank, &second, "2021-03-20", 29_410).await;
     let mut request = claim_request(
