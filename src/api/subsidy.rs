@@ -221,6 +221,8 @@ impl SubsidyService for Api {
                 pb::ClaimPayee::Households => Payee::Households,
                 _ => Payee::Bank,
             },
+            // The writer's: lines whose loan is marked misused by now.
+            withheld: Vec::new(),
         };
         self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
     }

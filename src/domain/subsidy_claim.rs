@@ -190,7 +190,7 @@ pub enum ClaimStatus {
     Submitted,
     /// Reviewed: its approved list under public notice, then awaiting payment.
     Noticed,
-    /// The approved subsidy paid to the bank.
+    /// The approved subsidy paid to its payee.
     Paid,
 }
 
@@ -308,6 +308,10 @@ pub enum ClaimEvent {
         voucher: String,
         amount_fen: Fen,
         payee: Payee,
+        /// Approved lines withheld at payment, rejected with the reason: the writer's, for
+        /// lines whose loan was marked misused after the review.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        withheld: Vec<Rejection>,
     },
     ClawedBack {
         claim_id: String,
@@ -367,18 +371,24 @@ impl Claim {
             ClaimEvent::Objected { objected_on, line, text, upheld, .. } => {
                 self.object(*objected_on, *line, text, *upheld)
             }
-            ClaimEvent::Paid { paid_on, voucher, amount_fen, payee, .. } => {
-                let amount = self.pay(*paid_on, voucher, *payee)?;
+            ClaimEvent::Paid { paid_on, voucher, amount_fen, payee, withheld, .. } => {
+                let (amount, released) = self.pay(*paid_on, voucher, *payee, withheld)?;
                 if amount != *amount_fen {
                     return Err(DomainError::Invalid {
                         field: "amount_fen".into(),
                         message: format!(
-                            "{} fen paid, but the claim's approved lines come to {} fen",
-                            amount_fen.0, amount.0
+                            "{} fen paid, but the claim's approved lines come to {} fen{}",
+                            amount_fen.0,
+                            amount.0,
+                            if withheld.is_empty() {
+                                ""
+                            } else {
+                                " (lines of misused loans withheld)"
+                            }
                         ),
                     });
                 }
-                Ok(Vec::new())
+                Ok(released)
             }
             ClaimEvent::ClawedBack { clawed_back_on, line, reason, amount_fen, .. } => {
                 let amount = self.claw_back(*clawed_back_on, *line, reason)?;
@@ -543,12 +553,14 @@ impl Claim {
     }
 
     /// The payment (see the module doc): the amount paid, the approved lines' subsidy.
+    /// `withheld`: approved lines rejected first (their periods released, returned).
     pub fn pay(
         &mut self,
         paid_on: NaiveDate,
         voucher: &str,
         payee: Payee,
-    ) -> Result<Fen, DomainError> {
+        withheld: &[Rejection],
+    ) -> Result<(Fen, Vec<(String, NaiveDate)>), DomainError> {
         self.expect_status(ClaimStatus::Noticed, "a payment")?;
         let Some(review) = &self.review else {
             return Err(DomainError::refused(Reason::ClaimStatusMismatch, "no review recorded"));
@@ -569,12 +581,20 @@ impl Claim {
                 message: "is required".into(),
             });
         }
-        let amount = self.totals().approved_fen;
-        let amount = Fen(amount);
+        let mut released = Vec::new();
+        for (i, w) in withheld.iter().enumerate() {
+            let index = self.line_index(&format!("withheld[{i}].line"), w.line)?;
+            let line = &mut self.lines[index];
+            if line.decision == Some(Decision::Approved) {
+                released.push((line.claimed.loan_id.clone(), line.claimed.due_date));
+                line.decision = Some(Decision::Rejected { reason: w.reason.clone() });
+            }
+        }
+        let amount = Fen(self.totals().approved_fen);
         let voucher = voucher.trim().to_string();
         self.payment = Some(Payment { paid_on, voucher, amount_fen: amount, payee });
         self.status = ClaimStatus::Paid;
-        Ok(amount)
+        Ok((amount, released))
     }
 
     /// A paid line's subsidy clawed back (see the module doc; the loan's misuse is the
@@ -848,6 +868,7 @@ mod tests {
             voucher: "V1".into(),
             amount_fen: Fen(fen),
             payee: Payee::Bank,
+            withheld: Vec::new(),
         };
         let object = |on: &str, line, upheld| ClaimEvent::Objected {
             claim_id: "BB-Q".into(),

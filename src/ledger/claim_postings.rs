@@ -11,6 +11,7 @@
 
 use super::account::{bank_cash, finance_subsidy, household_subsidy};
 use super::posting::{Posting, PostingError, Postings};
+use crate::collections::{HashMap, HashSet};
 use crate::domain::money::Fen;
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, Payee};
 
@@ -24,22 +25,29 @@ pub fn claim_postings(event: &ClaimEvent, claim: &Claim) -> Result<Postings, Pos
         }
     };
     match event {
-        ClaimEvent::Paid { amount_fen, payee, .. } => {
+        ClaimEvent::Paid { amount_fen, payee, withheld, .. } => {
+            let withheld: HashSet<usize> = withheld.iter().map(|w| w.line as usize).collect();
+            // One leg an account, in the order of its first line (a map from account to leg:
+            // a claim may pay thousands of households).
             let mut legs: Vec<Posting> = Vec::new();
+            let mut leg_of: HashMap<String, usize> = HashMap::default();
             for (i, line) in claim.lines.iter().enumerate() {
                 let part = line.approved_fen();
-                if part == Fen::ZERO {
+                if part == Fen::ZERO || withheld.contains(&i) {
                     continue;
                 }
                 let account = payee_account(*payee, i);
-                match legs.iter_mut().find(|p| p.account == account) {
-                    Some(leg) => {
-                        leg.amount = leg
+                match leg_of.get(&account) {
+                    Some(&at) => {
+                        legs[at].amount = legs[at]
                             .amount
                             .checked_add(part)
                             .ok_or(PostingError::Unbalanced(i128::MAX))?
                     }
-                    None => legs.push(Posting { account, amount: part }),
+                    None => {
+                        leg_of.insert(account.clone(), legs.len());
+                        legs.push(Posting { account, amount: part });
+                    }
                 }
             }
             legs.push(Posting {
@@ -129,6 +137,7 @@ mod tests {
             voucher: "V1".into(),
             amount_fen: Fen(fen),
             payee,
+            withheld: Vec::new(),
         };
         let to_bank = claim_postings(&paid(58_920, Payee::Bank), &claim()).unwrap();
         assert_eq!(legs(&to_bank), [("bank/B1/cash", 58_920), ("finance/450121/subsidy", -58_920)]);

@@ -15,6 +15,7 @@ on_both_backends!(
     a_bank_claims_a_quarter_checked_line_by_line,
     claim_refusals_and_who_may_read,
     a_claim_is_reviewed_noticed_objected_to_and_paid,
+    a_misused_loan_is_not_paid_whatever_the_claims_date,
 );
 
 use pb::ClaimDifference as D;
@@ -552,6 +553,69 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     assert_eq!(paid.payment.map(|p| p.payee()), Some(pb::ClaimPayee::Households));
     assert_eq!(balance(&app, &t.finance, "household/H002/subsidy").await, 29_410);
     assert_eq!(balance(&app, &t.finance, &subsidy).await, -29_410);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// Misused loans are not subsidised, whatever a claim's date: two claims dated 2021-04-01 of
+/// periods paid on time, B reviewed before both loans are marked misused (2021-05-01), A after.
+/// A's review rejects its line for the misuse; B's payment withholds its approved line, so
+/// that its amount is nothing and nothing moves. Verify replays both.
+async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    settle_march(&app, &t).await;
+    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
+    app.repay(&t.bank, &second, "2021-03-20", 29_410).await;
+    let mut bank = app.subsidy(&t.bank);
+    for (number, loan) in [("A", &first), ("B", &second)] {
+        let request =
+            claim_request(&rid("claim"), number, vec![line(loan, "2021-03-20", 29_410, 29_410)]);
+        let claim = bank.submit_subsidy_claim(request).await.expect("a claim").into_inner();
+        assert_eq!(claim.claim.map(|c| c.payable_fen), Some(29_410));
+    }
+    let mut finance = app.subsidy(&t.finance);
+    let review = |claim: &str, on: &str, to: &str| pb::ReviewSubsidyClaimRequest {
+        request_id: rid("review"),
+        claim_id: format!("{BANK}-{claim}"),
+        reviewed_on: on.into(),
+        notice_from: on.into(),
+        notice_to: to.into(),
+        rejections: vec![],
+    };
+    let b = finance.review_subsidy_claim(review("B", "2021-04-10", "2021-04-16")).await;
+    assert_eq!(b.expect("B reviewed").into_inner().claim.map(|c| c.approved_fen), Some(29_410));
+    for loan in [&first, &second] {
+        app.loans(&t.finance)
+            .mark_misuse(pb::MarkMisuseRequest {
+                request_id: rid("misuse"),
+                loan_id: loan.clone(),
+                value_date: "2021-05-01".into(),
+            })
+            .await
+            .expect("MarkMisuse");
+    }
+    let a = finance.review_subsidy_claim(review("A", "2021-05-02", "2021-05-08")).await;
+    let a = a.expect("A reviewed").into_inner().claim.expect("the claim");
+    assert_eq!(a.lines[0].decision(), pb::ClaimLineDecision::Rejected);
+    assert!(a.lines[0].rejected_because.contains("misused"), "{:?}", a.lines[0]);
+    assert_eq!(a.approved_fen, 0);
+    let pay = |amount_fen: i64| pb::PaySubsidyClaimRequest {
+        request_id: rid("pay"),
+        claim_id: format!("{BANK}-B"),
+        paid_on: "2021-05-03".into(),
+        voucher: "V-9".into(),
+        amount_fen,
+        payee: pb::ClaimPayee::Bank.into(),
+    };
+    expect_invalid(finance.pay_subsidy_claim(pay(29_410)).await, "amount_fen");
+    let paid = finance.pay_subsidy_claim(pay(0)).await.expect("B paid nothing").into_inner();
+    let paid_claim = paid.claim.expect("the claim");
+    assert_eq!(paid_claim.lines[0].decision(), pb::ClaimLineDecision::Rejected);
+    assert_eq!((paid_claim.approved_fen, paid_claim.status()), (0, pb::SubsidyClaimStatus::Paid));
+    assert_eq!(balance(&app, &t.finance, &format!("finance/{LEDGER}/subsidy")).await, 0);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

@@ -21,7 +21,7 @@ use crate::domain::loan::{
 };
 use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
 use crate::domain::policy::{default_versions, in_force};
-use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimStatus, hold};
+use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimStatus, Decision, Rejection, hold};
 use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
@@ -333,6 +333,40 @@ impl Writer {
                         claim.ledger_id
                     )));
                 }
+                // Misused loans are not subsidised: a line whose loan is marked misused by the
+                // review or the payment is rejected then, with the reason, in the step as
+                // recorded (verify replays it so): a claim dated before the mark, or reviewed
+                // before it, still pays nothing on that loan.
+                let mut step = step.clone();
+                let candidates: Vec<usize> = match &step {
+                    ClaimEvent::Reviewed { rejections, .. } => (0..claim.lines.len())
+                        .filter(|&i| {
+                            claim.lines[i].differences.is_empty()
+                                && !rejections.iter().any(|r| r.line as usize == i)
+                        })
+                        .collect(),
+                    ClaimEvent::Paid { .. } => (0..claim.lines.len())
+                        .filter(|&i| claim.lines[i].decision == Some(Decision::Approved))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let mut misused = Vec::new();
+                for i in candidates {
+                    let loan = self.loan(tx, g, &claim.lines[i].claimed.loan_id).await?;
+                    if let Some(since) = loan.servicing.misuse_since {
+                        let reason = format!(
+                            "the loan is marked misused (from {}): a misused loan is not subsidised",
+                            format_date(since)
+                        );
+                        misused.push(Rejection { line: i as u32, reason });
+                    }
+                }
+                match &mut step {
+                    ClaimEvent::Reviewed { rejections, .. } => rejections.extend(misused),
+                    ClaimEvent::Paid { withheld, .. } => *withheld = misused,
+                    _ => {}
+                }
+                let step = &step;
                 let mut after = claim.clone();
                 let released = after.apply(step)?;
                 // What a clawback reverses was paid on a loan marked misused by its date (checked
