@@ -1,12 +1,15 @@
 -- Subsidy claims (src/domain/subsidy_claim.rs): read models of the journal's
 -- subsidy_claim.* transactions, rebuilt from it by verify.
--- A claim as it stands: claim_json is the whole claim (lines claimed and recomputed).
+-- A claim as it stands: claim_json is the whole claim (lines claimed and recomputed),
+-- summary_json the same without its lines (ClaimSummary).
 create table subsidy_claim (
     claim_id   text collate "C" primary key,
     ledger_id  text collate "C" not null references ledger (ledger_id),
     bank_id    text collate "C" not null,
     status     text not null,
     claim_json text not null,
+    -- The claim without its lines, with its sums and its lines' count: what a list reads.
+    summary_json text not null,
     last_seq   bigint not null
 );
 create index subsidy_claim_ledger on subsidy_claim (ledger_id, bank_id, claim_id);

@@ -20,8 +20,8 @@ use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::money::Fen;
 use crate::domain::subsidy::PeriodSubsidy;
 use crate::domain::subsidy_claim::{
-    Claim, ClaimEvent, ClaimLine, ClaimStatus, ClaimedLine, Decision, Difference, MAX_CLAIM_LINES,
-    Payee, Rejection,
+    Claim, ClaimEvent, ClaimLine, ClaimStatus, ClaimTotals, ClaimedLine, Decision, Difference,
+    MAX_CLAIM_LINES, Payee, Rejection,
 };
 use crate::domain::subsidy_register::{LineStanding, RegisterLine};
 use crate::store::read::LoanFilter;
@@ -303,11 +303,9 @@ impl SubsidyService for Api {
         let claims = self.db.list_claims(&ledger_id, (bank, wanted), after, page_size).await;
         let claims = claims.map_err(|e| status(e.into()))?;
         let last = (claims.len() == page_size as usize).then(|| claims.last()).flatten();
-        let next_page_token = listing::page_token_after(last.map(|c| c.claim_id.as_str()), &query);
-        let claims = claims
-            .iter()
-            .map(|c| pb::SubsidyClaim { lines: Vec::new(), ..claim_to_pb(c) })
-            .collect();
+        let next_page_token =
+            listing::page_token_after(last.map(|c| c.claim.claim_id.as_str()), &query);
+        let claims = claims.iter().map(|c| claim_to_pb(&c.claim, &c.totals)).collect();
         Ok(Response::new(pb::ListSubsidyClaimsResponse { claims, next_page_token }))
     }
 
@@ -322,7 +320,7 @@ impl SubsidyService for Api {
         // A claim outside the caller's books is answered as a missing one.
         match claim {
             Some(claim) if actor.reads_loan(&claim.bank_id, &claim.ledger_id) => {
-                Ok(Response::new(claim_to_pb(&claim)))
+                Ok(Response::new(claim_to_pb(&claim, &claim.totals())))
             }
             _ => Err(Status::not_found(format!("subsidy claim {claim_id} not found"))),
         }
@@ -352,7 +350,7 @@ impl Api {
                 _ => return Err(unexpected(what)),
             };
         Ok(Response::new(pb::SubsidyClaimResponse {
-            claim: Some(claim_to_pb(&claim)),
+            claim: Some(claim_to_pb(&claim, &claim.totals())),
             entry: Some(journal_ref(&entry)),
         }))
     }
@@ -404,9 +402,8 @@ fn claimed_lines(
     Ok(parsed)
 }
 
-/// A claim as answered, with its sums.
-fn claim_to_pb(claim: &Claim) -> pb::SubsidyClaim {
-    let totals = claim.totals();
+/// A claim as answered, with its sums (`totals`: its lines', which a summary's claim has not).
+fn claim_to_pb(claim: &Claim, totals: &ClaimTotals) -> pb::SubsidyClaim {
     let status = match claim.status {
         ClaimStatus::Submitted => pb::SubsidyClaimStatus::Submitted,
         ClaimStatus::Noticed => pb::SubsidyClaimStatus::Noticed,

@@ -346,8 +346,35 @@ impl ClaimEvent {
 /// The shortest and the longest public notice, in days (both ends included).
 pub const NOTICE_DAYS: std::ops::RangeInclusive<i64> = 7..=10;
 
+/// A claim without its lines, with their sums and count: what a list of claims shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimSummary {
+    pub claim: Claim,
+    pub lines: u64,
+    pub totals: ClaimTotals,
+}
+
+impl ClaimSummary {
+    pub fn of(claim: &Claim) -> ClaimSummary {
+        let without = Claim {
+            claim_id: claim.claim_id.clone(),
+            ledger_id: claim.ledger_id.clone(),
+            bank_id: claim.bank_id.clone(),
+            due_from: claim.due_from,
+            due_to: claim.due_to,
+            submitted_on: claim.submitted_on,
+            status: claim.status,
+            lines: Vec::new(),
+            review: claim.review.clone(),
+            objections: claim.objections.clone(),
+            payment: claim.payment.clone(),
+        };
+        ClaimSummary { lines: claim.lines.len() as u64, totals: claim.totals(), claim: without }
+    }
+}
+
 /// A claim's sums over its lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ClaimTotals {
     pub claimed_fen: i64,
     pub recomputed_fen: i64,

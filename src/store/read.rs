@@ -5,7 +5,7 @@ use super::{Db, StoreError};
 use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::policy::PolicyVersion;
-use crate::domain::subsidy_claim::Claim;
+use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::on_pool;
 use sqlx::QueryBuilder;
 
@@ -300,15 +300,15 @@ impl Db {
     }
 
     /// A ledger's claims in claim id order after `after_claim_id`, at most `limit`, of one bank
-    /// and one status if given (`""` for none).
+    /// and one status if given (`""` for none), as their summaries (not their lines).
     pub async fn list_claims(
         &self,
         ledger_id: &str,
         (bank_id, status): (&str, &str),
         after_claim_id: &str,
         limit: u32,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let sql = "select claim_json from subsidy_claim where ledger_id = $1 \
+    ) -> Result<Vec<ClaimSummary>, StoreError> {
+        let sql = "select summary_json from subsidy_claim where ledger_id = $1 \
                    and ($2 = '' or bank_id = $2) and ($3 = '' or status = $3) and claim_id > $4 \
                    order by claim_id limit $5";
         let rows: Vec<String> = on_pool!(self, p => sqlx::query_scalar(sql)

@@ -86,7 +86,7 @@ pub struct HouseholdView {
 
 /// A ledger's subsidy claims by claim id (one parameter: the ledger id), as
 /// [`super::bulk::ClaimRow`]s.
-pub const CLAIMS_SQL: &str = "select claim_id, bank_id, status, claim_json, last_seq \
+pub const CLAIMS_SQL: &str = "select claim_id, bank_id, status, claim_json, summary_json, last_seq \
      from subsidy_claim where ledger_id = $1 order by claim_id";
 
 /// The loan-periods claimed in a ledger by loan then due date (one parameter: the ledger id).

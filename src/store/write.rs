@@ -24,7 +24,7 @@ use crate::domain::loan::LoanState;
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
-use crate::domain::subsidy_claim::Claim;
+use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::ledger::posting::Posting;
 
 pub enum WriteTx {
@@ -781,11 +781,11 @@ impl WriteTx {
         seq: i64,
         released: &[(String, BusinessDate)],
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(claim)
-            .map_err(|e| StoreError::Corrupt(format!("subsidy claim: {e}")))?;
-        let sql = "update subsidy_claim set status = $1, claim_json = $2, last_seq = $3 where claim_id = $4";
+        let (json, summary) = claim_texts(claim)?;
+        let sql = "update subsidy_claim set status = $1, claim_json = $2, summary_json = $3, last_seq = $4 \
+                   where claim_id = $5";
         on_tx!(self, c => sqlx::query(sql)
-            .bind(claim.status.as_str()).bind(json).bind(seq).bind(&claim.claim_id)
+            .bind(claim.status.as_str()).bind(json).bind(summary).bind(seq).bind(&claim.claim_id)
             .execute(c).await.map(|_| ())?);
         let sql = "delete from subsidy_claim_period where loan_id = $1 and due_date = $2 and claim_id = $3";
         for (loan_id, due_date) in released {
@@ -798,13 +798,12 @@ impl WriteTx {
 
     /// A new subsidy claim's row, and a row for each loan-period it holds.
     pub async fn insert_claim(&mut self, claim: &Claim, seq: i64) -> Result<(), StoreError> {
-        let json = serde_json::to_string(claim)
-            .map_err(|e| StoreError::Corrupt(format!("subsidy claim: {e}")))?;
-        let sql = "insert into subsidy_claim (claim_id, ledger_id, bank_id, status, claim_json, last_seq) \
-                   values ($1, $2, $3, $4, $5, $6)";
+        let (json, summary) = claim_texts(claim)?;
+        let sql = "insert into subsidy_claim (claim_id, ledger_id, bank_id, status, claim_json, summary_json, last_seq) \
+                   values ($1, $2, $3, $4, $5, $6, $7)";
         on_tx!(self, c => sqlx::query(sql)
             .bind(&claim.claim_id).bind(&claim.ledger_id).bind(&claim.bank_id)
-            .bind(claim.status.as_str()).bind(json).bind(seq)
+            .bind(claim.status.as_str()).bind(json).bind(summary).bind(seq)
             .execute(c).await.map(|_| ())?);
         let sql = "insert into subsidy_claim_period (loan_id, due_date, claim_id, ledger_id) \
                    values ($1, $2, $3, $4)";
@@ -1076,6 +1075,14 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
     .execute(c)
     .await?;
     Ok(())
+}
+
+/// A claim's row texts: the claim, and its summary ([`ClaimSummary`]), as JSON.
+pub fn claim_texts(claim: &Claim) -> Result<(String, String), StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("subsidy claim: {e}"));
+    let json = serde_json::to_string(claim).map_err(corrupt)?;
+    let summary = serde_json::to_string(&ClaimSummary::of(claim)).map_err(corrupt)?;
+    Ok((json, summary))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
 use crate::store::bulk::RegistrySnapshot;
+use crate::store::write::claim_texts;
 
 /// Transactions as stage 1 hands them on: their texts one after the other in one buffer, so
 /// that a chunk is two allocations rather than several a transaction, each made on the scan's
@@ -333,10 +334,10 @@ pub(super) fn claim_rows(registry: &mut RegistrySnapshot, claims: BTreeMap<Strin
             let due_date = format_date(line.claimed.due_date);
             registry.claim_periods.push((line.claimed.loan_id.clone(), due_date, claim_id.clone()));
         }
-        let json = serde_json::to_string(&claim).unwrap_or_default();
+        let (json, summary) = claim_texts(&claim).unwrap_or_default();
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
         let status = claim.status.as_str().to_string();
-        registry.claims.push((claim_id, claim.bank_id, status, json, seq));
+        registry.claims.push((claim_id, claim.bank_id, status, json, summary, seq));
     }
 }
 
