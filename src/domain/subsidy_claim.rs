@@ -401,9 +401,9 @@ impl Claim {
             ClaimEvent::Paid { paid_on, voucher, amount_fen, payee, withheld, .. } => {
                 let (amount, released) = self.pay(*paid_on, voucher, *payee, withheld)?;
                 if amount != *amount_fen {
-                    return Err(DomainError::Invalid {
-                        field: "amount_fen".into(),
-                        message: format!(
+                    return Err(DomainError::invalid(
+                        "amount_fen",
+                        format!(
                             "{} fen paid, but the claim's approved lines come to {} fen{}",
                             amount_fen.0,
                             amount.0,
@@ -413,20 +413,20 @@ impl Claim {
                                 " (lines of misused loans withheld)"
                             }
                         ),
-                    });
+                    ));
                 }
                 Ok(released)
             }
             ClaimEvent::ClawedBack { clawed_back_on, line, reason, amount_fen, .. } => {
                 let amount = self.claw_back(*clawed_back_on, *line, reason)?;
                 if amount != *amount_fen {
-                    return Err(DomainError::Invalid {
-                        field: "amount_fen".into(),
-                        message: format!(
+                    return Err(DomainError::invalid(
+                        "amount_fen",
+                        format!(
                             "{} fen clawed back, but line {line} was paid {} fen",
                             amount_fen.0, amount.0
                         ),
-                    });
+                    ));
                 }
                 Ok(Vec::new())
             }
@@ -452,10 +452,10 @@ impl Claim {
     fn line_index(&self, field: &str, line: u32) -> Result<usize, DomainError> {
         let index = line as usize;
         if index >= self.lines.len() {
-            return Err(DomainError::Invalid {
-                field: field.to_string(),
-                message: format!("names line {line}; the claim has {} lines", self.lines.len()),
-            });
+            return Err(DomainError::invalid(
+                field,
+                format!("names line {line}; the claim has {} lines", self.lines.len()),
+            ));
         }
         Ok(index)
     }
@@ -469,16 +469,12 @@ impl Claim {
         rejections: &[Rejection],
     ) -> Result<Vec<(String, NaiveDate)>, DomainError> {
         self.expect_status(ClaimStatus::Submitted, "a review")?;
-        let invalid = |field: &str, message: String| DomainError::Invalid {
-            field: field.to_string(),
-            message,
-        };
         if reviewed_on < self.submitted_on {
             let message = format!("is before the claim's submission on {}", self.submitted_on);
-            return Err(invalid("reviewed_on", message));
+            return Err(DomainError::invalid("reviewed_on", message));
         }
         if notice_from < reviewed_on {
-            return Err(invalid("notice_from", "must not be before the review".into()));
+            return Err(DomainError::invalid("notice_from", "must not be before the review"));
         }
         let days = (notice_to - notice_from).num_days() + 1;
         if !NOTICE_DAYS.contains(&days) {
@@ -487,17 +483,17 @@ impl Claim {
                 NOTICE_DAYS.start(),
                 NOTICE_DAYS.end()
             );
-            return Err(invalid("notice_to", message));
+            return Err(DomainError::invalid("notice_to", message));
         }
         let mut reasons: Vec<Option<&str>> = vec![None; self.lines.len()];
         for (i, r) in rejections.iter().enumerate() {
             let index = self.line_index(&format!("rejections[{i}].line"), r.line)?;
             if r.reason.trim().is_empty() {
-                return Err(invalid(&format!("rejections[{i}].reason"), "is required".into()));
+                return Err(DomainError::invalid(format!("rejections[{i}].reason"), "is required"));
             }
             if reasons[index].replace(&r.reason).is_some() {
                 let message = format!("rejects line {} again", r.line);
-                return Err(invalid(&format!("rejections[{i}].line"), message));
+                return Err(DomainError::invalid(format!("rejections[{i}].line"), message));
             }
         }
         let mut released = Vec::new();
@@ -543,10 +539,7 @@ impl Claim {
             ));
         }
         if text.trim().is_empty() {
-            return Err(DomainError::Invalid {
-                field: "text".into(),
-                message: "is required".into(),
-            });
+            return Err(DomainError::invalid("text", "is required"));
         }
         let mut released = Vec::new();
         if let Some(n) = line {
@@ -554,10 +547,10 @@ impl Claim {
             let target = &mut self.lines[index];
             if upheld {
                 if target.decision != Some(Decision::Approved) {
-                    return Err(DomainError::Invalid {
-                        field: "upheld".into(),
-                        message: format!("line {n} is rejected already"),
-                    });
+                    return Err(DomainError::invalid(
+                        "upheld",
+                        format!("line {n} is rejected already"),
+                    ));
                 }
                 released.push((target.claimed.loan_id.clone(), target.claimed.due_date));
                 target.decision = Some(Decision::Rejected {
@@ -565,10 +558,10 @@ impl Claim {
                 });
             }
         } else if upheld {
-            return Err(DomainError::Invalid {
-                field: "upheld".into(),
-                message: "an objection upheld names the line it rejects".into(),
-            });
+            return Err(DomainError::invalid(
+                "upheld",
+                "an objection upheld names the line it rejects",
+            ));
         }
         self.objections.push(Objection {
             objected_on,
@@ -603,10 +596,7 @@ impl Claim {
             .with("notice_to", review.notice_to));
         }
         if voucher.trim().is_empty() {
-            return Err(DomainError::Invalid {
-                field: "voucher".into(),
-                message: "is required".into(),
-            });
+            return Err(DomainError::invalid("voucher", "is required"));
         }
         let mut released = Vec::new();
         for (i, w) in withheld.iter().enumerate() {
@@ -637,24 +627,18 @@ impl Claim {
         if let Some(payment) = &self.payment
             && clawed_back_on < payment.paid_on
         {
-            return Err(DomainError::Invalid {
-                field: "clawed_back_on".into(),
-                message: format!("is before the claim's payment on {}", payment.paid_on),
-            });
+            return Err(DomainError::invalid(
+                "clawed_back_on",
+                format!("is before the claim's payment on {}", payment.paid_on),
+            ));
         }
         if reason.trim().is_empty() {
-            return Err(DomainError::Invalid {
-                field: "reason".into(),
-                message: "is required".into(),
-            });
+            return Err(DomainError::invalid("reason", "is required"));
         }
         let target = &mut self.lines[index];
         let amount = target.approved_fen();
         if amount == Fen::ZERO {
-            return Err(DomainError::Invalid {
-                field: "line".into(),
-                message: format!("line {line} was paid no subsidy"),
-            });
+            return Err(DomainError::invalid("line", format!("line {line} was paid no subsidy")));
         }
         if let Some(done) = &target.clawback {
             return Err(DomainError::refused(

@@ -292,11 +292,7 @@ impl Db {
         let sql = "select claim_json from subsidy_claim where claim_id = $1";
         let json: Option<String> =
             on_pool!(self, p => sqlx::query_scalar(sql).bind(claim_id).fetch_optional(p).await?);
-        json.map(|json| {
-            serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("subsidy claim {claim_id}: {e}")))
-        })
-        .transpose()
+        json.map(|json| claim_from_json(claim_id, &json)).transpose()
     }
 
     /// A ledger's claims in claim id order after `after_claim_id`, at most `limit`, of one bank

@@ -8,6 +8,7 @@ use crate::domain::lpr::{LprEntry, TenorBucket};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyParams, PolicyVersion};
 use crate::domain::rate::AnnualRate;
+use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::ledger::posting::{Posting, unpack};
 
 use super::StoreError;
@@ -401,4 +402,18 @@ pub struct TokenListRow {
 pub struct BalanceRow {
     pub account: String,
     pub balance_fen: i64,
+}
+
+/// A claim's row texts: the claim, and its summary ([`ClaimSummary`]), as JSON.
+pub fn claim_texts(claim: &Claim) -> Result<(String, String), StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("subsidy claim: {e}"));
+    let json = serde_json::to_string(claim).map_err(corrupt)?;
+    let summary = serde_json::to_string(&ClaimSummary::of(claim)).map_err(corrupt)?;
+    Ok((json, summary))
+}
+
+/// A claim as its row's `claim_json` holds it.
+pub fn claim_from_json(claim_id: &str, json: &str) -> Result<Claim, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("subsidy claim {claim_id}: {e}")))
 }

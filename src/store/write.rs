@@ -24,7 +24,7 @@ use crate::domain::loan::LoanState;
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
-use crate::domain::subsidy_claim::{Claim, ClaimSummary};
+use crate::domain::subsidy_claim::Claim;
 use crate::ledger::posting::Posting;
 
 pub enum WriteTx {
@@ -767,11 +767,7 @@ impl WriteTx {
         let sql = "select claim_json from subsidy_claim where claim_id = $1";
         let json: Option<String> =
             on_tx!(self, c => sqlx::query_scalar(sql).bind(claim_id).fetch_optional(c).await?);
-        json.map(|json| {
-            serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("subsidy claim {claim_id}: {e}")))
-        })
-        .transpose()
+        json.map(|json| claim_from_json(claim_id, &json)).transpose()
     }
 
     /// A claim's row after a step, and the loan-periods the step released.
@@ -1075,14 +1071,6 @@ async fn flush_unnest(c: &mut PgConnection, staged: &Staged) -> Result<(), Store
     .execute(c)
     .await?;
     Ok(())
-}
-
-/// A claim's row texts: the claim, and its summary ([`ClaimSummary`]), as JSON.
-pub fn claim_texts(claim: &Claim) -> Result<(String, String), StoreError> {
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("subsidy claim: {e}"));
-    let json = serde_json::to_string(claim).map_err(corrupt)?;
-    let summary = serde_json::to_string(&ClaimSummary::of(claim)).map_err(corrupt)?;
-    Ok((json, summary))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
 use crate::store::bulk::RegistrySnapshot;
-use crate::store::write::claim_texts;
+use crate::store::rows::claim_texts;
 
 /// Transactions as stage 1 hands them on: their texts one after the other in one buffer, so
 /// that a chunk is two allocations rather than several a transaction, each made on the scan's
