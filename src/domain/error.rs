@@ -33,6 +33,11 @@ pub enum Reason {
     NoticeClosed = 25,
     SubsidyAlreadyClawedBack = 26,
     LoanNotMisused = 27,
+    LoanAlreadyCompensated = 28,
+    FundInsufficient = 29,
+    NothingToReturn = 30,
+    LendingSuspended = 31,
+    FundLeverageExceeded = 32,
 }
 
 impl Reason {
@@ -66,6 +71,11 @@ impl Reason {
             Reason::NoticeClosed => "NOTICE_CLOSED",
             Reason::SubsidyAlreadyClawedBack => "SUBSIDY_ALREADY_CLAWED_BACK",
             Reason::LoanNotMisused => "LOAN_NOT_MISUSED",
+            Reason::LoanAlreadyCompensated => "LOAN_ALREADY_COMPENSATED",
+            Reason::FundInsufficient => "FUND_INSUFFICIENT",
+            Reason::NothingToReturn => "NOTHING_TO_RETURN",
+            Reason::LendingSuspended => "LENDING_SUSPENDED",
+            Reason::FundLeverageExceeded => "FUND_LEVERAGE_EXCEEDED",
         }
     }
 }

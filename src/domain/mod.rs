@@ -1,4 +1,4 @@
-//! Pure domain rules: money, rates, dates, identities, households, policy, loans, subsidy.
+//! Pure domain rules: money, rates, dates, identities, households, policy, loans, subsidy, risk fund.
 //!
 //! Nothing in here does I/O or knows about tokio, sqlx or tonic. Each rule takes state and a
 //! command and returns either what to record or the first rule it breaks ([`error::DomainError`]),
@@ -19,6 +19,7 @@ pub mod lpr;
 pub mod money;
 pub mod policy;
 pub mod rate;
+pub mod risk_fund;
 pub mod schedule;
 pub mod servicing;
 pub mod subsidy;

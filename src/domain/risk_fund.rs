@@ -1,0 +1,617 @@
+//! The risk-compensation fund (风险补偿金) of a county: the finance office's deposits, the
+//! interest they earn, the compensation it pays a bank for a loan more than 90 days overdue,
+//! the bank's share of the loss, the recoveries returned to it, and the two limits it puts on
+//! new lending.
+//!
+//! The model.
+//! - **A fund** ([`Fund`]) belongs to a ledger (a county), one at most, opened by the ledger's
+//!   finance office with its **share** of each loss: 80% (fund:bank 80:20) or 70% (70:30),
+//!   fixed for the fund's life ([`FUND_SHARES`]). Its balance is the money it holds: deposits
+//!   plus interest, less compensation paid, plus recoveries returned. It never goes negative.
+//! - **Deposits** ([`DepositSource::Deposit`], from the finance office's budget) and **interest
+//!   earned** on the fund's account ([`DepositSource::Interest`]) add to the balance, each a
+//!   positive amount in fen, dated on or after the fund's opening.
+//! - **Compensation** ([`Fund::compensate`], asked by the loan's bank): for a live loan more
+//!   than [`OVERDUE_CLAIM_DAYS`] days overdue on its date (the loan's own count, the settlement
+//!   points due by then included), once a loan. The **loss** is the principal outstanding that
+//!   day (interest, penalty and compound interest are the bank's: the fund covers principal
+//!   only); the fund pays its share of it, rounded half up to the fen, and the bank bears the
+//!   rest. Refused when the balance does not cover the fund's part (`FUND_INSUFFICIENT`). The
+//!   household still owes the bank everything: the loan is not changed, and its later
+//!   repayments, or its write-off, are recorded as ever.
+//! - **Recoveries** ([`Fund::plan_return`], asked by the bank): what the bank recovers of a
+//!   compensated loan's principal after the compensation is shared as the loss was: the fund's
+//!   share of the principal repaid since, rounded half up, up to what the fund paid, less what
+//!   was returned before. Computed from the cumulative figure each time, so that returns made
+//!   in any number of steps add up to the share of the total, never a fen more or less.
+//!   `NOTHING_TO_RETURN` when none is due.
+//! - **Lending limits** ([`check_lending`], on each new contract of a ledger with a fund):
+//!   - leverage: the ledger's programme loans outstanding, with the new contract's principal
+//!     (and those contracted before it in the same write), at most [`LEVERAGE`] × the balance
+//!     (`FUND_LEVERAGE_EXCEEDED`);
+//!   - the non-performing ratio: principal of loans more than 90 days overdue over all
+//!     principal outstanding, as of the contract date; above [`NPL_LIMIT_PERCENT`]% lending is
+//!     suspended (`LENDING_SUSPENDED`) until the ratio falls (repayments, write-offs).
+//!   A ledger without a fund has neither limit: the fund is the county's to open.
+//!
+//! Events ([`FundEvent`]), each one journal transaction of the fund's ledger:
+//! `risk_fund.opened` (memo), `risk_fund.deposited`, `risk_fund.compensated`,
+//! `risk_fund.returned` (postings: [`crate::ledger::fund_postings`]). The writer plans them
+//! with [`Fund::open`], [`Fund::deposit`], [`Fund::compensate`] and [`Fund::plan_return`];
+//! verify plans each again from its replayed loan and fund and compares, then applies it with
+//! [`Fund::apply`], as the writer did.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::date::{format_date, iso};
+use super::error::{DomainError, Reason};
+use super::loan::{LoanState, LoanStatus};
+use super::money::Fen;
+pub use super::servicing::OVERDUE_CLAIM_DAYS;
+
+/// The fund's share of a loss, in percent: 80 (fund:bank 80:20) or 70 (70:30).
+pub const FUND_SHARES: [u8; 2] = [80, 70];
+
+/// Programme loans outstanding at most this many times the fund's balance.
+pub const LEVERAGE: i64 = 10;
+
+/// Lending is suspended when the non-performing ratio is above this many percent.
+pub const NPL_LIMIT_PERCENT: i64 = 3;
+
+/// Where a deposit's money comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepositSource {
+    /// The finance office's budget.
+    Deposit,
+    /// Interest earned on the fund's account.
+    Interest,
+}
+
+impl DepositSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DepositSource::Deposit => "deposit",
+            DepositSource::Interest => "interest",
+        }
+    }
+}
+
+/// A ledger's fund as its events left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fund {
+    pub ledger_id: String,
+    #[serde(with = "iso")]
+    pub opened_on: NaiveDate,
+    pub fund_share_percent: u8,
+    pub balance_fen: Fen,
+    pub deposited_fen: Fen,
+    pub interest_fen: Fen,
+    pub compensated_fen: Fen,
+    pub returned_fen: Fen,
+    pub compensations: u64,
+}
+
+/// One loan's compensation, with what was returned of it since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compensation {
+    pub loan_id: String,
+    pub bank_id: String,
+    pub ledger_id: String,
+    #[serde(with = "iso")]
+    pub compensated_on: NaiveDate,
+    pub days_overdue: i64,
+    /// The principal outstanding on `compensated_on`.
+    pub loss_fen: Fen,
+    /// The fund's share of the loss, paid to the bank.
+    pub fund_fen: Fen,
+    /// The bank's share of the loss.
+    pub bank_fen: Fen,
+    /// The loan's principal repaid before the compensation: what is repaid after it is recovered.
+    pub repaid_before_fen: Fen,
+    /// The principal recovered since, as of the last return.
+    pub recovered_fen: Fen,
+    /// Returned to the fund so far.
+    pub returned_fen: Fen,
+}
+
+/// What a fund's journal transactions hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FundEvent {
+    Opened {
+        ledger_id: String,
+        #[serde(with = "iso")]
+        opened_on: NaiveDate,
+        fund_share_percent: u8,
+    },
+    Deposited {
+        ledger_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        source: DepositSource,
+        amount_fen: Fen,
+        /// The finance office's voucher or the bank's interest advice.
+        voucher: String,
+    },
+    /// The compensation as paid, its `returned_fen` and `recovered_fen` zero.
+    Compensated { compensation: Compensation },
+    Returned {
+        ledger_id: String,
+        loan_id: String,
+        bank_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        /// The principal recovered since the compensation, in all.
+        recovered_fen: Fen,
+        /// Returned now.
+        amount_fen: Fen,
+    },
+}
+
+impl FundEvent {
+    pub fn ledger_id(&self) -> &str {
+        match self {
+            FundEvent::Opened { ledger_id, .. }
+            | FundEvent::Deposited { ledger_id, .. }
+            | FundEvent::Returned { ledger_id, .. } => ledger_id,
+            FundEvent::Compensated { compensation } => &compensation.ledger_id,
+        }
+    }
+
+    pub fn date(&self) -> NaiveDate {
+        match self {
+            FundEvent::Opened { opened_on, .. } => *opened_on,
+            FundEvent::Deposited { value_date, .. } | FundEvent::Returned { value_date, .. } => {
+                *value_date
+            }
+            FundEvent::Compensated { compensation } => compensation.compensated_on,
+        }
+    }
+
+    /// The loan the event is about, if any.
+    pub fn loan_id(&self) -> Option<&str> {
+        match self {
+            FundEvent::Compensated { compensation } => Some(&compensation.loan_id),
+            FundEvent::Returned { loan_id, .. } => Some(loan_id),
+            _ => None,
+        }
+    }
+}
+
+/// `amount × percent / 100`, rounded half up to the fen (amounts are never negative here).
+pub fn share_of(amount: Fen, percent: u8) -> Fen {
+    let product = i128::from(amount.0) * i128::from(percent);
+    // At most i64::MAX × 100 / 100 + 1: fits back for any amount below i64::MAX.
+    Fen(i64::try_from((product + 50).div_euclid(100)).unwrap_or(i64::MAX))
+}
+
+fn add(a: Fen, b: Fen, field: &str) -> Result<Fen, DomainError> {
+    a.checked_add(b).ok_or_else(|| DomainError::Overflow { field: field.to_string() })
+}
+
+fn sub(a: Fen, b: Fen, field: &str) -> Result<Fen, DomainError> {
+    a.checked_sub(b).ok_or_else(|| DomainError::Overflow { field: field.to_string() })
+}
+
+fn before_opening(fund: &Fund, date: NaiveDate) -> DomainError {
+    DomainError::refused(
+        Reason::ValueDateOutOfRange,
+        format!(
+            "{} is before the risk fund of ledger {} was opened ({})",
+            format_date(date),
+            fund.ledger_id,
+            format_date(fund.opened_on)
+        ),
+    )
+}
+
+impl Fund {
+    /// Plans the opening of `ledger_id`'s fund (the caller has checked it has none).
+    pub fn open(
+        ledger_id: &str,
+        opened_on: NaiveDate,
+        fund_share_percent: u8,
+    ) -> Result<FundEvent, DomainError> {
+        if !FUND_SHARES.contains(&fund_share_percent) {
+            return Err(DomainError::invalid(
+                "fund_share_percent",
+                format!("must be 80 (fund:bank 80:20) or 70 (70:30), not {fund_share_percent}"),
+            ));
+        }
+        Ok(FundEvent::Opened { ledger_id: ledger_id.to_string(), opened_on, fund_share_percent })
+    }
+
+    /// The fund an [`FundEvent::Opened`] opens.
+    pub fn opened(event: &FundEvent) -> Option<Fund> {
+        match event {
+            FundEvent::Opened { ledger_id, opened_on, fund_share_percent } => Some(Fund {
+                ledger_id: ledger_id.clone(),
+                opened_on: *opened_on,
+                fund_share_percent: *fund_share_percent,
+                balance_fen: Fen::ZERO,
+                deposited_fen: Fen::ZERO,
+                interest_fen: Fen::ZERO,
+                compensated_fen: Fen::ZERO,
+                returned_fen: Fen::ZERO,
+                compensations: 0,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Plans a deposit or interest of `amount` on `date`.
+    pub fn deposit(
+        &self,
+        date: NaiveDate,
+        source: DepositSource,
+        amount: Fen,
+        voucher: &str,
+    ) -> Result<FundEvent, DomainError> {
+        if !amount.is_positive() {
+            return Err(DomainError::invalid("amount_fen", "must be positive"));
+        }
+        if date < self.opened_on {
+            return Err(before_opening(self, date));
+        }
+        add(self.balance_fen, amount, "amount_fen")?;
+        Ok(FundEvent::Deposited {
+            ledger_id: self.ledger_id.clone(),
+            value_date: date,
+            source,
+            amount_fen: amount,
+            voucher: voucher.to_string(),
+        })
+    }
+
+    /// Plans the compensation of `loan` on `date` (`existing`: its compensation, if it has one).
+    pub fn compensate(
+        &self,
+        loan: &LoanState,
+        date: NaiveDate,
+        existing: Option<&Compensation>,
+    ) -> Result<FundEvent, DomainError> {
+        let loan_id = &loan.terms.loan_id;
+        if let Some(c) = existing {
+            return Err(DomainError::refused(
+                Reason::LoanAlreadyCompensated,
+                format!(
+                    "loan {loan_id} was compensated on {}: a loan is compensated once",
+                    format_date(c.compensated_on)
+                ),
+            ));
+        }
+        if loan.terms.ledger_id != self.ledger_id {
+            return Err(DomainError::refused(
+                Reason::LedgerMismatch,
+                format!("loan {loan_id} is of ledger {}", loan.terms.ledger_id),
+            ));
+        }
+        if date < self.opened_on {
+            return Err(before_opening(self, date));
+        }
+        if date < loan.last_value_date {
+            return Err(DomainError::refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before loan {loan_id}'s last event ({})",
+                    format_date(date),
+                    format_date(loan.last_value_date)
+                ),
+            ));
+        }
+        // A closed loan owes nothing (LOAN_NOT_REPAYABLE, naming its status); a live one's
+        // days overdue count the settlement points due by `date`, recorded or not.
+        let quote = loan.quote(date)?;
+        if quote.days_overdue <= OVERDUE_CLAIM_DAYS {
+            return Err(DomainError::refused(
+                Reason::LoanNotOverdue,
+                format!(
+                    "loan {loan_id} is {} days overdue on {}; the fund compensates a loan overdue \
+                     more than {OVERDUE_CLAIM_DAYS} days",
+                    quote.days_overdue,
+                    format_date(date)
+                ),
+            )
+            .with("days_overdue", quote.days_overdue));
+        }
+        let loss = loan.principal_outstanding_fen;
+        let fund_part = share_of(loss, self.fund_share_percent);
+        if fund_part > self.balance_fen {
+            return Err(DomainError::refused(
+                Reason::FundInsufficient,
+                format!(
+                    "the fund's {}% of loan {loan_id}'s loss of {} fen is {} fen; the fund of \
+                     ledger {} holds {} fen",
+                    self.fund_share_percent,
+                    loss.0,
+                    fund_part.0,
+                    self.ledger_id,
+                    self.balance_fen.0
+                ),
+            )
+            .with("fund_fen", fund_part.0)
+            .with("balance_fen", self.balance_fen.0));
+        }
+        Ok(FundEvent::Compensated {
+            compensation: Compensation {
+                loan_id: loan_id.clone(),
+                bank_id: loan.terms.bank_id.clone(),
+                ledger_id: self.ledger_id.clone(),
+                compensated_on: date,
+                days_overdue: quote.days_overdue,
+                loss_fen: loss,
+                fund_fen: fund_part,
+                bank_fen: sub(loss, fund_part, "loss")?,
+                repaid_before_fen: loan.principal_repaid_fen,
+                recovered_fen: Fen::ZERO,
+                returned_fen: Fen::ZERO,
+            },
+        })
+    }
+
+    /// Plans the return to the fund of its share of what the bank recovered of `loan`'s
+    /// principal since `compensation`, on `date`.
+    pub fn plan_return(
+        &self,
+        compensation: &Compensation,
+        loan: &LoanState,
+        date: NaiveDate,
+    ) -> Result<FundEvent, DomainError> {
+        let loan_id = &loan.terms.loan_id;
+        if date < compensation.compensated_on {
+            return Err(DomainError::refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before loan {loan_id}'s compensation ({})",
+                    format_date(date),
+                    format_date(compensation.compensated_on)
+                ),
+            ));
+        }
+        let recovered =
+            sub(loan.principal_repaid_fen, compensation.repaid_before_fen, "recovered")?
+                .max(Fen::ZERO);
+        let due = return_due(compensation, recovered, self.fund_share_percent);
+        if !due.is_positive() {
+            return Err(DomainError::refused(
+                Reason::NothingToReturn,
+                format!(
+                    "nothing to return for loan {loan_id}: {} fen of its principal recovered \
+                     since its compensation, {} fen returned of the fund's {} fen",
+                    recovered.0, compensation.returned_fen.0, compensation.fund_fen.0
+                ),
+            )
+            .with("recovered_fen", recovered.0));
+        }
+        Ok(FundEvent::Returned {
+            ledger_id: self.ledger_id.clone(),
+            loan_id: loan_id.clone(),
+            bank_id: compensation.bank_id.clone(),
+            value_date: date,
+            recovered_fen: recovered,
+            amount_fen: due,
+        })
+    }
+
+    /// Applies `event` to the fund (`compensation`: the loan's, for a return) and gives the
+    /// loan's compensation after it, if the event is about one. Refuses what would leave the
+    /// fund or a compensation inconsistent, for verify's replay of an altered journal.
+    pub fn apply(
+        &mut self,
+        event: &FundEvent,
+        compensation: Option<&Compensation>,
+    ) -> Result<Option<Compensation>, DomainError> {
+        if event.ledger_id() != self.ledger_id {
+            return Err(DomainError::refused(
+                Reason::LedgerMismatch,
+                format!(
+                    "an event of ledger {} for the fund of {}",
+                    event.ledger_id(),
+                    self.ledger_id
+                ),
+            ));
+        }
+        match event {
+            FundEvent::Opened { .. } => {
+                Err(DomainError::Exists { what: "risk fund", id: self.ledger_id.clone() })
+            }
+            FundEvent::Deposited { source, amount_fen, .. } => {
+                if !amount_fen.is_positive() {
+                    return Err(DomainError::invalid("amount_fen", "must be positive"));
+                }
+                self.balance_fen = add(self.balance_fen, *amount_fen, "balance")?;
+                match source {
+                    DepositSource::Deposit => {
+                        self.deposited_fen = add(self.deposited_fen, *amount_fen, "deposited")?
+                    }
+                    DepositSource::Interest => {
+                        self.interest_fen = add(self.interest_fen, *amount_fen, "interest")?
+                    }
+                }
+                Ok(None)
+            }
+            FundEvent::Compensated { compensation: c } => {
+                if compensation.is_some() {
+                    return Err(DomainError::Exists {
+                        what: "compensation",
+                        id: c.loan_id.clone(),
+                    });
+                }
+                if c.fund_fen.is_negative()
+                    || c.fund_fen > self.balance_fen
+                    || add(c.fund_fen, c.bank_fen, "loss")? != c.loss_fen
+                    || c.fund_fen != share_of(c.loss_fen, self.fund_share_percent)
+                    || c.recovered_fen != Fen::ZERO
+                    || c.returned_fen != Fen::ZERO
+                {
+                    return Err(DomainError::refused(
+                        Reason::FundInsufficient,
+                        format!(
+                            "loan {}'s compensation of {} fen does not fit the fund's {} fen \
+                             and {}% share",
+                            c.loan_id, c.fund_fen.0, self.balance_fen.0, self.fund_share_percent
+                        ),
+                    ));
+                }
+                self.balance_fen = sub(self.balance_fen, c.fund_fen, "balance")?;
+                self.compensated_fen = add(self.compensated_fen, c.fund_fen, "compensated")?;
+                self.compensations += 1;
+                Ok(Some(c.clone()))
+            }
+            FundEvent::Returned { loan_id, recovered_fen, amount_fen, .. } => {
+                let Some(c) = compensation.filter(|c| &c.loan_id == loan_id) else {
+                    return Err(DomainError::NotFound {
+                        what: "compensation",
+                        id: loan_id.clone(),
+                    });
+                };
+                let returned = add(c.returned_fen, *amount_fen, "returned")?;
+                if !amount_fen.is_positive()
+                    || *recovered_fen < c.recovered_fen
+                    || returned > c.fund_fen
+                {
+                    return Err(DomainError::refused(
+                        Reason::NothingToReturn,
+                        format!(
+                            "a return of {} fen for loan {loan_id} would make {} fen of the \
+                             fund's {} fen",
+                            amount_fen.0, returned.0, c.fund_fen.0
+                        ),
+                    ));
+                }
+                self.balance_fen = add(self.balance_fen, *amount_fen, "balance")?;
+                self.returned_fen = add(self.returned_fen, *amount_fen, "returned")?;
+                Ok(Some(Compensation {
+                    recovered_fen: *recovered_fen,
+                    returned_fen: returned,
+                    ..c.clone()
+                }))
+            }
+        }
+    }
+
+    /// The most the ledger's programme loans may stand at: [`LEVERAGE`] × the balance.
+    pub fn lending_limit(&self) -> Fen {
+        Fen(self.balance_fen.0.saturating_mul(LEVERAGE))
+    }
+}
+
+/// What is due to the fund of `compensation` when `recovered` of the loan's principal has been
+/// recovered since it: the fund's share of it, at most what the fund paid, less what was
+/// returned already (zero when nothing more is due).
+pub fn return_due(compensation: &Compensation, recovered: Fen, percent: u8) -> Fen {
+    let owed = share_of(recovered.max(Fen::ZERO), percent).min(compensation.fund_fen);
+    Fen(owed.0.saturating_sub(compensation.returned_fen.0).max(0))
+}
+
+/// A ledger's programme loans on a date, as the lending limits read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exposure {
+    /// Principal outstanding of the live loans.
+    pub outstanding_fen: Fen,
+    /// Of it, the principal of loans more than [`OVERDUE_CLAIM_DAYS`] days overdue.
+    pub non_performing_fen: Fen,
+    pub live_loans: u64,
+    pub non_performing_loans: u64,
+}
+
+impl Exposure {
+    /// The exposure of `loans` on `date`: each live loan's principal outstanding, and whether
+    /// it is more than 90 days overdue that day (the settlement points due by then counted,
+    /// recorded or not, as its quote counts them).
+    pub fn of<'a>(loans: impl IntoIterator<Item = &'a LoanState>, date: NaiveDate) -> Exposure {
+        let mut e = Exposure::default();
+        for loan in loans {
+            // The quote counts the settlement points due by `date` that no event has
+            // recorded yet (a loan nobody touched since its payout is overdue all the same).
+            let status = loan.status_shown(loan.quote(date).ok().as_ref(), date);
+            if !status.is_live() || status == LoanStatus::Contracted {
+                continue;
+            }
+            e.live_loans += 1;
+            e.outstanding_fen =
+                Fen(e.outstanding_fen.0.saturating_add(loan.principal_outstanding_fen.0));
+            if status == LoanStatus::Overdue90 {
+                e.non_performing_loans += 1;
+                e.non_performing_fen =
+                    Fen(e.non_performing_fen.0.saturating_add(loan.principal_outstanding_fen.0));
+            }
+        }
+        e
+    }
+
+    /// The non-performing ratio in basis points (1/100 of a percent), rounded down; 0 when
+    /// nothing is outstanding.
+    pub fn npl_basis_points(&self) -> i64 {
+        if self.outstanding_fen.0 <= 0 {
+            return 0;
+        }
+        let bp =
+            i128::from(self.non_performing_fen.0) * 10_000 / i128::from(self.outstanding_fen.0);
+        i64::try_from(bp).unwrap_or(i64::MAX)
+    }
+
+    /// Whether the non-performing ratio is above [`NPL_LIMIT_PERCENT`]%, exactly (no rounding).
+    pub fn lending_suspended(&self) -> bool {
+        i128::from(self.non_performing_fen.0) * 100
+            > i128::from(self.outstanding_fen.0) * i128::from(NPL_LIMIT_PERCENT)
+    }
+}
+
+/// Whether `fund` lets its ledger contract a new loan of `principal` on `date`, the ledger's
+/// programme loans standing at `exposure` that day (with `contracted_before`: the principal of
+/// contracts planned before it in the same write, not in `exposure` yet).
+pub fn check_lending(
+    fund: &Fund,
+    exposure: &Exposure,
+    contracted_before: Fen,
+    principal: Fen,
+    date: NaiveDate,
+) -> Result<(), DomainError> {
+    if exposure.lending_suspended() {
+        let bp = exposure.npl_basis_points();
+        return Err(DomainError::refused(
+            Reason::LendingSuspended,
+            format!(
+                "lending in ledger {} is suspended: on {} its non-performing ratio is {}.{:02}% \
+                 ({} fen of {} fen outstanding more than {OVERDUE_CLAIM_DAYS} days overdue), \
+                 above {NPL_LIMIT_PERCENT}%",
+                fund.ledger_id,
+                format_date(date),
+                bp / 100,
+                bp % 100,
+                exposure.non_performing_fen.0,
+                exposure.outstanding_fen.0
+            ),
+        )
+        .with("npl_basis_points", bp)
+        .with("non_performing_fen", exposure.non_performing_fen.0)
+        .with("outstanding_fen", exposure.outstanding_fen.0));
+    }
+    let after = i128::from(exposure.outstanding_fen.0)
+        + i128::from(contracted_before.0)
+        + i128::from(principal.0);
+    let limit = fund.lending_limit();
+    if after > i128::from(limit.0) {
+        let room = (i128::from(limit.0)
+            - i128::from(exposure.outstanding_fen.0)
+            - i128::from(contracted_before.0))
+        .max(0);
+        return Err(DomainError::refused(
+            Reason::FundLeverageExceeded,
+            format!(
+                "a loan of {} fen would bring ledger {}'s programme loans to {after} fen, above \
+                 {LEVERAGE} × its risk fund's {} fen ({} fen)",
+                principal.0, fund.ledger_id, fund.balance_fen.0, limit.0
+            ),
+        )
+        .with("limit_fen", limit.0)
+        .with("room_fen", room));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

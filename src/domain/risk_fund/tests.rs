@@ -1,0 +1,284 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::domain::date::parse_date;
+use crate::domain::loan::LoanCommand;
+
+fn d(s: &str) -> NaiveDate {
+    parse_date(s).unwrap()
+}
+
+/// The bench's contract (50,000.00 yuan at 3.85%, 2021-01-25 to 2022-01-25, bullet, interest
+/// quarterly on the 20th, penalty at the contract rate), paid out in full on its contract date.
+fn loan(loan_id: &str) -> LoanState {
+    let mut terms = crate::bench::load::bench_terms("110101198001011234");
+    terms.loan_id = loan_id.into();
+    terms.ledger_id = "L".into();
+    terms.bank_id = "B".into();
+    let (_, state) = LoanState::new(terms, 1)
+        .plan(&LoanCommand::Disburse { date: d("2021-01-25"), amount: None })
+        .unwrap();
+    state
+}
+
+fn after(loan: &LoanState, command: LoanCommand) -> LoanState {
+    loan.plan(&command).unwrap().1
+}
+
+fn opened(percent: u8) -> Fund {
+    Fund::opened(&Fund::open("L", d("2021-01-01"), percent).unwrap()).unwrap()
+}
+
+fn funded(percent: u8, amount: i64) -> Fund {
+    let mut fund = opened(percent);
+    let deposit =
+        fund.deposit(d("2021-01-10"), DepositSource::Deposit, Fen(amount), "V-1").unwrap();
+    fund.apply(&deposit, None).unwrap();
+    fund
+}
+
+fn code(e: DomainError) -> &'static str {
+    match e {
+        DomainError::Refused { reason, .. } => reason.code(),
+        DomainError::Invalid { .. } => "INVALID",
+        DomainError::NotFound { .. } => "NOT_FOUND",
+        DomainError::Exists { .. } => "EXISTS",
+        DomainError::Overflow { .. } => "OVERFLOW",
+    }
+}
+
+#[test]
+fn shares_round_half_up_to_the_fen() {
+    assert_eq!(share_of(Fen(5_000_000), 80), Fen(4_000_000));
+    assert_eq!(share_of(Fen(333), 70), Fen(233)); // 233.1
+    assert_eq!(share_of(Fen(5), 70), Fen(4)); // 3.5
+    assert_eq!(share_of(Fen(3), 80), Fen(2)); // 2.4
+    assert_eq!(share_of(Fen(0), 80), Fen(0));
+}
+
+#[test]
+fn a_fund_takes_80_or_70_percent_and_positive_deposits_from_its_opening() {
+    assert_eq!(code(Fund::open("L", d("2021-01-01"), 75).unwrap_err()), "INVALID");
+    let fund = opened(70);
+    let early = fund.deposit(d("2020-12-31"), DepositSource::Deposit, Fen(1), "V");
+    assert_eq!(code(early.unwrap_err()), "VALUE_DATE_OUT_OF_RANGE");
+    let zero = fund.deposit(d("2021-01-01"), DepositSource::Interest, Fen(0), "V");
+    assert_eq!(code(zero.unwrap_err()), "INVALID");
+
+    let mut fund = funded(80, 1_000_000);
+    let interest = fund.deposit(d("2021-03-21"), DepositSource::Interest, Fen(875), "I").unwrap();
+    fund.apply(&interest, None).unwrap();
+    assert_eq!(
+        (fund.balance_fen, fund.deposited_fen, fund.interest_fen),
+        (Fen(1_000_875), Fen(1_000_000), Fen(875))
+    );
+}
+
+#[test]
+fn a_loan_more_than_90_days_overdue_is_compensated_once_at_the_funds_share() {
+    let mut fund = funded(80, 5_000_000);
+    let loan = loan("L1");
+    // The 2021-03-20 interest unpaid: overdue from 03-21, 41 days on 04-30, 92 on 06-20.
+    let early = fund.compensate(&loan, d("2021-04-30"), None).unwrap_err();
+    assert_eq!(code(early), "LOAN_NOT_OVERDUE");
+    let event = fund.compensate(&loan, d("2021-06-20"), None).unwrap();
+    let FundEvent::Compensated { compensation } = &event else { panic!("{event:?}") };
+    assert_eq!(compensation.days_overdue, 92);
+    assert_eq!(
+        (compensation.loss_fen, compensation.fund_fen, compensation.bank_fen),
+        (Fen(5_000_000), Fen(4_000_000), Fen(1_000_000))
+    );
+    let c = fund.apply(&event, None).unwrap().unwrap();
+    assert_eq!(
+        (fund.balance_fen, fund.compensated_fen, fund.compensations),
+        (Fen(1_000_000), Fen(4_000_000), 1)
+    );
+    let again = fund.compensate(&loan, d("2021-06-21"), Some(&c)).unwrap_err();
+    assert_eq!(code(again), "LOAN_ALREADY_COMPENSATED");
+}
+
+#[test]
+fn a_fund_short_of_its_share_pays_nothing() {
+    let fund = funded(70, 3_499_999);
+    let short = fund.compensate(&loan("L1"), d("2021-06-20"), None).unwrap_err();
+    assert_eq!(code(short), "FUND_INSUFFICIENT");
+    assert!(funded(70, 3_500_000).compensate(&loan("L1"), d("2021-06-20"), None).is_ok());
+}
+
+#[test]
+fn a_closed_loan_or_a_date_before_its_last_event_is_not_compensated() {
+    let fund = funded(80, 5_000_000);
+    let loan = after(&loan("L1"), LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1) });
+    let before = fund.compensate(&loan, d("2021-06-30"), None).unwrap_err();
+    assert_eq!(code(before), "VALUE_DATE_OUT_OF_RANGE");
+    let other = LoanState { terms: std::sync::Arc::new(LoanTerms_of("M")), ..loan.clone() };
+    assert_eq!(
+        code(fund.compensate(&other, d("2021-07-01"), None).unwrap_err()),
+        "LEDGER_MISMATCH"
+    );
+}
+
+#[allow(non_snake_case)]
+fn LoanTerms_of(ledger_id: &str) -> crate::domain::loan::LoanTerms {
+    let mut terms = crate::bench::load::bench_terms("110101198001011234");
+    terms.loan_id = "X".into();
+    terms.ledger_id = ledger_id.into();
+    terms
+}
+
+#[test]
+fn what_is_recovered_after_is_returned_at_the_funds_share() {
+    let mut fund = funded(80, 5_000_000);
+    let loan = loan("L1");
+    let event = fund.compensate(&loan, d("2021-06-20"), None).unwrap();
+    let mut c = fund.apply(&event, None).unwrap().unwrap();
+    let nothing = fund.plan_return(&c, &loan, d("2021-06-21")).unwrap_err();
+    assert_eq!(code(nothing), "NOTHING_TO_RETURN");
+
+    // The household pays 20,000.00 yuan: charges and interest first, the rest principal.
+    let paid = after(&loan, LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(2_000_000) });
+    let recovered = paid.principal_repaid_fen;
+    assert!(recovered.is_positive() && recovered < Fen(2_000_000));
+    let event = fund.plan_return(&c, &paid, d("2021-07-02")).unwrap();
+    let FundEvent::Returned { amount_fen, recovered_fen, .. } = &event else { panic!() };
+    assert_eq!((*recovered_fen, *amount_fen), (recovered, share_of(recovered, 80)));
+    c = fund.apply(&event, Some(&c)).unwrap().unwrap();
+    assert_eq!(fund.balance_fen, Fen(1_000_000 + amount_fen.0));
+    assert_eq!(c.returned_fen, *amount_fen);
+    let twice = fund.plan_return(&c, &paid, d("2021-07-03")).unwrap_err();
+    assert_eq!(code(twice), "NOTHING_TO_RETURN");
+    let early = fund.plan_return(&c, &paid, d("2021-06-19")).unwrap_err();
+    assert_eq!(code(early), "VALUE_DATE_OUT_OF_RANGE");
+}
+
+#[test]
+fn an_altered_compensation_or_return_does_not_apply() {
+    let mut fund = funded(80, 5_000_000);
+    let event = fund.compensate(&loan("L1"), d("2021-06-20"), None).unwrap();
+    let FundEvent::Compensated { compensation } = &event else { panic!() };
+    let more = FundEvent::Compensated {
+        compensation: Compensation {
+            fund_fen: Fen(4_500_000),
+            bank_fen: Fen(500_000),
+            ..compensation.clone()
+        },
+    };
+    assert!(fund.clone().apply(&more, None).is_err());
+    let c = fund.apply(&event, None).unwrap().unwrap();
+    assert!(fund.clone().apply(&event, Some(&c)).is_err(), "compensated twice");
+    let over = FundEvent::Returned {
+        ledger_id: "L".into(),
+        loan_id: "L1".into(),
+        bank_id: "B".into(),
+        value_date: d("2021-07-01"),
+        recovered_fen: Fen(5_000_000),
+        amount_fen: Fen(4_000_001),
+    };
+    assert!(fund.clone().apply(&over, Some(&c)).is_err());
+    assert!(fund.apply(&over, None).is_err(), "a return without its compensation");
+}
+
+#[test]
+fn the_npl_ratio_suspends_lending_above_3_percent_and_leverage_caps_it_at_10_times() {
+    let fund = funded(80, 1_000_000);
+    let at = |outstanding, npl| Exposure {
+        outstanding_fen: Fen(outstanding),
+        non_performing_fen: Fen(npl),
+        live_loans: 2,
+        non_performing_loans: 1,
+    };
+    let day = d("2021-06-20");
+    assert!(check_lending(&fund, &at(1_000_000, 30_000), Fen::ZERO, Fen(1), day).is_ok());
+    let suspended = check_lending(&fund, &at(1_000_000, 30_001), Fen::ZERO, Fen(1), day);
+    assert_eq!(code(suspended.unwrap_err()), "LENDING_SUSPENDED");
+    assert_eq!(at(1_000_000, 30_001).npl_basis_points(), 300);
+    assert_eq!(at(0, 0).npl_basis_points(), 0);
+    // Limit 10,000,000: 6,000,000 outstanding, 1,000,000 contracted before in the write.
+    assert!(check_lending(&fund, &at(6_000_000, 0), Fen(1_000_000), Fen(3_000_000), day).is_ok());
+    let over = check_lending(&fund, &at(6_000_000, 0), Fen(1_000_000), Fen(3_000_001), day);
+    let DomainError::Refused { reason, metadata, .. } = over.unwrap_err() else { panic!() };
+    assert_eq!(reason, Reason::FundLeverageExceeded);
+    assert!(metadata.contains(&("room_fen".into(), "3000000".into())));
+}
+
+#[test]
+fn exposure_counts_live_loans_on_the_date() {
+    // Pays its March interest on its day: never overdue.
+    let paying = {
+        let l = loan("A");
+        let q = l.quote(d("2021-03-20")).unwrap();
+        let interest = q.current_interest_fen.checked_add(q.overdue_interest_fen).unwrap();
+        assert!(interest.is_positive());
+        after(&l, LoanCommand::Repay { date: d("2021-03-20"), amount: interest })
+    };
+    let late = loan("B");
+    let paid_off = {
+        let l = loan("C");
+        let owed = l.quote(d("2021-02-01")).unwrap().total().unwrap();
+        after(&l, LoanCommand::Repay { date: d("2021-02-01"), amount: owed })
+    };
+    let e = Exposure::of([&paying, &late, &paid_off], d("2021-06-20"));
+    assert_eq!(e.live_loans, 2);
+    assert_eq!(e.outstanding_fen, Fen(10_000_000));
+    assert_eq!((e.non_performing_loans, e.non_performing_fen), (1, Fen(5_000_000)));
+    assert!(e.lending_suspended());
+    let e = Exposure::of([&paying, &late], d("2021-06-18"));
+    assert_eq!(e.non_performing_loans, 0, "90 days overdue is not yet more than 90");
+}
+
+proptest! {
+    #[test]
+    fn the_shares_add_up_to_the_loss(loss in 0i64..=1_000_000_000_000, seventy in any::<bool>()) {
+        let percent = if seventy { 70 } else { 80 };
+        let fund = share_of(Fen(loss), percent);
+        prop_assert!(fund.0 >= 0 && fund.0 <= loss);
+        // Within half a fen of the exact share, the half rounded up.
+        let exact = i128::from(loss) * i128::from(percent);
+        let ours = i128::from(fund.0) * 100;
+        prop_assert!(ours - exact <= 50 && exact - ours < 50);
+    }
+
+    #[test]
+    fn returns_in_any_steps_add_up_to_the_share_of_the_total(
+        loss in 1i64..=5_000_000,
+        steps in proptest::collection::vec(0i64..=2_000_000, 1..8),
+        seventy in any::<bool>(),
+    ) {
+        let percent = if seventy { 70 } else { 80 };
+        let fund_fen = share_of(Fen(loss), percent);
+        let mut fund = Fund { balance_fen: fund_fen, ..opened(percent) };
+        let mut c = Compensation {
+            loan_id: "L1".into(),
+            bank_id: "B".into(),
+            ledger_id: "L".into(),
+            compensated_on: d("2021-06-20"),
+            days_overdue: 92,
+            loss_fen: Fen(loss),
+            fund_fen,
+            bank_fen: Fen(loss - fund_fen.0),
+            repaid_before_fen: Fen::ZERO,
+            recovered_fen: Fen::ZERO,
+            returned_fen: Fen::ZERO,
+        };
+        fund.apply(&FundEvent::Compensated { compensation: c.clone() }, None).unwrap();
+        let mut recovered = 0i64;
+        for step in steps {
+            recovered = (recovered + step).min(loss);
+            let due = return_due(&c, Fen(recovered), percent);
+            if due.is_positive() {
+                let event = FundEvent::Returned {
+                    ledger_id: "L".into(),
+                    loan_id: "L1".into(),
+                    bank_id: "B".into(),
+                    value_date: d("2021-07-01"),
+                    recovered_fen: Fen(recovered),
+                    amount_fen: due,
+                };
+                c = fund.apply(&event, Some(&c)).unwrap().unwrap();
+            }
+        }
+        prop_assert_eq!(c.returned_fen, share_of(Fen(recovered), percent).min(fund_fen));
+        prop_assert_eq!(fund.balance_fen, c.returned_fen);
+        prop_assert!(c.returned_fen <= c.fund_fen);
+    }
+}
