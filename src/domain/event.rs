@@ -11,6 +11,7 @@ use super::household::StatusEntry;
 use super::loan::LoanEvent;
 use super::lpr::{LprEntry, tenor_text};
 use super::policy::PolicyVersion;
+use super::risk_fund::FundEvent;
 use super::subsidy_claim::{Claim, ClaimEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,8 @@ pub enum JournalEvent {
     },
     /// A step of a claim after its submission: its review, an objection, its payment.
     SubsidyClaim(ClaimEvent),
+    /// An event of a ledger's risk-compensation fund ([`super::risk_fund`]).
+    RiskFund(FundEvent),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -151,6 +154,10 @@ impl JournalEvent {
             JournalEvent::SubsidyClaim(ClaimEvent::ClawedBack { .. }) => {
                 "subsidy_claim.clawed_back"
             }
+            JournalEvent::RiskFund(FundEvent::Opened { .. }) => "risk_fund.opened",
+            JournalEvent::RiskFund(FundEvent::Deposited { .. }) => "risk_fund.deposited",
+            JournalEvent::RiskFund(FundEvent::Compensated { .. }) => "risk_fund.compensated",
+            JournalEvent::RiskFund(FundEvent::Returned { .. }) => "risk_fund.returned",
         }
     }
 
@@ -201,6 +208,7 @@ impl JournalEvent {
             JournalEvent::Loan(e) => serde_json::to_string(e),
             JournalEvent::SubsidyClaimSubmitted { claim } => serde_json::to_string(claim),
             JournalEvent::SubsidyClaim(e) => serde_json::to_string(e),
+            JournalEvent::RiskFund(e) => serde_json::to_string(e),
         };
         // Serialising these plain structs to a string cannot fail: no maps with non-string keys,
         // no custom serialisers that error.
@@ -271,6 +279,16 @@ impl JournalEvent {
                 }
                 event
             }
+            "risk_fund.opened"
+            | "risk_fund.deposited"
+            | "risk_fund.compensated"
+            | "risk_fund.returned" => {
+                let event = JournalEvent::RiskFund(serde_json::from_str(json).map_err(payload)?);
+                if event.kind() != kind {
+                    return Err(EventDecodeError::UnknownKind(kind.to_string()));
+                }
+                event
+            }
             other => return Err(EventDecodeError::UnknownKind(other.to_string())),
         })
     }
@@ -292,6 +310,7 @@ impl JournalEvent {
             JournalEvent::Loan(e) => Some(e.value_date()),
             JournalEvent::SubsidyClaimSubmitted { claim } => Some(claim.submitted_on),
             JournalEvent::SubsidyClaim(e) => Some(e.date()),
+            JournalEvent::RiskFund(e) => Some(e.date()),
             JournalEvent::LedgerCreated { .. }
             | JournalEvent::BankRegistered { .. }
             | JournalEvent::LprChainStarted { .. } => None,

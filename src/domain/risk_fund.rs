@@ -26,9 +26,10 @@
 //!   in any number of steps add up to the share of the total, never a fen more or less.
 //!   `NOTHING_TO_RETURN` when none is due.
 //! - **Lending limits** ([`check_lending`], on each new contract of a ledger with a fund):
-//!   - leverage: the ledger's programme loans outstanding, with the new contract's principal
-//!     (and those contracted before it in the same write), at most [`LEVERAGE`] × the balance
-//!     (`FUND_LEVERAGE_EXCEEDED`);
+//!   - leverage: the ledger's programme loans outstanding, with the principal its contracts
+//!     have not paid out yet (until their maturity) and the new contract's, at most
+//!     [`LEVERAGE`] × the balance (`FUND_LEVERAGE_EXCEEDED`): checked when a loan is contracted,
+//!     so that its payouts, which cannot exceed it, need no check of their own;
 //!   - the non-performing ratio: principal of loans more than 90 days overdue over all
 //!     principal outstanding, as of the contract date; above [`NPL_LIMIT_PERCENT`]% lending is
 //!     suspended (`LENDING_SUSPENDED`) until the ratio falls (repayments, write-offs).
@@ -511,6 +512,9 @@ pub fn return_due(compensation: &Compensation, recovered: Fen, percent: u8) -> F
 pub struct Exposure {
     /// Principal outstanding of the live loans.
     pub outstanding_fen: Fen,
+    /// Principal contracted and not paid out yet, of contracts whose maturity has not come:
+    /// lent by the time it is drawn, so counted against the leverage limit from the contract on.
+    pub undrawn_fen: Fen,
     /// Of it, the principal of loans more than [`OVERDUE_CLAIM_DAYS`] days overdue.
     pub non_performing_fen: Fen,
     pub live_loans: u64,
@@ -524,6 +528,12 @@ impl Exposure {
     pub fn of<'a>(loans: impl IntoIterator<Item = &'a LoanState>, date: NaiveDate) -> Exposure {
         let mut e = Exposure::default();
         for loan in loans {
+            if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
+                && date < loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date)
+            {
+                let undrawn = loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0);
+                e.undrawn_fen = Fen(e.undrawn_fen.0.saturating_add(undrawn.max(0)));
+            }
             // The quote counts the settlement points due by `date` that no event has
             // recorded yet (a loan nobody touched since its payout is overdue all the same).
             let status = loan.status_shown(loan.quote(date).ok().as_ref(), date);
@@ -561,12 +571,11 @@ impl Exposure {
 }
 
 /// Whether `fund` lets its ledger contract a new loan of `principal` on `date`, the ledger's
-/// programme loans standing at `exposure` that day (with `contracted_before`: the principal of
-/// contracts planned before it in the same write, not in `exposure` yet).
+/// programme loans standing at `exposure` that day (its contracts' principal not drawn yet
+/// counted with what is outstanding).
 pub fn check_lending(
     fund: &Fund,
     exposure: &Exposure,
-    contracted_before: Fen,
     principal: Fen,
     date: NaiveDate,
 ) -> Result<(), DomainError> {
@@ -590,20 +599,17 @@ pub fn check_lending(
         .with("non_performing_fen", exposure.non_performing_fen.0)
         .with("outstanding_fen", exposure.outstanding_fen.0));
     }
-    let after = i128::from(exposure.outstanding_fen.0)
-        + i128::from(contracted_before.0)
-        + i128::from(principal.0);
+    let committed = i128::from(exposure.outstanding_fen.0) + i128::from(exposure.undrawn_fen.0);
+    let after = committed + i128::from(principal.0);
     let limit = fund.lending_limit();
     if after > i128::from(limit.0) {
-        let room = (i128::from(limit.0)
-            - i128::from(exposure.outstanding_fen.0)
-            - i128::from(contracted_before.0))
-        .max(0);
+        let room = (i128::from(limit.0) - committed).max(0);
         return Err(DomainError::refused(
             Reason::FundLeverageExceeded,
             format!(
-                "a loan of {} fen would bring ledger {}'s programme loans to {after} fen, above \
-                 {LEVERAGE} × its risk fund's {} fen ({} fen)",
+                "a loan of {} fen would bring ledger {}'s programme loans (outstanding, and \
+                 contracted not yet paid out) to {after} fen, above {LEVERAGE} × its risk fund's \
+                 {} fen ({} fen)",
                 principal.0, fund.ledger_id, fund.balance_fen.0, limit.0
             ),
         )

@@ -16,6 +16,9 @@
 //! | `bank/<bank_id>/loan_loss` | what the bank has written off (debit-normal) |
 //! | `finance/<ledger_id>/subsidy` | interest subsidy the ledger's finance office has paid (credit when paying) |
 //! | `household/<household_id>/subsidy` | interest subsidy refunded to the household (debit when paid: 先缴后补) |
+//! | `riskfund/<ledger_id>/fund` | the money the ledger's risk-compensation fund holds (debit-normal) |
+//! | `finance/<ledger_id>/riskfund` | what the ledger's finance office has deposited into the fund (credit when depositing) |
+//! | `riskfund/<ledger_id>/interest_income` | interest the fund's money has earned (credit-normal) |
 
 pub fn loan_principal(loan_id: &str) -> String {
     name("loan/", loan_id, "/principal")
@@ -61,6 +64,18 @@ pub fn finance_subsidy(ledger_id: &str) -> String {
     name("finance/", ledger_id, "/subsidy")
 }
 
+pub fn risk_fund(ledger_id: &str) -> String {
+    name("riskfund/", ledger_id, "/fund")
+}
+
+pub fn finance_risk_fund(ledger_id: &str) -> String {
+    name("finance/", ledger_id, "/riskfund")
+}
+
+pub fn risk_fund_interest(ledger_id: &str) -> String {
+    name("riskfund/", ledger_id, "/interest_income")
+}
+
 /// `<owner kind>/<owner id>/<purpose>`, in one allocation without the formatting machinery:
 /// every posting names two or more accounts, and `verify`'s replay names them all again.
 fn name(kind: &str, id: &str, purpose: &str) -> String {
@@ -98,5 +113,8 @@ mod tests {
         assert_eq!(bank_penalty_income("B1"), "bank/B1/penalty_income");
         assert_eq!(bank_compound_income("B1"), "bank/B1/compound_income");
         assert_eq!(bank_loan_loss("B1"), "bank/B1/loan_loss");
+        assert_eq!(risk_fund("451024"), "riskfund/451024/fund");
+        assert_eq!(finance_risk_fund("451024"), "finance/451024/riskfund");
+        assert_eq!(risk_fund_interest("451024"), "riskfund/451024/interest_income");
     }
 }

@@ -9,6 +9,7 @@
 pub mod account;
 pub mod checkpoint;
 pub mod claim_postings;
+pub mod fund_postings;
 pub mod hash;
 pub mod loan_postings;
 pub mod merkle;

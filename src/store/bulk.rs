@@ -14,7 +14,8 @@ use sqlx::PgPool;
 
 use super::pgcopy::{CopyReader, LEDGER_SETTING, READ_ONLY, binary_copy, copy_out, scan_settings};
 use super::rows::{
-    BalanceRow, CLAIM_PERIODS_SQL, CLAIMS_SQL, LoanRow, POLICIES_SQL, PolicyRow, loan_columns,
+    BalanceRow, CLAIM_PERIODS_SQL, CLAIMS_SQL, COMPENSATIONS_SQL, LoanRow, POLICIES_SQL, PolicyRow,
+    RISK_FUND_SQL, loan_columns,
 };
 use super::scan::{open_sqlite_reader, panicked, row_text, sqlite_file};
 use super::schema;
@@ -64,6 +65,10 @@ pub struct RegistrySnapshot {
     pub claims: Vec<ClaimRow>,
     /// The loan-periods claimed (loan_id, due_date, claim_id), by loan id then due date.
     pub claim_periods: Vec<(String, String, String)>,
+    /// The ledger's risk fund (fund_json, balance_fen, last_seq): none or one.
+    pub risk_fund: Vec<(String, i64, i64)>,
+    /// Its compensations (loan_id, bank_id, compensation_json, last_seq), by loan id.
+    pub compensations: Vec<(String, String, String, i64)>,
 }
 
 /// A subsidy claim's row: (claim_id, bank_id, status, claim_json, summary_json, last_seq).
@@ -81,6 +86,7 @@ impl RegistrySnapshot {
         self.lpr.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         self.claims.sort_by(|a, b| a.0.cmp(&b.0));
         self.claim_periods.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.compensations.sort_by(|a, b| a.0.cmp(&b.0));
     }
 }
 
@@ -185,7 +191,9 @@ const STRAYS_SQL: &str = "select t, cast(l as text) from (\
      select 'loan' as t, ledger_id as l from loan group by ledger_id \
      union all select 'bank', ledger_id from bank group by ledger_id \
      union all select 'household', ledger_id from household group by ledger_id \
-     union all select 'subsidy_claim', ledger_id from subsidy_claim group by ledger_id) x \
+     union all select 'subsidy_claim', ledger_id from subsidy_claim group by ledger_id \
+     union all select 'risk_fund', ledger_id from risk_fund group by ledger_id \
+     union all select 'risk_compensation', ledger_id from risk_compensation group by ledger_id) x \
      where l <> $1 and not exists (select 1 from journal_txn j where j.ledger_id = x.l)";
 
 /// The rows of [`STRAYS_SQL`], described, by table and ledger id.
@@ -320,6 +328,13 @@ fn sqlite_models(
         lenient.rows(&conn, CLAIM_PERIODS_SQL, ledger_id, "subsidy_claim_period", |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
+    let risk_fund = lenient.rows(&conn, RISK_FUND_SQL, ledger_id, "risk_fund", |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    let compensations =
+        lenient.rows(&conn, COMPENSATIONS_SQL, ledger_id, "risk_compensation", |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
     let balances = lenient.rows(&conn, BALANCES_SQL, ledger_id, "account_balance", |r| {
         Ok((r.get(0)?, Fen(r.get(1)?)))
     })?;
@@ -360,6 +375,8 @@ fn sqlite_models(
             lpr,
             claims,
             claim_periods,
+            risk_fund,
+            compensations,
         },
         balances,
         loans,
@@ -459,6 +476,10 @@ async fn postgres_models(
             sqlx::query_as(CLAIMS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let claim_periods: Vec<(String, String, String)> =
             sqlx::query_as(CLAIM_PERIODS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+        let risk_fund: Vec<(String, i64, i64)> =
+            sqlx::query_as(RISK_FUND_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+        let compensations: Vec<(String, String, String, i64)> =
+            sqlx::query_as(COMPENSATIONS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let registry = RegistrySnapshot {
             banks,
             households,
@@ -468,6 +489,8 @@ async fn postgres_models(
             lpr,
             claims,
             claim_periods,
+            risk_fund,
+            compensations,
         };
         Ok::<_, StoreError>((registry, requests, odd_seqs, strays, unreadable_rows))
     };
@@ -775,6 +798,8 @@ mod tests {
             ],
             claims: Vec::new(),
             claim_periods: Vec::new(),
+            risk_fund: Vec::new(),
+            compensations: Vec::new(),
         };
         snapshot.sort();
         assert_eq!(snapshot.banks[0].0, "ABD");

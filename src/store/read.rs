@@ -5,6 +5,7 @@ use super::{Db, StoreError};
 use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::policy::PolicyVersion;
+use crate::domain::risk_fund::{Compensation, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::on_pool;
 use sqlx::QueryBuilder;
@@ -317,6 +318,38 @@ impl Db {
                 })
             })
             .collect()
+    }
+
+    /// A ledger's risk fund as it stands (`None`: none opened).
+    pub async fn risk_fund(&self, ledger_id: &str) -> Result<Option<Fund>, StoreError> {
+        let sql = "select fund_json from risk_fund where ledger_id = $1";
+        let json: Option<String> =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(ledger_id).fetch_optional(p).await?);
+        json.map(|json| fund_from_json(ledger_id, &json)).transpose()
+    }
+
+    /// A loan's compensation by its ledger's risk fund (`None`: not compensated).
+    pub async fn compensation(&self, loan_id: &str) -> Result<Option<Compensation>, StoreError> {
+        let sql = "select compensation_json from risk_compensation where loan_id = $1";
+        let json: Option<String> =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(loan_id).fetch_optional(p).await?);
+        json.map(|json| compensation_from_json(loan_id, &json)).transpose()
+    }
+
+    /// The live programme loans of a ledger (contracted, active or overdue), for its risk
+    /// fund's figures.
+    pub async fn live_loans_of_ledger(
+        &self,
+        ledger_id: &str,
+    ) -> Result<Vec<LoanState>, StoreError> {
+        let sql = concat!(
+            "select ",
+            loan_columns!(),
+            " from loan where ledger_id = $1 and status not in ('settled', 'written_off')"
+        );
+        let rows: Vec<LoanRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
+        rows.into_iter().map(LoanRow::into_state).collect()
     }
 
     pub async fn list_lpr(&self) -> Result<Vec<LprEntry>, StoreError> {

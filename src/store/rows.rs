@@ -8,6 +8,7 @@ use crate::domain::lpr::{LprEntry, TenorBucket};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyParams, PolicyVersion};
 use crate::domain::rate::AnnualRate;
+use crate::domain::risk_fund::{Compensation, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::ledger::posting::{Posting, unpack};
 
@@ -89,6 +90,14 @@ pub struct HouseholdView {
 /// [`super::bulk::ClaimRow`]s.
 pub const CLAIMS_SQL: &str = "select claim_id, bank_id, status, claim_json, summary_json, last_seq \
      from subsidy_claim where ledger_id = $1 order by claim_id";
+
+/// A ledger's risk fund (one parameter: the ledger id): (fund_json, balance_fen, last_seq).
+pub const RISK_FUND_SQL: &str =
+    "select fund_json, balance_fen, last_seq from risk_fund where ledger_id = $1";
+
+/// A ledger's compensations by loan id (one parameter: the ledger id).
+pub const COMPENSATIONS_SQL: &str = "select loan_id, bank_id, compensation_json, last_seq \
+     from risk_compensation where ledger_id = $1 order by loan_id";
 
 /// The loan-periods claimed in a ledger by loan then due date (one parameter: the ledger id).
 pub const CLAIM_PERIODS_SQL: &str = "select loan_id, due_date, claim_id \
@@ -416,4 +425,21 @@ pub fn claim_texts(claim: &Claim) -> Result<(String, String), StoreError> {
 pub fn claim_from_json(claim_id: &str, json: &str) -> Result<Claim, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Corrupt(format!("subsidy claim {claim_id}: {e}")))
+}
+
+/// A risk fund as its row's `fund_json` holds it.
+pub fn fund_from_json(ledger_id: &str, json: &str) -> Result<Fund, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("risk fund of {ledger_id}: {e}")))
+}
+
+/// A compensation as its row's `compensation_json` holds it.
+pub fn compensation_from_json(loan_id: &str, json: &str) -> Result<Compensation, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("compensation of loan {loan_id}: {e}")))
+}
+
+/// A fund's or a compensation's row text.
+pub fn fund_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("risk fund: {e}")))
 }

@@ -24,6 +24,7 @@ use crate::domain::loan::LoanState;
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
+use crate::domain::risk_fund::{Compensation, Fund};
 use crate::domain::subsidy_claim::Claim;
 use crate::ledger::posting::Posting;
 
@@ -810,6 +811,73 @@ impl WriteTx {
                 .execute(c).await.map(|_| ())?);
         }
         Ok(())
+    }
+
+    /// A ledger's risk fund as it stands (`None`: none opened).
+    pub async fn risk_fund(&mut self, ledger_id: &str) -> Result<Option<Fund>, StoreError> {
+        let sql = "select fund_json from risk_fund where ledger_id = $1";
+        let json: Option<String> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(ledger_id).fetch_optional(c).await?);
+        json.map(|json| fund_from_json(ledger_id, &json)).transpose()
+    }
+
+    /// A loan's compensation by the risk fund (`None`: not compensated).
+    pub async fn compensation(
+        &mut self,
+        loan_id: &str,
+    ) -> Result<Option<Compensation>, StoreError> {
+        let sql = "select compensation_json from risk_compensation where loan_id = $1";
+        let json: Option<String> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(loan_id).fetch_optional(c).await?);
+        json.map(|json| compensation_from_json(loan_id, &json)).transpose()
+    }
+
+    /// A ledger's fund after an event (`opened`: its first row), and the compensation the
+    /// event made or changed.
+    pub async fn put_fund(
+        &mut self,
+        fund: &Fund,
+        opened: bool,
+        compensation: Option<&Compensation>,
+        seq: i64,
+    ) -> Result<(), StoreError> {
+        let json = fund_text(fund)?;
+        let sql = if opened {
+            "insert into risk_fund (fund_json, balance_fen, last_seq, ledger_id) values ($1, $2, $3, $4)"
+        } else {
+            "update risk_fund set fund_json = $1, balance_fen = $2, last_seq = $3 where ledger_id = $4"
+        };
+        on_tx!(self, c => sqlx::query(sql)
+            .bind(json).bind(fund.balance_fen.0).bind(seq).bind(&fund.ledger_id)
+            .execute(c).await.map(|_| ())?);
+        if let Some(comp) = compensation {
+            let json = fund_text(comp)?;
+            // A compensation's first event inserts its row, a return updates it.
+            let sql = "insert into risk_compensation \
+                       (loan_id, ledger_id, bank_id, compensation_json, last_seq) values ($1, $2, $3, $4, $5) \
+                       on conflict (loan_id) do update set compensation_json = excluded.compensation_json, \
+                       last_seq = excluded.last_seq";
+            on_tx!(self, c => sqlx::query(sql)
+                .bind(&comp.loan_id).bind(&comp.ledger_id).bind(&comp.bank_id).bind(json).bind(seq)
+                .execute(c).await.map(|_| ())?);
+        }
+        Ok(())
+    }
+
+    /// The live programme loans of a ledger as stored (contracted, active or overdue), for its
+    /// risk fund's lending limits: read once a write that contracts in a ledger with a fund.
+    pub async fn live_loans_of_ledger(
+        &mut self,
+        ledger_id: &str,
+    ) -> Result<Vec<LoanState>, StoreError> {
+        let sql = concat!(
+            "select ",
+            loan_columns!(),
+            " from loan where ledger_id = $1 and status not in ('settled', 'written_off')"
+        );
+        let rows: Vec<LoanRow> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(ledger_id).fetch_all(c).await?);
+        rows.into_iter().map(LoanRow::into_state).collect()
     }
 
     pub async fn lpr_exists(&mut self, entry: &LprEntry) -> Result<Option<String>, StoreError> {

@@ -112,6 +112,8 @@ fn compare_registry(
         ("policy versions", stored.policies == registry.policies),
         ("subsidy claims", stored.claims == registry.claims),
         ("claimed loan-periods", stored.claim_periods == registry.claim_periods),
+        ("risk fund", stored.risk_fund == registry.risk_fund),
+        ("risk compensations", stored.compensations == registry.compensations),
     ] {
         if !same {
             problem(format!("the {what} of ledger {ledger_id} differ from the journal"));

@@ -209,12 +209,21 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let (scanned, stored) = tokio::join!(joined(scan), joined(stored));
     let stored = stored?;
     let mut chain = scanned?;
-    let replay::Replay { loans, mut registry, links, problems: replay_problems, claims, .. } =
-        replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
+    let replay::Replay {
+        loans,
+        mut registry,
+        links,
+        problems: replay_problems,
+        claims,
+        fund,
+        compensations,
+        ..
+    } = replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
     // after them).
     let mut problems = std::mem::take(&mut chain.problems).merge(replay_problems);
     replay::claim_rows(&mut registry, claims);
+    replay::fund_rows(&mut registry, fund, compensations);
     let rebuilt = compare::Rebuilt {
         registry,
         balances: std::mem::take(&mut chain.balances),

@@ -14,12 +14,14 @@ use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
+use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent};
 use crate::ledger::claim_postings::claim_postings;
+use crate::ledger::fund_postings::fund_postings;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
 use crate::store::bulk::RegistrySnapshot;
-use crate::store::rows::claim_texts;
+use crate::store::rows::{claim_texts, fund_text};
 
 /// Transactions as stage 1 hands them on: their texts one after the other in one buffer, so
 /// that a chunk is two allocations rather than several a transaction, each made on the scan's
@@ -95,6 +97,10 @@ pub(super) struct Replay {
     pub problems: Problems,
     /// The subsidy claims rebuilt, each with the seq of its last event, by claim id.
     pub claims: BTreeMap<String, (Claim, u64)>,
+    /// The ledger's risk fund rebuilt, with the seq of its last event.
+    pub fund: Option<(Fund, u64)>,
+    /// Its compensations rebuilt, each with the seq of its last event, by loan id.
+    pub compensations: BTreeMap<String, (Compensation, u64)>,
     /// Whether the ledger replayed is the LPR table's chain ([`LPR_LEDGER`]), whose events are
     /// `lpr.set` alone; a region's ledger has none.
     lpr_chain: bool,
@@ -242,6 +248,7 @@ impl Replay {
                 }
             }
             Ok(JournalEvent::SubsidyClaim(event)) => self.replay_claim(&event, seq, t.postings),
+            Ok(JournalEvent::RiskFund(event)) => self.replay_fund(&event, seq, t.postings),
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);
                 self.memo(seq, t.postings, "a registry record");
@@ -269,6 +276,63 @@ impl Replay {
             Ok(_) => *last = seq,
             Err(e) => {
                 self.problems.add(seq, format!("seq {seq}: cannot apply to claim {claim_id}: {e}"))
+            }
+        }
+    }
+
+    /// Applies an event of the ledger's risk fund as the writer did, after planning a
+    /// compensation or a return again from the loan replayed so far (the state the writer
+    /// planned it from) and comparing, and checks its postings (`stored`).
+    fn replay_fund(&mut self, event: &FundEvent, seq: u64, stored: &str) {
+        match fund_postings(event) {
+            Ok(expected) if stored_as(expected.as_slice(), stored) => {}
+            Ok(_) => self
+                .problems
+                .add(seq, format!("seq {seq}: postings differ from those the event implies")),
+            Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
+        }
+        if let Some(opened) = Fund::opened(event) {
+            if self.fund.is_some() {
+                self.problems.add(seq, format!("seq {seq}: the risk fund is opened again"));
+            } else {
+                self.fund = Some((opened, seq));
+            }
+            return;
+        }
+        let Some((fund, last)) = self.fund.as_mut() else {
+            self.problems.add(seq, format!("seq {seq}: a risk fund event before its opening"));
+            return;
+        };
+        let compensation = event.loan_id().and_then(|id| self.compensations.get(id)).map(|c| &c.0);
+        if let Some(loan_id) = event.loan_id() {
+            let planned = match (self.loans.get(loan_id), event, compensation) {
+                (None, ..) => Err(format!("loan {loan_id} unknown")),
+                (Some(loan), FundEvent::Compensated { .. }, c) => {
+                    fund.compensate(loan, event.date(), c).map_err(|e| e.to_string())
+                }
+                (Some(loan), FundEvent::Returned { .. }, Some(c)) => {
+                    fund.plan_return(c, loan, event.date()).map_err(|e| e.to_string())
+                }
+                (Some(_), ..) => Err(format!("loan {loan_id} has no compensation")),
+            };
+            match planned {
+                Ok(planned) if &planned == event => {}
+                Ok(_) => self.problems.add(
+                    seq,
+                    format!("seq {seq}: differs from what loan {loan_id} and the fund imply"),
+                ),
+                Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
+            }
+        }
+        match fund.apply(event, compensation) {
+            Ok(changed) => {
+                *last = seq;
+                if let Some(c) = changed {
+                    self.compensations.insert(c.loan_id.clone(), (c, seq));
+                }
+            }
+            Err(e) => {
+                self.problems.add(seq, format!("seq {seq}: cannot apply to the risk fund: {e}"))
             }
         }
     }
@@ -326,6 +390,24 @@ fn stored_as(postings: &[Posting], text: &str) -> bool {
     is_packed(postings, text) || unpack(text).unwrap_or_default() == postings
 }
 
+/// The risk fund and its compensations rebuilt into the registry's rows, as the writer stores
+/// them.
+pub(super) fn fund_rows(
+    registry: &mut RegistrySnapshot,
+    fund: Option<(Fund, u64)>,
+    compensations: BTreeMap<String, (Compensation, u64)>,
+) {
+    let seq_of = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
+    if let Some((fund, seq)) = fund {
+        let json = fund_text(&fund).unwrap_or_default();
+        registry.risk_fund.push((json, fund.balance_fen.0, seq_of(seq)));
+    }
+    for (loan_id, (c, seq)) in compensations {
+        let json = fund_text(&c).unwrap_or_default();
+        registry.compensations.push((loan_id, c.bank_id, json, seq_of(seq)));
+    }
+}
+
 /// The claims rebuilt into the registry's rows, as the writer stores them: each claim's JSON
 /// and the loan-periods its lines hold.
 pub(super) fn claim_rows(registry: &mut RegistrySnapshot, claims: BTreeMap<String, (Claim, u64)>) {
@@ -375,6 +457,7 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
         JournalEvent::PolicySet { version, .. } => r.policies.push(version),
         JournalEvent::SubsidyClaimSubmitted { .. }
         | JournalEvent::SubsidyClaim(_)
+        | JournalEvent::RiskFund(_)
         | JournalEvent::LprSet { .. }
         | JournalEvent::LprChainStarted { .. }
         | JournalEvent::Loan(_) => {}

@@ -183,19 +183,21 @@ fn the_npl_ratio_suspends_lending_above_3_percent_and_leverage_caps_it_at_10_tim
     let fund = funded(80, 1_000_000);
     let at = |outstanding, npl| Exposure {
         outstanding_fen: Fen(outstanding),
+        undrawn_fen: Fen::ZERO,
         non_performing_fen: Fen(npl),
         live_loans: 2,
         non_performing_loans: 1,
     };
     let day = d("2021-06-20");
-    assert!(check_lending(&fund, &at(1_000_000, 30_000), Fen::ZERO, Fen(1), day).is_ok());
-    let suspended = check_lending(&fund, &at(1_000_000, 30_001), Fen::ZERO, Fen(1), day);
+    assert!(check_lending(&fund, &at(1_000_000, 30_000), Fen(1), day).is_ok());
+    let suspended = check_lending(&fund, &at(1_000_000, 30_001), Fen(1), day);
     assert_eq!(code(suspended.unwrap_err()), "LENDING_SUSPENDED");
     assert_eq!(at(1_000_000, 30_001).npl_basis_points(), 300);
     assert_eq!(at(0, 0).npl_basis_points(), 0);
-    // Limit 10,000,000: 6,000,000 outstanding, 1,000,000 contracted before in the write.
-    assert!(check_lending(&fund, &at(6_000_000, 0), Fen(1_000_000), Fen(3_000_000), day).is_ok());
-    let over = check_lending(&fund, &at(6_000_000, 0), Fen(1_000_000), Fen(3_000_001), day);
+    // Limit 10,000,000: 6,000,000 outstanding, 1,000,000 contracted and not paid out.
+    let drawing = Exposure { undrawn_fen: Fen(1_000_000), ..at(6_000_000, 0) };
+    assert!(check_lending(&fund, &drawing, Fen(3_000_000), day).is_ok());
+    let over = check_lending(&fund, &drawing, Fen(3_000_001), day);
     let DomainError::Refused { reason, metadata, .. } = over.unwrap_err() else { panic!() };
     assert_eq!(reason, Reason::FundLeverageExceeded);
     assert!(metadata.contains(&("room_fen".into(), "3000000".into())));
@@ -217,8 +219,21 @@ fn exposure_counts_live_loans_on_the_date() {
         let owed = l.quote(d("2021-02-01")).unwrap().total().unwrap();
         after(&l, LoanCommand::Repay { date: d("2021-02-01"), amount: owed })
     };
-    let e = Exposure::of([&paying, &late, &paid_off], d("2021-06-20"));
+    let contracted = {
+        let mut terms = crate::bench::load::bench_terms("110101198001011234");
+        terms.loan_id = "D".into();
+        LoanState::new(terms, 1)
+    };
+    let half = after(
+        &contracted,
+        LoanCommand::Disburse { date: d("2021-02-01"), amount: Some(Fen(2_000_000)) },
+    );
+    let e = Exposure::of([&paying, &late, &paid_off, &contracted], d("2021-06-20"));
     assert_eq!(e.live_loans, 2);
+    assert_eq!(e.undrawn_fen, Fen(5_000_000), "a contract not paid out is drawn later");
+    let e2 = Exposure::of([&half], d("2021-06-20"));
+    assert_eq!((e2.outstanding_fen, e2.undrawn_fen), (Fen(2_000_000), Fen(3_000_000)));
+    assert_eq!(Exposure::of([&contracted], d("2022-01-25")).undrawn_fen, Fen::ZERO, "expired");
     assert_eq!(e.outstanding_fen, Fen(10_000_000));
     assert_eq!((e.non_performing_loans, e.non_performing_fen), (1, Fen(5_000_000)));
     assert!(e.lending_suspended());
