@@ -9,6 +9,7 @@ pub mod loans;
 pub mod panics;
 pub mod parse;
 pub mod registry;
+pub mod risk_fund;
 pub mod subsidy;
 
 use std::collections::HashMap;

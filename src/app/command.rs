@@ -17,6 +17,7 @@ use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
 use crate::domain::rate::AnnualRate;
+use crate::domain::risk_fund::{Compensation, DepositSource, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimLine, ClaimedLine};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -123,6 +124,34 @@ pub enum Command {
     SubsidyClaimStep {
         step: ClaimEvent,
     },
+    /// A ledger's risk-compensation fund opened by its finance office.
+    OpenRiskFund {
+        ledger_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        opened_on: BusinessDate,
+        fund_share_percent: u8,
+    },
+    /// Money into a ledger's fund: the finance office's deposit or the interest it earned.
+    DepositRiskFund {
+        ledger_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+        source: DepositSource,
+        amount_fen: Fen,
+        voucher: String,
+    },
+    /// A bank's claim on its ledger's fund for a loan more than 90 days overdue.
+    CompensateLoan {
+        loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+    },
+    /// A bank's return to the fund of its share of what was recovered of a compensated loan.
+    ReturnRecovery {
+        loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+    },
 }
 
 mod lpr_entry {
@@ -166,6 +195,10 @@ impl Command {
             Command::SubsidyClaimStep { step: ClaimEvent::ClawedBack { .. } } => {
                 "claw_back_subsidy"
             }
+            Command::OpenRiskFund { .. } => "open_risk_fund",
+            Command::DepositRiskFund { .. } => "deposit_risk_fund",
+            Command::CompensateLoan { .. } => "compensate_loan",
+            Command::ReturnRecovery { .. } => "return_recovery",
         }
     }
 
@@ -275,6 +308,13 @@ pub enum Outcome {
     /// with the claim as it stands.
     SubsidyClaimRef {
         claim_id: String,
+        entry: JournalRef,
+    },
+    /// A ledger's risk fund after an event, with the compensation the event is about.
+    RiskFund {
+        fund: Box<Fund>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compensation: Option<Box<Compensation>>,
         entry: JournalRef,
     },
     Lpr {

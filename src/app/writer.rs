@@ -68,6 +68,7 @@ use crate::store::rows::{BankRow, HouseholdRow, HouseholdView, JournalRow};
 use crate::store::write::{Staged, StagedTxn, StoredAnswer, WriteTx, add_deltas};
 use crate::store::{Db, StoreError};
 
+mod fund;
 mod plan;
 mod queue;
 mod rules;
@@ -241,6 +242,8 @@ struct Group {
     /// on top).
     open_loans: HashMap<String, Vec<LoanState>>,
     staged: Staged,
+    /// What the group's contracts read of their ledgers' risk funds ([`fund::FundLimits`]).
+    funds: fund::FundLimits,
     recorded_at_us: i64,
     /// The business date at `recorded_at_us`.
     recorded_on: BusinessDate,
@@ -461,6 +464,13 @@ enum Effect {
         Box<crate::domain::subsidy_claim::Claim>,
         Vec<(String, crate::domain::date::BusinessDate)>,
     ),
+    /// A ledger's risk fund after an event (`opened`: its first), and the compensation the
+    /// event made or changed.
+    Fund {
+        fund: Box<crate::domain::risk_fund::Fund>,
+        opened: bool,
+        compensation: Option<Box<crate::domain::risk_fund::Compensation>>,
+    },
 }
 
 /// A group planned in its transaction, its rows staged, not yet committed.

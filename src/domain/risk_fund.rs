@@ -552,6 +552,27 @@ impl Exposure {
         e
     }
 
+    /// Adds another's figures (a loan's part, to a ledger's).
+    pub fn add(&mut self, other: &Exposure) {
+        self.outstanding_fen = Fen(self.outstanding_fen.0.saturating_add(other.outstanding_fen.0));
+        self.undrawn_fen = Fen(self.undrawn_fen.0.saturating_add(other.undrawn_fen.0));
+        self.non_performing_fen =
+            Fen(self.non_performing_fen.0.saturating_add(other.non_performing_fen.0));
+        self.live_loans += other.live_loans;
+        self.non_performing_loans += other.non_performing_loans;
+    }
+
+    /// Takes another's figures out (a loan's part, added before).
+    pub fn remove(&mut self, other: &Exposure) {
+        self.outstanding_fen = Fen(self.outstanding_fen.0.saturating_sub(other.outstanding_fen.0));
+        self.undrawn_fen = Fen(self.undrawn_fen.0.saturating_sub(other.undrawn_fen.0));
+        self.non_performing_fen =
+            Fen(self.non_performing_fen.0.saturating_sub(other.non_performing_fen.0));
+        self.live_loans = self.live_loans.saturating_sub(other.live_loans);
+        self.non_performing_loans =
+            self.non_performing_loans.saturating_sub(other.non_performing_loans);
+    }
+
     /// The non-performing ratio in basis points (1/100 of a percent), rounded down; 0 when
     /// nothing is outstanding.
     pub fn npl_basis_points(&self) -> i64 {

@@ -397,6 +397,10 @@ impl Writer {
                     effect: Effect::ClaimStep(Box::new(after), released),
                 }
             }
+            Command::OpenRiskFund { .. }
+            | Command::DepositRiskFund { .. }
+            | Command::CompensateLoan { .. }
+            | Command::ReturnRecovery { .. } => self.plan_fund(tx, g, env).await?,
             Command::SettlementRun { .. } | Command::SettlementRunSummary { .. } => {
                 return Err(AppError::Internal(format!(
                     "{} is not a journal command",
@@ -523,6 +527,8 @@ impl Writer {
                 }
                 let new_terms = Box::new(terms.clone());
                 tracing::debug!(status = ?status_on(&household.statuses, terms.contract_date), "origination accepted");
+                // Last: a contract the other rules refuse is refused for them, not for the fund.
+                self.check_fund_limits(tx, g, &bank.ledger_id, &new_terms).await?;
                 Planned {
                     ledger_id: bank.ledger_id.clone(),
                     event: JournalEvent::Loan(event.clone()),
@@ -790,6 +796,11 @@ impl Writer {
             Effect::ClaimStep(claim, released) => {
                 tx.update_claim(&claim, seq_i64, &released).await?;
                 Outcome::SubsidyClaim { claim, entry: entry.clone() }
+            }
+            Effect::Fund { fund, opened, compensation } => {
+                tx.put_fund(&fund, opened, compensation.as_deref(), seq_i64).await?;
+                g.funds.forget(&fund.ledger_id);
+                Outcome::RiskFund { fund, compensation, entry: entry.clone() }
             }
             Effect::Unchanged(_) => {
                 return Err(AppError::Internal("an unchanged loan reached apply".into()));

@@ -1,0 +1,215 @@
+//! RiskFundService: a ledger's risk-compensation fund ([`crate::domain::risk_fund`]): its
+//! writes through the writer, its figures read and computed on the read pool.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::journal_ref;
+use super::error::{invalid, status, unexpected};
+use super::pb::risk_fund_service_server::RiskFundService;
+use super::{Api, parse, pb};
+use crate::app::auth::{Principal, Role};
+use crate::app::command::{Command, Outcome};
+use crate::domain::date::format_date;
+use crate::domain::risk_fund::{Compensation, DepositSource, Exposure, Fund};
+
+#[tonic::async_trait]
+impl RiskFundService for Api {
+    async fn open_risk_fund(
+        &self,
+        request: Request<pb::OpenRiskFundRequest>,
+    ) -> Result<Response<pb::RiskFundResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::OpenRiskFundRequest { request_id, ledger_id, opened_on, fund_share_percent } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::OpenRiskFund {
+            ledger_id: parse::id("ledger_id", &ledger_id)?,
+            opened_on: parse::value_date("opened_on", &opened_on, self.today())?,
+            fund_share_percent: u8::try_from(fund_share_percent)
+                .map_err(|_| invalid("fund_share_percent", "must be 80 or 70"))?,
+        };
+        self.fund_write(actor, request_id, command).await
+    }
+
+    async fn deposit_risk_fund(
+        &self,
+        request: Request<pb::DepositRiskFundRequest>,
+    ) -> Result<Response<pb::RiskFundResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::DepositRiskFundRequest {
+            request_id,
+            ledger_id,
+            value_date,
+            source,
+            amount_fen,
+            voucher,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let source = match parse::enumeration::<pb::DepositSource>("source", source)? {
+            pb::DepositSource::Deposit => DepositSource::Deposit,
+            pb::DepositSource::Interest => DepositSource::Interest,
+            pb::DepositSource::Unspecified => return Err(invalid("source", "is required")),
+        };
+        let command = Command::DepositRiskFund {
+            ledger_id: parse::id("ledger_id", &ledger_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+            source,
+            amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+            voucher: parse::text("voucher", &voucher, true)?,
+        };
+        self.fund_write(actor, request_id, command).await
+    }
+
+    async fn compensate_loan(
+        &self,
+        request: Request<pb::CompensateLoanRequest>,
+    ) -> Result<Response<pb::RiskFundResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "CompensateLoan")?;
+        let pb::CompensateLoanRequest { request_id, loan_id, value_date } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::CompensateLoan {
+            loan_id: parse::loan_id("loan_id", &loan_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+        };
+        self.fund_write(actor, request_id, command).await
+    }
+
+    async fn return_recovery(
+        &self,
+        request: Request<pb::ReturnRecoveryRequest>,
+    ) -> Result<Response<pb::RiskFundResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "ReturnRecovery")?;
+        let pb::ReturnRecoveryRequest { request_id, loan_id, value_date } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::ReturnRecovery {
+            loan_id: parse::loan_id("loan_id", &loan_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+        };
+        self.fund_write(actor, request_id, command).await
+    }
+
+    async fn get_risk_fund(
+        &self,
+        request: Request<pb::GetRiskFundRequest>,
+    ) -> Result<Response<pb::GetRiskFundResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetRiskFundRequest { ledger_id, as_of } = request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        if !self.reads_fund(&actor, &ledger_id).await? {
+            return Err(Status::permission_denied(format!(
+                "{} may not read the risk fund of ledger {ledger_id}",
+                actor.actor()
+            )));
+        }
+        let fund = self.db.risk_fund(&ledger_id).await.map_err(|e| status(e.into()))?;
+        let fund = fund.ok_or_else(|| {
+            Status::not_found(format!("ledger {ledger_id} has no risk fund"))
+        })?;
+        let loans =
+            self.db.live_loans_of_ledger(&ledger_id).await.map_err(|e| status(e.into()))?;
+        let exposure = Exposure::of(&loans, as_of);
+        let limit = fund.lending_limit();
+        let committed = exposure.outstanding_fen.0.saturating_add(exposure.undrawn_fen.0);
+        Ok(Response::new(pb::GetRiskFundResponse {
+            fund: Some(fund_to_pb(&fund)),
+            exposure: Some(pb::FundExposure {
+                as_of: format_date(as_of),
+                outstanding_fen: exposure.outstanding_fen.0,
+                non_performing_fen: exposure.non_performing_fen.0,
+                live_loans: exposure.live_loans,
+                non_performing_loans: exposure.non_performing_loans,
+                npl_basis_points: exposure.npl_basis_points(),
+                undrawn_fen: exposure.undrawn_fen.0,
+                lending_limit_fen: limit.0,
+                room_fen: limit.0.saturating_sub(committed).max(0),
+                lending_suspended: exposure.lending_suspended(),
+            }),
+        }))
+    }
+
+    async fn get_compensation(
+        &self,
+        request: Request<pb::GetCompensationRequest>,
+    ) -> Result<Response<pb::Compensation>, Status> {
+        let actor = self.principal(&request).await?;
+        let loan_id = parse::loan_id("loan_id", &request.into_inner().loan_id)?;
+        let not_found = || Status::not_found(format!("loan {loan_id} has no compensation"));
+        let compensation =
+            self.db.compensation(&loan_id).await.map_err(|e| status(e.into()))?;
+        // Another bank's loan, or another ledger's, is answered as one without: nobody learns
+        // of a loan outside their books.
+        let compensation = compensation
+            .filter(|c| actor.reads_loan(&c.bank_id, &c.ledger_id))
+            .ok_or_else(not_found)?;
+        Ok(Response::new(compensation_to_pb(&compensation)))
+    }
+}
+
+impl Api {
+    /// A fund write through the writer, answered with the fund and the compensation after it.
+    async fn fund_write(
+        &self,
+        actor: Principal,
+        request_id: String,
+        command: Command,
+    ) -> Result<Response<pb::RiskFundResponse>, Status> {
+        let what = command.name();
+        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+            Outcome::RiskFund { fund, compensation, entry } => {
+                Ok(Response::new(pb::RiskFundResponse {
+                    fund: Some(fund_to_pb(&fund)),
+                    compensation: compensation.as_deref().map(compensation_to_pb),
+                    entry: Some(journal_ref(&entry)),
+                }))
+            }
+            _ => Err(unexpected(what)),
+        }
+    }
+
+    /// Whether `actor` may read the fund of `ledger_id`: its finance office and auditors, and
+    /// the banks that lend in it (whose contracts its limits hold).
+    async fn reads_fund(&self, actor: &Principal, ledger_id: &str) -> Result<bool, Status> {
+        if actor.role != Role::Bank {
+            return Ok(actor.reads_ledger(ledger_id));
+        }
+        let bank = self.db.get_bank(&actor.org).await.map_err(|e| status(e.into()))?;
+        Ok(bank.is_some_and(|b| b.ledger_id == ledger_id))
+    }
+}
+
+fn fund_to_pb(f: &Fund) -> pb::RiskFund {
+    pb::RiskFund {
+        ledger_id: f.ledger_id.clone(),
+        opened_on: format_date(f.opened_on),
+        fund_share_percent: u32::from(f.fund_share_percent),
+        balance_fen: f.balance_fen.0,
+        deposited_fen: f.deposited_fen.0,
+        interest_fen: f.interest_fen.0,
+        compensated_fen: f.compensated_fen.0,
+        returned_fen: f.returned_fen.0,
+        compensations: f.compensations,
+    }
+}
+
+fn compensation_to_pb(c: &Compensation) -> pb::Compensation {
+    pb::Compensation {
+        loan_id: c.loan_id.clone(),
+        bank_id: c.bank_id.clone(),
+        ledger_id: c.ledger_id.clone(),
+        compensated_on: format_date(c.compensated_on),
+        days_overdue: c.days_overdue,
+        loss_fen: c.loss_fen.0,
+        fund_fen: c.fund_fen.0,
+        bank_fen: c.bank_fen.0,
+        repaid_before_fen: c.repaid_before_fen.0,
+        recovered_fen: c.recovered_fen.0,
+        returned_fen: c.returned_fen.0,
+    }
+}
