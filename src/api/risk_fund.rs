@@ -109,11 +109,9 @@ impl RiskFundService for Api {
             )));
         }
         let fund = self.db.risk_fund(&ledger_id).await.map_err(|e| status(e.into()))?;
-        let fund = fund.ok_or_else(|| {
-            Status::not_found(format!("ledger {ledger_id} has no risk fund"))
-        })?;
-        let loans =
-            self.db.live_loans_of_ledger(&ledger_id).await.map_err(|e| status(e.into()))?;
+        let fund =
+            fund.ok_or_else(|| Status::not_found(format!("ledger {ledger_id} has no risk fund")))?;
+        let loans = self.db.live_loans_of_ledger(&ledger_id).await.map_err(|e| status(e.into()))?;
         let exposure = Exposure::of(&loans, as_of);
         let limit = fund.lending_limit();
         let committed = exposure.outstanding_fen.0.saturating_add(exposure.undrawn_fen.0);
@@ -141,8 +139,7 @@ impl RiskFundService for Api {
         let actor = self.principal(&request).await?;
         let loan_id = parse::loan_id("loan_id", &request.into_inner().loan_id)?;
         let not_found = || Status::not_found(format!("loan {loan_id} has no compensation"));
-        let compensation =
-            self.db.compensation(&loan_id).await.map_err(|e| status(e.into()))?;
+        let compensation = self.db.compensation(&loan_id).await.map_err(|e| status(e.into()))?;
         // Another bank's loan, or another ledger's, is answered as one without: nobody learns
         // of a loan outside their books.
         let compensation = compensation

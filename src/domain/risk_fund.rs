@@ -33,6 +33,7 @@
 //!   - the non-performing ratio: principal of loans more than 90 days overdue over all
 //!     principal outstanding, as of the contract date; above [`NPL_LIMIT_PERCENT`]% lending is
 //!     suspended (`LENDING_SUSPENDED`) until the ratio falls (repayments, write-offs).
+//!
 //!   A ledger without a fund has neither limit: the fund is the county's to open.
 //!
 //! Events ([`FundEvent`]), each one journal transaction of the fund's ledger:

@@ -254,23 +254,6 @@ async fn claim_refusals_and_who_may_read(backend: Backend) {
     app.finish().await;
 }
 
-/// The finance office's balance of `account` (streamed by `GetBalances`).
-async fn balance(app: &TestApp, token: &str, account: &str) -> i64 {
-    let request = pb::GetBalancesRequest {
-        ledger_id: LEDGER.into(),
-        as_of: String::new(),
-        account_prefix: account.into(),
-    };
-    let stream = app.audit(token).get_balances(request).await.expect("GetBalances");
-    let chunks = collect(stream.into_inner()).await.expect("the balances");
-    chunks
-        .iter()
-        .flat_map(|c| &c.balances)
-        .filter(|b| b.account == account)
-        .map(|b| b.balance_fen)
-        .sum()
-}
-
 /// A claim's whole course: both loans paid on time, claimed with a third line no register has.
 /// The review (2021-04-10) approves the two, rejects the third with its differences, and opens
 /// a seven-day notice; an objection upheld during it rejects the second loan's line (which may
@@ -395,7 +378,7 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     expect_invalid(finance.pay_subsidy_claim(pay("2021-04-20", 58_820)).await, "amount_fen");
     let cash = format!("bank/{BANK}/cash");
     let subsidy = format!("finance/{LEDGER}/subsidy");
-    let cash_before = balance(&app, &t.finance, &cash).await;
+    let cash_before = app.balance(&t.finance, &cash).await;
     let payment = pay("2021-04-20", 29_410);
     let paid = finance.pay_subsidy_claim(payment.clone()).await.expect("the payment").into_inner();
     let claim_paid = paid.claim.expect("the claim");
@@ -405,12 +388,12 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         (p.paid_on.as_str(), p.voucher.as_str(), p.amount_fen),
         ("2021-04-20", "财付-2021-118", 29_410)
     );
-    assert_eq!(balance(&app, &t.finance, &cash).await - cash_before, 29_410);
-    assert_eq!(balance(&app, &t.finance, &subsidy).await, -29_410);
+    assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 29_410);
+    assert_eq!(app.balance(&t.finance, &subsidy).await, -29_410);
     // A retry posts nothing twice; another payment is refused.
     let retry = finance.pay_subsidy_claim(payment).await.expect("the retry").into_inner();
     assert_eq!(retry.entry.map(|e| e.seq), paid.entry.map(|e| e.seq));
-    assert_eq!(balance(&app, &t.finance, &subsidy).await, -29_410);
+    assert_eq!(app.balance(&t.finance, &subsidy).await, -29_410);
     expect_refused(
         finance.pay_subsidy_claim(pay("2021-04-21", 29_410)).await,
         "CLAIM_STATUS_MISMATCH",
@@ -480,8 +463,8 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     let c = clawed.lines[0].clawback.as_ref().expect("the line's clawback");
     assert_eq!((c.clawed_back_on.as_str(), c.amount_fen), ("2021-05-02", 29_410));
     assert_eq!((clawed.clawed_back_fen, clawed.status()), (29_410, pb::SubsidyClaimStatus::Paid));
-    assert_eq!(balance(&app, &t.finance, &subsidy).await, 0);
-    assert_eq!(balance(&app, &t.finance, &cash).await, cash_before);
+    assert_eq!(app.balance(&t.finance, &subsidy).await, 0);
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_before);
     expect_refused(
         finance.claw_back_subsidy(claw_back("2021-05-03", 0, 29_410)).await,
         "SUBSIDY_ALREADY_CLAWED_BACK",
@@ -551,8 +534,8 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     let paid = finance.pay_subsidy_claim(to_households).await.expect("paid to the households");
     let paid = paid.into_inner().claim.expect("the claim");
     assert_eq!(paid.payment.map(|p| p.payee()), Some(pb::ClaimPayee::Households));
-    assert_eq!(balance(&app, &t.finance, "household/H002/subsidy").await, 29_410);
-    assert_eq!(balance(&app, &t.finance, &subsidy).await, -29_410);
+    assert_eq!(app.balance(&t.finance, "household/H002/subsidy").await, 29_410);
+    assert_eq!(app.balance(&t.finance, &subsidy).await, -29_410);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
@@ -615,7 +598,7 @@ async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
     let paid_claim = paid.claim.expect("the claim");
     assert_eq!(paid_claim.lines[0].decision(), pb::ClaimLineDecision::Rejected);
     assert_eq!((paid_claim.approved_fen, paid_claim.status()), (0, pb::SubsidyClaimStatus::Paid));
-    assert_eq!(balance(&app, &t.finance, &format!("finance/{LEDGER}/subsidy")).await, 0);
+    assert_eq!(app.balance(&t.finance, &format!("finance/{LEDGER}/subsidy")).await, 0);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

@@ -18,6 +18,7 @@ use loanledger::api::pb;
 use loanledger::api::pb::audit_service_client::AuditServiceClient;
 use loanledger::api::pb::loan_service_client::LoanServiceClient;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
+use loanledger::api::pb::risk_fund_service_client::RiskFundServiceClient;
 use loanledger::api::pb::subsidy_service_client::SubsidyServiceClient;
 use loanledger::app::auth::{Role, create_token};
 use loanledger::startup::{Application, Settings, TOKEN_CACHE_TTL};
@@ -78,6 +79,7 @@ pub type Registry = RegistryServiceClient<Authed>;
 pub type Loans = LoanServiceClient<Authed>;
 pub type Audit = AuditServiceClient<Authed>;
 pub type Subsidy = SubsidyServiceClient<Authed>;
+pub type RiskFunds = RiskFundServiceClient<Authed>;
 
 struct Running {
     shutdown: oneshot::Sender<()>,
@@ -241,6 +243,28 @@ impl TestApp {
 
     pub fn subsidy(&self, token: &str) -> Subsidy {
         SubsidyServiceClient::with_interceptor(self.channel(), Bearer::new(token))
+    }
+
+    pub fn risk_fund(&self, token: &str) -> RiskFunds {
+        RiskFundServiceClient::with_interceptor(self.channel(), Bearer::new(token))
+    }
+
+    /// The balance of `account` in the test's ledger today, as `token` reads it (streamed by
+    /// `GetBalances`; 0 for an account without postings).
+    pub async fn balance(&self, token: &str, account: &str) -> i64 {
+        let request = pb::GetBalancesRequest {
+            ledger_id: LEDGER.into(),
+            as_of: String::new(),
+            account_prefix: account.into(),
+        };
+        let stream = self.audit(token).get_balances(request).await.expect("GetBalances");
+        let chunks = collect(stream.into_inner()).await.expect("the balances");
+        chunks
+            .iter()
+            .flat_map(|c| &c.balances)
+            .filter(|b| b.account == account)
+            .map(|b| b.balance_fen)
+            .sum()
     }
 
     /// GetLoanSubsidy as of `as_of`, expected to answer.

@@ -185,6 +185,10 @@ fn planned(
         ledger_id: fund.ledger_id.clone(),
         event: JournalEvent::RiskFund(event),
         postings,
-        effect: Effect::Fund { fund: Box::new(fund), opened, compensation: compensation.map(Box::new) },
+        effect: Effect::Fund {
+            fund: Box::new(fund),
+            opened,
+            compensation: compensation.map(Box::new),
+        },
     })
 }

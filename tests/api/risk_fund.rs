@@ -1,0 +1,369 @@
+//! The risk-compensation fund (`RiskFundService`), as a finance office keeps it, a bank claims
+//! on it and an auditor reads it: deposits and interest, a loan more than 90 days overdue
+//! compensated at the fund's share, the share of what is recovered returned, the limits the
+//! fund puts on new contracts, and verify rebuilding it all. Each scenario runs on SQLite and
+//! on PostgreSQL.
+
+use loanledger::api::pb;
+use loanledger::app::auth::Role;
+use tonic::Code;
+
+use super::with_two_disbursed_loans;
+use crate::common::*;
+
+on_both_backends!(
+    a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_recovered,
+    a_funds_limits_hold_new_contracts,
+    fund_refusals_who_may_read_and_tampering,
+);
+
+fn open(request_id: &str, opened_on: &str, percent: u32) -> pb::OpenRiskFundRequest {
+    pb::OpenRiskFundRequest {
+        request_id: request_id.into(),
+        ledger_id: LEDGER.into(),
+        opened_on: opened_on.into(),
+        fund_share_percent: percent,
+    }
+}
+
+fn deposit(value_date: &str, amount_fen: i64) -> pb::DepositRiskFundRequest {
+    pb::DepositRiskFundRequest {
+        request_id: rid("deposit"),
+        ledger_id: LEDGER.into(),
+        value_date: value_date.into(),
+        source: pb::DepositSource::Deposit as i32,
+        amount_fen,
+        voucher: "财预〔2021〕12号".into(),
+    }
+}
+
+fn compensate(request_id: &str, loan_id: &str, value_date: &str) -> pb::CompensateLoanRequest {
+    pb::CompensateLoanRequest {
+        request_id: request_id.into(),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+    }
+}
+
+fn give_back(loan_id: &str, value_date: &str) -> pb::ReturnRecoveryRequest {
+    pb::ReturnRecoveryRequest {
+        request_id: rid("return"),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+    }
+}
+
+async fn fund_on(app: &TestApp, token: &str, as_of: &str) -> pb::GetRiskFundResponse {
+    let request = pb::GetRiskFundRequest { ledger_id: LEDGER.into(), as_of: as_of.into() };
+    app.risk_fund(token).get_risk_fund(request).await.expect("GetRiskFund").into_inner()
+}
+
+/// Opens the ledger's fund at 80:20 on 2021-01-01 with `amount_fen` deposited on 2021-01-05.
+async fn opened_with(app: &TestApp, t: &Tokens, amount_fen: i64) -> pb::RiskFund {
+    app.risk_fund(&t.finance)
+        .open_risk_fund(open(&rid("open"), "2021-01-01", 80))
+        .await
+        .expect("OpenRiskFund");
+    let answer =
+        app.risk_fund(&t.finance).deposit_risk_fund(deposit("2021-01-05", amount_fen)).await;
+    answer.expect("DepositRiskFund").into_inner().fund.expect("the fund")
+}
+
+/// Two loans of 50,000.00 yuan paid out on 2021-01-25 (interest quarterly on the 20th): the
+/// first pays its March interest on its day, the second nothing. The fund, opened at 80:20,
+/// holds 10,000.00 yuan and earns 12.34; the bank's claim for the second loan is refused until
+/// it is more than 90 days overdue (92 on 2021-06-20) and until the fund holds its 80% of the
+/// 50,000.00 yuan loss; then the fund pays 40,000.00 yuan to the bank, once whatever the
+/// retries, and the first loan is not compensated. When the household pays 10,000.00 yuan on
+/// 2021-07-01 (its arrears first, the rest principal), the bank returns 80% of the principal
+/// recovered, computed by the service, once. The balances move by each amount; verify holds.
+async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_recovered(
+    backend: Backend,
+) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    app.loans(&t.finance)
+        .settle_loans(pb::SettleLoansRequest {
+            request_id: rid("q1"),
+            ledger_id: LEDGER.into(),
+            bank_id: String::new(),
+            settlement_date: "2021-03-20".into(),
+        })
+        .await
+        .expect("SettleLoans");
+    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
+
+    let opening = open(&rid("open"), "2021-01-01", 80);
+    let opened = app.risk_fund(&t.finance).open_risk_fund(opening.clone()).await;
+    let opened = opened.expect("OpenRiskFund").into_inner();
+    let fund = opened.fund.clone().expect("the fund");
+    assert_eq!((fund.ledger_id.as_str(), fund.opened_on.as_str()), (LEDGER, "2021-01-01"));
+    assert_eq!((fund.fund_share_percent, fund.balance_fen), (80, 0));
+    let again = app.risk_fund(&t.finance).open_risk_fund(opening.clone()).await;
+    assert_eq!(again.expect("the retry").into_inner(), opened, "the same answer");
+    let other =
+        app.risk_fund(&t.finance).open_risk_fund(open(&rid("open"), "2021-01-02", 70)).await;
+    expect_code(other, Code::AlreadyExists);
+
+    let fund_account = format!("riskfund/{LEDGER}/fund");
+    let finance_account = format!("finance/{LEDGER}/riskfund");
+    let cash = format!("bank/{BANK}/cash");
+    let deposited =
+        app.risk_fund(&t.finance).deposit_risk_fund(deposit("2021-01-05", 1_000_000)).await;
+    assert_eq!(
+        deposited.expect("DepositRiskFund").into_inner().fund.expect("fund").balance_fen,
+        1_000_000
+    );
+    let interest = pb::DepositRiskFundRequest {
+        source: pb::DepositSource::Interest as i32,
+        amount_fen: 1_234,
+        voucher: "结息单 2021-03-21".into(),
+        ..deposit("2021-03-21", 1_234)
+    };
+    let fund = app.risk_fund(&t.finance).deposit_risk_fund(interest).await;
+    let fund = fund.expect("interest").into_inner().fund.expect("the fund");
+    assert_eq!(
+        (fund.balance_fen, fund.deposited_fen, fund.interest_fen),
+        (1_001_234, 1_000_000, 1_234)
+    );
+    assert_eq!(app.balance(&t.finance, &fund_account).await, 1_001_234);
+    assert_eq!(app.balance(&t.finance, &finance_account).await, -1_000_000);
+    assert_eq!(
+        app.balance(&t.finance, &format!("riskfund/{LEDGER}/interest_income")).await,
+        -1_234
+    );
+
+    // 42 days overdue on 2021-05-01 (the March interest unpaid since the 21st).
+    let early =
+        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &second, "2021-05-01")).await;
+    let early = expect_refused(early, "LOAN_NOT_OVERDUE");
+    assert_eq!(metadata(&early, "days_overdue").as_deref(), Some("42"));
+    let paying =
+        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &first, "2021-06-20")).await;
+    expect_refused(paying, "LOAN_NOT_OVERDUE");
+    // 80% of 50,000.00 yuan is more than the fund holds.
+    let short =
+        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &second, "2021-06-20")).await;
+    let short = expect_refused(short, "FUND_INSUFFICIENT");
+    assert_eq!(metadata(&short, "fund_fen").as_deref(), Some("4000000"));
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-06-01", 3_000_000))
+        .await
+        .expect("a deposit");
+
+    let cash_before = app.balance(&t.finance, &cash).await;
+    let claim = compensate(&rid("c"), &second, "2021-06-20");
+    let paid = app.risk_fund(&t.bank).compensate_loan(claim.clone()).await;
+    let paid = paid.expect("CompensateLoan").into_inner();
+    let c = paid.compensation.clone().expect("the compensation");
+    assert_eq!(
+        (c.loan_id.as_str(), c.bank_id.as_str(), c.compensated_on.as_str()),
+        (second.as_str(), BANK, "2021-06-20")
+    );
+    assert_eq!(c.days_overdue, 92);
+    assert_eq!((c.loss_fen, c.fund_fen, c.bank_fen), (5_000_000, 4_000_000, 1_000_000));
+    assert_eq!((c.recovered_fen, c.returned_fen), (0, 0));
+    let fund = paid.fund.clone().expect("the fund");
+    assert_eq!((fund.balance_fen, fund.compensated_fen, fund.compensations), (1_234, 4_000_000, 1));
+    assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 4_000_000);
+    assert_eq!(app.balance(&t.finance, &fund_account).await, 1_234);
+    let retried = app.risk_fund(&t.bank).compensate_loan(claim).await;
+    assert_eq!(retried.expect("the retry").into_inner(), paid, "the same answer, paid once");
+    let twice =
+        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &second, "2021-06-21")).await;
+    expect_refused(twice, "LOAN_ALREADY_COMPENSATED");
+    assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 4_000_000);
+    // The household still owes the whole loan.
+    assert_eq!(app.get_loan(&t.bank, &second).await.principal_outstanding_fen, 5_000_000);
+
+    let nothing = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-21")).await;
+    expect_refused(nothing, "NOTHING_TO_RETURN");
+    let paid_in = app.repay(&t.bank, &second, "2021-07-01", 1_000_000).await;
+    let outstanding = paid_in.loan.expect("the loan").principal_outstanding_fen;
+    let recovered = 5_000_000 - outstanding;
+    assert!(recovered > 0 && recovered < 1_000_000, "arrears first: {recovered}");
+    let share = (recovered * 80 + 50) / 100;
+    let returned = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-07-01")).await;
+    let returned = returned.expect("ReturnRecovery").into_inner();
+    let c = returned.compensation.expect("the compensation");
+    assert_eq!((c.recovered_fen, c.returned_fen), (recovered, share));
+    assert_eq!(returned.fund.expect("the fund").balance_fen, 1_234 + share);
+    assert_eq!(app.balance(&t.finance, &fund_account).await, 1_234 + share);
+    // The bank's cash: the fund's payment, the household's 10,000.00 yuan, less the return.
+    assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 4_000_000 + 1_000_000 - share);
+    let twice = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-07-02")).await;
+    expect_refused(twice, "NOTHING_TO_RETURN");
+    let read = app
+        .risk_fund(&t.auditor)
+        .get_compensation(pb::GetCompensationRequest { loan_id: second.clone() })
+        .await;
+    assert_eq!(read.expect("GetCompensation").into_inner(), c);
+
+    // On 2021-07-01 neither loan is in arrears any more: nothing non-performing.
+    let standing = fund_on(&app, &t.auditor, "2021-07-01").await;
+    let e = standing.exposure.expect("the exposure");
+    assert_eq!((e.outstanding_fen, e.live_loans), (5_000_000 + outstanding, 2));
+    assert_eq!((e.non_performing_fen, e.npl_basis_points, e.lending_suspended), (0, 0, false));
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A fund of 5,000.00 yuan lets its ledger lend 50,000.00 (10 times): a first contract of that
+/// takes it all, counted from its contract on although nothing is paid out yet, and a second is
+/// refused, naming the room left; a deposit makes room for it. Both paid out and left unpaid,
+/// on 2021-06-20 all the principal is more than 90 days overdue: the ledger's lending is
+/// suspended (and GetRiskFund says so) until the loans are paid off. (A ledger without a
+/// fund lends as before: every other test.)
+async fn a_funds_limits_hold_new_contracts(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    app.register_household(&t.finance, "H003", "19800517").await;
+    opened_with(&app, &t, 500_000).await;
+
+    let first = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let standing = fund_on(&app, &t.finance, "2021-01-25").await.exposure.expect("the exposure");
+    assert_eq!((standing.undrawn_fen, standing.outstanding_fen), (5_000_000, 0));
+    assert_eq!((standing.lending_limit_fen, standing.room_fen), (5_000_000, 0));
+    let over = app.loans(&t.bank).create_loan(standard_loan("C002", "H002")).await;
+    let over = expect_refused(over, "FUND_LEVERAGE_EXCEEDED");
+    assert_eq!(metadata(&over, "room_fen").as_deref(), Some("0"));
+    assert_eq!(metadata(&over, "limit_fen").as_deref(), Some("5000000"));
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-01-20", 500_000))
+        .await
+        .expect("a deposit");
+    let second = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
+    app.disburse(&t.bank, &first, "2021-01-25").await;
+    app.disburse(&t.bank, &second, "2021-01-25").await;
+
+    let standing = fund_on(&app, &t.auditor, "2021-06-20").await.exposure.expect("the exposure");
+    assert_eq!((standing.outstanding_fen, standing.non_performing_fen), (10_000_000, 10_000_000));
+    assert_eq!((standing.non_performing_loans, standing.npl_basis_points), (2, 10_000));
+    assert!(standing.lending_suspended);
+    let suspended =
+        app.loans(&t.bank).create_loan(standard_loan_on("C003", "H003", "2021-06-20")).await;
+    let suspended = expect_refused(suspended, "LENDING_SUSPENDED");
+    assert_eq!(metadata(&suspended, "npl_basis_points").as_deref(), Some("10000"));
+    // On 2021-06-18 nothing was more than 90 days overdue yet (90 days); the fund's leverage
+    // still refuses a third loan.
+    let levered =
+        app.loans(&t.bank).create_loan(standard_loan_on("C003", "H003", "2021-06-18")).await;
+    expect_refused(levered, "FUND_LEVERAGE_EXCEEDED");
+
+    app.pay_off(&t.bank, &first, "2021-06-21").await;
+    app.pay_off(&t.bank, &second, "2021-06-21").await;
+    app.create_loan(&t.bank, standard_loan_on("C003", "H003", "2021-06-21")).await;
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// Each call's refusals name their field or rule; who may write and read; the fund's tables
+/// altered behind the service's back are reported by verify.
+async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
+    let Some((app, t, first, _second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let funds = |token: &str| app.risk_fund(token);
+    let no_fund = funds(&t.finance).deposit_risk_fund(deposit("2021-01-05", 1)).await;
+    expect_code(no_fund, Code::NotFound);
+    let read = funds(&t.finance)
+        .get_risk_fund(pb::GetRiskFundRequest { ledger_id: LEDGER.into(), as_of: String::new() })
+        .await;
+    expect_code(read, Code::NotFound);
+    let by_bank = funds(&t.bank).open_risk_fund(open(&rid("open"), "2021-01-01", 80)).await;
+    expect_code(by_bank, Code::PermissionDenied);
+    let share = funds(&t.finance).open_risk_fund(open(&rid("open"), "2021-01-01", 75)).await;
+    expect_invalid(share, "fund_share_percent");
+    let date = funds(&t.finance).open_risk_fund(open(&rid("open"), "2021-02-30", 80)).await;
+    expect_invalid(date, "opened_on");
+    opened_with(&app, &t, 5_000_000).await;
+
+    let before = funds(&t.finance).deposit_risk_fund(deposit("2020-12-31", 1)).await;
+    expect_refused(before, "VALUE_DATE_OUT_OF_RANGE");
+    expect_invalid(
+        funds(&t.finance).deposit_risk_fund(deposit("2021-01-05", 0)).await,
+        "amount_fen",
+    );
+    let unsourced = pb::DepositRiskFundRequest { source: 0, ..deposit("2021-01-05", 1) };
+    expect_invalid(funds(&t.finance).deposit_risk_fund(unsourced).await, "source");
+    let unvouched =
+        pb::DepositRiskFundRequest { voucher: String::new(), ..deposit("2021-01-05", 1) };
+    expect_invalid(funds(&t.finance).deposit_risk_fund(unvouched).await, "voucher");
+    expect_code(
+        funds(&t.bank).deposit_risk_fund(deposit("2021-01-05", 1)).await,
+        Code::PermissionDenied,
+    );
+    let auditor = funds(&t.auditor).deposit_risk_fund(deposit("2021-01-05", 1)).await;
+    expect_code(auditor, Code::PermissionDenied);
+
+    // Compensation is the loan's bank's to ask: the finance office may not, another bank's
+    // loan is not found.
+    let by_office =
+        funds(&t.finance).compensate_loan(compensate(&rid("c"), &first, "2021-06-20")).await;
+    expect_code(by_office, Code::PermissionDenied);
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.bank_token("B2").await;
+    let other_bank = funds(&b2).compensate_loan(compensate(&rid("c"), &first, "2021-06-20")).await;
+    expect_code(other_bank, Code::NotFound);
+    let unknown =
+        funds(&t.bank).compensate_loan(compensate(&rid("c"), &loan_id("C999"), "2021-06-20")).await;
+    expect_code(unknown, Code::NotFound);
+    let unclaimed = funds(&t.bank).return_recovery(give_back(&first, "2021-06-20")).await;
+    expect_code(unclaimed, Code::NotFound);
+    let ahead = funds(&t.bank).compensate_loan(compensate(&rid("c"), &first, "2999-01-01")).await;
+    expect_invalid(ahead, "value_date");
+    // A retry with other content is refused.
+    let request_id = rid("c");
+    funds(&t.bank)
+        .compensate_loan(compensate(&request_id, &first, "2021-06-20"))
+        .await
+        .expect("compensated");
+    let changed =
+        funds(&t.bank).compensate_loan(compensate(&request_id, &first, "2021-06-21")).await;
+    expect_code(changed, Code::AlreadyExists);
+
+    // Readers: the ledger's finance office, its auditors and banks; the loan's readers for a
+    // compensation.
+    for token in [&t.finance, &t.auditor, &t.bank, &b2] {
+        let fund = fund_on(&app, token, "2021-06-20").await.fund.expect("the fund");
+        assert_eq!(fund.balance_fen, 1_000_000);
+    }
+    let elsewhere = app.token(Role::Finance, "450122").await;
+    let denied = funds(&elsewhere)
+        .get_risk_fund(pb::GetRiskFundRequest { ledger_id: LEDGER.into(), as_of: String::new() })
+        .await;
+    expect_code(denied, Code::PermissionDenied);
+    let hidden =
+        funds(&b2).get_compensation(pb::GetCompensationRequest { loan_id: first.clone() }).await;
+    expect_code(hidden, Code::NotFound);
+    let shown = funds(&t.bank)
+        .get_compensation(pb::GetCompensationRequest { loan_id: first.clone() })
+        .await;
+    assert_eq!(shown.expect("its bank reads it").into_inner().fund_fen, 4_000_000);
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    let changed = "update risk_fund set balance_fen = balance_fen + 1";
+    app.db.execute_raw(changed).await.expect("a read model row changed");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.problems.iter().any(|p| p.contains("risk fund")), "{:?}", v.problems);
+    let put_back = "update risk_fund set balance_fen = balance_fen - 1";
+    app.db.execute_raw(put_back).await.expect("put back");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    let changed = "update risk_compensation \
+                   set compensation_json = replace(compensation_json, '4000000', '4000001')";
+    app.db.execute_raw(changed).await.expect("a read model row changed");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.problems.iter().any(|p| p.contains("risk compensations")), "{:?}", v.problems);
+    app.finish().await;
+}
