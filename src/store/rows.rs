@@ -95,6 +95,13 @@ pub const CLAIMS_SQL: &str = "select claim_id, bank_id, status, claim_json, summ
 pub const RISK_FUND_SQL: &str =
     "select fund_json, balance_fen, last_seq from risk_fund where ledger_id = $1";
 
+/// A ledger's fund's JSON (one parameter: the ledger id).
+pub const FUND_JSON_SQL: &str = "select fund_json from risk_fund where ledger_id = $1";
+
+/// A loan's compensation's JSON (one parameter: the loan id).
+pub const COMPENSATION_JSON_SQL: &str =
+    "select compensation_json from risk_compensation where loan_id = $1";
+
 /// A ledger's compensations by loan id (one parameter: the ledger id).
 pub const COMPENSATIONS_SQL: &str = "select loan_id, bank_id, compensation_json, last_seq \
      from risk_compensation where ledger_id = $1 order by loan_id";
@@ -443,3 +450,11 @@ pub fn compensation_from_json(loan_id: &str, json: &str) -> Result<Compensation,
 pub fn fund_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("risk fund: {e}")))
 }
+
+/// The live programme loans of a ledger (contracted, active or overdue), for its risk fund's
+/// limits and figures (one parameter: the ledger id).
+pub const LIVE_LOANS_OF_LEDGER_SQL: &str = concat!(
+    "select ",
+    loan_columns!(),
+    " from loan where ledger_id = $1 and status not in ('settled', 'written_off')"
+);

@@ -815,7 +815,7 @@ impl WriteTx {
 
     /// A ledger's risk fund as it stands (`None`: none opened).
     pub async fn risk_fund(&mut self, ledger_id: &str) -> Result<Option<Fund>, StoreError> {
-        let sql = "select fund_json from risk_fund where ledger_id = $1";
+        let sql = FUND_JSON_SQL;
         let json: Option<String> =
             on_tx!(self, c => sqlx::query_scalar(sql).bind(ledger_id).fetch_optional(c).await?);
         json.map(|json| fund_from_json(ledger_id, &json)).transpose()
@@ -826,7 +826,7 @@ impl WriteTx {
         &mut self,
         loan_id: &str,
     ) -> Result<Option<Compensation>, StoreError> {
-        let sql = "select compensation_json from risk_compensation where loan_id = $1";
+        let sql = COMPENSATION_JSON_SQL;
         let json: Option<String> =
             on_tx!(self, c => sqlx::query_scalar(sql).bind(loan_id).fetch_optional(c).await?);
         json.map(|json| compensation_from_json(loan_id, &json)).transpose()
@@ -870,11 +870,7 @@ impl WriteTx {
         &mut self,
         ledger_id: &str,
     ) -> Result<Vec<LoanState>, StoreError> {
-        let sql = concat!(
-            "select ",
-            loan_columns!(),
-            " from loan where ledger_id = $1 and status not in ('settled', 'written_off')"
-        );
+        let sql = LIVE_LOANS_OF_LEDGER_SQL;
         let rows: Vec<LoanRow> =
             on_tx!(self, c => sqlx::query_as(sql).bind(ledger_id).fetch_all(c).await?);
         rows.into_iter().map(LoanRow::into_state).collect()
