@@ -9,8 +9,10 @@ use super::pb::risk_fund_service_server::RiskFundService;
 use super::{Api, parse, pb};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
+use crate::app::listing;
 use crate::domain::date::format_date;
 use crate::domain::risk_fund::{Compensation, DepositSource, Exposure, Fund};
+use crate::store::read::LoanFilter;
 
 #[tonic::async_trait]
 impl RiskFundService for Api {
@@ -147,7 +149,53 @@ impl RiskFundService for Api {
             .ok_or_else(not_found)?;
         Ok(Response::new(compensation_to_pb(&compensation)))
     }
+
+    async fn list_compensations(
+        &self,
+        request: Request<pb::ListCompensationsRequest>,
+    ) -> Result<Response<pb::ListCompensationsResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::ListCompensationsRequest { ledger_id, bank_id, page_size, page_token } =
+            request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let bank_id = parse::optional_id("bank_id", &bank_id)?;
+        self.check_bank_scope(
+            &actor,
+            &ledger_id,
+            bank_id.as_deref(),
+            Principal::reads_ledger,
+            ("lists only its own compensations", "list the compensations of ledger"),
+        )
+        .await?;
+        let filter = LoanFilter {
+            ledger_id: Some(ledger_id.clone()),
+            bank_id: bank_id.clone(),
+            ..LoanFilter::default()
+        };
+        let query = listing::query_key(&format!("{}\ncompensations", actor.actor()), &filter, None);
+        let after = match page_token.as_str() {
+            "" => "",
+            token => {
+                listing::token_after_id(token, &query).map_err(|why| invalid("page_token", why))?
+            }
+        };
+        let page_size = match page_size {
+            0 => COMPENSATIONS_PAGE_DEFAULT,
+            n => n.min(COMPENSATIONS_PAGE_MAX),
+        };
+        let bank = bank_id.as_deref().unwrap_or_default();
+        let page = self.db.list_compensations(&ledger_id, bank, after, page_size).await;
+        let page = page.map_err(|e| status(e.into()))?;
+        let last = (page.len() == page_size as usize).then(|| page.last()).flatten();
+        let next_page_token = listing::page_token_after(last.map(|c| c.loan_id.as_str()), &query);
+        let compensations = page.iter().map(compensation_to_pb).collect();
+        Ok(Response::new(pb::ListCompensationsResponse { compensations, next_page_token }))
+    }
 }
+
+/// Compensations a page of `ListCompensations` holds when not asked, and at most.
+const COMPENSATIONS_PAGE_DEFAULT: u32 = 100;
+const COMPENSATIONS_PAGE_MAX: u32 = 1_000;
 
 impl Api {
     /// A fund write through the writer, answered with the fund and the compensation after it.

@@ -336,6 +336,23 @@ impl Db {
         json.map(|json| compensation_from_json(loan_id, &json)).transpose()
     }
 
+    /// A ledger's compensations in loan id order after `after_loan_id`, at most `limit`, of one
+    /// bank if given (`""` for all).
+    pub async fn list_compensations(
+        &self,
+        ledger_id: &str,
+        bank_id: &str,
+        after_loan_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Compensation>, StoreError> {
+        let sql = "select loan_id, compensation_json from risk_compensation where ledger_id = $1 \
+                   and ($2 = '' or bank_id = $2) and loan_id > $3 order by loan_id limit $4";
+        let rows: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(bank_id).bind(after_loan_id).bind(i64::from(limit))
+            .fetch_all(p).await?);
+        rows.iter().map(|(loan_id, json)| compensation_from_json(loan_id, json)).collect()
+    }
+
     /// The live programme loans of a ledger (contracted, active or overdue), for its risk
     /// fund's figures.
     pub async fn live_loans_of_ledger(

@@ -266,10 +266,11 @@ async fn a_funds_limits_hold_new_contracts(backend: Backend) {
     app.finish().await;
 }
 
-/// Each call's refusals name their field or rule; who may write and read; the fund's tables
-/// altered behind the service's back are reported by verify.
+/// Each call's refusals name their field or rule; who may write and read, and list the
+/// ledger's compensations page by page; the fund's tables altered behind the service's back
+/// are reported by verify.
 async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
-    let Some((app, t, first, _second)) = with_two_disbursed_loans(backend).await else {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
         return;
     };
     let funds = |token: &str| app.risk_fund(token);
@@ -349,6 +350,43 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
         .get_compensation(pb::GetCompensationRequest { loan_id: first.clone() })
         .await;
     assert_eq!(shown.expect("its bank reads it").into_inner().fund_fen, 4_000_000);
+
+    // The second loan compensated too: the ledger's compensations listed, a page at a time.
+    funds(&t.finance).deposit_risk_fund(deposit("2021-06-01", 3_000_000)).await.expect("a deposit");
+    funds(&t.bank)
+        .compensate_loan(compensate(&rid("c"), &second, "2021-06-20"))
+        .await
+        .expect("compensated");
+    let list = |token: &str, bank_id: &str, page_token: &str| {
+        let request = pb::ListCompensationsRequest {
+            ledger_id: LEDGER.into(),
+            bank_id: bank_id.into(),
+            page_size: 1,
+            page_token: page_token.into(),
+        };
+        let mut client = app.risk_fund(token);
+        async move { client.list_compensations(request).await }
+    };
+    let page = list(&t.finance, "", "").await.expect("a first page").into_inner();
+    assert_eq!(page.compensations.len(), 1);
+    assert_eq!(page.compensations[0].loan_id, first);
+    let next =
+        list(&t.finance, "", &page.next_page_token).await.expect("a second page").into_inner();
+    assert_eq!(
+        next.compensations.iter().map(|c| c.loan_id.as_str()).collect::<Vec<_>>(),
+        [second.as_str()]
+    );
+    let last = list(&t.finance, "", &next.next_page_token).await.expect("the end").into_inner();
+    assert!(last.compensations.is_empty() && last.next_page_token.is_empty());
+    let foreign_token = list(&t.auditor, "", &page.next_page_token).await;
+    expect_invalid(foreign_token, "page_token");
+    assert_eq!(list(&t.bank, BANK, "").await.expect("its own").into_inner().compensations.len(), 1);
+    expect_invalid(list(&t.bank, "", "").await, "bank_id");
+    expect_code(list(&b2, BANK, "").await, Code::PermissionDenied);
+    assert!(
+        list(&b2, "B2", "").await.expect("none of its own").into_inner().compensations.is_empty()
+    );
+    expect_code(list(&elsewhere, "", "").await, Code::PermissionDenied);
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
