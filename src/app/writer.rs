@@ -127,6 +127,7 @@ pub fn spawn(db: Db, business_utc_offset: chrono::FixedOffset) -> (WriterHandle,
         loans: HashMap::default(),
         business_utc_offset,
         disposal: Disposal::start(),
+        exposures: Default::default(),
     };
     (handle, tokio::spawn(writer.run(rx)))
 }
@@ -140,6 +141,10 @@ struct Writer {
     loans: HashMap<String, LoanState>,
     business_utc_offset: chrono::FixedOffset,
     disposal: Disposal,
+    /// The exposures of ledgers with a risk fund that contracts have needed
+    /// ([`fund::ExposureCache`]): behind a lock only because planning borrows the writer
+    /// shared; the writer's task alone takes it.
+    exposures: std::sync::Mutex<fund::ExposureCache>,
 }
 
 /// What a landed group leaves behind once its callers are answered and its loans cached: its
@@ -1005,12 +1010,20 @@ impl Writer {
 
     /// Loan states whose rows are committed (or were only read) go back to the cache, which
     /// starts again empty past [`LOAN_CACHE_MAX`].
+    /// The exposures kept for the risk funds' limits are told of them ([`fund::ExposureCache`]).
     fn keep_loans(&mut self, loans: impl IntoIterator<Item = (String, LoanState)>) {
         let loans = loans.into_iter();
         if self.loans.len() + loans.size_hint().0 > LOAN_CACHE_MAX {
             self.loans.clear();
         }
-        self.loans.extend(loans);
+        let exposures = self.exposures.get_mut().unwrap_or_else(|e| e.into_inner());
+        if exposures.is_empty() {
+            self.loans.extend(loans);
+        } else {
+            let loans: Vec<(String, LoanState)> = loans.collect();
+            exposures.landed(loans.iter().map(|(_, loan)| loan));
+            self.loans.extend(loans);
+        }
     }
 
     #[tracing::instrument(skip_all, fields(commands = group.len()))]
@@ -1283,6 +1296,7 @@ impl Writer {
     fn forget(&mut self) {
         self.heads.clear();
         self.loans.clear();
+        self.exposures.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Reads what a group's commands will look up, with one statement per kind instead of one
