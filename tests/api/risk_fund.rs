@@ -207,6 +207,26 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     assert_eq!((e.non_performing_fen, e.npl_basis_points, e.lending_suspended), (0, 0, false));
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+
+    // A forger with the database's keys makes the loan look longer overdue in the recorded
+    // compensation (no amount changed) and rehashes the chain from there: the chain holds,
+    // and verify, planning the compensation again from the loan as the journal left it,
+    // reports the difference at its seq.
+    let mut journal = app.journal(&t.auditor, LEDGER).await;
+    let at = journal.iter().position(|e| e.kind == "risk_fund.compensated").expect("recorded");
+    let seq = journal[at].seq;
+    let forged = journal[at].command_json.replace("\"days_overdue\":92", "\"days_overdue\":200");
+    assert_ne!(forged, journal[at].command_json);
+    journal[at].command_json = forged.clone();
+    let mut sql = format!(
+        "update journal_txn set command_json = '{forged}' where ledger_id = '{LEDGER}' and seq = {seq};"
+    );
+    sql.push_str(&rehash_from(&journal, at));
+    app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
+    check_chain(&app.journal(&t.auditor, LEDGER).await);
+    let v = app.verify(&t.auditor).await;
+    let differs = format!("seq {seq}: differs from what loan {second} and the fund imply");
+    assert!(v.problems.contains(&differs), "{:?}", v.problems);
     app.finish().await;
 }
 
