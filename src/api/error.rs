@@ -34,7 +34,7 @@ pub fn status(e: AppError) -> Status {
             format!("request_id {id} was already used for a different request"),
             ErrorDetails::with_error_info("REQUEST_ID_REUSED", ERROR_DOMAIN, HashMap::new()),
         ),
-        AppError::Unavailable(m) => Status::unavailable(m),
+        AppError::Unavailable(m) | AppError::Stale(m) => Status::unavailable(m),
         AppError::Internal(detail) => {
             tracing::error!(detail, "internal error");
             Status::internal(crate::app::error::INTERNAL_TEXT)

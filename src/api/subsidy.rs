@@ -124,17 +124,30 @@ impl SubsidyService for Api {
         }
         let bank = self.db.get_bank(&bank_id).await.map_err(|e| status(e.into()))?;
         let bank = bank.ok_or_else(|| Status::not_found(format!("bank {bank_id} not found")))?;
-        let checked = check_claim(&self.db, &bank, &lines, submitted_on).await.map_err(status)?;
-        let command = Command::SubmitSubsidyClaim {
-            claim_id,
-            bank_id,
-            due_from,
-            due_to,
-            lines,
-            checked,
-            submitted_on,
-        };
-        self.claim_write(actor, request_id, command).await
+        // Checked here, on the read pool; should a loan change before the writer takes the
+        // claim, it says so and the claim is checked again (a few times at most).
+        let mut checks = 1;
+        loop {
+            let checked =
+                check_claim(&self.db, &bank, &lines, submitted_on).await.map_err(status)?;
+            let command = Command::SubmitSubsidyClaim {
+                claim_id: claim_id.clone(),
+                bank_id: bank_id.clone(),
+                due_from,
+                due_to,
+                lines: lines.clone(),
+                checked,
+                submitted_on,
+            };
+            let written = self.writer.submit(actor.clone(), request_id.clone(), command).await;
+            match written {
+                Err(AppError::Stale(why)) if checks < CLAIM_CHECKS_MAX => {
+                    tracing::debug!(why, checks, "a claim's loan changed while it was checked");
+                    checks += 1;
+                }
+                written => return self.claim_answer("submit_subsidy_claim", written).await,
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(request_id))]
@@ -337,24 +350,37 @@ impl Api {
         command: Command,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
         let what = command.name();
-        let (claim, entry) =
-            match self.writer.submit(actor, request_id, command).await.map_err(status)? {
-                Outcome::SubsidyClaim { claim, entry } => (*claim, entry),
-                Outcome::SubsidyClaimRef { claim_id, entry } => {
-                    let claim = self.db.subsidy_claim(&claim_id).await;
-                    let claim = claim.map_err(|e| status(e.into()))?.ok_or_else(|| {
-                        status(AppError::Internal(format!("claim {claim_id} answered, not found")))
-                    })?;
-                    (claim, entry)
-                }
-                _ => return Err(unexpected(what)),
-            };
+        let written = self.writer.submit(actor, request_id, command).await;
+        self.claim_answer(what, written).await
+    }
+
+    /// The answer to a claim's write: the claim as recorded, or as it stands for a retry.
+    async fn claim_answer(
+        &self,
+        what: &str,
+        written: Result<Outcome, AppError>,
+    ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
+        let (claim, entry) = match written.map_err(status)? {
+            Outcome::SubsidyClaim { claim, entry } => (*claim, entry),
+            Outcome::SubsidyClaimRef { claim_id, entry } => {
+                let claim = self.db.subsidy_claim(&claim_id).await;
+                let claim = claim.map_err(|e| status(e.into()))?.ok_or_else(|| {
+                    status(AppError::Internal(format!("claim {claim_id} answered, not found")))
+                })?;
+                (claim, entry)
+            }
+            _ => return Err(unexpected(what)),
+        };
         Ok(Response::new(pb::SubsidyClaimResponse {
             claim: Some(claim_to_pb(&claim, &claim.totals())),
             entry: Some(journal_ref(&entry)),
         }))
     }
 }
+
+/// How many times a claim is checked against its loans, at most, when they keep changing
+/// while it is.
+const CLAIM_CHECKS_MAX: u32 = 3;
 
 /// Claims a page of `ListSubsidyClaims` holds when not asked, and at most.
 const CLAIMS_PAGE_DEFAULT: u32 = 100;

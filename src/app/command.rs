@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::app::subsidy::ClaimCheck;
 use crate::domain::date::{BusinessDate, iso};
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
@@ -18,7 +19,7 @@ use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
 use crate::domain::rate::AnnualRate;
 use crate::domain::risk_fund::{Compensation, DepositSource, Fund};
-use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimLine, ClaimedLine};
+use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimedLine};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -104,8 +105,10 @@ pub enum Command {
         value_date: BusinessDate,
     },
     /// A bank's subsidy claim as it submits it; `checked` holds its lines checked against the
-    /// registers as of `submitted_on` by the caller (`app::subsidy::check_claim`), and the writer
-    /// adds the claimed-once check. It is not part of the fingerprint: a retry checks again, and
+    /// registers as of `submitted_on` by the caller (`app::subsidy::check_claim`), with the
+    /// seq of each loan's last event then: the writer refuses to record them over a loan that
+    /// has changed since ([`AppError::Stale`]: the caller checks again), and adds the
+    /// claimed-once check. It is not part of the fingerprint: a retry checks again, and
     /// is the same request whatever the registers say by then.
     SubmitSubsidyClaim {
         claim_id: String,
@@ -118,7 +121,7 @@ pub enum Command {
         submitted_on: BusinessDate,
         lines: Vec<ClaimedLine>,
         #[serde(skip_serializing)]
-        checked: Vec<ClaimLine>,
+        checked: ClaimCheck,
     },
     /// A step of a submitted claim: its review, an objection, its payment.
     SubsidyClaimStep {

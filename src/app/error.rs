@@ -20,6 +20,11 @@ pub enum AppError {
     /// A fault of the service; the detail is logged, the caller gets a generic message.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Retryable, and retried by the caller before it answers: what the command was checked
+    /// against on the read pool (a claim's loans) changed before the writer took it; nothing
+    /// was recorded. Answered `UNAVAILABLE` should the retries run out.
+    #[error("{0}")]
+    Stale(String),
     /// A refusal given again from its record under the request id ([`Refusal`]).
     #[error("{}", .0.message)]
     Refused(Refusal),
@@ -116,6 +121,7 @@ impl AppError {
             AppError::Unauthenticated
             | AppError::RequestIdReused(_)
             | AppError::Unavailable(_)
+            | AppError::Stale(_)
             | AppError::Internal(_) => return None,
         })
     }

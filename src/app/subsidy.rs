@@ -43,6 +43,8 @@ pub struct LoanSubsidy {
     pub policy: SubsidyPolicy,
     pub misused: bool,
     pub lines: Vec<RegisterLine>,
+    /// The seq of the loan's last event in the history the register was computed from.
+    pub last_seq: u64,
 }
 
 /// Loans read per page of a ledger's register.
@@ -133,16 +135,26 @@ pub async fn loan_subsidy(
     Ok(register)
 }
 
+/// A claim's lines as [`check_claim`] found them, and what it read them from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimCheck {
+    pub lines: Vec<ClaimLine>,
+    /// Each loan checked, by id, with the seq of its last event then.
+    pub seen: Vec<(String, u64)>,
+}
+
 /// The lines of a bank's subsidy claim checked against its loans' registers as of `as_of`
 /// ([`check_line`]), in the claim's order, with each loan's household, township, village and
 /// principal: the claimed-once check is the writer's. A loan the bank does not hold (another
-/// bank's, or none) has no register line: `NotInRegister`.
+/// bank's, or none) has no register line: `NotInRegister`. With the lines, the seq of each
+/// checked loan's last event as read ([`ClaimCheck::seen`]), for the writer to tell whether one
+/// has changed before it records the claim.
 pub async fn check_claim(
     db: &Db,
     bank: &BankRow,
     lines: &[ClaimedLine],
     as_of: BusinessDate,
-) -> Result<Vec<ClaimLine>, AppError> {
+) -> Result<ClaimCheck, AppError> {
     let versions = db.list_policies(&bank.ledger_id).await?;
     let mut loan_ids: Vec<&str> = lines.iter().map(|l| l.loan_id.as_str()).collect();
     loan_ids.sort_unstable();
@@ -160,7 +172,10 @@ pub async fn check_claim(
     }
     let households: Vec<&str> = registers.values().map(|r| r.terms.household_id.as_str()).collect();
     let places = db.household_places(&households).await?;
-    Ok(lines
+    let mut seen: Vec<(String, u64)> =
+        registers.iter().map(|(id, r)| (id.clone(), r.last_seq)).collect();
+    seen.sort_unstable();
+    let lines = lines
         .iter()
         .map(|claimed| {
             let register = registers.get(&claimed.loan_id);
@@ -176,7 +191,8 @@ pub async fn check_claim(
             }
             checked
         })
-        .collect())
+        .collect();
+    Ok(ClaimCheck { lines, seen })
 }
 
 /// The register of a loan, its ledger's policy versions read (its household's place left
@@ -203,6 +219,7 @@ fn compute(
     })?;
     let by_then = || events.iter().filter(|(e, _)| e.value_date() <= as_of);
     let misused = by_then().any(|(e, _)| matches!(e, LoanEvent::MisuseMarked { .. }));
+    let history_seq = events.last().map_or(0, |&(_, seq)| seq);
     // Asked as of a date before its contract, the loan has no line yet.
     if by_then().next().is_none() {
         return Ok(LoanSubsidy {
@@ -212,6 +229,7 @@ fn compute(
             policy,
             misused,
             lines: Vec::new(),
+            last_seq: history_seq,
         });
     }
     // The points the date has passed that no event by then settled, settled on a copy as
@@ -249,6 +267,7 @@ fn compute(
         policy,
         misused,
         lines,
+        last_seq: history_seq,
     })
 }
 

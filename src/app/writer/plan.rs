@@ -271,9 +271,22 @@ impl Writer {
                     }
                     .into());
                 }
+                // Checked on the read pool against each loan as it then stood: a loan changed
+                // since (a payment recorded in between, in an earlier group or in this one)
+                // would leave a line's findings out of date. Nothing is recorded; the caller
+                // checks again.
+                for (loan_id, seen) in &checked.seen {
+                    let loan = self.loan(tx, g, loan_id).await?;
+                    if loan.last_seq != *seen {
+                        return Err(AppError::Stale(format!(
+                            "loan {loan_id} changed while claim {claim_id} was checked: check \
+                             again"
+                        )));
+                    }
+                }
                 // Claimed once: a loan-period held by a claim before this one (an earlier
                 // group's, or this group's, written in this transaction) is held by it.
-                let mut lines = checked.clone();
+                let mut lines = checked.lines.clone();
                 let mut held: HashMap<String, Vec<(String, String)>> = HashMap::default();
                 for line in lines.iter_mut().filter(|l| l.holds_period()) {
                     let loan_id = &line.claimed.loan_id;

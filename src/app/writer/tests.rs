@@ -940,7 +940,53 @@ on_both_backends!(
     a_call_holds_back_the_loans_of_an_unanswered_part,
     a_retried_run_counts_the_loans_it_settled_before,
     a_closed_queue_answers_what_it_holds_and_stops,
+    a_claim_checked_over_a_loan_changed_since_is_not_recorded,
 );
+
+/// A claim's lines are checked on the read pool before the writer takes it: a payment recorded
+/// on one of its loans in between would leave the check out of date. The writer then records
+/// nothing and says the claim is stale (the API checks it again); the same request, checked
+/// again, is recorded.
+async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
+    let (w, _task) = disbursed_loans(db, 1).await;
+    let bank_row = db.get_bank(BANK).await.unwrap().expect("the bank");
+    let lines = vec![crate::domain::subsidy_claim::ClaimedLine {
+        loan_id: loan_id(1),
+        due_date: day("2021-03-20"),
+        interest_paid_fen: Fen(29_410),
+        subsidy_fen: Fen(29_410),
+    }];
+    let check = || crate::app::subsidy::check_claim(db, &bank_row, &lines, day("2021-04-01"));
+    let claim = |checked| Command::SubmitSubsidyClaim {
+        claim_id: format!("{BANK}-Q1"),
+        bank_id: BANK.into(),
+        due_from: day("2021-01-01"),
+        due_to: day("2021-03-31"),
+        submitted_on: day("2021-04-01"),
+        lines: lines.clone(),
+        checked,
+    };
+    let before = check().await.unwrap();
+    assert_eq!(before.seen.len(), 1);
+    let seen_before = before.seen[0].1;
+    let repay = Command::RecordRepayment {
+        loan_id: loan_id(1),
+        value_date: day("2021-03-20"),
+        amount_fen: Fen(29_410),
+    };
+    submit(&w, bank(), "pay", repay).await;
+    match w.submit(bank(), "claim".into(), claim(before)).await {
+        Err(AppError::Stale(why)) => assert!(why.contains(&loan_id(1)), "{why}"),
+        other => panic!("a stale check, got {other:?}"),
+    }
+    let after = check().await.unwrap();
+    assert!(after.seen[0].1 > seen_before, "the check sees the payment");
+    let Outcome::SubsidyClaim { claim, .. } = submit(&w, bank(), "claim", claim(after)).await
+    else {
+        panic!("a claim");
+    };
+    assert!(claim.lines[0].differences.is_empty(), "paid on time: {:?}", claim.lines[0]);
+}
 
 /// A loan still lends, and a renewal of it is not paid out, while it owes principal or may
 /// still pay some out: a contract never paid out lends until its maturity, not from then on;
