@@ -557,6 +557,22 @@ impl WriteTx {
         Ok(found)
     }
 
+    /// The seq of each of these loans' last event, as stored: one statement a chunk, the
+    /// loans' state not read.
+    pub async fn loan_seqs(&mut self, loan_ids: &[&str]) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in loan_ids.chunks(chunk_rows(1)) {
+            let rows: Vec<(String, i64)> = on_tx_built!(self, q, c => {
+                q.push("select loan_id, last_seq from loan where loan_id in (");
+                push_list(&mut q, chunk);
+                q.push(")");
+                q.build_query_as().fetch_all(c).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     pub async fn ledger_exists(&mut self, ledger_id: &str) -> Result<bool, StoreError> {
         let sql = "select ledger_id, name from ledger where ledger_id = $1";
         let row: Option<LedgerRow> =

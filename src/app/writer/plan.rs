@@ -275,14 +275,26 @@ impl Writer {
                 // since (a payment recorded in between, in an earlier group or in this one)
                 // would leave a line's findings out of date. Nothing is recorded; the caller
                 // checks again.
-                for (loan_id, seen) in &checked.seen {
-                    let loan = self.loan(tx, g, loan_id).await?;
-                    if loan.last_seq != *seen {
-                        return Err(AppError::Stale(format!(
-                            "loan {loan_id} changed while claim {claim_id} was checked: check \
-                             again"
-                        )));
+                // (The group's own changes first: the database holds the rest, every group
+                // before this one having landed, as a claim is never planned ahead.)
+                let ids: Vec<&str> = checked.seen.iter().map(|(id, _)| id.as_str()).collect();
+                let mut now: HashMap<String, u64> = tx
+                    .loan_seqs(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|(id, seq)| (id, u64::try_from(seq).unwrap_or(0)))
+                    .collect();
+                for (id, _) in &checked.seen {
+                    if let Some(loan) = g.loans.get(id) {
+                        now.insert(id.clone(), loan.last_seq);
                     }
+                }
+                if let Some((loan_id, _)) =
+                    checked.seen.iter().find(|(id, seen)| now.get(id) != Some(seen))
+                {
+                    return Err(AppError::Stale(format!(
+                        "loan {loan_id} changed while claim {claim_id} was checked: check again"
+                    )));
                 }
                 // Claimed once: a loan-period held by a claim before this one (an earlier
                 // group's, or this group's, written in this transaction) is held by it.
