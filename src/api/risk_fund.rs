@@ -116,7 +116,6 @@ impl RiskFundService for Api {
         let loans = self.db.live_loans_of_ledger(&ledger_id).await.map_err(|e| status(e.into()))?;
         let exposure = Exposure::of(&loans, as_of);
         let limit = fund.lending_limit();
-        let committed = exposure.outstanding_fen.0.saturating_add(exposure.undrawn_fen.0);
         Ok(Response::new(pb::GetRiskFundResponse {
             fund: Some(fund_to_pb(&fund)),
             exposure: Some(pb::FundExposure {
@@ -128,7 +127,7 @@ impl RiskFundService for Api {
                 npl_basis_points: exposure.npl_basis_points(),
                 undrawn_fen: exposure.undrawn_fen.0,
                 lending_limit_fen: limit.0,
-                room_fen: limit.0.saturating_sub(committed).max(0),
+                room_fen: fund.room(&exposure).0,
                 lending_suspended: exposure.lending_suspended(),
             }),
         }))

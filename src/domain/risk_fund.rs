@@ -494,6 +494,12 @@ impl Fund {
         }
     }
 
+    /// What is left under [`Fund::lending_limit`] once `exposure` is counted (0 when nothing).
+    pub fn room(&self, exposure: &Exposure) -> Fen {
+        let room = (i128::from(self.lending_limit().0) - exposure.committed_fen()).max(0);
+        Fen(i64::try_from(room).unwrap_or(i64::MAX))
+    }
+
     /// The most the ledger's programme loans may stand at: [`LEVERAGE`] × the balance.
     pub fn lending_limit(&self) -> Fen {
         Fen(self.balance_fen.0.saturating_mul(LEVERAGE))
@@ -529,28 +535,37 @@ impl Exposure {
     pub fn of<'a>(loans: impl IntoIterator<Item = &'a LoanState>, date: NaiveDate) -> Exposure {
         let mut e = Exposure::default();
         for loan in loans {
-            if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
-                && date < loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date)
-            {
-                let undrawn = loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0);
-                e.undrawn_fen = Fen(e.undrawn_fen.0.saturating_add(undrawn.max(0)));
-            }
-            // The quote counts the settlement points due by `date` that no event has
-            // recorded yet (a loan nobody touched since its payout is overdue all the same).
-            let status = loan.status_shown(loan.quote(date).ok().as_ref(), date);
-            if !status.is_live() || status == LoanStatus::Contracted {
-                continue;
-            }
-            e.live_loans += 1;
-            e.outstanding_fen =
-                Fen(e.outstanding_fen.0.saturating_add(loan.principal_outstanding_fen.0));
+            e.add(&Exposure::of_loan(loan, date));
+        }
+        e
+    }
+
+    /// One loan's part of its ledger's exposure on `date` ([`Exposure::of`]).
+    pub fn of_loan(loan: &LoanState, date: NaiveDate) -> Exposure {
+        let mut e = Exposure::default();
+        if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
+            && date < loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date)
+        {
+            e.undrawn_fen =
+                Fen(loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0).max(0));
+        }
+        // The quote counts the settlement points due by `date` that no event has recorded
+        // yet (a loan nobody touched since its payout is overdue all the same).
+        let status = loan.status_shown(loan.quote(date).ok().as_ref(), date);
+        if status.is_live() {
+            e.live_loans = 1;
+            e.outstanding_fen = loan.principal_outstanding_fen;
             if status == LoanStatus::Overdue90 {
-                e.non_performing_loans += 1;
-                e.non_performing_fen =
-                    Fen(e.non_performing_fen.0.saturating_add(loan.principal_outstanding_fen.0));
+                e.non_performing_loans = 1;
+                e.non_performing_fen = loan.principal_outstanding_fen;
             }
         }
         e
+    }
+
+    /// Principal outstanding and contracted not paid out yet: what the leverage limit holds.
+    pub fn committed_fen(&self) -> i128 {
+        i128::from(self.outstanding_fen.0) + i128::from(self.undrawn_fen.0)
     }
 
     /// Adds another's figures (a loan's part, to a ledger's).
@@ -621,11 +636,10 @@ pub fn check_lending(
         .with("non_performing_fen", exposure.non_performing_fen.0)
         .with("outstanding_fen", exposure.outstanding_fen.0));
     }
-    let committed = i128::from(exposure.outstanding_fen.0) + i128::from(exposure.undrawn_fen.0);
-    let after = committed + i128::from(principal.0);
+    let after = exposure.committed_fen() + i128::from(principal.0);
     let limit = fund.lending_limit();
     if after > i128::from(limit.0) {
-        let room = (i128::from(limit.0) - committed).max(0);
+        let room = fund.room(exposure).0;
         return Err(DomainError::refused(
             Reason::FundLeverageExceeded,
             format!(

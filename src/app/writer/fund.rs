@@ -71,7 +71,7 @@ impl StoredExposure {
             if let Some(part) = self.by_loan.get(&loan.terms.loan_id) {
                 exposure.remove(part);
             }
-            exposure.add(&Exposure::of([*loan], date));
+            exposure.add(&Exposure::of_loan(loan, date));
         }
         exposure
     }
@@ -114,7 +114,7 @@ impl ExposureCache {
             if let Some(old) = e.by_loan.remove(&id) {
                 e.total.remove(&old);
             }
-            let part = Exposure::of([&committed[&id]], date);
+            let part = Exposure::of_loan(&committed[&id], date);
             e.total.add(&part);
             e.by_loan.insert(id, part);
         }
@@ -131,7 +131,7 @@ impl ExposureCache {
             dirty: HashSet::default(),
         };
         for loan in loans {
-            let part = Exposure::of([loan], date);
+            let part = Exposure::of_loan(loan, date);
             e.total.add(&part);
             e.by_loan.insert(loan.terms.loan_id.clone(), part);
         }
