@@ -469,12 +469,16 @@ enum Effect {
         Box<crate::domain::subsidy_claim::Claim>,
         Vec<(String, crate::domain::date::BusinessDate)>,
     ),
-    /// A ledger's risk fund after an event (`opened`: its first), and the compensation the
-    /// event made or changed.
+    /// A ledger's risk fund after an event (`opened`: its first), the compensation the event
+    /// made or changed, and the loan a compensation marks ([`Servicing::compensated_on`]: its
+    /// state otherwise, and its last seq, as they were).
+    ///
+    /// [`Servicing::compensated_on`]: crate::domain::servicing::Servicing::compensated_on
     Fund {
         fund: Box<crate::domain::risk_fund::Fund>,
         opened: bool,
         compensation: Option<Box<crate::domain::risk_fund::Compensation>>,
+        compensated: Option<Box<LoanState>>,
     },
 }
 

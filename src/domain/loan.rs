@@ -380,6 +380,14 @@ impl LoanState {
         }
     }
 
+    /// The loan once the risk fund compensated its bank for it on `date`
+    /// ([`Servicing::compensated_on`]): its figures, status and last event as they were.
+    pub fn compensated(&self, date: BusinessDate) -> LoanState {
+        let mut after = self.clone();
+        after.servicing.compensated_on = Some(date);
+        after
+    }
+
     /// What paying the loan off on `date` would take.
     pub fn quote(&self, date: BusinessDate) -> Result<Quote, DomainError> {
         if !self.is_live() {
@@ -399,6 +407,7 @@ impl LoanState {
         let mut next = self.clone();
         let t = self.terms.servicing_terms();
         let loan_id = self.terms.loan_id.clone();
+        check_compensation_date(self, command)?;
         let event = match *command {
             LoanCommand::Disburse { date, amount } => {
                 if !matches!(self.status, LoanStatus::Contracted | LoanStatus::Active) {
@@ -853,6 +862,35 @@ fn value_date_before(state: &LoanState, date: BusinessDate) -> DomainError {
             format_date(state.last_value_date)
         ),
     )
+}
+
+/// Refuses a command dated before the loan's compensation by the risk fund, if it has one
+/// ([`Servicing::compensated_on`]), but a settlement: settling the interest of the points due
+/// by then changes neither the principal nor the days overdue the compensation counted (its
+/// quote counted those points already).
+fn check_compensation_date(state: &LoanState, command: &LoanCommand) -> Result<(), DomainError> {
+    let date = match *command {
+        LoanCommand::Settle { .. } => return Ok(()),
+        LoanCommand::Disburse { date, .. }
+        | LoanCommand::Repay { date, .. }
+        | LoanCommand::MarkMisuse { date }
+        | LoanCommand::Extend { date, .. }
+        | LoanCommand::WriteOff { date } => date,
+    };
+    match state.servicing.compensated_on {
+        Some(on) if date < on => Err(DomainError::refused(
+            Reason::ValueDateOutOfRange,
+            format!(
+                "value date {} is before the loan's compensation by the risk fund on {}: what \
+                 the compensation counted stands, and what the household pays is recovered \
+                 from then on",
+                format_date(date),
+                format_date(on)
+            ),
+        )
+        .with("compensated_on", format_date(on))),
+        _ => Ok(()),
+    }
 }
 
 fn check_value_date(state: &LoanState, date: BusinessDate) -> Result<(), DomainError> {

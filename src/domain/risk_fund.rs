@@ -17,22 +17,31 @@
 //!   day (interest, penalty and compound interest are the bank's: the fund covers principal
 //!   only); the fund pays its share of it, rounded half up to the fen, and the bank bears the
 //!   rest. Refused when the balance does not cover the fund's part (`FUND_INSUFFICIENT`). The
-//!   household still owes the bank everything: the loan is not changed, and its later
-//!   repayments, or its write-off, are recorded as ever.
+//!   household still owes the bank everything: the loan's figures are not changed, and its
+//!   later repayments, or its write-off, are recorded as ever, but none dated before the
+//!   compensation ([`LoanState::compensated`]; a settlement alone may be, which changes
+//!   neither the principal nor the days overdue the compensation counted): what it counted
+//!   stands, and what the household pays from then on is recovered.
 //! - **Recoveries** ([`Fund::plan_return`], asked by the bank): what the bank recovers of a
 //!   compensated loan's principal after the compensation is shared as the loss was: the fund's
 //!   share of the principal repaid since, rounded half up, up to what the fund paid, less what
 //!   was returned before. Computed from the cumulative figure each time, so that returns made
 //!   in any number of steps add up to the share of the total, never a fen more or less.
+//!   Dated on or after the loan's last event (the repayments it counts are made by then).
 //!   `NOTHING_TO_RETURN` when none is due.
 //! - **Lending limits** ([`check_lending`], on each new contract of a ledger with a fund):
-//!   - leverage: the ledger's programme loans outstanding, with the principal its contracts
-//!     have not paid out yet (until their maturity) and the new contract's, at most
-//!     [`LEVERAGE`] × the balance (`FUND_LEVERAGE_EXCEEDED`): checked when a loan is contracted,
-//!     so that its payouts, which cannot exceed it, need no check of their own;
-//!   - the non-performing ratio: principal of loans more than 90 days overdue over all
-//!     principal outstanding, as of the contract date; above [`NPL_LIMIT_PERCENT`]% lending is
-//!     suspended (`LENDING_SUSPENDED`) until the ratio falls (repayments, write-offs).
+//!   - leverage ([`check_leverage`]): the ledger's programme loans outstanding, with the
+//!     principal its contracts have not paid out yet (until their maturity) and the new
+//!     contract's, at most [`LEVERAGE`] × the balance (`FUND_LEVERAGE_EXCEEDED`): checked when
+//!     a loan is contracted, so that its payouts, which cannot exceed it, need no check of
+//!     their own; but for a contract whose maturity has passed unpaid, which stopped counting
+//!     then: a payout of it dated back before its maturity is checked as new lending, the
+//!     amount paid out on top of what the ledger's loans stand at now;
+//!   - the non-performing ratio ([`check_suspension`]): principal of loans more than 90 days
+//!     overdue over all principal outstanding; above [`NPL_LIMIT_PERCENT`]% lending is
+//!     suspended (`LENDING_SUSPENDED`) until the ratio falls (repayments, write-offs). Judged
+//!     as of the contract date, and for a contract dated back as of the day it is recorded
+//!     too: while lending is suspended, no contract is recorded, whatever its date.
 //!
 //!   A ledger without a fund has neither limit: the fund is the county's to open.
 //!
@@ -209,6 +218,23 @@ fn before_opening(fund: &Fund, date: NaiveDate) -> DomainError {
     )
 }
 
+/// Refuses `date` before `loan`'s last event: a compensation or a return counts the loan as
+/// its events left it, and they must all be dated by then.
+fn check_after_last_event(loan: &LoanState, date: NaiveDate) -> Result<(), DomainError> {
+    if date < loan.last_value_date {
+        return Err(DomainError::refused(
+            Reason::ValueDateOutOfRange,
+            format!(
+                "{} is before loan {}'s last event ({})",
+                format_date(date),
+                loan.terms.loan_id,
+                format_date(loan.last_value_date)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Fund {
     /// Plans the opening of `ledger_id`'s fund (the caller has checked it has none).
     pub fn open(
@@ -293,16 +319,7 @@ impl Fund {
         if date < self.opened_on {
             return Err(before_opening(self, date));
         }
-        if date < loan.last_value_date {
-            return Err(DomainError::refused(
-                Reason::ValueDateOutOfRange,
-                format!(
-                    "{} is before loan {loan_id}'s last event ({})",
-                    format_date(date),
-                    format_date(loan.last_value_date)
-                ),
-            ));
-        }
+        check_after_last_event(loan, date)?;
         // A closed loan owes nothing (LOAN_NOT_REPAYABLE, naming its status); a live one's
         // days overdue count the settlement points due by `date`, recorded or not.
         let quote = loan.quote(date)?;
@@ -372,6 +389,8 @@ impl Fund {
                 ),
             ));
         }
+        // What it counts as recovered is repaid by its date: not dated before a repayment.
+        check_after_last_event(loan, date)?;
         let recovered =
             sub(loan.principal_repaid_fen, compensation.repaid_before_fen, "recovered")?
                 .max(Fen::ZERO);
@@ -609,11 +628,23 @@ impl Exposure {
 
 /// Whether `fund` lets its ledger contract a new loan of `principal` on `date`, the ledger's
 /// programme loans standing at `exposure` that day (its contracts' principal not drawn yet
-/// counted with what is outstanding).
+/// counted with what is outstanding): [`check_suspension`], then [`check_leverage`].
 pub fn check_lending(
     fund: &Fund,
     exposure: &Exposure,
     principal: Fen,
+    date: NaiveDate,
+) -> Result<(), DomainError> {
+    check_suspension(fund, exposure, date)?;
+    let what = format!("a loan of {} fen", principal.0);
+    check_leverage(fund, exposure, principal, &what)
+}
+
+/// Refuses new lending while the ledger's non-performing ratio on `date`, its loans standing
+/// at `exposure` that day, is above [`NPL_LIMIT_PERCENT`]% (`LENDING_SUSPENDED`).
+pub fn check_suspension(
+    fund: &Fund,
+    exposure: &Exposure,
     date: NaiveDate,
 ) -> Result<(), DomainError> {
     if exposure.lending_suspended() {
@@ -634,19 +665,32 @@ pub fn check_lending(
         )
         .with("npl_basis_points", bp)
         .with("non_performing_fen", exposure.non_performing_fen.0)
-        .with("outstanding_fen", exposure.outstanding_fen.0));
+        .with("outstanding_fen", exposure.outstanding_fen.0)
+        .with("as_of", format_date(date)));
     }
-    let after = exposure.committed_fen() + i128::from(principal.0);
+    Ok(())
+}
+
+/// Refuses `amount` of new lending (`what`, named in the refusal) that would bring the ledger's
+/// programme loans, standing at `exposure`, above [`Fund::lending_limit`]
+/// (`FUND_LEVERAGE_EXCEEDED`).
+pub fn check_leverage(
+    fund: &Fund,
+    exposure: &Exposure,
+    amount: Fen,
+    what: &str,
+) -> Result<(), DomainError> {
+    let after = exposure.committed_fen() + i128::from(amount.0);
     let limit = fund.lending_limit();
     if after > i128::from(limit.0) {
         let room = fund.room(exposure).0;
         return Err(DomainError::refused(
             Reason::FundLeverageExceeded,
             format!(
-                "a loan of {} fen would bring ledger {}'s programme loans (outstanding, and \
-                 contracted not yet paid out) to {after} fen, above {LEVERAGE} × its risk fund's \
-                 {} fen ({} fen)",
-                principal.0, fund.ledger_id, fund.balance_fen.0, limit.0
+                "{what} would bring ledger {}'s programme loans (outstanding, and contracted \
+                 not yet paid out) to {after} fen, above {LEVERAGE} × its risk fund's {} fen \
+                 ({} fen)",
+                fund.ledger_id, fund.balance_fen.0, limit.0
             ),
         )
         .with("limit_fen", limit.0)

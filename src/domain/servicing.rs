@@ -304,6 +304,14 @@ pub struct Servicing {
     /// `principal_fen`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principal_due: Vec<DueItem>,
+    /// The day the county's risk fund compensated the bank for the loan
+    /// ([`crate::domain::risk_fund`]), if it did: set by the compensation, not by an event of
+    /// the loan. No event but a settlement may be dated before it
+    /// ([`crate::domain::loan::LoanState::plan`]): the compensation's days overdue and loss
+    /// were worked out from the loan as it stood that day, and what the household pays after
+    /// it is what the bank recovers. Stored only when set.
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub compensated_on: Option<NaiveDate>,
 }
 
 /// An instalment of an amortising loan not yet due.
@@ -1217,6 +1225,7 @@ mod tests {
             compound_paid_fen: Fen(6),
             written_off_fen: Fen(8),
             principal_due: vec![due],
+            compensated_on: Some(d("2021-09-20")),
             ..old
         };
         let stored = serde_json::to_string(&full).unwrap();

@@ -248,7 +248,11 @@ impl Replay {
                 }
             }
             Ok(JournalEvent::SubsidyClaim(event)) => self.replay_claim(&event, seq, t.postings),
-            Ok(JournalEvent::RiskFund(event)) => self.replay_fund(&event, seq, t.postings),
+            Ok(JournalEvent::RiskFund(event)) => {
+                if let Err(why) = caught(|| self.replay_fund(&event, seq, t.postings)) {
+                    self.problems.add(seq, format!("seq {seq}: the event does not replay ({why})"))
+                }
+            }
             Ok(other) => {
                 replay_registry(&mut self.registry, other, seq);
                 self.memo(seq, t.postings, "a registry record");
@@ -291,11 +295,17 @@ impl Replay {
                 .add(seq, format!("seq {seq}: postings differ from those the event implies")),
             Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
         }
-        if let Some(opened) = Fund::opened(event) {
-            if self.fund.is_some() {
-                self.problems.add(seq, format!("seq {seq}: the risk fund is opened again"));
-            } else {
-                self.fund = Some((opened, seq));
+        if let FundEvent::Opened { ledger_id, opened_on, fund_share_percent } = event {
+            // Planned again: a share the service never accepts (not 80 or 70) is reported.
+            if let Err(e) = Fund::open(ledger_id, *opened_on, *fund_share_percent) {
+                self.problems.add(seq, format!("seq {seq}: {e}"));
+            }
+            match (Fund::opened(event), &self.fund) {
+                (_, Some(_)) => {
+                    self.problems.add(seq, format!("seq {seq}: the risk fund is opened again"))
+                }
+                (Some(opened), None) => self.fund = Some((opened, seq)),
+                (None, None) => {}
             }
             return;
         }
@@ -304,30 +314,44 @@ impl Replay {
             return;
         };
         let compensation = event.loan_id().and_then(|id| self.compensations.get(id)).map(|c| &c.0);
-        if let Some(loan_id) = event.loan_id() {
-            let planned = match (self.loans.get(loan_id), event, compensation) {
-                (None, ..) => Err(format!("loan {loan_id} unknown")),
-                (Some(loan), FundEvent::Compensated { .. }, c) => {
-                    fund.compensate(loan, event.date(), c).map_err(|e| e.to_string())
-                }
-                (Some(loan), FundEvent::Returned { .. }, Some(c)) => {
-                    fund.plan_return(c, loan, event.date()).map_err(|e| e.to_string())
-                }
-                (Some(_), ..) => Err(format!("loan {loan_id} has no compensation")),
-            };
-            match planned {
-                Ok(planned) if &planned == event => {}
-                Ok(_) => self.problems.add(
-                    seq,
-                    format!("seq {seq}: differs from what loan {loan_id} and the fund imply"),
-                ),
-                Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
+        // Each event planned again as the writer planned it, from the fund and the loan
+        // replayed so far, and compared.
+        let (planned, what) = match event {
+            FundEvent::Deposited { value_date, source, amount_fen, voucher, .. } => (
+                fund.deposit(*value_date, *source, *amount_fen, voucher).map_err(|e| e.to_string()),
+                "the fund implies".to_string(),
+            ),
+            _ => {
+                let loan_id = event.loan_id().unwrap_or_default();
+                let planned = match (self.loans.get(loan_id), event, compensation) {
+                    (None, ..) => Err(format!("loan {loan_id} unknown")),
+                    (Some(loan), FundEvent::Compensated { .. }, c) => {
+                        fund.compensate(loan, event.date(), c).map_err(|e| e.to_string())
+                    }
+                    (Some(loan), FundEvent::Returned { .. }, Some(c)) => {
+                        fund.plan_return(c, loan, event.date()).map_err(|e| e.to_string())
+                    }
+                    (Some(_), ..) => Err(format!("loan {loan_id} has no compensation")),
+                };
+                (planned, format!("loan {loan_id} and the fund imply"))
             }
+        };
+        match planned {
+            Ok(planned) if &planned == event => {}
+            Ok(_) => self.problems.add(seq, format!("seq {seq}: differs from what {what}")),
+            Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
         }
         match fund.apply(event, compensation) {
             Ok(changed) => {
                 *last = seq;
                 if let Some(c) = changed {
+                    // The loan compensated is marked as the writer marked it: no event but a
+                    // settlement dated before the compensation replays after it.
+                    if let (FundEvent::Compensated { .. }, Some(loan)) =
+                        (event, self.loans.get_mut(&c.loan_id))
+                    {
+                        *loan = loan.compensated(c.compensated_on);
+                    }
                     self.compensations.insert(c.loan_id.clone(), (c, seq));
                 }
             }

@@ -18,15 +18,20 @@
 //! them.
 
 use super::plan::check_bank;
+use super::rules::latest_contract_date;
 use super::{Effect, Envelope, Group, Planned, Writer};
 use crate::app::command::Command;
 use crate::app::error::AppError;
 use crate::collections::{HashMap, HashSet};
 use crate::domain::date::BusinessDate;
+use crate::domain::date::format_date;
 use crate::domain::error::DomainError;
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanState, LoanTerms};
-use crate::domain::risk_fund::{Exposure, Fund, FundEvent, check_lending};
+use crate::domain::money::Fen;
+use crate::domain::risk_fund::{
+    Exposure, Fund, FundEvent, check_lending, check_leverage, check_suspension,
+};
 use crate::ledger::fund_postings::fund_postings;
 use crate::store::write::WriteTx;
 
@@ -168,6 +173,7 @@ impl Writer {
             what: "risk fund",
             id: ledger_id.to_string(),
         };
+        let mut compensated = None;
         let (fund, event, compensation) = match &env.command {
             Command::OpenRiskFund { ledger_id, opened_on, fund_share_percent } => {
                 office_only(ledger_id)?;
@@ -184,7 +190,7 @@ impl Writer {
                 let event = Fund::open(ledger_id, *opened_on, *fund_share_percent)?;
                 let fund = Fund::opened(&event)
                     .ok_or_else(|| AppError::Internal("an opening opened no fund".into()))?;
-                return planned(fund, event, true, None);
+                return planned(fund, event, true, None, None);
             }
             Command::DepositRiskFund { ledger_id, value_date, source, amount_fen, voucher } => {
                 office_only(ledger_id)?;
@@ -199,6 +205,7 @@ impl Writer {
                 let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
                 let existing = tx.compensation(loan_id).await?;
                 let event = fund.compensate(&loan, *value_date, existing.as_ref())?;
+                compensated = Some(Box::new(loan.compensated(*value_date)));
                 (fund, event, existing)
             }
             Command::ReturnRecovery { loan_id, value_date } => {
@@ -218,12 +225,12 @@ impl Writer {
         };
         let mut after = fund;
         let changed = after.apply(&event, compensation.as_ref())?;
-        planned(after, event, false, changed)
+        planned(after, event, false, changed, compensated)
     }
 
     /// Whether the risk fund of `ledger_id`, if it has one, lets it contract `terms`
-    /// ([`check_lending`]): the exposure on the contract date of the ledger's live loans, as
-    /// stored but for those the group has changed, counted as it left them.
+    /// ([`check_lending`] on the contract date; and, for a contract dated back, the
+    /// suspension judged again on the day the group records it, [`check_suspension`]).
     pub(super) async fn check_fund_limits(
         &self,
         tx: &mut WriteTx,
@@ -231,16 +238,59 @@ impl Writer {
         ledger_id: &str,
         terms: &LoanTerms,
     ) -> Result<(), AppError> {
-        let fund = match g.funds.funds.get(ledger_id) {
-            Some(fund) => fund.clone(),
-            None => {
-                let fund = tx.risk_fund(ledger_id).await?;
-                g.funds.funds.insert(ledger_id.to_string(), fund.clone());
-                fund
-            }
-        };
-        let Some(fund) = fund else { return Ok(()) };
+        let Some(fund) = fund_of(tx, g, ledger_id).await? else { return Ok(()) };
         let date = terms.contract_date;
+        let exposure = self.exposure_on(tx, g, ledger_id, date).await?;
+        check_lending(&fund, &exposure, terms.principal_fen, date)?;
+        if date < g.recorded_on {
+            let today = g.recorded_on;
+            let now = self.exposure_on(tx, g, ledger_id, today).await?;
+            check_suspension(&fund, &now, today)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the risk fund of `loan`'s ledger, if it has one, lets it pay out `amount` of a
+    /// contract whose maturity has passed unpaid by the latest contract date the group takes,
+    /// dated back before that maturity ([`paid_out_dated_back`]): the contract stopped counting
+    /// against the leverage limit at its maturity, so its payout is new lending, checked
+    /// ([`check_leverage`]) on top of the ledger's loans as they stand on that latest date.
+    ///
+    /// [`paid_out_dated_back`]: super::rules::paid_out_dated_back
+    pub(super) async fn check_payout_limits(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        loan: &LoanState,
+        amount: Fen,
+        value_date: BusinessDate,
+    ) -> Result<(), AppError> {
+        let ledger_id = &loan.terms.ledger_id;
+        let Some(fund) = fund_of(tx, g, ledger_id).await? else { return Ok(()) };
+        let latest = latest_contract_date(g);
+        let now = self.exposure_on(tx, g, ledger_id, latest).await?;
+        let maturity = loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date);
+        let what = format!(
+            "paying out {} fen of loan {} dated {}, before its maturity ({}), which passed \
+             with nothing paid out and ended its count as lending,",
+            amount.0,
+            loan.terms.loan_id,
+            format_date(value_date),
+            format_date(maturity)
+        );
+        check_leverage(&fund, &now, amount, &what)?;
+        Ok(())
+    }
+
+    /// The exposure of `ledger_id`'s live loans on `date`, as stored but for those the group
+    /// has changed, counted as it left them ([`ExposureCache`]).
+    async fn exposure_on(
+        &self,
+        tx: &mut WriteTx,
+        g: &Group,
+        ledger_id: &str,
+        date: BusinessDate,
+    ) -> Result<Exposure, AppError> {
         // The loans the group has changed by now count as it left them.
         let changed: Vec<&LoanState> = g
             .changed
@@ -254,32 +304,45 @@ impl Writer {
             .map_err(poisoned)?
             .fresh(ledger_id, date, &self.loans)
             .map(|e| e.with(&changed, date));
-        let exposure = match cached {
-            Some(exposure) => exposure,
-            None => {
-                let loans = tx.live_loans_of_ledger(ledger_id).await?;
-                let mut cache = self.exposures.lock().map_err(poisoned)?;
-                cache.keep(ledger_id, date, &loans);
-                let kept = cache.fresh(ledger_id, date, &self.loans);
-                kept.map(|e| e.with(&changed, date))
-                    .ok_or_else(|| AppError::Internal("an exposure kept is not found".into()))?
-            }
-        };
-        check_lending(&fund, &exposure, terms.principal_fen, date)?;
-        Ok(())
+        if let Some(exposure) = cached {
+            return Ok(exposure);
+        }
+        let loans = tx.live_loans_of_ledger(ledger_id).await?;
+        let mut cache = self.exposures.lock().map_err(poisoned)?;
+        cache.keep(ledger_id, date, &loans);
+        let kept = cache.fresh(ledger_id, date, &self.loans);
+        kept.map(|e| e.with(&changed, date))
+            .ok_or_else(|| AppError::Internal("an exposure kept is not found".into()))
     }
+}
+
+/// The fund of `ledger_id` as the group sees it (`None`: it has none): read once a group, and
+/// again after the group changes it ([`FundLimits::forget`]).
+async fn fund_of(
+    tx: &mut WriteTx,
+    g: &mut Group,
+    ledger_id: &str,
+) -> Result<Option<Fund>, AppError> {
+    if let Some(fund) = g.funds.funds.get(ledger_id) {
+        return Ok(fund.clone());
+    }
+    let fund = tx.risk_fund(ledger_id).await?;
+    g.funds.funds.insert(ledger_id.to_string(), fund.clone());
+    Ok(fund)
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> AppError {
     AppError::Internal("the writer's exposure cache was poisoned".into())
 }
 
-/// The plan of a fund event: its postings, and the fund and compensation after it.
+/// The plan of a fund event: its postings, the fund and compensation after it, and the loan
+/// a compensation marks.
 fn planned(
     fund: Fund,
     event: FundEvent,
     opened: bool,
     compensation: Option<crate::domain::risk_fund::Compensation>,
+    compensated: Option<Box<LoanState>>,
 ) -> Result<Planned, AppError> {
     let postings =
         fund_postings(&event).map_err(|e| AppError::Internal(format!("unbalanced plan: {e}")))?;
@@ -291,6 +354,7 @@ fn planned(
             fund: Box::new(fund),
             opened,
             compensation: compensation.map(Box::new),
+            compensated,
         },
     })
 }

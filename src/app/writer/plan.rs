@@ -20,6 +20,7 @@ use crate::domain::loan::{
     LoanCommand, LoanEvent, LoanState, OriginationContext, plan_origination,
 };
 use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
+use crate::domain::money::Fen;
 use crate::domain::policy::{default_versions, in_force};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimStatus, Decision, Rejection, hold};
 use crate::ledger::claim_postings::claim_postings;
@@ -622,6 +623,16 @@ impl Writer {
                     if let Some(later) = since.first() {
                         return Err(expired_contract_refused(&loan, later));
                     }
+                    // Last: a payout the loan itself refuses is refused for that.
+                    let planned = self.plan_loan(
+                        &loan,
+                        LoanCommand::Disburse { date: *value_date, amount: *amount_fen },
+                    )?;
+                    let left = Fen(loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0));
+                    let amount = amount_fen.unwrap_or(left);
+                    let loan = loan.into_owned();
+                    self.check_payout_limits(tx, g, &loan, amount, *value_date).await?;
+                    return Ok(planned);
                 }
                 self.plan_loan(
                     &loan,
@@ -822,9 +833,14 @@ impl Writer {
                 tx.update_claim(&claim, seq_i64, &released).await?;
                 Outcome::SubsidyClaim { claim, entry: entry.clone() }
             }
-            Effect::Fund { fund, opened, compensation } => {
+            Effect::Fund { fund, opened, compensation, compensated } => {
                 tx.put_fund(&fund, opened, compensation.as_deref(), seq_i64).await?;
                 g.funds.forget(&fund.ledger_id);
+                if let Some(loan) = compensated {
+                    // Written with the group's loans; its last seq stays its own last event's.
+                    g.changed.insert(loan.terms.loan_id.clone());
+                    g.loans.insert(loan.terms.loan_id.clone(), *loan);
+                }
                 Outcome::RiskFund { fund, compensation, entry: entry.clone() }
             }
             Effect::Unchanged(_) => {

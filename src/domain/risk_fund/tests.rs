@@ -116,6 +116,52 @@ fn a_closed_loan_or_a_date_before_its_last_event_is_not_compensated() {
         code(fund.compensate(&other, d("2021-07-01"), None).unwrap_err()),
         "LEDGER_MISMATCH"
     );
+    // Paid off, a loan owes nothing and is not compensated, however late its payments were.
+    let l = self::loan("L2");
+    let owed = l.quote(d("2021-07-01")).unwrap().total().unwrap();
+    let paid_off = after(&l, LoanCommand::Repay { date: d("2021-07-01"), amount: owed });
+    assert_eq!(paid_off.status, LoanStatus::Settled);
+    let closed = fund.compensate(&paid_off, d("2021-07-01"), None).unwrap_err();
+    assert_eq!(code(closed), "LOAN_NOT_REPAYABLE");
+}
+
+/// Once compensated on 2021-06-20, a loan takes no payment, extension, misuse or write-off
+/// dated before that day (its days overdue and loss stand as the compensation counted them),
+/// but a settlement through a point before it, which changes neither; from the day on, all.
+#[test]
+fn a_compensated_loan_takes_nothing_dated_before_its_compensation_but_a_settlement() {
+    let fund = funded(80, 5_000_000);
+    // Left alone since its payout on 2021-01-25: the 2021-03-20 point is not recorded yet.
+    let loan = loan("L1");
+    let event = fund.compensate(&loan, d("2021-06-20"), None).unwrap();
+    assert!(matches!(event, FundEvent::Compensated { .. }));
+    let marked = loan.compensated(d("2021-06-20"));
+    assert_eq!(marked.last_value_date, loan.last_value_date, "no event of the loan");
+    assert_eq!(marked.principal_outstanding_fen, loan.principal_outstanding_fen);
+    for command in [
+        LoanCommand::Repay { date: d("2021-06-19"), amount: Fen(100_000) },
+        LoanCommand::MarkMisuse { date: d("2021-06-01") },
+        LoanCommand::WriteOff { date: d("2021-06-19") },
+        LoanCommand::Extend { date: d("2021-06-19"), new_maturity: d("2022-07-25") },
+        LoanCommand::Disburse { date: d("2021-06-19"), amount: Some(Fen(1)) },
+    ] {
+        let refused = marked.plan(&command).unwrap_err();
+        let text = refused.to_string();
+        assert_eq!(code(refused), "VALUE_DATE_OUT_OF_RANGE", "{command:?}");
+        assert!(text.contains("compensation by the risk fund on 2021-06-20"), "{text}");
+        assert!(loan.plan(&command).is_ok() || command_is_refused_anyway(&command), "{command:?}");
+    }
+    let settled = after(&marked, LoanCommand::Settle { date: d("2021-03-20") });
+    assert_eq!(settled.servicing.compensated_on, Some(d("2021-06-20")), "kept");
+    let paid = after(&settled, LoanCommand::Repay { date: d("2021-06-20"), amount: Fen(100_000) });
+    assert_eq!(paid.servicing.compensated_on, Some(d("2021-06-20")), "kept");
+    assert!(paid.principal_repaid_fen < Fen(100_000), "arrears first");
+}
+
+/// Of the commands above, those the loan refuses without any compensation: a tranche of a loan
+/// paid out in full, and a write-off before 90 days.
+fn command_is_refused_anyway(command: &LoanCommand) -> bool {
+    matches!(command, LoanCommand::Disburse { .. } | LoanCommand::WriteOff { .. })
 }
 
 #[allow(non_snake_case)]
@@ -149,6 +195,11 @@ fn what_is_recovered_after_is_returned_at_the_funds_share() {
     assert_eq!(code(twice), "NOTHING_TO_RETURN");
     let early = fund.plan_return(&c, &paid, d("2021-06-19")).unwrap_err();
     assert_eq!(code(early), "VALUE_DATE_OUT_OF_RANGE");
+    // Dated before the payment it would count, it is refused.
+    let more = after(&paid, LoanCommand::Repay { date: d("2021-08-01"), amount: Fen(500_000) });
+    let before_it = fund.plan_return(&c, &more, d("2021-07-15")).unwrap_err();
+    assert_eq!(code(before_it), "VALUE_DATE_OUT_OF_RANGE");
+    assert!(fund.plan_return(&c, &more, d("2021-08-01")).is_ok());
 }
 
 #[test]
@@ -242,6 +293,30 @@ fn exposure_counts_live_loans_on_the_date() {
 }
 
 proptest! {
+    /// A loan of any principal, compensated: the fund's part and the bank's add up to the loss,
+    /// the principal outstanding, to the fen, and the fund's is its share rounded half up.
+    #[test]
+    fn a_compensations_parts_add_up_to_the_loss(
+        principal in 1i64..=100_000_000_000,
+        seventy in any::<bool>(),
+    ) {
+        let percent = if seventy { 70 } else { 80 };
+        let mut terms = crate::bench::load::bench_terms("110101198001011234");
+        terms.loan_id = "P".into();
+        terms.ledger_id = "L".into();
+        terms.principal_fen = Fen(principal);
+        let (_, loan) = LoanState::new(terms, 1)
+            .plan(&LoanCommand::Disburse { date: d("2021-01-25"), amount: None })
+            .unwrap();
+        let fund = funded(percent, 100_000_000_000);
+        let event = fund.compensate(&loan, d("2021-06-20"), None).unwrap();
+        let FundEvent::Compensated { compensation: c } = &event else { panic!("{event:?}") };
+        prop_assert_eq!(c.loss_fen, Fen(principal));
+        prop_assert_eq!(Fen(c.fund_fen.0 + c.bank_fen.0), c.loss_fen);
+        prop_assert_eq!(c.fund_fen, share_of(Fen(principal), percent));
+        prop_assert!(c.bank_fen.0 >= 0);
+    }
+
     #[test]
     fn the_shares_add_up_to_the_loss(loss in 0i64..=1_000_000_000_000, seventy in any::<bool>()) {
         let percent = if seventy { 70 } else { 80 };
