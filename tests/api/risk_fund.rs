@@ -14,6 +14,7 @@ use crate::common::*;
 on_both_backends!(
     a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_recovered,
     a_funds_limits_hold_new_contracts,
+    a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
 );
 
@@ -176,6 +177,12 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 4_000_000);
     // The household still owes the whole loan.
     assert_eq!(app.get_loan(&t.bank, &second).await.principal_outstanding_fen, 5_000_000);
+    // A payment dated before the compensation (after the loan's last event, 2021-03-20) would
+    // make its 92 days overdue and its loss untrue: refused, naming the compensation's day.
+    let back = app.repay_as(&t.bank, &rid("repay"), &second, "2021-06-10", 1_000_000).await;
+    let back = expect_refused(back.map(tonic::Response::new), "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(metadata(&back, "compensated_on").as_deref(), Some("2021-06-20"));
+    assert!(back.message().contains("compensation by the risk fund"), "{}", back.message());
 
     let nothing = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-21")).await;
     expect_refused(nothing, "NOTHING_TO_RETURN");
@@ -184,6 +191,9 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     let recovered = 5_000_000 - outstanding;
     assert!(recovered > 0 && recovered < 1_000_000, "arrears first: {recovered}");
     let share = (recovered * 80 + 50) / 100;
+    // A return dated before the payment it would count is refused.
+    let early = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-25")).await;
+    expect_refused(early, "VALUE_DATE_OUT_OF_RANGE");
     let returned = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-07-01")).await;
     let returned = returned.expect("ReturnRecovery").into_inner();
     let c = returned.compensation.expect("the compensation");
@@ -276,6 +286,18 @@ async fn a_funds_limits_hold_new_contracts(backend: Backend) {
     let levered =
         app.loans(&t.bank).create_loan(standard_loan_on("C003", "H003", "2021-06-18")).await;
     expect_refused(levered, "FUND_LEVERAGE_EXCEEDED");
+    // With room made, the contract dated 2021-06-18 is still refused: on the day it is
+    // recorded (today) all the principal is overdue, and lending is suspended whatever a
+    // contract's date.
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-06-01", 1_000_000))
+        .await
+        .expect("a deposit");
+    let dated_back =
+        app.loans(&t.bank).create_loan(standard_loan_on("C003", "H003", "2021-06-18")).await;
+    let dated_back = expect_refused(dated_back, "LENDING_SUSPENDED");
+    let as_of = metadata(&dated_back, "as_of").expect("the day judged");
+    assert!(as_of.as_str() > "2021-06-20", "judged as of the day recorded, not {as_of}");
 
     // Paid off that day, the loans leave nothing non-performing, nor outstanding: the same
     // day's contract, refused above, goes through (the writer's figures of that day follow
@@ -284,6 +306,58 @@ async fn a_funds_limits_hold_new_contracts(backend: Backend) {
     app.pay_off(&t.bank, &second, "2021-06-20").await;
     app.create_loan(&t.bank, standard_loan_on("C003", "H003", "2021-06-20")).await;
 
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A contract never paid out stops counting against the leverage limit at its maturity, and
+/// the ledger lends up to the limit again; a payout of it dated back before that maturity is
+/// then new lending, checked against the loans as they stand. The fund of 10,000.00 yuan
+/// allows 100,000.00: C001 (contracted 2021-01-25, maturing 2022-01-25) is never paid out;
+/// C002 and C003, contracted on 2022-02-01 and paid out, take the 100,000.00; C001 paid out
+/// dated 2021-06-01 is refused, with no room left, until a deposit makes room.
+async fn a_payout_of_a_contract_past_its_maturity_is_new_lending(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    app.register_household(&t.finance, "H003", "19800517").await;
+    opened_with(&app, &t, 1_000_000).await;
+    let first = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    for (contract, household) in [("C002", "H002"), ("C003", "H003")] {
+        // At the LPR cap in force then (3.70%).
+        let request = pb::CreateLoanRequest {
+            annual_rate: "0.0370".into(),
+            ..standard_loan_on(contract, household, "2022-02-01")
+        };
+        app.create_loan(&t.bank, request).await;
+    }
+    // (Both contracted first: once paid out and left unpaid, they are overdue today, and
+    // lending is suspended.)
+    for contract in ["C002", "C003"] {
+        app.disburse(&t.bank, &loan_id(contract), "2022-02-05").await;
+    }
+    let payout = |request_id: &str| pb::DisburseRequest {
+        request_id: request_id.into(),
+        loan_id: first.clone(),
+        value_date: "2021-06-01".into(),
+        amount_fen: 0,
+    };
+    let over = app.loans(&t.bank).disburse(payout(&rid("d"))).await;
+    let over = expect_refused(over, "FUND_LEVERAGE_EXCEEDED");
+    assert_eq!(metadata(&over, "room_fen").as_deref(), Some("0"));
+    assert!(over.message().contains("maturity (2022-01-25)"), "{}", over.message());
+    assert_eq!(app.get_loan(&t.bank, &first).await.disbursed_fen, 0, "nothing paid out");
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-05-01", 500_000))
+        .await
+        .expect("a deposit");
+    let paid = app.loans(&t.bank).disburse(payout(&rid("d"))).await;
+    let paid = paid.expect("paid out once there is room").into_inner();
+    assert_eq!(paid.loan.expect("the loan").disbursed_fen, STANDARD_PRINCIPAL_FEN);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
@@ -426,5 +500,23 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     app.db.execute_raw(changed).await.expect("a read model row changed");
     let v = app.verify(&t.auditor).await;
     assert!(v.problems.iter().any(|p| p.contains("risk compensations")), "{:?}", v.problems);
+
+    // A forger dates the first deposit back before the fund's opening, and rehashes the chain
+    // from there: verify, planning the deposit again from the fund, reports it at its seq.
+    let mut journal = app.journal(&t.auditor, LEDGER).await;
+    let at = journal.iter().position(|e| e.kind == "risk_fund.deposited").expect("recorded");
+    let seq = journal[at].seq;
+    let forged = journal[at].command_json.replace("2021-01-05", "2020-12-01");
+    assert_ne!(forged, journal[at].command_json);
+    journal[at].command_json = forged.clone();
+    let mut sql = format!(
+        "update journal_txn set command_json = '{forged}' where ledger_id = '{LEDGER}' and seq = {seq};"
+    );
+    sql.push_str(&rehash_from(&journal, at));
+    app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
+    check_chain(&app.journal(&t.auditor, LEDGER).await);
+    let v = app.verify(&t.auditor).await;
+    let before = format!("seq {seq}: 2020-12-01 is before the risk fund of ledger {LEDGER}");
+    assert!(v.problems.iter().any(|p| p.starts_with(&before)), "{:?}", v.problems);
     app.finish().await;
 }

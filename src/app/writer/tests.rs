@@ -941,7 +941,113 @@ on_both_backends!(
     a_retried_run_counts_the_loans_it_settled_before,
     a_closed_queue_answers_what_it_holds_and_stops,
     a_claim_checked_over_a_loan_changed_since_is_not_recorded,
+    fund_commands_in_one_group_see_each_other,
 );
+
+/// What a command's caller gets, in short: `ok`, a refusal's reason code, or the error.
+fn answered(result: &Result<Outcome, AppError>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => e.refusal().and_then(|r| r.reason).unwrap_or_else(|| e.to_string()),
+    }
+}
+
+/// The risk fund's commands, and the contracts and payments it bears on, in one group (queued
+/// before the writer runs): each sees what those before it in the group wrote. Loans 1 and 2
+/// (50,000.00 yuan each) contracted on 2021-01-25, not paid out (they count as lending from
+/// their contracts on; paid out and left unpaid, they would suspend lending today, whatever a
+/// contract's date); then the fund opened, empty: a contract of 10,000.00 is refused (nothing
+/// to lend on); 11,000.00 deposited: the same contract goes through (110,000.00 contracted,
+/// 10 times the balance), and another is refused (the group's own contract counted); loan 1
+/// paid out, 40,000.00 more deposited, and loan 1 compensated (80% of its 50,000.00) on
+/// 2021-06-20: once, the second claim refused as compensated, and a payment on it dated before
+/// the compensation refused. Had a command seen the fund or the loans as stored at the
+/// group's start, the answers would differ.
+async fn fund_commands_in_one_group_see_each_other(db: &Db) {
+    use crate::domain::risk_fund::DepositSource;
+    db.migrate().await.unwrap();
+    let (w, task) = spawn_writer(db);
+    register_all(&w, 4).await;
+    let contracts = (1..=2).map(|n| contract(n, PRINCIPAL_FEN, "0.0385")).collect();
+    all_ok(w.submit_many(&bank(), contracts).await);
+    let groups_before = groups_committed(db).await;
+
+    let deposit = |id: &str, date: &str, amount: i64| {
+        let command = Command::DepositRiskFund {
+            ledger_id: LEDGER.into(),
+            value_date: day(date),
+            source: DepositSource::Deposit,
+            amount_fen: Fen(amount),
+            voucher: "V".into(),
+        };
+        vec![(id.to_string(), command)]
+    };
+    let small = |id: &str, n: u32| vec![(id.to_string(), contract(n, 1_000_000, "0.0385").1)];
+    let open = Command::OpenRiskFund {
+        ledger_id: LEDGER.into(),
+        opened_on: day("2021-01-01"),
+        fund_share_percent: 80,
+    };
+    let compensate = |id: &str, date: &str| {
+        vec![(
+            id.to_string(),
+            Command::CompensateLoan { loan_id: loan_id(1), value_date: day(date) },
+        )]
+    };
+    let payout =
+        Command::Disburse { loan_id: loan_id(1), value_date: day("2021-01-25"), amount_fen: None };
+    let pay_before = Command::RecordRepayment {
+        loan_id: loan_id(1),
+        value_date: day("2021-06-10"),
+        amount_fen: Fen(100_000),
+    };
+    let calls = vec![
+        w.queue_many(&finance(), vec![("open".into(), open)], false).await,
+        w.queue_many(&bank(), small("c3-empty", 3), false).await,
+        w.queue_many(&finance(), deposit("dep1", "2021-01-05", 1_100_000), false).await,
+        w.queue_many(&bank(), small("c3", 3), false).await,
+        w.queue_many(&bank(), small("c4", 4), false).await,
+        w.queue_many(&bank(), vec![("d1".into(), payout)], false).await,
+        w.queue_many(&finance(), deposit("dep2", "2021-06-01", 4_000_000), false).await,
+        w.queue_many(&bank(), compensate("comp", "2021-06-20"), false).await,
+        w.queue_many(&bank(), compensate("comp-again", "2021-06-21"), false).await,
+        w.queue_many(&bank(), vec![("pay-before".into(), pay_before)], false).await,
+    ];
+    let mut results = Vec::new();
+    for call in calls {
+        results.extend(call.wait().await);
+    }
+    let answers: Vec<String> = results.iter().map(answered).collect();
+    assert_eq!(
+        answers,
+        [
+            "ok",
+            "FUND_LEVERAGE_EXCEEDED",
+            "ok",
+            "ok",
+            "FUND_LEVERAGE_EXCEEDED",
+            "ok",
+            "ok",
+            "ok",
+            "LOAN_ALREADY_COMPENSATED",
+            "VALUE_DATE_OUT_OF_RANGE",
+        ]
+    );
+    assert_eq!(groups_committed(db).await, groups_before + 1, "the commands were one group");
+    let Ok(Outcome::RiskFund { fund, compensation, .. }) = &results[7] else {
+        panic!("a compensation: {:?}", results[7]);
+    };
+    assert_eq!(fund.balance_fen, Fen(1_100_000));
+    assert_eq!(compensation.as_ref().map(|c| c.fund_fen), Some(Fen(4_000_000)));
+    // The loan's mark is stored: read back, it refuses the payment dated before.
+    let stored = db.get_loan(&loan_id(1)).await.unwrap().expect("the loan");
+    let stored = stored.row.unwrap().into_state().unwrap();
+    assert_eq!(stored.servicing.compensated_on, Some(day("2021-06-20")));
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop(w);
+    task.await.unwrap();
+}
 
 /// A claim's lines are checked on the read pool before the writer takes it: a payment recorded
 /// on one of its loans in between would leave the check out of date. The writer then records
