@@ -303,6 +303,26 @@ fn compare_requests(
     }
 }
 
+/// The parts of a loan's state in which `stored` and `rebuilt` differ, named for the auditor.
+fn loan_differences(stored: &LoanState, rebuilt: &LoanState) -> Vec<&'static str> {
+    let parts: [(&'static str, bool); 10] = [
+        ("terms", stored.terms != rebuilt.terms),
+        ("status", stored.status != rebuilt.status),
+        ("amount paid out", stored.disbursed_fen != rebuilt.disbursed_fen),
+        (
+            "principal outstanding",
+            stored.principal_outstanding_fen != rebuilt.principal_outstanding_fen,
+        ),
+        ("principal repaid", stored.principal_repaid_fen != rebuilt.principal_repaid_fen),
+        ("interest paid", stored.interest_paid_fen != rebuilt.interest_paid_fen),
+        ("payout date", stored.disbursed_on != rebuilt.disbursed_on),
+        ("last value date", stored.last_value_date != rebuilt.last_value_date),
+        ("last seq", stored.last_seq != rebuilt.last_seq),
+        ("servicing", stored.servicing != rebuilt.servicing),
+    ];
+    parts.into_iter().filter(|(_, differs)| *differs).map(|(part, _)| part).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::{compare_links, compare_lpr, compare_requests};
@@ -396,24 +416,4 @@ mod tests {
         assert_eq!(requests(&[], &[(1, 10)]), [unjournaled(1)]);
         assert_eq!(requests(&journal[..1], &[]), [none(1)]);
     }
-}
-
-/// The parts of a loan's state in which `stored` and `rebuilt` differ, named for the auditor.
-fn loan_differences(stored: &LoanState, rebuilt: &LoanState) -> Vec<&'static str> {
-    let parts: [(&'static str, bool); 10] = [
-        ("terms", stored.terms != rebuilt.terms),
-        ("status", stored.status != rebuilt.status),
-        ("amount paid out", stored.disbursed_fen != rebuilt.disbursed_fen),
-        (
-            "principal outstanding",
-            stored.principal_outstanding_fen != rebuilt.principal_outstanding_fen,
-        ),
-        ("principal repaid", stored.principal_repaid_fen != rebuilt.principal_repaid_fen),
-        ("interest paid", stored.interest_paid_fen != rebuilt.interest_paid_fen),
-        ("payout date", stored.disbursed_on != rebuilt.disbursed_on),
-        ("last value date", stored.last_value_date != rebuilt.last_value_date),
-        ("last seq", stored.last_seq != rebuilt.last_seq),
-        ("servicing", stored.servicing != rebuilt.servicing),
-    ];
-    parts.into_iter().filter(|(_, differs)| *differs).map(|(part, _)| part).collect()
 }
