@@ -83,7 +83,8 @@ pub fn replay<'e>(
 }
 
 /// A loan's events decoded from its history, in journal order, each with its seq (the entries
-/// of other kinds that name the loan, none today, are left out).
+/// of other kinds that name the loan, its risk fund's compensation and returns, are left out:
+/// they change none of its figures).
 pub fn loan_events(loan_id: &str, history: LoanHistory) -> Result<Vec<(LoanEvent, u64)>, AppError> {
     let mut events = Vec::new();
     for entry in history.entries()? {

@@ -161,10 +161,14 @@ impl JournalEvent {
         }
     }
 
-    /// The loans this event touches (for loan histories): its loan's, if a loan event.
+    /// The loans this event touches (for loan histories): its loan's, if a loan event, or the
+    /// loan a risk fund's compensation or return is about (a loan's history shows them beside
+    /// its own events; the loan's replays take its own events alone,
+    /// [`crate::app::servicing::loan_events`]).
     pub fn loan_ids(&self) -> Option<&str> {
         match self {
             JournalEvent::Loan(e) => Some(e.loan_id()),
+            JournalEvent::RiskFund(e) => e.loan_id(),
             _ => None,
         }
     }

@@ -217,6 +217,40 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     assert_eq!((e.non_performing_fen, e.npl_basis_points, e.lending_suspended), (0, 0, false));
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    // The loan's history holds the compensation and the return beside its own events.
+    let kinds: Vec<String> =
+        app.history(&t.auditor, &second).await.into_iter().map(|e| e.kind).collect();
+    let fund_kinds: Vec<&str> =
+        kinds.iter().map(String::as_str).filter(|k| k.starts_with("risk_fund.")).collect();
+    assert_eq!(fund_kinds, ["risk_fund.compensated", "risk_fund.returned"], "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("risk_fund.returned"));
+
+    // The database as the version before this one left it (the loan's row without the
+    // compensation's day, the loan's history without the fund's entries): verify reports both,
+    // and the migration that came with them puts them right.
+    let (strip, migration) = match app.backend {
+        Backend::Sqlite => (
+            "update loan set servicing_json = json_remove(servicing_json, '$.compensated_on')",
+            include_str!("../../migrations/sqlite/0011_compensated_loans.sql"),
+        ),
+        Backend::Postgres => (
+            "update loan set servicing_json = (servicing_json::jsonb - 'compensated_on')::text",
+            include_str!("../../migrations/postgres/0014_compensated_loans.sql"),
+        ),
+    };
+    assert_eq!(app.db.execute_raw(strip).await.expect("the rows as before"), 2);
+    let unlink = "delete from journal_loan \
+                  where seq in (select seq from journal_txn where kind like 'risk_fund.%')";
+    assert_eq!(app.behind_the_back("journal_loan", unlink).await.expect("unlinked"), 2);
+    let v = app.verify(&t.auditor).await;
+    let servicing =
+        format!("loan {second}: stored state differs from the journal in its servicing");
+    assert!(v.problems.iter().any(|p| p.starts_with(&servicing)), "{:?}", v.problems);
+    let unlinked = format!("loan {second}: its history lacks seq");
+    assert!(v.problems.iter().any(|p| p.starts_with(&unlinked)), "{:?}", v.problems);
+    app.db.execute_raw(migration).await.expect("the migration's statements");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
 
     // A forger with the database's keys makes the loan look longer overdue in the recorded
     // compensation (no amount changed) and rehashes the chain from there: the chain holds,

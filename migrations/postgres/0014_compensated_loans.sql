@@ -12,3 +12,14 @@ set servicing_json = (
 )::text
 from risk_compensation c
 where c.loan_id = l.loan_id;
+
+-- From this version on, a loan's history also holds its risk fund's compensation and returns
+-- (journal_loan links them, JournalEvent::loan_ids): those recorded before it are linked here.
+insert into journal_loan (loan_id, ledger_id, seq)
+select command_json::jsonb -> 'compensation' ->> 'loan_id', ledger_id, seq
+from journal_txn
+where kind = 'risk_fund.compensated'
+union all
+select command_json::jsonb ->> 'loan_id', ledger_id, seq
+from journal_txn
+where kind = 'risk_fund.returned';

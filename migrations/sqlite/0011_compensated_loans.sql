@@ -14,3 +14,14 @@ set servicing_json = json_set(
      where c.loan_id = loan.loan_id)
 )
 where loan_id in (select loan_id from risk_compensation);
+
+-- From this version on, a loan's history also holds its risk fund's compensation and returns
+-- (journal_loan links them, JournalEvent::loan_ids): those recorded before it are linked here.
+insert into journal_loan (loan_id, ledger_id, seq)
+select json_extract(command_json, '$.compensation.loan_id'), ledger_id, seq
+from journal_txn
+where kind = 'risk_fund.compensated'
+union all
+select json_extract(command_json, '$.loan_id'), ledger_id, seq
+from journal_txn
+where kind = 'risk_fund.returned';
