@@ -345,6 +345,7 @@ pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
             grace_days: p.grace_days,
             rounding: p.rounding.as_str().to_string(),
             extension_months_max: p.extension_months_max,
+            enterprise_modes_refused: !p.enterprise_modes_allowed,
             eligible_statuses: p
                 .eligible_statuses
                 .iter()
@@ -382,6 +383,7 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         rounding,
         eligible_statuses,
         extension_months_max,
+        enterprise_modes_refused,
     } = p;
     let rounding = match rounding.as_str() {
         "half_up" => Rounding::HalfUp,
@@ -420,6 +422,7 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         rounding,
         extension_months_max,
         eligible_statuses,
+        enterprise_modes_allowed: !enterprise_modes_refused,
     };
     params.validate().map_err(|e| super::error::status(e.into()))?;
     Ok(params)

@@ -38,6 +38,12 @@ pub enum Reason {
     NothingToReturn = 30,
     LendingSuspended = 31,
     FundLeverageExceeded = 32,
+    PoolModeNotAllowed = 33,
+    PoolMemberTaken = 34,
+    PoolModeMismatch = 35,
+    PoolTransferExceedsLoan = 36,
+    PoolMembersOpen = 37,
+    PoolSettled = 38,
 }
 
 impl Reason {
@@ -76,6 +82,12 @@ impl Reason {
             Reason::NothingToReturn => "NOTHING_TO_RETURN",
             Reason::LendingSuspended => "LENDING_SUSPENDED",
             Reason::FundLeverageExceeded => "FUND_LEVERAGE_EXCEEDED",
+            Reason::PoolModeNotAllowed => "POOL_MODE_NOT_ALLOWED",
+            Reason::PoolMemberTaken => "POOL_MEMBER_TAKEN",
+            Reason::PoolModeMismatch => "POOL_MODE_MISMATCH",
+            Reason::PoolTransferExceedsLoan => "POOL_TRANSFER_EXCEEDS_LOAN",
+            Reason::PoolMembersOpen => "POOL_MEMBERS_OPEN",
+            Reason::PoolSettled => "POOL_SETTLED",
         }
     }
 }

@@ -346,7 +346,8 @@ impl LoanState {
         }
     }
 
-    fn is_live(&self) -> bool {
+    /// Whether the loan is paid out and owes something (its status one of [`LoanStatus::LIVE`]).
+    pub fn is_live(&self) -> bool {
         self.status.is_live()
     }
 

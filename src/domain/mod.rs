@@ -18,6 +18,7 @@ pub mod loan;
 pub mod lpr;
 pub mod money;
 pub mod policy;
+pub mod pool;
 pub mod rate;
 pub mod risk_fund;
 pub mod schedule;

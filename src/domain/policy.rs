@@ -44,6 +44,22 @@ pub struct PolicyParams {
     /// Longest extension (展期) of a loan's maturity, in months; never more than the loan's own
     /// term (贷款通则: a short-term loan's extensions may not exceed its original term).
     pub extension_months_max: u32,
+    /// Whether loans contracted under this version may be pooled in the entrusted (委托帮扶)
+    /// and shareholding (股份合作) modes, their money handed to a partner
+    /// ([`crate::domain::pool`]). A finance office refuses them from a date with a version of
+    /// that date saying no (Guangxi stopped them in December 2017; the 2021 national notice
+    /// forbids handing loans to firms). Stored only when false: the versions stored before it
+    /// was a parameter read back as allowing them, as they did.
+    #[serde(default = "allowed", skip_serializing_if = "is_allowed")]
+    pub enterprise_modes_allowed: bool,
+}
+
+fn allowed() -> bool {
+    true
+}
+
+fn is_allowed(allowed: &bool) -> bool {
+    *allowed
 }
 
 /// Longest term any policy may allow, a sanity bound on data entry: the programme's loans are
@@ -78,6 +94,7 @@ impl Default for PolicyParams {
                 HouseholdStatus::Edge,
             ],
             extension_months_max: 12,
+            enterprise_modes_allowed: true,
         }
     }
 }

@@ -19,6 +19,10 @@
 //! | `riskfund/<ledger_id>/fund` | the money the ledger's risk-compensation fund holds (debit-normal) |
 //! | `finance/<ledger_id>/riskfund` | what the ledger's finance office has deposited into the fund (credit when depositing) |
 //! | `riskfund/<ledger_id>/interest_income` | interest the fund's money has earned (credit-normal) |
+//! | `pool/<pool_id>/partner` | the members' loan money a pool's partner holds (debit-normal: it owes it back) |
+//! | `household/<household_id>/pooled` | the household's loan money placed with a pool's partner (credit when handed over) |
+//! | `pool/<pool_id>/returns` | returns and dividends a pool's partner has paid (credit-normal) |
+//! | `household/<household_id>/pool_income` | returns and dividends the household received (debit-normal) |
 
 pub fn loan_principal(loan_id: &str) -> String {
     name("loan/", loan_id, "/principal")
@@ -74,6 +78,22 @@ pub fn finance_risk_fund(ledger_id: &str) -> String {
 
 pub fn risk_fund_interest(ledger_id: &str) -> String {
     name("riskfund/", ledger_id, "/interest_income")
+}
+
+pub fn pool_partner(pool_id: &str) -> String {
+    name("pool/", pool_id, "/partner")
+}
+
+pub fn household_pooled(household_id: &str) -> String {
+    name("household/", household_id, "/pooled")
+}
+
+pub fn pool_returns(pool_id: &str) -> String {
+    name("pool/", pool_id, "/returns")
+}
+
+pub fn household_pool_income(household_id: &str) -> String {
+    name("household/", household_id, "/pool_income")
 }
 
 /// `<owner kind>/<owner id>/<purpose>`, in one allocation without the formatting machinery:

@@ -13,4 +13,5 @@ pub mod fund_postings;
 pub mod hash;
 pub mod loan_postings;
 pub mod merkle;
+pub mod pool_postings;
 pub mod posting;

@@ -2734,6 +2734,7 @@ async fn policy_versions(backend: Backend) {
         rounding: "half_up".into(),
         eligible_statuses: statuses,
         extension_months_max: 12,
+        enterprise_modes_refused: false,
     };
     let req = |request_id: &str, params: pb::PolicyParams| pb::SetPolicyRequest {
         request_id: request_id.into(),

@@ -1,0 +1,1074 @@
+//! Pooled-loan arrangements (分贷统还: borrowed by each household, repaid together): the
+//! agreement that links member loans of one bank to a partner (an enterprise, a cooperative or
+//! a capable farmer), the loan money a household hands to the partner, the fixed returns or
+//! dividends the partner pays the households, the households' recorded participation, the
+//! partner's collective repayments to the bank allocated over the member loans, and the
+//! settlement at maturity.
+//!
+//! The model.
+//! - **A pool** ([`Pool`]) is one agreement, named by the bank's `pool_id`, in one of three
+//!   **modes** ([`PoolMode`]): **direct** (户贷户用: each household uses its money; the partner
+//!   supports it, and no money is pooled), **entrusted** (委托帮扶: the household hands its loan
+//!   money to the partner, which pays a fixed return) and **shareholding** (股份合作: the money
+//!   becomes the household's shares, on which the partner pays dividends). Entrusted and
+//!   shareholding pools carry the annual **return rate** the partner owes on the money it holds
+//!   and how often it is due ([`ReturnFrequency`], on the 20th as the loans' settlements); a
+//!   direct pool has neither. The household always stays the borrower of record: its loan is
+//!   not changed by the agreement.
+//! - **Members** ([`Member`]): loans of the pool's bank, in its ledger, open (contracted or
+//!   live), contracted on or before the agreement's date, each in one pool at most in its life
+//!   (`POOL_MEMBER_TAKEN`, checked by the caller, which holds the other pools). **Policy**
+//!   decides from which date the entrusted and shareholding modes are refused
+//!   ([`crate::domain::policy::PolicyParams::enterprise_modes_allowed`], judged by the version
+//!   in force on each member loan's contract date: `POOL_MODE_NOT_ALLOWED` naming the loan).
+//! - **Transfers** ([`Pool::transfer`]): a household hands the partner part or all of its loan
+//!   money, paid out by then (`POOL_TRANSFER_EXCEEDS_LOAN` beyond what was paid out less what
+//!   was handed over before); entrusted and shareholding pools only (`POOL_MODE_MISMATCH`).
+//! - **Returns and dividends** ([`Pool::pay_return`]): what the partner paid a household. What
+//!   it owed by a date ([`Pool::returns_due`]) is worked out from what it held of the household's
+//!   money, day by day, at the return rate over 360 days, through the last due point on or
+//!   before the date, rounded half up to the fen once over the whole span (so that returns paid
+//!   in any steps compare with one figure). Not refused when short or late: reported.
+//! - **Participation** ([`Pool::participate`]): the household's work, training or produce sold
+//!   to the partner, dated; a return paid to a household with none recorded is the "simple
+//!   dividend" (简单分红) policy forbids: reported.
+//! - **Collective repayments** ([`Pool::plan_repayment`]): the partner pays the bank one amount
+//!   on a date; it is **allocated over the member loans** that owe anything that day in
+//!   proportion to what each owes (its payoff figure: charges, interest and principal), to the
+//!   fen by the largest remainders ([`allocate`]), and each loan's part is a repayment of that
+//!   loan as the loan's own rules take it (charges and interest first, then principal). More
+//!   than all the members owe is refused (`REPAYMENT_EXCEEDS_OWED`); a part a loan refuses
+//!   refuses the whole payment, naming the loan. Of each part, the principal repaid is money
+//!   the partner held handed back to the household (up to what it held).
+//! - **Settlement** ([`Pool::settle`]): once every member loan is closed (settled or written
+//!   off; `POOL_MEMBERS_OPEN` otherwise), the pool is settled and what the partner still held
+//!   is handed back. A settled pool takes nothing more (`POOL_SETTLED`).
+//! - **The report** ([`Pool::report`]), for auditors: by member, the loan's standing, what the
+//!   partner held, the returns due and paid, and three flags: a return short or missing, the
+//!   loan overdue while the partner holds its money, returns paid with no participation.
+//!
+//! Events ([`PoolEvent`]), each one journal transaction of the pool's ledger: `pool.agreed`
+//! and `pool.participated` (memo), `pool.transferred`, `pool.return_paid`, `pool.repaid` (the
+//! member loans' repayments, each a loan event of its loan, with the hand-backs) and
+//! `pool.settled` (postings: [`crate::ledger::pool_postings`]). Verify plans each again from
+//! the pool and the loans as replayed, compares, and applies it with [`Pool::apply`].
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::{Deserialize, Serialize};
+
+use super::date::{format_date, iso, iso_opt};
+use super::error::{DomainError, Reason};
+use super::loan::{LoanCommand, LoanEvent, LoanState, LoanStatus};
+use super::money::Fen;
+use super::policy::{PolicyVersion, in_force};
+use super::rate::AnnualRate;
+
+/// Member loans a pool holds at most.
+pub const MEMBERS_MAX: usize = 1_000;
+
+/// How the partner uses the members' loans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolMode {
+    /// 户贷户用: the household uses its money; the partner supports it. No money is pooled.
+    Direct,
+    /// 委托帮扶: the household hands its money to the partner for a fixed return.
+    Entrusted,
+    /// 股份合作: the money becomes the household's shares; the partner pays dividends.
+    Shareholding,
+}
+
+impl PoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Direct => "direct",
+            PoolMode::Entrusted => "entrusted",
+            PoolMode::Shareholding => "shareholding",
+        }
+    }
+
+    /// Whether the partner takes the households' money (and owes returns on it).
+    pub fn pools_money(self) -> bool {
+        self != PoolMode::Direct
+    }
+}
+
+/// When returns or dividends fall due: on the 20th of each quarter's last month, or on 20
+/// December.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnFrequency {
+    Quarterly,
+    Yearly,
+}
+
+impl ReturnFrequency {
+    /// The last due point on or before `date`.
+    pub fn last_point(self, date: NaiveDate) -> Option<NaiveDate> {
+        let months: &[u32] = match self {
+            ReturnFrequency::Quarterly => &[3, 6, 9, 12],
+            ReturnFrequency::Yearly => &[12],
+        };
+        let this_year = months
+            .iter()
+            .rev()
+            .filter_map(|&m| NaiveDate::from_ymd_opt(date.year(), m, 20))
+            .find(|p| *p <= date);
+        this_year.or_else(|| NaiveDate::from_ymd_opt(date.year() - 1, 12, 20))
+    }
+}
+
+/// What a household did for the partner, as its participation is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipationKind {
+    Work,
+    Training,
+    ProduceSold,
+    Other,
+}
+
+/// The agreement as the bank records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolTerms {
+    pub pool_id: String,
+    pub ledger_id: String,
+    pub bank_id: String,
+    pub mode: PoolMode,
+    /// The partner's unified social credit code, or a capable farmer's identity number.
+    pub partner_id: String,
+    pub partner_name: String,
+    #[serde(with = "iso")]
+    pub agreed_on: NaiveDate,
+    /// The annual return or dividend rate on the money the partner holds (entrusted and
+    /// shareholding pools; none for a direct one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_rate: Option<AnnualRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_frequency: Option<ReturnFrequency>,
+}
+
+/// A member loan as the agreement names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRef {
+    pub loan_id: String,
+    pub household_id: String,
+}
+
+/// A dated change of what the partner holds of a household's money: a transfer (positive) or a
+/// hand-back (negative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldChange {
+    #[serde(with = "iso")]
+    pub date: NaiveDate,
+    pub delta_fen: Fen,
+}
+
+/// Money the partner hands back to a household: the principal it repaid of the household's
+/// loan, or what it still held at the settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandBack {
+    pub loan_id: String,
+    pub household_id: String,
+    pub amount_fen: Fen,
+}
+
+/// A member loan's figures in its pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub loan_id: String,
+    pub household_id: String,
+    /// The household's loan money handed to the partner, in all.
+    pub transferred_fen: Fen,
+    /// Handed back since: principal the partner repaid of the loan, and what it still held at
+    /// the settlement.
+    pub handed_back_fen: Fen,
+    /// What the partner held, change by change, oldest first (the returns due are worked out
+    /// from it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_changes: Vec<HeldChange>,
+    pub returns_paid_fen: Fen,
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub last_return_on: Option<NaiveDate>,
+    pub participations: u32,
+    /// The partner's collective repayments allocated to the loan, in all.
+    pub repaid_fen: Fen,
+}
+
+impl Member {
+    /// What the partner holds of the household's money.
+    pub fn held_fen(&self) -> Fen {
+        Fen(self.transferred_fen.0.saturating_sub(self.handed_back_fen.0))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolStatus {
+    Active,
+    Settled,
+}
+
+impl PoolStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolStatus::Active => "active",
+            PoolStatus::Settled => "settled",
+        }
+    }
+}
+
+/// A pool as its events left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub terms: PoolTerms,
+    /// In loan id order.
+    pub members: Vec<Member>,
+    pub status: PoolStatus,
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub settled_on: Option<NaiveDate>,
+    /// Collective repayments, in all.
+    pub repaid_fen: Fen,
+    pub repayments: u32,
+}
+
+/// What a pool's journal transactions hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PoolEvent {
+    Agreed {
+        terms: PoolTerms,
+        /// In loan id order.
+        members: Vec<MemberRef>,
+    },
+    Transferred {
+        pool_id: String,
+        ledger_id: String,
+        loan_id: String,
+        household_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        amount_fen: Fen,
+    },
+    ReturnPaid {
+        pool_id: String,
+        ledger_id: String,
+        loan_id: String,
+        household_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        amount_fen: Fen,
+    },
+    Participated {
+        pool_id: String,
+        ledger_id: String,
+        loan_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        kind: ParticipationKind,
+        note: String,
+    },
+    /// A collective repayment: each member loan's part as that loan's repayment event, in loan
+    /// id order, and the money the partner handed back with it.
+    Repaid {
+        pool_id: String,
+        ledger_id: String,
+        bank_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        amount_fen: Fen,
+        parts: Vec<LoanEvent>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        handed_back: Vec<HandBack>,
+    },
+    Settled {
+        pool_id: String,
+        ledger_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        handed_back: Vec<HandBack>,
+    },
+}
+
+impl PoolEvent {
+    pub fn pool_id(&self) -> &str {
+        match self {
+            PoolEvent::Agreed { terms, .. } => &terms.pool_id,
+            PoolEvent::Transferred { pool_id, .. }
+            | PoolEvent::ReturnPaid { pool_id, .. }
+            | PoolEvent::Participated { pool_id, .. }
+            | PoolEvent::Repaid { pool_id, .. }
+            | PoolEvent::Settled { pool_id, .. } => pool_id,
+        }
+    }
+
+    pub fn ledger_id(&self) -> &str {
+        match self {
+            PoolEvent::Agreed { terms, .. } => &terms.ledger_id,
+            PoolEvent::Transferred { ledger_id, .. }
+            | PoolEvent::ReturnPaid { ledger_id, .. }
+            | PoolEvent::Participated { ledger_id, .. }
+            | PoolEvent::Repaid { ledger_id, .. }
+            | PoolEvent::Settled { ledger_id, .. } => ledger_id,
+        }
+    }
+
+    pub fn date(&self) -> NaiveDate {
+        match self {
+            PoolEvent::Agreed { terms, .. } => terms.agreed_on,
+            PoolEvent::Transferred { value_date, .. }
+            | PoolEvent::ReturnPaid { value_date, .. }
+            | PoolEvent::Participated { value_date, .. }
+            | PoolEvent::Repaid { value_date, .. }
+            | PoolEvent::Settled { value_date, .. } => *value_date,
+        }
+    }
+
+    /// The member loan the event is about, if it is about one.
+    pub fn loan_id(&self) -> Option<&str> {
+        match self {
+            PoolEvent::Transferred { loan_id, .. }
+            | PoolEvent::ReturnPaid { loan_id, .. }
+            | PoolEvent::Participated { loan_id, .. } => Some(loan_id),
+            _ => None,
+        }
+    }
+
+    /// The loans the event touches: the members an agreement names, the loans a collective
+    /// repayment repays, the member another event is about (a settlement: none).
+    pub fn loan_ids(&self) -> PoolLoanIds<'_> {
+        match self {
+            PoolEvent::Agreed { members, .. } => PoolLoanIds::Members(members.iter()),
+            PoolEvent::Repaid { parts, .. } => PoolLoanIds::Parts(parts.iter()),
+            other => PoolLoanIds::One(other.loan_id()),
+        }
+    }
+
+    /// `loan_id`'s own event in a collective repayment, if it has a part in it.
+    pub fn part_of(&self, loan_id: &str) -> Option<&LoanEvent> {
+        match self {
+            PoolEvent::Repaid { parts, .. } => parts.iter().find(|p| p.loan_id() == loan_id),
+            _ => None,
+        }
+    }
+}
+
+/// The loan ids of a [`PoolEvent`] ([`PoolEvent::loan_ids`]), without a list of their own.
+pub enum PoolLoanIds<'a> {
+    One(Option<&'a str>),
+    Members(std::slice::Iter<'a, MemberRef>),
+    Parts(std::slice::Iter<'a, LoanEvent>),
+}
+
+impl<'a> Iterator for PoolLoanIds<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            PoolLoanIds::One(id) => id.take(),
+            PoolLoanIds::Members(m) => m.next().map(|m| m.loan_id.as_str()),
+            PoolLoanIds::Parts(p) => p.next().map(LoanEvent::loan_id),
+        }
+    }
+}
+
+/// `amount` split over `weights` in proportion, to the fen: each share rounded down, then the
+/// fen left given one each to the largest remainders (the first of equal ones first). The
+/// shares sum to `amount`; with `amount` at most the weights' sum, none is above its weight.
+/// All zero when the weights are.
+pub fn allocate(amount: Fen, weights: &[Fen]) -> Vec<Fen> {
+    let total: i128 = weights.iter().map(|w| i128::from(w.0.max(0))).sum();
+    if total == 0 || amount.0 <= 0 {
+        return vec![Fen::ZERO; weights.len()];
+    }
+    let amount = i128::from(amount.0);
+    let mut shares = Vec::with_capacity(weights.len());
+    let mut remainders = Vec::with_capacity(weights.len());
+    for (i, w) in weights.iter().enumerate() {
+        let product = amount * i128::from(w.0.max(0));
+        shares.push(product / total);
+        remainders.push((product % total, i));
+    }
+    let left = amount - shares.iter().sum::<i128>();
+    // Largest remainder first; the first of equal ones first.
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(_, i) in remainders.iter().take(usize::try_from(left).unwrap_or(0)) {
+        shares[i] += 1;
+    }
+    shares.into_iter().map(|s| Fen(i64::try_from(s).unwrap_or(i64::MAX))).collect()
+}
+
+fn refused(reason: Reason, message: String) -> DomainError {
+    DomainError::refused(reason, message)
+}
+
+fn add(a: Fen, b: Fen, field: &str) -> Result<Fen, DomainError> {
+    a.checked_add(b).ok_or_else(|| DomainError::Overflow { field: field.to_string() })
+}
+
+impl PoolTerms {
+    /// The terms' own rules: a partner named, a return rate and frequency for the modes that
+    /// pool money and none for a direct pool.
+    pub fn check(&self) -> Result<(), DomainError> {
+        if self.partner_id.trim().is_empty() {
+            return Err(DomainError::invalid("partner_id", "is required"));
+        }
+        if self.partner_name.trim().is_empty() {
+            return Err(DomainError::invalid("partner_name", "is required"));
+        }
+        match (self.mode.pools_money(), self.return_rate, self.return_frequency) {
+            (true, Some(rate), Some(_)) if rate.value() > Decimal::ZERO => Ok(()),
+            (true, Some(_), Some(_)) => {
+                Err(DomainError::invalid("return_rate", "must be positive for this mode"))
+            }
+            (true, None, _) => Err(DomainError::invalid(
+                "return_rate",
+                format!("is required for a {} pool", self.mode.as_str()),
+            )),
+            (true, _, None) => Err(DomainError::invalid(
+                "return_frequency",
+                format!("is required for a {} pool", self.mode.as_str()),
+            )),
+            (false, None, None) => Ok(()),
+            (false, Some(_), _) => Err(DomainError::invalid(
+                "return_rate",
+                "must be empty for a direct pool: no money is pooled",
+            )),
+            (false, None, Some(_)) => Err(DomainError::invalid(
+                "return_frequency",
+                "must be empty for a direct pool: no money is pooled",
+            )),
+        }
+    }
+}
+
+impl Pool {
+    /// Plans the agreement of `terms` over `loans` (the member loans, each named once; the
+    /// caller has checked that none is in another pool), `versions` the ledger's policy.
+    pub fn agree(
+        terms: &PoolTerms,
+        loans: &[&LoanState],
+        versions: &[PolicyVersion],
+    ) -> Result<PoolEvent, DomainError> {
+        terms.check()?;
+        if loans.is_empty() {
+            return Err(DomainError::invalid("loan_ids", "must name at least one loan"));
+        }
+        if loans.len() > MEMBERS_MAX {
+            return Err(DomainError::invalid(
+                "loan_ids",
+                format!("may name at most {MEMBERS_MAX} loans"),
+            ));
+        }
+        let mut members: Vec<MemberRef> = Vec::with_capacity(loans.len());
+        for loan in loans {
+            let t = &loan.terms;
+            if t.bank_id != terms.bank_id {
+                return Err(DomainError::NotFound { what: "loan", id: t.loan_id.clone() });
+            }
+            if t.ledger_id != terms.ledger_id {
+                return Err(refused(
+                    Reason::LedgerMismatch,
+                    format!("loan {} is of ledger {}", t.loan_id, t.ledger_id),
+                ));
+            }
+            if !loan.status.is_open() {
+                return Err(refused(
+                    Reason::LoanNotRepayable,
+                    format!(
+                        "loan {} is {}: a pool takes open loans",
+                        t.loan_id,
+                        loan.status.as_str()
+                    ),
+                ));
+            }
+            if terms.agreed_on < t.contract_date {
+                return Err(refused(
+                    Reason::ValueDateOutOfRange,
+                    format!(
+                        "agreed_on {} is before loan {}'s contract ({})",
+                        format_date(terms.agreed_on),
+                        t.loan_id,
+                        format_date(t.contract_date)
+                    ),
+                ));
+            }
+            if terms.mode.pools_money() {
+                let version = in_force(versions, t.contract_date).ok_or_else(|| {
+                    refused(
+                        Reason::PolicyNotInForce,
+                        format!("no policy in force on {}", format_date(t.contract_date)),
+                    )
+                })?;
+                if !version.params.enterprise_modes_allowed {
+                    return Err(refused(
+                        Reason::PoolModeNotAllowed,
+                        format!(
+                            "loan {} was contracted on {} under the policy version of {}, which \
+                             refuses the {} mode: its money may not be handed to a partner",
+                            t.loan_id,
+                            format_date(t.contract_date),
+                            format_date(version.effective_date),
+                            terms.mode.as_str()
+                        ),
+                    )
+                    .with("loan_id", &t.loan_id)
+                    .with("policy_effective_date", format_date(version.effective_date)));
+                }
+            }
+            members.push(MemberRef {
+                loan_id: t.loan_id.clone(),
+                household_id: t.household_id.clone(),
+            });
+        }
+        members.sort_by(|a, b| a.loan_id.cmp(&b.loan_id));
+        if let Some(w) = members.windows(2).find(|w| w[0].loan_id == w[1].loan_id) {
+            return Err(DomainError::invalid(
+                "loan_ids",
+                format!("names loan {} twice", w[0].loan_id),
+            ));
+        }
+        Ok(PoolEvent::Agreed { terms: terms.clone(), members })
+    }
+
+    /// The pool an [`PoolEvent::Agreed`] starts.
+    pub fn agreed(event: &PoolEvent) -> Option<Pool> {
+        match event {
+            PoolEvent::Agreed { terms, members } => Some(Pool {
+                terms: terms.clone(),
+                members: members
+                    .iter()
+                    .map(|m| Member {
+                        loan_id: m.loan_id.clone(),
+                        household_id: m.household_id.clone(),
+                        transferred_fen: Fen::ZERO,
+                        handed_back_fen: Fen::ZERO,
+                        held_changes: Vec::new(),
+                        returns_paid_fen: Fen::ZERO,
+                        last_return_on: None,
+                        participations: 0,
+                        repaid_fen: Fen::ZERO,
+                    })
+                    .collect(),
+                status: PoolStatus::Active,
+                settled_on: None,
+                repaid_fen: Fen::ZERO,
+                repayments: 0,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The member of `loan_id`.
+    pub fn member(&self, loan_id: &str) -> Result<&Member, DomainError> {
+        self.members
+            .binary_search_by(|m| m.loan_id.as_str().cmp(loan_id))
+            .map(|i| &self.members[i])
+            .map_err(|_| DomainError::NotFound {
+                what: "member loan of the pool",
+                id: loan_id.to_string(),
+            })
+    }
+
+    /// Refuses a write to a settled pool, or dated before the agreement.
+    fn check_open(&self, date: NaiveDate) -> Result<(), DomainError> {
+        if self.status == PoolStatus::Settled {
+            return Err(refused(
+                Reason::PoolSettled,
+                format!(
+                    "pool {} was settled on {}",
+                    self.terms.pool_id,
+                    self.settled_on.map(format_date).unwrap_or_default()
+                ),
+            ));
+        }
+        if date < self.terms.agreed_on {
+            return Err(refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before pool {}'s agreement ({})",
+                    format_date(date),
+                    self.terms.pool_id,
+                    format_date(self.terms.agreed_on)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_pools_money(&self, what: &str) -> Result<(), DomainError> {
+        if self.terms.mode.pools_money() {
+            return Ok(());
+        }
+        Err(refused(
+            Reason::PoolModeMismatch,
+            format!(
+                "pool {} is direct (户贷户用): no money is pooled, so it records no {what}",
+                self.terms.pool_id
+            ),
+        ))
+    }
+
+    /// Plans the transfer of `amount` of `loan`'s money to the partner on `date`.
+    pub fn transfer(
+        &self,
+        loan: &LoanState,
+        date: NaiveDate,
+        amount: Fen,
+    ) -> Result<PoolEvent, DomainError> {
+        self.check_open(date)?;
+        self.check_pools_money("transfer")?;
+        let loan_id = &loan.terms.loan_id;
+        let member = self.member(loan_id)?;
+        if !amount.is_positive() {
+            return Err(DomainError::invalid("amount_fen", "must be positive"));
+        }
+        if !loan.status.is_live() {
+            return Err(refused(
+                Reason::LoanNotRepayable,
+                format!("loan {loan_id} is {}: it has no money to hand over", loan.status.as_str()),
+            ));
+        }
+        match loan.disbursed_on {
+            Some(paid) if paid <= date => {}
+            _ => {
+                return Err(refused(
+                    Reason::ValueDateOutOfRange,
+                    format!("loan {loan_id} was not paid out by {}", format_date(date)),
+                ));
+            }
+        }
+        if let Some(last) = member.held_changes.last()
+            && date < last.date
+        {
+            return Err(refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before the last change of what the partner holds of loan {loan_id} \
+                     ({})",
+                    format_date(date),
+                    format_date(last.date)
+                ),
+            ));
+        }
+        let available = Fen(loan.disbursed_fen.0.saturating_sub(member.transferred_fen.0));
+        if amount > available {
+            return Err(refused(
+                Reason::PoolTransferExceedsLoan,
+                format!(
+                    "loan {loan_id} paid out {} fen, of which {} fen was handed to the partner \
+                     already: {} fen is left to hand over",
+                    loan.disbursed_fen.0, member.transferred_fen.0, available.0
+                ),
+            )
+            .with("available_fen", available.0));
+        }
+        Ok(PoolEvent::Transferred {
+            pool_id: self.terms.pool_id.clone(),
+            ledger_id: self.terms.ledger_id.clone(),
+            loan_id: loan_id.clone(),
+            household_id: member.household_id.clone(),
+            value_date: date,
+            amount_fen: amount,
+        })
+    }
+
+    /// Plans a return or dividend of `amount` the partner paid the household of `loan_id` on
+    /// `date`.
+    pub fn pay_return(
+        &self,
+        loan_id: &str,
+        date: NaiveDate,
+        amount: Fen,
+    ) -> Result<PoolEvent, DomainError> {
+        self.check_open(date)?;
+        self.check_pools_money("return or dividend")?;
+        let member = self.member(loan_id)?;
+        if !amount.is_positive() {
+            return Err(DomainError::invalid("amount_fen", "must be positive"));
+        }
+        add(member.returns_paid_fen, amount, "amount_fen")?;
+        Ok(PoolEvent::ReturnPaid {
+            pool_id: self.terms.pool_id.clone(),
+            ledger_id: self.terms.ledger_id.clone(),
+            loan_id: loan_id.to_string(),
+            household_id: member.household_id.clone(),
+            value_date: date,
+            amount_fen: amount,
+        })
+    }
+
+    /// Plans the record of the household of `loan_id` taking part on `date`.
+    pub fn participate(
+        &self,
+        loan_id: &str,
+        date: NaiveDate,
+        kind: ParticipationKind,
+        note: &str,
+    ) -> Result<PoolEvent, DomainError> {
+        self.check_open(date)?;
+        self.member(loan_id)?;
+        Ok(PoolEvent::Participated {
+            pool_id: self.terms.pool_id.clone(),
+            ledger_id: self.terms.ledger_id.clone(),
+            loan_id: loan_id.to_string(),
+            value_date: date,
+            kind,
+            note: note.to_string(),
+        })
+    }
+
+    /// Plans a collective repayment of `amount` on `date` over the member loans (`loans`, every
+    /// member's state, in any order), and gives the states of the loans it repays after it.
+    pub fn plan_repayment(
+        &self,
+        loans: &[&LoanState],
+        date: NaiveDate,
+        amount: Fen,
+    ) -> Result<(PoolEvent, Vec<LoanState>), DomainError> {
+        self.check_open(date)?;
+        if !amount.is_positive() {
+            return Err(DomainError::invalid("amount_fen", "must be positive"));
+        }
+        let mut owing: Vec<(&LoanState, Fen)> = Vec::new();
+        for member in &self.members {
+            let loan =
+                loans.iter().find(|l| l.terms.loan_id == member.loan_id).ok_or_else(|| {
+                    DomainError::NotFound { what: "loan", id: member.loan_id.clone() }
+                })?;
+            if !loan.is_live() {
+                continue;
+            }
+            let owed = loan.quote(date).map_err(|e| about_loan(e, &member.loan_id))?;
+            let owed =
+                owed.total().ok_or_else(|| DomainError::Overflow { field: "owed".into() })?;
+            if owed.is_positive() {
+                owing.push((loan, owed));
+            }
+        }
+        let total = Fen::checked_sum(owing.iter().map(|(_, owed)| *owed))
+            .ok_or_else(|| DomainError::Overflow { field: "owed".into() })?;
+        if amount > total {
+            return Err(refused(
+                Reason::RepaymentExceedsOwed,
+                format!(
+                    "the payment of {} fen exceeds the {} fen pool {}'s member loans owe on {}",
+                    amount.0,
+                    total.0,
+                    self.terms.pool_id,
+                    format_date(date)
+                ),
+            )
+            .with("owed_fen", total.0));
+        }
+        let weights: Vec<Fen> = owing.iter().map(|(_, owed)| *owed).collect();
+        let shares = allocate(amount, &weights);
+        let mut parts = Vec::new();
+        let mut after = Vec::new();
+        let mut handed_back = Vec::new();
+        for ((loan, _), share) in owing.iter().zip(shares) {
+            if !share.is_positive() {
+                continue;
+            }
+            let loan_id = &loan.terms.loan_id;
+            let (event, next) = loan
+                .plan(&LoanCommand::Repay { date, amount: share })
+                .map_err(|e| about_loan(e, loan_id))?;
+            let member = self.member(loan_id)?;
+            let principal = Fen(next.principal_repaid_fen.0 - loan.principal_repaid_fen.0);
+            let back = principal.min(member.held_fen());
+            if back.is_positive() {
+                handed_back.push(HandBack {
+                    loan_id: loan_id.clone(),
+                    household_id: member.household_id.clone(),
+                    amount_fen: back,
+                });
+            }
+            parts.push(event);
+            after.push(next);
+        }
+        let event = PoolEvent::Repaid {
+            pool_id: self.terms.pool_id.clone(),
+            ledger_id: self.terms.ledger_id.clone(),
+            bank_id: self.terms.bank_id.clone(),
+            value_date: date,
+            amount_fen: amount,
+            parts,
+            handed_back,
+        };
+        Ok((event, after))
+    }
+
+    /// Plans the settlement of the pool on `date` (`loans`: every member's state).
+    pub fn settle(&self, loans: &[&LoanState], date: NaiveDate) -> Result<PoolEvent, DomainError> {
+        self.check_open(date)?;
+        let open: Vec<&str> = self
+            .members
+            .iter()
+            .filter(|m| {
+                loans
+                    .iter()
+                    .find(|l| l.terms.loan_id == m.loan_id)
+                    .is_none_or(|l| l.status.is_open())
+            })
+            .map(|m| m.loan_id.as_str())
+            .collect();
+        if let Some(first) = open.first() {
+            return Err(refused(
+                Reason::PoolMembersOpen,
+                format!(
+                    "{} of pool {}'s member loans are still open (loan {first} among them): a \
+                     pool is settled once every member loan is closed",
+                    open.len(),
+                    self.terms.pool_id
+                ),
+            )
+            .with("open_loans", open.len())
+            .with("loan_id", first));
+        }
+        if let Some(late) = loans.iter().find(|l| l.last_value_date > date) {
+            return Err(refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before loan {}'s last event ({})",
+                    format_date(date),
+                    late.terms.loan_id,
+                    format_date(late.last_value_date)
+                ),
+            ));
+        }
+        let handed_back = self
+            .members
+            .iter()
+            .filter(|m| m.held_fen().is_positive())
+            .map(|m| HandBack {
+                loan_id: m.loan_id.clone(),
+                household_id: m.household_id.clone(),
+                amount_fen: m.held_fen(),
+            })
+            .collect();
+        Ok(PoolEvent::Settled {
+            pool_id: self.terms.pool_id.clone(),
+            ledger_id: self.terms.ledger_id.clone(),
+            value_date: date,
+            handed_back,
+        })
+    }
+
+    /// Applies `event` to the pool. Refuses what would leave it inconsistent, for verify's
+    /// replay of an altered journal.
+    pub fn apply(&mut self, event: &PoolEvent) -> Result<(), DomainError> {
+        if event.pool_id() != self.terms.pool_id || event.ledger_id() != self.terms.ledger_id {
+            return Err(refused(
+                Reason::LedgerMismatch,
+                format!("an event of pool {} for pool {}", event.pool_id(), self.terms.pool_id),
+            ));
+        }
+        let index = |pool: &Pool, loan_id: &str| {
+            pool.members.binary_search_by(|m| m.loan_id.as_str().cmp(loan_id)).map_err(|_| {
+                DomainError::NotFound { what: "member loan of the pool", id: loan_id.to_string() }
+            })
+        };
+        match event {
+            PoolEvent::Agreed { .. } => {
+                return Err(DomainError::Exists { what: "pool", id: self.terms.pool_id.clone() });
+            }
+            PoolEvent::Transferred { loan_id, value_date, amount_fen, .. } => {
+                let i = index(self, loan_id)?;
+                let m = &mut self.members[i];
+                m.transferred_fen = add(m.transferred_fen, *amount_fen, "transferred")?;
+                m.held_changes.push(HeldChange { date: *value_date, delta_fen: *amount_fen });
+            }
+            PoolEvent::ReturnPaid { loan_id, value_date, amount_fen, .. } => {
+                let i = index(self, loan_id)?;
+                let m = &mut self.members[i];
+                m.returns_paid_fen = add(m.returns_paid_fen, *amount_fen, "returns")?;
+                m.last_return_on =
+                    Some(m.last_return_on.map_or(*value_date, |d| d.max(*value_date)));
+            }
+            PoolEvent::Participated { loan_id, .. } => {
+                let i = index(self, loan_id)?;
+                self.members[i].participations += 1;
+            }
+            PoolEvent::Repaid { value_date, amount_fen, parts, handed_back, .. } => {
+                for part in parts {
+                    let i = index(self, part.loan_id())?;
+                    let LoanEvent::Repaid { amount_fen, .. } = part else {
+                        return Err(DomainError::invalid(
+                            "journal",
+                            "a collective repayment's part is no repayment",
+                        ));
+                    };
+                    let m = &mut self.members[i];
+                    m.repaid_fen = add(m.repaid_fen, *amount_fen, "repaid")?;
+                }
+                self.hand_back(handed_back, *value_date)?;
+                self.repaid_fen = add(self.repaid_fen, *amount_fen, "repaid")?;
+                self.repayments += 1;
+            }
+            PoolEvent::Settled { value_date, handed_back, .. } => {
+                self.hand_back(handed_back, *value_date)?;
+                self.status = PoolStatus::Settled;
+                self.settled_on = Some(*value_date);
+            }
+        }
+        Ok(())
+    }
+
+    fn hand_back(&mut self, handed_back: &[HandBack], date: NaiveDate) -> Result<(), DomainError> {
+        for back in handed_back {
+            let i = self
+                .members
+                .binary_search_by(|m| m.loan_id.as_str().cmp(&back.loan_id))
+                .map_err(|_| DomainError::NotFound {
+                    what: "member loan of the pool",
+                    id: back.loan_id.clone(),
+                })?;
+            let m = &mut self.members[i];
+            if !back.amount_fen.is_positive() || back.amount_fen > m.held_fen() {
+                return Err(refused(
+                    Reason::PoolTransferExceedsLoan,
+                    format!(
+                        "{} fen handed back of loan {}, whose partner holds {} fen",
+                        back.amount_fen.0,
+                        back.loan_id,
+                        m.held_fen().0
+                    ),
+                ));
+            }
+            m.handed_back_fen = add(m.handed_back_fen, back.amount_fen, "handed back")?;
+            let delta = back.amount_fen.checked_neg().unwrap_or(Fen::ZERO);
+            m.held_changes.push(HeldChange { date, delta_fen: delta });
+        }
+        Ok(())
+    }
+
+    /// The returns the partner owed the household of `member` by `date`: through the last due
+    /// point on or before it, on what it held day by day (from each change's date, not counting
+    /// the point's own day), at the return rate over 360 days, rounded half up once. Zero for a
+    /// direct pool.
+    pub fn returns_due(&self, member: &Member, date: NaiveDate) -> Fen {
+        let (Some(rate), Some(frequency)) = (self.terms.return_rate, self.terms.return_frequency)
+        else {
+            return Fen::ZERO;
+        };
+        let Some(point) = frequency.last_point(date) else { return Fen::ZERO };
+        // Σ held × days, exactly: each change counts from its date to the point.
+        let fen_days: i128 = member
+            .held_changes
+            .iter()
+            .filter(|c| c.date < point)
+            .map(|c| i128::from(c.delta_fen.0) * i128::from((point - c.date).num_days()))
+            .sum();
+        if fen_days <= 0 {
+            return Fen::ZERO;
+        }
+        // At most i64::MAX fen over some 36,500 days: within a decimal's 96 bits.
+        let Ok(fen_days) = Decimal::try_from_i128_with_scale(fen_days, 0) else {
+            return Fen(i64::MAX);
+        };
+        let exact = fen_days * rate.value() / Decimal::from(AnnualRate::DAYS_PER_YEAR);
+        let rounded =
+            exact.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        Fen(rounded.to_i64().unwrap_or(i64::MAX))
+    }
+
+    /// Each member's standing on `as_of` (`loans`: the members' states as they stand), for
+    /// auditors.
+    pub fn report(&self, loans: &[&LoanState], as_of: NaiveDate) -> Vec<MemberReport> {
+        self.members
+            .iter()
+            .map(|m| {
+                let loan = loans.iter().find(|l| l.terms.loan_id == m.loan_id);
+                let quote = loan.and_then(|l| l.quote(as_of).ok());
+                let status = loan.map(|l| l.status_shown(quote.as_ref(), as_of));
+                let days_overdue = quote.as_ref().map_or(0, |q| q.days_overdue);
+                let due = self.returns_due(m, as_of);
+                let short = Fen(due.0.saturating_sub(m.returns_paid_fen.0).max(0));
+                let mut flags = Vec::new();
+                if short.is_positive() {
+                    flags.push(PoolFlag::ReturnShort);
+                }
+                if days_overdue > 0 && m.held_fen().is_positive() {
+                    flags.push(PoolFlag::OverdueWhilePartnerHolds);
+                }
+                if m.returns_paid_fen.is_positive() && m.participations == 0 {
+                    flags.push(PoolFlag::ReturnsWithoutParticipation);
+                }
+                MemberReport {
+                    loan_id: m.loan_id.clone(),
+                    household_id: m.household_id.clone(),
+                    loan_status: status,
+                    days_overdue,
+                    principal_outstanding_fen: loan
+                        .map_or(Fen::ZERO, |l| l.principal_outstanding_fen),
+                    held_fen: m.held_fen(),
+                    returns_due_fen: due,
+                    returns_paid_fen: m.returns_paid_fen,
+                    returns_short_fen: short,
+                    last_return_on: m.last_return_on,
+                    participations: m.participations,
+                    repaid_fen: m.repaid_fen,
+                    flags,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A refusal of a member loan's own rule, naming the loan.
+fn about_loan(e: DomainError, loan_id: &str) -> DomainError {
+    match e {
+        DomainError::Refused { reason, message, metadata } => {
+            DomainError::Refused { reason, message: format!("loan {loan_id}: {message}"), metadata }
+                .with("loan_id", loan_id)
+        }
+        other => other,
+    }
+}
+
+/// What an auditor is told to look at in a member's standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolFlag {
+    /// The returns paid are short of those due (late or missing).
+    ReturnShort,
+    /// The loan is overdue while the partner holds its money.
+    OverdueWhilePartnerHolds,
+    /// Returns paid to a household with no participation recorded (简单分红).
+    ReturnsWithoutParticipation,
+}
+
+impl PoolFlag {
+    pub fn code(self) -> &'static str {
+        match self {
+            PoolFlag::ReturnShort => "RETURN_SHORT",
+            PoolFlag::OverdueWhilePartnerHolds => "OVERDUE_WHILE_PARTNER_HOLDS",
+            PoolFlag::ReturnsWithoutParticipation => "RETURNS_WITHOUT_PARTICIPATION",
+        }
+    }
+}
+
+/// A member's standing on a date ([`Pool::report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberReport {
+    pub loan_id: String,
+    pub household_id: String,
+    /// `None`: the loan was not found.
+    pub loan_status: Option<LoanStatus>,
+    pub days_overdue: i64,
+    pub principal_outstanding_fen: Fen,
+    pub held_fen: Fen,
+    pub returns_due_fen: Fen,
+    pub returns_paid_fen: Fen,
+    pub returns_short_fen: Fen,
+    pub last_return_on: Option<NaiveDate>,
+    pub participations: u32,
+    pub repaid_fen: Fen,
+    pub flags: Vec<PoolFlag>,
+}
+
+#[cfg(test)]
+mod tests;

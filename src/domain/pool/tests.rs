@@ -1,0 +1,357 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::domain::date::parse_date;
+use crate::domain::policy::{PolicyParams, default_versions};
+
+fn d(s: &str) -> NaiveDate {
+    parse_date(s).unwrap()
+}
+
+/// The bench's contract (50,000.00 yuan at 3.85%, 2021-01-25 to 2022-01-25, bullet, interest
+/// quarterly on the 20th) of bank B in ledger L, paid out in full on its contract date.
+fn loan(loan_id: &str, household_id: &str) -> LoanState {
+    let mut terms = crate::bench::load::bench_terms("110101198001011234");
+    terms.loan_id = loan_id.into();
+    terms.ledger_id = "L".into();
+    terms.bank_id = "B".into();
+    terms.household_id = household_id.into();
+    let (_, state) = LoanState::new(terms, 1)
+        .plan(&LoanCommand::Disburse { date: d("2021-01-25"), amount: None })
+        .unwrap();
+    state
+}
+
+fn terms(mode: PoolMode) -> PoolTerms {
+    let pools = mode.pools_money();
+    PoolTerms {
+        pool_id: "P1".into(),
+        ledger_id: "L".into(),
+        bank_id: "B".into(),
+        mode,
+        partner_id: "91450100MA5KXXXX1X".into(),
+        partner_name: "合作社".into(),
+        agreed_on: d("2021-02-01"),
+        return_rate: pools.then(|| AnnualRate::parse("0.08").unwrap()),
+        return_frequency: pools.then_some(ReturnFrequency::Quarterly),
+    }
+}
+
+fn code(e: DomainError) -> String {
+    match e {
+        DomainError::Refused { reason, .. } => reason.code().into(),
+        DomainError::Invalid { field, .. } => format!("INVALID {field}"),
+        DomainError::NotFound { .. } => "NOT_FOUND".into(),
+        DomainError::Exists { .. } => "EXISTS".into(),
+        DomainError::Overflow { .. } => "OVERFLOW".into(),
+    }
+}
+
+/// An entrusted pool of loans A (household HA) and B (HB), agreed on 2021-02-01.
+fn entrusted(loans: &[&LoanState]) -> Pool {
+    let event = Pool::agree(&terms(PoolMode::Entrusted), loans, &default_versions()).unwrap();
+    Pool::agreed(&event).unwrap()
+}
+
+fn applied(
+    pool: &mut Pool,
+    plan: impl FnOnce(&Pool) -> Result<PoolEvent, DomainError>,
+) -> PoolEvent {
+    let event = plan(pool).unwrap();
+    pool.apply(&event).unwrap();
+    event
+}
+
+#[test]
+fn an_agreement_takes_open_loans_of_its_bank_and_the_modes_policy_allows() {
+    let (a, b) = (loan("A", "HA"), loan("B", "HB"));
+    let versions = default_versions();
+    let event = Pool::agree(&terms(PoolMode::Entrusted), &[&b, &a], &versions).unwrap();
+    let PoolEvent::Agreed { members, .. } = &event else { panic!("{event:?}") };
+    let ids: Vec<&str> = members.iter().map(|m| m.loan_id.as_str()).collect();
+    assert_eq!(ids, ["A", "B"], "in loan id order");
+    assert_eq!(
+        code(Pool::agree(&terms(PoolMode::Direct), &[&a, &a], &versions).unwrap_err()),
+        "INVALID loan_ids"
+    );
+    assert_eq!(
+        code(Pool::agree(&terms(PoolMode::Direct), &[], &versions).unwrap_err()),
+        "INVALID loan_ids"
+    );
+    let no_rate = PoolTerms { return_rate: None, ..terms(PoolMode::Shareholding) };
+    assert_eq!(code(Pool::agree(&no_rate, &[&a], &versions).unwrap_err()), "INVALID return_rate");
+    let direct_rate = PoolTerms {
+        return_rate: Some(AnnualRate::parse("0.06").unwrap()),
+        ..terms(PoolMode::Direct)
+    };
+    assert_eq!(
+        code(Pool::agree(&direct_rate, &[&a], &versions).unwrap_err()),
+        "INVALID return_rate"
+    );
+    let early = PoolTerms { agreed_on: d("2021-01-24"), ..terms(PoolMode::Direct) };
+    assert_eq!(code(Pool::agree(&early, &[&a], &versions).unwrap_err()), "VALUE_DATE_OUT_OF_RANGE");
+    let other_bank = PoolTerms { bank_id: "C".into(), ..terms(PoolMode::Direct) };
+    assert_eq!(code(Pool::agree(&other_bank, &[&a], &versions).unwrap_err()), "NOT_FOUND");
+    let owed = a.quote(d("2021-02-01")).unwrap().total().unwrap();
+    let paid_off = a.plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: owed }).unwrap().1;
+    assert_eq!(
+        code(Pool::agree(&terms(PoolMode::Direct), &[&paid_off], &versions).unwrap_err()),
+        "LOAN_NOT_REPAYABLE"
+    );
+
+    // A version from 2021-01-01 refusing the enterprise modes: loans contracted under it may
+    // be pooled directly, not handed to a partner.
+    let mut refusing = versions.clone();
+    refusing.push(PolicyVersion {
+        effective_date: d("2021-01-01"),
+        params: PolicyParams { enterprise_modes_allowed: false, ..PolicyParams::default() },
+    });
+    let refused = Pool::agree(&terms(PoolMode::Shareholding), &[&a], &refusing).unwrap_err();
+    assert!(refused.to_string().contains("refuses the shareholding mode"), "{refused}");
+    assert_eq!(code(refused), "POOL_MODE_NOT_ALLOWED");
+    assert!(Pool::agree(&terms(PoolMode::Direct), &[&a], &refusing).is_ok());
+}
+
+#[test]
+fn a_policy_that_refuses_the_modes_is_stored_so_and_older_ones_read_back_allowing_them() {
+    let refusing = PolicyParams { enterprise_modes_allowed: false, ..PolicyParams::default() };
+    let text = serde_json::to_string(&refusing).unwrap();
+    assert!(text.contains("\"enterprise_modes_allowed\":false"), "{text}");
+    let allowing = serde_json::to_string(&PolicyParams::default()).unwrap();
+    assert!(!allowing.contains("enterprise_modes_allowed"), "{allowing}");
+    let read: PolicyParams = serde_json::from_str(&allowing).unwrap();
+    assert!(read.enterprise_modes_allowed);
+}
+
+#[test]
+fn transfers_returns_and_participation() {
+    let (a, b) = (loan("A", "HA"), loan("B", "HB"));
+    let mut pool = entrusted(&[&a, &b]);
+    let over = pool.transfer(&a, d("2021-02-01"), Fen(5_000_001)).unwrap_err();
+    assert_eq!(code(over), "POOL_TRANSFER_EXCEEDS_LOAN");
+    applied(&mut pool, |p| p.transfer(&a, d("2021-02-01"), Fen(3_000_000)));
+    let over = pool.transfer(&a, d("2021-02-02"), Fen(2_000_001)).unwrap_err();
+    assert_eq!(code(over), "POOL_TRANSFER_EXCEEDS_LOAN");
+    let back = pool.transfer(&a, d("2021-01-31"), Fen(1)).unwrap_err();
+    assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
+    applied(&mut pool, |p| p.transfer(&a, d("2021-03-01"), Fen(2_000_000)));
+    assert_eq!(pool.member("A").unwrap().held_fen(), Fen(5_000_000));
+    assert_eq!(
+        code(pool.transfer(&loan("C", "HC"), d("2021-03-01"), Fen(1)).unwrap_err()),
+        "NOT_FOUND"
+    );
+
+    // Due on 2021-03-20: 3,000,000 × 47 days + 2,000,000 × 19 days at 8% / 360
+    // = (141,000,000 + 38,000,000) × 0.08 / 360 = 39,777.78 → 39,778 fen.
+    let m = pool.member("A").unwrap().clone();
+    assert_eq!(pool.returns_due(&m, d("2021-03-19")), Fen::ZERO, "no point passed yet");
+    assert_eq!(pool.returns_due(&m, d("2021-03-20")), Fen(39_778));
+    assert_eq!(pool.returns_due(&m, d("2021-06-19")), Fen(39_778), "until the next point");
+    // Through 2021-06-20: 92 more days on 5,000,000: + 102,222.22 → 142,000 fen.
+    assert_eq!(pool.returns_due(&m, d("2021-06-20")), Fen(142_000));
+
+    let report = pool.report(&[&a, &b], d("2021-03-20"));
+    assert_eq!(report[0].returns_short_fen, Fen(39_778));
+    assert!(report[0].flags.contains(&PoolFlag::ReturnShort));
+    applied(&mut pool, |p| p.pay_return("A", d("2021-03-22"), Fen(39_778)));
+    let report = pool.report(&[&a, &b], d("2021-03-22"));
+    assert_eq!(report[0].returns_short_fen, Fen::ZERO);
+    // A simple dividend; and A's March interest is unpaid while the partner holds its money.
+    assert_eq!(
+        report[0].flags,
+        [PoolFlag::OverdueWhilePartnerHolds, PoolFlag::ReturnsWithoutParticipation]
+    );
+    assert_eq!(report[0].days_overdue, 2);
+    applied(&mut pool, |p| {
+        p.participate("A", d("2021-04-01"), ParticipationKind::Work, "养殖场务工")
+    });
+    let report = pool.report(&[&a, &b], d("2021-04-01"));
+    assert_eq!(report[0].flags, [PoolFlag::OverdueWhilePartnerHolds]);
+    assert_eq!(report[0].participations, 1);
+    // B handed nothing: nothing due, nothing flagged but its overdue interest while the
+    // partner holds nothing of it (not flagged).
+    assert_eq!(pool.report(&[&a, &b], d("2021-06-20"))[1].returns_due_fen, Fen::ZERO);
+
+    let direct =
+        Pool::agreed(&Pool::agree(&terms(PoolMode::Direct), &[&a], &default_versions()).unwrap())
+            .unwrap();
+    assert_eq!(
+        code(direct.transfer(&a, d("2021-02-01"), Fen(1)).unwrap_err()),
+        "POOL_MODE_MISMATCH"
+    );
+    assert_eq!(
+        code(direct.pay_return("A", d("2021-02-01"), Fen(1)).unwrap_err()),
+        "POOL_MODE_MISMATCH"
+    );
+    assert!(direct.participate("A", d("2021-02-01"), ParticipationKind::Training, "").is_ok());
+}
+
+#[test]
+fn a_collective_repayment_is_allocated_over_what_each_member_owes() {
+    let a = loan("A", "HA");
+    // B repaid 10,000.00 yuan of principal on 2021-02-01: it owes less.
+    let b = loan("B", "HB")
+        .plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: Fen(1_000_000) })
+        .unwrap()
+        .1;
+    let mut pool = entrusted(&[&a, &b]);
+    applied(&mut pool, |p| p.transfer(&a, d("2021-02-01"), Fen(5_000_000)));
+    let date = d("2021-06-20");
+    let owed = |l: &LoanState| l.quote(date).unwrap().total().unwrap();
+    let all = Fen(owed(&a).0 + owed(&b).0);
+    let over = pool.plan_repayment(&[&a, &b], date, Fen(all.0 + 1)).unwrap_err();
+    assert_eq!(code(over), "REPAYMENT_EXCEEDS_OWED");
+
+    let amount = Fen(3_000_000);
+    let (event, after) = pool.plan_repayment(&[&b, &a], date, amount).unwrap();
+    let PoolEvent::Repaid { parts, handed_back, .. } = &event else { panic!("{event:?}") };
+    let paid: Vec<(String, i64)> = parts
+        .iter()
+        .map(|p| match p {
+            LoanEvent::Repaid { loan_id, amount_fen, .. } => (loan_id.clone(), amount_fen.0),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(paid.iter().map(|(_, a)| a).sum::<i64>(), amount.0, "to the fen");
+    let expected = allocate(amount, &[owed(&a), owed(&b)]);
+    assert_eq!(paid, [("A".to_string(), expected[0].0), ("B".to_string(), expected[1].0)]);
+    assert!(paid[0].1 > paid[1].1, "A owes more");
+    // Each part repays its loan as a payment of its own would: interest first.
+    assert_eq!(after[0], a.plan(&LoanCommand::Repay { date, amount: expected[0] }).unwrap().1);
+    // The principal A repaid is money the partner held, handed back; B's partner held none.
+    let a_principal = Fen(after[0].principal_repaid_fen.0 - a.principal_repaid_fen.0);
+    assert!(a_principal.is_positive());
+    assert_eq!(
+        handed_back,
+        &[HandBack { loan_id: "A".into(), household_id: "HA".into(), amount_fen: a_principal }]
+    );
+    pool.apply(&event).unwrap();
+    assert_eq!(pool.member("A").unwrap().held_fen(), Fen(5_000_000 - a_principal.0));
+    assert_eq!((pool.repaid_fen, pool.repayments), (amount, 1));
+
+    // A part a loan refuses refuses the whole: dated before B's last event.
+    let b_later =
+        b.plan(&LoanCommand::Repay { date: d("2021-06-25"), amount: Fen(100) }).unwrap().1;
+    let refused = pool.plan_repayment(&[&after[0], &b_later], date, Fen(1_000)).unwrap_err();
+    assert!(refused.to_string().starts_with("loan B: "), "{refused}");
+    assert_eq!(code(refused), "VALUE_DATE_OUT_OF_RANGE");
+}
+
+#[test]
+fn a_pool_is_settled_once_its_loans_are_closed_and_then_takes_nothing() {
+    let a = loan("A", "HA");
+    let mut pool = entrusted(&[&a]);
+    applied(&mut pool, |p| p.transfer(&a, d("2021-02-01"), Fen(5_000_000)));
+    let open = pool.settle(&[&a], d("2022-01-25")).unwrap_err();
+    assert_eq!(code(open), "POOL_MEMBERS_OPEN");
+    let owed = a.quote(d("2022-01-25")).unwrap().total().unwrap();
+    let (event, after) = pool.plan_repayment(&[&a], d("2022-01-25"), owed).unwrap();
+    pool.apply(&event).unwrap();
+    assert_eq!(after[0].status, LoanStatus::Settled);
+    assert_eq!(
+        pool.member("A").unwrap().held_fen(),
+        Fen::ZERO,
+        "all principal repaid by the partner"
+    );
+    let settled = applied(&mut pool, |p| p.settle(&[&after[0]], d("2022-01-25")));
+    let PoolEvent::Settled { handed_back, .. } = &settled else { panic!() };
+    assert!(handed_back.is_empty(), "nothing left held");
+    assert_eq!(pool.status, PoolStatus::Settled);
+    let late = pool.participate("A", d("2022-02-01"), ParticipationKind::Other, "").unwrap_err();
+    assert_eq!(code(late), "POOL_SETTLED");
+}
+
+#[test]
+fn an_altered_event_does_not_apply() {
+    let a = loan("A", "HA");
+    let mut pool = entrusted(&[&a]);
+    let other = PoolEvent::Transferred {
+        pool_id: "P2".into(),
+        ledger_id: "L".into(),
+        loan_id: "A".into(),
+        household_id: "HA".into(),
+        value_date: d("2021-02-01"),
+        amount_fen: Fen(1),
+    };
+    assert_eq!(code(pool.apply(&other).unwrap_err()), "LEDGER_MISMATCH");
+    let too_much = PoolEvent::Settled {
+        pool_id: "P1".into(),
+        ledger_id: "L".into(),
+        value_date: d("2022-01-25"),
+        handed_back: vec![HandBack {
+            loan_id: "A".into(),
+            household_id: "HA".into(),
+            amount_fen: Fen(1),
+        }],
+    };
+    assert_eq!(code(pool.apply(&too_much).unwrap_err()), "POOL_TRANSFER_EXCEEDS_LOAN");
+}
+
+#[test]
+fn due_points_fall_on_the_20th() {
+    let q = ReturnFrequency::Quarterly;
+    assert_eq!(q.last_point(d("2021-03-20")), Some(d("2021-03-20")));
+    assert_eq!(q.last_point(d("2021-03-19")), Some(d("2020-12-20")));
+    assert_eq!(q.last_point(d("2021-12-31")), Some(d("2021-12-20")));
+    assert_eq!(ReturnFrequency::Yearly.last_point(d("2021-12-19")), Some(d("2020-12-20")));
+}
+
+proptest! {
+    /// Any amount over any weights: the shares sum to it, to the fen, each within a fen of its
+    /// exact share, none above its weight when the amount is at most their sum.
+    #[test]
+    fn allocations_add_up_and_stay_within_a_fen(
+        weights in proptest::collection::vec(0i64..=10_000_000, 1..12),
+        numerator in 0u32..=1_000,
+    ) {
+        let weights: Vec<Fen> = weights.into_iter().map(Fen).collect();
+        let total: i64 = weights.iter().map(|w| w.0).sum();
+        let amount = Fen(total * i64::from(numerator) / 1_000);
+        let shares = allocate(amount, &weights);
+        prop_assert_eq!(shares.len(), weights.len());
+        if total > 0 {
+            prop_assert_eq!(shares.iter().map(|s| s.0).sum::<i64>(), amount.0);
+        }
+        for (share, weight) in shares.iter().zip(&weights) {
+            prop_assert!(share.0 >= 0 && share.0 <= weight.0);
+            if total > 0 {
+                let exact = i128::from(amount.0) * i128::from(weight.0);
+                let ours = i128::from(share.0) * i128::from(total);
+                prop_assert!((ours - exact).abs() < i128::from(total));
+            }
+        }
+    }
+
+    /// Any collective repayment of a pool of three loans: its parts sum to the amount, each
+    /// posts balanced, and the pool's and the loans' figures move by it.
+    #[test]
+    fn a_collective_repayment_moves_the_figures_by_its_amount(
+        permille in 1i64..=1_000,
+        paid_before in 0i64..=4_000_000,
+    ) {
+        let a = loan("A", "HA");
+        let b = loan("B", "HB");
+        let c = if paid_before > 0 {
+            loan("C", "HC").plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: Fen(paid_before) }).unwrap().1
+        } else {
+            loan("C", "HC")
+        };
+        let event = Pool::agree(&terms(PoolMode::Direct), &[&a, &b, &c], &default_versions()).unwrap();
+        let mut pool = Pool::agreed(&event).unwrap();
+        let date = d("2021-09-20");
+        let owed: i64 = [&a, &b, &c].iter().map(|l| l.quote(date).unwrap().total().unwrap().0).sum();
+        let amount = Fen((owed * permille / 1_000).max(1));
+        let (event, after) = pool.plan_repayment(&[&a, &b, &c], date, amount).unwrap();
+        let postings = crate::ledger::pool_postings::pool_postings(&event).unwrap();
+        prop_assert!(!postings.as_slice().is_empty());
+        let PoolEvent::Repaid { parts, .. } = &event else { panic!() };
+        let sum: i64 = parts.iter().map(|p| match p { LoanEvent::Repaid { amount_fen, .. } => amount_fen.0, _ => 0 }).sum();
+        prop_assert_eq!(sum, amount.0);
+        let repaid_before: i64 = [&a, &b, &c].iter().map(|l| l.principal_repaid_fen.0 + l.interest_paid_fen.0).sum();
+        let repaid_after: i64 = after.iter().map(|l| l.principal_repaid_fen.0 + l.interest_paid_fen.0).sum::<i64>()
+            + [&a, &b, &c].iter().filter(|l| !after.iter().any(|x| x.terms.loan_id == l.terms.loan_id)).map(|l| l.principal_repaid_fen.0 + l.interest_paid_fen.0).sum::<i64>();
+        prop_assert!(repaid_after > repaid_before || amount.0 == 0);
+        pool.apply(&event).unwrap();
+        prop_assert_eq!(pool.repaid_fen, amount);
+    }
+}
