@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/loanledger/v1/audit.proto",
         "proto/loanledger/v1/subsidy.proto",
         "proto/loanledger/v1/risk_fund.proto",
+        "proto/loanledger/v1/pools.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     // sqlx's `migrate!` embeds the files of migrations/ as it finds them at compile time: a new

@@ -13,6 +13,7 @@ use tonic::transport::Server;
 use crate::api::connection::Coalescing;
 use crate::api::pb::audit_service_server::AuditServiceServer;
 use crate::api::pb::loan_service_server::LoanServiceServer;
+use crate::api::pb::pool_service_server::PoolServiceServer;
 use crate::api::pb::registry_service_server::RegistryServiceServer;
 use crate::api::pb::risk_fund_service_server::RiskFundServiceServer;
 use crate::api::pb::subsidy_service_server::SubsidyServiceServer;
@@ -205,6 +206,7 @@ impl Application {
         health.set_serving::<AuditServiceServer<Api>>().await;
         health.set_serving::<SubsidyServiceServer<Api>>().await;
         health.set_serving::<RiskFundServiceServer<Api>>().await;
+        health.set_serving::<PoolServiceServer<Api>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -245,6 +247,7 @@ impl Application {
             .add_service(AuditServiceServer::new(api.clone()))
             .add_service(SubsidyServiceServer::new(api.clone()))
             .add_service(RiskFundServiceServer::new(api.clone()))
+            .add_service(PoolServiceServer::new(api.clone()))
             .serve_with_incoming_shutdown(incoming, shutdown);
         tokio::select! {
             served = serve => served.context("Server failed")?,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod loans;
 pub mod panics;
 pub mod parse;
+pub mod pools;
 pub mod registry;
 pub mod risk_fund;
 pub mod subsidy;

@@ -17,6 +17,7 @@ use crate::domain::loan::{LoanState, LoanTerms};
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
+use crate::domain::pool::{ParticipationKind, Pool, PoolTerms};
 use crate::domain::rate::AnnualRate;
 use crate::domain::risk_fund::{Compensation, DepositSource, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimedLine};
@@ -155,6 +156,50 @@ pub enum Command {
         #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
     },
+    /// A bank's pooled-loan agreement over its member loans (the terms' ledger is the bank's,
+    /// filled in by the writer).
+    CreatePool {
+        terms: PoolTerms,
+        loan_ids: Vec<String>,
+    },
+    /// A household's loan money handed to its pool's partner.
+    TransferToPartner {
+        pool_id: String,
+        loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+        amount_fen: Fen,
+    },
+    /// A return or dividend the partner paid a member household.
+    RecordPoolReturn {
+        pool_id: String,
+        loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+        amount_fen: Fen,
+    },
+    /// A member household's participation (work, training, produce sold).
+    RecordParticipation {
+        pool_id: String,
+        loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+        kind: ParticipationKind,
+        note: String,
+    },
+    /// The partner's collective repayment to the bank, allocated over the member loans.
+    RepayPool {
+        pool_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+        amount_fen: Fen,
+    },
+    /// The pool settled once its member loans are closed.
+    SettlePool {
+        pool_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+    },
 }
 
 mod lpr_entry {
@@ -202,6 +247,12 @@ impl Command {
             Command::DepositRiskFund { .. } => "deposit_risk_fund",
             Command::CompensateLoan { .. } => "compensate_loan",
             Command::ReturnRecovery { .. } => "return_recovery",
+            Command::CreatePool { .. } => "create_pool",
+            Command::TransferToPartner { .. } => "transfer_to_partner",
+            Command::RecordPoolReturn { .. } => "record_pool_return",
+            Command::RecordParticipation { .. } => "record_participation",
+            Command::RepayPool { .. } => "repay_pool",
+            Command::SettlePool { .. } => "settle_pool",
         }
     }
 
@@ -269,6 +320,17 @@ impl SettledTotals {
     }
 }
 
+/// A member loan's part of a collective repayment, as its caller is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepaidPart {
+    pub loan_id: String,
+    pub amount_fen: Fen,
+    /// Of it, principal.
+    pub principal_fen: Fen,
+    /// The loan's principal outstanding after it.
+    pub principal_outstanding_fen: Fen,
+}
+
 /// Where a write landed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalRef {
@@ -318,6 +380,13 @@ pub enum Outcome {
         fund: Box<Fund>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         compensation: Option<Box<Compensation>>,
+        entry: JournalRef,
+    },
+    /// A pool after an event, with each member loan's part of a collective repayment.
+    Pool {
+        pool: Box<Pool>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        parts: Vec<RepaidPart>,
         entry: JournalRef,
     },
     Lpr {

@@ -82,16 +82,24 @@ pub fn replay<'e>(
     Ok(state)
 }
 
-/// A loan's events decoded from its history, in journal order, each with its seq (the entries
-/// of other kinds that name the loan, its risk fund's compensation and returns, are left out:
-/// they change none of its figures).
+/// A loan's events decoded from its history, in journal order, each with its seq: its own
+/// events, and its parts of its pool's collective repayments (a repayment of the loan like any
+/// other, [`JournalEvent::loan_event_of`]). The entries of other kinds that name the loan (its
+/// risk fund's compensation and returns, its pool's other events) are left out: they change
+/// none of its figures.
 pub fn loan_events(loan_id: &str, history: LoanHistory) -> Result<Vec<(LoanEvent, u64)>, AppError> {
     let mut events = Vec::new();
     for entry in history.entries()? {
         let event = JournalEvent::from_parts(&entry.row.kind, &entry.row.command_json)
             .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
-        if let JournalEvent::Loan(event) = event {
-            events.push((event, u64::try_from(entry.row.seq).unwrap_or_default()));
+        let seq = u64::try_from(entry.row.seq).unwrap_or_default();
+        match event {
+            JournalEvent::Loan(event) => events.push((event, seq)),
+            other => {
+                if let Some(part) = other.loan_event_of(loan_id) {
+                    events.push((part.clone(), seq));
+                }
+            }
         }
     }
     Ok(events)

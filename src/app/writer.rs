@@ -70,6 +70,7 @@ use crate::store::{Db, StoreError};
 
 mod fund;
 mod plan;
+mod pool;
 mod queue;
 mod rules;
 
@@ -479,6 +480,15 @@ enum Effect {
         opened: bool,
         compensation: Option<Box<crate::domain::risk_fund::Compensation>>,
         compensated: Option<Box<LoanState>>,
+    },
+    /// A pool after an event (`created`: its agreement), and the member loans a collective
+    /// repayment changed (their last seq set to the event's when applied).
+    Pool {
+        pool: Box<crate::domain::pool::Pool>,
+        created: bool,
+        loans: Vec<LoanState>,
+        /// Each loan's part of a collective repayment, for its caller.
+        parts: Vec<crate::app::command::RepaidPart>,
     },
 }
 
@@ -1618,7 +1628,7 @@ impl Writer {
                 hash: entry.hash.clone(),
                 postings: pack(planned.postings.as_slice()),
             },
-            loan_ids: planned.event.loan_ids().into_iter().map(String::from).collect(),
+            loan_ids: planned.event.loan_ids().map(String::from).collect(),
             idempotency: StoredAnswer {
                 fingerprint: fingerprint.clone(),
                 result_json: stored_json,

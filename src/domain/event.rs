@@ -11,6 +11,7 @@ use super::household::StatusEntry;
 use super::loan::LoanEvent;
 use super::lpr::{LprEntry, tenor_text};
 use super::policy::PolicyVersion;
+use super::pool::{PoolEvent, PoolLoanIds};
 use super::risk_fund::FundEvent;
 use super::subsidy_claim::{Claim, ClaimEvent};
 
@@ -67,6 +68,25 @@ pub enum JournalEvent {
     SubsidyClaim(ClaimEvent),
     /// An event of a ledger's risk-compensation fund ([`super::risk_fund`]).
     RiskFund(FundEvent),
+    /// An event of a pooled-loan arrangement ([`super::pool`]).
+    Pool(PoolEvent),
+}
+
+/// The loans a journal entry touches ([`JournalEvent::loan_ids`]), without a list of their own.
+pub enum LoanIds<'a> {
+    One(Option<&'a str>),
+    Pool(PoolLoanIds<'a>),
+}
+
+impl<'a> Iterator for LoanIds<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            LoanIds::One(id) => id.take(),
+            LoanIds::Pool(ids) => ids.next(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -158,17 +178,35 @@ impl JournalEvent {
             JournalEvent::RiskFund(FundEvent::Deposited { .. }) => "risk_fund.deposited",
             JournalEvent::RiskFund(FundEvent::Compensated { .. }) => "risk_fund.compensated",
             JournalEvent::RiskFund(FundEvent::Returned { .. }) => "risk_fund.returned",
+            JournalEvent::Pool(PoolEvent::Agreed { .. }) => "pool.agreed",
+            JournalEvent::Pool(PoolEvent::Transferred { .. }) => "pool.transferred",
+            JournalEvent::Pool(PoolEvent::ReturnPaid { .. }) => "pool.return_paid",
+            JournalEvent::Pool(PoolEvent::Participated { .. }) => "pool.participated",
+            JournalEvent::Pool(PoolEvent::Repaid { .. }) => "pool.repaid",
+            JournalEvent::Pool(PoolEvent::Settled { .. }) => "pool.settled",
         }
     }
 
-    /// The loans this event touches (for loan histories): its loan's, if a loan event, or the
-    /// loan a risk fund's compensation or return is about (a loan's history shows them beside
-    /// its own events; the loan's replays take its own events alone,
-    /// [`crate::app::servicing::loan_events`]).
-    pub fn loan_ids(&self) -> Option<&str> {
+    /// The loans this event touches (for loan histories): its loan's, if a loan event; the
+    /// loan a risk fund's compensation or return is about; the member loans a pool's event is
+    /// about ([`PoolEvent::loan_ids`]). A loan's history shows them all beside its own events;
+    /// its replays take its own events alone, and its part of a pool's collective repayment
+    /// ([`JournalEvent::loan_event_of`]).
+    pub fn loan_ids(&self) -> LoanIds<'_> {
         match self {
-            JournalEvent::Loan(e) => Some(e.loan_id()),
-            JournalEvent::RiskFund(e) => e.loan_id(),
+            JournalEvent::Loan(e) => LoanIds::One(Some(e.loan_id())),
+            JournalEvent::RiskFund(e) => LoanIds::One(e.loan_id()),
+            JournalEvent::Pool(e) => LoanIds::Pool(e.loan_ids()),
+            _ => LoanIds::One(None),
+        }
+    }
+
+    /// The event of loan `loan_id` this entry records, if any: the entry's own loan event, or
+    /// the loan's part of a pool's collective repayment.
+    pub fn loan_event_of(&self, loan_id: &str) -> Option<&LoanEvent> {
+        match self {
+            JournalEvent::Loan(e) if e.loan_id() == loan_id => Some(e),
+            JournalEvent::Pool(e) => e.part_of(loan_id),
             _ => None,
         }
     }
@@ -213,6 +251,7 @@ impl JournalEvent {
             JournalEvent::SubsidyClaimSubmitted { claim } => serde_json::to_string(claim),
             JournalEvent::SubsidyClaim(e) => serde_json::to_string(e),
             JournalEvent::RiskFund(e) => serde_json::to_string(e),
+            JournalEvent::Pool(e) => serde_json::to_string(e),
         };
         // Serialising these plain structs to a string cannot fail: no maps with non-string keys,
         // no custom serialisers that error.
@@ -293,6 +332,14 @@ impl JournalEvent {
                 }
                 event
             }
+            "pool.agreed" | "pool.transferred" | "pool.return_paid" | "pool.participated"
+            | "pool.repaid" | "pool.settled" => {
+                let event = JournalEvent::Pool(serde_json::from_str(json).map_err(payload)?);
+                if event.kind() != kind {
+                    return Err(EventDecodeError::UnknownKind(kind.to_string()));
+                }
+                event
+            }
             other => return Err(EventDecodeError::UnknownKind(other.to_string())),
         })
     }
@@ -315,6 +362,7 @@ impl JournalEvent {
             JournalEvent::SubsidyClaimSubmitted { claim } => Some(claim.submitted_on),
             JournalEvent::SubsidyClaim(e) => Some(e.date()),
             JournalEvent::RiskFund(e) => Some(e.date()),
+            JournalEvent::Pool(e) => Some(e.date()),
             JournalEvent::LedgerCreated { .. }
             | JournalEvent::BankRegistered { .. }
             | JournalEvent::LprChainStarted { .. } => None,
@@ -528,7 +576,7 @@ pub(crate) mod tests {
                 let event = JournalEvent::from_parts(kind, json).expect(kind);
                 assert_eq!(event.kind(), *kind);
                 assert_eq!(event.to_json(), *json, "{kind}");
-                assert_eq!(event.loan_ids(), None, "{kind}");
+                assert_eq!(event.loan_ids().next(), None, "{kind}");
                 event.own_date().map(crate::domain::date::format_date)
             })
             .collect();

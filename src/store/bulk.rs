@@ -14,8 +14,8 @@ use sqlx::PgPool;
 
 use super::pgcopy::{CopyReader, LEDGER_SETTING, READ_ONLY, binary_copy, copy_out, scan_settings};
 use super::rows::{
-    BalanceRow, CLAIM_PERIODS_SQL, CLAIMS_SQL, COMPENSATIONS_SQL, LoanRow, POLICIES_SQL, PolicyRow,
-    RISK_FUND_SQL, loan_columns,
+    BalanceRow, CLAIM_PERIODS_SQL, CLAIMS_SQL, COMPENSATIONS_SQL, LoanRow, POLICIES_SQL,
+    POOL_MEMBERS_SQL, POOLS_SQL, PolicyRow, RISK_FUND_SQL, loan_columns,
 };
 use super::scan::{open_sqlite_reader, panicked, row_text, sqlite_file};
 use super::schema;
@@ -69,6 +69,10 @@ pub struct RegistrySnapshot {
     pub risk_fund: Vec<(String, i64, i64)>,
     /// Its compensations (loan_id, bank_id, compensation_json, last_seq), by loan id.
     pub compensations: Vec<(String, String, String, i64)>,
+    /// Its pools (pool_id, bank_id, status, pool_json, last_seq), by pool id.
+    pub pools: Vec<(String, String, String, String, i64)>,
+    /// Its pools' member loans (loan_id, pool_id), by loan id.
+    pub pool_members: Vec<(String, String)>,
 }
 
 /// A subsidy claim's row: (claim_id, bank_id, status, claim_json, summary_json, last_seq).
@@ -87,6 +91,8 @@ impl RegistrySnapshot {
         self.claims.sort_by(|a, b| a.0.cmp(&b.0));
         self.claim_periods.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         self.compensations.sort_by(|a, b| a.0.cmp(&b.0));
+        self.pools.sort_by(|a, b| a.0.cmp(&b.0));
+        self.pool_members.sort();
     }
 }
 
@@ -193,7 +199,9 @@ const STRAYS_SQL: &str = "select t, cast(l as text) from (\
      union all select 'household', ledger_id from household group by ledger_id \
      union all select 'subsidy_claim', ledger_id from subsidy_claim group by ledger_id \
      union all select 'risk_fund', ledger_id from risk_fund group by ledger_id \
-     union all select 'risk_compensation', ledger_id from risk_compensation group by ledger_id) x \
+     union all select 'risk_compensation', ledger_id from risk_compensation group by ledger_id \
+     union all select 'pool', ledger_id from pool group by ledger_id \
+     union all select 'pool_member', ledger_id from pool_member group by ledger_id) x \
      where l <> $1 and not exists (select 1 from journal_txn j where j.ledger_id = x.l)";
 
 /// The rows of [`STRAYS_SQL`], described, by table and ledger id.
@@ -335,6 +343,11 @@ fn sqlite_models(
         lenient.rows(&conn, COMPENSATIONS_SQL, ledger_id, "risk_compensation", |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
+    let pools = lenient.rows(&conn, POOLS_SQL, ledger_id, "pool", |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    let pool_members = lenient
+        .rows(&conn, POOL_MEMBERS_SQL, ledger_id, "pool_member", |r| Ok((r.get(0)?, r.get(1)?)))?;
     let balances = lenient.rows(&conn, BALANCES_SQL, ledger_id, "account_balance", |r| {
         Ok((r.get(0)?, Fen(r.get(1)?)))
     })?;
@@ -377,6 +390,8 @@ fn sqlite_models(
             claim_periods,
             risk_fund,
             compensations,
+            pools,
+            pool_members,
         },
         balances,
         loans,
@@ -480,6 +495,10 @@ async fn postgres_models(
             sqlx::query_as(RISK_FUND_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let compensations: Vec<(String, String, String, i64)> =
             sqlx::query_as(COMPENSATIONS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+        let pools: Vec<(String, String, String, String, i64)> =
+            sqlx::query_as(POOLS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
+        let pool_members: Vec<(String, String)> =
+            sqlx::query_as(POOL_MEMBERS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let registry = RegistrySnapshot {
             banks,
             households,
@@ -491,6 +510,8 @@ async fn postgres_models(
             claim_periods,
             risk_fund,
             compensations,
+            pools,
+            pool_members,
         };
         Ok::<_, StoreError>((registry, requests, odd_seqs, strays, unreadable_rows))
     };
@@ -800,6 +821,8 @@ mod tests {
             claim_periods: Vec::new(),
             risk_fund: Vec::new(),
             compensations: Vec::new(),
+            pools: Vec::new(),
+            pool_members: Vec::new(),
         };
         snapshot.sort();
         assert_eq!(snapshot.banks[0].0, "ABD");

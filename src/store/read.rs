@@ -5,6 +5,7 @@ use super::{Db, StoreError};
 use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::policy::PolicyVersion;
+use crate::domain::pool::Pool;
 use crate::domain::risk_fund::{Compensation, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::on_pool;
@@ -362,6 +363,39 @@ impl Db {
         let sql = LIVE_LOANS_OF_LEDGER_SQL;
         let rows: Vec<LoanRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
+        rows.into_iter().map(LoanRow::into_state).collect()
+    }
+
+    /// A pool as it stands (`None`: there is none of that id).
+    pub async fn pool(&self, pool_id: &str) -> Result<Option<Pool>, StoreError> {
+        let sql = POOL_JSON_SQL;
+        let json: Option<String> =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(pool_id).fetch_optional(p).await?);
+        json.map(|json| pool_from_json(pool_id, &json)).transpose()
+    }
+
+    /// A ledger's pools in pool id order after `after_pool_id`, at most `limit`, of one bank if
+    /// given (`""` for all).
+    pub async fn list_pools(
+        &self,
+        ledger_id: &str,
+        bank_id: &str,
+        after_pool_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Pool>, StoreError> {
+        let sql = "select pool_id, pool_json from pool where ledger_id = $1 \
+                   and ($2 = '' or bank_id = $2) and pool_id > $3 order by pool_id limit $4";
+        let rows: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(bank_id).bind(after_pool_id).bind(i64::from(limit))
+            .fetch_all(p).await?);
+        rows.iter().map(|(pool_id, json)| pool_from_json(pool_id, json)).collect()
+    }
+
+    /// The member loans of a pool as they stand.
+    pub async fn loans_of_pool(&self, pool_id: &str) -> Result<Vec<LoanState>, StoreError> {
+        let sql = LOANS_OF_POOL_SQL;
+        let rows: Vec<LoanRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(pool_id).fetch_all(p).await?);
         rows.into_iter().map(LoanRow::into_state).collect()
     }
 

@@ -7,6 +7,7 @@ use crate::domain::loan::{LoanState, LoanStatus, LoanTerms, RepaymentMethod, Set
 use crate::domain::lpr::{LprEntry, TenorBucket};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyParams, PolicyVersion};
+use crate::domain::pool::Pool;
 use crate::domain::rate::AnnualRate;
 use crate::domain::risk_fund::{Compensation, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimSummary};
@@ -105,6 +106,18 @@ pub const COMPENSATION_JSON_SQL: &str =
 /// A ledger's compensations by loan id (one parameter: the ledger id).
 pub const COMPENSATIONS_SQL: &str = "select loan_id, bank_id, compensation_json, last_seq \
      from risk_compensation where ledger_id = $1 order by loan_id";
+
+/// A pool's JSON (one parameter: the pool id).
+pub const POOL_JSON_SQL: &str = "select pool_json from pool where pool_id = $1";
+
+/// A ledger's pools by pool id (one parameter: the ledger id): (pool_id, bank_id, status,
+/// pool_json, last_seq).
+pub const POOLS_SQL: &str = "select pool_id, bank_id, status, pool_json, last_seq \
+     from pool where ledger_id = $1 order by pool_id";
+
+/// A ledger's pool members by loan id (one parameter: the ledger id): (loan_id, pool_id).
+pub const POOL_MEMBERS_SQL: &str =
+    "select loan_id, pool_id from pool_member where ledger_id = $1 order by loan_id";
 
 /// The loan-periods claimed in a ledger by loan then due date (one parameter: the ledger id).
 pub const CLAIM_PERIODS_SQL: &str = "select loan_id, due_date, claim_id \
@@ -446,10 +459,22 @@ pub fn compensation_from_json(loan_id: &str, json: &str) -> Result<Compensation,
         .map_err(|e| StoreError::Corrupt(format!("compensation of loan {loan_id}: {e}")))
 }
 
+/// A pool as its row's `pool_json` holds it.
+pub fn pool_from_json(pool_id: &str, json: &str) -> Result<Pool, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("pool {pool_id}: {e}")))
+}
+
 /// A fund's or a compensation's row text.
 pub fn fund_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("risk fund: {e}")))
 }
+
+/// The member loans of a pool (one parameter: the pool id).
+pub const LOANS_OF_POOL_SQL: &str = concat!(
+    "select ",
+    loan_columns!(),
+    " from loan where loan_id in (select loan_id from pool_member where pool_id = $1)"
+);
 
 /// The live programme loans of a ledger (contracted, active or overdue), for its risk fund's
 /// limits and figures (one parameter: the ledger id).

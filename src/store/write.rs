@@ -24,6 +24,7 @@ use crate::domain::loan::LoanState;
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
+use crate::domain::pool::Pool;
 use crate::domain::risk_fund::{Compensation, Fund};
 use crate::domain::subsidy_claim::Claim;
 use crate::ledger::posting::Posting;
@@ -875,6 +876,64 @@ impl WriteTx {
                        last_seq = excluded.last_seq";
             on_tx!(self, c => sqlx::query(sql)
                 .bind(&comp.loan_id).bind(&comp.ledger_id).bind(&comp.bank_id).bind(json).bind(seq)
+                .execute(c).await.map(|_| ())?);
+        }
+        Ok(())
+    }
+
+    /// A pool as it stands (`None`: there is none of that id).
+    pub async fn pool(&mut self, pool_id: &str) -> Result<Option<Pool>, StoreError> {
+        let sql = POOL_JSON_SQL;
+        let json: Option<String> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(pool_id).fetch_optional(c).await?);
+        json.map(|json| pool_from_json(pool_id, &json)).transpose()
+    }
+
+    /// The pools these loans are members of, as (loan id, pool id): those in none left out.
+    pub async fn pools_of_loans(
+        &mut self,
+        loan_ids: &[&str],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in loan_ids.chunks(chunk_rows(1)) {
+            let rows: Vec<(String, String)> = on_tx_built!(self, q, c => {
+                q.push("select loan_id, pool_id from pool_member where loan_id in (");
+                push_list(&mut q, chunk);
+                q.push(")");
+                q.build_query_as().fetch_all(c).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// A pool after an event (`created`: its agreement, which also records its members).
+    pub async fn put_pool(
+        &mut self,
+        pool: &Pool,
+        created: bool,
+        seq: i64,
+    ) -> Result<(), StoreError> {
+        let json = fund_text(pool)?;
+        let t = &pool.terms;
+        let status = pool.status.as_str();
+        if created {
+            let sql = "insert into pool (pool_id, ledger_id, bank_id, status, pool_json, last_seq) \
+                       values ($1, $2, $3, $4, $5, $6)";
+            on_tx!(self, c => sqlx::query(sql)
+                .bind(&t.pool_id).bind(&t.ledger_id).bind(&t.bank_id).bind(status).bind(json).bind(seq)
+                .execute(c).await.map(|_| ())?);
+            let sql = "insert into pool_member (loan_id, pool_id, ledger_id) values ($1, $2, $3)";
+            for m in &pool.members {
+                on_tx!(self, c => sqlx::query(sql)
+                    .bind(&m.loan_id).bind(&t.pool_id).bind(&t.ledger_id)
+                    .execute(c).await.map(|_| ())?);
+            }
+        } else {
+            let sql =
+                "update pool set status = $1, pool_json = $2, last_seq = $3 where pool_id = $4";
+            on_tx!(self, c => sqlx::query(sql)
+                .bind(status).bind(json).bind(seq).bind(&t.pool_id)
                 .execute(c).await.map(|_| ())?);
         }
         Ok(())

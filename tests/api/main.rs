@@ -41,6 +41,7 @@ mod auth;
 mod checkpoints;
 mod claims;
 mod lifecycle;
+mod pools;
 mod risk_fund;
 mod schedule;
 mod servicing;

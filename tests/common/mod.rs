@@ -17,6 +17,7 @@ use std::time::Duration;
 use loanledger::api::pb;
 use loanledger::api::pb::audit_service_client::AuditServiceClient;
 use loanledger::api::pb::loan_service_client::LoanServiceClient;
+use loanledger::api::pb::pool_service_client::PoolServiceClient;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
 use loanledger::api::pb::risk_fund_service_client::RiskFundServiceClient;
 use loanledger::api::pb::subsidy_service_client::SubsidyServiceClient;
@@ -80,6 +81,7 @@ pub type Loans = LoanServiceClient<Authed>;
 pub type Audit = AuditServiceClient<Authed>;
 pub type Subsidy = SubsidyServiceClient<Authed>;
 pub type RiskFunds = RiskFundServiceClient<Authed>;
+pub type Pools = PoolServiceClient<Authed>;
 
 struct Running {
     shutdown: oneshot::Sender<()>,
@@ -247,6 +249,10 @@ impl TestApp {
 
     pub fn risk_fund(&self, token: &str) -> RiskFunds {
         RiskFundServiceClient::with_interceptor(self.channel(), Bearer::new(token))
+    }
+
+    pub fn pools(&self, token: &str) -> Pools {
+        PoolServiceClient::with_interceptor(self.channel(), Bearer::new(token))
     }
 
     /// The balance of `account` in the test's ledger today, as `token` reads it (streamed by

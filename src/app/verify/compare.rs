@@ -114,6 +114,8 @@ fn compare_registry(
         ("claimed loan-periods", stored.claim_periods == registry.claim_periods),
         ("risk fund", stored.risk_fund == registry.risk_fund),
         ("risk compensations", stored.compensations == registry.compensations),
+        ("pools", stored.pools == registry.pools),
+        ("pool members", stored.pool_members == registry.pool_members),
     ] {
         if !same {
             problem(format!("the {what} of ledger {ledger_id} differ from the journal"));

@@ -217,6 +217,8 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         claims,
         fund,
         compensations,
+        pools,
+        pool_of_loan,
         ..
     } = replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
@@ -224,6 +226,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
     let mut problems = std::mem::take(&mut chain.problems).merge(replay_problems);
     replay::claim_rows(&mut registry, claims);
     replay::fund_rows(&mut registry, fund, compensations);
+    replay::pool_rows(&mut registry, pools, pool_of_loan);
     let rebuilt = compare::Rebuilt {
         registry,
         balances: std::mem::take(&mut chain.balances),

@@ -14,11 +14,13 @@ use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
+use crate::domain::pool::{Pool, PoolEvent};
 use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent};
 use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::fund_postings::fund_postings;
 use crate::ledger::loan_postings::loan_postings;
+use crate::ledger::pool_postings::pool_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
 use crate::store::bulk::RegistrySnapshot;
 use crate::store::rows::{claim_texts, fund_text};
@@ -101,6 +103,10 @@ pub(super) struct Replay {
     pub fund: Option<(Fund, u64)>,
     /// Its compensations rebuilt, each with the seq of its last event, by loan id.
     pub compensations: BTreeMap<String, (Compensation, u64)>,
+    /// Its pools rebuilt, each with the seq of its last event, by pool id.
+    pub pools: BTreeMap<String, (Pool, u64)>,
+    /// The pool of each member loan.
+    pub pool_of_loan: BTreeMap<String, String>,
     /// Whether the ledger replayed is the LPR table's chain ([`LPR_LEDGER`]), whose events are
     /// `lpr.set` alone; a region's ledger has none.
     lpr_chain: bool,
@@ -189,11 +195,13 @@ impl Replay {
                 ),
             );
         }
-        if let Some(loan_id) = event.as_ref().ok().and_then(JournalEvent::loan_ids) {
-            match self.links.get_mut(loan_id) {
-                Some(seqs) => seqs.push(seq),
-                None => {
-                    self.links.insert(loan_id.to_string(), vec![seq]);
+        if let Ok(event) = event.as_ref() {
+            for loan_id in event.loan_ids() {
+                match self.links.get_mut(loan_id) {
+                    Some(seqs) => seqs.push(seq),
+                    None => {
+                        self.links.insert(loan_id.to_string(), vec![seq]);
+                    }
                 }
             }
         }
@@ -250,6 +258,11 @@ impl Replay {
             Ok(JournalEvent::SubsidyClaim(event)) => self.replay_claim(&event, seq, t.postings),
             Ok(JournalEvent::RiskFund(event)) => {
                 if let Err(why) = caught(|| self.replay_fund(&event, seq, t.postings)) {
+                    self.problems.add(seq, format!("seq {seq}: the event does not replay ({why})"))
+                }
+            }
+            Ok(JournalEvent::Pool(event)) => {
+                if let Err(why) = caught(|| self.replay_pool(event, seq, t.postings)) {
                     self.problems.add(seq, format!("seq {seq}: the event does not replay ({why})"))
                 }
             }
@@ -361,6 +374,108 @@ impl Replay {
         }
     }
 
+    /// Applies an event of a pool as the writer did, after planning it again from the pool and
+    /// the loans replayed so far (the states the writer planned it from) and comparing, and
+    /// checks its postings (`stored`). A collective repayment's parts are applied to their
+    /// loans as their own repayments are.
+    fn replay_pool(&mut self, event: PoolEvent, seq: u64, stored: &str) {
+        match pool_postings(&event) {
+            Ok(expected) if stored_as(expected.as_slice(), stored) => {}
+            Ok(_) => self
+                .problems
+                .add(seq, format!("seq {seq}: postings differ from those the event implies")),
+            Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
+        }
+        let pool_id = event.pool_id().to_string();
+        let members: Vec<String> = match (&event, self.pools.get(&pool_id)) {
+            (PoolEvent::Agreed { members, .. }, _) => {
+                members.iter().map(|m| m.loan_id.clone()).collect()
+            }
+            (_, Some((pool, _))) => pool.members.iter().map(|m| m.loan_id.clone()).collect(),
+            (_, None) => {
+                self.problems.add(seq, format!("seq {seq}: an event of unknown pool {pool_id}"));
+                return;
+            }
+        };
+        let loans: Vec<&LoanState> = members.iter().filter_map(|id| self.loans.get(id)).collect();
+        if loans.len() != members.len() {
+            self.problems.add(seq, format!("seq {seq}: pool {pool_id} names an unknown loan"));
+            return;
+        }
+        let loan_of = |id: &str| loans.iter().copied().find(|l| l.terms.loan_id == id);
+        let planned = match (&event, self.pools.get(&pool_id)) {
+            (PoolEvent::Agreed { terms, .. }, existing) => {
+                if existing.is_some() {
+                    self.problems.add(seq, format!("seq {seq}: pool {pool_id} agreed twice"));
+                }
+                if let Some((loan_id, other)) =
+                    members.iter().find_map(|id| self.pool_of_loan.get(id).map(|other| (id, other)))
+                {
+                    self.problems
+                        .add(seq, format!("seq {seq}: loan {loan_id} is already in pool {other}"));
+                }
+                Pool::agree(terms, &loans, &self.registry.policies).map_err(|e| e.to_string())
+            }
+            (_, None) => Err(format!("pool {pool_id} unknown")),
+            (PoolEvent::Transferred { loan_id, value_date, amount_fen, .. }, Some((pool, _))) => {
+                match loan_of(loan_id) {
+                    Some(loan) => pool.transfer(loan, *value_date, *amount_fen),
+                    None => pool.member(loan_id).map(|_| event.clone()),
+                }
+                .map_err(|e| e.to_string())
+            }
+            (PoolEvent::ReturnPaid { loan_id, value_date, amount_fen, .. }, Some((pool, _))) => {
+                pool.pay_return(loan_id, *value_date, *amount_fen).map_err(|e| e.to_string())
+            }
+            (PoolEvent::Participated { loan_id, value_date, kind, note, .. }, Some((pool, _))) => {
+                pool.participate(loan_id, *value_date, *kind, note).map_err(|e| e.to_string())
+            }
+            (PoolEvent::Repaid { value_date, amount_fen, .. }, Some((pool, _))) => pool
+                .plan_repayment(&loans, *value_date, *amount_fen)
+                .map(|(planned, _)| planned)
+                .map_err(|e| e.to_string()),
+            (PoolEvent::Settled { value_date, .. }, Some((pool, _))) => {
+                pool.settle(&loans, *value_date).map_err(|e| e.to_string())
+            }
+        };
+        match planned {
+            Ok(planned) if planned == event => {}
+            Ok(_) => self.problems.add(
+                seq,
+                format!("seq {seq}: differs from what pool {pool_id} and its loans imply"),
+            ),
+            Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
+        }
+        // The loans' parts, applied to them as their own repayments are.
+        if let PoolEvent::Repaid { parts, .. } = &event {
+            for part in parts {
+                if let Some(Err(e)) = self.replay_loan(part.clone(), seq) {
+                    self.problems.add(seq, format!("seq {seq}: {e}"));
+                }
+            }
+        }
+        match &event {
+            PoolEvent::Agreed { .. } => {
+                if let Some(pool) = Pool::agreed(&event) {
+                    for id in &members {
+                        self.pool_of_loan.entry(id.clone()).or_insert_with(|| pool_id.clone());
+                    }
+                    self.pools.insert(pool_id, (pool, seq));
+                }
+            }
+            _ => {
+                if let Some((pool, last)) = self.pools.get_mut(&pool_id) {
+                    match pool.apply(&event) {
+                        Ok(()) => *last = seq,
+                        Err(e) => self
+                            .problems
+                            .add(seq, format!("seq {seq}: cannot apply to pool {pool_id}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+
     /// Recomputes the postings of `event` with its loan's bank and applies it to the loan
     /// (`None`: an event on an unknown loan). A new loan's terms move into its state.
     fn replay_loan(
@@ -432,6 +547,21 @@ pub(super) fn fund_rows(
     }
 }
 
+/// The pools and their members rebuilt into the registry's rows, as the writer stores them.
+pub(super) fn pool_rows(
+    registry: &mut RegistrySnapshot,
+    pools: BTreeMap<String, (Pool, u64)>,
+    pool_of_loan: BTreeMap<String, String>,
+) {
+    let seq_of = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
+    for (pool_id, (pool, seq)) in pools {
+        let json = fund_text(&pool).unwrap_or_default();
+        let status = pool.status.as_str().to_string();
+        registry.pools.push((pool_id, pool.terms.bank_id, status, json, seq_of(seq)));
+    }
+    registry.pool_members.extend(pool_of_loan);
+}
+
 /// The claims rebuilt into the registry's rows, as the writer stores them: each claim's JSON
 /// and the loan-periods its lines hold.
 pub(super) fn claim_rows(registry: &mut RegistrySnapshot, claims: BTreeMap<String, (Claim, u64)>) {
@@ -482,6 +612,7 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
         JournalEvent::SubsidyClaimSubmitted { .. }
         | JournalEvent::SubsidyClaim(_)
         | JournalEvent::RiskFund(_)
+        | JournalEvent::Pool(_)
         | JournalEvent::LprSet { .. }
         | JournalEvent::LprChainStarted { .. }
         | JournalEvent::Loan(_) => {}

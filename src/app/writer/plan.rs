@@ -427,6 +427,12 @@ impl Writer {
             | Command::DepositRiskFund { .. }
             | Command::CompensateLoan { .. }
             | Command::ReturnRecovery { .. } => self.plan_fund(tx, g, env).await?,
+            Command::CreatePool { .. }
+            | Command::TransferToPartner { .. }
+            | Command::RecordPoolReturn { .. }
+            | Command::RecordParticipation { .. }
+            | Command::RepayPool { .. }
+            | Command::SettlePool { .. } => self.plan_pool(tx, g, env).await?,
             Command::SettlementRun { .. } | Command::SettlementRunSummary { .. } => {
                 return Err(AppError::Internal(format!(
                     "{} is not a journal command",
@@ -842,6 +848,15 @@ impl Writer {
                     g.loans.insert(loan.terms.loan_id.clone(), *loan);
                 }
                 Outcome::RiskFund { fund, compensation, entry: entry.clone() }
+            }
+            Effect::Pool { pool, created, loans, parts } => {
+                tx.put_pool(&pool, created, seq_i64).await?;
+                for mut loan in loans {
+                    loan.last_seq = seq;
+                    g.changed.insert(loan.terms.loan_id.clone());
+                    g.loans.insert(loan.terms.loan_id.clone(), loan);
+                }
+                Outcome::Pool { pool, parts, entry: entry.clone() }
             }
             Effect::Unchanged(_) => {
                 return Err(AppError::Internal("an unchanged loan reached apply".into()));

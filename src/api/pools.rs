@@ -1,0 +1,361 @@
+//! PoolService: pooled-loan arrangements ([`crate::domain::pool`]): their writes through the
+//! writer, their figures read and reported on the read pool.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{journal_ref, loan_status_to_pb};
+use super::error::{invalid, status, unexpected};
+use super::pb::pool_service_server::PoolService;
+use super::{Api, parse, pb};
+use crate::app::auth::{Principal, Role};
+use crate::app::command::{Command, Outcome, RepaidPart};
+use crate::app::listing;
+use crate::domain::date::format_date;
+use crate::domain::loan::LoanState;
+use crate::domain::pool::{ParticipationKind, Pool, PoolMode, PoolTerms, ReturnFrequency};
+use crate::store::read::LoanFilter;
+
+/// Member loans a `CreatePool` names at most ([`crate::domain::pool::MEMBERS_MAX`]).
+const MEMBERS_MAX: usize = crate::domain::pool::MEMBERS_MAX;
+
+#[tonic::async_trait]
+impl PoolService for Api {
+    async fn create_pool(
+        &self,
+        request: Request<pb::CreatePoolRequest>,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "CreatePool")?;
+        let pb::CreatePoolRequest {
+            request_id,
+            pool_id,
+            bank_id,
+            mode,
+            partner_id,
+            partner_name,
+            agreed_on,
+            return_rate,
+            return_frequency,
+            loan_ids,
+        } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let mode = match parse::enumeration::<pb::PoolMode>("mode", mode)? {
+            pb::PoolMode::Direct => PoolMode::Direct,
+            pb::PoolMode::Entrusted => PoolMode::Entrusted,
+            pb::PoolMode::Shareholding => PoolMode::Shareholding,
+            pb::PoolMode::Unspecified => return Err(invalid("mode", "is required")),
+        };
+        // Unspecified is no frequency (a direct pool's), not a field left out.
+        let return_frequency = match return_frequency {
+            0 => None,
+            value => match parse::enumeration::<pb::ReturnFrequency>("return_frequency", value)? {
+                pb::ReturnFrequency::Quarterly => Some(ReturnFrequency::Quarterly),
+                pb::ReturnFrequency::Yearly => Some(ReturnFrequency::Yearly),
+                pb::ReturnFrequency::Unspecified => None,
+            },
+        };
+        let return_rate = match return_rate.as_str() {
+            "" => None,
+            rate => Some(parse::rate("return_rate", rate)?),
+        };
+        if loan_ids.len() > MEMBERS_MAX {
+            return Err(invalid("loan_ids", format!("may name at most {MEMBERS_MAX} loans")));
+        }
+        let loan_ids = loan_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| parse::loan_id(&format!("loan_ids[{i}]"), id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let terms = PoolTerms {
+            pool_id: parse::id("pool_id", &pool_id)?,
+            // The bank's ledger, filled in by the writer.
+            ledger_id: String::new(),
+            bank_id: parse::id("bank_id", &bank_id)?,
+            mode,
+            partner_id: parse::id("partner_id", &partner_id)?,
+            partner_name: parse::text("partner_name", &partner_name, true)?,
+            agreed_on: parse::value_date("agreed_on", &agreed_on, self.today())?,
+            return_rate,
+            return_frequency,
+        };
+        self.pool_write(actor, request_id, Command::CreatePool { terms, loan_ids }).await
+    }
+
+    async fn transfer_to_partner(
+        &self,
+        request: Request<pb::TransferToPartnerRequest>,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::TransferToPartnerRequest { request_id, pool_id, loan_id, value_date, amount_fen } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::TransferToPartner {
+            pool_id: parse::id("pool_id", &pool_id)?,
+            loan_id: parse::loan_id("loan_id", &loan_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+            amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+        };
+        self.pool_write(actor, request_id, command).await
+    }
+
+    async fn record_pool_return(
+        &self,
+        request: Request<pb::RecordPoolReturnRequest>,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::RecordPoolReturnRequest { request_id, pool_id, loan_id, value_date, amount_fen } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::RecordPoolReturn {
+            pool_id: parse::id("pool_id", &pool_id)?,
+            loan_id: parse::loan_id("loan_id", &loan_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+            amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+        };
+        self.pool_write(actor, request_id, command).await
+    }
+
+    async fn record_participation(
+        &self,
+        request: Request<pb::RecordParticipationRequest>,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::RecordParticipationRequest { request_id, pool_id, loan_id, value_date, kind, note } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let kind = match parse::enumeration::<pb::ParticipationKind>("kind", kind)? {
+            pb::ParticipationKind::Work => ParticipationKind::Work,
+            pb::ParticipationKind::Training => ParticipationKind::Training,
+            pb::ParticipationKind::ProduceSold => ParticipationKind::ProduceSold,
+            pb::ParticipationKind::Other => ParticipationKind::Other,
+            pb::ParticipationKind::Unspecified => return Err(invalid("kind", "is required")),
+        };
+        let command = Command::RecordParticipation {
+            pool_id: parse::id("pool_id", &pool_id)?,
+            loan_id: parse::loan_id("loan_id", &loan_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+            kind,
+            note: parse::text("note", &note, false)?,
+        };
+        self.pool_write(actor, request_id, command).await
+    }
+
+    async fn repay_pool(
+        &self,
+        request: Request<pb::RepayPoolRequest>,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::RepayPoolRequest { request_id, pool_id, value_date, amount_fen } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::RepayPool {
+            pool_id: parse::id("pool_id", &pool_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+            amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+        };
+        self.pool_write(actor, request_id, command).await
+    }
+
+    async fn settle_pool(
+        &self,
+        request: Request<pb::SettlePoolRequest>,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::SettlePoolRequest { request_id, pool_id, value_date } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::SettlePool {
+            pool_id: parse::id("pool_id", &pool_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+        };
+        self.pool_write(actor, request_id, command).await
+    }
+
+    async fn get_pool(
+        &self,
+        request: Request<pb::GetPoolRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
+        let actor = self.principal(&request).await?;
+        let pool_id = parse::id("pool_id", &request.into_inner().pool_id)?;
+        let pool = self.readable_pool(&actor, &pool_id).await?;
+        Ok(Response::new(pool_to_pb(&pool)))
+    }
+
+    async fn list_pools(
+        &self,
+        request: Request<pb::ListPoolsRequest>,
+    ) -> Result<Response<pb::ListPoolsResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::ListPoolsRequest { ledger_id, bank_id, page_size, page_token } =
+            request.into_inner();
+        let ledger_id = parse::id("ledger_id", &ledger_id)?;
+        let bank_id = parse::optional_id("bank_id", &bank_id)?;
+        self.check_bank_scope(
+            &actor,
+            &ledger_id,
+            bank_id.as_deref(),
+            Principal::reads_ledger,
+            ("lists only its own pools", "list the pools of ledger"),
+        )
+        .await?;
+        let filter = LoanFilter {
+            ledger_id: Some(ledger_id.clone()),
+            bank_id: bank_id.clone(),
+            ..LoanFilter::default()
+        };
+        let query = listing::query_key(&format!("{}\npools", actor.actor()), &filter, None);
+        let after = match page_token.as_str() {
+            "" => "",
+            token => {
+                listing::token_after_id(token, &query).map_err(|why| invalid("page_token", why))?
+            }
+        };
+        let page_size = match page_size {
+            0 => POOLS_PAGE_DEFAULT,
+            n => n.min(POOLS_PAGE_MAX),
+        };
+        let bank = bank_id.as_deref().unwrap_or_default();
+        let page = self.db.list_pools(&ledger_id, bank, after, page_size).await;
+        let page = page.map_err(|e| status(e.into()))?;
+        let last = (page.len() == page_size as usize).then(|| page.last()).flatten();
+        let next_page_token =
+            listing::page_token_after(last.map(|p| p.terms.pool_id.as_str()), &query);
+        let pools = page.iter().map(pool_to_pb).collect();
+        Ok(Response::new(pb::ListPoolsResponse { pools, next_page_token }))
+    }
+
+    async fn get_pool_report(
+        &self,
+        request: Request<pb::GetPoolReportRequest>,
+    ) -> Result<Response<pb::PoolReport>, Status> {
+        let actor = self.principal(&request).await?;
+        let pb::GetPoolReportRequest { pool_id, as_of } = request.into_inner();
+        let pool_id = parse::id("pool_id", &pool_id)?;
+        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        let pool = self.readable_pool(&actor, &pool_id).await?;
+        let loans = self.db.loans_of_pool(&pool_id).await.map_err(|e| status(e.into()))?;
+        let refs: Vec<&LoanState> = loans.iter().collect();
+        let members: Vec<pb::MemberStanding> = pool
+            .report(&refs, as_of)
+            .into_iter()
+            .map(|m| pb::MemberStanding {
+                loan_id: m.loan_id,
+                household_id: m.household_id,
+                loan_status: m
+                    .loan_status
+                    .map(|s| loan_status_to_pb(s).as_str_name().to_string())
+                    .unwrap_or_default(),
+                days_overdue: m.days_overdue,
+                principal_outstanding_fen: m.principal_outstanding_fen.0,
+                held_fen: m.held_fen.0,
+                returns_due_fen: m.returns_due_fen.0,
+                returns_paid_fen: m.returns_paid_fen.0,
+                returns_short_fen: m.returns_short_fen.0,
+                last_return_on: m.last_return_on.map(format_date).unwrap_or_default(),
+                participations: m.participations,
+                repaid_fen: m.repaid_fen.0,
+                flags: m.flags.iter().map(|f| f.code().to_string()).collect(),
+            })
+            .collect();
+        let flagged_members =
+            u32::try_from(members.iter().filter(|m| !m.flags.is_empty()).count()).unwrap_or(0);
+        Ok(Response::new(pb::PoolReport {
+            pool: Some(pool_to_pb(&pool)),
+            as_of: format_date(as_of),
+            members,
+            flagged_members,
+        }))
+    }
+}
+
+/// Pools a page of `ListPools` holds when not asked, and at most.
+const POOLS_PAGE_DEFAULT: u32 = 100;
+const POOLS_PAGE_MAX: u32 = 1_000;
+
+impl Api {
+    /// A pool's write through the writer, answered with the pool after it.
+    async fn pool_write(
+        &self,
+        actor: Principal,
+        request_id: String,
+        command: Command,
+    ) -> Result<Response<pb::PoolResponse>, Status> {
+        let what = command.name();
+        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+            Outcome::Pool { pool, parts, entry } => Ok(Response::new(pb::PoolResponse {
+                pool: Some(pool_to_pb(&pool)),
+                parts: parts.iter().map(part_to_pb).collect(),
+                entry: Some(journal_ref(&entry)),
+            })),
+            _ => Err(unexpected(what)),
+        }
+    }
+
+    /// The pool, if it exists and `actor` may read it: its bank, its ledger's finance office and
+    /// auditors. NOT_FOUND for a pool outside the caller's books, as a missing one.
+    async fn readable_pool(&self, actor: &Principal, pool_id: &str) -> Result<Pool, Status> {
+        let pool = self.db.pool(pool_id).await.map_err(|e| status(e.into()))?;
+        pool.filter(|p| actor.reads_loan(&p.terms.bank_id, &p.terms.ledger_id))
+            .ok_or_else(|| Status::not_found(format!("pool {pool_id} not found")))
+    }
+}
+
+fn mode_to_pb(mode: PoolMode) -> pb::PoolMode {
+    match mode {
+        PoolMode::Direct => pb::PoolMode::Direct,
+        PoolMode::Entrusted => pb::PoolMode::Entrusted,
+        PoolMode::Shareholding => pb::PoolMode::Shareholding,
+    }
+}
+
+fn pool_to_pb(p: &Pool) -> pb::Pool {
+    let t = &p.terms;
+    pb::Pool {
+        pool_id: t.pool_id.clone(),
+        ledger_id: t.ledger_id.clone(),
+        bank_id: t.bank_id.clone(),
+        mode: mode_to_pb(t.mode) as i32,
+        partner_id: t.partner_id.clone(),
+        partner_name: t.partner_name.clone(),
+        agreed_on: format_date(t.agreed_on),
+        return_rate: t.return_rate.map(|r| r.to_string()).unwrap_or_default(),
+        return_frequency: match t.return_frequency {
+            None => pb::ReturnFrequency::Unspecified,
+            Some(ReturnFrequency::Quarterly) => pb::ReturnFrequency::Quarterly,
+            Some(ReturnFrequency::Yearly) => pb::ReturnFrequency::Yearly,
+        } as i32,
+        status: p.status.as_str().to_string(),
+        settled_on: p.settled_on.map(format_date).unwrap_or_default(),
+        repaid_fen: p.repaid_fen.0,
+        repayments: p.repayments,
+        members: p
+            .members
+            .iter()
+            .map(|m| pb::PoolMember {
+                loan_id: m.loan_id.clone(),
+                household_id: m.household_id.clone(),
+                transferred_fen: m.transferred_fen.0,
+                handed_back_fen: m.handed_back_fen.0,
+                held_fen: m.held_fen().0,
+                returns_paid_fen: m.returns_paid_fen.0,
+                last_return_on: m.last_return_on.map(format_date).unwrap_or_default(),
+                participations: m.participations,
+                repaid_fen: m.repaid_fen.0,
+            })
+            .collect(),
+    }
+}
+
+fn part_to_pb(p: &RepaidPart) -> pb::RepaidPart {
+    pb::RepaidPart {
+        loan_id: p.loan_id.clone(),
+        amount_fen: p.amount_fen.0,
+        principal_fen: p.principal_fen.0,
+        principal_outstanding_fen: p.principal_outstanding_fen.0,
+    }
+}

@@ -1,0 +1,196 @@
+//! Pooled-loan arrangements' commands ([`crate::domain::pool`]) planned in the writer.
+//!
+//! Like the fund's, they name no loan to [`Command::loan_id`] and are never planned ahead of a
+//! commit: each reads its pool (and an agreement the pools of its loans) in the group's
+//! transaction, where an earlier command of the group has written its own. A pool's member
+//! loans are read as the group holds them (changed by an earlier command of it), else as
+//! stored. A collective repayment changes its loans as their own repayments do: their states
+//! go into the group with the pool's transaction as their last event.
+
+use super::plan::check_bank;
+use super::{Effect, Envelope, Group, Planned, Writer};
+use crate::app::auth::Role;
+use crate::app::command::{Command, RepaidPart};
+use crate::app::error::AppError;
+use crate::domain::error::{DomainError, Reason};
+use crate::domain::event::JournalEvent;
+use crate::domain::loan::{LoanEvent, LoanState};
+use crate::domain::money::Fen;
+use crate::domain::pool::{Pool, PoolEvent};
+use crate::ledger::pool_postings::pool_postings;
+use crate::store::write::WriteTx;
+
+/// Who may write a command to a pool.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writers {
+    /// The pool's bank alone.
+    Bank,
+    /// The pool's bank, or its ledger's finance office (which monitors the partners).
+    BankOrOffice,
+}
+
+impl Writer {
+    /// Plans a pool's command: [`Command::CreatePool`], [`Command::TransferToPartner`],
+    /// [`Command::RecordPoolReturn`], [`Command::RecordParticipation`], [`Command::RepayPool`]
+    /// or [`Command::SettlePool`].
+    pub(super) async fn plan_pool(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        env: &Envelope,
+    ) -> Result<Planned, AppError> {
+        let actor = &env.actor;
+        if let Command::CreatePool { terms, loan_ids } = &env.command {
+            if actor.role != Role::Bank || actor.org != terms.bank_id {
+                return Err(AppError::denied(format!(
+                    "{} may not agree pools for bank {}",
+                    actor.actor(),
+                    terms.bank_id
+                )));
+            }
+            let bank =
+                g.registry.bank(tx, &terms.bank_id).await?.ok_or_else(|| {
+                    DomainError::NotFound { what: "bank", id: terms.bank_id.clone() }
+                })?;
+            if tx.pool(&terms.pool_id).await?.is_some() {
+                return Err(DomainError::Exists { what: "pool", id: terms.pool_id.clone() }.into());
+            }
+            let mut loans: Vec<LoanState> = Vec::with_capacity(loan_ids.len());
+            for loan_id in loan_ids {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                loans.push(loan.into_owned());
+            }
+            let ids: Vec<&str> = loan_ids.iter().map(String::as_str).collect();
+            if let Some((loan_id, other)) = tx.pools_of_loans(&ids).await?.into_iter().next() {
+                return Err(DomainError::refused(
+                    Reason::PoolMemberTaken,
+                    format!("loan {loan_id} is a member of pool {other}: a loan joins one pool"),
+                )
+                .with("loan_id", &loan_id)
+                .with("pool_id", other)
+                .into());
+            }
+            let mut terms = terms.clone();
+            terms.ledger_id = bank.ledger_id.clone();
+            let policies = g.registry.policies(tx, &bank.ledger_id).await?;
+            let refs: Vec<&LoanState> = loans.iter().collect();
+            let event = Pool::agree(&terms, &refs, &policies)?;
+            let pool = Pool::agreed(&event)
+                .ok_or_else(|| AppError::Internal("an agreement agreed no pool".into()))?;
+            return planned(pool, event, true, Vec::new(), Vec::new());
+        }
+        let (pool_id, writers) = match &env.command {
+            Command::TransferToPartner { pool_id, .. }
+            | Command::RepayPool { pool_id, .. }
+            | Command::SettlePool { pool_id, .. } => (pool_id, Writers::Bank),
+            Command::RecordPoolReturn { pool_id, .. }
+            | Command::RecordParticipation { pool_id, .. } => (pool_id, Writers::BankOrOffice),
+            other => {
+                return Err(AppError::Internal(format!("{} is not a pool command", other.name())));
+            }
+        };
+        let not_found = || DomainError::NotFound { what: "pool", id: pool_id.clone() };
+        let pool = tx.pool(pool_id).await?.ok_or_else(not_found)?;
+        let t = &pool.terms;
+        let its_bank = actor.role == Role::Bank && actor.org == t.bank_id;
+        let its_office = actor.administers_ledger(&t.ledger_id);
+        // Another bank's pool, or another ledger's, is answered as a missing one.
+        if !actor.reads_loan(&t.bank_id, &t.ledger_id) {
+            return Err(not_found().into());
+        }
+        if !(its_bank || writers == Writers::BankOrOffice && its_office) {
+            return Err(AppError::denied(format!(
+                "{} may not {}: pool {pool_id} is bank {}'s",
+                actor.actor(),
+                env.command.name(),
+                t.bank_id
+            )));
+        }
+        let mut parts = Vec::new();
+        let (event, loans) = match &env.command {
+            Command::TransferToPartner { loan_id, value_date, amount_fen, .. } => {
+                pool.member(loan_id)?;
+                let loan = self.loan(tx, g, loan_id).await?;
+                (pool.transfer(&loan, *value_date, *amount_fen)?, Vec::new())
+            }
+            Command::RecordPoolReturn { loan_id, value_date, amount_fen, .. } => {
+                (pool.pay_return(loan_id, *value_date, *amount_fen)?, Vec::new())
+            }
+            Command::RecordParticipation { loan_id, value_date, kind, note, .. } => {
+                (pool.participate(loan_id, *value_date, *kind, note)?, Vec::new())
+            }
+            Command::RepayPool { value_date, amount_fen, .. } => {
+                let members = self.members(tx, g, &pool).await?;
+                let refs: Vec<&LoanState> = members.iter().collect();
+                let (event, after) = pool.plan_repayment(&refs, *value_date, *amount_fen)?;
+                parts = repaid_parts(&event, &members, &after);
+                (event, after)
+            }
+            Command::SettlePool { value_date, .. } => {
+                let members = self.members(tx, g, &pool).await?;
+                let refs: Vec<&LoanState> = members.iter().collect();
+                (pool.settle(&refs, *value_date)?, Vec::new())
+            }
+            other => {
+                return Err(AppError::Internal(format!("{} is not a pool command", other.name())));
+            }
+        };
+        let mut after = pool;
+        after.apply(&event)?;
+        planned(after, event, false, loans, parts)
+    }
+
+    /// The member loans of `pool`, as the group holds them or as stored.
+    async fn members(
+        &self,
+        tx: &mut WriteTx,
+        g: &Group,
+        pool: &Pool,
+    ) -> Result<Vec<LoanState>, AppError> {
+        let mut loans = Vec::with_capacity(pool.members.len());
+        for m in &pool.members {
+            loans.push(self.loan(tx, g, &m.loan_id).await?.into_owned());
+        }
+        Ok(loans)
+    }
+}
+
+/// Each loan's part of the collective repayment `event`: its amount, the principal of it and
+/// the loan's principal outstanding after it (`before` and `after`: the loans' states).
+fn repaid_parts(event: &PoolEvent, before: &[LoanState], after: &[LoanState]) -> Vec<RepaidPart> {
+    let PoolEvent::Repaid { parts, .. } = event else { return Vec::new() };
+    parts
+        .iter()
+        .filter_map(|part| {
+            let LoanEvent::Repaid { loan_id, amount_fen, .. } = part else { return None };
+            let was = before.iter().find(|l| &l.terms.loan_id == loan_id)?;
+            let now = after.iter().find(|l| &l.terms.loan_id == loan_id)?;
+            Some(RepaidPart {
+                loan_id: loan_id.clone(),
+                amount_fen: *amount_fen,
+                principal_fen: Fen(now.principal_repaid_fen.0 - was.principal_repaid_fen.0),
+                principal_outstanding_fen: now.principal_outstanding_fen,
+            })
+        })
+        .collect()
+}
+
+/// The plan of a pool's event: its postings, the pool after it, the loans it changed and their
+/// parts of it.
+fn planned(
+    pool: Pool,
+    event: PoolEvent,
+    created: bool,
+    loans: Vec<LoanState>,
+    parts: Vec<RepaidPart>,
+) -> Result<Planned, AppError> {
+    let postings =
+        pool_postings(&event).map_err(|e| AppError::Internal(format!("unbalanced plan: {e}")))?;
+    Ok(Planned {
+        ledger_id: pool.terms.ledger_id.clone(),
+        event: JournalEvent::Pool(event),
+        postings,
+        effect: Effect::Pool { pool: Box::new(pool), created, loans, parts },
+    })
+}

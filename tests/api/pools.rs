@@ -1,0 +1,373 @@
+//! Pooled-loan arrangements (`PoolService`, 分贷统还), as a bank records them, a finance office
+//! watches the partner and an auditor reads the report: the agreement, the households' money
+//! handed to the partner, returns paid and due, participation, the partner's collective
+//! repayments allocated over the member loans, the settlement, and verify rebuilding it all.
+//! Each scenario runs on SQLite and on PostgreSQL.
+
+use loanledger::api::pb;
+use tonic::Code;
+
+use super::with_two_disbursed_loans;
+use crate::common::*;
+
+on_both_backends!(
+    an_entrusted_pool_from_its_agreement_to_its_settlement,
+    pool_rules_readers_and_tampering,
+);
+
+const POOL: &str = "B1-P001";
+
+fn agreement(request_id: &str, mode: pb::PoolMode, loans: &[&str]) -> pb::CreatePoolRequest {
+    let pools_money = mode != pb::PoolMode::Direct;
+    pb::CreatePoolRequest {
+        request_id: request_id.into(),
+        pool_id: POOL.into(),
+        bank_id: BANK.into(),
+        mode: mode as i32,
+        partner_id: "91450121MA5L000001".into(),
+        partner_name: "某某种养专业合作社".into(),
+        agreed_on: "2021-02-01".into(),
+        return_rate: if pools_money { "0.08".into() } else { String::new() },
+        return_frequency: if pools_money {
+            pb::ReturnFrequency::Quarterly as i32
+        } else {
+            pb::ReturnFrequency::Unspecified as i32
+        },
+        loan_ids: loans.iter().map(|l| l.to_string()).collect(),
+    }
+}
+
+fn transfer(loan_id: &str, value_date: &str, amount_fen: i64) -> pb::TransferToPartnerRequest {
+    pb::TransferToPartnerRequest {
+        request_id: rid("transfer"),
+        pool_id: POOL.into(),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+        amount_fen,
+    }
+}
+
+fn repay(request_id: &str, value_date: &str, amount_fen: i64) -> pb::RepayPoolRequest {
+    pb::RepayPoolRequest {
+        request_id: request_id.into(),
+        pool_id: POOL.into(),
+        value_date: value_date.into(),
+        amount_fen,
+    }
+}
+
+fn took_part(loan_id: &str, value_date: &str) -> pb::RecordParticipationRequest {
+    pb::RecordParticipationRequest {
+        request_id: rid("part"),
+        pool_id: POOL.into(),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+        kind: pb::ParticipationKind::Work as i32,
+        note: "合作社养殖基地务工 20 天".into(),
+    }
+}
+
+async fn report(app: &TestApp, token: &str, as_of: &str) -> pb::PoolReport {
+    let request = pb::GetPoolReportRequest { pool_id: POOL.into(), as_of: as_of.into() };
+    app.pools(token).get_pool_report(request).await.expect("GetPoolReport").into_inner()
+}
+
+/// Two loans of 50,000.00 yuan paid out on 2021-01-25 (interest quarterly on the 20th), pooled
+/// with a cooperative on 2021-02-01 at an 8% return: the households hand it 50,000.00 and
+/// 30,000.00. On 2021-03-22 the first household's return for the quarter, 522.22 yuan
+/// (5,000,000 × 47 days × 8% / 360), is paid, the second's is not; the report flags it short,
+/// the first as a simple dividend until its work is recorded, and both as overdue (their March
+/// interest unpaid) while the partner holds their money. The cooperative repays the bank
+/// 10,588.20 yuan on 2021-03-20: both loans owe the same, so each takes half, its 294.10 of
+/// interest and 5,000.00 of principal, handed back to the household; once only, whatever the
+/// retries; more than they owe is refused. On 2021-06-20 it pays them off; the pool is
+/// settled, handing back what it still held, and takes nothing more. The balances move by
+/// each amount, the loans' histories hold the collective repayments, verify holds.
+async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let pools = |token: &str| app.pools(token);
+    let agreed = agreement(&rid("pool"), pb::PoolMode::Entrusted, &[&second, &first]);
+    let created = pools(&t.bank).create_pool(agreed.clone()).await.expect("CreatePool");
+    let created = created.into_inner();
+    let pool = created.pool.clone().expect("the pool");
+    assert_eq!((pool.ledger_id.as_str(), pool.status.as_str()), (LEDGER, "active"));
+    let members: Vec<&str> = pool.members.iter().map(|m| m.loan_id.as_str()).collect();
+    assert_eq!(members, [first.as_str(), second.as_str()], "in loan id order");
+    let again = pools(&t.bank).create_pool(agreed).await.expect("the retry").into_inner();
+    assert_eq!(again, created, "the same answer");
+    let taken = pb::CreatePoolRequest {
+        pool_id: "B1-P002".into(),
+        ..agreement(&rid("pool"), pb::PoolMode::Direct, &[&first])
+    };
+    let taken = expect_refused(pools(&t.bank).create_pool(taken).await, "POOL_MEMBER_TAKEN");
+    assert_eq!(metadata(&taken, "pool_id").as_deref(), Some(POOL));
+
+    let partner = format!("pool/{POOL}/partner");
+    let pooled = |h: &str| format!("household/{h}/pooled");
+    pools(&t.bank)
+        .transfer_to_partner(transfer(&first, "2021-02-01", 5_000_000))
+        .await
+        .expect("a transfer");
+    pools(&t.bank)
+        .transfer_to_partner(transfer(&second, "2021-02-01", 3_000_000))
+        .await
+        .expect("a transfer");
+    let over = pools(&t.bank).transfer_to_partner(transfer(&second, "2021-02-02", 2_000_001)).await;
+    let over = expect_refused(over, "POOL_TRANSFER_EXCEEDS_LOAN");
+    assert_eq!(metadata(&over, "available_fen").as_deref(), Some("2000000"));
+    assert_eq!(app.balance(&t.finance, &partner).await, 8_000_000);
+    assert_eq!(app.balance(&t.finance, &pooled(HOUSEHOLD)).await, -5_000_000);
+
+    // The cooperative repays the bank on 2021-03-20: each loan owes 50,000.00 and its March
+    // interest, 294.10; half each, principal 5,000.00 each.
+    let cash = format!("bank/{BANK}/cash");
+    let cash_before = app.balance(&t.finance, &cash).await;
+    let owed = app.payoff_quote(&t.bank, &first, "2021-03-20").await.total_fen;
+    assert_eq!(owed, 5_029_410);
+    let over = pools(&t.bank).repay_pool(repay(&rid("repay"), "2021-03-20", 2 * owed + 1)).await;
+    let over = expect_refused(over, "REPAYMENT_EXCEEDS_OWED");
+    assert_eq!(metadata(&over, "owed_fen"), Some((2 * owed).to_string()));
+    let collective = repay(&rid("repay"), "2021-03-20", 1_058_820);
+    let repaid =
+        pools(&t.bank).repay_pool(collective.clone()).await.expect("RepayPool").into_inner();
+    let parts: Vec<(&str, i64, i64, i64)> = repaid
+        .parts
+        .iter()
+        .map(|p| (p.loan_id.as_str(), p.amount_fen, p.principal_fen, p.principal_outstanding_fen))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            (first.as_str(), 529_410, 500_000, 4_500_000),
+            (second.as_str(), 529_410, 500_000, 4_500_000)
+        ]
+    );
+    let pool = repaid.pool.clone().expect("the pool");
+    assert_eq!((pool.repaid_fen, pool.repayments), (1_058_820, 1));
+    let held: Vec<i64> = pool.members.iter().map(|m| m.held_fen).collect();
+    assert_eq!(held, [4_500_000, 2_500_000], "the principal repaid handed back");
+    let retried = pools(&t.bank).repay_pool(collective).await.expect("the retry").into_inner();
+    assert_eq!(retried, repaid, "the same answer, posted once");
+    assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 1_058_820);
+    assert_eq!(app.balance(&t.finance, &partner).await, 7_000_000);
+    assert_eq!(app.balance(&t.finance, &pooled(HOUSEHOLD)).await, -4_500_000);
+    let loan = app.get_loan(&t.bank, &first).await;
+    assert_eq!((loan.principal_outstanding_fen, loan.interest_paid_fen), (4_500_000, 29_410));
+    let history = app.history(&t.auditor, &first).await;
+    let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.ends_with(&["pool.agreed", "pool.transferred", "pool.repaid"]), "{kinds:?}");
+    // The loan as of a date is rebuilt with its part.
+    let as_of = app.get_loan_as_of(&t.auditor, &first, "2021-03-21").await;
+    assert_eq!(as_of.principal_outstanding_fen, 4_500_000);
+
+    // Returns: the first household's for the quarter paid on 03-22, the second's not.
+    let paid = pb::RecordPoolReturnRequest {
+        request_id: rid("ret"),
+        pool_id: POOL.into(),
+        loan_id: first.clone(),
+        value_date: "2021-03-22".into(),
+        amount_fen: 52_222,
+    };
+    pools(&t.bank).record_pool_return(paid).await.expect("a return");
+    assert_eq!(
+        app.balance(&t.finance, &format!("household/{HOUSEHOLD}/pool_income")).await,
+        52_222
+    );
+    let r = report(&app, &t.auditor, "2021-03-22").await;
+    let standing = |r: &pb::PoolReport, i: usize| {
+        let m = &r.members[i];
+        (m.returns_due_fen, m.returns_paid_fen, m.returns_short_fen, m.flags.clone())
+    };
+    assert_eq!(
+        standing(&r, 0),
+        (52_222, 52_222, 0, vec!["RETURNS_WITHOUT_PARTICIPATION".to_string()])
+    );
+    // 3,000,000 × 47 days × 8% / 360 = 31,333.33.
+    assert_eq!(standing(&r, 1), (31_333, 0, 31_333, vec!["RETURN_SHORT".to_string()]));
+    assert_eq!(r.flagged_members, 2);
+    // The finance office records the first household's work.
+    pools(&t.finance).record_participation(took_part(&first, "2021-03-25")).await.expect("work");
+    let r = report(&app, &t.auditor, "2021-03-25").await;
+    assert!(r.members[0].flags.is_empty(), "{:?}", r.members[0]);
+    assert_eq!(r.members[0].participations, 1);
+    // Unpaid since, on 2021-06-22 both loans are overdue (June interest) while the partner
+    // holds their money.
+    let r = report(&app, &t.auditor, "2021-06-22").await;
+    assert!(r.members.iter().all(|m| m.flags.contains(&"OVERDUE_WHILE_PARTNER_HOLDS".to_string())));
+
+    let settle = pb::SettlePoolRequest {
+        request_id: rid("settle"),
+        pool_id: POOL.into(),
+        value_date: "2021-06-20".into(),
+    };
+    let open = expect_refused(pools(&t.bank).settle_pool(settle).await, "POOL_MEMBERS_OPEN");
+    assert_eq!(metadata(&open, "open_loans").as_deref(), Some("2"));
+    // Paid off together on 2021-06-20.
+    let owed_first = app.payoff_quote(&t.bank, &first, "2021-06-20").await.total_fen;
+    let owed_second = app.payoff_quote(&t.bank, &second, "2021-06-20").await.total_fen;
+    let off = repay(&rid("repay"), "2021-06-20", owed_first + owed_second);
+    let off = pools(&t.bank).repay_pool(off).await.expect("paid off").into_inner();
+    assert!(off.parts.iter().all(|p| p.principal_outstanding_fen == 0), "{:?}", off.parts);
+    assert_eq!(app.get_loan(&t.bank, &second).await.status, pb::LoanStatus::Settled as i32);
+    let settled = pools(&t.bank)
+        .settle_pool(pb::SettlePoolRequest {
+            request_id: rid("settle"),
+            pool_id: POOL.into(),
+            value_date: "2021-06-20".into(),
+        })
+        .await
+        .expect("SettlePool")
+        .into_inner();
+    let pool = settled.pool.expect("the pool");
+    assert_eq!((pool.status.as_str(), pool.settled_on.as_str()), ("settled", "2021-06-20"));
+    assert!(pool.members.iter().all(|m| m.held_fen == 0));
+    assert_eq!(app.balance(&t.finance, &partner).await, 0, "all handed back");
+    let late = pools(&t.finance).record_participation(took_part(&first, "2021-07-01")).await;
+    expect_refused(late, "POOL_SETTLED");
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The mode a policy refuses, a direct pool moving no money, who may write and read and list,
+/// the fields named; and the pool's tables or journal altered behind the service's back,
+/// reported by verify.
+async fn pool_rules_readers_and_tampering(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let pools = |token: &str| app.pools(token);
+    // From 2021-01-01 the county refuses the modes that hand loans to a partner.
+    let mut registry = app.registry(&t.finance);
+    let current = registry
+        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: "2021-01-01".into() })
+        .await
+        .expect("GetPolicy")
+        .into_inner();
+    let params =
+        pb::PolicyParams { enterprise_modes_refused: true, ..current.params.expect("params") };
+    registry
+        .set_policy(pb::SetPolicyRequest {
+            request_id: rid("policy"),
+            ledger_id: LEDGER.into(),
+            effective_date: "2021-01-01".into(),
+            params: Some(params),
+        })
+        .await
+        .expect("SetPolicy");
+    let shares = agreement(&rid("pool"), pb::PoolMode::Shareholding, &[&first]);
+    let refused = expect_refused(pools(&t.bank).create_pool(shares).await, "POOL_MODE_NOT_ALLOWED");
+    assert_eq!(metadata(&refused, "loan_id"), Some(first.clone()));
+    assert_eq!(metadata(&refused, "policy_effective_date").as_deref(), Some("2021-01-01"));
+
+    let unspecified = agreement(&rid("pool"), pb::PoolMode::Unspecified, &[&first]);
+    expect_invalid(pools(&t.bank).create_pool(unspecified).await, "mode");
+    let rated = pb::CreatePoolRequest {
+        return_rate: "0.06".into(),
+        ..agreement(&rid("pool"), pb::PoolMode::Direct, &[&first])
+    };
+    expect_invalid(pools(&t.bank).create_pool(rated).await, "return_rate");
+    expect_invalid(
+        pools(&t.bank).create_pool(agreement(&rid("pool"), pb::PoolMode::Direct, &[])).await,
+        "loan_ids",
+    );
+    let twice = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &first]);
+    expect_invalid(pools(&t.bank).create_pool(twice).await, "loan_ids");
+    let by_office = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first]);
+    expect_code(pools(&t.finance).create_pool(by_office).await, Code::PermissionDenied);
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.bank_token("B2").await;
+    let foreign = pb::CreatePoolRequest {
+        bank_id: "B2".into(),
+        pool_id: "B2-P001".into(),
+        ..agreement(&rid("pool"), pb::PoolMode::Direct, &[&first])
+    };
+    expect_code(pools(&b2).create_pool(foreign).await, Code::NotFound);
+
+    // A direct pool: the households use their money; no transfer, no return.
+    let direct = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &second]);
+    pools(&t.bank).create_pool(direct).await.expect("a direct pool");
+    let moved = pools(&t.bank).transfer_to_partner(transfer(&first, "2021-02-01", 1)).await;
+    expect_refused(moved, "POOL_MODE_MISMATCH");
+    pools(&t.finance).record_participation(took_part(&second, "2021-02-10")).await.expect("work");
+    expect_code(
+        pools(&t.bank).record_participation(took_part(&loan_id("C999"), "2021-02-10")).await,
+        Code::NotFound,
+    );
+    expect_code(
+        pools(&b2).record_participation(took_part(&first, "2021-02-10")).await,
+        Code::NotFound,
+    );
+    expect_code(
+        pools(&t.finance).repay_pool(repay(&rid("repay"), "2021-03-20", 100)).await,
+        Code::PermissionDenied,
+    );
+    let unknown =
+        pb::RepayPoolRequest { pool_id: "B1-P404".into(), ..repay(&rid("r"), "2021-03-20", 1) };
+    expect_code(pools(&t.bank).repay_pool(unknown).await, Code::NotFound);
+    // Repaid together: each loan's part appears as its repayment.
+    pools(&t.bank).repay_pool(repay(&rid("repay"), "2021-03-20", 58_820)).await.expect("RepayPool");
+    assert_eq!(app.get_loan(&t.bank, &second).await.interest_paid_fen, 29_410);
+
+    // Readers.
+    for token in [&t.bank, &t.finance, &t.auditor] {
+        let pool = pools(token).get_pool(pb::GetPoolRequest { pool_id: POOL.into() }).await;
+        assert_eq!(pool.expect("GetPool").into_inner().members.len(), 2);
+    }
+    expect_code(
+        pools(&b2).get_pool(pb::GetPoolRequest { pool_id: POOL.into() }).await,
+        Code::NotFound,
+    );
+    let list = |token: &str, bank_id: &str| {
+        let request = pb::ListPoolsRequest {
+            ledger_id: LEDGER.into(),
+            bank_id: bank_id.into(),
+            page_size: 0,
+            page_token: String::new(),
+        };
+        let mut client = app.pools(token);
+        async move { client.list_pools(request).await }
+    };
+    assert_eq!(list(&t.finance, "").await.expect("ListPools").into_inner().pools.len(), 1);
+    assert_eq!(list(&t.bank, BANK).await.expect("its own").into_inner().pools.len(), 1);
+    expect_invalid(list(&t.bank, "").await, "bank_id");
+    assert!(list(&b2, "B2").await.expect("none").into_inner().pools.is_empty());
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    // The pool's row altered: verify reports the pools.
+    let changed =
+        "update pool set pool_json = replace(pool_json, '\"repayments\":1', '\"repayments\":2')";
+    assert_eq!(app.db.execute_raw(changed).await.expect("a read model row changed"), 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.problems.iter().any(|p| p.contains("the pools of ledger")), "{:?}", v.problems);
+    let put_back =
+        "update pool set pool_json = replace(pool_json, '\"repayments\":2', '\"repayments\":1')";
+    app.db.execute_raw(put_back).await.expect("put back");
+    // A forger moves a fen between the loans' parts of the collective repayment and rehashes
+    // the chain: verify, allocating the payment again, reports it at its seq.
+    let mut journal = app.journal(&t.auditor, LEDGER).await;
+    let at = journal.iter().position(|e| e.kind == "pool.repaid").expect("recorded");
+    let seq = journal[at].seq;
+    let text = journal[at].command_json.clone();
+    let forged = text.replacen("\"amount_fen\":29410", "\"amount_fen\":29411", 1).replacen(
+        "\"amount_fen\":29410",
+        "\"amount_fen\":29409",
+        1,
+    );
+    assert_ne!(forged, text);
+    journal[at].command_json = forged.clone();
+    let mut sql = format!(
+        "update journal_txn set command_json = '{forged}' where ledger_id = '{LEDGER}' and seq = {seq};"
+    );
+    sql.push_str(&rehash_from(&journal, at));
+    app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
+    check_chain(&app.journal(&t.auditor, LEDGER).await);
+    let v = app.verify(&t.auditor).await;
+    let differs = format!("seq {seq}: differs from what pool {POOL} and its loans imply");
+    assert!(v.problems.contains(&differs), "{:?}", v.problems);
+    app.finish().await;
+}
