@@ -311,6 +311,10 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
     // Repaid together: each loan's part appears as its repayment.
     pools(&t.bank).repay_pool(repay(&rid("repay"), "2021-03-20", 58_820)).await.expect("RepayPool");
     assert_eq!(app.get_loan(&t.bank, &second).await.interest_paid_fen, 29_410);
+    // Paid on its due date, the part's interest earns its subsidy as a payment of its own would.
+    let subsidy = app.loan_subsidy(&t.auditor, &second, "2021-03-31").await;
+    assert_eq!(subsidy.lines[0].interest_paid_on_time_fen, 29_410);
+    assert_eq!(subsidy.subsidy_fen, 29_410);
 
     // Readers.
     for token in [&t.bank, &t.finance, &t.auditor] {
