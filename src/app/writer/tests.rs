@@ -942,7 +942,81 @@ on_both_backends!(
     a_closed_queue_answers_what_it_holds_and_stops,
     a_claim_checked_over_a_loan_changed_since_is_not_recorded,
     fund_commands_in_one_group_see_each_other,
+    pool_commands_in_one_group_see_each_other,
 );
+
+/// A pool's commands and its loans' own, in one group (queued before the writer runs): each
+/// sees what those before it wrote. Loans 1 and 2 (50,000.00 yuan, paid out on 2021-01-25);
+/// a direct pool of both; another pool of loan 2, refused (the group's own pool holds it);
+/// loan 1's March interest, 294.10 yuan, paid by its household on 2021-03-20; then the
+/// partner's 294.10 for both on that day, allocated by what each owes then: loan 1 its
+/// principal, 5,000,000, loan 2 its principal and interest, 5,029,410, so 146.62 and 147.48
+/// (had the allocation not seen the household's payment, 147.05 each); a payment of loan 2
+/// dated 03-19, refused (its last event is the group's collective repayment); the settlement,
+/// refused (both loans open).
+async fn pool_commands_in_one_group_see_each_other(db: &Db) {
+    use crate::domain::pool::{PoolMode, PoolTerms};
+    let (w, _task) = disbursed_loans(db, 2).await;
+    let groups_before = groups_committed(db).await;
+    let terms = |pool_id: &str| PoolTerms {
+        pool_id: pool_id.into(),
+        ledger_id: String::new(),
+        bank_id: BANK.into(),
+        mode: PoolMode::Direct,
+        partner_id: "P".into(),
+        partner_name: "p".into(),
+        agreed_on: day("2021-02-01"),
+        return_rate: None,
+        return_frequency: None,
+    };
+    let create = |pool_id: &str, loans: &[u32]| {
+        let loan_ids = loans.iter().map(|n| loan_id(*n)).collect();
+        vec![(format!("create/{pool_id}"), Command::CreatePool { terms: terms(pool_id), loan_ids })]
+    };
+    let pay = |id: &str, n: u32, date: &str, amount: i64| {
+        let command = Command::RecordRepayment {
+            loan_id: loan_id(n),
+            value_date: day(date),
+            amount_fen: Fen(amount),
+        };
+        vec![(id.to_string(), command)]
+    };
+    let repay = Command::RepayPool {
+        pool_id: "P1".into(),
+        value_date: day("2021-03-20"),
+        amount_fen: Fen(29_410),
+    };
+    let settle = Command::SettlePool { pool_id: "P1".into(), value_date: day("2021-03-20") };
+    let calls = vec![
+        w.queue_many(&bank(), create("P1", &[1, 2]), false).await,
+        w.queue_many(&bank(), create("P2", &[2]), false).await,
+        w.queue_many(&bank(), pay("pay1", 1, "2021-03-20", 29_410), false).await,
+        w.queue_many(&bank(), vec![("repay".into(), repay)], false).await,
+        w.queue_many(&bank(), pay("pay2", 2, "2021-03-19", 100), false).await,
+        w.queue_many(&bank(), vec![("settle".into(), settle)], false).await,
+    ];
+    let mut results = Vec::new();
+    for call in calls {
+        results.extend(call.wait().await);
+    }
+    let answers: Vec<String> = results.iter().map(answered).collect();
+    assert_eq!(
+        answers,
+        ["ok", "POOL_MEMBER_TAKEN", "ok", "ok", "VALUE_DATE_OUT_OF_RANGE", "POOL_MEMBERS_OPEN"]
+    );
+    assert_eq!(groups_committed(db).await, groups_before + 1, "the commands were one group");
+    let Ok(Outcome::Pool { parts, .. }) = &results[3] else {
+        panic!("a collective repayment: {:?}", results[3]);
+    };
+    let amounts: Vec<(String, i64)> =
+        parts.iter().map(|p| (p.loan_id.clone(), p.amount_fen.0)).collect();
+    assert_eq!(amounts, [(loan_id(1), 14_662), (loan_id(2), 14_748)]);
+    let stored = db.get_loan(&loan_id(2)).await.unwrap().expect("the loan");
+    let stored = stored.row.unwrap().into_state().unwrap();
+    assert_eq!(stored.interest_paid_fen, Fen(14_748), "its part, stored");
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}
 
 /// What a command's caller gets, in short: `ok`, a refusal's reason code, or the error.
 fn answered(result: &Result<Outcome, AppError>) -> String {
