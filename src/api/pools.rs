@@ -9,6 +9,7 @@ use super::pb::pool_service_server::PoolService;
 use super::{Api, parse, pb};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome, RepaidPart};
+use crate::app::error::AppError;
 use crate::app::listing;
 use crate::domain::date::format_date;
 use crate::domain::loan::LoanState;
@@ -67,11 +68,24 @@ impl PoolService for Api {
             .enumerate()
             .map(|(i, id)| parse::loan_id(&format!("loan_ids[{i}]"), id))
             .collect::<Result<Vec<_>, _>>()?;
+        let bank_id = parse::id("bank_id", &bank_id)?;
+        let pool_id = parse::id("pool_id", &pool_id)?;
+        // A bank's pools are named under its id, as its loans and claims are: no bank learns
+        // another's pool ids from a collision.
+        if !pool_id
+            .strip_prefix(bank_id.as_str())
+            .is_some_and(|rest| rest.len() > 1 && rest.starts_with('-'))
+        {
+            return Err(invalid(
+                "pool_id",
+                format!("must be {bank_id}-<the bank's own number>, beginning with its bank's id"),
+            ));
+        }
         let terms = PoolTerms {
-            pool_id: parse::id("pool_id", &pool_id)?,
+            pool_id,
             // The bank's ledger, filled in by the writer.
             ledger_id: String::new(),
-            bank_id: parse::id("bank_id", &bank_id)?,
+            bank_id,
             mode,
             partner_id: parse::id("partner_id", &partner_id)?,
             partner_name: parse::text("partner_name", &partner_name, true)?,
@@ -286,14 +300,24 @@ impl Api {
         command: Command,
     ) -> Result<Response<pb::PoolResponse>, Status> {
         let what = command.name();
-        match self.writer.submit(actor, request_id, command).await.map_err(status)? {
-            Outcome::Pool { pool, parts, entry } => Ok(Response::new(pb::PoolResponse {
-                pool: Some(pool_to_pb(&pool)),
-                parts: parts.iter().map(part_to_pb).collect(),
-                entry: Some(journal_ref(&entry)),
-            })),
-            _ => Err(unexpected(what)),
-        }
+        let (pool, parts, entry) =
+            match self.writer.submit(actor, request_id, command).await.map_err(status)? {
+                Outcome::Pool { pool, parts, entry } => (*pool, parts, entry),
+                // A retry: the pool as it stands.
+                Outcome::PoolRef { pool_id, parts, entry } => {
+                    let pool = self.db.pool(&pool_id).await.map_err(|e| status(e.into()))?;
+                    let pool = pool.ok_or_else(|| {
+                        status(AppError::Internal(format!("pool {pool_id} answered, not found")))
+                    })?;
+                    (pool, parts, entry)
+                }
+                _ => return Err(unexpected(what)),
+            };
+        Ok(Response::new(pb::PoolResponse {
+            pool: Some(pool_to_pb(&pool)),
+            parts: parts.iter().map(part_to_pb).collect(),
+            entry: Some(journal_ref(&entry)),
+        }))
     }
 
     /// The pool, if it exists and `actor` may read it: its bank, its ledger's finance office and

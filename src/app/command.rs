@@ -293,6 +293,11 @@ impl Outcome {
                 claim_id: claim.claim_id.clone(),
                 entry: entry.clone(),
             }),
+            Outcome::Pool { pool, parts, entry } => Cow::Owned(Outcome::PoolRef {
+                pool_id: pool.terms.pool_id.clone(),
+                parts: parts.clone(),
+                entry: entry.clone(),
+            }),
             other => Cow::Borrowed(other),
         }
     }
@@ -385,6 +390,14 @@ pub enum Outcome {
     /// A pool after an event, with each member loan's part of a collective repayment.
     Pool {
         pool: Box<Pool>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        parts: Vec<RepaidPart>,
+        entry: JournalRef,
+    },
+    /// A pool's answer as its idempotency record keeps it (a pool may have a thousand members,
+    /// which its row holds): a retry is answered with the pool as it stands, and the parts.
+    PoolRef {
+        pool_id: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         parts: Vec<RepaidPart>,
         entry: JournalRef,

@@ -95,7 +95,7 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     assert_eq!((pool.ledger_id.as_str(), pool.status.as_str()), (LEDGER, "active"));
     let members: Vec<&str> = pool.members.iter().map(|m| m.loan_id.as_str()).collect();
     assert_eq!(members, [first.as_str(), second.as_str()], "in loan id order");
-    let again = pools(&t.bank).create_pool(agreed).await.expect("the retry").into_inner();
+    let again = pools(&t.bank).create_pool(agreed.clone()).await.expect("the retry").into_inner();
     assert_eq!(again, created, "the same answer");
     let taken = pb::CreatePoolRequest {
         pool_id: "B1-P002".into(),
@@ -119,6 +119,11 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     assert_eq!(metadata(&over, "available_fen").as_deref(), Some("2000000"));
     assert_eq!(app.balance(&t.finance, &partner).await, 8_000_000);
     assert_eq!(app.balance(&t.finance, &pooled(HOUSEHOLD)).await, -5_000_000);
+    // The agreement asked again: its own entry, the pool as it stands (its answer is stored
+    // without the pool, which may have a thousand members).
+    let later = pools(&t.bank).create_pool(agreed).await.expect("the retry").into_inner();
+    assert_eq!(later.entry, created.entry);
+    assert_eq!(later.pool.expect("the pool").members[0].transferred_fen, 5_000_000);
 
     // The cooperative repays the bank on 2021-03-20: each loan owes 50,000.00 and its March
     // interest, 294.10; half each, principal 5,000.00 each.
@@ -274,6 +279,11 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
         pools(&t.bank).create_pool(agreement(&rid("pool"), pb::PoolMode::Direct, &[])).await,
         "loan_ids",
     );
+    let unprefixed = pb::CreatePoolRequest {
+        pool_id: "P001".into(),
+        ..agreement(&rid("pool"), pb::PoolMode::Direct, &[&first])
+    };
+    expect_invalid(pools(&t.bank).create_pool(unprefixed).await, "pool_id");
     let twice = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &first]);
     expect_invalid(pools(&t.bank).create_pool(twice).await, "loan_ids");
     let by_office = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first]);
