@@ -12,6 +12,7 @@ use super::{Effect, Envelope, Group, Planned, Writer};
 use crate::app::auth::Role;
 use crate::app::command::{Command, RepaidPart};
 use crate::app::error::AppError;
+use crate::collections::HashMap;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
@@ -55,11 +56,9 @@ impl Writer {
             if tx.pool(&terms.pool_id).await?.is_some() {
                 return Err(DomainError::Exists { what: "pool", id: terms.pool_id.clone() }.into());
             }
-            let mut loans: Vec<LoanState> = Vec::with_capacity(loan_ids.len());
-            for loan_id in loan_ids {
-                let loan = self.loan(tx, g, loan_id).await?;
-                check_bank(actor, &loan)?;
-                loans.push(loan.into_owned());
+            let loans = loans_of(tx, g, loan_ids).await?;
+            for loan in &loans {
+                check_bank(actor, loan)?;
             }
             let ids: Vec<&str> = loan_ids.iter().map(String::as_str).collect();
             if let Some((loan_id, other)) = tx.pools_of_loans(&ids).await?.into_iter().next() {
@@ -148,12 +147,40 @@ impl Writer {
         g: &Group,
         pool: &Pool,
     ) -> Result<Vec<LoanState>, AppError> {
-        let mut loans = Vec::with_capacity(pool.members.len());
-        for m in &pool.members {
-            loans.push(self.loan(tx, g, &m.loan_id).await?.into_owned());
-        }
-        Ok(loans)
+        let ids: Vec<String> = pool.members.iter().map(|m| m.loan_id.clone()).collect();
+        loans_of(tx, g, &ids).await
     }
+}
+
+/// The states of `loan_ids`, in their order: as the group holds them (changed by an earlier
+/// command of it), else as stored, those read in one statement a chunk (a pool may have a
+/// thousand members). `NOT_FOUND` for one that is neither.
+async fn loans_of(
+    tx: &mut WriteTx,
+    g: &Group,
+    loan_ids: &[String],
+) -> Result<Vec<LoanState>, AppError> {
+    let unread: Vec<String> = loan_ids
+        .iter()
+        .filter(|id| !g.loans.contains_key(*id) && !g.missing.contains(*id))
+        .cloned()
+        .collect();
+    let read: HashMap<String, LoanState> = if unread.is_empty() {
+        HashMap::default()
+    } else {
+        let stored = tx.loans_many(&unread).await?;
+        stored.into_iter().map(|l| (l.terms.loan_id.clone(), l)).collect()
+    };
+    loan_ids
+        .iter()
+        .map(|id| {
+            g.loans
+                .get(id)
+                .or_else(|| read.get(id))
+                .cloned()
+                .ok_or_else(|| DomainError::NotFound { what: "loan", id: id.clone() }.into())
+        })
+        .collect()
 }
 
 /// Each loan's part of the collective repayment `event`: its amount, the principal of it and
