@@ -297,6 +297,53 @@ fn due_points_fall_on_the_20th() {
 }
 
 proptest! {
+    /// Whatever the partner took and handed back, and when, the returns due never fall from
+    /// one due point to the next, never rise between two, and are the exact figure rounded
+    /// half up once: Σ held × days × rate / 360.
+    #[test]
+    fn returns_due_grow_point_by_point_and_round_once(
+        changes in proptest::collection::vec((0i64..400, 1i64..=3_000_000, any::<bool>()), 1..6),
+        rate_bp in 1u32..=1_500,
+        day in 0i64..800,
+    ) {
+        let a = loan("A", "HA");
+        let mut pool = entrusted(&[&a]);
+        pool.terms.return_rate = Some(AnnualRate::new(Decimal::new(i64::from(rate_bp), 4)).unwrap());
+        let start = d("2021-02-01");
+        let mut held: i64 = 0;
+        let mut changes: Vec<(i64, i64, bool)> = changes;
+        changes.sort_by_key(|c| c.0);
+        for (offset, amount, back) in changes {
+            let date = start + chrono::Duration::days(offset);
+            let delta = if back { -amount.min(held) } else { amount };
+            if delta == 0 {
+                continue;
+            }
+            held += delta;
+            pool.members[0].held_changes.push(HeldChange { date, delta_fen: Fen(delta) });
+        }
+        let m = pool.members[0].clone();
+        let date = start + chrono::Duration::days(day);
+        let due = pool.returns_due(&m, date);
+        let point = ReturnFrequency::Quarterly.last_point(date).unwrap();
+        prop_assert_eq!(due, pool.returns_due(&m, point), "constant between points");
+        let next = ReturnFrequency::Quarterly
+            .last_point(point + chrono::Duration::days(92))
+            .unwrap();
+        prop_assert!(pool.returns_due(&m, next) >= due, "never falls");
+        let fen_days: i128 = m
+            .held_changes
+            .iter()
+            .filter(|c| c.date < point)
+            .map(|c| i128::from(c.delta_fen.0) * i128::from((point - c.date).num_days()))
+            .sum();
+        let exact = Decimal::from_i128_with_scale(fen_days, 0) * Decimal::new(i64::from(rate_bp), 4)
+            / Decimal::from(360);
+        let expected = exact
+            .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        prop_assert_eq!(Decimal::from(due.0), expected.max(Decimal::ZERO));
+    }
+
     /// Any amount over any weights: the shares sum to it, to the fen, each within a fen of its
     /// exact share, none above its weight when the amount is at most their sum.
     #[test]
