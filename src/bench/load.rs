@@ -14,6 +14,7 @@ use super::targets::{Backend, Measured, judge};
 use crate::api::pb;
 use crate::api::pb::audit_service_client::AuditServiceClient;
 use crate::api::pb::loan_service_client::LoanServiceClient;
+use crate::api::pb::pool_service_client::PoolServiceClient;
 use crate::api::pb::risk_fund_service_client::RiskFundServiceClient;
 use crate::api::pb::subsidy_service_client::SubsidyServiceClient;
 use crate::app::auth::{Principal, Role, create_token};
@@ -709,6 +710,37 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     let live = fund.exposure.map_or(0, |e| e.live_loans);
     let name = "risk fund figures (every live loan's standing)".into();
     report(span.figure(name, live, "loans", None), &mut figures);
+    // Not a target: a direct pool of (at most) a thousand loans, the most a pool holds, and the
+    // partner's collective repayment of 100.00 yuan a loan, allocated over them by what each
+    // owes: each loan quoted and its part planned as its own repayment, in one transaction
+    // ("Pooled loans" in the README).
+    let members: Vec<String> =
+        shared_loans.iter().take(crate::domain::pool::MEMBERS_MAX).cloned().collect();
+    let mut pools = PoolServiceClient::with_interceptor(channel(port).await?, bearer(&bank_token)?);
+    let agreement = pb::CreatePoolRequest {
+        request_id: "bench-pool".into(),
+        pool_id: "BB-POOL1".into(),
+        bank_id: "BB".into(),
+        mode: pb::PoolMode::Direct as i32,
+        partner_id: "BENCHPARTNER".into(),
+        partner_name: "bench".into(),
+        agreed_on: "2021-03-20".into(),
+        return_rate: String::new(),
+        return_frequency: pb::ReturnFrequency::Unspecified as i32,
+        loan_ids: members.clone(),
+    };
+    pools.create_pool(agreement).await?;
+    let span = Span::start();
+    let collective = pb::RepayPoolRequest {
+        request_id: "bench-pool-repay".into(),
+        pool_id: "BB-POOL1".into(),
+        value_date: "2021-03-20".into(),
+        amount_fen: 10_000 * members.len() as i64,
+    };
+    let parts = pools.repay_pool(collective).await?.into_inner().parts.len() as u64;
+    anyhow::ensure!(parts == members.len() as u64, "{parts} parts of {} members", members.len());
+    let name = "pool's collective repayment (allocated over its loans)".into();
+    report(span.figure(name, parts, "loans", None), &mut figures);
 
     // The writer stops when its last handle is gone: drop ours before waiting for the server.
     drop(writer);
