@@ -475,7 +475,7 @@ impl Pool {
                     format!("loan {} is of ledger {}", t.loan_id, t.ledger_id),
                 ));
             }
-            if !loan.status.is_open() {
+            if !loan.status.is_open() || loan.is_expired_contract(terms.agreed_on) {
                 return Err(refused(
                     Reason::LoanNotRepayable,
                     format!(
@@ -599,6 +599,25 @@ impl Pool {
         Ok(())
     }
 
+    /// Refuses a collective repayment or a settlement dated before the last change of what the
+    /// partner holds of any member's money: its hand-backs would be dated before the transfers
+    /// they hand back, and the returns due understated.
+    fn check_after_held_changes(&self, date: NaiveDate) -> Result<(), DomainError> {
+        let last = self.members.iter().filter_map(|m| m.held_changes.last()).map(|c| c.date).max();
+        match last {
+            Some(last) if date < last => Err(refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before the last change of what pool {}'s partner holds ({})",
+                    format_date(date),
+                    self.terms.pool_id,
+                    format_date(last)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn check_pools_money(&self, what: &str) -> Result<(), DomainError> {
         if self.terms.mode.pools_money() {
             return Ok(());
@@ -640,6 +659,17 @@ impl Pool {
                     format!("loan {loan_id} was not paid out by {}", format_date(date)),
                 ));
             }
+        }
+        if date < loan.last_value_date {
+            return Err(refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before loan {loan_id}'s last event ({}): a transfer hands over what \
+                     the loan had paid out by its date",
+                    format_date(date),
+                    format_date(loan.last_value_date)
+                ),
+            ));
         }
         if let Some(last) = member.held_changes.last()
             && date < last.date
@@ -730,6 +760,7 @@ impl Pool {
         amount: Fen,
     ) -> Result<(PoolEvent, Vec<LoanState>), DomainError> {
         self.check_open(date)?;
+        self.check_after_held_changes(date)?;
         if !amount.is_positive() {
             return Err(DomainError::invalid("amount_fen", "must be positive"));
         }
@@ -805,6 +836,7 @@ impl Pool {
     /// Plans the settlement of the pool on `date` (`loans`: every member's state).
     pub fn settle(&self, loans: &[&LoanState], date: NaiveDate) -> Result<PoolEvent, DomainError> {
         self.check_open(date)?;
+        self.check_after_held_changes(date)?;
         let open: Vec<&str> = self
             .members
             .iter()
@@ -812,7 +844,8 @@ impl Pool {
                 loans
                     .iter()
                     .find(|l| l.terms.loan_id == m.loan_id)
-                    .is_none_or(|l| l.status.is_open())
+                    // A contract never paid out by its maturity lends nothing: closed for this.
+                    .is_none_or(|l| l.status.is_open() && !l.is_expired_contract(date))
             })
             .map(|m| m.loan_id.as_str())
             .collect();

@@ -11,7 +11,7 @@ use super::plan::check_bank;
 use super::{Effect, Envelope, Group, Planned, Writer};
 use crate::app::auth::Role;
 use crate::app::command::{Command, RepaidPart};
-use crate::app::error::AppError;
+use crate::app::error::{AppError, unpanicked};
 use crate::collections::HashMap;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
@@ -122,14 +122,17 @@ impl Writer {
             Command::RepayPool { value_date, amount_fen, .. } => {
                 let members = self.members(tx, g, &pool).await?;
                 let refs: Vec<&LoanState> = members.iter().collect();
-                let (event, after) = pool.plan_repayment(&refs, *value_date, *amount_fen)?;
+                let (event, after) = unpanicked("a pool's repayment", || {
+                    pool.plan_repayment(&refs, *value_date, *amount_fen)
+                })??;
                 parts = repaid_parts(&event, &members, &after);
                 (event, after)
             }
             Command::SettlePool { value_date, .. } => {
                 let members = self.members(tx, g, &pool).await?;
                 let refs: Vec<&LoanState> = members.iter().collect();
-                (pool.settle(&refs, *value_date)?, Vec::new())
+                let event = unpanicked("a pool's settlement", || pool.settle(&refs, *value_date))??;
+                (event, Vec::new())
             }
             other => {
                 return Err(AppError::Internal(format!("{} is not a pool command", other.name())));

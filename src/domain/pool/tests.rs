@@ -261,6 +261,40 @@ fn a_pool_is_settled_once_its_loans_are_closed_and_then_takes_nothing() {
     assert_eq!(code(late), "POOL_SETTLED");
 }
 
+/// A repayment or settlement dated before the last transfer, or a transfer dated before the
+/// loan's last event, is refused; a contract never paid out by its maturity cannot join a pool
+/// and does not keep one from being settled.
+#[test]
+fn pool_events_keep_their_dates_in_order() {
+    let a = loan("A", "HA");
+    let mut pool = entrusted(&[&a]);
+    applied(&mut pool, |p| p.transfer(&a, d("2021-06-01"), Fen(1_000_000)));
+    let back = pool.plan_repayment(&[&a], d("2021-05-01"), Fen(100)).unwrap_err();
+    assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(code(pool.settle(&[&a], d("2021-05-01")).unwrap_err()), "VALUE_DATE_OUT_OF_RANGE");
+    let later = a.plan(&LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(100) }).unwrap().1;
+    assert_eq!(
+        code(pool.transfer(&later, d("2021-06-15"), Fen(1)).unwrap_err()),
+        "VALUE_DATE_OUT_OF_RANGE"
+    );
+
+    let mut terms_c = crate::bench::load::bench_terms("110101198001011234");
+    terms_c.loan_id = "C".into();
+    terms_c.ledger_id = "L".into();
+    terms_c.bank_id = "B".into();
+    let contract = LoanState::new(terms_c, 1);
+    let late = PoolTerms { agreed_on: d("2022-02-01"), ..terms(PoolMode::Direct) };
+    let expired = Pool::agree(&late, &[&contract], &default_versions()).unwrap_err();
+    assert_eq!(code(expired), "LOAN_NOT_REPAYABLE");
+    let event = Pool::agree(&terms(PoolMode::Direct), &[&contract], &default_versions()).unwrap();
+    let direct = Pool::agreed(&event).unwrap();
+    assert_eq!(
+        code(direct.settle(&[&contract], d("2021-06-01")).unwrap_err()),
+        "POOL_MEMBERS_OPEN"
+    );
+    assert!(direct.settle(&[&contract], d("2022-01-25")).is_ok(), "expired unpaid: closed");
+}
+
 #[test]
 fn an_altered_event_does_not_apply() {
     let a = loan("A", "HA");
