@@ -89,17 +89,16 @@ pub fn replay<'e>(
 /// none of its figures.
 pub fn loan_events(loan_id: &str, history: LoanHistory) -> Result<Vec<(LoanEvent, u64)>, AppError> {
     let mut events = Vec::new();
-    for entry in history.entries()? {
-        let event = JournalEvent::from_parts(&entry.row.kind, &entry.row.command_json)
+    for row in history.rows() {
+        let (event, seq) = row
+            .event()
             .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
-        let seq = u64::try_from(entry.row.seq).unwrap_or_default();
-        match event {
-            JournalEvent::Loan(event) => events.push((event, seq)),
-            other => {
-                if let Some(part) = other.loan_event_of(loan_id) {
-                    events.push((part.clone(), seq));
-                }
-            }
+        let event = match event {
+            JournalEvent::Loan(event) => Some(event),
+            other => other.loan_event_of(loan_id),
+        };
+        if let Some(event) = event {
+            events.push((event.clone(), seq));
         }
     }
     Ok(events)

@@ -2,6 +2,8 @@
 
 use super::rows::*;
 use super::{Db, StoreError};
+use crate::collections::HashMap;
+use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::policy::PolicyVersion;
@@ -9,7 +11,9 @@ use crate::domain::pool::Pool;
 use crate::domain::risk_fund::{Compensation, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::on_pool;
+use sqlx::FromRow;
 use sqlx::QueryBuilder;
+use std::sync::{Arc, OnceLock};
 
 const JOURNAL_RANGE_SQL: &str = concat!(
     "select ",
@@ -41,35 +45,103 @@ const LOAN_HISTORY_SQL: &str = concat!(loan_history_select!(), "o.loan_id = $1 o
 pub struct LoanHistory {
     pub bank_id: String,
     pub ledger_id: String,
-    rows: Vec<Result<JournalRow, StoreError>>,
+    rows: Vec<Arc<HistoryRow>>,
 }
 
 impl LoanHistory {
+    /// The entries with their postings (a loan's history as `GetLoanHistory` shows it).
     pub fn entries(self) -> Result<Vec<JournalEntry>, StoreError> {
-        self.rows.into_iter().map(|row| row?.into_entry()).collect()
+        let entry = |row: Arc<HistoryRow>| match Arc::try_unwrap(row) {
+            Ok(row) => row.row?.into_entry(),
+            Err(shared) => shared.row()?.clone().into_entry(),
+        };
+        self.rows.into_iter().map(entry).collect()
+    }
+
+    /// The rows, in journal order, each decoded at most once ([`HistoryRow::event`]).
+    pub fn rows(&self) -> &[Arc<HistoryRow>] {
+        &self.rows
+    }
+}
+
+/// A journal row of a loan's history as read (or why it cannot be), with its event decoded at
+/// the first call. One read of several loans' histories ([`Db::loan_histories`]) reads a row
+/// they share once and decodes it once: a pool's collective repayment is in the histories of
+/// all its members (up to [`crate::domain::pool::MEMBERS_MAX`]), and its parts are theirs.
+#[derive(Debug)]
+pub struct HistoryRow {
+    row: Result<JournalRow, StoreError>,
+    event: OnceLock<Result<JournalEvent, String>>,
+}
+
+impl HistoryRow {
+    fn shared(row: Result<JournalRow, StoreError>) -> Arc<HistoryRow> {
+        Arc::new(HistoryRow { row, event: OnceLock::new() })
+    }
+
+    /// The row as stored. A row that could not be read is an error at each call: the
+    /// database's error at the first (unshared) taking by [`LoanHistory::entries`], this one
+    /// here.
+    pub fn row(&self) -> Result<&JournalRow, StoreError> {
+        self.row.as_ref().map_err(|e| StoreError::Corrupt(format!("a journal row: {e}")))
+    }
+
+    /// The row's event with its seq, decoded once however many histories share the row.
+    pub fn event(&self) -> Result<(&JournalEvent, u64), StoreError> {
+        let row = self.row()?;
+        let event = self.event.get_or_init(|| {
+            JournalEvent::from_parts(&row.kind, &row.command_json).map_err(|e| e.to_string())
+        });
+        let event = event.as_ref().map_err(|e| {
+            StoreError::Corrupt(format!("entry {} of ledger {}: {e}", row.seq, row.ledger_id))
+        })?;
+        Ok((event, u64::try_from(row.seq).unwrap_or_default()))
     }
 }
 
 /// A row of [`LOAN_HISTORY_SQL`] read by rusqlite (SQLite: [`super::readers`]): its owner, and
 /// the journal row or why it cannot be read.
 fn owned_journal_row(r: &rusqlite::Row<'_>) -> Result<Owned<JournalRow>, StoreError> {
-    let row = || -> Result<JournalRow, StoreError> {
-        Ok(JournalRow {
-            ledger_id: r.get(2)?,
-            seq: r.get(3)?,
-            kind: r.get(4)?,
-            value_date: r.get(5)?,
-            recorded_at_us: r.get(6)?,
-            actor: r.get(7)?,
-            request_id: r.get(8)?,
-            command_json: r.get(9)?,
-            prev_hash: r.get(10)?,
-            hash: r.get(11)?,
-            postings: r.get(12)?,
-        })
-    };
-    Ok(Owned { bank_id: r.get(0)?, ledger_id: r.get(1)?, row: row() })
+    Ok(Owned { bank_id: r.get(0)?, ledger_id: r.get(1)?, row: journal_row_at(r, 2) })
 }
+
+/// The journal row in columns `first..first + 11` of `r` ([`journal_columns!`]'s order), read by
+/// rusqlite.
+fn journal_row_at(r: &rusqlite::Row<'_>, first: usize) -> Result<JournalRow, StoreError> {
+    Ok(JournalRow {
+        ledger_id: r.get(first)?,
+        seq: r.get(first + 1)?,
+        kind: r.get(first + 2)?,
+        value_date: r.get(first + 3)?,
+        recorded_at_us: r.get(first + 4)?,
+        actor: r.get(first + 5)?,
+        request_id: r.get(first + 6)?,
+        command_json: r.get(first + 7)?,
+        prev_hash: r.get(first + 8)?,
+        hash: r.get(first + 9)?,
+        postings: r.get(first + 10)?,
+    })
+}
+
+/// A link of [`HISTORY_LINKS`]: the loan, its bank and ledger, the seq of an entry of its.
+type HistoryLink = (String, String, String, i64);
+
+/// The links of loans in a list, with each loan's owner, by loan and seq (the list, then
+/// [`HISTORY_LINKS_END`]); in a `cross join`'s order, as [`loan_history_select!`] says why.
+const HISTORY_LINKS: &str = "select o.loan_id, o.bank_id, o.ledger_id, l.seq \
+     from loan o cross join journal_loan l \
+     where l.loan_id = o.loan_id and l.ledger_id = o.ledger_id and o.loan_id in (";
+const HISTORY_LINKS_END: &str = ") order by o.loan_id, l.seq";
+
+/// The journal rows the links of loans in a list name, each once (the list, then
+/// [`HISTORY_ROWS_END`]): the distinct keys first, each row then by its key.
+const HISTORY_ROWS: &str = "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
+     j.request_id, j.command_json, j.prev_hash, j.hash, j.postings \
+     from (select distinct l.ledger_id as key_ledger, l.seq as key_seq \
+     from loan o cross join journal_loan l \
+     where l.loan_id = o.loan_id and l.ledger_id = o.ledger_id and o.loan_id in (";
+const HISTORY_ROWS_END: &str =
+    ")) k cross join journal_txn j where j.ledger_id = k.key_ledger and j.seq = k.key_seq";
 
 /// A row read by sqlx with the owner's columns `bank` and `ledger` read apart from it (a
 /// row of [`LOAN_HISTORY_SQL`], as [`owned_journal_row`] reads it; a loan's).
@@ -538,12 +610,16 @@ impl Db {
         };
         let Some(first) = rows.first() else { return Ok(None) };
         let (bank_id, ledger_id) = (first.bank_id.clone(), first.ledger_id.clone());
-        let rows = rows.into_iter().map(|r| r.row).collect();
+        let rows = rows.into_iter().map(|r| HistoryRow::shared(r.row)).collect();
         Ok(Some(LoanHistory { bank_id, ledger_id, rows }))
     }
 
-    /// The histories of these loans, as [`Db::loan_history`] reads each, in one statement: by
-    /// loan id, in loan id order (a loan that does not exist is left out).
+    /// The histories of these loans, as [`Db::loan_history`] reads each: by loan id, in loan id
+    /// order (a loan that does not exist is left out). Two statements: the loans' links with
+    /// their owners, then each journal row they link, once: a row several of them share (a
+    /// pool's collective repayment, in every member's history) is read once and shared
+    /// ([`HistoryRow`]), not copied into each history (a page of a thousand members of one pool
+    /// would have read each of its repayments, a thousand parts each, a thousand times).
     pub async fn loan_histories(
         &self,
         loan_ids: &[&str],
@@ -551,42 +627,65 @@ impl Db {
         if loan_ids.is_empty() {
             return Ok(Vec::new());
         }
-        const ORDER: &str = ") order by o.loan_id, j.seq";
-        let rows: Vec<(String, Owned<JournalRow>)> = match self {
+        type Keyed = ((String, i64), Result<JournalRow, StoreError>);
+        let (links, rows): (Vec<HistoryLink>, Vec<Keyed>) = match self {
             // A page's histories are thousands of rows: read on a blocking thread.
             Db::Sqlite(.., Some(readers)) => {
                 let marks = vec!["?"; loan_ids.len()].join(", ");
-                let sql = format!("{}o.loan_id in ({marks}{ORDER}", loan_history_select!());
+                let links_sql = format!("{HISTORY_LINKS}{marks}{HISTORY_LINKS_END}");
+                let rows_sql = format!("{HISTORY_ROWS}{marks}{HISTORY_ROWS_END}");
                 let ids: Vec<String> = loan_ids.iter().map(|id| id.to_string()).collect();
                 read_blocking(readers.clone(), move |conn| {
-                    let mut statement = conn.prepare(&sql)?;
-                    let rows = statement.query_and_then(
-                        rusqlite::params_from_iter(ids.iter()),
-                        |r| -> Result<_, StoreError> { Ok((r.get(13)?, owned_journal_row(r)?)) },
-                    )?;
-                    rows.collect()
+                    let ids = || rusqlite::params_from_iter(ids.iter());
+                    let mut statement = conn.prepare(&links_sql)?;
+                    let links = statement
+                        .query_and_then(ids(), |r| -> Result<HistoryLink, StoreError> {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })?
+                        .collect::<Result<_, _>>()?;
+                    let mut statement = conn.prepare(&rows_sql)?;
+                    let rows = statement
+                        .query_and_then(ids(), |r| -> Result<Keyed, StoreError> {
+                            Ok(((r.get(0)?, r.get(1)?), journal_row_at(r, 0)))
+                        })?
+                        .collect::<Result<_, _>>()?;
+                    Ok((links, rows))
                 })
                 .await?
             }
             _ => on_pool!(self, p => {
-                let mut q = QueryBuilder::new(concat!(loan_history_select!(), "o.loan_id in ("));
+                let mut q = QueryBuilder::new(HISTORY_LINKS);
                 super::write::push_list(&mut q, loan_ids);
-                q.push(ORDER);
+                q.push(HISTORY_LINKS_END);
+                let links = q.build_query_as::<HistoryLink>().fetch_all(p).await?;
+                let mut q = QueryBuilder::new(HISTORY_ROWS);
+                super::write::push_list(&mut q, loan_ids);
+                q.push(HISTORY_ROWS_END);
                 let rows = q.build().fetch_all(p).await?;
-                let owned = |r| -> Result<_, StoreError> {
-                    let loan_id: String = sqlx::Row::try_get(r, "owner_loan_id")?;
-                    Ok((loan_id, owned_sqlx(r, "owner_bank_id", "owner_ledger_id")?))
+                let keyed = |r| -> Result<Keyed, StoreError> {
+                    let key = (sqlx::Row::try_get(r, "ledger_id")?, sqlx::Row::try_get(r, "seq")?);
+                    Ok((key, JournalRow::from_row(r).map_err(StoreError::from)))
                 };
-                rows.iter().map(owned).collect::<Result<_, _>>()?
+                (links, rows.iter().map(keyed).collect::<Result<_, _>>()?)
             }),
         };
+        let shared: HashMap<(String, i64), Arc<HistoryRow>> =
+            rows.into_iter().map(|(key, row)| (key, HistoryRow::shared(row))).collect();
         let mut histories: Vec<(String, LoanHistory)> = Vec::new();
-        for (loan_id, row) in rows {
+        for (loan_id, bank_id, ledger_id, seq) in links {
+            let key = (ledger_id, seq);
+            let row = shared.get(&key).cloned().unwrap_or_else(|| {
+                // Linked and not read a moment later: the journal is append-only.
+                HistoryRow::shared(Err(StoreError::Corrupt(format!(
+                    "entry {seq} of ledger {}, linked to loan {loan_id}, is not in the journal",
+                    key.0
+                ))))
+            });
             match histories.last_mut() {
-                Some((id, history)) if *id == loan_id => history.rows.push(row.row),
+                Some((id, history)) if *id == loan_id => history.rows.push(row),
                 _ => {
-                    let Owned { bank_id, ledger_id, row } = row;
-                    histories.push((loan_id, LoanHistory { bank_id, ledger_id, rows: vec![row] }));
+                    let history = LoanHistory { bank_id, ledger_id: key.0, rows: vec![row] };
+                    histories.push((loan_id, history));
                 }
             }
         }

@@ -166,6 +166,22 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     // The loan as of a date is rebuilt with its part.
     let as_of = app.get_loan_as_of(&t.auditor, &first, "2021-03-21").await;
     assert_eq!(as_of.principal_outstanding_fen, 4_500_000);
+    // The subsidy register reads the members' histories together (the repayment's entry once
+    // for both): each household's March interest paid on time by its part.
+    let register = pb::ListSubsidyRegisterRequest {
+        ledger_id: LEDGER.into(),
+        bank_id: BANK.into(),
+        due_from: "2021-03-01".into(),
+        due_to: "2021-03-31".into(),
+        as_of: "2021-03-21".into(),
+    };
+    let register = app.subsidy(&t.finance).list_subsidy_register(register).await;
+    let register = collect(register.expect("the register").into_inner()).await.expect("lines");
+    let paid: Vec<(&str, i64, i64)> = register
+        .iter()
+        .map(|r| (r.loan_id.as_str(), r.lines[0].interest_paid_on_time_fen, r.subsidy_fen))
+        .collect();
+    assert_eq!(paid, [(first.as_str(), 29_410, 29_410), (second.as_str(), 29_410, 29_410)]);
 
     // Returns: the first household's for the quarter paid on 03-22, the second's not.
     let paid = pb::RecordPoolReturnRequest {

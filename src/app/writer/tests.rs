@@ -20,7 +20,7 @@ use crate::bench::load::id_number;
 use crate::domain::date::{BusinessDate, parse_date};
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::{HouseholdStatus, StatusEntry};
-use crate::domain::loan::LoanState;
+use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::money::Fen;
 use crate::store::Db;
 
@@ -1014,6 +1014,25 @@ async fn pool_commands_in_one_group_see_each_other(db: &Db) {
     let stored = db.get_loan(&loan_id(2)).await.unwrap().expect("the loan");
     let stored = stored.row.unwrap().into_state().unwrap();
     assert_eq!(stored.interest_paid_fen, Fen(14_748), "its part, stored");
+    // Read together, the two loans' histories share the collective repayment's row (read and
+    // decoded once, not once a member), and each takes its own part of it.
+    let (one, two) = (loan_id(1), loan_id(2));
+    let histories = db.loan_histories(&[&two, &one]).await.unwrap();
+    let ids: Vec<&str> = histories.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, [one.as_str(), two.as_str()], "in loan id order");
+    let repaid = |h: &crate::store::read::LoanHistory| {
+        let rows = h.rows().iter();
+        rows.filter(|r| r.row().unwrap().kind == "pool.repaid").cloned().collect::<Vec<_>>()
+    };
+    let (first, second) = (repaid(&histories[0].1), repaid(&histories[1].1));
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert!(std::sync::Arc::ptr_eq(&first[0], &second[0]), "one row, shared");
+    for ((id, history), paid) in histories.into_iter().zip([14_662, 14_748]) {
+        let events = crate::app::servicing::loan_events(&id, history).unwrap();
+        let last = &events.last().expect("its events").0;
+        let LoanEvent::Repaid { amount_fen, .. } = last else { panic!("{last:?}") };
+        assert_eq!(*amount_fen, Fen(paid), "loan {id}'s own part");
+    }
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
 }
