@@ -13,6 +13,7 @@ use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::on_pool;
 use sqlx::FromRow;
 use sqlx::QueryBuilder;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 const JOURNAL_RANGE_SQL: &str = concat!(
@@ -133,15 +134,15 @@ const HISTORY_LINKS: &str = "select o.loan_id, o.bank_id, o.ledger_id, l.seq \
      where l.loan_id = o.loan_id and l.ledger_id = o.ledger_id and o.loan_id in (";
 const HISTORY_LINKS_END: &str = ") order by o.loan_id, l.seq";
 
-/// The journal rows the links of loans in a list name, each once (the list, then
-/// [`HISTORY_ROWS_END`]): the distinct keys first, each row then by its key.
-const HISTORY_ROWS: &str = "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, j.actor, \
-     j.request_id, j.command_json, j.prev_hash, j.hash, j.postings \
-     from (select distinct l.ledger_id as key_ledger, l.seq as key_seq \
-     from loan o cross join journal_loan l \
-     where l.loan_id = o.loan_id and l.ledger_id = o.ledger_id and o.loan_id in (";
-const HISTORY_ROWS_END: &str =
-    ")) k cross join journal_txn j where j.ledger_id = k.key_ledger and j.seq = k.key_seq";
+/// The journal rows of a ledger that the links of loans in a list name, each once: the text
+/// before the ledger, then [`HISTORY_ROWS_SEQS`], the ledger again, [`HISTORY_ROWS_LOANS`], the
+/// list, `"))"`. The seqs are a set of integers; each row is then read by its key.
+const HISTORY_ROWS: &str = "select j.ledger_id, j.seq, j.kind, j.value_date, j.recorded_at_us, \
+     j.actor, j.request_id, j.command_json, j.prev_hash, j.hash, j.postings \
+     from journal_txn j where j.ledger_id = ";
+const HISTORY_ROWS_SEQS: &str =
+    " and j.seq in (select l.seq from journal_loan l where l.ledger_id = ";
+const HISTORY_ROWS_LOANS: &str = " and l.loan_id in (";
 
 /// A row read by sqlx with the owner's columns `bank` and `ledger` read apart from it (a
 /// row of [`LOAN_HISTORY_SQL`], as [`owned_journal_row`] reads it; a loan's).
@@ -628,27 +629,49 @@ impl Db {
             return Ok(Vec::new());
         }
         type Keyed = ((String, i64), Result<JournalRow, StoreError>);
+        // The loans' ledgers, each with its loans (one ledger, all but always), as the links say.
+        let by_ledger = |links: &[HistoryLink]| {
+            let mut by_ledger: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (loan_id, _, ledger_id, _) in links {
+                let loans = by_ledger.entry(ledger_id.clone()).or_default();
+                if loans.last() != Some(loan_id) {
+                    loans.push(loan_id.clone());
+                }
+            }
+            by_ledger
+        };
         let (links, rows): (Vec<HistoryLink>, Vec<Keyed>) = match self {
             // A page's histories are thousands of rows: read on a blocking thread.
             Db::Sqlite(.., Some(readers)) => {
                 let marks = vec!["?"; loan_ids.len()].join(", ");
                 let links_sql = format!("{HISTORY_LINKS}{marks}{HISTORY_LINKS_END}");
-                let rows_sql = format!("{HISTORY_ROWS}{marks}{HISTORY_ROWS_END}");
                 let ids: Vec<String> = loan_ids.iter().map(|id| id.to_string()).collect();
                 read_blocking(readers.clone(), move |conn| {
-                    let ids = || rusqlite::params_from_iter(ids.iter());
                     let mut statement = conn.prepare(&links_sql)?;
-                    let links = statement
-                        .query_and_then(ids(), |r| -> Result<HistoryLink, StoreError> {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    let links: Vec<HistoryLink> = statement
+                        .query_and_then(rusqlite::params_from_iter(ids.iter()), |r| {
+                            Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                         })?
                         .collect::<Result<_, _>>()?;
-                    let mut statement = conn.prepare(&rows_sql)?;
-                    let rows = statement
-                        .query_and_then(ids(), |r| -> Result<Keyed, StoreError> {
-                            Ok(((r.get(0)?, r.get(1)?), journal_row_at(r, 0)))
-                        })?
-                        .collect::<Result<_, _>>()?;
+                    let mut rows = Vec::new();
+                    for (ledger_id, loans) in by_ledger(&links) {
+                        let marks = vec!["?"; loans.len()].join(", ");
+                        let sql = format!(
+                            "{HISTORY_ROWS}?1{HISTORY_ROWS_SEQS}?1{HISTORY_ROWS_LOANS}{marks}))"
+                        );
+                        let mut statement = conn.prepare(&sql)?;
+                        let params = std::iter::once(&ledger_id).chain(loans.iter());
+                        let read =
+                            statement.query_and_then(rusqlite::params_from_iter(params), |r| {
+                                Ok::<Keyed, StoreError>((
+                                    (r.get(0)?, r.get(1)?),
+                                    journal_row_at(r, 0),
+                                ))
+                            })?;
+                        for row in read {
+                            rows.push(row?);
+                        }
+                    }
                     Ok((links, rows))
                 })
                 .await?
@@ -658,15 +681,22 @@ impl Db {
                 super::write::push_list(&mut q, loan_ids);
                 q.push(HISTORY_LINKS_END);
                 let links = q.build_query_as::<HistoryLink>().fetch_all(p).await?;
-                let mut q = QueryBuilder::new(HISTORY_ROWS);
-                super::write::push_list(&mut q, loan_ids);
-                q.push(HISTORY_ROWS_END);
-                let rows = q.build().fetch_all(p).await?;
-                let keyed = |r| -> Result<Keyed, StoreError> {
-                    let key = (sqlx::Row::try_get(r, "ledger_id")?, sqlx::Row::try_get(r, "seq")?);
-                    Ok((key, JournalRow::from_row(r).map_err(StoreError::from)))
-                };
-                (links, rows.iter().map(keyed).collect::<Result<_, _>>()?)
+                let mut keyed = Vec::new();
+                for (ledger_id, loans) in by_ledger(&links) {
+                    let loans: Vec<&str> = loans.iter().map(String::as_str).collect();
+                    let mut q = QueryBuilder::new(HISTORY_ROWS);
+                    q.push_bind(ledger_id.as_str()).push(HISTORY_ROWS_SEQS);
+                    q.push_bind(ledger_id.as_str()).push(HISTORY_ROWS_LOANS);
+                    super::write::push_list(&mut q, &loans);
+                    q.push("))");
+                    let rows = q.build().fetch_all(p).await?;
+                    for r in &rows {
+                        let key =
+                            (sqlx::Row::try_get(r, "ledger_id")?, sqlx::Row::try_get(r, "seq")?);
+                        keyed.push((key, JournalRow::from_row(r).map_err(StoreError::from)));
+                    }
+                }
+                (links, keyed)
             }),
         };
         let shared: HashMap<(String, i64), Arc<HistoryRow>> =

@@ -923,11 +923,15 @@ impl WriteTx {
             on_tx!(self, c => sqlx::query(sql)
                 .bind(&t.pool_id).bind(&t.ledger_id).bind(&t.bank_id).bind(status).bind(json).bind(seq)
                 .execute(c).await.map(|_| ())?);
-            let sql = "insert into pool_member (loan_id, pool_id, ledger_id) values ($1, $2, $3)";
-            for m in &pool.members {
-                on_tx!(self, c => sqlx::query(sql)
-                    .bind(&m.loan_id).bind(&t.pool_id).bind(&t.ledger_id)
-                    .execute(c).await.map(|_| ())?);
+            // Up to a thousand members: a statement a chunk, not one a member.
+            for chunk in pool.members.chunks(chunk_rows(3)) {
+                on_tx_built!(self, q, c => {
+                    q.push("insert into pool_member (loan_id, pool_id, ledger_id) ");
+                    q.push_values(chunk, |mut row, m| {
+                        row.push_bind(&m.loan_id).push_bind(&t.pool_id).push_bind(&t.ledger_id);
+                    });
+                    q.build().execute(c).await?;
+                });
             }
         } else {
             let sql =
