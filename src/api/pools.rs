@@ -253,9 +253,10 @@ impl PoolService for Api {
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
         let pool = self.readable_pool(&actor, &pool_id).await?;
         let loans = self.db.loans_of_pool(&pool_id).await.map_err(|e| status(e.into()))?;
+        let activity = self.db.pool_activity(&pool_id).await.map_err(|e| status(e.into()))?;
         let refs: Vec<&LoanState> = loans.iter().collect();
         let members: Vec<pb::MemberStanding> = pool
-            .report(&refs, as_of)
+            .report(&refs, as_of, &activity)
             .into_iter()
             .map(|m| pb::MemberStanding {
                 loan_id: m.loan_id,
@@ -270,6 +271,7 @@ impl PoolService for Api {
                 returns_due_fen: m.returns_due_fen.0,
                 returns_paid_fen: m.returns_paid_fen.0,
                 returns_short_fen: m.returns_short_fen.0,
+                late_return_points: m.late_return_points,
                 last_return_on: m.last_return_on.map(format_date).unwrap_or_default(),
                 participations: m.participations,
                 repaid_fen: m.repaid_fen.0,

@@ -43,9 +43,11 @@
 //! - **Settlement** ([`Pool::settle`]): once every member loan is closed (settled or written
 //!   off; `POOL_MEMBERS_OPEN` otherwise), the pool is settled and what the partner still held
 //!   is handed back. A settled pool takes nothing more (`POOL_SETTLED`).
-//! - **The report** ([`Pool::report`]), for auditors: by member, the loan's standing, what the
-//!   partner held, the returns due and paid, and three flags: a return short or missing, the
-//!   loan overdue while the partner holds its money, returns paid with no participation.
+//! - **The report** ([`Pool::report`]), for auditors: by member as of a date, the loan's
+//!   standing, what the partner held, the returns due and paid (from the journal's dated
+//!   returns and participations), and four flags: returns short (late or missing), returns
+//!   paid late (after their due point, made up since), the loan overdue while the partner holds
+//!   its money, returns paid with no participation.
 //!
 //! Events ([`PoolEvent`]), each one journal transaction of the pool's ledger: `pool.agreed`
 //! and `pool.participated` (memo), `pool.transferred`, `pool.return_paid`, `pool.repaid` (the
@@ -64,6 +66,7 @@ use super::loan::{LoanCommand, LoanEvent, LoanState, LoanStatus};
 use super::money::Fen;
 use super::policy::{PolicyVersion, in_force};
 use super::rate::AnnualRate;
+use crate::collections::HashMap;
 
 /// Member loans a pool holds at most.
 pub const MEMBERS_MAX: usize = 1_000;
@@ -1009,26 +1012,63 @@ impl Pool {
         Fen(rounded.to_i64().unwrap_or(i64::MAX))
     }
 
-    /// Each member's standing on `as_of` (`loans`: the members' states as they stand), for
-    /// auditors.
-    pub fn report(&self, loans: &[&LoanState], as_of: NaiveDate) -> Vec<MemberReport> {
+    /// Each member's standing on `as_of`, for auditors. `loans`: the members' states as they
+    /// stand; `activity`: the pool's returns paid and participations as the journal records
+    /// them ([`PoolEvent::ReturnPaid`], [`PoolEvent::Participated`]; other events and other
+    /// pools' are left out), of which those dated by `as_of` count. What the partner held is
+    /// its changes dated by `as_of`; the returns due are worked out to `as_of`; each due point
+    /// by then whose returns were paid only after it is a late one. The loans' figures and what
+    /// the partner repaid are as they stand.
+    pub fn report(
+        &self,
+        loans: &[&LoanState],
+        as_of: NaiveDate,
+        activity: &[PoolEvent],
+    ) -> Vec<MemberReport> {
+        let mut dated: HashMap<&str, Activity> = HashMap::default();
+        for event in activity.iter().filter(|e| e.pool_id() == self.terms.pool_id) {
+            match event {
+                PoolEvent::ReturnPaid { loan_id, value_date, amount_fen, .. }
+                    if *value_date <= as_of =>
+                {
+                    dated.entry(loan_id).or_default().returns.push((*value_date, *amount_fen));
+                }
+                PoolEvent::Participated { loan_id, value_date, .. } if *value_date <= as_of => {
+                    dated.entry(loan_id).or_default().participations += 1;
+                }
+                _ => {}
+            }
+        }
+        let none = Activity::default();
         self.members
             .iter()
             .map(|m| {
+                let activity = dated.get(m.loan_id.as_str()).unwrap_or(&none);
                 let loan = loans.iter().find(|l| l.terms.loan_id == m.loan_id);
                 let quote = loan.and_then(|l| l.quote(as_of).ok());
                 let status = loan.map(|l| l.status_shown(quote.as_ref(), as_of));
                 let days_overdue = quote.as_ref().map_or(0, |q| q.days_overdue);
+                let held: i64 = m
+                    .held_changes
+                    .iter()
+                    .filter(|c| c.date <= as_of)
+                    .fold(0, |held, c| held.saturating_add(c.delta_fen.0));
+                let held = Fen(held.max(0));
+                let paid = activity.paid_by(as_of);
                 let due = self.returns_due(m, as_of);
-                let short = Fen(due.0.saturating_sub(m.returns_paid_fen.0).max(0));
+                let short = Fen(due.0.saturating_sub(paid.0).max(0));
+                let late_points = self.late_points(m, activity, as_of);
                 let mut flags = Vec::new();
                 if short.is_positive() {
                     flags.push(PoolFlag::ReturnShort);
                 }
-                if days_overdue > 0 && m.held_fen().is_positive() {
+                if late_points > 0 {
+                    flags.push(PoolFlag::ReturnLate);
+                }
+                if days_overdue > 0 && held.is_positive() {
                     flags.push(PoolFlag::OverdueWhilePartnerHolds);
                 }
-                if m.returns_paid_fen.is_positive() && m.participations == 0 {
+                if paid.is_positive() && activity.participations == 0 {
                     flags.push(PoolFlag::ReturnsWithoutParticipation);
                 }
                 MemberReport {
@@ -1038,17 +1078,51 @@ impl Pool {
                     days_overdue,
                     principal_outstanding_fen: loan
                         .map_or(Fen::ZERO, |l| l.principal_outstanding_fen),
-                    held_fen: m.held_fen(),
+                    held_fen: held,
                     returns_due_fen: due,
-                    returns_paid_fen: m.returns_paid_fen,
+                    returns_paid_fen: paid,
                     returns_short_fen: short,
-                    last_return_on: m.last_return_on,
-                    participations: m.participations,
+                    late_return_points: late_points,
+                    last_return_on: activity.returns.iter().map(|&(date, _)| date).max(),
+                    participations: activity.participations,
                     repaid_fen: m.repaid_fen,
                     flags,
                 }
             })
             .collect()
+    }
+
+    /// The due points by `as_of` whose returns were paid after the point, but by `as_of`: the
+    /// returns paid by the point fell short of those due through it, and those paid by `as_of`
+    /// did not (a point still short is [`PoolFlag::ReturnShort`]'s).
+    fn late_points(&self, member: &Member, activity: &Activity, as_of: NaiveDate) -> u32 {
+        let Some(frequency) = self.terms.return_frequency else { return 0 };
+        let Some(first) = member.held_changes.first().map(|c| c.date) else { return 0 };
+        let paid_now = activity.paid_by(as_of);
+        let mut late = 0;
+        let mut point = frequency.last_point(as_of);
+        while let Some(p) = point.filter(|p| *p > first) {
+            let due = self.returns_due(member, p);
+            if activity.paid_by(p) < due && paid_now >= due {
+                late += 1;
+            }
+            point = p.pred_opt().and_then(|day| frequency.last_point(day));
+        }
+        late
+    }
+}
+
+/// A member's returns paid (dated) and participations by a report's date.
+#[derive(Debug, Default)]
+struct Activity {
+    returns: Vec<(NaiveDate, Fen)>,
+    participations: u32,
+}
+
+impl Activity {
+    fn paid_by(&self, date: NaiveDate) -> Fen {
+        let paid = self.returns.iter().filter(|(d, _)| *d <= date);
+        Fen(paid.fold(0i64, |sum, (_, fen)| sum.saturating_add(fen.0)))
     }
 }
 
@@ -1068,6 +1142,8 @@ fn about_loan(e: DomainError, loan_id: &str) -> DomainError {
 pub enum PoolFlag {
     /// The returns paid are short of those due (late or missing).
     ReturnShort,
+    /// Returns paid after their due point (made up since).
+    ReturnLate,
     /// The loan is overdue while the partner holds its money.
     OverdueWhilePartnerHolds,
     /// Returns paid to a household with no participation recorded (简单分红).
@@ -1078,6 +1154,7 @@ impl PoolFlag {
     pub fn code(self) -> &'static str {
         match self {
             PoolFlag::ReturnShort => "RETURN_SHORT",
+            PoolFlag::ReturnLate => "RETURN_LATE",
             PoolFlag::OverdueWhilePartnerHolds => "OVERDUE_WHILE_PARTNER_HOLDS",
             PoolFlag::ReturnsWithoutParticipation => "RETURNS_WITHOUT_PARTICIPATION",
         }
@@ -1097,6 +1174,8 @@ pub struct MemberReport {
     pub returns_due_fen: Fen,
     pub returns_paid_fen: Fen,
     pub returns_short_fen: Fen,
+    /// Due points whose returns were paid after the point ([`PoolFlag::ReturnLate`]).
+    pub late_return_points: u32,
     pub last_return_on: Option<NaiveDate>,
     pub participations: u32,
     pub repaid_fen: Fen,

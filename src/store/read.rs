@@ -7,7 +7,7 @@ use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::policy::PolicyVersion;
-use crate::domain::pool::Pool;
+use crate::domain::pool::{Pool, PoolEvent};
 use crate::domain::risk_fund::{Compensation, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimSummary};
 use crate::on_pool;
@@ -470,6 +470,32 @@ impl Db {
         let rows: Vec<LoanRow> =
             on_pool!(self, p => sqlx::query_as(sql).bind(pool_id).fetch_all(p).await?);
         rows.into_iter().map(LoanRow::into_state).collect()
+    }
+
+    /// A pool's returns paid and participations as the journal records them, in journal
+    /// order (the events [`Pool::report`] dates its figures by): the entries of those kinds
+    /// linked to its member loans.
+    pub async fn pool_activity(&self, pool_id: &str) -> Result<Vec<PoolEvent>, StoreError> {
+        let sql = "select j.seq, j.kind, j.command_json \
+                   from pool_member m cross join journal_loan l cross join journal_txn j \
+                   where m.pool_id = $1 and l.loan_id = m.loan_id and l.ledger_id = m.ledger_id \
+                   and j.ledger_id = l.ledger_id and j.seq = l.seq \
+                   and j.kind in ('pool.return_paid', 'pool.participated') order by j.seq";
+        let rows: Vec<(i64, String, String)> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(pool_id).fetch_all(p).await?);
+        let mut events = Vec::with_capacity(rows.len());
+        for (seq, kind, json) in rows {
+            match JournalEvent::from_parts(&kind, &json) {
+                Ok(JournalEvent::Pool(event)) if event.pool_id() == pool_id => events.push(event),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "entry {seq} of pool {pool_id}'s ledger: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(events)
     }
 
     pub async fn list_lpr(&self) -> Result<Vec<LprEntry>, StoreError> {

@@ -201,18 +201,26 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
         let m = &r.members[i];
         (m.returns_due_fen, m.returns_paid_fen, m.returns_short_fen, m.flags.clone())
     };
+    // Paid two days after its due point (03-20): late, and a simple dividend so far.
+    let flags = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(
         standing(&r, 0),
-        (52_222, 52_222, 0, vec!["RETURNS_WITHOUT_PARTICIPATION".to_string()])
+        (52_222, 52_222, 0, flags(&["RETURN_LATE", "RETURNS_WITHOUT_PARTICIPATION"]))
     );
+    assert_eq!(r.members[0].late_return_points, 1);
+    // As of the day before, the return was not paid yet: short, not late.
+    let before = report(&app, &t.auditor, "2021-03-21").await;
+    assert_eq!(standing(&before, 0), (52_222, 0, 52_222, flags(&["RETURN_SHORT"])));
+    assert_eq!(before.members[0].last_return_on, "");
     // 3,000,000 × 47 days × 8% / 360 = 31,333.33.
     assert_eq!(standing(&r, 1), (31_333, 0, 31_333, vec!["RETURN_SHORT".to_string()]));
     assert_eq!(r.flagged_members, 2);
     // The finance office records the first household's work.
     pools(&t.finance).record_participation(took_part(&first, "2021-03-25")).await.expect("work");
     let r = report(&app, &t.auditor, "2021-03-25").await;
-    assert!(r.members[0].flags.is_empty(), "{:?}", r.members[0]);
+    assert_eq!(r.members[0].flags, flags(&["RETURN_LATE"]), "{:?}", r.members[0]);
     assert_eq!(r.members[0].participations, 1);
+    assert_eq!(report(&app, &t.auditor, "2021-03-24").await.members[0].participations, 0);
     // Unpaid since, on 2021-06-22 both loans are overdue (June interest) while the partner
     // holds their money.
     let r = report(&app, &t.auditor, "2021-06-22").await;

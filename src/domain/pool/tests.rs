@@ -150,27 +150,49 @@ fn transfers_returns_and_participation() {
     // Through 2021-06-20: 92 more days on 5,000,000: + 102,222.22 → 142,000 fen.
     assert_eq!(pool.returns_due(&m, d("2021-06-20")), Fen(142_000));
 
-    let report = pool.report(&[&a, &b], d("2021-03-20"));
+    let mut activity = Vec::new();
+    let report = pool.report(&[&a, &b], d("2021-03-20"), &activity);
     assert_eq!(report[0].returns_short_fen, Fen(39_778));
     assert!(report[0].flags.contains(&PoolFlag::ReturnShort));
-    applied(&mut pool, |p| p.pay_return("A", d("2021-03-22"), Fen(39_778)));
-    let report = pool.report(&[&a, &b], d("2021-03-22"));
+    activity.push(applied(&mut pool, |p| p.pay_return("A", d("2021-03-22"), Fen(39_778))));
+    let report = pool.report(&[&a, &b], d("2021-03-22"), &activity);
     assert_eq!(report[0].returns_short_fen, Fen::ZERO);
-    // A simple dividend; and A's March interest is unpaid while the partner holds its money.
+    // Paid two days after its point: late; a simple dividend; and A's March interest is
+    // unpaid while the partner holds its money.
     assert_eq!(
         report[0].flags,
-        [PoolFlag::OverdueWhilePartnerHolds, PoolFlag::ReturnsWithoutParticipation]
+        [
+            PoolFlag::ReturnLate,
+            PoolFlag::OverdueWhilePartnerHolds,
+            PoolFlag::ReturnsWithoutParticipation
+        ]
     );
-    assert_eq!(report[0].days_overdue, 2);
-    applied(&mut pool, |p| {
+    assert_eq!((report[0].late_return_points, report[0].days_overdue), (1, 2));
+    // As of the day before, the return was not paid yet: short, not late.
+    let before = &pool.report(&[&a, &b], d("2021-03-21"), &activity)[0];
+    assert_eq!((before.returns_paid_fen, before.returns_short_fen), (Fen::ZERO, Fen(39_778)));
+    assert_eq!((before.late_return_points, before.last_return_on), (0, None));
+    assert_eq!(before.flags[0], PoolFlag::ReturnShort);
+    // What the partner held on a date: the second transfer (03-01) not yet on 02-15.
+    assert_eq!(pool.report(&[&a, &b], d("2021-02-15"), &activity)[0].held_fen, Fen(3_000_000));
+    activity.push(applied(&mut pool, |p| {
         p.participate("A", d("2021-04-01"), ParticipationKind::Work, "养殖场务工")
-    });
-    let report = pool.report(&[&a, &b], d("2021-04-01"));
-    assert_eq!(report[0].flags, [PoolFlag::OverdueWhilePartnerHolds]);
+    }));
+    let report = pool.report(&[&a, &b], d("2021-04-01"), &activity);
+    assert_eq!(report[0].flags, [PoolFlag::ReturnLate, PoolFlag::OverdueWhilePartnerHolds]);
     assert_eq!(report[0].participations, 1);
+    let earlier = &pool.report(&[&a, &b], d("2021-03-31"), &activity)[0];
+    assert_eq!(earlier.participations, 0, "recorded on 04-01");
+    assert!(earlier.flags.contains(&PoolFlag::ReturnsWithoutParticipation));
+    // Another pool's events are not this one's.
+    let mut other = activity[0].clone();
+    let PoolEvent::ReturnPaid { pool_id, .. } = &mut other else { panic!("{other:?}") };
+    *pool_id = "P2".into();
+    let report = pool.report(&[&a, &b], d("2021-04-01"), &[other]);
+    assert_eq!(report[0].returns_paid_fen, Fen::ZERO);
     // B handed nothing: nothing due, nothing flagged but its overdue interest while the
     // partner holds nothing of it (not flagged).
-    assert_eq!(pool.report(&[&a, &b], d("2021-06-20"))[1].returns_due_fen, Fen::ZERO);
+    assert_eq!(pool.report(&[&a, &b], d("2021-06-20"), &activity)[1].returns_due_fen, Fen::ZERO);
 
     let direct =
         Pool::agreed(&Pool::agree(&terms(PoolMode::Direct), &[&a], &default_versions()).unwrap())
@@ -331,6 +353,57 @@ fn due_points_fall_on_the_20th() {
 }
 
 proptest! {
+    /// Returns paid on each due point, each the point's increase of the returns due, are
+    /// neither late nor short; paid `delay` days after each point, every point with returns due
+    /// is late once the payments are in (and the last one short until its own is).
+    #[test]
+    fn returns_paid_on_their_points_are_on_time_and_later_ones_late(
+        held in 1i64..=5_000_000,
+        delay in 1i64..80,
+    ) {
+        let a = loan("A", "HA");
+        let mut pool = entrusted(&[&a]);
+        applied(&mut pool, |p| p.transfer(&a, d("2021-02-01"), Fen(held)));
+        let points = ["2021-03-20", "2021-06-20", "2021-09-20", "2021-12-20"].map(d);
+        let member = pool.member("A").unwrap().clone();
+        let mut before = Fen::ZERO;
+        let (mut on_time, mut late) = (Vec::new(), Vec::new());
+        let mut last_positive = false;
+        for point in points {
+            let due = pool.returns_due(&member, point);
+            let amount = Fen(due.0 - before.0);
+            before = due;
+            last_positive = amount.is_positive();
+            if !last_positive {
+                continue;
+            }
+            let paid = |date| PoolEvent::ReturnPaid {
+                pool_id: "P1".into(),
+                ledger_id: "L".into(),
+                loan_id: "A".into(),
+                household_id: "HA".into(),
+                value_date: date,
+                amount_fen: amount,
+            };
+            on_time.push(paid(point));
+            late.push(paid(point + chrono::Days::new(delay as u64)));
+        }
+        let positive = u32::try_from(late.len()).unwrap();
+        let last = d("2021-12-20");
+        let report = pool.report(&[&a], last, &on_time).remove(0);
+        prop_assert_eq!(report.returns_short_fen, Fen::ZERO);
+        prop_assert_eq!(report.late_return_points, 0);
+        prop_assert!(!report.flags.contains(&PoolFlag::ReturnLate));
+        let after = last + chrono::Days::new(delay as u64);
+        let report = pool.report(&[&a], after, &late).remove(0);
+        prop_assert_eq!(report.late_return_points, positive);
+        prop_assert_eq!(report.returns_short_fen, Fen::ZERO);
+        let on_last = pool.report(&[&a], last, &late).remove(0);
+        // On the last point its own return is not paid yet: short, not late.
+        prop_assert_eq!(on_last.late_return_points, positive - u32::from(last_positive));
+        prop_assert_eq!(on_last.flags.contains(&PoolFlag::ReturnShort), last_positive);
+    }
+
     /// Whatever the partner took and handed back, and when, the returns due never fall from
     /// one due point to the next, never rise between two, and are the exact figure rounded
     /// half up once: Σ held × days × rate / 360.
