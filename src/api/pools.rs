@@ -11,6 +11,7 @@ use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome, RepaidPart};
 use crate::app::error::AppError;
 use crate::app::listing;
+use crate::app::servicing::loans_as_of;
 use crate::domain::date::format_date;
 use crate::domain::loan::LoanState;
 use crate::domain::pool::{ParticipationKind, Pool, PoolMode, PoolTerms, ReturnFrequency};
@@ -68,6 +69,10 @@ impl PoolService for Api {
             .enumerate()
             .map(|(i, id)| parse::loan_id(&format!("loan_ids[{i}]"), id))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::HashSet::with_capacity(loan_ids.len());
+        if let Some(twice) = loan_ids.iter().find(|id| !seen.insert(id.as_str())) {
+            return Err(invalid("loan_ids", format!("names loan {twice} twice")));
+        }
         let bank_id = parse::id("bank_id", &bank_id)?;
         let pool_id = parse::id("pool_id", &pool_id)?;
         // A bank's pools are named under its id, as its loans and claims are: no bank learns
@@ -101,6 +106,7 @@ impl PoolService for Api {
         request: Request<pb::TransferToPartnerRequest>,
     ) -> Result<Response<pb::PoolResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "TransferToPartner")?;
         let pb::TransferToPartnerRequest { request_id, pool_id, loan_id, value_date, amount_fen } =
             request.into_inner();
         let request_id = parse::request_id(&request_id)?;
@@ -119,6 +125,7 @@ impl PoolService for Api {
         request: Request<pb::RecordPoolReturnRequest>,
     ) -> Result<Response<pb::PoolResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank, Role::Finance], "RecordPoolReturn")?;
         let pb::RecordPoolReturnRequest { request_id, pool_id, loan_id, value_date, amount_fen } =
             request.into_inner();
         let request_id = parse::request_id(&request_id)?;
@@ -137,6 +144,7 @@ impl PoolService for Api {
         request: Request<pb::RecordParticipationRequest>,
     ) -> Result<Response<pb::PoolResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank, Role::Finance], "RecordParticipation")?;
         let pb::RecordParticipationRequest { request_id, pool_id, loan_id, value_date, kind, note } =
             request.into_inner();
         let request_id = parse::request_id(&request_id)?;
@@ -163,6 +171,7 @@ impl PoolService for Api {
         request: Request<pb::RepayPoolRequest>,
     ) -> Result<Response<pb::PoolResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "RepayPool")?;
         let pb::RepayPoolRequest { request_id, pool_id, value_date, amount_fen } =
             request.into_inner();
         let request_id = parse::request_id(&request_id)?;
@@ -180,6 +189,7 @@ impl PoolService for Api {
         request: Request<pb::SettlePoolRequest>,
     ) -> Result<Response<pb::PoolResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "SettlePool")?;
         let pb::SettlePoolRequest { request_id, pool_id, value_date } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
@@ -250,9 +260,20 @@ impl PoolService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetPoolReportRequest { pool_id, as_of } = request.into_inner();
         let pool_id = parse::id("pool_id", &pool_id)?;
-        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        let today = self.today();
+        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or(today);
+        // A report of what happened: the returns due to a date to come are not owed yet, and
+        // its loans' figures not known.
+        if as_of > today {
+            return Err(invalid(
+                "as_of",
+                format!("{} is after today ({})", format_date(as_of), format_date(today)),
+            ));
+        }
         let pool = self.readable_pool(&actor, &pool_id).await?;
         let loans = self.db.loans_of_pool(&pool_id).await.map_err(|e| status(e.into()))?;
+        // The members' loans as they stood on the report's date, not as they stand.
+        let loans = loans_as_of(&self.db, loans, as_of).await.map_err(status)?;
         let activity = self.db.pool_activity(&pool_id).await.map_err(|e| status(e.into()))?;
         let refs: Vec<&LoanState> = loans.iter().collect();
         let members: Vec<pb::MemberStanding> = pool

@@ -40,6 +40,29 @@ pub async fn loan_as_of(
     replay_until(db, loan_id, |event, _| event.value_date() > date).await
 }
 
+/// The loans as they stood at the end of `date`: each whose journal goes on past `date` rebuilt
+/// from its events dated by then (their histories read together, [`Db::loan_histories`]), the
+/// others as they are. A loan not contracted by `date` is left out; the order is not kept.
+pub async fn loans_as_of(
+    db: &Db,
+    loans: Vec<LoanState>,
+    date: BusinessDate,
+) -> Result<Vec<LoanState>, AppError> {
+    let (past, mut as_of): (Vec<_>, Vec<_>) =
+        loans.into_iter().partition(|l| l.last_value_date > date);
+    if past.is_empty() {
+        return Ok(as_of);
+    }
+    let ids: Vec<&str> = past.iter().map(|l| l.terms.loan_id.as_str()).collect();
+    for (loan_id, history) in db.loan_histories(&ids).await? {
+        let events = loan_events(&loan_id, history)?;
+        let dated =
+            events.iter().map(|(e, seq)| (e, *seq)).take_while(|(e, _)| e.value_date() <= date);
+        as_of.extend(replay(&loan_id, dated)?);
+    }
+    Ok(as_of)
+}
+
 /// The loan right after its journal transaction `seq` (to answer a retried request again).
 pub async fn loan_at_seq(db: &Db, loan_id: &str, seq: u64) -> Result<Option<LoanState>, AppError> {
     replay_until(db, loan_id, |_, s| s > seq).await

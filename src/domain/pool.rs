@@ -25,24 +25,29 @@
 //!   money, paid out by then (`POOL_TRANSFER_EXCEEDS_LOAN` beyond what was paid out less what
 //!   was handed over before); entrusted and shareholding pools only (`POOL_MODE_MISMATCH`).
 //! - **Returns and dividends** ([`Pool::pay_return`]): what the partner paid a household. What
-//!   it owed by a date ([`Pool::returns_due`]) is worked out from what it held of the household's
-//!   money, day by day, at the return rate over 360 days, through the last due point on or
-//!   before the date, rounded half up to the fen once over the whole span (so that returns paid
-//!   in any steps compare with one figure). Not refused when short or late: reported.
+//!   it owed by a date ([`Pool::returns_due`]) is the sum of the returns of each due point on or
+//!   before the date ([`Pool::returns_schedule`]): each on what it held of the household's
+//!   money day by day since the point before, at the return rate over 360 days, rounded half up
+//!   to the fen (the figure a partner paying each period works out). The settlement's day is
+//!   the last point; returns owed are taken after it too. Not refused when short or late:
+//!   reported.
 //! - **Participation** ([`Pool::participate`]): the household's work, training or produce sold
 //!   to the partner, dated; a return paid to a household with none recorded is the "simple
 //!   dividend" (简单分红) policy forbids: reported.
 //! - **Collective repayments** ([`Pool::plan_repayment`]): the partner pays the bank one amount
 //!   on a date; it is **allocated over the member loans** that owe anything that day in
 //!   proportion to what each owes (its payoff figure: charges, interest and principal), to the
-//!   fen by the largest remainders ([`allocate`]), and each loan's part is a repayment of that
+//!   fen by the largest remainders ([`allocate`]); a part that would repay all of a loan's
+//!   principal but not its accrued interest (which the loan refuses) is raised to the loan's
+//!   payoff, or loans are paid off whole ([`split_payment`]); each loan's part is a repayment of that
 //!   loan as the loan's own rules take it (charges and interest first, then principal). More
 //!   than all the members owe is refused (`REPAYMENT_EXCEEDS_OWED`); a part a loan refuses
 //!   refuses the whole payment, naming the loan. Of each part, the principal repaid is money
 //!   the partner held handed back to the household (up to what it held).
 //! - **Settlement** ([`Pool::settle`]): once every member loan is closed (settled or written
 //!   off; `POOL_MEMBERS_OPEN` otherwise), the pool is settled and what the partner still held
-//!   is handed back. A settled pool takes nothing more (`POOL_SETTLED`).
+//!   is handed back. A settled pool takes no transfer, collective repayment or participation
+//!   dated after its settlement (`POOL_SETTLED`); the returns it owed are still recorded.
 //! - **The report** ([`Pool::report`]), for auditors: by member as of a date, the loan's
 //!   standing, what the partner held, the returns due and paid (from the journal's dated
 //!   returns and participations), and four flags: returns short (late or missing), returns
@@ -110,16 +115,30 @@ pub enum ReturnFrequency {
 impl ReturnFrequency {
     /// The last due point on or before `date`.
     pub fn last_point(self, date: NaiveDate) -> Option<NaiveDate> {
-        let months: &[u32] = match self {
-            ReturnFrequency::Quarterly => &[3, 6, 9, 12],
-            ReturnFrequency::Yearly => &[12],
-        };
-        let this_year = months
+        let this_year = self
+            .months()
             .iter()
             .rev()
             .filter_map(|&m| NaiveDate::from_ymd_opt(date.year(), m, 20))
             .find(|p| *p <= date);
         this_year.or_else(|| NaiveDate::from_ymd_opt(date.year() - 1, 12, 20))
+    }
+
+    /// The first due point after `date`.
+    pub fn next_point(self, date: NaiveDate) -> Option<NaiveDate> {
+        (date.year()..=date.year().saturating_add(1))
+            .flat_map(|year| {
+                self.months().iter().filter_map(move |&m| NaiveDate::from_ymd_opt(year, m, 20))
+            })
+            .find(|p| *p > date)
+    }
+
+    /// The months whose 20th is a due point.
+    fn months(self) -> &'static [u32] {
+        match self {
+            ReturnFrequency::Quarterly => &[3, 6, 9, 12],
+            ReturnFrequency::Yearly => &[12],
+        }
     }
 }
 
@@ -404,6 +423,100 @@ pub fn allocate(amount: Fen, weights: &[Fen]) -> Vec<Fen> {
     shares.into_iter().map(|s| Fen(i64::try_from(s).unwrap_or(i64::MAX))).collect()
 }
 
+/// What a member loan owes on a collective repayment's date, as its share is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owing {
+    /// Its payoff figure: charges, interest (accrued to the day before included) and principal.
+    pub owed: Fen,
+    /// The share from which a part would repay all its principal, short of `owed` (the
+    /// interest accrued in the running period is taken after the principal): a part from here
+    /// up to `owed`, not included, is refused (`PAYOFF_REQUIRED`). None when there is no such
+    /// range (no interest accrued, or no principal).
+    pub principal_covered_from: Option<Fen>,
+}
+
+impl Owing {
+    /// Whether a part of `share` would repay all principal but not all owed.
+    fn refuses(&self, share: Fen) -> bool {
+        self.principal_covered_from.is_some_and(|from| share >= from && share < self.owed)
+    }
+
+    /// The largest part below the refused range (`owed` if there is none).
+    fn below_range(&self) -> Fen {
+        self.principal_covered_from.map_or(self.owed, |from| Fen((from.0 - 1).max(0)))
+    }
+}
+
+/// A collective payment of `amount` (at most what `owing` owe together) split over the loans
+/// owing, none of its parts in the range a loan refuses ([`Owing::refuses`]):
+/// 1. in proportion to what each owes ([`allocate`]), if no part falls in a refused range;
+/// 2. else those parts raised to their loan's payoff, the fen that takes lowered from the parts
+///    below their ranges, in proportion to them, if they hold enough;
+/// 3. else some loans left short (those without a refused range, and those with one whose
+///    accrued interest fits the shortfall, the smallest first), what is left after paying off
+///    the others whole split over them in proportion to the part each takes below its range.
+///
+/// None when no part of these fits (a payment a few fen short of all owed, each loan with
+/// interest accrued: one would be left owing its interest alone).
+pub fn split_payment(amount: Fen, owing: &[Owing]) -> Option<Vec<Fen>> {
+    let weights: Vec<Fen> = owing.iter().map(|o| o.owed).collect();
+    let mut shares = allocate(amount, &weights);
+    let refused: Vec<bool> = owing.iter().zip(&shares).map(|(o, s)| o.refuses(*s)).collect();
+    if !refused.contains(&true) {
+        return Some(shares);
+    }
+    let below: Vec<usize> = (0..owing.len())
+        .filter(|&i| {
+            !refused[i] && shares[i] <= owing[i].below_range() && shares[i] < owing[i].owed
+        })
+        .collect();
+    let raise: i128 = (0..owing.len())
+        .filter(|&i| refused[i])
+        .map(|i| i128::from(owing[i].owed.0) - i128::from(shares[i].0))
+        .sum();
+    let held: i128 = below.iter().map(|&i| i128::from(shares[i].0)).sum();
+    if raise <= held {
+        let weights: Vec<Fen> = below.iter().map(|&i| shares[i]).collect();
+        let lowered = allocate(Fen(i64::try_from(held - raise).ok()?), &weights);
+        for (&i, share) in below.iter().zip(lowered) {
+            shares[i] = share;
+        }
+        for i in (0..owing.len()).filter(|&i| refused[i]) {
+            shares[i] = owing[i].owed;
+        }
+        return Some(shares);
+    }
+    // Left short: loans without a refused range, freely, and those with one while the fen each
+    // must stay short of its range (its accrued interest and a fen) fit the shortfall, the
+    // smallest first; the others are paid off.
+    let total: i128 = owing.iter().map(|o| i128::from(o.owed.0)).sum();
+    let shortfall = total - i128::from(amount.0);
+    let gap = |o: &Owing| i128::from(o.owed.0) - i128::from(o.below_range().0);
+    let mut ranged: Vec<usize> = (0..owing.len()).filter(|&i| gap(&owing[i]) > 0).collect();
+    ranged.sort_by_key(|&i| (gap(&owing[i]), i));
+    let mut short: Vec<usize> = (0..owing.len()).filter(|&i| gap(&owing[i]) == 0).collect();
+    let mut gaps = 0;
+    for i in ranged {
+        if gaps + gap(&owing[i]) <= shortfall {
+            gaps += gap(&owing[i]);
+            short.push(i);
+        }
+    }
+    short.sort_unstable();
+    let left = i128::from(amount.0)
+        - (0..owing.len())
+            .filter(|i| short.binary_search(i).is_err())
+            .map(|i| i128::from(owing[i].owed.0))
+            .sum::<i128>();
+    let left = Fen(i64::try_from(left).ok().filter(|l| *l >= 0)?);
+    let mut shares: Vec<Fen> = owing.iter().map(|o| o.owed).collect();
+    let caps: Vec<Fen> = short.iter().map(|&i| owing[i].below_range()).collect();
+    for (&i, share) in short.iter().zip(allocate(left, &caps)) {
+        shares[i] = share;
+    }
+    Some(shares)
+}
+
 fn refused(reason: Reason, message: String) -> DomainError {
     DomainError::refused(reason, message)
 }
@@ -579,15 +692,25 @@ impl Pool {
     /// Refuses a write to a settled pool, or dated before the agreement.
     fn check_open(&self, date: NaiveDate) -> Result<(), DomainError> {
         if self.status == PoolStatus::Settled {
-            return Err(refused(
-                Reason::PoolSettled,
-                format!(
-                    "pool {} was settled on {}",
-                    self.terms.pool_id,
-                    self.settled_on.map(format_date).unwrap_or_default()
-                ),
-            ));
+            return Err(self.settled());
         }
+        self.check_agreed(date)
+    }
+
+    /// `POOL_SETTLED`, naming the date.
+    fn settled(&self) -> DomainError {
+        refused(
+            Reason::PoolSettled,
+            format!(
+                "pool {} was settled on {}",
+                self.terms.pool_id,
+                self.settled_on.map(format_date).unwrap_or_default()
+            ),
+        )
+    }
+
+    /// Refuses a date before the agreement's.
+    fn check_agreed(&self, date: NaiveDate) -> Result<(), DomainError> {
         if date < self.terms.agreed_on {
             return Err(refused(
                 Reason::ValueDateOutOfRange,
@@ -717,7 +840,9 @@ impl Pool {
         date: NaiveDate,
         amount: Fen,
     ) -> Result<PoolEvent, DomainError> {
-        self.check_open(date)?;
+        // Returns owed for the time the partner held the money are paid after the settlement
+        // too: the settlement's own stub falls due on its day.
+        self.check_agreed(date)?;
         self.check_pools_money("return or dividend")?;
         let member = self.member(loan_id)?;
         if !amount.is_positive() {
@@ -742,7 +867,11 @@ impl Pool {
         kind: ParticipationKind,
         note: &str,
     ) -> Result<PoolEvent, DomainError> {
-        self.check_open(date)?;
+        // Recorded late, taking part while the pool was open still counts.
+        match self.settled_on {
+            Some(settled_on) if date > settled_on => return Err(self.settled()),
+            _ => self.check_agreed(date)?,
+        }
         self.member(loan_id)?;
         Ok(PoolEvent::Participated {
             pool_id: self.terms.pool_id.clone(),
@@ -767,7 +896,7 @@ impl Pool {
         if !amount.is_positive() {
             return Err(DomainError::invalid("amount_fen", "must be positive"));
         }
-        let mut owing: Vec<(&LoanState, Fen)> = Vec::new();
+        let mut owing: Vec<(&LoanState, Owing)> = Vec::new();
         for member in &self.members {
             let loan =
                 loans.iter().find(|l| l.terms.loan_id == member.loan_id).ok_or_else(|| {
@@ -776,14 +905,18 @@ impl Pool {
             if !loan.is_live() {
                 continue;
             }
-            let owed = loan.quote(date).map_err(|e| about_loan(e, &member.loan_id))?;
+            let quote = loan.quote(date).map_err(|e| about_loan(e, &member.loan_id))?;
             let owed =
-                owed.total().ok_or_else(|| DomainError::Overflow { field: "owed".into() })?;
+                quote.total().ok_or_else(|| DomainError::Overflow { field: "owed".into() })?;
+            let accrued = quote.accrued_interest_fen;
+            let principal_covered_from = (accrued.is_positive()
+                && quote.principal_fen.is_positive())
+            .then(|| Fen(owed.0 - accrued.0));
             if owed.is_positive() {
-                owing.push((loan, owed));
+                owing.push((loan, Owing { owed, principal_covered_from }));
             }
         }
-        let total = Fen::checked_sum(owing.iter().map(|(_, owed)| *owed))
+        let total = Fen::checked_sum(owing.iter().map(|(_, o)| o.owed))
             .ok_or_else(|| DomainError::Overflow { field: "owed".into() })?;
         if amount > total {
             return Err(refused(
@@ -798,8 +931,20 @@ impl Pool {
             )
             .with("owed_fen", total.0));
         }
-        let weights: Vec<Fen> = owing.iter().map(|(_, owed)| *owed).collect();
-        let shares = allocate(amount, &weights);
+        let each: Vec<Owing> = owing.iter().map(|(_, o)| *o).collect();
+        let shares = split_payment(amount, &each).ok_or_else(|| {
+            refused(
+                Reason::PayoffRequired,
+                format!(
+                    "the payment of {} fen cannot be split over pool {}'s member loans without one repaying all its principal but not its interest: pay the {} fen they owe on {}, or less",
+                    amount.0,
+                    self.terms.pool_id,
+                    total.0,
+                    format_date(date)
+                ),
+            )
+            .with("payoff_fen", total.0)
+        })?;
         let mut parts = Vec::new();
         let mut after = Vec::new();
         let mut handed_back = Vec::new();
@@ -982,34 +1127,58 @@ impl Pool {
         Ok(())
     }
 
-    /// The returns the partner owed the household of `member` by `date`: through the last due
-    /// point on or before it, on what it held day by day (from each change's date, not counting
-    /// the point's own day), at the return rate over 360 days, rounded half up once. Zero for a
-    /// direct pool.
+    /// The returns the partner owed the household of `member` by `date`: those of every due
+    /// point on or before it ([`Pool::returns_schedule`]). Zero for a direct pool.
     pub fn returns_due(&self, member: &Member, date: NaiveDate) -> Fen {
+        self.returns_schedule(member, date).last().map_or(Fen::ZERO, |&(_, due)| due)
+    }
+
+    /// The due points of the returns owed the household of `member`, through `date`, each with
+    /// the returns due through it. A point's own return is on what the partner held day by day
+    /// since the point before (from each change's date, not counting the point's own day), at
+    /// the return rate over 360 days, rounded half up to the fen: the figure a partner paying
+    /// each period works out. The settlement's day is the last point (its stub falls due on
+    /// it). Empty for a direct pool, and before the first transfer's first point.
+    pub fn returns_schedule(&self, member: &Member, date: NaiveDate) -> Vec<(NaiveDate, Fen)> {
         let (Some(rate), Some(frequency)) = (self.terms.return_rate, self.terms.return_frequency)
         else {
-            return Fen::ZERO;
+            return Vec::new();
         };
-        let Some(point) = frequency.last_point(date) else { return Fen::ZERO };
-        // Σ held × days, exactly: each change counts from its date to the point.
-        let fen_days: i128 = member
-            .held_changes
-            .iter()
-            .filter(|c| c.date < point)
-            .map(|c| i128::from(c.delta_fen.0) * i128::from((point - c.date).num_days()))
-            .sum();
-        if fen_days <= 0 {
-            return Fen::ZERO;
+        let Some(first) = member.held_changes.first().map(|c| c.date) else {
+            return Vec::new();
+        };
+        let settled = self.settled_on.filter(|s| *s <= date);
+        let end = settled.unwrap_or(date);
+        let mut points = Vec::new();
+        let mut next = frequency.next_point(first);
+        while let Some(point) = next.filter(|p| *p <= end) {
+            points.push(point);
+            next = frequency.next_point(point);
         }
-        // At most i64::MAX fen over some 36,500 days: within a decimal's 96 bits.
-        let Ok(fen_days) = Decimal::try_from_i128_with_scale(fen_days, 0) else {
-            return Fen(i64::MAX);
+        if let Some(s) = settled.filter(|s| *s > first && points.last() != Some(s)) {
+            points.push(s);
+        }
+        // Σ held × days to `point`, exactly: each change counts from its date.
+        let fen_days = |point: NaiveDate| -> i128 {
+            member
+                .held_changes
+                .iter()
+                .filter(|c| c.date < point)
+                .map(|c| i128::from(c.delta_fen.0) * i128::from((point - c.date).num_days()))
+                .sum()
         };
-        let exact = fen_days * rate.value() / Decimal::from(AnnualRate::DAYS_PER_YEAR);
-        let rounded =
-            exact.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-        Fen(rounded.to_i64().unwrap_or(i64::MAX))
+        let mut before = 0i128;
+        let mut due = Fen::ZERO;
+        points
+            .into_iter()
+            .map(|point| {
+                let through = fen_days(point);
+                let period = through - before;
+                before = through;
+                due = Fen(due.0.saturating_add(period_return(period, rate)));
+                (point, due)
+            })
+            .collect()
     }
 
     /// Each member's standing on `as_of`, for auditors. `loans`: the members' states as they
@@ -1096,20 +1265,30 @@ impl Pool {
     /// returns paid by the point fell short of those due through it, and those paid by `as_of`
     /// did not (a point still short is [`PoolFlag::ReturnShort`]'s).
     fn late_points(&self, member: &Member, activity: &Activity, as_of: NaiveDate) -> u32 {
-        let Some(frequency) = self.terms.return_frequency else { return 0 };
-        let Some(first) = member.held_changes.first().map(|c| c.date) else { return 0 };
         let paid_now = activity.paid_by(as_of);
-        let mut late = 0;
-        let mut point = frequency.last_point(as_of);
-        while let Some(p) = point.filter(|p| *p > first) {
-            let due = self.returns_due(member, p);
-            if activity.paid_by(p) < due && paid_now >= due {
-                late += 1;
-            }
-            point = p.pred_opt().and_then(|day| frequency.last_point(day));
-        }
-        late
+        let late = self
+            .returns_schedule(member, as_of)
+            .into_iter()
+            .filter(|&(point, due)| activity.paid_by(point) < due && paid_now >= due)
+            .count();
+        u32::try_from(late).unwrap_or(u32::MAX)
     }
+}
+
+/// One period's return on `fen_days` (Σ held × days) at `rate` over 360 days, rounded half up
+/// to the fen; none on none.
+fn period_return(fen_days: i128, rate: AnnualRate) -> i64 {
+    if fen_days <= 0 {
+        return 0;
+    }
+    // At most i64::MAX fen over some 36,500 days: within a decimal's 96 bits.
+    let Ok(fen_days) = Decimal::try_from_i128_with_scale(fen_days, 0) else {
+        return i64::MAX;
+    };
+    let exact = fen_days * rate.value() / Decimal::from(AnnualRate::DAYS_PER_YEAR);
+    let rounded =
+        exact.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    rounded.to_i64().unwrap_or(i64::MAX)
 }
 
 /// A member's returns paid (dated) and participations by a report's date.

@@ -80,9 +80,12 @@ async fn report(app: &TestApp, token: &str, as_of: &str) -> pb::PoolReport {
 /// interest unpaid) while the partner holds their money. The cooperative repays the bank
 /// 10,588.20 yuan on 2021-03-20: both loans owe the same, so each takes half, its 294.10 of
 /// interest and 5,000.00 of principal, handed back to the household; once only, whatever the
-/// retries; more than they owe is refused. On 2021-06-20 it pays them off; the pool is
-/// settled, handing back what it still held, and takes nothing more. The balances move by
-/// each amount, the loans' histories hold the collective repayments, verify holds.
+/// retries; more than they owe is refused. On 2021-06-25 it pays them off (a payment that
+/// cannot be split without a loan refusing its part refused, one just above split around it);
+/// the pool is settled, handing back what it still held; the report as of a past date rebuilds
+/// the loans as they stood; the returns owed through the settlement are paid after it. The
+/// balances move by each amount, the loans' histories hold the collective repayments, verify
+/// holds.
 async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend) {
     let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
         return;
@@ -223,8 +226,9 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     assert_eq!(report(&app, &t.auditor, "2021-03-24").await.members[0].participations, 0);
     // Unpaid since, on 2021-06-22 both loans are overdue (June interest) while the partner
     // holds their money.
-    let r = report(&app, &t.auditor, "2021-06-22").await;
-    assert!(r.members.iter().all(|m| m.flags.contains(&"OVERDUE_WHILE_PARTNER_HOLDS".to_string())));
+    let overdue = report(&app, &t.auditor, "2021-06-22").await;
+    let holds = "OVERDUE_WHILE_PARTNER_HOLDS".to_string();
+    assert!(overdue.members.iter().all(|m| m.flags.contains(&holds) && m.days_overdue == 2));
 
     let settle = pb::SettlePoolRequest {
         request_id: rid("settle"),
@@ -233,28 +237,91 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     };
     let open = expect_refused(pools(&t.bank).settle_pool(settle).await, "POOL_MEMBERS_OPEN");
     assert_eq!(metadata(&open, "open_loans").as_deref(), Some("2"));
-    // Paid off together on 2021-06-20.
-    let owed_first = app.payoff_quote(&t.bank, &first, "2021-06-20").await.total_fen;
-    let owed_second = app.payoff_quote(&t.bank, &second, "2021-06-20").await.total_fen;
-    let off = repay(&rid("repay"), "2021-06-20", owed_first + owed_second);
+    // Paid off together on 2021-06-25, five days after June's interest fell due. Each loan has
+    // interest accrued since 06-20, which a loan's payoff settles and a smaller part leaves for
+    // after its principal: a part repaying all principal but not that is one the loan refuses.
+    let first_quote = app.payoff_quote(&t.bank, &first, "2021-06-25").await;
+    let owed_first = first_quote.total_fen;
+    let owed_second = app.payoff_quote(&t.bank, &second, "2021-06-25").await.total_fen;
+    let accrued = first_quote.accrued_interest_fen;
+    assert!(accrued > 0);
+    // A fen short of all they owe cannot be split: one loan would be left its interest alone.
+    let short = repay(&rid("repay"), "2021-06-25", owed_first + owed_second - 1);
+    let short = expect_refused(pools(&t.bank).repay_pool(short).await, "PAYOFF_REQUIRED");
+    assert_eq!(metadata(&short, "payoff_fen"), Some((owed_first + owed_second).to_string()));
+    // Short by the first loan's accrued interest and a fen: the second is paid off, the first
+    // repaid all but a fen of its principal (its parts split in proportion would both have
+    // been refused).
+    let nearly = repay(&rid("repay"), "2021-06-25", owed_first + owed_second - accrued - 1);
+    let nearly = pools(&t.bank).repay_pool(nearly).await.expect("nearly all").into_inner();
+    let parts: Vec<(&str, i64, i64)> = nearly
+        .parts
+        .iter()
+        .map(|p| (p.loan_id.as_str(), p.amount_fen, p.principal_outstanding_fen))
+        .collect();
+    assert_eq!(
+        parts,
+        [(first.as_str(), owed_first - accrued - 1, 1), (second.as_str(), owed_second, 0)]
+    );
+    let rest = app.payoff_quote(&t.bank, &first, "2021-06-25").await.total_fen;
+    assert_eq!(rest, accrued + 1);
+    let off = repay(&rid("repay"), "2021-06-25", rest);
     let off = pools(&t.bank).repay_pool(off).await.expect("paid off").into_inner();
-    assert!(off.parts.iter().all(|p| p.principal_outstanding_fen == 0), "{:?}", off.parts);
+    assert_eq!(off.parts.len(), 1);
+    assert_eq!(off.parts[0].principal_outstanding_fen, 0);
+    assert_eq!(app.get_loan(&t.bank, &first).await.status, pb::LoanStatus::Settled as i32);
     assert_eq!(app.get_loan(&t.bank, &second).await.status, pb::LoanStatus::Settled as i32);
     let settled = pools(&t.bank)
         .settle_pool(pb::SettlePoolRequest {
             request_id: rid("settle"),
             pool_id: POOL.into(),
-            value_date: "2021-06-20".into(),
+            value_date: "2021-06-25".into(),
         })
         .await
         .expect("SettlePool")
         .into_inner();
     let pool = settled.pool.expect("the pool");
-    assert_eq!((pool.status.as_str(), pool.settled_on.as_str()), ("settled", "2021-06-20"));
+    assert_eq!((pool.status.as_str(), pool.settled_on.as_str()), ("settled", "2021-06-25"));
     assert!(pool.members.iter().all(|m| m.held_fen == 0));
     assert_eq!(app.balance(&t.finance, &partner).await, 0, "all handed back");
+    // Work done while the pool was open, recorded after its settlement, counts; later work
+    // is refused.
+    pools(&t.finance).record_participation(took_part(&second, "2021-06-24")).await.expect("work");
     let late = pools(&t.finance).record_participation(took_part(&first, "2021-07-01")).await;
     expect_refused(late, "POOL_SETTLED");
+
+    // The report as of 06-22 is what it was then, the loans rebuilt as they stood that day (not
+    // as they stand, paid off since): overdue, 45,000.00 outstanding, the partner holding
+    // their money. Only what the partner repaid is as it stands.
+    let then = report(&app, &t.auditor, "2021-06-22").await;
+    let without_repaid = |r: &pb::PoolReport| {
+        let mut members = r.members.clone();
+        members.iter_mut().for_each(|m| m.repaid_fen = 0);
+        members
+    };
+    assert_eq!(without_repaid(&then), without_repaid(&overdue));
+    assert!(then.members.iter().all(|m| m.principal_outstanding_fen == 4_500_000));
+
+    // The returns the partner owed are paid after the settlement, whose day is the last due
+    // point: the second household's, 31,333 (to 03-20) + 2,500,000 × 92 days × 8% / 360 =
+    // 51,111 (to 06-20) + 2,500,000 × 5 days = 2,778 (to the settlement), each period's
+    // rounded: 85,222, paid on 07-01, after all three points.
+    let paid = pb::RecordPoolReturnRequest {
+        request_id: rid("ret"),
+        pool_id: POOL.into(),
+        loan_id: second.clone(),
+        value_date: "2021-07-01".into(),
+        amount_fen: 85_222,
+    };
+    pools(&t.finance).record_pool_return(paid).await.expect("a return after the settlement");
+    let r = report(&app, &t.auditor, "2021-07-01").await;
+    assert_eq!(standing(&r, 1), (85_222, 85_222, 0, flags(&["RETURN_LATE"])));
+    assert_eq!(r.members[1].late_return_points, 3);
+    assert_eq!(
+        report(&app, &t.auditor, "2022-03-20").await.members[1].returns_due_fen,
+        85_222,
+        "nothing due after the settlement"
+    );
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
@@ -339,6 +406,23 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
         pools(&t.finance).repay_pool(repay(&rid("repay"), "2021-03-20", 100)).await,
         Code::PermissionDenied,
     );
+    // An auditor reads pools and writes none: refused before anything is planned or recorded.
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+    let denied = expect_code(
+        pools(&t.auditor).record_participation(took_part(&second, "2021-02-11")).await,
+        Code::PermissionDenied,
+    );
+    assert!(
+        denied.message().ends_with("only a bank or a finance office may"),
+        "{}",
+        denied.message()
+    );
+    let denied = expect_code(
+        pools(&t.auditor).repay_pool(repay(&rid("repay"), "2021-03-20", 100)).await,
+        Code::PermissionDenied,
+    );
+    assert!(denied.message().contains("may not call RepayPool"), "{}", denied.message());
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before);
     let unknown =
         pb::RepayPoolRequest { pool_id: "B1-P404".into(), ..repay(&rid("r"), "2021-03-20", 1) };
     expect_code(pools(&t.bank).repay_pool(unknown).await, Code::NotFound);
@@ -349,6 +433,10 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
     let subsidy = app.loan_subsidy(&t.auditor, &second, "2021-03-31").await;
     assert_eq!(subsidy.lines[0].interest_paid_on_time_fen, 29_410);
     assert_eq!(subsidy.subsidy_fen, 29_410);
+
+    // A report is of what has happened: not as of a date to come.
+    let ahead = pb::GetPoolReportRequest { pool_id: POOL.into(), as_of: "2999-01-01".into() };
+    expect_invalid(pools(&t.auditor).get_pool_report(ahead).await, "as_of");
 
     // Readers.
     for token in [&t.bank, &t.finance, &t.auditor] {

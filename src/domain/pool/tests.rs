@@ -281,6 +281,24 @@ fn a_pool_is_settled_once_its_loans_are_closed_and_then_takes_nothing() {
     assert_eq!(pool.status, PoolStatus::Settled);
     let late = pool.participate("A", d("2022-02-01"), ParticipationKind::Other, "").unwrap_err();
     assert_eq!(code(late), "POOL_SETTLED");
+    let moved = pool.transfer(&after[0], d("2022-02-01"), Fen(1)).unwrap_err();
+    assert_eq!(code(moved), "POOL_SETTLED");
+    // Taking part while the pool was open, recorded after its settlement, still counts.
+    applied(&mut pool, |p| p.participate("A", d("2022-01-20"), ParticipationKind::Work, ""));
+    // The settlement is the last due point: the stub since 2021-12-20 (36 days on 5,000,000
+    // at 8% / 360 = 40,000 fen) falls due on it, and nothing after it.
+    let m = pool.member("A").unwrap().clone();
+    let by_december = pool.returns_due(&m, d("2021-12-20"));
+    let by_settlement = pool.returns_due(&m, d("2022-01-25"));
+    assert_eq!(Fen(by_settlement.0 - by_december.0), Fen(40_000));
+    assert_eq!(pool.returns_due(&m, d("2023-06-20")), by_settlement);
+    let points: Vec<NaiveDate> =
+        pool.returns_schedule(&m, d("2023-06-20")).iter().map(|p| p.0).collect();
+    assert_eq!(points.last(), Some(&d("2022-01-25")));
+    assert_eq!(points.len(), 5, "four quarters of 2021 and the settlement: {points:?}");
+    // The returns it owed are paid after the settlement too.
+    applied(&mut pool, |p| p.pay_return("A", d("2022-02-10"), by_settlement));
+    assert_eq!(pool.member("A").unwrap().returns_paid_fen, by_settlement);
 }
 
 /// A repayment or settlement dated before the last transfer, or a transfer dated before the
@@ -405,10 +423,11 @@ proptest! {
     }
 
     /// Whatever the partner took and handed back, and when, the returns due never fall from
-    /// one due point to the next, never rise between two, and are the exact figure rounded
-    /// half up once: Σ held × days × rate / 360.
+    /// one due point to the next, never rise between two, and are the sum of each period's
+    /// return rounded half up: Σ over periods of (Σ over its days of what was held) × rate /
+    /// 360, counted here day by day.
     #[test]
-    fn returns_due_grow_point_by_point_and_round_once(
+    fn returns_due_grow_point_by_point_and_round_each_period(
         changes in proptest::collection::vec((0i64..400, 1i64..=3_000_000, any::<bool>()), 1..6),
         rate_bp in 1u32..=1_500,
         day in 0i64..800,
@@ -438,17 +457,62 @@ proptest! {
             .last_point(point + chrono::Duration::days(92))
             .unwrap();
         prop_assert!(pool.returns_due(&m, next) >= due, "never falls");
-        let fen_days: i128 = m
-            .held_changes
+        // Day by day: what was held at the end of each day, summed over each quarter.
+        let held_on = |day: NaiveDate| -> i64 {
+            m.held_changes.iter().filter(|c| c.date <= day).map(|c| c.delta_fen.0).sum()
+        };
+        let mut expected = Decimal::ZERO;
+        let mut period = Decimal::ZERO;
+        let mut day = start;
+        while day < point {
+            period += Decimal::from(held_on(day));
+            day = day.succ_opt().unwrap();
+            if ReturnFrequency::Quarterly.last_point(day) == Some(day) {
+                let exact = period * Decimal::new(i64::from(rate_bp), 4) / Decimal::from(360);
+                expected += exact
+                    .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+                period = Decimal::ZERO;
+            }
+        }
+        prop_assert_eq!(Decimal::from(due.0), expected);
+    }
+
+    /// Any payment up to all that is owed, over loans each with or without a range of parts it
+    /// refuses: split, the parts sum to it, none above its loan's payoff, none in a refused
+    /// range, and the plain proportional split whenever that one is refused nowhere; all owed
+    /// always splits (every loan paid off), and so does any payment that leaves a loan without
+    /// a refused range short.
+    #[test]
+    fn payments_split_around_the_parts_loans_refuse(
+        loans in proptest::collection::vec((1i64..=6_000_000, 0i64..=40_000), 1..10),
+        numerator in 0u32..=1_000,
+        short in 0i64..=5,
+    ) {
+        let owing: Vec<Owing> = loans
             .iter()
-            .filter(|c| c.date < point)
-            .map(|c| i128::from(c.delta_fen.0) * i128::from((point - c.date).num_days()))
-            .sum();
-        let exact = Decimal::from_i128_with_scale(fen_days, 0) * Decimal::new(i64::from(rate_bp), 4)
-            / Decimal::from(360);
-        let expected = exact
-            .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-        prop_assert_eq!(Decimal::from(due.0), expected.max(Decimal::ZERO));
+            .map(|&(owed, accrued)| Owing {
+                owed: Fen(owed),
+                principal_covered_from: (accrued > 0 && accrued < owed).then(|| Fen(owed - accrued)),
+            })
+            .collect();
+        let total: i64 = owing.iter().map(|o| o.owed.0).sum();
+        for amount in [total * i64::from(numerator) / 1_000, (total - short).max(0), total] {
+            let split = split_payment(Fen(amount), &owing);
+            let plain = allocate(Fen(amount), &owing.iter().map(|o| o.owed).collect::<Vec<_>>());
+            let plain_fits = owing.iter().zip(&plain).all(|(o, s)| !o.refuses(*s));
+            if amount == total || plain_fits || owing.iter().any(|o| o.principal_covered_from.is_none() && o.owed.0 >= short) {
+                prop_assert!(split.is_some(), "{amount} over {owing:?}");
+            }
+            let Some(shares) = split else { continue };
+            prop_assert_eq!(shares.iter().map(|s| s.0).sum::<i64>(), amount);
+            for (share, o) in shares.iter().zip(&owing) {
+                prop_assert!(share.0 >= 0 && *share <= o.owed, "{share:?} of {o:?}");
+                prop_assert!(!o.refuses(*share), "{share:?} refused by {o:?}");
+            }
+            if plain_fits {
+                prop_assert_eq!(shares, plain);
+            }
+        }
     }
 
     /// Any amount over any weights: the shares sum to it, to the fen, each within a fen of its
