@@ -46,8 +46,9 @@
 //!   the partner held handed back to the household (up to what it held).
 //! - **Settlement** ([`Pool::settle`]): once every member loan is closed (settled or written
 //!   off; `POOL_MEMBERS_OPEN` otherwise), the pool is settled and what the partner still held
-//!   is handed back. A settled pool takes no transfer, collective repayment or participation
-//!   dated after its settlement (`POOL_SETTLED`); the returns it owed are still recorded.
+//!   is handed back. A settled pool takes no transfer or collective repayment more, nor a
+//!   participation dated after its settlement (`POOL_SETTLED`); the returns it owed are still
+//!   recorded.
 //! - **The report** ([`Pool::report`]), for auditors: by member as of a date, the loan's
 //!   standing, what the partner held, the returns due and paid (from the journal's dated
 //!   returns and participations), and four flags: returns short (late or missing), returns
@@ -452,12 +453,12 @@ impl Owing {
 /// 1. in proportion to what each owes ([`allocate`]), if no part falls in a refused range;
 /// 2. else those parts raised to their loan's payoff, the fen that takes lowered from the parts
 ///    below their ranges, in proportion to them, if they hold enough;
-/// 3. else some loans left short (those without a refused range, and those with one whose
-///    accrued interest fits the shortfall, the smallest first), what is left after paying off
-///    the others whole split over them in proportion to the part each takes below its range.
+/// 3. else some loans left short ([`left_short`]), what is left after paying off the others
+///    whole split over them in proportion to the part each takes below its range.
 ///
-/// None when no part of these fits (a payment a few fen short of all owed, each loan with
-/// interest accrued: one would be left owing its interest alone).
+/// None when none of these fits (a payment a few fen short of all owed, each loan with
+/// interest accrued: one would be left owing its interest alone); for a pool of up to
+/// [`SHORT_SEARCHED_MAX`] loans with a refused range, exactly when no split fits at all.
 pub fn split_payment(amount: Fen, owing: &[Owing]) -> Option<Vec<Fen>> {
     let weights: Vec<Fen> = owing.iter().map(|o| o.owed).collect();
     let mut shares = allocate(amount, &weights);
@@ -486,23 +487,8 @@ pub fn split_payment(amount: Fen, owing: &[Owing]) -> Option<Vec<Fen>> {
         }
         return Some(shares);
     }
-    // Left short: loans without a refused range, freely, and those with one while the fen each
-    // must stay short of its range (its accrued interest and a fen) fit the shortfall, the
-    // smallest first; the others are paid off.
     let total: i128 = owing.iter().map(|o| i128::from(o.owed.0)).sum();
-    let shortfall = total - i128::from(amount.0);
-    let gap = |o: &Owing| i128::from(o.owed.0) - i128::from(o.below_range().0);
-    let mut ranged: Vec<usize> = (0..owing.len()).filter(|&i| gap(&owing[i]) > 0).collect();
-    ranged.sort_by_key(|&i| (gap(&owing[i]), i));
-    let mut short: Vec<usize> = (0..owing.len()).filter(|&i| gap(&owing[i]) == 0).collect();
-    let mut gaps = 0;
-    for i in ranged {
-        if gaps + gap(&owing[i]) <= shortfall {
-            gaps += gap(&owing[i]);
-            short.push(i);
-        }
-    }
-    short.sort_unstable();
+    let short = left_short(owing, total - i128::from(amount.0))?;
     let left = i128::from(amount.0)
         - (0..owing.len())
             .filter(|i| short.binary_search(i).is_err())
@@ -515,6 +501,66 @@ pub fn split_payment(amount: Fen, owing: &[Owing]) -> Option<Vec<Fen>> {
         shares[i] = share;
     }
     Some(shares)
+}
+
+/// Pools this small have every choice of the loans left short tried ([`left_short`]).
+const SHORT_SEARCHED_MAX: usize = 12;
+
+/// The loans a payment `shortfall` fen short of all `owing` owe leaves short (the others paid
+/// off), in index order: every loan without a refused range, and loans with one whose gaps
+/// (the fen each must stay below its payoff: its accrued interest and a fen) fit in the
+/// shortfall together, while all of them owe at least the shortfall. Such a set exists exactly
+/// when some split of the payment has no part a loan refuses. Among the loans with a range
+/// that fit: for up to [`SHORT_SEARCHED_MAX`] of them every choice, the fewest loans first;
+/// beyond, the one owing most alone, else as many as fit, the most owed a fen of gap first,
+/// then the smallest gaps first. None when no set is found.
+fn left_short(owing: &[Owing], shortfall: i128) -> Option<Vec<usize>> {
+    let gap = |i: usize| i128::from(owing[i].owed.0) - i128::from(owing[i].below_range().0);
+    let owed = |i: usize| i128::from(owing[i].owed.0);
+    let free: Vec<usize> = (0..owing.len()).filter(|&i| gap(i) == 0).collect();
+    let need = shortfall - free.iter().map(|&i| owed(i)).sum::<i128>();
+    let with = |mut chosen: Vec<usize>| {
+        chosen.extend(&free);
+        chosen.sort_unstable();
+        chosen
+    };
+    if need <= 0 {
+        return Some(with(Vec::new()));
+    }
+    let ranged: Vec<usize> =
+        (0..owing.len()).filter(|&i| gap(i) > 0 && gap(i) <= shortfall).collect();
+    let fits = |set: &[usize]| {
+        set.iter().map(|&i| gap(i)).sum::<i128>() <= shortfall
+            && set.iter().map(|&i| owed(i)).sum::<i128>() >= need
+    };
+    if ranged.len() <= SHORT_SEARCHED_MAX {
+        let mut masks: Vec<u32> = (1..1u32 << ranged.len()).collect();
+        masks.sort_by_key(|m| (m.count_ones(), *m));
+        return masks.into_iter().find_map(|mask| {
+            let set: Vec<usize> =
+                (0..ranged.len()).filter(|b| mask & (1 << b) != 0).map(|b| ranged[b]).collect();
+            fits(&set).then(|| with(set))
+        });
+    }
+    let most = ranged.iter().max_by_key(|&&i| (owed(i), std::cmp::Reverse(i)));
+    if let Some(&one) = most.filter(|&&one| fits(&[one])) {
+        return Some(with(vec![one]));
+    }
+    let greedy = |mut order: Vec<usize>| {
+        let (mut set, mut gaps) = (Vec::new(), 0);
+        for i in order.drain(..) {
+            if gaps + gap(i) <= shortfall {
+                gaps += gap(i);
+                set.push(i);
+            }
+        }
+        set
+    };
+    let mut by_yield = ranged.clone();
+    by_yield.sort_by(|&a, &b| (owed(b) * gap(a)).cmp(&(owed(a) * gap(b))).then(a.cmp(&b)));
+    let mut by_gap = ranged;
+    by_gap.sort_by_key(|&i| (gap(i), i));
+    [greedy(by_yield), greedy(by_gap)].into_iter().find(|set| fits(set)).map(with)
 }
 
 fn refused(reason: Reason, message: String) -> DomainError {
@@ -1182,12 +1228,13 @@ impl Pool {
     }
 
     /// Each member's standing on `as_of`, for auditors. `loans`: the members' states as they
-    /// stand; `activity`: the pool's returns paid and participations as the journal records
+    /// stood on `as_of` (one not contracted by then left out: reported without its loan's
+    /// figures); `activity`: the pool's returns paid and participations as the journal records
     /// them ([`PoolEvent::ReturnPaid`], [`PoolEvent::Participated`]; other events and other
     /// pools' are left out), of which those dated by `as_of` count. What the partner held is
     /// its changes dated by `as_of`; the returns due are worked out to `as_of`; each due point
-    /// by then whose returns were paid only after it is a late one. The loans' figures and what
-    /// the partner repaid are as they stand.
+    /// by then whose returns were paid only after it is a late one. What the partner repaid is
+    /// as it stands.
     pub fn report(
         &self,
         loans: &[&LoanState],

@@ -500,7 +500,8 @@ proptest! {
             let split = split_payment(Fen(amount), &owing);
             let plain = allocate(Fen(amount), &owing.iter().map(|o| o.owed).collect::<Vec<_>>());
             let plain_fits = owing.iter().zip(&plain).all(|(o, s)| !o.refuses(*s));
-            if amount == total || plain_fits || owing.iter().any(|o| o.principal_covered_from.is_none() && o.owed.0 >= short) {
+            let absorbs = |o: &Owing| o.principal_covered_from.is_none() && o.owed.0 >= short;
+            if amount == total || plain_fits || amount == total - short && owing.iter().any(absorbs) {
                 prop_assert!(split.is_some(), "{amount} over {owing:?}");
             }
             let Some(shares) = split else { continue };
@@ -512,6 +513,38 @@ proptest! {
             if plain_fits {
                 prop_assert_eq!(shares, plain);
             }
+        }
+    }
+
+    /// Loans owing a few fen: a payment of any amount up to all they owe splits exactly when
+    /// some choice of parts, tried one by one, has none a loan refuses.
+    #[test]
+    fn small_payments_split_whenever_some_split_fits(
+        loans in proptest::collection::vec((1i64..=12, 0i64..=12), 1..=4),
+    ) {
+        let owing: Vec<Owing> = loans
+            .iter()
+            .map(|&(owed, accrued)| Owing {
+                owed: Fen(owed),
+                principal_covered_from: (accrued > 0 && accrued < owed).then(|| Fen(owed - accrued)),
+            })
+            .collect();
+        fn fits(owing: &[Owing], amount: i64) -> bool {
+            match owing.split_first() {
+                None => amount == 0,
+                Some((o, rest)) => (0..=o.owed.0.min(amount))
+                    .any(|share| !o.refuses(Fen(share)) && fits(rest, amount - share)),
+            }
+        }
+        let total: i64 = owing.iter().map(|o| o.owed.0).sum();
+        for amount in 0..=total {
+            prop_assert_eq!(
+                split_payment(Fen(amount), &owing).is_some(),
+                fits(&owing, amount),
+                "{} over {:?}",
+                amount,
+                owing
+            );
         }
     }
 
