@@ -21,6 +21,7 @@ impl RiskFundService for Api {
         request: Request<pb::OpenRiskFundRequest>,
     ) -> Result<Response<pb::RiskFundResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "OpenRiskFund")?;
         let pb::OpenRiskFundRequest { request_id, ledger_id, opened_on, fund_share_percent } =
             request.into_inner();
         let request_id = parse::request_id(&request_id)?;
@@ -39,6 +40,7 @@ impl RiskFundService for Api {
         request: Request<pb::DepositRiskFundRequest>,
     ) -> Result<Response<pb::RiskFundResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "DepositRiskFund")?;
         let pb::DepositRiskFundRequest {
             request_id,
             ledger_id,

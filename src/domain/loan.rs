@@ -879,6 +879,18 @@ fn check_compensation_date(state: &LoanState, command: &LoanCommand) -> Result<(
         | LoanCommand::WriteOff { date } => date,
     };
     match state.servicing.compensated_on {
+        // The fund shared the loss of what was paid out by then; a tranche paid out after it
+        // would be lending the fund never shared, its repayments taken for recoveries.
+        Some(on) if matches!(command, LoanCommand::Disburse { .. }) => Err(DomainError::refused(
+            Reason::LoanNotDisbursable,
+            format!(
+                "loan {} was compensated by the risk fund on {}: the rest of its contract is not \
+                 paid out",
+                state.terms.loan_id,
+                format_date(on)
+            ),
+        )
+        .with("compensated_on", format_date(on))),
         Some(on) if date < on => Err(DomainError::refused(
             Reason::ValueDateOutOfRange,
             format!(

@@ -183,6 +183,16 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     let back = expect_refused(back.map(tonic::Response::new), "VALUE_DATE_OUT_OF_RANGE");
     assert_eq!(metadata(&back, "compensated_on").as_deref(), Some("2021-06-20"));
     assert!(back.message().contains("compensation by the risk fund"), "{}", back.message());
+    // Nor is more of the contract paid out: the fund shared the loss of what was paid out, and
+    // a later tranche's repayments would be taken for recoveries.
+    let more = pb::DisburseRequest {
+        request_id: rid("d"),
+        loan_id: second.clone(),
+        value_date: "2021-06-25".into(),
+        amount_fen: 100,
+    };
+    let more = expect_refused(app.loans(&t.bank).disburse(more).await, "LOAN_NOT_DISBURSABLE");
+    assert_eq!(metadata(&more, "compensated_on").as_deref(), Some("2021-06-20"));
 
     let nothing = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-21")).await;
     expect_refused(nothing, "NOTHING_TO_RETURN");
@@ -350,7 +360,9 @@ async fn a_funds_limits_hold_new_contracts(backend: Backend) {
 /// then new lending, checked against the loans as they stand. The fund of 10,000.00 yuan
 /// allows 100,000.00: C001 (contracted 2021-01-25, maturing 2022-01-25) is never paid out;
 /// C002 and C003, contracted on 2022-02-01 and paid out, take the 100,000.00; C001 paid out
-/// dated 2021-06-01 is refused, with no room left, until a deposit makes room.
+/// dated 2021-06-01 is refused, with no room left, until a deposit makes room (a suspension of
+/// lending, C002 and C003 unpaid since, does not refuse it: it stops new contracts, not the
+/// payout of one agreed before it).
 async fn a_payout_of_a_contract_past_its_maturity_is_new_lending(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -413,6 +425,10 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     expect_code(read, Code::NotFound);
     let by_bank = funds(&t.bank).open_risk_fund(open(&rid("open"), "2021-01-01", 80)).await;
     expect_code(by_bank, Code::PermissionDenied);
+    // Refused for who calls before what is asked: a bank's malformed request too.
+    let by_bank = funds(&t.bank).open_risk_fund(open(&rid("open"), "2021-02-30", 80)).await;
+    let by_bank = expect_code(by_bank, Code::PermissionDenied);
+    assert!(by_bank.message().ends_with("only a finance office may"), "{}", by_bank.message());
     let share = funds(&t.finance).open_risk_fund(open(&rid("open"), "2021-01-01", 75)).await;
     expect_invalid(share, "fund_share_percent");
     let date = funds(&t.finance).open_risk_fund(open(&rid("open"), "2021-02-30", 80)).await;
@@ -435,7 +451,8 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
         Code::PermissionDenied,
     );
     let auditor = funds(&t.auditor).deposit_risk_fund(deposit("2021-01-05", 1)).await;
-    expect_code(auditor, Code::PermissionDenied);
+    let auditor = expect_code(auditor, Code::PermissionDenied);
+    assert!(auditor.message().contains("may not call DepositRiskFund"), "{}", auditor.message());
 
     // Compensation is the loan's bank's to ask: the finance office may not, another bank's
     // loan is not found.

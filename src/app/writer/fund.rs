@@ -278,6 +278,10 @@ impl Writer {
             format_date(value_date),
             format_date(maturity)
         );
+        // Not judged against today's suspension as a contract dated back is: the payout of a
+        // contract agreed before it records money lent then, and a suspension stops new
+        // contracts, not the payouts of those agreed (the suspension this test would judge is
+        // today's, made by loans perhaps paid out after this one).
         check_leverage(&fund, &now, amount, &what)?;
         Ok(())
     }

@@ -127,7 +127,8 @@ fn a_closed_loan_or_a_date_before_its_last_event_is_not_compensated() {
 
 /// Once compensated on 2021-06-20, a loan takes no payment, extension, misuse or write-off
 /// dated before that day (its days overdue and loss stand as the compensation counted them),
-/// but a settlement through a point before it, which changes neither; from the day on, all.
+/// but a settlement through a point before it, which changes neither; from the day on, all but
+/// a payout, which it takes on no day.
 #[test]
 fn a_compensated_loan_takes_nothing_dated_before_its_compensation_but_a_settlement() {
     let fund = funded(80, 5_000_000);
@@ -143,13 +144,19 @@ fn a_compensated_loan_takes_nothing_dated_before_its_compensation_but_a_settleme
         LoanCommand::MarkMisuse { date: d("2021-06-01") },
         LoanCommand::WriteOff { date: d("2021-06-19") },
         LoanCommand::Extend { date: d("2021-06-19"), new_maturity: d("2022-07-25") },
-        LoanCommand::Disburse { date: d("2021-06-19"), amount: Some(Fen(1)) },
     ] {
         let refused = marked.plan(&command).unwrap_err();
         let text = refused.to_string();
         assert_eq!(code(refused), "VALUE_DATE_OUT_OF_RANGE", "{command:?}");
         assert!(text.contains("compensation by the risk fund on 2021-06-20"), "{text}");
         assert!(loan.plan(&command).is_ok() || command_is_refused_anyway(&command), "{command:?}");
+    }
+    // No payout at all, whatever its date: the fund shared the loss of what was paid out.
+    for date in ["2021-06-19", "2021-06-20", "2021-07-01"] {
+        let more = marked.plan(&LoanCommand::Disburse { date: d(date), amount: Some(Fen(1)) });
+        let more = more.unwrap_err();
+        assert!(more.to_string().contains("compensated by the risk fund on 2021-06-20"), "{more}");
+        assert_eq!(code(more), "LOAN_NOT_DISBURSABLE", "{date}");
     }
     let settled = after(&marked, LoanCommand::Settle { date: d("2021-03-20") });
     assert_eq!(settled.servicing.compensated_on, Some(d("2021-06-20")), "kept");
@@ -158,10 +165,10 @@ fn a_compensated_loan_takes_nothing_dated_before_its_compensation_but_a_settleme
     assert!(paid.principal_repaid_fen < Fen(100_000), "arrears first");
 }
 
-/// Of the commands above, those the loan refuses without any compensation: a tranche of a loan
-/// paid out in full, and a write-off before 90 days.
+/// Of the commands above, those the loan refuses without any compensation: a write-off before
+/// 90 days.
 fn command_is_refused_anyway(command: &LoanCommand) -> bool {
-    matches!(command, LoanCommand::Disburse { .. } | LoanCommand::WriteOff { .. })
+    matches!(command, LoanCommand::WriteOff { .. })
 }
 
 #[allow(non_snake_case)]
