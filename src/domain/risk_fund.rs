@@ -32,7 +32,8 @@
 //! - **Lending limits** ([`check_lending`], on each new contract of a ledger with a fund):
 //!   - leverage ([`check_leverage`]): the ledger's programme loans outstanding, with the
 //!     principal its contracts have not paid out yet (until their maturity) and the new
-//!     contract's, at most [`LEVERAGE`] × the balance (`FUND_LEVERAGE_EXCEEDED`): checked when
+//!     contract's (a renewal's above what the loan it renews counts: the two are one
+//!     lending), at most [`LEVERAGE`] × the balance (`FUND_LEVERAGE_EXCEEDED`): checked when
 //!     a loan is contracted, so that its payouts, which cannot exceed it, need no check of
 //!     their own; but for a contract whose maturity has passed unpaid, which stopped counting
 //!     then: a payout of it dated back before its maturity is checked as new lending, the
@@ -628,16 +629,30 @@ impl Exposure {
 
 /// Whether `fund` lets its ledger contract a new loan of `principal` on `date`, the ledger's
 /// programme loans standing at `exposure` that day (its contracts' principal not drawn yet
-/// counted with what is outstanding): [`check_suspension`], then [`check_leverage`].
+/// counted with what is outstanding): [`check_suspension`], then [`check_leverage`]. A
+/// renewal (`renews`: the loan it renews, in `exposure`) adds only its principal above what
+/// that loan counts that day: it is paid out once that loan owes no principal, so the two are
+/// one lending, not counted twice.
 pub fn check_lending(
     fund: &Fund,
     exposure: &Exposure,
     principal: Fen,
     date: NaiveDate,
+    renews: Option<&LoanState>,
 ) -> Result<(), DomainError> {
     check_suspension(fund, exposure, date)?;
-    let what = format!("a loan of {} fen", principal.0);
-    check_leverage(fund, exposure, principal, &what)
+    let Some(parent) = renews else {
+        let what = format!("a loan of {} fen", principal.0);
+        return check_leverage(fund, exposure, principal, &what);
+    };
+    let counted = Exposure::of_loan(parent, date).committed_fen();
+    let adds = (i128::from(principal.0) - counted).max(0);
+    let adds = Fen(i64::try_from(adds).unwrap_or(i64::MAX));
+    let what = format!(
+        "a renewal of {} fen of loan {} ({} fen more than that loan counts)",
+        principal.0, parent.terms.loan_id, adds.0
+    );
+    check_leverage(fund, exposure, adds, &what)
 }
 
 /// Refuses new lending while the ledger's non-performing ratio on `date`, its loans standing

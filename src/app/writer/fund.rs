@@ -241,7 +241,11 @@ impl Writer {
         let Some(fund) = fund_of(tx, g, ledger_id).await? else { return Ok(()) };
         let date = terms.contract_date;
         let exposure = self.exposure_on(tx, g, ledger_id, date).await?;
-        check_lending(&fund, &exposure, terms.principal_fen, date)?;
+        let renews = match &terms.renews_loan_id {
+            Some(parent_id) => Some(self.loan(tx, g, parent_id).await?.into_owned()),
+            None => None,
+        };
+        check_lending(&fund, &exposure, terms.principal_fen, date, renews.as_ref())?;
         if date < g.recorded_on {
             let today = g.recorded_on;
             let now = self.exposure_on(tx, g, ledger_id, today).await?;

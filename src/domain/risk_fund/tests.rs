@@ -247,18 +247,42 @@ fn the_npl_ratio_suspends_lending_above_3_percent_and_leverage_caps_it_at_10_tim
         non_performing_loans: 1,
     };
     let day = d("2021-06-20");
-    assert!(check_lending(&fund, &at(1_000_000, 30_000), Fen(1), day).is_ok());
-    let suspended = check_lending(&fund, &at(1_000_000, 30_001), Fen(1), day);
+    assert!(check_lending(&fund, &at(1_000_000, 30_000), Fen(1), day, None).is_ok());
+    let suspended = check_lending(&fund, &at(1_000_000, 30_001), Fen(1), day, None);
     assert_eq!(code(suspended.unwrap_err()), "LENDING_SUSPENDED");
     assert_eq!(at(1_000_000, 30_001).npl_basis_points(), 300);
     assert_eq!(at(0, 0).npl_basis_points(), 0);
     // Limit 10,000,000: 6,000,000 outstanding, 1,000,000 contracted and not paid out.
     let drawing = Exposure { undrawn_fen: Fen(1_000_000), ..at(6_000_000, 0) };
-    assert!(check_lending(&fund, &drawing, Fen(3_000_000), day).is_ok());
-    let over = check_lending(&fund, &drawing, Fen(3_000_001), day);
+    assert!(check_lending(&fund, &drawing, Fen(3_000_000), day, None).is_ok());
+    let over = check_lending(&fund, &drawing, Fen(3_000_001), day, None);
     let DomainError::Refused { reason, metadata, .. } = over.unwrap_err() else { panic!() };
     assert_eq!(reason, Reason::FundLeverageExceeded);
     assert!(metadata.contains(&("room_fen".into(), "3000000".into())));
+}
+
+/// A renewal counts for what it adds above the loan it renews (paid out once that one owes no
+/// principal): a ledger at its limit renews a loan of the same principal, not a larger one, and
+/// another loan is refused as before.
+#[test]
+fn a_renewal_is_not_counted_twice_against_the_leverage_limit() {
+    // Limit 5,000,000: the parent, 5,000,000 outstanding, takes it all.
+    let fund = funded(80, 500_000);
+    let parent = loan("P");
+    let day = d("2021-04-01");
+    let exposure = Exposure::of([&parent], day);
+    assert_eq!(exposure.committed_fen(), 5_000_000);
+    assert!(check_lending(&fund, &exposure, Fen(5_000_000), day, Some(&parent)).is_ok());
+    let other = check_lending(&fund, &exposure, Fen(5_000_000), day, None).unwrap_err();
+    assert_eq!(code(other), "FUND_LEVERAGE_EXCEEDED");
+    let larger = check_lending(&fund, &exposure, Fen(5_000_001), day, Some(&parent)).unwrap_err();
+    assert!(larger.to_string().contains("1 fen more than that loan counts"), "{larger}");
+    assert_eq!(code(larger), "FUND_LEVERAGE_EXCEEDED");
+    // Half repaid, the parent counts 2,500,000: a renewal of 5,000,000 adds the other half.
+    let half = after(&parent, LoanCommand::Repay { date: d("2021-03-20"), amount: Fen(2_529_410) });
+    assert_eq!(half.principal_outstanding_fen, Fen(2_500_000));
+    let exposure = Exposure::of([&half], day);
+    assert!(check_lending(&fund, &exposure, Fen(5_000_000), day, Some(&half)).is_ok());
 }
 
 #[test]
