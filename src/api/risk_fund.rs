@@ -82,6 +82,24 @@ impl RiskFundService for Api {
         self.fund_write(actor, request_id, command).await
     }
 
+    async fn pay_compensation(
+        &self,
+        request: Request<pb::PayCompensationRequest>,
+    ) -> Result<Response<pb::RiskFundResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "PayCompensation")?;
+        let pb::PayCompensationRequest { request_id, loan_id, value_date, voucher } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::PayCompensation {
+            loan_id: parse::loan_id("loan_id", &loan_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+            voucher: parse::text("voucher", &voucher, true)?,
+        };
+        self.fund_write(actor, request_id, command).await
+    }
+
     async fn return_recovery(
         &self,
         request: Request<pb::ReturnRecoveryRequest>,
@@ -257,5 +275,8 @@ fn compensation_to_pb(c: &Compensation) -> pb::Compensation {
         repaid_before_fen: c.repaid_before_fen.0,
         recovered_fen: c.recovered_fen.0,
         returned_fen: c.returned_fen.0,
+        status: if c.pending { "claimed" } else { "paid" }.to_string(),
+        paid_on: c.paid().map(format_date).unwrap_or_default(),
+        voucher: c.voucher.clone(),
     }
 }

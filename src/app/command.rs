@@ -150,6 +150,13 @@ pub enum Command {
         #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
     },
+    /// The finance office's payment of a bank's claim out of its ledger's fund.
+    PayCompensation {
+        loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+        voucher: String,
+    },
     /// A bank's return to the fund of its share of what was recovered of a compensated loan.
     ReturnRecovery {
         loan_id: String,
@@ -246,6 +253,7 @@ impl Command {
             Command::OpenRiskFund { .. } => "open_risk_fund",
             Command::DepositRiskFund { .. } => "deposit_risk_fund",
             Command::CompensateLoan { .. } => "compensate_loan",
+            Command::PayCompensation { .. } => "pay_compensation",
             Command::ReturnRecovery { .. } => "return_recovery",
             Command::CreatePool { .. } => "create_pool",
             Command::TransferToPartner { .. } => "transfer_to_partner",

@@ -177,6 +177,8 @@ impl JournalEvent {
             JournalEvent::RiskFund(FundEvent::Opened { .. }) => "risk_fund.opened",
             JournalEvent::RiskFund(FundEvent::Deposited { .. }) => "risk_fund.deposited",
             JournalEvent::RiskFund(FundEvent::Compensated { .. }) => "risk_fund.compensated",
+            JournalEvent::RiskFund(FundEvent::Claimed { .. }) => "risk_fund.claimed",
+            JournalEvent::RiskFund(FundEvent::Paid { .. }) => "risk_fund.paid",
             JournalEvent::RiskFund(FundEvent::Returned { .. }) => "risk_fund.returned",
             JournalEvent::Pool(PoolEvent::Agreed { .. }) => "pool.agreed",
             JournalEvent::Pool(PoolEvent::Transferred { .. }) => "pool.transferred",
@@ -325,6 +327,8 @@ impl JournalEvent {
             "risk_fund.opened"
             | "risk_fund.deposited"
             | "risk_fund.compensated"
+            | "risk_fund.claimed"
+            | "risk_fund.paid"
             | "risk_fund.returned" => {
                 let event = JournalEvent::RiskFund(serde_json::from_str(json).map_err(payload)?);
                 if event.kind() != kind {

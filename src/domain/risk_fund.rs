@@ -11,19 +11,25 @@
 //! - **Deposits** ([`DepositSource::Deposit`], from the finance office's budget) and **interest
 //!   earned** on the fund's account ([`DepositSource::Interest`]) add to the balance, each a
 //!   positive amount in fen, dated on or after the fund's opening.
-//! - **Compensation** ([`Fund::compensate`], asked by the loan's bank): for a live loan more
-//!   than [`OVERDUE_CLAIM_DAYS`] days overdue on its date (the loan's own count, the settlement
-//!   points due by then included), once a loan. The **loss** is the principal outstanding that
-//!   day (interest, penalty and compound interest are the bank's: the fund covers principal
-//!   only); the fund pays its share of it, rounded half up to the fen, and the bank bears the
-//!   rest. Refused when the balance does not cover the fund's part (`FUND_INSUFFICIENT`). The
+//! - **Compensation**, claimed by the loan's bank ([`Fund::claim`]) and paid by the finance
+//!   office ([`Fund::pay`]): for a live loan more than [`OVERDUE_CLAIM_DAYS`] days overdue on
+//!   the claim's date (the loan's own count, the settlement points due by then included), once
+//!   a loan. The **loss** is the principal outstanding that day (interest, penalty and compound
+//!   interest are the bank's: the fund covers principal only); the fund's share of it, rounded
+//!   half up to the fen, is assessed with the claim, which moves no money; the payment, not
+//!   dated before the claim, pays it to the bank, once, and the bank bears the rest. The
+//!   payment is refused when the balance does not cover the fund's part (`FUND_INSUFFICIENT`).
+//!   (Before claims and payments were two, a compensation was one event,
+//!   [`FundEvent::Compensated`], planned by [`Fund::compensate`]: replayed as paid.) The
 //!   household still owes the bank everything: the loan's figures are not changed, and its
 //!   later repayments, or its write-off, are recorded as ever, but none dated before the
 //!   compensation ([`LoanState::compensated`]; a settlement alone may be, which changes
 //!   neither the principal nor the days overdue the compensation counted): what it counted
-//!   stands, and what the household pays from then on is recovered.
-//! - **Recoveries** ([`Fund::plan_return`], asked by the bank): what the bank recovers of a
-//!   compensated loan's principal after the compensation is shared as the loss was: the fund's
+//!   stands, and what the household pays from then on is recovered. The loan is marked from
+//!   the claim on, and takes no payout more.
+//! - **Recoveries** ([`Fund::plan_return`], asked by the bank, once the compensation is paid):
+//!   what the bank recovers of a compensated loan's principal after the claim is shared as the
+//!   loss was: the fund's
 //!   share of the principal repaid since, rounded half up, up to what the fund paid, less what
 //!   was returned before. Computed from the cumulative figure each time, so that returns made
 //!   in any number of steps add up to the share of the total, never a fen more or less.
@@ -47,16 +53,18 @@
 //!   A ledger without a fund has neither limit: the fund is the county's to open.
 //!
 //! Events ([`FundEvent`]), each one journal transaction of the fund's ledger:
-//! `risk_fund.opened` (memo), `risk_fund.deposited`, `risk_fund.compensated`,
-//! `risk_fund.returned` (postings: [`crate::ledger::fund_postings`]). The writer plans them
-//! with [`Fund::open`], [`Fund::deposit`], [`Fund::compensate`] and [`Fund::plan_return`];
+//! `risk_fund.opened` (memo), `risk_fund.deposited`, `risk_fund.claimed` (memo),
+//! `risk_fund.paid`, `risk_fund.returned` and the one-step `risk_fund.compensated` of the
+//! entries before claims (postings: [`crate::ledger::fund_postings`]). The writer plans them
+//! with [`Fund::open`], [`Fund::deposit`], [`Fund::claim`], [`Fund::pay`] and
+//! [`Fund::plan_return`];
 //! verify plans each again from its replayed loan and fund and compares, then applies it with
 //! [`Fund::apply`], as the writer did.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::date::{format_date, iso};
+use super::date::{format_date, iso, iso_opt};
 use super::error::{DomainError, Reason};
 use super::loan::{LoanState, LoanStatus};
 use super::money::Fen;
@@ -126,6 +134,25 @@ pub struct Compensation {
     pub recovered_fen: Fen,
     /// Returned to the fund so far.
     pub returned_fen: Fen,
+    /// Claimed by the bank, not paid by the finance office yet ([`FundEvent::Claimed`]). A
+    /// compensation recorded in one step ([`FundEvent::Compensated`], before the two) was paid
+    /// as it was made.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+    /// The day the finance office paid it ([`FundEvent::Paid`]); none for a one-step one
+    /// (paid on `compensated_on`) and a pending one.
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub paid_on: Option<NaiveDate>,
+    /// The finance office's payment voucher.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub voucher: String,
+}
+
+impl Compensation {
+    /// The day the fund paid it, if it has.
+    pub fn paid(&self) -> Option<NaiveDate> {
+        (!self.pending).then(|| self.paid_on.unwrap_or(self.compensated_on))
+    }
 }
 
 /// What a fund's journal transactions hold.
@@ -147,8 +174,22 @@ pub enum FundEvent {
         /// The finance office's voucher or the bank's interest advice.
         voucher: String,
     },
-    /// The compensation as paid, its `returned_fen` and `recovered_fen` zero.
+    /// A compensation claimed and paid in one step (the journal's entries before claims and
+    /// payments were two), its `returned_fen` and `recovered_fen` zero. Replayed, no longer
+    /// planned.
     Compensated { compensation: Compensation },
+    /// The bank's claim: the compensation as assessed on its date, pending (memo).
+    Claimed { compensation: Compensation },
+    /// The finance office's payment of a claimed compensation: the fund's share, to the bank.
+    Paid {
+        ledger_id: String,
+        loan_id: String,
+        bank_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        amount_fen: Fen,
+        voucher: String,
+    },
     Returned {
         ledger_id: String,
         loan_id: String,
@@ -167,26 +208,33 @@ impl FundEvent {
         match self {
             FundEvent::Opened { ledger_id, .. }
             | FundEvent::Deposited { ledger_id, .. }
-            | FundEvent::Returned { ledger_id, .. } => ledger_id,
-            FundEvent::Compensated { compensation } => &compensation.ledger_id,
+            | FundEvent::Returned { ledger_id, .. }
+            | FundEvent::Paid { ledger_id, .. } => ledger_id,
+            FundEvent::Compensated { compensation } | FundEvent::Claimed { compensation } => {
+                &compensation.ledger_id
+            }
         }
     }
 
     pub fn date(&self) -> NaiveDate {
         match self {
             FundEvent::Opened { opened_on, .. } => *opened_on,
-            FundEvent::Deposited { value_date, .. } | FundEvent::Returned { value_date, .. } => {
-                *value_date
+            FundEvent::Deposited { value_date, .. }
+            | FundEvent::Returned { value_date, .. }
+            | FundEvent::Paid { value_date, .. } => *value_date,
+            FundEvent::Compensated { compensation } | FundEvent::Claimed { compensation } => {
+                compensation.compensated_on
             }
-            FundEvent::Compensated { compensation } => compensation.compensated_on,
         }
     }
 
     /// The loan the event is about, if any.
     pub fn loan_id(&self) -> Option<&str> {
         match self {
-            FundEvent::Compensated { compensation } => Some(&compensation.loan_id),
-            FundEvent::Returned { loan_id, .. } => Some(loan_id),
+            FundEvent::Compensated { compensation } | FundEvent::Claimed { compensation } => {
+                Some(&compensation.loan_id)
+            }
+            FundEvent::Returned { loan_id, .. } | FundEvent::Paid { loan_id, .. } => Some(loan_id),
             _ => None,
         }
     }
@@ -294,13 +342,102 @@ impl Fund {
         })
     }
 
-    /// Plans the compensation of `loan` on `date` (`existing`: its compensation, if it has one).
+    /// Plans the bank's claim for `loan` on `date` (`existing`: its compensation, if it has
+    /// one): the compensation assessed that day, pending until the finance office pays it
+    /// ([`Fund::pay`]). Not refused for the fund's balance: judged when paid.
+    pub fn claim(
+        &self,
+        loan: &LoanState,
+        date: NaiveDate,
+        existing: Option<&Compensation>,
+    ) -> Result<FundEvent, DomainError> {
+        let compensation = self.assess(loan, date, existing)?;
+        Ok(FundEvent::Claimed { compensation: Compensation { pending: true, ..compensation } })
+    }
+
+    /// Plans a compensation in one step, as the journal's entries before claims and payments
+    /// were two hold it ([`FundEvent::Compensated`]): for verify's replay of those.
     pub fn compensate(
         &self,
         loan: &LoanState,
         date: NaiveDate,
         existing: Option<&Compensation>,
     ) -> Result<FundEvent, DomainError> {
+        let compensation = self.assess(loan, date, existing)?;
+        self.check_covers(&compensation)?;
+        Ok(FundEvent::Compensated { compensation })
+    }
+
+    /// Plans the finance office's payment of `compensation` (claimed, pending) on `date`
+    /// with its `voucher`: the fund's share to the bank, if the fund holds it.
+    pub fn pay(
+        &self,
+        compensation: &Compensation,
+        date: NaiveDate,
+        voucher: &str,
+    ) -> Result<FundEvent, DomainError> {
+        let loan_id = &compensation.loan_id;
+        if let Some(paid) = compensation.paid() {
+            return Err(DomainError::refused(
+                Reason::ClaimStatusMismatch,
+                format!(
+                    "loan {loan_id}'s compensation was paid on {}: a compensation is paid once",
+                    format_date(paid)
+                ),
+            )
+            .with("paid_on", format_date(paid)));
+        }
+        if date < compensation.compensated_on {
+            return Err(DomainError::refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before loan {loan_id}'s claim ({})",
+                    format_date(date),
+                    format_date(compensation.compensated_on)
+                ),
+            ));
+        }
+        self.check_covers(compensation)?;
+        Ok(FundEvent::Paid {
+            ledger_id: self.ledger_id.clone(),
+            loan_id: loan_id.clone(),
+            bank_id: compensation.bank_id.clone(),
+            value_date: date,
+            amount_fen: compensation.fund_fen,
+            voucher: voucher.to_string(),
+        })
+    }
+
+    /// Refuses a compensation whose fund's part the balance does not cover.
+    fn check_covers(&self, c: &Compensation) -> Result<(), DomainError> {
+        if c.fund_fen > self.balance_fen {
+            return Err(DomainError::refused(
+                Reason::FundInsufficient,
+                format!(
+                    "the fund's {}% of loan {}'s loss of {} fen is {} fen; the fund of ledger {} \
+                     holds {} fen",
+                    self.fund_share_percent,
+                    c.loan_id,
+                    c.loss_fen.0,
+                    c.fund_fen.0,
+                    self.ledger_id,
+                    self.balance_fen.0
+                ),
+            )
+            .with("fund_fen", c.fund_fen.0)
+            .with("balance_fen", self.balance_fen.0));
+        }
+        Ok(())
+    }
+
+    /// The compensation of `loan` on `date`, assessed (`existing`: its compensation, if it has
+    /// one): a live loan of the fund's ledger, more than 90 days overdue, once.
+    fn assess(
+        &self,
+        loan: &LoanState,
+        date: NaiveDate,
+        existing: Option<&Compensation>,
+    ) -> Result<Compensation, DomainError> {
         let loan_id = &loan.terms.loan_id;
         if let Some(c) = existing {
             return Err(DomainError::refused(
@@ -338,36 +475,21 @@ impl Fund {
         }
         let loss = loan.principal_outstanding_fen;
         let fund_part = share_of(loss, self.fund_share_percent);
-        if fund_part > self.balance_fen {
-            return Err(DomainError::refused(
-                Reason::FundInsufficient,
-                format!(
-                    "the fund's {}% of loan {loan_id}'s loss of {} fen is {} fen; the fund of \
-                     ledger {} holds {} fen",
-                    self.fund_share_percent,
-                    loss.0,
-                    fund_part.0,
-                    self.ledger_id,
-                    self.balance_fen.0
-                ),
-            )
-            .with("fund_fen", fund_part.0)
-            .with("balance_fen", self.balance_fen.0));
-        }
-        Ok(FundEvent::Compensated {
-            compensation: Compensation {
-                loan_id: loan_id.clone(),
-                bank_id: loan.terms.bank_id.clone(),
-                ledger_id: self.ledger_id.clone(),
-                compensated_on: date,
-                days_overdue: quote.days_overdue,
-                loss_fen: loss,
-                fund_fen: fund_part,
-                bank_fen: sub(loss, fund_part, "loss")?,
-                repaid_before_fen: loan.principal_repaid_fen,
-                recovered_fen: Fen::ZERO,
-                returned_fen: Fen::ZERO,
-            },
+        Ok(Compensation {
+            loan_id: loan_id.clone(),
+            bank_id: loan.terms.bank_id.clone(),
+            ledger_id: self.ledger_id.clone(),
+            compensated_on: date,
+            days_overdue: quote.days_overdue,
+            loss_fen: loss,
+            fund_fen: fund_part,
+            bank_fen: sub(loss, fund_part, "loss")?,
+            repaid_before_fen: loan.principal_repaid_fen,
+            recovered_fen: Fen::ZERO,
+            returned_fen: Fen::ZERO,
+            pending: false,
+            paid_on: None,
+            voucher: String::new(),
         })
     }
 
@@ -380,13 +502,22 @@ impl Fund {
         date: NaiveDate,
     ) -> Result<FundEvent, DomainError> {
         let loan_id = &loan.terms.loan_id;
-        if date < compensation.compensated_on {
+        let Some(paid) = compensation.paid() else {
+            return Err(DomainError::refused(
+                Reason::ClaimStatusMismatch,
+                format!(
+                    "loan {loan_id}'s compensation is claimed, not paid yet: nothing was paid to \
+                     return"
+                ),
+            ));
+        };
+        if date < paid {
             return Err(DomainError::refused(
                 Reason::ValueDateOutOfRange,
                 format!(
-                    "{} is before loan {loan_id}'s compensation ({})",
+                    "{} is before the payment of loan {loan_id}'s compensation ({})",
                     format_date(date),
-                    format_date(compensation.compensated_on)
+                    format_date(paid)
                 ),
             ));
         }
@@ -454,19 +585,23 @@ impl Fund {
                 }
                 Ok(None)
             }
-            FundEvent::Compensated { compensation: c } => {
+            FundEvent::Compensated { compensation: c } | FundEvent::Claimed { compensation: c } => {
                 if compensation.is_some() {
                     return Err(DomainError::Exists {
                         what: "compensation",
                         id: c.loan_id.clone(),
                     });
                 }
+                let claimed = matches!(event, FundEvent::Claimed { .. });
                 if c.fund_fen.is_negative()
-                    || c.fund_fen > self.balance_fen
+                    || !claimed && c.fund_fen > self.balance_fen
                     || add(c.fund_fen, c.bank_fen, "loss")? != c.loss_fen
                     || c.fund_fen != share_of(c.loss_fen, self.fund_share_percent)
                     || c.recovered_fen != Fen::ZERO
                     || c.returned_fen != Fen::ZERO
+                    || c.pending != claimed
+                    || c.paid_on.is_some()
+                    || !c.voucher.is_empty()
                 {
                     return Err(DomainError::refused(
                         Reason::FundInsufficient,
@@ -477,10 +612,35 @@ impl Fund {
                         ),
                     ));
                 }
-                self.balance_fen = sub(self.balance_fen, c.fund_fen, "balance")?;
-                self.compensated_fen = add(self.compensated_fen, c.fund_fen, "compensated")?;
-                self.compensations += 1;
+                if !claimed {
+                    self.pay_out(c.fund_fen)?;
+                }
                 Ok(Some(c.clone()))
+            }
+            FundEvent::Paid { loan_id, value_date, amount_fen, voucher, .. } => {
+                let Some(c) = compensation.filter(|c| &c.loan_id == loan_id && c.pending) else {
+                    return Err(DomainError::NotFound {
+                        what: "claimed compensation",
+                        id: loan_id.clone(),
+                    });
+                };
+                if *amount_fen != c.fund_fen || *amount_fen > self.balance_fen {
+                    return Err(DomainError::refused(
+                        Reason::FundInsufficient,
+                        format!(
+                            "a payment of {} fen for loan {loan_id}'s compensation of {} fen \
+                             from the fund's {} fen",
+                            amount_fen.0, c.fund_fen.0, self.balance_fen.0
+                        ),
+                    ));
+                }
+                self.pay_out(*amount_fen)?;
+                Ok(Some(Compensation {
+                    pending: false,
+                    paid_on: Some(*value_date),
+                    voucher: voucher.clone(),
+                    ..c.clone()
+                }))
             }
             FundEvent::Returned { loan_id, recovered_fen, amount_fen, .. } => {
                 let Some(c) = compensation.filter(|c| &c.loan_id == loan_id) else {
@@ -512,6 +672,14 @@ impl Fund {
                 }))
             }
         }
+    }
+
+    /// A compensation's part paid out of the fund.
+    fn pay_out(&mut self, amount: Fen) -> Result<(), DomainError> {
+        self.balance_fen = sub(self.balance_fen, amount, "balance")?;
+        self.compensated_fen = add(self.compensated_fen, amount, "compensated")?;
+        self.compensations += 1;
+        Ok(())
     }
 
     /// What is left under [`Fund::lending_limit`] once `exposure` is counted (0 when nothing).

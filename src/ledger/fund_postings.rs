@@ -6,7 +6,9 @@
 //! | opened | none (memo) |
 //! | deposited from the budget | `riskfund/<ledger_id>/fund` Dr, `finance/<ledger_id>/riskfund` Cr |
 //! | interest earned | `riskfund/<ledger_id>/fund` Dr, `riskfund/<ledger_id>/interest_income` Cr |
-//! | compensated | `bank/<bank_id>/cash` Dr the fund's share, `riskfund/<ledger_id>/fund` Cr |
+//! | claimed (the bank's claim) | none (memo) |
+//! | paid (the finance office's payment of a claim) | `bank/<bank_id>/cash` Dr the fund's share, `riskfund/<ledger_id>/fund` Cr |
+//! | compensated (claimed and paid in one step: entries before the two) | as paid |
 //! | returned | `riskfund/<ledger_id>/fund` Dr the amount, `bank/<bank_id>/cash` Cr |
 //!
 //! The bank's share of a loss is not posted when the fund pays: the household still owes the
@@ -29,6 +31,10 @@ pub fn fund_postings(event: &FundEvent) -> Result<Postings, PostingError> {
         }
         FundEvent::Compensated { compensation: c } => {
             Postings::balanced(transfer(bank_cash(&c.bank_id), risk_fund(&c.ledger_id), c.fund_fen))
+        }
+        FundEvent::Claimed { .. } => Ok(Postings::memo()),
+        FundEvent::Paid { ledger_id, bank_id, amount_fen, .. } => {
+            Postings::balanced(transfer(bank_cash(bank_id), risk_fund(ledger_id), *amount_fen))
         }
         FundEvent::Returned { ledger_id, bank_id, amount_fen, .. } => {
             Postings::balanced(transfer(risk_fund(ledger_id), bank_cash(bank_id), *amount_fen))
@@ -82,11 +88,25 @@ mod tests {
             repaid_before_fen: Fen::ZERO,
             recovered_fen: Fen::ZERO,
             returned_fen: Fen::ZERO,
+            pending: false,
+            paid_on: None,
+            voucher: String::new(),
         };
-        assert_eq!(
-            legs(&FundEvent::Compensated { compensation }),
-            [("bank/B1/cash".into(), 4_000_000), ("riskfund/451024/fund".into(), -4_000_000)]
-        );
+        let paid =
+            [("bank/B1/cash".into(), 4_000_000), ("riskfund/451024/fund".into(), -4_000_000)];
+        assert_eq!(legs(&FundEvent::Compensated { compensation: compensation.clone() }), paid);
+        // Claimed, nothing moves; paid, the fund's share.
+        let claimed = Compensation { pending: true, ..compensation };
+        assert!(legs(&FundEvent::Claimed { compensation: claimed }).is_empty());
+        let payment = FundEvent::Paid {
+            ledger_id: "451024".into(),
+            loan_id: "L1".into(),
+            bank_id: "B1".into(),
+            value_date: day,
+            amount_fen: Fen(4_000_000),
+            voucher: "V".into(),
+        };
+        assert_eq!(legs(&payment), paid);
         let returned = FundEvent::Returned {
             ledger_id: "451024".into(),
             loan_id: "L1".into(),

@@ -73,9 +73,10 @@ async fn opened_with(app: &TestApp, t: &Tokens, amount_fen: i64) -> pb::RiskFund
 /// Two loans of 50,000.00 yuan paid out on 2021-01-25 (interest quarterly on the 20th): the
 /// first pays its March interest on its day, the second nothing. The fund, opened at 80:20,
 /// holds 10,000.00 yuan and earns 12.34; the bank's claim for the second loan is refused until
-/// it is more than 90 days overdue (92 on 2021-06-20) and until the fund holds its 80% of the
-/// 50,000.00 yuan loss; then the fund pays 40,000.00 yuan to the bank, once whatever the
-/// retries, and the first loan is not compensated. When the household pays 10,000.00 yuan on
+/// it is more than 90 days overdue (92 on 2021-06-20), then recorded, moving nothing; the
+/// finance office's payment of it is refused until the fund holds its 80% of the 50,000.00
+/// yuan loss; then the fund pays 40,000.00 yuan to the bank, once whatever the retries, and the
+/// first loan is not compensated. When the household pays 10,000.00 yuan on
 /// 2021-07-01 (its arrears first, the rest principal), the bank returns 80% of the principal
 /// recovered, computed by the service, once. The balances move by each amount; verify holds.
 async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_recovered(
@@ -143,37 +144,72 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     let paying =
         app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &first, "2021-06-20")).await;
     expect_refused(paying, "LOAN_NOT_OVERDUE");
-    // 80% of 50,000.00 yuan is more than the fund holds.
-    let short =
-        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &second, "2021-06-20")).await;
-    let short = expect_refused(short, "FUND_INSUFFICIENT");
-    assert_eq!(metadata(&short, "fund_fen").as_deref(), Some("4000000"));
-    app.risk_fund(&t.finance)
-        .deposit_risk_fund(deposit("2021-06-01", 3_000_000))
-        .await
-        .expect("a deposit");
-
+    // The bank claims on 2021-06-20 (92 days overdue): assessed that day, 80% of its
+    // 50,000.00 yuan, and pending: nothing moves until the finance office pays it.
     let cash_before = app.balance(&t.finance, &cash).await;
     let claim = compensate(&rid("c"), &second, "2021-06-20");
-    let paid = app.risk_fund(&t.bank).compensate_loan(claim.clone()).await;
-    let paid = paid.expect("CompensateLoan").into_inner();
-    let c = paid.compensation.clone().expect("the compensation");
+    let claimed = app.risk_fund(&t.bank).compensate_loan(claim.clone()).await;
+    let claimed = claimed.expect("CompensateLoan").into_inner();
+    let c = claimed.compensation.clone().expect("the compensation");
     assert_eq!(
         (c.loan_id.as_str(), c.bank_id.as_str(), c.compensated_on.as_str()),
         (second.as_str(), BANK, "2021-06-20")
     );
     assert_eq!(c.days_overdue, 92);
     assert_eq!((c.loss_fen, c.fund_fen, c.bank_fen), (5_000_000, 4_000_000, 1_000_000));
-    assert_eq!((c.recovered_fen, c.returned_fen), (0, 0));
+    assert_eq!((c.status.as_str(), c.paid_on.as_str()), ("claimed", ""));
+    let fund = claimed.fund.clone().expect("the fund");
+    assert_eq!((fund.balance_fen, fund.compensated_fen, fund.compensations), (1_001_234, 0, 0));
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_before, "a claim moves nothing");
+    let retried = app.risk_fund(&t.bank).compensate_loan(claim).await;
+    assert_eq!(retried.expect("the retry").into_inner(), claimed, "the same answer");
+    let twice =
+        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &second, "2021-06-21")).await;
+    expect_refused(twice, "LOAN_ALREADY_COMPENSATED");
+    // Nothing paid yet, nothing to return.
+    let unpaid = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-21")).await;
+    expect_refused(unpaid, "CLAIM_STATUS_MISMATCH");
+
+    // The finance office pays it: the bank may not, and 80% of 50,000.00 yuan is more than the
+    // fund holds until a deposit.
+    let payment = |request_id: &str, value_date: &str| pb::PayCompensationRequest {
+        request_id: request_id.into(),
+        loan_id: second.clone(),
+        value_date: value_date.into(),
+        voucher: "风险补偿金拨付 2021-7".into(),
+    };
+    let by_bank = app.risk_fund(&t.bank).pay_compensation(payment(&rid("p"), "2021-06-25")).await;
+    expect_code(by_bank, Code::PermissionDenied);
+    let short = app.risk_fund(&t.finance).pay_compensation(payment(&rid("p"), "2021-06-25")).await;
+    let short = expect_refused(short, "FUND_INSUFFICIENT");
+    assert_eq!(metadata(&short, "fund_fen").as_deref(), Some("4000000"));
+    let unvouched =
+        pb::PayCompensationRequest { voucher: String::new(), ..payment("p", "2021-06-25") };
+    expect_invalid(app.risk_fund(&t.finance).pay_compensation(unvouched).await, "voucher");
+    let none =
+        pb::PayCompensationRequest { loan_id: first.clone(), ..payment(&rid("p"), "2021-06-25") };
+    expect_code(app.risk_fund(&t.finance).pay_compensation(none).await, Code::NotFound);
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-06-01", 3_000_000))
+        .await
+        .expect("a deposit");
+    let back = app.risk_fund(&t.finance).pay_compensation(payment(&rid("p"), "2021-06-19")).await;
+    expect_refused(back, "VALUE_DATE_OUT_OF_RANGE");
+    let paying = payment(&rid("p"), "2021-06-25");
+    let paid = app.risk_fund(&t.finance).pay_compensation(paying.clone()).await;
+    let paid = paid.expect("PayCompensation").into_inner();
+    let c = paid.compensation.clone().expect("the compensation");
+    assert_eq!((c.status.as_str(), c.paid_on.as_str()), ("paid", "2021-06-25"));
+    assert_eq!(c.voucher, "风险补偿金拨付 2021-7");
     let fund = paid.fund.clone().expect("the fund");
     assert_eq!((fund.balance_fen, fund.compensated_fen, fund.compensations), (1_234, 4_000_000, 1));
     assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 4_000_000);
     assert_eq!(app.balance(&t.finance, &fund_account).await, 1_234);
-    let retried = app.risk_fund(&t.bank).compensate_loan(claim).await;
+    let retried = app.risk_fund(&t.finance).pay_compensation(paying).await;
     assert_eq!(retried.expect("the retry").into_inner(), paid, "the same answer, paid once");
-    let twice =
-        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &second, "2021-06-21")).await;
-    expect_refused(twice, "LOAN_ALREADY_COMPENSATED");
+    let again = app.risk_fund(&t.finance).pay_compensation(payment(&rid("p"), "2021-06-26")).await;
+    let again = expect_refused(again, "CLAIM_STATUS_MISMATCH");
+    assert_eq!(metadata(&again, "paid_on").as_deref(), Some("2021-06-25"));
     assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 4_000_000);
     // The household still owes the whole loan.
     assert_eq!(app.get_loan(&t.bank, &second).await.principal_outstanding_fen, 5_000_000);
@@ -194,7 +230,7 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     let more = expect_refused(app.loans(&t.bank).disburse(more).await, "LOAN_NOT_DISBURSABLE");
     assert_eq!(metadata(&more, "compensated_on").as_deref(), Some("2021-06-20"));
 
-    let nothing = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-21")).await;
+    let nothing = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-25")).await;
     expect_refused(nothing, "NOTHING_TO_RETURN");
     let paid_in = app.repay(&t.bank, &second, "2021-07-01", 1_000_000).await;
     let outstanding = paid_in.loan.expect("the loan").principal_outstanding_fen;
@@ -232,7 +268,11 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
         app.history(&t.auditor, &second).await.into_iter().map(|e| e.kind).collect();
     let fund_kinds: Vec<&str> =
         kinds.iter().map(String::as_str).filter(|k| k.starts_with("risk_fund.")).collect();
-    assert_eq!(fund_kinds, ["risk_fund.compensated", "risk_fund.returned"], "{kinds:?}");
+    assert_eq!(
+        fund_kinds,
+        ["risk_fund.claimed", "risk_fund.paid", "risk_fund.returned"],
+        "{kinds:?}"
+    );
     assert_eq!(kinds.last().map(String::as_str), Some("risk_fund.returned"));
 
     // The database as the version before this one left it (the loan's row without the
@@ -249,9 +289,10 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
         ),
     };
     assert_eq!(app.db.execute_raw(strip).await.expect("the rows as before"), 2);
+    // (That version had no claims and payments: their links stay.)
     let unlink = "delete from journal_loan \
-                  where seq in (select seq from journal_txn where kind like 'risk_fund.%')";
-    assert_eq!(app.behind_the_back("journal_loan", unlink).await.expect("unlinked"), 2);
+                  where seq in (select seq from journal_txn where kind = 'risk_fund.returned')";
+    assert_eq!(app.behind_the_back("journal_loan", unlink).await.expect("unlinked"), 1);
     let v = app.verify(&t.auditor).await;
     let servicing =
         format!("loan {second}: stored state differs from the journal in its servicing");
@@ -267,7 +308,7 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     // and verify, planning the compensation again from the loan as the journal left it,
     // reports the difference at its seq.
     let mut journal = app.journal(&t.auditor, LEDGER).await;
-    let at = journal.iter().position(|e| e.kind == "risk_fund.compensated").expect("recorded");
+    let at = journal.iter().position(|e| e.kind == "risk_fund.claimed").expect("recorded");
     let seq = journal[at].seq;
     let forged = journal[at].command_json.replace("\"days_overdue\":92", "\"days_overdue\":200");
     assert_ne!(forged, journal[at].command_json);
@@ -479,6 +520,20 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     let changed =
         funds(&t.bank).compensate_loan(compensate(&request_id, &first, "2021-06-21")).await;
     expect_code(changed, Code::AlreadyExists);
+    // The claim is the finance office's to pay: a bank or an auditor may not, another
+    // ledger's office finds no claim.
+    let payment = |loan_id: &str| pb::PayCompensationRequest {
+        request_id: rid("p"),
+        loan_id: loan_id.into(),
+        value_date: "2021-06-20".into(),
+        voucher: "拨付单 7".into(),
+    };
+    let by_auditor = funds(&t.auditor).pay_compensation(payment(&first)).await;
+    expect_code(by_auditor, Code::PermissionDenied);
+    let other_office = app.token(Role::Finance, "450122").await;
+    let foreign = funds(&other_office).pay_compensation(payment(&first)).await;
+    expect_code(foreign, Code::NotFound);
+    funds(&t.finance).pay_compensation(payment(&first)).await.expect("paid");
 
     // Readers: the ledger's finance office, its auditors and banks; the loan's readers for a
     // compensation.
@@ -505,6 +560,7 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
         .compensate_loan(compensate(&rid("c"), &second, "2021-06-20"))
         .await
         .expect("compensated");
+    funds(&t.finance).pay_compensation(payment(&second)).await.expect("paid");
     let list = |token: &str, bank_id: &str, page_token: &str| {
         let request = pb::ListCompensationsRequest {
             ledger_id: LEDGER.into(),

@@ -341,6 +341,12 @@ impl Replay {
                     (Some(loan), FundEvent::Compensated { .. }, c) => {
                         fund.compensate(loan, event.date(), c).map_err(|e| e.to_string())
                     }
+                    (Some(loan), FundEvent::Claimed { .. }, c) => {
+                        fund.claim(loan, event.date(), c).map_err(|e| e.to_string())
+                    }
+                    (Some(_), FundEvent::Paid { value_date, voucher, .. }, Some(c)) => {
+                        fund.pay(c, *value_date, voucher).map_err(|e| e.to_string())
+                    }
                     (Some(loan), FundEvent::Returned { .. }, Some(c)) => {
                         fund.plan_return(c, loan, event.date()).map_err(|e| e.to_string())
                     }
@@ -360,7 +366,7 @@ impl Replay {
                 if let Some(c) = changed {
                     // The loan compensated is marked as the writer marked it: no event but a
                     // settlement dated before the compensation replays after it.
-                    if let (FundEvent::Compensated { .. }, Some(loan)) =
+                    if let (FundEvent::Compensated { .. } | FundEvent::Claimed { .. }, Some(loan)) =
                         (event, self.loans.get_mut(&c.loan_id))
                     {
                         *loan = loan.compensated(c.compensated_on);

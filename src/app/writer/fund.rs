@@ -150,7 +150,8 @@ impl ExposureCache {
 
 impl Writer {
     /// Plans a fund command: [`Command::OpenRiskFund`], [`Command::DepositRiskFund`],
-    /// [`Command::CompensateLoan`] or [`Command::ReturnRecovery`].
+    /// [`Command::CompensateLoan`] (the bank's claim), [`Command::PayCompensation`] (the
+    /// finance office's payment of it) or [`Command::ReturnRecovery`].
     pub(super) async fn plan_fund(
         &self,
         tx: &mut WriteTx,
@@ -204,9 +205,29 @@ impl Writer {
                 let ledger_id = &loan.terms.ledger_id;
                 let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
                 let existing = tx.compensation(loan_id).await?;
-                let event = fund.compensate(&loan, *value_date, existing.as_ref())?;
+                let event = fund.claim(&loan, *value_date, existing.as_ref())?;
                 compensated = Some(Box::new(loan.compensated(*value_date)));
                 (fund, event, existing)
+            }
+            Command::PayCompensation { loan_id, value_date, voucher } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                let ledger_id = &loan.terms.ledger_id;
+                // Another ledger's loan is answered as a missing one.
+                if !actor.administers_ledger(ledger_id) {
+                    return Err(DomainError::NotFound {
+                        what: "claimed compensation of loan",
+                        id: loan_id.clone(),
+                    }
+                    .into());
+                }
+                let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
+                let compensation =
+                    tx.compensation(loan_id).await?.ok_or_else(|| DomainError::NotFound {
+                        what: "claimed compensation of loan",
+                        id: loan_id.clone(),
+                    })?;
+                let event = fund.pay(&compensation, *value_date, voucher)?;
+                (fund, event, Some(compensation))
             }
             Command::ReturnRecovery { loan_id, value_date } => {
                 let loan = self.loan(tx, g, loan_id).await?;

@@ -426,6 +426,7 @@ impl Writer {
             Command::OpenRiskFund { .. }
             | Command::DepositRiskFund { .. }
             | Command::CompensateLoan { .. }
+            | Command::PayCompensation { .. }
             | Command::ReturnRecovery { .. } => self.plan_fund(tx, g, env).await?,
             Command::CreatePool { .. }
             | Command::TransferToPartner { .. }

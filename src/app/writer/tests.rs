@@ -1052,9 +1052,10 @@ fn answered(result: &Result<Outcome, AppError>) -> String {
 /// contract's date); then the fund opened, empty: a contract of 10,000.00 is refused (nothing
 /// to lend on); 11,000.00 deposited: the same contract goes through (110,000.00 contracted,
 /// 10 times the balance), and another is refused (the group's own contract counted); loan 1
-/// paid out, 40,000.00 more deposited, and loan 1 compensated (80% of its 50,000.00) on
-/// 2021-06-20: once, the second claim refused as compensated, and a payment on it dated before
-/// the compensation refused. Had a command seen the fund or the loans as stored at the
+/// paid out, 40,000.00 more deposited, and loan 1's compensation (80% of its 50,000.00)
+/// claimed on 2021-06-20: once, the second claim refused as compensated, a payment on it dated
+/// before the claim refused; the finance office's payment of the claim dated before it refused,
+/// on 2021-06-25 paid, and again refused. Had a command seen the fund or the loans as stored at the
 /// group's start, the answers would differ.
 async fn fund_commands_in_one_group_see_each_other(db: &Db) {
     use crate::domain::risk_fund::DepositSource;
@@ -1087,6 +1088,14 @@ async fn fund_commands_in_one_group_see_each_other(db: &Db) {
             Command::CompensateLoan { loan_id: loan_id(1), value_date: day(date) },
         )]
     };
+    let pay = |id: &str, date: &str| {
+        let command = Command::PayCompensation {
+            loan_id: loan_id(1),
+            value_date: day(date),
+            voucher: "P-1".into(),
+        };
+        vec![(id.to_string(), command)]
+    };
     let payout =
         Command::Disburse { loan_id: loan_id(1), value_date: day("2021-01-25"), amount_fen: None };
     let pay_before = Command::RecordRepayment {
@@ -1105,6 +1114,9 @@ async fn fund_commands_in_one_group_see_each_other(db: &Db) {
         w.queue_many(&bank(), compensate("comp", "2021-06-20"), false).await,
         w.queue_many(&bank(), compensate("comp-again", "2021-06-21"), false).await,
         w.queue_many(&bank(), vec![("pay-before".into(), pay_before)], false).await,
+        w.queue_many(&finance(), pay("paid-before", "2021-06-19"), false).await,
+        w.queue_many(&finance(), pay("paid", "2021-06-25"), false).await,
+        w.queue_many(&finance(), pay("paid-again", "2021-06-26"), false).await,
     ];
     let mut results = Vec::new();
     for call in calls {
@@ -1124,14 +1136,25 @@ async fn fund_commands_in_one_group_see_each_other(db: &Db) {
             "ok",
             "LOAN_ALREADY_COMPENSATED",
             "VALUE_DATE_OUT_OF_RANGE",
+            "VALUE_DATE_OUT_OF_RANGE",
+            "ok",
+            "CLAIM_STATUS_MISMATCH",
         ]
     );
     assert_eq!(groups_committed(db).await, groups_before + 1, "the commands were one group");
+    // Claimed, nothing moves; paid, the fund's share.
     let Ok(Outcome::RiskFund { fund, compensation, .. }) = &results[7] else {
-        panic!("a compensation: {:?}", results[7]);
+        panic!("a claim: {:?}", results[7]);
+    };
+    assert_eq!(fund.balance_fen, Fen(5_100_000));
+    let c = compensation.as_ref().expect("the compensation");
+    assert_eq!((c.fund_fen, c.pending), (Fen(4_000_000), true));
+    let Ok(Outcome::RiskFund { fund, compensation, .. }) = &results[11] else {
+        panic!("a payment: {:?}", results[11]);
     };
     assert_eq!(fund.balance_fen, Fen(1_100_000));
-    assert_eq!(compensation.as_ref().map(|c| c.fund_fen), Some(Fen(4_000_000)));
+    let c = compensation.as_ref().expect("the compensation");
+    assert_eq!((c.pending, c.paid(), c.voucher.as_str()), (false, Some(day("2021-06-25")), "P-1"));
     // The loan's mark is stored: read back, it refuses the payment dated before.
     let stored = db.get_loan(&loan_id(1)).await.unwrap().expect("the loan");
     let stored = stored.row.unwrap().into_state().unwrap();

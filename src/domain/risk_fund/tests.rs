@@ -97,6 +97,47 @@ fn a_loan_more_than_90_days_overdue_is_compensated_once_at_the_funds_share() {
     assert_eq!(code(again), "LOAN_ALREADY_COMPENSATED");
 }
 
+/// The bank claims, the finance office pays: the claim assessed on its date moves nothing and
+/// takes no return; the payment, not dated before the claim, pays the fund's share if the fund
+/// holds it, once; then what is recovered is returned.
+#[test]
+fn a_claim_is_paid_by_the_finance_office_once_and_only_then_takes_returns() {
+    let mut fund = funded(80, 3_000_000);
+    let loan = loan("L1");
+    let claim = fund.claim(&loan, d("2021-06-20"), None).unwrap();
+    let FundEvent::Claimed { compensation } = &claim else { panic!("{claim:?}") };
+    assert_eq!((compensation.fund_fen, compensation.pending), (Fen(4_000_000), true));
+    let claimed = fund.apply(&claim, None).unwrap().unwrap();
+    assert_eq!((fund.balance_fen, fund.compensations, claimed.paid()), (Fen(3_000_000), 0, None));
+    // A second claim, a return before the payment: refused.
+    let again = fund.claim(&loan, d("2021-06-21"), Some(&claimed)).unwrap_err();
+    assert_eq!(code(again), "LOAN_ALREADY_COMPENSATED");
+    let repaid = after(&loan, LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1_000_000) });
+    let early = fund.plan_return(&claimed, &repaid, d("2021-07-01")).unwrap_err();
+    assert_eq!(code(early), "CLAIM_STATUS_MISMATCH");
+    // The fund holds 30,000.00 of the 40,000.00: not paid until it holds it.
+    let short = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap_err();
+    assert_eq!(code(short), "FUND_INSUFFICIENT");
+    let deposit =
+        fund.deposit(d("2021-06-22"), DepositSource::Deposit, Fen(1_000_000), "V-2").unwrap();
+    fund.apply(&deposit, None).unwrap();
+    let back = fund.pay(&claimed, d("2021-06-19"), "P-1").unwrap_err();
+    assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
+    let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
+    let paid = fund.apply(&payment, Some(&claimed)).unwrap().unwrap();
+    assert_eq!(
+        (fund.balance_fen, fund.compensated_fen, fund.compensations),
+        (Fen::ZERO, Fen(4_000_000), 1)
+    );
+    assert_eq!((paid.paid(), paid.voucher.as_str()), (Some(d("2021-06-25")), "P-1"));
+    let twice = fund.pay(&paid, d("2021-06-26"), "P-2").unwrap_err();
+    assert_eq!(code(twice), "CLAIM_STATUS_MISMATCH");
+    assert!(fund.apply(&payment, Some(&paid)).is_err(), "a payment replayed twice");
+    // Recovered since the claim: the fund's share returns.
+    let returned = fund.plan_return(&paid, &repaid, d("2021-07-01")).unwrap();
+    assert!(matches!(returned, FundEvent::Returned { .. }), "{returned:?}");
+}
+
 #[test]
 fn a_fund_short_of_its_share_pays_nothing() {
     let fund = funded(70, 3_499_999);
@@ -380,6 +421,9 @@ proptest! {
             repaid_before_fen: Fen::ZERO,
             recovered_fen: Fen::ZERO,
             returned_fen: Fen::ZERO,
+            pending: false,
+            paid_on: None,
+            voucher: String::new(),
         };
         fund.apply(&FundEvent::Compensated { compensation: c.clone() }, None).unwrap();
         let mut recovered = 0i64;
