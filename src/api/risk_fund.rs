@@ -259,6 +259,7 @@ fn fund_to_pb(f: &Fund) -> pb::RiskFund {
         compensated_fen: f.compensated_fen.0,
         returned_fen: f.returned_fen.0,
         compensations: f.compensations,
+        pending_fen: f.pending_fen.0,
     }
 }
 

@@ -83,6 +83,11 @@ impl Fen {
         self.0 < 0
     }
 
+    /// Whether nothing (by reference: serde's `skip_serializing_if`).
+    pub fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+
     /// The amount as a decimal number of fen (exact).
     pub fn to_decimal(self) -> Decimal {
         Decimal::from(self.0)

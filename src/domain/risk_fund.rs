@@ -111,6 +111,10 @@ pub struct Fund {
     pub compensated_fen: Fen,
     pub returned_fen: Fen,
     pub compensations: u64,
+    /// The fund's shares of the claims not paid yet: money it holds but owes, which the
+    /// lending limit does not count ([`Fund::lending_limit`]).
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
+    pub pending_fen: Fen,
 }
 
 /// One loan's compensation, with what was returned of it since.
@@ -313,6 +317,7 @@ impl Fund {
                 compensated_fen: Fen::ZERO,
                 returned_fen: Fen::ZERO,
                 compensations: 0,
+                pending_fen: Fen::ZERO,
             }),
             _ => None,
         }
@@ -612,13 +617,20 @@ impl Fund {
                         ),
                     ));
                 }
-                if !claimed {
+                if claimed {
+                    self.pending_fen = add(self.pending_fen, c.fund_fen, "pending")?;
+                } else {
                     self.pay_out(c.fund_fen)?;
                 }
                 Ok(Some(c.clone()))
             }
-            FundEvent::Paid { loan_id, value_date, amount_fen, voucher, .. } => {
-                let Some(c) = compensation.filter(|c| &c.loan_id == loan_id && c.pending) else {
+            FundEvent::Paid { loan_id, bank_id, value_date, amount_fen, voucher, .. } => {
+                let Some(c) = compensation.filter(|c| {
+                    &c.loan_id == loan_id
+                        && c.pending
+                        && &c.bank_id == bank_id
+                        && *value_date >= c.compensated_on
+                }) else {
                     return Err(DomainError::NotFound {
                         what: "claimed compensation",
                         id: loan_id.clone(),
@@ -635,6 +647,7 @@ impl Fund {
                     ));
                 }
                 self.pay_out(*amount_fen)?;
+                self.pending_fen = sub(self.pending_fen, *amount_fen, "pending")?;
                 Ok(Some(Compensation {
                     pending: false,
                     paid_on: Some(*value_date),
@@ -643,7 +656,7 @@ impl Fund {
                 }))
             }
             FundEvent::Returned { loan_id, recovered_fen, amount_fen, .. } => {
-                let Some(c) = compensation.filter(|c| &c.loan_id == loan_id) else {
+                let Some(c) = compensation.filter(|c| &c.loan_id == loan_id && !c.pending) else {
                     return Err(DomainError::NotFound {
                         what: "compensation",
                         id: loan_id.clone(),
@@ -688,9 +701,11 @@ impl Fund {
         Fen(i64::try_from(room).unwrap_or(i64::MAX))
     }
 
-    /// The most the ledger's programme loans may stand at: [`LEVERAGE`] × the balance.
+    /// The most the ledger's programme loans may stand at: [`LEVERAGE`] × the balance less the
+    /// claims not paid yet (the fund owes those).
     pub fn lending_limit(&self) -> Fen {
-        Fen(self.balance_fen.0.saturating_mul(LEVERAGE))
+        let free = self.balance_fen.0.saturating_sub(self.pending_fen.0).max(0);
+        Fen(free.saturating_mul(LEVERAGE))
     }
 }
 

@@ -160,6 +160,10 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     assert_eq!((c.status.as_str(), c.paid_on.as_str()), ("claimed", ""));
     let fund = claimed.fund.clone().expect("the fund");
     assert_eq!((fund.balance_fen, fund.compensated_fen, fund.compensations), (1_001_234, 0, 0));
+    // Held but owed: not lent on.
+    assert_eq!(fund.pending_fen, 4_000_000);
+    let limit = fund_on(&app, &t.finance, "2021-06-20").await.exposure.expect("the exposure");
+    assert_eq!(limit.lending_limit_fen, 0);
     assert_eq!(app.balance(&t.finance, &cash).await, cash_before, "a claim moves nothing");
     let retried = app.risk_fund(&t.bank).compensate_loan(claim).await;
     assert_eq!(retried.expect("the retry").into_inner(), claimed, "the same answer");
@@ -203,6 +207,7 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     assert_eq!(c.voucher, "风险补偿金拨付 2021-7");
     let fund = paid.fund.clone().expect("the fund");
     assert_eq!((fund.balance_fen, fund.compensated_fen, fund.compensations), (1_234, 4_000_000, 1));
+    assert_eq!(fund.pending_fen, 0);
     assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 4_000_000);
     assert_eq!(app.balance(&t.finance, &fund_account).await, 1_234);
     let retried = app.risk_fund(&t.finance).pay_compensation(paying).await;

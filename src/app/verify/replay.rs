@@ -103,6 +103,9 @@ pub(super) struct Replay {
     pub fund: Option<(Fund, u64)>,
     /// Its compensations rebuilt, each with the seq of its last event, by loan id.
     pub compensations: BTreeMap<String, (Compensation, u64)>,
+    /// Whether a claim or a payment of a compensation was replayed: the service records
+    /// compensations in two steps from then on, and a one-step entry after it is forged.
+    pub fund_claims_seen: bool,
     /// Its pools rebuilt, each with the seq of its last event, by pool id.
     pub pools: BTreeMap<String, (Pool, u64)>,
     /// The pool of each member loan.
@@ -326,6 +329,14 @@ impl Replay {
             self.problems.add(seq, format!("seq {seq}: a risk fund event before its opening"));
             return;
         };
+        match event {
+            FundEvent::Claimed { .. } | FundEvent::Paid { .. } => self.fund_claims_seen = true,
+            FundEvent::Compensated { .. } if self.fund_claims_seen => self.problems.add(
+                seq,
+                format!("seq {seq}: a compensation in one step after claims and payments were two"),
+            ),
+            _ => {}
+        }
         let compensation = event.loan_id().and_then(|id| self.compensations.get(id)).map(|c| &c.0);
         // Each event planned again as the writer planned it, from the fund and the loan
         // replayed so far, and compared.

@@ -212,13 +212,9 @@ impl Writer {
             Command::PayCompensation { loan_id, value_date, voucher } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 let ledger_id = &loan.terms.ledger_id;
-                // Another ledger's loan is answered as a missing one.
+                // Another ledger's loan is answered as a missing one, in the same words.
                 if !actor.administers_ledger(ledger_id) {
-                    return Err(DomainError::NotFound {
-                        what: "claimed compensation of loan",
-                        id: loan_id.clone(),
-                    }
-                    .into());
+                    return Err(DomainError::NotFound { what: "loan", id: loan_id.clone() }.into());
                 }
                 let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
                 let compensation =

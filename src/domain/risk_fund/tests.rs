@@ -109,6 +109,8 @@ fn a_claim_is_paid_by_the_finance_office_once_and_only_then_takes_returns() {
     assert_eq!((compensation.fund_fen, compensation.pending), (Fen(4_000_000), true));
     let claimed = fund.apply(&claim, None).unwrap().unwrap();
     assert_eq!((fund.balance_fen, fund.compensations, claimed.paid()), (Fen(3_000_000), 0, None));
+    // Held but owed: the claim's 40,000.00 is not lent on (10 × (30,000.00 - 40,000.00): none).
+    assert_eq!((fund.pending_fen, fund.lending_limit()), (Fen(4_000_000), Fen::ZERO));
     // A second claim, a return before the payment: refused.
     let again = fund.claim(&loan, d("2021-06-21"), Some(&claimed)).unwrap_err();
     assert_eq!(code(again), "LOAN_ALREADY_COMPENSATED");
@@ -124,12 +126,34 @@ fn a_claim_is_paid_by_the_finance_office_once_and_only_then_takes_returns() {
     let back = fund.pay(&claimed, d("2021-06-19"), "P-1").unwrap_err();
     assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
     let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
+    // Replayed, a payment to another bank, or dated before the claim, does not apply, nor a
+    // return on a claim not paid.
+    let forge = |bank: &str, date: &str| {
+        let mut forged = payment.clone();
+        let FundEvent::Paid { bank_id, value_date, .. } = &mut forged else { panic!() };
+        (*bank_id, *value_date) = (bank.to_string(), d(date));
+        forged
+    };
+    assert!(fund.clone().apply(&forge("B", "2021-06-25"), Some(&claimed)).is_ok());
+    for forged in [forge("B2", "2021-06-25"), forge("B", "2021-06-19")] {
+        assert!(fund.clone().apply(&forged, Some(&claimed)).is_err(), "{forged:?}");
+    }
+    let early_return = FundEvent::Returned {
+        ledger_id: "L".into(),
+        loan_id: "L1".into(),
+        bank_id: "B".into(),
+        value_date: d("2021-07-01"),
+        recovered_fen: Fen(100),
+        amount_fen: Fen(80),
+    };
+    assert!(fund.clone().apply(&early_return, Some(&claimed)).is_err());
     let paid = fund.apply(&payment, Some(&claimed)).unwrap().unwrap();
     assert_eq!(
         (fund.balance_fen, fund.compensated_fen, fund.compensations),
         (Fen::ZERO, Fen(4_000_000), 1)
     );
     assert_eq!((paid.paid(), paid.voucher.as_str()), (Some(d("2021-06-25")), "P-1"));
+    assert_eq!(fund.pending_fen, Fen::ZERO);
     let twice = fund.pay(&paid, d("2021-06-26"), "P-2").unwrap_err();
     assert_eq!(code(twice), "CLAIM_STATUS_MISMATCH");
     assert!(fund.apply(&payment, Some(&paid)).is_err(), "a payment replayed twice");
