@@ -270,11 +270,23 @@ impl PoolService for Api {
                 format!("{} is after today ({})", format_date(as_of), format_date(today)),
             ));
         }
-        let pool = self.readable_pool(&actor, &pool_id).await?;
-        let loans = self.db.loans_of_pool(&pool_id).await.map_err(|e| status(e.into()))?;
-        // The members' loans as they stood on the report's date, not as they stand.
-        let loans = loans_as_of(&self.db, loans, as_of).await.map_err(status)?;
-        let activity = self.db.pool_activity(&pool_id).await.map_err(|e| status(e.into()))?;
+        // The pool, its loans and its activity are read by several statements: read again
+        // when the pool changed meanwhile (a write landing between them), so that they are of
+        // one state of it (three times at most; then as read).
+        let store = |e: crate::store::StoreError| status(e.into());
+        let mut attempt = 0;
+        let (pool, loans, activity) = loop {
+            attempt += 1;
+            let seq = self.db.pool_last_seq(&pool_id).await.map_err(store)?;
+            let pool = self.readable_pool(&actor, &pool_id).await?;
+            let loans = self.db.loans_of_pool(&pool_id).await.map_err(store)?;
+            // The members' loans as they stood on the report's date, not as they stand.
+            let loans = loans_as_of(&self.db, loans, as_of).await.map_err(status)?;
+            let activity = self.db.pool_activity(&pool_id).await.map_err(store)?;
+            if attempt == 3 || self.db.pool_last_seq(&pool_id).await.map_err(store)? == seq {
+                break (pool, loans, activity);
+            }
+        };
         let refs: Vec<&LoanState> = loans.iter().collect();
         let members: Vec<pb::MemberStanding> = pool
             .report(&refs, as_of, &activity)

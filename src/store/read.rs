@@ -447,6 +447,13 @@ impl Db {
         json.map(|json| pool_from_json(pool_id, &json)).transpose()
     }
 
+    /// The seq of a pool's last event (`None`: no such pool): a report's reads compare it
+    /// before and after, so that they are of one state of the pool.
+    pub async fn pool_last_seq(&self, pool_id: &str) -> Result<Option<i64>, StoreError> {
+        let sql = "select last_seq from pool where pool_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(pool_id).fetch_optional(p).await?))
+    }
+
     /// A ledger's pools in pool id order after `after_pool_id`, at most `limit`, of one bank if
     /// given (`""` for all).
     pub async fn list_pools(
