@@ -156,6 +156,7 @@ impl SubsidyService for Api {
         request: Request<pb::ReviewSubsidyClaimRequest>,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "ReviewSubsidyClaim")?;
         let pb::ReviewSubsidyClaimRequest {
             request_id,
             claim_id,
@@ -189,6 +190,7 @@ impl SubsidyService for Api {
         request: Request<pb::RecordClaimObjectionRequest>,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "RecordClaimObjection")?;
         let pb::RecordClaimObjectionRequest {
             request_id,
             claim_id,
@@ -215,6 +217,7 @@ impl SubsidyService for Api {
         request: Request<pb::PaySubsidyClaimRequest>,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "PaySubsidyClaim")?;
         let pb::PaySubsidyClaimRequest {
             request_id,
             claim_id,
@@ -246,6 +249,7 @@ impl SubsidyService for Api {
         request: Request<pb::ClawBackSubsidyRequest>,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
         let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "ClawBackSubsidy")?;
         let pb::ClawBackSubsidyRequest {
             request_id,
             claim_id,

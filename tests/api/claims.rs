@@ -299,7 +299,9 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     // review; a line the claim does not have, or rejected twice, or without a reason.
     for token in [&t.bank, &t.auditor] {
         let refused = app.subsidy(token).review_subsidy_claim(review(vec![], week.0, week.1)).await;
-        expect_code(refused, Code::PermissionDenied);
+        let refused = expect_code(refused, Code::PermissionDenied);
+        // Refused for who calls, before the writer plans anything.
+        assert!(refused.message().ends_with("only a finance office may"), "{}", refused.message());
     }
     let mut finance = app.subsidy(&t.finance);
     for (from, to, field) in [
