@@ -613,6 +613,30 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     assert!(v.problems.iter().any(|p| p.contains("risk compensations")), "{:?}", v.problems);
 
+    // A forger turns the second claim into a compensation in one step, as recorded before
+    // claims and payments were two (no finance office's payment), and rehashes the chain:
+    // verify, having replayed claims before it, reports it.
+    let mut journal = app.journal(&t.auditor, LEDGER).await;
+    let at = journal.iter().rposition(|e| e.kind == "risk_fund.claimed").expect("recorded");
+    let seq = journal[at].seq;
+    let forged = journal[at]
+        .command_json
+        .replace("\"type\":\"claimed\"", "\"type\":\"compensated\"")
+        .replace(",\"pending\":true", "");
+    assert_ne!(forged, journal[at].command_json);
+    journal[at].command_json = forged.clone();
+    journal[at].kind = "risk_fund.compensated".into();
+    let mut sql = format!(
+        "update journal_txn set command_json = '{forged}', kind = 'risk_fund.compensated' \
+         where ledger_id = '{LEDGER}' and seq = {seq};"
+    );
+    sql.push_str(&rehash_from(&journal, at));
+    app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
+    check_chain(&app.journal(&t.auditor, LEDGER).await);
+    let v = app.verify(&t.auditor).await;
+    let one_step = format!("seq {seq}: a compensation in one step after claims");
+    assert!(v.problems.iter().any(|p| p.starts_with(&one_step)), "{:?}", v.problems);
+
     // A forger dates the first deposit back before the fund's opening, and rehashes the chain
     // from there: verify, planning the deposit again from the fund, reports it at its seq.
     let mut journal = app.journal(&t.auditor, LEDGER).await;
