@@ -18,7 +18,9 @@
 //!   interest are the bank's: the fund covers principal only); the fund's share of it, rounded
 //!   half up to the fen, is assessed with the claim, which moves no money; the payment, not
 //!   dated before the claim, pays it to the bank, once, and the bank bears the rest. The
-//!   payment is refused when the balance does not cover the fund's part (`FUND_INSUFFICIENT`).
+//!   payment is refused when the balance does not cover the fund's part (`FUND_INSUFFICIENT`),
+//!   and dated before the latest money the fund received ([`Fund::last_inflow_on`]): the
+//!   balance is then the fund's on the payment's date and after, never below zero.
 //!   (Before claims and payments were two, a compensation was one event,
 //!   [`FundEvent::Compensated`], planned by [`Fund::compensate`]: replayed as paid.) The
 //!   household still owes the bank everything: the loan's figures are not changed, and its
@@ -115,6 +117,11 @@ pub struct Fund {
     /// lending limit does not count ([`Fund::lending_limit`]).
     #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub pending_fen: Fen,
+    /// The latest value date of the money the fund received (deposits, interest, returns): a
+    /// payment out of it is not dated before it ([`Fund::pay`]), so that the balance it is
+    /// judged against is the fund's on its date and every day after.
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub last_inflow_on: Option<NaiveDate>,
 }
 
 /// One loan's compensation, with what was returned of it since.
@@ -318,6 +325,7 @@ impl Fund {
                 returned_fen: Fen::ZERO,
                 compensations: 0,
                 pending_fen: Fen::ZERO,
+                last_inflow_on: None,
             }),
             _ => None,
         }
@@ -401,6 +409,19 @@ impl Fund {
                     format_date(compensation.compensated_on)
                 ),
             ));
+        }
+        if let Some(received) = self.last_inflow_on.filter(|received| date < *received) {
+            return Err(DomainError::refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before the fund of ledger {} received money on {}: a payment is dated \
+                     on or after the money its balance counts",
+                    format_date(date),
+                    self.ledger_id,
+                    format_date(received)
+                ),
+            )
+            .with("last_inflow_on", format_date(received)));
         }
         self.check_covers(compensation)?;
         Ok(FundEvent::Paid {
@@ -575,10 +596,11 @@ impl Fund {
             FundEvent::Opened { .. } => {
                 Err(DomainError::Exists { what: "risk fund", id: self.ledger_id.clone() })
             }
-            FundEvent::Deposited { source, amount_fen, .. } => {
+            FundEvent::Deposited { source, amount_fen, value_date, .. } => {
                 if !amount_fen.is_positive() {
                     return Err(DomainError::invalid("amount_fen", "must be positive"));
                 }
+                self.received_on(*value_date);
                 self.balance_fen = add(self.balance_fen, *amount_fen, "balance")?;
                 match source {
                     DepositSource::Deposit => {
@@ -655,7 +677,7 @@ impl Fund {
                     ..c.clone()
                 }))
             }
-            FundEvent::Returned { loan_id, recovered_fen, amount_fen, .. } => {
+            FundEvent::Returned { loan_id, recovered_fen, amount_fen, value_date, .. } => {
                 let Some(c) = compensation.filter(|c| &c.loan_id == loan_id && !c.pending) else {
                     return Err(DomainError::NotFound {
                         what: "compensation",
@@ -678,6 +700,7 @@ impl Fund {
                 }
                 self.balance_fen = add(self.balance_fen, *amount_fen, "balance")?;
                 self.returned_fen = add(self.returned_fen, *amount_fen, "returned")?;
+                self.received_on(*value_date);
                 Ok(Some(Compensation {
                     recovered_fen: *recovered_fen,
                     returned_fen: returned,
@@ -685,6 +708,11 @@ impl Fund {
                 }))
             }
         }
+    }
+
+    /// Money received on `date` ([`Fund::last_inflow_on`]).
+    fn received_on(&mut self, date: NaiveDate) {
+        self.last_inflow_on = Some(self.last_inflow_on.map_or(date, |last| last.max(date)));
     }
 
     /// A compensation's part paid out of the fund.

@@ -307,6 +307,26 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     app.db.execute_raw(migration).await.expect("the migration's statements");
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    // The fund's row as the version before the latest inflow date left it: verify reports the
+    // fund, and the migration that came with it puts the day of its last money received (the
+    // return of 2021-07-01) back.
+    let (strip, migration) = match app.backend {
+        Backend::Sqlite => (
+            "update risk_fund set fund_json = json_remove(fund_json, '$.last_inflow_on')",
+            include_str!("../../migrations/sqlite/0014_fund_last_inflow.sql"),
+        ),
+        Backend::Postgres => (
+            "update risk_fund set fund_json = \
+             regexp_replace(fund_json, ',\"last_inflow_on\":\"[0-9-]+\"', '')",
+            include_str!("../../migrations/postgres/0017_fund_last_inflow.sql"),
+        ),
+    };
+    assert_eq!(app.db.execute_raw(strip).await.expect("the row as before"), 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.problems.iter().any(|p| p.contains("risk fund")), "{:?}", v.problems);
+    app.db.execute_raw(migration).await.expect("the migration's statements");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "the row as the journal rebuilds it: {:?}", v.problems);
 
     // A forger with the database's keys makes the loan look longer overdue in the recorded
     // compensation (no amount changed) and rehashes the chain from there: the chain holds,

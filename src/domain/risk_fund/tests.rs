@@ -125,6 +125,14 @@ fn a_claim_is_paid_by_the_finance_office_once_and_only_then_takes_returns() {
     fund.apply(&deposit, None).unwrap();
     let back = fund.pay(&claimed, d("2021-06-19"), "P-1").unwrap_err();
     assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
+    // Nor before the deposit its balance counts: on 06-21 the fund held 30,000.00.
+    assert_eq!(fund.last_inflow_on, Some(d("2021-06-22")));
+    let before_deposit = fund.pay(&claimed, d("2021-06-21"), "P-1").unwrap_err();
+    assert!(
+        before_deposit.to_string().contains("received money on 2021-06-22"),
+        "{before_deposit}"
+    );
+    assert_eq!(code(before_deposit), "VALUE_DATE_OUT_OF_RANGE");
     let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
     // Replayed, a payment to another bank, or dated before the claim, does not apply, nor a
     // return on a claim not paid.
