@@ -422,6 +422,20 @@ fn claimed_lines(
                 line.interest_paid_fen,
             )?,
             subsidy_fen: parse::non_negative_fen(&field("subsidy_fen"), line.subsidy_fen)?,
+            principal_fen: match line.principal_fen {
+                0 => None,
+                fen => Some(parse::positive_fen(&field("principal_fen"), fen)?),
+            },
+            annual_rate: match line.annual_rate.as_str() {
+                "" => None,
+                rate => Some(parse::rate(&field("annual_rate"), rate)?),
+            },
+            days: (line.days > 0).then_some(line.days),
+            jishu: match line.jishu {
+                0 => None,
+                j if j < 0 => return Err(invalid(&field("jishu"), "must not be negative")),
+                j => Some(j),
+            },
         };
         if let Some(first) = seen.insert((claimed.loan_id.clone(), due_date), i) {
             let message = format!("claims the loan-period of lines[{first}] again");
@@ -490,6 +504,10 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
             Difference::InterestDiffers => pb::ClaimDifference::InterestDiffers,
             Difference::SubsidyDiffers => pb::ClaimDifference::SubsidyDiffers,
             Difference::AlreadyClaimed => pb::ClaimDifference::AlreadyClaimed,
+            Difference::PrincipalDiffers => pb::ClaimDifference::PrincipalDiffers,
+            Difference::RateDiffers => pb::ClaimDifference::RateDiffers,
+            Difference::DaysDiffers => pb::ClaimDifference::DaysDiffers,
+            Difference::JishuDiffers => pb::ClaimDifference::JishuDiffers,
         };
         i32::from(d)
     };
@@ -499,6 +517,10 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
             due_date: format_date(l.claimed.due_date),
             interest_paid_fen: l.claimed.interest_paid_fen.0,
             subsidy_fen: l.claimed.subsidy_fen.0,
+            principal_fen: l.claimed.principal_fen.map_or(0, |p| p.0),
+            annual_rate: l.claimed.annual_rate.map(|r| r.to_string()).unwrap_or_default(),
+            days: l.claimed.days.unwrap_or(0),
+            jishu: l.claimed.jishu.unwrap_or(0),
         }),
         household_id: l.household_id.clone(),
         township: l.township.clone(),

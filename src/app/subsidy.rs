@@ -27,7 +27,7 @@ use crate::domain::policy::{PolicyVersion, in_force};
 use crate::domain::rate::AnnualRate;
 use crate::domain::servicing::ServicingError;
 use crate::domain::subsidy::{RatioStep, RatioTable, SubsidyPolicy};
-use crate::domain::subsidy_claim::{ClaimLine, ClaimedLine, check_line};
+use crate::domain::subsidy_claim::{ClaimLine, ClaimedLine, check_line, check_terms};
 use crate::domain::subsidy_register::{RegisterLine, register};
 use crate::store::Db;
 use crate::store::read::{LoanFilter, LoanHistory};
@@ -188,6 +188,7 @@ pub async fn check_claim(
                 (checked.township, checked.village) =
                     places.get(&terms.household_id).cloned().unwrap_or_default();
                 checked.principal_fen = terms.principal_fen;
+                check_terms(&mut checked, terms.principal_fen, terms.annual_rate);
             }
             checked
         })

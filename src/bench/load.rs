@@ -661,6 +661,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
                 due_date: line.due_date.clone(),
                 interest_paid_fen: line.interest_paid_on_time_fen,
                 subsidy_fen: line.working.as_ref().map_or(0, |w| w.subsidy_fen),
+                ..pb::ClaimedSubsidyLine::default()
             });
         }
     }

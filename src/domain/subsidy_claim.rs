@@ -7,7 +7,9 @@
 //!   names a loan), is of one bank and its ledger, and covers a period: every line's due date
 //!   is within `due_from..=due_to`.
 //! - **A claimed line** names a loan-period by the loan and the period's due date, with the
-//!   interest the bank says was paid for it and the subsidy it asks for.
+//!   interest the bank says was paid for it and the subsidy it asks for, and, as the bank's
+//!   list states them, the loan's principal and rate and the period's days and 积数 (each
+//!   optional: a figure not stated is not compared).
 //! - **Checking a line** ([`check_line`]) against the register's line of that loan-period, as of
 //!   the submission date, gives the recomputed figures and the differences, each a stable code:
 //!   - `NotInRegister`: the bank has no such loan, or the loan no period due that day (another
@@ -16,6 +18,9 @@
 //!     yet due, or the loan misused): it earns nothing;
 //!   - `InterestDiffers`: the interest claimed as paid is not the interest paid on time;
 //!   - `SubsidyDiffers`: the subsidy claimed is not the one recomputed;
+//!   - `PrincipalDiffers`, `RateDiffers`: the principal or rate stated is not the contract's
+//!     ([`check_terms`]);
+//!   - `DaysDiffers`, `JishuDiffers`: the days or 积数 stated are not the working's;
 //!   - `AlreadyClaimed`: the loan-period is held by another claim (named on the line), submitted
 //!     before. A loan-period is claimed once, whatever the retries: a line that checks out with
 //!     no other difference holds its loan-period for its claim ([`ClaimLine::holds_period`]),
@@ -64,6 +69,7 @@ use serde::{Deserialize, Serialize};
 use super::date::iso;
 use super::error::{DomainError, Reason};
 use super::money::Fen;
+use super::rate::AnnualRate;
 use super::subsidy_register::{LineStanding, RegisterLine};
 
 /// The most lines a claim may have: a county's quarter is about 9,000.
@@ -77,6 +83,16 @@ pub struct ClaimedLine {
     pub due_date: NaiveDate,
     pub interest_paid_fen: Fen,
     pub subsidy_fen: Fen,
+    /// The loan's principal, its annual rate, and the period's days and 积数 (Σ of each day's
+    /// principal, fen), as the bank's list states them; not compared when not stated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_fen: Option<Fen>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annual_rate: Option<AnnualRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jishu: Option<i64>,
 }
 
 /// Why a claimed line is not payable as claimed (see the module doc).
@@ -88,6 +104,10 @@ pub enum Difference {
     InterestDiffers,
     SubsidyDiffers,
     AlreadyClaimed,
+    PrincipalDiffers,
+    RateDiffers,
+    DaysDiffers,
+    JishuDiffers,
 }
 
 impl Difference {
@@ -98,6 +118,10 @@ impl Difference {
             Difference::InterestDiffers => "INTEREST_DIFFERS",
             Difference::SubsidyDiffers => "SUBSIDY_DIFFERS",
             Difference::AlreadyClaimed => "ALREADY_CLAIMED",
+            Difference::PrincipalDiffers => "PRINCIPAL_DIFFERS",
+            Difference::RateDiffers => "RATE_DIFFERS",
+            Difference::DaysDiffers => "DAYS_DIFFERS",
+            Difference::JishuDiffers => "JISHU_DIFFERS",
         }
     }
 }
@@ -710,6 +734,12 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
     if claimed.subsidy_fen != recomputed.subsidy_fen {
         differences.push(Difference::SubsidyDiffers);
     }
+    if claimed.days.is_some_and(|days| days != recomputed.days) {
+        differences.push(Difference::DaysDiffers);
+    }
+    if claimed.jishu.is_some_and(|jishu| jishu != recomputed.jishu) {
+        differences.push(Difference::JishuDiffers);
+    }
     ClaimLine {
         claimed: claimed.clone(),
         household_id: String::new(),
@@ -721,6 +751,17 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
         claimed_by: None,
         decision: None,
         clawback: None,
+    }
+}
+
+/// Marks the differences of the loan's principal and rate the line states from the contract's
+/// (`principal`, `rate`), for a line in the register.
+pub fn check_terms(line: &mut ClaimLine, principal: Fen, rate: AnnualRate) {
+    if line.claimed.principal_fen.is_some_and(|p| p != principal) {
+        line.differences.push(Difference::PrincipalDiffers);
+    }
+    if line.claimed.annual_rate.is_some_and(|r| r.value() != rate.value()) {
+        line.differences.push(Difference::RateDiffers);
     }
 }
 
@@ -780,6 +821,10 @@ mod tests {
             due_date: d("2021-03-20"),
             interest_paid_fen: Fen(paid),
             subsidy_fen: Fen(subsidy),
+            principal_fen: None,
+            annual_rate: None,
+            days: None,
+            jishu: None,
         }
     }
 
@@ -791,6 +836,41 @@ mod tests {
         );
         assert!(line.differences.is_empty());
         assert_eq!(line.payable_fen(), Fen(29_410));
+    }
+
+    /// The principal, rate, days and 积数 a line states are compared when stated: with the
+    /// working's days and 积数, and the contract's principal and rate.
+    #[test]
+    fn the_figures_a_line_states_are_compared_when_stated() {
+        let on_time = register_line(LineStanding::OnTime, 29_410, Some(29_410));
+        let rate = |r: &str| crate::domain::rate::AnnualRate::parse(r).unwrap();
+        let stated = |principal: i64, r: &str, days: u32, jishu: i64| ClaimedLine {
+            principal_fen: Some(Fen(principal)),
+            annual_rate: Some(rate(r)),
+            days: Some(days),
+            jishu: Some(jishu),
+            ..claimed(29_410, 29_410)
+        };
+        let mut right = check_line(&stated(5_000_000, "0.0385", 55, 275_000_000), Some(&on_time));
+        check_terms(&mut right, Fen(5_000_000), rate("0.038500"));
+        assert!(right.differences.is_empty(), "{:?}", right.differences);
+        assert_eq!(right.payable_fen(), Fen(29_410));
+        let mut wrong = check_line(&stated(4_999_999, "0.04", 54, 274_999_999), Some(&on_time));
+        check_terms(&mut wrong, Fen(5_000_000), rate("0.0385"));
+        assert_eq!(
+            wrong.differences,
+            [
+                Difference::DaysDiffers,
+                Difference::JishuDiffers,
+                Difference::PrincipalDiffers,
+                Difference::RateDiffers
+            ]
+        );
+        assert_eq!(wrong.payable_fen(), Fen::ZERO);
+        // Not stated: not compared.
+        let mut silent = check_line(&claimed(29_410, 29_410), Some(&on_time));
+        check_terms(&mut silent, Fen(1), rate("0.01"));
+        assert!(silent.differences.is_empty());
     }
 
     #[test]

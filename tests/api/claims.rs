@@ -26,6 +26,7 @@ fn line(loan_id: &str, due_date: &str, paid: i64, subsidy: i64) -> pb::ClaimedSu
         due_date: due_date.into(),
         interest_paid_fen: paid,
         subsidy_fen: subsidy,
+        ..pb::ClaimedSubsidyLine::default()
     }
 }
 
@@ -157,6 +158,34 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     assert_eq!(differences(&later), [vec![D::AlreadyClaimed], vec![D::NotOnTime]]);
     assert_eq!(later.lines[0].claimed_by, claim_id);
     assert_eq!((later.payable_fen, later.recomputed_fen), (0, 29_410));
+
+    // The principal, rate, days and 积数 a bank's list states are compared too: the contract's
+    // and the working's (55 days of 5,000,000 fen) check out, others are marked; a figure not
+    // stated is not compared (above).
+    let stated = |claim_number: &str, principal: i64, rate: &str, days: u32, jishu: i64| {
+        let line = pb::ClaimedSubsidyLine {
+            principal_fen: principal,
+            annual_rate: rate.into(),
+            days,
+            jishu,
+            ..line(&second, "2021-03-20", 0, 0)
+        };
+        let request = claim_request(&rid("claim"), claim_number, vec![line]);
+        let mut client = app.subsidy(&t.bank);
+        async move { client.submit_subsidy_claim(request).await }
+    };
+    let right = stated("2021Q1-C", 5_000_000, "0.0385", 55, 55 * 5_000_000).await;
+    let right = right.expect("as the register has it").into_inner().claim.expect("the claim");
+    assert_eq!(differences(&right), [vec![D::NotOnTime]]);
+    assert_eq!(right.lines[0].claimed.as_ref().map(|c| c.days), Some(55));
+    let wrong = stated("2021Q1-D", 5_000_001, "0.0435", 56, 55 * 5_000_000 + 1).await;
+    let wrong = wrong.expect("checked").into_inner().claim.expect("the claim");
+    assert_eq!(
+        differences(&wrong),
+        [vec![D::NotOnTime, D::DaysDiffers, D::JishuDiffers, D::PrincipalDiffers, D::RateDiffers]]
+    );
+    let negative = stated("2021Q1-E", 0, "", 0, -1).await;
+    expect_invalid(negative, "lines[0].jishu");
 
     // The claim as it stands, to the bank, the finance office and an auditor.
     for token in [&t.bank, &t.finance, &t.auditor] {

@@ -1177,6 +1177,10 @@ async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
         due_date: day("2021-03-20"),
         interest_paid_fen: Fen(29_410),
         subsidy_fen: Fen(29_410),
+        principal_fen: None,
+        annual_rate: None,
+        days: None,
+        jishu: None,
     }];
     let check = || crate::app::subsidy::check_claim(db, &bank_row, &lines, day("2021-04-01"));
     let claim = |checked| Command::SubmitSubsidyClaim {
