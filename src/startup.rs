@@ -238,6 +238,8 @@ impl Application {
             }
         };
         let serve = Server::builder()
+            // Outside the panics' layer: a panic answered INTERNAL is counted so.
+            .layer(crate::api::metrics::MetricsLayer(api.metrics.clone()))
             .layer(crate::api::panics::CatchPanicLayer)
             .add_service(health_service)
             .add_service(reflection_v1)

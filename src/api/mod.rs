@@ -6,6 +6,7 @@ pub mod connection;
 pub mod convert;
 pub mod error;
 pub mod loans;
+pub mod metrics;
 pub mod panics;
 pub mod parse;
 pub mod pools;
@@ -53,6 +54,8 @@ pub struct Api {
     business_utc_offset: chrono::FixedOffset,
     /// The key that signs checkpoints ([`crate::app::checkpoints`]).
     signing_key: Arc<ed25519_dalek::SigningKey>,
+    /// The calls counted by the server's [`metrics::MetricsLayer`] (`GetMetrics`).
+    pub metrics: Arc<metrics::CallMetrics>,
 }
 
 /// Refuses a caller whose role may never make `call` (README's role table: an auditor writes
@@ -95,6 +98,7 @@ impl Api {
             token_cache_ttl,
             verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             business_utc_offset,
+            metrics: Arc::default(),
         }
     }
 

@@ -321,6 +321,40 @@ impl RegistryService for Api {
         }
     }
 
+    async fn get_metrics(
+        &self,
+        request: Request<pb::GetMetricsRequest>,
+    ) -> Result<Response<pb::Metrics>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Operator], "GetMetrics")?;
+        let (uptime, calls) = self.metrics.snapshot();
+        let methods = calls
+            .into_iter()
+            .map(|(method, c)| {
+                let total: u64 = c.by_code.iter().sum();
+                let statuses = c
+                    .by_code
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(code, n)| pb::StatusCount { code: code_name(code), count: *n })
+                    .collect();
+                let mean = c.total.as_micros() / u128::from(total.max(1));
+                pb::MethodMetrics {
+                    method,
+                    calls: total,
+                    statuses,
+                    mean_latency_us: u64::try_from(mean).unwrap_or(u64::MAX),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::Metrics {
+            uptime_seconds: uptime.as_secs(),
+            backend: self.db.backend().to_string(),
+            methods,
+        }))
+    }
+
     async fn list_lpr(
         &self,
         request: Request<pb::ListLprRequest>,
@@ -339,4 +373,29 @@ impl RegistryService for Api {
                 .collect(),
         }))
     }
+}
+
+/// A gRPC status code's name ("OK", "INVALID_ARGUMENT", …).
+fn code_name(code: usize) -> String {
+    let code = tonic::Code::from(i32::try_from(code).unwrap_or(2));
+    let name = match code {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    };
+    name.to_string()
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     first_operator_token_and_token_commands,
     a_cancelled_token_read_still_revokes,
     servers_started_together_make_one_first_token,
+    the_operator_reads_the_calls_counted,
 );
 
 /// Bearer tokens and roles: a bank reaches only its own loans, an auditor only reads, nothing
@@ -702,4 +703,48 @@ async fn servers_started_together_make_one_first_token(backend: Backend) {
         .count();
     assert_eq!(printed, 1, "one first token printed");
     assert_eq!(app.db.count_tokens().await.expect("the tokens"), 1, "one stored");
+}
+
+/// The operator reads the service's calls counted by method and status (`GetMetrics`); no
+/// other role may.
+async fn the_operator_reads_the_calls_counted(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    // A refusal of each kind, on a method of its own: a missing loan, a bad field.
+    let missing = pb::GetLoanRequest { loan_id: loan_id("C404"), as_of: String::new() };
+    expect_code(app.loans(&t.bank).get_loan(missing).await, Code::NotFound);
+    let bad = pb::GetLoanRequest { loan_id: "?".into(), as_of: String::new() };
+    expect_code(app.loans(&t.bank).get_loan(bad).await, Code::InvalidArgument);
+    for token in [&t.bank, &t.finance, &t.auditor] {
+        let denied = app.registry(token).get_metrics(pb::GetMetricsRequest {}).await;
+        expect_code(denied, Code::PermissionDenied);
+    }
+    let metrics = app.registry(&t.operator).get_metrics(pb::GetMetricsRequest {}).await;
+    let metrics = metrics.expect("GetMetrics").into_inner();
+    assert_eq!(metrics.backend, app.db.backend());
+    let method = |path: &str| {
+        metrics
+            .methods
+            .iter()
+            .find(|m| m.method == path)
+            .cloned()
+            .unwrap_or_else(|| panic!("{path} not counted: {:?}", metrics.methods))
+    };
+    let statuses = |m: &pb::MethodMetrics| {
+        m.statuses.iter().map(|s| (s.code.clone(), s.count)).collect::<Vec<_>>()
+    };
+    let get_loan = method("/loanledger.v1.LoanService/GetLoan");
+    assert_eq!(get_loan.calls, 2);
+    assert_eq!(
+        statuses(&get_loan),
+        [("INVALID_ARGUMENT".to_string(), 1), ("NOT_FOUND".to_string(), 1)]
+    );
+    // The seed's ledger, counted OK; the refused reads of the metrics themselves counted too.
+    let created = method("/loanledger.v1.RegistryService/CreateLedger");
+    assert_eq!(statuses(&created), [("OK".to_string(), created.calls)]);
+    let refused = method("/loanledger.v1.RegistryService/GetMetrics");
+    assert_eq!(statuses(&refused), [("PERMISSION_DENIED".to_string(), 3)]);
+    app.finish().await;
 }
