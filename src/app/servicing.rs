@@ -55,10 +55,7 @@ pub async fn loans_as_of(
     }
     let ids: Vec<&str> = past.iter().map(|l| l.terms.loan_id.as_str()).collect();
     for (loan_id, history) in db.loan_histories(&ids).await? {
-        let events = loan_events(&loan_id, history)?;
-        let dated =
-            events.iter().map(|(e, seq)| (e, *seq)).take_while(|(e, _)| e.value_date() <= date);
-        as_of.extend(replay(&loan_id, dated)?);
+        as_of.extend(replay_history(&loan_id, history, |event, _| event.value_date() > date)?);
     }
     Ok(as_of)
 }
@@ -75,6 +72,15 @@ async fn replay_until(
     stop: impl Fn(&LoanEvent, u64) -> bool,
 ) -> Result<Option<LoanState>, AppError> {
     let Some(history) = db.loan_history(loan_id).await? else { return Ok(None) };
+    replay_history(loan_id, history, stop)
+}
+
+/// Replays a loan's history, read, from its contract until `stop` says so.
+fn replay_history(
+    loan_id: &str,
+    history: LoanHistory,
+    stop: impl Fn(&LoanEvent, u64) -> bool,
+) -> Result<Option<LoanState>, AppError> {
     let events = loan_events(loan_id, history)?;
     replay(loan_id, events.iter().map(|(e, seq)| (e, *seq)).take_while(|&(e, seq)| !stop(e, seq)))
 }

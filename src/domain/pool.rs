@@ -437,6 +437,14 @@ pub struct Owing {
 }
 
 impl Owing {
+    /// A loan owing `owed` (its payoff figure), of which `accrued` is interest of the running
+    /// period, its principal not yet all repaid or (`has_principal` false) repaid.
+    pub fn new(owed: Fen, accrued: Fen, has_principal: bool) -> Owing {
+        let principal_covered_from =
+            (accrued.is_positive() && has_principal).then(|| Fen(owed.0 - accrued.0));
+        Owing { owed, principal_covered_from }
+    }
+
     /// Whether a part of `share` would repay all principal but not all owed.
     fn refuses(&self, share: Fen) -> bool {
         self.principal_covered_from.is_some_and(|from| share >= from && share < self.owed)
@@ -954,12 +962,9 @@ impl Pool {
             let quote = loan.quote(date).map_err(|e| about_loan(e, &member.loan_id))?;
             let owed =
                 quote.total().ok_or_else(|| DomainError::Overflow { field: "owed".into() })?;
-            let accrued = quote.accrued_interest_fen;
-            let principal_covered_from = (accrued.is_positive()
-                && quote.principal_fen.is_positive())
-            .then(|| Fen(owed.0 - accrued.0));
             if owed.is_positive() {
-                owing.push((loan, Owing { owed, principal_covered_from }));
+                let has_principal = quote.principal_fen.is_positive();
+                owing.push((loan, Owing::new(owed, quote.accrued_interest_fen, has_principal)));
             }
         }
         let total = Fen::checked_sum(owing.iter().map(|(_, o)| o.owed))
@@ -1271,9 +1276,10 @@ impl Pool {
                     .fold(0, |held, c| held.saturating_add(c.delta_fen.0));
                 let held = Fen(held.max(0));
                 let paid = activity.paid_by(as_of);
-                let due = self.returns_due(m, as_of);
+                let schedule = self.returns_schedule(m, as_of);
+                let due = schedule.last().map_or(Fen::ZERO, |&(_, due)| due);
                 let short = Fen(due.0.saturating_sub(paid.0).max(0));
-                let late_points = self.late_points(m, activity, as_of);
+                let late_points = late_points(&schedule, activity, as_of);
                 let mut flags = Vec::new();
                 if short.is_positive() {
                     flags.push(PoolFlag::ReturnShort);
@@ -1307,19 +1313,19 @@ impl Pool {
             })
             .collect()
     }
+}
 
-    /// The due points by `as_of` whose returns were paid after the point, but by `as_of`: the
-    /// returns paid by the point fell short of those due through it, and those paid by `as_of`
-    /// did not (a point still short is [`PoolFlag::ReturnShort`]'s).
-    fn late_points(&self, member: &Member, activity: &Activity, as_of: NaiveDate) -> u32 {
-        let paid_now = activity.paid_by(as_of);
-        let late = self
-            .returns_schedule(member, as_of)
-            .into_iter()
-            .filter(|&(point, due)| activity.paid_by(point) < due && paid_now >= due)
-            .count();
-        u32::try_from(late).unwrap_or(u32::MAX)
-    }
+/// The due points of `schedule` (a member's [`Pool::returns_schedule`] through `as_of`) whose
+/// returns were paid after the point, but by `as_of`: the returns paid by the point fell short
+/// of those due through it, and those paid by `as_of` did not (a point still short is
+/// [`PoolFlag::ReturnShort`]'s).
+fn late_points(schedule: &[(NaiveDate, Fen)], activity: &Activity, as_of: NaiveDate) -> u32 {
+    let paid_now = activity.paid_by(as_of);
+    let late = schedule
+        .iter()
+        .filter(|&&(point, due)| activity.paid_by(point) < due && paid_now >= due)
+        .count();
+    u32::try_from(late).unwrap_or(u32::MAX)
 }
 
 /// One period's return on `fen_days` (Σ held × days) at `rate` over 360 days, rounded half up

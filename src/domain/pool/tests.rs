@@ -370,6 +370,14 @@ fn due_points_fall_on_the_20th() {
     assert_eq!(ReturnFrequency::Yearly.last_point(d("2021-12-19")), Some(d("2020-12-20")));
 }
 
+/// Loans owing each (owed, accrued): one accruing less than it owes has principal left.
+fn owing_of(loans: &[(i64, i64)]) -> Vec<Owing> {
+    loans
+        .iter()
+        .map(|&(owed, accrued)| Owing::new(Fen(owed), Fen(accrued), accrued < owed))
+        .collect()
+}
+
 proptest! {
     /// Returns paid on each due point, each the point's increase of the returns due, are
     /// neither late nor short; paid `delay` days after each point, every point with returns due
@@ -488,13 +496,7 @@ proptest! {
         numerator in 0u32..=1_000,
         short in 0i64..=5,
     ) {
-        let owing: Vec<Owing> = loans
-            .iter()
-            .map(|&(owed, accrued)| Owing {
-                owed: Fen(owed),
-                principal_covered_from: (accrued > 0 && accrued < owed).then(|| Fen(owed - accrued)),
-            })
-            .collect();
+        let owing = owing_of(&loans);
         let total: i64 = owing.iter().map(|o| o.owed.0).sum();
         for amount in [total * i64::from(numerator) / 1_000, (total - short).max(0), total] {
             let split = split_payment(Fen(amount), &owing);
@@ -522,13 +524,7 @@ proptest! {
     fn small_payments_split_whenever_some_split_fits(
         loans in proptest::collection::vec((1i64..=12, 0i64..=12), 1..=4),
     ) {
-        let owing: Vec<Owing> = loans
-            .iter()
-            .map(|&(owed, accrued)| Owing {
-                owed: Fen(owed),
-                principal_covered_from: (accrued > 0 && accrued < owed).then(|| Fen(owed - accrued)),
-            })
-            .collect();
+        let owing = owing_of(&loans);
         fn fits(owing: &[Owing], amount: i64) -> bool {
             match owing.split_first() {
                 None => amount == 0,
