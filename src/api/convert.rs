@@ -13,7 +13,9 @@ use crate::domain::identity::mask;
 use crate::domain::loan::{LoanState, LoanStatus, RepaymentMethod, SettlementFrequency};
 use crate::domain::lpr::TenorBucket;
 use crate::domain::money::Rounding;
-use crate::domain::policy::{PolicyParams, PolicyVersion};
+use crate::domain::policy::{
+    FUND_LEVERAGE_DEFAULT, NPL_LIMIT_DEFAULT_BASIS_POINTS, PolicyParams, PolicyVersion,
+};
 use crate::domain::servicing::Quote;
 use crate::store::rows::{HouseholdView, JournalEntry};
 
@@ -346,6 +348,8 @@ pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
             rounding: p.rounding.as_str().to_string(),
             extension_months_max: p.extension_months_max,
             enterprise_modes_refused: !p.enterprise_modes_allowed,
+            fund_leverage: p.fund_leverage,
+            npl_limit_basis_points: p.npl_limit_basis_points,
             eligible_statuses: p
                 .eligible_statuses
                 .iter()
@@ -384,6 +388,8 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         eligible_statuses,
         extension_months_max,
         enterprise_modes_refused,
+        fund_leverage,
+        npl_limit_basis_points,
     } = p;
     let rounding = match rounding.as_str() {
         "half_up" => Rounding::HalfUp,
@@ -423,6 +429,15 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         extension_months_max,
         eligible_statuses,
         enterprise_modes_allowed: !enterprise_modes_refused,
+        // Left out (0): the programme's, as every version before these were parameters.
+        fund_leverage: match fund_leverage {
+            0 => FUND_LEVERAGE_DEFAULT,
+            leverage => leverage,
+        },
+        npl_limit_basis_points: match npl_limit_basis_points {
+            0 => NPL_LIMIT_DEFAULT_BASIS_POINTS,
+            limit => limit,
+        },
     };
     params.validate().map_err(|e| super::error::status(e.into()))?;
     Ok(params)

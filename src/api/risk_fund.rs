@@ -11,6 +11,7 @@ use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
 use crate::app::listing;
 use crate::domain::date::format_date;
+use crate::domain::policy::LendingLimits;
 use crate::domain::risk_fund::{Compensation, DepositSource, Exposure, Fund};
 use crate::store::read::LoanFilter;
 
@@ -135,7 +136,9 @@ impl RiskFundService for Api {
             fund.ok_or_else(|| Status::not_found(format!("ledger {ledger_id} has no risk fund")))?;
         let loans = self.db.live_loans_of_ledger(&ledger_id).await.map_err(|e| status(e.into()))?;
         let exposure = Exposure::of(&loans, as_of);
-        let limit = fund.lending_limit();
+        let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
+        let limits = LendingLimits::on(&versions, as_of);
+        let limit = fund.lending_limit(limits);
         Ok(Response::new(pb::GetRiskFundResponse {
             fund: Some(fund_to_pb(&fund)),
             exposure: Some(pb::FundExposure {
@@ -147,8 +150,10 @@ impl RiskFundService for Api {
                 npl_basis_points: exposure.npl_basis_points(),
                 undrawn_fen: exposure.undrawn_fen.0,
                 lending_limit_fen: limit.0,
-                room_fen: fund.room(&exposure).0,
-                lending_suspended: exposure.lending_suspended(),
+                room_fen: fund.room(&exposure, limits).0,
+                lending_suspended: exposure.lending_suspended(limits),
+                leverage: limits.leverage,
+                npl_limit_basis_points: limits.npl_limit_basis_points,
             }),
         }))
     }

@@ -52,6 +52,43 @@ pub struct PolicyParams {
     /// was a parameter read back as allowing them, as they did.
     #[serde(default = "allowed", skip_serializing_if = "is_allowed")]
     pub enterprise_modes_allowed: bool,
+    /// The risk fund's leverage ([`crate::domain::risk_fund`]): the ledger's programme loans
+    /// (outstanding, and contracted not paid out yet) at most this many times the fund's
+    /// balance free of unpaid claims, judged on a contract's date. Stored only when it is not
+    /// the default's 10, as are the next: the versions stored before they were parameters read
+    /// back as the national defaults they applied.
+    #[serde(default = "leverage", skip_serializing_if = "is_leverage")]
+    pub fund_leverage: u32,
+    /// The non-performing ratio above which the risk fund suspends new lending, in basis points
+    /// (1/100 of a percent; the default 300 is 3%): principal more than 90 days overdue over all
+    /// principal outstanding, judged on a contract's date and on the day it is recorded.
+    #[serde(default = "npl_limit", skip_serializing_if = "is_npl_limit")]
+    pub npl_limit_basis_points: u32,
+}
+
+/// The programme's leverage of a risk fund: loans at most 10 times its balance.
+pub const FUND_LEVERAGE_DEFAULT: u32 = 10;
+
+/// Highest leverage any policy may set, a sanity bound on data entry.
+pub const FUND_LEVERAGE_BOUND: u32 = 100;
+
+/// The programme's non-performing limit: 3%.
+pub const NPL_LIMIT_DEFAULT_BASIS_POINTS: u32 = 300;
+
+fn leverage() -> u32 {
+    FUND_LEVERAGE_DEFAULT
+}
+
+fn is_leverage(leverage: &u32) -> bool {
+    *leverage == FUND_LEVERAGE_DEFAULT
+}
+
+fn npl_limit() -> u32 {
+    NPL_LIMIT_DEFAULT_BASIS_POINTS
+}
+
+fn is_npl_limit(limit: &u32) -> bool {
+    *limit == NPL_LIMIT_DEFAULT_BASIS_POINTS
 }
 
 fn allowed() -> bool {
@@ -95,6 +132,8 @@ impl Default for PolicyParams {
             ],
             extension_months_max: 12,
             enterprise_modes_allowed: true,
+            fund_leverage: FUND_LEVERAGE_DEFAULT,
+            npl_limit_basis_points: NPL_LIMIT_DEFAULT_BASIS_POINTS,
         }
     }
 }
@@ -152,11 +191,52 @@ impl PolicyParams {
         if self.eligible_statuses.is_empty() {
             return bad("eligible_statuses", "must name at least one status");
         }
+        if self.fund_leverage == 0 || self.fund_leverage > FUND_LEVERAGE_BOUND {
+            return bad("fund_leverage", &format!("must be between 1 and {FUND_LEVERAGE_BOUND}"));
+        }
+        // 0 would suspend lending at the first fen more than 90 days overdue: a limit, not a
+        // ban, is what the fund's ratio is.
+        if self.npl_limit_basis_points == 0 || self.npl_limit_basis_points > 10_000 {
+            return bad("npl_limit_basis_points", "must be between 1 and 10000 (100%)");
+        }
         Ok(())
     }
 
     pub fn household_cap(&self) -> Fen {
         Fen(self.household_principal_cap_fen)
+    }
+
+    /// The limits a risk fund puts on lending under this version.
+    pub fn lending_limits(&self) -> LendingLimits {
+        LendingLimits {
+            leverage: self.fund_leverage,
+            npl_limit_basis_points: self.npl_limit_basis_points,
+        }
+    }
+}
+
+/// A risk fund's limits on new lending ([`crate::domain::risk_fund::check_lending`]), as the
+/// policy in force on the day judged sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LendingLimits {
+    /// Loans at most this many times the fund's free balance.
+    pub leverage: u32,
+    /// Lending suspended above this non-performing ratio, in basis points.
+    pub npl_limit_basis_points: u32,
+}
+
+impl Default for LendingLimits {
+    /// The programme's: 10 times the balance, 3%.
+    fn default() -> Self {
+        PolicyParams::default().lending_limits()
+    }
+}
+
+impl LendingLimits {
+    /// The limits of the version of `versions` in force on `date` ([`in_force`]; the
+    /// programme's before the first).
+    pub fn on(versions: &[PolicyVersion], date: BusinessDate) -> LendingLimits {
+        in_force(versions, date).map(|v| v.params.lending_limits()).unwrap_or_default()
     }
 }
 

@@ -41,16 +41,24 @@
 //!   - leverage ([`check_leverage`]): the ledger's programme loans outstanding, with the
 //!     principal its contracts have not paid out yet (until their maturity) and the new
 //!     contract's (a renewal's above what the loan it renews counts: the two are one
-//!     lending), at most [`LEVERAGE`] × the balance (`FUND_LEVERAGE_EXCEEDED`): checked when
+//!     lending), at most the policy's leverage × the balance (`FUND_LEVERAGE_EXCEEDED`;
+//!     [`PolicyParams::fund_leverage`], 10 by default): checked when
 //!     a loan is contracted, so that its payouts, which cannot exceed it, need no check of
 //!     their own; but for a contract whose maturity has passed unpaid, which stopped counting
 //!     then: a payout of it dated back before its maturity is checked as new lending, the
 //!     amount paid out on top of what the ledger's loans stand at now;
 //!   - the non-performing ratio ([`check_suspension`]): principal of loans more than 90 days
-//!     overdue over all principal outstanding; above [`NPL_LIMIT_PERCENT`]% lending is
-//!     suspended (`LENDING_SUSPENDED`) until the ratio falls (repayments, write-offs). Judged
-//!     as of the contract date, and for a contract dated back as of the day it is recorded
-//!     too: while lending is suspended, no contract is recorded, whatever its date.
+//!     overdue over all principal outstanding; above the policy's limit
+//!     ([`PolicyParams::npl_limit_basis_points`], 3% by default) lending is suspended
+//!     (`LENDING_SUSPENDED`) until the ratio falls (repayments, write-offs). Judged as of the
+//!     contract date, and for a contract dated back as of the day it is recorded too: while
+//!     lending is suspended, no contract is recorded, whatever its date.
+//!
+//!   Each limit is the ledger's policy version in force on the day judged ([`LendingLimits`]:
+//!   the contract date's, the recording day's for the second judgement of the suspension),
+//!   as the other caps follow the contract date. A finance office raises or lowers them from a
+//!   date with a version of its own; verify does not judge them again (a limit refuses a
+//!   contract, it posts nothing).
 //!
 //!   A ledger without a fund has neither limit: the fund is the county's to open.
 //!
@@ -70,16 +78,13 @@ use super::date::{format_date, iso, iso_opt};
 use super::error::{DomainError, Reason};
 use super::loan::{LoanState, LoanStatus};
 use super::money::Fen;
+use super::policy::LendingLimits;
+#[cfg(doc)]
+use super::policy::PolicyParams;
 pub use super::servicing::OVERDUE_CLAIM_DAYS;
 
 /// The fund's share of a loss, in percent: 80 (fund:bank 80:20) or 70 (70:30).
 pub const FUND_SHARES: [u8; 2] = [80, 70];
-
-/// Programme loans outstanding at most this many times the fund's balance.
-pub const LEVERAGE: i64 = 10;
-
-/// Lending is suspended when the non-performing ratio is above this many percent.
-pub const NPL_LIMIT_PERCENT: i64 = 3;
 
 /// Where a deposit's money comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -724,16 +729,16 @@ impl Fund {
     }
 
     /// What is left under [`Fund::lending_limit`] once `exposure` is counted (0 when nothing).
-    pub fn room(&self, exposure: &Exposure) -> Fen {
-        let room = (i128::from(self.lending_limit().0) - exposure.committed_fen()).max(0);
+    pub fn room(&self, exposure: &Exposure, limits: LendingLimits) -> Fen {
+        let room = (i128::from(self.lending_limit(limits).0) - exposure.committed_fen()).max(0);
         Fen(i64::try_from(room).unwrap_or(i64::MAX))
     }
 
-    /// The most the ledger's programme loans may stand at: [`LEVERAGE`] × the balance less the
-    /// claims not paid yet (the fund owes those).
-    pub fn lending_limit(&self) -> Fen {
+    /// The most the ledger's programme loans may stand at: the policy's leverage (10 by
+    /// default) × the balance less the claims not paid yet (the fund owes those).
+    pub fn lending_limit(&self, limits: LendingLimits) -> Fen {
         let free = self.balance_fen.0.saturating_sub(self.pending_fen.0).max(0);
-        Fen(free.saturating_mul(LEVERAGE))
+        Fen(free.saturating_mul(i64::from(limits.leverage)))
     }
 }
 
@@ -831,16 +836,18 @@ impl Exposure {
         i64::try_from(bp).unwrap_or(i64::MAX)
     }
 
-    /// Whether the non-performing ratio is above [`NPL_LIMIT_PERCENT`]%, exactly (no rounding).
-    pub fn lending_suspended(&self) -> bool {
-        i128::from(self.non_performing_fen.0) * 100
-            > i128::from(self.outstanding_fen.0) * i128::from(NPL_LIMIT_PERCENT)
+    /// Whether the non-performing ratio is above the policy's limit (3% by default), exactly
+    /// (no rounding).
+    pub fn lending_suspended(&self, limits: LendingLimits) -> bool {
+        i128::from(self.non_performing_fen.0) * 10_000
+            > i128::from(self.outstanding_fen.0) * i128::from(limits.npl_limit_basis_points)
     }
 }
 
 /// Whether `fund` lets its ledger contract a new loan of `principal` on `date`, the ledger's
 /// programme loans standing at `exposure` that day (its contracts' principal not drawn yet
-/// counted with what is outstanding): [`check_suspension`], then [`check_leverage`]. A
+/// counted with what is outstanding), under the `limits` of the policy in force that day:
+/// [`check_suspension`], then [`check_leverage`]. A
 /// renewal (`renews`: the loan it renews, in `exposure`) adds only its principal above what
 /// that loan counts that day: it is paid out once that loan owes no principal, so the two are
 /// one lending, not counted twice.
@@ -850,11 +857,12 @@ pub fn check_lending(
     principal: Fen,
     date: NaiveDate,
     renews: Option<&LoanState>,
+    limits: LendingLimits,
 ) -> Result<(), DomainError> {
-    check_suspension(fund, exposure, date)?;
+    check_suspension(fund, exposure, date, limits)?;
     let Some(parent) = renews else {
         let what = format!("a loan of {} fen", principal.0);
-        return check_leverage(fund, exposure, principal, &what);
+        return check_leverage(fund, exposure, principal, &what, limits);
     };
     let counted = Exposure::of_loan(parent, date).committed_fen();
     let adds = (i128::from(principal.0) - counted).max(0);
@@ -863,33 +871,38 @@ pub fn check_lending(
         "a renewal of {} fen of loan {} ({} fen more than that loan counts)",
         principal.0, parent.terms.loan_id, adds.0
     );
-    check_leverage(fund, exposure, adds, &what)
+    check_leverage(fund, exposure, adds, &what, limits)
 }
 
 /// Refuses new lending while the ledger's non-performing ratio on `date`, its loans standing
-/// at `exposure` that day, is above [`NPL_LIMIT_PERCENT`]% (`LENDING_SUSPENDED`).
+/// at `exposure` that day, is above the `limits`' (`LENDING_SUSPENDED`).
 pub fn check_suspension(
     fund: &Fund,
     exposure: &Exposure,
     date: NaiveDate,
+    limits: LendingLimits,
 ) -> Result<(), DomainError> {
-    if exposure.lending_suspended() {
+    if exposure.lending_suspended(limits) {
         let bp = exposure.npl_basis_points();
+        let limit = limits.npl_limit_basis_points;
         return Err(DomainError::refused(
             Reason::LendingSuspended,
             format!(
                 "lending in ledger {} is suspended: on {} its non-performing ratio is {}.{:02}% \
                  ({} fen of {} fen outstanding more than {OVERDUE_CLAIM_DAYS} days overdue), \
-                 above {NPL_LIMIT_PERCENT}%",
+                 above the policy's {}.{:02}%",
                 fund.ledger_id,
                 format_date(date),
                 bp / 100,
                 bp % 100,
                 exposure.non_performing_fen.0,
-                exposure.outstanding_fen.0
+                exposure.outstanding_fen.0,
+                limit / 100,
+                limit % 100
             ),
         )
         .with("npl_basis_points", bp)
+        .with("npl_limit_basis_points", limit)
         .with("non_performing_fen", exposure.non_performing_fen.0)
         .with("outstanding_fen", exposure.outstanding_fen.0)
         .with("as_of", format_date(date)));
@@ -898,29 +911,32 @@ pub fn check_suspension(
 }
 
 /// Refuses `amount` of new lending (`what`, named in the refusal) that would bring the ledger's
-/// programme loans, standing at `exposure`, above [`Fund::lending_limit`]
+/// programme loans, standing at `exposure`, above [`Fund::lending_limit`] under `limits`
 /// (`FUND_LEVERAGE_EXCEEDED`).
 pub fn check_leverage(
     fund: &Fund,
     exposure: &Exposure,
     amount: Fen,
     what: &str,
+    limits: LendingLimits,
 ) -> Result<(), DomainError> {
     let after = exposure.committed_fen() + i128::from(amount.0);
-    let limit = fund.lending_limit();
+    let limit = fund.lending_limit(limits);
     if after > i128::from(limit.0) {
-        let room = fund.room(exposure).0;
+        let room = fund.room(exposure, limits).0;
+        let leverage = limits.leverage;
         return Err(DomainError::refused(
             Reason::FundLeverageExceeded,
             format!(
                 "{what} would bring ledger {}'s programme loans (outstanding, and contracted \
-                 not yet paid out) to {after} fen, above {LEVERAGE} × its risk fund's {} fen \
+                 not yet paid out) to {after} fen, above {leverage} × its risk fund's {} fen \
                  ({} fen)",
                 fund.ledger_id, fund.balance_fen.0, limit.0
             ),
         )
         .with("limit_fen", limit.0)
-        .with("room_fen", room));
+        .with("room_fen", room)
+        .with("leverage", leverage));
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use crate::common::*;
 on_both_backends!(
     a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_recovered,
     a_funds_limits_hold_new_contracts,
+    a_policy_version_sets_the_funds_limits_from_its_date,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
 );
@@ -415,6 +416,85 @@ async fn a_funds_limits_hold_new_contracts(backend: Backend) {
     app.pay_off(&t.bank, &first, "2021-06-20").await;
     app.pay_off(&t.bank, &second, "2021-06-20").await;
     app.create_loan(&t.bank, standard_loan_on("C003", "H003", "2021-06-20")).await;
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The fund's leverage and non-performing limit are the policy's, versioned by date. The fund
+/// of 5,000.00 yuan allows 50,000.00 at the programme's leverage of 10, all of it taken by
+/// C001; the finance office's version from 2021-02-01 sets 20 and a limit of 50%. A contract
+/// dated before that version is refused as before; one dated on it goes through, and
+/// GetRiskFund answers each date's limits. Both loans paid out and C001 unpaid, on 2021-06-20
+/// half the principal is more than 90 days overdue: not above 50%, so the next contract is
+/// refused for the leverage, not suspended; with room made, it is refused by the suspension of
+/// the day it is recorded (both loans overdue then), naming the version's limit.
+async fn a_policy_version_sets_the_funds_limits_from_its_date(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    app.register_household(&t.finance, "H003", "19800517").await;
+    opened_with(&app, &t, 500_000).await;
+    let first = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let refused =
+        app.loans(&t.bank).create_loan(standard_loan_on("C002", "H002", "2021-02-01")).await;
+    let refused = expect_refused(refused, "FUND_LEVERAGE_EXCEEDED");
+    assert_eq!(metadata(&refused, "leverage").as_deref(), Some("10"));
+
+    let current = app
+        .registry(&t.finance)
+        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: "2021-02-01".into() })
+        .await
+        .expect("GetPolicy")
+        .into_inner();
+    let defaults = current.params.expect("params");
+    assert_eq!((defaults.fund_leverage, defaults.npl_limit_basis_points), (10, 300));
+    let own = pb::PolicyParams { fund_leverage: 20, npl_limit_basis_points: 5_000, ..defaults };
+    app.registry(&t.finance)
+        .set_policy(pb::SetPolicyRequest {
+            request_id: rid("policy"),
+            ledger_id: LEDGER.into(),
+            effective_date: "2021-02-01".into(),
+            params: Some(own),
+        })
+        .await
+        .expect("SetPolicy");
+    let before = fund_on(&app, &t.finance, "2021-01-31").await.exposure.expect("the exposure");
+    assert_eq!((before.leverage, before.npl_limit_basis_points), (10, 300));
+    assert_eq!((before.lending_limit_fen, before.room_fen), (5_000_000, 0));
+    let from = fund_on(&app, &t.auditor, "2021-02-01").await.exposure.expect("the exposure");
+    assert_eq!((from.leverage, from.npl_limit_basis_points), (20, 5_000));
+    assert_eq!((from.lending_limit_fen, from.room_fen), (10_000_000, 5_000_000));
+    // Judged by its own date's version.
+    let dated_before =
+        app.loans(&t.bank).create_loan(standard_loan_on("C002", "H002", "2021-01-31")).await;
+    expect_refused(dated_before, "FUND_LEVERAGE_EXCEEDED");
+    let second = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan_on("C002", "H002", "2021-02-01")).await;
+    app.disburse(&t.bank, &first, "2021-01-25").await;
+    app.disburse(&t.bank, &second, "2021-06-01").await;
+
+    let standing = fund_on(&app, &t.finance, "2021-06-20").await.exposure.expect("the exposure");
+    assert_eq!((standing.outstanding_fen, standing.non_performing_fen), (10_000_000, 5_000_000));
+    assert_eq!(standing.npl_basis_points, 5_000);
+    assert!(!standing.lending_suspended, "50% is not above the version's 50%");
+    let levered =
+        app.loans(&t.bank).create_loan(standard_loan_on("C003", "H003", "2021-06-20")).await;
+    let levered = expect_refused(levered, "FUND_LEVERAGE_EXCEEDED");
+    assert_eq!(metadata(&levered, "leverage").as_deref(), Some("20"));
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-06-01", 500_000))
+        .await
+        .expect("a deposit");
+    let today =
+        app.loans(&t.bank).create_loan(standard_loan_on("C003", "H003", "2021-06-20")).await;
+    let today = expect_refused(today, "LENDING_SUSPENDED");
+    assert_eq!(metadata(&today, "npl_limit_basis_points").as_deref(), Some("5000"));
+    assert_eq!(metadata(&today, "npl_basis_points").as_deref(), Some("10000"));
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);

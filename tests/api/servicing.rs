@@ -2735,6 +2735,8 @@ async fn policy_versions(backend: Backend) {
         eligible_statuses: statuses,
         extension_months_max: 12,
         enterprise_modes_refused: false,
+        fund_leverage: 10,
+        npl_limit_basis_points: 300,
     };
     let req = |request_id: &str, params: pb::PolicyParams| pb::SetPolicyRequest {
         request_id: request_id.into(),
@@ -2776,6 +2778,14 @@ async fn policy_versions(backend: Backend) {
         registry.set_policy(req(&rid("p"), huge)).await,
         "params.household_principal_cap_fen",
     );
+    // The risk fund's limits: a leverage of 1 to 100, a non-performing limit of 1 to 10000
+    // basis points.
+    let mut levered = params("0.5", vec![poor], 5);
+    levered.fund_leverage = 101;
+    expect_invalid(registry.set_policy(req(&rid("p"), levered)).await, "params.fund_leverage");
+    let mut npl = params("0.5", vec![poor], 5);
+    npl.npl_limit_basis_points = 10_001;
+    expect_invalid(registry.set_policy(req(&rid("p"), npl)).await, "params.npl_limit_basis_points");
     let set = registry
         .set_policy(req("p1", params("0.50", vec![monitored, poor, exited, poor], 5)))
         .await
@@ -2791,6 +2801,12 @@ async fn policy_versions(backend: Backend) {
         .await
         .expect("the same policy again")
         .into_inner();
+    assert_eq!(again, set);
+    // The fund's limits left out (0, a client built before they were parameters) are the
+    // programme's: the same policy again.
+    let mut left_out = params("0.5", vec![poor, exited, monitored], 5);
+    (left_out.fund_leverage, left_out.npl_limit_basis_points) = (0, 0);
+    let again = registry.set_policy(req("p1", left_out)).await.expect("left out").into_inner();
     assert_eq!(again, set);
     expect_code(
         registry.set_policy(req("p1", params("0.6", vec![poor, exited, monitored], 5))).await,

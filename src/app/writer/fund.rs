@@ -29,6 +29,7 @@ use crate::domain::error::DomainError;
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanState, LoanTerms};
 use crate::domain::money::Fen;
+use crate::domain::policy::LendingLimits;
 use crate::domain::risk_fund::{
     Exposure, Fund, FundEvent, check_lending, check_leverage, check_suspension,
 };
@@ -262,11 +263,13 @@ impl Writer {
             Some(parent_id) => Some(self.loan(tx, g, parent_id).await?.into_owned()),
             None => None,
         };
-        check_lending(&fund, &exposure, terms.principal_fen, date, renews.as_ref())?;
+        let policies = g.registry.policies(tx, ledger_id).await?;
+        let limits = LendingLimits::on(&policies, date);
+        check_lending(&fund, &exposure, terms.principal_fen, date, renews.as_ref(), limits)?;
         if date < g.recorded_on {
             let today = g.recorded_on;
             let now = self.exposure_on(tx, g, ledger_id, today).await?;
-            check_suspension(&fund, &now, today)?;
+            check_suspension(&fund, &now, today, LendingLimits::on(&policies, today))?;
         }
         Ok(())
     }
@@ -303,7 +306,8 @@ impl Writer {
         // contract agreed before it records money lent then, and a suspension stops new
         // contracts, not the payouts of those agreed (the suspension this test would judge is
         // today's, made by loans perhaps paid out after this one).
-        check_leverage(&fund, &now, amount, &what)?;
+        let limits = LendingLimits::on(&g.registry.policies(tx, ledger_id).await?, latest);
+        check_leverage(&fund, &now, amount, &what, limits)?;
         Ok(())
     }
 

@@ -110,7 +110,10 @@ fn a_claim_is_paid_by_the_finance_office_once_and_only_then_takes_returns() {
     let claimed = fund.apply(&claim, None).unwrap().unwrap();
     assert_eq!((fund.balance_fen, fund.compensations, claimed.paid()), (Fen(3_000_000), 0, None));
     // Held but owed: the claim's 40,000.00 is not lent on (10 × (30,000.00 - 40,000.00): none).
-    assert_eq!((fund.pending_fen, fund.lending_limit()), (Fen(4_000_000), Fen::ZERO));
+    assert_eq!(
+        (fund.pending_fen, fund.lending_limit(LendingLimits::default())),
+        (Fen(4_000_000), Fen::ZERO)
+    );
     // A second claim, a return before the payment: refused.
     let again = fund.claim(&loan, d("2021-06-21"), Some(&claimed)).unwrap_err();
     assert_eq!(code(again), "LOAN_ALREADY_COMPENSATED");
@@ -320,18 +323,55 @@ fn the_npl_ratio_suspends_lending_above_3_percent_and_leverage_caps_it_at_10_tim
         non_performing_loans: 1,
     };
     let day = d("2021-06-20");
-    assert!(check_lending(&fund, &at(1_000_000, 30_000), Fen(1), day, None).is_ok());
-    let suspended = check_lending(&fund, &at(1_000_000, 30_001), Fen(1), day, None);
+    assert!(
+        check_lending(&fund, &at(1_000_000, 30_000), Fen(1), day, None, LendingLimits::default())
+            .is_ok()
+    );
+    let suspended =
+        check_lending(&fund, &at(1_000_000, 30_001), Fen(1), day, None, LendingLimits::default());
     assert_eq!(code(suspended.unwrap_err()), "LENDING_SUSPENDED");
     assert_eq!(at(1_000_000, 30_001).npl_basis_points(), 300);
     assert_eq!(at(0, 0).npl_basis_points(), 0);
     // Limit 10,000,000: 6,000,000 outstanding, 1,000,000 contracted and not paid out.
     let drawing = Exposure { undrawn_fen: Fen(1_000_000), ..at(6_000_000, 0) };
-    assert!(check_lending(&fund, &drawing, Fen(3_000_000), day, None).is_ok());
-    let over = check_lending(&fund, &drawing, Fen(3_000_001), day, None);
+    assert!(
+        check_lending(&fund, &drawing, Fen(3_000_000), day, None, LendingLimits::default()).is_ok()
+    );
+    let over = check_lending(&fund, &drawing, Fen(3_000_001), day, None, LendingLimits::default());
     let DomainError::Refused { reason, metadata, .. } = over.unwrap_err() else { panic!() };
     assert_eq!(reason, Reason::FundLeverageExceeded);
     assert!(metadata.contains(&("room_fen".into(), "3000000".into())));
+}
+
+/// A policy's own limits: at leverage 20 the same fund lends twice as much, and at a limit of
+/// 5% a ratio of 4% does not suspend lending; the refusals name the limits applied.
+#[test]
+fn a_policy_sets_the_leverage_and_the_npl_limit() {
+    let fund = funded(80, 1_000_000);
+    let own = LendingLimits { leverage: 20, npl_limit_basis_points: 500 };
+    let day = d("2021-06-20");
+    assert_eq!(fund.lending_limit(own), Fen(20_000_000));
+    let standing = |outstanding, npl| Exposure {
+        outstanding_fen: Fen(outstanding),
+        non_performing_fen: Fen(npl),
+        ..Exposure::default()
+    };
+    let four = standing(10_000_000, 400_000);
+    let defaults = LendingLimits::default();
+    let refused = check_lending(&fund, &four, Fen(1), day, None, defaults).unwrap_err();
+    let DomainError::Refused { reason, metadata, .. } = refused else { panic!() };
+    assert_eq!(reason, Reason::LendingSuspended);
+    assert!(metadata.contains(&("npl_limit_basis_points".into(), "300".into())), "{metadata:?}");
+    assert!(check_lending(&fund, &four, Fen(10_000_000), day, None, own).is_ok());
+    let over = check_lending(&fund, &four, Fen(10_000_001), day, None, own).unwrap_err();
+    assert!(over.to_string().contains("above 20 × its risk fund's"), "{over}");
+    assert_eq!(code(over), "FUND_LEVERAGE_EXCEEDED");
+    // Exactly 5% is not above it; a fen more is.
+    assert!(!standing(10_000_000, 500_000).lending_suspended(own));
+    assert!(standing(10_000_000, 500_001).lending_suspended(own));
+    let suspended =
+        check_lending(&fund, &standing(10_000_000, 500_001), Fen(1), day, None, own).unwrap_err();
+    assert!(suspended.to_string().contains("above the policy's 5.00%"), "{suspended}");
 }
 
 /// A renewal counts for what it adds above the loan it renews (paid out once that one owes no
@@ -345,17 +385,40 @@ fn a_renewal_is_not_counted_twice_against_the_leverage_limit() {
     let day = d("2021-04-01");
     let exposure = Exposure::of([&parent], day);
     assert_eq!(exposure.committed_fen(), 5_000_000);
-    assert!(check_lending(&fund, &exposure, Fen(5_000_000), day, Some(&parent)).is_ok());
-    let other = check_lending(&fund, &exposure, Fen(5_000_000), day, None).unwrap_err();
+    assert!(
+        check_lending(
+            &fund,
+            &exposure,
+            Fen(5_000_000),
+            day,
+            Some(&parent),
+            LendingLimits::default()
+        )
+        .is_ok()
+    );
+    let other =
+        check_lending(&fund, &exposure, Fen(5_000_000), day, None, LendingLimits::default())
+            .unwrap_err();
     assert_eq!(code(other), "FUND_LEVERAGE_EXCEEDED");
-    let larger = check_lending(&fund, &exposure, Fen(5_000_001), day, Some(&parent)).unwrap_err();
+    let larger = check_lending(
+        &fund,
+        &exposure,
+        Fen(5_000_001),
+        day,
+        Some(&parent),
+        LendingLimits::default(),
+    )
+    .unwrap_err();
     assert!(larger.to_string().contains("1 fen more than that loan counts"), "{larger}");
     assert_eq!(code(larger), "FUND_LEVERAGE_EXCEEDED");
     // Half repaid, the parent counts 2,500,000: a renewal of 5,000,000 adds the other half.
     let half = after(&parent, LoanCommand::Repay { date: d("2021-03-20"), amount: Fen(2_529_410) });
     assert_eq!(half.principal_outstanding_fen, Fen(2_500_000));
     let exposure = Exposure::of([&half], day);
-    assert!(check_lending(&fund, &exposure, Fen(5_000_000), day, Some(&half)).is_ok());
+    assert!(
+        check_lending(&fund, &exposure, Fen(5_000_000), day, Some(&half), LendingLimits::default())
+            .is_ok()
+    );
 }
 
 #[test]
@@ -391,7 +454,7 @@ fn exposure_counts_live_loans_on_the_date() {
     assert_eq!(Exposure::of([&contracted], d("2022-01-25")).undrawn_fen, Fen::ZERO, "expired");
     assert_eq!(e.outstanding_fen, Fen(10_000_000));
     assert_eq!((e.non_performing_loans, e.non_performing_fen), (1, Fen(5_000_000)));
-    assert!(e.lending_suspended());
+    assert!(e.lending_suspended(LendingLimits::default()));
     let e = Exposure::of([&paying, &late], d("2021-06-18"));
     assert_eq!(e.non_performing_loans, 0, "90 days overdue is not yet more than 90");
 }
