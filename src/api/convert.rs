@@ -14,7 +14,8 @@ use crate::domain::loan::{LoanState, LoanStatus, RepaymentMethod, SettlementFreq
 use crate::domain::lpr::TenorBucket;
 use crate::domain::money::Rounding;
 use crate::domain::policy::{
-    FUND_LEVERAGE_DEFAULT, NPL_LIMIT_DEFAULT_BASIS_POINTS, PolicyParams, PolicyVersion,
+    CLAIM_OVERDUE_DAYS_DEFAULT, FUND_LEVERAGE_DEFAULT, NPL_LIMIT_DEFAULT_BASIS_POINTS,
+    PolicyParams, PolicyVersion,
 };
 use crate::domain::servicing::Quote;
 use crate::store::rows::{HouseholdView, JournalEntry};
@@ -350,6 +351,7 @@ pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
             enterprise_modes_refused: !p.enterprise_modes_allowed,
             fund_leverage: p.fund_leverage,
             npl_limit_basis_points: p.npl_limit_basis_points,
+            claim_overdue_days: p.claim_overdue_days,
             eligible_statuses: p
                 .eligible_statuses
                 .iter()
@@ -390,6 +392,7 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         enterprise_modes_refused,
         fund_leverage,
         npl_limit_basis_points,
+        claim_overdue_days,
     } = p;
     let rounding = match rounding.as_str() {
         "half_up" => Rounding::HalfUp,
@@ -437,6 +440,10 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         npl_limit_basis_points: match npl_limit_basis_points {
             0 => NPL_LIMIT_DEFAULT_BASIS_POINTS,
             limit => limit,
+        },
+        claim_overdue_days: match claim_overdue_days {
+            0 => CLAIM_OVERDUE_DAYS_DEFAULT,
+            days => days,
         },
     };
     params.validate().map_err(|e| super::error::status(e.into()))?;

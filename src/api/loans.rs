@@ -502,6 +502,7 @@ impl LoanService for Api {
             grace_days: 0,
             rounding: Rounding::HalfUp,
             extension_months_max: 0,
+            claim_overdue_days: 0,
         };
         let outcome = self
             .writer

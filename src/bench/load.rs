@@ -928,6 +928,7 @@ pub fn bench_terms(id_number: &str) -> LoanTerms {
         grace_days: 0,
         rounding: Rounding::HalfUp,
         extension_months_max: 12,
+        claim_overdue_days: crate::domain::policy::CLAIM_OVERDUE_DAYS_DEFAULT,
     }
 }
 

@@ -134,6 +134,16 @@ pub struct LoanTerms {
     pub grace_days: u32,
     pub rounding: Rounding,
     pub extension_months_max: u32,
+    /// Days overdue after which the loan may be claimed against the risk fund, is
+    /// `OVERDUE_90` and non-performing, and may be written off: the policy's
+    /// [`crate::domain::policy::PolicyParams::claim_overdue_days`] on the contract date (90 by
+    /// default). Stored only when it is not 90: the contracts recorded before it was a
+    /// parameter read back as the 90 they were serviced with.
+    #[serde(
+        default = "super::policy::claim_overdue_days_default",
+        skip_serializing_if = "super::policy::is_claim_overdue_days_default"
+    )]
+    pub claim_overdue_days: u32,
 }
 
 impl LoanTerms {
@@ -372,7 +382,7 @@ impl LoanState {
         if !self.is_live() {
             return self.status;
         }
-        if days > super::servicing::OVERDUE_CLAIM_DAYS {
+        if days > i64::from(self.terms.claim_overdue_days) {
             LoanStatus::Overdue90
         } else if days > 0 {
             LoanStatus::Overdue
@@ -623,16 +633,17 @@ impl LoanState {
                 check_value_date(self, date)?;
                 let settlements =
                     next.servicing.settle_through(&t, date).map_err(servicing_error)?;
-                // DESIGN.md: after 90 days overdue a loan can be claimed against the
-                // risk-compensation fund; it can later be written off. So not before.
+                // DESIGN.md: after 90 days overdue (the contract's policy) a loan can be
+                // claimed against the risk-compensation fund; it can later be written off. So
+                // not before.
                 let days = next.servicing.days_overdue(&t, date);
-                if days <= super::servicing::OVERDUE_CLAIM_DAYS {
+                let claim_days = self.terms.claim_overdue_days;
+                if days <= i64::from(claim_days) {
                     return Err(DomainError::refused(
                         Reason::LoanNotOverdue,
                         format!(
-                            "loan {loan_id} is {days} days overdue on {}; only a loan overdue more than {} days is written off",
+                            "loan {loan_id} is {days} days overdue on {}; only a loan overdue more than {claim_days} days is written off",
                             format_date(date),
-                            super::servicing::OVERDUE_CLAIM_DAYS
                         ),
                     )
                     .with("days_overdue", days));
@@ -849,6 +860,7 @@ pub fn plan_origination(
             grace_days: policy.grace_days,
             rounding: policy.rounding,
             extension_months_max: policy.extension_months_max,
+            claim_overdue_days: policy.claim_overdue_days,
             ..terms.clone()
         },
     })

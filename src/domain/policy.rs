@@ -64,6 +64,29 @@ pub struct PolicyParams {
     /// principal outstanding, judged on a contract's date and on the day it is recorded.
     #[serde(default = "npl_limit", skip_serializing_if = "is_npl_limit")]
     pub npl_limit_basis_points: u32,
+    /// Days overdue after which a loan may be claimed against the risk fund, counts as
+    /// non-performing (`OVERDUE_90`) and may be written off (90 by default). A loan takes the
+    /// figure of its contract date's version into its terms, as it takes the grace days.
+    #[serde(
+        default = "claim_overdue_days_default",
+        skip_serializing_if = "is_claim_overdue_days_default"
+    )]
+    pub claim_overdue_days: u32,
+}
+
+/// The programme's days overdue before a claim on the risk fund: 90.
+pub const CLAIM_OVERDUE_DAYS_DEFAULT: u32 = 90;
+
+/// The range of days overdue before a claim any policy may set: at least a month, at most a
+/// year.
+pub const CLAIM_OVERDUE_DAYS_BOUNDS: std::ops::RangeInclusive<u32> = 30..=365;
+
+pub(crate) fn claim_overdue_days_default() -> u32 {
+    CLAIM_OVERDUE_DAYS_DEFAULT
+}
+
+pub(crate) fn is_claim_overdue_days_default(days: &u32) -> bool {
+    *days == CLAIM_OVERDUE_DAYS_DEFAULT
 }
 
 /// The programme's leverage of a risk fund: loans at most 10 times its balance.
@@ -134,6 +157,7 @@ impl Default for PolicyParams {
             enterprise_modes_allowed: true,
             fund_leverage: FUND_LEVERAGE_DEFAULT,
             npl_limit_basis_points: NPL_LIMIT_DEFAULT_BASIS_POINTS,
+            claim_overdue_days: CLAIM_OVERDUE_DAYS_DEFAULT,
         }
     }
 }
@@ -198,6 +222,15 @@ impl PolicyParams {
         // ban, is what the fund's ratio is.
         if self.npl_limit_basis_points == 0 || self.npl_limit_basis_points > 10_000 {
             return bad("npl_limit_basis_points", "must be between 1 and 10000 (100%)");
+        }
+        if !CLAIM_OVERDUE_DAYS_BOUNDS.contains(&self.claim_overdue_days) {
+            let (min, max) = (CLAIM_OVERDUE_DAYS_BOUNDS.start(), CLAIM_OVERDUE_DAYS_BOUNDS.end());
+            return bad("claim_overdue_days", &format!("must be between {min} and {max}"));
+        }
+        // A grace longer than the claim days would keep a loan's unpaid interest from being
+        // overdue until after the loan could be claimed on.
+        if self.grace_days > self.claim_overdue_days {
+            return bad("grace_days", "must be at most claim_overdue_days");
         }
         Ok(())
     }

@@ -12,8 +12,8 @@
 //!   earned** on the fund's account ([`DepositSource::Interest`]) add to the balance, each a
 //!   positive amount in fen, dated on or after the fund's opening.
 //! - **Compensation**, claimed by the loan's bank ([`Fund::claim`]) and paid by the finance
-//!   office ([`Fund::pay`]): for a live loan more than [`OVERDUE_CLAIM_DAYS`] days overdue on
-//!   the claim's date (the loan's own count, the settlement points due by then included), once
+//!   office ([`Fund::pay`]): for a live loan more than its claim days overdue on the claim's
+//!   date (90 by default: [`LoanTerms::claim_overdue_days`], its contract's policy ; the loan's own count, the settlement points due by then included), once
 //!   a loan. The **loss** is the principal outstanding that day (interest, penalty and compound
 //!   interest are the bank's: the fund covers principal only); the fund's share of it, rounded
 //!   half up to the fen, is assessed with the claim, which moves no money; the payment, not
@@ -76,12 +76,13 @@ use serde::{Deserialize, Serialize};
 
 use super::date::{format_date, iso, iso_opt};
 use super::error::{DomainError, Reason};
+#[cfg(doc)]
+use super::loan::LoanTerms;
 use super::loan::{LoanState, LoanStatus};
 use super::money::Fen;
 use super::policy::LendingLimits;
 #[cfg(doc)]
 use super::policy::PolicyParams;
-pub use super::servicing::OVERDUE_CLAIM_DAYS;
 
 /// The fund's share of a loss, in percent: 80 (fund:bank 80:20) or 70 (70:30).
 pub const FUND_SHARES: [u8; 2] = [80, 70];
@@ -492,17 +493,19 @@ impl Fund {
         // A closed loan owes nothing (LOAN_NOT_REPAYABLE, naming its status); a live one's
         // days overdue count the settlement points due by `date`, recorded or not.
         let quote = loan.quote(date)?;
-        if quote.days_overdue <= OVERDUE_CLAIM_DAYS {
+        let claim_days = loan.terms.claim_overdue_days;
+        if quote.days_overdue <= i64::from(claim_days) {
             return Err(DomainError::refused(
                 Reason::LoanNotOverdue,
                 format!(
-                    "loan {loan_id} is {} days overdue on {}; the fund compensates a loan overdue \
-                     more than {OVERDUE_CLAIM_DAYS} days",
+                    "loan {loan_id} is {} days overdue on {}; the fund compensates it overdue \
+                     more than {claim_days} days (its contract's policy)",
                     quote.days_overdue,
                     format_date(date)
                 ),
             )
-            .with("days_overdue", quote.days_overdue));
+            .with("days_overdue", quote.days_overdue)
+            .with("claim_overdue_days", claim_days));
         }
         let loss = loan.principal_outstanding_fen;
         let fund_part = share_of(loss, self.fund_share_percent);
@@ -758,7 +761,8 @@ pub struct Exposure {
     /// Principal contracted and not paid out yet, of contracts whose maturity has not come:
     /// lent by the time it is drawn, so counted against the leverage limit from the contract on.
     pub undrawn_fen: Fen,
-    /// Of it, the principal of loans more than [`OVERDUE_CLAIM_DAYS`] days overdue.
+    /// Of it, the principal of loans more than their claim days overdue (`OVERDUE_90`: 90 by
+    /// default, [`LoanTerms::claim_overdue_days`]).
     pub non_performing_fen: Fen,
     pub live_loans: u64,
     pub non_performing_loans: u64,
@@ -889,7 +893,7 @@ pub fn check_suspension(
             Reason::LendingSuspended,
             format!(
                 "lending in ledger {} is suspended: on {} its non-performing ratio is {}.{:02}% \
-                 ({} fen of {} fen outstanding more than {OVERDUE_CLAIM_DAYS} days overdue), \
+                 ({} fen of {} fen outstanding more than its claim days overdue), \
                  above the policy's {}.{:02}%",
                 fund.ledger_id,
                 format_date(date),

@@ -87,9 +87,6 @@ use super::money::{Fen, Rounding};
 use super::rate::AnnualRate;
 use super::schedule::{RepaymentMethod, Schedule};
 
-/// Days overdue after which a loan may be claimed against the risk-compensation fund.
-pub const OVERDUE_CLAIM_DAYS: i64 = 90;
-
 /// Settlement points one event may catch up, at most: 36 months of monthly points and a decade
 /// of quarterly points after maturity, far beyond a programme loan's life.
 pub const POINTS_PER_EVENT_MAX: usize = 240;

@@ -202,6 +202,12 @@ struct LoanPolicy {
     grace_days: u32,
     rounding: crate::domain::money::Rounding,
     extension_months_max: u32,
+    /// Left out when 90, as in the rows stored before it was kept.
+    #[serde(
+        default = "crate::domain::policy::claim_overdue_days_default",
+        skip_serializing_if = "crate::domain::policy::is_claim_overdue_days_default"
+    )]
+    claim_overdue_days: u32,
 }
 
 /// The column list of `loan`, in `LoanRow` order (a macro so that `concat!` can build static SQL).
@@ -232,6 +238,7 @@ impl LoanRow {
             grace_days: policy.grace_days,
             rounding: policy.rounding,
             extension_months_max: policy.extension_months_max,
+            claim_overdue_days: policy.claim_overdue_days,
             loan_id: self.loan_id,
             ledger_id: self.ledger_id,
             bank_id: self.bank_id,
@@ -320,6 +327,7 @@ impl LoanRow {
                 grace_days: t.grace_days,
                 rounding: t.rounding,
                 extension_months_max: t.extension_months_max,
+                claim_overdue_days: t.claim_overdue_days,
             })
             .unwrap_or_default(),
             servicing_json,

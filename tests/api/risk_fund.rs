@@ -15,6 +15,7 @@ on_both_backends!(
     a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_recovered,
     a_funds_limits_hold_new_contracts,
     a_policy_version_sets_the_funds_limits_from_its_date,
+    a_loan_is_claimed_after_its_contracts_claim_days,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
 );
@@ -495,6 +496,76 @@ async fn a_policy_version_sets_the_funds_limits_from_its_date(backend: Backend) 
     let today = expect_refused(today, "LENDING_SUSPENDED");
     assert_eq!(metadata(&today, "npl_limit_basis_points").as_deref(), Some("5000"));
     assert_eq!(metadata(&today, "npl_basis_points").as_deref(), Some("10000"));
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The days overdue before a claim are the policy's, and a loan keeps its contract date's:
+/// the finance office's version from 2021-01-20 sets 60. C001, contracted on 2021-01-25, and
+/// C002, contracted on 2021-01-15 under the national 90, are both paid out on 2021-01-25 and
+/// pay nothing, overdue from 2021-03-21. On 2021-05-20, 61 days, C001 is OVERDUE_90 (and the
+/// fund counts it non-performing) and is claimed, not a day earlier; C002 is OVERDUE and its
+/// claim is refused, naming its 90 days.
+async fn a_loan_is_claimed_after_its_contracts_claim_days(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    opened_with(&app, &t, 5_000_000).await;
+    let current = app
+        .registry(&t.finance)
+        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: "2021-01-20".into() })
+        .await
+        .expect("GetPolicy")
+        .into_inner();
+    let defaults = current.params.expect("params");
+    assert_eq!(defaults.claim_overdue_days, 90);
+    let mut set = pb::SetPolicyRequest {
+        request_id: rid("policy"),
+        ledger_id: LEDGER.into(),
+        effective_date: "2021-01-20".into(),
+        params: Some(pb::PolicyParams { claim_overdue_days: 29, ..defaults.clone() }),
+    };
+    expect_invalid(
+        app.registry(&t.finance).set_policy(set.clone()).await,
+        "params.claim_overdue_days",
+    );
+    set.params = Some(pb::PolicyParams { claim_overdue_days: 60, ..defaults });
+    set.request_id = rid("policy");
+    app.registry(&t.finance).set_policy(set).await.expect("SetPolicy");
+
+    let first = loan_id("C001");
+    let second = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.create_loan(&t.bank, standard_loan_on("C002", "H002", "2021-01-15")).await;
+    app.disburse(&t.bank, &first, "2021-01-25").await;
+    app.disburse(&t.bank, &second, "2021-01-25").await;
+
+    let status = |l: &pb::Loan| pb::LoanStatus::try_from(l.status).expect("a known status");
+    let on_day = app.get_loan_as_of(&t.bank, &first, "2021-05-19").await;
+    assert_eq!((status(&on_day), on_day.days_overdue), (pb::LoanStatus::Overdue, 60));
+    let after = app.get_loan_as_of(&t.bank, &first, "2021-05-20").await;
+    assert_eq!((status(&after), after.days_overdue), (pb::LoanStatus::Overdue90, 61));
+    let other = app.get_loan_as_of(&t.bank, &second, "2021-05-20").await;
+    assert_eq!((status(&other), other.days_overdue), (pb::LoanStatus::Overdue, 61));
+    let standing = fund_on(&app, &t.finance, "2021-05-20").await.exposure.expect("the exposure");
+    assert_eq!((standing.non_performing_loans, standing.non_performing_fen), (1, 5_000_000));
+
+    let early =
+        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &first, "2021-05-19")).await;
+    let early = expect_refused(early, "LOAN_NOT_OVERDUE");
+    assert_eq!(metadata(&early, "claim_overdue_days").as_deref(), Some("60"));
+    let claimed =
+        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &first, "2021-05-20")).await;
+    let claimed = claimed.expect("the claim after 60 days").into_inner();
+    assert_eq!(claimed.compensation.expect("the claim").days_overdue, 61);
+    let refused =
+        app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &second, "2021-05-20")).await;
+    let refused = expect_refused(refused, "LOAN_NOT_OVERDUE");
+    assert_eq!(metadata(&refused, "claim_overdue_days").as_deref(), Some("90"));
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);

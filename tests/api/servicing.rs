@@ -2737,6 +2737,7 @@ async fn policy_versions(backend: Backend) {
         enterprise_modes_refused: false,
         fund_leverage: 10,
         npl_limit_basis_points: 300,
+        claim_overdue_days: 90,
     };
     let req = |request_id: &str, params: pb::PolicyParams| pb::SetPolicyRequest {
         request_id: request_id.into(),
@@ -2802,10 +2803,12 @@ async fn policy_versions(backend: Backend) {
         .expect("the same policy again")
         .into_inner();
     assert_eq!(again, set);
-    // The fund's limits left out (0, a client built before they were parameters) are the
+    // The fund's limits and claim days left out (0, a client built before they were
+    // parameters) are the
     // programme's: the same policy again.
     let mut left_out = params("0.5", vec![poor, exited, monitored], 5);
-    (left_out.fund_leverage, left_out.npl_limit_basis_points) = (0, 0);
+    (left_out.fund_leverage, left_out.npl_limit_basis_points, left_out.claim_overdue_days) =
+        (0, 0, 0);
     let again = registry.set_policy(req("p1", left_out)).await.expect("left out").into_inner();
     assert_eq!(again, set);
     expect_code(

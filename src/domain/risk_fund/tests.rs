@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::domain::date::parse_date;
-use crate::domain::loan::LoanCommand;
+use crate::domain::loan::{LoanCommand, LoanTerms};
 
 fn d(s: &str) -> NaiveDate {
     parse_date(s).unwrap()
@@ -372,6 +372,38 @@ fn a_policy_sets_the_leverage_and_the_npl_limit() {
     let suspended =
         check_lending(&fund, &standing(10_000_000, 500_001), Fen(1), day, None, own).unwrap_err();
     assert!(suspended.to_string().contains("above the policy's 5.00%"), "{suspended}");
+}
+
+/// A loan's claim days are its contract's: at 60, it is `OVERDUE_90` and claimed from 61 days
+/// overdue (the bench's loan pays nothing from 2021-03-21: 61 days on 2021-05-20); the same
+/// loan at the programme's 90 is not. The terms keep the figure only when it is not 90, so the
+/// contracts recorded before it read back as they were.
+#[test]
+fn a_loan_is_claimed_after_its_contracts_claim_days() {
+    let fund = funded(80, 5_000_000);
+    let at_90 = loan("L1");
+    let mut terms = (*at_90.terms).clone();
+    terms.claim_overdue_days = 60;
+    let at_60 = LoanState { terms: std::sync::Arc::new(terms.clone()), ..at_90.clone() };
+    let (day, before) = (d("2021-05-20"), d("2021-05-19"));
+    // As a quote counts it: the settlement point of 2021-03-20 is due, recorded or not.
+    let status = |l: &LoanState, on| l.status_shown(l.quote(on).ok().as_ref(), on);
+    assert_eq!(status(&at_60, before), LoanStatus::Overdue);
+    assert_eq!(status(&at_60, day), LoanStatus::Overdue90);
+    assert_eq!(status(&at_90, day), LoanStatus::Overdue);
+    assert_eq!(Exposure::of([&at_60, &at_90], day).non_performing_fen, Fen(5_000_000));
+    assert_eq!(code(fund.claim(&at_60, before, None).unwrap_err()), "LOAN_NOT_OVERDUE");
+    assert!(fund.claim(&at_60, day, None).is_ok());
+    let refused = fund.claim(&at_90, day, None).unwrap_err();
+    let DomainError::Refused { metadata, .. } = refused else { panic!() };
+    assert!(metadata.contains(&("claim_overdue_days".into(), "90".into())), "{metadata:?}");
+
+    let text = serde_json::to_string(&terms).unwrap();
+    assert!(text.contains("\"claim_overdue_days\":60"), "{text}");
+    let programme = serde_json::to_string(&*at_90.terms).unwrap();
+    assert!(!programme.contains("claim_overdue_days"), "{programme}");
+    let read: LoanTerms = serde_json::from_str(&programme).unwrap();
+    assert_eq!(read.claim_overdue_days, 90);
 }
 
 /// A renewal counts for what it adds above the loan it renews (paid out once that one owes no
