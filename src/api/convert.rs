@@ -14,8 +14,8 @@ use crate::domain::loan::{LoanState, LoanStatus, RepaymentMethod, SettlementFreq
 use crate::domain::lpr::TenorBucket;
 use crate::domain::money::Rounding;
 use crate::domain::policy::{
-    CLAIM_OVERDUE_DAYS_DEFAULT, FUND_LEVERAGE_DEFAULT, NPL_LIMIT_DEFAULT_BASIS_POINTS,
-    PolicyParams, PolicyVersion,
+    CLAIM_OVERDUE_DAYS_DEFAULT, FUND_LEVERAGE_DEFAULT, NOTICE_DAYS_DEFAULT,
+    NPL_LIMIT_DEFAULT_BASIS_POINTS, PolicyParams, PolicyVersion,
 };
 use crate::domain::servicing::Quote;
 use crate::store::rows::{HouseholdView, JournalEntry};
@@ -352,6 +352,8 @@ pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
             fund_leverage: p.fund_leverage,
             npl_limit_basis_points: p.npl_limit_basis_points,
             claim_overdue_days: p.claim_overdue_days,
+            notice_days_min: p.notice_days_min,
+            notice_days_max: p.notice_days_max,
             eligible_statuses: p
                 .eligible_statuses
                 .iter()
@@ -393,6 +395,8 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         fund_leverage,
         npl_limit_basis_points,
         claim_overdue_days,
+        notice_days_min,
+        notice_days_max,
     } = p;
     let rounding = match rounding.as_str() {
         "half_up" => Rounding::HalfUp,
@@ -443,6 +447,14 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         },
         claim_overdue_days: match claim_overdue_days {
             0 => CLAIM_OVERDUE_DAYS_DEFAULT,
+            days => days,
+        },
+        notice_days_min: match notice_days_min {
+            0 => *NOTICE_DAYS_DEFAULT.start(),
+            days => days,
+        },
+        notice_days_max: match notice_days_max {
+            0 => *NOTICE_DAYS_DEFAULT.end(),
             days => days,
         },
     };

@@ -72,6 +72,35 @@ pub struct PolicyParams {
         skip_serializing_if = "is_claim_overdue_days_default"
     )]
     pub claim_overdue_days: u32,
+    /// The shortest and the longest public notice (公示) of a subsidy claim's approved list, in
+    /// days, both ends included (7 and 10 by default), judged with the version in force on the
+    /// review's day.
+    #[serde(default = "notice_min", skip_serializing_if = "is_notice_min")]
+    pub notice_days_min: u32,
+    #[serde(default = "notice_max", skip_serializing_if = "is_notice_max")]
+    pub notice_days_max: u32,
+}
+
+/// The programme's public notice: 7 to 10 days.
+pub const NOTICE_DAYS_DEFAULT: std::ops::RangeInclusive<u32> = 7..=10;
+
+/// The longest notice any policy may set, a sanity bound on data entry.
+pub const NOTICE_DAYS_BOUND: u32 = 60;
+
+fn notice_min() -> u32 {
+    *NOTICE_DAYS_DEFAULT.start()
+}
+
+fn is_notice_min(days: &u32) -> bool {
+    *days == notice_min()
+}
+
+fn notice_max() -> u32 {
+    *NOTICE_DAYS_DEFAULT.end()
+}
+
+fn is_notice_max(days: &u32) -> bool {
+    *days == notice_max()
 }
 
 /// The programme's days overdue before a claim on the risk fund: 90.
@@ -158,6 +187,8 @@ impl Default for PolicyParams {
             fund_leverage: FUND_LEVERAGE_DEFAULT,
             npl_limit_basis_points: NPL_LIMIT_DEFAULT_BASIS_POINTS,
             claim_overdue_days: CLAIM_OVERDUE_DAYS_DEFAULT,
+            notice_days_min: notice_min(),
+            notice_days_max: notice_max(),
         }
     }
 }
@@ -232,11 +263,25 @@ impl PolicyParams {
         if self.grace_days > self.claim_overdue_days {
             return bad("grace_days", "must be at most claim_overdue_days");
         }
+        if self.notice_days_min == 0 {
+            return bad("notice_days_min", "must be at least 1");
+        }
+        if self.notice_days_max < self.notice_days_min || self.notice_days_max > NOTICE_DAYS_BOUND {
+            return bad(
+                "notice_days_max",
+                &format!("must be at least notice_days_min and at most {NOTICE_DAYS_BOUND}"),
+            );
+        }
         Ok(())
     }
 
     pub fn household_cap(&self) -> Fen {
         Fen(self.household_principal_cap_fen)
+    }
+
+    /// The public notice's length, in days, both ends included.
+    pub fn notice_days(&self) -> std::ops::RangeInclusive<u32> {
+        self.notice_days_min..=self.notice_days_max
     }
 
     /// The limits a risk fund puts on lending under this version.

@@ -34,8 +34,9 @@
 //!   approved or rejected with a reason. A line that differs cannot be approved: it is rejected,
 //!   with the bureau's reason or else one naming its differences; every other line not
 //!   rejected is approved. A rejected line releases its loan-period (it may be claimed again).
-//!   The review opens the public notice (公示) of the approved list: 7 to 10 days, from the
-//!   review's day or later. The claim is then `Noticed`.
+//!   The review opens the public notice (公示) of the approved list: 7 to 10 days by default
+//!   (the policy's `notice_days_min` and `notice_days_max` in force on the review's day), from
+//!   the review's day or later. The claim is then `Noticed`.
 //! - **Objections** ([`Claim::object`]) are recorded while the notice runs (its first to its
 //!   last day), with the text and, when one names a line and is upheld, that line rejected
 //!   (its loan-period released).
@@ -69,6 +70,7 @@ use serde::{Deserialize, Serialize};
 use super::date::iso;
 use super::error::{DomainError, Reason};
 use super::money::Fen;
+use super::policy::{PolicyVersion, in_force};
 use super::rate::AnnualRate;
 use super::subsidy_register::{LineStanding, RegisterLine};
 
@@ -367,9 +369,6 @@ impl ClaimEvent {
     }
 }
 
-/// The shortest and the longest public notice, in days (both ends included).
-pub const NOTICE_DAYS: std::ops::RangeInclusive<i64> = 7..=10;
-
 /// A claim without its lines, with their sums and count: what a list of claims shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimSummary {
@@ -413,11 +412,19 @@ pub struct ClaimTotals {
 
 impl Claim {
     /// Applies a step recorded after the submission (the event's claim is this one), checking
-    /// it against the claim's state: the loan-periods it releases, `(loan_id, due_date)`.
-    pub fn apply(&mut self, event: &ClaimEvent) -> Result<Vec<(String, NaiveDate)>, DomainError> {
+    /// it against the claim's state and the ledger's policy `versions` (a review's notice: the
+    /// version in force on the review's day): the loan-periods it releases,
+    /// `(loan_id, due_date)`.
+    pub fn apply(
+        &mut self,
+        event: &ClaimEvent,
+        versions: &[PolicyVersion],
+    ) -> Result<Vec<(String, NaiveDate)>, DomainError> {
         match event {
             ClaimEvent::Reviewed { reviewed_on, notice_from, notice_to, rejections, .. } => {
-                self.review(*reviewed_on, *notice_from, *notice_to, rejections)
+                let policy = in_force(versions, *reviewed_on).map(|v| v.params);
+                let notice = policy.unwrap_or_default().notice_days();
+                self.review(*reviewed_on, *notice_from, *notice_to, rejections, notice)
             }
             ClaimEvent::Objected { objected_on, line, text, upheld, .. } => {
                 self.object(*objected_on, *line, text, *upheld)
@@ -491,6 +498,7 @@ impl Claim {
         notice_from: NaiveDate,
         notice_to: NaiveDate,
         rejections: &[Rejection],
+        notice: std::ops::RangeInclusive<u32>,
     ) -> Result<Vec<(String, NaiveDate)>, DomainError> {
         self.expect_status(ClaimStatus::Submitted, "a review")?;
         if reviewed_on < self.submitted_on {
@@ -501,11 +509,11 @@ impl Claim {
             return Err(DomainError::invalid("notice_from", "must not be before the review"));
         }
         let days = (notice_to - notice_from).num_days() + 1;
-        if !NOTICE_DAYS.contains(&days) {
+        let (min, max) = (i64::from(*notice.start()), i64::from(*notice.end()));
+        if !(min..=max).contains(&days) {
             let message = format!(
-                "makes a notice of {days} days; a public notice runs {} to {} days",
-                NOTICE_DAYS.start(),
-                NOTICE_DAYS.end()
+                "makes a notice of {days} days; a public notice runs {min} to {max} days (the \
+                 policy in force on the review's day)"
             );
             return Err(DomainError::invalid("notice_to", message));
         }
@@ -969,7 +977,7 @@ mod tests {
             upheld,
         };
         let mut copy = claim.clone();
-        let e = copy.apply(&pay("2021-05-01", 0)).unwrap_err();
+        let e = copy.apply(&pay("2021-05-01", 0), &[]).unwrap_err();
         assert_eq!(refusal(e), "CLAIM_STATUS_MISMATCH");
         for (to, ok) in [
             ("2021-04-15", false),
@@ -978,44 +986,65 @@ mod tests {
             ("2021-04-20", false),
         ] {
             let mut copy = claim.clone();
-            let result = copy.apply(&reviewed("2021-04-10", "2021-04-10", to, vec![]));
+            let result = copy.apply(&reviewed("2021-04-10", "2021-04-10", to, vec![]), &[]);
             assert_eq!(result.is_ok(), ok, "a notice to {to}");
         }
+        // A finance office's version of 2021-04-01 notices for 5 days exactly; one from the
+        // day after the review is not yet in force.
+        let version = |from: &str, days| crate::domain::policy::PolicyVersion {
+            effective_date: d(from),
+            params: crate::domain::policy::PolicyParams {
+                notice_days_min: days,
+                notice_days_max: days,
+                ..Default::default()
+            },
+        };
+        let own = [version("2021-04-01", 5), version("2021-04-11", 20)];
+        for (to, ok) in [("2021-04-14", true), ("2021-04-16", false), ("2021-04-29", false)] {
+            let result =
+                claim.clone().apply(&reviewed("2021-04-10", "2021-04-10", to, vec![]), &own);
+            assert_eq!(result.is_ok(), ok, "a notice to {to} under the office's 5 days");
+        }
+        let refused = claim
+            .clone()
+            .apply(&reviewed("2021-04-10", "2021-04-10", "2021-04-16", vec![]), &own)
+            .unwrap_err();
+        assert!(refused.to_string().contains("runs 5 to 5 days"), "{refused}");
         let released =
-            claim.apply(&reviewed("2021-04-10", "2021-04-10", "2021-04-16", vec![])).unwrap();
+            claim.apply(&reviewed("2021-04-10", "2021-04-10", "2021-04-16", vec![]), &[]).unwrap();
         assert!(released.is_empty());
         assert_eq!(claim.totals().approved_fen, 58_820);
         assert_eq!(
-            refusal(claim.clone().apply(&object("2021-04-17", None, false)).unwrap_err()),
+            refusal(claim.clone().apply(&object("2021-04-17", None, false), &[]).unwrap_err()),
             "NOTICE_CLOSED"
         );
         assert_eq!(
-            refusal(claim.clone().apply(&object("2021-04-09", None, false)).unwrap_err()),
+            refusal(claim.clone().apply(&object("2021-04-09", None, false), &[]).unwrap_err()),
             "NOTICE_CLOSED"
         );
         // The differing line is rejected already: an objection to it cannot be upheld.
         assert_eq!(
-            refusal(claim.clone().apply(&object("2021-04-12", Some(2), true)).unwrap_err()),
+            refusal(claim.clone().apply(&object("2021-04-12", Some(2), true), &[]).unwrap_err()),
             "upheld"
         );
-        let released = claim.apply(&object("2021-04-12", Some(0), true)).unwrap();
+        let released = claim.apply(&object("2021-04-12", Some(0), true), &[]).unwrap();
         assert_eq!(released, [("BB-C000".to_string(), d("2021-03-20"))]);
         assert_eq!(
-            refusal(claim.clone().apply(&pay("2021-04-16", 29_410)).unwrap_err()),
+            refusal(claim.clone().apply(&pay("2021-04-16", 29_410), &[]).unwrap_err()),
             "NOTICE_NOT_OVER"
         );
         assert_eq!(
-            refusal(claim.clone().apply(&pay("2021-04-17", 58_820)).unwrap_err()),
+            refusal(claim.clone().apply(&pay("2021-04-17", 58_820), &[]).unwrap_err()),
             "amount_fen"
         );
-        claim.apply(&pay("2021-04-17", 29_410)).unwrap();
+        claim.apply(&pay("2021-04-17", 29_410), &[]).unwrap();
         assert_eq!(claim.status, ClaimStatus::Paid);
         assert_eq!(
-            refusal(claim.clone().apply(&pay("2021-04-18", 29_410)).unwrap_err()),
+            refusal(claim.clone().apply(&pay("2021-04-18", 29_410), &[]).unwrap_err()),
             "CLAIM_STATUS_MISMATCH"
         );
         assert_eq!(
-            refusal(claim.clone().apply(&object("2021-04-13", None, false)).unwrap_err()),
+            refusal(claim.clone().apply(&object("2021-04-13", None, false), &[]).unwrap_err()),
             "CLAIM_STATUS_MISMATCH"
         );
         // A paid line's subsidy clawed back once, not before the payment, not a line paid
@@ -1027,11 +1056,11 @@ mod tests {
             reason: "misused".into(),
             amount_fen: Fen(fen),
         };
-        let refused = |claim: &Claim, event| refusal(claim.clone().apply(&event).unwrap_err());
+        let refused = |claim: &Claim, event| refusal(claim.clone().apply(&event, &[]).unwrap_err());
         assert_eq!(refused(&claim, claw("2021-04-16", 1, 29_410)), "clawed_back_on");
         assert_eq!(refused(&claim, claw("2021-05-01", 0, 29_410)), "line");
         assert_eq!(refused(&claim, claw("2021-05-01", 1, 100)), "amount_fen");
-        claim.apply(&claw("2021-05-01", 1, 29_410)).unwrap();
+        claim.apply(&claw("2021-05-01", 1, 29_410), &[]).unwrap();
         assert_eq!(claim.totals().clawed_back_fen, 29_410);
         assert_eq!(refused(&claim, claw("2021-05-02", 1, 29_410)), "SUBSIDY_ALREADY_CLAWED_BACK");
     }
@@ -1056,7 +1085,7 @@ mod tests {
                 .map(|(i, _)| Rejection { line: i as u32, reason: "the bureau's".into() })
                 .collect();
             let held_before: Vec<bool> = claim.lines.iter().map(ClaimLine::holds_period).collect();
-            let released = claim.apply(&reviewed("2021-04-10", "2021-04-11", "2021-04-20", rejections)).unwrap();
+            let released = claim.apply(&reviewed("2021-04-10", "2021-04-11", "2021-04-20", rejections), &[]).unwrap();
             let mut expected_released = Vec::new();
             let mut approved = 0;
             for (i, (line, &(clean, rejected))) in claim.lines.iter().zip(&lines).enumerate() {
@@ -1080,7 +1109,7 @@ mod tests {
                 text: "objection".into(),
                 upheld: true,
             };
-            match claim.apply(&objection) {
+            match claim.apply(&objection, &[]) {
                 Ok(released) => {
                     prop_assert!(was_approved);
                     prop_assert_eq!(released.len(), 1);

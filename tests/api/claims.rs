@@ -16,6 +16,7 @@ on_both_backends!(
     claim_refusals_and_who_may_read,
     a_claim_is_reviewed_noticed_objected_to_and_paid,
     a_misused_loan_is_not_paid_whatever_the_claims_date,
+    a_policy_version_sets_the_notice_days,
 );
 
 use pb::ClaimDifference as D;
@@ -630,6 +631,69 @@ async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
     assert_eq!(paid_claim.lines[0].decision(), pb::ClaimLineDecision::Rejected);
     assert_eq!((paid_claim.approved_fen, paid_claim.status()), (0, pb::SubsidyClaimStatus::Paid));
     assert_eq!(app.balance(&t.finance, &format!("finance/{LEDGER}/subsidy")).await, 0);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The public notice's length is the policy's: the finance office's version from 2021-04-01
+/// notices for 15 to 20 days, so a review on 2021-04-10 with the programme's week is refused,
+/// naming the version's days, and one of 15 days goes through. Verify replays the review
+/// under the same version.
+async fn a_policy_version_sets_the_notice_days(backend: Backend) {
+    let Some((app, t, first, _)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    settle_march(&app, &t).await;
+    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
+    let current = app
+        .registry(&t.finance)
+        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: "2021-04-01".into() })
+        .await
+        .expect("GetPolicy")
+        .into_inner()
+        .params
+        .expect("params");
+    assert_eq!((current.notice_days_min, current.notice_days_max), (7, 10));
+    let set = |request_id: &str, min: u32, max: u32| pb::SetPolicyRequest {
+        request_id: request_id.into(),
+        ledger_id: LEDGER.into(),
+        effective_date: "2021-04-01".into(),
+        params: Some(pb::PolicyParams {
+            notice_days_min: min,
+            notice_days_max: max,
+            ..current.clone()
+        }),
+    };
+    let mut registry = app.registry(&t.finance);
+    let backwards = registry.set_policy(set(&rid("policy"), 15, 12)).await;
+    expect_invalid(backwards, "params.notice_days_max");
+    expect_invalid(
+        registry.set_policy(set(&rid("policy"), 15, 61)).await,
+        "params.notice_days_max",
+    );
+    registry.set_policy(set(&rid("policy"), 15, 20)).await.expect("SetPolicy");
+
+    let request =
+        claim_request(&rid("claim"), "Q1", vec![line(&first, "2021-03-20", 29_410, 29_410)]);
+    let claim = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
+    let claim_id = claim.into_inner().claim.expect("the claim").claim_id;
+    let review = |to: &str| pb::ReviewSubsidyClaimRequest {
+        request_id: rid("review"),
+        claim_id: claim_id.clone(),
+        reviewed_on: "2021-04-10".into(),
+        notice_from: "2021-04-10".into(),
+        notice_to: to.into(),
+        rejections: vec![],
+    };
+    let mut finance = app.subsidy(&t.finance);
+    let week =
+        expect_invalid(finance.review_subsidy_claim(review("2021-04-16")).await, "notice_to");
+    assert!(week.message().contains("runs 15 to 20 days"), "{}", week.message());
+    let reviewed = finance.review_subsidy_claim(review("2021-04-24")).await;
+    let reviewed = reviewed.expect("a notice of 15 days").into_inner().claim.expect("the claim");
+    assert_eq!(reviewed.notice_to, "2021-04-24");
+
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

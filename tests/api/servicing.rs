@@ -2738,6 +2738,8 @@ async fn policy_versions(backend: Backend) {
         fund_leverage: 10,
         npl_limit_basis_points: 300,
         claim_overdue_days: 90,
+        notice_days_min: 7,
+        notice_days_max: 10,
     };
     let req = |request_id: &str, params: pb::PolicyParams| pb::SetPolicyRequest {
         request_id: request_id.into(),
@@ -2809,6 +2811,7 @@ async fn policy_versions(backend: Backend) {
     let mut left_out = params("0.5", vec![poor, exited, monitored], 5);
     (left_out.fund_leverage, left_out.npl_limit_basis_points, left_out.claim_overdue_days) =
         (0, 0, 0);
+    (left_out.notice_days_min, left_out.notice_days_max) = (0, 0);
     let again = registry.set_policy(req("p1", left_out)).await.expect("left out").into_inner();
     assert_eq!(again, set);
     expect_code(

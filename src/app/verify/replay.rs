@@ -292,7 +292,7 @@ impl Replay {
                 .add(seq, format!("seq {seq}: postings differ from those the event implies")),
             Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
         }
-        match claim.apply(event) {
+        match claim.apply(event, &self.registry.policies) {
             Ok(_) => *last = seq,
             Err(e) => {
                 self.problems.add(seq, format!("seq {seq}: cannot apply to claim {claim_id}: {e}"))

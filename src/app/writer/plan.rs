@@ -394,7 +394,8 @@ impl Writer {
                 }
                 let step = &step;
                 let mut after = claim.clone();
-                let released = after.apply(step)?;
+                let versions = g.registry.policies(tx, &claim.ledger_id).await?;
+                let released = after.apply(step, &versions)?;
                 // What a clawback reverses was paid on a loan marked misused by its date (checked
                 // after the claim's own rules: a line paid nothing is named as such).
                 if let ClaimEvent::ClawedBack { line, clawed_back_on, .. } = step
