@@ -101,6 +101,24 @@ impl RiskFundService for Api {
         self.fund_write(actor, request_id, command).await
     }
 
+    async fn reject_compensation(
+        &self,
+        request: Request<pb::RejectCompensationRequest>,
+    ) -> Result<Response<pb::RiskFundResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Finance], "RejectCompensation")?;
+        let pb::RejectCompensationRequest { request_id, loan_id, value_date, reason } =
+            request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let command = Command::RejectCompensation {
+            loan_id: parse::loan_id("loan_id", &loan_id)?,
+            value_date: parse::value_date("value_date", &value_date, self.today())?,
+            reason: parse::text("reason", &reason, true)?,
+        };
+        self.fund_write(actor, request_id, command).await
+    }
+
     async fn return_recovery(
         &self,
         request: Request<pb::ReturnRecoveryRequest>,
@@ -281,8 +299,10 @@ fn compensation_to_pb(c: &Compensation) -> pb::Compensation {
         repaid_before_fen: c.repaid_before_fen.0,
         recovered_fen: c.recovered_fen.0,
         returned_fen: c.returned_fen.0,
-        status: if c.pending { "claimed" } else { "paid" }.to_string(),
+        status: c.status().to_string(),
         paid_on: c.paid().map(format_date).unwrap_or_default(),
         voucher: c.voucher.clone(),
+        rejected_on: c.rejected_on.map(format_date).unwrap_or_default(),
+        rejection_reason: c.rejection_reason.clone(),
     }
 }

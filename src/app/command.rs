@@ -157,6 +157,13 @@ pub enum Command {
         value_date: BusinessDate,
         voucher: String,
     },
+    /// The finance office's rejection of a bank's pending claim on its ledger's fund.
+    RejectCompensation {
+        loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+        reason: String,
+    },
     /// A bank's return to the fund of its share of what was recovered of a compensated loan.
     ReturnRecovery {
         loan_id: String,
@@ -254,6 +261,7 @@ impl Command {
             Command::DepositRiskFund { .. } => "deposit_risk_fund",
             Command::CompensateLoan { .. } => "compensate_loan",
             Command::PayCompensation { .. } => "pay_compensation",
+            Command::RejectCompensation { .. } => "reject_compensation",
             Command::ReturnRecovery { .. } => "return_recovery",
             Command::CreatePool { .. } => "create_pool",
             Command::TransferToPartner { .. } => "transfer_to_partner",

@@ -179,6 +179,7 @@ impl JournalEvent {
             JournalEvent::RiskFund(FundEvent::Compensated { .. }) => "risk_fund.compensated",
             JournalEvent::RiskFund(FundEvent::Claimed { .. }) => "risk_fund.claimed",
             JournalEvent::RiskFund(FundEvent::Paid { .. }) => "risk_fund.paid",
+            JournalEvent::RiskFund(FundEvent::Rejected { .. }) => "risk_fund.rejected",
             JournalEvent::RiskFund(FundEvent::Returned { .. }) => "risk_fund.returned",
             JournalEvent::Pool(PoolEvent::Agreed { .. }) => "pool.agreed",
             JournalEvent::Pool(PoolEvent::Transferred { .. }) => "pool.transferred",
@@ -329,6 +330,7 @@ impl JournalEvent {
             | "risk_fund.compensated"
             | "risk_fund.claimed"
             | "risk_fund.paid"
+            | "risk_fund.rejected"
             | "risk_fund.returned" => {
                 let event = JournalEvent::RiskFund(serde_json::from_str(json).map_err(payload)?);
                 if event.kind() != kind {

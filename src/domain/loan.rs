@@ -391,6 +391,14 @@ impl LoanState {
         }
     }
 
+    /// The loan once the finance office rejected its bank's claim on the risk fund: no longer
+    /// marked compensated ([`Servicing::compensated_on`]), its figures as they were.
+    pub fn claim_rejected(&self) -> LoanState {
+        let mut after = self.clone();
+        after.servicing.compensated_on = None;
+        after
+    }
+
     /// The loan once the risk fund compensated its bank for it on `date`
     /// ([`Servicing::compensated_on`]): its figures, status and last event as they were.
     pub fn compensated(&self, date: BusinessDate) -> LoanState {

@@ -13,8 +13,8 @@
 //!   positive amount in fen, dated on or after the fund's opening.
 //! - **Compensation**, claimed by the loan's bank ([`Fund::claim`]) and paid by the finance
 //!   office ([`Fund::pay`]): for a live loan more than its claim days overdue on the claim's
-//!   date (90 by default: [`LoanTerms::claim_overdue_days`], its contract's policy ; the loan's own count, the settlement points due by then included), once
-//!   a loan. The **loss** is the principal outstanding that day (interest, penalty and compound
+//!   date (90 by default: [`LoanTerms::claim_overdue_days`], its contract's policy; the
+//!   loan's own count, the settlement points due by then included), once a loan. The **loss** is the principal outstanding that day (interest, penalty and compound
 //!   interest are the bank's: the fund covers principal only); the fund's share of it, rounded
 //!   half up to the fen, is assessed with the claim, which moves no money; the payment, not
 //!   dated before the claim, pays it to the bank, once, and the bank bears the rest. The
@@ -29,6 +29,12 @@
 //!   neither the principal nor the days overdue the compensation counted): what it counted
 //!   stands, and what the household pays from then on is recovered. The loan is marked from
 //!   the claim on, and takes no payout more.
+//! - **Rejection** ([`Fund::reject`], the finance office's, of a pending claim, with its
+//!   reason, not dated before it): nothing moves; the fund's share is no longer held as
+//!   pending, the loan is no longer marked ([`LoanState::claim_rejected`]: its later events
+//!   are recorded as if it had never been claimed), and the bank may claim it again, which
+//!   replaces the rejected claim as the loan's compensation (the journal keeps both). A paid
+//!   claim is not rejected.
 //! - **Recoveries** ([`Fund::plan_return`], asked by the bank, once the compensation is paid):
 //!   what the bank recovers of a compensated loan's principal after the claim is shared as the
 //!   loss was: the fund's
@@ -64,10 +70,11 @@
 //!
 //! Events ([`FundEvent`]), each one journal transaction of the fund's ledger:
 //! `risk_fund.opened` (memo), `risk_fund.deposited`, `risk_fund.claimed` (memo),
-//! `risk_fund.paid`, `risk_fund.returned` and the one-step `risk_fund.compensated` of the
+//! `risk_fund.paid`, `risk_fund.rejected` (memo), `risk_fund.returned` and the one-step
+//! `risk_fund.compensated` of the
 //! entries before claims (postings: [`crate::ledger::fund_postings`]). The writer plans them
-//! with [`Fund::open`], [`Fund::deposit`], [`Fund::claim`], [`Fund::pay`] and
-//! [`Fund::plan_return`];
+//! with [`Fund::open`], [`Fund::deposit`], [`Fund::claim`], [`Fund::pay`], [`Fund::reject`]
+//! and [`Fund::plan_return`];
 //! verify plans each again from its replayed loan and fund and compares, then applies it with
 //! [`Fund::apply`], as the writer did.
 
@@ -163,12 +170,28 @@ pub struct Compensation {
     /// The finance office's payment voucher.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub voucher: String,
+    /// The day the finance office rejected the claim ([`FundEvent::Rejected`]), and why: the
+    /// claim is then neither pending nor paid, and the loan may be claimed again.
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub rejected_on: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rejection_reason: String,
 }
 
 impl Compensation {
     /// The day the fund paid it, if it has.
     pub fn paid(&self) -> Option<NaiveDate> {
-        (!self.pending).then(|| self.paid_on.unwrap_or(self.compensated_on))
+        (!self.pending && self.rejected_on.is_none())
+            .then(|| self.paid_on.unwrap_or(self.compensated_on))
+    }
+
+    /// Its status as answered: `claimed`, `paid` or `rejected`.
+    pub fn status(&self) -> &'static str {
+        match (self.pending, self.rejected_on) {
+            (true, _) => "claimed",
+            (false, Some(_)) => "rejected",
+            (false, None) => "paid",
+        }
     }
 }
 
@@ -218,6 +241,17 @@ pub enum FundEvent {
         /// Returned now.
         amount_fen: Fen,
     },
+    /// The finance office's rejection of a pending claim, with its reason (memo): the fund's
+    /// share is no longer held for it, the loan is no longer marked, and the bank may claim it
+    /// again.
+    Rejected {
+        ledger_id: String,
+        loan_id: String,
+        bank_id: String,
+        #[serde(with = "iso")]
+        value_date: NaiveDate,
+        reason: String,
+    },
 }
 
 impl FundEvent {
@@ -226,7 +260,8 @@ impl FundEvent {
             FundEvent::Opened { ledger_id, .. }
             | FundEvent::Deposited { ledger_id, .. }
             | FundEvent::Returned { ledger_id, .. }
-            | FundEvent::Paid { ledger_id, .. } => ledger_id,
+            | FundEvent::Paid { ledger_id, .. }
+            | FundEvent::Rejected { ledger_id, .. } => ledger_id,
             FundEvent::Compensated { compensation } | FundEvent::Claimed { compensation } => {
                 &compensation.ledger_id
             }
@@ -238,7 +273,8 @@ impl FundEvent {
             FundEvent::Opened { opened_on, .. } => *opened_on,
             FundEvent::Deposited { value_date, .. }
             | FundEvent::Returned { value_date, .. }
-            | FundEvent::Paid { value_date, .. } => *value_date,
+            | FundEvent::Paid { value_date, .. }
+            | FundEvent::Rejected { value_date, .. } => *value_date,
             FundEvent::Compensated { compensation } | FundEvent::Claimed { compensation } => {
                 compensation.compensated_on
             }
@@ -251,7 +287,9 @@ impl FundEvent {
             FundEvent::Compensated { compensation } | FundEvent::Claimed { compensation } => {
                 Some(&compensation.loan_id)
             }
-            FundEvent::Returned { loan_id, .. } | FundEvent::Paid { loan_id, .. } => Some(loan_id),
+            FundEvent::Returned { loan_id, .. }
+            | FundEvent::Paid { loan_id, .. }
+            | FundEvent::Rejected { loan_id, .. } => Some(loan_id),
             _ => None,
         }
     }
@@ -282,6 +320,22 @@ fn before_opening(fund: &Fund, date: NaiveDate) -> DomainError {
             format_date(fund.opened_on)
         ),
     )
+}
+
+/// Refuses a payment or a rejection of a claim the finance office rejected
+/// (`CLAIM_STATUS_MISMATCH` with `rejected_on`): the bank claims the loan again instead.
+fn check_not_rejected(compensation: &Compensation) -> Result<(), DomainError> {
+    let Some(rejected) = compensation.rejected_on else { return Ok(()) };
+    Err(DomainError::refused(
+        Reason::ClaimStatusMismatch,
+        format!(
+            "loan {}'s claim of {} was rejected on {}",
+            compensation.loan_id,
+            format_date(compensation.compensated_on),
+            format_date(rejected)
+        ),
+    )
+    .with("rejected_on", format_date(rejected)))
 }
 
 /// Refuses `date` before `loan`'s last event: a compensation or a return counts the loan as
@@ -406,6 +460,7 @@ impl Fund {
             )
             .with("paid_on", format_date(paid)));
         }
+        check_not_rejected(compensation)?;
         if date < compensation.compensated_on {
             return Err(DomainError::refused(
                 Reason::ValueDateOutOfRange,
@@ -440,6 +495,48 @@ impl Fund {
         })
     }
 
+    /// Plans the finance office's rejection of `compensation` (claimed, pending) on `date`, for
+    /// `reason`: nothing moves; the fund's share is no longer held for it.
+    pub fn reject(
+        &self,
+        compensation: &Compensation,
+        date: NaiveDate,
+        reason: &str,
+    ) -> Result<FundEvent, DomainError> {
+        let loan_id = &compensation.loan_id;
+        if let Some(paid) = compensation.paid() {
+            return Err(DomainError::refused(
+                Reason::ClaimStatusMismatch,
+                format!(
+                    "loan {loan_id}'s compensation was paid on {}: a paid claim is not rejected",
+                    format_date(paid)
+                ),
+            )
+            .with("paid_on", format_date(paid)));
+        }
+        check_not_rejected(compensation)?;
+        if date < compensation.compensated_on {
+            return Err(DomainError::refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before loan {loan_id}'s claim ({})",
+                    format_date(date),
+                    format_date(compensation.compensated_on)
+                ),
+            ));
+        }
+        if reason.trim().is_empty() {
+            return Err(DomainError::invalid("reason", "is required"));
+        }
+        Ok(FundEvent::Rejected {
+            ledger_id: self.ledger_id.clone(),
+            loan_id: loan_id.clone(),
+            bank_id: compensation.bank_id.clone(),
+            value_date: date,
+            reason: reason.to_string(),
+        })
+    }
+
     /// Refuses a compensation whose fund's part the balance does not cover.
     fn check_covers(&self, c: &Compensation) -> Result<(), DomainError> {
         if c.fund_fen > self.balance_fen {
@@ -471,7 +568,8 @@ impl Fund {
         existing: Option<&Compensation>,
     ) -> Result<Compensation, DomainError> {
         let loan_id = &loan.terms.loan_id;
-        if let Some(c) = existing {
+        // A rejected claim leaves the loan to be claimed again.
+        if let Some(c) = existing.filter(|c| c.rejected_on.is_none()) {
             return Err(DomainError::refused(
                 Reason::LoanAlreadyCompensated,
                 format!(
@@ -524,6 +622,8 @@ impl Fund {
             pending: false,
             paid_on: None,
             voucher: String::new(),
+            rejected_on: None,
+            rejection_reason: String::new(),
         })
     }
 
@@ -621,7 +721,7 @@ impl Fund {
                 Ok(None)
             }
             FundEvent::Compensated { compensation: c } | FundEvent::Claimed { compensation: c } => {
-                if compensation.is_some() {
+                if compensation.is_some_and(|before| before.rejected_on.is_none()) {
                     return Err(DomainError::Exists {
                         what: "compensation",
                         id: c.loan_id.clone(),
@@ -637,6 +737,8 @@ impl Fund {
                     || c.pending != claimed
                     || c.paid_on.is_some()
                     || !c.voucher.is_empty()
+                    || c.rejected_on.is_some()
+                    || !c.rejection_reason.is_empty()
                 {
                     return Err(DomainError::refused(
                         Reason::FundInsufficient,
@@ -685,8 +787,30 @@ impl Fund {
                     ..c.clone()
                 }))
             }
+            FundEvent::Rejected { loan_id, bank_id, value_date, reason, .. } => {
+                let Some(c) = compensation.filter(|c| {
+                    &c.loan_id == loan_id
+                        && c.pending
+                        && &c.bank_id == bank_id
+                        && *value_date >= c.compensated_on
+                        && !reason.trim().is_empty()
+                }) else {
+                    return Err(DomainError::NotFound {
+                        what: "claimed compensation",
+                        id: loan_id.clone(),
+                    });
+                };
+                self.pending_fen = sub(self.pending_fen, c.fund_fen, "pending")?;
+                Ok(Some(Compensation {
+                    pending: false,
+                    rejected_on: Some(*value_date),
+                    rejection_reason: reason.clone(),
+                    ..c.clone()
+                }))
+            }
             FundEvent::Returned { loan_id, recovered_fen, amount_fen, value_date, .. } => {
-                let Some(c) = compensation.filter(|c| &c.loan_id == loan_id && !c.pending) else {
+                let Some(c) = compensation.filter(|c| &c.loan_id == loan_id && c.paid().is_some())
+                else {
                     return Err(DomainError::NotFound {
                         what: "compensation",
                         id: loan_id.clone(),

@@ -32,7 +32,7 @@ pub fn fund_postings(event: &FundEvent) -> Result<Postings, PostingError> {
         FundEvent::Compensated { compensation: c } => {
             Postings::balanced(transfer(bank_cash(&c.bank_id), risk_fund(&c.ledger_id), c.fund_fen))
         }
-        FundEvent::Claimed { .. } => Ok(Postings::memo()),
+        FundEvent::Claimed { .. } | FundEvent::Rejected { .. } => Ok(Postings::memo()),
         FundEvent::Paid { ledger_id, bank_id, amount_fen, .. } => {
             Postings::balanced(transfer(bank_cash(bank_id), risk_fund(ledger_id), *amount_fen))
         }
@@ -91,6 +91,8 @@ mod tests {
             pending: false,
             paid_on: None,
             voucher: String::new(),
+            rejected_on: None,
+            rejection_reason: String::new(),
         };
         let paid =
             [("bank/B1/cash".into(), 4_000_000), ("riskfund/451024/fund".into(), -4_000_000)];
@@ -98,6 +100,14 @@ mod tests {
         // Claimed, nothing moves; paid, the fund's share.
         let claimed = Compensation { pending: true, ..compensation };
         assert!(legs(&FundEvent::Claimed { compensation: claimed }).is_empty());
+        let rejected = FundEvent::Rejected {
+            ledger_id: "451024".into(),
+            loan_id: "L1".into(),
+            bank_id: "B1".into(),
+            value_date: day,
+            reason: "the loan was not in the programme".into(),
+        };
+        assert!(legs(&rejected).is_empty(), "a rejection moves nothing");
         let payment = FundEvent::Paid {
             ledger_id: "451024".into(),
             loan_id: "L1".into(),

@@ -16,6 +16,7 @@ on_both_backends!(
     a_funds_limits_hold_new_contracts,
     a_policy_version_sets_the_funds_limits_from_its_date,
     a_loan_is_claimed_after_its_contracts_claim_days,
+    the_finance_office_rejects_a_claim_and_the_bank_claims_again,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
 );
@@ -567,6 +568,91 @@ async fn a_loan_is_claimed_after_its_contracts_claim_days(backend: Backend) {
     let refused = expect_refused(refused, "LOAN_NOT_OVERDUE");
     assert_eq!(metadata(&refused, "claim_overdue_days").as_deref(), Some("90"));
 
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The finance office rejects the bank's pending claim on C002 (its reason recorded): the
+/// fund no longer holds the 40,000.00 yuan as pending, the claim is neither paid nor rejected
+/// again, and the loan is no longer marked: a repayment dated before the claim is taken. The
+/// bank claims it again on 2021-07-20 (122 days overdue), which the office pays; the loan's
+/// history has the claim, the rejection, the new claim and the payment, and verify rebuilds it
+/// all.
+async fn the_finance_office_rejects_a_claim_and_the_bank_claims_again(backend: Backend) {
+    let Some((app, t, _, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    opened_with(&app, &t, 10_000_000).await;
+    let claim = compensate(&rid("c"), &second, "2021-06-20");
+    app.risk_fund(&t.bank).compensate_loan(claim).await.expect("CompensateLoan");
+    let pending = fund_on(&app, &t.finance, "2021-06-20").await.fund.expect("the fund");
+    assert_eq!(pending.pending_fen, 4_000_000);
+
+    let reject = |request_id: &str, value_date: &str, reason: &str| pb::RejectCompensationRequest {
+        request_id: request_id.into(),
+        loan_id: second.clone(),
+        value_date: value_date.into(),
+        reason: reason.into(),
+    };
+    let reason = "贷款用途不符 (the loan was not used for production)";
+    for token in [&t.bank, &t.auditor] {
+        let refused =
+            app.risk_fund(token).reject_compensation(reject(&rid("r"), "2021-06-21", reason)).await;
+        expect_code(refused, Code::PermissionDenied);
+    }
+    let mut finance = app.risk_fund(&t.finance);
+    let no_reason = finance.reject_compensation(reject(&rid("r"), "2021-06-21", " ")).await;
+    expect_invalid(no_reason, "reason");
+    let early = finance.reject_compensation(reject(&rid("r"), "2021-06-19", reason)).await;
+    expect_refused(early, "VALUE_DATE_OUT_OF_RANGE");
+    let rejecting = reject(&rid("r"), "2021-06-21", reason);
+    let rejected = finance.reject_compensation(rejecting.clone()).await;
+    let rejected = rejected.expect("RejectCompensation").into_inner();
+    let c = rejected.compensation.clone().expect("the compensation");
+    assert_eq!((c.status.as_str(), c.rejected_on.as_str()), ("rejected", "2021-06-21"));
+    assert_eq!((c.rejection_reason.as_str(), c.paid_on.as_str()), (reason, ""));
+    let fund = rejected.fund.clone().expect("the fund");
+    assert_eq!((fund.pending_fen, fund.balance_fen, fund.compensations), (0, 10_000_000, 0));
+    let retried = finance.reject_compensation(rejecting).await.expect("the retry").into_inner();
+    assert_eq!(retried, rejected, "the same answer");
+    let again = finance.reject_compensation(reject(&rid("r"), "2021-06-22", reason)).await;
+    let again = expect_refused(again, "CLAIM_STATUS_MISMATCH");
+    assert_eq!(metadata(&again, "rejected_on").as_deref(), Some("2021-06-21"));
+    let pay = |value_date: &str| pb::PayCompensationRequest {
+        request_id: rid("p"),
+        loan_id: second.clone(),
+        value_date: value_date.into(),
+        voucher: "财付〔2021〕7号".into(),
+    };
+    let unpaid = finance.pay_compensation(pay("2021-06-22")).await;
+    let unpaid = expect_refused(unpaid, "CLAIM_STATUS_MISMATCH");
+    assert_eq!(metadata(&unpaid, "rejected_on").as_deref(), Some("2021-06-21"));
+    let nothing = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-22")).await;
+    expect_refused(nothing, "CLAIM_STATUS_MISMATCH");
+    // No longer marked: a payment dated before the claim is taken (a fen of the penalty: the
+    // loan stays overdue since 2021-03-21).
+    app.repay(&t.bank, &second, "2021-06-10", 100).await;
+
+    let reclaim = compensate(&rid("c"), &second, "2021-07-20");
+    let reclaimed = app.risk_fund(&t.bank).compensate_loan(reclaim).await.expect("claimed again");
+    let c = reclaimed.into_inner().compensation.expect("the new claim");
+    assert_eq!((c.status.as_str(), c.compensated_on.as_str()), ("claimed", "2021-07-20"));
+    assert_eq!((c.days_overdue, c.rejected_on.as_str()), (122, ""));
+    let paid = finance.pay_compensation(pay("2021-07-21")).await.expect("paid").into_inner();
+    let c = paid.compensation.expect("the compensation");
+    assert_eq!((c.status.as_str(), c.paid_on.as_str()), ("paid", "2021-07-21"));
+    let fund = paid.fund.expect("the fund");
+    assert_eq!((fund.pending_fen, fund.compensated_fen, fund.compensations), (0, 4_000_000, 1));
+
+    let kinds: Vec<String> =
+        app.history(&t.auditor, &second).await.into_iter().map(|e| e.kind).collect();
+    let fund_kinds: Vec<&str> =
+        kinds.iter().map(String::as_str).filter(|k| k.starts_with("risk_fund.")).collect();
+    assert_eq!(
+        fund_kinds,
+        ["risk_fund.claimed", "risk_fund.rejected", "risk_fund.claimed", "risk_fund.paid"]
+    );
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

@@ -330,7 +330,9 @@ impl Replay {
             return;
         };
         match event {
-            FundEvent::Claimed { .. } | FundEvent::Paid { .. } => self.fund_claims_seen = true,
+            FundEvent::Claimed { .. } | FundEvent::Paid { .. } | FundEvent::Rejected { .. } => {
+                self.fund_claims_seen = true
+            }
             FundEvent::Compensated { .. } if self.fund_claims_seen => self.problems.add(
                 seq,
                 format!("seq {seq}: a compensation in one step after claims and payments were two"),
@@ -358,6 +360,9 @@ impl Replay {
                     (Some(_), FundEvent::Paid { value_date, voucher, .. }, Some(c)) => {
                         fund.pay(c, *value_date, voucher).map_err(|e| e.to_string())
                     }
+                    (Some(_), FundEvent::Rejected { value_date, reason, .. }, Some(c)) => {
+                        fund.reject(c, *value_date, reason).map_err(|e| e.to_string())
+                    }
                     (Some(loan), FundEvent::Returned { .. }, Some(c)) => {
                         fund.plan_return(c, loan, event.date()).map_err(|e| e.to_string())
                     }
@@ -377,10 +382,12 @@ impl Replay {
                 if let Some(c) = changed {
                     // The loan compensated is marked as the writer marked it: no event but a
                     // settlement dated before the compensation replays after it.
-                    if let (FundEvent::Compensated { .. } | FundEvent::Claimed { .. }, Some(loan)) =
-                        (event, self.loans.get_mut(&c.loan_id))
-                    {
-                        *loan = loan.compensated(c.compensated_on);
+                    match (event, self.loans.get_mut(&c.loan_id)) {
+                        (FundEvent::Compensated { .. } | FundEvent::Claimed { .. }, Some(loan)) => {
+                            *loan = loan.compensated(c.compensated_on);
+                        }
+                        (FundEvent::Rejected { .. }, Some(loan)) => *loan = loan.claim_rejected(),
+                        _ => {}
                     }
                     self.compensations.insert(c.loan_id.clone(), (c, seq));
                 }

@@ -226,6 +226,23 @@ impl Writer {
                 let event = fund.pay(&compensation, *value_date, voucher)?;
                 (fund, event, Some(compensation))
             }
+            Command::RejectCompensation { loan_id, value_date, reason } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                let ledger_id = &loan.terms.ledger_id;
+                // Another ledger's loan is answered as a missing one, in the same words.
+                if !actor.administers_ledger(ledger_id) {
+                    return Err(DomainError::NotFound { what: "loan", id: loan_id.clone() }.into());
+                }
+                let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
+                let compensation =
+                    tx.compensation(loan_id).await?.ok_or_else(|| DomainError::NotFound {
+                        what: "claimed compensation of loan",
+                        id: loan_id.clone(),
+                    })?;
+                let event = fund.reject(&compensation, *value_date, reason)?;
+                compensated = Some(Box::new(loan.claim_rejected()));
+                (fund, event, Some(compensation))
+            }
             Command::ReturnRecovery { loan_id, value_date } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;

@@ -428,6 +428,7 @@ impl Writer {
             | Command::DepositRiskFund { .. }
             | Command::CompensateLoan { .. }
             | Command::PayCompensation { .. }
+            | Command::RejectCompensation { .. }
             | Command::ReturnRecovery { .. } => self.plan_fund(tx, g, env).await?,
             Command::CreatePool { .. }
             | Command::TransferToPartner { .. }

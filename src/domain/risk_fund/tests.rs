@@ -97,6 +97,64 @@ fn a_loan_more_than_90_days_overdue_is_compensated_once_at_the_funds_share() {
     assert_eq!(code(again), "LOAN_ALREADY_COMPENSATED");
 }
 
+/// The finance office rejects a pending claim: the fund no longer holds its share as pending,
+/// the claim is neither paid nor payable nor returnable, a second rejection and a rejection of
+/// a paid claim are refused, and the bank may claim the loan again, the new claim replacing
+/// the rejected one.
+#[test]
+fn a_rejected_claim_frees_the_fund_and_leaves_the_loan_to_be_claimed_again() {
+    let mut fund = funded(80, 5_000_000);
+    let loan = loan("L1");
+    let claim = fund.claim(&loan, d("2021-06-20"), None).unwrap();
+    let claimed = fund.apply(&claim, None).unwrap().unwrap();
+    assert_eq!(fund.pending_fen, Fen(4_000_000));
+    let early = fund.reject(&claimed, d("2021-06-19"), "not overdue").unwrap_err();
+    assert_eq!(code(early), "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(code(fund.reject(&claimed, d("2021-06-22"), " ").unwrap_err()), "INVALID");
+    let rejection = fund.reject(&claimed, d("2021-06-22"), "the loan was misused").unwrap();
+    let rejected = fund.apply(&rejection, Some(&claimed)).unwrap().unwrap();
+    assert_eq!((fund.pending_fen, fund.balance_fen), (Fen::ZERO, Fen(5_000_000)));
+    assert_eq!((rejected.status(), rejected.paid()), ("rejected", None));
+    assert_eq!(rejected.rejected_on, Some(d("2021-06-22")));
+    assert_eq!(
+        code(fund.reject(&rejected, d("2021-06-23"), "again").unwrap_err()),
+        "CLAIM_STATUS_MISMATCH"
+    );
+    assert_eq!(
+        code(fund.pay(&rejected, d("2021-06-23"), "P-1").unwrap_err()),
+        "CLAIM_STATUS_MISMATCH"
+    );
+    assert!(fund.clone().apply(&rejection, Some(&rejected)).is_err(), "rejected twice");
+    let paying = FundEvent::Paid {
+        ledger_id: "L".into(),
+        loan_id: "L1".into(),
+        bank_id: "B".into(),
+        value_date: d("2021-06-23"),
+        amount_fen: Fen(4_000_000),
+        voucher: "P-1".into(),
+    };
+    assert!(fund.clone().apply(&paying, Some(&rejected)).is_err(), "a rejected claim paid");
+    let repaid = after(&loan, LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1_000_000) });
+    assert_eq!(
+        code(fund.plan_return(&rejected, &repaid, d("2021-07-01")).unwrap_err()),
+        "CLAIM_STATUS_MISMATCH"
+    );
+
+    // Claimed again, later: a claim of its own, paid as any.
+    let again = fund.claim(&loan, d("2021-07-20"), Some(&rejected)).unwrap();
+    let reclaimed = fund.apply(&again, Some(&rejected)).unwrap().unwrap();
+    assert_eq!((reclaimed.status(), reclaimed.compensated_on), ("claimed", d("2021-07-20")));
+    assert_eq!(reclaimed.rejected_on, None);
+    let payment = fund.pay(&reclaimed, d("2021-07-21"), "P-2").unwrap();
+    let paid = fund.apply(&payment, Some(&reclaimed)).unwrap().unwrap();
+    let late = fund.reject(&paid, d("2021-07-22"), "too late").unwrap_err();
+    assert_eq!(code(late), "CLAIM_STATUS_MISMATCH");
+    assert_eq!((fund.balance_fen, fund.pending_fen), (Fen(1_000_000), Fen::ZERO));
+    // The loan's mark comes and goes with the claim.
+    let marked = loan.compensated(d("2021-06-20"));
+    assert_eq!(marked.claim_rejected().servicing.compensated_on, None);
+}
+
 /// The bank claims, the finance office pays: the claim assessed on its date moves nothing and
 /// takes no return; the payment, not dated before the claim, pays the fund's share if the fund
 /// holds it, once; then what is recovered is returned.
@@ -551,6 +609,8 @@ proptest! {
             pending: false,
             paid_on: None,
             voucher: String::new(),
+            rejected_on: None,
+            rejection_reason: String::new(),
         };
         fund.apply(&FundEvent::Compensated { compensation: c.clone() }, None).unwrap();
         let mut recovered = 0i64;
