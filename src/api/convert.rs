@@ -308,16 +308,21 @@ pub fn household_view_to_pb(view: &HouseholdView, full_ids: bool) -> pb::Househo
     household_to_pb(&record, &view.statuses, full_ids)
 }
 
+/// An instant stored as microseconds since the Unix epoch.
+pub fn timestamp_of_us(us: i64) -> prost_types::Timestamp {
+    let seconds = us.div_euclid(1_000_000);
+    let nanos = (us.rem_euclid(1_000_000) * 1_000) as i32;
+    prost_types::Timestamp { seconds, nanos }
+}
+
 pub fn journal_to_pb(e: &JournalEntry) -> pb::JournalTransaction {
     let r = &e.row;
-    let seconds = r.recorded_at_us.div_euclid(1_000_000);
-    let nanos = (r.recorded_at_us.rem_euclid(1_000_000) * 1_000) as i32;
     pb::JournalTransaction {
         ledger_id: r.ledger_id.clone(),
         seq: u64::try_from(r.seq).unwrap_or_default(),
         kind: r.kind.clone(),
         value_date: r.value_date.clone(),
-        recorded_at: Some(prost_types::Timestamp { seconds, nanos }),
+        recorded_at: Some(timestamp_of_us(r.recorded_at_us)),
         actor: r.actor.clone(),
         request_id: r.request_id.clone(),
         command_json: r.command_json.clone(),
@@ -453,8 +458,9 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
             0 => *NOTICE_DAYS_DEFAULT.start(),
             days => days,
         },
+        // Left out, the programme's 10, or the minimum given when it is longer.
         notice_days_max: match notice_days_max {
-            0 => *NOTICE_DAYS_DEFAULT.end(),
+            0 => (*NOTICE_DAYS_DEFAULT.end()).max(notice_days_min),
             days => days,
         },
     };

@@ -502,7 +502,10 @@ impl LoanService for Api {
             grace_days: 0,
             rounding: Rounding::HalfUp,
             extension_months_max: 0,
-            claim_overdue_days: 0,
+            // The programme's, which the terms' JSON leaves out: the command's canonical JSON,
+            // which its fingerprint hashes, stays as it was before the field, so that a contract
+            // sent before an upgrade and retried after it is the same request.
+            claim_overdue_days: crate::domain::policy::CLAIM_OVERDUE_DAYS_DEFAULT,
         };
         let outcome = self
             .writer

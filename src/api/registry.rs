@@ -7,12 +7,37 @@ use super::error::unexpected;
 use super::error::{invalid, status};
 use super::pb::registry_service_server::RegistryService;
 use super::{Api, parse, pb};
-use crate::app::auth::Role;
+use crate::app::auth::{self, Role};
 use crate::app::command::{Command, Outcome};
+use crate::app::listing;
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
 use crate::domain::lpr::{LPR_LEDGER, LprEntry};
 use crate::domain::policy::{PolicyVersion, in_force};
+use crate::store::read::LoanFilter;
+use crate::store::rows::TokenListRow;
+
+/// Tokens a page of `ListTokens`, by default and at most.
+const TOKENS_PAGE_DEFAULT: u32 = 100;
+const TOKENS_PAGE_MAX: u32 = 1_000;
+
+/// A token as the operator sees it (never its secret or hash).
+fn token_to_pb(t: &TokenListRow) -> pb::ApiToken {
+    let role = match Role::parse(&t.role) {
+        Some(Role::Bank) => pb::TokenRole::Bank,
+        Some(Role::Finance) => pb::TokenRole::Finance,
+        Some(Role::Auditor) => pb::TokenRole::Auditor,
+        Some(Role::Operator) => pb::TokenRole::Operator,
+        None => pb::TokenRole::Unspecified,
+    };
+    pb::ApiToken {
+        token_id: t.token_id.clone(),
+        role: role as i32,
+        org: t.org.clone(),
+        created_at: Some(timestamp_of_us(t.created_at_us)),
+        revoked_at: t.revoked_at_us.map(timestamp_of_us),
+    }
+}
 
 fn deny(message: &str) -> Status {
     Status::permission_denied(message.to_string())
@@ -319,6 +344,75 @@ impl RegistryService for Api {
             }
             _ => Err(unexpected("set_lpr")),
         }
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Operator], "CreateToken")?;
+        let pb::CreateTokenRequest { request_id, role, org } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        let role = match parse::enumeration::<pb::TokenRole>("role", role)? {
+            pb::TokenRole::Bank => Role::Bank,
+            pb::TokenRole::Finance => Role::Finance,
+            pb::TokenRole::Auditor => Role::Auditor,
+            pb::TokenRole::Operator => Role::Operator,
+            pb::TokenRole::Unspecified => return Err(invalid("role", "is required")),
+        };
+        let (row, secret) = auth::create_token_for_request(&self.db, role, &org, &request_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreateTokenResponse {
+            token: Some(token_to_pb(&row)),
+            secret: secret.unwrap_or_default(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Operator], "RevokeToken")?;
+        let pb::RevokeTokenRequest { request_id, token_id } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        if !auth::is_token_id(&token_id) {
+            return Err(invalid("token_id", "is not a token's id (tok_ and 16 hex digits)"));
+        }
+        let revoked =
+            auth::revoke_token_but_last_operator(&self.db, &token_id).await.map_err(status)?;
+        Ok(Response::new(pb::RevokeTokenResponse { token: Some(token_to_pb(&revoked)) }))
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Operator], "ListTokens")?;
+        let pb::ListTokensRequest { page_size, page_token } = request.into_inner();
+        let filter = LoanFilter::default();
+        let query = listing::query_key(&format!("{}\ntokens", actor.actor()), &filter, None);
+        let after = match page_token.as_str() {
+            "" => "",
+            token => {
+                listing::token_after_id(token, &query).map_err(|why| invalid("page_token", why))?
+            }
+        };
+        let page_size = match page_size {
+            0 => TOKENS_PAGE_DEFAULT,
+            n => n.min(TOKENS_PAGE_MAX),
+        };
+        let page = self.db.list_tokens_after(after, i64::from(page_size)).await;
+        let page = page.map_err(|e| status(e.into()))?;
+        let last = (page.len() == page_size as usize).then(|| page.last()).flatten();
+        let next_page_token = listing::page_token_after(last.map(|t| t.token_id.as_str()), &query);
+        let tokens = page.iter().map(token_to_pb).collect();
+        Ok(Response::new(pb::ListTokensResponse { tokens, next_page_token }))
     }
 
     async fn get_metrics(

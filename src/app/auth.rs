@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::error::AppError;
 use crate::domain::error::DomainError;
 use crate::store::Db;
+use crate::store::rows::TokenListRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -169,6 +170,34 @@ pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppE
     Ok(secret)
 }
 
+/// Creates a token for `role` and `org` under the operator's `request_id` (`CreateToken`):
+/// the token and its secret; a retry (the id used before for the same role and organisation)
+/// finds the token its first call made, and no secret: only its hash is stored, so a secret is
+/// shown once, and an operator who lost it revokes the token and makes another. The id used
+/// before for another role or organisation is `ALREADY_EXISTS`.
+pub async fn create_token_for_request(
+    db: &Db,
+    role: Role,
+    org: &str,
+    request_id: &str,
+) -> Result<(TokenListRow, Option<String>), AppError> {
+    check_org(role, org).map_err(|m| DomainError::invalid("org", m))?;
+    let (secret, token_id) = new_secret();
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let hash = hash_token(&secret);
+    let (row, made) = db
+        .insert_token_for_request(&token_id, &hash, role.as_str(), org, now_us, request_id)
+        .await?;
+    if !made {
+        if row.role != role.as_str() || row.org != org {
+            return Err(AppError::RequestIdReused(request_id.to_string()));
+        }
+        return Ok((row, None));
+    }
+    tracing::info!(token_id, role = role.as_str(), org, request_id, "token created");
+    Ok((row, Some(secret)))
+}
+
 /// Creates the first operator token of a fresh database (no token and no ledger yet) and
 /// returns its secret; `None` if the database is not fresh. Stored by one statement that
 /// checks it is ([`Db::insert_first_token`]), so that servers started together on a fresh
@@ -200,6 +229,42 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AppError> 
         return Err(AppError::Unauthenticated);
     }
     Ok(Principal { role, org: row.org })
+}
+
+/// Whether `text` has the form of a token's id (`tok_` and 16 lowercase hex digits).
+pub fn is_token_id(text: &str) -> bool {
+    text.strip_prefix("tok_").is_some_and(|hex| {
+        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Revokes the token `token_id` for the operator's `RevokeToken`, and answers it as it is
+/// then: revoked now, or before (answered again); `NOT_FOUND` for no such token. The last
+/// operator token not revoked is kept (`LAST_OPERATOR_TOKEN`): without it no one could make a
+/// token but through the CLI, on the database's machine.
+pub async fn revoke_token_but_last_operator(
+    db: &Db,
+    token_id: &str,
+) -> Result<TokenListRow, AppError> {
+    let at_us = chrono::Utc::now().timestamp_micros();
+    if db.revoke_token_but_last_operator(token_id, at_us).await? {
+        tracing::info!(token_id, "token revoked");
+    }
+    let row = db
+        .get_token(token_id)
+        .await?
+        .ok_or_else(|| DomainError::NotFound { what: "token", id: token_id.to_string() })?;
+    if row.revoked_at_us.is_none() {
+        return Err(DomainError::refused(
+            crate::domain::error::Reason::LastOperatorToken,
+            format!(
+                "{token_id} is the last operator token not revoked: make another operator token \
+                 first"
+            ),
+        )
+        .into());
+    }
+    Ok(row)
 }
 
 /// Revokes the token `token_id`: a server refuses it once its cache of tokens has let it go

@@ -477,6 +477,20 @@ mod tests {
     /// A fingerprint is stored with every answer and compared when a request comes again, also
     /// after an upgrade: the canonical JSON it hashes must not change. Pinned by hashes computed
     /// outside Rust (sha256 of the JSON text in the comment).
+    /// A contract's command as the API builds it (the policy's figures placeholders, the claim
+    /// days the programme's) leaves the claim days out of its JSON, as before they were a
+    /// field: its fingerprint is unchanged by them.
+    #[test]
+    fn a_contracts_fingerprint_leaves_the_claim_days_out() {
+        let terms = crate::bench::load::bench_terms("110101198001011234");
+        let command = Command::CreateLoan { terms: terms.clone() };
+        let json = serde_json::to_string(&command).unwrap();
+        assert!(!json.contains("claim_overdue_days"), "{json}");
+        let other = LoanTerms { claim_overdue_days: 60, ..terms };
+        let json = serde_json::to_string(&Command::CreateLoan { terms: other }).unwrap();
+        assert!(json.contains("\"claim_overdue_days\":60"), "{json}");
+    }
+
     #[test]
     fn fingerprints_are_pinned() {
         let day = |s| parse_date(s).unwrap();

@@ -44,6 +44,7 @@ pub enum Reason {
     PoolTransferExceedsLoan = 36,
     PoolMembersOpen = 37,
     PoolSettled = 38,
+    LastOperatorToken = 39,
 }
 
 impl Reason {
@@ -88,6 +89,7 @@ impl Reason {
             Reason::PoolTransferExceedsLoan => "POOL_TRANSFER_EXCEEDS_LOAN",
             Reason::PoolMembersOpen => "POOL_MEMBERS_OPEN",
             Reason::PoolSettled => "POOL_SETTLED",
+            Reason::LastOperatorToken => "LAST_OPERATOR_TOKEN",
         }
     }
 }

@@ -141,7 +141,8 @@ pub struct LoanTerms {
     /// parameter read back as the 90 they were serviced with.
     #[serde(
         default = "super::policy::claim_overdue_days_default",
-        skip_serializing_if = "super::policy::is_claim_overdue_days_default"
+        skip_serializing_if = "super::policy::is_claim_overdue_days_default",
+        deserialize_with = "super::policy::recorded_claim_overdue_days"
     )]
     pub claim_overdue_days: u32,
 }

@@ -69,7 +69,8 @@ pub struct PolicyParams {
     /// figure of its contract date's version into its terms, as it takes the grace days.
     #[serde(
         default = "claim_overdue_days_default",
-        skip_serializing_if = "is_claim_overdue_days_default"
+        skip_serializing_if = "is_claim_overdue_days_default",
+        deserialize_with = "recorded_claim_overdue_days"
     )]
     pub claim_overdue_days: u32,
     /// The shortest and the longest public notice (公示) of a subsidy claim's approved list, in
@@ -109,6 +110,23 @@ pub const CLAIM_OVERDUE_DAYS_DEFAULT: u32 = 90;
 /// The range of days overdue before a claim any policy may set: at least a month, at most a
 /// year.
 pub const CLAIM_OVERDUE_DAYS_BOUNDS: std::ops::RangeInclusive<u32> = 30..=365;
+
+/// Reads back claim days (a policy's, a loan's terms, a loan row's) within
+/// [`CLAIM_OVERDUE_DAYS_BOUNDS`], which every build has checked them to: one outside is
+/// refused as unreadable rather than servicing a loan with, say, every overdue day claimable.
+pub(crate) fn recorded_claim_overdue_days<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<u32, D::Error> {
+    let days = <u32 as Deserialize>::deserialize(d)?;
+    if !CLAIM_OVERDUE_DAYS_BOUNDS.contains(&days) {
+        return Err(serde::de::Error::custom(format!(
+            "{days} claim days: outside {}..={}",
+            CLAIM_OVERDUE_DAYS_BOUNDS.start(),
+            CLAIM_OVERDUE_DAYS_BOUNDS.end()
+        )));
+    }
+    Ok(days)
+}
 
 pub(crate) fn claim_overdue_days_default() -> u32 {
     CLAIM_OVERDUE_DAYS_DEFAULT
@@ -404,6 +422,20 @@ mod tests {
             in_force(&default_versions(), day("2024-06-01")).as_ref(),
             default_versions().get(1)
         );
+    }
+
+    /// Claim days are read back within the bounds every build checked them to, and as the
+    /// programme's 90 when left out.
+    #[test]
+    fn claim_days_are_read_back_within_their_bounds() {
+        let read = |json: &str| serde_json::from_str::<PolicyParams>(json);
+        let mut json = serde_json::to_value(PolicyParams::default()).unwrap();
+        assert_eq!(read(&json.to_string()).unwrap().claim_overdue_days, 90);
+        json["claim_overdue_days"] = 60.into();
+        assert_eq!(read(&json.to_string()).unwrap().claim_overdue_days, 60);
+        json["claim_overdue_days"] = 0.into();
+        let e = read(&json.to_string()).unwrap_err().to_string();
+        assert!(e.contains("0 claim days: outside 30..=365"), "{e}");
     }
 
     #[test]

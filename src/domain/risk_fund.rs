@@ -568,7 +568,21 @@ impl Fund {
         existing: Option<&Compensation>,
     ) -> Result<Compensation, DomainError> {
         let loan_id = &loan.terms.loan_id;
-        // A rejected claim leaves the loan to be claimed again.
+        // A rejected claim leaves the loan to be claimed again, from the rejection on.
+        if let Some(rejected) = existing.and_then(|c| c.rejected_on)
+            && date < rejected
+        {
+            return Err(DomainError::refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before the rejection of loan {loan_id}'s claim ({}): a claim again is \
+                     dated from it",
+                    format_date(date),
+                    format_date(rejected)
+                ),
+            )
+            .with("rejected_on", format_date(rejected)));
+        }
         if let Some(c) = existing.filter(|c| c.rejected_on.is_none()) {
             return Err(DomainError::refused(
                 Reason::LoanAlreadyCompensated,
@@ -636,6 +650,7 @@ impl Fund {
         date: NaiveDate,
     ) -> Result<FundEvent, DomainError> {
         let loan_id = &loan.terms.loan_id;
+        check_not_rejected(compensation)?;
         let Some(paid) = compensation.paid() else {
             return Err(DomainError::refused(
                 Reason::ClaimStatusMismatch,

@@ -887,6 +887,68 @@ impl Db {
         Ok(())
     }
 
+    /// Stores a token made by the operator's `CreateToken` under its `request_id`, unless a
+    /// token is stored under that id already: that one is answered instead (`false`: not made
+    /// now), whatever its role and organisation, for the caller to compare.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_token_for_request(
+        &self,
+        token_id: &str,
+        token_hash: &str,
+        role: &str,
+        org: &str,
+        created_at_us: i64,
+        request_id: &str,
+    ) -> Result<(TokenListRow, bool), StoreError> {
+        let sql = "insert into api_token \
+                   (token_id, token_hash, role, org, created_at_us, request_id) \
+                   values ($1, $2, $3, $4, $5, $6) on conflict (request_id) do nothing";
+        let made = on_pool!(self, p => sqlx::query(sql)
+            .bind(token_id).bind(token_hash).bind(role).bind(org).bind(created_at_us)
+            .bind(request_id)
+            .execute(p).await?.rows_affected())
+            == 1;
+        let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \
+                   where request_id = $1";
+        let row: TokenListRow =
+            on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_one(p).await?);
+        Ok((row, made))
+    }
+
+    /// The token `token_id`, if there is one (never its secret or hash).
+    pub async fn get_token(&self, token_id: &str) -> Result<Option<TokenListRow>, StoreError> {
+        let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \
+                   where token_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(token_id).fetch_optional(p).await?))
+    }
+
+    /// Up to `limit` tokens after `after` in token id order (a page of `ListTokens`).
+    pub async fn list_tokens_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<TokenListRow>, StoreError> {
+        let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \
+                   where token_id > $1 order by token_id limit $2";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(p).await?))
+    }
+
+    /// Revokes a token from `at_us` on, but the last operator's token not revoked (one
+    /// statement, so that two revocations at once cannot both pass the count); `false` if
+    /// nothing was revoked (no such token, revoked already, or the last operator's).
+    pub async fn revoke_token_but_last_operator(
+        &self,
+        token_id: &str,
+        at_us: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "update api_token set revoked_at_us = $2 \
+                   where token_id = $1 and revoked_at_us is null \
+                   and (role <> 'operator' or (select count(*) from api_token \
+                        where role = 'operator' and revoked_at_us is null) > 1)";
+        let rows = on_pool!(self, p => sqlx::query(sql).bind(token_id).bind(at_us).execute(p).await?.rows_affected());
+        Ok(rows == 1)
+    }
+
     /// Runs a statement outside the writer: for tests and operators only.
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
         Ok(

@@ -205,7 +205,8 @@ struct LoanPolicy {
     /// Left out when 90, as in the rows stored before it was kept.
     #[serde(
         default = "crate::domain::policy::claim_overdue_days_default",
-        skip_serializing_if = "crate::domain::policy::is_claim_overdue_days_default"
+        skip_serializing_if = "crate::domain::policy::is_claim_overdue_days_default",
+        deserialize_with = "crate::domain::policy::recorded_claim_overdue_days"
     )]
     claim_overdue_days: u32,
 }

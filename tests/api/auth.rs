@@ -19,6 +19,7 @@ on_both_backends!(
     a_cancelled_token_read_still_revokes,
     servers_started_together_make_one_first_token,
     the_operator_reads_the_calls_counted,
+    the_operator_makes_lists_and_revokes_tokens,
 );
 
 /// Bearer tokens and roles: a bank reaches only its own loans, an auditor only reads, nothing
@@ -746,5 +747,113 @@ async fn the_operator_reads_the_calls_counted(backend: Backend) {
     assert_eq!(statuses(&created), [("OK".to_string(), created.calls)]);
     let refused = method("/loanledger.v1.RegistryService/GetMetrics");
     assert_eq!(statuses(&refused), [("PERMISSION_DENIED".to_string(), 3)]);
+    app.finish().await;
+}
+
+/// The operator's token calls (`CreateToken`, `ListTokens`, `RevokeToken`): a bank's token made
+/// over gRPC works at once, its secret answered once (a retry answers the token, no secret;
+/// the request id reused for another token is ALREADY_EXISTS); the list pages through every
+/// token; a revoked token is refused once the server's cache lets it go (300 ms here); the last
+/// operator token is kept until another is made. No other role may make, list or revoke.
+async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
+    const TOKEN_CACHE_TTL: Duration = Duration::from_millis(300);
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.restart_with(loanledger::startup::business_utc_offset_default(), TOKEN_CACHE_TTL).await;
+    let create = |request_id: &str, role: pb::TokenRole, org: &str| pb::CreateTokenRequest {
+        request_id: request_id.into(),
+        role: role as i32,
+        org: org.into(),
+    };
+    for token in [&t.bank, &t.finance, &t.auditor] {
+        let denied =
+            app.registry(token).create_token(create(&rid("t"), pb::TokenRole::Bank, BANK)).await;
+        expect_code(denied, Code::PermissionDenied);
+        let listed = app.registry(token).list_tokens(pb::ListTokensRequest::default()).await;
+        expect_code(listed, Code::PermissionDenied);
+    }
+    let mut registry = app.registry(&t.operator);
+    let unnamed = registry.create_token(create(&rid("t"), pb::TokenRole::Unspecified, BANK)).await;
+    expect_invalid(unnamed, "role");
+    let everywhere = registry.create_token(create(&rid("t"), pb::TokenRole::Finance, "*")).await;
+    expect_invalid(everywhere, "org");
+
+    let request = create(&rid("t"), pb::TokenRole::Bank, BANK);
+    let made = registry.create_token(request.clone()).await.expect("CreateToken").into_inner();
+    let token = made.token.clone().expect("the token");
+    assert_eq!((token.role(), token.org.as_str()), (pb::TokenRole::Bank, BANK));
+    assert!(token.created_at.is_some() && token.revoked_at.is_none(), "{token:?}");
+    let secret = made.secret.clone();
+    assert_eq!(
+        loanledger::app::auth::token_id_of(&secret).as_deref(),
+        Some(token.token_id.as_str())
+    );
+    assert_eq!(app.get_loan(&secret, &id).await.loan_id, id, "the new token works at once");
+    let retried = registry.create_token(request.clone()).await.expect("the retry").into_inner();
+    assert_eq!((retried.token, retried.secret.as_str()), (Some(token.clone()), ""));
+    let other = pb::CreateTokenRequest { org: "B2".into(), ..request };
+    expect_code(registry.create_token(other).await, Code::AlreadyExists);
+
+    // Listed two at a time: every token once, the new one among them, never a secret.
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = registry
+            .list_tokens(pb::ListTokensRequest { page_size: 2, page_token: page_token.clone() })
+            .await
+            .expect("ListTokens")
+            .into_inner();
+        listed.extend(page.tokens);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let stored = app.db.list_tokens().await.expect("the tokens").len();
+    assert_eq!(listed.len(), stored);
+    assert!(listed.windows(2).all(|w| w[0].token_id < w[1].token_id), "in id order, once each");
+    assert!(listed.contains(&token));
+    let forged = pb::ListTokensRequest { page_size: 2, page_token: "after:tok_x@0123".into() };
+    expect_invalid(registry.list_tokens(forged).await, "page_token");
+
+    let revoke =
+        |token_id: &str| pb::RevokeTokenRequest { request_id: rid("r"), token_id: token_id.into() };
+    expect_invalid(registry.revoke_token(revoke("ll_secret")).await, "token_id");
+    expect_code(registry.revoke_token(revoke("tok_0000000000000000")).await, Code::NotFound);
+    let revoked = registry.revoke_token(revoke(&token.token_id)).await.expect("RevokeToken");
+    let revoked = revoked.into_inner().token.expect("the token");
+    assert!(revoked.revoked_at.is_some(), "{revoked:?}");
+    let again = registry.revoke_token(revoke(&token.token_id)).await.expect("revoked again");
+    assert_eq!(again.into_inner().token, Some(revoked), "answered as revoked then");
+    tokio::time::sleep(TOKEN_CACHE_TTL + Duration::from_millis(200)).await;
+    let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
+    expect_code(app.loans(&secret).get_loan(request).await, Code::Unauthenticated);
+
+    // The operator tokens but the test's own revoked: that one is the last, and kept.
+    let own = loanledger::app::auth::token_id_of(&t.operator).expect("its id");
+    for other in listed.iter().filter(|k| k.role() == pb::TokenRole::Operator && k.token_id != own)
+    {
+        registry.revoke_token(revoke(&other.token_id)).await.expect("another operator's");
+    }
+    let last = registry.revoke_token(revoke(&own)).await;
+    expect_refused(last, "LAST_OPERATOR_TOKEN");
+    let next = registry
+        .create_token(create(&rid("t"), pb::TokenRole::Operator, "*"))
+        .await
+        .expect("another operator token")
+        .into_inner();
+    let handed_over = registry.revoke_token(revoke(&own)).await.expect("no longer the last");
+    assert!(handed_over.into_inner().token.expect("the token").revoked_at.is_some());
+    let tokens = app.registry(&next.secret).list_tokens(pb::ListTokensRequest::default()).await;
+    let live: Vec<_> = tokens
+        .expect("the new operator lists")
+        .into_inner()
+        .tokens
+        .into_iter()
+        .filter(|k| k.role() == pb::TokenRole::Operator && k.revoked_at.is_none())
+        .map(|k| k.token_id)
+        .collect();
+    assert_eq!(live, [next.token.expect("the token").token_id]);
     app.finish().await;
 }

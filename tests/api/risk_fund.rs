@@ -629,7 +629,13 @@ async fn the_finance_office_rejects_a_claim_and_the_bank_claims_again(backend: B
     let unpaid = expect_refused(unpaid, "CLAIM_STATUS_MISMATCH");
     assert_eq!(metadata(&unpaid, "rejected_on").as_deref(), Some("2021-06-21"));
     let nothing = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-22")).await;
-    expect_refused(nothing, "CLAIM_STATUS_MISMATCH");
+    let nothing = expect_refused(nothing, "CLAIM_STATUS_MISMATCH");
+    assert_eq!(metadata(&nothing, "rejected_on").as_deref(), Some("2021-06-21"));
+    // Claimed again, but not dated before the rejection.
+    let before = compensate(&rid("c"), &second, "2021-06-20");
+    let before = app.risk_fund(&t.bank).compensate_loan(before).await;
+    let before = expect_refused(before, "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(metadata(&before, "rejected_on").as_deref(), Some("2021-06-21"));
     // No longer marked: a payment dated before the claim is taken (a fen of the penalty: the
     // loan stays overdue since 2021-03-21).
     app.repay(&t.bank, &second, "2021-06-10", 100).await;

@@ -140,7 +140,9 @@ fn a_rejected_claim_frees_the_fund_and_leaves_the_loan_to_be_claimed_again() {
         "CLAIM_STATUS_MISMATCH"
     );
 
-    // Claimed again, later: a claim of its own, paid as any.
+    // Claimed again, not dated before the rejection; later, a claim of its own, paid as any.
+    let before = fund.claim(&loan, d("2021-06-21"), Some(&rejected)).unwrap_err();
+    assert_eq!(code(before), "VALUE_DATE_OUT_OF_RANGE");
     let again = fund.claim(&loan, d("2021-07-20"), Some(&rejected)).unwrap();
     let reclaimed = fund.apply(&again, Some(&rejected)).unwrap().unwrap();
     assert_eq!((reclaimed.status(), reclaimed.compensated_on), ("claimed", d("2021-07-20")));
