@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::RwLock;
 use tonic::Request;
 
-use crate::app::auth::{Principal, Role, authenticate, hash_token};
+use crate::app::auth::{Principal, Role, authenticate, hash_token, token_id_of};
 use crate::app::writer::WriterHandle;
 use crate::store::Db;
 
@@ -36,14 +36,18 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/loanledger_descriptor.bin"));
 
 /// What every service handler shares.
+/// A token's principal, when it was read, and its id ([`Api::principal`]'s cache).
+type CheckedToken = (Principal, Instant, String);
+
 #[derive(Clone)]
 pub struct Api {
     pub db: Db,
     pub writer: WriterHandle,
     /// Principals by token hash, with the time each was read: a token is read again once its
     /// entry is older than `token_cache_ttl` (by one caller while the others use the entry), so
-    /// that a revoked one is refused from then on.
-    tokens: Arc<RwLock<HashMap<String, (Principal, Instant)>>>,
+    /// that a revoked one is refused from then on; and the token's id, which `RevokeToken`
+    /// drops its entry by.
+    tokens: Arc<RwLock<HashMap<String, CheckedToken>>>,
     token_cache_ttl: Duration,
     /// One `Verify` at a time: each keeps both cores busy for as long as it runs (two threads
     /// and the read-model reads), so concurrent ones would only slow each other and everything
@@ -124,7 +128,7 @@ impl Api {
                 tonic::Status::unauthenticated("authorization must be \"Bearer <token>\"")
             })?;
         let key = hash_token(secret);
-        if let Some((p, read_at)) = self.tokens.read().await.get(&key)
+        if let Some((p, read_at, _)) = self.tokens.read().await.get(&key)
             && read_at.elapsed() < self.token_cache_ttl
         {
             return Ok(p.clone());
@@ -138,7 +142,7 @@ impl Api {
             // serves the others meanwhile, rather than all of a busy token's callers reading
             // it at once through the readers' pool.
             let mut tokens = self.tokens.write().await;
-            if let Some((p, read_at)) = tokens.get_mut(&key) {
+            if let Some((p, read_at, _)) = tokens.get_mut(&key) {
                 if read_at.elapsed() < self.token_cache_ttl {
                     return Ok(p.clone());
                 }
@@ -153,7 +157,10 @@ impl Api {
         let read = tokio::spawn(async move {
             let read = authenticate(&db, &secret).await;
             match &read {
-                Ok(principal) => tokens.write().await.insert(key, (principal.clone(), checked)),
+                Ok(principal) => {
+                    let token_id = token_id_of(&secret).unwrap_or_default();
+                    tokens.write().await.insert(key, (principal.clone(), checked, token_id))
+                }
                 Err(_) => tokens.write().await.remove(&key),
             };
             read
@@ -164,6 +171,15 @@ impl Api {
                 "a token's read failed: {e}"
             )))),
         }
+    }
+}
+
+impl Api {
+    /// Drops the token `token_id` from this server's cache of checked tokens (`RevokeToken`):
+    /// refused here from now on, by the other servers on the database once their caches let
+    /// it go.
+    pub(crate) async fn forget_token(&self, token_id: &str) {
+        self.tokens.write().await.retain(|_, (_, _, id)| id != token_id);
     }
 }
 

@@ -346,6 +346,7 @@ impl RegistryService for Api {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(request_id))]
     async fn create_token(
         &self,
         request: Request<pb::CreateTokenRequest>,
@@ -371,6 +372,7 @@ impl RegistryService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(request_id))]
     async fn revoke_token(
         &self,
         request: Request<pb::RevokeTokenRequest>,
@@ -385,6 +387,7 @@ impl RegistryService for Api {
         }
         let revoked =
             auth::revoke_token_but_last_operator(&self.db, &token_id).await.map_err(status)?;
+        self.forget_token(&token_id).await;
         Ok(Response::new(pb::RevokeTokenResponse { token: Some(token_to_pb(&revoked)) }))
     }
 

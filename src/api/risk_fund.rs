@@ -9,8 +9,11 @@ use super::pb::risk_fund_service_server::RiskFundService;
 use super::{Api, parse, pb};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
-use crate::app::listing;
-use crate::domain::date::format_date;
+use crate::app::error::AppError;
+use crate::app::{listing, servicing};
+use crate::domain::date::{BusinessDate, format_date};
+use crate::domain::event::JournalEvent;
+use crate::domain::loan::LoanState;
 use crate::domain::policy::LendingLimits;
 use crate::domain::risk_fund::{Compensation, DepositSource, Exposure, Fund};
 use crate::store::read::LoanFilter;
@@ -152,7 +155,12 @@ impl RiskFundService for Api {
         let fund = self.db.risk_fund(&ledger_id).await.map_err(|e| status(e.into()))?;
         let fund =
             fund.ok_or_else(|| Status::not_found(format!("ledger {ledger_id} has no risk fund")))?;
-        let loans = self.db.live_loans_of_ledger(&ledger_id).await.map_err(|e| status(e.into()))?;
+        let (fund, loans) = if as_of < self.today() {
+            self.fund_as_of(&ledger_id, as_of).await?
+        } else {
+            let loans = self.db.live_loans_of_ledger(&ledger_id).await;
+            (fund, loans.map_err(|e| status(e.into()))?)
+        };
         let exposure = Exposure::of(&loans, as_of);
         let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
         let limits = LendingLimits::on(&versions, as_of);
@@ -258,6 +266,45 @@ impl Api {
             }
             _ => Err(unexpected(what)),
         }
+    }
+
+    /// The fund of `ledger_id` and its loans as they stood at the end of `date`, a day before
+    /// today: the fund rebuilt from its events dated by then ([`Fund::as_of`]), the loans that
+    /// may have been live or contracted then rebuilt from their events dated by then
+    /// ([`servicing::loans_as_of`]). `NOT_FOUND` when the fund was not open yet.
+    async fn fund_as_of(
+        &self,
+        ledger_id: &str,
+        date: BusinessDate,
+    ) -> Result<(Fund, Vec<LoanState>), Status> {
+        let rows = self.db.fund_events(ledger_id).await.map_err(|e| status(e.into()))?;
+        let mut events = Vec::with_capacity(rows.len());
+        for (kind, json) in rows {
+            match JournalEvent::from_parts(&kind, &json) {
+                Ok(JournalEvent::RiskFund(event)) => events.push(event),
+                Ok(_) | Err(_) => {
+                    let why =
+                        format!("a risk fund event of ledger {ledger_id} ({kind}) is unreadable");
+                    return Err(status(AppError::Internal(why)));
+                }
+            }
+        }
+        let fund = Fund::as_of(&events, date).map_err(|e| {
+            status(AppError::Internal(format!(
+                "the risk fund of ledger {ledger_id} does not replay to {}: {e}",
+                format_date(date)
+            )))
+        })?;
+        let fund = fund.ok_or_else(|| {
+            Status::not_found(format!(
+                "ledger {ledger_id} had no risk fund on {}",
+                format_date(date)
+            ))
+        })?;
+        let loans = self.db.loans_of_ledger_on(ledger_id, &format_date(date)).await;
+        let loans = loans.map_err(|e| status(e.into()))?;
+        let loans = servicing::loans_as_of(&self.db, loans, date).await.map_err(status)?;
+        Ok((fund, loans))
     }
 
     /// Whether `actor` may read the fund of `ledger_id`: its finance office and auditors, and

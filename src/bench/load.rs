@@ -692,9 +692,10 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         prost::Message::encoded_len(&answer) as f64 / 1e6
     );
     report(span.figure(name, lines, "lines", None), &mut figures);
-    // Not a target: the county's risk fund opened, and its figures on the settlement's day
-    // (every live loan read and its standing that day worked out, as a contract in a ledger
-    // with a fund has them worked out once a write: "Risk-compensation fund" in the README).
+    // Not a target: the county's risk fund opened, and its figures on the settlement's day, a
+    // past date: the fund rebuilt from its events by then, every loan that may have been live
+    // then rebuilt from its history to it and its standing that day worked out
+    // ("Risk-compensation fund" in the README, `GetRiskFund`).
     let mut funds =
         RiskFundServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
     let open = pb::OpenRiskFundRequest {
@@ -709,7 +710,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         pb::GetRiskFundRequest { ledger_id: "BENCH".into(), as_of: "2021-03-20".into() };
     let fund = funds.get_risk_fund(figures_of).await?.into_inner();
     let live = fund.exposure.map_or(0, |e| e.live_loans);
-    let name = "risk fund figures (every live loan's standing)".into();
+    let name = "risk fund figures as of a past day (every loan rebuilt to it)".into();
     report(span.figure(name, live, "loans", None), &mut figures);
     // Not a target: a direct pool of (at most) a thousand loans, the most a pool holds, and the
     // partner's collective repayment of 100.00 yuan a loan, allocated over them by what each

@@ -857,6 +857,32 @@ impl Fund {
         }
     }
 
+    /// The fund as its `events` (its ledger's, in journal order) dated by `date` left it, each
+    /// applied in order with the compensation it changes: `None` when it was not open yet.
+    /// An event needs only events dated no later than itself (a payment its claim, a return
+    /// its payment, a claim again its rejection; a payment is not dated before any money the
+    /// fund had received by then), so each applies as it did when recorded, with as much in
+    /// the fund or more.
+    pub fn as_of<'e>(
+        events: impl IntoIterator<Item = &'e FundEvent>,
+        date: NaiveDate,
+    ) -> Result<Option<Fund>, DomainError> {
+        let mut fund: Option<Fund> = None;
+        let mut compensations: std::collections::HashMap<&str, Compensation> =
+            std::collections::HashMap::new();
+        for event in events.into_iter().filter(|e| e.date() <= date) {
+            let Some(open) = fund.as_mut() else {
+                fund = Fund::opened(event);
+                continue;
+            };
+            let loan_id = event.loan_id().unwrap_or_default();
+            if let Some(changed) = open.apply(event, compensations.get(loan_id))? {
+                compensations.insert(loan_id, changed);
+            }
+        }
+        Ok(fund)
+    }
+
     /// Money received on `date` ([`Fund::last_inflow_on`]).
     fn received_on(&mut self, date: NaiveDate) {
         self.last_inflow_on = Some(self.last_inflow_on.map_or(date, |last| last.max(date)));

@@ -439,6 +439,27 @@ impl Db {
         rows.into_iter().map(LoanRow::into_state).collect()
     }
 
+    /// A ledger's loans that may have been live or contracted at the end of `date`, as they
+    /// stand now ([`LOANS_OF_LEDGER_ON_SQL`]; `servicing::loans_as_of` rebuilds them as of it).
+    pub async fn loans_of_ledger_on(
+        &self,
+        ledger_id: &str,
+        date: &str,
+    ) -> Result<Vec<LoanState>, StoreError> {
+        let sql = LOANS_OF_LEDGER_ON_SQL;
+        let rows: Vec<LoanRow> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).bind(date).fetch_all(p).await?);
+        rows.into_iter().map(LoanRow::into_state).collect()
+    }
+
+    /// A ledger's risk-fund events in journal order (`risk_fund.*`: kind and event JSON), for
+    /// the fund as it stood on a date. A scan of the ledger's journal: an auditor's read.
+    pub async fn fund_events(&self, ledger_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = "select kind, command_json from journal_txn \
+                   where ledger_id = $1 and kind like 'risk_fund.%' order by seq";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?))
+    }
+
     /// A pool as it stands (`None`: there is none of that id).
     pub async fn pool(&self, pool_id: &str) -> Result<Option<Pool>, StoreError> {
         let sql = POOL_JSON_SQL;
@@ -933,9 +954,12 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(p).await?))
     }
 
-    /// Revokes a token from `at_us` on, but the last operator's token not revoked (one
-    /// statement, so that two revocations at once cannot both pass the count); `false` if
-    /// nothing was revoked (no such token, revoked already, or the last operator's).
+    /// Revokes a token from `at_us` on, but the last operator token that can log in (bound to
+    /// `*`) not revoked; `false` if nothing was revoked (no such token, revoked already, or
+    /// that last one). On PostgreSQL the count and the update run under a lock on the table
+    /// (as [`Db::insert_first_token`]'s): at READ COMMITTED two revocations of the last two
+    /// would each count the other's token, update rows of their own, and both pass; SQLite's
+    /// statement takes the write lock before it reads.
     pub async fn revoke_token_but_last_operator(
         &self,
         token_id: &str,
@@ -943,10 +967,31 @@ impl Db {
     ) -> Result<bool, StoreError> {
         let sql = "update api_token set revoked_at_us = $2 \
                    where token_id = $1 and revoked_at_us is null \
-                   and (role <> 'operator' or (select count(*) from api_token \
-                        where role = 'operator' and revoked_at_us is null) > 1)";
-        let rows = on_pool!(self, p => sqlx::query(sql).bind(token_id).bind(at_us).execute(p).await?.rows_affected());
-        Ok(rows == 1)
+                   and (role <> 'operator' or org <> '*' or (select count(*) from api_token \
+                        where role = 'operator' and org = '*' and revoked_at_us is null) > 1)";
+        macro_rules! revoke {
+            ($executor:expr) => {
+                sqlx::query(sql)
+                    .bind(token_id)
+                    .bind(at_us)
+                    .execute($executor)
+                    .await?
+                    .rows_affected()
+            };
+        }
+        let revoked = match self {
+            Db::Sqlite(pool, ..) => revoke!(pool),
+            Db::Postgres(pool, _) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("lock table api_token in share row exclusive mode")
+                    .execute(&mut *tx)
+                    .await?;
+                let revoked = revoke!(&mut *tx);
+                tx.commit().await?;
+                revoked
+            }
+        };
+        Ok(revoked == 1)
     }
 
     /// Runs a statement outside the writer: for tests and operators only.

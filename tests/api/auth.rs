@@ -772,6 +772,9 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
         expect_code(denied, Code::PermissionDenied);
         let listed = app.registry(token).list_tokens(pb::ListTokensRequest::default()).await;
         expect_code(listed, Code::PermissionDenied);
+        let own = loanledger::app::auth::token_id_of(token).expect("its id");
+        let revoking = pb::RevokeTokenRequest { request_id: rid("r"), token_id: own };
+        expect_code(app.registry(token).revoke_token(revoking).await, Code::PermissionDenied);
     }
     let mut registry = app.registry(&t.operator);
     let unnamed = registry.create_token(create(&rid("t"), pb::TokenRole::Unspecified, BANK)).await;
@@ -826,7 +829,7 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     assert!(revoked.revoked_at.is_some(), "{revoked:?}");
     let again = registry.revoke_token(revoke(&token.token_id)).await.expect("revoked again");
     assert_eq!(again.into_inner().token, Some(revoked), "answered as revoked then");
-    tokio::time::sleep(TOKEN_CACHE_TTL + Duration::from_millis(200)).await;
+    // Refused at once by the server that revoked it (it drops the token from its cache).
     let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
     expect_code(app.loans(&secret).get_loan(request).await, Code::Unauthenticated);
 
@@ -854,6 +857,28 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
         .filter(|k| k.role() == pb::TokenRole::Operator && k.revoked_at.is_none())
         .map(|k| k.token_id)
         .collect();
-    assert_eq!(live, [next.token.expect("the token").token_id]);
+    let next_id = next.token.expect("the token").token_id;
+    assert_eq!(live, std::slice::from_ref(&next_id));
+    // The last two operator tokens, each revoking the other at once: one goes, the other is
+    // kept as the last (its caller then refused as the last, or, reaching the server after
+    // the first revocation, as revoked itself).
+    let third = app
+        .registry(&next.secret)
+        .create_token(create(&rid("t"), pb::TokenRole::Operator, "*"))
+        .await
+        .expect("a third operator token")
+        .into_inner();
+    let third_id = third.token.expect("the token").token_id;
+    let (mut a, mut b) = (app.registry(&next.secret), app.registry(&third.secret));
+    let (one, other) =
+        tokio::join!(a.revoke_token(revoke(&third_id)), b.revoke_token(revoke(&next_id)));
+    let kept: Vec<bool> = [one.is_ok(), other.is_ok()].into();
+    assert_eq!(kept.iter().filter(|ok| **ok).count(), 1, "{one:?} {other:?}");
+    let refused = if one.is_ok() { other } else { one };
+    let code = refused.expect_err("one refused").code();
+    assert!(matches!(code, Code::FailedPrecondition | Code::Unauthenticated), "{code:?}");
+    let live = app.db.list_tokens().await.expect("the tokens");
+    let live = live.iter().filter(|k| k.role == "operator" && k.revoked_at_us.is_none()).count();
+    assert_eq!(live, 1, "the last operator token kept");
     app.finish().await;
 }

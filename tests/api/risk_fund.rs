@@ -17,6 +17,7 @@ on_both_backends!(
     a_policy_version_sets_the_funds_limits_from_its_date,
     a_loan_is_claimed_after_its_contracts_claim_days,
     the_finance_office_rejects_a_claim_and_the_bank_claims_again,
+    the_fund_and_its_loans_as_they_stood_on_a_past_date,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
 );
@@ -661,6 +662,62 @@ async fn the_finance_office_rejects_a_claim_and_the_bank_claims_again(backend: B
     );
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// GetRiskFund as of a past date shows the fund and the ledger's loans as they stood then, not
+/// as they stand: C001 paid off on 2021-07-10 was live on 2021-06-21; the claim on C002 of
+/// 2021-06-20 was pending then and paid on 2021-06-25, after a deposit of 2021-06-22 recorded
+/// after it. Before the fund opened there was none (NOT_FOUND).
+async fn the_fund_and_its_loans_as_they_stood_on_a_past_date(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    opened_with(&app, &t, 3_000_000).await;
+    app.risk_fund(&t.bank)
+        .compensate_loan(compensate(&rid("c"), &second, "2021-06-20"))
+        .await
+        .expect("the claim");
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-06-22", 1_000_000))
+        .await
+        .expect("a deposit");
+    app.risk_fund(&t.finance)
+        .pay_compensation(pb::PayCompensationRequest {
+            request_id: rid("p"),
+            loan_id: second.clone(),
+            value_date: "2021-06-25".into(),
+            voucher: "财付〔2021〕7号".into(),
+        })
+        .await
+        .expect("the payment");
+    app.pay_off(&t.bank, &first, "2021-07-10").await;
+
+    let on = |as_of: &'static str| fund_on(&app, &t.auditor, as_of);
+    let claimed = on("2021-06-21").await;
+    let (fund, exposure) = (claimed.fund.expect("the fund"), claimed.exposure.expect("exposure"));
+    assert_eq!((fund.balance_fen, fund.pending_fen, fund.compensations), (3_000_000, 4_000_000, 0));
+    assert_eq!((exposure.live_loans, exposure.outstanding_fen), (2, 10_000_000));
+    // Neither paid its March interest: both more than 90 days overdue then.
+    assert_eq!((exposure.non_performing_loans, exposure.non_performing_fen), (2, 10_000_000));
+    // 10 × (30,000.00 - 40,000.00 pending): nothing to lend on.
+    assert_eq!((exposure.lending_limit_fen, exposure.room_fen), (0, 0));
+    let paid = on("2021-06-26").await;
+    let fund = paid.fund.expect("the fund");
+    assert_eq!((fund.balance_fen, fund.pending_fen, fund.compensated_fen), (0, 0, 4_000_000));
+    assert_eq!((fund.deposited_fen, fund.compensations), (4_000_000, 1));
+    let today = fund_on(&app, &t.auditor, "").await;
+    let exposure = today.exposure.expect("the exposure");
+    assert_eq!((exposure.live_loans, exposure.outstanding_fen), (1, 5_000_000), "C001 paid off");
+    assert_eq!(today.fund.expect("the fund"), fund, "nothing since");
+    let before = app
+        .risk_fund(&t.auditor)
+        .get_risk_fund(pb::GetRiskFundRequest {
+            ledger_id: LEDGER.into(),
+            as_of: "2020-12-31".into(),
+        })
+        .await;
+    expect_code(before, Code::NotFound);
     app.finish().await;
 }
 

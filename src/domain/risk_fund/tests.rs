@@ -157,6 +157,48 @@ fn a_rejected_claim_frees_the_fund_and_leaves_the_loan_to_be_claimed_again() {
     assert_eq!(marked.claim_rejected().servicing.compensated_on, None);
 }
 
+/// The fund as of a date: its events dated by then, in journal order, a deposit recorded after
+/// a payment but dated before it counted; nothing before its opening.
+#[test]
+fn the_fund_as_it_stood_on_a_date() {
+    let mut fund = funded(80, 3_000_000);
+    let mut events = vec![
+        FundEvent::Opened {
+            ledger_id: "L".into(),
+            opened_on: d("2021-01-01"),
+            fund_share_percent: 80,
+        },
+        fund.deposit(d("2021-01-10"), DepositSource::Deposit, Fen(3_000_000), "V-1").unwrap(),
+    ];
+    let loan = loan("L1");
+    let claim = fund.claim(&loan, d("2021-06-20"), None).unwrap();
+    let claimed = fund.apply(&claim, None).unwrap().unwrap();
+    let deposit =
+        fund.deposit(d("2021-06-22"), DepositSource::Deposit, Fen(1_000_000), "V-2").unwrap();
+    fund.apply(&deposit, None).unwrap();
+    let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
+    fund.apply(&payment, Some(&claimed)).unwrap();
+    // Recorded last, dated first.
+    let late = fund.deposit(d("2021-03-01"), DepositSource::Interest, Fen(1_234), "I-1").unwrap();
+    fund.apply(&late, None).unwrap();
+    events.extend([claim, deposit, payment, late]);
+    let on = |date| Fund::as_of(&events, d(date)).unwrap();
+    assert_eq!(on("2020-12-31"), None);
+    let opened = on("2021-01-05").unwrap();
+    assert_eq!(opened.balance_fen, Fen::ZERO);
+    let claimed_then = on("2021-06-21").unwrap();
+    assert_eq!(
+        (claimed_then.balance_fen, claimed_then.pending_fen),
+        (Fen(3_001_234), Fen(4_000_000))
+    );
+    let paid = on("2021-06-25").unwrap();
+    assert_eq!(
+        (paid.balance_fen, paid.pending_fen, paid.compensations),
+        (Fen(1_234), Fen::ZERO, 1)
+    );
+    assert_eq!(on("2021-12-31").unwrap(), fund, "every event counted: the fund as it stands");
+}
+
 /// The bank claims, the finance office pays: the claim assessed on its date moves nothing and
 /// takes no return; the payment, not dated before the claim, pays the fund's share if the fund
 /// holds it, once; then what is recovered is returned.
