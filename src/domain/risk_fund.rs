@@ -322,7 +322,37 @@ fn before_opening(fund: &Fund, date: NaiveDate) -> DomainError {
     )
 }
 
-/// Refuses a payment or a rejection of a claim the finance office rejected
+/// Refuses the payment or the rejection (dated `date`) of a claim that is not pending: paid
+/// (`CLAIM_STATUS_MISMATCH` with `paid_on`, saying `rule`), rejected ([`check_not_rejected`]),
+/// or claimed after `date` (`VALUE_DATE_OUT_OF_RANGE`).
+fn check_pending(
+    compensation: &Compensation,
+    date: NaiveDate,
+    rule: &str,
+) -> Result<(), DomainError> {
+    let loan_id = &compensation.loan_id;
+    if let Some(paid) = compensation.paid() {
+        return Err(DomainError::refused(
+            Reason::ClaimStatusMismatch,
+            format!("loan {loan_id}'s compensation was paid on {}: {rule}", format_date(paid)),
+        )
+        .with("paid_on", format_date(paid)));
+    }
+    check_not_rejected(compensation)?;
+    if date < compensation.compensated_on {
+        return Err(DomainError::refused(
+            Reason::ValueDateOutOfRange,
+            format!(
+                "{} is before loan {loan_id}'s claim ({})",
+                format_date(date),
+                format_date(compensation.compensated_on)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a payment, a rejection or a return of a claim the finance office rejected
 /// (`CLAIM_STATUS_MISMATCH` with `rejected_on`): the bank claims the loan again instead.
 fn check_not_rejected(compensation: &Compensation) -> Result<(), DomainError> {
     let Some(rejected) = compensation.rejected_on else { return Ok(()) };
@@ -450,27 +480,7 @@ impl Fund {
         voucher: &str,
     ) -> Result<FundEvent, DomainError> {
         let loan_id = &compensation.loan_id;
-        if let Some(paid) = compensation.paid() {
-            return Err(DomainError::refused(
-                Reason::ClaimStatusMismatch,
-                format!(
-                    "loan {loan_id}'s compensation was paid on {}: a compensation is paid once",
-                    format_date(paid)
-                ),
-            )
-            .with("paid_on", format_date(paid)));
-        }
-        check_not_rejected(compensation)?;
-        if date < compensation.compensated_on {
-            return Err(DomainError::refused(
-                Reason::ValueDateOutOfRange,
-                format!(
-                    "{} is before loan {loan_id}'s claim ({})",
-                    format_date(date),
-                    format_date(compensation.compensated_on)
-                ),
-            ));
-        }
+        check_pending(compensation, date, "a compensation is paid once")?;
         if let Some(received) = self.last_inflow_on.filter(|received| date < *received) {
             return Err(DomainError::refused(
                 Reason::ValueDateOutOfRange,
@@ -504,27 +514,7 @@ impl Fund {
         reason: &str,
     ) -> Result<FundEvent, DomainError> {
         let loan_id = &compensation.loan_id;
-        if let Some(paid) = compensation.paid() {
-            return Err(DomainError::refused(
-                Reason::ClaimStatusMismatch,
-                format!(
-                    "loan {loan_id}'s compensation was paid on {}: a paid claim is not rejected",
-                    format_date(paid)
-                ),
-            )
-            .with("paid_on", format_date(paid)));
-        }
-        check_not_rejected(compensation)?;
-        if date < compensation.compensated_on {
-            return Err(DomainError::refused(
-                Reason::ValueDateOutOfRange,
-                format!(
-                    "{} is before loan {loan_id}'s claim ({})",
-                    format_date(date),
-                    format_date(compensation.compensated_on)
-                ),
-            ));
-        }
+        check_pending(compensation, date, "a paid claim is not rejected")?;
         if reason.trim().is_empty() {
             return Err(DomainError::invalid("reason", "is required"));
         }

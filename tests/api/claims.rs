@@ -646,33 +646,18 @@ async fn a_policy_version_sets_the_notice_days(backend: Backend) {
     };
     settle_march(&app, &t).await;
     app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
-    let current = app
-        .registry(&t.finance)
-        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: "2021-04-01".into() })
-        .await
-        .expect("GetPolicy")
-        .into_inner()
-        .params
-        .expect("params");
+    let current = app.policy_on(&t.finance, "2021-04-01").await;
     assert_eq!((current.notice_days_min, current.notice_days_max), (7, 10));
-    let set = |request_id: &str, min: u32, max: u32| pb::SetPolicyRequest {
-        request_id: request_id.into(),
-        ledger_id: LEDGER.into(),
-        effective_date: "2021-04-01".into(),
-        params: Some(pb::PolicyParams {
-            notice_days_min: min,
-            notice_days_max: max,
-            ..current.clone()
-        }),
+    let set = |min: u32, max: u32| {
+        let days =
+            pb::PolicyParams { notice_days_min: min, notice_days_max: max, ..current.clone() };
+        policy_from("2021-04-01", days)
     };
     let mut registry = app.registry(&t.finance);
-    let backwards = registry.set_policy(set(&rid("policy"), 15, 12)).await;
+    let backwards = registry.set_policy(set(15, 12)).await;
     expect_invalid(backwards, "params.notice_days_max");
-    expect_invalid(
-        registry.set_policy(set(&rid("policy"), 15, 61)).await,
-        "params.notice_days_max",
-    );
-    registry.set_policy(set(&rid("policy"), 15, 20)).await.expect("SetPolicy");
+    expect_invalid(registry.set_policy(set(15, 61)).await, "params.notice_days_max");
+    registry.set_policy(set(15, 20)).await.expect("SetPolicy");
 
     let request =
         claim_request(&rid("claim"), "Q1", vec![line(&first, "2021-03-20", 29_410, 29_410)]);

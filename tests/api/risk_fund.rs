@@ -448,24 +448,10 @@ async fn a_policy_version_sets_the_funds_limits_from_its_date(backend: Backend) 
     let refused = expect_refused(refused, "FUND_LEVERAGE_EXCEEDED");
     assert_eq!(metadata(&refused, "leverage").as_deref(), Some("10"));
 
-    let current = app
-        .registry(&t.finance)
-        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: "2021-02-01".into() })
-        .await
-        .expect("GetPolicy")
-        .into_inner();
-    let defaults = current.params.expect("params");
+    let defaults = app.policy_on(&t.finance, "2021-02-01").await;
     assert_eq!((defaults.fund_leverage, defaults.npl_limit_basis_points), (10, 300));
     let own = pb::PolicyParams { fund_leverage: 20, npl_limit_basis_points: 5_000, ..defaults };
-    app.registry(&t.finance)
-        .set_policy(pb::SetPolicyRequest {
-            request_id: rid("policy"),
-            ledger_id: LEDGER.into(),
-            effective_date: "2021-02-01".into(),
-            params: Some(own),
-        })
-        .await
-        .expect("SetPolicy");
+    app.registry(&t.finance).set_policy(policy_from("2021-02-01", own)).await.expect("SetPolicy");
     let before = fund_on(&app, &t.finance, "2021-01-31").await.exposure.expect("the exposure");
     assert_eq!((before.leverage, before.npl_limit_basis_points), (10, 300));
     assert_eq!((before.lending_limit_fen, before.room_fen), (5_000_000, 0));
@@ -517,27 +503,14 @@ async fn a_loan_is_claimed_after_its_contracts_claim_days(backend: Backend) {
     let t = app.seed().await;
     app.register_household(&t.finance, "H002", "19800517").await;
     opened_with(&app, &t, 5_000_000).await;
-    let current = app
-        .registry(&t.finance)
-        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: "2021-01-20".into() })
-        .await
-        .expect("GetPolicy")
-        .into_inner();
-    let defaults = current.params.expect("params");
+    let defaults = app.policy_on(&t.finance, "2021-01-20").await;
     assert_eq!(defaults.claim_overdue_days, 90);
-    let mut set = pb::SetPolicyRequest {
-        request_id: rid("policy"),
-        ledger_id: LEDGER.into(),
-        effective_date: "2021-01-20".into(),
-        params: Some(pb::PolicyParams { claim_overdue_days: 29, ..defaults.clone() }),
+    let set = |days| {
+        policy_from("2021-01-20", pb::PolicyParams { claim_overdue_days: days, ..defaults.clone() })
     };
-    expect_invalid(
-        app.registry(&t.finance).set_policy(set.clone()).await,
-        "params.claim_overdue_days",
-    );
-    set.params = Some(pb::PolicyParams { claim_overdue_days: 60, ..defaults });
-    set.request_id = rid("policy");
-    app.registry(&t.finance).set_policy(set).await.expect("SetPolicy");
+    let short = app.registry(&t.finance).set_policy(set(29)).await;
+    expect_invalid(short, "params.claim_overdue_days");
+    app.registry(&t.finance).set_policy(set(60)).await.expect("SetPolicy");
 
     let first = loan_id("C001");
     let second = loan_id("C002");

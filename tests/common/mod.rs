@@ -431,6 +431,13 @@ impl TestApp {
     }
 
     /// Pays a loan off on `value_date` with the amount its payoff quote names.
+    /// The parameters of the seeded ledger's policy in force on `as_of`.
+    pub async fn policy_on(&self, token: &str, as_of: &str) -> pb::PolicyParams {
+        let request = pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: as_of.into() };
+        let version = self.registry(token).get_policy(request).await.expect("GetPolicy");
+        version.into_inner().params.expect("its parameters")
+    }
+
     pub async fn pay_off(&self, token: &str, loan_id: &str, value_date: &str) -> pb::LoanResponse {
         let quote = self.payoff_quote(token, loan_id, value_date).await;
         self.repay(token, loan_id, value_date, quote.total_fen).await
@@ -675,6 +682,17 @@ pub fn standard_loan(contract_number: &str, household_id: &str) -> pb::CreateLoa
         collateral_free: true,
         guarantee_free: true,
         renews_loan_id: String::new(),
+    }
+}
+
+/// A version of the seeded ledger's policy from `effective_date` with `params`, under a fresh
+/// request id.
+pub fn policy_from(effective_date: &str, params: pb::PolicyParams) -> pb::SetPolicyRequest {
+    pb::SetPolicyRequest {
+        request_id: rid("policy"),
+        ledger_id: LEDGER.into(),
+        effective_date: effective_date.into(),
+        params: Some(params),
     }
 }
 

@@ -20,6 +20,7 @@
 use super::plan::check_bank;
 use super::rules::latest_contract_date;
 use super::{Effect, Envelope, Group, Planned, Writer};
+use crate::app::auth::Principal;
 use crate::app::command::Command;
 use crate::app::error::AppError;
 use crate::collections::{HashMap, HashSet};
@@ -31,7 +32,7 @@ use crate::domain::loan::{LoanState, LoanTerms};
 use crate::domain::money::Fen;
 use crate::domain::policy::LendingLimits;
 use crate::domain::risk_fund::{
-    Exposure, Fund, FundEvent, check_lending, check_leverage, check_suspension,
+    Compensation, Exposure, Fund, FundEvent, check_lending, check_leverage, check_suspension,
 };
 use crate::ledger::fund_postings::fund_postings;
 use crate::store::write::WriteTx;
@@ -211,34 +212,12 @@ impl Writer {
                 (fund, event, existing)
             }
             Command::PayCompensation { loan_id, value_date, voucher } => {
-                let loan = self.loan(tx, g, loan_id).await?;
-                let ledger_id = &loan.terms.ledger_id;
-                // Another ledger's loan is answered as a missing one, in the same words.
-                if !actor.administers_ledger(ledger_id) {
-                    return Err(DomainError::NotFound { what: "loan", id: loan_id.clone() }.into());
-                }
-                let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
-                let compensation =
-                    tx.compensation(loan_id).await?.ok_or_else(|| DomainError::NotFound {
-                        what: "claimed compensation of loan",
-                        id: loan_id.clone(),
-                    })?;
+                let (_, fund, compensation) = self.office_claim(tx, g, actor, loan_id).await?;
                 let event = fund.pay(&compensation, *value_date, voucher)?;
                 (fund, event, Some(compensation))
             }
             Command::RejectCompensation { loan_id, value_date, reason } => {
-                let loan = self.loan(tx, g, loan_id).await?;
-                let ledger_id = &loan.terms.ledger_id;
-                // Another ledger's loan is answered as a missing one, in the same words.
-                if !actor.administers_ledger(ledger_id) {
-                    return Err(DomainError::NotFound { what: "loan", id: loan_id.clone() }.into());
-                }
-                let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
-                let compensation =
-                    tx.compensation(loan_id).await?.ok_or_else(|| DomainError::NotFound {
-                        what: "claimed compensation of loan",
-                        id: loan_id.clone(),
-                    })?;
+                let (loan, fund, compensation) = self.office_claim(tx, g, actor, loan_id).await?;
                 let event = fund.reject(&compensation, *value_date, reason)?;
                 compensated = Some(Box::new(loan.claim_rejected()));
                 (fund, event, Some(compensation))
@@ -261,6 +240,31 @@ impl Writer {
         let mut after = fund;
         let changed = after.apply(&event, compensation.as_ref())?;
         planned(after, event, false, changed, compensated)
+    }
+
+    /// The loan `loan_id`, its ledger's fund and its claim, for the finance office's payment
+    /// or rejection of the claim: another ledger's loan is answered as a missing one, in the
+    /// same words; a loan without a claim, `NOT_FOUND`.
+    async fn office_claim(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        actor: &Principal,
+        loan_id: &str,
+    ) -> Result<(LoanState, Fund, Compensation), AppError> {
+        let loan = self.loan(tx, g, loan_id).await?.into_owned();
+        let ledger_id = &loan.terms.ledger_id;
+        if !actor.administers_ledger(ledger_id) {
+            return Err(DomainError::NotFound { what: "loan", id: loan_id.to_string() }.into());
+        }
+        let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| DomainError::NotFound {
+            what: "risk fund",
+            id: ledger_id.to_string(),
+        })?;
+        let compensation = tx.compensation(loan_id).await?.ok_or_else(|| {
+            DomainError::NotFound { what: "claimed compensation of loan", id: loan_id.to_string() }
+        })?;
+        Ok((loan, fund, compensation))
     }
 
     /// Whether the risk fund of `ledger_id`, if it has one, lets it contract `terms`
