@@ -35,10 +35,10 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/loanledger_descriptor.bin"));
 
-/// What every service handler shares.
 /// A token's principal, when it was read, and its id ([`Api::principal`]'s cache).
 type CheckedToken = (Principal, Instant, String);
 
+/// What every service handler shares.
 #[derive(Clone)]
 pub struct Api {
     pub db: Db,
@@ -48,6 +48,10 @@ pub struct Api {
     /// that a revoked one is refused from then on; and the token's id, which `RevokeToken`
     /// drops its entry by.
     tokens: Arc<RwLock<HashMap<String, CheckedToken>>>,
+    /// Bumped, under the cache's lock, by each `RevokeToken` this server answers: a re-read
+    /// begun before it does not put back what it dropped (the read may have seen the token
+    /// before its revocation committed).
+    revocations: Arc<std::sync::atomic::AtomicU64>,
     token_cache_ttl: Duration,
     /// One `Verify` at a time: each keeps both cores busy for as long as it runs (two threads
     /// and the read-model reads), so concurrent ones would only slow each other and everything
@@ -99,6 +103,7 @@ impl Api {
             db,
             writer,
             tokens: Arc::default(),
+            revocations: Arc::default(),
             token_cache_ttl,
             verify_turn: Arc::new(tokio::sync::Semaphore::new(1)),
             business_utc_offset,
@@ -154,14 +159,23 @@ impl Api {
         // it left the entry stamped fresh with the principal of before, so that a revoked
         // token whose every re-read was cancelled went on working.
         let (db, tokens, secret) = (self.db.clone(), self.tokens.clone(), secret.to_string());
+        let revocations = self.revocations.clone();
+        let before = revocations.load(std::sync::atomic::Ordering::SeqCst);
         let read = tokio::spawn(async move {
             let read = authenticate(&db, &secret).await;
+            let mut tokens = tokens.write().await;
             match &read {
-                Ok(principal) => {
+                // Not kept when this server revoked a token since the read began: it may be
+                // this one, read before the revocation committed.
+                Ok(principal)
+                    if revocations.load(std::sync::atomic::Ordering::SeqCst) == before =>
+                {
                     let token_id = token_id_of(&secret).unwrap_or_default();
-                    tokens.write().await.insert(key, (principal.clone(), checked, token_id))
+                    tokens.insert(key, (principal.clone(), checked, token_id));
                 }
-                Err(_) => tokens.write().await.remove(&key),
+                _ => {
+                    tokens.remove(&key);
+                }
             };
             read
         });
@@ -179,7 +193,9 @@ impl Api {
     /// refused here from now on, by the other servers on the database once their caches let
     /// it go.
     pub(crate) async fn forget_token(&self, token_id: &str) {
-        self.tokens.write().await.retain(|_, (_, _, id)| id != token_id);
+        let mut tokens = self.tokens.write().await;
+        self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokens.retain(|_, (_, _, id)| id != token_id);
     }
 }
 

@@ -13,7 +13,6 @@ use crate::app::error::AppError;
 use crate::app::{listing, servicing};
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::event::JournalEvent;
-use crate::domain::loan::LoanState;
 use crate::domain::policy::LendingLimits;
 use crate::domain::risk_fund::{Compensation, DepositSource, Exposure, Fund};
 use crate::store::read::LoanFilter;
@@ -155,12 +154,14 @@ impl RiskFundService for Api {
         let fund = self.db.risk_fund(&ledger_id).await.map_err(|e| status(e.into()))?;
         let fund =
             fund.ok_or_else(|| Status::not_found(format!("ledger {ledger_id} has no risk fund")))?;
-        let (fund, loans) = if as_of < self.today() {
-            self.fund_as_of(&ledger_id, as_of).await?
-        } else {
-            let loans = self.db.live_loans_of_ledger(&ledger_id).await;
-            (fund, loans.map_err(|e| status(e.into()))?)
-        };
+        // Before today the fund is rebuilt to the day; from today on it is the fund as it
+        // stands (an entry dated tomorrow, the most a value date runs ahead, counted). The
+        // loans are rebuilt to the day whenever an event of theirs is dated after it.
+        let fund =
+            if as_of < self.today() { self.fund_as_of(&ledger_id, as_of).await? } else { fund };
+        let loans = self.db.loans_of_ledger_on(&ledger_id, &format_date(as_of)).await;
+        let loans = loans.map_err(|e| status(e.into()))?;
+        let loans = servicing::loans_as_of(&self.db, loans, as_of).await.map_err(status)?;
         let exposure = Exposure::of(&loans, as_of);
         let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
         let limits = LendingLimits::on(&versions, as_of);
@@ -268,15 +269,9 @@ impl Api {
         }
     }
 
-    /// The fund of `ledger_id` and its loans as they stood at the end of `date`, a day before
-    /// today: the fund rebuilt from its events dated by then ([`Fund::as_of`]), the loans that
-    /// may have been live or contracted then rebuilt from their events dated by then
-    /// ([`servicing::loans_as_of`]). `NOT_FOUND` when the fund was not open yet.
-    async fn fund_as_of(
-        &self,
-        ledger_id: &str,
-        date: BusinessDate,
-    ) -> Result<(Fund, Vec<LoanState>), Status> {
+    /// The fund of `ledger_id` as it stood at the end of `date`, rebuilt from its events dated
+    /// by then ([`Fund::as_of`]). `NOT_FOUND` when it was not open yet.
+    async fn fund_as_of(&self, ledger_id: &str, date: BusinessDate) -> Result<Fund, Status> {
         let rows = self.db.fund_events(ledger_id).await.map_err(|e| status(e.into()))?;
         let mut events = Vec::with_capacity(rows.len());
         for (kind, json) in rows {
@@ -295,16 +290,12 @@ impl Api {
                 format_date(date)
             )))
         })?;
-        let fund = fund.ok_or_else(|| {
+        fund.ok_or_else(|| {
             Status::not_found(format!(
                 "ledger {ledger_id} had no risk fund on {}",
                 format_date(date)
             ))
-        })?;
-        let loans = self.db.loans_of_ledger_on(ledger_id, &format_date(date)).await;
-        let loans = loans.map_err(|e| status(e.into()))?;
-        let loans = servicing::loans_as_of(&self.db, loans, date).await.map_err(status)?;
-        Ok((fund, loans))
+        })
     }
 
     /// Whether `actor` may read the fund of `ledger_id`: its finance office and auditors, and

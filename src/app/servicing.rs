@@ -40,6 +40,9 @@ pub async fn loan_as_of(
     replay_until(db, loan_id, |event, _| event.value_date() > date).await
 }
 
+/// Loans whose histories [`loans_as_of`] reads in one statement, at most.
+const HISTORIES_PAGE: usize = 1_000;
+
 /// The loans as they stood at the end of `date`: each whose journal goes on past `date` rebuilt
 /// from its events dated by then (their histories read together, [`Db::loan_histories`]), the
 /// others as they are. A loan not contracted by `date` is left out; the order is not kept.
@@ -53,9 +56,14 @@ pub async fn loans_as_of(
     if past.is_empty() {
         return Ok(as_of);
     }
-    let ids: Vec<&str> = past.iter().map(|l| l.terms.loan_id.as_str()).collect();
-    for (loan_id, history) in db.loan_histories(&ids).await? {
-        as_of.extend(replay_history(&loan_id, history, |event, _| event.value_date() > date)?);
+    // A page at a time: a ledger's loans as of a year back are nearly all of them, more ids
+    // than one statement binds (SQLite 32,766, PostgreSQL 65,535), and their histories are
+    // held only a page at a time.
+    for page in past.chunks(HISTORIES_PAGE) {
+        let ids: Vec<&str> = page.iter().map(|l| l.terms.loan_id.as_str()).collect();
+        for (loan_id, history) in db.loan_histories(&ids).await? {
+            as_of.extend(replay_history(&loan_id, history, |event, _| event.value_date() > date)?);
+        }
     }
     Ok(as_of)
 }

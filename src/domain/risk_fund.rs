@@ -695,6 +695,18 @@ impl Fund {
         event: &FundEvent,
         compensation: Option<&Compensation>,
     ) -> Result<Option<Compensation>, DomainError> {
+        self.apply_checked(event, compensation, true)
+    }
+
+    /// [`Fund::apply`], the fund's balance judged against each payment out of it only when
+    /// `judge_balance` ([`Fund::as_of`] applies a date's events without it: see there).
+    fn apply_checked(
+        &mut self,
+        event: &FundEvent,
+        compensation: Option<&Compensation>,
+        judge_balance: bool,
+    ) -> Result<Option<Compensation>, DomainError> {
+        let short = |amount: Fen, balance: Fen| judge_balance && amount > balance;
         if event.ledger_id() != self.ledger_id {
             return Err(DomainError::refused(
                 Reason::LedgerMismatch,
@@ -734,7 +746,7 @@ impl Fund {
                 }
                 let claimed = matches!(event, FundEvent::Claimed { .. });
                 if c.fund_fen.is_negative()
-                    || !claimed && c.fund_fen > self.balance_fen
+                    || !claimed && short(c.fund_fen, self.balance_fen)
                     || add(c.fund_fen, c.bank_fen, "loss")? != c.loss_fen
                     || c.fund_fen != share_of(c.loss_fen, self.fund_share_percent)
                     || c.recovered_fen != Fen::ZERO
@@ -773,7 +785,7 @@ impl Fund {
                         id: loan_id.clone(),
                     });
                 };
-                if *amount_fen != c.fund_fen || *amount_fen > self.balance_fen {
+                if *amount_fen != c.fund_fen || short(*amount_fen, self.balance_fen) {
                     return Err(DomainError::refused(
                         Reason::FundInsufficient,
                         format!(
@@ -850,9 +862,11 @@ impl Fund {
     /// The fund as its `events` (its ledger's, in journal order) dated by `date` left it, each
     /// applied in order with the compensation it changes: `None` when it was not open yet.
     /// An event needs only events dated no later than itself (a payment its claim, a return
-    /// its payment, a claim again its rejection; a payment is not dated before any money the
-    /// fund had received by then), so each applies as it did when recorded, with as much in
-    /// the fund or more.
+    /// its payment, a claim again its rejection). The balance is not judged again: a payment
+    /// is now not dated before any money the fund had received by then, but the entries of
+    /// builds before that rule (one-step compensations, and payments judged against the
+    /// balance as it stood) may be dated before a deposit recorded ahead of them, and the fund
+    /// of such a day reads as its entries make it, below zero if so.
     pub fn as_of<'e>(
         events: impl IntoIterator<Item = &'e FundEvent>,
         date: NaiveDate,
@@ -866,7 +880,7 @@ impl Fund {
                 continue;
             };
             let loan_id = event.loan_id().unwrap_or_default();
-            if let Some(changed) = open.apply(event, compensations.get(loan_id))? {
+            if let Some(changed) = open.apply_checked(event, compensations.get(loan_id), false)? {
                 compensations.insert(loan_id, changed);
             }
         }

@@ -427,18 +427,6 @@ impl Db {
         rows.iter().map(|(loan_id, json)| compensation_from_json(loan_id, json)).collect()
     }
 
-    /// The live programme loans of a ledger (contracted, active or overdue), for its risk
-    /// fund's figures.
-    pub async fn live_loans_of_ledger(
-        &self,
-        ledger_id: &str,
-    ) -> Result<Vec<LoanState>, StoreError> {
-        let sql = LIVE_LOANS_OF_LEDGER_SQL;
-        let rows: Vec<LoanRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?);
-        rows.into_iter().map(LoanRow::into_state).collect()
-    }
-
     /// A ledger's loans that may have been live or contracted at the end of `date`, as they
     /// stand now ([`LOANS_OF_LEDGER_ON_SQL`]; `servicing::loans_as_of` rebuilds them as of it).
     pub async fn loans_of_ledger_on(

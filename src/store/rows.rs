@@ -485,8 +485,6 @@ pub const LOANS_OF_POOL_SQL: &str = concat!(
     " from loan where loan_id in (select loan_id from pool_member where pool_id = $1)"
 );
 
-/// The live programme loans of a ledger (contracted, active or overdue), for its risk fund's
-/// limits and figures (one parameter: the ledger id).
 /// A ledger's loans that may have been live, or contracted, at the end of a date (`$2`): those
 /// contracted by then that are live now, or were closed after it.
 pub const LOANS_OF_LEDGER_ON_SQL: &str = concat!(
@@ -496,6 +494,8 @@ pub const LOANS_OF_LEDGER_ON_SQL: &str = concat!(
      and (status not in ('settled', 'written_off') or last_value_date > $2)"
 );
 
+/// The live programme loans of a ledger (contracted, active or overdue), for its risk fund's
+/// limits and figures (one parameter: the ledger id).
 pub const LIVE_LOANS_OF_LEDGER_SQL: &str = concat!(
     "select ",
     loan_columns!(),

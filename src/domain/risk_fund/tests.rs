@@ -197,6 +197,28 @@ fn the_fund_as_it_stood_on_a_date() {
         (Fen(1_234), Fen::ZERO, 1)
     );
     assert_eq!(on("2021-12-31").unwrap(), fund, "every event counted: the fund as it stands");
+
+    // A one-step compensation of the builds before claims, dated 06-20 but recorded after a
+    // deposit dated 06-30 that it was judged against: the fund of 06-25 reads below zero, as
+    // its entries make it, rather than failing.
+    let mut old = funded(80, 1_000_000);
+    let mut events = vec![
+        FundEvent::Opened {
+            ledger_id: "L".into(),
+            opened_on: d("2021-01-01"),
+            fund_share_percent: 80,
+        },
+        old.deposit(d("2021-01-10"), DepositSource::Deposit, Fen(1_000_000), "V-1").unwrap(),
+    ];
+    let deposit =
+        old.deposit(d("2021-06-30"), DepositSource::Deposit, Fen(4_000_000), "V-2").unwrap();
+    old.apply(&deposit, None).unwrap();
+    let compensated = old.compensate(&loan, d("2021-06-20"), None).unwrap();
+    old.apply(&compensated, None).unwrap();
+    events.extend([deposit, compensated]);
+    let between = Fund::as_of(&events, d("2021-06-25")).unwrap().unwrap();
+    assert_eq!(between.balance_fen, Fen(-3_000_000));
+    assert_eq!(Fund::as_of(&events, d("2021-07-01")).unwrap().unwrap(), old);
 }
 
 /// The bank claims, the finance office pays: the claim assessed on its date moves nothing and
