@@ -181,6 +181,7 @@ impl RiskFundService for Api {
                 lending_suspended: exposure.lending_suspended(limits),
                 leverage: limits.leverage,
                 npl_limit_basis_points: limits.npl_limit_basis_points,
+                renewal_overlap_fen: exposure.renewal_overlap_fen.0,
             }),
         }))
     }

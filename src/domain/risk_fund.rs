@@ -935,18 +935,63 @@ pub struct Exposure {
     pub non_performing_fen: Fen,
     pub live_loans: u64,
     pub non_performing_loans: u64,
+    /// Of the undrawn principal, what renewals (续贷) not paid out yet have undrawn while the
+    /// loans they renew still count it (their principal outstanding and undrawn): a renewal is
+    /// paid out once the loan it renews owes no principal, so the two are one lending, counted
+    /// once ([`Exposure::count_renewals_once`]; [`Exposure::committed_fen`] leaves it out).
+    pub renewal_overlap_fen: Fen,
 }
+
+/// The renewals not paid out yet of each loan: their undrawn principal together, by the id of
+/// the loan they renew ([`Exposure::count_renewals_once`]).
+pub type WaitingRenewals<'a> = std::collections::HashMap<&'a str, i128>;
 
 impl Exposure {
     /// The exposure of `loans` on `date`: each live loan's principal outstanding, and whether
     /// it is more than 90 days overdue that day (the settlement points due by then counted,
-    /// recorded or not, as its quote counts them).
+    /// recorded or not, as its quote counts them); a loan and its renewals counted once.
     pub fn of<'a>(loans: impl IntoIterator<Item = &'a LoanState>, date: NaiveDate) -> Exposure {
         let mut e = Exposure::default();
+        let mut parts = std::collections::HashMap::new();
+        let mut renewals = Vec::new();
         for loan in loans {
-            e.add(&Exposure::of_loan(loan, date));
+            let part = Exposure::of_loan(loan, date);
+            e.add(&part);
+            let id = loan.terms.loan_id.as_str();
+            if let Some(parent) = loan.terms.renews_loan_id.as_deref() {
+                renewals.push((id, parent));
+            }
+            parts.insert(id, part);
         }
+        e.count_renewals_once(renewals, |id| parts.get(id).copied());
         e
+    }
+
+    /// Sets [`Exposure::renewal_overlap_fen`] from the ledger's `renewals` (each a renewal's id
+    /// and the id of the loan it renews), each loan's part given by `part_of` (`None`: not
+    /// live, counts nothing): for each loan renewed, the lesser of what its renewals have
+    /// undrawn together and what it counts itself. Gives the renewals' undrawn principal by
+    /// the loan they renew.
+    pub fn count_renewals_once<'a>(
+        &mut self,
+        renewals: impl IntoIterator<Item = (&'a str, &'a str)>,
+        part_of: impl Fn(&str) -> Option<Exposure>,
+    ) -> WaitingRenewals<'a> {
+        let mut waiting = WaitingRenewals::new();
+        for (renewal, parent) in renewals {
+            let undrawn = part_of(renewal).map_or(0, |p| i128::from(p.undrawn_fen.0));
+            if undrawn > 0 {
+                *waiting.entry(parent).or_default() += undrawn;
+            }
+        }
+        let overlap: i128 = waiting
+            .iter()
+            .map(|(parent, undrawn)| {
+                (*undrawn).min(part_of(parent).map_or(0, |p| p.committed_fen().max(0)))
+            })
+            .sum();
+        self.renewal_overlap_fen = Fen(i64::try_from(overlap).unwrap_or(i64::MAX));
+        waiting
     }
 
     /// One loan's part of its ledger's exposure on `date` ([`Exposure::of`]).
@@ -972,9 +1017,11 @@ impl Exposure {
         e
     }
 
-    /// Principal outstanding and contracted not paid out yet: what the leverage limit holds.
+    /// Principal outstanding and contracted not paid out yet, a loan and its renewals counted
+    /// once: what the leverage limit holds.
     pub fn committed_fen(&self) -> i128 {
         i128::from(self.outstanding_fen.0) + i128::from(self.undrawn_fen.0)
+            - i128::from(self.renewal_overlap_fen.0)
     }
 
     /// Adds another's figures (a loan's part, to a ledger's).
@@ -1021,23 +1068,25 @@ impl Exposure {
 /// programme loans standing at `exposure` that day (its contracts' principal not drawn yet
 /// counted with what is outstanding), under the `limits` of the policy in force that day:
 /// [`check_suspension`], then [`check_leverage`]. A
-/// renewal (`renews`: the loan it renews, in `exposure`) adds only its principal above what
-/// that loan counts that day: it is paid out once that loan owes no principal, so the two are
-/// one lending, not counted twice.
+/// renewal (`renews`: the loan it renews, in `exposure`, and what that loan's other renewals
+/// not paid out yet have undrawn together, [`Exposure::count_renewals_once`]) adds only its
+/// principal above what that loan counts that day less what those take of it: it is paid out
+/// once that loan owes no principal, so the two are one lending, not counted twice.
 pub fn check_lending(
     fund: &Fund,
     exposure: &Exposure,
     principal: Fen,
     date: NaiveDate,
-    renews: Option<&LoanState>,
+    renews: Option<(&LoanState, i128)>,
     limits: LendingLimits,
 ) -> Result<(), DomainError> {
     check_suspension(fund, exposure, date, limits)?;
-    let Some(parent) = renews else {
+    let Some((parent, waiting)) = renews else {
         let what = format!("a loan of {} fen", principal.0);
         return check_leverage(fund, exposure, principal, &what, limits);
     };
-    let counted = Exposure::of_loan(parent, date).committed_fen();
+    // What the loan still counts, less what its other renewals not paid out yet take of it.
+    let counted = (Exposure::of_loan(parent, date).committed_fen() - waiting).max(0);
     let adds = (i128::from(principal.0) - counted).max(0);
     let adds = Fen(i64::try_from(adds).unwrap_or(i64::MAX));
     let what = format!(

@@ -8,7 +8,7 @@ use loanledger::api::pb;
 use loanledger::app::auth::Role;
 use tonic::Code;
 
-use super::with_two_disbursed_loans;
+use super::{with_disbursed_loan, with_two_disbursed_loans};
 use crate::common::*;
 
 on_both_backends!(
@@ -18,6 +18,7 @@ on_both_backends!(
     a_loan_is_claimed_after_its_contracts_claim_days,
     the_finance_office_rejects_a_claim_and_the_bank_claims_again,
     the_fund_and_its_loans_as_they_stood_on_a_past_date,
+    a_renewal_waiting_to_be_paid_out_and_its_loan_count_once,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
 );
@@ -691,6 +692,46 @@ async fn the_fund_and_its_loans_as_they_stood_on_a_past_date(backend: Backend) {
         })
         .await;
     expect_code(before, Code::NotFound);
+    app.finish().await;
+}
+
+/// A renewal contracted and not paid out yet, and the loan it renews, count once for every
+/// contract of the ledger, not only for the renewal's own check: the fund of 10,000.00 yuan
+/// allows 100,000.00; C001 (50,000.00, paid out) and its renewal C002 (50,000.00, waiting for
+/// C001 to be repaid) take 50,000.00 of it, so C003 of another household, 50,000.00, goes
+/// through, and C004 then finds no room.
+async fn a_renewal_waiting_to_be_paid_out_and_its_loan_count_once(backend: Backend) {
+    let Some((app, t, first)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.register_household(&t.finance, "H002", "19800517").await;
+    app.register_household(&t.finance, "H003", "19800517").await;
+    opened_with(&app, &t, 1_000_000).await;
+    // C001 pays nothing: today all the ledger's principal is non-performing, which the
+    // suspension of contracts dated back judges. A limit of 100% leaves that judgement out.
+    let unsuspended = pb::PolicyParams {
+        npl_limit_basis_points: 10_000,
+        ..app.policy_on(&t.finance, "2021-01-01").await
+    };
+    app.registry(&t.finance)
+        .set_policy(policy_from("2021-01-01", unsuspended))
+        .await
+        .expect("SetPolicy");
+    let renewal = pb::CreateLoanRequest {
+        renews_loan_id: first.clone(),
+        ..standard_loan_on("C002", HOUSEHOLD, "2021-02-01")
+    };
+    app.create_loan(&t.bank, renewal).await;
+    let standing = fund_on(&app, &t.finance, "2021-02-01").await.exposure.expect("the exposure");
+    assert_eq!((standing.outstanding_fen, standing.undrawn_fen), (5_000_000, 5_000_000));
+    assert_eq!(standing.renewal_overlap_fen, 5_000_000);
+    assert_eq!((standing.lending_limit_fen, standing.room_fen), (10_000_000, 5_000_000));
+    app.create_loan(&t.bank, standard_loan_on("C003", "H002", "2021-02-01")).await;
+    let full = app.loans(&t.bank).create_loan(standard_loan_on("C004", "H003", "2021-02-01")).await;
+    let full = expect_refused(full, "FUND_LEVERAGE_EXCEEDED");
+    assert_eq!(metadata(&full, "room_fen").as_deref(), Some("0"));
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }
 

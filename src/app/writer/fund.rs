@@ -64,6 +64,8 @@ struct StoredExposure {
     ledger_id: String,
     date: BusinessDate,
     by_loan: HashMap<String, Exposure>,
+    /// The renewals among them: the id of the loan each renews.
+    renews: HashMap<String, String>,
     total: Exposure,
     /// Loans whose committed state has changed since their part was worked out.
     dirty: HashSet<String>,
@@ -71,16 +73,48 @@ struct StoredExposure {
 
 impl StoredExposure {
     /// The exposure with `changed` (loans of the ledger a write has changed, not landed yet)
-    /// counted as they are.
-    fn with(&self, changed: &[&LoanState], date: BusinessDate) -> Exposure {
+    /// counted as they are, a loan and its renewals not paid out yet counted once; and those
+    /// renewals' undrawn principal by the loan they renew ([`Exposure::count_renewals_once`]).
+    fn with(
+        &self,
+        changed: &[&LoanState],
+        date: BusinessDate,
+    ) -> (Exposure, HashMap<String, i128>) {
         let mut exposure = self.total;
+        let mut parts: HashMap<&str, Exposure> = HashMap::default();
         for loan in changed {
             if let Some(part) = self.by_loan.get(&loan.terms.loan_id) {
                 exposure.remove(part);
             }
-            exposure.add(&Exposure::of_loan(loan, date));
+            let part = Exposure::of_loan(loan, date);
+            exposure.add(&part);
+            parts.insert(loan.terms.loan_id.as_str(), part);
         }
-        exposure
+        let renewals = self
+            .renews
+            .iter()
+            .filter(|(renewal, _)| !parts.contains_key(renewal.as_str()))
+            .map(|(renewal, parent)| (renewal.as_str(), parent.as_str()))
+            .chain(changed.iter().filter_map(|l| {
+                Some((l.terms.loan_id.as_str(), l.terms.renews_loan_id.as_deref()?))
+            }));
+        let part_of = |id: &str| parts.get(id).or_else(|| self.by_loan.get(id)).copied();
+        let waiting = exposure.count_renewals_once(renewals, part_of);
+        (
+            exposure,
+            waiting.into_iter().map(|(parent, undrawn)| (parent.to_string(), undrawn)).collect(),
+        )
+    }
+
+    /// Keeps `loan`'s part, and whether it renews another.
+    fn put(&mut self, loan: &LoanState, part: Exposure) {
+        let id = &loan.terms.loan_id;
+        self.total.add(&part);
+        self.by_loan.insert(id.clone(), part);
+        match &loan.terms.renews_loan_id {
+            Some(parent) => self.renews.insert(id.clone(), parent.clone()),
+            None => self.renews.remove(id),
+        };
     }
 }
 
@@ -121,9 +155,8 @@ impl ExposureCache {
             if let Some(old) = e.by_loan.remove(&id) {
                 e.total.remove(&old);
             }
-            let part = Exposure::of_loan(&committed[&id], date);
-            e.total.add(&part);
-            e.by_loan.insert(id, part);
+            let loan = &committed[&id];
+            e.put(loan, Exposure::of_loan(loan, date));
         }
         Some(&self.entries[at])
     }
@@ -134,13 +167,12 @@ impl ExposureCache {
             ledger_id: ledger_id.to_string(),
             date,
             by_loan: HashMap::default(),
+            renews: HashMap::default(),
             total: Exposure::default(),
             dirty: HashSet::default(),
         };
         for loan in loans {
-            let part = Exposure::of_loan(loan, date);
-            e.total.add(&part);
-            e.by_loan.insert(loan.terms.loan_id.clone(), part);
+            e.put(loan, Exposure::of_loan(loan, date));
         }
         self.entries.retain(|x| !(x.ledger_id == ledger_id && x.date == date));
         if self.entries.len() >= EXPOSURES_KEPT {
@@ -279,17 +311,20 @@ impl Writer {
     ) -> Result<(), AppError> {
         let Some(fund) = fund_of(tx, g, ledger_id).await? else { return Ok(()) };
         let date = terms.contract_date;
-        let exposure = self.exposure_on(tx, g, ledger_id, date).await?;
+        let (exposure, waiting) = self.exposure_on(tx, g, ledger_id, date).await?;
         let renews = match &terms.renews_loan_id {
             Some(parent_id) => Some(self.loan(tx, g, parent_id).await?.into_owned()),
             None => None,
         };
+        // What the loan renewed has lent to its other renewals not paid out yet.
+        let taken = |parent: &LoanState| waiting.get(&parent.terms.loan_id).copied().unwrap_or(0);
+        let renews = renews.as_ref().map(|parent| (parent, taken(parent)));
         let policies = g.registry.policies(tx, ledger_id).await?;
         let limits = LendingLimits::on(&policies, date);
-        check_lending(&fund, &exposure, terms.principal_fen, date, renews.as_ref(), limits)?;
+        check_lending(&fund, &exposure, terms.principal_fen, date, renews, limits)?;
         if date < g.recorded_on {
             let today = g.recorded_on;
-            let now = self.exposure_on(tx, g, ledger_id, today).await?;
+            let (now, _) = self.exposure_on(tx, g, ledger_id, today).await?;
             check_suspension(&fund, &now, today, LendingLimits::on(&policies, today))?;
         }
         Ok(())
@@ -313,7 +348,7 @@ impl Writer {
         let ledger_id = &loan.terms.ledger_id;
         let Some(fund) = fund_of(tx, g, ledger_id).await? else { return Ok(()) };
         let latest = latest_contract_date(g);
-        let now = self.exposure_on(tx, g, ledger_id, latest).await?;
+        let (now, _) = self.exposure_on(tx, g, ledger_id, latest).await?;
         let maturity = loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date);
         let what = format!(
             "paying out {} fen of loan {} dated {}, before its maturity ({}), which passed \
@@ -333,14 +368,15 @@ impl Writer {
     }
 
     /// The exposure of `ledger_id`'s live loans on `date`, as stored but for those the group
-    /// has changed, counted as it left them ([`ExposureCache`]).
+    /// has changed, counted as it left them ([`ExposureCache`]), with the undrawn principal of
+    /// the renewals not paid out yet by the loan they renew ([`StoredExposure::with`]).
     async fn exposure_on(
         &self,
         tx: &mut WriteTx,
         g: &Group,
         ledger_id: &str,
         date: BusinessDate,
-    ) -> Result<Exposure, AppError> {
+    ) -> Result<(Exposure, HashMap<String, i128>), AppError> {
         // The loans the group has changed by now count as it left them.
         let changed: Vec<&LoanState> = g
             .changed

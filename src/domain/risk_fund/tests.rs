@@ -445,6 +445,7 @@ fn the_npl_ratio_suspends_lending_above_3_percent_and_leverage_caps_it_at_10_tim
         non_performing_fen: Fen(npl),
         live_loans: 2,
         non_performing_loans: 1,
+        renewal_overlap_fen: Fen::ZERO,
     };
     let day = d("2021-06-20");
     assert!(
@@ -547,7 +548,7 @@ fn a_renewal_is_not_counted_twice_against_the_leverage_limit() {
             &exposure,
             Fen(5_000_000),
             day,
-            Some(&parent),
+            Some((&parent, 0)),
             LendingLimits::default()
         )
         .is_ok()
@@ -561,7 +562,7 @@ fn a_renewal_is_not_counted_twice_against_the_leverage_limit() {
         &exposure,
         Fen(5_000_001),
         day,
-        Some(&parent),
+        Some((&parent, 0)),
         LendingLimits::default(),
     )
     .unwrap_err();
@@ -572,9 +573,58 @@ fn a_renewal_is_not_counted_twice_against_the_leverage_limit() {
     assert_eq!(half.principal_outstanding_fen, Fen(2_500_000));
     let exposure = Exposure::of([&half], day);
     assert!(
-        check_lending(&fund, &exposure, Fen(5_000_000), day, Some(&half), LendingLimits::default())
+        check_lending(
+            &fund,
+            &exposure,
+            Fen(5_000_000),
+            day,
+            Some((&half, 0)),
+            LendingLimits::default()
+        )
+        .is_ok()
+    );
+}
+
+/// A renewal contracted and not paid out yet, and the loan it renews, are one lending in the
+/// ledger's exposure: counted once, as the larger of the two, for every other contract too; a
+/// second renewal of the same loan counts in full what the first has taken of it.
+#[test]
+fn a_loan_and_its_renewal_waiting_to_be_paid_out_count_once() {
+    let fund = funded(80, 1_000_000);
+    let parent = loan("P");
+    let renewal = {
+        let mut terms = (*parent.terms).clone();
+        terms.loan_id = "R".into();
+        terms.renews_loan_id = Some("P".into());
+        LoanState::new(terms, 2)
+    };
+    let day = d("2021-04-01");
+    let exposure = Exposure::of([&parent, &renewal], day);
+    assert_eq!((exposure.outstanding_fen, exposure.undrawn_fen), (Fen(5_000_000), Fen(5_000_000)));
+    assert_eq!(exposure.renewal_overlap_fen, Fen(5_000_000));
+    assert_eq!(exposure.committed_fen(), 5_000_000, "one lending, not two");
+    // The limit of 10,000,000 leaves room for another loan of 5,000,000, not more.
+    let limits = LendingLimits::default();
+    assert_eq!(fund.room(&exposure, limits), Fen(5_000_000));
+    assert!(check_lending(&fund, &exposure, Fen(5_000_000), day, None, limits).is_ok());
+    assert!(check_lending(&fund, &exposure, Fen(5_000_001), day, None, limits).is_err());
+    // A second renewal of P: the first has taken all P counts, so it adds its whole principal.
+    let second =
+        check_lending(&fund, &exposure, Fen(5_000_001), day, Some((&parent, 5_000_000)), limits);
+    assert_eq!(code(second.unwrap_err()), "FUND_LEVERAGE_EXCEEDED");
+    assert!(
+        check_lending(&fund, &exposure, Fen(5_000_000), day, Some((&parent, 5_000_000)), limits)
             .is_ok()
     );
+    // Half repaid, P counts 2,500,000: the renewal's 5,000,000 overlaps it by that much.
+    let half = after(&parent, LoanCommand::Repay { date: d("2021-03-20"), amount: Fen(2_529_410) });
+    let exposure = Exposure::of([&half, &renewal], day);
+    assert_eq!(
+        (exposure.renewal_overlap_fen, exposure.committed_fen()),
+        (Fen(2_500_000), 5_000_000)
+    );
+    // A renewal of a loan not live (not in the ledger's loans) overlaps nothing.
+    assert_eq!(Exposure::of([&renewal], day).committed_fen(), 5_000_000);
 }
 
 #[test]
