@@ -47,7 +47,8 @@
 //!   - leverage ([`check_leverage`]): the ledger's programme loans outstanding, with the
 //!     principal its contracts have not paid out yet (until their maturity) and the new
 //!     contract's (a renewal's above what the loan it renews counts: the two are one
-//!     lending), at most the policy's leverage × the balance (`FUND_LEVERAGE_EXCEEDED`;
+//!     lending; and for every contract, a loan and its renewals not paid out yet count once,
+//!     [`Exposure::renewal_overlap_fen`]), at most the policy's leverage × the balance (`FUND_LEVERAGE_EXCEEDED`;
 //!     [`PolicyParams::fund_leverage`], 10 by default): checked when
 //!     a loan is contracted, so that its payouts, which cannot exceed it, need no check of
 //!     their own; but for a contract whose maturity has passed unpaid, which stopped counting

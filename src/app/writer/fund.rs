@@ -348,7 +348,11 @@ impl Writer {
         let ledger_id = &loan.terms.ledger_id;
         let Some(fund) = fund_of(tx, g, ledger_id).await? else { return Ok(()) };
         let latest = latest_contract_date(g);
-        let (now, _) = self.exposure_on(tx, g, ledger_id, latest).await?;
+        let (now, waiting) = self.exposure_on(tx, g, ledger_id, latest).await?;
+        // What its renewals not paid out yet have undrawn counts already: the payout and
+        // they are one lending, as the renewals and any loan they renew.
+        let taken = waiting.get(&loan.terms.loan_id).copied().unwrap_or(0);
+        let adds = Fen(amount.0.saturating_sub(i64::try_from(taken).unwrap_or(i64::MAX)).max(0));
         let maturity = loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date);
         let what = format!(
             "paying out {} fen of loan {} dated {}, before its maturity ({}), which passed \
@@ -363,7 +367,7 @@ impl Writer {
         // contracts, not the payouts of those agreed (the suspension this test would judge is
         // today's, made by loans perhaps paid out after this one).
         let limits = LendingLimits::on(&g.registry.policies(tx, ledger_id).await?, latest);
-        check_leverage(&fund, &now, amount, &what, limits)?;
+        check_leverage(&fund, &now, adds, &what, limits)?;
         Ok(())
     }
 
