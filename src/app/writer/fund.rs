@@ -106,14 +106,15 @@ impl StoredExposure {
         )
     }
 
-    /// Keeps `loan`'s part, and whether it renews another.
+    /// Keeps `loan`'s part, and the loan it renews while it is open.
     fn put(&mut self, loan: &LoanState, part: Exposure) {
         let id = &loan.terms.loan_id;
         self.total.add(&part);
         self.by_loan.insert(id.clone(), part);
+        // A closed renewal lends nothing: no longer kept among them.
         match &loan.terms.renews_loan_id {
-            Some(parent) => self.renews.insert(id.clone(), parent.clone()),
-            None => self.renews.remove(id),
+            Some(parent) if loan.status.is_open() => self.renews.insert(id.clone(), parent.clone()),
+            _ => self.renews.remove(id),
         };
     }
 }

@@ -942,6 +942,7 @@ on_both_backends!(
     a_closed_queue_answers_what_it_holds_and_stops,
     a_claim_checked_over_a_loan_changed_since_is_not_recorded,
     fund_commands_in_one_group_see_each_other,
+    a_renewal_and_other_contracts_in_one_group_count_once,
     pool_commands_in_one_group_see_each_other,
 );
 
@@ -1159,6 +1160,74 @@ async fn fund_commands_in_one_group_see_each_other(db: &Db) {
     let stored = db.get_loan(&loan_id(1)).await.unwrap().expect("the loan");
     let stored = stored.row.unwrap().into_state().unwrap();
     assert_eq!(stored.servicing.compensated_on, Some(day("2021-06-20")));
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop(w);
+    task.await.unwrap();
+}
+
+/// A renewal and other contracts in one group: the group's own renewal, not paid out yet,
+/// and the loan it renews count once for the contracts after it. The fund of 10,000.00 yuan
+/// allows 100,000.00; loan 1 (50,000.00, paid out) takes half; in one group, its renewal (loan
+/// 4, 50,000.00) adds nothing, loan 2 (50,000.00) takes the other half, and loan 3 (10,000.00)
+/// finds no room. (A policy version from 2020 suspends lending above 100% only: loan 1 unpaid
+/// makes all the principal non-performing today, which a contract dated back is judged on.)
+async fn a_renewal_and_other_contracts_in_one_group_count_once(db: &Db) {
+    use crate::domain::policy::{PolicyParams, PolicyVersion};
+    use crate::domain::risk_fund::DepositSource;
+    db.migrate().await.unwrap();
+    let (w, task) = spawn_writer(db);
+    register_all(&w, 3).await;
+    let version = PolicyVersion {
+        effective_date: day("2020-01-01"),
+        params: PolicyParams { npl_limit_basis_points: 10_000, ..PolicyParams::default() },
+    };
+    let setup = vec![
+        ("p".to_string(), Command::SetPolicy { ledger_id: LEDGER.into(), version }),
+        (
+            "open".to_string(),
+            Command::OpenRiskFund {
+                ledger_id: LEDGER.into(),
+                opened_on: day("2021-01-01"),
+                fund_share_percent: 80,
+            },
+        ),
+        (
+            "dep".to_string(),
+            Command::DepositRiskFund {
+                ledger_id: LEDGER.into(),
+                value_date: day("2021-01-05"),
+                source: DepositSource::Deposit,
+                amount_fen: Fen(1_000_000),
+                voucher: "V".into(),
+            },
+        ),
+    ];
+    all_ok(w.submit_many(&finance(), setup).await);
+    all_ok(w.submit_many(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")]).await);
+    let payout =
+        Command::Disburse { loan_id: loan_id(1), value_date: day("2021-01-25"), amount_fen: None };
+    all_ok(w.submit_many(&bank(), vec![("d1".into(), payout)]).await);
+    let groups_before = groups_committed(db).await;
+
+    // Loan 4 renews loan 1: household 1's, its head the borrower.
+    let (_, renewal) = contract(1, PRINCIPAL_FEN, "0.0385");
+    let Command::CreateLoan { mut terms } = renewal else { unreachable!() };
+    terms.loan_id = loan_id(4);
+    terms.contract_number = "4".into();
+    terms.renews_loan_id = Some(loan_id(1));
+    let calls = vec![
+        w.queue_many(&bank(), vec![("c4".into(), Command::CreateLoan { terms })], false).await,
+        w.queue_many(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.queue_many(&bank(), vec![contract(3, 1_000_000, "0.0385")], false).await,
+    ];
+    let mut results = Vec::new();
+    for call in calls {
+        results.extend(call.wait().await);
+    }
+    let answers: Vec<String> = results.iter().map(answered).collect();
+    assert_eq!(answers, ["ok", "ok", "FUND_LEVERAGE_EXCEEDED"]);
+    assert_eq!(groups_committed(db).await, groups_before + 1, "the commands were one group");
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     drop(w);
