@@ -382,6 +382,11 @@ fn decimal(field: &str, value: &str) -> Result<rust_decimal::Decimal, Status> {
     })
 }
 
+/// `value`, or `default` when it is 0 (proto3's field left out).
+fn or_default(value: u32, default: u32) -> u32 {
+    if value == 0 { default } else { value }
+}
+
 pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status> {
     let pb::PolicyParams {
         household_principal_cap_fen,
@@ -442,27 +447,15 @@ pub fn policy_params_from_pb(p: pb::PolicyParams) -> Result<PolicyParams, Status
         eligible_statuses,
         enterprise_modes_allowed: !enterprise_modes_refused,
         // Left out (0): the programme's, as every version before these were parameters.
-        fund_leverage: match fund_leverage {
-            0 => FUND_LEVERAGE_DEFAULT,
-            leverage => leverage,
-        },
-        npl_limit_basis_points: match npl_limit_basis_points {
-            0 => NPL_LIMIT_DEFAULT_BASIS_POINTS,
-            limit => limit,
-        },
-        claim_overdue_days: match claim_overdue_days {
-            0 => CLAIM_OVERDUE_DAYS_DEFAULT,
-            days => days,
-        },
-        notice_days_min: match notice_days_min {
-            0 => *NOTICE_DAYS_DEFAULT.start(),
-            days => days,
-        },
+        fund_leverage: or_default(fund_leverage, FUND_LEVERAGE_DEFAULT),
+        npl_limit_basis_points: or_default(npl_limit_basis_points, NPL_LIMIT_DEFAULT_BASIS_POINTS),
+        claim_overdue_days: or_default(claim_overdue_days, CLAIM_OVERDUE_DAYS_DEFAULT),
+        notice_days_min: or_default(notice_days_min, *NOTICE_DAYS_DEFAULT.start()),
         // Left out, the programme's 10, or the minimum given when it is longer.
-        notice_days_max: match notice_days_max {
-            0 => (*NOTICE_DAYS_DEFAULT.end()).max(notice_days_min),
-            days => days,
-        },
+        notice_days_max: or_default(
+            notice_days_max,
+            (*NOTICE_DAYS_DEFAULT.end()).max(notice_days_min),
+        ),
     };
     params.validate().map_err(|e| super::error::status(e.into()))?;
     Ok(params)

@@ -323,6 +323,24 @@ fn before_opening(fund: &Fund, date: NaiveDate) -> DomainError {
     )
 }
 
+/// `compensation` if it is `loan_id`'s claim by `bank_id`, pending and dated by `date`, as a
+/// recorded payment or rejection of it must find it ([`Fund::apply`]); else `NOT_FOUND`.
+fn pending_claim<'c>(
+    compensation: Option<&'c Compensation>,
+    loan_id: &str,
+    bank_id: &str,
+    date: NaiveDate,
+) -> Result<&'c Compensation, DomainError> {
+    compensation
+        .filter(|c| {
+            c.loan_id == loan_id && c.pending && c.bank_id == bank_id && date >= c.compensated_on
+        })
+        .ok_or_else(|| DomainError::NotFound {
+            what: "claimed compensation",
+            id: loan_id.to_string(),
+        })
+}
+
 /// Refuses the payment or the rejection (dated `date`) of a claim that is not pending: paid
 /// (`CLAIM_STATUS_MISMATCH` with `paid_on`, saying `rule`), rejected ([`check_not_rejected`]),
 /// or claimed after `date` (`VALUE_DATE_OUT_OF_RANGE`).
@@ -775,17 +793,7 @@ impl Fund {
                 Ok(Some(c.clone()))
             }
             FundEvent::Paid { loan_id, bank_id, value_date, amount_fen, voucher, .. } => {
-                let Some(c) = compensation.filter(|c| {
-                    &c.loan_id == loan_id
-                        && c.pending
-                        && &c.bank_id == bank_id
-                        && *value_date >= c.compensated_on
-                }) else {
-                    return Err(DomainError::NotFound {
-                        what: "claimed compensation",
-                        id: loan_id.clone(),
-                    });
-                };
+                let c = pending_claim(compensation, loan_id, bank_id, *value_date)?;
                 if *amount_fen != c.fund_fen || short(*amount_fen, self.balance_fen) {
                     return Err(DomainError::refused(
                         Reason::FundInsufficient,
@@ -806,18 +814,8 @@ impl Fund {
                 }))
             }
             FundEvent::Rejected { loan_id, bank_id, value_date, reason, .. } => {
-                let Some(c) = compensation.filter(|c| {
-                    &c.loan_id == loan_id
-                        && c.pending
-                        && &c.bank_id == bank_id
-                        && *value_date >= c.compensated_on
-                        && !reason.trim().is_empty()
-                }) else {
-                    return Err(DomainError::NotFound {
-                        what: "claimed compensation",
-                        id: loan_id.clone(),
-                    });
-                };
+                let given = compensation.filter(|_| !reason.trim().is_empty());
+                let c = pending_claim(given, loan_id, bank_id, *value_date)?;
                 self.pending_fen = sub(self.pending_fen, c.fund_fen, "pending")?;
                 Ok(Some(Compensation {
                     pending: false,

@@ -258,6 +258,34 @@ where
 pub(super) const LOAN_BY_ID: &str =
     concat!("select ", loan_columns!(), " from loan where loan_id = $1");
 
+/// Runs `$run` with `$executor`: on SQLite the pool (a writing statement takes the write lock
+/// before it reads), on PostgreSQL a transaction that first locks `api_token` against other
+/// writers, so that a statement which reads the tokens to decide its write (the first token of
+/// a fresh database, the last operator token) is judged alone: at READ COMMITTED two such
+/// statements would each miss the other's row.
+macro_rules! tokens_locked {
+    ($db:expr, $executor:ident => $run:expr) => {
+        match $db {
+            Db::Sqlite(pool, ..) => {
+                let $executor = pool;
+                $run
+            }
+            Db::Postgres(pool, _) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("lock table api_token in share row exclusive mode")
+                    .execute(&mut *tx)
+                    .await?;
+                let done = {
+                    let $executor = &mut *tx;
+                    $run
+                };
+                tx.commit().await?;
+                done
+            }
+        }
+    };
+}
+
 impl Db {
     /// The readers' rusqlite connections of a SQLite database in a file (none in memory, none
     /// on PostgreSQL).
@@ -865,18 +893,7 @@ impl Db {
                     .rows_affected()
             };
         }
-        let stored = match self {
-            Db::Sqlite(pool, ..) => insert!(pool),
-            Db::Postgres(pool, _) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("lock table api_token in share row exclusive mode")
-                    .execute(&mut *tx)
-                    .await?;
-                let stored = insert!(&mut *tx);
-                tx.commit().await?;
-                stored
-            }
-        };
+        let stored = tokens_locked!(self, executor => insert!(executor));
         Ok(stored == 1)
     }
 
@@ -967,18 +984,7 @@ impl Db {
                     .rows_affected()
             };
         }
-        let revoked = match self {
-            Db::Sqlite(pool, ..) => revoke!(pool),
-            Db::Postgres(pool, _) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("lock table api_token in share row exclusive mode")
-                    .execute(&mut *tx)
-                    .await?;
-                let revoked = revoke!(&mut *tx);
-                tx.commit().await?;
-                revoked
-            }
-        };
+        let revoked = tokens_locked!(self, executor => revoke!(executor));
         Ok(revoked == 1)
     }
 

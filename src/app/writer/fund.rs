@@ -205,10 +205,6 @@ impl Writer {
                 )))
             }
         };
-        let missing_fund = |ledger_id: &str| DomainError::NotFound {
-            what: "risk fund",
-            id: ledger_id.to_string(),
-        };
         let mut compensated = None;
         let (fund, event, compensation) = match &env.command {
             Command::OpenRiskFund { ledger_id, opened_on, fund_share_percent } => {
@@ -290,10 +286,7 @@ impl Writer {
         if !actor.administers_ledger(ledger_id) {
             return Err(DomainError::NotFound { what: "loan", id: loan_id.to_string() }.into());
         }
-        let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| DomainError::NotFound {
-            what: "risk fund",
-            id: ledger_id.to_string(),
-        })?;
+        let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
         let compensation = tx.compensation(loan_id).await?.ok_or_else(|| {
             DomainError::NotFound { what: "claimed compensation of loan", id: loan_id.to_string() }
         })?;
@@ -405,6 +398,11 @@ impl Writer {
         kept.map(|e| e.with(&changed, date))
             .ok_or_else(|| AppError::Internal("an exposure kept is not found".into()))
     }
+}
+
+/// A ledger without a risk fund, as the fund's commands are refused for it.
+fn missing_fund(ledger_id: &str) -> DomainError {
+    DomainError::NotFound { what: "risk fund", id: ledger_id.to_string() }
 }
 
 /// The fund of `ledger_id` as the group sees it (`None`: it has none): read once a group, and
