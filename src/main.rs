@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use loanledger::app::auth::{Role, create_token, revoke_token, token_id_of};
+use loanledger::app::backup::{BACKUP_DIR_DEFAULT, BackupSettings, take as take_backup};
 use loanledger::startup::{
     Application, BUSINESS_UTC_OFFSET_DEFAULT, DRAIN_TIMEOUT, Settings, TOKEN_CACHE_TTL,
     parse_utc_offset,
@@ -40,6 +41,24 @@ struct Cli {
     command: Option<Cmd>,
 }
 
+/// Where backups go (`serve`'s `Backup` call and the `backup` command).
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Directory of the backups (made at the first backup if missing).
+    #[arg(long, env = "LOANLEDGER_BACKUP_DIR", default_value = BACKUP_DIR_DEFAULT)]
+    backup_dir: std::path::PathBuf,
+    /// The pg_dump program that backs up a PostgreSQL database (its major version the
+    /// server's or later); unused on SQLite.
+    #[arg(long, env = "LOANLEDGER_PG_DUMP", default_value = "pg_dump")]
+    pg_dump: std::path::PathBuf,
+}
+
+impl BackupArgs {
+    fn settings(self) -> BackupSettings {
+        BackupSettings { dir: self.backup_dir, pg_dump: self.pg_dump }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Serve the gRPC API (the default command).
@@ -61,6 +80,18 @@ enum Cmd {
         /// up. Its public key is logged at every start: give it to the auditors.
         #[arg(long, env = "LOANLEDGER_SIGNING_KEY", default_value = "loanledger-signing.key")]
         signing_key: std::path::PathBuf,
+        #[command(flatten)]
+        backups: BackupArgs,
+    },
+    /// Take a backup of the database as the operator's `Backup` call does, beside a running
+    /// server or without one: NAME.db (SQLite) or NAME.dump (PostgreSQL, pg_dump's custom
+    /// format) and its manifest NAME.json in the backup directory; prints the manifest. Run
+    /// again with the same name, it prints the backup taken before and copies nothing.
+    Backup {
+        /// The backup's name (1 to 64 of A-Z a-z 0-9 . _ -, beginning with a letter or digit).
+        name: String,
+        #[command(flatten)]
+        backups: BackupArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -217,7 +248,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("no command; `serve` is the default");
     };
     match command {
-        Cmd::Serve { listen, utc_offset, drain_timeout_secs, signing_key } => {
+        Cmd::Serve { listen, utc_offset, drain_timeout_secs, signing_key, backups } => {
             let app = Application::build(Settings {
                 listen,
                 database_url: cli.database_url.clone(),
@@ -225,6 +256,7 @@ async fn main() -> anyhow::Result<()> {
                 token_cache_ttl: TOKEN_CACHE_TTL,
                 drain_timeout: Duration::from_secs(drain_timeout_secs),
                 signing_key: Some(signing_key),
+                backups: Some(backups.settings()),
             })
             .await?;
             if let Some(token) = app.initial_operator_token() {
@@ -270,6 +302,19 @@ async fn main() -> anyhow::Result<()> {
         Cmd::PublicKey { signing_key } => {
             let key = loanledger::app::signing_key::load(&signing_key)?;
             println!("{}", loanledger::app::signing_key::public_hex(&key));
+            Ok(())
+        }
+        Cmd::Backup { name, backups } => {
+            // Not migrated, and any build's schema: the backup taken before an upgrade is the
+            // one that matters.
+            let db = open_existing_db(&cli.database_url).await?;
+            let settings = backups.settings();
+            // A rerun of the same command answers the backup it took.
+            let request_id = format!("cli-backup-{name}");
+            let manifest = take_backup(&db, &cli.database_url, &settings, &name, &request_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("backup {name} failed: {e}"))?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())
         }
         Cmd::Migrate => {

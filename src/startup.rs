@@ -17,7 +17,7 @@ use crate::api::pb::pool_service_server::PoolServiceServer;
 use crate::api::pb::registry_service_server::RegistryServiceServer;
 use crate::api::pb::risk_fund_service_server::RiskFundServiceServer;
 use crate::api::pb::subsidy_service_server::SubsidyServiceServer;
-use crate::api::{Api, FILE_DESCRIPTOR_SET};
+use crate::api::{Api, Backups, FILE_DESCRIPTOR_SET};
 use crate::app::auth::create_first_operator_token;
 use crate::app::writer;
 use crate::store::Db;
@@ -41,6 +41,9 @@ pub struct Settings {
     /// first start; `None`: a key made for this process alone (tests, the bench), whose
     /// checkpoints no later process can sign again.
     pub signing_key: Option<std::path::PathBuf>,
+    /// Where `Backup` writes ([`crate::app::backup`]); `None`: the server takes no backups (the
+    /// bench's).
+    pub backups: Option<crate::app::backup::BackupSettings>,
 }
 
 /// [`Settings::drain_timeout`] of `serve`: within the 30 s grace period Kubernetes gives by
@@ -166,6 +169,10 @@ impl Application {
                 settings.business_utc_offset,
                 settings.token_cache_ttl,
                 signing_key,
+                settings.backups.map(|backups| Backups {
+                    settings: backups,
+                    url: settings.database_url.clone(),
+                }),
             ),
             db,
             writer_task,
@@ -299,6 +306,7 @@ mod tests {
             token_cache_ttl: TOKEN_CACHE_TTL,
             drain_timeout: std::time::Duration::from_secs(2),
             signing_key: None,
+            backups: None,
         })
         .await
         .expect("the application builds");

@@ -334,7 +334,9 @@ impl Api {
 
     /// As [`Api::whole_journal_turn`], a permit of its own, for work that outlives the call (a
     /// blocking thread goes on when its caller goes away).
-    async fn whole_journal_turn_owned(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+    pub(super) async fn whole_journal_turn_owned(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
         self.verify_turn
             .clone()
             .acquire_owned()

@@ -64,6 +64,15 @@ pub struct Api {
     signing_key: Arc<ed25519_dalek::SigningKey>,
     /// The calls counted by the server's [`metrics::MetricsLayer`] (`GetMetrics`).
     pub metrics: Arc<metrics::CallMetrics>,
+    /// Where `Backup` writes; `None`: this server takes no backups.
+    backups: Option<Arc<Backups>>,
+}
+
+/// A server's backups: where they go, and the URL of the database they copy.
+#[derive(Debug)]
+pub struct Backups {
+    pub settings: crate::app::backup::BackupSettings,
+    pub url: String,
 }
 
 /// Refuses a caller whose role may never make `call` (README's role table: an auditor writes
@@ -97,8 +106,10 @@ impl Api {
         business_utc_offset: chrono::FixedOffset,
         token_cache_ttl: Duration,
         signing_key: ed25519_dalek::SigningKey,
+        backups: Option<Backups>,
     ) -> Self {
         Api {
+            backups: backups.map(Arc::new),
             signing_key: Arc::new(signing_key),
             db,
             writer,

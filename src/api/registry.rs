@@ -8,7 +8,9 @@ use super::error::{invalid, status};
 use super::pb::registry_service_server::RegistryService;
 use super::{Api, parse, pb};
 use crate::app::auth::{self, Role};
+use crate::app::backup;
 use crate::app::command::{Command, Outcome};
+use crate::app::error::AppError;
 use crate::app::listing;
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
@@ -22,6 +24,28 @@ const TOKENS_PAGE_DEFAULT: u32 = 100;
 const TOKENS_PAGE_MAX: u32 = 1_000;
 
 /// A token as the operator sees it (never its secret or hash).
+/// A backup's manifest, its copy's path in the backup directory `dir`.
+fn manifest_to_pb(m: &backup::Manifest, dir: &std::path::Path) -> pb::BackupManifest {
+    pb::BackupManifest {
+        name: m.name.clone(),
+        request_id: m.request_id.clone(),
+        backend: m.backend.clone(),
+        path: dir.join(&m.file).display().to_string(),
+        taken_at: Some(timestamp_of_us(m.taken_at_us)),
+        size_bytes: m.size_bytes,
+        sha256: m.sha256.clone(),
+        heads: m
+            .heads
+            .iter()
+            .map(|h| pb::ChainHead {
+                ledger_id: h.ledger_id.clone(),
+                seq: h.seq,
+                hash: h.hash.clone(),
+            })
+            .collect(),
+    }
+}
+
 fn token_to_pb(t: &TokenListRow) -> pb::ApiToken {
     let role = match Role::parse(&t.role) {
         Some(Role::Bank) => pb::TokenRole::Bank,
@@ -416,6 +440,35 @@ impl RegistryService for Api {
         let next_page_token = listing::page_token_after(last.map(|t| t.token_id.as_str()), &query);
         let tokens = page.iter().map(token_to_pb).collect();
         Ok(Response::new(pb::ListTokensResponse { tokens, next_page_token }))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id))]
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Operator], "Backup")?;
+        let pb::BackupRequest { request_id, name } = request.into_inner();
+        let request_id = parse::request_id(&request_id)?;
+        tracing::Span::current().record("request_id", &request_id);
+        backup::check_name(&name).map_err(|e| status(e.into()))?;
+        let Some(backups) = self.backups.clone() else {
+            return Err(status(backup::not_configured().into()));
+        };
+        let turn = self.whole_journal_turn_owned().await?;
+        let db = self.db.clone();
+        let dir = std::path::absolute(&backups.settings.dir).unwrap_or_default();
+        // On a task of its own: a caller that goes away leaves a backup that finishes (its
+        // retry then finds the manifest), not a copy cut off half-way.
+        let taken = tokio::spawn(async move {
+            let _turn = turn;
+            backup::take(&db, &backups.url, &backups.settings, &name, &request_id).await
+        })
+        .await
+        .map_err(|e| status(AppError::Internal(format!("backup task: {e}"))))?
+        .map_err(status)?;
+        Ok(Response::new(pb::BackupResponse { backup: Some(manifest_to_pb(&taken, &dir)) }))
     }
 
     async fn get_metrics(

@@ -1,6 +1,7 @@
 //! Commands and queries: the writer that commits, and the read side.
 
 pub mod auth;
+pub mod backup;
 pub mod balances;
 pub mod checkpoints;
 pub mod command;

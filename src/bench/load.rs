@@ -429,6 +429,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         token_cache_ttl: crate::startup::TOKEN_CACHE_TTL,
         drain_timeout: crate::startup::DRAIN_TIMEOUT,
         signing_key: None,
+        backups: None,
     })
     .await?;
     let port = app.port();

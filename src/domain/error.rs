@@ -45,6 +45,7 @@ pub enum Reason {
     PoolMembersOpen = 37,
     PoolSettled = 38,
     LastOperatorToken = 39,
+    BackupNotConfigured = 40,
 }
 
 impl Reason {
@@ -90,6 +91,7 @@ impl Reason {
             Reason::PoolMembersOpen => "POOL_MEMBERS_OPEN",
             Reason::PoolSettled => "POOL_SETTLED",
             Reason::LastOperatorToken => "LAST_OPERATOR_TOKEN",
+            Reason::BackupNotConfigured => "BACKUP_NOT_CONFIGURED",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! Only the writer (`app::writer`) changes anything, through [`write::WriteTx`]; everything here
 //! in `read` is for the read path.
 
+pub mod backup;
 pub mod bulk;
 pub mod lpr_chain;
 mod pgcopy;

@@ -1387,6 +1387,7 @@ async fn a_ledger_called_lpr_is_refused_at_start(backend: Backend) {
         token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
         drain_timeout: DRAIN_TIMEOUT,
         signing_key: None,
+        backups: None,
     })
     .await;
     let Err(e) = built else { panic!("a server started on a ledger called lpr") };

@@ -6,7 +6,8 @@
 //! allocation, arrears, extension, renewal, write-off, batches, as-of, balances), `schedule.rs`
 //! (PreviewSchedule, reflection), `audit.rs` (verify and tampering, the journal's scan), `checkpoints.rs` (signed
 //! checkpoints and their proofs), `subsidy.rs` (subsidy registers), `auth.rs`
-//! (tokens and roles), `lifecycle.rs` (restarts, kills, shutdown, failed writes).
+//! (tokens and roles), `lifecycle.rs` (restarts, kills, shutdown, failed writes), `backup.rs`
+//! (backups taken, checked and restored).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -38,6 +39,7 @@ macro_rules! on_both_backends {
 
 mod audit;
 mod auth;
+mod backup;
 mod checkpoints;
 mod claims;
 mod lifecycle;

@@ -22,6 +22,7 @@ use loanledger::api::pb::registry_service_client::RegistryServiceClient;
 use loanledger::api::pb::risk_fund_service_client::RiskFundServiceClient;
 use loanledger::api::pb::subsidy_service_client::SubsidyServiceClient;
 use loanledger::app::auth::{Role, create_token};
+use loanledger::app::backup::BackupSettings;
 use loanledger::startup::{Application, Settings, TOKEN_CACHE_TTL};
 use loanledger::store::{Db, StoreError};
 use sha2::{Digest, Sha256};
@@ -35,6 +36,9 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 pub const PG_URL_VAR: &str = "LOANLEDGER_TEST_PG_URL";
+/// The `pg_dump` the test servers' backups run (the cluster's own version, as `scripts/test.sh`
+/// starts it, is on the PATH through Debian's wrapper).
+pub const BACKUP_PG_DUMP: &str = "pg_dump";
 pub const LEDGER: &str = "450121";
 pub const BANK: &str = "B1";
 pub const HOUSEHOLD: &str = "H001";
@@ -107,6 +111,9 @@ pub struct TestApp {
     pg: Option<PgDatabase>,
     // Removed (with the SQLite file) when the TestApp is dropped.
     _dir: Option<tempfile::TempDir>,
+    /// The server's backup directory (`serve --backup-dir`), kept across restarts and removed
+    /// when the TestApp is dropped.
+    pub backups: tempfile::TempDir,
 }
 
 /// Tokens for the seeded organisations.
@@ -160,7 +167,9 @@ impl TestApp {
             }
         };
         let offset = loanledger::startup::business_utc_offset_default();
-        let (port, running, operator) = start(&database_url, offset, TOKEN_CACHE_TTL).await;
+        let backups = tempfile::tempdir().expect("Failed to create a backup directory");
+        let (port, running, operator) =
+            start(&database_url, backups.path(), offset, TOKEN_CACHE_TTL).await;
         let operator = operator.expect("a server on an empty database creates an operator token");
         let db = Db::connect(&database_url).await.expect("Failed to open the test's own pool");
         Some(TestApp {
@@ -172,6 +181,7 @@ impl TestApp {
             running: Some(running),
             pg,
             _dir: dir,
+            backups,
         })
     }
 
@@ -186,7 +196,8 @@ impl TestApp {
     /// cache of checked tokens kept `token_cache_ttl` (`serve`'s: [`TOKEN_CACHE_TTL`]).
     pub async fn restart_with(&mut self, offset: chrono::FixedOffset, token_cache_ttl: Duration) {
         self.stop().await;
-        let (port, running, operator) = start(&self.database_url, offset, token_cache_ttl).await;
+        let (port, running, operator) =
+            start(&self.database_url, self.backups.path(), offset, token_cache_ttl).await;
         assert_eq!(operator, None, "a restarted server must not create another operator token");
         self.port = port;
         self.running = Some(running);
@@ -203,6 +214,57 @@ impl TestApp {
             .expect("the server did not shut down in time")
             .expect("the server task panicked")
             .expect("the server returned an error");
+    }
+
+    /// A server of its own over a restore of the backup at `path` (the `Backup` answer's path),
+    /// as README's "Backups" restores one: SQLite's copy is copied to a fresh directory and
+    /// served; PostgreSQL's dump is restored into a fresh database with `pg_restore`. Its
+    /// operator token is this app's (the tokens are in the backup).
+    pub async fn restore(&self, path: &str) -> TestApp {
+        let (database_url, pg, dir) = match self.backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("Failed to create a temporary directory");
+                let file = dir.path().join("restored.db");
+                std::fs::copy(path, &file).expect("Failed to copy the backup");
+                (format!("sqlite://{}", file.display()), None, Some(dir))
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url().expect("a PostgreSQL test has its cluster");
+                let name = format!("t_{}", hex::encode(rand::random::<[u8; 8]>()));
+                let admin = Db::connect(&admin_url).await.expect("Failed to connect");
+                admin.execute_raw(&format!("create database {name}")).await.expect("createdb");
+                admin.close().await;
+                let url = with_database(&admin_url, &name);
+                let out = tokio::process::Command::new("pg_restore")
+                    .args(["--no-owner", "--exit-on-error", "--dbname", &url, path])
+                    .output()
+                    .await
+                    .expect("Failed to run pg_restore");
+                assert!(
+                    out.status.success(),
+                    "pg_restore: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                (url, Some(PgDatabase { admin_url, name }), None)
+            }
+        };
+        let backups = tempfile::tempdir().expect("Failed to create a backup directory");
+        let offset = loanledger::startup::business_utc_offset_default();
+        let (port, running, operator) =
+            start(&database_url, backups.path(), offset, TOKEN_CACHE_TTL).await;
+        assert_eq!(operator, None, "a restored database has its operator tokens");
+        let db = Db::connect(&database_url).await.expect("Failed to open the test's own pool");
+        TestApp {
+            backend: self.backend,
+            database_url,
+            port,
+            db,
+            operator: self.operator.clone(),
+            running: Some(running),
+            pg,
+            _dir: dir,
+            backups,
+        }
     }
 
     /// Stops the server, closes the test's pool and drops a PostgreSQL test database.
@@ -546,6 +608,7 @@ impl TestApp {
 
 async fn start(
     database_url: &str,
+    backup_dir: &std::path::Path,
     business_utc_offset: chrono::FixedOffset,
     token_cache_ttl: Duration,
 ) -> (u16, Running, Option<String>) {
@@ -556,6 +619,10 @@ async fn start(
         token_cache_ttl,
         drain_timeout: DRAIN_TIMEOUT,
         signing_key: None,
+        backups: Some(BackupSettings {
+            dir: backup_dir.to_path_buf(),
+            pg_dump: BACKUP_PG_DUMP.into(),
+        }),
     })
     .await
     .unwrap_or_else(|e| panic!("Failed to build the application: {e:?}"));
@@ -901,5 +968,6 @@ pub fn serve_settings(
         token_cache_ttl: loanledger::startup::TOKEN_CACHE_TTL,
         drain_timeout: loanledger::startup::DRAIN_TIMEOUT,
         signing_key: None,
+        backups: None,
     }
 }

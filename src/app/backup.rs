@@ -1,0 +1,268 @@
+//! Backups, the operator's (DESIGN.md: the operator writes "tokens, configuration, migrations,
+//! backups"): a consistent copy of the whole database, taken while the service keeps serving,
+//! named, hashed and described by a manifest, so that it can be checked and restored years later.
+//!
+//! # Model
+//!
+//! - A backup has a **name** (1 to 64 of `A-Z a-z 0-9 . _ -`, beginning with a letter or digit)
+//!   and lives in the backup directory (`serve --backup-dir`, `loanledger-backups` by default)
+//!   as two files: the copy, `NAME.db` (SQLite: a database file, ready to serve) or
+//!   `NAME.dump` (PostgreSQL: `pg_dump`'s custom format, for `pg_restore`), and its manifest
+//!   `NAME.json` ([`Manifest`]).
+//! - The manifest names the copy's file, its size and SHA-256 (a copy moved or stored elsewhere
+//!   can be checked against it), the time it was taken, the backend, the request id that made
+//!   it, and the **head of every chain** in the copy ([`ChainHead`]: ledger, seq, hash): the
+//!   journal the copy holds ends there, which an auditor compares with a checkpoint of the
+//!   same seq (`GetCheckpoint` signs the same head hash).
+//! - The copy is readable by its owner alone (it holds households' identity numbers in full).
+//! - The copy is of one instant ([`crate::store::backup`]): writes committed after it are not in
+//!   it, and no write is half in it.
+//! - A backup exists once its manifest does: the copy is written under `NAME.<ext>.partial`,
+//!   synced, renamed, and the manifest written (through a file of its own, synced and renamed)
+//!   last. A copy left by a backup that stopped half-way is overwritten by the next.
+//! - Idempotent by name and request id: a retry (the same name and request id) answers the
+//!   manifest again and copies nothing; a name taken by another request is `ALREADY_EXISTS`.
+//! - One at a time, and one at a time with `Verify` and `GetBalances` (each reads everything).
+//!
+//! # Errors
+//!
+//! `INVALID_ARGUMENT` naming `name`; `ALREADY_EXISTS` for a name taken; `FAILED_PRECONDITION`
+//! `BACKUP_NOT_CONFIGURED` for a server started without a backup directory (the bench's);
+//! `INTERNAL` (the detail in the server log) when the copy cannot be written or `pg_dump`
+//! fails; `UNAVAILABLE` when the database is away.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::error::AppError;
+use crate::domain::error::{DomainError, Reason};
+use crate::store::Db;
+pub use crate::store::backup::ChainHead;
+
+/// Where backups go and what dumps a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// The backup directory, made at the first backup if missing.
+    pub dir: PathBuf,
+    /// The `pg_dump` program (PostgreSQL only): its major version must be the server's or
+    /// later.
+    pub pg_dump: PathBuf,
+}
+
+/// [`BackupSettings::dir`] of `serve` and `backup`.
+pub const BACKUP_DIR_DEFAULT: &str = "loanledger-backups";
+
+/// The longest backup name.
+pub const NAME_LEN_MAX: usize = 64;
+
+/// A backup's description, stored beside it as `NAME.json` and answered by `Backup`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub request_id: String,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// The copy's file name, in the backup directory.
+    pub file: String,
+    /// When the copy was finished (microseconds since the Unix epoch, UTC).
+    pub taken_at_us: i64,
+    pub size_bytes: u64,
+    /// SHA-256 of the copy's bytes, 64 hex digits.
+    pub sha256: String,
+    /// Every chain's last transaction in the copy, in ledger id order.
+    pub heads: Vec<ChainHead>,
+}
+
+/// Refuses a name that is not 1 to 64 of `A-Z a-z 0-9 . _ -` beginning with a letter or digit
+/// (so that it names a file in the backup directory and nothing else).
+pub fn check_name(name: &str) -> Result<(), DomainError> {
+    if name.is_empty() {
+        return Err(DomainError::invalid("name", "is required"));
+    }
+    if name.len() > NAME_LEN_MAX {
+        return Err(DomainError::invalid(
+            "name",
+            format!("is longer than {NAME_LEN_MAX} characters"),
+        ));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Err(DomainError::invalid(
+            "name",
+            "may hold only letters A-Z a-z, digits, '.', '_' and '-' (it names a file)",
+        ));
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(DomainError::invalid("name", "must begin with a letter or a digit"));
+    }
+    Ok(())
+}
+
+/// The refusal of a server without a backup directory.
+pub fn not_configured() -> DomainError {
+    DomainError::refused(
+        Reason::BackupNotConfigured,
+        "this server takes no backups: it was started without a backup directory",
+    )
+}
+
+/// Takes the backup `name` of the database at `url` (whose open pool is `db`) into
+/// `settings.dir`, or answers the manifest of the one `request_id` took under that name before.
+/// The caller holds the whole-journal turn.
+pub async fn take(
+    db: &Db,
+    url: &str,
+    settings: &BackupSettings,
+    name: &str,
+    request_id: &str,
+) -> Result<Manifest, AppError> {
+    check_name(name)?;
+    let dir = std::path::absolute(&settings.dir)
+        .map_err(|e| AppError::Internal(format!("backup directory: {e}")))?;
+    let manifest_path = dir.join(format!("{name}.json"));
+    if let Some(manifest) = read_manifest(&manifest_path).await? {
+        if manifest.request_id == request_id {
+            return Ok(manifest);
+        }
+        return Err(DomainError::Exists { what: "backup", id: name.to_string() }.into());
+    }
+    let backend = db.backend().to_string();
+    let file = format!("{name}.{}", if backend == "sqlite" { "db" } else { "dump" });
+    let (final_path, partial) = (dir.join(&file), dir.join(format!("{file}.partial")));
+    let prepared = {
+        let (dir, partial) = (dir.clone(), partial.clone());
+        blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            match std::fs::remove_file(&partial) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            }
+        })
+    };
+    prepared.await?;
+    let heads = db.backup_to(&partial, url, &settings.pg_dump).await?;
+    let (name, request_id) = (name.to_string(), request_id.to_string());
+    let manifest = blocking(move || {
+        owner_only(&partial)?;
+        let (size_bytes, sha256) = synced_digest(&partial)?;
+        std::fs::rename(&partial, &final_path)?;
+        let taken_at_us = chrono::Utc::now().timestamp_micros();
+        let manifest =
+            Manifest { name, request_id, backend, file, taken_at_us, size_bytes, sha256, heads };
+        write_synced(&manifest_path, &serde_json::to_vec_pretty(&manifest)?)?;
+        Ok(manifest)
+    })
+    .await?;
+    tracing::info!(
+        name = manifest.name,
+        file = %dir.join(&manifest.file).display(),
+        size_bytes = manifest.size_bytes,
+        sha256 = manifest.sha256,
+        "backup taken"
+    );
+    Ok(manifest)
+}
+
+/// The manifest at `path`, if a backup of that name was finished.
+async fn read_manifest(path: &Path) -> Result<Option<Manifest>, AppError> {
+    let path = path.to_path_buf();
+    blocking(move || match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    })
+    .await
+}
+
+/// Makes the copy readable by its owner alone: it holds every household's identity numbers
+/// in full, and the tokens' hashes.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Syncs the file at `path` to disk and answers its size and SHA-256 (hex).
+fn synced_digest(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    file.sync_all()?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// Writes `bytes` to `path` durably: through a file beside it, synced, renamed over `path`,
+/// and the directory synced.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.partial");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Runs file work on a blocking thread; its failures are the service's (`INTERNAL`).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+) -> Result<T, AppError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(AppError::Internal(format!("backup: {e}"))),
+        Err(e) => Err(AppError::Internal(format!("backup: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_file_names_of_the_backup_directory_only() {
+        for good in ["nightly", "2026-12-05", "a", "before_migration.v2", &"x".repeat(64)] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", "../etc/passwd", "a/b", ".hidden", "-rf", "two words", "备份", "a\\b"] {
+            let Err(DomainError::Invalid { field, .. }) = check_name(bad) else {
+                panic!("{bad:?} accepted");
+            };
+            assert_eq!(field, "name");
+        }
+        assert!(check_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn a_digest_is_of_the_bytes_and_a_manifest_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(
+            synced_digest(&path).unwrap(),
+            (3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string())
+        );
+        let manifest = Manifest {
+            name: "b".into(),
+            request_id: "r1".into(),
+            backend: "sqlite".into(),
+            file: "b.db".into(),
+            taken_at_us: 1,
+            size_bytes: 3,
+            sha256: "ba78".into(),
+            heads: vec![ChainHead { ledger_id: "450121".into(), seq: 7, hash: "ab".into() }],
+        };
+        let at = dir.path().join("b.json");
+        write_synced(&at, &serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+        let read: Manifest = serde_json::from_slice(&std::fs::read(&at).unwrap()).unwrap();
+        assert_eq!(read, manifest);
+        assert!(!dir.path().join("b.json.partial").exists());
+    }
+}

@@ -1,0 +1,146 @@
+//! A consistent copy of the whole database into a file, taken while the service keeps writing
+//! ([`crate::app::backup`] names, hashes and records it).
+//!
+//! - SQLite: `VACUUM INTO` on a read connection: one read transaction, so the copy is the
+//!   database as of one commit, compacted; the writer goes on meanwhile (WAL). The copy is then
+//!   put in WAL mode, as the service opens every database, so that opening it later (to verify
+//!   it, or to serve it after a restore) changes no byte of it, and the chains' heads are read
+//!   from the copy itself.
+//! - PostgreSQL: `pg_dump --format=custom` under a snapshot exported by a read-only repeatable
+//!   read transaction, in which the chains' heads are read too: the dump and the heads are of
+//!   the same instant. The password of the URL, if any, goes to `pg_dump` in `PGPASSWORD`, not
+//!   on its command line.
+
+use std::path::Path;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection};
+
+use super::{Db, StoreError};
+use crate::domain::lpr::LPR_LEDGER;
+
+/// The last transaction of one chain: the journal a backup holds ends there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChainHead {
+    pub ledger_id: String,
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Every chain's head (the ledgers' and the LPR table's), in ledger id order; chains without a
+/// transaction are left out.
+const HEADS_SQL: &str = "select ledger_id, \
+       (select seq from journal_txn j where j.ledger_id = l.ledger_id order by seq desc limit 1), \
+       (select hash from journal_txn j where j.ledger_id = l.ledger_id order by seq desc limit 1) \
+     from (select ledger_id from ledger union select $1) l order by ledger_id";
+
+fn heads_of(rows: Vec<(String, Option<i64>, Option<String>)>) -> Vec<ChainHead> {
+    rows.into_iter()
+        .filter_map(|(ledger_id, seq, hash)| Some(ChainHead { ledger_id, seq: seq?, hash: hash? }))
+        .collect()
+}
+
+impl Db {
+    /// Writes a copy of the whole database to `path` (which must not exist) and answers the
+    /// heads of the chains it holds. `url` is the database's own URL and `pg_dump` the program
+    /// that dumps a PostgreSQL database (unused on SQLite).
+    pub async fn backup_to(
+        &self,
+        path: &Path,
+        url: &str,
+        pg_dump: &Path,
+    ) -> Result<Vec<ChainHead>, StoreError> {
+        let text = path
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", path.display())))?;
+        match self {
+            Db::Sqlite(pool, ..) => {
+                let mut conn = pool.acquire().await?;
+                sqlx::query("vacuum into $1").bind(text).execute(&mut *conn).await?;
+                drop(conn);
+                let mut copy = SqliteConnectOptions::new()
+                    .filename(path)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .connect()
+                    .await?;
+                let rows = sqlx::query_as(HEADS_SQL).bind(LPR_LEDGER).fetch_all(&mut copy).await?;
+                copy.close().await?;
+                Ok(heads_of(rows))
+            }
+            Db::Postgres(pool, _) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("set transaction isolation level repeatable read, read only")
+                    .execute(&mut *tx)
+                    .await?;
+                let snapshot: String =
+                    sqlx::query_scalar("select pg_export_snapshot()").fetch_one(&mut *tx).await?;
+                let rows = sqlx::query_as(HEADS_SQL).bind(LPR_LEDGER).fetch_all(&mut *tx).await?;
+                let (url, password) = without_password(url);
+                let mut dump = tokio::process::Command::new(pg_dump);
+                dump.arg("--format=custom")
+                    .arg(format!("--snapshot={snapshot}"))
+                    .arg("--no-password")
+                    .arg("--file")
+                    .arg(path)
+                    .arg("--dbname")
+                    .arg(&url)
+                    .kill_on_drop(true);
+                if let Some(password) = password {
+                    dump.env("PGPASSWORD", password);
+                }
+                let out = dump.output().await.map_err(|e| {
+                    StoreError::Corrupt(format!("{} could not be run: {e}", pg_dump.display()))
+                })?;
+                // The snapshot had to stay open until pg_dump had taken it up.
+                tx.rollback().await?;
+                if !out.status.success() {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} failed ({}): {}",
+                        pg_dump.display(),
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+                Ok(heads_of(rows))
+            }
+        }
+    }
+}
+
+/// `url` without the password of its user, and the password (percent-decoded), for a program
+/// that would otherwise show it on its command line.
+fn without_password(url: &str) -> (String, Option<String>) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_string(), None);
+    };
+    let Some(password) = parsed
+        .password()
+        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+    else {
+        return (url.to_string(), None);
+    };
+    if parsed.set_password(None).is_err() {
+        return (url.to_string(), None);
+    }
+    (parsed.to_string(), Some(password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_password_leaves_the_url_for_the_environment() {
+        assert_eq!(
+            without_password("postgres://app:s%40cret@db.example:5432/books?sslmode=require"),
+            (
+                "postgres://app@db.example:5432/books?sslmode=require".to_string(),
+                Some("s@cret".to_string())
+            )
+        );
+        assert_eq!(
+            without_password("postgres://postgres@127.0.0.1:55432/t"),
+            ("postgres://postgres@127.0.0.1:55432/t".to_string(), None)
+        );
+    }
+}

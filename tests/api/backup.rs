@@ -1,0 +1,282 @@
+//! The operator's backups (`RegistryService.Backup`): a copy of one instant, taken while the
+//! service writes, that restores into a server serving the books as they were, with a manifest
+//! whose hash and chain heads check against the copy and the checkpoints. Each scenario runs on
+//! SQLite and on PostgreSQL (restored there with `pg_restore`).
+
+use loanledger::api::pb;
+use sha2::{Digest, Sha256};
+use tonic::Code;
+
+use super::with_disbursed_loan;
+use crate::common::*;
+
+on_both_backends!(
+    a_backup_restores_the_books_as_they_were,
+    a_backup_taken_during_writes_is_of_one_instant,
+    backup_refusals,
+    the_backup_command,
+);
+
+fn backup_request(name: &str, request_id: &str) -> pb::BackupRequest {
+    pb::BackupRequest { request_id: request_id.into(), name: name.into() }
+}
+
+async fn backup(app: &TestApp, token: &str, name: &str, request_id: &str) -> pb::BackupManifest {
+    app.registry(token)
+        .backup(backup_request(name, request_id))
+        .await
+        .unwrap_or_else(|e| panic!("Backup {name}: {e:?}"))
+        .into_inner()
+        .backup
+        .expect("Backup answers its manifest")
+}
+
+fn head_of<'a>(manifest: &'a pb::BackupManifest, ledger_id: &str) -> &'a pb::ChainHead {
+    manifest
+        .heads
+        .iter()
+        .find(|h| h.ledger_id == ledger_id)
+        .unwrap_or_else(|| panic!("no head of {ledger_id} in {manifest:?}"))
+}
+
+/// A backup answers a manifest that checks against its copy (size, SHA-256), the journal (the
+/// heads) and a checkpoint; writes after it are not in it; a retry copies nothing; restored,
+/// it serves the books as they were and verifies.
+async fn a_backup_restores_the_books_as_they_were(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 300_000).await;
+    let before = app.get_loan(&t.bank, &id).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let last = journal.last().expect("the seeded journal");
+
+    let manifest = backup(&app, &t.operator, "nightly-2026-12-05", "backup-1").await;
+    let expected_ext = if backend == Backend::Sqlite { "db" } else { "dump" };
+    assert_eq!(manifest.name, "nightly-2026-12-05");
+    assert_eq!(manifest.request_id, "backup-1");
+    assert_eq!(manifest.backend, if backend == Backend::Sqlite { "sqlite" } else { "postgres" });
+    let path = std::path::PathBuf::from(&manifest.path);
+    assert_eq!(path, app.backups.path().join(format!("nightly-2026-12-05.{expected_ext}")));
+    let bytes = std::fs::read(&path).expect("the copy is where the manifest says");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("the copy").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the copy is its owner's alone");
+    }
+    assert_eq!(manifest.size_bytes, bytes.len() as u64);
+    assert_eq!(manifest.sha256, hex::encode(Sha256::digest(&bytes)));
+    assert!(manifest.taken_at.is_some());
+    // The manifest is kept beside the copy.
+    let kept = std::fs::read_to_string(app.backups.path().join("nightly-2026-12-05.json"))
+        .expect("the manifest file");
+    assert!(kept.contains(&manifest.sha256), "{kept}");
+    // The ledger's chain ends where the journal did, and the LPR table's chain is in it too.
+    let head = head_of(&manifest, LEDGER);
+    assert_eq!((head.seq as u64, head.hash.as_str()), (last.seq, last.hash.as_str()));
+    assert!(head_of(&manifest, "lpr").seq >= 1);
+    let ledgers: Vec<&str> = manifest.heads.iter().map(|h| h.ledger_id.as_str()).collect();
+    assert_eq!(ledgers, ["450121", "lpr"], "in ledger id order");
+    // A checkpoint of that seq signs the same head.
+    let checkpoint = app
+        .audit(&t.auditor)
+        .get_checkpoint(pb::GetCheckpointRequest { ledger_id: LEDGER.into(), tree_size: last.seq })
+        .await
+        .expect("GetCheckpoint")
+        .into_inner();
+    assert_eq!(checkpoint.head_hash, head.hash);
+
+    // Written after the backup: not in it.
+    app.repay(&t.bank, &id, "2021-04-20", 100_000).await;
+    let after = app.get_loan(&t.bank, &id).await;
+    assert_ne!(after.principal_outstanding_fen, before.principal_outstanding_fen);
+
+    // A retry answers the same manifest and copies nothing; the name taken by another request
+    // is ALREADY_EXISTS, and the copy is left as it was.
+    let again = backup(&app, &t.operator, "nightly-2026-12-05", "backup-1").await;
+    assert_eq!(again, manifest);
+    let taken = expect_code(
+        app.registry(&t.operator).backup(backup_request("nightly-2026-12-05", "backup-2")).await,
+        Code::AlreadyExists,
+    );
+    assert!(taken.message().contains("backup nightly-2026-12-05"), "{taken:?}");
+    assert_eq!(std::fs::read(&path).expect("the copy"), bytes);
+    let files: Vec<String> = std::fs::read_dir(app.backups.path())
+        .expect("the backup directory")
+        .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 2, "the copy and its manifest, nothing half-written: {files:?}");
+
+    // Restored: the books as they were at the backup, verified, the head the manifest's.
+    let restored = app.restore(&manifest.path).await;
+    assert_eq!(restored.get_loan(&t.bank, &id).await, before);
+    let verified = restored.verify(&t.auditor).await;
+    assert!(verified.ok, "{:?}", verified.problems);
+    assert_eq!((verified.head_seq, verified.head_hash.as_str()), (last.seq, head.hash.as_str()));
+    // The restored server takes the later repayment as a new one and goes on from there.
+    restored.repay(&t.bank, &id, "2021-04-20", 100_000).await;
+    assert_eq!(
+        restored.get_loan(&t.bank, &id).await.principal_outstanding_fen,
+        after.principal_outstanding_fen
+    );
+    assert!(restored.verify(&t.auditor).await.ok);
+    restored.finish().await;
+    // The original still verifies after its backup.
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// Households registered by four clients while a backup is taken: the restored copy holds
+/// exactly those whose transaction is at or before the manifest's head, and verifies.
+async fn a_backup_taken_during_writes_is_of_one_instant(backend: Backend) {
+    const CLIENTS: usize = 4;
+    const EACH: usize = 25;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let mut writers = Vec::new();
+    for c in 0..CLIENTS {
+        let mut registry = app.registry(&t.finance);
+        writers.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..EACH {
+                let household = format!("HB{c}{i:02}");
+                let answer = registry
+                    .register_household(household_request(&household, "19800517"))
+                    .await
+                    .expect("RegisterHousehold")
+                    .into_inner();
+                seqs.push((household, answer.entry.expect("its journal entry").seq));
+            }
+            seqs
+        }));
+    }
+    // Once some of them are written.
+    while app.journal(&t.auditor, LEDGER).await.len() < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let manifest = backup(&app, &t.operator, "during-writes", "backup-during").await;
+    let mut registered = Vec::new();
+    for w in writers {
+        registered.extend(w.await.expect("a writer"));
+    }
+    let head = head_of(&manifest, LEDGER).clone();
+    let restored = app.restore(&manifest.path).await;
+    let verified = restored.verify(&t.auditor).await;
+    assert!(verified.ok, "{:?}", verified.problems);
+    assert_eq!(
+        (verified.head_seq as i64, verified.head_hash.as_str()),
+        (head.seq, head.hash.as_str())
+    );
+    let mut registry = restored.registry(&t.finance);
+    let (mut inside, mut outside) = (0, 0);
+    for (household, seq) in &registered {
+        let found = registry
+            .get_household(pb::GetHouseholdRequest { household_id: household.clone() })
+            .await;
+        if (*seq as i64) <= head.seq {
+            found.unwrap_or_else(|e| panic!("{household} (seq {seq}) missing: {e:?}"));
+            inside += 1;
+        } else {
+            expect_code(found, Code::NotFound);
+            outside += 1;
+        }
+    }
+    assert_eq!(inside + outside, CLIENTS * EACH);
+    assert!(inside >= 17, "the backup was taken after 20 transactions: {inside} inside");
+    restored.finish().await;
+    app.finish().await;
+}
+
+/// Only the operator takes backups; a name must name a file of the backup directory; a
+/// request needs its id; a server started without a backup directory says so.
+async fn backup_refusals(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    for token in [&t.bank, &t.finance, &t.auditor] {
+        let denied = expect_code(
+            app.registry(token).backup(backup_request("mine", &rid("backup"))).await,
+            Code::PermissionDenied,
+        );
+        assert!(denied.message().contains("only the operator may"), "{denied:?}");
+    }
+    for name in ["", "../escape", "a/b", ".hidden", "two words", &"x".repeat(65)] {
+        let bad = expect_code(
+            app.registry(&t.operator).backup(backup_request(name, &rid("backup"))).await,
+            Code::InvalidArgument,
+        );
+        assert!(bad.message().starts_with("name "), "{name:?}: {bad:?}");
+    }
+    let no_id = expect_code(
+        app.registry(&t.operator).backup(backup_request("fine", "")).await,
+        Code::InvalidArgument,
+    );
+    assert!(no_id.message().contains("request_id"), "{no_id:?}");
+    let files = std::fs::read_dir(app.backups.path()).expect("the backup directory").count();
+    assert_eq!(files, 0, "nothing written by a refused backup");
+
+    // A server without a backup directory (the bench's) refuses with a reason.
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let bare = loanledger::startup::Application::build(serve_settings(&app.database_url, any_port))
+        .await
+        .expect("a second server on the database");
+    let port = bare.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(bare.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("an endpoint")
+        .connect_lazy();
+    let mut registry = pb::registry_service_client::RegistryServiceClient::with_interceptor(
+        channel,
+        Bearer::new(&t.operator),
+    );
+    expect_refused(
+        registry.backup(backup_request("fine", &rid("backup"))).await,
+        "BACKUP_NOT_CONFIGURED",
+    );
+    let _ = stop.send(());
+    served.await.expect("the server task").expect("the server stops");
+    app.finish().await;
+}
+
+/// `loanledger backup NAME` takes the same backup beside the running server, prints its
+/// manifest, and run again prints the same one.
+async fn the_backup_command(backend: Backend) {
+    let Some((app, t, _)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let last = app.journal(&t.auditor, LEDGER).await.pop().expect("the seeded journal");
+    let dir = tempfile::tempdir().expect("a directory");
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["backup", "from-the-cli", "--backup-dir"])
+            .arg(dir.path())
+            .args(["--database-url", &app.database_url])
+            .output()
+            .expect("the binary runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("the manifest's JSON")
+    };
+    let manifest = run();
+    let file = dir.path().join(manifest["file"].as_str().expect("file"));
+    let bytes = std::fs::read(&file).expect("the copy");
+    assert_eq!(manifest["sha256"], hex::encode(Sha256::digest(&bytes)));
+    let heads = manifest["heads"].as_array().expect("heads");
+    assert!(
+        heads.iter().any(|h| h["ledger_id"] == LEDGER
+            && h["seq"] == last.seq
+            && h["hash"] == last.hash.as_str()),
+        "{manifest}"
+    );
+    assert_eq!(run(), manifest, "run again, the backup taken before");
+    let restored = app.restore(file.to_str().expect("a UTF-8 path")).await;
+    assert!(restored.verify(&t.auditor).await.ok);
+    restored.finish().await;
+    app.finish().await;
+}
