@@ -20,10 +20,33 @@ use crate::store::read::LoanFilter;
 use crate::store::rows::TokenListRow;
 
 /// Tokens a page of `ListTokens`, by default and at most.
-const TOKENS_PAGE_DEFAULT: u32 = 100;
-const TOKENS_PAGE_MAX: u32 = 1_000;
+/// `ListTokens`' and `ListBackups`' page size when none is asked, and the largest.
+const PAGE_DEFAULT: u32 = 100;
+const PAGE_MAX: u32 = 1_000;
 
 /// A token as the operator sees it (never its secret or hash).
+/// The page size asked, or the default; at most [`PAGE_MAX`].
+fn page_size_or_default(asked: u32) -> u32 {
+    match asked {
+        0 => PAGE_DEFAULT,
+        n => n.min(PAGE_MAX),
+    }
+}
+
+/// The query key of an operator's listing (`what`: tokens, backups) that its page tokens are
+/// bound to.
+fn list_query(actor: &auth::Principal, what: &str) -> String {
+    listing::query_key(&format!("{}\n{what}", actor.actor()), &LoanFilter::default(), None)
+}
+
+/// The id a page token of the listing `query` resumes after ("" for the first page).
+fn after_page_token<'t>(page_token: &'t str, query: &str) -> Result<&'t str, Status> {
+    match page_token {
+        "" => Ok(""),
+        token => listing::token_after_id(token, query).map_err(|why| invalid("page_token", why)),
+    }
+}
+
 /// A backup's manifest, its copy's path in the backup directory `dir`.
 fn manifest_to_pb(m: &backup::Manifest, dir: &std::path::Path) -> pb::BackupManifest {
     pb::BackupManifest {
@@ -422,24 +445,53 @@ impl RegistryService for Api {
         let actor = self.principal(&request).await?;
         super::require_role(&actor, &[Role::Operator], "ListTokens")?;
         let pb::ListTokensRequest { page_size, page_token } = request.into_inner();
-        let filter = LoanFilter::default();
-        let query = listing::query_key(&format!("{}\ntokens", actor.actor()), &filter, None);
-        let after = match page_token.as_str() {
-            "" => "",
-            token => {
-                listing::token_after_id(token, &query).map_err(|why| invalid("page_token", why))?
-            }
-        };
-        let page_size = match page_size {
-            0 => TOKENS_PAGE_DEFAULT,
-            n => n.min(TOKENS_PAGE_MAX),
-        };
+        let query = list_query(&actor, "tokens");
+        let after = after_page_token(&page_token, &query)?;
+        let page_size = page_size_or_default(page_size);
         let page = self.db.list_tokens_after(after, i64::from(page_size)).await;
         let page = page.map_err(|e| status(e.into()))?;
         let last = (page.len() == page_size as usize).then(|| page.last()).flatten();
         let next_page_token = listing::page_token_after(last.map(|t| t.token_id.as_str()), &query);
         let tokens = page.iter().map(token_to_pb).collect();
         Ok(Response::new(pb::ListTokensResponse { tokens, next_page_token }))
+    }
+
+    async fn list_backups(
+        &self,
+        request: Request<pb::ListBackupsRequest>,
+    ) -> Result<Response<pb::ListBackupsResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Operator], "ListBackups")?;
+        let pb::ListBackupsRequest { page_size, page_token, check_copies } = request.into_inner();
+        let query = list_query(&actor, "backups");
+        let after = after_page_token(&page_token, &query)?;
+        let Some(backups) = self.backups.clone() else {
+            return Err(status(backup::not_configured().into()));
+        };
+        let page_size = page_size_or_default(page_size);
+        let page = backup::list(&backups.settings, after, page_size as usize, check_copies)
+            .await
+            .map_err(status)?;
+        let dir = std::path::absolute(&backups.settings.dir).unwrap_or_default();
+        let last = (page.len() == page_size as usize).then(|| page.last()).flatten();
+        let next_page_token = listing::page_token_after(last.map(|b| b.name.as_str()), &query);
+        let backups = page
+            .iter()
+            .map(|b| pb::ListedBackup {
+                name: b.name.clone(),
+                manifest: b.manifest.as_ref().map(|m| manifest_to_pb(m, &dir)),
+                copy_state: match b.state {
+                    backup::CopyState::Unchecked => pb::BackupCopyState::Unspecified,
+                    backup::CopyState::Intact => pb::BackupCopyState::Intact,
+                    backup::CopyState::Missing => pb::BackupCopyState::Missing,
+                    backup::CopyState::Altered => pb::BackupCopyState::Altered,
+                    backup::CopyState::ManifestUnreadable => {
+                        pb::BackupCopyState::ManifestUnreadable
+                    }
+                } as i32,
+            })
+            .collect();
+        Ok(Response::new(pb::ListBackupsResponse { backups, next_page_token }))
     }
 
     #[tracing::instrument(skip_all, fields(request_id))]

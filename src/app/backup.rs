@@ -175,6 +175,82 @@ async fn read_manifest(path: &Path) -> Result<Option<Manifest>, AppError> {
     .await
 }
 
+/// What a check of a listed backup's copy found ([`list`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyState {
+    /// Not checked.
+    Unchecked,
+    /// The copy's size and SHA-256 are the manifest's.
+    Intact,
+    /// The manifest's copy is not there.
+    Missing,
+    /// The copy's size or SHA-256 is not the manifest's.
+    Altered,
+    /// `NAME.json` is no manifest of this service's (unreadable, or naming another file).
+    ManifestUnreadable,
+}
+
+/// A backup as [`list`] finds it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub name: String,
+    pub manifest: Option<Manifest>,
+    pub state: CopyState,
+}
+
+/// The backups of `settings.dir` named after `after`, by name, `limit` at most; with `check`,
+/// each copy read again and compared with its manifest. A directory not made yet has none.
+pub async fn list(
+    settings: &BackupSettings,
+    after: &str,
+    limit: usize,
+    check: bool,
+) -> Result<Vec<Listed>, AppError> {
+    let (dir, after) = (settings.dir.clone(), after.to_string());
+    blocking(move || {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let file_name = entry?.file_name();
+            let Some(name) = file_name.to_str().and_then(|f| f.strip_suffix(".json")) else {
+                continue;
+            };
+            if check_name(name).is_ok() && name > after.as_str() {
+                names.push(name.to_string());
+            }
+        }
+        names.sort_unstable();
+        names.truncate(limit);
+        let mut listed = Vec::with_capacity(names.len());
+        for name in names {
+            let manifest = std::fs::read(dir.join(format!("{name}.json")))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+                .filter(|m| {
+                    m.name == name
+                        && [".db", ".dump"].map(|e| format!("{name}{e}")).contains(&m.file)
+                });
+            let state = match &manifest {
+                None => CopyState::ManifestUnreadable,
+                Some(_) if !check => CopyState::Unchecked,
+                Some(m) => match digest(&dir.join(&m.file)) {
+                    Ok(found) if found == (m.size_bytes, m.sha256.clone()) => CopyState::Intact,
+                    Ok(_) => CopyState::Altered,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => CopyState::Missing,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            listed.push(Listed { name, manifest, state });
+        }
+        Ok(listed)
+    })
+    .await
+}
+
 /// Makes the copy readable by its owner alone: it holds every household's identity numbers
 /// in full, and the tokens' hashes.
 fn owner_only(path: &Path) -> std::io::Result<()> {
@@ -190,8 +266,13 @@ fn owner_only(path: &Path) -> std::io::Result<()> {
 
 /// Syncs the file at `path` to disk and answers its size and SHA-256 (hex).
 fn synced_digest(path: &Path) -> std::io::Result<(u64, String)> {
+    std::fs::File::open(path)?.sync_all()?;
+    digest(path)
+}
+
+/// The size and SHA-256 (hex) of the file at `path`.
+fn digest(path: &Path) -> std::io::Result<(u64, String)> {
     let mut file = std::fs::File::open(path)?;
-    file.sync_all()?;
     let mut hasher = Sha256::new();
     let size = std::io::copy(&mut file, &mut hasher)?;
     Ok((size, hex::encode(hasher.finalize())))

@@ -15,6 +15,7 @@ on_both_backends!(
     a_backup_taken_during_writes_is_of_one_instant,
     backup_refusals,
     the_backup_command,
+    listed_backups_and_their_copies_checked,
 );
 
 fn backup_request(name: &str, request_id: &str) -> pb::BackupRequest {
@@ -278,5 +279,119 @@ async fn the_backup_command(backend: Backend) {
     let restored = app.restore(file.to_str().expect("a UTF-8 path")).await;
     assert!(restored.verify(&t.auditor).await.ok);
     restored.finish().await;
+    app.finish().await;
+}
+
+async fn list_backups(
+    app: &TestApp,
+    token: &str,
+    page_size: u32,
+    page_token: &str,
+    check_copies: bool,
+) -> pb::ListBackupsResponse {
+    app.registry(token)
+        .list_backups(pb::ListBackupsRequest {
+            page_size,
+            page_token: page_token.into(),
+            check_copies,
+        })
+        .await
+        .expect("ListBackups")
+        .into_inner()
+}
+
+fn states(listed: &pb::ListBackupsResponse) -> Vec<(String, pb::BackupCopyState)> {
+    listed.backups.iter().map(|b| (b.name.clone(), b.copy_state())).collect()
+}
+
+/// ListBackups pages through the backups by name with their manifests; checked, it tells an
+/// intact copy from one changed since, one missing and a manifest that is not one.
+async fn listed_backups_and_their_copies_checked(backend: Backend) {
+    use pb::BackupCopyState::{Altered, Intact, ManifestUnreadable, Missing, Unspecified};
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    // Nothing yet (the directory not even made).
+    std::fs::remove_dir(app.backups.path()).expect("the empty backup directory");
+    assert!(list_backups(&app, &t.operator, 0, "", true).await.backups.is_empty());
+    let mut taken = Vec::new();
+    for name in ["c-third", "a-first", "b-second"] {
+        taken.push(backup(&app, &t.operator, name, &rid("backup")).await);
+    }
+    let all = list_backups(&app, &t.operator, 0, "", false).await;
+    assert_eq!(
+        states(&all),
+        [
+            ("a-first".into(), Unspecified),
+            ("b-second".into(), Unspecified),
+            ("c-third".into(), Unspecified)
+        ]
+    );
+    assert_eq!(all.backups[0].manifest.as_ref(), Some(&taken[1]));
+    assert!(all.next_page_token.is_empty());
+    // A page at a time.
+    let first = list_backups(&app, &t.operator, 2, "", false).await;
+    assert_eq!(first.backups.len(), 2);
+    let rest = list_backups(&app, &t.operator, 2, &first.next_page_token, false).await;
+    assert_eq!(states(&rest), [("c-third".into(), Unspecified)]);
+    assert!(rest.next_page_token.is_empty());
+    // A page token of another listing (ListTokens'), or one made up, is refused naming
+    // page_token.
+    let tokens = app
+        .registry(&t.operator)
+        .list_tokens(pb::ListTokensRequest { page_size: 1, page_token: String::new() })
+        .await
+        .expect("ListTokens")
+        .into_inner();
+    for page_token in [tokens.next_page_token.as_str(), "made-up"] {
+        let refused = expect_code(
+            app.registry(&t.operator)
+                .list_backups(pb::ListBackupsRequest {
+                    page_size: 2,
+                    page_token: page_token.into(),
+                    check_copies: false,
+                })
+                .await,
+            Code::InvalidArgument,
+        );
+        assert!(refused.message().starts_with("page_token "), "{refused:?}");
+    }
+
+    // Checked: all intact; then one copy changed, one removed, one manifest garbled.
+    let checked = list_backups(&app, &t.operator, 0, "", true).await;
+    assert!(checked.backups.iter().all(|b| b.copy_state() == Intact), "{checked:?}");
+    let path_of = |name: &str| {
+        let b = taken.iter().find(|b| b.name == name).expect("taken");
+        std::path::PathBuf::from(&b.path)
+    };
+    let mut bytes = std::fs::read(path_of("a-first")).expect("the copy");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(path_of("a-first"), &bytes).expect("a byte changed");
+    std::fs::remove_file(path_of("b-second")).expect("a copy removed");
+    std::fs::write(app.backups.path().join("c-third.json"), b"{ not a manifest")
+        .expect("a manifest garbled");
+    let checked = list_backups(&app, &t.operator, 0, "", true).await;
+    assert_eq!(
+        states(&checked),
+        [
+            ("a-first".into(), Altered),
+            ("b-second".into(), Missing),
+            ("c-third".into(), ManifestUnreadable)
+        ]
+    );
+    assert!(checked.backups[2].manifest.is_none());
+    // Only the operator lists them.
+    expect_code(
+        app.registry(&t.auditor)
+            .list_backups(pb::ListBackupsRequest {
+                page_size: 0,
+                page_token: String::new(),
+                check_copies: false,
+            })
+            .await,
+        Code::PermissionDenied,
+    );
     app.finish().await;
 }
