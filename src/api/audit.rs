@@ -334,9 +334,7 @@ impl Api {
 
     /// As [`Api::whole_journal_turn`], a permit of its own, for work that outlives the call (a
     /// blocking thread goes on when its caller goes away).
-    pub(super) async fn whole_journal_turn_owned(
-        &self,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+    async fn whole_journal_turn_owned(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
         self.verify_turn
             .clone()
             .acquire_owned()

@@ -508,13 +508,11 @@ impl RegistryService for Api {
         let Some(backups) = self.backups.clone() else {
             return Err(status(backup::not_configured().into()));
         };
-        let turn = self.whole_journal_turn_owned().await?;
         let db = self.db.clone();
         let dir = std::path::absolute(&backups.settings.dir).unwrap_or_default();
         // On a task of its own: a caller that goes away leaves a backup that finishes (its
         // retry then finds the manifest), not a copy cut off half-way.
         let taken = tokio::spawn(async move {
-            let _turn = turn;
             backup::take(&db, &backups.url, &backups.settings, &name, &request_id).await
         })
         .await

@@ -14,7 +14,8 @@
 //!   it, and the **head of every chain** in the copy ([`ChainHead`]: ledger, seq, hash): the
 //!   journal the copy holds ends there, which an auditor compares with a checkpoint of the
 //!   same seq (`GetCheckpoint` signs the same head hash).
-//! - The copy is readable by its owner alone (it holds households' identity numbers in full).
+//! - The copy is readable by its owner alone from its first byte (it holds households' identity
+//!   numbers in full), and a backup directory the service makes is its owner's alone.
 //! - The copy is of one instant ([`crate::store::backup`]): writes committed after it are not in
 //!   it, and no write is half in it.
 //! - A backup exists once its manifest does: the copy is written under `NAME.<ext>.partial`,
@@ -22,7 +23,11 @@
 //!   last. A copy left by a backup that stopped half-way is overwritten by the next.
 //! - Idempotent by name and request id: a retry (the same name and request id) answers the
 //!   manifest again and copies nothing; a name taken by another request is `ALREADY_EXISTS`.
-//! - One at a time, and one at a time with `Verify` and `GetBalances` (each reads everything).
+//! - One at a time in a backup directory, whichever process takes it (a lock file,
+//!   `.loanledger-backup.lock`, held throughout). A request id that took another backup is
+//!   `ALREADY_EXISTS` (`REQUEST_ID_REUSED`); a file where the copy would go, without a manifest,
+//!   is never replaced (`ALREADY_EXISTS`): with the backup directory the database's own and a
+//!   backup named after it, that file is the database.
 //!
 //! # Errors
 //!
@@ -120,6 +125,18 @@ pub async fn take(
     check_name(name)?;
     let dir = std::path::absolute(&settings.dir)
         .map_err(|e| AppError::Internal(format!("backup directory: {e}")))?;
+    // Held to the end: one backup at a time in the directory, whichever process takes it (a
+    // server, the `backup` command beside it).
+    let _lock = {
+        let dir = dir.clone();
+        blocking(move || {
+            make_private_dir(&dir)?;
+            let lock = std::fs::File::create(dir.join(LOCK_FILE))?;
+            lock.lock()?;
+            Ok(lock)
+        })
+        .await?
+    };
     let manifest_path = dir.join(format!("{name}.json"));
     if let Some(manifest) = read_manifest(&manifest_path).await? {
         if manifest.request_id == request_id {
@@ -130,21 +147,41 @@ pub async fn take(
     let backend = db.backend().to_string();
     let file = format!("{name}.{}", if backend == "sqlite" { "db" } else { "dump" });
     let (final_path, partial) = (dir.join(&file), dir.join(format!("{file}.partial")));
-    let prepared = {
-        let (dir, partial) = (dir.clone(), partial.clone());
-        blocking(move || {
-            std::fs::create_dir_all(&dir)?;
-            match std::fs::remove_file(&partial) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-                _ => Ok(()),
+    let (request, prepared) = (request_id.to_string(), dir.clone());
+    let (final_copy, partial_copy) = (final_path.clone(), partial.clone());
+    let refusal = blocking(move || {
+        // The request id of another backup (DESIGN.md: same id, other content).
+        for listed in list_in(&prepared, "", usize::MAX, false)? {
+            if listed.manifest.is_some_and(|m| m.request_id == request) {
+                return Ok(Some(AppError::RequestIdReused(request)));
             }
-        })
-    };
-    prepared.await?;
+        }
+        // A file of that name without a manifest is not ours to replace (the database itself,
+        // with the backup directory its directory and the backup named after it).
+        if final_copy.try_exists()? {
+            let id = final_copy.display().to_string();
+            return Ok(Some(DomainError::Exists { what: "file", id }.into()));
+        }
+        // What a backup stopped half-way left, and an empty file of the owner's alone for
+        // the copy (VACUUM INTO writes into an empty file; pg_dump truncates it).
+        for suffix in ["", "-journal", "-wal", "-shm"] {
+            let mut leftover = partial_copy.clone().into_os_string();
+            leftover.push(suffix);
+            match std::fs::remove_file(&leftover) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        create_private(&partial_copy)?;
+        Ok(None)
+    })
+    .await?;
+    if let Some(refusal) = refusal {
+        return Err(refusal);
+    }
     let heads = db.backup_to(&partial, url, &settings.pg_dump).await?;
     let (name, request_id) = (name.to_string(), request_id.to_string());
     let manifest = blocking(move || {
-        owner_only(&partial)?;
         let (size_bytes, sha256) = synced_digest(&partial)?;
         std::fs::rename(&partial, &final_path)?;
         let taken_at_us = chrono::Utc::now().timestamp_micros();
@@ -163,6 +200,9 @@ pub async fn take(
     );
     Ok(manifest)
 }
+
+/// The lock file of a backup directory ([`take`]).
+const LOCK_FILE: &str = ".loanledger-backup.lock";
 
 /// The manifest at `path`, if a backup of that name was finished.
 async fn read_manifest(path: &Path) -> Result<Option<Manifest>, AppError> {
@@ -207,61 +247,69 @@ pub async fn list(
     check: bool,
 ) -> Result<Vec<Listed>, AppError> {
     let (dir, after) = (settings.dir.clone(), after.to_string());
-    blocking(move || {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let file_name = entry?.file_name();
-            let Some(name) = file_name.to_str().and_then(|f| f.strip_suffix(".json")) else {
-                continue;
-            };
-            if check_name(name).is_ok() && name > after.as_str() {
-                names.push(name.to_string());
-            }
-        }
-        names.sort_unstable();
-        names.truncate(limit);
-        let mut listed = Vec::with_capacity(names.len());
-        for name in names {
-            let manifest = std::fs::read(dir.join(format!("{name}.json")))
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
-                .filter(|m| {
-                    m.name == name
-                        && [".db", ".dump"].map(|e| format!("{name}{e}")).contains(&m.file)
-                });
-            let state = match &manifest {
-                None => CopyState::ManifestUnreadable,
-                Some(_) if !check => CopyState::Unchecked,
-                Some(m) => match digest(&dir.join(&m.file)) {
-                    Ok(found) if found == (m.size_bytes, m.sha256.clone()) => CopyState::Intact,
-                    Ok(_) => CopyState::Altered,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => CopyState::Missing,
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            listed.push(Listed { name, manifest, state });
-        }
-        Ok(listed)
-    })
-    .await
+    blocking(move || Ok(list_in(&dir, &after, limit, check)?)).await
 }
 
-/// Makes the copy readable by its owner alone: it holds every household's identity numbers
-/// in full, and the tokens' hashes.
-fn owner_only(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+/// [`list`] on the blocking thread it runs on.
+fn list_in(dir: &Path, after: &str, limit: usize, check: bool) -> std::io::Result<Vec<Listed>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let file_name = entry?.file_name();
+        let Some(name) = file_name.to_str().and_then(|f| f.strip_suffix(".json")) else {
+            continue;
+        };
+        if check_name(name).is_ok() && name > after {
+            names.push(name.to_string());
+        }
     }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+    names.sort_unstable();
+    names.truncate(limit);
+    let mut listed = Vec::with_capacity(names.len());
+    for name in names {
+        let manifest = std::fs::read(dir.join(format!("{name}.json")))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+            .filter(|m| {
+                m.name == name && [".db", ".dump"].map(|e| format!("{name}{e}")).contains(&m.file)
+            });
+        let state = match &manifest {
+            None => CopyState::ManifestUnreadable,
+            Some(_) if !check => CopyState::Unchecked,
+            Some(m) => match digest(&dir.join(&m.file)) {
+                Ok(found) if found == (m.size_bytes, m.sha256.clone()) => CopyState::Intact,
+                Ok(_) => CopyState::Altered,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => CopyState::Missing,
+                Err(e) => return Err(e),
+            },
+        };
+        listed.push(Listed { name, manifest, state });
+    }
+    Ok(listed)
+}
+
+/// Makes the directory `dir`, if missing, its owner's alone (the copies hold every household's
+/// identity numbers in full, and the tokens' hashes). One that exists is left as it is.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the empty file `path` (which must not exist) readable by its owner alone, from its
+/// first byte on.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.sync_all()
 }
 
 /// Syncs the file at `path` to disk and answers its size and SHA-256 (hex).

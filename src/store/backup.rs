@@ -8,8 +8,9 @@
 //!   from the copy itself.
 //! - PostgreSQL: `pg_dump --format=custom` under a snapshot exported by a read-only repeatable
 //!   read transaction, in which the chains' heads are read too: the dump and the heads are of
-//!   the same instant. The password of the URL, if any, goes to `pg_dump` in `PGPASSWORD`, not
-//!   on its command line.
+//!   the same instant. The password of the URL, if any (`user:password@` or `password=`), goes
+//!   to `pg_dump` in `PGPASSWORD`, not on its command line; the rest of the URL must be one
+//!   libpq reads (sqlx's own parameters are not).
 
 use std::path::Path;
 
@@ -26,6 +27,9 @@ pub struct ChainHead {
     pub seq: i64,
     pub hash: String,
 }
+
+/// How long `pg_dump` waits for a table's lock (a migration's) before it gives up, in ms.
+const PG_DUMP_LOCK_WAIT_MS: u32 = 60_000;
 
 /// Every chain's head (the ledgers' and the LPR table's), in ledger id order; chains without a
 /// transaction are left out.
@@ -56,20 +60,32 @@ impl Db {
         match self {
             Db::Sqlite(pool, ..) => {
                 let mut conn = pool.acquire().await?;
-                sqlx::query("vacuum into $1").bind(text).execute(&mut *conn).await?;
+                // Into the empty file made for it (its mode the caller's). A failure here is
+                // the copy's (its disk full, its directory gone), not the database's.
+                let copied = sqlx::query("vacuum into $1").bind(text).execute(&mut *conn).await;
                 drop(conn);
-                let mut copy = SqliteConnectOptions::new()
-                    .filename(path)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .connect()
-                    .await?;
-                let rows = sqlx::query_as(HEADS_SQL).bind(LPR_LEDGER).fetch_all(&mut copy).await?;
-                copy.close().await?;
-                Ok(heads_of(rows))
+                copied.map_err(|e| StoreError::Backup(format!("VACUUM INTO {text}: {e}")))?;
+                let heads = async {
+                    let mut copy = SqliteConnectOptions::new()
+                        .filename(path)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .connect()
+                        .await?;
+                    let rows =
+                        sqlx::query_as(HEADS_SQL).bind(LPR_LEDGER).fetch_all(&mut copy).await?;
+                    copy.close().await?;
+                    Ok::<_, sqlx::Error>(heads_of(rows))
+                };
+                heads.await.map_err(|e| StoreError::Backup(format!("the copy {text}: {e}")))
             }
             Db::Postgres(pool, _) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("set transaction isolation level repeatable read, read only")
+                    .execute(&mut *tx)
+                    .await?;
+                // The transaction idles while pg_dump runs: a timeout an operator set on idle
+                // transactions would end the snapshot under it.
+                sqlx::query("set local idle_in_transaction_session_timeout = 0")
                     .execute(&mut *tx)
                     .await?;
                 let snapshot: String =
@@ -79,6 +95,8 @@ impl Db {
                 let mut dump = tokio::process::Command::new(pg_dump);
                 dump.arg("--format=custom")
                     .arg(format!("--snapshot={snapshot}"))
+                    // A table locked by a migration: fail rather than wait without end.
+                    .arg(format!("--lock-wait-timeout={PG_DUMP_LOCK_WAIT_MS}"))
                     .arg("--no-password")
                     .arg("--file")
                     .arg(path)
@@ -89,12 +107,13 @@ impl Db {
                     dump.env("PGPASSWORD", password);
                 }
                 let out = dump.output().await.map_err(|e| {
-                    StoreError::Corrupt(format!("{} could not be run: {e}", pg_dump.display()))
+                    StoreError::Backup(format!("{} could not be run: {e}", pg_dump.display()))
                 })?;
-                // The snapshot had to stay open until pg_dump had taken it up.
-                tx.rollback().await?;
+                // The snapshot had to stay open until pg_dump had taken it up; once it is
+                // done, the transaction's end changes nothing of the dump.
+                let _ = tx.rollback().await;
                 if !out.status.success() {
-                    return Err(StoreError::Corrupt(format!(
+                    return Err(StoreError::Backup(format!(
                         "{} failed ({}): {}",
                         pg_dump.display(),
                         out.status,
@@ -107,22 +126,32 @@ impl Db {
     }
 }
 
-/// `url` without the password of its user, and the password (percent-decoded), for a program
-/// that would otherwise show it on its command line.
+/// `url` without its password (the user's `user:password@`, or a `password=` parameter), and
+/// the password (decoded), for a program that would otherwise show it on its command line.
 fn without_password(url: &str) -> (String, Option<String>) {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return (url.to_string(), None);
     };
-    let Some(password) = parsed
-        .password()
-        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
-    else {
-        return (url.to_string(), None);
-    };
-    if parsed.set_password(None).is_err() {
+    let decode = |p: &str| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned();
+    let mut password = parsed.password().map(decode);
+    if password.is_some() && parsed.set_password(None).is_err() {
         return (url.to_string(), None);
     }
-    (parsed.to_string(), Some(password))
+    let in_query = parsed.query_pairs().find(|(k, _)| k == "password").map(|(_, v)| v.into_owned());
+    if let Some(in_query) = in_query {
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, _)| k != "password")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        password = password.or(Some(in_query));
+    }
+    (parsed.to_string(), password)
 }
 
 #[cfg(test)]
@@ -137,6 +166,14 @@ mod tests {
                 "postgres://app@db.example:5432/books?sslmode=require".to_string(),
                 Some("s@cret".to_string())
             )
+        );
+        assert_eq!(
+            without_password("postgres://app@db/books?password=s%26x&sslmode=require"),
+            ("postgres://app@db/books?sslmode=require".to_string(), Some("s&x".to_string()))
+        );
+        assert_eq!(
+            without_password("postgres://app@db/books?password=p"),
+            ("postgres://app@db/books".to_string(), Some("p".to_string()))
         );
         assert_eq!(
             without_password("postgres://postgres@127.0.0.1:55432/t"),

@@ -247,6 +247,10 @@ pub enum StoreError {
     /// that one was a retry (see `app::writer::Lookup`).
     #[error("a request id is stored already: {0}")]
     RequestSeen(#[source] RequestSeen),
+    /// A backup's copy could not be written ([`backup`]): the backup's disk, or `pg_dump`.
+    /// Not the database's unavailability: retrying does not help until someone looks.
+    #[error("backup failed: {0}")]
+    Backup(String),
 }
 
 /// The database's refusal behind [`StoreError::RequestSeen`]: PostgreSQL's through sqlx,

@@ -6,6 +6,7 @@
 use loanledger::api::pb;
 use sha2::{Digest, Sha256};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use super::with_disbursed_loan;
 use crate::common::*;
@@ -103,11 +104,26 @@ async fn a_backup_restores_the_books_as_they_were(backend: Backend) {
     );
     assert!(taken.message().contains("backup nightly-2026-12-05"), "{taken:?}");
     assert_eq!(std::fs::read(&path).expect("the copy"), bytes);
-    let files: Vec<String> = std::fs::read_dir(app.backups.path())
+    // The request id of that backup, for another name: ALREADY_EXISTS, REQUEST_ID_REUSED.
+    let reused = expect_code(
+        app.registry(&t.operator).backup(backup_request("another-name", "backup-1")).await,
+        Code::AlreadyExists,
+    );
+    assert_eq!(reused.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
+    let mut files: Vec<String> = std::fs::read_dir(app.backups.path())
         .expect("the backup directory")
         .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files.len(), 2, "the copy and its manifest, nothing half-written: {files:?}");
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            ".loanledger-backup.lock".to_string(),
+            format!("nightly-2026-12-05.{expected_ext}"),
+            "nightly-2026-12-05.json".to_string()
+        ],
+        "the copy and its manifest, nothing half-written"
+    );
 
     // Restored: the books as they were at the backup, verified, the head the manifest's.
     let restored = app.restore(&manifest.path).await;
@@ -137,6 +153,7 @@ async fn a_backup_taken_during_writes_is_of_one_instant(backend: Backend) {
         return;
     };
     let t = app.seed().await;
+    let seeded = app.journal(&t.auditor, LEDGER).await.len();
     let mut writers = Vec::new();
     for c in 0..CLIENTS {
         let mut registry = app.registry(&t.finance);
@@ -186,7 +203,7 @@ async fn a_backup_taken_during_writes_is_of_one_instant(backend: Backend) {
         }
     }
     assert_eq!(inside + outside, CLIENTS * EACH);
-    assert!(inside >= 17, "the backup was taken after 20 transactions: {inside} inside");
+    assert!(inside >= 20 - seeded, "taken after 20 transactions: {inside} inside");
     restored.finish().await;
     app.finish().await;
 }
@@ -219,6 +236,18 @@ async fn backup_refusals(backend: Backend) {
     assert!(no_id.message().contains("request_id"), "{no_id:?}");
     let files = std::fs::read_dir(app.backups.path()).expect("the backup directory").count();
     assert_eq!(files, 0, "nothing written by a refused backup");
+    // A file where the copy would go, without a manifest, is never replaced: with the backup
+    // directory the database's own, a backup named after the database would be the database.
+    let ext = if backend == Backend::Sqlite { "db" } else { "dump" };
+    let precious = app.backups.path().join(format!("precious.{ext}"));
+    std::fs::write(&precious, b"not a backup").expect("a file");
+    let kept = expect_code(
+        app.registry(&t.operator).backup(backup_request("precious", &rid("backup"))).await,
+        Code::AlreadyExists,
+    );
+    assert!(kept.message().contains(&precious.display().to_string()), "{kept:?}");
+    assert_eq!(std::fs::read(&precious).expect("the file"), b"not a backup");
+    assert!(!app.backups.path().join("precious.json").exists());
 
     // A server without a backup directory (the bench's) refuses with a reason.
     let any_port = "127.0.0.1:0".parse().expect("an address");
@@ -315,9 +344,21 @@ async fn listed_backups_and_their_copies_checked(backend: Backend) {
     // Nothing yet (the directory not even made).
     std::fs::remove_dir(app.backups.path()).expect("the empty backup directory");
     assert!(list_backups(&app, &t.operator, 0, "", true).await.backups.is_empty());
-    let mut taken = Vec::new();
-    for name in ["c-third", "a-first", "b-second"] {
+    // The same request twice at once: one copy, both answered it.
+    let (one, two) = tokio::join!(
+        backup(&app, &t.operator, "c-third", "backup-c"),
+        backup(&app, &t.operator, "c-third", "backup-c")
+    );
+    assert_eq!(one, two);
+    let mut taken = vec![one];
+    for name in ["a-first", "b-second"] {
         taken.push(backup(&app, &t.operator, name, &rid("backup")).await);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(app.backups.path()).expect("made").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "a backup directory made is its owner's alone");
     }
     let all = list_backups(&app, &t.operator, 0, "", false).await;
     assert_eq!(
