@@ -9,7 +9,7 @@ use loanledger::app::auth::{Role, create_token, revoke_token, token_id_of};
 use loanledger::app::backup::{BACKUP_DIR_DEFAULT, BackupSettings, take as take_backup};
 use loanledger::startup::{
     Application, BUSINESS_UTC_OFFSET_DEFAULT, DRAIN_TIMEOUT, Settings, TOKEN_CACHE_TTL,
-    parse_utc_offset,
+    TlsSettings, parse_utc_offset,
 };
 use loanledger::store::{Db, missing_sqlite_file, shown_url};
 use loanledger::telemetry::{self, LogFormat};
@@ -82,6 +82,17 @@ enum Cmd {
         signing_key: std::path::PathBuf,
         #[command(flatten)]
         backups: BackupArgs,
+        /// Serve TLS with this certificate (PEM: the server's certificate, then the
+        /// intermediates); with --tls-key. Without it, plain HTTP/2.
+        #[arg(long, env = "LOANLEDGER_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, env = "LOANLEDGER_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// Mutual TLS: only clients whose certificate chains to these CA certificates (PEM)
+        /// connect; their bearer token is asked for all the same. With --tls-cert.
+        #[arg(long, env = "LOANLEDGER_TLS_CLIENT_CA", requires = "tls_cert")]
+        tls_client_ca: Option<std::path::PathBuf>,
     },
     /// Take a backup of the database as the operator's `Backup` call does, beside a running
     /// server or without one: NAME.db (SQLite) or NAME.dump (PostgreSQL, pg_dump's custom
@@ -248,7 +259,21 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("no command; `serve` is the default");
     };
     match command {
-        Cmd::Serve { listen, utc_offset, drain_timeout_secs, signing_key, backups } => {
+        Cmd::Serve {
+            listen,
+            utc_offset,
+            drain_timeout_secs,
+            signing_key,
+            backups,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+        } => {
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| TlsSettings {
+                cert,
+                key,
+                client_ca: tls_client_ca,
+            });
             let app = Application::build(Settings {
                 listen,
                 database_url: cli.database_url.clone(),
@@ -257,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
                 drain_timeout: Duration::from_secs(drain_timeout_secs),
                 signing_key: Some(signing_key),
                 backups: Some(backups.settings()),
+                tls,
             })
             .await?;
             if let Some(token) = app.initial_operator_token() {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::api::connection::Coalescing;
 use crate::api::pb::audit_service_server::AuditServiceServer;
@@ -44,6 +44,48 @@ pub struct Settings {
     /// Where `Backup` writes ([`crate::app::backup`]); `None`: the server takes no backups (the
     /// bench's).
     pub backups: Option<crate::app::backup::BackupSettings>,
+    /// TLS, and mutual TLS with a client CA; `None`: plain HTTP/2.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `serve`'s TLS (DESIGN.md: "TLS and mutual TLS are options of serve"), from PEM files read
+/// at the start: a file missing or not what it should be stops the start, naming it.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The server's certificate, followed by the intermediates a client needs to reach its CA.
+    pub cert: std::path::PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+    /// Mutual TLS: the CA certificates a client's certificate must chain to; a client without
+    /// one is refused in the handshake. The bearer token is asked for all the same.
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// The transport's TLS of `tls`, its files read and checked.
+fn server_tls(tls: &TlsSettings) -> anyhow::Result<ServerTlsConfig> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .with_context(|| format!("Failed to read the TLS {what} {}", path.display()))
+    };
+    let (cert, key) = (read("certificate", &tls.cert)?, read("key", &tls.key)?);
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
+    }
+    // Built once here, so that a certificate, key or CA that cannot be used stops the start.
+    Server::builder().tls_config(config.clone()).with_context(|| {
+        format!(
+            "The TLS certificate {} and key {}{} cannot be used (PEM: a certificate chain, its \
+             private key, CA certificates)",
+            tls.cert.display(),
+            tls.key.display(),
+            tls.client_ca
+                .as_ref()
+                .map(|ca| format!(" or client CA {}", ca.display()))
+                .unwrap_or_default()
+        )
+    })?;
+    Ok(config)
 }
 
 /// [`Settings::drain_timeout`] of `serve`: within the 30 s grace period Kubernetes gives by
@@ -88,6 +130,9 @@ pub struct Application {
     writer_task: JoinHandle<()>,
     initial_operator_token: Option<String>,
     drain_timeout: std::time::Duration,
+    tls: Option<ServerTlsConfig>,
+    /// "plain", "tls" or "mutual tls", for the log.
+    transport: &'static str,
 }
 
 /// The operator token a fresh database starts with (no token and no ledger yet), printed once by
@@ -144,6 +189,13 @@ async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dal
 impl Application {
     /// Connects, migrates, starts the writer and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // Before the database: a TLS file mistyped stops the start with nothing done.
+        let tls = settings.tls.as_ref().map(server_tls).transpose()?;
+        let transport = match &settings.tls {
+            None => "plain",
+            Some(TlsSettings { client_ca: None, .. }) => "tls",
+            Some(_) => "mutual tls",
+        };
         let db = Db::connect(&settings.database_url).await.with_context(|| {
             format!(
                 "Failed to connect to the database {}",
@@ -178,6 +230,8 @@ impl Application {
             writer_task,
             initial_operator_token,
             drain_timeout: settings.drain_timeout,
+            tls,
+            transport,
         })
     }
 
@@ -206,7 +260,9 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, db, api, mut writer_task, drain_timeout, .. } = self;
+        let Application {
+            listener, db, api, mut writer_task, drain_timeout, tls, transport, ..
+        } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<RegistryServiceServer<Api>>().await;
         health.set_serving::<LoanServiceServer<Api>>().await;
@@ -225,7 +281,7 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .context("Failed to build reflection v1alpha")?;
-        tracing::info!(addr = %listener.local_addr()?, backend = db.backend(), "serving");
+        tracing::info!(addr = %listener.local_addr()?, backend = db.backend(), transport, "serving");
         // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (about 40 ms).
         let incoming = tokio_stream::StreamExt::map(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -244,7 +300,11 @@ impl Application {
                 Err(_) => std::future::pending().await,
             }
         };
-        let serve = Server::builder()
+        let server = match tls {
+            Some(tls) => Server::builder().tls_config(tls).context("TLS")?,
+            None => Server::builder(),
+        };
+        let serve = server
             // Outside the panics' layer: a panic answered INTERNAL is counted so.
             .layer(crate::api::metrics::MetricsLayer(api.metrics.clone()))
             .layer(crate::api::panics::CatchPanicLayer)
@@ -307,6 +367,7 @@ mod tests {
             drain_timeout: std::time::Duration::from_secs(2),
             signing_key: None,
             backups: None,
+            tls: None,
         })
         .await
         .expect("the application builds");

@@ -430,6 +430,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         drain_timeout: crate::startup::DRAIN_TIMEOUT,
         signing_key: None,
         backups: None,
+        tls: None,
     })
     .await?;
     let port = app.port();

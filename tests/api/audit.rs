@@ -1388,6 +1388,7 @@ async fn a_ledger_called_lpr_is_refused_at_start(backend: Backend) {
         drain_timeout: DRAIN_TIMEOUT,
         signing_key: None,
         backups: None,
+        tls: None,
     })
     .await;
     let Err(e) = built else { panic!("a server started on a ledger called lpr") };

@@ -7,7 +7,7 @@
 //! (PreviewSchedule, reflection), `audit.rs` (verify and tampering, the journal's scan), `checkpoints.rs` (signed
 //! checkpoints and their proofs), `subsidy.rs` (subsidy registers), `auth.rs`
 //! (tokens and roles), `lifecycle.rs` (restarts, kills, shutdown, failed writes), `backup.rs`
-//! (backups taken, checked and restored).
+//! (backups taken, checked and restored), `tls.rs` (TLS and mutual TLS).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -48,6 +48,7 @@ mod risk_fund;
 mod schedule;
 mod servicing;
 mod subsidy;
+mod tls;
 
 on_both_backends!(
     full_flow,

@@ -623,6 +623,7 @@ async fn start(
             dir: backup_dir.to_path_buf(),
             pg_dump: BACKUP_PG_DUMP.into(),
         }),
+        tls: None,
     })
     .await
     .unwrap_or_else(|e| panic!("Failed to build the application: {e:?}"));
@@ -969,5 +970,6 @@ pub fn serve_settings(
         drain_timeout: loanledger::startup::DRAIN_TIMEOUT,
         signing_key: None,
         backups: None,
+        tls: None,
     }
 }

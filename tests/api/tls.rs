@@ -1,0 +1,240 @@
+//! TLS and mutual TLS of `serve` (DESIGN.md: "TLS and mutual TLS are options of serve"): a
+//! client that trusts the server's CA is served, a plain-text client and one that does not
+//! trust it are not; with a client CA, only clients whose certificate chains to it connect,
+//! and they still need a token; files that cannot be used stop the start, naming them. Each
+//! scenario runs on SQLite and on PostgreSQL (a second server on the test's database).
+
+use std::path::{Path, PathBuf};
+
+use loanledger::api::pb;
+use loanledger::api::pb::registry_service_client::RegistryServiceClient;
+use loanledger::startup::{Application, TlsSettings};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use tonic::Code;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::common::*;
+
+on_both_backends!(
+    tls_serves_only_clients_that_trust_it,
+    mutual_tls_serves_only_clients_with_a_certificate_of_its_ca,
+    tls_files_that_cannot_be_used_stop_the_start,
+);
+
+/// A certificate authority of the test's own.
+fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key")).expect("a CA")
+}
+
+/// A certificate for `names` issued by `ca` for `purpose`, and its key, as PEM.
+fn issued(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    names: &[&str],
+    purpose: ExtendedKeyUsagePurpose,
+) -> (String, String) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names).expect("parameters");
+    params.extended_key_usages = vec![purpose];
+    let key = KeyPair::generate().expect("a key");
+    let cert = params.signed_by(&key, ca).expect("a certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// The files of a server's TLS: its CA's certificate, its certificate and key, in `dir`.
+struct ServerFiles {
+    ca_pem: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn server_files(dir: &Path, ca: &CertifiedIssuer<'static, KeyPair>) -> ServerFiles {
+    let (cert_pem, key_pem) =
+        issued(ca, &["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert, cert_pem).expect("the certificate file");
+    std::fs::write(&key, key_pem).expect("the key file");
+    ServerFiles { ca_pem: ca.pem(), cert, key }
+}
+
+/// A second server on `app`'s database, with `tls`; stopped when the returned sender is sent
+/// to or dropped.
+async fn serve_tls(
+    app: &TestApp,
+    tls: TlsSettings,
+) -> (u16, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let settings = loanledger::startup::Settings {
+        tls: Some(tls),
+        ..serve_settings(&app.database_url, any_port)
+    };
+    let server = Application::build(settings).await.expect("a TLS server on the database");
+    let port = server.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.run_until(async move {
+        let _ = stopped.await;
+    }));
+    (port, stop, served)
+}
+
+/// `GetMetrics` as the operator over `endpoint`.
+async fn metrics_over(
+    endpoint: Endpoint,
+    operator: &str,
+) -> Result<tonic::Response<pb::Metrics>, tonic::Status> {
+    RegistryServiceClient::with_interceptor(endpoint.connect_lazy(), Bearer::new(operator))
+        .get_metrics(pb::GetMetricsRequest {})
+        .await
+}
+
+fn https(port: u16, tls: ClientTlsConfig) -> Endpoint {
+    Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+        .expect("an endpoint")
+        .tls_config(tls.domain_name("localhost"))
+        .expect("the client's TLS")
+}
+
+fn plain(port: u16) -> Endpoint {
+    Endpoint::from_shared(format!("http://127.0.0.1:{port}")).expect("an endpoint")
+}
+
+async fn tls_serves_only_clients_that_trust_it(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let files = server_files(dir.path(), &authority("loanledger test CA"));
+    let tls = TlsSettings { cert: files.cert.clone(), key: files.key.clone(), client_ca: None };
+    let (port, stop, served) = serve_tls(&app, tls).await;
+    let trusting = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&files.ca_pem));
+
+    // Trusting the server's CA: served, and the service is the same (the seeded ledger).
+    let metrics = metrics_over(https(port, trusting.clone()), &t.operator).await;
+    assert_eq!(metrics.expect("GetMetrics over TLS").into_inner().backend, app_backend(backend));
+    let ledger = RegistryServiceClient::with_interceptor(
+        https(port, trusting.clone()).connect_lazy(),
+        Bearer::new(&t.finance),
+    )
+    .get_ledger(pb::GetLedgerRequest { ledger_id: LEDGER.into() })
+    .await
+    .expect("GetLedger over TLS");
+    assert_eq!(ledger.into_inner().ledger_id, LEDGER);
+    // The token is still asked for.
+    let anonymous = RegistryServiceClient::new(https(port, trusting).connect_lazy())
+        .get_metrics(pb::GetMetricsRequest {})
+        .await;
+    expect_code(anonymous, Code::Unauthenticated);
+    // Plain HTTP/2 to a TLS server, and TLS trusting another CA: no call gets through.
+    let refused = metrics_over(plain(port), &t.operator).await.expect_err("plain text");
+    assert_ne!(refused.code(), Code::Ok);
+    let other = authority("another CA");
+    let distrusting = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(other.pem()));
+    metrics_over(https(port, distrusting), &t.operator)
+        .await
+        .expect_err("a client that does not trust the server's CA");
+
+    let _ = stop.send(());
+    served.await.expect("the server task").expect("the server stops cleanly");
+    app.finish().await;
+}
+
+async fn mutual_tls_serves_only_clients_with_a_certificate_of_its_ca(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let server_ca = authority("loanledger test CA");
+    let files = server_files(dir.path(), &server_ca);
+    // The banks' CA, apart from the server's.
+    let clients_ca = authority("banks' CA");
+    let client_ca = dir.path().join("clients-ca.pem");
+    std::fs::write(&client_ca, clients_ca.pem()).expect("the client CA file");
+    let tls = TlsSettings { cert: files.cert, key: files.key, client_ca: Some(client_ca) };
+    let (port, stop, served) = serve_tls(&app, tls).await;
+    let trusting = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&files.ca_pem));
+
+    let (cert, key) = issued(&clients_ca, &["bank-b1"], ExtendedKeyUsagePurpose::ClientAuth);
+    let bank = trusting.clone().identity(Identity::from_pem(cert, key));
+    let metrics = metrics_over(https(port, bank.clone()), &t.operator).await;
+    metrics.expect("GetMetrics with a client certificate of the client CA");
+    // Its certificate lets it connect; its token still decides what it may do.
+    let denied = RegistryServiceClient::with_interceptor(
+        https(port, bank).connect_lazy(),
+        Bearer::new(&t.bank),
+    )
+    .get_metrics(pb::GetMetricsRequest {})
+    .await;
+    expect_code(denied, Code::PermissionDenied);
+    // Without a certificate, or with one of another CA (the server's own): refused.
+    metrics_over(https(port, trusting.clone()), &t.operator)
+        .await
+        .expect_err("a client without a certificate");
+    let (cert, key) = issued(&server_ca, &["intruder"], ExtendedKeyUsagePurpose::ClientAuth);
+    let stranger = trusting.identity(Identity::from_pem(cert, key));
+    metrics_over(https(port, stranger), &t.operator)
+        .await
+        .expect_err("a client whose certificate is not of the client CA");
+
+    let _ = stop.send(());
+    served.await.expect("the server task").expect("the server stops cleanly");
+    app.finish().await;
+}
+
+async fn tls_files_that_cannot_be_used_stop_the_start(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a directory");
+    let files = server_files(dir.path(), &authority("loanledger test CA"));
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let start = |tls: TlsSettings| {
+        let settings = loanledger::startup::Settings {
+            tls: Some(tls),
+            ..serve_settings(&app.database_url, any_port)
+        };
+        async move {
+            match Application::build(settings).await {
+                Ok(_) => panic!("a server started with TLS files that cannot be used"),
+                Err(e) => format!("{e:#}"),
+            }
+        }
+    };
+    let missing = dir.path().join("missing.key");
+    let said =
+        start(TlsSettings { cert: files.cert.clone(), key: missing.clone(), client_ca: None })
+            .await;
+    assert!(said.contains(&format!("TLS key {}", missing.display())), "{said}");
+    let garbled = dir.path().join("garbled.pem");
+    std::fs::write(&garbled, "not a certificate").expect("a file");
+    let said =
+        start(TlsSettings { cert: garbled.clone(), key: files.key.clone(), client_ca: None }).await;
+    assert!(said.contains(&garbled.display().to_string()), "{said}");
+    assert!(said.contains("cannot be used"), "{said}");
+    // A key that is not the certificate's.
+    let (_, other_key) =
+        issued(&authority("x"), &["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
+    let wrong = dir.path().join("wrong.key");
+    std::fs::write(&wrong, other_key).expect("a file");
+    let said = start(TlsSettings { cert: files.cert.clone(), key: wrong, client_ca: None }).await;
+    assert!(said.contains("cannot be used"), "{said}");
+    let said =
+        start(TlsSettings { cert: files.cert, key: files.key, client_ca: Some(garbled.clone()) })
+            .await;
+    assert!(said.contains(&garbled.display().to_string()), "{said}");
+    app.finish().await;
+}
+
+fn app_backend(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
