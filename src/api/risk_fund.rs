@@ -155,10 +155,14 @@ impl RiskFundService for Api {
         let fund =
             fund.ok_or_else(|| Status::not_found(format!("ledger {ledger_id} has no risk fund")))?;
         // Before today the fund is rebuilt to the day; from today on it is the fund as it
-        // stands (an entry dated tomorrow, the most a value date runs ahead, counted). The
-        // loans are rebuilt to the day whenever an event of theirs is dated after it.
-        let fund =
-            if as_of < self.today() { self.fund_as_of(&ledger_id, as_of).await? } else { fund };
+        // stands, unless an entry of it is dated after the day (tomorrow's, the most a value
+        // date runs ahead): then it is rebuilt too. The loans are rebuilt to the day whenever
+        // an event of theirs is dated after it.
+        let rebuilt = as_of < self.today() || {
+            let compensations = self.db.list_compensations(&ledger_id, "", "", u32::MAX).await;
+            fund.moved_after(&compensations.map_err(|e| status(e.into()))?, as_of)
+        };
+        let fund = if rebuilt { self.fund_as_of(&ledger_id, as_of).await? } else { fund };
         let loans = self.db.loans_of_ledger_on(&ledger_id, &format_date(as_of)).await;
         let loans = loans.map_err(|e| status(e.into()))?;
         let loans = servicing::loans_as_of(&self.db, loans, as_of).await.map_err(status)?;

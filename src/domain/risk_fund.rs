@@ -180,6 +180,15 @@ pub struct Compensation {
 }
 
 impl Compensation {
+    /// The latest value date of the fund's events about it: its claim, its payment or its
+    /// rejection (a return is the fund's inflow, [`Fund::last_inflow_on`]).
+    pub fn last_event_on(&self) -> NaiveDate {
+        [self.paid_on, self.rejected_on]
+            .into_iter()
+            .flatten()
+            .fold(self.compensated_on, NaiveDate::max)
+    }
+
     /// The day the fund paid it, if it has.
     pub fn paid(&self) -> Option<NaiveDate> {
         (!self.pending && self.rejected_on.is_none())
@@ -405,6 +414,15 @@ fn check_after_last_event(loan: &LoanState, date: NaiveDate) -> Result<(), Domai
 }
 
 impl Fund {
+    /// Whether the fund as it stands, with `compensations` (all of its ledger's), holds an event
+    /// dated after `date`: its opening, money received, or a claim, payment or rejection. When
+    /// none does, it is the fund as it stood at the end of `date`.
+    pub fn moved_after(&self, compensations: &[Compensation], date: NaiveDate) -> bool {
+        self.opened_on > date
+            || self.last_inflow_on.is_some_and(|on| on > date)
+            || compensations.iter().any(|c| c.last_event_on() > date)
+    }
+
     /// Plans the opening of `ledger_id`'s fund (the caller has checked it has none).
     pub fn open(
         ledger_id: &str,

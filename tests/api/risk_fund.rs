@@ -684,6 +684,21 @@ async fn the_fund_and_its_loans_as_they_stood_on_a_past_date(backend: Backend) {
     let exposure = today.exposure.expect("the exposure");
     assert_eq!((exposure.live_loans, exposure.outstanding_fen), (1, 5_000_000), "C001 paid off");
     assert_eq!(today.fund.expect("the fund"), fund, "nothing since");
+    // A deposit dated tomorrow (the most a value date runs ahead) is not in today's fund, and
+    // is in tomorrow's.
+    let offset = loanledger::startup::business_utc_offset_default();
+    let today = loanledger::domain::date::business_date(chrono::Utc::now(), offset);
+    let (today, tomorrow) = (today.to_string(), (today + chrono::Days::new(1)).to_string());
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit(&tomorrow, 700_000))
+        .await
+        .expect("a deposit dated tomorrow");
+    for as_of in ["", today.as_str()] {
+        let on_today = fund_on(&app, &t.auditor, as_of).await.fund.expect("the fund");
+        assert_eq!(on_today, fund, "today's fund ({as_of:?}) without tomorrow's deposit");
+    }
+    let on_tomorrow = fund_on(&app, &t.auditor, &tomorrow).await.fund.expect("the fund");
+    assert_eq!((on_tomorrow.balance_fen, on_tomorrow.deposited_fen), (700_000, 4_700_000));
     let before = app
         .risk_fund(&t.auditor)
         .get_risk_fund(pb::GetRiskFundRequest {

@@ -157,6 +157,32 @@ fn a_rejected_claim_frees_the_fund_and_leaves_the_loan_to_be_claimed_again() {
     assert_eq!(marked.claim_rejected().servicing.compensated_on, None);
 }
 
+/// Whether the fund as it stands holds an event after a date: its opening, money received
+/// (`funded`: opened 2021-01-01, a deposit 2021-01-10), a claim, its payment or its rejection.
+#[test]
+fn a_fund_moved_after_a_date_by_any_of_its_events() {
+    assert!(opened(80).moved_after(&[], d("2020-12-31")));
+    assert!(!opened(80).moved_after(&[], d("2021-01-01")));
+    let mut fund = funded(80, 5_000_000);
+    assert!(fund.moved_after(&[], d("2021-01-09")));
+    assert!(!fund.moved_after(&[], d("2021-01-10")));
+    let claim = fund.claim(&loan("L1"), d("2021-06-20"), None).unwrap();
+    let claimed = fund.apply(&claim, None).unwrap().unwrap();
+    assert_eq!(claimed.last_event_on(), d("2021-06-20"));
+    assert!(fund.moved_after(std::slice::from_ref(&claimed), d("2021-06-19")));
+    assert!(!fund.moved_after(std::slice::from_ref(&claimed), d("2021-06-20")));
+    let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
+    let paid = fund.apply(&payment, Some(&claimed)).unwrap().unwrap();
+    assert_eq!(paid.last_event_on(), d("2021-06-25"));
+    assert!(fund.moved_after(&[paid.clone()], d("2021-06-24")));
+    let rejected = Compensation { rejected_on: Some(d("2021-06-30")), paid_on: None, ..paid };
+    assert_eq!(rejected.last_event_on(), d("2021-06-30"));
+    let deposit = fund.deposit(d("2021-07-01"), DepositSource::Deposit, Fen(100), "V").unwrap();
+    fund.apply(&deposit, None).unwrap();
+    assert!(fund.moved_after(&[], d("2021-06-30")));
+    assert!(!fund.moved_after(&[rejected], d("2021-07-01")));
+}
+
 /// The fund as of a date: its events dated by then, in journal order, a deposit recorded after
 /// a payment but dated before it counted; nothing before its opening.
 #[test]
