@@ -174,7 +174,7 @@ fn a_fund_moved_after_a_date_by_any_of_its_events() {
     let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
     let paid = fund.apply(&payment, Some(&claimed)).unwrap().unwrap();
     assert_eq!(paid.last_event_on(), d("2021-06-25"));
-    assert!(fund.moved_after(&[paid.clone()], d("2021-06-24")));
+    assert!(fund.moved_after(std::slice::from_ref(&paid), d("2021-06-24")));
     let rejected = Compensation { rejected_on: Some(d("2021-06-30")), paid_on: None, ..paid };
     assert_eq!(rejected.last_event_on(), d("2021-06-30"));
     let deposit = fund.deposit(d("2021-07-01"), DepositSource::Deposit, Fen(100), "V").unwrap();
