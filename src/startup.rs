@@ -61,27 +61,56 @@ pub struct TlsSettings {
     pub client_ca: Option<std::path::PathBuf>,
 }
 
-/// The transport's TLS of `tls`, its files read and checked.
+/// How long a client may take over its TLS handshake before its connection is closed.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The transport's TLS of `tls`, each file read and checked on its own, a failure naming its
+/// flag and file.
 fn server_tls(tls: &TlsSettings) -> anyhow::Result<ServerTlsConfig> {
-    let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path)
-            .with_context(|| format!("Failed to read the TLS {what} {}", path.display()))
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("Failed to read {flag} {}", path.display()))
     };
-    let (cert, key) = (read("certificate", &tls.cert)?, read("key", &tls.key)?);
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    let certificates = |flag: &str, path: &std::path::Path| -> anyhow::Result<Vec<u8>> {
+        let pem = read(flag, path)?;
+        let mut found = 0;
+        for certificate in CertificateDer::pem_slice_iter(&pem) {
+            certificate.with_context(|| format!("{flag} {} is not PEM", path.display()))?;
+            found += 1;
+        }
+        if found == 0 {
+            anyhow::bail!(
+                "{flag} {} holds no certificate (PEM: -----BEGIN CERTIFICATE-----)",
+                path.display()
+            );
+        }
+        Ok(pem)
+    };
+    let cert = certificates("--tls-cert", &tls.cert)?;
+    let key = read("--tls-key", &tls.key)?;
+    PrivateKeyDer::from_pem_slice(&key).with_context(|| {
+        format!(
+            "--tls-key {} holds no private key (PEM: PKCS#8, PKCS#1 or SEC1)",
+            tls.key.display()
+        )
+    })?;
+    let mut config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
     if let Some(ca) = &tls.client_ca {
-        config = config.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
+        config = config.client_ca_root(Certificate::from_pem(certificates("--tls-client-ca", ca)?));
     }
-    // Built once here, so that a certificate, key or CA that cannot be used stops the start.
+    // Built once here, so that what the files hold together (the key the certificate's, the
+    // CA certificates' contents) stops the start too.
     Server::builder().tls_config(config.clone()).with_context(|| {
         format!(
-            "The TLS certificate {} and key {}{} cannot be used (PEM: a certificate chain, its \
-             private key, CA certificates)",
+            "--tls-cert {} with --tls-key {}{} cannot be used (is the key the certificate's?)",
             tls.cert.display(),
             tls.key.display(),
             tls.client_ca
                 .as_ref()
-                .map(|ca| format!(" or client CA {}", ca.display()))
+                .map(|ca| format!(" and --tls-client-ca {}", ca.display()))
                 .unwrap_or_default()
         )
     })?;

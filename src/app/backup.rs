@@ -18,9 +18,13 @@
 //!   numbers in full), and a backup directory the service makes is its owner's alone.
 //! - The copy is of one instant ([`crate::store::backup`]): writes committed after it are not in
 //!   it, and no write is half in it.
-//! - A backup exists once its manifest does: the copy is written under `NAME.<ext>.partial`,
-//!   synced, renamed, and the manifest written (through a file of its own, synced and renamed)
-//!   last. A copy left by a backup that stopped half-way is overwritten by the next.
+//! - A backup exists once its manifest does: the copy is written under `NAME.<ext>.partial`
+//!   and synced; its manifest is written and synced as `NAME.json.partial`; then the copy is
+//!   renamed into place, the manifest after it, and the directory synced. What a backup that
+//!   stopped half-way left (a partial copy, or a copy in place whose manifest still waits) is
+//!   overwritten by the next of that name.
+//! - A backup waits 10 s at most for another in its directory to finish, then answers
+//!   `UNAVAILABLE` (retry: the same request then finds the backup taken).
 //! - Idempotent by name and request id: a retry (the same name and request id) answers the
 //!   manifest again and copies nothing; a name taken by another request is `ALREADY_EXISTS`.
 //! - One at a time in a backup directory, whichever process takes it (a lock file,
@@ -127,27 +131,28 @@ pub async fn take(
         .map_err(|e| AppError::Internal(format!("backup directory: {e}")))?;
     // Held to the end: one backup at a time in the directory, whichever process takes it (a
     // server, the `backup` command beside it).
-    let _lock = {
-        let dir = dir.clone();
-        blocking(move || {
-            make_private_dir(&dir)?;
-            let lock = std::fs::File::create(dir.join(LOCK_FILE))?;
-            lock.lock()?;
-            Ok(lock)
-        })
-        .await?
-    };
+    let _lock = locked(&dir).await?;
     let manifest_path = dir.join(format!("{name}.json"));
-    if let Some(manifest) = read_manifest(&manifest_path).await? {
-        if manifest.request_id == request_id {
+    match read_manifest(&manifest_path).await? {
+        Some(Ok(manifest)) if manifest.name == name && manifest.request_id == request_id => {
             return Ok(manifest);
         }
-        return Err(DomainError::Exists { what: "backup", id: name.to_string() }.into());
+        Some(Ok(manifest)) if manifest.name == name => {
+            return Err(DomainError::Exists { what: "backup", id: name.to_string() }.into());
+        }
+        // Not a manifest of ours (another program's NAME.json): not ours to replace.
+        Some(_) => {
+            let id = manifest_path.display().to_string();
+            return Err(DomainError::Exists { what: "file", id }.into());
+        }
+        None => {}
     }
     let backend = db.backend().to_string();
     let file = format!("{name}.{}", if backend == "sqlite" { "db" } else { "dump" });
     let (final_path, partial) = (dir.join(&file), dir.join(format!("{file}.partial")));
     let (request, prepared) = (request_id.to_string(), dir.clone());
+    let pending_path = dir.join(format!("{name}.json.partial"));
+    let (pending_copy, name_owned) = (pending_path.clone(), name.to_string());
     let (final_copy, partial_copy) = (final_path.clone(), partial.clone());
     let refusal = blocking(move || {
         // The request id of another backup (DESIGN.md: same id, other content).
@@ -157,8 +162,10 @@ pub async fn take(
             }
         }
         // A file of that name without a manifest is not ours to replace (the database itself,
-        // with the backup directory its directory and the backup named after it).
-        if final_copy.try_exists()? {
+        // with the backup directory its directory and the backup named after it), unless the
+        // manifest waiting beside it says a backup of this name left it there, stopped before
+        // its manifest was put in place.
+        if final_copy.try_exists()? && !pending_manifest_of(&pending_copy, &name_owned) {
             let id = final_copy.display().to_string();
             return Ok(Some(DomainError::Exists { what: "file", id }.into()));
         }
@@ -183,11 +190,15 @@ pub async fn take(
     let (name, request_id) = (name.to_string(), request_id.to_string());
     let manifest = blocking(move || {
         let (size_bytes, sha256) = synced_digest(&partial)?;
-        std::fs::rename(&partial, &final_path)?;
         let taken_at_us = chrono::Utc::now().timestamp_micros();
         let manifest =
             Manifest { name, request_id, backend, file, taken_at_us, size_bytes, sha256, heads };
-        write_synced(&manifest_path, &serde_json::to_vec_pretty(&manifest)?)?;
+        // The manifest waits beside the copy before the copy takes its name, so that a copy
+        // in place without its manifest is known for ours (above), then takes its own.
+        write_new_synced(&pending_path, &serde_json::to_vec_pretty(&manifest)?)?;
+        std::fs::rename(&partial, &final_path)?;
+        std::fs::rename(&pending_path, &manifest_path)?;
+        std::fs::File::open(final_path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
         Ok(manifest)
     })
     .await?;
@@ -204,11 +215,57 @@ pub async fn take(
 /// The lock file of a backup directory ([`take`]).
 const LOCK_FILE: &str = ".loanledger-backup.lock";
 
+/// How long a backup waits for another in its directory to finish before it answers
+/// `UNAVAILABLE` (retry: a retry of the same request then finds the backup taken).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The backup directory `dir`, made if missing, locked for one backup ([`LOCK_FILE`]): the
+/// lock is held until the file is dropped. Waits [`LOCK_WAIT`] at most, asleep, not on a
+/// thread: a server stopping does not wait for it.
+async fn locked(dir: &Path) -> Result<std::fs::File, AppError> {
+    let opened = {
+        let dir = dir.to_path_buf();
+        blocking(move || {
+            make_private_dir(&dir)?;
+            Ok(std::fs::File::create(dir.join(LOCK_FILE))?)
+        })
+        .await?
+    };
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match opened.try_lock() {
+            Ok(()) => return Ok(opened),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AppError::Unavailable(format!(
+                    "another backup is being taken in {}: retry later",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(AppError::Internal(format!("backup directory lock: {e}")));
+            }
+        }
+    }
+}
+
+/// Whether the manifest waiting at `path` (`NAME.json.partial`) is of the backup `name`.
+fn pending_manifest_of(path: &Path, name: &str) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+        .is_some_and(|m| m.name == name)
+}
+
 /// The manifest at `path`, if a backup of that name was finished.
-async fn read_manifest(path: &Path) -> Result<Option<Manifest>, AppError> {
+async fn read_manifest(
+    path: &Path,
+) -> Result<Option<Result<Manifest, serde_json::Error>>, AppError> {
     let path = path.to_path_buf();
     blocking(move || match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     })
@@ -326,18 +383,11 @@ fn digest(path: &Path) -> std::io::Result<(u64, String)> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-/// Writes `bytes` to `path` durably: through a file beside it, synced, renamed over `path`,
-/// and the directory synced.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.partial");
-    let mut file = std::fs::File::create(&tmp)?;
+/// Writes `bytes` to the file `path`, made or emptied, and syncs it.
+fn write_new_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    file.sync_all()
 }
 
 /// Runs file work on a blocking thread; its failures are the service's (`INTERNAL`).
@@ -389,9 +439,8 @@ mod tests {
             heads: vec![ChainHead { ledger_id: "450121".into(), seq: 7, hash: "ab".into() }],
         };
         let at = dir.path().join("b.json");
-        write_synced(&at, &serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+        write_new_synced(&at, &serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
         let read: Manifest = serde_json::from_slice(&std::fs::read(&at).unwrap()).unwrap();
         assert_eq!(read, manifest);
-        assert!(!dir.path().join("b.json.partial").exists());
     }
 }

@@ -137,19 +137,15 @@ fn without_password(url: &str) -> (String, Option<String>) {
     if password.is_some() && parsed.set_password(None).is_err() {
         return (url.to_string(), None);
     }
-    let in_query = parsed.query_pairs().find(|(k, _)| k == "password").map(|(_, v)| v.into_owned());
-    if let Some(in_query) = in_query {
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter(|(k, _)| k != "password")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        if kept.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(kept);
+    // The other parameters kept as written: re-encoding them would change what libpq reads
+    // (a space written %20 would become +, which libpq does not decode).
+    if let Some(query) = parsed.query().map(str::to_string) {
+        let (given, kept): (Vec<&str>, Vec<&str>) =
+            query.split('&').partition(|part| part.starts_with("password="));
+        if let Some(given) = given.last() {
+            password = password.or(Some(decode(&given["password=".len()..])));
+            parsed.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
         }
-        password = password.or(Some(in_query));
     }
     (parsed.to_string(), password)
 }
@@ -170,6 +166,10 @@ mod tests {
         assert_eq!(
             without_password("postgres://app@db/books?password=s%26x&sslmode=require"),
             ("postgres://app@db/books?sslmode=require".to_string(), Some("s&x".to_string()))
+        );
+        assert_eq!(
+            without_password("postgres://app@db/books?options=-c%20x%3Dy&password=p"),
+            ("postgres://app@db/books?options=-c%20x%3Dy".to_string(), Some("p".to_string()))
         );
         assert_eq!(
             without_password("postgres://app@db/books?password=p"),

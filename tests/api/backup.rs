@@ -248,6 +248,47 @@ async fn backup_refusals(backend: Backend) {
     assert!(kept.message().contains(&precious.display().to_string()), "{kept:?}");
     assert_eq!(std::fs::read(&precious).expect("the file"), b"not a backup");
     assert!(!app.backups.path().join("precious.json").exists());
+    // Nor is a NAME.json that is not a manifest (another program's).
+    std::fs::write(app.backups.path().join("package.json"), b"{}").expect("a file");
+    let kept = expect_code(
+        app.registry(&t.operator).backup(backup_request("package", &rid("backup"))).await,
+        Code::AlreadyExists,
+    );
+    assert!(kept.message().contains("package.json"), "{kept:?}");
+    // A copy in place whose manifest still waits beside it (a backup stopped between the
+    // two renames): the next backup of that name takes it again.
+    let stopped = app.backups.path().join(format!("stopped.{ext}"));
+    std::fs::write(&stopped, b"half").expect("a copy");
+    let waiting = serde_json::json!({
+        "name": "stopped", "request_id": "r-0", "backend": "x", "file": format!("stopped.{ext}"),
+        "taken_at_us": 0, "size_bytes": 4, "sha256": "00", "heads": []
+    });
+    std::fs::write(app.backups.path().join("stopped.json.partial"), waiting.to_string())
+        .expect("its manifest waiting");
+    let again = backup(&app, &t.operator, "stopped", &rid("backup")).await;
+    let bytes = std::fs::read(&stopped).expect("the copy");
+    assert_eq!(again.sha256, hex::encode(Sha256::digest(&bytes)));
+    assert!(!app.backups.path().join("stopped.json.partial").exists());
+
+    // Another backup under way in the directory (another process's: its lock held): this one
+    // waits for it, then goes ahead; waiting too long, it answers UNAVAILABLE to retry.
+    let lock = std::fs::File::create(app.backups.path().join(".loanledger-backup.lock"))
+        .expect("the lock file");
+    lock.lock().expect("the lock");
+    let mut registry = app.registry(&t.operator);
+    let waiter =
+        tokio::spawn(async move { registry.backup(backup_request("waited", "w-1")).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "it waits for the backup under way");
+    lock.unlock().expect("released");
+    waiter.await.expect("the call").expect("the backup, once the other is done");
+    lock.lock().expect("the lock again");
+    let busy = expect_code(
+        app.registry(&t.operator).backup(backup_request("busy", "b-1")).await,
+        Code::Unavailable,
+    );
+    assert!(busy.message().contains("another backup is being taken"), "{busy:?}");
+    drop(lock);
 
     // A server without a backup directory (the bench's) refuses with a reason.
     let any_port = "127.0.0.1:0".parse().expect("an address");

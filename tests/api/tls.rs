@@ -211,13 +211,19 @@ async fn tls_files_that_cannot_be_used_stop_the_start(backend: Backend) {
     let said =
         start(TlsSettings { cert: files.cert.clone(), key: missing.clone(), client_ca: None })
             .await;
-    assert!(said.contains(&format!("TLS key {}", missing.display())), "{said}");
+    assert!(said.contains(&format!("--tls-key {}", missing.display())), "{said}");
     let garbled = dir.path().join("garbled.pem");
     std::fs::write(&garbled, "not a certificate").expect("a file");
     let said =
         start(TlsSettings { cert: garbled.clone(), key: files.key.clone(), client_ca: None }).await;
-    assert!(said.contains(&garbled.display().to_string()), "{said}");
-    assert!(said.contains("cannot be used"), "{said}");
+    let expected = format!("--tls-cert {} holds no certificate", garbled.display());
+    assert!(said.contains(&expected), "{said}");
+    // A key file holding a certificate, not a key.
+    let said =
+        start(TlsSettings { cert: files.cert.clone(), key: files.cert.clone(), client_ca: None })
+            .await;
+    let expected = format!("--tls-key {} holds no private key", files.cert.display());
+    assert!(said.contains(&expected), "{said}");
     // A key that is not the certificate's.
     let (_, other_key) =
         issued(&authority("x"), &["localhost"], ExtendedKeyUsagePurpose::ServerAuth);
@@ -228,7 +234,8 @@ async fn tls_files_that_cannot_be_used_stop_the_start(backend: Backend) {
     let said =
         start(TlsSettings { cert: files.cert, key: files.key, client_ca: Some(garbled.clone()) })
             .await;
-    assert!(said.contains(&garbled.display().to_string()), "{said}");
+    let expected = format!("--tls-client-ca {} holds no certificate", garbled.display());
+    assert!(said.contains(&expected), "{said}");
     app.finish().await;
 }
 
