@@ -77,6 +77,8 @@ start_cluster() {
                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=300\"" \
                 >/dev/null; then
             export LOANLEDGER_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+            # The backup tests' pg_dump and pg_restore, of the cluster's own version.
+            export LOANLEDGER_TEST_PG_BIN="$PG_BIN"
             echo "test.sh: throwaway PostgreSQL cluster on port $port ($pg_dir)"
             return 0
         fi

@@ -328,6 +328,8 @@ async fn the_backup_command(backend: Backend) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
             .args(["backup", "from-the-cli", "--backup-dir"])
             .arg(dir.path())
+            .arg("--pg-dump")
+            .arg(pg_program("pg_dump"))
             .args(["--database-url", &app.database_url])
             .output()
             .expect("the binary runs");

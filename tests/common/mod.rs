@@ -36,9 +36,19 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 pub const PG_URL_VAR: &str = "LOANLEDGER_TEST_PG_URL";
-/// The `pg_dump` the test servers' backups run (the cluster's own version, as `scripts/test.sh`
-/// starts it, is on the PATH through Debian's wrapper).
-pub const BACKUP_PG_DUMP: &str = "pg_dump";
+/// The directory of the test cluster's own PostgreSQL programs (`scripts/test.sh` sets it):
+/// the backups' `pg_dump` and the restores' `pg_restore` are of the cluster's version, not
+/// whichever client package is newest on the PATH.
+pub const PG_BIN_VAR: &str = "LOANLEDGER_TEST_PG_BIN";
+
+/// The PostgreSQL program `name` of the test cluster's version ([`PG_BIN_VAR`]), or as found on
+/// the PATH.
+pub fn pg_program(name: &str) -> std::path::PathBuf {
+    match std::env::var(PG_BIN_VAR) {
+        Ok(dir) if !dir.trim().is_empty() => std::path::Path::new(&dir).join(name),
+        _ => name.into(),
+    }
+}
 pub const LEDGER: &str = "450121";
 pub const BANK: &str = "B1";
 pub const HOUSEHOLD: &str = "H001";
@@ -235,7 +245,7 @@ impl TestApp {
                 admin.execute_raw(&format!("create database {name}")).await.expect("createdb");
                 admin.close().await;
                 let url = with_database(&admin_url, &name);
-                let out = tokio::process::Command::new("pg_restore")
+                let out = tokio::process::Command::new(pg_program("pg_restore"))
                     .args(["--no-owner", "--exit-on-error", "--dbname", &url, path])
                     .output()
                     .await
@@ -621,7 +631,7 @@ async fn start(
         signing_key: None,
         backups: Some(BackupSettings {
             dir: backup_dir.to_path_buf(),
-            pg_dump: BACKUP_PG_DUMP.into(),
+            pg_dump: pg_program("pg_dump"),
         }),
         tls: None,
     })
