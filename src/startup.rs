@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::server::NamedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::api::connection::Coalescing;
 use crate::api::pb::audit_service_server::AuditServiceServer;
@@ -59,6 +62,57 @@ pub struct TlsSettings {
     /// Mutual TLS: the CA certificates a client's certificate must chain to; a client without
     /// one is refused in the handshake. The bearer token is asked for all the same.
     pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// How often a server checks that its database answers, for `grpc.health.v1`.
+pub const HEALTH_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a health probe waits for the database's answer before it counts as none.
+const HEALTH_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The overall status (service "") and every loanledger service's, set to `status`.
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for service in [
+        <RegistryServiceServer<Api> as NamedService>::NAME,
+        <LoanServiceServer<Api> as NamedService>::NAME,
+        <AuditServiceServer<Api> as NamedService>::NAME,
+        <SubsidyServiceServer<Api> as NamedService>::NAME,
+        <RiskFundServiceServer<Api> as NamedService>::NAME,
+        <PoolServiceServer<Api> as NamedService>::NAME,
+    ] {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// `grpc.health.v1`'s answer follows the database: `NOT_SERVING` while it does not answer a
+/// read within [`HEALTH_PROBE_TIMEOUT`] (PostgreSQL away or refusing connections: every call
+/// would be `UNAVAILABLE`), `SERVING` again once it does; each change logged.
+async fn probe_health(health: HealthReporter, db: Db) {
+    let mut serving = true;
+    let mut every = tokio::time::interval(HEALTH_PROBE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let answered = match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, db.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {HEALTH_PROBE_TIMEOUT:?}")),
+        };
+        match (serving, answered) {
+            (true, Err(why)) => {
+                tracing::warn!(error = %why, "the database does not answer: health NOT_SERVING");
+                set_health(&health, ServingStatus::NotServing).await;
+                serving = false;
+            }
+            (false, Ok(())) => {
+                tracing::info!("the database answers again: health SERVING");
+                set_health(&health, ServingStatus::Serving).await;
+                serving = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// How long a client may take over its TLS handshake before its connection is closed.
@@ -293,12 +347,9 @@ impl Application {
             listener, db, api, mut writer_task, drain_timeout, tls, transport, ..
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<RegistryServiceServer<Api>>().await;
-        health.set_serving::<LoanServiceServer<Api>>().await;
-        health.set_serving::<AuditServiceServer<Api>>().await;
-        health.set_serving::<SubsidyServiceServer<Api>>().await;
-        health.set_serving::<RiskFundServiceServer<Api>>().await;
-        health.set_serving::<PoolServiceServer<Api>>().await;
+        set_health(&health, ServingStatus::Serving).await;
+        // Health follows the database (a probe every few seconds) until the server stops.
+        let probe = tokio::spawn(probe_health(health.clone(), db.clone()));
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -319,8 +370,13 @@ impl Application {
         // tonic waits for every open request once told to stop; the drain timeout bounds that
         // wait from the moment `shutdown` resolves.
         let (told, stopping) = tokio::sync::oneshot::channel::<()>();
+        let stopping_health = health.clone();
         let shutdown = async move {
             shutdown.await;
+            // Not serving from the moment the server stops taking requests: a load balancer's
+            // probe then sends the next ones elsewhere while this one drains.
+            probe.abort();
+            set_health(&stopping_health, ServingStatus::NotServing).await;
             let _ = told.send(());
         };
         let deadline = async move {

@@ -351,8 +351,16 @@ impl From<sqlx::Error> for StoreError {
                 // Retryable: the database away, busy or out of room ([`retryable`]).
                 let code = db.code().unwrap_or_default();
                 let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
-                let postgres = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some();
-                if retryable(&code, postgres, sqlite) {
+                let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+                // A FATAL (or PANIC) error ends the session: the database refused or dropped
+                // the connection (one that is not accepting connections, 55000, among them).
+                let session_ended = pg.is_some_and(|e| {
+                    matches!(
+                        e.severity(),
+                        sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                    )
+                });
+                if session_ended || retryable(&code, pg.is_some(), sqlite) {
                     StoreError::Unavailable(e)
                 } else if (db.is_unique_violation() && db.constraint() == Some("idempotency_pkey"))
                     || (db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()

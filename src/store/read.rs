@@ -301,6 +301,14 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_optional(p).await?))
     }
 
+    /// Whether the database answers a read (the health probe's): the ledger table's first row,
+    /// through the read pool, which connects anew when its connections were lost.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let sql = "select count(*) from (select 1 from ledger limit 1) x";
+        let _: i64 = on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?);
+        Ok(())
+    }
+
     /// Whether a ledger exists, for `verify`: its row, or its journal should the row be gone.
     /// Reads no column of either, so that a row damaged by hand is left to verify to report.
     /// The LPR table's chain has no ledger row: its journal, started at migration, is found.

@@ -1,7 +1,7 @@
 //! The service through its life and its failures: restarts, a killed server keeping what it
 //! acknowledged, the drain at shutdown and a second signal, database connections killed under
 //! it, failed writes leaving nothing and not failing their neighbours, rows locked elsewhere,
-//! the checkpoint signing key kept across restarts.
+//! the checkpoint signing key kept across restarts, health following the database and the shutdown.
 //! Each scenario runs on SQLite and on PostgreSQL (connections killed: PostgreSQL only).
 
 use std::collections::BTreeMap;
@@ -23,6 +23,7 @@ on_both_backends!(
     a_stalled_reader_does_not_hold_up_shutdown,
     a_row_locked_elsewhere_is_unavailable,
     the_signing_key_outlives_a_restart,
+    health_follows_the_database_and_the_shutdown,
 );
 
 /// Stopping the server while clients are writing: every acknowledged write is in the journal
@@ -822,5 +823,75 @@ async fn a_row_locked_elsewhere_is_unavailable(backend: Backend) {
     assert_eq!(journal.iter().filter(|e| e.request_id == "while-held").count(), 1);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+async fn health_of(app: &TestApp, service: &str) -> Result<i32, tonic::Status> {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+    let request = tonic_health::pb::HealthCheckRequest { service: service.into() };
+    Ok(health.check(request).await?.into_inner().status)
+}
+
+/// Polls the overall health until it is `status` (20 s at most: the probe runs every 2 s).
+async fn health_becomes(
+    app: &TestApp,
+    status: tonic_health::pb::health_check_response::ServingStatus,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = health_of(app, "").await.expect("Health/Check");
+        if now == status as i32 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "health still {now}, not {status:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `grpc.health.v1` follows the database: SERVING while it answers, NOT_SERVING while it does
+/// not (PostgreSQL refusing connections, every call UNAVAILABLE), SERVING again once it does;
+/// and NOT_SERVING from the moment the server stops taking requests, told to a watcher.
+async fn health_follows_the_database_and_the_shutdown(backend: Backend) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(health_of(&app, "").await.expect("overall"), serving);
+    for service in ["loanledger.v1.LoanService", "loanledger.v1.RegistryService"] {
+        assert_eq!(health_of(&app, service).await.expect(service), serving);
+    }
+    expect_code(
+        health_of(&app, "loanledger.v1.NoSuchService").await.map(tonic::Response::new),
+        Code::NotFound,
+    );
+
+    if backend == Backend::Postgres {
+        app.allow_connections(false).await;
+        health_becomes(&app, ServingStatus::NotServing).await;
+        let refused = app
+            .registry(&t.finance)
+            .get_ledger(pb::GetLedgerRequest { ledger_id: LEDGER.into() })
+            .await;
+        expect_code(refused, Code::Unavailable);
+        app.allow_connections(true).await;
+        health_becomes(&app, ServingStatus::Serving).await;
+        app.registry(&t.finance)
+            .get_ledger(pb::GetLedgerRequest { ledger_id: LEDGER.into() })
+            .await
+            .expect("served again");
+    }
+
+    // A watcher is told NOT_SERVING once the server stops taking requests.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+    let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    let mut watch = health.watch(request).await.expect("Health/Watch").into_inner();
+    let first = watch.message().await.expect("a status").expect("the first status");
+    assert_eq!(first.status, serving);
+    let told = tokio::spawn(async move { watch.message().await });
+    app.stop().await;
+    let next = told.await.expect("the watcher").expect("a status").expect("told before the end");
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
     app.finish().await;
 }

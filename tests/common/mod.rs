@@ -277,6 +277,23 @@ impl TestApp {
         }
     }
 
+    /// PostgreSQL: the test's database refusing new connections, every open one ended (the
+    /// database away, as its server sees it), or (`allow`) taking them again.
+    pub async fn allow_connections(&self, allow: bool) {
+        let pg = self.pg.as_ref().expect("a PostgreSQL test's database");
+        let admin = Db::connect(&pg.admin_url).await.expect("the cluster");
+        let alter = format!("alter database {} allow_connections {allow}", pg.name);
+        admin.execute_raw(&alter).await.expect("alter database");
+        if !allow {
+            let kill = format!(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = '{}'",
+                pg.name
+            );
+            admin.execute_raw(&kill).await.expect("terminate its sessions");
+        }
+        admin.close().await;
+    }
+
     /// Stops the server, closes the test's pool and drops a PostgreSQL test database.
     pub async fn finish(mut self) {
         self.stop().await;
