@@ -70,6 +70,15 @@ pub const HEALTH_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from
 /// How long a health probe waits for the database's answer before it counts as none.
 const HEALTH_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The overall status (service "") and every loanledger service's, set to `status`.
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status("", status).await;
@@ -349,7 +358,9 @@ impl Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
         // Health follows the database (a probe every few seconds) until the server stops.
-        let probe = tokio::spawn(probe_health(health.clone(), db.clone()));
+        let probe = tokio::spawn(probe_health(health.clone(), db.clone())).abort_handle();
+        // However run_until ends (a writer that stopped included), the probe ends with it.
+        let _probe_ends = AbortOnDrop(probe.clone());
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
