@@ -79,26 +79,45 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The overall status (service "") and every loanledger service's, set to `status`.
+/// How many probes in a row the database must miss before health says `NOT_SERVING`: one
+/// slow answer on a busy server (its read pool taken by long reads) is not the database away.
+const HEALTH_PROBE_MISSES: u32 = 3;
+
+/// The names health answers for: the overall status ("") and every loanledger service.
+const HEALTH_NAMES: [&str; 7] = [
+    "",
+    <RegistryServiceServer<Api> as NamedService>::NAME,
+    <LoanServiceServer<Api> as NamedService>::NAME,
+    <AuditServiceServer<Api> as NamedService>::NAME,
+    <SubsidyServiceServer<Api> as NamedService>::NAME,
+    <RiskFundServiceServer<Api> as NamedService>::NAME,
+    <PoolServiceServer<Api> as NamedService>::NAME,
+];
+
+/// The overall status and every loanledger service's, set to `status`.
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
-    health.set_service_status("", status).await;
-    for service in [
-        <RegistryServiceServer<Api> as NamedService>::NAME,
-        <LoanServiceServer<Api> as NamedService>::NAME,
-        <AuditServiceServer<Api> as NamedService>::NAME,
-        <SubsidyServiceServer<Api> as NamedService>::NAME,
-        <RiskFundServiceServer<Api> as NamedService>::NAME,
-        <PoolServiceServer<Api> as NamedService>::NAME,
-    ] {
-        health.set_service_status(service, status).await;
+    for name in HEALTH_NAMES {
+        health.set_service_status(name, status).await;
     }
 }
 
-/// `grpc.health.v1`'s answer follows the database: `NOT_SERVING` while it does not answer a
-/// read within [`HEALTH_PROBE_TIMEOUT`] (PostgreSQL away or refusing connections: every call
-/// would be `UNAVAILABLE`), `SERVING` again once it does; each change logged.
+/// At shutdown: every status `NOT_SERVING`, then no status at all, which ends every `Watch`
+/// stream once it has told its watcher `NOT_SERVING` (a watch never ends otherwise, and would
+/// hold its connection, and the drain, open until the drain timeout).
+async fn stop_health(health: &HealthReporter) {
+    set_health(health, ServingStatus::NotServing).await;
+    let mut health = health.clone();
+    for name in HEALTH_NAMES {
+        health.clear_service_status(name).await;
+    }
+}
+
+/// `grpc.health.v1`'s answer follows the database: `NOT_SERVING` once it has not answered a
+/// read within [`HEALTH_PROBE_TIMEOUT`] [`HEALTH_PROBE_MISSES`] times in a row (PostgreSQL away
+/// or refusing connections: every call would be `UNAVAILABLE`), `SERVING` again once it
+/// answers; each change logged.
 async fn probe_health(health: HealthReporter, db: Db) {
-    let mut serving = true;
+    let (mut serving, mut missed) = (true, 0);
     let mut every = tokio::time::interval(HEALTH_PROBE_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -108,18 +127,27 @@ async fn probe_health(health: HealthReporter, db: Db) {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {HEALTH_PROBE_TIMEOUT:?}")),
         };
-        match (serving, answered) {
-            (true, Err(why)) => {
-                tracing::warn!(error = %why, "the database does not answer: health NOT_SERVING");
-                set_health(&health, ServingStatus::NotServing).await;
-                serving = false;
+        match answered {
+            Ok(()) => {
+                missed = 0;
+                if !serving {
+                    tracing::info!("the database answers again: health SERVING");
+                    set_health(&health, ServingStatus::Serving).await;
+                    serving = true;
+                }
             }
-            (false, Ok(())) => {
-                tracing::info!("the database answers again: health SERVING");
-                set_health(&health, ServingStatus::Serving).await;
-                serving = true;
+            Err(why) => {
+                missed += 1;
+                if serving && missed >= HEALTH_PROBE_MISSES {
+                    tracing::warn!(
+                        error = %why,
+                        missed,
+                        "the database does not answer: health NOT_SERVING"
+                    );
+                    set_health(&health, ServingStatus::NotServing).await;
+                    serving = false;
+                }
             }
-            _ => {}
         }
     }
 }
@@ -358,9 +386,9 @@ impl Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
         // Health follows the database (a probe every few seconds) until the server stops.
-        let probe = tokio::spawn(probe_health(health.clone(), db.clone())).abort_handle();
+        let probe = tokio::spawn(probe_health(health.clone(), db.clone()));
         // However run_until ends (a writer that stopped included), the probe ends with it.
-        let _probe_ends = AbortOnDrop(probe.clone());
+        let probe_ends = AbortOnDrop(probe.abort_handle());
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -386,8 +414,10 @@ impl Application {
             shutdown.await;
             // Not serving from the moment the server stops taking requests: a load balancer's
             // probe then sends the next ones elsewhere while this one drains.
+            // The probe ended first, so that none of its changes lands after these.
             probe.abort();
-            set_health(&stopping_health, ServingStatus::NotServing).await;
+            let _ = probe.await;
+            stop_health(&stopping_health).await;
             let _ = told.send(());
         };
         let deadline = async move {
@@ -432,6 +462,7 @@ impl Application {
                 };
                 tracing::error!(error = %why, "the writer stopped while serving: shutting down");
                 // (The requests in flight hold connections: waited for the drain timeout at most.)
+                probe_ends.0.abort();
                 let _ = tokio::time::timeout(drain_timeout, db.close()).await;
                 anyhow::bail!("the writer stopped while serving ({why}): restart the service");
             }

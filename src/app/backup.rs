@@ -21,8 +21,9 @@
 //! - A backup exists once its manifest does: the copy is written under `NAME.<ext>.partial`
 //!   and synced; its manifest is written and synced as `NAME.json.partial`; then the copy is
 //!   renamed into place, the manifest after it, and the directory synced. What a backup that
-//!   stopped half-way left (a partial copy, or a copy in place whose manifest still waits) is
-//!   overwritten by the next of that name.
+//!   stopped half-way left: a partial copy is made again by the next of that name; a copy in
+//!   place whose waiting manifest describes it (file, size, SHA-256) is finished, its manifest
+//!   put in place; a file the waiting manifest does not describe is never touched.
 //! - A backup waits 10 s at most for another in its directory to finish, then answers
 //!   `UNAVAILABLE` (retry: the same request then finds the backup taken).
 //! - Idempotent by name and request id: a retry (the same name and request id) answers the
@@ -118,7 +119,6 @@ pub fn not_configured() -> DomainError {
 
 /// Takes the backup `name` of the database at `url` (whose open pool is `db`) into
 /// `settings.dir`, or answers the manifest of the one `request_id` took under that name before.
-/// The caller holds the whole-journal turn.
 pub async fn take(
     db: &Db,
     url: &str,
@@ -154,20 +154,26 @@ pub async fn take(
     let pending_path = dir.join(format!("{name}.json.partial"));
     let (pending_copy, name_owned) = (pending_path.clone(), name.to_string());
     let (final_copy, partial_copy) = (final_path.clone(), partial.clone());
-    let refusal = blocking(move || {
+    let finished_path = manifest_path.clone();
+    let next = blocking(move || {
         // The request id of another backup (DESIGN.md: same id, other content).
         for listed in list_in(&prepared, "", usize::MAX, false)? {
             if listed.manifest.is_some_and(|m| m.request_id == request) {
-                return Ok(Some(AppError::RequestIdReused(request)));
+                return Ok(Next::Refused(AppError::RequestIdReused(request)));
             }
         }
         // A file of that name without a manifest is not ours to replace (the database itself,
-        // with the backup directory its directory and the backup named after it), unless the
-        // manifest waiting beside it says a backup of this name left it there, stopped before
-        // its manifest was put in place.
-        if final_copy.try_exists()? && !pending_manifest_of(&pending_copy, &name_owned) {
+        // with the backup directory its directory and the backup named after it). Unless it
+        // is the copy the manifest waiting beside it describes (its file, size and SHA-256):
+        // a backup stopped between its two renames, finished now.
+        if final_copy.try_exists()? {
+            if let Some(manifest) = pending_manifest_of(&pending_copy, &name_owned, &final_copy) {
+                std::fs::rename(&pending_copy, &finished_path)?;
+                std::fs::File::open(&prepared)?.sync_all()?;
+                return Ok(Next::Finished(manifest));
+            }
             let id = final_copy.display().to_string();
-            return Ok(Some(DomainError::Exists { what: "file", id }.into()));
+            return Ok(Next::Refused(DomainError::Exists { what: "file", id }.into()));
         }
         // What a backup stopped half-way left, and an empty file of the owner's alone for
         // the copy (VACUUM INTO writes into an empty file; pg_dump truncates it).
@@ -180,11 +186,16 @@ pub async fn take(
             }
         }
         create_private(&partial_copy)?;
-        Ok(None)
+        Ok(Next::Copy)
     })
     .await?;
-    if let Some(refusal) = refusal {
-        return Err(refusal);
+    match next {
+        Next::Copy => {}
+        Next::Refused(refusal) => return Err(refusal),
+        Next::Finished(manifest) if manifest.request_id == request_id => return Ok(manifest),
+        Next::Finished(_) => {
+            return Err(DomainError::Exists { what: "backup", id: name.to_string() }.into());
+        }
     }
     let heads = db.backup_to(&partial, url, &settings.pg_dump).await?;
     let (name, request_id) = (name.to_string(), request_id.to_string());
@@ -251,12 +262,25 @@ async fn locked(dir: &Path) -> Result<std::fs::File, AppError> {
     }
 }
 
-/// Whether the manifest waiting at `path` (`NAME.json.partial`) is of the backup `name`.
-fn pending_manifest_of(path: &Path, name: &str) -> bool {
-    std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
-        .is_some_and(|m| m.name == name)
+/// The manifest waiting at `path` (`NAME.json.partial`), if it is of the backup `name` and
+/// describes the file at `copy` (its name, size and SHA-256).
+fn pending_manifest_of(path: &Path, name: &str, copy: &Path) -> Option<Manifest> {
+    let manifest = serde_json::from_slice::<Manifest>(&std::fs::read(path).ok()?).ok()?;
+    let file = copy.file_name()?.to_str()?;
+    let ours = manifest.name == name
+        && manifest.file == file
+        && digest(copy).ok()? == (manifest.size_bytes, manifest.sha256.clone());
+    ours.then_some(manifest)
+}
+
+/// What [`take`] does once its directory is locked and checked.
+enum Next {
+    /// Copy the database.
+    Copy,
+    /// Refuse the request.
+    Refused(AppError),
+    /// A backup of this name was stopped between its renames, and is finished now.
+    Finished(Manifest),
 }
 
 /// The manifest at `path`, if a backup of that name was finished.

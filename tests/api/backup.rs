@@ -255,20 +255,37 @@ async fn backup_refusals(backend: Backend) {
         Code::AlreadyExists,
     );
     assert!(kept.message().contains("package.json"), "{kept:?}");
-    // A copy in place whose manifest still waits beside it (a backup stopped between the
-    // two renames): the next backup of that name takes it again.
+    // A copy in place whose manifest still waits beside it, describing it (a backup stopped
+    // between its two renames): the retry of that request finishes it and answers it; a
+    // file the waiting manifest does not describe is not touched.
     let stopped = app.backups.path().join(format!("stopped.{ext}"));
     std::fs::write(&stopped, b"half").expect("a copy");
-    let waiting = serde_json::json!({
-        "name": "stopped", "request_id": "r-0", "backend": "x", "file": format!("stopped.{ext}"),
-        "taken_at_us": 0, "size_bytes": 4, "sha256": "00", "heads": []
-    });
-    std::fs::write(app.backups.path().join("stopped.json.partial"), waiting.to_string())
+    let waiting = |sha256: &str| {
+        serde_json::json!({
+            "name": "stopped", "request_id": "r-0", "backend": "x",
+            "file": format!("stopped.{ext}"), "taken_at_us": 0, "size_bytes": 4,
+            "sha256": sha256, "heads": []
+        })
+        .to_string()
+    };
+    let pending = app.backups.path().join("stopped.json.partial");
+    std::fs::write(&pending, waiting("00")).expect("a stale manifest waiting");
+    let foreign = expect_code(
+        app.registry(&t.operator).backup(backup_request("stopped", "r-0")).await,
+        Code::AlreadyExists,
+    );
+    assert!(foreign.message().contains(&stopped.display().to_string()), "{foreign:?}");
+    assert_eq!(std::fs::read(&stopped).expect("the file"), b"half");
+    std::fs::write(&pending, waiting(&hex::encode(Sha256::digest(b"half"))))
         .expect("its manifest waiting");
-    let again = backup(&app, &t.operator, "stopped", &rid("backup")).await;
-    let bytes = std::fs::read(&stopped).expect("the copy");
-    assert_eq!(again.sha256, hex::encode(Sha256::digest(&bytes)));
-    assert!(!app.backups.path().join("stopped.json.partial").exists());
+    let finished = backup(&app, &t.operator, "stopped", "r-0").await;
+    assert_eq!((finished.request_id.as_str(), finished.size_bytes), ("r-0", 4));
+    assert!(!pending.exists() && app.backups.path().join("stopped.json").exists());
+    let again = expect_code(
+        app.registry(&t.operator).backup(backup_request("stopped", "r-1")).await,
+        Code::AlreadyExists,
+    );
+    assert!(again.message().contains("backup stopped"), "{again:?}");
 
     // Another backup under way in the directory (another process's: its lock held): this one
     // waits for it, then goes ahead; waiting too long, it answers UNAVAILABLE to retry.

@@ -832,12 +832,13 @@ async fn health_of(app: &TestApp, service: &str) -> Result<i32, tonic::Status> {
     Ok(health.check(request).await?.into_inner().status)
 }
 
-/// Polls the overall health until it is `status` (20 s at most: the probe runs every 2 s).
+/// Polls the overall health until it is `status` (30 s at most: the probe runs every 2 s and
+/// says NOT_SERVING at the third miss in a row).
 async fn health_becomes(
     app: &TestApp,
     status: tonic_health::pb::health_check_response::ServingStatus,
 ) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let now = health_of(app, "").await.expect("Health/Check");
         if now == status as i32 {
@@ -889,9 +890,17 @@ async fn health_follows_the_database_and_the_shutdown(backend: Backend) {
     let mut watch = health.watch(request).await.expect("Health/Watch").into_inner();
     let first = watch.message().await.expect("a status").expect("the first status");
     assert_eq!(first.status, serving);
-    let told = tokio::spawn(async move { watch.message().await });
+    let told = tokio::spawn(async move {
+        let next = watch.message().await;
+        // Then the watch ends: it does not hold its connection, and the drain, open (a watch
+        // left open outlives the test's server, which stops waiting at its drain timeout).
+        let end = tokio::time::timeout(Duration::from_secs(20), watch.message()).await;
+        (next, end.expect("the watch did not end with the server's stop"))
+    });
     app.stop().await;
-    let next = told.await.expect("the watcher").expect("a status").expect("told before the end");
+    let (next, then) = told.await.expect("the watcher");
+    let next = next.expect("a status").expect("told before the end");
     assert_eq!(next.status, ServingStatus::NotServing as i32);
+    assert!(matches!(then, Ok(None)), "the watch ends with the server's stop: {then:?}");
     app.finish().await;
 }
