@@ -103,6 +103,7 @@ async fn a_backup_restores_the_books_as_they_were(backend: Backend) {
         Code::AlreadyExists,
     );
     assert!(taken.message().contains("backup nightly-2026-12-05"), "{taken:?}");
+    assert_eq!(taken.get_details_error_info().expect("ErrorInfo").reason, "BACKUP_EXISTS");
     assert_eq!(std::fs::read(&path).expect("the copy"), bytes);
     // The request id of that backup, for another name: ALREADY_EXISTS, REQUEST_ID_REUSED.
     let reused = expect_code(
@@ -246,6 +247,7 @@ async fn backup_refusals(backend: Backend) {
         Code::AlreadyExists,
     );
     assert!(kept.message().contains(&precious.display().to_string()), "{kept:?}");
+    assert_eq!(kept.get_details_error_info().expect("ErrorInfo").reason, "FILE_EXISTS");
     assert_eq!(std::fs::read(&precious).expect("the file"), b"not a backup");
     assert!(!app.backups.path().join("precious.json").exists());
     // Nor is a NAME.json that is not a manifest (another program's).
