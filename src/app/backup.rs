@@ -380,7 +380,22 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    builder.create(dir)?;
+    // One that existed is the operator's to keep as they chose; said, since others may then
+    // list the backups (their copies stay the owner's alone).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "the backup directory is open to others than its owner"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Creates the empty file `path` (which must not exist) readable by its owner alone, from its
