@@ -75,6 +75,29 @@ pub struct Backups {
     pub url: String,
 }
 
+/// A listing's page size (`ListTokens`, `ListBackups`, `ListCompensations`, `ListPools`,
+/// `ListSubsidyClaims`) when none is asked, and the largest.
+const PAGE_DEFAULT: u32 = 100;
+const PAGE_MAX: u32 = 1_000;
+
+/// The page size asked, or the default; at most [`PAGE_MAX`].
+fn page_size_or_default(asked: u32) -> u32 {
+    match asked {
+        0 => PAGE_DEFAULT,
+        n => n.min(PAGE_MAX),
+    }
+}
+
+/// The id a page token of the listing `query` resumes after ("" for the first page), or
+/// `INVALID_ARGUMENT` naming `page_token`.
+fn after_page_token<'t>(page_token: &'t str, query: &str) -> Result<&'t str, tonic::Status> {
+    match page_token {
+        "" => Ok(""),
+        token => crate::app::listing::token_after_id(token, query)
+            .map_err(|why| error::invalid("page_token", why)),
+    }
+}
+
 /// Refuses a caller whose role may never make `call` (README's role table: an auditor writes
 /// nothing, the operator only sets the service up, a bank writes only loans), before the writer
 /// sees the command: such a refusal depends on nothing stored, so it is not recorded under the

@@ -233,16 +233,8 @@ impl PoolService for Api {
             ..LoanFilter::default()
         };
         let query = listing::query_key(&format!("{}\npools", actor.actor()), &filter, None);
-        let after = match page_token.as_str() {
-            "" => "",
-            token => {
-                listing::token_after_id(token, &query).map_err(|why| invalid("page_token", why))?
-            }
-        };
-        let page_size = match page_size {
-            0 => POOLS_PAGE_DEFAULT,
-            n => n.min(POOLS_PAGE_MAX),
-        };
+        let after = super::after_page_token(&page_token, &query)?;
+        let page_size = super::page_size_or_default(page_size);
         let bank = bank_id.as_deref().unwrap_or_default();
         let page = self.db.list_pools(&ledger_id, bank, after, page_size).await;
         let page = page.map_err(|e| status(e.into()))?;
@@ -321,10 +313,6 @@ impl PoolService for Api {
         }))
     }
 }
-
-/// Pools a page of `ListPools` holds when not asked, and at most.
-const POOLS_PAGE_DEFAULT: u32 = 100;
-const POOLS_PAGE_MAX: u32 = 1_000;
 
 impl Api {
     /// A pool's write through the writer, answered with the pool after it.

@@ -19,32 +19,10 @@ use crate::domain::policy::{PolicyVersion, in_force};
 use crate::store::read::LoanFilter;
 use crate::store::rows::TokenListRow;
 
-/// Tokens a page of `ListTokens`, by default and at most.
-/// `ListTokens`' and `ListBackups`' page size when none is asked, and the largest.
-const PAGE_DEFAULT: u32 = 100;
-const PAGE_MAX: u32 = 1_000;
-
-/// A token as the operator sees it (never its secret or hash).
-/// The page size asked, or the default; at most [`PAGE_MAX`].
-fn page_size_or_default(asked: u32) -> u32 {
-    match asked {
-        0 => PAGE_DEFAULT,
-        n => n.min(PAGE_MAX),
-    }
-}
-
 /// The query key of an operator's listing (`what`: tokens, backups) that its page tokens are
 /// bound to.
 fn list_query(actor: &auth::Principal, what: &str) -> String {
     listing::query_key(&format!("{}\n{what}", actor.actor()), &LoanFilter::default(), None)
-}
-
-/// The id a page token of the listing `query` resumes after ("" for the first page).
-fn after_page_token<'t>(page_token: &'t str, query: &str) -> Result<&'t str, Status> {
-    match page_token {
-        "" => Ok(""),
-        token => listing::token_after_id(token, query).map_err(|why| invalid("page_token", why)),
-    }
 }
 
 /// A backup's manifest, its copy's path in the backup directory `dir`.
@@ -69,6 +47,7 @@ fn manifest_to_pb(m: &backup::Manifest, dir: &std::path::Path) -> pb::BackupMani
     }
 }
 
+/// A token as the operator sees it (never its secret or hash).
 fn token_to_pb(t: &TokenListRow) -> pb::ApiToken {
     let role = match Role::parse(&t.role) {
         Some(Role::Bank) => pb::TokenRole::Bank,
@@ -446,8 +425,8 @@ impl RegistryService for Api {
         super::require_role(&actor, &[Role::Operator], "ListTokens")?;
         let pb::ListTokensRequest { page_size, page_token } = request.into_inner();
         let query = list_query(&actor, "tokens");
-        let after = after_page_token(&page_token, &query)?;
-        let page_size = page_size_or_default(page_size);
+        let after = super::after_page_token(&page_token, &query)?;
+        let page_size = super::page_size_or_default(page_size);
         let page = self.db.list_tokens_after(after, i64::from(page_size)).await;
         let page = page.map_err(|e| status(e.into()))?;
         let last = (page.len() == page_size as usize).then(|| page.last()).flatten();
@@ -464,11 +443,11 @@ impl RegistryService for Api {
         super::require_role(&actor, &[Role::Operator], "ListBackups")?;
         let pb::ListBackupsRequest { page_size, page_token, check_copies } = request.into_inner();
         let query = list_query(&actor, "backups");
-        let after = after_page_token(&page_token, &query)?;
+        let after = super::after_page_token(&page_token, &query)?;
         let Some(backups) = self.backups.clone() else {
             return Err(status(backup::not_configured().into()));
         };
-        let page_size = page_size_or_default(page_size);
+        let page_size = super::page_size_or_default(page_size);
         let page = backup::list(&backups.settings, after, page_size as usize, check_copies)
             .await
             .map_err(status)?;

@@ -229,16 +229,8 @@ impl RiskFundService for Api {
             ..LoanFilter::default()
         };
         let query = listing::query_key(&format!("{}\ncompensations", actor.actor()), &filter, None);
-        let after = match page_token.as_str() {
-            "" => "",
-            token => {
-                listing::token_after_id(token, &query).map_err(|why| invalid("page_token", why))?
-            }
-        };
-        let page_size = match page_size {
-            0 => COMPENSATIONS_PAGE_DEFAULT,
-            n => n.min(COMPENSATIONS_PAGE_MAX),
-        };
+        let after = super::after_page_token(&page_token, &query)?;
+        let page_size = super::page_size_or_default(page_size);
         let bank = bank_id.as_deref().unwrap_or_default();
         let page = self.db.list_compensations(&ledger_id, bank, after, page_size).await;
         let page = page.map_err(|e| status(e.into()))?;
@@ -248,10 +240,6 @@ impl RiskFundService for Api {
         Ok(Response::new(pb::ListCompensationsResponse { compensations, next_page_token }))
     }
 }
-
-/// Compensations a page of `ListCompensations` holds when not asked, and at most.
-const COMPENSATIONS_PAGE_DEFAULT: u32 = 100;
-const COMPENSATIONS_PAGE_MAX: u32 = 1_000;
 
 impl Api {
     /// A fund write through the writer, answered with the fund and the compensation after it.

@@ -306,16 +306,8 @@ impl SubsidyService for Api {
         };
         let query =
             listing::query_key(&format!("{}\nclaims\n{wanted}", actor.actor()), &filter, None);
-        let after = match page_token.as_str() {
-            "" => "",
-            token => {
-                listing::token_after_id(token, &query).map_err(|why| invalid("page_token", why))?
-            }
-        };
-        let page_size = match page_size {
-            0 => CLAIMS_PAGE_DEFAULT,
-            n => n.min(CLAIMS_PAGE_MAX),
-        };
+        let after = super::after_page_token(&page_token, &query)?;
+        let page_size = super::page_size_or_default(page_size);
         let bank = bank_id.as_deref().unwrap_or_default();
         let claims = self.db.list_claims(&ledger_id, (bank, wanted), after, page_size).await;
         let claims = claims.map_err(|e| status(e.into()))?;
@@ -385,10 +377,6 @@ impl Api {
 /// How many times a claim is checked against its loans, at most, when they keep changing
 /// while it is.
 const CLAIM_CHECKS_MAX: u32 = 3;
-
-/// Claims a page of `ListSubsidyClaims` holds when not asked, and at most.
-const CLAIMS_PAGE_DEFAULT: u32 = 100;
-const CLAIMS_PAGE_MAX: u32 = 1_000;
 
 /// A bank's claim as submitted, its lines parsed (each field named `lines[i].<field>`).
 fn claimed_lines(

@@ -410,13 +410,18 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 
 /// Syncs the file at `path` to disk and answers its size and SHA-256 (hex).
 fn synced_digest(path: &Path) -> std::io::Result<(u64, String)> {
-    std::fs::File::open(path)?.sync_all()?;
-    digest(path)
+    let file = std::fs::File::open(path)?;
+    file.sync_all()?;
+    digest_of(file)
 }
 
 /// The size and SHA-256 (hex) of the file at `path`.
 fn digest(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = std::fs::File::open(path)?;
+    digest_of(std::fs::File::open(path)?)
+}
+
+/// The size and SHA-256 (hex) of `file`, read from its start.
+fn digest_of(mut file: std::fs::File) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let size = std::io::copy(&mut file, &mut hasher)?;
     Ok((size, hex::encode(hasher.finalize())))

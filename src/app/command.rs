@@ -474,9 +474,6 @@ mod tests {
     use super::*;
     use crate::domain::date::parse_date;
 
-    /// A fingerprint is stored with every answer and compared when a request comes again, also
-    /// after an upgrade: the canonical JSON it hashes must not change. Pinned by hashes computed
-    /// outside Rust (sha256 of the JSON text in the comment).
     /// A contract's command as the API builds it (the policy's figures placeholders, the claim
     /// days the programme's) leaves the claim days out of its JSON, as before they were a
     /// field: its fingerprint is unchanged by them.
@@ -491,6 +488,9 @@ mod tests {
         assert!(json.contains("\"claim_overdue_days\":60"), "{json}");
     }
 
+    /// A fingerprint is stored with every answer and compared when a request comes again, also
+    /// after an upgrade: the canonical JSON it hashes must not change. Pinned by hashes computed
+    /// outside Rust (sha256 of the JSON text in the comment).
     #[test]
     fn fingerprints_are_pinned() {
         let day = |s| parse_date(s).unwrap();

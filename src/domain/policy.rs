@@ -324,7 +324,10 @@ pub struct LendingLimits {
 impl Default for LendingLimits {
     /// The programme's: 10 times the balance, 3%.
     fn default() -> Self {
-        PolicyParams::default().lending_limits()
+        LendingLimits {
+            leverage: FUND_LEVERAGE_DEFAULT,
+            npl_limit_basis_points: NPL_LIMIT_DEFAULT_BASIS_POINTS,
+        }
     }
 }
 
@@ -383,6 +386,11 @@ pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<Policy
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_programmes_lending_limits_are_the_default_policys() {
+        assert_eq!(LendingLimits::default(), PolicyParams::default().lending_limits());
+    }
     use crate::domain::date::parse_date;
 
     #[test]

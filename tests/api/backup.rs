@@ -23,9 +23,25 @@ fn backup_request(name: &str, request_id: &str) -> pb::BackupRequest {
     pb::BackupRequest { request_id: request_id.into(), name: name.into() }
 }
 
+/// The extension of a backup's copy on `backend`.
+fn copy_ext(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "db",
+        Backend::Postgres => "dump",
+    }
+}
+
+async fn try_backup(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    request_id: &str,
+) -> Result<tonic::Response<pb::BackupResponse>, tonic::Status> {
+    app.registry(token).backup(backup_request(name, request_id)).await
+}
+
 async fn backup(app: &TestApp, token: &str, name: &str, request_id: &str) -> pb::BackupManifest {
-    app.registry(token)
-        .backup(backup_request(name, request_id))
+    try_backup(app, token, name, request_id)
         .await
         .unwrap_or_else(|e| panic!("Backup {name}: {e:?}"))
         .into_inner()
@@ -54,10 +70,10 @@ async fn a_backup_restores_the_books_as_they_were(backend: Backend) {
     let last = journal.last().expect("the seeded journal");
 
     let manifest = backup(&app, &t.operator, "nightly-2026-12-05", "backup-1").await;
-    let expected_ext = if backend == Backend::Sqlite { "db" } else { "dump" };
+    let expected_ext = copy_ext(backend);
     assert_eq!(manifest.name, "nightly-2026-12-05");
     assert_eq!(manifest.request_id, "backup-1");
-    assert_eq!(manifest.backend, if backend == Backend::Sqlite { "sqlite" } else { "postgres" });
+    assert_eq!(manifest.backend, backend.name());
     let path = std::path::PathBuf::from(&manifest.path);
     assert_eq!(path, app.backups.path().join(format!("nightly-2026-12-05.{expected_ext}")));
     let bytes = std::fs::read(&path).expect("the copy is where the manifest says");
@@ -99,7 +115,7 @@ async fn a_backup_restores_the_books_as_they_were(backend: Backend) {
     let again = backup(&app, &t.operator, "nightly-2026-12-05", "backup-1").await;
     assert_eq!(again, manifest);
     let taken = expect_code(
-        app.registry(&t.operator).backup(backup_request("nightly-2026-12-05", "backup-2")).await,
+        try_backup(&app, &t.operator, "nightly-2026-12-05", "backup-2").await,
         Code::AlreadyExists,
     );
     assert!(taken.message().contains("backup nightly-2026-12-05"), "{taken:?}");
@@ -107,7 +123,7 @@ async fn a_backup_restores_the_books_as_they_were(backend: Backend) {
     assert_eq!(std::fs::read(&path).expect("the copy"), bytes);
     // The request id of that backup, for another name: ALREADY_EXISTS, REQUEST_ID_REUSED.
     let reused = expect_code(
-        app.registry(&t.operator).backup(backup_request("another-name", "backup-1")).await,
+        try_backup(&app, &t.operator, "another-name", "backup-1").await,
         Code::AlreadyExists,
     );
     assert_eq!(reused.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
@@ -218,32 +234,29 @@ async fn backup_refusals(backend: Backend) {
     let t = app.seed().await;
     for token in [&t.bank, &t.finance, &t.auditor] {
         let denied = expect_code(
-            app.registry(token).backup(backup_request("mine", &rid("backup"))).await,
+            try_backup(&app, token, "mine", &rid("backup")).await,
             Code::PermissionDenied,
         );
         assert!(denied.message().contains("only the operator may"), "{denied:?}");
     }
     for name in ["", "../escape", "a/b", ".hidden", "two words", &"x".repeat(65)] {
         let bad = expect_code(
-            app.registry(&t.operator).backup(backup_request(name, &rid("backup"))).await,
+            try_backup(&app, &t.operator, name, &rid("backup")).await,
             Code::InvalidArgument,
         );
         assert!(bad.message().starts_with("name "), "{name:?}: {bad:?}");
     }
-    let no_id = expect_code(
-        app.registry(&t.operator).backup(backup_request("fine", "")).await,
-        Code::InvalidArgument,
-    );
+    let no_id = expect_code(try_backup(&app, &t.operator, "fine", "").await, Code::InvalidArgument);
     assert!(no_id.message().contains("request_id"), "{no_id:?}");
     let files = std::fs::read_dir(app.backups.path()).expect("the backup directory").count();
     assert_eq!(files, 0, "nothing written by a refused backup");
     // A file where the copy would go, without a manifest, is never replaced: with the backup
     // directory the database's own, a backup named after the database would be the database.
-    let ext = if backend == Backend::Sqlite { "db" } else { "dump" };
+    let ext = copy_ext(backend);
     let precious = app.backups.path().join(format!("precious.{ext}"));
     std::fs::write(&precious, b"not a backup").expect("a file");
     let kept = expect_code(
-        app.registry(&t.operator).backup(backup_request("precious", &rid("backup"))).await,
+        try_backup(&app, &t.operator, "precious", &rid("backup")).await,
         Code::AlreadyExists,
     );
     assert!(kept.message().contains(&precious.display().to_string()), "{kept:?}");
@@ -253,7 +266,7 @@ async fn backup_refusals(backend: Backend) {
     // Nor is a NAME.json that is not a manifest (another program's).
     std::fs::write(app.backups.path().join("package.json"), b"{}").expect("a file");
     let kept = expect_code(
-        app.registry(&t.operator).backup(backup_request("package", &rid("backup"))).await,
+        try_backup(&app, &t.operator, "package", &rid("backup")).await,
         Code::AlreadyExists,
     );
     assert!(kept.message().contains("package.json"), "{kept:?}");
@@ -272,10 +285,8 @@ async fn backup_refusals(backend: Backend) {
     };
     let pending = app.backups.path().join("stopped.json.partial");
     std::fs::write(&pending, waiting("00")).expect("a stale manifest waiting");
-    let foreign = expect_code(
-        app.registry(&t.operator).backup(backup_request("stopped", "r-0")).await,
-        Code::AlreadyExists,
-    );
+    let foreign =
+        expect_code(try_backup(&app, &t.operator, "stopped", "r-0").await, Code::AlreadyExists);
     assert!(foreign.message().contains(&stopped.display().to_string()), "{foreign:?}");
     assert_eq!(std::fs::read(&stopped).expect("the file"), b"half");
     std::fs::write(&pending, waiting(&hex::encode(Sha256::digest(b"half"))))
@@ -283,10 +294,8 @@ async fn backup_refusals(backend: Backend) {
     let finished = backup(&app, &t.operator, "stopped", "r-0").await;
     assert_eq!((finished.request_id.as_str(), finished.size_bytes), ("r-0", 4));
     assert!(!pending.exists() && app.backups.path().join("stopped.json").exists());
-    let again = expect_code(
-        app.registry(&t.operator).backup(backup_request("stopped", "r-1")).await,
-        Code::AlreadyExists,
-    );
+    let again =
+        expect_code(try_backup(&app, &t.operator, "stopped", "r-1").await, Code::AlreadyExists);
     assert!(again.message().contains("backup stopped"), "{again:?}");
 
     // Another backup under way in the directory (another process's: its lock held): this one
@@ -302,36 +311,22 @@ async fn backup_refusals(backend: Backend) {
     lock.unlock().expect("released");
     waiter.await.expect("the call").expect("the backup, once the other is done");
     lock.lock().expect("the lock again");
-    let busy = expect_code(
-        app.registry(&t.operator).backup(backup_request("busy", "b-1")).await,
-        Code::Unavailable,
-    );
+    let busy = expect_code(try_backup(&app, &t.operator, "busy", "b-1").await, Code::Unavailable);
     assert!(busy.message().contains("another backup is being taken"), "{busy:?}");
     drop(lock);
 
     // A server without a backup directory (the bench's) refuses with a reason.
     let any_port = "127.0.0.1:0".parse().expect("an address");
-    let bare = loanledger::startup::Application::build(serve_settings(&app.database_url, any_port))
-        .await
-        .expect("a second server on the database");
-    let port = bare.port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(bare.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .expect("an endpoint")
-        .connect_lazy();
+    let bare = Beside::start(serve_settings(&app.database_url, any_port)).await;
     let mut registry = pb::registry_service_client::RegistryServiceClient::with_interceptor(
-        channel,
+        bare.channel(),
         Bearer::new(&t.operator),
     );
     expect_refused(
         registry.backup(backup_request("fine", &rid("backup"))).await,
         "BACKUP_NOT_CONFIGURED",
     );
-    let _ = stop.send(());
-    served.await.expect("the server task").expect("the server stops");
+    bare.stop().await;
     app.finish().await;
 }
 

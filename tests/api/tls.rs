@@ -63,24 +63,19 @@ fn server_files(dir: &Path, ca: &CertifiedIssuer<'static, KeyPair>) -> ServerFil
     ServerFiles { ca_pem: ca.pem(), cert, key }
 }
 
-/// A second server on `app`'s database, with `tls`; stopped when the returned sender is sent
-/// to or dropped.
-async fn serve_tls(
-    app: &TestApp,
-    tls: TlsSettings,
-) -> (u16, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+/// A second server on `app`'s database, with `tls`.
+async fn serve_tls(app: &TestApp, tls: TlsSettings) -> Beside {
     let any_port = "127.0.0.1:0".parse().expect("an address");
-    let settings = loanledger::startup::Settings {
-        tls: Some(tls),
-        ..serve_settings(&app.database_url, any_port)
-    };
-    let server = Application::build(settings).await.expect("a TLS server on the database");
-    let port = server.port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(server.run_until(async move {
-        let _ = stopped.await;
-    }));
-    (port, stop, served)
+    Beside::start(tls_settings(app, any_port, tls)).await
+}
+
+/// `serve`'s settings on `app`'s database with `tls`.
+fn tls_settings(
+    app: &TestApp,
+    listen: std::net::SocketAddr,
+    tls: TlsSettings,
+) -> loanledger::startup::Settings {
+    loanledger::startup::Settings { tls: Some(tls), ..serve_settings(&app.database_url, listen) }
 }
 
 /// `GetMetrics` as the operator over `endpoint`.
@@ -112,12 +107,13 @@ async fn tls_serves_only_clients_that_trust_it(backend: Backend) {
     let dir = tempfile::tempdir().expect("a directory");
     let files = server_files(dir.path(), &authority("loanledger test CA"));
     let tls = TlsSettings { cert: files.cert.clone(), key: files.key.clone(), client_ca: None };
-    let (port, stop, served) = serve_tls(&app, tls).await;
+    let server = serve_tls(&app, tls).await;
+    let port = server.port;
     let trusting = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&files.ca_pem));
 
     // Trusting the server's CA: served, and the service is the same (the seeded ledger).
     let metrics = metrics_over(https(port, trusting.clone()), &t.operator).await;
-    assert_eq!(metrics.expect("GetMetrics over TLS").into_inner().backend, app_backend(backend));
+    assert_eq!(metrics.expect("GetMetrics over TLS").into_inner().backend, backend.name());
     let ledger = RegistryServiceClient::with_interceptor(
         https(port, trusting.clone()).connect_lazy(),
         Bearer::new(&t.finance),
@@ -140,8 +136,7 @@ async fn tls_serves_only_clients_that_trust_it(backend: Backend) {
         .await
         .expect_err("a client that does not trust the server's CA");
 
-    let _ = stop.send(());
-    served.await.expect("the server task").expect("the server stops cleanly");
+    server.stop().await;
     app.finish().await;
 }
 
@@ -158,7 +153,8 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_its_ca(backend: Ba
     let client_ca = dir.path().join("clients-ca.pem");
     std::fs::write(&client_ca, clients_ca.pem()).expect("the client CA file");
     let tls = TlsSettings { cert: files.cert, key: files.key, client_ca: Some(client_ca) };
-    let (port, stop, served) = serve_tls(&app, tls).await;
+    let server = serve_tls(&app, tls).await;
+    let port = server.port;
     let trusting = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&files.ca_pem));
 
     let (cert, key) = issued(&clients_ca, &["bank-b1"], ExtendedKeyUsagePurpose::ClientAuth);
@@ -183,8 +179,7 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_its_ca(backend: Ba
         .await
         .expect_err("a client whose certificate is not of the client CA");
 
-    let _ = stop.send(());
-    served.await.expect("the server task").expect("the server stops cleanly");
+    server.stop().await;
     app.finish().await;
 }
 
@@ -196,10 +191,7 @@ async fn tls_files_that_cannot_be_used_stop_the_start(backend: Backend) {
     let files = server_files(dir.path(), &authority("loanledger test CA"));
     let any_port = "127.0.0.1:0".parse().expect("an address");
     let start = |tls: TlsSettings| {
-        let settings = loanledger::startup::Settings {
-            tls: Some(tls),
-            ..serve_settings(&app.database_url, any_port)
-        };
+        let settings = tls_settings(&app, any_port, tls);
         async move {
             match Application::build(settings).await {
                 Ok(_) => panic!("a server started with TLS files that cannot be used"),
@@ -237,11 +229,4 @@ async fn tls_files_that_cannot_be_used_stop_the_start(backend: Backend) {
     let expected = format!("--tls-client-ca {} holds no certificate", garbled.display());
     assert!(said.contains(&expected), "{said}");
     app.finish().await;
-}
-
-fn app_backend(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    }
 }

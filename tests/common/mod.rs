@@ -155,34 +155,37 @@ impl TestApp {
                 (url, None, Some(dir))
             }
             Backend::Postgres => {
-                let admin_url = postgres_admin_url()?;
-                let name = format!("t_{}", hex::encode(rand::random::<[u8; 8]>()));
-                let admin = Db::connect(&admin_url).await.unwrap_or_else(|e| {
-                    panic!("Failed to connect to {PG_URL_VAR}={admin_url}: {e}")
-                });
-                let create = match icu_locale {
-                    None => format!("create database {name}"),
-                    Some(icu) => format!(
-                        "create database {name} template template0 encoding 'UTF8' locale 'C' \
-                         locale_provider icu icu_locale '{icu}'"
-                    ),
-                };
-                admin
-                    .execute_raw(&create)
-                    .await
-                    .unwrap_or_else(|e| panic!("Failed to create database {name}: {e}"));
-                admin.close().await;
-                let url = with_database(&admin_url, &name);
-                (url, Some(PgDatabase { admin_url, name }), None)
+                let (url, pg) = create_pg_database(&postgres_admin_url()?, icu_locale).await;
+                (url, Some(pg), None)
             }
         };
+        Some(TestApp::launch(backend, database_url, pg, dir, None).await)
+    }
+
+    /// A server started over `database_url` (its files in `dir`, its PostgreSQL database
+    /// `pg`), with a backup directory of its own. `operator`: the token of a database that has
+    /// one already (the server must make none); `None`: the token the server makes on the
+    /// empty database.
+    async fn launch(
+        backend: Backend,
+        database_url: String,
+        pg: Option<PgDatabase>,
+        dir: Option<tempfile::TempDir>,
+        operator: Option<String>,
+    ) -> TestApp {
         let offset = loanledger::startup::business_utc_offset_default();
         let backups = tempfile::tempdir().expect("Failed to create a backup directory");
-        let (port, running, operator) =
+        let (port, running, made) =
             start(&database_url, backups.path(), offset, TOKEN_CACHE_TTL).await;
-        let operator = operator.expect("a server on an empty database creates an operator token");
+        let operator = match operator {
+            None => made.expect("a server on an empty database creates an operator token"),
+            Some(operator) => {
+                assert_eq!(made, None, "a database with tokens gets no new operator token");
+                operator
+            }
+        };
         let db = Db::connect(&database_url).await.expect("Failed to open the test's own pool");
-        Some(TestApp {
+        TestApp {
             backend,
             database_url,
             port,
@@ -192,7 +195,7 @@ impl TestApp {
             pg,
             _dir: dir,
             backups,
-        })
+        }
     }
 
     /// Stops the server (letting it finish what is in flight) and starts a new one on the same
@@ -240,11 +243,7 @@ impl TestApp {
             }
             Backend::Postgres => {
                 let admin_url = postgres_admin_url().expect("a PostgreSQL test has its cluster");
-                let name = format!("t_{}", hex::encode(rand::random::<[u8; 8]>()));
-                let admin = Db::connect(&admin_url).await.expect("Failed to connect");
-                admin.execute_raw(&format!("create database {name}")).await.expect("createdb");
-                admin.close().await;
-                let url = with_database(&admin_url, &name);
+                let (url, pg) = create_pg_database(&admin_url, None).await;
                 let out = tokio::process::Command::new(pg_program("pg_restore"))
                     .args(["--no-owner", "--exit-on-error", "--dbname", &url, path])
                     .output()
@@ -255,26 +254,11 @@ impl TestApp {
                     "pg_restore: {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                (url, Some(PgDatabase { admin_url, name }), None)
+                (url, Some(pg), None)
             }
         };
-        let backups = tempfile::tempdir().expect("Failed to create a backup directory");
-        let offset = loanledger::startup::business_utc_offset_default();
-        let (port, running, operator) =
-            start(&database_url, backups.path(), offset, TOKEN_CACHE_TTL).await;
-        assert_eq!(operator, None, "a restored database has its operator tokens");
-        let db = Db::connect(&database_url).await.expect("Failed to open the test's own pool");
-        TestApp {
-            backend: self.backend,
-            database_url,
-            port,
-            db,
-            operator: self.operator.clone(),
-            running: Some(running),
-            pg,
-            _dir: dir,
-            backups,
-        }
+        // A restored database has its operator tokens.
+        TestApp::launch(self.backend, database_url, pg, dir, Some(self.operator.clone())).await
     }
 
     /// PostgreSQL: the test's database refusing new connections, every open one ended (the
@@ -519,7 +503,6 @@ impl TestApp {
             .into_inner()
     }
 
-    /// Pays a loan off on `value_date` with the amount its payoff quote names.
     /// The parameters of the seeded ledger's policy in force on `as_of`.
     pub async fn policy_on(&self, token: &str, as_of: &str) -> pb::PolicyParams {
         let request = pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: as_of.into() };
@@ -527,6 +510,7 @@ impl TestApp {
         version.into_inner().params.expect("its parameters")
     }
 
+    /// Pays a loan off on `value_date` with the amount its payoff quote names.
     pub async fn pay_off(&self, token: &str, loan_id: &str, value_date: &str) -> pb::LoanResponse {
         let quote = self.payoff_quote(token, loan_id, value_date).await;
         self.repay(token, loan_id, value_date, quote.total_fen).await
@@ -656,11 +640,77 @@ async fn start(
     .unwrap_or_else(|e| panic!("Failed to build the application: {e:?}"));
     let port = app.port();
     let operator = app.initial_operator_token();
+    (port, run(app), operator)
+}
+
+/// A fresh database `t_<random hex>` on the cluster at `admin_url` (its default collation the
+/// ICU locale `icu_locale` when given): its URL, and what drops it.
+async fn create_pg_database(admin_url: &str, icu_locale: Option<&str>) -> (String, PgDatabase) {
+    let name = format!("t_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let admin = Db::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("Failed to connect to {PG_URL_VAR}={admin_url}: {e}"));
+    let create = match icu_locale {
+        None => format!("create database {name}"),
+        Some(icu) => format!(
+            "create database {name} template template0 encoding 'UTF8' locale 'C' \
+             locale_provider icu icu_locale '{icu}'"
+        ),
+    };
+    admin
+        .execute_raw(&create)
+        .await
+        .unwrap_or_else(|e| panic!("Failed to create database {name}: {e}"));
+    admin.close().await;
+    let url = with_database(admin_url, &name);
+    (url, PgDatabase { admin_url: admin_url.to_string(), name })
+}
+
+/// A server of the test's own settings beside a [`TestApp`]'s (on its database, say), until
+/// [`Beside::stop`].
+pub struct Beside {
+    pub port: u16,
+    running: Running,
+}
+
+impl Beside {
+    pub async fn start(settings: Settings) -> Beside {
+        let app = Application::build(settings).await.expect("a server beside the test's");
+        let port = app.port();
+        Beside { port, running: run(app) }
+    }
+
+    pub fn channel(&self) -> Channel {
+        Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
+            .expect("an endpoint")
+            .connect_lazy()
+    }
+
+    /// Stops it and waits until it has stopped cleanly.
+    pub async fn stop(self) {
+        let Running { shutdown, task } = self.running;
+        let _ = shutdown.send(());
+        task.await.expect("the server task").expect("the server stops cleanly");
+    }
+}
+
+/// Serves `app` until its [`Running::shutdown`] is sent.
+fn run(app: Application) -> Running {
     let (shutdown, signal) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async move {
         let _ = signal.await;
     }));
-    (port, Running { shutdown, task }, operator)
+    Running { shutdown, task }
+}
+
+impl Backend {
+    /// As `GetMetrics` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
 }
 
 /// `LOANLEDGER_TEST_PG_URL`, or `None` (skip) when it is missing outside CI.
