@@ -1048,7 +1048,15 @@ impl Servicing {
         }
         self.maturity_date = Some(new_maturity);
         self.extensions = self.extensions.checked_add(1).ok_or(ServicingError::Overflow)?;
-        let from = self.accrued_through.unwrap_or(date);
+        // On the maturity day the accrual stands at that day, its point settled. The day itself
+        // now bears interest in the next period: when maturity was a settlement 20th, a point
+        // looked for from it would be that 20th again, a one-day period due the day it was
+        // extended, overdue from the next, which nobody was asked to pay.
+        let from = match self.accrued_through {
+            Some(through) if through == old => through.succ_opt().unwrap_or(through),
+            Some(through) => through,
+            None => date,
+        };
         self.next_point = Some(self.first_point_from(terms, from));
         Ok(())
     }
@@ -1659,6 +1667,8 @@ mod tests {
         assert!(item("2022-03-20").at_old_maturity && !item("2021-12-20").at_old_maturity);
         assert_eq!(s.compound_from(&t, item("2022-03-20")), d("2022-03-20"));
         assert_eq!(s.compound_from(&t, item("2021-12-20")), d("2021-12-21"));
+        // The maturity day bears interest in the next quarter's period, not in one of its own.
+        assert_eq!(s.next_point, Some(d("2022-06-20")));
         let stored = serde_json::to_string(&s).unwrap();
         assert_eq!(stored.matches("\"at_old_maturity\":true").count(), 1, "{stored}");
         assert_eq!(serde_json::from_str::<Servicing>(&stored).unwrap(), s);

@@ -36,6 +36,7 @@ on_both_backends!(
     an_expired_contract_stays_unpaid_once_the_later_loan_is_closed,
     an_expired_contract_and_a_later_one_sent_together,
     an_extension_on_the_maturity_day_settles_it_first,
+    an_extension_on_a_maturity_twentieth_bears_the_day_in_the_next_quarter,
     a_penalty_rate_is_stored_as_computed,
     a_twentieths_events_do_not_depend_on_its_run,
     a_run_made_the_next_morning,
@@ -941,6 +942,74 @@ async fn an_extension_on_the_maturity_day_settles_it_first(backend: Backend) {
             assert_eq!((a.interest_due_fen, a.days_overdue), (18_715, 1), "{a:?}");
         }
     }
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A loan maturing on a settlement 20th, extended that day after its maturity's interest was
+/// settled and paid: the maturity day bears interest in the next quarter's period (2022-03-20 ..=
+/// 06-20), not in a one-day period of its own due the day it was extended, which left a borrower
+/// who paid all they were asked overdue from the next day and 92 days overdue, claimable on the
+/// risk fund, by the next quarter's run (helper review of 2026-12-06).
+async fn an_extension_on_a_maturity_twentieth_bears_the_day_in_the_next_quarter(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let mut req = standard_loan_on("XT", HOUSEHOLD, "2021-03-20");
+    req.principal_fen = 5_000_000;
+    app.create_loan(&t.bank, req).await;
+    let id = loan_id("XT");
+    // Paid out after the 20th (one paid out on the 20th owes that day in a period of its own).
+    app.disburse(&t.bank, &id, "2021-03-22").await;
+    // 03-22 ..= 06-20 (91 days), 06-21 ..= 09-20 (92), 09-21 ..= 12-20 (91), and the maturity's
+    // 12-21 ..= 2022-03-19 (89, its day not counted): 48,660, 49,194, 48,660 and 47,590.
+    for (point, from, to, amount) in [
+        ("2021-06-20", "2021-03-22", "2021-06-20", 48_660),
+        ("2021-09-20", "2021-06-21", "2021-09-20", 49_194),
+        ("2021-12-20", "2021-09-21", "2021-12-20", 48_660),
+        ("2022-03-20", "2021-12-21", "2022-03-19", 47_590),
+    ] {
+        assert_eq!(interest(5_000_000, days(from, to)), amount, "{point}");
+        app.repay(&t.bank, &id, point, amount).await;
+    }
+    let extended = app
+        .loans(&t.bank)
+        .extend_loan(pb::ExtendLoanRequest {
+            request_id: rid("extend"),
+            loan_id: id.clone(),
+            value_date: "2022-03-20".into(),
+            new_maturity_date: "2022-09-20".into(),
+        })
+        .await
+        .expect("an extension on the maturity day")
+        .into_inner();
+    let l = loan(&extended);
+    assert_eq!(l.next_settlement_date, "2022-06-20", "{l:?}");
+    assert_eq!((l.interest_due_fen, l.days_overdue), (0, 0), "{l:?}");
+    for as_of in ["2022-03-21", "2022-06-19"] {
+        let l = app.get_loan_as_of(&t.bank, &id, as_of).await;
+        assert_eq!((l.interest_due_fen, l.days_overdue), (0, 0), "as of {as_of}: {l:?}");
+        assert_eq!(status_of(&l), pb::LoanStatus::Active, "as of {as_of}: {l:?}");
+    }
+    // The quarter's run settles 2022-03-20 ..= 06-20, 93 days, due that day and paid then.
+    let run = settle(&app, &t.finance, "", "2022-06-20").await;
+    assert_eq!(run.loans_settled, 1, "{run:?}");
+    let l = app.get_loan_as_of(&t.bank, &id, "2022-06-20").await;
+    assert_eq!((l.interest_due_fen, l.days_overdue), (49_729, 0), "{l:?}");
+    app.repay(&t.bank, &id, "2022-06-20", 49_729).await;
+    let l = app.get_loan_as_of(&t.bank, &id, "2022-06-21").await;
+    assert_eq!((l.interest_due_fen, l.days_overdue), (0, 0), "{l:?}");
+    assert_eq!(status_of(&l), pb::LoanStatus::Active, "{l:?}");
+    // Paid off at the new maturity: 06-21 ..= 09-19, 91 days, 48,660.
+    let quote = app.payoff_quote(&t.bank, &id, "2022-09-20").await;
+    assert_eq!(quote.total_fen, 5_000_000 + interest(5_000_000, days("2022-06-21", "2022-09-19")));
+    assert_eq!(quote.total_fen, 5_048_660, "{quote:?}");
+    let done = app.repay(&t.bank, &id, "2022-09-20", 5_048_660).await;
+    let l = loan(&done);
+    assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
+    assert_eq!(l.interest_settled_fen, 48_660 + 49_194 + 48_660 + 47_590 + 49_729 + 48_660);
+    assert_eq!((l.interest_paid_fen, l.compound_paid_fen, l.penalty_paid_fen), (292_493, 0, 0));
     assert_verifies(&app, &t).await;
     app.finish().await;
 }
