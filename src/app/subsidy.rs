@@ -23,10 +23,10 @@ use crate::domain::date::BusinessDate;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::loan::{LoanEvent, LoanState, LoanTerms};
 use crate::domain::money::Fen;
-use crate::domain::policy::{PolicyVersion, in_force};
+use crate::domain::policy::{PolicyVersion, in_force, ratio_steps};
 use crate::domain::rate::AnnualRate;
 use crate::domain::servicing::ServicingError;
-use crate::domain::subsidy::{RatioStep, RatioTable, SubsidyPolicy};
+use crate::domain::subsidy::{RatioTable, SubsidyPolicy};
 use crate::domain::subsidy_claim::{ClaimLine, ClaimedLine, check_line, check_terms};
 use crate::domain::subsidy_register::{RegisterLine, register};
 use crate::store::Db;
@@ -280,19 +280,7 @@ pub fn subsidy_policy(
 ) -> Result<SubsidyPolicy, String> {
     let at_contract = in_force(versions, contract_date)
         .ok_or_else(|| format!("no version is in force on the contract date {contract_date}"))?;
-    let mut dates: Vec<BusinessDate> = versions.iter().map(|v| v.effective_date).collect();
-    dates.sort();
-    dates.dedup();
-    // A step where the ratio changes only: versions that change other figures (a ledger may
-    // have any number) are no steps of the ratio table, which holds a hundred at most.
-    let mut steps: Vec<RatioStep> = Vec::new();
-    for date in dates {
-        let Some(version) = in_force(versions, date) else { continue };
-        let ratio = version.params.subsidy_ratio;
-        if steps.last().is_none_or(|last| last.ratio != ratio) {
-            steps.push(RatioStep { effective_from: date, ratio });
-        }
-    }
+    let steps = ratio_steps(versions);
     let cap_rate: Decimal =
         at_contract.params.subsidy_cap_rate.map_or(rate.value(), |cap| cap.value());
     Ok(SubsidyPolicy {

@@ -16,6 +16,7 @@ use super::error::DomainError;
 use super::household::HouseholdStatus;
 use super::money::{Fen, Rounding};
 use super::rate::AnnualRate;
+use super::subsidy::RatioStep;
 
 /// Every parameter of the programme. All fields are required in a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -381,6 +382,25 @@ pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<Policy
             _ => v.clone(),
         })
     })
+}
+
+/// The subsidy ratio's steps over `versions`: a step where the ratio in force changes only.
+/// Versions that change other figures (a ledger may have any number) are no steps of the ratio
+/// table, which holds [`super::subsidy::RATIO_STEPS_MAX`] at most: `SetPolicy` refuses a version that would make
+/// more.
+pub fn ratio_steps(versions: &[PolicyVersion]) -> Vec<RatioStep> {
+    let mut dates: Vec<BusinessDate> = versions.iter().map(|v| v.effective_date).collect();
+    dates.sort();
+    dates.dedup();
+    let mut steps: Vec<RatioStep> = Vec::new();
+    for date in dates {
+        let Some(version) = in_force(versions, date) else { continue };
+        let ratio = version.params.subsidy_ratio;
+        if steps.last().is_none_or(|last| last.ratio != ratio) {
+            steps.push(RatioStep { effective_from: date, ratio });
+        }
+    }
+    steps
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ on_both_backends!(
     a_ledger_register_lists_a_quarter_line_by_line,
     tranches_paid_out_on_one_20th,
     an_early_payoff_settles_its_own_period,
+    a_ratio_change_past_the_hundredth_is_refused,
 );
 
 use pb::SubsidyStanding as S;
@@ -446,5 +447,43 @@ async fn an_early_payoff_settles_its_own_period(backend: Backend) {
     assert_eq!((early.interest_settled_fen, early.interest_paid_on_time_fen), (interest, interest));
     assert!(early.recorded);
     assert_eq!(s.subsidy_fen, 29_410 + interest);
+    app.finish().await;
+}
+
+/// The subsidy ratio table holds a hundred steps: `SetPolicy` refuses the version that would make
+/// the hundred-and-first, naming `params.subsidy_ratio`, and every register stays answerable
+/// (before 2026-12-06 the version was recorded, and every `GetLoanSubsidy` of the ledger was
+/// `INTERNAL` from then on). A version that changes another figure only is no step and is taken.
+async fn a_ratio_change_past_the_hundredth_is_refused(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    let current = app.policy_on(&t.finance, "2021-01-25").await;
+    let mut registry = app.registry(&t.finance);
+    let version = |day: u32, ratio: &str| {
+        let date = chrono::NaiveDate::from_ymd_opt(2015, 1, 1).unwrap()
+            + chrono::Days::new(u64::from(day));
+        let params = pb::PolicyParams { subsidy_ratio: ratio.into(), ..current.clone() };
+        policy_from(&date.format("%Y-%m-%d").to_string(), params)
+    };
+    // The seeded ledger has two steps (100% from 2014-12-10, 70% from 2024-01-01); 98 versions
+    // alternating 90% and 100% make the hundred, each a step.
+    for day in 0..98 {
+        let ratio = if day % 2 == 0 { "0.9" } else { "1" };
+        registry.set_policy(version(day, ratio)).await.expect("SetPolicy");
+    }
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let refused =
+        expect_invalid(registry.set_policy(version(98, "0.9")).await, "params.subsidy_ratio");
+    assert!(refused.message().contains("more than 100 times"), "{refused:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await, journal, "nothing recorded");
+    // The same ratio as the version before it is no step.
+    registry.set_policy(version(98, "1")).await.expect("no step");
+    // The last version before the loan is at 100% (day 97): the March quarter in full.
+    let register = app.loan_subsidy(&t.finance, &id, "2021-03-20").await;
+    assert_eq!((standings(&register), register.subsidy_fen), (vec![S::OnTime], 29_410));
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
     app.finish().await;
 }

@@ -21,7 +21,9 @@ use crate::domain::loan::{
 };
 use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
 use crate::domain::money::Fen;
+use crate::domain::policy::ratio_steps;
 use crate::domain::policy::{default_versions, in_force};
+use crate::domain::subsidy::RATIO_STEPS_MAX;
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimStatus, Decision, Rejection, hold};
 use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::loan_postings::loan_postings;
@@ -207,6 +209,20 @@ impl Writer {
                         what: "policy version",
                         id: format!("{ledger_id} {}", format_date(version.effective_date)),
                     }
+                    .into());
+                }
+                // The ratio table every subsidy figure of the ledger is computed from holds a
+                // hundred steps at most: one more would leave them all unanswerable.
+                let mut with = versions.to_vec();
+                with.push(version.clone());
+                if ratio_steps(&with).len() > RATIO_STEPS_MAX {
+                    return Err(DomainError::invalid(
+                        "params.subsidy_ratio",
+                        format!(
+                            "ledger {ledger_id}'s subsidy ratio would change more than \
+                             {RATIO_STEPS_MAX} times"
+                        ),
+                    )
                     .into());
                 }
                 Planned {
