@@ -325,12 +325,15 @@ impl RegistryService for Api {
         if versions.is_empty() {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
-        // Each version as in force from its date (a seeded step of the subsidy ratio with the
-        // parameters it keeps from the version before it).
+        // Each date's version as in force from it (a seeded step of the subsidy ratio with the
+        // parameters it keeps from the version before it; a ledger's own version on a seeded
+        // step's date, which replaces it, once).
+        let mut dates: Vec<_> = versions.iter().map(|v| v.effective_date).collect();
+        dates.dedup();
         Ok(Response::new(pb::ListPoliciesResponse {
-            versions: versions
-                .iter()
-                .filter_map(|v| in_force(&versions, v.effective_date))
+            versions: dates
+                .into_iter()
+                .filter_map(|date| in_force(&versions, date))
                 .map(|v| policy_to_pb(&ledger_id, &v))
                 .collect(),
         }))

@@ -455,6 +455,8 @@ enum Effect {
     Policy {
         ledger_id: String,
         version: crate::domain::policy::PolicyVersion,
+        /// Its place among its date's versions: 1 for one over a seeded step, else 0.
+        ordinal: i32,
     },
     Lpr(crate::domain::lpr::LprEntry),
     /// A new loan (its `Created` event carries the terms).

@@ -364,18 +364,25 @@ pub fn default_versions() -> Vec<PolicyVersion> {
 static RATIO_STEPS: std::sync::LazyLock<Vec<PolicyVersion>> =
     std::sync::LazyLock::new(|| default_versions().split_off(1));
 
+/// Whether `version` is a seeded step of the subsidy ratio: equal to one of [`default_versions`]
+/// after the first.
+pub fn is_seeded_step(version: &PolicyVersion) -> bool {
+    RATIO_STEPS.contains(version)
+}
+
 /// The version in force on `date`: the one with the latest effective date on or before it, but
-/// a seeded step of the subsidy ratio (a version equal to one of [`default_versions`] after the
-/// first) changes only the ratio of the version in force before it. A ledger's version on a
-/// step's date is always the seeded one: every ledger is seeded when it is created, and a second
-/// version on a date is refused.
+/// a seeded step of the subsidy ratio ([`is_seeded_step`]) changes only the ratio of the version
+/// in force before it. Versions of one date count in the order they were set (`versions` in
+/// that order within a date; the sort is stable): every ledger is seeded when it is created, and
+/// a ledger's own version on a seeded step's date, the one version a date can have after another
+/// (`SetPolicy`), replaces the step from that day.
 pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<PolicyVersion> {
     let mut dated: Vec<&PolicyVersion> =
         versions.iter().filter(|v| v.effective_date <= date).collect();
     dated.sort_by_key(|v| v.effective_date);
     dated.into_iter().fold(None, |before: Option<PolicyVersion>, v| {
         Some(match before {
-            Some(before) if RATIO_STEPS.contains(v) => PolicyVersion {
+            Some(before) if is_seeded_step(v) => PolicyVersion {
                 effective_date: v.effective_date,
                 params: PolicyParams { subsidy_ratio: v.params.subsidy_ratio, ..before.params },
             },
@@ -450,6 +457,25 @@ mod tests {
             in_force(&default_versions(), day("2024-06-01")).as_ref(),
             default_versions().get(1)
         );
+    }
+
+    /// A ledger's own version on the step's date, after the step, replaces it from that day; in
+    /// the other order (never stored so: the step is seeded first) the step would change the
+    /// ratio of the office's version. The ratio table follows.
+    #[test]
+    fn an_own_version_on_the_steps_date_replaces_it() {
+        let day = |d| parse_date(d).unwrap();
+        let full = PolicyParams { grace_days: 3, ..PolicyParams::default() };
+        let own = PolicyVersion { effective_date: day("2024-01-01"), params: full.clone() };
+        let mut versions = default_versions();
+        versions.push(own.clone());
+        assert!(is_seeded_step(&versions[1]) && !is_seeded_step(&own));
+        assert_eq!(in_force(&versions, day("2024-01-01")), Some(own.clone()));
+        assert_eq!(in_force(&versions, day("2030-01-01")), Some(own.clone()));
+        assert_eq!(ratio_steps(&versions).len(), 1, "100% throughout");
+        versions.swap(1, 2);
+        let stepped = in_force(&versions, day("2024-01-01")).unwrap();
+        assert_eq!(stepped.params, PolicyParams { subsidy_ratio: Decimal::new(7, 1), ..full });
     }
 
     /// Claim days are read back within the bounds every build checked them to, and as the

@@ -123,9 +123,10 @@ pub const POOL_MEMBERS_SQL: &str =
 pub const CLAIM_PERIODS_SQL: &str = "select loan_id, due_date, claim_id \
      from subsidy_claim_period where ledger_id = $1 order by loan_id, due_date";
 
-/// A ledger's policy versions by date (one parameter: the ledger id), as [`PolicyRow`]s.
+/// A ledger's policy versions by date, those of one date in the order they were set (one
+/// parameter: the ledger id), as [`PolicyRow`]s.
 pub const POLICIES_SQL: &str = "select effective_date, params_json from policy_version where ledger_id = $1 \
-     order by effective_date";
+     order by effective_date, ordinal";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {

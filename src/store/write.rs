@@ -750,16 +750,19 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Stores `version` as the `ordinal`th of its date (0 the first).
     pub async fn insert_policy(
         &mut self,
         ledger_id: &str,
         version: &PolicyVersion,
+        ordinal: i32,
     ) -> Result<(), StoreError> {
-        let sql = "insert into policy_version (ledger_id, effective_date, params_json) values ($1, $2, $3)";
+        let sql = "insert into policy_version (ledger_id, effective_date, ordinal, params_json) \
+                   values ($1, $2, $3, $4)";
         let params = serde_json::to_string(&version.params)
             .map_err(|e| StoreError::Corrupt(format!("policy params: {e}")))?;
         on_tx!(self, c => sqlx::query(sql)
-            .bind(ledger_id).bind(format_date(version.effective_date)).bind(params)
+            .bind(ledger_id).bind(format_date(version.effective_date)).bind(ordinal).bind(params)
             .execute(c).await.map(|_| ())?);
         Ok(())
     }

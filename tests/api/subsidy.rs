@@ -13,6 +13,7 @@ use crate::common::*;
 on_both_backends!(
     the_worked_loan_paid_on_time_is_subsidised_in_full,
     late_unpaid_and_the_2024_ratio_step,
+    a_countys_own_version_on_the_2024_step_replaces_it,
     misuse_refusals_and_who_may_read,
     a_ledger_register_lists_a_quarter_line_by_line,
     tranches_paid_out_on_one_20th,
@@ -208,6 +209,79 @@ async fn late_unpaid_and_the_2024_ratio_step(backend: Backend) {
         "{later:?}"
     );
     assert_eq!(later.lines.iter().filter(|l| !l.recorded).count(), 1);
+    app.finish().await;
+}
+
+/// A county that keeps subsidising in full from 2024 sets its own version dated 2024-01-01, the
+/// day of the seeded national step to 70%: it replaces the step from that day, so the quarter
+/// 2023-12-21 ..= 2024-03-20 is subsidised at 100% on every day. Until 2026-12-06 the version was
+/// refused (`ALREADY_EXISTS`: a date holds one version) and the earliest a county could set was
+/// 2024-01-02, leaving 2024-01-01 at 70% (144 fen short on this loan). A date takes one such
+/// version: a second is `ALREADY_EXISTS`, as is one on the first seeded date; a retry is answered
+/// as before. `GetPolicy` and `ListPolicies` answer the county's version for the date (listed
+/// once); the journal verifies.
+async fn a_countys_own_version_on_the_2024_step_replaces_it(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C101");
+    let contract = pb::CreateLoanRequest {
+        annual_rate: "0.0345".into(),
+        ..standard_loan_on("C101", HOUSEHOLD, "2023-09-25")
+    };
+    app.create_loan(&t.bank, contract).await;
+    app.disburse(&t.bank, &id, "2023-09-25").await;
+    let (december, march) = (
+        interest_bp(STANDARD_PRINCIPAL_FEN, 87, 345),
+        interest_bp(STANDARD_PRINCIPAL_FEN, 91, 345),
+    );
+    app.repay(&t.bank, &id, "2023-12-20", december).await;
+    app.repay(&t.bank, &id, "2024-03-20", march).await;
+    let national = app.loan_subsidy(&t.finance, &id, "2024-03-20").await;
+    assert_eq!(subsidies(&national), [december, 32_104]);
+
+    let full = pb::PolicyParams {
+        subsidy_ratio: "1".into(),
+        ..app.policy_on(&t.finance, "2023-12-31").await
+    };
+    let request = policy_from("2024-01-01", full.clone());
+    let mut registry = app.registry(&t.finance);
+    let set = registry.set_policy(request.clone()).await.expect("a version on the step's date");
+    let set = set.into_inner();
+    assert_eq!(set.policy.as_ref().and_then(|p| p.params.as_ref()), Some(&full));
+    // A retry is answered as before, recording nothing.
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let again = registry.set_policy(request).await.expect("a retry").into_inner();
+    assert_eq!(again.entry, set.entry);
+    // One version over the step, and none over the first seeded date.
+    let half = pb::PolicyParams { subsidy_ratio: "0.5".into(), ..full.clone() };
+    let second = registry.set_policy(policy_from("2024-01-01", half.clone())).await;
+    expect_code(second, Code::AlreadyExists);
+    let first = registry.set_policy(policy_from("2014-12-10", half)).await;
+    expect_code(first, Code::AlreadyExists);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await, journal, "nothing recorded");
+
+    // 43,604 at 100% on each of its 91 days.
+    let county = app.loan_subsidy(&t.finance, &id, "2024-03-20").await;
+    assert_eq!(subsidies(&county), [december, march]);
+    let w = county.lines[1].working.as_ref().unwrap();
+    let ratios: Vec<(&str, &str)> =
+        w.parts.iter().map(|p| (p.from.as_str(), p.ratio.as_str())).collect();
+    assert_eq!(ratios, [("2023-12-21", "1")], "{w:?}");
+    assert_eq!(app.policy_on(&t.auditor, "2024-01-01").await, full);
+    assert_eq!(app.policy_on(&t.auditor, "2025-06-30").await, full);
+    let listed = registry
+        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into() })
+        .await
+        .expect("ListPolicies")
+        .into_inner()
+        .versions;
+    let dates: Vec<&str> = listed.iter().map(|v| v.effective_date.as_str()).collect();
+    assert_eq!(dates, ["2014-12-10", "2024-01-01"]);
+    assert_eq!(listed[1].params.as_ref(), Some(&full));
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
     app.finish().await;
 }
 

@@ -21,7 +21,7 @@ use crate::domain::loan::{
 };
 use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
 use crate::domain::money::Fen;
-use crate::domain::policy::ratio_steps;
+use crate::domain::policy::{PolicyVersion, is_seeded_step, ratio_steps};
 use crate::domain::policy::{default_versions, in_force};
 use crate::domain::subsidy::RATIO_STEPS_MAX;
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimStatus, Decision, Rejection, hold};
@@ -204,7 +204,14 @@ impl Writer {
                     );
                 }
                 let versions = g.registry.policies(tx, ledger_id).await?;
-                if versions.iter().any(|v| v.effective_date == version.effective_date) {
+                // One version a date, but for a ledger's own version on a seeded step's date
+                // (2024-01-01), which replaces the national step from that day, once.
+                let on_date: Vec<&PolicyVersion> = versions
+                    .iter()
+                    .filter(|v| v.effective_date == version.effective_date)
+                    .collect();
+                let over_seeded_step = matches!(on_date[..], [v] if is_seeded_step(v));
+                if !on_date.is_empty() && !over_seeded_step {
                     return Err(DomainError::Exists {
                         what: "policy version",
                         id: format!("{ledger_id} {}", format_date(version.effective_date)),
@@ -235,6 +242,7 @@ impl Writer {
                     effect: Effect::Policy {
                         ledger_id: ledger_id.clone(),
                         version: version.clone(),
+                        ordinal: i32::from(over_seeded_step),
                     },
                 }
             }
@@ -772,7 +780,7 @@ impl Writer {
                 // A new ledger starts with the programme's default policy versions, so that it can
                 // lend from the first day; the finance office adds its own versions later.
                 for version in default_versions() {
-                    tx.insert_policy(&ledger_id, &version).await?;
+                    tx.insert_policy(&ledger_id, &version, 0).await?;
                 }
                 g.registry.ledgers.insert(ledger_id.clone());
                 // Nothing can have read this ledger's versions yet (they are read only for a
@@ -835,8 +843,8 @@ impl Writer {
                     entry: entry.clone(),
                 }
             }
-            Effect::Policy { ledger_id, version } => {
-                tx.insert_policy(&ledger_id, &version).await?;
+            Effect::Policy { ledger_id, version, ordinal } => {
+                tx.insert_policy(&ledger_id, &version, ordinal).await?;
                 g.registry.policies.remove(&ledger_id);
                 Outcome::Policy { ledger_id, version, entry: entry.clone() }
             }
