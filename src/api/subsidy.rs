@@ -266,6 +266,7 @@ impl SubsidyService for Api {
             line,
             reason: parse::text("reason", &reason, true)?,
             amount_fen: parse::non_negative_fen("amount_fen", amount_fen)?,
+            loan_id: None,
         };
         self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
     }

@@ -192,7 +192,8 @@ impl JournalEvent {
 
     /// The loans this event touches (for loan histories): its loan's, if a loan event; the
     /// loan a risk fund's compensation or return is about; the member loans a pool's event is
-    /// about ([`PoolEvent::loan_ids`]). A loan's history shows them all beside its own events;
+    /// about ([`PoolEvent::loan_ids`]); the loan whose subsidy a clawback reverses (named since
+    /// 2026-12-06). A loan's history shows them all beside its own events;
     /// its replays take its own events alone, and its part of a pool's collective repayment
     /// ([`JournalEvent::loan_event_of`]).
     pub fn loan_ids(&self) -> LoanIds<'_> {
@@ -200,6 +201,9 @@ impl JournalEvent {
             JournalEvent::Loan(e) => LoanIds::One(Some(e.loan_id())),
             JournalEvent::RiskFund(e) => LoanIds::One(e.loan_id()),
             JournalEvent::Pool(e) => LoanIds::Pool(e.loan_ids()),
+            JournalEvent::SubsidyClaim(ClaimEvent::ClawedBack { loan_id, .. }) => {
+                LoanIds::One(loan_id.as_deref())
+            }
             _ => LoanIds::One(None),
         }
     }

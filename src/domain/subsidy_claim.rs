@@ -346,6 +346,11 @@ pub enum ClaimEvent {
         line: u32,
         reason: String,
         amount_fen: Fen,
+        /// The line's loan, which the writer names (the caller does not), so that the loan's
+        /// history shows the clawback ([`crate::domain::event::JournalEvent::loan_ids`]); left
+        /// out by clawbacks recorded before 2026-12-06, which their loans' histories do not show.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        loan_id: Option<String>,
     },
 }
 
@@ -448,8 +453,19 @@ impl Claim {
                 }
                 Ok(released)
             }
-            ClaimEvent::ClawedBack { clawed_back_on, line, reason, amount_fen, .. } => {
+            ClaimEvent::ClawedBack {
+                clawed_back_on, line, reason, amount_fen, loan_id, ..
+            } => {
                 let amount = self.claw_back(*clawed_back_on, *line, reason)?;
+                let line_loan = self.lines.get(*line as usize).map(|l| &l.claimed.loan_id);
+                if let Some(named) = loan_id
+                    && line_loan != Some(named)
+                {
+                    return Err(DomainError::invalid(
+                        "loan_id",
+                        format!("the clawback names loan {named}, but line {line} is not its"),
+                    ));
+                }
                 if amount != *amount_fen {
                     return Err(DomainError::invalid(
                         "amount_fen",
@@ -1049,18 +1065,26 @@ mod tests {
         );
         // A paid line's subsidy clawed back once, not before the payment, not a line paid
         // nothing (line 0, rejected on objection).
-        let claw = |on: &str, line, fen| ClaimEvent::ClawedBack {
+        let claw_naming = |on: &str, line, fen, loan: Option<&str>| ClaimEvent::ClawedBack {
             claim_id: "BB-Q".into(),
             clawed_back_on: d(on),
             line,
             reason: "misused".into(),
             amount_fen: Fen(fen),
+            loan_id: loan.map(Into::into),
         };
+        let claw = |on: &str, line, fen| claw_naming(on, line, fen, None);
         let refused = |claim: &Claim, event| refusal(claim.clone().apply(&event, &[]).unwrap_err());
         assert_eq!(refused(&claim, claw("2021-04-16", 1, 29_410)), "clawed_back_on");
         assert_eq!(refused(&claim, claw("2021-05-01", 0, 29_410)), "line");
         assert_eq!(refused(&claim, claw("2021-05-01", 1, 100)), "amount_fen");
-        claim.apply(&claw("2021-05-01", 1, 29_410), &[]).unwrap();
+        // The loan it names (the writer names the line's) must be the line's.
+        let naming = |loan: &str| claw_naming("2021-05-01", 1, 29_410, Some(loan));
+        let loan_of_line = claim.lines[1].claimed.loan_id.clone();
+        let other_line = claim.lines[0].claimed.loan_id.clone();
+        assert_ne!(loan_of_line, other_line);
+        assert_eq!(refused(&claim, naming(&other_line)), "loan_id");
+        claim.apply(&naming(&loan_of_line), &[]).unwrap();
         assert_eq!(claim.totals().clawed_back_fen, 29_410);
         assert_eq!(refused(&claim, claw("2021-05-02", 1, 29_410)), "SUBSIDY_ALREADY_CLAWED_BACK");
     }

@@ -171,6 +171,7 @@ mod tests {
             line: 1,
             reason: "misused".into(),
             amount_fen: Fen(29_410),
+            loan_id: None,
         };
         let back = claim_postings(&clawed, &paid_claim).unwrap();
         assert_eq!(

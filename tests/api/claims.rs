@@ -501,6 +501,15 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         finance.claw_back_subsidy(claw_back("2021-05-03", 0, 29_410)).await,
         "SUBSIDY_ALREADY_CLAWED_BACK",
     );
+    // The first loan's history shows its clawback, the entry naming the loan (an auditor
+    // following a misused loan sees the subsidy it was paid taken back); the second's does not.
+    let history = app.history(&t.bank, &first).await;
+    let kinds: Vec<&str> = history.iter().rev().take(2).map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["subsidy_claim.clawed_back", "loan.misuse_marked"]);
+    let json = &history.last().expect("the clawback").command_json;
+    assert!(json.contains(&format!("\"loan_id\":\"{first}\"")), "{json}");
+    let kinds = app.history(&t.bank, &second).await;
+    assert!(kinds.iter().all(|e| !e.kind.starts_with("subsidy_claim")), "{kinds:?}");
 
     // The ledger's claims, listed without their lines, by status, a page at a time.
     let list =

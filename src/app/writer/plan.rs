@@ -414,6 +414,11 @@ impl Writer {
                 match &mut step {
                     ClaimEvent::Reviewed { rejections, .. } => rejections.extend(misused),
                     ClaimEvent::Paid { withheld, .. } => *withheld = misused,
+                    // The line's loan, named in the journal (its history shows the clawback).
+                    ClaimEvent::ClawedBack { line, loan_id, .. } => {
+                        *loan_id =
+                            claim.lines.get(*line as usize).map(|l| l.claimed.loan_id.clone())
+                    }
                     _ => {}
                 }
                 let step = &step;
