@@ -15,7 +15,7 @@ use crate::app::listing;
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
 use crate::domain::lpr::{LPR_LEDGER, LprEntry};
-use crate::domain::policy::{PolicyVersion, in_force};
+use crate::domain::policy::{PolicyVersion, in_force, in_force_by_date};
 use crate::store::read::LoanFilter;
 use crate::store::rows::TokenListRow;
 
@@ -328,13 +328,10 @@ impl RegistryService for Api {
         // Each date's version as in force from it (a seeded step of the subsidy ratio with the
         // parameters it keeps from the version before it; a ledger's own version on a seeded
         // step's date, which replaces it, once).
-        let mut dates: Vec<_> = versions.iter().map(|v| v.effective_date).collect();
-        dates.dedup();
         Ok(Response::new(pb::ListPoliciesResponse {
-            versions: dates
-                .into_iter()
-                .filter_map(|date| in_force(&versions, date))
-                .map(|v| policy_to_pb(&ledger_id, &v))
+            versions: in_force_by_date(&versions)
+                .iter()
+                .map(|v| policy_to_pb(&ledger_id, v))
                 .collect(),
         }))
     }

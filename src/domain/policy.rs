@@ -364,47 +364,58 @@ pub fn default_versions() -> Vec<PolicyVersion> {
 static RATIO_STEPS: std::sync::LazyLock<Vec<PolicyVersion>> =
     std::sync::LazyLock::new(|| default_versions().split_off(1));
 
-/// Whether `version` is a seeded step of the subsidy ratio: equal to one of [`default_versions`]
-/// after the first.
+/// Whether `version` is equal to a seeded step of the subsidy ratio (one of [`default_versions`]
+/// after the first). Stored first on its date, it is that step ([`in_force`]).
 pub fn is_seeded_step(version: &PolicyVersion) -> bool {
     RATIO_STEPS.contains(version)
 }
 
-/// The version in force on `date`: the one with the latest effective date on or before it, but
-/// a seeded step of the subsidy ratio ([`is_seeded_step`]) changes only the ratio of the version
-/// in force before it. Versions of one date count in the order they were set (`versions` in
-/// that order within a date; the sort is stable): every ledger is seeded when it is created, and
-/// a ledger's own version on a seeded step's date, the one version a date can have after another
-/// (`SetPolicy`), replaces the step from that day.
-pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<PolicyVersion> {
-    let mut dated: Vec<&PolicyVersion> =
-        versions.iter().filter(|v| v.effective_date <= date).collect();
-    dated.sort_by_key(|v| v.effective_date);
-    dated.into_iter().fold(None, |before: Option<PolicyVersion>, v| {
-        Some(match before {
-            Some(before) if is_seeded_step(v) => PolicyVersion {
+/// The version in force from each date of `versions`, in date order: the date's version, but a
+/// seeded step of the subsidy ratio (the first version of its date equal to one,
+/// [`is_seeded_step`]) changes only the ratio of the version in force before it. Versions of one
+/// date count in the order they were set (`versions` in that order within a date; the sort is
+/// stable): every ledger is seeded when it is created, and a ledger's own version on a seeded
+/// step's date, the one version a date can have after another (`SetPolicy`), replaces the step
+/// from that day, whatever its figures (also the step's own: then taken whole).
+pub fn in_force_by_date(versions: &[PolicyVersion]) -> Vec<PolicyVersion> {
+    let mut sorted: Vec<&PolicyVersion> = versions.iter().collect();
+    sorted.sort_by_key(|v| v.effective_date);
+    let mut by_date: Vec<PolicyVersion> = Vec::new();
+    for v in sorted {
+        let same_date = by_date.last().is_some_and(|last| last.effective_date == v.effective_date);
+        let version = match by_date.last() {
+            Some(before) if !same_date && is_seeded_step(v) => PolicyVersion {
                 effective_date: v.effective_date,
-                params: PolicyParams { subsidy_ratio: v.params.subsidy_ratio, ..before.params },
+                params: PolicyParams {
+                    subsidy_ratio: v.params.subsidy_ratio,
+                    ..before.params.clone()
+                },
             },
             _ => v.clone(),
-        })
-    })
+        };
+        if same_date {
+            by_date.pop();
+        }
+        by_date.push(version);
+    }
+    by_date
 }
 
-/// The subsidy ratio's steps over `versions`: a step where the ratio in force changes only.
-/// Versions that change other figures (a ledger may have any number) are no steps of the ratio
-/// table, which holds [`super::subsidy::RATIO_STEPS_MAX`] at most: `SetPolicy` refuses a version that would make
-/// more.
+/// The version in force on `date`: of [`in_force_by_date`], the latest dated on or before it.
+pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<PolicyVersion> {
+    in_force_by_date(versions).into_iter().take_while(|v| v.effective_date <= date).last()
+}
+
+/// The subsidy ratio's steps over `versions`: a step where the ratio in force changes, the first
+/// version's ratio the first step. Versions that change other figures (a ledger may have any
+/// number) are no steps of the ratio table, which holds [`super::subsidy::RATIO_STEPS_MAX`] at
+/// most: `SetPolicy` refuses a version that would make more.
 pub fn ratio_steps(versions: &[PolicyVersion]) -> Vec<RatioStep> {
-    let mut dates: Vec<BusinessDate> = versions.iter().map(|v| v.effective_date).collect();
-    dates.sort();
-    dates.dedup();
     let mut steps: Vec<RatioStep> = Vec::new();
-    for date in dates {
-        let Some(version) = in_force(versions, date) else { continue };
+    for version in in_force_by_date(versions) {
         let ratio = version.params.subsidy_ratio;
         if steps.last().is_none_or(|last| last.ratio != ratio) {
-            steps.push(RatioStep { effective_from: date, ratio });
+            steps.push(RatioStep { effective_from: version.effective_date, ratio });
         }
     }
     steps
@@ -459,9 +470,8 @@ mod tests {
         );
     }
 
-    /// A ledger's own version on the step's date, after the step, replaces it from that day; in
-    /// the other order (never stored so: the step is seeded first) the step would change the
-    /// ratio of the office's version. The ratio table follows.
+    /// A ledger's own version on the step's date, after the step, replaces it from that day, and
+    /// the ratio table follows; with the step's own figures too.
     #[test]
     fn an_own_version_on_the_steps_date_replaces_it() {
         let day = |d| parse_date(d).unwrap();
@@ -473,9 +483,19 @@ mod tests {
         assert_eq!(in_force(&versions, day("2024-01-01")), Some(own.clone()));
         assert_eq!(in_force(&versions, day("2030-01-01")), Some(own.clone()));
         assert_eq!(ratio_steps(&versions).len(), 1, "100% throughout");
-        versions.swap(1, 2);
-        let stepped = in_force(&versions, day("2024-01-01")).unwrap();
-        assert_eq!(stepped.params, PolicyParams { subsidy_ratio: Decimal::new(7, 1), ..full });
+        // An own version with the step's very figures, after an own version with other ones:
+        // taken whole (it is not the first of its date), not as a step keeping them.
+        let mut versions = default_versions();
+        versions.push(PolicyVersion { effective_date: day("2020-01-01"), params: full.clone() });
+        let national = default_versions()[1].clone();
+        versions.push(national.clone());
+        assert!(is_seeded_step(&national));
+        assert_eq!(in_force(&versions, day("2023-12-31")).unwrap().params.grace_days, 3);
+        assert_eq!(in_force(&versions, day("2024-01-01")), Some(national.clone()));
+        let listed = in_force_by_date(&versions);
+        let dates: Vec<_> = listed.iter().map(|v| v.effective_date).collect();
+        assert_eq!(dates, [day("2014-12-10"), day("2020-01-01"), day("2024-01-01")]);
+        assert_eq!(listed[2], national);
     }
 
     /// Claim days are read back within the bounds every build checked them to, and as the

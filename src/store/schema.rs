@@ -317,6 +317,62 @@ fn postgres_differences(
 mod tests {
     use super::*;
 
+    /// SQLite's migration 0016 over a database holding versions: its rows are kept (ordinal 0,
+    /// in date order), a second version of a date is stored after the first, and the table's
+    /// guards refuse a row under a stored key, a change and a removal as before.
+    #[test]
+    fn sqlite_policy_versions_keep_their_rows_and_guards_through_0016() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("pragma foreign_keys = on").unwrap();
+        let (before, after): (Vec<_>, Vec<_>) =
+            SQLITE_MIGRATOR.iter().partition(|m| m.version < 16);
+        for migration in &before {
+            conn.execute_batch(migration.sql.as_str()).unwrap();
+        }
+        conn.execute_batch(
+            "insert into ledger (ledger_id, name) values ('L1', 'county');
+             insert into policy_version (ledger_id, effective_date, params_json)
+                 values ('L1', '2024-01-01', '{\"b\":1}'), ('L1', '2014-12-10', '{\"a\":1}');",
+        )
+        .unwrap();
+        for migration in &after {
+            conn.execute_batch(migration.sql.as_str()).unwrap();
+        }
+        let rows = |conn: &rusqlite::Connection| -> Vec<(String, i64, String)> {
+            let sql = "select effective_date, ordinal, params_json from policy_version \
+                       where ledger_id = 'L1' order by effective_date, ordinal";
+            let mut statement = conn.prepare(sql).unwrap();
+            let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+            rows.unwrap().collect::<Result<_, _>>().unwrap()
+        };
+        let kept = rows(&conn);
+        assert_eq!(
+            kept,
+            [
+                ("2014-12-10".into(), 0, "{\"a\":1}".into()),
+                ("2024-01-01".into(), 0, "{\"b\":1}".into())
+            ]
+        );
+        let insert = "insert into policy_version (ledger_id, effective_date, ordinal, params_json) \
+                      values ('L1', '2024-01-01', ?1, '{\"c\":1}')";
+        conn.execute(insert, [1]).unwrap();
+        assert_eq!(rows(&conn).len(), 3);
+        for refused in [
+            conn.execute(insert, [1]).map(|_| ()),
+            conn.execute("update policy_version set params_json = '{}'", []).map(|_| ()),
+            conn.execute("delete from policy_version", []).map(|_| ()),
+            conn.execute(
+                "insert into policy_version (ledger_id, effective_date, params_json) \
+                          values ('NO-SUCH', '2030-01-01', '{}')",
+                [],
+            )
+            .map(|_| ()),
+        ] {
+            assert!(refused.is_err());
+        }
+        assert_eq!(rows(&conn).len(), 3);
+    }
+
     /// The function bodies pinned here are the migrations' own text.
     #[test]
     fn pinned_function_bodies_are_the_migrations() {

@@ -550,7 +550,7 @@ async fn a_ratio_change_past_the_hundredth_is_refused(backend: Backend) {
     let journal = app.journal(&t.auditor, LEDGER).await;
     let refused =
         expect_invalid(registry.set_policy(version(98, "0.9")).await, "params.subsidy_ratio");
-    assert!(refused.message().contains("more than 100 times"), "{refused:?}");
+    assert!(refused.message().contains("101 steps"), "{refused:?}");
     assert_eq!(app.journal(&t.auditor, LEDGER).await, journal, "nothing recorded");
     // The same ratio as the version before it is no step.
     registry.set_policy(version(98, "1")).await.expect("no step");
