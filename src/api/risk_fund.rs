@@ -14,8 +14,8 @@ use crate::app::{listing, servicing};
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::policy::LendingLimits;
-use crate::domain::risk_fund::{Compensation, DepositSource, Exposure, Fund};
-use crate::store::read::LoanFilter;
+use crate::domain::risk_fund::{Compensation, DepositSource, Exposure, Fund, recovery_standing};
+use crate::store::read::{CompensationStanding, LoanFilter};
 
 #[tonic::async_trait]
 impl RiskFundService for Api {
@@ -160,7 +160,12 @@ impl RiskFundService for Api {
         // an event of theirs is dated after it.
         let rebuilt = as_of < self.today() || {
             let compensations = self.db.list_compensations(&ledger_id, "", "", u32::MAX).await;
-            fund.moved_after(&compensations.map_err(|e| status(e.into()))?, as_of)
+            let compensations: Vec<Compensation> = compensations
+                .map_err(|e| status(e.into()))?
+                .into_iter()
+                .map(|s| s.compensation)
+                .collect();
+            fund.moved_after(&compensations, as_of)
         };
         let fund = if rebuilt { self.fund_as_of(&ledger_id, as_of).await? } else { fund };
         let loans = self.db.loans_of_ledger_on(&ledger_id, &format_date(as_of)).await;
@@ -200,10 +205,11 @@ impl RiskFundService for Api {
         let compensation = self.db.compensation(&loan_id).await.map_err(|e| status(e.into()))?;
         // Another bank's loan, or another ledger's, is answered as one without: nobody learns
         // of a loan outside their books.
-        let compensation = compensation
-            .filter(|c| actor.reads_loan(&c.bank_id, &c.ledger_id))
+        let standing = compensation
+            .filter(|s| actor.reads_loan(&s.compensation.bank_id, &s.compensation.ledger_id))
             .ok_or_else(not_found)?;
-        Ok(Response::new(compensation_to_pb(&compensation)))
+        let percent = self.fund_share_percent(&standing.compensation.ledger_id).await?;
+        Ok(Response::new(standing_to_pb(&standing, percent)?))
     }
 
     async fn list_compensations(
@@ -235,8 +241,11 @@ impl RiskFundService for Api {
         let page = self.db.list_compensations(&ledger_id, bank, after, page_size).await;
         let page = page.map_err(|e| status(e.into()))?;
         let last = (page.len() == page_size as usize).then(|| page.last()).flatten();
-        let next_page_token = listing::page_token_after(last.map(|c| c.loan_id.as_str()), &query);
-        let compensations = page.iter().map(compensation_to_pb).collect();
+        let next_page_token =
+            listing::page_token_after(last.map(|s| s.compensation.loan_id.as_str()), &query);
+        let percent = self.fund_share_percent(&ledger_id).await?;
+        let compensations =
+            page.iter().map(|s| standing_to_pb(s, percent)).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListCompensationsResponse { compensations, next_page_token }))
     }
 }
@@ -260,6 +269,18 @@ impl Api {
             }
             _ => Err(unexpected(what)),
         }
+    }
+
+    /// The fund's share of a loss in `ledger_id` (its compensations': what they owe back of a
+    /// recovery); a ledger with compensations has a fund.
+    async fn fund_share_percent(&self, ledger_id: &str) -> Result<u8, Status> {
+        let fund = self.db.risk_fund(ledger_id).await.map_err(|e| status(e.into()))?;
+        let fund = fund.ok_or_else(|| {
+            status(AppError::Internal(format!(
+                "ledger {ledger_id} has compensations but no risk fund"
+            )))
+        })?;
+        Ok(fund.fund_share_percent)
     }
 
     /// The fund of `ledger_id` as it stood at the end of `date`, rebuilt from its events dated
@@ -317,6 +338,18 @@ fn fund_to_pb(f: &Fund) -> pb::RiskFund {
     }
 }
 
+/// A compensation as it stands, with what was recovered since and what is owed back of it
+/// ([`recovery_standing`]).
+fn standing_to_pb(s: &CompensationStanding, percent: u8) -> Result<pb::Compensation, Status> {
+    let (recovered, due) = recovery_standing(&s.compensation, s.principal_repaid_fen, percent)
+        .map_err(|e| status(AppError::Internal(format!("loan {}: {e}", s.compensation.loan_id))))?;
+    Ok(pb::Compensation {
+        recovered_to_date_fen: recovered.0,
+        return_due_fen: due.0,
+        ..compensation_to_pb(&s.compensation)
+    })
+}
+
 fn compensation_to_pb(c: &Compensation) -> pb::Compensation {
     pb::Compensation {
         loan_id: c.loan_id.clone(),
@@ -335,5 +368,7 @@ fn compensation_to_pb(c: &Compensation) -> pb::Compensation {
         voucher: c.voucher.clone(),
         rejected_on: c.rejected_on.map(format_date).unwrap_or_default(),
         rejection_reason: c.rejection_reason.clone(),
+        recovered_to_date_fen: 0,
+        return_due_fen: 0,
     }
 }

@@ -699,9 +699,7 @@ impl Fund {
         }
         // What it counts as recovered is repaid by its date: not dated before a repayment.
         check_after_last_event(loan, date)?;
-        let recovered =
-            sub(loan.principal_repaid_fen, compensation.repaid_before_fen, "recovered")?
-                .max(Fen::ZERO);
+        let recovered = recovered_since(compensation, loan.principal_repaid_fen)?;
         let due = return_due(compensation, recovered, self.fund_share_percent);
         if !due.is_positive() {
             return Err(DomainError::refused(
@@ -929,6 +927,33 @@ impl Fund {
         let free = self.balance_fen.0.saturating_sub(self.pending_fen.0).max(0);
         Fen(free.saturating_mul(i64::from(limits.leverage)))
     }
+}
+
+/// What the bank recovered of `compensation`'s loan since it, the loan's principal repaid being
+/// `principal_repaid`: the principal repaid since (none when less, as a loan read before its
+/// last repayment would be).
+pub fn recovered_since(
+    compensation: &Compensation,
+    principal_repaid: Fen,
+) -> Result<Fen, DomainError> {
+    Ok(sub(principal_repaid, compensation.repaid_before_fen, "recovered")?.max(Fen::ZERO))
+}
+
+/// What the bank recovered of a paid compensation's loan since it, and the fund's share of it
+/// not returned yet, the loan's principal repaid being `principal_repaid` (as it stands: what a
+/// `ReturnRecovery` dated on the loan's last event or later would return). For a claim not paid,
+/// or rejected, nothing is owed back (the recovered principal is still shown).
+pub fn recovery_standing(
+    compensation: &Compensation,
+    principal_repaid: Fen,
+    fund_share_percent: u8,
+) -> Result<(Fen, Fen), DomainError> {
+    let recovered = recovered_since(compensation, principal_repaid)?;
+    let due = match compensation.paid() {
+        Some(_) => return_due(compensation, recovered, fund_share_percent),
+        None => Fen::ZERO,
+    };
+    Ok((recovered, due))
 }
 
 /// What is due to the fund of `compensation` when `recovered` of the loan's principal has been

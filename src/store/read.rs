@@ -6,6 +6,7 @@ use crate::collections::HashMap;
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
+use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
 use crate::domain::pool::{Pool, PoolEvent};
 use crate::domain::risk_fund::{Compensation, Fund};
@@ -286,6 +287,23 @@ macro_rules! tokens_locked {
     };
 }
 
+/// A compensation as the API answers it: with its loan's principal repaid as the loan stands
+/// (what was recovered since the compensation is that less its `repaid_before_fen`).
+#[derive(Debug, Clone)]
+pub struct CompensationStanding {
+    pub compensation: Compensation,
+    pub principal_repaid_fen: Fen,
+}
+
+impl CompensationStanding {
+    fn from_row((loan_id, json, repaid): (String, String, i64)) -> Result<Self, StoreError> {
+        Ok(CompensationStanding {
+            compensation: compensation_from_json(&loan_id, &json)?,
+            principal_repaid_fen: Fen(repaid),
+        })
+    }
+}
+
 impl Db {
     /// The readers' rusqlite connections of a SQLite database in a file (none in memory, none
     /// on PostgreSQL).
@@ -438,29 +456,37 @@ impl Db {
         json.map(|json| fund_from_json(ledger_id, &json)).transpose()
     }
 
-    /// A loan's compensation by its ledger's risk fund (`None`: not compensated).
-    pub async fn compensation(&self, loan_id: &str) -> Result<Option<Compensation>, StoreError> {
-        let sql = COMPENSATION_JSON_SQL;
-        let json: Option<String> =
-            on_pool!(self, p => sqlx::query_scalar(sql).bind(loan_id).fetch_optional(p).await?);
-        json.map(|json| compensation_from_json(loan_id, &json)).transpose()
+    /// A loan's compensation by its ledger's risk fund (`None`: not compensated), with the
+    /// loan's principal repaid as it stands ([`CompensationStanding`]).
+    pub async fn compensation(
+        &self,
+        loan_id: &str,
+    ) -> Result<Option<CompensationStanding>, StoreError> {
+        let sql = "select c.loan_id, c.compensation_json, coalesce(l.principal_repaid_fen, 0) \
+                   from risk_compensation c left join loan l on l.loan_id = c.loan_id \
+                   where c.loan_id = $1";
+        let row: Option<(String, String, i64)> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?);
+        row.map(CompensationStanding::from_row).transpose()
     }
 
     /// A ledger's compensations in loan id order after `after_loan_id`, at most `limit`, of one
-    /// bank if given (`""` for all).
+    /// bank if given (`""` for all), each with its loan's principal repaid as it stands.
     pub async fn list_compensations(
         &self,
         ledger_id: &str,
         bank_id: &str,
         after_loan_id: &str,
         limit: u32,
-    ) -> Result<Vec<Compensation>, StoreError> {
-        let sql = "select loan_id, compensation_json from risk_compensation where ledger_id = $1 \
-                   and ($2 = '' or bank_id = $2) and loan_id > $3 order by loan_id limit $4";
-        let rows: Vec<(String, String)> = on_pool!(self, p => sqlx::query_as(sql)
+    ) -> Result<Vec<CompensationStanding>, StoreError> {
+        let sql = "select c.loan_id, c.compensation_json, coalesce(l.principal_repaid_fen, 0) \
+                   from risk_compensation c left join loan l on l.loan_id = c.loan_id \
+                   where c.ledger_id = $1 and ($2 = '' or c.bank_id = $2) and c.loan_id > $3 \
+                   order by c.loan_id limit $4";
+        let rows: Vec<(String, String, i64)> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(bank_id).bind(after_loan_id).bind(i64::from(limit))
             .fetch_all(p).await?);
-        rows.iter().map(|(loan_id, json)| compensation_from_json(loan_id, json)).collect()
+        rows.into_iter().map(CompensationStanding::from_row).collect()
     }
 
     /// A ledger's loans that may have been live or contracted at the end of `date`, as they

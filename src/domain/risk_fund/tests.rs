@@ -418,10 +418,23 @@ fn what_is_recovered_after_is_returned_at_the_funds_share() {
     let paid = after(&loan, LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(2_000_000) });
     let recovered = paid.principal_repaid_fen;
     assert!(recovered.is_positive() && recovered < Fen(2_000_000));
+    // What the finance office reads before the return: the same figures.
+    let standing = recovery_standing(&c, paid.principal_repaid_fen, 80).unwrap();
+    assert_eq!(standing, (recovered, share_of(recovered, 80)));
     let event = fund.plan_return(&c, &paid, d("2021-07-02")).unwrap();
     let FundEvent::Returned { amount_fen, recovered_fen, .. } = &event else { panic!() };
     assert_eq!((*recovered_fen, *amount_fen), (recovered, share_of(recovered, 80)));
     c = fund.apply(&event, Some(&c)).unwrap().unwrap();
+    assert_eq!(
+        recovery_standing(&c, paid.principal_repaid_fen, 80).unwrap(),
+        (recovered, Fen::ZERO)
+    );
+    // A claim not paid yet owes nothing back, whatever was recovered.
+    let claimed = Compensation { pending: true, returned_fen: Fen::ZERO, ..c.clone() };
+    assert_eq!(
+        recovery_standing(&claimed, paid.principal_repaid_fen, 80).unwrap(),
+        (recovered, Fen::ZERO)
+    );
     assert_eq!(fund.balance_fen, Fen(1_000_000 + amount_fen.0));
     assert_eq!(c.returned_fen, *amount_fen);
     let twice = fund.plan_return(&c, &paid, d("2021-07-03")).unwrap_err();
