@@ -88,7 +88,7 @@ pub fn date(field: &str, value: &str) -> Result<BusinessDate, Status> {
 /// file may be dated by a clock ahead of the server's.
 pub const VALUE_DATE_DAYS_AHEAD_MAX: i64 = 1;
 
-/// The value date of a loan write ([`date`]), at most [`VALUE_DATE_DAYS_AHEAD_MAX`] days after
+/// The value date of a loan write (and a household's registration date) ([`date`]), at most [`VALUE_DATE_DAYS_AHEAD_MAX`] days after
 /// `today`: a later one is refused, naming the field. Settling, writing off or repaying a loan
 /// on a date to come is irreversible (a loan's value dates never go back), so that "2031-03-20"
 /// typed for "2021-03-20" would settle ten years of interest on every loan of a ledger and leave
@@ -100,7 +100,7 @@ pub fn value_date(field: &str, value: &str, today: BusinessDate) -> Result<Busin
         return Err(invalid(
             field,
             format!(
-                "{} is in the future: a loan's value date is at most {VALUE_DATE_DAYS_AHEAD_MAX} day after today ({})",
+                "{} is in the future: the date of an event is at most {VALUE_DATE_DAYS_AHEAD_MAX} day after today ({})",
                 crate::domain::date::format_date(date),
                 crate::domain::date::format_date(today)
             ),

@@ -172,7 +172,13 @@ impl RegistryService for Api {
             },
             status: StatusEntry {
                 status: household_status_from_pb("status", household_status)?,
-                effective_date: parse::date("status_effective_date", &status_effective_date)?,
+                // Not ahead, as a loan's value date: no status can be dated before a household's
+                // first, so a registration typed years ahead would leave it unlendable for good.
+                effective_date: parse::value_date(
+                    "status_effective_date",
+                    &status_effective_date,
+                    self.today(),
+                )?,
                 reason: String::new(),
             },
         };

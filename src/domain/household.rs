@@ -25,6 +25,15 @@ pub enum HouseholdStatus {
 }
 
 impl HouseholdStatus {
+    /// Whether a policy may list the status as eligible: registered poor, exited, monitored
+    /// and edge households; never one not eligible, removed or moved out (DESIGN.md).
+    pub fn may_be_eligible(self) -> bool {
+        !matches!(
+            self,
+            HouseholdStatus::NotEligible | HouseholdStatus::Removed | HouseholdStatus::MovedOut
+        )
+    }
+
     pub const ALL: [HouseholdStatus; 7] = [
         HouseholdStatus::RegisteredPoor,
         HouseholdStatus::Exited,

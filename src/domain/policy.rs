@@ -265,6 +265,15 @@ impl PolicyParams {
         if self.eligible_statuses.is_empty() {
             return bad("eligible_statuses", "must name at least one status");
         }
+        // DESIGN.md: not eligible (不享受政策), removed (清退) and moved out of the county are the
+        // statuses of households the programme does not lend to; a policy may narrow the
+        // eligible ones, not lend to those.
+        if let Some(never) = self.eligible_statuses.iter().find(|s| !s.may_be_eligible()) {
+            return bad(
+                "eligible_statuses",
+                &format!("{} is a status the programme does not lend to", never.as_str()),
+            );
+        }
         if self.fund_leverage == 0 || self.fund_leverage > FUND_LEVERAGE_BOUND {
             return bad("fund_leverage", &format!("must be between 1 and {FUND_LEVERAGE_BOUND}"));
         }

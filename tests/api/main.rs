@@ -63,6 +63,7 @@ on_both_backends!(
     large_batch_on_loans_not_held,
     list_loans_pages,
     a_person_heads_one_household_of_a_ledger,
+    a_borrower_heads_no_other_household_while_owing,
     a_person_borrows_for_one_household_of_a_ledger,
     bytewise_ids_whatever_the_collation,
     today_is_the_business_day,
@@ -1827,6 +1828,51 @@ fn id_number_helper_matches_the_standard() {
 
 /// A server over a fresh seeded database with loan C001 contracted and paid out on 2021-01-25:
 /// the server, the seed's tokens and the loan's id (`None` where the backend is not available).
+/// A person who owes a loan of a household (its borrower, not its head) is not registered as
+/// the head of another household of the ledger, dated while the loan is open
+/// (`BORROWER_OF_ANOTHER_HOUSEHOLD`, naming it): the two caps would count the family twice, as
+/// a contract of that person for another household would be refused. Registered from the day
+/// the loan closed, the household is (a split, 分户). A registration dated ahead (2062 typed
+/// for 2026) is refused, naming the field: no status can be dated before a household's first,
+/// so it would have left the household unlendable for good (both since 2026-12-06).
+async fn a_borrower_heads_no_other_household_while_owing(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let borrower = app.get_loan(&t.bank, &id).await.borrower_id_number;
+    assert!(!borrower.contains('*'), "{borrower}");
+    let mut registry = app.registry(&t.finance);
+    let split = |date: &str| pb::RegisterHouseholdRequest {
+        request_id: rid("household"),
+        head_id_number: borrower.clone(),
+        status_effective_date: date.into(),
+        ..household_request("H-SPLIT", "19800517")
+    };
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let owing = expect_refused(
+        registry.register_household(split("2021-02-01")).await,
+        "BORROWER_OF_ANOTHER_HOUSEHOLD",
+    );
+    let info = owing.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.metadata.get("household_id").map(String::as_str), Some(HOUSEHOLD));
+    let ahead = expect_invalid(
+        registry.register_household(split("2062-03-01")).await,
+        "status_effective_date",
+    );
+    assert!(ahead.message().contains("is in the future"), "{ahead:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await, journal, "nothing recorded");
+    // Paid off on 2021-03-20: open on the 19th, closed from the 20th.
+    app.pay_off(&t.bank, &id, "2021-03-20").await;
+    expect_refused(
+        registry.register_household(split("2021-03-19")).await,
+        "BORROWER_OF_ANOTHER_HOUSEHOLD",
+    );
+    registry.register_household(split("2021-03-20")).await.expect("a split from the day it closed");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
 async fn with_disbursed_loan(backend: Backend) -> Option<(TestApp, Tokens, String)> {
     let app = TestApp::spawn(backend).await?;
     let t = app.seed().await;

@@ -2833,6 +2833,13 @@ async fn policy_versions(backend: Backend) {
     let mut any_age = params("0.5", vec![poor], 5);
     any_age.borrower_age_min = 0;
     expect_invalid(registry.set_policy(req(&rid("p"), any_age)).await, "params.borrower_age_min");
+    // Not eligible, removed and moved out are the statuses the programme does not lend to
+    // (DESIGN.md): a policy may not list them (until 2026-12-06 it could).
+    let removed = pb::HouseholdStatus::Removed as i32;
+    let lends_to_removed =
+        registry.set_policy(req(&rid("p"), params("0.5", vec![poor, removed], 5)));
+    let refused = expect_invalid(lends_to_removed.await, "params.eligible_statuses");
+    assert!(refused.message().contains("removed is a status"), "{refused:?}");
     // A bad element of the statuses is named by its index.
     expect_invalid(
         registry.set_policy(req(&rid("p"), params("0.5", vec![poor, 0], 5))).await,

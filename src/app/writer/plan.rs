@@ -132,6 +132,31 @@ impl Writer {
                     .with("household_id", other)
                     .into());
                 }
+                // Nor one who owed a loan of another household on its date (open then, as the
+                // cap counts it): the person belongs to that household until the loan is closed,
+                // as a contract's borrower does (`borrowers_other_household`); registered, the
+                // two households' caps would count the family twice.
+                let mut owed: Vec<&str> = borrower_loans(g, &household.head_id_number)?
+                    .into_values()
+                    .filter(|l| l.terms.ledger_id == *ledger_id)
+                    .filter(|l| counts_on(l, status.effective_date))
+                    .map(|l| l.terms.household_id.as_str())
+                    .collect();
+                owed.sort_unstable();
+                if let Some(other) = owed.first() {
+                    return Err(DomainError::refused(
+                        Reason::BorrowerOfAnotherHousehold,
+                        format!(
+                            "head_id_number owes a loan of household {other} of ledger \
+                             {ledger_id} open on {}: a person belongs to one household of a \
+                             ledger, whose cap counts all its members' loans, until those loans \
+                             are closed",
+                            format_date(status.effective_date)
+                        ),
+                    )
+                    .with("household_id", *other)
+                    .into());
+                }
                 Planned {
                     ledger_id: ledger_id.clone(),
                     event: JournalEvent::HouseholdRegistered {
