@@ -615,6 +615,24 @@ impl PoolTerms {
     }
 }
 
+/// Refuses `date` before a member loan's last event (`loans`: the members' states, live or
+/// closed): a collective repayment or a settlement dated before it would count the loan as it
+/// stood after it.
+fn check_after_members_events(loans: &[&LoanState], date: NaiveDate) -> Result<(), DomainError> {
+    match loans.iter().find(|l| l.last_value_date > date) {
+        Some(late) => Err(refused(
+            Reason::ValueDateOutOfRange,
+            format!(
+                "{} is before loan {}'s last event ({})",
+                format_date(date),
+                late.terms.loan_id,
+                format_date(late.last_value_date)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Pool {
     /// Plans the agreement of `terms` over `loans` (the member loans, each named once; the
     /// caller has checked that none is in another pool), `versions` the ledger's policy.
@@ -902,6 +920,29 @@ impl Pool {
         if !amount.is_positive() {
             return Err(DomainError::invalid("amount_fen", "must be positive"));
         }
+        // A return is for the time the partner held the household's money: none is owed before
+        // its first transfer (counted toward the next due point, one paid earlier would hide a
+        // late or missing return from the report).
+        let first = member.held_changes.first().map(|c| c.date);
+        if first.is_none_or(|first| date < first) {
+            return Err(refused(
+                Reason::ValueDateOutOfRange,
+                match first {
+                    Some(first) => format!(
+                        "{} is before loan {loan_id}'s first transfer to pool {}'s partner ({}): \
+                         a return is for the time the partner held the money",
+                        format_date(date),
+                        self.terms.pool_id,
+                        format_date(first)
+                    ),
+                    None => format!(
+                        "loan {loan_id}'s household has transferred nothing to pool {}'s \
+                         partner: a return is for the time the partner held the money",
+                        self.terms.pool_id
+                    ),
+                },
+            ));
+        }
         add(member.returns_paid_fen, amount, "amount_fen")?;
         Ok(PoolEvent::ReturnPaid {
             pool_id: self.terms.pool_id.clone(),
@@ -950,6 +991,9 @@ impl Pool {
         if !amount.is_positive() {
             return Err(DomainError::invalid("amount_fen", "must be positive"));
         }
+        // Every member's, closed ones too: one paid off after `date` owed on it, and would be
+        // left out of the split.
+        check_after_members_events(loans, date)?;
         let mut owing: Vec<(&LoanState, Owing)> = Vec::new();
         for member in &self.members {
             let loan =
@@ -1061,17 +1105,7 @@ impl Pool {
             .with("open_loans", open.len())
             .with("loan_id", first));
         }
-        if let Some(late) = loans.iter().find(|l| l.last_value_date > date) {
-            return Err(refused(
-                Reason::ValueDateOutOfRange,
-                format!(
-                    "{} is before loan {}'s last event ({})",
-                    format_date(date),
-                    late.terms.loan_id,
-                    format_date(late.last_value_date)
-                ),
-            ));
-        }
+        check_after_members_events(loans, date)?;
         let handed_back = self
             .members
             .iter()
@@ -1287,7 +1321,10 @@ impl Pool {
                 if late_points > 0 {
                     flags.push(PoolFlag::ReturnLate);
                 }
-                if days_overdue > 0 && held.is_positive() {
+                // Written off (by `as_of`) is the worst of overdue: the loan takes no quote, but
+                // the partner may still hold its money.
+                let written_off = loan.is_some_and(|l| l.status == LoanStatus::WrittenOff);
+                if (days_overdue > 0 || written_off) && held.is_positive() {
                     flags.push(PoolFlag::OverdueWhilePartnerHolds);
                 }
                 if paid.is_positive() && activity.participations == 0 {
@@ -1376,7 +1413,7 @@ pub enum PoolFlag {
     ReturnShort,
     /// Returns paid after their due point (made up since).
     ReturnLate,
-    /// The loan is overdue while the partner holds its money.
+    /// The loan is overdue (or written off) while the partner holds its money.
     OverdueWhilePartnerHolds,
     /// Returns paid to a household with no participation recorded (简单分红).
     ReturnsWithoutParticipation,

@@ -109,6 +109,18 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
 
     let partner = format!("pool/{POOL}/partner");
     let pooled = |h: &str| format!("household/{h}/pooled");
+    // No return is owed before the household's money is handed over (recorded, it would have
+    // counted toward the first due point and hidden a late one).
+    let unowed = pb::RecordPoolReturnRequest {
+        request_id: rid("ret"),
+        pool_id: POOL.into(),
+        loan_id: first.clone(),
+        value_date: "2021-02-01".into(),
+        amount_fen: 52_222,
+    };
+    let unowed =
+        expect_refused(pools(&t.bank).record_pool_return(unowed).await, "VALUE_DATE_OUT_OF_RANGE");
+    assert!(unowed.message().contains("transferred nothing"), "{unowed:?}");
     pools(&t.bank)
         .transfer_to_partner(transfer(&first, "2021-02-01", 5_000_000))
         .await
@@ -433,6 +445,15 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
     let subsidy = app.loan_subsidy(&t.auditor, &second, "2021-03-31").await;
     assert_eq!(subsidy.lines[0].interest_paid_on_time_fen, 29_410);
     assert_eq!(subsidy.subsidy_fen, 29_410);
+    // The second loan paid off on 04-01: a collective repayment dated before it is refused,
+    // naming it (it owed on that day; until 2026-12-06 it was left out, the first taking all).
+    app.pay_off(&t.bank, &second, "2021-04-01").await;
+    let before_payoff = pools(&t.bank).repay_pool(repay(&rid("repay"), "2021-03-25", 100)).await;
+    let before_payoff = expect_refused(before_payoff, "VALUE_DATE_OUT_OF_RANGE");
+    assert!(
+        before_payoff.message().contains(&format!("before loan {second}'s last event")),
+        "{before_payoff:?}"
+    );
 
     // A report is of what has happened: not as of a date to come.
     let ahead = pb::GetPoolReportRequest { pool_id: POOL.into(), as_of: "2999-01-01".into() };

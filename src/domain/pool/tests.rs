@@ -150,6 +150,17 @@ fn transfers_returns_and_participation() {
     // Through 2021-06-20: 92 more days on 5,000,000: + 102,222.22 → 142,000 fen.
     assert_eq!(pool.returns_due(&m, d("2021-06-20")), Fen(142_000));
 
+    // No return is owed for B, which transferred nothing, nor before its first transfer.
+    let none = pool.pay_return("B", d("2021-03-22"), Fen(1)).unwrap_err();
+    assert!(none.to_string().contains("transferred nothing"), "{none}");
+    assert_eq!(code(none), "VALUE_DATE_OUT_OF_RANGE");
+    let mut b_later = pool.clone();
+    applied(&mut b_later, |p| p.transfer(&b, d("2021-03-10"), Fen(1_000_000)));
+    let early = b_later.pay_return("B", d("2021-03-09"), Fen(1)).unwrap_err();
+    assert!(early.to_string().contains("before loan B's first transfer"), "{early}");
+    assert_eq!(code(early), "VALUE_DATE_OUT_OF_RANGE");
+    assert!(b_later.pay_return("B", d("2021-03-10"), Fen(1)).is_ok(), "from the transfer's day");
+
     let mut activity = Vec::new();
     let report = pool.report(&[&a, &b], d("2021-03-20"), &activity);
     assert_eq!(report[0].returns_short_fen, Fen(39_778));
@@ -193,6 +204,12 @@ fn transfers_returns_and_participation() {
     // B handed nothing: nothing due, nothing flagged but its overdue interest while the
     // partner holds nothing of it (not flagged).
     assert_eq!(pool.report(&[&a, &b], d("2021-06-20"), &activity)[1].returns_due_fen, Fen::ZERO);
+    // A written off while the partner still holds its money: flagged, as overdue is (the loan
+    // takes no quote, so no days overdue are shown).
+    let a_written_off = LoanState { status: LoanStatus::WrittenOff, ..a.clone() };
+    let report = pool.report(&[&a_written_off, &b], d("2021-04-01"), &activity);
+    assert_eq!(report[0].days_overdue, 0);
+    assert!(report[0].flags.contains(&PoolFlag::OverdueWhilePartnerHolds), "{:?}", report[0]);
 
     let direct =
         Pool::agreed(&Pool::agree(&terms(PoolMode::Direct), &[&a], &default_versions()).unwrap())
@@ -251,12 +268,19 @@ fn a_collective_repayment_is_allocated_over_what_each_member_owes() {
     assert_eq!(pool.member("A").unwrap().held_fen(), Fen(5_000_000 - a_principal.0));
     assert_eq!((pool.repaid_fen, pool.repayments), (amount, 1));
 
-    // A part a loan refuses refuses the whole: dated before B's last event.
-    let b_later =
-        b.plan(&LoanCommand::Repay { date: d("2021-06-25"), amount: Fen(100) }).unwrap().1;
-    let refused = pool.plan_repayment(&[&after[0], &b_later], date, Fen(1_000)).unwrap_err();
-    assert!(refused.to_string().starts_with("loan B: "), "{refused}");
-    assert_eq!(code(refused), "VALUE_DATE_OUT_OF_RANGE");
+    // Dated before a member's last event, the whole is refused: B repaid in part after it, or
+    // paid off after it (closed, B still owed on the date: left out, the split would have
+    // given A all of it).
+    let later = d("2021-06-25");
+    let b_later = b.plan(&LoanCommand::Repay { date: later, amount: Fen(100) }).unwrap().1;
+    let payoff = b.quote(later).unwrap().total().unwrap();
+    let b_closed = b.plan(&LoanCommand::Repay { date: later, amount: payoff }).unwrap().1;
+    assert_eq!(b_closed.status, LoanStatus::Settled);
+    for b_since in [&b_later, &b_closed] {
+        let refused = pool.plan_repayment(&[&after[0], b_since], date, Fen(1_000)).unwrap_err();
+        assert!(refused.to_string().contains("before loan B's last event"), "{refused}");
+        assert_eq!(code(refused), "VALUE_DATE_OUT_OF_RANGE");
+    }
 }
 
 #[test]
