@@ -1353,13 +1353,13 @@ impl Writer {
                     heads.push(&terms.borrower_id_number);
                     borrowers.push(&terms.borrower_id_number);
                 }
-                Command::RegisterHousehold { household, status } => {
+                Command::RegisterHousehold { household, .. } => {
                     households.push(&household.household_id);
                     heads.push(&household.head_id_number);
-                    // A head who owed loans of another household on the registration's date
+                    // A head who owes loans of another household on the day it is registered
                     // belongs to it (`Group::borrowers`).
                     borrowers.push(&household.head_id_number);
-                    since = since.min(status.effective_date);
+                    since = since.min(g.recorded_on);
                 }
                 Command::SetHouseholdStatus { household_id, .. } => households.push(household_id),
                 _ => {}

@@ -132,14 +132,16 @@ impl Writer {
                     .with("household_id", other)
                     .into());
                 }
-                // Nor one who owed a loan of another household on its date (open then, as the
-                // cap counts it): the person belongs to that household until the loan is closed,
-                // as a contract's borrower does (`borrowers_other_household`); registered, the
-                // two households' caps would count the family twice.
+                // Nor one who owes a loan of another household on the day it is registered (open
+                // then, as the cap counts it; its status may be dated years back, to when the
+                // household was first registered poor): the person belongs to that household
+                // until the loan is closed, as a contract's borrower does
+                // (`borrowers_other_household`); registered, the two households' caps would
+                // count the family twice.
                 let mut owed: Vec<&str> = borrower_loans(g, &household.head_id_number)?
                     .into_values()
                     .filter(|l| l.terms.ledger_id == *ledger_id)
-                    .filter(|l| counts_on(l, status.effective_date))
+                    .filter(|l| counts_on(l, g.recorded_on))
                     .map(|l| l.terms.household_id.as_str())
                     .collect();
                 owed.sort_unstable();
@@ -148,10 +150,8 @@ impl Writer {
                         Reason::BorrowerOfAnotherHousehold,
                         format!(
                             "head_id_number owes a loan of household {other} of ledger \
-                             {ledger_id} open on {}: a person belongs to one household of a \
-                             ledger, whose cap counts all its members' loans, until those loans \
-                             are closed",
-                            format_date(status.effective_date)
+                             {ledger_id}: a person belongs to one household of a ledger, whose \
+                             cap counts all its members' loans, until those loans are closed"
                         ),
                     )
                     .with("household_id", *other)
