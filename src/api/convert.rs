@@ -219,6 +219,7 @@ pub fn loan_to_pb_quoted(
             .map(format_date)
             .unwrap_or_default(),
         misuse_since: s.misuse_since.map(format_date).unwrap_or_default(),
+        falsely_obtained: s.falsely_obtained,
         renews_loan_id: t.renews_loan_id.clone().unwrap_or_default(),
         interest_settled_fen: s.interest_settled_fen.0,
         penalty_paid_fen: s.penalty_paid_fen.0,

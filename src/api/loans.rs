@@ -834,11 +834,13 @@ impl LoanService for Api {
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
         super::require_role(&actor, &[Role::Bank, Role::Finance], "MarkMisuse")?;
-        let pb::MarkMisuseRequest { request_id, loan_id, value_date } = request.into_inner();
+        let pb::MarkMisuseRequest { request_id, loan_id, value_date, falsely_obtained } =
+            request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
             Ok(Command::MarkMisuse {
                 loan_id,
                 value_date: parse::value_date("value_date", &value_date, today)?,
+                falsely_obtained,
             })
         })
         .await

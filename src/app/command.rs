@@ -92,6 +92,9 @@ pub enum Command {
         loan_id: String,
         #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
+        /// Left out when false: a mark's fingerprint is what it was before the field.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        falsely_obtained: bool,
     },
     ExtendLoan {
         loan_id: String,
@@ -511,6 +514,21 @@ mod tests {
         assert_eq!(
             repay.fingerprint(),
             "a1b570b0cde2e4e22147d0d8ad9680e1f4778a473db9f4e16cc4142507364956"
+        );
+        // {"command":"mark_misuse","loan_id":"B1-0000001","value_date":"2021-04-01"}: a mark
+        // as before the falsely-obtained flag (2026-12-06), which only a true one writes.
+        let mark = |falsely_obtained| Command::MarkMisuse {
+            loan_id: "B1-0000001".into(),
+            value_date: day("2021-04-01"),
+            falsely_obtained,
+        };
+        assert_eq!(
+            mark(false).fingerprint(),
+            "baa0da47b9da4fafe4bc23a27a1bb6838b309958aeac869a7c842dfc3b69ec46"
+        );
+        assert_eq!(
+            mark(true).fingerprint(),
+            "a6f7667afd19127fd1b66f6170258d4704599983e524338018c0c5fe43719f6c"
         );
         // {"command":"settlement_run","ledger_id":"450121","bank_id":"B1","date":"2021-03-20"}
         let run = |bank_id: Option<&str>| Command::SettlementRun {

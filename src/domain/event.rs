@@ -428,10 +428,8 @@ mod loan_wire {
                 },
             ),
             "misuse_marked" => serde_json::from_str(json).map(
-                |Dated { _tag, loan_id, value_date, settlements }| LoanEvent::MisuseMarked {
-                    loan_id,
-                    value_date,
-                    settlements,
+                |MisuseMarked { _tag, loan_id, value_date, settlements, falsely_obtained }| {
+                    LoanEvent::MisuseMarked { loan_id, value_date, settlements, falsely_obtained }
                 },
             ),
             "extended" => serde_json::from_str(json).map(
@@ -479,6 +477,17 @@ mod loan_wire {
         settlements: Vec<SettlementPoint>,
     }
     #[derive(Deserialize)]
+    struct MisuseMarked {
+        #[serde(rename = "type")]
+        _tag: IgnoredAny,
+        loan_id: String,
+        #[serde(deserialize_with = "iso::deserialize")]
+        value_date: BusinessDate,
+        settlements: Vec<SettlementPoint>,
+        #[serde(default)]
+        falsely_obtained: bool,
+    }
+    #[derive(Deserialize)]
     struct Repaid {
         #[serde(rename = "type")]
         _tag: IgnoredAny,
@@ -519,7 +528,7 @@ pub(crate) mod tests {
 
     /// One event of each loan kind as the writer stores it (the first four taken from a bench
     /// database), in an order a loan can take.
-    pub(crate) const LOAN_EVENTS: [(&str, &str); 7] = [
+    pub(crate) const LOAN_EVENTS: [(&str, &str); 8] = [
         (
             "loan.created",
             r#"{"type":"created","terms":{"loan_id":"BB-0000000","ledger_id":"BENCH","bank_id":"BB","contract_number":"0000000","household_id":"H0000000","borrower_name":"bench","borrower_id_number":"450121198001010006","borrower_birth_date":"1980-01-01","principal_fen":5000000,"annual_rate":"0.0385","contract_date":"2021-01-25","term_months":12,"maturity_date":"2022-01-25","repayment_method":"bullet","settlement_frequency":"quarterly","purpose":"bench","collateral_free":true,"guarantee_free":true,"renews_loan_id":null,"overdue_uplift":"0.5","misuse_uplift":"1","grace_days":0,"rounding":"half_up","extension_months_max":12}}"#,
@@ -547,6 +556,11 @@ pub(crate) mod tests {
         (
             "loan.written_off",
             r#"{"type":"written_off","loan_id":"BB-0000000","value_date":"2023-06-01","settlements":[],"charges":{"date":"2023-06-01","interest":null,"penalty":null,"compound":null},"allocation":{"penalty_fen":0,"compound_fen":0,"overdue_interest_fen":0,"current_interest_fen":0,"principal_fen":5000000}}"#,
+        ),
+        // A mark that says falsely obtained (since 2026-12-06): the field after the others.
+        (
+            "loan.misuse_marked",
+            r#"{"type":"misuse_marked","loan_id":"BB-0000000","value_date":"2021-03-01","settlements":[],"falsely_obtained":true}"#,
         ),
     ];
 

@@ -196,6 +196,8 @@ pub enum LoanCommand {
     },
     MarkMisuse {
         date: BusinessDate,
+        /// Falsely obtained (骗贷) rather than used against its purpose: the same effects.
+        falsely_obtained: bool,
     },
     Extend {
         date: BusinessDate,
@@ -240,6 +242,10 @@ pub enum LoanEvent {
         #[serde(with = "iso")]
         value_date: BusinessDate,
         settlements: Vec<SettlementPoint>,
+        /// The mark says the loan was falsely obtained (since 2026-12-06; left out when false,
+        /// so a mark recorded before keeps its bytes).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        falsely_obtained: bool,
     },
     Extended {
         loan_id: String,
@@ -307,8 +313,8 @@ impl LoanEvent {
             LoanEvent::Repaid { value_date, amount_fen, .. } => {
                 LoanCommand::Repay { date: *value_date, amount: *amount_fen }
             }
-            LoanEvent::MisuseMarked { value_date, .. } => {
-                LoanCommand::MarkMisuse { date: *value_date }
+            LoanEvent::MisuseMarked { value_date, falsely_obtained, .. } => {
+                LoanCommand::MarkMisuse { date: *value_date, falsely_obtained: *falsely_obtained }
             }
             LoanEvent::Extended { value_date, new_maturity, .. } => {
                 LoanCommand::Extend { date: *value_date, new_maturity: *new_maturity }
@@ -575,13 +581,18 @@ impl LoanState {
                     repayment,
                 }
             }
-            LoanCommand::MarkMisuse { date } => {
+            LoanCommand::MarkMisuse { date, falsely_obtained } => {
                 self.require_live()?;
                 check_value_date(self, date)?;
                 if self.servicing.misuse_since.is_some() {
+                    let how = if self.servicing.falsely_obtained {
+                        "falsely obtained"
+                    } else {
+                        "misused"
+                    };
                     return Err(DomainError::refused(
                         Reason::MisuseAlreadyMarked,
-                        format!("loan {loan_id} is already marked as misused"),
+                        format!("loan {loan_id} is already marked as {how}"),
                     ));
                 }
                 // The points through the date, a 20th's included, as the day's run would settle
@@ -590,7 +601,8 @@ impl LoanState {
                 let settlements =
                     next.servicing.settle_through(&t, date).map_err(servicing_error)?;
                 next.servicing.mark_misuse(&t, date).map_err(servicing_error)?;
-                LoanEvent::MisuseMarked { loan_id, value_date: date, settlements }
+                next.servicing.falsely_obtained = falsely_obtained;
+                LoanEvent::MisuseMarked { loan_id, value_date: date, settlements, falsely_obtained }
             }
             LoanCommand::Extend { date, new_maturity } => {
                 self.require_live()?;
@@ -895,7 +907,7 @@ fn check_compensation_date(state: &LoanState, command: &LoanCommand) -> Result<(
         LoanCommand::Settle { .. } => return Ok(()),
         LoanCommand::Disburse { date, .. }
         | LoanCommand::Repay { date, .. }
-        | LoanCommand::MarkMisuse { date }
+        | LoanCommand::MarkMisuse { date, .. }
         | LoanCommand::Extend { date, .. }
         | LoanCommand::WriteOff { date } => date,
     };

@@ -278,6 +278,10 @@ pub struct Servicing {
     pub charges_due: Vec<DueItem>,
     #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
     pub misuse_since: Option<NaiveDate>,
+    /// The misuse mark says falsely obtained (骗贷), not used against its purpose (a label: the
+    /// effects are the same).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub falsely_obtained: bool,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub extensions: u32,
     /// Totals over the loan's life.

@@ -529,7 +529,7 @@ mod tests {
             if let Some(at) = misuse_at {
                 let date = d("2021-01-01") + chrono::Duration::days(at);
                 let at = events.partition_point(|e| e.value_date() <= date);
-                let mark = LoanEvent::MisuseMarked { loan_id: "L".into(), value_date: date, settlements: vec![] };
+                let mark = LoanEvent::MisuseMarked { loan_id: "L".into(), value_date: date, settlements: vec![], falsely_obtained: false };
                 events.insert(at, mark);
             }
             let lines = register(&events, &[], rate(), grace, &policy(), last).unwrap();
@@ -624,6 +624,7 @@ mod tests {
                 loan_id: "L".into(),
                 value_date: d("2021-04-01"),
                 settlements: vec![],
+                falsely_obtained: false,
             },
         ];
         let lines = register(&events, &[], rate(), 0, &policy(), d("2021-04-01")).unwrap();

@@ -501,6 +501,7 @@ async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
                     request_id: rid("misuse"),
                     loan_id: loan.clone(),
                     value_date: "2021-02-01".into(),
+                    falsely_obtained: false,
                 })
                 .await,
             Code::NotFound,

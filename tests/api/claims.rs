@@ -479,6 +479,7 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
             request_id: rid("misuse"),
             loan_id: first.clone(),
             value_date: "2021-05-01".into(),
+            falsely_obtained: false,
         })
         .await
         .expect("MarkMisuse");
@@ -617,6 +618,7 @@ async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
                 request_id: rid("misuse"),
                 loan_id: loan.clone(),
                 value_date: "2021-05-01".into(),
+                falsely_obtained: false,
             })
             .await
             .expect("MarkMisuse");

@@ -1973,6 +1973,7 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
                 request_id: request_id.clone(),
                 loan_id: loan_id.clone(),
                 value_date: value_date.clone(),
+                falsely_obtained: false,
             })
             .await,
         loans

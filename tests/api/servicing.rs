@@ -1507,6 +1507,7 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
         request_id: rid("misuse"),
         loan_id: id.into(),
         value_date: "2021-03-20".into(),
+        falsely_obtained: false,
     };
     // T1, T2, B1 and B2 paid out 3,000,000 of 5,000,000 on 01-25; M1 and M2 all of it. B1 and
     // B2 are given their second tranche and marked misused on the 20th after its run: B1 marked
@@ -1934,6 +1935,7 @@ async fn misuse(backend: Backend) {
         request_id: rid("misuse"),
         loan_id: id.clone(),
         value_date: value_date.into(),
+        falsely_obtained: false,
     };
     expect_code(
         app.loans(&t.auditor).mark_misuse(mark("2021-03-01")).await,

@@ -15,6 +15,7 @@ on_both_backends!(
     late_unpaid_and_the_2024_ratio_step,
     a_countys_own_version_on_the_2024_step_replaces_it,
     misuse_refusals_and_who_may_read,
+    a_falsely_obtained_loan_is_marked_so,
     a_ledger_register_lists_a_quarter_line_by_line,
     tranches_paid_out_on_one_20th,
     an_early_payoff_settles_its_own_period,
@@ -300,6 +301,7 @@ async fn misuse_refusals_and_who_may_read(backend: Backend) {
             request_id: rid("misuse"),
             loan_id: id.clone(),
             value_date: "2021-04-01".into(),
+            falsely_obtained: false,
         })
         .await
         .expect("MarkMisuse");
@@ -334,6 +336,47 @@ async fn misuse_refusals_and_who_may_read(backend: Backend) {
     assert!(today.misused);
 
     assert_eq!(app.journal(&t.auditor, LEDGER).await, journal);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// DESIGN.md: "misused or falsely obtained loans" earn no subsidy. A loan falsely obtained (骗贷)
+/// is marked with `MarkMisuse`'s `falsely_obtained`: recorded and shown as such (in the loan, its
+/// history and a second mark's refusal), with a misuse mark's effects (no subsidy; the breach
+/// rate). A retry is answered as before; the same request id for a plain misuse mark is another
+/// request (`ALREADY_EXISTS`). Verify replays the mark with its flag.
+async fn a_falsely_obtained_loan_is_marked_so(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    let mark = |request_id: &str, falsely_obtained: bool| pb::MarkMisuseRequest {
+        request_id: request_id.into(),
+        loan_id: id.clone(),
+        value_date: "2021-04-01".into(),
+        falsely_obtained,
+    };
+    let mut loans = app.loans(&t.finance);
+    let marked = loans.mark_misuse(mark("false-1", true)).await.expect("MarkMisuse").into_inner();
+    let l = marked.loan.as_ref().expect("the loan");
+    assert_eq!((l.misuse_since.as_str(), l.falsely_obtained), ("2021-04-01", true));
+    let again = loans.mark_misuse(mark("false-1", true)).await.expect("a retry").into_inner();
+    assert_eq!(again.entry, marked.entry);
+    expect_code(loans.mark_misuse(mark("false-1", false)).await, Code::AlreadyExists);
+    let second =
+        expect_refused(loans.mark_misuse(mark("false-2", false)).await, "MISUSE_ALREADY_MARKED");
+    assert!(second.message().contains("already marked as falsely obtained"), "{second:?}");
+    assert!(app.get_loan(&t.bank, &id).await.falsely_obtained);
+    let history = app.history(&t.auditor, &id).await;
+    let json = &history.last().expect("the mark").command_json;
+    assert!(json.ends_with(r#""falsely_obtained":true}"#), "{json}");
+    // No subsidy, also for the quarter paid on time before the mark.
+    let register = app.loan_subsidy(&t.auditor, &id, "2021-04-01").await;
+    assert_eq!(
+        (standings(&register), register.subsidy_fen, register.misused),
+        (vec![S::Misuse], 0, true)
+    );
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;

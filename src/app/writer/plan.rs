@@ -720,12 +720,16 @@ impl Writer {
                 }
                 self.plan_settlement(&loan, *date)?
             }
-            Command::MarkMisuse { loan_id, value_date } => {
+            Command::MarkMisuse { loan_id, value_date, falsely_obtained } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 if !actor.administers_ledger(&loan.terms.ledger_id) {
                     check_bank(actor, &loan)?;
                 }
-                self.plan_loan(&loan, LoanCommand::MarkMisuse { date: *value_date })?
+                let command = LoanCommand::MarkMisuse {
+                    date: *value_date,
+                    falsely_obtained: *falsely_obtained,
+                };
+                self.plan_loan(&loan, command)?
             }
             Command::ExtendLoan { loan_id, value_date, new_maturity } => {
                 let loan = self.loan(tx, g, loan_id).await?;

@@ -367,7 +367,7 @@ fn a_compensated_loan_takes_nothing_dated_before_its_compensation_but_a_settleme
     assert_eq!(marked.principal_outstanding_fen, loan.principal_outstanding_fen);
     for command in [
         LoanCommand::Repay { date: d("2021-06-19"), amount: Fen(100_000) },
-        LoanCommand::MarkMisuse { date: d("2021-06-01") },
+        LoanCommand::MarkMisuse { date: d("2021-06-01"), falsely_obtained: false },
         LoanCommand::WriteOff { date: d("2021-06-19") },
         LoanCommand::Extend { date: d("2021-06-19"), new_maturity: d("2022-07-25") },
     ] {
