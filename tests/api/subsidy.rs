@@ -38,6 +38,21 @@ fn interest_bp(fen: i64, days: i64, bp: i64) -> i64 {
     ((numerator + 1_800_000) / 3_600_000) as i64
 }
 
+/// A server over a fresh seeded database with loan C101 of H001, 50,000.00 yuan at 3.45%,
+/// contracted and paid out on 2023-09-25: its quarters cross the 2024 ratio step.
+async fn with_a_loan_across_2024(backend: Backend) -> Option<(TestApp, Tokens, String)> {
+    let app = TestApp::spawn(backend).await?;
+    let t = app.seed().await;
+    let id = loan_id("C101");
+    let contract = pb::CreateLoanRequest {
+        annual_rate: "0.0345".into(),
+        ..standard_loan_on("C101", HOUSEHOLD, "2023-09-25")
+    };
+    app.create_loan(&t.bank, contract).await;
+    app.disburse(&t.bank, &id, "2023-09-25").await;
+    Some((app, t, id))
+}
+
 /// The programme's worked figure, paid on each settlement day and paid off at maturity: five
 /// periods on time, each subsidised in full (ratio 100% before 2024, no cap below the contract
 /// rate): 294.10 + 491.94 + 491.94 + 486.60 + 187.15 = 1,951.73 yuan, with each period's days
@@ -121,17 +136,9 @@ async fn the_worked_loan_paid_on_time_is_subsidised_in_full(backend: Backend) {
 /// not yet due on its 20th and overdue from the 21st. A period no recorded event has settled
 /// by the date is settled by the register itself, and says so.
 async fn late_unpaid_and_the_2024_ratio_step(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t, id)) = with_a_loan_across_2024(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C101");
-    let contract = pb::CreateLoanRequest {
-        annual_rate: "0.0345".into(),
-        ..standard_loan_on("C101", HOUSEHOLD, "2023-09-25")
-    };
-    app.create_loan(&t.bank, contract).await;
-    app.disburse(&t.bank, &id, "2023-09-25").await;
     let december = interest_bp(STANDARD_PRINCIPAL_FEN, 87, 345);
     let march = interest_bp(STANDARD_PRINCIPAL_FEN, 91, 345);
     let june = interest_bp(STANDARD_PRINCIPAL_FEN, 92, 345);
@@ -222,17 +229,9 @@ async fn late_unpaid_and_the_2024_ratio_step(backend: Backend) {
 /// as before. `GetPolicy` and `ListPolicies` answer the county's version for the date (listed
 /// once); the journal verifies.
 async fn a_countys_own_version_on_the_2024_step_replaces_it(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t, id)) = with_a_loan_across_2024(backend).await else {
         return;
     };
-    let t = app.seed().await;
-    let id = loan_id("C101");
-    let contract = pb::CreateLoanRequest {
-        annual_rate: "0.0345".into(),
-        ..standard_loan_on("C101", HOUSEHOLD, "2023-09-25")
-    };
-    app.create_loan(&t.bank, contract).await;
-    app.disburse(&t.bank, &id, "2023-09-25").await;
     let (december, march) = (
         interest_bp(STANDARD_PRINCIPAL_FEN, 87, 345),
         interest_bp(STANDARD_PRINCIPAL_FEN, 91, 345),
