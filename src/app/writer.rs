@@ -1398,6 +1398,9 @@ impl Writer {
         }
         contracted.extend(expired.iter().map(|(household, _)| household.as_str()));
         borrowers.extend(expired.iter().map(|(_, borrower)| borrower.as_str()));
+        // And whether they head another household now (registered since the contract stopped
+        // counting: `Group::headed`).
+        heads.extend(expired.iter().map(|(_, borrower)| borrower.as_str()));
         self.prefetch_households(tx, g, households, contracted, since).await?;
         if !heads.is_empty() {
             heads.sort_unstable();

@@ -466,7 +466,7 @@ mod loan_wire {
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
     }
-    /// `Settled` and `MisuseMarked`: the same fields.
+    /// `Settled`'s fields (`MisuseMarked`'s but its flag).
     #[derive(Deserialize)]
     struct Dated {
         #[serde(rename = "type")]
@@ -527,7 +527,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// One event of each loan kind as the writer stores it (the first four taken from a bench
-    /// database), in an order a loan can take.
+    /// database), in an order a loan can take, and last a misuse mark that says falsely
+    /// obtained (another loan's, not in that order).
     pub(crate) const LOAN_EVENTS: [(&str, &str); 8] = [
         (
             "loan.created",

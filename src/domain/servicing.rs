@@ -1235,6 +1235,7 @@ mod tests {
             written_off_fen: Fen(8),
             principal_due: vec![due],
             compensated_on: Some(d("2021-09-20")),
+            falsely_obtained: true,
             ..old
         };
         let stored = serde_json::to_string(&full).unwrap();

@@ -1842,7 +1842,9 @@ async fn with_disbursed_loan(backend: Backend) -> Option<(TestApp, Tokens, Strin
 /// (`BORROWER_OF_ANOTHER_HOUSEHOLD`, naming it): the two caps would count the family twice, as
 /// a contract of that person for another household would be refused. Once the loan is closed,
 /// the household is registered (a split, 分户), with its status history from whenever it
-/// started, before the loan's close too. A registration dated ahead (2062 typed for 2026) is
+/// started, before the loan's close too. A contract never paid out by its maturity does not
+/// count, so its borrower may head a household; then it is not paid out, dated back. A
+/// registration dated ahead (2062 typed for 2026) is
 /// refused, naming the field: no status can be dated before a household's first, so it would
 /// have left the household unlendable for good (both since 2026-12-06).
 async fn a_borrower_heads_no_other_household_while_owing(backend: Backend) {
@@ -1874,6 +1876,32 @@ async fn a_borrower_heads_no_other_household_while_owing(backend: Backend) {
     // Paid off on 2021-03-20: the household is registered, registered poor from 2021-02-01.
     app.pay_off(&t.bank, &id, "2021-03-20").await;
     registry.register_household(split("2021-02-01")).await.expect("a split once it closed");
+
+    // A contract of H001 never paid out by its maturity (2022-03-20) counts no more: its
+    // borrower may head a household of their own. Then it is not paid out, dated back before
+    // that maturity: the person would owe loans of two households.
+    let mut contract = standard_loan_on("C002", HOUSEHOLD, "2021-03-20");
+    let borrower = contract.borrower_id_number.clone();
+    contract.borrower_name = "成员C002".into();
+    app.create_loan(&t.bank, contract).await;
+    let own = pb::RegisterHouseholdRequest {
+        request_id: rid("household"),
+        head_id_number: borrower,
+        ..household_request("H-SPLIT2", "19800517")
+    };
+    registry.register_household(own).await.expect("the expired contract does not count");
+    let paid_out = app
+        .loans(&t.bank)
+        .disburse(pb::DisburseRequest {
+            request_id: rid("disburse"),
+            loan_id: loan_id("C002"),
+            value_date: "2021-06-01".into(),
+            amount_fen: 0,
+        })
+        .await;
+    let refused = expect_refused(paid_out, "BORROWER_OF_ANOTHER_HOUSEHOLD");
+    let info = refused.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.metadata.get("household_id").map(String::as_str), Some("H-SPLIT2"));
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;

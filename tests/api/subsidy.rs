@@ -367,6 +367,7 @@ async fn a_falsely_obtained_loan_is_marked_so(backend: Backend) {
         expect_refused(loans.mark_misuse(mark("false-2", false)).await, "MISUSE_ALREADY_MARKED");
     assert!(second.message().contains("already marked as falsely obtained"), "{second:?}");
     assert!(app.get_loan(&t.bank, &id).await.falsely_obtained);
+    assert!(!app.get_loan_as_of(&t.bank, &id, "2021-03-31").await.falsely_obtained, "not yet");
     let history = app.history(&t.auditor, &id).await;
     let json = &history.last().expect("the mark").command_json;
     assert!(json.ends_with(r#""falsely_obtained":true}"#), "{json}");

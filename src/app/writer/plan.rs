@@ -689,6 +689,26 @@ impl Writer {
                     if let Some(later) = since.first() {
                         return Err(expired_contract_refused(&loan, later));
                     }
+                    // Nor to a borrower who has come to head another household of the ledger
+                    // (registered while this contract did not count, as a head owing none).
+                    let key = (loan.terms.ledger_id.clone(), loan.terms.borrower_id_number.clone());
+                    if let Some(other) = g
+                        .headed
+                        .get(&key)
+                        .and_then(|h| h.iter().find(|h| **h != loan.terms.household_id))
+                    {
+                        return Err(DomainError::refused(
+                            Reason::BorrowerOfAnotherHousehold,
+                            format!(
+                                "loan {}'s borrower heads household {other} of ledger {}, \
+                                 registered since the contract stopped counting at its maturity: \
+                                 paid out, the person would owe loans of two households",
+                                loan.terms.loan_id, loan.terms.ledger_id
+                            ),
+                        )
+                        .with("household_id", other)
+                        .into());
+                    }
                     // Last: a payout the loan itself refuses is refused for that.
                     let planned = self.plan_loan(
                         &loan,
