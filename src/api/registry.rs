@@ -172,8 +172,8 @@ impl RegistryService for Api {
             },
             status: StatusEntry {
                 status: household_status_from_pb("status", household_status)?,
-                // Not ahead, as a loan's value date: no status can be dated before a household's
-                // first, so a registration typed years ahead would leave it unlendable for good.
+                // Not ahead, as a loan's value date: a household registered from years ahead
+                // (2062 typed for 2026) is unregistered, unlendable, until then.
                 effective_date: parse::value_date(
                     "status_effective_date",
                     &status_effective_date,

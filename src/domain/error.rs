@@ -20,6 +20,8 @@ pub enum Reason {
     LoanNotRepayable = 12,
     ValueDateOutOfRange = 13,
     LedgerMismatch = 14,
+    /// No longer answered (since 2026-12-06 a status may be dated before a household's first);
+    /// kept so that its number and name stay what clients know.
     StatusDateBeforeRegistration = 15,
     PayoffRequired = 16,
     MisuseAlreadyMarked = 17,

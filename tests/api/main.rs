@@ -426,11 +426,19 @@ async fn status_history_by_effective_date(backend: Backend) {
         }
     };
     use pb::HouseholdStatus::{Exited, Monitored, RegisteredPoor, Removed};
+    // A contract dated before the household's first status (2016-01-01) is refused as
+    // unregistered; a status dated before the first (the registration's date typed late) puts
+    // it right (until 2026-12-06 that status was refused, STATUS_DATE_BEFORE_REGISTRATION).
+    let early = standard_loan_on("C-BACKDATED-0", id, "2015-12-01");
+    expect_refused(app.loans(&t.bank).create_loan(early.clone()).await, "HOUSEHOLD_NOT_ELIGIBLE");
+    set(RegisteredPoor, "2015-11-01").await;
+    app.create_loan(&t.bank, pb::CreateLoanRequest { request_id: rid("loan"), ..early }).await;
     set(Removed, "2020-06-01").await;
     // Exited from 2019-12-31, recorded after the removal of 2020-06-01: the removal holds on
     // the contract date 2021-01-25, and is listed last.
     let answered = set(Exited, "2019-12-31").await;
     let expected = vec![
+        (RegisteredPoor, "2015-11-01".to_string()),
         (RegisteredPoor, "2016-01-01".to_string()),
         (Exited, "2019-12-31".to_string()),
         (Removed, "2020-06-01".to_string()),
@@ -1845,8 +1853,8 @@ async fn with_disbursed_loan(backend: Backend) -> Option<(TestApp, Tokens, Strin
 /// started, before the loan's close too. A contract never paid out by its maturity does not
 /// count, so its borrower may head a household; then it is not paid out, dated back. A
 /// registration dated ahead (2062 typed for 2026) is
-/// refused, naming the field: no status can be dated before a household's first, so it would
-/// have left the household unlendable for good (both since 2026-12-06).
+/// refused, naming the field: the household would be unregistered, unlendable, until then (both
+/// since 2026-12-06).
 async fn a_borrower_heads_no_other_household_while_owing(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;

@@ -194,18 +194,10 @@ impl Writer {
                 if !actor.administers_ledger(&ledger_id) {
                     return Err(deny_ledger(&ledger_id));
                 }
-                if let Some(first) = household.statuses.iter().map(|s| s.effective_date).min()
-                    && entry.effective_date < first
-                {
-                    return Err(DomainError::refused(
-                        Reason::StatusDateBeforeRegistration,
-                        format!(
-                            "household {household_id} is registered from {}; a status cannot take effect before that",
-                            format_date(first)
-                        ),
-                    )
-                    .into());
-                }
+                // A status may be dated before the household's first: its registration's date
+                // may have been typed late (today's, where the household has been registered poor
+                // since 2016), and the loans of those years would be refused as unregistered with
+                // no way to correct it (until 2026-12-06 it was STATUS_DATE_BEFORE_REGISTRATION).
                 Planned {
                     ledger_id,
                     event: JournalEvent::HouseholdStatusSet {
