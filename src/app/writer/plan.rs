@@ -682,12 +682,16 @@ impl Writer {
                         return Err(expired_contract_refused(&loan, later));
                     }
                     // Nor to a borrower who has come to head another household of the ledger
-                    // (registered while this contract did not count, as a head owing none).
+                    // (registered while this contract did not count, as a head owing none), as
+                    // `borrowers_other_household` judges a contract: a person who heads this
+                    // loan's household too (two households under one head, registered before
+                    // that rule) may borrow for either.
                     let key = (loan.terms.ledger_id.clone(), loan.terms.borrower_id_number.clone());
                     if let Some(other) = g
                         .headed
                         .get(&key)
-                        .and_then(|h| h.iter().find(|h| **h != loan.terms.household_id))
+                        .filter(|h| !h.contains(&loan.terms.household_id))
+                        .and_then(|h| h.first())
                     {
                         return Err(DomainError::refused(
                             Reason::BorrowerOfAnotherHousehold,
