@@ -297,7 +297,9 @@ impl StoreError {
 ///   idle session timeout; 53xxx insufficient resources (too many connections, disk full, out
 ///   of memory); 40001 serialization failure and 40P01 deadlock (the writer connects
 ///   directly, without the pool's own retries of 57P03 and 53300); 55P03 lock not available
-///   (a row held elsewhere past the `lock_timeout` an operator set, as SQLite's BUSY); 40003
+///   (a row held elsewhere past the `lock_timeout` an operator set, as SQLite's BUSY); 57014
+///   query canceled (a statement past the `statement_timeout` an operator set, or cancelled by
+///   an operator's `pg_cancel_backend`: the database too busy for it, as a lock timeout); 40003
 ///   statement completion unknown (CockroachDB's answer to a commit whose outcome it cannot
 ///   tell: retried, the command finds its stored answer if it landed); 25006 read-only SQL
 ///   transaction (the writer's connection landed on a standby, as after a failover: as
@@ -310,7 +312,16 @@ fn retryable(code: &str, postgres: bool, sqlite: bool) -> bool {
     code.starts_with("08")
         || matches!(
             code,
-            "57P01" | "57P02" | "57P03" | "57P05" | "40001" | "40P01" | "40003" | "55P03" | "25006"
+            "57P01"
+                | "57P02"
+                | "57P03"
+                | "57P05"
+                | "40001"
+                | "40P01"
+                | "40003"
+                | "55P03"
+                | "57014"
+                | "25006"
         )
         || (postgres && code.starts_with("53"))
 }
@@ -836,7 +847,7 @@ mod tests {
     fn database_away_is_retryable_on_both_backends() {
         for code in [
             "08006", "57P01", "57P02", "57P03", "57P05", "53100", "40001", "40P01", "40003",
-            "55P03", "25006",
+            "55P03", "57014", "25006",
         ] {
             assert!(retryable(code, true, false), "{code}");
         }

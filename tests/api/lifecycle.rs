@@ -786,9 +786,10 @@ async fn a_stalled_reader_does_not_hold_up_shutdown(backend: Backend) {
 }
 
 /// A loan's row held by another session past the `lock_timeout` an operator set on PostgreSQL
-/// (SQLSTATE 55P03) is a busy database, as SQLite's BUSY is: the write is answered UNAVAILABLE
-/// (it was INTERNAL, not to be retried), nothing is posted, and sent again once the row is let
-/// go it posts once. (SQLite's writer holds the only write lock: no row is held elsewhere.)
+/// (SQLSTATE 55P03), or past its `statement_timeout` (57014, query canceled: since 2026-12-06),
+/// is a busy database, as SQLite's BUSY is: the write is answered UNAVAILABLE (it was INTERNAL,
+/// not to be retried), nothing is posted, and sent again once the row is let go it posts once.
+/// (SQLite's writer holds the only write lock: no row is held elsewhere.)
 async fn a_row_locked_elsewhere_is_unavailable(backend: Backend) {
     use sqlx::Connection;
     if backend != Backend::Postgres {
@@ -797,30 +798,36 @@ async fn a_row_locked_elsewhere_is_unavailable(backend: Backend) {
     let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    app.db
-        .execute_raw(
-            "do $$ begin execute format('alter database %I set lock_timeout = %L', \
-             current_database(), '200ms'); end $$",
+    let set = |setting: &str, value: &str| {
+        format!(
+            "do $$ begin execute format('alter database %I reset all', current_database()); \
+             execute format('alter database %I set {setting} = %L', current_database(), \
+             '{value}'); end $$"
         )
-        .await
-        .expect("lock_timeout set");
+    };
+    for (setting, value, request_id, date) in [
+        ("lock_timeout", "200ms", "while-held", "2021-03-01"),
+        ("statement_timeout", "1s", "while-held-long", "2021-03-02"),
+    ] {
+        app.db.execute_raw(&set(setting, value)).await.expect("the operator's setting");
+        app.restart().await;
+        let mut holder = sqlx::PgConnection::connect(&app.database_url).await.expect("a session");
+        sqlx::query("begin").execute(&mut holder).await.expect("begin");
+        sqlx::query("select 1 from loan where loan_id = $1 for update")
+            .bind(&id)
+            .execute(&mut holder)
+            .await
+            .expect("the loan's row held");
+        let busy = app.repay_as(&t.bank, request_id, &id, date, 100).await;
+        let status = busy.expect_err("the loan's row is held elsewhere");
+        assert_eq!(status.code(), Code::Unavailable, "{setting}: {status:?}");
+        sqlx::query("rollback").execute(&mut holder).await.expect("the row let go");
+        app.repay_as(&t.bank, request_id, &id, date, 100).await.expect("posted when sent again");
+        let journal = app.journal(&t.auditor, LEDGER).await;
+        assert_eq!(journal.iter().filter(|e| e.request_id == request_id).count(), 1);
+    }
+    app.db.execute_raw(&set("statement_timeout", "60s")).await.expect("a longer timeout");
     app.restart().await;
-    let mut holder = sqlx::PgConnection::connect(&app.database_url).await.expect("a session");
-    sqlx::query("begin").execute(&mut holder).await.expect("begin");
-    sqlx::query("select 1 from loan where loan_id = $1 for update")
-        .bind(&id)
-        .execute(&mut holder)
-        .await
-        .expect("the loan's row held");
-    let busy = app.repay_as(&t.bank, "while-held", &id, "2021-03-01", 100).await;
-    let status = busy.expect_err("the loan's row is held elsewhere");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    sqlx::query("rollback").execute(&mut holder).await.expect("the row let go");
-    app.repay_as(&t.bank, "while-held", &id, "2021-03-01", 100)
-        .await
-        .expect("posted when sent again");
-    let journal = app.journal(&t.auditor, LEDGER).await;
-    assert_eq!(journal.iter().filter(|e| e.request_id == "while-held").count(), 1);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;
