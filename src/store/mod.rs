@@ -935,15 +935,21 @@ mod tests {
     }
 
     /// PostgreSQL starting up (57P03) or short of resources (53xxx: too many connections, disk
-    /// full, out of memory) is retryable: the writer connects without the pool's retries.
+    /// full, out of memory) is retryable: the writer connects without the pool's retries; so is
+    /// a statement cancelled past an operator's `statement_timeout` (57014, since 2026-12-06).
     /// Another error is not.
     #[tokio::test]
     async fn postgres_starting_up_or_short_of_resources_is_unavailable() {
         let Some(scratch) = fresh_postgres().await else { return };
         let Db::Postgres(pool, _) = &scratch.db else { unreachable!() };
-        for (code, unavailable) in
-            [("57P03", true), ("53300", true), ("53100", true), ("22012", false), ("57014", false)]
-        {
+        for (code, unavailable) in [
+            ("57P03", true),
+            ("53300", true),
+            ("53100", true),
+            ("57014", true),
+            ("22012", false),
+            ("42P01", false),
+        ] {
             let raise = format!("do $$ begin raise exception using errcode = '{code}'; end $$");
             let e = sqlx::raw_sql(sqlx::AssertSqlSafe(raise)).execute(pool).await.unwrap_err();
             assert_eq!(StoreError::from(e).is_unavailable(), unavailable, "{code}");
