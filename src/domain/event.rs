@@ -416,7 +416,7 @@ mod loan_wire {
                 },
             ),
             "settled" => serde_json::from_str(json).map(
-                |Dated { _tag, loan_id, value_date, settlements }| LoanEvent::Settled {
+                |Dated { _tag, loan_id, value_date, settlements, .. }| LoanEvent::Settled {
                     loan_id,
                     value_date,
                     settlements,
@@ -428,7 +428,7 @@ mod loan_wire {
                 },
             ),
             "misuse_marked" => serde_json::from_str(json).map(
-                |MisuseMarked { _tag, loan_id, value_date, settlements, falsely_obtained }| {
+                |Dated { _tag, loan_id, value_date, settlements, falsely_obtained }| {
                     LoanEvent::MisuseMarked { loan_id, value_date, settlements, falsely_obtained }
                 },
             ),
@@ -466,18 +466,10 @@ mod loan_wire {
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
     }
-    /// `Settled`'s fields (`MisuseMarked`'s but its flag).
+    /// `Settled` and `MisuseMarked`: the same fields, but a mark's flag (a settlement's text
+    /// never holds it; were it there, both decoders would ignore it).
     #[derive(Deserialize)]
     struct Dated {
-        #[serde(rename = "type")]
-        _tag: IgnoredAny,
-        loan_id: String,
-        #[serde(deserialize_with = "iso::deserialize")]
-        value_date: BusinessDate,
-        settlements: Vec<SettlementPoint>,
-    }
-    #[derive(Deserialize)]
-    struct MisuseMarked {
         #[serde(rename = "type")]
         _tag: IgnoredAny,
         loan_id: String,

@@ -4,7 +4,8 @@
 
 use super::rules::{
     borrower_loans, borrowers_other_household, counts_on, expired_contract_refused,
-    household_loans, latest_contract_date, paid_out_dated_back, still_lends,
+    heads_other_household, household_loans, latest_contract_date, owes_for_other_household,
+    paid_out_dated_back, still_lends,
 };
 use super::{Effect, Envelope, Group, Planned, Writer};
 use crate::app::auth::{Principal, Role};
@@ -138,14 +139,10 @@ impl Writer {
                 // until the loan is closed, as a contract's borrower does
                 // (`borrowers_other_household`); registered, the two households' caps would
                 // count the family twice.
-                let mut owed: Vec<&str> = borrower_loans(g, &household.head_id_number)?
-                    .into_values()
-                    .filter(|l| l.terms.ledger_id == *ledger_id)
-                    .filter(|l| counts_on(l, g.recorded_on))
-                    .map(|l| l.terms.household_id.as_str())
-                    .collect();
-                owed.sort_unstable();
-                if let Some(other) = owed.first() {
+                let head = &household.head_id_number;
+                if let Some(other) =
+                    owes_for_other_household(g, ledger_id, head, None, g.recorded_on)?
+                {
                     return Err(DomainError::refused(
                         Reason::BorrowerOfAnotherHousehold,
                         format!(
@@ -154,7 +151,7 @@ impl Writer {
                              cap counts all its members' loans, until those loans are closed"
                         ),
                     )
-                    .with("household_id", *other)
+                    .with("household_id", other)
                     .into());
                 }
                 Planned {
@@ -686,13 +683,13 @@ impl Writer {
                     // `borrowers_other_household` judges a contract: a person who heads this
                     // loan's household too (two households under one head, registered before
                     // that rule) may borrow for either.
-                    let key = (loan.terms.ledger_id.clone(), loan.terms.borrower_id_number.clone());
-                    if let Some(other) = g
-                        .headed
-                        .get(&key)
-                        .filter(|h| !h.contains(&loan.terms.household_id))
-                        .and_then(|h| h.first())
-                    {
+                    let t = &loan.terms;
+                    if let Some(other) = heads_other_household(
+                        g,
+                        &t.ledger_id,
+                        &t.borrower_id_number,
+                        &t.household_id,
+                    ) {
                         return Err(DomainError::refused(
                             Reason::BorrowerOfAnotherHousehold,
                             format!(

@@ -70,21 +70,45 @@ pub(super) fn borrowers_other_household(
     ledger_id: &str,
     terms: &crate::domain::loan::LoanTerms,
 ) -> Result<Option<String>, AppError> {
-    let key = (ledger_id.to_string(), terms.borrower_id_number.clone());
-    if let Some(headed) = g.headed.get(&key)
-        && !headed.contains(&terms.household_id)
-        && let Some(first) = headed.first()
-    {
-        return Ok(Some(first.clone()));
+    let (person, household) = (&terms.borrower_id_number, terms.household_id.as_str());
+    if let Some(headed) = heads_other_household(g, ledger_id, person, household) {
+        return Ok(Some(headed.clone()));
     }
-    let mut others: Vec<String> = borrower_loans(g, &terms.borrower_id_number)?
+    owes_for_other_household(g, ledger_id, person, Some(household), terms.contract_date)
+}
+
+/// A household of `ledger_id` that person `id_number` heads, if they head none of
+/// `household_id` (a person who heads two, registered so before the one-head rule, belongs to
+/// either): the first in household id order.
+pub(super) fn heads_other_household<'g>(
+    g: &'g Group,
+    ledger_id: &str,
+    id_number: &str,
+    household_id: &str,
+) -> Option<&'g String> {
+    let key = (ledger_id.to_string(), id_number.to_string());
+    g.headed.get(&key).filter(|h| !h.iter().any(|h| h == household_id)).and_then(|h| h.first())
+}
+
+/// The first household of `ledger_id` (in id order), other than `except`, that person
+/// `id_number` owes a loan of on `date` as its borrower (counted as the cap counts it:
+/// [`counts_on`]).
+pub(super) fn owes_for_other_household(
+    g: &Group,
+    ledger_id: &str,
+    id_number: &str,
+    except: Option<&str>,
+    date: BusinessDate,
+) -> Result<Option<String>, AppError> {
+    let mut others: Vec<&str> = borrower_loans(g, id_number)?
         .into_values()
-        .filter(|l| l.terms.ledger_id == ledger_id && l.terms.household_id != terms.household_id)
-        .filter(|l| counts_on(l, terms.contract_date))
-        .map(|l| l.terms.household_id.clone())
+        .filter(|l| l.terms.ledger_id == ledger_id)
+        .filter(|l| except != Some(l.terms.household_id.as_str()))
+        .filter(|l| counts_on(l, date))
+        .map(|l| l.terms.household_id.as_str())
         .collect();
     others.sort_unstable();
-    Ok(others.into_iter().next())
+    Ok(others.first().map(|h| h.to_string()))
 }
 
 /// Whether `loan` counts against its household's cap, and binds its borrower to its household,
