@@ -415,6 +415,20 @@ pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<Policy
     in_force_by_date(versions).into_iter().take_while(|v| v.effective_date <= date).last()
 }
 
+/// Since when `holds` has held of the version in force on `date` without a break: the date of
+/// the earliest of [`in_force_by_date`]'s versions through `date` from which each holds it, or
+/// `None` when the version in force on `date` does not (or there is none). A seeded step
+/// carries the version before it on, so the rule it carries is dated from where it was set.
+pub fn in_force_since(
+    versions: &[PolicyVersion],
+    date: BusinessDate,
+    holds: impl Fn(&PolicyParams) -> bool,
+) -> Option<BusinessDate> {
+    let through: Vec<PolicyVersion> =
+        in_force_by_date(versions).into_iter().take_while(|v| v.effective_date <= date).collect();
+    through.iter().rev().take_while(|v| holds(&v.params)).last().map(|v| v.effective_date)
+}
+
 /// The subsidy ratio's steps over `versions`: a step where the ratio in force changes, the first
 /// version's ratio the first step. Versions that change other figures (a ledger may have any
 /// number) are no steps of the ratio table, which holds [`super::subsidy::RATIO_STEPS_MAX`] at
@@ -433,6 +447,30 @@ pub fn ratio_steps(versions: &[PolicyVersion]) -> Vec<RatioStep> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_is_dated_from_the_version_that_set_it_not_a_step_carrying_it() {
+        let day = |s: &str| BusinessDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let mut versions = default_versions();
+        let refusing = PolicyParams { enterprise_modes_allowed: false, ..PolicyParams::default() };
+        versions.push(PolicyVersion { effective_date: day("2021-01-01"), params: refusing });
+        let refuses = |p: &PolicyParams| !p.enterprise_modes_allowed;
+        assert_eq!(in_force_since(&versions, day("2020-12-31"), refuses), None);
+        assert_eq!(in_force_since(&versions, day("2021-06-01"), refuses), Some(day("2021-01-01")));
+        // The 2024 step carries the refusal on: still dated 2021.
+        assert_eq!(
+            in_force(&versions, day("2024-06-01")).unwrap().effective_date,
+            day("2024-01-01")
+        );
+        assert_eq!(in_force_since(&versions, day("2024-06-01"), refuses), Some(day("2021-01-01")));
+        // Allowed again from 2025, refused again from 2026: dated 2026.
+        let allowing = PolicyParams::default();
+        versions.push(PolicyVersion { effective_date: day("2025-01-01"), params: allowing });
+        let refusing = PolicyParams { enterprise_modes_allowed: false, ..PolicyParams::default() };
+        versions.push(PolicyVersion { effective_date: day("2026-01-01"), params: refusing });
+        assert_eq!(in_force_since(&versions, day("2025-06-01"), refuses), None);
+        assert_eq!(in_force_since(&versions, day("2026-06-01"), refuses), Some(day("2026-01-01")));
+    }
 
     #[test]
     fn the_programmes_lending_limits_are_the_default_policys() {

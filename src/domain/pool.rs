@@ -70,7 +70,7 @@ use super::date::{format_date, iso, iso_opt};
 use super::error::{DomainError, Reason};
 use super::loan::{LoanCommand, LoanEvent, LoanState, LoanStatus};
 use super::money::Fen;
-use super::policy::{PolicyVersion, in_force};
+use super::policy::{PolicyVersion, in_force, in_force_since};
 use super::rate::AnnualRate;
 use crate::collections::HashMap;
 
@@ -692,19 +692,23 @@ impl Pool {
                     )
                 })?;
                 if !version.params.enterprise_modes_allowed {
+                    // The version that refused it, not a seeded step carrying it on.
+                    let since =
+                        in_force_since(versions, t.contract_date, |p| !p.enterprise_modes_allowed)
+                            .unwrap_or(version.effective_date);
                     return Err(refused(
                         Reason::PoolModeNotAllowed,
                         format!(
-                            "loan {} was contracted on {} under the policy version of {}, which \
-                             refuses the {} mode: its money may not be handed to a partner",
+                            "loan {} was contracted on {}, under the policy refusing the {} \
+                             mode since {}: its money may not be handed to a partner",
                             t.loan_id,
                             format_date(t.contract_date),
-                            format_date(version.effective_date),
-                            terms.mode.as_str()
+                            terms.mode.as_str(),
+                            format_date(since)
                         ),
                     )
                     .with("loan_id", &t.loan_id)
-                    .with("policy_effective_date", format_date(version.effective_date)));
+                    .with("policy_effective_date", format_date(since)));
                 }
             }
             members.push(MemberRef {

@@ -7,12 +7,13 @@
 use loanledger::api::pb;
 use tonic::Code;
 
-use super::with_two_disbursed_loans;
+use super::{with_disbursed_loan, with_two_disbursed_loans};
 use crate::common::*;
 
 on_both_backends!(
     an_entrusted_pool_from_its_agreement_to_its_settlement,
     pool_rules_readers_and_tampering,
+    a_contract_expired_in_a_settled_pool_is_not_paid_out,
 );
 
 const POOL: &str = "B1-P001";
@@ -516,5 +517,49 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     let differs = format!("seq {seq}: differs from what pool {POOL} and its loans imply");
     assert!(v.problems.contains(&differs), "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A direct pool of a loan paid out and a contract never paid out (maturity 2022-01-25): once
+/// the loan is paid off and the contract's maturity has come, the pool is settled, the contract
+/// taken as closed (it lends nothing). Paid out since, dated back before its maturity, it would
+/// be a live loan in a settled pool, which takes no collective repayment more: refused, naming
+/// the pool (until 2026-12-06 it was paid out).
+async fn a_contract_expired_in_a_settled_pool_is_not_paid_out(backend: Backend) {
+    let Some((app, t, first)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.register_household(&t.finance, "H002", "19800517").await;
+    let unpaid = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
+    let direct = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &unpaid]);
+    app.pools(&t.bank).create_pool(direct).await.expect("a direct pool");
+    app.pay_off(&t.bank, &first, "2021-04-01").await;
+    let settle = |value_date: &str| pb::SettlePoolRequest {
+        request_id: rid("settle"),
+        pool_id: POOL.into(),
+        value_date: value_date.into(),
+    };
+    // Before the contract's maturity it may still be paid out: open.
+    let open = app.pools(&t.bank).settle_pool(settle("2022-01-24")).await;
+    let open = expect_refused(open, "POOL_MEMBERS_OPEN");
+    assert_eq!(metadata(&open, "loan_id"), Some(unpaid.clone()));
+    let settled = app.pools(&t.bank).settle_pool(settle("2022-01-25")).await.expect("SettlePool");
+    assert_eq!(settled.into_inner().pool.expect("the pool").status, "settled");
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+    let payout = pb::DisburseRequest {
+        request_id: rid("disburse"),
+        loan_id: unpaid.clone(),
+        value_date: "2021-03-01".into(),
+        amount_fen: 0,
+    };
+    let refused = expect_refused(app.loans(&t.bank).disburse(payout).await, "POOL_SETTLED");
+    assert_eq!(metadata(&refused, "pool_id").as_deref(), Some(POOL));
+    assert!(refused.message().contains("settled on 2022-01-25"), "{refused:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before, "nothing posted");
+    let contract = app.get_loan(&t.bank, &unpaid).await;
+    assert_eq!((contract.disbursed_fen, contract.status), (0, pb::LoanStatus::Contracted as i32));
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }

@@ -24,6 +24,7 @@ use crate::domain::lpr::{LPR_LEDGER, TenorBucket, lpr_on};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyVersion, is_seeded_step, ratio_steps};
 use crate::domain::policy::{default_versions, in_force};
+use crate::domain::pool::PoolStatus;
 use crate::domain::subsidy::RATIO_STEPS_MAX;
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimStatus, Decision, Rejection, hold};
 use crate::ledger::claim_postings::claim_postings;
@@ -700,6 +701,27 @@ impl Writer {
                             ),
                         )
                         .with("household_id", other)
+                        .into());
+                    }
+                    // Nor when its pool has been settled: the settlement took it as closed
+                    // (a contract never paid out by its maturity lends nothing), so paid out it
+                    // would be a live loan in a settled pool, which takes no collective
+                    // repayment more.
+                    if let Some((_, pool_id)) =
+                        tx.pools_of_loans(&[t.loan_id.as_str()]).await?.into_iter().next()
+                        && let Some(pool) = tx.pool(&pool_id).await?
+                        && pool.status == PoolStatus::Settled
+                    {
+                        return Err(DomainError::refused(
+                            Reason::PoolSettled,
+                            format!(
+                                "loan {} is a member of pool {pool_id}, settled on {} with the \
+                                 contract expired unpaid: it is not paid out since",
+                                t.loan_id,
+                                pool.settled_on.map(format_date).unwrap_or_default()
+                            ),
+                        )
+                        .with("pool_id", pool_id)
                         .into());
                     }
                     // Last: a payout the loan itself refuses is refused for that.

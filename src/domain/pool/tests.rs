@@ -37,6 +37,12 @@ fn terms(mode: PoolMode) -> PoolTerms {
     }
 }
 
+/// Whether `e` is a refusal naming the policy version of `date`.
+fn refused_since(e: &DomainError, date: &str) -> bool {
+    matches!(e, DomainError::Refused { metadata, .. }
+        if metadata.contains(&("policy_effective_date".to_string(), date.to_string())))
+}
+
 fn code(e: DomainError) -> String {
     match e {
         DomainError::Refused { reason, .. } => reason.code().into(),
@@ -107,9 +113,17 @@ fn an_agreement_takes_open_loans_of_its_bank_and_the_modes_policy_allows() {
         params: PolicyParams { enterprise_modes_allowed: false, ..PolicyParams::default() },
     });
     let refused = Pool::agree(&terms(PoolMode::Shareholding), &[&a], &refusing).unwrap_err();
-    assert!(refused.to_string().contains("refuses the shareholding mode"), "{refused}");
+    assert!(refused.to_string().contains("refusing the shareholding mode since 2021-01-01"));
+    assert!(refused_since(&refused, "2021-01-01"), "{refused:?}");
     assert_eq!(code(refused), "POOL_MODE_NOT_ALLOWED");
     assert!(Pool::agree(&terms(PoolMode::Direct), &[&a], &refusing).is_ok());
+    // A loan contracted in 2024: the version in force is the seeded step of the subsidy ratio
+    // (2024-01-01), which carries the refusal on; the refusal names the version that set it.
+    let mut late = a.clone();
+    std::sync::Arc::make_mut(&mut late.terms).contract_date = d("2024-03-01");
+    let agreed_late = PoolTerms { agreed_on: d("2024-03-02"), ..terms(PoolMode::Entrusted) };
+    let refused = Pool::agree(&agreed_late, &[&late], &refusing).unwrap_err();
+    assert!(refused_since(&refused, "2021-01-01"), "{refused:?}");
 }
 
 #[test]
