@@ -414,6 +414,9 @@ async fn main() -> anyhow::Result<()> {
             loanledger::app::auth::check_org(role, &org)
                 .map_err(|m| anyhow::anyhow!("--org: {m} (an id: letters, digits, _ . -)"))?;
             let db = open_served_db(&cli.database_url).await?;
+            loanledger::app::auth::check_org_exists(&db, role, &org).await.map_err(|e| {
+                anyhow::anyhow!("--org: {e} (register the bank, or create the ledger, first)")
+            })?;
             let token = create_token(&db, role, &org).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(id) = token_id_of(&token) {
                 eprintln!("token id: {id}");

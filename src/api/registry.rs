@@ -417,8 +417,9 @@ impl RegistryService for Api {
         if !auth::is_token_id(&token_id) {
             return Err(invalid("token_id", "is not a token's id (tok_ and 16 hex digits)"));
         }
-        let revoked =
-            auth::revoke_token_but_last_operator(&self.db, &token_id).await.map_err(status)?;
+        let revoked = auth::revoke_token_but_last_operator(&self.db, &token_id, &request_id)
+            .await
+            .map_err(status)?;
         self.forget_token(&token_id).await;
         Ok(Response::new(pb::RevokeTokenResponse { token: Some(token_to_pb(&revoked)) }))
     }

@@ -159,6 +159,25 @@ fn new_secret() -> (String, String) {
     (format!("ll_{}", hex::encode(bytes)), token_id_of_bytes(&bytes))
 }
 
+/// Refuses a token for an organisation not registered yet (`NOT_FOUND`): a bank's token for a
+/// bank no ledger has registered (a bank id is the service's: registered later by another
+/// ledger's finance office, the token would act in that ledger), a finance office's or a
+/// ledger's auditor's for a ledger not created. The operator's `CreateToken` and the CLI's
+/// `token create` check it; [`create_token`] itself does not (the bench makes its tokens
+/// before it prepares its ledger).
+pub async fn check_org_exists(db: &Db, role: Role, org: &str) -> Result<(), AppError> {
+    let missing = match role {
+        Role::Bank => db.get_bank(org).await?.is_none().then_some("bank"),
+        Role::Finance => db.get_ledger(org).await?.is_none().then_some("ledger"),
+        Role::Auditor if org != "*" => db.get_ledger(org).await?.is_none().then_some("ledger"),
+        Role::Auditor | Role::Operator => None,
+    };
+    match missing {
+        Some(what) => Err(DomainError::NotFound { what, id: org.to_string() }.into()),
+        None => Ok(()),
+    }
+}
+
 /// Creates a token for `role` and `org` ([`check_org`]), stores its hash, and returns the
 /// secret (shown once).
 pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppError> {
@@ -174,7 +193,8 @@ pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppE
 /// the token and its secret; a retry (the id used before for the same role and organisation)
 /// finds the token its first call made, and no secret: only its hash is stored, so a secret is
 /// shown once, and an operator who lost it revokes the token and makes another. The id used
-/// before for another role or organisation is `ALREADY_EXISTS`.
+/// before for another role or organisation is `ALREADY_EXISTS`. An organisation not registered
+/// is `NOT_FOUND` ([`check_org_exists`]).
 pub async fn create_token_for_request(
     db: &Db,
     role: Role,
@@ -182,6 +202,7 @@ pub async fn create_token_for_request(
     request_id: &str,
 ) -> Result<(TokenListRow, Option<String>), AppError> {
     check_org(role, org).map_err(|m| DomainError::invalid("org", m))?;
+    check_org_exists(db, role, org).await?;
     let (secret, token_id) = new_secret();
     let now_us = chrono::Utc::now().timestamp_micros();
     let hash = hash_token(&secret);
@@ -238,15 +259,24 @@ pub fn is_token_id(text: &str) -> bool {
     })
 }
 
-/// Revokes the token `token_id` for the operator's `RevokeToken`, and answers it as it is
-/// then: revoked now, or before (answered again); `NOT_FOUND` for no such token. The last
-/// operator token not revoked is kept (`LAST_OPERATOR_TOKEN`): without it no one could make a
-/// token but through the CLI, on the database's machine.
+/// Revokes the token `token_id` for the operator's `RevokeToken` under `request_id`, and
+/// answers it as it is then: revoked now, or before (answered again); `NOT_FOUND` for no such
+/// token. The last operator token not revoked is kept (`LAST_OPERATOR_TOKEN`): without it no
+/// one could make a token but through the CLI, on the database's machine. The request id is
+/// recorded with the token it names: sent again for another token, `ALREADY_EXISTS`
+/// (`REQUEST_ID_REUSED`), nothing revoked.
 pub async fn revoke_token_but_last_operator(
     db: &Db,
     token_id: &str,
+    request_id: &str,
 ) -> Result<TokenListRow, AppError> {
     let at_us = chrono::Utc::now().timestamp_micros();
+    if db.get_token(token_id).await?.is_none() {
+        return Err(DomainError::NotFound { what: "token", id: token_id.to_string() }.into());
+    }
+    if db.record_token_revocation(request_id, token_id, at_us).await? != token_id {
+        return Err(AppError::RequestIdReused(request_id.to_string()));
+    }
     if db.revoke_token_but_last_operator(token_id, at_us).await? {
         tracing::info!(token_id, "token revoked");
     }

@@ -975,6 +975,22 @@ impl Db {
         Ok((row, made))
     }
 
+    /// Records that `request_id` revokes `token_id` (`RevokeToken`), unless it was recorded
+    /// before, and answers the token it revokes: `token_id`, or the one it was recorded for.
+    pub async fn record_token_revocation(
+        &self,
+        request_id: &str,
+        token_id: &str,
+        at_us: i64,
+    ) -> Result<String, StoreError> {
+        let sql = "insert into token_revocation (request_id, token_id, recorded_at_us) \
+                   values ($1, $2, $3) on conflict (request_id) do nothing";
+        on_pool!(self, p => sqlx::query(sql).bind(request_id).bind(token_id).bind(at_us)
+            .execute(p).await?.rows_affected());
+        let sql = "select token_id from token_revocation where request_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(request_id).fetch_one(p).await?))
+    }
+
     /// The token `token_id`, if there is one (never its secret or hash).
     pub async fn get_token(&self, token_id: &str) -> Result<Option<TokenListRow>, StoreError> {
         let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \

@@ -7,6 +7,7 @@ use loanledger::api::pb;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
 use loanledger::app::auth::Role;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use super::with_disbursed_loan;
 use crate::common::*;
@@ -564,6 +565,23 @@ async fn first_operator_token_and_token_commands(backend: Backend) {
     };
     let listed = token_list(&app.database_url);
     assert!(listed.status.success(), "{listed:?}");
+    // `token create` for a bank not registered: refused, no token made; for a registered one,
+    // a secret on stdout.
+    let token_create = |org: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["token", "create", "--role", "bank", "--org", org])
+            .args(["--database-url", &app.database_url])
+            .output()
+            .expect("the binary runs")
+    };
+    let unregistered = token_create("B9");
+    assert!(!unregistered.status.success(), "{unregistered:?}");
+    let said = String::from_utf8_lossy(&unregistered.stderr);
+    assert!(said.contains("bank B9 not found"), "{said}");
+    assert_eq!(app.db.count_tokens().await.expect("tokens"), 0);
+    let made = token_create(BANK);
+    assert!(made.status.success(), "{made:?}");
+    assert!(String::from_utf8_lossy(&made.stdout).starts_with("ll_"), "{made:?}");
     app.finish().await;
     if backend != Backend::Sqlite {
         return;
@@ -796,8 +814,23 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     assert_eq!(app.get_loan(&secret, &id).await.loan_id, id, "the new token works at once");
     let retried = registry.create_token(request.clone()).await.expect("the retry").into_inner();
     assert_eq!((retried.token, retried.secret.as_str()), (Some(token.clone()), ""));
-    let other = pb::CreateTokenRequest { org: "B2".into(), ..request };
+    let other = create(&request.request_id, pb::TokenRole::Auditor, LEDGER);
     expect_code(registry.create_token(other).await, Code::AlreadyExists);
+    // An organisation not registered: NOT_FOUND, no token made (a bank's token made ahead, its
+    // id then registered by another ledger's office, would act in that ledger).
+    let before = app.db.list_tokens().await.expect("the tokens").len();
+    for (role, org) in [
+        (pb::TokenRole::Bank, "B9"),
+        (pb::TokenRole::Finance, "450199"),
+        (pb::TokenRole::Auditor, "450199"),
+    ] {
+        let missing = registry.create_token(create(&rid("t"), role, org)).await;
+        let missing = expect_code(missing, Code::NotFound);
+        assert!(missing.message().contains(org), "{missing:?}");
+    }
+    assert_eq!(app.db.list_tokens().await.expect("the tokens").len(), before);
+    app.register_bank(&t.operator, "B9").await;
+    registry.create_token(create(&rid("t"), pb::TokenRole::Bank, "B9")).await.expect("registered");
 
     // Listed two at a time: every token once, the new one among them, never a secret.
     let mut listed = Vec::new();
@@ -825,11 +858,21 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
         |token_id: &str| pb::RevokeTokenRequest { request_id: rid("r"), token_id: token_id.into() };
     expect_invalid(registry.revoke_token(revoke("ll_secret")).await, "token_id");
     expect_code(registry.revoke_token(revoke("tok_0000000000000000")).await, Code::NotFound);
-    let revoked = registry.revoke_token(revoke(&token.token_id)).await.expect("RevokeToken");
+    let first = revoke(&token.token_id);
+    let revoked = registry.revoke_token(first.clone()).await.expect("RevokeToken");
     let revoked = revoked.into_inner().token.expect("the token");
     assert!(revoked.revoked_at.is_some(), "{revoked:?}");
     let again = registry.revoke_token(revoke(&token.token_id)).await.expect("revoked again");
-    assert_eq!(again.into_inner().token, Some(revoked), "answered as revoked then");
+    assert_eq!(again.into_inner().token, Some(revoked.clone()), "answered as revoked then");
+    let retried = registry.revoke_token(first.clone()).await.expect("the retry");
+    assert_eq!(retried.into_inner().token, Some(revoked), "the same answer");
+    // Its request id sent again for another token: ALREADY_EXISTS, and that token not revoked
+    // (until 2026-12-06 the id was not looked at, and the other token went).
+    let bank_token = loanledger::app::auth::token_id_of(&t.bank).expect("its id");
+    let reused = pb::RevokeTokenRequest { token_id: bank_token, ..first };
+    let reused = expect_code(registry.revoke_token(reused).await, Code::AlreadyExists);
+    assert_eq!(reused.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
+    assert_eq!(app.get_loan(&t.bank, &id).await.loan_id, id, "the bank's token still works");
     // Refused at once by the server that revoked it (it drops the token from its cache).
     let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
     expect_code(app.loans(&secret).get_loan(request).await, Code::Unauthenticated);
