@@ -34,7 +34,7 @@ use super::servicing::{
 
 pub use super::calendar::SettlementFrequency;
 pub use super::schedule::RepaymentMethod;
-use super::schedule::{ScheduleTerms, Term, build_schedule};
+use super::schedule::{ScheduleTerms, Term, build_schedule_paid_out};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -694,19 +694,22 @@ impl LoanState {
     }
 
     /// The servicing of an amortising loan disbursed in full on `date`: its schedule for
-    /// `amount` over the contract's term from `date` (instalments 对日 the disbursement).
+    /// `amount` to the contract's maturity, its instalments 对日 the contract date, those after
+    /// `date` (a loan paid out late has fewer, the first a broken period:
+    /// [`build_schedule_paid_out`]). Until 2026-12-06 the schedule ran the contract's whole
+    /// term from the payout, past the contract's maturity.
     fn start_instalments(&self, date: BusinessDate, amount: Fen) -> Result<Servicing, DomainError> {
         let t = &self.terms;
-        let schedule = build_schedule(&ScheduleTerms {
+        let contract = ScheduleTerms {
             principal: amount,
             rate: t.annual_rate,
-            disbursed: date,
+            disbursed: t.contract_date,
             term: Term::Months(t.term_months),
             method: t.repayment_method,
             frequency: t.settlement_frequency,
             rounding: t.rounding,
-        })
-        .map_err(|e| {
+        };
+        let schedule = build_schedule_paid_out(&contract, date).map_err(|e| {
             DomainError::refused(
                 Reason::LoanNotDisbursable,
                 format!("loan {} cannot be scheduled from {}: {e}", t.loan_id, format_date(date)),

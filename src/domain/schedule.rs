@@ -198,7 +198,7 @@ pub fn build_schedule(terms: &ScheduleTerms) -> Result<Schedule, ScheduleError> 
     let maturity = maturity_date(terms.disbursed, terms.term)?;
     match terms.method {
         Bullet | InterestWithPrincipal => day_basis_schedule(terms, maturity),
-        EqualInstalment | EqualPrincipal => amortising_schedule(terms, maturity),
+        EqualInstalment | EqualPrincipal => amortising_schedule(terms, maturity, terms.disbursed),
     }
 }
 
@@ -216,6 +216,41 @@ pub fn check_frequency(
         EqualInstalment | EqualPrincipal => matches!(frequency, Monthly | Quarterly),
     };
     if allowed { Ok(()) } else { Err(ScheduleError::FrequencyNotAllowed { method, frequency }) }
+}
+
+/// The schedule of a contract whose `terms` run from its contract date (`terms.disbursed`),
+/// paid out in full on `paid_out`, on or after that date and before the maturity: the
+/// contract's maturity stands (a loan paid out late is not lent longer than its contract says;
+/// only an extension moves a maturity). An amortising loan's instalments fall due on the
+/// contract's own dates (对日 the contract date), those after the payout: the first is a broken
+/// period, its interest pro rata to the days from the payout over the period's days
+/// (`opening × rate × days / (periods per year × period days)`, the expression servicing
+/// settles it by), and the level payment (等额本息) or the equal part (等额本金) is worked out
+/// over the instalments left. Other methods are scheduled from the payout to the maturity.
+/// Paid out on the contract date, it is [`build_schedule`]'s.
+pub fn build_schedule_paid_out(
+    terms: &ScheduleTerms,
+    paid_out: NaiveDate,
+) -> Result<Schedule, ScheduleError> {
+    use RepaymentMethod::*;
+    if paid_out <= terms.disbursed {
+        return build_schedule(terms);
+    }
+    if !terms.principal.is_positive() {
+        return Err(ScheduleError::NonPositivePrincipal);
+    }
+    check_frequency(terms.method, terms.frequency)?;
+    let maturity = maturity_date(terms.disbursed, terms.term)?;
+    if maturity <= paid_out {
+        return Err(ScheduleError::NoTerm { disbursed: paid_out, maturity });
+    }
+    match terms.method {
+        Bullet | InterestWithPrincipal => day_basis_schedule(
+            &ScheduleTerms { disbursed: paid_out, term: Term::Maturity(maturity), ..*terms },
+            maturity,
+        ),
+        EqualInstalment | EqualPrincipal => amortising_schedule(terms, maturity, paid_out),
+    }
 }
 
 fn day_basis_schedule(
@@ -249,9 +284,13 @@ fn day_basis_schedule(
     Ok(Schedule { maturity, level_payment: None, instalments })
 }
 
+/// The amortising schedule of `terms` to `maturity`, its due dates 对日 `terms.disbursed`,
+/// paid out on `paid_out` (`terms.disbursed` but for a contract paid out late,
+/// [`build_schedule_paid_out`]): the due dates on or before it are none of its.
 fn amortising_schedule(
     terms: &ScheduleTerms,
     maturity: NaiveDate,
+    paid_out: NaiveDate,
 ) -> Result<Schedule, ScheduleError> {
     let (months_per_period, periods_per_year) = match terms.frequency {
         SettlementFrequency::Quarterly => (3u32, 4u32),
@@ -261,7 +300,18 @@ fn amortising_schedule(
     if months % months_per_period != 0 {
         return Err(ScheduleError::NotWholePeriods);
     }
-    let n = months / months_per_period;
+    let due = |k: u32| {
+        add_months(terms.disbursed, k * months_per_period).ok_or(CalendarError::DateOutOfRange)
+    };
+    // The contract's due dates passed by the payout.
+    let mut passed = 0u32;
+    while passed < months / months_per_period && due(passed + 1)? <= paid_out {
+        passed += 1;
+    }
+    let n = months / months_per_period - passed;
+    if n == 0 {
+        return Err(ScheduleError::NoTerm { disbursed: paid_out, maturity });
+    }
     let annual = terms.rate.value();
     let per_year = Decimal::from(periods_per_year);
     let periodic_rate = annual / per_year;
@@ -282,21 +332,48 @@ fn amortising_schedule(
 
     let mut instalments = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
     let mut remaining = terms.principal;
-    let mut period_start = terms.disbursed;
+    let mut period_start = due(passed)?;
     for k in 1..=n {
-        let due_date = add_months(terms.disbursed, k * months_per_period)
-            .ok_or(CalendarError::DateOutOfRange)?;
+        let due_date = due(passed + k)?;
         let opening = remaining;
-        // Interest in one expression: opening × annual / periods per year.
-        let unrounded_fen = opening
-            .to_decimal()
-            .checked_mul(annual)
-            .and_then(|x| x.checked_div(per_year))
-            .ok_or(ScheduleError::Overflow)?;
+        // Interest in one expression: opening × annual / periods per year; a broken first
+        // period (paid out after its start) pro rata to its days from the payout, as servicing
+        // settles it (`servicing::settle_periodic`: Σ 积数 × rate / (periods × period days)).
+        let unrounded_fen = if k == 1 && paid_out > period_start {
+            let days = (due_date - paid_out).num_days();
+            let period_days = (due_date - period_start).num_days();
+            let jishu = opening.0.checked_mul(days).ok_or(ScheduleError::Overflow)?;
+            if jishu % period_days == 0 {
+                Decimal::from(jishu / period_days)
+                    .checked_mul(annual)
+                    .and_then(|x| x.checked_div(per_year))
+            } else {
+                per_year.checked_mul(Decimal::from(period_days)).and_then(|d| {
+                    Decimal::from(jishu).checked_mul(annual).and_then(|x| x.checked_div(d))
+                })
+            }
+        } else {
+            opening.to_decimal().checked_mul(annual).and_then(|x| x.checked_div(per_year))
+        }
+        .ok_or(ScheduleError::Overflow)?;
         let interest =
             Fen::from_decimal(unrounded_fen, terms.rounding).ok_or(ScheduleError::Overflow)?;
+        // 等额本息's principal part is the level payment less a whole period's interest, a
+        // broken first period's too (its household pays that part and the days' interest: less
+        // than the level payment), so that the instalments after it are the formula's.
+        let whole_period = Fen::from_decimal(
+            opening
+                .to_decimal()
+                .checked_mul(annual)
+                .and_then(|x| x.checked_div(per_year))
+                .ok_or(ScheduleError::Overflow)?,
+            terms.rounding,
+        )
+        .ok_or(ScheduleError::Overflow)?;
         let formula_part = match &level_payment {
-            Some(level) => level.payment.checked_sub(interest).ok_or(ScheduleError::Overflow)?,
+            Some(level) => {
+                level.payment.checked_sub(whole_period).ok_or(ScheduleError::Overflow)?
+            }
             None => equal_part,
         };
         let formula_part = formula_part.max(Fen::ZERO);
@@ -526,6 +603,47 @@ mod tests {
         assert!(build_schedule(&t).is_err());
     }
 
+    /// 600,000 fen 等额本息 monthly, contracted 2021-01-25 for 12 months, paid out 2021-03-01:
+    /// the contract's due dates after the payout (03-25 ..= 2022-01-25, 11 of them), the first a
+    /// broken period of 24 of its 28 days (600,000 × 24 × 0.0385 / (12 × 28) = 1,650.00), the
+    /// level payment over 11 (55,601.06 -> 55,601), whose first principal part is the level
+    /// payment less a whole period's interest (1,925): 53,676.
+    #[test]
+    fn a_contract_paid_out_late_keeps_its_maturity_and_due_dates() {
+        let contract = ScheduleTerms {
+            principal: Fen(600_000),
+            rate: AnnualRate::parse("0.0385").unwrap(),
+            term: Term::Months(12),
+            ..terms(RepaymentMethod::EqualInstalment, SettlementFrequency::Monthly)
+        };
+        let s = build_schedule_paid_out(&contract, d(2021, 3, 1)).unwrap();
+        assert_eq!(s.maturity, d(2022, 1, 25));
+        assert_eq!(s.instalments.len(), 11);
+        assert_eq!(s.level_payment.as_ref().unwrap().payment, Fen(55_601));
+        let first = &s.instalments[0];
+        assert_eq!((first.period_start, first.due_date), (d(2021, 2, 25), d(2021, 3, 25)));
+        assert_eq!((first.interest_due, first.principal_due), (Fen(1_650), Fen(53_676)));
+        assert_eq!(s.instalments[1].due_date, d(2021, 4, 25));
+        assert_eq!(s.instalments[1].interest_due, Fen(1_753), "546,324 × 0.0385 / 12 = 1,752.79");
+        assert_eq!(s.total_principal(), Some(Fen(600_000)));
+        // Paid out on a due date: that date is none of its (its period would have no day).
+        let on_due = build_schedule_paid_out(&contract, d(2021, 2, 25)).unwrap();
+        assert_eq!(on_due.instalments.len(), 11);
+        assert_eq!(on_due.instalments[0].interest_due, Fen(1_925), "a whole period");
+        // On the contract date: the contract's own schedule.
+        assert_eq!(build_schedule_paid_out(&contract, d(2021, 1, 25)), build_schedule(&contract));
+        // On or after the maturity: no term left.
+        assert!(build_schedule_paid_out(&contract, d(2022, 1, 25)).is_err());
+        // A bullet loan paid out late: from the payout to the contract's maturity.
+        let bullet = ScheduleTerms {
+            term: Term::Months(12),
+            ..terms(RepaymentMethod::Bullet, SettlementFrequency::Quarterly)
+        };
+        let late = build_schedule_paid_out(&bullet, d(2021, 3, 1)).unwrap();
+        assert_eq!(late.maturity, d(2022, 1, 25));
+        assert_eq!(late.instalments[0].period_start, d(2021, 3, 1));
+    }
+
     fn arb_terms() -> impl Strategy<Value = ScheduleTerms> {
         let method_frequency = prop_oneof![
             Just((RepaymentMethod::Bullet, SettlementFrequency::Monthly)),
@@ -572,6 +690,37 @@ mod tests {
             prop_assert_eq!(s.instalments.last().unwrap().due_date, s.maturity);
             if matches!(t.method, RepaymentMethod::EqualInstalment | RepaymentMethod::EqualPrincipal) {
                 prop_assert!(s.instalments.last().unwrap().absorbs_rounding);
+            }
+        }
+
+        /// Paid out any day after its contract and before its maturity: the contract's
+        /// maturity, due dates after the payout only (the contract's own), amortised to zero.
+        #[test]
+        fn a_contract_paid_out_late_amortises_to_zero_by_its_maturity(
+            t in arb_terms(),
+            late in 1i64..2_000,
+        ) {
+            let contract = build_schedule(&t).unwrap();
+            let paid_out = t.disbursed + chrono::Duration::days(late);
+            prop_assume!(paid_out < contract.maturity);
+            let s = build_schedule_paid_out(&t, paid_out).unwrap();
+            prop_assert_eq!(s.maturity, contract.maturity);
+            prop_assert_eq!(s.total_principal(), Some(t.principal));
+            prop_assert_eq!(s.instalments.last().unwrap().remaining_principal, Fen::ZERO);
+            // (A bullet loan paid out on a 20th owes that day's interest on it.)
+            prop_assert!(s.instalments.iter().all(|i| i.due_date >= paid_out));
+            prop_assert!(s.instalments.iter().all(|i| !i.interest_due.is_negative()));
+            if t.method.is_amortising() {
+                let dues: Vec<NaiveDate> = contract.instalments.iter().map(|i| i.due_date).collect();
+                let after: Vec<NaiveDate> = dues.into_iter().filter(|d| *d > paid_out).collect();
+                let own: Vec<NaiveDate> = s.instalments.iter().map(|i| i.due_date).collect();
+                prop_assert_eq!(own, after);
+                let first = &s.instalments[0];
+                prop_assert!(first.period_start <= paid_out && paid_out < first.due_date);
+                // A broken period's interest is at most a whole period's.
+                let periods = if t.frequency == SettlementFrequency::Quarterly { 4 } else { 12 };
+                let whole = t.principal.to_decimal() * t.rate.value() / Decimal::from(periods);
+                prop_assert!(first.interest_due <= Fen::from_decimal(whole, t.rounding).unwrap());
             }
         }
     }

@@ -31,11 +31,14 @@
 //! maturity its penalty and compound settle on the quarterly 20ths).
 //!
 //! Amortising loans (等额本息 `EqualInstalment`, 等额本金 `EqualPrincipal`). At the (single)
-//! disbursement the schedule of [`super::schedule::build_schedule`] for the disbursed principal
-//! fixes the instalments: their periods, due dates (对日 the disbursement) and principal parts,
-//! kept in [`Servicing::instalments`] until each falls due, and maturity (the last due date).
-//! The settlement points before maturity are the due dates, not the 20ths; each instalment
-//! period runs from the previous due date (or the disbursement) to the day before its due date.
+//! disbursement the schedule of [`super::schedule::build_schedule_paid_out`] for the disbursed
+//! principal fixes the instalments: their periods, due dates (对日 the contract date, those
+//! after the payout) and principal parts, kept in [`Servicing::instalments`] until each falls
+//! due, and maturity (the contract's, the last due date). The settlement points before
+//! maturity are the due dates, not the 20ths; each instalment period runs from the previous
+//! due date to the day before its due date. A loan paid out within a period (after its
+//! contract date) accrues from the payout: its first period is broken, settled on the periodic
+//! basis pro rata to its days ([`settle_periodic`] over the period's days).
 //! At a due date:
 //!
 //! - the period's interest is settled on the periodic-rate basis of the schedule: the annual
@@ -498,8 +501,8 @@ impl Servicing {
     }
 
     /// The state right after the disbursement of an amortising loan on `date`, whose schedule
-    /// (built by [`super::schedule::build_schedule`] for the disbursed principal from `date`)
-    /// fixes the instalments and maturity.
+    /// (built by [`super::schedule::build_schedule_paid_out`] for the disbursed principal paid
+    /// out on `date`) fixes the instalments and maturity.
     pub fn start_instalments(
         terms: &ServicingTerms,
         date: NaiveDate,

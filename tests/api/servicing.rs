@@ -2471,7 +2471,10 @@ async fn instalment_paid_late(backend: Backend) {
     );
 
     // An instalment loan disbursed in part is scheduled for what was paid out, once: a second
-    // disbursement is refused.
+    // disbursement is refused. Paid out on 03-01, after its contract (01-25), it keeps the
+    // contract's maturity (2022-01-25) and due dates: 11 instalments from 03-25, the first a
+    // broken period of 24 of its 28 days (until 2026-12-06 it ran twelve months from 03-01, to
+    // 2022-03-01, an extension nobody recorded).
     app.register_household(&t.finance, "H-I3", "19800517").await;
     app.create_loan(
         &t.bank,
@@ -2488,8 +2491,8 @@ async fn instalment_paid_late(backend: Backend) {
         })
         .await
         .expect("Disburse part");
-    assert_eq!(loan(part.get_ref()).next_settlement_date, "2021-04-01");
-    assert_eq!(loan(part.get_ref()).current_maturity_date, "2022-03-01");
+    assert_eq!(loan(part.get_ref()).next_settlement_date, "2021-03-25");
+    assert_eq!(loan(part.get_ref()).current_maturity_date, "2022-01-25");
     let refused = expect_refused(
         app.loans(&t.bank)
             .disburse(pb::DisburseRequest {
@@ -2516,9 +2519,21 @@ async fn instalment_paid_late(backend: Backend) {
         "EXTENSION_NOT_ALLOWED",
     );
 
-    // The second instalment is the schedule's, paid on time.
+    // The second instalment is the schedule's, paid on time. The run settles I3's first too:
+    // 600,000 × 24 × 0.0385 / (12 × 28) = 1,650.00 of interest, and of principal the level
+    // payment over 11 instalments (55,601.06 -> 55,601) less a whole period's interest
+    // (600,000 × 0.0385 / 12 = 1,925): 53,676.
     let run = settle(&app, &t.finance, "", "2021-03-25").await;
-    assert_eq!((run.interest_fen, run.penalty_fen), (schedule[1].interest_due_fen, 0), "{run:?}");
+    let broken = 1_650;
+    assert_eq!(
+        (run.interest_fen, run.penalty_fen),
+        (schedule[1].interest_due_fen + broken, 0),
+        "{run:?}"
+    );
+    let as_of = pb::GetLoanRequest { loan_id: loan_id("I3"), as_of: "2021-03-25".into() };
+    let i3 = app.loans(&t.bank).get_loan(as_of).await.expect("GetLoan").into_inner();
+    assert_eq!((i3.interest_due_fen, i3.current_principal_fen), (broken, 53_676), "{i3:?}");
+    assert_eq!(i3.next_settlement_date, "2021-04-25", "{i3:?}");
     let r = app.repay(&t.bank, &id, "2021-03-25", schedule[1].total_due_fen).await;
     assert_eq!(loan(&r).principal_outstanding_fen, schedule[1].remaining_principal_fen);
 
