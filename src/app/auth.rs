@@ -8,7 +8,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::error::AppError;
-use crate::domain::error::DomainError;
+use crate::domain::error::{DomainError, Reason};
 use crate::store::Db;
 use crate::store::rows::TokenListRow;
 
@@ -274,8 +274,24 @@ pub async fn revoke_token_but_last_operator(
     if db.get_token(token_id).await?.is_none() {
         return Err(DomainError::NotFound { what: "token", id: token_id.to_string() }.into());
     }
-    if db.record_token_revocation(request_id, token_id, at_us).await? != token_id {
+    let last_operator = || -> AppError {
+        DomainError::refused(
+            Reason::LastOperatorToken,
+            format!(
+                "{token_id} is the last operator token not revoked: make another operator token \
+                 first"
+            ),
+        )
+        .into()
+    };
+    let (recorded, refused) = db.record_token_revocation(request_id, token_id, at_us).await?;
+    if recorded != token_id {
         return Err(AppError::RequestIdReused(request_id.to_string()));
+    }
+    // Refused before: refused again, though another operator token may have been made since
+    // (a late retry would otherwise revoke the token its operator chose to keep).
+    if refused.is_some() {
+        return Err(last_operator());
     }
     if db.revoke_token_but_last_operator(token_id, at_us).await? {
         tracing::info!(token_id, "token revoked");
@@ -285,14 +301,8 @@ pub async fn revoke_token_but_last_operator(
         .await?
         .ok_or_else(|| DomainError::NotFound { what: "token", id: token_id.to_string() })?;
     if row.revoked_at_us.is_none() {
-        return Err(DomainError::refused(
-            crate::domain::error::Reason::LastOperatorToken,
-            format!(
-                "{token_id} is the last operator token not revoked: make another operator token \
-                 first"
-            ),
-        )
-        .into());
+        db.refuse_token_revocation(request_id, Reason::LastOperatorToken.code()).await?;
+        return Err(last_operator());
     }
     Ok(row)
 }

@@ -101,7 +101,11 @@ pub enum InterestWorking {
     Periodic(PeriodicInterest),
 }
 
-/// Interest of one amortising instalment: opening principal × annual rate / periods per year.
+/// Interest of one amortising instalment: opening principal × annual rate / periods per year;
+/// of a broken first period ([`build_schedule_paid_out`]), that pro rata to the days from the
+/// payout over the period's days (`unrounded_fen` and `interest` are the pro-rata figures; the
+/// days are the instalment's `period_start`, `due_date` and the payout). No answer shows a
+/// broken period's working: `PreviewSchedule` schedules from a disbursement date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeriodicInterest {
     pub opening_principal: Fen,

@@ -322,7 +322,8 @@ pub struct Servicing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedInstalment {
     pub number: u32,
-    /// The period's first day (the previous due date, or the disbursement).
+    /// The period's first day: the previous due date of the contract's (the contract date for
+    /// the first), before the payout for a loan paid out within its first period.
     #[serde(with = "iso")]
     pub period_start: NaiveDate,
     #[serde(with = "iso")]

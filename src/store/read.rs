@@ -976,19 +976,33 @@ impl Db {
     }
 
     /// Records that `request_id` revokes `token_id` (`RevokeToken`), unless it was recorded
-    /// before, and answers the token it revokes: `token_id`, or the one it was recorded for.
+    /// before, and answers the token it revokes (`token_id`, or the one it was recorded for)
+    /// and the reason it was refused, if it was ([`Db::refuse_token_revocation`]).
     pub async fn record_token_revocation(
         &self,
         request_id: &str,
         token_id: &str,
         at_us: i64,
-    ) -> Result<String, StoreError> {
+    ) -> Result<(String, Option<String>), StoreError> {
         let sql = "insert into token_revocation (request_id, token_id, recorded_at_us) \
                    values ($1, $2, $3) on conflict (request_id) do nothing";
         on_pool!(self, p => sqlx::query(sql).bind(request_id).bind(token_id).bind(at_us)
             .execute(p).await?.rows_affected());
-        let sql = "select token_id from token_revocation where request_id = $1";
-        Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(request_id).fetch_one(p).await?))
+        let sql = "select token_id, refused from token_revocation where request_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_one(p).await?))
+    }
+
+    /// Records that the revocation of `request_id` was refused for `reason`: a retry is
+    /// refused the same way, whatever has changed since.
+    pub async fn refuse_token_revocation(
+        &self,
+        request_id: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let sql = "update token_revocation set refused = $2 where request_id = $1";
+        on_pool!(self, p => sqlx::query(sql).bind(request_id).bind(reason)
+            .execute(p).await?.rows_affected());
+        Ok(())
     }
 
     /// The token `token_id`, if there is one (never its secret or hash).

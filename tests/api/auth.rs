@@ -883,13 +883,20 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     {
         registry.revoke_token(revoke(&other.token_id)).await.expect("another operator's");
     }
-    let last = registry.revoke_token(revoke(&own)).await;
+    let refused_request = revoke(&own);
+    let last = registry.revoke_token(refused_request.clone()).await;
     expect_refused(last, "LAST_OPERATOR_TOKEN");
     let next = registry
         .create_token(create(&rid("t"), pb::TokenRole::Operator, "*"))
         .await
         .expect("another operator token")
         .into_inner();
+    // The refused request retried once another operator token exists: refused the same way,
+    // the token its operator kept not revoked (a late retry would have revoked it).
+    let retried = registry.revoke_token(refused_request).await;
+    expect_refused(retried, "LAST_OPERATOR_TOKEN");
+    let own_row = app.db.get_token(&own).await.expect("read").expect("the token");
+    assert!(own_row.revoked_at_us.is_none(), "{own_row:?}");
     let handed_over = registry.revoke_token(revoke(&own)).await.expect("no longer the last");
     assert!(handed_over.into_inner().token.expect("the token").revoked_at.is_some());
     let tokens = app.registry(&next.secret).list_tokens(pb::ListTokensRequest::default()).await;
