@@ -827,7 +827,10 @@ impl Servicing {
         Ok((overdue, current))
     }
 
-    /// Instalment principal due on `date`: (overdue, current).
+    /// Principal due on `date`: (overdue, current). Instalment principal by its due date, and
+    /// the principal not in an instalment (all of a bullet or 利随本清 loan's) at the maturity
+    /// in force: due on it, overdue after it. Until 2026-12-06 the latter was left out, so a
+    /// bullet loan unpaid past its maturity showed no principal overdue.
     pub fn principal_owed(&self, date: NaiveDate) -> Result<(Fen, Fen), ServicingError> {
         let mut overdue = Fen::ZERO;
         let mut current = Fen::ZERO;
@@ -837,6 +840,13 @@ impl Servicing {
             } else {
                 current = add(current, i.amount_fen)?;
             }
+        }
+        let at_maturity = sub(self.principal_fen, self.principal_due_fen()?)?;
+        let maturity = self.maturity();
+        if date > maturity {
+            overdue = add(overdue, at_maturity)?;
+        } else if date == maturity {
+            current = add(current, at_maturity)?;
         }
         Ok((overdue, current))
     }
@@ -1123,9 +1133,11 @@ pub struct Quote {
     pub accrued_interest_fen: Fen,
     /// All principal outstanding, instalment principal due included.
     pub principal_fen: Fen,
-    /// Of `principal_fen`, instalment principal past its due date (amortising loans).
+    /// Of `principal_fen`, principal past its due date: an instalment's, or at the maturity
+    /// ([`Servicing::principal_owed`]).
     pub overdue_principal_fen: Fen,
-    /// Of `principal_fen`, instalment principal due on the date itself (amortising loans).
+    /// Of `principal_fen`, principal due on the date itself: an instalment's, or on the
+    /// maturity day.
     pub current_principal_fen: Fen,
     pub days_overdue: i64,
     /// The first settlement point after the date (none once the loan has no more): the points

@@ -575,6 +575,8 @@ async fn year_of_quarterly_settlements(backend: Backend) {
     let quote = app.payoff_quote(&t.bank, &id, "2022-01-25").await;
     assert_eq!(quote.current_interest_fen, 18_715, "{quote:?}");
     assert_eq!(quote.total_fen, 5_018_715, "{quote:?}");
+    // The principal is due on the maturity day: current, not overdue.
+    assert_eq!((quote.current_principal_fen, quote.overdue_principal_fen), (5_000_000, 0));
     let paid = app.repay(&t.bank, &id, "2022-01-25", 5_018_715).await;
     let l = loan(&paid);
     assert_eq!(status_of(l), pb::LoanStatus::Settled, "{l:?}");
@@ -677,6 +679,8 @@ async fn overdue_penalty_and_recovery(backend: Backend) {
     assert_eq!(quote.overdue_interest_fen, 195_173, "{quote:?}");
     assert_eq!((quote.current_interest_fen, quote.accrued_interest_fen), (0, 0), "{quote:?}");
     assert_eq!(quote.principal_fen, 5_000_000, "{quote:?}");
+    // Past the maturity all of it is overdue (until 2026-12-06 a bullet loan's showed none).
+    assert_eq!((quote.overdue_principal_fen, quote.current_principal_fen), (5_000_000, 0));
     assert_eq!(quote.days_overdue, 341, "{quote:?}");
     assert_eq!(quote.total_fen, 24_063 + 3_905 + 195_173 + 5_000_000, "{quote:?}");
     assert_eq!(quote.total_fen, 5_223_141);
@@ -684,6 +688,7 @@ async fn overdue_penalty_and_recovery(backend: Backend) {
     assert_eq!(status_of(&l), pb::LoanStatus::Overdue90, "{l:?}");
     assert_eq!(l.days_overdue, 341, "{l:?}");
     assert_eq!((l.penalty_fen, l.compound_fen, l.interest_due_fen), (24_063, 3_905, 195_173));
+    assert_eq!(l.overdue_principal_fen, 5_000_000, "{l:?}");
 
     // A partial payment of 1,000.00 yuan: penalty 24,063, compound 3,905, then 72,032 of the
     // overdue interest, oldest first (I1 29,410 in full, 42,622 of I2, leaving 6,572 of it).
