@@ -225,6 +225,7 @@ pub fn loan_to_pb_quoted(
         penalty_paid_fen: s.penalty_paid_fen.0,
         compound_paid_fen: s.compound_paid_fen.0,
         written_off_fen: s.written_off_fen.0,
+        recovered_fen: s.recovered_fen.0,
         extensions: s.extensions,
         overdue_principal_fen: q(|q| q.overdue_principal_fen.0),
         current_principal_fen: q(|q| q.current_principal_fen.0),

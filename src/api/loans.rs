@@ -882,6 +882,25 @@ impl LoanService for Api {
         .await
     }
 
+    #[tracing::instrument(skip_all, fields(request_id, loan_id))]
+    async fn record_recovery(
+        &self,
+        request: Request<pb::RecordRecoveryRequest>,
+    ) -> Result<Response<pb::LoanResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "RecordRecovery")?;
+        let pb::RecordRecoveryRequest { request_id, loan_id, value_date, amount_fen } =
+            request.into_inner();
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
+            Ok(Command::RecordRecovery {
+                loan_id,
+                value_date: parse::value_date("value_date", &value_date, today)?,
+                amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+            })
+        })
+        .await
+    }
+
     async fn get_payoff_quote(
         &self,
         request: Request<pb::GetPayoffQuoteRequest>,

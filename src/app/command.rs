@@ -108,6 +108,13 @@ pub enum Command {
         #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
     },
+    /// Money the bank collected of a written-off loan (账销案存).
+    RecordRecovery {
+        loan_id: String,
+        #[serde(serialize_with = "iso::serialize")]
+        value_date: BusinessDate,
+        amount_fen: Fen,
+    },
     /// A bank's subsidy claim as it submits it; `checked` holds its lines checked against the
     /// registers as of `submitted_on` by the caller (`app::subsidy::check_claim`), with the
     /// seq of each loan's last event then: the writer refuses to record them over a loan that
@@ -249,6 +256,7 @@ impl Command {
             Command::MarkMisuse { .. } => "mark_misuse",
             Command::ExtendLoan { .. } => "extend_loan",
             Command::WriteOffLoan { .. } => "write_off_loan",
+            Command::RecordRecovery { .. } => "record_recovery",
             Command::SubmitSubsidyClaim { .. } => "submit_subsidy_claim",
             Command::SubsidyClaimStep { step: ClaimEvent::Reviewed { .. } } => {
                 "review_subsidy_claim"
@@ -284,7 +292,8 @@ impl Command {
             | Command::SettleLoan { loan_id, .. }
             | Command::MarkMisuse { loan_id, .. }
             | Command::ExtendLoan { loan_id, .. }
-            | Command::WriteOffLoan { loan_id, .. } => Some(loan_id),
+            | Command::WriteOffLoan { loan_id, .. }
+            | Command::RecordRecovery { loan_id, .. } => Some(loan_id),
             _ => None,
         }
     }

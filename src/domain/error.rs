@@ -48,6 +48,7 @@ pub enum Reason {
     PoolSettled = 38,
     LastOperatorToken = 39,
     BackupNotConfigured = 40,
+    LoanNotWrittenOff = 41,
 }
 
 impl Reason {
@@ -94,6 +95,7 @@ impl Reason {
             Reason::PoolSettled => "POOL_SETTLED",
             Reason::LastOperatorToken => "LAST_OPERATOR_TOKEN",
             Reason::BackupNotConfigured => "BACKUP_NOT_CONFIGURED",
+            Reason::LoanNotWrittenOff => "LOAN_NOT_WRITTEN_OFF",
         }
     }
 }

@@ -167,6 +167,7 @@ impl JournalEvent {
             JournalEvent::Loan(LoanEvent::MisuseMarked { .. }) => "loan.misuse_marked",
             JournalEvent::Loan(LoanEvent::Extended { .. }) => "loan.extended",
             JournalEvent::Loan(LoanEvent::WrittenOff { .. }) => "loan.written_off",
+            JournalEvent::Loan(LoanEvent::Recovered { .. }) => "loan.recovered",
             JournalEvent::SubsidyClaimSubmitted { .. } => "subsidy_claim.submitted",
             JournalEvent::SubsidyClaim(ClaimEvent::Reviewed { .. }) => "subsidy_claim.reviewed",
             JournalEvent::SubsidyClaim(ClaimEvent::Objected { .. }) => "subsidy_claim.objected",
@@ -303,7 +304,7 @@ impl JournalEvent {
                 }
             }
             "loan.created" | "loan.disbursed" | "loan.repaid" | "loan.settled"
-            | "loan.misuse_marked" | "loan.extended" | "loan.written_off" => {
+            | "loan.misuse_marked" | "loan.extended" | "loan.written_off" | "loan.recovered" => {
                 let e = match loan_wire::decode(kind, json) {
                     Some(decoded) => decoded,
                     None => serde_json::from_str::<LoanEvent>(json),
@@ -442,6 +443,11 @@ mod loan_wire {
                     LoanEvent::WrittenOff { loan_id, value_date, settlements, charges, allocation }
                 },
             ),
+            "recovered" => serde_json::from_str(json).map(
+                |Recovered { _tag, loan_id, value_date, amount_fen, principal_fen }| {
+                    LoanEvent::Recovered { loan_id, value_date, amount_fen, principal_fen }
+                },
+            ),
             _ => return None,
         })
     }
@@ -512,6 +518,16 @@ mod loan_wire {
         charges: SettlementPoint,
         allocation: Allocation,
     }
+    #[derive(Deserialize)]
+    struct Recovered {
+        #[serde(rename = "type")]
+        _tag: IgnoredAny,
+        loan_id: String,
+        #[serde(deserialize_with = "iso::deserialize")]
+        value_date: BusinessDate,
+        amount_fen: Fen,
+        principal_fen: Fen,
+    }
 }
 
 #[cfg(test)]
@@ -521,7 +537,7 @@ pub(crate) mod tests {
     /// One event of each loan kind as the writer stores it (the first four taken from a bench
     /// database), in an order a loan can take, and last a misuse mark that says falsely
     /// obtained (another loan's, not in that order).
-    pub(crate) const LOAN_EVENTS: [(&str, &str); 8] = [
+    pub(crate) const LOAN_EVENTS: [(&str, &str); 9] = [
         (
             "loan.created",
             r#"{"type":"created","terms":{"loan_id":"BB-0000000","ledger_id":"BENCH","bank_id":"BB","contract_number":"0000000","household_id":"H0000000","borrower_name":"bench","borrower_id_number":"450121198001010006","borrower_birth_date":"1980-01-01","principal_fen":5000000,"annual_rate":"0.0385","contract_date":"2021-01-25","term_months":12,"maturity_date":"2022-01-25","repayment_method":"bullet","settlement_frequency":"quarterly","purpose":"bench","collateral_free":true,"guarantee_free":true,"renews_loan_id":null,"overdue_uplift":"0.5","misuse_uplift":"1","grace_days":0,"rounding":"half_up","extension_months_max":12}}"#,
@@ -554,6 +570,11 @@ pub(crate) mod tests {
         (
             "loan.misuse_marked",
             r#"{"type":"misuse_marked","loan_id":"BB-0000000","value_date":"2021-03-01","settlements":[],"falsely_obtained":true}"#,
+        ),
+        // A recovery after the write-off (since 2026-12-06).
+        (
+            "loan.recovered",
+            r#"{"type":"recovered","loan_id":"BB-0000000","value_date":"2023-09-01","amount_fen":300000,"principal_fen":300000}"#,
         ),
     ];
 

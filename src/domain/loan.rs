@@ -11,8 +11,18 @@
 //! `Settled` (everything repaid) or `WrittenOff`. What a disbursed loan owes is computed by
 //! [`super::servicing`]; every servicing event records its figures and [`LoanState::apply`]
 //! recomputes them, so a replay of the journal checks every settled amount. An amortising loan
-//! (等额本息, 等额本金) is scheduled at its first disbursement, from that day for the contract's
-//! term; a second disbursement and an extension of it are refused (see [`super::servicing`]).
+//! (等额本息, 等额本金) is scheduled at its first disbursement, to the contract's maturity; a
+//! second disbursement and an extension of it are refused (see [`super::servicing`]).
+//!
+//! **Recoveries after a write-off** (账销案存: written off the books, the claim kept): what the
+//! bank collects of a written-off loan later ([`LoanCommand::Recover`], event
+//! [`LoanEvent::Recovered`]), at most what was written off less what was recovered before
+//! (`REPAYMENT_EXCEEDS_OWED`, `metadata.recoverable_fen`), on a written-off loan only
+//! (`LOAN_NOT_WRITTEN_OFF`), not dated before its last event. It goes to the principal written
+//! off first (that part counted in `principal_repaid_fen`, so that the risk fund's share of it
+//! is returned as any recovery's is: [`super::risk_fund::recovered_since`]), then to the
+//! interest and charges written off; the loan stays written off. Postings: `bank/<id>/cash` Dr,
+//! `bank/<id>/loan_loss` Cr, the loss reduced by what came back.
 
 use std::sync::Arc;
 
@@ -206,6 +216,11 @@ pub enum LoanCommand {
     WriteOff {
         date: BusinessDate,
     },
+    /// Money collected of a written-off loan.
+    Recover {
+        date: BusinessDate,
+        amount: Fen,
+    },
 }
 
 /// What happened to a loan. The journal's `command_json` of a loan transaction is one of these.
@@ -263,6 +278,15 @@ pub enum LoanEvent {
         charges: SettlementPoint,
         allocation: Allocation,
     },
+    /// Money collected of a written-off loan (since 2026-12-06): `principal_fen` of it the
+    /// principal written off, the rest its interest and charges.
+    Recovered {
+        loan_id: String,
+        #[serde(with = "iso")]
+        value_date: BusinessDate,
+        amount_fen: Fen,
+        principal_fen: Fen,
+    },
 }
 
 impl LoanEvent {
@@ -274,7 +298,8 @@ impl LoanEvent {
             | LoanEvent::Repaid { loan_id, .. }
             | LoanEvent::MisuseMarked { loan_id, .. }
             | LoanEvent::Extended { loan_id, .. }
-            | LoanEvent::WrittenOff { loan_id, .. } => loan_id,
+            | LoanEvent::WrittenOff { loan_id, .. }
+            | LoanEvent::Recovered { loan_id, .. } => loan_id,
         }
     }
 
@@ -286,13 +311,14 @@ impl LoanEvent {
             | LoanEvent::Repaid { value_date, .. }
             | LoanEvent::MisuseMarked { value_date, .. }
             | LoanEvent::Extended { value_date, .. }
-            | LoanEvent::WrittenOff { value_date, .. } => *value_date,
+            | LoanEvent::WrittenOff { value_date, .. }
+            | LoanEvent::Recovered { value_date, .. } => *value_date,
         }
     }
 
     pub fn settlements(&self) -> &[SettlementPoint] {
         match self {
-            LoanEvent::Created { .. } => &[],
+            LoanEvent::Created { .. } | LoanEvent::Recovered { .. } => &[],
             LoanEvent::Disbursed { settlements, .. }
             | LoanEvent::Settled { settlements, .. }
             | LoanEvent::Repaid { settlements, .. }
@@ -320,6 +346,9 @@ impl LoanEvent {
                 LoanCommand::Extend { date: *value_date, new_maturity: *new_maturity }
             }
             LoanEvent::WrittenOff { value_date, .. } => LoanCommand::WriteOff { date: *value_date },
+            LoanEvent::Recovered { value_date, amount_fen, .. } => {
+                LoanCommand::Recover { date: *value_date, amount: *amount_fen }
+            }
         })
     }
 }
@@ -679,11 +708,59 @@ impl LoanState {
                     allocation,
                 }
             }
+            LoanCommand::Recover { date, amount } => {
+                if self.status != LoanStatus::WrittenOff {
+                    return Err(DomainError::refused(
+                        Reason::LoanNotWrittenOff,
+                        format!(
+                            "loan {loan_id} is {}: a recovery is recorded of a written-off loan \
+                             (a live loan's payments are repayments)",
+                            self.status.as_str()
+                        ),
+                    ));
+                }
+                check_value_date(self, date)?;
+                if !amount.is_positive() {
+                    return Err(DomainError::invalid("amount_fen", "must be positive"));
+                }
+                let overflow = || servicing_error(ServicingError::Overflow);
+                let s = &self.servicing;
+                let recoverable =
+                    s.written_off_fen.checked_sub(s.recovered_fen).ok_or_else(overflow)?;
+                if amount > recoverable {
+                    return Err(DomainError::refused(
+                        Reason::RepaymentExceedsOwed,
+                        format!(
+                            "the recovery of {amount} exceeds the {recoverable} yuan written off \
+                             and not recovered yet"
+                        ),
+                    )
+                    .with("recoverable_fen", recoverable.0));
+                }
+                // The principal written off is what was paid out and not repaid (recoveries of
+                // it counted as repaid).
+                let principal_left = self
+                    .disbursed_fen
+                    .checked_sub(self.principal_repaid_fen)
+                    .ok_or_else(overflow)?
+                    .max(Fen::ZERO);
+                let principal = amount.min(principal_left);
+                next.principal_repaid_fen =
+                    self.principal_repaid_fen.checked_add(principal).ok_or_else(overflow)?;
+                next.servicing.recovered_fen =
+                    s.recovered_fen.checked_add(amount).ok_or_else(overflow)?;
+                LoanEvent::Recovered {
+                    loan_id,
+                    value_date: date,
+                    amount_fen: amount,
+                    principal_fen: principal,
+                }
+            }
         };
         next.principal_outstanding_fen = next.servicing.principal_fen;
         next.last_value_date = event.value_date();
         next.status = match &event {
-            LoanEvent::WrittenOff { .. } => LoanStatus::WrittenOff,
+            LoanEvent::WrittenOff { .. } | LoanEvent::Recovered { .. } => LoanStatus::WrittenOff,
             LoanEvent::Repaid { repayment, .. } if repayment.payoff => LoanStatus::Settled,
             _ => {
                 next.status = LoanStatus::Active;
@@ -762,6 +839,7 @@ fn event_kind(e: &LoanEvent) -> &'static str {
         LoanEvent::MisuseMarked { .. } => "misuse",
         LoanEvent::Extended { .. } => "extension",
         LoanEvent::WrittenOff { .. } => "write-off",
+        LoanEvent::Recovered { .. } => "recovery",
     }
 }
 
@@ -912,7 +990,8 @@ fn check_compensation_date(state: &LoanState, command: &LoanCommand) -> Result<(
         | LoanCommand::Repay { date, .. }
         | LoanCommand::MarkMisuse { date, .. }
         | LoanCommand::Extend { date, .. }
-        | LoanCommand::WriteOff { date } => date,
+        | LoanCommand::WriteOff { date }
+        | LoanCommand::Recover { date, .. } => date,
     };
     match state.servicing.compensated_on {
         // The fund shared the loss of what was paid out by then; a tranche paid out after it

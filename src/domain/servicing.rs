@@ -300,6 +300,9 @@ pub struct Servicing {
     pub compound_paid_fen: Fen,
     #[serde(default, skip_serializing_if = "fen_is_zero")]
     pub written_off_fen: Fen,
+    /// Of `written_off_fen`, what was recovered since (`LoanEvent::Recovered`).
+    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    pub recovered_fen: Fen,
     /// Amortising loans: the instalments not yet due, with their scheduled principal parts.
     /// Their parts always sum to the principal not yet due (see the module doc).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

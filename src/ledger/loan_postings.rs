@@ -83,6 +83,10 @@ pub fn loan_postings(event: &LoanEvent, bank_id: &str) -> Result<Postings, Posti
             legs.point(loan, bank_id, charges)?;
             legs.settle_buckets(loan, bank_loan_loss(bank_id), allocation)?;
         }
+        // What came back of the loss: the bank's cash up, its loss down.
+        LoanEvent::Recovered { amount_fen, .. } => {
+            legs.transfer(bank_cash(bank_id), bank_loan_loss(bank_id), *amount_fen)?;
+        }
     }
     Postings::balanced(legs.0)
 }
@@ -161,6 +165,20 @@ mod tests {
         let legs: Vec<(&str, i64)> =
             postings.as_slice().iter().map(|p| (p.account.as_str(), p.amount.0)).collect();
         assert_eq!(legs, [("loan/B1-1/principal", 5_000_000), ("bank/B1/cash", -5_000_000)]);
+    }
+
+    #[test]
+    fn a_recovery_after_the_write_off_moves_the_loss_back_to_the_banks_cash() {
+        let event = LoanEvent::Recovered {
+            loan_id: "B1-1".into(),
+            value_date: date(),
+            amount_fen: Fen(2_000_000),
+            principal_fen: Fen(2_000_000),
+        };
+        let postings = loan_postings(&event, "B1").expect("balanced");
+        let legs: Vec<(&str, i64)> =
+            postings.as_slice().iter().map(|p| (p.account.as_str(), p.amount.0)).collect();
+        assert_eq!(legs, [("bank/B1/cash", 2_000_000), ("bank/B1/loan_loss", -2_000_000)]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ on_both_backends!(
     a_renewal_waiting_to_be_paid_out_and_its_loan_count_once,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
+    a_recovery_after_the_write_off_returns_the_funds_share,
 );
 
 fn open(request_id: &str, opened_on: &str, percent: u32) -> pb::OpenRiskFundRequest {
@@ -1028,5 +1029,139 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     let before = format!("seq {seq}: 2020-12-01 is before the risk fund of ledger {LEDGER}");
     assert!(v.problems.iter().any(|p| p.starts_with(&before)), "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// 账销案存: the second loan, unpaid, compensated by the fund at 80% (40,000.00 of its 50,000.00
+/// yuan of principal), is written off on 2021-07-01; the bank later collects 20,000.00 yuan of
+/// it (RecordRecovery), all of it principal written off, counted as principal repaid: the fund
+/// is owed 80% of it, 16,000.00, which ReturnRecovery returns. A second recovery of 30,000.01
+/// yuan takes the rest of the principal and a fen of the interest written off: the fund is owed
+/// the rest of its 40,000.00. The bank's cash and its loss move by each amount; a recovery of a
+/// live loan, dated before the write-off, of nothing, or of more than was written off and not
+/// recovered, is refused; a retried recovery posts once; the history holds them; verify holds.
+/// (Until 2026-12-06 a written-off loan took no payment, so the fund's share of what was
+/// collected after a write-off could not be returned.)
+async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    app.risk_fund(&t.finance)
+        .open_risk_fund(open(&rid("open"), "2021-01-01", 80))
+        .await
+        .expect("open");
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-01-05", 5_000_000))
+        .await
+        .expect("deposit");
+    app.risk_fund(&t.bank)
+        .compensate_loan(compensate(&rid("c"), &second, "2021-06-20"))
+        .await
+        .expect("CompensateLoan");
+    app.risk_fund(&t.finance)
+        .pay_compensation(pb::PayCompensationRequest {
+            request_id: rid("p"),
+            loan_id: second.clone(),
+            value_date: "2021-06-25".into(),
+            voucher: "风险补偿金拨付 2021-7".into(),
+        })
+        .await
+        .expect("PayCompensation");
+    let written_off = app
+        .loans(&t.bank)
+        .write_off_loan(pb::WriteOffLoanRequest {
+            request_id: rid("w"),
+            loan_id: second.clone(),
+            value_date: "2021-07-01".into(),
+        })
+        .await
+        .expect("WriteOffLoan")
+        .into_inner();
+    let written_off_fen = written_off.loan.expect("the loan").written_off_fen;
+    assert!(written_off_fen > 5_000_000, "principal and interest: {written_off_fen}");
+    let cash = format!("bank/{BANK}/cash");
+    let loss = format!("bank/{BANK}/loan_loss");
+    let (cash_before, loss_before) =
+        (app.balance(&t.finance, &cash).await, app.balance(&t.finance, &loss).await);
+    assert_eq!(loss_before, written_off_fen);
+
+    let recover = |loan_id: &str, value_date: &str, amount_fen: i64| pb::RecordRecoveryRequest {
+        request_id: rid("recover"),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+        amount_fen,
+    };
+    let live = app.loans(&t.bank).record_recovery(recover(&first, "2021-09-01", 100)).await;
+    let live = expect_refused(live, "LOAN_NOT_WRITTEN_OFF");
+    assert!(live.message().contains("is active"), "{live:?}");
+    let early = app.loans(&t.bank).record_recovery(recover(&second, "2021-06-30", 100)).await;
+    expect_refused(early, "VALUE_DATE_OUT_OF_RANGE");
+    expect_invalid(
+        app.loans(&t.bank).record_recovery(recover(&second, "2021-09-01", 0)).await,
+        "amount_fen",
+    );
+    let over = recover(&second, "2021-09-01", written_off_fen + 1);
+    let over =
+        expect_refused(app.loans(&t.bank).record_recovery(over).await, "REPAYMENT_EXCEEDS_OWED");
+    assert_eq!(metadata(&over, "recoverable_fen"), Some(written_off_fen.to_string()));
+    expect_code(
+        app.loans(&t.finance).record_recovery(recover(&second, "2021-09-01", 100)).await,
+        Code::PermissionDenied,
+    );
+    app.register_bank(&t.operator, "B2").await;
+    let b2 = app.bank_token("B2").await;
+    expect_code(
+        app.loans(&b2).record_recovery(recover(&second, "2021-09-01", 100)).await,
+        Code::NotFound,
+    );
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_before, "nothing refused posted");
+
+    let request = recover(&second, "2021-09-01", 2_000_000);
+    let recovered = app.loans(&t.bank).record_recovery(request.clone()).await;
+    let recovered = recovered.expect("RecordRecovery").into_inner();
+    let l = recovered.loan.clone().expect("the loan");
+    assert_eq!(l.status, pb::LoanStatus::WrittenOff as i32, "{l:?}");
+    assert_eq!((l.recovered_fen, l.principal_repaid_fen), (2_000_000, 2_000_000), "{l:?}");
+    assert_eq!((l.written_off_fen, l.principal_outstanding_fen), (written_off_fen, 0), "{l:?}");
+    let again = app.loans(&t.bank).record_recovery(request).await.expect("the retry");
+    assert_eq!(again.into_inner(), recovered, "the same answer");
+    assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 2_000_000, "posted once");
+    assert_eq!(app.balance(&t.finance, &loss).await, written_off_fen - 2_000_000);
+
+    // The finance office sees 80% of it owed back; the bank returns it.
+    let ask = pb::GetCompensationRequest { loan_id: second.clone() };
+    let owed = app.risk_fund(&t.finance).get_compensation(ask.clone()).await;
+    let owed = owed.expect("GetCompensation").into_inner();
+    assert_eq!((owed.recovered_to_date_fen, owed.return_due_fen), (2_000_000, 1_600_000));
+    let returned = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-09-02")).await;
+    let c = returned.expect("ReturnRecovery").into_inner().compensation.expect("compensation");
+    assert_eq!((c.recovered_fen, c.returned_fen), (2_000_000, 1_600_000));
+
+    // The rest of the principal and a fen of the interest written off.
+    let rest = app.loans(&t.bank).record_recovery(recover(&second, "2021-10-01", 3_000_001)).await;
+    let l = rest.expect("a second recovery").into_inner().loan.expect("the loan");
+    assert_eq!((l.recovered_fen, l.principal_repaid_fen), (5_000_001, 5_000_000), "{l:?}");
+    let returned = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-10-02")).await;
+    let c = returned.expect("ReturnRecovery").into_inner().compensation.expect("compensation");
+    assert_eq!((c.recovered_fen, c.returned_fen), (5_000_000, 4_000_000), "all the fund paid");
+    let beyond = recover(&second, "2021-10-03", written_off_fen - 5_000_001 + 1);
+    let beyond = app.loans(&t.bank).record_recovery(beyond).await;
+    let beyond = expect_refused(beyond, "REPAYMENT_EXCEEDS_OWED");
+    assert_eq!(
+        metadata(&beyond, "recoverable_fen"),
+        Some((written_off_fen - 5_000_001).to_string())
+    );
+    assert_eq!(app.balance(&t.finance, &loss).await, written_off_fen - 5_000_001);
+
+    let kinds: Vec<String> =
+        app.history(&t.auditor, &second).await.into_iter().map(|e| e.kind).collect();
+    let tail: Vec<&str> = kinds.iter().rev().take(4).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        ["loan.recovered", "risk_fund.returned", "loan.recovered", "risk_fund.returned"],
+        "{kinds:?}"
+    );
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }

@@ -779,6 +779,14 @@ impl Writer {
                 check_bank(actor, &loan)?;
                 self.plan_loan(&loan, LoanCommand::WriteOff { date: *value_date })?
             }
+            Command::RecordRecovery { loan_id, value_date, amount_fen } => {
+                let loan = self.loan(tx, g, loan_id).await?;
+                check_bank(actor, &loan)?;
+                self.plan_loan(
+                    &loan,
+                    LoanCommand::Recover { date: *value_date, amount: *amount_fen },
+                )?
+            }
         })
     }
 

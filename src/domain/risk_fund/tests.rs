@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::domain::date::parse_date;
-use crate::domain::loan::{LoanCommand, LoanTerms};
+use crate::domain::loan::{LoanCommand, LoanEvent, LoanTerms};
 
 fn d(s: &str) -> NaiveDate {
     parse_date(s).unwrap()
@@ -787,5 +787,53 @@ proptest! {
         prop_assert_eq!(c.returned_fen, share_of(Fen(recovered), percent).min(fund_fen));
         prop_assert_eq!(fund.balance_fen, c.returned_fen);
         prop_assert!(c.returned_fen <= c.fund_fen);
+    }
+}
+
+proptest! {
+    /// 账销案存: a loan left unpaid, compensated at 80% and written off, then recovered in any
+    /// number of pieces. Each piece goes to the principal written off first; principal repaid
+    /// never passes what was paid out; what is recovered in all never passes what was written
+    /// off (a piece past it refused, nothing changed); the loan stays written off; and the
+    /// fund's returns, made after each piece, add up to its share of the principal recovered,
+    /// at most what it paid.
+    #[test]
+    fn recoveries_after_a_write_off_go_to_principal_first_and_return_the_funds_share(
+        pieces in proptest::collection::vec(1i64..3_000_000, 1..8),
+    ) {
+        let mut fund = funded(80, 5_000_000);
+        let unpaid = loan("L1");
+        let event = fund.compensate(&unpaid, d("2021-06-20"), None).unwrap();
+        let mut c = fund.apply(&event, None).unwrap().unwrap();
+        let compensated = unpaid.compensated(d("2021-06-20"));
+        let mut l = after(&compensated, LoanCommand::WriteOff { date: d("2021-07-01") });
+        let written_off = l.servicing.written_off_fen;
+        let principal = l.disbursed_fen;
+        prop_assert!(written_off > principal);
+        let mut total = 0i64;
+        for (i, piece) in pieces.iter().copied().enumerate() {
+            let date = d("2021-08-01") + chrono::Duration::days(i as i64);
+            let planned = l.plan(&LoanCommand::Recover { date, amount: Fen(piece) });
+            if total + piece > written_off.0 {
+                prop_assert_eq!(code(planned.unwrap_err()), "REPAYMENT_EXCEEDS_OWED");
+                continue;
+            }
+            let (event, next) = planned.unwrap();
+            let LoanEvent::Recovered { principal_fen, amount_fen, .. } = event else {
+                panic!("{event:?}")
+            };
+            let principal_left = principal.0 - total.min(principal.0);
+            prop_assert_eq!((amount_fen, principal_fen), (Fen(piece), Fen(piece.min(principal_left))));
+            total += piece;
+            l = next;
+            prop_assert_eq!(l.principal_repaid_fen, Fen(total.min(principal.0)));
+            prop_assert_eq!(l.servicing.recovered_fen, Fen(total));
+            prop_assert_eq!(l.status, crate::domain::loan::LoanStatus::WrittenOff);
+            match fund.plan_return(&c, &l, date) {
+                Ok(returned) => c = fund.apply(&returned, Some(&c)).unwrap().unwrap(),
+                Err(e) => prop_assert_eq!(code(e), "NOTHING_TO_RETURN"),
+            }
+            prop_assert_eq!(c.returned_fen, share_of(l.principal_repaid_fen, 80).min(c.fund_fen));
+        }
     }
 }
