@@ -102,11 +102,15 @@ impl Api {
         if let Some(bank_id) = bank_id {
             match self.db.get_bank(bank_id).await.map_err(|e| status(e.into()))? {
                 None => return Err(Status::not_found(format!("bank {bank_id} not found"))),
+                // The bank's own ledger named only to a caller who reads it: a county's office
+                // does not learn where another county's banks lend.
                 Some(bank) if bank.ledger_id != ledger_id => {
-                    return Err(invalid(
-                        "bank_id",
-                        format!("names a bank of ledger {}, not of {ledger_id}", bank.ledger_id),
-                    ));
+                    let whose = if actor.reads_ledger(&bank.ledger_id) {
+                        format!("names a bank of ledger {}, not of {ledger_id}", bank.ledger_id)
+                    } else {
+                        format!("names no bank of ledger {ledger_id}")
+                    };
+                    return Err(invalid("bank_id", whose));
                 }
                 Some(_) => {}
             }

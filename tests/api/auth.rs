@@ -453,6 +453,20 @@ async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
     app.registry(&finance).register_household(other).await.expect("its own ledger's household");
     let missing = loan_id("NOSUCH");
     let not_found = |what: &str, id: &str| format!("{what} {id} not found");
+    // Its own ledger's pools of a bank of another ledger: refused, without naming the ledger
+    // the bank lends in (until 2026-12-06 the refusal named it).
+    let elsewhere = pb::ListPoolsRequest {
+        ledger_id: "450122".into(),
+        bank_id: BANK.into(),
+        page_size: 0,
+        page_token: String::new(),
+    };
+    let s = expect_invalid(app.pools(&finance).list_pools(elsewhere.clone()).await, "bank_id");
+    assert!(!s.message().contains(LEDGER), "{s:?}");
+    // An auditor of every ledger reads both: told where the bank lends.
+    let every = app.token(Role::Auditor, "*").await;
+    let s = expect_invalid(app.pools(&every).list_pools(elsewhere).await, "bank_id");
+    assert!(s.message().contains(&format!("names a bank of ledger {LEDGER}")), "{s:?}");
 
     for token in [&finance, &auditor] {
         let mut loans = app.loans(token);
