@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use loanledger::app::auth::{Role, create_token, revoke_token, token_id_of};
 use loanledger::app::backup::{BACKUP_DIR_DEFAULT, BackupSettings, take as take_backup};
 use loanledger::startup::{
-    Application, BUSINESS_UTC_OFFSET_DEFAULT, DRAIN_TIMEOUT, Settings, TOKEN_CACHE_TTL,
-    TlsSettings, parse_utc_offset,
+    Application, BUSINESS_UTC_OFFSET_DEFAULT, DRAIN_TIMEOUT, Settings, SigningKeyFile,
+    TOKEN_CACHE_TTL, TlsSettings, parse_utc_offset,
 };
 use loanledger::store::{Db, missing_sqlite_file, shown_url};
 use loanledger::telemetry::{self, LogFormat};
@@ -80,6 +80,11 @@ enum Cmd {
         /// up. Its public key is logged at every start: give it to the auditors.
         #[arg(long, env = "LOANLEDGER_SIGNING_KEY", default_value = "loanledger-signing.key")]
         signing_key: std::path::PathBuf,
+        /// Make the signing key file when it is missing though the database has ledgers (a
+        /// start without it is then refused: their auditors hold checkpoints signed with a key
+        /// that is not here). Tell the auditors the new public key.
+        #[arg(long, env = "LOANLEDGER_NEW_SIGNING_KEY")]
+        new_signing_key: bool,
         #[command(flatten)]
         backups: BackupArgs,
         /// Serve TLS with this certificate (PEM: the server's certificate, then the
@@ -264,6 +269,7 @@ async fn main() -> anyhow::Result<()> {
             utc_offset,
             drain_timeout_secs,
             signing_key,
+            new_signing_key,
             backups,
             tls_cert,
             tls_key,
@@ -280,7 +286,10 @@ async fn main() -> anyhow::Result<()> {
                 business_utc_offset: utc_offset,
                 token_cache_ttl: TOKEN_CACHE_TTL,
                 drain_timeout: Duration::from_secs(drain_timeout_secs),
-                signing_key: Some(signing_key),
+                signing_key: Some(SigningKeyFile {
+                    path: signing_key,
+                    new_for_ledgers: new_signing_key,
+                }),
                 backups: Some(backups.settings()),
                 tls,
             })

@@ -43,7 +43,7 @@ pub struct Settings {
     /// The file of the key that signs checkpoints ([`crate::app::signing_key`]), made on the
     /// first start; `None`: a key made for this process alone (tests, the bench), whose
     /// checkpoints no later process can sign again.
-    pub signing_key: Option<std::path::PathBuf>,
+    pub signing_key: Option<SigningKeyFile>,
     /// Where `Backup` writes ([`crate::app::backup`]); `None`: the server takes no backups (the
     /// bench's).
     pub backups: Option<crate::app::backup::BackupSettings>,
@@ -275,14 +275,40 @@ async fn first_operator_token(db: &Db) -> anyhow::Result<Option<String>> {
     Ok(None)
 }
 
-/// The key that signs checkpoints: from its file, made there if there is none (a new key for
-/// a database that has ledgers is warned about: their auditors hold checkpoints signed with
-/// another, unless this is the first build with checkpoints), or made for this process alone.
+/// `serve --signing-key FILE [--new-signing-key]`.
+#[derive(Debug, Clone)]
+pub struct SigningKeyFile {
+    pub path: std::path::PathBuf,
+    /// Make the file when it is missing though the database has ledgers (their auditors hold
+    /// checkpoints signed with another key, which is not here); without it, such a start is
+    /// refused.
+    pub new_for_ledgers: bool,
+}
+
+/// The key that signs checkpoints: from its file, made there if there is none, or made for
+/// this process alone. A file missing for a database that has ledgers stops the start unless
+/// a new key is asked for (`--new-signing-key`, then warned about): a server started from
+/// another directory (the default file is relative to it), or without the key's volume, would
+/// otherwise sign with a key no auditor holds, which they cannot tell from a forger's.
 async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dalek::SigningKey> {
     use crate::app::signing_key::{generate, load_or_create, public_hex};
-    let Some(path) = &settings.signing_key else {
+    let Some(file) = &settings.signing_key else {
         return Ok(generate());
     };
+    let path = &file.path;
+    if std::fs::symlink_metadata(path).is_err()
+        && !file.new_for_ledgers
+        && db.count_ledgers().await.context("Failed to count the ledgers")? > 0
+    {
+        anyhow::bail!(
+            "the checkpoint signing key file {} does not exist, and the database has ledgers: \
+             their auditors hold checkpoints signed with a key that is not here. Start with \
+             --signing-key naming its file (a relative path is taken from the working \
+             directory), or with --new-signing-key to make a new key, and tell the auditors \
+             (checkpoints signed before cannot be checked against it)",
+            path.display()
+        );
+    }
     let (key, created) = load_or_create(path)?;
     let public_key = public_hex(&key);
     let path = path.display();

@@ -535,8 +535,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// One event of each loan kind as the writer stores it (the first four taken from a bench
-    /// database), in an order a loan can take, and last a misuse mark that says falsely
-    /// obtained (another loan's, not in that order).
+    /// database), in an order a loan can take, then a misuse mark that says falsely obtained
+    /// and a recovery after the write-off (another loan's, not in that order).
     pub(crate) const LOAN_EVENTS: [(&str, &str); 9] = [
         (
             "loan.created",

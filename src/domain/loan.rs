@@ -392,6 +392,14 @@ impl LoanState {
         }
     }
 
+    /// The last day the loan lent: its last event's date, but a written-off loan's write-off
+    /// date once a recovery dates its last event after it (a recovery lends nothing: the rules
+    /// that ask whether a loan was open on a day read this, not [`LoanState::last_value_date`],
+    /// which orders the loan's own events).
+    pub fn lent_until(&self) -> BusinessDate {
+        self.servicing.written_off_on.unwrap_or(self.last_value_date)
+    }
+
     /// Whether the loan is paid out and owes something (its status one of [`LoanStatus::LIVE`]).
     pub fn is_live(&self) -> bool {
         self.status.is_live()
@@ -749,6 +757,9 @@ impl LoanState {
                     self.principal_repaid_fen.checked_add(principal).ok_or_else(overflow)?;
                 next.servicing.recovered_fen =
                     s.recovered_fen.checked_add(amount).ok_or_else(overflow)?;
+                // The loan stopped lending at its write-off, whatever comes back later.
+                next.servicing.written_off_on =
+                    Some(s.written_off_on.unwrap_or(self.last_value_date));
                 LoanEvent::Recovered {
                     loan_id,
                     value_date: date,
@@ -800,9 +811,14 @@ impl LoanState {
         if self.is_live() {
             Ok(())
         } else {
+            let written_off = if self.status == LoanStatus::WrittenOff {
+                ": what comes back of it is recorded by RecordRecovery"
+            } else {
+                ""
+            };
             Err(DomainError::refused(
                 Reason::LoanNotRepayable,
-                format!("loan {} is {}", self.terms.loan_id, self.status.as_str()),
+                format!("loan {} is {}{written_off}", self.terms.loan_id, self.status.as_str()),
             ))
         }
     }

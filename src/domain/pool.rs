@@ -619,14 +619,14 @@ impl PoolTerms {
 /// closed): a collective repayment or a settlement dated before it would count the loan as it
 /// stood after it.
 fn check_after_members_events(loans: &[&LoanState], date: NaiveDate) -> Result<(), DomainError> {
-    match loans.iter().find(|l| l.last_value_date > date) {
+    match loans.iter().find(|l| l.lent_until() > date) {
         Some(late) => Err(refused(
             Reason::ValueDateOutOfRange,
             format!(
                 "{} is before loan {}'s last event ({})",
                 format_date(date),
                 late.terms.loan_id,
-                format_date(late.last_value_date)
+                format_date(late.lent_until())
             ),
         )),
         None => Ok(()),

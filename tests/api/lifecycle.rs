@@ -231,7 +231,8 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
 /// `serve --signing-key FILE` makes the key file on its first start (owner-only, its public key
 /// logged, printed by `public-key`) and signs with the same key after a restart: a checkpoint
 /// asked again is the same, signature and all. A key file that cannot be read stops the start,
-/// naming the file.
+/// naming the file; so does a missing one for a database that has ledgers, unless
+/// `--new-signing-key` asks for a new key.
 async fn the_signing_key_outlives_a_restart(backend: Backend) {
     let Some((mut app, t, _)) = with_disbursed_loan(backend).await else {
         return;
@@ -246,8 +247,25 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
         app.audit(token).get_checkpoint(request).await.expect("GetCheckpoint").into_inner()
     }
 
-    let mut server = ServerProcess::start_with(&app.database_url, &args);
-    // The database has ledgers: a key made for it is a warning.
+    // The database has ledgers and the file is missing: the start is refused, naming the file
+    // and the way to a new key (until 2026-12-06 a new key was made with a warning, and
+    // checkpoints signed under it, which no auditor held).
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["serve", "--database-url", &app.database_url, "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("the server binary runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("does not exist, and the database has ledgers"), "{stderr}");
+    assert!(stderr.contains(key_arg) && stderr.contains("--new-signing-key"), "{stderr}");
+    assert!(!key_file.exists(), "no key made");
+    let mut server = ServerProcess::start_with(
+        &app.database_url,
+        &["--signing-key", key_arg, "--new-signing-key"],
+    );
+    // Asked for, a key made for it is a warning.
     let warning = "checkpoint signing key created for a database that has ledgers";
     server.wait_for_log(warning, Duration::from_secs(10));
     assert!(
@@ -359,9 +377,11 @@ impl ServerProcess {
                 Ok(())
             });
         }
+        // (A new key for the database, whether it has ledgers or not.)
         let key_dir = (!serve_args.contains(&"--signing-key")).then(|| {
             let dir = tempfile::tempdir().expect("a directory for the signing key");
             command.arg("--signing-key").arg(dir.path().join("signing.key"));
+            command.arg("--new-signing-key");
             dir
         });
         let mut child = command.spawn().expect("the server binary starts");

@@ -1114,6 +1114,10 @@ async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend
         app.loans(&b2).record_recovery(recover(&second, "2021-09-01", 100)).await,
         Code::NotFound,
     );
+    // A repayment of it is refused, pointing to RecordRecovery.
+    let repaid = app.repay_as(&t.bank, &rid("repay"), &second, "2021-09-01", 100).await;
+    let repaid = expect_refused(repaid.map(tonic::Response::new), "LOAN_NOT_REPAYABLE");
+    assert!(repaid.message().contains("RecordRecovery"), "{repaid:?}");
     assert_eq!(app.balance(&t.finance, &cash).await, cash_before, "nothing refused posted");
 
     let request = recover(&second, "2021-09-01", 2_000_000);
@@ -1160,6 +1164,17 @@ async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend
         tail,
         ["loan.recovered", "risk_fund.returned", "loan.recovered", "risk_fund.returned"],
         "{kinds:?}"
+    );
+    // A recovery lends nothing: the loan stopped counting at its write-off. With the first
+    // loan paid off, the household takes a new contract dated between the write-off and the
+    // recoveries (until 2026-12-06 the written-off loan counted against its cap until its last
+    // recovery: HOUSEHOLD_CAP_EXCEEDED).
+    app.pay_off(&t.bank, &first, "2021-07-01").await;
+    let between = standard_loan_on("C003", "H002", "2021-08-01");
+    let contract = app.loans(&t.bank).create_loan(between).await.expect("CreateLoan");
+    assert_eq!(
+        contract.into_inner().loan.expect("the loan").status,
+        pb::LoanStatus::Contracted as i32
     );
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);

@@ -116,7 +116,7 @@ pub(super) fn owes_for_other_household(
 /// on that day; closed on it, it bore no interest that day), unless a contract never paid out
 /// whose maturity has come by `date`.
 pub(super) fn counts_on(loan: &LoanState, date: BusinessDate) -> bool {
-    (loan.status.is_open() || loan.last_value_date > date) && !loan.is_expired_contract(date)
+    (loan.status.is_open() || loan.lent_until() > date) && !loan.is_expired_contract(date)
 }
 
 /// Whether disbursing `loan` on `value_date` pays out, dated back, a contract whose maturity
@@ -136,10 +136,10 @@ pub(super) fn paid_out_dated_back(
 /// after `date` (repaid or closed since: it may have owed principal on that day); open with
 /// principal outstanding; or with principal it may still pay out (before its maturity).
 pub(super) fn still_lends(loan: &LoanState, date: BusinessDate) -> Option<String> {
-    if loan.disbursed_fen.0 > 0 && loan.last_value_date > date {
+    if loan.disbursed_fen.0 > 0 && loan.lent_until() > date {
         return Some(format!(
             "lent until {}, after {}",
-            format_date(loan.last_value_date),
+            format_date(loan.lent_until()),
             format_date(date)
         ));
     }
