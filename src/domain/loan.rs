@@ -392,12 +392,12 @@ impl LoanState {
         }
     }
 
-    /// The last day the loan lent: its last event's date, but a written-off loan's write-off
-    /// date once a recovery dates its last event after it (a recovery lends nothing: the rules
-    /// that ask whether a loan was open on a day read this, not [`LoanState::last_value_date`],
-    /// which orders the loan's own events).
+    /// The last day the loan lent: its last event's date, but a closed loan's closing date once
+    /// a later event (a recovery, a misuse mark) dates its last event after it. Neither lends
+    /// anything: the rules that ask whether a loan was open on a day read this, not
+    /// [`LoanState::last_value_date`], which orders the loan's own events.
     pub fn lent_until(&self) -> BusinessDate {
-        self.servicing.written_off_on.unwrap_or(self.last_value_date)
+        self.servicing.closed_on.unwrap_or(self.last_value_date)
     }
 
     /// Whether the loan is paid out and owes something (its status one of [`LoanStatus::LIVE`]).
@@ -619,7 +619,13 @@ impl LoanState {
                 }
             }
             LoanCommand::MarkMisuse { date, falsely_obtained } => {
-                self.require_live()?;
+                // A loan repaid or written off before it was found misused or falsely obtained
+                // is marked too: it accrues nothing more, but what was paid of its subsidy is
+                // clawed back (DESIGN.md), and its lines still in a claim are not paid.
+                let closed = matches!(self.status, LoanStatus::Settled | LoanStatus::WrittenOff);
+                if !closed {
+                    self.require_live()?;
+                }
                 check_value_date(self, date)?;
                 if self.servicing.misuse_since.is_some() {
                     let how = if self.servicing.falsely_obtained {
@@ -635,9 +641,17 @@ impl LoanState {
                 // The points through the date, a 20th's included, as the day's run would settle
                 // it: misuse marked on a 20th takes the misuse rate from the 21st, whether the
                 // run came first or not.
-                let settlements =
-                    next.servicing.settle_through(&t, date).map_err(servicing_error)?;
-                next.servicing.mark_misuse(&t, date).map_err(servicing_error)?;
+                let settlements = if closed {
+                    next.servicing.misuse_since = Some(date);
+                    next.servicing.closed_on =
+                        Some(self.servicing.closed_on.unwrap_or(self.last_value_date));
+                    Vec::new()
+                } else {
+                    let settlements =
+                        next.servicing.settle_through(&t, date).map_err(servicing_error)?;
+                    next.servicing.mark_misuse(&t, date).map_err(servicing_error)?;
+                    settlements
+                };
                 next.servicing.falsely_obtained = falsely_obtained;
                 LoanEvent::MisuseMarked { loan_id, value_date: date, settlements, falsely_obtained }
             }
@@ -758,8 +772,7 @@ impl LoanState {
                 next.servicing.recovered_fen =
                     s.recovered_fen.checked_add(amount).ok_or_else(overflow)?;
                 // The loan stopped lending at its write-off, whatever comes back later.
-                next.servicing.written_off_on =
-                    Some(s.written_off_on.unwrap_or(self.last_value_date));
+                next.servicing.closed_on = Some(s.closed_on.unwrap_or(self.last_value_date));
                 LoanEvent::Recovered {
                     loan_id,
                     value_date: date,
@@ -772,6 +785,8 @@ impl LoanState {
         next.last_value_date = event.value_date();
         next.status = match &event {
             LoanEvent::WrittenOff { .. } | LoanEvent::Recovered { .. } => LoanStatus::WrittenOff,
+            // A closed loan's mark leaves it closed.
+            LoanEvent::MisuseMarked { .. } if !self.status.is_open() => self.status,
             LoanEvent::Repaid { repayment, .. } if repayment.payoff => LoanStatus::Settled,
             _ => {
                 next.status = LoanStatus::Active;

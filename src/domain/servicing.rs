@@ -303,10 +303,11 @@ pub struct Servicing {
     /// Of `written_off_fen`, what was recovered since (`LoanEvent::Recovered`).
     #[serde(default, skip_serializing_if = "fen_is_zero")]
     pub recovered_fen: Fen,
-    /// The day a written-off loan was written off, kept once a recovery dates its last event
-    /// after it (`LoanState::lent_until`); none before a recovery.
+    /// The day a closed loan closed (repaid or written off), kept once a later event (a
+    /// recovery, a misuse mark) dates its last event after it (`LoanState::lent_until`); none
+    /// before such an event.
     #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
-    pub written_off_on: Option<NaiveDate>,
+    pub closed_on: Option<NaiveDate>,
     /// Amortising loans: the instalments not yet due, with their scheduled principal parts.
     /// Their parts always sum to the principal not yet due (see the module doc).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

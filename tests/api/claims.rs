@@ -460,8 +460,11 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     let again = again.into_inner().claim.expect("the claim");
     assert_eq!(differences(&again), [vec![D::AlreadyClaimed], vec![]]);
 
-    // The first loan marked misused on 2021-05-01: its paid subsidy is clawed back, by a
-    // reversing entry, once; not before the mark, not of a line paid nothing.
+    // The first loan, paid off on 2021-04-25, is found misused and marked so on 2021-05-01 (a
+    // closed loan is marked too: until 2026-12-06 only a live one was, so the subsidy of a loan
+    // found misused or falsely obtained after it was repaid or written off stayed paid): its
+    // paid subsidy is clawed back, by a reversing entry, once; not before the mark, not of a
+    // line paid nothing.
     let claw_back = |on: &str, line: u32, amount_fen: i64| pb::ClawBackSubsidyRequest {
         request_id: rid("clawback"),
         claim_id: claim_id.clone(),
@@ -474,7 +477,10 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         finance.claw_back_subsidy(claw_back("2021-05-02", 0, 29_410)).await,
         "LOAN_NOT_MISUSED",
     );
-    app.loans(&t.finance)
+    app.pay_off(&t.bank, &first, "2021-04-25").await;
+    let cash_marked = app.balance(&t.finance, &cash).await;
+    let marked = app
+        .loans(&t.finance)
         .mark_misuse(pb::MarkMisuseRequest {
             request_id: rid("misuse"),
             loan_id: first.clone(),
@@ -482,7 +488,15 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
             falsely_obtained: false,
         })
         .await
-        .expect("MarkMisuse");
+        .expect("MarkMisuse of a loan paid off");
+    let marked = marked.into_inner().loan.expect("the loan");
+    assert_eq!(marked.status, pb::LoanStatus::Settled as i32, "still paid off: {marked:?}");
+    assert_eq!(marked.misuse_since, "2021-05-01", "{marked:?}");
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_marked, "a mark posts nothing");
+    // The mark lends nothing: the loan stopped counting at its payoff, and the household may
+    // contract a loan dated between the two.
+    let between = standard_loan_on("C003", HOUSEHOLD, "2021-04-28");
+    app.loans(&t.bank).create_loan(between).await.expect("a contract after the payoff");
     expect_refused(
         finance.claw_back_subsidy(claw_back("2021-04-30", 0, 29_410)).await,
         "LOAN_NOT_MISUSED",
@@ -497,7 +511,7 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     assert_eq!((c.clawed_back_on.as_str(), c.amount_fen), ("2021-05-02", 29_410));
     assert_eq!((clawed.clawed_back_fen, clawed.status()), (29_410, pb::SubsidyClaimStatus::Paid));
     assert_eq!(app.balance(&t.finance, &subsidy).await, 0);
-    assert_eq!(app.balance(&t.finance, &cash).await, cash_before);
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_marked - 29_410, "taken back");
     expect_refused(
         finance.claw_back_subsidy(claw_back("2021-05-03", 0, 29_410)).await,
         "SUBSIDY_ALREADY_CLAWED_BACK",

@@ -1165,6 +1165,23 @@ async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend
         ["loan.recovered", "risk_fund.returned", "loan.recovered", "risk_fund.returned"],
         "{kinds:?}"
     );
+    // Found falsely obtained after its write-off: marked so (its subsidy may be clawed back),
+    // still written off.
+    let marked = app
+        .loans(&t.finance)
+        .mark_misuse(pb::MarkMisuseRequest {
+            request_id: rid("misuse"),
+            loan_id: second.clone(),
+            value_date: "2021-10-05".into(),
+            falsely_obtained: true,
+        })
+        .await
+        .expect("MarkMisuse of a written-off loan")
+        .into_inner()
+        .loan
+        .expect("the loan");
+    assert_eq!(marked.status, pb::LoanStatus::WrittenOff as i32, "{marked:?}");
+    assert!(marked.falsely_obtained && marked.misuse_since == "2021-10-05", "{marked:?}");
     // A recovery lends nothing: the loan stopped counting at its write-off. With the first
     // loan paid off, the household takes a new contract dated between the write-off and the
     // recoveries (until 2026-12-06 the written-off loan counted against its cap until its last
