@@ -104,6 +104,13 @@ impl Api {
                 None => return Err(Status::not_found(format!("bank {bank_id} not found"))),
                 // The bank's own ledger named only to a caller who reads it: a county's office
                 // does not learn where another county's banks lend.
+                // A bank naming its own id with another ledger: the ledger is what is wrong.
+                Some(bank) if bank.ledger_id != ledger_id && actor.role == Role::Bank => {
+                    return Err(invalid(
+                        "ledger_id",
+                        format!("is not bank {bank_id}'s ledger ({})", bank.ledger_id),
+                    ));
+                }
                 Some(bank) if bank.ledger_id != ledger_id => {
                     let whose = if actor.reads_ledger(&bank.ledger_id) {
                         format!("names a bank of ledger {}, not of {ledger_id}", bank.ledger_id)
@@ -798,7 +805,22 @@ impl LoanService for Api {
         tracing::Span::current().record("request_id", &request_id);
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let bank_id = parse::optional_id("bank_id", &bank_id)?;
-        let date = parse::value_date("settlement_date", &settlement_date, self.today())?;
+        let today = self.today();
+        let date = parse::value_date("settlement_date", &settlement_date, today)?;
+        // A run settles the points the business day has reached: one dated ahead (the day of
+        // leeway other writes have) would date every loan's last event ahead of today, and the
+        // day's own payments, sent after it, would be refused as dated before it.
+        if date > today {
+            return Err(invalid(
+                "settlement_date",
+                format!(
+                    "{} is after today ({}): a run settles the points the day has reached; run \
+                     it on the day",
+                    format_date(date),
+                    format_date(today)
+                ),
+            ));
+        }
         self.check_bank_scope(
             &actor,
             &ledger_id,

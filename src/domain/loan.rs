@@ -739,7 +739,8 @@ impl LoanState {
                              (a live loan's payments are repayments)",
                             self.status.as_str()
                         ),
-                    ));
+                    )
+                    .with("status", self.status.as_str()));
                 }
                 check_value_date(self, date)?;
                 if !amount.is_positive() {
@@ -834,7 +835,8 @@ impl LoanState {
             Err(DomainError::refused(
                 Reason::LoanNotRepayable,
                 format!("loan {} is {}{written_off}", self.terms.loan_id, self.status.as_str()),
-            ))
+            )
+            .with("status", self.status.as_str()))
         }
     }
 
@@ -1008,6 +1010,7 @@ fn value_date_before(state: &LoanState, date: BusinessDate) -> DomainError {
             format_date(state.last_value_date)
         ),
     )
+    .with("last_value_date", format_date(state.last_value_date))
 }
 
 /// Refuses a command dated before the loan's compensation by the risk fund, if it has one

@@ -617,7 +617,8 @@ impl Fund {
                     "loan {loan_id} was compensated on {}: a loan is compensated once",
                     format_date(c.compensated_on)
                 ),
-            ));
+            )
+            .with("compensated_on", format_date(c.compensated_on)));
         }
         if loan.terms.ledger_id != self.ledger_id {
             return Err(DomainError::refused(

@@ -463,6 +463,9 @@ async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
     };
     let s = expect_invalid(app.pools(&finance).list_pools(elsewhere.clone()).await, "bank_id");
     assert!(!s.message().contains(LEDGER), "{s:?}");
+    // The bank itself naming the other ledger: the ledger is what is wrong, and named.
+    let own = expect_invalid(app.pools(&t.bank).list_pools(elsewhere.clone()).await, "ledger_id");
+    assert!(own.message().contains(&format!("is not bank {BANK}'s ledger ({LEDGER})")), "{own:?}");
     // An auditor of every ledger reads both: told where the bank lends.
     let every = app.token(Role::Auditor, "*").await;
     let s = expect_invalid(app.pools(&every).list_pools(elsewhere).await, "bank_id");

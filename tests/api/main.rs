@@ -2036,6 +2036,20 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
         settlement_date: future.clone(),
     };
     expect_invalid(app.loans(&t.finance).settle_loans(settle).await, "settlement_date");
+    // A run is not dated even a day ahead (other writes may be): it would date every loan's
+    // last event ahead of today, and the day's own payments would be refused as dated before
+    // it (until 2026-12-06 it was taken).
+    let business_day = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00"))
+        .date_naive();
+    let ahead = pb::SettleLoansRequest {
+        request_id: rid("ahead"),
+        ledger_id: LEDGER.into(),
+        bank_id: String::new(),
+        settlement_date: (business_day + chrono::Days::new(1)).to_string(),
+    };
+    let ahead = expect_invalid(app.loans(&t.finance).settle_loans(ahead).await, "settlement_date");
+    assert!(ahead.message().contains("is after today"), "{ahead:?}");
     let item = pb::BatchItem {
         request_id: rid("future"),
         item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {

@@ -374,7 +374,8 @@ pub(super) fn held_back(env: &Envelope, refused: bool) -> AppError {
     AppError::Unavailable(if refused {
         format!(
             "an earlier item of this call on loan {loan} was refused as sent: {not_run} once \
-             that item is corrected (or its date has come)"
+             that item is corrected (or its date has come); an item sent before and refused by \
+             a rule is answered by its recorded refusal: corrected, it needs a new request id"
         )
     } else {
         format!("an earlier command of this call on loan {loan} went unanswered: {not_run}")
