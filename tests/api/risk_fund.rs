@@ -175,7 +175,8 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     assert_eq!(retried.expect("the retry").into_inner(), claimed, "the same answer");
     let twice =
         app.risk_fund(&t.bank).compensate_loan(compensate(&rid("c"), &second, "2021-06-21")).await;
-    expect_refused(twice, "LOAN_ALREADY_COMPENSATED");
+    let twice = expect_refused(twice, "LOAN_ALREADY_COMPENSATED");
+    assert_eq!(metadata(&twice, "compensated_on").as_deref(), Some("2021-06-20"));
     // Nothing paid yet, nothing to return.
     let unpaid = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2021-06-21")).await;
     expect_refused(unpaid, "CLAIM_STATUS_MISMATCH");
@@ -1094,8 +1095,10 @@ async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend
     let live = app.loans(&t.bank).record_recovery(recover(&first, "2021-09-01", 100)).await;
     let live = expect_refused(live, "LOAN_NOT_WRITTEN_OFF");
     assert!(live.message().contains("is active"), "{live:?}");
+    assert_eq!(metadata(&live, "status").as_deref(), Some("active"));
     let early = app.loans(&t.bank).record_recovery(recover(&second, "2021-06-30", 100)).await;
-    expect_refused(early, "VALUE_DATE_OUT_OF_RANGE");
+    let early = expect_refused(early, "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(metadata(&early, "last_value_date").as_deref(), Some("2021-07-01"));
     expect_invalid(
         app.loans(&t.bank).record_recovery(recover(&second, "2021-09-01", 0)).await,
         "amount_fen",
@@ -1118,6 +1121,7 @@ async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend
     let repaid = app.repay_as(&t.bank, &rid("repay"), &second, "2021-09-01", 100).await;
     let repaid = expect_refused(repaid.map(tonic::Response::new), "LOAN_NOT_REPAYABLE");
     assert!(repaid.message().contains("RecordRecovery"), "{repaid:?}");
+    assert_eq!(metadata(&repaid, "status").as_deref(), Some("written_off"));
     assert_eq!(app.balance(&t.finance, &cash).await, cash_before, "nothing refused posted");
 
     let request = recover(&second, "2021-09-01", 2_000_000);
