@@ -296,7 +296,11 @@ async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dal
         return Ok(generate());
     };
     let path = &file.path;
-    if std::fs::symlink_metadata(path).is_err()
+    let missing = matches!(
+        std::fs::symlink_metadata(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    );
+    if missing
         && !file.new_for_ledgers
         && db.count_ledgers().await.context("Failed to count the ledgers")? > 0
     {

@@ -615,15 +615,16 @@ impl PoolTerms {
     }
 }
 
-/// Refuses `date` before a member loan's last event (`loans`: the members' states, live or
-/// closed): a collective repayment or a settlement dated before it would count the loan as it
-/// stood after it.
+/// Refuses `date` before a member loan's last event that lent (`loans`: the members' states,
+/// live or closed; a closed one's closing day, not a later recovery or mark:
+/// [`LoanState::lent_until`]): a collective repayment or a settlement dated before it would
+/// count the loan as it stood after it.
 fn check_after_members_events(loans: &[&LoanState], date: NaiveDate) -> Result<(), DomainError> {
     match loans.iter().find(|l| l.lent_until() > date) {
         Some(late) => Err(refused(
             Reason::ValueDateOutOfRange,
             format!(
-                "{} is before loan {}'s last event ({})",
+                "{} is before loan {}'s last event that lent ({})",
                 format_date(date),
                 late.terms.loan_id,
                 format_date(late.lent_until())
