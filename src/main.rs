@@ -125,6 +125,14 @@ enum Cmd {
         /// The transaction's hash recomputed from its content: an inclusion proof must be of it.
         #[arg(long)]
         transaction_hash: Option<String>,
+        /// The key the held checkpoint was signed with, when the service's key has changed
+        /// since (64 hex digits; --public-key otherwise).
+        #[arg(long, requires = "held")]
+        held_public_key: Option<String>,
+        /// The kind of answer asked for (checkpoint, inclusion or consistency): another kind
+        /// does not hold.
+        #[arg(long)]
+        expect: Option<String>,
         /// The answer's JSON file (`-`: standard input).
         file: std::path::PathBuf,
     },
@@ -302,10 +310,22 @@ async fn main() -> anyhow::Result<()> {
             }
             app.run_until(shutdown_signal()).await
         }
-        Cmd::Check { public_key, held, transaction_hash, file } => {
-            use loanledger::offline::{check, parse_hash};
+        Cmd::Check { public_key, held, transaction_hash, held_public_key, expect, file } => {
+            use loanledger::offline::{Expected, Options, check_with, parse_hash};
             let key = loanledger::ledger::checkpoint::public_key_from_hex(&public_key)
                 .context("--public-key is not an Ed25519 public key (64 hex digits)")?;
+            let held_key = held_public_key
+                .map(|k| {
+                    loanledger::ledger::checkpoint::public_key_from_hex(&k)
+                        .context("--held-public-key is not an Ed25519 public key (64 hex digits)")
+                })
+                .transpose()?;
+            let expect = expect
+                .map(|e| {
+                    Expected::parse(&e)
+                        .context("--expect must be checkpoint, inclusion or consistency")
+                })
+                .transpose()?;
             let read = |path: &std::path::Path| -> anyhow::Result<serde_json::Value> {
                 let text = if path.as_os_str() == "-" {
                     std::io::read_to_string(std::io::stdin())?
@@ -324,7 +344,13 @@ async fn main() -> anyhow::Result<()> {
             let transaction_hash = transaction_hash
                 .map(|h| parse_hash(&h).context("--transaction-hash is not 64 hex digits"))
                 .transpose()?;
-            match check(&key, &answer, held.as_ref(), transaction_hash.as_ref()) {
+            let options = Options {
+                held: held.as_ref(),
+                held_key: held_key.as_ref(),
+                transaction_hash: transaction_hash.as_ref(),
+                expect,
+            };
+            match check_with(&key, &answer, options) {
                 Ok(found) => {
                     for line in found {
                         println!("ok: {line}");

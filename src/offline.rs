@@ -20,7 +20,13 @@
 //! With a checkpoint held from before (`--held`), a consistency proof's `from`, or an inclusion
 //! proof's checkpoint, must be it; with `--transaction-hash` (recomputed from the transaction's
 //! content), the answer must be an inclusion proof of that hash. The first line found names the
-//! kind of answer checked.
+//! kind of answer checked; `--expect` makes it required ([`Expected`]), so that a script asking
+//! for a consistency proof is not satisfied by a plain checkpoint equal to the one held.
+//!
+//! After the service's key changed (`serve --new-signing-key`), a checkpoint held from before
+//! is signed with the old key: `--held-public-key` pins it for the held checkpoint alone
+//! ([`Options::held_key`]); a held checkpoint is the same as the answer's when their ledger,
+//! size, root and head are (whoever signed them).
 
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
@@ -32,6 +38,48 @@ use crate::ledger::merkle::{consistency_holds, inclusion_holds};
 /// What the check found: one line per thing checked, in order.
 pub type Findings = Vec<String>;
 
+/// The kind of answer an auditor asked for (`check --expect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    Checkpoint,
+    Inclusion,
+    Consistency,
+}
+
+impl Expected {
+    /// `checkpoint`, `inclusion` or `consistency`.
+    pub fn parse(text: &str) -> Option<Expected> {
+        match text {
+            "checkpoint" => Some(Expected::Checkpoint),
+            "inclusion" => Some(Expected::Inclusion),
+            "consistency" => Some(Expected::Consistency),
+            _ => None,
+        }
+    }
+
+    fn answer(self) -> &'static str {
+        match self {
+            Expected::Checkpoint => "a checkpoint",
+            Expected::Inclusion => "an inclusion proof",
+            Expected::Consistency => "a consistency proof",
+        }
+    }
+}
+
+/// What [`check_with`] is told besides the answer and the pinned key.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Options<'a> {
+    /// A `SignedCheckpoint` kept from before.
+    pub held: Option<&'a Value>,
+    /// The key the held checkpoint was signed with, when the service's has changed since (the
+    /// pinned key otherwise).
+    pub held_key: Option<&'a VerifyingKey>,
+    /// The transaction hash an inclusion proof must be of.
+    pub transaction_hash: Option<&'a Hash>,
+    /// The kind of answer required.
+    pub expect: Option<Expected>,
+}
+
 /// Checks `answer` (the JSON of a `SignedCheckpoint`, an `InclusionProof` or a
 /// `ConsistencyProof`) against the pinned `key`, and against `held` (a `SignedCheckpoint` kept
 /// from before) and `transaction_hash` when given. `Err` names the first thing that does not
@@ -42,18 +90,36 @@ pub fn check(
     held: Option<&Value>,
     transaction_hash: Option<&Hash>,
 ) -> Result<Findings, String> {
+    check_with(key, answer, Options { held, transaction_hash, ..Options::default() })
+}
+
+/// [`check`] with its [`Options`].
+pub fn check_with(
+    key: &VerifyingKey,
+    answer: &Value,
+    options: Options<'_>,
+) -> Result<Findings, String> {
+    let Options { held, held_key, transaction_hash, expect } = options;
     // The kind of answer, by the fields only it has (grpcurl leaves out empty lists: a tree of
     // one transaction's audit path, two equal sizes' path).
     let inclusion = answer.get("checkpoint").is_some();
     let consistency = !inclusion && (answer.get("from").is_some() || answer.get("to").is_some());
-    let kind = match (inclusion, consistency) {
-        (true, _) => "an inclusion proof",
-        (_, true) => "a consistency proof",
-        _ => "a checkpoint",
+    let is = match (inclusion, consistency) {
+        (true, _) => Expected::Inclusion,
+        (_, true) => Expected::Consistency,
+        _ => Expected::Checkpoint,
     };
+    let kind = is.answer();
+    if let Some(expected) = expect
+        && expected != is
+    {
+        return Err(format!("the answer is {kind}, not {} as asked", expected.answer()));
+    }
     let mut found = vec![kind.to_string()];
     let held = match held {
-        Some(held) => Some(signed(key, held, "the held checkpoint", &mut found)?),
+        Some(held) => {
+            Some(signed(held_key.unwrap_or(key), held, "the held checkpoint", &mut found)?)
+        }
         None => None,
     };
     let same_as_held = |c: &Checkpoint, what: &str, found: &mut Findings| match &held {
@@ -394,5 +460,64 @@ mod tests {
         let mut bad = consistency.clone();
         bad["path"][0] = json!("zz");
         assert!(check(&public(), &bad, None, None).unwrap_err().contains("not 64 hex digits"));
+    }
+
+    /// `--expect`: a plain checkpoint equal to the one held, or a consistency proof between
+    /// two equal sizes, does not pass for the consistency proof a script asked for (both
+    /// passed, exit status 0). `--held-public-key`: a checkpoint held from before the
+    /// service's key changed is checked with its own key; the answer with the pinned one.
+    #[test]
+    fn the_kind_asked_for_and_a_key_changed_since() {
+        let held = checkpoint_json(4);
+        let consistency = Expected::Consistency;
+        let asked = |answer: &Value| {
+            let options =
+                Options { held: Some(&held), expect: Some(consistency), ..Options::default() };
+            check_with(&public(), answer, options)
+        };
+        let e = asked(&checkpoint_json(4)).unwrap_err();
+        assert!(e.contains("is a checkpoint, not a consistency proof as asked"), "{e}");
+        let tree = Tree::of(leaves(7));
+        let proof = json!({
+            "from": checkpoint_json(4),
+            "to": checkpoint_json(7),
+            "path": tree.consistency(4).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
+        });
+        assert!(asked(&proof).is_ok());
+        let inclusion = Options { expect: Some(Expected::Inclusion), ..Options::default() };
+        assert!(check_with(&public(), &proof, inclusion).is_err());
+        assert_eq!(Expected::parse("consistency"), Some(Expected::Consistency));
+        assert_eq!(Expected::parse("proof"), None);
+
+        // The service's key changed after the held checkpoint of size 4 was signed: the
+        // answer's checkpoints come under the new key.
+        let new_key = SigningKey::from_bytes(&[9; 32]);
+        let resign = |mut v: Value| {
+            let c = Checkpoint {
+                ledger_id: v["ledgerId"].as_str().unwrap().into(),
+                tree_size: v["treeSize"].as_str().unwrap().parse().unwrap(),
+                root: from_hex(v["rootHash"].as_str().unwrap()).unwrap(),
+                head: from_hex(v["headHash"].as_str().unwrap()).unwrap(),
+            };
+            v["signature"] = json!(hex::encode(c.sign(&new_key)));
+            v["publicKey"] = json!(hex::encode(new_key.verifying_key().as_bytes()));
+            v
+        };
+        let rotated = json!({
+            "from": resign(checkpoint_json(4)),
+            "to": resign(checkpoint_json(7)),
+            "path": proof["path"].clone(),
+        });
+        let new_public = new_key.verifying_key();
+        let old = Options { held: Some(&held), ..Options::default() };
+        let e = check_with(&new_public, &rotated, old).unwrap_err();
+        assert!(e.contains("the held checkpoint is signed with key"), "{e}");
+        let both = Options { held: Some(&held), held_key: Some(&public()), ..Options::default() };
+        let found = check_with(&new_public, &rotated, both).unwrap();
+        assert!(found.iter().any(|l| l.contains("is the checkpoint held")), "{found:?}");
+        assert!(found.last().unwrap().contains("is a prefix of"), "{found:?}");
+        // The held key does not stand in for the answer's.
+        let wrong = Options { held: Some(&held), held_key: Some(&public()), ..Options::default() };
+        assert!(check_with(&public(), &rotated, wrong).is_err());
     }
 }

@@ -452,6 +452,10 @@ async fn an_auditor_checks_the_answers_offline(backend: Backend) {
         hex::encode(ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key().as_bytes());
     let (ok, out) = check_offline(&checkpoint_json(&head), &["--public-key", &other]);
     assert!(!ok && out.contains("not the pinned"), "{out}");
+    // A plain checkpoint, even the one held, is not the consistency proof asked for.
+    let asked = ["--public-key", key, "--held", &held_file, "--expect", "consistency"];
+    let (ok, out) = check_offline(&checkpoint_json(&held), &asked);
+    assert!(!ok && out.contains("not a consistency proof as asked"), "{out}");
 
     let seq = journal.len() as u64;
     let recomputed =
