@@ -1346,6 +1346,33 @@ mod tests {
         assert_eq!(s.next_point, Some(d("2021-05-25")));
     }
 
+    /// The principal due a quote shows, left unpaid throughout: a bullet loan's all of it on
+    /// its maturity day and overdue after it, none before; an amortising loan's instalments
+    /// by their due dates, the last on the maturity, never counted twice (the principal not in
+    /// an instalment is none once the last has fallen due).
+    #[test]
+    fn principal_owed_falls_due_at_the_maturity_or_by_instalment_never_twice() {
+        let t = terms();
+        let bullet = Servicing::start(&t, d("2021-01-25"), d("2022-01-25"), Fen(5_000_000));
+        let owed = |s: &Servicing, t: &ServicingTerms, on: &str| {
+            let q = s.quote(t, d(on)).unwrap();
+            (q.overdue_principal_fen.0, q.current_principal_fen.0)
+        };
+        assert_eq!(owed(&bullet, &t, "2022-01-24"), (0, 0));
+        assert_eq!(owed(&bullet, &t, "2022-01-25"), (0, 5_000_000));
+        assert_eq!(owed(&bullet, &t, "2022-01-26"), (5_000_000, 0));
+        let (t, schedule, s) =
+            amortising(RepaymentMethod::EqualPrincipal, SettlementFrequency::Monthly);
+        let parts: Vec<i64> = schedule.instalments.iter().map(|i| i.principal_due.0).collect();
+        assert_eq!(owed(&s, &t, "2021-02-24"), (0, 0));
+        assert_eq!(owed(&s, &t, "2021-02-25"), (0, parts[0]));
+        assert_eq!(owed(&s, &t, "2021-03-25"), (parts[0], parts[1]));
+        let last = schedule.instalments.len() - 1;
+        let before_last: i64 = parts[..last].iter().sum();
+        assert_eq!(owed(&s, &t, "2024-01-25"), (before_last, parts[last]), "the maturity");
+        assert_eq!(owed(&s, &t, "2024-01-26"), (5_000_000, 0), "all of it, once");
+    }
+
     #[test]
     fn an_instalment_paid_ten_days_late_bears_penalty_and_compound() {
         let (t, _, mut s) =
