@@ -281,6 +281,11 @@ pub struct Servicing {
     pub charges_due: Vec<DueItem>,
     #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
     pub misuse_since: Option<NaiveDate>,
+    /// The misuse mark's own date where it is before `misuse_since` (a mark on a settlement 20th
+    /// whose point was settled first takes the misuse rate from the 21st): a clawback dated on
+    /// the mark's day is after the mark ([`Servicing::misuse_marked_on`]). Stored only then.
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub marked_on: Option<NaiveDate>,
     /// The misuse mark says falsely obtained (骗贷), not used against its purpose (a label: the
     /// effects are the same).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -1098,8 +1103,16 @@ impl Servicing {
         date: NaiveDate,
     ) -> Result<(), ServicingError> {
         self.advance(terms, date)?;
-        self.misuse_since = Some(self.accrued_through.map_or(date, |through| through.max(date)));
+        let since = self.accrued_through.map_or(date, |through| through.max(date));
+        self.misuse_since = Some(since);
+        self.marked_on = (date < since).then_some(date);
         Ok(())
+    }
+
+    /// The day the loan was marked misused, if it was: the mark's own date, which a clawback
+    /// may be dated on (`misuse_since` may be the day after it).
+    pub fn misuse_marked_on(&self) -> Option<NaiveDate> {
+        self.marked_on.or(self.misuse_since)
     }
 
     /// What paying everything off on `date` would take, without changing anything.

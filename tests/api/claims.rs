@@ -8,7 +8,7 @@ use loanledger::api::pb;
 use loanledger::app::auth::Role;
 use tonic::Code;
 
-use super::with_two_disbursed_loans;
+use super::{with_disbursed_loan, with_two_disbursed_loans};
 use crate::common::*;
 
 on_both_backends!(
@@ -17,6 +17,7 @@ on_both_backends!(
     a_claim_is_reviewed_noticed_objected_to_and_paid,
     a_misused_loan_is_not_paid_whatever_the_claims_date,
     a_policy_version_sets_the_notice_days,
+    a_clawback_on_the_day_of_a_mark_on_a_twentieth,
 );
 
 use pb::ClaimDifference as D;
@@ -704,6 +705,84 @@ async fn a_policy_version_sets_the_notice_days(backend: Backend) {
     let reviewed = reviewed.expect("a notice of 15 days").into_inner().claim.expect("the claim");
     assert_eq!(reviewed.notice_to, "2021-04-24");
 
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A loan's first quarter subsidy paid to the bank (294.10 yuan); on 2021-06-20 the June run
+/// settles its point, and the same day the finance office marks it misused and claws the
+/// subsidy back. The mark takes the misuse rate from the 21st (the 20th's interest settled
+/// first), but it was made on the 20th: a clawback dated that day is after it (until
+/// 2026-12-06 it was refused LOAN_NOT_MISUSED, "not marked misused by 2021-06-20"); one dated
+/// the day before is still refused.
+async fn a_clawback_on_the_day_of_a_mark_on_a_twentieth(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    settle_march(&app, &t).await;
+    app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    let request = claim_request(&rid("claim"), "Q1", vec![line(&id, "2021-03-20", 29_410, 29_410)]);
+    let claim = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
+    let claim_id = claim.into_inner().claim.expect("the claim").claim_id;
+    let mut finance = app.subsidy(&t.finance);
+    finance
+        .review_subsidy_claim(pb::ReviewSubsidyClaimRequest {
+            request_id: rid("review"),
+            claim_id: claim_id.clone(),
+            reviewed_on: "2021-04-10".into(),
+            notice_from: "2021-04-10".into(),
+            notice_to: "2021-04-16".into(),
+            rejections: vec![],
+        })
+        .await
+        .expect("reviewed");
+    finance
+        .pay_subsidy_claim(pb::PaySubsidyClaimRequest {
+            request_id: rid("pay"),
+            claim_id: claim_id.clone(),
+            paid_on: "2021-04-20".into(),
+            voucher: "财付-2021-201".into(),
+            amount_fen: 29_410,
+            payee: pb::ClaimPayee::Bank.into(),
+        })
+        .await
+        .expect("paid");
+    app.loans(&t.finance)
+        .settle_loans(pb::SettleLoansRequest {
+            request_id: rid("q2"),
+            ledger_id: LEDGER.into(),
+            bank_id: String::new(),
+            settlement_date: "2021-06-20".into(),
+        })
+        .await
+        .expect("the June run");
+    app.loans(&t.finance)
+        .mark_misuse(pb::MarkMisuseRequest {
+            request_id: rid("misuse"),
+            loan_id: id.clone(),
+            value_date: "2021-06-20".into(),
+            falsely_obtained: false,
+        })
+        .await
+        .expect("MarkMisuse on the 20th");
+    assert_eq!(
+        app.get_loan(&t.bank, &id).await.misuse_since,
+        "2021-06-21",
+        "the rate from the 21st"
+    );
+    let claw_back = |on: &str| pb::ClawBackSubsidyRequest {
+        request_id: rid("clawback"),
+        claim_id: claim_id.clone(),
+        line: 0,
+        clawed_back_on: on.into(),
+        reason: "贷款被挪用".into(),
+        amount_fen: 29_410,
+    };
+    expect_refused(finance.claw_back_subsidy(claw_back("2021-06-19")).await, "LOAN_NOT_MISUSED");
+    let clawed = finance.claw_back_subsidy(claw_back("2021-06-20")).await;
+    let clawed = clawed.expect("a clawback on the mark's day").into_inner().claim.expect("claim");
+    assert_eq!(clawed.clawed_back_fen, 29_410);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

@@ -450,7 +450,7 @@ impl Writer {
                 {
                     let loan_id = &line.claimed.loan_id;
                     let loan = self.loan(tx, g, loan_id).await?;
-                    if loan.servicing.misuse_since.is_none_or(|since| since > *clawed_back_on) {
+                    if loan.servicing.misuse_marked_on().is_none_or(|on| on > *clawed_back_on) {
                         return Err(DomainError::refused(
                             Reason::LoanNotMisused,
                             format!(
