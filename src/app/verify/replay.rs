@@ -14,7 +14,7 @@ use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
-use crate::domain::pool::{Pool, PoolEvent};
+use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
 use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent};
 use crate::ledger::claim_postings::claim_postings;
@@ -531,6 +531,21 @@ impl Replay {
                 }
             },
             other => {
+                // A contract its pool's settlement took as closed (never paid out by its
+                // maturity) is not paid out since: the writer refuses it from 2026-12-06, and
+                // earlier builds took it, leaving a live loan in a settled pool.
+                if matches!(other, LoanEvent::Disbursed { .. })
+                    && let Some(pool_id) = self.pool_of_loan.get(other.loan_id())
+                    && self.pools.get(pool_id).is_some_and(|(p, _)| p.status == PoolStatus::Settled)
+                {
+                    self.problems.add(
+                        seq,
+                        format!(
+                            "seq {seq}: loan {} paid out after its pool {pool_id} was settled",
+                            other.loan_id()
+                        ),
+                    );
+                }
                 if let Some(state) = self.loans.get_mut(other.loan_id())
                     && let Err(e) = state.apply(&other, seq)
                 {
@@ -738,6 +753,54 @@ mod tests {
         let expected =
             format!("seq 2: its value date \"2021-01-26\" is not its event's, {disbursed_on}");
         assert_eq!(texts(&replay), [expected.as_str()]);
+    }
+
+    /// A contract never paid out, member of a direct pool settled at the contract's maturity,
+    /// then paid out dated back (as builds before 2026-12-06 took it): reported at its seq.
+    #[test]
+    fn a_payout_into_a_settled_pool_is_reported() {
+        use crate::domain::pool::{PoolMode, PoolTerms};
+        let mut replay = Replay::default();
+        let contract = stored(0, 1);
+        apply(&mut replay, std::slice::from_ref(&contract));
+        let loan = replay.loans["BB-0000000"].clone();
+        let terms = PoolTerms {
+            pool_id: "BB-P1".into(),
+            ledger_id: loan.terms.ledger_id.clone(),
+            bank_id: "BB".into(),
+            mode: PoolMode::Direct,
+            partner_id: "91450121MA5L000001".into(),
+            partner_name: "合作社".into(),
+            agreed_on: loan.terms.contract_date,
+            return_rate: None,
+            return_frequency: None,
+        };
+        let agreed = Pool::agree(&terms, &[&loan], &[]).expect("agreed");
+        let mut pool = Pool::agreed(&agreed).expect("a pool");
+        let maturity = loan.terms.maturity_date;
+        let settled = pool.settle(&[&loan], maturity).expect("settled at the maturity");
+        pool.apply(&settled).expect("applied");
+        let text = |e: &PoolEvent| {
+            let event = JournalEvent::Pool(e.clone());
+            let postings = pool_postings(e).expect("postings").as_slice().to_vec();
+            (event.kind(), event.to_json(), postings)
+        };
+        let (agreed_kind, agreed_json, agreed_postings) = text(&agreed);
+        let (settled_kind, settled_json, settled_postings) = text(&settled);
+        // The contract's own payout, dated on its contract date, before the maturity.
+        let payout = stored(1, 4);
+        apply(
+            &mut replay,
+            &[
+                (2, agreed_kind, agreed_json.as_str(), agreed_postings),
+                (3, settled_kind, settled_json.as_str(), settled_postings),
+                payout,
+            ],
+        );
+        assert_eq!(
+            texts(&replay),
+            ["seq 4: loan BB-0000000 paid out after its pool BB-P1 was settled"]
+        );
     }
 
     #[test]
