@@ -622,7 +622,7 @@ impl LoanState {
                 // A loan repaid or written off before it was found misused or falsely obtained
                 // is marked too: it accrues nothing more, but what was paid of its subsidy is
                 // clawed back (DESIGN.md), and its lines still in a claim are not paid.
-                let closed = matches!(self.status, LoanStatus::Settled | LoanStatus::WrittenOff);
+                let closed = !self.status.is_open();
                 if !closed {
                     self.require_live()?;
                 }
@@ -643,8 +643,7 @@ impl LoanState {
                 // run came first or not.
                 let settlements = if closed {
                     next.servicing.misuse_since = Some(date);
-                    next.servicing.closed_on =
-                        Some(self.servicing.closed_on.unwrap_or(self.last_value_date));
+                    next.servicing.closed_on = Some(self.lent_until());
                     Vec::new()
                 } else {
                     let settlements =
@@ -773,7 +772,7 @@ impl LoanState {
                 next.servicing.recovered_fen =
                     s.recovered_fen.checked_add(amount).ok_or_else(overflow)?;
                 // The loan stopped lending at its write-off, whatever comes back later.
-                next.servicing.closed_on = Some(s.closed_on.unwrap_or(self.last_value_date));
+                next.servicing.closed_on = Some(self.lent_until());
                 LoanEvent::Recovered {
                     loan_id,
                     value_date: date,

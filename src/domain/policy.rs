@@ -424,9 +424,11 @@ pub fn in_force_since(
     date: BusinessDate,
     holds: impl Fn(&PolicyParams) -> bool,
 ) -> Option<BusinessDate> {
-    let through: Vec<PolicyVersion> =
-        in_force_by_date(versions).into_iter().take_while(|v| v.effective_date <= date).collect();
-    through.iter().rev().take_while(|v| holds(&v.params)).last().map(|v| v.effective_date)
+    let mut since = None;
+    for v in in_force_by_date(versions).into_iter().take_while(|v| v.effective_date <= date) {
+        since = if holds(&v.params) { since.or(Some(v.effective_date)) } else { None };
+    }
+    since
 }
 
 /// The subsidy ratio's steps over `versions`: a step where the ratio in force changes, the first

@@ -194,16 +194,7 @@ pub fn maturity_date(disbursed: NaiveDate, term: Term) -> Result<NaiveDate, Sche
 
 /// Builds the schedule of `terms`, validating the method against the frequency first.
 pub fn build_schedule(terms: &ScheduleTerms) -> Result<Schedule, ScheduleError> {
-    use RepaymentMethod::*;
-    if !terms.principal.is_positive() {
-        return Err(ScheduleError::NonPositivePrincipal);
-    }
-    check_frequency(terms.method, terms.frequency)?;
-    let maturity = maturity_date(terms.disbursed, terms.term)?;
-    match terms.method {
-        Bullet | InterestWithPrincipal => day_basis_schedule(terms, maturity),
-        EqualInstalment | EqualPrincipal => amortising_schedule(terms, maturity, terms.disbursed),
-    }
+    build_schedule_paid_out(terms, terms.disbursed)
 }
 
 /// Whether a repayment method can settle at a frequency: bullet loans settle monthly, quarterly
@@ -237,32 +228,29 @@ pub fn build_schedule_paid_out(
     paid_out: NaiveDate,
 ) -> Result<Schedule, ScheduleError> {
     use RepaymentMethod::*;
-    if paid_out <= terms.disbursed {
-        return build_schedule(terms);
-    }
     if !terms.principal.is_positive() {
         return Err(ScheduleError::NonPositivePrincipal);
     }
     check_frequency(terms.method, terms.frequency)?;
     let maturity = maturity_date(terms.disbursed, terms.term)?;
+    let paid_out = paid_out.max(terms.disbursed);
     if maturity <= paid_out {
         return Err(ScheduleError::NoTerm { disbursed: paid_out, maturity });
     }
     match terms.method {
-        Bullet | InterestWithPrincipal => day_basis_schedule(
-            &ScheduleTerms { disbursed: paid_out, term: Term::Maturity(maturity), ..*terms },
-            maturity,
-        ),
+        Bullet | InterestWithPrincipal => day_basis_schedule(terms, paid_out, maturity),
         EqualInstalment | EqualPrincipal => amortising_schedule(terms, maturity, paid_out),
     }
 }
 
+/// The day-basis schedule of `terms`' principal paid out on `paid_out`, to `maturity`.
 fn day_basis_schedule(
     terms: &ScheduleTerms,
+    paid_out: NaiveDate,
     maturity: NaiveDate,
 ) -> Result<Schedule, ScheduleError> {
-    let timeline = PrincipalTimeline::single(terms.disbursed, terms.principal, Some(maturity))?;
-    let periods = interest_periods(terms.disbursed, maturity, terms.frequency)?;
+    let timeline = PrincipalTimeline::single(paid_out, terms.principal, Some(maturity))?;
+    let periods = interest_periods(paid_out, maturity, terms.frequency)?;
     let last = periods.len();
     let mut instalments = Vec::with_capacity(last);
     for (index, period) in periods.iter().enumerate() {
@@ -340,40 +328,26 @@ fn amortising_schedule(
     for k in 1..=n {
         let due_date = due(passed + k)?;
         let opening = remaining;
-        // Interest in one expression: opening × annual / periods per year; a broken first
-        // period (paid out after its start) pro rata to its days from the payout, as servicing
-        // settles it (`servicing::settle_periodic`: Σ 积数 × rate / (periods × period days)).
-        let unrounded_fen = if k == 1 && paid_out > period_start {
-            let days = (due_date - paid_out).num_days();
-            let period_days = (due_date - period_start).num_days();
-            let jishu = opening.0.checked_mul(days).ok_or(ScheduleError::Overflow)?;
-            if jishu % period_days == 0 {
-                Decimal::from(jishu / period_days)
-                    .checked_mul(annual)
-                    .and_then(|x| x.checked_div(per_year))
-            } else {
-                per_year.checked_mul(Decimal::from(period_days)).and_then(|d| {
-                    Decimal::from(jishu).checked_mul(annual).and_then(|x| x.checked_div(d))
-                })
-            }
-        } else {
-            opening.to_decimal().checked_mul(annual).and_then(|x| x.checked_div(per_year))
-        }
-        .ok_or(ScheduleError::Overflow)?;
+        // Interest on the periodic basis ([`periodic_interest`], as servicing settles it): a
+        // whole period's is opening × annual / periods per year, whatever its days; a broken
+        // first period's (paid out after its start) pro rata to its days from the payout.
+        let period_days = (due_date - period_start).num_days();
+        let accrued_from = if k == 1 { paid_out.max(period_start) } else { period_start };
+        let interest_over = |days: i64| {
+            opening
+                .0
+                .checked_mul(days)
+                .and_then(|jishu| periodic_interest(jishu, annual, per_year, period_days))
+                .ok_or(ScheduleError::Overflow)
+        };
+        let unrounded_fen = interest_over((due_date - accrued_from).num_days())?;
         let interest =
             Fen::from_decimal(unrounded_fen, terms.rounding).ok_or(ScheduleError::Overflow)?;
         // 等额本息's principal part is the level payment less a whole period's interest, a
         // broken first period's too (its household pays that part and the days' interest: less
         // than the level payment), so that the instalments after it are the formula's.
-        let whole_period = Fen::from_decimal(
-            opening
-                .to_decimal()
-                .checked_mul(annual)
-                .and_then(|x| x.checked_div(per_year))
-                .ok_or(ScheduleError::Overflow)?,
-            terms.rounding,
-        )
-        .ok_or(ScheduleError::Overflow)?;
+        let whole_period = Fen::from_decimal(interest_over(period_days)?, terms.rounding)
+            .ok_or(ScheduleError::Overflow)?;
         let formula_part = match &level_payment {
             Some(level) => {
                 level.payment.checked_sub(whole_period).ok_or(ScheduleError::Overflow)?
@@ -410,6 +384,31 @@ fn amortising_schedule(
         period_start = due_date;
     }
     Ok(Schedule { maturity, level_payment, instalments })
+}
+
+/// Interest on the periodic basis of an amortising loan, unrounded: `jishu` (积数, principal ×
+/// days) at one `annual` rate over a period of `period_days`, for `per_year` periods a year.
+/// When the 积数 is a whole number of fen per day of the period (a whole period on one
+/// balance), average principal × annual / periods per year, the schedule's own expression;
+/// else 积数 × annual / (periods per year × period days). The schedule and servicing
+/// ([`super::servicing::settle_periodic`]) both work it out here, so that they agree to the
+/// last digit. `None` on overflow or a period of no days.
+pub fn periodic_interest(
+    jishu: i64,
+    annual: Decimal,
+    per_year: Decimal,
+    period_days: i64,
+) -> Option<Decimal> {
+    if period_days == 0 {
+        return None;
+    }
+    if jishu % period_days == 0 {
+        Decimal::from(jishu / period_days).checked_mul(annual)?.checked_div(per_year)
+    } else {
+        Decimal::from(jishu)
+            .checked_mul(annual)?
+            .checked_div(per_year.checked_mul(Decimal::from(period_days))?)
+    }
 }
 
 /// `P·r·(1+r)^n / ((1+r)^n − 1)` in fen, rounded; `P / n` when `r` is zero.

@@ -88,7 +88,7 @@ use super::calendar::{SettlementFrequency, settlement_on_or_after};
 use super::date::{iso, iso_opt};
 use super::money::{Fen, Rounding};
 use super::rate::AnnualRate;
-use super::schedule::{RepaymentMethod, Schedule};
+use super::schedule::{RepaymentMethod, Schedule, periodic_interest};
 
 /// Settlement points one event may catch up, at most: 36 months of monthly points and a decade
 /// of quarterly points after maturity, far beyond a programme loan's life.
@@ -470,10 +470,8 @@ pub fn settle_periodic(
     let per_year = Decimal::from(basis.periods_per_year);
     let days = i64::from(basis.period_days);
     let one_rate = segments.iter().all(|s| s.annual_rate == first.annual_rate);
-    let unrounded = if one_rate && jishu % days == 0 {
-        Decimal::from(jishu / days)
-            .checked_mul(first.annual_rate.value())
-            .and_then(|x| x.checked_div(per_year))
+    let unrounded = if one_rate {
+        periodic_interest(jishu, first.annual_rate.value(), per_year, days)
     } else {
         per_year.checked_mul(Decimal::from(days)).and_then(|d| numerator.checked_div(d))
     }
