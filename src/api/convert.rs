@@ -226,6 +226,7 @@ pub fn loan_to_pb_quoted(
         compound_paid_fen: s.compound_paid_fen.0,
         written_off_fen: s.written_off_fen.0,
         recovered_fen: s.recovered_fen.0,
+        subsidy_netted_fen: s.subsidy_netted_fen.0,
         extensions: s.extensions,
         overdue_principal_fen: q(|q| q.overdue_principal_fen.0),
         current_principal_fen: q(|q| q.current_principal_fen.0),

@@ -556,13 +556,22 @@ impl LoanService for Api {
     ) -> Result<Response<pb::LoanResponse>, Status> {
         let actor = self.principal(&request).await?;
         super::require_role(&actor, &[Role::Bank], "RecordRepayment")?;
-        let pb::RecordRepaymentRequest { request_id, loan_id, value_date, amount_fen } =
-            request.into_inner();
+        let pb::RecordRepaymentRequest {
+            request_id,
+            loan_id,
+            value_date,
+            amount_fen,
+            subsidy_netted_fen,
+        } = request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
             Ok(Command::RecordRepayment {
                 loan_id,
                 value_date: parse::value_date("value_date", &value_date, today)?,
                 amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
+                subsidy_netted_fen: parse::non_negative_fen(
+                    "subsidy_netted_fen",
+                    subsidy_netted_fen,
+                )?,
             })
         })
         .await
@@ -726,10 +735,15 @@ impl LoanService for Api {
                         loan_id,
                         value_date,
                         amount_fen,
+                        subsidy_netted_fen,
                     }) => Command::RecordRepayment {
                         loan_id: parse::loan_id("loan_id", loan_id)?,
                         value_date: parse::value_date("value_date", value_date, today)?,
                         amount_fen: parse::positive_fen("amount_fen", *amount_fen)?,
+                        subsidy_netted_fen: parse::non_negative_fen(
+                            "subsidy_netted_fen",
+                            *subsidy_netted_fen,
+                        )?,
                     },
                 };
                 Ok((request_id, command))

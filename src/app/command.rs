@@ -66,6 +66,10 @@ pub enum Command {
         #[serde(serialize_with = "iso::serialize")]
         value_date: BusinessDate,
         amount_fen: Fen,
+        /// Of the amount, the subsidy the bank netted (直补); left out of the fingerprint when
+        /// zero, so that a repayment's fingerprint is what it was before the field.
+        #[serde(skip_serializing_if = "Fen::is_zero")]
+        subsidy_netted_fen: Fen,
     },
     /// Settles every settlement point of the loan up to `date`.
     SettleLoan {
@@ -519,6 +523,7 @@ mod tests {
             loan_id,
             value_date: day("2021-03-21"),
             amount_fen: Fen(100_000),
+            subsidy_netted_fen: Fen::ZERO,
         };
         assert_eq!(
             repay.fingerprint(),

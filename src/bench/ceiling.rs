@@ -56,8 +56,11 @@ impl Planned {
         let contracted = LoanState::new((*template.terms).clone(), 1);
         let disburse = LoanCommand::Disburse { date: day("2021-01-25"), amount: None };
         let disbursed = contracted.plan(&disburse)?.1;
-        let repaid =
-            disbursed.plan(&LoanCommand::Repay { date: day("2021-02-01"), amount: Fen(100) })?;
+        let repaid = disbursed.plan(&LoanCommand::Repay {
+            date: day("2021-02-01"),
+            amount: Fen(100),
+            netted: Fen::ZERO,
+        })?;
         let settle = LoanCommand::Settle { date: day("2021-03-20") };
         let settled = disbursed.plan(&settle)?;
         let settled_after_repayment = repaid.1.plan(&settle)?;

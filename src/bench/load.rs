@@ -389,6 +389,7 @@ async fn singles(
                         loan_id: loan.clone(),
                         value_date: "2021-02-01".into(),
                         amount_fen: 100,
+                        subsidy_netted_fen: 0,
                     })
                     .await;
                 lat.push(t.elapsed());
@@ -568,6 +569,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
                             loan_id: loans[(b * items_per_call + i) % loans.len()].clone(),
                             value_date: "2021-02-01".into(),
                             amount_fen: 100,
+                            subsidy_netted_fen: 0,
                         })),
                     })
                     .collect();

@@ -49,6 +49,7 @@ pub enum Reason {
     LastOperatorToken = 39,
     BackupNotConfigured = 40,
     LoanNotWrittenOff = 41,
+    SubsidyNettedExceedsInterest = 42,
 }
 
 impl Reason {
@@ -96,6 +97,7 @@ impl Reason {
             Reason::LastOperatorToken => "LAST_OPERATOR_TOKEN",
             Reason::BackupNotConfigured => "BACKUP_NOT_CONFIGURED",
             Reason::LoanNotWrittenOff => "LOAN_NOT_WRITTEN_OFF",
+            Reason::SubsidyNettedExceedsInterest => "SUBSIDY_NETTED_EXCEEDS_INTEREST",
         }
     }
 }

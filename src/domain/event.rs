@@ -424,8 +424,21 @@ mod loan_wire {
                 },
             ),
             "repaid" => serde_json::from_str(json).map(
-                |Repaid { _tag, loan_id, value_date, amount_fen, settlements, repayment }| {
-                    LoanEvent::Repaid { loan_id, value_date, amount_fen, settlements, repayment }
+                |Repaid {
+                     _tag,
+                     loan_id,
+                     value_date,
+                     amount_fen,
+                     settlements,
+                     repayment,
+                     subsidy_netted_fen,
+                 }| LoanEvent::Repaid {
+                    loan_id,
+                    value_date,
+                    amount_fen,
+                    settlements,
+                    repayment,
+                    subsidy_netted_fen,
                 },
             ),
             "misuse_marked" => serde_json::from_str(json).map(
@@ -495,6 +508,8 @@ mod loan_wire {
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
         repayment: Repayment,
+        #[serde(default)]
+        subsidy_netted_fen: Fen,
     }
     #[derive(Deserialize)]
     struct Extended {
@@ -536,8 +551,9 @@ pub(crate) mod tests {
 
     /// One event of each loan kind as the writer stores it (the first four taken from a bench
     /// database), in an order a loan can take, then a misuse mark that says falsely obtained
-    /// and a recovery after the write-off (another loan's, not in that order).
-    pub(crate) const LOAN_EVENTS: [(&str, &str); 9] = [
+    /// and a recovery after the write-off (another loan's, not in that order), and a
+    /// repayment whose bank netted the subsidy.
+    pub(crate) const LOAN_EVENTS: [(&str, &str); 10] = [
         (
             "loan.created",
             r#"{"type":"created","terms":{"loan_id":"BB-0000000","ledger_id":"BENCH","bank_id":"BB","contract_number":"0000000","household_id":"H0000000","borrower_name":"bench","borrower_id_number":"450121198001010006","borrower_birth_date":"1980-01-01","principal_fen":5000000,"annual_rate":"0.0385","contract_date":"2021-01-25","term_months":12,"maturity_date":"2022-01-25","repayment_method":"bullet","settlement_frequency":"quarterly","purpose":"bench","collateral_free":true,"guarantee_free":true,"renews_loan_id":null,"overdue_uplift":"0.5","misuse_uplift":"1","grace_days":0,"rounding":"half_up","extension_months_max":12}}"#,
@@ -575,6 +591,12 @@ pub(crate) mod tests {
         (
             "loan.recovered",
             r#"{"type":"recovered","loan_id":"BB-0000000","value_date":"2023-09-01","amount_fen":300000,"principal_fen":300000}"#,
+        ),
+        // A repayment of a period's interest whose subsidy the bank netted (直补, since
+        // 2026-12-06): the field after the others.
+        (
+            "loan.repaid",
+            r#"{"type":"repaid","loan_id":"BB-0000000","value_date":"2021-03-20","amount_fen":29407,"settlements":[],"repayment":{"charges":{"date":"2021-03-20","interest":null,"penalty":null,"compound":null},"allocation":{"penalty_fen":0,"compound_fen":0,"overdue_interest_fen":0,"current_interest_fen":29407,"principal_fen":0},"payoff":false},"subsidy_netted_fen":29407}"#,
         ),
     ];
 

@@ -23,6 +23,21 @@
 //! is returned as any recovery's is: [`super::risk_fund::recovered_since`]), then to the
 //! interest and charges written off; the loan stays written off. Postings: `bank/<id>/cash` Dr,
 //! `bank/<id>/loan_loss` Cr, the loss reduced by what came back.
+//!
+//! **Subsidy netted at repayment** (直补: the household pays the net amount, DESIGN.md). A bank
+//! paid the subsidy directly takes it off the interest a household pays and claims it from the
+//! finance office later. A repayment says how much of its amount is that subsidy
+//! (`LoanCommand::Repay::netted`, the request's `subsidy_netted_fen`): the loan is repaid the
+//! whole amount, allocated as any repayment's, and the netted part is owed to the bank by the
+//! finance office. It is at most the current (on-time) interest the repayment pays
+//! (`SUBSIDY_NETTED_EXCEEDS_INTEREST`, `metadata.current_interest_fen`): penalty, compound and
+//! overdue interest are never subsidised. A loan marked misused earns no subsidy to net
+//! (`MISUSE_ALREADY_MARKED`). Nothing else is judged at repayment (the ratio, the household's
+//! 50,000 cap, the cap rate): the claim's review recomputes every line, and what the bank
+//! netted beyond what is paid stays visible in its `subsidy_due` account. Postings:
+//! `bank/<id>/cash` Dr the amount less the netted part, `bank/<id>/subsidy_due` Dr the netted
+//! part; the claim paid to the bank moves each approved line's subsidy from
+//! `bank/<id>/subsidy_due` to its household ([`crate::ledger::claim_postings`]).
 
 use std::sync::Arc;
 
@@ -203,6 +218,9 @@ pub enum LoanCommand {
     Repay {
         date: BusinessDate,
         amount: Fen,
+        /// Of `amount`, the subsidy the bank took off the household's interest (直补; see the
+        /// module doc).
+        netted: Fen,
     },
     MarkMisuse {
         date: BusinessDate,
@@ -251,6 +269,10 @@ pub enum LoanEvent {
         amount_fen: Fen,
         settlements: Vec<SettlementPoint>,
         repayment: Repayment,
+        /// Of `amount_fen`, the subsidy netted by the bank (since 2026-12-06; left out when
+        /// zero, so a repayment recorded before keeps its bytes).
+        #[serde(default, skip_serializing_if = "Fen::is_zero")]
+        subsidy_netted_fen: Fen,
     },
     MisuseMarked {
         loan_id: String,
@@ -336,8 +358,12 @@ impl LoanEvent {
                 LoanCommand::Disburse { date: *value_date, amount: Some(*amount_fen) }
             }
             LoanEvent::Settled { value_date, .. } => LoanCommand::Settle { date: *value_date },
-            LoanEvent::Repaid { value_date, amount_fen, .. } => {
-                LoanCommand::Repay { date: *value_date, amount: *amount_fen }
+            LoanEvent::Repaid { value_date, amount_fen, subsidy_netted_fen, .. } => {
+                LoanCommand::Repay {
+                    date: *value_date,
+                    amount: *amount_fen,
+                    netted: *subsidy_netted_fen,
+                }
             }
             LoanEvent::MisuseMarked { value_date, falsely_obtained, .. } => {
                 LoanCommand::MarkMisuse { date: *value_date, falsely_obtained: *falsely_obtained }
@@ -578,9 +604,32 @@ impl LoanState {
                     next.servicing.settle_through(&t, date).map_err(servicing_error)?;
                 LoanEvent::Settled { loan_id, value_date: date, settlements }
             }
-            LoanCommand::Repay { date, amount } => {
+            LoanCommand::Repay { date, amount, netted } => {
                 self.require_live()?;
                 check_value_date(self, date)?;
+                if netted < Fen::ZERO || netted > amount {
+                    return Err(DomainError::invalid(
+                        "subsidy_netted_fen",
+                        format!("must be between 0 and the amount paid ({amount} yuan)"),
+                    ));
+                }
+                if netted > Fen::ZERO
+                    && let Some(since) = self.servicing.misuse_marked_on()
+                {
+                    return Err(DomainError::refused(
+                        Reason::MisuseAlreadyMarked,
+                        format!(
+                            "the loan was marked {} on {}: it earns no subsidy to net",
+                            if self.servicing.falsely_obtained {
+                                "falsely obtained"
+                            } else {
+                                "misused"
+                            },
+                            format_date(since)
+                        ),
+                    )
+                    .with("misuse_since", format_date(since)));
+                }
                 let settlements =
                     next.servicing.settle_through(&t, date).map_err(servicing_error)?;
                 let repayment = next.servicing.repay(&t, date, amount).map_err(|e| match e {
@@ -610,12 +659,25 @@ impl LoanState {
                     a.current_interest_fen,
                 ])
                 .ok_or_else(overflow)?;
+                if netted > a.current_interest_fen {
+                    return Err(DomainError::refused(
+                        Reason::SubsidyNettedExceedsInterest,
+                        format!(
+                            "the subsidy netted ({netted} yuan) exceeds the current interest the payment pays ({} yuan): penalty, compound and overdue interest are never subsidised",
+                            a.current_interest_fen
+                        ),
+                    )
+                    .with("current_interest_fen", a.current_interest_fen.0));
+                }
+                next.servicing.subsidy_netted_fen =
+                    self.servicing.subsidy_netted_fen.checked_add(netted).ok_or_else(overflow)?;
                 LoanEvent::Repaid {
                     loan_id,
                     value_date: date,
                     amount_fen: amount,
                     settlements,
                     repayment,
+                    subsidy_netted_fen: netted,
                 }
             }
             LoanCommand::MarkMisuse { date, falsely_obtained } => {

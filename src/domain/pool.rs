@@ -1054,7 +1054,7 @@ impl Pool {
             }
             let loan_id = &loan.terms.loan_id;
             let (event, next) = loan
-                .plan(&LoanCommand::Repay { date, amount: share })
+                .plan(&LoanCommand::Repay { date, amount: share, netted: Fen::ZERO })
                 .map_err(|e| about_loan(e, loan_id))?;
             let member = self.member(loan_id)?;
             let principal = Fen(next.principal_repaid_fen.0 - loan.principal_repaid_fen.0);

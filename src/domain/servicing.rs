@@ -308,6 +308,9 @@ pub struct Servicing {
     /// Of `written_off_fen`, what was recovered since (`LoanEvent::Recovered`).
     #[serde(default, skip_serializing_if = "fen_is_zero")]
     pub recovered_fen: Fen,
+    /// Of the interest paid, the subsidy the bank netted (直补; `LoanEvent::Repaid`).
+    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    pub subsidy_netted_fen: Fen,
     /// The day a closed loan closed (repaid or written off), kept once a later event (a
     /// recovery, a misuse mark) dates its last event after it (`LoanState::lent_until`); none
     /// before such an event.

@@ -385,6 +385,7 @@ mod tests {
             amount_fen: Fen(interest),
             settlements: vec![],
             repayment: Repayment { charges, allocation, payoff: false },
+            subsidy_netted_fen: Fen::ZERO,
         }
     }
 

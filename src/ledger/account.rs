@@ -14,6 +14,7 @@
 //! | `bank/<bank_id>/penalty_income` | penalty interest earned (credit-normal) |
 //! | `bank/<bank_id>/compound_income` | compound interest earned (credit-normal) |
 //! | `bank/<bank_id>/loan_loss` | what the bank has written off (debit-normal) |
+//! | `bank/<bank_id>/subsidy_due` | subsidy the bank took off households' interest (直补) not yet passed to them by a claim paid to the bank (debit-normal: the finance office owes it; credit when the bank holds subsidy it did not net) |
 //! | `finance/<ledger_id>/subsidy` | interest subsidy the ledger's finance office has paid (credit when paying) |
 //! | `household/<household_id>/subsidy` | interest subsidy refunded to the household (debit when paid: 先缴后补) |
 //! | `riskfund/<ledger_id>/fund` | the money the ledger's risk-compensation fund holds (debit-normal) |
@@ -50,6 +51,10 @@ pub fn bank_compound_income(bank_id: &str) -> String {
 
 pub fn bank_loan_loss(bank_id: &str) -> String {
     name("bank/", bank_id, "/loan_loss")
+}
+
+pub fn bank_subsidy_due(bank_id: &str) -> String {
+    name("bank/", bank_id, "/subsidy_due")
 }
 
 pub fn bank_cash(bank_id: &str) -> String {
@@ -128,6 +133,7 @@ mod tests {
         assert_eq!(loan_interest("L1"), "loan/L1/interest");
         assert_eq!(loan_penalty("L1"), "loan/L1/penalty");
         assert_eq!(loan_compound("L1"), "loan/L1/compound");
+        assert_eq!(bank_subsidy_due("B1"), "bank/B1/subsidy_due");
         assert_eq!(bank_cash("B1"), "bank/B1/cash");
         assert_eq!(bank_interest_income("B1"), "bank/B1/interest_income");
         assert_eq!(bank_penalty_income("B1"), "bank/B1/penalty_income");

@@ -4,67 +4,88 @@
 //! | event | postings |
 //! |---|---|
 //! | submitted, reviewed, objected | none (memo) |
-//! | paid to the bank (直补) | `bank/<bank_id>/cash` Dr the amount |
+//! | paid to the bank (直补) | `bank/<bank_id>/cash` Dr the amount; each approved line's part `household/<household_id>/subsidy` Dr, `bank/<bank_id>/subsidy_due` Cr (the subsidy the bank netted at repayment passed to the household; one leg an account) |
+//! | paid to the bank, recorded before 2026-12-06 ([`Payee::Bank`]) | `bank/<bank_id>/cash` Dr the amount |
 //! | paid to the households (先缴后补) | `household/<household_id>/subsidy` Dr each approved line's part (one leg a household) |
 //! | paid, either way | `finance/<ledger_id>/subsidy` Cr the amount (no postings if it is zero) |
-//! | clawed back | the reverse of the line's part: `finance/<ledger_id>/subsidy` Dr, the payee's account Cr |
+//! | clawed back | the reverse of the line's part: `finance/<ledger_id>/subsidy` Dr, the payee's accounts Cr (paid to the bank: its cash Cr, the household's subsidy Cr, the bank's `subsidy_due` Dr: the household owes it back to the bank) |
 
-use super::account::{bank_cash, finance_subsidy, household_subsidy};
+use super::account::{bank_cash, bank_subsidy_due, finance_subsidy, household_subsidy};
 use super::posting::{Posting, PostingError, Postings};
 use crate::collections::{HashMap, HashSet};
 use crate::domain::money::Fen;
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, Payee};
 
+/// One leg an account, in the order of the account's first leg (a map from account to leg: a
+/// claim may pay thousands of households).
+#[derive(Default)]
+struct Legs {
+    legs: Vec<Posting>,
+    at: HashMap<String, usize>,
+}
+
+impl Legs {
+    fn add(&mut self, account: String, amount: Fen) -> Result<(), PostingError> {
+        match self.at.get(&account) {
+            Some(&at) => {
+                let leg = &mut self.legs[at];
+                leg.amount =
+                    leg.amount.checked_add(amount).ok_or(PostingError::Unbalanced(i128::MAX))?;
+            }
+            None => {
+                self.at.insert(account.clone(), self.legs.len());
+                self.legs.push(Posting { account, amount });
+            }
+        }
+        Ok(())
+    }
+
+    /// What paying `part` of line `line` to `payee` moves, negated for a clawback.
+    fn line(
+        &mut self,
+        claim: &Claim,
+        payee: Payee,
+        line: usize,
+        part: Fen,
+    ) -> Result<(), PostingError> {
+        let negated = part.0.checked_neg().map(Fen).ok_or(PostingError::Unbalanced(i128::MAX))?;
+        let household =
+            || household_subsidy(claim.lines.get(line).map_or("", |l| l.household_id.as_str()));
+        match payee {
+            Payee::Bank => self.add(bank_cash(&claim.bank_id), part),
+            Payee::Households => self.add(household(), part),
+            Payee::BankForHouseholds => {
+                self.add(bank_cash(&claim.bank_id), part)?;
+                self.add(bank_subsidy_due(&claim.bank_id), negated)?;
+                self.add(household(), part)
+            }
+        }
+    }
+}
+
 /// The balanced postings of a step of `claim` (as it stood before the step).
 pub fn claim_postings(event: &ClaimEvent, claim: &Claim) -> Result<Postings, PostingError> {
     let negated = |f: Fen| f.0.checked_neg().map(Fen).ok_or(PostingError::Unbalanced(i128::MAX));
-    let payee_account = |payee: Payee, line: usize| match payee {
-        Payee::Bank => bank_cash(&claim.bank_id),
-        Payee::Households => {
-            household_subsidy(claim.lines.get(line).map_or("", |l| l.household_id.as_str()))
-        }
-    };
     match event {
         ClaimEvent::Paid { amount_fen, payee, withheld, .. } => {
             let withheld: HashSet<usize> = withheld.iter().map(|w| w.line as usize).collect();
-            // One leg an account, in the order of its first line (a map from account to leg:
-            // a claim may pay thousands of households).
-            let mut legs: Vec<Posting> = Vec::new();
-            let mut leg_of: HashMap<String, usize> = HashMap::default();
+            let mut legs = Legs::default();
             for (i, line) in claim.lines.iter().enumerate() {
                 let part = line.approved_fen();
                 if part == Fen::ZERO || withheld.contains(&i) {
                     continue;
                 }
-                let account = payee_account(*payee, i);
-                match leg_of.get(&account) {
-                    Some(&at) => {
-                        legs[at].amount = legs[at]
-                            .amount
-                            .checked_add(part)
-                            .ok_or(PostingError::Unbalanced(i128::MAX))?
-                    }
-                    None => {
-                        leg_of.insert(account.clone(), legs.len());
-                        legs.push(Posting { account, amount: part });
-                    }
-                }
+                legs.line(claim, *payee, i, part)?;
             }
-            legs.push(Posting {
-                account: finance_subsidy(&claim.ledger_id),
-                amount: negated(*amount_fen)?,
-            });
-            Postings::balanced(legs)
+            legs.add(finance_subsidy(&claim.ledger_id), negated(*amount_fen)?)?;
+            Postings::balanced(legs.legs)
         }
         ClaimEvent::ClawedBack { amount_fen, line, .. } => {
             let payee = claim.payment.as_ref().map_or(Payee::Bank, |p| p.payee);
-            Postings::balanced(vec![
-                Posting { account: finance_subsidy(&claim.ledger_id), amount: *amount_fen },
-                Posting {
-                    account: payee_account(payee, *line as usize),
-                    amount: negated(*amount_fen)?,
-                },
-            ])
+            let mut legs = Legs::default();
+            legs.add(finance_subsidy(&claim.ledger_id), *amount_fen)?;
+            legs.line(claim, payee, *line as usize, negated(*amount_fen)?)?;
+            Postings::balanced(legs.legs)
         }
         ClaimEvent::Reviewed { .. } | ClaimEvent::Objected { .. } => Ok(Postings::memo()),
     }
@@ -154,6 +175,18 @@ mod tests {
                 ("finance/450121/subsidy", -58_920)
             ]
         );
+        let for_households =
+            claim_postings(&paid(58_920, Payee::BankForHouseholds), &claim()).unwrap();
+        assert_eq!(
+            legs(&for_households),
+            [
+                ("bank/B1/cash", 58_920),
+                ("bank/B1/subsidy_due", -58_920),
+                ("household/H1/subsidy", 29_510),
+                ("household/H2/subsidy", 29_410),
+                ("finance/450121/subsidy", -58_920)
+            ]
+        );
         let mut nothing = claim();
         nothing.lines.truncate(0);
         assert_eq!(claim_postings(&paid(0, Payee::Bank), &nothing).unwrap(), Postings::memo());
@@ -178,5 +211,21 @@ mod tests {
             legs(&back),
             [("finance/450121/subsidy", 29_410), ("household/H2/subsidy", -29_410)]
         );
+        // Paid to the bank for the households: the bank returns it, and the household owes it
+        // back to the bank.
+        paid_claim.payment.as_mut().unwrap().payee = Payee::BankForHouseholds;
+        let back = claim_postings(&clawed, &paid_claim).unwrap();
+        assert_eq!(
+            legs(&back),
+            [
+                ("finance/450121/subsidy", 29_410),
+                ("bank/B1/cash", -29_410),
+                ("bank/B1/subsidy_due", 29_410),
+                ("household/H2/subsidy", -29_410)
+            ]
+        );
+        paid_claim.payment.as_mut().unwrap().payee = Payee::Bank;
+        let back = claim_postings(&clawed, &paid_claim).unwrap();
+        assert_eq!(legs(&back), [("finance/450121/subsidy", 29_410), ("bank/B1/cash", -29_410)]);
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | settlement point | interest: `loan/interest` Dr, `bank/interest_income` Cr; penalty: `loan/penalty` Dr, `bank/penalty_income` Cr; compound: `loan/compound` Dr, `bank/compound_income` Cr |
 //! | disbursement | `loan/principal` Dr, `bank/cash` Cr |
-//! | repayment | its settlement points, then `bank/cash` Dr the amount; `loan/penalty`, `loan/compound`, `loan/interest`, `loan/principal` Cr by allocation |
+//! | repayment | its settlement points, then `bank/cash` Dr the amount less the subsidy netted, `bank/subsidy_due` Dr the subsidy netted (直补); `loan/penalty`, `loan/compound`, `loan/interest`, `loan/principal` Cr by allocation |
 //! | write-off | its settlement points, then `bank/loan_loss` Dr the total; each bucket Cr |
 //!
 //! Legs to the same account are netted and zero legs dropped, in order of first appearance.
@@ -75,9 +75,12 @@ pub fn loan_postings(event: &LoanEvent, bank_id: &str) -> Result<Postings, Posti
         LoanEvent::Disbursed { amount_fen, .. } => {
             legs.transfer(loan_principal(loan), bank_cash(bank_id), *amount_fen)?;
         }
-        LoanEvent::Repaid { repayment, .. } => {
+        LoanEvent::Repaid { repayment, subsidy_netted_fen, .. } => {
             legs.point(loan, bank_id, &repayment.charges)?;
             legs.settle_buckets(loan, bank_cash(bank_id), &repayment.allocation)?;
+            // The household paid the bank the amount less the subsidy the bank netted, which
+            // the finance office owes the bank.
+            legs.transfer(bank_subsidy_due(bank_id), bank_cash(bank_id), *subsidy_netted_fen)?;
         }
         LoanEvent::WrittenOff { charges, allocation, .. } => {
             legs.point(loan, bank_id, charges)?;
@@ -199,16 +202,19 @@ mod tests {
         /// allocation: balanced, each account once, no zero leg; each bucket of the loan moves
         /// by what its points and charges accrued less what the allocation paid off it, each
         /// income account by what was accrued, and the bank's cash (or its loan loss) by what
-        /// was paid.
+        /// was paid, less a repayment's netted subsidy (up to its current interest), which
+        /// its bank's `subsidy_due` takes.
         #[test]
         fn a_repayment_or_write_off_moves_each_bucket_by_its_figures(
             points in proptest::collection::vec((0i64..1_000_000_000, 0i64..1_000_000, 0i64..1_000_000), 0..5),
             charges in (0i64..1_000_000_000, 0i64..1_000_000, 0i64..1_000_000),
             paid in proptest::array::uniform5(0i64..1_000_000_000),
             written_off in any::<bool>(),
+            netted_percent in 0i64..=100,
         ) {
             let settlements: Vec<SettlementPoint> = points.iter().copied().map(point).collect();
             let (loan_id, value_date) = ("B1-1".to_string(), date());
+            let netted = if written_off { 0 } else { paid[3] * netted_percent / 100 };
             let event = if written_off {
                 LoanEvent::WrittenOff {
                     loan_id, value_date, settlements,
@@ -219,6 +225,7 @@ mod tests {
                 LoanEvent::Repaid {
                     loan_id, value_date, amount_fen: Fen(paid.iter().sum()), settlements,
                     repayment: Repayment { charges: point(charges), allocation: allocation(paid), payoff: false },
+                    subsidy_netted_fen: Fen(netted),
                 }
             };
             let postings = loan_postings(&event, "B1").expect("balanced");
@@ -239,9 +246,10 @@ mod tests {
             } else {
                 (bank_cash("B1"), bank_loan_loss("B1"))
             };
-            prop_assert_eq!(on(&by, paid_by), paid.iter().sum::<i64>());
+            prop_assert_eq!(on(&by, paid_by), paid.iter().sum::<i64>() - netted);
             prop_assert_eq!(on(&by, other), 0);
-            prop_assert!(by.len() <= 9);
+            prop_assert_eq!(on(&by, bank_subsidy_due("B1")), netted);
+            prop_assert!(by.len() <= 10);
         }
     }
 }

@@ -1193,6 +1193,7 @@ async fn verify_while_writing(backend: Backend) {
                         loan_id: ids[(w + n) % ids.len()].clone(),
                         value_date: "2021-02-01".into(),
                         amount_fen: 100,
+                        subsidy_netted_fen: 0,
                     })
                     .await
                     .expect("a repayment");

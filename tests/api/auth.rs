@@ -68,6 +68,7 @@ async fn authentication_and_roles(backend: Backend) {
                 loan_id: id.clone(),
                 value_date: "2021-01-25".into(),
                 amount_fen: 100,
+                subsidy_netted_fen: 0,
             })
             .await,
         Code::NotFound,
@@ -308,6 +309,7 @@ async fn authentication_and_roles(backend: Backend) {
             loan_id: id.clone(),
             value_date: "2021-02-01".into(),
             amount_fen: 100,
+            subsidy_netted_fen: 0,
         })),
     };
     let by_auditor = rid("auditor-batch");
@@ -335,6 +337,7 @@ async fn authentication_and_roles(backend: Backend) {
         loan_id: id.clone(),
         value_date: "2021-02-01".into(),
         amount_fen: 100,
+        subsidy_netted_fen: 0,
     };
     expect_code(app.loans(&b2).record_repayment(repayment).await, Code::NotFound);
     assert!(recorded(by_other_bank).await, "a bank's refusal on a stored loan is recorded");

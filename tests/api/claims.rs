@@ -18,6 +18,7 @@ on_both_backends!(
     a_misused_loan_is_not_paid_whatever_the_claims_date,
     a_policy_version_sets_the_notice_days,
     a_clawback_on_the_day_of_a_mark_on_a_twentieth,
+    a_bank_nets_the_subsidy_and_is_paid_it_for_the_households,
 );
 
 use pb::ClaimDifference as D;
@@ -785,5 +786,177 @@ async fn a_clawback_on_the_day_of_a_mark_on_a_twentieth(backend: Backend) {
     assert_eq!(clawed.clawed_back_fen, 29_410);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// 直补 (the subsidy paid to the bank: the household pays the net amount). Two loans settled on
+/// 2021-03-20 (294.10 yuan of interest each, subsidised in full in 2021). The first household
+/// pays nothing: the bank records the period's interest as repaid, all of it netted. The
+/// second pays 94.10 yuan and the bank nets 200.00 (in a batch). The bank's cash takes what
+/// the households paid, its `subsidy_due` what it netted, and the loans are repaid in full
+/// (no interest due, nothing overdue). Refused: a netted part above the amount or negative
+/// (naming the field), above the current interest the payment pays (penalty, compound and
+/// overdue interest are never subsidised: `SUBSIDY_NETTED_EXCEEDS_INTEREST` with the current
+/// interest), on a loan marked misused. A retry posts nothing twice. The claim paid to the bank
+/// moves each approved line's subsidy from the bank's `subsidy_due` to its household: the
+/// bank, which netted 94.10 yuan less than it was paid, holds that for the second household
+/// (`subsidy_due` at -94.10). A clawback of the second loan's line returns it from the bank's
+/// cash, the household owing it back to the bank. Verify holds.
+async fn a_bank_nets_the_subsidy_and_is_paid_it_for_the_households(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    settle_march(&app, &t).await;
+    let cash = format!("bank/{BANK}/cash");
+    let due = format!("bank/{BANK}/subsidy_due");
+    let household = |id: &str| format!("household/{id}/subsidy");
+    let finance_subsidy = format!("finance/{LEDGER}/subsidy");
+    let repayment = |loan_id: &str, date: &str, amount_fen: i64, subsidy_netted_fen: i64| {
+        pb::RecordRepaymentRequest {
+            request_id: rid("repay"),
+            loan_id: loan_id.into(),
+            value_date: date.into(),
+            amount_fen,
+            subsidy_netted_fen,
+        }
+    };
+    let mut loans = app.loans(&t.bank);
+    let cash_before = app.balance(&t.finance, &cash).await;
+
+    // Refused, naming the field or the rule; nothing posted.
+    let above_amount = loans.record_repayment(repayment(&first, "2021-03-20", 100, 101)).await;
+    expect_invalid(above_amount, "subsidy_netted_fen");
+    let negative = loans.record_repayment(repayment(&first, "2021-03-20", 100, -1)).await;
+    expect_invalid(negative, "subsidy_netted_fen");
+    // Interest and principal: only the interest may be netted.
+    let above = loans.record_repayment(repayment(&first, "2021-03-20", 39_410, 29_411)).await;
+    let above = expect_refused(above, "SUBSIDY_NETTED_EXCEEDS_INTEREST");
+    assert_eq!(metadata(&above, "current_interest_fen").as_deref(), Some("29410"));
+    assert_eq!(app.balance(&t.finance, &due).await, 0);
+
+    // The first household pays nothing: the whole period's interest netted.
+    let all_netted = repayment(&first, "2021-03-20", 29_410, 29_410);
+    let paid = loans.record_repayment(all_netted.clone()).await.expect("netted in full");
+    let paid = paid.into_inner();
+    let loan = paid.loan.as_ref().expect("the loan");
+    assert_eq!((loan.interest_paid_fen, loan.subsidy_netted_fen), (29_410, 29_410));
+    assert_eq!((loan.interest_due_fen, loan.days_overdue), (0, 0));
+    assert_eq!(loan.principal_outstanding_fen, 5_000_000);
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_before, "the household paid nothing");
+    assert_eq!(app.balance(&t.finance, &due).await, 29_410);
+    let retry = loans.record_repayment(all_netted).await.expect("the retry").into_inner();
+    assert_eq!(retry.entry.map(|e| e.seq), paid.entry.map(|e| e.seq));
+    assert_eq!(app.balance(&t.finance, &due).await, 29_410, "posted once");
+
+    // The second pays 94.10 yuan and 100.00 of principal; 200.00 netted, in a batch (an item
+    // netting more than the interest refused with its figure).
+    let item = |request_id: String, subsidy_netted_fen: i64| pb::BatchItem {
+        request_id,
+        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+            loan_id: second.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: 39_410,
+            subsidy_netted_fen,
+        })),
+    };
+    let batch = vec![item(rid("item"), 29_411), item(rid("item"), 20_000)];
+    let results = loans.submit_batch(pb::SubmitBatchRequest { items: batch }).await;
+    let results = results.expect("the batch").into_inner().results;
+    assert_eq!(
+        (results[0].ok, results[0].reason.as_str()),
+        (false, "SUBSIDY_NETTED_EXCEEDS_INTEREST")
+    );
+    assert_eq!(results[0].metadata.get("current_interest_fen").map(String::as_str), Some("29410"));
+    assert!(results[1].ok, "{:?}", results[1]);
+    let loan = app.get_loan(&t.bank, &second).await;
+    assert_eq!((loan.interest_paid_fen, loan.subsidy_netted_fen), (29_410, 20_000));
+    assert_eq!(loan.principal_outstanding_fen, 4_990_000);
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_before + 19_410);
+    assert_eq!(app.balance(&t.finance, &due).await, 49_410);
+
+    // Overdue interest is never subsidised: a payment after the due date nets nothing.
+    let late = loans.record_repayment(repayment(&first, "2021-06-25", 30_000, 1)).await;
+    let late = expect_refused(late, "SUBSIDY_NETTED_EXCEEDS_INTEREST");
+    assert_eq!(metadata(&late, "current_interest_fen").as_deref(), Some("0"));
+
+    // The claim, reviewed, noticed and paid to the bank.
+    let request = claim_request(
+        &rid("claim"),
+        "Q1-NET",
+        vec![
+            line(&first, "2021-03-20", 29_410, 29_410),
+            line(&second, "2021-03-20", 29_410, 29_410),
+        ],
+    );
+    let claim = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
+    let claim = claim.into_inner().claim.expect("the claim");
+    assert_eq!(claim.payable_fen, 58_820);
+    let mut finance = app.subsidy(&t.finance);
+    finance
+        .review_subsidy_claim(pb::ReviewSubsidyClaimRequest {
+            request_id: rid("review"),
+            claim_id: claim.claim_id.clone(),
+            reviewed_on: "2021-04-10".into(),
+            notice_from: "2021-04-10".into(),
+            notice_to: "2021-04-16".into(),
+            rejections: vec![],
+        })
+        .await
+        .expect("the review");
+    let cash_paid = app.balance(&t.finance, &cash).await;
+    let paid = finance
+        .pay_subsidy_claim(pb::PaySubsidyClaimRequest {
+            request_id: rid("pay"),
+            claim_id: claim.claim_id.clone(),
+            paid_on: "2021-04-20".into(),
+            voucher: "财付-2021-120".into(),
+            amount_fen: 58_820,
+            payee: pb::ClaimPayee::Bank.into(),
+        })
+        .await
+        .expect("the payment")
+        .into_inner();
+    let payee = paid.claim.as_ref().and_then(|c| c.payment.as_ref()).map(|p| p.payee());
+    assert_eq!(payee, Some(pb::ClaimPayee::Bank));
+    assert_eq!(app.balance(&t.finance, &cash).await - cash_paid, 58_820);
+    assert_eq!(app.balance(&t.finance, &finance_subsidy).await, -58_820);
+    assert_eq!(app.balance(&t.finance, &household(HOUSEHOLD)).await, 29_410);
+    assert_eq!(app.balance(&t.finance, &household("H002")).await, 29_410);
+    // Netted 494.10 yuan, paid 588.20: the bank holds 94.10 of the second household's.
+    assert_eq!(app.balance(&t.finance, &due).await, -9_410);
+
+    // The second loan found misused: nothing more is netted on it, and its line is clawed back
+    // from the bank's cash, the household owing it back to the bank.
+    app.loans(&t.finance)
+        .mark_misuse(pb::MarkMisuseRequest {
+            request_id: rid("misuse"),
+            loan_id: second.clone(),
+            value_date: "2021-05-01".into(),
+            falsely_obtained: false,
+        })
+        .await
+        .expect("MarkMisuse");
+    let misused = loans.record_repayment(repayment(&second, "2021-05-02", 100, 1)).await;
+    let misused = expect_refused(misused, "MISUSE_ALREADY_MARKED");
+    assert_eq!(metadata(&misused, "misuse_since").as_deref(), Some("2021-05-01"));
+    let cash_clawed = app.balance(&t.finance, &cash).await;
+    finance
+        .claw_back_subsidy(pb::ClawBackSubsidyRequest {
+            request_id: rid("clawback"),
+            claim_id: claim.claim_id.clone(),
+            line: 1,
+            clawed_back_on: "2021-05-02".into(),
+            reason: "贷款被挪用".into(),
+            amount_fen: 29_410,
+        })
+        .await
+        .expect("the clawback");
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_clawed - 29_410);
+    assert_eq!(app.balance(&t.finance, &household("H002")).await, 0);
+    assert_eq!(app.balance(&t.finance, &due).await, 20_000);
+    assert_eq!(app.balance(&t.finance, &finance_subsidy).await, -29_410);
+
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
     app.finish().await;
 }

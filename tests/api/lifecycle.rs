@@ -47,6 +47,7 @@ async fn shutdown_finishes_writes_in_flight(backend: Backend) {
             loan_id: id.clone(),
             value_date: "2021-03-20".into(),
             amount_fen: 250_000,
+            subsidy_netted_fen: 0,
         };
         tasks.push(tokio::spawn(async move {
             let result = loans.record_repayment(req.clone()).await;
@@ -171,6 +172,7 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
                     loan_id: id.clone(),
                     value_date: "2021-03-20".into(),
                     amount_fen: 100,
+                    subsidy_netted_fen: 0,
                 };
                 match loans.record_repayment(req).await {
                     Ok(r) => acked.push((request_id, entry(&r.into_inner()).clone())),

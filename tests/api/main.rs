@@ -220,6 +220,7 @@ async fn full_flow(backend: Backend) {
                 loan_id: id.clone(),
                 value_date: "2022-01-25".into(),
                 amount_fen: payoff + 1,
+                subsidy_netted_fen: 0,
             })
             .await,
         "REPAYMENT_EXCEEDS_OWED",
@@ -583,6 +584,7 @@ async fn disbursement_and_repayment_refusals(backend: Backend) {
                 loan_id: id.clone(),
                 value_date: "2021-02-01".into(),
                 amount_fen: 100,
+                subsidy_netted_fen: 0,
             })
             .await,
         "LOAN_NOT_REPAYABLE",
@@ -642,6 +644,7 @@ async fn disbursement_and_repayment_refusals(backend: Backend) {
                 loan_id: id.clone(),
                 value_date: "2021-03-20".into(),
                 amount_fen: quote.total_fen + 1,
+                subsidy_netted_fen: 0,
             })
             .await,
         "REPAYMENT_EXCEEDS_OWED",
@@ -813,6 +816,7 @@ async fn malformed_input(backend: Backend) {
                 loan_id: id.clone(),
                 value_date: "2021-03-20".into(),
                 amount_fen: -1,
+                subsidy_netted_fen: 0,
             })
             .await,
         "amount_fen",
@@ -824,6 +828,7 @@ async fn malformed_input(backend: Backend) {
                 loan_id: id.clone(),
                 value_date: "2021-03-20".into(),
                 amount_fen: 0,
+                subsidy_netted_fen: 0,
             })
             .await,
         "amount_fen",
@@ -835,6 +840,7 @@ async fn malformed_input(backend: Backend) {
                 loan_id: id.clone(),
                 value_date: "2021-03-20".into(),
                 amount_fen: 1,
+                subsidy_netted_fen: 0,
             })
             .await,
         "request_id",
@@ -847,6 +853,7 @@ async fn malformed_input(backend: Backend) {
                 loan_id: id.clone(),
                 value_date: "2021-03-20".into(),
                 amount_fen: 1,
+                subsidy_netted_fen: 0,
             })
             .await,
         "request_id",
@@ -983,6 +990,7 @@ async fn idempotent_replay(backend: Backend) {
         loan_id: id.clone(),
         value_date: "2021-03-20".into(),
         amount_fen: 1_029_410,
+        subsidy_netted_fen: 0,
     };
     let r1 = loans.record_repayment(repay.clone()).await.unwrap().into_inner();
     let r2 = loans.record_repayment(repay.clone()).await.unwrap().into_inner();
@@ -1086,6 +1094,7 @@ async fn concurrent_clients(backend: Backend) {
                 loan_id: loan_id.clone(),
                 value_date: "2021-03-20".into(),
                 amount_fen: 500_000 + i as i64,
+                subsidy_netted_fen: 0,
             };
             ids.push(req.request_id.clone());
             let last = loans.record_repayment(req).await?.into_inner();
@@ -1206,6 +1215,7 @@ async fn bad_and_duplicate_commands_in_one_group(backend: Backend) {
         loan_id: ids[0].clone(),
         value_date: "2021-03-20".into(),
         amount_fen: 12_345,
+        subsidy_netted_fen: 0,
     };
     let mut tasks = Vec::new();
     for (i, id) in ids.iter().enumerate() {
@@ -1215,6 +1225,7 @@ async fn bad_and_duplicate_commands_in_one_group(backend: Backend) {
             loan_id: id.clone(),
             value_date: "2021-03-20".into(),
             amount_fen: if i % 2 == 0 { 400_000 } else { 2_000_000 },
+            subsidy_netted_fen: 0,
         };
         tasks.push(tokio::spawn(async move {
             (i, loans.record_repayment(req).await.map(|r| r.into_inner()))
@@ -1984,6 +1995,7 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
         loan_id: id.clone(),
         value_date: future.clone(),
         amount_fen: 100,
+        subsidy_netted_fen: 0,
     };
     let refused = expect_invalid(loans.record_repayment(repayment.clone()).await, "value_date");
     assert!(refused.message().contains("is in the future"), "{refused:?}");
@@ -2056,6 +2068,7 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
             loan_id: id.clone(),
             value_date: future.clone(),
             amount_fen: 100,
+            subsidy_netted_fen: 0,
         })),
     };
     let batch = loans

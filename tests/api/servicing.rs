@@ -280,6 +280,7 @@ async fn repayment(
             loan_id: loan_id.into(),
             value_date: value_date.into(),
             amount_fen,
+            subsidy_netted_fen: 0,
         })
         .await
 }

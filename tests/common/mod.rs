@@ -487,6 +487,7 @@ impl TestApp {
                 loan_id: loan_id.into(),
                 value_date: value_date.into(),
                 amount_fen,
+                subsidy_netted_fen: 0,
             })
             .await
             .map(tonic::Response::into_inner)
@@ -1015,6 +1016,7 @@ pub fn repayment_item(
             loan_id: loan_id.into(),
             value_date: value_date.into(),
             amount_fen,
+            subsidy_netted_fen: 0,
         })),
     }
 }

@@ -740,12 +740,16 @@ impl Writer {
                     LoanCommand::Disburse { date: *value_date, amount: *amount_fen },
                 )?
             }
-            Command::RecordRepayment { loan_id, value_date, amount_fen } => {
+            Command::RecordRepayment { loan_id, value_date, amount_fen, subsidy_netted_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;
                 check_bank(actor, &loan)?;
                 self.plan_loan(
                     &loan,
-                    LoanCommand::Repay { date: *value_date, amount: *amount_fen },
+                    LoanCommand::Repay {
+                        date: *value_date,
+                        amount: *amount_fen,
+                        netted: *subsidy_netted_fen,
+                    },
                 )?
             }
             Command::SettleLoan { loan_id, date } => {

@@ -112,6 +112,7 @@ async fn repaid_loans(db: &Db, loans: u32) {
             loan_id: loan_id(n),
             value_date: day("2021-02-01"),
             amount_fen: Fen(REPAID_FEN),
+            subsidy_netted_fen: Fen::ZERO,
         };
         submit(&w, bank(), &format!("r{n}"), command).await;
     }
@@ -560,6 +561,7 @@ async fn brief_answers(db: &Db) {
         loan_id: loan_id(2),
         value_date: day("2021-03-21"),
         amount_fen: Fen(REPAID_FEN),
+        subsidy_netted_fen: Fen::ZERO,
     };
     let jobs = vec![
         settle(1, true),
@@ -701,6 +703,7 @@ async fn a_loan_changed_again_by_the_group_planned_ahead(db: &Db) {
             loan_id: loan_id(1),
             value_date: day("2021-03-21"),
             amount_fen: Fen(100_000),
+            subsidy_netted_fen: Fen::ZERO,
         };
         (format!("repay/{i}"), command)
     };
@@ -743,6 +746,7 @@ fn three_repayments(prefix: &str) -> Vec<(String, Command)> {
                 loan_id: loan_id(n),
                 value_date: day("2021-02-01"),
                 amount_fen: Fen(REPAID_FEN),
+                subsidy_netted_fen: Fen::ZERO,
             };
             (format!("{prefix}/{n}"), command)
         })
@@ -800,6 +804,7 @@ async fn a_call_holds_back_the_loans_of_an_unanswered_part(db: &Db) {
             loan_id: loan_id(n),
             value_date: day("2021-02-01"),
             amount_fen: Fen(1),
+            subsidy_netted_fen: Fen::ZERO,
         };
         (format!("{prefix}/{i}"), command)
     };
@@ -849,6 +854,7 @@ async fn a_retried_run_counts_the_loans_it_settled_before(db: &Db) {
         loan_id: loan_id(1),
         value_date: date,
         amount_fen: Fen(PRINCIPAL_FEN + 29_410),
+        subsidy_netted_fen: Fen::ZERO,
     };
     submit(&w, actor.clone(), "payoff-1", payoff).await;
     let summary = run_settlement(db, &w, &actor, "q1", LEDGER, Some(BANK), date).await.unwrap();
@@ -874,6 +880,7 @@ async fn a_closed_queue_answers_what_it_holds_and_stops(db: &Db) {
             loan_id: loan_id(n),
             value_date: day("2021-02-01"),
             amount_fen: Fen(1),
+            subsidy_netted_fen: Fen::ZERO,
         };
         (format!("c{n}/{i}"), command, false)
     };
@@ -887,6 +894,7 @@ async fn a_closed_queue_answers_what_it_holds_and_stops(db: &Db) {
         loan_id: loan_id(1),
         value_date: day("2021-02-01"),
         amount_fen: Fen(1),
+        subsidy_netted_fen: Fen::ZERO,
     };
     let refused = kept.submit(bank(), "after".into(), later).await;
     assert!(
@@ -979,6 +987,7 @@ async fn pool_commands_in_one_group_see_each_other(db: &Db) {
             loan_id: loan_id(n),
             value_date: day(date),
             amount_fen: Fen(amount),
+            subsidy_netted_fen: Fen::ZERO,
         };
         vec![(id.to_string(), command)]
     };
@@ -1103,6 +1112,7 @@ async fn fund_commands_in_one_group_see_each_other(db: &Db) {
         loan_id: loan_id(1),
         value_date: day("2021-06-10"),
         amount_fen: Fen(100_000),
+        subsidy_netted_fen: Fen::ZERO,
     };
     let calls = vec![
         w.queue_many(&finance(), vec![("open".into(), open)], false).await,
@@ -1268,6 +1278,7 @@ async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
         loan_id: loan_id(1),
         value_date: day("2021-03-20"),
         amount_fen: Fen(29_410),
+        subsidy_netted_fen: Fen::ZERO,
     };
     submit(&w, bank(), "pay", repay).await;
     match w.submit(bank(), "claim".into(), claim(before)).await {

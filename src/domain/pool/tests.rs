@@ -99,7 +99,10 @@ fn an_agreement_takes_open_loans_of_its_bank_and_the_modes_policy_allows() {
     let other_bank = PoolTerms { bank_id: "C".into(), ..terms(PoolMode::Direct) };
     assert_eq!(code(Pool::agree(&other_bank, &[&a], &versions).unwrap_err()), "NOT_FOUND");
     let owed = a.quote(d("2021-02-01")).unwrap().total().unwrap();
-    let paid_off = a.plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: owed }).unwrap().1;
+    let paid_off = a
+        .plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: owed, netted: Fen::ZERO })
+        .unwrap()
+        .1;
     assert_eq!(
         code(Pool::agree(&terms(PoolMode::Direct), &[&paid_off], &versions).unwrap_err()),
         "LOAN_NOT_REPAYABLE"
@@ -244,7 +247,11 @@ fn a_collective_repayment_is_allocated_over_what_each_member_owes() {
     let a = loan("A", "HA");
     // B repaid 10,000.00 yuan of principal on 2021-02-01: it owes less.
     let b = loan("B", "HB")
-        .plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: Fen(1_000_000) })
+        .plan(&LoanCommand::Repay {
+            date: d("2021-02-01"),
+            amount: Fen(1_000_000),
+            netted: Fen::ZERO,
+        })
         .unwrap()
         .1;
     let mut pool = entrusted(&[&a, &b]);
@@ -270,7 +277,10 @@ fn a_collective_repayment_is_allocated_over_what_each_member_owes() {
     assert_eq!(paid, [("A".to_string(), expected[0].0), ("B".to_string(), expected[1].0)]);
     assert!(paid[0].1 > paid[1].1, "A owes more");
     // Each part repays its loan as a payment of its own would: interest first.
-    assert_eq!(after[0], a.plan(&LoanCommand::Repay { date, amount: expected[0] }).unwrap().1);
+    assert_eq!(
+        after[0],
+        a.plan(&LoanCommand::Repay { date, amount: expected[0], netted: Fen::ZERO }).unwrap().1
+    );
     // The principal A repaid is money the partner held, handed back; B's partner held none.
     let a_principal = Fen(after[0].principal_repaid_fen.0 - a.principal_repaid_fen.0);
     assert!(a_principal.is_positive());
@@ -286,9 +296,11 @@ fn a_collective_repayment_is_allocated_over_what_each_member_owes() {
     // paid off after it (closed, B still owed on the date: left out, the split would have
     // given A all of it).
     let later = d("2021-06-25");
-    let b_later = b.plan(&LoanCommand::Repay { date: later, amount: Fen(100) }).unwrap().1;
+    let b_later =
+        b.plan(&LoanCommand::Repay { date: later, amount: Fen(100), netted: Fen::ZERO }).unwrap().1;
     let payoff = b.quote(later).unwrap().total().unwrap();
-    let b_closed = b.plan(&LoanCommand::Repay { date: later, amount: payoff }).unwrap().1;
+    let b_closed =
+        b.plan(&LoanCommand::Repay { date: later, amount: payoff, netted: Fen::ZERO }).unwrap().1;
     assert_eq!(b_closed.status, LoanStatus::Settled);
     for b_since in [&b_later, &b_closed] {
         let refused = pool.plan_repayment(&[&after[0], b_since], date, Fen(1_000)).unwrap_err();
@@ -350,7 +362,10 @@ fn pool_events_keep_their_dates_in_order() {
     let back = pool.plan_repayment(&[&a], d("2021-05-01"), Fen(100)).unwrap_err();
     assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
     assert_eq!(code(pool.settle(&[&a], d("2021-05-01")).unwrap_err()), "VALUE_DATE_OUT_OF_RANGE");
-    let later = a.plan(&LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(100) }).unwrap().1;
+    let later = a
+        .plan(&LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(100), netted: Fen::ZERO })
+        .unwrap()
+        .1;
     assert_eq!(
         code(pool.transfer(&later, d("2021-06-15"), Fen(1)).unwrap_err()),
         "VALUE_DATE_OUT_OF_RANGE"
@@ -617,7 +632,7 @@ proptest! {
         let a = loan("A", "HA");
         let b = loan("B", "HB");
         let c = if paid_before > 0 {
-            loan("C", "HC").plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: Fen(paid_before) }).unwrap().1
+            loan("C", "HC").plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: Fen(paid_before), netted: Fen::ZERO }).unwrap().1
         } else {
             loan("C", "HC")
         };

@@ -134,7 +134,10 @@ fn a_rejected_claim_frees_the_fund_and_leaves_the_loan_to_be_claimed_again() {
         voucher: "P-1".into(),
     };
     assert!(fund.clone().apply(&paying, Some(&rejected)).is_err(), "a rejected claim paid");
-    let repaid = after(&loan, LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1_000_000) });
+    let repaid = after(
+        &loan,
+        LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1_000_000), netted: Fen::ZERO },
+    );
     assert_eq!(
         code(fund.plan_return(&rejected, &repaid, d("2021-07-01")).unwrap_err()),
         "CLAIM_STATUS_MISMATCH"
@@ -267,7 +270,10 @@ fn a_claim_is_paid_by_the_finance_office_once_and_only_then_takes_returns() {
     // A second claim, a return before the payment: refused.
     let again = fund.claim(&loan, d("2021-06-21"), Some(&claimed)).unwrap_err();
     assert_eq!(code(again), "LOAN_ALREADY_COMPENSATED");
-    let repaid = after(&loan, LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1_000_000) });
+    let repaid = after(
+        &loan,
+        LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1_000_000), netted: Fen::ZERO },
+    );
     let early = fund.plan_return(&claimed, &repaid, d("2021-07-01")).unwrap_err();
     assert_eq!(code(early), "CLAIM_STATUS_MISMATCH");
     // The fund holds 30,000.00 of the 40,000.00: not paid until it holds it.
@@ -334,7 +340,10 @@ fn a_fund_short_of_its_share_pays_nothing() {
 #[test]
 fn a_closed_loan_or_a_date_before_its_last_event_is_not_compensated() {
     let fund = funded(80, 5_000_000);
-    let loan = after(&loan("L1"), LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1) });
+    let loan = after(
+        &loan("L1"),
+        LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(1), netted: Fen::ZERO },
+    );
     let before = fund.compensate(&loan, d("2021-06-30"), None).unwrap_err();
     assert_eq!(code(before), "VALUE_DATE_OUT_OF_RANGE");
     let other = LoanState { terms: std::sync::Arc::new(LoanTerms_of("M")), ..loan.clone() };
@@ -345,7 +354,8 @@ fn a_closed_loan_or_a_date_before_its_last_event_is_not_compensated() {
     // Paid off, a loan owes nothing and is not compensated, however late its payments were.
     let l = self::loan("L2");
     let owed = l.quote(d("2021-07-01")).unwrap().total().unwrap();
-    let paid_off = after(&l, LoanCommand::Repay { date: d("2021-07-01"), amount: owed });
+    let paid_off =
+        after(&l, LoanCommand::Repay { date: d("2021-07-01"), amount: owed, netted: Fen::ZERO });
     assert_eq!(paid_off.status, LoanStatus::Settled);
     let closed = fund.compensate(&paid_off, d("2021-07-01"), None).unwrap_err();
     assert_eq!(code(closed), "LOAN_NOT_REPAYABLE");
@@ -366,7 +376,7 @@ fn a_compensated_loan_takes_nothing_dated_before_its_compensation_but_a_settleme
     assert_eq!(marked.last_value_date, loan.last_value_date, "no event of the loan");
     assert_eq!(marked.principal_outstanding_fen, loan.principal_outstanding_fen);
     for command in [
-        LoanCommand::Repay { date: d("2021-06-19"), amount: Fen(100_000) },
+        LoanCommand::Repay { date: d("2021-06-19"), amount: Fen(100_000), netted: Fen::ZERO },
         LoanCommand::MarkMisuse { date: d("2021-06-01"), falsely_obtained: false },
         LoanCommand::WriteOff { date: d("2021-06-19") },
         LoanCommand::Extend { date: d("2021-06-19"), new_maturity: d("2022-07-25") },
@@ -386,7 +396,10 @@ fn a_compensated_loan_takes_nothing_dated_before_its_compensation_but_a_settleme
     }
     let settled = after(&marked, LoanCommand::Settle { date: d("2021-03-20") });
     assert_eq!(settled.servicing.compensated_on, Some(d("2021-06-20")), "kept");
-    let paid = after(&settled, LoanCommand::Repay { date: d("2021-06-20"), amount: Fen(100_000) });
+    let paid = after(
+        &settled,
+        LoanCommand::Repay { date: d("2021-06-20"), amount: Fen(100_000), netted: Fen::ZERO },
+    );
     assert_eq!(paid.servicing.compensated_on, Some(d("2021-06-20")), "kept");
     assert!(paid.principal_repaid_fen < Fen(100_000), "arrears first");
 }
@@ -415,7 +428,10 @@ fn what_is_recovered_after_is_returned_at_the_funds_share() {
     assert_eq!(code(nothing), "NOTHING_TO_RETURN");
 
     // The household pays 20,000.00 yuan: charges and interest first, the rest principal.
-    let paid = after(&loan, LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(2_000_000) });
+    let paid = after(
+        &loan,
+        LoanCommand::Repay { date: d("2021-07-01"), amount: Fen(2_000_000), netted: Fen::ZERO },
+    );
     let recovered = paid.principal_repaid_fen;
     assert!(recovered.is_positive() && recovered < Fen(2_000_000));
     // What the finance office reads before the return: the same figures.
@@ -442,7 +458,10 @@ fn what_is_recovered_after_is_returned_at_the_funds_share() {
     let early = fund.plan_return(&c, &paid, d("2021-06-19")).unwrap_err();
     assert_eq!(code(early), "VALUE_DATE_OUT_OF_RANGE");
     // Dated before the payment it would count, it is refused.
-    let more = after(&paid, LoanCommand::Repay { date: d("2021-08-01"), amount: Fen(500_000) });
+    let more = after(
+        &paid,
+        LoanCommand::Repay { date: d("2021-08-01"), amount: Fen(500_000), netted: Fen::ZERO },
+    );
     let before_it = fund.plan_return(&c, &more, d("2021-07-15")).unwrap_err();
     assert_eq!(code(before_it), "VALUE_DATE_OUT_OF_RANGE");
     assert!(fund.plan_return(&c, &more, d("2021-08-01")).is_ok());
@@ -608,7 +627,10 @@ fn a_renewal_is_not_counted_twice_against_the_leverage_limit() {
     assert!(larger.to_string().contains("1 fen more than that loan counts"), "{larger}");
     assert_eq!(code(larger), "FUND_LEVERAGE_EXCEEDED");
     // Half repaid, the parent counts 2,500,000: a renewal of 5,000,000 adds the other half.
-    let half = after(&parent, LoanCommand::Repay { date: d("2021-03-20"), amount: Fen(2_529_410) });
+    let half = after(
+        &parent,
+        LoanCommand::Repay { date: d("2021-03-20"), amount: Fen(2_529_410), netted: Fen::ZERO },
+    );
     assert_eq!(half.principal_outstanding_fen, Fen(2_500_000));
     let exposure = Exposure::of([&half], day);
     assert!(
@@ -656,7 +678,10 @@ fn a_loan_and_its_renewal_waiting_to_be_paid_out_count_once() {
             .is_ok()
     );
     // Half repaid, P counts 2,500,000: the renewal's 5,000,000 overlaps it by that much.
-    let half = after(&parent, LoanCommand::Repay { date: d("2021-03-20"), amount: Fen(2_529_410) });
+    let half = after(
+        &parent,
+        LoanCommand::Repay { date: d("2021-03-20"), amount: Fen(2_529_410), netted: Fen::ZERO },
+    );
     let exposure = Exposure::of([&half, &renewal], day);
     assert_eq!(
         (exposure.renewal_overlap_fen, exposure.committed_fen()),
@@ -674,13 +699,13 @@ fn exposure_counts_live_loans_on_the_date() {
         let q = l.quote(d("2021-03-20")).unwrap();
         let interest = q.current_interest_fen.checked_add(q.overdue_interest_fen).unwrap();
         assert!(interest.is_positive());
-        after(&l, LoanCommand::Repay { date: d("2021-03-20"), amount: interest })
+        after(&l, LoanCommand::Repay { date: d("2021-03-20"), amount: interest, netted: Fen::ZERO })
     };
     let late = loan("B");
     let paid_off = {
         let l = loan("C");
         let owed = l.quote(d("2021-02-01")).unwrap().total().unwrap();
-        after(&l, LoanCommand::Repay { date: d("2021-02-01"), amount: owed })
+        after(&l, LoanCommand::Repay { date: d("2021-02-01"), amount: owed, netted: Fen::ZERO })
     };
     let contracted = {
         let mut terms = crate::bench::load::bench_terms("110101198001011234");
