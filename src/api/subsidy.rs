@@ -524,6 +524,7 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
             standing: standing_to_pb(r.standing).into(),
             days: r.days,
             jishu: r.jishu,
+            subsidy_netted_fen: r.netted_fen.0,
         }),
         differences: l.differences.iter().map(difference).collect(),
         claimed_by: l.claimed_by.clone().unwrap_or_default(),
@@ -566,6 +567,7 @@ fn subsidy_to_pb(s: &LoanSubsidy, as_of: BusinessDate) -> pb::LoanSubsidy {
         interest_settled_fen: sum(|l| l.settled_fen.0),
         interest_paid_fen: sum(|l| l.paid_on_time_fen.0.saturating_add(l.paid_late_fen.0)),
         subsidy_fen: sum(|l| l.subsidy_fen().0),
+        subsidy_netted_fen: sum(|l| l.netted_fen.0),
         lines: s.lines.iter().map(line_to_pb).collect(),
     }
 }
@@ -597,6 +599,7 @@ fn line_to_pb(l: &RegisterLine) -> pb::SubsidyLine {
         standing: standing.into(),
         working: l.working.as_ref().map(working_to_pb),
         recorded: l.recorded,
+        subsidy_netted_fen: l.netted_fen.0,
     }
 }
 

@@ -48,7 +48,9 @@
 //!   `bank/<bank_id>/cash` Dr the amount, with each approved line's part moved from
 //!   `bank/<bank_id>/subsidy_due` to `household/<household_id>/subsidy` (直补); or each approved
 //!   line's `household/<household_id>/subsidy` Dr its part (先缴后补); the ledger's
-//!   `finance/<ledger_id>/subsidy` Cr ([`crate::ledger::claim_postings`]).
+//!   `finance/<ledger_id>/subsidy` Cr ([`crate::ledger::claim_postings`]). A claim with an
+//!   approved line whose subsidy the bank netted (its recomputed `netted_fen`) is paid to the
+//!   bank: to the households it is `INVALID_ARGUMENT` naming `payee` (they would be paid twice).
 //! - **Clawback** ([`Claim::claw_back`]): a paid line whose loan is marked misused (the writer
 //!   checks the mark, dated on or before the clawback) has its subsidy clawed back by a
 //!   reversing entry that names the claim and the line: `finance/<ledger_id>/subsidy` Dr, the
@@ -143,6 +145,10 @@ pub struct Recomputed {
     /// The working's days and 积数 (Σ of each day's principal, fen), when the line is due.
     pub days: u32,
     pub jishu: i64,
+    /// Of the interest paid, the subsidy the bank netted (直补; since 2026-12-06, left out
+    /// when zero so that a claim submitted before keeps its bytes).
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
+    pub netted_fen: Fen,
 }
 
 /// A line of a submitted claim: as claimed, as recomputed, and where they differ.
@@ -652,6 +658,25 @@ impl Claim {
         if voucher.trim().is_empty() {
             return Err(DomainError::invalid("voucher", "is required"));
         }
+        if payee == Payee::Households {
+            let netted: Vec<String> = (self.lines.iter().enumerate())
+                .filter(|(i, l)| {
+                    l.decision == Some(Decision::Approved)
+                        && !withheld.iter().any(|w| w.line as usize == *i)
+                })
+                .filter(|(_, l)| l.recomputed.as_ref().is_some_and(|r| r.netted_fen > Fen::ZERO))
+                .map(|(i, _)| i.to_string())
+                .collect();
+            if !netted.is_empty() {
+                return Err(DomainError::invalid(
+                    "payee",
+                    format!(
+                        "the bank netted the subsidy of line(s) {} at repayment (直补): their households paid the net interest, so the claim is paid to the bank",
+                        netted.join(", ")
+                    ),
+                ));
+            }
+        }
         let mut released = Vec::new();
         for (i, w) in withheld.iter().enumerate() {
             let index = self.line_index(&format!("withheld[{i}].line"), w.line)?;
@@ -753,6 +778,7 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
         standing: line.standing,
         days: line.working.as_ref().map_or(0, |w| w.days),
         jishu: line.working.as_ref().map_or(0, |w| i64::try_from(w.jishu).unwrap_or(i64::MAX)),
+        netted_fen: line.netted_fen,
     };
     let mut differences = Vec::new();
     if line.standing != LineStanding::OnTime {
@@ -823,6 +849,7 @@ mod tests {
             paid_on_time_fen: Fen(paid),
             paid_late_fen: Fen::ZERO,
             written_off_fen: Fen::ZERO,
+            netted_fen: Fen::ZERO,
             last_paid_on: Some(d("2021-03-20")),
             standing,
             working: subsidy.map(|s| PeriodSubsidy {

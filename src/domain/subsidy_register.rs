@@ -17,7 +17,10 @@
 //! - **Payments.** Servicing pays interest oldest first (overdue interest, then current), so
 //!   each repayment's interest part (`overdue_interest_fen + current_interest_fen` of its
 //!   allocation) is spread over the open lines in due-date order, each piece on time when paid
-//!   on or before that line's deadline. A write-off's interest part closes lines unpaid.
+//!   on or before that line's deadline. The subsidy a bank netted (直补, the repayment's
+//!   `subsidy_netted_fen`, at most its current interest) is the first of the current interest's
+//!   pieces: each line shows what of its interest was netted. A write-off's interest part
+//!   closes lines unpaid.
 //! - **Standing** of a line, as of the register's date:
 //!   - `OnTime`: paid in full, every piece by the deadline. Its subsidy is computed on the
 //!     interest paid, by [`subsidise`] (household cap, cap rate, the ratio of each accrual day).
@@ -75,6 +78,9 @@ pub struct RegisterLine {
     pub paid_on_time_fen: Fen,
     pub paid_late_fen: Fen,
     pub written_off_fen: Fen,
+    /// Of the interest paid, the subsidy the bank netted (直补: the repayment's
+    /// `subsidy_netted_fen`, spread over the lines its current interest paid, oldest first).
+    pub netted_fen: Fen,
     /// The date of the last payment towards it.
     pub last_paid_on: Option<NaiveDate>,
     pub standing: LineStanding,
@@ -138,11 +144,12 @@ pub fn register<'e>(
         }
         let date = event.value_date();
         match event {
-            LoanEvent::Repaid { repayment, .. } => {
+            LoanEvent::Repaid { repayment, subsidy_netted_fen, .. } => {
                 if let Some(accrual) = &repayment.charges.interest {
                     open(&mut lines, accrual, date, grace_days)?;
                 }
-                apply(&mut lines, &repayment.allocation, date, Take::Paid)?;
+                let netted = *subsidy_netted_fen;
+                apply(&mut lines, &repayment.allocation, date, Take::Paid { netted })?;
             }
             LoanEvent::WrittenOff { charges, allocation, .. } => {
                 if let Some(accrual) = &charges.interest {
@@ -213,6 +220,7 @@ fn open(
             paid_on_time_fen: Fen::ZERO,
             paid_late_fen: Fen::ZERO,
             written_off_fen: Fen::ZERO,
+            netted_fen: Fen::ZERO,
             last_paid_on: None,
             standing: LineStanding::NotYetDue,
             working: None,
@@ -225,11 +233,15 @@ fn open(
 
 #[derive(Clone, Copy)]
 enum Take {
-    Paid,
+    /// Paid, `netted` of the current interest by the bank (直补).
+    Paid {
+        netted: Fen,
+    },
     WrittenOff,
 }
 
-/// Spreads an allocation's interest over the open lines, oldest first.
+/// Spreads an allocation's interest over the open lines, oldest first: its overdue interest,
+/// then its current interest, whose first `netted` fen are the subsidy the bank netted.
 fn apply(
     lines: &mut [Open],
     allocation: &Allocation,
@@ -238,6 +250,13 @@ fn apply(
 ) -> Result<(), RegisterError> {
     let too_much = |fen| RegisterError::PaidMoreThanSettled { date, fen };
     let mut left = allocation.interest_fen().ok_or(too_much(i64::MAX))?.0;
+    // The netted fen's place in the spread: [netted_from, netted_to).
+    let netted_from = allocation.overdue_interest_fen.0;
+    let netted_to = match take {
+        Take::Paid { netted } => netted_from.saturating_add(netted.0),
+        Take::WrittenOff => netted_from,
+    };
+    let mut spread = 0i64;
     for Open { line, .. } in lines.iter_mut() {
         if left <= 0 {
             break;
@@ -247,9 +266,15 @@ fn apply(
             continue;
         }
         left -= share;
+        let (from, to) = (spread, spread.saturating_add(share));
+        spread = to;
+        let netted = to.min(netted_to) - from.max(netted_from);
+        if netted > 0 {
+            line.netted_fen.0 += netted;
+        }
         match take {
             Take::WrittenOff => line.written_off_fen.0 += share,
-            Take::Paid => {
+            Take::Paid { .. } => {
                 line.last_paid_on = Some(date);
                 if date <= line.deadline {
                     line.paid_on_time_fen.0 += share;
@@ -445,6 +470,30 @@ mod tests {
         bad.push(repaid("2021-06-20", 8_605));
         let e = register(&bad, &[], rate(), 0, &policy(), d("2021-06-20")).unwrap_err();
         assert_eq!(e, RegisterError::PaidMoreThanSettled { date: d("2021-06-20"), fen: 1 });
+    }
+
+    /// The subsidy a bank netted (直补) goes to the lines its repayment's current interest
+    /// paid, after the overdue interest, oldest first: here 10,000 of overdue interest for the
+    /// first quarter, then 49,194 of current interest for the second, 40,000 of it netted.
+    #[test]
+    fn netted_subsidy_goes_to_the_current_interest_lines() {
+        let mut pay = repaid("2021-06-20", 59_194);
+        let LoanEvent::Repaid { repayment, subsidy_netted_fen, .. } = &mut pay else {
+            unreachable!()
+        };
+        repayment.allocation.overdue_interest_fen = Fen(10_000);
+        repayment.allocation.current_interest_fen = Fen(49_194);
+        *subsidy_netted_fen = Fen(40_000);
+        let events = vec![
+            settled("2021-03-20", vec![point("2021-03-20", "2021-01-25", "2021-03-20", 29_410)]),
+            repaid("2021-03-20", 19_410),
+            settled("2021-06-20", vec![point("2021-06-20", "2021-03-21", "2021-06-20", 49_194)]),
+            pay,
+        ];
+        let lines = register(&events, &[], rate(), 0, &policy(), d("2021-06-20")).unwrap();
+        let netted: Vec<i64> = lines.iter().map(|l| l.netted_fen.0).collect();
+        assert_eq!(netted, [0, 40_000]);
+        assert_eq!(lines[1].paid_on_time_fen, Fen(49_194));
     }
 
     /// The period across 2024-01-01: 11 days at 100%, 80 at 70%, rounded once.

@@ -123,6 +123,7 @@ mod tests {
                 standing: crate::domain::subsidy_register::LineStanding::OnTime,
                 days: 55,
                 jishu: 0,
+                netted_fen: Fen::ZERO,
             }),
             differences: Vec::new(),
             claimed_by: None,

@@ -792,7 +792,10 @@ async fn a_clawback_on_the_day_of_a_mark_on_a_twentieth(backend: Backend) {
 /// 直补 (the subsidy paid to the bank: the household pays the net amount). Two loans settled on
 /// 2021-03-20 (294.10 yuan of interest each, subsidised in full in 2021). The first household
 /// pays nothing: the bank records the period's interest as repaid, all of it netted. The
-/// second pays 94.10 yuan and the bank nets 200.00 (in a batch). The bank's cash takes what
+/// second pays 194.10 yuan (94.10 of interest, 100.00 of principal) and the bank nets 200.00
+/// (in a batch). The claim's lines and the loans' registers show what was netted; such a claim
+/// is not paid to the households (they would be paid twice: `INVALID_ARGUMENT` naming
+/// `payee`). The bank's cash takes what
 /// the households paid, its `subsidy_due` what it netted, and the loans are repaid in full
 /// (no interest due, nothing overdue). Refused: a netted part above the amount or negative
 /// (naming the field), above the current interest the payment pays (penalty, compound and
@@ -891,6 +894,14 @@ async fn a_bank_nets_the_subsidy_and_is_paid_it_for_the_households(backend: Back
     let claim = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
     let claim = claim.into_inner().claim.expect("the claim");
     assert_eq!(claim.payable_fen, 58_820);
+    // Each line shows what of its interest the bank netted, as the loan's register does.
+    let netted: Vec<i64> = (claim.lines.iter())
+        .map(|l| l.recomputed.as_ref().map_or(-1, |r| r.subsidy_netted_fen))
+        .collect();
+    assert_eq!(netted, [29_410, 20_000]);
+    let register = app.loan_subsidy(&t.finance, &second, "2021-04-01").await;
+    assert_eq!(register.subsidy_netted_fen, 20_000);
+    assert_eq!(register.lines[0].subsidy_netted_fen, 20_000);
     let mut finance = app.subsidy(&t.finance);
     finance
         .review_subsidy_claim(pb::ReviewSubsidyClaimRequest {
@@ -904,18 +915,20 @@ async fn a_bank_nets_the_subsidy_and_is_paid_it_for_the_households(backend: Back
         .await
         .expect("the review");
     let cash_paid = app.balance(&t.finance, &cash).await;
-    let paid = finance
-        .pay_subsidy_claim(pb::PaySubsidyClaimRequest {
-            request_id: rid("pay"),
-            claim_id: claim.claim_id.clone(),
-            paid_on: "2021-04-20".into(),
-            voucher: "财付-2021-120".into(),
-            amount_fen: 58_820,
-            payee: pb::ClaimPayee::Bank.into(),
-        })
-        .await
-        .expect("the payment")
-        .into_inner();
+    let pay = |payee: pb::ClaimPayee| pb::PaySubsidyClaimRequest {
+        request_id: rid("pay"),
+        claim_id: claim.claim_id.clone(),
+        paid_on: "2021-04-20".into(),
+        voucher: "财付-2021-120".into(),
+        amount_fen: 58_820,
+        payee: payee.into(),
+    };
+    // The households paid the net interest: paying them too would pay the subsidy twice.
+    let twice = finance.pay_subsidy_claim(pay(pb::ClaimPayee::Households)).await;
+    let twice = expect_invalid(twice, "payee");
+    assert!(twice.message().contains("line(s) 0, 1"), "{}", twice.message());
+    let paid = finance.pay_subsidy_claim(pay(pb::ClaimPayee::Bank)).await;
+    let paid = paid.expect("the payment").into_inner();
     let payee = paid.claim.as_ref().and_then(|c| c.payment.as_ref()).map(|p| p.payee());
     assert_eq!(payee, Some(pb::ClaimPayee::Bank));
     assert_eq!(app.balance(&t.finance, &cash).await - cash_paid, 58_820);
