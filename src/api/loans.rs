@@ -9,7 +9,7 @@ use super::{Api, parse, pb};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome};
 use crate::app::listing;
-use crate::app::servicing::{loan_as_of, run_settlement};
+use crate::app::servicing::{loan_through, run_settlement};
 use crate::collections::HashSet;
 use crate::domain::calendar::CalendarError;
 use crate::domain::date::add_months;
@@ -582,26 +582,37 @@ impl LoanService for Api {
         request: Request<pb::GetLoanRequest>,
     ) -> Result<Response<pb::Loan>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::GetLoanRequest { loan_id, as_of } = request.into_inner();
+        let pb::GetLoanRequest { loan_id, as_of, through_seq } = request.into_inner();
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?;
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
         let loan = self.readable_loan(&actor, &loan_id).await?;
-        match as_of {
-            None => {
-                Ok(Response::new(loan_to_pb_checked(&loan, true, self.today_for(&loan), None)?))
-            }
-            Some(date) => {
-                let past = loan_as_of(&self.db, &loan_id, date).await.map_err(status)?.ok_or_else(
-                    || {
-                        Status::not_found(format!(
-                            "loan {loan_id} was not contracted by {}",
-                            format_date(date)
-                        ))
-                    },
-                )?;
-                Ok(Response::new(loan_to_pb_checked(&past, true, date, Some("as_of"))?))
-            }
+        if as_of.is_none() && through_seq.is_none() {
+            return Ok(Response::new(loan_to_pb_checked(
+                &loan,
+                true,
+                self.today_for(&loan),
+                None,
+            )?));
         }
+        let past = loan_through(&self.db, &loan_id, as_of, through_seq.unwrap_or(u64::MAX))
+            .await
+            .map_err(status)?
+            .ok_or_else(|| match as_of {
+                Some(date) => Status::not_found(format!(
+                    "loan {loan_id} was not contracted by {}",
+                    format_date(date)
+                )),
+                None => Status::not_found(format!(
+                    "loan {loan_id} was not contracted by seq {}",
+                    through_seq.unwrap_or_default()
+                )),
+            })?;
+        let (date, field) = match as_of {
+            Some(date) => (date, Some("as_of")),
+            None => (self.today_for(&past), None),
+        };
+        Ok(Response::new(loan_to_pb_checked(&past, true, date, field)?))
     }
 
     async fn list_loans(

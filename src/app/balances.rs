@@ -11,7 +11,9 @@
 //!
 //! The scan reads the journal to its end in pages, each in a snapshot of its own; the journal
 //! only grows and commits in `seq` order, so what is summed is one prefix of it, through the
-//! last transaction read (`through_seq`).
+//! last transaction read (`through_seq`). A caller may give that seq back: the scan then stops
+//! there, and the answer is the one given before, whatever has been recorded since (a
+//! transaction dated back changes the balances as of a date it precedes).
 //!
 //! A transaction dated on or before the date whose postings cannot be read, or one whose value
 //! date is stored as another type (SQLite), ends the sum with an error: a balance that leaves
@@ -35,16 +37,20 @@ pub struct Balances {
 }
 
 /// The balances of `ledger_id`'s accounts whose name starts with `prefix`, summed from the
-/// transactions value-dated on or before `as_of` (`None`: every transaction).
+/// transactions value-dated on or before `as_of` (`None`: every transaction) and recorded up
+/// to `through_seq` (`None`: to the journal's head), so that an answer given once can be given
+/// again whatever was recorded, dated back, since.
 pub async fn balances_as_of(
     db: &Db,
     ledger_id: &str,
     as_of: Option<BusinessDate>,
     prefix: &str,
+    through_seq: Option<u64>,
 ) -> Result<Balances, AppError> {
     let summing =
         Summing { as_of: as_of.map(format_date), prefix: prefix.to_string(), ..Summing::default() };
-    let summed = db.scan_journal_through(ledger_id, i64::MAX, summing).await?;
+    let through = through_seq.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
+    let summed = db.scan_journal_through(ledger_id, through, summing).await?;
     summed.balances()
 }
 

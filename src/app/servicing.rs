@@ -37,7 +37,22 @@ pub async fn loan_as_of(
     loan_id: &str,
     date: BusinessDate,
 ) -> Result<Option<LoanState>, AppError> {
-    replay_until(db, loan_id, |event, _| event.value_date() > date).await
+    loan_through(db, loan_id, Some(date), u64::MAX).await
+}
+
+/// The loan as its journal transactions up to `through_seq` left it, as it stood at the end of
+/// `date` if one is given: an answer that transactions recorded since, dated back, do not
+/// change (`GetLoan`'s `through_seq`).
+pub async fn loan_through(
+    db: &Db,
+    loan_id: &str,
+    date: Option<BusinessDate>,
+    through_seq: u64,
+) -> Result<Option<LoanState>, AppError> {
+    replay_until(db, loan_id, |event, seq| {
+        seq > through_seq || date.is_some_and(|date| event.value_date() > date)
+    })
+    .await
 }
 
 /// Loans whose histories [`loans_as_of`] reads in one statement, at most.
@@ -70,7 +85,7 @@ pub async fn loans_as_of(
 
 /// The loan right after its journal transaction `seq` (to answer a retried request again).
 pub async fn loan_at_seq(db: &Db, loan_id: &str, seq: u64) -> Result<Option<LoanState>, AppError> {
-    replay_until(db, loan_id, |_, s| s > seq).await
+    loan_through(db, loan_id, None, seq).await
 }
 
 /// Replays a loan's journal events from its contract until `stop` says so.

@@ -79,8 +79,10 @@ pub fn loan_postings(event: &LoanEvent, bank_id: &str) -> Result<Postings, Posti
             legs.point(loan, bank_id, &repayment.charges)?;
             legs.settle_buckets(loan, bank_cash(bank_id), &repayment.allocation)?;
             // The household paid the bank the amount less the subsidy the bank netted, which
-            // the finance office owes the bank.
-            legs.transfer(bank_subsidy_due(bank_id), bank_cash(bank_id), *subsidy_netted_fen)?;
+            // the finance office owes the bank (no names built for the repayments without).
+            if *subsidy_netted_fen != Fen::ZERO {
+                legs.transfer(bank_subsidy_due(bank_id), bank_cash(bank_id), *subsidy_netted_fen)?;
+            }
         }
         LoanEvent::WrittenOff { charges, allocation, .. } => {
             legs.point(loan, bank_id, charges)?;

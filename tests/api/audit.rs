@@ -241,7 +241,11 @@ async fn a_damaged_row_is_missing_to_who_may_not_read_it(backend: Backend) {
     let get = |token: &str| {
         let mut loans = app.loans(token);
         let loan_id = id.clone();
-        async move { loans.get_loan(pb::GetLoanRequest { loan_id, as_of: String::new() }).await }
+        async move {
+            loans
+                .get_loan(pb::GetLoanRequest { loan_id, as_of: String::new(), through_seq: 0 })
+                .await
+        }
     };
     let status = expect_code(get(&b2).await, Code::NotFound);
     assert_eq!(status.message(), format!("loan {id} not found"));
@@ -362,6 +366,7 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
         ledger_id: LEDGER.into(),
         as_of: "2021-01-01".into(),
         account_prefix: String::new(),
+        through_seq: 0,
     };
     let mut audit = app.audit(&t.auditor);
     let summed = match audit.get_balances(balances.clone()).await {
@@ -1125,7 +1130,11 @@ async fn an_uplift_altered_out_of_bounds_is_an_unreadable_row(backend: Backend) 
 
     let status = expect_code(
         app.loans(&t.bank)
-            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: id.clone(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await,
         Code::Internal,
     );

@@ -39,13 +39,23 @@ async fn authentication_and_roles(backend: Backend) {
     // Another bank's loan is NOT_FOUND to a bank, read or written, as a missing one: a bank
     // never learns whether another bank's loan exists, nor whose it is.
     let missing = expect_code(
-        other.get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() }).await,
+        other
+            .get_loan(pb::GetLoanRequest {
+                loan_id: id.clone(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
+            .await,
         Code::NotFound,
     );
     assert_eq!(missing.message(), format!("loan {id} not found"));
     let absent = expect_code(
         other
-            .get_loan(pb::GetLoanRequest { loan_id: "B1-NONE".into(), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: "B1-NONE".into(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await,
         Code::NotFound,
     );
@@ -233,7 +243,11 @@ async fn authentication_and_roles(backend: Backend) {
     let mut operator_loans = app.loans(&t.operator);
     expect_code(
         operator_loans
-            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: id.clone(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await,
         Code::PermissionDenied,
     );
@@ -260,7 +274,11 @@ async fn authentication_and_roles(backend: Backend) {
     let missing = loan_id("NOSUCH");
     expect_code(
         operator_loans
-            .get_loan(pb::GetLoanRequest { loan_id: missing.clone(), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: missing.clone(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await,
         Code::PermissionDenied,
     );
@@ -392,13 +410,21 @@ async fn authentication_and_roles(backend: Backend) {
         loanledger::api::pb::loan_service_client::LoanServiceClient::new(app.channel());
     expect_code(
         anonymous_loans
-            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: id.clone(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await,
         Code::Unauthenticated,
     );
     expect_code(
         app.loans("ll_0000000000000000000000000000000000000000000000000000000000000000")
-            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: id.clone(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await,
         Code::Unauthenticated,
     );
@@ -480,7 +506,11 @@ async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
         for loan in [&id, &missing] {
             let s = expect_code(
                 loans
-                    .get_loan(pb::GetLoanRequest { loan_id: loan.clone(), as_of: String::new() })
+                    .get_loan(pb::GetLoanRequest {
+                        loan_id: loan.clone(),
+                        as_of: String::new(),
+                        through_seq: 0,
+                    })
                     .await,
                 Code::NotFound,
             );
@@ -677,7 +707,8 @@ async fn revoked_token_is_refused(backend: Backend) {
         "revoked once"
     );
     tokio::time::sleep(TOKEN_CACHE_TTL + Duration::from_millis(200)).await;
-    let request = || pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
+    let request =
+        || pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new(), through_seq: 0 };
     expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
     expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
     assert_eq!(app.get_loan(&t.bank, &id).await.loan_id, id);
@@ -710,8 +741,11 @@ async fn a_cancelled_token_read_still_revokes(backend: Backend) {
         .execute(&mut *held)
         .await
         .expect("the lock");
-    let mut request =
-        tonic::Request::new(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() });
+    let mut request = tonic::Request::new(pb::GetLoanRequest {
+        loan_id: id.clone(),
+        as_of: String::new(),
+        through_seq: 0,
+    });
     request.set_timeout(Duration::from_millis(150));
     let timed_out = app.loans(&leaked).get_loan(request).await.expect_err("held back, timed out");
     assert!(matches!(timed_out.code(), Code::DeadlineExceeded | Code::Cancelled), "{timed_out:?}");
@@ -719,7 +753,8 @@ async fn a_cancelled_token_read_still_revokes(backend: Backend) {
     // The re-read goes on once the lock is gone (a few milliseconds); long before the cache
     // period ends, the token is refused.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let request = || pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
+    let request =
+        || pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new(), through_seq: 0 };
     expect_code(app.loans(&leaked).get_loan(request()).await, Code::Unauthenticated);
     app.finish().await;
 }
@@ -753,9 +788,10 @@ async fn the_operator_reads_the_calls_counted(backend: Backend) {
     };
     let t = app.seed().await;
     // A refusal of each kind, on a method of its own: a missing loan, a bad field.
-    let missing = pb::GetLoanRequest { loan_id: loan_id("C404"), as_of: String::new() };
+    let missing =
+        pb::GetLoanRequest { loan_id: loan_id("C404"), as_of: String::new(), through_seq: 0 };
     expect_code(app.loans(&t.bank).get_loan(missing).await, Code::NotFound);
-    let bad = pb::GetLoanRequest { loan_id: "?".into(), as_of: String::new() };
+    let bad = pb::GetLoanRequest { loan_id: "?".into(), as_of: String::new(), through_seq: 0 };
     expect_code(app.loans(&t.bank).get_loan(bad).await, Code::InvalidArgument);
     for token in [&t.bank, &t.finance, &t.auditor] {
         let denied = app.registry(token).get_metrics(pb::GetMetricsRequest {}).await;
@@ -894,7 +930,7 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     assert_eq!(reused.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
     assert_eq!(app.get_loan(&t.bank, &id).await.loan_id, id, "the bank's token still works");
     // Refused at once by the server that revoked it (it drops the token from its cache).
-    let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() };
+    let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new(), through_seq: 0 };
     expect_code(app.loans(&secret).get_loan(request).await, Code::Unauthenticated);
 
     // The operator tokens but the test's own revoked: that one is the last, and kept.

@@ -779,7 +779,11 @@ async fn malformed_input(backend: Backend) {
     );
     expect_code(
         loans
-            .get_loan(pb::GetLoanRequest { loan_id: "B1-NO-SUCH".into(), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: "B1-NO-SUCH".into(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await,
         Code::NotFound,
     );
@@ -1748,7 +1752,13 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
     // H002's own head borrows for it.
     app.create_loan(&t.bank, loan_to("C5", "H002", &head_of_h2)).await;
     expect_code(
-        loans.get_loan(pb::GetLoanRequest { loan_id: loan_id("C4"), as_of: String::new() }).await,
+        loans
+            .get_loan(pb::GetLoanRequest {
+                loan_id: loan_id("C4"),
+                as_of: String::new(),
+                through_seq: 0,
+            })
+            .await,
         Code::NotFound,
     );
 
@@ -2091,7 +2101,8 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
     let ahead = app.get_loan_as_of(&t.bank, &id, "2031-03-20").await;
     assert!(ahead.penalty_fen > 0 && ahead.days_overdue > 0, "{ahead:?}");
     // The refusal names the field, the date and the loan's last event.
-    let far = pb::GetLoanRequest { loan_id: id.clone(), as_of: "2131-03-20".into() };
+    let far =
+        pb::GetLoanRequest { loan_id: id.clone(), as_of: "2131-03-20".into(), through_seq: 0 };
     let refused = expect_refused(loans.get_loan(far).await, "VALUE_DATE_OUT_OF_RANGE");
     let named = format!(
         "VALUE_DATE_OUT_OF_RANGE: as_of 2131-03-20: more than 240 settlement points to catch up after the loan's last \
@@ -2236,7 +2247,7 @@ async fn loans_made_before_the_id_limit_are_still_named(backend: Backend) {
     assert_eq!((batch.posted, batch.failed), (1, 0), "{batch:?}");
     let loan = app
         .loans(&bank)
-        .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new() })
+        .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new(), through_seq: 0 })
         .await
         .expect("GetLoan")
         .into_inner();
@@ -2286,7 +2297,7 @@ async fn loans_made_before_the_id_limit_are_still_named(backend: Backend) {
     let longer = format!("{id}X");
     let status = expect_code(
         app.loans(&bank)
-            .get_loan(pb::GetLoanRequest { loan_id: longer, as_of: String::new() })
+            .get_loan(pb::GetLoanRequest { loan_id: longer, as_of: String::new(), through_seq: 0 })
             .await,
         Code::InvalidArgument,
     );

@@ -23,6 +23,7 @@ use loanledger::api::pb;
 
 on_both_backends!(
     balances_as_of_a_date,
+    an_answer_as_of_a_date_is_given_again_through_its_seq,
     settlement_run,
     year_of_quarterly_settlements,
     overdue_penalty_and_recovery,
@@ -138,6 +139,7 @@ async fn balances_as_of_a_date(backend: Backend) {
             ledger_id: LEDGER.into(),
             as_of: as_of.into(),
             account_prefix: prefix.into(),
+            through_seq: 0,
         };
         async move {
             let chunks = collect(audit.get_balances(request).await?.into_inner()).await?;
@@ -1444,7 +1446,11 @@ async fn an_expired_contract_and_a_later_one_sent_together(backend: Backend) {
         assert_eq!(l.disbursed_fen > 0, early_paid_out, "{household}: {l:?}");
         let found = app
             .loans(&t.bank)
-            .get_loan(pb::GetLoanRequest { loan_id: loan_id(&late), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: loan_id(&late),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await;
         assert_eq!(found.is_ok(), late_exists, "{household}: {found:?}");
     }
@@ -2159,14 +2165,22 @@ async fn loan_as_of_dates(backend: Backend) {
     // The day before its contract the loan did not exist, and is said so.
     let before = expect_code(
         app.loans(&t.bank)
-            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: "2021-01-24".into() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: id.clone(),
+                as_of: "2021-01-24".into(),
+                through_seq: 0,
+            })
             .await,
         Code::NotFound,
     );
     assert_eq!(before.message(), format!("loan {id} was not contracted by 2021-01-24"));
     expect_invalid(
         app.loans(&t.bank)
-            .get_loan(pb::GetLoanRequest { loan_id: id.clone(), as_of: "2021-13-01".into() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: id.clone(),
+                as_of: "2021-13-01".into(),
+                through_seq: 0,
+            })
             .await,
         "as_of",
     );
@@ -2536,7 +2550,8 @@ async fn instalment_paid_late(backend: Backend) {
         (schedule[1].interest_due_fen + broken, 0),
         "{run:?}"
     );
-    let as_of = pb::GetLoanRequest { loan_id: loan_id("I3"), as_of: "2021-03-25".into() };
+    let as_of =
+        pb::GetLoanRequest { loan_id: loan_id("I3"), as_of: "2021-03-25".into(), through_seq: 0 };
     let i3 = app.loans(&t.bank).get_loan(as_of).await.expect("GetLoan").into_inner();
     assert_eq!((i3.interest_due_fen, i3.current_principal_fen), (broken, 53_676), "{i3:?}");
     assert_eq!(i3.next_settlement_date, "2021-04-25", "{i3:?}");
@@ -2993,5 +3008,69 @@ async fn policy_versions(backend: Backend) {
     assert_eq!(on("2024-03-25").await.days_overdue, 0);
     assert_eq!(on("2024-03-26").await.days_overdue, 1);
     assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// An auditor's answer as of a date, given again: a repayment recorded later, dated back before
+/// the date (a bank's late file), changes the balances and the loan as of that date, but
+/// `GetBalances` and `GetLoan` with the first answer's seq (`through_seq`, the loan's
+/// `last_seq`) answer as the first time; `GetLoan` with a seq alone shows the loan as that seq
+/// left it. A seq past what a journal can hold is `INVALID_ARGUMENT` naming it.
+async fn an_answer_as_of_a_date_is_given_again_through_its_seq(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = contract(&app, &t, "SEQ", HOUSEHOLD, 5_000_000).await;
+    app.disburse(&t.bank, &id, "2021-01-25").await;
+    app.loans(&t.finance)
+        .settle_loans(settle_request(&rid("settle"), "", "2021-03-20"))
+        .await
+        .expect("SettleLoans");
+    let balances = |through_seq: u64| {
+        let mut audit = app.audit(&t.auditor);
+        let request = pb::GetBalancesRequest {
+            ledger_id: LEDGER.into(),
+            as_of: "2021-03-31".into(),
+            account_prefix: format!("bank/{BANK}/cash"),
+            through_seq,
+        };
+        async move { collect(audit.get_balances(request).await?.into_inner()).await }
+    };
+    let loan = |as_of: &str, through_seq: u64| {
+        let mut loans = app.loans(&t.auditor);
+        let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: as_of.into(), through_seq };
+        async move { loans.get_loan(request).await.map(|r| r.into_inner()) }
+    };
+    let cash = |chunks: &[pb::BalancesChunk]| -> Vec<i64> {
+        chunks.iter().flat_map(|c| c.balances.iter().map(|b| b.balance_fen)).collect()
+    };
+    let first = balances(0).await.expect("GetBalances");
+    let seq = first[0].through_seq;
+    assert_eq!(cash(&first), [-5_000_000]);
+    let first_loan = loan("2021-03-31", 0).await.expect("GetLoan");
+    // The quarter's 29,410 fen settled and unpaid, overdue since the 21st.
+    assert_eq!((first_loan.interest_paid_fen, first_loan.interest_settled_fen), (0, 29_410));
+    assert!(first_loan.days_overdue > 0, "{first_loan:?}");
+
+    // The bank's file of 2021-03-22, recorded late.
+    app.repay(&t.bank, &id, "2021-03-22", 40_000).await;
+    let now = balances(0).await.expect("GetBalances");
+    assert_eq!((cash(&now), now[0].through_seq > seq), (vec![-5_000_000 + 40_000], true));
+    assert_eq!(loan("2021-03-31", 0).await.expect("GetLoan").interest_paid_fen, 29_410);
+
+    let again = balances(seq).await.expect("GetBalances through the first answer's seq");
+    assert_eq!(again, first);
+    let again = loan("2021-03-31", first_loan.last_seq).await.expect("GetLoan through its seq");
+    assert_eq!(again, first_loan);
+    // A seq alone: the loan as that seq left it, its figures as of today.
+    let then = loan("", first_loan.last_seq).await.expect("GetLoan through a seq");
+    assert_eq!((then.last_seq, then.interest_paid_fen), (first_loan.last_seq, 0));
+    assert_eq!(loan("", 0).await.expect("GetLoan").interest_paid_fen, 29_410);
+    let past = u64::try_from(i64::MAX).unwrap() + 1;
+    expect_invalid(balances(past).await.map(tonic::Response::new), "through_seq");
+    expect_invalid(loan("", past).await.map(tonic::Response::new), "through_seq");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
     app.finish().await;
 }

@@ -335,6 +335,7 @@ impl TestApp {
             ledger_id: LEDGER.into(),
             as_of: String::new(),
             account_prefix: account.into(),
+            through_seq: 0,
         };
         let stream = self.audit(token).get_balances(request).await.expect("GetBalances");
         let chunks = collect(stream.into_inner()).await.expect("the balances");
@@ -551,7 +552,11 @@ impl TestApp {
     /// The loan as it stands today (figures and status as of today).
     pub async fn get_loan(&self, token: &str, loan_id: &str) -> pb::Loan {
         self.loans(token)
-            .get_loan(pb::GetLoanRequest { loan_id: loan_id.into(), as_of: String::new() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: loan_id.into(),
+                as_of: String::new(),
+                through_seq: 0,
+            })
             .await
             .unwrap_or_else(|e| panic!("GetLoan {loan_id}: {e:?}"))
             .into_inner()
@@ -560,7 +565,11 @@ impl TestApp {
     /// The loan as it stood at the end of `as_of`, rebuilt from the journal.
     pub async fn get_loan_as_of(&self, token: &str, loan_id: &str, as_of: &str) -> pb::Loan {
         self.loans(token)
-            .get_loan(pb::GetLoanRequest { loan_id: loan_id.into(), as_of: as_of.into() })
+            .get_loan(pb::GetLoanRequest {
+                loan_id: loan_id.into(),
+                as_of: as_of.into(),
+                through_seq: 0,
+            })
             .await
             .unwrap_or_else(|e| panic!("GetLoan {loan_id} as of {as_of}: {e:?}"))
             .into_inner()
