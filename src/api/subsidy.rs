@@ -235,7 +235,7 @@ impl SubsidyService for Api {
             amount_fen: parse::non_negative_fen("amount_fen", amount_fen)?,
             payee: match parse::enumeration::<pb::ClaimPayee>("payee", payee)? {
                 pb::ClaimPayee::Households => Payee::Households,
-                _ => Payee::BankForHouseholds,
+                _ => Payee::Bank,
             },
             // The writer's: lines whose loan is marked misused by now.
             withheld: Vec::new(),
@@ -477,7 +477,7 @@ fn claim_to_pb(claim: &Claim, totals: &ClaimTotals) -> pb::SubsidyClaim {
             voucher: p.voucher.clone(),
             amount_fen: p.amount_fen.0,
             payee: match p.payee {
-                Payee::Bank | Payee::BankForHouseholds => pb::ClaimPayee::Bank,
+                Payee::Bank => pb::ClaimPayee::Bank,
                 Payee::Households => pb::ClaimPayee::Households,
             }
             .into(),

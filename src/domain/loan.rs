@@ -36,8 +36,8 @@
 //! 50,000 cap, the cap rate): the claim's review recomputes every line, and what the bank
 //! netted beyond what is paid stays visible in its `subsidy_due` account. Postings:
 //! `bank/<id>/cash` Dr the amount less the netted part, `bank/<id>/subsidy_due` Dr the netted
-//! part; the claim paid to the bank moves each approved line's subsidy from
-//! `bank/<id>/subsidy_due` to its household ([`crate::ledger::claim_postings`]).
+//! part; the claim paid to the bank moves each approved line's subsidy, of the lines the bank
+//! netted, from `bank/<id>/subsidy_due` to its household ([`crate::ledger::claim_postings`]).
 
 use std::sync::Arc;
 
@@ -613,8 +613,9 @@ impl LoanState {
                         format!("must be between 0 and the amount paid ({amount} yuan)"),
                     ));
                 }
+                // (A repayment is dated on or after the loan's last event, so after any mark.)
                 if netted > Fen::ZERO
-                    && let Some(since) = self.servicing.misuse_marked_on()
+                    && let Some(since) = self.servicing.misuse_since
                 {
                     return Err(DomainError::refused(
                         Reason::MisuseAlreadyMarked,

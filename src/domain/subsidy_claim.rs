@@ -45,8 +45,8 @@
 //!   the household paid the bank the net interest, the bank netting the subsidy at repayment:
 //!   [`super::loan`]), or the households (先缴后补: each paid the bank in full and is refunded,
 //!   into its 一卡通 account). The claim is `Paid`. Its transaction moves the money:
-//!   `bank/<bank_id>/cash` Dr the amount, with each approved line's part moved from
-//!   `bank/<bank_id>/subsidy_due` to `household/<household_id>/subsidy` (直补); or each approved
+//!   `bank/<bank_id>/cash` Dr the amount, with the part of each approved line the bank netted
+//!   moved from `bank/<bank_id>/subsidy_due` to `household/<household_id>/subsidy` (直补); or each approved
 //!   line's `household/<household_id>/subsidy` Dr its part (先缴后补); the ledger's
 //!   `finance/<ledger_id>/subsidy` Cr ([`crate::ledger::claim_postings`]). A claim with an
 //!   approved line whose subsidy the bank netted (its recomputed `netted_fen`) is paid to the
@@ -298,16 +298,13 @@ pub struct Payment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Payee {
-    /// 直补, as payments recorded before 2026-12-06 hold it: the bank's cash alone. No payment
-    /// takes it since: the service could not then record the interest a bank netted.
+    /// 直补: the bank. The bank's cash takes the amount; a line whose subsidy the bank netted
+    /// at repayment (its recomputed `netted_fen`) has its part moved from the bank's
+    /// `subsidy_due` to its household ([`crate::ledger::claim_postings`]).
     #[default]
     Bank,
     /// 先缴后补: each approved line's household.
     Households,
-    /// 直补: the bank, for the households: the bank's cash takes the amount, and each approved
-    /// line's part moves from the bank's `subsidy_due` (the subsidy it netted at repayment) to
-    /// the line's household.
-    BankForHouseholds,
 }
 
 /// A line the review rejects, with the reason.

@@ -4,11 +4,10 @@
 //! | event | postings |
 //! |---|---|
 //! | submitted, reviewed, objected | none (memo) |
-//! | paid to the bank (直补) | `bank/<bank_id>/cash` Dr the amount; each approved line's part `household/<household_id>/subsidy` Dr, `bank/<bank_id>/subsidy_due` Cr (the subsidy the bank netted at repayment passed to the household; one leg an account) |
-//! | paid to the bank, recorded before 2026-12-06 ([`Payee::Bank`]) | `bank/<bank_id>/cash` Dr the amount |
+//! | paid to the bank (直补) | `bank/<bank_id>/cash` Dr the amount; and each approved line whose subsidy the bank netted at repayment (its recomputed `netted_fen`, since 2026-12-06) its part `household/<household_id>/subsidy` Dr, `bank/<bank_id>/subsidy_due` Cr: the subsidy the bank advanced, passed to the household (one leg an account). A line not netted (the household paid the bank in full, as before netting was recorded) moves nothing more |
 //! | paid to the households (先缴后补) | `household/<household_id>/subsidy` Dr each approved line's part (one leg a household) |
 //! | paid, either way | `finance/<ledger_id>/subsidy` Cr the amount (no postings if it is zero) |
-//! | clawed back | the reverse of the line's part: `finance/<ledger_id>/subsidy` Dr, the payee's accounts Cr (paid to the bank: its cash Cr, the household's subsidy Cr, the bank's `subsidy_due` Dr: the household owes it back to the bank) |
+//! | clawed back | the reverse of the line's part: `finance/<ledger_id>/subsidy` Dr, the payee's accounts Cr (a netted line paid to the bank: its cash Cr, the household's subsidy Cr, the bank's `subsidy_due` Dr: the household owes it back to the bank) |
 
 use super::account::{bank_cash, bank_subsidy_due, finance_subsidy, household_subsidy};
 use super::posting::{Posting, PostingError, Postings};
@@ -49,16 +48,18 @@ impl Legs {
         part: Fen,
     ) -> Result<(), PostingError> {
         let negated = part.0.checked_neg().map(Fen).ok_or(PostingError::Unbalanced(i128::MAX))?;
-        let household =
-            || household_subsidy(claim.lines.get(line).map_or("", |l| l.household_id.as_str()));
+        let line = claim.lines.get(line);
+        let household = || household_subsidy(line.map_or("", |l| l.household_id.as_str()));
+        let netted =
+            line.and_then(|l| l.recomputed.as_ref()).is_some_and(|r| r.netted_fen > Fen::ZERO);
         match payee {
-            Payee::Bank => self.add(bank_cash(&claim.bank_id), part),
             Payee::Households => self.add(household(), part),
-            Payee::BankForHouseholds => {
+            Payee::Bank if netted => {
                 self.add(bank_cash(&claim.bank_id), part)?;
                 self.add(bank_subsidy_due(&claim.bank_id), negated)?;
                 self.add(household(), part)
             }
+            Payee::Bank => self.add(bank_cash(&claim.bank_id), part),
         }
     }
 }
@@ -176,14 +177,19 @@ mod tests {
                 ("finance/450121/subsidy", -58_920)
             ]
         );
-        let for_households =
-            claim_postings(&paid(58_920, Payee::BankForHouseholds), &claim()).unwrap();
+        // Lines 0 and 1 netted by the bank at repayment (直补), line 2 not: their parts move
+        // from the bank's subsidy_due to their households.
+        let mut netted = claim();
+        for i in [0, 1] {
+            netted.lines[i].recomputed.as_mut().unwrap().netted_fen = Fen(29_410);
+        }
+        let to_bank_netted = claim_postings(&paid(58_920, Payee::Bank), &netted).unwrap();
         assert_eq!(
-            legs(&for_households),
+            legs(&to_bank_netted),
             [
                 ("bank/B1/cash", 58_920),
-                ("bank/B1/subsidy_due", -58_920),
-                ("household/H1/subsidy", 29_510),
+                ("bank/B1/subsidy_due", -58_820),
+                ("household/H1/subsidy", 29_410),
                 ("household/H2/subsidy", 29_410),
                 ("finance/450121/subsidy", -58_920)
             ]
@@ -212,10 +218,11 @@ mod tests {
             legs(&back),
             [("finance/450121/subsidy", 29_410), ("household/H2/subsidy", -29_410)]
         );
-        // Paid to the bank for the households: the bank returns it, and the household owes it
-        // back to the bank.
-        paid_claim.payment.as_mut().unwrap().payee = Payee::BankForHouseholds;
-        let back = claim_postings(&clawed, &paid_claim).unwrap();
+        // A netted line paid to the bank: the bank returns it, and the household owes it back
+        // to the bank. A line not netted: the bank's cash alone.
+        netted.payment = paid_claim.payment.clone();
+        netted.payment.as_mut().unwrap().payee = Payee::Bank;
+        let back = claim_postings(&clawed, &netted).unwrap();
         assert_eq!(
             legs(&back),
             [

@@ -424,6 +424,9 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     );
     assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 29_410);
     assert_eq!(app.balance(&t.finance, &subsidy).await, -29_410);
+    // Not netted at repayment (the household paid in full): nothing more moves.
+    assert_eq!(app.balance(&t.finance, &format!("bank/{BANK}/subsidy_due")).await, 0);
+    assert_eq!(app.balance(&t.finance, &format!("household/{HOUSEHOLD}/subsidy")).await, 0);
     // A retry posts nothing twice; another payment is refused.
     let retry = finance.pay_subsidy_claim(payment).await.expect("the retry").into_inner();
     assert_eq!(retry.entry.map(|e| e.seq), paid.entry.map(|e| e.seq));
