@@ -204,8 +204,12 @@ enum TokenCmd {
         /// auditor of every ledger (a finance office's token is never "*").
         #[arg(long)]
         org: String,
+        /// The token's term in days (at most 3,660); 0, the default: it does not expire.
+        #[arg(long, default_value_t = 0)]
+        valid_days: u32,
     },
-    /// List the tokens: id, role, organisation, when created and revoked (never a secret).
+    /// List the tokens: id, role, organisation, when created, when it expires, and when revoked
+    /// (never a secret).
     List,
     /// Revoke a token, by its id or its secret: servers refuse it within 30 s (they re-read a
     /// token they trust at least that often). Revoking a revoked token succeeds again.
@@ -443,7 +447,7 @@ async fn main() -> anyhow::Result<()> {
             loanledger::bench::load::run(&cfg).await?;
             Ok(())
         }
-        Cmd::Token { command: TokenCmd::Create { role, org } } => {
+        Cmd::Token { command: TokenCmd::Create { role, org, valid_days } } => {
             let role =
                 Role::parse(&role).context("--role must be bank, finance, auditor or operator")?;
             loanledger::app::auth::check_org(role, &org)
@@ -452,7 +456,9 @@ async fn main() -> anyhow::Result<()> {
             loanledger::app::auth::check_org_exists(&db, role, &org).await.map_err(|e| {
                 anyhow::anyhow!("--org: {e} (register the bank, or create the ledger, first)")
             })?;
-            let token = create_token(&db, role, &org).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let token = create_token(&db, role, &org, valid_days)
+                .await
+                .map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
             if let Some(id) = token_id_of(&token) {
                 eprintln!("token id: {id}");
             }
@@ -466,15 +472,20 @@ async fn main() -> anyhow::Result<()> {
                     .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                     .unwrap_or_default()
             };
+            let now_us = chrono::Utc::now().timestamp_micros();
             for t in db.list_tokens().await.context("Failed to list the tokens")? {
-                let revoked = t.revoked_at_us.map(|us| format!("revoked {}", time(us)));
+                let state = match (t.revoked_at_us, t.expires_at_us) {
+                    (Some(us), _) => format!("revoked {}", time(us)),
+                    (None, Some(us)) if us <= now_us => format!("expired {}", time(us)),
+                    (None, Some(us)) => format!("in use, expires {}", time(us)),
+                    (None, None) => "in use".to_string(),
+                };
                 println!(
-                    "{}\t{}\t{}\tcreated {}\t{}",
+                    "{}\t{}\t{}\tcreated {}\t{state}",
                     t.token_id,
                     t.role,
                     t.org,
                     time(t.created_at_us),
-                    revoked.as_deref().unwrap_or("in use")
                 );
             }
             Ok(())

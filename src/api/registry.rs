@@ -62,6 +62,7 @@ fn token_to_pb(t: &TokenListRow) -> pb::ApiToken {
         org: t.org.clone(),
         created_at: Some(timestamp_of_us(t.created_at_us)),
         revoked_at: t.revoked_at_us.map(timestamp_of_us),
+        expires_at: t.expires_at_us.map(timestamp_of_us),
     }
 }
 
@@ -385,7 +386,7 @@ impl RegistryService for Api {
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         let actor = self.principal(&request).await?;
         super::require_role(&actor, &[Role::Operator], "CreateToken")?;
-        let pb::CreateTokenRequest { request_id, role, org } = request.into_inner();
+        let pb::CreateTokenRequest { request_id, role, org, valid_days } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
         let role = match parse::enumeration::<pb::TokenRole>("role", role)? {
@@ -395,9 +396,10 @@ impl RegistryService for Api {
             pb::TokenRole::Operator => Role::Operator,
             pb::TokenRole::Unspecified => return Err(invalid("role", "is required")),
         };
-        let (row, secret) = auth::create_token_for_request(&self.db, role, &org, &request_id)
-            .await
-            .map_err(status)?;
+        let (row, secret) =
+            auth::create_token_for_request(&self.db, role, &org, valid_days, &request_id)
+                .await
+                .map_err(status)?;
         Ok(Response::new(pb::CreateTokenResponse {
             token: Some(token_to_pb(&row)),
             secret: secret.unwrap_or_default(),

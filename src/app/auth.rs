@@ -178,14 +178,35 @@ pub async fn check_org_exists(db: &Db, role: Role, org: &str) -> Result<(), AppE
     }
 }
 
-/// Creates a token for `role` and `org` ([`check_org`]), stores its hash, and returns the
-/// secret (shown once).
-pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppError> {
+/// The longest term a token may be given: ten years of days.
+pub const VALID_DAYS_MAX: u32 = 3_660;
+
+/// When a token made at `now_us` for `valid_days` (0: no term) expires, in microseconds;
+/// a term over [`VALID_DAYS_MAX`] is `INVALID_ARGUMENT` naming `valid_days`.
+pub fn expiry(now_us: i64, valid_days: u32) -> Result<Option<i64>, DomainError> {
+    if valid_days > VALID_DAYS_MAX {
+        return Err(DomainError::invalid(
+            "valid_days",
+            format!("must be at most {VALID_DAYS_MAX} (ten years); 0 for a token without a term"),
+        ));
+    }
+    Ok((valid_days > 0).then(|| now_us + i64::from(valid_days) * 86_400_000_000))
+}
+
+/// Creates a token for `role` and `org` ([`check_org`]), valid for `valid_days` (0: without a
+/// term, [`expiry`]), stores its hash, and returns the secret (shown once).
+pub async fn create_token(
+    db: &Db,
+    role: Role,
+    org: &str,
+    valid_days: u32,
+) -> Result<String, AppError> {
     check_org(role, org).map_err(|m| DomainError::invalid("org", m))?;
     let (secret, token_id) = new_secret();
     let now_us = chrono::Utc::now().timestamp_micros();
-    db.insert_token(&token_id, &hash_token(&secret), role.as_str(), org, now_us).await?;
-    tracing::info!(token_id, role = role.as_str(), org, "token created");
+    let expires = expiry(now_us, valid_days)?;
+    db.insert_token(&token_id, &hash_token(&secret), role.as_str(), org, now_us, expires).await?;
+    tracing::info!(token_id, role = role.as_str(), org, valid_days, "token created");
     Ok(secret)
 }
 
@@ -194,28 +215,32 @@ pub async fn create_token(db: &Db, role: Role, org: &str) -> Result<String, AppE
 /// finds the token its first call made, and no secret: only its hash is stored, so a secret is
 /// shown once, and an operator who lost it revokes the token and makes another. The id used
 /// before for another role or organisation is `ALREADY_EXISTS`. An organisation not registered
-/// is `NOT_FOUND` ([`check_org_exists`]).
+/// is `NOT_FOUND` ([`check_org_exists`]). `valid_days`: the token's term ([`expiry`]), a
+/// retry's compared with the first call's.
 pub async fn create_token_for_request(
     db: &Db,
     role: Role,
     org: &str,
+    valid_days: u32,
     request_id: &str,
 ) -> Result<(TokenListRow, Option<String>), AppError> {
     check_org(role, org).map_err(|m| DomainError::invalid("org", m))?;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let expires = expiry(now_us, valid_days)?;
     check_org_exists(db, role, org).await?;
     let (secret, token_id) = new_secret();
-    let now_us = chrono::Utc::now().timestamp_micros();
     let hash = hash_token(&secret);
     let (row, made) = db
-        .insert_token_for_request(&token_id, &hash, role.as_str(), org, now_us, request_id)
+        .insert_token_for_request(&token_id, &hash, role.as_str(), org, now_us, expires, request_id)
         .await?;
     if !made {
-        if row.role != role.as_str() || row.org != org {
+        let term = row.expires_at_us.map_or(0, |at| (at - row.created_at_us) / 86_400_000_000);
+        if row.role != role.as_str() || row.org != org || term != i64::from(valid_days) {
             return Err(AppError::RequestIdReused(request_id.to_string()));
         }
         return Ok((row, None));
     }
-    tracing::info!(token_id, role = role.as_str(), org, request_id, "token created");
+    tracing::info!(token_id, role = role.as_str(), org, valid_days, request_id, "token created");
     Ok((row, Some(secret)))
 }
 
@@ -234,9 +259,10 @@ pub async fn create_first_operator_token(db: &Db) -> Result<Option<String>, AppE
     Ok(Some(secret))
 }
 
-/// The principal a bearer secret stands for.
+/// The principal a bearer secret stands for: a token neither revoked nor expired.
 pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AppError> {
-    let row = db.find_token(&hash_token(secret)).await?.ok_or(AppError::Unauthenticated)?;
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let row = db.find_token(&hash_token(secret), now_us).await?.ok_or(AppError::Unauthenticated)?;
     let role = Role::parse(&row.role)
         .ok_or_else(|| AppError::Internal(format!("token {} has unknown role", row.token_id)))?;
     // A token stored for an organisation its role cannot have (a finance office's for "*",
@@ -261,7 +287,7 @@ pub fn is_token_id(text: &str) -> bool {
 
 /// Revokes the token `token_id` for the operator's `RevokeToken` under `request_id`, and
 /// answers it as it is then: revoked now, or before (answered again); `NOT_FOUND` for no such
-/// token. The last operator token not revoked is kept (`LAST_OPERATOR_TOKEN`): without it no
+/// token. The last operator token not revoked nor expired is kept (`LAST_OPERATOR_TOKEN`): without it no
 /// one could make a token but through the CLI, on the database's machine. The request id is
 /// recorded with the token it names: sent again for another token, `ALREADY_EXISTS`
 /// (`REQUEST_ID_REUSED`), nothing revoked.
@@ -278,8 +304,8 @@ pub async fn revoke_token_but_last_operator(
         DomainError::refused(
             Reason::LastOperatorToken,
             format!(
-                "{token_id} is the last operator token not revoked: make another operator token \
-                 first"
+                "{token_id} is the last operator token neither revoked nor expired: make another \
+                 operator token first"
             ),
         )
         .into()

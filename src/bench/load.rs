@@ -440,9 +440,9 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     println!("durability: {settings}{}", if durable { "" } else { " (commits not durable)" });
     let writer = app.writer();
     let bank_token =
-        create_token(&db, Role::Bank, "BB").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        create_token(&db, Role::Bank, "BB", 0).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let finance_token =
-        create_token(&db, Role::Finance, "BENCH").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        create_token(&db, Role::Finance, "BENCH", 0).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;

@@ -826,16 +826,24 @@ impl Db {
         Ok(histories)
     }
 
-    /// The token bound to a secret's hash, if it exists and is not revoked.
-    pub async fn find_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+    /// The token bound to a secret's hash, if it exists, is not revoked and has not expired by
+    /// `now_us`.
+    pub async fn find_token(
+        &self,
+        token_hash: &str,
+        now_us: i64,
+    ) -> Result<Option<TokenRow>, StoreError> {
         let sql = "select token_id, role, org from api_token \
-                   where token_hash = $1 and revoked_at_us is null";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).fetch_optional(p).await?))
+                   where token_hash = $1 and revoked_at_us is null \
+                   and (expires_at_us is null or expires_at_us > $2)";
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).bind(now_us).fetch_optional(p).await?),
+        )
     }
 
     /// Every token, in the order of their creation.
     pub async fn list_tokens(&self) -> Result<Vec<TokenListRow>, StoreError> {
-        let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \
+        let sql = "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token \
                    order by created_at_us, token_id";
         Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
     }
@@ -938,11 +946,14 @@ impl Db {
         role: &str,
         org: &str,
         created_at_us: i64,
+        expires_at_us: Option<i64>,
     ) -> Result<(), StoreError> {
-        let sql = "insert into api_token (token_id, token_hash, role, org, created_at_us) \
-                   values ($1, $2, $3, $4, $5)";
+        let sql = "insert into api_token \
+                   (token_id, token_hash, role, org, created_at_us, expires_at_us) \
+                   values ($1, $2, $3, $4, $5, $6)";
         on_pool!(self, p => sqlx::query(sql)
             .bind(token_id).bind(token_hash).bind(role).bind(org).bind(created_at_us)
+            .bind(expires_at_us)
             .execute(p).await.map(|_| ())?);
         Ok(())
     }
@@ -958,17 +969,18 @@ impl Db {
         role: &str,
         org: &str,
         created_at_us: i64,
+        expires_at_us: Option<i64>,
         request_id: &str,
     ) -> Result<(TokenListRow, bool), StoreError> {
         let sql = "insert into api_token \
-                   (token_id, token_hash, role, org, created_at_us, request_id) \
-                   values ($1, $2, $3, $4, $5, $6) on conflict (request_id) do nothing";
+                   (token_id, token_hash, role, org, created_at_us, expires_at_us, request_id) \
+                   values ($1, $2, $3, $4, $5, $6, $7) on conflict (request_id) do nothing";
         let made = on_pool!(self, p => sqlx::query(sql)
             .bind(token_id).bind(token_hash).bind(role).bind(org).bind(created_at_us)
-            .bind(request_id)
+            .bind(expires_at_us).bind(request_id)
             .execute(p).await?.rows_affected())
             == 1;
-        let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \
+        let sql = "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token \
                    where request_id = $1";
         let row: TokenListRow =
             on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_one(p).await?);
@@ -1007,7 +1019,7 @@ impl Db {
 
     /// The token `token_id`, if there is one (never its secret or hash).
     pub async fn get_token(&self, token_id: &str) -> Result<Option<TokenListRow>, StoreError> {
-        let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \
+        let sql = "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token \
                    where token_id = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(token_id).fetch_optional(p).await?))
     }
@@ -1018,14 +1030,14 @@ impl Db {
         after: &str,
         limit: i64,
     ) -> Result<Vec<TokenListRow>, StoreError> {
-        let sql = "select token_id, role, org, created_at_us, revoked_at_us from api_token \
+        let sql = "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token \
                    where token_id > $1 order by token_id limit $2";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(p).await?))
     }
 
     /// Revokes a token from `at_us` on, but the last operator token that can log in (bound to
-    /// `*`) not revoked; `false` if nothing was revoked (no such token, revoked already, or
-    /// that last one). On PostgreSQL the count and the update run under a lock on the table
+    /// `*`, not revoked, not expired by `at_us`); `false` if nothing was revoked (no such
+    /// token, revoked already, or that last one). On PostgreSQL the count and the update run under a lock on the table
     /// (as [`Db::insert_first_token`]'s): at READ COMMITTED two revocations of the last two
     /// would each count the other's token, update rows of their own, and both pass; SQLite's
     /// statement takes the write lock before it reads.
@@ -1036,8 +1048,11 @@ impl Db {
     ) -> Result<bool, StoreError> {
         let sql = "update api_token set revoked_at_us = $2 \
                    where token_id = $1 and revoked_at_us is null \
-                   and (role <> 'operator' or org <> '*' or (select count(*) from api_token \
-                        where role = 'operator' and org = '*' and revoked_at_us is null) > 1)";
+                   and (role <> 'operator' or org <> '*' \
+                        or (expires_at_us is not null and expires_at_us <= $2) \
+                        or (select count(*) from api_token \
+                        where role = 'operator' and org = '*' and revoked_at_us is null \
+                        and (expires_at_us is null or expires_at_us > $2)) > 1)";
         macro_rules! revoke {
             ($executor:expr) => {
                 sqlx::query(sql)

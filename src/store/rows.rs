@@ -435,6 +435,8 @@ pub struct TokenListRow {
     pub org: String,
     pub created_at_us: i64,
     pub revoked_at_us: Option<i64>,
+    /// `None`: it does not expire.
+    pub expires_at_us: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

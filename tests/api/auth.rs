@@ -21,6 +21,7 @@ on_both_backends!(
     servers_started_together_make_one_first_token,
     the_operator_reads_the_calls_counted,
     the_operator_makes_lists_and_revokes_tokens,
+    a_token_expires_at_the_end_of_its_term,
 );
 
 /// Bearer tokens and roles: a bank reaches only its own loans, an auditor only reads, nothing
@@ -363,7 +364,7 @@ async fn authentication_and_roles(backend: Backend) {
     // A finance office's token bound to "*" (made before that was refused) is no credential.
     let secret = format!("ll_{}", "ab".repeat(32));
     let hash = loanledger::app::auth::hash_token(&secret);
-    app.db.insert_token("tok_every_ledger", &hash, "finance", "*", 0).await.expect("stored");
+    app.db.insert_token("tok_every_ledger", &hash, "finance", "*", 0, None).await.expect("stored");
     expect_code(
         app.registry(&secret)
             .get_household(pb::GetHouseholdRequest { household_id: HOUSEHOLD.into() })
@@ -840,6 +841,7 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
         request_id: request_id.into(),
         role: role as i32,
         org: org.into(),
+        valid_days: 0,
     };
     for token in [&t.bank, &t.finance, &t.auditor] {
         let denied =
@@ -987,5 +989,89 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     let live = app.db.list_tokens().await.expect("the tokens");
     let live = live.iter().filter(|k| k.role == "operator" && k.revoked_at_us.is_none()).count();
     assert_eq!(live, 1, "the last operator token kept");
+    app.finish().await;
+}
+
+/// A token made with a term (`valid_days`) shows when it expires and is refused from then on,
+/// as a revoked one (a token stored with its term past here: no test waits a day); a term over
+/// ten years is `INVALID_ARGUMENT` naming `valid_days`; a retry with another term is
+/// `ALREADY_EXISTS`. The last operator token kept from revocation is the last one neither
+/// revoked nor expired: an expired operator token is revoked, the one that still works is not,
+/// though another expired one is there.
+async fn a_token_expires_at_the_end_of_its_term(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let mut registry = app.registry(&t.operator);
+    let create = |role: pb::TokenRole, org: &str, valid_days: u32| pb::CreateTokenRequest {
+        request_id: rid("t"),
+        role: role as i32,
+        org: org.into(),
+        valid_days,
+    };
+    let too_long = registry.create_token(create(pb::TokenRole::Bank, BANK, 3_661)).await;
+    expect_invalid(too_long, "valid_days");
+    let request = create(pb::TokenRole::Bank, BANK, 30);
+    let made = registry.create_token(request.clone()).await.expect("CreateToken").into_inner();
+    let token = made.token.clone().expect("the token");
+    let (created, expires) =
+        (token.created_at.expect("created"), token.expires_at.expect("a term"));
+    assert_eq!(expires.seconds - created.seconds, 30 * 86_400, "{token:?}");
+    assert_eq!(app.get_loan(&made.secret, &id).await.loan_id, id, "valid within its term");
+    let retried = registry.create_token(request.clone()).await.expect("the retry").into_inner();
+    assert_eq!(retried.token, Some(token));
+    let longer = pb::CreateTokenRequest { valid_days: 31, ..request };
+    expect_code(registry.create_token(longer).await, Code::AlreadyExists);
+    let without = create(pb::TokenRole::Bank, BANK, 0);
+    let without = registry.create_token(without).await.expect("no term").into_inner();
+    assert_eq!(without.token.and_then(|t| t.expires_at), None);
+
+    // Tokens whose term ended a second ago: refused, as a revoked one.
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let stored = |n: u8, role: &'static str, org: &'static str| {
+        let secret = format!("ll_{}", format!("{n:02x}").repeat(32));
+        let token_id = loanledger::app::auth::token_id_of(&secret).expect("an id");
+        let hash = loanledger::app::auth::hash_token(&secret);
+        let db = app.db.clone();
+        async move {
+            db.insert_token(
+                &token_id,
+                &hash,
+                role,
+                org,
+                now_us - 2_000_000,
+                Some(now_us - 1_000_000),
+            )
+            .await
+            .expect("stored");
+            (secret, token_id)
+        }
+    };
+    let (expired_bank, _) = stored(0xb1, "bank", BANK).await;
+    let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new(), through_seq: 0 };
+    expect_code(app.loans(&expired_bank).get_loan(request).await, Code::Unauthenticated);
+    let listed = registry.list_tokens(pb::ListTokensRequest::default()).await.expect("ListTokens");
+    let expired_id = loanledger::app::auth::token_id_of(&expired_bank).expect("an id");
+    let listed = listed.into_inner().tokens;
+    let expired = listed.iter().find(|k| k.token_id == expired_id).expect("listed");
+    assert!(expired.expires_at.is_some() && expired.revoked_at.is_none(), "{expired:?}");
+
+    // The operator tokens: the test's own, and an expired one. The expired one is revoked; the
+    // test's own, the last that works, is kept.
+    let (_, expired_operator) = stored(0x0e, "operator", "*").await;
+    let own = loanledger::app::auth::token_id_of(&t.operator).expect("its id");
+    for other in listed.iter().filter(|k| k.role() == pb::TokenRole::Operator && k.token_id != own)
+    {
+        let revoke =
+            pb::RevokeTokenRequest { request_id: rid("r"), token_id: other.token_id.clone() };
+        registry.revoke_token(revoke).await.expect("another operator's");
+    }
+    let revoke =
+        |token_id: &str| pb::RevokeTokenRequest { request_id: rid("r"), token_id: token_id.into() };
+    let gone = registry.revoke_token(revoke(&expired_operator)).await.expect("an expired one");
+    assert!(gone.into_inner().token.expect("the token").revoked_at.is_some());
+    // Another expired operator token, not revoked, does not count as one left.
+    stored(0x0f, "operator", "*").await;
+    expect_refused(registry.revoke_token(revoke(&own)).await, "LAST_OPERATOR_TOKEN");
     app.finish().await;
 }

@@ -360,7 +360,7 @@ impl TestApp {
     }
 
     pub async fn token(&self, role: Role, org: &str) -> String {
-        create_token(&self.db, role, org)
+        create_token(&self.db, role, org, 0)
             .await
             .unwrap_or_else(|e| panic!("Failed to create a {role:?} token for {org}: {e}"))
     }
