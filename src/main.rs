@@ -133,8 +133,28 @@ enum Cmd {
         /// does not hold.
         #[arg(long)]
         expect: Option<String>,
+        /// A handover statement of `rotate-signing-key` (its JSON), repeated for each since
+        /// the pinned key, oldest first: the answer is checked with the key they lead to, a
+        /// held checkpoint with it or any key before it.
+        #[arg(long)]
+        handover: Vec<std::path::PathBuf>,
         /// The answer's JSON file (`-`: standard input).
         file: std::path::PathBuf,
+    },
+    /// Change the checkpoint signing key: make a new key in a new file, and write the handover
+    /// statement from the old key to it, signed by both (JSON, also printed), which auditors
+    /// who pinned the old key follow (`check --handover`). Then restart `serve` with
+    /// `--signing-key` the new file, and retire the old one. No database.
+    RotateSigningKey {
+        /// The key file `serve` signs with now.
+        #[arg(long, env = "LOANLEDGER_SIGNING_KEY", default_value = "loanledger-signing.key")]
+        signing_key: std::path::PathBuf,
+        /// The new key's file (made now; an existing file is refused).
+        #[arg(long)]
+        new_key_file: std::path::PathBuf,
+        /// Where to write the handover statement (a new file) for the auditors.
+        #[arg(long)]
+        handover: std::path::PathBuf,
     },
     /// Print the public key of a checkpoint signing key file (64 hex digits): the one to give
     /// auditors. Reads the file only (no database; never makes a key).
@@ -314,9 +334,19 @@ async fn main() -> anyhow::Result<()> {
             }
             app.run_until(shutdown_signal()).await
         }
-        Cmd::Check { public_key, held, transaction_hash, held_public_key, expect, file } => {
-            use loanledger::offline::{Expected, Options, check_with, parse_hash};
-            let key = loanledger::ledger::checkpoint::public_key_from_hex(&public_key)
+        Cmd::Check {
+            public_key,
+            held,
+            transaction_hash,
+            held_public_key,
+            expect,
+            handover,
+            file,
+        } => {
+            use loanledger::offline::{
+                Expected, Options, check_with, follow_handovers, parse_hash,
+            };
+            let pinned = loanledger::ledger::checkpoint::public_key_from_hex(&public_key)
                 .context("--public-key is not an Ed25519 public key (64 hex digits)")?;
             let held_key = held_public_key
                 .map(|k| {
@@ -345,12 +375,20 @@ async fn main() -> anyhow::Result<()> {
             }
             let answer = read(&file)?;
             let held = held.as_deref().map(read).transpose()?;
+            let handovers =
+                handover.iter().map(|path| read(path)).collect::<anyhow::Result<Vec<_>>>()?;
+            let (earlier_keys, key, followed) = follow_handovers(&pinned, &handovers)
+                .map_err(|e| anyhow::anyhow!("does not hold: {e}"))?;
+            for line in followed {
+                println!("ok: {line}");
+            }
             let transaction_hash = transaction_hash
                 .map(|h| parse_hash(&h).context("--transaction-hash is not 64 hex digits"))
                 .transpose()?;
             let options = Options {
                 held: held.as_ref(),
                 held_key: held_key.as_ref(),
+                earlier_keys: &earlier_keys,
                 transaction_hash: transaction_hash.as_ref(),
                 expect,
             };
@@ -363,6 +401,30 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => anyhow::bail!("does not hold: {e}"),
             }
+        }
+        Cmd::RotateSigningKey { signing_key, new_key_file, handover } => {
+            let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let (h, by_old, by_new) =
+                loanledger::app::signing_key::rotate(&signing_key, &new_key_file, at)?;
+            let json = loanledger::offline::handover_json(&h, &by_old, &by_new);
+            let text = serde_json::to_string_pretty(&json)? + "\n";
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&handover)
+                .with_context(|| {
+                    format!("Failed to create {} (it must not exist)", handover.display())
+                })?;
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            file.sync_all()?;
+            print!("{text}");
+            eprintln!(
+                "new key in {}: restart serve with --signing-key {}, give the auditors {}",
+                new_key_file.display(),
+                new_key_file.display(),
+                handover.display()
+            );
+            Ok(())
         }
         Cmd::PublicKey { signing_key } => {
             let key = loanledger::app::signing_key::load(&signing_key)?;
@@ -452,13 +514,19 @@ async fn main() -> anyhow::Result<()> {
                 Role::parse(&role).context("--role must be bank, finance, auditor or operator")?;
             loanledger::app::auth::check_org(role, &org)
                 .map_err(|m| anyhow::anyhow!("--org: {m} (an id: letters, digits, _ . -)"))?;
+            if valid_days > loanledger::app::auth::VALID_DAYS_MAX {
+                anyhow::bail!(
+                    "--valid-days must be at most {} (ten years); 0 for a token without a term",
+                    loanledger::app::auth::VALID_DAYS_MAX
+                );
+            }
             let db = open_served_db(&cli.database_url).await?;
             loanledger::app::auth::check_org_exists(&db, role, &org).await.map_err(|e| {
                 anyhow::anyhow!("--org: {e} (register the bank, or create the ledger, first)")
             })?;
             let token = create_token(&db, role, &org, valid_days)
                 .await
-                .map_err(|e| anyhow::anyhow!("--{}", e.to_string().replace('_', "-")))?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(id) = token_id_of(&token) {
                 eprintln!("token id: {id}");
             }

@@ -26,12 +26,16 @@
 //! After the service's key changed (`serve --new-signing-key`), a checkpoint held from before
 //! is signed with the old key: `--held-public-key` pins it for the held checkpoint alone
 //! ([`Options::held_key`]); a held checkpoint is the same as the answer's when their ledger,
-//! size, root and head are (whoever signed them).
+//! size, root and head are (whoever signed them). A key changed by `rotate-signing-key` comes
+//! with a handover statement signed by both keys ([`Handover`]): with `--handover` (each
+//! statement since the pinned key, in order) the answer is checked with the key the statements
+//! lead to, and a held checkpoint with it or any key before it ([`follow_handovers`]), so that
+//! an auditor keeps the key pinned once.
 
 use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
-use crate::ledger::checkpoint::{Checkpoint, public_key_from_hex};
+use crate::ledger::checkpoint::{Checkpoint, Handover, public_key_from_hex};
 use crate::ledger::hash::{Hash, from_hex, to_hex};
 use crate::ledger::merkle::{consistency_holds, inclusion_holds};
 
@@ -74,6 +78,9 @@ pub struct Options<'a> {
     /// The key the held checkpoint was signed with, when the service's has changed since (the
     /// pinned key otherwise).
     pub held_key: Option<&'a VerifyingKey>,
+    /// The keys the service's key was handed over from ([`follow_handovers`]), oldest first:
+    /// without `held_key`, the held checkpoint may be signed by any of them.
+    pub earlier_keys: &'a [VerifyingKey],
     /// The transaction hash an inclusion proof must be of.
     pub transaction_hash: Option<&'a Hash>,
     /// The kind of answer required.
@@ -99,7 +106,7 @@ pub fn check_with(
     answer: &Value,
     options: Options<'_>,
 ) -> Result<Findings, String> {
-    let Options { held, held_key, transaction_hash, expect } = options;
+    let Options { held, held_key, earlier_keys, transaction_hash, expect } = options;
     // The kind of answer, by the fields only it has (grpcurl leaves out empty lists: a tree of
     // one transaction's audit path, two equal sizes' path).
     let inclusion = answer.get("checkpoint").is_some();
@@ -116,11 +123,30 @@ pub fn check_with(
         return Err(format!("the answer is {kind}, not {} as asked", expected.answer()));
     }
     let mut found = vec![kind.to_string()];
-    let held = match held {
-        Some(held) => {
-            Some(signed(held_key.unwrap_or(key), held, "the held checkpoint", &mut found)?)
+    let held = match (held, held_key) {
+        (Some(held), Some(held_key)) => {
+            Some(signed(held_key, held, "the held checkpoint", &mut found)?)
         }
-        None => None,
+        // The pinned key, or one it was handed over from, the latest first.
+        (Some(held), None) => {
+            let first = signed(key, held, "the held checkpoint", &mut found);
+            let earlier = earlier_keys.iter().rev().find_map(|k| {
+                let mut by_it = Vec::new();
+                let c = signed(k, held, "the held checkpoint", &mut by_it).ok()?;
+                Some((c, by_it))
+            });
+            match (first, earlier) {
+                (Ok(c), _) => Some(c),
+                (Err(_), Some((c, by_it))) => {
+                    found.extend(by_it.into_iter().map(|f| {
+                        f.replace("by the pinned key", "by a key handed over from since")
+                    }));
+                    Some(c)
+                }
+                (Err(e), None) => return Err(e),
+            }
+        }
+        (None, _) => None,
     };
     let same_as_held = |c: &Checkpoint, what: &str, found: &mut Findings| match &held {
         Some(h) if h != c => Err(format!(
@@ -203,6 +229,82 @@ pub fn check_with(
     let c = signed(key, answer, "the checkpoint", &mut found)?;
     same_as_held(&c, "the checkpoint", &mut found)?;
     Ok(found)
+}
+
+/// Follows `handovers` (statements of `loanledger rotate-signing-key`, as JSON, oldest first)
+/// from the `pinned` key: each must hand over from the key reached so far, with both its keys'
+/// signatures over its text ([`Handover`]). The keys before the last, oldest first (the
+/// pinned one first), the last (the key the service signs with now), and what was found; `Err`
+/// names the first statement that does not hold.
+pub fn follow_handovers(
+    pinned: &VerifyingKey,
+    handovers: &[Value],
+) -> Result<(Vec<VerifyingKey>, VerifyingKey, Findings), String> {
+    let mut earlier = Vec::new();
+    let mut key = *pinned;
+    let mut found = Vec::new();
+    for (i, v) in handovers.iter().enumerate() {
+        let what = format!("handover {}", i + 1);
+        let within = |e: String| format!("{what}: {e}");
+        let public = |name: &str| -> Result<VerifyingKey, String> {
+            let text = v
+                .get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| within(format!("{name} is missing")))?;
+            public_key_from_hex(text).ok_or_else(|| within(format!("{name} is not a public key")))
+        };
+        let signature = |name: &str| -> Result<Vec<u8>, String> {
+            let text = v
+                .get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| within(format!("{name} is missing")))?;
+            hex::decode(text).map_err(|_| within(format!("{name} is not hex")))
+        };
+        let at =
+            v.get("at").and_then(Value::as_str).ok_or_else(|| within("at is missing".into()))?;
+        let h = Handover {
+            from: public("from_public_key")?,
+            to: public("to_public_key")?,
+            at: at.to_string(),
+        };
+        if h.from != key {
+            return Err(within(format!(
+                "it hands over from {}, not from {}",
+                hex::encode(h.from.as_bytes()),
+                hex::encode(key.as_bytes())
+            )));
+        }
+        if let Some(sent) = v.get("signed_text")
+            && sent.as_str() != Some(h.signed_text().as_str())
+        {
+            return Err(within("signed_text is not the text of its fields".into()));
+        }
+        if !h.holds(&signature("from_signature")?, &signature("to_signature")?) {
+            return Err(within("the two keys' signatures do not hold".into()));
+        }
+        found.push(format!(
+            "{what}: key {} hands over to {} at {}, signed by both",
+            hex::encode(h.from.as_bytes()),
+            hex::encode(h.to.as_bytes()),
+            h.at
+        ));
+        earlier.push(key);
+        key = h.to;
+    }
+    Ok((earlier, key, found))
+}
+
+/// The JSON of a handover and its signatures, as `rotate-signing-key` writes it and
+/// [`follow_handovers`] reads it.
+pub fn handover_json(h: &Handover, from_signature: &[u8; 64], to_signature: &[u8; 64]) -> Value {
+    serde_json::json!({
+        "from_public_key": hex::encode(h.from.as_bytes()),
+        "to_public_key": hex::encode(h.to.as_bytes()),
+        "at": h.at,
+        "signed_text": h.signed_text(),
+        "from_signature": hex::encode(from_signature),
+        "to_signature": hex::encode(to_signature),
+    })
 }
 
 /// The checkpoint `v` states, checked (the module's doc).
@@ -519,5 +621,42 @@ mod tests {
         // The held key does not stand in for the answer's.
         let wrong = Options { held: Some(&held), held_key: Some(&public()), ..Options::default() };
         assert!(check_with(&public(), &rotated, wrong).is_err());
+
+        // A handover from the pinned key to the new one, signed by both: followed, the answer
+        // is checked with the new key and the held checkpoint with the pinned one, no key
+        // given by hand.
+        let at = "2026-12-06T08:00:00Z".to_string();
+        let (h, by_old, by_new) = Handover::sign(&key(), &new_key, at.clone());
+        let statement = handover_json(&h, &by_old, &by_new);
+        let (earlier, last, found) =
+            follow_handovers(&public(), std::slice::from_ref(&statement)).unwrap();
+        assert_eq!((earlier.as_slice(), last), (&[public()][..], new_public));
+        assert!(found[0].contains("signed by both"), "{found:?}");
+        let followed = Options { held: Some(&held), earlier_keys: &earlier, ..Options::default() };
+        let found = check_with(&last, &rotated, followed).unwrap();
+        assert!(found.iter().any(|l| l.contains("by a key handed over from since")), "{found:?}");
+        assert!(found.last().unwrap().contains("is a prefix of"), "{found:?}");
+        // Not followed: from a key other than the pinned one; a signature or field altered.
+        let stranger = SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let e = follow_handovers(&stranger, std::slice::from_ref(&statement)).unwrap_err();
+        assert!(e.contains("hands over from"), "{e}");
+        let mut forged = statement.clone();
+        forged["to_signature"] = forged["from_signature"].clone();
+        assert!(follow_handovers(&public(), &[forged]).unwrap_err().contains("do not hold"));
+        let mut moved = statement.clone();
+        moved["at"] = json!("2026-12-07T08:00:00Z");
+        assert!(follow_handovers(&public(), &[moved]).unwrap_err().contains("signed_text"));
+        let mut elsewhere = statement.clone();
+        elsewhere["to_public_key"] = json!(hex::encode(stranger.as_bytes()));
+        elsewhere.as_object_mut().unwrap().remove("signed_text");
+        assert!(follow_handovers(&public(), &[elsewhere]).unwrap_err().contains("do not hold"));
+        // A chain: the second must start where the first ended.
+        let third = SigningKey::from_bytes(&[11; 32]);
+        let (h2, a, b) = Handover::sign(&new_key, &third, at.clone());
+        let chain = [statement.clone(), handover_json(&h2, &a, &b)];
+        let (earlier, last, _) = follow_handovers(&public(), &chain).unwrap();
+        assert_eq!((earlier.len(), last), (2, third.verifying_key()));
+        let skipped = [handover_json(&h2, &a, &b)];
+        assert!(follow_handovers(&public(), &skipped).is_err());
     }
 }

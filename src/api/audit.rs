@@ -134,21 +134,16 @@ impl AuditService for Api {
             request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?;
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
         // Checked as free text, but not trimmed: a prefix is matched as sent.
         crate::domain::ids::check_text(&account_prefix, false)
             .map_err(|m| super::error::invalid("account_prefix", m))?;
         self.check_reads_books(&actor, &ledger_id, "the balances").await?;
         // A scan of the whole journal, as a verify's: one at a time with them.
         let _turn = self.whole_journal_turn().await?;
-        let balances = balances_as_of(
-            &self.db,
-            &ledger_id,
-            as_of,
-            &account_prefix,
-            parse::through_seq("through_seq", through_seq)?,
-        )
-        .await
-        .map_err(status)?;
+        let balances = balances_as_of(&self.db, &ledger_id, as_of, &account_prefix, through_seq)
+            .await
+            .map_err(status)?;
         let through_seq = balances.through_seq;
         let mut chunks: Vec<Result<pb::BalancesChunk, Status>> = balances
             .accounts

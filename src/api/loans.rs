@@ -598,19 +598,24 @@ impl LoanService for Api {
         let past = loan_through(&self.db, &loan_id, as_of, through_seq.unwrap_or(u64::MAX))
             .await
             .map_err(status)?
-            .ok_or_else(|| match as_of {
-                Some(date) => Status::not_found(format!(
+            .ok_or_else(|| match (as_of, through_seq) {
+                (_, Some(seq)) => {
+                    let by = as_of.map(|d| format!(" dated by {}", format_date(d)));
+                    Status::not_found(format!(
+                        "loan {loan_id} had no contract{} recorded by seq {seq}",
+                        by.unwrap_or_default()
+                    ))
+                }
+                (date, None) => Status::not_found(format!(
                     "loan {loan_id} was not contracted by {}",
-                    format_date(date)
-                )),
-                None => Status::not_found(format!(
-                    "loan {loan_id} was not contracted by seq {}",
-                    through_seq.unwrap_or_default()
+                    date.map(format_date).unwrap_or_default()
                 )),
             })?;
+        // With a seq alone, the figures as of the day of the loan's last event by then (as a
+        // write's answer has them): the same answer whenever it is asked.
         let (date, field) = match as_of {
             Some(date) => (date, Some("as_of")),
-            None => (self.today_for(&past), None),
+            None => (past.last_value_date, None),
         };
         Ok(Response::new(loan_to_pb_checked(&past, true, date, field)?))
     }

@@ -36,7 +36,15 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/loanledger_descriptor.bin"));
 
 /// A token's principal, when it was read, and its id ([`Api::principal`]'s cache).
-type CheckedToken = (Principal, Instant, String);
+/// A checked token: its principal, when it was read, its id, and when it expires (`None`:
+/// never), which each use compares with the clock (an expired token is refused at once, not
+/// when its entry is next read).
+type CheckedToken = (Principal, Instant, String, Option<i64>);
+
+/// Whether a token expiring at `expires_at_us` is still valid now.
+fn unexpired(expires_at_us: Option<i64>) -> bool {
+    expires_at_us.is_none_or(|at| chrono::Utc::now().timestamp_micros() < at)
+}
 
 /// What every service handler shares.
 #[derive(Clone)]
@@ -167,8 +175,9 @@ impl Api {
                 tonic::Status::unauthenticated("authorization must be \"Bearer <token>\"")
             })?;
         let key = hash_token(secret);
-        if let Some((p, read_at, _)) = self.tokens.read().await.get(&key)
+        if let Some((p, read_at, _, expires)) = self.tokens.read().await.get(&key)
             && read_at.elapsed() < self.token_cache_ttl
+            && unexpired(*expires)
         {
             return Ok(p.clone());
         }
@@ -181,8 +190,8 @@ impl Api {
             // serves the others meanwhile, rather than all of a busy token's callers reading
             // it at once through the readers' pool.
             let mut tokens = self.tokens.write().await;
-            if let Some((p, read_at, _)) = tokens.get_mut(&key) {
-                if read_at.elapsed() < self.token_cache_ttl {
+            if let Some((p, read_at, _, expires)) = tokens.get_mut(&key) {
+                if read_at.elapsed() < self.token_cache_ttl && unexpired(*expires) {
                     return Ok(p.clone());
                 }
                 *read_at = checked;
@@ -201,17 +210,17 @@ impl Api {
             match &read {
                 // Not kept when this server revoked a token since the read began: it may be
                 // this one, read before the revocation committed.
-                Ok(principal)
+                Ok((principal, expires))
                     if revocations.load(std::sync::atomic::Ordering::SeqCst) == before =>
                 {
                     let token_id = token_id_of(&secret).unwrap_or_default();
-                    tokens.insert(key, (principal.clone(), checked, token_id));
+                    tokens.insert(key, (principal.clone(), checked, token_id, *expires));
                 }
                 _ => {
                     tokens.remove(&key);
                 }
             };
-            read
+            read.map(|(principal, _)| principal)
         });
         match read.await {
             Ok(read) => read.map_err(error::status),
@@ -229,7 +238,7 @@ impl Api {
     pub(crate) async fn forget_token(&self, token_id: &str) {
         let mut tokens = self.tokens.write().await;
         self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        tokens.retain(|_, (_, _, id)| id != token_id);
+        tokens.retain(|_, (_, _, id, _)| id != token_id);
     }
 }
 

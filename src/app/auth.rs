@@ -259,8 +259,9 @@ pub async fn create_first_operator_token(db: &Db) -> Result<Option<String>, AppE
     Ok(Some(secret))
 }
 
-/// The principal a bearer secret stands for: a token neither revoked nor expired.
-pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AppError> {
+/// The principal a bearer secret stands for, a token neither revoked nor expired, and when
+/// the token expires (`None`: never).
+pub async fn authenticate(db: &Db, secret: &str) -> Result<(Principal, Option<i64>), AppError> {
     let now_us = chrono::Utc::now().timestamp_micros();
     let row = db.find_token(&hash_token(secret), now_us).await?.ok_or(AppError::Unauthenticated)?;
     let role = Role::parse(&row.role)
@@ -275,7 +276,7 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Principal, AppError> 
         );
         return Err(AppError::Unauthenticated);
     }
-    Ok(Principal { role, org: row.org })
+    Ok((Principal { role, org: row.org }, row.expires_at_us))
 }
 
 /// Whether `text` has the form of a token's id (`tok_` and 16 lowercase hex digits).

@@ -6,7 +6,9 @@
 //! a line break. On the first start the file is created, readable by its owner alone (a file
 //! found readable by others is warned about at each start), and the public key is logged: the
 //! one that auditors pin (`loanledger public-key` prints it from the file). Back it up with the database; losing it means
-//! new checkpoints under a new key, which auditors must be told of.
+//! new checkpoints under a new key, which auditors must be told of. A key changed on purpose
+//! ([`rotate`]) comes with a handover statement signed by the old key and the new, which an
+//! auditor who pinned the old one follows to the new ([`crate::offline::follow_handovers`]).
 
 use std::io::Write;
 use std::path::Path;
@@ -107,6 +109,24 @@ fn warn_if_readable_by_others(path: &Path) {
             );
         }
     }
+}
+
+/// The service's key changed (`loanledger rotate-signing-key`): the key in the file at `old`,
+/// a new key written to a new file at `new` (refused if there is one: an existing key is never
+/// replaced), and the handover from the one to the other at `at`, signed by both
+/// ([`crate::ledger::checkpoint::Handover`]), with its two signatures. The old file is left as
+/// it is: the operator retires it once `serve` runs with the new one.
+pub fn rotate(
+    old: &Path,
+    new: &Path,
+    at: String,
+) -> anyhow::Result<(crate::ledger::checkpoint::Handover, [u8; 64], [u8; 64])> {
+    let old_key = load(old)?;
+    let new_key = generate();
+    write_new(new, &new_key).with_context(|| {
+        format!("Failed to create the new signing key file {} (it must not exist)", new.display())
+    })?;
+    Ok(crate::ledger::checkpoint::Handover::sign(&old_key, &new_key, at))
 }
 
 /// The public key as hex, as auditors pin it.

@@ -59,6 +59,58 @@ impl Checkpoint {
     }
 }
 
+/// A change of the service's checkpoint signing key, vouched for by both keys (`loanledger
+/// rotate-signing-key`): the old key's signature says it hands over to the new one, the new
+/// key's that whoever made the statement holds it. An auditor who pinned the old key follows
+/// the statement to the new one (`loanledger check --handover`) and needs no new key from
+/// anyone. The signed bytes are this text, UTF-8, each line ending in `\n`:
+///
+/// ```text
+/// loanledger key handover v1
+/// from <the old public key, 64 lowercase hex digits>
+/// to <the new public key, 64 lowercase hex digits>
+/// at <when, UTC: YYYY-MM-DDTHH:MM:SSZ>
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub from: VerifyingKey,
+    pub to: VerifyingKey,
+    /// When, as the text has it (`YYYY-MM-DDTHH:MM:SSZ`).
+    pub at: String,
+}
+
+impl Handover {
+    /// The bytes signed (the type's text).
+    pub fn signed_text(&self) -> String {
+        format!(
+            "loanledger key handover v1\nfrom {}\nto {}\nat {}\n",
+            hex::encode(self.from.as_bytes()),
+            hex::encode(self.to.as_bytes()),
+            self.at
+        )
+    }
+
+    /// The handover from `old` to `new` at `at`, and its two signatures (the old key's, the
+    /// new key's).
+    pub fn sign(old: &SigningKey, new: &SigningKey, at: String) -> (Self, [u8; 64], [u8; 64]) {
+        let h = Handover { from: old.verifying_key(), to: new.verifying_key(), at };
+        let text = h.signed_text();
+        let (by_old, by_new) = (old.sign(text.as_bytes()), new.sign(text.as_bytes()));
+        (h, by_old.to_bytes(), by_new.to_bytes())
+    }
+
+    /// Whether `from_signature` is the old key's and `to_signature` the new key's over the text
+    /// (strict verification). Never panics, whatever it is given.
+    pub fn holds(&self, from_signature: &[u8], to_signature: &[u8]) -> bool {
+        let text = self.signed_text();
+        let by = |key: &VerifyingKey, signature: &[u8]| {
+            Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify_strict(text.as_bytes(), &s).is_ok())
+        };
+        self.from != self.to && by(&self.from, from_signature) && by(&self.to, to_signature)
+    }
+}
+
 /// The public key of hex `text` (64 digits), if it is one.
 pub fn public_key_from_hex(text: &str) -> Option<VerifyingKey> {
     let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
@@ -68,6 +120,26 @@ pub fn public_key_from_hex(text: &str) -> Option<VerifyingKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handover holds with both keys' signatures over its text, and with nothing else: not
+    /// one key's signature twice, not another time or key, not a key handed over to itself.
+    #[test]
+    fn a_handover_is_vouched_for_by_both_keys() {
+        let old = SigningKey::from_bytes(&[1; 32]);
+        let new = SigningKey::from_bytes(&[2; 32]);
+        let (h, by_old, by_new) = Handover::sign(&old, &new, "2026-12-06T08:00:00Z".into());
+        assert!(h.signed_text().starts_with("loanledger key handover v1\nfrom "));
+        assert!(h.signed_text().ends_with("\nat 2026-12-06T08:00:00Z\n"));
+        assert!(h.holds(&by_old, &by_new));
+        assert!(!h.holds(&by_new, &by_old) && !h.holds(&by_old, &by_old));
+        let later = Handover { at: "2026-12-07T08:00:00Z".into(), ..h.clone() };
+        assert!(!later.holds(&by_old, &by_new));
+        let other = Handover { to: SigningKey::from_bytes(&[3; 32]).verifying_key(), ..h.clone() };
+        assert!(!other.holds(&by_old, &by_new));
+        let (itself, a, b) = Handover::sign(&old, &old, "2026-12-06T08:00:00Z".into());
+        assert!(!itself.holds(&a, &b));
+        assert!(!h.holds(&[0; 3], &by_new));
+    }
 
     fn checkpoint() -> Checkpoint {
         Checkpoint { ledger_id: "430124".into(), tree_size: 3, root: [0xab; 32], head: [0x01; 32] }

@@ -833,7 +833,7 @@ impl Db {
         token_hash: &str,
         now_us: i64,
     ) -> Result<Option<TokenRow>, StoreError> {
-        let sql = "select token_id, role, org from api_token \
+        let sql = "select token_id, role, org, expires_at_us from api_token \
                    where token_hash = $1 and revoked_at_us is null \
                    and (expires_at_us is null or expires_at_us > $2)";
         Ok(

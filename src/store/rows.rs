@@ -425,6 +425,7 @@ pub struct TokenRow {
     pub token_id: String,
     pub role: String,
     pub org: String,
+    pub expires_at_us: Option<i64>,
 }
 
 /// A token as `token list` shows it (never its secret, which is not stored).

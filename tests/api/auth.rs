@@ -1049,7 +1049,20 @@ async fn a_token_expires_at_the_end_of_its_term(backend: Backend) {
     };
     let (expired_bank, _) = stored(0xb1, "bank", BANK).await;
     let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new(), through_seq: 0 };
-    expect_code(app.loans(&expired_bank).get_loan(request).await, Code::Unauthenticated);
+    expect_code(app.loans(&expired_bank).get_loan(request.clone()).await, Code::Unauthenticated);
+    // A token that expires while the server trusts it (its cache keeps a token 30 s): refused
+    // from its expiry on, not when the server next reads it.
+    let secret = format!("ll_{}", "b2".repeat(32));
+    let hash = loanledger::app::auth::hash_token(&secret);
+    let token_id = loanledger::app::auth::token_id_of(&secret).expect("an id");
+    let now_us = chrono::Utc::now().timestamp_micros();
+    app.db
+        .insert_token(&token_id, &hash, "bank", BANK, now_us, Some(now_us + 1_500_000))
+        .await
+        .expect("stored");
+    app.loans(&secret).get_loan(request.clone()).await.expect("valid for a second and a half");
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    expect_code(app.loans(&secret).get_loan(request).await, Code::Unauthenticated);
     let listed = registry.list_tokens(pb::ListTokensRequest::default()).await.expect("ListTokens");
     let expired_id = loanledger::app::auth::token_id_of(&expired_bank).expect("an id");
     let listed = listed.into_inner().tokens;

@@ -501,3 +501,85 @@ async fn an_auditor_checks_the_answers_offline(backend: Backend) {
     );
     app.finish().await;
 }
+
+/// The key changed on purpose (`rotate-signing-key`): a new key in a new file, and a handover
+/// statement signed by both keys. An auditor who pinned the old key checks a checkpoint
+/// signed by the new one with the statement (`check --handover`), and a checkpoint held from
+/// before, signed by the old one, alongside; without the statement, or with one altered, the
+/// check fails. The command refuses to write over an existing key or statement.
+#[test]
+fn a_rotated_key_is_followed_from_the_pinned_one() {
+    use loanledger::ledger::checkpoint::Checkpoint;
+    let dir = tempfile::tempdir().expect("a directory");
+    let old_file = dir.path().join("old.key");
+    let old = ed25519_dalek::SigningKey::from_bytes(&[21; 32]);
+    std::fs::write(&old_file, format!("{}\n", hex::encode(old.to_bytes()))).expect("written");
+    let new_file = dir.path().join("new.key");
+    let statement = dir.path().join("handover.json");
+    let rotate = |new_file: &std::path::Path, statement: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["rotate-signing-key", "--signing-key"])
+            .arg(&old_file)
+            .arg("--new-key-file")
+            .arg(new_file)
+            .arg("--handover")
+            .arg(statement)
+            .output()
+            .expect("loanledger rotate-signing-key runs")
+    };
+    let out = rotate(&new_file, &statement);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seed = std::fs::read_to_string(&new_file).expect("the new key");
+    let seed: [u8; 32] = hex::decode(seed.trim()).expect("hex").try_into().expect("32 bytes");
+    let new = ed25519_dalek::SigningKey::from_bytes(&seed);
+    assert_ne!(new.to_bytes(), old.to_bytes());
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON printed");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&statement).expect("the statement"))
+            .expect("JSON written");
+    assert_eq!(printed, written);
+    assert_eq!(written["to_public_key"], hex::encode(new.verifying_key().as_bytes()));
+    // Neither file is written over.
+    let again = rotate(&new_file, &dir.path().join("other.json"));
+    assert!(!again.status.success());
+    let again = rotate(&dir.path().join("third.key"), &statement);
+    assert!(!again.status.success());
+
+    let signed = |key: &ed25519_dalek::SigningKey, size: u64| {
+        let c = Checkpoint {
+            ledger_id: LEDGER.into(),
+            tree_size: size,
+            root: [size as u8; 32],
+            head: [0xee; 32],
+        };
+        serde_json::json!({
+            "ledgerId": c.ledger_id,
+            "treeSize": size.to_string(),
+            "rootHash": hex::encode(c.root),
+            "headHash": hex::encode(c.head),
+            "signature": hex::encode(c.sign(key)),
+            "publicKey": hex::encode(key.verifying_key().as_bytes()),
+        })
+    };
+    let pinned = hex::encode(old.verifying_key().as_bytes());
+    let handover = statement.to_str().expect("a UTF-8 path");
+    let held = dir.path().join("held.json");
+    std::fs::write(&held, signed(&old, 5).to_string()).expect("the held checkpoint");
+    let held = held.to_str().expect("a UTF-8 path");
+    let answer = signed(&new, 5);
+    let (ok, out) = check_offline(&answer, &["--public-key", &pinned]);
+    assert!(!ok && out.contains("not the pinned"), "{out}");
+    let (ok, out) =
+        check_offline(&answer, &["--public-key", &pinned, "--handover", handover, "--held", held]);
+    assert!(ok, "{out}");
+    assert!(out.contains("hands over to") && out.contains("signed by both"), "{out}");
+    assert!(out.contains("is the checkpoint held"), "{out}");
+    // A statement altered: not followed.
+    let mut altered = written.clone();
+    altered["at"] = serde_json::json!("2020-01-01T00:00:00Z");
+    let altered_file = dir.path().join("altered.json");
+    std::fs::write(&altered_file, altered.to_string()).expect("written");
+    let altered_file = altered_file.to_str().expect("a UTF-8 path");
+    let (ok, out) = check_offline(&answer, &["--public-key", &pinned, "--handover", altered_file]);
+    assert!(!ok && out.contains("handover 1"), "{out}");
+}

@@ -3066,6 +3066,11 @@ async fn an_answer_as_of_a_date_is_given_again_through_its_seq(backend: Backend)
     // A seq alone: the loan as that seq left it, its figures as of today.
     let then = loan("", first_loan.last_seq).await.expect("GetLoan through a seq");
     assert_eq!((then.last_seq, then.interest_paid_fen), (first_loan.last_seq, 0));
+    // Its figures as of the day of its last event by then: the 20th's run.
+    assert_eq!((then.as_of.as_str(), then.interest_due_fen), ("2021-03-20", 29_410));
+    // Before its contract was recorded: NOT_FOUND, naming the seq.
+    let none = expect_code(loan("2021-03-31", 1).await.map(tonic::Response::new), Code::NotFound);
+    assert!(none.message().contains("by seq 1"), "{}", none.message());
     assert_eq!(loan("", 0).await.expect("GetLoan").interest_paid_fen, 29_410);
     let past = u64::try_from(i64::MAX).unwrap() + 1;
     expect_invalid(balances(past).await.map(tonic::Response::new), "through_seq");
