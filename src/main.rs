@@ -375,13 +375,13 @@ async fn main() -> anyhow::Result<()> {
             }
             let answer = read(&file)?;
             let held = held.as_deref().map(read).transpose()?;
+            if handover.iter().any(|h| h.as_os_str() == "-") {
+                anyhow::bail!("--handover is a file, not standard input (-)");
+            }
             let handovers =
                 handover.iter().map(|path| read(path)).collect::<anyhow::Result<Vec<_>>>()?;
             let (earlier_keys, key, followed) = follow_handovers(&pinned, &handovers)
                 .map_err(|e| anyhow::anyhow!("does not hold: {e}"))?;
-            for line in followed {
-                println!("ok: {line}");
-            }
             let transaction_hash = transaction_hash
                 .map(|h| parse_hash(&h).context("--transaction-hash is not 64 hex digits"))
                 .transpose()?;
@@ -394,8 +394,15 @@ async fn main() -> anyhow::Result<()> {
             };
             match check_with(&key, &answer, options) {
                 Ok(found) => {
-                    for line in found {
+                    for line in found.into_iter().chain(followed) {
                         println!("ok: {line}");
+                    }
+                    if !handovers.is_empty() {
+                        println!(
+                            "the service's key is now {}: pin it in place of {}",
+                            hex::encode(key.as_bytes()),
+                            hex::encode(pinned.as_bytes())
+                        );
                     }
                     Ok(())
                 }
@@ -404,25 +411,24 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::RotateSigningKey { signing_key, new_key_file, handover } => {
             let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-            let (h, by_old, by_new) =
-                loanledger::app::signing_key::rotate(&signing_key, &new_key_file, at)?;
-            let json = loanledger::offline::handover_json(&h, &by_old, &by_new);
-            let text = serde_json::to_string_pretty(&json)? + "\n";
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&handover)
-                .with_context(|| {
-                    format!("Failed to create {} (it must not exist)", handover.display())
-                })?;
-            std::io::Write::write_all(&mut file, text.as_bytes())?;
-            file.sync_all()?;
+            let text = loanledger::app::signing_key::rotate(
+                &signing_key,
+                &new_key_file,
+                &handover,
+                at,
+                |h, by_old, by_new| {
+                    let json = loanledger::offline::handover_json(h, by_old, by_new);
+                    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
+                },
+            )?;
             print!("{text}");
             eprintln!(
-                "new key in {}: restart serve with --signing-key {}, give the auditors {}",
-                new_key_file.display(),
-                new_key_file.display(),
-                handover.display()
+                "new key in {new}; the old one moved to {old}. Restart every server with \
+                 --signing-key {new} (LOANLEDGER_SIGNING_KEY), give the auditors {statement}, \
+                 then destroy {old} and its copies in backups",
+                new = new_key_file.display(),
+                old = loanledger::app::signing_key::handed_over(&signing_key).display(),
+                statement = handover.display(),
             );
             Ok(())
         }

@@ -107,6 +107,8 @@ pub fn check_with(
     options: Options<'_>,
 ) -> Result<Findings, String> {
     let Options { held, held_key, earlier_keys, transaction_hash, expect } = options;
+    // The key the answer is checked with: the pinned one, or the one the handovers lead to.
+    let named = if earlier_keys.is_empty() { "the pinned key" } else { "the key handed over to" };
     // The kind of answer, by the fields only it has (grpcurl leaves out empty lists: a tree of
     // one transaction's audit path, two equal sizes' path).
     let inclusion = answer.get("checkpoint").is_some();
@@ -125,22 +127,21 @@ pub fn check_with(
     let mut found = vec![kind.to_string()];
     let held = match (held, held_key) {
         (Some(held), Some(held_key)) => {
-            Some(signed(held_key, held, "the held checkpoint", &mut found)?)
+            Some(signed((held_key, "the held key"), held, "the held checkpoint", &mut found)?)
         }
         // The pinned key, or one it was handed over from, the latest first.
         (Some(held), None) => {
-            let first = signed(key, held, "the held checkpoint", &mut found);
+            let first = signed((key, named), held, "the held checkpoint", &mut found);
             let earlier = earlier_keys.iter().rev().find_map(|k| {
                 let mut by_it = Vec::new();
-                let c = signed(k, held, "the held checkpoint", &mut by_it).ok()?;
+                let by = (k, "an earlier key of the handovers");
+                let c = signed(by, held, "the held checkpoint", &mut by_it).ok()?;
                 Some((c, by_it))
             });
             match (first, earlier) {
                 (Ok(c), _) => Some(c),
                 (Err(_), Some((c, by_it))) => {
-                    found.extend(by_it.into_iter().map(|f| {
-                        f.replace("by the pinned key", "by a key handed over from since")
-                    }));
+                    found.extend(by_it);
                     Some(c)
                 }
                 (Err(e), None) => return Err(e),
@@ -161,7 +162,7 @@ pub fn check_with(
         None => Ok(()),
     };
     if inclusion {
-        let c = signed(key, object(answer, "checkpoint")?, "the checkpoint", &mut found)?;
+        let c = signed((key, named), object(answer, "checkpoint")?, "the checkpoint", &mut found)?;
         same_as_held(&c, "the checkpoint", &mut found)?;
         let seq = number(answer, "seq", "seq")?;
         let leaf = hash(answer, "transactionHash", "transaction_hash")?;
@@ -199,9 +200,10 @@ pub fn check_with(
         return Err("--transaction-hash is for an inclusion proof, and this is none".into());
     }
     if consistency {
-        let from = signed(key, object(answer, "from")?, "the earlier checkpoint", &mut found)?;
+        let from =
+            signed((key, named), object(answer, "from")?, "the earlier checkpoint", &mut found)?;
         same_as_held(&from, "the earlier checkpoint", &mut found)?;
-        let to = signed(key, object(answer, "to")?, "the later checkpoint", &mut found)?;
+        let to = signed((key, named), object(answer, "to")?, "the later checkpoint", &mut found)?;
         if from.ledger_id != to.ledger_id {
             return Err(format!(
                 "the checkpoints are of ledgers {} and {}",
@@ -226,7 +228,7 @@ pub fn check_with(
         found.push(format!("{} is a prefix of {}", describe(&from), describe(&to)));
         return Ok(found);
     }
-    let c = signed(key, answer, "the checkpoint", &mut found)?;
+    let c = signed((key, named), answer, "the checkpoint", &mut found)?;
     same_as_held(&c, "the checkpoint", &mut found)?;
     Ok(found)
 }
@@ -262,6 +264,9 @@ pub fn follow_handovers(
         };
         let at =
             v.get("at").and_then(Value::as_str).ok_or_else(|| within("at is missing".into()))?;
+        if chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%SZ").is_err() {
+            return Err(within("at is not a time YYYY-MM-DDTHH:MM:SSZ".into()));
+        }
         let h = Handover {
             from: public("from_public_key")?,
             to: public("to_public_key")?,
@@ -309,7 +314,7 @@ pub fn handover_json(h: &Handover, from_signature: &[u8; 64], to_signature: &[u8
 
 /// The checkpoint `v` states, checked (the module's doc).
 fn signed(
-    key: &VerifyingKey,
+    (key, named): (&VerifyingKey, &str),
     v: &Value,
     what: &str,
     found: &mut Findings,
@@ -328,10 +333,10 @@ fn signed(
     if let Some(public_key) = get(v, "publicKey", "public_key") {
         let given = public_key.as_str().and_then(public_key_from_hex);
         if given.as_ref() != Some(key) {
-            let pinned = hex::encode(key.as_bytes());
+            let expected = hex::encode(key.as_bytes());
             // A string as its text, anything else (a number, a list) as its JSON.
-            let named = public_key.as_str().map_or_else(|| public_key.to_string(), str::to_string);
-            return Err(format!("{what} is signed with key {named}, not the pinned {pinned}"));
+            let given = public_key.as_str().map_or_else(|| public_key.to_string(), str::to_string);
+            return Err(format!("{what} is signed with key {given}, not {named} {expected}"));
         }
     }
     if let Some(sent) = get(v, "signedText", "signed_text")
@@ -342,9 +347,9 @@ fn signed(
     let signature = hex::decode(text(v, "signature", "signature").map_err(within)?)
         .map_err(|_| within("signature is not hex".into()))?;
     if !c.signed_by(key, &signature) {
-        return Err(format!("{what}: the signature of {} is not the pinned key's", describe(&c)));
+        return Err(format!("{what}: the signature of {} is not {named}'s", describe(&c)));
     }
-    found.push(format!("{what}, {}, is signed by the pinned key", describe(&c)));
+    found.push(format!("{what}, {}, is signed by {named}", describe(&c)));
     Ok(c)
 }
 
@@ -634,8 +639,17 @@ mod tests {
         assert!(found[0].contains("signed by both"), "{found:?}");
         let followed = Options { held: Some(&held), earlier_keys: &earlier, ..Options::default() };
         let found = check_with(&last, &rotated, followed).unwrap();
-        assert!(found.iter().any(|l| l.contains("by a key handed over from since")), "{found:?}");
+        assert!(
+            found.iter().any(|l| l.contains("by an earlier key of the handovers")),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|l| l.contains("by the key handed over to")), "{found:?}");
         assert!(found.last().unwrap().contains("is a prefix of"), "{found:?}");
+        // An answer signed by the key handed over from is not taken once the handover is
+        // followed: whoever kept the old key cannot answer for the service.
+        let by_old = Options { earlier_keys: &earlier, ..Options::default() };
+        let e = check_with(&last, &checkpoint_json(7), by_old).unwrap_err();
+        assert!(e.contains("not the key handed over to"), "{e}");
         // Not followed: from a key other than the pinned one; a signature or field altered.
         let stranger = SigningKey::from_bytes(&[5; 32]).verifying_key();
         let e = follow_handovers(&stranger, std::slice::from_ref(&statement)).unwrap_err();

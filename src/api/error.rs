@@ -29,6 +29,7 @@ pub fn status(e: AppError) -> Status {
     }
     match e {
         AppError::Unauthenticated => Status::unauthenticated("missing or unknown bearer token"),
+        e @ AppError::TokenExpired(_) => Status::unauthenticated(e.to_string()),
         AppError::RequestIdReused(id) => Status::with_error_details(
             Code::AlreadyExists,
             format!("request_id {id} was already used for a different request"),

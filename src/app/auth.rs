@@ -262,8 +262,15 @@ pub async fn create_first_operator_token(db: &Db) -> Result<Option<String>, AppE
 /// The principal a bearer secret stands for, a token neither revoked nor expired, and when
 /// the token expires (`None`: never).
 pub async fn authenticate(db: &Db, secret: &str) -> Result<(Principal, Option<i64>), AppError> {
-    let now_us = chrono::Utc::now().timestamp_micros();
-    let row = db.find_token(&hash_token(secret), now_us).await?.ok_or(AppError::Unauthenticated)?;
+    let row = db.find_token(&hash_token(secret)).await?.ok_or(AppError::Unauthenticated)?;
+    if let Some(at) = row.expires_at_us
+        && chrono::Utc::now().timestamp_micros() >= at
+    {
+        let at = chrono::DateTime::from_timestamp_micros(at)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        return Err(AppError::TokenExpired(at));
+    }
     let role = Role::parse(&row.role)
         .ok_or_else(|| AppError::Internal(format!("token {} has unknown role", row.token_id)))?;
     // A token stored for an organisation its role cannot have (a finance office's for "*",

@@ -9,6 +9,10 @@ pub enum AppError {
     Domain(#[from] DomainError),
     #[error("missing or unknown bearer token")]
     Unauthenticated,
+    /// The bearer token's term ran out at that time (RFC 3339, UTC): the caller holds its
+    /// secret, so saying so tells it nothing it could not try.
+    #[error("the bearer token expired at {0}: ask the operator for a new one")]
+    TokenExpired(String),
     #[error("{0}")]
     PermissionDenied(String),
     /// The request id was used before for a different command.
@@ -119,6 +123,7 @@ impl AppError {
             AppError::PermissionDenied(m) => plain(RefusalCode::PermissionDenied, m.clone()),
             AppError::Refused(r) => r.clone(),
             AppError::Unauthenticated
+            | AppError::TokenExpired(_)
             | AppError::RequestIdReused(_)
             | AppError::Unavailable(_)
             | AppError::Stale(_)

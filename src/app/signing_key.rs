@@ -111,22 +111,78 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
-/// The service's key changed (`loanledger rotate-signing-key`): the key in the file at `old`,
-/// a new key written to a new file at `new` (refused if there is one: an existing key is never
-/// replaced), and the handover from the one to the other at `at`, signed by both
-/// ([`crate::ledger::checkpoint::Handover`]), with its two signatures. The old file is left as
-/// it is: the operator retires it once `serve` runs with the new one.
+/// The service's key changed (`loanledger rotate-signing-key`): the key in the file at `old`
+/// handed over to a new key, written to a new file at `new` (refused if there is one: an
+/// existing key is never replaced), the handover signed by both
+/// ([`crate::ledger::checkpoint::Handover`]) and written to the new file `statement` as
+/// `json` makes it (its text returned). Then the old file is renamed `<old>.handed-over`: a
+/// server started again without the new path finds no key and refuses to start (the database
+/// has ledgers), rather than sign with a key handed over; the operator destroys it, and its
+/// copies in backups. Nothing is left half done: the statement's file is made first, and the
+/// new key's removed should the statement or the rename fail.
 pub fn rotate(
     old: &Path,
     new: &Path,
+    statement: &Path,
     at: String,
-) -> anyhow::Result<(crate::ledger::checkpoint::Handover, [u8; 64], [u8; 64])> {
+    json: impl Fn(&crate::ledger::checkpoint::Handover, &[u8; 64], &[u8; 64]) -> String,
+) -> anyhow::Result<String> {
     let old_key = load(old)?;
+    let retired = handed_over(old);
+    if std::fs::symlink_metadata(&retired).is_ok() {
+        anyhow::bail!("{} exists: destroy it first", retired.display());
+    }
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).open(statement).with_context(
+            || format!("Failed to create {} (it must not exist)", statement.display()),
+        )?;
     let new_key = generate();
-    write_new(new, &new_key).with_context(|| {
-        format!("Failed to create the new signing key file {} (it must not exist)", new.display())
-    })?;
-    Ok(crate::ledger::checkpoint::Handover::sign(&old_key, &new_key, at))
+    if let Err(e) = write_new(new, &new_key) {
+        let _ = std::fs::remove_file(statement);
+        return Err(e).with_context(|| {
+            format!(
+                "Failed to create the new signing key file {} (it must not exist)",
+                new.display()
+            )
+        });
+    }
+    let (h, by_old, by_new) = crate::ledger::checkpoint::Handover::sign(&old_key, &new_key, at);
+    let text = json(&h, &by_old, &by_new);
+    let done = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(old, &retired))
+        .and_then(|()| sync_parent(statement))
+        .and_then(|()| sync_parent(old));
+    if let Err(e) = done {
+        let _ = std::fs::remove_file(new);
+        let _ = std::fs::remove_file(statement);
+        let _ = std::fs::rename(&retired, old);
+        return Err(e).context("Failed to write the handover statement or retire the old key");
+    }
+    Ok(text)
+}
+
+/// Where [`rotate`] moves a key handed over: `<path>.handed-over`.
+pub fn handed_over(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".handed-over");
+    path.with_file_name(name)
+}
+
+/// Syncs the directory of `path` (its names made durable).
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The public key as hex, as auditors pin it.

@@ -826,19 +826,12 @@ impl Db {
         Ok(histories)
     }
 
-    /// The token bound to a secret's hash, if it exists, is not revoked and has not expired by
-    /// `now_us`.
-    pub async fn find_token(
-        &self,
-        token_hash: &str,
-        now_us: i64,
-    ) -> Result<Option<TokenRow>, StoreError> {
+    /// The token bound to a secret's hash, if it exists and is not revoked (expired or not:
+    /// [`crate::app::auth::authenticate`] tells an expired one apart).
+    pub async fn find_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
         let sql = "select token_id, role, org, expires_at_us from api_token \
-                   where token_hash = $1 and revoked_at_us is null \
-                   and (expires_at_us is null or expires_at_us > $2)";
-        Ok(
-            on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).bind(now_us).fetch_optional(p).await?),
-        )
+                   where token_hash = $1 and revoked_at_us is null";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).fetch_optional(p).await?))
     }
 
     /// Every token, in the order of their creation.

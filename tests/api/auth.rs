@@ -1049,7 +1049,12 @@ async fn a_token_expires_at_the_end_of_its_term(backend: Backend) {
     };
     let (expired_bank, _) = stored(0xb1, "bank", BANK).await;
     let request = pb::GetLoanRequest { loan_id: id.clone(), as_of: String::new(), through_seq: 0 };
-    expect_code(app.loans(&expired_bank).get_loan(request.clone()).await, Code::Unauthenticated);
+    let refused = expect_code(
+        app.loans(&expired_bank).get_loan(request.clone()).await,
+        Code::Unauthenticated,
+    );
+    // Told apart from an unknown token: its holder learns it must ask for a new one.
+    assert!(refused.message().starts_with("the bearer token expired at 20"), "{refused:?}");
     // A token that expires while the server trusts it (its cache keeps a token 30 s): refused
     // from its expiry on, not when the server next reads it.
     let secret = format!("ll_{}", "b2".repeat(32));

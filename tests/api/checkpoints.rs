@@ -539,11 +539,28 @@ fn a_rotated_key_is_followed_from_the_pinned_one() {
             .expect("JSON written");
     assert_eq!(printed, written);
     assert_eq!(written["to_public_key"], hex::encode(new.verifying_key().as_bytes()));
-    // Neither file is written over.
-    let again = rotate(&new_file, &dir.path().join("other.json"));
+    // The old key moved aside: a server restarted on the old path finds no key.
+    assert!(!old_file.exists());
+    let retired = dir.path().join("old.key.handed-over");
+    assert_eq!(
+        std::fs::read_to_string(&retired).expect("kept aside").trim(),
+        hex::encode(old.to_bytes())
+    );
+    // Refused, leaving nothing behind: the key handed over not destroyed yet, a statement's
+    // file that exists. Neither file is written over.
+    std::fs::write(&old_file, format!("{}\n", hex::encode(old.to_bytes()))).expect("written");
+    let (third, other) = (dir.path().join("third.key"), dir.path().join("other.json"));
+    let again = rotate(&third, &other);
+    assert!(
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("destroy it first")
+    );
+    std::fs::remove_file(&retired).expect("destroyed");
+    let again = rotate(&third, &statement);
     assert!(!again.status.success());
-    let again = rotate(&dir.path().join("third.key"), &statement);
+    let again = rotate(&new_file, &other);
     assert!(!again.status.success());
+    assert!(!third.exists() && !other.exists() && old_file.exists() && !retired.exists());
 
     let signed = |key: &ed25519_dalek::SigningKey, size: u64| {
         let c = Checkpoint {
