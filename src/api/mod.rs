@@ -35,8 +35,7 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/loanledger_descriptor.bin"));
 
-/// A token's principal, when it was read, and its id ([`Api::principal`]'s cache).
-/// A checked token: its principal, when it was read, its id, and when it expires (`None`:
+/// A checked token ([`Api::principal`]'s cache): its principal, when it was read, its id, and when it expires (`None`:
 /// never), which each use compares with the clock (an expired token is refused at once, not
 /// when its entry is next read).
 type CheckedToken = (Principal, Instant, String, Option<i64>);
