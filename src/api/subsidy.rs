@@ -459,6 +459,7 @@ fn claim_to_pb(claim: &Claim, totals: &ClaimTotals) -> pb::SubsidyClaim {
         differing_lines: totals.differing_lines,
         approved_fen: totals.approved_fen,
         clawed_back_fen: totals.clawed_back_fen,
+        subsidy_netted_fen: totals.netted_fen,
         reviewed_on: date(review.map(|r| r.reviewed_on)),
         notice_from: date(review.map(|r| r.notice_from)),
         notice_to: date(review.map(|r| r.notice_to)),

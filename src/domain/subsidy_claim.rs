@@ -422,6 +422,8 @@ pub struct ClaimTotals {
     pub approved_fen: i64,
     /// The subsidy clawed back from paid lines.
     pub clawed_back_fen: i64,
+    /// The subsidy the bank netted of the lines' interest at repayment (直补), as recomputed.
+    pub netted_fen: i64,
 }
 
 impl Claim {
@@ -744,6 +746,8 @@ impl Claim {
             t.approved_fen = t.approved_fen.saturating_add(line.approved_fen().0);
             let clawed_back = line.clawback.as_ref().map_or(0, |c| c.amount_fen.0);
             t.clawed_back_fen = t.clawed_back_fen.saturating_add(clawed_back);
+            let netted = line.recomputed.as_ref().map_or(0, |r| r.netted_fen.0);
+            t.netted_fen = t.netted_fen.saturating_add(netted);
         }
         t
     }
