@@ -13,7 +13,7 @@ use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
 use crate::app::listing;
 use crate::domain::event::HouseholdRecord;
-use crate::domain::household::StatusEntry;
+use crate::domain::household::{StatusEntry, status_on};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry};
 use crate::domain::policy::{PolicyVersion, in_force, in_force_by_date};
 use crate::store::read::LoanFilter;
@@ -68,6 +68,43 @@ fn token_to_pb(t: &TokenListRow) -> pb::ApiToken {
 
 fn deny(message: &str) -> Status {
     Status::permission_denied(message.to_string())
+}
+
+impl Api {
+    /// The household's loans whose contract the status just set (the last of `statuses`, in
+    /// recording order) makes one the policy would have refused: eligible on its contract date
+    /// by the statuses before, not by them with it (a status dated back over a signed
+    /// contract). A signed contract is not undone; its loans are named for the finance office
+    /// to review.
+    async fn contracts_made_ineligible(
+        &self,
+        household: &HouseholdRecord,
+        statuses: &[StatusEntry],
+    ) -> Result<Vec<String>, AppError> {
+        let Some((_, before)) = statuses.split_last() else { return Ok(Vec::new()) };
+        let filter = LoanFilter {
+            household_id: Some(household.household_id.clone()),
+            ..LoanFilter::default()
+        };
+        let loans = self.db.list_loans(&filter, u32::MAX).await?;
+        if loans.is_empty() {
+            return Ok(Vec::new());
+        }
+        let versions = self.db.list_policies(&household.ledger_id).await?;
+        let eligible = |entries: &[StatusEntry], date| {
+            let policy = in_force(&versions, date);
+            status_on(entries, date)
+                .is_some_and(|s| policy.is_some_and(|p| p.params.eligible_statuses.contains(&s)))
+        };
+        Ok(loans
+            .iter()
+            .filter(|l| {
+                let date = l.terms.contract_date;
+                eligible(before, date) && !eligible(statuses, date)
+            })
+            .map(|l| l.terms.loan_id.clone())
+            .collect())
+    }
 }
 
 #[tonic::async_trait]
@@ -221,9 +258,12 @@ impl RegistryService for Api {
         };
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
             Outcome::Household { household, statuses, entry } => {
+                let made_ineligible =
+                    self.contracts_made_ineligible(&household, &statuses).await.map_err(status)?;
                 Ok(Response::new(pb::SetHouseholdStatusResponse {
                     household: Some(household_to_pb(&household, &statuses, full_ids)),
                     entry: Some(journal_ref(&entry)),
+                    contracts_made_ineligible: made_ineligible,
                 }))
             }
             _ => Err(unexpected("set_household_status")),

@@ -54,6 +54,7 @@ on_both_backends!(
     full_flow,
     origination_refusals,
     status_history_by_effective_date,
+    a_status_dated_back_over_a_signed_contract_names_it,
     disbursement_and_repayment_refusals,
     malformed_input,
     idempotent_replay,
@@ -389,6 +390,40 @@ async fn full_flow(backend: Backend) {
         .expect("ListLoans by status")
         .into_inner();
     assert!(settled.loans.is_empty(), "no loan is active any more");
+    app.finish().await;
+}
+
+/// A status dated back over a signed contract (the household removed from before the loan's
+/// contract date, recorded after it) names the contract it makes one the policy would have
+/// refused; the contract stands (nothing undone, the loan still repaid). A status that leaves
+/// the contract eligible, or dated after it, names none; the retry answers alike.
+async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    use pb::HouseholdStatus::{Exited, NotEligible, RegisteredPoor, Removed};
+    let mut registry = app.registry(&t.finance);
+    let removed = status_request(HOUSEHOLD, Removed, "2021-01-01");
+    let answer = registry.set_household_status(removed.clone()).await.expect("SetHouseholdStatus");
+    assert_eq!(answer.into_inner().contracts_made_ineligible, vec![id.clone()]);
+    let again = registry.set_household_status(removed).await.expect("the retry").into_inner();
+    assert_eq!(again.contracts_made_ineligible, vec![id.clone()]);
+    // Earlier than the removal, which still covers the contract date: nothing changes.
+    let earlier = status_request(HOUSEHOLD, RegisteredPoor, "2020-12-31");
+    let answer = registry.set_household_status(earlier).await.expect("SetHouseholdStatus");
+    assert!(answer.into_inner().contracts_made_ineligible.is_empty());
+    // Eligible again from before the contract: none made ineligible.
+    let exited = status_request(HOUSEHOLD, Exited, "2021-01-10");
+    let answer = registry.set_household_status(exited).await.expect("SetHouseholdStatus");
+    assert!(answer.into_inner().contracts_made_ineligible.is_empty());
+    // After the contract date: none.
+    let later = status_request(HOUSEHOLD, NotEligible, "2021-02-01");
+    let answer = registry.set_household_status(later).await.expect("SetHouseholdStatus");
+    assert!(answer.into_inner().contracts_made_ineligible.is_empty());
+    // The contract stands.
+    app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
     app.finish().await;
 }
 
