@@ -19,6 +19,7 @@ on_both_backends!(
     a_policy_version_sets_the_notice_days,
     a_clawback_on_the_day_of_a_mark_on_a_twentieth,
     a_bank_nets_the_subsidy_and_is_paid_it_for_the_households,
+    a_payoff_nets_the_interest_it_settles,
 );
 
 use pb::ClaimDifference as D;
@@ -972,6 +973,43 @@ async fn a_bank_nets_the_subsidy_and_is_paid_it_for_the_households(backend: Back
     assert_eq!(app.balance(&t.finance, &due).await, 20_000);
     assert_eq!(app.balance(&t.finance, &finance_subsidy).await, -29_410);
 
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// 直补 on a payoff before the first settlement day: the interest the payoff settles to the day
+/// before is current interest, all of it netted at most (one fen more is
+/// `SUBSIDY_NETTED_EXCEEDS_INTEREST`, naming it); the register's payoff line shows it netted.
+async fn a_payoff_nets_the_interest_it_settles(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let quote = app.payoff_quote(&t.bank, &id, "2021-02-10").await;
+    let interest = quote.current_interest_fen + quote.accrued_interest_fen;
+    // 5,000,000 fen for the 16 days 2021-01-25 to 2021-02-09 at 3.85% / 360: 8,555.56 fen.
+    assert_eq!((quote.overdue_interest_fen, interest), (0, 8_556));
+    let payoff = |netted: i64| pb::RecordRepaymentRequest {
+        request_id: rid("payoff"),
+        loan_id: id.clone(),
+        value_date: "2021-02-10".into(),
+        amount_fen: quote.total_fen,
+        subsidy_netted_fen: netted,
+    };
+    let mut loans = app.loans(&t.bank);
+    let above = expect_refused(
+        loans.record_repayment(payoff(interest + 1)).await,
+        "SUBSIDY_NETTED_EXCEEDS_INTEREST",
+    );
+    assert_eq!(metadata(&above, "current_interest_fen"), Some(interest.to_string()));
+    let paid = loans.record_repayment(payoff(interest)).await.expect("the payoff, netted");
+    let loan = paid.into_inner().loan.expect("the loan");
+    assert_eq!((loan.status(), loan.subsidy_netted_fen), (pb::LoanStatus::Settled, interest));
+    assert_eq!(app.balance(&t.finance, &format!("bank/{BANK}/subsidy_due")).await, interest);
+    let register = app.loan_subsidy(&t.finance, &id, "2021-02-10").await;
+    let netted: Vec<(String, i64)> =
+        register.lines.iter().map(|l| (l.due_date.clone(), l.subsidy_netted_fen)).collect();
+    assert_eq!(netted, [("2021-02-10".to_string(), interest)]);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;
