@@ -601,6 +601,7 @@ fn line_to_pb(l: &RegisterLine) -> pb::SubsidyLine {
         working: l.working.as_ref().map(working_to_pb),
         recorded: l.recorded,
         subsidy_netted_fen: l.netted_fen.0,
+        subsidy_if_paid_on_time_fen: l.subsidy_if_paid_on_time.map_or(0, |f| f.0),
     }
 }
 

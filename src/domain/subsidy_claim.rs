@@ -853,6 +853,7 @@ mod tests {
             netted_fen: Fen::ZERO,
             last_paid_on: Some(d("2021-03-20")),
             standing,
+            subsidy_if_paid_on_time: None,
             working: subsidy.map(|s| PeriodSubsidy {
                 start: d("2021-01-25"),
                 end_inclusive: d("2021-03-20"),

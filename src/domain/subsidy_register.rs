@@ -86,6 +86,9 @@ pub struct RegisterLine {
     pub standing: LineStanding,
     /// The subsidy's working; `None` while the line is not yet due.
     pub working: Option<PeriodSubsidy>,
+    /// While the line is not yet due: the subsidy it earns if paid in full by its deadline,
+    /// what a bank paid the subsidy directly (直补) may take off the household's interest.
+    pub subsidy_if_paid_on_time: Option<Fen>,
     /// Settled by an event recorded in the journal (else one of the caller's `pending` points).
     pub recorded: bool,
 }
@@ -224,6 +227,7 @@ fn open(
             last_paid_on: None,
             standing: LineStanding::NotYetDue,
             working: None,
+            subsidy_if_paid_on_time: None,
             recorded: true,
         },
         balances,
@@ -309,7 +313,18 @@ fn close(
     } else {
         LineStanding::NotYetDue
     };
-    if line.standing != LineStanding::NotYetDue {
+    if line.standing == LineStanding::NotYetDue {
+        let period = PaidPeriod {
+            start: line.start,
+            end_inclusive: line.end_inclusive,
+            balances,
+            rate,
+            interest_paid: line.settled_fen,
+            standing: Standing::OnTime,
+        };
+        let working = subsidise(std::slice::from_ref(&period), policy, misused)?;
+        line.subsidy_if_paid_on_time = working.first().map(|w| w.subsidy);
+    } else {
         let standing = match line.standing {
             LineStanding::OnTime | LineStanding::Misuse => Standing::OnTime,
             _ => Standing::InArrears,
@@ -438,6 +453,9 @@ mod tests {
         assert_eq!(lines[1].paid_late_fen, Fen(49_194));
         assert_eq!(lines[1].last_paid_on, Some(d("2021-06-21")));
         assert!(lines[2].working.is_none());
+        // Not yet due: what it earns if paid in full by its deadline (what a bank may net).
+        assert_eq!(lines[2].subsidy_if_paid_on_time, Some(Fen(49_194)));
+        assert_eq!(lines[0].subsidy_if_paid_on_time, None);
         assert_eq!(standings(&on("2021-09-21")), [OnTime, PaidLate, Overdue]);
         // As of the late payment's day the period is paid late; on its due date it was not
         // yet due.

@@ -829,6 +829,14 @@ async fn a_bank_nets_the_subsidy_and_is_paid_it_for_the_households(backend: Back
     };
     let mut loans = app.loans(&t.bank);
     let cash_before = app.balance(&t.finance, &cash).await;
+    // What the bank may net: the period's subsidy if paid in full on time, as its register
+    // works it out before the payment.
+    let before = app.loan_subsidy(&t.bank, &first, "2021-03-20").await;
+    let period = &before.lines[0];
+    assert_eq!(
+        (period.standing(), period.subsidy_if_paid_on_time_fen),
+        (pb::SubsidyStanding::NotYetDue, 29_410)
+    );
 
     // Refused, naming the field or the rule; nothing posted.
     let above_amount = loans.record_repayment(repayment(&first, "2021-03-20", 100, 101)).await;
