@@ -72,17 +72,21 @@ fn deny(message: &str) -> Status {
 
 impl Api {
     /// The household's loans whose contract the status just set (the last of `statuses`, in
-    /// recording order) makes one the policy would have refused: eligible on its contract date
-    /// by the statuses before, not by them with it (a status dated back over a signed
-    /// contract). A signed contract is not undone; its loans are named for the finance office
-    /// to review.
+    /// recording order, recorded at `seq`) makes one the policy would have refused: contracts
+    /// recorded before it, eligible on their contract date by the statuses before, not by them
+    /// with it (a status dated back over a signed contract). A signed contract is not undone;
+    /// its loans are named for the finance office to review. Worked out when answered, from
+    /// the statuses as the status left them (a retry's are its first answer's): a contract
+    /// recorded since is not named.
     async fn contracts_made_ineligible(
         &self,
         household: &HouseholdRecord,
         statuses: &[StatusEntry],
+        seq: u64,
     ) -> Result<Vec<String>, AppError> {
         let Some((_, before)) = statuses.split_last() else { return Ok(Vec::new()) };
         let filter = LoanFilter {
+            ledger_id: Some(household.ledger_id.clone()),
             household_id: Some(household.household_id.clone()),
             ..LoanFilter::default()
         };
@@ -96,14 +100,27 @@ impl Api {
             status_on(entries, date)
                 .is_some_and(|s| policy.is_some_and(|p| p.params.eligible_statuses.contains(&s)))
         };
-        Ok(loans
+        let named: Vec<&str> = loans
             .iter()
             .filter(|l| {
                 let date = l.terms.contract_date;
                 eligible(before, date) && !eligible(statuses, date)
             })
-            .map(|l| l.terms.loan_id.clone())
-            .collect())
+            .map(|l| l.terms.loan_id.as_str())
+            .collect();
+        if named.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Recorded before the status: a contract's first journal transaction is its contract.
+        let mut before_it = Vec::new();
+        for (loan_id, history) in self.db.loan_histories(&named).await? {
+            let contracted = history.rows().first().map(|row| row.event().map(|(_, seq)| seq));
+            if contracted.transpose()?.is_some_and(|at| at < seq) {
+                before_it.push(loan_id);
+            }
+        }
+        before_it.sort_unstable();
+        Ok(before_it)
     }
 }
 
@@ -258,8 +275,10 @@ impl RegistryService for Api {
         };
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
             Outcome::Household { household, statuses, entry } => {
-                let made_ineligible =
-                    self.contracts_made_ineligible(&household, &statuses).await.map_err(status)?;
+                let made_ineligible = self
+                    .contracts_made_ineligible(&household, &statuses, entry.seq)
+                    .await
+                    .map_err(status)?;
                 Ok(Response::new(pb::SetHouseholdStatusResponse {
                     household: Some(household_to_pb(&household, &statuses, full_ids)),
                     entry: Some(journal_ref(&entry)),

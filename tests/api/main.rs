@@ -396,7 +396,8 @@ async fn full_flow(backend: Backend) {
 /// A status dated back over a signed contract (the household removed from before the loan's
 /// contract date, recorded after it) names the contract it makes one the policy would have
 /// refused; the contract stands (nothing undone, the loan still repaid). A status that leaves
-/// the contract eligible, or dated after it, names none; the retry answers alike.
+/// the contract eligible, or dated after it, names none; the retry answers alike, and names no
+/// contract recorded after its status.
 async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
@@ -422,6 +423,19 @@ async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
     assert!(answer.into_inner().contracts_made_ineligible.is_empty());
     // The contract stands.
     app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
+    // A retry names what its status made ineligible when recorded, not a contract recorded
+    // since under a later status: removed from 2021-01-01, registered poor again from
+    // 2021-01-05, a loan contracted on 2021-01-10, then the removal retried.
+    let other = "H-RETRY";
+    app.register_household(&t.finance, other, "19750203").await;
+    let removed = status_request(other, Removed, "2021-01-01");
+    let answer = registry.set_household_status(removed.clone()).await.expect("SetHouseholdStatus");
+    assert!(answer.into_inner().contracts_made_ineligible.is_empty());
+    let again = status_request(other, RegisteredPoor, "2021-01-05");
+    registry.set_household_status(again).await.expect("SetHouseholdStatus");
+    app.create_loan(&t.bank, standard_loan_on("C-RETRY", other, "2021-01-10")).await;
+    let retried = registry.set_household_status(removed).await.expect("the retry").into_inner();
+    assert!(retried.contracts_made_ineligible.is_empty(), "{retried:?}");
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;
