@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use loanledger::app::auth::{Role, create_token, revoke_token, token_id_of};
 use loanledger::app::backup::{BACKUP_DIR_DEFAULT, BackupSettings, take as take_backup};
+use loanledger::ledger::checkpoint::Handover;
 use loanledger::startup::{
     Application, BUSINESS_UTC_OFFSET_DEFAULT, DRAIN_TIMEOUT, Settings, SigningKeyFile,
     TOKEN_CACHE_TTL, TlsSettings, parse_utc_offset,
@@ -410,17 +411,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::RotateSigningKey { signing_key, new_key_file, handover } => {
-            let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-            let text = loanledger::app::signing_key::rotate(
-                &signing_key,
-                &new_key_file,
-                &handover,
-                at,
-                |h, by_old, by_new| {
-                    let json = loanledger::offline::handover_json(h, by_old, by_new);
-                    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
-                },
-            )?;
+            let at = chrono::Utc::now().format(Handover::AT_FORMAT).to_string();
+            let text =
+                loanledger::app::signing_key::rotate(&signing_key, &new_key_file, &handover, at)?;
             print!("{text}");
             eprintln!(
                 "new key in {new}; the old one moved to {old}. Restart every server with \
@@ -541,16 +534,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Token { command: TokenCmd::List } => {
             let db = open_served_db(&cli.database_url).await?;
-            let time = |us: i64| {
-                chrono::DateTime::from_timestamp_micros(us)
-                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                    .unwrap_or_default()
-            };
+            let time = loanledger::app::auth::utc_text;
             let now_us = chrono::Utc::now().timestamp_micros();
             for t in db.list_tokens().await.context("Failed to list the tokens")? {
                 let state = match (t.revoked_at_us, t.expires_at_us) {
                     (Some(us), _) => format!("revoked {}", time(us)),
-                    (None, Some(us)) if us <= now_us => format!("expired {}", time(us)),
+                    (None, Some(us)) if loanledger::app::auth::expired(Some(us), now_us) => {
+                        format!("expired {}", time(us))
+                    }
                     (None, Some(us)) => format!("in use, expires {}", time(us)),
                     (None, None) => "in use".to_string(),
                 };

@@ -125,29 +125,37 @@ pub fn check_with(
         return Err(format!("the answer is {kind}, not {} as asked", expected.answer()));
     }
     let mut found = vec![kind.to_string()];
-    let held = match (held, held_key) {
-        (Some(held), Some(held_key)) => {
-            Some(signed((held_key, "the held key"), held, "the held checkpoint", &mut found)?)
-        }
-        // The pinned key, or one it was handed over from, the latest first.
-        (Some(held), None) => {
-            let first = signed((key, named), held, "the held checkpoint", &mut found);
-            let earlier = earlier_keys.iter().rev().find_map(|k| {
+    // The held checkpoint's key: the one given for it, else the pinned key (or the one the
+    // handovers lead to), else one it was handed over from, the latest first; the first that
+    // holds, or the first's error.
+    let held = match held {
+        Some(held) => {
+            let earlier = earlier_keys.iter().rev().map(|k| (k, "an earlier key of the handovers"));
+            let keys: Vec<(&VerifyingKey, &str)> = match held_key {
+                Some(held_key) => vec![(held_key, "the held key")],
+                None => std::iter::once((key, named)).chain(earlier).collect(),
+            };
+            let mut first_error = None;
+            let mut checked = None;
+            for by in keys {
                 let mut by_it = Vec::new();
-                let by = (k, "an earlier key of the handovers");
-                let c = signed(by, held, "the held checkpoint", &mut by_it).ok()?;
-                Some((c, by_it))
-            });
-            match (first, earlier) {
-                (Ok(c), _) => Some(c),
-                (Err(_), Some((c, by_it))) => {
-                    found.extend(by_it);
-                    Some(c)
+                match signed(by, held, "the held checkpoint", &mut by_it) {
+                    Ok(c) => {
+                        found.extend(by_it);
+                        checked = Some(c);
+                        break;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
                 }
-                (Err(e), None) => return Err(e),
+            }
+            match (checked, first_error) {
+                (Some(c), _) => Some(c),
+                (None, e) => return Err(e.unwrap_or_default()),
             }
         }
-        (None, _) => None,
+        None => None,
     };
     let same_as_held = |c: &Checkpoint, what: &str, found: &mut Findings| match &held {
         Some(h) if h != c => Err(format!(
@@ -264,7 +272,7 @@ pub fn follow_handovers(
         };
         let at =
             v.get("at").and_then(Value::as_str).ok_or_else(|| within("at is missing".into()))?;
-        if chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%SZ").is_err() {
+        if chrono::NaiveDateTime::parse_from_str(at, Handover::AT_FORMAT).is_err() {
             return Err(within("at is not a time YYYY-MM-DDTHH:MM:SSZ".into()));
         }
         let h = Handover {

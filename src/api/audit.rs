@@ -216,7 +216,7 @@ impl AuditService for Api {
         let pb::GetCheckpointRequest { ledger_id, tree_size } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
-        let tree_size = optional_size("tree_size", tree_size)?;
+        let tree_size = parse::through_seq("tree_size", tree_size)?;
         let turn = self.whole_journal_turn_owned().await?;
         let key = &self.signing_key;
         let signed = checkpoints::checkpoint(&self.db, key, &ledger_id, tree_size, turn)
@@ -234,7 +234,7 @@ impl AuditService for Api {
         let pb::GetInclusionProofRequest { ledger_id, seq, tree_size } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
-        let tree_size = optional_size("tree_size", tree_size)?;
+        let tree_size = parse::through_seq("tree_size", tree_size)?;
         // Refused before it waits for its turn (the app checks it too, against the journal).
         if seq == 0 {
             return Err(super::error::invalid("seq", "must be at least 1"));
@@ -262,7 +262,7 @@ impl AuditService for Api {
         let pb::GetConsistencyProofRequest { ledger_id, from_size, to_size } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         self.check_reads_books(&actor, &ledger_id, "the checkpoints").await?;
-        let to_size = optional_size("to_size", to_size)?;
+        let to_size = parse::through_seq("to_size", to_size)?;
         if from_size == 0 {
             return Err(super::error::invalid("from_size", "must be at least 1"));
         }
@@ -277,15 +277,6 @@ impl AuditService for Api {
             to: Some(signed_to_pb(&to)),
             path: path.iter().map(to_hex).collect(),
         }))
-    }
-}
-
-/// A tree size as sent: 0 for the head (`None`).
-fn optional_size(field: &str, size: u64) -> Result<Option<u64>, Status> {
-    match size {
-        0 => Ok(None),
-        s if s > SEQ_MAX => Err(super::error::invalid(field, format!("must be at most {SEQ_MAX}"))),
-        s => Ok(Some(s)),
     }
 }
 

@@ -595,7 +595,7 @@ impl LoanService for Api {
                 None,
             )?));
         }
-        let past = loan_through(&self.db, &loan_id, as_of, through_seq.unwrap_or(u64::MAX))
+        let past = loan_through(&self.db, &loan_id, as_of, through_seq)
             .await
             .map_err(status)?
             .ok_or_else(|| match (as_of, through_seq) {

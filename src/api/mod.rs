@@ -42,7 +42,8 @@ type CheckedToken = (Principal, Instant, String, Option<i64>);
 
 /// Whether a token expiring at `expires_at_us` is still valid now.
 fn unexpired(expires_at_us: Option<i64>) -> bool {
-    expires_at_us.is_none_or(|at| chrono::Utc::now().timestamp_micros() < at)
+    expires_at_us.is_none()
+        || !crate::app::auth::expired(expires_at_us, chrono::Utc::now().timestamp_micros())
 }
 
 /// What every service handler shares.

@@ -145,14 +145,13 @@ pub fn rate(field: &str, value: &str) -> Result<AnnualRate, Status> {
     AnnualRate::parse(value).map_err(|e| invalid(field, e))
 }
 
-/// A journal seq a read stops at: 0 is none (to the journal's head); a seq is a positive
-/// 64-bit signed integer, and one past it is named.
+/// A journal seq a read stops at, or a tree size (the same): 0 is none (to the journal's
+/// head); a seq is a positive 64-bit signed integer, and one past it is named.
 pub fn through_seq(field: &str, value: u64) -> Result<Option<u64>, Status> {
+    use crate::ledger::merkle::SIZE_MAX;
     match value {
         0 => Ok(None),
-        seq if seq > i64::MAX as u64 => {
-            Err(invalid(field, format!("must be at most {}", i64::MAX)))
-        }
+        seq if seq > SIZE_MAX => Err(invalid(field, format!("must be at most {SIZE_MAX}"))),
         seq => Ok(Some(seq)),
     }
 }

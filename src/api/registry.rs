@@ -96,24 +96,26 @@ impl Api {
         }
         let versions = self.db.list_policies(&household.ledger_id).await?;
         let eligible = |entries: &[StatusEntry], date| {
-            let policy = in_force(&versions, date);
-            status_on(entries, date)
-                .is_some_and(|s| policy.is_some_and(|p| p.params.eligible_statuses.contains(&s)))
+            in_force(&versions, date).is_some_and(|p| p.params.lends_to(status_on(entries, date)))
         };
-        let named: Vec<&str> = loans
-            .iter()
-            .filter(|l| {
-                let date = l.terms.contract_date;
-                eligible(before, date) && !eligible(statuses, date)
-            })
-            .map(|l| l.terms.loan_id.as_str())
-            .collect();
-        if named.is_empty() {
-            return Ok(Vec::new());
+        let (mut before_it, mut unsure) = (Vec::new(), Vec::new());
+        for l in &loans {
+            let date = l.terms.contract_date;
+            if !eligible(before, date) || eligible(statuses, date) {
+                continue;
+            }
+            // Its last transaction before the status: contracted before it too. Else its
+            // history says when it was contracted.
+            if l.last_seq < seq {
+                before_it.push(l.terms.loan_id.clone());
+            } else {
+                unsure.push(l.terms.loan_id.as_str());
+            }
         }
         // Recorded before the status: a contract's first journal transaction is its contract.
-        let mut before_it = Vec::new();
-        for (loan_id, history) in self.db.loan_histories(&named).await? {
+        let histories =
+            if unsure.is_empty() { Vec::new() } else { self.db.loan_histories(&unsure).await? };
+        for (loan_id, history) in histories {
             let contracted = history.rows().first().map(|row| row.event().map(|(_, seq)| seq));
             if contracted.transpose()?.is_some_and(|at| at < seq) {
                 before_it.push(loan_id);

@@ -181,6 +181,22 @@ pub async fn check_org_exists(db: &Db, role: Role, org: &str) -> Result<(), AppE
 /// The longest term a token may be given: ten years of days.
 pub const VALID_DAYS_MAX: u32 = 3_660;
 
+/// A day in microseconds, as token times are kept.
+const DAY_US: i64 = 86_400_000_000;
+
+/// Whether a token expiring at `expires_at_us` (`None`: never) has expired by `now_us`.
+pub fn expired(expires_at_us: Option<i64>, now_us: i64) -> bool {
+    expires_at_us.is_some_and(|at| now_us >= at)
+}
+
+/// A time in microseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC), as token times are
+/// shown.
+pub fn utc_text(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format(crate::ledger::checkpoint::Handover::AT_FORMAT).to_string())
+        .unwrap_or_default()
+}
+
 /// When a token made at `now_us` for `valid_days` (0: no term) expires, in microseconds;
 /// a term over [`VALID_DAYS_MAX`] is `INVALID_ARGUMENT` naming `valid_days`.
 pub fn expiry(now_us: i64, valid_days: u32) -> Result<Option<i64>, DomainError> {
@@ -190,7 +206,7 @@ pub fn expiry(now_us: i64, valid_days: u32) -> Result<Option<i64>, DomainError> 
             format!("must be at most {VALID_DAYS_MAX} (ten years); 0 for a token without a term"),
         ));
     }
-    Ok((valid_days > 0).then(|| now_us + i64::from(valid_days) * 86_400_000_000))
+    Ok((valid_days > 0).then(|| now_us + i64::from(valid_days) * DAY_US))
 }
 
 /// Creates a token for `role` and `org` ([`check_org`]), valid for `valid_days` (0: without a
@@ -234,7 +250,7 @@ pub async fn create_token_for_request(
         .insert_token_for_request(&token_id, &hash, role.as_str(), org, now_us, expires, request_id)
         .await?;
     if !made {
-        let term = row.expires_at_us.map_or(0, |at| (at - row.created_at_us) / 86_400_000_000);
+        let term = row.expires_at_us.map_or(0, |at| (at - row.created_at_us) / DAY_US);
         if row.role != role.as_str() || row.org != org || term != i64::from(valid_days) {
             return Err(AppError::RequestIdReused(request_id.to_string()));
         }
@@ -264,12 +280,9 @@ pub async fn create_first_operator_token(db: &Db) -> Result<Option<String>, AppE
 pub async fn authenticate(db: &Db, secret: &str) -> Result<(Principal, Option<i64>), AppError> {
     let row = db.find_token(&hash_token(secret)).await?.ok_or(AppError::Unauthenticated)?;
     if let Some(at) = row.expires_at_us
-        && chrono::Utc::now().timestamp_micros() >= at
+        && expired(Some(at), chrono::Utc::now().timestamp_micros())
     {
-        let at = chrono::DateTime::from_timestamp_micros(at)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default();
-        return Err(AppError::TokenExpired(at));
+        return Err(AppError::TokenExpired(utc_text(at)));
     }
     let role = Role::parse(&row.role)
         .ok_or_else(|| AppError::Internal(format!("token {} has unknown role", row.token_id)))?;

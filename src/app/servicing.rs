@@ -30,27 +30,20 @@ const SETTLEMENT_PAGES_IN_FLIGHT: usize = 3;
 /// Failures listed in a run's answer, at most.
 pub const FAILURES_LISTED_MAX: usize = 100;
 
-/// The loan as it stood at the end of `date`: its journal events with value dates up to `date`
-/// replayed from the contract. `None` if the loan was not contracted by then.
-pub async fn loan_as_of(
-    db: &Db,
-    loan_id: &str,
-    date: BusinessDate,
-) -> Result<Option<LoanState>, AppError> {
-    loan_through(db, loan_id, Some(date), u64::MAX).await
-}
-
-/// The loan as its journal transactions up to `through_seq` left it, as it stood at the end of
-/// `date` if one is given: an answer that transactions recorded since, dated back, do not
-/// change (`GetLoan`'s `through_seq`).
+/// The loan as it stood at the end of `date`, if one is given (its journal events with value
+/// dates up to it replayed from the contract), as its journal transactions up to `through_seq`
+/// left it, if one is given: an answer that transactions recorded since, dated back, do not
+/// change (`GetLoan`'s `as_of` and `through_seq`). `None` if the loan was not contracted by
+/// then.
 pub async fn loan_through(
     db: &Db,
     loan_id: &str,
     date: Option<BusinessDate>,
-    through_seq: u64,
+    through_seq: Option<u64>,
 ) -> Result<Option<LoanState>, AppError> {
     replay_until(db, loan_id, |event, seq| {
-        seq > through_seq || date.is_some_and(|date| event.value_date() > date)
+        through_seq.is_some_and(|through| seq > through)
+            || date.is_some_and(|date| event.value_date() > date)
     })
     .await
 }
@@ -85,7 +78,7 @@ pub async fn loans_as_of(
 
 /// The loan right after its journal transaction `seq` (to answer a retried request again).
 pub async fn loan_at_seq(db: &Db, loan_id: &str, seq: u64) -> Result<Option<LoanState>, AppError> {
-    loan_through(db, loan_id, None, seq).await
+    loan_through(db, loan_id, None, Some(seq)).await
 }
 
 /// Replays a loan's journal events from its contract until `stop` says so.

@@ -81,15 +81,7 @@ fn write_new(path: &Path, key: &SigningKey) -> std::io::Result<()> {
     linked?;
     // The new name made durable: a key whose public half is logged (and whose checkpoints may
     // be with auditors) must not vanish with a power cut.
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    sync_parent(path)
 }
 
 /// Warns when the key file may be read by others than its owner (restored from a backup, or
@@ -115,18 +107,12 @@ fn warn_if_readable_by_others(path: &Path) {
 /// handed over to a new key, written to a new file at `new` (refused if there is one: an
 /// existing key is never replaced), the handover signed by both
 /// ([`crate::ledger::checkpoint::Handover`]) and written to the new file `statement` as
-/// `json` makes it (its text returned). Then the old file is renamed `<old>.handed-over`: a
+/// [`crate::offline::handover_json`] has it, pretty-printed (its text returned). Then the old file is renamed `<old>.handed-over`: a
 /// server started again without the new path finds no key and refuses to start (the database
 /// has ledgers), rather than sign with a key handed over; the operator destroys it, and its
 /// copies in backups. Nothing is left half done: the statement's file is made first, and the
 /// new key's removed should the statement or the rename fail.
-pub fn rotate(
-    old: &Path,
-    new: &Path,
-    statement: &Path,
-    at: String,
-    json: impl Fn(&crate::ledger::checkpoint::Handover, &[u8; 64], &[u8; 64]) -> String,
-) -> anyhow::Result<String> {
+pub fn rotate(old: &Path, new: &Path, statement: &Path, at: String) -> anyhow::Result<String> {
     let old_key = load(old)?;
     let retired = handed_over(old);
     if std::fs::symlink_metadata(&retired).is_ok() {
@@ -147,7 +133,9 @@ pub fn rotate(
         });
     }
     let (h, by_old, by_new) = crate::ledger::checkpoint::Handover::sign(&old_key, &new_key, at);
-    let text = json(&h, &by_old, &by_new);
+    let json = crate::offline::handover_json(&h, &by_old, &by_new);
+    // (A JSON value always serialises.)
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
     let done = file
         .write_all(text.as_bytes())
         .and_then(|()| file.sync_all())

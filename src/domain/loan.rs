@@ -621,11 +621,7 @@ impl LoanState {
                         Reason::MisuseAlreadyMarked,
                         format!(
                             "the loan was marked {} on {}: it earns no subsidy to net",
-                            if self.servicing.falsely_obtained {
-                                "falsely obtained"
-                            } else {
-                                "misused"
-                            },
+                            self.servicing.misuse_label(),
                             format_date(since)
                         ),
                     )
@@ -691,11 +687,7 @@ impl LoanState {
                 }
                 check_value_date(self, date)?;
                 if self.servicing.misuse_since.is_some() {
-                    let how = if self.servicing.falsely_obtained {
-                        "falsely obtained"
-                    } else {
-                        "misused"
-                    };
+                    let how = self.servicing.misuse_label();
                     return Err(DomainError::refused(
                         Reason::MisuseAlreadyMarked,
                         format!("loan {loan_id} is already marked as {how}"),
@@ -1003,7 +995,7 @@ pub fn plan_origination(
         .with("age", age));
     }
     match status_on(ctx.household_statuses, terms.contract_date) {
-        Some(status) if policy.eligible_statuses.contains(&status) => {}
+        status if policy.lends_to(status) => {}
         status => {
             let shown = status.map_or("unregistered", |s| s.as_str());
             return Err(DomainError::refused(

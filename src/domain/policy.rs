@@ -217,6 +217,12 @@ impl Default for PolicyParams {
 pub const BORROWER_AGE_MIN_BOUND: u32 = 16;
 
 impl PolicyParams {
+    /// Whether the programme lends to a household of `status` on a contract date (`None`:
+    /// unregistered then).
+    pub fn lends_to(&self, status: Option<HouseholdStatus>) -> bool {
+        status.is_some_and(|s| self.eligible_statuses.contains(&s))
+    }
+
     /// Checks the parameters for consistency; errors name the `params.` field.
     pub fn validate(&self) -> Result<(), DomainError> {
         let bad =

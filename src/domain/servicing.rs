@@ -306,10 +306,10 @@ pub struct Servicing {
     #[serde(default, skip_serializing_if = "fen_is_zero")]
     pub written_off_fen: Fen,
     /// Of `written_off_fen`, what was recovered since (`LoanEvent::Recovered`).
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub recovered_fen: Fen,
     /// Of the interest paid, the subsidy the bank netted (直补; `LoanEvent::Repaid`).
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub subsidy_netted_fen: Fen,
     /// The day a closed loan closed (repaid or written off), kept once a later event (a
     /// recovery, a misuse mark) dates its last event after it (`LoanState::lent_until`); none
@@ -855,7 +855,8 @@ impl Servicing {
                 current = add(current, i.amount_fen)?;
             }
         }
-        let at_maturity = sub(self.principal_fen, self.principal_due_fen()?)?;
+        // What is not instalment principal fallen due falls due at the maturity.
+        let at_maturity = sub(self.principal_fen, add(overdue, current)?)?;
         let maturity = self.maturity();
         if date > maturity {
             overdue = add(overdue, at_maturity)?;
@@ -1114,6 +1115,11 @@ impl Servicing {
     /// may be dated on (`misuse_since` may be the day after it).
     pub fn misuse_marked_on(&self) -> Option<NaiveDate> {
         self.marked_on.or(self.misuse_since)
+    }
+
+    /// What a misuse mark says the loan was, as messages name it.
+    pub fn misuse_label(&self) -> &'static str {
+        if self.falsely_obtained { "falsely obtained" } else { "misused" }
     }
 
     /// What paying everything off on `date` would take, without changing anything.

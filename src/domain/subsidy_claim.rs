@@ -198,6 +198,12 @@ impl ClaimLine {
         self.differences.is_empty() && !matches!(self.decision, Some(Decision::Rejected { .. }))
     }
 
+    /// The subsidy the bank netted of this line's interest at repayment (直补), as recomputed;
+    /// zero for a line not in the register.
+    pub fn netted_fen(&self) -> Fen {
+        self.recomputed.as_ref().map_or(Fen::ZERO, |r| r.netted_fen)
+    }
+
     /// The subsidy approved for this line: its payable subsidy once approved, else zero.
     pub fn approved_fen(&self) -> Fen {
         match self.decision {
@@ -663,7 +669,7 @@ impl Claim {
                     l.decision == Some(Decision::Approved)
                         && !withheld.iter().any(|w| w.line as usize == *i)
                 })
-                .filter(|(_, l)| l.recomputed.as_ref().is_some_and(|r| r.netted_fen > Fen::ZERO))
+                .filter(|(_, l)| l.netted_fen() > Fen::ZERO)
                 .map(|(i, _)| i.to_string())
                 .collect();
             if !netted.is_empty() {
@@ -746,8 +752,7 @@ impl Claim {
             t.approved_fen = t.approved_fen.saturating_add(line.approved_fen().0);
             let clawed_back = line.clawback.as_ref().map_or(0, |c| c.amount_fen.0);
             t.clawed_back_fen = t.clawed_back_fen.saturating_add(clawed_back);
-            let netted = line.recomputed.as_ref().map_or(0, |r| r.netted_fen.0);
-            t.netted_fen = t.netted_fen.saturating_add(netted);
+            t.netted_fen = t.netted_fen.saturating_add(line.netted_fen().0);
         }
         t
     }

@@ -253,14 +253,14 @@ fn apply(
     take: Take,
 ) -> Result<(), RegisterError> {
     let too_much = |fen| RegisterError::PaidMoreThanSettled { date, fen };
-    let mut left = allocation.interest_fen().ok_or(too_much(i64::MAX))?.0;
+    let total = allocation.interest_fen().ok_or(too_much(i64::MAX))?.0;
+    let mut left = total;
     // The netted fen's place in the spread: [netted_from, netted_to).
     let netted_from = allocation.overdue_interest_fen.0;
     let netted_to = match take {
         Take::Paid { netted } => netted_from.saturating_add(netted.0),
         Take::WrittenOff => netted_from,
     };
-    let mut spread = 0i64;
     for Open { line, .. } in lines.iter_mut() {
         if left <= 0 {
             break;
@@ -269,9 +269,9 @@ fn apply(
         if share <= 0 {
             continue;
         }
+        // This share's place in the spread: [from, to).
+        let (from, to) = (total - left, total - left + share);
         left -= share;
-        let (from, to) = (spread, spread.saturating_add(share));
-        spread = to;
         let netted = to.min(netted_to) - from.max(netted_from);
         if netted > 0 {
             line.netted_fen.0 += netted;
@@ -313,32 +313,29 @@ fn close(
     } else {
         LineStanding::NotYetDue
     };
-    if line.standing == LineStanding::NotYetDue {
-        let period = PaidPeriod {
-            start: line.start,
-            end_inclusive: line.end_inclusive,
-            balances,
-            rate,
-            interest_paid: line.settled_fen,
-            standing: Standing::OnTime,
-        };
-        let working = subsidise(std::slice::from_ref(&period), policy, misused)?;
-        line.subsidy_if_paid_on_time = working.first().map(|w| w.subsidy);
+    // Not yet due: worked out as if paid in full on time (what it earns then), not kept as
+    // its working.
+    let not_yet_due = line.standing == LineStanding::NotYetDue;
+    let (interest_paid, standing) = match line.standing {
+        LineStanding::NotYetDue => (line.settled_fen, Standing::OnTime),
+        LineStanding::OnTime | LineStanding::Misuse => {
+            (Fen(line.paid_on_time_fen.0 + line.paid_late_fen.0), Standing::OnTime)
+        }
+        _ => (Fen(line.paid_on_time_fen.0 + line.paid_late_fen.0), Standing::InArrears),
+    };
+    let period = PaidPeriod {
+        start: line.start,
+        end_inclusive: line.end_inclusive,
+        balances,
+        rate,
+        interest_paid,
+        standing,
+    };
+    let working = subsidise(std::slice::from_ref(&period), policy, misused)?.pop();
+    if not_yet_due {
+        line.subsidy_if_paid_on_time = working.map(|w| w.subsidy);
     } else {
-        let standing = match line.standing {
-            LineStanding::OnTime | LineStanding::Misuse => Standing::OnTime,
-            _ => Standing::InArrears,
-        };
-        let period = PaidPeriod {
-            start: line.start,
-            end_inclusive: line.end_inclusive,
-            balances,
-            rate,
-            interest_paid: Fen(line.paid_on_time_fen.0 + line.paid_late_fen.0),
-            standing,
-        };
-        let mut working = subsidise(std::slice::from_ref(&period), policy, misused)?;
-        line.working = working.pop();
+        line.working = working;
     }
     Ok(line)
 }

@@ -54,9 +54,14 @@ impl Checkpoint {
     /// Whether `signature` is `key`'s over this checkpoint (strict verification: no malleable
     /// encodings). Never panics, whatever it is given.
     pub fn signed_by(&self, key: &VerifyingKey, signature: &[u8]) -> bool {
-        let Ok(signature) = Signature::from_slice(signature) else { return false };
-        key.verify_strict(self.signed_text().as_bytes(), &signature).is_ok()
+        verified(key, &self.signed_text(), signature)
     }
+}
+
+/// Whether `signature` is `key`'s over `text`, verified strictly (no malleable encodings, no
+/// weak keys). Never panics, whatever it is given.
+fn verified(key: &VerifyingKey, text: &str, signature: &[u8]) -> bool {
+    Signature::from_slice(signature).is_ok_and(|s| key.verify_strict(text.as_bytes(), &s).is_ok())
 }
 
 /// A change of the service's checkpoint signing key, vouched for by both keys (`loanledger
@@ -75,17 +80,20 @@ impl Checkpoint {
 pub struct Handover {
     pub from: VerifyingKey,
     pub to: VerifyingKey,
-    /// When, as the text has it (`YYYY-MM-DDTHH:MM:SSZ`).
+    /// When, as the text has it ([`Handover::AT_FORMAT`]).
     pub at: String,
 }
 
 impl Handover {
+    /// The form of `at`, UTC: `YYYY-MM-DDTHH:MM:SSZ`.
+    pub const AT_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
     /// The bytes signed (the type's text).
     pub fn signed_text(&self) -> String {
         format!(
             "loanledger key handover v1\nfrom {}\nto {}\nat {}\n",
-            hex::encode(self.from.as_bytes()),
-            hex::encode(self.to.as_bytes()),
+            to_hex(self.from.as_bytes()),
+            to_hex(self.to.as_bytes()),
             self.at
         )
     }
@@ -103,11 +111,9 @@ impl Handover {
     /// (strict verification). Never panics, whatever it is given.
     pub fn holds(&self, from_signature: &[u8], to_signature: &[u8]) -> bool {
         let text = self.signed_text();
-        let by = |key: &VerifyingKey, signature: &[u8]| {
-            Signature::from_slice(signature)
-                .is_ok_and(|s| key.verify_strict(text.as_bytes(), &s).is_ok())
-        };
-        self.from != self.to && by(&self.from, from_signature) && by(&self.to, to_signature)
+        self.from != self.to
+            && verified(&self.from, &text, from_signature)
+            && verified(&self.to, &text, to_signature)
     }
 }
 

@@ -47,14 +47,13 @@ impl Legs {
         line: usize,
         part: Fen,
     ) -> Result<(), PostingError> {
-        let negated = part.0.checked_neg().map(Fen).ok_or(PostingError::Unbalanced(i128::MAX))?;
         let line = claim.lines.get(line);
         let household = || household_subsidy(line.map_or("", |l| l.household_id.as_str()));
-        let netted =
-            line.and_then(|l| l.recomputed.as_ref()).is_some_and(|r| r.netted_fen > Fen::ZERO);
+        let netted = line.is_some_and(|l| l.netted_fen() > Fen::ZERO);
         match payee {
             Payee::Households => self.add(household(), part),
             Payee::Bank if netted => {
+                let negated = part.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX))?;
                 self.add(bank_cash(&claim.bank_id), part)?;
                 self.add(bank_subsidy_due(&claim.bank_id), negated)?;
                 self.add(household(), part)
@@ -66,7 +65,7 @@ impl Legs {
 
 /// The balanced postings of a step of `claim` (as it stood before the step).
 pub fn claim_postings(event: &ClaimEvent, claim: &Claim) -> Result<Postings, PostingError> {
-    let negated = |f: Fen| f.0.checked_neg().map(Fen).ok_or(PostingError::Unbalanced(i128::MAX));
+    let negated = |f: Fen| f.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX));
     match event {
         ClaimEvent::Paid { amount_fen, payee, withheld, .. } => {
             let withheld: HashSet<usize> = withheld.iter().map(|w| w.line as usize).collect();

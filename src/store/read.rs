@@ -187,6 +187,13 @@ pub enum StatusFilter {
     Live,
 }
 
+/// The columns of a [`TokenListRow`], selected from `api_token` (the statement's head).
+macro_rules! token_list_select {
+    () => {
+        "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token"
+    };
+}
+
 /// Filters of a loan listing. `None` (and [`StatusFilter::Any`]) is no filter.
 #[derive(Debug, Clone, Default)]
 pub struct LoanFilter {
@@ -836,8 +843,7 @@ impl Db {
 
     /// Every token, in the order of their creation.
     pub async fn list_tokens(&self) -> Result<Vec<TokenListRow>, StoreError> {
-        let sql = "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token \
-                   order by created_at_us, token_id";
+        let sql = concat!(token_list_select!(), " order by created_at_us, token_id");
         Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
     }
 
@@ -973,8 +979,7 @@ impl Db {
             .bind(expires_at_us).bind(request_id)
             .execute(p).await?.rows_affected())
             == 1;
-        let sql = "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token \
-                   where request_id = $1";
+        let sql = concat!(token_list_select!(), " where request_id = $1");
         let row: TokenListRow =
             on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_one(p).await?);
         Ok((row, made))
@@ -1012,8 +1017,7 @@ impl Db {
 
     /// The token `token_id`, if there is one (never its secret or hash).
     pub async fn get_token(&self, token_id: &str) -> Result<Option<TokenListRow>, StoreError> {
-        let sql = "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token \
-                   where token_id = $1";
+        let sql = concat!(token_list_select!(), " where token_id = $1");
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(token_id).fetch_optional(p).await?))
     }
 
@@ -1023,8 +1027,7 @@ impl Db {
         after: &str,
         limit: i64,
     ) -> Result<Vec<TokenListRow>, StoreError> {
-        let sql = "select token_id, role, org, created_at_us, revoked_at_us, expires_at_us from api_token \
-                   where token_id > $1 order by token_id limit $2";
+        let sql = concat!(token_list_select!(), " where token_id > $1 order by token_id limit $2");
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(p).await?))
     }
 
