@@ -339,10 +339,12 @@ pub fn journal_to_pb(e: &JournalEntry) -> pb::JournalTransaction {
     }
 }
 
-pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion) -> pb::PolicyVersion {
+/// A policy version as the API shows it, recorded by the journal transaction `recorded_seq`.
+pub fn policy_to_pb(ledger_id: &str, v: &PolicyVersion, recorded_seq: u64) -> pb::PolicyVersion {
     let p = &v.params;
     pb::PolicyVersion {
         ledger_id: ledger_id.to_string(),
+        recorded_seq,
         effective_date: format_date(v.effective_date),
         params: Some(pb::PolicyParams {
             household_principal_cap_fen: p.household_principal_cap_fen,

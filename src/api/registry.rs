@@ -15,7 +15,7 @@ use crate::app::listing;
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::{StatusEntry, status_on};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry};
-use crate::domain::policy::{PolicyVersion, in_force, in_force_by_date};
+use crate::domain::policy::{PolicyVersion, in_force, in_force_by_date_recorded};
 use crate::store::read::LoanFilter;
 use crate::store::rows::TokenListRow;
 
@@ -71,6 +71,31 @@ fn deny(message: &str) -> Status {
 }
 
 impl Api {
+    /// [`in_force_by_date_recorded`] of the ledger's versions recorded up to `through_seq`
+    /// (`None`: all). Every ledger is created with its default versions: none, no such ledger
+    /// (as `GetLedger` answers it), or none recorded by the seq.
+    async fn policies_by_date(
+        &self,
+        ledger_id: &str,
+        through_seq: Option<u64>,
+    ) -> Result<Vec<(PolicyVersion, u64)>, Status> {
+        let recorded = self.db.policies_through(ledger_id, through_seq).await;
+        let recorded = recorded.map_err(|e| status(e.into()))?;
+        if recorded.is_empty() {
+            let exists = match through_seq {
+                Some(_) => self.db.ledger_exists(ledger_id).await.map_err(|e| status(e.into()))?,
+                None => false,
+            };
+            return Err(match through_seq {
+                Some(seq) if exists => {
+                    Status::not_found(format!("ledger {ledger_id} had no policy by seq {seq}"))
+                }
+                _ => Status::not_found(format!("ledger {ledger_id} not found")),
+            });
+        }
+        Ok(in_force_by_date_recorded(&recorded))
+    }
+
     /// The household's loans whose contract the status just set (the last of `statuses`, in
     /// recording order, recorded at `seq`) makes one the policy would have refused: contracts
     /// recorded before it, eligible on their contract date by the statuses before, not by them
@@ -352,7 +377,7 @@ impl RegistryService for Api {
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
             Outcome::Policy { ledger_id, version, entry } => {
                 Ok(Response::new(pb::SetPolicyResponse {
-                    policy: Some(policy_to_pb(&ledger_id, &version)),
+                    policy: Some(policy_to_pb(&ledger_id, &version, entry.seq)),
                     entry: Some(journal_ref(&entry)),
                 }))
             }
@@ -365,19 +390,19 @@ impl RegistryService for Api {
         request: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::PolicyVersion>, Status> {
         let _actor = self.principal(&request).await?;
-        let pb::GetPolicyRequest { ledger_id, as_of } = request.into_inner();
+        let pb::GetPolicyRequest { ledger_id, as_of, through_seq } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
-        let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
-        // Every ledger is created with its default versions: none, no such ledger (as
-        // `ListPolicies` and `GetLedger` answer it).
-        if versions.is_empty() {
-            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
-        }
-        let version = in_force(&versions, as_of).ok_or_else(|| {
-            Status::not_found(format!("no policy of ledger {ledger_id} is in force on {as_of}"))
-        })?;
-        Ok(Response::new(policy_to_pb(&ledger_id, &version)))
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
+        let by_date = self.policies_by_date(&ledger_id, through_seq).await?;
+        let (version, seq) = by_date
+            .into_iter()
+            .take_while(|(v, _)| v.effective_date <= as_of)
+            .last()
+            .ok_or_else(|| {
+                Status::not_found(format!("no policy of ledger {ledger_id} is in force on {as_of}"))
+            })?;
+        Ok(Response::new(policy_to_pb(&ledger_id, &version, seq)))
     }
 
     async fn list_policies(
@@ -385,22 +410,12 @@ impl RegistryService for Api {
         request: Request<pb::ListPoliciesRequest>,
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
         let _actor = self.principal(&request).await?;
-        let pb::ListPoliciesRequest { ledger_id } = request.into_inner();
+        let pb::ListPoliciesRequest { ledger_id, through_seq } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
-        let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
-        // Every ledger is created with its default versions: none, no such ledger (as
-        // `GetLedger` answers it).
-        if versions.is_empty() {
-            return Err(Status::not_found(format!("ledger {ledger_id} not found")));
-        }
-        // Each date's version as in force from it (a seeded step of the subsidy ratio with the
-        // parameters it keeps from the version before it; a ledger's own version on a seeded
-        // step's date, which replaces it, once).
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
+        let by_date = self.policies_by_date(&ledger_id, through_seq).await?;
         Ok(Response::new(pb::ListPoliciesResponse {
-            versions: in_force_by_date(&versions)
-                .iter()
-                .map(|v| policy_to_pb(&ledger_id, v))
-                .collect(),
+            versions: by_date.iter().map(|(v, seq)| policy_to_pb(&ledger_id, v, *seq)).collect(),
         }))
     }
 

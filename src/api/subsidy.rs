@@ -33,11 +33,20 @@ impl SubsidyService for Api {
         request: Request<pb::GetLoanSubsidyRequest>,
     ) -> Result<Response<pb::LoanSubsidy>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::GetLoanSubsidyRequest { loan_id, as_of } = request.into_inner();
+        let pb::GetLoanSubsidyRequest { loan_id, as_of, through_seq } = request.into_inner();
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
         let history = self.readable_history(&actor, &loan_id).await?;
-        let s = loan_subsidy(&self.db, &loan_id, history, as_of).await.map_err(status)?;
+        let s = loan_subsidy(&self.db, &loan_id, history, as_of, through_seq)
+            .await
+            .map_err(status)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "loan {loan_id} had no contract recorded by seq {}",
+                    through_seq.unwrap_or_default()
+                ))
+            })?;
         Ok(Response::new(subsidy_to_pb(&s, as_of)))
     }
 
@@ -48,8 +57,14 @@ impl SubsidyService for Api {
         request: Request<pb::ListSubsidyRegisterRequest>,
     ) -> Result<Response<Self::ListSubsidyRegisterStream>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::ListSubsidyRegisterRequest { ledger_id, bank_id, due_from, due_to, as_of } =
-            request.into_inner();
+        let pb::ListSubsidyRegisterRequest {
+            ledger_id,
+            bank_id,
+            due_from,
+            due_to,
+            as_of,
+            through_seq,
+        } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let bank_id = parse::optional_id("bank_id", &bank_id)?;
         let due_from = parse::date("due_from", &due_from)?;
@@ -58,6 +73,7 @@ impl SubsidyService for Api {
             return Err(invalid("due_to", "must not be before due_from"));
         }
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
         self.check_bank_scope(
             &actor,
             &ledger_id,
@@ -71,8 +87,15 @@ impl SubsidyService for Api {
         let stream = spawned_stream(what, move |tx| async move {
             let read = async {
                 let due = due_from..=due_to;
-                let mut registers =
-                    LedgerRegisters::open(&db, &ledger_id, bank_id.as_deref(), due, as_of).await?;
+                let mut registers = LedgerRegisters::open(
+                    &db,
+                    &ledger_id,
+                    bank_id.as_deref(),
+                    due,
+                    as_of,
+                    through_seq,
+                )
+                .await?;
                 while let Some(page) = registers.next_page(&db).await? {
                     for s in &page {
                         if tx.send(Ok(subsidy_to_pb(s, as_of))).await.is_err() {
@@ -552,6 +575,7 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
 fn subsidy_to_pb(s: &LoanSubsidy, as_of: BusinessDate) -> pb::LoanSubsidy {
     let sum = |f: fn(&RegisterLine) -> i64| s.lines.iter().map(f).fold(0i64, i64::saturating_add);
     pb::LoanSubsidy {
+        through_seq: s.through_seq,
         loan_id: s.terms.loan_id.clone(),
         ledger_id: s.terms.ledger_id.clone(),
         bank_id: s.terms.bank_id.clone(),

@@ -9,7 +9,12 @@
 //!
 //! Nothing is recorded. The answer is what the journal and the policy versions hold when asked:
 //! an event recorded later (value-dated on or before `as_of`: a back-dated payment), or a
-//! policy version set later with an earlier effective date, changes it.
+//! policy version set later with an earlier effective date, changes it. Each answer says what
+//! it was read through ([`LoanSubsidy::through_seq`]: the ledger's journal head when asked,
+//! read before anything else); asked through that seq again, the events and the policy
+//! versions recorded after it are left out and the answer is the same, whatever was recorded
+//! since. A snapshot read holds a prefix of the ledger's journal (the writer commits in seq
+//! order), so a history read after the head holds every event of the loan up to it.
 
 use std::ops::RangeInclusive;
 
@@ -45,6 +50,15 @@ pub struct LoanSubsidy {
     pub lines: Vec<RegisterLine>,
     /// The seq of the loan's last event in the history the register was computed from.
     pub last_seq: u64,
+    /// What the register was read through: the events and policy versions recorded up to it.
+    pub through_seq: u64,
+}
+
+/// The seq an answer is read through: the ledger's journal head (read first), or the seq asked
+/// for if it is before the head.
+async fn read_through(db: &Db, ledger_id: &str, asked: Option<u64>) -> Result<u64, AppError> {
+    let head = db.head_seq(ledger_id).await?;
+    Ok(asked.map_or(head, |seq| seq.min(head)))
 }
 
 /// Loans read per page of a ledger's register.
@@ -59,6 +73,7 @@ pub struct LedgerRegisters {
     filter: LoanFilter,
     due: RangeInclusive<BusinessDate>,
     as_of: BusinessDate,
+    through_seq: u64,
     done: bool,
 }
 
@@ -69,14 +84,21 @@ impl LedgerRegisters {
         bank_id: Option<&str>,
         due: RangeInclusive<BusinessDate>,
         as_of: BusinessDate,
+        through_seq: Option<u64>,
     ) -> Result<Self, AppError> {
         let filter = LoanFilter {
             ledger_id: Some(ledger_id.to_string()),
             bank_id: bank_id.map(str::to_string),
             ..LoanFilter::default()
         };
-        let versions = db.list_policies(ledger_id).await?;
-        Ok(LedgerRegisters { versions, filter, due, as_of, done: false })
+        let through_seq = read_through(db, ledger_id, through_seq).await?;
+        let versions = policies_through(db, ledger_id, through_seq).await?;
+        Ok(LedgerRegisters { versions, filter, due, as_of, through_seq, done: false })
+    }
+
+    /// What every register is read through ([`LoanSubsidy::through_seq`]).
+    pub fn through_seq(&self) -> u64 {
+        self.through_seq
     }
 
     /// The registers of the next page of loans (perhaps none of them with a line in range),
@@ -103,7 +125,15 @@ impl LedgerRegisters {
             let Some(history) = histories.remove(loan_id) else {
                 return Err(AppError::Internal(format!("loan {loan_id} has no journal entries")));
             };
-            let mut register = compute(loan_id, history, Some(loan), &self.versions, self.as_of)?;
+            let computed = compute(
+                loan_id,
+                history,
+                Some(loan),
+                &self.versions,
+                (self.as_of, Some(self.through_seq)),
+            )?;
+            // (A loan contracted after the seq, listed as it stands now, has no register then.)
+            let Some(mut register) = computed else { continue };
             register.lines.retain(|l| self.due.contains(&l.due_date));
             if !register.lines.is_empty() {
                 // (A household may have several loans on the page: each takes a copy.)
@@ -120,19 +150,44 @@ impl LedgerRegisters {
     }
 }
 
-/// The register of the loan whose history is `history`, as of `as_of`.
+/// The register of the loan whose history is `history` (read before: its ledger and whether
+/// the caller may read it), as of `as_of`, through `through_seq` if given (`None`: no contract
+/// was recorded by then).
 pub async fn loan_subsidy(
     db: &Db,
     loan_id: &str,
-    history: LoanHistory,
+    mut history: LoanHistory,
     as_of: BusinessDate,
-) -> Result<LoanSubsidy, AppError> {
-    let versions = db.list_policies(&history.ledger_id).await?;
-    let mut register = compute(loan_id, history, None, &versions, as_of)?;
+    through_seq: Option<u64>,
+) -> Result<Option<LoanSubsidy>, AppError> {
+    let ledger_id = history.ledger_id.clone();
+    let through_seq = read_through(db, &ledger_id, through_seq).await?;
+    // The history read before the head holds every event up to its last; past it, what was
+    // recorded between the two reads is read again.
+    let last = history.rows().last().and_then(|row| row.row().ok());
+    let read_to = last.map_or(0, |row| u64::try_from(row.seq).unwrap_or_default());
+    if through_seq > read_to {
+        history = db.loan_history(loan_id).await?.ok_or_else(|| {
+            AppError::Internal(format!("loan {loan_id} has no journal entries any more"))
+        })?;
+    }
+    let versions = policies_through(db, &ledger_id, through_seq).await?;
+    let computed = compute(loan_id, history, None, &versions, (as_of, Some(through_seq)))?;
+    let Some(mut register) = computed else { return Ok(None) };
     let household = register.terms.household_id.as_str();
     let place = db.household_places(&[household]).await?.remove(household);
     (register.township, register.village) = place.unwrap_or_default();
-    Ok(register)
+    Ok(Some(register))
+}
+
+/// A ledger's policy versions recorded up to `through_seq`.
+async fn policies_through(
+    db: &Db,
+    ledger_id: &str,
+    through_seq: u64,
+) -> Result<Vec<PolicyVersion>, AppError> {
+    let recorded = db.policies_through(ledger_id, Some(through_seq)).await?;
+    Ok(recorded.into_iter().map(|(version, _)| version).collect())
 }
 
 /// A claim's lines as [`check_claim`] found them, and what it read them from.
@@ -166,8 +221,9 @@ pub async fn check_claim(
             if history.bank_id != bank.bank_id || history.ledger_id != bank.ledger_id {
                 continue;
             }
-            let register = compute(&loan_id, history, None, &versions, as_of)?;
-            registers.insert(loan_id, register);
+            if let Some(register) = compute(&loan_id, history, None, &versions, (as_of, None))? {
+                registers.insert(loan_id, register);
+            }
         }
     }
     let households: Vec<&str> = registers.values().map(|r| r.terms.household_id.as_str()).collect();
@@ -196,19 +252,29 @@ pub async fn check_claim(
     Ok(ClaimCheck { lines, seen })
 }
 
-/// The register of a loan, its ledger's policy versions read (its household's place left
-/// empty). `stored` is the loan's state as its read model holds it, if read: when it is the
-/// state after the history's last event (read apart, a write may come between them) and no
-/// event is after `as_of`, it is the state a replay of the history would give, and spares it.
+/// The register of a loan as of a date, from its events recorded through a seq if given (the
+/// seq it is read through: `None` for the journal as read), its ledger's policy versions read
+/// (its household's place left empty); `None` if no event of the loan was recorded by then.
+/// `stored` is the loan's state as its read model holds it, if read: when it is the state after
+/// the history's last event (read apart, a write may come between them) and no event is after
+/// `as_of`, it is the state a replay of the history would give, and spares it.
 fn compute(
     loan_id: &str,
     history: LoanHistory,
     stored: Option<&LoanState>,
     versions: &[PolicyVersion],
-    as_of: BusinessDate,
-) -> Result<LoanSubsidy, AppError> {
+    (as_of, through_seq): (BusinessDate, Option<u64>),
+) -> Result<Option<LoanSubsidy>, AppError> {
     let ledger_id = history.ledger_id.clone();
-    let events = loan_events(loan_id, history)?;
+    let mut events = loan_events(loan_id, history)?;
+    if let Some(through) = through_seq {
+        events.retain(|&(_, seq)| seq <= through);
+    }
+    let history_seq = events.last().map_or(0, |&(_, seq)| seq);
+    let through_seq = through_seq.unwrap_or(history_seq);
+    if events.is_empty() {
+        return Ok(None);
+    }
     let Some((LoanEvent::Created { terms }, _)) = events.first() else {
         return Err(AppError::Internal(format!(
             "journal of loan {loan_id} starts without a contract"
@@ -220,10 +286,9 @@ fn compute(
     })?;
     let by_then = || events.iter().filter(|(e, _)| e.value_date() <= as_of);
     let misused = by_then().any(|(e, _)| matches!(e, LoanEvent::MisuseMarked { .. }));
-    let history_seq = events.last().map_or(0, |&(_, seq)| seq);
     // Asked as of a date before its contract, the loan has no line yet.
     if by_then().next().is_none() {
-        return Ok(LoanSubsidy {
+        return Ok(Some(LoanSubsidy {
             terms,
             township: String::new(),
             village: String::new(),
@@ -231,7 +296,8 @@ fn compute(
             misused,
             lines: Vec::new(),
             last_seq: history_seq,
-        });
+            through_seq,
+        }));
     }
     // The points the date has passed that no event by then settled, settled on a copy as
     // servicing would settle them on the date (as a payoff quote does).
@@ -261,7 +327,7 @@ fn compute(
     let recorded = by_then().map(|(e, _)| e);
     let lines = register(recorded, &pending, terms.annual_rate, terms.grace_days, &policy, as_of)
         .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
-    Ok(LoanSubsidy {
+    Ok(Some(LoanSubsidy {
         terms,
         township: String::new(),
         village: String::new(),
@@ -269,7 +335,8 @@ fn compute(
         misused,
         lines,
         last_seq: history_seq,
-    })
+        through_seq,
+    }))
 }
 
 /// The subsidy figures of a loan contracted on `contract_date` at `rate` (see the module doc).

@@ -650,6 +650,7 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         due_from: "2021-03-01".into(),
         due_to: "2021-03-31".into(),
         as_of: "2021-03-20".into(),
+        through_seq: 0,
     };
     let mut stream = subsidy.list_subsidy_register(quarter).await?.into_inner();
     let mut loans = 0u64;

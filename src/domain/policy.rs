@@ -416,6 +416,26 @@ pub fn in_force_by_date(versions: &[PolicyVersion]) -> Vec<PolicyVersion> {
     by_date
 }
 
+/// [`in_force_by_date`] of versions each recorded at a seq (in recording order within a date),
+/// each date's version with the seq from which it stood so: its date's last version's, or, for a
+/// seeded step that keeps the parameters of the version before it, the later of the two.
+pub fn in_force_by_date_recorded(recorded: &[(PolicyVersion, u64)]) -> Vec<(PolicyVersion, u64)> {
+    let versions: Vec<PolicyVersion> = recorded.iter().map(|(v, _)| v.clone()).collect();
+    let mut before = 0;
+    in_force_by_date(&versions)
+        .into_iter()
+        .map(|version| {
+            let of_date =
+                || recorded.iter().filter(|(v, _)| v.effective_date == version.effective_date);
+            let own = of_date().map(|&(_, seq)| seq).max().unwrap_or_default();
+            let kept_before = !of_date().any(|(v, _)| *v == version);
+            let seq = if kept_before { own.max(before) } else { own };
+            before = seq;
+            (version, seq)
+        })
+        .collect()
+}
+
 /// The version in force on `date`: of [`in_force_by_date`], the latest dated on or before it.
 pub fn in_force(versions: &[PolicyVersion], date: BusinessDate) -> Option<PolicyVersion> {
     in_force_by_date(versions).into_iter().take_while(|v| v.effective_date <= date).last()
@@ -455,6 +475,30 @@ pub fn ratio_steps(versions: &[PolicyVersion]) -> Vec<RatioStep> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each date's version in force names the seq from which it stood so: a seeded step that
+    /// carries a county's earlier version on stands from the later of the two; a county's own
+    /// version on the step's date, from its own seq.
+    #[test]
+    fn a_version_in_force_stands_from_the_later_seq_it_is_made_of() {
+        let day = |s: &str| BusinessDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let mut recorded: Vec<(PolicyVersion, u64)> =
+            default_versions().into_iter().map(|v| (v, 1)).collect();
+        let seqs = |r: &[(PolicyVersion, u64)]| -> Vec<(BusinessDate, u64)> {
+            in_force_by_date_recorded(r).iter().map(|(v, seq)| (v.effective_date, *seq)).collect()
+        };
+        let (first, step) = (day("2014-12-10"), day("2024-01-01"));
+        assert_eq!(seqs(&recorded), [(first, 1), (step, 1)]);
+        let county = PolicyParams { grace_days: 5, ..PolicyParams::default() };
+        let from_2020 = PolicyVersion { effective_date: day("2020-01-01"), params: county };
+        recorded.push((from_2020, 5));
+        let by_date = in_force_by_date_recorded(&recorded);
+        assert_eq!(by_date[2].0.params.grace_days, 5, "the step keeps the county's grace days");
+        assert_eq!(seqs(&recorded), [(first, 1), (day("2020-01-01"), 5), (step, 5)]);
+        let own = PolicyVersion { effective_date: step, params: PolicyParams::default() };
+        recorded.push((own, 9));
+        assert_eq!(seqs(&recorded), [(first, 1), (day("2020-01-01"), 5), (step, 9)]);
+    }
 
     #[test]
     fn a_rule_is_dated_from_the_version_that_set_it_not_a_step_carrying_it() {

@@ -55,6 +55,8 @@ pub struct RegistrySnapshot {
     /// (household_id, seq, effective_date, status, reason), by household then seq.
     pub statuses: Vec<(String, i64, String, String, String)>,
     pub policies: Vec<PolicyVersion>,
+    /// The seq that recorded each of `policies`, in their order.
+    pub policy_seqs: Vec<i64>,
     /// The ledger's name (`None`: no ledger row, or no `ledger.created` in the journal).
     pub ledger_name: Option<String>,
     /// The LPR table's rows (effective_date, tenor, rate), by date then tenor: those of the
@@ -86,7 +88,13 @@ impl RegistrySnapshot {
         self.banks.sort();
         self.households.sort();
         self.statuses.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        self.policies.sort_by_key(|v| v.effective_date);
+        // Those of one date in the order they were recorded, as their ordinals keep them.
+        let mut policies: Vec<(PolicyVersion, i64)> = std::mem::take(&mut self.policies)
+            .into_iter()
+            .zip(std::mem::take(&mut self.policy_seqs))
+            .collect();
+        policies.sort_by_key(|(v, seq)| (v.effective_date, *seq));
+        (self.policies, self.policy_seqs) = policies.into_iter().unzip();
         self.lpr.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         self.claims.sort_by(|a, b| a.0.cmp(&b.0));
         self.claim_periods.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -323,8 +331,13 @@ fn sqlite_models(
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     })?;
     let policies = lenient.rows(&conn, POLICIES_SQL, ledger_id, "policy_version", |r| {
-        PolicyRow { effective_date: r.get(0)?, params_json: r.get(1)? }.into_version()
+        let seq = r.get(2)?;
+        Ok((
+            PolicyRow { effective_date: r.get(0)?, params_json: r.get(1)?, seq }.into_version()?,
+            seq,
+        ))
     })?;
+    let (policies, policy_seqs) = policies.into_iter().unzip();
     let ledger_name =
         lenient.rows(&conn, LEDGER_NAME_SQL, ledger_id, "ledger", |r| Ok(r.get(0)?))?.pop();
     let lpr = lenient
@@ -384,6 +397,7 @@ fn sqlite_models(
             households,
             statuses,
             policies,
+            policy_seqs,
             ledger_name,
             lpr,
             claims,
@@ -465,9 +479,14 @@ async fn postgres_models(
         // SQLite, not the end of verify.
         let mut unreadable_rows = Vec::new();
         let mut policies_read = Vec::with_capacity(policies.len());
+        let mut policy_seqs = Vec::with_capacity(policies.len());
         for row in policies {
+            let seq = row.seq;
             match row.into_version() {
-                Ok(version) => policies_read.push(version),
+                Ok(version) => {
+                    policies_read.push(version);
+                    policy_seqs.push(seq);
+                }
                 Err(e) if unreadable_row(&e) => {
                     unreadable_rows.push(format!("a row of policy_version cannot be read: {e}"));
                 }
@@ -504,6 +523,7 @@ async fn postgres_models(
             households,
             statuses,
             policies,
+            policy_seqs,
             ledger_name,
             lpr,
             claims,
@@ -810,6 +830,7 @@ mod tests {
             banks: vec![(text("abc"), text("x")), (text("ABD"), text("y"))],
             households: vec![household("hh1"), household("HH2")],
             statuses: vec![status("hh1", 10), status("hh1", 9), status("HH2", 1)],
+            policy_seqs: vec![1; 2],
             policies,
             ledger_name: None,
             lpr: vec![

@@ -417,10 +417,34 @@ impl Db {
         Ok(rows.into_iter().map(|(id, township, village)| (id, (township, village))).collect())
     }
 
+    /// A ledger's policy versions by date, those of one date in the order they were set.
     pub async fn list_policies(&self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
-        let rows: Vec<PolicyRow> =
-            on_pool!(self, p => sqlx::query_as(POLICIES_SQL).bind(ledger_id).fetch_all(p).await?);
-        rows.into_iter().map(PolicyRow::into_version).collect()
+        let recorded = self.policies_through(ledger_id, None).await?;
+        Ok(recorded.into_iter().map(|(version, _)| version).collect())
+    }
+
+    /// [`Db::list_policies`] of the versions recorded up to `through` (`None`: all of them),
+    /// each with the seq that recorded it.
+    pub async fn policies_through(
+        &self,
+        ledger_id: &str,
+        through: Option<u64>,
+    ) -> Result<Vec<(PolicyVersion, u64)>, StoreError> {
+        let rows: Vec<PolicyRow> = match through {
+            None => on_pool!(self, p => sqlx::query_as(POLICIES_SQL)
+                .bind(ledger_id).fetch_all(p).await?),
+            Some(seq) => {
+                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                on_pool!(self, p => sqlx::query_as(POLICIES_THROUGH_SQL)
+                    .bind(ledger_id).bind(seq).fetch_all(p).await?)
+            }
+        };
+        rows.into_iter()
+            .map(|row| {
+                let seq = u64::try_from(row.seq).unwrap_or_default();
+                Ok((row.into_version()?, seq))
+            })
+            .collect()
     }
 
     /// A subsidy claim as it stands, with its ledger (`None`: no such claim).

@@ -125,13 +125,20 @@ pub const CLAIM_PERIODS_SQL: &str = "select loan_id, due_date, claim_id \
 
 /// A ledger's policy versions by date, those of one date in the order they were set (one
 /// parameter: the ledger id), as [`PolicyRow`]s.
-pub const POLICIES_SQL: &str = "select effective_date, params_json from policy_version where ledger_id = $1 \
-     order by effective_date, ordinal";
+pub const POLICIES_SQL: &str = "select effective_date, params_json, seq from policy_version \
+     where ledger_id = $1 order by effective_date, ordinal";
+
+/// [`POLICIES_SQL`] of the versions recorded up to a seq (the second parameter).
+pub const POLICIES_THROUGH_SQL: &str = "select effective_date, params_json, seq \
+     from policy_version where ledger_id = $1 and seq <= $2 order by effective_date, ordinal";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {
     pub effective_date: String,
     pub params_json: String,
+    /// The journal transaction that recorded the version (`policy.set`, or `ledger.created`
+    /// for the defaults a ledger starts with).
+    pub seq: i64,
 }
 
 impl PolicyRow {

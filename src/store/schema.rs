@@ -325,7 +325,7 @@ mod tests {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch("pragma foreign_keys = on").unwrap();
         let (before, after): (Vec<_>, Vec<_>) =
-            SQLITE_MIGRATOR.iter().partition(|m| m.version < 16);
+            SQLITE_MIGRATOR.iter().filter(|m| m.version < 19).partition(|m| m.version < 16);
         for migration in &before {
             conn.execute_batch(migration.sql.as_str()).unwrap();
         }
@@ -371,6 +371,68 @@ mod tests {
             assert!(refused.is_err());
         }
         assert_eq!(rows(&conn).len(), 3);
+    }
+
+    /// SQLite's migration 0019 gives each stored policy version the seq that recorded it, from
+    /// the journal: a date's versions set by `policy.set` are its last rows in the order they
+    /// were set, a row before them a default version recorded with the ledger; a row the
+    /// journal does not explain takes 0. A row stored since must say its seq.
+    #[test]
+    fn sqlite_policy_versions_take_their_seqs_from_the_journal_through_0019() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("pragma foreign_keys = on").unwrap();
+        let (before, after): (Vec<_>, Vec<_>) =
+            SQLITE_MIGRATOR.iter().partition(|m| m.version < 19);
+        for migration in &before {
+            conn.execute_batch(migration.sql.as_str()).unwrap();
+        }
+        let journal = |seq: i64, kind: &str, json: &str| {
+            let sql = "insert into journal_txn (ledger_id, seq, kind, value_date, recorded_at_us, \
+                       actor, request_id, command_json, prev_hash, hash, postings) \
+                       values ('L1', ?1, ?2, '2020-01-01', 0, 'a', ?3, ?4, '', '', '[]')";
+            conn.execute(sql, rusqlite::params![seq, kind, format!("r{seq}"), json]).unwrap();
+        };
+        let set = |date: &str| {
+            format!(r#"{{"ledger_id":"L1","version":{{"effective_date":"{date}","params":{{}}}}}}"#)
+        };
+        conn.execute_batch(
+            "insert into ledger (ledger_id, name) values ('L1', 'county'), ('L2', 'other');
+             insert into policy_version (ledger_id, effective_date, ordinal, params_json) values
+                 ('L1', '2014-12-10', 0, '{}'), ('L1', '2024-01-01', 0, '{}'),
+                 ('L1', '2024-01-01', 1, '{}'), ('L1', '2019-01-01', 0, '{}'),
+                 ('L1', '2030-01-01', 0, '{}'), ('L2', '2014-12-10', 0, '{}');",
+        )
+        .unwrap();
+        journal(1, "ledger.created", r#"{"ledger_id":"L1","name":"county"}"#);
+        journal(4, "bank.registered", "{}");
+        journal(5, "policy.set", &set("2024-01-01"));
+        journal(7, "policy.set", &set("2019-01-01"));
+        for migration in &after {
+            conn.execute_batch(migration.sql.as_str()).unwrap();
+        }
+        let sql = "select ledger_id, effective_date, ordinal, seq from policy_version \
+                   order by ledger_id, effective_date, ordinal";
+        let mut statement = conn.prepare(sql).unwrap();
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
+        let rows: Vec<(String, String, i64, i64)> =
+            rows.unwrap().collect::<Result<_, _>>().unwrap();
+        let row =
+            |ledger: &str, date: &str, ordinal, seq| (ledger.into(), date.into(), ordinal, seq);
+        assert_eq!(
+            rows,
+            [
+                row("L1", "2014-12-10", 0, 1),
+                row("L1", "2019-01-01", 0, 7),
+                row("L1", "2024-01-01", 0, 1),
+                row("L1", "2024-01-01", 1, 5),
+                row("L1", "2030-01-01", 0, 0),
+                row("L2", "2014-12-10", 0, 0),
+            ]
+        );
+        let without_seq = "insert into policy_version (ledger_id, effective_date, ordinal, \
+                           params_json) values ('L1', '2031-01-01', 0, '{}')";
+        assert!(conn.execute(without_seq, []).is_err());
+        assert!(conn.execute("update policy_version set seq = 2", []).is_err());
     }
 
     /// The function bodies pinned here are the migrations' own text.

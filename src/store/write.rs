@@ -750,20 +750,22 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Stores `version` as the `ordinal`th of its date (0 the first).
+    /// Stores `version` as the `ordinal`th of its date (0 the first), recorded by the journal
+    /// transaction `seq`.
     pub async fn insert_policy(
         &mut self,
         ledger_id: &str,
         version: &PolicyVersion,
         ordinal: i32,
+        seq: i64,
     ) -> Result<(), StoreError> {
-        let sql = "insert into policy_version (ledger_id, effective_date, ordinal, params_json) \
-                   values ($1, $2, $3, $4)";
+        let sql = "insert into policy_version (ledger_id, effective_date, ordinal, params_json, \
+                   seq) values ($1, $2, $3, $4, $5)";
         let params = serde_json::to_string(&version.params)
             .map_err(|e| StoreError::Corrupt(format!("policy params: {e}")))?;
         on_tx!(self, c => sqlx::query(sql)
             .bind(ledger_id).bind(format_date(version.effective_date)).bind(ordinal).bind(params)
-            .execute(c).await.map(|_| ())?);
+            .bind(seq).execute(c).await.map(|_| ())?);
         Ok(())
     }
 

@@ -780,8 +780,8 @@ async fn tampered_read_models_are_reported(backend: Backend) {
     // verify (INTERNAL).
     reports(
         format!(
-            "insert into policy_version (ledger_id, effective_date, params_json) \
-             values ('{LEDGER}', '2099-01-01', 'x')"
+            "insert into policy_version (ledger_id, effective_date, params_json, seq) \
+             values ('{LEDGER}', '2099-01-01', 'x', 1)"
         ),
         "a row of policy_version cannot be read".into(),
     )

@@ -226,7 +226,11 @@ async fn authentication_and_roles(backend: Backend) {
         );
     }
     let policy = operator_registry
-        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: String::new() })
+        .get_policy(pb::GetPolicyRequest {
+            ledger_id: LEDGER.into(),
+            as_of: String::new(),
+            through_seq: 0,
+        })
         .await
         .expect("the policy in force is configuration, readable by the operator")
         .into_inner();

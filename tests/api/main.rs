@@ -122,7 +122,11 @@ async fn full_flow(backend: Backend) {
     // A new ledger carries the default programme policy from 2014-12-10.
     let policy = app
         .registry(&auditor)
-        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: CONTRACT_DATE.into() })
+        .get_policy(pb::GetPolicyRequest {
+            ledger_id: LEDGER.into(),
+            as_of: CONTRACT_DATE.into(),
+            through_seq: 0,
+        })
         .await
         .expect("GetPolicy")
         .into_inner();

@@ -190,6 +190,7 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
         due_from: "2021-03-01".into(),
         due_to: "2021-03-31".into(),
         as_of: "2021-03-21".into(),
+        through_seq: 0,
     };
     let register = app.subsidy(&t.finance).list_subsidy_register(register).await;
     let register = collect(register.expect("the register").into_inner()).await.expect("lines");
@@ -352,7 +353,11 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
     // From 2021-01-01 the county refuses the modes that hand loans to a partner.
     let mut registry = app.registry(&t.finance);
     let current = registry
-        .get_policy(pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: "2021-01-01".into() })
+        .get_policy(pb::GetPolicyRequest {
+            ledger_id: LEDGER.into(),
+            as_of: "2021-01-01".into(),
+            through_seq: 0,
+        })
         .await
         .expect("GetPolicy")
         .into_inner();

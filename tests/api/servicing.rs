@@ -2932,21 +2932,26 @@ async fn policy_versions(backend: Backend) {
         registry.set_policy(req("p1", params("0.6", vec![poor, exited, monitored], 5))).await,
         Code::AlreadyExists,
     );
-    let get = |as_of: &str| pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: as_of.into() };
+    let get = |as_of: &str| pb::GetPolicyRequest {
+        ledger_id: LEDGER.into(),
+        as_of: as_of.into(),
+        through_seq: 0,
+    };
     let later = registry.get_policy(get("2022-06-01")).await.expect("GetPolicy").into_inner();
     assert_eq!(later, version);
     let earlier = registry.get_policy(get("2021-06-01")).await.expect("GetPolicy").into_inner();
     assert_eq!(earlier.params.expect("parameters").grace_days, 0, "the default before 2022");
     let listed = registry
-        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into() })
+        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq: 0 })
         .await
         .expect("ListPolicies")
         .into_inner();
-    let unknown = pb::ListPoliciesRequest { ledger_id: "NO-SUCH".into() };
+    let unknown = pb::ListPoliciesRequest { ledger_id: "NO-SUCH".into(), through_seq: 0 };
     let missing = expect_code(registry.list_policies(unknown).await, Code::NotFound);
     assert_eq!(missing.message(), "ledger NO-SUCH not found");
     // GetPolicy answers a ledger that does not exist as ListPolicies does, at any date.
-    let unknown = pb::GetPolicyRequest { ledger_id: "NO-SUCH".into(), as_of: String::new() };
+    let unknown =
+        pb::GetPolicyRequest { ledger_id: "NO-SUCH".into(), as_of: String::new(), through_seq: 0 };
     let missing = expect_code(registry.get_policy(unknown).await, Code::NotFound);
     assert_eq!(missing.message(), "ledger NO-SUCH not found");
     // A ledger's policy before its first version is not in force, and said so.

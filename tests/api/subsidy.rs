@@ -20,6 +20,8 @@ on_both_backends!(
     tranches_paid_out_on_one_20th,
     an_early_payoff_settles_its_own_period,
     a_ratio_change_past_the_hundredth_is_refused,
+    a_register_is_given_again_through_its_seq,
+    policy_versions_take_their_seqs_from_the_journal,
 );
 
 use pb::SubsidyStanding as S;
@@ -272,7 +274,7 @@ async fn a_countys_own_version_on_the_2024_step_replaces_it(backend: Backend) {
     assert_eq!(app.policy_on(&t.auditor, "2024-01-01").await, full);
     assert_eq!(app.policy_on(&t.auditor, "2025-06-30").await, full);
     let listed = registry
-        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into() })
+        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq: 0 })
         .await
         .expect("ListPolicies")
         .into_inner()
@@ -317,7 +319,11 @@ async fn misuse_refusals_and_who_may_read(backend: Backend) {
     let journal = app.journal(&t.auditor, LEDGER).await;
     let ask = |token: &str, loan_id: &str, as_of: &str| {
         let mut client = app.subsidy(token);
-        let request = pb::GetLoanSubsidyRequest { loan_id: loan_id.into(), as_of: as_of.into() };
+        let request = pb::GetLoanSubsidyRequest {
+            loan_id: loan_id.into(),
+            as_of: as_of.into(),
+            through_seq: 0,
+        };
         async move { client.get_loan_subsidy(request).await }
     };
     expect_invalid(ask(&t.auditor, "", "2021-04-01").await, "loan_id");
@@ -420,6 +426,7 @@ async fn a_ledger_register_lists_a_quarter_line_by_line(backend: Backend) {
             due_from: from.into(),
             due_to: to.into(),
             as_of: as_of.into(),
+            through_seq: 0,
         };
         match app.subsidy(token).list_subsidy_register(request).await {
             Ok(stream) => collect(stream.into_inner()).await.map(tonic::Response::new),
@@ -602,5 +609,171 @@ async fn a_ratio_change_past_the_hundredth_is_refused(backend: Backend) {
     assert_eq!((standings(&register), register.subsidy_fen), (vec![S::OnTime], 29_410));
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// An auditor reproduces a register: `GetLoanSubsidy` answers the seq it was read through (the
+/// journal's head), and asked through it again gives the same answer after a county's version
+/// dated back over the period (100% from 2024-01-01), a loan contracted since and the loan's
+/// misuse mark: the policy versions and events recorded after the seq are left out. So do `ListSubsidyRegister` (the
+/// later loan left out), `GetPolicy` and `ListPolicies`, whose versions name the seq that
+/// recorded them (the defaults: the ledger's creation). A seq past the head is the head; a
+/// loan not contracted by the seq is NOT_FOUND, naming it.
+async fn a_register_is_given_again_through_its_seq(backend: Backend) {
+    let Some((app, t, id)) = with_a_loan_across_2024(backend).await else {
+        return;
+    };
+    let (december, march) = (
+        interest_bp(STANDARD_PRINCIPAL_FEN, 87, 345),
+        interest_bp(STANDARD_PRINCIPAL_FEN, 91, 345),
+    );
+    app.repay(&t.bank, &id, "2023-12-20", december).await;
+    app.repay(&t.bank, &id, "2024-03-20", march).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let head = journal.last().expect("entries").seq;
+    let created = journal.iter().find(|e| e.kind == "ledger.created").expect("created").seq;
+    let get = async |loan_id: &str, through_seq: u64| {
+        let request = pb::GetLoanSubsidyRequest {
+            loan_id: loan_id.into(),
+            as_of: "2024-03-20".into(),
+            through_seq,
+        };
+        app.subsidy(&t.auditor).get_loan_subsidy(request).await
+    };
+    let before = get(&id, 0).await.expect("the register").into_inner();
+    assert_eq!(subsidies(&before), [december, 32_104]);
+    assert_eq!(before.through_seq, head);
+    let policy = async |as_of: &str, through_seq: u64| {
+        let request =
+            pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: as_of.into(), through_seq };
+        app.registry(&t.auditor).get_policy(request).await.expect("GetPolicy").into_inner()
+    };
+    let national = policy("2024-03-20", 0).await;
+    assert_eq!(national.recorded_seq, created);
+    let national_ratio = national.params.as_ref().expect("params").subsidy_ratio.clone();
+    assert_eq!(national_ratio, "0.7");
+
+    // Dated back over the March period: 100% from the national step's day.
+    let full = pb::PolicyParams { subsidy_ratio: "1".into(), ..national.params.clone().unwrap() };
+    let mut registry = app.registry(&t.finance);
+    let set = registry.set_policy(policy_from("2024-01-01", full.clone())).await;
+    let set_seq = set.expect("SetPolicy").into_inner().entry.expect("its entry").seq;
+    app.register_household(&t.finance, "H002", "19750301").await;
+    let later_id = loan_id("C102");
+    let contract = pb::CreateLoanRequest {
+        annual_rate: "0.0345".into(),
+        ..standard_loan_on("C102", "H002", "2023-12-25")
+    };
+    app.create_loan(&t.bank, contract).await;
+    app.disburse(&t.bank, &later_id, "2023-12-25").await;
+
+    let now = get(&id, 0).await.expect("the register").into_inner();
+    assert_eq!(subsidies(&now), [december, march], "the county's 100% from 2024-01-01");
+    let mark = pb::MarkMisuseRequest {
+        request_id: rid("misuse"),
+        loan_id: id.clone(),
+        value_date: "2024-03-20".into(),
+        falsely_obtained: false,
+    };
+    app.loans(&t.bank).mark_misuse(mark).await.expect("MarkMisuse");
+    let now = get(&id, 0).await.expect("the register").into_inner();
+    assert!(now.misused && now.subsidy_fen == 0, "{now:?}");
+    assert!(now.through_seq > set_seq, "{} after {set_seq}", now.through_seq);
+    let again = get(&id, head).await.expect("the register through its seq").into_inner();
+    assert_eq!(again, before);
+    let past_the_head = get(&id, now.through_seq + 1_000).await.expect("the register");
+    assert_eq!(past_the_head.into_inner(), now);
+    let not_yet = expect_code(get(&later_id, head).await, Code::NotFound);
+    assert!(not_yet.message().contains(&format!("seq {head}")), "{not_yet:?}");
+
+    // The policy known then, and now.
+    let then = policy("2024-03-20", head).await;
+    assert_eq!(then, national);
+    let county = policy("2024-03-20", 0).await;
+    assert_eq!((county.params, county.recorded_seq), (Some(full.clone()), set_seq));
+    let list = async |through_seq: u64| {
+        let request = pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq };
+        let listed = registry.clone().list_policies(request).await.expect("ListPolicies");
+        let versions = listed.into_inner().versions;
+        versions.into_iter().map(|v| (v.effective_date, v.recorded_seq)).collect::<Vec<_>>()
+    };
+    let at = |date: &str, seq: u64| (date.to_string(), seq);
+    assert_eq!(list(head).await, [at("2014-12-10", created), at("2024-01-01", created)]);
+    assert_eq!(list(0).await, [at("2014-12-10", created), at("2024-01-01", set_seq)]);
+
+    // The ledger's register of March 2024: the later loan's line is listed now, not through
+    // the seq, and the first loan's is the one given before.
+    let register = async |through_seq: u64| {
+        let request = pb::ListSubsidyRegisterRequest {
+            ledger_id: LEDGER.into(),
+            bank_id: String::new(),
+            due_from: "2024-03-01".into(),
+            due_to: "2024-03-31".into(),
+            as_of: "2024-03-20".into(),
+            through_seq,
+        };
+        let stream = app.subsidy(&t.auditor).list_subsidy_register(request).await;
+        collect(stream.expect("ListSubsidyRegister").into_inner()).await.expect("registers")
+    };
+    let listed_now = register(0).await;
+    let loans: Vec<&str> = listed_now.iter().map(|s| s.loan_id.as_str()).collect();
+    assert_eq!(loans, [id.as_str(), later_id.as_str()]);
+    assert_eq!(listed_now[0].through_seq, now.through_seq);
+    let listed_then = register(head).await;
+    let expected = pb::LoanSubsidy {
+        lines: before.lines[1..].to_vec(),
+        interest_settled_fen: march,
+        interest_paid_fen: march,
+        subsidy_fen: 32_104,
+        ..before.clone()
+    };
+    assert_eq!(listed_then, [expected]);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// A database migrated before policy versions kept their seqs takes them from the journal: the
+/// column taken away and the migration run again, the versions name the same seqs (the defaults
+/// the ledger's creation, the county's own its `policy.set`) and the journal verifies. A seq
+/// changed behind the service's back is reported by verify.
+async fn policy_versions_take_their_seqs_from_the_journal(backend: Backend) {
+    let Some((app, t, _id)) = with_a_loan_across_2024(backend).await else {
+        return;
+    };
+    let national = app.policy_on(&t.finance, "2024-03-20").await;
+    let mut registry = app.registry(&t.finance);
+    for (date, ratio) in [("2024-01-01", "1"), ("2019-07-01", "0.9"), ("2025-01-01", "0.5")] {
+        let params = pb::PolicyParams { subsidy_ratio: ratio.into(), ..national.clone() };
+        registry.set_policy(policy_from(date, params)).await.expect("SetPolicy");
+    }
+    let list = async || {
+        let request = pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq: 0 };
+        let listed = registry.clone().list_policies(request).await.expect("ListPolicies");
+        let versions = listed.into_inner().versions;
+        versions.into_iter().map(|v| (v.effective_date, v.recorded_seq)).collect::<Vec<_>>()
+    };
+    let recorded = list().await;
+    let seqs: Vec<u64> = recorded.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(seqs.len(), 4, "{recorded:?}");
+    assert!(seqs[0] < seqs[2] && seqs[2] < seqs[1] && seqs[1] < seqs[3], "{recorded:?}");
+
+    let migration = match backend {
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0019_policy_seq.sql"),
+        Backend::Postgres => include_str!("../../migrations/postgres/0022_policy_seq.sql"),
+    };
+    app.execute_ddl(&format!("alter table policy_version drop column seq; {migration}"))
+        .await
+        .expect("the migration run again");
+    assert_eq!(list().await, recorded);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+
+    let moved = "update policy_version set seq = seq + 1 where effective_date = '2025-01-01'";
+    app.behind_the_back("policy_version", moved).await.expect("a seq changed");
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok);
+    let problem = format!("the policy versions' seqs of ledger {LEDGER} differ from the journal");
+    assert!(v.problems.iter().any(|p| p.contains(&problem)), "{v:?}");
     app.finish().await;
 }

@@ -353,6 +353,7 @@ impl TestApp {
             .get_loan_subsidy(pb::GetLoanSubsidyRequest {
                 loan_id: loan_id.into(),
                 as_of: as_of.into(),
+                through_seq: 0,
             })
             .await
             .unwrap_or_else(|e| panic!("GetLoanSubsidy {loan_id} as of {as_of}: {e:?}"))
@@ -507,7 +508,8 @@ impl TestApp {
 
     /// The parameters of the seeded ledger's policy in force on `as_of`.
     pub async fn policy_on(&self, token: &str, as_of: &str) -> pb::PolicyParams {
-        let request = pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: as_of.into() };
+        let request =
+            pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: as_of.into(), through_seq: 0 };
         let version = self.registry(token).get_policy(request).await.expect("GetPolicy");
         version.into_inner().params.expect("its parameters")
     }

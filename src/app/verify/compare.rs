@@ -110,6 +110,7 @@ fn compare_registry(
         ("households", stored.households == registry.households),
         ("household statuses", stored.statuses == registry.statuses),
         ("policy versions", stored.policies == registry.policies),
+        ("policy versions' seqs", stored.policy_seqs == registry.policy_seqs),
         ("subsidy claims", stored.claims == registry.claims),
         ("claimed loan-periods", stored.claim_periods == registry.claim_periods),
         ("risk fund", stored.risk_fund == registry.risk_fund),

@@ -631,7 +631,9 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
     match event {
         JournalEvent::LedgerCreated { name, .. } => {
             r.ledger_name = Some(name);
-            r.policies.extend(default_versions());
+            let defaults = default_versions();
+            r.policy_seqs.extend(defaults.iter().map(|_| seq));
+            r.policies.extend(defaults);
         }
         JournalEvent::BankRegistered { bank_id, name, .. } => r.banks.push((bank_id, name)),
         JournalEvent::HouseholdRegistered { household, status } => {
@@ -647,7 +649,10 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
         JournalEvent::HouseholdStatusSet { household_id, entry } => {
             r.statuses.push(status_row(household_id, &entry));
         }
-        JournalEvent::PolicySet { version, .. } => r.policies.push(version),
+        JournalEvent::PolicySet { version, .. } => {
+            r.policies.push(version);
+            r.policy_seqs.push(seq);
+        }
         JournalEvent::SubsidyClaimSubmitted { .. }
         | JournalEvent::SubsidyClaim(_)
         | JournalEvent::RiskFund(_)

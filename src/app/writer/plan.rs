@@ -864,7 +864,7 @@ impl Writer {
                 // A new ledger starts with the programme's default policy versions, so that it can
                 // lend from the first day; the finance office adds its own versions later.
                 for version in default_versions() {
-                    tx.insert_policy(&ledger_id, &version, 0).await?;
+                    tx.insert_policy(&ledger_id, &version, 0, seq_i64).await?;
                 }
                 g.registry.ledgers.insert(ledger_id.clone());
                 // Nothing can have read this ledger's versions yet (they are read only for a
@@ -928,7 +928,7 @@ impl Writer {
                 }
             }
             Effect::Policy { ledger_id, version, ordinal } => {
-                tx.insert_policy(&ledger_id, &version, ordinal).await?;
+                tx.insert_policy(&ledger_id, &version, ordinal, seq_i64).await?;
                 g.registry.policies.remove(&ledger_id);
                 Outcome::Policy { ledger_id, version, entry: entry.clone() }
             }
