@@ -196,14 +196,17 @@ pub struct ClaimCheck {
     pub lines: Vec<ClaimLine>,
     /// Each loan checked, by id, with the seq of its last event then.
     pub seen: Vec<(String, u64)>,
+    /// The ledger's policy versions the registers were worked out under.
+    pub policies: Vec<PolicyVersion>,
 }
 
 /// The lines of a bank's subsidy claim checked against its loans' registers as of `as_of`
 /// ([`check_line`]), in the claim's order, with each loan's household, township, village and
 /// principal: the claimed-once check is the writer's. A loan the bank does not hold (another
 /// bank's, or none) has no register line: `NotInRegister`. With the lines, the seq of each
-/// checked loan's last event as read ([`ClaimCheck::seen`]), for the writer to tell whether one
-/// has changed before it records the claim.
+/// checked loan's last event as read ([`ClaimCheck::seen`]), and the policy versions read, for
+/// the writer to tell whether one has changed before it records the claim: the claim's lines
+/// are then those of the registers through the seq before its own entry's.
 pub async fn check_claim(
     db: &Db,
     bank: &BankRow,
@@ -249,7 +252,7 @@ pub async fn check_claim(
             checked
         })
         .collect();
-    Ok(ClaimCheck { lines, seen })
+    Ok(ClaimCheck { lines, seen, policies: versions })
 }
 
 /// The register of a loan as of a date, from its events recorded through a seq if given (the

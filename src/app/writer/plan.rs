@@ -339,6 +339,16 @@ impl Writer {
                         "loan {loan_id} changed while claim {claim_id} was checked: check again"
                     )));
                 }
+                // So did the ledger's policy (a version set in between, dated back over the
+                // claimed periods, would change a line's subsidy).
+                let policies = g.registry.policies(tx, &bank.ledger_id).await?;
+                if *policies != checked.policies {
+                    return Err(AppError::Stale(format!(
+                        "the policy of ledger {} changed while claim {claim_id} was checked: \
+                         check again",
+                        bank.ledger_id
+                    )));
+                }
                 // Claimed once: a loan-period held by a claim before this one (an earlier
                 // group's, or this group's, written in this transaction) is held by it.
                 let mut lines = checked.lines.clone();

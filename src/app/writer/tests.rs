@@ -1245,7 +1245,8 @@ async fn a_renewal_and_other_contracts_in_one_group_count_once(db: &Db) {
 }
 
 /// A claim's lines are checked on the read pool before the writer takes it: a payment recorded
-/// on one of its loans in between would leave the check out of date. The writer then records
+/// on one of its loans in between, or a policy version set in between (its subsidy ratio dated
+/// back over the claimed period), would leave the check out of date. The writer then records
 /// nothing and says the claim is stale (the API checks it again); the same request, checked
 /// again, is recorded.
 async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
@@ -1287,11 +1288,26 @@ async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
     }
     let after = check().await.unwrap();
     assert!(after.seen[0].1 > seen_before, "the check sees the payment");
-    let Outcome::SubsidyClaim { claim, .. } = submit(&w, bank(), "claim", claim(after)).await
-    else {
+    let half = crate::domain::policy::PolicyVersion {
+        effective_date: day("2020-01-01"),
+        params: crate::domain::policy::PolicyParams {
+            subsidy_ratio: rust_decimal::Decimal::new(5, 1),
+            ..crate::domain::policy::PolicyParams::default()
+        },
+    };
+    submit(&w, finance(), "policy", Command::SetPolicy { ledger_id: LEDGER.into(), version: half })
+        .await;
+    match w.submit(bank(), "claim".into(), claim(after)).await {
+        Err(AppError::Stale(why)) => assert!(why.contains("the policy of ledger"), "{why}"),
+        other => panic!("a stale check, got {other:?}"),
+    }
+    let last = check().await.unwrap();
+    let Outcome::SubsidyClaim { claim, .. } = submit(&w, bank(), "claim", claim(last)).await else {
         panic!("a claim");
     };
-    assert!(claim.lines[0].differences.is_empty(), "paid on time: {:?}", claim.lines[0]);
+    // Paid on time, at half of it since the version set in between.
+    let line = &claim.lines[0];
+    assert_eq!(line.recomputed.as_ref().map(|r| r.subsidy_fen), Some(Fen(14_705)), "{line:?}");
 }
 
 /// A loan still lends, and a renewal of it is not paid out, while it owes principal or may
