@@ -101,8 +101,9 @@ impl Api {
     /// recorded before it, eligible on their contract date by the statuses before, not by them
     /// with it (a status dated back over a signed contract). A signed contract is not undone;
     /// its loans are named for the finance office to review. Worked out when answered, from
-    /// the statuses as the status left them (a retry's are its first answer's): a contract
-    /// recorded since is not named.
+    /// the statuses as the status left them (a retry's are its first answer's) and the policy
+    /// versions recorded by then: a contract recorded since is not named, and a version set
+    /// since changes nothing.
     async fn contracts_made_ineligible(
         &self,
         household: &HouseholdRecord,
@@ -119,7 +120,8 @@ impl Api {
         if loans.is_empty() {
             return Ok(Vec::new());
         }
-        let versions = self.db.list_policies(&household.ledger_id).await?;
+        let recorded = self.db.policies_through(&household.ledger_id, Some(seq)).await?;
+        let versions: Vec<PolicyVersion> = recorded.into_iter().map(|(v, _)| v).collect();
         let eligible = |entries: &[StatusEntry], date| {
             in_force(&versions, date).is_some_and(|p| p.params.lends_to(status_on(entries, date)))
         };

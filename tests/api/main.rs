@@ -401,7 +401,7 @@ async fn full_flow(backend: Backend) {
 /// contract date, recorded after it) names the contract it makes one the policy would have
 /// refused; the contract stands (nothing undone, the loan still repaid). A status that leaves
 /// the contract eligible, or dated after it, names none; the retry answers alike, and names no
-/// contract recorded after its status.
+/// contract recorded after its status, whatever policy version was set since.
 async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
@@ -411,6 +411,16 @@ async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
     let removed = status_request(HOUSEHOLD, Removed, "2021-01-01");
     let answer = registry.set_household_status(removed.clone()).await.expect("SetHouseholdStatus");
     assert_eq!(answer.into_inner().contracts_made_ineligible, vec![id.clone()]);
+    let again = registry.set_household_status(removed.clone()).await.expect("the retry");
+    assert_eq!(again.into_inner().contracts_made_ineligible, vec![id.clone()]);
+    // A version set since, dated back, that lends to registered poor households no more (the
+    // contract would not have been eligible before the removal either): the retry is worked
+    // out under the versions recorded by its status, and answers as before.
+    let narrower = pb::PolicyParams {
+        eligible_statuses: vec![Exited as i32, pb::HouseholdStatus::Monitored as i32],
+        ..app.policy_on(&t.finance, CONTRACT_DATE).await
+    };
+    registry.set_policy(policy_from("2020-01-01", narrower)).await.expect("SetPolicy");
     let again = registry.set_household_status(removed).await.expect("the retry").into_inner();
     assert_eq!(again.contracts_made_ineligible, vec![id.clone()]);
     // Earlier than the removal, which still covers the contract date: nothing changes.
@@ -428,14 +438,14 @@ async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
     // The contract stands.
     app.repay(&t.bank, &id, "2021-03-20", 29_410).await;
     // A retry names what its status made ineligible when recorded, not a contract recorded
-    // since under a later status: removed from 2021-01-01, registered poor again from
-    // 2021-01-05, a loan contracted on 2021-01-10, then the removal retried.
+    // since under a later status: removed from 2021-01-01, exited (eligible) from 2021-01-05,
+    // a loan contracted on 2021-01-10, then the removal retried.
     let other = "H-RETRY";
     app.register_household(&t.finance, other, "19750203").await;
     let removed = status_request(other, Removed, "2021-01-01");
     let answer = registry.set_household_status(removed.clone()).await.expect("SetHouseholdStatus");
     assert!(answer.into_inner().contracts_made_ineligible.is_empty());
-    let again = status_request(other, RegisteredPoor, "2021-01-05");
+    let again = status_request(other, Exited, "2021-01-05");
     registry.set_household_status(again).await.expect("SetHouseholdStatus");
     app.create_loan(&t.bank, standard_loan_on("C-RETRY", other, "2021-01-10")).await;
     let retried = registry.set_household_status(removed).await.expect("the retry").into_inner();
