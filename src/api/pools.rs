@@ -273,7 +273,7 @@ impl PoolService for Api {
             let pool = self.readable_pool(&actor, &pool_id).await?;
             let loans = self.db.loans_of_pool(&pool_id).await.map_err(store)?;
             // The members' loans as they stood on the report's date, not as they stand.
-            let loans = loans_as_of(&self.db, loans, as_of).await.map_err(status)?;
+            let loans = loans_as_of(&self.db, loans, as_of, None).await.map_err(status)?;
             let activity = self.db.pool_activity(&pool_id).await.map_err(store)?;
             if attempt == 3 || self.db.pool_last_seq(&pool_id).await.map_err(store)? == seq {
                 break (pool, loans, activity);

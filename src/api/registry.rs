@@ -120,8 +120,7 @@ impl Api {
         if loans.is_empty() {
             return Ok(Vec::new());
         }
-        let recorded = self.db.policies_through(&household.ledger_id, Some(seq)).await?;
-        let versions: Vec<PolicyVersion> = recorded.into_iter().map(|(v, _)| v).collect();
+        let versions = self.db.list_policies(&household.ledger_id, Some(seq)).await?;
         let eligible = |entries: &[StatusEntry], date| {
             in_force(&versions, date).is_some_and(|p| p.params.lends_to(status_on(entries, date)))
         };

@@ -142,23 +142,28 @@ impl RiskFundService for Api {
         request: Request<pb::GetRiskFundRequest>,
     ) -> Result<Response<pb::GetRiskFundResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::GetRiskFundRequest { ledger_id, as_of } = request.into_inner();
+        let pb::GetRiskFundRequest { ledger_id, as_of, through_seq } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
         if !self.reads_fund(&actor, &ledger_id).await? {
             return Err(Status::permission_denied(format!(
                 "{} may not read the risk fund of ledger {ledger_id}",
                 actor.actor()
             )));
         }
-        let fund = self.db.risk_fund(&ledger_id).await.map_err(|e| status(e.into()))?;
-        let fund =
+        // Everything below is read as the journal through this seq had it (read first).
+        let through = servicing::read_through(&self.db, &ledger_id, through_seq);
+        let through = through.await.map_err(status)?;
+        let fund = self.db.risk_fund_seq(&ledger_id).await.map_err(|e| status(e.into()))?;
+        let (fund, fund_seq) =
             fund.ok_or_else(|| Status::not_found(format!("ledger {ledger_id} has no risk fund")))?;
         // Before today the fund is rebuilt to the day; from today on it is the fund as it
         // stands, unless an entry of it is dated after the day (tomorrow's, the most a value
-        // date runs ahead): then it is rebuilt too. The loans are rebuilt to the day whenever
-        // an event of theirs is dated after it.
-        let rebuilt = as_of < self.today() || {
+        // date runs ahead) or recorded after the seq: then it is rebuilt too. The loans are
+        // rebuilt to the day (and the seq) whenever an event of theirs is dated (or recorded)
+        // after it.
+        let rebuilt = as_of < self.today() || fund_seq > through || {
             let compensations = self.db.list_compensations(&ledger_id, "", "", u32::MAX).await;
             let compensations: Vec<Compensation> = compensations
                 .map_err(|e| status(e.into()))?
@@ -167,15 +172,18 @@ impl RiskFundService for Api {
                 .collect();
             fund.moved_after(&compensations, as_of)
         };
-        let fund = if rebuilt { self.fund_as_of(&ledger_id, as_of).await? } else { fund };
-        let loans = self.db.loans_of_ledger_on(&ledger_id, &format_date(as_of)).await;
+        let fund = if rebuilt { self.fund_as_of(&ledger_id, as_of, through).await? } else { fund };
+        let loans = self.db.loans_of_ledger_on(&ledger_id, &format_date(as_of), through).await;
         let loans = loans.map_err(|e| status(e.into()))?;
-        let loans = servicing::loans_as_of(&self.db, loans, as_of).await.map_err(status)?;
+        let loans = servicing::loans_as_of(&self.db, loans, as_of, Some(through));
+        let loans = loans.await.map_err(status)?;
         let exposure = Exposure::of(&loans, as_of);
-        let versions = self.db.list_policies(&ledger_id).await.map_err(|e| status(e.into()))?;
+        let versions = self.db.list_policies(&ledger_id, Some(through)).await;
+        let versions = versions.map_err(|e| status(e.into()))?;
         let limits = LendingLimits::on(&versions, as_of);
         let limit = fund.lending_limit(limits);
         Ok(Response::new(pb::GetRiskFundResponse {
+            through_seq: through,
             fund: Some(fund_to_pb(&fund)),
             exposure: Some(pb::FundExposure {
                 as_of: format_date(as_of),
@@ -284,9 +292,16 @@ impl Api {
     }
 
     /// The fund of `ledger_id` as it stood at the end of `date`, rebuilt from its events dated
-    /// by then ([`Fund::as_of`]). `NOT_FOUND` when it was not open yet.
-    async fn fund_as_of(&self, ledger_id: &str, date: BusinessDate) -> Result<Fund, Status> {
-        let rows = self.db.fund_events(ledger_id).await.map_err(|e| status(e.into()))?;
+    /// by then and recorded up to `through_seq` ([`Fund::as_of`]). `NOT_FOUND` when it was not
+    /// open yet.
+    async fn fund_as_of(
+        &self,
+        ledger_id: &str,
+        date: BusinessDate,
+        through_seq: u64,
+    ) -> Result<Fund, Status> {
+        let rows = self.db.fund_events(ledger_id, through_seq).await;
+        let rows = rows.map_err(|e| status(e.into()))?;
         let mut events = Vec::with_capacity(rows.len());
         for (kind, json) in rows {
             match JournalEvent::from_parts(&kind, &json) {

@@ -48,19 +48,31 @@ pub async fn loan_through(
     .await
 }
 
+/// The seq an answer as of a seq is read through: the ledger's journal head, or the seq asked
+/// for if it is before the head. Read before anything the answer is made of: the journal
+/// commits in seq order, so what is read after it holds every transaction up to it.
+pub async fn read_through(db: &Db, ledger_id: &str, asked: Option<u64>) -> Result<u64, AppError> {
+    let head = db.head_seq(ledger_id).await?;
+    Ok(asked.map_or(head, |seq| seq.min(head)))
+}
+
 /// Loans whose histories [`loans_as_of`] reads in one statement, at most.
 const HISTORIES_PAGE: usize = 1_000;
 
-/// The loans as they stood at the end of `date`: each whose journal goes on past `date` rebuilt
-/// from its events dated by then (their histories read together, [`Db::loan_histories`]), the
-/// others as they are. A loan not contracted by `date` is left out; the order is not kept.
+/// The loans as they stood at the end of `date`, as the journal through `through_seq` had them
+/// (`None`: all of it): each whose journal goes on past `date` (or past the seq) rebuilt from
+/// its events dated by then (and recorded by then: their histories read together,
+/// [`Db::loan_histories`]), the others as they are. A loan not contracted by `date`, or whose
+/// contract was recorded after the seq, is left out; the order is not kept.
 pub async fn loans_as_of(
     db: &Db,
     loans: Vec<LoanState>,
     date: BusinessDate,
+    through_seq: Option<u64>,
 ) -> Result<Vec<LoanState>, AppError> {
+    let after = |seq: u64| through_seq.is_some_and(|through| seq > through);
     let (past, mut as_of): (Vec<_>, Vec<_>) =
-        loans.into_iter().partition(|l| l.last_value_date > date);
+        loans.into_iter().partition(|l| l.last_value_date > date || after(l.last_seq));
     if past.is_empty() {
         return Ok(as_of);
     }
@@ -70,7 +82,8 @@ pub async fn loans_as_of(
     for page in past.chunks(HISTORIES_PAGE) {
         let ids: Vec<&str> = page.iter().map(|l| l.terms.loan_id.as_str()).collect();
         for (loan_id, history) in db.loan_histories(&ids).await? {
-            as_of.extend(replay_history(&loan_id, history, |event, _| event.value_date() > date)?);
+            let stop = |event: &LoanEvent, seq| event.value_date() > date || after(seq);
+            as_of.extend(replay_history(&loan_id, history, stop)?);
         }
     }
     Ok(as_of)

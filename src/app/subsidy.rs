@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 
 use super::error::AppError;
 use super::error::unpanicked;
-use super::servicing::{loan_events, replay};
+use super::servicing::{loan_events, read_through, replay};
 use crate::collections::HashMap;
 use crate::domain::date::BusinessDate;
 use crate::domain::error::{DomainError, Reason};
@@ -52,13 +52,6 @@ pub struct LoanSubsidy {
     pub last_seq: u64,
     /// What the register was read through: the events and policy versions recorded up to it.
     pub through_seq: u64,
-}
-
-/// The seq an answer is read through: the ledger's journal head (read first), or the seq asked
-/// for if it is before the head.
-async fn read_through(db: &Db, ledger_id: &str, asked: Option<u64>) -> Result<u64, AppError> {
-    let head = db.head_seq(ledger_id).await?;
-    Ok(asked.map_or(head, |seq| seq.min(head)))
 }
 
 /// Loans read per page of a ledger's register.
@@ -92,7 +85,7 @@ impl LedgerRegisters {
             ..LoanFilter::default()
         };
         let through_seq = read_through(db, ledger_id, through_seq).await?;
-        let versions = policies_through(db, ledger_id, through_seq).await?;
+        let versions = db.list_policies(ledger_id, Some(through_seq)).await?;
         Ok(LedgerRegisters { versions, filter, due, as_of, through_seq, done: false })
     }
 
@@ -171,23 +164,13 @@ pub async fn loan_subsidy(
             AppError::Internal(format!("loan {loan_id} has no journal entries any more"))
         })?;
     }
-    let versions = policies_through(db, &ledger_id, through_seq).await?;
+    let versions = db.list_policies(&ledger_id, Some(through_seq)).await?;
     let computed = compute(loan_id, history, None, &versions, (as_of, Some(through_seq)))?;
     let Some(mut register) = computed else { return Ok(None) };
     let household = register.terms.household_id.as_str();
     let place = db.household_places(&[household]).await?.remove(household);
     (register.township, register.village) = place.unwrap_or_default();
     Ok(Some(register))
-}
-
-/// A ledger's policy versions recorded up to `through_seq`.
-async fn policies_through(
-    db: &Db,
-    ledger_id: &str,
-    through_seq: u64,
-) -> Result<Vec<PolicyVersion>, AppError> {
-    let recorded = db.policies_through(ledger_id, Some(through_seq)).await?;
-    Ok(recorded.into_iter().map(|(version, _)| version).collect())
 }
 
 /// A claim's lines as [`check_claim`] found them, and what it read them from.
@@ -213,7 +196,7 @@ pub async fn check_claim(
     lines: &[ClaimedLine],
     as_of: BusinessDate,
 ) -> Result<ClaimCheck, AppError> {
-    let versions = db.list_policies(&bank.ledger_id).await?;
+    let versions = db.list_policies(&bank.ledger_id, None).await?;
     let mut loan_ids: Vec<&str> = lines.iter().map(|l| l.loan_id.as_str()).collect();
     loan_ids.sort_unstable();
     loan_ids.dedup();

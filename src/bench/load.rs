@@ -711,8 +711,11 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
     };
     funds.open_risk_fund(open).await?;
     let span = Span::start();
-    let figures_of =
-        pb::GetRiskFundRequest { ledger_id: "BENCH".into(), as_of: "2021-03-20".into() };
+    let figures_of = pb::GetRiskFundRequest {
+        ledger_id: "BENCH".into(),
+        as_of: "2021-03-20".into(),
+        through_seq: 0,
+    };
     let fund = funds.get_risk_fund(figures_of).await?.into_inner();
     let live = fund.exposure.map_or(0, |e| e.live_loans);
     let name = "risk fund figures as of a past day (every loan rebuilt to it)".into();

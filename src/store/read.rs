@@ -417,9 +417,14 @@ impl Db {
         Ok(rows.into_iter().map(|(id, township, village)| (id, (township, village))).collect())
     }
 
-    /// A ledger's policy versions by date, those of one date in the order they were set.
-    pub async fn list_policies(&self, ledger_id: &str) -> Result<Vec<PolicyVersion>, StoreError> {
-        let recorded = self.policies_through(ledger_id, None).await?;
+    /// A ledger's policy versions by date, those of one date in the order they were set: those
+    /// recorded up to `through` (`None`: all of them).
+    pub async fn list_policies(
+        &self,
+        ledger_id: &str,
+        through: Option<u64>,
+    ) -> Result<Vec<PolicyVersion>, StoreError> {
+        let recorded = self.policies_through(ledger_id, through).await?;
         Ok(recorded.into_iter().map(|(version, _)| version).collect())
     }
 
@@ -481,10 +486,18 @@ impl Db {
 
     /// A ledger's risk fund as it stands (`None`: none opened).
     pub async fn risk_fund(&self, ledger_id: &str) -> Result<Option<Fund>, StoreError> {
-        let sql = FUND_JSON_SQL;
-        let json: Option<String> =
-            on_pool!(self, p => sqlx::query_scalar(sql).bind(ledger_id).fetch_optional(p).await?);
-        json.map(|json| fund_from_json(ledger_id, &json)).transpose()
+        Ok(self.risk_fund_seq(ledger_id).await?.map(|(fund, _)| fund))
+    }
+
+    /// [`Db::risk_fund`] with the seq of the fund's last transaction.
+    pub async fn risk_fund_seq(&self, ledger_id: &str) -> Result<Option<(Fund, u64)>, StoreError> {
+        let sql = "select fund_json, last_seq from risk_fund where ledger_id = $1";
+        let row: Option<(String, i64)> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_optional(p).await?);
+        let fund = |(json, seq): (String, i64)| {
+            Ok((fund_from_json(ledger_id, &json)?, u64::try_from(seq).unwrap_or_default()))
+        };
+        row.map(fund).transpose()
     }
 
     /// A loan's compensation by its ledger's risk fund (`None`: not compensated), with the
@@ -520,25 +533,35 @@ impl Db {
         rows.into_iter().map(CompensationStanding::from_row).collect()
     }
 
-    /// A ledger's loans that may have been live or contracted at the end of `date`, as they
-    /// stand now ([`LOANS_OF_LEDGER_ON_SQL`]; `servicing::loans_as_of` rebuilds them as of it).
+    /// A ledger's loans that may have been live or contracted at the end of `date`, as its
+    /// journal through `through_seq` had them, as they stand now ([`LOANS_OF_LEDGER_ON_SQL`];
+    /// `servicing::loans_as_of` rebuilds them as of both).
     pub async fn loans_of_ledger_on(
         &self,
         ledger_id: &str,
         date: &str,
+        through_seq: u64,
     ) -> Result<Vec<LoanState>, StoreError> {
         let sql = LOANS_OF_LEDGER_ON_SQL;
-        let rows: Vec<LoanRow> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).bind(date).fetch_all(p).await?);
+        let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
+        let rows: Vec<LoanRow> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(date).bind(through).fetch_all(p).await?);
         rows.into_iter().map(LoanRow::into_state).collect()
     }
 
     /// A ledger's risk-fund events in journal order (`risk_fund.*`: kind and event JSON), for
     /// the fund as it stood on a date. A scan of the ledger's journal: an auditor's read.
-    pub async fn fund_events(&self, ledger_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn fund_events(
+        &self,
+        ledger_id: &str,
+        through_seq: u64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let sql = "select kind, command_json from journal_txn \
-                   where ledger_id = $1 and kind like 'risk_fund.%' order by seq";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).fetch_all(p).await?))
+                   where ledger_id = $1 and kind like 'risk_fund.%' and seq <= $2 order by seq";
+        let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(ledger_id).bind(through).fetch_all(p).await?),
+        )
     }
 
     /// A pool as it stands (`None`: there is none of that id).

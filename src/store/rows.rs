@@ -502,7 +502,7 @@ pub const LOANS_OF_LEDGER_ON_SQL: &str = concat!(
     "select ",
     loan_columns!(),
     " from loan where ledger_id = $1 and contract_date <= $2 \
-     and (status not in ('settled', 'written_off') or last_value_date > $2)"
+     and (status not in ('settled', 'written_off') or last_value_date > $2 or last_seq > $3)"
 );
 
 /// The live programme loans of a ledger (contracted, active or overdue), for its risk fund's

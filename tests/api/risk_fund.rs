@@ -22,6 +22,7 @@ on_both_backends!(
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
     a_recovery_after_the_write_off_returns_the_funds_share,
+    the_fund_is_given_again_through_its_seq,
 );
 
 fn open(request_id: &str, opened_on: &str, percent: u32) -> pb::OpenRiskFundRequest {
@@ -61,7 +62,18 @@ fn give_back(loan_id: &str, value_date: &str) -> pb::ReturnRecoveryRequest {
 }
 
 async fn fund_on(app: &TestApp, token: &str, as_of: &str) -> pb::GetRiskFundResponse {
-    let request = pb::GetRiskFundRequest { ledger_id: LEDGER.into(), as_of: as_of.into() };
+    fund_through(app, token, as_of, 0).await
+}
+
+/// GetRiskFund as of `as_of` through `through_seq` (0: all), expected to answer.
+async fn fund_through(
+    app: &TestApp,
+    token: &str,
+    as_of: &str,
+    through_seq: u64,
+) -> pb::GetRiskFundResponse {
+    let request =
+        pb::GetRiskFundRequest { ledger_id: LEDGER.into(), as_of: as_of.into(), through_seq };
     app.risk_fund(token).get_risk_fund(request).await.expect("GetRiskFund").into_inner()
 }
 
@@ -731,6 +743,7 @@ async fn the_fund_and_its_loans_as_they_stood_on_a_past_date(backend: Backend) {
         .get_risk_fund(pb::GetRiskFundRequest {
             ledger_id: LEDGER.into(),
             as_of: "2020-12-31".into(),
+            through_seq: 0,
         })
         .await;
     expect_code(before, Code::NotFound);
@@ -842,7 +855,11 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     let no_fund = funds(&t.finance).deposit_risk_fund(deposit("2021-01-05", 1)).await;
     expect_code(no_fund, Code::NotFound);
     let read = funds(&t.finance)
-        .get_risk_fund(pb::GetRiskFundRequest { ledger_id: LEDGER.into(), as_of: String::new() })
+        .get_risk_fund(pb::GetRiskFundRequest {
+            ledger_id: LEDGER.into(),
+            as_of: String::new(),
+            through_seq: 0,
+        })
         .await;
     expect_code(read, Code::NotFound);
     let by_bank = funds(&t.bank).open_risk_fund(open(&rid("open"), "2021-01-01", 80)).await;
@@ -924,7 +941,11 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     }
     let elsewhere = app.token(Role::Finance, "450122").await;
     let denied = funds(&elsewhere)
-        .get_risk_fund(pb::GetRiskFundRequest { ledger_id: LEDGER.into(), as_of: String::new() })
+        .get_risk_fund(pb::GetRiskFundRequest {
+            ledger_id: LEDGER.into(),
+            as_of: String::new(),
+            through_seq: 0,
+        })
         .await;
     expect_code(denied, Code::PermissionDenied);
     let hidden =
@@ -1197,6 +1218,56 @@ async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend
         contract.into_inner().loan.expect("the loan").status,
         pb::LoanStatus::Contracted as i32
     );
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// An auditor asks how the fund stood when a contract was judged: `GetRiskFund` answers the seq
+/// it was read through, and asked through it again gives the same answer after a deposit dated
+/// back, the loan paid off on the day, a policy version dated back (leverage 20) and a contract
+/// recorded since, as of a past date (the fund rebuilt from its events) and as of today (the
+/// fund as it stands is not the one of the seq: rebuilt too). A seq past the head is the head.
+async fn the_fund_is_given_again_through_its_seq(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    opened_with(&app, &t, 500_000).await;
+    let first = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &first, "2021-01-25").await;
+    let then = fund_on(&app, &t.auditor, "2021-06-20").await;
+    let head = app.journal(&t.auditor, LEDGER).await.last().expect("entries").seq;
+    assert_eq!(then.through_seq, head);
+    let exposure = then.exposure.clone().expect("the exposure");
+    assert_eq!((exposure.outstanding_fen, exposure.non_performing_fen), (5_000_000, 5_000_000));
+    assert!(exposure.lending_suspended && exposure.leverage == 10, "{exposure:?}");
+    let today = fund_on(&app, &t.auditor, "").await;
+    assert_eq!(today.through_seq, head);
+
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-06-01", 1_000_000))
+        .await
+        .expect("a deposit");
+    app.pay_off(&t.bank, &first, "2021-06-20").await;
+    let defaults = app.policy_on(&t.finance, "2021-06-20").await;
+    let own = pb::PolicyParams { fund_leverage: 20, ..defaults };
+    app.registry(&t.finance).set_policy(policy_from("2021-01-01", own)).await.expect("SetPolicy");
+    app.create_loan(&t.bank, standard_loan_on("C002", "H002", "2021-06-20")).await;
+
+    let now = fund_on(&app, &t.auditor, "2021-06-20").await;
+    let exposure = now.exposure.clone().expect("the exposure");
+    assert_eq!((exposure.outstanding_fen, exposure.undrawn_fen), (0, 5_000_000));
+    assert!(!exposure.lending_suspended && exposure.leverage == 20, "{exposure:?}");
+    let balance = |r: &pb::GetRiskFundResponse| r.fund.as_ref().expect("the fund").balance_fen;
+    assert_eq!(balance(&now), balance(&then) + 1_000_000);
+    assert!(now.through_seq > head);
+    assert_eq!(fund_through(&app, &t.auditor, "2021-06-20", head).await, then);
+    assert_eq!(fund_through(&app, &t.auditor, "", head).await, today);
+    let past_the_head = now.through_seq + 1_000;
+    assert_eq!(fund_through(&app, &t.auditor, "2021-06-20", past_the_head).await, now);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
