@@ -169,6 +169,10 @@ enum Cmd {
         /// Ledger (region code) to verify.
         #[arg(long)]
         ledger: String,
+        /// Also work every subsidy claim's lines out again against the registers its
+        /// submission checked them against, and report each line that differs.
+        #[arg(long)]
+        claims: bool,
     },
     /// Measure the service through gRPC against the database's own ceiling (BENCHMARKS.md).
     Bench {
@@ -448,18 +452,22 @@ async fn main() -> anyhow::Result<()> {
             println!("migrated {} database", db.backend());
             Ok(())
         }
-        Cmd::Verify { ledger } => {
+        Cmd::Verify { ledger, claims } => {
             let db = open_existing_db(&cli.database_url).await?;
             if !db.ledger_exists(&ledger).await.context("Failed to read the ledger")? {
                 anyhow::bail!("ledger {ledger} not found");
             }
-            let r = loanledger::app::verify::verify_ledger(&db, &ledger)
+            let options = loanledger::app::verify::VerifyOptions { recheck_claims: claims };
+            let r = loanledger::app::verify::verify_ledger_with(&db, &ledger, options)
                 .await
                 .map_err(|e| anyhow::anyhow!("verify failed: {e}"))?;
             println!(
                 "ledger {ledger}: {} transactions checked, head seq {} hash {}",
                 r.transactions_checked, r.head_seq, r.head_hash
             );
+            if claims {
+                println!("{} subsidy claim lines worked out again", r.claim_lines_rechecked);
+            }
             for p in &r.problems {
                 println!("problem: {p}");
             }

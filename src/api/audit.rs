@@ -11,7 +11,7 @@ use super::pb::audit_service_server::AuditService;
 use super::{Api, parse, pb};
 use crate::app::balances::balances_as_of;
 use crate::app::checkpoints;
-use crate::app::verify::verify_ledger;
+use crate::app::verify::{VerifyOptions, verify_ledger_with};
 use crate::ledger::hash::to_hex;
 
 /// Balances a `GetBalances` message carries at most.
@@ -174,7 +174,7 @@ impl AuditService for Api {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::VerifyRequest { ledger_id } = request.into_inner();
+        let pb::VerifyRequest { ledger_id, recheck_claims } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         if !actor.reads_books(&ledger_id) {
             return Err(Status::permission_denied(format!(
@@ -188,7 +188,8 @@ impl AuditService for Api {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
         let _turn = self.whole_journal_turn().await?;
-        let r = verify_ledger(&self.db, &ledger_id).await.map_err(status)?;
+        let options = VerifyOptions { recheck_claims };
+        let r = verify_ledger_with(&self.db, &ledger_id, options).await.map_err(status)?;
         if !r.ok {
             tracing::warn!(
                 ledger_id,
@@ -204,6 +205,7 @@ impl AuditService for Api {
             head_hash: r.head_hash,
             first_break_seq: r.first_break_seq,
             problems: r.problems,
+            claim_lines_rechecked: r.claim_lines_rechecked,
         }))
     }
 

@@ -143,6 +143,24 @@ impl Api {
         Ok(history)
     }
 
+    /// The ledger of the loan, if it exists and `actor` may read it (as [`Api::readable_loan`]
+    /// answers it), read alone: a read that needs the ledger's head before the loan's history.
+    pub async fn readable_loan_ledger(
+        &self,
+        actor: &Principal,
+        loan_id: &str,
+    ) -> Result<String, Status> {
+        check_reads_loans(actor, loan_id)?;
+        let (bank_id, ledger_id) = self
+            .db
+            .loan_owner(loan_id)
+            .await
+            .map_err(|e| status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
+        check_read_of(actor, loan_id, &bank_id, &ledger_id)?;
+        Ok(ledger_id)
+    }
+
     /// The loan, if it exists and `actor` may read it: NOT_FOUND otherwise, also for a loan
     /// outside the caller's books, as a missing one ([`check_read_of`]); PERMISSION_DENIED for
     /// the operator, whether the loan exists or not.

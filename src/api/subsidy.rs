@@ -26,6 +26,9 @@ use crate::domain::subsidy_claim::{
 use crate::domain::subsidy_register::{LineStanding, RegisterLine};
 use crate::store::read::LoanFilter;
 
+/// The response header of `ListSubsidyRegister` that carries the seq it was read through.
+pub const THROUGH_SEQ_HEADER: &str = "loanledger-through-seq";
+
 #[tonic::async_trait]
 impl SubsidyService for Api {
     async fn get_loan_subsidy(
@@ -37,15 +40,15 @@ impl SubsidyService for Api {
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
         let through_seq = parse::through_seq("through_seq", through_seq)?;
-        let history = self.readable_history(&actor, &loan_id).await?;
-        let s = loan_subsidy(&self.db, &loan_id, history, as_of, through_seq)
+        let ledger_id = self.readable_loan_ledger(&actor, &loan_id).await?;
+        let s = loan_subsidy(&self.db, (&loan_id, &ledger_id), as_of, through_seq)
             .await
             .map_err(status)?
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "loan {loan_id} had no contract recorded by seq {}",
-                    through_seq.unwrap_or_default()
-                ))
+            .ok_or_else(|| match through_seq {
+                Some(seq) => Status::not_found(format!(
+                    "loan {loan_id} had no contract recorded by seq {seq}"
+                )),
+                None => Status::not_found(format!("loan {loan_id} not found")),
             })?;
         Ok(Response::new(subsidy_to_pb(&s, as_of)))
     }
@@ -84,18 +87,13 @@ impl SubsidyService for Api {
         .await?;
         let db = self.db.clone();
         let what = format!("the subsidy register of ledger {ledger_id}");
+        let due = due_from..=due_to;
+        let registers =
+            LedgerRegisters::open(&db, &ledger_id, bank_id.as_deref(), due, as_of, through_seq);
+        let mut registers = registers.await.map_err(status)?;
+        let through_seq = registers.through_seq();
         let stream = spawned_stream(what, move |tx| async move {
             let read = async {
-                let due = due_from..=due_to;
-                let mut registers = LedgerRegisters::open(
-                    &db,
-                    &ledger_id,
-                    bank_id.as_deref(),
-                    due,
-                    as_of,
-                    through_seq,
-                )
-                .await?;
                 while let Some(page) = registers.next_page(&db).await? {
                     for s in &page {
                         if tx.send(Ok(subsidy_to_pb(s, as_of))).await.is_err() {
@@ -109,7 +107,10 @@ impl SubsidyService for Api {
                 let _ = tx.send(Err(status(e))).await;
             }
         });
-        Ok(Response::new(stream))
+        // Also in the headers, for an answer without a register to carry it.
+        let mut response = Response::new(stream);
+        response.metadata_mut().insert(THROUGH_SEQ_HEADER, through_seq.into());
+        Ok(response)
     }
 
     #[tracing::instrument(skip_all, fields(request_id))]
@@ -152,7 +153,7 @@ impl SubsidyService for Api {
         let mut checks = 1;
         loop {
             let checked =
-                check_claim(&self.db, &bank, &lines, submitted_on).await.map_err(status)?;
+                check_claim(&self.db, &bank, &lines, (submitted_on, None)).await.map_err(status)?;
             let command = Command::SubmitSubsidyClaim {
                 claim_id: claim_id.clone(),
                 bank_id: bank_id.clone(),
@@ -165,7 +166,11 @@ impl SubsidyService for Api {
             let written = self.writer.submit(actor.clone(), request_id.clone(), command).await;
             match written {
                 Err(AppError::Stale(why)) if checks < CLAIM_CHECKS_MAX => {
-                    tracing::debug!(why, checks, "a claim's loan changed while it was checked");
+                    tracing::debug!(
+                        why,
+                        checks,
+                        "a claim's loan or policy changed while it was checked"
+                    );
                     checks += 1;
                 }
                 written => return self.claim_answer("submit_subsidy_claim", written).await,

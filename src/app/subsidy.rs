@@ -143,28 +143,18 @@ impl LedgerRegisters {
     }
 }
 
-/// The register of the loan whose history is `history` (read before: its ledger and whether
-/// the caller may read it), as of `as_of`, through `through_seq` if given (`None`: no contract
-/// was recorded by then).
+/// The register of loan `loan_id` of ledger `ledger_id` (whose caller the API has let read it),
+/// as of `as_of`, through `through_seq` if given (`None`: no contract was recorded by then).
+/// The ledger's head is read first, then the loan's history and the policy versions.
 pub async fn loan_subsidy(
     db: &Db,
-    loan_id: &str,
-    mut history: LoanHistory,
+    (loan_id, ledger_id): (&str, &str),
     as_of: BusinessDate,
     through_seq: Option<u64>,
 ) -> Result<Option<LoanSubsidy>, AppError> {
-    let ledger_id = history.ledger_id.clone();
-    let through_seq = read_through(db, &ledger_id, through_seq).await?;
-    // The history read before the head holds every event up to its last; past it, what was
-    // recorded between the two reads is read again.
-    let last = history.rows().last().and_then(|row| row.row().ok());
-    let read_to = last.map_or(0, |row| u64::try_from(row.seq).unwrap_or_default());
-    if through_seq > read_to {
-        history = db.loan_history(loan_id).await?.ok_or_else(|| {
-            AppError::Internal(format!("loan {loan_id} has no journal entries any more"))
-        })?;
-    }
-    let versions = db.list_policies(&ledger_id, Some(through_seq)).await?;
+    let through_seq = read_through(db, ledger_id, through_seq).await?;
+    let Some(history) = db.loan_history(loan_id).await? else { return Ok(None) };
+    let versions = db.list_policies(ledger_id, Some(through_seq)).await?;
     let computed = compute(loan_id, history, None, &versions, (as_of, Some(through_seq)))?;
     let Some(mut register) = computed else { return Ok(None) };
     let household = register.terms.household_id.as_str();
@@ -177,14 +167,15 @@ pub async fn loan_subsidy(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimCheck {
     pub lines: Vec<ClaimLine>,
-    /// Each loan checked, by id, with the seq of its last event then.
+    /// Each loan checked, by id, with the seq of its last event then; 0 for a claimed loan
+    /// that had none (not contracted yet).
     pub seen: Vec<(String, u64)>,
     /// The ledger's policy versions the registers were worked out under.
     pub policies: Vec<PolicyVersion>,
 }
 
 /// The lines of a bank's subsidy claim checked against its loans' registers as of `as_of`
-/// ([`check_line`]), in the claim's order, with each loan's household, township, village and
+/// ([`check_line`]), through a seq if given (verify's recheck of a recorded claim), in the claim's order, with each loan's household, township, village and
 /// principal: the claimed-once check is the writer's. A loan the bank does not hold (another
 /// bank's, or none) has no register line: `NotInRegister`. With the lines, the seq of each
 /// checked loan's last event as read ([`ClaimCheck::seen`]), and the policy versions read, for
@@ -194,20 +185,29 @@ pub async fn check_claim(
     db: &Db,
     bank: &BankRow,
     lines: &[ClaimedLine],
-    as_of: BusinessDate,
+    (as_of, through_seq): (BusinessDate, Option<u64>),
 ) -> Result<ClaimCheck, AppError> {
-    let versions = db.list_policies(&bank.ledger_id, None).await?;
+    let versions = db.list_policies(&bank.ledger_id, through_seq).await?;
     let mut loan_ids: Vec<&str> = lines.iter().map(|l| l.loan_id.as_str()).collect();
     loan_ids.sort_unstable();
     loan_ids.dedup();
     let mut registers: HashMap<String, LoanSubsidy> = HashMap::default();
+    // A claimed loan with no journal yet: should it be contracted before the writer takes the
+    // claim, its line would be in the register then (seen at seq 0, the writer tells).
+    let mut missing: Vec<(String, u64)> = Vec::new();
     for ids in loan_ids.chunks(REGISTER_PAGE_LOANS as usize) {
-        for (loan_id, history) in db.loan_histories(ids).await? {
-            // Another bank's loan is not read at all (its ledger's policies are not these).
+        let histories = db.loan_histories(ids).await?;
+        let read: std::collections::HashSet<&str> =
+            histories.iter().map(|(id, _)| id.as_str()).collect();
+        missing.extend(ids.iter().filter(|id| !read.contains(*id)).map(|id| (id.to_string(), 0)));
+        for (loan_id, history) in histories {
+            // Another bank's loan is not read at all (its ledger's policies are not these), and
+            // stays another bank's whatever happens to it.
             if history.bank_id != bank.bank_id || history.ledger_id != bank.ledger_id {
                 continue;
             }
-            if let Some(register) = compute(&loan_id, history, None, &versions, (as_of, None))? {
+            let computed = compute(&loan_id, history, None, &versions, (as_of, through_seq))?;
+            if let Some(register) = computed {
                 registers.insert(loan_id, register);
             }
         }
@@ -215,7 +215,7 @@ pub async fn check_claim(
     let households: Vec<&str> = registers.values().map(|r| r.terms.household_id.as_str()).collect();
     let places = db.household_places(&households).await?;
     let mut seen: Vec<(String, u64)> =
-        registers.iter().map(|(id, r)| (id.clone(), r.last_seq)).collect();
+        registers.iter().map(|(id, r)| (id.clone(), r.last_seq)).chain(missing).collect();
     seen.sort_unstable();
     let lines = lines
         .iter()

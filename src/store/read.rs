@@ -549,6 +549,12 @@ impl Db {
         rows.into_iter().map(LoanRow::into_state).collect()
     }
 
+    /// A loan's bank and ledger (`None`: no such loan).
+    pub async fn loan_owner(&self, loan_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let sql = "select bank_id, ledger_id from loan where loan_id = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?))
+    }
+
     /// A ledger's risk-fund events in journal order (`risk_fund.*`: kind and event JSON), for
     /// the fund as it stood on a date. A scan of the ledger's journal: an auditor's read.
     pub async fn fund_events(

@@ -628,7 +628,7 @@ async fn verify_at_once(app: &TestApp, token: &str, n: usize) -> Vec<pb::VerifyR
             let mut client = app.audit(token);
             tokio::spawn(async move {
                 client
-                    .verify(pb::VerifyRequest { ledger_id: LEDGER.into() })
+                    .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false })
                     .await
                     .expect("Verify")
                     .into_inner()
@@ -1268,7 +1268,7 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
     let t = app.seed().await;
     let verify_lpr = async |token: &str| {
         app.audit(token)
-            .verify(pb::VerifyRequest { ledger_id: "lpr".into() })
+            .verify(pb::VerifyRequest { ledger_id: "lpr".into(), recheck_claims: false })
             .await
             .expect("Verify lpr")
             .into_inner()
@@ -1325,7 +1325,7 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
         assert!(v.ok && v.head_seq == 3 && v.transactions_checked == 3, "{v:?}");
     }
     for token in [&t.bank, &t.operator] {
-        let lpr = || pb::VerifyRequest { ledger_id: "lpr".into() };
+        let lpr = || pb::VerifyRequest { ledger_id: "lpr".into(), recheck_claims: false };
         expect_code(app.audit(token).verify(lpr()).await, Code::PermissionDenied);
         let read = pb::ReadJournalRequest { ledger_id: "lpr".into(), from_seq: 0, to_seq: 0 };
         expect_code(app.audit(token).read_journal(read).await, Code::PermissionDenied);

@@ -123,7 +123,9 @@ async fn authentication_and_roles(backend: Backend) {
     );
     // A bank does not read a ledger's journal.
     expect_code(
-        app.audit(&t.bank).verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        app.audit(&t.bank)
+            .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false })
+            .await,
         Code::PermissionDenied,
     );
     // Banks see household identity numbers masked.
@@ -308,7 +310,9 @@ async fn authentication_and_roles(backend: Backend) {
         .await;
     assert_eq!(journal.err().map(|s| s.code()), Some(Code::PermissionDenied), "the journal");
     expect_code(
-        operator_audit.verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        operator_audit
+            .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false })
+            .await,
         Code::PermissionDenied,
     );
 
@@ -436,7 +440,9 @@ async fn authentication_and_roles(backend: Backend) {
     let mut anonymous_audit =
         loanledger::api::pb::audit_service_client::AuditServiceClient::new(app.channel());
     expect_code(
-        anonymous_audit.verify(pb::VerifyRequest { ledger_id: LEDGER.into() }).await,
+        anonymous_audit
+            .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false })
+            .await,
         Code::Unauthenticated,
     );
 

@@ -201,8 +201,39 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
             .into_inner();
         assert_eq!(read, claim);
     }
+    // Verify works every claim's lines out again (five, two, one and one): as recorded, also
+    // after a version dated back over them halved the subsidy (the registers are those through
+    // the seq before each claim). Without asking, none is.
+    let half = pb::PolicyParams {
+        subsidy_ratio: "0.5".into(),
+        ..app.policy_on(&t.finance, "2021-03-20").await
+    };
+    app.registry(&t.finance).set_policy(policy_from("2021-01-01", half)).await.expect("SetPolicy");
+    assert_eq!(app.loan_subsidy(&t.auditor, &first, "2021-04-01").await.subsidy_fen, 14_705);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    assert_eq!(v.claim_lines_rechecked, 9);
+    let plain = pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false };
+    let plain = app.audit(&t.auditor).verify(plain).await.expect("Verify").into_inner();
+    assert!(plain.ok && plain.claim_lines_rechecked == 0, "{plain:?}");
+    // A household's place changed behind the service's back: the lines of its loan's claims
+    // are found, each with what was recorded and what is worked out again.
+    let moved =
+        format!("update household set township = '双桥镇' where household_id = '{HOUSEHOLD}'");
+    app.db.execute_raw(&moved).await.expect("a household moved");
+    let v = app.verify(&t.auditor).await;
+    let line = format!(
+        "subsidy claim {claim_id} (seq {}) line 0 (loan {first}, due 2021-03-20): its household and place as recorded differ",
+        entry.seq
+    );
+    assert!(
+        v.problems.iter().any(|p| p.starts_with(&line) && p.contains("双桥镇")),
+        "{:?}",
+        v.problems
+    );
+    let back =
+        format!("update household set township = '城厢镇' where household_id = '{HOUSEHOLD}'");
+    app.db.execute_raw(&back).await.expect("the household back");
     // The read models are rebuilt from the journal: a claimed period released, or a claim's
     // figures changed, behind the service's back, is found.
     let released = "delete from subsidy_claim_period where claim_id = 'B1-2021Q1'";

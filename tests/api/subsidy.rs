@@ -691,6 +691,8 @@ async fn a_register_is_given_again_through_its_seq(backend: Backend) {
     assert_eq!(then, national);
     let county = policy("2024-03-20", 0).await;
     assert_eq!((county.params, county.recorded_seq), (Some(full.clone()), set_seq));
+    assert_eq!(policy("2024-03-20", set_seq).await.recorded_seq, set_seq, "its own seq counts");
+    assert_eq!(policy("2024-03-20", set_seq - 1).await, national);
     let list = async |through_seq: u64| {
         let request = pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq };
         let listed = registry.clone().list_policies(request).await.expect("ListPolicies");
@@ -703,18 +705,30 @@ async fn a_register_is_given_again_through_its_seq(backend: Backend) {
 
     // The ledger's register of March 2024: the later loan's line is listed now, not through
     // the seq, and the first loan's is the one given before.
-    let register = async |through_seq: u64| {
+    let register_of = async |due_to: &str, through_seq: u64| {
         let request = pb::ListSubsidyRegisterRequest {
             ledger_id: LEDGER.into(),
             bank_id: String::new(),
             due_from: "2024-03-01".into(),
-            due_to: "2024-03-31".into(),
+            due_to: due_to.into(),
             as_of: "2024-03-20".into(),
             through_seq,
         };
         let stream = app.subsidy(&t.auditor).list_subsidy_register(request).await;
-        collect(stream.expect("ListSubsidyRegister").into_inner()).await.expect("registers")
+        let stream = stream.expect("ListSubsidyRegister");
+        let header = stream.metadata().get("loanledger-through-seq").expect("the header");
+        let header: u64 = header.to_str().expect("ASCII").parse().expect("a seq");
+        (header, collect(stream.into_inner()).await.expect("registers"))
     };
+    let register = async |through_seq: u64| {
+        let (header, registers) = register_of("2024-03-31", through_seq).await;
+        assert!(registers.iter().all(|r| r.through_seq == header), "{header}: {registers:?}");
+        registers
+    };
+    // No line due in the window: the seq read through is in the header alone.
+    let (header, none) = register_of("2024-03-02", 0).await;
+    assert!(none.is_empty() && header == now.through_seq, "{header}: {none:?}");
+    assert_eq!(register_of("2024-03-02", head).await.0, head);
     let listed_now = register(0).await;
     let loans: Vec<&str> = listed_now.iter().map(|s| s.loan_id.as_str()).collect();
     assert_eq!(loans, [id.as_str(), later_id.as_str()]);

@@ -28,6 +28,7 @@
 //! read models' (seq 0).
 
 mod chain;
+mod claims;
 mod compare;
 mod replay;
 
@@ -57,6 +58,16 @@ pub struct VerifyReport {
     /// not replay); 0 when there is none. Read-model differences are in `problems` only.
     pub first_break_seq: u64,
     pub problems: Vec<String>,
+    /// The claim lines worked out again ([`VerifyOptions::recheck_claims`]; 0 without it).
+    pub claim_lines_rechecked: u64,
+}
+
+/// What a verify does beyond the journal and the read models.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Work every subsidy claim's lines out again against the registers they were checked
+    /// against at submission ([`claims`]): an auditor's deeper check, a register a line.
+    pub recheck_claims: bool,
 }
 
 /// One stage's problems: the first [`PROBLEMS_MAX`] with their seq (0: not tied to one), and
@@ -144,8 +155,16 @@ async fn joined<T>(task: JoinHandle<Result<T, StoreError>>) -> Result<T, AppErro
     }
 }
 
-#[tracing::instrument(skip(db))]
 pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, AppError> {
+    verify_ledger_with(db, ledger_id, VerifyOptions::default()).await
+}
+
+#[tracing::instrument(skip(db))]
+pub async fn verify_ledger_with(
+    db: &Db,
+    ledger_id: &str,
+    options: VerifyOptions,
+) -> Result<VerifyReport, AppError> {
     // Both stages run on threads of their own; should this future be dropped (the caller went
     // away), the guard tells them to stop instead of running to the end unseen.
     let stop = Arc::new(AtomicBool::new(false));
@@ -215,6 +234,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         links,
         problems: replay_problems,
         claims,
+        submitted,
         fund,
         compensations,
         pools,
@@ -222,8 +242,13 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         ..
     } = replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
-    // after them).
+    // after them), then the claims' lines worked out again (seq 0 too: the journal holds).
     let mut problems = std::mem::take(&mut chain.problems).merge(replay_problems);
+    let rechecked = if options.recheck_claims {
+        claims::recheck(db, &claims, &submitted).await?
+    } else {
+        claims::Rechecked::default()
+    };
     replay::claim_rows(&mut registry, claims);
     replay::fund_rows(&mut registry, fund, compensations);
     replay::pool_rows(&mut registry, pools, pool_of_loan);
@@ -239,6 +264,9 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         .await
         .map_err(|e| AppError::Internal(format!("comparing the read models failed: {e}")))?;
     problems.append(models);
+    for problem in rechecked.problems {
+        problems.add(0, problem);
+    }
     let unlisted = problems.total - problems.list.len() as u64;
     let mut listed: Vec<String> = problems.list.into_iter().map(|(_, text)| text).collect();
     if unlisted > 0 {
@@ -251,6 +279,7 @@ pub async fn verify_ledger(db: &Db, ledger_id: &str) -> Result<VerifyReport, App
         head_hash: std::mem::take(&mut chain.head_hash),
         first_break_seq: problems.first_break_seq,
         problems: listed,
+        claim_lines_rechecked: rechecked.lines,
     })
 }
 

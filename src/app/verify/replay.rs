@@ -99,6 +99,8 @@ pub(super) struct Replay {
     pub problems: Problems,
     /// The subsidy claims rebuilt, each with the seq of its last event, by claim id.
     pub claims: BTreeMap<String, (Claim, u64)>,
+    /// The seq of each claim's submission, by claim id.
+    pub submitted: HashMap<String, u64>,
     /// The ledger's risk fund rebuilt, with the seq of its last event.
     pub fund: Option<(Fund, u64)>,
     /// Its compensations rebuilt, each with the seq of its last event, by loan id.
@@ -257,6 +259,7 @@ impl Replay {
                 if self.claims.insert(claim_id.clone(), (*claim, seq)).is_some() {
                     self.problems.add(seq, format!("seq {seq}: claim {claim_id} submitted twice"));
                 }
+                self.submitted.insert(claim_id, seq);
             }
             Ok(JournalEvent::SubsidyClaim(event)) => self.replay_claim(&event, seq, t.postings),
             Ok(JournalEvent::RiskFund(event)) => {

@@ -332,8 +332,11 @@ impl Writer {
                         now.insert(id.clone(), loan.last_seq);
                     }
                 }
-                if let Some((loan_id, _)) =
-                    checked.seen.iter().find(|(id, seen)| now.get(id) != Some(seen))
+                // (A loan without a journal, seen at 0, is still at 0 when it has none now.)
+                if let Some((loan_id, _)) = checked
+                    .seen
+                    .iter()
+                    .find(|(id, seen)| now.get(id).copied().unwrap_or(0) != *seen)
                 {
                     return Err(AppError::Stale(format!(
                         "loan {loan_id} changed while claim {claim_id} was checked: check again"

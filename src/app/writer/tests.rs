@@ -949,6 +949,7 @@ on_both_backends!(
     a_retried_run_counts_the_loans_it_settled_before,
     a_closed_queue_answers_what_it_holds_and_stops,
     a_claim_checked_over_a_loan_changed_since_is_not_recorded,
+    a_claim_checked_before_its_loan_was_contracted_is_checked_again,
     fund_commands_in_one_group_see_each_other,
     a_renewal_and_other_contracts_in_one_group_count_once,
     pool_commands_in_one_group_see_each_other,
@@ -1262,7 +1263,8 @@ async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
         days: None,
         jishu: None,
     }];
-    let check = || crate::app::subsidy::check_claim(db, &bank_row, &lines, day("2021-04-01"));
+    let check =
+        || crate::app::subsidy::check_claim(db, &bank_row, &lines, (day("2021-04-01"), None));
     let claim = |checked| Command::SubmitSubsidyClaim {
         claim_id: format!("{BANK}-Q1"),
         bank_id: BANK.into(),
@@ -1308,6 +1310,54 @@ async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
     // Paid on time, at half of it since the version set in between.
     let line = &claim.lines[0];
     assert_eq!(line.recomputed.as_ref().map(|r| r.subsidy_fen), Some(Fen(14_705)), "{line:?}");
+}
+
+/// A claimed loan not contracted when the claim is checked (not in the register) and contracted
+/// before the writer takes the claim would be in the register then: the claim is stale, and
+/// checked again. A loan still without a journal is not.
+async fn a_claim_checked_before_its_loan_was_contracted_is_checked_again(db: &Db) {
+    db.migrate().await.unwrap();
+    let (w, _task) = spawn_writer(db);
+    register_all(&w, 2).await;
+    all_ok(w.submit_many(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")]).await);
+    let bank_row = db.get_bank(BANK).await.unwrap().expect("the bank");
+    let line = |n| crate::domain::subsidy_claim::ClaimedLine {
+        loan_id: loan_id(n),
+        due_date: day("2021-03-20"),
+        interest_paid_fen: Fen(29_410),
+        subsidy_fen: Fen(29_410),
+        principal_fen: None,
+        annual_rate: None,
+        days: None,
+        jishu: None,
+    };
+    let lines = vec![line(1), line(2), line(3)];
+    let check =
+        || crate::app::subsidy::check_claim(db, &bank_row, &lines, (day("2021-04-01"), None));
+    let claim = |checked| Command::SubmitSubsidyClaim {
+        claim_id: format!("{BANK}-Q1"),
+        bank_id: BANK.into(),
+        due_from: day("2021-01-01"),
+        due_to: day("2021-03-31"),
+        submitted_on: day("2021-04-01"),
+        lines: lines.clone(),
+        checked,
+    };
+    let before = check().await.unwrap();
+    assert!(before.seen.contains(&(loan_id(2), 0)), "{:?}", before.seen);
+    let (request_id, contract) = contract(2, PRINCIPAL_FEN, "0.0385");
+    submit(&w, bank(), &request_id, contract).await;
+    match w.submit(bank(), "claim".into(), claim(before)).await {
+        Err(AppError::Stale(why)) => assert!(why.contains(&loan_id(2)), "{why}"),
+        other => panic!("a stale check, got {other:?}"),
+    }
+    // Loan 3 has no journal still: the check again is recorded.
+    let Outcome::SubsidyClaim { claim, .. } =
+        submit(&w, bank(), "claim", claim(check().await.unwrap())).await
+    else {
+        panic!("a claim");
+    };
+    assert_eq!(claim.lines.len(), 3);
 }
 
 /// A loan still lends, and a renewal of it is not paid out, while it owes principal or may

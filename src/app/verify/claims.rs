@@ -1,0 +1,123 @@
+//! Verify's recheck of subsidy claims (`Verify(recheck_claims)`, `loanledger verify --claims`):
+//! an auditor's deeper check, off by default.
+//!
+//! A claim records, with each line the bank claimed, what the service recomputed when it was
+//! submitted: the loan's household, township, village and principal, the register's figures
+//! for the period (`Recomputed`) and the differences found. The hash chain proves those bytes
+//! were not changed since; it does not prove they were right. The recheck works each line out
+//! again, as the submission did ([`check_claim`]): against the loan's register as of the claim's
+//! `submitted_on`, from the loan's events and the ledger's policy versions recorded up to the
+//! seq before the claim's own entry (what the submission's check read: the writer refuses a
+//! claim whose loans or policy changed after it was checked). A line whose recorded figures are
+//! not the ones worked out again is a problem, named by claim, line, loan and period, with both
+//! figures.
+//!
+//! `AlreadyClaimed` is the writer's, from the claims before (verify's replay checks that a
+//! loan-period is held once), and is left out of the comparison; so are the review's decisions
+//! and clawbacks, which come later. A claim recorded by a build whose rules worked a figure out
+//! otherwise differs in it: the recheck reports what today's rules make of the same journal.
+//!
+//! The registers are read a claim at a time, its loans' histories a page at a time
+//! ([`check_claim`]): a county's quarterly claim of 9,000 lines reads 9,000 histories.
+
+use std::collections::BTreeMap;
+
+use crate::app::error::AppError;
+use crate::app::subsidy::check_claim;
+use crate::collections::HashMap;
+use crate::domain::date::format_date;
+use crate::domain::subsidy_claim::{Claim, ClaimLine, ClaimedLine, Difference};
+use crate::store::Db;
+
+/// What the recheck found: the lines worked out again, and each line that differs.
+#[derive(Debug, Default)]
+pub(super) struct Rechecked {
+    pub lines: u64,
+    pub problems: Vec<String>,
+}
+
+/// Rechecks every claim of `claims` (rebuilt from the journal, by claim id), each submitted at
+/// the seq `submitted` holds for it.
+pub(super) async fn recheck(
+    db: &Db,
+    claims: &BTreeMap<String, (Claim, u64)>,
+    submitted: &HashMap<String, u64>,
+) -> Result<Rechecked, AppError> {
+    let mut found = Rechecked::default();
+    for (claim_id, (claim, _)) in claims {
+        let Some(&seq) = submitted.get(claim_id) else { continue };
+        let Some(bank) = db.get_bank(&claim.bank_id).await? else {
+            found.problems.push(format!(
+                "subsidy claim {claim_id} (seq {seq}): its bank {} is not registered",
+                claim.bank_id
+            ));
+            continue;
+        };
+        let claimed: Vec<ClaimedLine> = claim.lines.iter().map(|l| l.claimed.clone()).collect();
+        let through = seq.saturating_sub(1);
+        let again = check_claim(db, &bank, &claimed, (claim.submitted_on, Some(through))).await?;
+        found.lines += claim.lines.len() as u64;
+        for (i, (recorded, worked_out)) in claim.lines.iter().zip(&again.lines).enumerate() {
+            let differing = differing(recorded, worked_out);
+            if differing.is_empty() {
+                continue;
+            }
+            let line = &recorded.claimed;
+            found.problems.push(format!(
+                "subsidy claim {claim_id} (seq {seq}) line {i} (loan {}, due {}): its {} as \
+                 recorded differ from the register through seq {through}: recorded {}, worked \
+                 out again {}",
+                line.loan_id,
+                format_date(line.due_date),
+                differing.join(", "),
+                figures(recorded),
+                figures(worked_out)
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// The parts of a line recorded at submission that differ from the line worked out again.
+fn differing(recorded: &ClaimLine, again: &ClaimLine) -> Vec<&'static str> {
+    let own = |l: &ClaimLine| -> Vec<Difference> {
+        l.differences.iter().copied().filter(|d| *d != Difference::AlreadyClaimed).collect()
+    };
+    let mut differing = Vec::new();
+    if recorded.recomputed != again.recomputed {
+        differing.push("recomputed figures");
+    }
+    if own(recorded) != own(again) {
+        differing.push("differences");
+    }
+    if (&recorded.household_id, &recorded.township, &recorded.village)
+        != (&again.household_id, &again.township, &again.village)
+    {
+        differing.push("household and place");
+    }
+    if recorded.principal_fen != again.principal_fen {
+        differing.push("principal");
+    }
+    differing
+}
+
+/// A line's figures, shortly: its standing, interest paid on time and subsidy, its days and
+/// 积数, what was netted, its differences.
+fn figures(line: &ClaimLine) -> String {
+    let codes: Vec<&str> = line.differences.iter().map(|d| d.as_str()).collect();
+    let recomputed = match &line.recomputed {
+        None => "not in the register".to_string(),
+        Some(r) => format!(
+            "{:?}, paid on time {}, subsidy {}, {} days, jishu {}, netted {}",
+            r.standing, r.paid_on_time_fen.0, r.subsidy_fen.0, r.days, r.jishu, r.netted_fen.0
+        ),
+    };
+    format!(
+        "[{recomputed}; household {} {}/{}; principal {}; differences {}]",
+        line.household_id,
+        line.township,
+        line.village,
+        line.principal_fen.0,
+        if codes.is_empty() { "none".to_string() } else { codes.join(" ") }
+    )
+}
