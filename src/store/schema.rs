@@ -386,27 +386,34 @@ mod tests {
         for migration in &before {
             conn.execute_batch(migration.sql.as_str()).unwrap();
         }
-        let journal = |seq: i64, kind: &str, json: &str| {
+        let journal = |ledger: &str, seq: i64, kind: &str, json: &str| {
             let sql = "insert into journal_txn (ledger_id, seq, kind, value_date, recorded_at_us, \
                        actor, request_id, command_json, prev_hash, hash, postings) \
-                       values ('L1', ?1, ?2, '2020-01-01', 0, 'a', ?3, ?4, '', '', '[]')";
-            conn.execute(sql, rusqlite::params![seq, kind, format!("r{seq}"), json]).unwrap();
+                       values (?1, ?2, ?3, '2020-01-01', 0, 'a', ?4, ?5, '', '', '[]')";
+            let request = format!("{ledger}-{seq}");
+            conn.execute(sql, rusqlite::params![ledger, seq, kind, request, json]).unwrap();
         };
-        let set = |date: &str| {
-            format!(r#"{{"ledger_id":"L1","version":{{"effective_date":"{date}","params":{{}}}}}}"#)
+        let set = |ledger: &str, date: &str| {
+            format!(
+                r#"{{"ledger_id":"{ledger}","version":{{"effective_date":"{date}","params":{{}}}}}}"#
+            )
         };
         conn.execute_batch(
-            "insert into ledger (ledger_id, name) values ('L1', 'county'), ('L2', 'other');
+            "insert into ledger (ledger_id, name) values ('L1', 'county'), ('L2', 'other'),
+                 ('L3', 'no journal');
              insert into policy_version (ledger_id, effective_date, ordinal, params_json) values
                  ('L1', '2014-12-10', 0, '{}'), ('L1', '2024-01-01', 0, '{}'),
                  ('L1', '2024-01-01', 1, '{}'), ('L1', '2019-01-01', 0, '{}'),
-                 ('L1', '2030-01-01', 0, '{}'), ('L2', '2014-12-10', 0, '{}');",
+                 ('L1', '2030-01-01', 0, '{}'), ('L2', '2014-12-10', 0, '{}'),
+                 ('L2', '2019-01-01', 0, '{}'), ('L3', '2014-12-10', 0, '{}');",
         )
         .unwrap();
-        journal(1, "ledger.created", r#"{"ledger_id":"L1","name":"county"}"#);
-        journal(4, "bank.registered", "{}");
-        journal(5, "policy.set", &set("2024-01-01"));
-        journal(7, "policy.set", &set("2019-01-01"));
+        journal("L1", 1, "ledger.created", r#"{"ledger_id":"L1","name":"county"}"#);
+        journal("L1", 4, "bank.registered", "{}");
+        journal("L1", 5, "policy.set", &set("L1", "2024-01-01"));
+        journal("L1", 7, "policy.set", &set("L1", "2019-01-01"));
+        journal("L2", 1, "ledger.created", r#"{"ledger_id":"L2","name":"other"}"#);
+        journal("L2", 3, "policy.set", &set("L2", "2019-01-01"));
         for migration in &after {
             conn.execute_batch(migration.sql.as_str()).unwrap();
         }
@@ -426,7 +433,9 @@ mod tests {
                 row("L1", "2024-01-01", 0, 1),
                 row("L1", "2024-01-01", 1, 5),
                 row("L1", "2030-01-01", 0, 0),
-                row("L2", "2014-12-10", 0, 0),
+                row("L2", "2014-12-10", 0, 1),
+                row("L2", "2019-01-01", 0, 3),
+                row("L3", "2014-12-10", 0, 0),
             ]
         );
         let without_seq = "insert into policy_version (ledger_id, effective_date, ordinal, \
