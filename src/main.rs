@@ -475,10 +475,15 @@ async fn main() -> anyhow::Result<()> {
                 println!("OK");
                 Ok(())
             } else {
-                anyhow::bail!(
-                    "ledger {ledger} does not verify; first break at seq {}",
-                    r.first_break_seq
-                )
+                match r.first_break_seq {
+                    0 => anyhow::bail!(
+                        "ledger {ledger} does not verify: its journal holds, what is stored \
+                         beside it differs (above)"
+                    ),
+                    seq => {
+                        anyhow::bail!("ledger {ledger} does not verify; first break at seq {seq}")
+                    }
+                }
             }
         }
         Cmd::Bench {

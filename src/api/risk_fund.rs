@@ -321,7 +321,7 @@ impl Api {
         })?;
         fund.ok_or_else(|| {
             Status::not_found(format!(
-                "ledger {ledger_id} had no risk fund on {}",
+                "ledger {ledger_id} had no risk fund on {} (as recorded by seq {through_seq})",
                 format_date(date)
             ))
         })

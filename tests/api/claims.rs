@@ -245,6 +245,20 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     app.db.execute_raw(changed).await.expect("a read model row changed");
     let v = app.verify(&t.auditor).await;
     assert!(v.problems.iter().any(|p| p.contains("subsidy claims")), "{:?}", v.problems);
+    // A claimed loan's repayment made unreadable behind the service's back: verify reports
+    // where the journal breaks, and the claims over that loan as not worked out again, rather
+    // than failing.
+    let history = app.history(&t.auditor, &first).await;
+    let repaid = history.iter().find(|e| e.kind == "loan.repaid").expect("the repayment").seq;
+    let damaged = format!(
+        "update journal_txn set command_json = '{{}}' where ledger_id = '{LEDGER}' and seq = {repaid}"
+    );
+    app.behind_the_back("journal_txn", &damaged).await.expect("a journal row damaged");
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(v.first_break_seq, repaid, "{:?}", v.problems);
+    let not_again =
+        format!("subsidy claim {claim_id} (seq {}) cannot be worked out again", entry.seq);
+    assert!(v.problems.iter().any(|p| p.starts_with(&not_again)), "{:?}", v.problems);
     app.finish().await;
 }
 

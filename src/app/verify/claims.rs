@@ -17,8 +17,12 @@
 //! and clawbacks, which come later. A claim recorded by a build whose rules worked a figure out
 //! otherwise differs in it: the recheck reports what today's rules make of the same journal.
 //!
-//! The registers are read a claim at a time, its loans' histories a page at a time
-//! ([`check_claim`]): a county's quarterly claim of 9,000 lines reads 9,000 histories.
+//! A claim that cannot be worked out again (a loan's journal that does not decode or replay,
+//! which the replay reports where it breaks; a database error) is a problem of its own, and the
+//! recheck goes on with the next. The registers are read a claim at a time, the histories of
+//! its loans a page at a time ([`check_claim`]): a county's quarterly claim of 9,000 lines
+//! reads up to 9,000 histories, each in full, and a loan claimed in several claims is read for
+//! each. An auditor's long read: it runs within the verify's turn on the journal.
 
 use std::collections::BTreeMap;
 
@@ -29,11 +33,14 @@ use crate::domain::date::format_date;
 use crate::domain::subsidy_claim::{Claim, ClaimLine, ClaimedLine, Difference};
 use crate::store::Db;
 
-/// What the recheck found: the lines worked out again, and each line that differs.
+use super::Problems;
+
+/// What the recheck found: the lines worked out again, and each line that differs (the first
+/// [`super::PROBLEMS_MAX`] listed, all counted; seq 0: not a break of the journal).
 #[derive(Debug, Default)]
 pub(super) struct Rechecked {
     pub lines: u64,
-    pub problems: Vec<String>,
+    pub problems: Problems,
 }
 
 /// Rechecks every claim of `claims` (rebuilt from the journal, by claim id), each submitted at
@@ -47,15 +54,29 @@ pub(super) async fn recheck(
     for (claim_id, (claim, _)) in claims {
         let Some(&seq) = submitted.get(claim_id) else { continue };
         let Some(bank) = db.get_bank(&claim.bank_id).await? else {
-            found.problems.push(format!(
-                "subsidy claim {claim_id} (seq {seq}): its bank {} is not registered",
-                claim.bank_id
-            ));
+            found.problems.add(
+                0,
+                format!(
+                    "subsidy claim {claim_id} (seq {seq}): its bank {} is not registered",
+                    claim.bank_id
+                ),
+            );
             continue;
         };
         let claimed: Vec<ClaimedLine> = claim.lines.iter().map(|l| l.claimed.clone()).collect();
         let through = seq.saturating_sub(1);
-        let again = check_claim(db, &bank, &claimed, (claim.submitted_on, Some(through))).await?;
+        let again = check_claim(db, &bank, &claimed, (claim.submitted_on, Some(through))).await;
+        let again = match again {
+            Ok(again) => again,
+            // The database gone is the verify's end, as for its other reads.
+            Err(e @ AppError::Unavailable(_)) => return Err(e),
+            Err(e) => {
+                let why =
+                    format!("subsidy claim {claim_id} (seq {seq}) cannot be worked out again: {e}");
+                found.problems.add(0, why);
+                continue;
+            }
+        };
         found.lines += claim.lines.len() as u64;
         for (i, (recorded, worked_out)) in claim.lines.iter().zip(&again.lines).enumerate() {
             let differing = differing(recorded, worked_out);
@@ -63,16 +84,19 @@ pub(super) async fn recheck(
                 continue;
             }
             let line = &recorded.claimed;
-            found.problems.push(format!(
-                "subsidy claim {claim_id} (seq {seq}) line {i} (loan {}, due {}): its {} as \
+            found.problems.add(
+                0,
+                format!(
+                    "subsidy claim {claim_id} (seq {seq}) line {i} (loan {}, due {}): its {} as \
                  recorded differ from the register through seq {through}: recorded {}, worked \
                  out again {}",
-                line.loan_id,
-                format_date(line.due_date),
-                differing.join(", "),
-                figures(recorded),
-                figures(worked_out)
-            ));
+                    line.loan_id,
+                    format_date(line.due_date),
+                    differing.join(", "),
+                    figures(recorded),
+                    figures(worked_out)
+                ),
+            );
         }
     }
     Ok(found)

@@ -264,9 +264,7 @@ pub async fn verify_ledger_with(
         .await
         .map_err(|e| AppError::Internal(format!("comparing the read models failed: {e}")))?;
     problems.append(models);
-    for problem in rechecked.problems {
-        problems.add(0, problem);
-    }
+    problems.append(rechecked.problems);
     let unlisted = problems.total - problems.list.len() as u64;
     let mut listed: Vec<String> = problems.list.into_iter().map(|(_, text)| text).collect();
     if unlisted > 0 {
