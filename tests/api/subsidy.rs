@@ -34,6 +34,15 @@ fn subsidies(s: &pb::LoanSubsidy) -> Vec<i64> {
     s.lines.iter().map(|l| l.working.as_ref().map_or(-1, |w| w.subsidy_fen)).collect()
 }
 
+/// `ListPolicies` through `through_seq` (0: all): each date's version with the seq that
+/// recorded it.
+async fn recorded_versions(app: &TestApp, token: &str, through_seq: u64) -> Vec<(String, u64)> {
+    let request = pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq };
+    let listed = app.registry(token).list_policies(request).await.expect("ListPolicies");
+    let versions = listed.into_inner().versions;
+    versions.into_iter().map(|v| (v.effective_date, v.recorded_seq)).collect()
+}
+
 /// `fen × days × rate / 360`, the rate in basis points, rounded half up.
 fn interest_bp(fen: i64, days: i64, bp: i64) -> i64 {
     let numerator = i128::from(fen) * i128::from(days) * i128::from(bp);
@@ -693,12 +702,7 @@ async fn a_register_is_given_again_through_its_seq(backend: Backend) {
     assert_eq!((county.params, county.recorded_seq), (Some(full.clone()), set_seq));
     assert_eq!(policy("2024-03-20", set_seq).await.recorded_seq, set_seq, "its own seq counts");
     assert_eq!(policy("2024-03-20", set_seq - 1).await, national);
-    let list = async |through_seq: u64| {
-        let request = pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq };
-        let listed = registry.clone().list_policies(request).await.expect("ListPolicies");
-        let versions = listed.into_inner().versions;
-        versions.into_iter().map(|v| (v.effective_date, v.recorded_seq)).collect::<Vec<_>>()
-    };
+    let list = async |through_seq: u64| recorded_versions(&app, &t.auditor, through_seq).await;
     let at = |date: &str, seq: u64| (date.to_string(), seq);
     assert_eq!(list(head).await, [at("2014-12-10", created), at("2024-01-01", created)]);
     assert_eq!(list(0).await, [at("2014-12-10", created), at("2024-01-01", set_seq)]);
@@ -761,12 +765,7 @@ async fn policy_versions_take_their_seqs_from_the_journal(backend: Backend) {
         let params = pb::PolicyParams { subsidy_ratio: ratio.into(), ..national.clone() };
         registry.set_policy(policy_from(date, params)).await.expect("SetPolicy");
     }
-    let list = async || {
-        let request = pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq: 0 };
-        let listed = registry.clone().list_policies(request).await.expect("ListPolicies");
-        let versions = listed.into_inner().versions;
-        versions.into_iter().map(|v| (v.effective_date, v.recorded_seq)).collect::<Vec<_>>()
-    };
+    let list = async || recorded_versions(&app, &t.auditor, 0).await;
     let recorded = list().await;
     let seqs: Vec<u64> = recorded.iter().map(|(_, seq)| *seq).collect();
     assert_eq!(seqs.len(), 4, "{recorded:?}");

@@ -1245,6 +1245,36 @@ async fn a_renewal_and_other_contracts_in_one_group_count_once(db: &Db) {
     task.await.unwrap();
 }
 
+/// Loan `n`'s March 2021 period claimed as paid on time (294.10 yuan, all of it subsidy).
+fn march_line(n: u32) -> crate::domain::subsidy_claim::ClaimedLine {
+    crate::domain::subsidy_claim::ClaimedLine {
+        loan_id: loan_id(n),
+        due_date: day("2021-03-20"),
+        interest_paid_fen: Fen(29_410),
+        subsidy_fen: Fen(29_410),
+        principal_fen: None,
+        annual_rate: None,
+        days: None,
+        jishu: None,
+    }
+}
+
+/// The bank's first-quarter claim of `lines` submitted on 2021-04-01, `checked` as given.
+fn q1_claim(
+    lines: &[crate::domain::subsidy_claim::ClaimedLine],
+    checked: crate::app::subsidy::ClaimCheck,
+) -> Command {
+    Command::SubmitSubsidyClaim {
+        claim_id: format!("{BANK}-Q1"),
+        bank_id: BANK.into(),
+        due_from: day("2021-01-01"),
+        due_to: day("2021-03-31"),
+        submitted_on: day("2021-04-01"),
+        lines: lines.to_vec(),
+        checked,
+    }
+}
+
 /// A claim's lines are checked on the read pool before the writer takes it: a payment recorded
 /// on one of its loans in between, or a policy version set in between (its subsidy ratio dated
 /// back over the claimed period), would leave the check out of date. The writer then records
@@ -1253,27 +1283,10 @@ async fn a_renewal_and_other_contracts_in_one_group_count_once(db: &Db) {
 async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
     let (w, _task) = disbursed_loans(db, 1).await;
     let bank_row = db.get_bank(BANK).await.unwrap().expect("the bank");
-    let lines = vec![crate::domain::subsidy_claim::ClaimedLine {
-        loan_id: loan_id(1),
-        due_date: day("2021-03-20"),
-        interest_paid_fen: Fen(29_410),
-        subsidy_fen: Fen(29_410),
-        principal_fen: None,
-        annual_rate: None,
-        days: None,
-        jishu: None,
-    }];
+    let lines = vec![march_line(1)];
     let check =
         || crate::app::subsidy::check_claim(db, &bank_row, &lines, (day("2021-04-01"), None));
-    let claim = |checked| Command::SubmitSubsidyClaim {
-        claim_id: format!("{BANK}-Q1"),
-        bank_id: BANK.into(),
-        due_from: day("2021-01-01"),
-        due_to: day("2021-03-31"),
-        submitted_on: day("2021-04-01"),
-        lines: lines.clone(),
-        checked,
-    };
+    let claim = |checked| q1_claim(&lines, checked);
     let before = check().await.unwrap();
     assert_eq!(before.seen.len(), 1);
     let seen_before = before.seen[0].1;
@@ -1321,28 +1334,10 @@ async fn a_claim_checked_before_its_loan_was_contracted_is_checked_again(db: &Db
     register_all(&w, 2).await;
     all_ok(w.submit_many(&bank(), vec![contract(1, PRINCIPAL_FEN, "0.0385")]).await);
     let bank_row = db.get_bank(BANK).await.unwrap().expect("the bank");
-    let line = |n| crate::domain::subsidy_claim::ClaimedLine {
-        loan_id: loan_id(n),
-        due_date: day("2021-03-20"),
-        interest_paid_fen: Fen(29_410),
-        subsidy_fen: Fen(29_410),
-        principal_fen: None,
-        annual_rate: None,
-        days: None,
-        jishu: None,
-    };
-    let lines = vec![line(1), line(2), line(3)];
+    let lines = vec![march_line(1), march_line(2), march_line(3)];
     let check =
         || crate::app::subsidy::check_claim(db, &bank_row, &lines, (day("2021-04-01"), None));
-    let claim = |checked| Command::SubmitSubsidyClaim {
-        claim_id: format!("{BANK}-Q1"),
-        bank_id: BANK.into(),
-        due_from: day("2021-01-01"),
-        due_to: day("2021-03-31"),
-        submitted_on: day("2021-04-01"),
-        lines: lines.clone(),
-        checked,
-    };
+    let claim = |checked| q1_claim(&lines, checked);
     let before = check().await.unwrap();
     assert!(before.seen.contains(&(loan_id(2), 0)), "{:?}", before.seen);
     let (request_id, contract) = contract(2, PRINCIPAL_FEN, "0.0385");
