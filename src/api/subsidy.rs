@@ -342,8 +342,8 @@ impl SubsidyService for Api {
         let claims = claims.map_err(|e| status(e.into()))?;
         let last = (claims.len() == page_size as usize).then(|| claims.last()).flatten();
         let next_page_token =
-            listing::page_token_after(last.map(|c| c.claim.claim_id.as_str()), &query);
-        let claims = claims.iter().map(|c| claim_to_pb(&c.claim, &c.totals)).collect();
+            listing::page_token_after(last.map(|(c, _)| c.claim.claim_id.as_str()), &query);
+        let claims = claims.iter().map(|(c, seq)| claim_to_pb(&c.claim, &c.totals, *seq)).collect();
         Ok(Response::new(pb::ListSubsidyClaimsResponse { claims, next_page_token }))
     }
 
@@ -357,8 +357,8 @@ impl SubsidyService for Api {
         let claim = self.db.subsidy_claim(&claim_id).await.map_err(|e| status(e.into()))?;
         // A claim outside the caller's books is answered as a missing one.
         match claim {
-            Some(claim) if actor.reads_loan(&claim.bank_id, &claim.ledger_id) => {
-                Ok(Response::new(claim_to_pb(&claim, &claim.totals())))
+            Some((claim, submitted_seq)) if actor.reads_loan(&claim.bank_id, &claim.ledger_id) => {
+                Ok(Response::new(claim_to_pb(&claim, &claim.totals(), submitted_seq)))
             }
             _ => Err(Status::not_found(format!("subsidy claim {claim_id} not found"))),
         }
@@ -385,19 +385,26 @@ impl Api {
         what: &str,
         written: Result<Outcome, AppError>,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
-        let (claim, entry) = match written.map_err(status)? {
-            Outcome::SubsidyClaim { claim, entry } => (*claim, entry),
+        let missing = |claim_id: &str| {
+            status(AppError::Internal(format!("claim {claim_id} answered, not found")))
+        };
+        let (claim, submitted_seq, entry) = match written.map_err(status)? {
+            Outcome::SubsidyClaim { claim, entry } => {
+                let seq = self.db.claim_submitted_seq(&claim.claim_id).await;
+                let seq =
+                    seq.map_err(|e| status(e.into()))?.ok_or_else(|| missing(&claim.claim_id))?;
+                (*claim, seq, entry)
+            }
             Outcome::SubsidyClaimRef { claim_id, entry } => {
                 let claim = self.db.subsidy_claim(&claim_id).await;
-                let claim = claim.map_err(|e| status(e.into()))?.ok_or_else(|| {
-                    status(AppError::Internal(format!("claim {claim_id} answered, not found")))
-                })?;
-                (claim, entry)
+                let (claim, seq) =
+                    claim.map_err(|e| status(e.into()))?.ok_or_else(|| missing(&claim_id))?;
+                (claim, seq, entry)
             }
             _ => return Err(unexpected(what)),
         };
         Ok(Response::new(pb::SubsidyClaimResponse {
-            claim: Some(claim_to_pb(&claim, &claim.totals())),
+            claim: Some(claim_to_pb(&claim, &claim.totals(), submitted_seq)),
             entry: Some(journal_ref(&entry)),
         }))
     }
@@ -464,7 +471,7 @@ fn claimed_lines(
 }
 
 /// A claim as answered, with its sums (`totals`: its lines', which a summary's claim has not).
-fn claim_to_pb(claim: &Claim, totals: &ClaimTotals) -> pb::SubsidyClaim {
+fn claim_to_pb(claim: &Claim, totals: &ClaimTotals, submitted_seq: u64) -> pb::SubsidyClaim {
     let status = match claim.status {
         ClaimStatus::Submitted => pb::SubsidyClaimStatus::Submitted,
         ClaimStatus::Noticed => pb::SubsidyClaimStatus::Noticed,
@@ -473,6 +480,7 @@ fn claim_to_pb(claim: &Claim, totals: &ClaimTotals) -> pb::SubsidyClaim {
     let review = claim.review.as_ref();
     let date = |d: Option<BusinessDate>| d.map(format_date).unwrap_or_default();
     pb::SubsidyClaim {
+        submitted_seq,
         claim_id: claim.claim_id.clone(),
         ledger_id: claim.ledger_id.clone(),
         bank_id: claim.bank_id.clone(),

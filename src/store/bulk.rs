@@ -62,8 +62,8 @@ pub struct RegistrySnapshot {
     /// The LPR table's rows (effective_date, tenor, rate), by date then tenor: those of the
     /// LPR table's chain ([`crate::domain::lpr::LPR_LEDGER`]), none for a region's ledger.
     pub lpr: Vec<(String, String, String)>,
-    /// Subsidy claims (claim_id, bank_id, status, claim_json, summary_json, last_seq), by claim
-    /// id.
+    /// Subsidy claims (claim_id, bank_id, status, claim_json, summary_json, last_seq,
+    /// submitted_seq), by claim id.
     pub claims: Vec<ClaimRow>,
     /// The loan-periods claimed (loan_id, due_date, claim_id), by loan id then due date.
     pub claim_periods: Vec<(String, String, String)>,
@@ -77,8 +77,9 @@ pub struct RegistrySnapshot {
     pub pool_members: Vec<(String, String)>,
 }
 
-/// A subsidy claim's row: (claim_id, bank_id, status, claim_json, summary_json, last_seq).
-pub type ClaimRow = (String, String, String, String, String, i64);
+/// A subsidy claim's row: (claim_id, bank_id, status, claim_json, summary_json, last_seq,
+/// submitted_seq).
+pub type ClaimRow = (String, String, String, String, String, i64, i64);
 
 impl RegistrySnapshot {
     /// Puts every list in the order the stored registry is read in: identifiers as bytes (both
@@ -343,7 +344,7 @@ fn sqlite_models(
     let lpr = lenient
         .rows(&conn, LPR_SQL, ledger_id, "lpr", |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let claims = lenient.rows(&conn, CLAIMS_SQL, ledger_id, "subsidy_claim", |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
     })?;
     let claim_periods =
         lenient.rows(&conn, CLAIM_PERIODS_SQL, ledger_id, "subsidy_claim_period", |r| {

@@ -452,34 +452,48 @@ impl Db {
             .collect()
     }
 
-    /// A subsidy claim as it stands, with its ledger (`None`: no such claim).
-    pub async fn subsidy_claim(&self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
-        let sql = "select claim_json from subsidy_claim where claim_id = $1";
-        let json: Option<String> =
+    /// A subsidy claim as it stands, with its ledger, and the seq of its submission (`None`: no
+    /// such claim).
+    pub async fn subsidy_claim(&self, claim_id: &str) -> Result<Option<(Claim, u64)>, StoreError> {
+        let sql = "select claim_json, submitted_seq from subsidy_claim where claim_id = $1";
+        let row: Option<(String, i64)> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(claim_id).fetch_optional(p).await?);
+        let claim = |(json, seq): (String, i64)| {
+            Ok((claim_from_json(claim_id, &json)?, u64::try_from(seq).unwrap_or_default()))
+        };
+        row.map(claim).transpose()
+    }
+
+    /// The seq of a subsidy claim's submission (`None`: no such claim).
+    pub async fn claim_submitted_seq(&self, claim_id: &str) -> Result<Option<u64>, StoreError> {
+        let sql = "select submitted_seq from subsidy_claim where claim_id = $1";
+        let seq: Option<i64> =
             on_pool!(self, p => sqlx::query_scalar(sql).bind(claim_id).fetch_optional(p).await?);
-        json.map(|json| claim_from_json(claim_id, &json)).transpose()
+        Ok(seq.map(|seq| u64::try_from(seq).unwrap_or_default()))
     }
 
     /// A ledger's claims in claim id order after `after_claim_id`, at most `limit`, of one bank
-    /// and one status if given (`""` for none), as their summaries (not their lines).
+    /// and one status if given (`""` for none), as their summaries (not their lines), each with
+    /// the seq of its submission.
     pub async fn list_claims(
         &self,
         ledger_id: &str,
         (bank_id, status): (&str, &str),
         after_claim_id: &str,
         limit: u32,
-    ) -> Result<Vec<ClaimSummary>, StoreError> {
-        let sql = "select summary_json from subsidy_claim where ledger_id = $1 \
+    ) -> Result<Vec<(ClaimSummary, u64)>, StoreError> {
+        let sql = "select summary_json, submitted_seq from subsidy_claim where ledger_id = $1 \
                    and ($2 = '' or bank_id = $2) and ($3 = '' or status = $3) and claim_id > $4 \
                    order by claim_id limit $5";
-        let rows: Vec<String> = on_pool!(self, p => sqlx::query_scalar(sql)
+        let rows: Vec<(String, i64)> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(bank_id).bind(status).bind(after_claim_id).bind(i64::from(limit))
             .fetch_all(p).await?);
         rows.iter()
-            .map(|json| {
-                serde_json::from_str(json).map_err(|e| {
+            .map(|(json, seq)| {
+                let summary = serde_json::from_str(json).map_err(|e| {
                     StoreError::Corrupt(format!("a subsidy claim of {ledger_id}: {e}"))
-                })
+                })?;
+                Ok((summary, u64::try_from(*seq).unwrap_or_default()))
             })
             .collect()
     }

@@ -89,8 +89,8 @@ pub struct HouseholdView {
 
 /// A ledger's subsidy claims by claim id (one parameter: the ledger id), as
 /// [`super::bulk::ClaimRow`]s.
-pub const CLAIMS_SQL: &str = "select claim_id, bank_id, status, claim_json, summary_json, last_seq \
-     from subsidy_claim where ledger_id = $1 order by claim_id";
+pub const CLAIMS_SQL: &str = "select claim_id, bank_id, status, claim_json, summary_json, last_seq, \
+     submitted_seq from subsidy_claim where ledger_id = $1 order by claim_id";
 
 /// A ledger's risk fund (one parameter: the ledger id): (fund_json, balance_fen, last_seq).
 pub const RISK_FUND_SQL: &str =

@@ -818,8 +818,8 @@ impl WriteTx {
     /// A new subsidy claim's row, and a row for each loan-period it holds.
     pub async fn insert_claim(&mut self, claim: &Claim, seq: i64) -> Result<(), StoreError> {
         let (json, summary) = claim_texts(claim)?;
-        let sql = "insert into subsidy_claim (claim_id, ledger_id, bank_id, status, claim_json, summary_json, last_seq) \
-                   values ($1, $2, $3, $4, $5, $6, $7)";
+        let sql = "insert into subsidy_claim (claim_id, ledger_id, bank_id, status, claim_json, summary_json, last_seq, \
+                   submitted_seq) values ($1, $2, $3, $4, $5, $6, $7, $7)";
         on_tx!(self, c => sqlx::query(sql)
             .bind(&claim.claim_id).bind(&claim.ledger_id).bind(&claim.bank_id)
             .bind(claim.status.as_str()).bind(json).bind(summary).bind(seq)

@@ -216,6 +216,55 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     let plain = pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false };
     let plain = app.audit(&t.auditor).verify(plain).await.expect("Verify").into_inner();
     assert!(plain.ok && plain.claim_lines_rechecked == 0, "{plain:?}");
+    // The claim names its submission's seq: the register through the seq before it gives the
+    // line again, whatever was recorded since (the version above halved today's).
+    assert_eq!(claim.submitted_seq, entry.seq);
+    let through = pb::GetLoanSubsidyRequest {
+        loan_id: first.clone(),
+        as_of: "2021-04-01".into(),
+        through_seq: entry.seq - 1,
+    };
+    let again = app.subsidy(&t.auditor).get_loan_subsidy(through).await.expect("GetLoanSubsidy");
+    let again = again.into_inner();
+    let march = again.lines.iter().find(|l| l.due_date == "2021-03-20").expect("the March line");
+    let working = march.working.as_ref().expect("its working");
+    assert_eq!(
+        (working.subsidy_fen, working.days, working.jishu),
+        (r.subsidy_fen, r.days, r.jishu)
+    );
+    let listed = pb::ListSubsidyClaimsRequest { ledger_id: LEDGER.into(), ..Default::default() };
+    let listed = app.subsidy(&t.auditor).list_subsidy_claims(listed).await.expect("listed");
+    let listed = listed.into_inner().claims;
+    assert_eq!(
+        listed.iter().find(|c| c.claim_id == claim_id).map(|c| c.submitted_seq),
+        Some(entry.seq)
+    );
+    // Claims stored before the column take their seq from the journal: the column taken away
+    // and the migration run again, the claim names the same seq and verify holds; a seq changed
+    // behind the service's back is found.
+    let migration = match backend {
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0020_claim_submitted_seq.sql"),
+        Backend::Postgres => include_str!("../../migrations/postgres/0023_claim_submitted_seq.sql"),
+    };
+    app.execute_ddl(&format!("alter table subsidy_claim drop column submitted_seq; {migration}"))
+        .await
+        .expect("the migration run again");
+    let read = pb::GetSubsidyClaimRequest { claim_id: claim_id.clone() };
+    let read = app.subsidy(&t.auditor).get_subsidy_claim(read).await.expect("GetSubsidyClaim");
+    assert_eq!(read.into_inner(), claim);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    let moved = format!(
+        "update subsidy_claim set submitted_seq = submitted_seq + 1 where claim_id = '{claim_id}'"
+    );
+    app.db.execute_raw(&moved).await.expect("a claim's seq moved");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.problems.iter().any(|p| p.contains("subsidy claims")), "{:?}", v.problems);
+    let back = format!(
+        "update subsidy_claim set submitted_seq = {} where claim_id = '{claim_id}'",
+        entry.seq
+    );
+    app.db.execute_raw(&back).await.expect("the claim's seq back");
     // A household's place changed behind the service's back: the lines of its loan's claims
     // are found, each with what was recorded and what is worked out again.
     let moved =

@@ -249,7 +249,7 @@ pub async fn verify_ledger_with(
     } else {
         claims::Rechecked::default()
     };
-    replay::claim_rows(&mut registry, claims);
+    replay::claim_rows(&mut registry, claims, &submitted);
     replay::fund_rows(&mut registry, fund, compensations);
     replay::pool_rows(&mut registry, pools, pool_of_loan);
     let rebuilt = compare::Rebuilt {

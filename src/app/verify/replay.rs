@@ -606,8 +606,14 @@ pub(super) fn pool_rows(
 
 /// The claims rebuilt into the registry's rows, as the writer stores them: each claim's JSON
 /// and the loan-periods its lines hold.
-pub(super) fn claim_rows(registry: &mut RegistrySnapshot, claims: BTreeMap<String, (Claim, u64)>) {
+pub(super) fn claim_rows(
+    registry: &mut RegistrySnapshot,
+    claims: BTreeMap<String, (Claim, u64)>,
+    submitted: &HashMap<String, u64>,
+) {
     for (claim_id, (claim, seq)) in claims {
+        let submitted = submitted.get(&claim_id).copied().unwrap_or_default();
+        let submitted = i64::try_from(submitted).unwrap_or(i64::MAX);
         for line in claim.lines.iter().filter(|l| l.holds_period()) {
             let due_date = format_date(line.claimed.due_date);
             registry.claim_periods.push((line.claimed.loan_id.clone(), due_date, claim_id.clone()));
@@ -615,7 +621,7 @@ pub(super) fn claim_rows(registry: &mut RegistrySnapshot, claims: BTreeMap<Strin
         let (json, summary) = claim_texts(&claim).unwrap_or_default();
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
         let status = claim.status.as_str().to_string();
-        registry.claims.push((claim_id, claim.bank_id, status, json, summary, seq));
+        registry.claims.push((claim_id, claim.bank_id, status, json, summary, seq, submitted));
     }
 }
 
