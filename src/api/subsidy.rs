@@ -389,6 +389,10 @@ impl Api {
             status(AppError::Internal(format!("claim {claim_id} answered, not found")))
         };
         let (claim, submitted_seq, entry) = match written.map_err(status)? {
+            // A submission's own entry is its seq; a step's answer reads it.
+            Outcome::SubsidyClaim { claim, entry } if what == "submit_subsidy_claim" => {
+                (*claim, entry.seq, entry)
+            }
             Outcome::SubsidyClaim { claim, entry } => {
                 let seq = self.db.claim_submitted_seq(&claim.claim_id).await;
                 let seq =
