@@ -477,8 +477,8 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 match r.first_break_seq {
                     0 => anyhow::bail!(
-                        "ledger {ledger} does not verify: its journal holds, what is stored \
-                         beside it differs (above)"
+                        "ledger {ledger} does not verify: its chain holds, but other checks \
+                         found problems (above)"
                     ),
                     seq => {
                         anyhow::bail!("ledger {ledger} does not verify; first break at seq {seq}")

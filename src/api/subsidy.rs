@@ -389,16 +389,7 @@ impl Api {
             status(AppError::Internal(format!("claim {claim_id} answered, not found")))
         };
         let (claim, submitted_seq, entry) = match written.map_err(status)? {
-            // A submission's own entry is its seq; a step's answer reads it.
-            Outcome::SubsidyClaim { claim, entry } if what == "submit_subsidy_claim" => {
-                (*claim, entry.seq, entry)
-            }
-            Outcome::SubsidyClaim { claim, entry } => {
-                let seq = self.db.claim_submitted_seq(&claim.claim_id).await;
-                let seq =
-                    seq.map_err(|e| status(e.into()))?.ok_or_else(|| missing(&claim.claim_id))?;
-                (*claim, seq, entry)
-            }
+            Outcome::SubsidyClaim { claim, entry, submitted_seq } => (*claim, submitted_seq, entry),
             Outcome::SubsidyClaimRef { claim_id, entry } => {
                 let claim = self.db.subsidy_claim(&claim_id).await;
                 let (claim, seq) =

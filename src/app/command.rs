@@ -321,7 +321,7 @@ impl Outcome {
             Outcome::Loan { loan, entry, settled } => {
                 Cow::Owned(Outcome::loan_ref(loan, entry.clone(), settled.clone()))
             }
-            Outcome::SubsidyClaim { claim, entry } => Cow::Owned(Outcome::SubsidyClaimRef {
+            Outcome::SubsidyClaim { claim, entry, .. } => Cow::Owned(Outcome::SubsidyClaimRef {
                 claim_id: claim.claim_id.clone(),
                 entry: entry.clone(),
             }),
@@ -400,10 +400,13 @@ pub enum Outcome {
         version: PolicyVersion,
         entry: JournalRef,
     },
-    /// A subsidy claim just submitted, whole.
+    /// A subsidy claim just submitted, or after a step, whole, with the seq of its submission.
+    /// (Never stored: its idempotency record is a [`Outcome::SubsidyClaimRef`].)
     SubsidyClaim {
         claim: Box<Claim>,
         entry: JournalRef,
+        #[serde(default)]
+        submitted_seq: u64,
     },
     /// A subsidy claim submitted, as its idempotency record keeps it (a claim may have
     /// thousands of lines, which its journal transaction and its row hold): a retry is answered

@@ -467,10 +467,12 @@ enum Effect {
     Unchanged(Box<LoanState>),
     /// A subsidy claim submitted.
     Claim(Box<crate::domain::subsidy_claim::Claim>),
-    /// A claim after a step, and the loan-periods the step released.
+    /// A claim after a step, the loan-periods the step released, and the seq of the claim's
+    /// submission.
     ClaimStep(
         Box<crate::domain::subsidy_claim::Claim>,
         Vec<(String, crate::domain::date::BusinessDate)>,
+        u64,
     ),
     /// A ledger's risk fund after an event (`opened`: its first), the compensation the event
     /// made or changed, and the loan a compensation marks ([`Servicing::compensated_on`]: its

@@ -464,14 +464,6 @@ impl Db {
         row.map(claim).transpose()
     }
 
-    /// The seq of a subsidy claim's submission (`None`: no such claim).
-    pub async fn claim_submitted_seq(&self, claim_id: &str) -> Result<Option<u64>, StoreError> {
-        let sql = "select submitted_seq from subsidy_claim where claim_id = $1";
-        let seq: Option<i64> =
-            on_pool!(self, p => sqlx::query_scalar(sql).bind(claim_id).fetch_optional(p).await?);
-        Ok(seq.map(|seq| u64::try_from(seq).unwrap_or_default()))
-    }
-
     /// A ledger's claims in claim id order after `after_claim_id`, at most `limit`, of one bank
     /// and one status if given (`""` for none), as their summaries (not their lines), each with
     /// the seq of its submission.

@@ -785,12 +785,15 @@ impl WriteTx {
         Ok(on_tx!(self, c => sqlx::query_as(sql).bind(loan_id).fetch_all(c).await?))
     }
 
-    /// A subsidy claim as it stands (`None`: no such claim).
-    pub async fn claim(&mut self, claim_id: &str) -> Result<Option<Claim>, StoreError> {
-        let sql = "select claim_json from subsidy_claim where claim_id = $1";
-        let json: Option<String> =
-            on_tx!(self, c => sqlx::query_scalar(sql).bind(claim_id).fetch_optional(c).await?);
-        json.map(|json| claim_from_json(claim_id, &json)).transpose()
+    /// A subsidy claim as it stands, with the seq of its submission (`None`: no such claim).
+    pub async fn claim(&mut self, claim_id: &str) -> Result<Option<(Claim, u64)>, StoreError> {
+        let sql = "select claim_json, submitted_seq from subsidy_claim where claim_id = $1";
+        let row: Option<(String, i64)> =
+            on_tx!(self, c => sqlx::query_as(sql).bind(claim_id).fetch_optional(c).await?);
+        let claim = |(json, seq): (String, i64)| {
+            Ok((claim_from_json(claim_id, &json)?, u64::try_from(seq).unwrap_or_default()))
+        };
+        row.map(claim).transpose()
     }
 
     /// A claim's row after a step, and the loan-periods the step released.

@@ -406,8 +406,11 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     );
     request.submitted_on = "2021-04-01".into();
     let claim = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
-    let claim = claim.into_inner().claim.expect("the claim");
+    let claim = claim.into_inner();
+    let submitted_seq = claim.entry.as_ref().expect("its entry").seq;
+    let claim = claim.claim.expect("the claim");
     assert_eq!((claim.submitted_on.as_str(), claim.payable_fen), ("2021-04-01", 58_820));
+    assert_eq!(claim.submitted_seq, submitted_seq);
     let claim_id = claim.claim_id.clone();
 
     let review = |rejections: Vec<pb::ClaimLineRejection>, from: &str, to: &str| {
@@ -450,6 +453,8 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
 
     let reviewed = finance.review_subsidy_claim(review(vec![], week.0, week.1)).await;
     let reviewed = reviewed.expect("the review").into_inner().claim.expect("the claim");
+    // A step's answer names the submission's seq too.
+    assert_eq!(reviewed.submitted_seq, submitted_seq);
     use pb::ClaimLineDecision as Dec;
     let decisions: Vec<Dec> = reviewed.lines.iter().map(|l| l.decision()).collect();
     assert_eq!(decisions, [Dec::Approved, Dec::Approved, Dec::Rejected]);

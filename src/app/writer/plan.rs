@@ -397,10 +397,10 @@ impl Writer {
             Command::SubsidyClaimStep { step } => {
                 let claim_id = step.claim_id();
                 // A claim outside the caller's books is answered as a missing one.
-                let claim = tx
+                let (claim, submitted_seq) = tx
                     .claim(claim_id)
                     .await?
-                    .filter(|c| actor.reads_loan(&c.bank_id, &c.ledger_id))
+                    .filter(|(c, _)| actor.reads_loan(&c.bank_id, &c.ledger_id))
                     .ok_or_else(|| DomainError::NotFound {
                         what: "subsidy claim",
                         id: claim_id.to_string(),
@@ -481,7 +481,7 @@ impl Writer {
                     ledger_id: claim.ledger_id,
                     event: JournalEvent::SubsidyClaim(step.clone()),
                     postings,
-                    effect: Effect::ClaimStep(Box::new(after), released),
+                    effect: Effect::ClaimStep(Box::new(after), released, submitted_seq),
                 }
             }
             Command::OpenRiskFund { .. }
@@ -957,11 +957,11 @@ impl Writer {
             }
             Effect::Claim(claim) => {
                 tx.insert_claim(&claim, seq_i64).await?;
-                Outcome::SubsidyClaim { claim, entry: entry.clone() }
+                Outcome::SubsidyClaim { claim, entry: entry.clone(), submitted_seq: seq }
             }
-            Effect::ClaimStep(claim, released) => {
+            Effect::ClaimStep(claim, released, submitted_seq) => {
                 tx.update_claim(&claim, seq_i64, &released).await?;
-                Outcome::SubsidyClaim { claim, entry: entry.clone() }
+                Outcome::SubsidyClaim { claim, entry: entry.clone(), submitted_seq }
             }
             Effect::Fund { fund, opened, compensation, compensated } => {
                 tx.put_fund(&fund, opened, compensation.as_deref(), seq_i64).await?;
