@@ -526,12 +526,9 @@ async fn main() -> anyhow::Result<()> {
                 Role::parse(&role).context("--role must be bank, finance, auditor or operator")?;
             loanledger::app::auth::check_org(role, &org)
                 .map_err(|m| anyhow::anyhow!("--org: {m} (an id: letters, digits, _ . -)"))?;
-            if valid_days > loanledger::app::auth::VALID_DAYS_MAX {
-                anyhow::bail!(
-                    "--valid-days must be at most {} (ten years); 0 for a token without a term",
-                    loanledger::app::auth::VALID_DAYS_MAX
-                );
-            }
+            // Checked before the database is opened, as create_token checks it.
+            loanledger::app::auth::expiry(0, valid_days)
+                .map_err(|e| anyhow::anyhow!("--valid-days: {e}"))?;
             let db = open_served_db(&cli.database_url).await?;
             loanledger::app::auth::check_org_exists(&db, role, &org).await.map_err(|e| {
                 anyhow::anyhow!("--org: {e} (register the bank, or create the ledger, first)")

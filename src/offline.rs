@@ -135,13 +135,12 @@ pub fn check_with(
                 Some(held_key) => vec![(held_key, "the held key")],
                 None => std::iter::once((key, named)).chain(earlier).collect(),
             };
+            // (`signed` notes a finding only when the signature holds.)
             let mut first_error = None;
             let mut checked = None;
             for by in keys {
-                let mut by_it = Vec::new();
-                match signed(by, held, "the held checkpoint", &mut by_it) {
+                match signed(by, held, "the held checkpoint", &mut found) {
                     Ok(c) => {
-                        found.extend(by_it);
                         checked = Some(c);
                         break;
                     }
@@ -150,9 +149,10 @@ pub fn check_with(
                     }
                 }
             }
-            match (checked, first_error) {
-                (Some(c), _) => Some(c),
-                (None, e) => return Err(e.unwrap_or_default()),
+            match checked {
+                Some(c) => Some(c),
+                // (`keys` holds one key at least: the held one, or the answer's.)
+                None => return Err(first_error.unwrap_or_default()),
             }
         }
         None => None,

@@ -121,13 +121,13 @@ impl Api {
             return Ok(Vec::new());
         }
         let versions = self.db.list_policies(&household.ledger_id, Some(seq)).await?;
-        let eligible = |entries: &[StatusEntry], date| {
-            in_force(&versions, date).is_some_and(|p| p.params.lends_to(status_on(entries, date)))
-        };
         let (mut before_it, mut unsure) = (Vec::new(), Vec::new());
         for l in &loans {
             let date = l.terms.contract_date;
-            if !eligible(before, date) || eligible(statuses, date) {
+            let Some(policy) = in_force(&versions, date) else { continue };
+            let eligible =
+                |entries: &[StatusEntry]| policy.params.lends_to(status_on(entries, date));
+            if !eligible(before) || eligible(statuses) {
                 continue;
             }
             // Its last transaction before the status: contracted before it too. Else its
@@ -142,8 +142,9 @@ impl Api {
         let histories =
             if unsure.is_empty() { Vec::new() } else { self.db.loan_histories(&unsure).await? };
         for (loan_id, history) in histories {
-            let contracted = history.rows().first().map(|row| row.event().map(|(_, seq)| seq));
-            if contracted.transpose()?.is_some_and(|at| at < seq) {
+            let contracted = history.rows().first().map(|row| row.row().map(|r| r.seq));
+            if contracted.transpose()?.is_some_and(|at| u64::try_from(at).is_ok_and(|at| at < seq))
+            {
                 before_it.push(loan_id);
             }
         }

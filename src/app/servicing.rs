@@ -89,11 +89,6 @@ pub async fn loans_as_of(
     Ok(as_of)
 }
 
-/// The loan right after its journal transaction `seq` (to answer a retried request again).
-pub async fn loan_at_seq(db: &Db, loan_id: &str, seq: u64) -> Result<Option<LoanState>, AppError> {
-    loan_through(db, loan_id, None, Some(seq)).await
-}
-
 /// Replays a loan's journal events from its contract until `stop` says so.
 async fn replay_until(
     db: &Db,

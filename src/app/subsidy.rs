@@ -287,9 +287,8 @@ fn compute(
     }
     // The points the date has passed that no event by then settled, settled on a copy as
     // servicing would settle them on the date (as a payoff quote does).
-    let last_seq = events.last().map(|&(_, seq)| seq);
     let mut servicing = match stored {
-        Some(state) if Some(state.last_seq) == last_seq && state.last_value_date <= as_of => {
+        Some(state) if state.last_seq == history_seq && state.last_value_date <= as_of => {
             state.servicing.clone()
         }
         _ => {

@@ -53,7 +53,7 @@ use tokio::task::JoinHandle;
 
 use super::command::{Command, JournalRef, Outcome, SettledTotals};
 use super::error::AppError;
-use super::servicing::loan_at_seq;
+use super::servicing::loan_through;
 use crate::collections::{HashMap, HashSet};
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::DomainError;
@@ -1544,7 +1544,7 @@ impl Writer {
                     // Read through the readers' pool, not the group's transaction: should the
                     // read fail (the pool's connections all busy, say), this command fails
                     // alone and is not worth failing its group for.
-                    let loan = match loan_at_seq(&self.db, &loan_id, entry.seq).await {
+                    let loan = match loan_through(&self.db, &loan_id, None, Some(entry.seq)).await {
                         Ok(Some(loan)) => loan,
                         Ok(None) => {
                             return Err(AppError::Internal(format!(

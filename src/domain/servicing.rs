@@ -207,7 +207,7 @@ pub struct Allocation {
     pub principal_fen: Fen,
     /// The part of `principal_fen` that paid instalment principal already due (amortising
     /// loans); the rest is prepayment.
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub due_principal_fen: Fen,
 }
 
@@ -267,9 +267,9 @@ pub struct Servicing {
     pub compound_segments: Vec<Segment>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interest_due: Vec<DueItem>,
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub penalty_fen: Fen,
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub compound_fen: Fen,
     /// The penalty and compound interest settled and not yet paid, by the date each was
     /// settled (its due date), oldest first: their amounts sum to `penalty_fen` and
@@ -293,17 +293,17 @@ pub struct Servicing {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub extensions: u32,
     /// Totals over the loan's life.
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub interest_settled_fen: Fen,
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub penalty_settled_fen: Fen,
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub compound_settled_fen: Fen,
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub penalty_paid_fen: Fen,
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub compound_paid_fen: Fen,
-    #[serde(default, skip_serializing_if = "fen_is_zero")]
+    #[serde(default, skip_serializing_if = "Fen::is_zero")]
     pub written_off_fen: Fen,
     /// Of `written_off_fen`, what was recovered since (`LoanEvent::Recovered`).
     #[serde(default, skip_serializing_if = "Fen::is_zero")]
@@ -347,10 +347,6 @@ pub struct PlannedInstalment {
     /// The principal that falls due on `due_date`, as scheduled less any prepayment (which
     /// shortens the schedule from its end).
     pub principal_fen: Fen,
-}
-
-fn fen_is_zero(f: &Fen) -> bool {
-    *f == Fen::ZERO
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -316,12 +316,11 @@ fn close(
     // Not yet due: worked out as if paid in full on time (what it earns then), not kept as
     // its working.
     let not_yet_due = line.standing == LineStanding::NotYetDue;
+    let paid = Fen(line.paid_on_time_fen.0 + line.paid_late_fen.0);
     let (interest_paid, standing) = match line.standing {
         LineStanding::NotYetDue => (line.settled_fen, Standing::OnTime),
-        LineStanding::OnTime | LineStanding::Misuse => {
-            (Fen(line.paid_on_time_fen.0 + line.paid_late_fen.0), Standing::OnTime)
-        }
-        _ => (Fen(line.paid_on_time_fen.0 + line.paid_late_fen.0), Standing::InArrears),
+        LineStanding::OnTime | LineStanding::Misuse => (paid, Standing::OnTime),
+        _ => (paid, Standing::InArrears),
     };
     let period = PaidPeriod {
         start: line.start,

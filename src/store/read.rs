@@ -435,15 +435,9 @@ impl Db {
         ledger_id: &str,
         through: Option<u64>,
     ) -> Result<Vec<(PolicyVersion, u64)>, StoreError> {
-        let rows: Vec<PolicyRow> = match through {
-            None => on_pool!(self, p => sqlx::query_as(POLICIES_SQL)
-                .bind(ledger_id).fetch_all(p).await?),
-            Some(seq) => {
-                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-                on_pool!(self, p => sqlx::query_as(POLICIES_THROUGH_SQL)
-                    .bind(ledger_id).bind(seq).fetch_all(p).await?)
-            }
-        };
+        let through = through.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
+        let rows: Vec<PolicyRow> = on_pool!(self, p => sqlx::query_as(POLICIES_THROUGH_SQL)
+            .bind(ledger_id).bind(through).fetch_all(p).await?);
         rows.into_iter()
             .map(|row| {
                 let seq = u64::try_from(row.seq).unwrap_or_default();
@@ -455,13 +449,9 @@ impl Db {
     /// A subsidy claim as it stands, with its ledger, and the seq of its submission (`None`: no
     /// such claim).
     pub async fn subsidy_claim(&self, claim_id: &str) -> Result<Option<(Claim, u64)>, StoreError> {
-        let sql = "select claim_json, submitted_seq from subsidy_claim where claim_id = $1";
         let row: Option<(String, i64)> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(claim_id).fetch_optional(p).await?);
-        let claim = |(json, seq): (String, i64)| {
-            Ok((claim_from_json(claim_id, &json)?, u64::try_from(seq).unwrap_or_default()))
-        };
-        row.map(claim).transpose()
+            on_pool!(self, p => sqlx::query_as(CLAIM_SQL).bind(claim_id).fetch_optional(p).await?);
+        row.map(|row| claim_with_seq(claim_id, row)).transpose()
     }
 
     /// A ledger's claims in claim id order after `after_claim_id`, at most `limit`, of one bank

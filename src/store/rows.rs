@@ -468,6 +468,19 @@ pub fn claim_from_json(claim_id: &str, json: &str) -> Result<Claim, StoreError> 
 }
 
 /// A risk fund as its row's `fund_json` holds it.
+/// A subsidy claim's row (one parameter: the claim id): its JSON and the seq of its submission,
+/// as [`claim_with_seq`] reads them.
+pub const CLAIM_SQL: &str =
+    "select claim_json, submitted_seq from subsidy_claim where claim_id = $1";
+
+/// A row of [`CLAIM_SQL`]: the claim and the seq of its submission.
+pub fn claim_with_seq(
+    claim_id: &str,
+    (json, seq): (String, i64),
+) -> Result<(Claim, u64), StoreError> {
+    Ok((claim_from_json(claim_id, &json)?, u64::try_from(seq).unwrap_or_default()))
+}
+
 pub fn fund_from_json(ledger_id: &str, json: &str) -> Result<Fund, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Corrupt(format!("risk fund of {ledger_id}: {e}")))

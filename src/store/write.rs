@@ -787,13 +787,9 @@ impl WriteTx {
 
     /// A subsidy claim as it stands, with the seq of its submission (`None`: no such claim).
     pub async fn claim(&mut self, claim_id: &str) -> Result<Option<(Claim, u64)>, StoreError> {
-        let sql = "select claim_json, submitted_seq from subsidy_claim where claim_id = $1";
         let row: Option<(String, i64)> =
-            on_tx!(self, c => sqlx::query_as(sql).bind(claim_id).fetch_optional(c).await?);
-        let claim = |(json, seq): (String, i64)| {
-            Ok((claim_from_json(claim_id, &json)?, u64::try_from(seq).unwrap_or_default()))
-        };
-        row.map(claim).transpose()
+            on_tx!(self, c => sqlx::query_as(CLAIM_SQL).bind(claim_id).fetch_optional(c).await?);
+        row.map(|row| claim_with_seq(claim_id, row)).transpose()
     }
 
     /// A claim's row after a step, and the loan-periods the step released.

@@ -51,9 +51,14 @@ pub(super) async fn recheck(
     submitted: &HashMap<String, u64>,
 ) -> Result<Rechecked, AppError> {
     let mut found = Rechecked::default();
+    // A ledger has a few banks and many claims: each bank is read once.
+    let mut banks: HashMap<String, Option<crate::store::rows::BankRow>> = HashMap::default();
     for (claim_id, (claim, _)) in claims {
         let Some(&seq) = submitted.get(claim_id) else { continue };
-        let Some(bank) = db.get_bank(&claim.bank_id).await? else {
+        if !banks.contains_key(&claim.bank_id) {
+            banks.insert(claim.bank_id.clone(), db.get_bank(&claim.bank_id).await?);
+        }
+        let Some(Some(bank)) = banks.get(&claim.bank_id) else {
             found.problems.add(
                 0,
                 format!(
@@ -65,7 +70,7 @@ pub(super) async fn recheck(
         };
         let claimed: Vec<ClaimedLine> = claim.lines.iter().map(|l| l.claimed.clone()).collect();
         let through = seq.saturating_sub(1);
-        let again = check_claim(db, &bank, &claimed, (claim.submitted_on, Some(through))).await;
+        let again = check_claim(db, bank, &claimed, (claim.submitted_on, Some(through))).await;
         let again = match again {
             Ok(again) => again,
             // The database gone is the verify's end, as for its other reads.
