@@ -527,8 +527,12 @@ async fn main() -> anyhow::Result<()> {
             loanledger::app::auth::check_org(role, &org)
                 .map_err(|m| anyhow::anyhow!("--org: {m} (an id: letters, digits, _ . -)"))?;
             // Checked before the database is opened, as create_token checks it.
-            loanledger::app::auth::expiry(0, valid_days)
-                .map_err(|e| anyhow::anyhow!("--valid-days: {e}"))?;
+            loanledger::app::auth::expiry(0, valid_days).map_err(|e| match e {
+                loanledger::domain::error::DomainError::Invalid { message, .. } => {
+                    anyhow::anyhow!("--valid-days {message}")
+                }
+                other => anyhow::anyhow!("--valid-days: {other}"),
+            })?;
             let db = open_served_db(&cli.database_url).await?;
             loanledger::app::auth::check_org_exists(&db, role, &org).await.map_err(|e| {
                 anyhow::anyhow!("--org: {e} (register the bank, or create the ledger, first)")
