@@ -11,11 +11,11 @@ use crate::app::auth::{self, Role};
 use crate::app::backup;
 use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
-use crate::app::listing;
+use crate::app::{households, listing};
 use crate::domain::event::HouseholdRecord;
-use crate::domain::household::{StatusEntry, status_on};
+use crate::domain::household::StatusEntry;
 use crate::domain::lpr::{LPR_LEDGER, LprEntry};
-use crate::domain::policy::{PolicyVersion, in_force, in_force_by_date_recorded};
+use crate::domain::policy::{PolicyVersion, in_force_by_date_recorded};
 use crate::store::read::LoanFilter;
 use crate::store::rows::TokenListRow;
 
@@ -94,62 +94,6 @@ impl Api {
             });
         }
         Ok(in_force_by_date_recorded(&recorded))
-    }
-
-    /// The household's loans whose contract the status just set (the last of `statuses`, in
-    /// recording order, recorded at `seq`) makes one the policy would have refused: contracts
-    /// recorded before it, eligible on their contract date by the statuses before, not by them
-    /// with it (a status dated back over a signed contract). A signed contract is not undone;
-    /// its loans are named for the finance office to review. Worked out when answered, from
-    /// the statuses as the status left them (a retry's are its first answer's) and the policy
-    /// versions recorded by then: a contract recorded since is not named, and a version set
-    /// since changes nothing.
-    async fn contracts_made_ineligible(
-        &self,
-        household: &HouseholdRecord,
-        statuses: &[StatusEntry],
-        seq: u64,
-    ) -> Result<Vec<String>, AppError> {
-        let Some((_, before)) = statuses.split_last() else { return Ok(Vec::new()) };
-        let filter = LoanFilter {
-            ledger_id: Some(household.ledger_id.clone()),
-            household_id: Some(household.household_id.clone()),
-            ..LoanFilter::default()
-        };
-        let loans = self.db.list_loans(&filter, u32::MAX).await?;
-        if loans.is_empty() {
-            return Ok(Vec::new());
-        }
-        let versions = self.db.list_policies(&household.ledger_id, Some(seq)).await?;
-        let (mut before_it, mut unsure) = (Vec::new(), Vec::new());
-        for l in &loans {
-            let date = l.terms.contract_date;
-            let Some(policy) = in_force(&versions, date) else { continue };
-            let eligible =
-                |entries: &[StatusEntry]| policy.params.lends_to(status_on(entries, date));
-            if !eligible(before) || eligible(statuses) {
-                continue;
-            }
-            // Its last transaction before the status: contracted before it too. Else its
-            // history says when it was contracted.
-            if l.last_seq < seq {
-                before_it.push(l.terms.loan_id.clone());
-            } else {
-                unsure.push(l.terms.loan_id.as_str());
-            }
-        }
-        // Recorded before the status: a contract's first journal transaction is its contract.
-        let histories =
-            if unsure.is_empty() { Vec::new() } else { self.db.loan_histories(&unsure).await? };
-        for (loan_id, history) in histories {
-            let contracted = history.rows().first().map(|row| row.row().map(|r| r.seq));
-            if contracted.transpose()?.is_some_and(|at| u64::try_from(at).is_ok_and(|at| at < seq))
-            {
-                before_it.push(loan_id);
-            }
-        }
-        before_it.sort_unstable();
-        Ok(before_it)
     }
 }
 
@@ -304,10 +248,11 @@ impl RegistryService for Api {
         };
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
             Outcome::Household { household, statuses, entry } => {
-                let made_ineligible = self
-                    .contracts_made_ineligible(&household, &statuses, entry.seq)
-                    .await
-                    .map_err(status)?;
+                let made_ineligible = households::contracts_made_ineligible(
+                    &self.db, &household, &statuses, entry.seq,
+                )
+                .await
+                .map_err(status)?;
                 Ok(Response::new(pb::SetHouseholdStatusResponse {
                     household: Some(household_to_pb(&household, &statuses, full_ids)),
                     entry: Some(journal_ref(&entry)),

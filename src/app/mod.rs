@@ -6,6 +6,7 @@ pub mod balances;
 pub mod checkpoints;
 pub mod command;
 pub mod error;
+pub mod households;
 pub mod listing;
 pub mod servicing;
 pub mod signing_key;

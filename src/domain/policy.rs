@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::date::BusinessDate;
 use super::error::DomainError;
-use super::household::HouseholdStatus;
+use super::household::{HouseholdStatus, StatusEntry, status_on};
 use super::money::{Fen, Rounding};
 use super::rate::AnnualRate;
 use super::subsidy::RatioStep;
@@ -221,6 +221,16 @@ impl PolicyParams {
     /// unregistered then).
     pub fn lends_to(&self, status: Option<HouseholdStatus>) -> bool {
         status.is_some_and(|s| self.eligible_statuses.contains(&s))
+    }
+
+    /// Whether the last of `statuses` (a household's series in recording order) makes a
+    /// contract dated `contract_date` one these parameters would have refused: eligible on that
+    /// date by the statuses before it, not by them with it (a status dated back over a signed
+    /// contract). A contract that was not eligible before it is not made so by it.
+    pub fn made_ineligible(&self, statuses: &[StatusEntry], contract_date: BusinessDate) -> bool {
+        let Some((_, before)) = statuses.split_last() else { return false };
+        let eligible = |entries: &[StatusEntry]| self.lends_to(status_on(entries, contract_date));
+        eligible(before) && !eligible(statuses)
     }
 
     /// Checks the parameters for consistency; errors name the `params.` field.
@@ -475,6 +485,82 @@ pub fn ratio_steps(versions: &[PolicyVersion]) -> Vec<RatioStep> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(status: HouseholdStatus, date: &str) -> StatusEntry {
+        let effective_date = BusinessDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+        StatusEntry { status, effective_date, reason: String::new() }
+    }
+
+    /// A status dated back over a contract's date makes it ineligible; one dated after it, or
+    /// over a contract that was not eligible already, does not; nor does a first status.
+    #[test]
+    fn a_status_dated_back_over_a_contract_makes_it_ineligible() {
+        let params = PolicyParams::default();
+        let day = |s: &str| BusinessDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let poor = status(HouseholdStatus::RegisteredPoor, "2019-01-01");
+        let removed_back = status(HouseholdStatus::Removed, "2020-01-01");
+        let series = [poor.clone(), removed_back.clone()];
+        assert!(params.made_ineligible(&series, day("2020-03-01")));
+        assert!(!params.made_ineligible(&series, day("2019-12-31")), "contracted before it");
+        assert!(!params.made_ineligible(&[poor.clone()], day("2020-03-01")), "its first status");
+        assert!(!params.made_ineligible(&[], day("2020-03-01")));
+        let moved = status(HouseholdStatus::MovedOut, "2019-06-01");
+        let after_moving = [moved, removed_back.clone()];
+        assert!(!params.made_ineligible(&after_moving, day("2020-03-01")), "ineligible before");
+        // A later status of the same date stands over an earlier one: recording order.
+        let restored = status(HouseholdStatus::Exited, "2020-01-01");
+        let series = [poor.clone(), removed_back, restored.clone()];
+        assert!(!params.made_ineligible(&series, day("2020-03-01")));
+        // Which statuses are lent to is the policy's.
+        let narrower = PolicyParams {
+            eligible_statuses: vec![HouseholdStatus::RegisteredPoor],
+            ..PolicyParams::default()
+        };
+        let exited_back = [poor, restored];
+        assert!(!params.made_ineligible(&exited_back, day("2020-03-01")));
+        assert!(narrower.made_ineligible(&exited_back, day("2020-03-01")), "exited not lent to");
+    }
+
+    proptest::proptest! {
+        /// Only the last status can make a contract ineligible, and only by being what the
+        /// household is on the contract date: a last status dated after the contract, or one
+        /// the policy lends to, never does; one that does is the status on that date.
+        #[test]
+        fn only_the_last_status_in_force_on_the_date_makes_a_contract_ineligible(
+            series in proptest::collection::vec((0usize..7, 0u64..60), 0..6),
+            on in 0u64..60,
+            narrow in proptest::bool::ANY,
+        ) {
+            let base = BusinessDate::parse_from_str("2020-01-01", "%Y-%m-%d").unwrap();
+            let statuses: Vec<StatusEntry> = series
+                .iter()
+                .map(|(s, d)| StatusEntry {
+                    status: HouseholdStatus::ALL[*s],
+                    effective_date: base + chrono::Days::new(*d),
+                    reason: String::new(),
+                })
+                .collect();
+            let mut params = PolicyParams::default();
+            if narrow {
+                params.eligible_statuses = vec![HouseholdStatus::RegisteredPoor];
+            }
+            let date = base + chrono::Days::new(on);
+            let made = params.made_ineligible(&statuses, date);
+            match statuses.last() {
+                None => proptest::prop_assert!(!made),
+                Some(last) => {
+                    if last.effective_date > date || params.lends_to(Some(last.status)) {
+                        proptest::prop_assert!(!made);
+                    }
+                    if made {
+                        proptest::prop_assert_eq!(status_on(&statuses, date), Some(last.status));
+                        let before = &statuses[..statuses.len() - 1];
+                        proptest::prop_assert!(params.lends_to(status_on(before, date)));
+                    }
+                }
+            }
+        }
+    }
 
     /// Each date's version in force names the seq from which it stood so: a seeded step that
     /// carries a county's earlier version on stands from the later of the two; a county's own
