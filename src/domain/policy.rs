@@ -502,7 +502,10 @@ mod tests {
         let series = [poor.clone(), removed_back.clone()];
         assert!(params.made_ineligible(&series, day("2020-03-01")));
         assert!(!params.made_ineligible(&series, day("2019-12-31")), "contracted before it");
-        assert!(!params.made_ineligible(&[poor.clone()], day("2020-03-01")), "its first status");
+        assert!(
+            !params.made_ineligible(std::slice::from_ref(&poor), day("2020-03-01")),
+            "its first status"
+        );
         assert!(!params.made_ineligible(&[], day("2020-03-01")));
         let moved = status(HouseholdStatus::MovedOut, "2019-06-01");
         let after_moving = [moved, removed_back.clone()];
