@@ -132,15 +132,8 @@ impl Api {
         actor: &Principal,
         loan_id: &str,
     ) -> Result<crate::store::read::LoanHistory, Status> {
-        check_reads_loans(actor, loan_id)?;
-        let history = self
-            .db
-            .loan_history(loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read_of(actor, loan_id, &history.bank_id, &history.ledger_id)?;
-        Ok(history)
+        let history = self.db.loan_history(loan_id);
+        readable(actor, loan_id, history, |h| (&h.bank_id, &h.ledger_id)).await
     }
 
     /// The ledger of the loan, if it exists and `actor` may read it (as [`Api::readable_loan`]
@@ -150,35 +143,23 @@ impl Api {
         actor: &Principal,
         loan_id: &str,
     ) -> Result<String, Status> {
-        check_reads_loans(actor, loan_id)?;
-        let (bank_id, ledger_id) = self
-            .db
-            .loan_owner(loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
-        check_read_of(actor, loan_id, &bank_id, &ledger_id)?;
+        let owner = self.db.loan_owner(loan_id);
+        let (_, ledger_id) = readable(actor, loan_id, owner, |(b, l)| (b, l)).await?;
         Ok(ledger_id)
     }
 
     /// The loan, if it exists and `actor` may read it: NOT_FOUND otherwise, also for a loan
-    /// outside the caller's books, as a missing one ([`check_read_of`]); PERMISSION_DENIED for
-    /// the operator, whether the loan exists or not.
+    /// outside the caller's books, as a missing one; PERMISSION_DENIED for the operator,
+    /// whether the loan exists or not ([`readable`]).
     pub async fn readable_loan(
         &self,
         actor: &Principal,
         loan_id: &str,
     ) -> Result<LoanState, Status> {
-        check_reads_loans(actor, loan_id)?;
-        let owned = self
-            .db
-            .get_loan(loan_id)
-            .await
-            .map_err(|e| status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("loan {loan_id} not found")))?;
+        let loan = self.db.get_loan(loan_id);
         // Who may read it, before its row is read by type and decoded: a row that cannot be is
         // a fault for those who may, and a missing loan for those who may not.
-        check_read_of(actor, loan_id, &owned.bank_id, &owned.ledger_id)?;
+        let owned = readable(actor, loan_id, loan, |o| (&o.bank_id, &o.ledger_id)).await?;
         owned.row.and_then(|row| row.into_state()).map_err(|e| status(e.into()))
     }
 
@@ -201,36 +182,29 @@ impl Api {
     }
 }
 
-/// Refuses the operator, which reads no loan, before any lookup: its answer is then the same
-/// whether the loan exists or not (PERMISSION_DENIED for both), so that it cannot learn which
-/// loan ids exist.
-pub fn check_reads_loans(actor: &Principal, loan_id: &str) -> Result<(), Status> {
-    if actor.role == Role::Operator {
-        return Err(Status::permission_denied(format!(
-            "{} may not read loan {loan_id}",
-            actor.actor()
-        )));
-    }
-    Ok(())
-}
-
-/// Whether `actor` may read the loan of `bank_id` in `ledger_id`: a loan it may not read is
-/// NOT_FOUND to it, as a missing one (another bank's to a bank, another ledger's to a finance
-/// office or an auditor): nobody learns whether a loan outside their books exists. The
-/// operator, which reads no loan, is refused before the lookup ([`check_reads_loans`]).
-pub fn check_read_of(
+/// What `read` finds of one loan, if it exists and `actor` may read it. The operator, which
+/// reads no loan, is PERMISSION_DENIED before the read, whether the loan exists or not (it
+/// cannot learn which loan ids exist). A loan
+/// outside the caller's books (another bank's to a bank, another ledger's to a finance office
+/// or an auditor: by the bank and ledger `owner` names of what was read) is NOT_FOUND to it, as
+/// a missing one: nobody learns whether a loan outside their books exists.
+async fn readable<T>(
     actor: &Principal,
     loan_id: &str,
-    bank_id: &str,
-    ledger_id: &str,
-) -> Result<(), Status> {
-    if actor.reads_loan(bank_id, ledger_id) {
-        Ok(())
-    } else if actor.is_operator() {
-        Err(Status::permission_denied(format!("{} may not read loan {loan_id}", actor.actor())))
-    } else {
-        Err(Status::not_found(format!("loan {loan_id} not found")))
+    read: impl Future<Output = Result<Option<T>, crate::store::StoreError>>,
+    owner: impl FnOnce(&T) -> (&String, &String),
+) -> Result<T, Status> {
+    if actor.is_operator() {
+        let who = actor.actor();
+        return Err(Status::permission_denied(format!("{who} may not read loan {loan_id}")));
     }
+    let not_found = || Status::not_found(format!("loan {loan_id} not found"));
+    let found = read.await.map_err(|e| status(e.into()))?.ok_or_else(not_found)?;
+    let (bank_id, ledger_id) = owner(&found);
+    if !actor.reads_loan(bank_id, ledger_id) {
+        return Err(not_found());
+    }
+    Ok(found)
 }
 
 /// A batch item's result when it failed with `s`: its code, and what the status's details say
