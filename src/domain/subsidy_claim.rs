@@ -663,12 +663,14 @@ impl Claim {
         if voucher.trim().is_empty() {
             return Err(DomainError::invalid("voucher", "is required"));
         }
+        // The lines withheld, each named checked before anything changes.
+        let mut is_withheld = vec![false; self.lines.len()];
+        for (i, w) in withheld.iter().enumerate() {
+            is_withheld[self.line_index(&format!("withheld[{i}].line"), w.line)?] = true;
+        }
         if payee == Payee::Households {
             let netted: Vec<String> = (self.lines.iter().enumerate())
-                .filter(|(i, l)| {
-                    l.decision == Some(Decision::Approved)
-                        && !withheld.iter().any(|w| w.line as usize == *i)
-                })
+                .filter(|(i, l)| l.decision == Some(Decision::Approved) && !is_withheld[*i])
                 .filter(|(_, l)| l.netted_fen() > Fen::ZERO)
                 .map(|(i, _)| i.to_string())
                 .collect();
@@ -683,9 +685,8 @@ impl Claim {
             }
         }
         let mut released = Vec::new();
-        for (i, w) in withheld.iter().enumerate() {
-            let index = self.line_index(&format!("withheld[{i}].line"), w.line)?;
-            let line = &mut self.lines[index];
+        for w in withheld {
+            let line = &mut self.lines[w.line as usize];
             if line.decision == Some(Decision::Approved) {
                 released.push((line.claimed.loan_id.clone(), line.claimed.due_date));
                 line.decision = Some(Decision::Rejected { reason: w.reason.clone() });
