@@ -30,10 +30,11 @@ use crate::app::error::AppError;
 use crate::app::subsidy::check_claim;
 use crate::collections::HashMap;
 use crate::domain::date::format_date;
-use crate::domain::subsidy_claim::{Claim, ClaimLine, ClaimedLine, Difference};
+use crate::domain::subsidy_claim::{ClaimLine, ClaimedLine, Difference};
 use crate::store::Db;
 
 use super::Problems;
+use super::replay::ReplayedClaim;
 
 /// What the recheck found: the lines worked out again, and each line that differs (the first
 /// [`super::PROBLEMS_MAX`] listed, all counted; seq 0: not a break of the journal).
@@ -43,18 +44,17 @@ pub(super) struct Rechecked {
     pub problems: Problems,
 }
 
-/// Rechecks every claim of `claims` (rebuilt from the journal, by claim id), each submitted at
-/// the seq `submitted` holds for it.
+/// Rechecks every claim of `claims` (rebuilt from the journal, by claim id), each against the
+/// registers through the seq before its submission.
 pub(super) async fn recheck(
     db: &Db,
-    claims: &BTreeMap<String, (Claim, u64)>,
-    submitted: &HashMap<String, u64>,
+    claims: &BTreeMap<String, ReplayedClaim>,
 ) -> Result<Rechecked, AppError> {
     let mut found = Rechecked::default();
     // A ledger has a few banks and many claims: each bank is read once.
     let mut banks: HashMap<String, Option<crate::store::rows::BankRow>> = HashMap::default();
-    for (claim_id, (claim, _)) in claims {
-        let Some(&seq) = submitted.get(claim_id) else { continue };
+    for (claim_id, ReplayedClaim { claim, submitted_seq: seq, .. }) in claims {
+        let seq = *seq;
         if !banks.contains_key(&claim.bank_id) {
             banks.insert(claim.bank_id.clone(), db.get_bank(&claim.bank_id).await?);
         }

@@ -234,7 +234,6 @@ pub async fn verify_ledger_with(
         links,
         problems: replay_problems,
         claims,
-        submitted,
         fund,
         compensations,
         pools,
@@ -245,11 +244,11 @@ pub async fn verify_ledger_with(
     // after them), then the claims' lines worked out again (seq 0 too: the journal holds).
     let mut problems = std::mem::take(&mut chain.problems).merge(replay_problems);
     let rechecked = if options.recheck_claims {
-        claims::recheck(db, &claims, &submitted).await?
+        claims::recheck(db, &claims).await?
     } else {
         claims::Rechecked::default()
     };
-    replay::claim_rows(&mut registry, claims, &submitted);
+    replay::claim_rows(&mut registry, claims);
     replay::fund_rows(&mut registry, fund, compensations);
     replay::pool_rows(&mut registry, pools, pool_of_loan);
     let rebuilt = compare::Rebuilt {

@@ -90,6 +90,15 @@ impl Chunk {
     }
 }
 
+/// A subsidy claim rebuilt from the journal, with the seqs of its submission and of its last
+/// event.
+#[derive(Debug)]
+pub(super) struct ReplayedClaim {
+    pub claim: Claim,
+    pub submitted_seq: u64,
+    pub last_seq: u64,
+}
+
 #[derive(Default)]
 pub(super) struct Replay {
     pub loans: HashMap<String, LoanState>,
@@ -97,10 +106,8 @@ pub(super) struct Replay {
     /// The seqs of each loan's history, ascending: the transactions whose event touches it.
     pub links: HashMap<String, Vec<u64>>,
     pub problems: Problems,
-    /// The subsidy claims rebuilt, each with the seq of its last event, by claim id.
-    pub claims: BTreeMap<String, (Claim, u64)>,
-    /// The seq of each claim's submission, by claim id.
-    pub submitted: HashMap<String, u64>,
+    /// The subsidy claims rebuilt, by claim id.
+    pub claims: BTreeMap<String, ReplayedClaim>,
     /// The ledger's risk fund rebuilt, with the seq of its last event.
     pub fund: Option<(Fund, u64)>,
     /// Its compensations rebuilt, each with the seq of its last event, by loan id.
@@ -256,10 +263,10 @@ impl Replay {
             Ok(JournalEvent::SubsidyClaimSubmitted { claim }) => {
                 self.memo(seq, t.postings, "a subsidy claim");
                 let claim_id = claim.claim_id.clone();
-                if self.claims.insert(claim_id.clone(), (*claim, seq)).is_some() {
+                let replayed = ReplayedClaim { claim: *claim, submitted_seq: seq, last_seq: seq };
+                if self.claims.insert(claim_id.clone(), replayed).is_some() {
                     self.problems.add(seq, format!("seq {seq}: claim {claim_id} submitted twice"));
                 }
-                self.submitted.insert(claim_id, seq);
             }
             Ok(JournalEvent::SubsidyClaim(event)) => self.replay_claim(&event, seq, t.postings),
             Ok(JournalEvent::RiskFund(event)) => {
@@ -284,7 +291,8 @@ impl Replay {
     /// checks its postings (`stored`).
     fn replay_claim(&mut self, event: &ClaimEvent, seq: u64, stored: &str) {
         let claim_id = event.claim_id();
-        let Some((claim, last)) = self.claims.get_mut(claim_id) else {
+        let Some(ReplayedClaim { claim, last_seq: last, .. }) = self.claims.get_mut(claim_id)
+        else {
             self.problems.add(seq, format!("seq {seq}: event for unknown claim {claim_id}"));
             return;
         };
@@ -606,14 +614,9 @@ pub(super) fn pool_rows(
 
 /// The claims rebuilt into the registry's rows, as the writer stores them: each claim's JSON
 /// and the loan-periods its lines hold.
-pub(super) fn claim_rows(
-    registry: &mut RegistrySnapshot,
-    claims: BTreeMap<String, (Claim, u64)>,
-    submitted: &HashMap<String, u64>,
-) {
-    for (claim_id, (claim, seq)) in claims {
-        let submitted = submitted.get(&claim_id).copied().unwrap_or_default();
-        let submitted = i64::try_from(submitted).unwrap_or(i64::MAX);
+pub(super) fn claim_rows(registry: &mut RegistrySnapshot, claims: BTreeMap<String, ReplayedClaim>) {
+    for (claim_id, ReplayedClaim { claim, submitted_seq, last_seq: seq }) in claims {
+        let submitted = i64::try_from(submitted_seq).unwrap_or(i64::MAX);
         for line in claim.lines.iter().filter(|l| l.holds_period()) {
             let due_date = format_date(line.claimed.due_date);
             registry.claim_periods.push((line.claimed.loan_id.clone(), due_date, claim_id.clone()));
