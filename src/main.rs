@@ -173,6 +173,10 @@ enum Cmd {
         /// submission checked them against, and report each line that differs.
         #[arg(long)]
         claims: bool,
+        /// Also check every transaction's stored answer (what a retry of its request is given)
+        /// against the journal, and report each that differs.
+        #[arg(long)]
+        answers: bool,
     },
     /// Measure the service through gRPC against the database's own ceiling (BENCHMARKS.md).
     Bench {
@@ -452,12 +456,15 @@ async fn main() -> anyhow::Result<()> {
             println!("migrated {} database", db.backend());
             Ok(())
         }
-        Cmd::Verify { ledger, claims } => {
+        Cmd::Verify { ledger, claims, answers } => {
             let db = open_existing_db(&cli.database_url).await?;
             if !db.ledger_exists(&ledger).await.context("Failed to read the ledger")? {
                 anyhow::bail!("ledger {ledger} not found");
             }
-            let options = loanledger::app::verify::VerifyOptions { recheck_claims: claims };
+            let options = loanledger::app::verify::VerifyOptions {
+                recheck_claims: claims,
+                recheck_answers: answers,
+            };
             let r = loanledger::app::verify::verify_ledger_with(&db, &ledger, options)
                 .await
                 .map_err(|e| anyhow::anyhow!("verify failed: {e}"))?;
@@ -467,6 +474,9 @@ async fn main() -> anyhow::Result<()> {
             );
             if claims {
                 println!("{} subsidy claim lines worked out again", r.claim_lines_rechecked);
+            }
+            if answers {
+                println!("{} stored answers checked", r.answers_rechecked);
             }
             for p in &r.problems {
                 println!("problem: {p}");

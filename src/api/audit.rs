@@ -174,7 +174,7 @@ impl AuditService for Api {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::VerifyRequest { ledger_id, recheck_claims } = request.into_inner();
+        let pb::VerifyRequest { ledger_id, recheck_claims, recheck_answers } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         if !actor.reads_books(&ledger_id) {
             return Err(Status::permission_denied(format!(
@@ -188,7 +188,7 @@ impl AuditService for Api {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
         let _turn = self.whole_journal_turn().await?;
-        let options = VerifyOptions { recheck_claims };
+        let options = VerifyOptions { recheck_claims, recheck_answers };
         let r = verify_ledger_with(&self.db, &ledger_id, options).await.map_err(status)?;
         if !r.ok {
             tracing::warn!(
@@ -206,6 +206,7 @@ impl AuditService for Api {
             first_break_seq: r.first_break_seq,
             problems: r.problems,
             claim_lines_rechecked: r.claim_lines_rechecked,
+            answers_rechecked: r.answers_rechecked,
         }))
     }
 

@@ -627,7 +627,11 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
         AuditServiceClient::with_interceptor(channel(port).await?, bearer(&finance_token)?);
     let span = Span::start();
     let v = audit
-        .verify(pb::VerifyRequest { ledger_id: "BENCH".into(), recheck_claims: false })
+        .verify(pb::VerifyRequest {
+            ledger_id: "BENCH".into(),
+            recheck_claims: false,
+            recheck_answers: false,
+        })
         .await?
         .into_inner();
     anyhow::ensure!(v.ok, "verify failed: {:?}", v.problems);

@@ -551,6 +551,34 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?))
     }
 
+    /// Each idempotency record of `ledger_id`'s transactions through `through_seq`, with its
+    /// transaction's stored hash, handed to `visit` as (seq, scope, request id, stored answer,
+    /// hash), in no set order: verify's recheck of the stored answers. One pass over the
+    /// records, each transaction found by its key; a record naming no transaction is not
+    /// handed (verify's check of the records' keys reports it). Text columns are read as text
+    /// (SQLite's columns take any type).
+    pub async fn each_stored_answer(
+        &self,
+        ledger_id: &str,
+        through_seq: u64,
+        mut visit: impl FnMut(i64, String, String, String, String),
+    ) -> Result<(), StoreError> {
+        use tokio_stream::StreamExt;
+        let sql = "select j.seq, cast(i.scope as text), cast(i.request_id as text), \
+                   cast(i.result_json as text), cast(j.hash as text) \
+                   from idempotency i join journal_txn j on j.ledger_id = i.ledger_id and j.seq = i.seq \
+                   where i.ledger_id = $1 and i.seq >= 1 and i.seq <= $2";
+        let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
+        on_pool!(self, p => {
+            let mut rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
+            while let Some(row) = rows.next().await {
+                let (seq, scope, request_id, answer, hash) = row?;
+                visit(seq, scope, request_id, answer, hash);
+            }
+        });
+        Ok(())
+    }
+
     /// A ledger's risk-fund events in journal order (`risk_fund.*`: kind and event JSON), for
     /// the fund as it stood on a date. A scan of the ledger's journal: an auditor's read.
     pub async fn fund_events(

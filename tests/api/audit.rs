@@ -27,6 +27,7 @@ on_both_backends!(
     tampered_read_models_are_reported,
     tampered_history_links_are_reported,
     tampered_idempotency_records_are_reported,
+    tampered_stored_answers_are_reported,
     weakened_guards_are_reported,
     verify_while_writing,
     a_value_date_rewritten_with_the_hashes_is_reported,
@@ -628,7 +629,11 @@ async fn verify_at_once(app: &TestApp, token: &str, n: usize) -> Vec<pb::VerifyR
             let mut client = app.audit(token);
             tokio::spawn(async move {
                 client
-                    .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false })
+                    .verify(pb::VerifyRequest {
+                        ledger_id: LEDGER.into(),
+                        recheck_claims: false,
+                        recheck_answers: false,
+                    })
                     .await
                     .expect("Verify")
                     .into_inner()
@@ -933,9 +938,11 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let first =
-        entry(&app.repay_as(&t.bank, "pay-1", &id, "2021-03-20", 1_029_410).await.unwrap()).seq;
-    let second = entry(&app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap()).seq;
+    let first = app.repay_as(&t.bank, "pay-1", &id, "2021-03-20", 1_029_410).await.unwrap();
+    let second = app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap();
+    let (first, second) = (entry(&first).clone(), entry(&second).clone());
+    let (first_hash, second_hash) = (first.hash, second.hash);
+    let (first, second) = (first.seq, second.seq);
     assert!(app.verify(&t.auditor).await.ok);
     let reports = async |expected: &[String]| verify_reports(&app, &t.auditor, expected).await;
 
@@ -969,7 +976,26 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
         format!("seq {seq}: its request has no idempotency record: a retry would be written again")
     };
     let another = format!("seq {second}: an idempotency record of another request names it");
-    reports(&[at_0.clone(), no_record(first), another.clone(), past_head.clone()]).await;
+    // Its answer, which a retry of the first repayment would be given, is the first's: the
+    // recheck of the stored answers finds it another transaction's, its figures too.
+    let moved_answer =
+        |why: &str| format!("seq {second}: the stored answer to bank:B1's request pay-1 {why}");
+    let answer = [
+        moved_answer(&format!(
+            "names {LEDGER} seq {first} (hash {first_hash}), not its own transaction \
+             ({LEDGER} seq {second}, hash {second_hash})"
+        )),
+        moved_answer(&format!(
+            "says the event settled 1 point(s), interest 29410 fen, penalty 0 fen, compound 0 fen \
+             on loan {id}; the journal gives 0 point(s), interest 0 fen, penalty 0 fen, compound 0 fen"
+        )),
+        moved_answer(&format!(
+            "gives loan {id} 4000000 fen of principal outstanding; the journal gives 3999500"
+        )),
+    ];
+    let mut expected = vec![at_0.clone(), no_record(first), another.clone(), past_head.clone()];
+    expected.extend(answer.iter().cloned());
+    reports(&expected).await;
 
     // The second repayment's record removed: its retry is written again, a second repayment.
     let removed = app
@@ -977,10 +1003,89 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
         .await
         .expect("with the triggers gone the delete goes through");
     assert_eq!(removed, 1);
-    reports(&[at_0, no_record(first), another, no_record(second), past_head]).await;
+    let mut expected = vec![at_0, no_record(first), another, no_record(second), past_head];
+    expected.extend(answer);
+    reports(&expected).await;
     let again = app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await;
     let again = entry(&again.expect("the retry is taken as new")).seq;
     assert!(again > second, "written again at seq {again}");
+    app.finish().await;
+}
+
+/// Verify's recheck of the stored answers (`recheck_answers`) checks each transaction's stored
+/// answer, which a retry of its request is given, against the journal. A batch item's brief
+/// answer whose principal outstanding was changed behind the service's back is given to the
+/// retry as changed (why it matters), and the recheck names it with the journal's figure; a
+/// loan's answer turned into a refusal, one that cannot be read, and a claim's answer naming
+/// another claim are each reported. Verify without the recheck does not read the answers.
+async fn tampered_stored_answers_are_reported(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let batch = || pb::SubmitBatchRequest {
+        items: vec![repayment_item("batch-1", &id, "2021-03-20", 1_029_410)],
+    };
+    let submit = async || {
+        let answer = app.loans(&t.bank).submit_batch(batch()).await.expect("SubmitBatch");
+        answer.into_inner().results.remove(0)
+    };
+    let first = submit().await;
+    assert!(first.ok, "{first:?}");
+    assert_eq!(first.principal_outstanding_fen, 4_000_000);
+    let repaid = entry(&app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap()).seq;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.answers_rechecked, journal.len() as u64, "one answer a transaction");
+
+    let changed = app
+        .behind_the_back(
+            "idempotency",
+            "update idempotency set result_json = replace(result_json, \
+             '\"principal_outstanding_fen\":4000000', '\"principal_outstanding_fen\":3000000') \
+             where request_id = 'batch-1'",
+        )
+        .await
+        .expect("with the triggers gone the update goes through");
+    assert_eq!(changed, 1);
+    let again = submit().await;
+    assert_eq!((again.entry, again.principal_outstanding_fen), (first.entry.clone(), 3_000_000));
+    let seq = first.entry.as_ref().expect("entry").seq;
+    let batch_answer = format!(
+        "seq {seq}: the stored answer to bank:B1's request batch-1 gives loan {id} 3000000 fen of \
+         principal outstanding; the journal gives 4000000"
+    );
+    verify_reports(&app, &t.auditor, std::slice::from_ref(&batch_answer)).await;
+    let plain = pb::VerifyRequest { ledger_id: LEDGER.into(), ..Default::default() };
+    let v = app.audit(&t.auditor).verify(plain.clone()).await.expect("Verify").into_inner();
+    assert!(v.ok && v.answers_rechecked == 0, "not read unless asked: {v:?}");
+
+    // The second repayment's answer replaced: a refusal, then text that is no answer.
+    let replace = async |json: &str| {
+        let sql =
+            format!("update idempotency set result_json = '{json}' where request_id = 'pay-2'");
+        app.behind_the_back("idempotency", &sql).await.expect("the answer replaced")
+    };
+    let refusal =
+        r#"{"outcome":"refused","refusal":{"code":"failed_precondition","message":"no"}}"#;
+    assert_eq!(replace(refusal).await, 1);
+    let v = app.verify(&t.auditor).await;
+    let pay_2 = format!("seq {repaid}: the stored answer to bank:B1's request pay-2");
+    let no_answer = |v: &pb::VerifyResponse| {
+        assert_eq!(v.problems.len(), 2, "{v:?}");
+        assert_eq!(v.problems[0], batch_answer);
+        v.problems[1].clone()
+    };
+    assert_eq!(
+        no_answer(&v),
+        format!("{pay_2} is a refusal, which no transaction is answered with")
+    );
+    // Its retry is refused, though the repayment was posted.
+    let retry = app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap_err();
+    assert_eq!((retry.code(), retry.message()), (tonic::Code::FailedPrecondition, "no"));
+    assert_eq!(replace("forged").await, 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(no_answer(&v).starts_with(&format!("{pay_2} cannot be read (")), "{v:?}");
     app.finish().await;
 }
 
@@ -1246,13 +1351,18 @@ async fn a_value_date_rewritten_with_the_hashes_is_reported(backend: Backend) {
     let mut sql = format!(
         "update journal_txn set value_date = '2021-01-26' where ledger_id = '{LEDGER}' and seq = {seq};"
     );
+    let before = app.journal(&t.auditor, LEDGER).await;
     sql.push_str(&rehash_from(&journal, at));
     app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
-    check_chain(&app.journal(&t.auditor, LEDGER).await);
+    let after = app.journal(&t.auditor, LEDGER).await;
+    check_chain(&after);
     let v = app.verify(&t.auditor).await;
     let problem =
         format!("seq {seq}: its value date \"2021-01-26\" is not its event's, 2021-01-25");
-    assert_eq!((v.ok, v.first_break_seq, v.problems.clone()), (false, seq, vec![problem]), "{v:?}");
+    // The answers stored for the transactions rehashed name the hashes they were given.
+    let problems: Vec<String> = [vec![problem], stale_answers(&before, &after)].concat();
+    assert_eq!(problems.len(), 1 + (before.len() - at), "every hash from it on changed");
+    assert_eq!((v.ok, v.first_break_seq, v.problems.clone()), (false, seq, problems), "{v:?}");
     app.finish().await;
 }
 
@@ -1268,7 +1378,11 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
     let t = app.seed().await;
     let verify_lpr = async |token: &str| {
         app.audit(token)
-            .verify(pb::VerifyRequest { ledger_id: "lpr".into(), recheck_claims: false })
+            .verify(pb::VerifyRequest {
+                ledger_id: "lpr".into(),
+                recheck_claims: false,
+                recheck_answers: true,
+            })
             .await
             .expect("Verify lpr")
             .into_inner()
@@ -1323,9 +1437,14 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
     for token in [&t.auditor, &t.finance] {
         let v = verify_lpr(token).await;
         assert!(v.ok && v.head_seq == 3 && v.transactions_checked == 3, "{v:?}");
+        assert_eq!(v.answers_rechecked, 3, "the chain's start's answer too");
     }
     for token in [&t.bank, &t.operator] {
-        let lpr = || pb::VerifyRequest { ledger_id: "lpr".into(), recheck_claims: false };
+        let lpr = || pb::VerifyRequest {
+            ledger_id: "lpr".into(),
+            recheck_claims: false,
+            recheck_answers: false,
+        };
         expect_code(app.audit(token).verify(lpr()).await, Code::PermissionDenied);
         let read = pb::ReadJournalRequest { ledger_id: "lpr".into(), from_seq: 0, to_seq: 0 };
         expect_code(app.audit(token).read_journal(read).await, Code::PermissionDenied);

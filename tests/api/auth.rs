@@ -124,7 +124,11 @@ async fn authentication_and_roles(backend: Backend) {
     // A bank does not read a ledger's journal.
     expect_code(
         app.audit(&t.bank)
-            .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false })
+            .verify(pb::VerifyRequest {
+                ledger_id: LEDGER.into(),
+                recheck_claims: false,
+                recheck_answers: false,
+            })
             .await,
         Code::PermissionDenied,
     );
@@ -311,7 +315,11 @@ async fn authentication_and_roles(backend: Backend) {
     assert_eq!(journal.err().map(|s| s.code()), Some(Code::PermissionDenied), "the journal");
     expect_code(
         operator_audit
-            .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false })
+            .verify(pb::VerifyRequest {
+                ledger_id: LEDGER.into(),
+                recheck_claims: false,
+                recheck_answers: false,
+            })
             .await,
         Code::PermissionDenied,
     );
@@ -441,7 +449,11 @@ async fn authentication_and_roles(backend: Backend) {
         loanledger::api::pb::audit_service_client::AuditServiceClient::new(app.channel());
     expect_code(
         anonymous_audit
-            .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false })
+            .verify(pb::VerifyRequest {
+                ledger_id: LEDGER.into(),
+                recheck_claims: false,
+                recheck_answers: false,
+            })
             .await,
         Code::Unauthenticated,
     );

@@ -306,10 +306,19 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
         "update journal_txn set recorded_at_us = recorded_at_us - 60000000 \
          where ledger_id = '{LEDGER}' and seq = {seq};"
     );
+    let before = app.journal(&t.auditor, LEDGER).await;
     sql.push_str(&rehash_from(&journal, at));
     app.behind_the_back("journal_txn", &sql).await.expect("the rows rewritten");
     let forged = app.journal(&t.auditor, LEDGER).await;
     check_chain(&forged);
+    // The answers stored for the transactions rehashed still name the hashes they were given:
+    // the recheck of the stored answers finds them, until the forger stamps them anew.
+    let stale = stale_answers(&before, &forged);
+    assert_eq!(stale.len(), 2, "the first repayment and the one after it");
+    let v = app.verify(&t.auditor).await;
+    assert_eq!((v.ok, v.first_break_seq, v.problems.clone()), (false, 0, stale), "{v:?}");
+    let restamped = app.behind_the_back("idempotency", &restamp_answers(&before, &forged)).await;
+    assert_eq!(restamped.expect("the answers rewritten"), 2);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "Verify finds the rewritten chain whole: {v:?}");
 

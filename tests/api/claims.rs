@@ -213,7 +213,11 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     assert_eq!(v.claim_lines_rechecked, 9);
-    let plain = pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: false };
+    let plain = pb::VerifyRequest {
+        ledger_id: LEDGER.into(),
+        recheck_claims: false,
+        recheck_answers: false,
+    };
     let plain = app.audit(&t.auditor).verify(plain).await.expect("Verify").into_inner();
     assert!(plain.ok && plain.claim_lines_rechecked == 0, "{plain:?}");
     // The claim names its submission's seq: the register through the seq before it gives the

@@ -547,7 +547,11 @@ impl TestApp {
     /// checks that its recorded figures are the registers' through the seq before it).
     pub async fn verify(&self, token: &str) -> pb::VerifyResponse {
         self.audit(token)
-            .verify(pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: true })
+            .verify(pb::VerifyRequest {
+                ledger_id: LEDGER.into(),
+                recheck_claims: true,
+                recheck_answers: true,
+            })
             .await
             .expect("Verify")
             .into_inner()
@@ -930,6 +934,48 @@ pub fn rehash_from(journal: &[pb::JournalTransaction], at: usize) -> String {
         prev = hash;
     }
     sql
+}
+
+/// What Verify's recheck of the stored answers reports of each transaction whose hash a
+/// rewrite changed (`before` the journal as read before it, `after` as read after): its stored
+/// answer names the hash it was answered with.
+pub fn stale_answers(
+    before: &[pb::JournalTransaction],
+    after: &[pb::JournalTransaction],
+) -> Vec<String> {
+    let changed = before.iter().zip(after).filter(|(b, a)| b.hash != a.hash);
+    changed
+        .map(|(b, a)| {
+            format!(
+                "seq {seq}: the stored answer to {}'s request {} names {ledger} seq {seq} (hash {}), \
+                 not its own transaction ({ledger} seq {seq}, hash {})",
+                a.actor,
+                a.request_id,
+                b.hash,
+                a.hash,
+                seq = a.seq,
+                ledger = a.ledger_id,
+            )
+        })
+        .collect()
+}
+
+/// The SQL that stamps the stored answers of the transactions whose hash a rewrite changed with
+/// their new hashes: what a forger who rewrote the chain would do next.
+pub fn restamp_answers(
+    before: &[pb::JournalTransaction],
+    after: &[pb::JournalTransaction],
+) -> String {
+    let changed = before.iter().zip(after).filter(|(b, a)| b.hash != a.hash);
+    changed
+        .map(|(b, a)| {
+            format!(
+                "update idempotency set result_json = replace(result_json, '{}', '{}') \
+                 where ledger_id = '{}' and seq = {};",
+                b.hash, a.hash, a.ledger_id, a.seq
+            )
+        })
+        .collect()
 }
 
 /// `e`'s hash chained from `prev`, from the canonical encoding documented in

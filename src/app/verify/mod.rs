@@ -26,7 +26,13 @@
 //! seeded entries as seeded) and its `lpr.set` events and compared entry by entry. Each stage lists its own
 //! problems; the report has them in `seq` order (stage 1's first on the same `seq`), then the
 //! read models' (seq 0).
+//!
+//! Two deeper checks are made when asked ([`VerifyOptions`]), after both stages: every subsidy
+//! claim's lines worked out again ([`claims`]), and every transaction's stored answer checked
+//! against the journal ([`answers`]; the replay then keeps each loan as each event left it).
+//! Their problems follow the read models'.
 
+mod answers;
 mod chain;
 mod claims;
 mod compare;
@@ -60,6 +66,8 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// The claim lines worked out again ([`VerifyOptions::recheck_claims`]; 0 without it).
     pub claim_lines_rechecked: u64,
+    /// The stored answers checked ([`VerifyOptions::recheck_answers`]; 0 without it).
+    pub answers_rechecked: u64,
 }
 
 /// What a verify does beyond the journal and the read models.
@@ -68,6 +76,9 @@ pub struct VerifyOptions {
     /// Work every subsidy claim's lines out again against the registers they were checked
     /// against at submission ([`claims`]): an auditor's deeper check, a register a line.
     pub recheck_claims: bool,
+    /// Check every transaction's stored answer, which a retry of its request is given, against
+    /// the journal ([`answers`]).
+    pub recheck_answers: bool,
 }
 
 /// One stage's problems: the first [`PROBLEMS_MAX`] with their seq (0: not tied to one), and
@@ -172,7 +183,7 @@ pub async fn verify_ledger_with(
     let (to_replay, chunks) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (to_refill, emptied) = std::sync::mpsc::channel();
     let replay_stop = stop.clone();
-    let mut replay = replay::Replay::of(ledger_id);
+    let mut replay = replay::Replay::of(ledger_id).keeping_loans_after(options.recheck_answers);
     let replaying = tokio::task::spawn_blocking(move || {
         for handed in chunks {
             if replay_stop.load(Ordering::Relaxed) {
@@ -238,15 +249,30 @@ pub async fn verify_ledger_with(
         compensations,
         pools,
         pool_of_loan,
+        loans_after,
         ..
     } = replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
-    // after them), then the claims' lines worked out again (seq 0 too: the journal holds).
+    // after them), then the claims' lines worked out again and the stored answers rechecked
+    // (seq 0 too: the journal holds).
     let mut problems = std::mem::take(&mut chain.problems).merge(replay_problems);
     let rechecked = if options.recheck_claims {
         claims::recheck(db, &claims).await?
     } else {
         claims::Rechecked::default()
+    };
+    let answered = match loans_after {
+        Some(loans_after) => {
+            let rebuilt = answers::Rebuilt {
+                ledger_id,
+                head_seq: chain.head_seq,
+                loans_after: &loans_after,
+                claims: &claims,
+                pools: &pools,
+            };
+            answers::recheck(db, &rebuilt).await?
+        }
+        None => answers::Rechecked::default(),
     };
     replay::claim_rows(&mut registry, claims);
     replay::fund_rows(&mut registry, fund, compensations);
@@ -264,6 +290,7 @@ pub async fn verify_ledger_with(
         .map_err(|e| AppError::Internal(format!("comparing the read models failed: {e}")))?;
     problems.append(models);
     problems.append(rechecked.problems);
+    problems.append(answered.problems);
     let unlisted = problems.total - problems.list.len() as u64;
     let mut listed: Vec<String> = problems.list.into_iter().map(|(_, text)| text).collect();
     if unlisted > 0 {
@@ -277,6 +304,7 @@ pub async fn verify_ledger_with(
         first_break_seq: problems.first_break_seq,
         problems: listed,
         claim_lines_rechecked: rechecked.lines,
+        answers_rechecked: answered.answers,
     })
 }
 

@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;
+use crate::app::command::SettledTotals;
 use crate::app::error::caught;
 use crate::domain::date::{format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
+use crate::domain::money::Fen;
 use crate::domain::policy::default_versions;
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
 use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
@@ -99,6 +101,15 @@ pub(super) struct ReplayedClaim {
     pub last_seq: u64,
 }
 
+/// What a loan's answer says of it after an event, rebuilt: what the event settled and the
+/// principal outstanding after it. Kept by (seq, loan id) when verify rechecks the stored
+/// answers ([`super::answers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LoanAfter {
+    pub settled: SettledTotals,
+    pub principal_outstanding_fen: Fen,
+}
+
 #[derive(Default)]
 pub(super) struct Replay {
     pub loans: HashMap<String, LoanState>,
@@ -119,6 +130,9 @@ pub(super) struct Replay {
     pub pools: BTreeMap<String, (Pool, u64)>,
     /// The pool of each member loan.
     pub pool_of_loan: BTreeMap<String, String>,
+    /// Each loan after each of its events, by (seq, loan id): kept only when asked
+    /// ([`Replay::keeping_loans_after`]).
+    pub loans_after: Option<HashMap<(u64, String), LoanAfter>>,
     /// Whether the ledger replayed is the LPR table's chain ([`LPR_LEDGER`]), whose events are
     /// `lpr.set` alone; a region's ledger has none.
     lpr_chain: bool,
@@ -128,6 +142,12 @@ impl Replay {
     /// The replay of ledger `ledger_id` (the LPR table's chain, or a region's).
     pub fn of(ledger_id: &str) -> Replay {
         Replay { lpr_chain: ledger_id == LPR_LEDGER, ..Replay::default() }
+    }
+
+    /// Keeps each loan as each of its events left it ([`Replay::loans_after`]).
+    pub fn keeping_loans_after(mut self, keep: bool) -> Replay {
+        self.loans_after = keep.then(HashMap::default);
+        self
     }
 
     /// The LPR table's chain started at `seq` with `entries`: the rebuilt table is them. The
@@ -530,6 +550,8 @@ impl Replay {
             },
         };
         let postings = loan_postings(&event, bank_id);
+        let settled = self.loans_after.is_some().then(|| SettledTotals::of(event.settlements()));
+        let loan_id = self.loans_after.is_some().then(|| event.loan_id().to_string());
         match event {
             LoanEvent::Created { terms } => match self.loans.entry(terms.loan_id.clone()) {
                 Entry::Occupied(mut loan) => {
@@ -566,6 +588,13 @@ impl Replay {
                     );
                 }
             }
+        }
+        if let (Some(after), Some(settled), Some(loan_id)) =
+            (&mut self.loans_after, settled, loan_id)
+            && let Some(loan) = self.loans.get(&loan_id)
+        {
+            let principal_outstanding_fen = loan.principal_outstanding_fen;
+            after.insert((seq, loan_id), LoanAfter { settled, principal_outstanding_fen });
         }
         Some(postings)
     }
