@@ -551,12 +551,13 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?))
     }
 
-    /// Each idempotency record of `ledger_id`'s transactions through `through_seq`, with its
-    /// transaction's stored hash, handed to `visit` as (seq, scope, request id, stored answer,
-    /// hash), in no set order: verify's recheck of the stored answers. One pass over the
-    /// records, each transaction found by its key; a record naming no transaction is not
-    /// handed (verify's check of the records' keys reports it). Text columns are read as text
-    /// (SQLite's columns take any type).
+    /// Each transaction of `ledger_id` through `through_seq` that has the idempotency record
+    /// of its request (its actor and request id: the record a retry of it is answered from),
+    /// in seq order, handed to `visit` as (seq, scope, request id, stored answer, hash): verify's
+    /// recheck of the stored answers. The journal read by its key in order, each record found
+    /// by its own key; a transaction without a record is not handed (verify's check of the
+    /// records' keys reports it). Text columns are read as text (SQLite's columns take any
+    /// type).
     pub async fn each_stored_answer(
         &self,
         ledger_id: &str,
@@ -564,10 +565,11 @@ impl Db {
         mut visit: impl FnMut(i64, String, String, String, String),
     ) -> Result<(), StoreError> {
         use tokio_stream::StreamExt;
-        let sql = "select j.seq, cast(i.scope as text), cast(i.request_id as text), \
+        let sql = "select j.seq, cast(j.actor as text), cast(j.request_id as text), \
                    cast(i.result_json as text), cast(j.hash as text) \
-                   from idempotency i join journal_txn j on j.ledger_id = i.ledger_id and j.seq = i.seq \
-                   where i.ledger_id = $1 and i.seq >= 1 and i.seq <= $2";
+                   from journal_txn j join idempotency i \
+                   on i.scope = j.actor and i.request_id = j.request_id \
+                   where j.ledger_id = $1 and j.seq >= 1 and j.seq <= $2 order by j.seq";
         let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
         on_pool!(self, p => {
             let mut rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);

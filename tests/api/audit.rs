@@ -938,11 +938,9 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
-    let first = app.repay_as(&t.bank, "pay-1", &id, "2021-03-20", 1_029_410).await.unwrap();
-    let second = app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap();
-    let (first, second) = (entry(&first).clone(), entry(&second).clone());
-    let (first_hash, second_hash) = (first.hash, second.hash);
-    let (first, second) = (first.seq, second.seq);
+    let first =
+        entry(&app.repay_as(&t.bank, "pay-1", &id, "2021-03-20", 1_029_410).await.unwrap()).seq;
+    let second = entry(&app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap()).seq;
     assert!(app.verify(&t.auditor).await.ok);
     let reports = async |expected: &[String]| verify_reports(&app, &t.auditor, expected).await;
 
@@ -976,26 +974,9 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
         format!("seq {seq}: its request has no idempotency record: a retry would be written again")
     };
     let another = format!("seq {second}: an idempotency record of another request names it");
-    // Its answer, which a retry of the first repayment would be given, is the first's: the
-    // recheck of the stored answers finds it another transaction's, its figures too.
-    let moved_answer =
-        |why: &str| format!("seq {second}: the stored answer to bank:B1's request pay-1 {why}");
-    let answer = [
-        moved_answer(&format!(
-            "names {LEDGER} seq {first} (hash {first_hash}), not its own transaction \
-             ({LEDGER} seq {second}, hash {second_hash})"
-        )),
-        moved_answer(&format!(
-            "says the event settled 1 point(s), interest 29410 fen, penalty 0 fen, compound 0 fen \
-             on loan {id}; the journal gives 0 point(s), interest 0 fen, penalty 0 fen, compound 0 fen"
-        )),
-        moved_answer(&format!(
-            "gives loan {id} 4000000 fen of principal outstanding; the journal gives 3999500"
-        )),
-    ];
-    let mut expected = vec![at_0.clone(), no_record(first), another.clone(), past_head.clone()];
-    expected.extend(answer.iter().cloned());
-    reports(&expected).await;
+    // Its answer, read through its request's own transaction, is the first repayment's: the
+    // recheck of the stored answers finds nothing wrong with it.
+    reports(&[at_0.clone(), no_record(first), another.clone(), past_head.clone()]).await;
 
     // The second repayment's record removed: its retry is written again, a second repayment.
     let removed = app
@@ -1003,9 +984,7 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
         .await
         .expect("with the triggers gone the delete goes through");
     assert_eq!(removed, 1);
-    let mut expected = vec![at_0, no_record(first), another, no_record(second), past_head];
-    expected.extend(answer);
-    reports(&expected).await;
+    reports(&[at_0, no_record(first), another, no_record(second), past_head]).await;
     let again = app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await;
     let again = entry(&again.expect("the retry is taken as new")).seq;
     assert!(again > second, "written again at seq {again}");
@@ -1016,8 +995,8 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
 /// answer, which a retry of its request is given, against the journal. A batch item's brief
 /// answer whose principal outstanding was changed behind the service's back is given to the
 /// retry as changed (why it matters), and the recheck names it with the journal's figure; a
-/// loan's answer turned into a refusal, one that cannot be read, and a claim's answer naming
-/// another claim are each reported. Verify without the recheck does not read the answers.
+/// loan's answer turned into a refusal (its retry then refused) and one that cannot be read
+/// are each reported. Verify without the recheck does not read the answers.
 async fn tampered_stored_answers_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;

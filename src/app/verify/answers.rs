@@ -6,12 +6,13 @@
 //! with them dropped, an answer changed behind the service's back would be given to the retry
 //! as it is: another seq, whose loan a retry then rebuilds, or another principal outstanding in
 //! a batch's brief answer. Verify's default checks compare the records' keys with the journal
-//! ([`super::compare`]); this one reads every record of a transaction through the verified head,
-//! with its transaction's stored hash (which the chain checks), and checks its answer against the
-//! journal:
+//! ([`super::compare`]); this one reads, for every transaction through the verified head, in seq
+//! order, the record of its request (its actor and request id: the one a retry is answered
+//! from), with the transaction's stored hash (which the chain checks), and checks its answer
+//! against the journal:
 //!
-//! - it reads as an answer, of a kind a transaction is answered with (a refusal, a settlement
-//!   run's summary and a loan left unchanged are stored under no seq);
+//! - it reads as an answer, of a kind a transaction is answered with (refusals and settlement
+//!   runs' answers are stored under no seq; a loan left unchanged is not stored);
 //! - the transaction it names (`entry`: ledger, seq and hash) is its record's own, and the
 //!   ledger a registry answer names is that transaction's;
 //! - a loan's answer (`LoanRef`) names a loan its transaction changed, with what the event
@@ -59,7 +60,9 @@ pub(super) struct Rechecked {
 }
 
 pub(super) async fn recheck(db: &Db, rebuilt: &Rebuilt<'_>) -> Result<Rechecked, AppError> {
-    let mut found: Vec<(i64, String)> = Vec::new();
+    // In seq order, as read: listed after the journal's, as the read models' are, under the
+    // one cap (all counted).
+    let mut problems = Problems::default();
     let mut answers = 0;
     db.each_stored_answer(
         rebuilt.ledger_id,
@@ -72,18 +75,14 @@ pub(super) async fn recheck(db: &Db, rebuilt: &Rebuilt<'_>) -> Result<Rechecked,
                 &json,
                 &hash,
             );
-            found.extend(why.into_iter().map(|why| {
-                (seq, format!("seq {seq}: the stored answer to {scope}'s request {request} {why}"))
-            }));
+            for why in why {
+                let text =
+                    format!("seq {seq}: the stored answer to {scope}'s request {request} {why}");
+                problems.add(0, text);
+            }
         },
     )
     .await?;
-    // In seq order, one seq's as found: listed after the journal's, as the read models' are.
-    found.sort_by_key(|(seq, _)| *seq);
-    let mut problems = Problems::default();
-    for (_, text) in found {
-        problems.add(0, text);
-    }
     Ok(Rechecked { answers, problems })
 }
 
