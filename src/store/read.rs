@@ -294,6 +294,22 @@ macro_rules! tokens_locked {
     };
 }
 
+/// A transaction's stored answer with the journal's own figures it is checked against
+/// ([`Db::each_stored_answer`]).
+#[derive(Debug)]
+pub struct StoredAnswer {
+    pub seq: i64,
+    /// The transaction's kind (`loan.repaid`, ...).
+    pub kind: String,
+    /// The record's scope: the transaction's actor.
+    pub scope: String,
+    pub request_id: String,
+    /// The stored answer's text; an error holds bytes that are not UTF-8 (SQLite only).
+    pub answer: Result<String, std::string::FromUtf8Error>,
+    /// The transaction's stored hash.
+    pub hash: String,
+}
+
 /// A compensation as the API answers it: with its loan's principal repaid as the loan stands
 /// (what was recovered since the compensation is that less its `repaid_before_fen`).
 #[derive(Debug, Clone)]
@@ -553,31 +569,62 @@ impl Db {
 
     /// Each transaction of `ledger_id` through `through_seq` that has the idempotency record
     /// of its request (its actor and request id: the record a retry of it is answered from),
-    /// in seq order, handed to `visit` as (seq, scope, request id, stored answer, hash): verify's
-    /// recheck of the stored answers. The journal read by its key in order, each record found
-    /// by its own key; a transaction without a record is not handed (verify's check of the
-    /// records' keys reports it). Text columns are read as text (SQLite's columns take any
-    /// type).
+    /// in seq order, handed to `visit`: verify's recheck of the stored answers. The journal
+    /// read by its key in order, each record found by its own key; a transaction without a
+    /// record is not handed (verify's check of the records' keys reports it).
+    ///
+    /// On SQLite, whose columns take any type, the columns are read as bytes: a stored answer
+    /// that is not UTF-8 text is handed as such (a problem to report, not a failed read), and
+    /// the journal's own columns lossily (the journal scan reports theirs).
     pub async fn each_stored_answer(
         &self,
         ledger_id: &str,
         through_seq: u64,
-        mut visit: impl FnMut(i64, String, String, String, String),
+        mut visit: impl FnMut(StoredAnswer),
     ) -> Result<(), StoreError> {
         use tokio_stream::StreamExt;
-        let sql = "select j.seq, cast(j.actor as text), cast(j.request_id as text), \
-                   cast(i.result_json as text), cast(j.hash as text) \
-                   from journal_txn j join idempotency i \
-                   on i.scope = j.actor and i.request_id = j.request_id \
-                   where j.ledger_id = $1 and j.seq >= 1 and j.seq <= $2 order by j.seq";
+        macro_rules! from {
+            () => {
+                " from journal_txn j join idempotency i \
+                 on i.scope = j.actor and i.request_id = j.request_id \
+                 where j.ledger_id = $1 and j.seq >= 1 and j.seq <= $2 order by j.seq"
+            };
+        }
         let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
-        on_pool!(self, p => {
-            let mut rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
-            while let Some(row) = rows.next().await {
-                let (seq, scope, request_id, answer, hash) = row?;
-                visit(seq, scope, request_id, answer, hash);
+        match self {
+            Db::Sqlite(p, ..) => {
+                let sql = concat!(
+                    "select j.seq, cast(j.kind as blob), cast(j.actor as blob), \
+                     cast(j.request_id as blob), cast(i.result_json as blob), cast(j.hash as blob)",
+                    from!()
+                );
+                let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+                let mut rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
+                while let Some(row) = rows.next().await {
+                    let (seq, kind, scope, request_id, answer, hash): (i64, _, _, _, Vec<u8>, _) =
+                        row?;
+                    visit(StoredAnswer {
+                        seq,
+                        kind: text(kind),
+                        scope: text(scope),
+                        request_id: text(request_id),
+                        answer: String::from_utf8(answer),
+                        hash: text(hash),
+                    });
+                }
             }
-        });
+            Db::Postgres(p, _) => {
+                let sql = concat!(
+                    "select j.seq, j.kind, j.actor, j.request_id, i.result_json, j.hash",
+                    from!()
+                );
+                let mut rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
+                while let Some(row) = rows.next().await {
+                    let (seq, kind, scope, request_id, answer, hash) = row?;
+                    visit(StoredAnswer { seq, kind, scope, request_id, answer: Ok(answer), hash });
+                }
+            }
+        }
         Ok(())
     }
 

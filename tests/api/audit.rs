@@ -995,7 +995,8 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
 /// answer, which a retry of its request is given, against the journal. A batch item's brief
 /// answer whose principal outstanding was changed behind the service's back is given to the
 /// retry as changed (why it matters), and the recheck names it with the journal's figure; a
-/// loan's answer turned into a refusal (its retry then refused) and one that cannot be read
+/// loan's answer turned into a refusal (its retry then refused), one that cannot be read, one
+/// of another kind of transaction naming the right entry and (SQLite) bytes that are not UTF-8
 /// are each reported. Verify without the recheck does not read the answers.
 async fn tampered_stored_answers_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
@@ -1011,7 +1012,8 @@ async fn tampered_stored_answers_are_reported(backend: Backend) {
     let first = submit().await;
     assert!(first.ok, "{first:?}");
     assert_eq!(first.principal_outstanding_fen, 4_000_000);
-    let repaid = entry(&app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap()).seq;
+    let pay_2 = app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap();
+    let (repaid, repaid_hash) = (entry(&pay_2).seq, entry(&pay_2).hash.clone());
     let journal = app.journal(&t.auditor, LEDGER).await;
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
@@ -1065,6 +1067,24 @@ async fn tampered_stored_answers_are_reported(backend: Backend) {
     assert_eq!(replace("forged").await, 1);
     let v = app.verify(&t.auditor).await;
     assert!(no_answer(&v).starts_with(&format!("{pay_2} cannot be read (")), "{v:?}");
+    // An answer of another kind of transaction, naming the repayment's own entry.
+    let ledger_answer = format!(
+        r#"{{"outcome":"ledger","ledger_id":"{LEDGER}","name":"x","entry":{{"ledger_id":"{LEDGER}","seq":{repaid},"hash":"{repaid_hash}"}}}}"#
+    );
+    assert_eq!(replace(&ledger_answer).await, 1);
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(
+        no_answer(&v),
+        format!("{pay_2} is a ledger answer; its transaction is loan.repaid")
+    );
+    if backend == Backend::Sqlite {
+        // Bytes that are not UTF-8 (SQLite's text takes them): reported, not a failed verify.
+        let sql = "update idempotency set result_json = cast(x'7bff7d' as text) \
+                   where request_id = 'pay-2'";
+        assert_eq!(app.behind_the_back("idempotency", sql).await.expect("the bytes"), 1);
+        let v = app.verify(&t.auditor).await;
+        assert!(no_answer(&v).starts_with(&format!("{pay_2} is not UTF-8 text (")), "{v:?}");
+    }
     app.finish().await;
 }
 

@@ -246,13 +246,11 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     // Claims stored before the column take their seq from the journal: the column taken away
     // and the migration run again, the claim names the same seq and verify holds; a seq changed
     // behind the service's back is found.
-    let migration = match backend {
-        Backend::Sqlite => include_str!("../../migrations/sqlite/0020_claim_submitted_seq.sql"),
-        Backend::Postgres => include_str!("../../migrations/postgres/0023_claim_submitted_seq.sql"),
-    };
-    app.execute_ddl(&format!("alter table subsidy_claim drop column submitted_seq; {migration}"))
-        .await
-        .expect("the migration run again");
+    let migration = (
+        include_str!("../../migrations/sqlite/0020_claim_submitted_seq.sql"),
+        include_str!("../../migrations/postgres/0023_claim_submitted_seq.sql"),
+    );
+    app.rerun_migration("alter table subsidy_claim drop column submitted_seq", migration).await;
     let read = pb::GetSubsidyClaimRequest { claim_id: claim_id.clone() };
     let read = app.subsidy(&t.auditor).get_subsidy_claim(read).await.expect("GetSubsidyClaim");
     assert_eq!(read.into_inner(), claim);

@@ -771,13 +771,11 @@ async fn policy_versions_take_their_seqs_from_the_journal(backend: Backend) {
     assert_eq!(seqs.len(), 4, "{recorded:?}");
     assert!(seqs[0] < seqs[2] && seqs[2] < seqs[1] && seqs[1] < seqs[3], "{recorded:?}");
 
-    let migration = match backend {
-        Backend::Sqlite => include_str!("../../migrations/sqlite/0019_policy_seq.sql"),
-        Backend::Postgres => include_str!("../../migrations/postgres/0022_policy_seq.sql"),
-    };
-    app.execute_ddl(&format!("alter table policy_version drop column seq; {migration}"))
-        .await
-        .expect("the migration run again");
+    let migration = (
+        include_str!("../../migrations/sqlite/0019_policy_seq.sql"),
+        include_str!("../../migrations/postgres/0022_policy_seq.sql"),
+    );
+    app.rerun_migration("alter table policy_version drop column seq", migration).await;
     assert_eq!(list().await, recorded);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");

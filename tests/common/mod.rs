@@ -633,6 +633,17 @@ impl TestApp {
             Backend::Postgres => self.db.execute_raw(sql).await,
         }
     }
+
+    /// A migration run again over a database where `undo` (a column dropped) took away what it
+    /// made: its backfill then rebuilds it from the journal. `migration` is the SQL of its
+    /// SQLite and its PostgreSQL file.
+    pub async fn rerun_migration(&self, undo: &str, migration: (&str, &str)) {
+        let migration = match self.backend {
+            Backend::Sqlite => migration.0,
+            Backend::Postgres => migration.1,
+        };
+        self.execute_ddl(&format!("{undo}; {migration}")).await.expect("the migration run again");
+    }
 }
 
 async fn start(

@@ -11,8 +11,10 @@
 //! from), with the transaction's stored hash (which the chain checks), and checks its answer
 //! against the journal:
 //!
-//! - it reads as an answer, of a kind a transaction is answered with (refusals and settlement
-//!   runs' answers are stored under no seq; a loan left unchanged is not stored);
+//! - it is UTF-8 text (SQLite's columns take any bytes) and reads as an answer, of a kind a
+//!   transaction is answered with (refusals and settlement runs' answers are stored under no
+//!   seq; a loan left unchanged is not stored), and of its transaction's family of kinds (a
+//!   loan's answer to a `loan.*` transaction, a pool's to a `pool.*`, and so on);
 //! - the transaction it names (`entry`: ledger, seq and hash) is its record's own, and the
 //!   ledger a registry answer names is that transaction's;
 //! - a loan's answer (`LoanRef`) names a loan its transaction changed, with what the event
@@ -41,6 +43,7 @@ use crate::domain::money::Fen;
 use crate::domain::pool::Pool;
 use crate::store::Db;
 use crate::store::lpr_chain::{STARTED_BY, STARTED_REQUEST};
+use crate::store::read::StoredAnswer;
 
 /// What the journal's replay rebuilt that the answers are checked against.
 pub(super) struct Rebuilt<'a> {
@@ -64,69 +67,61 @@ pub(super) async fn recheck(db: &Db, rebuilt: &Rebuilt<'_>) -> Result<Rechecked,
     // one cap (all counted).
     let mut problems = Problems::default();
     let mut answers = 0;
-    db.each_stored_answer(
-        rebuilt.ledger_id,
-        rebuilt.head_seq,
-        |seq, scope, request, json, hash| {
-            answers += 1;
-            let why = rebuilt.check(
-                u64::try_from(seq).unwrap_or_default(),
-                (&scope, &request),
-                &json,
-                &hash,
-            );
-            for why in why {
-                let text =
-                    format!("seq {seq}: the stored answer to {scope}'s request {request} {why}");
-                problems.add(0, text);
-            }
-        },
-    )
+    db.each_stored_answer(rebuilt.ledger_id, rebuilt.head_seq, |stored| {
+        answers += 1;
+        let StoredAnswer { seq, scope, request_id, .. } = &stored;
+        for why in rebuilt.check(&stored) {
+            let text =
+                format!("seq {seq}: the stored answer to {scope}'s request {request_id} {why}");
+            problems.add(0, text);
+        }
+    })
     .await?;
     Ok(Rechecked { answers, problems })
 }
 
 impl Rebuilt<'_> {
-    /// How the answer stored as `json` for the request (scope, request id) of the transaction
-    /// at `seq` (whose stored hash is `hash`) differs from the journal, each as the end of a
+    /// How a transaction's stored answer differs from the journal, each as the end of a
     /// sentence.
-    fn check(
-        &self,
-        seq: u64,
-        (scope, request): (&str, &str),
-        json: &str,
-        hash: &str,
-    ) -> Vec<String> {
+    fn check(&self, stored: &StoredAnswer) -> Vec<String> {
+        let StoredAnswer { seq, kind, scope, request_id, answer, hash } = stored;
+        let seq = u64::try_from(*seq).unwrap_or_default();
+        let json = match answer {
+            Ok(json) => json.as_str(),
+            Err(e) => return vec![format!("is not UTF-8 text ({e})")],
+        };
         // The LPR table's chain's start, recorded at migration, answers nobody: `{}`.
-        if (self.ledger_id, seq, scope, request) == (LPR_LEDGER, 1, STARTED_BY, STARTED_REQUEST) {
+        let start = (LPR_LEDGER, 1, STARTED_BY, STARTED_REQUEST);
+        if (self.ledger_id, seq, scope.as_str(), request_id.as_str()) == start {
             return match json {
                 "{}" => Vec::new(),
                 _ => vec!["is not the chain's start's, {}".to_string()],
             };
         }
         match serde_json::from_str::<Outcome>(json) {
-            Ok(answer) => self.differences(&answer, seq, hash),
+            Ok(answer) => self.differences(&answer, seq, kind, hash),
             Err(e) => vec![format!("cannot be read ({e})")],
         }
     }
 
-    /// How `answer`, stored for the transaction at `seq` (whose stored hash is `hash`),
-    /// differs from the journal, each as the end of a sentence.
-    fn differences(&self, answer: &Outcome, seq: u64, hash: &str) -> Vec<String> {
+    /// How `answer`, stored for the transaction at `seq` (of kind `kind`, whose stored hash is
+    /// `hash`), differs from the journal, each as the end of a sentence.
+    fn differences(&self, answer: &Outcome, seq: u64, kind: &str, hash: &str) -> Vec<String> {
         let mut why = Vec::new();
-        let entry = match answer {
-            Outcome::Ledger { entry, .. }
-            | Outcome::Bank { entry, .. }
-            | Outcome::Household { entry, .. }
-            | Outcome::Policy { entry, .. }
-            | Outcome::SubsidyClaim { entry, .. }
-            | Outcome::SubsidyClaimRef { entry, .. }
-            | Outcome::RiskFund { entry, .. }
-            | Outcome::Pool { entry, .. }
-            | Outcome::PoolRef { entry, .. }
-            | Outcome::Loan { entry, .. }
-            | Outcome::LoanRef { entry, .. }
-            | Outcome::Lpr { entry: Some(entry), .. } => entry,
+        // The answer's entry, and the family of transaction kinds (`loan` of `loan.repaid`)
+        // answered with it.
+        let (entry, family) = match answer {
+            Outcome::Ledger { entry, .. } => (entry, "ledger"),
+            Outcome::Bank { entry, .. } => (entry, "bank"),
+            Outcome::Household { entry, .. } => (entry, "household"),
+            Outcome::Policy { entry, .. } => (entry, "policy"),
+            Outcome::Lpr { entry: Some(entry), .. } => (entry, "lpr"),
+            Outcome::SubsidyClaim { entry, .. } | Outcome::SubsidyClaimRef { entry, .. } => {
+                (entry, "subsidy_claim")
+            }
+            Outcome::RiskFund { entry, .. } => (entry, "risk_fund"),
+            Outcome::Pool { entry, .. } | Outcome::PoolRef { entry, .. } => (entry, "pool"),
+            Outcome::Loan { entry, .. } | Outcome::LoanRef { entry, .. } => (entry, "loan"),
             Outcome::Lpr { entry: None, .. } => {
                 return vec!["is an LPR entry's answer naming no transaction".to_string()];
             }
@@ -134,9 +129,12 @@ impl Rebuilt<'_> {
             | Outcome::SettlementRun { .. }
             | Outcome::LoanUnchanged { .. }
             | Outcome::Refused { .. } => {
-                return vec![format!("is {}, which no transaction is answered with", kind(answer))];
+                return vec![format!("is {}, which no transaction is answered with", what(answer))];
             }
         };
+        if kind.split_once('.').map(|(f, _)| f) != Some(family) {
+            why.push(format!("is a {family} answer; its transaction is {kind}"));
+        }
         let JournalRef { ledger_id, seq: named, hash: named_hash } = entry;
         if (ledger_id.as_str(), *named, named_hash.as_str()) != (self.ledger_id, seq, hash) {
             why.push(format!(
@@ -245,8 +243,8 @@ fn totals(t: &SettledTotals) -> String {
     )
 }
 
-/// The kind of an answer no transaction has, named for a problem.
-fn kind(answer: &Outcome) -> &'static str {
+/// What an answer no transaction has is, named for a problem.
+fn what(answer: &Outcome) -> &'static str {
     match answer {
         Outcome::SettlementRunSummary { .. } => "a settlement run's summary",
         Outcome::SettlementRun { .. } => "a settlement run's record",
