@@ -294,8 +294,13 @@ macro_rules! tokens_locked {
     };
 }
 
+/// The stored answers of a ledger's transactions, in seq order ([`Db::stored_answers`]).
+pub type StoredAnswers<'a> = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<StoredAnswer, StoreError>> + Send + 'a>,
+>;
+
 /// A transaction's stored answer with the journal's own figures it is checked against
-/// ([`Db::each_stored_answer`]).
+/// ([`Db::stored_answers`]).
 #[derive(Debug)]
 pub struct StoredAnswer {
     pub seq: i64,
@@ -569,63 +574,60 @@ impl Db {
 
     /// Each transaction of `ledger_id` through `through_seq` that has the idempotency record
     /// of its request (its actor and request id: the record a retry of it is answered from),
-    /// in seq order, handed to `visit`: verify's recheck of the stored answers. The journal
-    /// read by its key in order, each record found by its own key; a transaction without a
-    /// record is not handed (verify's check of the records' keys reports it).
+    /// in seq order: verify's recheck of the stored answers. The journal read by its key in
+    /// order, each record found by its own key; a transaction without a record is not given
+    /// (verify's check of the records' keys reports it).
     ///
     /// On SQLite, whose columns take any type, the columns are read as bytes: a stored answer
-    /// that is not UTF-8 text is handed as such (a problem to report, not a failed read), and
+    /// that is not UTF-8 text is given as such (a problem to report, not a failed read), and
     /// the journal's own columns lossily (the journal scan reports theirs).
-    pub async fn each_stored_answer(
-        &self,
-        ledger_id: &str,
-        through_seq: u64,
-        mut visit: impl FnMut(StoredAnswer),
-    ) -> Result<(), StoreError> {
+    pub fn stored_answers<'a>(&'a self, ledger_id: &'a str, through_seq: u64) -> StoredAnswers<'a> {
         use tokio_stream::StreamExt;
         macro_rules! from {
             () => {
                 " from journal_txn j join idempotency i \
                  on i.scope = j.actor and i.request_id = j.request_id \
-                 where j.ledger_id = $1 and j.seq >= 1 and j.seq <= $2 order by j.seq"
+                 where j.ledger_id = $1 and j.seq >= 1 and j.seq <= $2"
             };
         }
         let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
         match self {
             Db::Sqlite(p, ..) => {
+                // (A seq stored as another type is the scan's to report: left out here.)
                 let sql = concat!(
                     "select j.seq, cast(j.kind as blob), cast(j.actor as blob), \
                      cast(j.request_id as blob), cast(i.result_json as blob), cast(j.hash as blob)",
-                    from!()
+                    from!(),
+                    " and typeof(j.seq) = 'integer' order by j.seq"
                 );
                 let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
-                let mut rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
-                while let Some(row) = rows.next().await {
+                let rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
+                Box::pin(rows.map(move |row| {
                     let (seq, kind, scope, request_id, answer, hash): (i64, _, _, _, Vec<u8>, _) =
                         row?;
-                    visit(StoredAnswer {
+                    Ok(StoredAnswer {
                         seq,
                         kind: text(kind),
                         scope: text(scope),
                         request_id: text(request_id),
                         answer: String::from_utf8(answer),
                         hash: text(hash),
-                    });
-                }
+                    })
+                }))
             }
             Db::Postgres(p, _) => {
                 let sql = concat!(
                     "select j.seq, j.kind, j.actor, j.request_id, i.result_json, j.hash",
-                    from!()
+                    from!(),
+                    " order by j.seq"
                 );
-                let mut rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
-                while let Some(row) = rows.next().await {
+                let rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
+                Box::pin(rows.map(|row| {
                     let (seq, kind, scope, request_id, answer, hash) = row?;
-                    visit(StoredAnswer { seq, kind, scope, request_id, answer: Ok(answer), hash });
-                }
+                    Ok(StoredAnswer { seq, kind, scope, request_id, answer: Ok(answer), hash })
+                }))
             }
         }
-        Ok(())
     }
 
     /// A ledger's risk-fund events in journal order (`risk_fund.*`: kind and event JSON), for

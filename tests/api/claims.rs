@@ -732,7 +732,9 @@ async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
         rejections: vec![],
     };
     let b = finance.review_subsidy_claim(review("B", "2021-04-10", "2021-04-16")).await;
-    assert_eq!(b.expect("B reviewed").into_inner().claim.map(|c| c.approved_fen), Some(29_410));
+    let b = b.expect("B reviewed").into_inner();
+    assert_eq!(b.claim.map(|c| c.approved_fen), Some(29_410));
+    let b_reviewed = b.entry.expect("its entry").seq;
     for loan in [&first, &second] {
         app.loans(&t.finance)
             .mark_misuse(pb::MarkMisuseRequest {
@@ -765,6 +767,25 @@ async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
     assert_eq!(app.balance(&t.finance, &format!("finance/{LEDGER}/subsidy")).await, 0);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    // B's review's stored answer changed behind the service's back to name claim A, whose
+    // course (submitted before it, reviewed after it) spans its seq: the recheck of the answers
+    // finds that its transaction is of B.
+    let sql = format!(
+        "update idempotency set result_json = replace(result_json, '\"{BANK}-B\"', '\"{BANK}-A\"') \
+         where request_id = (select request_id from journal_txn \
+         where ledger_id = '{LEDGER}' and seq = {b_reviewed})"
+    );
+    assert_eq!(app.behind_the_back("idempotency", &sql).await.expect("the answer changed"), 1);
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    let expected = format!("seq {b_reviewed}: the stored answer to finance:{LEDGER}'s request ");
+    assert!(v.problems[0].starts_with(&expected), "{:?}", v.problems);
+    assert!(
+        v.problems[0]
+            .ends_with(&format!("names claim {BANK}-A; its transaction is of claim {BANK}-B")),
+        "{:?}",
+        v.problems
+    );
     app.finish().await;
 }
 

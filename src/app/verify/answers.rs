@@ -9,7 +9,11 @@
 //! ([`super::compare`]); this one reads, for every transaction through the verified head, in seq
 //! order, the record of its request (its actor and request id: the one a retry is answered
 //! from), with the transaction's stored hash (which the chain checks), and checks its answer
-//! against the journal:
+//! against the journal as the replay rebuilds it. It runs beside the replay: for each
+//! transaction, the replay hands on what it touched ([`Touched`]: each loan as the event left
+//! it, the claim or pool it is of), in batches through a bounded channel, and the recheck
+//! takes them in step with the answers it reads, so that nothing is kept for the whole
+//! journal. Its checks:
 //!
 //! - it is UTF-8 text (SQLite's columns take any bytes) and reads as an answer, of a kind a
 //!   transaction is answered with (refusals and settlement runs' answers are stored under no
@@ -19,11 +23,10 @@
 //!   ledger a registry answer names is that transaction's;
 //! - a loan's answer (`LoanRef`) names a loan its transaction changed, with what the event
 //!   settled there (points, interest, penalty, compound) and the principal outstanding after it
-//!   as the replay rebuilt them; a pool's (`PoolRef`) names a pool of the ledger and, for each
-//!   member loan's part of a collective repayment, a loan the transaction changed with its
-//!   principal outstanding after it; a claim's (`SubsidyClaimRef`) names a claim of the ledger
-//!   the transaction submitted or stepped (its seq between the claim's submission and its last
-//!   event).
+//!   as the replay rebuilt them; a pool's (`PoolRef`) names the pool of its transaction's event
+//!   and, for each member loan's part of a collective repayment, a loan the transaction changed
+//!   with its principal outstanding after it; a claim's (`SubsidyClaimRef`) names the claim its
+//!   transaction submitted or stepped.
 //!
 //! Not compared: the registry's answers' other figures (a household's statuses, a policy
 //! version, a bank's or ledger's name, an LPR entry's rate, a fund after an event), which are
@@ -31,28 +34,140 @@
 //! names the seq and the request (its scope and id); they are listed with the read models'
 //! (seq 0: the journal holds), in seq order.
 
-use std::collections::BTreeMap;
-
 use super::Problems;
-use super::replay::{LoanAfter, ReplayedClaim};
 use crate::app::command::{JournalRef, Outcome, RepaidPart, SettledTotals};
 use crate::app::error::AppError;
-use crate::collections::HashMap;
 use crate::domain::lpr::LPR_LEDGER;
 use crate::domain::money::Fen;
-use crate::domain::pool::Pool;
 use crate::store::Db;
 use crate::store::lpr_chain::{STARTED_BY, STARTED_REQUEST};
 use crate::store::read::StoredAnswer;
+use tokio::sync::{mpsc, oneshot};
 
-/// What the journal's replay rebuilt that the answers are checked against.
-pub(super) struct Rebuilt<'a> {
-    pub ledger_id: &'a str,
-    /// Through this seq (the verified head).
-    pub head_seq: u64,
-    pub loans_after: &'a HashMap<(u64, String), LoanAfter>,
-    pub claims: &'a BTreeMap<String, ReplayedClaim>,
-    pub pools: &'a BTreeMap<String, (Pool, u64)>,
+/// What a loan's answer says of it after an event, rebuilt: what the event settled and the
+/// principal outstanding after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LoanAfter {
+    pub settled: SettledTotals,
+    pub principal_outstanding_fen: Fen,
+}
+
+/// What the replay of one transaction touched, as its answer would name it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Touched {
+    pub seq: u64,
+    /// Each loan its event changed, as the event left it, in the order changed.
+    pub loans: Vec<(String, LoanAfter)>,
+    /// The claim its event submitted or stepped.
+    pub claim: Option<String>,
+    /// The pool its event is of.
+    pub pool: Option<String>,
+}
+
+/// Transactions touched a batch: the replay sends them on every [`Touching::BATCH`].
+type Batch = Vec<Touched>;
+
+/// The replay's side of the channel: what each transaction touched, sent on in batches.
+#[derive(Debug)]
+pub(super) struct Touching {
+    now: Option<Touched>,
+    batch: Batch,
+    /// Gone once the recheck has gone (ended or failed): nothing more is sent.
+    to: Option<mpsc::Sender<Batch>>,
+}
+
+impl Touching {
+    const BATCH: usize = 1024;
+
+    /// A channel of batches, `in_flight` at most unread, and its replay's side.
+    pub fn channel(in_flight: usize) -> (Touching, mpsc::Receiver<Batch>) {
+        let (to, from) = mpsc::channel(in_flight);
+        (Touching { now: None, batch: Vec::with_capacity(Self::BATCH), to: Some(to) }, from)
+    }
+
+    /// The transaction at `seq` is replayed next; its event is of `claim` or `pool`.
+    pub fn start(&mut self, seq: u64, claim: Option<&str>, pool: Option<&str>) {
+        self.now = Some(Touched {
+            seq,
+            loans: Vec::new(),
+            claim: claim.map(str::to_string),
+            pool: pool.map(str::to_string),
+        });
+    }
+
+    /// Its event left `loan_id` as `after`.
+    pub fn loan(&mut self, loan_id: &str, after: LoanAfter) {
+        if let Some(now) = &mut self.now {
+            now.loans.push((loan_id.to_string(), after));
+        }
+    }
+
+    /// The transaction is replayed: what it touched goes into the batch (a transaction that
+    /// touched nothing an answer names is left out).
+    pub fn end(&mut self) {
+        let Some(now) = self.now.take() else { return };
+        if now.loans.is_empty() && now.claim.is_none() && now.pool.is_none() {
+            return;
+        }
+        self.batch.push(now);
+        if self.batch.len() >= Self::BATCH {
+            self.send();
+        }
+    }
+
+    /// The replay is done (or stopped): the last batch is sent and the channel closed.
+    pub fn finish(&mut self) {
+        self.send();
+        self.to = None;
+    }
+
+    /// Sends the batch, waiting while the recheck is `in_flight` batches behind (called on the
+    /// replay's own thread, outside the runtime).
+    fn send(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(Self::BATCH));
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(to) = &self.to
+            && to.blocking_send(batch).is_err()
+        {
+            self.to = None;
+        }
+    }
+}
+
+/// The recheck's side: the transactions touched, taken in seq order as the answers are.
+struct InStep {
+    from: mpsc::Receiver<Batch>,
+    batch: std::vec::IntoIter<Touched>,
+    next: Option<Touched>,
+}
+
+impl InStep {
+    fn new(from: mpsc::Receiver<Batch>) -> InStep {
+        InStep { from, batch: Vec::new().into_iter(), next: None }
+    }
+
+    /// What the transaction at `seq` touched (`None`: nothing an answer names, or the replay
+    /// stopped before it). The seqs asked for ascend.
+    async fn at(&mut self, seq: u64) -> Option<&Touched> {
+        while self.next.as_ref().is_none_or(|t| t.seq < seq) {
+            self.next = match self.batch.next() {
+                Some(t) => Some(t),
+                None => match self.from.recv().await {
+                    Some(batch) => {
+                        self.batch = batch.into_iter();
+                        continue;
+                    }
+                    None => None,
+                },
+            };
+            if self.next.is_none() {
+                break;
+            }
+        }
+        self.next.as_ref().filter(|t| t.seq == seq)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -62,25 +177,48 @@ pub(super) struct Rechecked {
     pub problems: Problems,
 }
 
-pub(super) async fn recheck(db: &Db, rebuilt: &Rebuilt<'_>) -> Result<Rechecked, AppError> {
+/// Rechecks the stored answers of `ledger_id` through the head `head` gives (nothing if it
+/// is not given: the read that sends it failed, and its error is reported), in step with
+/// what the replay touched.
+pub(super) async fn recheck(
+    db: Db,
+    ledger_id: String,
+    head: oneshot::Receiver<i64>,
+    touched: mpsc::Receiver<Batch>,
+) -> Result<Rechecked, AppError> {
+    use tokio_stream::StreamExt;
+    let Ok(head_seq) = head.await else {
+        return Ok(Rechecked::default());
+    };
+    let head_seq = u64::try_from(head_seq).unwrap_or_default();
     // In seq order, as read: listed after the journal's, as the read models' are, under the
     // one cap (all counted).
     let mut problems = Problems::default();
     let mut answers = 0;
-    db.each_stored_answer(rebuilt.ledger_id, rebuilt.head_seq, |stored| {
+    let mut touched = InStep::new(touched);
+    let mut stored = db.stored_answers(&ledger_id, head_seq);
+    while let Some(answer) = stored.next().await {
+        let answer = answer?;
         answers += 1;
-        let StoredAnswer { seq, scope, request_id, .. } = &stored;
-        for why in rebuilt.check(&stored) {
+        let seq = u64::try_from(answer.seq).unwrap_or_default();
+        let here = touched.at(seq).await;
+        let StoredAnswer { scope, request_id, .. } = &answer;
+        for why in (Against { ledger_id: &ledger_id, touched: here }).check(&answer) {
             let text =
                 format!("seq {seq}: the stored answer to {scope}'s request {request_id} {why}");
             problems.add(0, text);
         }
-    })
-    .await?;
+    }
     Ok(Rechecked { answers, problems })
 }
 
-impl Rebuilt<'_> {
+/// What an answer is checked against: its ledger, and what its transaction touched.
+struct Against<'a> {
+    ledger_id: &'a str,
+    touched: Option<&'a Touched>,
+}
+
+impl Against<'_> {
     /// How a transaction's stored answer differs from the journal, each as the end of a
     /// sentence.
     fn check(&self, stored: &StoredAnswer) -> Vec<String> {
@@ -155,37 +293,49 @@ impl Rebuilt<'_> {
         }
         match answer {
             Outcome::LoanRef { loan_id, settled, principal_outstanding_fen, .. } => {
-                self.loan(&mut why, seq, loan_id, settled, *principal_outstanding_fen);
+                self.loan(&mut why, loan_id, settled, *principal_outstanding_fen);
             }
             Outcome::Loan { loan, settled, .. } => {
                 let outstanding = Some(loan.principal_outstanding_fen);
-                self.loan(&mut why, seq, &loan.terms.loan_id, settled, outstanding);
+                self.loan(&mut why, &loan.terms.loan_id, settled, outstanding);
             }
-            Outcome::PoolRef { pool_id, parts, .. } => self.pool(&mut why, seq, pool_id, parts),
+            Outcome::PoolRef { pool_id, parts, .. } => self.pool(&mut why, pool_id, parts),
             Outcome::Pool { pool, parts, .. } => {
-                self.pool(&mut why, seq, &pool.terms.pool_id, parts);
+                self.pool(&mut why, &pool.terms.pool_id, parts);
             }
-            Outcome::SubsidyClaimRef { claim_id, .. } => match self.claims.get(claim_id) {
-                None => why.push(format!("names claim {claim_id}, which the ledger does not have")),
-                Some(c) if seq < c.submitted_seq || seq > c.last_seq => why.push(format!(
-                    "names claim {claim_id}, recorded from seq {} to {}",
-                    c.submitted_seq, c.last_seq
-                )),
-                Some(_) => {}
-            },
+            Outcome::SubsidyClaimRef { claim_id, .. } => {
+                let own = self.touched.and_then(|t| t.claim.as_deref());
+                if own != Some(claim_id.as_str()) {
+                    why.push(format!(
+                        "names claim {claim_id}; its transaction {}",
+                        of("claim", own)
+                    ));
+                }
+            }
+            Outcome::SubsidyClaim { claim, .. } => {
+                let own = self.touched.and_then(|t| t.claim.as_deref());
+                if own != Some(claim.claim_id.as_str()) {
+                    let claim_id = &claim.claim_id;
+                    why.push(format!(
+                        "names claim {claim_id}; its transaction {}",
+                        of("claim", own)
+                    ));
+                }
+            }
             _ => {}
         }
         why
     }
 
-    /// A pool's answer checked against the pools rebuilt and its parts against the loans as
-    /// the event at `seq` left them.
-    fn pool(&self, why: &mut Vec<String>, seq: u64, pool_id: &str, parts: &[RepaidPart]) {
-        if !self.pools.contains_key(pool_id) {
-            why.push(format!("names pool {pool_id}, which the ledger does not have"));
+    /// A pool's answer checked against its transaction's pool and its parts against the loans
+    /// as the transaction left them.
+    fn pool(&self, why: &mut Vec<String>, pool_id: &str, parts: &[RepaidPart]) {
+        let own = self.touched.and_then(|t| t.pool.as_deref());
+        if own != Some(pool_id) {
+            why.push(format!("names pool {pool_id}; its transaction {}", of("pool", own)));
         }
         for part in parts {
-            let Some(after) = self.loans_after.get(&(seq, part.loan_id.clone())) else {
+            let Some(after) = self.after(&part.loan_id) else {
                 let loan_id = &part.loan_id;
                 why.push(format!("names loan {loan_id}, which its transaction does not change"));
                 continue;
@@ -200,16 +350,21 @@ impl Rebuilt<'_> {
         }
     }
 
-    /// A loan's answer checked against the loan as the event at `seq` left it.
+    /// The loan `loan_id` as the answer's transaction left it (`None`: it did not change it).
+    fn after(&self, loan_id: &str) -> Option<&LoanAfter> {
+        let loans = self.touched.map(|t| t.loans.as_slice()).unwrap_or_default();
+        loans.iter().find(|(id, _)| id == loan_id).map(|(_, after)| after)
+    }
+
+    /// A loan's answer checked against the loan as its transaction left it.
     fn loan(
         &self,
         why: &mut Vec<String>,
-        seq: u64,
         loan_id: &str,
         settled: &SettledTotals,
         outstanding: Option<Fen>,
     ) {
-        let Some(after) = self.loans_after.get(&(seq, loan_id.to_string())) else {
+        let Some(after) = self.after(loan_id) else {
             why.push(format!("names loan {loan_id}, which its transaction does not change"));
             return;
         };
@@ -226,6 +381,14 @@ impl Rebuilt<'_> {
         {
             why.push(outstanding_differs(loan_id, outstanding, after.principal_outstanding_fen));
         }
+    }
+}
+
+/// What a transaction is of (`own`, a claim or a pool), named for a problem.
+fn of(what: &str, own: Option<&str>) -> String {
+    match own {
+        Some(own) => format!("is of {what} {own}"),
+        None => format!("is of no {what}"),
     }
 }
 
@@ -251,5 +414,60 @@ fn what(answer: &Outcome) -> &'static str {
         Outcome::LoanUnchanged { .. } => "a loan left unchanged",
         Outcome::Refused { .. } => "a refusal",
         _ => "an answer",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(seq: u64) -> LoanAfter {
+        let principal_outstanding_fen = Fen(i64::try_from(seq).expect("small"));
+        LoanAfter { settled: SettledTotals::default(), principal_outstanding_fen }
+    }
+
+    /// The replay's transactions, a loan touched every third, handed on in batches through a
+    /// channel of one: the recheck finds each transaction's by its seq, skipping what it does
+    /// not ask for, and none past the replay's end.
+    #[tokio::test]
+    async fn the_recheck_takes_what_was_touched_in_step() {
+        let (mut touching, from) = Touching::channel(1);
+        let replay = tokio::task::spawn_blocking(move || {
+            for seq in 1..=3_000 {
+                let claim = (seq == 2_500).then_some("B1-Q1");
+                touching.start(seq, claim, None);
+                if seq % 3 == 0 {
+                    touching.loan(&format!("L{seq}"), after(seq));
+                }
+                touching.end();
+            }
+            touching.finish();
+        });
+        let mut in_step = InStep::new(from);
+        assert_eq!(in_step.at(1).await, None, "nothing touched");
+        let three = Touched { seq: 3, loans: vec![("L3".into(), after(3))], ..Touched::default() };
+        assert_eq!(in_step.at(3).await, Some(&three));
+        assert_eq!(in_step.at(3).await, Some(&three), "asked again");
+        assert_eq!(in_step.at(2_500).await.and_then(|t| t.claim.as_deref()), Some("B1-Q1"));
+        assert_eq!(in_step.at(2_999).await, None);
+        assert_eq!(in_step.at(3_000).await.map(|t| t.loans.len()), Some(1));
+        assert_eq!(in_step.at(3_001).await, None, "past the end");
+        replay.await.expect("the replay ends");
+    }
+
+    /// A recheck gone (failed, or done with fewer answers) does not hold the replay up.
+    #[tokio::test]
+    async fn the_replay_goes_on_without_the_recheck() {
+        let (mut touching, from) = Touching::channel(1);
+        drop(from);
+        let replay = tokio::task::spawn_blocking(move || {
+            for seq in 1..=5_000 {
+                touching.start(seq, None, None);
+                touching.loan("L1", after(seq));
+                touching.end();
+            }
+            touching.finish();
+        });
+        replay.await.expect("the replay ends");
     }
 }

@@ -53,6 +53,9 @@ pub const PROBLEMS_MAX: usize = 100;
 /// Chunks of transactions in flight between the two stages.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Batches of what the replay touched in flight to the recheck of the stored answers.
+const TOUCHED_IN_FLIGHT: usize = 8;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     pub ok: bool,
@@ -183,7 +186,16 @@ pub async fn verify_ledger_with(
     let (to_replay, chunks) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (to_refill, emptied) = std::sync::mpsc::channel();
     let replay_stop = stop.clone();
-    let mut replay = replay::Replay::of(ledger_id).keeping_loans_after(options.recheck_answers);
+    // Asked, the stored answers are rechecked beside the replay, in step with what it touched
+    // (`answers`): it waits while the recheck is that many batches behind.
+    let (touching, touched) = match options.recheck_answers {
+        true => {
+            let (touching, touched) = answers::Touching::channel(TOUCHED_IN_FLIGHT);
+            (Some(touching), Some(touched))
+        }
+        false => (None, None),
+    };
+    let mut replay = replay::Replay::of(ledger_id).touching(touching);
     let replaying = tokio::task::spawn_blocking(move || {
         for handed in chunks {
             if replay_stop.load(Ordering::Relaxed) {
@@ -201,6 +213,7 @@ pub async fn verify_ledger_with(
                 }
             }
         }
+        replay.finish();
         replay
     });
     // The journal scan and the reads of the stored read models run as tasks of their own, so
@@ -216,6 +229,7 @@ pub async fn verify_ledger_with(
     let keys = std::hash::RandomState::new();
     let chain = chain::Chain::new(ledger_id, to_replay, emptied, stop, keys.clone());
     let (head_tx, head) = tokio::sync::oneshot::channel();
+    let (answers_head_tx, answers_head) = tokio::sync::oneshot::channel();
     let (loans_tx, loans) = tokio::sync::oneshot::channel();
     let stored = spawn_read(db, ledger_id, |db, id| async move {
         db.stored_models(&id, head_tx, loans_tx, keys).await
@@ -223,6 +237,8 @@ pub async fn verify_ledger_with(
     let scan = spawn_read(db, ledger_id, |db, id| async move {
         match head.await {
             Ok(through) => {
+                // (Not asked for the answers' recheck, nobody listens.)
+                let _ = answers_head_tx.send(through);
                 let mut chain = chain;
                 chain.expect(through, loans);
                 db.scan_journal_through(&id, through, chain).await
@@ -235,7 +251,12 @@ pub async fn verify_ledger_with(
             }
         }
     });
-    let _abort_on_drop = AbortOnDrop(vec![scan.abort_handle(), stored.abort_handle()]);
+    let answering = touched.map(|touched| {
+        tokio::spawn(answers::recheck(db.clone(), ledger_id.to_string(), answers_head, touched))
+    });
+    let mut aborted = vec![scan.abort_handle(), stored.abort_handle()];
+    aborted.extend(answering.as_ref().map(JoinHandle::abort_handle));
+    let _abort_on_drop = AbortOnDrop(aborted);
     let (scanned, stored) = tokio::join!(joined(scan), joined(stored));
     let stored = stored?;
     let mut chain = scanned?;
@@ -249,7 +270,6 @@ pub async fn verify_ledger_with(
         compensations,
         pools,
         pool_of_loan,
-        loans_after,
         ..
     } = replaying.await.map_err(|e| AppError::Internal(format!("journal replay failed: {e}")))?;
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
@@ -261,17 +281,10 @@ pub async fn verify_ledger_with(
     } else {
         claims::Rechecked::default()
     };
-    let answered = match loans_after {
-        Some(loans_after) => {
-            let rebuilt = answers::Rebuilt {
-                ledger_id,
-                head_seq: chain.head_seq,
-                loans_after: &loans_after,
-                claims: &claims,
-                pools: &pools,
-            };
-            answers::recheck(db, &rebuilt).await?
-        }
+    let answered = match answering {
+        Some(task) => task
+            .await
+            .map_err(|e| AppError::Internal(format!("the answers' recheck failed: {e}")))??,
         None => answers::Rechecked::default(),
     };
     replay::claim_rows(&mut registry, claims);

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;
+use super::answers::{LoanAfter, Touching};
 use crate::app::command::SettledTotals;
 use crate::app::error::caught;
 use crate::domain::date::{format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
-use crate::domain::money::Fen;
 use crate::domain::policy::default_versions;
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
 use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
@@ -101,15 +101,6 @@ pub(super) struct ReplayedClaim {
     pub last_seq: u64,
 }
 
-/// What a loan's answer says of it after an event, rebuilt: what the event settled and the
-/// principal outstanding after it. Kept by (seq, loan id) when verify rechecks the stored
-/// answers ([`super::answers`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct LoanAfter {
-    pub settled: SettledTotals,
-    pub principal_outstanding_fen: Fen,
-}
-
 #[derive(Default)]
 pub(super) struct Replay {
     pub loans: HashMap<String, LoanState>,
@@ -130,9 +121,9 @@ pub(super) struct Replay {
     pub pools: BTreeMap<String, (Pool, u64)>,
     /// The pool of each member loan.
     pub pool_of_loan: BTreeMap<String, String>,
-    /// Each loan after each of its events, by (seq, loan id): kept only when asked
-    /// ([`Replay::keeping_loans_after`]).
-    pub loans_after: Option<HashMap<(u64, String), LoanAfter>>,
+    /// What each transaction touched, handed on to the recheck of the stored answers as it is
+    /// replayed: only when asked ([`Replay::touching`]).
+    touching: Option<Touching>,
     /// Whether the ledger replayed is the LPR table's chain ([`LPR_LEDGER`]), whose events are
     /// `lpr.set` alone; a region's ledger has none.
     lpr_chain: bool,
@@ -144,10 +135,17 @@ impl Replay {
         Replay { lpr_chain: ledger_id == LPR_LEDGER, ..Replay::default() }
     }
 
-    /// Keeps each loan as each of its events left it ([`Replay::loans_after`]).
-    pub fn keeping_loans_after(mut self, keep: bool) -> Replay {
-        self.loans_after = keep.then(HashMap::default);
+    /// Hands on what each transaction touched through `touching` (`None`: nothing is).
+    pub fn touching(mut self, touching: Option<Touching>) -> Replay {
+        self.touching = touching;
         self
+    }
+
+    /// The replay is done (or stopped): what was touched is all handed on.
+    pub fn finish(&mut self) {
+        if let Some(touching) = &mut self.touching {
+            touching.finish();
+        }
     }
 
     /// The LPR table's chain started at `seq` with `entries`: the rebuilt table is them. The
@@ -213,6 +211,15 @@ impl Replay {
     pub fn apply(&mut self, t: TxnText<'_>) {
         let seq = t.seq;
         let event = JournalEvent::from_parts(t.kind, t.command_json);
+        if let Some(touching) = &mut self.touching {
+            let (claim, pool) = match &event {
+                Ok(JournalEvent::SubsidyClaimSubmitted { claim }) => (Some(&*claim.claim_id), None),
+                Ok(JournalEvent::SubsidyClaim(event)) => (Some(event.claim_id()), None),
+                Ok(JournalEvent::Pool(event)) => (None, Some(event.pool_id())),
+                _ => (None, None),
+            };
+            touching.start(seq, claim, pool);
+        }
         // The row's value date is hashed, not derived: changed with the chain's hashes made
         // again from it, only the event it should be the date of tells.
         if let Some(date) = event.as_ref().ok().and_then(JournalEvent::own_date)
@@ -304,6 +311,9 @@ impl Replay {
                 self.memo(seq, t.postings, "a registry record");
             }
             Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
+        }
+        if let Some(touching) = &mut self.touching {
+            touching.end();
         }
     }
 
@@ -550,8 +560,8 @@ impl Replay {
             },
         };
         let postings = loan_postings(&event, bank_id);
-        let settled = self.loans_after.is_some().then(|| SettledTotals::of(event.settlements()));
-        let loan_id = self.loans_after.is_some().then(|| event.loan_id().to_string());
+        let settled = self.touching.is_some().then(|| SettledTotals::of(event.settlements()));
+        let loan_id = self.touching.is_some().then(|| event.loan_id().to_string());
         match event {
             LoanEvent::Created { terms } => match self.loans.entry(terms.loan_id.clone()) {
                 Entry::Occupied(mut loan) => {
@@ -589,12 +599,12 @@ impl Replay {
                 }
             }
         }
-        if let (Some(after), Some(settled), Some(loan_id)) =
-            (&mut self.loans_after, settled, loan_id)
+        if let (Some(touching), Some(settled), Some(loan_id)) =
+            (&mut self.touching, settled, loan_id)
             && let Some(loan) = self.loans.get(&loan_id)
         {
             let principal_outstanding_fen = loan.principal_outstanding_fen;
-            after.insert((seq, loan_id), LoanAfter { settled, principal_outstanding_fen });
+            touching.loan(&loan_id, LoanAfter { settled, principal_outstanding_fen });
         }
         Some(postings)
     }
