@@ -13,11 +13,11 @@ use crate::app::subsidy::ClaimCheck;
 use crate::domain::date::{BusinessDate, iso};
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
-use crate::domain::loan::{LoanState, LoanTerms};
+use crate::domain::loan::{LoanEvent, LoanState, LoanTerms};
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
-use crate::domain::pool::{ParticipationKind, Pool, PoolTerms};
+use crate::domain::pool::{ParticipationKind, Pool, PoolEvent, PoolTerms};
 use crate::domain::rate::AnnualRate;
 use crate::domain::risk_fund::{Compensation, DepositSource, Fund};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimedLine};
@@ -366,6 +366,33 @@ pub struct RepaidPart {
     pub principal_fen: Fen,
     /// The loan's principal outstanding after it.
     pub principal_outstanding_fen: Fen,
+}
+
+impl RepaidPart {
+    /// Each loan's part of the collective repayment `event`: its amount, the principal of it
+    /// and the loan's principal outstanding after it (`before` and `after`: the loans' states),
+    /// as the writer answers it and verify rebuilds it.
+    pub fn of_repayment(
+        event: &PoolEvent,
+        before: &[LoanState],
+        after: &[LoanState],
+    ) -> Vec<RepaidPart> {
+        let PoolEvent::Repaid { parts, .. } = event else { return Vec::new() };
+        parts
+            .iter()
+            .filter_map(|part| {
+                let LoanEvent::Repaid { loan_id, amount_fen, .. } = part else { return None };
+                let was = before.iter().find(|l| &l.terms.loan_id == loan_id)?;
+                let now = after.iter().find(|l| &l.terms.loan_id == loan_id)?;
+                Some(RepaidPart {
+                    loan_id: loan_id.clone(),
+                    amount_fen: *amount_fen,
+                    principal_fen: Fen(now.principal_repaid_fen.0 - was.principal_repaid_fen.0),
+                    principal_outstanding_fen: now.principal_outstanding_fen,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Where a write landed.

@@ -996,8 +996,9 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
 /// answer whose principal outstanding was changed behind the service's back is given to the
 /// retry as changed (why it matters), and the recheck names it with the journal's figure; a
 /// loan's answer turned into a refusal (its retry then refused), one that cannot be read, one
-/// of another kind of transaction naming the right entry and (SQLite) bytes that are not UTF-8
-/// are each reported. Verify without the recheck does not read the answers.
+/// of another kind of transaction naming the right entry, (SQLite) bytes that are not UTF-8 and
+/// a household's registration naming another household are each reported. Verify without the
+/// recheck does not read the answers.
 async fn tampered_stored_answers_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
@@ -1085,6 +1086,21 @@ async fn tampered_stored_answers_are_reported(backend: Backend) {
         let v = app.verify(&t.auditor).await;
         assert!(no_answer(&v).starts_with(&format!("{pay_2} is not UTF-8 text (")), "{v:?}");
     }
+    // A household's registration answered with another household's id.
+    let registered = journal.iter().find(|e| e.kind == "household.registered").expect("one");
+    let sql = format!(
+        "update idempotency set result_json = replace(result_json, \
+         '\"household_id\":\"{HOUSEHOLD}\"', '\"household_id\":\"H999\"') \
+         where request_id = (select request_id from journal_txn \
+         where ledger_id = '{LEDGER}' and seq = {})",
+        registered.seq
+    );
+    assert_eq!(app.behind_the_back("idempotency", &sql).await.expect("renamed"), 1);
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(v.problems.len(), 3, "{v:?}");
+    let renamed = format!("names household H999; its transaction is of household {HOUSEHOLD}");
+    assert!(v.problems[0].starts_with(&format!("seq {}: ", registered.seq)), "{v:?}");
+    assert!(v.problems[0].ends_with(&renamed), "{v:?}");
     app.finish().await;
 }
 

@@ -169,8 +169,41 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     assert_eq!((pool.repaid_fen, pool.repayments), (1_058_820, 1));
     let held: Vec<i64> = pool.members.iter().map(|m| m.held_fen).collect();
     assert_eq!(held, [4_500_000, 2_500_000], "the principal repaid handed back");
-    let retried = pools(&t.bank).repay_pool(collective).await.expect("the retry").into_inner();
-    assert_eq!(retried, repaid, "the same answer, posted once");
+    let retried = pools(&t.bank).repay_pool(collective.clone()).await.expect("the retry");
+    assert_eq!(retried.into_inner(), repaid, "the same answer, posted once");
+    // Its stored answer's parts changed behind the service's back (10 fen less each): a retry
+    // is given them, and the recheck of the answers names both sides; put back, it holds.
+    let amounts = |from: &str, to: &str| {
+        format!(
+            "update idempotency set result_json = replace(result_json, \
+             '\"amount_fen\":{from}', '\"amount_fen\":{to}') where request_id = '{}'",
+            collective.request_id
+        )
+    };
+    let changed = app.behind_the_back("idempotency", &amounts("529410", "529400")).await;
+    assert_eq!(changed.expect("the parts changed"), 1);
+    let retried = pools(&t.bank).repay_pool(collective.clone()).await.expect("a retry");
+    let amounts_given: Vec<i64> = retried.into_inner().parts.iter().map(|p| p.amount_fen).collect();
+    assert_eq!(amounts_given, [529_400, 529_400]);
+    let seq = repaid.entry.as_ref().expect("its entry").seq;
+    let parts = |amount: i64| {
+        format!(
+            "loan {first} {amount} fen (principal 500000 fen, 4500000 fen outstanding after it); \
+             loan {second} {amount} fen (principal 500000 fen, 4500000 fen outstanding after it)"
+        )
+    };
+    let v = app.verify(&t.auditor).await;
+    let expected = format!(
+        "seq {seq}: the stored answer to bank:{BANK}'s request {} gives its parts as {}; the \
+         journal gives {}",
+        collective.request_id,
+        parts(529_400),
+        parts(529_410)
+    );
+    assert_eq!(v.problems, [expected]);
+    let put_back = app.behind_the_back("idempotency", &amounts("529400", "529410")).await;
+    assert_eq!(put_back.expect("the parts put back"), 1);
+    assert!(app.verify(&t.auditor).await.ok);
     assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 1_058_820);
     assert_eq!(app.balance(&t.finance, &partner).await, 7_000_000);
     assert_eq!(app.balance(&t.finance, &pooled(HOUSEHOLD)).await, -4_500_000);

@@ -11,7 +11,7 @@
 //! from), with the transaction's stored hash (which the chain checks), and checks its answer
 //! against the journal as the replay rebuilds it. It runs beside the replay: for each
 //! transaction, the replay hands on what it touched ([`Touched`]: each loan as the event left
-//! it, the claim or pool it is of), in batches through a bounded channel, and the recheck
+//! it, what its event is of, a collective repayment's parts), in batches through a bounded channel, and the recheck
 //! takes them in step with the answers it reads, so that nothing is kept for the whole
 //! journal. Its checks:
 //!
@@ -20,13 +20,14 @@
 //!   seq; a loan left unchanged is not stored), and of its transaction's family of kinds (a
 //!   loan's answer to a `loan.*` transaction, a pool's to a `pool.*`, and so on);
 //! - the transaction it names (`entry`: ledger, seq and hash) is its record's own, and the
-//!   ledger a registry answer names is that transaction's;
+//!   ledger a registry or fund answer names is that transaction's;
 //! - a loan's answer (`LoanRef`) names a loan its transaction changed, with what the event
 //!   settled there (points, interest, penalty, compound) and the principal outstanding after it
-//!   as the replay rebuilt them; a pool's (`PoolRef`) names the pool of its transaction's event
-//!   and, for each member loan's part of a collective repayment, a loan the transaction changed
-//!   with its principal outstanding after it; a claim's (`SubsidyClaimRef`) names the claim its
-//!   transaction submitted or stepped.
+//!   as the replay rebuilt them; a pool's (`PoolRef`) names the pool of its transaction's event,
+//!   with a collective repayment's parts as the replay rebuilt them
+//!   ([`RepaidPart::of_repayment`], as the writer answered them); a claim's (`SubsidyClaimRef`),
+//!   a household's and a bank's name the claim, household or bank their transaction's event is
+//!   of ([`subject`]), and a fund's compensation the loan of its event.
 //!
 //! Not compared: the registry's answers' other figures (a household's statuses, a policy
 //! version, a bank's or ledger's name, an LPR entry's rate, a fund after an event), which are
@@ -37,6 +38,7 @@
 use super::Problems;
 use crate::app::command::{JournalRef, Outcome, RepaidPart, SettledTotals};
 use crate::app::error::AppError;
+use crate::domain::event::JournalEvent;
 use crate::domain::lpr::LPR_LEDGER;
 use crate::domain::money::Fen;
 use crate::store::Db;
@@ -58,10 +60,27 @@ pub(super) struct Touched {
     pub seq: u64,
     /// Each loan its event changed, as the event left it, in the order changed.
     pub loans: Vec<(String, LoanAfter)>,
-    /// The claim its event submitted or stepped.
-    pub claim: Option<String>,
-    /// The pool its event is of.
-    pub pool: Option<String>,
+    /// What its event is of, as its answer names it ([`subject`]).
+    pub of: Option<(&'static str, String)>,
+    /// A collective repayment's parts, as its answer gives them.
+    pub parts: Vec<RepaidPart>,
+}
+
+/// What an event is of, as its answer names it: a claim, a pool, a household, a bank, or a
+/// fund event's loan (its compensation's), with its id.
+pub(super) fn subject(event: &JournalEvent) -> Option<(&'static str, &str)> {
+    Some(match event {
+        JournalEvent::SubsidyClaimSubmitted { claim } => ("claim", &claim.claim_id),
+        JournalEvent::SubsidyClaim(event) => ("claim", event.claim_id()),
+        JournalEvent::Pool(event) => ("pool", event.pool_id()),
+        JournalEvent::HouseholdRegistered { household, .. } => {
+            ("household", &household.household_id)
+        }
+        JournalEvent::HouseholdStatusSet { household_id, .. } => ("household", household_id),
+        JournalEvent::BankRegistered { bank_id, .. } => ("bank", bank_id),
+        JournalEvent::RiskFund(event) => ("loan", event.loan_id()?),
+        _ => return None,
+    })
 }
 
 /// Transactions touched a batch: the replay sends them on every [`Touching::BATCH`].
@@ -85,14 +104,17 @@ impl Touching {
         (Touching { now: None, batch: Vec::with_capacity(Self::BATCH), to: Some(to) }, from)
     }
 
-    /// The transaction at `seq` is replayed next; its event is of `claim` or `pool`.
-    pub fn start(&mut self, seq: u64, claim: Option<&str>, pool: Option<&str>) {
-        self.now = Some(Touched {
-            seq,
-            loans: Vec::new(),
-            claim: claim.map(str::to_string),
-            pool: pool.map(str::to_string),
-        });
+    /// The transaction at `seq` is replayed next; its event is `of` that ([`subject`]).
+    pub fn start(&mut self, seq: u64, of: Option<(&'static str, &str)>) {
+        let of = of.map(|(what, id)| (what, id.to_string()));
+        self.now = Some(Touched { seq, loans: Vec::new(), of, parts: Vec::new() });
+    }
+
+    /// Its event, a collective repayment, has these parts.
+    pub fn parts(&mut self, parts: Vec<RepaidPart>) {
+        if let Some(now) = &mut self.now {
+            now.parts = parts;
+        }
     }
 
     /// Its event left `loan_id` as `after`.
@@ -106,7 +128,7 @@ impl Touching {
     /// touched nothing an answer names is left out).
     pub fn end(&mut self) {
         let Some(now) = self.now.take() else { return };
-        if now.loans.is_empty() && now.claim.is_none() && now.pool.is_none() {
+        if now.loans.is_empty() && now.of.is_none() {
             return;
         }
         self.batch.push(now);
@@ -286,6 +308,7 @@ impl Against<'_> {
             | Outcome::Bank { ledger_id, .. }
             | Outcome::Policy { ledger_id, .. } => Some(ledger_id.as_str()),
             Outcome::Household { household, .. } => Some(household.ledger_id.as_str()),
+            Outcome::RiskFund { fund, .. } => Some(fund.ledger_id.as_str()),
             _ => None,
         };
         if let Some(other) = answered_ledger.filter(|l| *l != self.ledger_id) {
@@ -303,50 +326,48 @@ impl Against<'_> {
             Outcome::Pool { pool, parts, .. } => {
                 self.pool(&mut why, &pool.terms.pool_id, parts);
             }
-            Outcome::SubsidyClaimRef { claim_id, .. } => {
-                let own = self.touched.and_then(|t| t.claim.as_deref());
-                if own != Some(claim_id.as_str()) {
-                    why.push(format!(
-                        "names claim {claim_id}; its transaction {}",
-                        of("claim", own)
-                    ));
-                }
-            }
+            Outcome::SubsidyClaimRef { claim_id, .. } => self.names(&mut why, "claim", claim_id),
             Outcome::SubsidyClaim { claim, .. } => {
-                let own = self.touched.and_then(|t| t.claim.as_deref());
-                if own != Some(claim.claim_id.as_str()) {
-                    let claim_id = &claim.claim_id;
-                    why.push(format!(
-                        "names claim {claim_id}; its transaction {}",
-                        of("claim", own)
-                    ));
-                }
+                self.names(&mut why, "claim", &claim.claim_id);
+            }
+            Outcome::Household { household, .. } => {
+                self.names(&mut why, "household", &household.household_id);
+            }
+            Outcome::Bank { bank_id, .. } => self.names(&mut why, "bank", bank_id),
+            // (Its compensation, where it gives one: the one of its event's loan.)
+            Outcome::RiskFund { compensation: Some(compensation), .. } => {
+                self.names(&mut why, "loan", &compensation.loan_id);
             }
             _ => {}
         }
         why
     }
 
-    /// A pool's answer checked against its transaction's pool and its parts against the loans
-    /// as the transaction left them.
-    fn pool(&self, why: &mut Vec<String>, pool_id: &str, parts: &[RepaidPart]) {
-        let own = self.touched.and_then(|t| t.pool.as_deref());
-        if own != Some(pool_id) {
-            why.push(format!("names pool {pool_id}; its transaction {}", of("pool", own)));
-        }
-        for part in parts {
-            let Some(after) = self.after(&part.loan_id) else {
-                let loan_id = &part.loan_id;
-                why.push(format!("names loan {loan_id}, which its transaction does not change"));
-                continue;
+    /// An answer naming `what` `id` checked against what its transaction is of.
+    fn names(&self, why: &mut Vec<String>, what: &'static str, id: &str) {
+        let own = self.touched.and_then(|t| t.of.as_ref()).filter(|(of, _)| *of == what);
+        let own = own.map(|(_, own)| own.as_str());
+        if own != Some(id) {
+            let of = match own {
+                Some(own) => format!("is of {what} {own}"),
+                None => format!("is of no {what}"),
             };
-            if part.principal_outstanding_fen != after.principal_outstanding_fen {
-                why.push(outstanding_differs(
-                    &part.loan_id,
-                    part.principal_outstanding_fen,
-                    after.principal_outstanding_fen,
-                ));
-            }
+            why.push(format!("names {what} {id}; its transaction {of}"));
+        }
+    }
+
+    /// A pool's answer checked against its transaction's pool, and its parts against the
+    /// parts the replay rebuilt (which loans, in order, each one's amount, principal and
+    /// principal outstanding after it).
+    fn pool(&self, why: &mut Vec<String>, pool_id: &str, parts: &[RepaidPart]) {
+        self.names(why, "pool", pool_id);
+        let rebuilt = self.touched.map(|t| t.parts.as_slice()).unwrap_or_default();
+        if parts != rebuilt {
+            why.push(format!(
+                "gives its parts as {}; the journal gives {}",
+                described(parts),
+                described(rebuilt)
+            ));
         }
     }
 
@@ -384,12 +405,18 @@ impl Against<'_> {
     }
 }
 
-/// What a transaction is of (`own`, a claim or a pool), named for a problem.
-fn of(what: &str, own: Option<&str>) -> String {
-    match own {
-        Some(own) => format!("is of {what} {own}"),
-        None => format!("is of no {what}"),
+/// A collective repayment's parts, named for a problem.
+fn described(parts: &[RepaidPart]) -> String {
+    if parts.is_empty() {
+        return "none".to_string();
     }
+    let part = |p: &RepaidPart| {
+        format!(
+            "loan {} {} fen (principal {} fen, {} fen outstanding after it)",
+            p.loan_id, p.amount_fen.0, p.principal_fen.0, p.principal_outstanding_fen.0
+        )
+    };
+    parts.iter().map(part).collect::<Vec<_>>().join("; ")
 }
 
 fn outstanding_differs(loan_id: &str, stored: Fen, rebuilt: Fen) -> String {
@@ -434,8 +461,8 @@ mod tests {
         let (mut touching, from) = Touching::channel(1);
         let replay = tokio::task::spawn_blocking(move || {
             for seq in 1..=3_000 {
-                let claim = (seq == 2_500).then_some("B1-Q1");
-                touching.start(seq, claim, None);
+                let claim = (seq == 2_500).then_some(("claim", "B1-Q1"));
+                touching.start(seq, claim);
                 if seq % 3 == 0 {
                     touching.loan(&format!("L{seq}"), after(seq));
                 }
@@ -448,7 +475,8 @@ mod tests {
         let three = Touched { seq: 3, loans: vec![("L3".into(), after(3))], ..Touched::default() };
         assert_eq!(in_step.at(3).await, Some(&three));
         assert_eq!(in_step.at(3).await, Some(&three), "asked again");
-        assert_eq!(in_step.at(2_500).await.and_then(|t| t.claim.as_deref()), Some("B1-Q1"));
+        let of = in_step.at(2_500).await.and_then(|t| t.of.clone());
+        assert_eq!(of, Some(("claim", "B1-Q1".to_string())));
         assert_eq!(in_step.at(2_999).await, None);
         assert_eq!(in_step.at(3_000).await.map(|t| t.loans.len()), Some(1));
         assert_eq!(in_step.at(3_001).await, None, "past the end");
@@ -462,7 +490,7 @@ mod tests {
         drop(from);
         let replay = tokio::task::spawn_blocking(move || {
             for seq in 1..=5_000 {
-                touching.start(seq, None, None);
+                touching.start(seq, None);
                 touching.loan("L1", after(seq));
                 touching.end();
             }

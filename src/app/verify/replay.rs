@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;
-use super::answers::{LoanAfter, Touching};
-use crate::app::command::SettledTotals;
+use super::answers::{LoanAfter, Touching, subject};
+use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{format_date, parse_date};
 use crate::domain::event::JournalEvent;
@@ -212,13 +212,7 @@ impl Replay {
         let seq = t.seq;
         let event = JournalEvent::from_parts(t.kind, t.command_json);
         if let Some(touching) = &mut self.touching {
-            let (claim, pool) = match &event {
-                Ok(JournalEvent::SubsidyClaimSubmitted { claim }) => (Some(&*claim.claim_id), None),
-                Ok(JournalEvent::SubsidyClaim(event)) => (Some(event.claim_id()), None),
-                Ok(JournalEvent::Pool(event)) => (None, Some(event.pool_id())),
-                _ => (None, None),
-            };
-            touching.start(seq, claim, pool);
+            touching.start(seq, event.as_ref().ok().and_then(subject));
         }
         // The row's value date is hashed, not derived: changed with the chain's hashes made
         // again from it, only the event it should be the date of tells.
@@ -513,10 +507,18 @@ impl Replay {
         }
         // The loans' parts, applied to them as their own repayments are.
         if let PoolEvent::Repaid { parts, .. } = &event {
+            // Kept for the recheck of the stored answers: the parts' loans before and after.
+            let states = |loans: &HashMap<String, LoanState>| -> Vec<LoanState> {
+                parts.iter().filter_map(|part| loans.get(part.loan_id()).cloned()).collect()
+            };
+            let before = if self.touching.is_some() { states(&self.loans) } else { Vec::new() };
             for part in parts {
                 if let Some(Err(e)) = self.replay_loan(part.clone(), seq) {
                     self.problems.add(seq, format!("seq {seq}: {e}"));
                 }
+            }
+            if let Some(touching) = &mut self.touching {
+                touching.parts(RepaidPart::of_repayment(&event, &before, &states(&self.loans)));
             }
         }
         match &event {

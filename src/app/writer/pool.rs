@@ -15,8 +15,7 @@ use crate::app::error::{AppError, unpanicked};
 use crate::collections::HashMap;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
-use crate::domain::loan::{LoanEvent, LoanState};
-use crate::domain::money::Fen;
+use crate::domain::loan::LoanState;
 use crate::domain::pool::{Pool, PoolEvent};
 use crate::ledger::pool_postings::pool_postings;
 use crate::store::write::WriteTx;
@@ -125,7 +124,7 @@ impl Writer {
                 let (event, after) = unpanicked("a pool's repayment", || {
                     pool.plan_repayment(&refs, *value_date, *amount_fen)
                 })??;
-                parts = repaid_parts(&event, &members, &after);
+                parts = RepaidPart::of_repayment(&event, &members, &after);
                 (event, after)
             }
             Command::SettlePool { value_date, .. } => {
@@ -182,26 +181,6 @@ async fn loans_of(
                 .or_else(|| read.get(id))
                 .cloned()
                 .ok_or_else(|| DomainError::NotFound { what: "loan", id: id.clone() }.into())
-        })
-        .collect()
-}
-
-/// Each loan's part of the collective repayment `event`: its amount, the principal of it and
-/// the loan's principal outstanding after it (`before` and `after`: the loans' states).
-fn repaid_parts(event: &PoolEvent, before: &[LoanState], after: &[LoanState]) -> Vec<RepaidPart> {
-    let PoolEvent::Repaid { parts, .. } = event else { return Vec::new() };
-    parts
-        .iter()
-        .filter_map(|part| {
-            let LoanEvent::Repaid { loan_id, amount_fen, .. } = part else { return None };
-            let was = before.iter().find(|l| &l.terms.loan_id == loan_id)?;
-            let now = after.iter().find(|l| &l.terms.loan_id == loan_id)?;
-            Some(RepaidPart {
-                loan_id: loan_id.clone(),
-                amount_fen: *amount_fen,
-                principal_fen: Fen(now.principal_repaid_fen.0 - was.principal_repaid_fen.0),
-                principal_outstanding_fen: now.principal_outstanding_fen,
-            })
         })
         .collect()
 }
