@@ -11,7 +11,7 @@ use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, Outcome, RepaidPart};
 use crate::app::error::AppError;
 use crate::app::listing;
-use crate::app::servicing::loans_as_of;
+use crate::app::servicing::{loans_as_of, read_through};
 use crate::domain::date::format_date;
 use crate::domain::loan::LoanState;
 use crate::domain::pool::{ParticipationKind, Pool, PoolMode, PoolTerms, ReturnFrequency};
@@ -250,10 +250,11 @@ impl PoolService for Api {
         request: Request<pb::GetPoolReportRequest>,
     ) -> Result<Response<pb::PoolReport>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::GetPoolReportRequest { pool_id, as_of } = request.into_inner();
+        let pb::GetPoolReportRequest { pool_id, as_of, through_seq } = request.into_inner();
         let pool_id = parse::id("pool_id", &pool_id)?;
         let today = self.today();
         let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or(today);
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
         // A report of what happened: the returns due to a date to come are not owed yet, and
         // its loans' figures not known.
         if as_of > today {
@@ -262,23 +263,32 @@ impl PoolService for Api {
                 format!("{} is after today ({})", format_date(as_of), format_date(today)),
             ));
         }
-        // The pool, its loans and its activity are read by several statements: read again
-        // when the pool changed meanwhile (a write landing between them), so that they are of
-        // one state of it (three times at most; then as read).
         let store = |e: crate::store::StoreError| status(e.into());
-        let mut attempt = 0;
-        let (pool, loans, activity) = loop {
-            attempt += 1;
-            let seq = self.db.pool_last_seq(&pool_id).await.map_err(store)?;
-            let pool = self.readable_pool(&actor, &pool_id).await?;
-            let loans = self.db.loans_of_pool(&pool_id).await.map_err(store)?;
-            // The members' loans as they stood on the report's date, not as they stand.
-            let loans = loans_as_of(&self.db, loans, as_of, None).await.map_err(status)?;
-            let activity = self.db.pool_activity(&pool_id).await.map_err(store)?;
-            if attempt == 3 || self.db.pool_last_seq(&pool_id).await.map_err(store)? == seq {
-                break (pool, loans, activity);
+        let pool = self.readable_pool(&actor, &pool_id).await?;
+        // Everything below is read as the ledger's journal through this seq had it (read
+        // first): the pool, its loans and its activity of one state, whatever is written
+        // meanwhile, and given again with the seq.
+        let through = read_through(&self.db, &pool.terms.ledger_id, through_seq);
+        let through = through.await.map_err(status)?;
+        // The pool read after the seq is the one through it unless an event of it was
+        // recorded after the seq (its last seq read after it: then it is rebuilt from its
+        // events).
+        let now = self.db.pool(&pool_id).await.map_err(store)?;
+        let last_seq = self.db.pool_last_seq(&pool_id).await.map_err(store)?;
+        let pool = match (now, last_seq.and_then(|seq| u64::try_from(seq).ok())) {
+            (Some(now), Some(seq)) if seq <= through => now,
+            _ => {
+                let ledger_id = &pool.terms.ledger_id;
+                let rebuilt = self.db.pool_through(ledger_id, &pool_id, through).await;
+                rebuilt.map_err(store)?.ok_or_else(|| {
+                    Status::not_found(format!("pool {pool_id} was not agreed by seq {through}"))
+                })?
             }
         };
+        let loans = self.db.loans_of_pool(&pool_id).await.map_err(store)?;
+        // The members' loans as they stood on the report's date, not as they stand.
+        let loans = loans_as_of(&self.db, loans, as_of, Some(through)).await.map_err(status)?;
+        let activity = self.db.pool_activity(&pool_id, through).await.map_err(store)?;
         let refs: Vec<&LoanState> = loans.iter().collect();
         let members: Vec<pb::MemberStanding> = pool
             .report(&refs, as_of, &activity)
@@ -306,6 +316,7 @@ impl PoolService for Api {
         let flagged_members =
             u32::try_from(members.iter().filter(|m| !m.flags.is_empty()).count()).unwrap_or(0);
         Ok(Response::new(pb::PoolReport {
+            through_seq: through,
             pool: Some(pool_to_pb(&pool)),
             as_of: format_date(as_of),
             members,

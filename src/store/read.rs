@@ -653,8 +653,8 @@ impl Db {
         json.map(|json| pool_from_json(pool_id, &json)).transpose()
     }
 
-    /// The seq of a pool's last event (`None`: no such pool): a report's reads compare it
-    /// before and after, so that they are of one state of the pool.
+    /// The seq of a pool's last event (`None`: no such pool): a report through a seq takes the
+    /// pool as it stands when it is not after the seq.
     pub async fn pool_last_seq(&self, pool_id: &str) -> Result<Option<i64>, StoreError> {
         let sql = "select last_seq from pool where pool_id = $1";
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(pool_id).fetch_optional(p).await?))
@@ -685,17 +685,22 @@ impl Db {
         rows.into_iter().map(LoanRow::into_state).collect()
     }
 
-    /// A pool's returns paid and participations as the journal records them, in journal
-    /// order (the events [`Pool::report`] dates its figures by): the entries of those kinds
-    /// linked to its member loans.
-    pub async fn pool_activity(&self, pool_id: &str) -> Result<Vec<PoolEvent>, StoreError> {
+    /// A pool's returns paid and participations as the journal through `through_seq` records
+    /// them, in journal order (the events [`Pool::report`] dates its figures by): the entries
+    /// of those kinds linked to its member loans.
+    pub async fn pool_activity(
+        &self,
+        pool_id: &str,
+        through_seq: u64,
+    ) -> Result<Vec<PoolEvent>, StoreError> {
         let sql = "select j.seq, j.kind, j.command_json \
                    from pool_member m cross join journal_loan l cross join journal_txn j \
                    where m.pool_id = $1 and l.loan_id = m.loan_id and l.ledger_id = m.ledger_id \
-                   and j.ledger_id = l.ledger_id and j.seq = l.seq \
+                   and l.seq <= $2 and j.ledger_id = l.ledger_id and j.seq = l.seq \
                    and j.kind in ('pool.return_paid', 'pool.participated') order by j.seq";
-        let rows: Vec<(i64, String, String)> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(pool_id).fetch_all(p).await?);
+        let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(pool_id).bind(through).fetch_all(p).await?);
         let mut events = Vec::with_capacity(rows.len());
         for (seq, kind, json) in rows {
             match JournalEvent::from_parts(&kind, &json) {
@@ -709,6 +714,40 @@ impl Db {
             }
         }
         Ok(events)
+    }
+
+    /// Pool `pool_id` of ledger `ledger_id` as its events recorded through `through_seq` left
+    /// it (`None`: not agreed by then). A scan of the ledger's pool entries: an auditor's read,
+    /// for a pool changed since.
+    pub async fn pool_through(
+        &self,
+        ledger_id: &str,
+        pool_id: &str,
+        through_seq: u64,
+    ) -> Result<Option<Pool>, StoreError> {
+        let sql = "select seq, kind, command_json from journal_txn \
+                   where ledger_id = $1 and kind like 'pool.%' and seq <= $2 order by seq";
+        let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(through).fetch_all(p).await?);
+        let corrupt = |seq: i64, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("entry {seq} of ledger {ledger_id}: {e}"))
+        };
+        let mut pool: Option<Pool> = None;
+        for (seq, kind, json) in rows {
+            let event = match JournalEvent::from_parts(&kind, &json) {
+                Ok(JournalEvent::Pool(event)) if event.pool_id() == pool_id => event,
+                Ok(_) => continue,
+                Err(e) => return Err(corrupt(seq, &e)),
+            };
+            match &mut pool {
+                None => {
+                    pool = Some(Pool::agreed(&event).ok_or_else(|| corrupt(seq, &"not agreed"))?)
+                }
+                Some(pool) => pool.apply(&event).map_err(|e| corrupt(seq, &e))?,
+            }
+        }
+        Ok(pool)
     }
 
     pub async fn list_lpr(&self) -> Result<Vec<LprEntry>, StoreError> {

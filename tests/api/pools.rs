@@ -69,8 +69,19 @@ fn took_part(loan_id: &str, value_date: &str) -> pb::RecordParticipationRequest 
 }
 
 async fn report(app: &TestApp, token: &str, as_of: &str) -> pb::PoolReport {
-    let request = pb::GetPoolReportRequest { pool_id: POOL.into(), as_of: as_of.into() };
-    app.pools(token).get_pool_report(request).await.expect("GetPoolReport").into_inner()
+    report_through(app, token, as_of, 0).await.expect("GetPoolReport")
+}
+
+/// The report as of `as_of` as the journal through `through_seq` had it (0: all of it).
+async fn report_through(
+    app: &TestApp,
+    token: &str,
+    as_of: &str,
+    through_seq: u64,
+) -> Result<pb::PoolReport, tonic::Status> {
+    let request =
+        pb::GetPoolReportRequest { pool_id: POOL.into(), as_of: as_of.into(), through_seq };
+    Ok(app.pools(token).get_pool_report(request).await?.into_inner())
 }
 
 /// Two loans of 50,000.00 yuan paid out on 2021-01-25 (interest quarterly on the 20th), pooled
@@ -84,9 +95,10 @@ async fn report(app: &TestApp, token: &str, as_of: &str) -> pb::PoolReport {
 /// retries; more than they owe is refused. On 2021-06-25 it pays them off (a payment that
 /// cannot be split without a loan refusing its part refused, one just above split around it);
 /// the pool is settled, handing back what it still held; the report as of a past date rebuilds
-/// the loans as they stood; the returns owed through the settlement are paid after it. The
-/// balances move by each amount, the loans' histories hold the collective repayments, verify
-/// holds.
+/// the loans as they stood; the returns owed through the settlement are paid after it; a report
+/// given through its seq is given again after a return dated back, the payoff and the
+/// settlement. The balances move by each amount, the loans' histories hold the collective
+/// repayments, verify holds.
 async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend) {
     let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
         return;
@@ -369,6 +381,27 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
         85_222,
         "nothing due after the settlement"
     );
+    // A return dated back to 2021-06-21, recorded now: the report as of 06-22 counts it; the
+    // one given through its seq before the payoff and the settlement is given again as it was
+    // (the pool active, the loans overdue, the return not recorded); a seq before the
+    // agreement has no pool.
+    let back = pb::RecordPoolReturnRequest {
+        request_id: rid("ret"),
+        pool_id: POOL.into(),
+        loan_id: first.clone(),
+        value_date: "2021-06-21".into(),
+        amount_fen: 10_000,
+    };
+    pools(&t.bank).record_pool_return(back).await.expect("a return dated back");
+    let now = report(&app, &t.auditor, "2021-06-22").await;
+    assert_eq!(now.members[0].returns_paid_fen, overdue.members[0].returns_paid_fen + 10_000);
+    assert!(now.through_seq > overdue.through_seq && overdue.through_seq > 0);
+    let again = report_through(&app, &t.auditor, "2021-06-22", overdue.through_seq).await;
+    assert_eq!(again.expect("through its seq"), overdue);
+    let agreed_at = created.entry.as_ref().expect("its entry").seq;
+    let before = report_through(&app, &t.auditor, "2021-06-22", agreed_at - 1).await;
+    let before = expect_code(before.map(tonic::Response::new), Code::NotFound);
+    assert_eq!(before.message(), format!("pool {POOL} was not agreed by seq {}", agreed_at - 1));
 
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
@@ -495,8 +528,15 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
     );
 
     // A report is of what has happened: not as of a date to come.
-    let ahead = pb::GetPoolReportRequest { pool_id: POOL.into(), as_of: "2999-01-01".into() };
+    let ahead = pb::GetPoolReportRequest {
+        pool_id: POOL.into(),
+        as_of: "2999-01-01".into(),
+        through_seq: 0,
+    };
     expect_invalid(pools(&t.auditor).get_pool_report(ahead).await, "as_of");
+    let past_any = pb::GetPoolReportRequest { through_seq: u64::MAX, ..Default::default() };
+    let past_any = pb::GetPoolReportRequest { pool_id: POOL.into(), ..past_any };
+    expect_invalid(pools(&t.auditor).get_pool_report(past_any).await, "through_seq");
 
     // Readers.
     for token in [&t.bank, &t.finance, &t.auditor] {
