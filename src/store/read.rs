@@ -294,11 +294,6 @@ macro_rules! tokens_locked {
     };
 }
 
-/// The stored answers of a ledger's transactions, in seq order ([`Db::stored_answers`]).
-pub type StoredAnswers<'a> = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<StoredAnswer, StoreError>> + Send + 'a>,
->;
-
 /// A transaction's stored answer with the journal's own figures it is checked against
 /// ([`Db::stored_answers`]).
 #[derive(Debug)]
@@ -572,62 +567,103 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(loan_id).fetch_optional(p).await?))
     }
 
-    /// Each transaction of `ledger_id` through `through_seq` that has the idempotency record
-    /// of its request (its actor and request id: the record a retry of it is answered from),
-    /// in seq order: verify's recheck of the stored answers. The journal read by its key in
-    /// order, each record found by its own key; a transaction without a record is not given
-    /// (verify's check of the records' keys reports it).
+    /// The transactions of `ledger_id` after `after_seq` through `through_seq`, at most
+    /// `limit`, that have the idempotency record of their request (its actor and request id:
+    /// the record a retry of it is answered from), in seq order: a page of verify's recheck of
+    /// the stored answers, one short statement (no snapshot held across pages). The journal
+    /// read by its key in order, each record found by its own key; a transaction without a
+    /// record is not given (verify's check of the records' keys reports it).
     ///
     /// On SQLite, whose columns take any type, the columns are read as bytes: a stored answer
     /// that is not UTF-8 text is given as such (a problem to report, not a failed read), and
-    /// the journal's own columns lossily (the journal scan reports theirs).
-    pub fn stored_answers<'a>(&'a self, ledger_id: &'a str, through_seq: u64) -> StoredAnswers<'a> {
-        use tokio_stream::StreamExt;
+    /// the journal's own columns lossily (the journal scan reports theirs); a seq stored as
+    /// another type is the scan's to report, and left out.
+    pub async fn stored_answers(
+        &self,
+        ledger_id: &str,
+        after_seq: u64,
+        through_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredAnswer>, StoreError> {
         macro_rules! from {
             () => {
                 " from journal_txn j join idempotency i \
                  on i.scope = j.actor and i.request_id = j.request_id \
-                 where j.ledger_id = $1 and j.seq >= 1 and j.seq <= $2"
+                 where j.ledger_id = $1 and j.seq > $2 and j.seq <= $3"
             };
         }
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
         let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
-        match self {
+        let limit = i64::from(limit);
+        const SQLITE: &str = concat!(
+            "select j.seq, cast(j.kind as blob), cast(j.actor as blob), \
+             cast(j.request_id as blob), cast(i.result_json as blob), cast(j.hash as blob)",
+            from!(),
+            " and typeof(j.seq) = 'integer' order by j.seq limit $4"
+        );
+        type Row = (i64, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+        let answer = |(seq, kind, scope, request_id, answer, hash): Row| {
+            let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+            StoredAnswer {
+                seq,
+                kind: text(kind),
+                scope: text(scope),
+                request_id: text(request_id),
+                answer: String::from_utf8(answer),
+                hash: text(hash),
+            }
+        };
+        // SQLite's pages through the readers' rusqlite connections on a blocking thread:
+        // through sqlx, each row handed over from its connection's thread, the recheck took
+        // twice as long as its replay.
+        if let Some(readers) = self.sqlite_readers() {
+            let ledger_id = ledger_id.to_string();
+            return read_blocking(readers, move |conn| {
+                let mut statement = conn.prepare_cached(SQLITE)?;
+                let params = rusqlite::params![ledger_id, after, through, limit];
+                let rows = statement.query_map(params, |r| {
+                    Ok(answer((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await;
+        }
+        Ok(match self {
             Db::Sqlite(p, ..) => {
-                // (A seq stored as another type is the scan's to report: left out here.)
-                let sql = concat!(
-                    "select j.seq, cast(j.kind as blob), cast(j.actor as blob), \
-                     cast(j.request_id as blob), cast(i.result_json as blob), cast(j.hash as blob)",
-                    from!(),
-                    " and typeof(j.seq) = 'integer' order by j.seq"
-                );
-                let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
-                let rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
-                Box::pin(rows.map(move |row| {
-                    let (seq, kind, scope, request_id, answer, hash): (i64, _, _, _, Vec<u8>, _) =
-                        row?;
-                    Ok(StoredAnswer {
-                        seq,
-                        kind: text(kind),
-                        scope: text(scope),
-                        request_id: text(request_id),
-                        answer: String::from_utf8(answer),
-                        hash: text(hash),
-                    })
-                }))
+                let rows: Vec<Row> = sqlx::query_as(SQLITE)
+                    .bind(ledger_id)
+                    .bind(after)
+                    .bind(through)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?;
+                rows.into_iter().map(answer).collect()
             }
             Db::Postgres(p, _) => {
                 let sql = concat!(
                     "select j.seq, j.kind, j.actor, j.request_id, i.result_json, j.hash",
                     from!(),
-                    " order by j.seq"
+                    " order by j.seq limit $4"
                 );
-                let rows = sqlx::query_as(sql).bind(ledger_id).bind(through).fetch(p);
-                Box::pin(rows.map(|row| {
-                    let (seq, kind, scope, request_id, answer, hash) = row?;
-                    Ok(StoredAnswer { seq, kind, scope, request_id, answer: Ok(answer), hash })
-                }))
+                let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(sql)
+                    .bind(ledger_id)
+                    .bind(after)
+                    .bind(through)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?;
+                rows.into_iter()
+                    .map(|(seq, kind, scope, request_id, answer, hash)| StoredAnswer {
+                        seq,
+                        kind,
+                        scope,
+                        request_id,
+                        answer: Ok(answer),
+                        hash,
+                    })
+                    .collect()
             }
-        }
+        })
     }
 
     /// A ledger's risk-fund events in journal order (`risk_fund.*`: kind and event JSON), for

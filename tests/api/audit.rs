@@ -997,7 +997,7 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
 /// retry as changed (why it matters), and the recheck names it with the journal's figure; a
 /// loan's answer turned into a refusal (its retry then refused), one that cannot be read, one
 /// of another kind of transaction naming the right entry, (SQLite) bytes that are not UTF-8 and
-/// a household's registration naming another household are each reported. Verify without the
+/// a bank's and a household's registrations naming another are each reported. Verify without the
 /// recheck does not read the answers.
 async fn tampered_stored_answers_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
@@ -1086,21 +1086,34 @@ async fn tampered_stored_answers_are_reported(backend: Backend) {
         let v = app.verify(&t.auditor).await;
         assert!(no_answer(&v).starts_with(&format!("{pay_2} is not UTF-8 text (")), "{v:?}");
     }
-    // A household's registration answered with another household's id.
-    let registered = journal.iter().find(|e| e.kind == "household.registered").expect("one");
-    let sql = format!(
-        "update idempotency set result_json = replace(result_json, \
-         '\"household_id\":\"{HOUSEHOLD}\"', '\"household_id\":\"H999\"') \
-         where request_id = (select request_id from journal_txn \
-         where ledger_id = '{LEDGER}' and seq = {})",
+    // A bank's and a household's registrations answered with another's id.
+    let rename = async |kind: &str, field: &str, from: &str, to: &str| {
+        let registered = journal.iter().find(|e| e.kind == kind).expect("registered");
+        let sql = format!(
+            "update idempotency set result_json = replace(result_json, \
+             '\"{field}\":\"{from}\"', '\"{field}\":\"{to}\"') \
+             where request_id = (select request_id from journal_txn \
+             where ledger_id = '{LEDGER}' and seq = {})",
+            registered.seq
+        );
+        assert_eq!(app.behind_the_back("idempotency", &sql).await.expect("renamed"), 1);
         registered.seq
-    );
-    assert_eq!(app.behind_the_back("idempotency", &sql).await.expect("renamed"), 1);
+    };
+    let bank_seq = rename("bank.registered", "bank_id", BANK, "B9").await;
+    let household_seq = rename("household.registered", "household_id", HOUSEHOLD, "H999").await;
     let v = app.verify(&t.auditor).await;
-    assert_eq!(v.problems.len(), 3, "{v:?}");
-    let renamed = format!("names household H999; its transaction is of household {HOUSEHOLD}");
-    assert!(v.problems[0].starts_with(&format!("seq {}: ", registered.seq)), "{v:?}");
-    assert!(v.problems[0].ends_with(&renamed), "{v:?}");
+    assert_eq!(v.problems.len(), 4, "{v:?}");
+    let renamed = [
+        (bank_seq, format!("names bank B9; its transaction is of bank {BANK}")),
+        (
+            household_seq,
+            format!("names household H999; its transaction is of household {HOUSEHOLD}"),
+        ),
+    ];
+    for (problem, (seq, renamed)) in v.problems.iter().zip(renamed) {
+        assert!(problem.starts_with(&format!("seq {seq}: ")), "{v:?}");
+        assert!(problem.ends_with(&renamed), "{v:?}");
+    }
     app.finish().await;
 }
 

@@ -91,17 +91,25 @@ type Batch = Vec<Touched>;
 pub(super) struct Touching {
     now: Option<Touched>,
     batch: Batch,
+    /// The loans and parts in the batch.
+    items: usize,
     /// Gone once the recheck has gone (ended or failed): nothing more is sent.
     to: Option<mpsc::Sender<Batch>>,
 }
 
 impl Touching {
+    /// Transactions a batch, at most.
     const BATCH: usize = 1024;
+    /// Loans and parts a batch, at most (a pool's repayment has one of each a member).
+    const BATCH_ITEMS: usize = 8 * 1024;
 
     /// A channel of batches, `in_flight` at most unread, and its replay's side.
     pub fn channel(in_flight: usize) -> (Touching, mpsc::Receiver<Batch>) {
         let (to, from) = mpsc::channel(in_flight);
-        (Touching { now: None, batch: Vec::with_capacity(Self::BATCH), to: Some(to) }, from)
+        (
+            Touching { now: None, batch: Vec::with_capacity(Self::BATCH), items: 0, to: Some(to) },
+            from,
+        )
     }
 
     /// The transaction at `seq` is replayed next; its event is `of` that ([`subject`]).
@@ -131,8 +139,9 @@ impl Touching {
         if now.loans.is_empty() && now.of.is_none() {
             return;
         }
+        self.items += now.loans.len() + now.parts.len();
         self.batch.push(now);
-        if self.batch.len() >= Self::BATCH {
+        if self.batch.len() >= Self::BATCH || self.items >= Self::BATCH_ITEMS {
             self.send();
         }
     }
@@ -147,6 +156,7 @@ impl Touching {
     /// replay's own thread, outside the runtime).
     fn send(&mut self) {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(Self::BATCH));
+        self.items = 0;
         if batch.is_empty() {
             return;
         }
@@ -192,6 +202,9 @@ impl InStep {
     }
 }
 
+/// Stored answers read a statement.
+const ANSWERS_PAGE: u32 = 10_000;
+
 #[derive(Debug, Default)]
 pub(super) struct Rechecked {
     /// The answers read and checked.
@@ -208,7 +221,6 @@ pub(super) async fn recheck(
     head: oneshot::Receiver<i64>,
     touched: mpsc::Receiver<Batch>,
 ) -> Result<Rechecked, AppError> {
-    use tokio_stream::StreamExt;
     let Ok(head_seq) = head.await else {
         return Ok(Rechecked::default());
     };
@@ -218,17 +230,35 @@ pub(super) async fn recheck(
     let mut problems = Problems::default();
     let mut answers = 0;
     let mut touched = InStep::new(touched);
-    let mut stored = db.stored_answers(&ledger_id, head_seq);
-    while let Some(answer) = stored.next().await {
-        let answer = answer?;
-        answers += 1;
-        let seq = u64::try_from(answer.seq).unwrap_or_default();
-        let here = touched.at(seq).await;
-        let StoredAnswer { scope, request_id, .. } = &answer;
-        for why in (Against { ledger_id: &ledger_id, touched: here }).check(&answer) {
-            let text =
-                format!("seq {seq}: the stored answer to {scope}'s request {request_id} {why}");
-            problems.add(0, text);
+    // Each page is read whole (no statement stays open while the replay is waited for), the
+    // next one while this one is checked.
+    let page_after = |after: u64| {
+        let (db, ledger_id) = (db.clone(), ledger_id.clone());
+        tokio::spawn(
+            async move { db.stored_answers(&ledger_id, after, head_seq, ANSWERS_PAGE).await },
+        )
+    };
+    let mut next = page_after(0);
+    loop {
+        let page =
+            next.await.map_err(|e| AppError::Internal(format!("a page of answers: {e}")))??;
+        let full = page.len() == ANSWERS_PAGE as usize;
+        let last = page.last().map(|a| u64::try_from(a.seq).unwrap_or_default());
+        next = page_after(last.unwrap_or(head_seq));
+        for answer in page {
+            answers += 1;
+            let seq = u64::try_from(answer.seq).unwrap_or_default();
+            let here = touched.at(seq).await;
+            let StoredAnswer { scope, request_id, .. } = &answer;
+            for why in (Against { ledger_id: &ledger_id, touched: here }).check(&answer) {
+                let text =
+                    format!("seq {seq}: the stored answer to {scope}'s request {request_id} {why}");
+                problems.add(0, text);
+            }
+        }
+        if !full {
+            next.abort();
+            break;
         }
     }
     Ok(Rechecked { answers, problems })
@@ -292,7 +322,8 @@ impl Against<'_> {
                 return vec![format!("is {}, which no transaction is answered with", what(answer))];
             }
         };
-        if kind.split_once('.').map(|(f, _)| f) != Some(family) {
+        let of_its_kind = kind.split_once('.').map(|(f, _)| f) == Some(family);
+        if !of_its_kind {
             why.push(format!("is a {family} answer; its transaction is {kind}"));
         }
         let JournalRef { ledger_id, seq: named, hash: named_hash } = entry;
@@ -313,6 +344,10 @@ impl Against<'_> {
         };
         if let Some(other) = answered_ledger.filter(|l| *l != self.ledger_id) {
             why.push(format!("is of ledger {other}"));
+        }
+        // An answer of another kind names nothing its transaction has: said once, above.
+        if !of_its_kind {
+            return why;
         }
         match answer {
             Outcome::LoanRef { loan_id, settled, principal_outstanding_fen, .. } => {
@@ -483,19 +518,73 @@ mod tests {
         replay.await.expect("the replay ends");
     }
 
-    /// A recheck gone (failed, or done with fewer answers) does not hold the replay up.
+    /// Every transaction touching a loan, five batches' worth through a channel of one (the
+    /// replay waiting on the recheck): each seq is found across the batches' bounds.
     #[tokio::test]
-    async fn the_replay_goes_on_without_the_recheck() {
+    async fn seqs_are_found_across_batches() {
         let (mut touching, from) = Touching::channel(1);
-        drop(from);
+        let last = 5 * Touching::BATCH as u64;
         let replay = tokio::task::spawn_blocking(move || {
-            for seq in 1..=5_000 {
+            for seq in 1..=last {
                 touching.start(seq, None);
                 touching.loan("L1", after(seq));
                 touching.end();
             }
             touching.finish();
         });
+        let mut in_step = InStep::new(from);
+        for seq in [1, 1_023, 1_024, 1_025, 2_048, 2_049, last] {
+            let found = in_step.at(seq).await.map(|t| (t.seq, t.loans[0].1.clone()));
+            assert_eq!(found, Some((seq, after(seq))));
+        }
         replay.await.expect("the replay ends");
+    }
+
+    /// A pool's repayment of many members fills a batch by its loans and parts, not by its
+    /// transactions.
+    #[tokio::test]
+    async fn a_batch_is_bounded_by_what_it_holds() {
+        let (mut touching, mut from) = Touching::channel(4);
+        let replay = tokio::task::spawn_blocking(move || {
+            for seq in 1..=3 {
+                touching.start(seq, Some(("pool", "B1-P1")));
+                for member in 0..Touching::BATCH_ITEMS / 2 {
+                    touching.loan(&format!("L{member}"), after(seq));
+                }
+                touching.end();
+            }
+            touching.finish();
+        });
+        let mut sizes = Vec::new();
+        while let Some(batch) = from.recv().await {
+            sizes.push(batch.len());
+        }
+        replay.await.expect("the replay ends");
+        assert_eq!(sizes, [2, 1]);
+    }
+
+    /// A recheck gone (failed, or done with fewer answers) does not hold the replay up, also
+    /// when it goes while the replay waits on a full channel.
+    #[tokio::test]
+    async fn the_replay_goes_on_without_the_recheck() {
+        for read_first in [false, true] {
+            let (mut touching, from) = Touching::channel(1);
+            let replay = tokio::task::spawn_blocking(move || {
+                for seq in 1..=10 * Touching::BATCH as u64 {
+                    touching.start(seq, None);
+                    touching.loan("L1", after(seq));
+                    touching.end();
+                }
+                touching.finish();
+            });
+            let mut in_step = InStep::new(from);
+            if read_first {
+                assert!(in_step.at(1).await.is_some());
+            }
+            // Let the replay fill the channel and wait on it.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            drop(in_step);
+            replay.await.expect("the replay ends");
+        }
     }
 }

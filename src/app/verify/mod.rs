@@ -3,7 +3,8 @@
 //! the loan history links, the idempotency records' keys) from the journal alone, and compare
 //! them with what is stored.
 //!
-//! Two stages run side by side on two threads:
+//! Two stages run side by side on two threads (and, when asked, the recheck of the stored
+//! answers beside them, below):
 //!
 //! 1. [`chain`], on the journal scan's thread ([`crate::store::scan`]): seq, hashes, balanced
 //!    postings, balances by account;
@@ -27,10 +28,10 @@
 //! problems; the report has them in `seq` order (stage 1's first on the same `seq`), then the
 //! read models' (seq 0).
 //!
-//! Two deeper checks are made when asked ([`VerifyOptions`]), after both stages: every subsidy
-//! claim's lines worked out again ([`claims`]), and every transaction's stored answer checked
-//! against the journal ([`answers`]; the replay then keeps each loan as each event left it).
-//! Their problems follow the read models'.
+//! Two deeper checks are made when asked ([`VerifyOptions`]): every subsidy claim's lines
+//! worked out again after both stages ([`claims`]), and every transaction's stored answer
+//! checked against the journal beside the replay, which hands on what each transaction
+//! touched ([`answers`]). Their problems follow the read models'.
 
 mod answers;
 mod chain;
@@ -54,7 +55,7 @@ pub const PROBLEMS_MAX: usize = 100;
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Batches of what the replay touched in flight to the recheck of the stored answers.
-const TOUCHED_IN_FLIGHT: usize = 8;
+const TOUCHED_IN_FLIGHT: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
