@@ -1278,7 +1278,7 @@ impl Pool {
     /// pools' are left out), of which those dated by `as_of` count. What the partner held is
     /// its changes dated by `as_of`; the returns due are worked out to `as_of`; each due point
     /// by then whose returns were paid only after it is a late one. What the partner repaid is
-    /// as it stands.
+    /// as this pool holds it (as it stands, or rebuilt through a seq).
     pub fn report(
         &self,
         loans: &[&LoanState],

@@ -997,7 +997,8 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
 /// retry as changed (why it matters), and the recheck names it with the journal's figure; a
 /// loan's answer turned into a refusal (its retry then refused), one that cannot be read, one
 /// of another kind of transaction naming the right entry, (SQLite) bytes that are not UTF-8 and
-/// a bank's and a household's registrations naming another are each reported. Verify without the
+/// a bank's and a household's registrations naming another and a ledger's answer giving
+/// another name than its event's are each reported. Verify without the
 /// recheck does not read the answers.
 async fn tampered_stored_answers_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
@@ -1101,9 +1102,15 @@ async fn tampered_stored_answers_are_reported(backend: Backend) {
     };
     let bank_seq = rename("bank.registered", "bank_id", BANK, "B9").await;
     let household_seq = rename("household.registered", "household_id", HOUSEHOLD, "H999").await;
+    // And a figure a registry answer gives again from its event: the ledger's name.
+    let ledger = pb::GetLedgerRequest { ledger_id: LEDGER.into() };
+    let ledger = app.registry(&t.finance).get_ledger(ledger).await.expect("GetLedger");
+    let name = ledger.into_inner().name;
+    let ledger_seq = rename("ledger.created", "name", &name, "Forged").await;
     let v = app.verify(&t.auditor).await;
-    assert_eq!(v.problems.len(), 4, "{v:?}");
+    assert_eq!(v.problems.len(), 5, "{v:?}");
     let renamed = [
+        (ledger_seq, format!("gives the name \"Forged\"; the journal gives {name:?}")),
         (bank_seq, format!("names bank B9; its transaction is of bank {BANK}")),
         (
             household_seq,

@@ -398,6 +398,12 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     assert!(now.through_seq > overdue.through_seq && overdue.through_seq > 0);
     let again = report_through(&app, &t.auditor, "2021-06-22", overdue.through_seq).await;
     assert_eq!(again.expect("through its seq"), overdue);
+    // As of a day after the payoff, through that seq: the loans as the seq left them (their
+    // payoffs recorded after it), not as of the day.
+    let later = report_through(&app, &t.auditor, "2021-07-01", overdue.through_seq).await;
+    let later = later.expect("through its seq");
+    assert!(later.members.iter().all(|m| m.principal_outstanding_fen == 4_500_000), "{later:?}");
+    assert_eq!(later.pool.map(|p| p.status).as_deref(), Some("active"));
     let agreed_at = created.entry.as_ref().expect("its entry").seq;
     let before = report_through(&app, &t.auditor, "2021-06-22", agreed_at - 1).await;
     let before = expect_code(before.map(tonic::Response::new), Code::NotFound);

@@ -29,15 +29,20 @@
 //!   a household's and a bank's name the claim, household or bank their transaction's event is
 //!   of ([`subject`]), and a fund's compensation the loan of its event.
 //!
-//! Not compared: the registry's answers' other figures (a household's statuses, a policy
-//! version, a bank's or ledger's name, an LPR entry's rate, a fund after an event), which are
-//! given again as stored; and the request fingerprints, which need the request. Each problem
+//! - a registry answer's figures are its event's ([`registry_figures`]): a ledger's or bank's
+//!   name, a policy version, an LPR entry, a household's record and first status at its
+//!   registration, the status a status change set.
+//!
+//! Not compared: a household's record and earlier statuses in a status change's answer, and a
+//! fund after an event (the registry's and the fund's as they stood then), given again as
+//! stored; and the request fingerprints, which need the request. Each problem
 //! names the seq and the request (its scope and id); they are listed with the read models'
 //! (seq 0: the journal holds), in seq order.
 
 use super::Problems;
 use crate::app::command::{JournalRef, Outcome, RepaidPart, SettledTotals};
 use crate::app::error::AppError;
+use crate::domain::date::format_date;
 use crate::domain::event::JournalEvent;
 use crate::domain::lpr::LPR_LEDGER;
 use crate::domain::money::Fen;
@@ -64,6 +69,22 @@ pub(super) struct Touched {
     pub of: Option<(&'static str, String)>,
     /// A collective repayment's parts, as its answer gives them.
     pub parts: Vec<RepaidPart>,
+    /// A registry event, whose figures its answer gives again ([`registry_event`]).
+    pub registry: Option<JournalEvent>,
+}
+
+/// A registry event whose figures its answer gives again (a ledger's or a bank's name, a
+/// policy version, an LPR entry, a household and its statuses), kept for the comparison.
+pub(super) fn registry_event(event: &JournalEvent) -> Option<JournalEvent> {
+    match event {
+        JournalEvent::LedgerCreated { .. }
+        | JournalEvent::BankRegistered { .. }
+        | JournalEvent::HouseholdRegistered { .. }
+        | JournalEvent::HouseholdStatusSet { .. }
+        | JournalEvent::PolicySet { .. }
+        | JournalEvent::LprSet { .. } => Some(event.clone()),
+        _ => None,
+    }
 }
 
 /// What an event is of, as its answer names it: a claim, a pool, a household, a bank, or a
@@ -112,10 +133,16 @@ impl Touching {
         )
     }
 
-    /// The transaction at `seq` is replayed next; its event is `of` that ([`subject`]).
-    pub fn start(&mut self, seq: u64, of: Option<(&'static str, &str)>) {
+    /// The transaction at `seq` is replayed next; its event is `of` that ([`subject`]), and
+    /// its `registry` event ([`registry_event`]).
+    pub fn start(
+        &mut self,
+        seq: u64,
+        of: Option<(&'static str, &str)>,
+        registry: Option<JournalEvent>,
+    ) {
         let of = of.map(|(what, id)| (what, id.to_string()));
-        self.now = Some(Touched { seq, loans: Vec::new(), of, parts: Vec::new() });
+        self.now = Some(Touched { seq, of, registry, ..Touched::default() });
     }
 
     /// Its event, a collective repayment, has these parts.
@@ -136,7 +163,7 @@ impl Touching {
     /// touched nothing an answer names is left out).
     pub fn end(&mut self) {
         let Some(now) = self.now.take() else { return };
-        if now.loans.is_empty() && now.of.is_none() {
+        if now.loans.is_empty() && now.of.is_none() && now.registry.is_none() {
             return;
         }
         self.items += now.loans.len() + now.parts.len();
@@ -349,6 +376,9 @@ impl Against<'_> {
         if !of_its_kind {
             return why;
         }
+        if let Some(event) = self.touched.and_then(|t| t.registry.as_ref()) {
+            registry_figures(&mut why, answer, event);
+        }
         match answer {
             Outcome::LoanRef { loan_id, settled, principal_outstanding_fen, .. } => {
                 self.loan(&mut why, loan_id, settled, *principal_outstanding_fen);
@@ -440,6 +470,53 @@ impl Against<'_> {
     }
 }
 
+/// A registry answer's figures against its transaction's event: what the event records, the
+/// answer gives again (for a status set, the household's last status; its other statuses and
+/// its record are the registry's, not the event's).
+fn registry_figures(why: &mut Vec<String>, answer: &Outcome, event: &JournalEvent) {
+    let mut differs = |what: &str, given: String, recorded: String| {
+        if given != recorded {
+            why.push(format!("gives {what} {given}; the journal gives {recorded}"));
+        }
+    };
+    match (answer, event) {
+        (Outcome::Ledger { name, .. }, JournalEvent::LedgerCreated { name: recorded, .. })
+        | (Outcome::Bank { name, .. }, JournalEvent::BankRegistered { name: recorded, .. }) => {
+            differs("the name", format!("{name:?}"), format!("{recorded:?}"));
+        }
+        (Outcome::Policy { version, .. }, JournalEvent::PolicySet { version: recorded, .. }) => {
+            differs("the policy version", json(version), json(recorded));
+        }
+        (Outcome::Lpr { effective_from, tenor, rate, .. }, JournalEvent::LprSet { entry }) => {
+            let text =
+                |date, tenor: &crate::domain::lpr::TenorBucket, rate: &dyn std::fmt::Display| {
+                    format!("{} {} at {rate}", format_date(date), tenor.as_str())
+                };
+            let given = text(*effective_from, tenor, rate);
+            differs("the LPR entry", given, text(entry.effective_from, &entry.bucket, &entry.rate));
+        }
+        (
+            Outcome::Household { household, statuses, .. },
+            JournalEvent::HouseholdRegistered { household: recorded, status },
+        ) => {
+            // (Another household's id is named above, in its own words.)
+            if household.household_id == recorded.household_id {
+                differs("the household", json(household), json(recorded));
+            }
+            differs("the statuses", json(statuses), json(&[status]));
+        }
+        (Outcome::Household { statuses, .. }, JournalEvent::HouseholdStatusSet { entry, .. }) => {
+            differs("the last status", json(&statuses.last()), json(&Some(entry)));
+        }
+        _ => {}
+    }
+}
+
+/// A value as its JSON, named for a problem.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("({e})"))
+}
+
 /// A collective repayment's parts, named for a problem.
 fn described(parts: &[RepaidPart]) -> String {
     if parts.is_empty() {
@@ -497,7 +574,7 @@ mod tests {
         let replay = tokio::task::spawn_blocking(move || {
             for seq in 1..=3_000 {
                 let claim = (seq == 2_500).then_some(("claim", "B1-Q1"));
-                touching.start(seq, claim);
+                touching.start(seq, claim, None);
                 if seq % 3 == 0 {
                     touching.loan(&format!("L{seq}"), after(seq));
                 }
@@ -526,7 +603,7 @@ mod tests {
         let last = 5 * Touching::BATCH as u64;
         let replay = tokio::task::spawn_blocking(move || {
             for seq in 1..=last {
-                touching.start(seq, None);
+                touching.start(seq, None, None);
                 touching.loan("L1", after(seq));
                 touching.end();
             }
@@ -547,7 +624,7 @@ mod tests {
         let (mut touching, mut from) = Touching::channel(4);
         let replay = tokio::task::spawn_blocking(move || {
             for seq in 1..=3 {
-                touching.start(seq, Some(("pool", "B1-P1")));
+                touching.start(seq, Some(("pool", "B1-P1")), None);
                 for member in 0..Touching::BATCH_ITEMS / 2 {
                     touching.loan(&format!("L{member}"), after(seq));
                 }
@@ -571,7 +648,7 @@ mod tests {
             let (mut touching, from) = Touching::channel(1);
             let replay = tokio::task::spawn_blocking(move || {
                 for seq in 1..=10 * Touching::BATCH as u64 {
-                    touching.start(seq, None);
+                    touching.start(seq, None, None);
                     touching.loan("L1", after(seq));
                     touching.end();
                 }

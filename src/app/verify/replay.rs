@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;
-use super::answers::{LoanAfter, Touching, subject};
+use super::answers::{LoanAfter, Touching, registry_event, subject};
 use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{format_date, parse_date};
@@ -212,7 +212,8 @@ impl Replay {
         let seq = t.seq;
         let event = JournalEvent::from_parts(t.kind, t.command_json);
         if let Some(touching) = &mut self.touching {
-            touching.start(seq, event.as_ref().ok().and_then(subject));
+            let event = event.as_ref().ok();
+            touching.start(seq, event.and_then(subject), event.and_then(registry_event));
         }
         // The row's value date is hashed, not derived: changed with the chain's hashes made
         // again from it, only the event it should be the date of tells.
