@@ -753,8 +753,9 @@ impl Db {
     }
 
     /// Pool `pool_id` of ledger `ledger_id` as its events recorded through `through_seq` left
-    /// it (`None`: not agreed by then). A scan of the ledger's pool entries: an auditor's read,
-    /// for a pool changed since.
+    /// it (`None`: not agreed by then), for a pool changed since. A scan of the ledger's pool
+    /// entries from the pool's agreement (the first `pool.agreed` link of its members: an
+    /// agreement links them all, a settlement none) through the seq.
     pub async fn pool_through(
         &self,
         ledger_id: &str,
@@ -762,10 +763,16 @@ impl Db {
         through_seq: u64,
     ) -> Result<Option<Pool>, StoreError> {
         let sql = "select seq, kind, command_json from journal_txn \
-                   where ledger_id = $1 and kind like 'pool.%' and seq <= $2 order by seq";
+                   where ledger_id = $1 and kind like 'pool.%' and seq <= $2 \
+                   and seq >= coalesce((select min(a.seq) \
+                       from pool_member m cross join journal_loan l cross join journal_txn a \
+                       where m.pool_id = $3 and l.loan_id = m.loan_id \
+                       and l.ledger_id = m.ledger_id and a.ledger_id = l.ledger_id \
+                       and a.seq = l.seq and a.kind = 'pool.agreed'), 0) \
+                   order by seq";
         let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
         let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(sql)
-            .bind(ledger_id).bind(through).fetch_all(p).await?);
+            .bind(ledger_id).bind(through).bind(pool_id).fetch_all(p).await?);
         let corrupt = |seq: i64, e: &dyn std::fmt::Display| {
             StoreError::Corrupt(format!("entry {seq} of ledger {ledger_id}: {e}"))
         };
