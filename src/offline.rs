@@ -256,22 +256,17 @@ pub fn follow_handovers(
     for (i, v) in handovers.iter().enumerate() {
         let what = format!("handover {}", i + 1);
         let within = |e: String| format!("{what}: {e}");
+        let text = |name: &str| -> Result<&str, String> {
+            v.get(name).and_then(Value::as_str).ok_or_else(|| within(format!("{name} is missing")))
+        };
         let public = |name: &str| -> Result<VerifyingKey, String> {
-            let text = v
-                .get(name)
-                .and_then(Value::as_str)
-                .ok_or_else(|| within(format!("{name} is missing")))?;
-            public_key_from_hex(text).ok_or_else(|| within(format!("{name} is not a public key")))
+            public_key_from_hex(text(name)?)
+                .ok_or_else(|| within(format!("{name} is not a public key")))
         };
         let signature = |name: &str| -> Result<Vec<u8>, String> {
-            let text = v
-                .get(name)
-                .and_then(Value::as_str)
-                .ok_or_else(|| within(format!("{name} is missing")))?;
-            hex::decode(text).map_err(|_| within(format!("{name} is not hex")))
+            hex::decode(text(name)?).map_err(|_| within(format!("{name} is not hex")))
         };
-        let at =
-            v.get("at").and_then(Value::as_str).ok_or_else(|| within("at is missing".into()))?;
+        let at = text("at")?;
         if chrono::NaiveDateTime::parse_from_str(at, Handover::AT_FORMAT).is_err() {
             return Err(within("at is not a time YYYY-MM-DDTHH:MM:SSZ".into()));
         }
