@@ -370,20 +370,20 @@ pub struct RepaidPart {
 
 impl RepaidPart {
     /// Each loan's part of the collective repayment `event`: its amount, the principal of it
-    /// and the loan's principal outstanding after it (`before` and `after`: the loans' states),
+    /// and the loan's principal outstanding after it (`before` and `after`: the loans' states
+    /// by loan id),
     /// as the writer answers it and verify rebuilds it.
-    pub fn of_repayment(
+    pub fn of_repayment<'a, 'b>(
         event: &PoolEvent,
-        before: &[LoanState],
-        after: &[LoanState],
+        before: impl Fn(&str) -> Option<&'a LoanState>,
+        after: impl Fn(&str) -> Option<&'b LoanState>,
     ) -> Vec<RepaidPart> {
         let PoolEvent::Repaid { parts, .. } = event else { return Vec::new() };
         parts
             .iter()
             .filter_map(|part| {
                 let LoanEvent::Repaid { loan_id, amount_fen, .. } = part else { return None };
-                let was = before.iter().find(|l| &l.terms.loan_id == loan_id)?;
-                let now = after.iter().find(|l| &l.terms.loan_id == loan_id)?;
+                let (was, now) = (before(loan_id)?, after(loan_id)?);
                 Some(RepaidPart {
                     loan_id: loan_id.clone(),
                     amount_fen: *amount_fen,

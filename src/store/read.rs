@@ -628,42 +628,21 @@ impl Db {
             })
             .await;
         }
-        Ok(match self {
-            Db::Sqlite(p, ..) => {
-                let rows: Vec<Row> = sqlx::query_as(SQLITE)
-                    .bind(ledger_id)
-                    .bind(after)
-                    .bind(through)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?;
-                rows.into_iter().map(answer).collect()
-            }
-            Db::Postgres(p, _) => {
-                let sql = concat!(
-                    "select j.seq, j.kind, j.actor, j.request_id, i.result_json, j.hash",
-                    from!(),
-                    " order by j.seq limit $4"
-                );
-                let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(sql)
-                    .bind(ledger_id)
-                    .bind(after)
-                    .bind(through)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?;
-                rows.into_iter()
-                    .map(|(seq, kind, scope, request_id, answer, hash)| StoredAnswer {
-                        seq,
-                        kind,
-                        scope,
-                        request_id,
-                        answer: Ok(answer),
-                        hash,
-                    })
-                    .collect()
-            }
-        })
+        // PostgreSQL's text is UTF-8: its bytes, so that both give one row.
+        const POSTGRES: &str = concat!(
+            "select j.seq, convert_to(j.kind, 'UTF8'), convert_to(j.actor, 'UTF8'), \
+             convert_to(j.request_id, 'UTF8'), convert_to(i.result_json, 'UTF8'), \
+             convert_to(j.hash, 'UTF8')",
+            from!(),
+            " order by j.seq limit $4"
+        );
+        let sql = match self {
+            Db::Sqlite(..) => SQLITE,
+            Db::Postgres(..) => POSTGRES,
+        };
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(ledger_id).bind(after).bind(through).bind(limit).fetch_all(p).await?);
+        Ok(rows.into_iter().map(answer).collect())
     }
 
     /// A ledger's risk-fund events in journal order (`risk_fund.*`: kind and event JSON), for
@@ -774,7 +753,9 @@ impl Db {
         let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(through).bind(pool_id).fetch_all(p).await?);
         let corrupt = |seq: i64, e: &dyn std::fmt::Display| {
-            StoreError::Corrupt(format!("entry {seq} of ledger {ledger_id}: {e}"))
+            StoreError::Corrupt(format!(
+                "entry {seq} of ledger {ledger_id}, of pool {pool_id}: {e}"
+            ))
         };
         let mut pool: Option<Pool> = None;
         for (seq, kind, json) in rows {
@@ -785,7 +766,8 @@ impl Db {
             };
             match &mut pool {
                 None => {
-                    pool = Some(Pool::agreed(&event).ok_or_else(|| corrupt(seq, &"not agreed"))?)
+                    let first = "the pool's first entry is not its agreement";
+                    pool = Some(Pool::agreed(&event).ok_or_else(|| corrupt(seq, &first))?);
                 }
                 Some(pool) => pool.apply(&event).map_err(|e| corrupt(seq, &e))?,
             }

@@ -11,9 +11,9 @@
 //! from), with the transaction's stored hash (which the chain checks), and checks its answer
 //! against the journal as the replay rebuilds it. It runs beside the replay: for each
 //! transaction, the replay hands on what it touched ([`Touched`]: each loan as the event left
-//! it, what its event is of, a collective repayment's parts), in batches through a bounded channel, and the recheck
-//! takes them in step with the answers it reads, so that nothing is kept for the whole
-//! journal. Its checks:
+//! it, what its event is of, a collective repayment's parts, a registry event), in batches
+//! through a bounded channel, and the recheck takes them in step with the answers it reads
+//! (a page at a time), so that nothing is kept for the whole journal. Its checks:
 //!
 //! - it is UTF-8 text (SQLite's columns take any bytes) and reads as an answer, of a kind a
 //!   transaction is answered with (refusals and settlement runs' answers are stored under no
@@ -27,16 +27,15 @@
 //!   with a collective repayment's parts as the replay rebuilt them
 //!   ([`RepaidPart::of_repayment`], as the writer answered them); a claim's (`SubsidyClaimRef`),
 //!   a household's and a bank's name the claim, household or bank their transaction's event is
-//!   of ([`subject`]), and a fund's compensation the loan of its event.
-//!
+//!   of ([`subject`]), and a fund's compensation the loan of its event;
 //! - a registry answer's figures are its event's ([`registry_figures`]): a ledger's or bank's
 //!   name, a policy version, an LPR entry, a household's record and first status at its
 //!   registration, the status a status change set.
 //!
-//! Not compared: a household's record and earlier statuses in a status change's answer, and a
-//! fund after an event (the registry's and the fund's as they stood then), given again as
-//! stored; and the request fingerprints, which need the request. Each problem
-//! names the seq and the request (its scope and id); they are listed with the read models'
+//! Not compared: a household's record and earlier statuses in a status change's answer, a fund
+//! after an event and a fund answer's compensation's figures (the registry's and the fund's as
+//! they stood then), given again as stored; and the request fingerprints, which need the
+//! request. Each problem names the seq and the request (its scope and id); they are listed with the read models'
 //! (seq 0: the journal holds), in seq order.
 
 use super::Problems;
@@ -265,13 +264,15 @@ pub(super) async fn recheck(
             async move { db.stored_answers(&ledger_id, after, head_seq, ANSWERS_PAGE).await },
         )
     };
-    let mut next = page_after(0);
-    loop {
-        let page =
-            next.await.map_err(|e| AppError::Internal(format!("a page of answers: {e}")))??;
-        let full = page.len() == ANSWERS_PAGE as usize;
-        let last = page.last().map(|a| u64::try_from(a.seq).unwrap_or_default());
-        next = page_after(last.unwrap_or(head_seq));
+    let mut next = Some(page_after(0));
+    while let Some(reading) = next.take() {
+        let failed =
+            |e: tokio::task::JoinError| AppError::Internal(format!("a page of answers: {e}"));
+        let page = reading.await.map_err(failed)??;
+        // A full page may have more after it.
+        if let Some(last) = page.last().filter(|_| page.len() == ANSWERS_PAGE as usize) {
+            next = Some(page_after(u64::try_from(last.seq).unwrap_or_default()));
+        }
         for answer in page {
             answers += 1;
             let seq = u64::try_from(answer.seq).unwrap_or_default();
@@ -282,10 +283,6 @@ pub(super) async fn recheck(
                     format!("seq {seq}: the stored answer to {scope}'s request {request_id} {why}");
                 problems.add(0, text);
             }
-        }
-        if !full {
-            next.abort();
-            break;
         }
     }
     Ok(Rechecked { answers, problems })

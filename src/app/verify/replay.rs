@@ -508,18 +508,27 @@ impl Replay {
         }
         // The loans' parts, applied to them as their own repayments are.
         if let PoolEvent::Repaid { parts, .. } = &event {
-            // Kept for the recheck of the stored answers: the parts' loans before and after.
-            let states = |loans: &HashMap<String, LoanState>| -> Vec<LoanState> {
-                parts.iter().filter_map(|part| loans.get(part.loan_id()).cloned()).collect()
+            // Kept for the recheck of the stored answers: the parts' loans before.
+            let before: HashMap<&str, LoanState> = match self.touching {
+                Some(_) => parts
+                    .iter()
+                    .filter_map(|p| Some((p.loan_id(), self.loans.get(p.loan_id())?.clone())))
+                    .collect(),
+                None => HashMap::default(),
             };
-            let before = if self.touching.is_some() { states(&self.loans) } else { Vec::new() };
             for part in parts {
                 if let Some(Err(e)) = self.replay_loan(part.clone(), seq) {
                     self.problems.add(seq, format!("seq {seq}: {e}"));
                 }
             }
             if let Some(touching) = &mut self.touching {
-                touching.parts(RepaidPart::of_repayment(&event, &before, &states(&self.loans)));
+                let (loans, before) = (&self.loans, &before);
+                let repaid = RepaidPart::of_repayment(
+                    &event,
+                    |id: &str| before.get(id),
+                    |id: &str| loans.get(id),
+                );
+                touching.parts(repaid);
             }
         }
         match &event {

@@ -124,7 +124,11 @@ impl Writer {
                 let (event, after) = unpanicked("a pool's repayment", || {
                     pool.plan_repayment(&refs, *value_date, *amount_fen)
                 })??;
-                parts = RepaidPart::of_repayment(&event, &members, &after);
+                parts = RepaidPart::of_repayment(
+                    &event,
+                    |id: &str| members.iter().find(|l| l.terms.loan_id == id),
+                    |id: &str| after.iter().find(|l| l.terms.loan_id == id),
+                );
                 (event, after)
             }
             Command::SettlePool { value_date, .. } => {
