@@ -734,7 +734,9 @@ impl Db {
     /// Pool `pool_id` of ledger `ledger_id` as its events recorded through `through_seq` left
     /// it (`None`: not agreed by then), for a pool changed since. A scan of the ledger's pool
     /// entries from the pool's agreement (the first `pool.agreed` link of its members: an
-    /// agreement links them all, a settlement none) through the seq.
+    /// agreement links them all, a settlement none) through the seq, those whose text names
+    /// the pool decoded (an id's characters are written as they are in JSON: `LIKE` with them
+    /// takes in at least the pool's own; each is then told by its decoded id).
     pub async fn pool_through(
         &self,
         ledger_id: &str,
@@ -748,10 +750,11 @@ impl Db {
                        where m.pool_id = $3 and l.loan_id = m.loan_id \
                        and l.ledger_id = m.ledger_id and a.ledger_id = l.ledger_id \
                        and a.seq = l.seq and a.kind = 'pool.agreed'), 0) \
-                   order by seq";
+                   and command_json like $4 order by seq";
         let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
+        let named = format!("%\"pool_id\":\"{pool_id}\"%");
         let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(sql)
-            .bind(ledger_id).bind(through).bind(pool_id).fetch_all(p).await?);
+            .bind(ledger_id).bind(through).bind(pool_id).bind(named).fetch_all(p).await?);
         let corrupt = |seq: i64, e: &dyn std::fmt::Display| {
             StoreError::Corrupt(format!(
                 "entry {seq} of ledger {ledger_id}, of pool {pool_id}: {e}"
