@@ -279,8 +279,14 @@ impl PoolService for Api {
             (Some(now), Some(seq)) if seq <= through => now,
             _ => {
                 let ledger_id = &pool.terms.ledger_id;
-                let rebuilt = self.db.pool_through(ledger_id, &pool_id, through).await;
-                rebuilt.map_err(store)?.ok_or_else(|| {
+                let events = self.db.pool_events_through(ledger_id, &pool_id, through).await;
+                // The journal's own events that do not replay: corrupt, as a row that does not
+                // decode.
+                let rebuilt = Pool::rebuilt(&events.map_err(store)?).map_err(|e| {
+                    let why = format!("pool {pool_id}'s events do not replay: {e}");
+                    store(crate::store::StoreError::Corrupt(why))
+                })?;
+                rebuilt.ok_or_else(|| {
                     Status::not_found(format!("pool {pool_id} was not agreed by seq {through}"))
                 })?
             }

@@ -727,6 +727,20 @@ impl Pool {
         Ok(PoolEvent::Agreed { terms: terms.clone(), members })
     }
 
+    /// The pool its `events` (its agreement first, then its other events, in journal order)
+    /// leave, as the writer built it (`None`: no events). Events that do not follow are
+    /// refused, naming their place.
+    pub fn rebuilt(events: &[PoolEvent]) -> Result<Option<Pool>, DomainError> {
+        let Some((first, rest)) = events.split_first() else { return Ok(None) };
+        let mut pool = Pool::agreed(first).ok_or_else(|| {
+            refused(Reason::LedgerMismatch, "a pool's first event is not its agreement".into())
+        })?;
+        for event in rest {
+            pool.apply(event)?;
+        }
+        Ok(Some(pool))
+    }
+
     /// The pool an [`PoolEvent::Agreed`] starts.
     pub fn agreed(event: &PoolEvent) -> Option<Pool> {
         match event {

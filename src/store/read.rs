@@ -294,6 +294,27 @@ macro_rules! tokens_locked {
     };
 }
 
+/// The events of pool `pool_id` among journal rows (seq, kind, command), in their order: the
+/// rows of other pools' or other kinds' events left out, a row that does not decode corrupt.
+fn events_of_pool(
+    pool_id: &str,
+    rows: Vec<(i64, String, String)>,
+) -> Result<Vec<PoolEvent>, StoreError> {
+    let mut events = Vec::with_capacity(rows.len());
+    for (seq, kind, json) in rows {
+        match JournalEvent::from_parts(&kind, &json) {
+            Ok(JournalEvent::Pool(event)) if event.pool_id() == pool_id => events.push(event),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(StoreError::Corrupt(format!(
+                    "entry {seq} of pool {pool_id}'s ledger: {e}"
+                )));
+            }
+        }
+    }
+    Ok(events)
+}
+
 /// A transaction's stored answer with the journal's own figures it is checked against
 /// ([`Db::stored_answers`]).
 #[derive(Debug)]
@@ -716,33 +737,21 @@ impl Db {
         let through = i64::try_from(through_seq).unwrap_or(i64::MAX);
         let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(pool_id).bind(through).fetch_all(p).await?);
-        let mut events = Vec::with_capacity(rows.len());
-        for (seq, kind, json) in rows {
-            match JournalEvent::from_parts(&kind, &json) {
-                Ok(JournalEvent::Pool(event)) if event.pool_id() == pool_id => events.push(event),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "entry {seq} of pool {pool_id}'s ledger: {e}"
-                    )));
-                }
-            }
-        }
-        Ok(events)
+        events_of_pool(pool_id, rows)
     }
 
-    /// Pool `pool_id` of ledger `ledger_id` as its events recorded through `through_seq` left
-    /// it (`None`: not agreed by then), for a pool changed since. A scan of the ledger's pool
-    /// entries from the pool's agreement (the first `pool.agreed` link of its members: an
-    /// agreement links them all, a settlement none) through the seq, those whose text names
-    /// the pool decoded (an id's characters are written as they are in JSON: `LIKE` with them
-    /// takes in at least the pool's own; each is then told by its decoded id).
-    pub async fn pool_through(
+    /// Pool `pool_id`'s events of ledger `ledger_id` recorded through `through_seq`, in journal
+    /// order (none: not agreed by then), for a pool changed since ([`Pool::rebuilt`]). A scan
+    /// of the ledger's pool entries from the pool's agreement (the first `pool.agreed` link of
+    /// its members: an agreement links them all, a settlement none) through the seq, those
+    /// whose text names the pool decoded (an id's characters are written as they are in JSON:
+    /// `LIKE` with them takes in at least the pool's own; each is then told by its decoded id).
+    pub async fn pool_events_through(
         &self,
         ledger_id: &str,
         pool_id: &str,
         through_seq: u64,
-    ) -> Result<Option<Pool>, StoreError> {
+    ) -> Result<Vec<PoolEvent>, StoreError> {
         let sql = "select seq, kind, command_json from journal_txn \
                    where ledger_id = $1 and kind like 'pool.%' and seq <= $2 \
                    and seq >= coalesce((select min(a.seq) \
@@ -755,27 +764,7 @@ impl Db {
         let named = format!("%\"pool_id\":\"{pool_id}\"%");
         let rows: Vec<(i64, String, String)> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(ledger_id).bind(through).bind(pool_id).bind(named).fetch_all(p).await?);
-        let corrupt = |seq: i64, e: &dyn std::fmt::Display| {
-            StoreError::Corrupt(format!(
-                "entry {seq} of ledger {ledger_id}, of pool {pool_id}: {e}"
-            ))
-        };
-        let mut pool: Option<Pool> = None;
-        for (seq, kind, json) in rows {
-            let event = match JournalEvent::from_parts(&kind, &json) {
-                Ok(JournalEvent::Pool(event)) if event.pool_id() == pool_id => event,
-                Ok(_) => continue,
-                Err(e) => return Err(corrupt(seq, &e)),
-            };
-            match &mut pool {
-                None => {
-                    let first = "the pool's first entry is not its agreement";
-                    pool = Some(Pool::agreed(&event).ok_or_else(|| corrupt(seq, &first))?);
-                }
-                Some(pool) => pool.apply(&event).map_err(|e| corrupt(seq, &e))?,
-            }
-        }
-        Ok(pool)
+        events_of_pool(pool_id, rows)
     }
 
     pub async fn list_lpr(&self) -> Result<Vec<LprEntry>, StoreError> {

@@ -48,6 +48,17 @@ fn transfer(loan_id: &str, value_date: &str, amount_fen: i64) -> pb::TransferToP
     }
 }
 
+/// A return paid to `loan_id`'s household.
+fn pool_return(loan_id: &str, value_date: &str, amount_fen: i64) -> pb::RecordPoolReturnRequest {
+    pb::RecordPoolReturnRequest {
+        request_id: rid("ret"),
+        pool_id: POOL.into(),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+        amount_fen,
+    }
+}
+
 fn repay(request_id: &str, value_date: &str, amount_fen: i64) -> pb::RepayPoolRequest {
     pb::RepayPoolRequest {
         request_id: request_id.into(),
@@ -124,13 +135,7 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     let pooled = |h: &str| format!("household/{h}/pooled");
     // No return is owed before the household's money is handed over (recorded, it would have
     // counted toward the first due point and hidden a late one).
-    let unowed = pb::RecordPoolReturnRequest {
-        request_id: rid("ret"),
-        pool_id: POOL.into(),
-        loan_id: first.clone(),
-        value_date: "2021-02-01".into(),
-        amount_fen: 52_222,
-    };
+    let unowed = pool_return(&first, "2021-02-01", 52_222);
     let unowed =
         expect_refused(pools(&t.bank).record_pool_return(unowed).await, "VALUE_DATE_OUT_OF_RANGE");
     assert!(unowed.message().contains("transferred nothing"), "{unowed:?}");
@@ -246,13 +251,7 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     assert_eq!(paid, [(first.as_str(), 29_410, 29_410), (second.as_str(), 29_410, 29_410)]);
 
     // Returns: the first household's for the quarter paid on 03-22, the second's not.
-    let paid = pb::RecordPoolReturnRequest {
-        request_id: rid("ret"),
-        pool_id: POOL.into(),
-        loan_id: first.clone(),
-        value_date: "2021-03-22".into(),
-        amount_fen: 52_222,
-    };
+    let paid = pool_return(&first, "2021-03-22", 52_222);
     pools(&t.bank).record_pool_return(paid).await.expect("a return");
     assert_eq!(
         app.balance(&t.finance, &format!("household/{HOUSEHOLD}/pool_income")).await,
@@ -365,13 +364,7 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     // point: the second household's, 31,333 (to 03-20) + 2,500,000 × 92 days × 8% / 360 =
     // 51,111 (to 06-20) + 2,500,000 × 5 days = 2,778 (to the settlement), each period's
     // rounded: 85,222, paid on 07-01, after all three points.
-    let paid = pb::RecordPoolReturnRequest {
-        request_id: rid("ret"),
-        pool_id: POOL.into(),
-        loan_id: second.clone(),
-        value_date: "2021-07-01".into(),
-        amount_fen: 85_222,
-    };
+    let paid = pool_return(&second, "2021-07-01", 85_222);
     pools(&t.finance).record_pool_return(paid).await.expect("a return after the settlement");
     let r = report(&app, &t.auditor, "2021-07-01").await;
     assert_eq!(standing(&r, 1), (85_222, 85_222, 0, flags(&["RETURN_LATE"])));
@@ -385,13 +378,7 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     // one given through its seq before the payoff and the settlement is given again as it was
     // (the pool active, the loans overdue, the return not recorded); a seq before the
     // agreement has no pool.
-    let back = pb::RecordPoolReturnRequest {
-        request_id: rid("ret"),
-        pool_id: POOL.into(),
-        loan_id: first.clone(),
-        value_date: "2021-06-21".into(),
-        amount_fen: 10_000,
-    };
+    let back = pool_return(&first, "2021-06-21", 10_000);
     pools(&t.bank).record_pool_return(back).await.expect("a return dated back");
     let now = report(&app, &t.auditor, "2021-06-22").await;
     assert_eq!(now.members[0].returns_paid_fen, overdue.members[0].returns_paid_fen + 10_000);

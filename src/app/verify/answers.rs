@@ -210,18 +210,17 @@ impl InStep {
     /// stopped before it). The seqs asked for ascend.
     async fn at(&mut self, seq: u64) -> Option<&Touched> {
         while self.next.as_ref().is_none_or(|t| t.seq < seq) {
-            self.next = match self.batch.next() {
-                Some(t) => Some(t),
-                None => match self.from.recv().await {
-                    Some(batch) => {
-                        self.batch = batch.into_iter();
-                        continue;
-                    }
-                    None => None,
-                },
-            };
-            if self.next.is_none() {
-                break;
+            if let Some(t) = self.batch.next() {
+                self.next = Some(t);
+                continue;
+            }
+            match self.from.recv().await {
+                Some(batch) => self.batch = batch.into_iter(),
+                // The replay is done: nothing more was touched.
+                None => {
+                    self.next = None;
+                    break;
+                }
             }
         }
         self.next.as_ref().filter(|t| t.seq == seq)
@@ -462,7 +461,10 @@ impl Against<'_> {
         if let Some(outstanding) = outstanding
             && outstanding != after.principal_outstanding_fen
         {
-            why.push(outstanding_differs(loan_id, outstanding, after.principal_outstanding_fen));
+            why.push(format!(
+                "gives loan {loan_id} {} fen of principal outstanding; the journal gives {}",
+                outstanding.0, after.principal_outstanding_fen.0
+            ));
         }
     }
 }
@@ -526,13 +528,6 @@ fn described(parts: &[RepaidPart]) -> String {
         )
     };
     parts.iter().map(part).collect::<Vec<_>>().join("; ")
-}
-
-fn outstanding_differs(loan_id: &str, stored: Fen, rebuilt: Fen) -> String {
-    format!(
-        "gives loan {loan_id} {} fen of principal outstanding; the journal gives {}",
-        stored.0, rebuilt.0
-    )
 }
 
 fn totals(t: &SettledTotals) -> String {

@@ -140,6 +140,25 @@ fn a_policy_that_refuses_the_modes_is_stored_so_and_older_ones_read_back_allowin
     assert!(read.enterprise_modes_allowed);
 }
 
+/// A pool rebuilt from its events is the pool they built, through each prefix; no events, no
+/// pool; events not starting with the agreement, or one that does not follow, refused.
+#[test]
+fn a_pool_is_rebuilt_from_its_events() {
+    let (a, b) = (loan("A", "HA"), loan("B", "HB"));
+    let agreement = Pool::agree(&terms(PoolMode::Entrusted), &[&a, &b], &default_versions());
+    let agreement = agreement.unwrap();
+    let mut pool = Pool::agreed(&agreement).unwrap();
+    let mut events = vec![agreement];
+    assert_eq!(Pool::rebuilt(&events).unwrap(), Some(pool.clone()));
+    events.push(applied(&mut pool, |p| p.transfer(&a, d("2021-02-01"), Fen(3_000_000))));
+    events.push(applied(&mut pool, |p| p.pay_return("A", d("2021-03-22"), Fen(39_778))));
+    assert_eq!(Pool::rebuilt(&events).unwrap(), Some(pool));
+    assert_eq!(Pool::rebuilt(&[]).unwrap(), None);
+    assert!(Pool::rebuilt(&events[1..]).is_err(), "no agreement first");
+    let twice = [events[0].clone(), events[0].clone()];
+    assert!(Pool::rebuilt(&twice).is_err(), "agreed twice");
+}
+
 #[test]
 fn transfers_returns_and_participation() {
     let (a, b) = (loan("A", "HA"), loan("B", "HB"));
