@@ -425,6 +425,7 @@ async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
     assert_eq!(again.contracts_made_ineligible, vec![id.clone()]);
     // Earlier than the removal, which still covers the contract date: nothing changes.
     let earlier = status_request(HOUSEHOLD, RegisteredPoor, "2020-12-31");
+    let earlier_request = earlier.request_id.clone();
     let answer = registry.set_household_status(earlier).await.expect("SetHouseholdStatus");
     assert!(answer.into_inner().contracts_made_ineligible.is_empty());
     // Eligible again from before the contract: none made ineligible.
@@ -452,6 +453,46 @@ async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
     assert!(retried.contracts_made_ineligible.is_empty(), "{retried:?}");
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
+    // The stored answer to the status dated 2020-12-31, which its retry is given, changed
+    // behind the service's back: the household's record and its earlier statuses in it are
+    // the journal's as of that status, as its last status is.
+    let of_earlier = format!("request_id = '{earlier_request}'");
+    let sql = format!("select result_json from idempotency where {of_earlier}");
+    let stored = app.db.query_texts(&sql).await.expect("the answer read").concat();
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("an answer");
+    let statuses: Vec<&str> = stored["statuses"]
+        .as_array()
+        .expect("the statuses")
+        .iter()
+        .map(|s| s["effective_date"].as_str().expect("a date"))
+        .collect();
+    assert_eq!(statuses[1..], ["2021-01-01", "2020-12-31"], "in the order recorded");
+    let forge = async |answer: &serde_json::Value| {
+        let sql = format!("update idempotency set result_json = '{answer}' where {of_earlier}");
+        assert_eq!(app.behind_the_back("idempotency", &sql).await.expect("changed"), 1);
+        app.verify(&t.auditor).await.problems
+    };
+    let mut forged = stored.clone();
+    forged["household"]["village"] = "Elsewhere".into();
+    forged["statuses"][1]["effective_date"] = "2021-01-02".into();
+    let problems = forge(&forged).await;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    let seq = stored["entry"]["seq"].as_u64().expect("its seq");
+    let prefix = format!(
+        "seq {seq}: the stored answer to finance:{LEDGER}'s request {earlier_request} gives"
+    );
+    // Each as given, then as the journal gives it.
+    let sides = |problem: &str, what: &str| {
+        let given = problem.strip_prefix(&format!("{prefix} {what} ")).expect(what);
+        let (given, recorded) = given.split_once("; the journal gives ").expect("both sides");
+        (given.to_string(), recorded.to_string())
+    };
+    let (given, recorded) = sides(&problems[0], "the household");
+    assert!(given.contains("\"village\":\"Elsewhere\"") && !recorded.contains("Elsewhere"));
+    let (given, recorded) = sides(&problems[1], "the statuses");
+    assert!(given.contains("\"2021-01-02\"") && !given.contains("\"2021-01-01\""));
+    assert!(recorded.contains("\"2021-01-01\"") && !recorded.contains("\"2021-01-02\""));
+    assert_eq!(forge(&stored).await, Vec::<String>::new(), "put back");
     app.finish().await;
 }
 

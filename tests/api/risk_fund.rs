@@ -1004,6 +1004,62 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     app.db.execute_raw(put_back).await.expect("put back");
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+
+    // The payment's stored answer, which a retry of it is given, changed behind the service's
+    // back: the fund and the compensation it gives are the journal's after the payment. A
+    // field the answer lacks is not compared (an answer stored before the field existed).
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    let paid = journal.iter().rfind(|e| e.kind == "risk_fund.paid").expect("paid").seq;
+    let of_paid = format!(
+        "request_id = (select request_id from journal_txn \
+         where ledger_id = '{LEDGER}' and seq = {paid})"
+    );
+    let read = async |column: &str| {
+        let sql = format!("select {column} from idempotency where {of_paid}");
+        let mut read = app.db.query_texts(&sql).await.expect("the record read");
+        assert_eq!(read.len(), 1);
+        read.remove(0)
+    };
+    let (scope, request_id) = (read("scope").await, read("request_id").await);
+    let stored: serde_json::Value = serde_json::from_str(&read("result_json").await).unwrap();
+    let forge = async |answer: &serde_json::Value| {
+        let sql = format!("update idempotency set result_json = '{answer}' where {of_paid}");
+        assert_eq!(app.behind_the_back("idempotency", &sql).await.expect("changed"), 1);
+        app.verify(&t.auditor).await.problems
+    };
+    let problem = |why: String| {
+        format!("seq {paid}: the stored answer to {scope}'s request {request_id} {why}")
+    };
+    let balance = stored["fund"]["balance_fen"].as_i64().expect("the fund's balance");
+    assert_eq!(stored["compensation"]["fund_fen"], 4_000_000);
+    let mut forged = stored.clone();
+    forged["fund"]["balance_fen"] = (balance + 1).into();
+    forged["compensation"]["fund_fen"] = 3_999_999.into();
+    assert_eq!(
+        forge(&forged).await,
+        [
+            problem(format!(
+                "gives the fund's balance_fen {}; the journal gives {balance}",
+                balance + 1
+            )),
+            problem("gives the compensation's fund_fen 3999999; the journal gives 4000000".into()),
+        ]
+    );
+    let mut forged = stored.clone();
+    forged.as_object_mut().expect("an object").remove("compensation");
+    forged["fund"]["compensations"] = 1.into();
+    assert_eq!(
+        forge(&forged).await,
+        [
+            problem("gives the fund's compensations 1; the journal gives 2".into()),
+            problem(format!("gives no compensation; the journal gives loan {second}'s")),
+        ]
+    );
+    let mut lacking = stored.clone();
+    let fund = lacking["fund"].as_object_mut().expect("the fund");
+    assert!(fund.remove("last_inflow_on").is_some());
+    assert_eq!(forge(&lacking).await, Vec::<String>::new());
+    assert_eq!(forge(&stored).await, Vec::<String>::new(), "put back");
     let changed = "update risk_compensation \
                    set compensation_json = replace(compensation_json, '4000000', '4000001')";
     app.db.execute_raw(changed).await.expect("a read model row changed");

@@ -11,9 +11,10 @@
 //! from), with the transaction's stored hash (which the chain checks), and checks its answer
 //! against the journal as the replay rebuilds it. It runs beside the replay: for each
 //! transaction, the replay hands on what it touched ([`Touched`]: each loan as the event left
-//! it, what its event is of, a collective repayment's parts, a registry event), in batches
-//! through a bounded channel, and the recheck takes them in step with the answers it reads
-//! (a page at a time), so that nothing is kept for the whole journal. Its checks:
+//! it, what its event is of, a collective repayment's parts, the figures a registry or fund
+//! answer gives again), in batches through a bounded channel, and the recheck takes them in
+//! step with the answers it reads (a page at a time), so that nothing is kept for the whole
+//! journal but each household's statuses. Its checks:
 //!
 //! - it is UTF-8 text (SQLite's columns take any bytes) and reads as an answer, of a kind a
 //!   transaction is answered with (refusals and settlement runs' answers are stored under no
@@ -28,26 +29,32 @@
 //!   ([`RepaidPart::of_repayment`], as the writer answered them); a claim's (`SubsidyClaimRef`),
 //!   a household's and a bank's name the claim, household or bank their transaction's event is
 //!   of ([`subject`]), and a fund's compensation the loan of its event;
-//! - a registry answer's figures are its event's ([`registry_figures`]): a ledger's or bank's
-//!   name, a policy version, an LPR entry, a household's record and first status at its
-//!   registration, the status a status change set.
+//! - a registry answer's figures are the journal's after its transaction ([`given_figures`]):
+//!   a ledger's or bank's name, a policy version, an LPR entry as its event records them; a
+//!   household's record and all its statuses, in the order recorded, as of its registration
+//!   or status change (the recheck keeps each household's series as it goes); a fund answer's
+//!   fund as its event left it, and the compensation the event changed, field by field.
 //!
-//! Not compared: a household's record and earlier statuses in a status change's answer, a fund
-//! after an event and a fund answer's compensation's figures (the registry's and the fund's as
-//! they stood then), given again as stored; and the request fingerprints, which need the
-//! request. Each problem names the seq and the request (its scope and id); they are listed with the read models'
-//! (seq 0: the journal holds), in seq order.
+//! A fund answer's fields are compared as the stored answer has them: a field it lacks (an
+//! answer stored before the field existed, read as its default) is not. Not compared: the
+//! request fingerprints, which need the request. Each problem names the seq and the request
+//! (its scope and id); they are listed with the read models' (seq 0: the journal holds), in
+//! seq order.
 
 use super::Problems;
 use crate::app::command::{JournalRef, Outcome, RepaidPart, SettledTotals};
 use crate::app::error::AppError;
 use crate::domain::date::format_date;
+use crate::domain::event::HouseholdRecord;
 use crate::domain::event::JournalEvent;
+use crate::domain::household::StatusEntry;
 use crate::domain::lpr::LPR_LEDGER;
 use crate::domain::money::Fen;
+use crate::domain::risk_fund::{Compensation, Fund};
 use crate::store::Db;
 use crate::store::lpr_chain::{STARTED_BY, STARTED_REQUEST};
 use crate::store::read::StoredAnswer;
+use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 /// What a loan's answer says of it after an event, rebuilt: what the event settled and the
@@ -68,20 +75,34 @@ pub(super) struct Touched {
     pub of: Option<(&'static str, String)>,
     /// A collective repayment's parts, as its answer gives them.
     pub parts: Vec<RepaidPart>,
-    /// A registry event, whose figures its answer gives again ([`registry_event`]).
-    pub registry: Option<JournalEvent>,
+    /// The figures its answer gives again, as the journal gives them ([`Figures`]).
+    pub figures: Option<Figures>,
 }
 
-/// A registry event whose figures its answer gives again (a ledger's or a bank's name, a
-/// policy version, an LPR entry, a household and its statuses), kept for the comparison.
-pub(super) fn registry_event(event: &JournalEvent) -> Option<JournalEvent> {
+/// What a registry or fund answer gives again, as the journal gives it after the answer's
+/// transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Figures {
+    /// A ledger's or a bank's name, a policy version, an LPR entry: its event's
+    /// ([`recorded_figures`]).
+    Recorded(Box<JournalEvent>),
+    /// A household's record and all its statuses, in order, after its registration or a
+    /// status change.
+    Household(Box<HouseholdRecord>, Vec<StatusEntry>),
+    /// The ledger's risk fund after a fund event, and the compensation the event changed
+    /// (as the writer answers: the one [`Fund::apply`] gives).
+    Fund(Box<Fund>, Option<Box<Compensation>>),
+}
+
+/// The figures a registry event's answer gives again from the event itself (a ledger's or a
+/// bank's name, a policy version, an LPR entry); a household's are its series'
+/// ([`Touching::start`]).
+fn recorded_figures(event: &JournalEvent) -> Option<Figures> {
     match event {
         JournalEvent::LedgerCreated { .. }
         | JournalEvent::BankRegistered { .. }
-        | JournalEvent::HouseholdRegistered { .. }
-        | JournalEvent::HouseholdStatusSet { .. }
         | JournalEvent::PolicySet { .. }
-        | JournalEvent::LprSet { .. } => Some(event.clone()),
+        | JournalEvent::LprSet { .. } => Some(Figures::Recorded(Box::new(event.clone()))),
         _ => None,
     }
 }
@@ -115,6 +136,8 @@ pub(super) struct Touching {
     items: usize,
     /// Gone once the recheck has gone (ended or failed): nothing more is sent.
     to: Option<mpsc::Sender<Batch>>,
+    /// Each household registered so far, with its statuses: what its answers give again.
+    households: HashMap<String, (HouseholdRecord, Vec<StatusEntry>)>,
 }
 
 impl Touching {
@@ -127,21 +150,46 @@ impl Touching {
     pub fn channel(in_flight: usize) -> (Touching, mpsc::Receiver<Batch>) {
         let (to, from) = mpsc::channel(in_flight);
         (
-            Touching { now: None, batch: Vec::with_capacity(Self::BATCH), items: 0, to: Some(to) },
+            Touching {
+                now: None,
+                batch: Vec::with_capacity(Self::BATCH),
+                items: 0,
+                to: Some(to),
+                households: HashMap::new(),
+            },
             from,
         )
     }
 
-    /// The transaction at `seq` is replayed next; its event is `of` that ([`subject`]), and
-    /// its `registry` event ([`registry_event`]).
-    pub fn start(
-        &mut self,
-        seq: u64,
-        of: Option<(&'static str, &str)>,
-        registry: Option<JournalEvent>,
-    ) {
-        let of = of.map(|(what, id)| (what, id.to_string()));
-        self.now = Some(Touched { seq, of, registry, ..Touched::default() });
+    /// The transaction at `seq`, of `event` (`None`: it does not decode), is replayed next.
+    /// A household's registration or status change is applied to the households kept here
+    /// (the replay's registry keeps rows, not series), as the registry applies it.
+    pub fn start(&mut self, seq: u64, event: Option<&JournalEvent>) {
+        let of = event.and_then(subject).map(|(what, id)| (what, id.to_string()));
+        let figures = match event {
+            Some(JournalEvent::HouseholdRegistered { household, status }) => {
+                let series = (household.clone(), vec![status.clone()]);
+                self.households.insert(household.household_id.clone(), series.clone());
+                Some(Figures::Household(Box::new(series.0), series.1))
+            }
+            Some(JournalEvent::HouseholdStatusSet { household_id, entry }) => {
+                self.households.get_mut(household_id).map(|(household, statuses)| {
+                    statuses.push(entry.clone());
+                    Figures::Household(Box::new(household.clone()), statuses.clone())
+                })
+            }
+            Some(event) => recorded_figures(event),
+            None => None,
+        };
+        self.now = Some(Touched { seq, of, figures, ..Touched::default() });
+    }
+
+    /// Its event left the ledger's fund as `fund`, and changed `compensation`.
+    pub fn fund(&mut self, fund: &Fund, compensation: Option<&Compensation>) {
+        if let Some(now) = &mut self.now {
+            let compensation = compensation.map(|c| Box::new(c.clone()));
+            now.figures = Some(Figures::Fund(Box::new(fund.clone()), compensation));
+        }
     }
 
     /// Its event, a collective repayment, has these parts.
@@ -162,7 +210,7 @@ impl Touching {
     /// touched nothing an answer names is left out).
     pub fn end(&mut self) {
         let Some(now) = self.now.take() else { return };
-        if now.loans.is_empty() && now.of.is_none() && now.registry.is_none() {
+        if now.loans.is_empty() && now.of.is_none() && now.figures.is_none() {
             return;
         }
         self.items += now.loans.len() + now.parts.len();
@@ -312,14 +360,21 @@ impl Against<'_> {
             };
         }
         match serde_json::from_str::<Outcome>(json) {
-            Ok(answer) => self.differences(&answer, seq, kind, hash),
+            Ok(answer) => self.differences(&answer, json, seq, kind, hash),
             Err(e) => vec![format!("cannot be read ({e})")],
         }
     }
 
-    /// How `answer`, stored for the transaction at `seq` (of kind `kind`, whose stored hash is
-    /// `hash`), differs from the journal, each as the end of a sentence.
-    fn differences(&self, answer: &Outcome, seq: u64, kind: &str, hash: &str) -> Vec<String> {
+    /// How `answer` (stored as `json`) for the transaction at `seq` (of kind `kind`, whose
+    /// stored hash is `hash`) differs from the journal, each as the end of a sentence.
+    fn differences(
+        &self,
+        answer: &Outcome,
+        json: &str,
+        seq: u64,
+        kind: &str,
+        hash: &str,
+    ) -> Vec<String> {
         let mut why = Vec::new();
         // The answer's entry, and the family of transaction kinds (`loan` of `loan.repaid`)
         // answered with it.
@@ -372,8 +427,8 @@ impl Against<'_> {
         if !of_its_kind {
             return why;
         }
-        if let Some(event) = self.touched.and_then(|t| t.registry.as_ref()) {
-            registry_figures(&mut why, answer, event);
+        if let Some(figures) = self.touched.and_then(|t| t.figures.as_ref()) {
+            given_figures(&mut why, answer, json, figures);
         }
         match answer {
             Outcome::LoanRef { loan_id, settled, principal_outstanding_fen, .. } => {
@@ -469,22 +524,41 @@ impl Against<'_> {
     }
 }
 
-/// A registry answer's figures against its transaction's event: what the event records, the
-/// answer gives again (for a status set, the household's last status; its other statuses and
-/// its record are the registry's, not the event's).
-fn registry_figures(why: &mut Vec<String>, answer: &Outcome, event: &JournalEvent) {
+/// A registry or fund answer's figures against the journal's after its transaction: what a
+/// ledger's, bank's, policy's or LPR entry's event records, a household's record and its
+/// statuses, the fund and the compensation the event changed.
+fn given_figures(why: &mut Vec<String>, answer: &Outcome, json: &str, figures: &Figures) {
     let mut differs = |what: &str, given: String, recorded: String| {
         if given != recorded {
             why.push(format!("gives {what} {given}; the journal gives {recorded}"));
         }
     };
-    match (answer, event) {
+    let event = match figures {
+        Figures::Recorded(event) => event,
+        Figures::Household(recorded, series) => {
+            if let Outcome::Household { household, statuses, .. } = answer {
+                // (Another household's id is named above, in its own words.)
+                if household.household_id == recorded.household_id {
+                    differs("the household", json_of(household), json_of(recorded));
+                }
+                differs("the statuses", json_of(statuses), json_of(series));
+            }
+            return;
+        }
+        Figures::Fund(rebuilt, changed) => {
+            if let Outcome::RiskFund { fund, compensation, .. } = answer {
+                fund_differs(why, json, fund, compensation.as_deref(), rebuilt, changed.as_deref());
+            }
+            return;
+        }
+    };
+    match (answer, event.as_ref()) {
         (Outcome::Ledger { name, .. }, JournalEvent::LedgerCreated { name: recorded, .. })
         | (Outcome::Bank { name, .. }, JournalEvent::BankRegistered { name: recorded, .. }) => {
             differs("the name", format!("{name:?}"), format!("{recorded:?}"));
         }
         (Outcome::Policy { version, .. }, JournalEvent::PolicySet { version: recorded, .. }) => {
-            differs("the policy version", json(version), json(recorded));
+            differs("the policy version", json_of(version), json_of(recorded));
         }
         (Outcome::Lpr { effective_from, tenor, rate, .. }, JournalEvent::LprSet { entry }) => {
             let text =
@@ -494,25 +568,68 @@ fn registry_figures(why: &mut Vec<String>, answer: &Outcome, event: &JournalEven
             let given = text(*effective_from, tenor, rate);
             differs("the LPR entry", given, text(entry.effective_from, &entry.bucket, &entry.rate));
         }
-        (
-            Outcome::Household { household, statuses, .. },
-            JournalEvent::HouseholdRegistered { household: recorded, status },
-        ) => {
-            // (Another household's id is named above, in its own words.)
-            if household.household_id == recorded.household_id {
-                differs("the household", json(household), json(recorded));
-            }
-            differs("the statuses", json(statuses), json(&[status]));
-        }
-        (Outcome::Household { statuses, .. }, JournalEvent::HouseholdStatusSet { entry, .. }) => {
-            differs("the last status", json(&statuses.last()), json(&Some(entry)));
-        }
         _ => {}
     }
 }
 
+/// A fund answer (stored as `json`) against the fund its event left and the compensation it
+/// changed. The fields an answer stored before a field existed lacks are not compared (read,
+/// they are their defaults); those it has are, as read.
+fn fund_differs(
+    why: &mut Vec<String>,
+    json: &str,
+    fund: &Fund,
+    compensation: Option<&Compensation>,
+    rebuilt: &Fund,
+    changed: Option<&Compensation>,
+) {
+    let stored: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    fields_differ(why, "the fund's", stored.get("fund"), fund, rebuilt);
+    match (compensation, changed) {
+        (Some(given), Some(changed)) => {
+            let stored = stored.get("compensation");
+            fields_differ(why, "the compensation's", stored, given, changed);
+        }
+        (None, Some(changed)) => {
+            why.push(format!("gives no compensation; the journal gives loan {}'s", changed.loan_id))
+        }
+        // (One its event changed none of is named above, as of no loan or another.)
+        (Some(_), None) | (None, None) => {}
+    }
+}
+
+/// The fields of `given` its stored answer has (`stored`, an object) against `rebuilt`'s,
+/// each as read (a field left at its default reads as absent on both sides), named for a
+/// problem as `whose` field.
+fn fields_differ<T: serde::Serialize>(
+    why: &mut Vec<String>,
+    whose: &str,
+    stored: Option<&serde_json::Value>,
+    given: &T,
+    rebuilt: &T,
+) {
+    let (Ok(given), Ok(rebuilt)) = (serde_json::to_value(given), serde_json::to_value(rebuilt))
+    else {
+        return;
+    };
+    let shown = |value: Option<&serde_json::Value>| match value {
+        Some(value) => value.to_string(),
+        None => "none".to_string(),
+    };
+    for field in stored.and_then(serde_json::Value::as_object).into_iter().flat_map(|o| o.keys()) {
+        let (given, rebuilt) = (given.get(field), rebuilt.get(field));
+        if given != rebuilt {
+            why.push(format!(
+                "gives {whose} {field} {}; the journal gives {}",
+                shown(given),
+                shown(rebuilt)
+            ));
+        }
+    }
+}
+
 /// A value as its JSON, named for a problem.
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+fn json_of<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("({e})"))
 }
 
@@ -564,9 +681,13 @@ mod tests {
     async fn the_recheck_takes_what_was_touched_in_step() {
         let (mut touching, from) = Touching::channel(1);
         let replay = tokio::task::spawn_blocking(move || {
+            let bank = JournalEvent::BankRegistered {
+                bank_id: "B1".into(),
+                ledger_id: "L".into(),
+                name: "A bank".into(),
+            };
             for seq in 1..=3_000 {
-                let claim = (seq == 2_500).then_some(("claim", "B1-Q1"));
-                touching.start(seq, claim, None);
+                touching.start(seq, (seq == 2_500).then_some(&bank));
                 if seq % 3 == 0 {
                     touching.loan(&format!("L{seq}"), after(seq));
                 }
@@ -580,7 +701,7 @@ mod tests {
         assert_eq!(in_step.at(3).await, Some(&three));
         assert_eq!(in_step.at(3).await, Some(&three), "asked again");
         let of = in_step.at(2_500).await.and_then(|t| t.of.clone());
-        assert_eq!(of, Some(("claim", "B1-Q1".to_string())));
+        assert_eq!(of, Some(("bank", "B1".to_string())));
         assert_eq!(in_step.at(2_999).await, None);
         assert_eq!(in_step.at(3_000).await.map(|t| t.loans.len()), Some(1));
         assert_eq!(in_step.at(3_001).await, None, "past the end");
@@ -595,7 +716,7 @@ mod tests {
         let last = 5 * Touching::BATCH as u64;
         let replay = tokio::task::spawn_blocking(move || {
             for seq in 1..=last {
-                touching.start(seq, None, None);
+                touching.start(seq, None);
                 touching.loan("L1", after(seq));
                 touching.end();
             }
@@ -616,7 +737,7 @@ mod tests {
         let (mut touching, mut from) = Touching::channel(4);
         let replay = tokio::task::spawn_blocking(move || {
             for seq in 1..=3 {
-                touching.start(seq, Some(("pool", "B1-P1")), None);
+                touching.start(seq, None);
                 for member in 0..Touching::BATCH_ITEMS / 2 {
                     touching.loan(&format!("L{member}"), after(seq));
                 }
@@ -640,7 +761,7 @@ mod tests {
             let (mut touching, from) = Touching::channel(1);
             let replay = tokio::task::spawn_blocking(move || {
                 for seq in 1..=10 * Touching::BATCH as u64 {
-                    touching.start(seq, None, None);
+                    touching.start(seq, None);
                     touching.loan("L1", after(seq));
                     touching.end();
                 }

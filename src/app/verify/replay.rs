@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 
 use super::Problems;
-use super::answers::{LoanAfter, Touching, registry_event, subject};
+use super::answers::{LoanAfter, Touching};
 use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{format_date, parse_date};
@@ -212,8 +212,7 @@ impl Replay {
         let seq = t.seq;
         let event = JournalEvent::from_parts(t.kind, t.command_json);
         if let Some(touching) = &mut self.touching {
-            let event = event.as_ref().ok();
-            touching.start(seq, event.and_then(subject), event.and_then(registry_event));
+            touching.start(seq, event.as_ref().ok());
         }
         // The row's value date is hashed, not derived: changed with the chain's hashes made
         // again from it, only the event it should be the date of tells.
@@ -356,7 +355,12 @@ impl Replay {
                 (_, Some(_)) => {
                     self.problems.add(seq, format!("seq {seq}: the risk fund is opened again"))
                 }
-                (Some(opened), None) => self.fund = Some((opened, seq)),
+                (Some(opened), None) => {
+                    if let Some(touching) = &mut self.touching {
+                        touching.fund(&opened, None);
+                    }
+                    self.fund = Some((opened, seq));
+                }
                 (None, None) => {}
             }
             return;
@@ -415,6 +419,9 @@ impl Replay {
         match fund.apply(event, compensation) {
             Ok(changed) => {
                 *last = seq;
+                if let Some(touching) = &mut self.touching {
+                    touching.fund(fund, changed.as_ref());
+                }
                 if let Some(c) = changed {
                     // The loan compensated is marked as the writer marked it: no event but a
                     // settlement dated before the compensation replays after it.
