@@ -275,6 +275,17 @@ impl InStep {
     }
 }
 
+/// A page of answers being read, its task aborted should the recheck be dropped before it is
+/// taken (verify's caller gone: verify's tasks are aborted, and this one with them).
+struct Reading(tokio::task::JoinHandle<Result<Vec<StoredAnswer>, crate::store::StoreError>>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        // (A task done is not affected.)
+        self.0.abort();
+    }
+}
+
 /// Stored answers read a statement.
 const ANSWERS_PAGE: u32 = 10_000;
 
@@ -307,15 +318,15 @@ pub(super) async fn recheck(
     // next one while this one is checked.
     let page_after = |after: u64| {
         let (db, ledger_id) = (db.clone(), ledger_id.clone());
-        tokio::spawn(
-            async move { db.stored_answers(&ledger_id, after, head_seq, ANSWERS_PAGE).await },
-        )
+        Reading(tokio::spawn(async move {
+            db.stored_answers(&ledger_id, after, head_seq, ANSWERS_PAGE).await
+        }))
     };
     let mut next = Some(page_after(0));
-    while let Some(reading) = next.take() {
+    while let Some(mut reading) = next.take() {
         let failed =
             |e: tokio::task::JoinError| AppError::Internal(format!("a page of answers: {e}"));
-        let page = reading.await.map_err(failed)??;
+        let page = (&mut reading.0).await.map_err(failed)??;
         // A full page may have more after it.
         if let Some(last) = page.last().filter(|_| page.len() == ANSWERS_PAGE as usize) {
             next = Some(page_after(u64::try_from(last.seq).unwrap_or_default()));
@@ -728,6 +739,21 @@ mod tests {
             assert_eq!(found, Some((seq, after(seq))));
         }
         replay.await.expect("the replay ends");
+    }
+
+    /// A page read that the recheck, dropped, never takes is aborted, not left to run.
+    #[tokio::test]
+    async fn a_page_read_dropped_is_aborted() {
+        let (held, released) = oneshot::channel::<()>();
+        let reading = Reading(tokio::spawn(async move {
+            let _held = held;
+            std::future::pending().await
+        }));
+        drop(reading);
+        // The task's future, dropped on its abort, releases what it held (a guard against a
+        // hang, not a measure of time).
+        let released = tokio::time::timeout(std::time::Duration::from_secs(30), released).await;
+        assert!(matches!(released, Ok(Err(_))), "{released:?}");
     }
 
     /// A pool's repayment of many members fills a batch by its loans and parts, not by its
