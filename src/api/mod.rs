@@ -2,6 +2,7 @@
 //! call `app`, and map the answer (or the error) back to proto. Generated code lives in [`pb`].
 
 pub mod audit;
+pub mod codec;
 pub mod connection;
 pub mod convert;
 pub mod error;

@@ -1036,6 +1036,39 @@ async fn malformed_input(backend: Backend) {
         "contract_number",
     );
 
+    // A message that is not a protobuf message of its type at all (a client's encoder broken):
+    // INVALID_ARGUMENT naming the field prost stopped at, from the message's top (a oneof's
+    // member by its own name), never INTERNAL; nothing is posted.
+    let batch = pb::SubmitBatchRequest {
+        items: vec![repayment_item("raw-1", "B1-NOT-UTF8", "2021-03-20", 100)],
+    };
+    let mut body = prost::Message::encode_to_vec(&batch);
+    let at = body.windows(8).position(|w| w == b"NOT-UTF8").expect("the loan id's bytes");
+    body[at] = 0xff;
+    let submit = "/loanledger.v1.LoanService/SubmitBatch";
+    let refused = app.raw_call(&t.bank, submit, body).await.map(tonic::Response::new);
+    let refused = expect_invalid(refused, "items.repayment.loan_id");
+    assert_eq!(
+        refused.message(),
+        "items.repayment.loan_id cannot be decoded as protobuf: invalid string value: data is \
+         not UTF-8 encoded"
+    );
+    // A field of a wire type no protobuf message has (7): the message as a whole.
+    let get = "/loanledger.v1.LoanService/GetLoan";
+    let refused = app.raw_call(&t.bank, get, vec![0x0f]).await.map(tonic::Response::new);
+    let refused = expect_code(refused, Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("the message cannot be decoded as protobuf: "),
+        "{refused:?}"
+    );
+    // The same call well formed reaches the service.
+    let well_formed = prost::Message::encode_to_vec(&pb::GetLoanRequest {
+        loan_id: "B1-NONE".into(),
+        ..Default::default()
+    });
+    let missing = app.raw_call(&t.bank, get, well_formed).await.map(tonic::Response::new);
+    expect_code(missing, Code::NotFound);
+
     // Only the contract, its disbursement and the two households were posted.
     let journal = app.journal(&t.auditor, LEDGER).await;
     assert_eq!(journal.len(), journal_before + 4);

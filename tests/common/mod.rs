@@ -297,6 +297,23 @@ impl TestApp {
         self.endpoint().connect_lazy()
     }
 
+    /// A unary call of `path` (`/loanledger.v1.Service/Method`) whose message is `body`, its
+    /// bytes sent as they are (a client whose encoder is broken), by the holder of `token`.
+    pub async fn raw_call(
+        &self,
+        token: &str,
+        path: &'static str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel());
+        grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut request = tonic::Request::new(body);
+        let bearer = MetadataValue::try_from(format!("Bearer {token}")).expect("printable");
+        request.metadata_mut().insert("authorization", bearer);
+        let path = http::uri::PathAndQuery::from_static(path);
+        grpc.unary(request, path, RawCodec).await.map(tonic::Response::into_inner)
+    }
+
     /// The server's address, for a client of the test's own settings.
     pub fn endpoint(&self) -> Endpoint {
         Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
@@ -1120,5 +1137,48 @@ pub fn serve_settings(
         signing_key: None,
         backups: None,
         tls: None,
+    }
+}
+
+/// A codec of bytes as they are, both ways ([`TestApp::raw_call`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
     }
 }

@@ -1,0 +1,180 @@
+//! The gRPC codec of the generated services and clients: tonic's prost codec, but a message
+//! that is not a protobuf message of its type at all (a string field's bytes not UTF-8, a field
+//! sent with another wire type, a length past the end) is refused as `INVALID_ARGUMENT`, naming
+//! the field prost names (`items.repayment.loan_id`), in the service's own words and with a
+//! `BadRequest` as every other malformed input (DESIGN.md: bad input is never `INTERNAL`).
+//! tonic's codec answers it `INTERNAL` with prost's text, as gRPC's status-code table has it for
+//! an unparsable message; a client decoding a reply it cannot read reports it as invalid too.
+//!
+//! The encoding is prost's, unchanged (`tonic_prost::ProstEncoder`).
+
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+
+use prost::Message;
+use prost_types::{DescriptorProto, FileDescriptorSet};
+use tonic::Status;
+use tonic::codec::{BufferSettings, DecodeBuf};
+use tonic_prost::{ProstDecoder, ProstEncoder};
+
+/// The services' codec (`build.rs` names it to the code generator).
+#[derive(Debug, Clone)]
+pub struct Codec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for Codec<T, U> {
+    fn default() -> Self {
+        Codec(PhantomData)
+    }
+}
+
+impl<T, U> tonic::codec::Codec for Codec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = Decoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Decoder(ProstDecoder::default())
+    }
+}
+
+/// prost's decoder, its failure an `INVALID_ARGUMENT` ([`undecodable`]).
+#[derive(Debug, Clone)]
+pub struct Decoder<U>(ProstDecoder<U>);
+
+impl<U: Message + Default> tonic::codec::Decoder for Decoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        U::decode(buf).map(Some).map_err(|e| undecodable(&e.to_string()))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
+    }
+}
+
+/// prost's text of an undecodable message: its prefix, then the fields it was in, innermost
+/// first (`Message.field: `), then what was wrong.
+const PROST_PREFIX: &str = "failed to decode Protobuf message: ";
+
+/// The status of a message prost could not decode (`text`, [`PROST_PREFIX`]'s form): the
+/// field's path from the message's top, where prost names one, and prost's reason.
+pub fn undecodable(text: &str) -> Status {
+    let mut rest = text.strip_prefix(PROST_PREFIX).unwrap_or(text);
+    // Each field's message and name, innermost first.
+    let mut path: Vec<(&str, &str)> = Vec::new();
+    while let Some((segment, after)) = rest.split_once(": ")
+        && let Some((message, field)) = segment.split_once('.')
+        && [message, field].iter().all(|name| is_name(name))
+    {
+        path.push((message, field));
+        rest = after;
+    }
+    if path.is_empty() {
+        return Status::invalid_argument(format!(
+            "the message cannot be decoded as protobuf: {rest}"
+        ));
+    }
+    // prost names a oneof where the proto names its member: the member of the message inside
+    // it, where there is one.
+    let mut names = Vec::with_capacity(path.len());
+    for (at, (message, field)) in path.iter().enumerate() {
+        let inner = at.checked_sub(1).map(|inner| path[inner].0);
+        let member = inner.and_then(|inner| oneof_member(message, field, inner));
+        names.push(member.unwrap_or_else(|| field.to_string()));
+    }
+    names.reverse();
+    super::error::invalid(&names.join("."), format!("cannot be decoded as protobuf: {rest}"))
+}
+
+/// The member of `message`'s oneof `oneof` of type `inner` (a message), by the services' file
+/// descriptors; `None` when `oneof` is no oneof of `message` (a field then) or none matches.
+fn oneof_member(message: &str, oneof: &str, inner: &str) -> Option<String> {
+    static FILES: OnceLock<Option<FileDescriptorSet>> = OnceLock::new();
+    let files = FILES
+        .get_or_init(|| FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).ok())
+        .as_ref()?;
+    let mut messages: Vec<&DescriptorProto> =
+        files.file.iter().flat_map(|f| f.message_type.iter()).collect();
+    while let Some(m) = messages.pop() {
+        if m.name() != message {
+            messages.extend(m.nested_type.iter());
+            continue;
+        }
+        let index = m.oneof_decl.iter().position(|o| o.name() == oneof)?;
+        let index = i32::try_from(index).ok()?;
+        let typed = format!(".{inner}");
+        let member = m
+            .field
+            .iter()
+            .find(|f| f.oneof_index == Some(index) && f.type_name().ends_with(&typed))?;
+        return Some(member.name().to_string());
+    }
+    None
+}
+
+/// A protobuf message's or field's name.
+fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    /// The field a decoding error names, from the message's top.
+    fn field_of(status: &Status) -> Option<String> {
+        let details = status.get_error_details();
+        let violations = details.bad_request()?.field_violations.clone();
+        violations.first().map(|v| v.field.clone())
+    }
+
+    /// A string field's bytes that are not UTF-8, in a nested message: the path from the top.
+    #[test]
+    fn a_nested_field_is_named_from_the_top() {
+        use crate::api::pb;
+        let item = pb::RepaymentItem { loan_id: "L1".into(), ..Default::default() };
+        let batch = pb::SubmitBatchRequest {
+            items: vec![pb::BatchItem {
+                request_id: "i1".into(),
+                item: Some(pb::batch_item::Item::Repayment(item)),
+            }],
+        };
+        let mut bytes = batch.encode_to_vec();
+        let at = bytes.windows(2).position(|w| w == b"L1").expect("the loan id's bytes");
+        bytes[at] = 0xff;
+        let e = pb::SubmitBatchRequest::decode(bytes.as_slice()).expect_err("not UTF-8");
+        let status = undecodable(&e.to_string());
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(field_of(&status).as_deref(), Some("items.repayment.loan_id"));
+        assert_eq!(
+            status.message(),
+            "items.repayment.loan_id cannot be decoded as protobuf: invalid string value: data is \
+             not UTF-8 encoded"
+        );
+    }
+
+    /// An error prost ties to no field: the message as a whole.
+    #[test]
+    fn an_error_of_no_field_names_none() {
+        let status = undecodable("failed to decode Protobuf message: invalid wire type value: 7");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(field_of(&status), None);
+        assert_eq!(
+            status.message(),
+            "the message cannot be decoded as protobuf: invalid wire type value: 7"
+        );
+    }
+}
