@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod client;
 pub mod collections;
 pub mod domain;
 pub mod ledger;

@@ -219,6 +219,47 @@ enum Cmd {
         #[command(subcommand)]
         command: TokenCmd,
     },
+    /// Call the API from the shell: `methods` lists them, `call` sends a request given as JSON
+    /// and prints each answer as one line of JSON (protobuf's JSON mapping, as grpcurl's). No
+    /// database, no proto files. Exit status 1 when the service refuses the call (its code,
+    /// message, field or reason on stderr), 2 when the call cannot be made as asked, 3 when the
+    /// server cannot be reached.
+    Client {
+        /// The server: http://HOST:PORT, or https://HOST:PORT for one serving TLS.
+        #[arg(long, env = "LOANLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// The bearer token (`token create` makes one).
+        #[arg(long, env = "LOANLEDGER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The CA certificates (PEM) the server's certificate chains to (https://).
+        #[arg(long, env = "LOANLEDGER_CA_CERT")]
+        ca_cert: Option<std::path::PathBuf>,
+        /// The client's certificate (PEM), for a server asking for mutual TLS; with
+        /// --client-key.
+        #[arg(long, env = "LOANLEDGER_CLIENT_CERT", requires = "client_key")]
+        client_cert: Option<std::path::PathBuf>,
+        /// The private key of --client-cert (PEM).
+        #[arg(long, env = "LOANLEDGER_CLIENT_KEY", requires = "client_cert")]
+        client_key: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        command: ClientCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// List every method: `Service/Method(Request) returns [stream ]Answer`.
+    Methods,
+    /// Call a method with a request given as JSON and print each answer (a stream's each in
+    /// turn) as one line of JSON.
+    Call {
+        /// `Service/Method`, e.g. `LoanService/GetLoan` (the package may lead:
+        /// `loanledger.v1.LoanService/GetLoan`).
+        method: String,
+        /// The request as JSON, e.g. '{"loanId": "B1-C-001"}' (`-`: standard input); `{}` when
+        /// left out.
+        request: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -342,6 +383,47 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             app.run_until(shutdown_signal()).await
+        }
+        Cmd::Client { server, token, ca_cert, client_cert, client_key, command } => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).with_context(|| format!("Failed to read {}", path.display()))
+            };
+            let target = loanledger::client::Target {
+                server,
+                token,
+                ca_cert: ca_cert.as_deref().map(read).transpose()?,
+                identity: match (client_cert, client_key) {
+                    (Some(cert), Some(key)) => Some((read(&cert)?, read(&key)?)),
+                    _ => None,
+                },
+            };
+            let called = match command {
+                ClientCmd::Methods => loanledger::client::methods().map(|methods| {
+                    for m in methods {
+                        println!("{m}");
+                    }
+                }),
+                ClientCmd::Call { method, request } => {
+                    let request = match request.as_deref() {
+                        None => "{}".to_string(),
+                        Some("-") => std::io::read_to_string(std::io::stdin())
+                            .context("Failed to read the request from standard input")?,
+                        Some(json) => json.to_string(),
+                    };
+                    let print = |line: String| println!("{line}");
+                    loanledger::client::call(&target, &method, &request, print).await
+                }
+            };
+            if let Err(e) = called {
+                use loanledger::client::ClientError;
+                eprintln!("{e}");
+                std::process::exit(match e {
+                    ClientError::Status(_) => 1,
+                    ClientError::Usage(_) => 2,
+                    ClientError::Transport { .. } => 3,
+                });
+            }
+            Ok(())
         }
         Cmd::Check {
             public_key,

@@ -42,6 +42,7 @@ mod auth;
 mod backup;
 mod checkpoints;
 mod claims;
+mod client;
 mod lifecycle;
 mod pools;
 mod risk_fund;

@@ -311,7 +311,7 @@ impl TestApp {
         let bearer = MetadataValue::try_from(format!("Bearer {token}")).expect("printable");
         request.metadata_mut().insert("authorization", bearer);
         let path = http::uri::PathAndQuery::from_static(path);
-        grpc.unary(request, path, RawCodec).await.map(tonic::Response::into_inner)
+        grpc.unary(request, path, loanledger::client::Bytes).await.map(tonic::Response::into_inner)
     }
 
     /// The server's address, for a client of the test's own settings.
@@ -1137,48 +1137,5 @@ pub fn serve_settings(
         signing_key: None,
         backups: None,
         tls: None,
-    }
-}
-
-/// A codec of bytes as they are, both ways ([`TestApp::raw_call`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Status> {
-        bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let n = bytes::Buf::remaining(src);
-        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
     }
 }

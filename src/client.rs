@@ -1,0 +1,313 @@
+//! `loanledger client`: any call of the API from the shell, by the method's name, its request
+//! and its answer as JSON (protobuf's JSON mapping, as grpcurl reads and prints it:
+//! lowerCamelCase names, 64-bit integers as strings, every field given, zeros too). The
+//! messages are read and written through the services' own file descriptors (the ones server
+//! reflection serves), so nothing else is needed: no proto files, no other tool (DESIGN.md:
+//! the CLI's client subcommands).
+//!
+//! - [`methods`]: every method, `Service/Method` with its request and answer types (`stream`
+//!   before a streamed answer).
+//! - [`call`]: a method named `LoanService/GetLoan` (or with its package,
+//!   `loanledger.v1.LoanService/GetLoan`, or with a `.` for the `/`) called with a request
+//!   given as JSON; each answer (one, or a stream's each in turn) handed on as one line of JSON.
+//!
+//! What goes wrong is a [`ClientError`]: a method or request that cannot be sent (`Usage`: no
+//! such method, JSON that is not its request), the server unreachable (`Transport`), or the
+//! service's refusal (`Status`), shown as its gRPC code and message with the field a
+//! `BadRequest` names and the reason and figures of an `ErrorInfo`. `main` prints it to stderr
+//! and exits 2, 3 or 1.
+
+use std::sync::OnceLock;
+
+use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, SerializeOptions};
+use tonic::Status;
+use tonic::codec::{DecodeBuf, EncodeBuf};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic_types::StatusExt;
+
+/// The server a client calls, and as whom.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// `http://HOST:PORT`, or `https://` for a server serving TLS.
+    pub server: String,
+    /// The bearer token, if any (a call without one is refused `UNAUTHENTICATED`).
+    pub token: Option<String>,
+    /// The CA certificates (PEM) the server's certificate must chain to (`https://`).
+    pub ca_cert: Option<Vec<u8>>,
+    /// The client's certificate and key (PEM), for a server asking for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The call cannot be made as asked: no such method, a request that is not its JSON.
+    #[error("{0}")]
+    Usage(String),
+    /// The server could not be reached.
+    #[error("cannot reach {server}: {why}")]
+    Transport { server: String, why: String },
+    /// The service answered with an error status.
+    #[error("{}", shown(.0))]
+    Status(Status),
+}
+
+/// The services' messages and methods, read once.
+fn pool() -> Result<&'static DescriptorPool, ClientError> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        DescriptorPool::decode(crate::api::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
+    });
+    pool.as_ref().map_err(|e| ClientError::Usage(format!("the API's descriptors: {e}")))
+}
+
+/// Every method of the API, one a line: `Service/Method(Request) returns [stream ]Answer`.
+pub fn methods() -> Result<Vec<String>, ClientError> {
+    let mut listed = Vec::new();
+    for service in pool()?.services() {
+        for m in service.methods() {
+            let stream = if m.is_server_streaming() { "stream " } else { "" };
+            listed.push(format!(
+                "{}/{}({}) returns {stream}{}",
+                service.name(),
+                m.name(),
+                m.input().name(),
+                m.output().name()
+            ));
+        }
+    }
+    Ok(listed)
+}
+
+/// The method `name` names: `Service/Method`, with or without the package, `/` or `.` between.
+pub fn method(name: &str) -> Result<MethodDescriptor, ClientError> {
+    let (service, method) = name
+        .rsplit_once(['/', '.'])
+        .ok_or_else(|| ClientError::Usage(format!("{name:?} is not Service/Method")))?;
+    let service = service.strip_prefix("loanledger.v1.").unwrap_or(service);
+    let found = pool()?
+        .services()
+        .filter(|s| s.name() == service)
+        .find_map(|s| s.methods().find(|m| m.name() == method));
+    found.ok_or_else(|| {
+        ClientError::Usage(format!(
+            "no method {name:?} in the API (`loanledger client methods` lists them)"
+        ))
+    })
+}
+
+/// Calls `method_name` with the request `json`, handing each answer to `each` as one line of
+/// JSON as it comes (a stream's in turn).
+pub async fn call(
+    target: &Target,
+    method_name: &str,
+    json: &str,
+    mut each: impl FnMut(String),
+) -> Result<(), ClientError> {
+    let method = method(method_name)?;
+    if method.is_client_streaming() {
+        return Err(ClientError::Usage(format!("{method_name} takes a stream of requests")));
+    }
+    let request = request_of(&method, json)?;
+    let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+    let path = PathAndQuery::try_from(path).map_err(|e| ClientError::Usage(e.to_string()))?;
+    let mut grpc = tonic::client::Grpc::new(channel(target).await?);
+    let unreachable = |e: &dyn std::fmt::Display| ClientError::Transport {
+        server: target.server.clone(),
+        why: e.to_string(),
+    };
+    grpc.ready().await.map_err(|e| unreachable(&e))?;
+    let mut request = tonic::Request::new(request);
+    if let Some(token) = &target.token {
+        let bearer = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| ClientError::Usage("the token is not printable ASCII".into()))?;
+        request.metadata_mut().insert("authorization", bearer);
+    }
+    let answer = |bytes: Vec<u8>| answer_of(&method, &bytes);
+    // The channel connects at the first call: a server away is a status of the client's own,
+    // with the transport's error as its source (the service's statuses come with none).
+    let failed = |status: Status| match std::error::Error::source(&status) {
+        Some(_) if status.code() == tonic::Code::Unavailable => unreachable(&status.message()),
+        _ => ClientError::Status(status),
+    };
+    if method.is_server_streaming() {
+        let response = grpc.server_streaming(request, path, Bytes).await;
+        let mut stream = response.map_err(failed)?.into_inner();
+        while let Some(bytes) = stream.message().await.map_err(failed)? {
+            each(answer(bytes)?);
+        }
+    } else {
+        let response = grpc.unary(request, path, Bytes).await.map_err(failed)?;
+        each(answer(response.into_inner())?);
+    }
+    Ok(())
+}
+
+/// The request `json` of `method`, encoded.
+fn request_of(method: &MethodDescriptor, json: &str) -> Result<Vec<u8>, ClientError> {
+    let input = method.input();
+    let mut de = serde_json::Deserializer::from_str(json);
+    let request = DynamicMessage::deserialize(input.clone(), &mut de).and_then(|r| {
+        de.end()?;
+        Ok(r)
+    });
+    let request = request.map_err(|e| {
+        ClientError::Usage(format!("the request is not the JSON of a {}: {e}", input.name()))
+    })?;
+    Ok(request.encode_to_vec())
+}
+
+/// An answer of `method` as one line of JSON.
+fn answer_of(method: &MethodDescriptor, bytes: &[u8]) -> Result<String, ClientError> {
+    let output = method.output();
+    let answer = DynamicMessage::decode(output.clone(), bytes)
+        .map_err(|e| ClientError::Usage(format!("the answer is not a {}: {e}", output.name())))?;
+    let options = SerializeOptions::new().skip_default_fields(false);
+    let mut json = Vec::new();
+    let mut ser = serde_json::Serializer::new(&mut json);
+    answer
+        .serialize_with_options(&mut ser, &options)
+        .map_err(|e| ClientError::Usage(format!("the answer as JSON: {e}")))?;
+    String::from_utf8(json).map_err(|e| ClientError::Usage(e.to_string()))
+}
+
+/// A channel to the target, with TLS for `https://`.
+async fn channel(target: &Target) -> Result<tonic::transport::Channel, ClientError> {
+    let endpoint = Endpoint::from_shared(target.server.clone()).map_err(|e| {
+        ClientError::Usage(format!("{:?} is not a server's URL: {e}", target.server))
+    })?;
+    let endpoint = match target.server.starts_with("https://") {
+        true => {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(ca) = &target.ca_cert {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &target.identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint.tls_config(tls).map_err(|e| ClientError::Usage(format!("TLS: {e}")))?
+        }
+        false => endpoint,
+    };
+    Ok(endpoint.connect_lazy())
+}
+
+/// A status as the client shows it: its code and message, then the field a `BadRequest`
+/// names and the reason and figures of an `ErrorInfo`.
+fn shown(status: &Status) -> String {
+    let mut shown = format!("{:?}: {}", status.code(), status.message());
+    let details = status.get_error_details();
+    if let Some(bad) = details.bad_request() {
+        for v in &bad.field_violations {
+            shown.push_str(&format!("\n  field {}: {}", v.field, v.description));
+        }
+    }
+    if let Some(info) = details.error_info() {
+        shown.push_str(&format!("\n  reason {}", info.reason));
+        let mut metadata: Vec<_> = info.metadata.iter().collect();
+        metadata.sort();
+        for (key, value) in metadata {
+            shown.push_str(&format!("\n  {key}: {value}"));
+        }
+    }
+    shown
+}
+
+/// Messages as their bytes, both ways: the client encodes and decodes them itself (and a
+/// test sends bytes that are no message at all).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bytes;
+
+impl tonic::codec::Codec for Bytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Bytes;
+    type Decoder = Bytes;
+
+    fn encoder(&mut self) -> Bytes {
+        Bytes
+    }
+
+    fn decoder(&mut self) -> Bytes {
+        Bytes
+    }
+}
+
+impl tonic::codec::Encoder for Bytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Bytes {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_method_is_named_with_or_without_its_package() {
+        for name in [
+            "LoanService/GetLoan",
+            "loanledger.v1.LoanService/GetLoan",
+            "loanledger.v1.LoanService.GetLoan",
+        ] {
+            let m = method(name).expect(name);
+            assert_eq!(m.full_name(), "loanledger.v1.LoanService.GetLoan");
+        }
+        for name in ["GetLoan", "LoanService/Nothing", "Nothing/GetLoan"] {
+            assert!(matches!(method(name), Err(ClientError::Usage(_))), "{name}");
+        }
+    }
+
+    /// Every method listed, a streamed answer marked.
+    #[test]
+    fn the_methods_are_listed() {
+        let listed = methods().expect("listed");
+        assert!(listed.contains(
+            &"AuditService/GetLoanHistory(GetLoanHistoryRequest) returns stream JournalTransaction"
+                .to_string()
+        ));
+        assert!(
+            listed.contains(&"AuditService/Verify(VerifyRequest) returns VerifyResponse".into())
+        );
+    }
+
+    /// A request's JSON, by its proto3 names (lowerCamelCase or the field's own), 64-bit
+    /// integers as strings or numbers; JSON of another shape names the message.
+    #[test]
+    fn a_request_is_read_from_its_json() {
+        use crate::api::pb;
+        let m = method("AuditService/Verify").expect("Verify");
+        let bytes = request_of(&m, r#"{"ledgerId": "450121", "recheck_answers": true}"#).unwrap();
+        let request = pb::VerifyRequest::decode(bytes.as_slice()).expect("a VerifyRequest");
+        assert_eq!((request.ledger_id.as_str(), request.recheck_answers), ("450121", true));
+        let m = method("AuditService/ReadJournal").expect("ReadJournal");
+        let bytes = request_of(&m, r#"{"ledgerId": "L", "fromSeq": "7"}"#).unwrap();
+        let request = pb::ReadJournalRequest::decode(bytes.as_slice()).expect("a request");
+        assert_eq!(request.from_seq, 7);
+        for wrong in [r#"{"ledgerId": 7}"#, r#"{"nothing": 1}"#, "{} {}", "["] {
+            let Err(ClientError::Usage(why)) = request_of(&m, wrong) else {
+                panic!("{wrong} is not a request");
+            };
+            assert!(
+                why.starts_with("the request is not the JSON of a ReadJournalRequest"),
+                "{why}"
+            );
+        }
+    }
+}

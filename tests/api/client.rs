@@ -1,0 +1,143 @@
+//! `loanledger client`, the CLI's calls of the API, run as a process against a real server:
+//! a request given as JSON, each answer printed as one line of JSON (a stream's in turn), a
+//! refusal on stderr with its code, field or reason and exit status 1, a call that cannot be
+//! made exit status 2, a server away 3; and a checkpoint it prints checked offline by
+//! `loanledger check`. Each scenario runs on SQLite and on PostgreSQL.
+
+use loanledger::api::pb;
+
+use super::with_disbursed_loan;
+use crate::common::*;
+
+on_both_backends!(the_cli_client_calls_the_api);
+
+/// What `loanledger client` printed and how it ended.
+struct Run {
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// `loanledger client` against `app` as the holder of `token` (none: no token), with `args`
+/// after `client`.
+fn client(app: &TestApp, token: Option<&str>, args: &[&str]) -> Run {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
+    command.arg("client").arg("--server").arg(format!("http://127.0.0.1:{}", app.port));
+    command.env_remove("LOANLEDGER_TOKEN");
+    if let Some(token) = token {
+        command.args(["--token", token]);
+    }
+    let out = command.args(args).output().expect("loanledger client runs");
+    Run {
+        status: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Each line printed, read as JSON.
+fn lines(run: &Run) -> Vec<serde_json::Value> {
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let read = |line: &str| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    run.stdout.lines().map(read).collect()
+}
+
+/// A bank's engineer reads its loan and its history from the shell, and records a repayment
+/// with a request of its own, once whatever the retries; a refusal names its field or reason
+/// and exits 1; an unknown method or a request of another shape exits 2 naming it, a server
+/// away 3; an auditor takes a checkpoint that `loanledger check` holds to the pinned key.
+async fn the_cli_client_calls_the_api(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let methods = client(&app, None, &["methods"]);
+    assert_eq!(methods.status, Some(0), "{}", methods.stderr);
+    assert!(
+        methods.stdout.lines().any(|l| l == "LoanService/GetLoan(GetLoanRequest) returns Loan")
+    );
+
+    // The loan, as proto3's JSON gives it: 64-bit integers as strings, zeros given too.
+    let get = format!(r#"{{"loanId": "{id}"}}"#);
+    let loan = lines(&client(&app, Some(&t.bank), &["call", "LoanService/GetLoan", &get]));
+    assert_eq!(loan.len(), 1);
+    assert_eq!(loan[0]["loanId"], id.as_str());
+    assert_eq!(loan[0]["principalOutstandingFen"], STANDARD_PRINCIPAL_FEN.to_string());
+    assert_eq!(loan[0]["principalRepaidFen"], "0");
+
+    // A repayment, sent twice with its request id: posted once, the same answer again.
+    let repay = format!(
+        r#"{{"requestId": "cli-1", "loanId": "{id}", "valueDate": "2021-03-20", "amountFen": 1029410}}"#
+    );
+    let repaid =
+        lines(&client(&app, Some(&t.bank), &["call", "LoanService/RecordRepayment", &repay]));
+    let again =
+        lines(&client(&app, Some(&t.bank), &["call", "LoanService/RecordRepayment", &repay]));
+    assert_eq!(repaid, again);
+    let outstanding = repaid[0]["loan"]["principalOutstandingFen"].clone();
+    assert_eq!(outstanding, (STANDARD_PRINCIPAL_FEN - 1_000_000).to_string());
+    let history = format!(r#"{{"loanId": "{id}"}}"#);
+    let history = client(&app, Some(&t.bank), &["call", "AuditService/GetLoanHistory", &history]);
+    let kinds: Vec<String> =
+        lines(&history).iter().map(|e| e["kind"].as_str().expect("a kind").to_string()).collect();
+    assert_eq!(kinds, ["loan.created", "loan.disbursed", "loan.repaid"]);
+    let via_grpc = app.history(&t.bank, &id).await;
+    assert_eq!(via_grpc.len(), kinds.len());
+
+    // Refused by the service: exit 1, the code and the field or reason on stderr.
+    let bad_date = repay.replace("2021-03-20", "2021-02-30").replace("cli-1", "cli-2");
+    let refused = client(&app, Some(&t.bank), &["call", "LoanService/RecordRepayment", &bad_date]);
+    assert_eq!(refused.status, Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.starts_with("InvalidArgument: "), "{}", refused.stderr);
+    assert!(refused.stderr.contains("\n  field value_date: "), "{}", refused.stderr);
+    let early = repay.replace("2021-03-20", "2021-01-01").replace("cli-1", "cli-3");
+    let refused = client(&app, Some(&t.bank), &["call", "LoanService/RecordRepayment", &early]);
+    assert_eq!(refused.status, Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.starts_with("FailedPrecondition: "), "{}", refused.stderr);
+    assert!(refused.stderr.contains("\n  reason VALUE_DATE_OUT_OF_RANGE\n"), "{}", refused.stderr);
+    let anonymous = client(&app, None, &["call", "LoanService/GetLoan", &get]);
+    assert_eq!(anonymous.status, Some(1));
+    assert!(anonymous.stderr.starts_with("Unauthenticated: "), "{}", anonymous.stderr);
+    // Not made: exit 2, naming what is wrong; nothing sent.
+    let unknown = client(&app, Some(&t.bank), &["call", "LoanService/Repay", &repay]);
+    assert_eq!(unknown.status, Some(2));
+    assert!(unknown.stderr.contains("no method \"LoanService/Repay\""), "{}", unknown.stderr);
+    let misshapen = r#"{"loanId": 7}"#;
+    let misshapen = client(&app, Some(&t.bank), &["call", "LoanService/GetLoan", misshapen]);
+    assert_eq!(misshapen.status, Some(2));
+    assert!(
+        misshapen.stderr.starts_with("the request is not the JSON of a GetLoanRequest: "),
+        "{}",
+        misshapen.stderr
+    );
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.iter().filter(|e| e.kind == "loan.repaid").count(), 1);
+    // A server away: exit 3, naming it.
+    let mut away = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["client", "--server", "http://127.0.0.1:1", "call", "LoanService/GetLoan", &get])
+        .output()
+        .expect("loanledger client runs");
+    away.stderr.truncate(200);
+    assert_eq!(away.status.code(), Some(3), "{}", String::from_utf8_lossy(&away.stderr));
+    assert!(String::from_utf8_lossy(&away.stderr).starts_with("cannot reach http://127.0.0.1:1: "));
+
+    // An auditor's checkpoint, printed by the client, held offline to the pinned key.
+    let ledger = format!(r#"{{"ledgerId": "{LEDGER}"}}"#);
+    let checkpoint =
+        client(&app, Some(&t.auditor), &["call", "AuditService/GetCheckpoint", &ledger]);
+    let checkpoint = lines(&checkpoint).remove(0);
+    let pinned = checkpoint["publicKey"].as_str().expect("its key").to_string();
+    let request = pb::GetCheckpointRequest { ledger_id: LEDGER.into(), tree_size: 0 };
+    let via_grpc = app.audit(&t.auditor).get_checkpoint(request).await.expect("GetCheckpoint");
+    assert_eq!(checkpoint["rootHash"], via_grpc.get_ref().root_hash.as_str());
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("checkpoint.json");
+    std::fs::write(&file, checkpoint.to_string()).expect("written");
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["check", "--public-key", &pinned, "--expect", "checkpoint"])
+        .arg(&file)
+        .output()
+        .expect("loanledger check runs");
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
