@@ -127,11 +127,26 @@ pub async fn call(
         request.metadata_mut().insert("authorization", bearer);
     }
     let answer = |bytes: Vec<u8>| answer_of(&method, &bytes);
-    // The channel connects at the first call: a server away is a status of the client's own,
-    // with the transport's error as its source (the service's statuses come with none).
+    // The channel connects at the first call: a server away (or a TLS handshake it refused)
+    // is a status of the client's own, with the transport's error as its source; the
+    // service's statuses, read from its answer, come with none.
     let failed = |status: Status| match std::error::Error::source(&status) {
-        Some(_) if status.code() == tonic::Code::Unavailable => unreachable(&status.message()),
-        _ => ClientError::Status(status),
+        Some(mut source) => {
+            let mut why = status.message().to_string();
+            loop {
+                // (Each layer's text, once: they often repeat the one below.)
+                let text = source.to_string();
+                if !why.contains(&text) {
+                    why.push_str(&format!(": {text}"));
+                }
+                match source.source() {
+                    Some(next) => source = next,
+                    None => break,
+                }
+            }
+            unreachable(&why)
+        }
+        None => ClientError::Status(status),
     };
     if method.is_server_streaming() {
         let response = grpc.server_streaming(request, path, Bytes).await;

@@ -158,9 +158,33 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_its_ca(backend: Ba
     let trusting = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&files.ca_pem));
 
     let (cert, key) = issued(&clients_ca, &["bank-b1"], ExtendedKeyUsagePurpose::ClientAuth);
-    let bank = trusting.clone().identity(Identity::from_pem(cert, key));
+    let bank = trusting.clone().identity(Identity::from_pem(&cert, &key));
     let metrics = metrics_over(https(port, bank.clone()), &t.operator).await;
     metrics.expect("GetMetrics with a client certificate of the client CA");
+    // The CLI's client alike: with the server's CA and the client's certificate, served;
+    // without its certificate, not connected (exit status 3).
+    let file = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("a PEM file");
+        path.to_str().expect("a UTF-8 path").to_string()
+    };
+    let (ca, cert, key) =
+        (file("ca.pem", &files.ca_pem), file("bank.pem", &cert), file("bank.key", &key));
+    let url = format!("https://localhost:{port}");
+    let cli = |identity: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["client", "--server", &url, "--token", &t.finance, "--ca-cert", &ca])
+            .args(identity)
+            .args(["call", "RegistryService/GetLedger", &format!(r#"{{"ledgerId":"{LEDGER}"}}"#)])
+            .output()
+            .expect("loanledger client runs")
+    };
+    let served = cli(&["--client-cert", &cert, "--client-key", &key]);
+    assert!(served.status.success(), "{}", String::from_utf8_lossy(&served.stderr));
+    let ledger: serde_json::Value = serde_json::from_slice(&served.stdout).expect("JSON");
+    assert_eq!(ledger["ledgerId"], LEDGER);
+    let unserved = cli(&[]);
+    assert_eq!(unserved.status.code(), Some(3), "{}", String::from_utf8_lossy(&unserved.stderr));
     // Its certificate lets it connect; its token still decides what it may do.
     let denied = RegistryServiceClient::with_interceptor(
         https(port, bank).connect_lazy(),
