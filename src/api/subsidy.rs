@@ -455,6 +455,16 @@ fn claimed_lines(
                 j if j < 0 => return Err(invalid(&field("jishu"), "must not be negative")),
                 j => Some(j),
             },
+            household_id: match line.household_id.as_str() {
+                "" => None,
+                id => Some(parse::id(&field("household_id"), id)?),
+            },
+            township: stated(&field("township"), &line.township)?,
+            village: stated(&field("village"), &line.village)?,
+            period_start: match line.period_start.as_str() {
+                "" => None,
+                date => Some(parse::date(&field("period_start"), date)?),
+            },
         };
         if let Some(first) = seen.insert((claimed.loan_id.clone(), due_date), i) {
             let message = format!("claims the loan-period of lines[{first}] again");
@@ -463,6 +473,12 @@ fn claimed_lines(
         parsed.push(claimed);
     }
     Ok(parsed)
+}
+
+/// A text a claim's line states, trimmed as the registry keeps it (`None`: not stated).
+fn stated(field: &str, text: &str) -> Result<Option<String>, Status> {
+    let text = parse::text(field, text, false)?;
+    Ok((!text.is_empty()).then_some(text))
 }
 
 /// A claim as answered, with its sums (`totals`: its lines', which a summary's claim has not).
@@ -529,6 +545,10 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
             Difference::RateDiffers => pb::ClaimDifference::RateDiffers,
             Difference::DaysDiffers => pb::ClaimDifference::DaysDiffers,
             Difference::JishuDiffers => pb::ClaimDifference::JishuDiffers,
+            Difference::HouseholdDiffers => pb::ClaimDifference::HouseholdDiffers,
+            Difference::TownshipDiffers => pb::ClaimDifference::TownshipDiffers,
+            Difference::VillageDiffers => pb::ClaimDifference::VillageDiffers,
+            Difference::PeriodStartDiffers => pb::ClaimDifference::PeriodStartDiffers,
         };
         i32::from(d)
     };
@@ -542,6 +562,10 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
             annual_rate: l.claimed.annual_rate.map(|r| r.to_string()).unwrap_or_default(),
             days: l.claimed.days.unwrap_or(0),
             jishu: l.claimed.jishu.unwrap_or(0),
+            household_id: l.claimed.household_id.clone().unwrap_or_default(),
+            township: l.claimed.township.clone().unwrap_or_default(),
+            village: l.claimed.village.clone().unwrap_or_default(),
+            period_start: l.claimed.period_start.map(format_date).unwrap_or_default(),
         }),
         household_id: l.household_id.clone(),
         township: l.township.clone(),

@@ -70,7 +70,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::date::iso;
+use super::date::{iso, iso_opt};
 use super::error::{DomainError, Reason};
 use super::money::Fen;
 use super::policy::{PolicyVersion, in_force};
@@ -98,6 +98,37 @@ pub struct ClaimedLine {
     pub days: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jishu: Option<i64>,
+    /// The household, its township and village, and the period's first day, as the bank's
+    /// list states them (DESIGN.md's claim line; since 2026-12-06, left out when not stated,
+    /// so a claim submitted before keeps its bytes); not compared when not stated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub township: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub village: Option<String>,
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub period_start: Option<NaiveDate>,
+}
+
+impl ClaimedLine {
+    /// A line claiming `subsidy` of a loan-period paid `interest_paid`, stating nothing more.
+    pub fn of(loan_id: &str, due_date: NaiveDate, interest_paid: Fen, subsidy: Fen) -> Self {
+        ClaimedLine {
+            loan_id: loan_id.to_string(),
+            due_date,
+            interest_paid_fen: interest_paid,
+            subsidy_fen: subsidy,
+            principal_fen: None,
+            annual_rate: None,
+            days: None,
+            jishu: None,
+            household_id: None,
+            township: None,
+            village: None,
+            period_start: None,
+        }
+    }
 }
 
 /// Why a claimed line is not payable as claimed (see the module doc).
@@ -113,6 +144,10 @@ pub enum Difference {
     RateDiffers,
     DaysDiffers,
     JishuDiffers,
+    HouseholdDiffers,
+    TownshipDiffers,
+    VillageDiffers,
+    PeriodStartDiffers,
 }
 
 impl Difference {
@@ -127,6 +162,10 @@ impl Difference {
             Difference::RateDiffers => "RATE_DIFFERS",
             Difference::DaysDiffers => "DAYS_DIFFERS",
             Difference::JishuDiffers => "JISHU_DIFFERS",
+            Difference::HouseholdDiffers => "HOUSEHOLD_DIFFERS",
+            Difference::TownshipDiffers => "TOWNSHIP_DIFFERS",
+            Difference::VillageDiffers => "VILLAGE_DIFFERS",
+            Difference::PeriodStartDiffers => "PERIOD_START_DIFFERS",
         }
     }
 }
@@ -803,6 +842,9 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
     if claimed.jishu.is_some_and(|jishu| jishu != recomputed.jishu) {
         differences.push(Difference::JishuDiffers);
     }
+    if claimed.period_start.is_some_and(|start| start != recomputed.start) {
+        differences.push(Difference::PeriodStartDiffers);
+    }
     ClaimLine {
         claimed: claimed.clone(),
         household_id: String::new(),
@@ -818,7 +860,10 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
 }
 
 /// Marks the differences of the loan's principal and rate the line states from the contract's
-/// (`principal`, `rate`), for a line in the register.
+/// (`principal`, `rate`), and of the household, township and village it states from the
+/// loan's household as recorded (the line's `household_id`, `township` and `village`, set
+/// first), for a line in the register. Each text is compared as stated (the service keeps a
+/// household's place trimmed, and the claim's lines are trimmed alike).
 pub fn check_terms(line: &mut ClaimLine, principal: Fen, rate: AnnualRate) {
     if line.claimed.principal_fen.is_some_and(|p| p != principal) {
         line.differences.push(Difference::PrincipalDiffers);
@@ -826,6 +871,17 @@ pub fn check_terms(line: &mut ClaimLine, principal: Fen, rate: AnnualRate) {
     if line.claimed.annual_rate.is_some_and(|r| r.value() != rate.value()) {
         line.differences.push(Difference::RateDiffers);
     }
+    let stated = [
+        (&line.claimed.household_id, &line.household_id, Difference::HouseholdDiffers),
+        (&line.claimed.township, &line.township, Difference::TownshipDiffers),
+        (&line.claimed.village, &line.village, Difference::VillageDiffers),
+    ];
+    let differing: Vec<Difference> = stated
+        .into_iter()
+        .filter(|(stated, recorded, _)| stated.as_ref().is_some_and(|s| s != *recorded))
+        .map(|(_, _, difference)| difference)
+        .collect();
+    line.differences.extend(differing);
 }
 
 /// Marks the line held by another claim (`holder`), if any: it is then not payable here.
@@ -881,16 +937,7 @@ mod tests {
     }
 
     fn claimed(paid: i64, subsidy: i64) -> ClaimedLine {
-        ClaimedLine {
-            loan_id: "BB-C001".into(),
-            due_date: d("2021-03-20"),
-            interest_paid_fen: Fen(paid),
-            subsidy_fen: Fen(subsidy),
-            principal_fen: None,
-            annual_rate: None,
-            days: None,
-            jishu: None,
-        }
+        ClaimedLine::of("BB-C001", d("2021-03-20"), Fen(paid), Fen(subsidy))
     }
 
     #[test]
@@ -936,6 +983,61 @@ mod tests {
         let mut silent = check_line(&claimed(29_410, 29_410), Some(&on_time));
         check_terms(&mut silent, Fen(1), rate("0.01"));
         assert!(silent.differences.is_empty());
+    }
+
+    /// The household, township, village and period start a line states are compared when
+    /// stated: with the loan's household as recorded and the working's first day.
+    #[test]
+    fn the_household_and_the_period_a_line_states_are_compared_when_stated() {
+        let on_time = register_line(LineStanding::OnTime, 29_410, Some(29_410));
+        let rate = crate::domain::rate::AnnualRate::parse("0.0385").unwrap();
+        let stated = |household: &str, township: &str, village: &str, start: &str| ClaimedLine {
+            household_id: Some(household.into()),
+            township: Some(township.into()),
+            village: Some(village.into()),
+            period_start: Some(d(start)),
+            ..claimed(29_410, 29_410)
+        };
+        let checked = |claimed: &ClaimedLine| {
+            let mut line = check_line(claimed, Some(&on_time));
+            line.household_id = "H001".into();
+            (line.township, line.village) = ("城厢镇".into(), "东风村".into());
+            check_terms(&mut line, Fen(5_000_000), rate);
+            line
+        };
+        let right = checked(&stated("H001", "城厢镇", "东风村", "2021-01-25"));
+        assert!(right.differences.is_empty(), "{:?}", right.differences);
+        assert_eq!(right.payable_fen(), Fen(29_410));
+        let wrong = checked(&stated("H002", "城关镇", "西风村", "2021-01-26"));
+        assert_eq!(
+            wrong.differences,
+            [
+                Difference::PeriodStartDiffers,
+                Difference::HouseholdDiffers,
+                Difference::TownshipDiffers,
+                Difference::VillageDiffers
+            ]
+        );
+        assert_eq!(wrong.payable_fen(), Fen::ZERO);
+        let codes: Vec<&str> = wrong.differences.iter().map(|d| d.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["PERIOD_START_DIFFERS", "HOUSEHOLD_DIFFERS", "TOWNSHIP_DIFFERS", "VILLAGE_DIFFERS"]
+        );
+        // One stated wrong, the others not stated: that one alone.
+        let village_only =
+            ClaimedLine { village: Some("西风村".into()), ..claimed(29_410, 29_410) };
+        assert_eq!(checked(&village_only).differences, [Difference::VillageDiffers]);
+    }
+
+    /// A claim's line as submitted before these were stated reads as stating none of them,
+    /// and one stating none keeps those bytes.
+    #[test]
+    fn a_line_stating_nothing_more_keeps_its_bytes() {
+        let before = r#"{"loan_id":"BB-C001","due_date":"2021-03-20","interest_paid_fen":29410,"subsidy_fen":29410}"#;
+        let read: ClaimedLine = serde_json::from_str(before).expect("a line");
+        assert_eq!(read, claimed(29_410, 29_410));
+        assert_eq!(serde_json::to_string(&read).expect("written"), before);
     }
 
     #[test]

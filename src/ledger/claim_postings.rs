@@ -100,16 +100,12 @@ mod tests {
     /// H1 again of 100 fen, one rejected.
     fn claim() -> Claim {
         let line = |household: &str, fen: i64, decision: Decision| ClaimLine {
-            claimed: ClaimedLine {
-                loan_id: format!("B1-{household}-{fen}"),
-                due_date: "2021-03-20".parse().unwrap(),
-                interest_paid_fen: Fen(fen),
-                subsidy_fen: Fen(fen),
-                principal_fen: None,
-                annual_rate: None,
-                days: None,
-                jishu: None,
-            },
+            claimed: ClaimedLine::of(
+                &format!("B1-{household}-{fen}"),
+                "2021-03-20".parse().unwrap(),
+                Fen(fen),
+                Fen(fen),
+            ),
             household_id: household.into(),
             township: String::new(),
             village: String::new(),

@@ -190,6 +190,45 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     );
     let negative = stated("2021Q1-E", 0, "", 0, -1).await;
     expect_invalid(negative, "lines[0].jishu");
+    // So are the household, township, village and period start it states (DESIGN.md's claim
+    // line): the loan's household as recorded (its place compared trimmed, as the registry
+    // keeps it) and the working's first day.
+    let recorded = &claim.lines[1];
+    let start = recorded.recomputed.as_ref().expect("recomputed").period_start.clone();
+    let placed =
+        |claim_number: &str, household: &str, township: &str, village: &str, from: &str| {
+            let line = pb::ClaimedSubsidyLine {
+                household_id: household.into(),
+                township: township.into(),
+                village: village.into(),
+                period_start: from.into(),
+                ..line(&second, "2021-03-20", 0, 0)
+            };
+            let request = claim_request(&rid("claim"), claim_number, vec![line]);
+            let mut client = app.subsidy(&t.bank);
+            async move { client.submit_subsidy_claim(request).await }
+        };
+    let (township, village) = (recorded.township.clone(), format!(" {} ", recorded.village));
+    let right = placed("2021Q1-F", &recorded.household_id, &township, &village, &start).await;
+    let right = right.expect("as recorded").into_inner().claim.expect("the claim");
+    assert_eq!(differences(&right), [vec![D::NotOnTime]]);
+    let stated_line = right.lines[0].claimed.as_ref().expect("as claimed");
+    assert_eq!(stated_line.village, recorded.village, "kept trimmed");
+    assert_eq!(stated_line.period_start, start);
+    let wrong = placed("2021Q1-G", "H-OTHER", "城关镇", "西风村", "2021-01-26").await;
+    let wrong = wrong.expect("checked").into_inner().claim.expect("the claim");
+    assert_eq!(
+        differences(&wrong),
+        [vec![
+            D::NotOnTime,
+            D::PeriodStartDiffers,
+            D::HouseholdDiffers,
+            D::TownshipDiffers,
+            D::VillageDiffers
+        ]]
+    );
+    let undated = placed("2021Q1-H", "", "", "", "2021-02-30").await;
+    expect_invalid(undated, "lines[0].period_start");
 
     // The claim as it stands, to the bank, the finance office and an auditor.
     for token in [&t.bank, &t.finance, &t.auditor] {
@@ -201,7 +240,7 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
             .into_inner();
         assert_eq!(read, claim);
     }
-    // Verify works every claim's lines out again (five, two, one and one): as recorded, also
+    // Verify works every claim's lines out again (five, two, and four of one): as recorded, also
     // after a version dated back over them halved the subsidy (the registers are those through
     // the seq before each claim). Without asking, none is.
     let half = pb::PolicyParams {
@@ -212,7 +251,7 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     assert_eq!(app.loan_subsidy(&t.auditor, &first, "2021-04-01").await.subsidy_fen, 14_705);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
-    assert_eq!(v.claim_lines_rechecked, 9);
+    assert_eq!(v.claim_lines_rechecked, 11);
     let plain = pb::VerifyRequest {
         ledger_id: LEDGER.into(),
         recheck_claims: false,

@@ -1247,16 +1247,8 @@ async fn a_renewal_and_other_contracts_in_one_group_count_once(db: &Db) {
 
 /// Loan `n`'s March 2021 period claimed as paid on time (294.10 yuan, all of it subsidy).
 fn march_line(n: u32) -> crate::domain::subsidy_claim::ClaimedLine {
-    crate::domain::subsidy_claim::ClaimedLine {
-        loan_id: loan_id(n),
-        due_date: day("2021-03-20"),
-        interest_paid_fen: Fen(29_410),
-        subsidy_fen: Fen(29_410),
-        principal_fen: None,
-        annual_rate: None,
-        days: None,
-        jishu: None,
-    }
+    let march = day("2021-03-20");
+    crate::domain::subsidy_claim::ClaimedLine::of(&loan_id(n), march, Fen(29_410), Fen(29_410))
 }
 
 /// The bank's first-quarter claim of `lines` submitted on 2021-04-01, `checked` as given.
