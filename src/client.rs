@@ -14,8 +14,9 @@
 //! What goes wrong is a [`ClientError`]: a method or request that cannot be sent (`Usage`: no
 //! such method, JSON that is not its request), the server unreachable (`Transport`), or the
 //! service's refusal (`Status`), shown as its gRPC code and message with the field a
-//! `BadRequest` names and the reason and figures of an `ErrorInfo`. `main` prints it to stderr
-//! and exits 2, 3 or 1.
+//! `BadRequest` names and the reason and figures of an `ErrorInfo`, or an answer that cannot
+//! be read (`Answer`) or written out (`Output`). `main` prints it to stderr and exits 2, 3, 1
+//! or 4 (a closed pipe ends it quietly).
 
 use std::sync::OnceLock;
 
@@ -53,6 +54,13 @@ pub enum ClientError {
     /// The service answered with an error status.
     #[error("{}", shown(.0))]
     Status(Status),
+    /// The call was answered (a write may have been posted), but the answer cannot be read as
+    /// the method's.
+    #[error("{0}")]
+    Answer(String),
+    /// The answer could not be written out (a closed pipe: `| head -1`).
+    #[error("the answer could not be written: {0}")]
+    Output(std::io::Error),
 }
 
 /// The services' messages and methods, read once.
@@ -100,12 +108,12 @@ pub fn method(name: &str) -> Result<MethodDescriptor, ClientError> {
 }
 
 /// Calls `method_name` with the request `json`, handing each answer to `each` as one line of
-/// JSON as it comes (a stream's in turn).
+/// JSON as it comes (a stream's in turn); should `each` fail, the call ends there.
 pub async fn call(
     target: &Target,
     method_name: &str,
     json: &str,
-    mut each: impl FnMut(String),
+    mut each: impl FnMut(String) -> std::io::Result<()>,
 ) -> Result<(), ClientError> {
     let method = method(method_name)?;
     if method.is_client_streaming() {
@@ -126,7 +134,8 @@ pub async fn call(
             .map_err(|_| ClientError::Usage("the token is not printable ASCII".into()))?;
         request.metadata_mut().insert("authorization", bearer);
     }
-    let answer = |bytes: Vec<u8>| answer_of(&method, &bytes);
+    let mut answer =
+        |bytes: Vec<u8>| each(answer_of(&method, &bytes)?).map_err(ClientError::Output);
     // The channel connects at the first call: a server away (or a TLS handshake it refused)
     // is a status of the client's own, with the transport's error as its source; the
     // service's statuses, read from its answer, come with none.
@@ -152,11 +161,11 @@ pub async fn call(
         let response = grpc.server_streaming(request, path, Bytes).await;
         let mut stream = response.map_err(failed)?.into_inner();
         while let Some(bytes) = stream.message().await.map_err(failed)? {
-            each(answer(bytes)?);
+            answer(bytes)?;
         }
     } else {
         let response = grpc.unary(request, path, Bytes).await.map_err(failed)?;
-        each(answer(response.into_inner())?);
+        answer(response.into_inner())?;
     }
     Ok(())
 }
@@ -179,14 +188,14 @@ fn request_of(method: &MethodDescriptor, json: &str) -> Result<Vec<u8>, ClientEr
 fn answer_of(method: &MethodDescriptor, bytes: &[u8]) -> Result<String, ClientError> {
     let output = method.output();
     let answer = DynamicMessage::decode(output.clone(), bytes)
-        .map_err(|e| ClientError::Usage(format!("the answer is not a {}: {e}", output.name())))?;
+        .map_err(|e| ClientError::Answer(format!("the answer is not a {}: {e}", output.name())))?;
     let options = SerializeOptions::new().skip_default_fields(false);
     let mut json = Vec::new();
     let mut ser = serde_json::Serializer::new(&mut json);
     answer
         .serialize_with_options(&mut ser, &options)
-        .map_err(|e| ClientError::Usage(format!("the answer as JSON: {e}")))?;
-    String::from_utf8(json).map_err(|e| ClientError::Usage(e.to_string()))
+        .map_err(|e| ClientError::Answer(format!("the answer as JSON: {e}")))?;
+    String::from_utf8(json).map_err(|e| ClientError::Answer(e.to_string()))
 }
 
 /// A channel to the target, with TLS for `https://`.
@@ -194,18 +203,26 @@ async fn channel(target: &Target) -> Result<tonic::transport::Channel, ClientErr
     let endpoint = Endpoint::from_shared(target.server.clone()).map_err(|e| {
         ClientError::Usage(format!("{:?} is not a server's URL: {e}", target.server))
     })?;
-    let endpoint = match target.server.starts_with("https://") {
-        true => {
-            let mut tls = ClientTlsConfig::new();
-            if let Some(ca) = &target.ca_cert {
-                tls = tls.ca_certificate(Certificate::from_pem(ca));
-            }
+    // TLS is asked for by the URL; its files without it would be ignored and the token sent
+    // in the clear. No CA of the system's is trusted: the server's is given.
+    let tls = target.server.starts_with("https://");
+    let endpoint = match (&target.ca_cert, tls) {
+        (Some(ca), true) => {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
             if let Some((cert, key)) = &target.identity {
                 tls = tls.identity(Identity::from_pem(cert, key));
             }
             endpoint.tls_config(tls).map_err(|e| ClientError::Usage(format!("TLS: {e}")))?
         }
-        false => endpoint,
+        (None, true) => {
+            let why = "an https:// server needs --ca-cert, the CA its certificate chains to";
+            return Err(ClientError::Usage(why.into()));
+        }
+        (None, false) if target.identity.is_none() => endpoint,
+        _ => {
+            let why = "--ca-cert, --client-cert and --client-key are for an https:// server";
+            return Err(ClientError::Usage(why.into()));
+        }
     };
     Ok(endpoint.connect_lazy())
 }

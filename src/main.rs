@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use std::io::Write as _;
+
 use clap::{Parser, Subcommand};
 use loanledger::app::auth::{Role, create_token, revoke_token, token_id_of};
 use loanledger::app::backup::{BACKUP_DIR_DEFAULT, BackupSettings, take as take_backup};
@@ -223,7 +225,7 @@ enum Cmd {
     /// and prints each answer as one line of JSON (protobuf's JSON mapping, as grpcurl's). No
     /// database, no proto files. Exit status 1 when the service refuses the call (its code,
     /// message, field or reason on stderr), 2 when the call cannot be made as asked, 3 when the
-    /// server cannot be reached.
+    /// server cannot be reached, 4 when its answer cannot be read or written out.
     Client {
         /// The server: http://HOST:PORT, or https://HOST:PORT for one serving TLS.
         #[arg(long, env = "LOANLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]
@@ -385,45 +387,60 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(shutdown_signal()).await
         }
         Cmd::Client { server, token, ca_cert, client_cert, client_key, command } => {
-            let read = |path: &std::path::Path| {
-                std::fs::read(path).with_context(|| format!("Failed to read {}", path.display()))
-            };
-            let target = loanledger::client::Target {
-                server,
-                token,
-                ca_cert: ca_cert.as_deref().map(read).transpose()?,
-                identity: match (client_cert, client_key) {
-                    (Some(cert), Some(key)) => Some((read(&cert)?, read(&key)?)),
-                    _ => None,
-                },
-            };
-            let called = match command {
-                ClientCmd::Methods => loanledger::client::methods().map(|methods| {
-                    for m in methods {
-                        println!("{m}");
+            use loanledger::client::ClientError;
+            let called = async {
+                let read = |path: &std::path::Path| {
+                    std::fs::read(path).map_err(|e| {
+                        ClientError::Usage(format!("cannot read {}: {e}", path.display()))
+                    })
+                };
+                let target = loanledger::client::Target {
+                    server,
+                    token,
+                    ca_cert: ca_cert.as_deref().map(read).transpose()?,
+                    identity: match (client_cert, client_key) {
+                        (Some(cert), Some(key)) => Some((read(&cert)?, read(&key)?)),
+                        _ => None,
+                    },
+                };
+                match command {
+                    ClientCmd::Methods => {
+                        let mut out = std::io::stdout().lock();
+                        for m in loanledger::client::methods()? {
+                            writeln!(out, "{m}").map_err(ClientError::Output)?;
+                        }
+                        Ok(())
                     }
-                }),
-                ClientCmd::Call { method, request } => {
-                    let request = match request.as_deref() {
-                        None => "{}".to_string(),
-                        Some("-") => std::io::read_to_string(std::io::stdin())
-                            .context("Failed to read the request from standard input")?,
-                        Some(json) => json.to_string(),
-                    };
-                    let print = |line: String| println!("{line}");
-                    loanledger::client::call(&target, &method, &request, print).await
+                    ClientCmd::Call { method, request } => {
+                        let request = match request.as_deref() {
+                            None => "{}".to_string(),
+                            Some("-") => {
+                                std::io::read_to_string(std::io::stdin()).map_err(|e| {
+                                    ClientError::Usage(format!("cannot read standard input: {e}"))
+                                })?
+                            }
+                            Some(json) => json.to_string(),
+                        };
+                        let mut out = std::io::stdout().lock();
+                        let print = |line: String| writeln!(out, "{line}");
+                        loanledger::client::call(&target, &method, &request, print).await
+                    }
                 }
             };
-            if let Err(e) = called {
-                use loanledger::client::ClientError;
-                eprintln!("{e}");
-                std::process::exit(match e {
-                    ClientError::Status(_) => 1,
-                    ClientError::Usage(_) => 2,
-                    ClientError::Transport { .. } => 3,
-                });
+            match called.await {
+                Ok(()) => Ok(()),
+                // The reader went away (`| head -1`): nothing more to say.
+                Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(match e {
+                        ClientError::Status(_) => 1,
+                        ClientError::Usage(_) => 2,
+                        ClientError::Transport { .. } => 3,
+                        ClientError::Answer(_) | ClientError::Output(_) => 4,
+                    });
+                }
             }
-            Ok(())
         }
         Cmd::Check {
             public_key,

@@ -80,26 +80,38 @@ pub fn undecodable(text: &str) -> Status {
         path.push((message, field));
         rest = after;
     }
-    if path.is_empty() {
-        return Status::invalid_argument(format!(
-            "the message cannot be decoded as protobuf: {rest}"
-        ));
-    }
-    // prost names a oneof where the proto names its member: the member of the message inside
-    // it, where there is one.
+    let mut reason = rest.to_string();
+    // prost names a oneof where the proto names its member: the member whose message the
+    // entry inside names; at the innermost entry none does, and the oneof's members are
+    // named with the reason, the path ending at the message that has it.
     let mut names = Vec::with_capacity(path.len());
     for (at, (message, field)) in path.iter().enumerate() {
-        let inner = at.checked_sub(1).map(|inner| path[inner].0);
-        let member = inner.and_then(|inner| oneof_member(message, field, inner));
-        names.push(member.unwrap_or_else(|| field.to_string()));
+        let Some(members) = oneof_members(message, field) else {
+            names.push(field.to_string());
+            continue;
+        };
+        let inner = at.checked_sub(1).map(|inner| format!(".{}", path[inner].0));
+        let member = inner.and_then(|inner| members.iter().find(|(_, t)| t.ends_with(&inner)));
+        match member {
+            Some((name, _)) => names.push(name.clone()),
+            None => {
+                let members: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
+                reason = format!("its {}: {reason}", members.join(" or "));
+            }
+        }
+    }
+    if names.is_empty() {
+        return Status::invalid_argument(format!(
+            "the message cannot be decoded as protobuf: {reason}"
+        ));
     }
     names.reverse();
-    super::error::invalid(&names.join("."), format!("cannot be decoded as protobuf: {rest}"))
+    super::error::invalid(&names.join("."), format!("cannot be decoded as protobuf: {reason}"))
 }
 
-/// The member of `message`'s oneof `oneof` of type `inner` (a message), by the services' file
-/// descriptors; `None` when `oneof` is no oneof of `message` (a field then) or none matches.
-fn oneof_member(message: &str, oneof: &str, inner: &str) -> Option<String> {
+/// The members (name, type) of `message`'s oneof `oneof`, by the services' file descriptors;
+/// `None` when `oneof` is no oneof of a message of that name (a field then).
+fn oneof_members(message: &str, oneof: &str) -> Option<Vec<(String, String)>> {
     static FILES: OnceLock<Option<FileDescriptorSet>> = OnceLock::new();
     let files = FILES
         .get_or_init(|| FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).ok())
@@ -107,18 +119,16 @@ fn oneof_member(message: &str, oneof: &str, inner: &str) -> Option<String> {
     let mut messages: Vec<&DescriptorProto> =
         files.file.iter().flat_map(|f| f.message_type.iter()).collect();
     while let Some(m) = messages.pop() {
+        messages.extend(m.nested_type.iter());
         if m.name() != message {
-            messages.extend(m.nested_type.iter());
             continue;
         }
-        let index = m.oneof_decl.iter().position(|o| o.name() == oneof)?;
-        let index = i32::try_from(index).ok()?;
-        let typed = format!(".{inner}");
-        let member = m
-            .field
-            .iter()
-            .find(|f| f.oneof_index == Some(index) && f.type_name().ends_with(&typed))?;
-        return Some(member.name().to_string());
+        let Some(index) = m.oneof_decl.iter().position(|o| o.name() == oneof) else {
+            continue;
+        };
+        let index = i32::try_from(index).ok();
+        let members = m.field.iter().filter(|f| f.oneof_index.is_some() && f.oneof_index == index);
+        return Some(members.map(|f| (f.name().to_string(), f.type_name().to_string())).collect());
     }
     None
 }
@@ -163,6 +173,32 @@ mod tests {
             status.message(),
             "items.repayment.loan_id cannot be decoded as protobuf: invalid string value: data is \
              not UTF-8 encoded"
+        );
+    }
+
+    /// An error at a oneof's member itself (its length past the end): the path ends at the
+    /// message that has the oneof, and the reason names its members.
+    #[test]
+    fn an_error_at_a_oneof_names_its_members() {
+        use crate::api::pb;
+        let batch = pb::SubmitBatchRequest {
+            items: vec![pb::BatchItem {
+                request_id: "i1".into(),
+                item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem::default())),
+            }],
+        };
+        let mut bytes = batch.encode_to_vec();
+        // The repayment's length (its key is field 3, length-delimited: 0x1a), made past the end.
+        let at = bytes.iter().rposition(|&b| b == 0x1a).expect("the repayment's key");
+        bytes[at + 1] = 0x7f;
+        let e = pb::SubmitBatchRequest::decode(bytes.as_slice()).expect_err("past the end");
+        let status = undecodable(&e.to_string());
+        assert_eq!(field_of(&status).as_deref(), Some("items"), "{status:?}");
+        assert!(
+            status.message().starts_with(
+                "items cannot be decoded as protobuf: its disbursement or repayment: "
+            ),
+            "{status:?}"
         );
     }
 

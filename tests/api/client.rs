@@ -109,6 +109,28 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
         "{}",
         misshapen.stderr
     );
+    // TLS files for a plain server (the token would go in the clear), or a TLS server without
+    // the CA its certificate chains to: not sent.
+    let ca = ["--ca-cert", "/nonexistent/ca.pem"];
+    let unread =
+        client(&app, Some(&t.bank), &[&ca[..], &["call", "LoanService/GetLoan", &get]].concat());
+    assert_eq!(unread.status, Some(2));
+    assert!(unread.stderr.starts_with("cannot read /nonexistent/ca.pem: "), "{}", unread.stderr);
+    let dir = tempfile::tempdir().expect("a directory");
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, "not read: the server is not TLS").expect("a file");
+    let pem = pem.to_str().expect("a UTF-8 path");
+    let plain =
+        client(&app, Some(&t.bank), &["--ca-cert", pem, "call", "LoanService/GetLoan", &get]);
+    assert_eq!(plain.status, Some(2));
+    assert!(plain.stderr.contains("are for an https:// server"), "{}", plain.stderr);
+    let https = format!("https://127.0.0.1:{}", app.port);
+    let no_ca = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["client", "--server", &https, "call", "LoanService/GetLoan", &get])
+        .output()
+        .expect("loanledger client runs");
+    assert_eq!(no_ca.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_ca.stderr).contains("needs --ca-cert"));
     let journal = app.journal(&t.auditor, LEDGER).await;
     assert_eq!(journal.iter().filter(|e| e.kind == "loan.repaid").count(), 1);
     // A server away: exit 3, naming it.
@@ -129,7 +151,7 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     let request = pb::GetCheckpointRequest { ledger_id: LEDGER.into(), tree_size: 0 };
     let via_grpc = app.audit(&t.auditor).get_checkpoint(request).await.expect("GetCheckpoint");
     assert_eq!(checkpoint["rootHash"], via_grpc.get_ref().root_hash.as_str());
-    let dir = tempfile::tempdir().expect("a directory");
+    assert_eq!(pinned, via_grpc.get_ref().public_key);
     let file = dir.path().join("checkpoint.json");
     std::fs::write(&file, checkpoint.to_string()).expect("written");
     let checked = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))

@@ -1059,6 +1059,14 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     let fund = lacking["fund"].as_object_mut().expect("the fund");
     assert!(fund.remove("last_inflow_on").is_some());
     assert_eq!(forge(&lacking).await, Vec::<String>::new());
+    // A field left out that was there from the start reads as its default: the payment's day
+    // gone from the compensation says it was never paid.
+    let compensation = lacking["compensation"].as_object_mut().expect("the compensation");
+    assert_eq!(compensation.remove("paid_on"), Some("2021-06-20".into()));
+    assert_eq!(
+        forge(&lacking).await,
+        [problem("gives the compensation's paid_on none; the journal gives \"2021-06-20\"".into())]
+    );
     assert_eq!(forge(&stored).await, Vec::<String>::new(), "put back");
     let changed = "update risk_compensation \
                    set compensation_json = replace(compensation_json, '4000000', '4000001')";
