@@ -872,6 +872,17 @@ impl LoanService for Api {
             failed: s.failed,
             failures: s.failures,
             loans_no_longer_live: s.loans_no_longer_live,
+            failed_loans: s
+                .failed_loans
+                .into_iter()
+                .map(|f| pb::SettlementFailure {
+                    loan_id: f.loan_id,
+                    code: f.code,
+                    reason: f.reason,
+                    field: f.field,
+                    message: f.message,
+                })
+                .collect(),
         }))
     }
 

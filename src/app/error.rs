@@ -67,6 +67,19 @@ pub enum RefusalCode {
     PermissionDenied,
 }
 
+impl RefusalCode {
+    /// The gRPC code's name, as gRPC's status-code table spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalCode::InvalidArgument => "INVALID_ARGUMENT",
+            RefusalCode::FailedPrecondition => "FAILED_PRECONDITION",
+            RefusalCode::NotFound => "NOT_FOUND",
+            RefusalCode::AlreadyExists => "ALREADY_EXISTS",
+            RefusalCode::PermissionDenied => "PERMISSION_DENIED",
+        }
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -192,17 +192,41 @@ fn tally(
                 summary.failed += 1;
                 // A fault of the service is logged; the answer says only that it happened, as
                 // a call's INTERNAL status does. A refusal is listed as its caller gets it.
-                let text = match (refusal, e) {
-                    (Some(refusal), _) => refusal.message,
-                    (None, AppError::Internal(detail)) => {
-                        faults += 1;
-                        tracing::error!(loan_id = %id, detail, "a loan of a settlement run failed");
-                        crate::app::error::INTERNAL_TEXT.to_string()
+                let failure = match (refusal, e) {
+                    (Some(refusal), _) => SettlementFailure {
+                        loan_id: id.clone(),
+                        code: refusal.code.name().to_string(),
+                        reason: refusal.reason.unwrap_or_default(),
+                        field: refusal.field.unwrap_or_default(),
+                        message: refusal.message,
+                    },
+                    (None, e) => {
+                        let code = match &e {
+                            AppError::Internal(detail) => {
+                                faults += 1;
+                                let detail = detail.as_str();
+                                tracing::error!(loan_id = %id, detail, "a loan of a settlement run failed");
+                                "INTERNAL"
+                            }
+                            AppError::RequestIdReused(_) => "ALREADY_EXISTS",
+                            AppError::Stale(_) => "UNAVAILABLE",
+                            _ => "UNKNOWN",
+                        };
+                        let message = match e {
+                            AppError::Internal(_) => crate::app::error::INTERNAL_TEXT.to_string(),
+                            e => e.to_string(),
+                        };
+                        SettlementFailure {
+                            loan_id: id.clone(),
+                            code: code.to_string(),
+                            message,
+                            ..SettlementFailure::default()
+                        }
                     }
-                    (None, e) => e.to_string(),
                 };
                 if summary.failures.len() < FAILURES_LISTED_MAX {
-                    summary.failures.push(format!("{id}: {text}"));
+                    summary.failures.push(format!("{id}: {}", failure.message));
+                    summary.failed_loans.push(failure);
                 }
             }
         }
@@ -221,7 +245,26 @@ pub struct SettlementSummary {
     pub penalty_fen: i64,
     pub compound_fen: i64,
     pub failed: u64,
+    /// The first [`FAILURES_LISTED_MAX`] failures as text, `loan_id: message`.
     pub failures: Vec<String>,
+    /// The same failures, each with its code (since 2026-12-06: a summary recorded before has
+    /// the text only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_loans: Vec<SettlementFailure>,
+}
+
+/// A loan a run could not settle, as its own call would have been answered: the gRPC code's
+/// name, a `FAILED_PRECONDITION`'s reason, an `INVALID_ARGUMENT`'s field, the message (an
+/// `INTERNAL`'s detail is in the server's log).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SettlementFailure {
+    pub loan_id: String,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub field: String,
+    pub message: String,
 }
 
 /// The request id of a run's settlement of one loan: `<request_id> <loan_id>`. The space cannot
@@ -402,6 +445,11 @@ mod tests {
         assert_eq!(summary.loans_no_longer_live, 1);
         assert_eq!(summary.failed, 1);
         assert_eq!(summary.failures, vec!["L3: VALUE_DATE_OUT_OF_RANGE: too early".to_string()]);
+        let l3 = &summary.failed_loans[0];
+        assert_eq!(
+            (l3.loan_id.as_str(), l3.code.as_str(), l3.reason.as_str()),
+            ("L3", "FAILED_PRECONDITION", "VALUE_DATE_OUT_OF_RANGE")
+        );
         // The same refusals given again from their records count the same.
         let again: Vec<Result<Outcome, AppError>> = vec![
             Err(AppError::Refused(
@@ -419,12 +467,16 @@ mod tests {
         tally(&mut replayed, &ids[1..3], again).unwrap();
         assert_eq!((replayed.loans_no_longer_live, replayed.failed), (1, 1));
         assert_eq!(replayed.failures, summary.failures);
+        assert_eq!(replayed.failed_loans, summary.failed_loans);
 
         // A fault of the service is listed without its detail (which goes to the log).
         let fault = vec![Err(AppError::Internal("SQLITE_CORRUPT: page 7 of loan".into()))];
         assert_eq!(tally(&mut summary, &ids[..1], fault).unwrap(), 1, "a fault counted");
         assert_eq!(summary.failed, 2);
         assert_eq!(summary.failures[1], "L1: internal error; the detail is in the server log");
+        let l1 = &summary.failed_loans[1];
+        assert_eq!((l1.code.as_str(), l1.reason.as_str()), ("INTERNAL", ""));
+        assert_eq!(l1.message, "internal error; the detail is in the server log");
 
         let gone = vec![Err(AppError::Unavailable("away".into()))];
         assert!(matches!(tally(&mut summary, &ids, gone), Err(AppError::Unavailable(_))));

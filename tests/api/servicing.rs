@@ -52,6 +52,7 @@ on_both_backends!(
     settlement_after_restart,
     loan_paid_off_during_a_run,
     a_settlement_run_is_one_request,
+    a_run_lists_a_loan_it_cannot_settle_with_its_code,
     payoff_on_a_settlement_day,
     policy_versions,
 );
@@ -3082,5 +3083,59 @@ async fn an_answer_as_of_a_date_is_given_again_through_its_seq(backend: Backend)
     expect_invalid(loan("", past).await.map(tonic::Response::new), "through_seq");
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// A run over a loan whose stored row cannot be read (changed behind the service's back) lists
+/// it with its code, as that loan's own call is answered (INTERNAL, its detail in the log), and
+/// settles the others; its retry is given the same summary; the row put back, a new run
+/// settles it.
+async fn a_run_lists_a_loan_it_cannot_settle_with_its_code(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let first = disbursed(&app, &t, "R1", HOUSEHOLD, 2_000_000, "2021-01-25").await;
+    let second = disbursed(&app, &t, "R2", "H-R2", 2_000_000, "2021-01-25").await;
+    let read = format!("select servicing_json from loan where loan_id = '{second}'");
+    let stored = app.db.query_texts(&read).await.expect("the loan's row").concat();
+    let servicing = |json: &str| {
+        format!("update loan set servicing_json = '{json}' where loan_id = '{second}'")
+    };
+    app.db.execute_raw(&servicing("{")).await.expect("the row damaged");
+    // (Restarted, the writer reads the row again rather than keeping the loan it wrote.)
+    app.restart().await;
+
+    let mut finance = app.loans(&t.finance);
+    let request = settle_request("run-1", "", "2021-03-20");
+    let run = finance.settle_loans(request.clone()).await.expect("the run").into_inner();
+    assert_eq!((run.loans_examined, run.loans_settled, run.failed), (2, 1, 1), "{run:?}");
+    let internal = "internal error; the detail is in the server log";
+    assert_eq!(
+        run.failed_loans,
+        [pb::SettlementFailure {
+            loan_id: second.clone(),
+            code: "INTERNAL".into(),
+            message: internal.into(),
+            ..Default::default()
+        }]
+    );
+    assert_eq!(run.failures, [format!("{second}: {internal}")]);
+    // The first loan settled: 55 days of 2,000,000 fen at 3.85% / 360.
+    assert_eq!(run.interest_fen, 11_764);
+    assert_eq!(
+        app.history(&t.bank, &first).await.last().map(|e| e.kind.as_str()),
+        Some("loan.settled")
+    );
+    let again = finance.settle_loans(request).await.expect("the retry").into_inner();
+    assert_eq!(again, run, "the recorded summary");
+
+    let put_back = servicing(&stored.replace('\'', "''"));
+    app.db.execute_raw(&put_back).await.expect("the row put back");
+    let next = settle_request("run-2", "", "2021-03-20");
+    let next = finance.settle_loans(next).await.expect("a new run").into_inner();
+    assert_eq!((next.loans_settled, next.failed, next.interest_fen), (1, 0, 11_764), "{next:?}");
+    assert!(next.failed_loans.is_empty() && next.failures.is_empty());
+    assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
