@@ -21,13 +21,24 @@ struct Run {
 /// `loanledger client` against `app` as the holder of `token` (none: no token), with `args`
 /// after `client`.
 fn client(app: &TestApp, token: Option<&str>, args: &[&str]) -> Run {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
+    client_reading(app, token, args, "")
+}
+
+/// [`client`], `input` on its standard input.
+fn client_reading(app: &TestApp, token: Option<&str>, args: &[&str], input: &str) -> Run {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loanledger"));
     command.arg("client").arg("--server").arg(format!("http://127.0.0.1:{}", app.port));
     command.env_remove("LOANLEDGER_TOKEN");
     if let Some(token) = token {
         command.args(["--token", token]);
     }
-    let out = command.args(args).output().expect("loanledger client runs");
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("loanledger client runs");
+    let mut stdin = child.stdin.take().expect("its input");
+    std::io::Write::write_all(&mut stdin, input.as_bytes()).expect("its input written");
+    drop(stdin);
+    let out = child.wait_with_output().expect("it ends");
     Run {
         status: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -75,8 +86,10 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     assert_eq!(repaid, again);
     let outstanding = repaid[0]["loan"]["principalOutstandingFen"].clone();
     assert_eq!(outstanding, (STANDARD_PRINCIPAL_FEN - 1_000_000).to_string());
-    let history = format!(r#"{{"loanId": "{id}"}}"#);
-    let history = client(&app, Some(&t.bank), &["call", "AuditService/GetLoanHistory", &history]);
+    // The request read from standard input, a stream's answers a line each.
+    let history = format!(r#"{{"loan_id": "{id}"}}"#);
+    let args = ["call", "AuditService/GetLoanHistory", "-"];
+    let history = client_reading(&app, Some(&t.bank), &args, &history);
     let kinds: Vec<String> =
         lines(&history).iter().map(|e| e["kind"].as_str().expect("a kind").to_string()).collect();
     assert_eq!(kinds, ["loan.created", "loan.disbursed", "loan.repaid"]);
