@@ -455,16 +455,11 @@ fn claimed_lines(
                 j if j < 0 => return Err(invalid(&field("jishu"), "must not be negative")),
                 j => Some(j),
             },
-            household_id: match line.household_id.as_str() {
-                "" => None,
-                id => Some(parse::id(&field("household_id"), id)?),
-            },
+            // (Trimmed, as a fixed-width file pads them.)
+            household_id: parse::optional_id(&field("household_id"), line.household_id.trim())?,
             township: stated(&field("township"), &line.township)?,
             village: stated(&field("village"), &line.village)?,
-            period_start: match line.period_start.as_str() {
-                "" => None,
-                date => Some(parse::date(&field("period_start"), date)?),
-            },
+            period_start: parse::optional_date(&field("period_start"), line.period_start.trim())?,
         };
         if let Some(first) = seen.insert((claimed.loan_id.clone(), due_date), i) {
             let message = format!("claims the loan-period of lines[{first}] again");

@@ -201,16 +201,23 @@ fn tally(
                         message: refusal.message,
                     },
                     (None, e) => {
-                        let code = match &e {
+                        // (As `api::error::status` answers each.)
+                        let (code, reason) = match &e {
                             AppError::Internal(detail) => {
                                 faults += 1;
                                 let detail = detail.as_str();
                                 tracing::error!(loan_id = %id, detail, "a loan of a settlement run failed");
-                                "INTERNAL"
+                                ("INTERNAL", "")
                             }
-                            AppError::RequestIdReused(_) => "ALREADY_EXISTS",
-                            AppError::Stale(_) => "UNAVAILABLE",
-                            _ => "UNKNOWN",
+                            AppError::RequestIdReused(_) => ("ALREADY_EXISTS", "REQUEST_ID_REUSED"),
+                            AppError::Unavailable(_) | AppError::Stale(_) => ("UNAVAILABLE", ""),
+                            AppError::Unauthenticated | AppError::TokenExpired(_) => {
+                                ("UNAUTHENTICATED", "")
+                            }
+                            // (Refusals, above.)
+                            AppError::Domain(_)
+                            | AppError::PermissionDenied(_)
+                            | AppError::Refused(_) => ("INTERNAL", ""),
                         };
                         let message = match e {
                             AppError::Internal(_) => crate::app::error::INTERNAL_TEXT.to_string(),
@@ -219,6 +226,7 @@ fn tally(
                         SettlementFailure {
                             loan_id: id.clone(),
                             code: code.to_string(),
+                            reason: reason.to_string(),
                             message,
                             ..SettlementFailure::default()
                         }
@@ -254,8 +262,9 @@ pub struct SettlementSummary {
 }
 
 /// A loan a run could not settle, as its own call would have been answered: the gRPC code's
-/// name, a `FAILED_PRECONDITION`'s reason, an `INVALID_ARGUMENT`'s field, the message (an
-/// `INTERNAL`'s detail is in the server's log).
+/// name, its `ErrorInfo` reason where it has one (a `FAILED_PRECONDITION`'s, an
+/// `ALREADY_EXISTS`'s), an `INVALID_ARGUMENT`'s field, the message (an `INTERNAL`'s detail is
+/// in the server's log; an `ErrorInfo`'s figures are in the message only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SettlementFailure {
     pub loan_id: String,
@@ -426,6 +435,25 @@ mod tests {
             settled: SettledTotals { points: 1, interest_fen, ..SettledTotals::default() },
             principal_outstanding_fen: None,
         })
+    }
+
+    /// A run's summary recorded before failures had their codes reads with none; one recorded
+    /// with them reads back the same.
+    #[test]
+    fn a_summary_recorded_before_reads_without_codes() {
+        let before = r#"{"loans_examined":2,"loans_settled":1,"loans_no_longer_live":0,"settlement_points":1,"interest_fen":29410,"penalty_fen":0,"compound_fen":0,"failed":1,"failures":["L2: no"]}"#;
+        let read: SettlementSummary = serde_json::from_str(before).expect("a summary");
+        assert_eq!((read.failures.len(), read.failed_loans.len()), (1, 0));
+        let failure = SettlementFailure {
+            loan_id: "L2".into(),
+            code: "FAILED_PRECONDITION".into(),
+            reason: "VALUE_DATE_OUT_OF_RANGE".into(),
+            message: "no".into(),
+            ..SettlementFailure::default()
+        };
+        let now = SettlementSummary { failed_loans: vec![failure], ..read };
+        let text = serde_json::to_string(&now).expect("written");
+        assert_eq!(serde_json::from_str::<SettlementSummary>(&text).expect("read"), now);
     }
 
     #[test]

@@ -20,7 +20,11 @@
 //!   - `SubsidyDiffers`: the subsidy claimed is not the one recomputed;
 //!   - `PrincipalDiffers`, `RateDiffers`: the principal or rate stated is not the contract's
 //!     ([`check_terms`]);
-//!   - `DaysDiffers`, `JishuDiffers`: the days or 积数 stated are not the working's;
+//!   - `DaysDiffers`, `JishuDiffers`, `PeriodStartDiffers`: the days, 积数 or first day
+//!     stated are not the working's;
+//!   - `HouseholdDiffers`, `TownshipDiffers`, `VillageDiffers`: the household or place stated
+//!     is not the loan's household's as recorded (a place the registry does not record is not
+//!     compared) ([`check_terms`]);
 //!   - `AlreadyClaimed`: the loan-period is held by another claim (named on the line), submitted
 //!     before. A loan-period is claimed once, whatever the retries: a line that checks out with
 //!     no other difference holds its loan-period for its claim ([`ClaimLine::holds_period`]),
@@ -863,7 +867,9 @@ pub fn check_line(claimed: &ClaimedLine, line: Option<&RegisterLine>) -> ClaimLi
 /// (`principal`, `rate`), and of the household, township and village it states from the
 /// loan's household as recorded (the line's `household_id`, `township` and `village`, set
 /// first), for a line in the register. Each text is compared as stated (the service keeps a
-/// household's place trimmed, and the claim's lines are trimmed alike).
+/// household's place trimmed, and the claim's lines are trimmed alike); a township or village
+/// the registry does not record (registered without it) is not compared: the registry cannot
+/// say the bank's is wrong.
 pub fn check_terms(line: &mut ClaimLine, principal: Fen, rate: AnnualRate) {
     if line.claimed.principal_fen.is_some_and(|p| p != principal) {
         line.differences.push(Difference::PrincipalDiffers);
@@ -878,7 +884,9 @@ pub fn check_terms(line: &mut ClaimLine, principal: Fen, rate: AnnualRate) {
     ];
     let differing: Vec<Difference> = stated
         .into_iter()
-        .filter(|(stated, recorded, _)| stated.as_ref().is_some_and(|s| s != *recorded))
+        .filter(|(stated, recorded, _)| {
+            !recorded.is_empty() && stated.as_ref().is_some_and(|s| s != *recorded)
+        })
         .map(|(_, _, difference)| difference)
         .collect();
     line.differences.extend(differing);
@@ -1028,6 +1036,12 @@ mod tests {
         let village_only =
             ClaimedLine { village: Some("西风村".into()), ..claimed(29_410, 29_410) };
         assert_eq!(checked(&village_only).differences, [Difference::VillageDiffers]);
+        // A place the registry does not record is not compared; a household always is.
+        let mut unplaced = check_line(&wrong.claimed, Some(&on_time));
+        unplaced.household_id = "H001".into();
+        check_terms(&mut unplaced, Fen(5_000_000), rate);
+        let expected = [Difference::PeriodStartDiffers, Difference::HouseholdDiffers];
+        assert_eq!(unplaced.differences, expected);
     }
 
     /// A claim's line as submitted before these were stated reads as stating none of them,

@@ -11,6 +11,15 @@ use crate::common::*;
 
 on_both_backends!(the_cli_client_calls_the_api);
 
+/// The client's settings from the environment, left out of every run here.
+const CLIENT_ENV: [&str; 5] = [
+    "LOANLEDGER_SERVER",
+    "LOANLEDGER_TOKEN",
+    "LOANLEDGER_CA_CERT",
+    "LOANLEDGER_CLIENT_CERT",
+    "LOANLEDGER_CLIENT_KEY",
+];
+
 /// What `loanledger client` printed and how it ended.
 struct Run {
     status: Option<i32>,
@@ -29,7 +38,9 @@ fn client_reading(app: &TestApp, token: Option<&str>, args: &[&str], input: &str
     use std::process::{Command, Stdio};
     let mut command = Command::new(env!("CARGO_BIN_EXE_loanledger"));
     command.arg("client").arg("--server").arg(format!("http://127.0.0.1:{}", app.port));
-    command.env_remove("LOANLEDGER_TOKEN");
+    for set in CLIENT_ENV {
+        command.env_remove(set);
+    }
     if let Some(token) = token {
         command.args(["--token", token]);
     }
@@ -139,6 +150,7 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     assert!(plain.stderr.contains("are for an https:// server"), "{}", plain.stderr);
     let https = format!("https://127.0.0.1:{}", app.port);
     let no_ca = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .env_remove("LOANLEDGER_CA_CERT")
         .args(["client", "--server", &https, "call", "LoanService/GetLoan", &get])
         .output()
         .expect("loanledger client runs");
@@ -148,6 +160,8 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     assert_eq!(journal.iter().filter(|e| e.kind == "loan.repaid").count(), 1);
     // A server away: exit 3, naming it.
     let mut away = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .env_remove("LOANLEDGER_TOKEN")
+        .env_remove("LOANLEDGER_CA_CERT")
         .args(["client", "--server", "http://127.0.0.1:1", "call", "LoanService/GetLoan", &get])
         .output()
         .expect("loanledger client runs");

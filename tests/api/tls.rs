@@ -173,6 +173,8 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_its_ca(backend: Ba
     let url = format!("https://localhost:{port}");
     let cli = |identity: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .env_remove("LOANLEDGER_CLIENT_CERT")
+            .env_remove("LOANLEDGER_CLIENT_KEY")
             .args(["client", "--server", &url, "--token", &t.finance, "--ca-cert", &ca])
             .args(identity)
             .args(["call", "RegistryService/GetLedger", &format!(r#"{{"ledgerId":"{LEDGER}"}}"#)])

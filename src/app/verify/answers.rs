@@ -35,9 +35,10 @@
 //!   or status change (the recheck keeps each household's series as it goes); a fund answer's
 //!   fund as its event left it, and the compensation the event changed, field by field.
 //!
-//! A fund answer's fields are compared as the stored answer has them: a field it lacks (an
-//! answer stored before the field existed, read as its default) is not. Not compared: the
-//! request fingerprints, which need the request. Each problem names the seq and the request
+//! A fund answer's fields are compared as read, a field left out as its default (the service
+//! leaves a default value out), but for those added after fund answers were first stored
+//! ([`FUND_FIELDS_ADDED`]), not compared where left out. Not compared: the request
+//! fingerprints, which need the request. Each problem names the seq and the request
 //! (its scope and id); they are listed with the read models' (seq 0: the journal holds), in
 //! seq order.
 
@@ -600,9 +601,11 @@ fn given_figures(why: &mut Vec<String>, answer: &Outcome, json: &str, figures: &
     }
 }
 
-/// The fund's fields added after fund answers were first stored (4379d4e): an answer that
-/// lacks one may be older than it, and it is not compared then.
-const FUND_FIELDS_ADDED: [&str; 1] = ["last_inflow_on"];
+/// The fund's fields added after fund answers were first stored (6a66a8c, 2026-12-05):
+/// `pending_fen` in 41a18e8, after claims had become two steps, and `last_inflow_on` in
+/// 4379d4e. An answer that lacks one may be older than it, and it is not compared then (a
+/// pending claim's own `pending` flag is).
+const FUND_FIELDS_ADDED: [&str; 2] = ["pending_fen", "last_inflow_on"];
 
 /// A fund answer (stored as `json`) against the fund its event left and the compensation it
 /// changed, field by field ([`fields_differ`]).
@@ -770,6 +773,64 @@ mod tests {
             assert_eq!(found, Some((seq, after(seq))));
         }
         replay.await.expect("the replay ends");
+    }
+
+    /// A household registered twice (a journal the writer never wrote) keeps its first
+    /// registration's series, as the registry's row does; a status of a household never
+    /// registered is reported against its answer, which names it.
+    #[tokio::test]
+    async fn a_households_series_is_its_first_registrations() {
+        use crate::domain::household::HouseholdStatus;
+        let record = |id: &str, name: &str| HouseholdRecord {
+            household_id: id.into(),
+            ledger_id: "L".into(),
+            head_name: name.into(),
+            head_id_number: "450121198005170007".into(),
+            township: String::new(),
+            village: String::new(),
+        };
+        let status = |status, date: &str| StatusEntry {
+            status,
+            effective_date: date.parse().expect("a date"),
+            reason: String::new(),
+        };
+        let poor = status(HouseholdStatus::RegisteredPoor, "2016-01-01");
+        let exited = status(HouseholdStatus::Exited, "2021-01-01");
+        let (mut touching, mut from) = Touching::channel(4);
+        let registered =
+            |household, status| JournalEvent::HouseholdRegistered { household, status };
+        let events = [
+            registered(record("H1", "Wei"), poor.clone()),
+            registered(record("H1", "Forged"), exited.clone()),
+            JournalEvent::HouseholdStatusSet { household_id: "H1".into(), entry: exited.clone() },
+            JournalEvent::HouseholdStatusSet { household_id: "H9".into(), entry: exited.clone() },
+        ];
+        let replay = tokio::task::spawn_blocking(move || {
+            for (seq, event) in (1..).zip(&events) {
+                touching.start(seq, Some(event));
+                touching.end();
+            }
+            touching.finish();
+        });
+        let batch = from.recv().await.expect("a batch");
+        replay.await.expect("the replay ends");
+        let figures: Vec<Option<Figures>> = batch.into_iter().map(|t| t.figures).collect();
+        let wei = Some(Box::new(record("H1", "Wei")));
+        assert_eq!(figures[1], Some(Figures::Household(wei.clone(), vec![poor.clone()])));
+        let series = vec![poor.clone(), exited.clone()];
+        assert_eq!(figures[2], Some(Figures::Household(wei, series)));
+        assert_eq!(figures[3], Some(Figures::Household(None, vec![exited.clone()])));
+        // The unregistered household's answer, as a writer never gave it: reported.
+        let entry = JournalRef { ledger_id: "L".into(), seq: 4, hash: String::new() };
+        let answer = Outcome::Household {
+            household: record("H9", "Nobody"),
+            statuses: vec![exited.clone()],
+            entry,
+        };
+        let mut why = Vec::new();
+        let json = serde_json::to_string(&answer).expect("its JSON");
+        given_figures(&mut why, &answer, &json, figures[3].as_ref().expect("figures"));
+        assert_eq!(why, ["gives household H9; the journal gives none registered by then"]);
     }
 
     /// A page read that the recheck, dropped, never takes is aborted, not left to run.
