@@ -1357,5 +1357,64 @@ mod tests {
             let json = serde_json::to_string(&claim).unwrap();
             prop_assert_eq!(serde_json::from_str::<Claim>(&json).unwrap(), claim);
         }
+
+        /// Of the household, township, village and first day a line may state: each stated as
+        /// recorded adds nothing, each stated otherwise adds its own difference (a place the
+        /// registry does not record, none), in one order; the line then pays nothing, and
+        /// survives its JSON.
+        #[test]
+        fn each_stated_field_differs_alone(
+            // For each field: not stated, stated as recorded, or stated otherwise.
+            stated in proptest::collection::vec(0u8..3, 4),
+            recorded_place in proptest::collection::vec(any::<bool>(), 2),
+        ) {
+            let on_time = register_line(LineStanding::OnTime, 29_410, Some(29_410));
+            let rate = crate::domain::rate::AnnualRate::parse("0.0385").unwrap();
+            let (household, township, village) = ("H001", "城厢镇", "东风村");
+            let recorded = [
+                household.to_string(),
+                if recorded_place[0] { township.to_string() } else { String::new() },
+                if recorded_place[1] { village.to_string() } else { String::new() },
+            ];
+            let text = |how: u8, as_recorded: &str| match how {
+                0 => None,
+                1 => Some(as_recorded.to_string()),
+                _ => Some(format!("{as_recorded}X")),
+            };
+            let start = match stated[3] {
+                0 => None,
+                1 => Some(on_time.start),
+                _ => on_time.start.succ_opt(),
+            };
+            let asked = ClaimedLine {
+                household_id: text(stated[0], household),
+                township: text(stated[1], township),
+                village: text(stated[2], village),
+                period_start: start,
+                ..claimed(29_410, 29_410)
+            };
+            let mut line = check_line(&asked, Some(&on_time));
+            line.household_id = recorded[0].clone();
+            (line.township, line.village) = (recorded[1].clone(), recorded[2].clone());
+            check_terms(&mut line, Fen(5_000_000), rate);
+            let mut expected = Vec::new();
+            if stated[3] == 2 {
+                expected.push(Difference::PeriodStartDiffers);
+            }
+            let texts = [
+                (Difference::HouseholdDiffers, true),
+                (Difference::TownshipDiffers, recorded_place[0]),
+                (Difference::VillageDiffers, recorded_place[1]),
+            ];
+            for (i, (difference, is_recorded)) in texts.into_iter().enumerate() {
+                if stated[i] == 2 && is_recorded {
+                    expected.push(difference);
+                }
+            }
+            prop_assert_eq!(&line.differences, &expected);
+            prop_assert_eq!(line.payable_fen(), Fen(if expected.is_empty() { 29_410 } else { 0 }));
+            let json = serde_json::to_string(&asked).unwrap();
+            prop_assert_eq!(serde_json::from_str::<ClaimedLine>(&json).unwrap(), asked);
+        }
     }
 }
