@@ -90,9 +90,13 @@ pub fn methods() -> Result<Vec<String>, ClientError> {
     Ok(listed)
 }
 
-/// The method `name` names: `Service/Method`, with or without the package, `/` or `.` between.
+/// The method `name` names: `Service/Method`, with or without the package, `/` or `.` between
+/// (a gRPC path's leading `/` allowed).
 pub fn method(name: &str) -> Result<MethodDescriptor, ClientError> {
+    // (A gRPC path's leading `/` too: `/loanledger.v1.LoanService/GetLoan`.)
     let (service, method) = name
+        .strip_prefix('/')
+        .unwrap_or(name)
         .rsplit_once(['/', '.'])
         .ok_or_else(|| ClientError::Usage(format!("{name:?} is not Service/Method")))?;
     let service = service.strip_prefix("loanledger.v1.").unwrap_or(service);
@@ -297,6 +301,7 @@ mod tests {
             "LoanService/GetLoan",
             "loanledger.v1.LoanService/GetLoan",
             "loanledger.v1.LoanService.GetLoan",
+            "/loanledger.v1.LoanService/GetLoan",
         ] {
             let m = method(name).expect(name);
             assert_eq!(m.full_name(), "loanledger.v1.LoanService.GetLoan");
