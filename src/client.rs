@@ -18,8 +18,6 @@
 //! be read (`Answer`) or written out (`Output`). `main` prints it to stderr and exits 2, 3, 1
 //! or 4 (a closed pipe ends it quietly).
 
-use std::sync::OnceLock;
-
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, SerializeOptions};
@@ -63,13 +61,9 @@ pub enum ClientError {
     Output(std::io::Error),
 }
 
-/// The services' messages and methods, read once.
+/// The services' messages and methods ([`crate::api::descriptors`]).
 fn pool() -> Result<&'static DescriptorPool, ClientError> {
-    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
-    let pool = POOL.get_or_init(|| {
-        DescriptorPool::decode(crate::api::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
-    });
-    pool.as_ref().map_err(|e| ClientError::Usage(format!("the API's descriptors: {e}")))
+    crate::api::descriptors().map_err(|e| ClientError::Usage(format!("the API's descriptors: {e}")))
 }
 
 /// Every method of the API, one a line: `Service/Method(Request) returns [stream ]Answer`.

@@ -9,10 +9,9 @@
 //! The encoding is prost's, unchanged (`tonic_prost::ProstEncoder`).
 
 use std::marker::PhantomData;
-use std::sync::OnceLock;
 
 use prost::Message;
-use prost_types::{DescriptorProto, FileDescriptorSet};
+use prost_reflect::Kind;
 use tonic::Status;
 use tonic::codec::{BufferSettings, DecodeBuf};
 use tonic_prost::{ProstDecoder, ProstEncoder};
@@ -90,8 +89,8 @@ pub fn undecodable(text: &str) -> Status {
             names.push(field.to_string());
             continue;
         };
-        let inner = at.checked_sub(1).map(|inner| format!(".{}", path[inner].0));
-        let member = inner.and_then(|inner| members.iter().find(|(_, t)| t.ends_with(&inner)));
+        let inner = at.checked_sub(1).map(|inner| path[inner].0);
+        let member = inner.and_then(|inner| members.iter().find(|(_, t)| t == inner));
         match member {
             Some((name, _)) => names.push(name.clone()),
             None => {
@@ -109,28 +108,20 @@ pub fn undecodable(text: &str) -> Status {
     super::error::invalid(&names.join("."), format!("cannot be decoded as protobuf: {reason}"))
 }
 
-/// The members (name, type) of `message`'s oneof `oneof`, by the services' file descriptors;
-/// `None` when `oneof` is no oneof of a message of that name (a field then).
+/// The members (name, message type's name) of `message`'s oneof `oneof`, by the API's
+/// descriptors ([`super::descriptors`]); `None` when `oneof` is no oneof of a message of that
+/// name (a field then).
 fn oneof_members(message: &str, oneof: &str) -> Option<Vec<(String, String)>> {
-    static FILES: OnceLock<Option<FileDescriptorSet>> = OnceLock::new();
-    let files = FILES
-        .get_or_init(|| FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).ok())
-        .as_ref()?;
-    let mut messages: Vec<&DescriptorProto> =
-        files.file.iter().flat_map(|f| f.message_type.iter()).collect();
-    while let Some(m) = messages.pop() {
-        messages.extend(m.nested_type.iter());
-        if m.name() != message {
-            continue;
-        }
-        let Some(index) = m.oneof_decl.iter().position(|o| o.name() == oneof) else {
-            continue;
-        };
-        let index = i32::try_from(index).ok();
-        let members = m.field.iter().filter(|f| f.oneof_index.is_some() && f.oneof_index == index);
-        return Some(members.map(|f| (f.name().to_string(), f.type_name().to_string())).collect());
-    }
-    None
+    let oneof = super::descriptors()
+        .ok()?
+        .all_messages()
+        .filter(|m| m.name() == message)
+        .find_map(|m| m.oneofs().find(|o| o.name() == oneof))?;
+    let type_name = |kind: Kind| match kind {
+        Kind::Message(m) => m.name().to_string(),
+        _ => String::new(),
+    };
+    Some(oneof.fields().map(|f| (f.name().to_string(), type_name(f.kind()))).collect())
 }
 
 /// A protobuf message's or field's name.

@@ -36,6 +36,18 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/loanledger_descriptor.bin"));
 
+/// The API's messages and services, read once from [`FILE_DESCRIPTOR_SET`]: the CLI's client
+/// reads and writes messages through them, the codec names a oneof's members by them. An
+/// error is the build's (the set is written by `build.rs`).
+pub fn descriptors() -> Result<&'static prost_reflect::DescriptorPool, String> {
+    static POOL: std::sync::OnceLock<Result<prost_reflect::DescriptorPool, String>> =
+        std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
+    });
+    pool.as_ref().map_err(Clone::clone)
+}
+
 /// A checked token ([`Api::principal`]'s cache): its principal, when it was read, its id, and when it expires (`None`:
 /// never), which each use compares with the clock (an expired token is refused at once, not
 /// when its entry is next read).

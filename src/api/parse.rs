@@ -75,6 +75,12 @@ pub fn text(field: &str, value: &str, required: bool) -> Result<String, Status> 
     Ok(value.to_string())
 }
 
+/// [`text`], `None` when empty once trimmed (not stated).
+pub fn optional_text(field: &str, value: &str) -> Result<Option<String>, Status> {
+    let value = text(field, value, false)?;
+    Ok((!value.is_empty()).then_some(value))
+}
+
 pub fn date(field: &str, value: &str) -> Result<BusinessDate, Status> {
     if value.is_empty() {
         return Err(invalid(field, "is required (YYYY-MM-DD)"));

@@ -457,8 +457,8 @@ fn claimed_lines(
             },
             // (Trimmed, as a fixed-width file pads them.)
             household_id: parse::optional_id(&field("household_id"), line.household_id.trim())?,
-            township: stated(&field("township"), &line.township)?,
-            village: stated(&field("village"), &line.village)?,
+            township: parse::optional_text(&field("township"), &line.township)?,
+            village: parse::optional_text(&field("village"), &line.village)?,
             period_start: parse::optional_date(&field("period_start"), line.period_start.trim())?,
         };
         if let Some(first) = seen.insert((claimed.loan_id.clone(), due_date), i) {
@@ -468,12 +468,6 @@ fn claimed_lines(
         parsed.push(claimed);
     }
     Ok(parsed)
-}
-
-/// A text a claim's line states, trimmed as the registry keeps it (`None`: not stated).
-fn stated(field: &str, text: &str) -> Result<Option<String>, Status> {
-    let text = parse::text(field, text, false)?;
-    Ok((!text.is_empty()).then_some(text))
 }
 
 /// A claim as answered, with its sums (`totals`: its lines', which a summary's claim has not).

@@ -202,26 +202,25 @@ fn tally(
                     },
                     (None, e) => {
                         // (As `api::error::status` answers each.)
-                        let (code, reason) = match &e {
+                        let (code, reason, message) = match e {
                             AppError::Internal(detail) => {
                                 faults += 1;
-                                let detail = detail.as_str();
                                 tracing::error!(loan_id = %id, detail, "a loan of a settlement run failed");
-                                ("INTERNAL", "")
+                                ("INTERNAL", "", crate::app::error::INTERNAL_TEXT.to_string())
                             }
-                            AppError::RequestIdReused(_) => ("ALREADY_EXISTS", "REQUEST_ID_REUSED"),
-                            AppError::Unavailable(_) | AppError::Stale(_) => ("UNAVAILABLE", ""),
-                            AppError::Unauthenticated | AppError::TokenExpired(_) => {
-                                ("UNAUTHENTICATED", "")
+                            e @ AppError::RequestIdReused(_) => {
+                                ("ALREADY_EXISTS", "REQUEST_ID_REUSED", e.to_string())
+                            }
+                            e @ (AppError::Unavailable(_) | AppError::Stale(_)) => {
+                                ("UNAVAILABLE", "", e.to_string())
+                            }
+                            e @ (AppError::Unauthenticated | AppError::TokenExpired(_)) => {
+                                ("UNAUTHENTICATED", "", e.to_string())
                             }
                             // (Refusals, above.)
-                            AppError::Domain(_)
+                            e @ (AppError::Domain(_)
                             | AppError::PermissionDenied(_)
-                            | AppError::Refused(_) => ("INTERNAL", ""),
-                        };
-                        let message = match e {
-                            AppError::Internal(_) => crate::app::error::INTERNAL_TEXT.to_string(),
-                            e => e.to_string(),
+                            | AppError::Refused(_)) => ("INTERNAL", "", e.to_string()),
                         };
                         SettlementFailure {
                             loan_id: id.clone(),
