@@ -68,15 +68,19 @@ pub fn method_to_pb(m: RepaymentMethod) -> pb::RepaymentMethod {
     }
 }
 
-pub fn frequency_from_pb(field: &str, value: i32) -> Result<SettlementFrequency, Status> {
+/// The frequency given; `None` when left out (`UNSPECIFIED`), for the caller's default.
+pub fn frequency_from_pb(field: &str, value: i32) -> Result<Option<SettlementFrequency>, Status> {
     use pb::SettlementFrequency as P;
-    Ok(match parse::enumeration::<P>(field, value)? {
-        P::Unspecified => return Err(invalid(field, "is required")),
+    if value == P::Unspecified as i32 {
+        return Ok(None);
+    }
+    Ok(Some(match parse::enumeration::<P>(field, value)? {
+        P::Unspecified => return Ok(None),
         P::Monthly => SettlementFrequency::Monthly,
         P::Quarterly => SettlementFrequency::Quarterly,
         P::Yearly => SettlementFrequency::Yearly,
         P::AtMaturity => SettlementFrequency::AtMaturity,
-    })
+    }))
 }
 
 pub fn frequency_to_pb(f: SettlementFrequency) -> pb::SettlementFrequency {

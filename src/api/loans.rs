@@ -19,6 +19,7 @@ use crate::domain::loan::{LoanState, LoanTerms, RepaymentMethod, SettlementFrequ
 use crate::domain::money::Rounding;
 use crate::domain::schedule::{
     InterestWorking, Schedule, ScheduleError, ScheduleTerms, Term, build_schedule, check_frequency,
+    default_frequency,
 };
 use crate::store::read::{LoanFilter, StatusFilter};
 use rust_decimal::Decimal;
@@ -247,19 +248,33 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// The method and frequency must fit together, and an amortising term must be whole periods.
-fn check_method_terms(
+/// The settlement frequency given, or left out the method's default
+/// ([`default_frequency`]: quarterly, at maturity for 利随本清); it must fit the method, and an
+/// amortising term must be whole periods of it. A term of months that is not whole quarters
+/// makes an amortising contract that names no frequency `INVALID_ARGUMENT` on
+/// `settlement_frequency` (the default does not fit: monthly must be asked for), on
+/// `term_months` when quarterly was asked for.
+fn frequency_for(
     method: RepaymentMethod,
-    frequency: SettlementFrequency,
+    settlement_frequency: i32,
     term_months: u32,
-) -> Result<(), Status> {
+) -> Result<SettlementFrequency, Status> {
+    let given = frequency_from_pb("settlement_frequency", settlement_frequency)?;
+    let frequency = given.unwrap_or_else(|| default_frequency(method));
     check_frequency(method, frequency).map_err(|e| invalid("settlement_frequency", e))?;
     let amortising =
         matches!(method, RepaymentMethod::EqualInstalment | RepaymentMethod::EqualPrincipal);
     if amortising && frequency == SettlementFrequency::Quarterly && !term_months.is_multiple_of(3) {
-        return Err(invalid("term_months", "must be a multiple of 3 for quarterly instalments"));
+        return Err(match given {
+            Some(_) => invalid("term_months", "must be a multiple of 3 for quarterly instalments"),
+            None => invalid(
+                "settlement_frequency",
+                "left out is quarterly, which needs term_months a multiple of 3: \
+                 give SETTLEMENT_FREQUENCY_MONTHLY",
+            ),
+        });
     }
-    Ok(())
+    Ok(frequency)
 }
 
 fn rounding_from_pb(field: &str, value: &str) -> Result<Rounding, Status> {
@@ -369,8 +384,7 @@ impl LoanService for Api {
             }
         };
         let method = method_from_pb("repayment_method", repayment_method)?;
-        let frequency = frequency_from_pb("settlement_frequency", settlement_frequency)?;
-        check_method_terms(method, frequency, term_months)?;
+        let frequency = frequency_for(method, settlement_frequency, term_months)?;
         let terms = ScheduleTerms {
             principal: parse::positive_fen("principal_fen", principal_fen)?,
             rate: parse::rate("annual_rate", &annual_rate)?,
@@ -473,8 +487,8 @@ impl LoanService for Api {
         let maturity_date = add_months(contract_date, term_months)
             .ok_or_else(|| invalid("term_months", "moves maturity out of range"))?;
         let repayment_method = method_from_pb("repayment_method", repayment_method)?;
-        let settlement_frequency = frequency_from_pb("settlement_frequency", settlement_frequency)?;
-        check_method_terms(repayment_method, settlement_frequency, term_months)?;
+        let settlement_frequency =
+            frequency_for(repayment_method, settlement_frequency, term_months)?;
         let terms = LoanTerms {
             loan_id,
             ledger_id: String::new(),

@@ -199,6 +199,17 @@ pub fn build_schedule(terms: &ScheduleTerms) -> Result<Schedule, ScheduleError> 
 
 /// Whether a repayment method can settle at a frequency: bullet loans settle monthly, quarterly
 /// or yearly; 利随本清 only at maturity; the amortising methods monthly or quarterly.
+/// The settlement frequency of a contract that names none: quarterly, the programme's default
+/// (DESIGN.md, "Interest"), but for 利随本清, which settles at maturity only.
+pub fn default_frequency(method: RepaymentMethod) -> SettlementFrequency {
+    match method {
+        RepaymentMethod::InterestWithPrincipal => SettlementFrequency::AtMaturity,
+        RepaymentMethod::Bullet
+        | RepaymentMethod::EqualInstalment
+        | RepaymentMethod::EqualPrincipal => SettlementFrequency::Quarterly,
+    }
+}
+
 pub fn check_frequency(
     method: RepaymentMethod,
     frequency: SettlementFrequency,
@@ -466,6 +477,19 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    /// Every method's default frequency is one it may take; quarterly but for 利随本清.
+    #[test]
+    fn a_default_frequency_fits_its_method() {
+        use RepaymentMethod::*;
+        for method in [Bullet, EqualInstalment, EqualPrincipal, InterestWithPrincipal] {
+            let frequency = default_frequency(method);
+            assert!(check_frequency(method, frequency).is_ok(), "{method:?}: {frequency:?}");
+            let at_maturity = method == InterestWithPrincipal;
+            assert_eq!(frequency == SettlementFrequency::AtMaturity, at_maturity, "{method:?}");
+            assert_eq!(frequency == SettlementFrequency::Quarterly, !at_maturity, "{method:?}");
+        }
     }
 
     fn terms(method: RepaymentMethod, frequency: SettlementFrequency) -> ScheduleTerms {

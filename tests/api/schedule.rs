@@ -10,6 +10,7 @@
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_reflection::pb::{v1, v1alpha};
+use tonic_types::StatusExt;
 
 use super::loan;
 use crate::common::*;
@@ -24,6 +25,7 @@ on_both_backends!(
     preview_bad_input_roles_and_no_writes,
     reflection_lists_services_without_a_token,
     paid_as_scheduled_when_maturity_is_on_the_21st,
+    a_frequency_left_out_is_the_programmes_default,
 );
 
 /// Rounds `num / den` (both non-negative) to an integer: half up, half to even, or down.
@@ -766,6 +768,87 @@ async fn paid_as_scheduled_when_maturity_is_on_the_21st(backend: Backend) {
     let closed = app.get_loan(&t.bank, &id).await;
     assert_eq!(closed.status, pb::LoanStatus::Settled as i32, "{closed:?}");
     assert_eq!(closed.interest_settled_fen, schedule.total_interest_fen, "{closed:?}");
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// A contract or preview that names no settlement frequency takes the programme's default:
+/// quarterly on the 20th, or at maturity for 利随本清, which settles then only. An amortising
+/// term that is not whole quarters cannot take it, and the refusal names the frequency. The
+/// loan records the frequency taken, so a retry that names it is the same request.
+async fn a_frequency_left_out_is_the_programmes_default(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let unspecified = pb::SettlementFrequency::Unspecified;
+
+    // Bullet: the worked figure, quarterly.
+    let defaulted =
+        terms(STANDARD_PRINCIPAL_FEN, STANDARD_RATE, 12, pb::RepaymentMethod::Bullet, unspecified);
+    let s = preview(&app, &t.bank, defaulted).await;
+    assert_eq!(s, preview(&app, &t.bank, standard_terms()).await);
+    assert_eq!(s.instalments.len(), 5, "{s:?}");
+    assert_eq!(s.total_interest_fen, 195_173);
+
+    // 利随本清: one settlement, at maturity.
+    let with_principal = |frequency| {
+        terms(5_000_000, STANDARD_RATE, 12, pb::RepaymentMethod::InterestWithPrincipal, frequency)
+    };
+    let s = preview(&app, &t.bank, with_principal(unspecified)).await;
+    assert_eq!(
+        s,
+        preview(&app, &t.bank, with_principal(pb::SettlementFrequency::AtMaturity)).await
+    );
+    assert_eq!(s.instalments.len(), 1, "{s:?}");
+
+    // 等额本金 over whole quarters: quarterly instalments.
+    let equal_principal = |months, frequency| {
+        terms(5_000_000, STANDARD_RATE, months, pb::RepaymentMethod::EqualPrincipal, frequency)
+    };
+    let s = preview(&app, &t.bank, equal_principal(12, unspecified)).await;
+    assert_eq!(
+        s,
+        preview(&app, &t.bank, equal_principal(12, pb::SettlementFrequency::Quarterly)).await
+    );
+    assert_eq!(s.instalments.len(), 4, "{s:?}");
+    // Ten months are not whole quarters: the default does not fit, and the frequency is named.
+    let refused = expect_invalid(
+        app.loans(&t.bank).preview_schedule(equal_principal(10, unspecified)).await,
+        "settlement_frequency",
+    );
+    assert!(refused.message().contains("MONTHLY"), "{refused:?}");
+    let monthly =
+        preview(&app, &t.bank, equal_principal(10, pb::SettlementFrequency::Monthly)).await;
+    assert_eq!(monthly.instalments.len(), 10, "{monthly:?}");
+
+    // A contract: the loan shows the frequency taken, and its servicing settles on it.
+    let journal_before = app.journal(&t.auditor, LEDGER).await.len();
+    let mut req = standard_loan("C001", HOUSEHOLD);
+    req.settlement_frequency = unspecified as i32;
+    let created = app.create_loan(&t.bank, req.clone()).await;
+    let l = created.loan.as_ref().expect("the loan");
+    assert_eq!(l.settlement_frequency, pb::SettlementFrequency::Quarterly as i32, "{l:?}");
+    let entry = created.entry.clone().expect("the contract's entry");
+    // The same request naming the default is the same request: answered, not written again.
+    req.settlement_frequency = pb::SettlementFrequency::Quarterly as i32;
+    let retried = app.create_loan(&t.bank, req.clone()).await;
+    assert_eq!(retried.entry, Some(entry), "{retried:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_before + 1);
+    // Another frequency under the same request id is another request.
+    req.settlement_frequency = pb::SettlementFrequency::Monthly as i32;
+    let reused = expect_code(app.loans(&t.bank).create_loan(req).await, Code::AlreadyExists);
+    let reason = reused.get_details_error_info().map(|i| i.reason);
+    assert_eq!(reason.as_deref(), Some("REQUEST_ID_REUSED"), "{reused:?}");
+
+    let id = loan_id("C001");
+    app.disburse(&t.bank, &id, CONTRACT_DATE).await;
+    // Nothing falls due on 20 February (monthly would settle 14,438 then), the first quarter's
+    // 29,410 on 20 March.
+    let february = app.get_loan_as_of(&t.bank, &id, "2021-02-21").await;
+    assert_eq!(february.interest_due_fen, 0, "{february:?}");
+    let march = app.get_loan_as_of(&t.bank, &id, "2021-03-21").await;
+    assert_eq!(march.interest_due_fen, 29_410, "{march:?}");
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
