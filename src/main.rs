@@ -331,27 +331,42 @@ async fn open_served_db(url: &str) -> anyhow::Result<Db> {
 }
 
 fn main() -> anyhow::Result<()> {
-    heap_without_huge_pages();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+    let huge_pages = heap_without_huge_pages();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(huge_pages))
 }
 
-/// Transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`), before the
-/// runtime's threads start, unless `MIMALLOC_ALLOW_THP` is set (mimalloc's own option then
-/// decides). mimalloc asks for huge pages for its arenas (`madvise`), so that the first touch
-/// of fresh heap zeroes 2 MiB at a time. Without them the server's verify ran 35–70% faster
-/// (its rebuilt and stored read models are fresh memory), its batches and settlement runs
-/// somewhat faster with shorter tails, and the single repayments took about 4% more CPU
-/// (BENCHMARKS-HISTORY.md, change 90).
-fn heap_without_huge_pages() {
+/// Transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`, which the kernel
+/// checks at each page fault, so that only memory touched before the call keeps them), unless
+/// `MIMALLOC_ALLOW_THP` is set (mimalloc's own option then decides). mimalloc asks for huge
+/// pages for its arenas (`madvise`), so that the first touch of fresh heap zeroes 2 MiB at a
+/// time. On the host of 2026-12-06 the server's verify ran 35–70% faster without them (its
+/// rebuilt and stored read models are fresh memory) and its batches faster with a shorter
+/// tail, while the single repayments took about 4% more CPU; earlier hosts gained nothing or
+/// lost a little (BENCHMARKS-HISTORY.md, change 90). The call's error, if any, for the log.
+fn heap_without_huge_pages() -> Option<std::io::Error> {
     #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: PR_SET_THP_DISABLE takes integers only and reads or writes no memory of ours.
-        // It fails only on kernels older than 3.15, which then keep their huge pages.
-        let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        use libc::c_ulong;
+        // SAFETY: PR_SET_THP_DISABLE's arguments are integers; the call reads or writes no memory
+        // of ours. It fails on kernels before 3.15 or under a filter that forbids it: the
+        // process then keeps its huge pages.
+        let set = unsafe {
+            libc::prctl(
+                libc::PR_SET_THP_DISABLE,
+                1 as c_ulong,
+                0 as c_ulong,
+                0 as c_ulong,
+                0 as c_ulong,
+            )
+        };
+        if set != 0 {
+            return Some(std::io::Error::last_os_error());
+        }
     }
+    None
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
     // No command is `serve`, parsed as such so that its flags' environment variables apply.
     let cli = match Cli::parse() {
         cli if cli.command.is_some() => cli,
@@ -364,6 +379,9 @@ async fn run() -> anyhow::Result<()> {
     };
     telemetry::init(cli.log_format);
     telemetry::log_panics();
+    if let Some(error) = huge_pages {
+        tracing::debug!(%error, "transparent huge pages left on (prctl PR_SET_THP_DISABLE failed)");
+    }
     let Some(command) = cli.command else {
         anyhow::bail!("no command; `serve` is the default");
     };

@@ -248,17 +248,21 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// Why an amortising term that is not whole quarters cannot leave its frequency out.
+const QUARTERLY_BY_DEFAULT: &str = "left out is quarterly, which needs a term of whole quarters: give SETTLEMENT_FREQUENCY_MONTHLY";
+
 /// The settlement frequency given, or left out the method's default
-/// ([`default_frequency`]: quarterly, at maturity for 利随本清); it must fit the method, and an
-/// amortising term must be whole periods of it. A term of months that is not whole quarters
-/// makes an amortising contract that names no frequency `INVALID_ARGUMENT` on
-/// `settlement_frequency` (the default does not fit: monthly must be asked for), on
-/// `term_months` when quarterly was asked for.
+/// ([`default_frequency`]: quarterly, at maturity for 利随本清), and whether it was left out; it
+/// must fit the method, and an amortising term of months must be whole periods of it. A term of
+/// months that is not whole quarters makes an amortising contract that names no frequency
+/// `INVALID_ARGUMENT` on `settlement_frequency` (the default does not fit: monthly must be asked
+/// for), on `term_months` when quarterly was asked for. (A preview's term given by its maturity
+/// is checked by its schedule: [`LoanService::preview_schedule`].)
 fn frequency_for(
     method: RepaymentMethod,
     settlement_frequency: i32,
     term_months: u32,
-) -> Result<SettlementFrequency, Status> {
+) -> Result<(SettlementFrequency, bool), Status> {
     let given = frequency_from_pb("settlement_frequency", settlement_frequency)?;
     let frequency = given.unwrap_or_else(|| default_frequency(method));
     check_frequency(method, frequency).map_err(|e| invalid("settlement_frequency", e))?;
@@ -267,14 +271,10 @@ fn frequency_for(
     if amortising && frequency == SettlementFrequency::Quarterly && !term_months.is_multiple_of(3) {
         return Err(match given {
             Some(_) => invalid("term_months", "must be a multiple of 3 for quarterly instalments"),
-            None => invalid(
-                "settlement_frequency",
-                "left out is quarterly, which needs term_months a multiple of 3: \
-                 give SETTLEMENT_FREQUENCY_MONTHLY",
-            ),
+            None => invalid("settlement_frequency", QUARTERLY_BY_DEFAULT),
         });
     }
-    Ok(frequency)
+    Ok((frequency, given.is_none()))
 }
 
 fn rounding_from_pb(field: &str, value: &str) -> Result<Rounding, Status> {
@@ -384,7 +384,7 @@ impl LoanService for Api {
             }
         };
         let method = method_from_pb("repayment_method", repayment_method)?;
-        let frequency = frequency_for(method, settlement_frequency, term_months)?;
+        let (frequency, defaulted) = frequency_for(method, settlement_frequency, term_months)?;
         let terms = ScheduleTerms {
             principal: parse::positive_fen("principal_fen", principal_fen)?,
             rate: parse::rate("annual_rate", &annual_rate)?,
@@ -412,6 +412,18 @@ impl LoanService for Api {
         let term_field = if term_months == 0 { "maturity_date" } else { "term_months" };
         let schedule = build_schedule(&terms).map_err(|e| match e {
             ScheduleError::NoTerm { .. } => invalid("maturity_date", e),
+            // A maturity that is whole months but not whole quarters, the frequency left out:
+            // the default does not fit, as with a term of months.
+            ScheduleError::NotWholePeriods
+                if defaulted
+                    && build_schedule(&ScheduleTerms {
+                        frequency: SettlementFrequency::Monthly,
+                        ..terms
+                    })
+                    .is_ok() =>
+            {
+                invalid("settlement_frequency", QUARTERLY_BY_DEFAULT)
+            }
             ScheduleError::NotWholePeriods => invalid("maturity_date", e),
             ScheduleError::TermTooLong => invalid(term_field, e),
             ScheduleError::FrequencyNotAllowed { .. } => invalid("settlement_frequency", e),
@@ -488,7 +500,7 @@ impl LoanService for Api {
             .ok_or_else(|| invalid("term_months", "moves maturity out of range"))?;
         let repayment_method = method_from_pb("repayment_method", repayment_method)?;
         let settlement_frequency =
-            frequency_for(repayment_method, settlement_frequency, term_months)?;
+            frequency_for(repayment_method, settlement_frequency, term_months)?.0;
         let terms = LoanTerms {
             loan_id,
             ledger_id: String::new(),

@@ -197,8 +197,6 @@ pub fn build_schedule(terms: &ScheduleTerms) -> Result<Schedule, ScheduleError> 
     build_schedule_paid_out(terms, terms.disbursed)
 }
 
-/// Whether a repayment method can settle at a frequency: bullet loans settle monthly, quarterly
-/// or yearly; 利随本清 only at maturity; the amortising methods monthly or quarterly.
 /// The settlement frequency of a contract that names none: quarterly, the programme's default
 /// (DESIGN.md, "Interest"), but for 利随本清, which settles at maturity only.
 pub fn default_frequency(method: RepaymentMethod) -> SettlementFrequency {
@@ -210,6 +208,8 @@ pub fn default_frequency(method: RepaymentMethod) -> SettlementFrequency {
     }
 }
 
+/// Whether a repayment method can settle at a frequency: bullet loans settle monthly, quarterly
+/// or yearly; 利随本清 only at maturity; the amortising methods monthly or quarterly.
 pub fn check_frequency(
     method: RepaymentMethod,
     frequency: SettlementFrequency,

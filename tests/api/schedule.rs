@@ -818,12 +818,36 @@ async fn a_frequency_left_out_is_the_programmes_default(backend: Backend) {
         "settlement_frequency",
     );
     assert!(refused.message().contains("MONTHLY"), "{refused:?}");
+    // The same term given by its maturity; a maturity that is not whole months is the date's.
+    let by_maturity = |maturity: &str| pb::PreviewScheduleRequest {
+        term_months: 0,
+        maturity_date: maturity.into(),
+        ..equal_principal(10, unspecified)
+    };
+    let refused = expect_invalid(
+        app.loans(&t.bank).preview_schedule(by_maturity("2021-11-25")).await,
+        "settlement_frequency",
+    );
+    assert!(refused.message().contains("MONTHLY"), "{refused:?}");
+    expect_invalid(
+        app.loans(&t.bank).preview_schedule(by_maturity("2021-11-26")).await,
+        "maturity_date",
+    );
     let monthly =
         preview(&app, &t.bank, equal_principal(10, pb::SettlementFrequency::Monthly)).await;
     assert_eq!(monthly.instalments.len(), 10, "{monthly:?}");
 
     // A contract: the loan shows the frequency taken, and its servicing settles on it.
     let journal_before = app.journal(&t.auditor, LEDGER).await.len();
+    // (An amortising contract of ten months cannot leave it out: refused, nothing written.)
+    let ten_months = pb::CreateLoanRequest {
+        term_months: 10,
+        repayment_method: pb::RepaymentMethod::EqualPrincipal as i32,
+        settlement_frequency: unspecified as i32,
+        ..standard_loan("C000", HOUSEHOLD)
+    };
+    expect_invalid(app.loans(&t.bank).create_loan(ten_months).await, "settlement_frequency");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_before);
     let mut req = standard_loan("C001", HOUSEHOLD);
     req.settlement_frequency = unspecified as i32;
     let created = app.create_loan(&t.bank, req.clone()).await;
