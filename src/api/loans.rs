@@ -991,10 +991,23 @@ impl LoanService for Api {
         request: Request<pb::GetPayoffQuoteRequest>,
     ) -> Result<Response<pb::PayoffQuote>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::GetPayoffQuoteRequest { loan_id, as_of } = request.into_inner();
+        let pb::GetPayoffQuoteRequest { loan_id, as_of, through_seq } = request.into_inner();
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
         let date = parse::date("as_of", &as_of)?;
-        let loan = self.readable_loan(&actor, &loan_id).await?;
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
+        let mut loan = self.readable_loan(&actor, &loan_id).await?;
+        // Through a seq: the loan as the journal stood then (its events dated after as_of
+        // included: the quote is for as_of from its last event, as the current loan's is).
+        if let Some(seq) = through_seq {
+            loan = loan_through(&self.db, &loan_id, None, Some(seq))
+                .await
+                .map_err(status)?
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "loan {loan_id} had no contract recorded by seq {seq}"
+                    ))
+                })?;
+        }
         let q = crate::api::convert::quote_on(&loan, date, Some("as_of"))?;
         let total = q.total().ok_or_else(|| invalid("as_of", "makes the quote overflow"))?;
         Ok(Response::new(pb::PayoffQuote {
@@ -1010,6 +1023,7 @@ impl LoanService for Api {
             days_overdue: q.days_overdue,
             overdue_principal_fen: q.overdue_principal_fen.0,
             current_principal_fen: q.current_principal_fen.0,
+            last_seq: loan.last_seq,
         }))
     }
 }

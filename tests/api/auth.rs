@@ -298,6 +298,7 @@ async fn authentication_and_roles(backend: Backend) {
             .get_payoff_quote(pb::GetPayoffQuoteRequest {
                 loan_id: missing.clone(),
                 as_of: "2021-03-01".into(),
+                through_seq: 0,
             })
             .await,
         Code::PermissionDenied,
@@ -543,6 +544,7 @@ async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
                     .get_payoff_quote(pb::GetPayoffQuoteRequest {
                         loan_id: loan.clone(),
                         as_of: "2021-03-01".into(),
+                        through_seq: 0,
                     })
                     .await,
                 Code::NotFound,

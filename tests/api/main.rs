@@ -2248,8 +2248,11 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
     );
     assert_eq!(refused.message(), named);
     assert_eq!(metadata(&refused, "field").as_deref(), Some("as_of"), "{refused:?}");
-    let quote =
-        |as_of: &str| pb::GetPayoffQuoteRequest { loan_id: id.clone(), as_of: as_of.into() };
+    let quote = |as_of: &str| pb::GetPayoffQuoteRequest {
+        loan_id: id.clone(),
+        as_of: as_of.into(),
+        through_seq: 0,
+    };
     let refused = expect_refused(
         loans.get_payoff_quote(quote("2131-03-20")).await,
         "VALUE_DATE_OUT_OF_RANGE",
@@ -2395,6 +2398,7 @@ async fn loans_made_before_the_id_limit_are_still_named(backend: Backend) {
         .get_payoff_quote(pb::GetPayoffQuoteRequest {
             loan_id: id.clone(),
             as_of: "2021-02-03".into(),
+            through_seq: 0,
         })
         .await
         .expect("GetPayoffQuote")

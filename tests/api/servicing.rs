@@ -2132,6 +2132,7 @@ async fn write_off(backend: Backend) {
             .get_payoff_quote(pb::GetPayoffQuoteRequest {
                 loan_id: id.clone(),
                 as_of: "2022-03-01".into(),
+                through_seq: 0,
             })
             .await,
         "LOAN_NOT_REPAYABLE",
@@ -2992,7 +2993,8 @@ async fn policy_versions(backend: Backend) {
         let mut loans = app.loans(&t.bank);
         let loan_id = id.clone();
         async move {
-            let request = pb::GetPayoffQuoteRequest { loan_id, as_of: as_of.into() };
+            let request =
+                pb::GetPayoffQuoteRequest { loan_id, as_of: as_of.into(), through_seq: 0 };
             loans.get_payoff_quote(request).await.expect("GetPayoffQuote").into_inner()
         }
     };
@@ -3058,9 +3060,44 @@ async fn an_answer_as_of_a_date_is_given_again_through_its_seq(backend: Backend)
     // The quarter's 29,410 fen settled and unpaid, overdue since the 21st.
     assert_eq!((first_loan.interest_paid_fen, first_loan.interest_settled_fen), (0, 29_410));
     assert!(first_loan.days_overdue > 0, "{first_loan:?}");
+    let quote = |through_seq: u64| {
+        let mut loans = app.loans(&t.bank);
+        let request = pb::GetPayoffQuoteRequest {
+            loan_id: id.clone(),
+            as_of: "2021-04-01".into(),
+            through_seq,
+        };
+        async move { loans.get_payoff_quote(request).await.map(|r| r.into_inner()) }
+    };
+    let first_quote = quote(0).await.expect("GetPayoffQuote");
+    assert_eq!(first_quote.last_seq, first_loan.last_seq, "{first_quote:?}");
+    assert_eq!(
+        (first_quote.principal_fen, first_quote.overdue_interest_fen),
+        (5_000_000, 29_410),
+        "{first_quote:?}"
+    );
 
     // The bank's file of 2021-03-22, recorded late.
     app.repay(&t.bank, &id, "2021-03-22", 40_000).await;
+    // The quote now: the overdue interest paid (and a day's compound interest on it), the rest
+    // of the 40,000 fen repaid principal; through the first quote's seq, the first quote again.
+    let now_quote = quote(0).await.expect("GetPayoffQuote");
+    assert!(now_quote.last_seq > first_quote.last_seq, "{now_quote:?}");
+    let repaid = loan("2021-04-01", 0).await.expect("GetLoan").principal_repaid_fen;
+    assert!(repaid > 0 && repaid < 40_000 - 29_410 + 1, "{repaid}");
+    assert_eq!(
+        (now_quote.principal_fen, now_quote.overdue_interest_fen),
+        (5_000_000 - repaid, 0),
+        "{now_quote:?}"
+    );
+    assert_eq!(
+        quote(first_quote.last_seq).await.expect("GetPayoffQuote through its seq"),
+        first_quote
+    );
+    // Before the contract was recorded: NOT_FOUND; past what a journal holds: the field named.
+    expect_code(quote(1).await.map(tonic::Response::new), Code::NotFound);
+    let past_max = u64::try_from(i64::MAX).unwrap() + 1;
+    expect_invalid(quote(past_max).await.map(tonic::Response::new), "through_seq");
     let now = balances(0).await.expect("GetBalances");
     assert_eq!((cash(&now), now[0].through_seq > seq), (vec![-5_000_000 + 40_000], true));
     assert_eq!(loan("2021-03-31", 0).await.expect("GetLoan").interest_paid_fen, 29_410);

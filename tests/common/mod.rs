@@ -517,6 +517,7 @@ impl TestApp {
             .get_payoff_quote(pb::GetPayoffQuoteRequest {
                 loan_id: loan_id.into(),
                 as_of: as_of.into(),
+                through_seq: 0,
             })
             .await
             .unwrap_or_else(|e| panic!("GetPayoffQuote {loan_id} {as_of}: {e:?}"))
