@@ -1,8 +1,9 @@
 //! The service through its life and its failures: restarts, a killed server keeping what it
 //! acknowledged, the drain at shutdown and a second signal, database connections killed under
 //! it, failed writes leaving nothing and not failing their neighbours, rows locked elsewhere,
-//! the checkpoint signing key kept across restarts, health following the database and the shutdown.
-//! Each scenario runs on SQLite and on PostgreSQL (connections killed: PostgreSQL only).
+//! the checkpoint signing key kept across restarts, health following the database and the shutdown,
+//! the process's transparent huge pages. Each scenario runs on SQLite and on PostgreSQL
+//! (connections killed: PostgreSQL only; huge pages: SQLite, the database not in question).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -353,8 +354,19 @@ impl ServerProcess {
 
     /// As [`ServerProcess::start`], with more arguments to `serve`.
     fn start_with(database_url: &str, serve_args: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_env(database_url, serve_args, &[])
+    }
+
+    /// As [`ServerProcess::start_with`], with these environment variables set (and
+    /// `MIMALLOC_ALLOW_THP` unset unless among them).
+    fn start_with_env(
+        database_url: &str,
+        serve_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         use std::io::BufRead;
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
+        command.env_remove("MIMALLOC_ALLOW_THP").envs(env.iter().copied());
         command
             .args(["serve", "--database-url", database_url, "--listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
@@ -514,6 +526,32 @@ async fn a_second_signal_ends_the_drain(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
     app.finish().await;
+}
+
+/// Linux: the server runs with transparent huge pages off for its process
+/// (`PR_SET_THP_DISABLE`, README "Configuration"), and with them as the host has them when
+/// `MIMALLOC_ALLOW_THP=1` is set: the kernel's `THP_enabled` in the process's status.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_keeps_off_huge_pages_unless_told() {
+    let status_of = |pid: u32| -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
+        Some(line["THP_enabled:".len()..].trim().to_string())
+    };
+    // A kernel that does not show it (before 5.0), or this test's own process already without
+    // huge pages, has nothing to compare.
+    if status_of(std::process::id()).as_deref() != Some("1") {
+        eprintln!("THP_enabled not shown, or 0 for the test itself: nothing to check");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a directory");
+    let url = format!("sqlite://{}", dir.path().join("thp.db").display());
+    let server = ServerProcess::start(&url);
+    assert_eq!(status_of(server.child.id()).as_deref(), Some("0"));
+    drop(server);
+    let server = ServerProcess::start_with_env(&url, &[], &[("MIMALLOC_ALLOW_THP", "1")]);
+    assert_eq!(status_of(server.child.id()).as_deref(), Some("1"));
 }
 
 /// PostgreSQL: every connection of the service killed under it (as a database restart or a
