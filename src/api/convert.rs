@@ -71,15 +71,12 @@ pub fn method_to_pb(m: RepaymentMethod) -> pb::RepaymentMethod {
 /// The frequency given; `None` when left out (`UNSPECIFIED`), for the caller's default.
 pub fn frequency_from_pb(field: &str, value: i32) -> Result<Option<SettlementFrequency>, Status> {
     use pb::SettlementFrequency as P;
-    if value == P::Unspecified as i32 {
-        return Ok(None);
-    }
-    Ok(Some(match parse::enumeration::<P>(field, value)? {
-        P::Unspecified => return Ok(None),
-        P::Monthly => SettlementFrequency::Monthly,
-        P::Quarterly => SettlementFrequency::Quarterly,
-        P::Yearly => SettlementFrequency::Yearly,
-        P::AtMaturity => SettlementFrequency::AtMaturity,
+    Ok(parse::optional_enumeration::<P>(field, value)?.and_then(|p| match p {
+        P::Unspecified => None,
+        P::Monthly => Some(SettlementFrequency::Monthly),
+        P::Quarterly => Some(SettlementFrequency::Quarterly),
+        P::Yearly => Some(SettlementFrequency::Yearly),
+        P::AtMaturity => Some(SettlementFrequency::AtMaturity),
     }))
 }
 
@@ -95,17 +92,14 @@ pub fn frequency_to_pb(f: SettlementFrequency) -> pb::SettlementFrequency {
 
 pub fn loan_status_from_pb(field: &str, value: i32) -> Result<Option<LoanStatus>, Status> {
     use pb::LoanStatus as P;
-    if value == 0 {
-        return Ok(None);
-    }
-    Ok(Some(match parse::enumeration::<P>(field, value)? {
-        P::Unspecified => return Ok(None),
-        P::Contracted => LoanStatus::Contracted,
-        P::Active => LoanStatus::Active,
-        P::Overdue => LoanStatus::Overdue,
-        P::Overdue90 => LoanStatus::Overdue90,
-        P::Settled => LoanStatus::Settled,
-        P::WrittenOff => LoanStatus::WrittenOff,
+    Ok(parse::optional_enumeration::<P>(field, value)?.and_then(|p| match p {
+        P::Unspecified => None,
+        P::Contracted => Some(LoanStatus::Contracted),
+        P::Active => Some(LoanStatus::Active),
+        P::Overdue => Some(LoanStatus::Overdue),
+        P::Overdue90 => Some(LoanStatus::Overdue90),
+        P::Settled => Some(LoanStatus::Settled),
+        P::WrittenOff => Some(LoanStatus::WrittenOff),
     }))
 }
 

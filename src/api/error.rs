@@ -23,6 +23,20 @@ pub fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
     )
 }
 
+/// `NOT_FOUND` for a loan read through a journal seq (`through_seq`) before its contract was
+/// recorded, or recorded with a date after `dated_by` (`as_of`).
+pub fn no_contract_by(
+    loan_id: &str,
+    dated_by: Option<crate::domain::date::BusinessDate>,
+    seq: u64,
+) -> Status {
+    let dated = dated_by.map(|d| format!(" dated by {}", crate::domain::date::format_date(d)));
+    Status::not_found(format!(
+        "loan {loan_id} had no contract{} recorded by seq {seq}",
+        dated.unwrap_or_default()
+    ))
+}
+
 pub fn status(e: AppError) -> Status {
     if let Some(refusal) = e.refusal() {
         return refused(refusal);

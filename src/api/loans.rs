@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::*;
-use super::error::{invalid, status};
+use super::error::{invalid, no_contract_by, status};
 use super::pb::loan_service_server::LoanService;
 use super::{Api, parse, pb};
 use crate::app::auth::{Principal, Role};
@@ -617,13 +617,7 @@ impl LoanService for Api {
             .await
             .map_err(status)?
             .ok_or_else(|| match (as_of, through_seq) {
-                (_, Some(seq)) => {
-                    let by = as_of.map(|d| format!(" dated by {}", format_date(d)));
-                    Status::not_found(format!(
-                        "loan {loan_id} had no contract{} recorded by seq {seq}",
-                        by.unwrap_or_default()
-                    ))
-                }
+                (_, Some(seq)) => no_contract_by(&loan_id, as_of, seq),
                 (date, None) => Status::not_found(format!(
                     "loan {loan_id} was not contracted by {}",
                     date.map(format_date).unwrap_or_default()
@@ -1002,11 +996,7 @@ impl LoanService for Api {
             loan = loan_through(&self.db, &loan_id, None, Some(seq))
                 .await
                 .map_err(status)?
-                .ok_or_else(|| {
-                    Status::not_found(format!(
-                        "loan {loan_id} had no contract recorded by seq {seq}"
-                    ))
-                })?;
+                .ok_or_else(|| no_contract_by(&loan_id, None, seq))?;
         }
         let q = crate::api::convert::quote_on(&loan, date, Some("as_of"))?;
         let total = q.total().ok_or_else(|| invalid("as_of", "makes the quote overflow"))?;

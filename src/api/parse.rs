@@ -178,10 +178,16 @@ pub fn non_negative_fen(field: &str, value: i64) -> Result<Fen, Status> {
 
 /// A proto enum field: unknown numbers and the UNSPECIFIED zero are refused, never defaulted.
 pub fn enumeration<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status> {
+    optional_enumeration(field, value)?.ok_or_else(|| invalid(field, "is required"))
+}
+
+/// An enum field that may be left out: `None` for 0 (`UNSPECIFIED`), a value it does not know
+/// refused as [`enumeration`] refuses it.
+pub fn optional_enumeration<E: TryFrom<i32>>(field: &str, value: i32) -> Result<Option<E>, Status> {
     if value == 0 {
-        return Err(invalid(field, "is required"));
+        return Ok(None);
     }
-    E::try_from(value).map_err(|_| invalid(field, format!("has unknown value {value}")))
+    E::try_from(value).map(Some).map_err(|_| invalid(field, format!("has unknown value {value}")))
 }
 
 #[cfg(test)]

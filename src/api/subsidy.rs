@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::audit::spawned_stream;
 use super::convert::journal_ref;
-use super::error::{invalid, status, unexpected};
+use super::error::{invalid, no_contract_by, status, unexpected};
 use super::pb::subsidy_service_server::SubsidyService;
 use super::{Api, parse, pb};
 use crate::app::auth::Principal;
@@ -45,9 +45,7 @@ impl SubsidyService for Api {
             .await
             .map_err(status)?
             .ok_or_else(|| match through_seq {
-                Some(seq) => Status::not_found(format!(
-                    "loan {loan_id} had no contract recorded by seq {seq}"
-                )),
+                Some(seq) => no_contract_by(&loan_id, None, seq),
                 None => Status::not_found(format!("loan {loan_id} not found")),
             })?;
         Ok(Response::new(subsidy_to_pb(&s, as_of)))

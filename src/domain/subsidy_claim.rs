@@ -882,14 +882,11 @@ pub fn check_terms(line: &mut ClaimLine, principal: Fen, rate: AnnualRate) {
         (&line.claimed.township, &line.township, Difference::TownshipDiffers),
         (&line.claimed.village, &line.village, Difference::VillageDiffers),
     ];
-    let differing: Vec<Difference> = stated
-        .into_iter()
-        .filter(|(stated, recorded, _)| {
-            !recorded.is_empty() && stated.as_ref().is_some_and(|s| s != *recorded)
-        })
-        .map(|(_, _, difference)| difference)
-        .collect();
-    line.differences.extend(differing);
+    for (stated, recorded, difference) in stated {
+        if !recorded.is_empty() && stated.as_ref().is_some_and(|s| s != recorded) {
+            line.differences.push(difference);
+        }
+    }
 }
 
 /// Marks the line held by another claim (`holder`), if any: it is then not payable here.

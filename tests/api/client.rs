@@ -21,10 +21,10 @@ const CLIENT_ENV: [&str; 5] = [
 ];
 
 /// What `loanledger client` printed and how it ended.
-struct Run {
-    status: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(super) struct Run {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// `loanledger client` against `app` as the holder of `token` (none: no token), with `args`
@@ -35,9 +35,15 @@ fn client(app: &TestApp, token: Option<&str>, args: &[&str]) -> Run {
 
 /// [`client`], `input` on its standard input.
 fn client_reading(app: &TestApp, token: Option<&str>, args: &[&str], input: &str) -> Run {
+    run_client(&format!("http://127.0.0.1:{}", app.port), token, args, input)
+}
+
+/// `loanledger client --server SERVER` with `args`, none of its environment variables set,
+/// `input` on its standard input.
+pub(super) fn run_client(server: &str, token: Option<&str>, args: &[&str], input: &str) -> Run {
     use std::process::{Command, Stdio};
     let mut command = Command::new(env!("CARGO_BIN_EXE_loanledger"));
-    command.arg("client").arg("--server").arg(format!("http://127.0.0.1:{}", app.port));
+    command.arg("client").arg("--server").arg(server);
     for set in CLIENT_ENV {
         command.env_remove(set);
     }
@@ -149,25 +155,17 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     assert_eq!(plain.status, Some(2));
     assert!(plain.stderr.contains("are for an https:// server"), "{}", plain.stderr);
     let https = format!("https://127.0.0.1:{}", app.port);
-    let no_ca = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
-        .env_remove("LOANLEDGER_CA_CERT")
-        .args(["client", "--server", &https, "call", "LoanService/GetLoan", &get])
-        .output()
-        .expect("loanledger client runs");
-    assert_eq!(no_ca.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&no_ca.stderr).contains("needs --ca-cert"));
+    let no_ca = run_client(&https, None, &["call", "LoanService/GetLoan", &get], "");
+    assert_eq!(no_ca.status, Some(2));
+    assert!(no_ca.stderr.contains("needs --ca-cert"));
     let journal = app.journal(&t.auditor, LEDGER).await;
     assert_eq!(journal.iter().filter(|e| e.kind == "loan.repaid").count(), 1);
     // A server away: exit 3, naming it.
-    let mut away = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
-        .env_remove("LOANLEDGER_TOKEN")
-        .env_remove("LOANLEDGER_CA_CERT")
-        .args(["client", "--server", "http://127.0.0.1:1", "call", "LoanService/GetLoan", &get])
-        .output()
-        .expect("loanledger client runs");
+    let mut away =
+        run_client("http://127.0.0.1:1", None, &["call", "LoanService/GetLoan", &get], "");
     away.stderr.truncate(200);
-    assert_eq!(away.status.code(), Some(3), "{}", String::from_utf8_lossy(&away.stderr));
-    assert!(String::from_utf8_lossy(&away.stderr).starts_with("cannot reach http://127.0.0.1:1: "));
+    assert_eq!(away.status, Some(3), "{}", away.stderr);
+    assert!(away.stderr.starts_with("cannot reach http://127.0.0.1:1: "));
 
     // An auditor's checkpoint, printed by the client, held offline to the pinned key.
     let ledger = format!(r#"{{"ledgerId": "{LEDGER}"}}"#);

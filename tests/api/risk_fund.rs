@@ -1010,10 +1010,7 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     // field the answer lacks is not compared (an answer stored before the field existed).
     let journal = app.journal(&t.auditor, LEDGER).await;
     let paid = journal.iter().rfind(|e| e.kind == "risk_fund.paid").expect("paid").seq;
-    let of_paid = format!(
-        "request_id = (select request_id from journal_txn \
-         where ledger_id = '{LEDGER}' and seq = {paid})"
-    );
+    let of_paid = format!("ledger_id = '{LEDGER}' and seq = {paid}");
     let read = async |column: &str| {
         let sql = format!("select {column} from idempotency where {of_paid}");
         let mut read = app.db.query_texts(&sql).await.expect("the record read");
@@ -1022,11 +1019,8 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     };
     let (scope, request_id) = (read("scope").await, read("request_id").await);
     let stored: serde_json::Value = serde_json::from_str(&read("result_json").await).unwrap();
-    let forge = async |answer: &serde_json::Value| {
-        let sql = format!("update idempotency set result_json = '{answer}' where {of_paid}");
-        assert_eq!(app.behind_the_back("idempotency", &sql).await.expect("changed"), 1);
-        app.verify(&t.auditor).await.problems
-    };
+    let forge =
+        async |answer: &serde_json::Value| app.forge_answer(&t.auditor, &of_paid, answer).await;
     let problem = |why: String| {
         format!("seq {paid}: the stored answer to {scope}'s request {request_id} {why}")
     };

@@ -16,6 +16,7 @@ use rcgen::{
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use super::client::run_client;
 use crate::common::*;
 
 on_both_backends!(
@@ -171,22 +172,17 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_its_ca(backend: Ba
     let (ca, cert, key) =
         (file("ca.pem", &files.ca_pem), file("bank.pem", &cert), file("bank.key", &key));
     let url = format!("https://localhost:{port}");
+    let get = format!(r#"{{"ledgerId":"{LEDGER}"}}"#);
     let cli = |identity: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
-            .env_remove("LOANLEDGER_CLIENT_CERT")
-            .env_remove("LOANLEDGER_CLIENT_KEY")
-            .args(["client", "--server", &url, "--token", &t.finance, "--ca-cert", &ca])
-            .args(identity)
-            .args(["call", "RegistryService/GetLedger", &format!(r#"{{"ledgerId":"{LEDGER}"}}"#)])
-            .output()
-            .expect("loanledger client runs")
+        let args = [&["--ca-cert", &ca], identity, &["call", "RegistryService/GetLedger", &get]];
+        run_client(&url, Some(&t.finance), &args.concat(), "")
     };
     let served = cli(&["--client-cert", &cert, "--client-key", &key]);
-    assert!(served.status.success(), "{}", String::from_utf8_lossy(&served.stderr));
-    let ledger: serde_json::Value = serde_json::from_slice(&served.stdout).expect("JSON");
+    assert!(served.status == Some(0), "{}", served.stderr);
+    let ledger: serde_json::Value = serde_json::from_str(&served.stdout).expect("JSON");
     assert_eq!(ledger["ledgerId"], LEDGER);
     let unserved = cli(&[]);
-    assert_eq!(unserved.status.code(), Some(3), "{}", String::from_utf8_lossy(&unserved.stderr));
+    assert_eq!(unserved.status, Some(3), "{}", unserved.stderr);
     // Its certificate lets it connect; its token still decides what it may do.
     let denied = RegistryServiceClient::with_interceptor(
         https(port, bank).connect_lazy(),

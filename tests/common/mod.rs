@@ -601,6 +601,19 @@ impl TestApp {
             .into_inner()
     }
 
+    /// The stored answer of the one idempotency record `where_sql` selects replaced by `answer`
+    /// behind the service's back; what `auditor`'s verify then finds.
+    pub async fn forge_answer(
+        &self,
+        auditor: &str,
+        where_sql: &str,
+        answer: &serde_json::Value,
+    ) -> Vec<String> {
+        let sql = format!("update idempotency set result_json = '{answer}' where {where_sql}");
+        assert_eq!(self.behind_the_back("idempotency", &sql).await.expect("changed"), 1);
+        self.verify(auditor).await.problems
+    }
+
     /// Runs `sql` on `table` behind the service's back, as someone holding the database's keys
     /// would: the triggers that keep the table append-only are dropped for the statement and
     /// put back as they were (with them gone, verify reports the guards too:

@@ -617,13 +617,17 @@ fn fund_differs(
     rebuilt: &Fund,
     changed: Option<&Compensation>,
 ) {
-    let stored: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-    let added = (stored.get("fund"), FUND_FIELDS_ADDED.as_slice());
-    fields_differ(why, "the fund's", fund, rebuilt, added);
+    // Field by field only where they differ (the stored JSON read again for the fields added).
+    if fund != rebuilt {
+        let stored: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+        let added = (stored.get("fund"), FUND_FIELDS_ADDED.as_slice());
+        fields_differ(why, "the fund's", fund, rebuilt, added);
+    }
     match (compensation, changed) {
-        (Some(given), Some(changed)) => {
+        (Some(given), Some(changed)) if given != changed => {
             fields_differ(why, "the compensation's", given, changed, (None, &[]));
         }
+        (Some(_), Some(_)) => {}
         (None, Some(changed)) => {
             why.push(format!("gives no compensation; the journal gives loan {}'s", changed.loan_id))
         }
