@@ -251,9 +251,13 @@ impl RiskFundService for Api {
         let last = (page.len() == page_size as usize).then(|| page.last()).flatten();
         let next_page_token =
             listing::page_token_after(last.map(|s| s.compensation.loan_id.as_str()), &query);
-        let percent = self.fund_share_percent(&ledger_id).await?;
-        let compensations =
-            page.iter().map(|s| standing_to_pb(s, percent)).collect::<Result<_, _>>()?;
+        // A ledger without a fund has no compensations: an empty page, its fund not read.
+        let compensations = if page.is_empty() {
+            Vec::new()
+        } else {
+            let percent = self.fund_share_percent(&ledger_id).await?;
+            page.iter().map(|s| standing_to_pb(s, percent)).collect::<Result<_, _>>()?
+        };
         Ok(Response::new(pb::ListCompensationsResponse { compensations, next_page_token }))
     }
 }

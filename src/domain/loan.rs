@@ -483,7 +483,8 @@ impl LoanState {
             return Err(DomainError::refused(
                 Reason::LoanNotRepayable,
                 format!("loan {} is {} and owes nothing", self.terms.loan_id, self.status.as_str()),
-            ));
+            )
+            .with("status", self.status.as_str()));
         }
         if date < self.last_value_date {
             return Err(value_date_before(self, date));

@@ -672,7 +672,8 @@ impl Pool {
                         t.loan_id,
                         loan.status.as_str()
                     ),
-                ));
+                )
+                .with("status", loan.status.as_str()));
             }
             if terms.agreed_on < t.contract_date {
                 return Err(refused(
@@ -866,7 +867,8 @@ impl Pool {
             return Err(refused(
                 Reason::LoanNotRepayable,
                 format!("loan {loan_id} is {}: it has no money to hand over", loan.status.as_str()),
-            ));
+            )
+            .with("status", loan.status.as_str()));
         }
         match loan.disbursed_on {
             Some(paid) if paid <= date => {}

@@ -36,10 +36,69 @@ const HOUSEHOLDS_SQL: &str = "select household_id, head_name, head_id_number, to
 /// In the primary key's order: each loan's links together, their seqs ascending.
 const LINKS_SQL: &str =
     "select loan_id, seq from journal_loan where ledger_id = $1 order by loan_id, seq";
-/// The idempotency records of the ledger's transactions (the answers recorded outside any
-/// ledger's chain, of settlement runs, their summaries, LPR entries and refusals, are stored
-/// under no ledger).
-const REQUESTS_SQL: &str = "select scope, request_id, seq from idempotency where ledger_id = $1";
+/// The idempotency records a ledger's verify reads, in one read of the table (which has no
+/// index by ledger: any filter on it reads it whole): the ledger's own (the fourth column null),
+/// with their key and seq; those stored under no ledger (`''`), with their answer (the fifth
+/// column): the answers recorded outside every chain, of settlement runs, their summaries,
+/// refusals and LPR entries answered before the LPR table had its chain, which a retry is given
+/// as stored; and those stored under a ledger id that has no journal (strays, as
+/// [`STRAYS_SQL`]'s), with that id. The `or`'s terms are tried in turn: the journal is looked up
+/// only for another ledger's records.
+const REQUESTS_SQL: &str = "select scope, request_id, seq, \
+     case when ledger_id = $1 then null else ledger_id end, \
+     case when ledger_id = '' then result_json end \
+     from idempotency where ledger_id = $1 or ledger_id = '' \
+     or not exists (select 1 from journal_txn j where j.ledger_id = idempotency.ledger_id)";
+
+/// An idempotency record stored under no ledger, with its answer ([`REQUESTS_SQL`]): a retry of
+/// its request is given that answer, and nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnchainedAnswer {
+    pub scope: String,
+    pub request_id: String,
+    pub result_json: String,
+}
+
+/// The idempotency records [`REQUESTS_SQL`] reads, sorted out as they are read.
+#[derive(Debug, Default)]
+struct Requests {
+    /// The ledger's own, as [`StoredModels::requests`].
+    own: Vec<(i64, u64)>,
+    unchained: Vec<UnchainedAnswer>,
+    /// The ledger ids without a journal that records are stored under.
+    stray_ledgers: std::collections::BTreeSet<String>,
+}
+
+impl Requests {
+    fn push(
+        &mut self,
+        keys: &std::hash::RandomState,
+        (scope, request_id, seq): (&str, &str, i64),
+        ledger_id: Option<&str>,
+        result_json: Option<&str>,
+    ) {
+        match ledger_id {
+            None => self.own.push((seq, request_digest(keys, scope, request_id))),
+            Some("") => self.unchained.push(UnchainedAnswer {
+                scope: scope.to_string(),
+                request_id: request_id.to_string(),
+                result_json: result_json.unwrap_or_default().to_string(),
+            }),
+            Some(other) => {
+                if !self.stray_ledgers.contains(other) {
+                    self.stray_ledgers.insert(other.to_string());
+                }
+            }
+        }
+    }
+
+    /// The stray records, described as [`strays_described`] describes the other tables'.
+    fn strays(&self) -> impl Iterator<Item = String> + '_ {
+        self.stray_ledgers.iter().map(|l| {
+            format!("idempotency rows are stored under ledger {l:?}, which has no journal")
+        })
+    }
+}
 const STATUSES_SQL: &str = "select s.household_id, s.seq, s.effective_date, s.status, s.reason \
                             from household_status s join household h \
                             on h.household_id = s.household_id \
@@ -121,6 +180,9 @@ pub struct StoredModels {
     /// The idempotency records of the ledger's transactions as (seq, [`request_digest`] of
     /// their key), by seq.
     pub requests: Vec<(i64, u64)>,
+    /// The idempotency records stored under no ledger, with their answers ([`REQUESTS_SQL`]),
+    /// for verify to check that each is of a write that has no journal transaction.
+    pub unchained_answers: Vec<UnchainedAnswer>,
     /// Journal rows whose `seq` has no place in the chain, described: past every integer (text,
     /// a blob or a real that large, stored by hand on SQLite, whose columns take any type), or
     /// below 1 (the chain starts at 1), so that neither the head nor the scan reaches them. The
@@ -192,12 +254,14 @@ const ODD_SEQS_SQL: &str = "select seq from (\
       union all \
       select seq from journal_txn where ledger_id = $1 and seq > 9223372036854775807) \
     order by seq limit 10";
-/// PostgreSQL's journal rows before the chain's first seq (its `seq` is a bigint: none past it).
 /// Loans, banks and households stored under a ledger id (another than the one verified) that
 /// has no journal: no ledger's verify reads them, yet the service does (a loan is found by its
 /// id, its bank's listing, its household's cap and its borrower's other loans, in any ledger;
 /// banks and households by their ids), so that one row inserted by hand under a ledger id of
 /// its own would change what a verified ledger's banks see and its households may borrow.
+/// So too a claimed loan-period (found by its loan: a claim of that loan for that period is
+/// then marked claimed before and not paid), and the claims, funds and pools. The idempotency
+/// records under such a ledger id are found by [`REQUESTS_SQL`], in its read of that table.
 /// Every verify reports them (a row under another ledger that has a journal is that ledger's
 /// verify's to report: not in its journal). Grouped by ledger id, along `loan_ledger_idx` for
 /// the loans; the ledger id as text, whatever was stored. Not sorted here: on PostgreSQL the
@@ -207,6 +271,8 @@ const STRAYS_SQL: &str = "select t, cast(l as text) from (\
      union all select 'bank', ledger_id from bank group by ledger_id \
      union all select 'household', ledger_id from household group by ledger_id \
      union all select 'subsidy_claim', ledger_id from subsidy_claim group by ledger_id \
+     union all select 'subsidy_claim_period', ledger_id from subsidy_claim_period \
+       group by ledger_id \
      union all select 'risk_fund', ledger_id from risk_fund group by ledger_id \
      union all select 'risk_compensation', ledger_id from risk_compensation group by ledger_id \
      union all select 'pool', ledger_id from pool group by ledger_id \
@@ -224,6 +290,7 @@ fn strays_described(mut rows: Vec<(String, Option<String>)>) -> Vec<String> {
         .collect()
 }
 
+/// PostgreSQL's journal rows before the chain's first seq (its `seq` is a bigint: none past it).
 const PG_ODD_SEQS_SQL: &str =
     "select seq from journal_txn where ledger_id = $1 and seq < 1 order by seq limit 10";
 /// Sent after the head, so that the scan does not wait for it: on PostgreSQL, whose `loan`
@@ -385,13 +452,23 @@ fn sqlite_models(
         links.push(key_text(r, 0, "journal_loan")?, r.get(1)?);
         Ok(())
     })?;
-    let mut requests = sized(transactions);
+    let mut requests = Requests { own: sized(transactions), ..Requests::default() };
     lenient.each(&conn, REQUESTS_SQL, ledger_id, "idempotency", |r| {
         let (scope, request_id) = (key_text(r, 0, "idempotency")?, key_text(r, 1, "idempotency")?);
-        requests.push((r.get(2)?, request_digest(keys, scope, request_id)));
+        let ledger = match r.get_ref(3)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(key_text(r, 3, "idempotency")?),
+        };
+        let answer = match r.get_ref(4)? {
+            rusqlite::types::ValueRef::Null => None,
+            _ => Some(row_text(r, 4, "idempotency: an answer that is not text")?),
+        };
+        requests.push(keys, (scope, request_id, r.get(2)?), ledger, answer);
         Ok(())
     })?;
     conn.execute_batch("commit")?;
+    let mut strays = strays;
+    strays.extend(requests.strays());
     Ok(StoredModels {
         registry: RegistrySnapshot {
             banks,
@@ -411,7 +488,8 @@ fn sqlite_models(
         balances,
         loans,
         links,
-        requests,
+        requests: requests.own,
+        unchained_answers: requests.unchained,
         odd_seqs,
         schema,
         strays,
@@ -506,7 +584,8 @@ async fn postgres_models(
         let odd_seqs = odd.into_iter().map(|seq| format!("the number {seq}")).collect();
         let strays: Vec<(String, Option<String>)> =
             sqlx::query_as(STRAYS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
-        let strays = strays_described(strays);
+        let mut strays = strays_described(strays);
+        strays.extend(requests.strays());
         let claims: Vec<ClaimRow> =
             sqlx::query_as(CLAIMS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let claim_periods: Vec<(String, String, String)> =
@@ -552,7 +631,8 @@ async fn postgres_models(
         balances,
         loans,
         links,
-        requests,
+        requests: requests.own,
+        unchained_answers: requests.unchained,
         odd_seqs,
         schema,
         strays,
@@ -584,17 +664,18 @@ async fn copy_rows(
     Ok(())
 }
 
-/// The idempotency records' keys of `ledger_id` on PostgreSQL.
+/// The idempotency records [`REQUESTS_SQL`] reads for `ledger_id`, on PostgreSQL.
 async fn postgres_requests(
     conn: &mut sqlx::PgConnection,
     ledger_id: &str,
     keys: &std::hash::RandomState,
     transactions: usize,
-) -> Result<Vec<(i64, u64)>, StoreError> {
-    let mut requests = sized(transactions);
-    copy_rows(conn, ledger_id, REQUESTS_SQL, 3, |r| {
-        let (scope, request_id) = (r.text()?, r.text()?);
-        requests.push((r.int8()?, request_digest(keys, scope, request_id)));
+) -> Result<Requests, StoreError> {
+    let mut requests = Requests { own: sized(transactions), ..Requests::default() };
+    copy_rows(conn, ledger_id, REQUESTS_SQL, 5, |r| {
+        let key = (r.text()?, r.text()?, r.int8()?);
+        let (ledger, answer) = (r.text_or_null()?, r.text_or_null()?);
+        requests.push(keys, key, ledger, answer);
         Ok(())
     })
     .await?;

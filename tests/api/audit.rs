@@ -933,7 +933,9 @@ async fn tampered_history_links_are_reported(backend: Backend) {
 /// Verify checks the idempotency records against the journal: every transaction's request has
 /// the record that names its seq. A record removed (a retry of its request is then written
 /// again: the reason it matters), a record moved to another transaction, and one naming a seq
-/// the journal does not have are each reported; the chain still holds.
+/// the journal does not have are each reported; the chain still holds. So are a record of a
+/// journaled write's kind stored under no ledger (a request sent under its id is answered as
+/// recorded and not written) and one under a ledger id with no journal.
 async fn tampered_idempotency_records_are_reported(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
@@ -943,6 +945,42 @@ async fn tampered_idempotency_records_are_reported(backend: Backend) {
     let second = entry(&app.repay_as(&t.bank, "pay-2", &id, "2021-04-20", 500).await.unwrap()).seq;
     assert!(app.verify(&t.auditor).await.ok);
     let reports = async |expected: &[String]| verify_reports(&app, &t.auditor, expected).await;
+
+    // A record stored by hand under no ledger, where only the answers of writes without a
+    // journal transaction are kept (refusals, settlement runs), no chain's records: the first
+    // repayment's answer under a request id not sent yet, and a record under a ledger id with
+    // no journal. A repayment sent under that id, as the first one, is then answered with the
+    // first one's entry and not written: the bank is told it was recorded.
+    let ghost = "insert into idempotency (scope, request_id, fingerprint, result_json, \
+                 ledger_id, seq) select scope, 'pay-3', fingerprint, result_json, '', 0 \
+                 from idempotency where request_id = 'pay-1'; \
+                 insert into idempotency (scope, request_id, fingerprint, result_json, \
+                 ledger_id, seq) values ('bank:B1', 'elsewhere', 'f', '{}', 'ZZ', 1)";
+    app.db.execute_raw(ghost).await.expect("inserting is not refused");
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+    let ghosted = app.repay_as(&t.bank, "pay-3", &id, "2021-03-20", 1_029_410).await.unwrap();
+    assert_eq!(entry(&ghosted).seq, first, "answered with the first repayment's entry");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing written");
+    reports(&[
+        "idempotency rows are stored under ledger \"ZZ\", which has no journal".to_string(),
+        "the answer stored for request \"pay-3\" of bank:B1 under no ledger is a loan_ref \
+         answer, given only with a journal transaction: a retry of that request would be \
+         answered with it and nothing written"
+            .to_string(),
+    ])
+    .await;
+    // A refusal kept there is what such a record may be.
+    let refused =
+        r#"{"outcome":"refused","refusal":{"code":"failed_precondition","message":"no"}}"#;
+    let kept = format!(
+        "delete from idempotency where ledger_id = 'ZZ'; \
+         update idempotency set result_json = '{refused}' where request_id = 'pay-3'"
+    );
+    app.behind_the_back("idempotency", &kept).await.expect("the records changed");
+    assert!(app.verify(&t.auditor).await.ok);
+    app.behind_the_back("idempotency", "delete from idempotency where request_id = 'pay-3'")
+        .await
+        .expect("the record removed");
 
     // Records naming a seq past the head, and seq 0 (where the records of commands outside any
     // chain are kept, but under no ledger).

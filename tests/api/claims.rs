@@ -324,6 +324,22 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     let back =
         format!("update household set township = '城厢镇' where household_id = '{HOUSEHOLD}'");
     app.db.execute_raw(&back).await.expect("the household back");
+    // A claimed period of the loan stored by hand under a ledger id with no journal: a claim
+    // of that loan for that period would be marked claimed before, and not paid. No ledger's
+    // verify read it; every verify reports it.
+    let stray = format!(
+        "insert into subsidy_claim_period (loan_id, due_date, claim_id, ledger_id) \
+         values ('{first}', '2021-06-20', '{claim_id}', 'ZZ')"
+    );
+    app.db.execute_raw(&stray).await.expect("a claimed period forged");
+    let v = app.verify(&t.auditor).await;
+    assert_eq!(
+        v.problems,
+        ["subsidy_claim_period rows are stored under ledger \"ZZ\", which has no journal"],
+        "{v:?}"
+    );
+    let removed = "delete from subsidy_claim_period where ledger_id = 'ZZ'";
+    app.db.execute_raw(removed).await.expect("the forged period removed");
     // The read models are rebuilt from the journal: a claimed period released, or a claim's
     // figures changed, behind the service's back, is found.
     let released = "delete from subsidy_claim_period where claim_id = 'B1-2021Q1'";

@@ -862,6 +862,16 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
         })
         .await;
     expect_code(read, Code::NotFound);
+    // A ledger without a fund has no compensations to list: an empty page, not an error.
+    let none = funds(&t.finance)
+        .list_compensations(pb::ListCompensationsRequest {
+            ledger_id: LEDGER.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a ledger without a fund lists no compensations")
+        .into_inner();
+    assert!(none.compensations.is_empty() && none.next_page_token.is_empty(), "{none:?}");
     let by_bank = funds(&t.bank).open_risk_fund(open(&rid("open"), "2021-01-01", 80)).await;
     expect_code(by_bank, Code::PermissionDenied);
     // Refused for who calls before what is asked: a bank's malformed request too.

@@ -2127,7 +2127,7 @@ async fn write_off(backend: Backend) {
 
     // A written-off loan takes nothing more.
     expect_refused(repayment(&app, &t.bank, &id, "2022-03-01", 100).await, "LOAN_NOT_REPAYABLE");
-    expect_refused(
+    let quote = expect_refused(
         loans
             .get_payoff_quote(pb::GetPayoffQuoteRequest {
                 loan_id: id.clone(),
@@ -2137,6 +2137,7 @@ async fn write_off(backend: Backend) {
             .await,
         "LOAN_NOT_REPAYABLE",
     );
+    assert_eq!(metadata(&quote, "status").as_deref(), Some("written_off"), "{quote:?}");
     expect_refused(loans.write_off_loan(req(&id, "2022-03-01")).await, "LOAN_NOT_REPAYABLE");
     let listed = app
         .loans(&t.auditor)

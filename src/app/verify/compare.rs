@@ -16,8 +16,9 @@
 use crate::collections::HashMap;
 
 use super::Problems;
+use crate::app::command::Outcome;
 use crate::domain::loan::LoanState;
-use crate::store::bulk::{RegistrySnapshot, StoredModels};
+use crate::store::bulk::{RegistrySnapshot, StoredModels, UnchainedAnswer};
 
 /// The read models rebuilt from the journal by stages 1 and 2.
 pub(super) struct Rebuilt {
@@ -40,6 +41,7 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
         loans: stored_loans,
         links: stored_links,
         requests: stored_requests,
+        unchained_answers,
         odd_seqs,
         schema,
         strays,
@@ -66,6 +68,7 @@ pub(super) fn compare(ledger_id: &str, rebuilt: Rebuilt, stored: StoredModels) -
         for text in schema.into_iter().chain(strays).chain(unreadable_rows) {
             problem(text);
         }
+        check_unchained_answers(&unchained_answers, &mut problem);
         compare_registry(ledger_id, registry, &stored_registry, &mut problem);
         compare_balances(balances, &stored_balances, &mut problem);
         free_later((stored_registry, stored_balances));
@@ -303,6 +306,43 @@ fn compare_requests(
     }
     for (at, _) in stored {
         problem(unjournaled(at));
+    }
+}
+
+/// Reports each answer stored under no ledger that is not of a write without a journal
+/// transaction (a refusal, a settlement run or its summary, an LPR entry answered before the
+/// LPR table had its chain). Such an answer is given to a retry of its request as stored, and
+/// nothing is written: one naming a journal entry, stored there by hand, would tell a bank
+/// that its repayment was recorded when it never was, and no chain's verify would see it.
+/// Every ledger's verify reports them, as it does the strays.
+fn check_unchained_answers(answers: &[UnchainedAnswer], problem: &mut impl FnMut(String)) {
+    for UnchainedAnswer { scope, request_id, result_json } in answers {
+        let stored =
+            format!("the answer stored for request {request_id:?} of {scope} under no ledger");
+        let read = serde_json::from_str::<serde_json::Value>(result_json).and_then(|value| {
+            let kind =
+                value.get("outcome").and_then(|k| k.as_str()).unwrap_or_default().to_string();
+            Ok((kind, serde_json::from_value::<Outcome>(value)?))
+        });
+        let (kind, outcome) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                problem(format!("{stored} cannot be read: {e}"));
+                continue;
+            }
+        };
+        match outcome {
+            Outcome::Refused { .. }
+            | Outcome::SettlementRun { .. }
+            | Outcome::SettlementRunSummary { .. }
+            | Outcome::Lpr { entry: None, .. } => {}
+            _ => {
+                problem(format!(
+                    "{stored} is a {kind} answer, given only with a journal transaction: a retry \
+                     of that request would be answered with it and nothing written"
+                ));
+            }
+        }
     }
 }
 

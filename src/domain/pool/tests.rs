@@ -103,10 +103,10 @@ fn an_agreement_takes_open_loans_of_its_bank_and_the_modes_policy_allows() {
         .plan(&LoanCommand::Repay { date: d("2021-02-01"), amount: owed, netted: Fen::ZERO })
         .unwrap()
         .1;
-    assert_eq!(
-        code(Pool::agree(&terms(PoolMode::Direct), &[&paid_off], &versions).unwrap_err()),
-        "LOAN_NOT_REPAYABLE"
-    );
+    let closed = Pool::agree(&terms(PoolMode::Direct), &[&paid_off], &versions).unwrap_err();
+    let DomainError::Refused { metadata, .. } = &closed else { panic!("{closed:?}") };
+    assert_eq!(metadata, &[("status".to_string(), "settled".to_string())]);
+    assert_eq!(code(closed), "LOAN_NOT_REPAYABLE");
 
     // A version from 2021-01-01 refusing the enterprise modes: loans contracted under it may
     // be pooled directly, not handed to a partner.
