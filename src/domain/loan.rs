@@ -155,7 +155,7 @@ pub struct LoanTerms {
     pub overdue_uplift: Decimal,
     #[serde(deserialize_with = "super::rate::recorded_uplift")]
     pub misuse_uplift: Decimal,
-    #[serde(deserialize_with = "super::arrears::recorded_grace_days")]
+    #[serde(deserialize_with = "super::policy::recorded_grace_days")]
     pub grace_days: u32,
     pub rounding: Rounding,
     pub extension_months_max: u32,

@@ -4,7 +4,6 @@
 //! command and returns either what to record or the first rule it breaks ([`error::DomainError`]),
 //! so that the writer can validate a whole command before it writes anything.
 
-pub mod arrears;
 pub mod calendar;
 pub mod cap;
 pub mod date;

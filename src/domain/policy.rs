@@ -18,6 +18,26 @@ use super::money::{Fen, Rounding};
 use super::rate::AnnualRate;
 use super::subsidy::RatioStep;
 
+/// The most grace days a policy version may set: after 90 days overdue a loan is claimed
+/// against the risk-compensation fund, so a longer grace on interest would make no sense.
+pub const GRACE_DAYS_MAX: u32 = 90;
+
+/// The most grace days a policy version or contract recorded by any build may hold: builds
+/// before 2026-12-01 let a policy set up to 366, and what they recorded must read back.
+pub const GRACE_DAYS_RECORDED_MAX: u32 = 366;
+
+/// Grace days as recorded (a contract's terms in the journal or in a loan's row, a policy
+/// version): at most [`GRACE_DAYS_RECORDED_MAX`]; more is refused as unreadable.
+pub fn recorded_grace_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let days = <u32 as serde::Deserialize>::deserialize(d)?;
+    if days > GRACE_DAYS_RECORDED_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "{days} grace days: more than {GRACE_DAYS_RECORDED_MAX}"
+        )));
+    }
+    Ok(days)
+}
+
 /// Every parameter of the programme. All fields are required in a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyParams {
@@ -38,7 +58,7 @@ pub struct PolicyParams {
     /// Highest subsidised rate; `None` means the LPR cap of the loan's tenor bucket.
     pub subsidy_cap_rate: Option<AnnualRate>,
     /// Days after a settlement before unpaid interest is overdue.
-    #[serde(deserialize_with = "super::arrears::recorded_grace_days")]
+    #[serde(deserialize_with = "recorded_grace_days")]
     pub grace_days: u32,
     pub rounding: Rounding,
     pub eligible_statuses: Vec<HouseholdStatus>,
@@ -271,9 +291,8 @@ impl PolicyParams {
         }
         // After 90 days overdue a loan is claimed against the risk fund: a longer grace on
         // interest would keep a loan from being overdue past that point.
-        if self.grace_days > super::arrears::GRACE_DAYS_MAX {
-            let max = super::arrears::GRACE_DAYS_MAX;
-            return bad("grace_days", &format!("must be at most {max}"));
+        if self.grace_days > GRACE_DAYS_MAX {
+            return bad("grace_days", &format!("must be at most {GRACE_DAYS_MAX}"));
         }
         if self.extension_months_max > TERM_MONTHS_MAX_BOUND {
             return bad("extension_months_max", "must be at most 120");
@@ -485,6 +504,24 @@ pub fn ratio_steps(versions: &[PolicyVersion]) -> Vec<RatioStep> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Grace days as recorded read back up to 366 (what builds before 2026-12-01 let a policy
+    /// set), beyond which the record is unreadable; a version sets at most 90.
+    #[test]
+    fn recorded_grace_days_read_back_within_their_bound() {
+        let with = |days: u32| {
+            let mut json = serde_json::to_value(PolicyParams::default()).unwrap();
+            json["grace_days"] = days.into();
+            serde_json::from_value::<PolicyParams>(json)
+        };
+        assert_eq!(with(GRACE_DAYS_RECORDED_MAX).unwrap().grace_days, 366);
+        let beyond = with(GRACE_DAYS_RECORDED_MAX + 1).unwrap_err().to_string();
+        assert!(beyond.contains("367 grace days: more than 366"), "{beyond}");
+        let set = PolicyParams { grace_days: GRACE_DAYS_MAX + 1, ..PolicyParams::default() };
+        assert!(set.validate().is_err());
+        let set = PolicyParams { grace_days: GRACE_DAYS_MAX, ..PolicyParams::default() };
+        assert!(set.validate().is_ok());
+    }
 
     fn status(status: HouseholdStatus, date: &str) -> StatusEntry {
         let effective_date = BusinessDate::parse_from_str(date, "%Y-%m-%d").unwrap();

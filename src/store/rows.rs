@@ -206,7 +206,7 @@ struct LoanPolicy {
     overdue_uplift: rust_decimal::Decimal,
     #[serde(deserialize_with = "crate::domain::rate::recorded_uplift")]
     misuse_uplift: rust_decimal::Decimal,
-    #[serde(deserialize_with = "crate::domain::arrears::recorded_grace_days")]
+    #[serde(deserialize_with = "crate::domain::policy::recorded_grace_days")]
     grace_days: u32,
     rounding: crate::domain::money::Rounding,
     extension_months_max: u32,
