@@ -20,6 +20,7 @@ on_both_backends!(
     a_clawback_on_the_day_of_a_mark_on_a_twentieth,
     a_bank_nets_the_subsidy_and_is_paid_it_for_the_households,
     a_payoff_nets_the_interest_it_settles,
+    a_claims_marks_of_periods_held_are_made_again_by_verify,
 );
 
 use pb::ClaimDifference as D;
@@ -1197,5 +1198,67 @@ async fn a_payoff_nets_the_interest_it_settles(backend: Backend) {
     assert_eq!(netted, [("2021-02-10".to_string(), interest)]);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// Verify makes each claim's marks of the loan-periods held by earlier claims again, from the
+/// journal: a period row forged while a claim was submitted (its line then marked
+/// ALREADY_CLAIMED, unpaid) and removed after, or a row removed while one was (the period then
+/// claimed twice, paid twice), leaves read models that agree with the journal, yet a claim the
+/// journal's own claims contradict: reported at its seq.
+async fn a_claims_marks_of_periods_held_are_made_again_by_verify(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    settle_march(&app, &t).await;
+    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
+    app.repay(&t.bank, &second, "2021-03-20", 29_410).await;
+    let submit = async |number: &str, loan: &str| {
+        let request =
+            claim_request(&rid("claim"), number, vec![line(loan, "2021-03-20", 29_410, 29_410)]);
+        let answer = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("a claim");
+        let answer = answer.into_inner();
+        (answer.claim.expect("the claim"), answer.entry.expect("its entry").seq)
+    };
+    let (a, _) = submit("A", &first).await;
+    assert_eq!(a.payable_fen, 29_410);
+    assert!(app.verify(&t.auditor).await.ok);
+
+    // The second loan's period forged as held by claim A while claim B claims it: B's line is
+    // marked held by A and not paid. The row removed after, the read models agree.
+    let forged = format!(
+        "insert into subsidy_claim_period (loan_id, due_date, claim_id, ledger_id) \
+         values ('{second}', '2021-03-20', '{}', '{LEDGER}')",
+        a.claim_id
+    );
+    app.db.execute_raw(&forged).await.expect("a held period forged");
+    let (b, b_seq) = submit("B", &second).await;
+    assert_eq!(differences(&b), [vec![D::AlreadyClaimed]]);
+    assert_eq!((b.lines[0].claimed_by.as_str(), b.payable_fen), (a.claim_id.as_str(), 0));
+    let removed = format!("delete from subsidy_claim_period where loan_id = '{second}'");
+    app.db.execute_raw(&removed).await.expect("the forged row removed");
+    let v = app.verify(&t.auditor).await;
+    let marked = format!(
+        "seq {b_seq}: claim {} line 0 (loan {second}, due 2021-03-20): marked held by \"{}\", \
+         but the period is held by none as the journal stands",
+        b.claim_id, a.claim_id
+    );
+    assert_eq!((v.ok, v.first_break_seq, v.problems.clone()), (false, b_seq, vec![marked.clone()]));
+
+    // Claim A's row removed while claim C claims the first loan's period: C's line is not
+    // marked, and the period is paid twice.
+    let removed = format!("delete from subsidy_claim_period where loan_id = '{first}'");
+    app.db.execute_raw(&removed).await.expect("a held period removed");
+    let (c, c_seq) = submit("C", &first).await;
+    assert_eq!((differences(&c), c.payable_fen), (vec![vec![]], 29_410));
+    let v = app.verify(&t.auditor).await;
+    let unmarked = format!(
+        "seq {c_seq}: claim {} line 0 (loan {first}, due 2021-03-20): marked held by none, but \
+         the period is held by \"{}\" as the journal stands",
+        c.claim_id, a.claim_id
+    );
+    assert_eq!(v.first_break_seq, b_seq, "{v:?}");
+    assert_eq!(v.problems[..2], [marked, unmarked], "{v:?}");
+    assert!(v.problems.iter().any(|p| p.contains("claimed loan-periods")), "{v:?}");
     app.finish().await;
 }

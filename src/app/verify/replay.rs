@@ -11,14 +11,14 @@ use super::Problems;
 use super::answers::{LoanAfter, Touching};
 use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
-use crate::domain::date::{format_date, parse_date};
+use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
 use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
-use crate::domain::subsidy_claim::{Claim, ClaimEvent};
+use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimLine, Difference};
 use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::fund_postings::fund_postings;
 use crate::ledger::loan_postings::loan_postings;
@@ -110,6 +110,10 @@ pub(super) struct Replay {
     pub problems: Problems,
     /// The subsidy claims rebuilt, by claim id.
     pub claims: BTreeMap<String, ReplayedClaim>,
+    /// The claim lines of each loan-period, in journal order: (claim id, the line's index).
+    /// The period is held by the first whose line holds it as the claim stands
+    /// ([`ClaimLine::holds_period`]), as the writer's `subsidy_claim_period` row says.
+    period_lines: HashMap<(String, BusinessDate), Vec<(String, usize)>>,
     /// The ledger's risk fund rebuilt, with the seq of its last event.
     pub fund: Option<(Fund, u64)>,
     /// Its compensations rebuilt, each with the seq of its last event, by loan id.
@@ -283,6 +287,7 @@ impl Replay {
             }
             Ok(JournalEvent::SubsidyClaimSubmitted { claim }) => {
                 self.memo(seq, t.postings, "a subsidy claim");
+                self.check_held_periods(&claim, seq);
                 let claim_id = claim.claim_id.clone();
                 let replayed = ReplayedClaim { claim: *claim, submitted_seq: seq, last_seq: seq };
                 if self.claims.insert(claim_id.clone(), replayed).is_some() {
@@ -308,6 +313,56 @@ impl Replay {
         }
         if let Some(touching) = &mut self.touching {
             touching.end();
+        }
+    }
+
+    /// Checks a claim's marks of the loan-periods held by earlier claims, as the writer made
+    /// them at its submission: a line that would hold its period (no other difference) is
+    /// marked `ALREADY_CLAIMED` naming the claim that holds it if one does, and is not marked
+    /// if none does. A mark made by hand (a period row forged in `subsidy_claim_period` while
+    /// the claim was submitted, then removed) left a line unpaid that no read model shows; a
+    /// mark missing, a period claimed twice. Then records the claim's lines as the claims of
+    /// their periods.
+    fn check_held_periods(&mut self, claim: &Claim, seq: u64) {
+        for (index, line) in claim.lines.iter().enumerate() {
+            let period = (line.claimed.loan_id.clone(), line.claimed.due_date);
+            let lines = self.period_lines.entry(period).or_default();
+            let would_hold = line.decision.is_none()
+                && line.differences.iter().all(|d| *d == Difference::AlreadyClaimed);
+            if would_hold {
+                let claims = &self.claims;
+                let holder = lines.iter().find_map(|(claim_id, i)| {
+                    let holds = if *claim_id == claim.claim_id {
+                        claim.lines.get(*i).is_some_and(ClaimLine::holds_period)
+                    } else {
+                        claims
+                            .get(claim_id)
+                            .and_then(|c| c.claim.lines.get(*i))
+                            .is_some_and(ClaimLine::holds_period)
+                    };
+                    holds.then_some(claim_id.as_str())
+                });
+                let marked = line
+                    .differences
+                    .contains(&Difference::AlreadyClaimed)
+                    .then(|| line.claimed_by.as_deref().unwrap_or_default());
+                if marked != holder {
+                    let shown = |c: Option<&str>| c.map_or("none".into(), |c| format!("{c:?}"));
+                    self.problems.add(
+                        seq,
+                        format!(
+                            "seq {seq}: claim {} line {index} (loan {}, due {}): marked held by \
+                             {}, but the period is held by {} as the journal stands",
+                            claim.claim_id,
+                            line.claimed.loan_id,
+                            format_date(line.claimed.due_date),
+                            shown(marked),
+                            shown(holder)
+                        ),
+                    );
+                }
+            }
+            lines.push((claim.claim_id.clone(), index));
         }
     }
 
