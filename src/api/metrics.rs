@@ -6,7 +6,13 @@
 //! is counted under its path and status (an error is answered with its `grpc-status` in the
 //! response's headers, a trailers-only response; a response without one is `OK`: a server
 //! stream that fails after its first message is counted `OK`) with the time it took. One
-//! uncontended mutex a call; a method's entry is made once.
+//! uncontended mutex a call; a method's entry is made once. A path the server does not serve
+//! (answered `UNIMPLEMENTED`, before any token is checked) is counted under
+//! [`UNSERVED_PATHS`], not under its own: the caller chooses it, and an entry for each one
+//! grew the counts without bound (and the operator's `GetMetrics` answer with them).
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,9 +47,40 @@ impl Default for CallMetrics {
     }
 }
 
+/// Where the calls of a path the server does not serve are counted, all together.
+pub const UNSERVED_PATHS: &str = "(paths not served)";
+
+/// Whether the server serves `path`: a method of the loanledger services, health or
+/// reflection (v1 and v1alpha).
+fn served(path: &str) -> bool {
+    static SERVED: OnceLock<HashSet<String>> = OnceLock::new();
+    SERVED
+        .get_or_init(|| {
+            let mut served: HashSet<String> = [
+                "/grpc.health.v1.Health/Check",
+                "/grpc.health.v1.Health/Watch",
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect();
+            // (The descriptors are compiled in: decoded once, they cannot fail.)
+            for service in super::descriptors().into_iter().flat_map(|pool| pool.services()) {
+                for method in service.methods() {
+                    served.insert(format!("/{}/{}", service.full_name(), method.name()));
+                }
+            }
+            served
+        })
+        .contains(path)
+}
+
 impl CallMetrics {
-    /// Counts a call of `path` answered `code` after `elapsed`.
+    /// Counts a call of `path` answered `code` after `elapsed` (a path not served under
+    /// [`UNSERVED_PATHS`]).
     pub fn record(&self, path: &str, code: i32, elapsed: Duration) {
+        let path = if served(path) { path } else { UNSERVED_PATHS };
         let code = usize::try_from(code).ok().filter(|c| *c < 17).unwrap_or(2);
         // A poisoned lock (a panic while counting, which cannot happen) still counts.
         let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,15 +191,31 @@ mod tests {
         metrics.record(get, 0, Duration::from_millis(2));
         metrics.record(get, 5, Duration::from_millis(1));
         metrics.record(get, 0, Duration::from_millis(3));
-        metrics.record("/x", 99, Duration::ZERO);
+        metrics.record(get, 99, Duration::ZERO);
+        metrics.record("/grpc.health.v1.Health/Check", 0, Duration::ZERO);
         let (_, calls) = metrics.snapshot();
         assert_eq!(calls.len(), 2);
-        let (path, loan) = &calls[0];
+        let (path, health) = &calls[0];
+        assert_eq!((path.as_str(), health.by_code[0]), ("/grpc.health.v1.Health/Check", 1));
+        let (path, loan) = &calls[1];
         assert_eq!(path, get);
         assert_eq!(
             (loan.by_code[0], loan.by_code[5], loan.total),
             (2, 1, Duration::from_millis(6))
         );
-        assert_eq!(calls[1].1.by_code[2], 1, "an unknown code counted UNKNOWN");
+        assert_eq!(loan.by_code[2], 1, "an unknown code counted UNKNOWN");
+    }
+
+    /// Paths the server does not serve are counted together, however many: one entry.
+    #[test]
+    fn paths_not_served_are_counted_together() {
+        let metrics = CallMetrics::default();
+        for i in 0..1000 {
+            metrics.record(&format!("/x{i}.S/M"), 12, Duration::ZERO);
+        }
+        metrics.record("/loanledger.v1.LoanService/NoSuchMethod", 12, Duration::ZERO);
+        let (_, calls) = metrics.snapshot();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!((calls[0].0.as_str(), calls[0].1.by_code[12]), (UNSERVED_PATHS, 1001));
     }
 }

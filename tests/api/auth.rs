@@ -822,6 +822,12 @@ async fn the_operator_reads_the_calls_counted(backend: Backend) {
         let denied = app.registry(token).get_metrics(pb::GetMetricsRequest {}).await;
         expect_code(denied, Code::PermissionDenied);
     }
+    // Paths the server does not serve, without a token: counted together, not each under the
+    // path its caller chose (an entry each grew the counts without bound).
+    for path in ["/x.S/M", "/loanledger.v1.LoanService/NoSuchMethod"] {
+        let answer = app.raw_call("", path, Vec::new()).await.map(tonic::Response::new);
+        expect_code(answer, Code::Unimplemented);
+    }
     let metrics = app.registry(&t.operator).get_metrics(pb::GetMetricsRequest {}).await;
     let metrics = metrics.expect("GetMetrics").into_inner();
     assert_eq!(metrics.backend, app.db.backend());
@@ -847,6 +853,9 @@ async fn the_operator_reads_the_calls_counted(backend: Backend) {
     assert_eq!(statuses(&created), [("OK".to_string(), created.calls)]);
     let refused = method("/loanledger.v1.RegistryService/GetMetrics");
     assert_eq!(statuses(&refused), [("PERMISSION_DENIED".to_string(), 3)]);
+    let unserved = method("(paths not served)");
+    assert_eq!(statuses(&unserved), [("UNIMPLEMENTED".to_string(), 2)]);
+    assert!(!metrics.methods.iter().any(|m| m.method.contains("NoSuchMethod")), "{metrics:?}");
     app.finish().await;
 }
 
