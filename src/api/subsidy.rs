@@ -26,6 +26,13 @@ use crate::domain::subsidy_claim::{
 use crate::domain::subsidy_register::{LineStanding, RegisterLine};
 use crate::store::read::LoanFilter;
 
+/// Days after its review a claim's public notice may open at most (`ReviewSubsidyClaim`'s
+/// `notice_from`): the review opens the notice. A review is never undone, so a year mistyped
+/// ("2031-04-10" for "2021-04-10") held the claim noticed, unpaid, for ten years, and its
+/// approved loan-periods with it. Checked where the request is read, not by the claim's rules,
+/// which verify's replay applies to reviews recorded before it.
+pub const NOTICE_OPENS_DAYS_MAX: i64 = 30;
+
 /// The response header of `ListSubsidyRegister` that carries the seq it was read through.
 pub const THROUGH_SEQ_HEADER: &str = "loanledger-through-seq";
 
@@ -193,10 +200,28 @@ impl SubsidyService for Api {
         } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
+        let reviewed_on = parse::value_date("reviewed_on", &reviewed_on, self.today())?;
+        let notice_from = parse::date("notice_from", &notice_from)?;
+        if (notice_from - reviewed_on).num_days() > NOTICE_OPENS_DAYS_MAX {
+            return Err(invalid(
+                "notice_from",
+                format!(
+                    "is more than {NOTICE_OPENS_DAYS_MAX} days after the review on {}: the \
+                     review opens the public notice",
+                    format_date(reviewed_on)
+                ),
+            ));
+        }
+        if rejections.len() > MAX_CLAIM_LINES {
+            return Err(invalid(
+                "rejections",
+                format!("at most {MAX_CLAIM_LINES}, a claim's most lines"),
+            ));
+        }
         let step = ClaimEvent::Reviewed {
             claim_id: parse::id("claim_id", &claim_id)?,
-            reviewed_on: parse::value_date("reviewed_on", &reviewed_on, self.today())?,
-            notice_from: parse::date("notice_from", &notice_from)?,
+            reviewed_on,
+            notice_from,
             notice_to: parse::date("notice_to", &notice_to)?,
             rejections: rejections
                 .into_iter()

@@ -496,9 +496,15 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         ("2021-04-10", "2021-04-15", "notice_to"),
         ("2021-04-10", "2021-04-20", "notice_to"),
         ("2021-04-09", "2021-04-16", "notice_from"),
+        // A year mistyped: the notice opens more than 30 days after the review.
+        ("2031-04-10", "2031-04-16", "notice_from"),
+        ("2021-05-11", "2021-05-17", "notice_from"),
     ] {
         expect_invalid(finance.review_subsidy_claim(review(vec![], from, to)).await, field);
     }
+    // More rejections than a claim has lines, whatever they name, are refused as they are read.
+    let many = vec![reject(0, "x"); 20_001];
+    expect_invalid(finance.review_subsidy_claim(review(many, week.0, week.1)).await, "rejections");
     let bad_line = review(vec![reject(3, "no such line")], week.0, week.1);
     expect_invalid(finance.review_subsidy_claim(bad_line).await, "rejections[0].line");
     let twice = review(vec![reject(0, "a"), reject(0, "b")], week.0, week.1);

@@ -11,7 +11,7 @@ use super::{Effect, Envelope, Group, Planned, Writer};
 use crate::app::auth::{Principal, Role};
 use crate::app::command::{Command, JournalRef, Outcome, SettledTotals};
 use crate::app::error::{AppError, unpanicked};
-use crate::collections::HashMap;
+use crate::collections::{HashMap, HashSet};
 use crate::domain::cap::CapLoan;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::{DomainError, Reason};
@@ -419,16 +419,29 @@ impl Writer {
                 // recorded (verify replays it so): a claim dated before the mark, or reviewed
                 // before it, still pays nothing on that loan.
                 let mut step = step.clone();
+                let versions = g.registry.policies(tx, &claim.ledger_id).await?;
+                // A review as asked is refused (a claim not submitted, a line that does not
+                // exist, the notice's days) before any of its loans is read; the lines of
+                // misused loans it adds change none of that. A payment's figures depend on
+                // them: a claim not noticed has no loan read, and its payment is refused below.
+                if matches!(step, ClaimEvent::Reviewed { .. }) {
+                    claim.clone().apply(&step, &versions)?;
+                }
                 let candidates: Vec<usize> = match &step {
-                    ClaimEvent::Reviewed { rejections, .. } => (0..claim.lines.len())
-                        .filter(|&i| {
-                            claim.lines[i].differences.is_empty()
-                                && !rejections.iter().any(|r| r.line as usize == i)
-                        })
-                        .collect(),
-                    ClaimEvent::Paid { .. } => (0..claim.lines.len())
-                        .filter(|&i| claim.lines[i].decision == Some(Decision::Approved))
-                        .collect(),
+                    ClaimEvent::Reviewed { rejections, .. } => {
+                        let rejected: HashSet<usize> =
+                            rejections.iter().map(|r| r.line as usize).collect();
+                        (0..claim.lines.len())
+                            .filter(|&i| {
+                                claim.lines[i].differences.is_empty() && !rejected.contains(&i)
+                            })
+                            .collect()
+                    }
+                    ClaimEvent::Paid { .. } if claim.status == ClaimStatus::Noticed => {
+                        (0..claim.lines.len())
+                            .filter(|&i| claim.lines[i].decision == Some(Decision::Approved))
+                            .collect()
+                    }
                     _ => Vec::new(),
                 };
                 let mut misused = Vec::new();
@@ -454,7 +467,6 @@ impl Writer {
                 }
                 let step = &step;
                 let mut after = claim.clone();
-                let versions = g.registry.policies(tx, &claim.ledger_id).await?;
                 let released = after.apply(step, &versions)?;
                 // What a clawback reverses was paid on a loan marked misused by its date (checked
                 // after the claim's own rules: a line paid nothing is named as such).
