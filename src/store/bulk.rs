@@ -42,13 +42,20 @@ const LINKS_SQL: &str =
 /// column): the answers recorded outside every chain, of settlement runs, their summaries,
 /// refusals and LPR entries answered before the LPR table had its chain, which a retry is given
 /// as stored; and those stored under a ledger id that has no journal (strays, as
-/// [`STRAYS_SQL`]'s), with that id. The `or`'s terms are tried in turn: the journal is looked up
-/// only for another ledger's records.
-const REQUESTS_SQL: &str = "select scope, request_id, seq, \
+/// [`STRAYS_SQL`]'s), with that id. The ledgers with a journal are found first, one step of
+/// the journal's key a ledger (`chained`, a loose index scan): a `not exists` on the journal
+/// a record was planned by PostgreSQL as a hash of the whole journal's keys, read in full
+/// whenever the database holds another ledger.
+const REQUESTS_SQL: &str = "with recursive chained(l) as (\
+       select min(ledger_id) from journal_txn \
+       union all \
+       select (select min(ledger_id) from journal_txn where ledger_id > l) from chained \
+       where l is not null) \
+     select scope, request_id, seq, \
      case when ledger_id = $1 then null else ledger_id end, \
      case when ledger_id = '' then result_json end \
      from idempotency where ledger_id = $1 or ledger_id = '' \
-     or not exists (select 1 from journal_txn j where j.ledger_id = idempotency.ledger_id)";
+     or ledger_id not in (select l from chained where l is not null)";
 
 /// An idempotency record stored under no ledger, with its answer ([`REQUESTS_SQL`]): a retry of
 /// its request is given that answer, and nothing is written.
