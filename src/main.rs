@@ -141,6 +141,17 @@ enum Cmd {
         /// held checkpoint with it or any key before it.
         #[arg(long)]
         handover: Vec<std::path::PathBuf>,
+        /// The ledger asked about: the answer's checkpoints must be of it.
+        #[arg(long)]
+        ledger: Option<String>,
+        /// The size asked about: the answer's checkpoint (a consistency proof's later one)
+        /// must be of it (`GetCheckpoint`'s `tree_size` left at 0 asks for the head, of no
+        /// size known before).
+        #[arg(long)]
+        size: Option<u64>,
+        /// The seq asked about: the inclusion proof must be of it.
+        #[arg(long)]
+        seq: Option<u64>,
         /// The answer's JSON file (`-`: standard input).
         file: std::path::PathBuf,
     },
@@ -487,10 +498,13 @@ async fn run(huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
             held_public_key,
             expect,
             handover,
+            ledger,
+            size,
+            seq,
             file,
         } => {
             use loanledger::offline::{
-                Expected, Options, check_with, follow_handovers, parse_hash,
+                Asked, Expected, Options, check_with, follow_handovers, parse_hash,
             };
             let pinned = loanledger::ledger::checkpoint::public_key_from_hex(&public_key)
                 .context("--public-key is not an Ed25519 public key (64 hex digits)")?;
@@ -537,6 +551,7 @@ async fn run(huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
                 earlier_keys: &earlier_keys,
                 transaction_hash: transaction_hash.as_ref(),
                 expect,
+                asked: Asked { ledger: ledger.as_deref(), size, seq },
             };
             match check_with(&key, &answer, options) {
                 Ok(found) => {

@@ -85,6 +85,43 @@ pub struct Options<'a> {
     pub transaction_hash: Option<&'a Hash>,
     /// The kind of answer required.
     pub expect: Option<Expected>,
+    /// What the auditor asked about ([`Asked`]): the answer must be of it.
+    pub asked: Asked<'a>,
+}
+
+/// The ledger, size and seq an auditor asked about (`check --ledger`, `--size`, `--seq`). A
+/// signature says what the service signed, not what was asked: a checkpoint of another ledger,
+/// or of another size, handed back in place of the one asked for (by a proxy, or a service in
+/// error) holds as well, and once kept as the held checkpoint every later check is tied to it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Asked<'a> {
+    /// The ledger of the answer's checkpoints.
+    pub ledger: Option<&'a str>,
+    /// The size of the answer's checkpoint (a consistency proof's later one).
+    pub size: Option<u64>,
+    /// The seq an inclusion proof is of.
+    pub seq: Option<u64>,
+}
+
+impl Asked<'_> {
+    /// Refuses `c` (the answer's checkpoint, a consistency proof's later one: `latest`, or its
+    /// earlier one) when it is not of the ledger or the size asked about.
+    fn check(&self, c: &Checkpoint, latest: bool, found: &mut Findings) -> Result<(), String> {
+        if let Some(ledger) = self.ledger {
+            if c.ledger_id != ledger {
+                return Err(format!("{} is not of ledger {ledger} as asked", describe(c)));
+            }
+        }
+        if let (Some(size), true) = (self.size, latest) {
+            if c.tree_size != size {
+                return Err(format!("{} is not of size {size} as asked", describe(c)));
+            }
+        }
+        if latest && (self.ledger.is_some() || self.size.is_some()) {
+            found.push(format!("{} is the checkpoint asked for", describe(c)));
+        }
+        Ok(())
+    }
 }
 
 /// Checks `answer` (the JSON of a `SignedCheckpoint`, an `InclusionProof` or a
@@ -106,7 +143,10 @@ pub fn check_with(
     answer: &Value,
     options: Options<'_>,
 ) -> Result<Findings, String> {
-    let Options { held, held_key, earlier_keys, transaction_hash, expect } = options;
+    let Options { held, held_key, earlier_keys, transaction_hash, expect, asked } = options;
+    if asked.seq.is_some() && expect.is_some_and(|e| e != Expected::Inclusion) {
+        return Err("--seq is for an inclusion proof".into());
+    }
     // The key the answer is checked with: the pinned one, or the one the handovers lead to.
     let named = if earlier_keys.is_empty() { "the pinned key" } else { "the key handed over to" };
     // The kind of answer, by the fields only it has (grpcurl leaves out empty lists: a tree of
@@ -172,7 +212,13 @@ pub fn check_with(
     if inclusion {
         let c = signed((key, named), object(answer, "checkpoint")?, "the checkpoint", &mut found)?;
         same_as_held(&c, "the checkpoint", &mut found)?;
+        asked.check(&c, true, &mut found)?;
         let seq = number(answer, "seq", "seq")?;
+        if let Some(asked) = asked.seq
+            && seq != asked
+        {
+            return Err(format!("the proof is of seq {seq}, not {asked} as asked"));
+        }
         let leaf = hash(answer, "transactionHash", "transaction_hash")?;
         if let Some(expected) = transaction_hash
             && *expected != leaf
@@ -207,11 +253,16 @@ pub fn check_with(
     if transaction_hash.is_some() {
         return Err("--transaction-hash is for an inclusion proof, and this is none".into());
     }
+    if asked.seq.is_some() {
+        return Err("--seq is for an inclusion proof, and this is none".into());
+    }
     if consistency {
         let from =
             signed((key, named), object(answer, "from")?, "the earlier checkpoint", &mut found)?;
         same_as_held(&from, "the earlier checkpoint", &mut found)?;
         let to = signed((key, named), object(answer, "to")?, "the later checkpoint", &mut found)?;
+        asked.check(&from, false, &mut found)?;
+        asked.check(&to, true, &mut found)?;
         if from.ledger_id != to.ledger_id {
             return Err(format!(
                 "the checkpoints are of ledgers {} and {}",
@@ -238,6 +289,7 @@ pub fn check_with(
     }
     let c = signed((key, named), answer, "the checkpoint", &mut found)?;
     same_as_held(&c, "the checkpoint", &mut found)?;
+    asked.check(&c, true, &mut found)?;
     Ok(found)
 }
 
@@ -570,6 +622,58 @@ mod tests {
         let mut bad = consistency.clone();
         bad["path"][0] = json!("zz");
         assert!(check(&public(), &bad, None, None).unwrap_err().contains("not 64 hex digits"));
+    }
+
+    /// `--ledger`, `--size`, `--seq`: an answer signed by the pinned key, but of another ledger,
+    /// size or seq than asked (a proxy handing back another ledger's checkpoint), does not
+    /// hold; without them it does. A path with an element appended does not hold either.
+    #[test]
+    fn the_ledger_size_and_seq_asked_about() {
+        let with = |answer: &Value, asked: Asked<'_>| {
+            check_with(&public(), answer, Options { asked, ..Options::default() })
+        };
+        let ledger = |l| Asked { ledger: Some(l), ..Asked::default() };
+        let size = |n| Asked { size: Some(n), ..Asked::default() };
+        let c = checkpoint_json(5);
+        let found = with(&c, Asked { ledger: Some("450121"), size: Some(5), seq: None }).unwrap();
+        assert!(found.last().unwrap().ends_with("is the checkpoint asked for"), "{found:?}");
+        let e = with(&c, ledger("450122")).unwrap_err();
+        assert!(e.ends_with("is not of ledger 450122 as asked"), "{e}");
+        assert!(with(&c, size(6)).unwrap_err().ends_with("is not of size 6 as asked"));
+        let seq = Asked { seq: Some(3), ..Asked::default() };
+        assert!(with(&c, seq).unwrap_err().contains("--seq is for an inclusion proof"));
+
+        let tree = Tree::of(leaves(7));
+        let proof = json!({
+            "checkpoint": checkpoint_json(7),
+            "seq": "3",
+            "transactionHash": to_hex(&[2; 32]),
+            "auditPath": tree.inclusion(3).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
+        });
+        assert!(
+            with(&proof, Asked { ledger: Some("450121"), size: Some(7), seq: Some(3) }).is_ok()
+        );
+        let e = with(&proof, Asked { seq: Some(4), ..Asked::default() }).unwrap_err();
+        assert!(e.contains("is of seq 3, not 4 as asked"), "{e}");
+        assert!(with(&proof, ledger("450122")).is_err());
+        let mut longer = proof.clone();
+        longer["auditPath"].as_array_mut().unwrap().push(json!(to_hex(&[7; 32])));
+        assert!(with(&longer, Asked::default()).unwrap_err().contains("does not lead"));
+
+        // A consistency proof: both checkpoints of the ledger asked, the later of the size.
+        let consistency = json!({
+            "from": checkpoint_json(4),
+            "to": checkpoint_json(7),
+            "path": tree.consistency(4).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
+        });
+        assert!(
+            with(&consistency, Asked { ledger: Some("450121"), size: Some(7), seq: None }).is_ok()
+        );
+        assert!(with(&consistency, size(4)).unwrap_err().contains("is not of size 4"));
+        assert!(with(&consistency, ledger("450122")).is_err());
+        let mut longer = consistency.clone();
+        longer["path"].as_array_mut().unwrap().push(json!(to_hex(&[7; 32])));
+        assert!(with(&longer, Asked::default()).unwrap_err().contains("a prefix"));
     }
 
     /// `--expect`: a plain checkpoint equal to the one held, or a consistency proof between

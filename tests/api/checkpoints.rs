@@ -465,6 +465,25 @@ async fn an_auditor_checks_the_answers_offline(backend: Backend) {
     let asked = ["--public-key", key, "--held", &held_file, "--expect", "consistency"];
     let (ok, out) = check_offline(&checkpoint_json(&held), &asked);
     assert!(!ok && out.contains("not a consistency proof as asked"), "{out}");
+    // Another ledger's checkpoint (the LPR table's, signed by the same key), handed back for
+    // this ledger's head: it holds as a checkpoint, not as the one asked about.
+    let lpr = app
+        .audit(&t.auditor)
+        .get_checkpoint(pb::GetCheckpointRequest { ledger_id: "lpr".into(), tree_size: 0 })
+        .await
+        .expect("the LPR table's checkpoint")
+        .into_inner();
+    let (ok, _) = check_offline(&checkpoint_json(&lpr), &["--public-key", key]);
+    assert!(ok, "signed, it holds when nothing is asked of it");
+    let (ok, out) =
+        check_offline(&checkpoint_json(&lpr), &["--public-key", key, "--ledger", LEDGER]);
+    assert!(!ok && out.contains(&format!("is not of ledger {LEDGER} as asked")), "{out}");
+    let size = head.tree_size.to_string();
+    let asked = ["--public-key", key, "--ledger", LEDGER, "--size", size.as_str()];
+    let (ok, out) = check_offline(&checkpoint_json(&head), &asked);
+    assert!(ok && out.contains("is the checkpoint asked for"), "{out}");
+    let (ok, out) = check_offline(&checkpoint_json(&held), &asked);
+    assert!(!ok && out.contains(&format!("is not of size {size} as asked")), "{out}");
 
     let seq = journal.len() as u64;
     let recomputed =
