@@ -107,15 +107,16 @@ impl Asked<'_> {
     /// Refuses `c` (the answer's checkpoint, a consistency proof's later one: `latest`, or its
     /// earlier one) when it is not of the ledger or the size asked about.
     fn check(&self, c: &Checkpoint, latest: bool, found: &mut Findings) -> Result<(), String> {
-        if let Some(ledger) = self.ledger {
-            if c.ledger_id != ledger {
-                return Err(format!("{} is not of ledger {ledger} as asked", describe(c)));
-            }
+        if let Some(ledger) = self.ledger
+            && c.ledger_id != ledger
+        {
+            return Err(format!("{} is not of ledger {ledger} as asked", describe(c)));
         }
-        if let (Some(size), true) = (self.size, latest) {
-            if c.tree_size != size {
-                return Err(format!("{} is not of size {size} as asked", describe(c)));
-            }
+        if let Some(size) = self.size
+            && latest
+            && c.tree_size != size
+        {
+            return Err(format!("{} is not of size {size} as asked", describe(c)));
         }
         if latest && (self.ledger.is_some() || self.size.is_some()) {
             found.push(format!("{} is the checkpoint asked for", describe(c)));
