@@ -903,14 +903,19 @@ impl Pool {
                 ),
             ));
         }
-        let available = Fen(loan.disbursed_fen.0.saturating_sub(member.transferred_fen.0));
+        // What the household still owes of the loan, less what the partner holds of it: the
+        // principal it repaid itself is no longer its to hand over (what the loan paid out
+        // less what was transferred counted it, so that the partner was taken to hold, and
+        // owe returns on, money the household had repaid).
+        let held = member.held_fen();
+        let available = Fen(loan.principal_outstanding_fen.0.saturating_sub(held.0));
         if amount > available {
             return Err(refused(
                 Reason::PoolTransferExceedsLoan,
                 format!(
-                    "loan {loan_id} paid out {} fen, of which {} fen was handed to the partner \
-                     already: {} fen is left to hand over",
-                    loan.disbursed_fen.0, member.transferred_fen.0, available.0
+                    "loan {loan_id} has {} fen of principal outstanding, of which the partner \
+                     holds {} fen: {} fen is left to hand over",
+                    loan.principal_outstanding_fen.0, held.0, available.0
                 ),
             )
             .with("available_fen", available.0));

@@ -14,6 +14,7 @@ on_both_backends!(
     an_entrusted_pool_from_its_agreement_to_its_settlement,
     pool_rules_readers_and_tampering,
     a_contract_expired_in_a_settled_pool_is_not_paid_out,
+    principal_the_household_repaid_is_not_handed_over,
 );
 
 const POOL: &str = "B1-P001";
@@ -632,5 +633,41 @@ async fn a_contract_expired_in_a_settled_pool_is_not_paid_out(backend: Backend) 
     assert_eq!((contract.disbursed_fen, contract.status), (0, pb::LoanStatus::Contracted as i32));
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A household hands the partner at most what it still owes of its loan less what the partner
+/// holds of it: principal it repaid itself is no longer its to hand over (the bound was what
+/// the loan paid out less what was transferred, so that the partner was taken to hold, and owe
+/// returns on, money the household had repaid).
+async fn principal_the_household_repaid_is_not_handed_over(backend: Backend) {
+    let Some((app, t, first, _)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let pools = |token: &str| app.pools(token);
+    let agreed = agreement(&rid("pool"), pb::PoolMode::Entrusted, &[&first]);
+    pools(&t.bank).create_pool(agreed).await.expect("CreatePool");
+    pools(&t.bank)
+        .transfer_to_partner(transfer(&first, "2021-02-01", 3_000_000))
+        .await
+        .expect("a transfer");
+    app.repay(&t.bank, &first, "2021-03-20", 1_029_410).await;
+    let outstanding = app.get_loan(&t.bank, &first).await.principal_outstanding_fen;
+    assert_eq!(outstanding, 4_000_000, "29,410 of interest, 1,000,000 of principal repaid");
+    let over = pools(&t.bank).transfer_to_partner(transfer(&first, "2021-03-21", 1_000_001)).await;
+    let over = expect_refused(over, "POOL_TRANSFER_EXCEEDS_LOAN");
+    assert_eq!(metadata(&over, "available_fen").as_deref(), Some("1000000"), "{over:?}");
+    assert!(over.message().contains("4000000 fen of principal outstanding"), "{over:?}");
+    pools(&t.bank)
+        .transfer_to_partner(transfer(&first, "2021-03-21", 1_000_000))
+        .await
+        .expect("what is left");
+    let pool = pools(&t.auditor)
+        .get_pool(pb::GetPoolRequest { pool_id: POOL.into() })
+        .await
+        .expect("GetPool")
+        .into_inner();
+    assert_eq!(pool.members[0].transferred_fen, 4_000_000);
+    assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
