@@ -1378,17 +1378,24 @@ impl Pool {
     }
 }
 
-/// The due points of `schedule` (a member's [`Pool::returns_schedule`] through `as_of`) whose
-/// returns were paid after the point, but by `as_of`: the returns paid by the point fell short
-/// of those due through it, and those paid by `as_of` did not (a point still short is
-/// [`PoolFlag::ReturnShort`]'s).
+/// The due points of `schedule` (a member's [`Pool::returns_schedule`] through `as_of`: each
+/// point with the returns due through it) whose returns were paid after the point, but by
+/// `as_of`: the returns paid by the point fell short of those due through it, and those paid
+/// by `as_of` did not (a point still short is [`PoolFlag::ReturnShort`]'s). A point that had
+/// nothing of its own due (the partner held nothing in its period) is no late return, even
+/// while one before it was unpaid: that one is counted once.
 fn late_points(schedule: &[(NaiveDate, Fen)], activity: &Activity, as_of: NaiveDate) -> u32 {
     let paid_now = activity.paid_by(as_of);
-    let late = schedule
-        .iter()
-        .filter(|&&(point, due)| activity.paid_by(point) < due && paid_now >= due)
-        .count();
-    u32::try_from(late).unwrap_or(u32::MAX)
+    let mut before = Fen::ZERO;
+    let mut late = 0u32;
+    for &(point, due) in schedule {
+        let own = due > before;
+        before = due;
+        if own && activity.paid_by(point) < due && paid_now >= due {
+            late = late.saturating_add(1);
+        }
+    }
+    late
 }
 
 /// One period's return on `fen_days` (Σ held × days) at `rate` over 360 days, rounded half up

@@ -15,6 +15,7 @@ on_both_backends!(
     pool_rules_readers_and_tampering,
     a_contract_expired_in_a_settled_pool_is_not_paid_out,
     principal_the_household_repaid_is_not_handed_over,
+    a_late_return_is_counted_at_its_own_point,
 );
 
 const POOL: &str = "B1-P001";
@@ -668,6 +669,35 @@ async fn principal_the_household_repaid_is_not_handed_over(backend: Backend) {
         .expect("GetPool")
         .into_inner();
     assert_eq!(pool.members[0].transferred_fen, 4_000_000);
+    assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// The partner pays the loan off on 2021-03-20, handing back all it held: the first quarter's
+/// return (5,000,000 fen × 47 days × 8% / 360 = 52,222) falls due that day, and nothing more
+/// after it. Paid on 2021-07-01, it is one late return: the June point, with nothing of its
+/// own due, is not a second one (it was counted as one while March's was unpaid).
+async fn a_late_return_is_counted_at_its_own_point(backend: Backend) {
+    let Some((app, t, first, _)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let pools = |token: &str| app.pools(token);
+    let agreed = agreement(&rid("pool"), pb::PoolMode::Entrusted, &[&first]);
+    pools(&t.bank).create_pool(agreed).await.expect("CreatePool");
+    pools(&t.bank)
+        .transfer_to_partner(transfer(&first, "2021-02-01", 5_000_000))
+        .await
+        .expect("a transfer");
+    let owed = app.payoff_quote(&t.bank, &first, "2021-03-20").await.total_fen;
+    pools(&t.bank).repay_pool(repay(&rid("repay"), "2021-03-20", owed)).await.expect("RepayPool");
+    pools(&t.bank)
+        .record_pool_return(pool_return(&first, "2021-07-01", 52_222))
+        .await
+        .expect("the return, late");
+    let r = report(&app, &t.auditor, "2021-07-01").await;
+    let m = &r.members[0];
+    assert_eq!((m.held_fen, m.returns_due_fen, m.returns_paid_fen), (0, 52_222, 52_222));
+    assert_eq!(m.late_return_points, 1, "{m:?}");
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }

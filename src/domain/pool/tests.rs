@@ -674,3 +674,21 @@ proptest! {
         prop_assert_eq!(pool.repaid_fen, amount);
     }
 }
+
+/// A late return is counted at its own due point only: a point that had nothing of its own due
+/// (the partner held nothing in its period) is not a second late return while the one before
+/// it is unpaid. A point with its own return, paid late, counts.
+#[test]
+fn a_point_with_nothing_of_its_own_due_is_no_late_return() {
+    let march = (d("2021-03-20"), Fen(52_222));
+    let june = (d("2021-06-20"), Fen(52_222));
+    let paid_july = Activity { returns: vec![(d("2021-07-01"), Fen(52_222))], participations: 0 };
+    assert_eq!(late_points(&[march, june], &paid_july, d("2021-07-01")), 1);
+    // Something due in June too, all paid in July: two late returns.
+    let june = (d("2021-06-20"), Fen(100_000));
+    let paid_july = Activity { returns: vec![(d("2021-07-01"), Fen(100_000))], participations: 0 };
+    assert_eq!(late_points(&[march, june], &paid_july, d("2021-07-01")), 2);
+    // Paid on time in March: June's alone is late.
+    let both = Activity { returns: vec![march, (d("2021-07-01"), Fen(47_778))], participations: 0 };
+    assert_eq!(late_points(&[march, june], &both, d("2021-07-01")), 1);
+}
