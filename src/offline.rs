@@ -498,6 +498,16 @@ mod tests {
         key().verifying_key()
     }
 
+    /// The inclusion proof of seq 3 (its hash `[2; 32]`) in `tree`, of seven leaves.
+    fn seq_3_of_7(tree: &Tree) -> Value {
+        json!({
+            "checkpoint": checkpoint_json(7),
+            "seq": "3",
+            "transactionHash": to_hex(&[2; 32]),
+            "auditPath": tree.inclusion(3).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
+        })
+    }
+
     #[test]
     fn a_checkpoint_holds_and_any_change_is_found() {
         let c = checkpoint_json(5);
@@ -545,12 +555,7 @@ mod tests {
     #[test]
     fn proofs_hold_for_what_they_prove_alone() {
         let tree = Tree::of(leaves(7));
-        let proof = json!({
-            "checkpoint": checkpoint_json(7),
-            "seq": "3",
-            "transactionHash": to_hex(&[2; 32]),
-            "auditPath": tree.inclusion(3).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
-        });
+        let proof = seq_3_of_7(&tree);
         let held = checkpoint_json(7);
         let found = check(&public(), &proof, Some(&held), Some(&[2; 32])).unwrap();
         assert_eq!(found[0], "an inclusion proof");
@@ -645,12 +650,7 @@ mod tests {
         assert!(with(&c, seq).unwrap_err().contains("--seq is for an inclusion proof"));
 
         let tree = Tree::of(leaves(7));
-        let proof = json!({
-            "checkpoint": checkpoint_json(7),
-            "seq": "3",
-            "transactionHash": to_hex(&[2; 32]),
-            "auditPath": tree.inclusion(3).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
-        });
+        let proof = seq_3_of_7(&tree);
         assert!(
             with(&proof, Asked { ledger: Some("450121"), size: Some(7), seq: Some(3) }).is_ok()
         );

@@ -637,21 +637,31 @@ async fn a_contract_expired_in_a_settled_pool_is_not_paid_out(backend: Backend) 
     app.finish().await;
 }
 
+/// The first of two loans paid out on 2021-01-25 in an entrusted pool (8% quarterly) agreed on
+/// 2021-02-01, its household handing the partner `transferred` fen that day.
+async fn entrusted_with_transfer(
+    backend: Backend,
+    transferred: i64,
+) -> Option<(TestApp, Tokens, String)> {
+    let (app, t, first, _) = with_two_disbursed_loans(backend).await?;
+    let agreed = agreement(&rid("pool"), pb::PoolMode::Entrusted, &[&first]);
+    app.pools(&t.bank).create_pool(agreed).await.expect("CreatePool");
+    app.pools(&t.bank)
+        .transfer_to_partner(transfer(&first, "2021-02-01", transferred))
+        .await
+        .expect("a transfer");
+    Some((app, t, first))
+}
+
 /// A household hands the partner at most what it still owes of its loan less what the partner
 /// holds of it: principal it repaid itself is no longer its to hand over (the bound was what
 /// the loan paid out less what was transferred, so that the partner was taken to hold, and owe
 /// returns on, money the household had repaid).
 async fn principal_the_household_repaid_is_not_handed_over(backend: Backend) {
-    let Some((app, t, first, _)) = with_two_disbursed_loans(backend).await else {
+    let Some((app, t, first)) = entrusted_with_transfer(backend, 3_000_000).await else {
         return;
     };
     let pools = |token: &str| app.pools(token);
-    let agreed = agreement(&rid("pool"), pb::PoolMode::Entrusted, &[&first]);
-    pools(&t.bank).create_pool(agreed).await.expect("CreatePool");
-    pools(&t.bank)
-        .transfer_to_partner(transfer(&first, "2021-02-01", 3_000_000))
-        .await
-        .expect("a transfer");
     app.repay(&t.bank, &first, "2021-03-20", 1_029_410).await;
     let outstanding = app.get_loan(&t.bank, &first).await.principal_outstanding_fen;
     assert_eq!(outstanding, 4_000_000, "29,410 of interest, 1,000,000 of principal repaid");
@@ -678,16 +688,10 @@ async fn principal_the_household_repaid_is_not_handed_over(backend: Backend) {
 /// after it. Paid on 2021-07-01, it is one late return: the June point, with nothing of its
 /// own due, is not a second one (it was counted as one while March's was unpaid).
 async fn a_late_return_is_counted_at_its_own_point(backend: Backend) {
-    let Some((app, t, first, _)) = with_two_disbursed_loans(backend).await else {
+    let Some((app, t, first)) = entrusted_with_transfer(backend, 5_000_000).await else {
         return;
     };
     let pools = |token: &str| app.pools(token);
-    let agreed = agreement(&rid("pool"), pb::PoolMode::Entrusted, &[&first]);
-    pools(&t.bank).create_pool(agreed).await.expect("CreatePool");
-    pools(&t.bank)
-        .transfer_to_partner(transfer(&first, "2021-02-01", 5_000_000))
-        .await
-        .expect("a transfer");
     let owed = app.payoff_quote(&t.bank, &first, "2021-03-20").await.total_fen;
     pools(&t.bank).repay_pool(repay(&rid("repay"), "2021-03-20", owed)).await.expect("RepayPool");
     pools(&t.bank)
