@@ -56,7 +56,8 @@ free_port() {
 start_cluster() {
     pg_dir="$(mktemp -d /tmp/loanledger-pg.XXXXXX)"
     trap stop_cluster EXIT
-    trap 'exit 130' INT TERM
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     if [ "$(id -u)" = "0" ]; then
         if ! id postgres >/dev/null 2>&1; then
             echo "test.sh: running as root but there is no 'postgres' user to run PostgreSQL" >&2
