@@ -582,14 +582,13 @@ impl LoanService for Api {
             subsidy_netted_fen,
         } = request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
+            let value_date = parse::value_date("value_date", &value_date, today)?;
+            let amount_fen = parse::positive_fen("amount_fen", amount_fen)?;
             Ok(Command::RecordRepayment {
                 loan_id,
-                value_date: parse::value_date("value_date", &value_date, today)?,
-                amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
-                subsidy_netted_fen: parse::non_negative_fen(
-                    "subsidy_netted_fen",
-                    subsidy_netted_fen,
-                )?,
+                value_date,
+                amount_fen,
+                subsidy_netted_fen: parse::netted_fen(subsidy_netted_fen, amount_fen)?,
             })
         })
         .await
@@ -764,15 +763,17 @@ impl LoanService for Api {
                         value_date,
                         amount_fen,
                         subsidy_netted_fen,
-                    }) => Command::RecordRepayment {
-                        loan_id: parse::loan_id("loan_id", loan_id)?,
-                        value_date: parse::value_date("value_date", value_date, today)?,
-                        amount_fen: parse::positive_fen("amount_fen", *amount_fen)?,
-                        subsidy_netted_fen: parse::non_negative_fen(
-                            "subsidy_netted_fen",
-                            *subsidy_netted_fen,
-                        )?,
-                    },
+                    }) => {
+                        let loan_id = parse::loan_id("loan_id", loan_id)?;
+                        let value_date = parse::value_date("value_date", value_date, today)?;
+                        let amount = parse::positive_fen("amount_fen", *amount_fen)?;
+                        Command::RecordRepayment {
+                            loan_id,
+                            value_date,
+                            amount_fen: amount,
+                            subsidy_netted_fen: parse::netted_fen(*subsidy_netted_fen, amount)?,
+                        }
+                    }
                 };
                 Ok((request_id, command))
             })();

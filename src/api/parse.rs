@@ -176,6 +176,22 @@ pub fn non_negative_fen(field: &str, value: i64) -> Result<Fen, Status> {
     Ok(Fen(value))
 }
 
+/// A repayment's `subsidy_netted_fen`, of its `amount` (parsed): not negative, and at most the
+/// amount. Refused as sent, needing no loan's state: not recorded under the request id, so
+/// that the request corrected is taken under it, and a batch's later items on its loan are
+/// held back until it is (the domain's check of it, after the loan's own, was a refusal of the
+/// rules, recorded: the file's first payment then came after its later ones).
+pub fn netted_fen(value: i64, amount: Fen) -> Result<Fen, Status> {
+    let netted = non_negative_fen("subsidy_netted_fen", value)?;
+    if netted > amount {
+        return Err(invalid(
+            "subsidy_netted_fen",
+            format!("must not be more than amount_fen ({} fen)", amount.0),
+        ));
+    }
+    Ok(netted)
+}
+
 /// A proto enum field: unknown numbers and the UNSPECIFIED zero are refused, never defaulted.
 pub fn enumeration<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status> {
     optional_enumeration(field, value)?.ok_or_else(|| invalid(field, "is required"))

@@ -1022,9 +1022,18 @@ async fn a_bank_nets_the_subsidy_and_is_paid_it_for_the_households(backend: Back
         (pb::SubsidyStanding::NotYetDue, 29_410)
     );
 
-    // Refused, naming the field or the rule; nothing posted.
-    let above_amount = loans.record_repayment(repayment(&first, "2021-03-20", 100, 101)).await;
-    expect_invalid(above_amount, "subsidy_netted_fen");
+    // Refused, naming the field or the rule; nothing posted. A netted part above the amount is
+    // refused as sent, not recorded: the request corrected is taken under its request id.
+    let mut above_amount = repayment(&first, "2021-03-20", 100, 101);
+    let sent = loans.record_repayment(above_amount.clone()).await;
+    let sent = expect_invalid(sent, "subsidy_netted_fen");
+    assert!(sent.message().contains("more than amount_fen (100 fen)"), "{sent:?}");
+    // (Corrected to more than is owed: judged by the rules under its request id, where
+    // REQUEST_ID_REUSED would say the first was recorded.)
+    above_amount.subsidy_netted_fen = 0;
+    above_amount.amount_fen = 100_000_000;
+    let judged = loans.record_repayment(above_amount).await;
+    expect_refused(judged, "REPAYMENT_EXCEEDS_OWED");
     let negative = loans.record_repayment(repayment(&first, "2021-03-20", 100, -1)).await;
     expect_invalid(negative, "subsidy_netted_fen");
     // Interest and principal: only the interest may be netted.
@@ -1058,6 +1067,23 @@ async fn a_bank_nets_the_subsidy_and_is_paid_it_for_the_households(backend: Back
             subsidy_netted_fen,
         })),
     };
+    // An item netting more than its amount is refused as sent, naming the field, and the
+    // next on its loan is held back: nothing posted.
+    let over = pb::BatchItem {
+        request_id: rid("item"),
+        item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
+            loan_id: second.clone(),
+            value_date: "2021-03-20".into(),
+            amount_fen: 100,
+            subsidy_netted_fen: 101,
+        })),
+    };
+    let held = vec![over, item(rid("item"), 20_000)];
+    let results = loans.submit_batch(pb::SubmitBatchRequest { items: held }).await;
+    let results = results.expect("the batch").into_inner().results;
+    assert_eq!((results[0].ok, results[0].field.as_str()), (false, "subsidy_netted_fen"));
+    assert!(!results[1].ok && results[1].message.contains("was refused as sent"), "{results:?}");
+    assert_eq!(app.get_loan(&t.bank, &second).await.interest_paid_fen, 0, "nothing posted");
     let batch = vec![item(rid("item"), 29_411), item(rid("item"), 20_000)];
     let results = loans.submit_batch(pb::SubmitBatchRequest { items: batch }).await;
     let results = results.expect("the batch").into_inner().results;
