@@ -16,6 +16,7 @@ use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
 use crate::domain::lpr::{LPR_LEDGER, LprEntry};
 use crate::domain::policy::{PolicyVersion, in_force_by_date_recorded};
+use crate::domain::rate::AnnualRate;
 use crate::store::read::LoanFilter;
 use crate::store::rows::TokenListRow;
 
@@ -384,7 +385,7 @@ impl RegistryService for Api {
             entry: LprEntry {
                 effective_from: parse::date("entry.effective_date", &effective_date)?,
                 bucket: tenor_from_pb("entry.tenor", tenor)?,
-                rate: parse::rate("entry.rate", &rate)?,
+                rate: lpr_rate(&rate)?,
             },
         };
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
@@ -609,4 +610,24 @@ fn code_name(code: usize) -> String {
         tonic::Code::Unauthenticated => "UNAUTHENTICATED",
     };
     name.to_string()
+}
+
+/// The highest LPR `SetLpr` takes: above it a rate is a typing error ("0.35" for "0.035"; the
+/// published LPRs since 2019 and the benchmark rates seeded before them are under 5%). An
+/// entry is never changed once set, so such an error capped every contract of its date and
+/// tenor at it, and their subsidies with it, for good.
+pub const LPR_RATE_MAX: &str = "0.2";
+
+/// `SetLpr`'s rate: above 0 and at most [`LPR_RATE_MAX`]. Checked where the request is read:
+/// entries recorded before are read as they were.
+fn lpr_rate(value: &str) -> Result<AnnualRate, Status> {
+    let rate = parse::rate("entry.rate", value)?;
+    let max = AnnualRate::parse(LPR_RATE_MAX).map_err(|e| invalid("entry.rate", e))?;
+    if rate.value().is_zero() || rate > max {
+        return Err(invalid(
+            "entry.rate",
+            format!("must be above 0 and at most {LPR_RATE_MAX} (20%): an LPR, as a fraction"),
+        ));
+    }
+    Ok(rate)
 }

@@ -81,6 +81,11 @@ pub fn check_text(text: &str, required: bool) -> Result<(), &'static str> {
     if required && text.trim().is_empty() {
         return Err("is required");
     }
+    // Of the characters kept for the scripts that need them (joiners, marks, variation
+    // selectors) alone, a name shows blank on an auditor's screen.
+    if required && !text.chars().any(char::is_alphanumeric) {
+        return Err("is required: it has no letter or digit");
+    }
     if text.chars().count() > TEXT_LEN_MAX {
         return Err("is longer than 200 characters");
     }
@@ -158,6 +163,10 @@ mod tests {
             '\u{206A}',
         ] {
             assert_eq!(check_text(&format!("a{kept}b"), true), Ok(()), "{kept:?}");
+            // Alone, or with marks and punctuation alone: no name.
+            let alone = check_text(&format!("{kept}\u{0301}-"), true);
+            assert_eq!(alone, Err("is required: it has no letter or digit"), "{kept:?}");
+            assert_eq!(check_text(&kept.to_string(), false), Ok(()), "{kept:?}");
         }
     }
 

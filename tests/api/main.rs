@@ -988,6 +988,21 @@ async fn malformed_input(backend: Backend) {
     expect_invalid(registry.register_household(bad_id).await, "head_id_number");
     let unborn = household_request("H-BAD", "20990101");
     expect_invalid(registry.register_household(unborn).await, "head_id_number");
+    // Check digits right by chance: a number of no province's region, one born before 1900.
+    for (region, birth) in [("000000", "19800517"), ("191234", "19800517"), ("450121", "18991231")]
+    {
+        let mut odd = household_request("H-BAD", "19800517");
+        odd.head_id_number = id_number_in(region, birth, 1);
+        let refused = expect_invalid(registry.register_household(odd).await, "head_id_number");
+        let why = if region == "450121" { "before 1900" } else { "the code of no province" };
+        assert!(refused.message().contains(why), "{refused:?}");
+    }
+    // A head's name of a joiner alone (kept between letters, for the scripts that need it)
+    // shows blank: refused as no name.
+    let mut blank = household_request("H-BAD", "19800517");
+    blank.head_name = "\u{200D}".into();
+    let refused = expect_invalid(registry.register_household(blank).await, "head_name");
+    assert!(refused.message().contains("no letter or digit"), "{refused:?}");
     let mut bad_date = household_request("H-BAD", "19800517");
     bad_date.status_effective_date = "2016-00-01".into();
     expect_invalid(registry.register_household(bad_date).await, "status_effective_date");
@@ -2292,6 +2307,11 @@ async fn lpr_table(backend: Backend) {
     expect_code(app.registry(&t.finance).set_lpr(req("l1", "0.029")).await, Code::PermissionDenied);
     let mut registry = app.registry(&t.operator);
     expect_invalid(registry.set_lpr(req(&rid("l"), "2.9%")).await, "entry.rate");
+    // A typing error ("0.29" for "0.029"), or none at all: an entry is never changed once set.
+    for typo in ["0.29", "0"] {
+        let refused = expect_invalid(registry.set_lpr(req(&rid("l"), typo)).await, "entry.rate");
+        assert!(refused.message().contains("at most 0.2"), "{refused:?}");
+    }
     let set = registry.set_lpr(req("l1", "0.029")).await.expect("SetLpr").into_inner();
     assert_eq!(set.entry, Some(entry("0.029")));
     let again = registry.set_lpr(req("l1", "0.0290")).await.expect("SetLpr again").into_inner();
