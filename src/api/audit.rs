@@ -299,7 +299,10 @@ fn signed_to_pb(s: &checkpoints::Signed) -> pb::SignedCheckpoint {
 impl Api {
     /// Refuses a caller who may not read `what` of ledger `ledger_id` (`PERMISSION_DENIED`:
     /// banks and the operator, another ledger's office or auditor), then a ledger that does not
-    /// exist (`NOT_FOUND`; the LPR table's chain has no ledger row and always exists).
+    /// exist (`NOT_FOUND`; the LPR table's chain has no ledger row and always exists). A ledger
+    /// whose row is gone or damaged but whose journal is there exists, as for `Verify`: its
+    /// journal is read, summed and signed (it was `NOT_FOUND`, or `INTERNAL` for a name that is
+    /// not text, so that the auditor told of the damage by verify could read none of it).
     async fn check_reads_books(
         &self,
         actor: &crate::app::auth::Principal,
@@ -312,9 +315,7 @@ impl Api {
                 actor.actor()
             )));
         }
-        if ledger_id != crate::domain::lpr::LPR_LEDGER
-            && self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none()
-        {
+        if !self.db.ledger_exists(ledger_id).await.map_err(|e| status(e.into()))? {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
         Ok(())

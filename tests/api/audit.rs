@@ -739,6 +739,17 @@ async fn tampered_read_models_are_reported(backend: Backend) {
         "the name of ledger {LEDGER} differs from the journal (stored none, journal \"武鸣区 Wuming\")"
     );
     assert!(v.problems.contains(&named), "{v:?}");
+    // Its journal is still read, summed and signed for the auditor (it was NOT_FOUND, or
+    // INTERNAL for the name that is no text).
+    assert!(!app.journal(&t.auditor, LEDGER).await.is_empty());
+    app.audit(&t.auditor)
+        .get_balances(pb::GetBalancesRequest { ledger_id: LEDGER.into(), ..Default::default() })
+        .await
+        .expect("the damaged ledger's balances");
+    app.audit(&t.auditor)
+        .get_checkpoint(pb::GetCheckpointRequest { ledger_id: LEDGER.into(), tree_size: 0 })
+        .await
+        .expect("the damaged ledger's checkpoint");
     restores(repair).await;
 
     // A loan, a bank and a household inserted by hand under a ledger of their own, with no
