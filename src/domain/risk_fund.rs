@@ -1040,7 +1040,14 @@ impl Exposure {
     /// One loan's part of its ledger's exposure on `date` ([`Exposure::of`]).
     pub fn of_loan(loan: &LoanState, date: NaiveDate) -> Exposure {
         let mut e = Exposure::default();
+        // What is left of a contract counts while it may still be paid out: not once an
+        // amortising loan's one payout fixed its schedule, nor once the fund compensated the
+        // loan (each further payout refused, LOAN_NOT_DISBURSABLE: it held room to its maturity).
+        let payable = !(loan.terms.repayment_method.is_amortising()
+            && loan.disbursed_fen.is_positive())
+            && loan.servicing.compensated_on.is_none();
         if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
+            && payable
             && date < loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date)
         {
             e.undrawn_fen =

@@ -23,6 +23,7 @@ on_both_backends!(
     fund_refusals_who_may_read_and_tampering,
     a_recovery_after_the_write_off_returns_the_funds_share,
     the_fund_is_given_again_through_its_seq,
+    a_contract_that_can_no_longer_be_paid_out_holds_no_room,
 );
 
 fn open(request_id: &str, opened_on: &str, percent: u32) -> pb::OpenRiskFundRequest {
@@ -1338,5 +1339,36 @@ async fn the_fund_is_given_again_through_its_seq(backend: Backend) {
     assert_eq!(fund_through(&app, &t.auditor, "2021-06-20", past_the_head).await, now);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The rest of a contract counts against the fund's leverage while it may still be paid out:
+/// an amortising loan's is fixed by its one payout (a second is LOAN_NOT_DISBURSABLE), so what
+/// it did not pay out holds no room (it held it to the loan's maturity).
+async fn a_contract_that_can_no_longer_be_paid_out_holds_no_room(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    opened_with(&app, &t, 1_000_000).await;
+    let id = loan_id("C001");
+    let amortising = pb::CreateLoanRequest {
+        repayment_method: pb::RepaymentMethod::EqualInstalment as i32,
+        settlement_frequency: pb::SettlementFrequency::Monthly as i32,
+        ..standard_loan("C001", HOUSEHOLD)
+    };
+    app.create_loan(&t.bank, amortising).await;
+    let part = pb::DisburseRequest {
+        request_id: rid("disburse"),
+        loan_id: id.clone(),
+        value_date: "2021-01-25".into(),
+        amount_fen: 3_000_000,
+    };
+    app.loans(&t.bank).disburse(part.clone()).await.expect("a part paid out");
+    let more = pb::DisburseRequest { request_id: rid("disburse"), amount_fen: 1_000_000, ..part };
+    expect_refused(app.loans(&t.bank).disburse(more).await, "LOAN_NOT_DISBURSABLE");
+    let exposure = fund_on(&app, &t.auditor, "2021-02-01").await.exposure.expect("the exposure");
+    assert_eq!((exposure.outstanding_fen, exposure.undrawn_fen), (3_000_000, 0), "{exposure:?}");
+    assert_eq!(exposure.room_fen, 10_000_000 - 3_000_000, "{exposure:?}");
     app.finish().await;
 }

@@ -722,6 +722,23 @@ fn exposure_counts_live_loans_on_the_date() {
     let e2 = Exposure::of([&half], d("2021-06-20"));
     assert_eq!((e2.outstanding_fen, e2.undrawn_fen), (Fen(2_000_000), Fen(3_000_000)));
     assert_eq!(Exposure::of([&contracted], d("2022-01-25")).undrawn_fen, Fen::ZERO, "expired");
+    // The rest of a contract that can no longer be paid out holds no room: an amortising
+    // loan's after its one payout, a compensated loan's.
+    let amortising = {
+        let mut terms = crate::bench::load::bench_terms("110101198001011234");
+        terms.loan_id = "E".into();
+        terms.repayment_method = crate::domain::loan::RepaymentMethod::EqualInstalment;
+        terms.settlement_frequency = crate::domain::loan::SettlementFrequency::Monthly;
+        let l = LoanState::new(terms, 1);
+        after(&l, LoanCommand::Disburse { date: d("2021-01-25"), amount: Some(Fen(3_000_000)) })
+    };
+    assert!(
+        amortising.plan(&LoanCommand::Disburse { date: d("2021-02-01"), amount: None }).is_err()
+    );
+    let fixed = Exposure::of([&amortising], d("2021-02-01"));
+    assert_eq!((fixed.outstanding_fen, fixed.undrawn_fen), (Fen(3_000_000), Fen::ZERO));
+    let compensated = half.compensated(d("2021-06-20"));
+    assert_eq!(Exposure::of([&compensated], d("2021-06-20")).undrawn_fen, Fen::ZERO);
     assert_eq!(e.outstanding_fen, Fen(10_000_000));
     assert_eq!((e.non_performing_loans, e.non_performing_fen), (1, Fen(5_000_000)));
     assert!(e.lending_suspended(LendingLimits::default()));
