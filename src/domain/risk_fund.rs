@@ -516,7 +516,6 @@ impl Fund {
         date: NaiveDate,
         voucher: &str,
     ) -> Result<FundEvent, DomainError> {
-        let loan_id = &compensation.loan_id;
         check_pending(compensation, date, "a compensation is paid once")?;
         if let Some(received) = self.last_inflow_on.filter(|received| date < *received) {
             return Err(DomainError::refused(
@@ -531,6 +530,41 @@ impl Fund {
             )
             .with("last_inflow_on", format_date(received)));
         }
+        self.pay_before_the_date_rule(compensation, date, voucher)
+    }
+
+    /// A recorded payment planned again, for verify's replay: as [`Fund::pay`] plans it, or as
+    /// builds before its date's rule (2026-12-05 evening: not dated before the latest money the
+    /// fund received) planned it, judged against the balance as it stood, when the fund as of
+    /// its date, rebuilt from `events` (the fund's before it, in journal order) with it, does
+    /// not read below zero: what the rule keeps. Else the rule's refusal.
+    pub fn pay_as_recorded(
+        &self,
+        events: &[FundEvent],
+        compensation: &Compensation,
+        date: NaiveDate,
+        voucher: &str,
+    ) -> Result<FundEvent, DomainError> {
+        let refused = match self.pay(compensation, date, voucher) {
+            Err(refused) if self.last_inflow_on.is_some_and(|received| date < received) => refused,
+            planned => return planned,
+        };
+        let planned = self.pay_before_the_date_rule(compensation, date, voucher)?;
+        match Fund::as_of(events.iter().chain(std::iter::once(&planned)), date) {
+            Ok(Some(then)) if !then.balance_fen.is_negative() => Ok(planned),
+            _ => Err(refused),
+        }
+    }
+
+    /// [`Fund::pay`] but for its date's rule (not before the latest money received).
+    fn pay_before_the_date_rule(
+        &self,
+        compensation: &Compensation,
+        date: NaiveDate,
+        voucher: &str,
+    ) -> Result<FundEvent, DomainError> {
+        let loan_id = &compensation.loan_id;
+        check_pending(compensation, date, "a compensation is paid once")?;
         self.check_covers(compensation)?;
         Ok(FundEvent::Paid {
             ledger_id: self.ledger_id.clone(),

@@ -116,6 +116,8 @@ pub(super) struct Replay {
     period_lines: HashMap<(String, BusinessDate), Vec<(String, usize)>>,
     /// The ledger's risk fund rebuilt, with the seq of its last event.
     pub fund: Option<(Fund, u64)>,
+    /// Its events replayed, in journal order (the fund as of a date is rebuilt from them).
+    fund_events: Vec<FundEvent>,
     /// Its compensations rebuilt, each with the seq of its last event, by loan id.
     pub compensations: BTreeMap<String, (Compensation, u64)>,
     /// Whether a claim or a payment of a compensation was replayed: the service records
@@ -452,9 +454,9 @@ impl Replay {
                     (Some(loan), FundEvent::Claimed { .. }, c) => {
                         fund.claim(loan, event.date(), c).map_err(|e| e.to_string())
                     }
-                    (Some(_), FundEvent::Paid { value_date, voucher, .. }, Some(c)) => {
-                        fund.pay(c, *value_date, voucher).map_err(|e| e.to_string())
-                    }
+                    (Some(_), FundEvent::Paid { value_date, voucher, .. }, Some(c)) => fund
+                        .pay_as_recorded(&self.fund_events, c, *value_date, voucher)
+                        .map_err(|e| e.to_string()),
                     (Some(_), FundEvent::Rejected { value_date, reason, .. }, Some(c)) => {
                         fund.reject(c, *value_date, reason).map_err(|e| e.to_string())
                     }
@@ -474,6 +476,7 @@ impl Replay {
         match fund.apply(event, compensation) {
             Ok(changed) => {
                 *last = seq;
+                self.fund_events.push(event.clone());
                 if let Some(touching) = &mut self.touching {
                     touching.fund(fund, changed.as_ref());
                 }

@@ -250,6 +250,41 @@ fn the_fund_as_it_stood_on_a_date() {
     assert_eq!(Fund::as_of(&events, d("2021-07-01")).unwrap().unwrap(), old);
 }
 
+/// A payment an earlier build recorded dated before a deposit recorded ahead of it (judged then
+/// against the balance as it stood, before the rule of 2026-12-05 evening): verify's replay
+/// takes it as long as the fund as of its date does not read below zero with it, and refuses
+/// it with the rule's reason otherwise.
+#[test]
+fn a_payment_recorded_before_the_date_rule_is_replayed_if_the_fund_held_it() {
+    let replayed = |first: i64, later: i64| {
+        let mut fund = opened(80);
+        let opened = FundEvent::Opened {
+            ledger_id: "L".into(),
+            opened_on: d("2021-01-01"),
+            fund_share_percent: 80,
+        };
+        let deposit =
+            fund.deposit(d("2021-01-10"), DepositSource::Deposit, Fen(first), "V-1").unwrap();
+        fund.apply(&deposit, None).unwrap();
+        let claim = fund.claim(&loan("L1"), d("2021-06-20"), None).unwrap();
+        let claimed = fund.apply(&claim, None).unwrap().unwrap();
+        let later =
+            fund.deposit(d("2021-07-01"), DepositSource::Deposit, Fen(later), "V-2").unwrap();
+        fund.apply(&later, None).unwrap();
+        let events = [opened, deposit, claim, later];
+        // Today's rule refuses a payment dated before the money received on 07-01.
+        let refused = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap_err();
+        assert!(refused.to_string().contains("received money on 2021-07-01"), "{refused}");
+        fund.pay_as_recorded(&events, &claimed, d("2021-06-25"), "P-1")
+    };
+    // 5,000,000 by 06-25 covers the fund's 4,000,000 share: taken as recorded.
+    let paid = replayed(5_000_000, 1_000_000).unwrap();
+    assert!(matches!(paid, FundEvent::Paid { amount_fen: Fen(4_000_000), .. }), "{paid:?}");
+    // 3,000,000 by 06-25 does not: the fund of that day would read -1,000,000.
+    let short = replayed(3_000_000, 2_000_000).unwrap_err();
+    assert!(short.to_string().contains("received money on 2021-07-01"), "{short}");
+}
+
 /// The bank claims, the finance office pays: the claim assessed on its date moves nothing and
 /// takes no return; the payment, not dated before the claim, pays the fund's share if the fund
 /// holds it, once; then what is recovered is returned.
