@@ -177,7 +177,10 @@ impl RiskFundService for Api {
         let loans = loans.map_err(|e| status(e.into()))?;
         let loans = servicing::loans_as_of(&self.db, loans, as_of, Some(through));
         let loans = loans.await.map_err(status)?;
-        let exposure = Exposure::of(&loans, as_of);
+        // (Every loan quoted on its date: CPU work, on a blocking thread as the replay's.)
+        let exposure = tokio::task::spawn_blocking(move || Exposure::of(&loans, as_of))
+            .await
+            .map_err(|e| status(AppError::Internal(format!("a fund's exposure failed: {e}"))))?;
         let versions = self.db.list_policies(&ledger_id, Some(through)).await;
         let versions = versions.map_err(|e| status(e.into()))?;
         let limits = LendingLimits::on(&versions, as_of);

@@ -70,7 +70,7 @@ pub async fn loans_as_of(
     date: BusinessDate,
     through_seq: Option<u64>,
 ) -> Result<Vec<LoanState>, AppError> {
-    let after = |seq: u64| through_seq.is_some_and(|through| seq > through);
+    let after = move |seq: u64| through_seq.is_some_and(|through| seq > through);
     let (past, mut as_of): (Vec<_>, Vec<_>) =
         loans.into_iter().partition(|l| l.last_value_date > date || after(l.last_seq));
     if past.is_empty() {
@@ -79,12 +79,24 @@ pub async fn loans_as_of(
     // A page at a time: a ledger's loans as of a year back are nearly all of them, more ids
     // than one statement binds (SQLite 32,766, PostgreSQL 65,535), and their histories are
     // held only a page at a time.
+    // Each page's replay on a blocking thread: a ledger's loans a year back are CPU work of
+    // seconds at a province's scale, which on the runtime's two threads held up every call
+    // (the writer's too) meanwhile.
     for page in past.chunks(HISTORIES_PAGE) {
         let ids: Vec<&str> = page.iter().map(|l| l.terms.loan_id.as_str()).collect();
-        for (loan_id, history) in db.loan_histories(&ids).await? {
+        let histories = db.loan_histories(&ids).await?;
+        let replayed = tokio::task::spawn_blocking(move || {
             let stop = |event: &LoanEvent, seq| event.value_date() > date || after(seq);
-            as_of.extend(replay_history(&loan_id, history, stop)?);
-        }
+            histories
+                .into_iter()
+                .filter_map(|(loan_id, history)| {
+                    replay_history(&loan_id, history, stop).transpose()
+                })
+                .collect::<Result<Vec<LoanState>, AppError>>()
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("a replay of loans as of a date failed: {e}")))?;
+        as_of.extend(replayed?);
     }
     Ok(as_of)
 }
