@@ -79,6 +79,14 @@ impl JournalVisitor for Summing {
             self.failed = Some(format!("seq {seq}: its {column} is stored as {what}"));
             return;
         }
+        // A value date not in the stored form (another column's type named first, so that its
+        // own went unnamed, or text stored by hand) would compare with the date asked for as
+        // text, and count on the wrong day.
+        if self.as_of.is_some() && !stored_date(t.value_date) {
+            let shown = t.value_date;
+            self.failed = Some(format!("seq {seq}: its value_date {shown:?} is not a date"));
+            return;
+        }
         if self.as_of.as_deref().is_some_and(|as_of| t.value_date > as_of) {
             return;
         }
@@ -93,6 +101,16 @@ impl JournalVisitor for Summing {
     fn stopped(&self) -> bool {
         self.failed.is_some()
     }
+}
+
+/// Whether `text` has the form value dates are stored in, `YYYY-MM-DD` (the form the dates'
+/// text order rests on; the date itself was checked when written).
+fn stored_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
 }
 
 impl Summing {
@@ -212,6 +230,14 @@ mod tests {
         mistyped.mistyped = Some(("value_date", "another type"));
         let error = summed(Some("2021-01-25"), "", &[mistyped]).unwrap_err();
         assert!(error.contains("seq 1: its value_date is stored as another type"), "{error}");
+        // Another column named first, the value date read as empty text: not counted on
+        // every date, an error; so is one stored by hand in another form.
+        for date in ["", "2021-1-25", "21-01-2021"] {
+            let mut unnamed = txn(1, date, r#"[["a",1],["b",-1]]"#);
+            unnamed.mistyped = Some(("kind", "another type"));
+            let error = summed(Some("2021-01-25"), "", &[unnamed]).unwrap_err();
+            assert!(error.contains(&format!("its value_date {date:?} is not a date")), "{error}");
+        }
         // Dated after the date asked for, it is not read at all.
         let after = [txn(1, "2021-01-26", "not postings")];
         assert_eq!(
