@@ -11,13 +11,10 @@
 //! [`UNSERVED_PATHS`], not under its own: the caller chooses it, and an entry for each one
 //! grew the counts without bound (and the operator's `GetMetrics` answer with them).
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
-
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -80,13 +77,17 @@ impl CallMetrics {
     /// Counts a call of `path` answered `code` after `elapsed` (a path not served under
     /// [`UNSERVED_PATHS`]).
     pub fn record(&self, path: &str, code: i32, elapsed: Duration) {
-        let path = if served(path) { path } else { UNSERVED_PATHS };
         let code = usize::try_from(code).ok().filter(|c| *c < 17).unwrap_or(2);
         // A poisoned lock (a panic while counting, which cannot happen) still counts.
         let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
+        // A path has an entry of its own only if served: one found is; one not found yet is
+        // looked up among those served (once a path, or at each call of one not served).
         let calls = match methods.get_mut(path) {
             Some(calls) => calls,
-            None => methods.entry(path.to_string()).or_default(),
+            None => {
+                let key = if served(path) { path } else { UNSERVED_PATHS };
+                methods.entry(key.to_string()).or_default()
+            }
         };
         calls.by_code[code] += 1;
         calls.total += elapsed;

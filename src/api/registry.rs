@@ -19,6 +19,7 @@ use crate::domain::policy::{PolicyVersion, in_force_by_date_recorded};
 use crate::domain::rate::AnnualRate;
 use crate::store::read::LoanFilter;
 use crate::store::rows::TokenListRow;
+use rust_decimal::Decimal;
 
 /// The query key of an operator's listing (`what`: tokens, backups) that its page tokens are
 /// bound to.
@@ -616,14 +617,13 @@ fn code_name(code: usize) -> String {
 /// published LPRs since 2019 and the benchmark rates seeded before them are under 5%). An
 /// entry is never changed once set, so such an error capped every contract of its date and
 /// tenor at it, and their subsidies with it, for good.
-pub const LPR_RATE_MAX: &str = "0.2";
+pub const LPR_RATE_MAX: Decimal = Decimal::from_parts(2, 0, 0, false, 1);
 
 /// `SetLpr`'s rate: above 0 and at most [`LPR_RATE_MAX`]. Checked where the request is read:
 /// entries recorded before are read as they were.
 fn lpr_rate(value: &str) -> Result<AnnualRate, Status> {
     let rate = parse::rate("entry.rate", value)?;
-    let max = AnnualRate::parse(LPR_RATE_MAX).map_err(|e| invalid("entry.rate", e))?;
-    if rate.value().is_zero() || rate > max {
+    if rate.value().is_zero() || rate.value() > LPR_RATE_MAX {
         return Err(invalid(
             "entry.rate",
             format!("must be above 0 and at most {LPR_RATE_MAX} (20%): an LPR, as a fraction"),

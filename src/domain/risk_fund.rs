@@ -517,20 +517,8 @@ impl Fund {
         voucher: &str,
     ) -> Result<FundEvent, DomainError> {
         check_pending(compensation, date, "a compensation is paid once")?;
-        if let Some(received) = self.last_inflow_on.filter(|received| date < *received) {
-            return Err(DomainError::refused(
-                Reason::ValueDateOutOfRange,
-                format!(
-                    "{} is before the fund of ledger {} received money on {}: a payment is dated \
-                     on or after the money its balance counts",
-                    format_date(date),
-                    self.ledger_id,
-                    format_date(received)
-                ),
-            )
-            .with("last_inflow_on", format_date(received)));
-        }
-        self.pay_before_the_date_rule(compensation, date, voucher)
+        self.check_after_last_inflow(date)?;
+        self.paid(compensation, date, voucher)
     }
 
     /// A recorded payment planned again, for verify's replay: as [`Fund::pay`] plans it, or as
@@ -545,30 +533,46 @@ impl Fund {
         date: NaiveDate,
         voucher: &str,
     ) -> Result<FundEvent, DomainError> {
-        let refused = match self.pay(compensation, date, voucher) {
-            Err(refused) if self.last_inflow_on.is_some_and(|received| date < received) => refused,
-            planned => return planned,
-        };
-        let planned = self.pay_before_the_date_rule(compensation, date, voucher)?;
+        check_pending(compensation, date, "a compensation is paid once")?;
+        let dated = self.check_after_last_inflow(date);
+        let planned = self.paid(compensation, date, voucher)?;
+        let Err(refused) = dated else { return Ok(planned) };
         match Fund::as_of(events.iter().chain(std::iter::once(&planned)), date) {
             Ok(Some(then)) if !then.balance_fen.is_negative() => Ok(planned),
             _ => Err(refused),
         }
     }
 
-    /// [`Fund::pay`] but for its date's rule (not before the latest money received).
-    fn pay_before_the_date_rule(
+    /// A payment's date rule: not before the latest money the fund received, so that the
+    /// balance it is judged against is the fund's on its date and every day after.
+    fn check_after_last_inflow(&self, date: NaiveDate) -> Result<(), DomainError> {
+        match self.last_inflow_on.filter(|received| date < *received) {
+            None => Ok(()),
+            Some(received) => Err(DomainError::refused(
+                Reason::ValueDateOutOfRange,
+                format!(
+                    "{} is before the fund of ledger {} received money on {}: a payment is dated \
+                     on or after the money its balance counts",
+                    format_date(date),
+                    self.ledger_id,
+                    format_date(received)
+                ),
+            )
+            .with("last_inflow_on", format_date(received))),
+        }
+    }
+
+    /// The payment of `compensation` on `date`, if the fund holds its share.
+    fn paid(
         &self,
         compensation: &Compensation,
         date: NaiveDate,
         voucher: &str,
     ) -> Result<FundEvent, DomainError> {
-        let loan_id = &compensation.loan_id;
-        check_pending(compensation, date, "a compensation is paid once")?;
         self.check_covers(compensation)?;
         Ok(FundEvent::Paid {
             ledger_id: self.ledger_id.clone(),
-            loan_id: loan_id.clone(),
+            loan_id: compensation.loan_id.clone(),
             bank_id: compensation.bank_id.clone(),
             value_date: date,
             amount_fen: compensation.fund_fen,

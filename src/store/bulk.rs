@@ -99,11 +99,9 @@ impl Requests {
         }
     }
 
-    /// The stray records, described as [`strays_described`] describes the other tables'.
-    fn strays(&self) -> impl Iterator<Item = String> + '_ {
-        self.stray_ledgers.iter().map(|l| {
-            format!("idempotency rows are stored under ledger {l:?}, which has no journal")
-        })
+    /// The stray records as rows of [`STRAYS_SQL`], for [`strays_described`].
+    fn strays(&self) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+        self.stray_ledgers.iter().map(|l| ("idempotency".to_string(), Some(l.clone())))
     }
 }
 const STATUSES_SQL: &str = "select s.household_id, s.seq, s.effective_date, s.status, s.reason \
@@ -381,7 +379,7 @@ fn sqlite_models(
     })?;
     let schema = schema::sqlite_problems(&conn)?;
     // A ledger id of bytes that are not UTF-8 (a blob stored by hand) is shown lossily.
-    let strays = sqlite_rows(&conn, STRAYS_SQL, ledger_id, |r| {
+    let mut strays = sqlite_rows(&conn, STRAYS_SQL, ledger_id, |r| {
         let ledger_id = match r.get_ref(1)? {
             rusqlite::types::ValueRef::Text(text) => {
                 Some(String::from_utf8_lossy(text).into_owned())
@@ -390,7 +388,6 @@ fn sqlite_models(
         };
         Ok((r.get(0)?, ledger_id))
     })?;
-    let strays = strays_described(strays);
     let loan_count: i64 = conn.query_row(LOAN_COUNT_SQL, [ledger_id], |r| r.get(0))?;
     let _ = loans.send(loan_count);
     let (transactions, loan_count) = (size(seq), size(loan_count));
@@ -474,8 +471,8 @@ fn sqlite_models(
         Ok(())
     })?;
     conn.execute_batch("commit")?;
-    let mut strays = strays;
     strays.extend(requests.strays());
+    let strays = strays_described(strays);
     Ok(StoredModels {
         registry: RegistrySnapshot {
             banks,
@@ -589,10 +586,10 @@ async fn postgres_models(
         let odd: Vec<i64> =
             sqlx::query_scalar(PG_ODD_SEQS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let odd_seqs = odd.into_iter().map(|seq| format!("the number {seq}")).collect();
-        let strays: Vec<(String, Option<String>)> =
+        let mut strays: Vec<(String, Option<String>)> =
             sqlx::query_as(STRAYS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
-        let mut strays = strays_described(strays);
         strays.extend(requests.strays());
+        let strays = strays_described(strays);
         let claims: Vec<ClaimRow> =
             sqlx::query_as(CLAIMS_SQL).bind(ledger_id).fetch_all(&mut *tx).await?;
         let claim_periods: Vec<(String, String, String)> =

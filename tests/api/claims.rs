@@ -51,6 +51,16 @@ fn claim_request(
     }
 }
 
+/// Two loans paid out on 2021-01-25, settled on 2021-03-20 and each paid its 294.10 yuan of
+/// interest that day: the first quarter's lines of both are on time.
+async fn with_march_paid_on_time(backend: Backend) -> Option<(TestApp, Tokens, String, String)> {
+    let (app, t, first, second) = with_two_disbursed_loans(backend).await?;
+    settle_march(&app, &t).await;
+    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
+    app.repay(&t.bank, &second, "2021-03-20", 29_410).await;
+    Some((app, t, first, second))
+}
+
 /// The ledger's loans settled on 2021-03-20 by the finance office's run.
 async fn settle_march(app: &TestApp, t: &Tokens) {
     app.loans(&t.finance)
@@ -447,12 +457,9 @@ async fn claim_refusals_and_who_may_read(backend: Backend) {
 /// later, that subsidy is clawed back. Each step's refusals name their field or rule; verify
 /// holds throughout.
 async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
-    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+    let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
         return;
     };
-    settle_march(&app, &t).await;
-    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
-    app.repay(&t.bank, &second, "2021-03-20", 29_410).await;
     let mut request = claim_request(
         &rid("claim"),
         "Q1",
@@ -771,12 +778,9 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
 /// A's review rejects its line for the misuse; B's payment withholds its approved line, so
 /// that its amount is nothing and nothing moves. Verify replays both.
 async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
-    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+    let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
         return;
     };
-    settle_march(&app, &t).await;
-    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
-    app.repay(&t.bank, &second, "2021-03-20", 29_410).await;
     let mut bank = app.subsidy(&t.bank);
     for (number, loan) in [("A", &first), ("B", &second)] {
         let request =
@@ -1239,12 +1243,9 @@ async fn a_payoff_nets_the_interest_it_settles(backend: Backend) {
 /// claimed twice, paid twice), leaves read models that agree with the journal, yet a claim the
 /// journal's own claims contradict: reported at its seq.
 async fn a_claims_marks_of_periods_held_are_made_again_by_verify(backend: Backend) {
-    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+    let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
         return;
     };
-    settle_march(&app, &t).await;
-    app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
-    app.repay(&t.bank, &second, "2021-03-20", 29_410).await;
     let submit = async |number: &str, loan: &str| {
         let request =
             claim_request(&rid("claim"), number, vec![line(loan, "2021-03-20", 29_410, 29_410)]);

@@ -319,13 +319,8 @@ fn check_unchained_answers(answers: &[UnchainedAnswer], problem: &mut impl FnMut
     for UnchainedAnswer { scope, request_id, result_json } in answers {
         let stored =
             format!("the answer stored for request {request_id:?} of {scope} under no ledger");
-        let read = serde_json::from_str::<serde_json::Value>(result_json).and_then(|value| {
-            let kind =
-                value.get("outcome").and_then(|k| k.as_str()).unwrap_or_default().to_string();
-            Ok((kind, serde_json::from_value::<Outcome>(value)?))
-        });
-        let (kind, outcome) = match read {
-            Ok(read) => read,
+        let outcome = match serde_json::from_str::<Outcome>(result_json) {
+            Ok(outcome) => outcome,
             Err(e) => {
                 problem(format!("{stored} cannot be read: {e}"));
                 continue;
@@ -336,7 +331,12 @@ fn check_unchained_answers(answers: &[UnchainedAnswer], problem: &mut impl FnMut
             | Outcome::SettlementRun { .. }
             | Outcome::SettlementRunSummary { .. }
             | Outcome::Lpr { entry: None, .. } => {}
-            _ => {
+            other => {
+                // Its kind as stored, the tag (worked out for a problem only).
+                let kind = serde_json::to_value(&other)
+                    .ok()
+                    .and_then(|v| v.get("outcome").and_then(|k| k.as_str()).map(str::to_string));
+                let kind = kind.unwrap_or_default();
                 problem(format!(
                     "{stored} is a {kind} answer, given only with a journal transaction: a retry \
                      of that request would be answered with it and nothing written"

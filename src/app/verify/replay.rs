@@ -18,7 +18,7 @@ use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
 use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
-use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimLine, Difference};
+use crate::domain::subsidy_claim::{Claim, ClaimEvent, Difference};
 use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::fund_postings::fund_postings;
 use crate::ledger::loan_postings::loan_postings;
@@ -110,10 +110,10 @@ pub(super) struct Replay {
     pub problems: Problems,
     /// The subsidy claims rebuilt, by claim id.
     pub claims: BTreeMap<String, ReplayedClaim>,
-    /// The claim lines of each loan-period, in journal order: (claim id, the line's index).
-    /// The period is held by the first whose line holds it as the claim stands
-    /// ([`ClaimLine::holds_period`]), as the writer's `subsidy_claim_period` row says.
-    period_lines: HashMap<(String, BusinessDate), Vec<(String, usize)>>,
+    /// The claim holding each loan-period, as the writer's `subsidy_claim_period` rows: a
+    /// submitted line that holds its period (`ClaimLine::holds_period`) takes it if no claim
+    /// does, and a step's released periods are let go.
+    held_periods: HashMap<(String, BusinessDate), String>,
     /// The ledger's risk fund rebuilt, with the seq of its last event.
     pub fund: Option<(Fund, u64)>,
     /// Its events replayed, in journal order (the fund as of a date is rebuilt from them).
@@ -328,22 +328,10 @@ impl Replay {
     fn check_held_periods(&mut self, claim: &Claim, seq: u64) {
         for (index, line) in claim.lines.iter().enumerate() {
             let period = (line.claimed.loan_id.clone(), line.claimed.due_date);
-            let lines = self.period_lines.entry(period).or_default();
             let would_hold = line.decision.is_none()
                 && line.differences.iter().all(|d| *d == Difference::AlreadyClaimed);
             if would_hold {
-                let claims = &self.claims;
-                let holder = lines.iter().find_map(|(claim_id, i)| {
-                    let holds = if *claim_id == claim.claim_id {
-                        claim.lines.get(*i).is_some_and(ClaimLine::holds_period)
-                    } else {
-                        claims
-                            .get(claim_id)
-                            .and_then(|c| c.claim.lines.get(*i))
-                            .is_some_and(ClaimLine::holds_period)
-                    };
-                    holds.then_some(claim_id.as_str())
-                });
+                let holder = self.held_periods.get(&period).map(String::as_str);
                 let marked = line
                     .differences
                     .contains(&Difference::AlreadyClaimed)
@@ -364,7 +352,9 @@ impl Replay {
                     );
                 }
             }
-            lines.push((claim.claim_id.clone(), index));
+            if line.holds_period() {
+                self.held_periods.entry(period).or_insert_with(|| claim.claim_id.clone());
+            }
         }
     }
 
@@ -385,7 +375,14 @@ impl Replay {
             Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
         }
         match claim.apply(event, &self.registry.policies) {
-            Ok(_) => *last = seq,
+            Ok(released) => {
+                *last = seq;
+                for period in released {
+                    if self.held_periods.get(&period).is_some_and(|holder| holder == claim_id) {
+                        self.held_periods.remove(&period);
+                    }
+                }
+            }
             Err(e) => {
                 self.problems.add(seq, format!("seq {seq}: cannot apply to claim {claim_id}: {e}"))
             }
