@@ -1,7 +1,7 @@
 //! `loanledger client`, the CLI's calls of the API, run as a process against a real server:
 //! a request given as JSON, each answer printed as one line of JSON (a stream's in turn), a
 //! refusal on stderr with its code, field or reason and exit status 1, a call that cannot be
-//! made exit status 2, a server away 3; and a checkpoint it prints checked offline by
+//! made exit status 2, a server away 3, an answer that cannot be written out 4; and a checkpoint it prints checked offline by
 //! `loanledger check`. Each scenario runs on SQLite and on PostgreSQL.
 
 use loanledger::api::pb;
@@ -166,6 +166,18 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     away.stderr.truncate(200);
     assert_eq!(away.status, Some(3), "{}", away.stderr);
     assert!(away.stderr.starts_with("cannot reach http://127.0.0.1:1: "));
+    // An answer that cannot be written out (a full disk, here `/dev/full`): exit 4, naming it.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
+    command.args(["client", "--server", &format!("http://127.0.0.1:{}", app.port)]);
+    for set in CLIENT_ENV {
+        command.env_remove(set);
+    }
+    command.args(["--token", &t.bank, "call", "LoanService/GetLoan", &get]).stdout(full);
+    let unwritten = command.output().expect("loanledger client runs");
+    let stderr = String::from_utf8_lossy(&unwritten.stderr);
+    assert_eq!(unwritten.status.code(), Some(4), "{stderr}");
+    assert!(stderr.starts_with("the answer could not be written: "), "{stderr}");
 
     // An auditor's checkpoint, printed by the client, held offline to the pinned key.
     let ledger = format!(r#"{{"ledgerId": "{LEDGER}"}}"#);
