@@ -360,6 +360,15 @@ impl Application {
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
         let initial_operator_token = first_operator_token(&db).await?;
+        // One server at a time writes to a database (`store::WriterSetup::try_claim`): a
+        // second one serves reads, and its writes wait for the first to stop.
+        if !db.try_claim_writer().await.context("Failed to claim the database's writer")? {
+            tracing::warn!(
+                "another server is writing to this database: this one serves reads, and its \
+                 writes wait for that one to stop (answered UNAVAILABLE after about {} s)",
+                3 * crate::store::CLAIM_WAIT.as_secs()
+            );
+        }
         let (writer, writer_task) = writer::spawn(db.clone(), settings.business_utc_offset);
         let port = listener.local_addr().context("Failed to read the bound address")?.port();
         Ok(Application {

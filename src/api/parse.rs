@@ -138,9 +138,9 @@ pub fn optional_date(field: &str, value: &str) -> Result<Option<BusinessDate>, S
 }
 
 /// A national ID number (GB 11643: its form, check digit and birth date), born by `today`: a
-/// birth date to come is no real person's; of a province's region (GB/T 2260's codes 11 to
-/// 65, 71 Taiwan, and the residence permits' 81 Hong Kong, 82 Macau, 83 Taiwan; 9, the
-/// permanent residence cards of 2023), born in 1900 or later. A number of no region or born
+/// birth date to come is no real person's; of a province's region (GB/T 2260's codes 11–15,
+/// 21–23, 31–37, 41–46, 50–54, 61–65, 71 Taiwan, and the residence permits' 81 Hong Kong, 82
+/// Macau, 83 Taiwan; 90–99, the permanent residence cards of 2023), born in 1900 or later. A number of no region or born
 /// before 1900, its check digit right by chance (one in eleven), is a typing error: stored as
 /// a household's head, it would refuse the real person's registration as a head already
 /// registered. Checked where requests are read: numbers recorded before are read as they were.

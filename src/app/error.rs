@@ -83,6 +83,11 @@ impl RefusalCode {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
+            // Said as it is: the caller learns why its write waits (no detail of the database).
+            StoreError::Claimed(m) => {
+                tracing::warn!(error = %m, "the writer claim is not ours");
+                AppError::Unavailable(m)
+            }
             e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "database unavailable");
                 AppError::Unavailable("the database is unavailable; retry later".into())

@@ -729,6 +729,7 @@ impl Writer {
             let done = (&mut f.commit).await;
             self.finish(f, done, None).await;
         }
+        self.db.let_go_writer_claim().await;
         tracing::info!("writer stopped: queue closed and drained");
     }
 

@@ -22,8 +22,9 @@
 //!   ([`crate::domain::policy::PolicyParams::enterprise_modes_allowed`], judged by the version
 //!   in force on each member loan's contract date: `POOL_MODE_NOT_ALLOWED` naming the loan).
 //! - **Transfers** ([`Pool::transfer`]): a household hands the partner part or all of its loan
-//!   money, paid out by then (`POOL_TRANSFER_EXCEEDS_LOAN` beyond what was paid out less what
-//!   was handed over before); entrusted and shareholding pools only (`POOL_MODE_MISMATCH`).
+//!   money, paid out by then (`POOL_TRANSFER_EXCEEDS_LOAN` beyond the loan's principal
+//!   outstanding less what the partner holds of it); entrusted and shareholding pools only
+//!   (`POOL_MODE_MISMATCH`).
 //! - **Returns and dividends** ([`Pool::pay_return`]): what the partner paid a household. What
 //!   it owed by a date ([`Pool::returns_due`]) is the sum of the returns of each due point on or
 //!   before the date ([`Pool::returns_schedule`]): each on what it held of the household's

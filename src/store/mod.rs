@@ -69,19 +69,49 @@ pub struct WriteConn<C: WriterSetup> {
     /// A group ended without committing or rolling back: the next group first rolls back
     /// whatever may still be open.
     unsure: bool,
+    /// This process holds the database's writer claim ([`WriterSetup::try_claim`]): on
+    /// PostgreSQL for the session of `conn` (let go with it), on SQLite for as long as
+    /// `claim_file` is held.
+    claimed: bool,
+    /// SQLite: the claim file, locked.
+    claim_file: Option<std::fs::File>,
 }
+
+/// How long a group's attempt waits for another server's writer claim to be let go (a server
+/// being replaced, still draining its last requests). The writer makes three attempts of a
+/// group before its commands are answered `UNAVAILABLE`: about 6 s in all.
+pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
+
+/// PostgreSQL's advisory lock key of the writer claim (the bytes of "llwriter"): advisory locks
+/// are per database, so one key serves every database of a cluster.
+const CLAIM_LOCK_KEY: i64 = i64::from_be_bytes(*b"llwriter");
 
 /// What a backend's writer connection needs whenever it is opened.
 pub trait WriterSetup: Connection {
     /// What the writer keeps beside the connection, valid as long as it is.
     type Kept: Default + Send + std::fmt::Debug;
+    /// The writer claim goes with the connection (PostgreSQL's session lock).
+    const CLAIM_PER_CONNECTION: bool;
     /// Gives back what `kept` holds of the connection, before the connection is used.
     fn release(_kept: &mut Self::Kept) {}
     fn set_up(&mut self) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Tries once to take the database's writer claim, so that one server at a time writes
+    /// (the writer keeps loans, chain heads and exposures read or written before, which
+    /// another process's writes would leave stale): `false` if another process holds it.
+    /// PostgreSQL: a session advisory lock ([`CLAIM_LOCK_KEY`]) on this connection. SQLite: an
+    /// exclusive lock (`flock`) on the file `<database>-writer` beside the database, kept in
+    /// `file` (not on the database's own file: closing another descriptor of it would let go
+    /// SQLite's own locks of this process).
+    fn try_claim(
+        &mut self,
+        opts: &Self::Options,
+        file: &mut Option<std::fs::File>,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send;
 }
 
 impl WriterSetup for SqliteConnection {
     type Kept = sqlite_commit::Kept;
+    const CLAIM_PER_CONNECTION: bool = false;
     fn release(kept: &mut Self::Kept) {
         kept.unlock();
     }
@@ -93,12 +123,69 @@ impl WriterSetup for SqliteConnection {
         }
         size_write_cache(self).await
     }
+
+    async fn try_claim(
+        &mut self,
+        opts: &SqliteConnectOptions,
+        file: &mut Option<std::fs::File>,
+    ) -> Result<bool, StoreError> {
+        if file.is_some() {
+            return Ok(true);
+        }
+        let database = opts.get_filename();
+        // An in-memory database is this process's alone.
+        if database.as_os_str().is_empty() || database.as_os_str() == ":memory:" {
+            return Ok(true);
+        }
+        let mut path = database.as_os_str().to_owned();
+        path.push("-writer");
+        let claim = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                StoreError::Claimed(format!(
+                    "the claim file {} cannot be opened: {e}",
+                    shown(&path)
+                ))
+            })?;
+        match claim.try_lock() {
+            Ok(()) => {
+                *file = Some(claim);
+                Ok(true)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Claimed(format!(
+                "the claim file {} cannot be locked: {e}",
+                shown(&path)
+            ))),
+        }
+    }
+}
+
+/// A path as the log and an error show it.
+fn shown(path: &std::ffi::OsStr) -> std::borrow::Cow<'_, str> {
+    path.to_string_lossy()
 }
 
 impl WriterSetup for PgConnection {
     type Kept = ();
+    const CLAIM_PER_CONNECTION: bool = true;
     async fn set_up(&mut self) -> Result<(), sqlx::Error> {
         Ok(())
+    }
+
+    async fn try_claim(
+        &mut self,
+        _opts: &PgConnectOptions,
+        _file: &mut Option<std::fs::File>,
+    ) -> Result<bool, StoreError> {
+        let (taken,): (bool,) = sqlx::query_as("select pg_try_advisory_lock($1)")
+            .bind(CLAIM_LOCK_KEY)
+            .fetch_one(&mut *self)
+            .await?;
+        Ok(taken)
     }
 }
 
@@ -114,13 +201,44 @@ where
             conn: conn.map(Box::new),
             closed: false,
             unsure: false,
+            claimed: false,
+            claim_file: None,
         }
     }
 
     /// Lets the connection go (the next group opens a new one), what is kept beside it first.
     fn forget(&mut self) -> Option<C> {
         self.kept = C::Kept::default();
+        if C::CLAIM_PER_CONNECTION {
+            self.claimed = false;
+        }
         self.conn.take().map(|c| *c)
+    }
+
+    /// Takes the writer claim ([`WriterSetup::try_claim`]) if this process does not hold it,
+    /// trying until `wait` has passed: [`StoreError::Claimed`] then. The connection is open.
+    ///
+    /// Nothing the writer keeps from before needs forgetting when the claim is taken: a
+    /// process that never held it has committed nothing, so it keeps nothing, and one whose
+    /// connection (and with it PostgreSQL's claim) went away forgot what it kept when its
+    /// group failed on that connection.
+    async fn claim(&mut self, wait: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.claimed {
+            let conn = self.conn.as_deref_mut().ok_or(StoreError::Detached)?;
+            if conn.try_claim(&self.opts, &mut self.claim_file).await? {
+                self.claimed = true;
+            } else if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Claimed(
+                    "another server is writing to this database; this one writes once it \
+                     stops"
+                        .into(),
+                ));
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
     }
 
     fn get(&mut self) -> Result<&mut C, StoreError> {
@@ -134,7 +252,15 @@ where
     /// is opened, and the database rolls back what the old session had not committed. Hands
     /// nothing out, so what the backend keeps of the connection (SQLite: the lock on its
     /// handle, kept from one commit to the next) stays kept unless the rollback needs it.
+    ///
+    /// And this process holds the writer claim, waiting up to [`CLAIM_WAIT`] for it.
     async fn ensure_open(&mut self) -> Result<(), StoreError> {
+        self.open().await?;
+        self.claim(CLAIM_WAIT).await
+    }
+
+    /// [`WriteConn::ensure_open`] without the claim.
+    async fn open(&mut self) -> Result<(), StoreError> {
         if self.closed {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
@@ -160,7 +286,32 @@ where
         Ok(())
     }
 
-    /// Closes the connection for good.
+    /// Lets the writer claim go, if this process holds it: PostgreSQL's with the session that
+    /// holds it (the connection is closed; a later write opens another and claims again).
+    async fn let_go(&mut self) {
+        if !std::mem::take(&mut self.claimed) {
+            return;
+        }
+        self.claim_file = None;
+        if C::CLAIM_PER_CONNECTION
+            && let Some(c) = self.forget()
+            && let Err(e) = c.close().await
+        {
+            tracing::warn!(error = %e, "closing the writer's connection failed");
+        }
+    }
+
+    /// Takes the writer claim if no other process holds it: `false` if another does.
+    async fn claim_now(&mut self) -> Result<bool, StoreError> {
+        self.open().await?;
+        match self.claim(Duration::ZERO).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Claimed(_)) if !self.claimed => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Closes the connection for good, and lets the writer claim go.
     async fn close(&mut self) {
         self.closed = true;
         if let Some(c) = self.forget()
@@ -168,6 +319,7 @@ where
         {
             tracing::warn!(error = %e, "closing the writer's connection failed");
         }
+        self.claim_file = None;
     }
 }
 
@@ -235,6 +387,10 @@ pub enum StoreError {
     /// verify ([`bulk`]), the history readers ([`readers`]).
     #[error("database error: {0}")]
     Rusqlite(#[source] rusqlite::Error),
+    /// Another process holds the database's writer claim ([`WriterSetup::try_claim`]), or the
+    /// claim cannot be taken: retrying helps once the other server has stopped.
+    #[error("{0}")]
+    Claimed(String),
     /// A blocking thread (journal scan, rusqlite read) panicked.
     #[error("panicked: {0}")]
     Panicked(String),
@@ -280,7 +436,7 @@ impl StoreError {
     /// Whether the caller may retry: the database is away or busy.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Unavailable(_) => true,
+            StoreError::Unavailable(_) | StoreError::Claimed(_) => true,
             StoreError::Rusqlite(e) => {
                 e.sqlite_error().is_some_and(|f| sqlite_away(f.extended_code))
             }
@@ -736,6 +892,25 @@ impl Db {
                 tracing::debug!(frames, copied, "WAL restart put off: a reader is still on it")
             }
             Err(e) => tracing::warn!(error = %e, "WAL restart failed"),
+        }
+    }
+
+    /// Takes the writer claim now if no other process holds it (`serve`, as it starts):
+    /// `false` if another does, whose writes this server's then wait for ([`CLAIM_WAIT`] a
+    /// group, answered `UNAVAILABLE` after it) until it stops. Held until [`Db::close`].
+    pub async fn try_claim_writer(&self) -> Result<bool, StoreError> {
+        match self {
+            Db::Sqlite(_, write, ..) => write.lock().await.claim_now().await,
+            Db::Postgres(_, write) => write.lock().await.claim_now().await,
+        }
+    }
+
+    /// Lets the writer claim go (the writer stopped, its queue drained): another server, or
+    /// another writer of this process, may take it.
+    pub async fn let_go_writer_claim(&self) {
+        match self {
+            Db::Sqlite(_, write, ..) => write.lock().await.let_go().await,
+            Db::Postgres(_, write) => write.lock().await.let_go().await,
         }
     }
 

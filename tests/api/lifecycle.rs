@@ -25,6 +25,7 @@ on_both_backends!(
     a_row_locked_elsewhere_is_unavailable,
     the_signing_key_outlives_a_restart,
     health_follows_the_database_and_the_shutdown,
+    one_server_at_a_time_writes,
 );
 
 /// Stopping the server while clients are writing: every acknowledged write is in the journal
@@ -969,5 +970,62 @@ async fn health_follows_the_database_and_the_shutdown(backend: Backend) {
     let next = next.expect("a status").expect("told before the end");
     assert_eq!(next.status, ServingStatus::NotServing as i32);
     assert!(matches!(then, Ok(None)), "the watch ends with the server's stop: {then:?}");
+    app.finish().await;
+}
+
+/// Two servers on one database (a replacement started before the old one stopped, or a second
+/// replica): the first writes; the second serves reads, and its writes wait for the first and
+/// are answered `UNAVAILABLE`, naming why, with nothing posted, while the first runs (each
+/// keeps loans and chain heads it read, which the other's writes would leave stale). Once the
+/// first stops, the second takes the writes over: the same request posted once, the journal
+/// verifying (since 2026-12-07).
+async fn one_server_at_a_time_writes(backend: Backend) {
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let second = Beside::start(serve_settings(&app.database_url, any_port)).await;
+    let mut loans = pb::loan_service_client::LoanServiceClient::with_interceptor(
+        second.channel(),
+        Bearer::new(&t.bank),
+    );
+    let repay = |request_id: &str, value_date: &str| pb::RecordRepaymentRequest {
+        request_id: request_id.into(),
+        loan_id: id.clone(),
+        value_date: value_date.into(),
+        amount_fen: 100_000,
+        subsidy_netted_fen: 0,
+    };
+    // Reads are served.
+    let read = loans
+        .get_loan(pb::GetLoanRequest { loan_id: id.clone(), ..Default::default() })
+        .await
+        .expect("GetLoan");
+    assert_eq!(read.get_ref().principal_outstanding_fen, STANDARD_PRINCIPAL_FEN);
+    let refused = loans.record_repayment(repay("second-1", "2021-02-01")).await;
+    let status = refused.expect_err("a write through the second server");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("another server is writing"), "{status:?}");
+    // The first still writes, and nothing of the second's request was posted.
+    let first = app.repay(&t.bank, &id, "2021-02-02", 100_000).await;
+    let journal = app.journal(&t.auditor, LEDGER).await;
+    assert_eq!(journal.last().map(|e| e.seq), entry(&first).seq.into());
+    assert_eq!(journal.iter().filter(|e| e.kind == "loan.repaid").count(), 1);
+
+    // The first stops: the second writes, its retry posted once.
+    app.stop().await;
+    let taken = loans.record_repayment(repay("second-1", "2021-02-03")).await;
+    let taken = taken.expect("the second server writes once the first has stopped").into_inner();
+    let again = loans.record_repayment(repay("second-1", "2021-02-03")).await;
+    assert_eq!(again.expect("the retry").into_inner(), taken);
+    assert_eq!(entry(&taken).seq, entry(&first).seq + 1);
+    let mut audit = pb::audit_service_client::AuditServiceClient::with_interceptor(
+        second.channel(),
+        Bearer::new(&t.auditor),
+    );
+    let request = pb::VerifyRequest { ledger_id: LEDGER.into(), ..Default::default() };
+    let verified = audit.verify(request).await;
+    assert!(verified.expect("Verify").get_ref().ok);
+    second.stop().await;
     app.finish().await;
 }
