@@ -477,6 +477,20 @@ impl LoanState {
         after
     }
 
+    /// The longest extension of the loan's maturity, in months: the policy's
+    /// `extension_months_max`, and never more than 贷款通则 (article 12) allows: a short-term
+    /// loan's (a term of a year or less) its original term, a medium-term loan's (over a year)
+    /// half its term, rounded down to whole months (since 2026-12-07; before, every loan its
+    /// whole term, which the extensions recorded then are replayed under).
+    fn extension_months_allowed(&self, rules: Rules) -> u32 {
+        let term = self.terms.term_months;
+        let by_law = match rules {
+            Rules::Now if term > 12 => term / 2,
+            Rules::Now | Rules::AsRecorded => term,
+        };
+        self.terms.extension_months_max.min(by_law)
+    }
+
     /// What paying the loan off on `date` would take.
     pub fn quote(&self, date: BusinessDate) -> Result<Quote, DomainError> {
         if !self.is_live() {
@@ -494,6 +508,15 @@ impl LoanState {
 
     /// Checks a command and computes its event and the state after it. Changes nothing.
     pub fn plan(&self, command: &LoanCommand) -> Result<(LoanEvent, LoanState), DomainError> {
+        self.plan_as(command, Rules::Now)
+    }
+
+    /// [`LoanState::plan`] under `rules`.
+    fn plan_as(
+        &self,
+        command: &LoanCommand,
+        rules: Rules,
+    ) -> Result<(LoanEvent, LoanState), DomainError> {
         let mut next = self.clone();
         let t = self.terms.servicing_terms();
         let loan_id = self.terms.loan_id.clone();
@@ -714,7 +737,7 @@ impl LoanState {
                 self.require_live()?;
                 check_value_date(self, date)?;
                 let maturity = self.servicing.maturity_date.unwrap_or(self.terms.maturity_date);
-                let months = self.terms.extension_months_max.min(self.terms.term_months);
+                let months = self.extension_months_allowed(rules);
                 let limit = add_months(self.terms.maturity_date, months)
                     .unwrap_or(self.terms.maturity_date);
                 let refuse =
@@ -901,7 +924,7 @@ impl LoanState {
         let Some(command) = event.command() else {
             return Err(DomainError::Exists { what: "loan", id: self.terms.loan_id.clone() });
         };
-        let (recomputed, mut next) = self.plan(&command)?;
+        let (recomputed, mut next) = self.plan_as(&command, Rules::AsRecorded)?;
         if &recomputed != event {
             return Err(DomainError::invalid(
                 "journal",
@@ -929,6 +952,15 @@ fn event_kind(e: &LoanEvent) -> &'static str {
         LoanEvent::WrittenOff { .. } => "write-off",
         LoanEvent::Recovered { .. } => "recovery",
     }
+}
+
+/// Which rules a command is checked under: today's, for a command now; those of the build that
+/// recorded it, for an event replayed ([`LoanState::apply`]), where a rule tightened since
+/// keeps what was recorded before it (the rules are not versioned: README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    Now,
+    AsRecorded,
 }
 
 /// What origination needs to know besides the terms.

@@ -818,6 +818,24 @@ async fn extension(backend: Backend) {
         Code::PermissionDenied,
     );
 
+    // A medium-term loan (a term over a year) is extended by half its term at most (贷款通则,
+    // article 12; since 2026-12-07, when every loan might be extended by its whole term): 18
+    // months by 9, to 2023-04-25, under the policy's 12.
+    app.register_household(&t.finance, "H-E3", "19800517").await;
+    let mut medium = standard_loan("E3", "H-E3");
+    (medium.term_months, medium.principal_fen) = (18, 1_000_000);
+    app.create_loan(&t.bank, medium).await;
+    let medium = loan_id("E3");
+    app.disburse(&t.bank, &medium, "2021-01-25").await;
+    let beyond = expect_refused(
+        loans.extend_loan(extend(&medium, "2021-02-01", "2023-04-26")).await,
+        "EXTENSION_NOT_ALLOWED",
+    );
+    assert_eq!(metadata(&beyond, "latest_maturity").as_deref(), Some("2023-04-25"), "{beyond:?}");
+    let half = loans.extend_loan(extend(&medium, "2021-02-01", "2023-04-25")).await;
+    let half = half.expect("an extension by half the term").into_inner();
+    assert_eq!(loan(&half).current_maturity_date, "2023-04-25");
+
     let extended = loans
         .extend_loan(extend(&id, "2022-01-10", "2022-07-25"))
         .await
