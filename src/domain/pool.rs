@@ -971,6 +971,13 @@ impl Pool {
             ));
         }
         add(member.returns_paid_fen, amount, "amount_fen")?;
+        // Every member's returns are credited to the pool's one `returns` account: its balance
+        // must stay within 64 bits too (since 2026-12-07; it was `INTERNAL` at the commit).
+        let pool_returns = self
+            .members
+            .iter()
+            .try_fold(Fen::ZERO, |sum, m| add(sum, m.returns_paid_fen, "amount_fen"))?;
+        add(pool_returns, amount, "amount_fen")?;
         Ok(PoolEvent::ReturnPaid {
             pool_id: self.terms.pool_id.clone(),
             ledger_id: self.terms.ledger_id.clone(),

@@ -196,6 +196,13 @@ fn transfers_returns_and_participation() {
     assert!(early.to_string().contains("before loan B's first transfer"), "{early}");
     assert_eq!(code(early), "VALUE_DATE_OUT_OF_RANGE");
     assert!(b_later.pay_return("B", d("2021-03-10"), Fen(1)).is_ok(), "from the transfer's day");
+    // The members' returns go to the pool's one account: together within 64 bits, each
+    // member's alone within them too.
+    let mut huge = b_later.clone();
+    applied(&mut huge, |p| p.pay_return("A", d("2021-03-10"), Fen(i64::MAX - 1)));
+    let over = huge.pay_return("B", d("2021-03-10"), Fen(2)).unwrap_err();
+    assert!(matches!(&over, DomainError::Overflow { field } if field == "amount_fen"), "{over}");
+    assert!(huge.pay_return("B", d("2021-03-10"), Fen(1)).is_ok(), "up to the limit");
 
     let mut activity = Vec::new();
     let report = pool.report(&[&a, &b], d("2021-03-20"), &activity);
