@@ -115,6 +115,25 @@ pub fn value_date(field: &str, value: &str, today: BusinessDate) -> Result<Busin
     Ok(date)
 }
 
+/// A report's `as_of` (empty: `today`), at most `today`: a report of what happened, whose
+/// figures a date to come does not know yet (returns due, payments made, points settled). A
+/// date to come was a subsidy register's answer streamed in part and then failed
+/// `FAILED_PRECONDITION`, naming no field, at the first loan with too many points to catch up.
+pub fn as_of(value: &str, today: BusinessDate) -> Result<BusinessDate, Status> {
+    let Some(as_of) = optional_date("as_of", value)? else { return Ok(today) };
+    if as_of > today {
+        return Err(invalid(
+            "as_of",
+            format!(
+                "{} is after today ({})",
+                crate::domain::date::format_date(as_of),
+                crate::domain::date::format_date(today)
+            ),
+        ));
+    }
+    Ok(as_of)
+}
+
 /// Characters of a refused value an error message shows at most.
 const SHOWN_CHARS_MAX: usize = 32;
 

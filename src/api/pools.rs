@@ -252,17 +252,10 @@ impl PoolService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetPoolReportRequest { pool_id, as_of, through_seq } = request.into_inner();
         let pool_id = parse::id("pool_id", &pool_id)?;
-        let today = self.today();
-        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or(today);
-        let through_seq = parse::through_seq("through_seq", through_seq)?;
         // A report of what happened: the returns due to a date to come are not owed yet, and
         // its loans' figures not known.
-        if as_of > today {
-            return Err(invalid(
-                "as_of",
-                format!("{} is after today ({})", format_date(as_of), format_date(today)),
-            ));
-        }
+        let as_of = parse::as_of(&as_of, self.today())?;
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
         let store = |e: crate::store::StoreError| status(e.into());
         let pool = self.readable_pool(&actor, &pool_id).await?;
         // Everything below is read as the ledger's journal through this seq had it (read

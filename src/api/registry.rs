@@ -244,7 +244,9 @@ impl RegistryService for Api {
             household_id: parse::id("household_id", &household_id)?,
             entry: StatusEntry {
                 status: household_status_from_pb("status", household_status)?,
-                effective_date: parse::date("effective_date", &effective_date)?,
+                // As a registration's status date: 2062 typed for 2026 would make the
+                // household unlendable until then (since 2026-12-07).
+                effective_date: parse::value_date("effective_date", &effective_date, self.today())?,
                 reason: parse::text("reason", &reason, false)?,
             },
         };
@@ -384,7 +386,13 @@ impl RegistryService for Api {
             entry.ok_or_else(|| invalid("entry", "is required"))?;
         let command = Command::SetLpr {
             entry: LprEntry {
-                effective_from: parse::date("entry.effective_date", &effective_date)?,
+                // An entry is never changed once set: one dated years ahead by a typing error
+                // would name the rate of every contract from then (since 2026-12-07).
+                effective_from: parse::value_date(
+                    "entry.effective_date",
+                    &effective_date,
+                    self.today(),
+                )?,
                 bucket: tenor_from_pb("entry.tenor", tenor)?,
                 rate: lpr_rate(&rate)?,
             },

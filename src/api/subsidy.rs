@@ -45,7 +45,7 @@ impl SubsidyService for Api {
         let actor = self.principal(&request).await?;
         let pb::GetLoanSubsidyRequest { loan_id, as_of, through_seq } = request.into_inner();
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
-        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        let as_of = parse::as_of(&as_of, self.today())?;
         let through_seq = parse::through_seq("through_seq", through_seq)?;
         let ledger_id = self.readable_loan_ledger(&actor, &loan_id).await?;
         let s = loan_subsidy(&self.db, (&loan_id, &ledger_id), as_of, through_seq)
@@ -80,7 +80,7 @@ impl SubsidyService for Api {
         if due_to < due_from {
             return Err(invalid("due_to", "must not be before due_from"));
         }
-        let as_of = parse::optional_date("as_of", &as_of)?.unwrap_or_else(|| self.today());
+        let as_of = parse::as_of(&as_of, self.today())?;
         let through_seq = parse::through_seq("through_seq", through_seq)?;
         self.check_bank_scope(
             &actor,

@@ -1486,13 +1486,17 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
         }),
     };
     let mut registry = app.registry(&t.operator);
-    let first = registry.set_lpr(set("lpr-1", "2026-11-20", "0.034")).await.expect("SetLpr");
+    // An entry dated ahead is refused, naming its date (since 2026-12-07): never changed once
+    // set, 2062 typed for 2026 would name the rate of every contract from then.
+    let ahead = registry.set_lpr(set("lpr-ahead", "2062-10-20", "0.034")).await;
+    expect_invalid(ahead, "entry.effective_date");
+    let first = registry.set_lpr(set("lpr-1", "2026-10-20", "0.034")).await.expect("SetLpr");
     let first = first.into_inner();
     let entry = first.journal_entry.clone().expect("the entry's transaction");
     assert_eq!((entry.ledger_id.as_str(), entry.seq), ("lpr", 2), "{first:?}");
-    let again = registry.set_lpr(set("lpr-1", "2026-11-20", "0.034")).await.expect("retry");
+    let again = registry.set_lpr(set("lpr-1", "2026-10-20", "0.034")).await.expect("retry");
     assert_eq!(again.into_inner(), first, "a retry is answered with the same transaction");
-    let second = registry.set_lpr(set("lpr-2", "2026-12-20", "0.0335")).await.expect("SetLpr");
+    let second = registry.set_lpr(set("lpr-2", "2026-11-20", "0.0335")).await.expect("SetLpr");
     assert_eq!(second.into_inner().journal_entry.map(|e| e.seq), Some(3));
 
     // Read and verified by auditors and finance offices, any ledger's.
@@ -1508,8 +1512,8 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
         described,
         [
             (1, "lpr.chain_started", today.as_str(), "system:migration", 0),
-            (2, "lpr.set", "2026-11-20", "operator:*", 0),
-            (3, "lpr.set", "2026-12-20", "operator:*", 0)
+            (2, "lpr.set", "2026-10-20", "operator:*", 0),
+            (3, "lpr.set", "2026-11-20", "operator:*", 0)
         ]
     );
     let seeded = r#"{"effective_date":"2015-10-24","tenor":"1y","rate":"0.0435"}"#;
@@ -1518,7 +1522,7 @@ async fn the_lpr_table_has_a_chain_of_its_own(backend: Backend) {
     assert_eq!(journal[1].hash, entry.hash);
     assert_eq!(
         journal[1].command_json,
-        r#"{"effective_date":"2026-11-20","tenor":"5y","rate":"0.034"}"#
+        r#"{"effective_date":"2026-10-20","tenor":"5y","rate":"0.034"}"#
     );
     for token in [&t.auditor, &t.finance] {
         let v = verify_lpr(token).await;

@@ -409,6 +409,10 @@ async fn a_status_dated_back_over_a_signed_contract_names_it(backend: Backend) {
     };
     use pb::HouseholdStatus::{Exited, NotEligible, RegisteredPoor, Removed};
     let mut registry = app.registry(&t.finance);
+    // A status dated ahead (2062 typed for 2026) is refused, naming the date, as a
+    // registration's is (since 2026-12-07): the household would be unlendable until then.
+    let ahead = status_request(HOUSEHOLD, Removed, "2062-03-01");
+    expect_invalid(registry.set_household_status(ahead).await, "effective_date");
     let removed = status_request(HOUSEHOLD, Removed, "2021-01-01");
     let answer = registry.set_household_status(removed.clone()).await.expect("SetHouseholdStatus");
     assert_eq!(answer.into_inner().contracts_made_ineligible, vec![id.clone()]);
