@@ -155,10 +155,11 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     assert_eq!(again.entry.as_ref().map(|e| e.seq), Some(entry.seq));
     let mut other = request.clone();
     other.lines.pop();
-    expect_code(app.subsidy(&t.bank).submit_subsidy_claim(other).await, Code::AlreadyExists);
+    expect_exists(app.subsidy(&t.bank).submit_subsidy_claim(other).await, "REQUEST_ID_REUSED");
     // The claim number again, under another request id.
     let reused = claim_request(&rid("claim"), "2021Q1", vec![line(&first, "2021-03-20", 1, 1)]);
-    expect_code(app.subsidy(&t.bank).submit_subsidy_claim(reused).await, Code::AlreadyExists);
+    let reused = app.subsidy(&t.bank).submit_subsidy_claim(reused).await;
+    expect_exists(reused, "SUBSIDY_CLAIM_EXISTS");
 
     // Claimed once: the first loan's period is held by the first claim. The second loan's
     // period, which differed, holds nothing and may be claimed again: as recomputed it is

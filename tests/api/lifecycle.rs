@@ -64,11 +64,13 @@ async fn shutdown_finishes_writes_in_flight(backend: Backend) {
     app.restart().await;
 
     let mut acknowledged = Vec::new();
+    let mut failed = Vec::new();
     let mut sent = Vec::new();
     for task in tasks {
         let (req, result) = task.await.expect("client task");
-        if let Ok(answer) = result {
-            acknowledged.push((req.request_id.clone(), entry(&answer).clone()));
+        match result {
+            Ok(answer) => acknowledged.push((req.request_id.clone(), entry(&answer).clone())),
+            Err(status) => failed.push((req.request_id.clone(), status)),
         }
         sent.push(req);
     }
@@ -79,6 +81,12 @@ async fn shutdown_finishes_writes_in_flight(backend: Backend) {
         let found: Vec<_> = journal.iter().filter(|e| &e.request_id == request_id).collect();
         assert_eq!(found.len(), 1, "acknowledged {request_id} is in the journal once");
         assert_eq!((found[0].seq, &found[0].hash), (r.seq, &r.hash));
+    }
+    // The drain answers every write the writer took: one that failed was refused before it,
+    // and posted nothing.
+    for (request_id, status) in &failed {
+        let n = journal.iter().filter(|e| &e.request_id == request_id).count();
+        assert_eq!(n, 0, "{request_id} failed ({status:?}) but was posted");
     }
     for req in &sent {
         let n = journal.iter().filter(|e| e.request_id == req.request_id).count();

@@ -742,7 +742,9 @@ async fn disbursement_and_repayment_refusals(backend: Backend) {
     // Paying more than is owed is refused, naming what is owed: the payoff amount.
     let quote = app.payoff_quote(&t.bank, &id, "2021-03-20").await;
     assert_eq!(quote.principal_fen, 3_000_000, "{quote:?}");
-    assert!(quote.total_fen > 3_000_000, "{quote:?}");
+    // 01-26 ..= 03-20, 54 days at 3.85%: 3,000,000 × 54 × 0.0385 / 360 = 17,325 exactly.
+    assert_eq!(quote.total_fen, 3_000_000 + standard_interest(3_000_000, 54), "{quote:?}");
+    assert_eq!(quote.total_fen, 3_017_325, "{quote:?}");
     let refused = expect_refused(
         loans
             .record_repayment(pb::RecordRepaymentRequest {
@@ -1117,6 +1119,7 @@ async fn idempotent_replay(backend: Backend) {
         .await
         .expect("first")
         .into_inner();
+    let len_after_household = app.journal(&t.auditor, LEDGER).await.len();
     let h2 = app
         .registry(&t.finance)
         .register_household(household.clone())
@@ -1124,11 +1127,15 @@ async fn idempotent_replay(backend: Backend) {
         .expect("replay")
         .into_inner();
     assert_eq!(h1, h2);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), len_after_household);
 
     let create = standard_loan("C001", HOUSEHOLD);
     let c1 = loans.create_loan(create.clone()).await.unwrap().into_inner();
+    let len_after_contract = app.journal(&t.auditor, LEDGER).await.len();
+    assert_eq!(len_after_contract, len_after_household + 1);
     let c2 = loans.create_loan(create.clone()).await.unwrap().into_inner();
     assert_eq!(c1, c2, "a replayed CreateLoan answers as the first time");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), len_after_contract);
 
     let disburse = pb::DisburseRequest {
         request_id: rid("disburse"),
@@ -1162,22 +1169,25 @@ async fn idempotent_replay(backend: Backend) {
     assert_eq!(loan_now.principal_outstanding_fen, once, "repaid once");
     assert_eq!(loan_now.principal_repaid_fen + loan_now.interest_paid_fen, 1_029_410);
 
-    // Same id, other content.
+    // Same id, other content: REQUEST_ID_REUSED.
+    let reason = |s: tonic::Status| s.get_details_error_info().map(|i| i.reason);
     let mut other = repay.clone();
     other.amount_fen = 2_000_000;
-    expect_code(loans.record_repayment(other.clone()).await, Code::AlreadyExists);
+    let reused = expect_code(loans.record_repayment(other.clone()).await, Code::AlreadyExists);
+    assert_eq!(reason(reused).as_deref(), Some("REQUEST_ID_REUSED"));
     let mut other_create = create.clone();
     other_create.principal_fen = 4_000_000;
-    expect_code(loans.create_loan(other_create.clone()).await, Code::AlreadyExists);
+    let reused = expect_code(loans.create_loan(other_create.clone()).await, Code::AlreadyExists);
+    assert_eq!(reason(reused).as_deref(), Some("REQUEST_ID_REUSED"));
     let mut other_household = household.clone();
     other_household.village = "西岭村".into();
-    expect_code(
+    let reused = expect_code(
         app.registry(&t.finance).register_household(other_household.clone()).await,
         Code::AlreadyExists,
     );
+    assert_eq!(reason(reused).as_deref(), Some("REQUEST_ID_REUSED"));
     // The same contract or household under another request id: the record exists, and the
     // reason says which (not REQUEST_ID_REUSED).
-    let reason = |s: tonic::Status| s.get_details_error_info().map(|i| i.reason);
     let again = pb::CreateLoanRequest { request_id: rid("loan"), ..create.clone() };
     let exists = expect_code(loans.create_loan(again).await, Code::AlreadyExists);
     assert_eq!(reason(exists).as_deref(), Some("LOAN_EXISTS"));

@@ -268,9 +268,9 @@ async fn a_countys_own_version_on_the_2024_step_replaces_it(backend: Backend) {
     // One version over the step, and none over the first seeded date.
     let half = pb::PolicyParams { subsidy_ratio: "0.5".into(), ..full.clone() };
     let second = registry.set_policy(policy_from("2024-01-01", half.clone())).await;
-    expect_code(second, Code::AlreadyExists);
+    expect_exists(second, "POLICY_VERSION_EXISTS");
     let first = registry.set_policy(policy_from("2014-12-10", half)).await;
-    expect_code(first, Code::AlreadyExists);
+    expect_exists(first, "POLICY_VERSION_EXISTS");
     assert_eq!(app.journal(&t.auditor, LEDGER).await, journal, "nothing recorded");
 
     // 43,604 at 100% on each of its 91 days.

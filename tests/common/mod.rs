@@ -1068,6 +1068,21 @@ pub fn expect_code<T: std::fmt::Debug>(
 
 /// Asserts FAILED_PRECONDITION with google.rpc.ErrorInfo `reason` in domain loanledger.v1.
 #[track_caller]
+/// `ALREADY_EXISTS` with its reason: `REQUEST_ID_REUSED` (the id with other content) or the
+/// record's own (`LOAN_EXISTS`, `SUBSIDY_CLAIM_EXISTS`, ...), which mean different things to a
+/// client.
+pub fn expect_exists<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, Status>,
+    reason: &str,
+) -> Status {
+    let status = expect_code(result, Code::AlreadyExists);
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("ALREADY_EXISTS without ErrorInfo: {status:?}"));
+    assert_eq!(info.reason, reason, "ErrorInfo reason of {status:?}");
+    status
+}
+
 pub fn expect_refused<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
     reason: &str,
