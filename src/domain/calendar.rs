@@ -136,6 +136,7 @@ pub fn interest_periods(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
@@ -208,5 +209,72 @@ mod tests {
         assert_eq!(add_months(d(2024, 1, 31), 1), Some(d(2024, 2, 29)));
         assert_eq!(add_months(d(2024, 1, 31), 2), Some(d(2024, 3, 31)));
         assert_eq!(add_months(NaiveDate::MAX, 1), None);
+    }
+
+    /// A day of 2019 to 2029: month ends, year ends and the leap Februaries of 2020, 2024 and
+    /// 2028 all fall inside a loan's life.
+    fn arb_day() -> impl Strategy<Value = NaiveDate> {
+        (0i64..4_000).prop_map(|n| d(2019, 1, 1) + chrono::Duration::days(n))
+    }
+
+    fn arb_frequency() -> impl Strategy<Value = SettlementFrequency> {
+        use SettlementFrequency::*;
+        prop_oneof![Just(Monthly), Just(Quarterly), Just(Yearly), Just(AtMaturity)]
+    }
+
+    /// The module's rule, written out: the 20th of every month, of March, June, September and
+    /// December, of December, or never.
+    fn closes_a_period(day: NaiveDate, frequency: SettlementFrequency) -> bool {
+        use SettlementFrequency::*;
+        day.day() == 20
+            && match frequency {
+                Monthly => true,
+                Quarterly => day.month() % 3 == 0,
+                Yearly => day.month() == 12,
+                AtMaturity => false,
+            }
+    }
+
+    proptest! {
+        /// The periods of any loan tile its interest-bearing days exactly (算头不算尾): the
+        /// first starts on the disbursement day, each starts the day after the one before ends,
+        /// the last ends the day before the end date and is settled on it, and their days add
+        /// up to the whole span's. Every other period ends on, and is settled on, a settlement
+        /// 20th; no settlement 20th lies inside a period before its last day; and there is one
+        /// period more than there are settlement 20ths before the last interest-bearing day,
+        /// counted day by day.
+        #[test]
+        fn periods_tile_the_days_from_disbursement_to_the_day_before_the_end(
+            disbursed in arb_day(),
+            length in prop_oneof![1i64..40, 1i64..1_200],
+            frequency in arb_frequency(),
+        ) {
+            let end = disbursed + chrono::Duration::days(length);
+            let last_day = end.pred_opt().unwrap();
+            let periods = interest_periods(disbursed, end, frequency).unwrap();
+            let (first, last) = (periods[0], periods[periods.len() - 1]);
+            prop_assert_eq!(first.start, disbursed);
+            prop_assert_eq!(last.end_inclusive, last_day);
+            prop_assert_eq!(last.settlement_date, end);
+            for pair in periods.windows(2) {
+                prop_assert_eq!(pair[1].start, pair[0].end_inclusive.succ_opt().unwrap());
+                prop_assert!(closes_a_period(pair[0].end_inclusive, frequency), "{:?}", pair[0]);
+                prop_assert_eq!(pair[0].settlement_date, pair[0].end_inclusive);
+            }
+            for p in &periods {
+                prop_assert!(p.days() >= 1, "{:?}", p);
+                let before_its_last = p.start.iter_days().take_while(|day| *day < p.end_inclusive);
+                for day in before_its_last {
+                    prop_assert!(!closes_a_period(day, frequency), "{} inside {:?}", day, p);
+                }
+            }
+            let closing = disbursed
+                .iter_days()
+                .take_while(|day| *day < last_day)
+                .filter(|day| closes_a_period(*day, frequency))
+                .count();
+            prop_assert_eq!(periods.len(), closing + 1);
+            prop_assert_eq!(periods.iter().map(Period::days).sum::<i64>(), length);
+        }
     }
 }

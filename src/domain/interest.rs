@@ -309,7 +309,69 @@ mod tests {
             })
     }
 
+    /// A loan's principal changes: a disbursement on its first day, then up to five
+    /// repayments of a share of what is left, each from 1 to 399 days on.
+    fn arb_changes() -> impl Strategy<Value = Vec<PrincipalChange>> {
+        (arb_date(), 1i64..100_000_000, prop::collection::vec((1i64..400, 0i64..=100), 0..6))
+            .prop_map(|(start, principal, repayments)| {
+                let mut changes = vec![PrincipalChange { date: start, amount: Fen(principal) }];
+                let mut left = principal;
+                for (offset, percent) in repayments {
+                    let amount = left * percent / 100;
+                    left -= amount;
+                    let date = start + chrono::Duration::days(offset);
+                    changes.push(PrincipalChange { date, amount: Fen(-amount) });
+                }
+                changes
+            })
+    }
+
+    fn arb_frequency() -> impl Strategy<Value = SettlementFrequency> {
+        use SettlementFrequency::*;
+        prop_oneof![Just(Monthly), Just(Quarterly), Just(Yearly), Just(AtMaturity)]
+    }
+
     proptest! {
+        /// A loan's interest split into its settlements is the interest of its whole life:
+        /// the periods' 积数 add up to the whole span's, worked out here from the changes alone
+        /// (each change counts from its date up to the end date, excluded); their unrounded
+        /// interest to the whole's; and, each settlement rounded on its own, the settlements
+        /// add up to within half a fen per settlement of the whole's unrounded interest (less
+        /// than a fen per settlement, never more, rounding down).
+        #[test]
+        fn settlements_add_up_to_the_whole_lifes_interest(
+            changes in arb_changes(),
+            length in 1i64..1_200,
+            frequency in arb_frequency(),
+            rate in arb_rate(),
+        ) {
+            let disbursed = changes[0].date;
+            let end = disbursed + chrono::Duration::days(length);
+            let timeline = PrincipalTimeline::new(&changes).unwrap();
+            let whole_jishu: i64 = changes
+                .iter()
+                .map(|c| c.amount.0 * (end - c.date).num_days().max(0))
+                .sum();
+            let whole = Decimal::from(whole_jishu) * rate.value() / Decimal::from(360);
+            for rounding in [Rounding::HalfUp, Rounding::HalfEven, Rounding::Down] {
+                let settled =
+                    loan_interest(&timeline, rate, disbursed, end, frequency, rounding).unwrap();
+                let n = Decimal::from(settled.len());
+                prop_assert_eq!(settled.iter().map(|s| s.jishu).sum::<i64>(), whole_jishu);
+                let unrounded: Decimal = settled.iter().map(|s| s.unrounded_fen).sum();
+                let drift = (unrounded - whole).abs();
+                prop_assert!(drift < Decimal::new(1, 15), "drift {}", drift);
+                let rounded = Decimal::from(settled.iter().map(|s| s.interest.0).sum::<i64>());
+                // Against the settlements' own unrounded sum: the bound is exact there.
+                let moved = rounded - unrounded;
+                if rounding == Rounding::Down {
+                    prop_assert!(moved <= Decimal::ZERO && -moved < n, "{} over {}", moved, n);
+                } else {
+                    prop_assert!(moved.abs() * Decimal::TWO <= n, "{} over {}", moved, n);
+                }
+            }
+        }
+
         #[test]
         fn per_day_accruals_sum_to_the_period(
             (start, timeline) in arb_timeline(),

@@ -62,8 +62,9 @@ pub struct PolicyParams {
     pub grace_days: u32,
     pub rounding: Rounding,
     pub eligible_statuses: Vec<HouseholdStatus>,
-    /// Longest extension (展期) of a loan's maturity, in months; never more than the loan's own
-    /// term (贷款通则: a short-term loan's extensions may not exceed its original term).
+    /// Longest extension (展期) of a loan's maturity, in months; never more than 贷款通则
+    /// (article 12) allows: a short-term loan's original term, half a medium-term loan's
+    /// (`LoanState::extension_months_allowed`).
     pub extension_months_max: u32,
     /// Whether loans contracted under this version may be pooled in the entrusted (委托帮扶)
     /// and shareholding (股份合作) modes, their money handed to a partner

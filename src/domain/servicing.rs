@@ -669,7 +669,10 @@ impl Servicing {
             )
             .ok_or(ServicingError::Overflow)?;
             // DESIGN.md: unpaid interest compounds at the contract rate within the term and at
-            // the penalty rate once overdue; misuse changes the penalty on principal, not this.
+            // the penalty rate once overdue. Within the term misuse changes the penalty on
+            // principal, not this; past maturity this is the loan's penalty rate, a misused
+            // loan's the misuse rate (the higher of the two where both apply, as the PBoC's
+            // rules on penalty interest have it).
             let compound_rate = if from >= maturity { penalty_rate } else { terms.rate };
             push_segment(&mut self.compound_segments, from, next, unpaid, compound_rate)?;
             from = next;

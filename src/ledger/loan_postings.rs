@@ -253,5 +253,70 @@ mod tests {
             prop_assert_eq!(on(&by, bank_subsidy_due("B1")), netted);
             prop_assert!(by.len() <= 10);
         }
+
+        /// Each other kind of event that posts, with any settlement points (a disbursement's
+        /// included): balanced, each account once, no zero leg, and exactly these nets: each
+        /// bucket Dr and its income account Cr by what the points accrued, the principal Dr and
+        /// the bank's cash Cr by a disbursement, the cash Dr and the loan loss Cr by a
+        /// recovery; no other account.
+        #[test]
+        fn every_other_event_moves_its_points_and_its_own_money(
+            points in proptest::collection::vec(
+                (0i64..1_000_000_000, 0i64..1_000_000, 0i64..1_000_000),
+                0..5,
+            ),
+            kind in 0usize..5,
+            amount in 1i64..1_000_000_000_000,
+            principal_percent in 0i64..=100,
+            falsely_obtained in any::<bool>(),
+        ) {
+            let settlements: Vec<SettlementPoint> = points.iter().copied().map(point).collect();
+            let (loan_id, value_date) = ("B1-1".to_string(), date());
+            let new_maturity = value_date + chrono::Duration::days(365);
+            let principal_fen = Fen(amount * principal_percent / 100);
+            let (event, disbursed, recovered) = match kind {
+                0 => {
+                    let amount_fen = Fen(amount);
+                    let event =
+                        LoanEvent::Disbursed { loan_id, value_date, amount_fen, settlements };
+                    (event, amount, 0)
+                }
+                1 => (LoanEvent::Settled { loan_id, value_date, settlements }, 0, 0),
+                2 => {
+                    let event = LoanEvent::MisuseMarked {
+                        loan_id, value_date, settlements, falsely_obtained,
+                    };
+                    (event, 0, 0)
+                }
+                3 => (LoanEvent::Extended { loan_id, value_date, new_maturity, settlements }, 0, 0),
+                _ => {
+                    let amount_fen = Fen(amount);
+                    let event =
+                        LoanEvent::Recovered { loan_id, value_date, amount_fen, principal_fen };
+                    (event, 0, amount)
+                }
+            };
+            // A recovery carries no settlement points.
+            let points = if recovered > 0 { &[][..] } else { &points[..] };
+            let postings = loan_postings(&event, "B1").expect("balanced");
+            let sum: i128 = postings.as_slice().iter().map(|p| i128::from(p.amount.0)).sum();
+            prop_assert_eq!(sum, 0);
+            let accrued = |f: fn(&(i64, i64, i64)) -> i64| points.iter().map(f).sum::<i64>();
+            let expected: HashMap<String, i64> = [
+                (loan_interest("B1-1"), accrued(|p| p.0)),
+                (loan_penalty("B1-1"), accrued(|p| p.1)),
+                (loan_compound("B1-1"), accrued(|p| p.2)),
+                (bank_interest_income("B1"), -accrued(|p| p.0)),
+                (bank_penalty_income("B1"), -accrued(|p| p.1)),
+                (bank_compound_income("B1"), -accrued(|p| p.2)),
+                (loan_principal("B1-1"), disbursed),
+                (bank_cash("B1"), recovered - disbursed),
+                (bank_loan_loss("B1"), -recovered),
+            ]
+            .into_iter()
+            .filter(|(_, amount)| *amount != 0)
+            .collect();
+            prop_assert_eq!(net(&postings), expected);
+        }
     }
 }

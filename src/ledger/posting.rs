@@ -339,13 +339,31 @@ mod tests {
             prop_assert_eq!(p.as_slice().len(), 2);
         }
 
+        /// Any set of legs is refused unless it sums to zero (random amounts practically never
+        /// do), and, in half the cases, made to balance by its last leg, is accepted: its
+        /// non-zero legs, in order; refused, the error names the sum.
         #[test]
-        fn any_unbalanced_set_is_refused(amounts in proptest::collection::vec(-1_000_000i64..1_000_000, 2..8)) {
-            let legs: Vec<Posting> = amounts.iter().enumerate().map(|(i, a)| leg(&i.to_string(), *a)).collect();
+        fn any_unbalanced_set_is_refused(
+            mut amounts in proptest::collection::vec(-1_000_000i64..1_000_000, 2..8),
+            balance in any::<bool>(),
+        ) {
+            if balance {
+                let others: i64 = amounts[..amounts.len() - 1].iter().sum();
+                *amounts.last_mut().unwrap() = -others;
+            }
+            let legs: Vec<Posting> =
+                amounts.iter().enumerate().map(|(i, a)| leg(&i.to_string(), *a)).collect();
             let sum: i128 = amounts.iter().map(|a| i128::from(*a)).sum();
-            let ok = Postings::balanced(legs).is_ok();
+            let result = Postings::balanced(legs.clone());
+            let ok = result.is_ok();
             let nonzero = amounts.iter().filter(|a| **a != 0).count();
             prop_assert_eq!(ok, sum == 0 && (nonzero == 0 || nonzero >= 2));
+            let kept: Vec<Posting> = legs.into_iter().filter(|p| p.amount != Fen::ZERO).collect();
+            if balance {
+                prop_assert_eq!(result, Ok(Postings(kept)));
+            } else if sum != 0 && nonzero >= 2 {
+                prop_assert_eq!(result, Err(PostingError::Unbalanced(sum)));
+            }
         }
     }
 }
