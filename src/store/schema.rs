@@ -16,12 +16,12 @@
 //!   trigger can rewrite what is stored, a view stand in for a table). An index or a table of
 //!   the operator's own is not: it changes nothing the service stores or reads.
 //! - **PostgreSQL** (no fresh database to compare with: verify may run on a read-only
-//!   standby): the append-only tables' triggers ([`PG_GUARDS`]) each present, enabled
-//!   (`tgenabled` `O` or `A`), and defined as the migrations define it (its events, no `WHEN`,
+//!   standby): the append-only tables' triggers ([`PG_GUARDS`]) each present, enabled always
+//!   (`tgenabled` `A`, migration 0024: they fire in a session whose `session_replication_role`
+//!   is `replica` too), and defined as the migrations define it (its events, no `WHEN`,
 //!   no columns, calling `refuse_change()`: `pg_get_triggerdef`'s text); no other trigger, no
-//!   rule, no row-level security or policy on a table of the service's ([`PG_RELATIONS`]), and
-//!   `session_replication_role` not `replica` in the service's sessions ([`PG_OTHER_SQL`]); each of
-//!   those relations a table (the `posting` view a
+//!   rule, no row-level security or policy on a table of the service's ([`PG_RELATIONS`],
+//!   [`PG_OTHER_SQL`]); each of those relations a table (the `posting` view a
 //!   view); and the bodies of the functions the guards and the checks call ([`PG_FUNCTIONS`])
 //!   as the migrations wrote them. The `posting` view's query is not compared: PostgreSQL
 //!   keeps it only as its deparser prints it back, which may change between versions, and a
@@ -192,9 +192,8 @@ const PG_TRIGGERS_SQL: &str = "select c.relname::text, c.relnamespace::regnamesp
      order by 1, 3";
 /// What else makes a table of the service's behave otherwise than its statements say, none of
 /// which the migrations make: a rule (`_RETURN`, a view's own, aside), row-level security on
-/// or forced, a row-level security policy, and the guards switched off for the service's
-/// sessions by a `session_replication_role` of `replica` set on its database or role (the triggers then
-/// read as enabled, but fire in no session that does not reset it).
+/// or forced, a row-level security policy. (A `session_replication_role` of `replica` no longer
+/// switches the guards off: they fire always since migration 0024.)
 const PG_OTHER_SQL: &str = "select format('rule %s on %s is not the migrations''', \
      r.rulename, c.relname) from pg_rewrite r join pg_class c on c.oid = r.ev_class \
      where r.rulename <> '_RETURN' \
@@ -205,10 +204,6 @@ const PG_OTHER_SQL: &str = "select format('rule %s on %s is not the migrations''
      union all select format('policy %s on %s is not the migrations''', p.polname, c.relname) \
      from pg_policy p join pg_class c on c.oid = p.polrelid \
      where p.polrelid in (select to_regclass(n) from unnest($1::text[]) n) \
-     union all select format('session_replication_role is %s in the service''s sessions \
-     (set on its database or role): the guards do not fire', \
-     current_setting('session_replication_role')) \
-     where current_setting('session_replication_role') = 'replica' \
      order by 1";
 
 /// The body of each of [`PG_FUNCTIONS`] (`None` where there is no such function).
@@ -290,10 +285,16 @@ fn postgres_differences(
                 "{PROBLEM} trigger {name} on {table} is not defined as the migrations define it"
             ));
         }
-        // `O`: fires (unless the session replicates); `A`: always; `D`: disabled; `R`: fires
-        // only in a replicating session.
-        if !matches!(enabled.as_str(), "O" | "A") {
-            problems.push(format!("{PROBLEM} trigger {name} on {table} is disabled"));
+        // `A`: fires always, as migration 0024 leaves it; `O`: fires unless the session's
+        // `session_replication_role` is `replica`; `D`: disabled; `R`: fires only in a
+        // replicating session.
+        match enabled.as_str() {
+            "A" => {}
+            "O" => problems.push(format!(
+                "{PROBLEM} trigger {name} on {table} does not fire in a session whose \
+                 session_replication_role is replica (enabled, not always)"
+            )),
+            _ => problems.push(format!("{PROBLEM} trigger {name} on {table} is disabled")),
         }
     }
     for (table, _, name, _, _) in triggers {

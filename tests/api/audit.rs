@@ -1228,7 +1228,14 @@ async fn weakened_guards_are_reported(backend: Backend) {
         Backend::Postgres => {
             run("alter table journal_txn disable trigger journal_txn_append_only").await;
             reports(&["schema: trigger journal_txn_append_only on journal_txn is disabled"]).await;
+            // Enabled, but not always: a replicating session would pass it (since 2026-12-07).
             run("alter table journal_txn enable trigger journal_txn_append_only").await;
+            reports(&[
+                "schema: trigger journal_txn_append_only on journal_txn does not fire in a \
+                 session whose session_replication_role is replica (enabled, not always)",
+            ])
+            .await;
+            run("alter table journal_txn enable always trigger journal_txn_append_only").await;
             passes().await;
             let body = "begin return old; end";
             run(&format!(
@@ -1278,16 +1285,20 @@ $$")
     }
     passes().await;
     if backend == Backend::Postgres {
-        // The guards switched off for every new session of the database: they read as enabled
-        // but fire in none. (A server started after it has its connections so.)
+        // Every new session of the database replicating: the guards fire all the same (they
+        // fire always since migration 0024; before, they read as enabled but fired in no such
+        // session, and verify reported the setting). A server started after it has its
+        // connections so.
         let database = app.db.query_texts("select current_database()::text").await;
         let database = database.expect("the database's name").concat();
         let set = format!("alter database {database} set session_replication_role = replica");
         app.execute_ddl(&set).await.expect("set on the database");
         app.restart().await;
-        let expected = "schema: session_replication_role is replica in the service's sessions \
-                        (set on its database or role): the guards do not fire";
-        verify_reports(&app, &t.auditor, &[expected.to_string()]).await;
+        assert!(app.verify(&t.auditor).await.ok);
+        let rewrite = "begin; set local session_replication_role = replica; \
+                       update journal_txn set kind = kind; commit";
+        let refused = app.db.execute_raw(rewrite).await.expect_err("a replica's update");
+        assert!(refused.to_string().contains("append-only"), "{refused}");
         let reset = format!("alter database {database} reset session_replication_role");
         app.execute_ddl(&reset).await.expect("reset on the database");
         app.restart().await;

@@ -635,8 +635,11 @@ impl TestApp {
                     "select format('drop trigger %I on %I;', tgname, '{table}') from pg_trigger \
                      where tgrelid = '{table}'::regclass and not tgisinternal"
                 ),
+                // Put back as they were: firing always (migration 0024) too.
                 format!(
-                    "select pg_get_triggerdef(oid) || ';' from pg_trigger \
+                    "select pg_get_triggerdef(oid) || ';' || case tgenabled when 'A' then \
+                     format(' alter table %I enable always trigger %I;', '{table}', tgname) \
+                     else '' end from pg_trigger \
                      where tgrelid = '{table}'::regclass and not tgisinternal"
                 ),
             ),
@@ -669,11 +672,16 @@ impl TestApp {
     /// made: its backfill then rebuilds it from the journal. `migration` is the SQL of its
     /// SQLite and its PostgreSQL file.
     pub async fn rerun_migration(&self, undo: &str, migration: (&str, &str)) {
-        let migration = match self.backend {
-            Backend::Sqlite => migration.0,
-            Backend::Postgres => migration.1,
+        // On PostgreSQL the migrations that set a guard aside enable it again as they were
+        // written, before migration 0024 made the guards fire always: 0024 is run after them.
+        let (migration, after) = match self.backend {
+            Backend::Sqlite => (migration.0, ""),
+            Backend::Postgres => {
+                (migration.1, include_str!("../../migrations/postgres/0024_guards_fire_always.sql"))
+            }
         };
-        self.execute_ddl(&format!("{undo}; {migration}")).await.expect("the migration run again");
+        let sql = format!("{undo}; {migration}; {after}");
+        self.execute_ddl(&sql).await.expect("the migration run again");
     }
 }
 
