@@ -172,7 +172,18 @@ fn shown(path: &std::ffi::OsStr) -> std::borrow::Cow<'_, str> {
 impl WriterSetup for PgConnection {
     type Kept = ();
     const CLAIM_PER_CONNECTION: bool = true;
+    /// Refuses a standby (`pg_is_in_recovery()`): opened during a failover, before the
+    /// database's name pointed at the new primary, the connection would refuse every write
+    /// (25006, read-only) for as long as it lived, each group answered `UNAVAILABLE`. Refused
+    /// so, it is not kept, and the next group opens another.
     async fn set_up(&mut self) -> Result<(), sqlx::Error> {
+        let (standby,): (bool,) =
+            sqlx::query_as("select pg_is_in_recovery()").fetch_one(&mut *self).await?;
+        if standby {
+            return Err(sqlx::Error::Io(std::io::Error::other(
+                "the database is a standby (in recovery): it takes no writes",
+            )));
+        }
         Ok(())
     }
 
