@@ -64,6 +64,9 @@ impl PoolService for Api {
         if loan_ids.len() > MEMBERS_MAX {
             return Err(invalid("loan_ids", format!("may name at most {MEMBERS_MAX} loans")));
         }
+        if loan_ids.is_empty() {
+            return Err(invalid("loan_ids", "must name at least one loan"));
+        }
         let loan_ids = loan_ids
             .iter()
             .enumerate()
@@ -98,6 +101,11 @@ impl PoolService for Api {
             return_rate,
             return_frequency,
         };
+        // The terms' own rules (a return rate and frequency for the modes that pool money, none
+        // for a direct pool) are the request's alone: refused here, unrecorded, so that the
+        // request put right goes under the same id (since 2026-12-07; the writer checks them
+        // again).
+        terms.check().map_err(|e| status(AppError::Domain(e)))?;
         self.pool_write(actor, request_id, Command::CreatePool { terms, loan_ids }).await
     }
 

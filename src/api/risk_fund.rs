@@ -14,7 +14,9 @@ use crate::app::{listing, servicing};
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::policy::LendingLimits;
-use crate::domain::risk_fund::{Compensation, DepositSource, Exposure, Fund, recovery_standing};
+use crate::domain::risk_fund::{
+    Compensation, DepositSource, Exposure, FUND_SHARES, Fund, recovery_standing,
+};
 use crate::store::read::{CompensationStanding, LoanFilter};
 
 #[tonic::async_trait]
@@ -33,7 +35,16 @@ impl RiskFundService for Api {
             ledger_id: parse::id("ledger_id", &ledger_id)?,
             opened_on: parse::value_date("opened_on", &opened_on, self.today())?,
             fund_share_percent: u8::try_from(fund_share_percent)
-                .map_err(|_| invalid("fund_share_percent", "must be 80 or 70"))?,
+                .ok()
+                .filter(|share| FUND_SHARES.contains(share))
+                .ok_or_else(|| {
+                    invalid(
+                        "fund_share_percent",
+                        format!(
+                            "must be 80 (fund:bank 80:20) or 70 (70:30), not {fund_share_percent}"
+                        ),
+                    )
+                })?,
         };
         self.fund_write(actor, request_id, command).await
     }

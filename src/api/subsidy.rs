@@ -202,6 +202,12 @@ impl SubsidyService for Api {
         tracing::Span::current().record("request_id", &request_id);
         let reviewed_on = parse::value_date("reviewed_on", &reviewed_on, self.today())?;
         let notice_from = parse::date("notice_from", &notice_from)?;
+        // What the request alone decides is refused here, unrecorded, so that the request put
+        // right goes under the same id (since 2026-12-07: before, a notice opening before the
+        // review and a line rejected twice were refused by the writer, recorded).
+        if notice_from < reviewed_on {
+            return Err(invalid("notice_from", "must not be before the review"));
+        }
         if (notice_from - reviewed_on).num_days() > NOTICE_OPENS_DAYS_MAX {
             return Err(invalid(
                 "notice_from",
@@ -217,6 +223,13 @@ impl SubsidyService for Api {
                 "rejections",
                 format!("at most {MAX_CLAIM_LINES}, a claim's most lines"),
             ));
+        }
+        let mut rejected = std::collections::HashSet::with_capacity(rejections.len());
+        if let Some((i, twice)) =
+            rejections.iter().enumerate().find(|(_, r)| !rejected.insert(r.line))
+        {
+            let field = format!("rejections[{i}].line");
+            return Err(invalid(&field, format!("rejects line {} again", twice.line)));
         }
         let step = ClaimEvent::Reviewed {
             claim_id: parse::id("claim_id", &claim_id)?,

@@ -500,6 +500,18 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         assert!(refused.message().ends_with("only a finance office may"), "{}", refused.message());
     }
     let mut finance = app.subsidy(&t.finance);
+    // What the request alone decides is refused unrecorded: the review put right goes under the
+    // same id, below (since 2026-12-07: a notice opening before the review and a line rejected
+    // twice were recorded).
+    let review_id = rid("review");
+    let as_first = |r: pb::ReviewSubsidyClaimRequest| pb::ReviewSubsidyClaimRequest {
+        request_id: review_id.clone(),
+        ..r
+    };
+    let before = as_first(review(vec![], "2021-04-09", "2021-04-16"));
+    expect_invalid(finance.review_subsidy_claim(before).await, "notice_from");
+    let twice = as_first(review(vec![reject(0, "a"), reject(0, "b")], week.0, week.1));
+    expect_invalid(finance.review_subsidy_claim(twice).await, "rejections[1].line");
     for (from, to, field) in [
         ("2021-04-10", "2021-04-15", "notice_to"),
         ("2021-04-10", "2021-04-20", "notice_to"),
@@ -523,7 +535,7 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     early.reviewed_on = "2021-03-30".into();
     expect_invalid(finance.review_subsidy_claim(early).await, "reviewed_on");
 
-    let reviewed = finance.review_subsidy_claim(review(vec![], week.0, week.1)).await;
+    let reviewed = finance.review_subsidy_claim(as_first(review(vec![], week.0, week.1))).await;
     let reviewed = reviewed.expect("the review").into_inner().claim.expect("the claim");
     // A step's answer names the submission's seq too.
     assert_eq!(reviewed.submitted_seq, submitted_seq);

@@ -440,13 +440,22 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
 
     let unspecified = agreement(&rid("pool"), pb::PoolMode::Unspecified, &[&first]);
     expect_invalid(pools(&t.bank).create_pool(unspecified).await, "mode");
+    // The request's own faults are refused unrecorded: the request put right goes under the
+    // same id, below (since 2026-12-07: a return rate for a direct pool, none for an entrusted
+    // one, and no loans were recorded).
+    let direct_id = rid("pool");
     let rated = pb::CreatePoolRequest {
         return_rate: "0.06".into(),
-        ..agreement(&rid("pool"), pb::PoolMode::Direct, &[&first])
+        ..agreement(&direct_id, pb::PoolMode::Direct, &[&first])
     };
     expect_invalid(pools(&t.bank).create_pool(rated).await, "return_rate");
+    let unrated = pb::CreatePoolRequest {
+        return_rate: String::new(),
+        ..agreement(&direct_id, pb::PoolMode::Entrusted, &[&first])
+    };
+    expect_invalid(pools(&t.bank).create_pool(unrated).await, "return_rate");
     expect_invalid(
-        pools(&t.bank).create_pool(agreement(&rid("pool"), pb::PoolMode::Direct, &[])).await,
+        pools(&t.bank).create_pool(agreement(&direct_id, pb::PoolMode::Direct, &[])).await,
         "loan_ids",
     );
     let unprefixed = pb::CreatePoolRequest {
@@ -468,7 +477,7 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
     expect_code(pools(&b2).create_pool(foreign).await, Code::NotFound);
 
     // A direct pool: the households use their money; no transfer, no return.
-    let direct = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &second]);
+    let direct = agreement(&direct_id, pb::PoolMode::Direct, &[&first, &second]);
     pools(&t.bank).create_pool(direct).await.expect("a direct pool");
     let moved = pools(&t.bank).transfer_to_partner(transfer(&first, "2021-02-01", 1)).await;
     expect_refused(moved, "POOL_MODE_MISMATCH");

@@ -115,7 +115,14 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
         .expect("SettleLoans");
     app.repay(&t.bank, &first, "2021-03-20", 29_410).await;
 
+    // A share no fund may have is the request's own fault: refused unrecorded, so the request
+    // put right goes under the same id (since 2026-12-07; 50 was recorded, 300 was not).
     let opening = open(&rid("open"), "2021-01-01", 80);
+    for share in [50, 300] {
+        let wrong = pb::OpenRiskFundRequest { fund_share_percent: share, ..opening.clone() };
+        let wrong = app.risk_fund(&t.finance).open_risk_fund(wrong).await;
+        expect_invalid(wrong, "fund_share_percent");
+    }
     let opened = app.risk_fund(&t.finance).open_risk_fund(opening.clone()).await;
     let opened = opened.expect("OpenRiskFund").into_inner();
     let fund = opened.fund.clone().expect("the fund");
