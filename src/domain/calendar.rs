@@ -229,7 +229,7 @@ mod tests {
         day.day() == 20
             && match frequency {
                 Monthly => true,
-                Quarterly => day.month() % 3 == 0,
+                Quarterly => day.month().is_multiple_of(3),
                 Yearly => day.month() == 12,
                 AtMaturity => false,
             }

@@ -566,6 +566,13 @@ mod tests {
         /// Only the last status can make a contract ineligible, and only by being what the
         /// household is on the contract date: a last status dated after the contract, or one
         /// the policy lends to, never does; one that does is the status on that date.
+        ///
+        /// As an if and only if, worked out here from the series' indices alone: the contract
+        /// is made ineligible exactly when the last entry stands on the date (dated on or
+        /// before it, and no earlier-recorded entry dated after it and on or before the date:
+        /// a tie goes to the one recorded last), its status is not lent to, and the status
+        /// the entries before it give that date is (the default lends to the first four of
+        /// `HouseholdStatus::ALL`, the narrow policy to the first alone).
         #[test]
         fn only_the_last_status_in_force_on_the_date_makes_a_contract_ineligible(
             series in proptest::collection::vec((0usize..7, 0u64..60), 0..6),
@@ -587,6 +594,28 @@ mod tests {
             }
             let date = base + chrono::Days::new(on);
             let made = params.made_ineligible(&statuses, date);
+            let lent_to = |i: usize| if narrow { i == 0 } else { i < 4 };
+            // The (status, day) in force on day `on` among `entries`: the latest day on or
+            // before it, the one recorded last among those of that day.
+            let in_force = |entries: &[(usize, u64)]| {
+                let mut found: Option<(usize, u64)> = None;
+                for &(s, d) in entries {
+                    if d <= on && found.is_none_or(|(_, f)| d >= f) {
+                        found = Some((s, d));
+                    }
+                }
+                found
+            };
+            let expected = match series.split_last() {
+                None => false,
+                Some((&(last, last_day), before)) => {
+                    let stands = last_day <= on
+                        && before.iter().all(|&(_, d)| d <= last_day || d > on);
+                    let before_lent_to = in_force(before).is_some_and(|(s, _)| lent_to(s));
+                    stands && !lent_to(last) && before_lent_to
+                }
+            };
+            proptest::prop_assert_eq!(made, expected, "{:?} on {}", series, on);
             match statuses.last() {
                 None => proptest::prop_assert!(!made),
                 Some(last) => {

@@ -519,5 +519,54 @@ mod tests {
                 prop_assert_eq!(t.subsidy_unrounded_fen, s.subsidy_unrounded_fen);
             }
         }
+
+        /// One principal over a period paid on time, against the module's formula worked out
+        /// here from the period's dates alone: with d1 of its days before 2024-01-01 (the
+        /// policy's step from 100% to 70%) and d2 from it on, subsidy = paid × min(P, cap)/P ×
+        /// min(r, cap rate)/r × (d1 × 1 + d2 × 0.7) / days, and subsidisable the same without
+        /// the ratios, each rounded half-up once (one exact fraction, a single division here).
+        /// Within both caps and before 2024 that is all that was paid.
+        #[test]
+        fn subsidy_is_the_paid_interest_at_the_ratio_of_each_day(
+            start in prop_oneof![0i64..6_000, 3_500i64..3_700],
+            days in 1i64..400,
+            principal in prop_oneof![1i64..=5_000_000, 1i64..20_000_000],
+            rate in 1i64..10_000_000,
+            cap_rate in prop_oneof![Just(10_000_000i64), 0i64..10_000_000],
+            interest in 0i64..2_000_000,
+        ) {
+            let start = d(2014, 1, 1) + chrono::Duration::days(start);
+            let end_inclusive = start + chrono::Duration::days(days - 1);
+            let p = PaidPeriod {
+                start,
+                end_inclusive,
+                balances: vec![BalanceStep { from: start, principal: Fen(principal) }],
+                rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
+                interest_paid: Fen(interest),
+                standing: Standing::OnTime,
+            };
+            let mut pol = policy("0");
+            pol.cap_rate = Decimal::new(cap_rate, 8);
+            let s = &subsidise(std::slice::from_ref(&p), &pol, false).unwrap()[0];
+            let step = d(2024, 1, 1);
+            let d1 = (step.min(end_inclusive + chrono::Duration::days(1)) - start).num_days();
+            let d1 = d1.max(0);
+            let d2 = days - d1;
+            // In whole units: principal 5,000,000 fen at most, rates in 1e-8, ratios in tenths.
+            let within = Decimal::from(principal.min(5_000_000) * rate.min(cap_rate));
+            let whole = Decimal::from(principal) * Decimal::from(rate);
+            let paid = Decimal::from(interest);
+            let tenths = Decimal::from(d1 * 10 + d2 * 7);
+            let subsidy = paid * within * tenths / (whole * Decimal::from(days * 10));
+            let subsidisable = paid * within / whole;
+            let half_up = |x: Decimal| {
+                Fen(i64::try_from((x + Decimal::new(5, 1)).floor().mantissa()).unwrap())
+            };
+            prop_assert_eq!(s.subsidy, half_up(subsidy), "{} of {}", subsidy, interest);
+            prop_assert_eq!(s.subsidisable, half_up(subsidisable), "{}", subsidisable);
+            if principal <= 5_000_000 && rate <= cap_rate && d2 == 0 {
+                prop_assert_eq!(s.subsidy, Fen(interest));
+            }
+        }
     }
 }

@@ -558,6 +558,12 @@ mod tests {
         /// Whatever the payments (each at most what is owed then): every line's pieces add up
         /// to what it settled, all that was paid is on some line, a line earns only when paid
         /// in full on time and never more than was paid, and nothing earns after misuse.
+        ///
+        /// Paid oldest first, the pieces follow from the totals alone, worked out here without
+        /// the register: with `before` the interest settled by the earlier lines, a line holds
+        /// `clamp(paid − before, 0, settled)` of all that was paid, and on time that much of
+        /// what was paid by its deadline (the due date plus the grace days); what the test
+        /// still owes is what the lines leave unpaid; and the standing follows from those.
         #[test]
         fn the_register_accounts_for_every_fen(
             quarters in proptest::collection::vec(
@@ -570,12 +576,16 @@ mod tests {
             let mut events = Vec::new();
             let mut owed = 0i64;
             let mut paid = 0i64;
+            // (deadline, amount) of each line, and (date, fen) of each payment.
+            let mut settlements: Vec<(NaiveDate, i64)> = Vec::new();
+            let mut payment_days: Vec<(NaiveDate, i64)> = Vec::new();
             let mut start = d("2021-01-01");
             for (amount, payments) in &quarters {
                 let end = start + chrono::Duration::days(90);
                 let due = end.format("%Y-%m-%d").to_string();
                 let (from, to) = (start.format("%Y-%m-%d").to_string(), due.clone());
                 events.push(settled(&due, vec![point(&due, &from, &to, *amount)]));
+                settlements.push((end + chrono::Duration::days(grace.into()), *amount));
                 owed += amount;
                 let mut day = end;
                 for (after, fen) in payments {
@@ -583,6 +593,7 @@ mod tests {
                     let fen = (*fen).min(owed);
                     if fen > 0 {
                         events.push(repaid(&day.format("%Y-%m-%d").to_string(), fen));
+                        payment_days.push((day, fen));
                         owed -= fen;
                         paid += fen;
                     }
@@ -599,10 +610,36 @@ mod tests {
             let lines = register(&events, &[], rate(), grace, &policy(), last).unwrap();
             proptest::prop_assert_eq!(lines.len(), quarters.len());
             let mut paid_on_lines = 0;
-            for l in &lines {
-                let pieces = l.paid_on_time_fen.0 + l.paid_late_fen.0 + l.written_off_fen.0 + l.unpaid_fen().0;
-                proptest::prop_assert_eq!(pieces, l.settled_fen.0);
-                proptest::prop_assert!(l.unpaid_fen().0 >= 0);
+            let mut before = 0i64;
+            let misused =
+                misuse_at.is_some_and(|at| d("2021-01-01") + chrono::Duration::days(at) <= last);
+            for (l, &(deadline, amount)) in lines.iter().zip(&settlements) {
+                let held = |total: i64| (total - before).clamp(0, amount);
+                let by_deadline: i64 = payment_days
+                    .iter()
+                    .filter(|(day, _)| *day <= deadline)
+                    .map(|(_, fen)| fen)
+                    .sum();
+                let (all, on_time) = (held(paid), held(by_deadline));
+                proptest::prop_assert_eq!(l.settled_fen.0, amount);
+                proptest::prop_assert_eq!(l.deadline, deadline);
+                proptest::prop_assert_eq!(l.paid_on_time_fen.0, on_time, "line {:?}", l);
+                proptest::prop_assert_eq!(l.paid_late_fen.0, all - on_time, "line {:?}", l);
+                proptest::prop_assert_eq!(l.written_off_fen.0, 0);
+                proptest::prop_assert_eq!(l.unpaid_fen().0, amount - all);
+                let expected = if misused {
+                    LineStanding::Misuse
+                } else if on_time == amount {
+                    LineStanding::OnTime
+                } else if all == amount {
+                    LineStanding::PaidLate
+                } else if last > deadline {
+                    LineStanding::Overdue
+                } else {
+                    LineStanding::NotYetDue
+                };
+                proptest::prop_assert_eq!(l.standing, expected, "line {:?}", l);
+                before += amount;
                 paid_on_lines += l.paid_on_time_fen.0 + l.paid_late_fen.0;
                 let earns = l.standing == LineStanding::OnTime;
                 proptest::prop_assert_eq!(earns, l.subsidy_fen() > Fen::ZERO);
@@ -610,10 +647,13 @@ mod tests {
                 if earns {
                     proptest::prop_assert_eq!(l.paid_on_time_fen, l.settled_fen);
                 }
-                let misused = misuse_at.is_some_and(|at| d("2021-01-01") + chrono::Duration::days(at) <= last);
-                proptest::prop_assert_eq!(misused, l.standing == LineStanding::Misuse);
             }
             proptest::prop_assert_eq!(paid_on_lines, paid);
+            let unpaid: i64 = lines.iter().map(|l| l.unpaid_fen().0).sum();
+            proptest::prop_assert_eq!(unpaid, owed);
+            let settled: i64 = lines.iter().map(|l| l.settled_fen.0).sum();
+            let amounts: i64 = quarters.iter().map(|(amount, _)| amount).sum();
+            proptest::prop_assert_eq!(settled, amounts);
         }
     }
 

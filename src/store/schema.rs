@@ -504,7 +504,7 @@ mod tests {
                 "CREATE TRIGGER {name} {} EXECUTE FUNCTION refuse_change()",
                 events.replace("{}", &on)
             );
-            (table.to_string(), "public".to_string(), name.to_string(), "O".to_string(), definition)
+            (table.to_string(), "public".to_string(), name.to_string(), "A".to_string(), definition)
         };
         let triggers: Vec<PgTrigger> = PG_GUARDS.iter().map(|(t, n, e)| trigger(t, n, e)).collect();
         let bodies: Vec<(String, Option<String>)> =
@@ -528,6 +528,7 @@ mod tests {
         triggers.remove(0);
         triggers[0].3 = "D".into();
         triggers[1].4 = triggers[1].4.replace(" FOR EACH ROW", " FOR EACH ROW WHEN (false)");
+        triggers[2].3 = "O".into();
         triggers.push(trigger("loan", "rewrite", "BEFORE UPDATE ON {} FOR EACH ROW"));
         let mut bodies = bodies;
         bodies[0].1 = Some("begin return old; end".into());
@@ -540,6 +541,7 @@ mod tests {
                 "schema: trigger journal_txn_append_only on journal_txn is missing",
                 "schema: trigger journal_txn_no_truncate on journal_txn is disabled",
                 "schema: trigger journal_loan_append_only on journal_loan is not defined as the migrations define it",
+                "schema: trigger journal_loan_no_truncate on journal_loan does not fire in a session whose session_replication_role is replica (enabled, not always)",
                 "schema: trigger rewrite on loan is not the migrations'",
                 "schema: function refuse_change() is not defined as the migrations define it",
                 "schema: function loanledger_require(boolean,text) is missing",

@@ -781,12 +781,22 @@ fn exposure_counts_live_loans_on_the_date() {
     assert_eq!(e.non_performing_loans, 0, "90 days overdue is not yet more than 90");
 }
 
+/// `percent` of `amount` fen rounded half up to the fen, worked out here: the oracle of the
+/// fund's shares (`amount` is never negative in these tests).
+fn percent_half_up(amount: i64, percent: u8) -> Fen {
+    let hundredths = i128::from(amount) * i128::from(percent);
+    Fen(i64::try_from((hundredths + 50) / 100).unwrap())
+}
+
 proptest! {
-    /// A loan of any principal, compensated: the fund's part and the bank's add up to the loss,
-    /// the principal outstanding, to the fen, and the fund's is its share rounded half up.
+    /// A loan of any principal from 1,000 yuan (a smaller one, 99% repaid early, might owe no
+    /// interest in its first quarter and never fall overdue), part of it repaid early,
+    /// compensated: the loss is the principal left after that repayment, the fund's part its share rounded half up (worked
+    /// out here from the principal and the repayment, not by the fund), the bank's the rest.
     #[test]
     fn a_compensations_parts_add_up_to_the_loss(
-        principal in 1i64..=100_000_000_000,
+        principal in 100_000i64..=100_000_000_000,
+        repaid_percent in prop_oneof![Just(0i64), 0i64..100],
         seventy in any::<bool>(),
     ) {
         let percent = if seventy { 70 } else { 80 };
@@ -794,22 +804,32 @@ proptest! {
         terms.loan_id = "P".into();
         terms.ledger_id = "L".into();
         terms.principal_fen = Fen(principal);
-        let (_, loan) = LoanState::new(terms, 1)
+        let (_, mut loan) = LoanState::new(terms, 1)
             .plan(&LoanCommand::Disburse { date: d("2021-01-25"), amount: None })
             .unwrap();
+        // Before the first 20th nothing but principal is owed: all of it goes to principal,
+        // and the first quarter's interest, unpaid, is more than 90 days overdue on 06-20.
+        let repaid = principal * repaid_percent / 100;
+        if repaid > 0 {
+            let (date, amount, netted) = (d("2021-02-01"), Fen(repaid), Fen::ZERO);
+            loan = after(&loan, LoanCommand::Repay { date, amount, netted });
+        }
         let fund = funded(percent, 100_000_000_000);
         let event = fund.compensate(&loan, d("2021-06-20"), None).unwrap();
         let FundEvent::Compensated { compensation: c } = &event else { panic!("{event:?}") };
-        prop_assert_eq!(c.loss_fen, Fen(principal));
-        prop_assert_eq!(Fen(c.fund_fen.0 + c.bank_fen.0), c.loss_fen);
-        prop_assert_eq!(c.fund_fen, share_of(Fen(principal), percent));
-        prop_assert!(c.bank_fen.0 >= 0);
+        let loss = principal - repaid;
+        let share = percent_half_up(loss, percent);
+        prop_assert_eq!(c.loss_fen, Fen(loss));
+        prop_assert_eq!(c.fund_fen, share);
+        prop_assert_eq!(c.bank_fen, Fen(loss - share.0));
+        prop_assert_eq!(c.repaid_before_fen, Fen(repaid));
     }
 
     #[test]
     fn the_shares_add_up_to_the_loss(loss in 0i64..=1_000_000_000_000, seventy in any::<bool>()) {
         let percent = if seventy { 70 } else { 80 };
         let fund = share_of(Fen(loss), percent);
+        prop_assert_eq!(fund, percent_half_up(loss, percent));
         prop_assert!(fund.0 >= 0 && fund.0 <= loss);
         // Within half a fen of the exact share, the half rounded up.
         let exact = i128::from(loss) * i128::from(percent);
@@ -824,7 +844,7 @@ proptest! {
         seventy in any::<bool>(),
     ) {
         let percent = if seventy { 70 } else { 80 };
-        let fund_fen = share_of(Fen(loss), percent);
+        let fund_fen = percent_half_up(loss, percent);
         let mut fund = Fund { balance_fen: fund_fen, ..opened(percent) };
         let mut c = Compensation {
             loan_id: "L1".into(),
@@ -861,31 +881,41 @@ proptest! {
                 c = fund.apply(&event, Some(&c)).unwrap().unwrap();
             }
         }
-        prop_assert_eq!(c.returned_fen, share_of(Fen(recovered), percent).min(fund_fen));
-        prop_assert_eq!(fund.balance_fen, c.returned_fen);
+        let returned = percent_half_up(recovered, percent).min(fund_fen);
+        prop_assert_eq!(c.returned_fen, returned);
+        prop_assert_eq!(fund.balance_fen, returned);
         prop_assert!(c.returned_fen <= c.fund_fen);
     }
 }
 
 proptest! {
-    /// 账销案存: a loan left unpaid, compensated at 80% and written off, then recovered in any
-    /// number of pieces. Each piece goes to the principal written off first; principal repaid
-    /// never passes what was paid out; what is recovered in all never passes what was written
-    /// off (a piece past it refused, nothing changed); the loan stays written off; and the
-    /// fund's returns, made after each piece, add up to its share of the principal recovered,
-    /// at most what it paid.
+    /// 账销案存: a loan part repaid early, then left unpaid, compensated at 80% and written
+    /// off, then recovered in any number of pieces. Each piece goes to the principal written
+    /// off first; principal repaid never passes what was paid out; what is recovered in all
+    /// never passes what was written off (a piece past it refused, nothing changed); the loan
+    /// stays written off; and the fund's returns, made after each piece, add up to its share
+    /// of the principal recovered since the compensation, at most what it paid: worked out
+    /// here, 80% rounded half up of the principal recovered and of the principal left at the
+    /// compensation.
     #[test]
     fn recoveries_after_a_write_off_go_to_principal_first_and_return_the_funds_share(
         pieces in proptest::collection::vec(1i64..3_000_000, 1..8),
+        repaid_before in prop_oneof![Just(0i64), 1i64..5_000_000],
     ) {
         let mut fund = funded(80, 5_000_000);
-        let unpaid = loan("L1");
+        let mut unpaid = loan("L1");
+        if repaid_before > 0 {
+            let (date, amount, netted) = (d("2021-02-01"), Fen(repaid_before), Fen::ZERO);
+            unpaid = after(&unpaid, LoanCommand::Repay { date, amount, netted });
+        }
         let event = fund.compensate(&unpaid, d("2021-06-20"), None).unwrap();
         let mut c = fund.apply(&event, None).unwrap().unwrap();
         let compensated = unpaid.compensated(d("2021-06-20"));
         let mut l = after(&compensated, LoanCommand::WriteOff { date: d("2021-07-01") });
         let written_off = l.servicing.written_off_fen;
-        let principal = l.disbursed_fen;
+        // The principal written off: what was left at the compensation.
+        let principal = Fen(5_000_000 - repaid_before);
+        prop_assert_eq!(c.fund_fen, percent_half_up(principal.0, 80));
         prop_assert!(written_off > principal);
         let mut total = 0i64;
         for (i, piece) in pieces.iter().copied().enumerate() {
@@ -903,14 +933,16 @@ proptest! {
             prop_assert_eq!((amount_fen, principal_fen), (Fen(piece), Fen(piece.min(principal_left))));
             total += piece;
             l = next;
-            prop_assert_eq!(l.principal_repaid_fen, Fen(total.min(principal.0)));
+            let recovered = total.min(principal.0);
+            prop_assert_eq!(l.principal_repaid_fen, Fen(repaid_before + recovered));
             prop_assert_eq!(l.servicing.recovered_fen, Fen(total));
             prop_assert_eq!(l.status, crate::domain::loan::LoanStatus::WrittenOff);
             match fund.plan_return(&c, &l, date) {
                 Ok(returned) => c = fund.apply(&returned, Some(&c)).unwrap().unwrap(),
                 Err(e) => prop_assert_eq!(code(e), "NOTHING_TO_RETURN"),
             }
-            prop_assert_eq!(c.returned_fen, share_of(l.principal_repaid_fen, 80).min(c.fund_fen));
+            let returned = percent_half_up(recovered, 80).min(percent_half_up(principal.0, 80));
+            prop_assert_eq!(c.returned_fen, returned);
         }
     }
 }
