@@ -3,6 +3,14 @@
 //! [`Reason`] codes are stable: they are sent to clients (google.rpc.ErrorInfo `reason`) and
 //! never renumbered or renamed. Add new ones at the end.
 
+/// `VALUE_DATE_OUT_OF_RANGE`'s metadata key naming the earliest date the refused command would
+/// be taken on (the event it may not come before), whatever the call (since 2026-12-07; the
+/// older keys, `last_value_date`, `compensated_on`, `last_inflow_on`, `rejected_on`, stay).
+pub const EARLIEST_DATE: &str = "earliest_date";
+/// `VALUE_DATE_OUT_OF_RANGE`'s metadata key naming the latest date the refused command would be
+/// taken on (a payout: the day before maturity).
+pub const LATEST_DATE: &str = "latest_date";
+
 /// Why a well-formed command is refused by a programme rule (gRPC `FAILED_PRECONDITION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {

@@ -47,7 +47,7 @@ use rust_decimal::Decimal;
 
 use super::cap::{self, CapLoan};
 use super::date::{BusinessDate, add_months, age_on, format_date, iso};
-use super::error::{DomainError, Reason};
+use super::error::{DomainError, EARLIEST_DATE, LATEST_DATE, Reason};
 use super::household::{StatusEntry, status_on};
 use super::money::{Fen, Rounding};
 use super::policy::PolicyParams;
@@ -535,6 +535,7 @@ impl LoanState {
                 check_value_date(self, date)?;
                 let maturity = self.servicing.maturity_date.unwrap_or(self.terms.maturity_date);
                 if date >= maturity {
+                    let latest = maturity.pred_opt().unwrap_or(maturity);
                     return Err(DomainError::refused(
                         Reason::ValueDateOutOfRange,
                         format!(
@@ -542,7 +543,8 @@ impl LoanState {
                             format_date(date),
                             format_date(maturity)
                         ),
-                    ));
+                    )
+                    .with(LATEST_DATE, format_date(latest)));
                 }
                 let left = self
                     .terms
@@ -1098,6 +1100,7 @@ fn value_date_before(state: &LoanState, date: BusinessDate) -> DomainError {
         ),
     )
     .with("last_value_date", format_date(state.last_value_date))
+    .with(EARLIEST_DATE, format_date(state.last_value_date))
 }
 
 /// Refuses a command dated before the loan's compensation by the risk fund, if it has one
@@ -1137,7 +1140,8 @@ fn check_compensation_date(state: &LoanState, command: &LoanCommand) -> Result<(
                 format_date(on)
             ),
         )
-        .with("compensated_on", format_date(on))),
+        .with("compensated_on", format_date(on))
+        .with(EARLIEST_DATE, format_date(on))),
         _ => Ok(()),
     }
 }

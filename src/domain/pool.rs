@@ -68,7 +68,7 @@ use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 use super::date::{format_date, iso, iso_opt};
-use super::error::{DomainError, Reason};
+use super::error::{DomainError, EARLIEST_DATE, Reason};
 use super::loan::{LoanCommand, LoanEvent, LoanState, LoanStatus};
 use super::money::Fen;
 use super::policy::{PolicyVersion, in_force, in_force_since};
@@ -630,7 +630,8 @@ fn check_after_members_events(loans: &[&LoanState], date: NaiveDate) -> Result<(
                 late.terms.loan_id,
                 format_date(late.lent_until())
             ),
-        )),
+        )
+        .with(EARLIEST_DATE, format_date(late.lent_until()))),
         None => Ok(()),
     }
 }
@@ -685,7 +686,8 @@ impl Pool {
                         t.loan_id,
                         format_date(t.contract_date)
                     ),
-                ));
+                )
+                .with(EARLIEST_DATE, format_date(t.contract_date)));
             }
             if terms.mode.pools_money() {
                 let version = in_force(versions, t.contract_date).ok_or_else(|| {
@@ -813,7 +815,8 @@ impl Pool {
                     self.terms.pool_id,
                     format_date(self.terms.agreed_on)
                 ),
-            ));
+            )
+            .with(EARLIEST_DATE, format_date(self.terms.agreed_on)));
         }
         Ok(())
     }
@@ -832,7 +835,8 @@ impl Pool {
                     self.terms.pool_id,
                     format_date(last)
                 ),
-            )),
+            )
+            .with(EARLIEST_DATE, format_date(last))),
             _ => Ok(()),
         }
     }
@@ -889,7 +893,8 @@ impl Pool {
                     format_date(date),
                     format_date(loan.last_value_date)
                 ),
-            ));
+            )
+            .with(EARLIEST_DATE, format_date(loan.last_value_date)));
         }
         if let Some(last) = member.held_changes.last()
             && date < last.date
@@ -902,7 +907,8 @@ impl Pool {
                     format_date(date),
                     format_date(last.date)
                 ),
-            ));
+            )
+            .with(EARLIEST_DATE, format_date(last.date)));
         }
         // What the household still owes of the loan, less what the partner holds of it: the
         // principal it repaid itself is no longer its to hand over (what the loan paid out
@@ -952,7 +958,7 @@ impl Pool {
         // late or missing return from the report).
         let first = member.held_changes.first().map(|c| c.date);
         if first.is_none_or(|first| date < first) {
-            return Err(refused(
+            let refusal = refused(
                 Reason::ValueDateOutOfRange,
                 match first {
                     Some(first) => format!(
@@ -968,7 +974,11 @@ impl Pool {
                         self.terms.pool_id
                     ),
                 },
-            ));
+            );
+            return Err(match first {
+                Some(first) => refusal.with(EARLIEST_DATE, format_date(first)),
+                None => refusal,
+            });
         }
         add(member.returns_paid_fen, amount, "amount_fen")?;
         // Every member's returns are credited to the pool's one `returns` account: its balance

@@ -83,7 +83,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::date::{format_date, iso, iso_opt};
-use super::error::{DomainError, Reason};
+use super::error::{DomainError, EARLIEST_DATE, Reason};
 #[cfg(doc)]
 use super::loan::LoanTerms;
 use super::loan::{LoanState, LoanStatus};
@@ -330,6 +330,7 @@ fn before_opening(fund: &Fund, date: NaiveDate) -> DomainError {
             format_date(fund.opened_on)
         ),
     )
+    .with(EARLIEST_DATE, format_date(fund.opened_on))
 }
 
 /// `compensation` if it is `loan_id`'s claim by `bank_id`, pending and dated by `date`, as a
@@ -375,7 +376,8 @@ fn check_pending(
                 format_date(date),
                 format_date(compensation.compensated_on)
             ),
-        ));
+        )
+        .with(EARLIEST_DATE, format_date(compensation.compensated_on)));
     }
     Ok(())
 }
@@ -408,7 +410,8 @@ fn check_after_last_event(loan: &LoanState, date: NaiveDate) -> Result<(), Domai
                 loan.terms.loan_id,
                 format_date(loan.last_value_date)
             ),
-        ));
+        )
+        .with(EARLIEST_DATE, format_date(loan.last_value_date)));
     }
     Ok(())
 }
@@ -558,7 +561,8 @@ impl Fund {
                     format_date(received)
                 ),
             )
-            .with("last_inflow_on", format_date(received))),
+            .with("last_inflow_on", format_date(received))
+            .with(EARLIEST_DATE, format_date(received))),
         }
     }
 
@@ -646,7 +650,8 @@ impl Fund {
                     format_date(rejected)
                 ),
             )
-            .with("rejected_on", format_date(rejected)));
+            .with("rejected_on", format_date(rejected))
+            .with(EARLIEST_DATE, format_date(rejected)));
         }
         if let Some(c) = existing.filter(|c| c.rejected_on.is_none()) {
             return Err(DomainError::refused(
@@ -734,7 +739,8 @@ impl Fund {
                     format_date(date),
                     format_date(paid)
                 ),
-            ));
+            )
+            .with(EARLIEST_DATE, format_date(paid)));
         }
         // What it counts as recovered is repaid by its date: not dated before a repayment.
         check_after_last_event(loan, date)?;

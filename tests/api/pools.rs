@@ -530,6 +530,9 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
         before_payoff.message().contains(&format!("before loan {second}'s last event")),
         "{before_payoff:?}"
     );
+    // The earliest date it would be taken on, under the key every call's refusal of a date
+    // uses (since 2026-12-07; a pool's gave none).
+    assert_eq!(metadata(&before_payoff, "earliest_date").as_deref(), Some("2021-04-01"));
 
     // A report is of what has happened: not as of a date to come.
     let ahead = pb::GetPoolReportRequest {

@@ -250,6 +250,7 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     let back = app.repay_as(&t.bank, &rid("repay"), &second, "2021-06-10", 1_000_000).await;
     let back = expect_refused(back.map(tonic::Response::new), "VALUE_DATE_OUT_OF_RANGE");
     assert_eq!(metadata(&back, "compensated_on").as_deref(), Some("2021-06-20"));
+    assert_eq!(metadata(&back, "earliest_date").as_deref(), Some("2021-06-20"));
     assert!(back.message().contains("compensation by the risk fund"), "{}", back.message());
     // Nor is more of the contract paid out: the fund shared the loss of what was paid out, and
     // a later tranche's repayments would be taken for recoveries.
@@ -893,7 +894,8 @@ async fn fund_refusals_who_may_read_and_tampering(backend: Backend) {
     opened_with(&app, &t, 5_000_000).await;
 
     let before = funds(&t.finance).deposit_risk_fund(deposit("2020-12-31", 1)).await;
-    expect_refused(before, "VALUE_DATE_OUT_OF_RANGE");
+    let before = expect_refused(before, "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(metadata(&before, "earliest_date").as_deref(), Some("2021-01-01"), "{before:?}");
     expect_invalid(
         funds(&t.finance).deposit_risk_fund(deposit("2021-01-05", 0)).await,
         "amount_fen",
@@ -1196,6 +1198,7 @@ async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend
     let early = app.loans(&t.bank).record_recovery(recover(&second, "2021-06-30", 100)).await;
     let early = expect_refused(early, "VALUE_DATE_OUT_OF_RANGE");
     assert_eq!(metadata(&early, "last_value_date").as_deref(), Some("2021-07-01"));
+    assert_eq!(metadata(&early, "earliest_date").as_deref(), Some("2021-07-01"));
     expect_invalid(
         app.loans(&t.bank).record_recovery(recover(&second, "2021-09-01", 0)).await,
         "amount_fen",

@@ -1397,10 +1397,23 @@ async fn an_expired_contract_stays_unpaid_once_the_later_loan_is_closed(backend:
         // On its maturity or after it, or before its contract date, a contract is refused for
         // its date, whatever was contracted since (the reason does not depend on the later
         // loans).
-        for (value_date, why) in [
-            ("2022-01-25", "is not before the maturity date 2022-01-25"),
-            ("2022-01-26", "is not before the maturity date 2022-01-25"),
-            ("2021-01-24", "is before the loan's last recorded event on 2021-01-25"),
+        // The metadata names the latest or the earliest date it would be taken on.
+        for (value_date, why, bound) in [
+            (
+                "2022-01-25",
+                "is not before the maturity date 2022-01-25",
+                ("latest_date", "2022-01-24"),
+            ),
+            (
+                "2022-01-26",
+                "is not before the maturity date 2022-01-25",
+                ("latest_date", "2022-01-24"),
+            ),
+            (
+                "2021-01-24",
+                "is before the loan's last recorded event on 2021-01-25",
+                ("earliest_date", "2021-01-25"),
+            ),
         ] {
             let refused = expect_refused(
                 loans
@@ -1412,6 +1425,7 @@ async fn an_expired_contract_stays_unpaid_once_the_later_loan_is_closed(backend:
                 "VALUE_DATE_OUT_OF_RANGE",
             );
             assert!(refused.message().contains(why), "{contract_number} {value_date}: {refused:?}");
+            assert_eq!(metadata(&refused, bound.0).as_deref(), Some(bound.1), "{refused:?}");
         }
     }
     assert_verifies(&app, &t).await;
