@@ -336,6 +336,26 @@ async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dal
     Ok(key)
 }
 
+/// Warns when the SQLite database file may be read by others than its owner (made by a build
+/// before 2026-12-07, which left it as the umask did, or copied so): it holds every household's
+/// and borrower's name and ID number.
+fn warn_if_others_read_the_database(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the database file can be read by others than its owner: it holds households' \
+                 names and ID numbers (chmod 600 it, and its -wal and -shm files)"
+            );
+        }
+    }
+}
+
 impl Application {
     /// Connects, migrates, starts the writer and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
@@ -353,12 +373,23 @@ impl Application {
             )
         })?;
         db.migrate().await.context("Failed to migrate the database")?;
+        if let Some(file) = db.sqlite_file() {
+            warn_if_others_read_the_database(&file);
+        }
         let signing_key = signing_key(&settings, &db).await?;
         // Bound before the first token is made: a server that cannot listen (the port taken)
         // must not store a token it never prints.
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        if tls.is_none() && !settings.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %settings.listen,
+                "serving without TLS on an address other machines reach: bearer tokens and \
+                 households' ID numbers travel in the clear (give --tls-cert and --tls-key, or \
+                 listen on 127.0.0.1 behind a proxy that terminates TLS)"
+            );
+        }
         let initial_operator_token = first_operator_token(&db).await?;
         // One server at a time writes to a database (`store::WriterSetup::try_claim`): a
         // second one serves reads, and its writes wait for the first to stop.

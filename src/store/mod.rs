@@ -693,9 +693,13 @@ pub fn shown_url(url: &str) -> String {
     let mut shown = match base.split_once("://") {
         Some((scheme, rest)) => {
             let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end]
+            // The user's part ends at the authority's last `@`; with none there, a password
+            // holding a `/` (unescaped: no URL parser reads it, and the URL is shown whole in the
+            // error) ends at the first `@` of what follows, if a `:` comes before it.
+            let at = rest[..authority_end]
                 .rfind('@')
-                .and_then(|at| rest[..at].split_once(':').map(|(user, _)| (user, &rest[at..])))
+                .or_else(|| rest.find('@').filter(|&at| rest[..at].contains(':')));
+            match at.and_then(|at| rest[..at].split_once(':').map(|(user, _)| (user, &rest[at..])))
             {
                 Some((user, after)) => format!("{scheme}://{user}:***{after}"),
                 None => base.to_string(),
@@ -704,14 +708,38 @@ pub fn shown_url(url: &str) -> String {
         None => base.to_string(),
     };
     if let Some(query) = query {
-        let params: Vec<&str> = query
+        // `password=`, and libpq's `sslpassword=` (the client key's).
+        let params: Vec<String> = query
             .split('&')
-            .map(|p| if p.starts_with("password=") { "password=***" } else { p })
+            .map(|p| match p.split_once('=') {
+                Some((key, _)) if key.ends_with("password") => format!("{key}=***"),
+                _ => p.to_string(),
+            })
             .collect();
         shown.push('?');
         shown.push_str(&params.join("&"));
     }
     shown
+}
+
+/// Creates the SQLite database file `path`, if it does not exist, readable and writable by its
+/// owner alone (0600): it holds every household's and borrower's name and ID number, and
+/// SQLite would create it as the umask leaves it (0644 by default: readable by every user of
+/// the machine); its `-wal` and `-shm` files take its mode (since 2026-12-07). An empty file
+/// is an empty database to SQLite. Best effort: a file that cannot be made so is left to
+/// SQLite, which reports what is wrong with the path.
+fn create_private(path: &std::path::Path) {
+    let name = path.as_os_str();
+    if name.is_empty() || name == ":memory:" || path.exists() {
+        return;
+    }
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    if let Err(e) = create.open(path) {
+        tracing::debug!(error = %e, path = %path.display(), "creating the database file");
+    }
 }
 
 /// The file a `sqlite:` URL names, if it names one that does not exist (none for PostgreSQL
@@ -747,6 +775,7 @@ impl Db {
                 // page-cache writes (measured). The writer's statements are single-row and
                 // `OR ROLLBACK` now (`sqlite_commit`); other writes (migrations) still use it.
                 .pragma("temp_store", "memory");
+            create_private(opts.get_filename());
             let pool = SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX)
                 .acquire_timeout(CONNECT_TIMEOUT)
@@ -923,6 +952,13 @@ impl Db {
             Db::Sqlite(_, write, ..) => write.lock().await.let_go().await,
             Db::Postgres(_, write) => write.lock().await.let_go().await,
         }
+    }
+
+    /// The SQLite database's file (none for PostgreSQL or an in-memory database).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        let Db::Sqlite(pool, ..) = self else { return None };
+        let path = pool.connect_options().get_filename().to_path_buf();
+        (!path.as_os_str().is_empty() && path.as_os_str() != ":memory:").then_some(path)
     }
 
     pub fn backend(&self) -> &'static str {
@@ -1153,6 +1189,10 @@ mod url_tests {
         assert_eq!(shown, "postgres://ledger:***@db.example:5432/books?sslmode=require");
         let shown = shown_url("postgres://ledger@db/books?password=s3cr&t&sslmode=require");
         assert_eq!(shown, "postgres://ledger@db/books?password=***&t&sslmode=require");
+        // A password holding an unescaped `/` (the URL unparseable, shown in the error), and
+        // the client key's `sslpassword` (since 2026-12-07: both were shown).
+        let shown = shown_url("postgres://ledger:pa/ss@db/books?sslpassword=k3y&sslmode=require");
+        assert_eq!(shown, "postgres://ledger:***@db/books?sslpassword=***&sslmode=require");
         for url in ["postgres://ledger@db/books", "postgres://db/x@y", "sqlite://loanledger.db"] {
             assert_eq!(shown_url(url), url);
         }

@@ -26,6 +26,7 @@ on_both_backends!(
     the_signing_key_outlives_a_restart,
     health_follows_the_database_and_the_shutdown,
     one_server_at_a_time_writes,
+    the_sqlite_database_is_its_owners_alone,
 );
 
 /// Stopping the server while clients are writing: every acknowledged write is in the journal
@@ -1035,5 +1036,24 @@ async fn one_server_at_a_time_writes(backend: Backend) {
     let verified = audit.verify(request).await;
     assert!(verified.expect("Verify").get_ref().ok);
     second.stop().await;
+    app.finish().await;
+}
+
+/// The SQLite database file, which holds every household's and borrower's name and ID number,
+/// and its WAL are made readable and writable by their owner alone (0600), whatever the umask
+/// (since 2026-12-07: SQLite made them as the umask left them, 0644 by default).
+async fn the_sqlite_database_is_its_owners_alone(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    if backend != Backend::Sqlite {
+        return;
+    }
+    let Some((app, _t, _id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let path = app.database_url.trim_start_matches("sqlite://").to_string();
+    for file in [path.clone(), format!("{path}-wal")] {
+        let mode = std::fs::metadata(&file).expect(&file).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
     app.finish().await;
 }
