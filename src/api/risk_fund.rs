@@ -15,7 +15,7 @@ use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::policy::LendingLimits;
 use crate::domain::risk_fund::{
-    Compensation, DepositSource, Exposure, FUND_SHARES, Fund, recovery_standing,
+    Compensation, DepositSource, Exposure, Fund, check_share, recovery_standing,
 };
 use crate::store::read::{CompensationStanding, LoanFilter};
 
@@ -34,17 +34,9 @@ impl RiskFundService for Api {
         let command = Command::OpenRiskFund {
             ledger_id: parse::id("ledger_id", &ledger_id)?,
             opened_on: parse::value_date("opened_on", &opened_on, self.today())?,
-            fund_share_percent: u8::try_from(fund_share_percent)
-                .ok()
-                .filter(|share| FUND_SHARES.contains(share))
-                .ok_or_else(|| {
-                    invalid(
-                        "fund_share_percent",
-                        format!(
-                            "must be 80 (fund:bank 80:20) or 70 (70:30), not {fund_share_percent}"
-                        ),
-                    )
-                })?,
+            // The request's own fault: refused here, unrecorded (since 2026-12-07).
+            fund_share_percent: check_share(fund_share_percent)
+                .map_err(|e| status(AppError::Domain(e)))?,
         };
         self.fund_write(actor, request_id, command).await
     }

@@ -21,7 +21,7 @@ use crate::domain::money::Fen;
 use crate::domain::subsidy::PeriodSubsidy;
 use crate::domain::subsidy_claim::{
     Claim, ClaimEvent, ClaimLine, ClaimStatus, ClaimTotals, ClaimedLine, Decision, Difference,
-    MAX_CLAIM_LINES, Payee, Rejection,
+    MAX_CLAIM_LINES, Payee, Rejection, check_review_request,
 };
 use crate::domain::subsidy_register::{LineStanding, RegisterLine};
 use crate::store::read::LoanFilter;
@@ -202,12 +202,6 @@ impl SubsidyService for Api {
         tracing::Span::current().record("request_id", &request_id);
         let reviewed_on = parse::value_date("reviewed_on", &reviewed_on, self.today())?;
         let notice_from = parse::date("notice_from", &notice_from)?;
-        // What the request alone decides is refused here, unrecorded, so that the request put
-        // right goes under the same id (since 2026-12-07: before, a notice opening before the
-        // review and a line rejected twice were refused by the writer, recorded).
-        if notice_from < reviewed_on {
-            return Err(invalid("notice_from", "must not be before the review"));
-        }
         if (notice_from - reviewed_on).num_days() > NOTICE_OPENS_DAYS_MAX {
             return Err(invalid(
                 "notice_from",
@@ -224,26 +218,25 @@ impl SubsidyService for Api {
                 format!("at most {MAX_CLAIM_LINES}, a claim's most lines"),
             ));
         }
-        let mut rejected = std::collections::HashSet::with_capacity(rejections.len());
-        if let Some((i, twice)) =
-            rejections.iter().enumerate().find(|(_, r)| !rejected.insert(r.line))
-        {
-            let field = format!("rejections[{i}].line");
-            return Err(invalid(&field, format!("rejects line {} again", twice.line)));
-        }
+        let rejections: Vec<Rejection> = rejections
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let reason = parse::text(&format!("rejections[{i}].reason"), &r.reason, true)?;
+                Ok(Rejection { line: r.line, reason })
+            })
+            .collect::<Result<_, Status>>()?;
+        // What the request alone decides is refused here, unrecorded, so that the request put
+        // right goes under the same id (since 2026-12-07: before, a notice opening before the
+        // review and a line rejected twice were refused by the writer, recorded).
+        check_review_request(reviewed_on, notice_from, &rejections)
+            .map_err(|e| status(AppError::Domain(e)))?;
         let step = ClaimEvent::Reviewed {
             claim_id: parse::id("claim_id", &claim_id)?,
             reviewed_on,
             notice_from,
             notice_to: parse::date("notice_to", &notice_to)?,
-            rejections: rejections
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let reason = parse::text(&format!("rejections[{i}].reason"), &r.reason, true)?;
-                    Ok(Rejection { line: r.line, reason })
-                })
-                .collect::<Result<_, Status>>()?,
+            rejections,
         };
         self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
     }

@@ -479,12 +479,14 @@ impl LoanState {
 
     /// The longest extension of the loan's maturity, in months: the policy's
     /// `extension_months_max`, and never more than 贷款通则 (article 12) allows: a short-term
-    /// loan's (a term of a year or less) its original term, a medium-term loan's (over a year)
-    /// half its term, rounded down to whole months (since 2026-12-07; before, every loan its
-    /// whole term, which the extensions recorded then are replayed under).
+    /// loan's (a term of a year or less) its original term, a medium-term loan's (over a year,
+    /// up to five) half its term, rounded down to whole months, a long-term loan's three years
+    /// (since 2026-12-07; before, every loan its whole term, which the extensions recorded then
+    /// are replayed under).
     fn extension_months_allowed(&self, rules: Rules) -> u32 {
         let term = self.terms.term_months;
         let by_law = match rules {
+            Rules::Now if term > 60 => (term / 2).min(36),
             Rules::Now if term > 12 => term / 2,
             Rules::Now | Rules::AsRecorded => term,
         };
@@ -763,7 +765,9 @@ impl LoanState {
                 }
                 if new_maturity <= maturity || new_maturity > limit {
                     return refuse(format!(
-                        "the new maturity must be after {} and no later than {} (the policy allows {months} months)",
+                        "the new maturity must be after {} and no later than {} (an extension \
+                         of {months} months at most: the policy's limit, and 贷款通则's for a \
+                         loan of its term)",
                         format_date(maturity),
                         format_date(limit)
                     ))
@@ -1151,4 +1155,27 @@ fn check_value_date(state: &LoanState, date: BusinessDate) -> Result<(), DomainE
         return Err(value_date_before(state, date));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 贷款通则 article 12: a short-term loan is extended by its term at most, a medium-term one
+    /// by half of it (whole months), a long-term one by three years; the policy's limit under
+    /// it; a recorded extension by the rule of its day, the whole term.
+    #[test]
+    fn extensions_are_bounded_by_the_term() {
+        let allowed = |term: u32, policy: u32, rules: Rules| {
+            let mut terms = crate::bench::load::bench_terms("450121198001010014");
+            (terms.term_months, terms.extension_months_max) = (term, policy);
+            LoanState::new(terms, 1).extension_months_allowed(rules)
+        };
+        let now = |term: u32, policy: u32| allowed(term, policy, Rules::Now);
+        assert_eq!([now(6, 12), now(12, 12), now(12, 3)], [6, 12, 3]);
+        assert_eq!([now(13, 12), now(18, 12), now(36, 12), now(36, 24)], [6, 9, 12, 18]);
+        assert_eq!([now(60, 120), now(61, 120), now(96, 120), now(120, 12)], [30, 30, 36, 12]);
+        assert_eq!(allowed(36, 24, Rules::AsRecorded), 24);
+        assert_eq!(allowed(96, 120, Rules::AsRecorded), 96);
+    }
 }

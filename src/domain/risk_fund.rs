@@ -416,6 +416,19 @@ fn check_after_last_event(loan: &LoanState, date: NaiveDate) -> Result<(), Domai
     Ok(())
 }
 
+/// A fund's share of a loss, one of [`FUND_SHARES`] (the API checks it as the request is read,
+/// the writer again).
+pub fn check_share(fund_share_percent: u32) -> Result<u8, DomainError> {
+    u8::try_from(fund_share_percent).ok().filter(|share| FUND_SHARES.contains(share)).ok_or_else(
+        || {
+            DomainError::invalid(
+                "fund_share_percent",
+                format!("must be 80 (fund:bank 80:20) or 70 (70:30), not {fund_share_percent}"),
+            )
+        },
+    )
+}
+
 impl Fund {
     /// Whether the fund as it stands, with `compensations` (all of its ledger's), holds an event
     /// dated after `date`: its opening, money received, or a claim, payment or rejection. When
@@ -432,12 +445,7 @@ impl Fund {
         opened_on: NaiveDate,
         fund_share_percent: u8,
     ) -> Result<FundEvent, DomainError> {
-        if !FUND_SHARES.contains(&fund_share_percent) {
-            return Err(DomainError::invalid(
-                "fund_share_percent",
-                format!("must be 80 (fund:bank 80:20) or 70 (70:30), not {fund_share_percent}"),
-            ));
-        }
+        check_share(fund_share_percent.into())?;
         Ok(FundEvent::Opened { ledger_id: ledger_id.to_string(), opened_on, fund_share_percent })
     }
 

@@ -475,6 +475,30 @@ pub struct ClaimTotals {
     pub netted_fen: i64,
 }
 
+/// What a review's request alone decides, checked as the request is read (unrecorded, so the
+/// review put right goes under the same id) and by the writer again: a notice that does not
+/// open before the review, and each line rejected once, for a reason.
+pub fn check_review_request(
+    reviewed_on: NaiveDate,
+    notice_from: NaiveDate,
+    rejections: &[Rejection],
+) -> Result<(), DomainError> {
+    if notice_from < reviewed_on {
+        return Err(DomainError::invalid("notice_from", "must not be before the review"));
+    }
+    let mut rejected = std::collections::HashSet::with_capacity(rejections.len());
+    for (i, r) in rejections.iter().enumerate() {
+        if r.reason.trim().is_empty() {
+            return Err(DomainError::invalid(format!("rejections[{i}].reason"), "is required"));
+        }
+        if !rejected.insert(r.line) {
+            let message = format!("rejects line {} again", r.line);
+            return Err(DomainError::invalid(format!("rejections[{i}].line"), message));
+        }
+    }
+    Ok(())
+}
+
 impl Claim {
     /// Applies a step recorded after the submission (the event's claim is this one), checking
     /// it against the claim's state and the ledger's policy `versions` (a review's notice: the
@@ -581,9 +605,7 @@ impl Claim {
             let message = format!("is before the claim's submission on {}", self.submitted_on);
             return Err(DomainError::invalid("reviewed_on", message));
         }
-        if notice_from < reviewed_on {
-            return Err(DomainError::invalid("notice_from", "must not be before the review"));
-        }
+        check_review_request(reviewed_on, notice_from, rejections)?;
         let days = (notice_to - notice_from).num_days() + 1;
         let (min, max) = (i64::from(*notice.start()), i64::from(*notice.end()));
         if !(min..=max).contains(&days) {
@@ -596,13 +618,7 @@ impl Claim {
         let mut reasons: Vec<Option<&str>> = vec![None; self.lines.len()];
         for (i, r) in rejections.iter().enumerate() {
             let index = self.line_index(&format!("rejections[{i}].line"), r.line)?;
-            if r.reason.trim().is_empty() {
-                return Err(DomainError::invalid(format!("rejections[{i}].reason"), "is required"));
-            }
-            if reasons[index].replace(&r.reason).is_some() {
-                let message = format!("rejects line {} again", r.line);
-                return Err(DomainError::invalid(format!("rejections[{i}].line"), message));
-            }
+            reasons[index] = Some(&r.reason);
         }
         let mut released = Vec::new();
         for (line, reason) in self.lines.iter_mut().zip(reasons) {

@@ -79,7 +79,17 @@ impl Db {
         if begun > 0 {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
+        let mut tx = match self.begin_write().await {
+            Ok(tx) => tx,
+            // Another server holds the writer claim: started on the same database at the same
+            // time, it began the chain as it migrated (or will: it migrates before it writes).
+            Err(StoreError::Claimed(why)) => {
+                let begun: i64 =
+                    crate::on_pool!(self, p => sqlx::query_scalar(BEGUN).fetch_one(p).await?);
+                return if begun > 0 { Ok(()) } else { Err(StoreError::Claimed(why)) };
+            }
+            Err(e) => return Err(e),
+        };
         if tx.head(LPR_LEDGER).await?.is_some() {
             return tx.rollback().await;
         }

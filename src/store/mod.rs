@@ -78,9 +78,12 @@ pub struct WriteConn<C: WriterSetup> {
 }
 
 /// How long a group's attempt waits for another server's writer claim to be let go (a server
-/// being replaced, still draining its last requests). The writer makes three attempts of a
-/// group before its commands are answered `UNAVAILABLE`: about 6 s in all.
+/// being replaced, still draining its last requests). The writer makes four attempts of a
+/// group (its first, then the three of a group that failed for a retryable reason) before its
+/// commands are answered `UNAVAILABLE`: about 8 s in all ([`CLAIM_ATTEMPTS`]).
 pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
+/// The attempts of a group [`CLAIM_WAIT`] is waited for, for the log's sum.
+pub const CLAIM_ATTEMPTS: u64 = 4;
 
 /// PostgreSQL's advisory lock key of the writer claim (the bytes of "llwriter"): advisory locks
 /// are per database, so one key serves every database of a cluster.
@@ -132,41 +135,38 @@ impl WriterSetup for SqliteConnection {
         if file.is_some() {
             return Ok(true);
         }
-        let database = opts.get_filename();
         // An in-memory database is this process's alone.
-        if database.as_os_str().is_empty() || database.as_os_str() == ":memory:" {
+        let Some(database) = scan::database_file(opts.get_filename()) else {
             return Ok(true);
-        }
-        let mut path = database.as_os_str().to_owned();
+        };
+        // Beside the file itself: SQLite follows a symbolic link to put its WAL beside the
+        // file it names, and two servers naming one database by two paths claim one file.
+        let database = std::fs::canonicalize(&database).unwrap_or(database);
+        let mut path = database.into_os_string();
         path.push("-writer");
+        // The detail (the path, the system's error) to the log; the caller is told the claim
+        // cannot be taken.
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            tracing::error!(path = %path.to_string_lossy(), error = %e, "the writer claim {what}");
+            StoreError::Claimed(format!(
+                "the database's writer claim {what}; the detail is in the server log"
+            ))
+        };
         let claim = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| {
-                StoreError::Claimed(format!(
-                    "the claim file {} cannot be opened: {e}",
-                    shown(&path)
-                ))
-            })?;
+            .map_err(|e| failed("cannot be opened", &e))?;
         match claim.try_lock() {
             Ok(()) => {
                 *file = Some(claim);
                 Ok(true)
             }
             Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Claimed(format!(
-                "the claim file {} cannot be locked: {e}",
-                shown(&path)
-            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(failed("cannot be locked", &e)),
         }
     }
-}
-
-/// A path as the log and an error show it.
-fn shown(path: &std::ffi::OsStr) -> std::borrow::Cow<'_, str> {
-    path.to_string_lossy()
 }
 
 impl WriterSetup for PgConnection {
@@ -237,7 +237,13 @@ where
         let deadline = tokio::time::Instant::now() + wait;
         while !self.claimed {
             let conn = self.conn.as_deref_mut().ok_or(StoreError::Detached)?;
-            if conn.try_claim(&self.opts, &mut self.claim_file).await? {
+            let tried = conn.try_claim(&self.opts, &mut self.claim_file).await;
+            // PostgreSQL: the connection may be gone (a server that held no claim kept it idle
+            // meanwhile): the next write opens another, rather than fail on this one for good.
+            if tried.is_err() && C::CLAIM_PER_CONNECTION {
+                self.forget();
+            }
+            if tried? {
                 self.claimed = true;
             } else if tokio::time::Instant::now() >= deadline {
                 return Err(StoreError::Claimed(
@@ -729,15 +735,15 @@ pub fn shown_url(url: &str) -> String {
 /// is an empty database to SQLite. Best effort: a file that cannot be made so is left to
 /// SQLite, which reports what is wrong with the path.
 fn create_private(path: &std::path::Path) {
-    let name = path.as_os_str();
-    if name.is_empty() || name == ":memory:" || path.exists() {
+    let Some(path) = scan::database_file(path) else { return };
+    if path.exists() {
         return;
     }
     let mut create = std::fs::OpenOptions::new();
     create.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
-    if let Err(e) = create.open(path) {
+    if let Err(e) = create.open(&path) {
         tracing::debug!(error = %e, path = %path.display(), "creating the database file");
     }
 }
@@ -907,7 +913,9 @@ impl Db {
         let Db::Sqlite(_, write, restart_wanted, _) = self else { return };
         let mut w = write.lock().await;
         // A group left its transaction open: the next group rolls it back first; try then.
-        if w.unsure || !restart_wanted.swap(false, Ordering::Relaxed) {
+        // A server without the writer claim leaves the restart to the one with it, whose
+        // writes it would hold up.
+        if w.unsure || !w.claimed || !restart_wanted.swap(false, Ordering::Relaxed) {
             return;
         }
         let Ok(conn) = w.get() else { return };
@@ -957,8 +965,7 @@ impl Db {
     /// The SQLite database's file (none for PostgreSQL or an in-memory database).
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         let Db::Sqlite(pool, ..) = self else { return None };
-        let path = pool.connect_options().get_filename().to_path_buf();
-        (!path.as_os_str().is_empty() && path.as_os_str() != ":memory:").then_some(path)
+        scan::database_file(pool.connect_options().get_filename())
     }
 
     pub fn backend(&self) -> &'static str {

@@ -1173,19 +1173,15 @@ async fn idempotent_replay(backend: Backend) {
     let reason = |s: tonic::Status| s.get_details_error_info().map(|i| i.reason);
     let mut other = repay.clone();
     other.amount_fen = 2_000_000;
-    let reused = expect_code(loans.record_repayment(other.clone()).await, Code::AlreadyExists);
-    assert_eq!(reason(reused).as_deref(), Some("REQUEST_ID_REUSED"));
+    expect_exists(loans.record_repayment(other.clone()).await, "REQUEST_ID_REUSED");
     let mut other_create = create.clone();
     other_create.principal_fen = 4_000_000;
-    let reused = expect_code(loans.create_loan(other_create.clone()).await, Code::AlreadyExists);
-    assert_eq!(reason(reused).as_deref(), Some("REQUEST_ID_REUSED"));
+    expect_exists(loans.create_loan(other_create.clone()).await, "REQUEST_ID_REUSED");
     let mut other_household = household.clone();
     other_household.village = "西岭村".into();
-    let reused = expect_code(
-        app.registry(&t.finance).register_household(other_household.clone()).await,
-        Code::AlreadyExists,
-    );
-    assert_eq!(reason(reused).as_deref(), Some("REQUEST_ID_REUSED"));
+    let other_registration =
+        app.registry(&t.finance).register_household(other_household.clone()).await;
+    expect_exists(other_registration, "REQUEST_ID_REUSED");
     // The same contract or household under another request id: the record exists, and the
     // reason says which (not REQUEST_ID_REUSED).
     let again = pb::CreateLoanRequest { request_id: rid("loan"), ..create.clone() };

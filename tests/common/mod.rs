@@ -1074,11 +1074,10 @@ pub fn expect_code<T: std::fmt::Debug>(
     }
 }
 
-/// Asserts FAILED_PRECONDITION with google.rpc.ErrorInfo `reason` in domain loanledger.v1.
-#[track_caller]
 /// `ALREADY_EXISTS` with its reason: `REQUEST_ID_REUSED` (the id with other content) or the
 /// record's own (`LOAN_EXISTS`, `SUBSIDY_CLAIM_EXISTS`, ...), which mean different things to a
 /// client.
+#[track_caller]
 pub fn expect_exists<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
     reason: &str,
@@ -1091,6 +1090,8 @@ pub fn expect_exists<T: std::fmt::Debug>(
     status
 }
 
+/// Asserts FAILED_PRECONDITION with google.rpc.ErrorInfo `reason` in domain loanledger.v1.
+#[track_caller]
 pub fn expect_refused<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
     reason: &str,
