@@ -85,6 +85,11 @@ pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// The attempts of a group [`CLAIM_WAIT`] is waited for, for the log's sum.
 pub const CLAIM_ATTEMPTS: u64 = 4;
 
+/// How many times SQLite's migrations are run again after failing on a migration another
+/// process applied meanwhile ([`Db::migrate`]): 20 × 250 ms, longer than a new database's
+/// migrations take.
+const MIGRATE_RACE_TRIES: u32 = 20;
+
 /// PostgreSQL's advisory lock key of the writer claim (the bytes of "llwriter"): advisory locks
 /// are per database, so one key serves every database of a cluster.
 const CLAIM_LOCK_KEY: i64 = i64::from_be_bytes(*b"llwriter");
@@ -860,7 +865,26 @@ impl Db {
         // made it left it, and that build still serves it.
         self.check_lpr_name_free().await?;
         let result = match self {
-            Db::Sqlite(p, ..) => SQLITE_MIGRATOR.run(p).await,
+            Db::Sqlite(p, ..) => {
+                // sqlx locks nothing around SQLite's migrations (PostgreSQL's run under an
+                // advisory lock): a process migrating the same new file at the same time (a
+                // second server started with this one) may apply one first, which this run
+                // then fails on. Run again, it reads what is applied by then (since
+                // 2026-12-07: the second server failed to start).
+                let mut tries = 0;
+                loop {
+                    match SQLITE_MIGRATOR.run(p).await {
+                        Err(sqlx::migrate::MigrateError::ExecuteMigration(e, version))
+                            if tries < MIGRATE_RACE_TRIES =>
+                        {
+                            tries += 1;
+                            tracing::debug!(error = %e, version, "migration raced; reading again");
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        other => break other,
+                    }
+                }
+            }
             Db::Postgres(p, _) => POSTGRES_MIGRATOR.run(p).await,
         };
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))?;

@@ -19,6 +19,7 @@ on_both_backends!(
     first_operator_token_and_token_commands,
     a_cancelled_token_read_still_revokes,
     servers_started_together_make_one_first_token,
+    servers_started_together_on_a_new_database_both_start,
     the_operator_reads_the_calls_counted,
     the_operator_makes_lists_and_revokes_tokens,
     a_token_expires_at_the_end_of_its_term,
@@ -803,6 +804,26 @@ async fn servers_started_together_make_one_first_token(backend: Backend) {
         .count();
     assert_eq!(printed, 1, "one first token printed");
     assert_eq!(app.db.count_tokens().await.expect("the tokens"), 1, "one stored");
+}
+
+/// Servers started together on a new database (replicas of one deployment, first run) both
+/// start: the migrations are applied once, the LPR table's chain is begun by one, and the other
+/// (which waits for the writer claim the first took to begin it) finds it begun, rather than
+/// fail to start (since 2026-12-07). One of them then writes.
+async fn servers_started_together_on_a_new_database_both_start(backend: Backend) {
+    let Some((url, _dir)) = TestApp::new_database(backend).await else {
+        return;
+    };
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let build = || loanledger::startup::Application::build(serve_settings(&url, any_port));
+    let (a, b) = tokio::join!(build(), build());
+    let (a, b) = (a.expect("the first server"), b.expect("the second server"));
+    let printed = [&a, &b].iter().filter_map(|app| app.initial_operator_token()).count();
+    assert_eq!(printed, 1, "one first token printed");
+    let db = loanledger::store::Db::connect(&url).await.expect("the database");
+    let chain = db.query_texts("select kind from journal_txn where ledger_id = 'lpr'").await;
+    assert_eq!(chain.expect("the LPR chain"), ["lpr.chain_started"]);
+    db.close().await;
 }
 
 /// The operator reads the service's calls counted by method and status (`GetMetrics`); no

@@ -140,6 +140,19 @@ pub struct Tokens {
 
 impl TestApp {
     /// Starts a server over a fresh database; `None` when the PostgreSQL half is skipped.
+    /// The URL of a new database with nothing in it, not migrated: a SQLite file in a
+    /// temporary directory (kept as long as the returned one), or a PostgreSQL database of the
+    /// test's cluster (left to the throwaway cluster). `None` where the backend is not tested.
+    pub async fn new_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>)> {
+        Some(match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("Failed to create a temporary directory");
+                (format!("sqlite://{}", dir.path().join("new.db").display()), Some(dir))
+            }
+            Backend::Postgres => (create_pg_database(&postgres_admin_url()?, None).await.0, None),
+        })
+    }
+
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         TestApp::spawn_collated(backend, None).await
     }
