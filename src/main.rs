@@ -300,7 +300,8 @@ enum TokenCmd {
         /// The token's id (`tok_...`, from `token list` or `token create`).
         #[arg(long, required_unless_present = "secret", conflicts_with = "secret")]
         id: Option<String>,
-        /// The token's secret (`ll_...`), when its id is not at hand.
+        /// The token's secret (`ll_...`), when its id is not at hand; `-` reads it from
+        /// standard input (so that it is not in the shell's history or the process list).
         #[arg(long)]
         secret: Option<String>,
     },
@@ -735,8 +736,17 @@ async fn run(huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
             // clap requires one of the two.
             let id = match id {
                 Some(id) => id,
-                None => token_id_of(secret.as_deref().unwrap_or_default())
-                    .context("--secret is not a token's secret (ll_ and 64 hex digits)")?,
+                None => {
+                    let mut secret = secret.unwrap_or_default();
+                    if secret == "-" {
+                        secret.clear();
+                        std::io::stdin()
+                            .read_line(&mut secret)
+                            .context("Failed to read the secret from standard input")?;
+                    }
+                    token_id_of(secret.trim())
+                        .context("--secret is not a token's secret (ll_ and 64 hex digits)")?
+                }
             };
             let db = open_served_db(&cli.database_url).await?;
             if revoke_token(&db, &id).await.map_err(|e| anyhow::anyhow!("{e}"))? {

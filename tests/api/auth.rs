@@ -657,7 +657,27 @@ async fn first_operator_token_and_token_commands(backend: Backend) {
     assert_eq!(app.db.count_tokens().await.expect("tokens"), 0);
     let made = token_create(BANK);
     assert!(made.status.success(), "{made:?}");
-    assert!(String::from_utf8_lossy(&made.stdout).starts_with("ll_"), "{made:?}");
+    let secret = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    assert!(secret.starts_with("ll_"), "{made:?}");
+    // Revoked by its secret read from standard input (`--secret -`, since 2026-12-07: on the
+    // command line it is in the shell's history and the process list): refused from then on.
+    let missing = pb::GetLoanRequest { loan_id: loan_id("C404"), ..Default::default() };
+    expect_code(app.loans(&secret).get_loan(missing.clone()).await, Code::NotFound);
+    let mut revoke = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["token", "revoke", "--secret", "-", "--database-url", &app.database_url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut stdin = revoke.stdin.take().expect("its input");
+    std::io::Write::write_all(&mut stdin, format!("{secret}\n").as_bytes()).expect("written");
+    drop(stdin);
+    let revoked = revoke.wait_with_output().expect("it ends");
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert!(String::from_utf8_lossy(&revoked.stdout).starts_with("revoked tok_"), "{revoked:?}");
+    app.restart().await;
+    expect_code(app.loans(&secret).get_loan(missing).await, Code::Unauthenticated);
     app.finish().await;
     if backend != Backend::Sqlite {
         return;
