@@ -216,7 +216,21 @@ async fn channel(target: &Target) -> Result<tonic::transport::Channel, ClientErr
             let why = "an https:// server needs --ca-cert, the CA its certificate chains to";
             return Err(ClientError::Usage(why.into()));
         }
-        (None, false) if target.identity.is_none() => endpoint,
+        (None, false) if target.identity.is_none() => {
+            // A token sent in the clear to another machine: said, not refused (a server on a
+            // private network's address may be meant).
+            let host = endpoint.uri().host().unwrap_or_default().trim_matches(['[', ']']);
+            let loopback = host == "localhost"
+                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if target.token.is_some() && !loopback {
+                eprintln!(
+                    "warning: the token goes to {} in the clear (http://): use https:// with \
+                     --ca-cert for a server on another machine",
+                    target.server
+                );
+            }
+            endpoint
+        }
         _ => {
             let why = "--ca-cert, --client-cert and --client-key are for an https:// server";
             return Err(ClientError::Usage(why.into()));

@@ -166,6 +166,13 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     away.stderr.truncate(200);
     assert_eq!(away.status, Some(3), "{}", away.stderr);
     assert!(away.stderr.starts_with("cannot reach http://127.0.0.1:1: "));
+    // A token to a server not on this machine over http://: said on stderr (since 2026-12-07).
+    // (0.0.0.0 is no loopback address, and Linux connects it to this machine: refused at once.)
+    let clear =
+        run_client("http://0.0.0.0:1", Some(&t.bank), &["call", "LoanService/GetLoan", &get], "");
+    assert_eq!(clear.status, Some(3), "{}", clear.stderr);
+    assert!(clear.stderr.starts_with("warning: the token goes to http://0.0.0.0:1 in the clear"));
+    assert!(!away.stderr.contains("warning"), "no token, a loopback server: {}", away.stderr);
     // An answer that cannot be written out (a full disk, here `/dev/full`): exit 4, naming it.
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
