@@ -14,7 +14,7 @@ use crate::app::auth::Role;
 use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
 use crate::app::listing;
-use crate::app::subsidy::{LedgerRegisters, LoanSubsidy, check_claim, loan_subsidy};
+use crate::app::subsidy::{ClaimCheck, LedgerRegisters, LoanSubsidy, check_claim, loan_subsidy};
 use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::money::Fen;
@@ -151,14 +151,23 @@ impl SubsidyService for Api {
                 actor.actor()
             )));
         }
+        // A retry is answered from its stored answer by the writer, which looks a claim's
+        // request id up before anything else (its check is no part of the request's
+        // fingerprint): the check of up to 20,000 lines, and what it reads, are not run again for
+        // it (since 2026-12-07).
+        let key = [(actor.actor(), request_id.clone())];
+        let retry = !self.db.idempotency_read(&key).await.map_err(|e| status(e.into()))?.is_empty();
         let bank = self.db.get_bank(&bank_id).await.map_err(|e| status(e.into()))?;
         let bank = bank.ok_or_else(|| Status::not_found(format!("bank {bank_id} not found")))?;
         // Checked here, on the read pool; should a loan change before the writer takes the
         // claim, it says so and the claim is checked again (a few times at most).
         let mut checks = 1;
         loop {
-            let checked =
-                check_claim(&self.db, &bank, &lines, (submitted_on, None)).await.map_err(status)?;
+            let checked = if retry {
+                ClaimCheck::default()
+            } else {
+                check_claim(&self.db, &bank, &lines, (submitted_on, None)).await.map_err(status)?
+            };
             let command = Command::SubmitSubsidyClaim {
                 claim_id: claim_id.clone(),
                 bank_id: bank_id.clone(),
