@@ -340,19 +340,13 @@ async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dal
 /// before 2026-12-07, which left it as the umask did, or copied so): it holds every household's
 /// and borrower's name and ID number.
 fn warn_if_others_read_the_database(path: &std::path::Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "the database file can be read by others than its owner: it holds households' \
-                 names and ID numbers (chmod 600 it, and its -wal and -shm files)"
-            );
-        }
+    if let Some(mode) = crate::app::open_to_others(path) {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "the database file can be read by others than its owner: it holds households' \
+             names and ID numbers (chmod 600 it, and its -wal and -shm files)"
+        );
     }
 }
 

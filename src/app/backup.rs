@@ -383,17 +383,12 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)?;
     // One that existed is the operator's to keep as they chose; said, since others may then
     // list the backups (their copies stay the owner's alone).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                dir = %dir.display(),
-                mode = format!("{mode:o}"),
-                "the backup directory is open to others than its owner"
-            );
-        }
+    if let Some(mode) = super::open_to_others(dir) {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the backup directory is open to others than its owner"
+        );
     }
     Ok(())
 }

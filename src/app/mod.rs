@@ -13,3 +13,20 @@ pub mod signing_key;
 pub mod subsidy;
 pub mod verify;
 pub mod writer;
+
+/// The permission bits of `path` when others than its owner may use it (any of `0o077` set:
+/// the signing key, the SQLite database, the backup directory, which are warned about then);
+/// `None` when they may not, the file cannot be read, or the system has no such bits.
+pub fn open_to_others(path: &std::path::Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}

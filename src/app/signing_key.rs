@@ -87,19 +87,13 @@ fn write_new(path: &Path, key: &SigningKey) -> std::io::Result<()> {
 /// Warns when the key file may be read by others than its owner (restored from a backup, or
 /// copied, with wider permissions): whoever reads it can sign checkpoints.
 fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "the checkpoint signing key file can be read by others than its owner: whoever \
-                 reads it can sign checkpoints (chmod 600 it)"
-            );
-        }
+    if let Some(mode) = super::open_to_others(path) {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "the checkpoint signing key file can be read by others than its owner: whoever \
+             reads it can sign checkpoints (chmod 600 it)"
+        );
     }
 }
 
