@@ -156,7 +156,8 @@ impl SubsidyService for Api {
         // fingerprint): the check of up to 20,000 lines, and what it reads, are not run again for
         // it (since 2026-12-07).
         let key = [(actor.actor(), request_id.clone())];
-        let retry = !self.db.idempotency_read(&key).await.map_err(|e| status(e.into()))?.is_empty();
+        let mut retry =
+            !self.db.idempotency_read(&key).await.map_err(|e| status(e.into()))?.is_empty();
         let bank = self.db.get_bank(&bank_id).await.map_err(|e| status(e.into()))?;
         let bank = bank.ok_or_else(|| Status::not_found(format!("bank {bank_id} not found")))?;
         // Checked here, on the read pool; should a loan change before the writer takes the
@@ -180,6 +181,8 @@ impl SubsidyService for Api {
             let written = self.writer.submit(actor.clone(), request_id.clone(), command).await;
             match written {
                 Err(AppError::Stale(why)) if checks < CLAIM_CHECKS_MAX => {
+                    // Not a retry after all (its check was wanted): checked from now on.
+                    retry = false;
                     tracing::debug!(
                         why,
                         checks,

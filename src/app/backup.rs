@@ -396,11 +396,7 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Creates the empty file `path` (which must not exist) readable by its owner alone, from its
 /// first byte on.
 fn create_private(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.sync_all()
+    crate::store::create_private(path)?.sync_all()
 }
 
 /// Syncs the file at `path` to disk and answers its size and SHA-256 (hex).

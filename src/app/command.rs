@@ -123,8 +123,9 @@ pub enum Command {
     /// registers as of `submitted_on` by the caller (`app::subsidy::check_claim`), with the
     /// seq of each loan's last event then: the writer refuses to record them over a loan that
     /// has changed since ([`AppError::Stale`]: the caller checks again), and adds the
-    /// claimed-once check. It is not part of the fingerprint: a retry checks again, and
-    /// is the same request whatever the registers say by then.
+    /// claimed-once check. It is not part of the fingerprint: a retry is the same request
+    /// whatever the registers say by then (the API sends a stored request's retry unchecked,
+    /// `checked` empty, for the writer to answer from its record).
     SubmitSubsidyClaim {
         claim_id: String,
         bank_id: String,

@@ -537,16 +537,21 @@ impl LoanState {
                 check_value_date(self, date)?;
                 let maturity = self.servicing.maturity_date.unwrap_or(self.terms.maturity_date);
                 if date >= maturity {
-                    let latest = maturity.pred_opt().unwrap_or(maturity);
-                    return Err(DomainError::refused(
+                    let refusal = DomainError::refused(
                         Reason::ValueDateOutOfRange,
                         format!(
                             "value date {} is not before the maturity date {}",
                             format_date(date),
                             format_date(maturity)
                         ),
-                    )
-                    .with(LATEST_DATE, format_date(latest)));
+                    );
+                    // The day before maturity, unless the loan's last event is later: then no
+                    // date is taken, and none is named.
+                    let latest = maturity.pred_opt().filter(|l| *l >= self.last_value_date);
+                    return Err(match latest {
+                        Some(latest) => refusal.with(LATEST_DATE, format_date(latest)),
+                        None => refusal,
+                    });
                 }
                 let left = self
                     .terms

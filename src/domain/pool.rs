@@ -621,7 +621,8 @@ impl PoolTerms {
 /// [`LoanState::lent_until`]): a collective repayment or a settlement dated before it would
 /// count the loan as it stood after it.
 fn check_after_members_events(loans: &[&LoanState], date: NaiveDate) -> Result<(), DomainError> {
-    match loans.iter().find(|l| l.lent_until() > date) {
+    // The latest such event: the date a retry would be taken from.
+    match loans.iter().filter(|l| l.lent_until() > date).max_by_key(|l| l.lent_until()) {
         Some(late) => Err(refused(
             Reason::ValueDateOutOfRange,
             format!(
@@ -678,6 +679,15 @@ impl Pool {
                 .with("status", loan.status.as_str()));
             }
             if terms.agreed_on < t.contract_date {
+                // The latest contract of the bank's loans named: the date a retry is taken from
+                // (another bank's loan, refused as missing, names none of its dates).
+                let latest = loans
+                    .iter()
+                    .map(|l| &l.terms)
+                    .filter(|other| other.bank_id == terms.bank_id)
+                    .map(|other| other.contract_date)
+                    .max()
+                    .unwrap_or(t.contract_date);
                 return Err(refused(
                     Reason::ValueDateOutOfRange,
                     format!(
@@ -687,7 +697,7 @@ impl Pool {
                         format_date(t.contract_date)
                     ),
                 )
-                .with(EARLIEST_DATE, format_date(t.contract_date)));
+                .with(EARLIEST_DATE, format_date(latest)));
             }
             if terms.mode.pools_money() {
                 let version = in_force(versions, t.contract_date).ok_or_else(|| {
@@ -877,11 +887,15 @@ impl Pool {
         }
         match loan.disbursed_on {
             Some(paid) if paid <= date => {}
-            _ => {
-                return Err(refused(
+            paid => {
+                let refusal = refused(
                     Reason::ValueDateOutOfRange,
                     format!("loan {loan_id} was not paid out by {}", format_date(date)),
-                ));
+                );
+                return Err(match paid {
+                    Some(paid) => refusal.with(EARLIEST_DATE, format_date(paid)),
+                    None => refusal,
+                });
             }
         }
         if date < loan.last_value_date {

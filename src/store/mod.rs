@@ -85,10 +85,9 @@ pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// The attempts of a group [`CLAIM_WAIT`] is waited for, for the log's sum.
 pub const CLAIM_ATTEMPTS: u64 = 4;
 
-/// How many times SQLite's migrations are run again after failing on a migration another
-/// process applied meanwhile ([`Db::migrate`]): 20 × 250 ms, longer than a new database's
-/// migrations take.
-const MIGRATE_RACE_TRIES: u32 = 20;
+/// How many times SQLite's migrations are run again after failing while another process
+/// applied some ([`Db::migrate`]): more than there are migrations.
+const MIGRATE_RACE_TRIES: u32 = 50;
 
 /// PostgreSQL's advisory lock key of the writer claim (the bytes of "llwriter"): advisory locks
 /// are per database, so one key serves every database of a cluster.
@@ -697,27 +696,26 @@ fn write_cache_kib(pages: i64, page_size: i64) -> i64 {
 /// `url` as messages show it: a password in it (`postgres://user:secret@host/db`, or a
 /// `password=` parameter) is left out.
 pub fn shown_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    // The user's part ends at the last `@` not followed by another before the authority's end
+    // (its first `/`, `?` or `#` after that `@`): so a password holding an unescaped `@`, `/`,
+    // `?` or `#` (no URL parser reads it, and the URL is shown whole in the error) is left
+    // out too. A path holding an `@` after a `/` is no user's part unless a `:` comes before.
+    let ends_authority = |c: char| matches!(c, '/' | '?' | '#');
+    let at = rest.match_indices('@').map(|(at, _)| at).rfind(|&at| {
+        let after = &rest[at + 1..];
+        !after[..after.find(ends_authority).unwrap_or(after.len())].contains('@')
+    });
+    let (mut shown, tail) =
+        match at.and_then(|at| rest[..at].split_once(':').map(|(user, _)| (user, &rest[at..]))) {
+            Some((user, after)) => (format!("{scheme}://{user}:***"), after),
+            None => (format!("{scheme}://"), rest),
+        };
+    let (base, query) = match tail.split_once('?') {
         Some((base, query)) => (base, Some(query)),
-        None => (url, None),
+        None => (tail, None),
     };
-    let mut shown = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            // The user's part ends at the authority's last `@`; with none there, a password
-            // holding a `/` (unescaped: no URL parser reads it, and the URL is shown whole in the
-            // error) ends at the first `@` of what follows, if a `:` comes before it.
-            let at = rest[..authority_end]
-                .rfind('@')
-                .or_else(|| rest.find('@').filter(|&at| rest[..at].contains(':')));
-            match at.and_then(|at| rest[..at].split_once(':').map(|(user, _)| (user, &rest[at..])))
-            {
-                Some((user, after)) => format!("{scheme}://{user}:***{after}"),
-                None => base.to_string(),
-            }
-        }
-        None => base.to_string(),
-    };
+    shown.push_str(base);
     if let Some(query) = query {
         // `password=`, and libpq's `sslpassword=` (the client key's).
         let params: Vec<String> = query
@@ -739,18 +737,24 @@ pub fn shown_url(url: &str) -> String {
 /// the machine); its `-wal` and `-shm` files take its mode (since 2026-12-07). An empty file
 /// is an empty database to SQLite. Best effort: a file that cannot be made so is left to
 /// SQLite, which reports what is wrong with the path.
-fn create_private(path: &std::path::Path) {
+fn create_private_database(path: &std::path::Path) {
     let Some(path) = scan::database_file(path) else { return };
     if path.exists() {
         return;
     }
+    if let Err(e) = create_private(&path) {
+        tracing::debug!(error = %e, path = %path.display(), "creating the database file");
+    }
+}
+
+/// Creates the empty file `path` (which must not exist) readable and writable by its owner
+/// alone (0600) from its first byte on: the SQLite database, a backup's copy.
+pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let mut create = std::fs::OpenOptions::new();
     create.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
-    if let Err(e) = create.open(&path) {
-        tracing::debug!(error = %e, path = %path.display(), "creating the database file");
-    }
+    create.open(path)
 }
 
 /// The file a `sqlite:` URL names, if it names one that does not exist (none for PostgreSQL
@@ -786,7 +790,7 @@ impl Db {
                 // page-cache writes (measured). The writer's statements are single-row and
                 // `OR ROLLBACK` now (`sqlite_commit`); other writes (migrations) still use it.
                 .pragma("temp_store", "memory");
-            create_private(opts.get_filename());
+            create_private_database(opts.get_filename());
             let pool = SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX)
                 .acquire_timeout(CONNECT_TIMEOUT)
@@ -869,17 +873,25 @@ impl Db {
                 // sqlx locks nothing around SQLite's migrations (PostgreSQL's run under an
                 // advisory lock): a process migrating the same new file at the same time (a
                 // second server started with this one) may apply one first, which this run
-                // then fails on. Run again, it reads what is applied by then (since
-                // 2026-12-07: the second server failed to start).
+                // then fails on ("table exists", or the record of a migration that changes
+                // nothing). Failed while the migrations applied grew, it is run again and
+                // reads them anew; failed with nothing applied meanwhile, the error is this
+                // database's own, said at once (since 2026-12-07: the second server failed to
+                // start).
+                let applied = || async {
+                    sqlx::query_scalar::<_, i64>("select count(*) from _sqlx_migrations")
+                        .fetch_one(p)
+                        .await
+                        .unwrap_or(0)
+                };
                 let mut tries = 0;
                 loop {
+                    let before = applied().await;
                     match SQLITE_MIGRATOR.run(p).await {
-                        Err(sqlx::migrate::MigrateError::ExecuteMigration(e, version))
-                            if tries < MIGRATE_RACE_TRIES =>
-                        {
+                        Err(e) if tries < MIGRATE_RACE_TRIES && applied().await != before => {
                             tries += 1;
-                            tracing::debug!(error = %e, version, "migration raced; reading again");
-                            tokio::time::sleep(Duration::from_millis(250)).await;
+                            tracing::debug!(error = %e, "migrations raced another process's");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         other => break other,
                     }
@@ -1224,6 +1236,10 @@ mod url_tests {
         // the client key's `sslpassword` (since 2026-12-07: both were shown).
         let shown = shown_url("postgres://ledger:pa/ss@db/books?sslpassword=k3y&sslmode=require");
         assert_eq!(shown, "postgres://ledger:***@db/books?sslpassword=***&sslmode=require");
+        for password in ["pa?ss", "pa#ss", "p@/s?s"] {
+            let shown = shown_url(&format!("postgres://ledger:{password}@db/books"));
+            assert_eq!(shown, "postgres://ledger:***@db/books", "{password}");
+        }
         for url in ["postgres://ledger@db/books", "postgres://db/x@y", "sqlite://loanledger.db"] {
             assert_eq!(shown_url(url), url);
         }

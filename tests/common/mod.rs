@@ -139,7 +139,6 @@ pub struct Tokens {
 }
 
 impl TestApp {
-    /// Starts a server over a fresh database; `None` when the PostgreSQL half is skipped.
     /// The URL of a new database with nothing in it, not migrated: a SQLite file in a
     /// temporary directory (kept as long as the returned one), or a PostgreSQL database of the
     /// test's cluster (left to the throwaway cluster). `None` where the backend is not tested.
@@ -153,6 +152,7 @@ impl TestApp {
         })
     }
 
+    /// Starts a server over a fresh database; `None` when the PostgreSQL half is skipped.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         TestApp::spawn_collated(backend, None).await
     }
