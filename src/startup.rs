@@ -391,7 +391,7 @@ impl Application {
             tracing::warn!(
                 "another server is writing to this database: this one serves reads, and its \
                  writes wait for that one to stop (answered UNAVAILABLE after about {} s)",
-                crate::store::CLAIM_ATTEMPTS * crate::store::CLAIM_WAIT.as_secs()
+                (1 + writer::GROUP_ATTEMPTS) * crate::store::CLAIM_WAIT.as_secs()
             );
         }
         let (writer, writer_task) = writer::spawn(db.clone(), settings.business_utc_offset);

@@ -582,14 +582,7 @@ impl LoanService for Api {
             subsidy_netted_fen,
         } = request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
-            let value_date = parse::value_date("value_date", &value_date, today)?;
-            let amount_fen = parse::positive_fen("amount_fen", amount_fen)?;
-            Ok(Command::RecordRepayment {
-                loan_id,
-                value_date,
-                amount_fen,
-                subsidy_netted_fen: parse::netted_fen(subsidy_netted_fen, amount_fen)?,
-            })
+            repayment(loan_id, &value_date, amount_fen, subsidy_netted_fen, today)
         })
         .await
     }
@@ -765,14 +758,7 @@ impl LoanService for Api {
                         subsidy_netted_fen,
                     }) => {
                         let loan_id = parse::loan_id("loan_id", loan_id)?;
-                        let value_date = parse::value_date("value_date", value_date, today)?;
-                        let amount = parse::positive_fen("amount_fen", *amount_fen)?;
-                        Command::RecordRepayment {
-                            loan_id,
-                            value_date,
-                            amount_fen: amount,
-                            subsidy_netted_fen: parse::netted_fen(*subsidy_netted_fen, amount)?,
-                        }
+                        repayment(loan_id, value_date, *amount_fen, *subsidy_netted_fen, today)?
                     }
                 };
                 Ok((request_id, command))
@@ -1017,4 +1003,23 @@ impl LoanService for Api {
             last_seq: loan.last_seq,
         }))
     }
+}
+
+/// A repayment as a call or a batch item sends it (its loan id read already), its fields read
+/// in the same order for both.
+fn repayment(
+    loan_id: String,
+    value_date: &str,
+    amount_fen: i64,
+    subsidy_netted_fen: i64,
+    today: BusinessDate,
+) -> Result<Command, Status> {
+    let value_date = parse::value_date("value_date", value_date, today)?;
+    let amount_fen = parse::positive_fen("amount_fen", amount_fen)?;
+    Ok(Command::RecordRepayment {
+        loan_id,
+        value_date,
+        amount_fen,
+        subsidy_netted_fen: parse::netted_fen(subsidy_netted_fen, amount_fen)?,
+    })
 }

@@ -14,11 +14,10 @@ use crate::app::listing;
 use crate::app::servicing::{loans_as_of, read_through};
 use crate::domain::date::format_date;
 use crate::domain::loan::LoanState;
-use crate::domain::pool::{ParticipationKind, Pool, PoolMode, PoolTerms, ReturnFrequency};
+use crate::domain::pool::{
+    ParticipationKind, Pool, PoolMode, PoolTerms, ReturnFrequency, check_member_count,
+};
 use crate::store::read::LoanFilter;
-
-/// Member loans a `CreatePool` names at most ([`crate::domain::pool::MEMBERS_MAX`]).
-const MEMBERS_MAX: usize = crate::domain::pool::MEMBERS_MAX;
 
 #[tonic::async_trait]
 impl PoolService for Api {
@@ -61,12 +60,7 @@ impl PoolService for Api {
             "" => None,
             rate => Some(parse::rate("return_rate", rate)?),
         };
-        if loan_ids.len() > MEMBERS_MAX {
-            return Err(invalid("loan_ids", format!("may name at most {MEMBERS_MAX} loans")));
-        }
-        if loan_ids.is_empty() {
-            return Err(invalid("loan_ids", "must name at least one loan"));
-        }
+        check_member_count(loan_ids.len()).map_err(|e| status(AppError::Domain(e)))?;
         let loan_ids = loan_ids
             .iter()
             .enumerate()

@@ -68,11 +68,7 @@ fn write_new(path: &Path, key: &SigningKey) -> std::io::Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".new-{}-{:016x}", std::process::id(), rand::random::<u64>()));
     let staged = path.with_file_name(name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&staged).and_then(|mut file| {
+    let written = crate::store::create_private(&staged).and_then(|mut file| {
         writeln!(file, "{}", hex::encode(key.to_bytes()))?;
         file.sync_all()
     });

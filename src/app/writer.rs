@@ -133,6 +133,10 @@ pub fn spawn(db: Db, business_utc_offset: chrono::FixedOffset) -> (WriterHandle,
     (handle, tokio::spawn(writer.run(rx)))
 }
 
+/// The attempts of a group failing for a retryable reason ([`Writer::try_group`]); a group's
+/// first attempt in the writer's loop comes before them.
+pub const GROUP_ATTEMPTS: u64 = 3;
+
 struct Writer {
     db: Db,
     /// Committed chain heads: ledger -> (seq, hash).
@@ -1129,7 +1133,7 @@ impl Writer {
                 // PostgreSQL-compatible distributed databases abort transactions with 40001
                 // under contention; the whole group is safe to run again since nothing was
                 // committed and nobody was answered.
-                Err(AppError::Unavailable(msg)) if attempt < 3 => {
+                Err(AppError::Unavailable(msg)) if attempt < GROUP_ATTEMPTS => {
                     tracing::warn!(attempt, msg, "group hit a retryable database error");
                     tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
                 }

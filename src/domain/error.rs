@@ -151,4 +151,12 @@ impl DomainError {
         }
         self
     }
+
+    /// Adds a date to a refusal, if there is one ([`DomainError::with`]).
+    pub fn with_date(self, key: &str, date: Option<chrono::NaiveDate>) -> Self {
+        match date {
+            Some(date) => self.with(key, super::date::format_date(date)),
+            None => self,
+        }
+    }
 }

@@ -548,10 +548,7 @@ impl LoanState {
                     // The day before maturity, unless the loan's last event is later: then no
                     // date is taken, and none is named.
                     let latest = maturity.pred_opt().filter(|l| *l >= self.last_value_date);
-                    return Err(match latest {
-                        Some(latest) => refusal.with(LATEST_DATE, format_date(latest)),
-                        None => refusal,
-                    });
+                    return Err(refusal.with_date(LATEST_DATE, latest));
                 }
                 let left = self
                     .terms

@@ -580,6 +580,19 @@ fn add(a: Fen, b: Fen, field: &str) -> Result<Fen, DomainError> {
     a.checked_add(b).ok_or_else(|| DomainError::Overflow { field: field.to_string() })
 }
 
+/// A pool's number of member loans: one at least, [`MEMBERS_MAX`] at most (the API checks it
+/// as the request is read, the writer again).
+pub fn check_member_count(loans: usize) -> Result<(), DomainError> {
+    if loans == 0 {
+        return Err(DomainError::invalid("loan_ids", "must name at least one loan"));
+    }
+    if loans > MEMBERS_MAX {
+        let message = format!("may name at most {MEMBERS_MAX} loans");
+        return Err(DomainError::invalid("loan_ids", message));
+    }
+    Ok(())
+}
+
 impl PoolTerms {
     /// The terms' own rules: a partner named, a return rate and frequency for the modes that
     /// pool money and none for a direct pool.
@@ -646,15 +659,7 @@ impl Pool {
         versions: &[PolicyVersion],
     ) -> Result<PoolEvent, DomainError> {
         terms.check()?;
-        if loans.is_empty() {
-            return Err(DomainError::invalid("loan_ids", "must name at least one loan"));
-        }
-        if loans.len() > MEMBERS_MAX {
-            return Err(DomainError::invalid(
-                "loan_ids",
-                format!("may name at most {MEMBERS_MAX} loans"),
-            ));
-        }
+        check_member_count(loans.len())?;
         let mut members: Vec<MemberRef> = Vec::with_capacity(loans.len());
         for loan in loans {
             let t = &loan.terms;
@@ -888,14 +893,11 @@ impl Pool {
         match loan.disbursed_on {
             Some(paid) if paid <= date => {}
             paid => {
-                let refusal = refused(
+                return Err(refused(
                     Reason::ValueDateOutOfRange,
                     format!("loan {loan_id} was not paid out by {}", format_date(date)),
-                );
-                return Err(match paid {
-                    Some(paid) => refusal.with(EARLIEST_DATE, format_date(paid)),
-                    None => refusal,
-                });
+                )
+                .with_date(EARLIEST_DATE, paid));
             }
         }
         if date < loan.last_value_date {
@@ -989,14 +991,11 @@ impl Pool {
                     ),
                 },
             );
-            return Err(match first {
-                Some(first) => refusal.with(EARLIEST_DATE, format_date(first)),
-                None => refusal,
-            });
+            return Err(refusal.with_date(EARLIEST_DATE, first));
         }
-        add(member.returns_paid_fen, amount, "amount_fen")?;
         // Every member's returns are credited to the pool's one `returns` account: its balance
-        // must stay within 64 bits too (since 2026-12-07; it was `INTERNAL` at the commit).
+        // must stay within 64 bits (since 2026-12-07; it was `INTERNAL` at the commit), and with
+        // it each member's own total, none of them negative.
         let pool_returns = self
             .members
             .iter()

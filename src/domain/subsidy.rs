@@ -1,7 +1,7 @@
 //! Interest subsidy (贴息): how much of the interest a household paid the finance office refunds.
 //!
 //! The model. Only ordinary interest actually paid, on time, is subsidisable; penalty and compound
-//! interest never reach this module (they live in their own buckets, see [`super::arrears`]), a
+//! interest never reach this module (they live in their own buckets, see [`super::servicing`]), a
 //! period paid in arrears earns nothing, and a misused loan earns nothing at all.
 //!
 //! The interest paid for a period is its days' interest, each day's in proportion to that day's
@@ -481,6 +481,31 @@ mod tests {
         assert!(subsidise(&[huge], &rich, false).is_err());
     }
 
+    /// A period of `days` from `start` over one principal, at `rate` (in 1e-8), paid on time.
+    fn on_time(
+        start: NaiveDate,
+        days: i64,
+        principal: i64,
+        rate: i64,
+        interest: i64,
+    ) -> PaidPeriod {
+        PaidPeriod {
+            start,
+            end_inclusive: start + chrono::Duration::days(days - 1),
+            balances: vec![BalanceStep { from: start, principal: Fen(principal) }],
+            rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
+            interest_paid: Fen(interest),
+            standing: Standing::OnTime,
+        }
+    }
+
+    /// The tests' policy with its cap rate at `cap_rate` (in 1e-8).
+    fn at_cap_rate(cap_rate: i64) -> SubsidyPolicy {
+        let mut pol = policy("0");
+        pol.cap_rate = Decimal::new(cap_rate, 8);
+        pol
+    }
+
     proptest! {
         #[test]
         fn subsidy_never_exceeds_what_was_paid(
@@ -492,16 +517,8 @@ mod tests {
             interest in 0i64..2_000_000,
         ) {
             let start = d(2014, 1, 1) + chrono::Duration::days(start);
-            let p = PaidPeriod {
-                start,
-                end_inclusive: start + chrono::Duration::days(days - 1),
-                balances: vec![BalanceStep { from: start, principal: Fen(principal) }],
-                rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
-                interest_paid: Fen(interest),
-                standing: Standing::OnTime,
-            };
-            let mut pol = policy("0");
-            pol.cap_rate = Decimal::new(cap_rate, 8);
+            let p = on_time(start, days, principal, rate, interest);
+            let pol = at_cap_rate(cap_rate);
             let s = &subsidise(std::slice::from_ref(&p), &pol, false).unwrap()[0];
             prop_assert!(s.subsidy >= Fen::ZERO);
             prop_assert!(s.subsidy <= s.subsidisable);
@@ -536,17 +553,9 @@ mod tests {
             interest in 0i64..2_000_000,
         ) {
             let start = d(2014, 1, 1) + chrono::Duration::days(start);
-            let end_inclusive = start + chrono::Duration::days(days - 1);
-            let p = PaidPeriod {
-                start,
-                end_inclusive,
-                balances: vec![BalanceStep { from: start, principal: Fen(principal) }],
-                rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
-                interest_paid: Fen(interest),
-                standing: Standing::OnTime,
-            };
-            let mut pol = policy("0");
-            pol.cap_rate = Decimal::new(cap_rate, 8);
+            let p = on_time(start, days, principal, rate, interest);
+            let end_inclusive = p.end_inclusive;
+            let pol = at_cap_rate(cap_rate);
             let s = &subsidise(std::slice::from_ref(&p), &pol, false).unwrap()[0];
             let step = d(2024, 1, 1);
             let d1 = (step.min(end_inclusive + chrono::Duration::days(1)) - start).num_days();

@@ -80,10 +80,8 @@ pub struct WriteConn<C: WriterSetup> {
 /// How long a group's attempt waits for another server's writer claim to be let go (a server
 /// being replaced, still draining its last requests). The writer makes four attempts of a
 /// group (its first, then the three of a group that failed for a retryable reason) before its
-/// commands are answered `UNAVAILABLE`: about 8 s in all ([`CLAIM_ATTEMPTS`]).
+/// commands are answered `UNAVAILABLE`: about 8 s in all (`app::writer::GROUP_ATTEMPTS`).
 pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
-/// The attempts of a group [`CLAIM_WAIT`] is waited for, for the log's sum.
-pub const CLAIM_ATTEMPTS: u64 = 4;
 
 /// How many times SQLite's migrations are run again after failing while another process
 /// applied some ([`Db::migrate`]): more than there are migrations.
@@ -325,11 +323,13 @@ where
     /// Takes the writer claim if no other process holds it: `false` if another does.
     async fn claim_now(&mut self) -> Result<bool, StoreError> {
         self.open().await?;
-        match self.claim(Duration::ZERO).await {
-            Ok(()) => Ok(true),
-            Err(StoreError::Claimed(_)) if !self.claimed => Ok(false),
-            Err(e) => Err(e),
+        if !self.claimed {
+            // Tried once: a claim file that cannot be opened or locked is an error, not another
+            // server.
+            let conn = self.conn.as_deref_mut().ok_or(StoreError::Detached)?;
+            self.claimed = conn.try_claim(&self.opts, &mut self.claim_file).await?;
         }
+        Ok(self.claimed)
     }
 
     /// Closes the connection for good, and lets the writer claim go.
@@ -1001,7 +1001,7 @@ impl Db {
     /// The SQLite database's file (none for PostgreSQL or an in-memory database).
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         let Db::Sqlite(pool, ..) = self else { return None };
-        scan::database_file(pool.connect_options().get_filename())
+        scan::sqlite_file(pool).ok()
     }
 
     pub fn backend(&self) -> &'static str {

@@ -1087,6 +1087,21 @@ pub fn expect_code<T: std::fmt::Debug>(
     }
 }
 
+/// `code` with a google.rpc.ErrorInfo of `reason`: the status and its ErrorInfo.
+#[track_caller]
+fn expect_reason<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, Status>,
+    code: Code,
+    reason: &str,
+) -> (Status, tonic_types::ErrorInfo) {
+    let status = expect_code(result, code);
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("{code:?} without ErrorInfo: {status:?}"));
+    assert_eq!(info.reason, reason, "ErrorInfo reason of {status:?}");
+    (status, info)
+}
+
 /// `ALREADY_EXISTS` with its reason: `REQUEST_ID_REUSED` (the id with other content) or the
 /// record's own (`LOAN_EXISTS`, `SUBSIDY_CLAIM_EXISTS`, ...), which mean different things to a
 /// client.
@@ -1095,12 +1110,7 @@ pub fn expect_exists<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
     reason: &str,
 ) -> Status {
-    let status = expect_code(result, Code::AlreadyExists);
-    let info = status
-        .get_details_error_info()
-        .unwrap_or_else(|| panic!("ALREADY_EXISTS without ErrorInfo: {status:?}"));
-    assert_eq!(info.reason, reason, "ErrorInfo reason of {status:?}");
-    status
+    expect_reason(result, Code::AlreadyExists, reason).0
 }
 
 /// Asserts FAILED_PRECONDITION with google.rpc.ErrorInfo `reason` in domain loanledger.v1.
@@ -1109,11 +1119,7 @@ pub fn expect_refused<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
     reason: &str,
 ) -> Status {
-    let status = expect_code(result, Code::FailedPrecondition);
-    let info = status
-        .get_details_error_info()
-        .unwrap_or_else(|| panic!("FAILED_PRECONDITION without ErrorInfo: {status:?}"));
-    assert_eq!(info.reason, reason, "ErrorInfo reason of {status:?}");
+    let (status, info) = expect_reason(result, Code::FailedPrecondition, reason);
     assert_eq!(info.domain, "loanledger.v1", "ErrorInfo domain of {status:?}");
     status
 }
