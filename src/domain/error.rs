@@ -58,6 +58,7 @@ pub enum Reason {
     BackupNotConfigured = 40,
     LoanNotWrittenOff = 41,
     SubsidyNettedExceedsInterest = 42,
+    RecoveredSinceClaim = 43,
 }
 
 impl Reason {
@@ -106,6 +107,7 @@ impl Reason {
             Reason::BackupNotConfigured => "BACKUP_NOT_CONFIGURED",
             Reason::LoanNotWrittenOff => "LOAN_NOT_WRITTEN_OFF",
             Reason::SubsidyNettedExceedsInterest => "SUBSIDY_NETTED_EXCEEDS_INTEREST",
+            Reason::RecoveredSinceClaim => "RECOVERED_SINCE_CLAIM",
         }
     }
 }

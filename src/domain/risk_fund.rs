@@ -520,14 +520,18 @@ impl Fund {
     }
 
     /// Plans the finance office's payment of `compensation` (claimed, pending) on `date`
-    /// with its `voucher`: the fund's share to the bank, if the fund holds it.
+    /// with its `voucher`: the fund's share to the bank, if the fund holds it, and if the loss
+    /// the claim assessed still stands, the loan's principal repaid being `principal_repaid`
+    /// ([`check_loss_stands`]).
     pub fn pay(
         &self,
         compensation: &Compensation,
+        principal_repaid: Fen,
         date: NaiveDate,
         voucher: &str,
     ) -> Result<FundEvent, DomainError> {
         check_pending(compensation, date, "a compensation is paid once")?;
+        check_loss_stands(compensation, principal_repaid)?;
         self.check_after_last_inflow(date)?;
         self.paid(compensation, date, voucher)
     }
@@ -990,6 +994,37 @@ pub fn recovered_since(
     principal_repaid: Fen,
 ) -> Result<Fen, DomainError> {
     Ok(sub(principal_repaid, compensation.repaid_before_fen, "recovered")?.max(Fen::ZERO))
+}
+
+/// A claim is paid for the loss it assessed only while that loss stands (since 2026-12-07): the
+/// principal the bank recovered of the loan since the claim ([`recovered_since`]) refuses the
+/// payment (`RECOVERED_SINCE_CLAIM`, `metadata.recovered_fen`), so that the fund does not pay
+/// for principal the household has repaid, to have it returned only if the bank returns it.
+/// The finance office rejects the claim and the bank claims again for the loss as it stands (a
+/// loan repaid in full has none). Payments recorded before the rule are replayed as recorded
+/// ([`Fund::pay_as_recorded`] does not judge it).
+pub fn check_loss_stands(
+    compensation: &Compensation,
+    principal_repaid: Fen,
+) -> Result<(), DomainError> {
+    let recovered = recovered_since(compensation, principal_repaid)?;
+    if !recovered.is_positive() {
+        return Ok(());
+    }
+    Err(DomainError::refused(
+        Reason::RecoveredSinceClaim,
+        format!(
+            "loan {} has repaid {} fen of principal since its claim on {}, which assessed a loss \
+             of {} fen: reject the claim (RejectCompensation) and claim again for the loss as it \
+             stands",
+            compensation.loan_id,
+            recovered.0,
+            format_date(compensation.compensated_on),
+            compensation.loss_fen.0
+        ),
+    )
+    .with("recovered_fen", recovered.0)
+    .with("loss_fen", compensation.loss_fen.0))
 }
 
 /// What the bank recovered of a paid compensation's loan since it, and the fund's share of it

@@ -17,6 +17,7 @@ on_both_backends!(
     a_policy_version_sets_the_funds_limits_from_its_date,
     a_loan_is_claimed_after_its_contracts_claim_days,
     the_finance_office_rejects_a_claim_and_the_bank_claims_again,
+    a_claim_is_not_paid_for_principal_recovered_since,
     the_fund_and_its_loans_as_they_stood_on_a_past_date,
     a_renewal_waiting_to_be_paid_out_and_its_loan_count_once,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
@@ -682,6 +683,66 @@ async fn the_finance_office_rejects_a_claim_and_the_bank_claims_again(backend: B
         fund_kinds,
         ["risk_fund.claimed", "risk_fund.rejected", "risk_fund.claimed", "risk_fund.paid"]
     );
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The fund pays for the loss a claim assessed only while it stands (since 2026-12-07): C002,
+/// past its maturity, is claimed on 2022-05-01 for its 50,000.00 yuan of principal; the
+/// household pays 20,000.00 yuan on 2022-05-03, its arrears first and the rest principal; the
+/// finance office's payment of the claim is refused (RECOVERED_SINCE_CLAIM, naming the principal
+/// recovered and the loss assessed) and moves nothing. Rejected and claimed again, the claim is
+/// for the principal outstanding, and the fund pays its 80% of that; verify holds.
+async fn a_claim_is_not_paid_for_principal_recovered_since(backend: Backend) {
+    let Some((app, t, _, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    opened_with(&app, &t, 10_000_000).await;
+    let claim = compensate(&rid("c"), &second, "2022-05-01");
+    let claimed = app.risk_fund(&t.bank).compensate_loan(claim).await.expect("CompensateLoan");
+    let c = claimed.into_inner().compensation.expect("the claim");
+    assert_eq!((c.loss_fen, c.fund_fen), (STANDARD_PRINCIPAL_FEN, 4_000_000));
+    app.repay(&t.bank, &second, "2022-05-03", 2_000_000).await;
+    let recovered = app.get_loan(&t.bank, &second).await.principal_repaid_fen;
+    assert!(recovered > 0 && recovered < 2_000_000, "arrears first, then principal: {recovered}");
+
+    let mut finance = app.risk_fund(&t.finance);
+    let pay = |request_id: &str, value_date: &str| pb::PayCompensationRequest {
+        request_id: request_id.into(),
+        loan_id: second.clone(),
+        value_date: value_date.into(),
+        voucher: "财付〔2022〕3号".into(),
+    };
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+    let refused = finance.pay_compensation(pay(&rid("p"), "2022-05-05")).await;
+    let refused = expect_refused(refused, "RECOVERED_SINCE_CLAIM");
+    assert_eq!(metadata(&refused, "recovered_fen"), Some(recovered.to_string()));
+    assert_eq!(metadata(&refused, "loss_fen"), Some(STANDARD_PRINCIPAL_FEN.to_string()));
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before, "nothing posted");
+    let fund = fund_on(&app, &t.finance, "2022-05-05").await.fund.expect("the fund");
+    assert_eq!(
+        (fund.pending_fen, fund.compensated_fen, fund.balance_fen),
+        (4_000_000, 0, 10_000_000)
+    );
+
+    let reject = pb::RejectCompensationRequest {
+        request_id: rid("r"),
+        loan_id: second.clone(),
+        value_date: "2022-05-05".into(),
+        reason: "本金已部分收回 (principal partly recovered since the claim)".into(),
+    };
+    finance.reject_compensation(reject).await.expect("RejectCompensation");
+    let reclaim = compensate(&rid("c"), &second, "2022-05-06");
+    let reclaimed = app.risk_fund(&t.bank).compensate_loan(reclaim).await.expect("claimed again");
+    let c = reclaimed.into_inner().compensation.expect("the new claim");
+    let loss = STANDARD_PRINCIPAL_FEN - recovered;
+    let share = (loss * 8 + 5) / 10;
+    assert_eq!((c.loss_fen, c.fund_fen), (loss, share));
+    let paid = finance.pay_compensation(pay(&rid("p"), "2022-05-07")).await.expect("paid");
+    let fund = paid.into_inner().fund.expect("the fund");
+    assert_eq!((fund.pending_fen, fund.compensated_fen), (0, share));
+    assert_eq!(fund.balance_fen, 10_000_000 - share);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

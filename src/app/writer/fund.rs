@@ -241,8 +241,9 @@ impl Writer {
                 (fund, event, existing)
             }
             Command::PayCompensation { loan_id, value_date, voucher } => {
-                let (_, fund, compensation) = self.office_claim(tx, g, actor, loan_id).await?;
-                let event = fund.pay(&compensation, *value_date, voucher)?;
+                let (loan, fund, compensation) = self.office_claim(tx, g, actor, loan_id).await?;
+                let repaid = loan.principal_repaid_fen;
+                let event = fund.pay(&compensation, repaid, *value_date, voucher)?;
                 (fund, event, Some(compensation))
             }
             Command::RejectCompensation { loan_id, value_date, reason } => {

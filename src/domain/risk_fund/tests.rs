@@ -121,7 +121,7 @@ fn a_rejected_claim_frees_the_fund_and_leaves_the_loan_to_be_claimed_again() {
         "CLAIM_STATUS_MISMATCH"
     );
     assert_eq!(
-        code(fund.pay(&rejected, d("2021-06-23"), "P-1").unwrap_err()),
+        code(fund.pay(&rejected, rejected.repaid_before_fen, d("2021-06-23"), "P-1").unwrap_err()),
         "CLAIM_STATUS_MISMATCH"
     );
     assert!(fund.clone().apply(&rejection, Some(&rejected)).is_err(), "rejected twice");
@@ -150,7 +150,8 @@ fn a_rejected_claim_frees_the_fund_and_leaves_the_loan_to_be_claimed_again() {
     let reclaimed = fund.apply(&again, Some(&rejected)).unwrap().unwrap();
     assert_eq!((reclaimed.status(), reclaimed.compensated_on), ("claimed", d("2021-07-20")));
     assert_eq!(reclaimed.rejected_on, None);
-    let payment = fund.pay(&reclaimed, d("2021-07-21"), "P-2").unwrap();
+    let payment =
+        fund.pay(&reclaimed, reclaimed.repaid_before_fen, d("2021-07-21"), "P-2").unwrap();
     let paid = fund.apply(&payment, Some(&reclaimed)).unwrap().unwrap();
     let late = fund.reject(&paid, d("2021-07-22"), "too late").unwrap_err();
     assert_eq!(code(late), "CLAIM_STATUS_MISMATCH");
@@ -174,7 +175,7 @@ fn a_fund_moved_after_a_date_by_any_of_its_events() {
     assert_eq!(claimed.last_event_on(), d("2021-06-20"));
     assert!(fund.moved_after(std::slice::from_ref(&claimed), d("2021-06-19")));
     assert!(!fund.moved_after(std::slice::from_ref(&claimed), d("2021-06-20")));
-    let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
+    let payment = fund.pay(&claimed, claimed.repaid_before_fen, d("2021-06-25"), "P-1").unwrap();
     let paid = fund.apply(&payment, Some(&claimed)).unwrap().unwrap();
     assert_eq!(paid.last_event_on(), d("2021-06-25"));
     assert!(fund.moved_after(std::slice::from_ref(&paid), d("2021-06-24")));
@@ -205,7 +206,7 @@ fn the_fund_as_it_stood_on_a_date() {
     let deposit =
         fund.deposit(d("2021-06-22"), DepositSource::Deposit, Fen(1_000_000), "V-2").unwrap();
     fund.apply(&deposit, None).unwrap();
-    let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
+    let payment = fund.pay(&claimed, claimed.repaid_before_fen, d("2021-06-25"), "P-1").unwrap();
     fund.apply(&payment, Some(&claimed)).unwrap();
     // Recorded last, dated first.
     let late = fund.deposit(d("2021-03-01"), DepositSource::Interest, Fen(1_234), "I-1").unwrap();
@@ -273,7 +274,8 @@ fn a_payment_recorded_before_the_date_rule_is_replayed_if_the_fund_held_it() {
         fund.apply(&later, None).unwrap();
         let events = [opened, deposit, claim, later];
         // Today's rule refuses a payment dated before the money received on 07-01.
-        let refused = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap_err();
+        let refused =
+            fund.pay(&claimed, claimed.repaid_before_fen, d("2021-06-25"), "P-1").unwrap_err();
         assert!(refused.to_string().contains("received money on 2021-07-01"), "{refused}");
         fund.pay_as_recorded(&events, &claimed, d("2021-06-25"), "P-1")
     };
@@ -312,22 +314,23 @@ fn a_claim_is_paid_by_the_finance_office_once_and_only_then_takes_returns() {
     let early = fund.plan_return(&claimed, &repaid, d("2021-07-01")).unwrap_err();
     assert_eq!(code(early), "CLAIM_STATUS_MISMATCH");
     // The fund holds 30,000.00 of the 40,000.00: not paid until it holds it.
-    let short = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap_err();
+    let short = fund.pay(&claimed, claimed.repaid_before_fen, d("2021-06-25"), "P-1").unwrap_err();
     assert_eq!(code(short), "FUND_INSUFFICIENT");
     let deposit =
         fund.deposit(d("2021-06-22"), DepositSource::Deposit, Fen(1_000_000), "V-2").unwrap();
     fund.apply(&deposit, None).unwrap();
-    let back = fund.pay(&claimed, d("2021-06-19"), "P-1").unwrap_err();
+    let back = fund.pay(&claimed, claimed.repaid_before_fen, d("2021-06-19"), "P-1").unwrap_err();
     assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
     // Nor before the deposit its balance counts: on 06-21 the fund held 30,000.00.
     assert_eq!(fund.last_inflow_on, Some(d("2021-06-22")));
-    let before_deposit = fund.pay(&claimed, d("2021-06-21"), "P-1").unwrap_err();
+    let before_deposit =
+        fund.pay(&claimed, claimed.repaid_before_fen, d("2021-06-21"), "P-1").unwrap_err();
     assert!(
         before_deposit.to_string().contains("received money on 2021-06-22"),
         "{before_deposit}"
     );
     assert_eq!(code(before_deposit), "VALUE_DATE_OUT_OF_RANGE");
-    let payment = fund.pay(&claimed, d("2021-06-25"), "P-1").unwrap();
+    let payment = fund.pay(&claimed, claimed.repaid_before_fen, d("2021-06-25"), "P-1").unwrap();
     // Replayed, a payment to another bank, or dated before the claim, does not apply, nor a
     // return on a claim not paid.
     let forge = |bank: &str, date: &str| {
@@ -356,7 +359,7 @@ fn a_claim_is_paid_by_the_finance_office_once_and_only_then_takes_returns() {
     );
     assert_eq!((paid.paid(), paid.voucher.as_str()), (Some(d("2021-06-25")), "P-1"));
     assert_eq!(fund.pending_fen, Fen::ZERO);
-    let twice = fund.pay(&paid, d("2021-06-26"), "P-2").unwrap_err();
+    let twice = fund.pay(&paid, paid.repaid_before_fen, d("2021-06-26"), "P-2").unwrap_err();
     assert_eq!(code(twice), "CLAIM_STATUS_MISMATCH");
     assert!(fund.apply(&payment, Some(&paid)).is_err(), "a payment replayed twice");
     // Recovered since the claim: the fund's share returns.
