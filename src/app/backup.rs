@@ -21,7 +21,8 @@
 //! - A backup exists once its manifest does: the copy is written under `NAME.<ext>.partial`
 //!   and synced; its manifest is written and synced as `NAME.json.partial`; then the copy is
 //!   renamed into place, the manifest after it, and the directory synced. What a backup that
-//!   stopped half-way left: a partial copy is made again by the next of that name; a copy in
+//!   stopped half-way left: a partial copy is made again by the next of that name (one whose
+//!   copy failed removes it at once, since 2026-12-07); a copy in
 //!   place whose waiting manifest describes it (file, size, SHA-256) is finished, its manifest
 //!   put in place; a file the waiting manifest does not describe is never touched.
 //! - A backup waits 10 s at most for another in its directory to finish, then answers
@@ -177,14 +178,7 @@ pub async fn take(
         }
         // What a backup stopped half-way left, and an empty file of the owner's alone for
         // the copy (VACUUM INTO writes into an empty file; pg_dump truncates it).
-        for suffix in ["", "-journal", "-wal", "-shm"] {
-            let mut leftover = partial_copy.clone().into_os_string();
-            leftover.push(suffix);
-            match std::fs::remove_file(&leftover) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
-        }
+        remove_partial(&partial_copy)?;
         create_private(&partial_copy)?;
         Ok(Next::Copy)
     })
@@ -197,8 +191,12 @@ pub async fn take(
             return Err(DomainError::Exists { what: "backup", id: name.to_string() }.into());
         }
     }
-    let heads = db.backup_to(&partial, url, &settings.pg_dump).await?;
+    let heads = match db.backup_to(&partial, url, &settings.pg_dump).await {
+        Ok(heads) => heads,
+        Err(e) => return Err(removed_after_failure(partial, e.into()).await),
+    };
     let (name, request_id) = (name.to_string(), request_id.to_string());
+    let kept = partial.clone();
     let manifest = blocking(move || {
         let (size_bytes, sha256) = synced_digest(&partial)?;
         let taken_at_us = chrono::Utc::now().timestamp_micros();
@@ -212,7 +210,11 @@ pub async fn take(
         std::fs::File::open(final_path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
         Ok(manifest)
     })
-    .await?;
+    .await;
+    let manifest = match manifest {
+        Ok(manifest) => manifest,
+        Err(e) => return Err(removed_after_failure(kept, e).await),
+    };
     tracing::info!(
         name = manifest.name,
         file = %dir.join(&manifest.file).display(),
@@ -221,6 +223,31 @@ pub async fn take(
         "backup taken"
     );
     Ok(manifest)
+}
+
+/// Removes what a copy at `partial` left: the copy and SQLite's files beside it.
+fn remove_partial(partial: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut leftover = partial.as_os_str().to_owned();
+        leftover.push(suffix);
+        match std::fs::remove_file(&leftover) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `failure` of a backup, once the copy it left half-made at `partial` is removed (since
+/// 2026-12-07: a copy that failed for want of space no longer keeps the space taken, a file of
+/// `ListBackups`' directory that it does not list). A copy that cannot be removed is logged;
+/// the failure is the answer either way.
+async fn removed_after_failure(partial: PathBuf, failure: AppError) -> AppError {
+    let shown = partial.display().to_string();
+    if let Err(e) = blocking(move || Ok(remove_partial(&partial)?)).await {
+        tracing::warn!(file = shown, error = %e, "a failed backup's copy is left");
+    }
+    failure
 }
 
 /// The lock file of a backup directory ([`take`]).

@@ -327,6 +327,34 @@ async fn backup_refusals(backend: Backend) {
         "BACKUP_NOT_CONFIGURED",
     );
     bare.stop().await;
+
+    // A copy that fails (here pg_dump, a program that fails at once) leaves nothing in the
+    // directory but its lock file: no half-made copy keeping the space taken (since
+    // 2026-12-07). On SQLite the copy is SQLite's own `VACUUM INTO`, which a test cannot make
+    // fail half-way.
+    if backend == Backend::Postgres {
+        let dir = tempfile::tempdir().expect("a backup directory");
+        let settings = loanledger::startup::Settings {
+            backups: Some(loanledger::app::backup::BackupSettings {
+                dir: dir.path().to_path_buf(),
+                pg_dump: "/bin/false".into(),
+            }),
+            ..serve_settings(&app.database_url, any_port)
+        };
+        let failing = Beside::start(settings).await;
+        let mut registry = pb::registry_service_client::RegistryServiceClient::with_interceptor(
+            failing.channel(),
+            Bearer::new(&t.operator),
+        );
+        let failed = registry.backup(backup_request("nightly", &rid("backup"))).await;
+        expect_code(failed, Code::Internal);
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("the backup directory")
+            .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, [".loanledger-backup.lock"], "nothing of the failed copy is left");
+        failing.stop().await;
+    }
     app.finish().await;
 }
 
