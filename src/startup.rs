@@ -290,7 +290,12 @@ pub struct SigningKeyFile {
 /// a new key is asked for (`--new-signing-key`, then warned about): a server started from
 /// another directory (the default file is relative to it), or without the key's volume, would
 /// otherwise sign with a key no auditor holds, which they cannot tell from a forger's.
-async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dalek::SigningKey> {
+///
+/// `journaled`: the transactions an auditor may hold checkpoints of
+/// ([`Db::count_checkpointed_transactions`], counted before the database is migrated, so that
+/// a start this refuses leaves the database as the build that served it left it; since
+/// 2026-12-07 the LPR table's journal counts too, and a ledger's journal without its row).
+fn signing_key(settings: &Settings, journaled: i64) -> anyhow::Result<ed25519_dalek::SigningKey> {
     use crate::app::signing_key::{generate, load_or_create, public_hex};
     let Some(file) = &settings.signing_key else {
         return Ok(generate());
@@ -300,13 +305,11 @@ async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dal
         std::fs::symlink_metadata(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound
     );
-    if missing
-        && !file.new_for_ledgers
-        && db.count_ledgers().await.context("Failed to count the ledgers")? > 0
-    {
+    if missing && !file.new_for_ledgers && journaled > 0 {
         anyhow::bail!(
-            "the checkpoint signing key file {} does not exist, and the database has ledgers: \
-             their auditors hold checkpoints signed with a key that is not here. Start with \
+            "the checkpoint signing key file {} does not exist, and the database has journals \
+             (ledgers, the LPR table): their auditors hold checkpoints signed with a key that \
+             is not here; nothing was changed. Start with \
              --signing-key naming its file (a relative path is taken from the working \
              directory), or with --new-signing-key to make a new key, and tell the auditors \
              (checkpoints signed before cannot be checked against it)",
@@ -318,11 +321,11 @@ async fn signing_key(settings: &Settings, db: &Db) -> anyhow::Result<ed25519_dal
     let path = path.display();
     if !created {
         tracing::info!(%path, public_key, "checkpoint signing key");
-    } else if db.count_ledgers().await.context("Failed to count the ledgers")? > 0 {
+    } else if journaled > 0 {
         tracing::warn!(
             %path,
             public_key,
-            "checkpoint signing key created for a database that has ledgers: checkpoints signed \
+            "checkpoint signing key created for a database that has journals: checkpoints signed \
              before (if any) used another key; give the auditors this one, and start every \
              server on this database with the same file"
         );
@@ -360,22 +363,28 @@ impl Application {
             Some(TlsSettings { client_ca: None, .. }) => "tls",
             Some(_) => "mutual tls",
         };
+        // Bound before the database is touched: a server that cannot listen (the port taken)
+        // neither migrates the database (an upgrade's migrations, which the build before it
+        // then refuses) nor stores a token it never prints.
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("Failed to listen on {}", settings.listen))?;
         let db = Db::connect(&settings.database_url).await.with_context(|| {
             format!(
                 "Failed to connect to the database {}",
                 crate::store::shown_url(&settings.database_url)
             )
         })?;
+        // The signing key before the migrations, for the same reason (since 2026-12-07).
+        let journaled = db
+            .count_checkpointed_transactions()
+            .await
+            .context("Failed to count the journals' transactions")?;
+        let signing_key = signing_key(&settings, journaled)?;
         db.migrate().await.context("Failed to migrate the database")?;
         if let Some(file) = db.sqlite_file() {
             warn_if_others_read_the_database(&file);
         }
-        let signing_key = signing_key(&settings, &db).await?;
-        // Bound before the first token is made: a server that cannot listen (the port taken)
-        // must not store a token it never prints.
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("Failed to listen on {}", settings.listen))?;
         if tls.is_none() && !settings.listen.ip().is_loopback() {
             tracing::warn!(
                 listen = %settings.listen,
@@ -384,7 +393,6 @@ impl Application {
                  listen on 127.0.0.1 behind a proxy that terminates TLS)"
             );
         }
-        let initial_operator_token = first_operator_token(&db).await?;
         // One server at a time writes to a database (`store::WriterSetup::try_claim`): a
         // second one serves reads, and its writes wait for the first to stop.
         if !db.try_claim_writer().await.context("Failed to claim the database's writer")? {
@@ -394,6 +402,9 @@ impl Application {
                 (1 + writer::GROUP_ATTEMPTS) * crate::store::CLAIM_WAIT.as_secs()
             );
         }
+        // Last of what can fail (since 2026-12-07; it came before the writer's claim): a
+        // token stored is a token printed.
+        let initial_operator_token = first_operator_token(&db).await?;
         let (writer, writer_task) = writer::spawn(db.clone(), settings.business_utc_offset);
         let port = listener.local_addr().context("Failed to read the bound address")?.port();
         Ok(Application {

@@ -84,7 +84,8 @@ pub struct WriteConn<C: WriterSetup> {
 pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
 
 /// How many times SQLite's migrations are run again after failing while another process
-/// applied some ([`Db::migrate`]): more than there are migrations.
+/// applied some or held the file's lock ([`Db::migrate`]), and a new file's opening after
+/// finding it locked ([`Db::connect`]): more than there are migrations.
 const MIGRATE_RACE_TRIES: u32 = 50;
 
 /// PostgreSQL's advisory lock key of the writer claim (the bytes of "llwriter"): advisory locks
@@ -527,6 +528,32 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// requires of itself did not hold, and the statement failed as a whole.
 pub const REQUIRE_FAILED: &str = "LL001";
 
+impl StoreError {
+    /// SQLite's `SQLITE_BUSY` (the database locked by another connection).
+    fn is_sqlite_busy(&self) -> bool {
+        match self {
+            StoreError::Unavailable(e) | StoreError::Database(e) => sqlite_busy(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `e` is SQLite's `SQLITE_BUSY` (code 5, with its extended codes).
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else { return false };
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 5)
+}
+
+/// Whether a migration failed on SQLite's `SQLITE_BUSY` ([`sqlite_busy`]).
+fn migrate_busy(e: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => sqlite_busy(e),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
@@ -775,45 +802,21 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Db, StoreError> {
         if url.starts_with("sqlite:") {
             tracing::Span::current().record("backend", "sqlite");
-            let opts = SqliteConnectOptions::from_str(url)
-                .map_err(StoreError::Database)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .foreign_keys(true)
-                .busy_timeout(BUSY_TIMEOUT)
-                // Checkpoints run in the background (below), not inside the writer's commits.
-                .pragma("wal_autocheckpoint", "0")
-                // A statement that can fail after changing rows keeps a statement journal (to
-                // undo itself alone); SQLite spills it to a temporary file past 64 KiB, which
-                // cost the multi-row statements of earlier versions a third of their time in
-                // page-cache writes (measured). The writer's statements are single-row and
-                // `OR ROLLBACK` now (`sqlite_commit`); other writes (migrations) still use it.
-                .pragma("temp_store", "memory");
-            create_private_database(opts.get_filename());
-            let pool = SqlitePoolOptions::new()
-                .max_connections(READ_CONNECTIONS_MAX)
-                .acquire_timeout(CONNECT_TIMEOUT)
-                .connect_with(opts.clone().pragma("cache_size", READ_CACHE_KIB))
-                .await?;
-            // Serialized: SQLite's own mutex guards the handle, which the writer's statements
-            // share with sqlx's thread ([`sqlite_commit`], "Safety").
-            let mut opts =
-                opts.pragma("cache_size", format!("-{WRITE_CACHE_SMALL_KIB}")).serialized(true);
-            // The writer's WAL writes gathered into one call per commit (BENCHMARKS-HISTORY.md, 43).
-            if wal_vfs::register() {
-                opts = opts.vfs(wal_vfs::NAME);
+            // A new file's first connections switch it to WAL, which takes its lock: another
+            // process opening or migrating the same new file meanwhile (a second server started
+            // with this one) may be refused SQLITE_BUSY at once, without SQLite's busy wait.
+            // Tried again (since 2026-12-07: the second server failed to start, 1 in 10).
+            let mut tries = 0;
+            loop {
+                match Self::connect_sqlite(url).await {
+                    Err(e) if tries < MIGRATE_RACE_TRIES && e.is_sqlite_busy() => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "opening raced another process's");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => return other,
+                }
             }
-            let mut write: SqliteConnection = opts.connect().await?;
-            write.set_up().await?;
-            let restart_wanted = Arc::new(AtomicBool::new(false));
-            spawn_checkpointer(pool.clone(), restart_wanted.clone());
-            let write = WriteConn::new(opts, Some(write));
-            let readers = readers::SqliteReaders::new(
-                pool.connect_options().get_filename(),
-                format!("{BUSY_TIMEOUT_PRAGMA}; pragma cache_size = {READ_CACHE_KIB}"),
-            );
-            Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write)), restart_wanted, readers))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
@@ -854,6 +857,49 @@ impl Db {
         }
     }
 
+    /// [`Db::connect`] to `sqlite://path`, once.
+    async fn connect_sqlite(url: &str) -> Result<Db, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Database)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            // Checkpoints run in the background (below), not inside the writer's commits.
+            .pragma("wal_autocheckpoint", "0")
+            // A statement that can fail after changing rows keeps a statement journal (to
+            // undo itself alone); SQLite spills it to a temporary file past 64 KiB, which
+            // cost the multi-row statements of earlier versions a third of their time in
+            // page-cache writes (measured). The writer's statements are single-row and
+            // `OR ROLLBACK` now (`sqlite_commit`); other writes (migrations) still use it.
+            .pragma("temp_store", "memory");
+        create_private_database(opts.get_filename());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS_MAX)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(opts.clone().pragma("cache_size", READ_CACHE_KIB))
+            .await?;
+        // Serialized: SQLite's own mutex guards the handle, which the writer's statements
+        // share with sqlx's thread ([`sqlite_commit`], "Safety").
+        let mut opts =
+            opts.pragma("cache_size", format!("-{WRITE_CACHE_SMALL_KIB}")).serialized(true);
+        // The writer's WAL writes gathered into one call per commit (BENCHMARKS-HISTORY.md, 43).
+        if wal_vfs::register() {
+            opts = opts.vfs(wal_vfs::NAME);
+        }
+        let mut write: SqliteConnection = opts.connect().await?;
+        write.set_up().await?;
+        let restart_wanted = Arc::new(AtomicBool::new(false));
+        spawn_checkpointer(pool.clone(), restart_wanted.clone());
+        let write = WriteConn::new(opts, Some(write));
+        let readers = readers::SqliteReaders::new(
+            pool.connect_options().get_filename(),
+            format!("{BUSY_TIMEOUT_PRAGMA}; pragma cache_size = {READ_CACHE_KIB}"),
+        );
+        Ok(Db::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(write)), restart_wanted, readers))
+    }
+
     /// This build's migrations of the database's backend.
     pub(crate) fn migrator(&self) -> &'static Migrator {
         match self {
@@ -888,7 +934,10 @@ impl Db {
                 loop {
                     let before = applied().await;
                     match SQLITE_MIGRATOR.run(p).await {
-                        Err(e) if tries < MIGRATE_RACE_TRIES && applied().await != before => {
+                        Err(e)
+                            if tries < MIGRATE_RACE_TRIES
+                                && (applied().await != before || migrate_busy(&e)) =>
+                        {
                             tries += 1;
                             tracing::debug!(error = %e, "migrations raced another process's");
                             tokio::time::sleep(Duration::from_millis(100)).await;

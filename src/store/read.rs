@@ -1084,6 +1084,23 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))
     }
 
+    /// The journal transactions an auditor may hold checkpoints of, before this database is
+    /// migrated by this build: every ledger's and the LPR table's, but the LPR chain's start
+    /// (seq 1, made by every server's first start). A database not set up yet (no migration
+    /// applied) has none.
+    pub async fn count_checkpointed_transactions(&self) -> Result<i64, StoreError> {
+        let set_up = "select count(*) from _sqlx_migrations";
+        let set_up: Result<i64, _> =
+            on_pool!(self, p => sqlx::query_scalar(set_up).fetch_one(p).await);
+        if !set_up.is_ok_and(|n| n > 0) {
+            return Ok(0);
+        }
+        let sql = "select count(*) from journal_txn where not (ledger_id = $1 and seq = 1)";
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(crate::domain::lpr::LPR_LEDGER).fetch_one(p).await?),
+        )
+    }
+
     /// The number of tokens stored, revoked ones too.
     pub async fn count_tokens(&self) -> Result<i64, StoreError> {
         let sql = "select count(*) from api_token";

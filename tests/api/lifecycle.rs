@@ -262,7 +262,18 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
 
     // The database has ledgers and the file is missing: the start is refused, naming the file
     // and the way to a new key (until 2026-12-06 a new key was made with a warning, and
-    // checkpoints signed under it, which no auditor held).
+    // checkpoints signed under it, which no auditor held), before the database is migrated
+    // (since 2026-12-07): a database a build before this one left (here: the record of its
+    // last migration set aside) stays as it was, which that build still serves.
+    let count = "select cast(count(*) as text) from _sqlx_migrations";
+    let applied = app.db.query_texts(count).await.expect("the migrations applied");
+    app.execute_ddl(
+        "create table saved_migration as select * from _sqlx_migrations \
+         where version = (select max(version) from _sqlx_migrations); \
+         delete from _sqlx_migrations where version = (select version from saved_migration)",
+    )
+    .await
+    .expect("the last migration's record set aside");
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
         .args(["serve", "--database-url", &app.database_url, "--listen", "127.0.0.1:0"])
         .args(args)
@@ -271,15 +282,26 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
         .expect("the server binary runs");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
-    assert!(stderr.contains("does not exist, and the database has ledgers"), "{stderr}");
+    assert!(stderr.contains("does not exist, and the database has journals"), "{stderr}");
     assert!(stderr.contains(key_arg) && stderr.contains("--new-signing-key"), "{stderr}");
     assert!(!key_file.exists(), "no key made");
+    let after = app.db.query_texts(count).await.expect("the migrations applied");
+    assert_eq!(
+        after[0].parse::<i64>().expect("a count") + 1,
+        applied[0].parse::<i64>().expect("a count"),
+        "not migrated"
+    );
+    app.execute_ddl(
+        "insert into _sqlx_migrations select * from saved_migration; drop table saved_migration",
+    )
+    .await
+    .expect("the record put back");
     let mut server = ServerProcess::start_with(
         &app.database_url,
         &["--signing-key", key_arg, "--new-signing-key"],
     );
     // Asked for, a key made for it is a warning.
-    let warning = "checkpoint signing key created for a database that has ledgers";
+    let warning = "checkpoint signing key created for a database that has journals";
     server.wait_for_log(warning, Duration::from_secs(10));
     assert!(
         server
