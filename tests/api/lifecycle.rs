@@ -24,6 +24,7 @@ on_both_backends!(
     a_stalled_reader_does_not_hold_up_shutdown,
     a_row_locked_elsewhere_is_unavailable,
     the_signing_key_outlives_a_restart,
+    a_missing_signing_key_stops_a_database_with_the_lpr_tables_journal,
     health_follows_the_database_and_the_shutdown,
     one_server_at_a_time_writes,
     the_sqlite_database_is_its_owners_alone,
@@ -274,14 +275,16 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
     )
     .await
     .expect("the last migration's record set aside");
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
-        .args(["serve", "--database-url", &app.database_url, "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .output()
-        .expect("the server binary runs");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{stderr}");
+    let url = &app.database_url;
+    let stderr = refused_start(&[
+        "serve",
+        "--database-url",
+        url,
+        "--listen",
+        "127.0.0.1:0",
+        "--signing-key",
+        key_arg,
+    ]);
     assert!(stderr.contains("does not exist, and the database has journals"), "{stderr}");
     assert!(stderr.contains(key_arg) && stderr.contains("--new-signing-key"), "{stderr}");
     assert!(!key_file.exists(), "no key made");
@@ -1088,5 +1091,39 @@ async fn the_sqlite_database_is_its_owners_alone(backend: Backend) {
         let mode = std::fs::metadata(&file).expect(&file).permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file}: {mode:o}");
     }
+    app.finish().await;
+}
+
+/// A database with no ledger but the LPR table's journal beyond its start (an operator's
+/// SetLpr, whose checkpoints auditors may hold) is refused a start without its signing key
+/// file, as one with ledgers is (since 2026-12-07: it counted ledgers only, and a new key was
+/// made for it at info level).
+async fn a_missing_signing_key_stops_a_database_with_the_lpr_tables_journal(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let entry = pb::LprEntry {
+        effective_date: "2026-10-20".into(),
+        tenor: pb::LprTenor::FiveYear as i32,
+        rate: "0.034".into(),
+    };
+    let set = pb::SetLprRequest { request_id: rid("lpr"), entry: Some(entry) };
+    app.registry(&app.operator).set_lpr(set).await.expect("SetLpr");
+    app.stop().await;
+    let dir = tempfile::tempdir().expect("a directory for the key");
+    let key_file = dir.path().join("signing.key");
+    let key_arg = key_file.to_str().expect("a UTF-8 path");
+    let url = &app.database_url;
+    let stderr = refused_start(&[
+        "serve",
+        "--database-url",
+        url,
+        "--listen",
+        "127.0.0.1:0",
+        "--signing-key",
+        key_arg,
+    ]);
+    assert!(stderr.contains("does not exist, and the database has journals"), "{stderr}");
+    assert!(!key_file.exists(), "no key made");
     app.finish().await;
 }
