@@ -247,6 +247,15 @@ pub fn check_with(
             ));
         }
         found.push(format!("seq {seq} ({}) is in {}", to_hex(&leaf), describe(&c)));
+        // Said, not failed (since 2026-12-07): without a hash of the auditor's own, the proof
+        // shows that the service's hash is in the journal, not that it is the transaction's.
+        if transaction_hash.is_none() {
+            found.push(
+                "the transaction hash is the service's, not checked against one of yours \
+                 (--transaction-hash)"
+                    .to_string(),
+            );
+        }
         return Ok(found);
     }
     // Only an inclusion proof proves a transaction: asked of another answer, the check fails
@@ -275,6 +284,22 @@ pub fn check_with(
                 "two checkpoints of one size differ: {} and {}",
                 describe(&from),
                 describe(&to)
+            ));
+        }
+        // Asked for a consistency proof, one between equal sizes shows nothing: a service
+        // frozen (or forked, keeping its journals apart) answers it for the head (since
+        // 2026-12-07; it passed), unless that size is the one asked for (`--size`).
+        if expect == Some(Expected::Consistency)
+            && from.tree_size == to.tree_size
+            && asked.size != Some(to.tree_size)
+        {
+            return Err(format!(
+                "the proof is between two equal sizes ({}), which shows no later journal: asked \
+                 for a consistency proof to the head, the head is no later than {} (give --size \
+                 {} if that is the size asked for)",
+                to.tree_size,
+                describe(&from),
+                to.tree_size
             ));
         }
         let path = hashes(get(answer, "path", "path").unwrap_or(&Value::Null), "path")?;
@@ -559,6 +584,11 @@ mod tests {
         let held = checkpoint_json(7);
         let found = check(&public(), &proof, Some(&held), Some(&[2; 32])).unwrap();
         assert_eq!(found[0], "an inclusion proof");
+        assert!(!found.iter().any(|f| f.contains("the service's")), "{found:?}");
+        // Without the auditor's own hash, it says whose hash was proved.
+        let found = check(&public(), &proof, Some(&held), None).unwrap();
+        let note = found.last().unwrap();
+        assert!(note.contains("the transaction hash is the service's"), "{found:?}");
         let e = check(&public(), &held, None, Some(&[2; 32])).unwrap_err();
         assert!(e.contains("is for an inclusion proof"), "{e}");
         // A tree of one: grpcurl leaves the empty path out.
@@ -699,6 +729,18 @@ mod tests {
             "path": tree.consistency(4).unwrap().iter().map(to_hex).collect::<Vec<_>>(),
         });
         assert!(asked(&proof).is_ok());
+        let equal = json!({ "from": checkpoint_json(4), "to": checkpoint_json(4) });
+        let e = asked(&equal).unwrap_err();
+        assert!(e.contains("between two equal sizes (4)"), "{e}");
+        let of_size = |size| Options {
+            held: Some(&held),
+            expect: Some(consistency),
+            asked: Asked { size: Some(size), ..Asked::default() },
+            ..Options::default()
+        };
+        assert!(check_with(&public(), &equal, of_size(4)).is_ok(), "the size asked for");
+        let unasked = Options { held: Some(&held), ..Options::default() };
+        assert!(check_with(&public(), &equal, unasked).is_ok(), "no kind asked for");
         let inclusion = Options { expect: Some(Expected::Inclusion), ..Options::default() };
         assert!(check_with(&public(), &proof, inclusion).is_err());
         assert_eq!(Expected::parse("consistency"), Some(Expected::Consistency));

@@ -227,7 +227,9 @@ pub fn parse_utc_offset(text: &str) -> Result<chrono::FixedOffset, String> {
         _ => return Err(bad()),
     };
     let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
+    // Two ASCII digits each: `+-1:00` is not UTC-01:00 (since 2026-12-07: it was taken so).
+    let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return Err(bad());
     }
     let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
@@ -600,7 +602,10 @@ mod tests {
         );
         assert_eq!(parse_utc_offset("-03:30"), Ok(east(-(3 * 3600 + 1800))));
         assert_eq!(parse_utc_offset("+00:00"), Ok(east(0)));
-        for bad in ["08:00", "+8:00", "+24:00", "+08:60", "+0800", "", "+", "+aa:bb"] {
+        for bad in [
+            "08:00", "+8:00", "+24:00", "+08:60", "+0800", "", "+", "+aa:bb", "+-1:00", "-+1:00",
+            "+08:-1",
+        ] {
             assert!(parse_utc_offset(bad).is_err(), "{bad}");
         }
     }
