@@ -981,8 +981,13 @@ impl Fund {
     /// The most the ledger's programme loans may stand at: the policy's leverage (10 by
     /// default) × the balance less the claims not paid yet (the fund owes those).
     pub fn lending_limit(&self, limits: LendingLimits) -> Fen {
-        let free = self.balance_fen.0.saturating_sub(self.pending_fen.0).max(0);
-        Fen(free.saturating_mul(i64::from(limits.leverage)))
+        Fen(self.free_fen().0.saturating_mul(i64::from(limits.leverage)))
+    }
+
+    /// The balance less the claims not paid yet (none below zero): what the leverage limit
+    /// multiplies.
+    pub fn free_fen(&self) -> Fen {
+        Fen(self.balance_fen.0.saturating_sub(self.pending_fen.0).max(0))
     }
 }
 
@@ -1247,13 +1252,12 @@ pub fn check_suspension(
         return Err(DomainError::refused(
             Reason::LendingSuspended,
             format!(
-                "lending in ledger {} is suspended: on {} its non-performing ratio is {}.{:02}% \
+                "lending in ledger {} is suspended: on {} its non-performing ratio is {} \
                  ({} fen of {} fen outstanding more than its claim days overdue), \
                  above the policy's {}.{:02}%",
                 fund.ledger_id,
                 format_date(date),
-                bp / 100,
-                bp % 100,
+                percent_rounded_up(exposure.non_performing_fen, exposure.outstanding_fen),
                 exposure.non_performing_fen.0,
                 exposure.outstanding_fen.0,
                 limit / 100,
@@ -1267,6 +1271,17 @@ pub fn check_suspension(
         .with("as_of", format_date(date)));
     }
     Ok(())
+}
+
+/// `part` of `whole` as a percentage to three decimals, rounded up: a ratio above a limit of
+/// two decimals never reads as the limit (30,001 of 1,000,000 is 3.001%, not 3.00%).
+fn percent_rounded_up(part: Fen, whole: Fen) -> String {
+    if whole.0 <= 0 {
+        return "0.000%".to_string();
+    }
+    let (num, den) = (i128::from(part.0) * 100_000, i128::from(whole.0));
+    let milli = num / den + i128::from(num % den > 0);
+    format!("{}.{:03}%", milli / 1000, milli % 1000)
 }
 
 /// Refuses `amount` of new lending (`what`, named in the refusal) that would bring the ledger's
@@ -1288,12 +1303,19 @@ pub fn check_leverage(
             Reason::FundLeverageExceeded,
             format!(
                 "{what} would bring ledger {}'s programme loans (outstanding, and contracted \
-                 not yet paid out) to {after} fen, above {leverage} × its risk fund's {} fen \
-                 ({} fen)",
-                fund.ledger_id, fund.balance_fen.0, limit.0
+                 not yet paid out) to {after} fen, above {leverage} × its risk fund's free \
+                 balance ({} fen: its balance of {} fen less the claims it has not paid yet, \
+                 {} fen), {} fen",
+                fund.ledger_id,
+                fund.free_fen().0,
+                fund.balance_fen.0,
+                fund.pending_fen.0,
+                limit.0
             ),
         )
         .with("limit_fen", limit.0)
+        .with("balance_fen", fund.balance_fen.0)
+        .with("pending_fen", fund.pending_fen.0)
         .with("room_fen", room)
         .with("leverage", leverage));
     }

@@ -428,6 +428,10 @@ async fn a_funds_limits_hold_new_contracts(backend: Backend) {
     let over = expect_refused(over, "FUND_LEVERAGE_EXCEEDED");
     assert_eq!(metadata(&over, "room_fen").as_deref(), Some("0"));
     assert_eq!(metadata(&over, "limit_fen").as_deref(), Some("5000000"));
+    // The figures the limit is made of (since 2026-12-07).
+    assert_eq!(metadata(&over, "balance_fen").as_deref(), Some("500000"));
+    assert_eq!(metadata(&over, "pending_fen").as_deref(), Some("0"));
+    assert!(over.message().contains("10 × its risk fund's free balance (500000 fen"), "{over:?}");
     app.risk_fund(&t.finance)
         .deposit_risk_fund(deposit("2021-01-20", 500_000))
         .await
@@ -445,6 +449,7 @@ async fn a_funds_limits_hold_new_contracts(backend: Backend) {
         app.loans(&t.bank).create_loan(standard_loan_on("C003", "H003", "2021-06-20")).await;
     let suspended = expect_refused(suspended, "LENDING_SUSPENDED");
     assert_eq!(metadata(&suspended, "npl_basis_points").as_deref(), Some("10000"));
+    assert!(suspended.message().contains("ratio is 100.000% (10000000 fen"), "{suspended:?}");
     // On 2021-06-18 nothing was more than 90 days overdue yet (90 days); the fund's leverage
     // still refuses a third loan.
     let levered =

@@ -550,7 +550,10 @@ fn the_npl_ratio_suspends_lending_above_3_percent_and_leverage_caps_it_at_10_tim
     );
     let suspended =
         check_lending(&fund, &at(1_000_000, 30_001), Fen(1), day, None, LendingLimits::default());
-    assert_eq!(code(suspended.unwrap_err()), "LENDING_SUSPENDED");
+    let suspended = suspended.unwrap_err();
+    // The ratio is shown rounded up, never as the limit it is above (it read 3.00%).
+    assert!(suspended.to_string().contains("is 3.001% (30001 fen of 1000000"), "{suspended}");
+    assert_eq!(code(suspended), "LENDING_SUSPENDED");
     assert_eq!(at(1_000_000, 30_001).npl_basis_points(), 300);
     assert_eq!(at(0, 0).npl_basis_points(), 0);
     // Limit 10,000,000: 6,000,000 outstanding, 1,000,000 contracted and not paid out.
@@ -562,6 +565,21 @@ fn the_npl_ratio_suspends_lending_above_3_percent_and_leverage_caps_it_at_10_tim
     let DomainError::Refused { reason, metadata, .. } = over.unwrap_err() else { panic!() };
     assert_eq!(reason, Reason::FundLeverageExceeded);
     assert!(metadata.contains(&("room_fen".into(), "3000000".into())));
+    // With a claim not paid yet, the limit is 10 × the free balance, and the refusal says so,
+    // its figures adding up (it named the balance alone).
+    let mut claimed = fund.clone();
+    claimed.pending_fen = Fen(200_000);
+    let over =
+        check_lending(&claimed, &drawing, Fen(1_000_001), day, None, LendingLimits::default())
+            .unwrap_err();
+    let text = over.to_string();
+    assert!(
+        text.contains("above 10 × its risk fund's free balance (800000 fen: its balance of 1000000 fen less the claims it has not paid yet, 200000 fen), 8000000 fen"),
+        "{text}"
+    );
+    let DomainError::Refused { metadata, .. } = over else { panic!() };
+    assert!(metadata.contains(&("pending_fen".into(), "200000".into())), "{metadata:?}");
+    assert!(metadata.contains(&("balance_fen".into(), "1000000".into())), "{metadata:?}");
 }
 
 /// A policy's own limits: at leverage 20 the same fund lends twice as much, and at a limit of
@@ -585,7 +603,7 @@ fn a_policy_sets_the_leverage_and_the_npl_limit() {
     assert!(metadata.contains(&("npl_limit_basis_points".into(), "300".into())), "{metadata:?}");
     assert!(check_lending(&fund, &four, Fen(10_000_000), day, None, own).is_ok());
     let over = check_lending(&fund, &four, Fen(10_000_001), day, None, own).unwrap_err();
-    assert!(over.to_string().contains("above 20 × its risk fund's"), "{over}");
+    assert!(over.to_string().contains("above 20 × its risk fund's free balance"), "{over}");
     assert_eq!(code(over), "FUND_LEVERAGE_EXCEEDED");
     // Exactly 5% is not above it; a fen more is.
     assert!(!standing(10_000_000, 500_000).lending_suspended(own));
