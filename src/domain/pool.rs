@@ -1368,8 +1368,14 @@ impl Pool {
                 let held = Fen(held.max(0));
                 let paid = activity.paid_by(as_of);
                 let schedule = self.returns_schedule(m, as_of);
+                // Short: due by a point before `as_of` and not paid (late or missing). A return
+                // due on `as_of` itself is on time if paid that day, as a loan's interest is
+                // overdue only the day after its settlement (since 2026-12-07: it was counted
+                // short on its own day).
                 let due = schedule.last().map_or(Fen::ZERO, |&(_, due)| due);
-                let short = Fen(due.0.saturating_sub(paid.0).max(0));
+                let late_due = schedule.iter().rev().find(|(point, _)| *point < as_of);
+                let late_due = late_due.map_or(Fen::ZERO, |&(_, due)| due);
+                let short = Fen(late_due.0.saturating_sub(paid.0).max(0));
                 let late_points = late_points(&schedule, activity, as_of);
                 let mut flags = Vec::new();
                 if short.is_positive() {

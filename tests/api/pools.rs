@@ -275,6 +275,10 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     let before = report(&app, &t.auditor, "2021-03-21").await;
     assert_eq!(standing(&before, 0), (52_222, 0, 52_222, flags(&["RETURN_SHORT"])));
     assert_eq!(before.members[0].last_return_on, "");
+    // On the due point itself it is due, not short: paid that day it would be on time (since
+    // 2026-12-07: it was flagged short on its own day).
+    let due_day = report(&app, &t.auditor, "2021-03-20").await;
+    assert_eq!(standing(&due_day, 0), (52_222, 0, 0, flags(&[])));
     // 3,000,000 × 47 days × 8% / 360 = 31,333.33.
     assert_eq!(standing(&r, 1), (31_333, 0, 31_333, vec!["RETURN_SHORT".to_string()]));
     assert_eq!(r.flagged_members, 2);

@@ -205,7 +205,11 @@ fn transfers_returns_and_participation() {
     assert!(huge.pay_return("B", d("2021-03-10"), Fen(1)).is_ok(), "up to the limit");
 
     let mut activity = Vec::new();
+    // Due on 2021-03-20: not short that day (paid then, it is on time), short the day after.
     let report = pool.report(&[&a, &b], d("2021-03-20"), &activity);
+    assert_eq!(report[0].returns_short_fen, Fen::ZERO);
+    assert!(!report[0].flags.contains(&PoolFlag::ReturnShort), "{:?}", report[0].flags);
+    let report = pool.report(&[&a, &b], d("2021-03-21"), &activity);
     assert_eq!(report[0].returns_short_fen, Fen(39_778));
     assert!(report[0].flags.contains(&PoolFlag::ReturnShort));
     activity.push(applied(&mut pool, |p| p.pay_return("A", d("2021-03-22"), Fen(39_778))));
@@ -504,9 +508,12 @@ proptest! {
         prop_assert_eq!(report.late_return_points, positive);
         prop_assert_eq!(report.returns_short_fen, Fen::ZERO);
         let on_last = pool.report(&[&a], last, &late).remove(0);
-        // On the last point its own return is not paid yet: short, not late.
+        // On the last point its own return is due that day, not paid yet: neither late nor
+        // short (paid that day it is on time); the day after, short until it is paid.
         prop_assert_eq!(on_last.late_return_points, positive - u32::from(last_positive));
-        prop_assert_eq!(on_last.flags.contains(&PoolFlag::ReturnShort), last_positive);
+        prop_assert!(!on_last.flags.contains(&PoolFlag::ReturnShort));
+        let next_day = pool.report(&[&a], last + chrono::Days::new(1), &late).remove(0);
+        prop_assert_eq!(next_day.flags.contains(&PoolFlag::ReturnShort), last_positive && delay > 1);
     }
 
     /// Whatever the partner took and handed back, and when, the returns due never fall from
