@@ -391,6 +391,19 @@ async fn run(huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
     };
     telemetry::init(cli.log_format);
     telemetry::log_panics();
+    let format = cli.log_format;
+    let result = run_command(cli, huge_pages).await;
+    // With JSON lines asked for, a failed command's error is one of them (since 2026-12-07:
+    // Rust printed `Error: …` as text beside the log, which a collector reading JSON drops:
+    // the one line saying why the service did not start). Human logs keep that text.
+    if let (Err(e), LogFormat::Json) = (&result, format) {
+        tracing::error!(error = format!("{e:#}"), "the command failed");
+        std::process::exit(1);
+    }
+    result
+}
+
+async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
     if let Some(error) = huge_pages {
         tracing::debug!(%error, "transparent huge pages left on (prctl PR_SET_THP_DISABLE failed)");
     }

@@ -850,9 +850,13 @@ impl Db {
             let write = WriteConn::new(opts, None);
             Ok(Db::Postgres(pool, Arc::new(tokio::sync::Mutex::new(write))))
         } else {
-            Err(StoreError::Corrupt(format!(
-                "database URL must start with sqlite: or postgres:, got {}",
-                url.split(':').next().unwrap_or_default()
+            // A mistyped URL, said as such (it read "stored data corrupt").
+            Err(StoreError::Database(sqlx::Error::Configuration(
+                format!(
+                    "database URL must start with sqlite: or postgres:, got {}",
+                    url.split(':').next().unwrap_or_default()
+                )
+                .into(),
             )))
         }
     }
