@@ -1346,7 +1346,9 @@ impl Pool {
                     dated.entry(loan_id).or_default().returns.push((*value_date, *amount_fen));
                 }
                 PoolEvent::Participated { loan_id, value_date, .. } if *value_date <= as_of => {
-                    dated.entry(loan_id).or_default().participations += 1;
+                    let member = dated.entry(loan_id).or_default();
+                    member.participations += 1;
+                    member.participation_years.push(value_date.year());
                 }
                 _ => {}
             }
@@ -1390,7 +1392,7 @@ impl Pool {
                 if (days_overdue > 0 || written_off) && held.is_positive() {
                     flags.push(PoolFlag::OverdueWhilePartnerHolds);
                 }
-                if paid.is_positive() && activity.participations == 0 {
+                if activity.paid_without_participation() {
                     flags.push(PoolFlag::ReturnsWithoutParticipation);
                 }
                 MemberReport {
@@ -1456,12 +1458,23 @@ fn period_return(fen_days: i128, rate: AnnualRate) -> i64 {
 struct Activity {
     returns: Vec<(NaiveDate, Fen)>,
     participations: u32,
+    /// The calendar years of the participations.
+    participation_years: Vec<i32>,
 }
 
 impl Activity {
     fn paid_by(&self, date: NaiveDate) -> Fen {
         let paid = self.returns.iter().filter(|(d, _)| *d <= date);
         Fen(paid.fold(0i64, |sum, (_, fen)| sum.saturating_add(fen.0)))
+    }
+
+    /// Whether a return was paid in a calendar year in which no participation is recorded:
+    /// the "simple dividend" policy forbids, judged year by year (since 2026-12-07: one
+    /// participation, whenever, cleared every year's returns, those before it too).
+    fn paid_without_participation(&self) -> bool {
+        self.returns.iter().any(|(date, fen)| {
+            fen.is_positive() && !self.participation_years.contains(&date.year())
+        })
     }
 }
 

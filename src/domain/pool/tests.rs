@@ -242,6 +242,18 @@ fn transfers_returns_and_participation() {
     let earlier = &pool.report(&[&a, &b], d("2021-03-31"), &activity)[0];
     assert_eq!(earlier.participations, 0, "recorded on 04-01");
     assert!(earlier.flags.contains(&PoolFlag::ReturnsWithoutParticipation));
+    // Judged year by year: the 2021 work does not cover a return paid in 2022; work in 2022
+    // does (one participation whenever cleared every year's returns, those before it too).
+    let mut years = activity.clone();
+    let mut later = pool.clone();
+    years.push(applied(&mut later, |p| p.pay_return("A", d("2022-03-21"), Fen(100))));
+    let flagged = &later.report(&[&a, &b], d("2022-03-31"), &years)[0];
+    assert!(flagged.flags.contains(&PoolFlag::ReturnsWithoutParticipation), "{flagged:?}");
+    years.push(applied(&mut later, |p| {
+        p.participate("A", d("2022-05-01"), ParticipationKind::Work, "养殖场务工")
+    }));
+    let covered = &later.report(&[&a, &b], d("2022-05-01"), &years)[0];
+    assert!(!covered.flags.contains(&PoolFlag::ReturnsWithoutParticipation), "{covered:?}");
     // Another pool's events are not this one's.
     let mut other = activity[0].clone();
     let PoolEvent::ReturnPaid { pool_id, .. } = &mut other else { panic!("{other:?}") };
@@ -696,13 +708,16 @@ proptest! {
 fn a_point_with_nothing_of_its_own_due_is_no_late_return() {
     let march = (d("2021-03-20"), Fen(52_222));
     let june = (d("2021-06-20"), Fen(52_222));
-    let paid_july = Activity { returns: vec![(d("2021-07-01"), Fen(52_222))], participations: 0 };
+    let paid_july =
+        Activity { returns: vec![(d("2021-07-01"), Fen(52_222))], ..Activity::default() };
     assert_eq!(late_points(&[march, june], &paid_july, d("2021-07-01")), 1);
     // Something due in June too, all paid in July: two late returns.
     let june = (d("2021-06-20"), Fen(100_000));
-    let paid_july = Activity { returns: vec![(d("2021-07-01"), Fen(100_000))], participations: 0 };
+    let paid_july =
+        Activity { returns: vec![(d("2021-07-01"), Fen(100_000))], ..Activity::default() };
     assert_eq!(late_points(&[march, june], &paid_july, d("2021-07-01")), 2);
     // Paid on time in March: June's alone is late.
-    let both = Activity { returns: vec![march, (d("2021-07-01"), Fen(47_778))], participations: 0 };
+    let both =
+        Activity { returns: vec![march, (d("2021-07-01"), Fen(47_778))], ..Activity::default() };
     assert_eq!(late_points(&[march, june], &both, d("2021-07-01")), 1);
 }
