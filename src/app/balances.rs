@@ -20,7 +20,7 @@
 //! it out or counts it on the wrong day would be wrong without saying so (`verify` reports
 //! where the journal breaks). One dated after the date is not read.
 
-use super::error::AppError;
+use super::error::{AppError, journal_broken};
 use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::ledger::posting::{Posting, add_up, unpack_into};
@@ -51,7 +51,7 @@ pub async fn balances_as_of(
         Summing { as_of: as_of.map(format_date), prefix: prefix.to_string(), ..Summing::default() };
     let through = through_seq.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
     let summed = db.scan_journal_through(ledger_id, through, summing).await?;
-    summed.balances()
+    summed.balances(ledger_id)
 }
 
 /// The scan's visitor: the sums so far.
@@ -65,8 +65,8 @@ struct Summing {
     through_seq: u64,
     /// The transaction being read's postings (kept to reuse their allocations).
     postings: Vec<Posting>,
-    /// What stopped the sum.
-    failed: Option<String>,
+    /// What stopped the sum: the seq, and what its transaction does.
+    failed: Option<(u64, String)>,
 }
 
 impl JournalVisitor for Summing {
@@ -76,7 +76,7 @@ impl JournalVisitor for Summing {
         // On SQLite a value date stored as another type reads as empty text, which would count
         // at every date.
         if let Some((column @ "value_date", what)) = t.mistyped {
-            self.failed = Some(format!("seq {seq}: its {column} is stored as {what}"));
+            self.failed = Some((seq, format!("has its {column} stored as {what}")));
             return;
         }
         // A value date not in the stored form (another column's type named first, so that its
@@ -84,14 +84,14 @@ impl JournalVisitor for Summing {
         // text, and count on the wrong day.
         if self.as_of.is_some() && !stored_date(t.value_date) {
             let shown = t.value_date;
-            self.failed = Some(format!("seq {seq}: its value_date {shown:?} is not a date"));
+            self.failed = Some((seq, format!("has a value_date, {shown:?}, that is not a date")));
             return;
         }
         if self.as_of.as_deref().is_some_and(|as_of| t.value_date > as_of) {
             return;
         }
         if let Err(e) = unpack_into(t.postings, &mut self.postings) {
-            self.failed = Some(format!("seq {seq}: its postings cannot be read: {e}"));
+            self.failed = Some((seq, format!("has postings that cannot be read: {e}")));
             return;
         }
         let prefix = &self.prefix;
@@ -114,9 +114,15 @@ fn stored_date(text: &str) -> bool {
 }
 
 impl Summing {
-    fn balances(self) -> Result<Balances, AppError> {
-        if let Some(why) = self.failed {
-            return Err(AppError::Internal(format!("balances cannot be summed: {why}")));
+    /// The balances of `ledger_id`'s accounts summed.
+    fn balances(self, ledger_id: &str) -> Result<Balances, AppError> {
+        if let Some((seq, what)) = self.failed {
+            return Err(journal_broken(
+                ledger_id,
+                seq,
+                &what,
+                "the balances are not summed over it",
+            ));
         }
         let mut sums: Vec<(String, i128)> = self.sums.into_iter().collect();
         // Names are unique: by name alone, bytewise (the first past 64 bits is then named).
@@ -166,7 +172,7 @@ mod tests {
             }
             s.txn(*t);
         }
-        s.balances().map_err(|e| e.to_string())
+        s.balances("450121").map_err(|e| e.to_string())
     }
 
     fn owned(list: &[(&str, i64)]) -> Vec<(String, i64)> {
@@ -220,7 +226,7 @@ mod tests {
     fn what_cannot_be_summed_is_an_error() {
         let unreadable = [txn(1, "2021-01-25", "[[\"a\",1],"), txn(2, "2021-01-25", "[]")];
         let error = summed(None, "", &unreadable).unwrap_err();
-        assert!(error.contains("seq 1: its postings cannot be read"), "{error}");
+        assert!(error.contains("JOURNAL_BROKEN: the transaction at seq 1 of ledger 450121 has postings that cannot be read"), "{error}");
         let max = i64::MAX;
         let big = format!(r#"[["a",{max}],["b",-{max}]]"#);
         let past = [txn(1, "2021-01-25", &big), txn(2, "2021-01-25", &big)];
@@ -229,14 +235,20 @@ mod tests {
         let mut mistyped = txn(1, "", r#"[["a",1],["b",-1]]"#);
         mistyped.mistyped = Some(("value_date", "another type"));
         let error = summed(Some("2021-01-25"), "", &[mistyped]).unwrap_err();
-        assert!(error.contains("seq 1: its value_date is stored as another type"), "{error}");
+        assert!(
+            error.contains("seq 1 of ledger 450121 has its value_date stored as another type"),
+            "{error}"
+        );
         // Another column named first, the value date read as empty text: not counted on
         // every date, an error; so is one stored by hand in another form.
         for date in ["", "2021-1-25", "21-01-2021"] {
             let mut unnamed = txn(1, date, r#"[["a",1],["b",-1]]"#);
             unnamed.mistyped = Some(("kind", "another type"));
             let error = summed(Some("2021-01-25"), "", &[unnamed]).unwrap_err();
-            assert!(error.contains(&format!("its value_date {date:?} is not a date")), "{error}");
+            assert!(
+                error.contains(&format!("has a value_date, {date:?}, that is not a date")),
+                "{error}"
+            );
         }
         // Dated after the date asked for, it is not read at all.
         let after = [txn(1, "2021-01-26", "not postings")];

@@ -34,7 +34,7 @@
 
 use ed25519_dalek::SigningKey;
 
-use super::error::{AppError, Refusal, RefusalCode};
+use super::error::{AppError, Refusal, RefusalCode, journal_broken};
 use crate::domain::error::DomainError;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::hash::{GENESIS, Hash, from_hex, is_hex_of};
@@ -232,15 +232,5 @@ async fn prefix(
 }
 
 fn broken(ledger_id: &str, seq: u64, what: &str) -> AppError {
-    tracing::warn!(ledger_id, seq, what, "no checkpoint signed over a broken chain");
-    AppError::Refused(Refusal {
-        code: RefusalCode::FailedPrecondition,
-        message: format!(
-            "JOURNAL_BROKEN: the transaction at seq {seq} of ledger {ledger_id} {what}; \
-             nothing is signed over a broken chain (Verify reports it)"
-        ),
-        reason: Some("JOURNAL_BROKEN".into()),
-        metadata: vec![("seq".into(), seq.to_string())],
-        field: None,
-    })
+    journal_broken(ledger_id, seq, what, "nothing is signed over a broken chain")
 }

@@ -172,6 +172,25 @@ pub fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// A read or a signature refused over a journal broken at `seq` of `ledger_id` (`what` the
+/// transaction there does; `refused` what is not done over it): `FAILED_PRECONDITION` with
+/// reason `JOURNAL_BROKEN` and `metadata.seq`, which an auditor can act on (Verify reports the
+/// break), where an `INTERNAL` said nothing (since 2026-12-07 for the past balances and the
+/// loans rebuilt as of a date; checkpoints since they were signed). Logged as a warning.
+pub fn journal_broken(ledger_id: &str, seq: u64, what: &str, refused: &str) -> AppError {
+    tracing::warn!(ledger_id, seq, what, refused, "journal broken");
+    AppError::Refused(Refusal {
+        code: RefusalCode::FailedPrecondition,
+        message: format!(
+            "JOURNAL_BROKEN: the transaction at seq {seq} of ledger {ledger_id} {what}; {refused} \
+             (Verify reports it)"
+        ),
+        reason: Some("JOURNAL_BROKEN".into()),
+        metadata: vec![("seq".into(), seq.to_string())],
+        field: None,
+    })
+}
+
 /// [`caught`] for the domain's planning of one command (or a loan's replay for an answer), a
 /// panic in it made that command's `Internal` failure: the writer, the one task every write
 /// goes through, must not end with it. The group fails and its commands run again one by one

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::auth::Principal;
 use super::command::{Command, Outcome};
-use super::error::{AppError, unpanicked};
+use super::error::{AppError, journal_broken, unpanicked};
 use super::writer::{Pending, WriterHandle};
 use crate::domain::date::BusinessDate;
 use crate::domain::error::Reason;
@@ -134,9 +134,14 @@ pub fn replay<'e>(
             }
             // A panic (a bug, or an event altered into figures the arithmetic does not expect)
             // fails this read, or the retry's answer, not the task it runs on: the writer's.
-            (Some(s), e) => unpanicked("a loan's replay", || s.apply(e, seq))?.map_err(|e| {
-                AppError::Internal(format!("journal of loan {loan_id} does not replay: {e}"))
-            })?,
+            (Some(s), e) => {
+                if let Err(e) = unpanicked("a loan's replay", || s.apply(e, seq))? {
+                    tracing::warn!(loan_id, seq, error = %e, "a loan's journal does not replay");
+                    let what = format!("does not replay as loan {loan_id}'s event");
+                    let refused = "the loan is not rebuilt over it";
+                    return Err(journal_broken(&s.terms.ledger_id, seq, &what, refused));
+                }
+            }
             (None, _) => {
                 return Err(AppError::Internal(format!(
                     "journal of loan {loan_id} starts without a contract"

@@ -19,6 +19,7 @@ on_both_backends!(
     postings_text_is_checked_as_postings,
     a_head_stored_far_ahead_is_reported,
     a_damaged_row_is_missing_to_who_may_not_read_it,
+    a_broken_journal_is_named_to_a_reader_of_the_past,
     an_uplift_altered_out_of_bounds_is_an_unreadable_row,
     rows_before_the_chain_are_reported,
     mistyped_journal_columns_are_reported,
@@ -219,6 +220,50 @@ async fn a_head_stored_far_ahead_is_reported(backend: Backend) {
     app.finish().await;
 }
 
+/// A read of the past over a broken journal is refused naming the break, FAILED_PRECONDITION
+/// JOURNAL_BROKEN with the seq, as a checkpoint over it is (since 2026-12-07: INTERNAL, which
+/// said nothing an auditor could act on): a loan rebuilt as of a date over a repayment whose
+/// recorded figures do not recompute, and the balances as of a date over postings that cannot
+/// be read.
+async fn a_broken_journal_is_named_to_a_reader_of_the_past(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let march = entry(&app.repay(&t.bank, &id, "2021-03-20", 100_000).await).seq;
+    let june = entry(&app.repay(&t.bank, &id, "2021-06-20", 100_000).await).seq;
+    let altered = format!(
+        "update journal_txn set command_json = replace(command_json, '\"amount_fen\":100000', \
+         '\"amount_fen\":100001') where ledger_id = '{LEDGER}' and seq = {march}"
+    );
+    assert_eq!(app.behind_the_back("journal_txn", &altered).await.expect("altered"), 1);
+    let request =
+        pb::GetLoanRequest { loan_id: id.clone(), as_of: "2021-04-01".into(), through_seq: 0 };
+    let broken = expect_refused(app.loans(&t.auditor).get_loan(request).await, "JOURNAL_BROKEN");
+    assert_eq!(metadata(&broken, "seq"), Some(march.to_string()));
+    assert!(
+        broken.message().contains(&format!("does not replay as loan {id}'s event")),
+        "{broken:?}"
+    );
+
+    let unreadable = format!(
+        "update journal_txn set postings = 'not postings' where ledger_id = '{LEDGER}' and seq = {june}"
+    );
+    assert_eq!(app.behind_the_back("journal_txn", &unreadable).await.expect("altered"), 1);
+    let request = pb::GetBalancesRequest {
+        ledger_id: LEDGER.into(),
+        as_of: "2021-12-31".into(),
+        account_prefix: String::new(),
+        through_seq: 0,
+    };
+    let balances = match app.audit(&t.auditor).get_balances(request).await {
+        Ok(stream) => collect(stream.into_inner()).await.map(|_| ()),
+        Err(status) => Err(status),
+    };
+    let broken = expect_refused(balances.map(tonic::Response::new), "JOURNAL_BROKEN");
+    assert_eq!(metadata(&broken, "seq"), Some(june.to_string()));
+    app.finish().await;
+}
+
 /// A loan whose stored row cannot be decoded (its servicing state altered by hand) is a fault
 /// to its own bank, INTERNAL, but to another bank a missing loan, as any of its loans is: who
 /// may read a loan is checked before its row is decoded. So on SQLite with a column holding a
@@ -360,7 +405,8 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
     assert_eq!(set("kind = 'loan.repaid'").await.expect("the kind again"), 1);
     assert!(app.verify(&t.auditor).await.ok);
     // A value date as a blob: reported by verify, and GetBalances refuses to sum it rather than
-    // count it at every date (it reads as empty text).
+    // count it at every date (it reads as empty text), naming the break (JOURNAL_BROKEN, since
+    // 2026-12-07; INTERNAL before).
     assert_eq!(set("value_date = cast(value_date as blob)").await.expect("a blob"), 1);
     reported("value_date", "another type").await;
     let balances = pb::GetBalancesRequest {
@@ -374,7 +420,8 @@ async fn mistyped_journal_columns_are_reported(backend: Backend) {
         Ok(stream) => collect(stream.into_inner()).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    assert_eq!(summed.expect_err("not summed").code(), Code::Internal);
+    let broken = expect_refused(summed.map(tonic::Response::new), "JOURNAL_BROKEN");
+    assert_eq!(metadata(&broken, "seq"), Some(head.to_string()));
     assert_eq!(set("value_date = cast(value_date as text)").await.expect("text again"), 1);
     assert!(app.verify(&t.auditor).await.ok);
     let chunks = collect(audit.get_balances(balances).await.expect("summed").into_inner()).await;
