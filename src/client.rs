@@ -46,9 +46,17 @@ pub enum ClientError {
     /// The call cannot be made as asked: no such method, a request that is not its JSON.
     #[error("{0}")]
     Usage(String),
-    /// The server could not be reached.
+    /// The server could not be reached: nothing was sent.
     #[error("cannot reach {server}: {why}")]
     Transport { server: String, why: String },
+    /// The connection failed once the call was on its way (since 2026-12-07: said as
+    /// `Transport`, "cannot reach", which a script could take for nothing sent): a write may
+    /// have been posted.
+    #[error(
+        "the connection to {server} failed during the call (a write may have been posted: read \
+         it back, or send it again with its request_id, which posts nothing twice): {why}"
+    )]
+    Cut { server: String, why: String },
     /// The service answered with an error status.
     #[error("{}", shown(.0))]
     Status(Status),
@@ -120,12 +128,27 @@ pub async fn call(
     let request = request_of(&method, json)?;
     let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let path = PathAndQuery::try_from(path).map_err(|e| ClientError::Usage(e.to_string()))?;
-    let mut grpc = tonic::client::Grpc::new(channel(target).await?);
     let unreachable = |e: &dyn std::fmt::Display| ClientError::Transport {
         server: target.server.clone(),
         why: e.to_string(),
     };
+    // Connected before the call (a server away, or a TLS handshake it refused, is then known
+    // for nothing sent); a transport failure after it is the call's own.
+    let mut grpc =
+        tonic::client::Grpc::new(channel(target).await?.connect().await.map_err(|e| {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !why.contains(&text) {
+                    why.push_str(&format!(": {text}"));
+                }
+                source = s.source();
+            }
+            unreachable(&why)
+        })?);
     grpc.ready().await.map_err(|e| unreachable(&e))?;
+    let cut = |why: &str| ClientError::Cut { server: target.server.clone(), why: why.to_string() };
     let mut request = tonic::Request::new(request);
     if let Some(token) = &target.token {
         let bearer = MetadataValue::try_from(format!("Bearer {token}"))
@@ -134,9 +157,8 @@ pub async fn call(
     }
     let mut answer =
         |bytes: Vec<u8>| each(answer_of(&method, &bytes)?).map_err(ClientError::Output);
-    // The channel connects at the first call: a server away (or a TLS handshake it refused)
-    // is a status of the client's own, with the transport's error as its source; the
-    // service's statuses, read from its answer, come with none.
+    // A status of the client's own has the transport's error as its source (the connection
+    // lost during the call); the service's statuses, read from its answer, come with none.
     let failed = |status: Status| match std::error::Error::source(&status) {
         Some(mut source) => {
             let mut why = status.message().to_string();
@@ -151,7 +173,7 @@ pub async fn call(
                     None => break,
                 }
             }
-            unreachable(&why)
+            cut(&why)
         }
         None => ClientError::Status(status),
     };
@@ -197,7 +219,7 @@ fn answer_of(method: &MethodDescriptor, bytes: &[u8]) -> Result<String, ClientEr
 }
 
 /// A channel to the target, with TLS for `https://`.
-async fn channel(target: &Target) -> Result<tonic::transport::Channel, ClientError> {
+async fn channel(target: &Target) -> Result<Endpoint, ClientError> {
     let endpoint = Endpoint::from_shared(target.server.clone()).map_err(|e| {
         ClientError::Usage(format!("{:?} is not a server's URL: {e}", target.server))
     })?;
@@ -236,7 +258,7 @@ async fn channel(target: &Target) -> Result<tonic::transport::Channel, ClientErr
             return Err(ClientError::Usage(why.into()));
         }
     };
-    Ok(endpoint.connect_lazy())
+    Ok(endpoint)
 }
 
 /// A status as the client shows it: its code and message, then the field a `BadRequest`

@@ -501,6 +501,7 @@ async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Re
                         ClientError::Usage(_) => 2,
                         ClientError::Transport { .. } => 3,
                         ClientError::Answer(_) | ClientError::Output(_) => 4,
+                        ClientError::Cut { .. } => 5,
                     });
                 }
             }

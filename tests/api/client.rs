@@ -177,6 +177,30 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
         assert_eq!(near.status, Some(3), "{}", near.stderr);
         assert!(!near.stderr.contains("warning"), "a loopback server: {}", near.stderr);
     }
+    // A connection lost once the call was on its way (a server that reads the request and
+    // hangs up): exit 5, saying a write may have been posted (since 2026-12-07: exit 3,
+    // "cannot reach", which a script could take for nothing sent).
+    let hangs_up = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = hangs_up.local_addr().expect("its address").port();
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = hangs_up.accept().expect("the client's connection");
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("a timeout");
+        let (mut got, mut buf) = (0, [0u8; 4096]);
+        // The preface, the settings, then the call's headers and message.
+        while got < 120 {
+            match std::io::Read::read(&mut conn, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        got
+    });
+    let server = format!("http://127.0.0.1:{port}");
+    let cut = run_client(&server, None, &["call", "LoanService/GetLoan", &get], "");
+    assert!(reader.join().expect("the reader") >= 120, "the call was sent");
+    assert_eq!(cut.status, Some(5), "{}", cut.stderr);
+    let said = format!("the connection to {server} failed during the call (a write may have");
+    assert!(cut.stderr.starts_with(&said), "{}", cut.stderr);
     // An answer that cannot be written out (a full disk, here `/dev/full`): exit 4, naming it.
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"));
