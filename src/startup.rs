@@ -407,6 +407,11 @@ impl Application {
         // Last of what can fail (since 2026-12-07; it came before the writer's claim): a
         // token stored is a token printed.
         let initial_operator_token = first_operator_token(&db).await?;
+        if let Some(backups) = &settings.backups {
+            for problem in crate::app::backup::check_settings(backups, &db).await {
+                tracing::warn!("{problem}");
+            }
+        }
         let (writer, writer_task) = writer::spawn(db.clone(), settings.business_utc_offset);
         let port = listener.local_addr().context("Failed to read the bound address")?.port();
         Ok(Application {

@@ -225,6 +225,61 @@ pub async fn take(
     Ok(manifest)
 }
 
+/// What would make this server's backups fail, found at its start (since 2026-12-07: found by
+/// the first backup, a night later, as `INTERNAL`): on PostgreSQL a `pg_dump` that does not run
+/// or is of an older major version than the server (it refuses to dump it); a backup directory
+/// that exists and cannot be written. Warnings, not refusals: the books are served either way.
+pub async fn check_settings(settings: &BackupSettings, db: &Db) -> Vec<String> {
+    let mut found = Vec::new();
+    if db.backend() == "postgres" {
+        let program = settings.pg_dump.display().to_string();
+        let version = tokio::process::Command::new(&settings.pg_dump).arg("--version").output();
+        match version.await {
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                // "pg_dump (PostgreSQL) 15.14 (Debian 15.14-1)": the first number's major.
+                let major =
+                    text.split_whitespace().find_map(|w| w.split('.').next()?.parse::<u32>().ok());
+                let server = db.query_texts("select current_setting('server_version_num')").await;
+                let server = server.ok().and_then(|v| v.first()?.parse::<u32>().ok());
+                if let (Some(major), Some(server)) = (major, server.map(|n| n / 10_000))
+                    && major < server
+                {
+                    found.push(format!(
+                        "pg_dump {program} is of PostgreSQL {major}, older than the server's \
+                         {server}: it refuses to dump it (--pg-dump)"
+                    ));
+                }
+            }
+            Ok(out) => found.push(format!(
+                "pg_dump {program} --version failed ({}): backups will fail (--pg-dump)",
+                out.status
+            )),
+            Err(e) => found.push(format!(
+                "pg_dump {program} cannot be run ({e}): backups will fail (--pg-dump)"
+            )),
+        }
+    }
+    let dir = settings.dir.clone();
+    let writable = blocking(move || {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let probe = dir.join(format!(".loanledger-probe-{}", std::process::id()));
+        Ok(Some(match std::fs::File::create(&probe) {
+            Ok(_) => std::fs::remove_file(&probe).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }))
+    });
+    if let Ok(Some(Err(e))) = writable.await {
+        let dir = settings.dir.display();
+        found.push(format!(
+            "the backup directory {dir} cannot be written ({e}): backups will fail (--backup-dir)"
+        ));
+    }
+    found
+}
+
 /// Removes what a copy at `partial` left: the copy and SQLite's files beside it.
 fn remove_partial(partial: &Path) -> std::io::Result<()> {
     for suffix in ["", "-journal", "-wal", "-shm"] {

@@ -26,6 +26,7 @@ on_both_backends!(
     the_signing_key_outlives_a_restart,
     a_missing_signing_key_stops_a_database_with_the_lpr_tables_journal,
     a_failed_start_is_logged_as_json,
+    backup_settings_that_would_fail_are_warned_at_start,
     health_follows_the_database_and_the_shutdown,
     one_server_at_a_time_writes,
     the_sqlite_database_is_its_owners_alone,
@@ -1148,4 +1149,27 @@ async fn a_failed_start_is_logged_as_json(backend: Backend) {
     let error = last["fields"]["error"].as_str().expect("the error");
     assert!(error.contains("must start with sqlite: or postgres:, got mysql"), "{error}");
     assert!(!error.contains("corrupt"), "{error}");
+}
+
+/// Backup settings that would make every backup fail are warned about when the server starts
+/// (since 2026-12-07: the first backup, a night later, found them, as INTERNAL): a backup
+/// directory that cannot be written (`/proc`, not even by root), and on PostgreSQL a `pg_dump`
+/// that cannot be run. The server serves all the same.
+async fn backup_settings_that_would_fail_are_warned_at_start(backend: Backend) {
+    let Some(mut app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.stop().await;
+    let args = ["--backup-dir", "/proc", "--pg-dump", "/nonexistent/pg_dump"];
+    let server = ServerProcess::start_with(&app.database_url, &args);
+    server.wait_for_log("the backup directory /proc cannot be written", Duration::from_secs(10));
+    let pg_dump = "pg_dump /nonexistent/pg_dump cannot be run";
+    if backend == Backend::Postgres {
+        server.wait_for_log(pg_dump, Duration::from_secs(10));
+    } else {
+        let log = server.log.lock().expect("the log").join("\n");
+        assert!(!log.contains(pg_dump), "SQLite's backups need no pg_dump: {log}");
+    }
+    drop(server);
+    app.finish().await;
 }
