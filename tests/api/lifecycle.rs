@@ -277,19 +277,8 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
     )
     .await
     .expect("the last migration's record set aside");
-    let url = &app.database_url;
-    let stderr = refused_start(&[
-        "serve",
-        "--database-url",
-        url,
-        "--listen",
-        "127.0.0.1:0",
-        "--signing-key",
-        key_arg,
-    ]);
-    assert!(stderr.contains("does not exist, and the database has journals"), "{stderr}");
+    let stderr = refused_for_a_missing_key(&app.database_url, &key_file);
     assert!(stderr.contains(key_arg) && stderr.contains("--new-signing-key"), "{stderr}");
-    assert!(!key_file.exists(), "no key made");
     let after = app.db.query_texts(count).await.expect("the migrations applied");
     assert_eq!(
         after[0].parse::<i64>().expect("a count") + 1,
@@ -1113,21 +1102,19 @@ async fn a_missing_signing_key_stops_a_database_with_the_lpr_tables_journal(back
     app.registry(&app.operator).set_lpr(set).await.expect("SetLpr");
     app.stop().await;
     let dir = tempfile::tempdir().expect("a directory for the key");
-    let key_file = dir.path().join("signing.key");
+    refused_for_a_missing_key(&app.database_url, &dir.path().join("signing.key"));
+    app.finish().await;
+}
+
+/// `serve` on `url` with its signing key file `key_file` missing: refused, saying the database
+/// has journals, and no key made. Its stderr.
+fn refused_for_a_missing_key(url: &str, key_file: &std::path::Path) -> String {
     let key_arg = key_file.to_str().expect("a UTF-8 path");
-    let url = &app.database_url;
-    let stderr = refused_start(&[
-        "serve",
-        "--database-url",
-        url,
-        "--listen",
-        "127.0.0.1:0",
-        "--signing-key",
-        key_arg,
-    ]);
+    let listen = ["--listen", "127.0.0.1:0", "--signing-key", key_arg];
+    let stderr = refused_start(&[&["serve", "--database-url", url][..], &listen].concat());
     assert!(stderr.contains("does not exist, and the database has journals"), "{stderr}");
     assert!(!key_file.exists(), "no key made");
-    app.finish().await;
+    stderr
 }
 
 /// With `--log-format json`, a start that fails says why in a JSON line of the log, as an
