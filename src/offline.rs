@@ -165,6 +165,13 @@ pub fn check_with(
     {
         return Err(format!("the answer is {kind}, not {} as asked", expected.answer()));
     }
+    // A consistency proof shows that a checkpoint you hold is a prefix of a later one: between
+    // two the service chose, it shows nothing of yours (since 2026-12-07: it passed).
+    if expect == Some(Expected::Consistency) && held.is_none() {
+        return Err("--expect consistency needs --held, the checkpoint you hold: a proof \
+                    between two checkpoints the service chose shows nothing of yours"
+            .into());
+    }
     let mut found = vec![kind.to_string()];
     // The held checkpoint's key: the one given for it, else the pinned key (or the one the
     // handovers lead to), else one it was handed over from, the latest first; the first that
@@ -741,6 +748,10 @@ mod tests {
         assert!(check_with(&public(), &equal, of_size(4)).is_ok(), "the size asked for");
         let unasked = Options { held: Some(&held), ..Options::default() };
         assert!(check_with(&public(), &equal, unasked).is_ok(), "no kind asked for");
+        // Asked for a consistency proof, one checked against no held checkpoint shows nothing.
+        let unheld = Options { expect: Some(consistency), ..Options::default() };
+        let e = check_with(&public(), &proof, unheld).unwrap_err();
+        assert!(e.contains("--expect consistency needs --held"), "{e}");
         let inclusion = Options { expect: Some(Expected::Inclusion), ..Options::default() };
         assert!(check_with(&public(), &proof, inclusion).is_err());
         assert_eq!(Expected::parse("consistency"), Some(Expected::Consistency));
