@@ -132,21 +132,23 @@ pub async fn call(
         server: target.server.clone(),
         why: e.to_string(),
     };
-    // Connected before the call (a server away, or a TLS handshake it refused, is then known
-    // for nothing sent); a transport failure after it is the call's own.
-    let mut grpc =
-        tonic::client::Grpc::new(channel(target).await?.connect().await.map_err(|e| {
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                let text = s.to_string();
-                if !why.contains(&text) {
-                    why.push_str(&format!(": {text}"));
-                }
-                source = s.source();
-            }
-            unreachable(&why)
-        })?);
+    // Connected, and the connection answered a health check, before the call: a server away,
+    // or a TLS handshake it refused (under TLS 1.3 a client certificate is refused after the
+    // client's side of the handshake is done), is then known for nothing sent; a transport
+    // failure after it is the call's own. Any answer of the check, a status too, shows the
+    // connection good.
+    let connected = channel(target).await?.connect().await;
+    let connected =
+        connected.map_err(|e| unreachable(&chain(e.to_string(), std::error::Error::source(&e))))?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(connected.clone());
+    let check = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    if let Err(status) = health.check(check).await
+        && std::error::Error::source(&status).is_some()
+    {
+        let why = chain(status.message().to_string(), std::error::Error::source(&status));
+        return Err(unreachable(&why));
+    }
+    let mut grpc = tonic::client::Grpc::new(connected);
     grpc.ready().await.map_err(|e| unreachable(&e))?;
     let cut = |why: &str| ClientError::Cut { server: target.server.clone(), why: why.to_string() };
     let mut request = tonic::Request::new(request);
@@ -160,21 +162,7 @@ pub async fn call(
     // A status of the client's own has the transport's error as its source (the connection
     // lost during the call); the service's statuses, read from its answer, come with none.
     let failed = |status: Status| match std::error::Error::source(&status) {
-        Some(mut source) => {
-            let mut why = status.message().to_string();
-            loop {
-                // (Each layer's text, once: they often repeat the one below.)
-                let text = source.to_string();
-                if !why.contains(&text) {
-                    why.push_str(&format!(": {text}"));
-                }
-                match source.source() {
-                    Some(next) => source = next,
-                    None => break,
-                }
-            }
-            cut(&why)
-        }
+        Some(source) => cut(&chain(status.message().to_string(), Some(source))),
         None => ClientError::Status(status),
     };
     if method.is_server_streaming() {
@@ -188,6 +176,19 @@ pub async fn call(
         answer(response.into_inner())?;
     }
     Ok(())
+}
+
+/// `head` and the texts of `source` and its sources, each layer's once (they often repeat the
+/// one below).
+fn chain(mut why: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !why.contains(&text) {
+            why.push_str(&format!(": {text}"));
+        }
+        source = s.source();
+    }
+    why
 }
 
 /// The request `json` of `method`, encoded.

@@ -236,7 +236,8 @@ enum Cmd {
     /// and prints each answer as one line of JSON (protobuf's JSON mapping, as grpcurl's). No
     /// database, no proto files. Exit status 1 when the service refuses the call (its code,
     /// message, field or reason on stderr), 2 when the call cannot be made as asked, 3 when the
-    /// server cannot be reached, 4 when its answer cannot be read or written out.
+    /// server cannot be reached (nothing sent), 4 when its answer cannot be read or written
+    /// out, 5 when the connection failed once the call was sent (a write may have been posted).
     Client {
         /// The server: http://HOST:PORT, or https://HOST:PORT for one serving TLS.
         #[arg(long, env = "LOANLEDGER_SERVER", default_value = "http://127.0.0.1:50051")]

@@ -177,27 +177,13 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
         assert_eq!(near.status, Some(3), "{}", near.stderr);
         assert!(!near.stderr.contains("warning"), "a loopback server: {}", near.stderr);
     }
-    // A connection lost once the call was on its way (a server that reads the request and
-    // hangs up): exit 5, saying a write may have been posted (since 2026-12-07: exit 3,
-    // "cannot reach", which a script could take for nothing sent).
-    let hangs_up = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let port = hangs_up.local_addr().expect("its address").port();
-    let reader = std::thread::spawn(move || {
-        let (mut conn, _) = hangs_up.accept().expect("the client's connection");
-        conn.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("a timeout");
-        let (mut got, mut buf) = (0, [0u8; 4096]);
-        // The preface, the settings, then the call's headers and message.
-        while got < 120 {
-            match std::io::Read::read(&mut conn, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got += n,
-            }
-        }
-        got
-    });
+    // A connection lost once the call was on its way (a proxy to the server that passes the
+    // client's health check, then hangs up when the call's headers come): exit 5, saying a
+    // write may have been posted (since 2026-12-07: exit 3, "cannot reach", which a script
+    // could take for nothing sent).
+    let port = hang_up_at_the_call(app.port);
     let server = format!("http://127.0.0.1:{port}");
     let cut = run_client(&server, None, &["call", "LoanService/GetLoan", &get], "");
-    assert!(reader.join().expect("the reader") >= 120, "the call was sent");
     assert_eq!(cut.status, Some(5), "{}", cut.stderr);
     let said = format!("the connection to {server} failed during the call (a write may have");
     assert!(cut.stderr.starts_with(&said), "{}", cut.stderr);
@@ -234,4 +220,66 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
+}
+
+/// A proxy on a port of its own (returned) to the server on `port`, for one connection: it
+/// passes the HTTP/2 frames both ways until the client opens its second stream (stream 3: the
+/// call, after the client's health check on stream 1), then closes both sides. Gives up after
+/// 10 s.
+fn hang_up_at_the_call(port: u16) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let own = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        listener.set_nonblocking(true).expect("non-blocking");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let client = loop {
+            match listener.accept() {
+                Ok((client, _)) => break client,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(_) => return,
+            }
+        };
+        client.set_nonblocking(false).expect("blocking");
+        let timeout = Some(std::time::Duration::from_secs(10));
+        client.set_read_timeout(timeout).expect("a timeout");
+        let server = TcpStream::connect(("127.0.0.1", port)).expect("the server");
+        let (mut from_server, mut to_client) =
+            (server.try_clone().expect("a clone"), client.try_clone().expect("a clone"));
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from_server, &mut to_client);
+        });
+        let (mut from_client, mut to_server) = (client, server);
+        // The client's preface (24 bytes), then frames: 9 bytes of header (length, type,
+        // flags, stream id), then the payload.
+        let mut preface = [0u8; 24];
+        if from_client.read_exact(&mut preface).is_err() || to_server.write_all(&preface).is_err() {
+            return;
+        }
+        loop {
+            let mut header = [0u8; 9];
+            if from_client.read_exact(&mut header).is_err() {
+                return;
+            }
+            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let stream =
+                u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+            if header[3] == 1 && stream == 3 {
+                let _ = from_client.shutdown(Shutdown::Both);
+                let _ = to_server.shutdown(Shutdown::Both);
+                return;
+            }
+            let mut payload = vec![0u8; length];
+            if from_client.read_exact(&mut payload).is_err()
+                || to_server.write_all(&header).is_err()
+                || to_server.write_all(&payload).is_err()
+            {
+                return;
+            }
+        }
+    });
+    own
 }
