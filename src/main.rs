@@ -397,7 +397,10 @@ async fn run(huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
     // With JSON lines asked for, a failed command's error is one of them (since 2026-12-07:
     // Rust printed `Error: …` as text beside the log, which a collector reading JSON drops:
     // the one line saying why the service did not start). Human logs keep that text.
-    if let (Err(e), LogFormat::Json) = (&result, format) {
+    // Under a RUST_LOG that turns errors off, the text is printed as before rather than lost.
+    if let (Err(e), LogFormat::Json) = (&result, format)
+        && tracing::enabled!(tracing::Level::ERROR)
+    {
         tracing::error!(error = format!("{e:#}"), "the command failed");
         std::process::exit(1);
     }

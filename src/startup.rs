@@ -293,11 +293,11 @@ pub struct SigningKeyFile {
 /// another directory (the default file is relative to it), or without the key's volume, would
 /// otherwise sign with a key no auditor holds, which they cannot tell from a forger's.
 ///
-/// `journaled`: the transactions an auditor may hold checkpoints of
-/// ([`Db::count_checkpointed_transactions`], counted before the database is migrated, so that
+/// `journaled`: whether the database holds transactions an auditor may hold checkpoints of
+/// ([`Db::has_checkpointed_transactions`], read before the database is migrated, so that
 /// a start this refuses leaves the database as the build that served it left it; since
 /// 2026-12-07 the LPR table's journal counts too, and a ledger's journal without its row).
-fn signing_key(settings: &Settings, journaled: i64) -> anyhow::Result<ed25519_dalek::SigningKey> {
+fn signing_key(settings: &Settings, journaled: bool) -> anyhow::Result<ed25519_dalek::SigningKey> {
     use crate::app::signing_key::{generate, load_or_create, public_hex};
     let Some(file) = &settings.signing_key else {
         return Ok(generate());
@@ -307,7 +307,7 @@ fn signing_key(settings: &Settings, journaled: i64) -> anyhow::Result<ed25519_da
         std::fs::symlink_metadata(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound
     );
-    if missing && !file.new_for_ledgers && journaled > 0 {
+    if missing && !file.new_for_ledgers && journaled {
         anyhow::bail!(
             "the checkpoint signing key file {} does not exist, and the database has journals \
              (ledgers, the LPR table): their auditors hold checkpoints signed with a key that \
@@ -323,7 +323,7 @@ fn signing_key(settings: &Settings, journaled: i64) -> anyhow::Result<ed25519_da
     let path = path.display();
     if !created {
         tracing::info!(%path, public_key, "checkpoint signing key");
-    } else if journaled > 0 {
+    } else if journaled {
         tracing::warn!(
             %path,
             public_key,
@@ -379,9 +379,9 @@ impl Application {
         })?;
         // The signing key before the migrations, for the same reason (since 2026-12-07).
         let journaled = db
-            .count_checkpointed_transactions()
+            .has_checkpointed_transactions()
             .await
-            .context("Failed to count the journals' transactions")?;
+            .context("Failed to read whether the database has journals")?;
         let signing_key = signing_key(&settings, journaled)?;
         db.migrate().await.context("Failed to migrate the database")?;
         if let Some(file) = db.sqlite_file() {
@@ -404,14 +404,14 @@ impl Application {
                 (1 + writer::GROUP_ATTEMPTS) * crate::store::CLAIM_WAIT.as_secs()
             );
         }
-        // Last of what can fail (since 2026-12-07; it came before the writer's claim): a
-        // token stored is a token printed.
-        let initial_operator_token = first_operator_token(&db).await?;
         if let Some(backups) = &settings.backups {
             for problem in crate::app::backup::check_settings(backups, &db).await {
                 tracing::warn!("{problem}");
             }
         }
+        // Last of what can fail (since 2026-12-07; it came before the writer's claim): a
+        // token stored is a token printed.
+        let initial_operator_token = first_operator_token(&db).await?;
         let (writer, writer_task) = writer::spawn(db.clone(), settings.business_utc_offset);
         let port = listener.local_addr().context("Failed to read the bound address")?.port();
         Ok(Application {

@@ -193,10 +193,12 @@ pub async fn take(
     }
     let heads = match db.backup_to(&partial, url, &settings.pg_dump).await {
         Ok(heads) => heads,
-        Err(e) => return Err(removed_after_failure(partial, e.into()).await),
+        Err(e) => {
+            return Err(removed_after_failure(partial, pending_path, e.into()).await);
+        }
     };
     let (name, request_id) = (name.to_string(), request_id.to_string());
-    let kept = partial.clone();
+    let (kept, kept_pending) = (partial.clone(), pending_path.clone());
     let manifest = blocking(move || {
         let (size_bytes, sha256) = synced_digest(&partial)?;
         let taken_at_us = chrono::Utc::now().timestamp_micros();
@@ -213,7 +215,7 @@ pub async fn take(
     .await;
     let manifest = match manifest {
         Ok(manifest) => manifest,
-        Err(e) => return Err(removed_after_failure(kept, e).await),
+        Err(e) => return Err(removed_after_failure(kept, kept_pending, e).await),
     };
     tracing::info!(
         name = manifest.name,
@@ -233,8 +235,14 @@ pub async fn check_settings(settings: &BackupSettings, db: &Db) -> Vec<String> {
     let mut found = Vec::new();
     if db.backend() == "postgres" {
         let program = settings.pg_dump.display().to_string();
-        let version = tokio::process::Command::new(&settings.pg_dump).arg("--version").output();
-        match version.await {
+        let version = tokio::process::Command::new(&settings.pg_dump)
+            .arg("--version")
+            .kill_on_drop(true)
+            .output();
+        // A program that does not answer in seconds is not waited for: the start goes on.
+        let version = tokio::time::timeout(std::time::Duration::from_secs(5), version).await;
+        let version = version.unwrap_or_else(|_| Err(std::io::Error::other("no answer in 5 s")));
+        match version {
             Ok(out) if out.status.success() => {
                 let text = String::from_utf8_lossy(&out.stdout);
                 // "pg_dump (PostgreSQL) 15.14 (Debian 15.14-1)": the first number's major.
@@ -265,8 +273,11 @@ pub async fn check_settings(settings: &BackupSettings, db: &Db) -> Vec<String> {
         if !dir.is_dir() {
             return Ok(None);
         }
-        let probe = dir.join(format!(".loanledger-probe-{}", std::process::id()));
-        Ok(Some(match std::fs::File::create(&probe) {
+        // A name of this check's own: servers of one process (the tests') may check at once.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = dir.join(format!(".loanledger-probe-{}-{n}", std::process::id()));
+        Ok(Some(match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
             Ok(_) => std::fs::remove_file(&probe).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         }))
@@ -293,13 +304,25 @@ fn remove_partial(partial: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `failure` of a backup, once the copy it left half-made at `partial` is removed (since
+/// `failure` of a backup, once the copy it left half-made at `partial` is removed, with the
+/// manifest `pending` beside it when the copy was not in place yet (since
 /// 2026-12-07: a copy that failed for want of space no longer keeps the space taken, a file of
 /// `ListBackups`' directory that it does not list). A copy that cannot be removed is logged;
 /// the failure is the answer either way.
-async fn removed_after_failure(partial: PathBuf, failure: AppError) -> AppError {
+async fn removed_after_failure(partial: PathBuf, pending: PathBuf, failure: AppError) -> AppError {
     let shown = partial.display().to_string();
-    if let Err(e) = blocking(move || Ok(remove_partial(&partial)?)).await {
+    let removed = blocking(move || {
+        // The manifest waiting beside a copy not yet in place goes with it; once the copy is in
+        // place, it stays: the next backup of the name finishes the two.
+        if partial.try_exists()? {
+            match std::fs::remove_file(&pending) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(remove_partial(&partial)?)
+    });
+    if let Err(e) = removed.await {
         tracing::warn!(file = shown, error = %e, "a failed backup's copy is left");
     }
     failure

@@ -1556,6 +1556,15 @@ impl Writer {
                                 "answer of {loan_id} refers to a missing journal entry"
                             )));
                         }
+                        // A journal broken under the answer is the service's fault here, not
+                        // a refusal of the request: a FAILED_PRECONDITION would tell the
+                        // client its write was refused and wants a new request id, and it was
+                        // posted (`app::error::journal_broken` is for reads).
+                        Err(AppError::Refused(r)) => {
+                            let why =
+                                format!("the answer of {loan_id} cannot be rebuilt: {}", r.message);
+                            return Ok(Answered::Failed(AppError::Internal(why)));
+                        }
                         Err(e) => return Ok(Answered::Failed(e)),
                     };
                     Ok(Answered::New(if env.brief {

@@ -1348,7 +1348,7 @@ impl Pool {
                 PoolEvent::Participated { loan_id, value_date, .. } if *value_date <= as_of => {
                     let member = dated.entry(loan_id).or_default();
                     member.participations += 1;
-                    member.participation_years.push(value_date.year());
+                    member.participated_on.push(*value_date);
                 }
                 _ => {}
             }
@@ -1458,8 +1458,8 @@ fn period_return(fen_days: i128, rate: AnnualRate) -> i64 {
 struct Activity {
     returns: Vec<(NaiveDate, Fen)>,
     participations: u32,
-    /// The calendar years of the participations.
-    participation_years: Vec<i32>,
+    /// The participations' dates.
+    participated_on: Vec<NaiveDate>,
 }
 
 impl Activity {
@@ -1468,12 +1468,16 @@ impl Activity {
         Fen(paid.fold(0i64, |sum, (_, fen)| sum.saturating_add(fen.0)))
     }
 
-    /// Whether a return was paid in a calendar year in which no participation is recorded:
-    /// the "simple dividend" policy forbids, judged year by year (since 2026-12-07: one
-    /// participation, whenever, cleared every year's returns, those before it too).
+    /// Whether a return was paid with no participation recorded within a year of its payment,
+    /// before or after it: the "simple dividend" policy forbids, judged return by return
+    /// (since 2026-12-07: one participation, whenever, cleared every return, years apart). A
+    /// year either side: a return paid late, or after the pool's settlement (which refuses
+    /// later participations), is covered by the work of the year it pays for.
     fn paid_without_participation(&self) -> bool {
-        self.returns.iter().any(|(date, fen)| {
-            fen.is_positive() && !self.participation_years.contains(&date.year())
+        self.returns.iter().any(|(paid, fen)| {
+            let from = paid.checked_sub_months(chrono::Months::new(12)).unwrap_or(*paid);
+            let to = paid.checked_add_months(chrono::Months::new(12)).unwrap_or(*paid);
+            fen.is_positive() && !self.participated_on.iter().any(|d| (from..=to).contains(d))
         })
     }
 }

@@ -88,6 +88,12 @@ pub const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// finding it locked ([`Db::connect`]): more than there are migrations.
 const MIGRATE_RACE_TRIES: u32 = 50;
 
+/// How long a SQLite file found locked at its opening or migration is tried again, in all: a
+/// new file's race with a second server lasts the other's migrations, well under this; a file
+/// locked for longer is said so without waiting out every try (each may first wait out the
+/// busy timeout).
+const BUSY_RACE_WAIT: Duration = Duration::from_secs(10);
+
 /// PostgreSQL's advisory lock key of the writer claim (the bytes of "llwriter"): advisory locks
 /// are per database, so one key serves every database of a cluster.
 const CLAIM_LOCK_KEY: i64 = i64::from_be_bytes(*b"llwriter");
@@ -806,10 +812,14 @@ impl Db {
             // process opening or migrating the same new file meanwhile (a second server started
             // with this one) may be refused SQLITE_BUSY at once, without SQLite's busy wait.
             // Tried again (since 2026-12-07: the second server failed to start, 1 in 10).
-            let mut tries = 0;
+            let (mut tries, started) = (0, std::time::Instant::now());
             loop {
                 match Self::connect_sqlite(url).await {
-                    Err(e) if tries < MIGRATE_RACE_TRIES && e.is_sqlite_busy() => {
+                    Err(e)
+                        if tries < MIGRATE_RACE_TRIES
+                            && started.elapsed() < BUSY_RACE_WAIT
+                            && e.is_sqlite_busy() =>
+                    {
                         tries += 1;
                         tracing::debug!(error = %e, "opening raced another process's");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -934,13 +944,15 @@ impl Db {
                         .await
                         .unwrap_or(0)
                 };
-                let mut tries = 0;
+                let (mut tries, started) = (0, std::time::Instant::now());
                 loop {
                     let before = applied().await;
                     match SQLITE_MIGRATOR.run(p).await {
                         Err(e)
                             if tries < MIGRATE_RACE_TRIES
-                                && (applied().await != before || migrate_busy(&e)) =>
+                                && (applied().await != before
+                                    || (migrate_busy(&e)
+                                        && started.elapsed() < BUSY_RACE_WAIT)) =>
                         {
                             tries += 1;
                             tracing::debug!(error = %e, "migrations raced another process's");

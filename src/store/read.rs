@@ -1078,27 +1078,29 @@ impl Db {
         }
     }
 
-    /// The number of ledgers (regions; the LPR table's chain has no ledger row).
-    pub async fn count_ledgers(&self) -> Result<i64, StoreError> {
-        let sql = "select count(*) from ledger";
-        Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))
-    }
-
-    /// The journal transactions an auditor may hold checkpoints of, before this database is
-    /// migrated by this build: every ledger's and the LPR table's, but the LPR chain's start
-    /// (seq 1, made by every server's first start). A database not set up yet (no migration
-    /// applied) has none.
-    pub async fn count_checkpointed_transactions(&self) -> Result<i64, StoreError> {
-        let set_up = "select count(*) from _sqlx_migrations";
-        let set_up: Result<i64, _> =
-            on_pool!(self, p => sqlx::query_scalar(set_up).fetch_one(p).await);
-        if !set_up.is_ok_and(|n| n > 0) {
-            return Ok(0);
+    /// Whether the database holds journal transactions an auditor may hold checkpoints of,
+    /// before this build migrates it: any ledger's, or the LPR table's but its chain's start
+    /// (seq 1, made by every server's first start). A database not set up yet (no journal
+    /// table) holds none; any other failure is an error (since 2026-12-07: a failure read as
+    /// none, and a missing signing key was made anew over journals auditors hold).
+    pub async fn has_checkpointed_transactions(&self) -> Result<bool, StoreError> {
+        let table = match self {
+            Db::Sqlite(..) => {
+                "select count(*) from sqlite_master where type = 'table' and name = 'journal_txn'"
+            }
+            Db::Postgres(..) => {
+                "select count(*) from pg_tables where tablename = 'journal_txn' \
+                                 and schemaname = current_schema()"
+            }
+        };
+        let tables: i64 = on_pool!(self, p => sqlx::query_scalar(table).fetch_one(p).await?);
+        if tables == 0 {
+            return Ok(false);
         }
-        let sql = "select count(*) from journal_txn where not (ledger_id = $1 and seq = 1)";
-        Ok(
-            on_pool!(self, p => sqlx::query_scalar(sql).bind(crate::domain::lpr::LPR_LEDGER).fetch_one(p).await?),
-        )
+        let sql = "select count(*) from (select 1 from journal_txn \
+                   where not (ledger_id = $1 and seq = 1) limit 1) x";
+        let found: i64 = on_pool!(self, p => sqlx::query_scalar(sql).bind(crate::domain::lpr::LPR_LEDGER).fetch_one(p).await?);
+        Ok(found > 0)
     }
 
     /// The number of tokens stored, revoked ones too.

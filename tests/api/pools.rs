@@ -380,12 +380,12 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
         85_222,
         "nothing due after the settlement"
     );
-    // A return paid in 2022 is judged against 2022's participations: the second household's
-    // work of 2021 does not cover it (since 2026-12-07: one participation, whenever, cleared
-    // every return).
-    let extra = pool_return(&second, "2022-01-10", 100);
+    // A return is judged against the participations within a year of it: the second
+    // household's work of 2021-06-24 covers the return of 2021-07-01, not one paid on
+    // 2022-07-10 (since 2026-12-07: one participation, whenever, cleared every return).
+    let extra = pool_return(&second, "2022-07-10", 100);
     pools(&t.finance).record_pool_return(extra).await.expect("a return in 2022");
-    let r = report(&app, &t.auditor, "2022-01-10").await;
+    let r = report(&app, &t.auditor, "2022-07-10").await;
     let expected = flags(&["RETURN_LATE", "RETURNS_WITHOUT_PARTICIPATION"]);
     assert_eq!(r.members[1].flags, expected, "{:?}", r.members[1]);
     // A return dated back to 2021-06-21, recorded now: the report as of 06-22 counts it; the

@@ -242,17 +242,21 @@ fn transfers_returns_and_participation() {
     let earlier = &pool.report(&[&a, &b], d("2021-03-31"), &activity)[0];
     assert_eq!(earlier.participations, 0, "recorded on 04-01");
     assert!(earlier.flags.contains(&PoolFlag::ReturnsWithoutParticipation));
-    // Judged year by year: the 2021 work does not cover a return paid in 2022; work in 2022
-    // does (one participation whenever cleared every year's returns, those before it too).
+    // Judged return by return, a year either side: the work of 2021-04-01 covers a return
+    // paid on 2022-04-01, not one paid on 2022-04-02; work recorded within a year after that
+    // one does (one participation, whenever, cleared every return, years apart).
     let mut years = activity.clone();
     let mut later = pool.clone();
-    years.push(applied(&mut later, |p| p.pay_return("A", d("2022-03-21"), Fen(100))));
-    let flagged = &later.report(&[&a, &b], d("2022-03-31"), &years)[0];
+    years.push(applied(&mut later, |p| p.pay_return("A", d("2022-04-01"), Fen(100))));
+    let covered = &later.report(&[&a, &b], d("2022-04-01"), &years)[0];
+    assert!(!covered.flags.contains(&PoolFlag::ReturnsWithoutParticipation), "{covered:?}");
+    years.push(applied(&mut later, |p| p.pay_return("A", d("2022-04-02"), Fen(100))));
+    let flagged = &later.report(&[&a, &b], d("2022-04-02"), &years)[0];
     assert!(flagged.flags.contains(&PoolFlag::ReturnsWithoutParticipation), "{flagged:?}");
     years.push(applied(&mut later, |p| {
-        p.participate("A", d("2022-05-01"), ParticipationKind::Work, "养殖场务工")
+        p.participate("A", d("2023-04-02"), ParticipationKind::Work, "养殖场务工")
     }));
-    let covered = &later.report(&[&a, &b], d("2022-05-01"), &years)[0];
+    let covered = &later.report(&[&a, &b], d("2023-04-02"), &years)[0];
     assert!(!covered.flags.contains(&PoolFlag::ReturnsWithoutParticipation), "{covered:?}");
     // Another pool's events are not this one's.
     let mut other = activity[0].clone();
