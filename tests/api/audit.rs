@@ -20,6 +20,7 @@ on_both_backends!(
     a_head_stored_far_ahead_is_reported,
     a_damaged_row_is_missing_to_who_may_not_read_it,
     a_broken_journal_is_named_to_a_reader_of_the_past,
+    verify_lists_every_kind_of_problem_it_finds,
     an_uplift_altered_out_of_bounds_is_an_unreadable_row,
     rows_before_the_chain_are_reported,
     mistyped_journal_columns_are_reported,
@@ -261,6 +262,35 @@ async fn a_broken_journal_is_named_to_a_reader_of_the_past(backend: Backend) {
     };
     let broken = expect_refused(balances.map(tonic::Response::new), "JOURNAL_BROKEN");
     assert_eq!(metadata(&broken, "seq"), Some(june.to_string()));
+    app.finish().await;
+}
+
+/// Verify's list of 100 problems is shared between the kinds it finds: with every one of 110
+/// repayments' hashes altered (a hundred-odd journal problems), a balance altered too is still
+/// listed, not only counted (since 2026-12-07: the journal's came first under the one cap).
+async fn verify_lists_every_kind_of_problem_it_finds(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let items = (0..110).map(|i| repayment_item(&rid("r"), &id, "2021-03-20", 100 + i)).collect();
+    let posted = app.loans(&t.bank).submit_batch(pb::SubmitBatchRequest { items }).await;
+    assert_eq!(posted.expect("SubmitBatch").into_inner().posted, 110);
+    let hashes = format!(
+        "update journal_txn set hash = replace(hash, substr(hash, 1, 1), 'x') \
+         where ledger_id = '{LEDGER}' and kind = 'loan.repaid'"
+    );
+    assert_eq!(app.behind_the_back("journal_txn", &hashes).await.expect("altered"), 110);
+    let principal = format!("loan/{id}/principal");
+    let balance = format!(
+        "update account_balance set balance_fen = balance_fen + 7 where account = '{principal}'"
+    );
+    assert_eq!(app.db.execute_raw(&balance).await.expect("altered"), 1);
+    let v = app.verify(&t.auditor).await;
+    assert!(!v.ok);
+    assert_eq!(v.problems.len(), 101, "{:?}", v.problems);
+    let named = format!("balance of {principal}: stored");
+    assert!(v.problems.iter().any(|p| p.starts_with(&named)), "{:?}", v.problems);
+    assert!(v.problems[100].starts_with("... and "), "{:?}", v.problems[100]);
     app.finish().await;
 }
 

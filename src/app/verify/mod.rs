@@ -118,6 +118,41 @@ impl Problems {
         }
     }
 
+    /// The report's list: the groups' problems (the journal's, then the read models', the
+    /// claims' and the answers'), each group's in its order, at most [`PROBLEMS_MAX`] in all
+    /// and shared out a problem at a time in turn, so that each group with problems has some
+    /// listed (since 2026-12-07: the journal's came first under the one cap, and a hundred of
+    /// them left a read model's altered row counted but unlisted); then how many were not
+    /// listed.
+    fn listed<const N: usize>(groups: [Problems; N]) -> Vec<String> {
+        let mut quota = [0usize; N];
+        let mut left = PROBLEMS_MAX;
+        while left > 0 {
+            let mut gave = false;
+            for (q, g) in quota.iter_mut().zip(&groups) {
+                if left > 0 && *q < g.list.len() {
+                    *q += 1;
+                    left -= 1;
+                    gave = true;
+                }
+            }
+            if !gave {
+                break;
+            }
+        }
+        let total: u64 = groups.iter().map(|g| g.total).sum();
+        let mut listed: Vec<String> = groups
+            .into_iter()
+            .zip(quota)
+            .flat_map(|(g, q)| g.list.into_iter().take(q).map(|(_, text)| text))
+            .collect();
+        let unlisted = total - listed.len() as u64;
+        if unlisted > 0 {
+            listed.push(format!("... and {unlisted} more problems"));
+        }
+        listed
+    }
+
     /// Both stages' problems in seq order (this stage's first on the same seq).
     fn merge(mut self, other: Problems) -> Problems {
         self.first_break_seq = match (self.first_break_seq, other.first_break_seq) {
@@ -276,7 +311,7 @@ pub async fn verify_ledger_with(
     // The journal's problems in seq order, then the read models' (seq 0: not a break, listed
     // after them), then the claims' lines worked out again and the stored answers rechecked
     // (seq 0 too: the journal holds).
-    let mut problems = std::mem::take(&mut chain.problems).merge(replay_problems);
+    let problems = std::mem::take(&mut chain.problems).merge(replay_problems);
     let rechecked = if options.recheck_claims {
         claims::recheck(db, &claims).await?
     } else {
@@ -302,20 +337,14 @@ pub async fn verify_ledger_with(
     let models = tokio::task::spawn_blocking(move || compare::compare(&ledger, rebuilt, stored))
         .await
         .map_err(|e| AppError::Internal(format!("comparing the read models failed: {e}")))?;
-    problems.append(models);
-    problems.append(rechecked.problems);
-    problems.append(answered.problems);
-    let unlisted = problems.total - problems.list.len() as u64;
-    let mut listed: Vec<String> = problems.list.into_iter().map(|(_, text)| text).collect();
-    if unlisted > 0 {
-        listed.push(format!("... and {unlisted} more problems"));
-    }
+    let first_break_seq = problems.first_break_seq;
+    let listed = Problems::listed([problems, models, rechecked.problems, answered.problems]);
     Ok(VerifyReport {
         ok: listed.is_empty(),
         transactions_checked: chain.checked,
         head_seq: chain.head_seq,
         head_hash: std::mem::take(&mut chain.head_hash),
-        first_break_seq: problems.first_break_seq,
+        first_break_seq,
         problems: listed,
         claim_lines_rechecked: rechecked.lines,
         answers_rechecked: answered.answers,
@@ -344,5 +373,32 @@ mod tests {
         let mut none = Problems::default();
         none.append(journal);
         assert_eq!(none.first_break_seq, 7);
+    }
+
+    /// The report's list shares the cap between the groups: 150 journal problems do not leave
+    /// a read model's one unlisted; every problem is counted.
+    #[test]
+    fn every_group_with_problems_is_listed() {
+        let mut journal = Problems::default();
+        for seq in 1..=150 {
+            journal.add(seq, format!("seq {seq}"));
+        }
+        let mut models = Problems::default();
+        models.add(0, "balance of bank/B1/cash".into());
+        let (claims, answers) = (Problems::default(), Problems::default());
+        let listed = Problems::listed([journal, models, claims, answers]);
+        assert_eq!(listed.len(), PROBLEMS_MAX + 1);
+        assert_eq!(listed[0], "seq 1");
+        assert_eq!(listed[PROBLEMS_MAX - 2], "seq 99");
+        assert_eq!(listed[PROBLEMS_MAX - 1], "balance of bank/B1/cash");
+        assert_eq!(listed[PROBLEMS_MAX], "... and 51 more problems");
+        // Under the cap, all of them, in group order, and no count line.
+        let mut few = Problems::default();
+        few.add(3, "seq 3".into());
+        let mut model = Problems::default();
+        model.add(0, "loan L".into());
+        let listed = Problems::listed([few, model]);
+        assert_eq!(listed, ["seq 3", "loan L"]);
+        assert!(Problems::listed([Problems::default()]).is_empty());
     }
 }
