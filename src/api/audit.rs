@@ -67,12 +67,21 @@ impl AuditService for Api {
         request: Request<pb::GetLoanHistoryRequest>,
     ) -> Result<Response<Self::GetLoanHistoryStream>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::GetLoanHistoryRequest { loan_id } = request.into_inner();
+        let pb::GetLoanHistoryRequest { loan_id, through_seq } = request.into_inner();
         let loan_id = parse::loan_id("loan_id", &loan_id)?;
+        let through_seq = parse::through_seq("through_seq", through_seq)?;
         // A loan's history is tens of entries over its life: read it at once (with who owns the
         // loan, in the same statement), check access, stream it out.
         let history = self.readable_history(&actor, &loan_id).await?;
-        let entries = history.entries().map_err(|e| status(e.into()))?;
+        let mut entries = history.entries().map_err(|e| status(e.into()))?;
+        // Through a seq: the entries a checkpoint of that size holds (the loan's are all of its
+        // ledger's journal).
+        if let Some(seq) = through_seq {
+            entries.retain(|e| u64::try_from(e.row.seq).is_ok_and(|s| s <= seq));
+            if entries.is_empty() {
+                return Err(super::error::no_contract_by(&loan_id, None, seq));
+            }
+        }
         // Converted at once and streamed from memory: no task or channel for so few messages.
         let messages: Vec<_> = entries.iter().map(|e| Ok(journal_to_pb(e))).collect();
         Ok(Response::new(tokio_stream::iter(messages)))

@@ -501,7 +501,10 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
                 let under_load = load.is_full();
                 let read = async {
                     let mut s = client
-                        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: loan })
+                        .get_loan_history(pb::GetLoanHistoryRequest {
+                            loan_id: loan,
+                            through_seq: 0,
+                        })
                         .await?
                         .into_inner();
                     while s.message().await?.is_some() {}

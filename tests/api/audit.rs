@@ -21,6 +21,7 @@ on_both_backends!(
     a_damaged_row_is_missing_to_who_may_not_read_it,
     a_broken_journal_is_named_to_a_reader_of_the_past,
     verify_lists_every_kind_of_problem_it_finds,
+    a_loan_history_through_a_seq,
     an_uplift_altered_out_of_bounds_is_an_unreadable_row,
     rows_before_the_chain_are_reported,
     mistyped_journal_columns_are_reported,
@@ -294,6 +295,37 @@ async fn verify_lists_every_kind_of_problem_it_finds(backend: Backend) {
     app.finish().await;
 }
 
+/// GetLoanHistory through a seq (since 2026-12-07) gives the loan's transactions a checkpoint
+/// of that size holds: the repayment recorded after it is left out, a seq before the contract
+/// is NOT_FOUND, one past the journal's range INVALID_ARGUMENT naming the field.
+async fn a_loan_history_through_a_seq(backend: Backend) {
+    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let whole = app.history(&t.auditor, &id).await;
+    let paid = entry(&app.repay(&t.bank, &id, "2021-03-20", 100_000).await).seq;
+    let history = |through_seq: u64| {
+        let mut audit = app.audit(&t.auditor);
+        let loan_id = id.clone();
+        async move {
+            let request = pb::GetLoanHistoryRequest { loan_id, through_seq };
+            let stream = audit.get_loan_history(request).await?;
+            collect(stream.into_inner()).await.map(tonic::Response::new)
+        }
+    };
+    let before = history(paid - 1).await.expect("through the seq before").into_inner();
+    assert_eq!(before, whole, "the repayment left out");
+    let through = history(paid).await.expect("through the repayment").into_inner();
+    assert_eq!(through.len(), whole.len() + 1);
+    assert_eq!(through.last().map(|e| (e.seq, e.kind.as_str())), Some((paid, "loan.repaid")));
+    assert_eq!(history(0).await.expect("all").into_inner(), through);
+    let contract = whole.first().expect("the contract").seq;
+    let none = expect_code(history(contract - 1).await, Code::NotFound);
+    assert!(none.message().contains(&format!("recorded by seq {}", contract - 1)), "{none:?}");
+    expect_invalid(history(u64::MAX).await, "through_seq");
+    app.finish().await;
+}
+
 /// A loan whose stored row cannot be decoded (its servicing state altered by hand) is a fault
 /// to its own bank, INTERNAL, but to another bank a missing loan, as any of its loans is: who
 /// may read a loan is checked before its row is decoded. So on SQLite with a column holding a
@@ -346,7 +378,9 @@ async fn a_damaged_row_is_missing_to_who_may_not_read_it(backend: Backend) {
         let mut audit = app.audit(token);
         let loan_id = id.clone();
         async move {
-            let stream = audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id }).await?;
+            let stream = audit
+                .get_loan_history(pb::GetLoanHistoryRequest { loan_id, through_seq: 0 })
+                .await?;
             collect(stream.into_inner()).await.map(tonic::Response::new)
         }
     };
@@ -591,7 +625,7 @@ async fn postings_text_is_checked_as_postings(backend: Backend) {
     assert_eq!(v.problems[0], format!("seq {} is missing (next stored is {head})", head - 1));
     let refused = match app
         .audit(&t.bank)
-        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() })
+        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone(), through_seq: 0 })
         .await
     {
         Err(status) => status,

@@ -92,8 +92,10 @@ async fn authentication_and_roles(backend: Backend) {
     expect_code(other.create_loan(in_b1s_name.clone()).await, Code::PermissionDenied);
     in_b1s_name.bank_id = "B2".into();
     expect_refused(other.create_loan(in_b1s_name).await, "HOUSEHOLD_CAP_EXCEEDED");
-    let history =
-        app.audit(&b2).get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
+    let history = app
+        .audit(&b2)
+        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone(), through_seq: 0 })
+        .await;
     match history {
         Err(s) => assert_eq!(s.code(), Code::NotFound, "{s:?}"),
         Ok(stream) => {
@@ -107,7 +109,10 @@ async fn authentication_and_roles(backend: Backend) {
     }
     let unknown = app
         .audit(&b2)
-        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: "NO-SUCH-LOAN".into() })
+        .get_loan_history(pb::GetLoanHistoryRequest {
+            loan_id: "NO-SUCH-LOAN".into(),
+            through_seq: 0,
+        })
         .await;
     assert_eq!(unknown.err().map(|s| s.code()), Some(Code::NotFound), "an unknown loan's history");
     match other.list_loans(pb::ListLoansRequest::default()).await {
@@ -279,8 +284,9 @@ async fn authentication_and_roles(backend: Backend) {
         Code::PermissionDenied,
     );
     let mut operator_audit = app.audit(&t.operator);
-    let history =
-        operator_audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() }).await;
+    let history = operator_audit
+        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone(), through_seq: 0 })
+        .await;
     assert_eq!(history.err().map(|s| s.code()), Some(Code::PermissionDenied), "a loan's history");
     // A loan that does not exist is refused alike: the operator cannot learn which loans do.
     let missing = loan_id("NOSUCH");
@@ -304,8 +310,9 @@ async fn authentication_and_roles(backend: Backend) {
             .await,
         Code::PermissionDenied,
     );
-    let history =
-        operator_audit.get_loan_history(pb::GetLoanHistoryRequest { loan_id: missing }).await;
+    let history = operator_audit
+        .get_loan_history(pb::GetLoanHistoryRequest { loan_id: missing, through_seq: 0 })
+        .await;
     assert_eq!(
         history.err().map(|s| s.code()),
         Some(Code::PermissionDenied),
@@ -552,7 +559,10 @@ async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
             );
             assert_eq!(s.message(), not_found("loan", loan));
             let s = audit
-                .get_loan_history(pb::GetLoanHistoryRequest { loan_id: loan.clone() })
+                .get_loan_history(pb::GetLoanHistoryRequest {
+                    loan_id: loan.clone(),
+                    through_seq: 0,
+                })
                 .await
                 .expect_err("a loan outside the books has no history to read");
             assert_eq!((s.code(), s.message()), (Code::NotFound, not_found("loan", loan).as_str()));

@@ -609,7 +609,7 @@ async fn connections_killed_under_the_service() {
     let history = loop {
         let answer = app
             .audit(&t.auditor)
-            .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone() })
+            .get_loan_history(pb::GetLoanHistoryRequest { loan_id: id.clone(), through_seq: 0 })
             .await;
         match answer {
             Ok(stream) => break collect(stream.into_inner()).await.expect("the history's stream"),

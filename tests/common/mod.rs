@@ -568,7 +568,7 @@ impl TestApp {
     pub async fn history(&self, token: &str, loan_id: &str) -> Vec<pb::JournalTransaction> {
         let stream = self
             .audit(token)
-            .get_loan_history(pb::GetLoanHistoryRequest { loan_id: loan_id.into() })
+            .get_loan_history(pb::GetLoanHistoryRequest { loan_id: loan_id.into(), through_seq: 0 })
             .await
             .expect("GetLoanHistory");
         collect(stream.into_inner()).await.expect("GetLoanHistory stream")
