@@ -277,7 +277,7 @@ pub async fn check_settings(settings: &BackupSettings, db: &Db) -> Vec<String> {
         static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let probe = dir.join(format!(".loanledger-probe-{}-{n}", std::process::id()));
-        Ok(Some(match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(Some(match create_private(&probe) {
             Ok(_) => std::fs::remove_file(&probe).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         }))
@@ -296,12 +296,17 @@ fn remove_partial(partial: &Path) -> std::io::Result<()> {
     for suffix in ["", "-journal", "-wal", "-shm"] {
         let mut leftover = partial.as_os_str().to_owned();
         leftover.push(suffix);
-        match std::fs::remove_file(&leftover) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        remove_if_exists(Path::new(&leftover))?;
     }
     Ok(())
+}
+
+/// Removes the file `path`, if there is one.
+fn remove_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// `failure` of a backup, once the copy it left half-made at `partial` is removed, with the
@@ -315,10 +320,7 @@ async fn removed_after_failure(partial: PathBuf, pending: PathBuf, failure: AppE
         // The manifest waiting beside a copy not yet in place goes with it; once the copy is in
         // place, it stays: the next backup of the name finishes the two.
         if partial.try_exists()? {
-            match std::fs::remove_file(&pending) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
+            remove_if_exists(&pending)?;
         }
         Ok(remove_partial(&partial)?)
     });

@@ -1346,9 +1346,7 @@ impl Pool {
                     dated.entry(loan_id).or_default().returns.push((*value_date, *amount_fen));
                 }
                 PoolEvent::Participated { loan_id, value_date, .. } if *value_date <= as_of => {
-                    let member = dated.entry(loan_id).or_default();
-                    member.participations += 1;
-                    member.participated_on.push(*value_date);
+                    dated.entry(loan_id).or_default().participated_on.push(*value_date);
                 }
                 _ => {}
             }
@@ -1408,7 +1406,8 @@ impl Pool {
                     returns_short_fen: short,
                     late_return_points: late_points,
                     last_return_on: activity.returns.iter().map(|&(date, _)| date).max(),
-                    participations: activity.participations,
+                    participations: u32::try_from(activity.participated_on.len())
+                        .unwrap_or(u32::MAX),
                     repaid_fen: m.repaid_fen,
                     flags,
                 }
@@ -1457,7 +1456,6 @@ fn period_return(fen_days: i128, rate: AnnualRate) -> i64 {
 #[derive(Debug, Default)]
 struct Activity {
     returns: Vec<(NaiveDate, Fen)>,
-    participations: u32,
     /// The participations' dates.
     participated_on: Vec<NaiveDate>,
 }

@@ -1406,8 +1406,10 @@ $$")
         app.execute_ddl(&set).await.expect("set on the database");
         app.restart().await;
         assert!(app.verify(&t.auditor).await.ok);
-        let rewrite = "begin; set local session_replication_role = replica; \
-                       update journal_txn set kind = kind; commit";
+        // One implicit transaction, rolled back on the refusal: no pooled connection is left
+        // inside an aborted one.
+        let rewrite = "select set_config('session_replication_role', 'replica', true); \
+                       update journal_txn set kind = kind";
         let refused = app.db.execute_raw(rewrite).await.expect_err("a replica's update");
         assert!(refused.to_string().contains("append-only"), "{refused}");
         let reset = format!("alter database {database} reset session_replication_role");
