@@ -554,15 +554,7 @@ impl LoanService for Api {
         let pb::DisburseRequest { request_id, loan_id, value_date, amount_fen } =
             request.into_inner();
         self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, today| {
-            let amount_fen = match amount_fen {
-                0 => None,
-                n => Some(parse::positive_fen("amount_fen", n)?),
-            };
-            Ok(Command::Disburse {
-                loan_id,
-                value_date: parse::value_date("value_date", &value_date, today)?,
-                amount_fen,
-            })
+            disbursement(loan_id, &value_date, amount_fen, today)
         })
         .await
     }
@@ -743,14 +735,10 @@ impl LoanService for Api {
                         loan_id,
                         value_date,
                         amount_fen,
-                    }) => Command::Disburse {
-                        loan_id: parse::loan_id("loan_id", loan_id)?,
-                        value_date: parse::value_date("value_date", value_date, today)?,
-                        amount_fen: match *amount_fen {
-                            0 => None,
-                            n => Some(parse::positive_fen("amount_fen", n)?),
-                        },
-                    },
+                    }) => {
+                        let loan_id = parse::loan_id("loan_id", loan_id)?;
+                        disbursement(loan_id, value_date, *amount_fen, today)?
+                    }
                     pb::batch_item::Item::Repayment(pb::RepaymentItem {
                         loan_id,
                         value_date,
@@ -1003,6 +991,22 @@ impl LoanService for Api {
             last_seq: loan.last_seq,
         }))
     }
+}
+
+/// A disbursement as a call or a batch item sends it (its loan id read already), its fields
+/// read in the same order for both (the value date, then the amount; 0 pays out what is left).
+fn disbursement(
+    loan_id: String,
+    value_date: &str,
+    amount_fen: i64,
+    today: BusinessDate,
+) -> Result<Command, Status> {
+    let value_date = parse::value_date("value_date", value_date, today)?;
+    let amount_fen = match amount_fen {
+        0 => None,
+        n => Some(parse::positive_fen("amount_fen", n)?),
+    };
+    Ok(Command::Disburse { loan_id, value_date, amount_fen })
 }
 
 /// A repayment as a call or a batch item sends it (its loan id read already), its fields read

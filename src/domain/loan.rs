@@ -402,6 +402,14 @@ impl LoanState {
             && date >= self.servicing.maturity_date.unwrap_or(self.terms.maturity_date)
     }
 
+    /// The day from which the contract pays out nothing more: its maturity, which an extension
+    /// does not move (an extension gives the household longer to repay what it was lent, not
+    /// the bank longer to lend; since 2026-12-07).
+    pub fn payable_until(&self) -> BusinessDate {
+        let extended = self.servicing.maturity_date.unwrap_or(self.terms.maturity_date);
+        self.terms.maturity_date.min(extended)
+    }
+
     /// The state a `Created` event starts.
     pub fn new(terms: LoanTerms, seq: u64) -> Self {
         LoanState {
@@ -535,12 +543,42 @@ impl LoanState {
                     ));
                 }
                 check_value_date(self, date)?;
-                let maturity = self.servicing.maturity_date.unwrap_or(self.terms.maturity_date);
+                // A loan found misused or falsely obtained is lent no more (since 2026-12-07:
+                // a tranche paid out after the mark bore the misuse penalty from its first day).
+                if rules == Rules::Now
+                    && let Some(since) = self.servicing.misuse_since
+                {
+                    return Err(DomainError::refused(
+                        Reason::LoanNotDisbursable,
+                        format!(
+                            "loan {loan_id} was marked {} on {} and cannot be disbursed",
+                            self.servicing.misuse_label(),
+                            format_date(self.servicing.misuse_marked_on().unwrap_or(since))
+                        ),
+                    )
+                    .with("misuse_since", format_date(since)));
+                }
+                // The contract's maturity bounds its payouts: an extension moves when the loan
+                // is repaid, not how long it lends (since 2026-12-07; recorded before, the
+                // extended maturity did).
+                let maturity = match rules {
+                    Rules::Now => self.payable_until(),
+                    Rules::AsRecorded => {
+                        self.servicing.maturity_date.unwrap_or(self.terms.maturity_date)
+                    }
+                };
                 if date >= maturity {
+                    let extended = match self.servicing.maturity_date {
+                        Some(extended) if extended > maturity => format!(
+                            " (the contract's: its extension to {} moves its repayment, not its payouts)",
+                            format_date(extended)
+                        ),
+                        _ => String::new(),
+                    };
                     let refusal = DomainError::refused(
                         Reason::ValueDateOutOfRange,
                         format!(
-                            "value date {} is not before the maturity date {}",
+                            "value date {} is not before the maturity date {}{extended}",
                             format_date(date),
                             format_date(maturity)
                         ),
@@ -1179,5 +1217,48 @@ mod tests {
         assert_eq!([now(60, 120), now(61, 120), now(96, 120), now(120, 12)], [30, 30, 36, 12]);
         assert_eq!(allowed(36, 24, Rules::AsRecorded), 24);
         assert_eq!(allowed(96, 120, Rules::AsRecorded), 96);
+    }
+
+    /// A contract of 50,000.00 yuan for a month (to 2021-02-25), 20,000.00 paid out, extended
+    /// to 2021-03-15: the rest is paid out no more from the contract's maturity (and the risk
+    /// fund's exposure holds no room for it from then), but a payout recorded before that rule
+    /// is replayed as it was recorded; a loan marked misused is paid out no more, but as
+    /// recorded.
+    #[test]
+    fn payouts_end_at_the_contracts_maturity_and_at_a_misuse_mark() {
+        let d = |s: &str| crate::domain::date::parse_date(s).unwrap();
+        let mut terms = crate::bench::load::bench_terms("450121198001010014");
+        (terms.term_months, terms.maturity_date) = (1, d("2021-02-25"));
+        let disburse = |date: &str| LoanCommand::Disburse { date: d(date), amount: Some(Fen(1)) };
+        let (_, paid) = LoanState::new(terms, 1)
+            .plan(&LoanCommand::Disburse { date: d("2021-01-25"), amount: Some(Fen(2_000_000)) })
+            .unwrap();
+        let extend = LoanCommand::Extend { date: d("2021-02-01"), new_maturity: d("2021-03-15") };
+        let (_, extended) = paid.plan(&extend).unwrap();
+        assert_eq!(extended.payable_until(), d("2021-02-25"));
+        assert!(extended.plan(&disburse("2021-02-24")).is_ok());
+        let refused = extended.plan(&disburse("2021-02-25")).unwrap_err();
+        assert!(refused.to_string().contains("extension to 2021-03-15"), "{refused}");
+        assert!(matches!(
+            refused,
+            DomainError::Refused { reason: Reason::ValueDateOutOfRange, .. }
+        ));
+        let (recorded, _) = extended.plan_as(&disburse("2021-03-01"), Rules::AsRecorded).unwrap();
+        extended.clone().apply(&recorded, 3).expect("replayed as recorded");
+        let undrawn = |date: &str| {
+            crate::domain::risk_fund::Exposure::of_loan(&extended, d(date)).undrawn_fen
+        };
+        assert_eq!((undrawn("2021-02-24"), undrawn("2021-02-25")), (Fen(3_000_000), Fen::ZERO));
+
+        let mark = LoanCommand::MarkMisuse { date: d("2021-02-01"), falsely_obtained: false };
+        let (_, marked) = paid.plan(&mark).unwrap();
+        let refused = marked.plan(&disburse("2021-02-02")).unwrap_err();
+        let reason = |e: &DomainError| match e {
+            DomainError::Refused { reason, .. } => Some(*reason),
+            _ => None,
+        };
+        assert_eq!(reason(&refused), Some(Reason::LoanNotDisbursable), "{refused}");
+        let (recorded, _) = marked.plan_as(&disburse("2021-02-02"), Rules::AsRecorded).unwrap();
+        marked.clone().apply(&recorded, 3).expect("replayed as recorded");
     }
 }

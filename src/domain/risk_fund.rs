@@ -1140,7 +1140,7 @@ impl Exposure {
             && loan.servicing.compensated_on.is_none();
         if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
             && payable
-            && date < loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date)
+            && date < loan.payable_until()
         {
             e.undrawn_fen =
                 Fen(loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0).max(0));

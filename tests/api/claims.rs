@@ -21,6 +21,7 @@ on_both_backends!(
     a_bank_nets_the_subsidy_and_is_paid_it_for_the_households,
     a_payoff_nets_the_interest_it_settles,
     a_claims_marks_of_periods_held_are_made_again_by_verify,
+    a_notice_is_not_paid_before_it_has_run_by_the_services_date,
 );
 
 use pb::ClaimDifference as D;
@@ -1306,5 +1307,62 @@ async fn a_claims_marks_of_periods_held_are_made_again_by_verify(backend: Backen
     assert_eq!(v.first_break_seq, b_seq, "{v:?}");
     assert_eq!(v.problems[..2], [marked, unmarked], "{v:?}");
     assert!(v.problems.iter().any(|p| p.contains("claimed loan-periods")), "{v:?}");
+    app.finish().await;
+}
+
+/// A notice runs its days by the service's own date, not only by those it is given: on its
+/// last day (today), a payment dated tomorrow (the most a date runs ahead, and after the
+/// notice's last day) is refused `NOTICE_NOT_OVER` naming the notice's end, nothing posted, and
+/// that day's objection is still recorded (since 2026-12-07: the payment was recorded and shut
+/// the day's objections out).
+async fn a_notice_is_not_paid_before_it_has_run_by_the_services_date(backend: Backend) {
+    let Some((app, t, first, _)) = with_march_paid_on_time(backend).await else {
+        return;
+    };
+    let offset = loanledger::startup::business_utc_offset_default();
+    let today = loanledger::domain::date::business_date(chrono::Utc::now(), offset);
+    let day = |days: i64| (today + chrono::Duration::days(days)).to_string();
+    let mut request =
+        claim_request(&rid("claim"), "Q1", vec![line(&first, "2021-03-20", 29_410, 29_410)]);
+    request.submitted_on = day(-7);
+    let claim = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
+    let claim_id = claim.into_inner().claim.expect("the claim").claim_id;
+    let mut finance = app.subsidy(&t.finance);
+    let review = pb::ReviewSubsidyClaimRequest {
+        request_id: rid("review"),
+        claim_id: claim_id.clone(),
+        reviewed_on: day(-6),
+        notice_from: day(-6),
+        notice_to: day(0),
+        rejections: vec![],
+    };
+    finance.review_subsidy_claim(review).await.expect("a week's notice ending today");
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+    let pay = pb::PaySubsidyClaimRequest {
+        request_id: rid("pay"),
+        claim_id: claim_id.clone(),
+        paid_on: day(1),
+        voucher: "财付-118".into(),
+        amount_fen: 29_410,
+        payee: pb::ClaimPayee::Households.into(),
+    };
+    let refused = expect_refused(finance.pay_subsidy_claim(pay).await, "NOTICE_NOT_OVER");
+    assert_eq!(metadata(&refused, "notice_to"), Some(day(0)), "{refused:?}");
+    assert!(refused.message().contains(&format!("today is {}", day(0))), "{refused:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing posted");
+    let objection = pb::RecordClaimObjectionRequest {
+        request_id: rid("objection"),
+        claim_id: claim_id.clone(),
+        objected_on: day(0),
+        line: Some(0),
+        text: "村民反映：该户3月未按时还息".into(),
+        upheld: true,
+    };
+    let objected =
+        finance.record_claim_objection(objection).await.expect("the last day's objection");
+    let objected = objected.into_inner().claim.expect("the claim");
+    assert_eq!((objected.status(), objected.approved_fen), (pb::SubsidyClaimStatus::Noticed, 0));
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{v:?}");
     app.finish().await;
 }

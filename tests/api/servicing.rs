@@ -28,6 +28,8 @@ on_both_backends!(
     year_of_quarterly_settlements,
     overdue_penalty_and_recovery,
     extension,
+    an_extension_does_not_extend_the_payouts,
+    a_batch_item_is_read_as_its_unary_call,
     renewal,
     a_contract_dated_before_a_loan_closed_counts_it,
     a_borrower_dated_back_belongs_to_the_household_they_owed_for,
@@ -769,6 +771,54 @@ async fn overdue_penalty_and_recovery(backend: Backend) {
         pb::LoanStatus::Overdue,
         "status disagrees with days_overdue when no settlement is recorded yet: {unsettled_view:?}"
     );
+    app.finish().await;
+}
+
+/// An extension moves when the loan is repaid, not how long the bank may lend: a contract of
+/// 5,000,000 paid out 2,000,000 on 2021-01-25 and extended to 2022-07-25 is paid out no more
+/// from its own maturity, 2022-01-25 (`VALUE_DATE_OUT_OF_RANGE` naming it and the extension,
+/// `latest_date` the day before), and is paid out the day before (since 2026-12-07: the rest
+/// went out up to the extended maturity, at a rate capped for the contract's tenor).
+async fn an_extension_does_not_extend_the_payouts(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = contract(&app, &t, "X1", HOUSEHOLD, 5_000_000).await;
+    let tranche = |value_date: &str, amount_fen: i64| pb::DisburseRequest {
+        request_id: rid("tranche"),
+        loan_id: id.clone(),
+        value_date: value_date.into(),
+        amount_fen,
+    };
+    let mut loans = app.loans(&t.bank);
+    loans.disburse(tranche("2021-01-25", 2_000_000)).await.expect("the first tranche");
+    for (point, days) in
+        [("2021-03-20", 55), ("2021-06-20", 92), ("2021-09-20", 92), ("2021-12-20", 91)]
+    {
+        app.repay(&t.bank, &id, point, interest(2_000_000, days)).await;
+    }
+    let extend = pb::ExtendLoanRequest {
+        request_id: rid("extend"),
+        loan_id: id.clone(),
+        value_date: "2022-01-10".into(),
+        new_maturity_date: "2022-07-25".into(),
+    };
+    loans.extend_loan(extend).await.expect("the extension");
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+    let refused = loans.disburse(tranche("2022-02-01", 1_000_000)).await;
+    let refused = expect_refused(refused, "VALUE_DATE_OUT_OF_RANGE");
+    assert!(
+        refused.message().contains(
+            "not before the maturity date 2022-01-25 (the contract's: its extension to 2022-07-25"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(metadata(&refused, "latest_date").as_deref(), Some("2022-01-24"), "{refused:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing posted");
+    let paid = loans.disburse(tranche("2022-01-24", 1_000_000)).await.expect("before maturity");
+    assert_eq!(loan(&paid.into_inner()).principal_outstanding_fen, 3_000_000);
+    assert_verifies(&app, &t).await;
     app.finish().await;
 }
 
@@ -1555,8 +1605,9 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
         falsely_obtained: false,
     };
     // T1, T2, B1 and B2 paid out 3,000,000 of 5,000,000 on 01-25; M1 and M2 all of it. B1 and
-    // B2 are given their second tranche and marked misused on the 20th after its run: B1 marked
-    // first, B2 paid out first.
+    // B2 are marked misused on the 20th after its run, B2 given its second tranche first: B1's,
+    // asked after its mark, is refused (since 2026-12-07: a loan found misused is lent no more;
+    // it was paid out, and bore the misuse penalty from the 21st).
     let mut ids = Vec::new();
     for contract_number in ["T1", "T2", "B1", "B2"] {
         let household = format!("H-{contract_number}");
@@ -1579,7 +1630,10 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
     app.loans(&t.bank).disburse(tranche(&t1)).await.expect("T1's tranche after the run");
     app.loans(&t.finance).mark_misuse(misuse(&m1)).await.expect("M1 marked after the run");
     app.loans(&t.finance).mark_misuse(misuse(&b1)).await.expect("B1 marked");
-    app.loans(&t.bank).disburse(tranche(&b1)).await.expect("B1's tranche after its mark");
+    let refused = app.loans(&t.bank).disburse(tranche(&b1)).await;
+    let refused = expect_refused(refused, "LOAN_NOT_DISBURSABLE");
+    assert!(refused.message().contains("marked misused on 2021-03-20"), "{refused:?}");
+    assert_eq!(metadata(&refused, "misuse_since").as_deref(), Some("2021-03-21"));
     app.loans(&t.bank).disburse(tranche(&b2)).await.expect("B2's tranche");
     app.loans(&t.finance).mark_misuse(misuse(&b2)).await.expect("B2 marked after its tranche");
     settle(&app, &t.finance, "", "2021-06-20").await;
@@ -1593,11 +1647,13 @@ async fn a_twentieths_events_do_not_depend_on_its_run(backend: Backend) {
     // 98,388.89 -> 98,389, and no interest.
     assert_eq!(accrual(&[(5_000_000, 92, MISUSE_RATE)]), 98_389);
     let expected = [(&t1, 17_646, 17_646 + 49_408, 0), (&t2, 17_646, 17_646 + 49_408, 0)];
-    // B1 and B2: the tranche's 03-20 as interest, 2,000,000 × 0.0385 / 360 = 213.89 -> 214,
-    // then the misuse penalty from 03-21.
+    // B2: the tranche's 03-20 as interest, 2,000,000 × 0.0385 / 360 = 213.89 -> 214, then the
+    // misuse penalty from 03-21; B1, without it: the penalty on 3,000,000 for 92 days at 7.7%,
+    // 59,033.33 -> 59,033.
     assert_eq!(accrual(&[(2_000_000, 1, CONTRACT_RATE)]), 214);
+    assert_eq!(accrual(&[(3_000_000, 92, MISUSE_RATE)]), 59_033);
     let misused = [(&m1, 29_410, 29_410, 98_389), (&m2, 29_410, 29_410, 98_389)];
-    let both = [(&b1, 17_646, 17_646 + 214, 98_389), (&b2, 17_646, 17_646 + 214, 98_389)];
+    let both = [(&b1, 17_646, 17_646, 59_033), (&b2, 17_646, 17_646 + 214, 98_389)];
     for (id, first, settled, penalty) in expected.into_iter().chain(misused).chain(both) {
         let l = app.get_loan_as_of(&t.bank, id, "2021-06-20").await;
         assert_eq!((l.interest_settled_fen, l.penalty_fen), (settled, penalty), "{id}: {l:?}");
@@ -1771,6 +1827,34 @@ fn disbursement_item(request_id: &str, loan_id: &str, value_date: &str) -> pb::B
             amount_fen: 0,
         })),
     }
+}
+
+/// A disbursement with two bad fields names the same one, the value date, as a `Disburse`
+/// call and as a batch's item (since 2026-12-07: the call named the amount).
+async fn a_batch_item_is_read_as_its_unary_call(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = contract(&app, &t, "BU", HOUSEHOLD, 1_000_000).await;
+    let mut loans = app.loans(&t.bank);
+    let call = pb::DisburseRequest {
+        request_id: rid("bad"),
+        loan_id: id.clone(),
+        value_date: "2021/01/25".into(),
+        amount_fen: -5,
+    };
+    let refused = expect_invalid(loans.disburse(call).await, "value_date");
+    let mut item = disbursement_item(&rid("bad"), &id, "2021/01/25");
+    if let Some(pb::batch_item::Item::Disbursement(d)) = &mut item.item {
+        d.amount_fen = -5;
+    }
+    let answer = loans.submit_batch(pb::SubmitBatchRequest { items: vec![item] }).await;
+    let result = &answer.expect("SubmitBatch").into_inner().results[0];
+    assert!(!result.ok, "{result:?}");
+    assert_eq!((result.code.as_str(), result.field.as_str()), ("INVALID_ARGUMENT", "value_date"));
+    assert_eq!(result.message, refused.message(), "{result:?}");
+    app.finish().await;
 }
 
 /// A bank's daily file of 23 items, some bad: one result per item, the good ones posted once,

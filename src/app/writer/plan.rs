@@ -468,6 +468,26 @@ impl Writer {
                 let step = &step;
                 let mut after = claim.clone();
                 let released = after.apply(step, &versions)?;
+                // A notice runs its days in fact, not only in its dates: a payment is recorded
+                // from the day after its last by the service's own date, whatever date it is
+                // given (since 2026-12-07: one recorded on the last day, dated the next, shut
+                // that day's objections out).
+                if let ClaimEvent::Paid { .. } = step
+                    && let Some(review) = &claim.review
+                    && g.recorded_on <= review.notice_to
+                {
+                    return Err(DomainError::refused(
+                        Reason::NoticeNotOver,
+                        format!(
+                            "the notice of claim {claim_id} runs to {} and today is {}: its \
+                             payment is recorded from the day after",
+                            format_date(review.notice_to),
+                            format_date(g.recorded_on)
+                        ),
+                    )
+                    .with("notice_to", format_date(review.notice_to))
+                    .into());
+                }
                 // What a clawback reverses was paid on a loan marked misused by its date (checked
                 // after the claim's own rules: a line paid nothing is named as such).
                 if let ClaimEvent::ClawedBack { line, clawed_back_on, .. } = step

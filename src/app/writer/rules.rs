@@ -149,8 +149,7 @@ pub(super) fn still_lends(loan: &LoanState, date: BusinessDate) -> Option<String
     if loan.principal_outstanding_fen.0 > 0 {
         return Some(format!("still owes {} of principal", loan.principal_outstanding_fen));
     }
-    let maturity = loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date);
-    (loan.disbursed_fen < loan.terms.principal_fen && date < maturity)
+    (loan.disbursed_fen < loan.terms.principal_fen && date < loan.payable_until())
         .then(|| "may still be paid out".to_string())
 }
 
