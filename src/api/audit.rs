@@ -91,7 +91,7 @@ impl AuditService for Api {
         &self,
         request: Request<pb::ReadJournalRequest>,
     ) -> Result<Response<Self::ReadJournalStream>, Status> {
-        let actor = self.principal(&request).await?;
+        let (actor, credential) = self.credential(&request).await?;
         let pb::ReadJournalRequest { ledger_id, from_seq, to_seq } = request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         self.check_reads_books(&actor, &ledger_id, "the journal").await?;
@@ -111,6 +111,12 @@ impl AuditService for Api {
         let stream = spawned_stream(what, move |tx: mpsc::Sender<_>| async move {
             let mut next = from;
             while next <= to {
+                if next > from
+                    && let Err(e) = credential.still_valid().await
+                {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
                 let page = match db.journal_range(&ledger_id, next, to, JOURNAL_PAGE_TXNS).await {
                     Ok(page) => page,
                     Err(e) => {

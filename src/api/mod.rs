@@ -175,18 +175,23 @@ impl Api {
     /// The caller, from `authorization: Bearer <token>` (the scheme's name in any case, as HTTP
     /// reads it: some clients send `bearer`).
     pub async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, tonic::Status> {
-        let header = request.metadata().get("authorization").ok_or_else(|| {
-            tonic::Status::unauthenticated("missing authorization: Bearer <token>")
-        })?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(bearer_credentials)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                tonic::Status::unauthenticated("authorization must be \"Bearer <token>\"")
-            })?;
+        self.principal_of(bearer_secret(request)?).await
+    }
+
+    /// The caller and a [`Credential`] to check it again by while a long answer streams: a
+    /// token revoked, or expired, meanwhile ends the stream (since 2026-12-07: a stream begun
+    /// went on to its end, a whole journal with identity numbers in full).
+    pub async fn credential<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(Principal, Credential), tonic::Status> {
+        let secret = bearer_secret(request)?;
+        let principal = self.principal_of(secret).await?;
+        Ok((principal, Credential { api: self.clone(), secret: secret.to_string() }))
+    }
+
+    /// The principal of the token `secret`, from the cache while its entry is fresh.
+    async fn principal_of(&self, secret: &str) -> Result<Principal, tonic::Status> {
         let key = hash_token(secret);
         if let Some((p, read_at, _, expires)) = self.tokens.read().await.get(&key)
             && read_at.elapsed() < self.token_cache_ttl
@@ -253,6 +258,37 @@ impl Api {
         self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokens.retain(|_, (_, _, id, _)| id != token_id);
     }
+}
+
+/// A streaming call's token, checked again before each page of its answer
+/// ([`Api::credential`]), as a new call's would be (from this server's cache while its entry
+/// is fresh: a token revoked here is refused at once, on another server once the cache lets it
+/// go; an expired one at once).
+pub struct Credential {
+    api: Api,
+    secret: String,
+}
+
+impl Credential {
+    /// `Ok` while the token still stands; the status a new call would be answered otherwise.
+    pub async fn still_valid(&self) -> Result<(), tonic::Status> {
+        self.api.principal_of(&self.secret).await.map(|_| ())
+    }
+}
+
+/// The token of a request's `authorization: Bearer <token>` (the scheme's name in any case).
+fn bearer_secret<T>(request: &Request<T>) -> Result<&str, tonic::Status> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .ok_or_else(|| tonic::Status::unauthenticated("missing authorization: Bearer <token>"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(bearer_credentials)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| tonic::Status::unauthenticated("authorization must be \"Bearer <token>\""))
 }
 
 /// The credentials of an `authorization` value of the `Bearer` scheme, whose name HTTP reads in

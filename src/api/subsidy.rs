@@ -64,7 +64,7 @@ impl SubsidyService for Api {
         &self,
         request: Request<pb::ListSubsidyRegisterRequest>,
     ) -> Result<Response<Self::ListSubsidyRegisterStream>, Status> {
-        let actor = self.principal(&request).await?;
+        let (actor, credential) = self.credential(&request).await?;
         let pb::ListSubsidyRegisterRequest {
             ledger_id,
             bank_id,
@@ -99,7 +99,16 @@ impl SubsidyService for Api {
         let through_seq = registers.through_seq();
         let stream = spawned_stream(what, move |tx| async move {
             let read = async {
-                while let Some(page) = registers.next_page(&db).await? {
+                let mut first = true;
+                loop {
+                    // The token checked again before each page but the first.
+                    if !std::mem::take(&mut first)
+                        && let Err(e) = credential.still_valid().await
+                    {
+                        let _ = tx.send(Err(e)).await;
+                        return Ok(());
+                    }
+                    let Some(page) = registers.next_page(&db).await? else { break };
                     for s in &page {
                         if tx.send(Ok(subsidy_to_pb(s, as_of))).await.is_err() {
                             return Ok(()); // the client has gone

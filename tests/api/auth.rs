@@ -23,6 +23,7 @@ on_both_backends!(
     the_operator_reads_the_calls_counted,
     the_operator_makes_lists_and_revokes_tokens,
     a_token_expires_at_the_end_of_its_term,
+    a_token_revoked_while_its_stream_runs_ends_it,
 );
 
 /// Bearer tokens and roles: a bank reaches only its own loans, an auditor only reads, nothing
@@ -1178,5 +1179,51 @@ async fn a_token_expires_at_the_end_of_its_term(backend: Backend) {
     // Another expired operator token, not revoked, does not count as one left.
     stored(0x0f, "operator", "*").await;
     expect_refused(registry.revoke_token(revoke(&own)).await, "LAST_OPERATOR_TOKEN");
+    app.finish().await;
+}
+
+/// A token revoked while an answer streams to it ends the stream at its next page,
+/// `UNAUTHENTICATED`, as a new call is (since 2026-12-07: a `ReadJournal` begun went on to the
+/// journal's end): an auditor's read of a journal of 10,000 transactions (pages of 1,000) ends
+/// before the journal's end once its token is revoked after the first transaction (what the
+/// server had sent ahead, up to the transport's window of about 2 MiB, still arrives).
+async fn a_token_revoked_while_its_stream_runs_ends_it(backend: Backend) {
+    let Some((app, t, id)) = super::with_disbursed_loan(backend).await else {
+        return;
+    };
+    let items =
+        (0..10_000).map(|i| repayment_item(&rid(&format!("r{i}")), &id, "2021-02-01", 1)).collect();
+    let answer = app.loans(&t.bank).submit_batch(pb::SubmitBatchRequest { items }).await;
+    let answer = answer.expect("the batch").into_inner();
+    let refused = answer.results.iter().find(|r| !r.ok);
+    assert_eq!(answer.posted, 10_000, "{refused:?}");
+    let mut registry = app.registry(&t.operator);
+    let create = pb::CreateTokenRequest {
+        request_id: rid("t"),
+        role: pb::TokenRole::Auditor as i32,
+        org: LEDGER.into(),
+        valid_days: 0,
+    };
+    let auditor = registry.create_token(create).await.expect("an auditor's token").into_inner();
+    let whole = app.journal(&auditor.secret, LEDGER).await.len();
+    assert!(whole > 10_000, "{whole}");
+    let read = pb::ReadJournalRequest { ledger_id: LEDGER.into(), from_seq: 0, to_seq: 0 };
+    let mut stream =
+        app.audit(&auditor.secret).read_journal(read).await.expect("ReadJournal").into_inner();
+    let first = stream.message().await.expect("the first transaction");
+    assert!(first.is_some());
+    let token_id = auditor.token.expect("the token").token_id;
+    let revoke = pb::RevokeTokenRequest { request_id: rid("r"), token_id };
+    registry.revoke_token(revoke).await.expect("RevokeToken");
+    let mut read = 1;
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => read += 1,
+            Ok(None) => panic!("the stream ran to its end ({read} transactions)"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    assert!(read < whole, "{read} transactions read of {whole}");
     app.finish().await;
 }
