@@ -239,9 +239,11 @@ pub const BORROWER_AGE_MIN_BOUND: u32 = 16;
 
 impl PolicyParams {
     /// Whether the programme lends to a household of `status` on a contract date (`None`:
-    /// unregistered then).
+    /// unregistered then): never to one not eligible, removed or moved out, even under a
+    /// version that names it, as an earlier build let a version do (since 2026-12-07;
+    /// [`PolicyParams::validate`] refuses such a version since 2026-12-06).
     pub fn lends_to(&self, status: Option<HouseholdStatus>) -> bool {
-        status.is_some_and(|s| self.eligible_statuses.contains(&s))
+        status.is_some_and(|s| s.may_be_eligible() && self.eligible_statuses.contains(&s))
     }
 
     /// Whether the last of `statuses` (a household's series in recording order) makes a
@@ -527,6 +529,21 @@ mod tests {
     fn status(status: HouseholdStatus, date: &str) -> StatusEntry {
         let effective_date = BusinessDate::parse_from_str(date, "%Y-%m-%d").unwrap();
         StatusEntry { status, effective_date, reason: String::new() }
+    }
+
+    /// A version stored by an earlier build naming a status the programme never lends to lends
+    /// to it no more; to the others it names, as before.
+    #[test]
+    fn a_stored_version_naming_a_status_never_lent_to_does_not_lend_to_it() {
+        let stored = PolicyParams {
+            eligible_statuses: vec![HouseholdStatus::RegisteredPoor, HouseholdStatus::Removed],
+            ..PolicyParams::default()
+        };
+        assert!(stored.validate().is_err(), "refused as set since 2026-12-06");
+        assert!(!stored.lends_to(Some(HouseholdStatus::Removed)));
+        assert!(stored.lends_to(Some(HouseholdStatus::RegisteredPoor)));
+        assert!(!stored.lends_to(Some(HouseholdStatus::Exited)), "not named");
+        assert!(!stored.lends_to(None));
     }
 
     /// A status dated back over a contract's date makes it ineligible; one dated after it, or

@@ -30,6 +30,7 @@ on_both_backends!(
     extension,
     an_extension_does_not_extend_the_payouts,
     a_batch_item_is_read_as_its_unary_call,
+    a_renewed_contract_is_not_paid_out_after_its_renewal,
     renewal,
     a_contract_dated_before_a_loan_closed_counts_it,
     a_borrower_dated_back_belongs_to_the_household_they_owed_for,
@@ -1290,6 +1291,40 @@ async fn a_renewal_is_paid_out_from_the_day_its_parent_closed(backend: Backend) 
     let out = loans.disburse(disburse("2022-01-25")).await.expect("paid out the day it closed");
     let l = out.into_inner().loan.expect("the loan");
     assert_eq!((l.disbursed_fen, l.disbursed_on.as_str()), (5_000_000, "2022-01-25"));
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A contract never paid out, renewed before its maturity by a renewal paid out after it, is
+/// not paid out dated back before its maturity: `LOAN_NOT_DISBURSABLE` naming the renewal
+/// (`metadata.renewal_loan_id`), nothing posted (since 2026-12-07: the household owed both,
+/// 100,000.00 yuan against the cap of 50,000.00, the cap having counted them once).
+async fn a_renewed_contract_is_not_paid_out_after_its_renewal(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let parent = contract(&app, &t, "P2", HOUSEHOLD, 5_000_000).await;
+    let mut renewal = renewal_request("R2", &parent);
+    renewal.contract_date = "2022-01-10".into();
+    app.create_loan(&t.bank, renewal).await;
+    let disburse = |loan_id: &str, value_date: &str| pb::DisburseRequest {
+        request_id: rid("payout"),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+        amount_fen: 0,
+    };
+    let mut loans = app.loans(&t.bank);
+    let renewal_id = loan_id("R2");
+    let out = loans.disburse(disburse(&renewal_id, "2022-01-26")).await;
+    out.expect("the renewal paid out after its parent's maturity");
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+    let refused = loans.disburse(disburse(&parent, "2022-01-20")).await;
+    let refused = expect_refused(refused, "LOAN_NOT_DISBURSABLE");
+    assert_eq!(metadata(&refused, "renewal_loan_id"), Some(renewal_id.clone()), "{refused:?}");
+    assert!(refused.message().contains("paid out on 2022-01-26"), "{refused:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing posted");
+    assert_eq!(app.get_loan(&t.bank, &parent).await.disbursed_fen, 0);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }

@@ -706,6 +706,32 @@ impl Writer {
                             && loan.is_expired_contract(l.terms.contract_date)
                     };
                     let household = household_loans(g, &loan.terms.household_id)?;
+                    // Nor once a renewal of it has been paid out, whenever contracted: the cap
+                    // counted the two once, the renewal replacing it (since 2026-12-07: this
+                    // payout, dated back, had the household owe both, up to twice the cap).
+                    let mut renewals: Vec<&LoanState> = household
+                        .values()
+                        .copied()
+                        .filter(|l| {
+                            l.terms.renews_loan_id.as_deref() == Some(loan.terms.loan_id.as_str())
+                                && l.disbursed_fen.is_positive()
+                        })
+                        .collect();
+                    renewals.sort_unstable_by(|a, b| a.terms.loan_id.cmp(&b.terms.loan_id));
+                    if let Some(renewal) = renewals.first() {
+                        return Err(DomainError::refused(
+                            Reason::LoanNotDisbursable,
+                            format!(
+                                "loan {} is renewed by loan {}, paid out on {}: the renewal \
+                                 replaced it, and the two are not owed together",
+                                loan.terms.loan_id,
+                                renewal.terms.loan_id,
+                                renewal.disbursed_on.map(format_date).unwrap_or_default()
+                            ),
+                        )
+                        .with("renewal_loan_id", &renewal.terms.loan_id)
+                        .into());
+                    }
                     let borrower = borrower_loans(g, &loan.terms.borrower_id_number)?;
                     let mut since: Vec<&LoanState> = household
                         .into_values()
