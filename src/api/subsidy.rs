@@ -315,8 +315,10 @@ impl SubsidyService for Api {
                 pb::ClaimPayee::Households => Payee::Households,
                 _ => Payee::Bank,
             },
-            // The writer's: lines whose loan is marked misused by now.
+            // The writer's: lines whose loan is marked misused by now, and whether the bank
+            // owes the households their lines' parts.
             withheld: Vec::new(),
+            owes_households: false,
         };
         self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await
     }

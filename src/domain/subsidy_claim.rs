@@ -341,6 +341,11 @@ pub struct Payment {
     pub voucher: String,
     pub amount_fen: Fen,
     pub payee: Payee,
+    /// Paid to the bank, the lines it did not net at repayment are its households' too: the
+    /// bank holds their part for them (`subsidy_due` Cr) ([`ClaimEvent::Paid`]'s; left out when
+    /// false, as for every payment recorded before 2026-12-07).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub owes_households: bool,
 }
 
 /// Who a claim's subsidy is paid to (see the module doc).
@@ -349,7 +354,8 @@ pub struct Payment {
 pub enum Payee {
     /// 直补: the bank. The bank's cash takes the amount; a line whose subsidy the bank netted
     /// at repayment (its recomputed `netted_fen`) has its part moved from the bank's
-    /// `subsidy_due` to its household ([`crate::ledger::claim_postings`]).
+    /// `subsidy_due` to its household, and so, since 2026-12-07, has a line it did not net,
+    /// the bank holding it for the household ([`crate::ledger::claim_postings`]).
     #[default]
     Bank,
     /// 先缴后补: each approved line's household.
@@ -396,6 +402,13 @@ pub enum ClaimEvent {
         /// lines whose loan was marked misused after the review.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         withheld: Vec<Rejection>,
+        /// Paid to the bank, each approved line the bank did not net at repayment (its
+        /// household paid the interest in full) credits its household's subsidy too, the bank
+        /// owing it (`bank/<bank_id>/subsidy_due` Cr), as a netted line's does: the writer's,
+        /// on every payment to the bank since 2026-12-07 (left out when false: those recorded
+        /// before moved nothing for such a line, and the bank's cash kept it unrecorded).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        owes_households: bool,
     },
     ClawedBack {
         claim_id: String,
@@ -518,8 +531,19 @@ impl Claim {
             ClaimEvent::Objected { objected_on, line, text, upheld, .. } => {
                 self.object(*objected_on, *line, text, *upheld)
             }
-            ClaimEvent::Paid { paid_on, voucher, amount_fen, payee, withheld, .. } => {
+            ClaimEvent::Paid {
+                paid_on,
+                voucher,
+                amount_fen,
+                payee,
+                withheld,
+                owes_households,
+                ..
+            } => {
                 let (amount, released) = self.pay(*paid_on, voucher, *payee, withheld)?;
+                if let Some(payment) = &mut self.payment {
+                    payment.owes_households = *owes_households;
+                }
                 if amount != *amount_fen {
                     return Err(DomainError::invalid(
                         "amount_fen",
@@ -753,7 +777,9 @@ impl Claim {
         }
         let amount = Fen(self.totals().approved_fen);
         let voucher = voucher.trim().to_string();
-        self.payment = Some(Payment { paid_on, voucher, amount_fen: amount, payee });
+        let owes_households = false; // the event's, set by `apply`
+        self.payment =
+            Some(Payment { paid_on, voucher, amount_fen: amount, payee, owes_households });
         self.status = ClaimStatus::Paid;
         Ok((amount, released))
     }
@@ -1154,6 +1180,7 @@ mod tests {
             amount_fen: Fen(fen),
             payee: Payee::Bank,
             withheld: Vec::new(),
+            owes_households: true,
         };
         let object = |on: &str, line, upheld| ClaimEvent::Objected {
             claim_id: "BB-Q".into(),
@@ -1225,6 +1252,7 @@ mod tests {
         );
         claim.apply(&pay("2021-04-17", 29_410), &[]).unwrap();
         assert_eq!(claim.status, ClaimStatus::Paid);
+        assert!(claim.payment.as_ref().is_some_and(|p| p.owes_households), "the event's");
         assert_eq!(
             refusal(claim.clone().apply(&pay("2021-04-18", 29_410), &[]).unwrap_err()),
             "CLAIM_STATUS_MISMATCH"

@@ -4,7 +4,7 @@
 //! | event | postings |
 //! |---|---|
 //! | submitted, reviewed, objected | none (memo) |
-//! | paid to the bank (直补) | `bank/<bank_id>/cash` Dr the amount; and each approved line whose subsidy the bank netted at repayment (its recomputed `netted_fen`, since 2026-12-06) its part `household/<household_id>/subsidy` Dr, `bank/<bank_id>/subsidy_due` Cr: the subsidy the bank advanced, passed to the household (one leg an account). A line not netted (the household paid the bank in full, as before netting was recorded) moves nothing more |
+//! | paid to the bank (直补) | `bank/<bank_id>/cash` Dr the amount; and each approved line its part `household/<household_id>/subsidy` Dr, `bank/<bank_id>/subsidy_due` Cr (one leg an account): of a line whose subsidy the bank netted at repayment (its recomputed `netted_fen`, since 2026-12-06), the subsidy the bank advanced, passed to the household; of a line not netted (the household paid the bank in full), the bank holding it for the household (since 2026-12-07, the payment's `owes_households`; a payment recorded before moved nothing more for such a line) |
 //! | paid to the households (先缴后补) | `household/<household_id>/subsidy` Dr each approved line's part (one leg a household) |
 //! | paid, either way | `finance/<ledger_id>/subsidy` Cr the amount (no postings if it is zero) |
 //! | clawed back | the reverse of the line's part: `finance/<ledger_id>/subsidy` Dr, the payee's accounts Cr (a netted line paid to the bank: its cash Cr, the household's subsidy Cr, the bank's `subsidy_due` Dr: the household owes it back to the bank) |
@@ -39,11 +39,12 @@ impl Legs {
         Ok(())
     }
 
-    /// What paying `part` of line `line` to `payee` moves, negated for a clawback.
+    /// What paying `part` of line `line` to `payee` moves, negated for a clawback; paid to the
+    /// bank, a line not netted is its household's too when the payment `owes_households`.
     fn line(
         &mut self,
         claim: &Claim,
-        payee: Payee,
+        (payee, owes_households): (Payee, bool),
         line: usize,
         part: Fen,
     ) -> Result<(), PostingError> {
@@ -52,7 +53,7 @@ impl Legs {
         let netted = line.is_some_and(|l| l.netted_fen() > Fen::ZERO);
         match payee {
             Payee::Households => self.add(household(), part),
-            Payee::Bank if netted => {
+            Payee::Bank if netted || owes_households => {
                 let negated = part.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX))?;
                 self.add(bank_cash(&claim.bank_id), part)?;
                 self.add(bank_subsidy_due(&claim.bank_id), negated)?;
@@ -67,7 +68,7 @@ impl Legs {
 pub fn claim_postings(event: &ClaimEvent, claim: &Claim) -> Result<Postings, PostingError> {
     let negated = |f: Fen| f.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX));
     match event {
-        ClaimEvent::Paid { amount_fen, payee, withheld, .. } => {
+        ClaimEvent::Paid { amount_fen, payee, withheld, owes_households, .. } => {
             let withheld: HashSet<usize> = withheld.iter().map(|w| w.line as usize).collect();
             let mut legs = Legs::default();
             for (i, line) in claim.lines.iter().enumerate() {
@@ -75,16 +76,19 @@ pub fn claim_postings(event: &ClaimEvent, claim: &Claim) -> Result<Postings, Pos
                 if part == Fen::ZERO || withheld.contains(&i) {
                     continue;
                 }
-                legs.line(claim, *payee, i, part)?;
+                legs.line(claim, (*payee, *owes_households), i, part)?;
             }
             legs.add(finance_subsidy(&claim.ledger_id), negated(*amount_fen)?)?;
             Postings::balanced(legs.legs)
         }
         ClaimEvent::ClawedBack { amount_fen, line, .. } => {
-            let payee = claim.payment.as_ref().map_or(Payee::Bank, |p| p.payee);
+            let paid = claim
+                .payment
+                .as_ref()
+                .map_or((Payee::Bank, false), |p| (p.payee, p.owes_households));
             let mut legs = Legs::default();
             legs.add(finance_subsidy(&claim.ledger_id), *amount_fen)?;
-            legs.line(claim, payee, *line as usize, negated(*amount_fen)?)?;
+            legs.line(claim, paid, *line as usize, negated(*amount_fen)?)?;
             Postings::balanced(legs.legs)
         }
         ClaimEvent::Reviewed { .. } | ClaimEvent::Objected { .. } => Ok(Postings::memo()),
@@ -160,6 +164,7 @@ mod tests {
             amount_fen: Fen(fen),
             payee,
             withheld: Vec::new(),
+            owes_households: false,
         };
         let to_bank = claim_postings(&paid(58_920, Payee::Bank), &claim()).unwrap();
         assert_eq!(legs(&to_bank), [("bank/B1/cash", 58_920), ("finance/450121/subsidy", -58_920)]);
@@ -199,6 +204,7 @@ mod tests {
             voucher: "V1".into(),
             amount_fen: Fen(58_920),
             payee: Payee::Households,
+            owes_households: false,
         });
         let clawed = ClaimEvent::ClawedBack {
             claim_id: "B1-Q1".into(),
@@ -230,5 +236,62 @@ mod tests {
         paid_claim.payment.as_mut().unwrap().payee = Payee::Bank;
         let back = claim_postings(&clawed, &paid_claim).unwrap();
         assert_eq!(legs(&back), [("finance/450121/subsidy", 29_410), ("bank/B1/cash", -29_410)]);
+    }
+
+    /// Paid to the bank since 2026-12-07 (`owes_households`), every approved line is its
+    /// household's, netted or not: the lines not netted leave the bank owing their households
+    /// (`subsidy_due` Cr), and a clawback of one takes it back from the bank's cash and from
+    /// the household, the bank owing it nothing more.
+    #[test]
+    fn a_payment_to_the_bank_owes_the_households_the_lines_it_did_not_net() {
+        let paid = ClaimEvent::Paid {
+            claim_id: "B1-Q1".into(),
+            paid_on: "2021-04-20".parse().unwrap(),
+            voucher: "V1".into(),
+            amount_fen: Fen(58_920),
+            payee: Payee::Bank,
+            withheld: Vec::new(),
+            owes_households: true,
+        };
+        // Line 0 netted (H1), lines 1 (H2) and 2 (H1 again, 100 fen) not.
+        let mut mixed = claim();
+        mixed.lines[0].recomputed.as_mut().unwrap().netted_fen = Fen(29_410);
+        for c in [claim(), mixed] {
+            assert_eq!(
+                legs(&claim_postings(&paid, &c).unwrap()),
+                [
+                    ("bank/B1/cash", 58_920),
+                    ("bank/B1/subsidy_due", -58_920),
+                    ("household/H1/subsidy", 29_510),
+                    ("household/H2/subsidy", 29_410),
+                    ("finance/450121/subsidy", -58_920)
+                ]
+            );
+        }
+        let mut paid_claim = claim();
+        paid_claim.payment = Some(crate::domain::subsidy_claim::Payment {
+            paid_on: "2021-04-20".parse().unwrap(),
+            voucher: "V1".into(),
+            amount_fen: Fen(58_920),
+            payee: Payee::Bank,
+            owes_households: true,
+        });
+        let clawed = ClaimEvent::ClawedBack {
+            claim_id: "B1-Q1".into(),
+            clawed_back_on: "2021-05-02".parse().unwrap(),
+            line: 1,
+            reason: "misused".into(),
+            amount_fen: Fen(29_410),
+            loan_id: None,
+        };
+        assert_eq!(
+            legs(&claim_postings(&clawed, &paid_claim).unwrap()),
+            [
+                ("finance/450121/subsidy", 29_410),
+                ("bank/B1/cash", -29_410),
+                ("bank/B1/subsidy_due", 29_410),
+                ("household/H2/subsidy", -29_410)
+            ]
+        );
     }
 }

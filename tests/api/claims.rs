@@ -609,9 +609,13 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     );
     assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 29_410);
     assert_eq!(app.balance(&t.finance, &subsidy).await, -29_410);
-    // Not netted at repayment (the household paid in full): nothing more moves.
-    assert_eq!(app.balance(&t.finance, &format!("bank/{BANK}/subsidy_due")).await, 0);
-    assert_eq!(app.balance(&t.finance, &format!("household/{HOUSEHOLD}/subsidy")).await, 0);
+    // Not netted at repayment (the household paid in full): the bank holds the household's
+    // subsidy for it (since 2026-12-07; before, nothing more moved and the bank's cash kept it
+    // unrecorded).
+    let due = format!("bank/{BANK}/subsidy_due");
+    let household_subsidy = format!("household/{HOUSEHOLD}/subsidy");
+    assert_eq!(app.balance(&t.finance, &due).await, -29_410);
+    assert_eq!(app.balance(&t.finance, &household_subsidy).await, 29_410);
     // A retry posts nothing twice; another payment is refused.
     let retry = finance.pay_subsidy_claim(payment).await.expect("the retry").into_inner();
     assert_eq!(retry.entry.map(|e| e.seq), paid.entry.map(|e| e.seq));
@@ -702,6 +706,9 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
     assert_eq!((clawed.clawed_back_fen, clawed.status()), (29_410, pb::SubsidyClaimStatus::Paid));
     assert_eq!(app.balance(&t.finance, &subsidy).await, 0);
     assert_eq!(app.balance(&t.finance, &cash).await, cash_marked - 29_410, "taken back");
+    // From the household too, the bank owing it nothing more.
+    assert_eq!(app.balance(&t.finance, &due).await, 0);
+    assert_eq!(app.balance(&t.finance, &household_subsidy).await, 0);
     expect_refused(
         finance.claw_back_subsidy(claw_back("2021-05-03", 0, 29_410)).await,
         "SUBSIDY_ALREADY_CLAWED_BACK",

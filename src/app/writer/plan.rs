@@ -26,7 +26,9 @@ use crate::domain::policy::{PolicyVersion, is_seeded_step, ratio_steps};
 use crate::domain::policy::{default_versions, in_force};
 use crate::domain::pool::PoolStatus;
 use crate::domain::subsidy::RATIO_STEPS_MAX;
-use crate::domain::subsidy_claim::{Claim, ClaimEvent, ClaimStatus, Decision, Rejection, hold};
+use crate::domain::subsidy_claim::{
+    Claim, ClaimEvent, ClaimStatus, Decision, Payee, Rejection, hold,
+};
 use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::loan_postings::loan_postings;
 use crate::ledger::posting::Postings;
@@ -457,7 +459,10 @@ impl Writer {
                 }
                 match &mut step {
                     ClaimEvent::Reviewed { rejections, .. } => rejections.extend(misused),
-                    ClaimEvent::Paid { withheld, .. } => *withheld = misused,
+                    ClaimEvent::Paid { withheld, payee, owes_households, .. } => {
+                        *withheld = misused;
+                        *owes_households = *payee == Payee::Bank;
+                    }
                     // The line's loan, named in the journal (its history shows the clawback).
                     ClaimEvent::ClawedBack { line, loan_id, .. } => {
                         *loan_id =
