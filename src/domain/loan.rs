@@ -36,8 +36,10 @@
 //! 50,000 cap, the cap rate): the claim's review recomputes every line, and what the bank
 //! netted beyond what is paid stays visible in its `subsidy_due` account. Postings:
 //! `bank/<id>/cash` Dr the amount less the netted part, `bank/<id>/subsidy_due` Dr the netted
-//! part; the claim paid to the bank moves each approved line's subsidy, of the lines the bank
-//! netted, from `bank/<id>/subsidy_due` to its household ([`crate::ledger::claim_postings`]).
+//! part; the claim paid to the bank moves each approved line's subsidy from
+//! `bank/<id>/subsidy_due` to its household: of a line the bank netted, what it advanced; of
+//! one it did not (since 2026-12-07), what it then holds for the household
+//! ([`crate::ledger::claim_postings`]).
 
 use std::sync::Arc;
 
@@ -569,10 +571,12 @@ impl LoanState {
                 };
                 if date >= maturity {
                     let extended = match self.servicing.maturity_date {
-                        Some(extended) if extended > maturity => format!(
-                            " (the contract's: its extension to {} moves its repayment, not its payouts)",
-                            format_date(extended)
-                        ),
+                        Some(extended) if extended > maturity && self.servicing.extensions > 0 => {
+                            format!(
+                                " (the contract's: its extension to {} moves its repayment, not its payouts)",
+                                format_date(extended)
+                            )
+                        }
                         _ => String::new(),
                     };
                     let refusal = DomainError::refused(
@@ -1260,5 +1264,7 @@ mod tests {
         assert_eq!(reason(&refused), Some(Reason::LoanNotDisbursable), "{refused}");
         let (recorded, _) = marked.plan_as(&disburse("2021-02-02"), Rules::AsRecorded).unwrap();
         marked.clone().apply(&recorded, 3).expect("replayed as recorded");
+        let undrawn = crate::domain::risk_fund::Exposure::of_loan(&marked, d("2021-02-02"));
+        assert_eq!(undrawn.undrawn_fen, Fen::ZERO, "no room held for a payout refused");
     }
 }

@@ -1134,10 +1134,13 @@ impl Exposure {
         let mut e = Exposure::default();
         // What is left of a contract counts while it may still be paid out: not once an
         // amortising loan's one payout fixed its schedule, nor once the fund compensated the
-        // loan (each further payout refused, LOAN_NOT_DISBURSABLE: it held room to its maturity).
+        // loan, nor once it was marked misused (since 2026-12-07) (each further payout refused,
+        // LOAN_NOT_DISBURSABLE: it held room to its maturity), nor from the contract's maturity,
+        // which an extension does not move.
         let payable = !(loan.terms.repayment_method.is_amortising()
             && loan.disbursed_fen.is_positive())
-            && loan.servicing.compensated_on.is_none();
+            && loan.servicing.compensated_on.is_none()
+            && loan.servicing.misuse_since.is_none();
         if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
             && payable
             && date < loan.payable_until()

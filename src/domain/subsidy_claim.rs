@@ -50,6 +50,7 @@
 //!   [`super::loan`]), or the households (先缴后补: each paid the bank in full and is refunded,
 //!   into its 一卡通 account). The claim is `Paid`. Its transaction moves the money:
 //!   `bank/<bank_id>/cash` Dr the amount, with the part of each approved line the bank netted
+//!   (and, since 2026-12-07, of each it did not, which the bank then holds for its household)
 //!   moved from `bank/<bank_id>/subsidy_due` to `household/<household_id>/subsidy` (直补); or each approved
 //!   line's `household/<household_id>/subsidy` Dr its part (先缴后补); the ledger's
 //!   `finance/<ledger_id>/subsidy` Cr ([`crate::ledger::claim_postings`]). A claim with an

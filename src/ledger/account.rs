@@ -14,9 +14,9 @@
 //! | `bank/<bank_id>/penalty_income` | penalty interest earned (credit-normal) |
 //! | `bank/<bank_id>/compound_income` | compound interest earned (credit-normal) |
 //! | `bank/<bank_id>/loan_loss` | what the bank has written off (debit-normal) |
-//! | `bank/<bank_id>/subsidy_due` | 直补: subsidy the bank took off households' interest at repayment, less the netted lines' subsidy claims paid to the bank passed on to their households. Debit: netted and not paid (awaiting a claim, or owed to the bank by the household: a line rejected, netted beyond the subsidy the period earned, a loan misused, a subsidy clawed back); credit: subsidy paid to the bank beyond what it netted of those lines, owed to their households |
+//! | `bank/<bank_id>/subsidy_due` | 直补: subsidy the bank took off households' interest at repayment, less the lines' subsidy claims paid to the bank passed on to their households (the netted lines'; since 2026-12-07 also the others', which the bank then holds for them). Debit: netted and not paid (awaiting a claim, or owed to the bank by the household: a line rejected, netted beyond the subsidy the period earned, a loan misused, a subsidy clawed back); credit: subsidy paid to the bank beyond what it netted of those lines, owed to their households |
 //! | `finance/<ledger_id>/subsidy` | interest subsidy the ledger's finance office has paid (credit when paying) |
-//! | `household/<household_id>/subsidy` | interest subsidy paid to the household: refunded (先缴后补), or netted by its bank and paid to the bank (直补) (debit when paid) |
+//! | `household/<household_id>/subsidy` | interest subsidy paid to the household: refunded (先缴后补), or paid to its bank (直补): netted by the bank, or, since 2026-12-07, held by the bank for it (debit when paid) |
 //! | `riskfund/<ledger_id>/fund` | the money the ledger's risk-compensation fund holds (debit-normal) |
 //! | `finance/<ledger_id>/riskfund` | what the ledger's finance office has deposited into the fund (credit when depositing) |
 //! | `riskfund/<ledger_id>/interest_income` | interest the fund's money has earned (credit-normal) |
