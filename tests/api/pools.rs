@@ -252,7 +252,16 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
         .collect();
     assert_eq!(paid, [(first.as_str(), 29_410, 29_410), (second.as_str(), 29_410, 29_410)]);
 
-    // Returns: the first household's for the quarter paid on 03-22, the second's not.
+    // Returns: the first household's for the quarter paid on 03-22, the second's not. More
+    // than the household handed the partner in all (50,000.00 yuan) is a figure mistyped:
+    // `INVALID_ARGUMENT` naming the amount, nothing posted (since 2026-12-07: any amount was
+    // taken, and such sums over a household's pools could pass 64 bits, `INTERNAL`).
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+    let typo =
+        pools(&t.bank).record_pool_return(pool_return(&first, "2021-03-22", 5_000_001)).await;
+    let typo = expect_invalid(typo, "amount_fen");
+    assert!(typo.message().contains("more than the 50000.00 yuan"), "{typo:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing posted");
     let paid = pool_return(&first, "2021-03-22", 52_222);
     pools(&t.bank).record_pool_return(paid).await.expect("a return");
     assert_eq!(

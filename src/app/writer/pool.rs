@@ -113,7 +113,24 @@ impl Writer {
                 (pool.transfer(&loan, *value_date, *amount_fen)?, Vec::new())
             }
             Command::RecordPoolReturn { loan_id, value_date, amount_fen, .. } => {
-                (pool.pay_return(loan_id, *value_date, *amount_fen)?, Vec::new())
+                let event = pool.pay_return(loan_id, *value_date, *amount_fen)?;
+                // A return or dividend is a yield on what the household handed the partner (8%
+                // or 6% a year, say): more than all of it is a figure mistyped, and such figures
+                // summed over a household's pools could pass 64-bit fen in its `pool_income`
+                // account, which the commit refused `INTERNAL` (since 2026-12-07; judged as the
+                // return is recorded, not when the journal is replayed).
+                let transferred = pool.member(loan_id)?.transferred_fen;
+                if *amount_fen > transferred {
+                    return Err(DomainError::invalid(
+                        "amount_fen",
+                        format!(
+                            "a return of {amount_fen} yuan is more than the {transferred} yuan \
+                             loan {loan_id}'s household handed pool {pool_id}'s partner in all"
+                        ),
+                    )
+                    .into());
+                }
+                (event, Vec::new())
             }
             Command::RecordParticipation { loan_id, value_date, kind, note, .. } => {
                 (pool.participate(loan_id, *value_date, *kind, note)?, Vec::new())
