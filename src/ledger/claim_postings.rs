@@ -151,6 +151,31 @@ mod tests {
         }
     }
 
+    /// [`claim`] paid 589.20 yuan to `payee` on 2021-04-20.
+    fn paid_to(payee: Payee, owes_households: bool) -> Claim {
+        let mut paid = claim();
+        paid.payment = Some(crate::domain::subsidy_claim::Payment {
+            paid_on: "2021-04-20".parse().unwrap(),
+            voucher: "V1".into(),
+            amount_fen: Fen(58_920),
+            payee,
+            owes_households,
+        });
+        paid
+    }
+
+    /// The clawback of line 1's 294.10 yuan on 2021-05-02.
+    fn clawback_of_line_1() -> ClaimEvent {
+        ClaimEvent::ClawedBack {
+            claim_id: "B1-Q1".into(),
+            clawed_back_on: "2021-05-02".parse().unwrap(),
+            line: 1,
+            reason: "misused".into(),
+            amount_fen: Fen(29_410),
+            loan_id: None,
+        }
+    }
+
     fn legs(postings: &Postings) -> Vec<(&str, i64)> {
         postings.as_slice().iter().map(|p| (p.account.as_str(), p.amount.0)).collect()
     }
@@ -198,22 +223,8 @@ mod tests {
         nothing.lines.truncate(0);
         assert_eq!(claim_postings(&paid(0, Payee::Bank), &nothing).unwrap(), Postings::memo());
         // A clawback reverses its line's part, from the payee the claim was paid to.
-        let mut paid_claim = claim();
-        paid_claim.payment = Some(crate::domain::subsidy_claim::Payment {
-            paid_on: "2021-04-20".parse().unwrap(),
-            voucher: "V1".into(),
-            amount_fen: Fen(58_920),
-            payee: Payee::Households,
-            owes_households: false,
-        });
-        let clawed = ClaimEvent::ClawedBack {
-            claim_id: "B1-Q1".into(),
-            clawed_back_on: "2021-05-02".parse().unwrap(),
-            line: 1,
-            reason: "misused".into(),
-            amount_fen: Fen(29_410),
-            loan_id: None,
-        };
+        let mut paid_claim = paid_to(Payee::Households, false);
+        let clawed = clawback_of_line_1();
         let back = claim_postings(&clawed, &paid_claim).unwrap();
         assert_eq!(
             legs(&back),
@@ -268,24 +279,9 @@ mod tests {
                 ]
             );
         }
-        let mut paid_claim = claim();
-        paid_claim.payment = Some(crate::domain::subsidy_claim::Payment {
-            paid_on: "2021-04-20".parse().unwrap(),
-            voucher: "V1".into(),
-            amount_fen: Fen(58_920),
-            payee: Payee::Bank,
-            owes_households: true,
-        });
-        let clawed = ClaimEvent::ClawedBack {
-            claim_id: "B1-Q1".into(),
-            clawed_back_on: "2021-05-02".parse().unwrap(),
-            line: 1,
-            reason: "misused".into(),
-            amount_fen: Fen(29_410),
-            loan_id: None,
-        };
+        let paid_claim = paid_to(Payee::Bank, true);
         assert_eq!(
-            legs(&claim_postings(&clawed, &paid_claim).unwrap()),
+            legs(&claim_postings(&clawback_of_line_1(), &paid_claim).unwrap()),
             [
                 ("finance/450121/subsidy", 29_410),
                 ("bank/B1/cash", -29_410),
