@@ -15,7 +15,7 @@ use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::policy::LendingLimits;
 use crate::domain::risk_fund::{
-    Compensation, DepositSource, Exposure, Fund, check_share, recovery_standing,
+    Compensation, DepositSource, Exposure, Fund, FundEvent, check_share, recovery_standing,
 };
 use crate::store::read::{CompensationStanding, LoanFilter};
 
@@ -175,11 +175,21 @@ impl RiskFundService for Api {
                 .collect();
             fund.moved_after(&compensations, as_of)
         };
-        let fund = if rebuilt { self.fund_as_of(&ledger_id, as_of, through).await? } else { fund };
+        let events = self.fund_events(&ledger_id, through).await?;
+        let fund = if rebuilt { fund_as_of(&ledger_id, &events, as_of, through)? } else { fund };
         let loans = self.db.loans_of_ledger_on(&ledger_id, &format_date(as_of), through).await;
         let loans = loans.map_err(|e| status(e.into()))?;
         let loans = servicing::loans_as_of(&self.db, loans, as_of, Some(through));
-        let loans = loans.await.map_err(status)?;
+        let mut loans = loans.await.map_err(status)?;
+        // Each loan marked compensated as the fund's claims and rejections dated by then (and
+        // recorded by the seq) had it: a loan's stored state carries its mark as it stands now,
+        // and a loan rebuilt from its own events none (since 2026-12-07: a claim made after the
+        // day took the loan's undrawn rest out of that day's exposure, and a loan rebuilt
+        // lost its mark).
+        let marks = FundEvent::compensation_marks(&events, as_of);
+        for loan in &mut loans {
+            loan.servicing.compensated_on = marks.get(loan.terms.loan_id.as_str()).copied();
+        }
         // (Every loan quoted on its date: CPU work, on a blocking thread as the replay's.)
         let exposure = tokio::task::spawn_blocking(move || Exposure::of(&loans, as_of))
             .await
@@ -304,12 +314,12 @@ impl Api {
     /// The fund of `ledger_id` as it stood at the end of `date`, rebuilt from its events dated
     /// by then and recorded up to `through_seq` ([`Fund::as_of`]). `NOT_FOUND` when it was not
     /// open yet.
-    async fn fund_as_of(
+    /// The fund's events of `ledger_id` recorded through `through_seq`, in journal order.
+    async fn fund_events(
         &self,
         ledger_id: &str,
-        date: BusinessDate,
         through_seq: u64,
-    ) -> Result<Fund, Status> {
+    ) -> Result<Vec<FundEvent>, Status> {
         let rows = self.db.fund_events(ledger_id, through_seq).await;
         let rows = rows.map_err(|e| status(e.into()))?;
         let mut events = Vec::with_capacity(rows.len());
@@ -323,18 +333,7 @@ impl Api {
                 }
             }
         }
-        let fund = Fund::as_of(&events, date).map_err(|e| {
-            status(AppError::Internal(format!(
-                "the risk fund of ledger {ledger_id} does not replay to {}: {e}",
-                format_date(date)
-            )))
-        })?;
-        fund.ok_or_else(|| {
-            Status::not_found(format!(
-                "ledger {ledger_id} had no risk fund on {} (as recorded by seq {through_seq})",
-                format_date(date)
-            ))
-        })
+        Ok(events)
     }
 
     /// Whether `actor` may read the fund of `ledger_id`: its finance office and auditors, and
@@ -396,4 +395,25 @@ fn compensation_to_pb(c: &Compensation) -> pb::Compensation {
         recovered_to_date_fen: 0,
         return_due_fen: 0,
     }
+}
+
+/// The fund of `ledger_id` on `date` by its `events` recorded through `through_seq`.
+fn fund_as_of(
+    ledger_id: &str,
+    events: &[FundEvent],
+    date: BusinessDate,
+    through_seq: u64,
+) -> Result<Fund, Status> {
+    let fund = Fund::as_of(events, date).map_err(|e| {
+        status(AppError::Internal(format!(
+            "the risk fund of ledger {ledger_id} does not replay to {}: {e}",
+            format_date(date)
+        )))
+    })?;
+    fund.ok_or_else(|| {
+        Status::not_found(format!(
+            "ledger {ledger_id} had no risk fund on {} (as recorded by seq {through_seq})",
+            format_date(date)
+        ))
+    })
 }

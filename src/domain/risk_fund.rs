@@ -291,6 +291,30 @@ impl FundEvent {
         }
     }
 
+    /// Each loan's compensation mark on `date` (`Servicing::compensated_on`) by `events` (a
+    /// ledger's, in journal order): as the writer and verify's replay set it, a claim (or a
+    /// compensation of the older kind) dated by then marks its loan, a rejection dated by then
+    /// clears it. A loan no event names is unmarked. An as-of read sets it on each loan, whose
+    /// stored state carries the mark as it stands now ([`LoanState::compensated`]).
+    pub fn compensation_marks<'e>(
+        events: impl IntoIterator<Item = &'e FundEvent>,
+        date: NaiveDate,
+    ) -> std::collections::HashMap<&'e str, NaiveDate> {
+        let mut marks = std::collections::HashMap::new();
+        for event in events.into_iter().filter(|e| e.date() <= date) {
+            match event {
+                FundEvent::Compensated { compensation } | FundEvent::Claimed { compensation } => {
+                    marks.insert(compensation.loan_id.as_str(), compensation.compensated_on);
+                }
+                FundEvent::Rejected { loan_id, .. } => {
+                    marks.remove(loan_id.as_str());
+                }
+                _ => {}
+            }
+        }
+        marks
+    }
+
     /// The loan the event is about, if any.
     pub fn loan_id(&self) -> Option<&str> {
         match self {

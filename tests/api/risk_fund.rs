@@ -25,6 +25,7 @@ on_both_backends!(
     a_recovery_after_the_write_off_returns_the_funds_share,
     the_fund_is_given_again_through_its_seq,
     a_contract_that_can_no_longer_be_paid_out_holds_no_room,
+    a_past_days_exposure_counts_the_claims_made_by_then,
 );
 
 fn open(request_id: &str, opened_on: &str, percent: u32) -> pb::OpenRiskFundRequest {
@@ -1446,5 +1447,50 @@ async fn a_contract_that_can_no_longer_be_paid_out_holds_no_room(backend: Backen
     let exposure = fund_on(&app, &t.auditor, "2021-02-01").await.exposure.expect("the exposure");
     assert_eq!((exposure.outstanding_fen, exposure.undrawn_fen), (3_000_000, 0), "{exposure:?}");
     assert_eq!(exposure.room_fen, 10_000_000 - 3_000_000, "{exposure:?}");
+    app.finish().await;
+}
+
+/// A loan's compensation mark as of a day is the claims' and rejections' dated by then: a
+/// contract of 50,000.00 yuan, 20,000.00 paid out on 2021-01-25 and never serviced, holds
+/// 30,000.00 of undrawn room until its bank's claim on 06-25 (nothing more may be paid out),
+/// and again from the office's rejection on 07-05. The exposure of 06-22 asked again through
+/// its seq after the claim is the first answer; that of 06-30, asked after a repayment of
+/// 07-01 (the loan then rebuilt from its events), counts the claim (since 2026-12-07: the first
+/// read the claim made since, the second lost it).
+async fn a_past_days_exposure_counts_the_claims_made_by_then(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    opened_with(&app, &t, 1_000_000).await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let part = pb::DisburseRequest {
+        request_id: rid("disburse"),
+        loan_id: id.clone(),
+        value_date: "2021-01-25".into(),
+        amount_fen: 2_000_000,
+    };
+    app.loans(&t.bank).disburse(part).await.expect("a part paid out");
+    let undrawn = |r: &pb::GetRiskFundResponse| r.exposure.as_ref().expect("exposure").undrawn_fen;
+    let before = fund_on(&app, &t.auditor, "2021-06-22").await;
+    assert_eq!(undrawn(&before), 3_000_000, "{before:?}");
+    let mut fund = app.risk_fund(&t.bank);
+    fund.compensate_loan(compensate(&rid("claim"), &id, "2021-06-25")).await.expect("the claim");
+    let again = fund_through(&app, &t.auditor, "2021-06-22", before.through_seq).await;
+    assert_eq!(again, before, "the same day through the same seq");
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-22").await), 3_000_000, "before it");
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-25").await), 0, "from the claim");
+    app.repay(&t.bank, &id, "2021-07-01", 100_000).await;
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-30").await), 0, "rebuilt, claimed");
+    let reject = pb::RejectCompensationRequest {
+        request_id: rid("reject"),
+        loan_id: id.clone(),
+        value_date: "2021-07-05".into(),
+        reason: "材料不全 (papers missing)".into(),
+    };
+    app.risk_fund(&t.finance).reject_compensation(reject).await.expect("the rejection");
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-30").await), 0, "claimed then");
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-07-05").await), 3_000_000, "rejected");
     app.finish().await;
 }
