@@ -351,6 +351,18 @@ where
     }
 }
 
+/// The server's TCP keepalives on each of the service's sessions (over TCP; a Unix socket has
+/// none): a session whose client is gone (a host lost, a link cut, a NAT's idle timeout) is
+/// found dead and ended within about two minutes, instead of the operating system's two hours.
+/// The writer's session holds the writer claim (an advisory lock): left to a dead session, no
+/// server could take it and every write was `UNAVAILABLE` ("another server is writing") for
+/// those hours (since 2026-12-07).
+pub const SESSION_KEEPALIVES: [(&str, &str); 3] = [
+    ("tcp_keepalives_idle", "60"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "6"),
+];
+
 /// PostgreSQL planner settings for statements that name their rows by key, many at a time:
 /// joins by index only. The writer's connection has them for good; reads through the readers'
 /// pool take them for one transaction ([`KEYED_PLANS`], `on_pool_keyed!`).
@@ -829,7 +841,9 @@ impl Db {
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
-            let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
+            let opts = PgConnectOptions::from_str(url)
+                .map_err(StoreError::Database)?
+                .options(SESSION_KEEPALIVES);
             let pool = PgPoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX)
                 .acquire_timeout(CONNECT_TIMEOUT)

@@ -30,6 +30,7 @@ on_both_backends!(
     health_follows_the_database_and_the_shutdown,
     one_server_at_a_time_writes,
     the_sqlite_database_is_its_owners_alone,
+    postgres_sessions_are_kept_alive,
 );
 
 /// Stopping the server while clients are writing: every acknowledged write is in the journal
@@ -1146,5 +1147,26 @@ async fn backup_settings_that_would_fail_are_warned_at_start(backend: Backend) {
         assert!(!log.contains(pg_dump), "SQLite's backups need no pg_dump: {log}");
     }
     drop(server);
+    app.finish().await;
+}
+
+/// The service's PostgreSQL sessions ask the server for TCP keepalives (a probe after 60 s
+/// idle, every 10 s, 6 unanswered end the session): a session whose client is gone is ended
+/// within about two minutes, and the writer claim it held (an advisory lock) with it, where
+/// the operating system's two hours left every write `UNAVAILABLE` (since 2026-12-07).
+async fn postgres_sessions_are_kept_alive(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    if let loanledger::store::Db::Postgres(pool, _) = &app.db {
+        let set: (String, String, String) = sqlx::query_as(
+            "select current_setting('tcp_keepalives_idle'), \
+             current_setting('tcp_keepalives_interval'), current_setting('tcp_keepalives_count')",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("the settings");
+        assert_eq!(set, ("60".into(), "10".into(), "6".into()));
+    }
     app.finish().await;
 }
