@@ -628,7 +628,11 @@ impl LoanService for Api {
             status: loan_status,
             page_size,
             page_token,
+            as_of,
         } = request.into_inner();
+        let as_of = parse::as_of(&as_of, self.today())?;
+        // Empty: today's listing, as before the field (its page tokens unchanged).
+        let past = (as_of < self.today()).then_some(as_of);
         let opt_id = |field: &str, v: String| -> Result<Option<String>, Status> {
             if v.is_empty() { Ok(None) } else { parse::id(field, &v).map(Some) }
         };
@@ -667,8 +671,12 @@ impl LoanService for Api {
                 _ => filter.ledger_id = Some(actor.org.clone()),
             },
         }
-        // The token is of the query as the caller's role narrowed it.
-        let query = listing::query_key(&actor.actor(), &filter, wanted);
+        // The token is of the query as the caller's role narrowed it, and of its day.
+        let caller = match past {
+            Some(date) => format!("{}\nas of {}", actor.actor(), format_date(date)),
+            None => actor.actor(),
+        };
+        let query = listing::query_key(&caller, &filter, wanted);
         if !page_token.is_empty() {
             let after = listing::token_after_id(&page_token, &query)
                 .map_err(|why| invalid("page_token", why))?;
@@ -679,10 +687,13 @@ impl LoanService for Api {
             n => n.min(PAGE_SIZE_MAX),
         };
         // One date for the whole page: what is filtered on is what is shown.
-        let (loans, next_page_token) =
-            listing::loans_page(&self.db, filter, wanted, self.today(), page_size)
-                .await
-                .map_err(status)?;
+        let page = match past {
+            Some(date) => {
+                listing::loans_page_as_of(&self.db, filter, wanted, date, page_size).await
+            }
+            None => listing::loans_page(&self.db, filter, wanted, self.today(), page_size).await,
+        };
+        let (loans, next_page_token) = page.map_err(status)?;
         let next_page_token = listing::bound_token(next_page_token, &query);
         Ok(Response::new(pb::ListLoansResponse {
             loans: loans

@@ -9,6 +9,12 @@
 //!
 //! Every loan listed comes with its payoff quote on the date it is shown as of ([`Listed`]):
 //! the status is worked out from it, and the listing shows its figures.
+//!
+//! A listing as of a past day ([`loans_page_as_of`], since 2026-12-07) reads every loan of the
+//! filters a batch at a time too, each rebuilt from its events dated by then when it has later
+//! ones ([`crate::app::servicing::loans_as_of`], as `GetLoan`'s `as_of`), leaves out those
+//! contracted after the day, and keeps those with the status asked as of the day: an
+//! auditor's list of the loans overdue at a quarter-end, months later.
 
 use crate::app::error::AppError;
 use crate::domain::date::BusinessDate;
@@ -89,6 +95,47 @@ fn after(loans: &[Listed]) -> String {
 /// is later.
 pub fn as_listed_on(today: BusinessDate, loan: &LoanState) -> BusinessDate {
     today.max(loan.last_value_date)
+}
+
+/// A page of the loans matching `filter` as they stood at the end of `date`, and, if given,
+/// with the status `wanted` as of then; the page token after it (empty on the last page).
+pub async fn loans_page_as_of(
+    db: &Db,
+    mut filter: LoanFilter,
+    wanted: Option<LoanStatus>,
+    date: BusinessDate,
+    page_size: u32,
+) -> Result<(Vec<Listed>, String), AppError> {
+    filter.statuses = StatusFilter::Any;
+    let mut page = StatusPage::new(page_size as usize, STATUS_SCAN_MAX);
+    loop {
+        let batch = db.list_loans(&filter, STATUS_SCAN_BATCH).await?;
+        let end = batch.len() < STATUS_SCAN_BATCH as usize;
+        filter.after_loan_id = batch.last().map(|l| l.terms.loan_id.clone());
+        let rebuilt = crate::app::servicing::loans_as_of(db, batch.clone(), date, None).await?;
+        let mut rebuilt: crate::collections::HashMap<String, LoanState> =
+            rebuilt.into_iter().map(|l| (l.terms.loan_id.clone(), l)).collect();
+        // In the order read, each with whether it is listed: a loan not contracted by then is
+        // not (kept, unquoted, for the page token after the last loan read).
+        let judged = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|read| match rebuilt.remove(&read.terms.loan_id) {
+                    Some(then) => {
+                        let listed = Listed::on(date, then);
+                        let keep = wanted.is_none_or(|w| listed.status() == w);
+                        (listed, keep)
+                    }
+                    None => (Listed { loan: read, as_of: date, quote: None }, false),
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("listing loans as of a day failed: {e}")))?;
+        if let Some(token) = page.take(judged, end) {
+            return Ok((page.loans, token));
+        }
+    }
 }
 
 /// A loan as listed on a day: shown as of `as_of` ([`as_listed_on`]), with its payoff quote on

@@ -31,6 +31,7 @@ on_both_backends!(
     an_extension_does_not_extend_the_payouts,
     a_batch_item_is_read_as_its_unary_call,
     a_renewed_contract_is_not_paid_out_after_its_renewal,
+    loans_are_listed_as_they_stood_on_a_day,
     renewal,
     a_contract_dated_before_a_loan_closed_counts_it,
     a_borrower_dated_back_belongs_to_the_household_they_owed_for,
@@ -1326,6 +1327,77 @@ async fn a_renewed_contract_is_not_paid_out_after_its_renewal(backend: Backend) 
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal, "nothing posted");
     assert_eq!(app.get_loan(&t.bank, &parent).await.disbursed_fen, 0);
     assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// `ListLoans` as of a past day: the loans contracted by then, each as it stood then. At the
+/// quarter-end 2021-03-31, A (paid nothing, paid off since, on 04-10) was overdue 11 days, B
+/// (its March interest paid on its day) active, and C (contracted on 2021-05-01) not yet a
+/// loan; the status filter is judged as of the day; a page token is of its day (since
+/// 2026-12-07: a listing showed today's loans only).
+async fn loans_are_listed_as_they_stood_on_a_day(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let a = disbursed(&app, &t, "LA", HOUSEHOLD, 1_000_000, "2021-01-25").await;
+    let b = disbursed(&app, &t, "LB", "H-LB", 1_000_000, "2021-01-25").await;
+    app.register_household(&t.finance, "H-LC", "19800517").await;
+    app.create_loan(&t.bank, standard_loan_on("LC", "H-LC", "2021-05-01")).await;
+    app.repay(&t.bank, &b, "2021-03-20", interest(1_000_000, 55)).await;
+    app.pay_off(&t.bank, &a, "2021-04-10").await;
+    let list = |as_of: &str, status: pb::LoanStatus, page_token: &str| pb::ListLoansRequest {
+        bank_id: BANK.into(),
+        status: status as i32,
+        as_of: as_of.into(),
+        page_token: page_token.into(),
+        ..Default::default()
+    };
+    let mut loans = app.loans(&t.auditor);
+    let listed = |r: Result<tonic::Response<pb::ListLoansResponse>, tonic::Status>| {
+        let page = r.expect("ListLoans").into_inner();
+        let shown: Vec<(String, pb::LoanStatus, i64, String)> = page
+            .loans
+            .iter()
+            .map(|l| (l.loan_id.clone(), l.status(), l.days_overdue, l.as_of.clone()))
+            .collect();
+        (shown, page.next_page_token)
+    };
+    let quarter_end = "2021-03-31".to_string();
+    let (all, token) =
+        listed(loans.list_loans(list(&quarter_end, pb::LoanStatus::Unspecified, "")).await);
+    assert_eq!(
+        all,
+        [
+            (a.clone(), pb::LoanStatus::Overdue, 11, quarter_end.clone()),
+            (b.clone(), pb::LoanStatus::Active, 0, quarter_end.clone())
+        ]
+    );
+    assert!(token.is_empty());
+    let (overdue, _) =
+        listed(loans.list_loans(list(&quarter_end, pb::LoanStatus::Overdue, "")).await);
+    assert_eq!(overdue.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), [a.as_str()]);
+    let (settled, _) =
+        listed(loans.list_loans(list(&quarter_end, pb::LoanStatus::Settled, "")).await);
+    assert!(settled.is_empty(), "{settled:?}");
+    let (today, _) = listed(loans.list_loans(list("", pb::LoanStatus::Settled, "")).await);
+    assert_eq!(today.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), [a.as_str()]);
+    // A page at a time; its token is of its day.
+    let first = pb::ListLoansRequest {
+        page_size: 1,
+        ..list(&quarter_end, pb::LoanStatus::Unspecified, "")
+    };
+    let (page, token) = listed(loans.list_loans(first).await);
+    assert_eq!((page.len(), page[0].0.as_str()), (1, a.as_str()));
+    let (next, _) =
+        listed(loans.list_loans(list(&quarter_end, pb::LoanStatus::Unspecified, &token)).await);
+    assert_eq!(next.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), [b.as_str()]);
+    let other_day = loans.list_loans(list("2021-03-30", pb::LoanStatus::Unspecified, &token)).await;
+    expect_invalid(other_day, "page_token");
+    expect_invalid(
+        loans.list_loans(list("2031-03-31", pb::LoanStatus::Unspecified, "")).await,
+        "as_of",
+    );
     app.finish().await;
 }
 
