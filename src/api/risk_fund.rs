@@ -311,9 +311,6 @@ impl Api {
         Ok(fund.fund_share_percent)
     }
 
-    /// The fund of `ledger_id` as it stood at the end of `date`, rebuilt from its events dated
-    /// by then and recorded up to `through_seq` ([`Fund::as_of`]). `NOT_FOUND` when it was not
-    /// open yet.
     /// The fund's events of `ledger_id` recorded through `through_seq`, in journal order.
     async fn fund_events(
         &self,
@@ -397,7 +394,9 @@ fn compensation_to_pb(c: &Compensation) -> pb::Compensation {
     }
 }
 
-/// The fund of `ledger_id` on `date` by its `events` recorded through `through_seq`.
+/// The fund of `ledger_id` as it stood at the end of `date`, rebuilt from its `events` dated by
+/// then and recorded up to `through_seq` ([`Fund::as_of`]). `NOT_FOUND` when it was not open
+/// yet.
 fn fund_as_of(
     ledger_id: &str,
     events: &[FundEvent],

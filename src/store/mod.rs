@@ -352,15 +352,18 @@ where
 }
 
 /// The server's TCP keepalives on each of the service's sessions (over TCP; a Unix socket has
-/// none): a session whose client is gone (a host lost, a link cut, a NAT's idle timeout) is
-/// found dead and ended within about two minutes, instead of the operating system's two hours.
-/// The writer's session holds the writer claim (an advisory lock): left to a dead session, no
-/// server could take it and every write was `UNAVAILABLE` ("another server is writing") for
-/// those hours (since 2026-12-07).
-pub const SESSION_KEEPALIVES: [(&str, &str); 3] = [
+/// none), and its limit on data sent and not acknowledged: a session whose client is gone (a
+/// host lost, a link cut, a NAT's idle timeout) is found dead and ended within about two
+/// minutes, idle or in the middle of an answer, instead of the operating system's two hours
+/// (or a quarter of an hour of retransmissions). The writer's session holds the writer claim
+/// (an advisory lock): left to a dead session, no server could take it and every write was
+/// `UNAVAILABLE` ("another server is writing") for those hours (since 2026-12-07). A setting
+/// the database URL's `options` gives stands.
+pub const SESSION_KEEPALIVES: [(&str, &str); 4] = [
     ("tcp_keepalives_idle", "60"),
     ("tcp_keepalives_interval", "10"),
     ("tcp_keepalives_count", "6"),
+    ("tcp_user_timeout", "120000"),
 ];
 
 /// PostgreSQL planner settings for statements that name their rows by key, many at a time:
@@ -841,9 +844,11 @@ impl Db {
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
-            let opts = PgConnectOptions::from_str(url)
-                .map_err(StoreError::Database)?
-                .options(SESSION_KEEPALIVES);
+            let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
+            // Those the URL's own `options` set stand (the last `-c` of a name wins).
+            let given = opts.get_options().unwrap_or_default().to_string();
+            let opts = opts
+                .options(SESSION_KEEPALIVES.into_iter().filter(|(name, _)| !given.contains(name)));
             let pool = PgPoolOptions::new()
                 .max_connections(READ_CONNECTIONS_MAX)
                 .acquire_timeout(CONNECT_TIMEOUT)
