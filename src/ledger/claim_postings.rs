@@ -103,7 +103,30 @@ mod tests {
     /// A paid claim's lines: two approved of 29,410 fen each (households H1 and H2), one of
     /// H1 again of 100 fen, one rejected.
     fn claim() -> Claim {
-        let line = |household: &str, fen: i64, decision: Decision| ClaimLine {
+        let rejected = Decision::Rejected { reason: "r".into() };
+        Claim {
+            claim_id: "B1-Q1".into(),
+            ledger_id: "450121".into(),
+            bank_id: "B1".into(),
+            due_from: "2021-01-01".parse().unwrap(),
+            due_to: "2021-03-31".parse().unwrap(),
+            submitted_on: "2021-04-01".parse().unwrap(),
+            status: ClaimStatus::Noticed,
+            lines: vec![
+                line("H1", 29_410, Decision::Approved),
+                line("H2", 29_410, Decision::Approved),
+                line("H1", 100, Decision::Approved),
+                line("H3", 500, rejected),
+            ],
+            review: None,
+            objections: Vec::new(),
+            payment: None,
+        }
+    }
+
+    /// A claim line of `household`'s whose subsidy is `fen`, with `decision`.
+    fn line(household: &str, fen: i64, decision: Decision) -> ClaimLine {
+        ClaimLine {
             claimed: ClaimedLine::of(
                 &format!("B1-{household}-{fen}"),
                 "2021-03-20".parse().unwrap(),
@@ -129,25 +152,6 @@ mod tests {
             claimed_by: None,
             decision: Some(decision),
             clawback: None,
-        };
-        let rejected = Decision::Rejected { reason: "r".into() };
-        Claim {
-            claim_id: "B1-Q1".into(),
-            ledger_id: "450121".into(),
-            bank_id: "B1".into(),
-            due_from: "2021-01-01".parse().unwrap(),
-            due_to: "2021-03-31".parse().unwrap(),
-            submitted_on: "2021-04-01".parse().unwrap(),
-            status: ClaimStatus::Noticed,
-            lines: vec![
-                line("H1", 29_410, Decision::Approved),
-                line("H2", 29_410, Decision::Approved),
-                line("H1", 100, Decision::Approved),
-                line("H3", 500, rejected),
-            ],
-            review: None,
-            objections: Vec::new(),
-            payment: None,
         }
     }
 
@@ -289,5 +293,113 @@ mod tests {
                 ("household/H2/subsidy", -29_410)
             ]
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the lines (households, parts, approved or not, netted or not), the payee and
+        /// the rule the payment was recorded under: the payment's postings balance; each
+        /// household's subsidy takes the parts of its approved lines the rule gives it (all,
+        /// paid to the households or to the bank owing them; the netted ones only, paid to the
+        /// bank before 2026-12-07), the bank's `subsidy_due` the negation of what it passed on;
+        /// and a clawback of an approved line is the exact reverse of that line paid alone.
+        #[test]
+        fn a_payment_balances_and_a_clawback_reverses_its_line(
+            lines in proptest::collection::vec(
+                (0..3usize, 1..1_000_000i64, proptest::bool::ANY, proptest::bool::ANY),
+                1..8,
+            ),
+            to_bank in proptest::bool::ANY,
+            owes_households in proptest::bool::ANY,
+        ) {
+            let payee = if to_bank { Payee::Bank } else { Payee::Households };
+            let mut c = claim();
+            c.lines = lines
+                .iter()
+                .map(|&(h, fen, approved, netted)| {
+                    let decision = if approved {
+                        Decision::Approved
+                    } else {
+                        Decision::Rejected { reason: "r".into() }
+                    };
+                    let mut l = line(&format!("H{h}"), fen, decision);
+                    if netted {
+                        l.recomputed.as_mut().unwrap().netted_fen = Fen(fen);
+                    }
+                    l
+                })
+                .collect();
+            let approved: i64 = c.lines.iter().map(|l| l.approved_fen().0).sum();
+            let paid = ClaimEvent::Paid {
+                claim_id: "B1-Q1".into(),
+                paid_on: "2021-04-20".parse().unwrap(),
+                voucher: "V1".into(),
+                amount_fen: Fen(approved),
+                payee,
+                withheld: Vec::new(),
+                owes_households,
+            };
+            let postings = claim_postings(&paid, &c).unwrap();
+            let leg = |account: &str| -> i64 {
+                postings.as_slice().iter().filter(|p| p.account == account).map(|p| p.amount.0).sum()
+            };
+            let mut passed_on = 0;
+            for h in 0..3 {
+                let household = format!("H{h}");
+                let expected: i64 = lines
+                    .iter()
+                    .filter(|&&(lh, _, ok, netted)| {
+                        lh == h && ok && (!to_bank || owes_households || netted)
+                    })
+                    .map(|&(_, fen, _, _)| fen)
+                    .sum();
+                proptest::prop_assert_eq!(leg(&format!("household/{household}/subsidy")), expected);
+                passed_on += expected;
+            }
+            proptest::prop_assert_eq!(leg("finance/450121/subsidy"), -approved);
+            let (cash, due) = if to_bank { (approved, -passed_on) } else { (0, 0) };
+            proptest::prop_assert_eq!(leg("bank/B1/cash"), cash);
+            proptest::prop_assert_eq!(leg("bank/B1/subsidy_due"), due);
+
+            c.payment = Some(crate::domain::subsidy_claim::Payment {
+                paid_on: "2021-04-20".parse().unwrap(),
+                voucher: "V1".into(),
+                amount_fen: Fen(approved),
+                payee,
+                owes_households,
+            });
+            for (i, l) in c.lines.iter().enumerate().filter(|(_, l)| l.approved_fen().0 > 0) {
+                let part = l.approved_fen();
+                let clawed = ClaimEvent::ClawedBack {
+                    claim_id: "B1-Q1".into(),
+                    clawed_back_on: "2021-05-02".parse().unwrap(),
+                    line: i as u32,
+                    reason: "misused".into(),
+                    amount_fen: part,
+                    loan_id: None,
+                };
+                let back = claim_postings(&clawed, &c).unwrap();
+                let mut alone = c.clone();
+                for (j, other) in alone.lines.iter_mut().enumerate() {
+                    if j != i {
+                        other.decision = Some(Decision::Rejected { reason: "r".into() });
+                    }
+                }
+                let paid_alone = ClaimEvent::Paid {
+                    claim_id: "B1-Q1".into(),
+                    paid_on: "2021-04-20".parse().unwrap(),
+                    voucher: "V1".into(),
+                    amount_fen: part,
+                    payee,
+                    withheld: Vec::new(),
+                    owes_households,
+                };
+                let forth = claim_postings(&paid_alone, &alone).unwrap();
+                let mut sum: std::collections::BTreeMap<&str, i64> = Default::default();
+                for p in forth.as_slice().iter().chain(back.as_slice()) {
+                    *sum.entry(p.account.as_str()).or_default() += p.amount.0;
+                }
+                proptest::prop_assert!(sum.values().all(|&v| v == 0), "line {}: {:?}", i, sum);
+            }
+        }
     }
 }
