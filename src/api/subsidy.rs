@@ -590,6 +590,7 @@ fn claim_line_to_pb(l: &ClaimLine) -> pb::SubsidyClaimLine {
             Difference::TownshipDiffers => pb::ClaimDifference::TownshipDiffers,
             Difference::VillageDiffers => pb::ClaimDifference::VillageDiffers,
             Difference::PeriodStartDiffers => pb::ClaimDifference::PeriodStartDiffers,
+            Difference::HouseholdNotEligible => pb::ClaimDifference::HouseholdNotEligible,
         };
         i32::from(d)
     };

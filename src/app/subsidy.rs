@@ -26,13 +26,14 @@ use super::servicing::{loan_events, read_through, replay};
 use crate::collections::HashMap;
 use crate::domain::date::BusinessDate;
 use crate::domain::error::{DomainError, Reason};
+use crate::domain::household::status_on;
 use crate::domain::loan::{LoanEvent, LoanState, LoanTerms};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyVersion, in_force, ratio_steps};
 use crate::domain::rate::AnnualRate;
 use crate::domain::servicing::ServicingError;
 use crate::domain::subsidy::{RatioTable, SubsidyPolicy};
-use crate::domain::subsidy_claim::{ClaimLine, ClaimedLine, check_line, check_terms};
+use crate::domain::subsidy_claim::{ClaimLine, ClaimedLine, Difference, check_line, check_terms};
 use crate::domain::subsidy_register::{RegisterLine, register};
 use crate::store::Db;
 use crate::store::read::{LoanFilter, LoanHistory};
@@ -214,6 +215,9 @@ pub async fn check_claim(
     }
     let households: Vec<&str> = registers.values().map(|r| r.terms.household_id.as_str()).collect();
     let places = db.household_places(&households).await?;
+    // Their status series as recorded by then: a status dated back over a contract makes its
+    // loan falsely obtained, and no line of it payable (since 2026-12-07).
+    let statuses = db.household_statuses(&households, through_seq).await?;
     let mut seen: Vec<(String, u64)> =
         registers.iter().map(|(id, r)| (id.clone(), r.last_seq)).chain(missing).collect();
     seen.sort_unstable();
@@ -231,6 +235,13 @@ pub async fn check_claim(
                     places.get(&terms.household_id).cloned().unwrap_or_default();
                 checked.principal_fen = terms.principal_fen;
                 check_terms(&mut checked, terms.principal_fen, terms.annual_rate);
+                let series = statuses.get(&terms.household_id).map_or(&[][..], Vec::as_slice);
+                let on_contract = status_on(series, terms.contract_date);
+                if in_force(&versions, terms.contract_date)
+                    .is_some_and(|v| !v.params.lends_to(on_contract))
+                {
+                    checked.differences.push(Difference::HouseholdNotEligible);
+                }
             }
             checked
         })

@@ -25,6 +25,10 @@
 //!   - `HouseholdDiffers`, `TownshipDiffers`, `VillageDiffers`: the household or place stated
 //!     is not the loan's household's as recorded (a place the registry does not record is not
 //!     compared) ([`check_terms`]);
+//!   - `HouseholdNotEligible`: the loan's household was not one the policy lends to on the
+//!     contract date, by its status series as recorded when the claim is checked (a status
+//!     dated back over the contract; since 2026-12-07): the loan was falsely obtained, and its
+//!     subsidy is not paid whatever else the line says (the application's check);
 //!   - `AlreadyClaimed`: the loan-period is held by another claim (named on the line), submitted
 //!     before. A loan-period is claimed once, whatever the retries: a line that checks out with
 //!     no other difference holds its loan-period for its claim ([`ClaimLine::holds_period`]),
@@ -153,6 +157,10 @@ pub enum Difference {
     TownshipDiffers,
     VillageDiffers,
     PeriodStartDiffers,
+    /// The loan's household was not one the policy lends to on the contract date, by its
+    /// status series as recorded when the claim is checked (a status dated back over the
+    /// contract: falsely obtained, DESIGN.md's "not subsidised"; since 2026-12-07).
+    HouseholdNotEligible,
 }
 
 impl Difference {
@@ -171,6 +179,7 @@ impl Difference {
             Difference::TownshipDiffers => "TOWNSHIP_DIFFERS",
             Difference::VillageDiffers => "VILLAGE_DIFFERS",
             Difference::PeriodStartDiffers => "PERIOD_START_DIFFERS",
+            Difference::HouseholdNotEligible => "HOUSEHOLD_NOT_ELIGIBLE",
         }
     }
 }

@@ -4,6 +4,7 @@ use super::rows::*;
 use super::{Db, StoreError};
 use crate::collections::HashMap;
 use crate::domain::event::JournalEvent;
+use crate::domain::household::StatusEntry;
 use crate::domain::loan::{LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
@@ -432,6 +433,37 @@ impl Db {
             Ok(HouseholdView { row, statuses: statuses.collect::<Result<_, _>>()? })
         });
         Ok(Some(InLedger { ledger_id, row: view }))
+    }
+
+    /// The status series of each of these households, in recording order, as recorded up to
+    /// `through` (`None`: all of it), by household id (one without a status recorded by then
+    /// is left out): one statement.
+    pub async fn household_statuses(
+        &self,
+        household_ids: &[&str],
+        through: Option<u64>,
+    ) -> Result<HashMap<String, Vec<StatusEntry>>, StoreError> {
+        let mut series: HashMap<String, Vec<StatusEntry>> = HashMap::default();
+        if household_ids.is_empty() {
+            return Ok(series);
+        }
+        let through = through.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
+        let rows: Vec<(String, String, String, String)> = on_pool!(self, p => {
+            let mut q = QueryBuilder::new(
+                "select household_id, effective_date, status, reason from household_status \
+                 where seq <= ",
+            );
+            q.push_bind(through);
+            q.push(" and household_id in (");
+            super::write::push_list(&mut q, household_ids);
+            q.push(") order by household_id, seq");
+            q.build_query_as().fetch_all(p).await?
+        });
+        for (household_id, effective_date, status, reason) in rows {
+            let entry = StatusRow { effective_date, status, reason }.into_entry()?;
+            series.entry(household_id).or_default().push(entry);
+        }
+        Ok(series)
     }
 
     /// The township and village of each of these households that exists, by household id:

@@ -22,6 +22,7 @@ on_both_backends!(
     a_payoff_nets_the_interest_it_settles,
     a_claims_marks_of_periods_held_are_made_again_by_verify,
     a_notice_is_not_paid_before_it_has_run_by_the_services_date,
+    a_loan_of_a_household_found_ineligible_is_not_subsidised,
 );
 
 use pb::ClaimDifference as D;
@@ -1376,5 +1377,44 @@ async fn a_notice_is_not_paid_before_it_has_run_by_the_services_date(backend: Ba
     assert_eq!((objected.status(), objected.approved_fen), (pb::SubsidyClaimStatus::Noticed, 0));
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{v:?}");
+    app.finish().await;
+}
+
+/// A household's status dated back over its loan's contract (found removed, 清退, from before
+/// it: the loan was falsely obtained) marks the loan's claim lines `HOUSEHOLD_NOT_ELIGIBLE`,
+/// not payable, whether or not the office has marked the loan since (since 2026-12-07: the
+/// line was payable, the status change named the contract only in its own answer); the other
+/// household's line stays payable; verify's recheck of the claim finds the same.
+async fn a_loan_of_a_household_found_ineligible_is_not_subsidised(backend: Backend) {
+    let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
+        return;
+    };
+    let status = pb::SetHouseholdStatusRequest {
+        request_id: rid("status"),
+        household_id: HOUSEHOLD.into(),
+        status: pb::HouseholdStatus::Removed as i32,
+        effective_date: "2021-01-01".into(),
+        reason: "核查：不符合建档立卡条件 (not eligible on review)".into(),
+    };
+    let answer = app.registry(&t.finance).set_household_status(status).await;
+    let answer = answer.expect("SetHouseholdStatus").into_inner();
+    assert_eq!(answer.contracts_made_ineligible, [first.clone()]);
+    let request = claim_request(
+        &rid("claim"),
+        "Q1",
+        vec![
+            line(&first, "2021-03-20", 29_410, 29_410),
+            line(&second, "2021-03-20", 29_410, 29_410),
+        ],
+    );
+    let claim = app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
+    let claim = claim.into_inner().claim.expect("the claim");
+    assert_eq!(differences(&claim), [vec![D::HouseholdNotEligible], vec![]]);
+    assert_eq!(claim.payable_fen, 29_410);
+    let request =
+        pb::VerifyRequest { ledger_id: LEDGER.into(), recheck_claims: true, ..Default::default() };
+    let v = app.audit(&t.auditor).verify(request).await.expect("Verify").into_inner();
+    assert!(v.ok && v.problems.is_empty(), "{v:?}");
+    assert_eq!(v.claim_lines_rechecked, 2);
     app.finish().await;
 }
