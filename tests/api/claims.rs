@@ -1398,7 +1398,7 @@ async fn a_loan_of_a_household_found_ineligible_is_not_subsidised(backend: Backe
     };
     let answer = app.registry(&t.finance).set_household_status(status).await;
     let answer = answer.expect("SetHouseholdStatus").into_inner();
-    assert_eq!(answer.contracts_made_ineligible, [first.clone()]);
+    assert_eq!(answer.contracts_made_ineligible, std::slice::from_ref(&first));
     let request = claim_request(
         &rid("claim"),
         "Q1",
