@@ -630,9 +630,10 @@ impl LoanService for Api {
             page_token,
             as_of,
         } = request.into_inner();
-        let as_of = parse::as_of(&as_of, self.today())?;
+        let today = self.today();
+        let as_of = parse::as_of(&as_of, today)?;
         // Empty: today's listing, as before the field (its page tokens unchanged).
-        let past = (as_of < self.today()).then_some(as_of);
+        let past = (as_of < today).then_some(as_of);
         let opt_id = |field: &str, v: String| -> Result<Option<String>, Status> {
             if v.is_empty() { Ok(None) } else { parse::id(field, &v).map(Some) }
         };
@@ -691,7 +692,7 @@ impl LoanService for Api {
             Some(date) => {
                 listing::loans_page_as_of(&self.db, filter, wanted, date, page_size).await
             }
-            None => listing::loans_page(&self.db, filter, wanted, self.today(), page_size).await,
+            None => listing::loans_page(&self.db, filter, wanted, today, page_size).await,
         };
         let (loans, next_page_token) = page.map_err(status)?;
         let next_page_token = listing::bound_token(next_page_token, &query);

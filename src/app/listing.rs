@@ -112,7 +112,10 @@ pub async fn loans_page_as_of(
         let batch = db.list_loans(&filter, STATUS_SCAN_BATCH).await?;
         let end = batch.len() < STATUS_SCAN_BATCH as usize;
         filter.after_loan_id = batch.last().map(|l| l.terms.loan_id.clone());
-        let rebuilt = crate::app::servicing::loans_as_of(db, batch.clone(), date, None).await?;
+        // (A contract of a later date is not read back: it is not listed.)
+        let then: Vec<LoanState> =
+            batch.iter().filter(|l| l.terms.contract_date <= date).cloned().collect();
+        let rebuilt = crate::app::servicing::loans_as_of(db, then, date, None).await?;
         let mut rebuilt: crate::collections::HashMap<String, LoanState> =
             rebuilt.into_iter().map(|l| (l.terms.loan_id.clone(), l)).collect();
         // In the order read, each with whether it is listed: a loan not contracted by then is

@@ -26,7 +26,7 @@ use super::servicing::{loan_events, read_through, replay};
 use crate::collections::HashMap;
 use crate::domain::date::BusinessDate;
 use crate::domain::error::{DomainError, Reason};
-use crate::domain::household::status_on;
+use crate::domain::household::{HouseholdStatus, StatusEntry, status_on};
 use crate::domain::loan::{LoanEvent, LoanState, LoanTerms};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyVersion, in_force, ratio_steps};
@@ -173,6 +173,9 @@ pub struct ClaimCheck {
     pub seen: Vec<(String, u64)>,
     /// The ledger's policy versions the registers were worked out under.
     pub policies: Vec<PolicyVersion>,
+    /// Each checked loan's household, by id, with the seq of its last status then: the
+    /// writer tells whether one has been recorded since (`HouseholdNotEligible`).
+    pub households_seen: Vec<(String, u64)>,
 }
 
 /// The lines of a bank's subsidy claim checked against its loans' registers as of `as_of`
@@ -193,6 +196,8 @@ pub async fn check_claim(
     loan_ids.sort_unstable();
     loan_ids.dedup();
     let mut registers: HashMap<String, LoanSubsidy> = HashMap::default();
+    // Each loan's contract seq: the statuses recorded before it are those its contract knew.
+    let mut contracted_at: HashMap<String, u64> = HashMap::default();
     // A claimed loan with no journal yet: should it be contracted before the writer takes the
     // claim, its line would be in the register then (seen at seq 0, the writer tells).
     let mut missing: Vec<(String, u64)> = Vec::new();
@@ -207,8 +212,10 @@ pub async fn check_claim(
             if history.bank_id != bank.bank_id || history.ledger_id != bank.ledger_id {
                 continue;
             }
+            let first = history.rows().first().and_then(|r| r.row().ok()).map(|r| r.seq);
             let computed = compute(&loan_id, history, None, &versions, (as_of, through_seq))?;
             if let Some(register) = computed {
+                contracted_at.insert(loan_id.clone(), first.map_or(0, |s| s as u64));
                 registers.insert(loan_id, register);
             }
         }
@@ -218,6 +225,15 @@ pub async fn check_claim(
     // Their status series as recorded by then: a status dated back over a contract makes its
     // loan falsely obtained, and no line of it payable (since 2026-12-07).
     let statuses = db.household_statuses(&households, through_seq).await?;
+    let mut households_seen: Vec<(String, u64)> = households
+        .iter()
+        .map(|h| {
+            let last = statuses.get(*h).and_then(|s| s.last()).map_or(0, |(seq, _)| *seq);
+            (h.to_string(), last)
+        })
+        .collect();
+    households_seen.sort_unstable();
+    households_seen.dedup();
     let mut seen: Vec<(String, u64)> =
         registers.iter().map(|(id, r)| (id.clone(), r.last_seq)).chain(missing).collect();
     seen.sort_unstable();
@@ -236,17 +252,38 @@ pub async fn check_claim(
                 checked.principal_fen = terms.principal_fen;
                 check_terms(&mut checked, terms.principal_fen, terms.annual_rate);
                 let series = statuses.get(&terms.household_id).map_or(&[][..], Vec::as_slice);
-                let on_contract = status_on(series, terms.contract_date);
-                if in_force(&versions, terms.contract_date)
-                    .is_some_and(|v| !v.params.lends_to(on_contract))
-                {
+                let contract_seq = contracted_at.get(&claimed.loan_id).copied().unwrap_or(0);
+                if found_ineligible(series, contract_seq, terms.contract_date) {
                     checked.differences.push(Difference::HouseholdNotEligible);
                 }
             }
             checked
         })
         .collect();
-    Ok(ClaimCheck { lines, seen, policies: versions })
+    Ok(ClaimCheck { lines, seen, policies: versions, households_seen })
+}
+
+/// Whether a household's status `series` (each entry with its seq) says, as it is now, that
+/// the household was one the programme never lends to (not eligible, removed, moved out) on
+/// `contract_date`, where the statuses recorded before the contract (`contract_seq`) did not:
+/// found since, a status dated back over the contract, the loan falsely obtained. Judged by the
+/// statuses alone, whatever policy versions were set since (a narrower version dated back does
+/// not make a contract false).
+fn found_ineligible(
+    series: &[(u64, StatusEntry)],
+    contract_seq: u64,
+    contract_date: BusinessDate,
+) -> bool {
+    let entries = |before: Option<u64>| -> Vec<StatusEntry> {
+        series
+            .iter()
+            .filter(|(seq, _)| before.is_none_or(|b| *seq < b))
+            .map(|(_, e)| e.clone())
+            .collect()
+    };
+    let never = |s: Option<HouseholdStatus>| s.is_some_and(|s| !s.may_be_eligible());
+    never(status_on(&entries(None), contract_date))
+        && !never(status_on(&entries(Some(contract_seq)), contract_date))
 }
 
 /// The register of a loan as of a date, from its events recorded through a seq if given (the
@@ -387,5 +424,29 @@ mod tests {
         // The versions from 2015-05-10 on lowered the cap.
         let later = BusinessDate::from_ymd_opt(2015, 6, 1).unwrap();
         assert_eq!(subsidy_policy(&versions, later, rate).unwrap().household_cap, Fen(4_000_000));
+    }
+
+    /// A status never lent to on the contract date, found since the contract (dated back over
+    /// it), is found ineligible; one known before the contract (a contract an old policy let
+    /// through), one dated after the contract date, or an eligible one, is not.
+    #[test]
+    fn a_status_found_since_the_contract_makes_it_ineligible() {
+        use crate::domain::household::{HouseholdStatus as S, StatusEntry};
+        let day = |s: &str| BusinessDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let entry = |seq: u64, status, date: &str| {
+            (seq, StatusEntry { status, effective_date: day(date), reason: String::new() })
+        };
+        let contract = day("2021-01-25");
+        let poor = entry(1, S::RegisteredPoor, "2020-01-01");
+        let dated_back = [poor.clone(), entry(9, S::Removed, "2021-01-01")];
+        assert!(super::found_ineligible(&dated_back, 5, contract));
+        assert!(!super::found_ineligible(&dated_back, 10, contract), "known before");
+        let after = [poor.clone(), entry(9, S::Removed, "2021-02-01")];
+        assert!(!super::found_ineligible(&after, 5, contract), "removed after the contract");
+        let exited = [poor.clone(), entry(9, S::Exited, "2021-01-01")];
+        assert!(!super::found_ineligible(&exited, 5, contract), "still eligible");
+        let restored =
+            [poor, entry(9, S::Removed, "2021-01-01"), entry(11, S::Exited, "2021-01-01")];
+        assert!(!super::found_ineligible(&restored, 5, contract), "corrected again");
     }
 }

@@ -435,22 +435,22 @@ impl Db {
         Ok(Some(InLedger { ledger_id, row: view }))
     }
 
-    /// The status series of each of these households, in recording order, as recorded up to
-    /// `through` (`None`: all of it), by household id (one without a status recorded by then
-    /// is left out): one statement.
+    /// The status series of each of these households, in recording order, each entry with the
+    /// seq that recorded it, as recorded up to `through` (`None`: all of it), by household id
+    /// (one without a status recorded by then is left out): one statement.
     pub async fn household_statuses(
         &self,
         household_ids: &[&str],
         through: Option<u64>,
-    ) -> Result<HashMap<String, Vec<StatusEntry>>, StoreError> {
-        let mut series: HashMap<String, Vec<StatusEntry>> = HashMap::default();
+    ) -> Result<HashMap<String, Vec<(u64, StatusEntry)>>, StoreError> {
+        let mut series: HashMap<String, Vec<(u64, StatusEntry)>> = HashMap::default();
         if household_ids.is_empty() {
             return Ok(series);
         }
         let through = through.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
-        let rows: Vec<(String, String, String, String)> = on_pool!(self, p => {
+        let rows: Vec<(String, i64, String, String, String)> = on_pool!(self, p => {
             let mut q = QueryBuilder::new(
-                "select household_id, effective_date, status, reason from household_status \
+                "select household_id, seq, effective_date, status, reason from household_status \
                  where seq <= ",
             );
             q.push_bind(through);
@@ -459,9 +459,10 @@ impl Db {
             q.push(") order by household_id, seq");
             q.build_query_as().fetch_all(p).await?
         });
-        for (household_id, effective_date, status, reason) in rows {
+        for (household_id, seq, effective_date, status, reason) in rows {
             let entry = StatusRow { effective_date, status, reason }.into_entry()?;
-            series.entry(household_id).or_default().push(entry);
+            let seq = u64::try_from(seq).unwrap_or_default();
+            series.entry(household_id).or_default().push((seq, entry));
         }
         Ok(series)
     }

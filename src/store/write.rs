@@ -574,6 +574,25 @@ impl WriteTx {
         Ok(found)
     }
 
+    /// The seq of each of these households' last status recorded, by household id (those with
+    /// none left out).
+    pub async fn household_status_seqs(
+        &mut self,
+        household_ids: &[&str],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in household_ids.chunks(chunk_rows(1)) {
+            let rows: Vec<(String, i64)> = on_tx_built!(self, q, c => {
+                q.push("select household_id, max(seq) from household_status where household_id in (");
+                push_list(&mut q, chunk);
+                q.push(") group by household_id");
+                q.build_query_as().fetch_all(c).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     pub async fn ledger_exists(&mut self, ledger_id: &str) -> Result<bool, StoreError> {
         let sql = "select ledger_id, name from ledger where ledger_id = $1";
         let row: Option<LedgerRow> =

@@ -354,6 +354,30 @@ impl Writer {
                         bank.ledger_id
                     )));
                 }
+                // So did a household's status (one dated back over a contract makes its lines
+                // HOUSEHOLD_NOT_ELIGIBLE): the last seq of each, this group's own first.
+                let households: Vec<&str> =
+                    checked.households_seen.iter().map(|(id, _)| id.as_str()).collect();
+                let mut last: HashMap<String, u64> = tx
+                    .household_status_seqs(&households)
+                    .await?
+                    .into_iter()
+                    .map(|(id, seq)| (id, u64::try_from(seq).unwrap_or(0)))
+                    .collect();
+                for (id, seq, _) in &g.staged.statuses {
+                    let seq = u64::try_from(*seq).unwrap_or(0);
+                    last.entry(id.clone()).and_modify(|l| *l = (*l).max(seq)).or_insert(seq);
+                }
+                if let Some((household_id, _)) = checked
+                    .households_seen
+                    .iter()
+                    .find(|(id, seen)| last.get(id).copied().unwrap_or(0) != *seen)
+                {
+                    return Err(AppError::Stale(format!(
+                        "household {household_id}'s status changed while claim {claim_id} was \
+                         checked: check again"
+                    )));
+                }
                 // Claimed once: a loan-period held by a claim before this one (an earlier
                 // group's, or this group's, written in this transaction) is held by it.
                 let mut lines = checked.lines.clone();

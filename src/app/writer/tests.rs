@@ -1308,13 +1308,32 @@ async fn a_claim_checked_over_a_loan_changed_since_is_not_recorded(db: &Db) {
         Err(AppError::Stale(why)) => assert!(why.contains("the policy of ledger"), "{why}"),
         other => panic!("a stale check, got {other:?}"),
     }
+    // And a household's status set in between (found removed from before the contract: its
+    // line HOUSEHOLD_NOT_ELIGIBLE once checked again; since 2026-12-07).
+    let checked = check().await.unwrap();
+    assert_eq!(checked.households_seen.len(), 1);
+    let removed = Command::SetHouseholdStatus {
+        household_id: "H1".into(),
+        entry: StatusEntry {
+            status: HouseholdStatus::Removed,
+            effective_date: day("2020-01-01"),
+            reason: "audit".into(),
+        },
+    };
+    submit(&w, finance(), "status", removed).await;
+    match w.submit(bank(), "claim".into(), claim(checked)).await {
+        Err(AppError::Stale(why)) => assert!(why.contains("household H1's status"), "{why}"),
+        other => panic!("a stale check, got {other:?}"),
+    }
     let last = check().await.unwrap();
     let Outcome::SubsidyClaim { claim, .. } = submit(&w, bank(), "claim", claim(last)).await else {
         panic!("a claim");
     };
-    // Paid on time, at half of it since the version set in between.
+    // Paid on time, at half of it since the version set in between; not payable.
     let line = &claim.lines[0];
     assert_eq!(line.recomputed.as_ref().map(|r| r.subsidy_fen), Some(Fen(14_705)), "{line:?}");
+    let not_eligible = crate::domain::subsidy_claim::Difference::HouseholdNotEligible;
+    assert!(line.differences.contains(&not_eligible), "{line:?}");
 }
 
 /// A claimed loan not contracted when the claim is checked (not in the register) and contracted
