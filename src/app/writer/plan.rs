@@ -323,23 +323,13 @@ impl Writer {
                 // (The group's own changes first: the database holds the rest, every group
                 // before this one having landed, as a claim is never planned ahead.)
                 let ids: Vec<&str> = checked.seen.iter().map(|(id, _)| id.as_str()).collect();
-                let mut now: HashMap<String, u64> = tx
-                    .loan_seqs(&ids)
-                    .await?
-                    .into_iter()
-                    .map(|(id, seq)| (id, u64::try_from(seq).unwrap_or(0)))
-                    .collect();
-                for (id, _) in &checked.seen {
-                    if let Some(loan) = g.loans.get(id) {
-                        now.insert(id.clone(), loan.last_seq);
-                    }
-                }
-                // (A loan without a journal, seen at 0, is still at 0 when it has none now.)
-                if let Some((loan_id, _)) = checked
-                    .seen
+                let stored = tx.loan_seqs(&ids).await?;
+                let own = ids
                     .iter()
-                    .find(|(id, seen)| now.get(id).copied().unwrap_or(0) != *seen)
-                {
+                    .filter_map(|id| g.loans.get(*id))
+                    .map(|l| (l.terms.loan_id.as_str(), l.last_seq));
+                // (A loan without a journal, seen at 0, is still at 0 when it has none now.)
+                if let Some(loan_id) = changed_since(&checked.seen, stored, own) {
                     return Err(AppError::Stale(format!(
                         "loan {loan_id} changed while claim {claim_id} was checked: check again"
                     )));
@@ -358,21 +348,13 @@ impl Writer {
                 // HOUSEHOLD_NOT_ELIGIBLE): the last seq of each, this group's own first.
                 let households: Vec<&str> =
                     checked.households_seen.iter().map(|(id, _)| id.as_str()).collect();
-                let mut last: HashMap<String, u64> = tx
-                    .household_status_seqs(&households)
-                    .await?
-                    .into_iter()
-                    .map(|(id, seq)| (id, u64::try_from(seq).unwrap_or(0)))
-                    .collect();
-                for (id, seq, _) in &g.staged.statuses {
-                    let seq = u64::try_from(*seq).unwrap_or(0);
-                    last.entry(id.clone()).and_modify(|l| *l = (*l).max(seq)).or_insert(seq);
-                }
-                if let Some((household_id, _)) = checked
-                    .households_seen
+                let stored = tx.household_status_seqs(&households).await?;
+                let own = g
+                    .staged
+                    .statuses
                     .iter()
-                    .find(|(id, seen)| last.get(id).copied().unwrap_or(0) != *seen)
-                {
+                    .map(|(id, seq, _)| (id.as_str(), u64::try_from(*seq).unwrap_or(0)));
+                if let Some(household_id) = changed_since(&checked.households_seen, stored, own) {
                     return Err(AppError::Stale(format!(
                         "household {household_id}'s status changed while claim {claim_id} was \
                          checked: check again"
@@ -1103,4 +1085,23 @@ pub(super) fn check_bank(actor: &Principal, loan: &LoanState) -> Result<(), AppE
             loan.terms.bank_id
         )))
     }
+}
+
+/// The first of `seen` (ids, each with the seq it had when a claim was checked) whose seq is
+/// another now, if any: now, the `stored` seq of each, or the group's `own` later one (its
+/// changes not in the database yet); 0 for one with none.
+fn changed_since<'s, 'o>(
+    seen: &'s [(String, u64)],
+    stored: Vec<(String, i64)>,
+    own: impl IntoIterator<Item = (&'o str, u64)>,
+) -> Option<&'s str> {
+    let mut now: HashMap<String, u64> =
+        stored.into_iter().map(|(id, seq)| (id, u64::try_from(seq).unwrap_or(0))).collect();
+    for (id, seq) in own {
+        let at = now.entry(id.to_string()).or_insert(0);
+        *at = (*at).max(seq);
+    }
+    seen.iter()
+        .find(|(id, seen)| now.get(id).copied().unwrap_or(0) != *seen)
+        .map(|(id, _)| id.as_str())
 }
