@@ -395,7 +395,7 @@ mod loan_wire {
     use serde::Deserialize;
     use serde::de::IgnoredAny;
 
-    use crate::domain::date::{BusinessDate, iso};
+    use crate::domain::date::{BusinessDate, iso, iso_opt};
     use crate::domain::loan::{LoanEvent, LoanTerms};
     use crate::domain::money::Fen;
     use crate::domain::servicing::{Allocation, Repayment, SettlementPoint};
@@ -452,8 +452,21 @@ mod loan_wire {
                 },
             ),
             "written_off" => serde_json::from_str(json).map(
-                |WrittenOff { _tag, loan_id, value_date, settlements, charges, allocation }| {
-                    LoanEvent::WrittenOff { loan_id, value_date, settlements, charges, allocation }
+                |WrittenOff {
+                     _tag,
+                     loan_id,
+                     value_date,
+                     settlements,
+                     charges,
+                     allocation,
+                     overdue_since,
+                 }| LoanEvent::WrittenOff {
+                    loan_id,
+                    value_date,
+                    settlements,
+                    charges,
+                    allocation,
+                    overdue_since,
                 },
             ),
             "recovered" => serde_json::from_str(json).map(
@@ -532,6 +545,8 @@ mod loan_wire {
         settlements: Vec<SettlementPoint>,
         charges: SettlementPoint,
         allocation: Allocation,
+        #[serde(default, deserialize_with = "iso_opt::deserialize")]
+        overdue_since: Option<BusinessDate>,
     }
     #[derive(Deserialize)]
     struct Recovered {

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use rust_decimal::Decimal;
 
 use super::cap::{self, CapLoan};
-use super::date::{BusinessDate, add_months, age_on, format_date, iso};
+use super::date::{BusinessDate, add_months, age_on, format_date, iso, iso_opt};
 use super::error::{DomainError, EARLIEST_DATE, LATEST_DATE, Reason};
 use super::household::{StatusEntry, status_on};
 use super::money::{Fen, Rounding};
@@ -301,6 +301,11 @@ pub enum LoanEvent {
         settlements: Vec<SettlementPoint>,
         charges: SettlementPoint,
         allocation: Allocation,
+        /// The day the loan fell overdue, from which the risk fund counts its days overdue
+        /// when it is claimed after the write-off (since 2026-12-07; left out of a write-off
+        /// recorded before, which keeps its bytes and replays without it).
+        #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+        overdue_since: Option<BusinessDate>,
     },
     /// Money collected of a written-off loan (since 2026-12-06): `principal_fen` of it the
     /// principal written off, the rest its interest and charges.
@@ -848,14 +853,17 @@ impl LoanState {
                     )
                     .with("days_overdue", days));
                 }
+                let overdue_since = next.servicing.overdue_since(&t);
                 let (charges, allocation) =
                     next.servicing.write_off(&t, date).map_err(servicing_error)?;
+                next.servicing.written_off_overdue_since = overdue_since;
                 LoanEvent::WrittenOff {
                     loan_id,
                     value_date: date,
                     settlements,
                     charges,
                     allocation,
+                    overdue_since,
                 }
             }
             LoanCommand::Recover { date, amount } => {
@@ -974,7 +982,17 @@ impl LoanState {
         let Some(command) = event.command() else {
             return Err(DomainError::Exists { what: "loan", id: self.terms.loan_id.clone() });
         };
-        let (recomputed, mut next) = self.plan_as(&command, Rules::AsRecorded)?;
+        let (mut recomputed, mut next) = self.plan_as(&command, Rules::AsRecorded)?;
+        // A write-off recorded before 2026-12-07 did not record the day its loan fell overdue:
+        // replayed, its loan does not know it either (as its stored state).
+        if let (
+            LoanEvent::WrittenOff { overdue_since: None, .. },
+            LoanEvent::WrittenOff { overdue_since, .. },
+        ) = (event, &mut recomputed)
+        {
+            *overdue_since = None;
+            next.servicing.written_off_overdue_since = None;
+        }
         if &recomputed != event {
             return Err(DomainError::invalid(
                 "journal",

@@ -424,6 +424,40 @@ fn check_not_rejected(compensation: &Compensation) -> Result<(), DomainError> {
 
 /// Refuses `date` before `loan`'s last event: a compensation or a return counts the loan as
 /// its events left it, and they must all be dated by then.
+/// A claimed loan's days overdue on `date` and its loss: a live loan's days overdue count the
+/// settlement points due by `date`, recorded or not, and its loss is its principal outstanding;
+/// a written-off loan (since 2026-12-07) counts its days from the day it fell overdue, as its
+/// write-off recorded it, and its loss is the principal written off not recovered since. A loan
+/// repaid, or written off before its write-off recorded that day, is not claimed
+/// (`LOAN_NOT_REPAYABLE`, naming its status).
+fn claimed_loss(loan: &LoanState, date: NaiveDate) -> Result<(i64, Fen), DomainError> {
+    let loan_id = &loan.terms.loan_id;
+    if loan.status != LoanStatus::WrittenOff {
+        let quote = loan.quote(date)?;
+        return Ok((quote.days_overdue, loan.principal_outstanding_fen));
+    }
+    let Some(since) = loan.servicing.written_off_overdue_since else {
+        return Err(DomainError::refused(
+            Reason::LoanNotRepayable,
+            format!(
+                "loan {loan_id} was written off before its write-off recorded the day it fell \
+                 overdue (2026-12-07): its days overdue are not known, and the fund does not \
+                 assess it"
+            ),
+        )
+        .with("status", loan.status.as_str()));
+    };
+    let lost = loan.disbursed_fen.checked_sub(loan.principal_repaid_fen).unwrap_or(Fen::ZERO);
+    if !lost.is_positive() {
+        return Err(DomainError::refused(
+            Reason::LoanNotRepayable,
+            format!("loan {loan_id} is written off and its principal recovered: nothing is lost"),
+        )
+        .with("status", loan.status.as_str()));
+    }
+    Ok(((date - since).num_days() + 1, lost))
+}
+
 fn check_after_last_event(loan: &LoanState, date: NaiveDate) -> Result<(), DomainError> {
     if date < loan.last_value_date {
         return Err(DomainError::refused(
@@ -709,31 +743,28 @@ impl Fund {
             return Err(before_opening(self, date));
         }
         check_after_last_event(loan, date)?;
-        // A closed loan owes nothing (LOAN_NOT_REPAYABLE, naming its status); a live one's
-        // days overdue count the settlement points due by `date`, recorded or not.
-        let quote = loan.quote(date)?;
+        let (days_overdue, loss) = claimed_loss(loan, date)?;
         let claim_days = loan.terms.claim_overdue_days;
-        if quote.days_overdue <= i64::from(claim_days) {
+        if days_overdue <= i64::from(claim_days) {
             return Err(DomainError::refused(
                 Reason::LoanNotOverdue,
                 format!(
                     "loan {loan_id} is {} days overdue on {}; the fund compensates it overdue \
                      more than {claim_days} days (its contract's policy)",
-                    quote.days_overdue,
+                    days_overdue,
                     format_date(date)
                 ),
             )
-            .with("days_overdue", quote.days_overdue)
+            .with("days_overdue", days_overdue)
             .with("claim_overdue_days", claim_days));
         }
-        let loss = loan.principal_outstanding_fen;
         let fund_part = share_of(loss, self.fund_share_percent);
         Ok(Compensation {
             loan_id: loan_id.clone(),
             bank_id: loan.terms.bank_id.clone(),
             ledger_id: self.ledger_id.clone(),
             compensated_on: date,
-            days_overdue: quote.days_overdue,
+            days_overdue,
             loss_fen: loss,
             fund_fen: fund_part,
             bank_fen: sub(loss, fund_part, "loss")?,

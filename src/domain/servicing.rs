@@ -332,6 +332,12 @@ pub struct Servicing {
     /// it is what the bank recovers. Stored only when set.
     #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
     pub compensated_on: Option<NaiveDate>,
+    /// A written-off loan's day it fell overdue ([`Self::overdue_since`] on its write-off's
+    /// date, before its dues were cleared), from which the risk fund counts its days overdue
+    /// when it is claimed after the write-off (since 2026-12-07; none for a write-off recorded
+    /// before, whose event does not record it). Stored only when set.
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub written_off_overdue_since: Option<NaiveDate>,
 }
 
 /// An instalment of an amortising loan not yet due.
@@ -1278,6 +1284,7 @@ mod tests {
             written_off_fen: Fen(8),
             principal_due: vec![due],
             compensated_on: Some(d("2021-09-20")),
+            written_off_overdue_since: Some(d("2021-06-21")),
             falsely_obtained: true,
             ..old
         };

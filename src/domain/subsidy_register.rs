@@ -530,6 +530,7 @@ mod tests {
             settlements: vec![],
             charges: nothing_settled(date),
             allocation: Allocation { overdue_interest_fen: Fen(interest), ..Allocation::default() },
+            overdue_since: None,
         }
     }
 

@@ -222,6 +222,7 @@ mod tests {
                     loan_id, value_date, settlements,
                     charges: point(charges),
                     allocation: allocation(paid),
+                    overdue_since: None,
                 }
             } else {
                 LoanEvent::Repaid {

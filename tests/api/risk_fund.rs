@@ -23,6 +23,7 @@ on_both_backends!(
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
     a_recovery_after_the_write_off_returns_the_funds_share,
+    a_loan_written_off_is_claimed_after_its_write_off,
     the_fund_is_given_again_through_its_seq,
     a_contract_that_can_no_longer_be_paid_out_holds_no_room,
     a_past_days_exposure_counts_the_claims_made_by_then,
@@ -1364,6 +1365,109 @@ async fn a_recovery_after_the_write_off_returns_the_funds_share(backend: Backend
         contract.into_inner().loan.expect("the loan").status,
         pb::LoanStatus::Contracted as i32
     );
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A loan written off before it is claimed, or whose claim is rejected after its write-off, is
+/// claimed after it (since 2026-12-07; before, its claim was refused as of a loan that "owes
+/// nothing", and the bank lost the fund's share): C002, unpaid, is written off on 2021-07-01;
+/// claimed on 2021-07-05, its days overdue are those a payoff quote of that day gave before the
+/// write-off, its loss its 50,000.00 yuan of principal. The bank recovers 10,000.00 yuan on
+/// 2021-07-10: the payment is refused (RECOVERED_SINCE_CLAIM); rejected and claimed again, the
+/// claim is for the 40,000.00 not recovered, and the fund pays its 80%. Once all of it is
+/// recovered, there is no loss to claim. Verify holds.
+async fn a_loan_written_off_is_claimed_after_its_write_off(backend: Backend) {
+    let Some((app, t, _, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let third = loan_id("C003");
+    app.register_household(&t.finance, "H003", "19800518").await;
+    app.create_loan(&t.bank, standard_loan("C003", "H003")).await;
+    app.disburse(&t.bank, &third, "2021-01-25").await;
+    opened_with(&app, &t, 10_000_000).await;
+    let quote = |as_of: &str| pb::GetPayoffQuoteRequest {
+        loan_id: second.clone(),
+        as_of: as_of.into(),
+        through_seq: 0,
+    };
+    let days = app.loans(&t.bank).get_payoff_quote(quote("2021-07-05")).await;
+    let days = days.expect("GetPayoffQuote").into_inner().days_overdue;
+    assert!(days > 90, "{days}");
+    let write_off = pb::WriteOffLoanRequest {
+        request_id: rid("w"),
+        loan_id: second.clone(),
+        value_date: "2021-07-01".into(),
+    };
+    app.loans(&t.bank).write_off_loan(write_off).await.expect("WriteOffLoan");
+
+    let mut bank = app.risk_fund(&t.bank);
+    let claimed = bank.compensate_loan(compensate(&rid("c"), &second, "2021-07-05")).await;
+    let c = claimed.expect("a written-off loan claimed").into_inner().compensation.expect("claim");
+    assert_eq!(
+        (c.status.as_str(), c.days_overdue, c.loss_fen, c.fund_fen, c.bank_fen),
+        ("claimed", days, STANDARD_PRINCIPAL_FEN, 4_000_000, 1_000_000)
+    );
+    let recover = |request_id: &str, value_date: &str, amount_fen: i64| pb::RecordRecoveryRequest {
+        request_id: request_id.into(),
+        loan_id: second.clone(),
+        value_date: value_date.into(),
+        amount_fen,
+    };
+    let early = app.loans(&t.bank).record_recovery(recover(&rid("e"), "2021-07-04", 100)).await;
+    expect_refused(early, "VALUE_DATE_OUT_OF_RANGE");
+    app.loans(&t.bank)
+        .record_recovery(recover(&rid("recover"), "2021-07-10", 1_000_000))
+        .await
+        .expect("RecordRecovery");
+
+    let mut finance = app.risk_fund(&t.finance);
+    let pay = |value_date: &str| pb::PayCompensationRequest {
+        request_id: rid("p"),
+        loan_id: second.clone(),
+        value_date: value_date.into(),
+        voucher: "财付〔2021〕7号".into(),
+    };
+    let refused = finance.pay_compensation(pay("2021-07-11")).await;
+    let refused = expect_refused(refused, "RECOVERED_SINCE_CLAIM");
+    assert_eq!(metadata(&refused, "recovered_fen"), Some("1000000".to_string()));
+    let reject = pb::RejectCompensationRequest {
+        request_id: rid("r"),
+        loan_id: second.clone(),
+        value_date: "2021-07-11".into(),
+        reason: "已部分收回 (partly recovered since the claim)".into(),
+    };
+    finance.reject_compensation(reject).await.expect("RejectCompensation");
+    let again = bank.compensate_loan(compensate(&rid("c"), &second, "2021-07-12")).await;
+    let c = again.expect("claimed again").into_inner().compensation.expect("the new claim");
+    let lost = STANDARD_PRINCIPAL_FEN - 1_000_000;
+    assert_eq!((c.days_overdue, c.loss_fen, c.fund_fen), (days + 7, lost, 3_200_000));
+    let paid = finance.pay_compensation(pay("2021-07-13")).await.expect("PayCompensation");
+    let fund = paid.into_inner().fund.expect("the fund");
+    assert_eq!((fund.pending_fen, fund.compensated_fen), (0, 3_200_000));
+    assert_eq!(fund.balance_fen, 10_000_000 - 3_200_000);
+
+    // Another loan written off and recovered in full has no loss to claim.
+    let write_off = pb::WriteOffLoanRequest {
+        request_id: rid("w"),
+        loan_id: third.clone(),
+        value_date: "2021-07-01".into(),
+    };
+    let written = app.loans(&t.bank).write_off_loan(write_off).await.expect("WriteOffLoan");
+    let principal = written.into_inner().loan.expect("the loan").principal_outstanding_fen;
+    assert_eq!(principal, 0);
+    let all = pb::RecordRecoveryRequest {
+        request_id: rid("recover"),
+        loan_id: third.clone(),
+        value_date: "2021-07-02".into(),
+        amount_fen: STANDARD_PRINCIPAL_FEN,
+    };
+    app.loans(&t.bank).record_recovery(all).await.expect("RecordRecovery");
+    let none = bank.compensate_loan(compensate(&rid("c"), &third, "2021-07-05")).await;
+    let none = expect_refused(none, "LOAN_NOT_REPAYABLE");
+    assert!(none.message().contains("nothing is lost"), "{none:?}");
+
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

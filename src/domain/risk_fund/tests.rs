@@ -399,6 +399,54 @@ fn a_closed_loan_or_a_date_before_its_last_event_is_not_compensated() {
     assert_eq!(code(closed), "LOAN_NOT_REPAYABLE");
 }
 
+/// A written-off loan is claimed for the principal written off not recovered, its days
+/// overdue counted from the day its write-off recorded it fell overdue, as a live loan's would
+/// be (since 2026-12-07); a write-off recorded before, which did not record that day, replays
+/// without it, and its loan is refused, as is one whose principal was all recovered.
+#[test]
+fn a_written_off_loan_is_claimed_for_the_principal_not_recovered() {
+    let fund = funded(80, 5_000_000);
+    let live = loan("L1");
+    let days = live.quote(d("2021-07-05")).unwrap().days_overdue;
+    let (event, written_off) = live.plan(&LoanCommand::WriteOff { date: d("2021-07-01") }).unwrap();
+    let since = written_off.servicing.written_off_overdue_since.expect("recorded");
+    assert!(matches!(event, LoanEvent::WrittenOff { overdue_since: Some(s), .. } if s == since));
+    let claimed = fund.compensate(&written_off, d("2021-07-05"), None).unwrap();
+    let c = fund.clone().apply(&claimed, None).unwrap().unwrap();
+    assert_eq!((c.days_overdue, c.loss_fen, c.fund_fen), (days, Fen(5_000_000), Fen(4_000_000)));
+    let part = after(&written_off, LoanCommand::Recover { date: d("2021-07-02"), amount: Fen(7) });
+    let c = fund.clone().apply(&fund.compensate(&part, d("2021-07-05"), None).unwrap(), None);
+    assert_eq!(c.unwrap().unwrap().loss_fen, Fen(5_000_000 - 7));
+    let all = Fen(5_000_000);
+    let recovered =
+        after(&written_off, LoanCommand::Recover { date: d("2021-07-02"), amount: all });
+    let none = fund.compensate(&recovered, d("2021-07-05"), None).unwrap_err();
+    assert_eq!(code(none), "LOAN_NOT_REPAYABLE");
+
+    // As an earlier build recorded it: replayed, the loan does not know the day either.
+    let LoanEvent::WrittenOff { loan_id, value_date, settlements, charges, allocation, .. } = event
+    else {
+        panic!("{event:?}")
+    };
+    let old = LoanEvent::WrittenOff {
+        loan_id,
+        value_date,
+        settlements,
+        charges,
+        allocation,
+        overdue_since: None,
+    };
+    assert!(!serde_json::to_string(&old).unwrap().contains("overdue_since"));
+    let mut replayed = live.clone();
+    replayed.apply(&old, 9).unwrap();
+    assert_eq!(replayed.servicing.written_off_overdue_since, None);
+    let mut without = written_off.servicing.clone();
+    without.written_off_overdue_since = None;
+    assert_eq!(replayed.servicing, without);
+    let refused = fund.compensate(&replayed, d("2021-07-05"), None).unwrap_err();
+    assert_eq!(code(refused), "LOAN_NOT_REPAYABLE");
+}
+
 /// Once compensated on 2021-06-20, a loan takes no payment, extension, misuse or write-off
 /// dated before that day (its days overdue and loss stand as the compensation counted them),
 /// but a settlement through a point before it, which changes neither; from the day on, all but
