@@ -69,6 +69,9 @@ pub struct LedgerRegisters {
     as_of: BusinessDate,
     through_seq: u64,
     done: bool,
+    /// A loan's register that could not be computed: the loans before it on its page are
+    /// given first, then this ends the list.
+    failed: Option<AppError>,
 }
 
 impl LedgerRegisters {
@@ -87,7 +90,7 @@ impl LedgerRegisters {
         };
         let through_seq = read_through(db, ledger_id, through_seq).await?;
         let versions = db.list_policies(ledger_id, Some(through_seq)).await?;
-        Ok(LedgerRegisters { versions, filter, due, as_of, through_seq, done: false })
+        Ok(LedgerRegisters { versions, filter, due, as_of, through_seq, done: false, failed: None })
     }
 
     /// What every register is read through ([`LoanSubsidy::through_seq`]).
@@ -96,8 +99,13 @@ impl LedgerRegisters {
     }
 
     /// The registers of the next page of loans (perhaps none of them with a line in range),
-    /// or `None` once every loan has been read.
+    /// or `None` once every loan has been read. A loan whose register cannot be computed ends
+    /// its page there, and the next call answers its error (since 2026-12-07; before, the
+    /// loans before it on its page were not given).
     pub async fn next_page(&mut self, db: &Db) -> Result<Option<Vec<LoanSubsidy>>, AppError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if self.done {
             return Ok(None);
         }
@@ -125,7 +133,14 @@ impl LedgerRegisters {
                 Some(loan),
                 &self.versions,
                 (self.as_of, Some(self.through_seq)),
-            )?;
+            );
+            let computed = match computed {
+                Ok(computed) => computed,
+                Err(e) => {
+                    (self.failed, self.done) = (Some(e), true);
+                    break;
+                }
+            };
             // (A loan contracted after the seq, listed as it stands now, has no register then.)
             let Some(mut register) = computed else { continue };
             register.lines.retain(|l| self.due.contains(&l.due_date));
