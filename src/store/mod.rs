@@ -947,6 +947,7 @@ impl Db {
         // Before any migration is recorded: a database refused here stays as the build that
         // made it left it, and that build still serves it.
         self.check_lpr_name_free().await?;
+        self.claim_to_migrate().await?;
         let result = match self {
             Db::Sqlite(p, ..) => {
                 // sqlx locks nothing around SQLite's migrations (PostgreSQL's run under an
@@ -985,6 +986,41 @@ impl Db {
         };
         result.map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))?;
         self.start_lpr_chain().await
+    }
+
+    /// The build's migrations not applied to the database yet (all of them for a new one).
+    async fn pending_migrations(&self) -> Vec<i64> {
+        let applied: Vec<i64> =
+            on_pool!(self, p => sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(p).await)
+                .unwrap_or_default();
+        versions(self.migrator()).into_iter().filter(|v| !applied.contains(v)).collect()
+    }
+
+    /// Takes the writer claim before migrations are applied (since 2026-12-07): a server still
+    /// writing (a replacement's build started before the old one stopped) would write rows of
+    /// its own schema into the new one's (a column added with a default it never sets, one
+    /// made required that it leaves out), and learn nothing of it. With the claim held by
+    /// another server, this waits up to [`BUSY_RACE_WAIT`] for the migrations to be applied
+    /// (a server of this build starting beside this one, migrating a new database), and is
+    /// then refused, naming what to do. Nothing pending, nothing is claimed.
+    async fn claim_to_migrate(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        loop {
+            let pending = self.pending_migrations().await;
+            if pending.is_empty() || self.try_claim_writer().await? {
+                return Ok(());
+            }
+            if started.elapsed() >= BUSY_RACE_WAIT {
+                return Err(StoreError::Claimed(format!(
+                    "another server is writing to this database, and {} of this build's \
+                     migrations are not applied to it (from {}): stop that server, then start \
+                     this one (or run `loanledger migrate`)",
+                    pending.len(),
+                    pending[0]
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Whether this build's migrations, and only they, are applied: `Err` with what to do
@@ -1190,6 +1226,99 @@ pub(crate) async fn fresh_postgres() -> Option<ScratchPg> {
 
 #[cfg(test)]
 mod tests {
+    /// The migrations shipped, as sqlx checks them: the first 64 bits of each one's SHA-384
+    /// (the checksum a database records when it runs it). sqlx refuses to start on a database
+    /// whose recorded checksum differs ("previously applied but has been modified"), so a
+    /// migration, once committed, is never edited, not even its comments or its line endings
+    /// (`.gitattributes` keeps them as written): a change is a new migration, appended here.
+    const SHIPPED: [(&str, &[(i64, &str)]); 2] = [
+        (
+            "sqlite",
+            &[
+                (1, "ee2289de1a0458f9"),
+                (2, "84821a4b593f4954"),
+                (3, "fb1180e20840d2c5"),
+                (4, "2c8f210ed1da896d"),
+                (5, "a6dcc601ff3ef678"),
+                (6, "8e194ad83d794014"),
+                (7, "04c8dd9a807d5a23"),
+                (8, "60a8a9d8ddd21acc"),
+                (9, "287421431d12f48d"),
+                (10, "2478df7f981fe6b8"),
+                (11, "7d59648bee6b3f53"),
+                (12, "79918ae7dc62fe4d"),
+                (13, "d155ebdaf91d159e"),
+                (14, "11cb82df924cc36c"),
+                (15, "55090b7a0a942b80"),
+                (16, "34fcf5ce7846a523"),
+                (17, "018f464fe29189dc"),
+                (18, "480cf1da805b5a38"),
+                (19, "3ea1a4cbb62fd88c"),
+                (20, "dceead4a6ed4f3be"),
+            ],
+        ),
+        (
+            "postgres",
+            &[
+                (1, "ece97403c8e8dd6a"),
+                (2, "84821a4b593f4954"),
+                (3, "122b0c3517809bcb"),
+                (4, "e127890be579df69"),
+                (5, "cc04ceda36c033df"),
+                (6, "56e3f572720f920d"),
+                (7, "c404f401d25b9f9b"),
+                (8, "a6dcc601ff3ef678"),
+                (9, "30f2ad623e56d0b2"),
+                (10, "04c8dd9a807d5a23"),
+                (11, "60a8a9d8ddd21acc"),
+                (12, "77a34c73a79051b4"),
+                (13, "f3eb25705b3f37a2"),
+                (14, "654db8cb471d8222"),
+                (15, "de62224eff7f401f"),
+                (16, "d155ebdaf91d159e"),
+                (17, "435bc659cccaef51"),
+                (18, "27fac618bace03e3"),
+                (19, "ae0d7db411b28570"),
+                (20, "f910ec273b68a667"),
+                (21, "c662e1f64288fb46"),
+                (22, "8c702f655682ecf7"),
+                (23, "b7c32a970492d21d"),
+                (24, "1f033addf3e8e7da"),
+            ],
+        ),
+    ];
+
+    #[test]
+    fn shipped_migrations_are_never_edited() {
+        use std::fmt::Write;
+        for (backend, shipped) in SHIPPED {
+            let migrator = if backend == "sqlite" {
+                &super::SQLITE_MIGRATOR
+            } else {
+                &super::POSTGRES_MIGRATOR
+            };
+            let built: Vec<(i64, String)> = migrator
+                .iter()
+                .map(|m| {
+                    let mut hex = String::new();
+                    for byte in &m.checksum[..8] {
+                        write!(hex, "{byte:02x}").unwrap();
+                    }
+                    (m.version, hex)
+                })
+                .collect();
+            for (i, (version, checksum)) in shipped.iter().enumerate() {
+                assert_eq!(
+                    built.get(i).map(|(v, c)| (*v, c.as_str())),
+                    Some((*version, *checksum)),
+                    "{backend} migration {version} was edited after it shipped (or removed): \
+                     databases that ran it will not start; put the change in a new migration"
+                );
+            }
+            assert!(built.len() >= shipped.len(), "{backend}: a migration shipped is missing");
+        }
+    }
+
     /// The database away, busy or out of room is retryable on both backends alike; a refusal
     /// of the data is not.
     #[test]

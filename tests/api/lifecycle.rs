@@ -29,6 +29,7 @@ on_both_backends!(
     backup_settings_that_would_fail_are_warned_at_start,
     health_follows_the_database_and_the_shutdown,
     one_server_at_a_time_writes,
+    a_database_is_not_migrated_under_a_server_writing_to_it,
     the_sqlite_database_is_its_owners_alone,
     postgres_sessions_are_kept_alive,
 );
@@ -980,6 +981,68 @@ async fn health_follows_the_database_and_the_shutdown(backend: Backend) {
     let next = next.expect("a status").expect("told before the end");
     assert_eq!(next.status, ServingStatus::NotServing as i32);
     assert!(matches!(then, Ok(None)), "the watch ends with the server's stop: {then:?}");
+    app.finish().await;
+}
+
+/// A server whose build has migrations the database lacks does not apply them while another
+/// server writes to it (a replacement of a newer build started before the old one stopped,
+/// since 2026-12-07: it migrated the schema under the old server's writes): the start is
+/// refused after a wait, naming what to do, and the migration is not applied; the first server
+/// still writes. Once it has stopped (and the record is put back), the same start serves.
+async fn a_database_is_not_migrated_under_a_server_writing_to_it(backend: Backend) {
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    // As a database of the build before this one: the record of its last migration set aside.
+    let count = "select cast(count(*) as text) from _sqlx_migrations";
+    let applied = app.db.query_texts(count).await.expect("the migrations applied");
+    app.execute_ddl(
+        "create table saved_migration as select * from _sqlx_migrations \
+         where version = (select max(version) from _sqlx_migrations); \
+         delete from _sqlx_migrations where version = (select version from saved_migration)",
+    )
+    .await
+    .expect("the last migration's record set aside");
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let started = std::time::Instant::now();
+    let refused =
+        loanledger::startup::Application::build(serve_settings(&app.database_url, any_port))
+            .await
+            .err()
+            .expect("a start that would migrate under the writing server is refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains("another server is writing to this database"), "{message}");
+    assert!(message.contains("1 of this build's migrations are not applied"), "{message}");
+    assert!(started.elapsed() >= Duration::from_secs(9), "it waited for a migrating server");
+    let after = app.db.query_texts(count).await.expect("the migrations applied");
+    assert_eq!(
+        after[0].parse::<i64>().expect("a count") + 1,
+        applied[0].parse::<i64>().expect("a count"),
+        "not migrated"
+    );
+    // The first server still writes.
+    app.repay(&t.bank, &id, "2021-02-01", 100_000).await;
+
+    // Stopped, the database is this build's again (the record put back, as its migration
+    // would have made it), and the same start serves.
+    app.stop().await;
+    app.execute_ddl(
+        "insert into _sqlx_migrations select * from saved_migration; drop table saved_migration",
+    )
+    .await
+    .expect("the record put back");
+    let second = Beside::start(serve_settings(&app.database_url, any_port)).await;
+    let mut loans = pb::loan_service_client::LoanServiceClient::with_interceptor(
+        second.channel(),
+        Bearer::new(&t.bank),
+    );
+    let read = loans
+        .get_loan(pb::GetLoanRequest { loan_id: id.clone(), ..Default::default() })
+        .await
+        .expect("GetLoan");
+    assert!(read.get_ref().principal_repaid_fen > 0 || read.get_ref().interest_paid_fen > 0);
+    drop(loans);
+    second.stop().await;
     app.finish().await;
 }
 
