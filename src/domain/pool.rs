@@ -673,10 +673,20 @@ impl Pool {
                 ));
             }
             if !loan.status.is_open() || loan.is_expired_contract(terms.agreed_on) {
+                // A contract never paid out by its maturity lends nothing more: closed for this
+                // (its status still says contracted).
+                let expired = if loan.status.is_open() {
+                    format!(
+                        ", its contract expired on {} with nothing paid out",
+                        format_date(t.maturity_date)
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(refused(
                     Reason::LoanNotRepayable,
                     format!(
-                        "loan {} is {}: a pool takes open loans",
+                        "loan {} is {}{expired}: a pool takes open loans",
                         t.loan_id,
                         loan.status.as_str()
                     ),
@@ -1088,7 +1098,7 @@ impl Pool {
             refused(
                 Reason::PayoffRequired,
                 format!(
-                    "the payment of {} fen cannot be split over pool {}'s member loans without one repaying all its principal but not its interest: pay the {} fen they owe on {}, or less",
+                    "the payment of {} fen cannot be split over pool {}'s member loans without one repaying all its principal but not its interest: pay the {} fen they owe on {}, or enough less that each loan's part leaves it principal to repay",
                     amount.0,
                     self.terms.pool_id,
                     total.0,
@@ -1133,8 +1143,30 @@ impl Pool {
         Ok((event, after))
     }
 
-    /// Plans the settlement of the pool on `date` (`loans`: every member's state).
+    /// Plans the settlement of the pool on `date` (`loans`: every member's state): what the
+    /// partner holds of each member is handed back to its household, but a written-off
+    /// member's (since 2026-12-07), which stays on the partner's account, owed: its loan was
+    /// not repaid, and nothing records that the partner gave the money back.
     pub fn settle(&self, loans: &[&LoanState], date: NaiveDate) -> Result<PoolEvent, DomainError> {
+        self.settle_handing_back(loans, date, false)
+    }
+
+    /// The settlement as builds before 2026-12-07 planned it, a written-off member's holding
+    /// handed back too: for verify's replay of the settlements they recorded.
+    pub fn settle_as_recorded(
+        &self,
+        loans: &[&LoanState],
+        date: NaiveDate,
+    ) -> Result<PoolEvent, DomainError> {
+        self.settle_handing_back(loans, date, true)
+    }
+
+    fn settle_handing_back(
+        &self,
+        loans: &[&LoanState],
+        date: NaiveDate,
+        written_off_too: bool,
+    ) -> Result<PoolEvent, DomainError> {
         self.check_open(date)?;
         self.check_after_held_changes(date)?;
         let open: Vec<&str> = self
@@ -1163,10 +1195,14 @@ impl Pool {
             .with("loan_id", first));
         }
         check_after_members_events(loans, date)?;
+        let written_off = |m: &&Member| {
+            let loan = loans.iter().find(|l| l.terms.loan_id == m.loan_id);
+            loan.is_some_and(|l| l.status == LoanStatus::WrittenOff)
+        };
         let handed_back = self
             .members
             .iter()
-            .filter(|m| m.held_fen().is_positive())
+            .filter(|m| m.held_fen().is_positive() && (written_off_too || !written_off(m)))
             .map(|m| HandBack {
                 loan_id: m.loan_id.clone(),
                 household_id: m.household_id.clone(),

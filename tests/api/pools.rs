@@ -16,6 +16,7 @@ on_both_backends!(
     a_contract_expired_in_a_settled_pool_is_not_paid_out,
     principal_the_household_repaid_is_not_handed_over,
     a_late_return_is_counted_at_its_own_point,
+    a_written_off_members_money_stays_owed_at_the_settlement,
 );
 
 const POOL: &str = "B1-P001";
@@ -736,5 +737,51 @@ async fn a_late_return_is_counted_at_its_own_point(backend: Backend) {
     assert_eq!((m.held_fen, m.returns_due_fen, m.returns_paid_fen), (0, 52_222, 52_222));
     assert_eq!(m.late_return_points, 1, "{m:?}");
     assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// At the settlement, what the partner holds of a written-off member is not handed back (since
+/// 2026-12-07: the settlement recorded every holding handed back, so the journal said the
+/// partner owed the household nothing, and the report's OVERDUE_WHILE_PARTNER_HOLDS went from
+/// the day on): the households hand the cooperative 50,000.00 and 30,000.00 yuan; the first
+/// loan is paid off by its household on 2021-06-25, the second, unpaid, written off on
+/// 2021-07-01. Settled on 2021-07-02, the first's holding is handed back, the second's 30,000.00
+/// stays on the partner's account and in the report, flagged; verify holds.
+async fn a_written_off_members_money_stays_owed_at_the_settlement(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let agreed = agreement(&rid("pool"), pb::PoolMode::Entrusted, &[&first, &second]);
+    app.pools(&t.bank).create_pool(agreed).await.expect("CreatePool");
+    for (loan, amount) in [(&first, 5_000_000), (&second, 3_000_000)] {
+        let request = transfer(loan, "2021-02-01", amount);
+        app.pools(&t.bank).transfer_to_partner(request).await.expect("a transfer");
+    }
+    let owed = app.payoff_quote(&t.bank, &first, "2021-06-25").await.total_fen;
+    app.repay(&t.bank, &first, "2021-06-25", owed).await;
+    let write_off = pb::WriteOffLoanRequest {
+        request_id: rid("w"),
+        loan_id: second.clone(),
+        value_date: "2021-07-01".into(),
+    };
+    app.loans(&t.bank).write_off_loan(write_off).await.expect("WriteOffLoan");
+    let settle = pb::SettlePoolRequest {
+        request_id: rid("settle"),
+        pool_id: POOL.into(),
+        value_date: "2021-07-02".into(),
+    };
+    let settled = app.pools(&t.bank).settle_pool(settle).await.expect("SettlePool").into_inner();
+    let pool = settled.pool.expect("the pool");
+    let held: Vec<(&str, i64)> =
+        pool.members.iter().map(|m| (m.loan_id.as_str(), m.held_fen)).collect();
+    assert_eq!(held, [(first.as_str(), 0), (second.as_str(), 3_000_000)]);
+    let partner = format!("pool/{POOL}/partner");
+    assert_eq!(app.balance(&t.finance, &partner).await, 3_000_000, "owed to the household");
+    let r = report(&app, &t.auditor, "2021-07-02").await;
+    assert_eq!(r.members[1].held_fen, 3_000_000);
+    assert!(r.members[1].flags.contains(&"OVERDUE_WHILE_PARTNER_HOLDS".to_string()), "{r:?}");
+    assert_eq!(r.members[0].held_fen, 0);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }

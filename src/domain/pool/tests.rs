@@ -397,6 +397,34 @@ fn a_pool_is_settled_once_its_loans_are_closed_and_then_takes_nothing() {
     assert_eq!(pool.member("A").unwrap().returns_paid_fen, by_settlement);
 }
 
+/// At the settlement a written-off member's holding is not handed back: it stays owed on the
+/// partner's account (since 2026-12-07); builds before handed it back, as
+/// [`Pool::settle_as_recorded`] still plans it for verify's replay of their settlements.
+#[test]
+fn a_written_off_members_holding_is_not_handed_back_at_the_settlement() {
+    let (a, b) = (loan("A", "HA"), loan("B", "HB"));
+    let mut pool = entrusted(&[&a, &b]);
+    applied(&mut pool, |p| p.transfer(&a, d("2021-02-01"), Fen(5_000_000)));
+    applied(&mut pool, |p| p.transfer(&b, d("2021-02-01"), Fen(3_000_000)));
+    let owed = a.quote(d("2021-06-25")).unwrap().total().unwrap();
+    let repay = LoanCommand::Repay { date: d("2021-06-25"), amount: owed, netted: Fen::ZERO };
+    let a = a.plan(&repay).unwrap().1;
+    let b = b.plan(&LoanCommand::WriteOff { date: d("2021-07-01") }).unwrap().1;
+    let back = |e: &PoolEvent| match e {
+        PoolEvent::Settled { handed_back, .. } => {
+            handed_back.iter().map(|h| (h.loan_id.clone(), h.amount_fen)).collect::<Vec<_>>()
+        }
+        _ => panic!("{e:?}"),
+    };
+    let now = pool.settle(&[&a, &b], d("2021-07-02")).unwrap();
+    assert_eq!(back(&now), [("A".to_string(), Fen(5_000_000))]);
+    let then = pool.settle_as_recorded(&[&a, &b], d("2021-07-02")).unwrap();
+    assert_eq!(back(&then), [("A".to_string(), Fen(5_000_000)), ("B".to_string(), Fen(3_000_000))]);
+    pool.apply(&now).unwrap();
+    assert_eq!(pool.member("B").unwrap().held_fen(), Fen(3_000_000));
+    assert_eq!(pool.status, PoolStatus::Settled);
+}
+
 /// A repayment or settlement dated before the last transfer, or a transfer dated before the
 /// loan's last event, is refused; a contract never paid out by its maturity cannot join a pool
 /// and does not keep one from being settled.
@@ -424,6 +452,8 @@ fn pool_events_keep_their_dates_in_order() {
     let contract = LoanState::new(terms_c, 1);
     let late = PoolTerms { agreed_on: d("2022-02-01"), ..terms(PoolMode::Direct) };
     let expired = Pool::agree(&late, &[&contract], &default_versions()).unwrap_err();
+    let message = expired.to_string();
+    assert!(message.contains("expired on 2022-01-25 with nothing paid out"), "{message}");
     assert_eq!(code(expired), "LOAN_NOT_REPAYABLE");
     let event = Pool::agree(&terms(PoolMode::Direct), &[&contract], &default_versions()).unwrap();
     let direct = Pool::agreed(&event).unwrap();
