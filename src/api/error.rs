@@ -50,6 +50,18 @@ pub fn status(e: AppError) -> Status {
             ErrorDetails::with_error_info("REQUEST_ID_REUSED", ERROR_DOMAIN, HashMap::new()),
         ),
         AppError::Unavailable(m) | AppError::Stale(m) => Status::unavailable(m),
+        AppError::HeldBack { loan_id, refused_as_sent, message } => Status::with_error_details(
+            Code::Unavailable,
+            message,
+            ErrorDetails::with_error_info(
+                "HELD_BACK",
+                ERROR_DOMAIN,
+                HashMap::from([
+                    ("loan_id".to_string(), loan_id),
+                    ("refused_as_sent".to_string(), refused_as_sent.to_string()),
+                ]),
+            ),
+        ),
         AppError::Internal(detail) => {
             tracing::error!(detail, "internal error");
             Status::internal(crate::app::error::INTERNAL_TEXT)

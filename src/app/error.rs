@@ -32,6 +32,12 @@ pub enum AppError {
     /// A refusal given again from its record under the request id ([`Refusal`]).
     #[error("{}", .0.message)]
     Refused(Refusal),
+    /// A batch item not run, held back by an earlier item of its call on the same loan that
+    /// went unanswered or was refused as sent (`refused_as_sent`): `UNAVAILABLE`, reason
+    /// `HELD_BACK` (since 2026-12-07; before, a plain `UNAVAILABLE` told apart only by its
+    /// text). Not recorded: the call sent again runs it.
+    #[error("{message}")]
+    HeldBack { loan_id: String, refused_as_sent: bool, message: String },
 }
 
 /// A refusal as its caller gets it, recorded under the request id like any answer (DESIGN.md:
@@ -145,6 +151,7 @@ impl AppError {
             | AppError::RequestIdReused(_)
             | AppError::Unavailable(_)
             | AppError::Stale(_)
+            | AppError::HeldBack { .. }
             | AppError::Internal(_) => return None,
         })
     }

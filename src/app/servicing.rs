@@ -231,6 +231,9 @@ fn tally(
                             e @ (AppError::Unavailable(_) | AppError::Stale(_)) => {
                                 ("UNAVAILABLE", "", e.to_string())
                             }
+                            e @ AppError::HeldBack { .. } => {
+                                ("UNAVAILABLE", "HELD_BACK", e.to_string())
+                            }
                             e @ (AppError::Unauthenticated | AppError::TokenExpired(_)) => {
                                 ("UNAUTHENTICATED", "", e.to_string())
                             }

@@ -216,6 +216,24 @@ mod tests {
         assert_ne!(t.chain_hash(&GENESIS), base);
         let t = sample(&postings);
         assert_ne!(t.chain_hash(&[1u8; 32]), base);
+        // Each other field, changed alone.
+        let changed: [fn(&mut TxnContent<'_>); 7] = [
+            |t| t.ledger_id = "450122",
+            |t| t.kind = "loan.repaid",
+            |t| t.value_date = "2021-01-26",
+            |t| t.recorded_at_us += 1,
+            |t| t.actor = "bank:B2",
+            |t| t.request_id = "r-2",
+            |t| t.command_json = r#"{"type":"disbursed","loan_id":"B1-C2"}"#,
+        ];
+        for (i, change) in changed.iter().enumerate() {
+            let mut t = sample(&postings);
+            change(&mut t);
+            assert_ne!(t.chain_hash(&GENESIS), base, "field {i}");
+        }
+        let mut renamed = postings.clone();
+        renamed[0].account = "bank/B1/cash2".into();
+        assert_ne!(sample(&renamed).chain_hash(&GENESIS), base, "an account's name");
         // Moving bytes between adjacent fields must change the encoding.
         let mut a = sample(&postings);
         a.actor = "bank:B1r";

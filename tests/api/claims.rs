@@ -393,6 +393,7 @@ async fn claim_refusals_and_who_may_read(backend: Backend) {
     };
     let good = || line(&first, "2021-03-20", 29_410, 29_410);
     let with = |lines| claim_request(&rid("claim"), "R1", lines);
+    let journal_before = app.journal(&t.auditor, LEDGER).await.len();
     expect_invalid(submit(&t.bank, with(vec![])).await, "lines");
     expect_invalid(submit(&t.bank, with(vec![good(), good()])).await, "lines[1]");
     let mut negative = good();
@@ -423,12 +424,18 @@ async fn claim_refusals_and_who_may_read(backend: Backend) {
     no_request.request_id = String::new();
     expect_invalid(submit(&t.bank, no_request).await, "request_id");
     // Only the bank itself claims.
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_before);
     app.register_bank(&t.operator, "B2").await;
+    let journal_before = app.journal(&t.auditor, LEDGER).await.len();
     let b2 = app.token(Role::Bank, "B2").await;
     expect_code(submit(&b2, with(vec![good()])).await, Code::PermissionDenied);
     expect_code(submit(&t.finance, with(vec![good()])).await, Code::PermissionDenied);
     expect_code(submit(&t.auditor, with(vec![good()])).await, Code::PermissionDenied);
     expect_code(submit("not-a-token", with(vec![good()])).await, Code::Unauthenticated);
+    // Nothing of the refusals recorded: no entry, no claim.
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_before);
+    let request = pb::GetSubsidyClaimRequest { claim_id: "B1-R1".into() };
+    expect_code(app.subsidy(&t.auditor).get_subsidy_claim(request).await, Code::NotFound);
     // Another bank's loan is no line of this bank's register, and B2 learns nothing of it.
     let mut b2_claim = with(vec![good()]);
     b2_claim.bank_id = "B2".into();

@@ -789,8 +789,9 @@ async fn failed_write_leaves_nothing(backend: Backend) {
     assert_eq!((answer.posted, answer.failed), (2, 2), "{answer:?}");
     assert!(r[0].ok && !r[1].ok && !r[2].ok && r[3].ok, "{answer:?}");
     assert_eq!(r[1].code, "INTERNAL", "{answer:?}");
-    assert_eq!(r[2].code, "UNAVAILABLE", "{answer:?}");
+    assert_eq!((r[2].code.as_str(), r[2].reason.as_str()), ("UNAVAILABLE", "HELD_BACK"));
     assert!(r[2].message.contains("went unanswered"), "{answer:?}");
+    assert_eq!(r[2].metadata.get("refused_as_sent").map(String::as_str), Some("false"));
     let seqs: Vec<u64> = [&r[0], &r[3]].iter().map(|x| x.entry.as_ref().unwrap().seq).collect();
     assert_eq!(seqs, [head + 1, head + 2], "{answer:?}");
 
@@ -893,6 +894,9 @@ async fn a_row_locked_elsewhere_is_unavailable(backend: Backend) {
         let busy = app.repay_as(&t.bank, request_id, &id, date, 100).await;
         let status = busy.expect_err("the loan's row is held elsewhere");
         assert_eq!(status.code(), Code::Unavailable, "{setting}: {status:?}");
+        // Nothing posted while refused (the retry below would answer a posting's own answer).
+        let before = app.journal(&t.auditor, LEDGER).await;
+        assert!(before.iter().all(|e| e.request_id != request_id), "{setting}: posted");
         sqlx::query("rollback").execute(&mut holder).await.expect("the row let go");
         app.repay_as(&t.bank, request_id, &id, date, 100).await.expect("posted when sent again");
         let journal = app.journal(&t.auditor, LEDGER).await;

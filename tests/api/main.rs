@@ -1813,6 +1813,11 @@ async fn a_person_heads_one_household_of_a_ledger(backend: Backend) {
         registry.get_household(pb::GetHouseholdRequest { household_id: "H-TWICE".into() }).await,
         Code::NotFound,
     );
+    // Recorded: its request id, sent again with other content, is a reused one.
+    let mut other = again.clone();
+    other.household_id = "H-OTHER".into();
+    let reused = registry.register_household(other).await;
+    assert_eq!(reused.expect_err("reused").code(), Code::AlreadyExists);
     // A new request for the same person in another household is refused alike.
     again.request_id = rid("household");
     again.household_id = "H-THRICE".into();
@@ -1898,6 +1903,10 @@ async fn a_person_borrows_for_one_household_of_a_ledger(backend: Backend) {
             "H002",
         );
     }
+    // Recorded: its request id, sent again with other content, is a reused one.
+    let other = pb::CreateLoanRequest { principal_fen: 900_000, ..req.clone() };
+    let reused = loans.create_loan(other).await;
+    assert_eq!(reused.expect_err("reused").code(), Code::AlreadyExists);
     // A member of H001 (heading none) borrows for it, and again; then for H002: refused.
     let member = id_number("19850301");
     app.create_loan(&t.bank, loan_to("C2", HOUSEHOLD, &member)).await;
@@ -2497,8 +2506,11 @@ async fn a_reused_request_id_holds_back_its_loan(backend: Backend) {
     let r = &answer.results;
     assert_eq!((answer.posted, answer.failed), (1, 2), "{answer:?}");
     assert_eq!((r[0].code.as_str(), r[0].reason.as_str()), ("ALREADY_EXISTS", "REQUEST_ID_REUSED"));
-    assert_eq!(r[1].code, "UNAVAILABLE", "{answer:?}");
+    assert_eq!((r[1].code.as_str(), r[1].reason.as_str()), ("UNAVAILABLE", "HELD_BACK"));
     assert!(r[1].message.contains("was refused as sent"), "{answer:?}");
+    assert_eq!(r[1].metadata.len(), 2, "{:?}", r[1]);
+    assert_eq!(r[1].metadata.get("refused_as_sent").map(String::as_str), Some("true"));
+    assert_eq!(r[1].metadata.get("loan_id"), Some(&id), "{:?}", r[1]);
     assert!(r[2].ok, "{answer:?}");
     // The first line's id corrected, the file sent again: posted in its order, the other
     // loan's line answered as before.

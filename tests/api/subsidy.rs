@@ -299,7 +299,7 @@ async fn a_countys_own_version_on_the_2024_step_replaces_it(backend: Backend) {
 /// A loan marked misused earns nothing for any period, also one paid on time before the mark
 /// (as of the day before, it still did). Refusals: a malformed loan id or date names the field;
 /// a loan that does not exist, or is another bank's, is NOT_FOUND; a date too far ahead is
-/// VALUE_DATE_OUT_OF_RANGE; the operator is
+/// INVALID_ARGUMENT naming `as_of`; the operator is
 /// PERMISSION_DENIED, a caller without a token UNAUTHENTICATED. Reading writes nothing.
 async fn misuse_refusals_and_who_may_read(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
@@ -389,6 +389,10 @@ async fn a_falsely_obtained_loan_is_marked_so(backend: Backend) {
     let history = app.history(&t.auditor, &id).await;
     let json = &history.last().expect("the mark").command_json;
     assert!(json.ends_with(r#""falsely_obtained":true}"#), "{json}");
+    // The breach rate, the contract's doubled (7.7%), on the principal from the mark's day:
+    // 5,000,000 × 81 days (04-01 ..= 06-20) × 7.7% / 360 = 86,625.00 by the June point.
+    let june = app.get_loan_as_of(&t.bank, &id, "2021-06-20").await;
+    assert_eq!(june.penalty_fen, 86_625, "{june:?}");
     // No subsidy, also for the quarter paid on time before the mark.
     let register = app.loan_subsidy(&t.auditor, &id, "2021-04-01").await;
     assert_eq!(

@@ -128,6 +128,7 @@ impl Envelope {
         match result {
             Err(AppError::Unavailable(_) | AppError::Internal(_)) => Some(false),
             Err(AppError::RequestIdReused(_)) => Some(true),
+            Err(AppError::HeldBack { refused_as_sent, .. }) => Some(*refused_as_sent),
             _ => None,
         }
     }
@@ -371,7 +372,7 @@ impl Pending {
 pub(super) fn held_back(env: &Envelope, refused: bool) -> AppError {
     let loan = env.loan().unwrap_or_default();
     let not_run = "this one was not run (nothing recorded); send the call again";
-    AppError::Unavailable(if refused {
+    let message = if refused {
         format!(
             "an earlier item of this call on loan {loan} was refused as sent: {not_run} once \
              that item is corrected (or its date has come); an item sent before and refused by \
@@ -379,5 +380,6 @@ pub(super) fn held_back(env: &Envelope, refused: bool) -> AppError {
         )
     } else {
         format!("an earlier command of this call on loan {loan} went unanswered: {not_run}")
-    })
+    };
+    AppError::HeldBack { loan_id: loan.to_string(), refused_as_sent: refused, message }
 }

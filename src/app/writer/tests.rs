@@ -823,7 +823,8 @@ async fn a_call_holds_back_the_loans_of_an_unanswered_part(db: &Db) {
     let held = &results[PART_COMMANDS_MAX];
     // (Neither of the first part's loans was changed: loan 3's repayment is the one posted.)
     assert!(
-        matches!(held, Err(AppError::Unavailable(m)) if m.contains("went unanswered")),
+        matches!(held, Err(AppError::HeldBack { message, refused_as_sent: false, .. })
+            if message.contains("went unanswered")),
         "{held:?}"
     );
     assert!(results[PART_COMMANDS_MAX + 1].is_ok(), "{:?}", results[PART_COMMANDS_MAX + 1]);

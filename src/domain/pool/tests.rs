@@ -726,10 +726,15 @@ proptest! {
         let PoolEvent::Repaid { parts, .. } = &event else { panic!() };
         let sum: i64 = parts.iter().map(|p| match p { LoanEvent::Repaid { amount_fen, .. } => amount_fen.0, _ => 0 }).sum();
         prop_assert_eq!(sum, amount.0);
-        let repaid_before: i64 = [&a, &b, &c].iter().map(|l| l.principal_repaid_fen.0 + l.interest_paid_fen.0).sum();
-        let repaid_after: i64 = after.iter().map(|l| l.principal_repaid_fen.0 + l.interest_paid_fen.0).sum::<i64>()
-            + [&a, &b, &c].iter().filter(|l| !after.iter().any(|x| x.terms.loan_id == l.terms.loan_id)).map(|l| l.principal_repaid_fen.0 + l.interest_paid_fen.0).sum::<i64>();
-        prop_assert!(repaid_after > repaid_before || amount.0 == 0);
+        // Everything a loan has been paid: principal, interest, penalty and compound interest.
+        let paid = |l: &LoanState| {
+            l.principal_repaid_fen.0 + l.interest_paid_fen.0
+                + l.servicing.penalty_paid_fen.0 + l.servicing.compound_paid_fen.0
+        };
+        let repaid_before: i64 = [&a, &b, &c].iter().map(|l| paid(l)).sum();
+        let repaid_after: i64 = after.iter().map(paid).sum::<i64>()
+            + [&a, &b, &c].iter().filter(|l| !after.iter().any(|x| x.terms.loan_id == l.terms.loan_id)).map(|l| paid(l)).sum::<i64>();
+        prop_assert_eq!(repaid_after - repaid_before, amount.0, "the loans took all of it");
         pool.apply(&event).unwrap();
         prop_assert_eq!(pool.repaid_fen, amount);
     }
