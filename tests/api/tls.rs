@@ -23,6 +23,7 @@ on_both_backends!(
     tls_serves_only_clients_that_trust_it,
     mutual_tls_serves_only_clients_with_a_certificate_of_its_ca,
     tls_files_that_cannot_be_used_stop_the_start,
+    postgres_is_reached_over_verified_tls,
 );
 
 /// A certificate authority of the test's own.
@@ -255,4 +256,120 @@ async fn tls_files_that_cannot_be_used_stop_the_start(backend: Backend) {
     let expected = format!("--tls-client-ca {} holds no certificate", garbled.display());
     assert!(said.contains(&expected), "{said}");
     app.finish().await;
+}
+
+/// A PostgreSQL cluster of the test's own, started with TLS on (a certificate for 127.0.0.1 of
+/// a test CA), stopped and removed when dropped. As root (CI), run as the `postgres` user,
+/// which PostgreSQL requires.
+struct TlsCluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    ca_file: PathBuf,
+    as_postgres: bool,
+}
+
+impl TlsCluster {
+    fn run(&self, program: &str, args: &str) -> std::process::Output {
+        let line = format!("'{}' {args}", pg_program(program).display());
+        let mut command = if self.as_postgres {
+            let mut c = std::process::Command::new("su");
+            c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &line]);
+            c
+        };
+        command.output().expect("a PostgreSQL program")
+    }
+
+    fn start() -> TlsCluster {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a directory for the cluster");
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let ca = authority("PostgreSQL's CA");
+        let (cert_pem, key_pem) = issued(&ca, &["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("server.crt"), cert_pem).expect("the certificate");
+        std::fs::write(path("server.key"), key_pem).expect("the key");
+        std::fs::set_permissions(path("server.key"), std::fs::Permissions::from_mode(0o600))
+            .expect("the key's mode");
+        std::fs::write(path("ca.crt"), ca.pem()).expect("the CA's certificate");
+        if as_postgres {
+            let owned = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(owned.success(), "the cluster's directory given to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let cluster = TlsCluster { port, ca_file: path("ca.crt"), as_postgres, dir };
+        let d = cluster.dir.path().display().to_string();
+        let init = cluster.run("initdb", &format!("-D '{d}/data' -U postgres -A trust --no-sync"));
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        let options = format!(
+            "-p {port} -k '{d}' -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on \
+             -c ssl_cert_file='{d}/server.crt' -c ssl_key_file='{d}/server.key'"
+        );
+        let started = cluster
+            .run("pg_ctl", &format!("-D '{d}/data' -l '{d}/log' -w -t 30 -o \"{options}\" start"));
+        let log = std::fs::read_to_string(format!("{d}/log")).unwrap_or_default();
+        assert!(started.status.success(), "pg_ctl start: {log}");
+        cluster
+    }
+
+    fn url(&self, query: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres?{query}", self.port)
+    }
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        let d = self.dir.path().display().to_string();
+        self.run("pg_ctl", &format!("-D '{d}/data' -m immediate -w stop"));
+    }
+}
+
+/// PostgreSQL is reached over TLS, the server's certificate verified, when the URL asks for it
+/// (`sslmode=verify-full&sslrootcert=CA`; since 2026-12-07: sqlx was built without TLS, so
+/// `sslmode=require` could not connect at all and the default `prefer` sent the journal and the
+/// households' ID numbers in the clear): a server starts on a cluster of its own with TLS on,
+/// migrates and serves, its session encrypted (`pg_stat_ssl`); a URL whose CA is not the
+/// cluster's, or that asks for TLS of a server without it, stops the start.
+async fn postgres_is_reached_over_verified_tls(backend: Backend) {
+    if backend != Backend::Postgres
+        || std::env::var(PG_URL_VAR).is_err() && std::env::var("CI").as_deref() != Ok("true")
+    {
+        return;
+    }
+    let cluster = TlsCluster::start();
+    let ca = cluster.ca_file.display().to_string();
+    let url = cluster.url(&format!("sslmode=verify-full&sslrootcert={ca}"));
+    let any_port = "127.0.0.1:0".parse().expect("an address");
+    let server = Beside::start(serve_settings(&url, any_port)).await;
+    let db = loanledger::store::Db::connect(&url).await.expect("connected over TLS");
+    let ssl = "select (select ssl from pg_stat_ssl where pid = pg_backend_pid())::text";
+    assert_eq!(db.query_texts(ssl).await.expect("pg_stat_ssl"), ["true"], "encrypted");
+    // Migrated: the LPR table's chain started (its first entry).
+    let tables = "select count(*)::text from journal_txn";
+    assert_eq!(db.query_texts(tables).await.expect("migrated"), ["1"]);
+    server.stop().await;
+
+    // Another CA's certificate, or TLS asked of a server without it: refused.
+    let dir = tempfile::tempdir().expect("a directory");
+    let other = dir.path().join("other.crt");
+    std::fs::write(&other, authority("another CA").pem()).expect("the other CA");
+    let distrusting = cluster.url(&format!("sslmode=verify-full&sslrootcert={}", other.display()));
+    let refused = Application::build(serve_settings(&distrusting, any_port)).await;
+    let refused = format!("{:#}", refused.err().expect("a CA not the cluster's is refused"));
+    assert!(refused.contains("Failed to connect to the database"), "{refused}");
+    let plain_server = std::env::var(PG_URL_VAR).expect("the suite's cluster");
+    let separator = if plain_server.contains('?') { '&' } else { '?' };
+    let require = format!("{plain_server}{separator}sslmode=require");
+    let refused = Application::build(serve_settings(&require, any_port)).await;
+    assert!(refused.is_err(), "TLS required of a server without it");
 }
