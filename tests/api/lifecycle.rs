@@ -272,13 +272,7 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
     // last migration set aside) stays as it was, which that build still serves.
     let count = "select cast(count(*) as text) from _sqlx_migrations";
     let applied = app.db.query_texts(count).await.expect("the migrations applied");
-    app.execute_ddl(
-        "create table saved_migration as select * from _sqlx_migrations \
-         where version = (select max(version) from _sqlx_migrations); \
-         delete from _sqlx_migrations where version = (select version from saved_migration)",
-    )
-    .await
-    .expect("the last migration's record set aside");
+    set_aside_last_migration(&app).await;
     let stderr = refused_for_a_missing_key(&app.database_url, &key_file);
     assert!(stderr.contains(key_arg) && stderr.contains("--new-signing-key"), "{stderr}");
     let after = app.db.query_texts(count).await.expect("the migrations applied");
@@ -287,11 +281,7 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
         applied[0].parse::<i64>().expect("a count"),
         "not migrated"
     );
-    app.execute_ddl(
-        "insert into _sqlx_migrations select * from saved_migration; drop table saved_migration",
-    )
-    .await
-    .expect("the record put back");
+    put_back_last_migration(&app).await;
     let mut server = ServerProcess::start_with(
         &app.database_url,
         &["--signing-key", key_arg, "--new-signing-key"],
@@ -1000,13 +990,7 @@ async fn a_database_is_not_migrated_under_a_server_writing_to_it(backend: Backen
     // As a database of the build before this one: the record of its last migration set aside.
     let count = "select cast(count(*) as text) from _sqlx_migrations";
     let applied = app.db.query_texts(count).await.expect("the migrations applied");
-    app.execute_ddl(
-        "create table saved_migration as select * from _sqlx_migrations \
-         where version = (select max(version) from _sqlx_migrations); \
-         delete from _sqlx_migrations where version = (select version from saved_migration)",
-    )
-    .await
-    .expect("the last migration's record set aside");
+    set_aside_last_migration(&app).await;
     let any_port = "127.0.0.1:0".parse().expect("an address");
     let started = std::time::Instant::now();
     let refused =
@@ -1030,11 +1014,7 @@ async fn a_database_is_not_migrated_under_a_server_writing_to_it(backend: Backen
     // Stopped, the database is this build's again (the record put back, as its migration
     // would have made it), and the same start serves.
     app.stop().await;
-    app.execute_ddl(
-        "insert into _sqlx_migrations select * from saved_migration; drop table saved_migration",
-    )
-    .await
-    .expect("the record put back");
+    put_back_last_migration(&app).await;
     let second = Beside::start(serve_settings(&app.database_url, any_port)).await;
     let mut loans = pb::loan_service_client::LoanServiceClient::with_interceptor(
         second.channel(),
@@ -1241,4 +1221,25 @@ async fn postgres_sessions_are_kept_alive(backend: Backend) {
         }
     }
     app.finish().await;
+}
+
+/// The record of the database's last migration set aside, as a database of the build before
+/// this one would be ([`put_back_last_migration`] undoes it).
+async fn set_aside_last_migration(app: &TestApp) {
+    app.execute_ddl(
+        "create table saved_migration as select * from _sqlx_migrations \
+         where version = (select max(version) from _sqlx_migrations); \
+         delete from _sqlx_migrations where version = (select version from saved_migration)",
+    )
+    .await
+    .expect("the last migration's record set aside");
+}
+
+/// The record [`set_aside_last_migration`] set aside, put back.
+async fn put_back_last_migration(app: &TestApp) {
+    app.execute_ddl(
+        "insert into _sqlx_migrations select * from saved_migration; drop table saved_migration",
+    )
+    .await
+    .expect("the record put back");
 }
