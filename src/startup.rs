@@ -22,6 +22,7 @@ use crate::api::pb::risk_fund_service_server::RiskFundServiceServer;
 use crate::api::pb::subsidy_service_server::SubsidyServiceServer;
 use crate::api::{Api, Backups, FILE_DESCRIPTOR_SET};
 use crate::app::auth::create_first_operator_token;
+use crate::app::checkpoints::CheckpointKey;
 use crate::app::writer;
 use crate::store::Db;
 
@@ -297,10 +298,11 @@ pub struct SigningKeyFile {
 /// ([`Db::has_checkpointed_transactions`], read before the database is migrated, so that
 /// a start this refuses leaves the database as the build that served it left it; since
 /// 2026-12-07 the LPR table's journal counts too, and a ledger's journal without its row).
-fn signing_key(settings: &Settings, journaled: bool) -> anyhow::Result<ed25519_dalek::SigningKey> {
+fn signing_key(settings: &Settings, journaled: bool) -> anyhow::Result<CheckpointKey> {
+    use crate::app::signed_marks::{SignedMarks, marks_file};
     use crate::app::signing_key::{generate, load_or_create, public_hex};
     let Some(file) = &settings.signing_key else {
-        return Ok(generate());
+        return Ok(CheckpointKey { key: generate(), marks: SignedMarks::in_memory() });
     };
     let path = &file.path;
     let missing = matches!(
@@ -320,6 +322,7 @@ fn signing_key(settings: &Settings, journaled: bool) -> anyhow::Result<ed25519_d
     }
     let (key, created) = load_or_create(path)?;
     let public_key = public_hex(&key);
+    let marks = SignedMarks::load(&marks_file(path, &public_key))?;
     let path = path.display();
     if !created {
         tracing::info!(%path, public_key, "checkpoint signing key");
@@ -338,7 +341,7 @@ fn signing_key(settings: &Settings, journaled: bool) -> anyhow::Result<ed25519_d
             "checkpoint signing key created: give auditors its public key, back up the file"
         );
     }
-    Ok(key)
+    Ok(CheckpointKey { key, marks })
 }
 
 /// Warns when the SQLite database file may be read by others than its owner (made by a build

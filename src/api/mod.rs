@@ -82,7 +82,7 @@ pub struct Api {
     /// The offset from UTC of the business day ([`crate::startup::Settings`]).
     business_utc_offset: chrono::FixedOffset,
     /// The key that signs checkpoints ([`crate::app::checkpoints`]).
-    signing_key: Arc<ed25519_dalek::SigningKey>,
+    signing_key: Arc<crate::app::checkpoints::CheckpointKey>,
     /// The calls counted by the server's [`metrics::MetricsLayer`] (`GetMetrics`).
     pub metrics: Arc<metrics::CallMetrics>,
     /// Where `Backup` writes; `None`: this server takes no backups.
@@ -149,7 +149,7 @@ impl Api {
         writer: WriterHandle,
         business_utc_offset: chrono::FixedOffset,
         token_cache_ttl: Duration,
-        signing_key: ed25519_dalek::SigningKey,
+        signing_key: crate::app::checkpoints::CheckpointKey,
         backups: Option<Backups>,
     ) -> Self {
         Api {

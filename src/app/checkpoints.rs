@@ -23,6 +23,14 @@
 //! content: that is `Verify`'s (run it on the journal before the first checkpoint an auditor
 //! keeps; from then on, the checkpoints pin what was verified).
 //!
+//! Nor does it sign a journal that is not an extension of what its key signed before (since
+//! 2026-12-07; [`super::signed_marks`]): the prefix through the largest size it signed of the
+//! ledger must have the root it signed, and the journal must reach that size. Refused
+//! `FAILED_PRECONDITION` `JOURNAL_BROKEN` with `metadata.signed_size`: the journal was changed
+//! under the chain's links, or an older copy was restored (and perhaps written on); nothing is
+//! signed. Such a journal is signed only under another key (README, "A restore is a fork of the
+//! chain").
+//!
 //! Refused as `INVALID_ARGUMENT` naming the field, before the journal is read: a `tree_size` or
 //! `to_size` beyond the journal's head, a `seq` of 0 or beyond the tree, a `from_size` of 0 or
 //! beyond the later size.
@@ -32,9 +40,12 @@
 //! transaction in memory while it lasts). Calls take their turn with the other whole-journal reads (`Verify`,
 //! `GetBalances`).
 
+use std::sync::Arc;
+
 use ed25519_dalek::SigningKey;
 
 use super::error::{AppError, Refusal, RefusalCode, journal_broken};
+use super::signed_marks::SignedMarks;
 use crate::domain::error::DomainError;
 use crate::ledger::checkpoint::Checkpoint;
 use crate::ledger::hash::{GENESIS, Hash, from_hex, is_hex_of};
@@ -43,6 +54,12 @@ use crate::store::Db;
 
 /// Chain links read a statement.
 const LINKS_PAGE: u32 = 10_000;
+
+/// The key that signs checkpoints, and what it has signed.
+pub struct CheckpointKey {
+    pub key: SigningKey,
+    pub marks: SignedMarks,
+}
 
 /// A checkpoint with the service's signature and the public key it verifies with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +74,7 @@ pub struct Signed {
 /// its client still holds it while its blocking work runs).
 pub async fn checkpoint(
     db: &Db,
-    key: &SigningKey,
+    key: &Arc<CheckpointKey>,
     ledger_id: &str,
     tree_size: Option<u64>,
     turn: impl Send + 'static,
@@ -71,7 +88,7 @@ pub async fn checkpoint(
 /// the head), with its hash and its audit path. `turn` as for [`checkpoint`].
 pub async fn inclusion(
     db: &Db,
-    key: &SigningKey,
+    key: &Arc<CheckpointKey>,
     ledger_id: &str,
     seq: u64,
     tree_size: Option<u64>,
@@ -95,7 +112,7 @@ pub async fn inclusion(
 /// [`checkpoint`].
 pub async fn consistency(
     db: &Db,
-    key: &SigningKey,
+    key: &Arc<CheckpointKey>,
     ledger_id: &str,
     from_size: u64,
     to_size: Option<u64>,
@@ -116,7 +133,7 @@ pub async fn consistency(
 
 /// Signs checkpoints of one ledger with one key.
 struct Signer {
-    key: SigningKey,
+    key: Arc<CheckpointKey>,
     ledger_id: String,
 }
 
@@ -129,8 +146,9 @@ impl Signer {
         let root = tree.root_of_prefix(size).ok_or_else(missing)?;
         let checkpoint =
             Checkpoint { ledger_id: self.ledger_id.clone(), tree_size: size, root, head };
-        let signature = checkpoint.sign(&self.key);
-        Ok(Signed { checkpoint, signature, public_key: self.key.verifying_key().to_bytes() })
+        let signature = checkpoint.sign(&self.key.key);
+        let public_key = self.key.key.verifying_key().to_bytes();
+        Ok(Signed { checkpoint, signature, public_key })
     }
 }
 
@@ -138,17 +156,36 @@ impl Signer {
 /// (CPU-bound), holding `turn` until it ends.
 async fn on_tree<T: Send + 'static>(
     db: &Db,
-    key: &SigningKey,
+    key: &Arc<CheckpointKey>,
     ledger_id: &str,
     asked: (&str, Option<u64>),
     within: Option<(&str, u64)>,
     turn: impl Send + 'static,
     f: impl FnOnce(&Signer, &Tree) -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
-    let hashes = prefix(db, ledger_id, asked, within).await?;
+    let signed = key.marks.of(ledger_id);
+    let (hashes, size) = prefix(db, ledger_id, asked, within, signed.map(|(m, _)| m)).await?;
     let signer = Signer { key: key.clone(), ledger_id: ledger_id.to_string() };
     tokio::task::spawn_blocking(move || {
-        let result = f(&signer, &Tree::of(hashes));
+        let result = (|| {
+            let tree = Tree::of(hashes);
+            if let Some((signed_size, root)) = signed
+                && tree.root_of_prefix(signed_size) != Some(root)
+            {
+                let what = format!(
+                    "through seq {signed_size} is not the journal this key signed a checkpoint \
+                     of (its root differs): changed under its links since, or an older copy \
+                     restored and written on"
+                );
+                return Err(not_as_signed(&signer.ledger_id, signed_size, &what));
+            }
+            let tree = tree.truncated(size);
+            let answer = f(&signer, &tree)?;
+            // Kept before the signature is given.
+            let root = tree.root();
+            signer.key.marks.record(&signer.ledger_id, tree.size(), &root)?;
+            Ok(answer)
+        })();
         drop(turn);
         result
     })
@@ -165,7 +202,8 @@ async fn prefix(
     ledger_id: &str,
     asked: (&str, Option<u64>),
     within: Option<(&str, u64)>,
-) -> Result<Vec<Hash>, AppError> {
+    signed_size: Option<u64>,
+) -> Result<(Vec<Hash>, u64), AppError> {
     let (size_field, asked_size) = asked;
     let head = db.head_seq(ledger_id).await?;
     if head == 0 {
@@ -194,6 +232,16 @@ async fn prefix(
         (Some((field, n)), None) if n > head => return Err(beyond_head(field, n)),
         _ => {}
     }
+    if let Some(signed_size) = signed_size.filter(|&m| m > head) {
+        let what = format!(
+            "ends at seq {head}, before the end of the journal this key signed a checkpoint of: \
+             an older copy restored, or its last transactions taken away"
+        );
+        return Err(not_as_signed(ledger_id, signed_size, &what));
+    }
+    // Read through the size signed too, to check it (a smaller size asked).
+    let asked_size = size;
+    let size = signed_size.map_or(size, |m| m.max(size));
     // The head is the largest seq stored, which a row written by hand can put anywhere: room
     // for a page, and more as the rows come.
     let mut hashes: Vec<Hash> = Vec::with_capacity(size.min(u64::from(LINKS_PAGE)) as usize);
@@ -228,7 +276,23 @@ async fn prefix(
             prev = hash;
         }
     }
-    Ok(hashes)
+    Ok((hashes, asked_size))
+}
+
+/// The refusal of a journal that is not an extension of what the key signed of it, through
+/// `signed_size`.
+fn not_as_signed(ledger_id: &str, signed_size: u64, what: &str) -> AppError {
+    tracing::warn!(ledger_id, signed_size, what, "a journal not as its checkpoints signed it");
+    AppError::Refused(Refusal {
+        code: RefusalCode::FailedPrecondition,
+        message: format!(
+            "JOURNAL_BROKEN: ledger {ledger_id}'s journal {what}; nothing is signed over it \
+             with this key (a checkpoint of {signed_size} transactions was)"
+        ),
+        reason: Some("JOURNAL_BROKEN".into()),
+        metadata: vec![("signed_size".into(), signed_size.to_string())],
+        field: None,
+    })
 }
 
 fn broken(ledger_id: &str, seq: u64, what: &str) -> AppError {

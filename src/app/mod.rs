@@ -9,6 +9,7 @@ pub mod error;
 pub mod households;
 pub mod listing;
 pub mod servicing;
+pub mod signed_marks;
 pub mod signing_key;
 pub mod subsidy;
 pub mod verify;

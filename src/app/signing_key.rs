@@ -2,7 +2,8 @@
 //!
 //! `serve` keeps it in a file of its own, outside the database (`--signing-key`, by default
 //! `loanledger-signing.key` in the working directory): whoever can change the database cannot
-//! sign with it. The file holds the Ed25519 secret key (its 32-byte seed) as 64 hex digits and
+//! sign with it, nor have the service sign another history than the one it signed (its marks,
+//! kept beside the file: [`super::signed_marks`]). The file holds the Ed25519 secret key (its 32-byte seed) as 64 hex digits and
 //! a line break. On the first start the file is created, readable by its owner alone (a file
 //! found readable by others is warned about at each start), and the public key is logged: the
 //! one that auditors pin (`loanledger public-key` prints it from the file). Back it up with the database; losing it means

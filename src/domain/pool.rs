@@ -1145,8 +1145,9 @@ impl Pool {
 
     /// Plans the settlement of the pool on `date` (`loans`: every member's state): what the
     /// partner holds of each member is handed back to its household, but a written-off
-    /// member's (since 2026-12-07), which stays on the partner's account, owed: its loan was
-    /// not repaid, and nothing records that the partner gave the money back.
+    /// member's whose principal was not all recovered (since 2026-12-07), which stays on the
+    /// partner's account, owed: its loan was not repaid, and nothing records that the partner
+    /// gave the money back.
     pub fn settle(&self, loans: &[&LoanState], date: NaiveDate) -> Result<PoolEvent, DomainError> {
         self.settle_handing_back(loans, date, false)
     }
@@ -1195,9 +1196,13 @@ impl Pool {
             .with("loan_id", first));
         }
         check_after_members_events(loans, date)?;
+        // Written off and not recovered in full (a loan whose principal came back in full was
+        // repaid after all: its holding is taken as handed back, as a repaid member's is).
         let written_off = |m: &&Member| {
             let loan = loans.iter().find(|l| l.terms.loan_id == m.loan_id);
-            loan.is_some_and(|l| l.status == LoanStatus::WrittenOff)
+            loan.is_some_and(|l| {
+                l.status == LoanStatus::WrittenOff && l.principal_repaid_fen < l.disbursed_fen
+            })
         };
         let handed_back = self
             .members

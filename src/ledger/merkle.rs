@@ -50,6 +50,14 @@ impl Tree {
         self.hashes.get(index).copied()
     }
 
+    /// The tree of its first `size` leaves (all of them if it has fewer).
+    pub fn truncated(mut self, size: u64) -> Tree {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        self.hashes.truncate(size);
+        self.leaves.truncate(size);
+        self
+    }
+
     /// The number of leaves: the seq of the last transaction.
     pub fn size(&self) -> u64 {
         self.leaves.len() as u64

@@ -988,28 +988,47 @@ impl Db {
         self.start_lpr_chain().await
     }
 
-    /// The build's migrations not applied to the database yet (all of them for a new one).
-    async fn pending_migrations(&self) -> Vec<i64> {
-        let applied: Vec<i64> =
-            on_pool!(self, p => sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(p).await)
-                .unwrap_or_default();
-        versions(self.migrator()).into_iter().filter(|v| !applied.contains(v)).collect()
+    /// The build's migrations not applied to the database yet (all of them for a new one,
+    /// without the table that records them).
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let table = match self {
+            Db::Sqlite(..) => {
+                "select count(*) from sqlite_master where type = 'table' and name = '_sqlx_migrations'"
+            }
+            Db::Postgres(..) => {
+                "select count(*) from pg_tables where tablename = '_sqlx_migrations'"
+            }
+        };
+        let tables: i64 = on_pool!(self, p => sqlx::query_scalar(table).fetch_one(p).await)?;
+        let applied: Vec<i64> = if tables == 0 {
+            Vec::new()
+        } else {
+            on_pool!(self, p => sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(p).await)?
+        };
+        Ok(versions(self.migrator()).into_iter().filter(|v| !applied.contains(v)).collect())
     }
 
     /// Takes the writer claim before migrations are applied (since 2026-12-07): a server still
     /// writing (a replacement's build started before the old one stopped) would write rows of
     /// its own schema into the new one's (a column added with a default it never sets, one
     /// made required that it leaves out), and learn nothing of it. With the claim held by
-    /// another server, this waits up to [`BUSY_RACE_WAIT`] for the migrations to be applied
-    /// (a server of this build starting beside this one, migrating a new database), and is
-    /// then refused, naming what to do. Nothing pending, nothing is claimed.
+    /// another server, this waits for the migrations to be applied (a server of this build
+    /// starting beside this one, migrating), up to [`BUSY_RACE_WAIT`] from the last one seen
+    /// applied, and is then refused, naming what to do (a long migration outlasts it: the
+    /// server is started again once it is done). Nothing pending, nothing is claimed.
     async fn claim_to_migrate(&self) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
+        let mut started = std::time::Instant::now();
+        let mut before: Option<Vec<i64>> = None;
         loop {
-            let pending = self.pending_migrations().await;
+            let pending = self.pending_migrations().await?;
             if pending.is_empty() || self.try_claim_writer().await? {
                 return Ok(());
             }
+            // Migrations applied meanwhile: the other server is migrating; wait on.
+            if before.as_ref().is_some_and(|b| b.len() > pending.len()) {
+                started = std::time::Instant::now();
+            }
+            before = Some(pending.clone());
             if started.elapsed() >= BUSY_RACE_WAIT {
                 return Err(StoreError::Claimed(format!(
                     "another server is writing to this database, and {} of this build's \

@@ -19,6 +19,7 @@ on_both_backends!(
     checkpoint_calls_refuse_what_they_cannot_answer,
     a_journal_rewritten_contradicts_the_checkpoint_held,
     nothing_is_signed_over_a_broken_chain,
+    a_key_signs_no_journal_shorter_than_it_signed,
     an_auditor_checks_the_answers_offline,
 );
 
@@ -282,12 +283,13 @@ async fn checkpoint_calls_refuse_what_they_cannot_answer(backend: Backend) {
 
 /// A forger with the database's keys rewrites a repayment (its recorded time) and rehashes the
 /// chain after it, so that the chain holds together again and `Verify` finds nothing wrong:
-/// the checkpoint an auditor held from before no longer
-/// agrees with the journal (the checkpoint of its size now has another root, and no proof
-/// links the held one to the new head). A hash changed without the chain rehashed is a broken
-/// link, and nothing is signed over it.
+/// the key that signed the checkpoint an auditor held signs nothing of it (since 2026-12-07;
+/// before, it signed the checkpoint of the held size with another root), and another key's
+/// checkpoint of it does not agree with the held one (another root, no proof linking the held
+/// one to the new head). A hash changed without the chain rehashed is a broken link, and
+/// nothing is signed over it.
 async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
-    let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
     app.repay(&t.bank, &id, "2021-03-20", 100_000).await;
@@ -322,9 +324,24 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "Verify finds the rewritten chain whole: {v:?}");
 
-    // The service signs what it holds now: the same size, another root.
+    // The key that signed the held checkpoint signs nothing of the rewritten journal (since
+    // 2026-12-07): not the size it signed, nor the head, nor a proof from the held size.
+    for (tree_size, what) in [(held.tree_size, "checkpoint"), (0, "head")] {
+        let status = checkpoint_of(&app, &t.auditor, LEDGER, tree_size).await;
+        let status = expect_refused(status, "JOURNAL_BROKEN");
+        let signed = Some(held.tree_size.to_string());
+        assert_eq!(metadata(&status, "signed_size"), signed, "{what}: {status:?}");
+        assert!(status.message().contains("its root differs"), "{status:?}");
+    }
+    let refused = consistency(&app, &t.auditor, held.tree_size, 0).await;
+    expect_refused(refused, "JOURNAL_BROKEN");
+    // A server with another key (restarted: the tests' keys are the run's) signs what it holds
+    // now: the same size, another root, under a key the auditor did not pin.
+    app.restart().await;
     let now = checkpoint(&app, &t.auditor, held.tree_size).await;
-    check_checkpoint(&now, &key, &forged);
+    let other_key = pinned(&now);
+    assert_ne!(other_key, key);
+    check_checkpoint(&now, &other_key, &forged);
     assert_ne!(now.root_hash, held.root_hash);
     // The proof from the held size starts at the new root, not the held one.
     let proof =
@@ -337,42 +354,109 @@ async fn a_journal_rewritten_contradicts_the_checkpoint_held(backend: Backend) {
         inclusion(&app, &t.auditor, seq, held.tree_size).await.expect("a proof").into_inner();
     let leaf = hash(&forged[at].hash);
     assert!(!inclusion_holds(&old, held.tree_size, seq, &leaf, &path(&proof.audit_path)));
-    // The auditor's offline check says so.
+    // The auditor's offline check says so: the proof is not signed by the key pinned, and with
+    // the key it is signed by, it does not start at the checkpoint held.
     let dir = tempfile::tempdir().expect("a directory");
     let held_file = saved(&dir, &held);
     let proof = consistency(&app, &t.auditor, held.tree_size, 0).await.expect("a proof");
     let public_key = held.public_key.as_str();
     let args = ["--public-key", public_key, "--held", held_file.as_str()];
     let (ok, out) = check_offline(&consistency_json(proof.get_ref()), &args);
-    assert!(!ok && out.contains("is not the checkpoint held"), "{out}");
+    assert!(!ok && out.contains("not the pinned"), "{out}");
+    let other_hex = now.public_key.as_str();
+    let (ok, _) = check_offline(&consistency_json(proof.get_ref()), &["--public-key", other_hex]);
+    assert!(ok, "the proof holds under the key that signed it");
     // Nor can the held checkpoint be passed off as the earlier one of the rewritten journal.
     let mut replayed = consistency_json(proof.get_ref());
     replayed["from"] = checkpoint_json(&held);
     let (ok, out) = check_offline(&replayed, &args);
-    assert!(!ok && out.contains("does not show"), "{out}");
+    assert!(!ok, "{out}");
 
-    // A hash changed alone breaks the chain's link: refused, naming the seq after it.
+    // A hash changed alone breaks the chain's link: refused, naming the seq after it, and a
+    // checkpoint before the break too while the key has signed past it (the head, above).
     let sql = format!(
         "update journal_txn set hash = '{}' where ledger_id = '{LEDGER}' and seq = {seq}",
         "ab".repeat(32)
     );
     app.behind_the_back("journal_txn", &sql).await.expect("the hash changed");
-    let status = expect_refused(checkpoint_of(&app, &t.auditor, LEDGER, 0).await, "JOURNAL_BROKEN");
-    assert_eq!(metadata(&status, "seq"), Some((seq + 1).to_string()), "{status:?}");
-    // A checkpoint before the break is still given.
+    for tree_size in [0, seq - 1] {
+        let status = checkpoint_of(&app, &t.auditor, LEDGER, tree_size).await;
+        let status = expect_refused(status, "JOURNAL_BROKEN");
+        assert_eq!(metadata(&status, "seq"), Some((seq + 1).to_string()), "{status:?}");
+    }
+    // A key that has not signed past it gives the checkpoint before the break.
+    app.restart().await;
     let before = checkpoint(&app, &t.auditor, seq - 1).await;
-    check_checkpoint(&before, &key, &forged);
+    check_checkpoint(&before, &pinned(&before), &forged);
     app.finish().await;
 }
 
-/// Each kind of break in the stored chain is refused JOURNAL_BROKEN at its seq, and a
-/// checkpoint before it is still given: a hash not in the service's form (upper-case hex), a
-/// seq moved far past the head (a head of 10^12, which the server must not size anything by),
-/// and a transaction gone (on SQLite: its seq made text, which sorts after every number; there
-/// too a seq made a real number, a hash stored as a blob, which is read as its text, and one
-/// that is not UTF-8, a break).
-async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
+/// What a key signed is kept beside its file (since 2026-12-07): a server with a key file signs
+/// the head; the journal's last transaction taken away (as a restore of an older copy leaves
+/// it), it refuses to sign, naming the size it signed, and so does the next server started with
+/// that file; a new key (`--new-signing-key`, a new file) signs the journal as it is.
+async fn a_key_signs_no_journal_shorter_than_it_signed(backend: Backend) {
+    use loanledger::api::pb::audit_service_client::AuditServiceClient;
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.repay(&t.bank, &id, "2021-03-20", 100_000).await;
+    let dir = tempfile::tempdir().expect("a directory for the key");
+    let with_key = |file: &str| loanledger::startup::Settings {
+        signing_key: Some(loanledger::startup::SigningKeyFile {
+            path: dir.path().join(file),
+            new_for_ledgers: true,
+        }),
+        ..serve_settings(&app.database_url, "127.0.0.1:0".parse().expect("an address"))
+    };
+    let ask = async |server: &Beside, tree_size: u64| {
+        let mut audit =
+            AuditServiceClient::with_interceptor(server.channel(), Bearer::new(&t.auditor));
+        audit.get_checkpoint(pb::GetCheckpointRequest { ledger_id: LEDGER.into(), tree_size }).await
+    };
+    let server = Beside::start(with_key("signing.key")).await;
+    let head = ask(&server, 0).await.expect("the head signed").into_inner();
+    let marks: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("the key's directory")
+        .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".signed"))
+        .collect();
+    assert_eq!(marks, [format!("signing.key.{}.signed", &head.public_key[..16])]);
+
+    let last = head.tree_size;
+    let cut = format!("delete from journal_txn where ledger_id = '{LEDGER}' and seq = {last}");
+    assert_eq!(app.behind_the_back("journal_txn", &cut).await.expect("cut short"), 1);
+    let refused = async |server: &Beside| {
+        let status = expect_refused(ask(server, 0).await, "JOURNAL_BROKEN");
+        assert_eq!(metadata(&status, "signed_size"), Some(last.to_string()), "{status:?}");
+        assert!(status.message().contains(&format!("ends at seq {}", last - 1)), "{status:?}");
+        let status = expect_refused(ask(server, last - 1).await, "JOURNAL_BROKEN");
+        assert_eq!(metadata(&status, "signed_size"), Some(last.to_string()), "{status:?}");
+    };
+    refused(&server).await;
+    server.stop().await;
+    let again = Beside::start(with_key("signing.key")).await;
+    refused(&again).await;
+    again.stop().await;
+
+    let renewed = Beside::start(with_key("new-signing.key")).await;
+    let signed = ask(&renewed, 0).await.expect("signed by a new key").into_inner();
+    assert_eq!(signed.tree_size, last - 1);
+    assert_ne!(signed.public_key, head.public_key);
+    renewed.stop().await;
+    app.finish().await;
+}
+
+/// Each kind of break in the stored chain is refused JOURNAL_BROKEN at its seq: a hash not in
+/// the service's form (upper-case hex), a seq moved far past the head (a head of 10^12, which
+/// the server must not size anything by), and a transaction gone (on SQLite: its seq made
+/// text, which sorts after every number; there too a seq made a real number, a hash stored as a
+/// blob, which is read as its text, and one that is not UTF-8, a break). A checkpoint before
+/// the break is refused too while the key has signed past it (since 2026-12-07: the journal
+/// through the size it signed is not the one it signed), and given by a key that has not (a
+/// server restarted: the tests' keys are the run's own).
+async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
+    let Some((mut app, t, id)) = with_disbursed_loan(backend).await else {
         return;
     };
     for date in ["2021-03-20", "2021-06-20", "2021-09-20"] {
@@ -381,34 +465,50 @@ async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
     let journal = app.journal(&t.auditor, LEDGER).await;
     let n = journal.len() as u64;
     assert!(n >= 6, "{n} transactions");
-    let key = pinned(&checkpoint(&app, &t.auditor, 0).await);
-    let refused_at = async |tree_size: u64, seq: u64, what: &str| {
-        let status = expect_refused(
-            checkpoint_of(&app, &t.auditor, LEDGER, tree_size).await,
-            "JOURNAL_BROKEN",
-        );
+    async fn refused_at(app: &TestApp, token: &str, tree_size: u64, seq: u64, what: &str) {
+        let status =
+            expect_refused(checkpoint_of(app, token, LEDGER, tree_size).await, "JOURNAL_BROKEN");
         assert_eq!(metadata(&status, "seq"), Some(seq.to_string()), "{status:?}");
         assert!(status.message().contains(what), "{status:?}");
-    };
-    let run = async |sql: String| {
+    }
+    async fn run(app: &TestApp, sql: String) {
         app.behind_the_back("journal_txn", &sql).await.expect(&sql);
-    };
+    }
+    // A checkpoint through `size`, given by a key that has signed nothing past it.
+    async fn given_anew(
+        app: &mut TestApp,
+        token: &str,
+        size: u64,
+        journal: &[pb::JournalTransaction],
+    ) {
+        app.restart().await;
+        let c = checkpoint(app, token, size).await;
+        check_checkpoint(&c, &pinned(&c), journal);
+    }
+    let signed = checkpoint(&app, &t.auditor, 0).await;
+    check_checkpoint(&signed, &pinned(&signed), &journal);
 
-    run(format!(
-        "update journal_txn set hash = upper(hash) where ledger_id = '{LEDGER}' and seq = {n}"
-    ))
+    run(
+        &app,
+        format!(
+            "update journal_txn set hash = upper(hash) where ledger_id = '{LEDGER}' and seq = {n}"
+        ),
+    )
     .await;
-    refused_at(0, n, "has a hash that is not 64 lowercase hex digits").await;
-    check_checkpoint(&checkpoint(&app, &t.auditor, n - 1).await, &key, &journal);
+    let not_hex = "has a hash that is not 64 lowercase hex digits";
+    refused_at(&app, &t.auditor, 0, n, not_hex).await;
+    // The key signed through n: nothing before it either, naming the break.
+    refused_at(&app, &t.auditor, n - 1, n, not_hex).await;
+    given_anew(&mut app, &t.auditor, n - 1, &journal).await;
 
     let moved = n - 2;
-    run(format!(
+    run(&app, format!(
         "update journal_txn set seq = 1000000000000 where ledger_id = '{LEDGER}' and seq = {moved}"
     ))
     .await;
-    refused_at(0, moved, "is missing").await;
-    refused_at(n, moved, "is missing").await;
-    check_checkpoint(&checkpoint(&app, &t.auditor, moved - 1).await, &key, &journal);
+    refused_at(&app, &t.auditor, 0, moved, "is missing").await;
+    refused_at(&app, &t.auditor, n, moved, "is missing").await;
+    given_anew(&mut app, &t.auditor, moved - 1, &journal).await;
     let status = expect_invalid(
         checkpoint_of(&app, &t.auditor, LEDGER, 1_000_000_000_001).await,
         "tree_size",
@@ -417,26 +517,32 @@ async fn nothing_is_signed_over_a_broken_chain(backend: Backend) {
 
     if backend == Backend::Sqlite {
         // A hash stored as a blob, a seq as a real number: breaks, not failed reads.
-        run(format!("update journal_txn set hash = cast(hash as blob) where ledger_id = '{LEDGER}' and seq = 3")).await;
-        check_checkpoint(&checkpoint(&app, &t.auditor, 3).await, &key, &journal);
+        run(&app, format!("update journal_txn set hash = cast(hash as blob) where ledger_id = '{LEDGER}' and seq = 3")).await;
+        given_anew(&mut app, &t.auditor, 3, &journal).await;
         // Bytes that are not UTF-8 (before 2026-12-04: a failed read, INTERNAL).
-        run(format!(
-            "update journal_txn set hash = x'ff00fe' where ledger_id = '{LEDGER}' and seq = 3"
-        ))
+        run(
+            &app,
+            format!(
+                "update journal_txn set hash = x'ff00fe' where ledger_id = '{LEDGER}' and seq = 3"
+            ),
+        )
         .await;
-        refused_at(3, 3, "has a hash that is not 64 lowercase hex digits").await;
-        run(format!("update journal_txn set seq = 2.5 where ledger_id = '{LEDGER}' and seq = 3"))
-            .await;
-        refused_at(0, 3, "a seq that is not a whole number").await;
-        check_checkpoint(&checkpoint(&app, &t.auditor, 2).await, &key, &journal);
+        refused_at(&app, &t.auditor, 3, 3, not_hex).await;
+        run(
+            &app,
+            format!("update journal_txn set seq = 2.5 where ledger_id = '{LEDGER}' and seq = 3"),
+        )
+        .await;
+        refused_at(&app, &t.auditor, 0, 3, "a seq that is not a whole number").await;
+        given_anew(&mut app, &t.auditor, 2, &journal).await;
     }
     let gone = match backend {
         Backend::Sqlite => "update journal_txn set seq = 'two'",
         Backend::Postgres => "delete from journal_txn",
     };
-    run(format!("{gone} where ledger_id = '{LEDGER}' and seq = 2")).await;
-    refused_at(0, 2, "is missing").await;
-    check_checkpoint(&checkpoint(&app, &t.auditor, 1).await, &key, &journal);
+    run(&app, format!("{gone} where ledger_id = '{LEDGER}' and seq = 2")).await;
+    refused_at(&app, &t.auditor, 0, 2, "is missing").await;
+    given_anew(&mut app, &t.auditor, 1, &journal).await;
     app.finish().await;
 }
 

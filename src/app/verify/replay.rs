@@ -557,17 +557,23 @@ impl Replay {
                 .map(|(planned, _)| planned)
                 .map_err(|e| e.to_string()),
             // A settlement an earlier build recorded handed a written-off member's holding
-            // back too ([`Pool::settle_as_recorded`]).
-            (PoolEvent::Settled { value_date, .. }, Some((pool, _))) => pool
-                .settle(&loans, *value_date)
-                .and_then(|planned| {
-                    if planned == event {
-                        Ok(planned)
-                    } else {
-                        pool.settle_as_recorded(&loans, *value_date)
-                    }
-                })
-                .map_err(|e| e.to_string()),
+            // back too ([`Pool::settle_as_recorded`]); not one after a write-off this build
+            // recorded (which records the day the loan fell overdue): this build's rule.
+            (PoolEvent::Settled { value_date, .. }, Some((pool, _))) => {
+                let by_this_build = loans.iter().any(|l| {
+                    l.status == crate::domain::loan::LoanStatus::WrittenOff
+                        && l.servicing.written_off_overdue_since.is_some()
+                });
+                pool.settle(&loans, *value_date)
+                    .and_then(|planned| {
+                        if planned == event || by_this_build {
+                            Ok(planned)
+                        } else {
+                            pool.settle_as_recorded(&loans, *value_date)
+                        }
+                    })
+                    .map_err(|e| e.to_string())
+            }
         };
         match planned {
             Ok(planned) if planned == event => {}

@@ -420,6 +420,11 @@ fn a_written_off_members_holding_is_not_handed_back_at_the_settlement() {
     assert_eq!(back(&now), [("A".to_string(), Fen(5_000_000))]);
     let then = pool.settle_as_recorded(&[&a, &b], d("2021-07-02")).unwrap();
     assert_eq!(back(&then), [("A".to_string(), Fen(5_000_000)), ("B".to_string(), Fen(3_000_000))]);
+    // Its principal recovered in full, the loan was repaid after all: handed back.
+    let recover = LoanCommand::Recover { date: d("2021-07-01"), amount: Fen(5_000_000) };
+    let recovered = b.plan(&recover).unwrap().1;
+    let repaid = pool.settle(&[&a, &recovered], d("2021-07-02")).unwrap();
+    assert_eq!(back(&repaid), back(&then));
     pool.apply(&now).unwrap();
     assert_eq!(pool.member("B").unwrap().held_fen(), Fen(3_000_000));
     assert_eq!(pool.status, PoolStatus::Settled);

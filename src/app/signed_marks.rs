@@ -1,0 +1,162 @@
+//! What the checkpoint signing key has signed: for each ledger, the largest size it signed and
+//! that prefix's Merkle root, kept beside the key's file (`<key file>.<the public key's first 16
+//! hex digits>.signed`; in memory only for a key made for the run), outside the database (since
+//! 2026-12-07).
+//!
+//! The signer refuses to sign a journal that is not an extension of what it signed before
+//! ([`crate::app::checkpoints`]): the prefix through the size it signed must have the root it
+//! signed. Before, whoever could rewrite the database (its triggers dropped, a transaction and
+//! the hashes after it recomputed) or restore an older copy and write on could have the
+//! service sign the other history under the same key, two checkpoints of one size that
+//! differ, which auditors take for tampering ("A restore is a fork of the chain", README).
+//! Refused `FAILED_PRECONDITION` `JOURNAL_BROKEN`, naming the size signed; nothing is signed.
+//!
+//! The file is JSON: `{"<ledger_id>": {"size": N, "root": "<64 hex>"}, ...}`, written whole to a
+//! temporary file, synced and renamed over the old one; a size only grows (servers sharing the
+//! key's file read it again before each write and keep the larger size of each ledger). A file
+//! that cannot be read stops the start, naming it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::error::AppError;
+use crate::ledger::hash::{Hash, from_hex, to_hex};
+
+/// One ledger's largest signed size and that prefix's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Mark {
+    size: u64,
+    root: String,
+}
+
+/// The marks of one key ([`load`]).
+#[derive(Debug, Default)]
+pub struct SignedMarks {
+    /// `None`: kept in memory only (a key made for the run, which no auditor holds after it).
+    path: Option<PathBuf>,
+    marks: Mutex<BTreeMap<String, Mark>>,
+}
+
+/// The file of the marks of the key in `key_file` whose public key is `public_hex`: named by
+/// its first 16 hex digits, so that a new key in the same file (made anew, rotated) starts
+/// with marks of its own.
+pub fn marks_file(key_file: &Path, public_hex: &str) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(format!(".{}.signed", &public_hex[..public_hex.len().min(16)]));
+    PathBuf::from(name)
+}
+
+impl SignedMarks {
+    /// Marks kept in memory only.
+    pub fn in_memory() -> SignedMarks {
+        SignedMarks::default()
+    }
+
+    /// The marks of the file at `path` (none yet if there is no such file).
+    pub fn load(path: &Path) -> anyhow::Result<SignedMarks> {
+        let marks = read(path).with_context(|| {
+            format!("Failed to read the checkpoint signing key's marks file {}", path.display())
+        })?;
+        Ok(SignedMarks { path: Some(path.to_path_buf()), marks: Mutex::new(marks) })
+    }
+
+    /// The largest size of `ledger_id` signed, and its root.
+    pub fn of(&self, ledger_id: &str) -> Option<(u64, Hash)> {
+        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let mark = marks.get(ledger_id)?;
+        Some((mark.size, from_hex(&mark.root)?))
+    }
+
+    /// Notes that `ledger_id`'s prefix of `size` with `root` was signed (kept if larger than
+    /// the mark), written to the file before the signature is given.
+    pub fn record(&self, ledger_id: &str, size: u64, root: &Hash) -> Result<(), AppError> {
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        if marks.get(ledger_id).is_some_and(|m| m.size >= size) {
+            return Ok(());
+        }
+        let mark = Mark { size, root: to_hex(root) };
+        let Some(path) = &self.path else {
+            marks.insert(ledger_id.to_string(), mark);
+            return Ok(());
+        };
+        // Another server with the same key file may have signed more since this one read it.
+        let mut on_file = read(path).map_err(|e| {
+            AppError::Internal(format!("the signed marks file {}: {e:#}", path.display()))
+        })?;
+        for (ledger, theirs) in std::mem::take(&mut on_file) {
+            let ours = marks.entry(ledger).or_insert_with(|| theirs.clone());
+            if theirs.size > ours.size {
+                *ours = theirs;
+            }
+        }
+        if marks.get(ledger_id).is_none_or(|m| m.size < size) {
+            marks.insert(ledger_id.to_string(), mark);
+        }
+        write(path, &marks).map_err(|e| {
+            AppError::Internal(format!("writing the signed marks file {}: {e:#}", path.display()))
+        })
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<BTreeMap<String, Mark>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let marks: BTreeMap<String, Mark> = serde_json::from_str(&text)?;
+            if let Some((ledger, _)) = marks.iter().find(|(_, m)| from_hex(&m.root).is_none()) {
+                anyhow::bail!("the root of ledger {ledger} is not 64 hex digits");
+            }
+            Ok(marks)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn write(path: &Path, marks: &BTreeMap<String, Mark>) -> anyhow::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(serde_json::to_string_pretty(marks)?.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mark only grows, survives a new load of its file, and a second holder of the file
+    /// keeps the larger of the two.
+    #[test]
+    fn marks_grow_and_are_kept_in_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = marks_file(&dir.path().join("signing.key"), &"ab".repeat(32));
+        assert!(path.to_string_lossy().ends_with("signing.key.abababababababab.signed"));
+        let first = SignedMarks::load(&path).unwrap();
+        assert_eq!(first.of("L"), None);
+        first.record("L", 5, &[5; 32]).unwrap();
+        first.record("L", 3, &[3; 32]).unwrap();
+        assert_eq!(first.of("L"), Some((5, [5; 32])));
+        let second = SignedMarks::load(&path).unwrap();
+        assert_eq!(second.of("L"), Some((5, [5; 32])));
+        first.record("L", 9, &[9; 32]).unwrap();
+        second.record("M", 2, &[2; 32]).unwrap();
+        let third = SignedMarks::load(&path).unwrap();
+        assert_eq!((third.of("L"), third.of("M")), (Some((9, [9; 32])), Some((2, [2; 32]))));
+        std::fs::write(&path, "{\"L\": {\"size\": 1, \"root\": \"zz\"}}").unwrap();
+        assert!(SignedMarks::load(&path).is_err());
+        let memory = SignedMarks::in_memory();
+        memory.record("L", 1, &[1; 32]).unwrap();
+        assert_eq!(memory.of("L"), Some((1, [1; 32])));
+    }
+}
