@@ -163,7 +163,7 @@ async fn on_tree<T: Send + 'static>(
     turn: impl Send + 'static,
     f: impl FnOnce(&Signer, &Tree) -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
-    let signed = key.marks.of(ledger_id);
+    let signed = key.marks.of(ledger_id)?;
     let (hashes, size) = prefix(db, ledger_id, asked, within, signed.map(|(m, _)| m)).await?;
     let signer = Signer { key: key.clone(), ledger_id: ledger_id.to_string() };
     tokio::task::spawn_blocking(move || {

@@ -57,23 +57,36 @@ impl SignedMarks {
         SignedMarks::default()
     }
 
-    /// The marks of the file at `path` (none yet if there is no such file).
+    /// The marks of the file at `path` (none yet if there is no such file), written back at
+    /// once: a directory the file cannot be written in stops the start, rather than every
+    /// checkpoint of a new size later.
     pub fn load(path: &Path) -> anyhow::Result<SignedMarks> {
-        let marks = read(path).with_context(|| {
-            format!("Failed to read the checkpoint signing key's marks file {}", path.display())
+        let what = || format!("the checkpoint signing key's marks file {}", path.display());
+        let marks = read(path).with_context(|| format!("Failed to read {}", what()))?;
+        let _lock = lock(path).with_context(|| format!("Failed to lock {}", what()))?;
+        let marks =
+            merged(marks, read(path).with_context(|| format!("Failed to read {}", what()))?);
+        write(path, &marks).with_context(|| {
+            format!("Failed to write {} (its directory must be writable)", what())
         })?;
         Ok(SignedMarks { path: Some(path.to_path_buf()), marks: Mutex::new(marks) })
     }
 
-    /// The largest size of `ledger_id` signed, and its root.
-    pub fn of(&self, ledger_id: &str) -> Option<(u64, Hash)> {
-        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        let mark = marks.get(ledger_id)?;
-        Some((mark.size, from_hex(&mark.root)?))
+    /// The largest size of `ledger_id` signed, and its root: as its file has it now, with the
+    /// marks of other servers sharing the key's file.
+    pub fn of(&self, ledger_id: &str) -> Result<Option<(u64, Hash)>, AppError> {
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(path) = &self.path {
+            let on_file = read(path).map_err(|e| file_error("reading", path, &e))?;
+            *marks = merged(std::mem::take(&mut *marks), on_file);
+        }
+        Ok(marks.get(ledger_id).and_then(|m| Some((m.size, from_hex(&m.root)?))))
     }
 
     /// Notes that `ledger_id`'s prefix of `size` with `root` was signed (kept if larger than
-    /// the mark), written to the file before the signature is given.
+    /// the mark): written to the file and synced before the caller gives the signature, under
+    /// a lock of the file that servers sharing it take in turn; the marks in memory change
+    /// only once it is written.
     pub fn record(&self, ledger_id: &str, size: u64, root: &Hash) -> Result<(), AppError> {
         let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         if marks.get(ledger_id).is_some_and(|m| m.size >= size) {
@@ -84,23 +97,46 @@ impl SignedMarks {
             marks.insert(ledger_id.to_string(), mark);
             return Ok(());
         };
+        let _lock = lock(path).map_err(|e| file_error("locking", path, &e))?;
         // Another server with the same key file may have signed more since this one read it.
-        let mut on_file = read(path).map_err(|e| {
-            AppError::Internal(format!("the signed marks file {}: {e:#}", path.display()))
-        })?;
-        for (ledger, theirs) in std::mem::take(&mut on_file) {
-            let ours = marks.entry(ledger).or_insert_with(|| theirs.clone());
-            if theirs.size > ours.size {
-                *ours = theirs;
+        let on_file = read(path).map_err(|e| file_error("reading", path, &e))?;
+        let mut next = merged(marks.clone(), on_file);
+        if next.get(ledger_id).is_none_or(|m| m.size < size) {
+            next.insert(ledger_id.to_string(), mark);
+        }
+        write(path, &next).map_err(|e| file_error("writing", path, &e))?;
+        *marks = next;
+        Ok(())
+    }
+}
+
+fn file_error(doing: &str, path: &Path, e: &anyhow::Error) -> AppError {
+    AppError::Internal(format!("{doing} the signed marks file {}: {e:#}", path.display()))
+}
+
+/// Both sets of marks, each ledger's larger.
+fn merged(
+    mut ours: BTreeMap<String, Mark>,
+    theirs: BTreeMap<String, Mark>,
+) -> BTreeMap<String, Mark> {
+    for (ledger, mark) in theirs {
+        match ours.get(&ledger) {
+            Some(kept) if kept.size >= mark.size => {}
+            _ => {
+                ours.insert(ledger, mark);
             }
         }
-        if marks.get(ledger_id).is_none_or(|m| m.size < size) {
-            marks.insert(ledger_id.to_string(), mark);
-        }
-        write(path, &marks).map_err(|e| {
-            AppError::Internal(format!("writing the signed marks file {}: {e:#}", path.display()))
-        })
     }
+    ours
+}
+
+/// An exclusive lock of the marks file's lock file (`<file>.lock`), held until dropped.
+fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(name)?;
+    file.lock()?;
+    Ok(file)
 }
 
 fn read(path: &Path) -> anyhow::Result<BTreeMap<String, Mark>> {
@@ -117,17 +153,21 @@ fn read(path: &Path) -> anyhow::Result<BTreeMap<String, Mark>> {
     }
 }
 
+/// Writes the marks whole to a temporary file of this process's, synced, renamed over the
+/// file, the directory synced (the caller holds the lock).
 fn write(path: &Path, marks: &BTreeMap<String, Mark>) -> anyhow::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
+    temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = PathBuf::from(temporary);
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(serde_json::to_string_pretty(marks)?.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -143,20 +183,35 @@ mod tests {
         let path = marks_file(&dir.path().join("signing.key"), &"ab".repeat(32));
         assert!(path.to_string_lossy().ends_with("signing.key.abababababababab.signed"));
         let first = SignedMarks::load(&path).unwrap();
-        assert_eq!(first.of("L"), None);
+        assert_eq!(first.of("L").unwrap(), None);
         first.record("L", 5, &[5; 32]).unwrap();
         first.record("L", 3, &[3; 32]).unwrap();
-        assert_eq!(first.of("L"), Some((5, [5; 32])));
+        assert_eq!(first.of("L").unwrap(), Some((5, [5; 32])));
         let second = SignedMarks::load(&path).unwrap();
-        assert_eq!(second.of("L"), Some((5, [5; 32])));
+        assert_eq!(second.of("L").unwrap(), Some((5, [5; 32])));
         first.record("L", 9, &[9; 32]).unwrap();
         second.record("M", 2, &[2; 32]).unwrap();
         let third = SignedMarks::load(&path).unwrap();
-        assert_eq!((third.of("L"), third.of("M")), (Some((9, [9; 32])), Some((2, [2; 32]))));
+        assert_eq!(
+            (third.of("L").unwrap(), third.of("M").unwrap()),
+            (Some((9, [9; 32])), Some((2, [2; 32])))
+        );
+        // A server that loaded the file before reads another's marks at its next check.
+        assert_eq!(second.of("L").unwrap(), Some((9, [9; 32])));
+        // A mark that could not be written is not kept, so its signature is not given.
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".{}.tmp", std::process::id()));
+        std::fs::create_dir(&temporary).unwrap();
+        assert!(first.record("L", 12, &[12; 32]).is_err());
+        assert_eq!(first.of("L").unwrap(), Some((9, [9; 32])));
+        assert!(SignedMarks::load(&path).is_err(), "a file that cannot be written stops the start");
+        std::fs::remove_dir(&temporary).unwrap();
+        first.record("L", 12, &[12; 32]).unwrap();
+        assert_eq!(second.of("L").unwrap(), Some((12, [12; 32])));
         std::fs::write(&path, "{\"L\": {\"size\": 1, \"root\": \"zz\"}}").unwrap();
         assert!(SignedMarks::load(&path).is_err());
         let memory = SignedMarks::in_memory();
         memory.record("L", 1, &[1; 32]).unwrap();
-        assert_eq!(memory.of("L"), Some((1, [1; 32])));
+        assert_eq!(memory.of("L").unwrap(), Some((1, [1; 32])));
     }
 }

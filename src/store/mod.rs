@@ -996,7 +996,8 @@ impl Db {
                 "select count(*) from sqlite_master where type = 'table' and name = '_sqlx_migrations'"
             }
             Db::Postgres(..) => {
-                "select count(*) from pg_tables where tablename = '_sqlx_migrations'"
+                "select count(*) from pg_tables where tablename = '_sqlx_migrations' \
+                 and schemaname = current_schema()"
             }
         };
         let tables: i64 = on_pool!(self, p => sqlx::query_scalar(table).fetch_one(p).await)?;
