@@ -28,6 +28,9 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic_types::StatusExt;
 
+/// The largest answer the client reads (tonic's default is 4 MiB).
+const ANSWER_BYTES_MAX: usize = 16 << 20;
+
 /// The server a client calls, and as whom.
 #[derive(Debug, Clone, Default)]
 pub struct Target {
@@ -148,7 +151,9 @@ pub async fn call(
         let why = chain(status.message().to_string(), std::error::Error::source(&status));
         return Err(unreachable(&why));
     }
-    let mut grpc = tonic::client::Grpc::new(connected);
+    // A `SubmitBatch` answer of 10,000 results with ids of the longest allowed passes tonic's
+    // default limit of 4 MiB (about 150 bytes a result at usual ids, up to 570 held back).
+    let mut grpc = tonic::client::Grpc::new(connected).max_decoding_message_size(ANSWER_BYTES_MAX);
     grpc.ready().await.map_err(|e| unreachable(&e))?;
     let cut = |why: &str| ClientError::Cut { server: target.server.clone(), why: why.to_string() };
     let mut request = tonic::Request::new(request);
