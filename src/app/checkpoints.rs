@@ -144,6 +144,8 @@ impl Signer {
             || AppError::Internal(format!("a checkpoint of {size} of {} leaves", tree.size()));
         let head = tree.leaf(size).ok_or_else(missing)?;
         let root = tree.root_of_prefix(size).ok_or_else(missing)?;
+        // Kept before the signature is given.
+        self.key.marks.record(&self.ledger_id, size, &root)?;
         let checkpoint =
             Checkpoint { ledger_id: self.ledger_id.clone(), tree_size: size, root, head };
         let signature = checkpoint.sign(&self.key.key);
@@ -167,25 +169,18 @@ async fn on_tree<T: Send + 'static>(
     let (hashes, size) = prefix(db, ledger_id, asked, within, signed.map(|(m, _)| m)).await?;
     let signer = Signer { key: key.clone(), ledger_id: ledger_id.to_string() };
     tokio::task::spawn_blocking(move || {
-        let result = (|| {
-            let tree = Tree::of(hashes);
-            if let Some((signed_size, root)) = signed
-                && tree.root_of_prefix(signed_size) != Some(root)
-            {
+        let tree = Tree::of(hashes);
+        let result = match signed {
+            Some((signed_size, root)) if tree.root_of_prefix(signed_size) != Some(root) => {
                 let what = format!(
                     "through seq {signed_size} is not the journal this key signed a checkpoint \
                      of (its root differs): changed under its links since, or an older copy \
                      restored and written on"
                 );
-                return Err(not_as_signed(&signer.ledger_id, signed_size, &what));
+                Err(not_as_signed(&signer.ledger_id, signed_size, &what))
             }
-            let tree = tree.truncated(size);
-            let answer = f(&signer, &tree)?;
-            // Kept before the signature is given.
-            let root = tree.root();
-            signer.key.marks.record(&signer.ledger_id, tree.size(), &root)?;
-            Ok(answer)
-        })();
+            _ => f(&signer, &tree.truncated(size)),
+        };
         drop(turn);
         result
     })

@@ -62,10 +62,8 @@ impl SignedMarks {
     /// checkpoint of a new size later.
     pub fn load(path: &Path) -> anyhow::Result<SignedMarks> {
         let what = || format!("the checkpoint signing key's marks file {}", path.display());
-        let marks = read(path).with_context(|| format!("Failed to read {}", what()))?;
         let _lock = lock(path).with_context(|| format!("Failed to lock {}", what()))?;
-        let marks =
-            merged(marks, read(path).with_context(|| format!("Failed to read {}", what()))?);
+        let marks = read(path).with_context(|| format!("Failed to read {}", what()))?;
         write(path, &marks).with_context(|| {
             format!("Failed to write {} (its directory must be writable)", what())
         })?;

@@ -433,6 +433,12 @@ impl LoanState {
         }
     }
 
+    /// The principal paid out and not repaid, at least zero (a written-off loan's recoveries
+    /// count as repaid: what is left of its principal written off); `None` past 64 bits.
+    pub fn principal_not_repaid(&self) -> Option<Fen> {
+        Some(self.disbursed_fen.checked_sub(self.principal_repaid_fen)?.max(Fen::ZERO))
+    }
+
     /// The last day the loan lent: its last event's date, but a closed loan's closing date once
     /// a later event (a recovery, a misuse mark) dates its last event after it. Neither lends
     /// anything: the rules that ask whether a loan was open on a day read this, not
@@ -898,11 +904,7 @@ impl LoanState {
                 }
                 // The principal written off is what was paid out and not repaid (recoveries of
                 // it counted as repaid).
-                let principal_left = self
-                    .disbursed_fen
-                    .checked_sub(self.principal_repaid_fen)
-                    .ok_or_else(overflow)?
-                    .max(Fen::ZERO);
+                let principal_left = self.principal_not_repaid().ok_or_else(overflow)?;
                 let principal = amount.min(principal_left);
                 next.principal_repaid_fen =
                     self.principal_repaid_fen.checked_add(principal).ok_or_else(overflow)?;

@@ -1201,7 +1201,8 @@ impl Pool {
         let written_off = |m: &&Member| {
             let loan = loans.iter().find(|l| l.terms.loan_id == m.loan_id);
             loan.is_some_and(|l| {
-                l.status == LoanStatus::WrittenOff && l.principal_repaid_fen < l.disbursed_fen
+                l.status == LoanStatus::WrittenOff
+                    && l.principal_not_repaid().is_some_and(Fen::is_positive)
             })
         };
         let handed_back = self

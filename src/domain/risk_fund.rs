@@ -447,7 +447,7 @@ fn claimed_loss(loan: &LoanState, date: NaiveDate) -> Result<(i64, Fen), DomainE
         )
         .with("status", loan.status.as_str()));
     };
-    let lost = loan.disbursed_fen.checked_sub(loan.principal_repaid_fen).unwrap_or(Fen::ZERO);
+    let lost = loan.principal_not_repaid().unwrap_or(Fen::ZERO);
     if !lost.is_positive() {
         return Err(DomainError::refused(
             Reason::LoanNotRepayable,

@@ -991,17 +991,7 @@ impl Db {
     /// The build's migrations not applied to the database yet (all of them for a new one,
     /// without the table that records them).
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let table = match self {
-            Db::Sqlite(..) => {
-                "select count(*) from sqlite_master where type = 'table' and name = '_sqlx_migrations'"
-            }
-            Db::Postgres(..) => {
-                "select count(*) from pg_tables where tablename = '_sqlx_migrations' \
-                 and schemaname = current_schema()"
-            }
-        };
-        let tables: i64 = on_pool!(self, p => sqlx::query_scalar(table).fetch_one(p).await)?;
-        let applied: Vec<i64> = if tables == 0 {
+        let applied: Vec<i64> = if !self.table_exists("_sqlx_migrations").await? {
             Vec::new()
         } else {
             on_pool!(self, p => sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(p).await)?

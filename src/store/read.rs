@@ -1111,23 +1111,30 @@ impl Db {
         }
     }
 
+    /// Whether the table `name` exists (on PostgreSQL, in the current schema): a database not
+    /// set up yet has none of the service's.
+    pub(crate) async fn table_exists(&self, name: &str) -> Result<bool, StoreError> {
+        let sql = match self {
+            Db::Sqlite(..) => {
+                "select count(*) from sqlite_master where type = 'table' and name = $1"
+            }
+            Db::Postgres(..) => {
+                "select count(*) from pg_tables where tablename = $1 \
+                 and schemaname = current_schema()"
+            }
+        };
+        let tables: i64 =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(name).fetch_one(p).await?);
+        Ok(tables > 0)
+    }
+
     /// Whether the database holds journal transactions an auditor may hold checkpoints of,
     /// before this build migrates it: any ledger's, or the LPR table's but its chain's start
     /// (seq 1, made by every server's first start). A database not set up yet (no journal
     /// table) holds none; any other failure is an error (since 2026-12-07: a failure read as
     /// none, and a missing signing key was made anew over journals auditors hold).
     pub async fn has_checkpointed_transactions(&self) -> Result<bool, StoreError> {
-        let table = match self {
-            Db::Sqlite(..) => {
-                "select count(*) from sqlite_master where type = 'table' and name = 'journal_txn'"
-            }
-            Db::Postgres(..) => {
-                "select count(*) from pg_tables where tablename = 'journal_txn' \
-                                 and schemaname = current_schema()"
-            }
-        };
-        let tables: i64 = on_pool!(self, p => sqlx::query_scalar(table).fetch_one(p).await?);
-        if tables == 0 {
+        if !self.table_exists("journal_txn").await? {
             return Ok(false);
         }
         let sql = "select count(*) from (select 1 from journal_txn \
