@@ -967,6 +967,28 @@ impl LoanService for Api {
         .await
     }
 
+    #[tracing::instrument(skip_all, fields(request_id, loan_id))]
+    async fn reverse_repayment(
+        &self,
+        request: Request<pb::ReverseRepaymentRequest>,
+    ) -> Result<Response<pb::LoanResponse>, Status> {
+        let actor = self.principal(&request).await?;
+        super::require_role(&actor, &[Role::Bank], "ReverseRepayment")?;
+        let pb::ReverseRepaymentRequest { request_id, loan_id, reversed_seq, reason } =
+            request.into_inner();
+        self.submit_on_loan(actor, &request_id, &loan_id, |loan_id, _| {
+            let Some(reversed_seq) = parse::through_seq("reversed_seq", reversed_seq)? else {
+                return Err(invalid("reversed_seq", "is required: the repayment's seq"));
+            };
+            Ok(Command::ReverseRepayment {
+                loan_id,
+                reversed_seq,
+                reason: parse::text("reason", &reason, true)?,
+            })
+        })
+        .await
+    }
+
     async fn get_payoff_quote(
         &self,
         request: Request<pb::GetPayoffQuoteRequest>,

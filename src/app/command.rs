@@ -119,6 +119,12 @@ pub enum Command {
         value_date: BusinessDate,
         amount_fen: Fen,
     },
+    /// A repayment recorded in error taken back ([`LoanEvent::Reversed`]).
+    ReverseRepayment {
+        loan_id: String,
+        reversed_seq: u64,
+        reason: String,
+    },
     /// A bank's subsidy claim as it submits it; `checked` holds its lines checked against the
     /// registers as of `submitted_on` by the caller (`app::subsidy::check_claim`), with the
     /// seq of each loan's last event then: the writer refuses to record them over a loan that
@@ -262,6 +268,7 @@ impl Command {
             Command::ExtendLoan { .. } => "extend_loan",
             Command::WriteOffLoan { .. } => "write_off_loan",
             Command::RecordRecovery { .. } => "record_recovery",
+            Command::ReverseRepayment { .. } => "reverse_repayment",
             Command::SubmitSubsidyClaim { .. } => "submit_subsidy_claim",
             Command::SubsidyClaimStep { step: ClaimEvent::Reviewed { .. } } => {
                 "review_subsidy_claim"
@@ -298,7 +305,8 @@ impl Command {
             | Command::MarkMisuse { loan_id, .. }
             | Command::ExtendLoan { loan_id, .. }
             | Command::WriteOffLoan { loan_id, .. }
-            | Command::RecordRecovery { loan_id, .. } => Some(loan_id),
+            | Command::RecordRecovery { loan_id, .. }
+            | Command::ReverseRepayment { loan_id, .. } => Some(loan_id),
             _ => None,
         }
     }

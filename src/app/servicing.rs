@@ -10,7 +10,7 @@ use super::writer::{Pending, WriterHandle};
 use crate::domain::date::BusinessDate;
 use crate::domain::error::Reason;
 use crate::domain::event::JournalEvent;
-use crate::domain::loan::{LoanEvent, LoanState};
+use crate::domain::loan::{LoanEvent, LoanState, remove_reversed};
 use crate::store::Db;
 use crate::store::read::LoanHistory;
 
@@ -41,11 +41,8 @@ pub async fn loan_through(
     date: Option<BusinessDate>,
     through_seq: Option<u64>,
 ) -> Result<Option<LoanState>, AppError> {
-    replay_until(db, loan_id, |event, seq| {
-        through_seq.is_some_and(|through| seq > through)
-            || date.is_some_and(|date| event.value_date() > date)
-    })
-    .await
+    let Some(history) = db.loan_history(loan_id).await? else { return Ok(None) };
+    replay_history(loan_id, history, date, through_seq)
 }
 
 /// The seq an answer as of a seq is read through: the ledger's journal head, or the seq asked
@@ -86,11 +83,10 @@ pub async fn loans_as_of(
         let ids: Vec<&str> = page.iter().map(|l| l.terms.loan_id.as_str()).collect();
         let histories = db.loan_histories(&ids).await?;
         let replayed = tokio::task::spawn_blocking(move || {
-            let stop = |event: &LoanEvent, seq| event.value_date() > date || after(seq);
             histories
                 .into_iter()
                 .filter_map(|(loan_id, history)| {
-                    replay_history(&loan_id, history, stop).transpose()
+                    replay_history(&loan_id, history, Some(date), through_seq).transpose()
                 })
                 .collect::<Result<Vec<LoanState>, AppError>>()
         })
@@ -101,24 +97,32 @@ pub async fn loans_as_of(
     Ok(as_of)
 }
 
-/// Replays a loan's journal events from its contract until `stop` says so.
-async fn replay_until(
-    db: &Db,
-    loan_id: &str,
-    stop: impl Fn(&LoanEvent, u64) -> bool,
-) -> Result<Option<LoanState>, AppError> {
-    let Some(history) = db.loan_history(loan_id).await? else { return Ok(None) };
-    replay_history(loan_id, history, stop)
-}
-
-/// Replays a loan's history, read, from its contract until `stop` says so.
+/// Replays a loan's history, read, from its contract: its events recorded through
+/// `through_seq` (`None`: all), the repayments reversed by then taken out with their
+/// reversals' effect ([`remove_reversed`]), up to the first dated after `date` (`None`: all).
+/// Taken out first: a repayment reversed is as if never recorded, whatever the date asked,
+/// and a payment recorded after the reversal may be dated before the repayment it replaces.
 fn replay_history(
     loan_id: &str,
     history: LoanHistory,
-    stop: impl Fn(&LoanEvent, u64) -> bool,
+    date: Option<BusinessDate>,
+    through_seq: Option<u64>,
 ) -> Result<Option<LoanState>, AppError> {
-    let events = loan_events(loan_id, history)?;
-    replay(loan_id, events.iter().map(|(e, seq)| (e, *seq)).take_while(|&(e, seq)| !stop(e, seq)))
+    let events = loan_events(loan_id, history, through_seq)?;
+    // A reversal, dated its repayment's day, does not end the events dated by then: a payment
+    // recorded after it may be dated earlier (it only moves the last seq, below the others).
+    let by_date = |e: &LoanEvent| date.is_none_or(|date| e.value_date() <= date);
+    let mut ended = false;
+    replay(
+        loan_id,
+        events.iter().map(|(e, seq)| (e, *seq)).filter(|&(e, _)| {
+            if matches!(e, LoanEvent::Reversed { .. }) {
+                return !ended && by_date(e);
+            }
+            ended = ended || !by_date(e);
+            !ended
+        }),
+    )
 }
 
 /// The loan its events make, from its contract (`None` if there are none).
@@ -152,17 +156,26 @@ pub fn replay<'e>(
     Ok(state)
 }
 
-/// A loan's events decoded from its history, in journal order, each with its seq: its own
-/// events, and its parts of its pool's collective repayments (a repayment of the loan like any
-/// other, [`JournalEvent::loan_event_of`]). The entries of other kinds that name the loan (its
-/// risk fund's compensation and returns, its pool's other events) are left out: they change
-/// none of its figures.
-pub fn loan_events(loan_id: &str, history: LoanHistory) -> Result<Vec<(LoanEvent, u64)>, AppError> {
+/// A loan's events decoded from its history, in journal order, each with its seq, those
+/// recorded through `through_seq` (`None`: all): its own events, and its parts of its pool's
+/// collective repayments (a repayment of the loan like any other,
+/// [`JournalEvent::loan_event_of`]), without the repayments reversed by then
+/// ([`remove_reversed`]: each reversal is left, where it was recorded). The entries of other
+/// kinds that name the loan (its risk fund's compensation and returns, its pool's other
+/// events) are left out: they change none of its figures.
+pub fn loan_events(
+    loan_id: &str,
+    history: LoanHistory,
+    through_seq: Option<u64>,
+) -> Result<Vec<(LoanEvent, u64)>, AppError> {
     let mut events = Vec::new();
     for row in history.rows() {
         let (event, seq) = row
             .event()
             .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
+        if through_seq.is_some_and(|through| seq > through) {
+            break;
+        }
         let event = match event {
             JournalEvent::Loan(event) => Some(event),
             other => other.loan_event_of(loan_id),
@@ -171,6 +184,7 @@ pub fn loan_events(loan_id: &str, history: LoanHistory) -> Result<Vec<(LoanEvent
             events.push((event.clone(), seq));
         }
     }
+    remove_reversed(&mut events);
     Ok(events)
 }
 

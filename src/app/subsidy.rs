@@ -315,10 +315,7 @@ fn compute(
     (as_of, through_seq): (BusinessDate, Option<u64>),
 ) -> Result<Option<LoanSubsidy>, AppError> {
     let ledger_id = history.ledger_id.clone();
-    let mut events = loan_events(loan_id, history)?;
-    if let Some(through) = through_seq {
-        events.retain(|&(_, seq)| seq <= through);
-    }
+    let events = loan_events(loan_id, history, through_seq)?;
     let history_seq = events.last().map_or(0, |&(_, seq)| seq);
     let through_seq = through_seq.unwrap_or(history_seq);
     if events.is_empty() {

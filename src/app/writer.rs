@@ -72,6 +72,7 @@ mod fund;
 mod plan;
 mod pool;
 mod queue;
+mod reversal;
 mod rules;
 
 use queue::{Answers, Queue, Submission, held_back, key_set, keys_of};

@@ -59,6 +59,7 @@ pub enum Reason {
     LoanNotWrittenOff = 41,
     SubsidyNettedExceedsInterest = 42,
     RecoveredSinceClaim = 43,
+    NotReversible = 44,
 }
 
 impl Reason {
@@ -108,6 +109,7 @@ impl Reason {
             Reason::LoanNotWrittenOff => "LOAN_NOT_WRITTEN_OFF",
             Reason::SubsidyNettedExceedsInterest => "SUBSIDY_NETTED_EXCEEDS_INTEREST",
             Reason::RecoveredSinceClaim => "RECOVERED_SINCE_CLAIM",
+            Reason::NotReversible => "NOT_REVERSIBLE",
         }
     }
 }

@@ -168,6 +168,7 @@ impl JournalEvent {
             JournalEvent::Loan(LoanEvent::Extended { .. }) => "loan.extended",
             JournalEvent::Loan(LoanEvent::WrittenOff { .. }) => "loan.written_off",
             JournalEvent::Loan(LoanEvent::Recovered { .. }) => "loan.recovered",
+            JournalEvent::Loan(LoanEvent::Reversed { .. }) => "loan.reversed",
             JournalEvent::SubsidyClaimSubmitted { .. } => "subsidy_claim.submitted",
             JournalEvent::SubsidyClaim(ClaimEvent::Reviewed { .. }) => "subsidy_claim.reviewed",
             JournalEvent::SubsidyClaim(ClaimEvent::Objected { .. }) => "subsidy_claim.objected",
@@ -304,7 +305,8 @@ impl JournalEvent {
                 }
             }
             "loan.created" | "loan.disbursed" | "loan.repaid" | "loan.settled"
-            | "loan.misuse_marked" | "loan.extended" | "loan.written_off" | "loan.recovered" => {
+            | "loan.misuse_marked" | "loan.extended" | "loan.written_off" | "loan.recovered"
+            | "loan.reversed" => {
                 let e = match loan_wire::decode(kind, json) {
                     Some(decoded) => decoded,
                     None => serde_json::from_str::<LoanEvent>(json),
@@ -474,6 +476,11 @@ mod loan_wire {
                     LoanEvent::Recovered { loan_id, value_date, amount_fen, principal_fen }
                 },
             ),
+            "reversed" => serde_json::from_str(json).map(
+                |Reversed { _tag, loan_id, value_date, reversed_seq, reason }| {
+                    LoanEvent::Reversed { loan_id, value_date, reversed_seq, reason }
+                },
+            ),
             _ => return None,
         })
     }
@@ -558,6 +565,16 @@ mod loan_wire {
         amount_fen: Fen,
         principal_fen: Fen,
     }
+    #[derive(Deserialize)]
+    struct Reversed {
+        #[serde(rename = "type")]
+        _tag: IgnoredAny,
+        loan_id: String,
+        #[serde(deserialize_with = "iso::deserialize")]
+        value_date: BusinessDate,
+        reversed_seq: u64,
+        reason: String,
+    }
 }
 
 #[cfg(test)]
@@ -568,7 +585,7 @@ pub(crate) mod tests {
     /// database), in an order a loan can take, then a misuse mark that says falsely obtained
     /// and a recovery after the write-off (another loan's, not in that order), and a
     /// repayment whose bank netted the subsidy.
-    pub(crate) const LOAN_EVENTS: [(&str, &str); 10] = [
+    pub(crate) const LOAN_EVENTS: [(&str, &str); 11] = [
         (
             "loan.created",
             r#"{"type":"created","terms":{"loan_id":"BB-0000000","ledger_id":"BENCH","bank_id":"BB","contract_number":"0000000","household_id":"H0000000","borrower_name":"bench","borrower_id_number":"450121198001010006","borrower_birth_date":"1980-01-01","principal_fen":5000000,"annual_rate":"0.0385","contract_date":"2021-01-25","term_months":12,"maturity_date":"2022-01-25","repayment_method":"bullet","settlement_frequency":"quarterly","purpose":"bench","collateral_free":true,"guarantee_free":true,"renews_loan_id":null,"overdue_uplift":"0.5","misuse_uplift":"1","grace_days":0,"rounding":"half_up","extension_months_max":12}}"#,
@@ -612,6 +629,12 @@ pub(crate) mod tests {
         (
             "loan.repaid",
             r#"{"type":"repaid","loan_id":"BB-0000000","value_date":"2021-03-20","amount_fen":29407,"settlements":[],"repayment":{"charges":{"date":"2021-03-20","interest":null,"penalty":null,"compound":null},"allocation":{"penalty_fen":0,"compound_fen":0,"overdue_interest_fen":0,"current_interest_fen":29407,"principal_fen":0},"payoff":false},"subsidy_netted_fen":29407}"#,
+        ),
+        // The reversal of a repayment recorded in error (since 2026-12-07), dated the
+        // repayment's day.
+        (
+            "loan.reversed",
+            r#"{"type":"reversed","loan_id":"BB-0000000","value_date":"2021-02-01","reversed_seq":3,"reason":"keyed twice"}"#,
         ),
     ];
 

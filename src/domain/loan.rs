@@ -316,6 +316,59 @@ pub enum LoanEvent {
         amount_fen: Fen,
         principal_fen: Fen,
     },
+    /// A repayment recorded in error taken back (since 2026-12-07, DESIGN.md: "a correction is
+    /// a new transaction that reverses an earlier one and names it"): `reversed_seq` names the
+    /// repayment, which was the loan's latest entry; `value_date` is the repayment's, so that
+    /// the two cancel in every figure as of any date. Its postings are the repayment's,
+    /// negated ([`crate::ledger::loan_postings::reversal_postings`]). The loan is as if the
+    /// repayment had never been recorded: its events replay without the pair
+    /// ([`remove_reversed`]), and the reversal itself only moves the loan's last seq.
+    Reversed {
+        loan_id: String,
+        #[serde(with = "iso")]
+        value_date: BusinessDate,
+        reversed_seq: u64,
+        /// Why, in the bank's words (required, for the auditors).
+        reason: String,
+    },
+}
+
+/// Takes out of a loan's events, in journal order with their seqs, each event a reversal
+/// names, leaving the reversals (which move only the loan's last seq: [`LoanState::apply`]).
+/// What remains is the loan's history as if the reversed events had never been recorded. A
+/// reversal that names no earlier event of the list is left, and its replay refused.
+pub fn remove_reversed<E: std::borrow::Borrow<LoanEvent>>(events: &mut Vec<(E, u64)>) {
+    let reversed: Vec<u64> = events
+        .iter()
+        .filter_map(|(e, _)| match e.borrow() {
+            LoanEvent::Reversed { reversed_seq, .. } => Some(*reversed_seq),
+            _ => None,
+        })
+        .collect();
+    if reversed.is_empty() {
+        return;
+    }
+    events.retain(|(e, seq)| {
+        matches!(e.borrow(), LoanEvent::Reversed { .. }) || !reversed.contains(seq)
+    });
+}
+
+/// Whether `event`, recorded at `seq` as its loan's latest entry, may be reversed: a
+/// repayment may (a settlement, a payout or a mark is not a bank's keying error to take back
+/// here; a pool's collective repayment is its pool's).
+pub fn check_reversible(event: &LoanEvent, seq: u64) -> Result<(), DomainError> {
+    match event {
+        LoanEvent::Repaid { .. } => Ok(()),
+        other => Err(DomainError::refused(
+            Reason::NotReversible,
+            format!(
+                "entry {seq} of loan {} is a {}: only a repayment is reversed",
+                other.loan_id(),
+                event_kind(other)
+            ),
+        )
+        .with("reversed_kind", event_kind(other))),
+    }
 }
 
 impl LoanEvent {
@@ -328,7 +381,8 @@ impl LoanEvent {
             | LoanEvent::MisuseMarked { loan_id, .. }
             | LoanEvent::Extended { loan_id, .. }
             | LoanEvent::WrittenOff { loan_id, .. }
-            | LoanEvent::Recovered { loan_id, .. } => loan_id,
+            | LoanEvent::Recovered { loan_id, .. }
+            | LoanEvent::Reversed { loan_id, .. } => loan_id,
         }
     }
 
@@ -341,13 +395,16 @@ impl LoanEvent {
             | LoanEvent::MisuseMarked { value_date, .. }
             | LoanEvent::Extended { value_date, .. }
             | LoanEvent::WrittenOff { value_date, .. }
-            | LoanEvent::Recovered { value_date, .. } => *value_date,
+            | LoanEvent::Recovered { value_date, .. }
+            | LoanEvent::Reversed { value_date, .. } => *value_date,
         }
     }
 
     pub fn settlements(&self) -> &[SettlementPoint] {
         match self {
-            LoanEvent::Created { .. } | LoanEvent::Recovered { .. } => &[],
+            LoanEvent::Created { .. }
+            | LoanEvent::Recovered { .. }
+            | LoanEvent::Reversed { .. } => &[],
             LoanEvent::Disbursed { settlements, .. }
             | LoanEvent::Settled { settlements, .. }
             | LoanEvent::Repaid { settlements, .. }
@@ -360,7 +417,7 @@ impl LoanEvent {
     /// The command that produced this event (for recomputation on replay).
     fn command(&self) -> Option<LoanCommand> {
         Some(match self {
-            LoanEvent::Created { .. } => return None,
+            LoanEvent::Created { .. } | LoanEvent::Reversed { .. } => return None,
             LoanEvent::Disbursed { value_date, amount_fen, .. } => {
                 LoanCommand::Disburse { date: *value_date, amount: Some(*amount_fen) }
             }
@@ -980,7 +1037,15 @@ impl LoanState {
 
     /// Applies a recorded event: recomputes it from the state and the command it records, and
     /// refuses it if any figure differs (a journal that does not recompute is corrupt).
+    ///
+    /// A reversal moves only the last seq: the event it reverses is taken out of the loan's
+    /// events before they are replayed ([`remove_reversed`]; verify restores the state it
+    /// kept from before that event), so the state it meets is already the one it restores.
     pub fn apply(&mut self, event: &LoanEvent, seq: u64) -> Result<(), DomainError> {
+        if let LoanEvent::Reversed { .. } = event {
+            self.last_seq = seq;
+            return Ok(());
+        }
         let Some(command) = event.command() else {
             return Err(DomainError::Exists { what: "loan", id: self.terms.loan_id.clone() });
         };
@@ -1021,6 +1086,7 @@ fn event_kind(e: &LoanEvent) -> &'static str {
         LoanEvent::Extended { .. } => "extension",
         LoanEvent::WrittenOff { .. } => "write-off",
         LoanEvent::Recovered { .. } => "recovery",
+        LoanEvent::Reversed { .. } => "reversal",
     }
 }
 
@@ -1286,5 +1352,32 @@ mod tests {
         marked.clone().apply(&recorded, 3).expect("replayed as recorded");
         let undrawn = crate::domain::risk_fund::Exposure::of_loan(&marked, d("2021-02-02"));
         assert_eq!(undrawn.undrawn_fen, Fen::ZERO, "no room held for a payout refused");
+    }
+
+    /// A reversal takes its event out of the loan's events and stays where it was recorded; a
+    /// reversal naming no event of the list takes nothing out; no reversal, nothing moves.
+    #[test]
+    fn a_reversal_takes_out_the_event_it_names() {
+        let date = crate::domain::date::parse_date("2021-02-10").unwrap();
+        let settled = |seq: u64| {
+            (LoanEvent::Settled { loan_id: "L".into(), value_date: date, settlements: vec![] }, seq)
+        };
+        let reversal = |seq: u64, reversed_seq: u64| {
+            let reason = "keyed twice".to_string();
+            (
+                LoanEvent::Reversed { loan_id: "L".into(), value_date: date, reversed_seq, reason },
+                seq,
+            )
+        };
+        let seqs = |events: &[(LoanEvent, u64)]| events.iter().map(|e| e.1).collect::<Vec<_>>();
+        let mut events = vec![settled(2), settled(5), reversal(7, 5), settled(9)];
+        remove_reversed(&mut events);
+        assert_eq!(seqs(&events), [2, 7, 9]);
+        let mut events = vec![settled(2), reversal(7, 4), settled(9)];
+        remove_reversed(&mut events);
+        assert_eq!(seqs(&events), [2, 7, 9]);
+        let mut events = vec![settled(2), settled(9)];
+        remove_reversed(&mut events);
+        assert_eq!(seqs(&events), [2, 9]);
     }
 }

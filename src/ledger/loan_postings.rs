@@ -7,6 +7,7 @@
 //! | disbursement | `loan/principal` Dr, `bank/cash` Cr |
 //! | repayment | its settlement points, then `bank/cash` Dr the amount less the subsidy netted, `bank/subsidy_due` Dr the subsidy netted (直补); `loan/penalty`, `loan/compound`, `loan/interest`, `loan/principal` Cr by allocation |
 //! | write-off | its settlement points, then `bank/loan_loss` Dr the total; each bucket Cr |
+//! | reversal of a repayment | the repayment's postings, each negated ([`reversal_postings`]) |
 //!
 //! Legs to the same account are netted and zero legs dropped, in order of first appearance.
 //!
@@ -92,8 +93,25 @@ pub fn loan_postings(event: &LoanEvent, bank_id: &str) -> Result<Postings, Posti
         LoanEvent::Recovered { amount_fen, .. } => {
             legs.transfer(bank_cash(bank_id), bank_loan_loss(bank_id), *amount_fen)?;
         }
+        // Not of the event alone: of the event it reverses.
+        LoanEvent::Reversed { .. } => return Err(PostingError::Reversal),
     }
     Postings::balanced(legs.0)
+}
+
+/// The postings of the reversal of `reversed`, an event of a loan of `bank_id`: its own
+/// postings, each leg negated, in their order. They sum to zero as the reversed ones do, and
+/// with them every account is back where it was.
+pub fn reversal_postings(reversed: &LoanEvent, bank_id: &str) -> Result<Postings, PostingError> {
+    let legs = loan_postings(reversed, bank_id)?.into_vec();
+    let negated = legs
+        .into_iter()
+        .map(|p| {
+            let amount = p.amount.0.checked_neg().ok_or(PostingError::Unbalanced(i128::MAX))?;
+            Ok(crate::ledger::posting::Posting { account: p.account, amount: Fen(amount) })
+        })
+        .collect::<Result<Vec<_>, PostingError>>()?;
+    Postings::balanced(negated)
 }
 
 #[cfg(test)]
@@ -253,6 +271,18 @@ mod tests {
             prop_assert_eq!(on(&by, other), 0);
             prop_assert_eq!(on(&by, bank_subsidy_due("B1")), netted);
             prop_assert!(by.len() <= 10);
+            // Its negation (a reversal's, of a repayment): balanced, the same accounts each
+            // negated, in the same order, so the two leave every account where it was.
+            let reversal = reversal_postings(&event, "B1").expect("balanced");
+            prop_assert_eq!(reversal.as_slice().len(), postings.as_slice().len());
+            for (back, leg) in reversal.as_slice().iter().zip(postings.as_slice()) {
+                prop_assert_eq!(&back.account, &leg.account);
+                prop_assert_eq!(back.amount.0, -leg.amount.0);
+            }
+            let reversed = LoanEvent::Reversed {
+                loan_id: "B1-1".into(), value_date: date(), reversed_seq: 3, reason: "x".into(),
+            };
+            prop_assert_eq!(loan_postings(&reversed, "B1"), Err(PostingError::Reversal));
         }
 
         /// Each other kind of event that posts, with any settlement points (a disbursement's

@@ -26,6 +26,8 @@ pub enum PostingError {
     SingleLeg,
     #[error("posting to {0} is zero")]
     ZeroLeg(String),
+    #[error("a reversal's postings are those of the entry it reverses, negated")]
+    Reversal,
 }
 
 impl Postings {

@@ -5,7 +5,7 @@ use super::{Db, StoreError};
 use crate::collections::HashMap;
 use crate::domain::event::JournalEvent;
 use crate::domain::household::StatusEntry;
-use crate::domain::loan::{LoanState, LoanStatus};
+use crate::domain::loan::{LoanEvent, LoanState, LoanStatus};
 use crate::domain::lpr::LprEntry;
 use crate::domain::money::Fen;
 use crate::domain::policy::PolicyVersion;
@@ -848,6 +848,43 @@ impl Db {
             .bind(ledger_id).bind(from).bind(to).bind(i64::from(limit))
             .fetch_all(p).await?);
         rows.into_iter().map(JournalRow::into_entry).collect()
+    }
+
+    /// The reversals in a ledger's journal through `through`, in seq order: each one's seq and
+    /// the seq it reverses, read through their own index (`journal_txn_reversals`). An entry
+    /// whose command does not read as a reversal is left out (the replay reports it).
+    pub async fn reversals(
+        &self,
+        ledger_id: &str,
+        through: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        // On SQLite, whose columns hold any type, read leniently (a value stored by hand of
+        // another type is then a problem of the replay, not a failed read).
+        const SQLITE: &str = "select cast(seq as integer), cast(command_json as text) from journal_txn \
+                              where ledger_id = $1 and kind = 'loan.reversed' and seq <= $2 order by seq";
+        const POSTGRES: &str = "select seq, command_json from journal_txn \
+                                where ledger_id = $1 and kind = 'loan.reversed' and seq <= $2 order by seq";
+        let through = i64::try_from(through).unwrap_or(i64::MAX);
+        let rows: Vec<(Option<i64>, Option<String>)> = match self {
+            Db::Sqlite(p, ..) => {
+                sqlx::query_as(SQLITE).bind(ledger_id).bind(through).fetch_all(p).await?
+            }
+            Db::Postgres(p, _) => {
+                sqlx::query_as(POSTGRES).bind(ledger_id).bind(through).fetch_all(p).await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, json)| {
+                let seq = u64::try_from(seq?).ok()?;
+                match JournalEvent::from_parts("loan.reversed", &json?).ok()? {
+                    JournalEvent::Loan(LoanEvent::Reversed { reversed_seq, .. }) => {
+                        Some((seq, reversed_seq))
+                    }
+                    _ => None,
+                }
+            })
+            .collect())
     }
 
     /// The largest seq stored in a ledger's chain (0: no transaction).

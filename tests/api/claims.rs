@@ -23,6 +23,7 @@ on_both_backends!(
     a_claims_marks_of_periods_held_are_made_again_by_verify,
     a_notice_is_not_paid_before_it_has_run_by_the_services_date,
     a_loan_of_a_household_found_ineligible_is_not_subsidised,
+    a_repayment_a_claim_was_worked_out_with_is_not_reversed,
 );
 
 use pb::ClaimDifference as D;
@@ -1423,5 +1424,40 @@ async fn a_loan_of_a_household_found_ineligible_is_not_subsidised(backend: Backe
     let v = app.audit(&t.auditor).verify(request).await.expect("Verify").into_inner();
     assert!(v.ok && v.problems.is_empty(), "{v:?}");
     assert_eq!(v.claim_lines_rechecked, 2);
+    app.finish().await;
+}
+
+/// A repayment of the quarter's interest that a submitted claim's line holds (the first
+/// loan's, paid on time on 2021-03-20) is not reversed (NOT_REVERSIBLE, naming the claim and
+/// the period): the claim was worked out with it. The other loan, whose line was not claimed,
+/// has its repayment reversed, and verify replays both.
+async fn a_repayment_a_claim_was_worked_out_with_is_not_reversed(backend: Backend) {
+    let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
+        return;
+    };
+    let request =
+        claim_request(&rid("claim"), "2021Q1", vec![line(&first, "2021-03-20", 29_410, 29_410)]);
+    app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
+    let reverse = |loan_id: &str, seq: u64| {
+        let mut loans = app.loans(&t.bank);
+        let req = pb::ReverseRepaymentRequest {
+            request_id: rid("reverse"),
+            loan_id: loan_id.into(),
+            reversed_seq: seq,
+            reason: "keyed against the wrong loan".into(),
+        };
+        async move { loans.reverse_repayment(req).await }
+    };
+    let paid = app.history(&t.auditor, &first).await.last().unwrap().seq;
+    let refused = expect_refused(reverse(&first, paid).await, "NOT_REVERSIBLE");
+    assert_eq!(metadata(&refused, "claim_id").as_deref(), Some("B1-2021Q1"), "{refused:?}");
+    assert_eq!(metadata(&refused, "due_date").as_deref(), Some("2021-03-20"), "{refused:?}");
+    let other = app.history(&t.auditor, &second).await.last().unwrap().seq;
+    let reversed = reverse(&second, other).await.expect("the reversal").into_inner();
+    let loan = reversed.loan.expect("the loan");
+    assert_eq!(loan.interest_paid_fen, 0, "{loan:?}");
+    assert_eq!(loan.interest_settled_fen, 29_410, "{loan:?}");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok && v.problems.is_empty(), "{v:?}");
     app.finish().await;
 }

@@ -59,6 +59,7 @@ on_both_backends!(
     a_run_lists_a_loan_it_cannot_settle_with_its_code,
     payoff_on_a_settlement_day,
     policy_versions,
+    a_repayment_recorded_in_error_is_reversed,
 );
 
 /// Annual rates in units of 0.00001.
@@ -3409,5 +3410,95 @@ async fn a_run_lists_a_loan_it_cannot_settle_with_its_code(backend: Backend) {
     assert!(next.failed_loans.is_empty() && next.failures.is_empty());
     assert_eq!(settled(app.journal(&t.auditor, LEDGER).await), 2);
     assert!(app.verify(&t.auditor).await.ok);
+    app.finish().await;
+}
+
+/// ReverseRepayment of a loan's latest repayment (keyed 1,000,000 for 100,000 on 2021-02-10):
+/// a `loan.reversed` entry naming it, dated its day, its postings negated; the loan as if it
+/// had never been recorded, so that the right payment dated earlier (02-05) is taken next and
+/// the quarter's interest runs on 5,000,000 then 4,900,000. Refused: a reversal of a payout
+/// (NOT_REVERSIBLE, reversed_kind), of an entry that is not the latest (latest_seq), of an
+/// entry of no loan's, without a reason or a seq; a retry posts nothing twice; verify replays it.
+async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "V1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let reverse = |request_id: &str, reversed_seq: u64, reason: &str| {
+        let mut loans = app.loans(&t.bank);
+        let req = pb::ReverseRepaymentRequest {
+            request_id: request_id.into(),
+            loan_id: id.clone(),
+            reversed_seq,
+            reason: reason.into(),
+        };
+        async move { loans.reverse_repayment(req).await }
+    };
+    let payout = app.history(&t.auditor, &id).await.last().unwrap().seq;
+    let refused = expect_refused(reverse("rev-payout", payout, "wrong").await, "NOT_REVERSIBLE");
+    assert_eq!(metadata(&refused, "reversed_kind").as_deref(), Some("disbursement"));
+    expect_invalid(reverse("rev-0", 0, "keyed twice").await, "reversed_seq");
+    expect_invalid(reverse("rev-no-reason", payout, "  ").await, "reason");
+
+    let wrong = repayment(&app, &t.bank, &id, "2021-02-10", 1_000_000).await.unwrap();
+    let wrong = loan(wrong.get_ref()).clone();
+    assert_eq!(wrong.principal_outstanding_fen, 4_000_000);
+    let wrong_entry = app.history(&t.auditor, &id).await.last().unwrap().clone();
+    assert_eq!(wrong_entry.kind, "loan.repaid");
+    assert_eq!(app.balance(&t.auditor, "bank/B1/cash").await, -4_000_000);
+    // An entry of the ledger that is not the loan's (the bank's registration) is no entry of it.
+    expect_code(reverse("rev-other", 2, "keyed twice").await, Code::NotFound);
+    let journal = app.journal(&t.auditor, LEDGER).await.len();
+
+    let answer = reverse("rev-1", wrong_entry.seq, "keyed 1,000,000 for 100,000").await.unwrap();
+    let reversed = loan(answer.get_ref()).clone();
+    assert_eq!(reversed.principal_outstanding_fen, 5_000_000, "{reversed:?}");
+    assert_eq!(reversed.principal_repaid_fen, 0, "{reversed:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let reversal = history.last().unwrap();
+    assert_eq!(reversal.kind, "loan.reversed");
+    assert_eq!(reversal.value_date, "2021-02-10");
+    assert_eq!(reversed.last_seq, reversal.seq);
+    let json = event_json(reversal);
+    assert_eq!(json["reversed_seq"], wrong_entry.seq, "{json}");
+    assert_eq!(json["reason"], "keyed 1,000,000 for 100,000", "{json}");
+    assert_eq!(
+        sorted(&nonzero(&reversal.postings)),
+        postings(&[("bank/B1/cash", -1_000_000), ("loan/B1-V1/principal", 1_000_000)])
+    );
+    assert_eq!(app.balance(&t.auditor, "bank/B1/cash").await, -5_000_000);
+    assert_eq!(app.balance(&t.auditor, "loan/B1-V1/principal").await, 5_000_000);
+    // Sent again (its answer lost), it is answered as the first time and posts nothing.
+    let again = reverse("rev-1", wrong_entry.seq, "keyed 1,000,000 for 100,000").await.unwrap();
+    assert_eq!(loan(again.get_ref()), &reversed);
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal + 1, "posted once");
+    // Reversed once: it is no longer the loan's latest entry.
+    let twice = expect_refused(
+        reverse("rev-2", wrong_entry.seq, "keyed 1,000,000 for 100,000").await,
+        "NOT_REVERSIBLE",
+    );
+    assert_eq!(metadata(&twice, "latest_seq"), Some(reversal.seq.to_string()));
+
+    // The right payment, made on 02-05, before the day of the one reversed.
+    let right = repayment(&app, &t.bank, &id, "2021-02-05", 100_000).await.unwrap().into_inner();
+    assert_eq!(loan(&right).principal_outstanding_fen, 4_900_000);
+    for day in ["2021-02-07", "2021-02-12"] {
+        let then = app.get_loan_as_of(&t.bank, &id, day).await;
+        assert_eq!(then.principal_outstanding_fen, 4_900_000, "as of {day}: {then:?}");
+    }
+    let before = app.get_loan_as_of(&t.bank, &id, "2021-02-04").await;
+    assert_eq!(before.principal_outstanding_fen, 5_000_000, "{before:?}");
+    // The quarter's interest: 01-25 ..= 02-04 on 5,000,000, 02-05 ..= 03-20 on 4,900,000.
+    assert_eq!((days("2021-01-25", "2021-02-04"), days("2021-02-05", "2021-03-20")), (11, 44));
+    let expected = accrual(&[(5_000_000, 11, CONTRACT_RATE), (4_900_000, 44, CONTRACT_RATE)]);
+    settle(&app, &t.finance, "", "2021-03-20").await;
+    let settled = app.get_loan(&t.bank, &id).await;
+    assert_eq!(settled.interest_settled_fen, expected, "{settled:?}");
+    // The right payment is no longer the latest either.
+    let paid_seq = loan(&right).last_seq;
+    let refused = expect_refused(reverse("rev-3", paid_seq, "no").await, "NOT_REVERSIBLE");
+    assert_eq!(metadata(&refused, "latest_seq"), Some(settled.last_seq.to_string()));
+    assert_verifies(&app, &t).await;
     app.finish().await;
 }

@@ -25,6 +25,9 @@ const CHUNK: usize = 1_024;
 /// (the scan does not wait for it), the number of loans stored.
 pub(super) enum Handed {
     Loans(usize),
+    /// Before the first transaction: the journal's reversals, each one's seq and the seq it
+    /// reverses ([`crate::store::Db::reversals`]).
+    Reversals(Vec<(u64, u64)>),
     Txns(Chunk),
 }
 
@@ -93,6 +96,11 @@ impl Chain {
     pub fn expect(&mut self, head: i64, loans: tokio::sync::oneshot::Receiver<i64>) {
         self.requests = sized(size(head));
         self.loans = Some(loans);
+    }
+
+    /// Hands stage 2 the journal's reversals, before any transaction.
+    pub fn reversals(&mut self, reversals: Vec<(u64, u64)>) {
+        self.hand(Handed::Reversals(reversals));
     }
 
     /// Takes the number of loans if it has come (asked at each chunk: the scan does not wait

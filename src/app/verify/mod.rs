@@ -239,6 +239,7 @@ pub async fn verify_ledger_with(
             }
             match handed {
                 chain::Handed::Loans(loans) => replay.expect_loans(loans),
+                chain::Handed::Reversals(reversals) => replay.expect_reversals(reversals),
                 chain::Handed::Txns(mut chunk) => {
                     for t in chunk.iter() {
                         replay.apply(t);
@@ -277,6 +278,8 @@ pub async fn verify_ledger_with(
                 let _ = answers_head_tx.send(through);
                 let mut chain = chain;
                 chain.expect(through, loans);
+                let through_seq = u64::try_from(through).unwrap_or(0);
+                chain.reversals(db.reversals(&id, through_seq).await?);
                 db.scan_journal_through(&id, through, chain).await
             }
             // The read of the stored models failed before the head: its error is reported.

@@ -13,7 +13,7 @@ use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
-use crate::domain::loan::{LoanEvent, LoanState};
+use crate::domain::loan::{LoanEvent, LoanState, check_reversible};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
@@ -21,7 +21,7 @@ use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, Difference};
 use crate::ledger::claim_postings::claim_postings;
 use crate::ledger::fund_postings::fund_postings;
-use crate::ledger::loan_postings::loan_postings;
+use crate::ledger::loan_postings::{loan_postings, reversal_postings};
 use crate::ledger::pool_postings::pool_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
 use crate::store::bulk::RegistrySnapshot;
@@ -133,6 +133,13 @@ pub(super) struct Replay {
     /// Whether the ledger replayed is the LPR table's chain ([`LPR_LEDGER`]), whose events are
     /// `lpr.set` alone; a region's ledger has none.
     lpr_chain: bool,
+    /// The seqs the journal's reversals reverse, each with its reversal's seq, read before the
+    /// replay ([`Replay::expect_reversals`]).
+    reversed: HashMap<u64, u64>,
+    /// The loan each reversed event met and the event, kept from the event to its reversal,
+    /// which restores the loan so ([`crate::app::writer`]'s reversal stores the loan replayed
+    /// without the event, the same state).
+    kept: HashMap<u64, (LoanState, LoanEvent)>,
 }
 
 impl Replay {
@@ -212,6 +219,61 @@ impl Replay {
     pub fn expect_loans(&mut self, loans: usize) {
         let _ = self.loans.try_reserve(loans.saturating_sub(self.loans.len()));
         let _ = self.links.try_reserve(loans.saturating_sub(self.links.len()));
+    }
+
+    /// The journal's reversals (each one's seq and the seq it reverses), before any
+    /// transaction is replayed.
+    pub fn expect_reversals(&mut self, reversals: Vec<(u64, u64)>) {
+        self.reversed = reversals.into_iter().map(|(seq, reversed)| (reversed, seq)).collect();
+    }
+
+    /// Replays the reversal at `seq` of the event at `reversed_seq`: the loan is restored to
+    /// what it was before that event, which must have been its latest, a repayment, dated the
+    /// reversal's day; the postings expected are that event's, negated.
+    fn replay_reversal(
+        &mut self,
+        event: &LoanEvent,
+        seq: u64,
+    ) -> Option<Result<Postings, PostingError>> {
+        let LoanEvent::Reversed { loan_id, reversed_seq, value_date, .. } = event else {
+            return None;
+        };
+        let mut problem = |what: String| {
+            self.problems.add(seq, format!("seq {seq}: reverses entry {reversed_seq}: {what}"));
+            None
+        };
+        if self.reversed.get(reversed_seq) != Some(&seq) {
+            return problem("the journal's index of reversals does not list it".into());
+        }
+        let Some((before, reversed)) = self.kept.remove(reversed_seq) else {
+            return problem(format!("not an event of loan {loan_id}"));
+        };
+        if reversed.loan_id() != loan_id {
+            return problem(format!("an event of loan {}, not {loan_id}", reversed.loan_id()));
+        }
+        if let Err(e) = check_reversible(&reversed, *reversed_seq) {
+            return problem(e.to_string());
+        }
+        if reversed.value_date() != *value_date {
+            return problem(format!(
+                "dated {}, the repayment {}",
+                format_date(*value_date),
+                format_date(reversed.value_date())
+            ));
+        }
+        let Some(state) = self.loans.get_mut(loan_id.as_str()) else {
+            return problem(format!("loan {loan_id} is unknown"));
+        };
+        if state.last_seq != *reversed_seq {
+            let latest = state.last_seq;
+            return problem(format!("loan {loan_id}'s latest entry is {latest}, after it"));
+        }
+        let postings = reversal_postings(&reversed, &before.terms.bank_id);
+        *state = before;
+        if let Err(e) = state.apply(event, seq) {
+            return problem(e.to_string());
+        }
+        Some(postings)
     }
 
     pub fn apply(&mut self, t: TxnText<'_>) {
@@ -637,6 +699,16 @@ impl Replay {
         event: LoanEvent,
         seq: u64,
     ) -> Option<Result<Postings, PostingError>> {
+        if let LoanEvent::Reversed { .. } = &event {
+            let postings = self.replay_reversal(&event, seq);
+            self.touched_loan(&event);
+            return postings;
+        }
+        if self.reversed.contains_key(&seq)
+            && let Some(loan) = self.loans.get(event.loan_id())
+        {
+            self.kept.insert(seq, (loan.clone(), event.clone()));
+        }
         let bank_id = match &event {
             LoanEvent::Created { terms } => &terms.bank_id,
             other => match self.loans.get(other.loan_id()) {
@@ -696,6 +768,18 @@ impl Replay {
             touching.loan(&loan_id, LoanAfter { settled, principal_outstanding_fen });
         }
         Some(postings)
+    }
+
+    /// Hands on the loan `event` left, when the stored answers are rechecked (a reversal
+    /// settles nothing).
+    fn touched_loan(&mut self, event: &LoanEvent) {
+        if let Some(touching) = &mut self.touching
+            && let Some(loan) = self.loans.get(event.loan_id())
+        {
+            let principal_outstanding_fen = loan.principal_outstanding_fen;
+            let settled = SettledTotals::of(event.settlements());
+            touching.loan(event.loan_id(), LoanAfter { settled, principal_outstanding_fen });
+        }
     }
 }
 

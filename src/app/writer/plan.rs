@@ -873,6 +873,9 @@ impl Writer {
                     LoanCommand::Recover { date: *value_date, amount: *amount_fen },
                 )?
             }
+            Command::ReverseRepayment { loan_id, reversed_seq, reason } => {
+                self.plan_reversal(tx, g, actor, (loan_id, *reversed_seq, reason)).await?
+            }
         })
     }
 

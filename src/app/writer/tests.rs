@@ -1040,7 +1040,7 @@ async fn pool_commands_in_one_group_see_each_other(db: &Db) {
     assert_eq!((first.len(), second.len()), (1, 1));
     assert!(std::sync::Arc::ptr_eq(&first[0], &second[0]), "one row, shared");
     for ((id, history), paid) in histories.into_iter().zip([14_662, 14_748]) {
-        let events = crate::app::servicing::loan_events(&id, history).unwrap();
+        let events = crate::app::servicing::loan_events(&id, history, None).unwrap();
         let last = &events.last().expect("its events").0;
         let LoanEvent::Repaid { amount_fen, .. } = last else { panic!("{last:?}") };
         assert_eq!(*amount_fen, Fen(paid), "loan {id}'s own part");

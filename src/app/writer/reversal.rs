@@ -1,0 +1,144 @@
+//! The reversal of a repayment recorded in error ([`Command::ReverseRepayment`]).
+//!
+//! DESIGN.md: nothing in the journal is changed; "a correction is a new transaction that
+//! reverses an earlier one and names it". The model:
+//!
+//! - **Event** `loan.reversed` ([`LoanEvent::Reversed`]): the loan, the repayment's seq, the
+//!   bank's reason, dated the repayment's value date, so that the pair cancels in every figure
+//!   as of any date (a balance as of a date sums both or neither).
+//! - **Postings**: the repayment's, each leg negated
+//!   ([`crate::ledger::loan_postings::reversal_postings`]): cash, the buckets it paid, the
+//!   interest its settlement points accrued, the subsidy the bank netted, all back.
+//! - **The loan after it**: as if the repayment had never been recorded. Its events are
+//!   replayed without the repayment ([`crate::domain::loan::remove_reversed`]), and the state
+//!   so rebuilt is stored with the reversal's seq as its last seq. Its last value date is the
+//!   one before the repayment: the right payment may be recorded next, dated as it was made.
+//!   Every replay (as of a date or a seq, registers, verify) takes reversed repayments out the
+//!   same way.
+//! - **Refused** (`FAILED_PRECONDITION`, `NOT_REVERSIBLE`):
+//!   - an entry that is not the loan's latest (`metadata.latest_seq`): what came after it was
+//!     worked out from the loan as the repayment left it (a settlement's interest, a claim's
+//!     days overdue, a pool's allocation), and would be wrong without it;
+//!   - an entry that is not a repayment of the loan itself (`metadata.reversed_kind`; a pool's
+//!     collective repayment is the pool's);
+//!   - a repayment whose loan has a period held by a subsidy claim due on or after the loan's
+//!     last value date before the repayment (`metadata.claim_id`, `metadata.due_date`): the
+//!     claim's lines were worked out with it; the claim is rejected first.
+//!   - `NOT_FOUND` for a seq that is no entry of the loan's.
+//!
+//! A reversal is a loan command of the loan's bank, idempotent by request id like any other.
+
+use super::{Effect, Group, Planned, Writer, plan::check_bank};
+use crate::app::auth::Principal;
+use crate::app::command::SettledTotals;
+use crate::app::error::AppError;
+use crate::app::servicing::{loan_events, replay};
+use crate::domain::date::format_date;
+use crate::domain::error::{DomainError, Reason};
+use crate::domain::event::JournalEvent;
+use crate::domain::loan::{LoanEvent, check_reversible};
+use crate::ledger::loan_postings::reversal_postings;
+use crate::store::write::WriteTx;
+
+impl Writer {
+    /// Plans the reversal of the repayment at `reversed_seq` of `loan_id` (see the module doc).
+    pub(super) async fn plan_reversal(
+        &self,
+        tx: &mut WriteTx,
+        g: &mut Group,
+        actor: &Principal,
+        (loan_id, reversed_seq, reason): (&str, u64, &str),
+    ) -> Result<Planned, AppError> {
+        let loan = self.loan(tx, g, loan_id).await?;
+        check_bank(actor, &loan)?;
+        let not_latest = |latest: u64| {
+            AppError::from(
+                DomainError::refused(
+                    Reason::NotReversible,
+                    format!(
+                        "entry {reversed_seq} is not loan {loan_id}'s latest (entry {latest} is): \
+                         only the latest entry of a loan is reversed"
+                    ),
+                )
+                .with("latest_seq", latest),
+            )
+        };
+        // An entry of this group's on the loan comes after any committed.
+        if g.changed.contains(loan_id) {
+            return Err(not_latest(loan.last_seq));
+        }
+        let loan = loan.into_owned();
+        // Its history as committed: the entries of its risk fund and pool that name it too.
+        let history = self.db.loan_history(loan_id).await?.ok_or_else(|| {
+            AppError::Internal(format!("loan {loan_id} has a state and no journal entry"))
+        })?;
+        let rows = history.rows();
+        let Some(row) = rows.iter().find(|r| r.row().is_ok_and(|r| r.seq as u64 == reversed_seq))
+        else {
+            return Err(DomainError::NotFound {
+                what: "entry of the loan",
+                id: format!("{reversed_seq} of loan {loan_id}"),
+            }
+            .into());
+        };
+        let (event, _) = row.event()?;
+        let Some(latest) = rows.last() else { return Err(not_latest(loan.last_seq)) };
+        let latest = (latest.row()?.seq as u64).max(loan.last_seq);
+        if latest != reversed_seq {
+            return Err(not_latest(latest));
+        }
+        let reversed = match event {
+            JournalEvent::Loan(e) => e.clone(),
+            other => {
+                return Err(DomainError::refused(
+                    Reason::NotReversible,
+                    format!(
+                        "entry {reversed_seq} of loan {loan_id} is a {}: only a repayment of \
+                         the loan itself is reversed",
+                        other.kind()
+                    ),
+                )
+                .with("reversed_kind", other.kind())
+                .into());
+            }
+        };
+        check_reversible(&reversed, reversed_seq)?;
+        // The loan without it: its events replayed, the repayment taken out.
+        let mut events = loan_events(loan_id, history, None)?;
+        events.retain(|&(_, seq)| seq != reversed_seq);
+        let before = replay(loan_id, events.iter().map(|(e, seq)| (e, *seq)))?
+            .ok_or_else(|| AppError::Internal(format!("loan {loan_id} has no contract")))?;
+        let since = format_date(before.last_value_date);
+        if let Some((due_date, claim_id)) = tx
+            .claimed_periods(loan_id)
+            .await?
+            .into_iter()
+            .filter(|(due_date, _)| *due_date >= since)
+            .min()
+        {
+            return Err(DomainError::refused(
+                Reason::NotReversible,
+                format!(
+                    "claim {claim_id} holds loan {loan_id}'s period due {due_date}, worked out \
+                     with the repayment: the claim is rejected before the repayment is reversed"
+                ),
+            )
+            .with("claim_id", claim_id)
+            .with("due_date", due_date)
+            .into());
+        }
+        let postings = reversal_postings(&reversed, &loan.terms.bank_id)
+            .map_err(|e| AppError::Internal(format!("unbalanced reversal: {e}")))?;
+        Ok(Planned {
+            ledger_id: loan.terms.ledger_id.clone(),
+            event: JournalEvent::Loan(LoanEvent::Reversed {
+                loan_id: loan_id.to_string(),
+                value_date: reversed.value_date(),
+                reversed_seq,
+                reason: reason.to_string(),
+            }),
+            postings,
+            effect: Effect::Loan(Box::new(before), SettledTotals::default()),
+        })
+    }
+}
