@@ -3418,7 +3418,8 @@ async fn a_run_lists_a_loan_it_cannot_settle_with_its_code(backend: Backend) {
 /// had never been recorded, so that the right payment dated earlier (02-05) is taken next and
 /// the quarter's interest runs on 5,000,000 then 4,900,000. Refused: a reversal of a payout
 /// (NOT_REVERSIBLE, reversed_kind), of an entry that is not the latest (latest_seq), of an
-/// entry of no loan's, without a reason or a seq; a retry posts nothing twice; verify replays it.
+/// entry of no loan's, of a payoff, without a reason or a seq; a retry posts nothing twice;
+/// verify replays it.
 async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -3499,6 +3500,13 @@ async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
     let paid_seq = loan(&right).last_seq;
     let refused = expect_refused(reverse("rev-3", paid_seq, "no").await, "NOT_REVERSIBLE");
     assert_eq!(metadata(&refused, "latest_seq"), Some(settled.last_seq.to_string()));
+    // A payoff is not reversed: contracts since may have counted the loan closed.
+    let payoff = app.pay_off(&t.bank, &id, "2021-03-25").await;
+    let refused = expect_refused(
+        reverse("rev-4", loan(&payoff).last_seq, "paid off in error").await,
+        "NOT_REVERSIBLE",
+    );
+    assert_eq!(metadata(&refused, "status").as_deref(), Some("settled"), "{refused:?}");
     assert_verifies(&app, &t).await;
     app.finish().await;
 }

@@ -13,7 +13,7 @@ use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
-use crate::domain::loan::{LoanEvent, LoanState, check_reversible};
+use crate::domain::loan::{LoanEvent, LoanState, LoanStatus, check_reversible};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
@@ -267,6 +267,9 @@ impl Replay {
         if state.last_seq != *reversed_seq {
             let latest = state.last_seq;
             return problem(format!("loan {loan_id}'s latest entry is {latest}, after it"));
+        }
+        if state.status == LoanStatus::Settled {
+            return problem(format!("it paid loan {loan_id} off"));
         }
         let postings = reversal_postings(&reversed, &before.terms.bank_id);
         *state = before;

@@ -21,6 +21,8 @@
 //!     days overdue, a pool's allocation), and would be wrong without it;
 //!   - an entry that is not a repayment of the loan itself (`metadata.reversed_kind`; a pool's
 //!     collective repayment is the pool's);
+//!   - a payoff (`metadata.status` `settled`): from its day the loan counted as closed for the
+//!     contracts made since (the household cap, a renewal's payout, the one-household rule);
 //!   - a repayment whose loan has a period held by a subsidy claim due on or after the loan's
 //!     last value date before the repayment (`metadata.claim_id`, `metadata.due_date`): the
 //!     claim's lines were worked out with it; the claim is rejected first.
@@ -36,7 +38,7 @@ use crate::app::servicing::{loan_events, replay};
 use crate::domain::date::format_date;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
-use crate::domain::loan::{LoanEvent, check_reversible};
+use crate::domain::loan::{LoanEvent, LoanStatus, check_reversible};
 use crate::ledger::loan_postings::reversal_postings;
 use crate::store::write::WriteTx;
 
@@ -103,6 +105,19 @@ impl Writer {
             }
         };
         check_reversible(&reversed, reversed_seq)?;
+        // A payoff is not reversed: from its day on the loan counted as closed for the
+        // contracts made since (the household cap, a renewal's payout, the one-household rule).
+        if loan.status == LoanStatus::Settled {
+            return Err(DomainError::refused(
+                Reason::NotReversible,
+                format!(
+                    "entry {reversed_seq} paid loan {loan_id} off: contracts since may have \
+                     counted the loan closed; it is not reversed"
+                ),
+            )
+            .with("status", loan.status.as_str())
+            .into());
+        }
         // The loan without it: its events replayed, the repayment taken out.
         let mut events = loan_events(loan_id, history, None)?;
         events.retain(|&(_, seq)| seq != reversed_seq);
