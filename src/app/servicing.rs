@@ -109,17 +109,17 @@ fn replay_history(
     through_seq: Option<u64>,
 ) -> Result<Option<LoanState>, AppError> {
     let events = loan_events(loan_id, history, through_seq)?;
-    // A reversal, dated its repayment's day, does not end the events dated by then: a payment
-    // recorded after it may be dated earlier (it only moves the last seq, below the others).
+    // A reversal, dated its repayment's day, neither ends the events dated by then (a payment
+    // recorded after it may be dated earlier) nor is left out for its date (it only moves the
+    // last seq): it is taken while the events before it are, as the stored loan has it.
     let by_date = |e: &LoanEvent| date.is_none_or(|date| e.value_date() <= date);
     let mut ended = false;
     replay(
         loan_id,
         events.iter().map(|(e, seq)| (e, *seq)).filter(|&(e, _)| {
-            if matches!(e, LoanEvent::Reversed { .. }) {
-                return !ended && by_date(e);
+            if !matches!(e, LoanEvent::Reversed { .. }) {
+                ended = ended || !by_date(e);
             }
-            ended = ended || !by_date(e);
             !ended
         }),
     )

@@ -72,6 +72,23 @@ pub enum JournalEvent {
     Pool(PoolEvent),
 }
 
+impl LoanEvent {
+    /// The journal's kind of the event (`loan.repaid`): the row's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoanEvent::Created { .. } => "loan.created",
+            LoanEvent::Disbursed { .. } => "loan.disbursed",
+            LoanEvent::Repaid { .. } => "loan.repaid",
+            LoanEvent::Settled { .. } => "loan.settled",
+            LoanEvent::MisuseMarked { .. } => "loan.misuse_marked",
+            LoanEvent::Extended { .. } => "loan.extended",
+            LoanEvent::WrittenOff { .. } => "loan.written_off",
+            LoanEvent::Recovered { .. } => "loan.recovered",
+            LoanEvent::Reversed { .. } => "loan.reversed",
+        }
+    }
+}
+
 /// The loans a journal entry touches ([`JournalEvent::loan_ids`]), without a list of their own.
 pub enum LoanIds<'a> {
     One(Option<&'a str>),
@@ -160,15 +177,7 @@ impl JournalEvent {
             JournalEvent::PolicySet { .. } => "policy.set",
             JournalEvent::LprSet { .. } => "lpr.set",
             JournalEvent::LprChainStarted { .. } => "lpr.chain_started",
-            JournalEvent::Loan(LoanEvent::Created { .. }) => "loan.created",
-            JournalEvent::Loan(LoanEvent::Disbursed { .. }) => "loan.disbursed",
-            JournalEvent::Loan(LoanEvent::Repaid { .. }) => "loan.repaid",
-            JournalEvent::Loan(LoanEvent::Settled { .. }) => "loan.settled",
-            JournalEvent::Loan(LoanEvent::MisuseMarked { .. }) => "loan.misuse_marked",
-            JournalEvent::Loan(LoanEvent::Extended { .. }) => "loan.extended",
-            JournalEvent::Loan(LoanEvent::WrittenOff { .. }) => "loan.written_off",
-            JournalEvent::Loan(LoanEvent::Recovered { .. }) => "loan.recovered",
-            JournalEvent::Loan(LoanEvent::Reversed { .. }) => "loan.reversed",
+            JournalEvent::Loan(e) => e.kind(),
             JournalEvent::SubsidyClaimSubmitted { .. } => "subsidy_claim.submitted",
             JournalEvent::SubsidyClaim(ClaimEvent::Reviewed { .. }) => "subsidy_claim.reviewed",
             JournalEvent::SubsidyClaim(ClaimEvent::Objected { .. }) => "subsidy_claim.objected",

@@ -362,12 +362,13 @@ pub fn check_reversible(event: &LoanEvent, seq: u64) -> Result<(), DomainError> 
         other => Err(DomainError::refused(
             Reason::NotReversible,
             format!(
-                "entry {seq} of loan {} is a {}: only a repayment is reversed",
+                "entry {seq} of loan {} is a {} ({}): only a repayment is reversed",
                 other.loan_id(),
-                event_kind(other)
+                event_kind(other),
+                other.kind()
             ),
         )
-        .with("reversed_kind", event_kind(other))),
+        .with("reversed_kind", other.kind())),
     }
 }
 

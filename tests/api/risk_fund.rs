@@ -13,6 +13,7 @@ use crate::common::*;
 
 on_both_backends!(
     a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_recovered,
+    a_payment_after_a_claim_reversed_keeps_the_loan_claimed,
     a_funds_limits_hold_new_contracts,
     a_policy_version_sets_the_funds_limits_from_its_date,
     a_loan_is_claimed_after_its_contracts_claim_days,
@@ -1596,5 +1597,40 @@ async fn a_past_days_exposure_counts_the_claims_made_by_then(backend: Backend) {
     app.risk_fund(&t.finance).reject_compensation(reject).await.expect("the rejection");
     assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-30").await), 0, "claimed then");
     assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-07-05").await), 3_000_000, "rejected");
+    app.finish().await;
+}
+
+/// A loan claimed against the fund on 2021-06-20 (92 days overdue), then paid 10,000.00 yuan
+/// on 2021-07-01 in error and that payment reversed: the loan owes its 50,000.00 yuan again
+/// and is still marked claimed (a payment dated before the claim is still refused, naming
+/// it), the bank's cash is back, and verify holds.
+async fn a_payment_after_a_claim_reversed_keeps_the_loan_claimed(backend: Backend) {
+    let Some((app, t, _first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    app.risk_fund(&t.finance).open_risk_fund(open(&rid("open"), "2021-01-01", 80)).await.unwrap();
+    app.risk_fund(&t.finance).deposit_risk_fund(deposit("2021-01-05", 5_000_000)).await.unwrap();
+    let claim = compensate(&rid("c"), &second, "2021-06-20");
+    app.risk_fund(&t.bank).compensate_loan(claim).await.expect("CompensateLoan");
+    let cash = format!("bank/{BANK}/cash");
+    let cash_before = app.balance(&t.finance, &cash).await;
+    let paid = app.repay(&t.bank, &second, "2021-07-01", 1_000_000).await;
+    let seq = paid.loan.expect("the loan").last_seq;
+    assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 1_000_000);
+    let reversal = pb::ReverseRepaymentRequest {
+        request_id: rid("reverse"),
+        loan_id: second.clone(),
+        reversed_seq: seq,
+        reason: "another household's payment".into(),
+    };
+    let reversed = app.loans(&t.bank).reverse_repayment(reversal).await.expect("the reversal");
+    let loan = reversed.into_inner().loan.expect("the loan");
+    assert_eq!(loan.principal_outstanding_fen, 5_000_000, "{loan:?}");
+    assert_eq!(app.balance(&t.finance, &cash).await, cash_before);
+    let back = app.repay_as(&t.bank, &rid("repay"), &second, "2021-06-10", 1_000_000).await;
+    let back = expect_refused(back.map(tonic::Response::new), "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(metadata(&back, "compensated_on").as_deref(), Some("2021-06-20"), "{back:?}");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok && v.problems.is_empty(), "{v:?}");
     app.finish().await;
 }

@@ -60,6 +60,7 @@ on_both_backends!(
     payoff_on_a_settlement_day,
     policy_versions,
     a_repayment_recorded_in_error_is_reversed,
+    a_file_keyed_twice_is_reversed_a_repayment_at_a_time,
 );
 
 /// Annual rates in units of 0.00001.
@@ -3438,7 +3439,7 @@ async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
     };
     let payout = app.history(&t.auditor, &id).await.last().unwrap().seq;
     let refused = expect_refused(reverse("rev-payout", payout, "wrong").await, "NOT_REVERSIBLE");
-    assert_eq!(metadata(&refused, "reversed_kind").as_deref(), Some("disbursement"));
+    assert_eq!(metadata(&refused, "reversed_kind").as_deref(), Some("loan.disbursed"));
     expect_invalid(reverse("rev-0", 0, "keyed twice").await, "reversed_seq");
     expect_invalid(reverse("rev-no-reason", payout, "  ").await, "reason");
 
@@ -3474,12 +3475,15 @@ async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
     let again = reverse("rev-1", wrong_entry.seq, "keyed 1,000,000 for 100,000").await.unwrap();
     assert_eq!(loan(again.get_ref()), &reversed);
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal + 1, "posted once");
-    // Reversed once: it is no longer the loan's latest entry.
+    // Reversed once, it is not reversed again.
     let twice = expect_refused(
         reverse("rev-2", wrong_entry.seq, "keyed 1,000,000 for 100,000").await,
         "NOT_REVERSIBLE",
     );
-    assert_eq!(metadata(&twice, "latest_seq"), Some(reversal.seq.to_string()));
+    assert_eq!(metadata(&twice, "reversed_by"), Some(reversal.seq.to_string()));
+    // Its reversal is no repayment.
+    let of_reversal = expect_refused(reverse("rev-r", reversal.seq, "x").await, "NOT_REVERSIBLE");
+    assert_eq!(metadata(&of_reversal, "latest_seq"), Some(payout.to_string()));
 
     // The right payment, made on 02-05, before the day of the one reversed.
     let right = repayment(&app, &t.bank, &id, "2021-02-05", 100_000).await.unwrap().into_inner();
@@ -3507,6 +3511,80 @@ async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
         "NOT_REVERSIBLE",
     );
     assert_eq!(metadata(&refused, "status").as_deref(), Some("settled"), "{refused:?}");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A day's file keyed twice: 1,000.00 yuan on 2021-03-20 with the quarter's 294.10 yuan of
+/// interest netted as subsidy (直补; the repayment settles that day's point), then the same
+/// amount again. The second is reversed, then the first (the latest standing once the second
+/// is taken back): every account is back where the payout left it, the interest its point
+/// accrued and the subsidy netted too, and the right payment, 500.00 that day, settles the
+/// point again. Verify replays them all.
+async fn a_file_keyed_twice_is_reversed_a_repayment_at_a_time(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = disbursed(&app, &t, "V2", HOUSEHOLD, 5_000_000, "2021-01-25").await;
+    let accounts = ["bank/B1/cash", "bank/B1/subsidy_due", "bank/B1/interest_income"];
+    let principal = "loan/B1-V2/principal";
+    let mut figures = Vec::new();
+    for account in accounts.iter().copied().chain([principal]) {
+        figures.push(app.balance(&t.auditor, account).await);
+    }
+    assert_eq!(figures, [-5_000_000, 0, 0, 5_000_000]);
+    let balances = || async {
+        let mut out = Vec::new();
+        for account in accounts.iter().copied().chain([principal]) {
+            out.push(app.balance(&t.auditor, account).await);
+        }
+        out
+    };
+    // 01-25 ..= 03-20: 55 days on 5,000,000 at 3.85%: 29,409.72 -> 29,410.
+    assert_eq!(days("2021-01-25", "2021-03-20"), 55);
+    assert_eq!(interest(5_000_000, 55), 29_410);
+    let netted = pb::RecordRepaymentRequest {
+        request_id: rid("file-1"),
+        loan_id: id.clone(),
+        value_date: "2021-03-20".into(),
+        amount_fen: 100_000,
+        subsidy_netted_fen: 29_410,
+    };
+    let first = app.loans(&t.bank).record_repayment(netted).await.expect("the first").into_inner();
+    let first_seq = loan(&first).last_seq;
+    assert_eq!(balances().await, [-4_929_410, 29_410, -29_410, 4_929_410]);
+    let second = repayment(&app, &t.bank, &id, "2021-03-20", 100_000).await.unwrap().into_inner();
+    let second_seq = loan(&second).last_seq;
+    assert_eq!(balances().await, [-4_829_410, 29_410, -29_410, 4_829_410]);
+    let reverse = |seq: u64| {
+        let mut loans = app.loans(&t.bank);
+        let req = pb::ReverseRepaymentRequest {
+            request_id: rid("rev"),
+            loan_id: id.clone(),
+            reversed_seq: seq,
+            reason: "the day's file keyed twice".into(),
+        };
+        async move { loans.reverse_repayment(req).await }
+    };
+    // The first is not the latest while the second stands.
+    let early = expect_refused(reverse(first_seq).await, "NOT_REVERSIBLE");
+    assert_eq!(metadata(&early, "latest_seq"), Some(second_seq.to_string()));
+    reverse(second_seq).await.expect("the second reversed");
+    assert_eq!(balances().await, [-4_929_410, 29_410, -29_410, 4_929_410]);
+    let back = reverse(first_seq).await.expect("the first reversed").into_inner();
+    assert_eq!(balances().await, [-5_000_000, 0, 0, 5_000_000]);
+    let l = loan(&back);
+    assert_eq!((l.interest_settled_fen, l.interest_paid_fen), (0, 0), "{l:?}");
+    assert_eq!(l.principal_outstanding_fen, 5_000_000, "{l:?}");
+    let history = app.history(&t.auditor, &id).await;
+    let kinds: Vec<&str> = history.iter().rev().take(4).map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["loan.reversed", "loan.reversed", "loan.repaid", "loan.repaid"]);
+    // The right payment, the same day: the point settled again, its interest paid first.
+    let right = repayment(&app, &t.bank, &id, "2021-03-20", 50_000).await.unwrap().into_inner();
+    let l = loan(&right);
+    assert_eq!((l.interest_settled_fen, l.interest_paid_fen), (29_410, 29_410), "{l:?}");
+    assert_eq!(balances().await, [-4_950_000, 0, -29_410, 4_979_410]);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }

@@ -140,6 +140,8 @@ pub(super) struct Replay {
     /// which restores the loan so ([`crate::app::writer`]'s reversal stores the loan replayed
     /// without the event, the same state).
     kept: HashMap<u64, (LoanState, LoanEvent)>,
+    /// The seqs of the journal's reversals.
+    reversals: crate::collections::HashSet<u64>,
 }
 
 impl Replay {
@@ -224,6 +226,7 @@ impl Replay {
     /// The journal's reversals (each one's seq and the seq it reverses), before any
     /// transaction is replayed.
     pub fn expect_reversals(&mut self, reversals: Vec<(u64, u64)>) {
+        self.reversals = reversals.iter().map(|&(seq, _)| seq).collect();
         self.reversed = reversals.into_iter().map(|(seq, reversed)| (reversed, seq)).collect();
     }
 
@@ -264,8 +267,17 @@ impl Replay {
         let Some(state) = self.loans.get_mut(loan_id.as_str()) else {
             return problem(format!("loan {loan_id} is unknown"));
         };
-        if state.last_seq != *reversed_seq {
-            let latest = state.last_seq;
+        // Its latest entry standing, as the writer finds it: of every entry naming the loan
+        // (its links, this reversal's last), the reversals and what they reversed aside.
+        let links = self.links.get(loan_id.as_str()).map_or(&[][..], Vec::as_slice);
+        let latest = links
+            .iter()
+            .rev()
+            .copied()
+            .filter(|s| *s < seq && !self.reversals.contains(s))
+            .find(|s| self.reversed.get(s).is_none_or(|by| *by >= seq))
+            .unwrap_or(0);
+        if latest != *reversed_seq {
             return problem(format!("loan {loan_id}'s latest entry is {latest}, after it"));
         }
         if state.status == LoanStatus::Settled {
@@ -328,7 +340,16 @@ impl Replay {
             // A panic in the domain's arithmetic (a bug, or an event altered into figures it
             // does not expect that decoding let through) is this event's break, not the end
             // of the verify: the auditor learns where the journal stops making sense.
-            Ok(JournalEvent::Loan(event)) => match caught(|| self.replay_loan(event, seq)) {
+            Ok(JournalEvent::Loan(event)) => match caught(|| {
+                // A loan's own event a reversal names: the loan it met is kept for it (a
+                // pool's collective repayment is the pool's, and not kept).
+                if self.reversed.contains_key(&seq)
+                    && let Some(loan) = self.loans.get(event.loan_id())
+                {
+                    self.kept.insert(seq, (loan.clone(), event.clone()));
+                }
+                self.replay_loan(event, seq)
+            }) {
                 Ok(Some(Ok(expected))) if stored_as(expected.as_slice(), t.postings) => {}
                 Ok(Some(Ok(_))) => self
                     .problems
@@ -706,11 +727,6 @@ impl Replay {
             let postings = self.replay_reversal(&event, seq);
             self.touched_loan(&event);
             return postings;
-        }
-        if self.reversed.contains_key(&seq)
-            && let Some(loan) = self.loans.get(event.loan_id())
-        {
-            self.kept.insert(seq, (loan.clone(), event.clone()));
         }
         let bank_id = match &event {
             LoanEvent::Created { terms } => &terms.bank_id,

@@ -16,9 +16,12 @@
 //!   Every replay (as of a date or a seq, registers, verify) takes reversed repayments out the
 //!   same way.
 //! - **Refused** (`FAILED_PRECONDITION`, `NOT_REVERSIBLE`):
-//!   - an entry that is not the loan's latest (`metadata.latest_seq`): what came after it was
-//!     worked out from the loan as the repayment left it (a settlement's interest, a claim's
-//!     days overdue, a pool's allocation), and would be wrong without it;
+//!   - an entry that is not the loan's latest standing (`metadata.latest_seq`; the reversals and
+//!     the entries they reversed aside, so that a file keyed twice is taken back a repayment at
+//!     a time, the latest first): what came after it was worked out from the loan as the
+//!     repayment left it (a settlement's interest, a claim's days overdue, a pool's
+//!     allocation), and would be wrong without it; one already reversed
+//!     (`metadata.reversed_by`);
 //!   - an entry that is not a repayment of the loan itself (`metadata.reversed_kind`; a pool's
 //!     collective repayment is the pool's);
 //!   - a payoff (`metadata.status` `settled`): from its day the loan counted as closed for the
@@ -65,7 +68,12 @@ impl Writer {
                 .with("latest_seq", latest),
             )
         };
-        // An entry of this group's on the loan comes after any committed.
+        // An entry of this group's naming the loan comes after any committed: one that changed
+        // it, or one that only named it (a risk fund's return, a pool's transfer).
+        let staged = g.staged.txns.iter().rev().find(|t| t.loan_ids.iter().any(|l| l == loan_id));
+        if let Some(staged) = staged {
+            return Err(not_latest(staged.row.seq as u64));
+        }
         if g.changed.contains(loan_id) {
             return Err(not_latest(loan.last_seq));
         }
@@ -78,14 +86,34 @@ impl Writer {
         let Some(row) = rows.iter().find(|r| r.row().is_ok_and(|r| r.seq as u64 == reversed_seq))
         else {
             return Err(DomainError::NotFound {
-                what: "entry of the loan",
+                what: "journal entry",
                 id: format!("{reversed_seq} of loan {loan_id}"),
             }
             .into());
         };
         let (event, _) = row.event()?;
-        let Some(latest) = rows.last() else { return Err(not_latest(loan.last_seq)) };
-        let latest = (latest.row()?.seq as u64).max(loan.last_seq);
+        // Its latest entry, the reversals and the entries they reversed aside: a file keyed
+        // twice is taken back a repayment at a time, the latest first.
+        let mut standing: Vec<u64> = Vec::new();
+        for row in rows {
+            match row.event()? {
+                (JournalEvent::Loan(LoanEvent::Reversed { reversed_seq: earlier, .. }), seq) => {
+                    if *earlier == reversed_seq {
+                        return Err(DomainError::refused(
+                            Reason::NotReversible,
+                            format!(
+                                "entry {reversed_seq} of loan {loan_id} was reversed by entry {seq}"
+                            ),
+                        )
+                        .with("reversed_by", seq)
+                        .into());
+                    }
+                    standing.retain(|seq| seq != earlier);
+                }
+                (_, seq) => standing.push(seq),
+            }
+        }
+        let latest = standing.last().copied().unwrap_or(loan.last_seq);
         if latest != reversed_seq {
             return Err(not_latest(latest));
         }
@@ -121,9 +149,15 @@ impl Writer {
         // The loan without it: its events replayed, the repayment taken out.
         let mut events = loan_events(loan_id, history, None)?;
         events.retain(|&(_, seq)| seq != reversed_seq);
-        let before = replay(loan_id, events.iter().map(|(e, seq)| (e, *seq)))?
+        let mut before = replay(loan_id, events.iter().map(|(e, seq)| (e, *seq)))?
             .ok_or_else(|| AppError::Internal(format!("loan {loan_id} has no contract")))?;
-        let since = format_date(before.last_value_date);
+        // Its risk fund's mark is not of its own events: as the fund's entries, all before the
+        // repayment, left it.
+        before.servicing.compensated_on = loan.servicing.compensated_on;
+        // A period the repayment may have paid on time: due on or after the loan's last value
+        // date before it, less the grace days (a payment within them is on time).
+        let grace = chrono::Duration::days(i64::from(loan.terms.grace_days));
+        let since = format_date(before.last_value_date - grace);
         if let Some((due_date, claim_id)) = tx
             .claimed_periods(loan_id)
             .await?
