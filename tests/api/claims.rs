@@ -1438,15 +1438,11 @@ async fn a_repayment_a_claim_was_worked_out_with_is_not_reversed(backend: Backen
     let request =
         claim_request(&rid("claim"), "2021Q1", vec![line(&first, "2021-03-20", 29_410, 29_410)]);
     app.subsidy(&t.bank).submit_subsidy_claim(request).await.expect("the claim");
-    let reverse = |loan_id: &str, seq: u64| {
-        let mut loans = app.loans(&t.bank);
-        let req = pb::ReverseRepaymentRequest {
-            request_id: rid("reverse"),
-            loan_id: loan_id.into(),
-            reversed_seq: seq,
-            reason: "keyed against the wrong loan".into(),
-        };
-        async move { loans.reverse_repayment(req).await }
+    let (on, bank) = (&app, &t.bank);
+    let reverse = move |loan_id: &str, seq: u64| {
+        let (request_id, loan_id) = (rid("reverse"), loan_id.to_string());
+        let reason = "keyed against the wrong loan";
+        async move { on.reverse_as(bank, &request_id, &loan_id, seq, reason).await }
     };
     let paid = app.history(&t.auditor, &first).await.last().unwrap().seq;
     let refused = expect_refused(reverse(&first, paid).await, "NOT_REVERSIBLE");

@@ -1617,13 +1617,9 @@ async fn a_payment_after_a_claim_reversed_keeps_the_loan_claimed(backend: Backen
     let paid = app.repay(&t.bank, &second, "2021-07-01", 1_000_000).await;
     let seq = paid.loan.expect("the loan").last_seq;
     assert_eq!(app.balance(&t.finance, &cash).await - cash_before, 1_000_000);
-    let reversal = pb::ReverseRepaymentRequest {
-        request_id: rid("reverse"),
-        loan_id: second.clone(),
-        reversed_seq: seq,
-        reason: "another household's payment".into(),
-    };
-    let reversed = app.loans(&t.bank).reverse_repayment(reversal).await.expect("the reversal");
+    let reason = "another household's payment";
+    let reversed = app.reverse_as(&t.bank, &rid("reverse"), &second, seq, reason).await;
+    let reversed = reversed.expect("the reversal");
     let loan = reversed.into_inner().loan.expect("the loan");
     assert_eq!(loan.principal_outstanding_fen, 5_000_000, "{loan:?}");
     assert_eq!(app.balance(&t.finance, &cash).await, cash_before);

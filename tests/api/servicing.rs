@@ -3427,15 +3427,8 @@ async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
     };
     let t = app.seed().await;
     let id = disbursed(&app, &t, "V1", HOUSEHOLD, 5_000_000, "2021-01-25").await;
-    let reverse = |request_id: &str, reversed_seq: u64, reason: &str| {
-        let mut loans = app.loans(&t.bank);
-        let req = pb::ReverseRepaymentRequest {
-            request_id: request_id.into(),
-            loan_id: id.clone(),
-            reversed_seq,
-            reason: reason.into(),
-        };
-        async move { loans.reverse_repayment(req).await }
+    let reverse = |request_id: &'static str, seq: u64, reason: &'static str| {
+        app.reverse_as(&t.bank, request_id, &id, seq, reason)
     };
     let payout = app.history(&t.auditor, &id).await.last().unwrap().seq;
     let refused = expect_refused(reverse("rev-payout", payout, "wrong").await, "NOT_REVERSIBLE");
@@ -3557,15 +3550,9 @@ async fn a_file_keyed_twice_is_reversed_a_repayment_at_a_time(backend: Backend) 
     let second = repayment(&app, &t.bank, &id, "2021-03-20", 100_000).await.unwrap().into_inner();
     let second_seq = loan(&second).last_seq;
     assert_eq!(balances().await, [-4_829_410, 29_410, -29_410, 4_829_410]);
-    let reverse = |seq: u64| {
-        let mut loans = app.loans(&t.bank);
-        let req = pb::ReverseRepaymentRequest {
-            request_id: rid("rev"),
-            loan_id: id.clone(),
-            reversed_seq: seq,
-            reason: "the day's file keyed twice".into(),
-        };
-        async move { loans.reverse_repayment(req).await }
+    let (on, bank, loan_id) = (&app, &t.bank, &id);
+    let reverse = move |seq: u64| async move {
+        on.reverse_as(bank, &rid("rev"), loan_id, seq, "the day's file keyed twice").await
     };
     // The first is not the latest while the second stands.
     let early = expect_refused(reverse(first_seq).await, "NOT_REVERSIBLE");

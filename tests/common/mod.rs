@@ -525,6 +525,25 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// ReverseRepayment of entry `reversed_seq` of `loan_id` under `request_id`, answered as
+    /// the client sees it.
+    pub async fn reverse_as(
+        &self,
+        token: &str,
+        request_id: &str,
+        loan_id: &str,
+        reversed_seq: u64,
+        reason: &str,
+    ) -> Result<tonic::Response<pb::LoanResponse>, tonic::Status> {
+        let request = pb::ReverseRepaymentRequest {
+            request_id: request_id.into(),
+            loan_id: loan_id.into(),
+            reversed_seq,
+            reason: reason.into(),
+        };
+        self.loans(token).reverse_repayment(request).await
+    }
+
     pub async fn payoff_quote(&self, token: &str, loan_id: &str, as_of: &str) -> pb::PayoffQuote {
         self.loans(token)
             .get_payoff_quote(pb::GetPayoffQuoteRequest {
