@@ -954,7 +954,46 @@ on_both_backends!(
     fund_commands_in_one_group_see_each_other,
     a_renewal_and_other_contracts_in_one_group_count_once,
     pool_commands_in_one_group_see_each_other,
+    a_reversal_behind_its_loans_entry_in_the_group_is_refused,
 );
+
+/// A repayment of loan 1 (committed), then in one group another repayment of it and the
+/// reversal of the first: the reversal is refused (NOT_REVERSIBLE: the group's repayment is the
+/// loan's latest entry, not yet in its committed history), and the loan keeps both payments.
+async fn a_reversal_behind_its_loans_entry_in_the_group_is_refused(db: &Db) {
+    let (w, task) = disbursed_loans(db, 1).await;
+    let repay = |date: &str, amount: i64| Command::RecordRepayment {
+        loan_id: loan_id(1),
+        value_date: day(date),
+        amount_fen: Fen(amount),
+        subsidy_netted_fen: Fen::ZERO,
+    };
+    let (first, _) = loan_of(Ok(submit(&w, bank(), "r1", repay("2021-02-01", 100_000)).await));
+    let groups_before = groups_committed(db).await;
+    let reverse = Command::ReverseRepayment {
+        loan_id: loan_id(1),
+        reversed_seq: first.last_seq,
+        reason: "keyed twice".into(),
+    };
+    let calls = vec![
+        w.queue_many(&bank(), vec![("r2".into(), repay("2021-02-02", 50_000))], false).await,
+        w.queue_many(&bank(), vec![("rev".into(), reverse)], false).await,
+    ];
+    let mut results = Vec::new();
+    for call in calls {
+        results.extend(call.wait().await);
+    }
+    let answers: Vec<String> = results.iter().map(answered).collect();
+    assert_eq!(answers, ["ok", "NOT_REVERSIBLE"]);
+    assert_eq!(groups_committed(db).await, groups_before + 1, "the commands were one group");
+    let stored = db.get_loan(&loan_id(1)).await.unwrap().expect("the loan");
+    let stored = stored.row.unwrap().into_state().unwrap();
+    assert_eq!(stored.principal_outstanding_fen, Fen(PRINCIPAL_FEN - 150_000));
+    let report = verify_ledger(db, LEDGER).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    drop(w);
+    task.await.unwrap();
+}
 
 /// A pool's commands and its loans' own, in one group (queued before the writer runs): each
 /// sees what those before it wrote. Loans 1 and 2 (50,000.00 yuan, paid out on 2021-01-25);
