@@ -168,11 +168,24 @@ pub fn loan_events(
     history: LoanHistory,
     through_seq: Option<u64>,
 ) -> Result<Vec<(LoanEvent, u64)>, AppError> {
-    let mut events = Vec::new();
+    let mut entries = Vec::new();
     for row in history.rows() {
         let (event, seq) = row
             .event()
             .map_err(|e| AppError::Internal(format!("journal of loan {loan_id}: {e}")))?;
+        entries.push((event, seq));
+    }
+    Ok(loan_events_of(loan_id, entries, through_seq))
+}
+
+/// [`loan_events`] of a loan's journal entries, decoded, in journal order with their seqs.
+pub fn loan_events_of<'e>(
+    loan_id: &str,
+    entries: impl IntoIterator<Item = (&'e JournalEvent, u64)>,
+    through_seq: Option<u64>,
+) -> Vec<(LoanEvent, u64)> {
+    let mut events = Vec::new();
+    for (event, seq) in entries {
         if through_seq.is_some_and(|through| seq > through) {
             break;
         }
@@ -185,7 +198,7 @@ pub fn loan_events(
         }
     }
     remove_reversed(&mut events);
-    Ok(events)
+    events
 }
 
 /// Adds a page's answers to the run's summary and returns how many loans failed by a fault of

@@ -336,7 +336,8 @@ pub enum LoanEvent {
 /// Takes out of a loan's events, in journal order with their seqs, each event a reversal
 /// names, leaving the reversals (which move only the loan's last seq: [`LoanState::apply`]).
 /// What remains is the loan's history as if the reversed events had never been recorded. A
-/// reversal that names no earlier event of the list is left, and its replay refused.
+/// reversal that names no earlier event of the list takes nothing out (the writer records none
+/// such; verify reports one).
 pub fn remove_reversed<E: std::borrow::Borrow<LoanEvent>>(events: &mut Vec<(E, u64)>) {
     let reversed: Vec<u64> = events
         .iter()

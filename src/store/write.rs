@@ -912,6 +912,14 @@ impl WriteTx {
         json.map(|json| pool_from_json(pool_id, &json)).transpose()
     }
 
+    /// The seq of a pool's last entry (`None`: no such pool).
+    pub async fn pool_last_seq(&mut self, pool_id: &str) -> Result<Option<u64>, StoreError> {
+        let sql = "select last_seq from pool where pool_id = $1";
+        let seq: Option<i64> =
+            on_tx!(self, c => sqlx::query_scalar(sql).bind(pool_id).fetch_optional(c).await?);
+        Ok(seq.map(|seq| u64::try_from(seq).unwrap_or(0)))
+    }
+
     /// The pools these loans are members of, as (loan id, pool id): those in none left out.
     pub async fn pools_of_loans(
         &mut self,

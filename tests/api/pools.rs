@@ -17,6 +17,7 @@ on_both_backends!(
     principal_the_household_repaid_is_not_handed_over,
     a_late_return_is_counted_at_its_own_point,
     a_written_off_members_money_stays_owed_at_the_settlement,
+    a_members_repayment_is_not_reversed_behind_its_pools_entry,
 );
 
 const POOL: &str = "B1-P001";
@@ -783,5 +784,36 @@ async fn a_written_off_members_money_stays_owed_at_the_settlement(backend: Backe
     assert_eq!(r.members[0].held_fen, 0);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A member's own repayment (1,000.00 yuan on 2021-02-10) followed by an entry of its pool
+/// that names only the other member (a participation on 02-11): the repayment is no longer
+/// reversed (NOT_REVERSIBLE, naming the pool and its entry), since the pool's entries are
+/// worked out over all its members (a collective repayment is split by what each owes). Before
+/// that entry it was; verify holds.
+async fn a_members_repayment_is_not_reversed_behind_its_pools_entry(backend: Backend) {
+    let Some((app, t, first, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    let agreed = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &second]);
+    app.pools(&t.bank).create_pool(agreed).await.expect("CreatePool");
+    let paid = app.repay(&t.bank, &first, "2021-02-10", 100_000).await;
+    let seq = paid.loan.expect("the loan").last_seq;
+    let part = app.pools(&t.bank).record_participation(took_part(&second, "2021-02-11")).await;
+    part.expect("a participation");
+    let pool_seq = app.journal(&t.auditor, LEDGER).await.last().expect("an entry").seq;
+    let refused = app.reverse_as(&t.bank, &rid("rev"), &first, seq, "keyed twice").await;
+    let refused = expect_refused(refused, "NOT_REVERSIBLE");
+    assert_eq!(metadata(&refused, "pool_id").as_deref(), Some(POOL), "{refused:?}");
+    assert_eq!(metadata(&refused, "latest_seq"), Some(pool_seq.to_string()), "{refused:?}");
+    // A repayment after the pool's entry is reversed.
+    let again = app.repay(&t.bank, &first, "2021-02-12", 100_000).await;
+    let seq = again.loan.expect("the loan").last_seq;
+    let reversed = app.reverse_as(&t.bank, &rid("rev"), &first, seq, "keyed twice").await;
+    let loan = reversed.expect("the reversal").into_inner().loan.expect("the loan");
+    assert_eq!(loan.principal_outstanding_fen, 4_900_000, "{loan:?}");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok && v.problems.is_empty(), "{v:?}");
     app.finish().await;
 }

@@ -283,6 +283,22 @@ impl Replay {
         if state.status == LoanStatus::Settled {
             return problem(format!("it paid loan {loan_id} off"));
         }
+        if let Some(pool_id) = self.pool_of_loan.get(loan_id.as_str())
+            && let Some((_, last)) = self.pools.get(pool_id)
+            && *last > *reversed_seq
+        {
+            return problem(format!("entry {last} of loan {loan_id}'s pool {pool_id} is after it"));
+        }
+        // As the writer refuses it: a period a claim holds that the repayment may have paid on
+        // time (due on or after the loan's last value date before it, less its grace days).
+        let grace = chrono::Duration::days(i64::from(before.terms.grace_days));
+        let since = before.last_value_date - grace;
+        if let Some(((_, due), claim)) =
+            self.held_periods.iter().find(|((id, due), _)| id == loan_id && *due >= since)
+        {
+            let due = format_date(*due);
+            return problem(format!("claim {claim} holds loan {loan_id}'s period due {due}"));
+        }
         let postings = reversal_postings(&reversed, &before.terms.bank_id);
         *state = before;
         if let Err(e) = state.apply(event, seq) {
@@ -942,6 +958,60 @@ mod tests {
         for t in chunk.iter() {
             replay.apply(t);
         }
+    }
+
+    /// A repayment (seq 3) and its reversal (seq 4, the sample reversal), their postings as
+    /// stored, the reversal's the repayment's negated.
+    fn repaid_and_reversed() -> Vec<(u64, &'static str, &'static str, Vec<Posting>)> {
+        let repaid = stored(2, 3);
+        let negated = repaid
+            .3
+            .iter()
+            .map(|p| Posting { account: p.account.clone(), amount: Fen(-p.amount.0) });
+        let (kind, json) = LOAN_EVENTS[10];
+        vec![stored(0, 1), stored(1, 2), repaid.clone(), (4, kind, json, negated.collect())]
+    }
+
+    /// A reversal the journal's index lists, of the loan's latest entry, a repayment, with its
+    /// postings negated: the loan is as its payout left it, its last seq the reversal's. Not
+    /// listed by the index, or of a period a claim holds, or of a payout, it is reported.
+    #[test]
+    fn a_reversal_restores_the_loan_and_is_checked() {
+        let mut replay = Replay::default();
+        replay.expect_reversals(vec![(4, 3)]);
+        apply(&mut replay, &repaid_and_reversed()[..2]);
+        let paid_out = replay.loans["BB-0000000"].clone();
+        apply(&mut replay, &repaid_and_reversed()[2..]);
+        assert!(texts(&replay).is_empty(), "{:?}", texts(&replay));
+        let mut expected = paid_out;
+        expected.last_seq = 4;
+        assert_eq!(replay.loans["BB-0000000"], expected);
+
+        let mut unlisted = Replay::default();
+        apply(&mut unlisted, &repaid_and_reversed());
+        let problems = texts(&unlisted);
+        assert!(problems[0].contains("index of reversals does not list it"), "{problems:?}");
+
+        let mut claimed = Replay::default();
+        claimed.expect_reversals(vec![(4, 3)]);
+        let due = parse_date("2021-03-20").unwrap();
+        claimed.held_periods.insert(("BB-0000000".into(), due), "BB-2021Q1".into());
+        apply(&mut claimed, &repaid_and_reversed());
+        let problems = texts(&claimed);
+        assert!(problems[0].contains("claim BB-2021Q1 holds"), "{problems:?}");
+
+        // The payout (seq 2) named instead, the reversal right after it.
+        let mut payout = Replay::default();
+        payout.expect_reversals(vec![(3, 2)]);
+        let json = LOAN_EVENTS[10].1.replace(r#""reversed_seq":3"#, r#""reversed_seq":2"#);
+        let json: &'static str = Box::leak(json.into_boxed_str());
+        let mut txns = repaid_and_reversed();
+        txns.remove(2);
+        txns[2].0 = 3;
+        txns[2].2 = json;
+        apply(&mut payout, &txns);
+        let problems = texts(&payout);
+        assert!(problems.iter().any(|p| p.contains("only a repayment")), "{problems:?}");
     }
 
     /// A chunk gives back the texts pushed into it, and is empty once cleared.

@@ -18,9 +18,12 @@
 //! - **Refused** (`FAILED_PRECONDITION`, `NOT_REVERSIBLE`):
 //!   - an entry that is not the loan's latest standing (`metadata.latest_seq`; the reversals and
 //!     the entries they reversed aside, so that a file keyed twice is taken back a repayment at
-//!     a time, the latest first): what came after it was worked out from the loan as the
-//!     repayment left it (a settlement's interest, a claim's days overdue, a pool's
-//!     allocation), and would be wrong without it; one already reversed
+//!     a time, the latest first), in its committed history and among the entries of the
+//!     writer's group staged before it: what came after it was worked out from the loan as the
+//!     repayment left it (a settlement's interest, a claim's days overdue), and would be wrong
+//!     without it; also one before any entry of the loan's pool (`metadata.pool_id`): a
+//!     collective repayment is split over every member by what each owes, also where a
+//!     member's part comes to nothing and the entry does not name it; one already reversed
 //!     (`metadata.reversed_by`);
 //!   - an entry that is not a repayment of the loan itself (`metadata.reversed_kind`; a pool's
 //!     collective repayment is the pool's);
@@ -37,7 +40,7 @@ use super::{Effect, Group, Planned, Writer, plan::check_bank};
 use crate::app::auth::Principal;
 use crate::app::command::SettledTotals;
 use crate::app::error::AppError;
-use crate::app::servicing::{loan_events, replay};
+use crate::app::servicing::{loan_events_of, replay};
 use crate::domain::date::format_date;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
@@ -68,36 +71,35 @@ impl Writer {
                 .with("latest_seq", latest),
             )
         };
-        // An entry of this group's naming the loan comes after any committed: one that changed
-        // it, or one that only named it (a risk fund's return, a pool's transfer).
-        let staged = g.staged.txns.iter().rev().find(|t| t.loan_ids.iter().any(|l| l == loan_id));
-        if let Some(staged) = staged {
-            return Err(not_latest(staged.row.seq as u64));
-        }
-        if g.changed.contains(loan_id) {
-            return Err(not_latest(loan.last_seq));
-        }
         let loan = loan.into_owned();
-        // Its history as committed: the entries of its risk fund and pool that name it too.
+        // Its history: as committed (the entries of its risk fund and pool that name it too),
+        // then the entries of this group that name it, staged and not yet committed.
         let history = self.db.loan_history(loan_id).await?.ok_or_else(|| {
             AppError::Internal(format!("loan {loan_id} has a state and no journal entry"))
         })?;
-        let rows = history.rows();
-        let Some(row) = rows.iter().find(|r| r.row().is_ok_and(|r| r.seq as u64 == reversed_seq))
-        else {
+        let mut entries: Vec<(JournalEvent, u64)> = Vec::new();
+        for row in history.rows() {
+            let (event, seq) = row.event()?;
+            entries.push((event.clone(), seq));
+        }
+        for staged in g.staged.txns.iter().filter(|t| t.loan_ids.iter().any(|l| l == loan_id)) {
+            let event = JournalEvent::from_parts(&staged.row.kind, &staged.row.command_json)
+                .map_err(|e| AppError::Internal(format!("a staged entry: {e}")))?;
+            entries.push((event, u64::try_from(staged.row.seq).unwrap_or(0)));
+        }
+        let Some((event, _)) = entries.iter().find(|(_, seq)| *seq == reversed_seq) else {
             return Err(DomainError::NotFound {
                 what: "journal entry",
                 id: format!("{reversed_seq} of loan {loan_id}"),
             }
             .into());
         };
-        let (event, _) = row.event()?;
         // Its latest entry, the reversals and the entries they reversed aside: a file keyed
         // twice is taken back a repayment at a time, the latest first.
         let mut standing: Vec<u64> = Vec::new();
-        for row in rows {
-            match row.event()? {
-                (JournalEvent::Loan(LoanEvent::Reversed { reversed_seq: earlier, .. }), seq) => {
+        for (entry, seq) in &entries {
+            match entry {
+                JournalEvent::Loan(LoanEvent::Reversed { reversed_seq: earlier, .. }) => {
                     if *earlier == reversed_seq {
                         return Err(DomainError::refused(
                             Reason::NotReversible,
@@ -110,12 +112,31 @@ impl Writer {
                     }
                     standing.retain(|seq| seq != earlier);
                 }
-                (_, seq) => standing.push(seq),
+                _ => standing.push(*seq),
             }
         }
         let latest = standing.last().copied().unwrap_or(loan.last_seq);
         if latest != reversed_seq {
             return Err(not_latest(latest));
+        }
+        // Nor after a collective repayment of its pool: one is split over every member by
+        // what each owed, also where a member's part came to nothing (its entry then does not
+        // name the member).
+        if let Some((_, pool_id)) = tx.pools_of_loans(&[loan_id]).await?.into_iter().next()
+            && let Some(pool_seq) = tx.pool_last_seq(&pool_id).await?
+            && pool_seq > reversed_seq
+        {
+            return Err(DomainError::refused(
+                Reason::NotReversible,
+                format!(
+                    "entry {reversed_seq} of loan {loan_id} came before entry {pool_seq} of its \
+                     pool {pool_id}, worked out with it: only the latest entry of a loan is \
+                     reversed"
+                ),
+            )
+            .with("latest_seq", pool_seq)
+            .with("pool_id", pool_id)
+            .into());
         }
         let reversed = match event {
             JournalEvent::Loan(e) => e.clone(),
@@ -147,7 +168,7 @@ impl Writer {
             .into());
         }
         // The loan without it: its events replayed, the repayment taken out.
-        let mut events = loan_events(loan_id, history, None)?;
+        let mut events = loan_events_of(loan_id, entries.iter().map(|(e, seq)| (e, *seq)), None);
         events.retain(|&(_, seq)| seq != reversed_seq);
         let mut before = replay(loan_id, events.iter().map(|(e, seq)| (e, *seq)))?
             .ok_or_else(|| AppError::Internal(format!("loan {loan_id} has no contract")))?;

@@ -954,13 +954,14 @@ on_both_backends!(
     fund_commands_in_one_group_see_each_other,
     a_renewal_and_other_contracts_in_one_group_count_once,
     pool_commands_in_one_group_see_each_other,
-    a_reversal_behind_its_loans_entry_in_the_group_is_refused,
+    reversals_in_one_group_see_its_entries,
 );
 
 /// A repayment of loan 1 (committed), then in one group another repayment of it and the
 /// reversal of the first: the reversal is refused (NOT_REVERSIBLE: the group's repayment is the
 /// loan's latest entry, not yet in its committed history), and the loan keeps both payments.
-async fn a_reversal_behind_its_loans_entry_in_the_group_is_refused(db: &Db) {
+/// Then both reversed in one group, the latest first: each sees the group's entries before it.
+async fn reversals_in_one_group_see_its_entries(db: &Db) {
     let (w, task) = disbursed_loans(db, 1).await;
     let repay = |date: &str, amount: i64| Command::RecordRepayment {
         loan_id: loan_id(1),
@@ -989,6 +990,28 @@ async fn a_reversal_behind_its_loans_entry_in_the_group_is_refused(db: &Db) {
     let stored = db.get_loan(&loan_id(1)).await.unwrap().expect("the loan");
     let stored = stored.row.unwrap().into_state().unwrap();
     assert_eq!(stored.principal_outstanding_fen, Fen(PRINCIPAL_FEN - 150_000));
+    // Both reversed in one group, the latest first: the second sees the first's reversal,
+    // staged, and the loan comes back to what its payout left.
+    let Ok(Outcome::Loan { loan: second, .. }) = &results[0] else { panic!("{results:?}") };
+    let reverse = |id: &str, seq: u64| {
+        let reason = "keyed twice".to_string();
+        let command = Command::ReverseRepayment { loan_id: loan_id(1), reversed_seq: seq, reason };
+        vec![(id.to_string(), command)]
+    };
+    let calls = vec![
+        w.queue_many(&bank(), reverse("rev2", second.last_seq), false).await,
+        w.queue_many(&bank(), reverse("rev1", first.last_seq), false).await,
+    ];
+    let mut results = Vec::new();
+    for call in calls {
+        results.extend(call.wait().await);
+    }
+    let answers: Vec<String> = results.iter().map(answered).collect();
+    assert_eq!(answers, ["ok", "ok"]);
+    assert_eq!(groups_committed(db).await, groups_before + 2, "the reversals were one group");
+    let stored = db.get_loan(&loan_id(1)).await.unwrap().expect("the loan");
+    let stored = stored.row.unwrap().into_state().unwrap();
+    assert_eq!(stored.principal_outstanding_fen, Fen(PRINCIPAL_FEN));
     let report = verify_ledger(db, LEDGER).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);
     drop(w);
