@@ -3443,7 +3443,8 @@ async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
     assert_eq!(wrong_entry.kind, "loan.repaid");
     assert_eq!(app.balance(&t.auditor, "bank/B1/cash").await, -4_000_000);
     // An entry of the ledger that is not the loan's (the bank's registration) is no entry of it.
-    expect_code(reverse("rev-other", 2, "keyed twice").await, Code::NotFound);
+    let other = expect_code(reverse("rev-other", 2, "keyed twice").await, Code::NotFound);
+    assert!(other.message().contains("journal entry 2 of loan B1-V1"), "{other:?}");
     let journal = app.journal(&t.auditor, LEDGER).await.len();
 
     let answer = reverse("rev-1", wrong_entry.seq, "keyed 1,000,000 for 100,000").await.unwrap();
@@ -3464,10 +3465,33 @@ async fn a_repayment_recorded_in_error_is_reversed(backend: Backend) {
     );
     assert_eq!(app.balance(&t.auditor, "bank/B1/cash").await, -5_000_000);
     assert_eq!(app.balance(&t.auditor, "loan/B1-V1/principal").await, 5_000_000);
-    // Sent again (its answer lost), it is answered as the first time and posts nothing.
+    // Sent again (its answer lost), it is answered as the first time and posts nothing; the
+    // same request id with another reason is another request.
     let again = reverse("rev-1", wrong_entry.seq, "keyed 1,000,000 for 100,000").await.unwrap();
     assert_eq!(loan(again.get_ref()), &reversed);
+    expect_code(reverse("rev-1", wrong_entry.seq, "another reason").await, Code::AlreadyExists);
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal + 1, "posted once");
+    // Through the wrong payment's seq, the loan is as the journal then had it.
+    let then = app
+        .loans(&t.bank)
+        .get_loan(pb::GetLoanRequest {
+            loan_id: id.clone(),
+            as_of: String::new(),
+            through_seq: wrong_entry.seq,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(then.principal_outstanding_fen, 4_000_000, "{then:?}");
+    // Only the loan's bank reverses its repayments: another bank does not see the loan, the
+    // finance office and the auditor may not.
+    let (b2, _) = bank_b2_loan(&app, &t, "H-V2", 1_000_000).await;
+    let other = app.reverse_as(&b2, &rid("rev"), &id, wrong_entry.seq, "x").await;
+    expect_code(other, Code::NotFound);
+    for token in [&t.finance, &t.auditor] {
+        let denied = app.reverse_as(token, &rid("rev"), &id, wrong_entry.seq, "x").await;
+        expect_code(denied, Code::PermissionDenied);
+    }
     // Reversed once, it is not reversed again.
     let twice = expect_refused(
         reverse("rev-2", wrong_entry.seq, "keyed 1,000,000 for 100,000").await,
