@@ -74,11 +74,10 @@ impl Writer {
         let loan = loan.into_owned();
         // Its history: as committed (the entries of its risk fund and pool that name it too),
         // then the entries of this group that name it, staged and not yet committed.
-        let history = self.db.loan_history(loan_id).await?.ok_or_else(|| {
-            AppError::Internal(format!("loan {loan_id} has a state and no journal entry"))
-        })?;
+        // (None committed of a loan this group contracted.)
+        let history = self.db.loan_history(loan_id).await?;
         let mut entries: Vec<(JournalEvent, u64)> = Vec::new();
-        for row in history.rows() {
+        for row in history.iter().flat_map(|h| h.rows()) {
             let (event, seq) = row.event()?;
             entries.push((event.clone(), seq));
         }

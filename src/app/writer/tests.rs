@@ -1009,6 +1009,31 @@ async fn reversals_in_one_group_see_its_entries(db: &Db) {
     let answers: Vec<String> = results.iter().map(answered).collect();
     assert_eq!(answers, ["ok", "ok"]);
     assert_eq!(groups_committed(db).await, groups_before + 2, "the reversals were one group");
+    // A loan contracted in the group has no entry committed: a seq named is none of its.
+    all_ok(w.submit_many(&finance(), vec![register(2)]).await);
+    let groups_before = groups_committed(db).await;
+    let calls = vec![
+        w.queue_many(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
+        w.queue_many(
+            &bank(),
+            {
+                let reason = "x".to_string();
+                let command =
+                    Command::ReverseRepayment { loan_id: loan_id(2), reversed_seq: 1, reason };
+                vec![("rev-new".to_string(), command)]
+            },
+            false,
+        )
+        .await,
+    ];
+    let mut results = Vec::new();
+    for call in calls {
+        results.extend(call.wait().await);
+    }
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(groups_committed(db).await, groups_before + 1, "the two were one group");
+    let refused = results[1].as_ref().expect_err("refused");
+    assert!(refused.to_string().contains("journal entry 1 of loan"), "{refused}");
     let stored = db.get_loan(&loan_id(1)).await.unwrap().expect("the loan");
     let stored = stored.row.unwrap().into_state().unwrap();
     assert_eq!(stored.principal_outstanding_fen, Fen(PRINCIPAL_FEN));
