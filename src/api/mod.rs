@@ -109,6 +109,27 @@ fn page_size_or_default(asked: u32) -> u32 {
     }
 }
 
+/// A page of `items`, a short listing read whole in the order of their `key`s (which sort as
+/// text): those after the key the page token names, at most `page_size` (0: [`PAGE_MAX`]), and
+/// the next page's token, bound to the listing `query` (as the stored listings' tokens).
+fn page_in_memory<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    (page_size, page_token): (u32, &str),
+    query: &str,
+) -> Result<(Vec<T>, String), tonic::Status> {
+    let after = after_page_token(page_token, query)?;
+    let page_size = if page_size == 0 { PAGE_MAX } else { page_size.min(PAGE_MAX) } as usize;
+    let page: Vec<T> = items
+        .into_iter()
+        .filter(|t| after.is_empty() || *key(t) > *after)
+        .take(page_size)
+        .collect();
+    let last = (page.len() == page_size).then(|| page.last()).flatten().map(&key);
+    let next = crate::app::listing::page_token_after(last.as_deref(), query);
+    Ok((page, next))
+}
+
 /// The id a page token of the listing `query` resumes after ("" for the first page), or
 /// `INVALID_ARGUMENT` naming `page_token`.
 fn after_page_token<'t>(page_token: &'t str, query: &str) -> Result<&'t str, tonic::Status> {

@@ -12,6 +12,7 @@ use crate::app::backup;
 use crate::app::command::{Command, Outcome};
 use crate::app::error::AppError;
 use crate::app::{households, listing};
+use crate::domain::date::format_date;
 use crate::domain::event::HouseholdRecord;
 use crate::domain::household::StatusEntry;
 use crate::domain::lpr::{LPR_LEDGER, LprEntry};
@@ -360,13 +361,20 @@ impl RegistryService for Api {
         &self,
         request: Request<pb::ListPoliciesRequest>,
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
-        let _actor = self.principal(&request).await?;
-        let pb::ListPoliciesRequest { ledger_id, through_seq } = request.into_inner();
+        let actor = self.principal(&request).await?;
+        let pb::ListPoliciesRequest { ledger_id, through_seq, page_size, page_token } =
+            request.into_inner();
         let ledger_id = parse::id("ledger_id", &ledger_id)?;
         let through_seq = parse::through_seq("through_seq", through_seq)?;
         let by_date = self.policies_by_date(&ledger_id, through_seq).await?;
+        // One version a date: its date is its key.
+        let query = list_query(&actor, &format!("policies\n{ledger_id}\n{through_seq:?}"));
+        let date = |(v, _): &(PolicyVersion, u64)| format_date(v.effective_date);
+        let (page, next_page_token) =
+            super::page_in_memory(by_date, date, (page_size, &page_token), &query)?;
         Ok(Response::new(pb::ListPoliciesResponse {
-            versions: by_date.iter().map(|(v, seq)| policy_to_pb(&ledger_id, v, *seq)).collect(),
+            versions: page.iter().map(|(v, seq)| policy_to_pb(&ledger_id, v, *seq)).collect(),
+            next_page_token,
         }))
     }
 
@@ -580,18 +588,24 @@ impl RegistryService for Api {
         &self,
         request: Request<pb::ListLprRequest>,
     ) -> Result<Response<pb::ListLprResponse>, Status> {
-        let _actor = self.principal(&request).await?;
-        let pb::ListLprRequest {} = request.into_inner();
+        let actor = self.principal(&request).await?;
+        let pb::ListLprRequest { page_size, page_token } = request.into_inner();
         let entries = self.db.list_lpr().await.map_err(|e| status(e.into()))?;
+        // By date, then tenor: one entry a date and tenor.
+        let key = |e: &LprEntry| format!("{}.{}", format_date(e.effective_from), e.bucket.as_str());
+        let query = list_query(&actor, "lpr");
+        let (page, next_page_token) =
+            super::page_in_memory(entries, key, (page_size, &page_token), &query)?;
         Ok(Response::new(pb::ListLprResponse {
-            entries: entries
+            entries: page
                 .into_iter()
                 .map(|e| pb::LprEntry {
-                    effective_date: crate::domain::date::format_date(e.effective_from),
+                    effective_date: format_date(e.effective_from),
                     tenor: tenor_to_pb(e.bucket) as i32,
                     rate: e.rate.to_string(),
                 })
                 .collect(),
+            next_page_token,
         }))
     }
 }

@@ -859,6 +859,10 @@ impl Writer {
         let Some(loan_id) = env.command.loan_id() else {
             return false;
         };
+        // A reversal reads the loan's history, which the group in flight may still add to.
+        if matches!(env.command, Command::ReverseRepayment { .. }) {
+            return false;
+        }
         if f.keys.contains(env.key()) {
             return false;
         }

@@ -795,6 +795,21 @@ impl WriteTx {
         Ok(found.is_some())
     }
 
+    /// The journal entries of a loan's history in its ledger, in seq order, as (seq, kind,
+    /// command), read in the writer's transaction (the readers' pool may be busy: a read there
+    /// that fails would fail the writer's group).
+    pub async fn loan_entries(
+        &mut self,
+        loan_id: &str,
+        ledger_id: &str,
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let sql = "select j.seq, j.kind, j.command_json \
+                   from journal_loan l cross join journal_txn j \
+                   where l.loan_id = $1 and l.ledger_id = $2 \
+                   and j.ledger_id = l.ledger_id and j.seq = l.seq order by l.seq";
+        Ok(on_tx!(self, c => sqlx::query_as(sql).bind(loan_id).bind(ledger_id).fetch_all(c).await?))
+    }
+
     /// The claims holding a loan's claimed periods, by due date (`YYYY-MM-DD`).
     pub async fn claimed_periods(
         &mut self,

@@ -2304,6 +2304,7 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
 /// SetLpr and ListLpr: the operator adds an LPR entry, listed with the seeded ones and used as
 /// the rate cap of contracts from its date; a retry (the rate written otherwise too) is the
 /// same request; an entry that exists is ALREADY_EXISTS; only an operator sets the table.
+/// ListLpr and ListPolicies page, their tokens bound to the listing and the caller.
 async fn lpr_table(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -2333,10 +2334,69 @@ async fn lpr_table(backend: Backend) {
     let exists = expect_code(registry.set_lpr(req(&rid("l"), "0.028")).await, Code::AlreadyExists);
     let reason = exists.get_details_error_info().map(|i| i.reason);
     assert_eq!(reason.as_deref(), Some("LPR_ENTRY_EXISTS"), "{exists:?}");
-    let listed =
-        app.registry(&t.bank).list_lpr(pb::ListLprRequest {}).await.expect("ListLpr").into_inner();
+    let listed = app
+        .registry(&t.bank)
+        .list_lpr(pb::ListLprRequest::default())
+        .await
+        .expect("ListLpr")
+        .into_inner();
     assert_eq!(listed.entries.last(), Some(&entry("0.029")), "{listed:?}");
     assert!(listed.entries.len() > 1, "the seeded entries are listed too");
+    assert_eq!(listed.next_page_token, "", "one page by default");
+    // Paged (since 2026-12-07), three at a time: the same entries, each once, in order; the
+    // last full page's token reads an empty page.
+    let mut paged = Vec::new();
+    let mut page_token = String::new();
+    let mut pages = 0;
+    loop {
+        let ask = pb::ListLprRequest { page_size: 3, page_token: page_token.clone() };
+        let page = app.registry(&t.bank).list_lpr(ask).await.expect("a page").into_inner();
+        assert!(page.entries.len() <= 3);
+        paged.extend(page.entries);
+        pages += 1;
+        assert!(pages <= listed.entries.len() + 1, "the pages end");
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(paged, listed.entries);
+    assert_eq!(pages, listed.entries.len() / 3 + 1);
+    // A token of another listing, or of another caller, is refused naming it.
+    let first = pb::ListLprRequest { page_size: 1, page_token: String::new() };
+    let token = app.registry(&t.bank).list_lpr(first).await.unwrap().into_inner().next_page_token;
+    let by_other = pb::ListLprRequest { page_size: 1, page_token: token.clone() };
+    expect_invalid(app.registry(&t.finance).list_lpr(by_other).await, "page_token");
+    let policies = pb::ListPoliciesRequest {
+        ledger_id: LEDGER.into(),
+        page_token: token,
+        ..Default::default()
+    };
+    expect_invalid(app.registry(&t.bank).list_policies(policies).await, "page_token");
+    let forged = pb::ListLprRequest { page_size: 1, page_token: "after:x".into() };
+    expect_invalid(app.registry(&t.bank).list_lpr(forged).await, "page_token");
+    // A ledger's policy versions a page of one at a time: as in one page.
+    let all = pb::ListPoliciesRequest { ledger_id: LEDGER.into(), ..Default::default() };
+    let all = app.registry(&t.bank).list_policies(all).await.unwrap().into_inner();
+    assert!(all.versions.len() > 1 && all.next_page_token.is_empty(), "{all:?}");
+    let mut versions = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let ask = pb::ListPoliciesRequest {
+            ledger_id: LEDGER.into(),
+            page_size: 1,
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let page = app.registry(&t.bank).list_policies(ask).await.unwrap().into_inner();
+        versions.extend(page.versions);
+        assert!(versions.len() <= all.versions.len(), "the pages end");
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(versions, all.versions);
 
     // A one-year contract from 2026-11-25 may charge at most 2.9%.
     let mut contract = standard_loan_on("L29", HOUSEHOLD, "2026-11-25");

@@ -3174,11 +3174,11 @@ async fn policy_versions(backend: Backend) {
     let earlier = registry.get_policy(get("2021-06-01")).await.expect("GetPolicy").into_inner();
     assert_eq!(earlier.params.expect("parameters").grace_days, 0, "the default before 2022");
     let listed = registry
-        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq: 0 })
+        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into(), ..Default::default() })
         .await
         .expect("ListPolicies")
         .into_inner();
-    let unknown = pb::ListPoliciesRequest { ledger_id: "NO-SUCH".into(), through_seq: 0 };
+    let unknown = pb::ListPoliciesRequest { ledger_id: "NO-SUCH".into(), ..Default::default() };
     let missing = expect_code(registry.list_policies(unknown).await, Code::NotFound);
     assert_eq!(missing.message(), "ledger NO-SUCH not found");
     // GetPolicy answers a ledger that does not exist as ListPolicies does, at any date.

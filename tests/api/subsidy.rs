@@ -37,7 +37,8 @@ fn subsidies(s: &pb::LoanSubsidy) -> Vec<i64> {
 /// `ListPolicies` through `through_seq` (0: all): each date's version with the seq that
 /// recorded it.
 async fn recorded_versions(app: &TestApp, token: &str, through_seq: u64) -> Vec<(String, u64)> {
-    let request = pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq };
+    let request =
+        pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq, ..Default::default() };
     let listed = app.registry(token).list_policies(request).await.expect("ListPolicies");
     let versions = listed.into_inner().versions;
     versions.into_iter().map(|v| (v.effective_date, v.recorded_seq)).collect()
@@ -283,7 +284,7 @@ async fn a_countys_own_version_on_the_2024_step_replaces_it(backend: Backend) {
     assert_eq!(app.policy_on(&t.auditor, "2024-01-01").await, full);
     assert_eq!(app.policy_on(&t.auditor, "2025-06-30").await, full);
     let listed = registry
-        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into(), through_seq: 0 })
+        .list_policies(pb::ListPoliciesRequest { ledger_id: LEDGER.into(), ..Default::default() })
         .await
         .expect("ListPolicies")
         .into_inner()

@@ -73,13 +73,15 @@ impl Writer {
         };
         let loan = loan.into_owned();
         // Its history: as committed (the entries of its risk fund and pool that name it too),
-        // then the entries of this group that name it, staged and not yet committed.
+        // read in the group's transaction, then the entries of this group that name it, staged
+        // and not yet committed.
         // (None committed of a loan this group contracted.)
-        let history = self.db.loan_history(loan_id).await?;
         let mut entries: Vec<(JournalEvent, u64)> = Vec::new();
-        for row in history.iter().flat_map(|h| h.rows()) {
-            let (event, seq) = row.event()?;
-            entries.push((event.clone(), seq));
+        for (seq, kind, command_json) in tx.loan_entries(loan_id, &loan.terms.ledger_id).await? {
+            let event = JournalEvent::from_parts(&kind, &command_json).map_err(|e| {
+                AppError::Internal(format!("entry {seq} of loan {loan_id}'s history: {e}"))
+            })?;
+            entries.push((event, u64::try_from(seq).unwrap_or(0)));
         }
         for staged in g.staged.txns.iter().filter(|t| t.loan_ids.iter().any(|l| l == loan_id)) {
             let event = JournalEvent::from_parts(&staged.row.kind, &staged.row.command_json)
@@ -169,8 +171,18 @@ impl Writer {
         // The loan without it: its events replayed, the repayment taken out.
         let mut events = loan_events_of(loan_id, entries.iter().map(|(e, seq)| (e, *seq)), None);
         events.retain(|&(_, seq)| seq != reversed_seq);
-        let mut before = replay(loan_id, events.iter().map(|(e, seq)| (e, *seq)))?
-            .ok_or_else(|| AppError::Internal(format!("loan {loan_id} has no contract")))?;
+        // A history that does not replay is the service's fault here, not a refusal of the
+        // request to record under its id (as a retry's answer over a broken journal).
+        let before =
+            replay(loan_id, events.iter().map(|(e, seq)| (e, *seq))).map_err(|e| match e {
+                AppError::Refused(r) => AppError::Internal(format!(
+                    "loan {loan_id}'s history does not replay: {}",
+                    r.message
+                )),
+                e => e,
+            })?;
+        let mut before =
+            before.ok_or_else(|| AppError::Internal(format!("loan {loan_id} has no contract")))?;
         // Its risk fund's mark is not of its own events: as the fund's entries, all before the
         // repayment, left it.
         before.servicing.compensated_on = loan.servicing.compensated_on;
