@@ -30,11 +30,15 @@
 //!   - a payoff (`metadata.status` `settled`): from its day the loan counted as closed for the
 //!     contracts made since (the household cap, a renewal's payout, the one-household rule);
 //!   - a repayment whose loan has a period held by a subsidy claim due on or after the loan's
-//!     last value date before the repayment (`metadata.claim_id`, `metadata.due_date`): the
-//!     claim's lines were worked out with it; the claim is rejected first.
+//!     last value date before the repayment less its grace days (`metadata.claim_id`,
+//!     `metadata.due_date`): the claim's line was worked out with it; once the line is
+//!     rejected (the period released), the repayment can be reversed.
 //!   - `NOT_FOUND` for a seq that is no entry of the loan's.
 //!
 //! A reversal is a loan command of the loan's bank, idempotent by request id like any other.
+//! It reads the loan's history in the writer's transaction, with the group's staged entries,
+//! and is never planned ahead of the group in flight (`Writer::may_speculate`). Verify checks
+//! the same rules at each reversal (`crate::app::verify::replay`).
 
 use super::{Effect, Group, Planned, Writer, plan::check_bank};
 use crate::app::auth::Principal;
