@@ -354,11 +354,23 @@ pub fn remove_reversed<E: std::borrow::Borrow<LoanEvent>>(events: &mut Vec<(E, u
     });
 }
 
-/// Whether `event`, recorded at `seq` as its loan's latest entry, may be reversed: a
-/// repayment may (a settlement, a payout or a mark is not a bank's keying error to take back
-/// here; a pool's collective repayment is its pool's).
-pub fn check_reversible(event: &LoanEvent, seq: u64) -> Result<(), DomainError> {
+/// Whether `event`, recorded at `seq` as its loan's latest entry, may be reversed, `after`
+/// the loan it left: a repayment may (a settlement, a payout or a mark is not a bank's keying
+/// error to take back here; a pool's collective repayment is its pool's), but not a payoff:
+/// from its day the loan counted as closed for the contracts made since (the household cap, a
+/// renewal's payout, the one-household rule). The writer and verify both ask it.
+pub fn check_reversible(event: &LoanEvent, seq: u64, after: &LoanState) -> Result<(), DomainError> {
     match event {
+        LoanEvent::Repaid { loan_id, .. } if after.status == LoanStatus::Settled => {
+            Err(DomainError::refused(
+                Reason::NotReversible,
+                format!(
+                    "entry {seq} paid loan {loan_id} off: contracts since may have counted the \
+                     loan closed; it is not reversed"
+                ),
+            )
+            .with("status", after.status.as_str()))
+        }
         LoanEvent::Repaid { .. } => Ok(()),
         other => Err(DomainError::refused(
             Reason::NotReversible,
@@ -474,6 +486,13 @@ impl LoanState {
     pub fn payable_until(&self) -> BusinessDate {
         let extended = self.servicing.maturity_date.unwrap_or(self.terms.maturity_date);
         self.terms.maturity_date.min(extended)
+    }
+
+    /// The first due date of a subsidy period the loan's next repayment may pay on time: its
+    /// last value date less its grace days (a period due on or after it). A reversal of that
+    /// repayment is refused while a claim holds such a period (the writer's and verify's rule).
+    pub fn periods_payable_on_time_from(&self) -> BusinessDate {
+        self.last_value_date - chrono::Duration::days(i64::from(self.terms.grace_days))
     }
 
     /// The state a `Created` event starts.

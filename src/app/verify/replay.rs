@@ -13,7 +13,7 @@ use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
-use crate::domain::loan::{LoanEvent, LoanState, LoanStatus, check_reversible};
+use crate::domain::loan::{LoanEvent, LoanState, check_reversible};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::default_versions;
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
@@ -254,7 +254,10 @@ impl Replay {
         if reversed.loan_id() != loan_id {
             return problem(format!("an event of loan {}, not {loan_id}", reversed.loan_id()));
         }
-        if let Err(e) = check_reversible(&reversed, *reversed_seq) {
+        let Some(after) = self.loans.get(loan_id.as_str()) else {
+            return problem(format!("loan {loan_id} is unknown"));
+        };
+        if let Err(e) = check_reversible(&reversed, *reversed_seq, after) {
             return problem(e.to_string());
         }
         if reversed.value_date() != *value_date {
@@ -264,9 +267,6 @@ impl Replay {
                 format_date(reversed.value_date())
             ));
         }
-        let Some(state) = self.loans.get_mut(loan_id.as_str()) else {
-            return problem(format!("loan {loan_id} is unknown"));
-        };
         // Its latest entry standing, as the writer finds it: of every entry naming the loan
         // (its links, this reversal's last), the reversals and what they reversed aside.
         let links = self.links.get(loan_id.as_str()).map_or(&[][..], Vec::as_slice);
@@ -280,9 +280,6 @@ impl Replay {
         if latest != *reversed_seq {
             return problem(format!("loan {loan_id}'s latest entry is {latest}, after it"));
         }
-        if state.status == LoanStatus::Settled {
-            return problem(format!("it paid loan {loan_id} off"));
-        }
         if let Some(pool_id) = self.pool_of_loan.get(loan_id.as_str())
             && let Some((_, last)) = self.pools.get(pool_id)
             && *last > *reversed_seq
@@ -290,9 +287,8 @@ impl Replay {
             return problem(format!("entry {last} of loan {loan_id}'s pool {pool_id} is after it"));
         }
         // As the writer refuses it: a period a claim holds that the repayment may have paid on
-        // time (due on or after the loan's last value date before it, less its grace days).
-        let grace = chrono::Duration::days(i64::from(before.terms.grace_days));
-        let since = before.last_value_date - grace;
+        // time.
+        let since = before.periods_payable_on_time_from();
         if let Some(((_, due), claim)) =
             self.held_periods.iter().find(|((id, due), _)| id == loan_id && *due >= since)
         {
@@ -300,9 +296,12 @@ impl Replay {
             return problem(format!("claim {claim} holds loan {loan_id}'s period due {due}"));
         }
         let postings = reversal_postings(&reversed, &before.terms.bank_id);
-        *state = before;
-        if let Err(e) = state.apply(event, seq) {
-            return problem(e.to_string());
+        // (Known: `after` above is its current state.)
+        if let Some(state) = self.loans.get_mut(loan_id.as_str()) {
+            *state = before;
+            if let Err(e) = state.apply(event, seq) {
+                return problem(e.to_string());
+            }
         }
         Some(postings)
     }

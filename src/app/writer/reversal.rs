@@ -48,7 +48,7 @@ use crate::app::servicing::{loan_events_of, replay};
 use crate::domain::date::format_date;
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
-use crate::domain::loan::{LoanEvent, LoanStatus, check_reversible};
+use crate::domain::loan::{LoanEvent, check_reversible};
 use crate::ledger::loan_postings::reversal_postings;
 use crate::store::write::WriteTx;
 
@@ -158,20 +158,7 @@ impl Writer {
                 .into());
             }
         };
-        check_reversible(&reversed, reversed_seq)?;
-        // A payoff is not reversed: from its day on the loan counted as closed for the
-        // contracts made since (the household cap, a renewal's payout, the one-household rule).
-        if loan.status == LoanStatus::Settled {
-            return Err(DomainError::refused(
-                Reason::NotReversible,
-                format!(
-                    "entry {reversed_seq} paid loan {loan_id} off: contracts since may have \
-                     counted the loan closed; it is not reversed"
-                ),
-            )
-            .with("status", loan.status.as_str())
-            .into());
-        }
+        check_reversible(&reversed, reversed_seq, &loan)?;
         // The loan without it: its events replayed, the repayment taken out.
         let mut events = loan_events_of(loan_id, entries.iter().map(|(e, seq)| (e, *seq)), None);
         events.retain(|&(_, seq)| seq != reversed_seq);
@@ -190,10 +177,8 @@ impl Writer {
         // Its risk fund's mark is not of its own events: as the fund's entries, all before the
         // repayment, left it.
         before.servicing.compensated_on = loan.servicing.compensated_on;
-        // A period the repayment may have paid on time: due on or after the loan's last value
-        // date before it, less the grace days (a payment within them is on time).
-        let grace = chrono::Duration::days(i64::from(loan.terms.grace_days));
-        let since = format_date(before.last_value_date - grace);
+        // A period the repayment may have paid on time.
+        let since = format_date(before.periods_payable_on_time_from());
         if let Some((due_date, claim_id)) = tx
             .claimed_periods(loan_id)
             .await?

@@ -68,6 +68,16 @@ async fn submit(w: &WriterHandle, actor: Principal, request_id: &str, command: C
     }
 }
 
+/// The answers of calls queued together (one group when queued before the writer runs), in
+/// order.
+async fn answers_of(calls: Vec<super::Pending>) -> Vec<Result<Outcome, AppError>> {
+    let mut results = Vec::new();
+    for call in calls {
+        results.extend(call.wait().await);
+    }
+    results
+}
+
 fn all_ok(results: Vec<Result<Outcome, AppError>>) {
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
         panic!("{e}");
@@ -332,10 +342,7 @@ async fn a_group_reads_its_own_registry_writes(db: &Db) {
         w.queue_many(&bank(), vec![contract(3, 2_000_000, "0.0385")], false).await,
         w.queue_many(&bank(), vec![contract(4, 2_000_000, "0.0300")], false).await,
     ];
-    let mut results = Vec::new();
-    for call in calls {
-        results.extend(call.wait().await);
-    }
+    let results = answers_of(calls).await;
     let texts: Vec<String> = results
         .iter()
         .map(|r| match r {
@@ -980,10 +987,7 @@ async fn reversals_in_one_group_see_its_entries(db: &Db) {
         w.queue_many(&bank(), vec![("r2".into(), repay("2021-02-02", 50_000))], false).await,
         w.queue_many(&bank(), vec![("rev".into(), reverse)], false).await,
     ];
-    let mut results = Vec::new();
-    for call in calls {
-        results.extend(call.wait().await);
-    }
+    let results = answers_of(calls).await;
     let answers: Vec<String> = results.iter().map(answered).collect();
     assert_eq!(answers, ["ok", "NOT_REVERSIBLE"]);
     assert_eq!(groups_committed(db).await, groups_before + 1, "the commands were one group");
@@ -1002,10 +1006,7 @@ async fn reversals_in_one_group_see_its_entries(db: &Db) {
         w.queue_many(&bank(), reverse("rev2", second.last_seq), false).await,
         w.queue_many(&bank(), reverse("rev1", first.last_seq), false).await,
     ];
-    let mut results = Vec::new();
-    for call in calls {
-        results.extend(call.wait().await);
-    }
+    let results = answers_of(calls).await;
     let answers: Vec<String> = results.iter().map(answered).collect();
     assert_eq!(answers, ["ok", "ok"]);
     assert_eq!(groups_committed(db).await, groups_before + 2, "the reversals were one group");
@@ -1026,10 +1027,7 @@ async fn reversals_in_one_group_see_its_entries(db: &Db) {
         )
         .await,
     ];
-    let mut results = Vec::new();
-    for call in calls {
-        results.extend(call.wait().await);
-    }
+    let results = answers_of(calls).await;
     assert!(results[0].is_ok(), "{results:?}");
     assert_eq!(groups_committed(db).await, groups_before + 1, "the two were one group");
     let refused = results[1].as_ref().expect_err("refused");
@@ -1094,10 +1092,7 @@ async fn pool_commands_in_one_group_see_each_other(db: &Db) {
         w.queue_many(&bank(), pay("pay2", 2, "2021-03-19", 100), false).await,
         w.queue_many(&bank(), vec![("settle".into(), settle)], false).await,
     ];
-    let mut results = Vec::new();
-    for call in calls {
-        results.extend(call.wait().await);
-    }
+    let results = answers_of(calls).await;
     let answers: Vec<String> = results.iter().map(answered).collect();
     assert_eq!(
         answers,
@@ -1218,10 +1213,7 @@ async fn fund_commands_in_one_group_see_each_other(db: &Db) {
         w.queue_many(&finance(), pay("paid", "2021-06-25"), false).await,
         w.queue_many(&finance(), pay("paid-again", "2021-06-26"), false).await,
     ];
-    let mut results = Vec::new();
-    for call in calls {
-        results.extend(call.wait().await);
-    }
+    let results = answers_of(calls).await;
     let answers: Vec<String> = results.iter().map(answered).collect();
     assert_eq!(
         answers,
@@ -1320,10 +1312,7 @@ async fn a_renewal_and_other_contracts_in_one_group_count_once(db: &Db) {
         w.queue_many(&bank(), vec![contract(2, PRINCIPAL_FEN, "0.0385")], false).await,
         w.queue_many(&bank(), vec![contract(3, 1_000_000, "0.0385")], false).await,
     ];
-    let mut results = Vec::new();
-    for call in calls {
-        results.extend(call.wait().await);
-    }
+    let results = answers_of(calls).await;
     let answers: Vec<String> = results.iter().map(answered).collect();
     assert_eq!(answers, ["ok", "ok", "FUND_LEVERAGE_EXCEEDED"]);
     assert_eq!(groups_committed(db).await, groups_before + 1, "the commands were one group");
