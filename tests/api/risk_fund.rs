@@ -22,6 +22,7 @@ on_both_backends!(
     the_fund_and_its_loans_as_they_stood_on_a_past_date,
     a_renewal_waiting_to_be_paid_out_and_its_loan_count_once,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
+    a_later_draw_dated_before_its_passed_maturity_is_new_lending,
     fund_refusals_who_may_read_and_tampering,
     a_recovery_after_the_write_off_returns_the_funds_share,
     a_loan_written_off_is_claimed_after_its_write_off,
@@ -917,6 +918,78 @@ async fn a_payout_of_a_contract_past_its_maturity_is_new_lending(backend: Backen
     let paid = app.loans(&t.bank).disburse(payout(&rid("d"))).await;
     let paid = paid.expect("paid out once there is room").into_inner();
     assert_eq!(paid.loan.expect("the loan").disbursed_fen, STANDARD_PRINCIPAL_FEN);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// So is a later draw of a loan paid out in part: what it had not paid out stopped counting at
+/// its maturity. The fund of 10,000.00 yuan allows 100,000.00: C001 (50,000.00, maturing
+/// 2022-01-25) pays out 20,000.00 on 2021-01-25 and nothing after; from its maturity its
+/// 30,000.00 not paid out no longer counts, so C002 (50,000.00) and C003 (30,000.00),
+/// contracted on 2022-02-01 and paid out, take the 100,000.00 with C001's 20,000.00. C001's
+/// other 30,000.00 dated 2021-03-01 is then refused, naming its maturity and what it had not
+/// paid out, until a deposit makes room (until 2026-12-07 it was paid out unchecked, lending
+/// 130,000.00 against the limit's 100,000.00).
+async fn a_later_draw_dated_before_its_passed_maturity_is_new_lending(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    app.register_household(&t.finance, "H003", "19800517").await;
+    opened_with(&app, &t, 1_000_000).await;
+    // C001 pays nothing: today all its principal is non-performing, which the suspension of
+    // contracts dated back judges. A limit of 100% leaves that judgement out.
+    let unsuspended = pb::PolicyParams {
+        npl_limit_basis_points: 10_000,
+        ..app.policy_on(&t.finance, "2021-01-01").await
+    };
+    app.registry(&t.finance)
+        .set_policy(policy_from("2021-01-01", unsuspended))
+        .await
+        .expect("SetPolicy");
+    let first = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let draw = |request_id: &str, value_date: &str, amount_fen: i64| pb::DisburseRequest {
+        request_id: request_id.into(),
+        loan_id: first.clone(),
+        value_date: value_date.into(),
+        amount_fen,
+    };
+    app.loans(&t.bank).disburse(draw(&rid("d"), "2021-01-25", 2_000_000)).await.expect("a draw");
+    for (contract, household, principal_fen) in
+        [("C002", "H002", STANDARD_PRINCIPAL_FEN), ("C003", "H003", 3_000_000)]
+    {
+        // At the LPR cap in force then (3.70%).
+        let request = pb::CreateLoanRequest {
+            annual_rate: "0.0370".into(),
+            principal_fen,
+            ..standard_loan_on(contract, household, "2022-02-01")
+        };
+        app.create_loan(&t.bank, request).await;
+        app.disburse(&t.bank, &loan_id(contract), "2022-02-05").await;
+    }
+    let standing = fund_on(&app, &t.finance, "2022-02-05").await.exposure.expect("the exposure");
+    assert_eq!((standing.outstanding_fen, standing.undrawn_fen), (10_000_000, 0));
+    assert_eq!((standing.lending_limit_fen, standing.room_fen), (10_000_000, 0));
+
+    let later = rid("d");
+    let over = app.loans(&t.bank).disburse(draw(&later, "2021-03-01", 3_000_000)).await;
+    let over = expect_refused(over, "FUND_LEVERAGE_EXCEEDED");
+    assert_eq!(metadata(&over, "room_fen").as_deref(), Some("0"));
+    assert!(over.message().contains("maturity (2022-01-25)"), "{}", over.message());
+    assert!(over.message().contains("3000000 fen not paid out"), "{}", over.message());
+    assert_eq!(app.get_loan(&t.bank, &first).await.disbursed_fen, 2_000_000, "one draw only");
+    app.risk_fund(&t.finance)
+        .deposit_risk_fund(deposit("2021-05-01", 300_000))
+        .await
+        .expect("a deposit");
+    let paid = app.loans(&t.bank).disburse(draw(&rid("d"), "2021-03-01", 3_000_000)).await;
+    let paid = paid.expect("paid out once there is room").into_inner();
+    assert_eq!(paid.loan.expect("the loan").disbursed_fen, STANDARD_PRINCIPAL_FEN);
+    let after = fund_on(&app, &t.finance, "2022-02-05").await.exposure.expect("the exposure");
+    assert_eq!((after.outstanding_fen, after.room_fen), (13_000_000, 0));
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

@@ -326,12 +326,14 @@ impl Writer {
     }
 
     /// Whether the risk fund of `loan`'s ledger, if it has one, lets it pay out `amount` of a
-    /// contract whose maturity has passed unpaid by the latest contract date the group takes,
-    /// dated back before that maturity ([`paid_out_dated_back`]): the contract stopped counting
-    /// against the leverage limit at its maturity, so its payout is new lending, checked
+    /// contract whose maturity has passed by the latest contract date the group takes, dated
+    /// back before that maturity, with nothing paid out before ([`paid_out_dated_back`]) or
+    /// some ([`draws_past_its_count`]): what was not paid out stopped counting against the
+    /// leverage limit at the maturity, so its payout is new lending, checked
     /// ([`check_leverage`]) on top of the ledger's loans as they stand on that latest date.
     ///
     /// [`paid_out_dated_back`]: super::rules::paid_out_dated_back
+    /// [`draws_past_its_count`]: super::rules::draws_past_its_count
     pub(super) async fn check_payout_limits(
         &self,
         tx: &mut WriteTx,
@@ -348,14 +350,15 @@ impl Writer {
         // they are one lending, as the renewals and any loan they renew.
         let taken = waiting.get(&loan.terms.loan_id).copied().unwrap_or(0);
         let adds = Fen(amount.0.saturating_sub(i64::try_from(taken).unwrap_or(i64::MAX)).max(0));
-        let maturity = loan.servicing.maturity_date.unwrap_or(loan.terms.maturity_date);
+        let maturity = loan.payable_until();
         let what = format!(
             "paying out {} fen of loan {} dated {}, before its maturity ({}), which passed \
-             with nothing paid out and ended its count as lending,",
+             with {} fen not paid out and ended its count as lending,",
             amount.0,
             loan.terms.loan_id,
             format_date(value_date),
-            format_date(maturity)
+            format_date(maturity),
+            loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0)
         );
         // Not judged against today's suspension as a contract dated back is: the payout of a
         // contract agreed before it records money lent then, and a suspension stops new

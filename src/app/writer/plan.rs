@@ -3,9 +3,9 @@
 //! ([`Writer::apply`]).
 
 use super::rules::{
-    borrower_loans, borrowers_other_household, counts_on, expired_contract_refused,
-    heads_other_household, household_loans, latest_contract_date, owes_for_other_household,
-    paid_out_dated_back, still_lends,
+    borrower_loans, borrowers_other_household, counts_on, draws_past_its_count,
+    expired_contract_refused, heads_other_household, household_loans, latest_contract_date,
+    owes_for_other_household, paid_out_dated_back, still_lends,
 };
 use super::{Effect, Envelope, Group, Planned, Writer};
 use crate::app::auth::{Principal, Role};
@@ -817,10 +817,20 @@ impl Writer {
                     self.check_payout_limits(tx, g, &loan, amount, *value_date).await?;
                     return Ok(planned);
                 }
-                self.plan_loan(
+                let planned = self.plan_loan(
                     &loan,
                     LoanCommand::Disburse { date: *value_date, amount: *amount_fen },
-                )?
+                )?;
+                // A later draw of a loan paid out in part, dated back before the maturity that
+                // ended the count of its undrawn rest as lending, is new lending too (since
+                // 2026-12-07: it went past the leverage limit unchecked).
+                if draws_past_its_count(&loan, *value_date, latest_contract_date(g)) {
+                    let left = Fen(loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0));
+                    let amount = amount_fen.unwrap_or(left);
+                    let loan = loan.into_owned();
+                    self.check_payout_limits(tx, g, &loan, amount, *value_date).await?;
+                }
+                planned
             }
             Command::RecordRepayment { loan_id, value_date, amount_fen, subsidy_netted_fen } => {
                 let loan = self.loan(tx, g, loan_id).await?;

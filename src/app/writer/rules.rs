@@ -132,6 +132,19 @@ pub(super) fn paid_out_dated_back(
         && value_date >= loan.last_value_date
 }
 
+/// Whether disbursing `loan` on `value_date` draws, dated back before its maturity, principal
+/// whose count as lending ended at that maturity, which has come by `today` (the latest contract
+/// date a group accepts): the exposure on `today` no longer holds the undrawn rest
+/// (`Exposure::of_loan`), so its payout is checked as new lending. A contract never paid out is
+/// [`paid_out_dated_back`]'s; this is a loan paid out in part.
+pub(super) fn draws_past_its_count(
+    loan: &LoanState,
+    value_date: BusinessDate,
+    today: BusinessDate,
+) -> bool {
+    value_date < loan.payable_until() && loan.payable_until() <= today
+}
+
 /// Why `loan` lends on `date` or after it, if it does: paid out, and changed by an event dated
 /// after `date` (repaid or closed since: it may have owed principal on that day); open with
 /// principal outstanding; or with principal it may still pay out (before its maturity).
