@@ -672,6 +672,28 @@ impl LoanService for Api {
                 _ => filter.ledger_id = Some(actor.org.clone()),
             },
         }
+        // A bank named by a finance office or an auditor is one of the ledger listed, as the
+        // other lists' `bank_id` is (`check_bank_scope`; since 2026-12-07 a bank of another
+        // ledger gave an empty page).
+        if actor.role != Role::Bank
+            && let Some(bank_id) = &filter.bank_id
+        {
+            match self.db.get_bank(bank_id).await.map_err(|e| status(e.into()))? {
+                None => return Err(Status::not_found(format!("bank {bank_id} not found"))),
+                Some(bank) => {
+                    if let Some(ledger_id) = &filter.ledger_id
+                        && bank.ledger_id != *ledger_id
+                    {
+                        let whose = if actor.reads_ledger(&bank.ledger_id) {
+                            format!("names a bank of ledger {}, not of {ledger_id}", bank.ledger_id)
+                        } else {
+                            format!("names no bank of ledger {ledger_id}")
+                        };
+                        return Err(invalid("bank_id", whose));
+                    }
+                }
+            }
+        }
         // The token is of the query as the caller's role narrowed it, and of its day.
         let caller = match past {
             Some(date) => format!("{}\nas of {}", actor.actor(), format_date(date)),

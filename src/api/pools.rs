@@ -71,6 +71,15 @@ impl PoolService for Api {
             return Err(invalid("loan_ids", format!("names loan {twice} twice")));
         }
         let bank_id = parse::id("bank_id", &bank_id)?;
+        // A bank agrees pools in its own name only. Nothing stored decides it, so it is refused
+        // here, unrecorded, as CreateLoan's bank_id is: the request id stays free for the
+        // corrected request (since 2026-12-07; the writer's refusal was recorded under it).
+        if bank_id != actor.org {
+            return Err(Status::permission_denied(format!(
+                "{} may not agree pools for bank {bank_id}",
+                actor.actor()
+            )));
+        }
         let pool_id = parse::id("pool_id", &pool_id)?;
         // A bank's pools are named under its id, as its loans and claims are: no bank learns
         // another's pool ids from a collision.

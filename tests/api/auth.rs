@@ -541,6 +541,22 @@ async fn what_is_outside_the_callers_books_is_missing_to_it(backend: Backend) {
     let every = app.token(Role::Auditor, "*").await;
     let s = expect_invalid(app.pools(&every).list_pools(elsewhere).await, "bank_id");
     assert!(s.message().contains(&format!("names a bank of ledger {LEDGER}")), "{s:?}");
+    // So do the loans' (until 2026-12-07 an empty page), and a bank of no ledger is not found.
+    let loans_elsewhere = |ledger_id: &str, bank_id: &str| pb::ListLoansRequest {
+        ledger_id: ledger_id.into(),
+        bank_id: bank_id.into(),
+        ..Default::default()
+    };
+    let s =
+        expect_invalid(app.loans(&finance).list_loans(loans_elsewhere("", BANK)).await, "bank_id");
+    assert!(!s.message().contains(LEDGER), "{s:?}");
+    let s = app.loans(&every).list_loans(loans_elsewhere("450122", BANK)).await;
+    let s = expect_invalid(s, "bank_id");
+    assert!(s.message().contains(&format!("names a bank of ledger {LEDGER}")), "{s:?}");
+    let s = app.loans(&finance).list_loans(loans_elsewhere("", "B404")).await;
+    expect_code(s, Code::NotFound);
+    let own = app.loans(&every).list_loans(loans_elsewhere(LEDGER, BANK)).await;
+    assert_eq!(own.expect("its own ledger's bank").into_inner().loans.len(), 1);
 
     for token in [&finance, &auditor] {
         let mut loans = app.loans(token);

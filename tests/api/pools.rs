@@ -498,6 +498,15 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
         ..agreement(&rid("pool"), pb::PoolMode::Direct, &[&first])
     };
     expect_code(pools(&b2).create_pool(foreign).await, Code::NotFound);
+    // A pool in another bank's name is refused unrecorded: its request id stays free for the
+    // request put right (the direct pool below).
+    let in_b2s_name = pb::CreatePoolRequest {
+        bank_id: "B2".into(),
+        pool_id: "B2-P001".into(),
+        ..agreement(&direct_id, pb::PoolMode::Direct, &[&first, &second])
+    };
+    let denied = expect_code(pools(&t.bank).create_pool(in_b2s_name).await, Code::PermissionDenied);
+    assert!(denied.message().contains("for bank B2"), "{}", denied.message());
 
     // A direct pool: the households use their money; no transfer, no return.
     let direct = agreement(&direct_id, pb::PoolMode::Direct, &[&first, &second]);
