@@ -322,7 +322,27 @@ fn signing_key(settings: &Settings, journaled: bool) -> anyhow::Result<Checkpoin
     }
     let (key, created) = load_or_create(path)?;
     let public_key = public_hex(&key);
-    let marks = SignedMarks::load(&marks_file(path, &public_key))?;
+    let marks_path = marks_file(path, &public_key);
+    // A key that has served a database with journals and has no marks file: its marks were
+    // lost (the key moved to another path, or copied to another host without them), and it
+    // signs the journal as it finds it (since 2026-12-07 a warning; it went unsaid).
+    let marks_lost = !created
+        && journaled
+        && matches!(
+            std::fs::symlink_metadata(&marks_path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        );
+    let marks = SignedMarks::load(&marks_path)?;
+    if marks_lost {
+        tracing::warn!(
+            marks_file = %marks_path.display(),
+            "the checkpoint signing key has no signed marks file beside it, and the database \
+             has journals: if the key signed checkpoints before (from another path or host), \
+             what it signed is not known here, and it signs the journal as it finds it; move \
+             the marks file with the key (<key file>.<first 16 hex digits of its public key>\
+             .signed)"
+        );
+    }
     let path = path.display();
     if !created {
         tracing::info!(%path, public_key, "checkpoint signing key");

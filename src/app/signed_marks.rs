@@ -108,6 +108,19 @@ impl SignedMarks {
     }
 }
 
+/// Carries the marks of the file `from` into the file `to` (each ledger's larger, with what `to`
+/// has), for a key handed over to another ([`crate::app::signing_key::rotate`]): the new key
+/// signs no history the old one would have refused. Before (2026-12-07) the new key started
+/// with no marks and signed whatever the database held, a journal rewritten behind the old
+/// key's refusals included.
+pub fn carry_over(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let _from = lock(from).with_context(|| format!("Failed to lock {}", from.display()))?;
+    let marks = read(from).with_context(|| format!("Failed to read {}", from.display()))?;
+    let _to = lock(to).with_context(|| format!("Failed to lock {}", to.display()))?;
+    let theirs = read(to).with_context(|| format!("Failed to read {}", to.display()))?;
+    write(to, &merged(marks, theirs)).with_context(|| format!("Failed to write {}", to.display()))
+}
+
 fn file_error(doing: &str, path: &Path, e: &anyhow::Error) -> AppError {
     AppError::Internal(format!("{doing} the signed marks file {}: {e:#}", path.display()))
 }

@@ -98,7 +98,9 @@ fn warn_if_readable_by_others(path: &Path) {
 /// handed over to a new key, written to a new file at `new` (refused if there is one: an
 /// existing key is never replaced), the handover signed by both
 /// ([`crate::ledger::checkpoint::Handover`]) and written to the new file `statement` as
-/// [`crate::offline::handover_json`] has it, pretty-printed (its text returned). Then the old file is renamed `<old>.handed-over`: a
+/// [`crate::offline::handover_json`] has it, pretty-printed (its text returned); the old key's
+/// signed marks ([`crate::app::signed_marks`]) carried over to the new key's, so that it signs
+/// no history the old one would refuse. Then the old file is renamed `<old>.handed-over`: a
 /// server started again without the new path finds no key and refuses to start (the database
 /// has ledgers), rather than sign with a key handed over; the operator destroys it, and its
 /// copies in backups. Nothing is left half done: the statement's file is made first, and the
@@ -122,6 +124,16 @@ pub fn rotate(old: &Path, new: &Path, statement: &Path, at: String) -> anyhow::R
                 new.display()
             )
         });
+    }
+    // What the old key signed binds the new one: it refuses what the old one would.
+    let carried = crate::app::signed_marks::carry_over(
+        &crate::app::signed_marks::marks_file(old, &public_hex(&old_key)),
+        &crate::app::signed_marks::marks_file(new, &public_hex(&new_key)),
+    );
+    if let Err(e) = carried {
+        let _ = std::fs::remove_file(new);
+        let _ = std::fs::remove_file(statement);
+        return Err(e.context("Failed to carry the old key's signed marks over to the new key"));
     }
     let (h, by_old, by_new) = crate::ledger::checkpoint::Handover::sign(&old_key, &new_key, at);
     let json = crate::offline::handover_json(&h, &by_old, &by_new);

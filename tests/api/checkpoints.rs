@@ -661,12 +661,25 @@ fn a_rotated_key_is_followed_from_the_pinned_one() {
             .output()
             .expect("loanledger rotate-signing-key runs")
     };
+    // What the old key has signed: the new key takes it over (since 2026-12-07 it started with
+    // nothing, and signed a journal rewritten behind the old key's refusals).
+    let marks_of = |file: &std::path::Path, key: &ed25519_dalek::SigningKey| {
+        loanledger::app::signed_marks::marks_file(
+            file,
+            &hex::encode(key.verifying_key().as_bytes()),
+        )
+    };
+    let signed_by_old = serde_json::json!({LEDGER: {"size": 7, "root": "ab".repeat(32)}});
+    std::fs::write(marks_of(&old_file, &old), signed_by_old.to_string()).expect("old marks");
     let out = rotate(&new_file, &statement);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let seed = std::fs::read_to_string(&new_file).expect("the new key");
     let seed: [u8; 32] = hex::decode(seed.trim()).expect("hex").try_into().expect("32 bytes");
     let new = ed25519_dalek::SigningKey::from_bytes(&seed);
     assert_ne!(new.to_bytes(), old.to_bytes());
+    let carried = std::fs::read_to_string(marks_of(&new_file, &new)).expect("the new key's marks");
+    let carried: serde_json::Value = serde_json::from_str(&carried).expect("JSON");
+    assert_eq!(carried, signed_by_old);
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON printed");
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&statement).expect("the statement"))

@@ -325,6 +325,15 @@ async fn the_signing_key_outlives_a_restart(backend: Backend) {
     app.port = server.port;
     assert_eq!(checkpoint(&app, &t.auditor).await, first, "the same key after a restart");
     server.kill();
+    let lost = "the checkpoint signing key has no signed marks file beside it";
+    assert!(!server.log.lock().expect("the log").iter().any(|l| l.contains(lost)));
+    // The key moved without its marks file: warned (since 2026-12-07 it went unsaid).
+    let moved = dir.path().join("moved.key");
+    std::fs::copy(&key_file, &moved).expect("the key copied");
+    let moved_arg = moved.to_str().expect("a UTF-8 path");
+    let mut server = ServerProcess::start_with(&app.database_url, &["--signing-key", moved_arg]);
+    server.wait_for_log(lost, Duration::from_secs(10));
+    server.kill();
 
     std::fs::write(&key_file, "not a key\n").expect("the key file overwritten");
     // Run with a deadline: should it start after all, the test fails instead of waiting on it.
