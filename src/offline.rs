@@ -183,8 +183,14 @@ pub fn check_with(
                 Some(held_key) => vec![(held_key, "the held key")],
                 None => std::iter::once((key, named)).chain(earlier).collect(),
             };
-            // (`signed` notes a finding only when the signature holds.)
-            let mut first_error = None;
+            // (`signed` notes a finding only when the signature holds.) The error told is the
+            // one of the key the checkpoint names, when it is one of them (since 2026-12-07: a
+            // damaged signature of an earlier key was told as signed with another key), else
+            // the first.
+            let names = get(held, "publicKey", "public_key")
+                .and_then(Value::as_str)
+                .and_then(public_key_from_hex);
+            let mut error = None;
             let mut checked = None;
             for by in keys {
                 match signed(by, held, "the held checkpoint", &mut found) {
@@ -192,15 +198,16 @@ pub fn check_with(
                         checked = Some(c);
                         break;
                     }
+                    Err(e) if names.as_ref() == Some(by.0) => error = Some(e),
                     Err(e) => {
-                        first_error.get_or_insert(e);
+                        error.get_or_insert(e);
                     }
                 }
             }
             match checked {
                 Some(c) => Some(c),
                 // (`keys` holds one key at least: the held one, or the answer's.)
-                None => return Err(first_error.unwrap_or_default()),
+                None => return Err(error.unwrap_or_default()),
             }
         }
         None => None,

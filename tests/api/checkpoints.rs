@@ -738,6 +738,20 @@ fn a_rotated_key_is_followed_from_the_pinned_one() {
     assert!(ok, "{out}");
     assert!(out.contains("hands over to") && out.contains("signed by both"), "{out}");
     assert!(out.contains("is the checkpoint held"), "{out}");
+    // A held checkpoint of the old key's whose signature is damaged: told so, by the key it
+    // names (until 2026-12-07 told as signed with another key than the new one).
+    let mut damaged = signed(&old, 5);
+    let signature = damaged["signature"].as_str().expect("hex").to_string();
+    let flipped = if signature.starts_with('0') { "1" } else { "0" };
+    damaged["signature"] = serde_json::json!(format!("{flipped}{}", &signature[1..]));
+    let damaged_file = dir.path().join("damaged.json");
+    std::fs::write(&damaged_file, damaged.to_string()).expect("written");
+    let damaged_file = damaged_file.to_str().expect("a UTF-8 path");
+    let (ok, out) = check_offline(
+        &answer,
+        &["--public-key", &pinned, "--handover", handover, "--held", damaged_file],
+    );
+    assert!(!ok && out.contains("the signature of") && out.contains("is not"), "{out}");
     // A statement altered: not followed.
     let mut altered = written.clone();
     altered["at"] = serde_json::json!("2020-01-01T00:00:00Z");
