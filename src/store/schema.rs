@@ -12,9 +12,10 @@
 //!   own `sqlite_*` tables and indexes and sqlx's `_sqlx_migrations` table aside) against those the migrations
 //!   make in a fresh in-memory database ([`sqlite_expected`], built once a process, a few
 //!   milliseconds), by type, table and SQL text. One of the migrations' objects missing or
-//!   defined otherwise is reported, and so is a trigger or view the migrations do not make (a
-//!   trigger can rewrite what is stored, a view stand in for a table). An index or a table of
-//!   the operator's own is not: it changes nothing the service stores or reads.
+//!   defined otherwise is reported, and so is a trigger, view or unique index the migrations do
+//!   not make (a trigger can rewrite what is stored, a view stand in for a table, a unique
+//!   index have `INSERT OR REPLACE` delete a row, which fires no trigger). Another index or a
+//!   table of the operator's own is not: it changes nothing the service stores or reads.
 //! - **PostgreSQL** (no fresh database to compare with: verify may run on a read-only
 //!   standby): the append-only tables' triggers ([`PG_GUARDS`]) each present, enabled always
 //!   (`tgenabled` `A`, migration 0024: they fire in a session whose `session_replication_role`
@@ -118,8 +119,15 @@ fn sqlite_differences(expected: &[SqliteObject], live: &[SqliteObject]) -> Vec<S
         }
     }
     let expected_keys: std::collections::BTreeSet<_> = expected.iter().map(key).collect();
-    for (kind, name, table, _) in live {
-        let adds_behaviour = kind == "trigger" || kind == "view";
+    for (kind, name, table, sql) in live {
+        // A unique index of the operator's own changes what is stored: `INSERT OR REPLACE`
+        // meeting it deletes the row it conflicts with, and a delete so made fires no trigger
+        // (since 2026-12-07; an index of the operator's own went unreported).
+        let unique = kind == "index"
+            && sql.as_deref().is_some_and(|sql| {
+                sql.split_whitespace().take(2).any(|w| w.eq_ignore_ascii_case("unique"))
+            });
+        let adds_behaviour = kind == "trigger" || kind == "view" || unique;
         if adds_behaviour && !expected_keys.contains(&(kind.clone(), name.clone())) {
             problems.push(format!("{PROBLEM} {kind} {name} on {table} is not the migrations'"));
         }

@@ -1389,6 +1389,12 @@ async fn weakened_guards_are_reported(backend: Backend) {
             reports(&["schema: trigger _sqlx_migrations on api_token is not the migrations'"])
                 .await;
             run("drop trigger _sqlx_migrations").await;
+            // A unique index of the operator's own: INSERT OR REPLACE meeting it deletes the
+            // row it conflicts with, firing no trigger (since 2026-12-07 reported).
+            run("create unique index sneaky on idempotency (ledger_id, seq)").await;
+            reports(&["schema: index sneaky on idempotency is not the migrations'"]).await;
+            run("drop index sneaky").await;
+            passes().await;
         }
         Backend::Postgres => {
             run("alter table journal_txn disable trigger journal_txn_append_only").await;
