@@ -126,8 +126,13 @@ enum Cmd {
         #[arg(long)]
         held: Option<std::path::PathBuf>,
         /// The transaction's hash recomputed from its content: an inclusion proof must be of it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "transaction")]
         transaction_hash: Option<String>,
+        /// The transaction itself, as `ReadJournal` answers it (its JSON, one message of the
+        /// stream): its hash recomputed from its content and prev_hash (which must give the
+        /// hash it states), and the inclusion proof must be of that hash, seq and ledger.
+        #[arg(long)]
+        transaction: Option<std::path::PathBuf>,
         /// The key the held checkpoint was signed with, when the service's key has changed
         /// since (64 hex digits; --public-key otherwise).
         #[arg(long, requires = "held")]
@@ -514,6 +519,7 @@ async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Re
             public_key,
             held,
             transaction_hash,
+            transaction,
             held_public_key,
             expect,
             handover,
@@ -561,9 +567,38 @@ async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Re
                 handover.iter().map(|path| read(path)).collect::<anyhow::Result<Vec<_>>>()?;
             let (earlier_keys, key, followed) = follow_handovers(&pinned, &handovers)
                 .map_err(|e| anyhow::anyhow!("does not hold: {e}"))?;
-            let transaction_hash = transaction_hash
+            let mut transaction_hash = transaction_hash
                 .map(|h| parse_hash(&h).context("--transaction-hash is not 64 hex digits"))
                 .transpose()?;
+            // The transaction given: its hash recomputed here, and the proof asked of its
+            // ledger and seq (which must agree with --ledger and --seq when given).
+            let (mut ledger, mut seq, mut recomputed) = (ledger, seq, None);
+            if let Some(path) = &transaction {
+                if path.as_os_str() == "-" {
+                    anyhow::bail!("--transaction is a file, not standard input (-)");
+                }
+                let (its_ledger, its_seq, hash) =
+                    loanledger::offline::transaction_hash(&read(path)?)
+                        .map_err(|e| anyhow::anyhow!("does not hold: {e}"))?;
+                if ledger.as_deref().is_some_and(|l| l != its_ledger) {
+                    anyhow::bail!(
+                        "does not hold: the transaction is of ledger {its_ledger}, not {} as asked",
+                        ledger.unwrap_or_default()
+                    );
+                }
+                if seq.is_some_and(|s| s != its_seq) {
+                    anyhow::bail!(
+                        "does not hold: the transaction is seq {its_seq}, not {} as asked",
+                        seq.unwrap_or_default()
+                    );
+                }
+                recomputed = Some(format!(
+                    "seq {its_seq} of ledger {its_ledger}: its content and prev_hash give its \
+                     hash, {}",
+                    hex::encode(hash)
+                ));
+                (ledger, seq, transaction_hash) = (Some(its_ledger), Some(its_seq), Some(hash));
+            }
             let options = Options {
                 held: held.as_ref(),
                 held_key: held_key.as_ref(),
@@ -574,7 +609,7 @@ async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Re
             };
             match check_with(&key, &answer, options) {
                 Ok(found) => {
-                    for line in found.into_iter().chain(followed) {
+                    for line in recomputed.into_iter().chain(found).chain(followed) {
                         println!("ok: {line}");
                     }
                     if !handovers.is_empty() {

@@ -23,6 +23,11 @@
 //! kind of answer checked; `--expect` makes it required ([`Expected`]), so that a script asking
 //! for a consistency proof is not satisfied by a plain checkpoint equal to the one held.
 //!
+//! `--transaction FILE` recomputes the hash itself ([`transaction_hash`]): from a journal
+//! transaction as `ReadJournal` answers it (one message of the stream), its content and
+//! `prev_hash` encoded as `src/ledger/hash.rs` specifies, which must give its `hash`; the
+//! inclusion proof must then be of that hash, seq and ledger.
+//!
 //! After the service's key changed (`serve --new-signing-key`), a checkpoint held from before
 //! is signed with the old key: `--held-public-key` pins it for the held checkpoint alone
 //! ([`Options::held_key`]); a held checkpoint is the same as the answer's when their ledger,
@@ -450,6 +455,79 @@ fn signed(
 
 fn describe(c: &Checkpoint) -> String {
     format!("ledger {} size {} root {}", c.ledger_id, c.tree_size, to_hex(&c.root))
+}
+
+/// A journal transaction as `ReadJournal` answers it (its JSON, as grpcurl or `loanledger client`
+/// prints one message of the stream): its ledger, its seq and its hash recomputed from its
+/// content and its `prev_hash` (`SHA-256(prev_hash || canonical bytes)`, the encoding of
+/// [`crate::ledger::hash`]), which must be the `hash` it gives when it gives one. The auditor's
+/// own hash of the transaction, for the inclusion proof (since 2026-12-07: the README asked the
+/// auditor to encode it by hand).
+pub fn transaction_hash(v: &Value) -> Result<(String, u64, Hash), String> {
+    use crate::domain::money::Fen;
+    use crate::ledger::hash::TxnContent;
+    use crate::ledger::posting::Posting;
+    let within = |e: String| format!("the transaction: {e}");
+    // proto3 JSON leaves out a field at its default: an empty text.
+    let optional = |json_name: &str, proto_name: &str| -> Result<&str, String> {
+        match get(v, json_name, proto_name) {
+            None => Ok(""),
+            Some(t) => t.as_str().ok_or_else(|| within(format!("{proto_name} is not a text"))),
+        }
+    };
+    let ledger_id = text(v, "ledgerId", "ledger_id").map_err(within)?;
+    let seq = number(v, "seq", "seq").map_err(within)?;
+    let recorded_at = text(v, "recordedAt", "recorded_at").map_err(within)?;
+    let recorded_at = chrono::DateTime::parse_from_rfc3339(recorded_at)
+        .map_err(|e| within(format!("recorded_at is not an RFC 3339 time: {e}")))?;
+    let recorded_at_us = recorded_at.timestamp_micros();
+    if recorded_at.timestamp_subsec_nanos() % 1_000 != 0 {
+        return Err(within("recorded_at has a part of a microsecond: not the service's".into()));
+    }
+    let postings = match get(v, "postings", "postings") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let account = text(p, "account", "account")
+                    .map_err(|e| within(format!("postings[{i}]: {e}")))?;
+                let amount = match get(p, "amountFen", "amount_fen") {
+                    None => Ok(0),
+                    Some(Value::String(s)) => s.parse::<i64>().map_err(|_| ()),
+                    Some(n) => n.as_i64().ok_or(()),
+                }
+                .map_err(|()| within(format!("postings[{i}]: amount_fen is not a number")))?;
+                Ok(Posting { account: account.to_string(), amount: Fen(amount) })
+            })
+            .collect::<Result<Vec<_>, String>>()?,
+        Some(_) => return Err(within("postings is not a list".into())),
+    };
+    let content = TxnContent {
+        ledger_id,
+        seq,
+        kind: optional("kind", "kind")?,
+        value_date: optional("valueDate", "value_date")?,
+        recorded_at_us,
+        actor: optional("actor", "actor")?,
+        request_id: optional("requestId", "request_id")?,
+        command_json: optional("commandJson", "command_json")?,
+        postings: &postings,
+    };
+    let prev = hash(v, "prevHash", "prev_hash").map_err(within)?;
+    let recomputed = content.chain_hash(&prev);
+    if get(v, "hash", "hash").is_some() {
+        let given = hash(v, "hash", "hash").map_err(within)?;
+        if given != recomputed {
+            return Err(format!(
+                "the transaction, seq {seq} of ledger {ledger_id}, gives its hash as {}, but its \
+                 content and prev_hash give {}",
+                to_hex(&given),
+                to_hex(&recomputed)
+            ));
+        }
+    }
+    Ok((ledger_id.to_string(), seq, recomputed))
 }
 
 fn get<'a>(v: &'a Value, json_name: &str, proto_name: &str) -> Option<&'a Value> {

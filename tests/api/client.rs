@@ -218,6 +218,73 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
         .output()
         .expect("loanledger check runs");
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+
+    // A transaction read from the journal and its inclusion proof, both printed by the client:
+    // `check --transaction` recomputes its hash from its content and prev_hash (since
+    // 2026-12-07; before, the auditor encoded it by hand), and the proof must be of it.
+    let read = format!(r#"{{"ledgerId": "{LEDGER}"}}"#);
+    let journal =
+        lines(&client(&app, Some(&t.auditor), &["call", "AuditService/ReadJournal", &read]));
+    // The loan's payout, a transaction with postings (the first is the ledger's, a memo).
+    let at = journal.iter().position(|e| e["kind"] == "loan.disbursed").expect("the payout");
+    assert!(at > 0, "a transaction before it");
+    let (last, entry, seq) = (journal.len(), journal[at].clone(), at + 1);
+    assert_eq!(entry["seq"], seq.to_string());
+    let ask = format!(r#"{{"ledgerId": "{LEDGER}", "seq": "{seq}", "treeSize": "{last}"}}"#);
+    let proof =
+        lines(&client(&app, Some(&t.auditor), &["call", "AuditService/GetInclusionProof", &ask]));
+    let (proof_file, entry_file) = (dir.path().join("proof.json"), dir.path().join("entry.json"));
+    std::fs::write(&proof_file, proof[0].to_string()).expect("written");
+    let check_entry = |entry: &serde_json::Value, extra: &[&str]| {
+        std::fs::write(&entry_file, entry.to_string()).expect("written");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(["check", "--public-key", &pinned, "--ledger", LEDGER, "--transaction"])
+            .arg(&entry_file)
+            .args(extra)
+            .arg(&proof_file)
+            .output()
+            .expect("loanledger check runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, out) = check_entry(&entry, &[]);
+    let hash = entry["hash"].as_str().expect("its hash");
+    assert!(ok, "{out}");
+    let recomputed =
+        format!("seq {seq} of ledger {LEDGER}: its content and prev_hash give its hash, {hash}");
+    assert!(out.contains(&recomputed), "{out}");
+    assert!(out.contains(&format!("seq {seq} ({hash}) is in ledger {LEDGER}")), "{out}");
+    assert!(!out.contains("not checked against one of yours"), "{out}");
+    // Its content changed: the hash it states is not what it gives.
+    let mut changed = entry.clone();
+    let amount = changed["postings"][0]["amountFen"].as_str().expect("an amount").to_string();
+    changed["postings"][0]["amountFen"] = serde_json::json!(format!("{amount}0"));
+    let (ok, out) = check_entry(&changed, &[]);
+    assert!(
+        !ok && out.contains("gives its hash as") && out.contains("content and prev_hash give"),
+        "{out}"
+    );
+    // Restated with the hash its new content gives: not the transaction the proof is of.
+    let (_, _, forged) = loanledger::offline::transaction_hash(&{
+        let mut c = changed.clone();
+        c.as_object_mut().expect("an object").remove("hash");
+        c
+    })
+    .expect("a hash");
+    changed["hash"] = serde_json::json!(hex::encode(forged));
+    let (ok, out) = check_entry(&changed, &[]);
+    assert!(!ok && out.contains("the proof is of transaction hash"), "{out}");
+    // Another seq's transaction, or the seq asked otherwise.
+    let (ok, out) = check_entry(&journal[0], &[]);
+    assert!(!ok && out.contains(&format!("the proof is of seq {seq}, not 1 as asked")), "{out}");
+    let other = (seq + 1).to_string();
+    let (ok, out) = check_entry(&entry, &["--seq", &other]);
+    let asked = format!("the transaction is seq {seq}, not {other} as asked");
+    assert!(!ok && out.contains(&asked), "{out}");
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }
