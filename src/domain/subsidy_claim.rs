@@ -564,7 +564,7 @@ impl Claim {
                             if withheld.is_empty() {
                                 ""
                             } else {
-                                " (lines of misused loans withheld)"
+                                " (lines of misused or falsely obtained loans withheld)"
                             }
                         ),
                     ));

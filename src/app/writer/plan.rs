@@ -16,7 +16,7 @@ use crate::domain::cap::CapLoan;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
-use crate::domain::household::status_on;
+use crate::domain::household::{HouseholdStatus, StatusEntry, status_on};
 use crate::domain::loan::{
     LoanCommand, LoanEvent, LoanState, OriginationContext, plan_origination,
 };
@@ -453,6 +453,8 @@ impl Writer {
                     _ => Vec::new(),
                 };
                 let mut misused = Vec::new();
+                // (line, household, contract date) of the lines whose loans are not misused.
+                let mut judged = Vec::new();
                 for i in candidates {
                     let loan = self.loan(tx, g, &claim.lines[i].claimed.loan_id).await?;
                     if let Some(since) = loan.servicing.misuse_since {
@@ -461,8 +463,26 @@ impl Writer {
                             format_date(since)
                         );
                         misused.push(Rejection { line: i as u32, reason });
+                    } else {
+                        let t = &loan.terms;
+                        judged.push((i, t.household_id.clone(), t.contract_date));
                     }
                 }
+                // Nor a loan falsely obtained: its household's status on the contract date, as
+                // the series stands now, one the programme never lends to (a status dated back
+                // since the claim's lines were checked; since 2026-12-07, when such a line was
+                // approved and paid). The contract was judged eligible when recorded.
+                let ineligible = self.ineligible_on_contract_dates(tx, g, &judged).await?;
+                for (i, household_id, contract_date, status) in ineligible {
+                    let reason = format!(
+                        "household {household_id}'s status on the contract date ({}) is {}, \
+                         recorded since the contract: a loan falsely obtained is not subsidised",
+                        format_date(contract_date),
+                        status.as_str()
+                    );
+                    misused.push(Rejection { line: i as u32, reason });
+                }
+                misused.sort_unstable_by_key(|r| r.line);
                 match &mut step {
                     ClaimEvent::Reviewed { rejections, .. } => rejections.extend(misused),
                     ClaimEvent::Paid { withheld, payee, owes_households, .. } => {
@@ -506,12 +526,20 @@ impl Writer {
                 {
                     let loan_id = &line.claimed.loan_id;
                     let loan = self.loan(tx, g, loan_id).await?;
-                    if loan.servicing.misuse_marked_on().is_none_or(|on| on > *clawed_back_on) {
+                    // Or falsely obtained: its household found, since the contract, one the
+                    // programme never lends to on its date (since 2026-12-07; DESIGN.md: what
+                    // was paid on a falsely obtained loan is clawed back too).
+                    let t = &loan.terms;
+                    let judged = [(0, t.household_id.clone(), t.contract_date)];
+                    if loan.servicing.misuse_marked_on().is_none_or(|on| on > *clawed_back_on)
+                        && self.ineligible_on_contract_dates(tx, g, &judged).await?.is_empty()
+                    {
                         return Err(DomainError::refused(
                             Reason::LoanNotMisused,
                             format!(
-                                "loan {loan_id} is not marked misused by {}: only a misused \
-                                 loan's subsidy is clawed back",
+                                "loan {loan_id} is not marked misused by {}, nor its household \
+                                 found one the programme never lends to on its contract date: \
+                                 only a misused or falsely obtained loan's subsidy is clawed back",
                                 format_date(*clawed_back_on)
                             ),
                         )
@@ -1078,6 +1106,47 @@ impl Writer {
                 g.changed_loan(after, entry, settled, brief)
             }
         })
+    }
+
+    /// Of `judged` (a claim's line, its loan's household and contract date), those whose
+    /// household's status on the contract date, as its series stands now (the group's own
+    /// changes on top), is one the programme never lends to, with that status: the loan
+    /// falsely obtained. The households the group has not read, read in one go.
+    async fn ineligible_on_contract_dates(
+        &self,
+        tx: &mut WriteTx,
+        g: &Group,
+        judged: &[(usize, String, BusinessDate)],
+    ) -> Result<Vec<(usize, String, BusinessDate, HouseholdStatus)>, AppError> {
+        if judged.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut unread: Vec<&str> = judged
+            .iter()
+            .map(|(_, h, _)| h.as_str())
+            .filter(|h| !g.households.contains_key(*h))
+            .collect();
+        unread.sort_unstable();
+        unread.dedup();
+        let read: HashMap<String, Vec<StatusEntry>> = tx
+            .households_many(&unread)
+            .await?
+            .into_iter()
+            .map(|v| (v.row.household_id, v.statuses))
+            .collect();
+        let mut found = Vec::new();
+        for (i, household_id, contract_date) in judged {
+            let series = match g.households.get(household_id) {
+                Some(view) => view.as_ref().map(|v| v.statuses.as_slice()),
+                None => read.get(household_id).map(Vec::as_slice),
+            };
+            if let Some(status) = series.and_then(|s| status_on(s, *contract_date))
+                && !status.may_be_eligible()
+            {
+                found.push((*i, household_id.clone(), *contract_date, status));
+            }
+        }
+        Ok(found)
     }
 }
 
