@@ -337,7 +337,7 @@ impl Api {
     }
 
     /// The turn of a call that reads a whole journal (`Verify`, `GetBalances`, the checkpoints
-    /// and proofs): one at a time.
+    /// and proofs) or every loan of a ledger (`GetRiskFund`): one at a time.
     async fn whole_journal_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
         self.verify_turn
             .acquire()
@@ -347,7 +347,9 @@ impl Api {
 
     /// As [`Api::whole_journal_turn`], a permit of its own, for work that outlives the call (a
     /// blocking thread goes on when its caller goes away).
-    async fn whole_journal_turn_owned(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+    pub(super) async fn whole_journal_turn_owned(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
         self.verify_turn
             .clone()
             .acquire_owned()

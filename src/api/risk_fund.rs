@@ -155,6 +155,12 @@ impl RiskFundService for Api {
                 actor.actor()
             )));
         }
+        // Every live loan of the ledger read and quoted (about 17 µs a loan, seconds at a
+        // province's scale): one such read at a time, in the turn of the calls that read a whole
+        // journal, held to the end of its work (since 2026-12-07: any caller allowed to read
+        // the fund, the banks lending in the ledger included, could run as many at once as it
+        // liked).
+        let turn = self.whole_journal_turn_owned().await?;
         // Everything below is read as the journal through this seq had it (read first).
         let through = servicing::read_through(&self.db, &ledger_id, through_seq);
         let through = through.await.map_err(status)?;
@@ -191,9 +197,12 @@ impl RiskFundService for Api {
             loan.servicing.compensated_on = marks.get(loan.terms.loan_id.as_str()).copied();
         }
         // (Every loan quoted on its date: CPU work, on a blocking thread as the replay's.)
-        let exposure = tokio::task::spawn_blocking(move || Exposure::of(&loans, as_of))
-            .await
-            .map_err(|e| status(AppError::Internal(format!("a fund's exposure failed: {e}"))))?;
+        let exposure = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            Exposure::of(&loans, as_of)
+        })
+        .await
+        .map_err(|e| status(AppError::Internal(format!("a fund's exposure failed: {e}"))))?;
         let versions = self.db.list_policies(&ledger_id, Some(through)).await;
         let versions = versions.map_err(|e| status(e.into()))?;
         let limits = LendingLimits::on(&versions, as_of);
