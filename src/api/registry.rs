@@ -100,6 +100,54 @@ impl Api {
     }
 }
 
+/// The operator's writes, by where each keeps its request ids: the journal's idempotency
+/// records (`CreateLedger`, `RegisterBank`, `SetLpr`), the tokens made (`CreateToken`), the
+/// revocations (`RevokeToken`) and the backups' manifests (`Backup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OperatorWrite {
+    Journal,
+    Token,
+    Revocation,
+    Backup,
+}
+
+impl Api {
+    /// Refuses an operator's `request_id` that a write of another kind has used: a request id
+    /// is one caller's, whatever the call (DESIGN.md: same id, other content, `ALREADY_EXISTS`
+    /// `REQUEST_ID_REUSED`). Since 2026-12-07: each store saw its own kind of call only, and
+    /// an id of `CreateLedger` sent again with `CreateToken` made a token. Other roles' writes
+    /// all go through the journal's records.
+    async fn operator_request_free(
+        &self,
+        actor: &crate::app::auth::Principal,
+        request_id: &str,
+        own: OperatorWrite,
+    ) -> Result<(), Status> {
+        if actor.role != Role::Operator {
+            return Ok(());
+        }
+        let reused = || Err(status(AppError::RequestIdReused(request_id.to_string())));
+        let key = [(actor.actor(), request_id.to_string())];
+        if own != OperatorWrite::Journal
+            && !self.db.idempotency_read(&key).await.map_err(|e| status(e.into()))?.is_empty()
+        {
+            return reused();
+        }
+        let (made, revoked) =
+            self.db.token_requests_used(request_id).await.map_err(|e| status(e.into()))?;
+        if (made && own != OperatorWrite::Token) || (revoked && own != OperatorWrite::Revocation) {
+            return reused();
+        }
+        if own != OperatorWrite::Backup
+            && let Some(backups) = &self.backups
+            && backup::request_used(&backups.settings, request_id).await.map_err(status)?
+        {
+            return reused();
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl RegistryService for Api {
     #[tracing::instrument(skip_all, fields(request_id))]
@@ -117,6 +165,7 @@ impl RegistryService for Api {
             return Err(invalid("ledger_id", "lpr is reserved: it names the LPR table's chain"));
         }
         let command = Command::CreateLedger { ledger_id, name: parse::text("name", &name, true)? };
+        self.operator_request_free(&actor, &request_id, OperatorWrite::Journal).await?;
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
             Outcome::Ledger { ledger_id, name, entry } => {
                 Ok(Response::new(pb::CreateLedgerResponse {
@@ -159,6 +208,7 @@ impl RegistryService for Api {
             bank_id: parse::bank_id("bank_id", &bank_id)?,
             name: parse::text("name", &name, true)?,
         };
+        self.operator_request_free(&actor, &request_id, OperatorWrite::Journal).await?;
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
             Outcome::Bank { bank_id, ledger_id, name, entry } => {
                 Ok(Response::new(pb::RegisterBankResponse {
@@ -405,6 +455,7 @@ impl RegistryService for Api {
                 rate: lpr_rate(&rate)?,
             },
         };
+        self.operator_request_free(&actor, &request_id, OperatorWrite::Journal).await?;
         match self.writer.submit(actor, request_id, command).await.map_err(status)? {
             Outcome::Lpr { effective_from, tenor, rate, entry } => {
                 Ok(Response::new(pb::SetLprResponse {
@@ -437,6 +488,7 @@ impl RegistryService for Api {
             pb::TokenRole::Operator => Role::Operator,
             pb::TokenRole::Unspecified => return Err(invalid("role", "is required")),
         };
+        self.operator_request_free(&actor, &request_id, OperatorWrite::Token).await?;
         let (row, secret) =
             auth::create_token_for_request(&self.db, role, &org, valid_days, &request_id)
                 .await
@@ -460,6 +512,7 @@ impl RegistryService for Api {
         if !auth::is_token_id(&token_id) {
             return Err(invalid("token_id", "is not a token's id (tok_ and 16 hex digits)"));
         }
+        self.operator_request_free(&actor, &request_id, OperatorWrite::Revocation).await?;
         let revoked = auth::revoke_token_but_last_operator(&self.db, &token_id, &request_id)
             .await
             .map_err(status)?;
@@ -537,6 +590,7 @@ impl RegistryService for Api {
         let Some(backups) = self.backups.clone() else {
             return Err(status(backup::not_configured().into()));
         };
+        self.operator_request_free(&actor, &request_id, OperatorWrite::Backup).await?;
         let db = self.db.clone();
         let dir = std::path::absolute(&backups.settings.dir).unwrap_or_default();
         // On a task of its own: a caller that goes away leaves a backup that finishes (its

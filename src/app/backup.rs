@@ -118,6 +118,17 @@ pub fn not_configured() -> DomainError {
     )
 }
 
+/// Whether a backup in `settings.dir` was taken under `request_id` (its manifest names it).
+pub async fn request_used(settings: &BackupSettings, request_id: &str) -> Result<bool, AppError> {
+    let (dir, request) = (settings.dir.clone(), request_id.to_string());
+    blocking(move || {
+        Ok(list_in(&dir, "", usize::MAX, false)?
+            .into_iter()
+            .any(|listed| listed.manifest.is_some_and(|m| m.request_id == request)))
+    })
+    .await
+}
+
 /// Takes the backup `name` of the database at `url` (whose open pool is `db`) into
 /// `settings.dir`, or answers the manifest of the one `request_id` took under that name before.
 pub async fn take(

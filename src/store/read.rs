@@ -1265,6 +1265,16 @@ impl Db {
         Ok((row, made))
     }
 
+    /// Whether `request_id` made a token (`CreateToken`) and whether it revoked one
+    /// (`RevokeToken`): the operator's request ids kept outside the idempotency records.
+    pub async fn token_requests_used(&self, request_id: &str) -> Result<(bool, bool), StoreError> {
+        let sql = "select (select count(*) from api_token where request_id = $1), \
+                   (select count(*) from token_revocation where request_id = $1)";
+        let (made, revoked): (i64, i64) =
+            on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_one(p).await?);
+        Ok((made > 0, revoked > 0))
+    }
+
     /// Records that `request_id` revokes `token_id` (`RevokeToken`), unless it was recorded
     /// before, and answers the token it revokes (`token_id`, or the one it was recorded for)
     /// and the reason it was refused, if it was ([`Db::refuse_token_revocation`]).

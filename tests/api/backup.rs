@@ -127,6 +127,48 @@ async fn a_backup_restores_the_books_as_they_were(backend: Backend) {
         Code::AlreadyExists,
     );
     assert_eq!(reused.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
+    // An operator's request id is the operator's whatever the call: used by one kind of write,
+    // it is REQUEST_ID_REUSED for every other (since 2026-12-07 each kind kept its own, and an
+    // id of one ran another), and nothing is made.
+    let mut registry = app.registry(&t.operator);
+    let token = |request_id: &str| pb::CreateTokenRequest {
+        request_id: request_id.into(),
+        role: pb::TokenRole::Auditor as i32,
+        org: LEDGER.into(),
+        valid_days: 0,
+    };
+    let ledger = |request_id: &str| pb::CreateLedgerRequest {
+        request_id: request_id.into(),
+        ledger_id: "450199".into(),
+        name: "another county".into(),
+    };
+    let reused_by = |s: Result<tonic::Response<()>, tonic::Status>| {
+        let s = expect_code(s, Code::AlreadyExists);
+        assert_eq!(s.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
+    };
+    let tokens_before = registry.list_tokens(pb::ListTokensRequest::default()).await;
+    let tokens_before = tokens_before.expect("ListTokens").into_inner().tokens.len();
+    reused_by(registry.create_token(token("backup-1")).await.map(|r| r.map(|_| ())));
+    reused_by(registry.create_ledger(ledger("backup-1")).await.map(|r| r.map(|_| ())));
+    let made = registry.create_token(token("op-token")).await.expect("a token").into_inner();
+    let made_id = made.token.expect("the token").token_id;
+    reused_by(
+        try_backup(&app, &t.operator, "by-a-token-id", "op-token").await.map(|r| r.map(|_| ())),
+    );
+    let revoke = |request_id: &str| pb::RevokeTokenRequest {
+        request_id: request_id.into(),
+        token_id: made_id.clone(),
+    };
+    reused_by(registry.revoke_token(revoke("op-token")).await.map(|r| r.map(|_| ())));
+    reused_by(registry.create_ledger(ledger("op-token")).await.map(|r| r.map(|_| ())));
+    registry.create_ledger(ledger("op-ledger")).await.expect("a ledger");
+    reused_by(registry.create_token(token("op-ledger")).await.map(|r| r.map(|_| ())));
+    reused_by(registry.revoke_token(revoke("op-ledger")).await.map(|r| r.map(|_| ())));
+    registry.revoke_token(revoke("op-revoke")).await.expect("revoked");
+    reused_by(registry.create_token(token("op-revoke")).await.map(|r| r.map(|_| ())));
+    let tokens_after = registry.list_tokens(pb::ListTokensRequest::default()).await;
+    let tokens_after = tokens_after.expect("ListTokens").into_inner().tokens.len();
+    assert_eq!(tokens_after, tokens_before + 1, "one token made");
     let mut files: Vec<String> = std::fs::read_dir(app.backups.path())
         .expect("the backup directory")
         .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
