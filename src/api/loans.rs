@@ -858,17 +858,11 @@ impl LoanService for Api {
         let bank_id = parse::optional_id("bank_id", &bank_id)?;
         let today = self.today();
         let date = parse::value_date("settlement_date", &settlement_date, today)?;
-        self.check_bank_scope(
-            &actor,
-            &ledger_id,
-            bank_id.as_deref(),
-            Principal::administers_ledger,
-            ("settles only its own loans", "settle ledger"),
-        )
-        .await?;
         // A run settles the points the business day has reached: one dated ahead (the day of
         // leeway other writes have) would date every loan's last event ahead of today, and the
-        // day's own payments, sent after it, would be refused as dated before it.
+        // day's own payments, sent after it, would be refused as dated before it. Named before
+        // the ledger is looked at, as a date further ahead is (since 2026-12-07: tomorrow's
+        // came after the ledger's and the bank's checks).
         if date > today {
             return Err(invalid(
                 "settlement_date",
@@ -880,6 +874,14 @@ impl LoanService for Api {
                 ),
             ));
         }
+        self.check_bank_scope(
+            &actor,
+            &ledger_id,
+            bank_id.as_deref(),
+            Principal::administers_ledger,
+            ("settles only its own loans", "settle ledger"),
+        )
+        .await?;
         let s = run_settlement(
             &self.db,
             &self.writer,

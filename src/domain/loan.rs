@@ -585,7 +585,7 @@ impl LoanState {
     fn extension_months_allowed(&self, rules: Rules) -> u32 {
         let term = self.terms.term_months;
         let by_law = match rules {
-            Rules::Now if term > 60 => (term / 2).min(36),
+            Rules::Now if term > 60 => 36,
             Rules::Now if term > 12 => term / 2,
             Rules::Now | Rules::AsRecorded => term,
         };
@@ -1325,7 +1325,9 @@ mod tests {
         let now = |term: u32, policy: u32| allowed(term, policy, Rules::Now);
         assert_eq!([now(6, 12), now(12, 12), now(12, 3)], [6, 12, 3]);
         assert_eq!([now(13, 12), now(18, 12), now(36, 12), now(36, 24)], [6, 9, 12, 18]);
-        assert_eq!([now(60, 120), now(61, 120), now(96, 120), now(120, 12)], [30, 30, 36, 12]);
+        // A long-term loan (over five years) three years, whatever its term (61 months: not
+        // half of it, 30, until 2026-12-07).
+        assert_eq!([now(60, 120), now(61, 120), now(96, 120), now(120, 12)], [30, 36, 36, 12]);
         assert_eq!(allowed(36, 24, Rules::AsRecorded), 24);
         assert_eq!(allowed(96, 120, Rules::AsRecorded), 96);
     }

@@ -2234,8 +2234,13 @@ async fn value_dates_in_the_future_are_refused(backend: Backend) {
         bank_id: String::new(),
         settlement_date: (business_day + chrono::Days::new(1)).to_string(),
     };
+    let nowhere = pb::SettleLoansRequest { ledger_id: "NOPE".into(), ..ahead.clone() };
     let ahead = expect_invalid(app.loans(&t.finance).settle_loans(ahead).await, "settlement_date");
     assert!(ahead.message().contains("is after today"), "{ahead:?}");
+    // Named before the ledger is looked at (a ledger that does not exist was NOT_FOUND).
+    let nowhere = app.loans(&t.finance).settle_loans(nowhere).await;
+    let nowhere = expect_invalid(nowhere, "settlement_date");
+    assert!(nowhere.message().contains("is after today"), "{nowhere:?}");
     let item = pb::BatchItem {
         request_id: rid("future"),
         item: Some(pb::batch_item::Item::Repayment(pb::RepaymentItem {
