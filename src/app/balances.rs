@@ -20,7 +20,11 @@
 //! it out or counts it on the wrong day would be wrong without saying so (`verify` reports
 //! where the journal breaks). One dated after the date is not read.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::error::{AppError, journal_broken};
+use super::verify::StopOnDrop;
 use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::ledger::posting::{Posting, add_up, unpack_into};
@@ -47,8 +51,17 @@ pub async fn balances_as_of(
     prefix: &str,
     through_seq: Option<u64>,
 ) -> Result<Balances, AppError> {
-    let summing =
-        Summing { as_of: as_of.map(format_date), prefix: prefix.to_string(), ..Summing::default() };
+    // The scan runs on a thread of its own on SQLite: should the caller go away, the guard
+    // stops it rather than let it run to the journal's end unseen, out of the turn the call
+    // held (since 2026-12-07: scans of calls given up piled up).
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let summing = Summing {
+        as_of: as_of.map(format_date),
+        prefix: prefix.to_string(),
+        stop,
+        ..Summing::default()
+    };
     let through = through_seq.map_or(i64::MAX, |seq| i64::try_from(seq).unwrap_or(i64::MAX));
     let summed = db.scan_journal_through(ledger_id, through, summing).await?;
     summed.balances(ledger_id)
@@ -67,6 +80,8 @@ struct Summing {
     postings: Vec<Posting>,
     /// What stopped the sum: the seq, and what its transaction does.
     failed: Option<(u64, String)>,
+    /// Set when the call is given up.
+    stop: Arc<AtomicBool>,
 }
 
 impl JournalVisitor for Summing {
@@ -99,7 +114,7 @@ impl JournalVisitor for Summing {
     }
 
     fn stopped(&self) -> bool {
-        self.failed.is_some()
+        self.failed.is_some() || self.stop.load(Ordering::Relaxed)
     }
 }
 

@@ -167,8 +167,9 @@ impl Problems {
     }
 }
 
-/// Sets the flag when dropped.
-struct StopOnDrop(Arc<AtomicBool>);
+/// Sets the flag when dropped: a scan on a thread of its own stops when the call that waits for
+/// it goes away (verify's stages, `GetBalances`' sum).
+pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
