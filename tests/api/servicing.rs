@@ -2375,6 +2375,29 @@ async fn write_off(backend: Backend) {
         .expect("ListLoans written off")
         .into_inner();
     assert_eq!(listed.loans.iter().map(|l| l.loan_id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+    // A renewal of it is not paid out while what was written off is not all recovered: it would
+    // roll the bad debt over (since 2026-12-07 the write-off let it be paid out). Recovered in
+    // full, the household owes nothing of it, and the renewal is paid out.
+    app.create_loan(&t.bank, renewal_request("W3", &id)).await;
+    let payout = |value_date: &str| pb::DisburseRequest {
+        request_id: rid("w3"),
+        loan_id: loan_id("W3"),
+        value_date: value_date.into(),
+        amount_fen: 0,
+    };
+    let rolled = expect_refused(loans.disburse(payout("2022-03-01")).await, "LOAN_NOT_DISBURSABLE");
+    assert!(rolled.message().contains("was written off with 52231.41 not recovered"), "{rolled:?}");
+    loans
+        .record_recovery(pb::RecordRecoveryRequest {
+            request_id: rid("recover"),
+            loan_id: id.clone(),
+            value_date: "2022-03-02".into(),
+            amount_fen: 5_223_141,
+        })
+        .await
+        .expect("RecordRecovery");
+    let out = loans.disburse(payout("2022-03-02")).await.expect("paid out").into_inner();
+    assert_eq!(status_of(loan(&out)), pb::LoanStatus::Active);
     assert_verifies(&app, &t).await;
     app.finish().await;
 }

@@ -8,7 +8,8 @@ use crate::app::error::AppError;
 use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::{DomainError, Reason};
-use crate::domain::loan::LoanState;
+use crate::domain::loan::{LoanState, LoanStatus};
+use crate::domain::money::Fen;
 
 /// The latest contract date a contract recorded in the group may have: tomorrow (value dates
 /// are at most a day ahead of the business date, `api::parse::value_date`). A contract not
@@ -146,8 +147,9 @@ pub(super) fn draws_past_its_count(
 }
 
 /// Why `loan` lends on `date` or after it, if it does: paid out, and changed by an event dated
-/// after `date` (repaid or closed since: it may have owed principal on that day); open with
-/// principal outstanding; or with principal it may still pay out (before its maturity).
+/// after `date` (repaid or closed since: it may have owed principal on that day); written off
+/// with something not recovered; open with principal outstanding; or with principal it may
+/// still pay out (before its maturity).
 pub(super) fn still_lends(loan: &LoanState, date: BusinessDate) -> Option<String> {
     if loan.disbursed_fen.0 > 0 && loan.lent_until() > date {
         return Some(format!(
@@ -155,6 +157,15 @@ pub(super) fn still_lends(loan: &LoanState, date: BusinessDate) -> Option<String
             format_date(loan.lent_until()),
             format_date(date)
         ));
+    }
+    // Written off with something not recovered: the household still owes it, and a renewal
+    // would roll a bad debt over (since 2026-12-07 the write-off let the renewal be paid out).
+    if loan.status == LoanStatus::WrittenOff {
+        let s = &loan.servicing;
+        let unrecovered = s.written_off_fen.0.saturating_sub(s.recovered_fen.0);
+        if unrecovered > 0 {
+            return Some(format!("was written off with {} not recovered", Fen(unrecovered)));
+        }
     }
     if !loan.status.is_open() {
         return None;

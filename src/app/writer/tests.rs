@@ -1467,6 +1467,13 @@ fn a_loan_still_lends_until_repaid_or_past_paying_out() {
     let until = still_lends(&lent, today);
     assert_eq!(until.as_deref(), Some("lent until 2021-06-02, after 2021-06-01"));
     assert_eq!(still_lends(&lent, day("2021-06-02")), None, "closed that day");
+    // Written off: it lends while what was written off is not all recovered.
+    lent.status = crate::domain::loan::LoanStatus::WrittenOff;
+    (lent.servicing.written_off_fen, lent.servicing.recovered_fen) = (Fen(500_000), Fen(200_000));
+    let bad = still_lends(&lent, day("2021-06-02"));
+    assert_eq!(bad.as_deref(), Some("was written off with 3000.00 not recovered"));
+    lent.servicing.recovered_fen = Fen(500_000);
+    assert_eq!(still_lends(&lent, day("2021-06-02")), None, "all of it recovered");
 }
 
 /// A panic in a command's plan is that command's `Internal` failure, with the panic's text,
