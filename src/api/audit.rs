@@ -337,8 +337,11 @@ impl Api {
     }
 
     /// The turn of a call that reads a whole journal (`Verify`, `GetBalances`, the checkpoints
-    /// and proofs) or every loan of a ledger (`GetRiskFund`): one at a time.
-    async fn whole_journal_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
+    /// and proofs, a pool rebuilt through a seq) or rebuilds many loans (`GetRiskFund`,
+    /// `ListLoans` as of a past day): one at a time.
+    pub(super) async fn whole_journal_turn(
+        &self,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
         self.verify_turn
             .acquire()
             .await

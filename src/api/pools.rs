@@ -282,6 +282,9 @@ impl PoolService for Api {
         let pool = match (now, last_seq.and_then(|seq| u64::try_from(seq).ok())) {
             (Some(now), Some(seq)) if seq <= through => now,
             _ => {
+                // A scan of the ledger's journal from the pool's agreement to the seq: in the
+                // turn of the whole-journal reads, one at a time (since 2026-12-07).
+                let _turn = self.whole_journal_turn().await?;
                 let ledger_id = &pool.terms.ledger_id;
                 let events = self.db.pool_events_through(ledger_id, &pool_id, through).await;
                 // The journal's own events that do not replay: corrupt, as a row that does not
