@@ -15,7 +15,7 @@ use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState, check_reversible};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
-use crate::domain::policy::default_versions;
+use crate::domain::policy::{PolicyVersion, default_versions, in_force};
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
 use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, Difference};
@@ -758,16 +758,31 @@ impl Replay {
         let settled = self.touching.is_some().then(|| SettledTotals::of(event.settlements()));
         let loan_id = self.touching.is_some().then(|| event.loan_id().to_string());
         match event {
-            LoanEvent::Created { terms } => match self.loans.entry(terms.loan_id.clone()) {
-                Entry::Occupied(mut loan) => {
-                    self.problems
-                        .add(seq, format!("seq {seq}: loan {} contracted twice", loan.key()));
-                    loan.insert(LoanState::new(terms, seq));
+            LoanEvent::Created { terms } => {
+                // The policy's figures the contract carries for its life are those of the
+                // version in force on its date, as recorded by then (since 2026-12-07: a
+                // version row forged for one contract, then taken away, left it serviced with
+                // its own penalty rates, grace and claim days, unseen).
+                // (The LPR table's chain holds no contract: one there is reported as such.)
+                if !self.lpr_chain
+                    && let Some(problem) = policy_figures_differ(&terms, &self.registry.policies)
+                {
+                    self.problems.add(
+                        seq,
+                        format!("seq {seq}: loan {}'s contract {problem}", terms.loan_id),
+                    );
                 }
-                Entry::Vacant(loan) => {
-                    loan.insert(LoanState::new(terms, seq));
+                match self.loans.entry(terms.loan_id.clone()) {
+                    Entry::Occupied(mut loan) => {
+                        self.problems
+                            .add(seq, format!("seq {seq}: loan {} contracted twice", loan.key()));
+                        loan.insert(LoanState::new(terms, seq));
+                    }
+                    Entry::Vacant(loan) => {
+                        loan.insert(LoanState::new(terms, seq));
+                    }
                 }
-            },
+            }
             other => {
                 // A contract its pool's settlement took as closed (never paid out by its
                 // maturity) is not paid out since: the writer refuses it from 2026-12-06, and
@@ -879,6 +894,40 @@ fn lpr_row(e: &LprEntry) -> (String, String, String) {
     (format_date(e.effective_from), e.bucket.as_str().to_string(), e.rate.to_string())
 }
 
+/// How a contract's policy figures (its penalty uplifts, grace days, rounding, longest
+/// extension and claim days, fixed for its life) differ from those of the version in force on
+/// its contract date among `policies` (as recorded before it), if they do: the writer copies
+/// them from that version (`plan_origination`), and refuses a contract under none.
+fn policy_figures_differ(
+    terms: &crate::domain::loan::LoanTerms,
+    policies: &[PolicyVersion],
+) -> Option<String> {
+    let Some(version) = in_force(policies, terms.contract_date) else {
+        return Some(format!(
+            "is dated {}, when no policy version was in force as recorded by then",
+            format_date(terms.contract_date)
+        ));
+    };
+    let p = &version.params;
+    let differ = [
+        ("overdue uplift", terms.overdue_uplift != p.overdue_penalty_uplift),
+        ("misuse uplift", terms.misuse_uplift != p.misuse_penalty_uplift),
+        ("grace days", terms.grace_days != p.grace_days),
+        ("rounding", terms.rounding != p.rounding),
+        ("longest extension", terms.extension_months_max != p.extension_months_max),
+        ("claim days", terms.claim_overdue_days != p.claim_overdue_days),
+    ];
+    let names: Vec<&str> = differ.iter().filter(|(_, d)| *d).map(|(name, _)| *name).collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "carries policy figures ({}) other than those of the version in force on its date, \
+             {}, as recorded by then",
+            names.join(", "),
+            format_date(version.effective_date)
+        )
+    })
+}
+
 /// Rebuilds the registry read model from a registry event (a new ledger starts with the default
 /// policy versions, as the writer seeds them).
 fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
@@ -924,6 +973,14 @@ fn replay_registry(r: &mut RegistrySnapshot, event: JournalEvent, seq: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replay of a ledger created before its transactions: the default policy versions
+    /// recorded, as `LedgerCreated` seeds them (its contracts carry their figures).
+    fn seeded() -> Replay {
+        let mut replay = Replay::default();
+        replay.registry.policies.extend(default_versions());
+        replay
+    }
     use crate::domain::event::tests::LOAN_EVENTS;
     use crate::domain::money::Fen;
     use crate::ledger::posting::pack;
@@ -976,7 +1033,7 @@ mod tests {
     /// listed by the index, or of a period a claim holds, or of a payout, it is reported.
     #[test]
     fn a_reversal_restores_the_loan_and_is_checked() {
-        let mut replay = Replay::default();
+        let mut replay = seeded();
         replay.expect_reversals(vec![(4, 3)]);
         apply(&mut replay, &repaid_and_reversed()[..2]);
         let paid_out = replay.loans["BB-0000000"].clone();
@@ -986,12 +1043,12 @@ mod tests {
         expected.last_seq = 4;
         assert_eq!(replay.loans["BB-0000000"], expected);
 
-        let mut unlisted = Replay::default();
+        let mut unlisted = seeded();
         apply(&mut unlisted, &repaid_and_reversed());
         let problems = texts(&unlisted);
         assert!(problems[0].contains("index of reversals does not list it"), "{problems:?}");
 
-        let mut claimed = Replay::default();
+        let mut claimed = seeded();
         claimed.expect_reversals(vec![(4, 3)]);
         let due = parse_date("2021-03-20").unwrap();
         claimed.held_periods.insert(("BB-0000000".into(), due), "BB-2021Q1".into());
@@ -1000,7 +1057,7 @@ mod tests {
         assert!(problems[0].contains("claim BB-2021Q1 holds"), "{problems:?}");
 
         // The payout (seq 2) named instead, the reversal right after it.
-        let mut payout = Replay::default();
+        let mut payout = seeded();
         payout.expect_reversals(vec![(3, 2)]);
         let json = LOAN_EVENTS[10].1.replace(r#""reversed_seq":3"#, r#""reversed_seq":2"#);
         let json: &'static str = Box::leak(json.into_boxed_str());
@@ -1049,11 +1106,38 @@ mod tests {
         replay.problems.list.iter().map(|(_, text)| text.as_str()).collect()
     }
 
+    /// A contract's policy figures are the version's in force on its date as recorded by then:
+    /// the grace days of a version forged for it, then taken away, are reported at the contract
+    /// (as the other figures would be); so is a contract under no version at all.
+    #[test]
+    fn a_contracts_policy_figures_are_its_dates_versions() {
+        let (_, kind, json, _) = stored(0, 1);
+        let grace = r#""grace_days":0"#;
+        assert!(json.contains(grace), "{json}");
+        let forged = json.replace(grace, r#""grace_days":30"#);
+        let mut replay = seeded();
+        apply(&mut replay, &[(1, kind, &forged, vec![])]);
+        let expected = "seq 1: loan BB-0000000's contract carries policy figures (grace days) \
+                        other than those of the version in force on its date, 2014-12-10, as \
+                        recorded by then";
+        assert_eq!(texts(&replay), [expected]);
+        let mut replay = seeded();
+        apply(&mut replay, &[stored(0, 1)]);
+        assert!(texts(&replay).is_empty(), "{:?}", texts(&replay));
+        let mut unpoliced = Replay::default();
+        apply(&mut unpoliced, &[stored(0, 1)]);
+        assert_eq!(
+            texts(&unpoliced),
+            ["seq 1: loan BB-0000000's contract is dated 2021-01-25, when no policy version was \
+              in force as recorded by then"]
+        );
+    }
+
     /// A row's value date that is not its event's is reported (it is hashed, not derived: made
     /// again with the chain's hashes, only the event tells); as the event's, it is not.
     #[test]
     fn a_value_date_not_the_events_is_reported() {
-        let mut replay = Replay::default();
+        let mut replay = seeded();
         let mut chunk = Chunk::default();
         for (i, seq) in [(0, 1), (1, 2)] {
             let (_, kind, command_json, postings) = stored(i, seq);
@@ -1077,7 +1161,7 @@ mod tests {
     #[test]
     fn a_payout_into_a_settled_pool_is_reported() {
         use crate::domain::pool::{PoolMode, PoolTerms};
-        let mut replay = Replay::default();
+        let mut replay = seeded();
         let contract = stored(0, 1);
         apply(&mut replay, std::slice::from_ref(&contract));
         let loan = replay.loans["BB-0000000"].clone();
@@ -1122,7 +1206,7 @@ mod tests {
 
     #[test]
     fn a_loan_rebuilt_from_its_events() {
-        let mut replay = Replay::default();
+        let mut replay = seeded();
         apply(&mut replay, &[stored(0, 1), stored(1, 2), stored(2, 3)]);
         assert!(texts(&replay).is_empty(), "{:?}", texts(&replay));
         let loan = &replay.loans["BB-0000000"];
@@ -1136,7 +1220,7 @@ mod tests {
 
     #[test]
     fn what_does_not_replay_is_reported_at_its_seq() {
-        let mut replay = Replay::default();
+        let mut replay = seeded();
         // An event before its loan's contract.
         // Postings other than those the event implies (one posting's amount moved to another).
         let mut disbursed = stored(1, 3);
@@ -1216,6 +1300,7 @@ mod tests {
         );
 
         let mut region = Replay::of("450121");
+        region.registry.policies.extend(default_versions());
         assert!(region.registry.lpr.is_empty());
         apply(&mut region, &[stored(0, 1), (2, "lpr.set", &first, vec![])]);
         assert_eq!(texts(&region), ["seq 2: a lpr.set event outside the LPR table's chain"]);
