@@ -15,7 +15,7 @@ use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::{LoanEvent, LoanState, check_reversible};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
-use crate::domain::policy::{PolicyVersion, default_versions, in_force};
+use crate::domain::policy::{PolicyVersion, default_versions, in_force_by_date};
 use crate::domain::pool::{Pool, PoolEvent, PoolStatus};
 use crate::domain::risk_fund::{Compensation, Fund, FundEvent};
 use crate::domain::subsidy_claim::{Claim, ClaimEvent, Difference};
@@ -142,6 +142,10 @@ pub(super) struct Replay {
     kept: HashMap<u64, (LoanState, LoanEvent)>,
     /// The seqs of the journal's reversals.
     reversals: crate::collections::HashSet<u64>,
+    /// The policy versions in force by date ([`in_force_by_date`]) for the count of versions
+    /// recorded when they were worked out (versions are only added): a contract's figures are
+    /// checked against them without sorting the versions again a contract.
+    by_date: (usize, Vec<PolicyVersion>),
 }
 
 impl Replay {
@@ -764,8 +768,12 @@ impl Replay {
                 // version row forged for one contract, then taken away, left it serviced with
                 // its own penalty rates, grace and claim days, unseen).
                 // (The LPR table's chain holds no contract: one there is reported as such.)
+                let policies = &self.registry.policies;
+                if self.by_date.0 != policies.len() {
+                    self.by_date = (policies.len(), in_force_by_date(policies));
+                }
                 if !self.lpr_chain
-                    && let Some(problem) = policy_figures_differ(&terms, &self.registry.policies)
+                    && let Some(problem) = policy_figures_differ(&terms, &self.by_date.1)
                 {
                     self.problems.add(
                         seq,
@@ -896,13 +904,16 @@ fn lpr_row(e: &LprEntry) -> (String, String, String) {
 
 /// How a contract's policy figures (its penalty uplifts, grace days, rounding, longest
 /// extension and claim days, fixed for its life) differ from those of the version in force on
-/// its contract date among `policies` (as recorded before it), if they do: the writer copies
-/// them from that version (`plan_origination`), and refuses a contract under none.
+/// its contract date among `by_date` (the versions recorded before it, in force by date:
+/// [`in_force_by_date`]), if they do: the writer copies them from that version
+/// (`plan_origination`, through [`crate::domain::policy::in_force`]), and refuses a contract
+/// under none.
 fn policy_figures_differ(
     terms: &crate::domain::loan::LoanTerms,
-    policies: &[PolicyVersion],
+    by_date: &[PolicyVersion],
 ) -> Option<String> {
-    let Some(version) = in_force(policies, terms.contract_date) else {
+    let in_force = by_date.iter().take_while(|v| v.effective_date <= terms.contract_date).last();
+    let Some(version) = in_force else {
         return Some(format!(
             "is dated {}, when no policy version was in force as recorded by then",
             format_date(terms.contract_date)
