@@ -34,6 +34,9 @@ struct Cli {
         long,
         env = "LOANLEDGER_DATABASE_URL",
         default_value = "sqlite://loanledger.db",
+        // `--help` shows no password from the environment (since 2026-12-07 it printed the URL
+        // whole).
+        hide_env_values = true,
         global = true
     )]
     database_url: String,
@@ -350,7 +353,13 @@ async fn open_served_db(url: &str) -> anyhow::Result<Db> {
 
 fn main() -> anyhow::Result<()> {
     let huge_pages = heap_without_huge_pages();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(huge_pages))
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let ran = runtime.block_on(run(huge_pages));
+    // Work on blocking threads that outlived its caller (a backup's copy hashed, a scan whose
+    // call went away) is not waited for without end once the command is done (since
+    // 2026-12-07 the runtime's drop waited for it).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    ran
 }
 
 /// Transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`, which the kernel

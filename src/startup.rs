@@ -576,7 +576,17 @@ impl Application {
         api.writer.close();
         drop(api);
         writer_task.await.context("Writer task failed")?;
-        db.close().await;
+        // The writes are committed: the connections still in use (a backup's `pg_dump` or
+        // `VACUUM INTO`, a long read whose caller the drain let go) are waited for the drain
+        // timeout at most (since 2026-12-07 without end: a backup held the shutdown past a
+        // supervisor's patience, its clean end never logged).
+        if tokio::time::timeout(drain_timeout, db.close()).await.is_err() {
+            tracing::warn!(
+                drain_timeout_s = drain_timeout.as_secs_f64(),
+                "database connections still in use after the drain timeout (a backup, a long \
+                 read): no longer waited for; every write was committed"
+            );
+        }
         tracing::info!("shut down cleanly");
         Ok(())
     }

@@ -941,7 +941,10 @@ impl Pool {
         // less what was transferred counted it, so that the partner was taken to hold, and
         // owe returns on, money the household had repaid).
         let held = member.held_fen();
-        let available = Fen(loan.principal_outstanding_fen.0.saturating_sub(held.0));
+        // (None left when the partner holds more than is outstanding: the household repaid
+        // principal itself since it handed it over; since 2026-12-07 said as nothing left, not
+        // as a negative amount.)
+        let available = Fen(loan.principal_outstanding_fen.0.saturating_sub(held.0).max(0));
         if amount > available {
             return Err(refused(
                 Reason::PoolTransferExceedsLoan,

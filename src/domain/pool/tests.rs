@@ -172,6 +172,17 @@ fn transfers_returns_and_participation() {
     assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
     applied(&mut pool, |p| p.transfer(&a, d("2021-03-01"), Fen(2_000_000)));
     assert_eq!(pool.member("A").unwrap().held_fen(), Fen(5_000_000));
+    // The household repaid 10,000.00 of principal itself since: the partner holds more than is
+    // outstanding, and nothing is left to hand over (not a negative amount).
+    let mut repaid = a.clone();
+    repaid.principal_outstanding_fen = Fen(4_000_000);
+    let none_left = pool.transfer(&repaid, d("2021-03-02"), Fen(1)).unwrap_err();
+    assert!(
+        matches!(&none_left, DomainError::Refused { metadata, message, .. }
+            if metadata.contains(&("available_fen".to_string(), "0".to_string()))
+                && message.ends_with("0 fen is left to hand over")),
+        "{none_left:?}"
+    );
     assert_eq!(
         code(pool.transfer(&loan("C", "HC"), d("2021-03-01"), Fen(1)).unwrap_err()),
         "NOT_FOUND"
