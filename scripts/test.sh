@@ -41,7 +41,11 @@ as_pg() {
 stop_cluster() {
     if [ -n "$pg_dir" ] && [ -d "$pg_dir" ]; then
         if [ -f "$pg_dir/data/postmaster.pid" ]; then
-            as_pg "'$PG_BIN/pg_ctl' -D '$pg_dir/data' -m fast -w stop" >/dev/null 2>&1 || true
+            if ! as_pg "'$PG_BIN/pg_ctl' -D '$pg_dir/data' -m fast -w stop" >/dev/null 2>&1; then
+                # Not stopped: its process is killed rather than left running without its
+                # directory.
+                kill -9 "$(head -n 1 "$pg_dir/data/postmaster.pid")" 2>/dev/null || true
+            fi
         fi
         rm -rf "$pg_dir"
     fi
@@ -91,6 +95,11 @@ start_cluster() {
 
 if [ -n "${LOANLEDGER_TEST_PG_URL:-}" ]; then
     echo "test.sh: using the PostgreSQL server given in LOANLEDGER_TEST_PG_URL"
+    # The tests that make clusters of their own (TLS) and the backup tests' pg_dump and
+    # pg_restore find the installed binaries here (Debian keeps them off the PATH).
+    if [ -z "${LOANLEDGER_TEST_PG_BIN:-}" ] && [ -x "$PG_BIN/initdb" ]; then
+        export LOANLEDGER_TEST_PG_BIN="$PG_BIN"
+    fi
 elif [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ]; then
     start_cluster || { echo "test.sh: could not start a throwaway PostgreSQL cluster" >&2; exit 1; }
 elif [ "$ci" = "true" ]; then
