@@ -844,6 +844,17 @@ impl Db {
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             tracing::Span::current().record("backend", "postgres");
+            // A passphrase of the client key: sqlx reads no encrypted key, and would log the
+            // parameter, value and all, as one it ignores at every start (since 2026-12-07
+            // refused, naming it alone).
+            let query = url.split_once('?').map_or("", |(_, query)| query);
+            if query.split('&').any(|pair| pair.split('=').next() == Some("sslpassword")) {
+                return Err(StoreError::Database(sqlx::Error::Configuration(
+                    "the database URL's sslpassword is not supported: the client key must be \
+                     one without a passphrase (sslkey)"
+                        .into(),
+                )));
+            }
             let opts = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
             // Those the URL's own `options` set stand (the last `-c` of a name wins).
             let given = opts.get_options().unwrap_or_default().to_string();
@@ -1450,6 +1461,16 @@ mod tests {
 #[cfg(test)]
 mod url_tests {
     use super::{missing_sqlite_file, shown_url};
+
+    /// A client key's passphrase in the URL is refused, naming the parameter, not its value,
+    /// before anything is connected to (sqlx would ignore it and log it whole).
+    #[tokio::test]
+    async fn a_urls_sslpassword_is_refused() {
+        let url = "postgres://ledger@127.0.0.1:1/books?sslmode=require&sslpassword=k3y";
+        let Err(e) = super::Db::connect(url).await else { panic!("connected") };
+        let text = e.to_string();
+        assert!(text.contains("sslpassword is not supported") && !text.contains("k3y"), "{text}");
+    }
 
     #[test]
     fn a_url_is_shown_without_its_password() {
