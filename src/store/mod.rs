@@ -955,6 +955,24 @@ impl Db {
     /// Applies the migrations of this backend that are not applied yet.
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        // A database a newer build migrated: said as such (since 2026-12-07 sqlx's own words,
+        // "migration N was previously applied but is missing in the resolved migrations").
+        if self.table_exists("_sqlx_migrations").await? {
+            let applied: Vec<i64> =
+                on_pool!(self, p => sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(p).await)?;
+            let build = versions(self.migrator());
+            if applied.iter().any(|v| !build.contains(v)) {
+                return Err(StoreError::Database(sqlx::Error::Configuration(
+                    format!(
+                        "the database has migrations this build does not know (up to {}; this \
+                         build's end at {}): use the build that migrated it",
+                        applied.last().copied().unwrap_or_default(),
+                        build.last().copied().unwrap_or_default()
+                    )
+                    .into(),
+                )));
+            }
+        }
         // Before any migration is recorded: a database refused here stays as the build that
         // made it left it, and that build still serves it.
         self.check_lpr_name_free().await?;

@@ -30,6 +30,7 @@ on_both_backends!(
     health_follows_the_database_and_the_shutdown,
     one_server_at_a_time_writes,
     a_database_is_not_migrated_under_a_server_writing_to_it,
+    a_database_of_a_newer_build_is_refused_as_such,
     the_sqlite_database_is_its_owners_alone,
     postgres_sessions_are_kept_alive,
 );
@@ -984,6 +985,42 @@ async fn health_follows_the_database_and_the_shutdown(backend: Backend) {
     let next = next.expect("a status").expect("told before the end");
     assert_eq!(next.status, ServingStatus::NotServing as i32);
     assert!(matches!(then, Ok(None)), "the watch ends with the server's stop: {then:?}");
+    app.finish().await;
+}
+
+/// A database a newer build migrated (here: a migration of a later number recorded) is refused
+/// by `migrate` and `serve`, saying so and what to do (since 2026-12-07 sqlx's words: "migration
+/// N was previously applied but is missing in the resolved migrations"); nothing is applied.
+async fn a_database_of_a_newer_build_is_refused_as_such(backend: Backend) {
+    let Some((mut app, _t, _id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.stop().await;
+    app.execute_ddl(
+        "insert into _sqlx_migrations (version, description, installed_on, success, checksum, \
+         execution_time) select 99999, description, installed_on, success, checksum, \
+         execution_time from _sqlx_migrations where version = \
+         (select max(version) from _sqlx_migrations)",
+    )
+    .await
+    .expect("a newer build's migration recorded");
+    let url = app.database_url.clone();
+    let dir = tempfile::tempdir().expect("a directory for a key");
+    let key = dir.path().join("k.key");
+    let key = key.to_str().expect("a UTF-8 path");
+    let serve = ["serve", "--database-url", &url, "--listen", "127.0.0.1:0", "--signing-key", key];
+    let serve = [&serve[..], &["--new-signing-key"]].concat();
+    for command in [&["migrate", "--database-url", &url][..], &serve[..]] {
+        let stderr = refused_start(command);
+        assert!(
+            stderr.contains("the database has migrations this build does not know (up to 99999")
+                && stderr.contains("use the build that migrated it"),
+            "{command:?}: {stderr}"
+        );
+    }
+    app.execute_ddl("delete from _sqlx_migrations where version = 99999")
+        .await
+        .expect("the record taken away");
     app.finish().await;
 }
 
