@@ -714,8 +714,13 @@ impl Replay {
             }
         }
         match &event {
+            // A pool agreed twice (reported above) keeps its first agreement, and an event that
+            // does not apply leaves the pool as it was, not changed in part (since 2026-12-07:
+            // either left knock-on problems at later events hiding the first).
             PoolEvent::Agreed { .. } => {
-                if let Some(pool) = Pool::agreed(&event) {
+                if let Some(pool) = Pool::agreed(&event)
+                    && !self.pools.contains_key(&pool_id)
+                {
                     for id in &members {
                         self.pool_of_loan.entry(id.clone()).or_insert_with(|| pool_id.clone());
                     }
@@ -724,8 +729,9 @@ impl Replay {
             }
             _ => {
                 if let Some((pool, last)) = self.pools.get_mut(&pool_id) {
-                    match pool.apply(&event) {
-                        Ok(()) => *last = seq,
+                    let mut next = pool.clone();
+                    match next.apply(&event) {
+                        Ok(()) => (*pool, *last) = (next, seq),
                         Err(e) => self
                             .problems
                             .add(seq, format!("seq {seq}: cannot apply to pool {pool_id}: {e}")),
