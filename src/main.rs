@@ -393,15 +393,40 @@ fn heap_without_huge_pages() -> Option<std::io::Error> {
     None
 }
 
+/// The command line read, or the process ended: with help or the version asked for, printed
+/// as clap prints them; with arguments that cannot be read, clap's error, as one JSON `ERROR`
+/// line when JSON logs are asked for (`--log-format json` or `LOANLEDGER_LOG_FORMAT=json`;
+/// since 2026-12-07 it was text whatever the format, which a collector reading JSON drops), and
+/// exit status 2 either way.
+fn parsed(args: Vec<std::ffi::OsString>) -> Cli {
+    use clap::error::ErrorKind;
+    let e = match Cli::try_parse_from(&args) {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    let asked = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+    let json_arg = args.windows(2).any(|w| w[0] == "--log-format" && w[1] == "json")
+        || args.iter().any(|a| a == "--log-format=json");
+    let json_env = std::env::var("LOANLEDGER_LOG_FORMAT").is_ok_and(|f| f == "json");
+    if asked || !(json_arg || json_env) {
+        e.exit();
+    }
+    telemetry::init(LogFormat::Json);
+    let text = e.render().to_string();
+    tracing::error!(error = text.trim_end(), "the command line cannot be read");
+    std::process::exit(2);
+}
+
 async fn run(huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
     // No command is `serve`, parsed as such so that its flags' environment variables apply.
-    let cli = match Cli::parse() {
+    let cli = match parsed(std::env::args_os().collect()) {
         cli if cli.command.is_some() => cli,
         _ => {
             // `serve` right after the program's name (the global flags may follow it).
             let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
             args.insert(args.len().min(1), "serve".into());
-            Cli::parse_from(args)
+            parsed(args)
         }
     };
     telemetry::init(cli.log_format);
