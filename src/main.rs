@@ -655,6 +655,12 @@ async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Re
                     }
                     Ok(())
                 }
+                // The hash and the seq to prove came from --transaction: named so.
+                Err(e) if transaction.is_some() => anyhow::bail!(
+                    "does not hold: {}",
+                    e.replace("--transaction-hash is for", "--transaction is for")
+                        .replace("--seq is for", "--transaction is for")
+                ),
                 Err(e) => anyhow::bail!("does not hold: {e}"),
             }
         }

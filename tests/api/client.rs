@@ -285,6 +285,17 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     let (ok, out) = check_entry(&entry, &["--seq", &other]);
     let asked = format!("the transaction is seq {seq}, not {other} as asked");
     assert!(!ok && out.contains(&asked), "{out}");
+    // With an answer that is no inclusion proof: named by the flag given.
+    std::fs::write(&entry_file, entry.to_string()).expect("written");
+    let not_a_proof = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["check", "--public-key", &pinned, "--transaction"])
+        .arg(&entry_file)
+        .arg(&file)
+        .output()
+        .expect("loanledger check runs");
+    let said = String::from_utf8_lossy(&not_a_proof.stderr);
+    assert!(!not_a_proof.status.success(), "{said}");
+    assert!(said.contains("--transaction is for an inclusion proof"), "{said}");
     assert!(app.verify(&t.auditor).await.ok);
     app.finish().await;
 }

@@ -2387,6 +2387,7 @@ async fn write_off(backend: Backend) {
     };
     let rolled = expect_refused(loans.disburse(payout("2022-03-01")).await, "LOAN_NOT_DISBURSABLE");
     assert!(rolled.message().contains("was written off with 52231.41 not recovered"), "{rolled:?}");
+    assert_eq!(metadata(&rolled, "written_off_unrecovered_fen").as_deref(), Some("5223141"));
     loans
         .record_recovery(pb::RecordRecoveryRequest {
             request_id: rid("recover"),

@@ -779,7 +779,7 @@ impl Replay {
                     self.by_date = (policies.len(), in_force_by_date(policies));
                 }
                 if !self.lpr_chain
-                    && let Some(problem) = policy_figures_differ(&terms, &self.by_date.1)
+                    && let Some(problem) = policy_figures_differ(&terms, &self.by_date.1, policies)
                 {
                     self.problems.add(
                         seq,
@@ -914,28 +914,42 @@ fn lpr_row(e: &LprEntry) -> (String, String, String) {
 /// [`in_force_by_date`]), if they do: the writer copies them from that version
 /// (`plan_origination`, through [`crate::domain::policy::in_force`]), and refuses a contract
 /// under none.
+///
+/// A contract recorded by a build before 2026-12-01 (4bec94f) took the latest-dated version
+/// whole, a seeded step of the subsidy ratio included (it did not carry the version before it
+/// on): its figures are those of that version, also accepted.
 fn policy_figures_differ(
     terms: &crate::domain::loan::LoanTerms,
     by_date: &[PolicyVersion],
+    recorded: &[PolicyVersion],
 ) -> Option<String> {
-    let in_force = by_date.iter().take_while(|v| v.effective_date <= terms.contract_date).last();
+    let date = terms.contract_date;
+    let in_force = by_date.iter().take_while(|v| v.effective_date <= date).last();
     let Some(version) = in_force else {
         return Some(format!(
             "is dated {}, when no policy version was in force as recorded by then",
-            format_date(terms.contract_date)
+            format_date(date)
         ));
     };
-    let p = &version.params;
-    let differ = [
-        ("overdue uplift", terms.overdue_uplift != p.overdue_penalty_uplift),
-        ("misuse uplift", terms.misuse_uplift != p.misuse_penalty_uplift),
-        ("grace days", terms.grace_days != p.grace_days),
-        ("rounding", terms.rounding != p.rounding),
-        ("longest extension", terms.extension_months_max != p.extension_months_max),
-        ("claim days", terms.claim_overdue_days != p.claim_overdue_days),
-    ];
-    let names: Vec<&str> = differ.iter().filter(|(_, d)| *d).map(|(name, _)| *name).collect();
-    (!names.is_empty()).then(|| {
+    let differing = |p: &crate::domain::policy::PolicyParams| -> Vec<&'static str> {
+        let differ = [
+            ("overdue uplift", terms.overdue_uplift != p.overdue_penalty_uplift),
+            ("misuse uplift", terms.misuse_uplift != p.misuse_penalty_uplift),
+            ("grace days", terms.grace_days != p.grace_days),
+            ("rounding", terms.rounding != p.rounding),
+            ("longest extension", terms.extension_months_max != p.extension_months_max),
+            ("claim days", terms.claim_overdue_days != p.claim_overdue_days),
+        ];
+        differ.iter().filter(|(_, d)| *d).map(|(name, _)| *name).collect()
+    };
+    let names = differing(&version.params);
+    // (`max_by_key` gives the last of equal dates: the one recorded last, as the old rule.)
+    let taken_whole =
+        recorded.iter().filter(|v| v.effective_date <= date).max_by_key(|v| v.effective_date);
+    if names.is_empty() || taken_whole.is_some_and(|v| differing(&v.params).is_empty()) {
+        return None;
+    }
+    Some(names).map(|names| {
         format!(
             "carries policy figures ({}) other than those of the version in force on its date, \
              {}, as recorded by then",
@@ -1141,6 +1155,27 @@ mod tests {
         let mut replay = seeded();
         apply(&mut replay, &[stored(0, 1)]);
         assert!(texts(&replay).is_empty(), "{:?}", texts(&replay));
+        // A ledger's own version of 2022 (grace 5 days) and a contract of 2024-03-01, after the
+        // seeded ratio step of 2024-01-01: this build carries the 2022 figures on (grace 5);
+        // a build before 2026-12-01 took the step whole (grace 0). Both are accepted, another
+        // figure is not.
+        let own = PolicyVersion {
+            effective_date: parse_date("2022-01-01").unwrap(),
+            params: crate::domain::policy::PolicyParams {
+                grace_days: 5,
+                ..crate::domain::policy::PolicyParams::default()
+            },
+        };
+        let of_2024 = json.replace("2021-01-25", "2024-03-01");
+        for (days, accepted) in [(0, true), (5, true), (7, false)] {
+            let mut replay = seeded();
+            replay.registry.policies.push(own.clone());
+            let contract = of_2024.replace(grace, &format!(r#""grace_days":{days}"#));
+            apply(&mut replay, &[(1, kind, &contract, vec![])]);
+            let problems = texts(&replay);
+            let about_figures = problems.iter().any(|p| p.contains("carries policy figures"));
+            assert_eq!(about_figures, !accepted, "grace {days}: {problems:?}");
+        }
         let mut unpoliced = Replay::default();
         apply(&mut unpoliced, &[stored(0, 1)]);
         assert_eq!(

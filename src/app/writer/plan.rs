@@ -475,8 +475,8 @@ impl Writer {
                 let ineligible = self.ineligible_on_contract_dates(tx, g, &judged).await?;
                 for (i, household_id, contract_date, status) in ineligible {
                     let reason = format!(
-                        "household {household_id}'s status on the contract date ({}) is {}, \
-                         recorded since the contract: a loan falsely obtained is not subsidised",
+                        "household {household_id}'s status on the contract date ({}) is {}, one \
+                         the programme never lends to: a loan falsely obtained is not subsidised",
                         format_date(contract_date),
                         status.as_str()
                     );
@@ -711,7 +711,7 @@ impl Writer {
                 if let Some(parent_id) = &loan.terms.renews_loan_id {
                     let parent = self.loan(tx, g, parent_id).await?;
                     if let Some(why) = still_lends(&parent, *value_date) {
-                        return Err(DomainError::refused(
+                        let mut refusal = DomainError::refused(
                             Reason::LoanNotDisbursable,
                             format!(
                                 "loan {} renews loan {parent_id}, which {why}: a renewal is paid \
@@ -722,8 +722,14 @@ impl Writer {
                         .with(
                             "renewed_principal_outstanding_fen",
                             parent.principal_outstanding_fen.0,
-                        )
-                        .into());
+                        );
+                        // Written off, it owes no principal on its books: what is not recovered.
+                        if parent.status == crate::domain::loan::LoanStatus::WrittenOff {
+                            let s = &parent.servicing;
+                            let unrecovered = s.written_off_fen.0.saturating_sub(s.recovered_fen.0);
+                            refusal = refusal.with("written_off_unrecovered_fen", unrecovered);
+                        }
+                        return Err(refusal.into());
                     }
                 }
                 // A contract not paid out by its maturity stopped counting against the household

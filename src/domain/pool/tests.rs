@@ -180,7 +180,7 @@ fn transfers_returns_and_participation() {
     assert!(
         matches!(&none_left, DomainError::Refused { metadata, message, .. }
             if metadata.contains(&("available_fen".to_string(), "0".to_string()))
-                && message.ends_with("0 fen is left to hand over")),
+                && message.ends_with(": 0 fen is left to hand over")),
         "{none_left:?}"
     );
     assert_eq!(
