@@ -78,6 +78,30 @@ async fn settle_march(app: &TestApp, t: &Tokens) {
         .expect("SettleLoans");
 }
 
+/// The bank's claims A (the first loan's first quarter) and B (the second's), each line
+/// payable in full, 294.10 yuan.
+async fn claims_a_and_b(app: &TestApp, t: &Tokens, first: &str, second: &str) {
+    let mut bank = app.subsidy(&t.bank);
+    for (number, loan) in [("A", first), ("B", second)] {
+        let request =
+            claim_request(&rid("claim"), number, vec![line(loan, "2021-03-20", 29_410, 29_410)]);
+        let claim = bank.submit_subsidy_claim(request).await.expect("a claim").into_inner();
+        assert_eq!(claim.claim.map(|c| c.payable_fen), Some(29_410));
+    }
+}
+
+/// `household` found removed (清退) from 2021-01-01, before its loans' contracts: they were
+/// falsely obtained.
+fn removed_from_2021(household: &str) -> pb::SetHouseholdStatusRequest {
+    pb::SetHouseholdStatusRequest {
+        request_id: rid("status"),
+        household_id: household.into(),
+        status: pb::HouseholdStatus::Removed as i32,
+        effective_date: "2021-01-01".into(),
+        reason: "核查：不符合建档立卡条件 (not eligible on review)".into(),
+    }
+}
+
 fn differences(c: &pb::SubsidyClaim) -> Vec<Vec<D>> {
     c.lines.iter().map(|l| l.differences().collect()).collect()
 }
@@ -812,13 +836,7 @@ async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
     let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
         return;
     };
-    let mut bank = app.subsidy(&t.bank);
-    for (number, loan) in [("A", &first), ("B", &second)] {
-        let request =
-            claim_request(&rid("claim"), number, vec![line(loan, "2021-03-20", 29_410, 29_410)]);
-        let claim = bank.submit_subsidy_claim(request).await.expect("a claim").into_inner();
-        assert_eq!(claim.claim.map(|c| c.payable_fen), Some(29_410));
-    }
+    claims_a_and_b(&app, &t, &first, &second).await;
     let mut finance = app.subsidy(&t.finance);
     let review = |claim: &str, on: &str, to: &str| pb::ReviewSubsidyClaimRequest {
         request_id: rid("review"),
@@ -1398,13 +1416,7 @@ async fn a_loan_of_a_household_found_ineligible_is_not_subsidised(backend: Backe
     let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
         return;
     };
-    let status = pb::SetHouseholdStatusRequest {
-        request_id: rid("status"),
-        household_id: HOUSEHOLD.into(),
-        status: pb::HouseholdStatus::Removed as i32,
-        effective_date: "2021-01-01".into(),
-        reason: "核查：不符合建档立卡条件 (not eligible on review)".into(),
-    };
+    let status = removed_from_2021(HOUSEHOLD);
     let answer = app.registry(&t.finance).set_household_status(status).await;
     let answer = answer.expect("SetHouseholdStatus").into_inner();
     assert_eq!(answer.contracts_made_ineligible, std::slice::from_ref(&first));
@@ -1439,13 +1451,7 @@ async fn a_household_found_ineligible_after_the_claims_check_is_not_paid(backend
     let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
         return;
     };
-    let mut bank = app.subsidy(&t.bank);
-    for (number, loan) in [("A", &first), ("B", &second)] {
-        let request =
-            claim_request(&rid("claim"), number, vec![line(loan, "2021-03-20", 29_410, 29_410)]);
-        let claim = bank.submit_subsidy_claim(request).await.expect("a claim").into_inner();
-        assert_eq!(claim.claim.map(|c| c.payable_fen), Some(29_410));
-    }
+    claims_a_and_b(&app, &t, &first, &second).await;
     let mut finance = app.subsidy(&t.finance);
     for number in ["A", "B"] {
         let review = pb::ReviewSubsidyClaimRequest {
@@ -1469,13 +1475,7 @@ async fn a_household_found_ineligible_after_the_claims_check_is_not_paid(backend
     };
     finance.pay_subsidy_claim(pay("B", 29_410)).await.expect("B paid");
     for household in [HOUSEHOLD, "H002"] {
-        let status = pb::SetHouseholdStatusRequest {
-            request_id: rid("status"),
-            household_id: household.into(),
-            status: pb::HouseholdStatus::Removed as i32,
-            effective_date: "2021-01-01".into(),
-            reason: "核查：不符合建档立卡条件 (not eligible on review)".into(),
-        };
+        let status = removed_from_2021(household);
         app.registry(&t.finance).set_household_status(status).await.expect("SetHouseholdStatus");
     }
     let over = expect_invalid(finance.pay_subsidy_claim(pay("A", 29_410)).await, "amount_fen");

@@ -84,6 +84,19 @@ async fn fund_through(
 }
 
 /// Opens the ledger's fund at 80:20 on 2021-01-01 with `amount_fen` deposited on 2021-01-05.
+/// The ledger's non-performing limit at 100% from 2021-01-01: the suspension of lending a
+/// test's loans unpaid for years make by today is left out of the judgement.
+async fn without_suspension(app: &TestApp, t: &Tokens) {
+    let unsuspended = pb::PolicyParams {
+        npl_limit_basis_points: 10_000,
+        ..app.policy_on(&t.finance, "2021-01-01").await
+    };
+    app.registry(&t.finance)
+        .set_policy(policy_from("2021-01-01", unsuspended))
+        .await
+        .expect("SetPolicy");
+}
+
 async fn opened_with(app: &TestApp, t: &Tokens, amount_fen: i64) -> pb::RiskFund {
     app.risk_fund(&t.finance)
         .open_risk_fund(open(&rid("open"), "2021-01-01", 80))
@@ -841,16 +854,9 @@ async fn a_renewal_waiting_to_be_paid_out_and_its_loan_count_once(backend: Backe
     app.register_household(&t.finance, "H002", "19800517").await;
     app.register_household(&t.finance, "H003", "19800517").await;
     opened_with(&app, &t, 1_000_000).await;
-    // C001 pays nothing: today all the ledger's principal is non-performing, which the
-    // suspension of contracts dated back judges. A limit of 100% leaves that judgement out.
-    let unsuspended = pb::PolicyParams {
-        npl_limit_basis_points: 10_000,
-        ..app.policy_on(&t.finance, "2021-01-01").await
-    };
-    app.registry(&t.finance)
-        .set_policy(policy_from("2021-01-01", unsuspended))
-        .await
-        .expect("SetPolicy");
+    // C001 pays nothing: today all its principal is non-performing, which the suspension of
+    // contracts dated back judges.
+    without_suspension(&app, &t).await;
     let renewal = pb::CreateLoanRequest {
         renews_loan_id: first.clone(),
         ..standard_loan_on("C002", HOUSEHOLD, "2021-02-01")
@@ -940,15 +946,8 @@ async fn a_later_draw_dated_before_its_passed_maturity_is_new_lending(backend: B
     app.register_household(&t.finance, "H003", "19800517").await;
     opened_with(&app, &t, 1_000_000).await;
     // C001 pays nothing: today all its principal is non-performing, which the suspension of
-    // contracts dated back judges. A limit of 100% leaves that judgement out.
-    let unsuspended = pb::PolicyParams {
-        npl_limit_basis_points: 10_000,
-        ..app.policy_on(&t.finance, "2021-01-01").await
-    };
-    app.registry(&t.finance)
-        .set_policy(policy_from("2021-01-01", unsuspended))
-        .await
-        .expect("SetPolicy");
+    // contracts dated back judges.
+    without_suspension(&app, &t).await;
     let first = loan_id("C001");
     app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
     let draw = |request_id: &str, value_date: &str, amount_fen: i64| pb::DisburseRequest {
