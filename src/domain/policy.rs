@@ -329,8 +329,10 @@ impl PolicyParams {
         if self.grace_days > self.claim_overdue_days {
             return bad("grace_days", "must be at most claim_overdue_days");
         }
-        if self.notice_days_min == 0 {
-            return bad("notice_days_min", "must be at least 1");
+        // Named itself when too long (since 2026-12-07 the refusal named notice_days_max, which
+        // a caller leaving it out takes from the minimum).
+        if self.notice_days_min == 0 || self.notice_days_min > NOTICE_DAYS_BOUND {
+            return bad("notice_days_min", &format!("must be between 1 and {NOTICE_DAYS_BOUND}"));
         }
         if self.notice_days_max < self.notice_days_min || self.notice_days_max > NOTICE_DAYS_BOUND {
             return bad(

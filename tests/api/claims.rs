@@ -925,6 +925,9 @@ async fn a_policy_version_sets_the_notice_days(backend: Backend) {
     let backwards = registry.set_policy(set(15, 12)).await;
     expect_invalid(backwards, "params.notice_days_max");
     expect_invalid(registry.set_policy(set(15, 61)).await, "params.notice_days_max");
+    // A minimum past the bound, the maximum left out: the minimum is named (the maximum, taken
+    // from it, was named until 2026-12-07).
+    expect_invalid(registry.set_policy(set(61, 0)).await, "params.notice_days_min");
     registry.set_policy(set(15, 20)).await.expect("SetPolicy");
 
     let request =

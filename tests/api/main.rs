@@ -70,6 +70,7 @@ on_both_backends!(
     bytewise_ids_whatever_the_collation,
     today_is_the_business_day,
     value_dates_in_the_future_are_refused,
+    records_made_twice_and_contracts_before_the_rules_are_refused,
     lpr_table,
     history_keeps_to_the_loans_ledger,
     loans_made_before_the_id_limit_are_still_named,
@@ -2156,6 +2157,50 @@ async fn today_is_the_business_day(backend: Backend) {
 /// A loan write dated more than a day after the business date is refused, naming its date
 /// field, and nothing is recorded: "2031-03-20" typed for "2021-03-20" would otherwise settle or
 /// write off loans years ahead, irreversibly. Today's date is taken.
+/// A record made again under another request id is `ALREADY_EXISTS` with the record's own
+/// reason (a ledger, a bank, a household, a contract), not the reused id's, and nothing more
+/// is journaled; a contract dated before any policy version is `POLICY_NOT_IN_FORCE`, and one
+/// dated under the seeded policy (2014-12-10) but before the first LPR (2015-10-24) is
+/// `LPR_NOT_IN_FORCE`, for a household eligible then.
+async fn records_made_twice_and_contracts_before_the_rules_are_refused(backend: Backend) {
+    let Some((app, t, _id)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+    let ledger = pb::CreateLedgerRequest {
+        request_id: rid("ledger"),
+        ledger_id: LEDGER.into(),
+        name: "again".into(),
+    };
+    expect_exists(app.registry(&t.operator).create_ledger(ledger).await, "LEDGER_EXISTS");
+    let bank = pb::RegisterBankRequest {
+        request_id: rid("bank"),
+        ledger_id: LEDGER.into(),
+        bank_id: BANK.into(),
+        name: "again".into(),
+    };
+    expect_exists(app.registry(&t.operator).register_bank(bank).await, "BANK_EXISTS");
+    let household = household_request(HOUSEHOLD, "19800517");
+    let household = app.registry(&t.finance).register_household(household).await;
+    expect_exists(household, "HOUSEHOLD_EXISTS");
+    let contract = standard_loan("C001", HOUSEHOLD);
+    expect_exists(app.loans(&t.bank).create_loan(contract).await, "LOAN_EXISTS");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before, "nothing journaled");
+
+    // Registered poor since 2014-01-01, eligible on either contract date below.
+    let early = pb::RegisterHouseholdRequest {
+        status_effective_date: "2014-01-01".into(),
+        ..household_request("H-2014", "19800517")
+    };
+    app.registry(&t.finance).register_household(early).await.expect("a household of 2014");
+    let unpoliced = standard_loan_on("C2014", "H-2014", "2014-06-01");
+    let unpoliced = app.loans(&t.bank).create_loan(unpoliced).await;
+    expect_refused(unpoliced, "POLICY_NOT_IN_FORCE");
+    let before_lpr = standard_loan_on("C2015", "H-2014", "2015-01-05");
+    expect_refused(app.loans(&t.bank).create_loan(before_lpr).await, "LPR_NOT_IN_FORCE");
+    app.finish().await;
+}
+
 async fn value_dates_in_the_future_are_refused(backend: Backend) {
     let Some((app, t, id)) = with_disbursed_loan(backend).await else {
         return;
@@ -2409,7 +2454,7 @@ async fn lpr_table(backend: Backend) {
     expect_refused(app.loans(&t.bank).create_loan(contract.clone()).await, "RATE_ABOVE_LPR_CAP");
     // The refusal is its request id's answer: the corrected contract goes under another id.
     contract.annual_rate = "0.029".into();
-    expect_code(app.loans(&t.bank).create_loan(contract.clone()).await, Code::AlreadyExists);
+    expect_exists(app.loans(&t.bank).create_loan(contract.clone()).await, "REQUEST_ID_REUSED");
     contract.request_id = rid("c");
     app.create_loan(&t.bank, contract).await;
     app.finish().await;

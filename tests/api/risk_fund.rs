@@ -150,7 +150,7 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
     assert_eq!(again.expect("the retry").into_inner(), opened, "the same answer");
     let other =
         app.risk_fund(&t.finance).open_risk_fund(open(&rid("open"), "2021-01-02", 70)).await;
-    expect_code(other, Code::AlreadyExists);
+    expect_exists(other, "RISK_FUND_EXISTS");
 
     let fund_account = format!("riskfund/{LEDGER}/fund");
     let finance_account = format!("finance/{LEDGER}/riskfund");
