@@ -60,6 +60,7 @@ pub enum Reason {
     SubsidyNettedExceedsInterest = 42,
     RecoveredSinceClaim = 43,
     NotReversible = 44,
+    PolicyChangesClaimedSubsidy = 45,
 }
 
 impl Reason {
@@ -110,6 +111,7 @@ impl Reason {
             Reason::SubsidyNettedExceedsInterest => "SUBSIDY_NETTED_EXCEEDS_INTEREST",
             Reason::RecoveredSinceClaim => "RECOVERED_SINCE_CLAIM",
             Reason::NotReversible => "NOT_REVERSIBLE",
+            Reason::PolicyChangesClaimedSubsidy => "POLICY_CHANGES_CLAIMED_SUBSIDY",
         }
     }
 }

@@ -810,6 +810,20 @@ impl WriteTx {
         Ok(on_tx!(self, c => sqlx::query_as(sql).bind(loan_id).bind(ledger_id).fetch_all(c).await?))
     }
 
+    /// A period of `ledger_id` held by a claim and due on or after `date` (`YYYY-MM-DD`), if
+    /// any: (claim id, loan id, due date), the earliest due.
+    pub async fn claimed_period_due_from(
+        &mut self,
+        ledger_id: &str,
+        date: &str,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        let sql = "select claim_id, loan_id, due_date from subsidy_claim_period \
+                   where ledger_id = $1 and due_date >= $2 order by due_date, loan_id limit 1";
+        Ok(
+            on_tx!(self, c => sqlx::query_as(sql).bind(ledger_id).bind(date).fetch_optional(c).await?),
+        )
+    }
+
     /// The claims holding a loan's claimed periods, by due date (`YYYY-MM-DD`).
     pub async fn claimed_periods(
         &mut self,

@@ -280,15 +280,25 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
             .into_inner();
         assert_eq!(read, claim);
     }
-    // Verify works every claim's lines out again (five, two, and four of one): as recorded, also
-    // after a version dated back over them halved the subsidy (the registers are those through
-    // the seq before each claim). Without asking, none is.
+    // A version dated back over the periods claimed that halves the subsidy is refused: the
+    // claims were worked out with the figures before it (since 2026-12-07; it was taken, and
+    // the registers then disagreed with the claims). Dated after them it is taken.
     let half = pb::PolicyParams {
         subsidy_ratio: "0.5".into(),
         ..app.policy_on(&t.finance, "2021-03-20").await
     };
-    app.registry(&t.finance).set_policy(policy_from("2021-01-01", half)).await.expect("SetPolicy");
-    assert_eq!(app.loan_subsidy(&t.auditor, &first, "2021-04-01").await.subsidy_fen, 14_705);
+    let back = app.registry(&t.finance).set_policy(policy_from("2021-01-01", half.clone())).await;
+    let back = expect_refused(back, "POLICY_CHANGES_CLAIMED_SUBSIDY");
+    assert_eq!(metadata(&back, "due_date").as_deref(), Some("2021-03-20"), "{back:?}");
+    assert_eq!(app.loan_subsidy(&t.auditor, &first, "2021-04-01").await.subsidy_fen, 29_410);
+    app.registry(&t.finance).set_policy(policy_from("2021-03-21", half)).await.expect("SetPolicy");
+    // One that changes no subsidy figure is taken, dated back over them.
+    let notice =
+        pb::PolicyParams { notice_days_max: 9, ..app.policy_on(&t.finance, "2021-01-01").await };
+    let notice = app.registry(&t.finance).set_policy(policy_from("2021-01-02", notice)).await;
+    notice.expect("a notice rule dated back");
+    // Verify works every claim's lines out again (five, two, and four of one), as recorded (the
+    // registers are those through the seq before each claim). Without asking, none is.
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     assert_eq!(v.claim_lines_rechecked, 11);
@@ -300,7 +310,7 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     let plain = app.audit(&t.auditor).verify(plain).await.expect("Verify").into_inner();
     assert!(plain.ok && plain.claim_lines_rechecked == 0, "{plain:?}");
     // The claim names its submission's seq: the register through the seq before it gives the
-    // line again, whatever was recorded since (the version above halved today's).
+    // line again, whatever was recorded since.
     assert_eq!(claim.submitted_seq, entry.seq);
     let through = pb::GetLoanSubsidyRequest {
         loan_id: first.clone(),

@@ -235,6 +235,37 @@ impl Writer {
                     }
                     .into());
                 }
+                // A version dated back that changes what a period's subsidy is worked out with
+                // (the ratio, the household cap, the cap rate) is refused while a claim holds a
+                // period due on or after its date: the claim was checked, noticed or paid with
+                // the figures before it, and a register would then disagree with it (since
+                // 2026-12-07: a ratio raised back over a paid quarter showed the periods due
+                // more than was paid, and claimed: not claimable again).
+                let before = in_force(&versions, version.effective_date);
+                let subsidy_figures = |p: &crate::domain::policy::PolicyParams| {
+                    (p.subsidy_ratio, p.household_principal_cap_fen, p.subsidy_cap_rate)
+                };
+                if before
+                    .is_none_or(|b| subsidy_figures(&b.params) != subsidy_figures(&version.params))
+                    && let Some((claim_id, loan_id, due_date)) = tx
+                        .claimed_period_due_from(ledger_id, &format_date(version.effective_date))
+                        .await?
+                {
+                    return Err(DomainError::refused(
+                        Reason::PolicyChangesClaimedSubsidy,
+                        format!(
+                            "a version dated {} changes the subsidy ratio, the household cap or \
+                             the cap rate from that day, and claim {claim_id} holds loan \
+                             {loan_id}'s period due {due_date}, worked out with the figures \
+                             before it: date the version after the periods claimed",
+                            format_date(version.effective_date)
+                        ),
+                    )
+                    .with("claim_id", claim_id)
+                    .with("loan_id", loan_id)
+                    .with("due_date", due_date)
+                    .into());
+                }
                 // The ratio table every subsidy figure of the ledger is computed from holds a
                 // hundred steps at most (the first version's ratio and 99 changes): one more
                 // would leave them all unanswerable. A ledger past it (recorded by a build
