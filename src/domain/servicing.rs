@@ -1297,10 +1297,19 @@ mod tests {
     }
 
     fn schedule_terms(t: &ServicingTerms, principal: Fen, months: u32) -> ScheduleTerms {
+        schedule_terms_on(t, principal, months, d("2021-01-25"))
+    }
+
+    fn schedule_terms_on(
+        t: &ServicingTerms,
+        principal: Fen,
+        months: u32,
+        disbursed: NaiveDate,
+    ) -> ScheduleTerms {
         ScheduleTerms {
             principal,
             rate: t.rate,
-            disbursed: d("2021-01-25"),
+            disbursed,
             term: Term::Months(months),
             method: t.method,
             frequency: t.frequency,
@@ -1539,7 +1548,9 @@ mod tests {
         assert!(r.payoff && s.is_closed());
     }
 
-    fn arb_amortising() -> impl Strategy<Value = (ServicingTerms, Fen, u32)> {
+    /// An amortising loan's terms, principal, term in months and payout day: any day of
+    /// 2020–2023 (a leap February, month ends whose day the next months lack, 20ths).
+    fn arb_amortising() -> impl Strategy<Value = (ServicingTerms, Fen, u32, NaiveDate)> {
         let method = prop_oneof![
             Just(RepaymentMethod::EqualInstalment),
             Just(RepaymentMethod::EqualPrincipal)
@@ -1548,8 +1559,9 @@ mod tests {
             prop_oneof![Just(SettlementFrequency::Monthly), Just(SettlementFrequency::Quarterly)];
         let rounding =
             prop_oneof![Just(Rounding::HalfUp), Just(Rounding::HalfEven), Just(Rounding::Down)];
-        (method, frequency, rounding, 1i64..10_000_000, 0i64..10_000_000, 1u32..=12).prop_map(
-            |(method, frequency, rounding, principal, rate, quarters)| {
+        let money = (1i64..10_000_000, 0i64..10_000_000, 1u32..=12, 0i64..1_461);
+        (method, frequency, rounding, money).prop_map(
+            |(method, frequency, rounding, (principal, rate, quarters, day))| {
                 let t = ServicingTerms {
                     rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
                     method,
@@ -1557,7 +1569,8 @@ mod tests {
                     rounding,
                     ..terms()
                 };
-                (t, Fen(principal), quarters * 3)
+                let paid_out = d("2020-01-01") + chrono::Duration::days(day);
+                (t, Fen(principal), quarters * 3, paid_out)
             },
         )
     }
@@ -1565,11 +1578,11 @@ mod tests {
     proptest! {
         #[test]
         fn paying_every_instalment_on_time_reproduces_the_schedule(
-            (t, principal, months) in arb_amortising()
+            (t, principal, months, paid_out) in arb_amortising()
         ) {
-            let schedule = build_schedule(&schedule_terms(&t, principal, months)).unwrap();
-            let mut s =
-                Servicing::start_instalments(&t, d("2021-01-25"), principal, &schedule).unwrap();
+            let terms = schedule_terms_on(&t, principal, months, paid_out);
+            let schedule = build_schedule(&terms).unwrap();
+            let mut s = Servicing::start_instalments(&t, paid_out, principal, &schedule).unwrap();
             let mut interest = Fen::ZERO;
             for i in &schedule.instalments {
                 if s.is_closed() {
@@ -1609,21 +1622,34 @@ mod tests {
     }
 
     /// A bullet loan (利随本清 for the frequency `AtMaturity`) disbursed on any day, for any term.
-    fn arb_bullet() -> impl Strategy<Value = (ServicingTerms, NaiveDate, u32)> {
+    /// A bullet loan's terms (any frequency, rate and rounding), payout day (any of 2020–2023),
+    /// term in months and principal.
+    fn arb_bullet() -> impl Strategy<Value = (ServicingTerms, NaiveDate, u32, Fen)> {
         let frequency = prop_oneof![
             Just(SettlementFrequency::Monthly),
             Just(SettlementFrequency::Quarterly),
             Just(SettlementFrequency::Yearly),
             Just(SettlementFrequency::AtMaturity)
         ];
-        (frequency, 0i64..1_461, 1u32..=36).prop_map(|(frequency, offset, months)| {
-            let method = match frequency {
-                SettlementFrequency::AtMaturity => RepaymentMethod::InterestWithPrincipal,
-                _ => RepaymentMethod::Bullet,
-            };
-            let t = ServicingTerms { method, frequency, ..terms() };
-            (t, d("2020-01-01") + Duration::days(offset), months)
-        })
+        let rounding =
+            prop_oneof![Just(Rounding::HalfUp), Just(Rounding::HalfEven), Just(Rounding::Down)];
+        let money = (1i64..10_000_000, 0i64..10_000_000);
+        (frequency, rounding, money, 0i64..1_461, 1u32..=36).prop_map(
+            |(frequency, rounding, (principal, rate), offset, months)| {
+                let method = match frequency {
+                    SettlementFrequency::AtMaturity => RepaymentMethod::InterestWithPrincipal,
+                    _ => RepaymentMethod::Bullet,
+                };
+                let t = ServicingTerms {
+                    method,
+                    frequency,
+                    rounding,
+                    rate: AnnualRate::new(Decimal::new(rate, 8)).unwrap(),
+                    ..terms()
+                };
+                (t, d("2020-01-01") + Duration::days(offset), months, Fen(principal))
+            },
+        )
     }
 
     proptest! {
@@ -1633,14 +1659,11 @@ mod tests {
         /// 21st: the last period then ends on the 20th and is due with the principal).
         #[test]
         fn paying_a_bullet_loans_schedule_on_time_keeps_it_current(
-            (t, disbursed, months) in arb_bullet()
+            (t, disbursed, months, principal) in arb_bullet()
         ) {
-            let schedule = build_schedule(&ScheduleTerms {
-                disbursed,
-                ..schedule_terms(&t, Fen(5_000_000), months)
-            })
-            .unwrap();
-            let mut s = Servicing::start(&t, disbursed, schedule.maturity, Fen(5_000_000));
+            let schedule =
+                build_schedule(&schedule_terms_on(&t, principal, months, disbursed)).unwrap();
+            let mut s = Servicing::start(&t, disbursed, schedule.maturity, principal);
             for i in &schedule.instalments {
                 let points = s.settle_through(&t, i.due_date).unwrap();
                 let dates: Vec<NaiveDate> = points.iter().map(|p| p.date).collect();
