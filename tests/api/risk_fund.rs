@@ -84,6 +84,17 @@ async fn fund_through(
 }
 
 /// Opens the ledger's fund at 80:20 on 2021-01-01 with `amount_fen` deposited on 2021-01-05.
+/// The seeded ledger with households H002 and H003 besides the seed's, and its risk fund
+/// opened with `amount_fen`.
+async fn with_a_fund_of(backend: Backend, amount_fen: i64) -> Option<(TestApp, Tokens)> {
+    let app = TestApp::spawn(backend).await?;
+    let t = app.seed().await;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    app.register_household(&t.finance, "H003", "19800517").await;
+    opened_with(&app, &t, amount_fen).await;
+    Some((app, t))
+}
+
 /// The ledger's non-performing limit at 100% from 2021-01-01: the suspension of lending a
 /// test's loans unpaid for years make by today is left out of the judgement.
 async fn without_suspension(app: &TestApp, t: &Tokens) {
@@ -428,13 +439,9 @@ async fn a_fund_compensates_an_overdue_loan_and_takes_back_its_share_of_what_is_
 /// suspended (and GetRiskFund says so) until the loans are paid off. (A ledger without a
 /// fund lends as before: every other test.)
 async fn a_funds_limits_hold_new_contracts(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t)) = with_a_fund_of(backend, 500_000).await else {
         return;
     };
-    let t = app.seed().await;
-    app.register_household(&t.finance, "H002", "19800517").await;
-    app.register_household(&t.finance, "H003", "19800517").await;
-    opened_with(&app, &t, 500_000).await;
 
     let first = loan_id("C001");
     app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
@@ -506,13 +513,9 @@ async fn a_funds_limits_hold_new_contracts(backend: Backend) {
 /// refused for the leverage, not suspended; with room made, it is refused by the suspension of
 /// the day it is recorded (both loans overdue then), naming the version's limit.
 async fn a_policy_version_sets_the_funds_limits_from_its_date(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t)) = with_a_fund_of(backend, 500_000).await else {
         return;
     };
-    let t = app.seed().await;
-    app.register_household(&t.finance, "H002", "19800517").await;
-    app.register_household(&t.finance, "H003", "19800517").await;
-    opened_with(&app, &t, 500_000).await;
     let first = loan_id("C001");
     app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
     let refused =
@@ -884,13 +887,9 @@ async fn a_renewal_waiting_to_be_paid_out_and_its_loan_count_once(backend: Backe
 /// lending, C002 and C003 unpaid since, does not refuse it: it stops new contracts, not the
 /// payout of one agreed before it).
 async fn a_payout_of_a_contract_past_its_maturity_is_new_lending(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t)) = with_a_fund_of(backend, 1_000_000).await else {
         return;
     };
-    let t = app.seed().await;
-    app.register_household(&t.finance, "H002", "19800517").await;
-    app.register_household(&t.finance, "H003", "19800517").await;
-    opened_with(&app, &t, 1_000_000).await;
     let first = loan_id("C001");
     app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
     for (contract, household) in [("C002", "H002"), ("C003", "H003")] {
@@ -938,13 +937,9 @@ async fn a_payout_of_a_contract_past_its_maturity_is_new_lending(backend: Backen
 /// paid out, until a deposit makes room (until 2026-12-07 it was paid out unchecked, lending
 /// 130,000.00 against the limit's 100,000.00).
 async fn a_later_draw_dated_before_its_passed_maturity_is_new_lending(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some((app, t)) = with_a_fund_of(backend, 1_000_000).await else {
         return;
     };
-    let t = app.seed().await;
-    app.register_household(&t.finance, "H002", "19800517").await;
-    app.register_household(&t.finance, "H003", "19800517").await;
-    opened_with(&app, &t, 1_000_000).await;
     // C001 pays nothing: today all its principal is non-performing, which the suspension of
     // contracts dated back judges.
     without_suspension(&app, &t).await;
