@@ -121,12 +121,14 @@ pub fn not_configured() -> DomainError {
 /// Whether a backup in `settings.dir` was taken under `request_id` (its manifest names it).
 pub async fn request_used(settings: &BackupSettings, request_id: &str) -> Result<bool, AppError> {
     let (dir, request) = (settings.dir.clone(), request_id.to_string());
-    blocking(move || {
-        Ok(list_in(&dir, "", usize::MAX, false)?
-            .into_iter()
-            .any(|listed| listed.manifest.is_some_and(|m| m.request_id == request)))
-    })
-    .await
+    blocking(move || Ok(request_used_in(&dir, &request)?)).await
+}
+
+/// Whether a manifest in `dir` names `request_id`.
+fn request_used_in(dir: &Path, request_id: &str) -> std::io::Result<bool> {
+    Ok(list_in(dir, "", usize::MAX, false)?
+        .into_iter()
+        .any(|listed| listed.manifest.is_some_and(|m| m.request_id == request_id)))
 }
 
 /// Takes the backup `name` of the database at `url` (whose open pool is `db`) into
@@ -169,10 +171,8 @@ pub async fn take(
     let finished_path = manifest_path.clone();
     let next = blocking(move || {
         // The request id of another backup (DESIGN.md: same id, other content).
-        for listed in list_in(&prepared, "", usize::MAX, false)? {
-            if listed.manifest.is_some_and(|m| m.request_id == request) {
-                return Ok(Next::Refused(AppError::RequestIdReused(request)));
-            }
+        if request_used_in(&prepared, &request)? {
+            return Ok(Next::Refused(AppError::RequestIdReused(request)));
         }
         // A file of that name without a manifest is not ours to replace (the database itself,
         // with the backup directory its directory and the backup named after it). Unless it

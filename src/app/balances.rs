@@ -23,8 +23,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::StopOnDrop;
 use super::error::{AppError, journal_broken};
-use super::verify::StopOnDrop;
 use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::ledger::posting::{Posting, add_up, unpack_into};

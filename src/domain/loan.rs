@@ -480,6 +480,12 @@ impl LoanState {
             && date >= self.servicing.maturity_date.unwrap_or(self.terms.maturity_date)
     }
 
+    /// What was written off and not recovered since (zero for a loan never written off).
+    pub fn unrecovered_fen(&self) -> Fen {
+        let s = &self.servicing;
+        Fen(s.written_off_fen.0.saturating_sub(s.recovered_fen.0))
+    }
+
     /// The day from which the contract pays out nothing more: its maturity, which an extension
     /// does not move (an extension gives the household longer to repay what it was lent, not
     /// the bank longer to lend; since 2026-12-07).

@@ -475,6 +475,19 @@ pub(crate) fn versions(migrator: &Migrator) -> Vec<i64> {
     migrator.iter().map(|m| m.version).collect()
 }
 
+/// Why a database is refused when migrations it has applied are none of this build's (a newer
+/// build migrated it), if some are: `applied` and `build`, the versions, ascending.
+fn unknown_migrations(applied: &[i64], build: &[i64]) -> Option<String> {
+    applied.iter().any(|v| !build.contains(v)).then(|| {
+        format!(
+            "the database has migrations this build does not know (up to {}; this build's end \
+             at {}): use the build that migrated it",
+            applied.last().copied().unwrap_or_default(),
+            build.last().copied().unwrap_or_default()
+        )
+    })
+}
+
 impl StoreError {
     /// Whether the caller may retry: the database is away or busy.
     pub fn is_unavailable(&self) -> bool {
@@ -960,17 +973,8 @@ impl Db {
         if self.table_exists("_sqlx_migrations").await? {
             let applied: Vec<i64> =
                 on_pool!(self, p => sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(p).await)?;
-            let build = versions(self.migrator());
-            if applied.iter().any(|v| !build.contains(v)) {
-                return Err(StoreError::Database(sqlx::Error::Configuration(
-                    format!(
-                        "the database has migrations this build does not know (up to {}; this \
-                         build's end at {}): use the build that migrated it",
-                        applied.last().copied().unwrap_or_default(),
-                        build.last().copied().unwrap_or_default()
-                    )
-                    .into(),
-                )));
+            if let Some(newer) = unknown_migrations(&applied, &versions(self.migrator())) {
+                return Err(StoreError::Database(sqlx::Error::Configuration(newer.into())));
             }
         }
         // Before any migration is recorded: a database refused here stays as the build that
@@ -1069,14 +1073,9 @@ impl Db {
         let build = versions(self.migrator());
         let applied: Result<Vec<i64>, sqlx::Error> =
             on_pool!(self, p => sqlx::query_scalar(APPLIED_MIGRATIONS_SQL).fetch_all(p).await);
-        let latest = build.last().copied().unwrap_or_default();
         match applied {
             Ok(applied) if applied == build => Ok(()),
-            Ok(applied) if applied.iter().any(|v| !build.contains(v)) => Err(format!(
-                "the database has migrations this build does not know (up to {}; this build's \
-                 end at {latest}): use the build that migrated it",
-                applied.last().copied().unwrap_or_default()
-            )),
+            Ok(applied) if let Some(newer) = unknown_migrations(&applied, &build) => Err(newer),
             Ok(applied) => Err(format!(
                 "the database's schema is behind this build's ({} of its {} migrations \
                  applied): stop the servers and run `loanledger migrate` first",

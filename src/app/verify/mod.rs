@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::task::JoinHandle;
 
+use super::StopOnDrop;
 use super::error::AppError;
 use crate::store::scan::JournalVisitor;
 use crate::store::{Db, StoreError};
@@ -164,16 +165,6 @@ impl Problems {
         self.list.sort_by_key(|(seq, _)| *seq);
         self.list.truncate(PROBLEMS_MAX);
         self
-    }
-}
-
-/// Sets the flag when dropped: a scan on a thread of its own stops when the call that waits for
-/// it goes away (verify's stages, `GetBalances`' sum).
-pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 

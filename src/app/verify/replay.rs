@@ -729,9 +729,18 @@ impl Replay {
             }
             _ => {
                 if let Some((pool, last)) = self.pools.get_mut(&pool_id) {
-                    let mut next = pool.clone();
-                    match next.apply(&event) {
-                        Ok(()) => (*pool, *last) = (next, seq),
+                    // Only a collective repayment and a settlement can fail part way through
+                    // (`Pool::apply`): they are applied to a copy; the others change nothing
+                    // before they fail.
+                    let applied = match &event {
+                        PoolEvent::Repaid { .. } | PoolEvent::Settled { .. } => {
+                            let mut next = pool.clone();
+                            next.apply(&event).map(|()| *pool = next)
+                        }
+                        _ => pool.apply(&event),
+                    };
+                    match applied {
+                        Ok(()) => *last = seq,
                         Err(e) => self
                             .problems
                             .add(seq, format!("seq {seq}: cannot apply to pool {pool_id}: {e}")),
@@ -943,20 +952,21 @@ fn policy_figures_differ(
         differ.iter().filter(|(_, d)| *d).map(|(name, _)| *name).collect()
     };
     let names = differing(&version.params);
+    if names.is_empty() {
+        return None;
+    }
     // (`max_by_key` gives the last of equal dates: the one recorded last, as the old rule.)
     let taken_whole =
         recorded.iter().filter(|v| v.effective_date <= date).max_by_key(|v| v.effective_date);
-    if names.is_empty() || taken_whole.is_some_and(|v| differing(&v.params).is_empty()) {
+    if taken_whole.is_some_and(|v| differing(&v.params).is_empty()) {
         return None;
     }
-    Some(names).map(|names| {
-        format!(
-            "carries policy figures ({}) other than those of the version in force on its date, \
-             {}, as recorded by then",
-            names.join(", "),
-            format_date(version.effective_date)
-        )
-    })
+    Some(format!(
+        "carries policy figures ({}) other than those of the version in force on its date, {}, \
+         as recorded by then",
+        names.join(", "),
+        format_date(version.effective_date)
+    ))
 }
 
 /// Rebuilds the registry read model from a registry event (a new ledger starts with the default

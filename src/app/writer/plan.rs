@@ -504,14 +504,15 @@ impl Writer {
                 // since the claim's lines were checked; since 2026-12-07, when such a line was
                 // approved and paid). The contract was judged eligible when recorded.
                 let ineligible = self.ineligible_on_contract_dates(tx, g, &judged).await?;
-                for (i, household_id, contract_date, status) in ineligible {
+                for (k, status) in ineligible {
+                    let (i, household_id, contract_date) = &judged[k];
                     let reason = format!(
                         "household {household_id}'s status on the contract date ({}) is {}, one \
                          the programme never lends to: a loan falsely obtained is not subsidised",
-                        format_date(contract_date),
+                        format_date(*contract_date),
                         status.as_str()
                     );
-                    misused.push(Rejection { line: i as u32, reason });
+                    misused.push(Rejection { line: *i as u32, reason });
                 }
                 misused.sort_unstable_by_key(|r| r.line);
                 match &mut step {
@@ -756,8 +757,7 @@ impl Writer {
                         );
                         // Written off, it owes no principal on its books: what is not recovered.
                         if parent.status == crate::domain::loan::LoanStatus::WrittenOff {
-                            let s = &parent.servicing;
-                            let unrecovered = s.written_off_fen.0.saturating_sub(s.recovered_fen.0);
+                            let unrecovered = parent.unrecovered_fen().0;
                             refusal = refusal.with("written_off_unrecovered_fen", unrecovered);
                         }
                         return Err(refusal.into());
@@ -1147,14 +1147,15 @@ impl Writer {
 
     /// Of `judged` (a claim's line, its loan's household and contract date), those whose
     /// household's status on the contract date, as its series stands now (the group's own
-    /// changes on top), is one the programme never lends to, with that status: the loan
-    /// falsely obtained. The households the group has not read, read in one go.
+    /// changes on top), is one the programme never lends to, by their place in `judged`, with
+    /// that status: the loan falsely obtained. The households the group has not read, read in
+    /// one go.
     async fn ineligible_on_contract_dates(
         &self,
         tx: &mut WriteTx,
         g: &Group,
         judged: &[(usize, String, BusinessDate)],
-    ) -> Result<Vec<(usize, String, BusinessDate, HouseholdStatus)>, AppError> {
+    ) -> Result<Vec<(usize, HouseholdStatus)>, AppError> {
         if judged.is_empty() {
             return Ok(Vec::new());
         }
@@ -1172,7 +1173,7 @@ impl Writer {
             .map(|v| (v.row.household_id, v.statuses))
             .collect();
         let mut found = Vec::new();
-        for (i, household_id, contract_date) in judged {
+        for (k, (_, household_id, contract_date)) in judged.iter().enumerate() {
             let series = match g.households.get(household_id) {
                 Some(view) => view.as_ref().map(|v| v.statuses.as_slice()),
                 None => read.get(household_id).map(Vec::as_slice),
@@ -1180,7 +1181,7 @@ impl Writer {
             if let Some(status) = series.and_then(|s| status_on(s, *contract_date))
                 && !status.may_be_eligible()
             {
-                found.push((*i, household_id.clone(), *contract_date, status));
+                found.push((k, status));
             }
         }
         Ok(found)

@@ -9,7 +9,6 @@ use crate::collections::HashMap;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::loan::{LoanState, LoanStatus};
-use crate::domain::money::Fen;
 
 /// The latest contract date a contract recorded in the group may have: tomorrow (value dates
 /// are at most a day ahead of the business date, `api::parse::value_date`). A contract not
@@ -160,12 +159,8 @@ pub(super) fn still_lends(loan: &LoanState, date: BusinessDate) -> Option<String
     }
     // Written off with something not recovered: the household still owes it, and a renewal
     // would roll a bad debt over (since 2026-12-07 the write-off let the renewal be paid out).
-    if loan.status == LoanStatus::WrittenOff {
-        let s = &loan.servicing;
-        let unrecovered = s.written_off_fen.0.saturating_sub(s.recovered_fen.0);
-        if unrecovered > 0 {
-            return Some(format!("was written off with {} not recovered", Fen(unrecovered)));
-        }
+    if loan.status == LoanStatus::WrittenOff && loan.unrecovered_fen().is_positive() {
+        return Some(format!("was written off with {} not recovered", loan.unrecovered_fen()));
     }
     if !loan.status.is_open() {
         return None;
