@@ -59,7 +59,7 @@ impl IdNumber {
 }
 
 /// Masks an identity number for roles that must not see it in full: the region prefix and the
-/// last four characters stay, e.g. `450121**********123X`.
+/// last four characters stay, e.g. `450121********123X`.
 pub fn mask(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     if chars.len() < 10 {
