@@ -519,6 +519,8 @@ impl Replay {
                         touching.fund(&opened, None);
                     }
                     self.fund = Some((opened, seq));
+                    // The fund of a day is rebuilt from its opening (`pay_as_recorded`).
+                    self.fund_events.push(event.clone());
                 }
                 (None, None) => {}
             }
@@ -1145,6 +1147,60 @@ mod tests {
 
     fn texts(replay: &Replay) -> Vec<&str> {
         replay.problems.list.iter().map(|(_, text)| text.as_str()).collect()
+    }
+
+    /// A payment an earlier build recorded dated before a deposit recorded ahead of it (before
+    /// the rule of 2026-12-05 evening) is taken as recorded when the fund of its date held the
+    /// fund's share, and reported otherwise: the fund of that date is rebuilt from its opening
+    /// on (until 2026-12-07 the opening was left out of what it was rebuilt from, and every
+    /// such payment was reported).
+    #[test]
+    fn a_payment_dated_before_a_later_deposit_is_judged_by_the_fund_of_its_date() {
+        use crate::domain::loan::LoanCommand;
+        use crate::domain::risk_fund::DepositSource;
+        let d = |s: &str| parse_date(s).unwrap();
+        let replayed = |first: i64, later: i64| {
+            let mut terms = crate::bench::load::bench_terms("110101198001011234");
+            (terms.loan_id, terms.ledger_id, terms.bank_id) = ("L1".into(), "L".into(), "B".into());
+            let disburse = LoanCommand::Disburse { date: d("2021-01-25"), amount: None };
+            let (_, loan) = LoanState::new(terms, 1).plan(&disburse).unwrap();
+            let opened = Fund::open("L", d("2021-01-01"), 80).unwrap();
+            let mut fund = Fund::opened(&opened).unwrap();
+            let deposit =
+                fund.deposit(d("2021-01-10"), DepositSource::Deposit, Fen(first), "V-1").unwrap();
+            fund.apply(&deposit, None).unwrap();
+            let claim = fund.claim(&loan, d("2021-06-20"), None).unwrap();
+            let claimed = fund.apply(&claim, None).unwrap().unwrap();
+            let more =
+                fund.deposit(d("2021-07-01"), DepositSource::Deposit, Fen(later), "V-2").unwrap();
+            fund.apply(&more, None).unwrap();
+            // The payment as the builds before the rule recorded it, dated 06-25.
+            let paid = FundEvent::Paid {
+                ledger_id: "L".into(),
+                loan_id: "L1".into(),
+                bank_id: "B".into(),
+                value_date: d("2021-06-25"),
+                amount_fen: claimed.fund_fen,
+                voucher: "P-1".into(),
+            };
+
+            let mut replay = seeded();
+            replay.loans.insert("L1".into(), loan);
+            for (seq, event) in [opened, deposit, claim, more, paid].iter().enumerate() {
+                let postings = pack(fund_postings(event).unwrap().as_slice());
+                replay.replay_fund(event, 10 + seq as u64, &postings);
+            }
+            texts(&replay).iter().map(|t| t.to_string()).collect::<Vec<_>>()
+        };
+        // 5,000,000 by 06-25 covers the fund's 4,000,000: the payment verifies.
+        assert_eq!(replayed(5_000_000, 1_000_000), Vec::<String>::new());
+        // 3,000,000 by 06-25 does not (the fund of that day would read -1,000,000): reported
+        // at the payment, with the rule's reason.
+        let short = replayed(3_000_000, 2_000_000);
+        assert_eq!(short.len(), 1, "{short:?}");
+        assert!(
+            short[0].starts_with("seq 14: ") && short[0].contains("received money on 2021-07-01")
+        );
     }
 
     /// A contract's policy figures are the version's in force on its date as recorded by then:
