@@ -494,11 +494,15 @@ impl LoanState {
         self.terms.maturity_date.min(extended)
     }
 
-    /// The first due date of a subsidy period the loan's next repayment may pay on time: its
-    /// last value date less its grace days (a period due on or after it). A reversal of that
-    /// repayment is refused while a claim holds such a period (the writer's and verify's rule).
-    pub fn periods_payable_on_time_from(&self) -> BusinessDate {
-        self.last_value_date - chrono::Duration::days(i64::from(self.terms.grace_days))
+    /// The first due date of a subsidy period a repayment of the loan dated `paid_on` may pay
+    /// on time: that date less its grace days (a period due on or after it; one due before has
+    /// its deadline before the payment, which paid it late if at all, and a claim holds only
+    /// lines paid in full on time). A reversal of the repayment is refused while a claim holds
+    /// such a period (the writer's and verify's rule). Until 2026-12-07 it was the loan's value
+    /// date before the repayment, which refused the reversal of a repayment dated after a held
+    /// period's deadline, one it could not have paid on time.
+    pub fn periods_payable_on_time_by(&self, paid_on: BusinessDate) -> BusinessDate {
+        paid_on - chrono::Duration::days(i64::from(self.terms.grace_days))
     }
 
     /// The state a `Created` event starts.

@@ -1524,8 +1524,9 @@ async fn a_household_found_ineligible_after_the_claims_check_is_not_paid(backend
 
 /// A repayment of the quarter's interest that a submitted claim's line holds (the first
 /// loan's, paid on time on 2021-03-20) is not reversed (NOT_REVERSIBLE, naming the claim and
-/// the period): the claim was worked out with it. The other loan, whose line was not claimed,
-/// has its repayment reversed, and verify replays both.
+/// the period): the claim was worked out with it. A later repayment of that loan, dated after
+/// the period's deadline, is reversed (since 2026-12-07 evening). The other loan, whose line
+/// was not claimed, has its repayment reversed, and verify replays them all.
 async fn a_repayment_a_claim_was_worked_out_with_is_not_reversed(backend: Backend) {
     let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
         return;
@@ -1543,6 +1544,18 @@ async fn a_repayment_a_claim_was_worked_out_with_is_not_reversed(backend: Backen
     let refused = expect_refused(reverse(&first, paid).await, "NOT_REVERSIBLE");
     assert_eq!(metadata(&refused, "claim_id").as_deref(), Some("B1-2021Q1"), "{refused:?}");
     assert_eq!(metadata(&refused, "due_date").as_deref(), Some("2021-03-20"), "{refused:?}");
+    // A repayment dated after the held period's deadline (principal, keyed in error) could not
+    // have paid it on time: it is reversed, the claim standing.
+    let keyed = app.repay(&t.bank, &first, "2021-03-25", 100_000).await;
+    let principal = keyed.loan.expect("the loan").principal_outstanding_fen;
+    assert_eq!(principal, STANDARD_PRINCIPAL_FEN - 100_000);
+    let seq = keyed.entry.expect("its entry").seq;
+    let back = reverse(&first, seq).await.expect("the later repayment reversed").into_inner();
+    let loan = back.loan.expect("the loan");
+    assert_eq!(
+        (loan.principal_outstanding_fen, loan.interest_paid_fen),
+        (STANDARD_PRINCIPAL_FEN, 29_410)
+    );
     let other = app.history(&t.auditor, &second).await.last().unwrap().seq;
     let reversed = reverse(&second, other).await.expect("the reversal").into_inner();
     let loan = reversed.loan.expect("the loan");

@@ -292,7 +292,7 @@ impl Replay {
         }
         // As the writer refuses it: a period a claim holds that the repayment may have paid on
         // time.
-        let since = before.periods_payable_on_time_from();
+        let since = before.periods_payable_on_time_by(reversed.value_date());
         if let Some(((_, due), claim)) =
             self.held_periods.iter().find(|((id, due), _)| id == loan_id && *due >= since)
         {
