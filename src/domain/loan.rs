@@ -486,6 +486,25 @@ impl LoanState {
         Fen(s.written_off_fen.0.saturating_sub(s.recovered_fen.0))
     }
 
+    /// Whether what is left of the contract is never paid out, on any date: once an amortising
+    /// loan's one payout fixed its schedule, once the risk fund compensated the loan, once it
+    /// was marked misused (each further payout `LOAN_NOT_DISBURSABLE`). The risk fund's
+    /// exposure counts no undrawn rest then, and the household cap counts only what was paid
+    /// out ([`LoanState::cap_principal`]).
+    pub fn pays_out_no_more(&self) -> bool {
+        (self.terms.repayment_method.is_amortising() && self.disbursed_fen.is_positive())
+            || self.servicing.compensated_on.is_some()
+            || self.servicing.misuse_since.is_some()
+    }
+
+    /// The principal the loan counts against its household's cap while it counts: the
+    /// contract's, or, once the rest is never paid out ([`LoanState::pays_out_no_more`]), what
+    /// was paid out (since 2026-12-07 evening: the whole contract counted, and the rest, which
+    /// nothing could lend, held the household's room to the loan's maturity).
+    pub fn cap_principal(&self) -> Fen {
+        if self.pays_out_no_more() { self.disbursed_fen } else { self.terms.principal_fen }
+    }
+
     /// The day from which the contract pays out nothing more: its maturity, which an extension
     /// does not move (an extension gives the household longer to repay what it was lent, not
     /// the bank longer to lend; since 2026-12-07).

@@ -1192,12 +1192,8 @@ impl Exposure {
         // loan, nor once it was marked misused (since 2026-12-07) (each further payout refused,
         // LOAN_NOT_DISBURSABLE: it held room to its maturity), nor from the contract's maturity,
         // which an extension does not move.
-        let payable = !(loan.terms.repayment_method.is_amortising()
-            && loan.disbursed_fen.is_positive())
-            && loan.servicing.compensated_on.is_none()
-            && loan.servicing.misuse_since.is_none();
         if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
-            && payable
+            && !loan.pays_out_no_more()
             && date < loan.payable_until()
         {
             e.undrawn_fen =

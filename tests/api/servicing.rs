@@ -37,6 +37,7 @@ on_both_backends!(
     a_borrower_dated_back_belongs_to_the_household_they_owed_for,
     a_renewal_is_paid_out_from_the_day_its_parent_closed,
     a_small_renewal_keeps_its_parent_counted,
+    a_loan_that_pays_out_no_more_counts_what_it_lent,
     an_expired_contract_frees_the_cap,
     an_expired_contract_stays_unpaid_once_the_later_loan_is_closed,
     an_expired_contract_and_a_later_one_sent_together,
@@ -1451,6 +1452,63 @@ async fn a_small_renewal_keeps_its_parent_counted(backend: Backend) {
     let renewed = app.create_loan(&t.bank, contract("S4", &small, 1)).await;
     assert_eq!(loan(&renewed).renews_loan_id, small);
     refused(loans.create_loan(contract("S5", "", 1)).await, "5000000", "0");
+    assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// A loan whose rest is never paid out counts against the household cap what it paid out
+/// (since 2026-12-07 evening; it held the whole contract to its maturity): an instalment loan
+/// of 50,000.00 yuan paid out 30,000.00 (its schedule fixed, a second payout refused) leaves
+/// the household 20,000.00; a bullet loan of those 20,000.00 paid out 10,000.00 and then marked
+/// misused (lent no more) leaves it 10,000.00 again. Verify holds.
+async fn a_loan_that_pays_out_no_more_counts_what_it_lent(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let mut loans = app.loans(&t.bank);
+    let payout = |loan_id: &str, value_date: &str, amount_fen: i64| pb::DisburseRequest {
+        request_id: rid("d"),
+        loan_id: loan_id.into(),
+        value_date: value_date.into(),
+        amount_fen,
+    };
+    let refused = |answer: Result<tonic::Response<pb::LoanResponse>, tonic::Status>,
+                   open: &str,
+                   available: &str| {
+        let refused = expect_refused(answer, "HOUSEHOLD_CAP_EXCEEDED");
+        let figures =
+            ["household_open_principal_fen", "available_fen"].map(|k| metadata(&refused, k));
+        assert_eq!(figures, [Some(open.into()), Some(available.into())], "{refused:?}");
+    };
+    let on =
+        |contract_number: &str, contract_date: &str, principal_fen: i64| pb::CreateLoanRequest {
+            contract_date: contract_date.into(),
+            principal_fen,
+            ..standard_loan(contract_number, HOUSEHOLD)
+        };
+
+    app.create_loan(&t.bank, instalment_loan("P1", HOUSEHOLD)).await;
+    let first = loan_id("P1");
+    loans.disburse(payout(&first, "2021-01-25", 3_000_000)).await.expect("the payout");
+    let again = loans.disburse(payout(&first, "2021-02-01", 1)).await;
+    expect_refused(again, "LOAN_NOT_DISBURSABLE");
+    refused(loans.create_loan(on("P2", "2021-02-01", 2_000_001)).await, "3000000", "2000000");
+    app.create_loan(&t.bank, on("P2", "2021-02-01", 2_000_000)).await;
+    refused(loans.create_loan(on("P3", "2021-02-01", 1)).await, "5000000", "0");
+
+    let second = loan_id("P2");
+    loans.disburse(payout(&second, "2021-02-01", 1_000_000)).await.expect("the payout");
+    let mark = pb::MarkMisuseRequest {
+        request_id: rid("misuse"),
+        loan_id: second.clone(),
+        value_date: "2021-02-10".into(),
+        falsely_obtained: false,
+    };
+    app.loans(&t.finance).mark_misuse(mark).await.expect("the mark");
+    expect_refused(loans.disburse(payout(&second, "2021-02-10", 1)).await, "LOAN_NOT_DISBURSABLE");
+    refused(loans.create_loan(on("P3", "2021-02-10", 1_000_001)).await, "4000000", "1000000");
+    app.create_loan(&t.bank, on("P3", "2021-02-10", 1_000_000)).await;
     assert_verifies(&app, &t).await;
     app.finish().await;
 }

@@ -693,7 +693,7 @@ impl Writer {
                     .map(|l| CapLoan {
                         loan_id: &l.terms.loan_id,
                         renews: l.terms.renews_loan_id.as_deref(),
-                        principal: l.terms.principal_fen,
+                        principal: l.cap_principal(),
                     })
                     .collect();
                 let mut terms = terms.clone();
