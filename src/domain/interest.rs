@@ -403,6 +403,20 @@ mod tests {
                     prop_assert!(moved <= Decimal::new(5, 1));
                 }
                 prop_assert!(!p.interest.is_negative());
+                // Each mode as its name says, worked out here from the whole fen below: 四舍五入
+                // takes a half up, banker's rounding a half to the even fen, truncation none.
+                let x = p.unrounded_fen;
+                let below = x.floor();
+                let half = Decimal::new(5, 1);
+                let up = match rounding {
+                    Rounding::Down => false,
+                    Rounding::HalfUp => x - below >= half,
+                    Rounding::HalfEven => {
+                        x - below > half || (x - below == half && below % Decimal::TWO == Decimal::ONE)
+                    }
+                };
+                let expected = if up { below + Decimal::ONE } else { below };
+                prop_assert_eq!(p.interest.to_decimal(), expected, "{:?} of {}", rounding, x);
             }
         }
 

@@ -731,6 +731,45 @@ mod tests {
             if matches!(t.method, RepaymentMethod::EqualInstalment | RepaymentMethod::EqualPrincipal) {
                 prop_assert!(s.instalments.last().unwrap().absorbs_rounding);
             }
+            // Amortising, paid out on its contract date: each instalment's interest is a whole
+            // period's on the principal still owed (opening × rate / periods a year, rounded
+            // once), and each but the last repays the formula's part: 等额本金 the principal
+            // over the instalments; 等额本息 what keeps the instalment at the level payment
+            // P·i·(1+i)^n / ((1+i)^n − 1), worked out here in floating point (within a fen).
+            if t.method.is_amortising() {
+                let per_year = if t.frequency == SettlementFrequency::Quarterly { 4 } else { 12 };
+                let n = s.instalments.len();
+                let round = |x: Decimal| x.round_dp_with_strategy(0, t.rounding.strategy());
+                let principal = t.principal.to_decimal();
+                let mut opening = principal;
+                let level = s.level_payment.as_ref().map(|l| l.payment);
+                if t.method == RepaymentMethod::EqualInstalment {
+                    let i = f64::try_from(t.rate.value()).unwrap() / f64::from(per_year);
+                    let p = t.principal.0 as f64;
+                    let formula = if i == 0.0 {
+                        p / n as f64
+                    } else {
+                        let g = (1.0 + i).powi(n as i32);
+                        p * i * g / (g - 1.0)
+                    };
+                    let level = level.unwrap().0 as f64;
+                    prop_assert!((level - formula).abs() <= 1.0, "{} against {}", level, formula);
+                } else {
+                    prop_assert_eq!(level, None);
+                }
+                let equal_part = round(principal / Decimal::from(n as u32));
+                for (k, i) in s.instalments.iter().enumerate() {
+                    let interest = round(opening * t.rate.value() / Decimal::from(per_year));
+                    prop_assert_eq!(i.interest_due.to_decimal(), interest, "instalment {}", k + 1);
+                    if k + 1 < n && i.remaining_principal.is_positive() {
+                        match level {
+                            Some(level) => prop_assert_eq!(i.total_due, level, "instalment {}", k + 1),
+                            None => prop_assert_eq!(i.principal_due.to_decimal(), equal_part),
+                        }
+                    }
+                    opening -= i.principal_due.to_decimal();
+                }
+            }
         }
 
         /// Paid out any day after its contract and before its maturity: the contract's
