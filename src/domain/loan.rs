@@ -486,14 +486,14 @@ impl LoanState {
         Fen(s.written_off_fen.0.saturating_sub(s.recovered_fen.0))
     }
 
-    /// Whether what is left of the contract is never paid out, on any date: once an amortising
-    /// loan's one payout fixed its schedule, once the risk fund compensated the loan, once it
-    /// was marked misused (each further payout `LOAN_NOT_DISBURSABLE`). The risk fund's
-    /// exposure counts no undrawn rest then, and the household cap counts only what was paid
-    /// out ([`LoanState::cap_principal`]).
+    /// Whether what is left of the contract is never paid out, on any date, for good: once an
+    /// amortising loan's one payout fixed its schedule, once it was marked misused (each
+    /// further payout `LOAN_NOT_DISBURSABLE`; neither is undone). The household cap counts only
+    /// what was paid out then ([`LoanState::cap_principal`]); the risk fund's exposure counts
+    /// no undrawn rest then, nor while the fund's compensation stands (a claim the finance
+    /// office rejects lets the loan pay out again, so the cap does not count on it).
     pub fn pays_out_no_more(&self) -> bool {
         (self.terms.repayment_method.is_amortising() && self.disbursed_fen.is_positive())
-            || self.servicing.compensated_on.is_some()
             || self.servicing.misuse_since.is_some()
     }
 

@@ -1194,6 +1194,7 @@ impl Exposure {
         // which an extension does not move.
         if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
             && !loan.pays_out_no_more()
+            && loan.servicing.compensated_on.is_none()
             && date < loan.payable_until()
         {
             e.undrawn_fen =

@@ -28,6 +28,7 @@ on_both_backends!(
     a_loan_written_off_is_claimed_after_its_write_off,
     the_fund_is_given_again_through_its_seq,
     a_contract_that_can_no_longer_be_paid_out_holds_no_room,
+    a_claimed_loan_keeps_its_contract_counted_against_the_cap,
     a_past_days_exposure_counts_the_claims_made_by_then,
 );
 
@@ -1588,6 +1589,37 @@ async fn the_fund_is_given_again_through_its_seq(backend: Backend) {
     assert_eq!(fund_through(&app, &t.auditor, "2021-06-20", past_the_head).await, now);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A loan paid out in part and claimed against the fund counts its whole contract against its
+/// household's cap while the claim stands: a claim the finance office rejects lets the loan pay
+/// out its rest again, so the room it holds is not given to another contract meanwhile.
+async fn a_claimed_loan_keeps_its_contract_counted_against_the_cap(backend: Backend) {
+    let Some((app, t)) = with_a_fund_of(backend, 10_000_000).await else {
+        return;
+    };
+    without_suspension(&app, &t).await;
+    app.create_loan(&t.bank, standard_loan("C003", "H003")).await;
+    let claimed = loan_id("C003");
+    let payout = pb::DisburseRequest {
+        request_id: rid("d"),
+        loan_id: claimed.clone(),
+        value_date: "2021-01-25".into(),
+        amount_fen: 2_000_000,
+    };
+    app.loans(&t.bank).disburse(payout).await.expect("a payout of 20,000.00 yuan");
+    let claim = compensate(&rid("c"), &claimed, "2021-06-20");
+    app.risk_fund(&t.bank).compensate_loan(claim).await.expect("CompensateLoan");
+    let more = pb::CreateLoanRequest {
+        contract_date: "2021-06-21".into(),
+        principal_fen: 3_000_000,
+        ..standard_loan("C004", "H003")
+    };
+    let refused =
+        expect_refused(app.loans(&t.bank).create_loan(more).await, "HOUSEHOLD_CAP_EXCEEDED");
+    let figures = ["household_open_principal_fen", "available_fen"].map(|k| metadata(&refused, k));
+    assert_eq!(figures, [Some("5000000".into()), Some("0".into())], "{refused:?}");
     app.finish().await;
 }
 
