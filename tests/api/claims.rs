@@ -16,6 +16,7 @@ on_both_backends!(
     claim_refusals_and_who_may_read,
     a_claim_is_reviewed_noticed_objected_to_and_paid,
     a_misused_loan_is_not_paid_whatever_the_claims_date,
+    a_line_withheld_or_clawed_back_without_a_misuse_is_reported,
     a_policy_version_sets_the_notice_days,
     a_clawback_on_the_day_of_a_mark_on_a_twentieth,
     a_bank_nets_the_subsidy_and_is_paid_it_for_the_households,
@@ -911,6 +912,83 @@ async fn a_misused_loan_is_not_paid_whatever_the_claims_date(backend: Backend) {
         "{:?}",
         v.problems
     );
+    app.finish().await;
+}
+
+/// The decisions a claim step takes from the loans as they stand are checked by verify where
+/// every build held to them (since 2026-12-07 evening): a loan row made to say "misused" behind
+/// the service's back for one payment and one clawback, then put back, leaves B's honest line
+/// withheld and A's subsidy clawed back; verify names both, where it reported nothing.
+async fn a_line_withheld_or_clawed_back_without_a_misuse_is_reported(backend: Backend) {
+    let Some((app, t, first, second)) = with_march_paid_on_time(backend).await else {
+        return;
+    };
+    claims_a_and_b(&app, &t, &first, &second).await;
+    let mut finance = app.subsidy(&t.finance);
+    for claim in ["A", "B"] {
+        let review = pb::ReviewSubsidyClaimRequest {
+            request_id: rid("review"),
+            claim_id: format!("{BANK}-{claim}"),
+            reviewed_on: "2021-04-10".into(),
+            notice_from: "2021-04-10".into(),
+            notice_to: "2021-04-16".into(),
+            rejections: vec![],
+        };
+        finance.review_subsidy_claim(review).await.expect("reviewed");
+    }
+    let pay = |claim: &str, amount_fen: i64| pb::PaySubsidyClaimRequest {
+        request_id: rid("pay"),
+        claim_id: format!("{BANK}-{claim}"),
+        paid_on: "2021-04-20".into(),
+        voucher: format!("V-{claim}"),
+        amount_fen,
+        payee: pb::ClaimPayee::Bank.into(),
+    };
+    finance.pay_subsidy_claim(pay("A", 29_410)).await.expect("A paid");
+    // Marked misused in its row alone, for one step, then put back.
+    let servicing =
+        |loan_id: &str| format!("select servicing_json from loan where loan_id = '{loan_id}'");
+    let marked = |loan_id: &str| {
+        format!(
+            "update loan set servicing_json = '{{\"misuse_since\":\"2021-04-19\",' || \
+             substr(servicing_json, 2) where loan_id = '{loan_id}'"
+        )
+    };
+    let put_back = |loan_id: &str, json: &str| {
+        let json = json.replace('\'', "''");
+        format!("update loan set servicing_json = '{json}' where loan_id = '{loan_id}'")
+    };
+    let before = app.db.query_texts(&servicing(&second)).await.expect("B's loan")[0].clone();
+    app.db.execute_raw(&marked(&second)).await.expect("B's loan made misused");
+    let paid = finance.pay_subsidy_claim(pay("B", 0)).await.expect("B paid nothing").into_inner();
+    let withheld_at = paid.entry.expect("its entry").seq;
+    app.db.execute_raw(&put_back(&second, &before)).await.expect("put back");
+    let before = app.db.query_texts(&servicing(&first)).await.expect("A's loan")[0].clone();
+    app.db.execute_raw(&marked(&first)).await.expect("A's loan made misused");
+    let claw_back = pb::ClawBackSubsidyRequest {
+        request_id: rid("clawback"),
+        claim_id: format!("{BANK}-A"),
+        line: 0,
+        clawed_back_on: "2021-04-21".into(),
+        reason: "贷款被挪用".into(),
+        amount_fen: 29_410,
+    };
+    let clawed = finance.claw_back_subsidy(claw_back).await.expect("clawed back").into_inner();
+    let clawed_at = clawed.entry.expect("its entry").seq;
+    app.db.execute_raw(&put_back(&first, &before)).await.expect("put back");
+
+    let v = app.verify(&t.auditor).await;
+    let expected = [
+        format!(
+            "seq {withheld_at}: withheld at payment, but line 0's loan {second} is neither \
+             marked misused nor found falsely obtained"
+        ),
+        format!(
+            "seq {clawed_at}: clawed back, but line 0's loan {first} is neither marked misused \
+             by 2021-04-21 nor found falsely obtained"
+        ),
+    ];
+    assert_eq!(v.problems, expected, "{v:?}");
     app.finish().await;
 }
 

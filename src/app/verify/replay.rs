@@ -13,6 +13,7 @@ use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
+use crate::domain::household::{HouseholdStatus, StatusEntry, status_on};
 use crate::domain::loan::{LoanEvent, LoanState, check_reversible};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::{PolicyVersion, default_versions, in_force_by_date};
@@ -479,6 +480,9 @@ impl Replay {
                 .add(seq, format!("seq {seq}: postings differ from those the event implies")),
             Err(e) => self.problems.add(seq, format!("seq {seq}: {e}")),
         }
+        for what in unfounded_decisions(event, claim, &self.loans, &self.registry.statuses) {
+            self.problems.add(seq, format!("seq {seq}: {what}"));
+        }
         match claim.apply(event, &self.registry.policies) {
             Ok(released) => {
                 *last = seq;
@@ -854,6 +858,65 @@ impl Replay {
             let settled = SettledTotals::of(event.settlements());
             touching.loan(event.loan_id(), LoanAfter { settled, principal_outstanding_fen });
         }
+    }
+}
+
+/// What of a claim step's decisions taken from the loans and households the replay finds
+/// unfounded (since 2026-12-07 evening): a line withheld at payment, or a line clawed back,
+/// whose loan is neither marked misused (a clawback's by its day) nor found falsely obtained by
+/// the household statuses recorded so far (its status on the contract date one the programme
+/// never lends to). Every build's writer held to this much (the rules only widened); the other
+/// way, a line of such a loan paid, is not judged (README, "What `Verify` does not judge
+/// again": builds before the rules paid them).
+fn unfounded_decisions(
+    event: &ClaimEvent,
+    claim: &Claim,
+    loans: &HashMap<String, LoanState>,
+    statuses: &[(String, i64, String, String, String)],
+) -> Vec<String> {
+    let found = |line: u32, by: Option<BusinessDate>| -> Result<(), String> {
+        let Some(loan_id) = claim.lines.get(line as usize).map(|l| &l.claimed.loan_id) else {
+            return Err(format!("line {line} of claim {} does not exist", claim.claim_id));
+        };
+        let Some(loan) = loans.get(loan_id.as_str()) else {
+            return Err(format!("line {line}'s loan {loan_id} is unknown"));
+        };
+        let marked =
+            loan.servicing.misuse_marked_on().is_some_and(|on| by.is_none_or(|by| on <= by));
+        let t = &loan.terms;
+        let series: Vec<StatusEntry> = statuses
+            .iter()
+            .filter(|(household_id, ..)| *household_id == t.household_id)
+            .filter_map(|(_, _, date, status, reason)| {
+                Some(StatusEntry {
+                    status: HouseholdStatus::parse(status)?,
+                    effective_date: parse_date(date)?,
+                    reason: reason.clone(),
+                })
+            })
+            .collect();
+        let falsely = status_on(&series, t.contract_date).is_some_and(|s| !s.may_be_eligible());
+        if marked || falsely {
+            Ok(())
+        } else {
+            Err(format!(
+                "line {line}'s loan {loan_id} is neither marked misused{} nor found falsely obtained",
+                by.map(|by| format!(" by {}", format_date(by))).unwrap_or_default()
+            ))
+        }
+    };
+    match event {
+        ClaimEvent::Paid { withheld, .. } => withheld
+            .iter()
+            .filter_map(|r| found(r.line, None).err())
+            .map(|why| format!("withheld at payment, but {why}"))
+            .collect(),
+        ClaimEvent::ClawedBack { line, clawed_back_on, .. } => found(*line, Some(*clawed_back_on))
+            .err()
+            .map(|why| format!("clawed back, but {why}"))
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
