@@ -211,6 +211,29 @@ mod tests {
         AnnualRate::parse(text).unwrap()
     }
 
+    /// A settlement on an exact half fen: 四舍五入 takes it up, banker's rounding to the even
+    /// fen, truncation down (one day on 18,000, 54,000 and 90,000 fen at 1%: 0.5, 1.5 and 2.5
+    /// fen), which random figures almost never hit.
+    #[test]
+    fn halves_are_rounded_by_each_modes_rule() {
+        let on = |principal: i64, rounding: Rounding| {
+            let timeline = PrincipalTimeline::single(d(2021, 3, 20), Fen(principal), None).unwrap();
+            let day = Period {
+                start: d(2021, 3, 20),
+                end_inclusive: d(2021, 3, 20),
+                settlement_date: d(2021, 3, 20),
+            };
+            accrue(&timeline, rate("0.01"), &day, rounding).unwrap().interest.0
+        };
+        for (principal, half_up, half_even, down) in
+            [(18_000, 1, 0, 0), (54_000, 2, 2, 1), (90_000, 3, 2, 2)]
+        {
+            let modes =
+                [Rounding::HalfUp, Rounding::HalfEven, Rounding::Down].map(|r| on(principal, r));
+            assert_eq!(modes, [half_up, half_even, down], "{principal}");
+        }
+    }
+
     #[test]
     fn worked_figure() {
         let timeline = PrincipalTimeline::single(d(2021, 1, 25), Fen(5_000_000), None).unwrap();

@@ -597,8 +597,10 @@ impl Fund {
     /// A recorded payment planned again, for verify's replay: as [`Fund::pay`] plans it, or as
     /// builds before its date's rule (2026-12-05 evening: not dated before the latest money the
     /// fund received) planned it, judged against the balance as it stood, when the fund as of
-    /// its date, rebuilt from `events` (the fund's before it, in journal order) with it, does
-    /// not read below zero: what the rule keeps. Else the rule's refusal.
+    /// its date and of every later day through that money, rebuilt from `events` (the fund's
+    /// before it, in journal order) with it, does not read below zero: what the rule keeps
+    /// (since 2026-12-07 evening; the fund of its date alone took a payment that left a later
+    /// payment's day below zero). Else the rule's refusal.
     pub fn pay_as_recorded(
         &self,
         events: &[FundEvent],
@@ -610,10 +612,25 @@ impl Fund {
         let dated = self.check_after_last_inflow(date);
         let planned = self.paid(compensation, date, voucher)?;
         let Err(refused) = dated else { return Ok(planned) };
-        match Fund::as_of(events.iter().chain(std::iter::once(&planned)), date) {
-            Ok(Some(then)) if !then.balance_fen.is_negative() => Ok(planned),
-            _ => Err(refused),
+        // The balance changes only on the days of entries: the payment's date and the entries'
+        // days after it, through the latest money received, are every day it could be lowest.
+        let with_it: Vec<&FundEvent> = events.iter().chain(std::iter::once(&planned)).collect();
+        let last = self.last_inflow_on.unwrap_or(date);
+        let mut days: Vec<NaiveDate> = with_it
+            .iter()
+            .map(|e| e.date())
+            .filter(|day| (date..=last).contains(day))
+            .chain(std::iter::once(date))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        for day in days {
+            match Fund::as_of(with_it.iter().copied(), day) {
+                Ok(Some(then)) if !then.balance_fen.is_negative() => {}
+                _ => return Err(refused),
+            }
         }
+        Ok(planned)
     }
 
     /// A payment's date rule: not before the latest money the fund received, so that the

@@ -285,6 +285,37 @@ fn a_payment_recorded_before_the_date_rule_is_replayed_if_the_fund_held_it() {
     // 3,000,000 by 06-25 does not: the fund of that day would read -1,000,000.
     let short = replayed(3_000_000, 2_000_000).unwrap_err();
     assert!(short.to_string().contains("received money on 2021-07-01"), "{short}");
+
+    // Nor one that leaves a later day below zero: 5,000,000 from 01-10, L2's 4,000,000 paid
+    // dated 06-28, 3,000,000 more on 07-01, then L1's 4,000,000 recorded dated 06-25 (judged
+    // then against the 4,000,000 the fund held): 06-25 reads 1,000,000, but 06-28 -3,000,000.
+    let mut fund = opened(80);
+    let opened_event = FundEvent::Opened {
+        ledger_id: "L".into(),
+        opened_on: d("2021-01-01"),
+        fund_share_percent: 80,
+    };
+    let mut events = vec![opened_event];
+    let deposit = fund.deposit(d("2021-01-10"), DepositSource::Deposit, Fen(5_000_000), "V-1");
+    events.push(deposit.unwrap());
+    fund.apply(&events[1], None).unwrap();
+    let mut claimed = Vec::new();
+    for id in ["L1", "L2"] {
+        let claim = fund.claim(&loan(id), d("2021-06-20"), None).unwrap();
+        claimed.push(fund.apply(&claim, None).unwrap().unwrap());
+        events.push(claim);
+    }
+    let paid = fund.pay(&claimed[1], Fen::ZERO, d("2021-06-28"), "P-2").unwrap();
+    fund.apply(&paid, Some(&claimed[1])).unwrap();
+    events.push(paid);
+    let later = fund.deposit(d("2021-07-01"), DepositSource::Deposit, Fen(3_000_000), "V-2");
+    events.push(later.unwrap());
+    fund.apply(events.last().unwrap(), None).unwrap();
+    assert_eq!(fund.balance_fen, Fen(4_000_000));
+    let below = fund.pay_as_recorded(&events, &claimed[0], d("2021-06-25"), "P-1").unwrap_err();
+    assert!(below.to_string().contains("received money on 2021-07-01"), "{below}");
+    // Dated on the deposit's day, it is taken.
+    assert!(fund.pay_as_recorded(&events, &claimed[0], d("2021-07-01"), "P-1").is_ok());
 }
 
 /// The bank claims, the finance office pays: the claim assessed on its date moves nothing and
