@@ -269,9 +269,17 @@ async fn first_operator_token(db: &Db) -> anyhow::Result<Option<String>> {
     {
         return Ok(Some(token));
     }
-    if db.count_tokens().await.context("Failed to count tokens")? == 0 {
+    // None at all, or none an operator can log in with (revoked on the command line, which
+    // does not keep the last, or expired): said at the start (since 2026-12-07 evening, when
+    // only a database without any token was).
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let usable = db.count_usable_operator_tokens(now_us).await;
+    if usable.context("Failed to count the operator tokens")? == 0 {
+        let tokens = db.count_tokens().await.context("Failed to count tokens")?;
         tracing::warn!(
-            "the database has ledgers but no token: none is made here; create one with \
+            tokens,
+            "the database has no operator token that can log in (its tokens revoked or \
+             expired, or none): none is made here; create one with \
              `loanledger token create --role operator --org '*'`"
         );
     }

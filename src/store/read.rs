@@ -1186,6 +1186,14 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await?))
     }
 
+    /// The operator tokens that can log in at `now_us`: bound to `*`, neither revoked nor
+    /// expired.
+    pub async fn count_usable_operator_tokens(&self, now_us: i64) -> Result<i64, StoreError> {
+        let sql = "select count(*) from api_token where role = 'operator' and org = '*' \
+                   and revoked_at_us is null and (expires_at_us is null or expires_at_us > $1)";
+        Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(now_us).fetch_one(p).await?))
+    }
+
     /// Stores a token only if the database has no token and no ledger, in one statement (on
     /// PostgreSQL after a lock of the token table that servers starting together take in turn,
     /// so that the second sees the first's token; SQLite runs one writing statement at a

@@ -24,6 +24,7 @@ on_both_backends!(
     a_stalled_reader_does_not_hold_up_shutdown,
     a_row_locked_elsewhere_is_unavailable,
     the_signing_key_outlives_a_restart,
+    a_start_without_an_operator_token_that_logs_in_warns,
     a_missing_signing_key_stops_a_database_with_the_lpr_tables_journal,
     a_failed_start_is_logged_as_json,
     backup_settings_that_would_fail_are_warned_at_start,
@@ -252,6 +253,42 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
 /// asked again is the same, signature and all. A key file that cannot be read stops the start,
 /// naming the file; so does a missing one for a database that has ledgers, unless
 /// `--new-signing-key` asks for a new key.
+/// `serve` says at its start when no operator token can log in (since 2026-12-07 evening, when
+/// only a database without any token was warned of): none while the seed's operator token
+/// stands; once the command line's `token revoke` (which keeps none) took it, a warning that
+/// names `token create`.
+async fn a_start_without_an_operator_token_that_logs_in_warns(backend: Backend) {
+    let Some((mut app, t, _)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.stop().await;
+    let warning = "the database has no operator token that can log in";
+    let started = |app: &TestApp| {
+        let dir = tempfile::tempdir().expect("a directory for the key");
+        let key = dir.path().join("signing.key");
+        let key = key.to_str().expect("a UTF-8 path").to_string();
+        let server = ServerProcess::start_with(
+            &app.database_url,
+            &["--signing-key", &key, "--new-signing-key"],
+        );
+        server.wait_for_log("serving", Duration::from_secs(10));
+        let log = server.log.lock().expect("the log").join("\n");
+        (server, log, dir)
+    };
+    let (mut server, log, _dir) = started(&app);
+    server.kill();
+    assert!(!log.contains(warning), "{log}");
+    let revoked = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+        .args(["token", "revoke", "--secret", &t.operator, "--database-url", &app.database_url])
+        .output()
+        .expect("the binary runs");
+    assert!(revoked.status.success(), "{revoked:?}");
+    let (mut server, log, _dir) = started(&app);
+    server.kill();
+    let line = log.lines().find(|l| l.contains(warning)).unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("WARN") && line.contains("token create --role operator"), "{line}");
+}
+
 async fn the_signing_key_outlives_a_restart(backend: Backend) {
     let Some((mut app, t, _)) = with_disbursed_loan(backend).await else {
         return;
