@@ -631,9 +631,14 @@ impl LoanService for Api {
             as_of,
         } = request.into_inner();
         let today = self.today();
+        let given = !as_of.is_empty();
         let as_of = parse::as_of(&as_of, today)?;
-        // Empty: today's listing, as before the field (its page tokens unchanged).
-        let past = (as_of < today).then_some(as_of);
+        // Empty: today's listing, as before the field (its page tokens unchanged), which shows
+        // a loan with an entry dated tomorrow (a write may be) as of that entry. A day given,
+        // today's too, is that day's end (since 2026-12-07 evening, today given was today's
+        // listing: a loan paid off tomorrow shown settled, a contract of tomorrow listed, and
+        // its page tokens of no day).
+        let past = given.then_some(as_of);
         let opt_id = |field: &str, v: String| -> Result<Option<String>, Status> {
             if v.is_empty() { Ok(None) } else { parse::id(field, &v).map(Some) }
         };
@@ -671,6 +676,21 @@ impl LoanService for Api {
                 }
                 _ => filter.ledger_id = Some(actor.org.clone()),
             },
+        }
+        // A ledger named is one that exists, and a bank's own for a bank, as the other lists
+        // have it (`check_bank_scope`; since 2026-12-07 evening either gave an empty page).
+        if let Some(ledger_id) = &filter.ledger_id {
+            if actor.role == Role::Bank {
+                let bank = self.db.get_bank(&actor.org).await.map_err(|e| status(e.into()))?;
+                if let Some(bank) = bank
+                    && bank.ledger_id != *ledger_id
+                {
+                    let why = format!("is not bank {}'s ledger ({})", actor.org, bank.ledger_id);
+                    return Err(invalid("ledger_id", why));
+                }
+            } else if self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+                return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+            }
         }
         // A bank named by a finance office or an auditor is one of the ledger listed, as the
         // other lists' `bank_id` is (`check_bank_scope`; since 2026-12-07 a bank of another

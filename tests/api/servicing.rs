@@ -1347,6 +1347,7 @@ async fn loans_are_listed_as_they_stood_on_a_day(backend: Backend) {
     let b = disbursed(&app, &t, "LB", "H-LB", 1_000_000, "2021-01-25").await;
     app.register_household(&t.finance, "H-LC", "19800517").await;
     app.create_loan(&t.bank, standard_loan_on("LC", "H-LC", "2021-05-01")).await;
+    let c = loan_id("LC");
     app.repay(&t.bank, &b, "2021-03-20", interest(1_000_000, 55)).await;
     app.pay_off(&t.bank, &a, "2021-04-10").await;
     let list = |as_of: &str, status: pb::LoanStatus, page_token: &str| pb::ListLoansRequest {
@@ -1401,6 +1402,28 @@ async fn loans_are_listed_as_they_stood_on_a_day(backend: Backend) {
         loans.list_loans(list("2031-03-31", pb::LoanStatus::Unspecified, "")).await,
         "as_of",
     );
+    // A contract dated tomorrow (the most a date runs ahead) is listed today without a date,
+    // as of its own day, but not as of today given (since 2026-12-07 evening, when today given
+    // was the listing without a date).
+    let offset = loanledger::startup::business_utc_offset_default();
+    let today = loanledger::domain::date::business_date(chrono::Utc::now(), offset);
+    let (today, tomorrow) = (today.to_string(), (today + chrono::Days::new(1)).to_string());
+    app.register_household(&t.finance, "H-LD", "19800517").await;
+    let at_todays_lpr = pb::CreateLoanRequest {
+        annual_rate: "0.029".into(),
+        ..standard_loan_on("LD", "H-LD", &tomorrow)
+    };
+    app.create_loan(&t.bank, at_todays_lpr).await;
+    let (without, _) = listed(loans.list_loans(list("", pb::LoanStatus::Unspecified, "")).await);
+    let shown: Vec<(&str, &str)> = without.iter().map(|l| (l.0.as_str(), l.3.as_str())).collect();
+    let d = loan_id("LD");
+    assert_eq!(
+        shown,
+        [(a.as_str(), today.as_str()), (b.as_str(), &today), (&c, &today), (&d, &tomorrow)]
+    );
+    let (given, _) = listed(loans.list_loans(list(&today, pb::LoanStatus::Unspecified, "")).await);
+    let shown: Vec<(&str, &str)> = given.iter().map(|l| (l.0.as_str(), l.3.as_str())).collect();
+    assert_eq!(shown, [(a.as_str(), today.as_str()), (b.as_str(), &today), (&c, &today)]);
     app.finish().await;
 }
 
