@@ -734,8 +734,13 @@ impl LoanService for Api {
             // Up to 10,000 loans read and most rebuilt from their histories (about 50 µs
             // each): one such page at a time, in the turn of the whole-journal reads (since
             // 2026-12-07 a bank could run as many at once as it liked).
-            Some(date) => {
+            Some(date) if date < today => {
                 let _turn = self.whole_journal_turn().await?;
+                listing::loans_page_as_of(&self.db, filter, wanted, date, page_size).await
+            }
+            // Today given: rebuilds only the loans with an entry dated tomorrow, without the
+            // turn (a caller that always sends today's date does not wait for a `Verify`).
+            Some(date) => {
                 listing::loans_page_as_of(&self.db, filter, wanted, date, page_size).await
             }
             None => listing::loans_page(&self.db, filter, wanted, today, page_size).await,

@@ -248,11 +248,6 @@ async fn killed_server_keeps_what_it_acknowledged(backend: Backend) {
     app.finish().await;
 }
 
-/// `serve --signing-key FILE` makes the key file on its first start (owner-only, its public key
-/// logged, printed by `public-key`) and signs with the same key after a restart: a checkpoint
-/// asked again is the same, signature and all. A key file that cannot be read stops the start,
-/// naming the file; so does a missing one for a database that has ledgers, unless
-/// `--new-signing-key` asks for a new key.
 /// `serve` says at its start when no operator token can log in (since 2026-12-07 evening, when
 /// only a database without any token was warned of): none while the seed's operator token
 /// stands; once the command line's `token revoke` (which keeps none) took it, a warning that
@@ -289,6 +284,11 @@ async fn a_start_without_an_operator_token_that_logs_in_warns(backend: Backend) 
     assert!(line.contains("WARN") && line.contains("token create --role operator"), "{line}");
 }
 
+/// `serve --signing-key FILE` makes the key file on its first start (owner-only, its public key
+/// logged, printed by `public-key`) and signs with the same key after a restart: a checkpoint
+/// asked again is the same, signature and all. A key file that cannot be read stops the start,
+/// naming the file; so does a missing one for a database that has ledgers, unless
+/// `--new-signing-key` asks for a new key.
 async fn the_signing_key_outlives_a_restart(backend: Backend) {
     let Some((mut app, t, _)) = with_disbursed_loan(backend).await else {
         return;

@@ -883,6 +883,9 @@ fn unfounded_decisions(
         };
         let marked =
             loan.servicing.misuse_marked_on().is_some_and(|on| by.is_none_or(|by| on <= by));
+        if marked {
+            return Ok(());
+        }
         let t = &loan.terms;
         let series: Vec<StatusEntry> = statuses
             .iter()
@@ -896,7 +899,7 @@ fn unfounded_decisions(
             })
             .collect();
         let falsely = status_on(&series, t.contract_date).is_some_and(|s| !s.may_be_eligible());
-        if marked || falsely {
+        if falsely {
             Ok(())
         } else {
             Err(format!(
