@@ -29,7 +29,6 @@ on_both_backends!(
     the_fund_is_given_again_through_its_seq,
     a_contract_that_can_no_longer_be_paid_out_holds_no_room,
     a_claimed_loan_keeps_its_contract_counted_against_the_cap,
-    a_loan_whose_claim_is_rejected_pays_out_within_the_leverage_limit,
     a_past_days_exposure_counts_the_claims_made_by_then,
 );
 
@@ -1621,62 +1620,6 @@ async fn a_claimed_loan_keeps_its_contract_counted_against_the_cap(backend: Back
         expect_refused(app.loans(&t.bank).create_loan(more).await, "HOUSEHOLD_CAP_EXCEEDED");
     let figures = ["household_open_principal_fen", "available_fen"].map(|k| metadata(&refused, k));
     assert_eq!(figures, [Some("5000000".into()), Some("0".into())], "{refused:?}");
-    app.finish().await;
-}
-
-/// A loan whose claim against the fund is rejected pays out its rest only while the ledger's
-/// lending is within the leverage limit (since 2026-12-07 evening): the rest did not count
-/// while the claim stood, and another contract took that room. The fund holds 5,000.00 yuan
-/// (a limit of 50,000.00); C003 (50,000.00 at 2.9%, contracted 200 days ago: its rest counts
-/// until its maturity, after today) pays out 1,000.00 and fills it; claimed 195 days on, it
-/// counts its 1,000.00 alone and the fund's pending 800.00 lowers the limit to 42,000.00, so
-/// C004 takes 40,000.00; the household pays its arrears and the claim is rejected: C003's
-/// 49,000.00 count again (near 90,000.00 in all), and its payout is FUND_LEVERAGE_EXCEEDED.
-async fn a_loan_whose_claim_is_rejected_pays_out_within_the_leverage_limit(backend: Backend) {
-    let Some((app, t)) = with_a_fund_of(backend, 500_000).await else {
-        return;
-    };
-    without_suspension(&app, &t).await;
-    let contract =
-        |number: &str, household: &str, date: &str, principal_fen: i64| pb::CreateLoanRequest {
-            contract_date: date.into(),
-            principal_fen,
-            annual_rate: "0.029".into(),
-            ..standard_loan(number, household)
-        };
-    // Dated from today, so that the contracts lend past it (their rest counts today).
-    let offset = loanledger::startup::business_utc_offset_default();
-    let today = loanledger::domain::date::business_date(chrono::Utc::now(), offset);
-    let day = |n: u64| (today - chrono::Days::new(200) + chrono::Days::new(n)).to_string();
-    app.create_loan(&t.bank, contract("C003", "H003", &day(0), 5_000_000)).await;
-    let claimed = loan_id("C003");
-    let payout = |value_date: &str, amount_fen: i64| pb::DisburseRequest {
-        request_id: rid("d"),
-        loan_id: claimed.clone(),
-        value_date: value_date.into(),
-        amount_fen,
-    };
-    app.loans(&t.bank).disburse(payout(&day(0), 100_000)).await.expect("1,000.00 yuan");
-    let claim = compensate(&rid("c"), &claimed, &day(195));
-    app.risk_fund(&t.bank).compensate_loan(claim).await.expect("CompensateLoan");
-    app.create_loan(&t.bank, contract("C004", "H002", &day(196), 4_000_000)).await;
-    app.repay(&t.bank, &claimed, &day(197), 10_000).await;
-    let reject = pb::RejectCompensationRequest {
-        request_id: rid("r"),
-        loan_id: claimed.clone(),
-        value_date: day(198),
-        reason: "欠息已还清 (the arrears are paid)".into(),
-    };
-    app.risk_fund(&t.finance).reject_compensation(reject).await.expect("RejectCompensation");
-    let refused = app.loans(&t.bank).disburse(payout(&day(199), 0)).await;
-    let refused = expect_refused(refused, "FUND_LEVERAGE_EXCEEDED");
-    assert!(
-        refused.message().contains(&format!("until its rejection on {}", day(198))),
-        "{refused:?}"
-    );
-    assert_eq!(metadata(&refused, "limit_fen").as_deref(), Some("5000000"), "{refused:?}");
-    let v = app.verify(&t.auditor).await;
-    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }
 

@@ -369,38 +369,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Whether the risk fund of `loan`'s ledger lets it pay out its rest after a claim against
-    /// the fund the finance office rejected: while the claim stood, the rest did not count
-    /// against the leverage limit (the loan took no payout then), and other contracts may have
-    /// taken that room. The rest counts again since the rejection, so the ledger's loans as
-    /// they stand on the latest contract date the group takes must be within the limit
-    /// ([`check_leverage`], nothing added). Since 2026-12-07 evening: such a payout went
-    /// unchecked, and could bring the ledger's lending past the limit.
-    pub(super) async fn check_payout_after_rejected_claim(
-        &self,
-        tx: &mut WriteTx,
-        g: &mut Group,
-        loan: &LoanState,
-        amount: Fen,
-    ) -> Result<(), AppError> {
-        let ledger_id = &loan.terms.ledger_id;
-        let Some(fund) = fund_of(tx, g, ledger_id).await? else { return Ok(()) };
-        let rejected = tx.compensation(&loan.terms.loan_id).await?;
-        let Some(rejected_on) = rejected.and_then(|c| c.rejected_on) else { return Ok(()) };
-        let latest = latest_contract_date(g);
-        let (now, _) = self.exposure_on(tx, g, ledger_id, latest).await?;
-        let what = format!(
-            "paying out {} fen of loan {}, whose rest a claim against the fund held out of the \
-             count as lending until its rejection on {},",
-            amount.0,
-            loan.terms.loan_id,
-            format_date(rejected_on)
-        );
-        let limits = LendingLimits::on(&g.registry.policies(tx, ledger_id).await?, latest);
-        check_leverage(&fund, &now, Fen::ZERO, &what, limits)?;
-        Ok(())
-    }
-
     /// The exposure of `ledger_id`'s live loans on `date`, as stored but for those the group
     /// has changed, counted as it left them ([`ExposureCache`]), with the undrawn principal of
     /// the renewals not paid out yet by the loan they renew ([`StoredExposure::with`]).

@@ -889,15 +889,11 @@ impl Writer {
                 // A later draw of a loan paid out in part, dated back before the maturity that
                 // ended the count of its undrawn rest as lending, is new lending too (since
                 // 2026-12-07: it went past the leverage limit unchecked).
-                let left = Fen(loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0));
-                let amount = amount_fen.unwrap_or(left);
                 if draws_past_its_count(&loan, *value_date, latest_contract_date(g)) {
+                    let left = Fen(loan.terms.principal_fen.0.saturating_sub(loan.disbursed_fen.0));
+                    let amount = amount_fen.unwrap_or(left);
                     let loan = loan.into_owned();
                     self.check_payout_limits(tx, g, &loan, amount, *value_date).await?;
-                } else if loan.disbursed_fen.is_positive() {
-                    // Only a loan paid out can have been claimed against the fund.
-                    let loan = loan.into_owned();
-                    self.check_payout_after_rejected_claim(tx, g, &loan, amount).await?;
                 }
                 planned
             }
