@@ -680,6 +680,9 @@ impl LoanService for Api {
         // A ledger named is one that exists, and a bank's own for a bank, as the other lists
         // have it (`check_bank_scope`; since 2026-12-07 evening either gave an empty page).
         if let Some(ledger_id) = &filter.ledger_id {
+            if self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
+                return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+            }
             if actor.role == Role::Bank {
                 let bank = self.db.get_bank(&actor.org).await.map_err(|e| status(e.into()))?;
                 if let Some(bank) = bank
@@ -688,8 +691,6 @@ impl LoanService for Api {
                     let why = format!("is not bank {}'s ledger ({})", actor.org, bank.ledger_id);
                     return Err(invalid("ledger_id", why));
                 }
-            } else if self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
-                return Err(Status::not_found(format!("ledger {ledger_id} not found")));
             }
         }
         // A bank named by a finance office or an auditor is one of the ledger listed, as the

@@ -128,14 +128,16 @@ async fn authentication_and_roles(backend: Backend) {
         other.list_loans(pb::ListLoansRequest { bank_id: BANK.into(), ..Default::default() }).await,
         Code::PermissionDenied,
     );
-    // Another ledger named by a bank is the field in error, not an empty page (since
-    // 2026-12-07 evening); its own ledger lists its loans.
+    // Another ledger named by a bank is the field in error, and one that does not exist is
+    // missing, not an empty page (since 2026-12-07 evening); its own ledger lists its loans.
     let in_ledger = |ledger_id: &str| pb::ListLoansRequest {
         ledger_id: ledger_id.into(),
         ..Default::default()
     };
-    let wrong = expect_invalid(other.list_loans(in_ledger("450199")).await, "ledger_id");
+    app.create_ledger(&t.operator, "450198", "another county").await;
+    let wrong = expect_invalid(other.list_loans(in_ledger("450198")).await, "ledger_id");
     assert!(wrong.message().contains(&format!("bank B2's ledger ({LEDGER})")), "{wrong:?}");
+    expect_code(other.list_loans(in_ledger("450199")).await, Code::NotFound);
     other.list_loans(in_ledger(LEDGER)).await.expect("its own ledger's");
     // A ledger that does not exist, named by a finance office of another: not its to read.
     expect_code(
