@@ -202,6 +202,10 @@ pub async fn take(
             return Err(DomainError::Exists { what: "backup", id: name.to_string() }.into());
         }
     }
+    // The time the copy holds the books of (at the latest): taken before its snapshot, so that
+    // what changed outside the journal since (a token revoked) is after it (since 2026-12-07
+    // evening it was taken once the copy was done, after a long dump's changes).
+    let taken_at_us = chrono::Utc::now().timestamp_micros();
     let heads = match db.backup_to(&partial, url, &settings.pg_dump).await {
         Ok(heads) => heads,
         Err(e) => {
@@ -212,7 +216,6 @@ pub async fn take(
     let (kept, kept_pending) = (partial.clone(), pending_path.clone());
     let manifest = blocking(move || {
         let (size_bytes, sha256) = synced_digest(&partial)?;
-        let taken_at_us = chrono::Utc::now().timestamp_micros();
         let manifest =
             Manifest { name, request_id, backend, file, taken_at_us, size_bytes, sha256, heads };
         // The manifest waits beside the copy before the copy takes its name, so that a copy
