@@ -735,7 +735,7 @@ mod tests {
             // period's on the principal still owed (opening × rate / periods a year, rounded
             // once), and each but the last repays the formula's part: 等额本金 the principal
             // over the instalments; 等额本息 what keeps the instalment at the level payment
-            // P·i·(1+i)^n / ((1+i)^n − 1), worked out here in floating point (within a fen).
+            // P·i·(1+i)^n / ((1+i)^n − 1), checked here in decimals (within a fen).
             if t.method.is_amortising() {
                 let per_year = if t.frequency == SettlementFrequency::Quarterly { 4 } else { 12 };
                 let n = s.instalments.len();
@@ -744,16 +744,18 @@ mod tests {
                 let mut opening = principal;
                 let level = s.level_payment.as_ref().map(|l| l.payment);
                 if t.method == RepaymentMethod::EqualInstalment {
-                    let i = f64::try_from(t.rate.value()).unwrap() / f64::from(per_year);
-                    let p = t.principal.0 as f64;
-                    let formula = if i == 0.0 {
-                        p / n as f64
+                    // Within a fen of the formula: |L·((1+i)^n − 1) − P·i·(1+i)^n| ≤ (1+i)^n − 1,
+                    // or |L·n − P| ≤ n at no rate, in decimals.
+                    let i = t.rate.value() / Decimal::from(per_year);
+                    let level = level.unwrap().to_decimal();
+                    let count = Decimal::from(n as u32);
+                    if i.is_zero() {
+                        prop_assert!((level * count - principal).abs() <= count, "{}", level);
                     } else {
-                        let g = (1.0 + i).powi(n as i32);
-                        p * i * g / (g - 1.0)
-                    };
-                    let level = level.unwrap().0 as f64;
-                    prop_assert!((level - formula).abs() <= 1.0, "{} against {}", level, formula);
+                        let g = (0..n).fold(Decimal::ONE, |g, _| g * (Decimal::ONE + i));
+                        let off = (level * (g - Decimal::ONE) - principal * i * g).abs();
+                        prop_assert!(off <= g - Decimal::ONE, "{} off by {}", level, off);
+                    }
                 } else {
                     prop_assert_eq!(level, None);
                 }

@@ -13,7 +13,7 @@ use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
-use crate::domain::household::{HouseholdStatus, StatusEntry, status_on};
+use crate::domain::household::{StatusEntry, status_on};
 use crate::domain::loan::{LoanEvent, LoanState, check_reversible};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::{PolicyVersion, default_versions, in_force_by_date};
@@ -26,6 +26,7 @@ use crate::ledger::loan_postings::{loan_postings, reversal_postings};
 use crate::ledger::pool_postings::pool_postings;
 use crate::ledger::posting::{Posting, PostingError, Postings, is_packed, unpack};
 use crate::store::bulk::RegistrySnapshot;
+use crate::store::rows::StatusRow;
 use crate::store::rows::{claim_texts, fund_text};
 
 /// Transactions as stage 1 hands them on: their texts one after the other in one buffer, so
@@ -891,11 +892,9 @@ fn unfounded_decisions(
             .iter()
             .filter(|(household_id, ..)| *household_id == t.household_id)
             .filter_map(|(_, _, date, status, reason)| {
-                Some(StatusEntry {
-                    status: HouseholdStatus::parse(status)?,
-                    effective_date: parse_date(date)?,
-                    reason: reason.clone(),
-                })
+                let (effective_date, status, reason) =
+                    (date.clone(), status.clone(), reason.clone());
+                StatusRow { effective_date, status, reason }.into_entry().ok()
             })
             .collect();
         let falsely = status_on(&series, t.contract_date).is_some_and(|s| !s.may_be_eligible());
