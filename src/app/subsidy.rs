@@ -26,7 +26,7 @@ use super::servicing::{loan_events, read_through, replay};
 use crate::collections::HashMap;
 use crate::domain::date::BusinessDate;
 use crate::domain::error::{DomainError, Reason};
-use crate::domain::household::{HouseholdStatus, StatusEntry, status_on};
+use crate::domain::household::{StatusEntry, never_lent_to_on};
 use crate::domain::loan::{LoanEvent, LoanState, LoanTerms};
 use crate::domain::money::Fen;
 use crate::domain::policy::{PolicyVersion, in_force, ratio_steps};
@@ -316,9 +316,8 @@ fn found_ineligible(
             .map(|(_, e)| e.clone())
             .collect()
     };
-    let never = |s: Option<HouseholdStatus>| s.is_some_and(|s| !s.may_be_eligible());
-    never(status_on(&entries(None), contract_date))
-        && !never(status_on(&entries(Some(contract_seq)), contract_date))
+    never_lent_to_on(&entries(None), contract_date).is_some()
+        && never_lent_to_on(&entries(Some(contract_seq)), contract_date).is_none()
 }
 
 /// The register of a loan as of a date, from its events recorded through a seq if given (the

@@ -80,6 +80,14 @@ pub fn status_on(entries: &[StatusEntry], date: BusinessDate) -> Option<Househol
         .map(|(_, e)| e.status)
 }
 
+/// The household's status on `date` by `entries` ([`status_on`]) when it is one the programme
+/// never lends to (not eligible, removed, moved out): on a contract's date, the loan was falsely
+/// obtained. The writer's withholding of a claim's line, the claims' recheck and verify's
+/// judgement of a withheld or clawed-back line all ask this one question.
+pub fn never_lent_to_on(entries: &[StatusEntry], date: BusinessDate) -> Option<HouseholdStatus> {
+    status_on(entries, date).filter(|s| !s.may_be_eligible())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +111,27 @@ mod tests {
         assert_eq!(on("2018-01-01"), Some(HouseholdStatus::RegisteredPoor));
         assert_eq!(on("2020-01-01"), Some(HouseholdStatus::Exited));
         assert_eq!(on("2020-06-01"), Some(HouseholdStatus::Monitored));
+    }
+
+    #[test]
+    fn a_household_never_lent_to_is_named_by_its_status_on_the_day() {
+        let series = vec![
+            entry(HouseholdStatus::RegisteredPoor, "2016-03-01"),
+            entry(HouseholdStatus::Exited, "2019-01-01"),
+            entry(HouseholdStatus::NotEligible, "2020-06-01"),
+            entry(HouseholdStatus::Monitored, "2021-01-01"),
+            entry(HouseholdStatus::MovedOut, "2022-01-01"),
+        ];
+        let on = |d| never_lent_to_on(&series, parse_date(d).unwrap());
+        assert_eq!(on("2016-02-29"), None, "no status yet");
+        assert_eq!(on("2019-06-01"), None, "exited households stay eligible");
+        assert_eq!(on("2020-06-01"), Some(HouseholdStatus::NotEligible));
+        assert_eq!(on("2021-06-01"), None, "monitored again");
+        assert_eq!(on("2023-01-01"), Some(HouseholdStatus::MovedOut));
+        let removed = [entry(HouseholdStatus::Removed, "2020-01-01")];
+        assert_eq!(
+            never_lent_to_on(&removed, parse_date("2020-01-01").unwrap()),
+            Some(HouseholdStatus::Removed)
+        );
     }
 }

@@ -18,6 +18,20 @@ use sqlx::QueryBuilder;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+/// The number of operator tokens that can log in at the instant bound as `$at`: bound to `*`,
+/// neither revoked nor expired (a subquery). One condition for `serve`'s warning and for the
+/// refusal to revoke the last of them.
+macro_rules! usable_operator_tokens {
+    ($at:literal) => {
+        concat!(
+            "(select count(*) from api_token where role = 'operator' and org = '*' \
+             and revoked_at_us is null and (expires_at_us is null or expires_at_us > ",
+            $at,
+            "))"
+        )
+    };
+}
+
 const JOURNAL_RANGE_SQL: &str = concat!(
     "select ",
     journal_columns!(),
@@ -1189,8 +1203,7 @@ impl Db {
     /// The operator tokens that can log in at `now_us`: bound to `*`, neither revoked nor
     /// expired.
     pub async fn count_usable_operator_tokens(&self, now_us: i64) -> Result<i64, StoreError> {
-        let sql = "select count(*) from api_token where role = 'operator' and org = '*' \
-                   and revoked_at_us is null and (expires_at_us is null or expires_at_us > $1)";
+        let sql = concat!("select ", usable_operator_tokens!("$1"));
         Ok(on_pool!(self, p => sqlx::query_scalar(sql).bind(now_us).fetch_one(p).await?))
     }
 
@@ -1340,13 +1353,14 @@ impl Db {
         token_id: &str,
         at_us: i64,
     ) -> Result<bool, StoreError> {
-        let sql = "update api_token set revoked_at_us = $2 \
-                   where token_id = $1 and revoked_at_us is null \
-                   and (role <> 'operator' or org <> '*' \
-                        or (expires_at_us is not null and expires_at_us <= $2) \
-                        or (select count(*) from api_token \
-                        where role = 'operator' and org = '*' and revoked_at_us is null \
-                        and (expires_at_us is null or expires_at_us > $2)) > 1)";
+        let sql = concat!(
+            "update api_token set revoked_at_us = $2 \
+             where token_id = $1 and revoked_at_us is null \
+             and (role <> 'operator' or org <> '*' \
+                  or (expires_at_us is not null and expires_at_us <= $2) or ",
+            usable_operator_tokens!("$2"),
+            " > 1)"
+        );
         macro_rules! revoke {
             ($executor:expr) => {
                 sqlx::query(sql)

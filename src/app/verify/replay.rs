@@ -13,7 +13,7 @@ use crate::app::command::{RepaidPart, SettledTotals};
 use crate::app::error::caught;
 use crate::domain::date::{BusinessDate, format_date, parse_date};
 use crate::domain::event::JournalEvent;
-use crate::domain::household::{StatusEntry, status_on};
+use crate::domain::household::{StatusEntry, never_lent_to_on};
 use crate::domain::loan::{LoanEvent, LoanState, check_reversible};
 use crate::domain::lpr::{LPR_LEDGER, LprEntry, SEEDED};
 use crate::domain::policy::{PolicyVersion, default_versions, in_force_by_date};
@@ -875,30 +875,52 @@ fn unfounded_decisions(
     loans: &HashMap<String, LoanState>,
     statuses: &[(String, i64, String, String, String)],
 ) -> Vec<String> {
-    let found = |line: u32, by: Option<BusinessDate>| -> Result<(), String> {
+    // The lines judged, each with the day a misuse mark must be by (none: any).
+    let (judged, verdict): (Vec<(u32, Option<BusinessDate>)>, &str) = match event {
+        ClaimEvent::Paid { withheld, .. } => {
+            (withheld.iter().map(|r| (r.line, None)).collect(), "withheld at payment")
+        }
+        ClaimEvent::ClawedBack { line, clawed_back_on, .. } => {
+            (vec![(*line, Some(*clawed_back_on))], "clawed back")
+        }
+        _ => return Vec::new(),
+    };
+    let loan_of = |line: u32| -> Result<(&String, &LoanState), String> {
         let Some(loan_id) = claim.lines.get(line as usize).map(|l| &l.claimed.loan_id) else {
             return Err(format!("line {line} of claim {} does not exist", claim.claim_id));
         };
         let Some(loan) = loans.get(loan_id.as_str()) else {
             return Err(format!("line {line}'s loan {loan_id} is unknown"));
         };
-        let marked =
-            loan.servicing.misuse_marked_on().is_some_and(|on| by.is_none_or(|by| on <= by));
-        if marked {
+        Ok((loan_id, loan))
+    };
+    let marked = |loan: &LoanState, by: Option<BusinessDate>| {
+        loan.servicing.misuse_marked_on().is_some_and(|on| by.is_none_or(|by| on <= by))
+    };
+    // The status series of the households of the loans not marked, read in one pass over the
+    // ledger's status rows (in recording order, as `never_lent_to_on` reads them).
+    let mut series: HashMap<&str, Vec<StatusEntry>> = judged
+        .iter()
+        .filter_map(|&(line, by)| loan_of(line).ok().filter(|(_, loan)| !marked(loan, by)))
+        .map(|(_, loan)| (loan.terms.household_id.as_str(), Vec::new()))
+        .collect();
+    if !series.is_empty() {
+        for (household_id, _, date, status, reason) in statuses {
+            if let Some(entries) = series.get_mut(household_id.as_str()) {
+                let (effective_date, status, reason) =
+                    (date.clone(), status.clone(), reason.clone());
+                entries.extend(StatusRow { effective_date, status, reason }.into_entry().ok());
+            }
+        }
+    }
+    let found = |line: u32, by: Option<BusinessDate>| -> Result<(), String> {
+        let (loan_id, loan) = loan_of(line)?;
+        if marked(loan, by) {
             return Ok(());
         }
         let t = &loan.terms;
-        let series: Vec<StatusEntry> = statuses
-            .iter()
-            .filter(|(household_id, ..)| *household_id == t.household_id)
-            .filter_map(|(_, _, date, status, reason)| {
-                let (effective_date, status, reason) =
-                    (date.clone(), status.clone(), reason.clone());
-                StatusRow { effective_date, status, reason }.into_entry().ok()
-            })
-            .collect();
-        let falsely = status_on(&series, t.contract_date).is_some_and(|s| !s.may_be_eligible());
-        if falsely {
+        let entries = series.get(t.household_id.as_str()).map_or(&[][..], Vec::as_slice);
+        if never_lent_to_on(entries, t.contract_date).is_some() {
             Ok(())
         } else {
             Err(format!(
@@ -907,19 +929,11 @@ fn unfounded_decisions(
             ))
         }
     };
-    match event {
-        ClaimEvent::Paid { withheld, .. } => withheld
-            .iter()
-            .filter_map(|r| found(r.line, None).err())
-            .map(|why| format!("withheld at payment, but {why}"))
-            .collect(),
-        ClaimEvent::ClawedBack { line, clawed_back_on, .. } => found(*line, Some(*clawed_back_on))
-            .err()
-            .map(|why| format!("clawed back, but {why}"))
-            .into_iter()
-            .collect(),
-        _ => Vec::new(),
-    }
+    judged
+        .into_iter()
+        .filter_map(|(line, by)| found(line, by).err())
+        .map(|why| format!("{verdict}, but {why}"))
+        .collect()
 }
 
 /// Whether `text`, a transaction's stored postings, holds `postings`: most often it is their

@@ -16,7 +16,7 @@ use crate::domain::cap::CapLoan;
 use crate::domain::date::{BusinessDate, format_date};
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
-use crate::domain::household::{HouseholdStatus, StatusEntry, status_on};
+use crate::domain::household::{HouseholdStatus, StatusEntry, never_lent_to_on, status_on};
 use crate::domain::loan::{
     LoanCommand, LoanEvent, LoanState, OriginationContext, plan_origination,
 };
@@ -1178,9 +1178,7 @@ impl Writer {
                 Some(view) => view.as_ref().map(|v| v.statuses.as_slice()),
                 None => read.get(household_id).map(Vec::as_slice),
             };
-            if let Some(status) = series.and_then(|s| status_on(s, *contract_date))
-                && !status.may_be_eligible()
-            {
+            if let Some(status) = series.and_then(|s| never_lent_to_on(s, *contract_date)) {
                 found.push((k, status));
             }
         }
