@@ -194,7 +194,9 @@ impl RiskFundService for Api {
         // lost its mark).
         let marks = FundEvent::compensation_marks(&events, as_of);
         for loan in &mut loans {
-            loan.servicing.compensated_on = marks.get(loan.terms.loan_id.as_str()).copied();
+            let mark = marks.get(loan.terms.loan_id.as_str());
+            loan.servicing.compensated_on = mark.map(|&(on, _)| on);
+            loan.servicing.claim_pending = mark.is_some_and(|&(_, pending)| pending);
         }
         // (Every loan quoted on its date: CPU work, on a blocking thread as the replay's.)
         let exposure = tokio::task::spawn_blocking(move || {

@@ -594,14 +594,27 @@ impl LoanState {
     pub fn claim_rejected(&self) -> LoanState {
         let mut after = self.clone();
         after.servicing.compensated_on = None;
+        after.servicing.claim_pending = false;
         after
     }
 
-    /// The loan once the risk fund compensated its bank for it on `date`
-    /// ([`Servicing::compensated_on`]): its figures, status and last event as they were.
-    pub fn compensated(&self, date: BusinessDate) -> LoanState {
+    /// The loan once its bank claimed it on the risk fund for `date` (`pending`: a claim the
+    /// finance office pays or rejects later, [`Servicing::claim_pending`]) or the fund
+    /// compensated it in one step (not pending: recorded before claims had two steps), marked
+    /// compensated on `date` ([`Servicing::compensated_on`]): its figures, status and last
+    /// event as they were.
+    pub fn compensated(&self, date: BusinessDate, pending: bool) -> LoanState {
         let mut after = self.clone();
         after.servicing.compensated_on = Some(date);
+        after.servicing.claim_pending = pending;
+        after
+    }
+
+    /// The loan once the finance office paid its bank's claim: no longer pending
+    /// ([`Servicing::claim_pending`]), still marked compensated; its figures as they were.
+    pub fn claim_paid(&self) -> LoanState {
+        let mut after = self.clone();
+        after.servicing.claim_pending = false;
         after
     }
 

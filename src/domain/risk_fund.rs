@@ -292,19 +292,33 @@ impl FundEvent {
     }
 
     /// Each loan's compensation mark on `date` (`Servicing::compensated_on`) by `events` (a
-    /// ledger's, in journal order): as the writer and verify's replay set it, a claim (or a
-    /// compensation of the older kind) dated by then marks its loan, a rejection dated by then
-    /// clears it. A loan no event names is unmarked. An as-of read sets it on each loan, whose
-    /// stored state carries the mark as it stands now ([`LoanState::compensated`]).
+    /// ledger's, in journal order), with whether its claim was pending then
+    /// (`Servicing::claim_pending`): as the writer and verify's replay set it, a claim (or a
+    /// compensation of the older kind, not pending) dated by then marks its loan, a payment
+    /// dated by then ends the claim's pending, a rejection dated by then clears the mark. A loan
+    /// no event names is unmarked. An as-of read sets it on each loan, whose stored state
+    /// carries the mark as it stands now ([`LoanState::compensated`]).
     pub fn compensation_marks<'e>(
         events: impl IntoIterator<Item = &'e FundEvent>,
         date: NaiveDate,
-    ) -> std::collections::HashMap<&'e str, NaiveDate> {
+    ) -> std::collections::HashMap<&'e str, (NaiveDate, bool)> {
         let mut marks = std::collections::HashMap::new();
         for event in events.into_iter().filter(|e| e.date() <= date) {
             match event {
-                FundEvent::Compensated { compensation } | FundEvent::Claimed { compensation } => {
-                    marks.insert(compensation.loan_id.as_str(), compensation.compensated_on);
+                FundEvent::Compensated { compensation } => {
+                    marks.insert(
+                        compensation.loan_id.as_str(),
+                        (compensation.compensated_on, false),
+                    );
+                }
+                FundEvent::Claimed { compensation } => {
+                    marks
+                        .insert(compensation.loan_id.as_str(), (compensation.compensated_on, true));
+                }
+                FundEvent::Paid { loan_id, .. } => {
+                    if let Some((_, pending)) = marks.get_mut(loan_id.as_str()) {
+                        *pending = false;
+                    }
                 }
                 FundEvent::Rejected { loan_id, .. } => {
                     marks.remove(loan_id.as_str());
@@ -1208,10 +1222,13 @@ impl Exposure {
         // amortising loan's one payout fixed its schedule, nor once the fund compensated the
         // loan, nor once it was marked misused (since 2026-12-07) (each further payout refused,
         // LOAN_NOT_DISBURSABLE: it held room to its maturity), nor from the contract's maturity,
-        // which an extension does not move.
+        // which an extension does not move. A claim not paid yet has not compensated it: the
+        // rest holds its room until the payment (since 2026-12-07 night; before, a claim let
+        // it go, another contract could take it, and the rest was paid out over the limit once
+        // the claim was rejected).
         if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
             && !loan.pays_out_no_more()
-            && loan.servicing.compensated_on.is_none()
+            && (loan.servicing.compensated_on.is_none() || loan.servicing.claim_pending)
             && date < loan.payable_until()
         {
             e.undrawn_fen =

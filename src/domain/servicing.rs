@@ -332,6 +332,14 @@ pub struct Servicing {
     /// it is what the bank recovers. Stored only when set.
     #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
     pub compensated_on: Option<NaiveDate>,
+    /// Whether the mark of `compensated_on` is a bank's claim the finance office has neither
+    /// paid nor rejected yet ([`crate::domain::risk_fund::FundEvent::Claimed`]; since
+    /// 2026-12-07 night): set by the claim, cleared by its payment or its rejection (which
+    /// clears the mark too). While it is set, what the contract has not paid out still holds
+    /// room under the fund's leverage limit ([`crate::domain::risk_fund::Exposure::of_loan`]):
+    /// a rejected claim lets the loan pay it out again. Stored only when set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claim_pending: bool,
     /// A written-off loan's day it fell overdue ([`Self::overdue_since`] on its write-off's
     /// date, before its dues were cleared), from which the risk fund counts its days overdue
     /// when it is claimed after the write-off (since 2026-12-07; none for a write-off recorded
@@ -1284,6 +1292,7 @@ mod tests {
             written_off_fen: Fen(8),
             principal_due: vec![due],
             compensated_on: Some(d("2021-09-20")),
+            claim_pending: true,
             written_off_overdue_since: Some(d("2021-06-21")),
             falsely_obtained: true,
             ..old

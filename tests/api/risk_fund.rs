@@ -30,6 +30,7 @@ on_both_backends!(
     a_contract_that_can_no_longer_be_paid_out_holds_no_room,
     a_claimed_loan_keeps_its_contract_counted_against_the_cap,
     a_past_days_exposure_counts_the_claims_made_by_then,
+    a_pending_claim_keeps_its_loans_rest_against_the_leverage_limit,
 );
 
 fn open(request_id: &str, opened_on: &str, percent: u32) -> pb::OpenRiskFundRequest {
@@ -1654,13 +1655,15 @@ async fn a_contract_that_can_no_longer_be_paid_out_holds_no_room(backend: Backen
     app.finish().await;
 }
 
-/// A loan's compensation mark as of a day is the claims' and rejections' dated by then: a
-/// contract of 50,000.00 yuan, 20,000.00 paid out on 2021-01-25 and never serviced, holds
-/// 30,000.00 of undrawn room until its bank's claim on 06-25 (nothing more may be paid out),
-/// and again from the office's rejection on 07-05. The exposure of 06-22 asked again through
-/// its seq after the claim is the first answer; that of 06-30, asked after a repayment of
-/// 07-01 (the loan then rebuilt from its events), counts the claim (since 2026-12-07: the first
-/// read the claim made since, the second lost it).
+/// A loan's compensation mark as of a day is the claims', payments' and rejections' dated by
+/// then: a contract of 50,000.00 yuan, 20,000.00 paid out on 2021-01-25 and never serviced,
+/// holds 30,000.00 of undrawn room while its bank's claim of 06-25 is pending (a rejection lets
+/// it pay out again) and after the office's rejection of 07-05; claimed again on 07-10, it holds
+/// none from the claim's payment on 07-12. The exposure of 06-22 asked again through its seq
+/// after the claim is the first answer; that of 07-20, asked after a repayment of 07-21 (the
+/// loan then rebuilt from its events), counts the payment (since 2026-12-07: the first read the
+/// claim made since, the second lost it; since 2026-12-07 night a claim lets the room go only
+/// once it is paid).
 async fn a_past_days_exposure_counts_the_claims_made_by_then(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -1683,10 +1686,7 @@ async fn a_past_days_exposure_counts_the_claims_made_by_then(backend: Backend) {
     fund.compensate_loan(compensate(&rid("claim"), &id, "2021-06-25")).await.expect("the claim");
     let again = fund_through(&app, &t.auditor, "2021-06-22", before.through_seq).await;
     assert_eq!(again, before, "the same day through the same seq");
-    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-22").await), 3_000_000, "before it");
-    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-25").await), 0, "from the claim");
-    app.repay(&t.bank, &id, "2021-07-01", 100_000).await;
-    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-30").await), 0, "rebuilt, claimed");
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-25").await), 3_000_000, "pending");
     let reject = pb::RejectCompensationRequest {
         request_id: rid("reject"),
         loan_id: id.clone(),
@@ -1694,8 +1694,107 @@ async fn a_past_days_exposure_counts_the_claims_made_by_then(backend: Backend) {
         reason: "材料不全 (papers missing)".into(),
     };
     app.risk_fund(&t.finance).reject_compensation(reject).await.expect("the rejection");
-    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-06-30").await), 0, "claimed then");
     assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-07-05").await), 3_000_000, "rejected");
+    fund.compensate_loan(compensate(&rid("claim"), &id, "2021-07-10")).await.expect("claimed");
+    // The fund's 80% of the 20,000.00 yuan outstanding is more than its 10,000.00.
+    let mut office = app.risk_fund(&t.finance);
+    office.deposit_risk_fund(deposit("2021-07-06", 1_000_000)).await.expect("a deposit");
+    let pay = pb::PayCompensationRequest {
+        request_id: rid("pay"),
+        loan_id: id.clone(),
+        value_date: "2021-07-12".into(),
+        voucher: "财付〔2021〕9号".into(),
+    };
+    office.pay_compensation(pay).await.expect("the payment");
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-07-11").await), 3_000_000, "pending");
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-07-12").await), 0, "paid");
+    app.repay(&t.bank, &id, "2021-07-21", 100_000).await;
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-07-20").await), 0, "rebuilt, paid");
+    assert_eq!(undrawn(&fund_on(&app, &t.auditor, "2021-07-11").await), 3_000_000, "rebuilt");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A claim on the fund not paid yet keeps what its loan's contract has not paid out counted
+/// against the leverage limit, since a rejection lets the loan pay it out (since 2026-12-07
+/// night; before, the claim let the room go, another contract took it, and the rest was paid
+/// out over the limit once the claim was rejected). The fund holds 14,000.00 yuan; C001 of
+/// 50,000.00 yuan paid out 10,000.00 on 2021-01-25 and is claimed on 06-25, the fund's 80%
+/// (8,000.00) pending: the limit is 10 × 6,000.00, C001 holds its 10,000.00 outstanding and
+/// 40,000.00 undrawn, and a contract of 30,000.00 is refused with 10,000.00 of room. Once the
+/// office pays the claim (the fund holds 6,000.00, a limit of 60,000.00), the undrawn rest no
+/// longer counts and the contract goes through. A loan row stored before this version, its
+/// pending claim unmarked, is reported by verify and put right by the migration that came
+/// with it.
+async fn a_pending_claim_keeps_its_loans_rest_against_the_leverage_limit(backend: Backend) {
+    let Some((app, t)) = with_a_fund_of(backend, 1_400_000).await else {
+        return;
+    };
+    without_suspension(&app, &t).await;
+    let claimed = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    let part = pb::DisburseRequest {
+        request_id: rid("disburse"),
+        loan_id: claimed.clone(),
+        value_date: "2021-01-25".into(),
+        amount_fen: 1_000_000,
+    };
+    app.loans(&t.bank).disburse(part).await.expect("a part paid out");
+    let claim = compensate(&rid("claim"), &claimed, "2021-06-25");
+    app.risk_fund(&t.bank).compensate_loan(claim).await.expect("the claim");
+    let standing = fund_on(&app, &t.auditor, "2021-06-26").await;
+    let e = standing.exposure.expect("the exposure");
+    assert_eq!((e.outstanding_fen, e.undrawn_fen), (1_000_000, 4_000_000), "{e:?}");
+    assert_eq!((e.lending_limit_fen, e.room_fen), (6_000_000, 1_000_000), "{e:?}");
+    let contract = |date: &str| pb::CreateLoanRequest {
+        principal_fen: 3_000_000,
+        ..standard_loan_on("C002", "H002", date)
+    };
+    let over = app.loans(&t.bank).create_loan(contract("2021-06-26")).await;
+    let over = expect_refused(over, "FUND_LEVERAGE_EXCEEDED");
+    assert_eq!(metadata(&over, "room_fen").as_deref(), Some("1000000"), "{over:?}");
+    assert_eq!(metadata(&over, "pending_fen").as_deref(), Some("800000"), "{over:?}");
+
+    // The database as the version before this one left it: the loan's row without its claim's
+    // pending. Verify reports it, and the migration that came with this version puts it right.
+    let (strip, migration) = match app.backend {
+        Backend::Sqlite => (
+            "update loan set servicing_json = json_remove(servicing_json, '$.claim_pending')",
+            include_str!("../../migrations/sqlite/0022_claim_pending.sql"),
+        ),
+        Backend::Postgres => (
+            "update loan set servicing_json = (servicing_json::jsonb - 'claim_pending')::text",
+            include_str!("../../migrations/postgres/0026_claim_pending.sql"),
+        ),
+    };
+    app.db.execute_raw(strip).await.expect("the rows as before");
+    let v = app.verify(&t.auditor).await;
+    let servicing =
+        format!("loan {claimed}: stored state differs from the journal in its servicing");
+    assert!(v.problems.iter().any(|p| p.starts_with(&servicing)), "{:?}", v.problems);
+    assert_eq!(app.db.execute_raw(migration).await.expect("the migration"), 1, "one loan");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+
+    let pay = pb::PayCompensationRequest {
+        request_id: rid("pay"),
+        loan_id: claimed.clone(),
+        value_date: "2021-06-28".into(),
+        voucher: "财付〔2021〕8号".into(),
+    };
+    let paid = app.risk_fund(&t.finance).pay_compensation(pay.clone()).await;
+    let paid = paid.expect("the payment").into_inner();
+    assert_eq!(paid.fund.as_ref().expect("the fund").balance_fen, 600_000);
+    let retried = app.risk_fund(&t.finance).pay_compensation(pay).await.expect("the retry");
+    assert_eq!(retried.into_inner(), paid, "the same answer, paid once");
+    let e = fund_on(&app, &t.auditor, "2021-06-28").await.exposure.expect("the exposure");
+    assert_eq!((e.outstanding_fen, e.undrawn_fen), (1_000_000, 0), "{e:?}");
+    assert_eq!((e.lending_limit_fen, e.room_fen), (6_000_000, 5_000_000), "{e:?}");
+    let taken = app.loans(&t.bank).create_loan(contract("2021-06-28")).await;
+    taken.expect("a contract within the room");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }
 

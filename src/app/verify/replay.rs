@@ -594,8 +594,9 @@ impl Replay {
                     // settlement dated before the compensation replays after it.
                     match (event, self.loans.get_mut(&c.loan_id)) {
                         (FundEvent::Compensated { .. } | FundEvent::Claimed { .. }, Some(loan)) => {
-                            *loan = loan.compensated(c.compensated_on);
+                            *loan = loan.compensated(c.compensated_on, c.pending);
                         }
+                        (FundEvent::Paid { .. }, Some(loan)) => *loan = loan.claim_paid(),
                         (FundEvent::Rejected { .. }, Some(loan)) => *loan = loan.claim_rejected(),
                         _ => {}
                     }

@@ -237,13 +237,14 @@ impl Writer {
                 let fund = tx.risk_fund(ledger_id).await?.ok_or_else(|| missing_fund(ledger_id))?;
                 let existing = tx.compensation(loan_id).await?;
                 let event = fund.claim(&loan, *value_date, existing.as_ref())?;
-                compensated = Some(Box::new(loan.compensated(*value_date)));
+                compensated = Some(Box::new(loan.compensated(*value_date, true)));
                 (fund, event, existing)
             }
             Command::PayCompensation { loan_id, value_date, voucher } => {
                 let (loan, fund, compensation) = self.office_claim(tx, g, actor, loan_id).await?;
                 let repaid = loan.principal_repaid_fen;
                 let event = fund.pay(&compensation, repaid, *value_date, voucher)?;
+                compensated = Some(Box::new(loan.claim_paid()));
                 (fund, event, Some(compensation))
             }
             Command::RejectCompensation { loan_id, value_date, reason } => {

@@ -177,6 +177,7 @@ impl Writer {
         // Its risk fund's mark is not of its own events: as the fund's entries, all before the
         // repayment, left it.
         before.servicing.compensated_on = loan.servicing.compensated_on;
+        before.servicing.claim_pending = loan.servicing.claim_pending;
         // A period the repayment may have paid on time.
         let since = format_date(before.periods_payable_on_time_by(reversed.value_date()));
         if let Some((due_date, claim_id)) = tx

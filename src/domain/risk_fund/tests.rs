@@ -156,9 +156,19 @@ fn a_rejected_claim_frees_the_fund_and_leaves_the_loan_to_be_claimed_again() {
     let late = fund.reject(&paid, d("2021-07-22"), "too late").unwrap_err();
     assert_eq!(code(late), "CLAIM_STATUS_MISMATCH");
     assert_eq!((fund.balance_fen, fund.pending_fen), (Fen(1_000_000), Fen::ZERO));
-    // The loan's mark comes and goes with the claim.
-    let marked = loan.compensated(d("2021-06-20"));
-    assert_eq!(marked.claim_rejected().servicing.compensated_on, None);
+    // The loan's mark comes and goes with the claim, pending until its payment.
+    let marked = loan.compensated(d("2021-06-20"), true);
+    assert!(marked.servicing.claim_pending);
+    let rejected = marked.claim_rejected();
+    assert_eq!(
+        (rejected.servicing.compensated_on, rejected.servicing.claim_pending),
+        (None, false)
+    );
+    let paid = marked.claim_paid();
+    assert_eq!(
+        (paid.servicing.compensated_on, paid.servicing.claim_pending),
+        (Some(d("2021-06-20")), false)
+    );
 }
 
 /// Whether the fund as it stands holds an event after a date: its opening, money received
@@ -489,7 +499,7 @@ fn a_compensated_loan_takes_nothing_dated_before_its_compensation_but_a_settleme
     let loan = loan("L1");
     let event = fund.compensate(&loan, d("2021-06-20"), None).unwrap();
     assert!(matches!(event, FundEvent::Compensated { .. }));
-    let marked = loan.compensated(d("2021-06-20"));
+    let marked = loan.compensated(d("2021-06-20"), false);
     assert_eq!(marked.last_value_date, loan.last_value_date, "no event of the loan");
     assert_eq!(marked.principal_outstanding_fen, loan.principal_outstanding_fen);
     for command in [
@@ -867,8 +877,14 @@ fn exposure_counts_live_loans_on_the_date() {
     );
     let fixed = Exposure::of([&amortising], d("2021-02-01"));
     assert_eq!((fixed.outstanding_fen, fixed.undrawn_fen), (Fen(3_000_000), Fen::ZERO));
-    let compensated = half.compensated(d("2021-06-20"));
+    let compensated = half.compensated(d("2021-06-20"), false);
     assert_eq!(Exposure::of([&compensated], d("2021-06-20")).undrawn_fen, Fen::ZERO);
+    // A claim not paid yet holds the rest's room: rejected, the loan may pay it out.
+    let claimed = half.compensated(d("2021-06-20"), true);
+    let held = Exposure::of([&half], d("2021-06-20")).undrawn_fen;
+    assert!(held > Fen::ZERO);
+    assert_eq!(Exposure::of([&claimed], d("2021-06-20")).undrawn_fen, held);
+    assert_eq!(Exposure::of([&claimed.claim_paid()], d("2021-06-20")).undrawn_fen, Fen::ZERO);
     assert_eq!(e.outstanding_fen, Fen(10_000_000));
     assert_eq!((e.non_performing_loans, e.non_performing_fen), (1, Fen(5_000_000)));
     assert!(e.lending_suspended(LendingLimits::default()));
@@ -1005,7 +1021,7 @@ proptest! {
         }
         let event = fund.compensate(&unpaid, d("2021-06-20"), None).unwrap();
         let mut c = fund.apply(&event, None).unwrap().unwrap();
-        let compensated = unpaid.compensated(d("2021-06-20"));
+        let compensated = unpaid.compensated(d("2021-06-20"), false);
         let mut l = after(&compensated, LoanCommand::WriteOff { date: d("2021-07-01") });
         let written_off = l.servicing.written_off_fen;
         // The principal written off: what was left at the compensation.
