@@ -187,8 +187,9 @@ impl RiskFundService for Api {
         let loans = loans.map_err(|e| status(e.into()))?;
         let loans = servicing::loans_as_of(&self.db, loans, as_of, Some(through));
         let mut loans = loans.await.map_err(status)?;
-        // Each loan marked compensated as the fund's claims and rejections dated by then (and
-        // recorded by the seq) had it: a loan's stored state carries its mark as it stands now,
+        // Each loan marked compensated as the fund's claims, payments and rejections dated by
+        // then (and recorded by the seq) had it, its claim pending or paid: a loan's stored
+        // state carries its mark as it stands now,
         // and a loan rebuilt from its own events none (since 2026-12-07: a claim made after the
         // day took the loan's undrawn rest out of that day's exposure, and a loan rebuilt
         // lost its mark).

@@ -487,20 +487,23 @@ impl LoanState {
     }
 
     /// Whether what is left of the contract is never paid out, on any date, for good: once an
-    /// amortising loan's one payout fixed its schedule, once it was marked misused (each
-    /// further payout `LOAN_NOT_DISBURSABLE`; neither is undone). The household cap counts only
-    /// what was paid out then ([`LoanState::cap_principal`]); the risk fund's exposure counts
-    /// no undrawn rest then, nor while the fund's compensation stands (a claim the finance
-    /// office rejects lets the loan pay out again, so the cap does not count on it).
+    /// amortising loan's one payout fixed its schedule, once it was marked misused, once the
+    /// risk fund paid its bank's claim on it (each further payout `LOAN_NOT_DISBURSABLE`; none
+    /// is undone). Not while the claim is pending ([`Servicing::claim_pending`]): a claim the
+    /// finance office rejects lets the loan pay out again. The household cap counts only what
+    /// was paid out then ([`LoanState::cap_principal`]), and the risk fund's exposure no
+    /// undrawn rest ([`crate::domain::risk_fund::Exposure::of_loan`]).
     pub fn pays_out_no_more(&self) -> bool {
         (self.terms.repayment_method.is_amortising() && self.disbursed_fen.is_positive())
             || self.servicing.misuse_since.is_some()
+            || (self.servicing.compensated_on.is_some() && !self.servicing.claim_pending)
     }
 
     /// The principal the loan counts against its household's cap while it counts: the
     /// contract's, or, once the rest is never paid out ([`LoanState::pays_out_no_more`]), what
     /// was paid out (since 2026-12-07 evening: the whole contract counted, and the rest, which
-    /// nothing could lend, held the household's room to the loan's maturity).
+    /// nothing could lend, held the household's room to the loan's maturity; a loan whose claim
+    /// on the risk fund was paid, since 2026-12-07 night).
     pub fn cap_principal(&self) -> Fen {
         if self.pays_out_no_more() { self.disbursed_fen } else { self.terms.principal_fen }
     }

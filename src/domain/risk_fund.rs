@@ -1221,14 +1221,13 @@ impl Exposure {
         // What is left of a contract counts while it may still be paid out: not once an
         // amortising loan's one payout fixed its schedule, nor once the fund compensated the
         // loan, nor once it was marked misused (since 2026-12-07) (each further payout refused,
-        // LOAN_NOT_DISBURSABLE: it held room to its maturity), nor from the contract's maturity,
-        // which an extension does not move. A claim not paid yet has not compensated it: the
-        // rest holds its room until the payment (since 2026-12-07 night; before, a claim let
-        // it go, another contract could take it, and the rest was paid out over the limit once
-        // the claim was rejected).
+        // LOAN_NOT_DISBURSABLE: it held room to its maturity; `pays_out_no_more`), nor from the
+        // contract's maturity, which an extension does not move. A claim not paid yet has not
+        // compensated it: the rest holds its room until the payment (since 2026-12-07 night;
+        // before, a claim let it go, another contract could take it, and the rest was paid out
+        // over the limit once the claim was rejected).
         if (loan.status.is_live() || loan.status == LoanStatus::Contracted)
             && !loan.pays_out_no_more()
-            && (loan.servicing.compensated_on.is_none() || loan.servicing.claim_pending)
             && date < loan.payable_until()
         {
             e.undrawn_fen =

@@ -1594,8 +1594,10 @@ async fn the_fund_is_given_again_through_its_seq(backend: Backend) {
 }
 
 /// A loan paid out in part and claimed against the fund counts its whole contract against its
-/// household's cap while the claim stands: a claim the finance office rejects lets the loan pay
-/// out its rest again, so the room it holds is not given to another contract meanwhile.
+/// household's cap while the claim is pending: a claim the finance office rejects lets the loan
+/// pay out its rest again, so the room it holds is not given to another contract meanwhile.
+/// Once the claim is paid, the loan counts what it paid out, and the household may borrow the
+/// rest of the cap; verify holds.
 async fn a_claimed_loan_keeps_its_contract_counted_against_the_cap(backend: Backend) {
     let Some((app, t)) = with_a_fund_of(backend, 10_000_000).await else {
         return;
@@ -1621,6 +1623,32 @@ async fn a_claimed_loan_keeps_its_contract_counted_against_the_cap(backend: Back
         expect_refused(app.loans(&t.bank).create_loan(more).await, "HOUSEHOLD_CAP_EXCEEDED");
     let figures = ["household_open_principal_fen", "available_fen"].map(|k| metadata(&refused, k));
     assert_eq!(figures, [Some("5000000".into()), Some("0".into())], "{refused:?}");
+    // Once the office pays the claim the loan pays out no more (LOAN_NOT_DISBURSABLE): it
+    // counts the 20,000.00 yuan it paid out (since 2026-12-07 night; its whole contract did).
+    let pay = pb::PayCompensationRequest {
+        request_id: rid("pay"),
+        loan_id: claimed.clone(),
+        value_date: "2021-06-21".into(),
+        voucher: "财付〔2021〕8号".into(),
+    };
+    app.risk_fund(&t.finance).pay_compensation(pay).await.expect("the payment");
+    let more = pb::CreateLoanRequest {
+        contract_date: "2021-06-21".into(),
+        principal_fen: 3_000_001,
+        ..standard_loan("C004", "H003")
+    };
+    let refused =
+        expect_refused(app.loans(&t.bank).create_loan(more).await, "HOUSEHOLD_CAP_EXCEEDED");
+    let figures = ["household_open_principal_fen", "available_fen"].map(|k| metadata(&refused, k));
+    assert_eq!(figures, [Some("2000000".into()), Some("3000000".into())], "{refused:?}");
+    let within = pb::CreateLoanRequest {
+        contract_date: "2021-06-21".into(),
+        principal_fen: 3_000_000,
+        ..standard_loan("C004", "H003")
+    };
+    app.create_loan(&t.bank, within).await;
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }
 
