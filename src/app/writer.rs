@@ -491,11 +491,13 @@ enum Effect {
         compensated: Option<Box<LoanState>>,
     },
     /// A pool after an event (`created`: its agreement), and the member loans a collective
-    /// repayment changed (their last seq set to the event's when applied).
+    /// repayment changed (their last seq set to the event's when applied), and those it only
+    /// marked with its day (`Servicing::pool_repaid_on`; their last seq their own).
     Pool {
         pool: Box<crate::domain::pool::Pool>,
         created: bool,
         loans: Vec<LoanState>,
+        marked: Vec<LoanState>,
         /// Each loan's part of a collective repayment, for its caller.
         parts: Vec<crate::app::command::RepaidPart>,
     },

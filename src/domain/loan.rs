@@ -613,6 +613,16 @@ impl LoanState {
         after
     }
 
+    /// The loan once its pool's collective repayment was dated `date`
+    /// ([`Servicing::pool_repaid_on`]), whether it took a part or not: its figures, status and
+    /// last event as they were.
+    pub fn pool_repaid(&self, date: BusinessDate) -> LoanState {
+        let mut after = self.clone();
+        after.servicing.pool_repaid_on =
+            Some(self.servicing.pool_repaid_on.map_or(date, |d| d.max(date)));
+        after
+    }
+
     /// The loan once the finance office paid its bank's claim: no longer pending
     /// ([`Servicing::claim_pending`]), still marked compensated; its figures as they were.
     pub fn claim_paid(&self) -> LoanState {
@@ -667,6 +677,10 @@ impl LoanState {
         let t = self.terms.servicing_terms();
         let loan_id = self.terms.loan_id.clone();
         check_compensation_date(self, command)?;
+        // Not judged again on replay: builds before the rule recorded such events.
+        if rules == Rules::Now {
+            check_pool_date(self, command)?;
+        }
         let event = match *command {
             LoanCommand::Disburse { date, amount } => {
                 if !matches!(self.status, LoanStatus::Contracted | LoanStatus::Active) {
@@ -743,11 +757,14 @@ impl LoanState {
                 let settlements = match self.disbursed_on {
                     None if amortising => {
                         next.servicing = self.start_instalments(date, amount)?;
+                        // Its pool's mark is not of its own events: kept.
+                        next.servicing.pool_repaid_on = self.servicing.pool_repaid_on;
                         Vec::new()
                     }
                     None => {
                         next.servicing =
                             Servicing::start(&t, date, self.terms.maturity_date, amount);
+                        next.servicing.pool_repaid_on = self.servicing.pool_repaid_on;
                         Vec::new()
                     }
                     Some(first) if amortising => {
@@ -1308,15 +1325,7 @@ fn value_date_before(state: &LoanState, date: BusinessDate) -> DomainError {
 /// by then changes neither the principal nor the days overdue the compensation counted (its
 /// quote counted those points already).
 fn check_compensation_date(state: &LoanState, command: &LoanCommand) -> Result<(), DomainError> {
-    let date = match *command {
-        LoanCommand::Settle { .. } => return Ok(()),
-        LoanCommand::Disburse { date, .. }
-        | LoanCommand::Repay { date, .. }
-        | LoanCommand::MarkMisuse { date, .. }
-        | LoanCommand::Extend { date, .. }
-        | LoanCommand::WriteOff { date }
-        | LoanCommand::Recover { date, .. } => date,
-    };
+    let Some(date) = unsettling_date(command) else { return Ok(()) };
     match state.servicing.compensated_on {
         // The fund shared the loss of what was paid out by then; a tranche paid out after it
         // would be lending the fund never shared, its repayments taken for recoveries.
@@ -1344,6 +1353,44 @@ fn check_compensation_date(state: &LoanState, command: &LoanCommand) -> Result<(
         .with(EARLIEST_DATE, format_date(on))),
         _ => Ok(()),
     }
+}
+
+/// The value date of a command but a settlement's (none for a settlement).
+fn unsettling_date(command: &LoanCommand) -> Option<BusinessDate> {
+    match *command {
+        LoanCommand::Settle { .. } => None,
+        LoanCommand::Disburse { date, .. }
+        | LoanCommand::Repay { date, .. }
+        | LoanCommand::MarkMisuse { date, .. }
+        | LoanCommand::Extend { date, .. }
+        | LoanCommand::WriteOff { date }
+        | LoanCommand::Recover { date, .. } => Some(date),
+    }
+}
+
+/// Refuses a command dated before the loan's pool's last collective repayment
+/// ([`Servicing::pool_repaid_on`]), but a settlement (which changes neither the principal nor
+/// what the loan owed that day, its interest accrued counted either way): the repayment was
+/// split by what each member owed on its day.
+fn check_pool_date(state: &LoanState, command: &LoanCommand) -> Result<(), DomainError> {
+    let (Some(date), Some(on)) = (unsettling_date(command), state.servicing.pool_repaid_on) else {
+        return Ok(());
+    };
+    if date >= on {
+        return Ok(());
+    }
+    Err(DomainError::refused(
+        Reason::ValueDateOutOfRange,
+        format!(
+            "value date {} is before loan {}'s pool's collective repayment on {}, split by what \
+             each member owed that day",
+            format_date(date),
+            state.terms.loan_id,
+            format_date(on)
+        ),
+    )
+    .with("pool_repaid_on", format_date(on))
+    .with(EARLIEST_DATE, format_date(on)))
 }
 
 fn check_value_date(state: &LoanState, date: BusinessDate) -> Result<(), DomainError> {

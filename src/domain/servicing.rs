@@ -340,6 +340,15 @@ pub struct Servicing {
     /// a rejected claim lets the loan pay it out again. Stored only when set.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub claim_pending: bool,
+    /// The day of the last collective repayment of the loan's pool ([`crate::domain::pool`];
+    /// since 2026-12-07 night): set on every member by the pool's repayment, not by an event
+    /// of the loan. No event but a settlement is dated before it
+    /// ([`crate::domain::loan::LoanState::plan`]): the repayment was split by what each member
+    /// owed that day, and a member's event dated before it, recorded after it (a payout of a
+    /// member that owed nothing then, a repayment of one whose part came to nothing), would
+    /// change what it owed. Stored only when set.
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub pool_repaid_on: Option<NaiveDate>,
     /// A written-off loan's day it fell overdue ([`Self::overdue_since`] on its write-off's
     /// date, before its dues were cleared), from which the risk fund counts its days overdue
     /// when it is claimed after the write-off (since 2026-12-07; none for a write-off recorded
@@ -1293,6 +1302,7 @@ mod tests {
             principal_due: vec![due],
             compensated_on: Some(d("2021-09-20")),
             claim_pending: true,
+            pool_repaid_on: Some(d("2021-09-21")),
             written_off_overdue_since: Some(d("2021-06-21")),
             falsely_obtained: true,
             ..old

@@ -18,6 +18,7 @@ on_both_backends!(
     a_late_return_is_counted_at_its_own_point,
     a_written_off_members_money_stays_owed_at_the_settlement,
     a_members_repayment_is_not_reversed_behind_its_pools_entry,
+    a_members_event_is_not_dated_before_its_pools_repayment,
 );
 
 const POOL: &str = "B1-P001";
@@ -825,5 +826,72 @@ async fn a_members_repayment_is_not_reversed_behind_its_pools_entry(backend: Bac
     assert_eq!(loan.principal_outstanding_fen, 4_900_000, "{loan:?}");
     let v = app.verify(&t.auditor).await;
     assert!(v.ok && v.problems.is_empty(), "{v:?}");
+    app.finish().await;
+}
+
+/// A direct pool of a loan paid out on 2021-01-25 and a contract not paid out: the partner's
+/// collective repayment of 10,000.00 yuan on 2021-06-20 goes all to the loan, the contract
+/// owing nothing that day. The contract's payout, recorded after it but dated 2021-03-01, would
+/// have made it owe a part of that repayment: refused, naming the repayment's day, nothing
+/// posted (since 2026-12-07 night; it was paid out, the split no longer what each owed). Dated
+/// on the repayment's day it is paid out. Each member's stored state carries the day; a
+/// database from before this version, without it, is reported by verify and put right by the
+/// migration that came with it.
+async fn a_members_event_is_not_dated_before_its_pools_repayment(backend: Backend) {
+    let Some((app, t, first)) = with_disbursed_loan(backend).await else {
+        return;
+    };
+    app.register_household(&t.finance, "H002", "19800517").await;
+    let unpaid = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
+    let direct = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &unpaid]);
+    app.pools(&t.bank).create_pool(direct).await.expect("a direct pool");
+    let repaid = app.pools(&t.bank).repay_pool(repay(&rid("repay"), "2021-06-20", 1_000_000)).await;
+    let parts = repaid.expect("RepayPool").into_inner().parts;
+    let parts: Vec<(&str, i64)> =
+        parts.iter().map(|p| (p.loan_id.as_str(), p.amount_fen)).collect();
+    assert_eq!(parts, [(first.as_str(), 1_000_000)], "all to the loan that owed");
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+    let payout = |value_date: &str| pb::DisburseRequest {
+        request_id: rid("disburse"),
+        loan_id: unpaid.clone(),
+        value_date: value_date.into(),
+        amount_fen: 0,
+    };
+    let early = app.loans(&t.bank).disburse(payout("2021-03-01")).await;
+    let early = expect_refused(early, "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(metadata(&early, "pool_repaid_on").as_deref(), Some("2021-06-20"), "{early:?}");
+    assert_eq!(metadata(&early, "earliest_date").as_deref(), Some("2021-06-20"), "{early:?}");
+    assert!(early.message().contains("collective repayment on 2021-06-20"), "{early:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before, "nothing posted");
+    let contract = app.get_loan(&t.bank, &unpaid).await;
+    assert_eq!((contract.disbursed_fen, contract.status), (0, pb::LoanStatus::Contracted as i32));
+    let paid = app.loans(&t.bank).disburse(payout("2021-06-20")).await.expect("paid out that day");
+    let loan = paid.into_inner().loan.expect("the loan");
+    assert_eq!(loan.disbursed_fen, STANDARD_PRINCIPAL_FEN);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+
+    // The database as the version before this one left it: the members' rows without the day.
+    let (strip, migration) = match app.backend {
+        Backend::Sqlite => (
+            "update loan set servicing_json = json_remove(servicing_json, '$.pool_repaid_on')",
+            include_str!("../../migrations/sqlite/0023_pool_repaid_on.sql"),
+        ),
+        Backend::Postgres => (
+            "update loan set servicing_json = (servicing_json::jsonb - 'pool_repaid_on')::text",
+            include_str!("../../migrations/postgres/0027_pool_repaid_on.sql"),
+        ),
+    };
+    app.db.execute_raw(strip).await.expect("the rows as before");
+    let v = app.verify(&t.auditor).await;
+    for loan in [&first, &unpaid] {
+        let servicing =
+            format!("loan {loan}: stored state differs from the journal in its servicing");
+        assert!(v.problems.iter().any(|p| p.starts_with(&servicing)), "{:?}", v.problems);
+    }
+    assert_eq!(app.db.execute_raw(migration).await.expect("the migration"), 2, "two members");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }

@@ -711,6 +711,17 @@ impl Replay {
                     self.problems.add(seq, format!("seq {seq}: {e}"));
                 }
             }
+            // Every member takes the repayment's day, as the writer marks them
+            // (`Servicing::pool_repaid_on`).
+            if let (Some((pool, _)), PoolEvent::Repaid { value_date, .. }) =
+                (self.pools.get(&pool_id), &event)
+            {
+                for member in &pool.members {
+                    if let Some(loan) = self.loans.get_mut(&member.loan_id) {
+                        *loan = loan.pool_repaid(*value_date);
+                    }
+                }
+            }
             if let Some(touching) = &mut self.touching {
                 let (loans, before) = (&self.loans, &before);
                 let repaid = RepaidPart::of_repayment(

@@ -1120,10 +1120,14 @@ impl Writer {
                 }
                 Outcome::RiskFund { fund, compensation, entry: entry.clone() }
             }
-            Effect::Pool { pool, created, loans, parts } => {
+            Effect::Pool { pool, created, loans, marked, parts } => {
                 tx.put_pool(&pool, created, seq_i64).await?;
                 for mut loan in loans {
                     loan.last_seq = seq;
+                    g.changed.insert(loan.terms.loan_id.clone());
+                    g.loans.insert(loan.terms.loan_id.clone(), loan);
+                }
+                for loan in marked {
                     g.changed.insert(loan.terms.loan_id.clone());
                     g.loans.insert(loan.terms.loan_id.clone(), loan);
                 }

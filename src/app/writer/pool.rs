@@ -106,6 +106,7 @@ impl Writer {
             )));
         }
         let mut parts = Vec::new();
+        let mut marked = Vec::new();
         let (event, loans) = match &env.command {
             Command::TransferToPartner { loan_id, value_date, amount_fen, .. } => {
                 pool.member(loan_id)?;
@@ -146,7 +147,17 @@ impl Writer {
                     |id: &str| members.iter().find(|l| l.terms.loan_id == id),
                     |id: &str| after.iter().find(|l| l.terms.loan_id == id),
                 );
-                (event, after)
+                // Every member takes the repayment's day: none of its events but a settlement
+                // is dated before it since (`Servicing::pool_repaid_on`). Those without a part
+                // keep their last seq.
+                let date = *value_date;
+                marked = members
+                    .iter()
+                    .filter(|m| !after.iter().any(|a| a.terms.loan_id == m.terms.loan_id))
+                    .filter(|m| m.servicing.pool_repaid_on.is_none_or(|on| on < date))
+                    .map(|m| m.pool_repaid(date))
+                    .collect();
+                (event, after.iter().map(|a| a.pool_repaid(date)).collect())
             }
             Command::SettlePool { value_date, .. } => {
                 let members = self.members(tx, g, &pool).await?;
@@ -160,7 +171,11 @@ impl Writer {
         };
         let mut after = pool;
         after.apply(&event)?;
-        planned(after, event, false, loans, parts)
+        let mut planned = planned(after, event, false, loans, parts)?;
+        if let Effect::Pool { marked: m, .. } = &mut planned.effect {
+            *m = marked;
+        }
+        Ok(planned)
     }
 
     /// The member loans of `pool`, as the group holds them or as stored.
@@ -221,6 +236,6 @@ fn planned(
         ledger_id: pool.terms.ledger_id.clone(),
         event: JournalEvent::Pool(event),
         postings,
-        effect: Effect::Pool { pool: Box::new(pool), created, loans, parts },
+        effect: Effect::Pool { pool: Box::new(pool), created, loans, marked: Vec::new(), parts },
     })
 }

@@ -776,3 +776,40 @@ fn a_point_with_nothing_of_its_own_due_is_no_late_return() {
         Activity { returns: vec![march, (d("2021-07-01"), Fen(47_778))], ..Activity::default() };
     assert_eq!(late_points(&[march, june], &both, d("2021-07-01")), 1);
 }
+
+/// A member marked with its pool's collective repayment's day takes no event dated before it
+/// but a settlement (`Servicing::pool_repaid_on`), and its first payout keeps the mark; the
+/// mark moves only forward. Replayed as recorded (an earlier build's event), it is not judged.
+#[test]
+fn a_member_takes_nothing_dated_before_its_pools_repayment_but_a_settlement() {
+    let member = loan("L1", "H1");
+    let marked = member.pool_repaid(d("2021-06-20"));
+    assert_eq!(marked.pool_repaid(d("2021-05-01")).servicing.pool_repaid_on, Some(d("2021-06-20")));
+    assert_eq!(marked.last_value_date, member.last_value_date, "no event of the loan");
+    for command in [
+        LoanCommand::Repay { date: d("2021-06-19"), amount: Fen(100_000), netted: Fen::ZERO },
+        LoanCommand::MarkMisuse { date: d("2021-06-01"), falsely_obtained: false },
+        LoanCommand::WriteOff { date: d("2021-06-19") },
+        LoanCommand::Extend { date: d("2021-06-19"), new_maturity: d("2022-07-25") },
+    ] {
+        let refused = marked.plan(&command).unwrap_err();
+        let text = refused.to_string();
+        assert!(text.contains("collective repayment on 2021-06-20"), "{command:?}: {text}");
+        let (event, _) = member.plan(&command).expect("unmarked, taken");
+        let mut replayed = marked.clone();
+        assert!(replayed.apply(&event, 9).is_ok(), "{command:?}: replayed as recorded");
+    }
+    let (_, settled) = marked.plan(&LoanCommand::Settle { date: d("2021-03-20") }).unwrap();
+    assert_eq!(settled.servicing.pool_repaid_on, Some(d("2021-06-20")), "kept");
+    let repay = LoanCommand::Repay { date: d("2021-06-20"), amount: Fen(1), netted: Fen::ZERO };
+    assert!(settled.plan(&repay).is_ok(), "on the day");
+    // A contract marked before its first payout keeps the mark through it.
+    let mut terms = crate::bench::load::bench_terms("110101198001011234");
+    terms.loan_id = "L2".into();
+    let contract = LoanState::new(terms, 1).pool_repaid(d("2021-06-20"));
+    let early = LoanCommand::Disburse { date: d("2021-03-01"), amount: None };
+    assert!(contract.plan(&early).is_err(), "dated before the repayment");
+    let (_, paid) =
+        contract.plan(&LoanCommand::Disburse { date: d("2021-06-20"), amount: None }).unwrap();
+    assert_eq!(paid.servicing.pool_repaid_on, Some(d("2021-06-20")), "kept by the payout");
+}
