@@ -1370,13 +1370,20 @@ fn unsettling_date(command: &LoanCommand) -> Option<BusinessDate> {
 
 /// Refuses a command dated before the loan's pool's last collective repayment
 /// ([`Servicing::pool_repaid_on`]), but a settlement (which changes neither the principal nor
-/// what the loan owed that day, its interest accrued counted either way): the repayment was
-/// split by what each member owed on its day.
+/// what the loan owed that day, its interest accrued counted either way) and a recovery (of a
+/// loan written off: one written off before the repayment had no part in it, one written off
+/// after takes nothing dated before its write-off): the repayment was split by what each
+/// member owed on its day. Left to the loan's own checks, which name their own dates and
+/// statuses, when they refuse it: a date before its last event, a loan closed.
 fn check_pool_date(state: &LoanState, command: &LoanCommand) -> Result<(), DomainError> {
     let (Some(date), Some(on)) = (unsettling_date(command), state.servicing.pool_repaid_on) else {
         return Ok(());
     };
-    if date >= on {
+    if date >= on
+        || date < state.last_value_date
+        || !state.status.is_open()
+        || matches!(command, LoanCommand::Recover { .. })
+    {
         return Ok(());
     }
     Err(DomainError::refused(

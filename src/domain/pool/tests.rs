@@ -803,6 +803,14 @@ fn a_member_takes_nothing_dated_before_its_pools_repayment_but_a_settlement() {
     assert_eq!(settled.servicing.pool_repaid_on, Some(d("2021-06-20")), "kept");
     let repay = LoanCommand::Repay { date: d("2021-06-20"), amount: Fen(1), netted: Fen::ZERO };
     assert!(settled.plan(&repay).is_ok(), "on the day");
+    // A date before the loan's own last event is the loan's own refusal, naming that event.
+    let (_, later) = settled
+        .plan(&LoanCommand::Repay { date: d("2021-07-10"), amount: Fen(1), netted: Fen::ZERO })
+        .unwrap();
+    let early = LoanCommand::Repay { date: d("2021-06-01"), amount: Fen(1), netted: Fen::ZERO };
+    let own = later.plan(&early).unwrap_err().to_string();
+    assert!(!own.contains("collective repayment"), "{own}");
+    assert!(own.contains("2021-07-10"), "{own}");
     // A contract marked before its first payout keeps the mark through it.
     let mut terms = crate::bench::load::bench_terms("110101198001011234");
     terms.loan_id = "L2".into();
