@@ -4,7 +4,9 @@
 -- each member owed then. The members of pools repaid before this version get it here, from the
 -- journal's `pool.repaid` entries, so that their stored state is what Verify's replay rebuilds.
 with repaid as (
-    select ledger_id, json_extract(command_json, '$.pool_id') as pool_id,
+    -- As text, so that the join below can look it up (an expression's result has no type
+    -- affinity, and SQLite then scanned every repaid pool of the ledger for each member).
+    select ledger_id, cast(json_extract(command_json, '$.pool_id') as text) as pool_id,
            max(value_date) as repaid_on
     from journal_txn
     where kind = 'pool.repaid'

@@ -542,9 +542,9 @@ enum Lookup {
 }
 
 impl Lookup {
-    /// `AtCommit` only for a group of servicing commands: any other command (registry rows, LPR
-    /// entries, new loans, fund, pool and claim commands: any not naming an existing loan) has
-    /// its request ids looked up first.
+    /// `AtCommit` only for a group of servicing commands ([`Command::loan_id`]): any other
+    /// command (registry rows, LPR entries, new loans, fund, pool and claim commands, even those
+    /// naming a loan) has its request ids looked up first.
     fn for_group(group: &[Envelope]) -> Lookup {
         if group.iter().all(|env| env.command.loan_id().is_some()) {
             Lookup::AtCommit

@@ -1373,8 +1373,8 @@ fn unsettling_date(command: &LoanCommand) -> Option<BusinessDate> {
 /// what the loan owed that day, its interest accrued counted either way) and a recovery (of a
 /// loan written off: one written off before the repayment had no part in it, one written off
 /// after takes nothing dated before its write-off): the repayment was split by what each
-/// member owed on its day. Left to the loan's own checks, which name their own dates and
-/// statuses, when they refuse it: a date before its last event, a loan closed.
+/// member owed on its day. Left to the loan's own checks for a date before its last event
+/// (which they refuse, naming that event) and for a loan closed (its own rules).
 fn check_pool_date(state: &LoanState, command: &LoanCommand) -> Result<(), DomainError> {
     let (Some(date), Some(on)) = (unsettling_date(command), state.servicing.pool_repaid_on) else {
         return Ok(());

@@ -12,7 +12,7 @@ use super::{Effect, Envelope, Group, Planned, Writer};
 use crate::app::auth::Role;
 use crate::app::command::{Command, RepaidPart};
 use crate::app::error::{AppError, unpanicked};
-use crate::collections::HashMap;
+use crate::collections::{HashMap, HashSet};
 use crate::domain::error::{DomainError, Reason};
 use crate::domain::event::JournalEvent;
 use crate::domain::loan::LoanState;
@@ -151,9 +151,11 @@ impl Writer {
                 // is dated before it since (`Servicing::pool_repaid_on`). Those without a part
                 // keep their last seq.
                 let date = *value_date;
+                let with_part: HashSet<&str> =
+                    after.iter().map(|a| a.terms.loan_id.as_str()).collect();
                 marked = members
                     .iter()
-                    .filter(|m| !after.iter().any(|a| a.terms.loan_id == m.terms.loan_id))
+                    .filter(|m| !with_part.contains(m.terms.loan_id.as_str()))
                     .filter(|m| m.servicing.pool_repaid_on.is_none_or(|on| on < date))
                     .map(|m| m.pool_repaid(date))
                     .collect();
