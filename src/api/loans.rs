@@ -61,10 +61,9 @@ impl Api {
 impl Api {
     /// Whether `actor` may act on the loans of `ledger_id`, or of its bank `bank_id`: a bank
     /// only on its own, naming itself (left out: INVALID_ARGUMENT naming `bank_id`; another
-    /// bank: PERMISSION_DENIED); anyone else as `may` says. Then the ledger must exist
-    /// (NOT_FOUND), and `bank_id` name one of its banks (a bank that does not exist: NOT_FOUND;
-    /// another ledger's: INVALID_ARGUMENT). `(bank_does, to_do)` word the refusals: "a bank
-    /// {bank_does}", "{actor} may not {to_do} {ledger_id}".
+    /// bank: PERMISSION_DENIED); anyone else as `may` says. Then [`Api::check_ledger_bank`].
+    /// `(bank_does, to_do)` word the refusals: "a bank {bank_does}", "{actor} may not {to_do}
+    /// {ledger_id}".
     pub async fn check_bank_scope(
         &self,
         actor: &Principal,
@@ -95,6 +94,18 @@ impl Api {
                 )));
             }
         }
+        self.check_ledger_bank(actor, ledger_id, bank_id).await
+    }
+
+    /// Whether `ledger_id` exists (NOT_FOUND), and `bank_id`, if given, names one of its banks
+    /// (a bank that does not exist: NOT_FOUND; another ledger's: INVALID_ARGUMENT, naming
+    /// `ledger_id` for a bank naming itself, else `bank_id`).
+    pub async fn check_ledger_bank(
+        &self,
+        actor: &Principal,
+        ledger_id: &str,
+        bank_id: Option<&str>,
+    ) -> Result<(), Status> {
         if self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
             return Err(Status::not_found(format!("ledger {ledger_id} not found")));
         }
@@ -677,43 +688,21 @@ impl LoanService for Api {
                 _ => filter.ledger_id = Some(actor.org.clone()),
             },
         }
-        // A ledger named is one that exists, and a bank's own for a bank, as the other lists
-        // have it (`check_bank_scope`; since 2026-12-07 evening either gave an empty page).
-        if let Some(ledger_id) = &filter.ledger_id {
-            if self.db.get_ledger(ledger_id).await.map_err(|e| status(e.into()))?.is_none() {
-                return Err(Status::not_found(format!("ledger {ledger_id} not found")));
+        // A ledger named is one that exists, and a bank named (a bank's own, for a bank) is one
+        // of it, as the other lists have it (`check_ledger_bank`; since 2026-12-07 a bank of
+        // another ledger, and since 2026-12-07 evening a ledger that does not exist or is not
+        // the bank's, gave an empty page). Without a ledger (an auditor of every ledger), a bank
+        // named must exist (a bank's own does: its token was made for it).
+        match (&filter.ledger_id, &filter.bank_id) {
+            (Some(ledger_id), bank_id) => {
+                self.check_ledger_bank(&actor, ledger_id, bank_id.as_deref()).await?;
             }
-            if actor.role == Role::Bank {
-                let bank = self.db.get_bank(&actor.org).await.map_err(|e| status(e.into()))?;
-                if let Some(bank) = bank
-                    && bank.ledger_id != *ledger_id
-                {
-                    let why = format!("is not bank {}'s ledger ({})", actor.org, bank.ledger_id);
-                    return Err(invalid("ledger_id", why));
+            (None, Some(bank_id)) if actor.role != Role::Bank => {
+                if self.db.get_bank(bank_id).await.map_err(|e| status(e.into()))?.is_none() {
+                    return Err(Status::not_found(format!("bank {bank_id} not found")));
                 }
             }
-        }
-        // A bank named by a finance office or an auditor is one of the ledger listed, as the
-        // other lists' `bank_id` is (`check_bank_scope`; since 2026-12-07 a bank of another
-        // ledger gave an empty page).
-        if actor.role != Role::Bank
-            && let Some(bank_id) = &filter.bank_id
-        {
-            match self.db.get_bank(bank_id).await.map_err(|e| status(e.into()))? {
-                None => return Err(Status::not_found(format!("bank {bank_id} not found"))),
-                Some(bank) => {
-                    if let Some(ledger_id) = &filter.ledger_id
-                        && bank.ledger_id != *ledger_id
-                    {
-                        let whose = if actor.reads_ledger(&bank.ledger_id) {
-                            format!("names a bank of ledger {}, not of {ledger_id}", bank.ledger_id)
-                        } else {
-                            format!("names no bank of ledger {ledger_id}")
-                        };
-                        return Err(invalid("bank_id", whose));
-                    }
-                }
-            }
+            (None, _) => {}
         }
         // The token is of the query as the caller's role narrowed it, and of its day.
         let caller = match past {

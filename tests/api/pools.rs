@@ -639,20 +639,30 @@ async fn pool_rules_readers_and_tampering(backend: Backend) {
     app.finish().await;
 }
 
+/// A direct pool of the loan paid out on 2021-01-25 and a contract of household H002 (C002)
+/// not paid out: the app, its tokens, the loan's id and the contract's.
+async fn with_a_direct_pool_of_a_loan_and_a_contract(
+    backend: Backend,
+) -> Option<(TestApp, Tokens, String, String)> {
+    let (app, t, first) = with_disbursed_loan(backend).await?;
+    app.register_household(&t.finance, "H002", "19800517").await;
+    let unpaid = loan_id("C002");
+    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
+    let direct = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &unpaid]);
+    app.pools(&t.bank).create_pool(direct).await.expect("a direct pool");
+    Some((app, t, first, unpaid))
+}
+
 /// A direct pool of a loan paid out and a contract never paid out (maturity 2022-01-25): once
 /// the loan is paid off and the contract's maturity has come, the pool is settled, the contract
 /// taken as closed (it lends nothing). Paid out since, dated back before its maturity, it would
 /// be a live loan in a settled pool, which takes no collective repayment more: refused, naming
 /// the pool (until 2026-12-06 it was paid out).
 async fn a_contract_expired_in_a_settled_pool_is_not_paid_out(backend: Backend) {
-    let Some((app, t, first)) = with_disbursed_loan(backend).await else {
+    let Some((app, t, first, unpaid)) = with_a_direct_pool_of_a_loan_and_a_contract(backend).await
+    else {
         return;
     };
-    app.register_household(&t.finance, "H002", "19800517").await;
-    let unpaid = loan_id("C002");
-    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
-    let direct = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &unpaid]);
-    app.pools(&t.bank).create_pool(direct).await.expect("a direct pool");
     app.pay_off(&t.bank, &first, "2021-04-01").await;
     let settle = |value_date: &str| pb::SettlePoolRequest {
         request_id: rid("settle"),
@@ -838,14 +848,10 @@ async fn a_members_repayment_is_not_reversed_behind_its_pools_entry(backend: Bac
 /// database from before this version, without it, is reported by verify and put right by the
 /// migration that came with it.
 async fn a_members_event_is_not_dated_before_its_pools_repayment(backend: Backend) {
-    let Some((app, t, first)) = with_disbursed_loan(backend).await else {
+    let Some((app, t, first, unpaid)) = with_a_direct_pool_of_a_loan_and_a_contract(backend).await
+    else {
         return;
     };
-    app.register_household(&t.finance, "H002", "19800517").await;
-    let unpaid = loan_id("C002");
-    app.create_loan(&t.bank, standard_loan("C002", "H002")).await;
-    let direct = agreement(&rid("pool"), pb::PoolMode::Direct, &[&first, &unpaid]);
-    app.pools(&t.bank).create_pool(direct).await.expect("a direct pool");
     let repaid = app.pools(&t.bank).repay_pool(repay(&rid("repay"), "2021-06-20", 1_000_000)).await;
     let parts = repaid.expect("RepayPool").into_inner().parts;
     let parts: Vec<(&str, i64)> =

@@ -76,7 +76,7 @@ impl Writer {
             let event = Pool::agree(&terms, &refs, &policies)?;
             let pool = Pool::agreed(&event)
                 .ok_or_else(|| AppError::Internal("an agreement agreed no pool".into()))?;
-            return planned(pool, event, true, Vec::new(), Vec::new());
+            return planned(pool, event, true, (Vec::new(), Vec::new()), Vec::new());
         }
         let (pool_id, writers) = match &env.command {
             Command::TransferToPartner { pool_id, .. }
@@ -173,11 +173,7 @@ impl Writer {
         };
         let mut after = pool;
         after.apply(&event)?;
-        let mut planned = planned(after, event, false, loans, parts)?;
-        if let Effect::Pool { marked: m, .. } = &mut planned.effect {
-            *m = marked;
-        }
-        Ok(planned)
+        planned(after, event, false, (loans, marked), parts)
     }
 
     /// The member loans of `pool`, as the group holds them or as stored.
@@ -223,13 +219,13 @@ async fn loans_of(
         .collect()
 }
 
-/// The plan of a pool's event: its postings, the pool after it, the loans it changed and their
-/// parts of it.
+/// The plan of a pool's event: its postings, the pool after it, the loans it changed and those
+/// it only marked with its day, and their parts of it.
 fn planned(
     pool: Pool,
     event: PoolEvent,
     created: bool,
-    loans: Vec<LoanState>,
+    (loans, marked): (Vec<LoanState>, Vec<LoanState>),
     parts: Vec<RepaidPart>,
 ) -> Result<Planned, AppError> {
     let postings =
@@ -238,6 +234,6 @@ fn planned(
         ledger_id: pool.terms.ledger_id.clone(),
         event: JournalEvent::Pool(event),
         postings,
-        effect: Effect::Pool { pool: Box::new(pool), created, loans, marked: Vec::new(), parts },
+        effect: Effect::Pool { pool: Box::new(pool), created, loans, marked, parts },
     })
 }
