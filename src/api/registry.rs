@@ -138,11 +138,22 @@ impl Api {
         if (made && own != OperatorWrite::Token) || (revoked && own != OperatorWrite::Revocation) {
             return reused();
         }
+        // A backup directory that cannot be read (a file in its place, a mount gone) takes no
+        // backups, and so holds no request id to keep: it does not stop the operator's other
+        // writes (since 2026-12-07 they were all `INTERNAL`, `RevokeToken` of a leaked token
+        // too). A `Backup` under such an id then finds it used by the write.
         if own != OperatorWrite::Backup
             && let Some(backups) = &self.backups
-            && backup::request_used(&backups.settings, request_id).await.map_err(status)?
         {
-            return reused();
+            match backup::request_used(&backups.settings, request_id).await {
+                Ok(true) => return reused(),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    dir = %backups.settings.dir.display(),
+                    error = %e,
+                    "the backup directory cannot be read: its request ids are not checked"
+                ),
+            }
         }
         Ok(())
     }
@@ -513,10 +524,23 @@ impl RegistryService for Api {
             return Err(invalid("token_id", "is not a token's id (tok_ and 16 hex digits)"));
         }
         self.operator_request_free(&actor, &request_id, OperatorWrite::Revocation).await?;
-        let revoked = auth::revoke_token_but_last_operator(&self.db, &token_id, &request_id)
+        // In a task of its own, so that a call cut off after the revocation commits (its
+        // client's deadline, a reset stream) still drops the token from this server's cache:
+        // refused here at once, as the README says (until 2026-12-07 it was dropped by the
+        // handler's future after the commit and its re-read, and a call cut off between the
+        // two left the token usable here until the cache let it go). Dropped also when the
+        // revocation fails: a cached entry is read again, no harm.
+        let api = self.clone();
+        let revoking = tokio::spawn(async move {
+            let revoked =
+                auth::revoke_token_but_last_operator(&api.db, &token_id, &request_id).await;
+            api.forget_token(&token_id).await;
+            revoked
+        });
+        let revoked = revoking
             .await
+            .map_err(|e| status(AppError::Internal(format!("a revocation failed: {e}"))))?
             .map_err(status)?;
-        self.forget_token(&token_id).await;
         Ok(Response::new(pb::RevokeTokenResponse { token: Some(token_to_pb(&revoked)) }))
     }
 
@@ -570,6 +594,7 @@ impl RegistryService for Api {
                     backup::CopyState::ManifestUnreadable => {
                         pb::BackupCopyState::ManifestUnreadable
                     }
+                    backup::CopyState::Unreadable => pb::BackupCopyState::Unreadable,
                 } as i32,
             })
             .collect();

@@ -243,6 +243,19 @@ pub async fn create_token_for_request(
     check_org(role, org).map_err(|m| DomainError::invalid("org", m))?;
     let now_us = chrono::Utc::now().timestamp_micros();
     let expires = expiry(now_us, valid_days)?;
+    // A retry finds its token; the id used before for another token is refused as such before
+    // the organisation is looked up (since 2026-12-07: one naming an organisation not
+    // registered was `NOT_FOUND`).
+    let made_before = |row: TokenListRow| {
+        let term = row.expires_at_us.map_or(0, |at| (at - row.created_at_us) / DAY_US);
+        if row.role != role.as_str() || row.org != org || term != i64::from(valid_days) {
+            return Err(AppError::RequestIdReused(request_id.to_string()));
+        }
+        Ok((row, None))
+    };
+    if let Some(row) = db.token_for_request(request_id).await? {
+        return made_before(row);
+    }
     check_org_exists(db, role, org).await?;
     let (secret, token_id) = new_secret();
     let hash = hash_token(&secret);
@@ -250,11 +263,7 @@ pub async fn create_token_for_request(
         .insert_token_for_request(&token_id, &hash, role.as_str(), org, now_us, expires, request_id)
         .await?;
     if !made {
-        let term = row.expires_at_us.map_or(0, |at| (at - row.created_at_us) / DAY_US);
-        if row.role != role.as_str() || row.org != org || term != i64::from(valid_days) {
-            return Err(AppError::RequestIdReused(request_id.to_string()));
-        }
-        return Ok((row, None));
+        return made_before(row);
     }
     tracing::info!(token_id, role = role.as_str(), org, valid_days, request_id, "token created");
     Ok((row, Some(secret)))
@@ -318,6 +327,11 @@ pub async fn revoke_token_but_last_operator(
     request_id: &str,
 ) -> Result<TokenListRow, AppError> {
     let at_us = chrono::Utc::now().timestamp_micros();
+    // The id used before for another token is refused as such, whether or not this one exists
+    // (since 2026-12-07: one naming no token was `NOT_FOUND`).
+    if db.token_revocation(request_id).await?.is_some_and(|(recorded, _)| recorded != token_id) {
+        return Err(AppError::RequestIdReused(request_id.to_string()));
+    }
     if db.get_token(token_id).await?.is_none() {
         return Err(DomainError::NotFound { what: "token", id: token_id.to_string() }.into());
     }

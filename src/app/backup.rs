@@ -285,7 +285,13 @@ pub async fn check_settings(settings: &BackupSettings, db: &Db) -> Vec<String> {
     let dir = settings.dir.clone();
     let writable = blocking(move || {
         if !dir.is_dir() {
-            return Ok(None);
+            // Made at the first backup when missing; a file or a link to nothing in its place
+            // fails every backup.
+            return Ok(match std::fs::symlink_metadata(&dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => Some(Err(e.to_string())),
+                Ok(_) => Some(Err("it is not a directory".to_string())),
+            });
         }
         // A name of this check's own: servers of one process (the tests') may check at once.
         static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -430,6 +436,8 @@ pub enum CopyState {
     Altered,
     /// `NAME.json` is no manifest of this service's (unreadable, or naming another file).
     ManifestUnreadable,
+    /// The manifest's copy is there but cannot be read (its error logged).
+    Unreadable,
 }
 
 /// A backup as [`list`] finds it.
@@ -486,7 +494,13 @@ fn list_in(dir: &Path, after: &str, limit: usize, check: bool) -> std::io::Resul
                 Ok(found) if found == (m.size_bytes, m.sha256.clone()) => CopyState::Intact,
                 Ok(_) => CopyState::Altered,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => CopyState::Missing,
-                Err(e) => return Err(e),
+                // A copy that cannot be read (a bad sector, another owner after a hand restore)
+                // is what the check is for: marked, the others listed (since 2026-12-07 the
+                // whole page was `INTERNAL`).
+                Err(e) => {
+                    tracing::warn!(copy = m.file, error = %e, "a backup copy cannot be read");
+                    CopyState::Unreadable
+                }
             },
         };
         listed.push(Listed { name, manifest, state });

@@ -32,11 +32,20 @@ pub struct ChainHead {
 const PG_DUMP_LOCK_WAIT_MS: u32 = 60_000;
 
 /// Every chain's head (the ledgers' and the LPR table's), in ledger id order; chains without a
-/// transaction are left out.
-const HEADS_SQL: &str = "select ledger_id, \
-       (select seq from journal_txn j where j.ledger_id = l.ledger_id order by seq desc limit 1), \
-       (select hash from journal_txn j where j.ledger_id = l.ledger_id order by seq desc limit 1) \
-     from (select ledger_id from ledger union select $1) l order by ledger_id";
+/// transaction are left out. The chains are the journal's own ledger ids, found one step of
+/// its key a ledger (a loose index scan, as verify's `REQUESTS_SQL`): a journal whose
+/// `ledger` row is gone is still a chain, which `Verify` and the audit reads serve (until
+/// 2026-12-07 the ids came from the `ledger` table, and the manifest left such a chain out).
+const HEADS_SQL: &str = "with recursive chained(l) as (\
+       select min(ledger_id) from journal_txn \
+       union all \
+       select (select min(ledger_id) from journal_txn where ledger_id > l) from chained \
+       where l is not null) \
+     select ledger_id, \
+       (select seq from journal_txn j where j.ledger_id = c.ledger_id order by seq desc limit 1), \
+       (select hash from journal_txn j where j.ledger_id = c.ledger_id order by seq desc limit 1) \
+     from (select l as ledger_id from chained where l is not null union select $1) c \
+     order by ledger_id";
 
 fn heads_of(rows: Vec<(String, Option<i64>, Option<String>)>) -> Vec<ChainHead> {
     rows.into_iter()

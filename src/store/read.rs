@@ -1280,10 +1280,19 @@ impl Db {
             .bind(expires_at_us).bind(request_id)
             .execute(p).await?.rows_affected())
             == 1;
-        let sql = concat!(token_list_select!(), " where request_id = $1");
-        let row: TokenListRow =
-            on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_one(p).await?);
+        let row = self.token_for_request(request_id).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!("no token under request {request_id} after its insert"))
+        })?;
         Ok((row, made))
+    }
+
+    /// The token `request_id` made (`CreateToken`), if it made one.
+    pub async fn token_for_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<TokenListRow>, StoreError> {
+        let sql = concat!(token_list_select!(), " where request_id = $1");
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_optional(p).await?))
     }
 
     /// Whether `request_id` made a token (`CreateToken`) and whether it revoked one
@@ -1309,8 +1318,21 @@ impl Db {
                    values ($1, $2, $3) on conflict (request_id) do nothing";
         on_pool!(self, p => sqlx::query(sql).bind(request_id).bind(token_id).bind(at_us)
             .execute(p).await?.rows_affected());
+        self.token_revocation(request_id).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "no revocation under request {request_id} after its insert"
+            ))
+        })
+    }
+
+    /// The token `request_id` revoked (`RevokeToken`) and the reason it was refused, if it
+    /// was ([`Db::refuse_token_revocation`]); `None` if it revoked none.
+    pub async fn token_revocation(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
         let sql = "select token_id, refused from token_revocation where request_id = $1";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_one(p).await?))
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(request_id).fetch_optional(p).await?))
     }
 
     /// Records that the revocation of `request_id` was refused for `reason`: a retry is

@@ -1003,6 +1003,11 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     assert_eq!((retried.token, retried.secret.as_str()), (Some(token.clone()), ""));
     let other = create(&request.request_id, pb::TokenRole::Auditor, LEDGER);
     expect_code(registry.create_token(other).await, Code::AlreadyExists);
+    // Also for an organisation not registered: the id's reuse is the error (until 2026-12-07
+    // the organisation was looked up first, NOT_FOUND).
+    let unregistered = create(&request.request_id, pb::TokenRole::Bank, "B8");
+    let reused = expect_code(registry.create_token(unregistered).await, Code::AlreadyExists);
+    assert_eq!(reused.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
     // An organisation not registered: NOT_FOUND, no token made (a bank's token made ahead, its
     // id then registered by another ledger's office, would act in that ledger).
     let before = app.db.list_tokens().await.expect("the tokens").len();
@@ -1056,7 +1061,11 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     // Its request id sent again for another token: ALREADY_EXISTS, and that token not revoked
     // (until 2026-12-06 the id was not looked at, and the other token went).
     let bank_token = loanledger::app::auth::token_id_of(&t.bank).expect("its id");
-    let reused = pb::RevokeTokenRequest { token_id: bank_token, ..first };
+    let reused = pb::RevokeTokenRequest { token_id: bank_token, ..first.clone() };
+    let reused = expect_code(registry.revoke_token(reused).await, Code::AlreadyExists);
+    assert_eq!(reused.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
+    // And for a token that does not exist (until 2026-12-07 NOT_FOUND).
+    let reused = pb::RevokeTokenRequest { token_id: "tok_0000000000000000".into(), ..first };
     let reused = expect_code(registry.revoke_token(reused).await, Code::AlreadyExists);
     assert_eq!(reused.get_details_error_info().expect("ErrorInfo").reason, "REQUEST_ID_REUSED");
     assert_eq!(app.get_loan(&t.bank, &id).await.loan_id, id, "the bank's token still works");

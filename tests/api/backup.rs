@@ -17,6 +17,8 @@ on_both_backends!(
     backup_refusals,
     the_backup_command,
     listed_backups_and_their_copies_checked,
+    a_backup_directory_that_cannot_be_read_stops_no_other_write,
+    a_backups_manifest_names_every_chain_of_the_journal,
 );
 
 fn backup_request(name: &str, request_id: &str) -> pb::BackupRequest {
@@ -550,6 +552,18 @@ async fn listed_backups_and_their_copies_checked(backend: Backend) {
         ]
     );
     assert!(checked.backups[2].manifest.is_none());
+    // A copy that cannot be read (a directory in its place, which even root cannot read as a
+    // file) is marked, the others listed (until 2026-12-07 the whole page was INTERNAL).
+    std::fs::create_dir(path_of("b-second")).expect("a directory in the copy's place");
+    let checked = list_backups(&app, &t.operator, 0, "", true).await;
+    assert_eq!(
+        states(&checked),
+        [
+            ("a-first".into(), Altered),
+            ("b-second".into(), pb::BackupCopyState::Unreadable),
+            ("c-third".into(), ManifestUnreadable)
+        ]
+    );
     // Only the operator lists them.
     expect_code(
         app.registry(&t.auditor)
@@ -561,5 +575,61 @@ async fn listed_backups_and_their_copies_checked(backend: Backend) {
             .await,
         Code::PermissionDenied,
     );
+    app.finish().await;
+}
+
+/// A backup directory that cannot be read (a file in its place) fails the backups, but not the
+/// operator's other writes, whose request ids are checked against the backups' too: a leaked
+/// token is revoked whatever the backup directory's state (until 2026-12-07 `CreateToken`,
+/// `RevokeToken`, `CreateLedger`, `RegisterBank` and `SetLpr` were all `INTERNAL` then).
+async fn a_backup_directory_that_cannot_be_read_stops_no_other_write(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    std::fs::remove_dir(app.backups.path()).expect("the empty backup directory");
+    std::fs::write(app.backups.path(), b"not a directory").expect("a file in its place");
+    let mut registry = app.registry(&t.operator);
+    let made = registry
+        .create_token(pb::CreateTokenRequest {
+            request_id: rid("t"),
+            role: pb::TokenRole::Bank as i32,
+            org: BANK.into(),
+            valid_days: 0,
+        })
+        .await
+        .expect("CreateToken")
+        .into_inner();
+    let token_id = made.token.expect("the token").token_id;
+    let revoking = pb::RevokeTokenRequest { request_id: rid("r"), token_id };
+    let revoked = registry.revoke_token(revoking).await.expect("RevokeToken").into_inner();
+    assert!(revoked.token.expect("the token").revoked_at.is_some());
+    app.register_bank(&t.operator, "B9").await;
+    let refused = try_backup(&app, &t.operator, "nightly", &rid("backup")).await;
+    assert!(refused.is_err(), "a backup into a file: {refused:?}");
+    std::fs::remove_file(app.backups.path()).expect("the file");
+    app.finish().await;
+}
+
+/// The manifest's heads are the journal's chains, a ledger whose row is gone included (its
+/// journal is still served and verified: a restored copy is tied to its auditors' checkpoints
+/// by these heads). Until 2026-12-07 they came from the `ledger` table, and such a chain was
+/// left out.
+async fn a_backups_manifest_names_every_chain_of_the_journal(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    app.create_ledger(&t.operator, "450188", "Another county").await;
+    // (Its policy versions refer to the row: they go first.)
+    let versions = "delete from policy_version where ledger_id = '450188'";
+    app.behind_the_back("policy_version", versions).await.expect("its versions deleted");
+    app.db.execute_raw("delete from ledger where ledger_id = '450188'").await.expect("deleted");
+    let left = app.db.query_texts("select ledger_id from ledger order by ledger_id").await;
+    assert_eq!(left.expect("the ledgers"), [LEDGER], "its row is gone");
+    let manifest = backup(&app, &t.operator, "nightly", &rid("backup")).await;
+    let chains: Vec<&str> = manifest.heads.iter().map(|h| h.ledger_id.as_str()).collect();
+    assert_eq!(chains, ["450121", "450188", "lpr"], "{manifest:?}");
+    assert_eq!(head_of(&manifest, "450188").seq, 1);
     app.finish().await;
 }
