@@ -201,6 +201,15 @@ async fn prefix(
 ) -> Result<(Vec<Hash>, u64), AppError> {
     let (size_field, asked_size) = asked;
     let head = db.head_seq(ledger_id).await?;
+    // A journal shorter than what the key signed, none at all included (since 2026-12-07: a
+    // journal emptied under a signed checkpoint was `NOT_FOUND` "has no journal").
+    if let Some(signed_size) = signed_size.filter(|&m| m > head) {
+        let what = format!(
+            "ends at seq {head}, before the end of the journal this key signed a checkpoint of: \
+             an older copy restored, or its last transactions taken away"
+        );
+        return Err(not_as_signed(ledger_id, signed_size, &what));
+    }
     if head == 0 {
         return Err(AppError::Refused(Refusal {
             code: RefusalCode::NotFound,
@@ -226,13 +235,6 @@ async fn prefix(
         }
         (Some((field, n)), None) if n > head => return Err(beyond_head(field, n)),
         _ => {}
-    }
-    if let Some(signed_size) = signed_size.filter(|&m| m > head) {
-        let what = format!(
-            "ends at seq {head}, before the end of the journal this key signed a checkpoint of: \
-             an older copy restored, or its last transactions taken away"
-        );
-        return Err(not_as_signed(ledger_id, signed_size, &what));
     }
     // Read through the size signed too, to check it (a smaller size asked).
     let asked_size = size;

@@ -96,8 +96,22 @@ impl SignedMarks {
             return Ok(());
         };
         let _lock = lock(path).map_err(|e| file_error("locking", path, &e))?;
-        // Another server with the same key file may have signed more since this one read it.
+        // Another server with the same key file may have signed since this one read the mark
+        // it checked its journal against ([`SignedMarks::of`]): that check no longer holds,
+        // and signing now could give two checkpoints of one size that differ (another
+        // database's journal, a copy restored and written on). Not signed: asked again, the
+        // journal is checked against the mark as it is now. Until 2026-12-07 the larger size
+        // was kept and the signature given.
         let on_file = read(path).map_err(|e| file_error("reading", path, &e))?;
+        if let Some(theirs) = on_file.get(ledger_id)
+            && marks.get(ledger_id) != Some(theirs)
+            && marks.get(ledger_id).is_none_or(|ours| theirs.size >= ours.size)
+        {
+            *marks = merged(std::mem::take(&mut *marks), on_file);
+            return Err(AppError::Unavailable(format!(
+                "another server signed a checkpoint of ledger {ledger_id} with this key while                  this one read its journal: ask again"
+            )));
+        }
         let mut next = merged(marks.clone(), on_file);
         if next.get(ledger_id).is_none_or(|m| m.size < size) {
             next.insert(ledger_id.to_string(), mark);
@@ -185,6 +199,30 @@ fn write(path: &Path, marks: &BTreeMap<String, Mark>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two servers sharing the key's file, each having read the mark it checked its journal
+    /// against: once one has signed past it, the other's signature is refused (`UNAVAILABLE`,
+    /// ask again), of the same size or another, and it then holds the mark as signed, to check
+    /// against. Until 2026-12-07 both signed, two checkpoints of size 101 that differ.
+    #[test]
+    fn a_mark_moved_by_another_server_since_it_was_read_is_not_signed_over() {
+        for (size, root) in [(101, [2; 32]), (102, [3; 32])] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = marks_file(&dir.path().join("signing.key"), &"cd".repeat(32));
+            let (a, b) = (SignedMarks::load(&path).unwrap(), SignedMarks::load(&path).unwrap());
+            b.record("L", 100, &[100; 32]).unwrap();
+            for holder in [&a, &b] {
+                assert_eq!(holder.of("L").unwrap(), Some((100, [100; 32])));
+            }
+            b.record("L", 101, &[1; 32]).unwrap();
+            let refused = a.record("L", size, &root).unwrap_err();
+            assert!(matches!(refused, AppError::Unavailable(_)), "{refused:?}");
+            assert_eq!(a.of("L").unwrap(), Some((101, [1; 32])), "the mark as signed");
+            // Its journal checked against that mark when asked again, it signs on from there.
+            a.record("L", 102, &[3; 32]).unwrap();
+            assert_eq!(b.of("L").unwrap(), Some((102, [3; 32])));
+        }
+    }
 
     /// A mark only grows, survives a new load of its file, and a second holder of the file
     /// keeps the larger of the two.

@@ -111,6 +111,23 @@ pub fn rotate(old: &Path, new: &Path, statement: &Path, at: String) -> anyhow::R
     if std::fs::symlink_metadata(&retired).is_ok() {
         anyhow::bail!("{} exists: destroy it first", retired.display());
     }
+    // The old key is moved there: a new key or a statement written there would be replaced by
+    // it, the command done all the same (since 2026-12-07: the new key's secret was lost, or
+    // the statement became the old secret).
+    let at_retired = |path: &Path| {
+        std::path::absolute(path)
+            .ok()
+            .zip(std::path::absolute(&retired).ok())
+            .is_some_and(|(a, b)| a == b)
+    };
+    for (what, path) in [("--new-key-file", new), ("--handover", statement)] {
+        if at_retired(path) {
+            anyhow::bail!(
+                "{what} {} is where the old key is moved once handed over: name another file",
+                path.display()
+            );
+        }
+    }
     let mut file =
         std::fs::OpenOptions::new().write(true).create_new(true).open(statement).with_context(
             || format!("Failed to create {} (it must not exist)", statement.display()),
@@ -142,7 +159,7 @@ pub fn rotate(old: &Path, new: &Path, statement: &Path, at: String) -> anyhow::R
     let done = file
         .write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(old, &retired))
+        .and_then(|()| retire(old, &retired))
         .and_then(|()| sync_parent(statement))
         .and_then(|()| sync_parent(old));
     if let Err(e) = done {
@@ -152,6 +169,15 @@ pub fn rotate(old: &Path, new: &Path, statement: &Path, at: String) -> anyhow::R
         return Err(e).context("Failed to write the handover statement or retire the old key");
     }
     Ok(text)
+}
+
+/// Moves the key file `old` to `retired`, never over a file there (a link made, which fails
+/// if the name is taken, then the old name removed).
+fn retire(old: &Path, retired: &Path) -> std::io::Result<()> {
+    std::fs::hard_link(old, retired)?;
+    std::fs::remove_file(old).inspect_err(|_| {
+        let _ = std::fs::remove_file(retired);
+    })
 }
 
 /// Where [`rotate`] moves a key handed over: `<path>.handed-over`.
@@ -212,6 +238,32 @@ mod tests {
         assert!(format!("{e:#}").contains("2 bytes, not 32"), "{e:#}");
         std::fs::write(&path, "not hex").unwrap();
         assert!(load_or_create(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A rotation naming, for its new key or its statement, the file the old key is moved to is
+    /// refused before anything is written: the old key stays in place, nothing is made (until
+    /// 2026-12-07 the old key was moved over the new one, or over the statement, and the
+    /// command succeeded).
+    #[test]
+    fn a_rotation_never_moves_the_old_key_over_what_it_wrote() {
+        let dir = std::env::temp_dir().join(format!("ll-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = dir.join("signing.key");
+        let (key, _) = load_or_create(&old).unwrap();
+        let retired = handed_over(&old);
+        let (new, statement) = (dir.join("next.key"), dir.join("handover.json"));
+        for (n, st) in [(&retired, &statement), (&new, &retired)] {
+            let e = rotate(&old, n, st, "2026-12-07T00:00:00Z".into()).unwrap_err();
+            assert!(format!("{e:#}").contains("is where the old key is moved"), "{e:#}");
+            assert_eq!(load(&old).unwrap().to_bytes(), key.to_bytes(), "the old key in place");
+            assert!(!retired.exists() && !new.exists() && !statement.exists());
+        }
+        // Named apart, it hands over.
+        rotate(&old, &new, &statement, "2026-12-07T00:00:00Z".into()).unwrap();
+        assert_eq!(load(&retired).unwrap().to_bytes(), key.to_bytes());
+        assert!(!old.exists() && new.exists() && statement.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -437,6 +437,23 @@ async fn a_key_signs_no_journal_shorter_than_it_signed(backend: Backend) {
     server.stop().await;
     let again = Beside::start(with_key("signing.key")).await;
     refused(&again).await;
+    // The whole journal taken away (its ledger row left): refused alike, not a ledger without
+    // a journal (until 2026-12-07 NOT_FOUND "has no journal"), and the rows put back after.
+    let rows = format!("select cast(seq as text) from journal_txn where ledger_id = '{LEDGER}'");
+    let kept = app.db.query_texts(&rows).await.expect("the rows").len();
+    let save = format!(
+        "create table journal_kept as select * from journal_txn where ledger_id = '{LEDGER}'"
+    );
+    app.db.execute_raw(&save).await.expect("kept aside");
+    let all = format!("delete from journal_txn where ledger_id = '{LEDGER}'");
+    assert_eq!(app.behind_the_back("journal_txn", &all).await.expect("emptied"), kept as u64);
+    let status = expect_refused(ask(&again, 0).await, "JOURNAL_BROKEN");
+    assert_eq!(metadata(&status, "signed_size"), Some(last.to_string()), "{status:?}");
+    assert!(status.message().contains("ends at seq 0"), "{status:?}");
+    let back = "insert into journal_txn select * from journal_kept";
+    assert_eq!(app.behind_the_back("journal_txn", back).await.expect("put back"), kept as u64);
+    app.db.execute_raw("drop table journal_kept").await.expect("dropped");
+    refused(&again).await;
     again.stop().await;
 
     let renewed = Beside::start(with_key("new-signing.key")).await;
