@@ -109,7 +109,8 @@ impl SignedMarks {
         {
             *marks = merged(std::mem::take(&mut *marks), on_file);
             return Err(AppError::Unavailable(format!(
-                "another server signed a checkpoint of ledger {ledger_id} with this key while                  this one read its journal: ask again"
+                "another server signed a checkpoint of ledger {ledger_id} with this key while \
+                 this one read its journal: ask again"
             )));
         }
         let mut next = merged(marks.clone(), on_file);
