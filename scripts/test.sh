@@ -51,6 +51,26 @@ stop_cluster() {
     fi
 }
 
+# The command running (`run`): bash runs a trap only once its foreground command ends, so a
+# TERM sent to this script alone (`kill PID`, a runner's timeout) waited for the whole suite,
+# and a SIGKILL after it left the cluster running (since 2026-12-07). Commands run in the
+# background and are waited for; a signal's trap stops them and their children, then exits,
+# and the EXIT trap removes the cluster.
+child=""
+run() {
+    "$@" &
+    child=$!
+    wait "$child"
+}
+
+stop_child() {
+    if [ -n "$child" ]; then
+        pkill -TERM -P "$child" 2>/dev/null || true
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+}
+
 free_port() {
     # Asks the kernel for a free port.
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
@@ -60,8 +80,8 @@ free_port() {
 start_cluster() {
     pg_dir="$(mktemp -d /tmp/loanledger-pg.XXXXXX)"
     trap stop_cluster EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    trap 'stop_child; exit 130' INT
+    trap 'stop_child; exit 143' TERM
     if [ "$(id -u)" = "0" ]; then
         if ! id postgres >/dev/null 2>&1; then
             echo "test.sh: running as root but there is no 'postgres' user to run PostgreSQL" >&2
@@ -115,9 +135,9 @@ status=0
 # With arguments (e.g. `--test api full_flow`) they choose the targets: `--all-targets` beside
 # them would still build and run every one.
 if [ "$#" -gt 0 ]; then
-    cargo test "$@" || status=$?
+    run cargo test "$@" || status=$?
 else
-    cargo test --all-targets || status=$?
+    run cargo test --all-targets || status=$?
 fi
 if [ "$status" -ne 0 ]; then
     echo "test.sh: tests FAILED (cargo test exited with $status)" >&2
@@ -129,10 +149,10 @@ fi
 # ones. Skipped when arguments narrow the run to some tests.
 if [ "$#" -eq 0 ]; then
     echo "test.sh: quick benchmark on SQLite"
-    RUST_LOG=warn cargo run --quiet -- bench --quick || status=$?
+    run env RUST_LOG=warn cargo run --quiet -- bench --quick || status=$?
     if [ "$status" -eq 0 ] && [ -n "${LOANLEDGER_TEST_PG_URL:-}" ]; then
         echo "test.sh: quick benchmark on PostgreSQL"
-        RUST_LOG=warn cargo run --quiet -- bench --quick --target "$LOANLEDGER_TEST_PG_URL" || status=$?
+        run env RUST_LOG=warn cargo run --quiet -- bench --quick --target "$LOANLEDGER_TEST_PG_URL" || status=$?
     fi
     if [ "$status" -ne 0 ]; then
         echo "test.sh: the quick benchmark FAILED (exit $status)" >&2

@@ -279,6 +279,12 @@ impl SubsidyService for Api {
         } = request.into_inner();
         let request_id = parse::request_id(&request_id)?;
         tracing::Span::current().record("request_id", &request_id);
+        // Wrong whatever the claim's state: refused as sent, not recorded, so that the request
+        // put right goes under the same id (since 2026-12-07 the writer refused it after the
+        // claim's checks and recorded the refusal).
+        if upheld && line.is_none() {
+            return Err(invalid("upheld", "an objection upheld names the line it rejects"));
+        }
         let step = ClaimEvent::Objected {
             claim_id: parse::id("claim_id", &claim_id)?,
             objected_on: parse::value_date("objected_on", &objected_on, self.today())?,
@@ -345,7 +351,9 @@ impl SubsidyService for Api {
             clawed_back_on: parse::value_date("clawed_back_on", &clawed_back_on, self.today())?,
             line,
             reason: parse::text("reason", &reason, true)?,
-            amount_fen: parse::non_negative_fen("amount_fen", amount_fen)?,
+            // A line paid nothing is never clawed back: 0 refused as sent (since 2026-12-07
+            // the writer refused it after the claim's checks and recorded the refusal).
+            amount_fen: parse::positive_fen("amount_fen", amount_fen)?,
             loan_id: None,
         };
         self.claim_write(actor, request_id, Command::SubsidyClaimStep { step }).await

@@ -624,7 +624,17 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         finance.record_claim_objection(objection("2021-04-12", Some(3), true)).await,
         "line",
     );
-    let raised = finance.record_claim_objection(objection("2021-04-11", None, false)).await;
+    // Upheld without a line is wrong whatever the claim's state: refused naming `upheld` also
+    // dated after the notice, and not recorded, so that the request put right goes under the
+    // same id (until 2026-12-07 the writer named the closed notice first and recorded it).
+    let malformed = objection("2021-04-17", None, true);
+    expect_invalid(finance.record_claim_objection(malformed.clone()).await, "upheld");
+    let put_right = pb::RecordClaimObjectionRequest {
+        objected_on: "2021-04-11".into(),
+        upheld: false,
+        ..malformed
+    };
+    let raised = finance.record_claim_objection(put_right).await;
     let raised = raised.expect("an objection not upheld").into_inner().claim.expect("the claim");
     assert_eq!((raised.objections.len(), raised.approved_fen), (1, 58_820));
     let upheld = finance.record_claim_objection(objection("2021-04-12", Some(1), true)).await;
@@ -716,6 +726,13 @@ async fn a_claim_is_reviewed_noticed_objected_to_and_paid(backend: Backend) {
         finance.claw_back_subsidy(claw_back("2021-05-02", 0, 29_410)).await,
         "LOAN_NOT_MISUSED",
     );
+    // Nothing to claw back is refused as sent, naming the amount, and not recorded: put right
+    // under the same id, it is judged (until 2026-12-07 the refusal was recorded, and the
+    // request put right was REQUEST_ID_REUSED).
+    let nothing = claw_back("2021-05-02", 0, 0);
+    expect_invalid(finance.claw_back_subsidy(nothing.clone()).await, "amount_fen");
+    let put_right = pb::ClawBackSubsidyRequest { amount_fen: 29_410, ..nothing };
+    expect_refused(finance.claw_back_subsidy(put_right).await, "LOAN_NOT_MISUSED");
     app.pay_off(&t.bank, &first, "2021-04-25").await;
     let cash_marked = app.balance(&t.finance, &cash).await;
     let marked = app
