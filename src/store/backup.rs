@@ -17,6 +17,7 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection};
 
+use super::rows::journal_ledgers_cte;
 use super::{Db, StoreError};
 use crate::domain::lpr::LPR_LEDGER;
 
@@ -33,19 +34,17 @@ const PG_DUMP_LOCK_WAIT_MS: u32 = 60_000;
 
 /// Every chain's head (the ledgers' and the LPR table's), in ledger id order; chains without a
 /// transaction are left out. The chains are the journal's own ledger ids, found one step of
-/// its key a ledger (a loose index scan, as verify's `REQUESTS_SQL`): a journal whose
+/// its key a ledger ([`journal_ledgers_cte`], as verify's `REQUESTS_SQL`): a journal whose
 /// `ledger` row is gone is still a chain, which `Verify` and the audit reads serve (until
 /// 2026-12-07 the ids came from the `ledger` table, and the manifest left such a chain out).
-const HEADS_SQL: &str = "with recursive chained(l) as (\
-       select min(ledger_id) from journal_txn \
-       union all \
-       select (select min(ledger_id) from journal_txn where ledger_id > l) from chained \
-       where l is not null) \
-     select ledger_id, \
+const HEADS_SQL: &str = concat!(
+    journal_ledgers_cte!(),
+    "select ledger_id, \
        (select seq from journal_txn j where j.ledger_id = c.ledger_id order by seq desc limit 1), \
        (select hash from journal_txn j where j.ledger_id = c.ledger_id order by seq desc limit 1) \
      from (select l as ledger_id from chained where l is not null union select $1) c \
-     order by ledger_id";
+     order by ledger_id"
+);
 
 fn heads_of(rows: Vec<(String, Option<i64>, Option<String>)>) -> Vec<ChainHead> {
     rows.into_iter()

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use super::pgcopy::{CopyReader, LEDGER_SETTING, READ_ONLY, binary_copy, copy_out, scan_settings};
 use super::rows::{
     BalanceRow, CLAIM_PERIODS_SQL, CLAIMS_SQL, COMPENSATIONS_SQL, LoanRow, POLICIES_SQL,
-    POOL_MEMBERS_SQL, POOLS_SQL, PolicyRow, RISK_FUND_SQL, loan_columns,
+    POOL_MEMBERS_SQL, POOLS_SQL, PolicyRow, RISK_FUND_SQL, journal_ledgers_cte, loan_columns,
 };
 use super::scan::{open_sqlite_reader, panicked, row_text, sqlite_file};
 use super::schema;
@@ -46,16 +46,14 @@ const LINKS_SQL: &str =
 /// the journal's key a ledger (`chained`, a loose index scan): a `not exists` on the journal
 /// a record was planned by PostgreSQL as a hash of the whole journal's keys, read in full
 /// whenever the database holds another ledger.
-const REQUESTS_SQL: &str = "with recursive chained(l) as (\
-       select min(ledger_id) from journal_txn \
-       union all \
-       select (select min(ledger_id) from journal_txn where ledger_id > l) from chained \
-       where l is not null) \
-     select scope, request_id, seq, \
+const REQUESTS_SQL: &str = concat!(
+    journal_ledgers_cte!(),
+    "select scope, request_id, seq, \
      case when ledger_id = $1 then null else ledger_id end, \
      case when ledger_id = '' then result_json end \
      from idempotency where ledger_id = $1 or ledger_id = '' \
-     or ledger_id not in (select l from chained where l is not null)";
+     or ledger_id not in (select l from chained where l is not null)"
+);
 
 /// An idempotency record stored under no ledger, with its answer ([`REQUESTS_SQL`]): a retry of
 /// its request is given that answer, and nothing is written.

@@ -54,6 +54,20 @@ macro_rules! household_columns {
 }
 pub(crate) use household_columns;
 
+/// A recursive CTE `chained(l)`: the journal's ledger ids, found one step of its key a ledger
+/// (a loose index scan; `l` null at its end), for `concat!` (verify's idempotency read, a
+/// backup's chain heads).
+macro_rules! journal_ledgers_cte {
+    () => {
+        "with recursive chained(l) as (\
+           select min(ledger_id) from journal_txn \
+           union all \
+           select (select min(ledger_id) from journal_txn where ledger_id > l) from chained \
+           where l is not null) "
+    };
+}
+pub(crate) use journal_ledgers_cte;
+
 /// The `household_status` table's columns, in [`super::write::Staged::status_rows`]' order.
 macro_rules! status_columns {
     () => {
