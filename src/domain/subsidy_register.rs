@@ -39,9 +39,12 @@
 //! The policy figures ([`SubsidyPolicy`]) are the caller's: the household cap and the cap rate
 //! of the version in force on the contract date, the ratios of every version by accrual date.
 //! The household cap applies to each loan's own principal: a household's programme loans are
-//! within it together at origination, except while a loan and its renewal (续贷) are both
-//! outstanding, which the cap's count takes as one: days on which both bear interest are
-//! subsidised on both (not apportioned between them).
+//! within it together at origination, and a loan and its renewal (续贷), which the cap's count
+//! takes as one, are never outstanding together (the writer pays a renewal out only once the
+//! loan it renews has no principal outstanding: README, `LOAN_NOT_DISBURSABLE`), so no day is
+//! subsidised on both. Were two loans of a household outstanding above the cap together (a
+//! journal written otherwise), each would be subsidised within the cap on its own: nothing here
+//! apportions the cap between loans.
 
 use chrono::NaiveDate;
 

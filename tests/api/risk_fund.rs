@@ -19,6 +19,7 @@ on_both_backends!(
     a_loan_is_claimed_after_its_contracts_claim_days,
     the_finance_office_rejects_a_claim_and_the_bank_claims_again,
     a_claim_is_not_paid_for_principal_recovered_since,
+    a_repayment_recorded_after_the_payment_but_dated_before_it_is_returned,
     the_fund_and_its_loans_as_they_stood_on_a_past_date,
     a_renewal_waiting_to_be_paid_out_and_its_loan_count_once,
     a_payout_of_a_contract_past_its_maturity_is_new_lending,
@@ -770,6 +771,48 @@ async fn a_claim_is_not_paid_for_principal_recovered_since(backend: Backend) {
     let fund = paid.into_inner().fund.expect("the fund");
     assert_eq!((fund.pending_fen, fund.compensated_fen), (0, share));
     assert_eq!(fund.balance_fen, 10_000_000 - share);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// A bank's daily file that arrives after the fund paid a claim, with a repayment dated between
+/// the claim and the payment: the claim of 2022-05-01 (50,000.00 yuan, the fund's 80% 40,000.00)
+/// is paid on 2022-05-05 with nothing recovered by then; the household's 20,000.00 yuan of
+/// 2022-05-03, recorded after that, is taken (the household paid on that day, and its interest
+/// runs to it). Its principal part counts as recovered since the claim: the fund is owed 80% of
+/// it, shown before the bank returns it and posted back by ReturnRecovery, so the fund pays for
+/// no more of the loss than stood unrecovered; verify holds.
+async fn a_repayment_recorded_after_the_payment_but_dated_before_it_is_returned(backend: Backend) {
+    let Some((app, t, _, second)) = with_two_disbursed_loans(backend).await else {
+        return;
+    };
+    opened_with(&app, &t, 10_000_000).await;
+    let claim = compensate(&rid("c"), &second, "2022-05-01");
+    app.risk_fund(&t.bank).compensate_loan(claim).await.expect("CompensateLoan");
+    let pay = pb::PayCompensationRequest {
+        request_id: rid("p"),
+        loan_id: second.clone(),
+        value_date: "2022-05-05".into(),
+        voucher: "财付〔2022〕4号".into(),
+    };
+    let paid = app.risk_fund(&t.finance).pay_compensation(pay).await.expect("paid");
+    let fund = paid.into_inner().fund.expect("the fund");
+    assert_eq!((fund.compensated_fen, fund.balance_fen), (4_000_000, 6_000_000));
+
+    app.repay(&t.bank, &second, "2022-05-03", 2_000_000).await;
+    let recovered = app.get_loan(&t.bank, &second).await.principal_repaid_fen;
+    assert!(recovered > 0 && recovered < 2_000_000, "arrears first, then principal: {recovered}");
+    let share = (recovered * 8 + 5) / 10;
+    let ask = pb::GetCompensationRequest { loan_id: second.clone() };
+    let owed = app.risk_fund(&t.finance).get_compensation(ask).await.expect("GetCompensation");
+    let owed = owed.into_inner();
+    assert_eq!((owed.recovered_to_date_fen, owed.return_due_fen), (recovered, share));
+    let returned = app.risk_fund(&t.bank).return_recovery(give_back(&second, "2022-05-06")).await;
+    let returned = returned.expect("ReturnRecovery").into_inner();
+    let c = returned.compensation.expect("the compensation");
+    assert_eq!((c.recovered_fen, c.returned_fen), (recovered, share));
+    assert_eq!(returned.fund.expect("the fund").balance_fen, 6_000_000 + share);
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
