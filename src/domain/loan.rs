@@ -623,6 +623,15 @@ impl LoanState {
         after
     }
 
+    /// The loan once its household handed its pool's partner some of its money on `date`
+    /// ([`Servicing::pool_transferred_on`]): its figures, status and last event as they were.
+    pub fn pool_transferred(&self, date: BusinessDate) -> LoanState {
+        let mut after = self.clone();
+        after.servicing.pool_transferred_on =
+            Some(self.servicing.pool_transferred_on.map_or(date, |d| d.max(date)));
+        after
+    }
+
     /// The loan once the finance office paid its bank's claim: no longer pending
     /// ([`Servicing::claim_pending`]), still marked compensated; its figures as they were.
     pub fn claim_paid(&self) -> LoanState {
@@ -757,14 +766,16 @@ impl LoanState {
                 let settlements = match self.disbursed_on {
                     None if amortising => {
                         next.servicing = self.start_instalments(date, amount)?;
-                        // Its pool's mark is not of its own events: kept.
+                        // Its pool's marks are not of its own events: kept.
                         next.servicing.pool_repaid_on = self.servicing.pool_repaid_on;
+                        next.servicing.pool_transferred_on = self.servicing.pool_transferred_on;
                         Vec::new()
                     }
                     None => {
                         next.servicing =
                             Servicing::start(&t, date, self.terms.maturity_date, amount);
                         next.servicing.pool_repaid_on = self.servicing.pool_repaid_on;
+                        next.servicing.pool_transferred_on = self.servicing.pool_transferred_on;
                         Vec::new()
                     }
                     Some(first) if amortising => {
@@ -1369,34 +1380,55 @@ fn unsettling_date(command: &LoanCommand) -> Option<BusinessDate> {
 }
 
 /// Refuses a command dated before the loan's pool's last collective repayment
-/// ([`Servicing::pool_repaid_on`]), but a settlement (which changes neither the principal nor
-/// what the loan owed that day, its interest accrued counted either way) and a recovery (of a
-/// loan written off: one written off before the repayment had no part in it, one written off
-/// after takes nothing dated before its write-off): the repayment was split by what each
-/// member owed on its day. Left to the loan's own checks for a date before its last event
-/// (which they refuse, naming that event) and for a loan closed (its own rules).
+/// ([`Servicing::pool_repaid_on`]) or before the last transfer of its money to the pool's
+/// partner ([`Servicing::pool_transferred_on`]; since 2026-12-07 late night), but a settlement (which
+/// changes neither the principal nor what the loan owed that day, its interest accrued counted
+/// either way) and a recovery (of a loan written off: one written off before the repayment had
+/// no part in it, one written off after takes nothing dated before its write-off): the
+/// repayment was split by what each member owed on its day, and the transfer held within the
+/// principal the loan had outstanding on its day. The later of the two marks is named. Left to
+/// the loan's own checks for a date before its last event (which they refuse, naming that
+/// event) and for a loan closed (its own rules).
 fn check_pool_date(state: &LoanState, command: &LoanCommand) -> Result<(), DomainError> {
-    let (Some(date), Some(on)) = (unsettling_date(command), state.servicing.pool_repaid_on) else {
+    let Some(date) = unsettling_date(command) else {
         return Ok(());
     };
-    if date >= on
-        || date < state.last_value_date
+    if date < state.last_value_date
         || !state.status.is_open()
         || matches!(command, LoanCommand::Recover { .. })
     {
         return Ok(());
     }
+    let s = &state.servicing;
+    let marks =
+        [(s.pool_repaid_on, "pool_repaid_on"), (s.pool_transferred_on, "pool_transferred_on")];
+    let Some((on, field)) =
+        marks.into_iter().filter_map(|(on, field)| Some((on?, field))).max_by_key(|(on, _)| *on)
+    else {
+        return Ok(());
+    };
+    if date >= on {
+        return Ok(());
+    }
+    let loan_id = &state.terms.loan_id;
+    let why = if field == "pool_repaid_on" {
+        format!(
+            "loan {loan_id}'s pool's collective repayment on {}, split by what each member owed \
+             that day",
+            format_date(on)
+        )
+    } else {
+        format!(
+            "loan {loan_id}'s transfer to its pool's partner on {}, held within the principal \
+             it had outstanding that day",
+            format_date(on)
+        )
+    };
     Err(DomainError::refused(
         Reason::ValueDateOutOfRange,
-        format!(
-            "value date {} is before loan {}'s pool's collective repayment on {}, split by what \
-             each member owed that day",
-            format_date(date),
-            state.terms.loan_id,
-            format_date(on)
-        ),
+        format!("value date {} is before {why}", format_date(date)),
     )
-    .with("pool_repaid_on", format_date(on))
+    .with(field, format_date(on))
     .with(EARLIEST_DATE, format_date(on)))
 }
 

@@ -349,6 +349,15 @@ pub struct Servicing {
     /// change what it owed. Stored only when set.
     #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
     pub pool_repaid_on: Option<NaiveDate>,
+    /// The day of the last transfer of the loan's money to its pool's partner
+    /// ([`crate::domain::pool::PoolEvent::Transferred`]; since 2026-12-07 late night): set by the pool's
+    /// transfer, not by an event of the loan. No event but a settlement is dated before it
+    /// ([`crate::domain::loan::LoanState::plan`]): the transfer was held within the principal
+    /// the loan had outstanding that day, and a repayment or a write-off dated before it,
+    /// recorded after it, would have the partner hold money the household no longer had.
+    /// Stored only when set.
+    #[serde(default, with = "iso_opt", skip_serializing_if = "Option::is_none")]
+    pub pool_transferred_on: Option<NaiveDate>,
     /// A written-off loan's day it fell overdue ([`Self::overdue_since`] on its write-off's
     /// date, before its dues were cleared), from which the risk fund counts its days overdue
     /// when it is claimed after the write-off (since 2026-12-07; none for a write-off recorded
@@ -1303,6 +1312,7 @@ mod tests {
             compensated_on: Some(d("2021-09-20")),
             claim_pending: true,
             pool_repaid_on: Some(d("2021-09-21")),
+            pool_transferred_on: Some(d("2021-09-22")),
             written_off_overdue_since: Some(d("2021-06-21")),
             falsely_obtained: true,
             ..old

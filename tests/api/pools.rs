@@ -19,6 +19,7 @@ on_both_backends!(
     a_written_off_members_money_stays_owed_at_the_settlement,
     a_members_repayment_is_not_reversed_behind_its_pools_entry,
     a_members_event_is_not_dated_before_its_pools_repayment,
+    a_members_event_is_not_dated_before_its_transfer_to_the_partner,
 );
 
 const POOL: &str = "B1-P001";
@@ -897,6 +898,56 @@ async fn a_members_event_is_not_dated_before_its_pools_repayment(backend: Backen
         assert!(v.problems.iter().any(|p| p.starts_with(&servicing)), "{:?}", v.problems);
     }
     assert_eq!(app.db.execute_raw(migration).await.expect("the migration"), 2, "two members");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+    app.finish().await;
+}
+
+/// The household of the loan paid out on 2021-01-25 hands the entrusted pool's partner all its
+/// 50,000.00 yuan on 2021-02-01. A repayment of the loan dated 2021-01-28, recorded after it (a
+/// bank's late file), would have the partner hold money the household had repaid: refused,
+/// naming the transfer's day, nothing posted; the other loan, in no pool, takes one dated so.
+/// On the transfer's day it is taken. Verify rebuilds the mark; the rows of a database the
+/// version before left (without the mark) get it from SQLite migration 0024 / PostgreSQL 0028.
+async fn a_members_event_is_not_dated_before_its_transfer_to_the_partner(backend: Backend) {
+    let Some((app, t, first)) = entrusted_with_transfer(backend, STANDARD_PRINCIPAL_FEN).await
+    else {
+        return;
+    };
+    let before = app.journal(&t.auditor, LEDGER).await.len();
+    let early = app.repay_as(&t.bank, &rid("repay"), &first, "2021-01-28", 1_000_000).await;
+    let early = expect_refused(early.map(tonic::Response::new), "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(metadata(&early, "pool_transferred_on").as_deref(), Some("2021-02-01"), "{early:?}");
+    assert_eq!(metadata(&early, "earliest_date").as_deref(), Some("2021-02-01"), "{early:?}");
+    assert!(early.message().contains("transfer to its pool's partner on 2021-02-01"), "{early:?}");
+    assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before, "nothing posted");
+    let loan = app.get_loan(&t.bank, &first).await;
+    assert_eq!(loan.principal_outstanding_fen, STANDARD_PRINCIPAL_FEN);
+    let other = loan_id("C002");
+    app.repay(&t.bank, &other, "2021-01-28", 1_000_000).await;
+    let repaid = app.repay(&t.bank, &first, "2021-02-01", 1_000_000).await;
+    let loan = repaid.loan.expect("the loan");
+    assert!(loan.principal_outstanding_fen < STANDARD_PRINCIPAL_FEN, "{loan:?}");
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
+
+    // The database as the version before this one left it: the loan's row without the day.
+    let (strip, migration) = match app.backend {
+        Backend::Sqlite => (
+            "update loan set servicing_json = json_remove(servicing_json, '$.pool_transferred_on')",
+            include_str!("../../migrations/sqlite/0024_pool_transferred_on.sql"),
+        ),
+        Backend::Postgres => (
+            "update loan set servicing_json = (servicing_json::jsonb - 'pool_transferred_on')::text",
+            include_str!("../../migrations/postgres/0028_pool_transferred_on.sql"),
+        ),
+    };
+    app.db.execute_raw(strip).await.expect("the rows as before");
+    let v = app.verify(&t.auditor).await;
+    let servicing = format!("loan {first}: stored state differs from the journal in its servicing");
+    assert!(v.problems.iter().any(|p| p.starts_with(&servicing)), "{:?}", v.problems);
+    assert_eq!(v.problems.len(), 1, "only the member's row: {:?}", v.problems);
+    assert_eq!(app.db.execute_raw(migration).await.expect("the migration"), 1, "one member");
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;

@@ -732,6 +732,15 @@ impl Replay {
                 touching.parts(repaid);
             }
         }
+        // The loan takes the transfer's day, as the writer marks it
+        // (`Servicing::pool_transferred_on`).
+        if let PoolEvent::Transferred { loan_id, value_date, .. } = &event
+            && self.pools.contains_key(&pool_id)
+            && let Some(loan) = self.loans.get_mut(loan_id)
+            && loan.servicing.pool_transferred_on.is_none_or(|on| on < *value_date)
+        {
+            *loan = loan.pool_transferred(*value_date);
+        }
         match &event {
             // A pool agreed twice (reported above) keeps its first agreement, and an event that
             // does not apply leaves the pool as it was, not changed in part (since 2026-12-07:

@@ -111,7 +111,13 @@ impl Writer {
             Command::TransferToPartner { loan_id, value_date, amount_fen, .. } => {
                 pool.member(loan_id)?;
                 let loan = self.loan(tx, g, loan_id).await?;
-                (pool.transfer(&loan, *value_date, *amount_fen)?, Vec::new())
+                let event = pool.transfer(&loan, *value_date, *amount_fen)?;
+                // The loan takes the transfer's day: none of its events but a settlement is
+                // dated before it since (`Servicing::pool_transferred_on`). Its last seq its own.
+                if loan.servicing.pool_transferred_on.is_none_or(|on| on < *value_date) {
+                    marked.push(loan.pool_transferred(*value_date));
+                }
+                (event, Vec::new())
             }
             Command::RecordPoolReturn { loan_id, value_date, amount_fen, .. } => {
                 let event = pool.pay_return(loan_id, *value_date, *amount_fen)?;

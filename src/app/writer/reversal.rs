@@ -179,6 +179,7 @@ impl Writer {
         before.servicing.compensated_on = loan.servicing.compensated_on;
         before.servicing.claim_pending = loan.servicing.claim_pending;
         before.servicing.pool_repaid_on = loan.servicing.pool_repaid_on;
+        before.servicing.pool_transferred_on = loan.servicing.pool_transferred_on;
         // A period the repayment may have paid on time.
         let since = format_date(before.periods_payable_on_time_by(reversed.value_date()));
         if let Some((due_date, claim_id)) = tx

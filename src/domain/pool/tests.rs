@@ -822,3 +822,40 @@ fn a_member_takes_nothing_dated_before_its_pools_repayment_but_a_settlement() {
         contract.plan(&LoanCommand::Disburse { date: d("2021-06-20"), amount: None }).unwrap();
     assert_eq!(paid.servicing.pool_repaid_on, Some(d("2021-06-20")), "kept by the payout");
 }
+
+/// A member marked with the day its household handed the partner some of its money takes no
+/// event dated before it but a settlement (`Servicing::pool_transferred_on`), the mark moving
+/// only forward and kept through a settlement; of two marks, the later is named. Replayed as
+/// recorded (an earlier build's event), it is not judged.
+#[test]
+fn a_member_takes_nothing_dated_before_its_transfer_but_a_settlement() {
+    let member = loan("L1", "H1");
+    let marked = member.pool_transferred(d("2021-06-20"));
+    let kept = marked.pool_transferred(d("2021-05-01")).servicing.pool_transferred_on;
+    assert_eq!(kept, Some(d("2021-06-20")));
+    assert_eq!(marked.last_value_date, member.last_value_date, "no event of the loan");
+    for command in [
+        LoanCommand::Repay { date: d("2021-06-19"), amount: Fen(100_000), netted: Fen::ZERO },
+        LoanCommand::WriteOff { date: d("2021-06-19") },
+    ] {
+        let refused = marked.plan(&command).unwrap_err();
+        let text = refused.to_string();
+        assert!(
+            text.contains("transfer to its pool's partner on 2021-06-20"),
+            "{command:?}: {text}"
+        );
+        let (event, _) = member.plan(&command).expect("unmarked, taken");
+        let mut replayed = marked.clone();
+        assert!(replayed.apply(&event, 9).is_ok(), "{command:?}: replayed as recorded");
+    }
+    let (_, settled) = marked.plan(&LoanCommand::Settle { date: d("2021-03-20") }).unwrap();
+    assert_eq!(settled.servicing.pool_transferred_on, Some(d("2021-06-20")), "kept");
+    let repay = LoanCommand::Repay { date: d("2021-06-20"), amount: Fen(1), netted: Fen::ZERO };
+    assert!(settled.plan(&repay).is_ok(), "on the day");
+    // Repaid collectively later, the repayment's day is named; repaid earlier, the transfer's.
+    let early = LoanCommand::Repay { date: d("2021-06-01"), amount: Fen(1), netted: Fen::ZERO };
+    let later = settled.pool_repaid(d("2021-06-25")).plan(&early).unwrap_err().to_string();
+    assert!(later.contains("collective repayment on 2021-06-25"), "{later}");
+    let earlier = settled.pool_repaid(d("2021-06-10")).plan(&early).unwrap_err().to_string();
+    assert!(earlier.contains("transfer to its pool's partner on 2021-06-20"), "{earlier}");
+}
