@@ -23,6 +23,7 @@ use loanledger::api::pb;
 
 on_both_backends!(
     balances_as_of_a_date,
+    a_loan_first_paid_out_on_a_20th_owes_that_day_then,
     an_answer_as_of_a_date_is_given_again_through_its_seq,
     settlement_run,
     year_of_quarterly_settlements,
@@ -3702,5 +3703,33 @@ async fn a_file_keyed_twice_is_reversed_a_repayment_at_a_time(backend: Backend) 
     assert_eq!((l.interest_settled_fen, l.interest_paid_fen), (29_410, 29_410), "{l:?}");
     assert_eq!(balances().await, [-4_950_000, 0, -29_410, 4_979_410]);
     assert_verifies(&app, &t).await;
+    app.finish().await;
+}
+
+/// The rules as written (README, "Interest and schedules"): the standard loan first paid out on
+/// the settlement 20th 2021-03-20 has that one day as its first period (its disbursement day
+/// counted, the period ending on the 20th inclusive): 5,000,000 × 3.85% / 360 = 534.72, so
+/// 535 fen due that day; unpaid, with no grace days, the loan is overdue from the 21st. The next
+/// period, 03-21 to 06-20, is 92 days: 5,000,000 × 92 × 3.85% / 360 = 49,194.44, so 49,194.
+async fn a_loan_first_paid_out_on_a_20th_owes_that_day_then(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let id = loan_id("C001");
+    app.create_loan(&t.bank, standard_loan("C001", HOUSEHOLD)).await;
+    app.disburse(&t.bank, &id, "2021-03-20").await;
+    let that_day = app.get_loan_as_of(&t.bank, &id, "2021-03-20").await;
+    assert_eq!((that_day.interest_due_fen, that_day.days_overdue), (535, 0), "{that_day:?}");
+    assert_eq!(that_day.status, pb::LoanStatus::Active as i32);
+    let next_day = app.get_loan_as_of(&t.bank, &id, "2021-03-21").await;
+    assert_eq!((next_day.interest_due_fen, next_day.days_overdue), (535, 1), "{next_day:?}");
+    assert_eq!(next_day.status, pb::LoanStatus::Overdue as i32);
+    app.repay(&t.bank, &id, "2021-03-20", 535).await;
+    let june = app.get_loan_as_of(&t.bank, &id, "2021-06-20").await;
+    assert_eq!((june.interest_due_fen, june.days_overdue), (49_194, 0), "{june:?}");
+    assert_eq!(june.status, pb::LoanStatus::Active as i32);
+    let v = app.verify(&t.auditor).await;
+    assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
 }
