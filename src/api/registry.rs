@@ -549,7 +549,18 @@ impl RegistryService for Api {
         request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let actor = self.principal(&request).await?;
-        super::require_role(&actor, &[Role::Operator], "ListTokens")?;
+        // The operator issues every token, of every role (DESIGN.md: tokens are its business),
+        // so an auditor of every ledger reads which tokens exist, for whom, since and until
+        // when, and which were revoked: no secret and no hash. A ledger's auditor does not:
+        // the list names every ledger's banks and offices.
+        super::require_role(&actor, &[Role::Operator, Role::Auditor], "ListTokens")?;
+        if actor.role == Role::Auditor && actor.org != "*" {
+            return Err(Status::permission_denied(format!(
+                "{} may not call ListTokens: only the operator and an auditor of every ledger \
+                 (`*`) may",
+                actor.actor()
+            )));
+        }
         let pb::ListTokensRequest { page_size, page_token } = request.into_inner();
         let query = list_query(&actor, "tokens");
         let after = super::after_page_token(&page_token, &query)?;

@@ -1023,6 +1023,9 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     assert_eq!(app.db.list_tokens().await.expect("the tokens").len(), before);
     app.register_bank(&t.operator, "B9").await;
     registry.create_token(create(&rid("t"), pb::TokenRole::Bank, "B9")).await.expect("registered");
+    // An auditor of every ledger, whom the operator's tokens of every role answer to.
+    let everywhere = registry.create_token(create(&rid("t"), pb::TokenRole::Auditor, "*")).await;
+    let everywhere = everywhere.expect("an auditor of every ledger").into_inner().secret;
 
     // Listed two at a time: every token once, the new one among them, never a secret.
     let mut listed = Vec::new();
@@ -1043,6 +1046,16 @@ async fn the_operator_makes_lists_and_revokes_tokens(backend: Backend) {
     assert_eq!(listed.len(), stored);
     assert!(listed.windows(2).all(|w| w[0].token_id < w[1].token_id), "in id order, once each");
     assert!(listed.contains(&token));
+    // The auditor of every ledger reads the same list (since 2026-12-07 late night: the
+    // operator issues every token, of every role); it still makes and revokes none.
+    let mut audited = app.registry(&everywhere);
+    let read = audited.list_tokens(pb::ListTokensRequest::default()).await.expect("ListTokens");
+    assert_eq!(read.into_inner().tokens, listed, "the auditor's list");
+    let making = audited.create_token(create(&rid("t"), pb::TokenRole::Bank, BANK)).await;
+    expect_code(making, Code::PermissionDenied);
+    let own = loanledger::app::auth::token_id_of(&everywhere).expect("its id");
+    let revoking = pb::RevokeTokenRequest { request_id: rid("r"), token_id: own };
+    expect_code(audited.revoke_token(revoking).await, Code::PermissionDenied);
     let forged = pb::ListTokensRequest { page_size: 2, page_token: "after:tok_x@0123".into() };
     expect_invalid(registry.list_tokens(forged).await, "page_token");
 
