@@ -455,16 +455,23 @@ pub fn in_force_by_date(versions: &[PolicyVersion]) -> Vec<PolicyVersion> {
 /// seeded step that keeps the parameters of the version before it, the later of the two.
 pub fn in_force_by_date_recorded(recorded: &[(PolicyVersion, u64)]) -> Vec<(PolicyVersion, u64)> {
     let versions: Vec<PolicyVersion> = recorded.iter().map(|(v, _)| v.clone()).collect();
-    let mut before = 0;
+    let mut before: Option<u64> = None;
     in_force_by_date(&versions)
         .into_iter()
         .map(|version| {
             let of_date =
                 || recorded.iter().filter(|(v, _)| v.effective_date == version.effective_date);
             let own = of_date().map(|&(_, seq)| seq).max().unwrap_or_default();
-            let kept_before = !of_date().any(|(v, _)| *v == version);
-            let seq = if kept_before { own.max(before) } else { own };
-            before = seq;
+            // A step carries the version before it when it is its date's only version and one
+            // came before ([`in_force_by_date`]): told so, not by comparing figures (a county's
+            // version with the national figures, carried, equals the step; since 2026-12-07
+            // late night, when that stood from the step's seq).
+            let carried = of_date().count() == 1 && of_date().all(|(v, _)| is_seeded_step(v));
+            let seq = match before {
+                Some(before) if carried => own.max(before),
+                _ => own,
+            };
+            before = Some(seq);
             (version, seq)
         })
         .collect()
@@ -673,6 +680,21 @@ mod tests {
         let own = PolicyVersion { effective_date: step, params: PolicyParams::default() };
         recorded.push((own, 9));
         assert_eq!(seqs(&recorded), [(first, 1), (day("2020-01-01"), 5), (step, 9)]);
+
+        // A county's version with the national figures, carried by the step, equals the step:
+        // still the later seq of the two.
+        let mut recorded: Vec<(PolicyVersion, u64)> =
+            default_versions().into_iter().map(|v| (v, 1)).collect();
+        let county = PolicyParams { grace_days: 5, ..PolicyParams::default() };
+        recorded.push((PolicyVersion { effective_date: day("2018-01-01"), params: county }, 10));
+        let national = PolicyParams::default();
+        recorded.push((PolicyVersion { effective_date: day("2020-01-01"), params: national }, 20));
+        let by_date = in_force_by_date_recorded(&recorded);
+        assert!(is_seeded_step(&by_date[3].0), "carried, it equals the step");
+        assert_eq!(
+            seqs(&recorded),
+            [(first, 1), (day("2018-01-01"), 10), (day("2020-01-01"), 20), (step, 20)]
+        );
     }
 
     #[test]

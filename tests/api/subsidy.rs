@@ -12,6 +12,7 @@ use crate::common::*;
 
 on_both_backends!(
     the_worked_loan_paid_on_time_is_subsidised_in_full,
+    a_step_carrying_the_national_figures_stands_from_the_version_it_carries,
     late_unpaid_and_the_2024_ratio_step,
     a_countys_own_version_on_the_2024_step_replaces_it,
     misuse_refusals_and_who_may_read,
@@ -794,5 +795,47 @@ async fn policy_versions_take_their_seqs_from_the_journal(backend: Backend) {
     assert!(!v.ok);
     let problem = format!("the policy versions' seqs of ledger {LEDGER} differ from the journal");
     assert!(v.problems.iter().any(|p| p.contains(&problem)), "{v:?}");
+    app.finish().await;
+}
+
+/// The county sets a version from 2018 with five days of grace, then one from 2020 with the
+/// national figures again. The 2024 step carries the 2020 version on, its figures then the
+/// step's own: it still stands from the 2020 version's seq, as known at each seq (until
+/// 2026-12-07 late night it was answered from the ledger's creation, figures being compared).
+async fn a_step_carrying_the_national_figures_stands_from_the_version_it_carries(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let policy = async |as_of: &str, through_seq: u64| {
+        let request =
+            pb::GetPolicyRequest { ledger_id: LEDGER.into(), as_of: as_of.into(), through_seq };
+        app.registry(&t.auditor).get_policy(request).await.expect("GetPolicy").into_inner()
+    };
+    let national = policy("2017-01-01", 0).await.params.expect("the national figures");
+    let graced = pb::PolicyParams { grace_days: 5, ..national.clone() };
+    let mut registry = app.registry(&t.finance);
+    let set = registry.set_policy(policy_from("2018-01-01", graced)).await.expect("SetPolicy");
+    let graced_seq = set.into_inner().entry.expect("its entry").seq;
+    let set = registry.set_policy(policy_from("2020-01-01", national.clone())).await;
+    let national_seq = set.expect("SetPolicy").into_inner().entry.expect("its entry").seq;
+
+    let step = policy("2024-06-01", 0).await;
+    assert_eq!(step.effective_date, "2024-01-01");
+    let params = step.params.clone().expect("params");
+    assert_eq!((params.grace_days, params.subsidy_ratio.as_str()), (national.grace_days, "0.7"));
+    assert_eq!(step.recorded_seq, national_seq, "from the version it carries");
+    let then = policy("2024-06-01", graced_seq).await;
+    assert_eq!((then.params.expect("params").grace_days, then.recorded_seq), (5, graced_seq));
+    let at = |date: &str, seq: u64| (date.to_string(), seq);
+    let listed = recorded_versions(&app, &t.auditor, 0).await;
+    assert_eq!(
+        listed[1..],
+        [
+            at("2018-01-01", graced_seq),
+            at("2020-01-01", national_seq),
+            at("2024-01-01", national_seq)
+        ]
+    );
     app.finish().await;
 }

@@ -29,8 +29,8 @@
 //!     collective repayment is the pool's);
 //!   - a payoff (`metadata.status` `settled`): from its day the loan counted as closed for the
 //!     contracts made since (the household cap, a renewal's payout, the one-household rule);
-//!   - a repayment whose loan has a period held by a subsidy claim due on or after the loan's
-//!     last value date before the repayment less its grace days (`metadata.claim_id`,
+//!   - a repayment whose loan has a period held by a subsidy claim due on or after the
+//!     repayment's own date less the loan's grace days (`metadata.claim_id`,
 //!     `metadata.due_date`): the claim's line was worked out with it; once the line is
 //!     rejected (the period released), the repayment can be reversed.
 //!   - `NOT_FOUND` for a seq that is no entry of the loan's.
