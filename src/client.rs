@@ -226,6 +226,16 @@ fn answer_of(method: &MethodDescriptor, bytes: &[u8]) -> Result<String, ClientEr
 
 /// A channel to the target, with TLS for `https://`.
 async fn channel(target: &Target) -> Result<Endpoint, ClientError> {
+    // Without its scheme (`localhost:50051`, as grpcurl takes it) tonic takes the address in
+    // and fails at the first request, which read as a server not reached (exit status 3;
+    // since 2026-12-07 late night a usage error, nothing sent).
+    if !(target.server.starts_with("http://") || target.server.starts_with("https://")) {
+        return Err(ClientError::Usage(format!(
+            "{:?} is not a server's URL: it begins with http:// (or https:// for a server \
+             serving TLS), e.g. http://127.0.0.1:50051",
+            target.server
+        )));
+    }
     let endpoint = Endpoint::from_shared(target.server.clone()).map_err(|e| {
         ClientError::Usage(format!("{:?} is not a server's URL: {e}", target.server))
     })?;

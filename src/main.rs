@@ -29,7 +29,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Books of a poverty-alleviation microcredit programme, over gRPC"
 )]
 struct Cli {
-    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST:PORT/DB.
+    /// Database URL: sqlite://FILE (created if missing by serve and migrate; the other
+    /// commands refuse a missing file) or postgres://USER@HOST:PORT/DB.
     #[arg(
         long,
         env = "LOANLEDGER_DATABASE_URL",
@@ -447,6 +448,7 @@ async fn run(huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
 }
 
 async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Result<()> {
+    let json_log = matches!(cli.log_format, LogFormat::Json);
     if let Some(error) = huge_pages {
         tracing::debug!(%error, "transparent huge pages left on (prctl PR_SET_THP_DISABLE failed)");
     }
@@ -538,14 +540,21 @@ async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Re
                 // The reader went away (`| head -1`): nothing more to say.
                 Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
                 Err(e) => {
-                    eprintln!("{e}");
-                    std::process::exit(match e {
+                    let status = match e {
                         ClientError::Status(_) => 1,
                         ClientError::Usage(_) => 2,
                         ClientError::Transport { .. } => 3,
                         ClientError::Answer(_) | ClientError::Output(_) => 4,
                         ClientError::Cut { .. } => 5,
-                    });
+                    };
+                    // With JSON lines asked for, the error is one of them, as any command's
+                    // (since 2026-12-07 late night: the client printed its text alone).
+                    if json_log && tracing::enabled!(tracing::Level::ERROR) {
+                        tracing::error!(error = %e, exit_status = status, "the command failed");
+                    } else {
+                        eprintln!("{e}");
+                    }
+                    std::process::exit(status);
                 }
             }
         }

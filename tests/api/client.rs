@@ -158,6 +158,27 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
     let no_ca = run_client(&https, None, &["call", "LoanService/GetLoan", &get], "");
     assert_eq!(no_ca.status, Some(2));
     assert!(no_ca.stderr.contains("needs --ca-cert"));
+    // A server named without its scheme, as grpcurl takes it: not sent (since 2026-12-07 late
+    // night; it read as a server not reached, exit 3).
+    let bare = format!("127.0.0.1:{}", app.port);
+    let bare = run_client(&bare, Some(&t.bank), &["call", "LoanService/GetLoan", &get], "");
+    assert_eq!(bare.status, Some(2), "{}", bare.stderr);
+    assert!(
+        bare.stderr.contains("is not a server's URL: it begins with http://"),
+        "{}",
+        bare.stderr
+    );
+    // With JSON logs asked for, a refusal's text is one JSON line on stderr, its exit status
+    // in it (since 2026-12-07 late night: the text alone, which a collector reading JSON drops).
+    let json = ["--log-format", "json", "call", "LoanService/GetLoan", &get];
+    let logged = client(&app, None, &json);
+    assert_eq!(logged.status, Some(1), "{}", logged.stderr);
+    let line: serde_json::Value =
+        serde_json::from_str(logged.stderr.trim()).expect("one JSON line");
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["fields"]["exit_status"], 1, "{line}");
+    let error = line["fields"]["error"].as_str().expect("the error");
+    assert!(error.starts_with("Unauthenticated: "), "{line}");
     let journal = app.journal(&t.auditor, LEDGER).await;
     assert_eq!(journal.iter().filter(|e| e.kind == "loan.repaid").count(), 1);
     // A server away: exit 3, naming it.

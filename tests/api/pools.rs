@@ -880,17 +880,13 @@ async fn a_members_event_is_not_dated_before_its_pools_repayment(backend: Backen
     assert!(v.ok, "{:?}", v.problems);
 
     // The database as the version before this one left it: the members' rows without the day.
-    let (strip, migration) = match app.backend {
-        Backend::Sqlite => (
-            "update loan set servicing_json = json_remove(servicing_json, '$.pool_repaid_on')",
-            include_str!("../../migrations/sqlite/0023_pool_repaid_on.sql"),
-        ),
-        Backend::Postgres => (
-            "update loan set servicing_json = (servicing_json::jsonb - 'pool_repaid_on')::text",
-            include_str!("../../migrations/postgres/0027_pool_repaid_on.sql"),
-        ),
-    };
-    app.db.execute_raw(strip).await.expect("the rows as before");
+    let migration = rows_without(
+        &app,
+        "pool_repaid_on",
+        include_str!("../../migrations/sqlite/0023_pool_repaid_on.sql"),
+        include_str!("../../migrations/postgres/0027_pool_repaid_on.sql"),
+    )
+    .await;
     let v = app.verify(&t.auditor).await;
     for loan in [&first, &unpaid] {
         let servicing =
@@ -901,6 +897,29 @@ async fn a_members_event_is_not_dated_before_its_pools_repayment(backend: Backen
     let v = app.verify(&t.auditor).await;
     assert!(v.ok, "{:?}", v.problems);
     app.finish().await;
+}
+
+/// Every loan row without the servicing state's `field`, as a database was before the
+/// migration that gave it (SQLite's `sqlite`, PostgreSQL's `postgres`): that migration's text
+/// for the app's backend.
+async fn rows_without(
+    app: &TestApp,
+    field: &str,
+    sqlite: &'static str,
+    postgres: &'static str,
+) -> &'static str {
+    let (strip, migration) = match app.backend {
+        Backend::Sqlite => (
+            format!("update loan set servicing_json = json_remove(servicing_json, '$.{field}')"),
+            sqlite,
+        ),
+        Backend::Postgres => (
+            format!("update loan set servicing_json = (servicing_json::jsonb - '{field}')::text"),
+            postgres,
+        ),
+    };
+    app.db.execute_raw(&strip).await.expect("the rows as before");
+    migration
 }
 
 /// The household of the loan paid out on 2021-01-25 hands the entrusted pool's partner all its
@@ -932,17 +951,13 @@ async fn a_members_event_is_not_dated_before_its_transfer_to_the_partner(backend
     assert!(v.ok, "{:?}", v.problems);
 
     // The database as the version before this one left it: the loan's row without the day.
-    let (strip, migration) = match app.backend {
-        Backend::Sqlite => (
-            "update loan set servicing_json = json_remove(servicing_json, '$.pool_transferred_on')",
-            include_str!("../../migrations/sqlite/0024_pool_transferred_on.sql"),
-        ),
-        Backend::Postgres => (
-            "update loan set servicing_json = (servicing_json::jsonb - 'pool_transferred_on')::text",
-            include_str!("../../migrations/postgres/0028_pool_transferred_on.sql"),
-        ),
-    };
-    app.db.execute_raw(strip).await.expect("the rows as before");
+    let migration = rows_without(
+        &app,
+        "pool_transferred_on",
+        include_str!("../../migrations/sqlite/0024_pool_transferred_on.sql"),
+        include_str!("../../migrations/postgres/0028_pool_transferred_on.sql"),
+    )
+    .await;
     let v = app.verify(&t.auditor).await;
     let servicing = format!("loan {first}: stored state differs from the journal in its servicing");
     assert!(v.problems.iter().any(|p| p.starts_with(&servicing)), "{:?}", v.problems);
