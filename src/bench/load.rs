@@ -579,6 +579,19 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Figure>> {
                 let t = Instant::now();
                 let r = client.submit_batch(pb::SubmitBatchRequest { items }).await?.into_inner();
                 lat.push(t.elapsed());
+                // An item refused is no posting, and no figure of the service's: stop, as the
+                // singles and the settlement do on a failure (the rate would count the items
+                // ok and say nothing).
+                if let Some(refused) = r.results.iter().find(|item| !item.ok) {
+                    anyhow::bail!(
+                        "batch {b}: {} of its items refused, the first (item {}) {} {}: {}",
+                        r.failed,
+                        refused.index,
+                        refused.code,
+                        refused.reason,
+                        refused.message
+                    );
+                }
                 posted += u64::from(r.posted);
             }
             Ok::<_, anyhow::Error>((lat, posted))
