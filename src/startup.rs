@@ -65,6 +65,16 @@ pub struct TlsSettings {
     pub client_ca: Option<std::path::PathBuf>,
 }
 
+/// Calls at once on one connection, at most (`max_concurrent_streams`; more wait at the client).
+pub const MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// How often an idle connection's peer is asked whether it is there (TCP keepalive and HTTP/2
+/// pings).
+pub const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long an HTTP/2 ping may go unanswered before its connection is closed.
+pub const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// How often a server checks that its database answers, for `grpc.health.v1`.
 pub const HEALTH_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -516,7 +526,11 @@ impl Application {
         tracing::info!(addr = %listener.local_addr()?, backend = db.backend(), transport, "serving");
         // Without TCP_NODELAY, small responses wait for the peer's delayed ACK (about 40 ms).
         let incoming = tokio_stream::StreamExt::map(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                // A peer gone without a word (a machine off, a NAT's entry dropped) is found
+                // and its connection closed, its streams with it (since 2026-12-07 late night).
+                .with_keepalive(Some(KEEPALIVE)),
             |accepted| accepted.map(Coalescing::new),
         );
         // tonic waits for every open request once told to stop; the drain timeout bounds that
@@ -544,9 +558,19 @@ impl Application {
             None => Server::builder(),
         };
         let serve = server
+            // At most this many calls at once on one connection (h2's default was no limit;
+            // hyper's 200), and a connection whose peer answers no HTTP/2 ping within
+            // KEEPALIVE_TIMEOUT closed, its streams with it: a peer gone no longer holds a
+            // stream's task for ever (since 2026-12-07 late night).
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .http2_keepalive_interval(Some(KEEPALIVE))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             // Outside the panics' layer: a panic answered INTERNAL is counted so.
             .layer(crate::api::metrics::MetricsLayer(api.metrics.clone()))
             .layer(crate::api::panics::CatchPanicLayer)
+            // The token before the body (`api::auth_first`), inside the metrics' layer: a call
+            // refused so is counted.
+            .layer(crate::api::auth_first::AuthFirstLayer(api.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

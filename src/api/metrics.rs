@@ -49,7 +49,7 @@ pub const UNSERVED_PATHS: &str = "(paths not served)";
 
 /// Whether the server serves `path`: a method of the loanledger services, health or
 /// reflection (v1 and v1alpha).
-fn served(path: &str) -> bool {
+pub(crate) fn served(path: &str) -> bool {
     static SERVED: OnceLock<HashSet<String>> = OnceLock::new();
     SERVED
         .get_or_init(|| {

@@ -2,6 +2,7 @@
 //! call `app`, and map the answer (or the error) back to proto. Generated code lives in [`pb`].
 
 pub mod audit;
+pub mod auth_first;
 pub mod codec;
 pub mod connection;
 pub mod convert;
@@ -211,6 +212,17 @@ impl Api {
         Ok((principal, Credential { api: self.clone(), secret: secret.to_string() }))
     }
 
+    /// Whether the `authorization` header of `headers` names a valid token, as the handlers
+    /// judge it ([`Self::principal`]), for [`auth_first::AuthFirstLayer`], before the request's
+    /// body is read.
+    pub(crate) async fn check_authorization(
+        &self,
+        headers: &tonic::codegen::http::HeaderMap,
+    ) -> Result<(), tonic::Status> {
+        let header = headers.get("authorization").map(|v| v.to_str().ok());
+        self.principal_of(bearer_in(header)?).await.map(|_| ())
+    }
+
     /// The principal of the token `secret`, from the cache while its entry is fresh.
     async fn principal_of(&self, secret: &str) -> Result<Principal, tonic::Status> {
         let key = hash_token(secret);
@@ -299,13 +311,16 @@ impl Credential {
 
 /// The token of a request's `authorization: Bearer <token>` (the scheme's name in any case).
 fn bearer_secret<T>(request: &Request<T>) -> Result<&str, tonic::Status> {
-    let header = request
-        .metadata()
-        .get("authorization")
+    let header = request.metadata().get("authorization").map(|v| v.to_str().ok());
+    bearer_in(header)
+}
+
+/// The token of an `authorization` header (`None`: no header; `Some(None)`: one that is not
+/// text).
+fn bearer_in(header: Option<Option<&str>>) -> Result<&str, tonic::Status> {
+    let header = header
         .ok_or_else(|| tonic::Status::unauthenticated("missing authorization: Bearer <token>"))?;
     header
-        .to_str()
-        .ok()
         .and_then(bearer_credentials)
         .map(str::trim)
         .filter(|s| !s.is_empty())

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use loanledger::api::pb;
+use loanledger::api::pb::loan_service_client::LoanServiceClient;
 use loanledger::api::pb::registry_service_client::RegistryServiceClient;
 use loanledger::app::auth::Role;
 use tonic::Code;
@@ -14,6 +15,7 @@ use crate::common::*;
 
 on_both_backends!(
     authentication_and_roles,
+    a_call_without_a_valid_token_is_refused_before_its_body_is_read,
     what_is_outside_the_callers_books_is_missing_to_it,
     revoked_token_is_refused,
     first_operator_token_and_token_commands,
@@ -1288,5 +1290,50 @@ async fn a_token_revoked_while_its_stream_runs_ends_it(backend: Backend) {
     };
     assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
     assert!(read < whole, "{read} transactions read of {whole}");
+    app.finish().await;
+}
+
+/// A call of a loanledger method is refused from its headers when its token is missing or
+/// unknown, before its body is read (`api::auth_first`, since 2026-12-07 late night): a body
+/// over the 4 MiB a request may have is `UNAUTHENTICATED` then, where it was decoded first
+/// and refused `OUT_OF_RANGE` for its size; with a valid token it is still `OUT_OF_RANGE`.
+/// Health and reflection take no token, and a path the server does not serve is
+/// `UNIMPLEMENTED` before any token, as before.
+async fn a_call_without_a_valid_token_is_refused_before_its_body_is_read(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let t = app.seed().await;
+    let huge = || pb::GetLoanRequest {
+        loan_id: "x".repeat(5 << 20),
+        as_of: String::new(),
+        through_seq: 0,
+    };
+    let mut anonymous = LoanServiceClient::new(app.channel());
+    let refused = expect_code(anonymous.get_loan(huge()).await, Code::Unauthenticated);
+    assert!(refused.message().contains("missing authorization"), "{refused:?}");
+    let unknown = format!("ll_{}", "cd".repeat(32));
+    expect_code(app.loans(&unknown).get_loan(huge()).await, Code::Unauthenticated);
+    let too_large = expect_code(app.loans(&t.bank).get_loan(huge()).await, Code::OutOfRange);
+    assert!(too_large.message().contains("4194304"), "{too_large:?}");
+    // The valid token's ordinary call, and health without a token, answered as ever.
+    let missing =
+        pb::GetLoanRequest { loan_id: loan_id("C404"), as_of: String::new(), through_seq: 0 };
+    expect_code(app.loans(&t.bank).get_loan(missing).await, Code::NotFound);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+    let check = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    health.check(check).await.expect("health without a token");
+    let path = "/loanledger.v1.LoanService/NoSuchMethod";
+    let mut grpc = tonic::client::Grpc::new(app.channel());
+    grpc.ready().await.expect("ready");
+    let codec = tonic_prost::ProstCodec::<pb::GetLedgerRequest, pb::Ledger>::default();
+    let unserved = grpc
+        .unary(
+            tonic::Request::new(pb::GetLedgerRequest { ledger_id: LEDGER.into() }),
+            path.parse().expect("a path"),
+            codec,
+        )
+        .await;
+    expect_code(unserved.map(|r| tonic::Response::new(r.into_inner())), Code::Unimplemented);
     app.finish().await;
 }
