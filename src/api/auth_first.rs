@@ -8,8 +8,8 @@
 //! few calls at once (a review of 2026-12-07 late night). [`AuthFirstLayer`] answers a call of a
 //! loanledger method whose token is missing, malformed, unknown, revoked or expired
 //! `UNAUTHENTICATED` from its headers alone, as the handler would, the body never read; the
-//! handler checks the token again (from the server's token cache: one hash and one read lock
-//! more a call). Health, reflection and paths the server does not serve (`UNIMPLEMENTED`, before
+//! handler takes the principal found ([`Authenticated`], in the request's extensions, which
+//! only the server sets), the token not looked up twice. Health, reflection and paths the server does not serve (`UNIMPLEMENTED`, before
 //! any token) are let through as before. A caller with a valid token is the programme's own
 //! (a bank, an office, an auditor, the operator): the server's limits on streams a connection
 //! ([`crate::startup`]) bound what one connection holds.
@@ -23,6 +23,11 @@ use tonic::codegen::Service;
 use tonic::codegen::http;
 
 use super::Api;
+
+/// The caller of a request whose token [`AuthFirst`] checked, for its handler
+/// ([`super::Api::principal`]).
+#[derive(Clone)]
+pub struct Authenticated(pub crate::app::auth::Principal);
 
 /// Wraps a service in [`AuthFirst`].
 #[derive(Clone)]
@@ -64,7 +69,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         // The service made ready above goes with this call; its clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -74,7 +79,10 @@ where
         let api = self.api.clone();
         Box::pin(async move {
             match api.check_authorization(request.headers()).await {
-                Ok(()) => inner.call(request).await,
+                Ok(principal) => {
+                    request.extensions_mut().insert(Authenticated(principal));
+                    inner.call(request).await
+                }
                 Err(status) => Ok(status.into_http()),
             }
         })
