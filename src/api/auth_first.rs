@@ -9,8 +9,8 @@
 //! loanledger method whose token is missing, malformed, unknown, revoked or expired
 //! `UNAUTHENTICATED` from its headers alone, as the handler would, the body never read; the
 //! handler takes the principal found ([`Authenticated`], in the request's extensions, which
-//! only the server sets), the token not looked up twice. Health, reflection and paths the server does not serve (`UNIMPLEMENTED`, before
-//! any token) are let through as before. A caller with a valid token is the programme's own
+//! only the server sets), the token not looked up twice. Health, reflection and paths the
+//! server does not serve (`UNIMPLEMENTED`, before any token) are let through as before. A caller with a valid token is the programme's own
 //! (a bank, an office, an auditor, the operator): the server's limits on streams a connection
 //! ([`crate::startup`]) bound what one connection holds.
 

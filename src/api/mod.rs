@@ -217,9 +217,9 @@ impl Api {
         Ok((principal, Credential { api: self.clone(), secret: secret.to_string() }))
     }
 
-    /// Whether the `authorization` header of `headers` names a valid token, as the handlers
-    /// judge it ([`Self::principal`]), for [`auth_first::AuthFirstLayer`], before the request's
-    /// body is read.
+    /// The caller whose valid token the `authorization` header of `headers` names, judged as
+    /// the handlers judge it ([`Self::principal`]), for [`auth_first::AuthFirstLayer`], before
+    /// the request's body is read.
     pub(crate) async fn check_authorization(
         &self,
         headers: &tonic::codegen::http::HeaderMap,
