@@ -1381,9 +1381,9 @@ fn unsettling_date(command: &LoanCommand) -> Option<BusinessDate> {
 
 /// Refuses a command dated before the loan's pool's last collective repayment
 /// ([`Servicing::pool_repaid_on`]) or before the last transfer of its money to the pool's
-/// partner ([`Servicing::pool_transferred_on`]; since 2026-12-07 late night), but a settlement (which
-/// changes neither the principal nor what the loan owed that day, its interest accrued counted
-/// either way) and a recovery (of a loan written off: one written off before the repayment had
+/// partner ([`Servicing::pool_transferred_on`]; since 2026-12-07 late night), but a settlement
+/// (which changes neither the principal nor what the loan owed that day, its interest accrued
+/// counted either way) and a recovery (of a loan written off: one written off before the repayment had
 /// no part in it, one written off after takes nothing dated before its write-off): the
 /// repayment was split by what each member owed on its day, and the transfer held within the
 /// principal the loan had outstanding on its day. The later of the two marks is named. Left to
@@ -1399,34 +1399,37 @@ fn check_pool_date(state: &LoanState, command: &LoanCommand) -> Result<(), Domai
     {
         return Ok(());
     }
+    // Each mark: its day, its metadata key, what it was, and why no event goes before it.
     let s = &state.servicing;
-    let marks =
-        [(s.pool_repaid_on, "pool_repaid_on"), (s.pool_transferred_on, "pool_transferred_on")];
-    let Some((on, field)) =
-        marks.into_iter().filter_map(|(on, field)| Some((on?, field))).max_by_key(|(on, _)| *on)
-    else {
+    let marks = [
+        (
+            s.pool_repaid_on,
+            "pool_repaid_on",
+            "pool's collective repayment",
+            "split by what each member owed that day",
+        ),
+        (
+            s.pool_transferred_on,
+            "pool_transferred_on",
+            "transfer to its pool's partner",
+            "held within the principal it had outstanding that day",
+        ),
+    ];
+    let later = marks
+        .into_iter()
+        .filter_map(|(on, field, what, why)| Some((on?, field, what, why)))
+        .max_by_key(|(on, ..)| *on);
+    let Some((on, field, what, why)) = later.filter(|(on, ..)| date < *on) else {
         return Ok(());
-    };
-    if date >= on {
-        return Ok(());
-    }
-    let loan_id = &state.terms.loan_id;
-    let why = if field == "pool_repaid_on" {
-        format!(
-            "loan {loan_id}'s pool's collective repayment on {}, split by what each member owed \
-             that day",
-            format_date(on)
-        )
-    } else {
-        format!(
-            "loan {loan_id}'s transfer to its pool's partner on {}, held within the principal \
-             it had outstanding that day",
-            format_date(on)
-        )
     };
     Err(DomainError::refused(
         Reason::ValueDateOutOfRange,
-        format!("value date {} is before {why}", format_date(date)),
+        format!(
+            "value date {} is before loan {}'s {what} on {}, {why}",
+            format_date(date),
+            state.terms.loan_id,
+            format_date(on)
+        ),
     )
     .with(field, format_date(on))
     .with(EARLIEST_DATE, format_date(on)))
