@@ -156,13 +156,29 @@ fn merged(
     ours
 }
 
-/// An exclusive lock of the marks file's lock file (`<file>.lock`), held until dropped.
+/// An exclusive lock of the marks file's lock file ([`lock_file`]), held until dropped.
 fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(name)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_file(path))?;
     file.lock()?;
     Ok(file)
+}
+
+/// The lock file of the marks file `path`: `<file>.lock`.
+fn lock_file(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Removes a marks file and its lock file, those of a key discarded before it signed anything
+/// (a rotation that failed after carrying the old key's marks over), whichever exist.
+pub fn discard(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(lock_file(path));
 }
 
 fn read(path: &Path) -> anyhow::Result<BTreeMap<String, Mark>> {

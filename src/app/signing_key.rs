@@ -143,13 +143,20 @@ pub fn rotate(old: &Path, new: &Path, statement: &Path, at: String) -> anyhow::R
         });
     }
     // What the old key signed binds the new one: it refuses what the old one would.
-    let carried = crate::app::signed_marks::carry_over(
-        &crate::app::signed_marks::marks_file(old, &public_hex(&old_key)),
-        &crate::app::signed_marks::marks_file(new, &public_hex(&new_key)),
-    );
-    if let Err(e) = carried {
+    let new_marks = crate::app::signed_marks::marks_file(new, &public_hex(&new_key));
+    // The new key's files removed on a failure from here on (its marks file and their lock
+    // file too since 2026-12-08: they were left behind).
+    let discard_new = || {
         let _ = std::fs::remove_file(new);
         let _ = std::fs::remove_file(statement);
+        crate::app::signed_marks::discard(&new_marks);
+    };
+    let carried = crate::app::signed_marks::carry_over(
+        &crate::app::signed_marks::marks_file(old, &public_hex(&old_key)),
+        &new_marks,
+    );
+    if let Err(e) = carried {
+        discard_new();
         return Err(e.context("Failed to carry the old key's signed marks over to the new key"));
     }
     let (h, by_old, by_new) = crate::ledger::checkpoint::Handover::sign(&old_key, &new_key, at);
@@ -163,8 +170,7 @@ pub fn rotate(old: &Path, new: &Path, statement: &Path, at: String) -> anyhow::R
         .and_then(|()| sync_parent(statement))
         .and_then(|()| sync_parent(old));
     if let Err(e) = done {
-        let _ = std::fs::remove_file(new);
-        let _ = std::fs::remove_file(statement);
+        discard_new();
         let _ = std::fs::rename(&retired, old);
         return Err(e).context("Failed to write the handover statement or retire the old key");
     }

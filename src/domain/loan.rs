@@ -1387,16 +1387,16 @@ fn unsettling_date(command: &LoanCommand) -> Option<BusinessDate> {
 /// no part in it, one written off after takes nothing dated before its write-off): the
 /// repayment was split by what each member owed on its day, and the transfer held within the
 /// principal the loan had outstanding on its day. The later of the two marks is named. Left to
-/// the loan's own checks for a date before its last event (which they refuse, naming that
-/// event) and for a loan closed (its own rules).
+/// the loan's own checks for a loan closed (its own rules) and where the loan's last event is
+/// as late as the mark (they refuse a date before it, naming it): the date named is the latest
+/// that blocks, so that a retry dated on it is not refused again for an earlier one (since
+/// 2026-12-08: a transfer, not an event of the loan, named after its last event, was named
+/// only on the retry dated on that event).
 fn check_pool_date(state: &LoanState, command: &LoanCommand) -> Result<(), DomainError> {
     let Some(date) = unsettling_date(command) else {
         return Ok(());
     };
-    if date < state.last_value_date
-        || !state.status.is_open()
-        || matches!(command, LoanCommand::Recover { .. })
-    {
+    if !state.status.is_open() || matches!(command, LoanCommand::Recover { .. }) {
         return Ok(());
     }
     // Each mark: its day, its metadata key, what it was, and why no event goes before it.
@@ -1419,7 +1419,9 @@ fn check_pool_date(state: &LoanState, command: &LoanCommand) -> Result<(), Domai
         .into_iter()
         .filter_map(|(on, field, what, why)| Some((on?, field, what, why)))
         .max_by_key(|(on, ..)| *on);
-    let Some((on, field, what, why)) = later.filter(|(on, ..)| date < *on) else {
+    let Some((on, field, what, why)) =
+        later.filter(|(on, ..)| date < *on && *on > state.last_value_date)
+    else {
         return Ok(());
     };
     Err(DomainError::refused(

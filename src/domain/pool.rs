@@ -900,41 +900,34 @@ impl Pool {
             )
             .with("status", loan.status.as_str()));
         }
-        match loan.disbursed_on {
-            Some(paid) if paid <= date => {}
-            paid => {
-                return Err(refused(
-                    Reason::ValueDateOutOfRange,
-                    format!("loan {loan_id} was not paid out by {}", format_date(date)),
+        // The latest of the days that bar an earlier transfer is named, with its reason (since
+        // 2026-12-08: the first barred was named, and a retry dated on it refused again for a
+        // later one, the payout's day then the last change of holdings).
+        let Some(paid) = loan.disbursed_on else {
+            return Err(refused(
+                Reason::ValueDateOutOfRange,
+                format!("loan {loan_id} was not paid out by {}", format_date(date)),
+            ));
+        };
+        let last_held = member.held_changes.last().map(|change| change.date);
+        let last_event = loan.last_value_date.max(paid);
+        let earliest = last_held.map_or(last_event, |held| held.max(last_event));
+        if date < earliest {
+            let why = if last_held.is_some_and(|held| held > last_event) {
+                format!("the last change of what the partner holds of loan {loan_id}")
+            } else if date < paid {
+                format!("loan {loan_id}'s payout: nothing of it was paid out by then")
+            } else {
+                format!(
+                    "loan {loan_id}'s last event: a transfer hands over what the loan had paid \
+                     out by its date"
                 )
-                .with_date(EARLIEST_DATE, paid));
-            }
-        }
-        if date < loan.last_value_date {
+            };
             return Err(refused(
                 Reason::ValueDateOutOfRange,
-                format!(
-                    "{} is before loan {loan_id}'s last event ({}): a transfer hands over what \
-                     the loan had paid out by its date",
-                    format_date(date),
-                    format_date(loan.last_value_date)
-                ),
+                format!("{} is before {why} ({})", format_date(date), format_date(earliest)),
             )
-            .with(EARLIEST_DATE, format_date(loan.last_value_date)));
-        }
-        if let Some(last) = member.held_changes.last()
-            && date < last.date
-        {
-            return Err(refused(
-                Reason::ValueDateOutOfRange,
-                format!(
-                    "{} is before the last change of what the partner holds of loan {loan_id} \
-                     ({})",
-                    format_date(date),
-                    format_date(last.date)
-                ),
-            )
-            .with(EARLIEST_DATE, format_date(last.date)));
+            .with(EARLIEST_DATE, format_date(earliest)));
         }
         // What the household still owes of the loan, less what the partner holds of it: the
         // principal it repaid itself is no longer its to hand over (what the loan paid out

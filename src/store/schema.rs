@@ -158,7 +158,7 @@ const PG_GUARDS: [(&str, &str, &str); 12] = {
 };
 
 /// The service's relations on PostgreSQL and the kind each must be (`r` a table, `v` a view).
-const PG_RELATIONS: [(&str, &str); 13] = [
+const PG_RELATIONS: [(&str, &str); 20] = [
     ("ledger", "r"),
     ("bank", "r"),
     ("household", "r"),
@@ -172,6 +172,15 @@ const PG_RELATIONS: [(&str, &str); 13] = [
     ("idempotency", "r"),
     ("api_token", "r"),
     ("posting", "v"),
+    // Migrations 0012, 0013, 0015 and 0020 (their tables were missing here until 2026-12-08:
+    // a policy hiding a claim's period from verify's scan went unreported).
+    ("subsidy_claim", "r"),
+    ("subsidy_claim_period", "r"),
+    ("risk_fund", "r"),
+    ("risk_compensation", "r"),
+    ("pool", "r"),
+    ("pool_member", "r"),
+    ("token_revocation", "r"),
 ];
 
 /// The functions the guards (`refuse_change`) and the tables' checks (`loanledger_require`)

@@ -1452,6 +1452,24 @@ $$")
             ])
             .await;
             run("drop policy hide on loan; alter table loan disable row level security").await;
+            // On the tables of later migrations too (since 2026-12-08: a policy there hid a
+            // claim's period or a pool from verify's scan, unreported).
+            for table in ["subsidy_claim_period", "pool"] {
+                run(&format!(
+                    "alter table {table} enable row level security; \
+                     create policy hide on {table} using (true)"
+                ))
+                .await;
+                let policy = format!("schema: policy hide on {table} is not the migrations'");
+                let security = format!(
+                    "schema: row-level security is on for {table}: the migrations leave it off"
+                );
+                reports(&[&policy, &security]).await;
+                run(&format!(
+                    "drop policy hide on {table}; alter table {table} disable row level security"
+                ))
+                .await;
+            }
         }
     }
     passes().await;

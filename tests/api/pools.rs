@@ -132,10 +132,12 @@ async fn an_entrusted_pool_from_its_agreement_to_its_settlement(backend: Backend
     assert_eq!(again, created, "the same answer");
     let taken = pb::CreatePoolRequest {
         pool_id: "B1-P002".into(),
-        ..agreement(&rid("pool"), pb::PoolMode::Direct, &[&first])
+        ..agreement(&rid("pool"), pb::PoolMode::Direct, &[&second, &first])
     };
     let taken = expect_refused(pools(&t.bank).create_pool(taken).await, "POOL_MEMBER_TAKEN");
     assert_eq!(metadata(&taken, "pool_id").as_deref(), Some(POOL));
+    // The first taken in the request's order, on both backends.
+    assert_eq!(metadata(&taken, "loan_id"), Some(second.clone()), "{taken:?}");
 
     let partner = format!("pool/{POOL}/partner");
     let pooled = |h: &str| format!("household/{h}/pooled");
@@ -939,6 +941,12 @@ async fn a_members_event_is_not_dated_before_its_transfer_to_the_partner(backend
     assert_eq!(metadata(&early, "pool_transferred_on").as_deref(), Some("2021-02-01"), "{early:?}");
     assert_eq!(metadata(&early, "earliest_date").as_deref(), Some("2021-02-01"), "{early:?}");
     assert!(early.message().contains("transfer to its pool's partner on 2021-02-01"), "{early:?}");
+    // Dated before the payout (the loan's last event) too: the transfer's day is named, the
+    // one a retry is taken from (until 2026-12-08 the payout's, the retry dated on it refused
+    // again).
+    let earlier = app.repay_as(&t.bank, &rid("repay"), &first, "2021-01-22", 1_000_000).await;
+    let earlier = expect_refused(earlier.map(tonic::Response::new), "VALUE_DATE_OUT_OF_RANGE");
+    assert_eq!(metadata(&earlier, "earliest_date").as_deref(), Some("2021-02-01"), "{earlier:?}");
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), before, "nothing posted");
     let loan = app.get_loan(&t.bank, &first).await;
     assert_eq!(loan.principal_outstanding_fen, STANDARD_PRINCIPAL_FEN);

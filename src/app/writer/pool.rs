@@ -60,7 +60,10 @@ impl Writer {
                 check_bank(actor, loan)?;
             }
             let ids: Vec<&str> = loan_ids.iter().map(String::as_str).collect();
-            if let Some((loan_id, other)) = tx.pools_of_loans(&ids).await?.into_iter().next() {
+            // The first taken in the agreement's order, the same on both backends.
+            let taken = tx.pools_of_loans(&ids).await?;
+            let first = ids.iter().find_map(|id| taken.iter().find(|(loan, _)| loan == id));
+            if let Some((loan_id, other)) = first.cloned() {
                 return Err(DomainError::refused(
                     Reason::PoolMemberTaken,
                     format!("loan {loan_id} is a member of pool {other}: a loan joins one pool"),

@@ -172,6 +172,24 @@ fn transfers_returns_and_participation() {
     assert_eq!(code(back), "VALUE_DATE_OUT_OF_RANGE");
     applied(&mut pool, |p| p.transfer(&a, d("2021-03-01"), Fen(2_000_000)));
     assert_eq!(pool.member("A").unwrap().held_fen(), Fen(5_000_000));
+    // Dated before both the loan's last event and the last change of what the partner holds,
+    // the later is named, with its reason: a retry dated on the earlier would be refused
+    // again (it was named until 2026-12-08).
+    let mut moved = a.clone();
+    moved.last_value_date = d("2021-02-15");
+    for date in ["2021-02-10", "2021-02-15"] {
+        let barred = pool.transfer(&moved, d(date), Fen(1)).unwrap_err();
+        let earliest = ("earliest_date".to_string(), "2021-03-01".to_string());
+        assert!(
+            matches!(&barred, DomainError::Refused { metadata, message, .. }
+                if metadata.contains(&earliest)
+                    && message.contains("before the last change of what the partner holds")),
+            "{date}: {barred:?}"
+        );
+    }
+    moved.last_value_date = d("2021-03-05");
+    let barred = pool.transfer(&moved, d("2021-03-02"), Fen(1)).unwrap_err();
+    assert!(barred.to_string().contains("loan A's last event"), "{barred}");
     // The household repaid 10,000.00 of principal itself since: the partner holds more than is
     // outstanding, and nothing is left to hand over (not a negative amount).
     let mut repaid = a.clone();
@@ -848,6 +866,11 @@ fn a_member_takes_nothing_dated_before_its_transfer_but_a_settlement() {
         let mut replayed = marked.clone();
         assert!(replayed.apply(&event, 9).is_ok(), "{command:?}: replayed as recorded");
     }
+    // Dated before the loan's own last event (its payout) too, the transfer's later day is
+    // named: a retry dated on the payout would be refused again.
+    let before = LoanCommand::Repay { date: d("2021-01-20"), amount: Fen(1), netted: Fen::ZERO };
+    let refused = marked.plan(&before).unwrap_err().to_string();
+    assert!(refused.contains("transfer to its pool's partner on 2021-06-20"), "{refused}");
     let (_, settled) = marked.plan(&LoanCommand::Settle { date: d("2021-03-20") }).unwrap();
     assert_eq!(settled.servicing.pool_transferred_on, Some(d("2021-06-20")), "kept");
     let repay = LoanCommand::Repay { date: d("2021-06-20"), amount: Fen(1), netted: Fen::ZERO };
