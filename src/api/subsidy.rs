@@ -199,7 +199,9 @@ impl SubsidyService for Api {
                     );
                     checks += 1;
                 }
-                written => return self.claim_answer("submit_subsidy_claim", written).await,
+                written => {
+                    return self.claim_answer(&actor, "submit_subsidy_claim", written).await;
+                }
             }
         }
     }
@@ -403,7 +405,12 @@ impl SubsidyService for Api {
         let last = (claims.len() == page_size as usize).then(|| claims.last()).flatten();
         let next_page_token =
             listing::page_token_after(last.map(|(c, _)| c.claim.claim_id.as_str()), &query);
-        let claims = claims.iter().map(|(c, seq)| claim_to_pb(&c.claim, &c.totals, *seq)).collect();
+        // (A listed claim's summary has no lines: none is given.)
+        let no_lines = LinesPage::first(&actor, "");
+        let claims = claims
+            .iter()
+            .map(|(c, seq)| claim_to_pb(&c.claim, &c.totals, *seq, &no_lines))
+            .collect();
         Ok(Response::new(pb::ListSubsidyClaimsResponse { claims, next_page_token }))
     }
 
@@ -412,13 +419,15 @@ impl SubsidyService for Api {
         request: Request<pb::GetSubsidyClaimRequest>,
     ) -> Result<Response<pb::SubsidyClaim>, Status> {
         let actor = self.principal(&request).await?;
-        let pb::GetSubsidyClaimRequest { claim_id } = request.into_inner();
+        let pb::GetSubsidyClaimRequest { claim_id, lines_page_size, lines_page_token } =
+            request.into_inner();
         let claim_id = parse::id("claim_id", &claim_id)?;
+        let page = LinesPage::asked(&actor, &claim_id, lines_page_size, &lines_page_token)?;
         let claim = self.db.subsidy_claim(&claim_id).await.map_err(|e| status(e.into()))?;
         // A claim outside the caller's books is answered as a missing one.
         match claim {
             Some((claim, submitted_seq)) if actor.reads_loan(&claim.bank_id, &claim.ledger_id) => {
-                Ok(Response::new(claim_to_pb(&claim, &claim.totals(), submitted_seq)))
+                Ok(Response::new(claim_to_pb(&claim, &claim.totals(), submitted_seq, &page)))
             }
             _ => Err(Status::not_found(format!("subsidy claim {claim_id} not found"))),
         }
@@ -435,13 +444,15 @@ impl Api {
         command: Command,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
         let what = command.name();
-        let written = self.writer.submit(actor, request_id, command).await;
-        self.claim_answer(what, written).await
+        let written = self.writer.submit(actor.clone(), request_id, command).await;
+        self.claim_answer(&actor, what, written).await
     }
 
-    /// The answer to a claim's write: the claim as recorded, or as it stands for a retry.
+    /// The answer to a claim's write: the claim as recorded, or as it stands for a retry, with
+    /// its first page of lines.
     async fn claim_answer(
         &self,
+        actor: &Principal,
         what: &str,
         written: Result<Outcome, AppError>,
     ) -> Result<Response<pb::SubsidyClaimResponse>, Status> {
@@ -458,8 +469,9 @@ impl Api {
             }
             _ => return Err(unexpected(what)),
         };
+        let page = LinesPage::first(actor, &claim.claim_id);
         Ok(Response::new(pb::SubsidyClaimResponse {
-            claim: Some(claim_to_pb(&claim, &claim.totals(), submitted_seq)),
+            claim: Some(claim_to_pb(&claim, &claim.totals(), submitted_seq, &page)),
             entry: Some(journal_ref(&entry)),
         }))
     }
@@ -530,8 +542,70 @@ fn claimed_lines(
     Ok(parsed)
 }
 
-/// A claim as answered, with its sums (`totals`: its lines', which a summary's claim has not).
-fn claim_to_pb(claim: &Claim, totals: &ClaimTotals, submitted_seq: u64) -> pb::SubsidyClaim {
+/// A claim's lines given at most in one answer (since 2026-12-08; every line was given, and
+/// an answer of 20,000 lines stating every column the bank may state, about 230 bytes a line,
+/// passed the 4 MiB that gRPC clients take by default: the claim recorded, its answer and every
+/// read of it failed in the client).
+pub const CLAIM_LINES_PAGE: usize = 1_000;
+
+/// Which of a claim's lines an answer gives: from `first`, at most `size`, the next page's
+/// token bound to the caller and the claim (`key`, as a listing's: another caller's or
+/// another claim's token is refused).
+struct LinesPage {
+    first: usize,
+    size: usize,
+    key: String,
+}
+
+impl LinesPage {
+    /// The first page, a write's answer's.
+    fn first(actor: &Principal, claim_id: &str) -> Self {
+        Self { first: 0, size: CLAIM_LINES_PAGE, key: lines_key(actor, claim_id) }
+    }
+
+    /// The page `GetSubsidyClaim` asks for.
+    fn asked(actor: &Principal, claim_id: &str, size: u32, token: &str) -> Result<Self, Status> {
+        let key = lines_key(actor, claim_id);
+        let first = match token {
+            "" => 0,
+            token => {
+                let field = "lines_page_token";
+                let index =
+                    listing::token_after_id(token, &key).map_err(|why| invalid(field, why))?;
+                index.parse().map_err(|_| invalid(field, "is not a token this service issued"))?
+            }
+        };
+        let size = match size as usize {
+            0 => CLAIM_LINES_PAGE,
+            n => n.min(CLAIM_LINES_PAGE),
+        };
+        Ok(Self { first, size, key })
+    }
+
+    /// The lines of a claim of `count` given, and the next page's token (empty: none follows).
+    fn of(&self, count: usize) -> (std::ops::Range<usize>, String) {
+        let start = self.first.min(count);
+        let end = start.saturating_add(self.size).min(count);
+        let next = (end < count).then(|| end.to_string());
+        (start..end, listing::page_token_after(next.as_deref(), &self.key))
+    }
+}
+
+/// What a claim's lines' page token is bound to: the caller and the claim.
+fn lines_key(actor: &Principal, claim_id: &str) -> String {
+    let query = format!("{}\nclaim lines\n{claim_id}", actor.actor());
+    listing::query_key(&query, &LoanFilter::default(), None)
+}
+
+/// A claim as answered, with its sums (`totals`: its lines', which a summary's claim has not)
+/// and the page of its lines `page` names.
+fn claim_to_pb(
+    claim: &Claim,
+    totals: &ClaimTotals,
+    submitted_seq: u64,
+    page: &LinesPage,
+) -> pb::SubsidyClaim {
+    let (lines, next_lines_token) = page.of(claim.lines.len());
     let status = match claim.status {
         ClaimStatus::Submitted => pb::SubsidyClaimStatus::Submitted,
         ClaimStatus::Noticed => pb::SubsidyClaimStatus::Noticed,
@@ -548,7 +622,10 @@ fn claim_to_pb(claim: &Claim, totals: &ClaimTotals, submitted_seq: u64) -> pb::S
         due_to: format_date(claim.due_to),
         submitted_on: format_date(claim.submitted_on),
         status: status.into(),
-        lines: claim.lines.iter().map(claim_line_to_pb).collect(),
+        line_count: u32::try_from(claim.lines.len()).unwrap_or(u32::MAX),
+        first_line: u32::try_from(lines.start).unwrap_or(u32::MAX),
+        lines: claim.lines[lines].iter().map(claim_line_to_pb).collect(),
+        next_lines_token,
         claimed_fen: totals.claimed_fen,
         recomputed_fen: totals.recomputed_fen,
         payable_fen: totals.payable_fen,
@@ -737,5 +814,35 @@ fn working_to_pb(w: &PeriodSubsidy) -> pb::SubsidyWorking {
             .collect(),
         subsidy_unrounded_fen: w.subsidy_unrounded_fen.normalize().to_string(),
         subsidy_fen: fen(w.subsidy),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write's answer gives a claim's first 1,000 lines and the token of the next; the pages
+    /// that token starts follow on to the last, which has none; a token of another caller or
+    /// claim is refused, naming the field.
+    #[test]
+    fn a_claims_lines_come_a_page_at_a_time() {
+        let bank = Principal { role: Role::Bank, org: "B1".into() };
+        let (lines, token) = LinesPage::first(&bank, "B1-Q1").of(2_500);
+        assert_eq!(lines, 0..CLAIM_LINES_PAGE);
+        let next = LinesPage::asked(&bank, "B1-Q1", 0, &token).expect("its token");
+        let (lines, token) = next.of(2_500);
+        assert_eq!(lines, 1_000..2_000);
+        let last = LinesPage::asked(&bank, "B1-Q1", 5_000, &token).expect("its token");
+        assert_eq!(last.of(2_500), (2_000..2_500, String::new()), "at most a page; the last");
+        assert_eq!(LinesPage::first(&bank, "B1-Q1").of(3), (0..3, String::new()));
+        let (lines, token) = LinesPage::asked(&bank, "B1-Q1", 1, "").expect("one line").of(3);
+        assert_eq!(lines, 0..1);
+        let past = LinesPage::asked(&bank, "B1-Q1", 1, &token).expect("its token").of(0);
+        assert_eq!(past, (0..0, String::new()), "a claim with fewer lines than the token names");
+        let finance = Principal { role: Role::Finance, org: "450121".into() };
+        for (actor, claim) in [(&finance, "B1-Q1"), (&bank, "B1-Q2")] {
+            let refused = LinesPage::asked(actor, claim, 0, &token).err().expect("refused");
+            assert!(refused.message().contains("lines_page_token"), "{refused:?}");
+        }
     }
 }

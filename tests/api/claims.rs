@@ -40,6 +40,11 @@ fn line(loan_id: &str, due_date: &str, paid: i64, subsidy: i64) -> pb::ClaimedSu
     }
 }
 
+/// A claim's first page of lines.
+fn get_claim(claim_id: &str) -> pb::GetSubsidyClaimRequest {
+    pb::GetSubsidyClaimRequest { claim_id: claim_id.into(), ..Default::default() }
+}
+
 fn claim_request(
     request_id: &str,
     number: &str,
@@ -275,12 +280,32 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
     for token in [&t.bank, &t.finance, &t.auditor] {
         let read = app
             .subsidy(token)
-            .get_subsidy_claim(pb::GetSubsidyClaimRequest { claim_id: claim_id.clone() })
+            .get_subsidy_claim(get_claim(&claim_id))
             .await
             .expect("GetSubsidyClaim")
             .into_inner();
         assert_eq!(read, claim);
     }
+    // Its lines a page at a time (since 2026-12-08; a claim of 20,000 lines answered them all,
+    // past the 4 MiB gRPC clients take by default): two, then the rest, by the same caller.
+    assert_eq!((claim.line_count, claim.first_line, claim.next_lines_token.as_str()), (5, 0, ""));
+    let page = async |token: &str, size: u32, page_token: &str| {
+        let request = pb::GetSubsidyClaimRequest {
+            claim_id: claim_id.clone(),
+            lines_page_size: size,
+            lines_page_token: page_token.into(),
+        };
+        app.subsidy(token).get_subsidy_claim(request).await
+    };
+    let two = page(&t.finance, 2, "").await.expect("the first two lines").into_inner();
+    assert_eq!((two.lines.as_slice(), two.line_count, two.first_line), (&claim.lines[..2], 5, 0));
+    assert!(!two.next_lines_token.is_empty(), "{two:?}");
+    let rest = page(&t.finance, 0, &two.next_lines_token).await.expect("the rest").into_inner();
+    assert_eq!((rest.lines.as_slice(), rest.first_line), (&claim.lines[2..], 2));
+    assert_eq!(rest.next_lines_token, "", "none follows");
+    // The token is the caller's and the claim's: another caller's, or a made-up one, refused.
+    expect_invalid(page(&t.auditor, 2, &two.next_lines_token).await, "lines_page_token");
+    expect_invalid(page(&t.finance, 2, "after:2").await, "lines_page_token");
     // A version dated back over the periods claimed that halves the subsidy is refused: the
     // claims were worked out with the figures before it (since 2026-12-07; it was taken, and
     // the registers then disagreed with the claims). Dated after them it is taken.
@@ -333,6 +358,8 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
         listed.iter().find(|c| c.claim_id == claim_id).map(|c| c.submitted_seq),
         Some(entry.seq)
     );
+    // Listed without their lines.
+    assert!(listed.iter().all(|c| c.lines.is_empty() && c.line_count == 0), "{listed:?}");
     // Claims stored before the column take their seq from the journal: the column taken away
     // and the migration run again, the claim names the same seq and verify holds; a seq changed
     // behind the service's back is found.
@@ -341,7 +368,7 @@ async fn a_bank_claims_a_quarter_checked_line_by_line(backend: Backend) {
         include_str!("../../migrations/postgres/0023_claim_submitted_seq.sql"),
     );
     app.rerun_migration("alter table subsidy_claim drop column submitted_seq", migration).await;
-    let read = pb::GetSubsidyClaimRequest { claim_id: claim_id.clone() };
+    let read = get_claim(&claim_id);
     let read = app.subsidy(&t.auditor).get_subsidy_claim(read).await.expect("GetSubsidyClaim");
     assert_eq!(read.into_inner(), claim);
     let v = app.verify(&t.auditor).await;
@@ -471,7 +498,7 @@ async fn claim_refusals_and_who_may_read(backend: Backend) {
     expect_code(submit("not-a-token", with(vec![good()])).await, Code::Unauthenticated);
     // Nothing of the refusals recorded: no entry, no claim.
     assert_eq!(app.journal(&t.auditor, LEDGER).await.len(), journal_before);
-    let request = pb::GetSubsidyClaimRequest { claim_id: "B1-R1".into() };
+    let request = get_claim("B1-R1");
     expect_code(app.subsidy(&t.auditor).get_subsidy_claim(request).await, Code::NotFound);
     // Another bank's loan is no line of this bank's register, and B2 learns nothing of it.
     let mut b2_claim = with(vec![good()]);
@@ -482,7 +509,7 @@ async fn claim_refusals_and_who_may_read(backend: Backend) {
     assert!(b2_claim.lines[0].household_id.is_empty());
 
     let get = async |token: &str, claim_id: &str| {
-        let request = pb::GetSubsidyClaimRequest { claim_id: claim_id.into() };
+        let request = get_claim(claim_id);
         app.subsidy(token).get_subsidy_claim(request).await
     };
     expect_code(get(&t.bank, "B2-R1").await, Code::NotFound);
