@@ -71,6 +71,12 @@ stop_child() {
     fi
 }
 
+# Set whether or not a cluster is started (since 2026-12-08: only its start set them, and with
+# LOANLEDGER_TEST_PG_URL given, or no PostgreSQL installed, Ctrl-C ended the script and left
+# the tests running in the background, which ignore SIGINT there).
+trap 'stop_child; exit 130' INT
+trap 'stop_child; exit 143' TERM
+
 free_port() {
     # Asks the kernel for a free port.
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
@@ -80,8 +86,6 @@ free_port() {
 start_cluster() {
     pg_dir="$(mktemp -d /tmp/loanledger-pg.XXXXXX)"
     trap stop_cluster EXIT
-    trap 'stop_child; exit 130' INT
-    trap 'stop_child; exit 143' TERM
     if [ "$(id -u)" = "0" ]; then
         if ! id postgres >/dev/null 2>&1; then
             echo "test.sh: running as root but there is no 'postgres' user to run PostgreSQL" >&2

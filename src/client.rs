@@ -42,6 +42,8 @@ pub struct Target {
     pub ca_cert: Option<Vec<u8>>,
     /// The client's certificate and key (PEM), for a server asking for mutual TLS.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Warnings as JSON log lines (`--log-format json`), not text.
+    pub json_log: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,11 +263,18 @@ async fn channel(target: &Target) -> Result<Endpoint, ClientError> {
             let loopback = host == "localhost"
                 || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
             if target.token.is_some() && !loopback {
-                eprintln!(
-                    "warning: the token goes to {} in the clear (http://): use https:// with \
-                     --ca-cert for a server on another machine",
+                let warning = format!(
+                    "the token goes to {} in the clear (http://): use https:// with --ca-cert \
+                     for a server on another machine",
                     target.server
                 );
+                // One of the JSON lines asked for (since 2026-12-08: text among them, which a
+                // collector reading JSON drops).
+                if target.json_log {
+                    tracing::warn!(server = %target.server, "{warning}");
+                } else {
+                    eprintln!("warning: {warning}");
+                }
             }
             endpoint
         }

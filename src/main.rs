@@ -398,15 +398,15 @@ fn heap_without_huge_pages() -> Option<std::io::Error> {
 /// as clap prints them; with arguments that cannot be read, clap's error, as one JSON `ERROR`
 /// line when JSON logs are asked for (`--log-format json` or `LOANLEDGER_LOG_FORMAT=json`;
 /// since 2026-12-07 it was text whatever the format, which a collector reading JSON drops), and
-/// exit status 2 either way.
+/// exit status 2 either way. A command given without its subcommand (`token`, `client`) is
+/// such an error, its help the text (since 2026-12-08 as JSON too: clap printed its help).
 fn parsed(args: Vec<std::ffi::OsString>) -> Cli {
     use clap::error::ErrorKind;
     let e = match Cli::try_parse_from(&args) {
         Ok(cli) => return cli,
         Err(e) => e,
     };
-    let asked = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+    let asked = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
     let json_arg = args.windows(2).any(|w| w[0] == "--log-format" && w[1] == "json")
         || args.iter().any(|a| a == "--log-format=json");
     let json_env = std::env::var("LOANLEDGER_LOG_FORMAT").is_ok_and(|f| f == "json");
@@ -510,6 +510,7 @@ async fn run_command(cli: Cli, huge_pages: Option<std::io::Error>) -> anyhow::Re
                         (Some(cert), Some(key)) => Some((read(&cert)?, read(&key)?)),
                         _ => None,
                     },
+                    json_log,
                 };
                 match command {
                     ClientCmd::Methods => {

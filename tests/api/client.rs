@@ -193,6 +193,17 @@ async fn the_cli_client_calls_the_api(backend: Backend) {
         run_client("http://0.0.0.0:1", Some(&t.bank), &["call", "LoanService/GetLoan", &get], "");
     assert_eq!(clear.status, Some(3), "{}", clear.stderr);
     assert!(clear.stderr.starts_with("warning: the token goes to http://0.0.0.0:1 in the clear"));
+    // With JSON logs asked for, the warning is one of them (since 2026-12-08: its text).
+    let clear = run_client("http://0.0.0.0:1", Some(&t.bank), &json, "");
+    let logged: Vec<serde_json::Value> = clear
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(logged.len(), 2, "{}", clear.stderr);
+    assert_eq!(logged[0]["level"], "WARN", "{}", clear.stderr);
+    let said = logged[0]["fields"]["message"].as_str().expect("its message");
+    assert!(said.starts_with("the token goes to http://0.0.0.0:1 in the clear"), "{said}");
     for server in ["http://127.0.0.1:1", "http://[::1]:1", "http://localhost:1"] {
         let near = run_client(server, Some(&t.bank), &["call", "LoanService/GetLoan", &get], "");
         assert_eq!(near.status, Some(3), "{}", near.stderr);

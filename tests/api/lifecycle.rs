@@ -1256,17 +1256,25 @@ async fn a_failed_start_is_logged_as_json(backend: Backend) {
     assert!(error.contains("must start with sqlite: or postgres:, got mysql"), "{error}");
     assert!(!error.contains("corrupt"), "{error}");
     // So is an argument that cannot be read (since 2026-12-07 clap's text), exit status 2.
-    let args = ["--log-format", "json", "serve", "--utc-offset", "8"];
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON line");
-    assert_eq!(line["level"], "ERROR", "{stderr}");
-    let error = line["fields"]["error"].as_str().expect("the error");
-    assert!(error.contains("invalid value '8' for '--utc-offset"), "{error}");
+    // And a command missing its subcommand (since 2026-12-08 as JSON: clap's help as text).
+    for (args, said) in [
+        (
+            &["--log-format", "json", "serve", "--utc-offset", "8"][..],
+            "invalid value '8' for '--utc-offset",
+        ),
+        (&["--log-format", "json", "token"][..], "Usage: loanledger token"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_loanledger"))
+            .args(args)
+            .output()
+            .expect("the binary runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON line");
+        assert_eq!(line["level"], "ERROR", "{stderr}");
+        let error = line["fields"]["error"].as_str().expect("the error");
+        assert!(error.contains(said), "{error}");
+    }
 }
 
 /// Backup settings that would make every backup fail are warned about when the server starts
